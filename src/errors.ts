@@ -1,0 +1,61 @@
+/**
+ * The broker's error vocabulary. The core throws only these for untrusted input (and TypeError for
+ * programmer mistakes); the HTTP edge maps them to RFC 6749 §5.2 bodies, the CLI to one-line messages.
+ */
+
+/** OAuth 2.0 error codes we emit: RFC 6749 §5.2, RFC 8693 §2.2.2 `invalid_target`, and 503's `temporarily_unavailable`. */
+export type OAuthErrorCode =
+  | 'invalid_request'
+  | 'invalid_client'
+  | 'invalid_grant'
+  | 'unauthorized_client'
+  | 'unsupported_grant_type'
+  | 'invalid_scope'
+  | 'invalid_target'
+  | 'access_denied'
+  | 'temporarily_unavailable'
+
+export abstract class BrokerError extends Error {
+  abstract readonly error: OAuthErrorCode
+  readonly status: 400 | 401 | 403 | 503 = 400
+  /** Safe to show the client: becomes `error_description`. Never put secrets or tokens here. */
+  readonly description: string
+
+  constructor(description: string, options?: { cause?: unknown }) {
+    super(description, options)
+    this.name = new.target.name
+    this.description = description
+  }
+}
+
+export class InvalidRequest extends BrokerError { readonly error = 'invalid_request' }
+export class InvalidGrant extends BrokerError { readonly error = 'invalid_grant' }
+export class InvalidTarget extends BrokerError { readonly error = 'invalid_target' }
+export class InvalidScope extends BrokerError { readonly error = 'invalid_scope' }
+export class UnauthorizedClient extends BrokerError { readonly error = 'unauthorized_client' }
+export class UnsupportedGrantType extends BrokerError { readonly error = 'unsupported_grant_type' }
+export class InvalidClient extends BrokerError {
+  readonly error = 'invalid_client'
+  override readonly status = 401
+}
+export class AccessDenied extends BrokerError {
+  readonly error = 'access_denied'
+  override readonly status = 403
+}
+export class TemporarilyUnavailable extends BrokerError {
+  readonly error = 'temporarily_unavailable'
+  override readonly status = 503
+}
+
+/**
+ * A failure an operator must fix (bad key file, bad config). The CLI prints `message` as one line;
+ * the server refuses to start. Never carries secret values.
+ */
+export class OperatorError extends Error {
+  readonly code: string
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.name = 'OperatorError'
+    this.code = code
+  }
+}

@@ -1,0 +1,166 @@
+import { createPrivateKey, createPublicKey, generateKeyPairSync, createHash } from 'node:crypto'
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs'
+import { basename, join } from 'node:path'
+import { OperatorError } from '../errors.ts'
+import type { AsymmetricAlg } from '../issuance/jws.ts'
+import { prepareIdTokenKey, type IdTokenKey } from '../issuance/idtoken.ts'
+import type { AsymmetricKey } from '../issuance/scitoken.ts'
+import { readSecretFile, writeSecretFileAtomic } from '../lib/secure_file.ts'
+import { assertKeyName, CONDOR_EXCLUDED_NAME, CONDOR_KEY_BYTES, generateCondorKeyFile } from './condor_key_file.ts'
+import { algForKey, jwkThumbprint, publicJwk, type PublicJwk } from './jwk.ts'
+
+/** One asymmetric key's record in keyring.json. The private key lives beside it in `<kid>.pem` (0600). */
+export interface KeyringEntry {
+  kid: string
+  alg: AsymmetricAlg
+  /** Epoch seconds. */
+  created: number
+  /** Set when a newer key took over; the key then only verifies. */
+  retired?: number
+  /** Published in the JWKS until this time: every token it signed has expired by then. */
+  publish_until?: number
+}
+
+/**
+ * The broker's keys on disk:
+ *   <dir>/condor/<NAME>      HTCondor signing keys, scrambled, byte-compatible with passwords.d
+ *   <dir>/jwt/keyring.json   asymmetric keys' metadata (no secrets)
+ *   <dir>/jwt/<kid>.pem      PKCS#8 private keys
+ * Directories are 0700 and files 0600; files with group/other bits are refused when read.
+ */
+export class KeyStore {
+  readonly dir: string
+  constructor(dir: string) {
+    this.dir = dir
+  }
+
+  private get condorDir(): string { return join(this.dir, 'condor') }
+  private get jwtDir(): string { return join(this.dir, 'jwt') }
+
+  condorKeyPath(name: string): string {
+    assertKeyName(name)
+    return join(this.condorDir, name)
+  }
+
+  hasCondorKey(name: string): boolean {
+    return existsSync(this.condorKeyPath(name))
+  }
+
+  /** Creates a fresh 64-byte key like HTCondor's collector does (O_EXCL, 0600). */
+  createCondorKey(name: string): string {
+    const path = this.condorKeyPath(name)
+    if (existsSync(path)) throw new OperatorError('EEXIST', `HTCondor key ${name} already exists at ${path}`)
+    writeSecretFileAtomic(path, generateCondorKeyFile(), { exclusive: true })
+    return path
+  }
+
+  /** Imports an existing pool key file byte for byte so the broker and the collector share one key. */
+  importCondorKey(file: string, name = basename(file)): string {
+    const bytes = readSecretFile(file)
+    if (bytes.length === 0) throw new OperatorError('EEMPTY', `${file} is empty`)
+    const path = this.condorKeyPath(name)
+    if (existsSync(path)) throw new OperatorError('EEXIST', `HTCondor key ${name} already exists at ${path}`)
+    writeSecretFileAtomic(path, bytes, { exclusive: true })
+    return path
+  }
+
+  loadIdTokenKey(name: string): IdTokenKey {
+    return loadIdTokenKeyFile(this.condorKeyPath(name), name)
+  }
+
+  listCondorKeys(): { name: string; path: string; bytes: number; mode: string; fingerprint: string }[] {
+    if (!existsSync(this.condorDir)) return []
+    return readdirSync(this.condorDir)
+      .filter((n) => !CONDOR_EXCLUDED_NAME.test(n))
+      .sort()
+      .map((name) => {
+        const path = join(this.condorDir, name)
+        const st = statSync(path)
+        // A fingerprint lets admins compare copies across hosts without showing key material.
+        const fingerprint = createHash('sha256').update(readFileSync(path)).digest('hex').slice(0, 16)
+        return { name, path, bytes: st.size, mode: (st.mode & 0o777).toString(8).padStart(4, '0'), fingerprint }
+      })
+  }
+
+  readKeyring(): KeyringEntry[] {
+    const file = join(this.jwtDir, 'keyring.json')
+    if (!existsSync(file)) return []
+    try {
+      const parsed = JSON.parse(readFileSync(file, 'utf8')) as { keys?: KeyringEntry[] }
+      return Array.isArray(parsed.keys) ? parsed.keys : []
+    } catch {
+      throw new OperatorError('EKEYRING', `${file} is not valid JSON`)
+    }
+  }
+
+  private writeKeyring(keys: KeyringEntry[]): void {
+    writeSecretFileAtomic(join(this.jwtDir, 'keyring.json'), `${JSON.stringify({ keys }, null, 2)}\n`)
+  }
+
+  /** Generates a new asymmetric key and writes it; does not change which key is active. */
+  private generateJwtKey(alg: AsymmetricAlg, now: number): KeyringEntry {
+    const { privateKey } = alg === 'ES256'
+      ? generateKeyPairSync('ec', { namedCurve: 'P-256' })
+      : generateKeyPairSync('rsa', { modulusLength: 2048 })
+    const kid = jwkThumbprint(createPublicKey(privateKey))
+    mkdirSync(this.jwtDir, { recursive: true, mode: 0o700 })
+    writeSecretFileAtomic(join(this.jwtDir, `${kid}.pem`), privateKey.export({ format: 'pem', type: 'pkcs8' }) as string)
+    return { kid, alg, created: now }
+  }
+
+  /** Ensures one active asymmetric key exists; returns it and whether it was created now. */
+  ensureJwtKey(alg: AsymmetricAlg, now: number): { entry: KeyringEntry; created: boolean } {
+    const keys = this.readKeyring()
+    const active = keys.find((k) => k.retired === undefined)
+    if (active) return { entry: active, created: false }
+    const entry = this.generateJwtKey(alg, now)
+    this.writeKeyring([...keys, entry])
+    return { entry, created: true }
+  }
+
+  /**
+   * Makes a new key active and keeps the old public key published until every token it signed has
+   * expired (`retainSeconds` ≥ the longest lifetime it could have signed). Expired entries are pruned.
+   */
+  rotateJwtKey(alg: AsymmetricAlg, now: number, retainSeconds: number): { retired?: KeyringEntry; active: KeyringEntry } {
+    const keys = this.readKeyring().filter((k) => k.publish_until === undefined || k.publish_until > now)
+    const current = keys.find((k) => k.retired === undefined)
+    if (current) {
+      current.retired = now
+      current.publish_until = now + retainSeconds
+    }
+    const active = this.generateJwtKey(alg, now)
+    this.writeKeyring([...keys, active])
+    return current ? { retired: current, active } : { active }
+  }
+
+  /** Loads the active signing key and the public keys to publish (active and still-needed retired ones). */
+  loadAsymmetricKeys(now: number): { active: AsymmetricKey; jwks: PublicJwk[] } {
+    const keys = this.readKeyring()
+    const activeEntry = keys.find((k) => k.retired === undefined)
+    if (!activeEntry) throw new OperatorError('ENOKEY', `no active SciToken signing key in ${this.jwtDir}; run "condor-token-broker keys init"`)
+    const jwks: PublicJwk[] = []
+    let active: AsymmetricKey | undefined
+    for (const e of keys) {
+      if (e.publish_until !== undefined && e.publish_until <= now) continue
+      const pem = readSecretFile(join(this.jwtDir, `${e.kid}.pem`))
+      const privateKey = createPrivateKey(pem)
+      const publicKey = createPublicKey(privateKey)
+      const alg = algForKey(privateKey)
+      if (jwkThumbprint(publicKey) !== e.kid || alg !== e.alg) {
+        throw new OperatorError('EKEYRING', `key ${e.kid}.pem does not match its keyring entry`)
+      }
+      jwks.push(publicJwk(publicKey, alg, e.kid))
+      if (e === activeEntry) active = { kid: e.kid, alg, privateKey, publicKey }
+    }
+    return { active: active!, jwks }
+  }
+}
+
+/** Loads any HTCondor key file (from the store or `--key-file`), enforcing 0600-style permissions. */
+export function loadIdTokenKeyFile(path: string, kid: string): IdTokenKey {
+  const bytes = readSecretFile(path)
+  if (bytes.length === 0) throw new OperatorError('EEMPTY', `${path} is empty`)
+  if (bytes.length < 16) throw new OperatorError('ESHORT', `${path} holds only ${bytes.length} bytes; HTCondor creates ${CONDOR_KEY_BYTES}`)
+  return prepareIdTokenKey(kid, bytes)
+}
