@@ -1,6 +1,7 @@
 /** Claim values a flat JWT payload may hold in our tokens. */
 export type ClaimValue = string | number | boolean | readonly string[]
-export type Claims = Readonly<Record<string, ClaimValue>>
+/** Undefined members are omitted, as JSON.stringify does. */
+export type Claims = Readonly<Record<string, ClaimValue | undefined>>
 
 // Printable ASCII only: jwt-cpp/picojson round-trips these byte for byte.
 const UNSAFE = /[^\x20-\x7e]/
@@ -14,7 +15,8 @@ export function canonicalJson(claims: Claims): string {
   const keys = Object.keys(claims).sort()
   const sorted: Record<string, ClaimValue> = {}
   for (const k of keys) {
-    const v = claims[k]!
+    const v = claims[k]
+    if (v === undefined) continue
     if (UNSAFE.test(k)) throw new TypeError(`claim name ${JSON.stringify(k)} is not printable ASCII`)
     if (typeof v === 'string') {
       if (UNSAFE.test(v)) throw new TypeError(`claim "${k}" contains a control or non-ASCII character`)

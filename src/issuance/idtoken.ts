@@ -76,7 +76,7 @@ export function buildIdTokenClaims(req: IdTokenRequest): IdTokenClaims {
  * @see htcondor-tokens.md §1.2–1.4
  */
 export function mintIdToken(claims: IdTokenClaims, key: IdTokenKey): string {
-  const signingInput = `${key.encodedHeader}.${b64url(canonicalJson(claims as Record<string, ClaimValue>))}`
+  const signingInput = `${key.encodedHeader}.${b64url(canonicalJson(claims))}`
   return `${signingInput}.${hs256(signingInput, key.hmac)}`
 }
 

@@ -1,0 +1,32 @@
+import { Hono } from 'hono'
+import type { Config } from './config.ts'
+import { brokerMetadata } from './contract/discovery.ts'
+import { requestId } from './http/middleware/request_id.ts'
+import { oauthErrorResponse } from './http/oauth_error_response.ts'
+import { discoveryRoutes } from './http/routes/discovery.ts'
+import { healthRoutes, type ReadinessCheck } from './http/routes/health.ts'
+import { jwksRoutes } from './http/routes/jwks.ts'
+import type { SigningKeys } from './keys/signing_keys.ts'
+import type { Clock } from './lib/clock.ts'
+import type { Logger } from './lib/logger.ts'
+
+/** Everything the HTTP edge needs, built once in the composition root. */
+export interface AppDeps {
+  config: Config
+  clock: Clock
+  keys: SigningKeys
+  log: Logger
+  readiness: ReadinessCheck
+}
+
+/** Wires middleware and routes; no business logic lives here. */
+export function createApp(deps: AppDeps): Hono {
+  const app = new Hono()
+  app.use(requestId())
+  app.route('/', healthRoutes(deps.readiness))
+  app.route('/', discoveryRoutes(brokerMetadata(deps.config.issuer, [deps.keys.scitoken.alg])))
+  app.route('/', jwksRoutes(() => deps.keys.jwks))
+  app.notFound((c) => c.json({ error: 'not_found' }, 404))
+  app.onError(oauthErrorResponse(deps.log))
+  return app
+}

@@ -1,0 +1,74 @@
+import { loadConfig } from '../../config.ts'
+import { KeyStore } from '../../keys/key_store.ts'
+import { systemClock } from '../../lib/clock.ts'
+import { CliError, parse, type CommandIo } from '../command.ts'
+
+const HELP = `Usage: condor-token-broker keys <init|list|rotate|import> [options]
+
+  keys init [--condor-key NAME]    create the HTCondor signing key (default: idtoken.key from the config)
+                                   and the SciToken signing key, if missing; never overwrites
+  keys list                        show HTCondor keys and SciToken keys (kid, status, publish window)
+  keys rotate [--alg ES256|RS256]  new SciToken signing key; the old public key stays in /jwks until every
+                                   token it signed has expired (and at least scitoken.retired_key_min_publish)
+  keys import FILE [--name NAME]   import an existing pool key file (e.g. /etc/condor/passwords.d/POOL) as is
+
+Common options: --config FILE (or CTB_CONFIG)`
+
+export async function keysCommand(argv: string[], io: CommandIo): Promise<number> {
+  const [sub, ...rest] = argv
+  if (!sub || sub === '--help' || sub === '-h') { io.out(HELP); return sub ? 0 : 2 }
+  const { values, positionals } = parse(rest, {
+    config: { type: 'string' },
+    'condor-key': { type: 'string' },
+    alg: { type: 'string' },
+    name: { type: 'string' },
+  }, sub === 'import')
+  if (values.help) { io.out(HELP); return 0 }
+  const config = loadConfig({ ...(values.config ? { file: values.config } : {}), env: io.env })
+  const store = new KeyStore(`${config.data_dir}/keys`)
+  const now = systemClock.now()
+  switch (sub) {
+    case 'init': {
+      const name = values['condor-key'] ?? config.idtoken.key
+      if (store.hasCondorKey(name)) io.out(`HTCondor key ${name}: exists at ${store.condorKeyPath(name)}`)
+      else io.out(`HTCondor key ${name}: created ${store.createCondorKey(name)} (copy it, mode 0600, into SEC_PASSWORD_DIRECTORY of every daemon that verifies tokens)`)
+      const jwt = store.ensureJwtKey(config.scitoken.alg, now)
+      io.out(`SciToken key: ${jwt.created ? 'created' : 'exists'} kid=${jwt.entry.kid} alg=${jwt.entry.alg}`)
+      return 0
+    }
+    case 'list': {
+      const condor = store.listCondorKeys()
+      io.out('HTCondor keys (IDTOKEN kid = name):')
+      if (condor.length === 0) io.out('  (none; run "keys init")')
+      for (const k of condor) io.out(`  ${k.name}  ${k.bytes} bytes  mode ${k.mode}  sha256:${k.fingerprint}${k.name === config.idtoken.key ? '  (signing)' : ''}`)
+      io.out('SciToken keys:')
+      const ring = store.readKeyring()
+      if (ring.length === 0) io.out('  (none; run "keys init")')
+      for (const k of ring) {
+        const status = k.retired === undefined ? 'active' : (k.publish_until ?? 0) > now ? `retired, published until ${new Date(k.publish_until! * 1000).toISOString()}` : 'expired (pruned at next rotation)'
+        io.out(`  ${k.kid}  ${k.alg}  created ${new Date(k.created * 1000).toISOString()}  ${status}`)
+      }
+      return 0
+    }
+    case 'rotate': {
+      const alg = values.alg ?? config.scitoken.alg
+      if (alg !== 'ES256' && alg !== 'RS256') throw new CliError(`--alg must be ES256 or RS256, got "${alg}"`, 2)
+      // Every token the old key signed expires within scitoken.max_lifetime; add the scitokens-cpp cache floor.
+      const retain = Math.max(config.scitoken.max_lifetime + 60, config.scitoken.retired_key_min_publish)
+      const r = store.rotateJwtKey(alg, now, retain)
+      io.out(`SciToken key: new active kid=${r.active.kid} alg=${r.active.alg}`)
+      if (r.retired) io.out(`  retired kid=${r.retired.kid}, kept in /jwks until ${new Date(r.retired.publish_until! * 1000).toISOString()}`)
+      io.out('  restart the service to start signing with it')
+      return 0
+    }
+    case 'import': {
+      const file = positionals[0]
+      if (!file || positionals.length > 1) throw new CliError('keys import takes exactly one key file', 2)
+      const path = store.importCondorKey(file, values.name)
+      io.out(`imported ${file} as ${path}`)
+      return 0
+    }
+    default:
+      throw new CliError(`unknown keys command "${sub}" (see keys --help)`, 2)
+  }
+}

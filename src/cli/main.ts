@@ -1,0 +1,56 @@
+#!/usr/bin/env node
+import { BrokerError, OperatorError } from '../errors.ts'
+import { CliError, type CommandIo } from './command.ts'
+import { keysCommand } from './commands/keys.ts'
+import { serveCommand } from './commands/serve.ts'
+import { tokenCommand } from './commands/token.ts'
+
+const HELP = `condor-token-broker: JWTs for HTCondor pools in place of X.509 proxies
+
+Usage: condor-token-broker <command> [options]
+
+Commands:
+  serve            run the HTTPS service
+  keys             init | list | rotate | import signing keys
+  token            create | inspect IDTOKENs and SciTokens
+
+Run "condor-token-broker <command> --help" for a command's options.`
+
+const COMMANDS: Record<string, (argv: string[], io: CommandIo) => Promise<number>> = {
+  serve: serveCommand,
+  keys: keysCommand,
+  token: tokenCommand,
+}
+
+/** Runs one CLI invocation; every expected failure becomes one line on stderr and a non-zero status. */
+export async function runCli(argv: string[], io: CommandIo): Promise<number> {
+  const [cmd, ...rest] = argv
+  if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') {
+    io.out(HELP)
+    return cmd ? 0 : 2
+  }
+  const run = COMMANDS[cmd]
+  if (!run) {
+    io.err(`condor-token-broker: unknown command "${cmd}" (see --help)`)
+    return 2
+  }
+  try {
+    return await run(rest, io)
+  } catch (err) {
+    if (err instanceof CliError) { io.err(`condor-token-broker: ${err.message}`); return err.exitCode }
+    if (err instanceof OperatorError || err instanceof BrokerError) { io.err(`condor-token-broker: ${err.message}`); return 1 }
+    io.err(`condor-token-broker: internal error: ${(err as Error).message ?? String(err)}`)
+    return 70
+  }
+}
+
+/** Entry point shared by `node src/cli/main.ts` and bin/condor-token-broker.js. */
+export async function main(): Promise<void> {
+  process.exitCode = await runCli(process.argv.slice(2), {
+    out: (s) => process.stdout.write(`${s}\n`),
+    err: (s) => process.stderr.write(`${s}\n`),
+    env: process.env,
+  })
+}
+
+if (import.meta.main) await main()

@@ -1,0 +1,133 @@
+import { existsSync, readFileSync } from 'node:fs'
+import { hostname } from 'node:os'
+import { LineCounter, parseDocument } from 'yaml'
+import { z } from 'zod'
+import { OperatorError } from './errors.ts'
+
+const Seconds = z.coerce.number().int().positive()
+const Bool = z.union([z.boolean(), z.enum(['true', 'false']).transform((v) => v === 'true')])
+
+/**
+ * The whole configuration. Every leaf can be overridden by an environment variable named
+ * CTB_<PATH>, e.g. CTB_LISTEN_PORT or CTB_TLS_CERT_FILE (see config/broker.example.yaml).
+ */
+export const ConfigSchema = z.object({
+  /** Public https URL: `iss` of SciTokens and the base of discovery; default https://localhost:<port>. */
+  issuer: z.string().url().refine((u) => u.startsWith('https://'), 'must be an https URL (scitokens-cpp refuses others)').optional(),
+  /** TRUST_DOMAIN of the pool: `iss` of IDTOKENs. HTCondor defaults it to UID_DOMAIN, i.e. the host name. */
+  trust_domain: z.string().regex(/^[\x21-\x7e]+$/, 'must be printable ASCII').refine((s) => !/[,]/.test(s), 'must not contain a comma').default(hostname()),
+  data_dir: z.string().min(1).default('data'),
+  policy_dir: z.string().min(1).default('policies'),
+  listen: z.object({
+    host: z.string().min(1).default('127.0.0.1'),
+    port: z.coerce.number().int().min(0).max(65535).default(8443),
+  }).prefault({}),
+  tls: z.object({
+    /** auto: development CA and localhost certificate under data_dir/tls; files: cert_file + key_file; off: plain HTTP behind a TLS proxy. */
+    mode: z.enum(['auto', 'files', 'off']).default('auto'),
+    cert_file: z.string().optional(),
+    key_file: z.string().optional(),
+  }).prefault({}),
+  idtoken: z.object({
+    /** HTCondor key name (file under data_dir/keys/condor) and JWT kid. A dedicated name, not POOL, is recommended. */
+    key: z.string().min(1).default('broker1'),
+    default_lifetime: Seconds.default(3600),
+    max_lifetime: Seconds.default(7 * 86400),
+  }).prefault({}),
+  scitoken: z.object({
+    alg: z.enum(['ES256', 'RS256']).default('ES256'),
+    profile: z.enum(['wlcg', 'scitokens2']).default('wlcg'),
+    default_lifetime: Seconds.default(1200),
+    max_lifetime: Seconds.default(6 * 3600),
+    /** After rotation, keep a retired public key in the JWKS at least this long (scitokens-cpp caches keys up to 4 days). */
+    retired_key_min_publish: Seconds.default(4 * 86400),
+  }).prefault({}),
+  log: z.object({ requests: Bool.default(false) }).prefault({}),
+}).superRefine((c, ctx) => {
+  if (c.tls.mode === 'files' && (!c.tls.cert_file || !c.tls.key_file)) {
+    ctx.addIssue({ code: 'custom', path: ['tls', 'cert_file'], message: 'tls.mode "files" needs tls.cert_file and tls.key_file' })
+  }
+  if (c.tls.mode === 'off' && !c.issuer) {
+    ctx.addIssue({ code: 'custom', path: ['issuer'], message: 'tls.mode "off" (behind a TLS proxy) needs the public https issuer URL' })
+  }
+  if (c.idtoken.default_lifetime > c.idtoken.max_lifetime) {
+    ctx.addIssue({ code: 'custom', path: ['idtoken', 'default_lifetime'], message: 'must not exceed idtoken.max_lifetime' })
+  }
+  if (c.scitoken.default_lifetime > c.scitoken.max_lifetime) {
+    ctx.addIssue({ code: 'custom', path: ['scitoken', 'default_lifetime'], message: 'must not exceed scitoken.max_lifetime' })
+  }
+})
+
+export type Config = z.infer<typeof ConfigSchema> & { issuer: string; source: string }
+
+/** Every leaf path of the schema, for the CTB_* environment overrides. */
+function leafPaths(schema: z.ZodType, prefix: string[] = []): string[][] {
+  let s: z.ZodType = schema
+  for (;;) {
+    if (s instanceof z.ZodDefault || s instanceof z.ZodOptional || s instanceof z.ZodPrefault) s = s.unwrap() as z.ZodType
+    else if (s instanceof z.ZodPipe) s = s.in as z.ZodType
+    else break
+  }
+  if (s instanceof z.ZodObject) {
+    return Object.entries(s.shape as Record<string, z.ZodType>).flatMap(([k, v]) => leafPaths(v, [...prefix, k]))
+  }
+  return [prefix]
+}
+
+export function envName(path: string[]): string {
+  return `CTB_${path.join('_').toUpperCase()}`
+}
+
+function setPath(obj: Record<string, unknown>, path: string[], value: unknown): void {
+  let cur = obj
+  for (const k of path.slice(0, -1)) {
+    if (typeof cur[k] !== 'object' || cur[k] === null) cur[k] = {}
+    cur = cur[k] as Record<string, unknown>
+  }
+  cur[path.at(-1)!] = value
+}
+
+/** Reads a YAML file into a plain object; YAML syntax errors are reported with line and column. */
+function readYaml(file: string): Record<string, unknown> {
+  let text: string
+  try {
+    text = readFileSync(file, 'utf8')
+  } catch (err) {
+    throw new OperatorError('ECONFIG', `cannot read config file ${file}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`)
+  }
+  const lineCounter = new LineCounter()
+  const doc = parseDocument(text, { prettyErrors: false, lineCounter })
+  if (doc.errors.length > 0) {
+    const lines = doc.errors.map((e) => {
+      const { line, col } = lineCounter.linePos(e.pos[0])
+      return `  ${file}:${line}:${col}: ${e.message.split('\n')[0]}`
+    })
+    throw new OperatorError('ECONFIG', `invalid configuration:\n${lines.join('\n')}`)
+  }
+  const value = doc.toJS() as unknown
+  if (value === null || value === undefined) return {}
+  if (typeof value !== 'object' || Array.isArray(value)) throw new OperatorError('ECONFIG', `${file}: the top level must be a mapping`)
+  return value as Record<string, unknown>
+}
+
+/**
+ * Loads the configuration: YAML file (from `file`, CTB_CONFIG, or config/broker.yaml if present), then
+ * CTB_* environment overrides, validated once. Errors list one line per bad field and never echo values.
+ */
+export function loadConfig(options: { file?: string; env?: NodeJS.ProcessEnv } = {}): Config {
+  const env = options.env ?? process.env
+  const file = options.file ?? env.CTB_CONFIG ?? (existsSync('config/broker.yaml') ? 'config/broker.yaml' : undefined)
+  const raw = file ? readYaml(file) : {}
+  for (const path of leafPaths(ConfigSchema)) {
+    const v = env[envName(path)]
+    if (v !== undefined && v !== '') setPath(raw, path, v)
+  }
+  const parsed = ConfigSchema.safeParse(raw)
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `  ${i.path.join('.') || '(top level)'}: ${i.message}`)
+    throw new OperatorError('ECONFIG', `invalid configuration${file ? ` in ${file}` : ''}:\n${lines.join('\n')}`)
+  }
+  const c = parsed.data
+  const issuer = c.issuer ?? `https://localhost:${c.listen.port}`
+  return { ...c, issuer, source: file ?? '(built-in defaults)' }
+}

@@ -1,0 +1,70 @@
+import { readFileSync } from 'node:fs'
+import { createServer as createHttpsServer } from 'node:https'
+import type { AddressInfo } from 'node:net'
+import { serve } from '@hono/node-server'
+import { createApp } from './app.ts'
+import type { Config } from './config.ts'
+import { OperatorError } from './errors.ts'
+import { ensureAndLoadKeys } from './keys/signing_keys.ts'
+import { systemClock, type Clock } from './lib/clock.ts'
+import type { Logger } from './lib/logger.ts'
+import { ensureDevTls } from './tls/dev_ca.ts'
+
+export interface RunningBroker {
+  /** Where the listener is reachable, e.g. https://127.0.0.1:8443 */
+  url: string
+  port: number
+  /** The development CA file when tls.mode is auto. */
+  devCaFile?: string
+  close(): Promise<void>
+}
+
+/** Composition root for `serve`: keys, TLS, app, listener. */
+export async function startBroker(config: Config, options: { log: Logger; clock?: Clock }): Promise<RunningBroker> {
+  const clock = options.clock ?? systemClock
+  const { log } = options
+  const { keys, report } = ensureAndLoadKeys(config, clock.now())
+  if (report.condorKeyCreated) log.warn('created HTCondor signing key; copy it to the verifying daemons\' SEC_PASSWORD_DIRECTORY', { path: report.condorKeyCreated })
+  if (report.jwtKeyCreated) log.warn('created SciToken signing key', { kid: report.jwtKeyCreated, alg: config.scitoken.alg })
+
+  const app = createApp({ config, clock, keys, log, readiness: async () => ({ keys: 'ok' }) })
+
+  let tls: { cert: Buffer; key: Buffer } | undefined
+  let devCaFile: string | undefined
+  if (config.tls.mode === 'auto') {
+    const dev = await ensureDevTls(`${config.data_dir}/tls`)
+    devCaFile = dev.caFile
+    tls = { cert: readFileSync(dev.certFile), key: readFileSync(dev.keyFile) }
+    log.warn('serving with a DEVELOPMENT certificate; not for production', { ca: dev.caFile, cert: dev.certFile, created: dev.created })
+  } else if (config.tls.mode === 'files') {
+    try {
+      tls = { cert: readFileSync(config.tls.cert_file!), key: readFileSync(config.tls.key_file!) }
+    } catch (err) {
+      throw new OperatorError('ETLS', `cannot read TLS certificate or key: ${(err as Error).message}`)
+    }
+  }
+
+  const server = await new Promise<ReturnType<typeof serve>>((resolve, reject) => {
+    const s = serve(
+      tls
+        ? { fetch: app.fetch, port: config.listen.port, hostname: config.listen.host, createServer: createHttpsServer, serverOptions: tls }
+        : { fetch: app.fetch, port: config.listen.port, hostname: config.listen.host },
+      () => resolve(s),
+    )
+    s.once('error', (err: NodeJS.ErrnoException) =>
+      reject(new OperatorError('ELISTEN', `cannot listen on ${config.listen.host}:${config.listen.port}: ${err.code ?? err.message}`)))
+  })
+  const port = (server.address() as AddressInfo).port
+  const host = config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host
+  const url = `${tls ? 'https' : 'http'}://${host}:${port}`
+  log.info('condor-token-broker listening', { url, issuer: config.issuer, trust_domain: config.trust_domain, config: config.source })
+  return {
+    url,
+    port,
+    ...(devCaFile ? { devCaFile } : {}),
+    close: () => new Promise<void>((resolve) => {
+      server.close(() => resolve())
+      ;(server as { closeAllConnections?: () => void }).closeAllConnections?.()
+    }),
+  }
+}

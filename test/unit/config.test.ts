@@ -1,0 +1,48 @@
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { loadConfig } from '../../src/config.ts'
+
+function yamlFile(text: string): string {
+  const f = join(mkdtempSync(join(tmpdir(), 'ctb-cfg-')), 'broker.yaml')
+  writeFileSync(f, text)
+  return f
+}
+
+describe('loadConfig', () => {
+  it('serves on embedded defaults with no file', () => {
+    const c = loadConfig({ env: {} })
+    expect(c.listen).toEqual({ host: '127.0.0.1', port: 8443 })
+    expect(c.tls.mode).toBe('auto')
+    expect(c.issuer).toBe('https://localhost:8443')
+    expect(c.idtoken.key).toBe('broker1')
+  })
+  it('reads YAML and lets CTB_* variables override leaves', () => {
+    const f = yamlFile('trust_domain: pool.example.org\nlisten:\n  port: 9000\n')
+    const c = loadConfig({ file: f, env: { CTB_LISTEN_PORT: '9100', CTB_SCITOKEN_ALG: 'RS256' } })
+    expect(c.trust_domain).toBe('pool.example.org')
+    expect(c.listen.port).toBe(9100)
+    expect(c.scitoken.alg).toBe('RS256')
+  })
+  it('names each bad field on its own line without echoing values', () => {
+    const f = yamlFile('issuer: http://secret-host.example\nlisten:\n  port: nope\n')
+    let msg = ''
+    try { loadConfig({ file: f, env: { CTB_SCITOKEN_ALG: 'HS256-supersecret' } }) } catch (e) { msg = (e as Error).message }
+    expect(msg).toMatch(/^ {2}issuer: /m)
+    expect(msg).toMatch(/^ {2}listen\.port: /m)
+    expect(msg).toMatch(/^ {2}scitoken\.alg: /m)
+    expect(msg).not.toContain('supersecret')
+    expect(msg).not.toContain('nope')
+  })
+  it('reports YAML syntax errors with a line number', () => {
+    const f = yamlFile('listen:\n  port: [1,\n')
+    expect(() => loadConfig({ file: f, env: {} })).toThrow(/broker\.yaml:\d+:\d+/)
+  })
+  it('rejects a trust domain with a comma', () => {
+    expect(() => loadConfig({ env: { CTB_TRUST_DOMAIN: 'a,b' } })).toThrow(/trust_domain/)
+  })
+  it('requires a public issuer behind a TLS proxy', () => {
+    expect(() => loadConfig({ env: { CTB_TLS_MODE: 'off' } })).toThrow(/issuer/)
+  })
+})
