@@ -1,0 +1,44 @@
+import type { VerifiedSubject } from '../iam/subject.ts'
+
+/** What the broker can hand out for one role. */
+export type TokenKind = 'idtoken' | 'scitoken' | 'access_token'
+
+/** One issuance request as the policy sees it: who asks, and what for. No HTTP here. */
+export interface DecisionRequest {
+  subject: VerifiedSubject
+  role: string
+  /** Absent: the role's default kind. */
+  tokenKind?: TokenKind
+  audience: string[]
+  /** Absent: the role's full allowed set. Present: must be a subset, else invalid_scope. */
+  scopes?: string[]
+  host?: string
+  /** Seconds; absent: the role's default. Above the role's max: invalid_target unless the rule says "up to". */
+  lifetime?: number
+  /** Values for identity templates the request carries (e.g. site, slurm job id). */
+  params?: Record<string, string>
+}
+
+export type Decision =
+  | {
+      allow: true
+      /** Id of the rule that allowed it, for audit and `policy explain`. */
+      ruleId: string
+      role: string
+      tokenKind: TokenKind
+      /** The issued token's `sub`, from the rule's identity template. */
+      identity: string
+      /** For idtoken: HTCondor levels (READ, ...); for scitoken/access_token: scope strings. */
+      scopes: string[]
+      audience: string[]
+      lifetime: number
+      profile?: 'wlcg' | 'scitokens2'
+    }
+  | {
+      allow: false
+      ruleId?: string
+      /** OAuth error the edge should send. */
+      error: 'invalid_scope' | 'invalid_target' | 'unauthorized_client' | 'access_denied' | 'invalid_request'
+      /** Safe to show the caller and to audit. */
+      reason: string
+    }
