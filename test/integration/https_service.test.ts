@@ -1,0 +1,51 @@
+import { request } from 'node:https'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { loadConfig } from '../../src/config.ts'
+import { silentLogger } from '../../src/lib/logger.ts'
+import { startBroker, type RunningBroker } from '../../src/server.ts'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+
+function httpsGet(url: string, ca?: Buffer): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { ...(ca ? { ca } : {}), timeout: 5000 }, (res) => {
+      let body = ''
+      res.setEncoding('utf8')
+      res.on('data', (c) => { body += c })
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }))
+    })
+    req.on('timeout', () => req.destroy(new Error('timeout')))
+    req.on('error', reject)
+    req.end()
+  })
+}
+
+describe('HTTPS service on embedded defaults', () => {
+  let broker: RunningBroker
+  let dir: string
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'ctb-https-'))
+    const config = loadConfig({ env: { CTB_DATA_DIR: join(dir, 'data'), CTB_LISTEN_PORT: '0' } })
+    broker = await startBroker(config, { log: silentLogger })
+  })
+  afterAll(async () => {
+    await broker?.close()
+    rmSync(dir, { recursive: true, force: true })
+  })
+
+  it('generates a development CA and serves TLS that verifies against it', async () => {
+    expect(broker.url).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/)
+    const ca = readFileSync(broker.devCaFile!)
+    const health = await httpsGet(`${broker.url}/healthz`, ca)
+    expect(health).toEqual({ status: 200, body: '{"status":"ok"}' })
+    const local = await httpsGet(`https://localhost:${broker.port}/jwks`, ca)
+    expect(JSON.parse(local.body).keys).toHaveLength(1)
+  })
+
+  it('refuses a client that does not trust the development CA', async () => {
+    // Node's bundled CA list does not include our development CA.
+    await expect(httpsGet(`${broker.url}/healthz`)).rejects.toThrow(/self-signed|unable to verify|certificate/i)
+  })
+})

@@ -1,0 +1,124 @@
+import { readFileSync, statSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { scramble } from '../../src/keys/condor_key_file.ts'
+import { cli } from '../support/cli.ts'
+import { tempDir } from '../support/tmp.ts'
+
+function env(): NodeJS.ProcessEnv {
+  return { CTB_DATA_DIR: join(tempDir(), 'data'), CTB_TRUST_DOMAIN: 'pool.example.org' }
+}
+
+describe('condor-token-broker keys', () => {
+  it('init creates both keys once, list shows them, rotate keeps the old kid published', async () => {
+    const e = env()
+    const init = await cli(['keys', 'init'], e)
+    expect(init.code).toBe(0)
+    expect(init.out).toMatch(/HTCondor key broker1: created/)
+    const kid1 = /kid=(\S+)/.exec(init.out)![1]!
+    expect((await cli(['keys', 'init'], e)).out).toMatch(/broker1: exists[\s\S]*SciToken key: exists/)
+    const rot = await cli(['keys', 'rotate'], e)
+    expect(rot.code).toBe(0)
+    expect(rot.out).toContain(`retired kid=${kid1}`)
+    const list = await cli(['keys', 'list'], e)
+    expect(list.out).toMatch(/broker1 {2}64 bytes {2}mode 0600/)
+    expect(list.out).toMatch(new RegExp(`${kid1} {2}ES256 .* retired, published until`))
+  })
+
+  it('imports a pool key that then signs tokens', async () => {
+    const e = env()
+    const f = join(tempDir(), 'POOL')
+    writeFileSync(f, scramble(Buffer.alloc(64, 3)), { mode: 0o600 })
+    expect((await cli(['keys', 'import', f], e)).code).toBe(0)
+    const t = await cli(['token', 'create', '--identity', 'a@pool.example.org', '--authz', 'READ', '--key', 'POOL'], e)
+    expect(t.code).toBe(0)
+    expect(JSON.parse(Buffer.from(t.out.split('.')[0]!, 'base64url').toString())).toEqual({ alg: 'HS256', kid: 'POOL' })
+  })
+})
+
+describe('condor-token-broker token create / inspect', () => {
+  it('writes the token as HTCondor does: token + newline, mode 0600', async () => {
+    const e = env()
+    await cli(['keys', 'init'], e)
+    const out = join(tempDir(), 'tokens.d', 'startd')
+    const r = await cli(['token', 'create', '--identity', 'startd-1@eps.pool.example.org', '--authz', 'READ', '--authz', 'ADVERTISE_STARTD', '--lifetime', '3600', '--file', out], e)
+    expect(r.code).toBe(0)
+    const text = readFileSync(out, 'utf8')
+    expect(text).toMatch(/^[\w-]+\.[\w-]+\.[\w-]+\n$/)
+    expect(statSync(out).mode & 0o777).toBe(0o600)
+    const ins = await cli(['token', 'inspect', '--file', out], e)
+    expect(ins.code).toBe(0)
+    expect(ins.out).toMatch(/signature: valid/)
+    expect(ins.out).toMatch(/verdict: {3}would be accepted/)
+  })
+
+  it('mints with an explicit --key-file and --trust-domain, as condor_token_create does', async () => {
+    const e = env()
+    const keyFile = join(tempDir(), 'key1')
+    writeFileSync(keyFile, scramble(Buffer.from(Array.from({ length: 64 }, (_, i) => i))), { mode: 0o600 })
+    const r = await cli(['token', 'create', '--identity', 'condor@td', '--authz', 'READ', '--key-file', keyFile, '--trust-domain', 'td'], e)
+    expect(r.code).toBe(0)
+    const ins = await cli(['token', 'inspect', r.out, '--key-file', keyFile, '--trust-domain', 'td'], e)
+    expect(ins.out).toMatch(/signature: valid \(key file/)
+    expect(ins.code).toBe(0)
+  })
+
+  it('inspect names why a token would be refused', async () => {
+    const e = env()
+    await cli(['keys', 'init'], e)
+    const t = (await cli(['token', 'create', '--identity', 'a@pool.example.org', '--authz', 'READ'], e)).out
+    const wrongTd = await cli(['token', 'inspect', t, '--trust-domain', 'other.org'], e)
+    expect(wrongTd.code).toBe(1)
+    expect(wrongTd.out).toMatch(/REFUSED: {3}iss "pool.example.org" differs from trust domain "other.org"/)
+    const wrongKid = await cli(['token', 'inspect', t, '--issuer-keys', 'POOL'], e)
+    expect(wrongKid.out).toMatch(/kid "broker1" is not among the server's IssuerKeys/)
+    const [h, p] = t.split('.')
+    const tampered = `${h}.${p}.${'A'.repeat(43)}`
+    const bad = await cli(['token', 'inspect', tampered], e)
+    expect(bad.code).toBe(1)
+    expect(bad.out).toMatch(/signature does not verify/)
+    const expiredPayload = Buffer.from(JSON.stringify({ ...JSON.parse(Buffer.from(p!, 'base64url').toString()), exp: 1000 })).toString('base64url')
+    expect((await cli(['token', 'inspect', `${h}.${expiredPayload}.x`], e)).out).toMatch(/REFUSED: {3}expired at 1970/)
+  })
+
+  it('mints and inspects a SciToken and a WLCG token', async () => {
+    const e = env()
+    await cli(['keys', 'init'], e)
+    for (const profile of ['wlcg', 'scitokens2']) {
+      const t = await cli(['token', 'create', '--scitoken', '--sub', 'alice', '--aud', 'condor://ap.example.org:9618', '--scope', 'condor:/READ condor:/WRITE', '--profile', profile], e)
+      expect(t.code).toBe(0)
+      const ins = await cli(['token', 'inspect', t.out, '--json'], e)
+      const report = JSON.parse(ins.out)
+      expect(report).toMatchObject({ kind: 'scitoken', accepted: true, problems: [] })
+      expect(report.payload[profile === 'wlcg' ? 'wlcg.ver' : 'ver']).toBe(profile === 'wlcg' ? '1.0' : 'scitoken:2.0')
+    }
+  })
+
+  it.each([
+    [['token', 'create', '--identity', 'a@b'], /at least one --authz/, 2],
+    [['token', 'create', '--identity', 'a@b', '--authz', 'OWNER'], /unknown HTCondor authorization level "OWNER"/, 1],
+    [['token', 'create', '--identity', 'nobody', '--authz', 'READ'], /user@domain/, 1],
+    [['token', 'create', '--identity', 'a@b', '--authz', 'READ', '--lifetime', '-5'], /--lifetime|lifetime/, 2],
+    [['token', 'create', '--identity', 'a@b', '--authz', 'READ', '--trust-domain', 'a b'], /trust domain/, 1],
+    [['token', 'create', '--scitoken', '--sub', 's', '--scope', 'compute.read'], /--aud is required/, 2],
+    [['token', 'create', '--nope'], /Unknown option '--nope'/, 2],
+    [['token', 'inspect', 'not-a-token'], /not a JWT/, 1],
+    [['frobnicate'], /unknown command "frobnicate"/, 2],
+  ])('%j fails with one clear line', async (args, message, code) => {
+    const e = env()
+    await cli(['keys', 'init'], e)
+    const r = await cli(args as string[], e)
+    expect(r.code).toBe(code)
+    expect(`${r.err}\n${r.out}`).toMatch(message as RegExp)
+    expect(r.err.split('\n').length).toBeLessThanOrEqual(1)
+    expect(r.err).not.toMatch(/at .*:\d+:\d+/)
+  })
+
+  it('every command has --help', async () => {
+    for (const args of [['--help'], ['keys', '--help'], ['token', '--help'], ['serve', '--help'], ['token', 'create', '--help'], ['keys', 'init', '--help']]) {
+      const r = await cli(args, env())
+      expect(r.code).toBe(0)
+      expect(r.out).toMatch(/Usage|usage/)
+    }
+  })
+})

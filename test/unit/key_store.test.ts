@@ -1,0 +1,87 @@
+import { chmodSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { calculateJwkThumbprint, exportJWK } from 'jose'
+import { describe, expect, it } from 'vitest'
+import { scramble } from '../../src/keys/condor_key_file.ts'
+import { KeyStore, loadIdTokenKeyFile } from '../../src/keys/key_store.ts'
+import { jwkThumbprint } from '../../src/keys/jwk.ts'
+import { mintIdToken, prepareIdTokenKey } from '../../src/issuance/idtoken.ts'
+import { tempDir } from '../support/tmp.ts'
+
+describe('KeyStore: HTCondor keys', () => {
+  it('creates a 64-byte key with mode 0600 in a 0700 directory, and never overwrites it', () => {
+    const store = new KeyStore(join(tempDir(), 'keys'))
+    const path = store.createCondorKey('POOL')
+    expect(statSync(path).size).toBe(64)
+    expect(statSync(path).mode & 0o777).toBe(0o600)
+    expect(statSync(join(path, '..')).mode & 0o777).toBe(0o700)
+    const before = readFileSync(path)
+    expect(() => store.createCondorKey('POOL')).toThrow(/already exists/)
+    expect(readFileSync(path)).toEqual(before)
+  })
+
+  it('imports an existing pool key byte for byte so broker and collector sign alike', () => {
+    const dir = tempDir()
+    const poolFile = join(dir, 'POOL')
+    const raw = scramble(Buffer.from(Array.from({ length: 64 }, (_, i) => i)))
+    writeFileSync(poolFile, raw, { mode: 0o600 })
+    const store = new KeyStore(join(dir, 'keys'))
+    const imported = store.importCondorKey(poolFile)
+    expect(readFileSync(imported)).toEqual(raw)
+    const claims = { iss: 'td', sub: 'a@td', iat: 1, exp: 2, jti: '00' }
+    expect(mintIdToken(claims, store.loadIdTokenKey('POOL'))).toBe(mintIdToken(claims, prepareIdTokenKey('POOL', raw)))
+  })
+
+  it.each([0o640, 0o604, 0o660, 0o644])('refuses a key file with mode %o in one line', (mode) => {
+    const f = join(tempDir(), 'POOL')
+    writeFileSync(f, Buffer.alloc(64, 1))
+    chmodSync(f, mode)
+    let msg = ''
+    try { loadIdTokenKeyFile(f, 'POOL') } catch (e) { msg = (e as Error).message }
+    expect(msg).toMatch(/must not be accessible to group or other/)
+    expect(msg).not.toContain('\n')
+  })
+
+  it('refuses key names HTCondor would skip', () => {
+    const store = new KeyStore(tempDir())
+    for (const bad of ['.hidden', 'key~', 'x.sh', '../etc', 'a/b', '']) expect(() => store.condorKeyPath(bad)).toThrow(/invalid key name/)
+  })
+})
+
+describe('KeyStore: SciToken keys', () => {
+  it('uses the RFC 7638 thumbprint as kid (same as jose)', async () => {
+    const store = new KeyStore(tempDir())
+    for (const alg of ['ES256', 'RS256'] as const) {
+      const { active } = (store.rotateJwtKey(alg, 1000, 10), store.loadAsymmetricKeys(1000))
+      expect(active.alg).toBe(alg)
+      expect(active.kid).toBe(await calculateJwkThumbprint(await exportJWK(active.publicKey)))
+      expect(jwkThumbprint(active.publicKey)).toBe(active.kid)
+    }
+  })
+
+  it('rotation keeps the old public key published until its window ends, then drops it', () => {
+    const store = new KeyStore(tempDir())
+    const first = store.ensureJwtKey('ES256', 1000).entry
+    const r = store.rotateJwtKey('ES256', 2000, 500)
+    expect(r.retired?.kid).toBe(first.kid)
+    const during = store.loadAsymmetricKeys(2400)
+    expect(during.active.kid).toBe(r.active.kid)
+    expect(during.jwks.map((k) => k.kid).sort()).toEqual([first.kid, r.active.kid].sort())
+    const after = store.loadAsymmetricKeys(2501)
+    expect(after.jwks.map((k) => k.kid)).toEqual([r.active.kid])
+  })
+
+  it('publishes public members only', () => {
+    const store = new KeyStore(tempDir())
+    store.ensureJwtKey('RS256', 1)
+    const { jwks } = store.loadAsymmetricKeys(1)
+    for (const k of jwks) for (const secret of ['d', 'p', 'q', 'dp', 'dq', 'qi']) expect(k).not.toHaveProperty(secret)
+  })
+
+  it('writes private keys with mode 0600', () => {
+    const dir = tempDir()
+    const store = new KeyStore(dir)
+    const { entry } = store.ensureJwtKey('ES256', 1)
+    expect(statSync(join(dir, 'jwt', `${entry.kid}.pem`)).mode & 0o777).toBe(0o600)
+  })
+})
