@@ -49,3 +49,47 @@ describe('HTTPS service on embedded defaults', () => {
     await expect(httpsGet(`${broker.url}/healthz`)).rejects.toThrow(/self-signed|unable to verify|certificate/i)
   })
 })
+
+describe('TLS modes', () => {
+  it('serves HTTPS with a configured certificate and key (tls.mode files)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ctb-files-'))
+    try {
+      const { ensureDevTls } = await import('../../src/tls/dev_ca.ts')
+      const material = await ensureDevTls(join(dir, 'pki'))
+      const config = loadConfig({ env: { CTB_DATA_DIR: join(dir, 'data'), CTB_LISTEN_PORT: '0', CTB_TLS_MODE: 'files', CTB_TLS_CERT_FILE: material.certFile, CTB_TLS_KEY_FILE: material.keyFile, CTB_ISSUER: 'https://broker.example.org' } })
+      const b = await startBroker(config, { log: silentLogger })
+      try {
+        expect(b.devCaFile).toBeUndefined()
+        const r = await httpsGet(`${b.url}/.well-known/openid-configuration`, readFileSync(material.caFile))
+        expect(JSON.parse(r.body).issuer).toBe('https://broker.example.org')
+      } finally {
+        await b.close()
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('serves plain HTTP behind a TLS proxy, advertising the public https issuer (tls.mode off)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ctb-off-'))
+    try {
+      const config = loadConfig({ env: { CTB_DATA_DIR: join(dir, 'data'), CTB_LISTEN_PORT: '0', CTB_TLS_MODE: 'off', CTB_ISSUER: 'https://tokens.example.org' } })
+      const b = await startBroker(config, { log: silentLogger })
+      try {
+        expect(b.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/)
+        const doc = await (await fetch(`${b.url}/.well-known/openid-configuration`)).json() as { issuer: string; jwks_uri: string }
+        expect(doc).toMatchObject({ issuer: 'https://tokens.example.org', jwks_uri: 'https://tokens.example.org/jwks' })
+      } finally {
+        await b.close()
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('a missing certificate file stops start-up with one line', async () => {
+    const config = loadConfig({ env: { CTB_DATA_DIR: join(tmpdir(), 'ctb-nofile-data'), CTB_LISTEN_PORT: '0', CTB_TLS_MODE: 'files', CTB_TLS_CERT_FILE: '/nonexistent/tls.crt', CTB_TLS_KEY_FILE: '/nonexistent/tls.key' } })
+    await expect(startBroker(config, { log: silentLogger })).rejects.toThrow(/^cannot read TLS certificate or key: [^\n]*$/)
+    rmSync(join(tmpdir(), 'ctb-nofile-data'), { recursive: true, force: true })
+  })
+})
