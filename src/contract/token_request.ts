@@ -1,0 +1,132 @@
+import { InvalidRequest, UnsupportedGrantType } from '../errors.ts'
+import type { TokenKind } from '../policy/decision.ts'
+import { GRANT_TYPE_TOKEN_EXCHANGE, TOKEN_TYPE } from './token_exchange.ts'
+
+/** A validated RFC 8693 token-exchange request, with the broker's extension parameters. */
+export interface TokenExchangeRequest {
+  subjectToken: string
+  /** Absent: the role's default kind. */
+  tokenKind?: TokenKind
+  role: string
+  /** `audience` and `resource` values together (RFC 8693 §2.1 treats both as targets). */
+  audience: string[]
+  scopes?: string[]
+  host?: string
+  lifetime?: number
+  /** Extension parameters passed to identity templates (e.g. site, slurm_job_id). */
+  params: Record<string, string>
+}
+
+/** `requested_token_type` URI → what the broker mints (iam-and-wlcg.md §3.2). */
+const KIND_OF: Record<string, TokenKind> = {
+  [TOKEN_TYPE.idtoken]: 'idtoken',
+  [TOKEN_TYPE.jwt]: 'scitoken',
+  [TOKEN_TYPE.accessToken]: 'access_token',
+}
+
+export const ISSUED_TYPE_OF: Record<TokenKind, string> = {
+  idtoken: TOKEN_TYPE.idtoken,
+  scitoken: TOKEN_TYPE.jwt,
+  access_token: TOKEN_TYPE.accessToken,
+}
+
+const REPEATABLE = new Set(['audience', 'resource'])
+const KNOWN = new Set([
+  'grant_type', 'subject_token', 'subject_token_type', 'requested_token_type', 'audience', 'resource', 'scope',
+  'actor_token', 'actor_token_type', 'role', 'host', 'lifetime', 'site', 'slurm_job_id', 'client_id',
+])
+/** Extension parameters that identity templates may use; values must be plain names. */
+const TEMPLATE_PARAMS = ['site', 'slurm_job_id'] as const
+const PLAIN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/
+/** An IAM access token is a few KiB; anything far larger is refused before any parsing or crypto. */
+export const MAX_SUBJECT_TOKEN_BYTES = 16 * 1024
+
+/**
+ * Validates the form parameters of POST /token. Each failure names the parameter and never echoes
+ * a token value.
+ * @see https://www.rfc-editor.org/rfc/rfc8693.html#section-2.1
+ */
+export function parseTokenExchangeRequest(form: Record<string, string | string[]>): TokenExchangeRequest {
+  const one = (name: string): string | undefined => {
+    const v = form[name]
+    if (Array.isArray(v)) {
+      // RFC 6749 §3.2: request parameters MUST NOT be included more than once (audience/resource excepted).
+      throw new InvalidRequest(`${name} must not be repeated`)
+    }
+    return v === undefined || v === '' ? undefined : v
+  }
+  const many = (name: string): string[] => {
+    const v = form[name]
+    return (v === undefined ? [] : Array.isArray(v) ? v : [v]).filter((s) => s !== '')
+  }
+  for (const k of Object.keys(form)) {
+    if (Array.isArray(form[k]) && !REPEATABLE.has(k) && KNOWN.has(k)) one(k)
+  }
+
+  const grantType = one('grant_type')
+  if (!grantType) throw new InvalidRequest('grant_type is required')
+  if (grantType !== GRANT_TYPE_TOKEN_EXCHANGE) throw new UnsupportedGrantType(`grant_type must be ${GRANT_TYPE_TOKEN_EXCHANGE}`)
+  if (one('actor_token') !== undefined || one('actor_token_type') !== undefined) throw new InvalidRequest('delegation not supported: actor_token is not accepted')
+
+  const subjectToken = one('subject_token')
+  if (!subjectToken) throw new InvalidRequest('subject_token is required')
+  if (subjectToken.length > MAX_SUBJECT_TOKEN_BYTES) throw new InvalidRequest(`subject_token is larger than ${MAX_SUBJECT_TOKEN_BYTES} bytes`)
+  const subjectTokenType = one('subject_token_type')
+  if (!subjectTokenType) throw new InvalidRequest('subject_token_type is required')
+  if (subjectTokenType !== TOKEN_TYPE.accessToken && subjectTokenType !== TOKEN_TYPE.jwt) {
+    throw new InvalidRequest(`subject_token_type must be ${TOKEN_TYPE.accessToken}`)
+  }
+
+  const requested = one('requested_token_type')
+  let tokenKind: TokenKind | undefined
+  if (requested !== undefined) {
+    tokenKind = KIND_OF[requested]
+    if (!tokenKind) throw new InvalidRequest(`requested_token_type is not supported; use one of ${Object.keys(KIND_OF).join(', ')}`)
+  }
+
+  const role = one('role')
+  if (!role) throw new InvalidRequest('role is required (e.g. schedd, startd, pilot, job)')
+  if (!PLAIN.test(role)) throw new InvalidRequest('role must be a plain name')
+
+  const audience = [...many('audience'), ...many('resource')]
+  for (const a of audience) {
+    if (a.length > 512 || /[^\x21-\x7e]/.test(a)) throw new InvalidRequest('audience/resource values must be URIs of printable ASCII without spaces')
+  }
+  for (const r of many('resource')) {
+    // RFC 8707 §2: resource is an absolute URI without a fragment.
+    if (!/^[A-Za-z][A-Za-z0-9+.-]*:/.test(r) || r.includes('#')) throw new InvalidRequest('resource must be an absolute URI without a fragment')
+  }
+
+  const scopeParam = one('scope')
+  const scopes = scopeParam?.split(' ').filter(Boolean)
+  if (scopeParam !== undefined && (scopeParam.length > 2048 || /[^\x20-\x7e]/.test(scopeParam))) throw new InvalidRequest('scope must be printable ASCII')
+
+  const host = one('host')
+  if (host !== undefined && !/^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$/.test(host)) throw new InvalidRequest('host must be a DNS host name')
+
+  const lifetimeParam = one('lifetime')
+  let lifetime: number | undefined
+  if (lifetimeParam !== undefined) {
+    if (!/^\d{1,9}$/.test(lifetimeParam) || Number(lifetimeParam) <= 0) throw new InvalidRequest('lifetime must be a positive whole number of seconds')
+    lifetime = Number(lifetimeParam)
+  }
+
+  const params: Record<string, string> = {}
+  for (const p of TEMPLATE_PARAMS) {
+    const v = one(p)
+    if (v === undefined) continue
+    if (!PLAIN.test(v)) throw new InvalidRequest(`${p} must be a plain name (letters, digits, '.', '_', '-')`)
+    params[p] = v
+  }
+
+  return {
+    subjectToken,
+    ...(tokenKind ? { tokenKind } : {}),
+    role,
+    audience,
+    ...(scopes ? { scopes } : {}),
+    ...(host ? { host } : {}),
+    ...(lifetime ? { lifetime } : {}),
+    params,
+  }
+}

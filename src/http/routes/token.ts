@@ -1,0 +1,56 @@
+import { getConnInfo } from '@hono/node-server/conninfo'
+import { Hono, type Context } from 'hono'
+import { parseTokenExchangeRequest, type TokenExchangeRequest } from '../../contract/token_request.ts'
+import { InvalidRequest } from '../../errors.ts'
+import type { RequestContext, TokenExchangeResponse } from '../../issuance/exchange.ts'
+
+/** Whole form bodies above this are refused before parsing (a subject token is at most 16 KiB). */
+const MAX_BODY_BYTES = 32 * 1024
+
+export type Exchange = (req: TokenExchangeRequest, ctx: RequestContext) => Promise<TokenExchangeResponse>
+
+/**
+ * POST /token: RFC 8693 token exchange. Form-encoded in, JSON out, never cached (RFC 6749 §5.1).
+ * Errors are thrown as BrokerError and shaped once by oauthErrorResponse.
+ */
+export function tokenRoutes(exchange: Exchange): Hono {
+  const app = new Hono()
+  app.post('/token', async (c) => {
+    const form = await readForm(c)
+    const req = parseTokenExchangeRequest(form)
+    const res = await exchange(req, { requestId: c.get('requestId'), ...clientAddress(c) })
+    c.header('Cache-Control', 'no-store')
+    c.header('Pragma', 'no-cache')
+    return c.json(res)
+  })
+  app.all('/token', () => {
+    throw new InvalidRequest('the token endpoint accepts only POST')
+  })
+  return app
+}
+
+async function readForm(c: Context): Promise<Record<string, string | string[]>> {
+  const type = c.req.header('content-type') ?? ''
+  if (!/^application\/x-www-form-urlencoded\s*(;|$)/i.test(type)) {
+    throw new InvalidRequest('the request body must be application/x-www-form-urlencoded')
+  }
+  const declared = Number(c.req.header('content-length') ?? '0')
+  if (declared > MAX_BODY_BYTES) throw new InvalidRequest(`request body larger than ${MAX_BODY_BYTES} bytes`)
+  const text = await c.req.text()
+  if (text.length > MAX_BODY_BYTES) throw new InvalidRequest(`request body larger than ${MAX_BODY_BYTES} bytes`)
+  const form: Record<string, string | string[]> = {}
+  for (const [k, v] of new URLSearchParams(text)) {
+    const prev = form[k]
+    form[k] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v]
+  }
+  return form
+}
+
+function clientAddress(c: Context): { clientAddress?: string } {
+  try {
+    const a = getConnInfo(c).remote.address
+    return a ? { clientAddress: a } : {}
+  } catch {
+    return {} // app.request() in tests has no socket
+  }
+}

@@ -1,0 +1,120 @@
+import type { AuditLog } from '../audit/audit_log.ts'
+import { ISSUED_TYPE_OF, type TokenExchangeRequest } from '../contract/token_request.ts'
+import {
+  AccessDenied, BrokerError, InvalidRequest, InvalidScope, InvalidTarget, UnauthorizedClient,
+} from '../errors.ts'
+import type { SubjectTokenVerifier, VerifiedSubject } from '../iam/subject.ts'
+import type { Clock } from '../lib/clock.ts'
+import type { Decision, DecisionRequest } from '../policy/decision.ts'
+
+/** What came out of issuance, ready for the RFC 8693 response. */
+export interface IssuedToken {
+  token: string
+  expiresIn: number
+  /** Space-separated scope actually granted (`condor:/…` for IDTOKENs). */
+  scope: string
+}
+
+/** Request context the audit record needs; no HTTP types. */
+export interface RequestContext {
+  requestId: string
+  clientAddress?: string
+}
+
+type Allowed = Extract<Decision, { allow: true }>
+
+export interface ExchangeDeps {
+  iam: SubjectTokenVerifier
+  /** The current policy's decision function (policy reloads swap what it closes over). */
+  decide: (req: DecisionRequest) => Decision
+  /** Mints, verifies and audits (fail closed) a token the policy allowed. */
+  issue: (decision: Allowed, subject: VerifiedSubject, ctx: RequestContext) => Promise<IssuedToken>
+  /** Obtains an audience-narrowed IAM access token (requested_token_type access_token), audited likewise. */
+  narrow?: (decision: Allowed, subject: VerifiedSubject, subjectToken: string, ctx: RequestContext) => Promise<IssuedToken>
+  audit: AuditLog
+  clock: Clock
+}
+
+export interface TokenExchangeResponse {
+  access_token: string
+  issued_token_type: string
+  token_type: 'N_A' | 'Bearer'
+  expires_in: number
+  scope: string
+}
+
+const DENIAL: Record<Extract<Decision, { allow: false }>['error'], new (d: string) => BrokerError> = {
+  invalid_scope: InvalidScope,
+  invalid_target: InvalidTarget,
+  unauthorized_client: UnauthorizedClient,
+  access_denied: AccessDenied,
+  invalid_request: InvalidRequest,
+}
+
+/**
+ * RFC 8693 token exchange: IAM access token in, one least-privilege token for one role out.
+ * Order matters: verify the caller, decide by policy (default deny), then mint and audit; the token
+ * leaves only after its audit record is committed. Denials are audited too (best effort: a failing
+ * audit store cannot turn a refusal into a token).
+ * @see https://www.rfc-editor.org/rfc/rfc8693.html#section-2
+ */
+export async function exchangeToken(req: TokenExchangeRequest, ctx: RequestContext, deps: ExchangeDeps): Promise<TokenExchangeResponse> {
+  let subject: VerifiedSubject | undefined
+  try {
+    subject = await deps.iam.verify(req.subjectToken)
+    const decision = deps.decide({
+      subject,
+      role: req.role,
+      ...(req.tokenKind ? { tokenKind: req.tokenKind } : {}),
+      audience: req.audience,
+      ...(req.scopes ? { scopes: req.scopes } : {}),
+      ...(req.host ? { host: req.host } : {}),
+      ...(req.lifetime ? { lifetime: req.lifetime } : {}),
+      params: req.params,
+    })
+    if (!decision.allow) {
+      const Err = DENIAL[decision.error]
+      throw Object.assign(new Err(decision.reason), { policyRule: decision.ruleId })
+    }
+    const issued = decision.tokenKind === 'access_token'
+      ? await narrowOrRefuse(decision, subject, req.subjectToken, ctx, deps)
+      : await deps.issue(decision, subject, ctx)
+    return {
+      access_token: issued.token,
+      issued_token_type: ISSUED_TYPE_OF[decision.tokenKind],
+      // RFC 8693 §2.2.1: "N_A" when the issued token is not an access token usable as an HTTP bearer.
+      token_type: decision.tokenKind === 'idtoken' ? 'N_A' : 'Bearer',
+      expires_in: issued.expiresIn,
+      scope: issued.scope,
+    }
+  } catch (err) {
+    if (err instanceof BrokerError) await auditDenial(err, req, subject, ctx, deps)
+    throw err
+  }
+}
+
+function narrowOrRefuse(decision: Allowed, subject: VerifiedSubject, token: string, ctx: RequestContext, deps: ExchangeDeps): Promise<IssuedToken> {
+  if (!deps.narrow) throw new InvalidRequest('this broker is not configured as an IAM client; access_token cannot be issued')
+  return deps.narrow(decision, subject, token, ctx)
+}
+
+async function auditDenial(err: BrokerError, req: TokenExchangeRequest, subject: VerifiedSubject | undefined, ctx: RequestContext, deps: ExchangeDeps): Promise<void> {
+  try {
+    await deps.audit.record({
+      type: 'token.denied',
+      time: deps.clock.now(),
+      requestId: ctx.requestId,
+      ...(ctx.clientAddress ? { clientAddress: ctx.clientAddress } : {}),
+      ...(subject ? { caller: { iss: subject.iss, sub: subject.sub, ...(subject.client_id ? { client_id: subject.client_id } : {}), groups: subject.groups } } : {}),
+      role: req.role,
+      ...(req.tokenKind ? { tokenKind: req.tokenKind } : {}),
+      ...(req.scopes ? { scopes: req.scopes } : {}),
+      audience: req.audience,
+      ...(typeof (err as { policyRule?: unknown }).policyRule === 'string' ? { policyRule: (err as unknown as { policyRule: string }).policyRule } : {}),
+      decision: 'deny',
+      reason: `${err.error}: ${err.description}`,
+    })
+  } catch {
+    // The refusal stands either way; the store's own failure surfaces through /readyz and its logs.
+  }
+}
