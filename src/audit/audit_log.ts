@@ -35,6 +35,8 @@ export interface AuditEvent {
   policyRule?: string
   decision?: 'allow' | 'deny'
   reason?: string
+  /** The site the token was issued for (`ctb_site` claim); filter and revoke-by-site key. */
+  site?: string
   /** Free-form extra detail (e.g. site, host, revocation selector); must hold no secrets. */
   detail?: Record<string, unknown>
 }
@@ -42,4 +44,66 @@ export interface AuditEvent {
 export interface AuditLog {
   /** Resolves after the event is committed; rejects if it could not be. */
   record(event: AuditEvent): Promise<void>
+}
+
+/**
+ * One committed record: the event plus its place in the hash chain. `hash` is
+ * sha256(`${seq}\n${prevHash}\n${body}`) where `body` is the event's canonical JSON (src/audit/chain.ts).
+ */
+export interface AuditRecord {
+  /** 1, 2, 3, … without gaps; assigned at commit under the chain-head lock. */
+  seq: number
+  event: AuditEvent
+  prevHash: string
+  hash: string
+}
+
+/** Filters for `GET /v1/audit` and `audit list`; all optional, combined with AND. Newest first. */
+export interface AuditQuery {
+  /** Epoch seconds, inclusive. */
+  from?: number
+  /** Epoch seconds, inclusive. */
+  to?: number
+  /** The caller's IAM `sub`. */
+  caller?: string
+  /** The issued token's `sub`. */
+  issuedSub?: string
+  role?: string
+  jti?: string
+  decision?: 'allow' | 'deny'
+  type?: AuditEventType
+  site?: string
+  /** Page size, 1..1000. */
+  limit: number
+  /** Opaque cursor from the previous page's `nextCursor`. */
+  cursor?: string
+}
+
+export interface AuditPage {
+  records: AuditRecord[]
+  /** Present when more records match. */
+  nextCursor?: string
+}
+
+/** Outcome of checking the whole chain; `broken` names the first record that fails and why. */
+export type ChainVerification =
+  | { ok: true; records: number; head: { seq: number; hash: string }; firstSeq: number }
+  | { ok: false; records: number; broken: { seq: number; reason: string } }
+
+export interface PruneResult {
+  /** Records removed (0 when nothing was older than the cut-off). */
+  pruned: number
+  /** The checkpoint record appended, carrying the hash of the last pruned record. */
+  checkpointSeq?: number
+}
+
+/** A full audit backend: SQLite, PostgreSQL or memory, all passing test/integration/audit_log.contract.ts. */
+export interface AuditStore extends AuditLog {
+  query(q: AuditQuery): Promise<AuditPage>
+  /** Records in chain order from `fromSeq` (inclusive), for export and verification. */
+  scan(fromSeq?: number): AsyncIterable<AuditRecord>
+  verify(): Promise<ChainVerification>
+  /** Removes records older than `before` (epoch seconds) and appends a checkpoint; see chain.ts. */
+  prune(before: number, now: number): Promise<PruneResult>
+  close(): Promise<void>
 }

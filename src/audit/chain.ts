@@ -1,0 +1,172 @@
+import { createHash } from 'node:crypto'
+import type { AuditEvent, AuditRecord, ChainVerification } from './audit_log.ts'
+
+/** `prevHash` of record 1. */
+export const GENESIS_HASH = '0'.repeat(64)
+
+/**
+ * The event as stored and hashed: JSON with keys sorted at every level and undefined members dropped, so
+ * every backend (and a re-implementation in another language) produces the same bytes for the same event.
+ * Stored verbatim as TEXT (never PostgreSQL jsonb, which would reorder keys).
+ */
+export function encodeEventBody(event: AuditEvent): string {
+  return JSON.stringify(sortKeys(event))
+}
+
+function sortKeys(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(sortKeys)
+  if (v !== null && typeof v === 'object') {
+    const out: Record<string, unknown> = {}
+    for (const k of Object.keys(v).sort()) {
+      const x = (v as Record<string, unknown>)[k]
+      if (x !== undefined) out[k] = sortKeys(x)
+    }
+    return out
+  }
+  return v
+}
+
+/** sha256 over seq, the previous hash and the body: editing, reordering or re-linking a record changes it. */
+export function recordHash(seq: number, prevHash: string, body: string): string {
+  return createHash('sha256').update(`${seq}\n${prevHash}\n${body}`).digest('hex')
+}
+
+/**
+ * The indexed columns derived from an event. They are copies for filtering only: queries return the
+ * hashed body, and `verify` checks the columns still equal what the body says.
+ */
+export interface AuditColumns {
+  time: number
+  type: string
+  request_id: string | null
+  caller_iss: string | null
+  caller_sub: string | null
+  client_id: string | null
+  role: string | null
+  token_kind: string | null
+  issued_sub: string | null
+  jti: string | null
+  decision: string | null
+  exp: number | null
+  site: string | null
+}
+
+export const COLUMN_NAMES = [
+  'time', 'type', 'request_id', 'caller_iss', 'caller_sub', 'client_id', 'role', 'token_kind',
+  'issued_sub', 'jti', 'decision', 'exp', 'site',
+] as const satisfies readonly (keyof AuditColumns)[]
+
+export function columnsOf(e: AuditEvent): AuditColumns {
+  return {
+    time: e.time,
+    type: e.type,
+    request_id: e.requestId ?? null,
+    caller_iss: e.caller?.iss ?? null,
+    caller_sub: e.caller?.sub ?? null,
+    client_id: e.caller?.client_id ?? null,
+    role: e.role ?? null,
+    token_kind: e.tokenKind ?? null,
+    issued_sub: e.issuedSub ?? null,
+    jti: e.jti ?? null,
+    decision: e.decision ?? null,
+    exp: e.exp ?? null,
+    site: e.site ?? null,
+  }
+}
+
+/** Rejects events that could not be stored faithfully (the chain would not verify later). */
+export function assertStorableEvent(e: AuditEvent): void {
+  if (!Number.isSafeInteger(e.time) || e.time < 0) throw new TypeError('audit event time must be whole epoch seconds')
+  if (e.exp !== undefined && !Number.isSafeInteger(e.exp)) throw new TypeError('audit event exp must be whole epoch seconds')
+}
+
+/** Detail of an `audit.checkpoint` record: what retention removed, so the remaining chain stays anchored. */
+export interface CheckpointDetail {
+  prunedThroughSeq: number
+  /** Hash of record `prunedThroughSeq`; it transitively covers every pruned record. */
+  prunedLastHash: string
+  prunedCount: number
+  before: number
+}
+
+/** A row as read back from a backend, before trusting anything in it. */
+export interface StoredRow extends AuditColumns {
+  seq: number
+  body: string
+  prev_hash: string
+  hash: string
+}
+
+/** Parses a stored row into a record (trusting the body, not the columns). */
+export function rowToRecord(row: StoredRow): AuditRecord {
+  return { seq: Number(row.seq), event: JSON.parse(row.body) as AuditEvent, prevHash: row.prev_hash, hash: row.hash }
+}
+
+/**
+ * Checks a chain fed in seq order. Detects edited bodies or columns, edited hashes, re-linking, deleted or
+ * re-ordered records, a pruned prefix no checkpoint vouches for, and a truncated tail (against the stored head).
+ */
+export class ChainVerifier {
+  #count = 0
+  #first: { seq: number; prevHash: string } | undefined
+  #last: { seq: number; hash: string } | undefined
+  #anchored = false
+  #broken: { seq: number; reason: string } | undefined
+
+  /** Feeds the next row; returns false once the chain is known broken (stop scanning). */
+  feed(row: StoredRow): boolean {
+    if (this.#broken) return false
+    const seq = Number(row.seq)
+    this.#count++
+    const fail = (reason: string) => { this.#broken = { seq, reason }; return false }
+    let event: AuditEvent
+    try {
+      event = JSON.parse(row.body) as AuditEvent
+    } catch {
+      return fail('body is not valid JSON')
+    }
+    if (typeof event !== 'object' || event === null || encodeEventBody(event) !== row.body) return fail('body is not in canonical form')
+    if (recordHash(seq, row.prev_hash, row.body) !== row.hash) return fail('hash does not match the record content (record edited)')
+    const cols = columnsOf(event)
+    for (const c of COLUMN_NAMES) {
+      const stored = row[c] === null || row[c] === undefined ? null : typeof cols[c] === 'number' ? Number(row[c]) : row[c]
+      if (stored !== cols[c]) return fail(`column ${c} differs from the hashed body (record edited)`)
+    }
+    if (this.#last === undefined) {
+      this.#first = { seq, prevHash: row.prev_hash }
+      if (seq === 1) {
+        if (row.prev_hash !== GENESIS_HASH) return fail('first record does not start from the genesis hash')
+        this.#anchored = true
+      }
+    } else {
+      if (seq !== this.#last.seq + 1) {
+        this.#broken = { seq: this.#last.seq + 1, reason: `record missing (next present record is seq ${seq})` }
+        return false
+      }
+      if (row.prev_hash !== this.#last.hash) return fail(`prev_hash does not match the hash of record ${this.#last.seq}`)
+    }
+    if (event.type === 'audit.checkpoint' && this.#first && this.#first.seq > 1) {
+      const d = event.detail as Partial<CheckpointDetail> | undefined
+      if (d?.prunedThroughSeq === this.#first.seq - 1 && d.prunedLastHash === this.#first.prevHash) this.#anchored = true
+    }
+    this.#last = { seq, hash: row.hash }
+    return true
+  }
+
+  /** Final verdict, given the head the backend stores separately (seq 0 when empty). */
+  finish(head: { seq: number; hash: string }): ChainVerification {
+    if (this.#broken) return { ok: false, records: this.#count, broken: this.#broken }
+    if (!this.#last) {
+      if (head.seq === 0) return { ok: true, records: 0, head: { seq: 0, hash: GENESIS_HASH }, firstSeq: 0 }
+      return { ok: false, records: 0, broken: { seq: head.seq, reason: `all records are missing (head says seq ${head.seq})` } }
+    }
+    if (!this.#anchored) {
+      return { ok: false, records: this.#count, broken: { seq: this.#first!.seq, reason: `records before seq ${this.#first!.seq} are missing and no checkpoint vouches for their removal` } }
+    }
+    if (head.seq !== this.#last.seq || head.hash !== this.#last.hash) {
+      const seq = head.seq > this.#last.seq ? this.#last.seq + 1 : this.#last.seq
+      return { ok: false, records: this.#count, broken: { seq, reason: `chain head says seq ${head.seq} but the last record is seq ${this.#last.seq} (records removed or head edited)` } }
+    }
+    return { ok: true, records: this.#count, head: this.#last, firstSeq: this.#first!.seq }
+  }
+}

@@ -1,0 +1,53 @@
+import type { AuditEvent } from '../audit/audit_log.ts'
+
+/**
+ * Revocation vocabulary. Every token the broker issues carries three plain scalar claims so HTCondor's
+ * SEC_TOKEN_REVOCATION_EXPR (htcondor-tokens.md §2.4: only scalar payload claims are visible, names must be
+ * ClassAd identifiers, hence no dots) can match them:
+ *   ctb_role  the policy role the token was issued for
+ *   ctb_gen   the role's revocation generation at issue time; revoking a role bumps it, so a bulk
+ *             revocation is one comparison `ctb_role =?= "r" && ctb_gen < N` however many tokens it hits
+ *   ctb_site  the site the token was issued for, when the request named one
+ */
+export const CLAIM_ROLE = 'ctb_role'
+export const CLAIM_GENERATION = 'ctb_gen'
+export const CLAIM_SITE = 'ctb_site'
+
+/** A role's generation before its first revocation. */
+export const INITIAL_GENERATION = 1
+
+/** By `jti`: one token. By `sub`, `site`: every token issued before the revocation. By `role`: every token of an older generation. */
+export type RevocationKind = 'jti' | 'sub' | 'role' | 'site'
+export const REVOCATION_KINDS: readonly RevocationKind[] = ['jti', 'sub', 'role', 'site']
+
+/** What the service asks a store to persist. */
+export interface NewRevocation {
+  kind: RevocationKind
+  value: string
+  /** Epoch seconds. Tokens of this sub/site with `iat <= revokedAt` are revoked. */
+  revokedAt: number
+  /** Epoch seconds after which no token this entry matches can still be valid; then it leaves the expression. */
+  until: number
+  reason?: string
+  /** Who revoked (admin principal), for the record. */
+  revokedBy?: string
+}
+
+export interface Revocation extends NewRevocation {
+  id: number
+  /** For `role`: the generation now current; tokens with `ctb_gen` below it are revoked. */
+  gen?: number
+}
+
+/** Revocations live next to the audit log so the revocation and its audit record commit in one transaction. */
+export interface RevocationStore {
+  /**
+   * Persists the revocation (for a role, bumps its generation) and appends `event` (completed with the
+   * revocation's id and generation in `detail`) in the same transaction.
+   */
+  revoke(rev: NewRevocation, event: AuditEvent): Promise<Revocation>
+  /** All revocations, or only those with `until >= activeAt`, oldest first. */
+  listRevocations(options?: { activeAt?: number }): Promise<Revocation[]>
+  /** Current generation per role that was ever revoked; other roles are at INITIAL_GENERATION. */
+  roleGenerations(): Promise<Map<string, number>>
+}

@@ -1,0 +1,131 @@
+import type { AuditEvent, AuditPage, AuditQuery, AuditRecord, AuditStore, ChainVerification, PruneResult } from '../audit/audit_log.ts'
+import { assertStorableEvent, ChainVerifier, columnsOf, encodeEventBody, recordHash, rowToRecord, type AuditColumns, type CheckpointDetail, type StoredRow } from '../audit/chain.ts'
+import { InvalidRequest } from '../errors.ts'
+import type { NewRevocation, Revocation, RevocationStore } from '../revocation/revocation.ts'
+import { GroupCommitter, type GroupCommitOptions } from './group_commit.ts'
+
+/** One queued write. Results are filled in by the backend inside the transaction. */
+export type WriteOp =
+  | { kind: 'event'; body: string; cols: AuditColumns }
+  | { kind: 'revoke'; rev: NewRevocation; event: AuditEvent; result?: Revocation }
+  | { kind: 'prune'; before: number; now: number; result?: PruneResult }
+
+/** Everything a backend stores: the audit chain and the revocations it records. */
+export interface BrokerStore extends AuditStore, RevocationStore {
+  readonly backend: 'sqlite' | 'postgres' | 'memory'
+  /** Group-commit counters (committed batches and records), for benchmarks and metrics. */
+  commitStats(): { batches: number; items: number; pending: number }
+}
+
+export const MAX_PAGE = 1000
+
+/**
+ * The behaviour every backend shares: encoding and validation off the critical section, group commit,
+ * verification and scanning. Backends supply the transaction (`commitBatch`) and the reads.
+ */
+export abstract class ChainedStore implements BrokerStore {
+  abstract readonly backend: 'sqlite' | 'postgres' | 'memory'
+  protected readonly committer: GroupCommitter<WriteOp>
+
+  constructor(groupCommit: Partial<GroupCommitOptions> = {}) {
+    this.committer = new GroupCommitter<WriteOp>((ops) => this.commitBatch(ops), groupCommit)
+  }
+
+  /** Writes all ops in one transaction, extending the chain from the locked head; throws to fail them all. */
+  protected abstract commitBatch(ops: WriteOp[]): Promise<void> | void
+  /** Raw rows in seq order from `fromSeq`, in bounded chunks. */
+  protected abstract scanRows(fromSeq: number): AsyncIterable<StoredRow>
+  /** The separately stored chain head (seq 0 and the genesis hash when empty). */
+  protected abstract readHead(): Promise<{ seq: number; hash: string }>
+  abstract query(q: AuditQuery): Promise<AuditPage>
+  abstract listRevocations(options?: { activeAt?: number }): Promise<Revocation[]>
+  abstract roleGenerations(): Promise<Map<string, number>>
+  protected abstract closeBackend(): Promise<void>
+
+  record(event: AuditEvent): Promise<void> {
+    // Encode before queueing: a bad event fails alone instead of failing the batch it would join.
+    assertStorableEvent(event)
+    return this.committer.submit({ kind: 'event', body: encodeEventBody(event), cols: columnsOf(event) })
+  }
+
+  async revoke(rev: NewRevocation, event: AuditEvent): Promise<Revocation> {
+    assertStorableEvent(event)
+    const op: WriteOp = { kind: 'revoke', rev, event: { ...event } }
+    await this.committer.submit(op)
+    return op.result!
+  }
+
+  async prune(before: number, now: number): Promise<PruneResult> {
+    const op: WriteOp = { kind: 'prune', before, now }
+    await this.committer.submit(op)
+    return op.result!
+  }
+
+  /** Group-commit counters (committed batches and records), for benchmarks and metrics. */
+  commitStats(): { batches: number; items: number; pending: number } {
+    return this.committer.stats()
+  }
+
+  async verify(): Promise<ChainVerification> {
+    const v = new ChainVerifier()
+    for await (const row of this.scanRows(1)) if (!v.feed(row)) break
+    return v.finish(await this.readHead())
+  }
+
+  async *scan(fromSeq = 1): AsyncIterable<AuditRecord> {
+    for await (const row of this.scanRows(fromSeq)) yield rowToRecord(row)
+  }
+
+  async close(): Promise<void> {
+    await this.committer.close()
+    await this.closeBackend()
+  }
+}
+
+/** The row for one op at `seq`, linked to `prevHash`. */
+export function chainRow(seq: number, prevHash: string, body: string, cols: AuditColumns): StoredRow {
+  return { ...cols, seq, body, prev_hash: prevHash, hash: recordHash(seq, prevHash, body) }
+}
+
+/** Completes a revocation's audit event with what the transaction decided (id, generation). */
+export function revocationEventBody(event: AuditEvent, rev: Revocation): { body: string; cols: AuditColumns } {
+  const e: AuditEvent = {
+    ...event,
+    detail: { ...event.detail, revocation: { id: rev.id, kind: rev.kind, value: rev.value, until: rev.until, ...(rev.gen !== undefined ? { gen: rev.gen } : {}) } },
+  }
+  return { body: encodeEventBody(e), cols: columnsOf(e) }
+}
+
+/** The checkpoint record appended when retention removes records 1..throughSeq. */
+export function checkpointEventBody(detail: CheckpointDetail, now: number): { body: string; cols: AuditColumns } {
+  const e: AuditEvent = { type: 'audit.checkpoint', time: now, caller: { sub: 'retention' }, detail: { ...detail } }
+  return { body: encodeEventBody(e), cols: columnsOf(e) }
+}
+
+/** Keyset cursor over (time, seq) descending; opaque to callers. */
+export function encodeCursor(time: number, seq: number): string {
+  return Buffer.from(`${time}:${seq}`).toString('base64url')
+}
+
+export function decodeCursor(cursor: string): { time: number; seq: number } {
+  const m = /^(\d{1,15}):(\d{1,15})$/.exec(Buffer.from(cursor, 'base64url').toString('latin1'))
+  if (!m) throw new InvalidRequest('cursor is not valid')
+  return { time: Number(m[1]), seq: Number(m[2]) }
+}
+
+/** Equality filters as (column, value) pairs, shared by the SQL backends. */
+export function equalityFilters(q: AuditQuery): Array<[keyof AuditColumns, string]> {
+  const out: Array<[keyof AuditColumns, string]> = []
+  if (q.caller !== undefined) out.push(['caller_sub', q.caller])
+  if (q.issuedSub !== undefined) out.push(['issued_sub', q.issuedSub])
+  if (q.role !== undefined) out.push(['role', q.role])
+  if (q.jti !== undefined) out.push(['jti', q.jti])
+  if (q.decision !== undefined) out.push(['decision', q.decision])
+  if (q.type !== undefined) out.push(['type', q.type])
+  if (q.site !== undefined) out.push(['site', q.site])
+  return out
+}
+
+export function assertPageSize(limit: number): void {
+  if (!Number.isSafeInteger(limit) || limit < 1 || limit > MAX_PAGE) throw new InvalidRequest(`limit must be 1 to ${MAX_PAGE}`)
+}

@@ -1,0 +1,99 @@
+/**
+ * Group commit: concurrent writes share one transaction and one fsync. A write waits for the batch it
+ * joined to commit, so the caller still learns of its own durability (fail closed), but N concurrent
+ * writers pay for one commit instead of N. With `maxWaitMs` 0 there is no added latency at low load:
+ * a batch starts at the next turn of the event loop and takes whatever queued meanwhile; under load the
+ * batches grow by themselves while the previous commit is in flight.
+ */
+export interface GroupCommitOptions {
+  /** Most items in one transaction. */
+  maxBatch: number
+  /** Wait up to this long for a batch to fill before committing (0: commit at the next event-loop turn). */
+  maxWaitMs: number
+  /** Items allowed to wait; beyond this `submit` rejects at once rather than queueing without bound. */
+  maxPending: number
+}
+
+export const DEFAULT_GROUP_COMMIT: GroupCommitOptions = { maxBatch: 1000, maxWaitMs: 0, maxPending: 50_000 }
+
+/** Thrown when the queue is full: the store is slower than the offered load. */
+export class StoreOverloaded extends Error {
+  constructor(pending: number) {
+    super(`audit store overloaded: ${pending} writes waiting`)
+    this.name = 'StoreOverloaded'
+  }
+}
+
+interface Pending<T> { item: T; resolve: () => void; reject: (err: unknown) => void }
+
+export class GroupCommitter<T> {
+  readonly #commit: (items: T[]) => Promise<void> | void
+  readonly #opts: GroupCommitOptions
+  #queue: Pending<T>[] = []
+  #scheduled = false
+  #running = false
+  #closed = false
+  #idle: Array<() => void> = []
+  #batches = 0
+  #items = 0
+
+  /** `commit` writes all items in one transaction or throws; every item of a failed batch is rejected. */
+  constructor(commit: (items: T[]) => Promise<void> | void, options: Partial<GroupCommitOptions> = {}) {
+    this.#commit = commit
+    this.#opts = { ...DEFAULT_GROUP_COMMIT, ...options }
+    if (this.#opts.maxBatch < 1 || this.#opts.maxPending < 1 || this.#opts.maxWaitMs < 0) throw new TypeError('invalid group commit options')
+  }
+
+  /** Resolves once the batch holding `item` has committed; rejects if that batch failed. */
+  submit(item: T): Promise<void> {
+    if (this.#closed) return Promise.reject(new Error('audit store is closed'))
+    if (this.#queue.length >= this.#opts.maxPending) return Promise.reject(new StoreOverloaded(this.#queue.length))
+    return new Promise<void>((resolve, reject) => {
+      this.#queue.push({ item, resolve, reject })
+      this.#schedule()
+    })
+  }
+
+  #schedule(): void {
+    if (this.#scheduled || this.#running) return
+    this.#scheduled = true
+    const run = () => { this.#scheduled = false; void this.#drain() }
+    if (this.#opts.maxWaitMs > 0 && this.#queue.length < this.#opts.maxBatch) setTimeout(run, this.#opts.maxWaitMs)
+    else setImmediate(run)
+  }
+
+  async #drain(): Promise<void> {
+    this.#running = true
+    try {
+      while (this.#queue.length > 0) {
+        const batch = this.#queue.splice(0, this.#opts.maxBatch)
+        try {
+          await this.#commit(batch.map((p) => p.item))
+          this.#batches++
+          this.#items += batch.length
+          for (const p of batch) p.resolve()
+        } catch (err) {
+          for (const p of batch) p.reject(err)
+        }
+        // Let I/O callbacks run so requests that arrived during the commit join the next batch.
+        if (this.#queue.length > 0 && this.#queue.length < this.#opts.maxBatch) await new Promise<void>((r) => setImmediate(r))
+      }
+    } finally {
+      this.#running = false
+      if (this.#queue.length > 0) this.#schedule()
+      else for (const f of this.#idle.splice(0)) f()
+    }
+  }
+
+  /** Committed batches and items so far: items/batches is the achieved grouping. */
+  stats(): { batches: number; items: number; pending: number } {
+    return { batches: this.#batches, items: this.#items, pending: this.#queue.length }
+  }
+
+  /** Waits for queued writes to finish, then refuses new ones. */
+  async close(): Promise<void> {
+    this.#closed = true
+    if (this.#queue.length === 0 && !this.#running && !this.#scheduled) return
+    await new Promise<void>((r) => this.#idle.push(r))
+  }
+}

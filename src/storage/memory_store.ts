@@ -1,0 +1,112 @@
+import type { AuditPage, AuditQuery } from '../audit/audit_log.ts'
+import { GENESIS_HASH, rowToRecord, type AuditColumns, type StoredRow } from '../audit/chain.ts'
+import { INITIAL_GENERATION, type Revocation } from '../revocation/revocation.ts'
+import {
+  ChainedStore, assertPageSize, chainRow, checkpointEventBody, decodeCursor, encodeCursor, equalityFilters,
+  revocationEventBody, type WriteOp,
+} from './chained_store.ts'
+import type { GroupCommitOptions } from './group_commit.ts'
+
+/**
+ * In-process store for unit and HTTP tests and throwaway runs: same chain, same group commit, same
+ * semantics as the SQL backends (it passes the same contract suite), nothing survives the process.
+ */
+export class MemoryStore extends ChainedStore {
+  readonly backend = 'memory' as const
+  #rows: StoredRow[] = []
+  #head = { seq: 0, hash: GENESIS_HASH }
+  #revocations: Revocation[] = []
+  #generations = new Map<string, number>()
+
+  constructor(options: { groupCommit?: Partial<GroupCommitOptions> } = {}) {
+    super(options.groupCommit)
+  }
+
+  protected commitBatch(ops: WriteOp[]): void {
+    // Stage everything, then publish at once: a failing op leaves no trace (all-or-nothing like a transaction).
+    const rows: StoredRow[] = []
+    const revocations: Revocation[] = []
+    const generations = new Map(this.#generations)
+    let pruneThrough = 0
+    let { seq, hash } = this.#head
+    const append = (body: string, cols: AuditColumns) => {
+      seq++
+      const row = chainRow(seq, hash, body, cols)
+      rows.push(row)
+      hash = row.hash
+    }
+    let nextId = (this.#revocations.at(-1)?.id ?? 0) + 1
+    const results: Array<() => void> = []
+    for (const op of ops) {
+      if (op.kind === 'event') append(op.body, op.cols)
+      else if (op.kind === 'revoke') {
+        let gen: number | undefined
+        if (op.rev.kind === 'role') {
+          gen = (generations.get(op.rev.value) ?? INITIAL_GENERATION) + 1
+          generations.set(op.rev.value, gen)
+        }
+        const rev: Revocation = { ...op.rev, id: nextId++, ...(gen !== undefined ? { gen } : {}) }
+        revocations.push(rev)
+        const { body, cols } = revocationEventBody(op.event, rev)
+        append(body, cols)
+        results.push(() => { op.result = rev })
+      } else {
+        const all = [...this.#rows.filter((r) => r.seq > pruneThrough), ...rows]
+        const keep = all.find((r) => r.time >= op.before)
+        const through = keep ? keep.seq - 1 : seq
+        const pruned = all.filter((r) => r.seq <= through)
+        if (pruned.length === 0) { results.push(() => { op.result = { pruned: 0 } }); continue }
+        if (rows.some((r) => r.seq <= through)) throw new Error('cannot prune records of the same batch')
+        pruneThrough = through
+        const { body, cols } = checkpointEventBody({ prunedThroughSeq: through, prunedLastHash: pruned.at(-1)!.hash, prunedCount: pruned.length, before: op.before }, op.now)
+        append(body, cols)
+        const checkpointSeq = seq
+        results.push(() => { op.result = { pruned: pruned.length, checkpointSeq } })
+      }
+    }
+    if (pruneThrough > 0) this.#rows = this.#rows.filter((r) => r.seq > pruneThrough)
+    this.#rows.push(...rows)
+    this.#revocations.push(...revocations)
+    this.#generations = generations
+    this.#head = { seq, hash }
+    for (const r of results) r()
+  }
+
+  protected async *scanRows(fromSeq: number): AsyncIterable<StoredRow> {
+    for (const r of this.#rows) if (r.seq >= fromSeq) yield { ...r }
+  }
+
+  protected async readHead(): Promise<{ seq: number; hash: string }> {
+    return { ...this.#head }
+  }
+
+  async query(q: AuditQuery): Promise<AuditPage> {
+    assertPageSize(q.limit)
+    const eq = equalityFilters(q)
+    const c = q.cursor !== undefined ? decodeCursor(q.cursor) : undefined
+    const hits = this.#rows
+      .filter((r) => eq.every(([col, v]) => r[col] === v)
+        && (q.from === undefined || r.time >= q.from)
+        && (q.to === undefined || r.time <= q.to)
+        && (c === undefined || r.time < c.time || (r.time === c.time && r.seq < c.seq)))
+      .sort((a, b) => b.time - a.time || b.seq - a.seq)
+    const page = hits.slice(0, q.limit)
+    const last = page.at(-1)
+    return { records: page.map(rowToRecord), ...(hits.length > q.limit && last ? { nextCursor: encodeCursor(last.time, last.seq) } : {}) }
+  }
+
+  async listRevocations(options: { activeAt?: number } = {}): Promise<Revocation[]> {
+    return this.#revocations.filter((r) => options.activeAt === undefined || r.until >= options.activeAt).map((r) => ({ ...r }))
+  }
+
+  async roleGenerations(): Promise<Map<string, number>> {
+    return new Map(this.#generations)
+  }
+
+  /** Test hook: the raw rows, so a test can tamper with them as an attacker with DB access would. */
+  rawRows(): StoredRow[] {
+    return this.#rows
+  }
+
+  protected async closeBackend(): Promise<void> {}
+}

@@ -1,0 +1,246 @@
+import pg from 'pg'
+import type { AuditPage, AuditQuery } from '../audit/audit_log.ts'
+import { COLUMN_NAMES, GENESIS_HASH, rowToRecord, type AuditColumns, type StoredRow } from '../audit/chain.ts'
+import { OperatorError } from '../errors.ts'
+import { INITIAL_GENERATION, type NewRevocation, type Revocation } from '../revocation/revocation.ts'
+import {
+  ChainedStore, assertPageSize, chainRow, checkpointEventBody, decodeCursor, encodeCursor, equalityFilters,
+  revocationEventBody, type WriteOp,
+} from './chained_store.ts'
+import type { GroupCommitOptions } from './group_commit.ts'
+import { fromRevocationRow, type RevocationRow } from './sqlite_store.ts'
+
+export interface PostgresStoreOptions {
+  /** libpq-style URL; it may hold a password, so it is never logged or echoed. */
+  dsn: string
+  poolSize?: number
+  groupCommit?: Partial<GroupCommitOptions>
+  /** Fail fast when the server is unreachable: an issuance must not hang waiting for its audit record. */
+  connectTimeoutMs?: number
+}
+
+/**
+ * Schema steps, applied by the broker itself under an advisory lock so replicas starting together do not
+ * race. Tables are unprefixed: give the broker a database of its own. Never edit a shipped step; append.
+ */
+const MIGRATIONS: readonly string[] = [
+  `CREATE TABLE audit_log (
+     seq BIGINT PRIMARY KEY, time BIGINT NOT NULL, type TEXT NOT NULL, request_id TEXT,
+     caller_iss TEXT, caller_sub TEXT, client_id TEXT, role TEXT, token_kind TEXT, issued_sub TEXT,
+     jti TEXT, decision TEXT, exp BIGINT, site TEXT,
+     body TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL);
+   CREATE INDEX audit_time ON audit_log (time, seq);
+   CREATE INDEX audit_caller ON audit_log (caller_sub, time, seq);
+   CREATE INDEX audit_issued_sub ON audit_log (issued_sub, time, seq);
+   CREATE INDEX audit_role ON audit_log (role, time, seq);
+   CREATE INDEX audit_jti ON audit_log (jti);
+   CREATE INDEX audit_decision ON audit_log (decision, time, seq);
+   CREATE INDEX audit_site ON audit_log (site, time, seq);
+   CREATE TABLE audit_head (id INT PRIMARY KEY CHECK (id = 1), seq BIGINT NOT NULL, hash TEXT NOT NULL);
+   INSERT INTO audit_head VALUES (1, 0, '${GENESIS_HASH}');
+   CREATE TABLE revocations (
+     id BIGSERIAL PRIMARY KEY, kind TEXT NOT NULL, value TEXT NOT NULL, revoked_at BIGINT NOT NULL,
+     until BIGINT NOT NULL, gen INT, reason TEXT, revoked_by TEXT);
+   CREATE INDEX revocations_until ON revocations (until);
+   CREATE TABLE role_generations (role TEXT PRIMARY KEY, gen INT NOT NULL);`,
+]
+
+// Any constant works; it only has to be the same in every replica.
+const MIGRATION_LOCK = 0x6374_6231
+
+const COLUMN_TYPES: Record<(typeof COLUMN_NAMES)[number], string> = {
+  time: 'bigint', type: 'text', request_id: 'text', caller_iss: 'text', caller_sub: 'text', client_id: 'text',
+  role: 'text', token_kind: 'text', issued_sub: 'text', jti: 'text', decision: 'text', exp: 'bigint', site: 'text',
+}
+const ALL_COLUMNS = ['seq', ...COLUMN_NAMES, 'body', 'prev_hash', 'hash'] as const
+const ALL_TYPES = ['bigint', ...COLUMN_NAMES.map((c) => COLUMN_TYPES[c]), 'text', 'text', 'text']
+// One statement per batch whatever its size: parallel arrays unnested into rows.
+const INSERT_SQL = `INSERT INTO audit_log (${ALL_COLUMNS.join(', ')}) SELECT * FROM unnest(${ALL_TYPES.map((t, i) => `$${i + 1}::${t}[]`).join(', ')})`
+const SCAN_CHUNK = 5000
+
+// BIGINT columns hold epoch seconds and sequence numbers, far below 2^53: read them as numbers.
+const types = {
+  getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+    oid === pg.types.builtins.INT8 ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
+}
+
+/** For several broker replicas: one chain, serialized by a row lock on the head. */
+export class PostgresStore extends ChainedStore {
+  readonly backend = 'postgres' as const
+  readonly #pool: pg.Pool
+
+  private constructor(pool: pg.Pool, groupCommit?: Partial<GroupCommitOptions>) {
+    super(groupCommit)
+    this.#pool = pool
+  }
+
+  /** Connects, creates or migrates the schema, and returns the store. */
+  static async open(options: PostgresStoreOptions): Promise<PostgresStore> {
+    const pool = new pg.Pool({
+      connectionString: options.dsn,
+      max: options.poolSize ?? 4,
+      connectionTimeoutMillis: options.connectTimeoutMs ?? 5000,
+      types,
+    })
+    // An idle client losing its connection must not crash the process; the next query reconnects.
+    pool.on('error', () => {})
+    try {
+      await migrate(pool)
+    } catch (err) {
+      await pool.end().catch(() => {})
+      if (err instanceof OperatorError) throw err
+      // The message of a pg error never contains the DSN; say which step failed, not where it pointed.
+      throw new OperatorError('EAUDITSTORE', `cannot open the PostgreSQL audit store: ${(err as Error).message}`, { cause: err })
+    }
+    return new PostgresStore(pool, options.groupCommit)
+  }
+
+  protected async commitBatch(ops: WriteOp[]): Promise<void> {
+    const client = await this.#pool.connect()
+    try {
+      await client.query('BEGIN')
+      // The row lock serializes every replica's batches: the chain stays one chain.
+      const head = (await client.query<{ seq: number; hash: string }>('SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE')).rows[0]!
+      let seq = head.seq
+      let prev = head.hash
+      const rows: StoredRow[] = []
+      const append = (body: string, cols: AuditColumns) => {
+        seq++
+        const row = chainRow(seq, prev, body, cols)
+        rows.push(row)
+        prev = row.hash
+      }
+      const flush = async () => {
+        if (rows.length === 0) return
+        await client.query({ name: 'ctb_audit_insert', text: INSERT_SQL, values: ALL_COLUMNS.map((c) => rows.map((r) => r[c])) })
+        rows.length = 0
+      }
+      for (const op of ops) {
+        if (op.kind === 'event') append(op.body, op.cols)
+        else if (op.kind === 'revoke') {
+          const rev = await insertRevocation(client, op.rev)
+          const { body, cols } = revocationEventBody(op.event, rev)
+          append(body, cols)
+          op.result = rev
+        } else {
+          await flush()
+          const cut = await prunePrefix(client, op.before, seq)
+          if (cut) {
+            const { body, cols } = checkpointEventBody({ ...cut, before: op.before }, op.now)
+            append(body, cols)
+            op.result = { pruned: cut.prunedCount, checkpointSeq: seq }
+          } else op.result = { pruned: 0 }
+        }
+      }
+      await flush()
+      await client.query('UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1', [seq, prev])
+      await client.query('COMMIT')
+      client.release()
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => {})
+      client.release(err as Error)
+      throw err
+    }
+  }
+
+  protected async *scanRows(fromSeq: number): AsyncIterable<StoredRow> {
+    let next = fromSeq
+    for (;;) {
+      const { rows } = await this.#pool.query<StoredRow>('SELECT * FROM audit_log WHERE seq >= $1 ORDER BY seq LIMIT $2', [next, SCAN_CHUNK])
+      for (const r of rows) yield r
+      if (rows.length < SCAN_CHUNK) return
+      next = rows.at(-1)!.seq + 1
+    }
+  }
+
+  protected async readHead(): Promise<{ seq: number; hash: string }> {
+    return (await this.#pool.query<{ seq: number; hash: string }>('SELECT seq, hash FROM audit_head WHERE id = 1')).rows[0]!
+  }
+
+  async query(q: AuditQuery): Promise<AuditPage> {
+    assertPageSize(q.limit)
+    const where: string[] = []
+    const args: unknown[] = []
+    const p = (v: unknown) => { args.push(v); return `$${args.length}` }
+    for (const [col, v] of equalityFilters(q)) where.push(`${col} = ${p(v)}`)
+    if (q.from !== undefined) where.push(`time >= ${p(q.from)}`)
+    if (q.to !== undefined) where.push(`time <= ${p(q.to)}`)
+    if (q.cursor !== undefined) {
+      const c = decodeCursor(q.cursor)
+      where.push(`(time, seq) < (${p(c.time)}, ${p(c.seq)})`)
+    }
+    const sql = `SELECT seq, time, body, prev_hash, hash FROM audit_log ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY time DESC, seq DESC LIMIT ${p(q.limit + 1)}`
+    const { rows } = await this.#pool.query<StoredRow>(sql, args)
+    const page = rows.slice(0, q.limit)
+    const last = page.at(-1)
+    return { records: page.map(rowToRecord), ...(rows.length > q.limit && last ? { nextCursor: encodeCursor(last.time, last.seq) } : {}) }
+  }
+
+  async listRevocations(options: { activeAt?: number } = {}): Promise<Revocation[]> {
+    const { rows } = options.activeAt === undefined
+      ? await this.#pool.query<RevocationRow>('SELECT * FROM revocations ORDER BY id')
+      : await this.#pool.query<RevocationRow>('SELECT * FROM revocations WHERE until >= $1 ORDER BY id', [options.activeAt])
+    return rows.map(fromRevocationRow)
+  }
+
+  async roleGenerations(): Promise<Map<string, number>> {
+    const { rows } = await this.#pool.query<{ role: string; gen: number }>('SELECT role, gen FROM role_generations')
+    return new Map(rows.map((r) => [r.role, r.gen]))
+  }
+
+  /** Test and operator hook: run SQL on the store's pool (e.g. to tamper in tests). */
+  async sql(text: string, values: unknown[] = []): Promise<pg.QueryResult> {
+    return this.#pool.query(text, values)
+  }
+
+  protected async closeBackend(): Promise<void> {
+    await this.#pool.end()
+  }
+}
+
+async function insertRevocation(client: pg.PoolClient, r: NewRevocation): Promise<Revocation> {
+  let gen: number | undefined
+  if (r.kind === 'role') {
+    gen = (await client.query<{ gen: number }>(
+      'INSERT INTO role_generations (role, gen) VALUES ($1, $2::int + 1) ON CONFLICT (role) DO UPDATE SET gen = role_generations.gen + 1 RETURNING gen',
+      [r.value, INITIAL_GENERATION])).rows[0]!.gen
+  }
+  const { rows } = await client.query<{ id: number }>(
+    'INSERT INTO revocations (kind, value, revoked_at, until, gen, reason, revoked_by) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id',
+    [r.kind, r.value, r.revokedAt, r.until, gen ?? null, r.reason ?? null, r.revokedBy ?? null])
+  return { ...r, id: rows[0]!.id, ...(gen !== undefined ? { gen } : {}) }
+}
+
+async function prunePrefix(client: pg.PoolClient, before: number, headSeq: number) {
+  const keep = (await client.query<{ seq: number | null }>('SELECT min(seq) AS seq FROM audit_log WHERE time >= $1', [before])).rows[0]!
+  const through = keep.seq === null ? headSeq : keep.seq - 1
+  const first = (await client.query<{ seq: number | null }>('SELECT min(seq) AS seq FROM audit_log')).rows[0]!
+  if (first.seq === null || through < first.seq) return null
+  const last = (await client.query<{ hash: string }>('SELECT hash FROM audit_log WHERE seq = $1', [through])).rows[0]
+  if (!last) throw new Error(`audit record ${through} is missing; run audit verify`)
+  const res = await client.query('DELETE FROM audit_log WHERE seq <= $1', [through])
+  return { prunedThroughSeq: through, prunedLastHash: last.hash, prunedCount: res.rowCount ?? 0 }
+}
+
+async function migrate(pool: pg.Pool): Promise<void> {
+  const client = await pool.connect()
+  try {
+    await client.query('BEGIN')
+    await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK])
+    await client.query('CREATE TABLE IF NOT EXISTS ctb_schema_version (version INT NOT NULL)')
+    const cur = (await client.query<{ version: number }>('SELECT version FROM ctb_schema_version')).rows[0]
+    const version = cur?.version ?? 0
+    if (version > MIGRATIONS.length) {
+      throw new OperatorError('EAUDITSCHEMA', `the audit database has schema version ${version}, newer than this broker knows (${MIGRATIONS.length}); upgrade the broker`)
+    }
+    for (let v = version; v < MIGRATIONS.length; v++) await client.query(MIGRATIONS[v]!)
+    if (!cur) await client.query('INSERT INTO ctb_schema_version VALUES ($1)', [MIGRATIONS.length])
+    else await client.query('UPDATE ctb_schema_version SET version = $1', [MIGRATIONS.length])
+    await client.query('COMMIT')
+    client.release()
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => {})
+    client.release(err as Error)
+    throw err
+  }
+}

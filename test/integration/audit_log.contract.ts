@@ -1,0 +1,223 @@
+import { afterEach, describe, expect, it } from 'vitest'
+import type { AuditEvent } from '../../src/audit/audit_log.ts'
+import { GENESIS_HASH, recordHash } from '../../src/audit/chain.ts'
+import type { BrokerStore } from '../../src/storage/chained_store.ts'
+
+/**
+ * One suite for every audit backend (SPIRE's datastore sqltest pattern): SQLite and memory in `npm test`,
+ * a real PostgreSQL server in `npm run test:interop`. The harness gives raw access to the rows, the way an
+ * attacker with database access would have it.
+ */
+export interface StoreHarness {
+  /** A new, empty store. */
+  open(): Promise<BrokerStore>
+  /** A second handle on the same database (another replica or process); absent for memory. */
+  openPeer?(): Promise<BrokerStore>
+  /** Runs a raw change against the rows of the store last opened. */
+  tamper: {
+    setBody(seq: number, body: string): Promise<void>
+    setColumn(seq: number, column: 'issued_sub' | 'role', value: string): Promise<void>
+    deleteRecord(seq: number): Promise<void>
+  }
+  /** Makes every later write fail inside the transaction (e.g. a trigger); absent where no such failure exists. */
+  breakWrites?(): Promise<void>
+}
+
+const T0 = 1_800_000_000
+
+export function issued(i: number, over: Partial<AuditEvent> = {}): AuditEvent {
+  return {
+    type: 'token.issued',
+    time: T0 + i,
+    requestId: `req-${i}`,
+    caller: { iss: 'https://iam.example.org/', sub: `caller-${i % 3}`, client_id: 'pilot-factory', groups: ['/atlas'] },
+    clientAddress: '192.0.2.7',
+    role: i % 2 === 0 ? 'pilot' : 'schedd',
+    tokenKind: 'idtoken',
+    issuedSub: `pilot-${i % 5}@pilots.pool.example.org`,
+    jti: `jti-${i}`,
+    scopes: ['ADVERTISE_STARTD', 'READ'],
+    audience: [],
+    exp: T0 + i + 3600,
+    tokenSha256: 'ab'.repeat(32),
+    policyRule: 'pilots-1',
+    decision: 'allow',
+    site: i % 4 === 0 ? 'SITE_A' : 'SITE_B',
+    ...over,
+  }
+}
+
+export function auditStoreContract(name: string, h: StoreHarness): void {
+  describe(`audit store contract: ${name}`, () => {
+    const open: BrokerStore[] = []
+    const fresh = async () => { const s = await h.open(); open.push(s); return s }
+    afterEach(async () => { for (const s of open.splice(0)) await s.close().catch(() => {}) })
+
+    it('an empty store verifies with zero records', async () => {
+      const s = await fresh()
+      expect(await s.verify()).toEqual({ ok: true, records: 0, head: { seq: 0, hash: GENESIS_HASH }, firstSeq: 0 })
+    })
+
+    it('links each record to the previous one from the genesis hash and returns the event unchanged', async () => {
+      const s = await fresh()
+      await s.record(issued(1))
+      await s.record(issued(2, { detail: { b: 1, a: { z: true, y: [1, 2] } } }))
+      const recs = []
+      for await (const r of s.scan()) recs.push(r)
+      expect(recs.map((r) => r.seq)).toEqual([1, 2])
+      expect(recs[0]!.prevHash).toBe(GENESIS_HASH)
+      expect(recs[1]!.prevHash).toBe(recs[0]!.hash)
+      expect(recs[1]!.event).toEqual(issued(2, { detail: { b: 1, a: { z: true, y: [1, 2] } } }))
+      expect(recs[0]!.hash).toBe(recordHash(1, GENESIS_HASH, JSON.stringify(sortedIssued(1))))
+      expect(await s.verify()).toMatchObject({ ok: true, records: 2, head: { seq: 2, hash: recs[1]!.hash } })
+    })
+
+    it('group-commits concurrent records into few transactions, one gap-free chain', async () => {
+      const s = await fresh()
+      await Promise.all(Array.from({ length: 600 }, (_, i) => s.record(issued(i + 1))))
+      const st = s.commitStats()
+      expect(st.items).toBe(600)
+      expect(st.batches).toBeLessThan(60)
+      const v = await s.verify()
+      expect(v).toMatchObject({ ok: true, records: 600 })
+      const seen = new Set<string>()
+      for await (const r of s.scan()) seen.add(r.event.jti!)
+      expect(seen.size).toBe(600)
+    })
+
+    it('filters by time range, caller, issued sub, role, jti, decision, type and site, newest first', async () => {
+      const s = await fresh()
+      for (let i = 1; i <= 40; i++) await s.record(issued(i, i % 10 === 0 ? { decision: 'deny', type: 'token.denied', reason: 'no rule' } : {}))
+      const all = async (q: Parameters<BrokerStore['query']>[0]) => (await s.query(q)).records.map((r) => r.event.jti)
+      expect(await all({ limit: 3 })).toEqual(['jti-40', 'jti-39', 'jti-38'])
+      expect(await all({ limit: 100, from: T0 + 5, to: T0 + 8 })).toEqual(['jti-8', 'jti-7', 'jti-6', 'jti-5'])
+      expect(await all({ limit: 100, caller: 'caller-1', to: T0 + 10 })).toEqual(['jti-10', 'jti-7', 'jti-4', 'jti-1'])
+      expect(await all({ limit: 100, issuedSub: 'pilot-2@pilots.pool.example.org' })).toEqual(['jti-37', 'jti-32', 'jti-27', 'jti-22', 'jti-17', 'jti-12', 'jti-7', 'jti-2'])
+      expect(await all({ limit: 100, role: 'pilot', from: T0 + 30 })).toEqual(['jti-40', 'jti-38', 'jti-36', 'jti-34', 'jti-32', 'jti-30'])
+      expect(await all({ limit: 100, jti: 'jti-13' })).toEqual(['jti-13'])
+      expect(await all({ limit: 100, decision: 'deny' })).toEqual(['jti-40', 'jti-30', 'jti-20', 'jti-10'])
+      expect(await all({ limit: 100, type: 'token.denied', role: 'pilot', to: T0 + 25 })).toEqual(['jti-20', 'jti-10'])
+      expect(await all({ limit: 100, site: 'SITE_A', from: T0 + 20 })).toEqual(['jti-40', 'jti-36', 'jti-32', 'jti-28', 'jti-24', 'jti-20'])
+      expect(await all({ limit: 100, role: 'nobody' })).toEqual([])
+    })
+
+    it('pages with a cursor through equal timestamps without loss or duplicates', async () => {
+      const s = await fresh()
+      await Promise.all(Array.from({ length: 25 }, (_, i) => s.record(issued(i + 1, { time: T0 + Math.floor(i / 4) }))))
+      const got: string[] = []
+      let cursor: string | undefined
+      for (let pages = 0; pages < 20; pages++) {
+        const p = await s.query({ limit: 7, role: undefined, ...(cursor ? { cursor } : {}) })
+        got.push(...p.records.map((r) => r.event.jti!))
+        if (!p.nextCursor) break
+        cursor = p.nextCursor
+      }
+      expect(got).toHaveLength(25)
+      expect(new Set(got).size).toBe(25)
+      await expect(s.query({ limit: 0 })).rejects.toThrow(/limit/)
+      await expect(s.query({ limit: 5, cursor: 'not-a-cursor' })).rejects.toThrow(/cursor/)
+    })
+
+    it('verify names an edited body', async () => {
+      const s = await fresh()
+      for (let i = 1; i <= 10; i++) await s.record(issued(i))
+      const rec = (await s.query({ limit: 1, jti: 'jti-7' })).records[0]!
+      await h.tamper.setBody(rec.seq, JSON.stringify(sortedIssued(7)).replace('pilot-2@', 'mallory@'))
+      expect(await s.verify()).toMatchObject({ ok: false, broken: { seq: rec.seq, reason: expect.stringMatching(/edited/) } })
+    })
+
+    it('verify names a record whose indexed column was edited', async () => {
+      const s = await fresh()
+      for (let i = 1; i <= 5; i++) await s.record(issued(i))
+      await h.tamper.setColumn(3, 'role', 'admin')
+      expect(await s.verify()).toMatchObject({ ok: false, broken: { seq: 3, reason: expect.stringMatching(/column role/) } })
+    })
+
+    it('verify names a deleted record and a truncated tail', async () => {
+      const s = await fresh()
+      for (let i = 1; i <= 6; i++) await s.record(issued(i))
+      await h.tamper.deleteRecord(6)
+      expect(await s.verify()).toMatchObject({ ok: false, broken: { seq: 6, reason: expect.stringMatching(/head/) } })
+      await h.tamper.deleteRecord(3)
+      expect(await s.verify()).toMatchObject({ ok: false, broken: { seq: 3, reason: expect.stringMatching(/missing/) } })
+    })
+
+    it('prunes old records behind a checkpoint that keeps the chain verifiable', async () => {
+      const s = await fresh()
+      for (let i = 1; i <= 10; i++) await s.record(issued(i))
+      const r = await s.prune(T0 + 5, T0 + 100)
+      expect(r).toEqual({ pruned: 4, checkpointSeq: 11 })
+      const seqs: number[] = []
+      for await (const x of s.scan()) seqs.push(x.seq)
+      expect(seqs).toEqual([5, 6, 7, 8, 9, 10, 11])
+      const cp = (await s.query({ limit: 1, type: 'audit.checkpoint' })).records[0]!
+      expect(cp.event.detail).toMatchObject({ prunedThroughSeq: 4, prunedCount: 4, before: T0 + 5 })
+      expect(await s.verify()).toMatchObject({ ok: true, records: 7, firstSeq: 5 })
+      expect(await s.prune(T0 + 5, T0 + 101)).toEqual({ pruned: 0 })
+      await s.record(issued(12))
+      expect(await s.verify()).toMatchObject({ ok: true, records: 8 })
+      // Deleting more of the prefix than the checkpoint vouches for is caught.
+      await h.tamper.deleteRecord(5)
+      expect(await s.verify()).toMatchObject({ ok: false, broken: { seq: 6, reason: expect.stringMatching(/no checkpoint/) } })
+    })
+
+    it('stores revocations with their audit record; a role revocation bumps the generation', async () => {
+      const s = await fresh()
+      const ev = (kind: string): AuditEvent => ({ type: 'token.revoked', time: T0, caller: { sub: 'admin' }, reason: `test ${kind}` })
+      const a = await s.revoke({ kind: 'jti', value: 'j1', revokedAt: T0, until: T0 + 60, reason: 'lost' }, ev('jti'))
+      const b = await s.revoke({ kind: 'role', value: 'pilot', revokedAt: T0, until: T0 + 3600 }, ev('role'))
+      const c = await s.revoke({ kind: 'role', value: 'pilot', revokedAt: T0 + 5, until: T0 + 3605, revokedBy: 'ops' }, ev('role'))
+      await s.revoke({ kind: 'site', value: 'SITE_A', revokedAt: T0, until: T0 + 10 }, ev('site'))
+      expect(a).toMatchObject({ id: expect.any(Number), kind: 'jti', value: 'j1', reason: 'lost' })
+      expect(a.gen).toBeUndefined()
+      expect([b.gen, c.gen]).toEqual([2, 3])
+      expect(await s.roleGenerations()).toEqual(new Map([['pilot', 3]]))
+      expect((await s.listRevocations()).map((r) => r.kind)).toEqual(['jti', 'role', 'role', 'site'])
+      expect((await s.listRevocations({ activeAt: T0 + 61 })).map((r) => r.id)).toEqual([b.id, c.id])
+      const recs = (await s.query({ limit: 10, type: 'token.revoked' })).records
+      expect(recs).toHaveLength(4)
+      expect(recs.map((r) => r.event.detail)).toContainEqual({ revocation: { id: c.id, kind: 'role', value: 'pilot', until: T0 + 3605, gen: 3 } })
+      expect(await s.verify()).toMatchObject({ ok: true, records: 4 })
+    })
+
+    if (h.breakWrites) {
+      const breakWrites = h.breakWrites
+      it('fails every record of a batch that cannot commit and leaves the chain intact', async () => {
+        const s = await fresh()
+        await s.record(issued(1))
+        await breakWrites()
+        const results = await Promise.allSettled(Array.from({ length: 20 }, (_, i) => s.record(issued(i + 2))))
+        expect(results.every((r) => r.status === 'rejected')).toBe(true)
+        await expect(s.revoke({ kind: 'jti', value: 'x', revokedAt: T0, until: T0 }, { type: 'token.revoked', time: T0 })).rejects.toThrow()
+        expect(await s.listRevocations()).toEqual([])
+        expect(await s.verify()).toMatchObject({ ok: true, records: 1 })
+      })
+    }
+
+    if (h.openPeer) {
+      const openPeer = h.openPeer
+      it('keeps one chain when two replicas write concurrently, and survives reopening', async () => {
+        const a = await fresh()
+        const b = await openPeer()
+        open.push(b)
+        await Promise.all([
+          ...Array.from({ length: 300 }, (_, i) => a.record(issued(i + 1, { requestId: 'a' }))),
+          ...Array.from({ length: 300 }, (_, i) => b.record(issued(i + 1, { requestId: 'b' }))),
+        ])
+        expect(await a.verify()).toMatchObject({ ok: true, records: 600 })
+        await b.close()
+        const c = await openPeer()
+        open.push(c)
+        await c.record(issued(999))
+        expect(await c.verify()).toMatchObject({ ok: true, records: 601 })
+        expect((await c.query({ limit: 1000, jti: 'jti-999' })).records[0]!.seq).toBe(601)
+      })
+    }
+  })
+}
+
+function sortedIssued(i: number): unknown {
+  const sort = (v: unknown): unknown => Array.isArray(v) ? v.map(sort)
+    : v && typeof v === 'object' ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, sort((v as Record<string, unknown>)[k])])) : v
+  return sort(issued(i))
+}

@@ -1,0 +1,34 @@
+import { afterAll, beforeAll } from 'vitest'
+import { PostgresStore } from '../../src/storage/postgres_store.ts'
+import { auditStoreContract } from '../integration/audit_log.contract.ts'
+import { startPostgres, type TestPostgres } from '../support/postgres.ts'
+
+// A real PostgreSQL 15 server started for this file on 127.0.0.1 (Debian package `postgresql`).
+let server: TestPostgres
+beforeAll(async () => { server = await startPostgres() })
+afterAll(async () => { await server?.stop() })
+
+let n = 0
+let dsn = ''
+let current: PostgresStore
+
+auditStoreContract('postgres', {
+  async open() {
+    dsn = await server.createDatabase(`audit_${++n}`)
+    current = await PostgresStore.open({ dsn })
+    return current
+  },
+  async openPeer() {
+    // A second pool is a second replica: its batches contend for the same head row lock.
+    return PostgresStore.open({ dsn })
+  },
+  tamper: {
+    async setBody(seq, body) { await current.sql('UPDATE audit_log SET body = $1 WHERE seq = $2', [body, seq]) },
+    async setColumn(seq, col, value) { await current.sql(`UPDATE audit_log SET ${col} = $1 WHERE seq = $2`, [value, seq]) },
+    async deleteRecord(seq) { await current.sql('DELETE FROM audit_log WHERE seq = $1', [seq]) },
+  },
+  async breakWrites() {
+    await current.sql(`CREATE FUNCTION fail_insert() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'disk full (test)'; END $$`)
+    await current.sql('CREATE TRIGGER fail_insert BEFORE INSERT ON audit_log FOR EACH ROW EXECUTE FUNCTION fail_insert()')
+  },
+})
