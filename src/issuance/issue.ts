@@ -1,0 +1,174 @@
+import { createHash } from 'node:crypto'
+import type { AuditEvent, AuditLog } from '../audit/audit_log.ts'
+import { InvalidRequest } from '../errors.ts'
+import type { VerifiedSubject } from '../iam/subject.ts'
+import type { SigningKeys } from '../keys/signing_keys.ts'
+import type { Clock } from '../lib/clock.ts'
+import type { Decision, TokenKind } from '../policy/decision.ts'
+import { isClassAdSafe } from '../revocation/condor_expression.ts'
+import { parseAuthzLevel } from './authz.ts'
+import { buildIdTokenClaims, mintIdToken, type IdTokenClaims } from './idtoken.ts'
+import { buildSciTokenClaims, mintSciToken, type SciTokenClaims, type TokenProfile } from './scitoken.ts'
+import { verifyMintedIdToken, verifyMintedSciToken } from './verify_minted.ts'
+
+export type AllowedDecision = Extract<Decision, { allow: true }>
+
+/** The claims every issued token carries so that HTCondor's revocation expression can match it. */
+export interface RevocationClaims {
+  readonly ctb_role: string
+  readonly ctb_gen: number
+  readonly ctb_site?: string
+}
+
+export type IssuedSciTokenClaims = SciTokenClaims & RevocationClaims
+
+/** Who asked and from where; no HTTP types. */
+export interface IssueContext {
+  requestId: string
+  caller: VerifiedSubject
+  clientAddress?: string
+  /** The site named by the request (e.g. params.site); becomes the `ctb_site` claim. */
+  site?: string
+}
+
+export interface IssueDeps {
+  keys: SigningKeys
+  audit: AuditLog
+  clock: Clock
+  /** `iss` of IDTOKENs (TRUST_DOMAIN). */
+  trustDomain: string
+  /** `iss` of SciTokens (https URL). */
+  issuer: string
+  /** Profile when the decision names none. */
+  sciTokenProfile: TokenProfile
+  /** Current revocation generation per role (RevocationService): goes into `ctb_gen`. */
+  generations: { generationOf(role: string): number }
+  /** Hard caps per kind (config *.max_lifetime); a decision above them is clamped, never exceeded. */
+  maxLifetime: { idtoken: number; scitoken: number }
+}
+
+export interface IssuedTokenResult {
+  token: string
+  claims: IdTokenClaims | IssuedSciTokenClaims
+  tokenKind: TokenKind
+  jti: string
+  /** Seconds until `exp`. */
+  expiresIn: number
+  /** The granted scope string as it appears in the token. */
+  scope: string
+}
+
+/**
+ * Mints the token an allowed decision describes, checks it, and returns it only after its audit record is
+ * committed: if `audit.record` rejects, this throws and the token is discarded (fail closed, Vault's rule).
+ * Every token carries `ctb_role`, `ctb_gen` (and `ctb_site`) for revocation (htcondor-tokens.md §2.4).
+ * @see htcondor-tokens.md §1.3, §5.8; issue #3
+ */
+export async function issueToken(decision: AllowedDecision, ctx: IssueContext, deps: IssueDeps): Promise<IssuedTokenResult> {
+  if (ctx.site !== undefined && !isClassAdSafe(ctx.site)) throw new InvalidRequest('site must be printable ASCII without quotes or backslashes')
+  const now = deps.clock.now()
+  const revocation: RevocationClaims = {
+    ctb_role: decision.role,
+    ctb_gen: deps.generations.generationOf(decision.role),
+    ...(ctx.site !== undefined ? { ctb_site: ctx.site } : {}),
+  }
+  // policy/decide may pick the jti up front so `{jti8}` in the identity matches the token.
+  const jti = 'jti' in decision && typeof decision.jti === 'string' ? decision.jti : undefined
+  let token: string
+  let claims: IdTokenClaims | IssuedSciTokenClaims
+  if (decision.tokenKind === 'idtoken') {
+    const idClaims = buildIdTokenClaims({
+      trustDomain: deps.trustDomain,
+      subject: decision.identity,
+      authz: decision.scopes.map(parseAuthzLevel),
+      lifetimeSeconds: Math.min(decision.lifetime, deps.maxLifetime.idtoken),
+      now,
+      ...(jti ? { jti } : {}),
+      extra: { ...revocation },
+    })
+    token = mintIdToken(idClaims, deps.keys.idtoken)
+    verifyMintedIdToken(token, deps.keys.idtoken, idClaims)
+    claims = idClaims
+  } else {
+    const sciClaims: IssuedSciTokenClaims = {
+      ...buildSciTokenClaims({
+        issuer: deps.issuer,
+        subject: decision.identity,
+        audience: decision.audience,
+        scopes: decision.scopes,
+        lifetimeSeconds: Math.min(decision.lifetime, deps.maxLifetime.scitoken),
+        now,
+        profile: decision.profile ?? (decision.tokenKind === 'access_token' ? 'wlcg' : deps.sciTokenProfile),
+        ...(jti ? { jti } : {}),
+      }),
+      ...revocation,
+    }
+    token = mintSciToken(sciClaims, deps.keys.scitoken)
+    verifyMintedSciToken(token, deps.keys.scitoken, sciClaims)
+    claims = sciClaims
+  }
+  const scope = claims.scope ?? ''
+  await deps.audit.record({
+    type: 'token.issued',
+    time: now,
+    requestId: ctx.requestId,
+    caller: callerOf(ctx.caller),
+    ...(ctx.clientAddress ? { clientAddress: ctx.clientAddress } : {}),
+    role: decision.role,
+    tokenKind: decision.tokenKind,
+    issuedSub: claims.sub,
+    jti: claims.jti,
+    scopes: scope.split(' ').filter((s) => s.length > 0),
+    audience: typeof claims.aud === 'string' ? [claims.aud] : Array.isArray(claims.aud) ? [...(claims.aud as string[])] : [],
+    exp: claims.exp,
+    tokenSha256: createHash('sha256').update(token).digest('hex'),
+    policyRule: decision.ruleId,
+    decision: 'allow',
+    ...(ctx.site !== undefined ? { site: ctx.site } : {}),
+    detail: { gen: revocation.ctb_gen, ...('host' in decision && typeof decision.host === 'string' ? { host: decision.host } : {}) },
+  })
+  return { token, claims, tokenKind: decision.tokenKind, jti: claims.jti, expiresIn: claims.exp - now, scope }
+}
+
+/** What was asked, for a denial record (the decision request minus the caller). */
+export interface DenialRequest {
+  role?: string
+  tokenKind?: TokenKind
+  audience?: string[]
+  scopes?: string[]
+  host?: string
+  site?: string
+}
+
+/**
+ * Records a refusal. Resolves after commit and rejects if the store failed; the caller decides whether a
+ * failed denial record turns the refusal into `server_error` (it never turns it into a token).
+ */
+export async function recordDenial(
+  decision: Extract<Decision, { allow: false }>,
+  request: DenialRequest,
+  ctx: Omit<IssueContext, 'caller'> & { caller?: VerifiedSubject },
+  deps: Pick<IssueDeps, 'audit' | 'clock'>,
+): Promise<void> {
+  const event: AuditEvent = {
+    type: 'token.denied',
+    time: deps.clock.now(),
+    requestId: ctx.requestId,
+    ...(ctx.caller ? { caller: callerOf(ctx.caller) } : {}),
+    ...(ctx.clientAddress ? { clientAddress: ctx.clientAddress } : {}),
+    ...(request.role !== undefined ? { role: request.role } : {}),
+    ...(request.tokenKind !== undefined ? { tokenKind: request.tokenKind } : {}),
+    ...(request.scopes !== undefined ? { scopes: request.scopes } : {}),
+    ...(request.audience !== undefined ? { audience: request.audience } : {}),
+    ...(decision.ruleId !== undefined ? { policyRule: decision.ruleId } : {}),
+    decision: 'deny',
+    reason: `${decision.error}: ${decision.reason}`,
+    ...(request.site !== undefined ? { site: request.site } : {}),
+    ...(request.host !== undefined ? { detail: { host: request.host } } : {}),
+  }
+  await deps.audit.record(event)
+}
+
+function callerOf(s: VerifiedSubject): NonNullable<AuditEvent['caller']> {
+  return { iss: s.iss, sub: s.sub, ...(s.client_id !== undefined ? { client_id: s.client_id } : {}), groups: s.groups }
+}

@@ -1,0 +1,50 @@
+import { CLAIM_GENERATION, CLAIM_ROLE, CLAIM_SITE, type Revocation } from './revocation.ts'
+
+/** Decides whether a token the broker itself is asked to accept (renewal, admin call) has been revoked. */
+export interface RevocationChecker {
+  /** `claims` is the verified JWT payload. Same semantics as the generated SEC_TOKEN_REVOCATION_EXPR. */
+  isRevoked(claims: Readonly<Record<string, unknown>>): boolean
+}
+
+/**
+ * An immutable, indexed view of the active revocations: O(1) per check, so it can sit on hot paths.
+ * Mirrors buildRevocationExpression clause by clause.
+ */
+export class RevocationSnapshot implements RevocationChecker {
+  readonly #jtis = new Set<string>()
+  readonly #subs = new Map<string, number>()
+  readonly #sites = new Map<string, number>()
+  readonly #roles: ReadonlyMap<string, number>
+
+  constructor(revocations: readonly Revocation[], roleGenerations: ReadonlyMap<string, number>, now: number) {
+    for (const r of revocations) {
+      if (r.until < now) continue
+      if (r.kind === 'jti') this.#jtis.add(r.value)
+      else if (r.kind === 'sub') this.#subs.set(r.value, Math.max(this.#subs.get(r.value) ?? 0, r.revokedAt))
+      else if (r.kind === 'site') this.#sites.set(r.value, Math.max(this.#sites.get(r.value) ?? 0, r.revokedAt))
+    }
+    this.#roles = new Map(roleGenerations)
+  }
+
+  isRevoked(claims: Readonly<Record<string, unknown>>): boolean {
+    const { jti, sub, iat } = claims
+    if (typeof jti === 'string' && this.#jtis.has(jti)) return true
+    // A token without a numeric iat cannot prove it predates a cut-off: treat as revoked (HTCondor does the same: UNDEFINED ⇒ revoked).
+    const issuedBefore = (cutoff: number | undefined) => cutoff !== undefined && (typeof iat !== 'number' || iat <= cutoff)
+    if (typeof sub === 'string' && issuedBefore(this.#subs.get(sub))) return true
+    const site = claims[CLAIM_SITE]
+    if (typeof site === 'string' && issuedBefore(this.#sites.get(site))) return true
+    const role = claims[CLAIM_ROLE]
+    if (typeof role === 'string') {
+      const current = this.#roles.get(role)
+      const gen = claims[CLAIM_GENERATION]
+      if (current !== undefined && (typeof gen !== 'number' || gen < current)) return true
+    }
+    return false
+  }
+
+  /** The generation new tokens of `role` must carry. */
+  generationOf(role: string, initial: number): number {
+    return this.#roles.get(role) ?? initial
+  }
+}
