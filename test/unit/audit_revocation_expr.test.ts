@@ -1,0 +1,125 @@
+import { describe, expect, it } from 'vitest'
+import { buildRevocationExpression, condorConfigSnippet } from '../../src/revocation/condor_expression.ts'
+import type { Revocation } from '../../src/revocation/revocation.ts'
+import { RevocationSnapshot } from '../../src/revocation/revocation_checker.ts'
+
+const NOW = 1_800_000_000
+let id = 0
+const rev = (kind: Revocation['kind'], value: string, over: Partial<Revocation> = {}): Revocation =>
+  ({ id: ++id, kind, value, revokedAt: NOW - 100, until: NOW + 3600, ...over })
+
+describe('buildRevocationExpression', () => {
+  it('is the literal false when nothing is revoked, so no token is locked out', () => {
+    expect(buildRevocationExpression([], NOW)).toEqual({ expr: 'false', clauses: 0 })
+  })
+
+  it('renders one clause per role, site, sub and jti, in a stable order', () => {
+    const { expr, clauses } = buildRevocationExpression([
+      rev('jti', 'b1'), rev('sub', 'pilot-x@pilots.td', { revokedAt: NOW - 5 }), rev('role', 'pilot', { gen: 4 }),
+      rev('site', 'SITE_A', { revokedAt: NOW - 7 }), rev('jti', 'a0'),
+    ], NOW)
+    expect(expr).toBe('(ctb_role =?= "pilot" && ctb_gen < 4) || (ctb_site =?= "SITE_A" && iat <= 1799999993) || '
+      + '(sub =?= "pilot-x@pilots.td" && iat <= 1799999995) || jti =?= "a0" || jti =?= "b1"')
+    expect(clauses).toBe(5)
+  })
+
+  it('drops entries that can no longer match a valid token', () => {
+    expect(buildRevocationExpression([rev('jti', 'old', { until: NOW - 1 }), rev('role', 'r', { gen: 2, until: NOW - 1 })], NOW).expr).toBe('false')
+  })
+
+  it('stays one comparison per role after thousands of role revocations, and one clause per sub', () => {
+    const many: Revocation[] = []
+    for (let i = 0; i < 3000; i++) many.push(rev('role', i % 2 ? 'pilot' : 'startd', { gen: i + 2 }))
+    for (let i = 0; i < 3000; i++) many.push(rev('sub', 'pilot-x@pilots.td', { revokedAt: NOW - 3000 + i }))
+    const { expr, clauses } = buildRevocationExpression(many, NOW)
+    expect(clauses).toBe(3)
+    expect(expr.length).toBeLessThan(200)
+    expect(expr).toContain('(ctb_role =?= "pilot" && ctb_gen < 3001)')
+    expect(expr).toContain(`iat <= ${NOW - 1}`)
+  })
+
+  it('refuses values that would break out of a ClassAd string', () => {
+    expect(() => buildRevocationExpression([rev('sub', 'x" || true || "')], NOW)).toThrow(TypeError)
+  })
+
+  it('renders a config snippet with the knob on one line', () => {
+    const s = condorConfigSnippet('false', 0, NOW)
+    expect(s.split('\n').filter((l) => l.startsWith('SEC_TOKEN_REVOCATION_EXPR'))).toEqual(['SEC_TOKEN_REVOCATION_EXPR = false'])
+    expect(s.endsWith('\n')).toBe(true)
+  })
+})
+
+// A minimal evaluator for the ClassAd subset the generator emits, with ClassAd's three-valued logic
+// (HTCondor manual, "ClassAd Evaluation Semantics"): =?= is never UNDEFINED; < on UNDEFINED is UNDEFINED;
+// FALSE && x is FALSE; TRUE || x is TRUE. HTCondor revokes unless the result is exactly false (§2.4).
+type V = boolean | number | string | undefined
+function evalExpr(expr: string, ad: Record<string, unknown>): V {
+  const toks = expr.match(/=\?=|&&|\|\||<=|<|\(|\)|"[^"]*"|[A-Za-z_][A-Za-z0-9_]*|\d+/g)!
+  let i = 0
+  const primary = (): V => {
+    const t = toks[i++]!
+    if (t === '(') { const v = or(); i++; return v }
+    if (t.startsWith('"')) return t.slice(1, -1)
+    if (/^\d+$/.test(t)) return Number(t)
+    if (t === 'false') return false
+    if (t === 'true') return true
+    const v = ad[t]
+    return typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean' ? v : undefined
+  }
+  const cmp = (): V => {
+    const l = primary()
+    const op = toks[i]
+    if (op !== '=?=' && op !== '<' && op !== '<=') return l
+    i++
+    const r = primary()
+    if (op === '=?=') return typeof l === typeof r && l === r
+    if (l === undefined || r === undefined) return undefined
+    return op === '<' ? (l as number) < (r as number) : (l as number) <= (r as number)
+  }
+  const and = (): V => {
+    let l = cmp()
+    while (toks[i] === '&&') {
+      i++
+      const r = cmp()
+      l = l === false ? false : l === true ? r : r === false ? false : undefined
+    }
+    return l
+  }
+  const or = (): V => {
+    let l = and()
+    while (toks[i] === '||') {
+      i++
+      const r = and()
+      l = l === true ? true : l === false ? r : r === true ? true : undefined
+    }
+    return l
+  }
+  return or()
+}
+
+describe('RevocationSnapshot agrees with the generated expression', () => {
+  const revs = [
+    rev('role', 'pilot', { gen: 3 }), rev('site', 'SITE_A', { revokedAt: NOW - 50 }),
+    rev('sub', 'bad@pilots.td', { revokedAt: NOW - 50 }), rev('jti', 'j-revoked'), rev('jti', 'j-expired', { until: NOW - 1 }),
+  ]
+  const { expr } = buildRevocationExpression(revs, NOW)
+  const snap = new RevocationSnapshot(revs, new Map([['pilot', 3]]), NOW)
+  const base = { iss: 'pool.td', iat: NOW - 10, exp: NOW + 100, scope: 'condor:/READ' }
+  it.each([
+    ['our pilot token of the revoked generation', { ...base, sub: 'p@pilots.td', jti: 'x1', ctb_role: 'pilot', ctb_gen: 2 }, true],
+    ['our pilot token of the current generation', { ...base, sub: 'p@pilots.td', jti: 'x2', ctb_role: 'pilot', ctb_gen: 3 }, false],
+    ['another role at generation 1', { ...base, sub: 'p@pilots.td', jti: 'x3', ctb_role: 'schedd', ctb_gen: 1 }, false],
+    ['a site token issued before the cut-off', { ...base, iat: NOW - 60, sub: 'p@pilots.td', jti: 'x4', ctb_role: 'startd', ctb_gen: 1, ctb_site: 'SITE_A' }, true],
+    ['a site token issued after the cut-off', { ...base, iat: NOW - 40, sub: 'p@pilots.td', jti: 'x5', ctb_role: 'startd', ctb_gen: 1, ctb_site: 'SITE_A' }, false],
+    ['a sub revoked before issue', { ...base, iat: NOW - 60, sub: 'bad@pilots.td', jti: 'x6' }, true],
+    ['the same sub re-issued afterwards', { ...base, iat: NOW - 10, sub: 'bad@pilots.td', jti: 'x7' }, false],
+    ['a revoked jti', { ...base, sub: 'q@td', jti: 'j-revoked' }, true],
+    ['a jti whose revocation expired', { ...base, sub: 'q@td', jti: 'j-expired' }, false],
+    ['a condor_token_create token (no ctb_* claims)', { iss: 'pool.td', sub: 'condor@pool.td', iat: NOW - 5, jti: 'ffff' }, false],
+    ['an HTCondor auto-token with no iat', { iss: 'pool.td', sub: 'condor@password', jti: 'eeee' }, false],
+  ])('%s', (_name, claims, revoked) => {
+    const result = evalExpr(expr, claims)
+    expect(result !== false).toBe(revoked)
+    expect(snap.isRevoked(claims)).toBe(revoked)
+  })
+})
