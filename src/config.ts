@@ -3,6 +3,8 @@ import { hostname } from 'node:os'
 import { LineCounter, parseDocument } from 'yaml'
 import { z } from 'zod'
 import { OperatorError } from './errors.ts'
+import { PolicyConfigSchema } from './policy/policy_config.ts'
+import { IamConfigSchema } from './iam/iam_config.ts'
 
 const Seconds = z.coerce.number().int().positive()
 const Bool = z.union([z.boolean(), z.enum(['true', 'false']).transform((v) => v === 'true')])
@@ -43,6 +45,10 @@ export const ConfigSchema = z.object({
     retired_key_min_publish: Seconds.default(4 * 86400),
   }).prefault({}),
   log: z.object({ requests: Bool.default(false) }).prefault({}),
+  /** Policy variables, UID_DOMAIN and reload behaviour (src/policy/policy_config.ts, docs/policies.md). */
+  policy: PolicyConfigSchema,
+  /** Trusted INDIGO IAM issuers and the broker's own client at each (src/iam/iam_config.ts, docs/iam.md). */
+  iam: IamConfigSchema.prefault({}),
 }).superRefine((c, ctx) => {
   if (c.tls.mode === 'files' && (!c.tls.cert_file || !c.tls.key_file)) {
     ctx.addIssue({ code: 'custom', path: ['tls', 'cert_file'], message: 'tls.mode "files" needs tls.cert_file and tls.key_file' })

@@ -1,0 +1,46 @@
+import { systemClock, type Clock } from '../lib/clock.ts'
+import type { Logger } from '../lib/logger.ts'
+import { IamDiscovery } from './discovery.ts'
+import type { IamConfig } from './iam_config.ts'
+import { createIamFetch, type IamFetch } from './iam_fetch.ts'
+import { IamTokenExchanger } from './outbound_exchange.ts'
+import { MemoryRefreshTokenStore, type RefreshTokenStore } from './refresh_token_store.ts'
+import { IamSubjectTokenVerifier } from './verify_subject_token.ts'
+
+/** The IAM adapter as the composition root wires it. */
+export interface IamAdapter {
+  /** Inbound: SubjectTokenVerifier for POST /token. */
+  verifier: IamSubjectTokenVerifier
+  /** Outbound: token exchange and refresh at IAM as the broker's own client. */
+  exchanger: IamTokenExchanger
+  discovery: IamDiscovery
+  refreshTokens: RefreshTokenStore
+  /** Stops cache timers. */
+  close(): void
+}
+
+export interface IamAdapterDeps {
+  log: Logger
+  clock?: Clock
+  /** Default: undici with timeouts (production). Tests pass `globalThis.fetch` so msw sees the calls. */
+  fetch?: IamFetch
+  /** Default: in memory (lost on restart; persistent storage is a later issue). */
+  refreshTokens?: RefreshTokenStore
+  /** Reads secret files; default refuses group/other-readable files. */
+  readFile?: (path: string) => Buffer
+}
+
+/**
+ * Builds the IAM adapter from the `iam:` config section. Loads client credentials now (a bad secret or
+ * key file is an OperatorError at start-up) but does not contact IAM: discovery happens on first use,
+ * so the broker starts, and answers 503 for IAM-backed requests, while IAM is down.
+ */
+export async function createIamAdapter(iam: IamConfig, deps: IamAdapterDeps): Promise<IamAdapter> {
+  const clock = deps.clock ?? systemClock
+  const fetch = deps.fetch ?? createIamFetch({ timeoutSeconds: Math.max(iam.timeout_seconds, iam.jwks_timeout_seconds) })
+  const discovery = await IamDiscovery.create(iam, { fetch, clock, log: deps.log, ...(deps.readFile ? { readFile: deps.readFile } : {}) })
+  const refreshTokens = deps.refreshTokens ?? new MemoryRefreshTokenStore()
+  const verifier = new IamSubjectTokenVerifier(iam, { discovery, fetch, clock, log: deps.log })
+  const exchanger = new IamTokenExchanger({ discovery, store: refreshTokens, clock, log: deps.log })
+  return { verifier, exchanger, discovery, refreshTokens, close: () => verifier.close() }
+}

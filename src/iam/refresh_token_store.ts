@@ -1,0 +1,55 @@
+/**
+ * Where the broker keeps IAM refresh tokens it obtained with `offline_access` (issue #4 item 3). Refresh
+ * tokens never leave the broker (iam-and-wlcg.md §3.3). IAM may rotate them on every refresh and make the
+ * old one single-use (§1.4), so the newest must always be the one stored.
+ *
+ * Only an in-memory implementation exists today: refresh tokens are lost on restart. Persistent,
+ * encrypted storage belongs to the credmon issue; it must implement this interface, including the
+ * compare-and-delete semantics of `delete`.
+ */
+export interface StoredRefreshToken {
+  /** The refresh token itself: a secret; never log, audit or return it. */
+  refreshToken: string
+  /** Exact IAM issuer that issued it. */
+  issuer: string
+  /** The IAM `sub` it acts for. */
+  subject: string
+  /** The broker client_id it was issued to. */
+  clientId: string
+  /** Scopes granted with it (offline_access included). */
+  scopes: string[]
+  audience: string[]
+  /** Epoch seconds when this (possibly rotated) token was stored. */
+  obtainedAt: number
+}
+
+export interface RefreshTokenStore {
+  get(key: string): Promise<StoredRefreshToken | undefined>
+  /** Replaces any earlier token under `key`; resolves once durable. */
+  put(key: string, record: StoredRefreshToken): Promise<void>
+  /** Deletes the entry; when `ifRefreshToken` is given, only if it still holds that token (so a newer rotation is not lost). */
+  delete(key: string, ifRefreshToken?: string): Promise<void>
+}
+
+/** Process-memory store: for tests, the development IAM and single-instance deployments that accept losing refresh tokens on restart. */
+export class MemoryRefreshTokenStore implements RefreshTokenStore {
+  readonly #map = new Map<string, StoredRefreshToken>()
+
+  async get(key: string): Promise<StoredRefreshToken | undefined> {
+    const r = this.#map.get(key)
+    return r ? { ...r, scopes: [...r.scopes], audience: [...r.audience] } : undefined
+  }
+
+  async put(key: string, record: StoredRefreshToken): Promise<void> {
+    this.#map.set(key, { ...record, scopes: [...record.scopes], audience: [...record.audience] })
+  }
+
+  async delete(key: string, ifRefreshToken?: string): Promise<void> {
+    if (ifRefreshToken !== undefined && this.#map.get(key)?.refreshToken !== ifRefreshToken) return
+    this.#map.delete(key)
+  }
+
+  get size(): number {
+    return this.#map.size
+  }
+}
