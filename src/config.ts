@@ -3,6 +3,7 @@ import { hostname } from 'node:os'
 import { LineCounter, parseDocument } from 'yaml'
 import { z } from 'zod'
 import { OperatorError } from './errors.ts'
+import { AdminConfigSchema, AuditConfigSchema, RevocationConfigSchema } from './audit/audit_config.ts'
 import { PolicyConfigSchema } from './policy/policy_config.ts'
 import { IamConfigSchema } from './iam/iam_config.ts'
 
@@ -45,6 +46,10 @@ export const ConfigSchema = z.object({
     retired_key_min_publish: Seconds.default(4 * 86400),
   }).prefault({}),
   log: z.object({ requests: Bool.default(false) }).prefault({}),
+  /** Audit store, retention and group commit (src/audit/audit_config.ts). */
+  audit: AuditConfigSchema.prefault({}),
+  admin: AdminConfigSchema,
+  revocation: RevocationConfigSchema,
   /** Policy variables, UID_DOMAIN and reload behaviour (src/policy/policy_config.ts, docs/policies.md). */
   policy: PolicyConfigSchema,
   /** Trusted INDIGO IAM issuers and the broker's own client at each (src/iam/iam_config.ts, docs/iam.md). */
