@@ -3,7 +3,7 @@ import { CLAIM_GENERATION, CLAIM_ROLE, CLAIM_SITE, type Revocation } from './rev
 /** Decides whether a token the broker itself is asked to accept (renewal, admin call) has been revoked. */
 export interface RevocationChecker {
   /** `claims` is the verified JWT payload. Same semantics as the generated SEC_TOKEN_REVOCATION_EXPR. */
-  isRevoked(claims: Readonly<Record<string, unknown>>): boolean
+  isRevoked(claims: object): boolean
 }
 
 /**
@@ -26,7 +26,8 @@ export class RevocationSnapshot implements RevocationChecker {
     this.#roles = new Map(roleGenerations)
   }
 
-  isRevoked(claims: Readonly<Record<string, unknown>>): boolean {
+  isRevoked(payload: object): boolean {
+    const claims = payload as Readonly<Record<string, unknown>>
     const { jti, sub, iat } = claims
     if (typeof jti === 'string' && this.#jtis.has(jti)) return true
     // A token without a numeric iat cannot prove it predates a cut-off: treat as revoked (HTCondor does the same: UNDEFINED ⇒ revoked).

@@ -74,7 +74,7 @@ export class RevocationService implements RevocationChecker {
     return this.#snapshot.generationOf(role, INITIAL_GENERATION)
   }
 
-  isRevoked(claims: Readonly<Record<string, unknown>>): boolean {
+  isRevoked(claims: object): boolean {
     return this.#snapshot.isRevoked(claims)
   }
 

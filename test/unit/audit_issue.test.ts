@@ -33,7 +33,7 @@ const pilot: AllowedDecision = {
   scopes: ['ADVERTISE_STARTD', 'ADVERTISE_MASTER', 'READ'], audience: [], lifetime: 7200,
 }
 
-function deps(audit: AuditLog, generations = { generationOf: () => 1 }): IssueDeps {
+function deps(audit: AuditLog, generations: IssueDeps['generations'] = { generationOf: () => 1 }): IssueDeps {
   return {
     keys, audit, clock, trustDomain: config.trust_domain, issuer: 'https://broker.example.org', sciTokenProfile: 'wlcg',
     generations, maxLifetime: { idtoken: config.idtoken.max_lifetime, scitoken: config.scitoken.max_lifetime },
