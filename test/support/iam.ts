@@ -162,6 +162,11 @@ export class TestIam {
     this.#issued.delete(token)
   }
 
+  /** Forgets every refresh token (between tests). */
+  clearRefreshTokens(): void {
+    this.#refreshTokens.clear()
+  }
+
   get liveRefreshTokens(): string[] {
     return [...this.#refreshTokens.keys()]
   }
