@@ -33,6 +33,15 @@ export type Decision =
       audience: string[]
       lifetime: number
       profile?: 'wlcg' | 'scitokens2'
+      /**
+       * Fresh 32-hex id chosen by `decide`; `{jti8}` in the identity is its first 8 digits. Issuance
+       * should use it as the token's `jti` so the identity and the audit record line up.
+       */
+      jti?: string
+      /** The request's `host`, lower-cased, when the rule constrains hosts (for audit). */
+      host?: string
+      /** What an `up_to` rule trimmed; the response must then state the granted `scope` (RFC 6749 §5.1). */
+      trimmed?: ('scope' | 'lifetime')[]
     }
   | {
       allow: false

@@ -1,0 +1,156 @@
+import type { AuthzLevel } from '../issuance/authz.ts'
+import type { CompiledGrant, PolicyContext } from './compile.ts'
+import type { Decision, DecisionRequest, TokenKind } from './decision.ts'
+import { isHostName, SAFE_VALUE } from './patterns.ts'
+import { CENTRAL_MANAGER_ROLE, RESERVED_USERS } from './schema.ts'
+import { parseScope, scopeAllowed, toAuthzLevel } from './scopes.ts'
+
+export type Denial = Extract<Decision, { allow: false }>
+
+/** A caller-supplied string, quoted and cut short, so a description stays one readable line. */
+export function quote(s: string): string {
+  return JSON.stringify(s.length > 80 ? `${s.slice(0, 80)}…` : s)
+}
+
+function deny(ruleId: string, error: Denial['error'], reason: string): Denial {
+  return { allow: false, ruleId, error, reason }
+}
+
+/** Request scopes may arrive as one space-joined string or already split; empty means "not given". */
+function splitScopes(scopes: readonly string[] | undefined): string[] {
+  if (!scopes) return []
+  return scopes.flatMap((s) => s.split(' ')).filter((s) => s.length > 0)
+}
+
+/**
+ * Checks one request against one grant whose rule already matched the caller. The first failed check
+ * decides the error, in a fixed order: token kind, host, parameters, audience, scope, lifetime, identity.
+ * @see RFC 8693 §2.2.2 (invalid_target), RFC 6749 §5.2 (invalid_scope, unauthorized_client, invalid_request)
+ */
+export function evaluateGrant(ruleId: string, g: CompiledGrant, req: DecisionRequest, ctx: PolicyContext, jti: string): Decision {
+  const role = g.role
+  const trimmed: ('scope' | 'lifetime')[] = []
+
+  const kind: TokenKind = req.tokenKind ?? g.defaultTokenKind
+  if (!g.tokenKinds.has(kind)) {
+    return deny(ruleId, 'invalid_request', `role ${role} is not issued as ${kind} (this rule allows ${[...g.tokenKinds].join(', ')})`)
+  }
+
+  let host: string | undefined
+  if (g.hosts) {
+    if (req.host === undefined || req.host === '') return deny(ruleId, 'invalid_request', `host is required for role ${role}`)
+    host = req.host.toLowerCase()
+    if (!isHostName(host)) return deny(ruleId, 'invalid_request', `host ${quote(req.host)} is not a valid host name`)
+    if (!g.hosts.test(host)) return deny(ruleId, 'unauthorized_client', `host ${host} is not allowed for role ${role}`)
+  }
+
+  for (const [name, patterns] of g.params) {
+    const v = req.params?.[name]
+    if (v === undefined || v === '') {
+      if (g.requiredParams.includes(name)) return deny(ruleId, 'invalid_request', `parameter ${name} is required for role ${role}`)
+      continue
+    }
+    if (!SAFE_VALUE.test(v)) return deny(ruleId, 'invalid_request', `parameter ${name} must be letters, digits, _ . - (at most 128)`)
+    if (!patterns.test(v)) return deny(ruleId, 'unauthorized_client', `${name}=${v} is not allowed for role ${role}`)
+  }
+
+  let audience: readonly string[]
+  if (kind === 'idtoken') {
+    // An IDTOKEN has no aud claim; its iss is the pool's TRUST_DOMAIN, which is the only target it can have.
+    if (req.audience.length > 0 && (req.audience.length !== 1 || req.audience[0] !== ctx.trustDomain)) {
+      const bad = req.audience.find((a) => a !== ctx.trustDomain) ?? req.audience[0]!
+      return deny(ruleId, 'invalid_target', `an IDTOKEN is issued for trust domain ${ctx.trustDomain} only, not ${quote(bad)}`)
+    }
+    audience = [ctx.trustDomain]
+  } else if (req.audience.length === 0) {
+    if (!g.defaultAudience) return deny(ruleId, 'invalid_target', `an audience is required for role ${role} (${kind})`)
+    audience = g.defaultAudience
+  } else {
+    const bad = req.audience.find((a) => !g.audiences!.test(a))
+    if (bad !== undefined) return deny(ruleId, 'invalid_target', `audience ${quote(bad)} is not allowed for role ${role}`)
+    audience = [...new Set(req.audience)]
+  }
+
+  const requested = splitScopes(req.scopes)
+  let scopes: string[]
+  if (kind === 'idtoken') {
+    if (requested.length === 0) {
+      scopes = [...g.authzDefaults]
+    } else {
+      const levels: AuthzLevel[] = []
+      for (const s of requested) {
+        const level = toAuthzLevel(s)
+        if (!level) return deny(ruleId, 'invalid_scope', `${quote(s)} is not an HTCondor authorization level`)
+        if (g.authz.has(level)) { if (!levels.includes(level)) levels.push(level) }
+        else if (g.upTo) trimmed.push('scope')
+        else return deny(ruleId, 'invalid_scope', `${level} exceeds what role ${role} allows (${g.authzDefaults.join(' ')})`)
+      }
+      if (levels.length === 0) return deny(ruleId, 'invalid_scope', `none of the requested levels is allowed for role ${role} (${g.authzDefaults.join(' ')})`)
+      scopes = levels
+    }
+  } else {
+    const allowed = g.scopes!
+    if (requested.length === 0) {
+      scopes = [...allowed.defaults]
+    } else {
+      scopes = []
+      for (const s of requested) {
+        const p = parseScope(s)
+        if ('error' in p) return deny(ruleId, 'invalid_scope', p.error.length > 160 ? `scope ${quote(s)} is not valid` : p.error)
+        if (scopeAllowed(allowed, p)) { if (!scopes.includes(p.text)) scopes.push(p.text) }
+        else if (g.upTo) trimmed.push('scope')
+        else return deny(ruleId, 'invalid_scope', `scope ${quote(p.text)} exceeds what role ${role} allows`)
+      }
+      if (scopes.length === 0) return deny(ruleId, 'invalid_scope', `none of the requested scopes is allowed for role ${role}`)
+    }
+  }
+
+  let lifetime = g.lifetime.default
+  if (req.lifetime !== undefined) {
+    if (!Number.isSafeInteger(req.lifetime) || req.lifetime <= 0) return deny(ruleId, 'invalid_request', 'lifetime must be a positive whole number of seconds')
+    if (req.lifetime <= g.lifetime.max) lifetime = req.lifetime
+    else if (g.upTo) { lifetime = g.lifetime.max; trimmed.push('lifetime') }
+    else return deny(ruleId, 'invalid_target', `lifetime ${req.lifetime}s exceeds the maximum ${g.lifetime.max}s for role ${role}`)
+  }
+
+  let identity = ''
+  for (const part of g.identity) {
+    if ('literal' in part) { identity += part.literal; continue }
+    const name = part.placeholder
+    let v: string | undefined
+    switch (name) {
+      case 'sub': v = req.subject.sub; break
+      case 'preferred_username': v = req.subject.preferred_username ?? (typeof req.subject.claims.preferred_username === 'string' ? req.subject.claims.preferred_username : undefined); break
+      case 'client_id': v = req.subject.client_id; break
+      case 'host': v = host; break
+      case 'host_short': v = host?.split('.')[0]; break
+      case 'jti8': v = jti.slice(0, 8); break
+      default: v = req.params?.[name]
+    }
+    if (v === undefined) return deny(ruleId, 'unauthorized_client', `the caller's token has no ${name}, which the identity of role ${role} needs`)
+    // Values may not carry @ , space or control characters: they would move the user/domain split or break ALLOW lists.
+    if (!SAFE_VALUE.test(v)) return deny(ruleId, 'unauthorized_client', `the caller's ${name} cannot be used in an HTCondor identity`)
+    identity += v
+  }
+  const at = identity.lastIndexOf('@')
+  const user = (at < 0 ? identity : identity.slice(0, at)).toLowerCase()
+  if (RESERVED_USERS.has(user) && role !== CENTRAL_MANAGER_ROLE) {
+    return deny(ruleId, 'unauthorized_client', `identity ${identity} is reserved: only the ${CENTRAL_MANAGER_ROLE} role may be ${user}@… (htcondor-tokens.md §3.4)`)
+  }
+  if (identity.length > 255) return deny(ruleId, 'invalid_request', `the identity for role ${role} would exceed 255 characters`)
+
+  return {
+    allow: true,
+    ruleId,
+    role,
+    tokenKind: kind,
+    identity,
+    scopes,
+    audience: [...audience],
+    lifetime,
+    ...(kind === 'scitoken' ? { profile: g.profile } : {}),
+    jti,
+    ...(host !== undefined ? { host } : {}),
+    ...(trimmed.length > 0 ? { trimmed: [...new Set(trimmed)] } : {}),
+  }
+}

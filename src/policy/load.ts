@@ -1,0 +1,197 @@
+import { createHash } from 'node:crypto'
+import { readdirSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { isMap, isNode, isScalar, LineCounter, parseDocument, visit, type Document } from 'yaml'
+import type { z } from 'zod'
+import { OperatorError } from '../errors.ts'
+import { compilePolicy, type Policy, type PolicyContext, type SourcePosition } from './compile.ts'
+import { PolicyFileSchema, type Rule } from './schema.ts'
+
+/**
+ * Reads every policy file in a directory, validates it, and compiles it. Every error carries
+ * FILE:LINE:COL: YAML syntax errors from the parser, schema errors by mapping the zod issue path back
+ * to the YAML node, so `policy check` output can be clicked in an editor.
+ */
+
+export interface PolicyIssue {
+  file: string
+  /** 1-based; absent for errors about the directory itself. */
+  line?: number
+  col?: number
+  message: string
+}
+
+export type LoadResult =
+  | { ok: true; policy: Policy }
+  | { ok: false; issues: PolicyIssue[] }
+
+/** `FILE:LINE:COL: message`, the format compilers and editors understand. */
+export function formatIssue(i: PolicyIssue): string {
+  return i.line === undefined ? `${i.file}: ${i.message}` : `${i.file}:${i.line}:${i.col}: ${i.message}`
+}
+
+/** Policy files: `*.yaml` and `*.yml`, not hidden (editor temp files, Kubernetes `..data`), sorted by name. */
+export function listPolicyFiles(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true })
+    .filter((e) => (e.isFile() || e.isSymbolicLink()) && /\.ya?ml$/.test(e.name) && !e.name.startsWith('.'))
+    .map((e) => e.name)
+    .sort()
+}
+
+type Path = readonly PropertyKey[]
+
+function positionOf(doc: Document, lc: LineCounter, path: Path, key?: string): { line: number; col: number } {
+  for (let n = path.length; n >= 0; n--) {
+    const node = n === 0 ? doc.contents : doc.getIn(path.slice(0, n) as unknown[], true)
+    if (!isNode(node) || !node.range) continue
+    if (key !== undefined && n === path.length && isMap(node)) {
+      const pair = node.items.find((p) => isScalar(p.key) && p.key.value === key)
+      if (pair && isNode(pair.key) && pair.key.range) return lc.linePos(pair.key.range[0])
+    }
+    return lc.linePos(node.range[0])
+  }
+  return { line: 1, col: 1 }
+}
+
+const VAR_REF = /\$\{([^}]*)\}/g
+
+/** Replaces `${NAME}` in every string scalar from `vars`; unknown names are errors at the scalar. */
+function substituteVars(doc: Document, lc: LineCounter, file: string, vars: Readonly<Record<string, string>>, issues: PolicyIssue[]): void {
+  visit(doc, {
+    Scalar(_key, node) {
+      if (typeof node.value !== 'string' || !node.value.includes('${')) return
+      node.value = node.value.replace(VAR_REF, (whole, name: string) => {
+        const v = /^[A-Za-z_][A-Za-z0-9_]*$/.test(name) ? vars[name] : undefined
+        if (v === undefined) {
+          const at = lc.linePos(node.range?.[0] ?? 0)
+          const known = Object.keys(vars).sort().join(', ') || '(none)'
+          issues.push({ file, ...at, message: `unknown variable ${whole}; set policy.vars.${name} in the broker config (known: ${known})` })
+          return whole
+        }
+        return v
+      })
+    },
+  })
+}
+
+function zodIssueMessage(i: z.core.$ZodIssue): { message: string; key?: string } {
+  if (i.code === 'unrecognized_keys') return { message: `unknown key "${i.keys[0]}"`, key: i.keys[0]! }
+  return { message: i.message }
+}
+
+/** Checks that need broker configuration: lifetime caps and the default SciToken profile. */
+function contextIssues(rules: readonly Rule[], ctx: PolicyContext): { path: Path; message: string }[] {
+  const out: { path: Path; message: string }[] = []
+  rules.forEach((rule, i) => rule.grants.forEach((g, j) => {
+    const at = ['rules', i, 'grants', j] as const
+    if (!g.token_kinds || !g.lifetime) return
+    for (const kind of ['idtoken', 'scitoken'] as const) {
+      const cap = ctx.maxLifetime[kind]
+      if (g.token_kinds.includes(kind) && cap !== undefined && g.lifetime.max > cap) {
+        out.push({ path: [...at, 'lifetime', 'max'], message: `max lifetime ${g.lifetime.max}s exceeds the broker's ${kind}.max_lifetime of ${cap}s` })
+      }
+    }
+    const profile = g.profile ?? ctx.scitokenProfile
+    if (g.token_kinds.includes('scitoken') && profile === 'scitokens2' && g.scopes?.length && !g.scopes.some((s) => /^condor:\//i.test(s)) && g.scopes.some((s) => s.startsWith('compute.'))) {
+      out.push({ path: [...at, 'scopes'], message: 'the broker mints SciTokens 2.0 by default, where HTCondor does not translate compute.*; add condor:/ scopes or set profile: wlcg' })
+    }
+  }))
+  return out
+}
+
+interface ParsedFile {
+  rules: { rule: Rule; source: SourcePosition; idAt: { line: number; col: number } }[]
+  issues: PolicyIssue[]
+}
+
+/** Parses and validates one file's text. Exported for tests; use `loadPolicyDir` otherwise. */
+export function parsePolicyFile(file: string, text: string, ctx: PolicyContext): ParsedFile {
+  const issues: PolicyIssue[] = []
+  const lc = new LineCounter()
+  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true })
+  if (doc.errors.length > 0) {
+    for (const e of doc.errors) issues.push({ file, ...lc.linePos(e.pos[0]), message: e.message.split('\n')[0]! })
+    return { rules: [], issues }
+  }
+  substituteVars(doc, lc, file, ctx.vars, issues)
+  let value: unknown
+  try {
+    value = doc.toJS({ maxAliasCount: 100 })
+  } catch (err) {
+    issues.push({ file, line: 1, col: 1, message: (err as Error).message })
+    return { rules: [], issues }
+  }
+  if (value === null || value === undefined) {
+    issues.push({ file, line: 1, col: 1, message: 'empty policy file; expected "version: 1" and "rules:"' })
+    return { rules: [], issues }
+  }
+  const parsed = PolicyFileSchema.safeParse(value)
+  if (!parsed.success) {
+    for (const i of parsed.error.issues) {
+      const { message, key } = zodIssueMessage(i)
+      issues.push({ file, ...positionOf(doc, lc, i.path, key), message: i.path.length ? `${i.path.join('.')}: ${message}` : message })
+    }
+    return { rules: [], issues }
+  }
+  for (const ci of contextIssues(parsed.data.rules, ctx)) {
+    issues.push({ file, ...positionOf(doc, lc, ci.path), message: `${ci.path.join('.')}: ${ci.message}` })
+  }
+  const rules = parsed.data.rules.map((rule, i) => ({
+    rule,
+    source: { file, ...positionOf(doc, lc, ['rules', i]) },
+    idAt: positionOf(doc, lc, ['rules', i, 'id']),
+  }))
+  return { rules, issues }
+}
+
+/**
+ * Loads all policy files in `dir` into one Policy, or returns every problem found (never throws for
+ * bad content). Rule ids must be unique across files.
+ * @see docs/policies.md
+ */
+export function loadPolicyDir(dir: string, ctx: PolicyContext): LoadResult {
+  let names: string[]
+  try {
+    names = listPolicyFiles(dir)
+  } catch (err) {
+    return { ok: false, issues: [{ file: dir, message: `cannot read policy directory: ${(err as NodeJS.ErrnoException).code ?? 'error'}` }] }
+  }
+  if (names.length === 0) return { ok: false, issues: [{ file: dir, message: 'no policy files (*.yaml); with no policy every request is denied' }] }
+  const issues: PolicyIssue[] = []
+  const all: { rule: Rule; source: SourcePosition }[] = []
+  const ids = new Map<string, string>()
+  const hash = createHash('sha256')
+  const files: string[] = []
+  for (const name of names) {
+    const file = join(dir, name)
+    let text: string
+    try {
+      text = readFileSync(file, 'utf8')
+    } catch (err) {
+      issues.push({ file, message: `cannot read: ${(err as NodeJS.ErrnoException).code ?? 'error'}` })
+      continue
+    }
+    files.push(file)
+    hash.update(name).update('\0').update(text).update('\0')
+    const parsed = parsePolicyFile(file, text, ctx)
+    issues.push(...parsed.issues)
+    for (const r of parsed.rules) {
+      const first = ids.get(r.rule.id)
+      if (first) {
+        issues.push({ file, ...r.idAt, message: `duplicate rule id "${r.rule.id}" (first defined at ${first})` })
+        continue
+      }
+      ids.set(r.rule.id, `${file}:${r.source.line}:${r.source.col}`)
+      all.push({ rule: r.rule, source: r.source })
+    }
+  }
+  if (issues.length > 0) return { ok: false, issues }
+  return { ok: true, policy: compilePolicy(all, ctx, { files, digest: hash.digest('hex') }) }
+}
+
+/** Loads policies or throws an OperatorError listing every problem, one `FILE:LINE:COL: message` per line. */
+export function loadPolicies(dir: string, ctx: PolicyContext): Policy {
+  const r = loadPolicyDir(dir, ctx)
+  if (!r.ok) throw new OperatorError('EPOLICY', `invalid policy in ${dir}:\n${r.issues.map((i) => `  ${formatIssue(i)}`).join('\n')}`)
+  return r.policy
+}

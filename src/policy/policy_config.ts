@@ -1,0 +1,43 @@
+import { z } from 'zod'
+
+/**
+ * The `policy:` section of the broker configuration (policy_dir stays top-level). Kept next to its
+ * only consumer; src/config.ts mounts it as `policy`.
+ */
+
+const VAR_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/
+const Bool = z.union([z.boolean(), z.enum(['true', 'false']).transform((v) => v === 'true')])
+
+/** `NAME=value NAME2=value2`: the form CTB_POLICY_VARS takes, since environment variables are flat strings. */
+function parseVarList(s: string, ctx: z.RefinementCtx): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const item of s.split(/\s+/).filter(Boolean)) {
+    const eq = item.indexOf('=')
+    const name = item.slice(0, eq)
+    if (eq <= 0 || !VAR_NAME.test(name)) {
+      ctx.addIssue({ code: 'custom', message: 'expected NAME=value pairs separated by spaces' })
+      return z.NEVER
+    }
+    out[name] = item.slice(eq + 1)
+  }
+  return out
+}
+
+export const PolicyConfigSchema = z.object({
+  /**
+   * Values for `${NAME}` in policy files, e.g. IAM_ISSUER: the exact `iss` of the IAM (trailing slash
+   * included). TRUST_DOMAIN, UID_DOMAIN and BROKER_ISSUER are always defined.
+   */
+  vars: z.union([
+    z.record(z.string().regex(VAR_NAME, 'a variable name is letters, digits and _'), z.string()),
+    z.string().transform(parseVarList),
+  ]).default({}),
+  /** `{uid_domain}` in identity templates (users' `<user>@UID_DOMAIN`); default: trust_domain, as in HTCondor. */
+  uid_domain: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9.-]*$/, 'must be a domain name').optional(),
+  /** Reload when a file in policy_dir changes; SIGHUP always reloads. */
+  watch: Bool.default(true),
+  /** Wait this long after the last change before reloading (editors write files in several steps). */
+  watch_debounce_ms: z.coerce.number().int().min(0).max(60_000).default(300),
+}).prefault({})
+
+export type PolicyConfig = z.infer<typeof PolicyConfigSchema>

@@ -1,0 +1,243 @@
+import { z } from 'zod'
+import { expandAuthz, type AuthzLevel } from '../issuance/authz.ts'
+import { isHostPattern } from './patterns.ts'
+import { htcondorLevelsOfScopes, parseScope, toAuthzLevel } from './scopes.ts'
+import { BUILTIN_PLACEHOLDERS, HOST_PLACEHOLDERS, parseTemplate, placeholdersOf, type TemplatePart } from './template.ts'
+
+/**
+ * The zod schema of `policies/*.yaml`. Structural checks and every safety rule that can be decided
+ * from one grant alone live here; checks that need broker configuration (lifetime caps, the default
+ * SciToken profile) live in load.ts. See docs/policies.md for the format.
+ * @see htcondor-tokens.md §3.3, §3.4, §5.4; iam-and-wlcg.md §1.2, §2.2
+ */
+
+export const TOKEN_KINDS = ['idtoken', 'scitoken', 'access_token'] as const
+/** The role that only unlocks the admin API (policy explain, …); it never mints a token. */
+export const ADMIN_ROLE = 'admin'
+/** The only role allowed a `condor@…` identity (htcondor-tokens.md §3.3, §3.4). */
+export const CENTRAL_MANAGER_ROLE = 'central-manager'
+/**
+ * User names HTCondor's default security config trusts wholesale: `condor@*` (ALLOW_DAEMON, NEGOTIATOR,
+ * ADMINISTRATOR), `root@*` (ADMINISTRATOR) and v9's `condor_pool@*`. Only the central manager may be condor.
+ */
+export const RESERVED_USERS: ReadonlySet<string> = new Set(['condor', 'condor_pool', 'root'])
+/** Audience wildcards; never for daemon tokens (htcondor-tokens.md §5.6). */
+const WILDCARD_AUDIENCES: ReadonlySet<string> = new Set(['ANY', 'https://wlcg.cern.ch/jwt/v1/any'])
+
+/** Pilot and startd roles (`pilot`, `startd`, `annex-pilot`, `startd-gpu`, …): no WRITE unless direct attach. */
+export function isAttachRole(role: string): boolean {
+  return /(^|-)(pilot|startd)(-|$)/.test(role)
+}
+
+const oneOrMany = <T extends z.ZodType>(item: T) =>
+  z.preprocess((v) => (typeof v === 'string' ? [v] : v), z.array(item).min(1))
+
+const NonBlank = z.string().min(1).regex(/^\S+$/, 'must not contain whitespace')
+
+const Duration = z.preprocess(
+  (v) => {
+    const m = typeof v === 'string' ? /^(\d+)(s|m|h|d)$/.exec(v) : null
+    return m ? Number(m[1]) * { s: 1, m: 60, h: 3600, d: 86400 }[m[2] as 's' | 'm' | 'h' | 'd'] : v
+  },
+  z.number({ error: 'a lifetime is a number of seconds (3600) or a duration such as 90s, 20m, 12h, 7d' }).int().positive(),
+)
+
+/** `[a, b]` is shorthand for `{ any_of: [a, b] }`. */
+const SetMatch = z.preprocess(
+  (v) => (Array.isArray(v) || typeof v === 'string' ? { any_of: typeof v === 'string' ? [v] : v } : v),
+  z.strictObject({
+    any_of: z.array(NonBlank).min(1).optional(),
+    all_of: z.array(NonBlank).min(1).optional(),
+  }).refine((m) => m.any_of !== undefined || m.all_of !== undefined, 'give any_of, all_of or both'),
+)
+
+const MatchSchema = z.strictObject({
+  /** Exact `iss` strings, trailing slash included: never normalised (iam-and-wlcg.md §1.2). Required because `sub` is unique only per issuer. */
+  issuer: oneOrMany(NonBlank),
+  sub: oneOrMany(NonBlank).optional(),
+  client_id: oneOrMany(NonBlank).optional(),
+  groups: SetMatch.optional(),
+  scopes: SetMatch.optional(),
+})
+
+const Role = z.string().regex(/^[a-z][a-z0-9-]{0,62}$/, 'a role is lower-case letters, digits and dashes, starting with a letter')
+
+const GRANT_TOKEN_FIELDS = ['identity', 'token_kinds', 'default_token_kind', 'authz', 'scopes', 'audiences', 'hosts', 'params', 'lifetime', 'profile', 'up_to', 'direct_attach'] as const
+
+const GrantSchema = z.strictObject({
+  role: Role,
+  description: z.string().optional(),
+  /** Template for the issued `sub`, e.g. `schedd-{host_short}@aps.{trust_domain}`. */
+  identity: z.string().min(1).max(255).optional(),
+  token_kinds: oneOrMany(z.enum(TOKEN_KINDS)).optional(),
+  default_token_kind: z.enum(TOKEN_KINDS).optional(),
+  /** HTCondor levels for IDTOKENs (`READ` or `condor:/READ`). */
+  authz: z.array(z.string()).optional(),
+  /** Scopes for SciTokens/WLCG tokens and IAM access tokens. */
+  scopes: z.array(z.string()).optional(),
+  audiences: z.array(NonBlank).min(1).optional(),
+  hosts: z.array(z.string()).min(1).optional(),
+  /** Request parameters usable as placeholders, each with the glob patterns its value must match. */
+  params: z.record(z.string().regex(/^[a-z][a-z0-9_]{0,31}$/, 'a parameter name is lower-case letters, digits and _'), z.array(z.string().min(1)).min(1)).optional(),
+  lifetime: z.strictObject({ default: Duration, max: Duration }).optional(),
+  profile: z.enum(['wlcg', 'scitokens2']).optional(),
+  /** Trim over-wide scope or lifetime requests to the grant instead of refusing them. */
+  up_to: z.boolean().optional(),
+  /** Allows WRITE on a pilot/startd role, for annex-style direct attach to a schedd. */
+  direct_attach: z.boolean().optional(),
+}).superRefine(checkGrant)
+
+export type GrantInput = z.input<typeof GrantSchema>
+export type Grant = z.output<typeof GrantSchema>
+
+type Issue = (path: (string | number)[], message: string) => void
+
+function checkGrant(g: Grant, ctx: z.RefinementCtx): void {
+  const issue: Issue = (path, message) => ctx.addIssue({ code: 'custom', path, message })
+  if (g.role === ADMIN_ROLE) {
+    for (const k of GRANT_TOKEN_FIELDS) {
+      if (g[k] !== undefined) issue([k], `the admin role only opens the admin API and mints no token; "${k}" does not apply`)
+    }
+    return
+  }
+  for (const k of ['identity', 'token_kinds', 'lifetime'] as const) {
+    if (g[k] === undefined) issue([k], `"${k}" is required for role ${g.role}`)
+  }
+  if (!g.identity || !g.token_kinds || !g.lifetime) return
+  const kinds = new Set(g.token_kinds)
+  const jwtKinds = kinds.has('scitoken') || kinds.has('access_token')
+  if (g.default_token_kind && !kinds.has(g.default_token_kind)) issue(['default_token_kind'], `"${g.default_token_kind}" is not in token_kinds`)
+
+  const levels = checkAuthz(g, kinds, issue)
+  checkScopes(g, kinds, jwtKinds, issue)
+  const attach = isAttachRole(g.role)
+  if (attach && !g.direct_attach) {
+    if (expandAuthz(levels).has('WRITE')) {
+      issue(['authz'], `WRITE (or a level implying it) on role ${g.role} needs direct_attach: true; pilots and startds only advertise (htcondor-tokens.md §3.4)`)
+    }
+    if (g.scopes && htcondorLevelsOfScopes(g.scopes).has('WRITE')) {
+      issue(['scopes'], `these scopes give HTCondor WRITE on role ${g.role}, which needs direct_attach: true (htcondor-tokens.md §3.4, §5.4)`)
+    }
+  }
+  if (g.direct_attach && !attach) issue(['direct_attach'], 'direct_attach applies only to pilot and startd roles')
+  checkIdentity(g, kinds, issue)
+  checkAudiences(g, jwtKinds, issue)
+  g.hosts?.forEach((h, i) => {
+    if (!isHostPattern(h)) issue(['hosts', i], `"${h}" is not a lower-case host pattern (letters, digits, dots, dashes and *; not a bare *)`)
+  })
+  if (g.lifetime.default > g.lifetime.max) issue(['lifetime', 'default'], `default lifetime ${g.lifetime.default}s exceeds max ${g.lifetime.max}s`)
+}
+
+function checkAuthz(g: Grant, kinds: Set<string>, issue: Issue): AuthzLevel[] {
+  const levels: AuthzLevel[] = []
+  g.authz?.forEach((a, i) => {
+    const l = toAuthzLevel(a)
+    if (l) levels.push(l)
+    else issue(['authz', i], `unknown HTCondor authorization level "${a}"; expected READ, WRITE, NEGOTIATOR, ADMINISTRATOR, CONFIG, DAEMON, ADVERTISE_STARTD, ADVERTISE_SCHEDD or ADVERTISE_MASTER`)
+  })
+  if (kinds.has('idtoken') && !g.authz?.length) {
+    issue(['authz'], 'an idtoken grant needs at least one authz level: an IDTOKEN without condor:/ scopes is unrestricted (htcondor-tokens.md §3.2, §3.4)')
+  }
+  if (!kinds.has('idtoken') && g.authz !== undefined) issue(['authz'], 'authz applies to idtoken only; SciTokens carry condor:/LEVEL in scopes')
+  return levels
+}
+
+function checkScopes(g: Grant, kinds: Set<string>, jwtKinds: boolean, issue: Issue): void {
+  g.scopes?.forEach((s, i) => {
+    if (s === 'compute.*') return
+    const p = parseScope(s)
+    if ('error' in p) issue(['scopes', i], p.error)
+  })
+  if (jwtKinds && !g.scopes?.length) issue(['scopes'], 'scitoken and access_token grants need at least one scope')
+  if (!jwtKinds && g.scopes !== undefined) issue(['scopes'], 'scopes apply to scitoken and access_token; IDTOKENs take authz')
+  if (kinds.has('scitoken') && g.scopes?.length) {
+    const hasCondor = g.scopes.some((s) => /^condor:\//i.test(s))
+    const hasCompute = g.scopes.some((s) => s.startsWith('compute.'))
+    if (!hasCondor && !hasCompute) {
+      issue(['scopes'], 'a scitoken grant needs a condor:/ or compute.* scope: HTCondor gives a SciToken without one no authorization at all (htcondor-tokens.md §5.4)')
+    } else if (g.profile === 'scitokens2' && !hasCondor) {
+      issue(['scopes'], 'HTCondor does not translate compute.* in SciTokens 2.0 tokens; add condor:/ scopes or use profile wlcg (htcondor-tokens.md §5.4)')
+    }
+  }
+}
+
+/** The user part of a template if it is wholly literal (placeholder values never contain `@`). */
+function literalUser(parts: readonly TemplatePart[]): { user?: string; hasAt: boolean; emptyDomain: boolean } {
+  let at = -1
+  parts.forEach((p, i) => { if ('literal' in p && p.literal.includes('@')) at = i })
+  if (at < 0) return { hasAt: false, emptyDomain: false }
+  const atPart = parts[at] as { literal: string }
+  const cut = atPart.literal.lastIndexOf('@')
+  const emptyDomain = cut === atPart.literal.length - 1 && at === parts.length - 1
+  const before = parts.slice(0, at)
+  if (before.some((p) => 'placeholder' in p)) return { hasAt: true, emptyDomain }
+  return { user: before.map((p) => (p as { literal: string }).literal).join('') + atPart.literal.slice(0, cut), hasAt: true, emptyDomain }
+}
+
+function checkIdentity(g: Grant, kinds: Set<string>, issue: Issue): void {
+  const parsed = parseTemplate(g.identity!)
+  if ('error' in parsed) { issue(['identity'], parsed.error); return }
+  const declared = Object.keys(g.params ?? {})
+  for (const p of declared) {
+    if (BUILTIN_PLACEHOLDERS.has(p)) issue(['params', p], `"${p}" is a built-in placeholder and cannot be a request parameter`)
+    g.params![p]!.forEach((pat, j) => {
+      if (!/^[A-Za-z0-9_.*-]+$/.test(pat)) issue(['params', p, j], `"${pat}" is not a value pattern (letters, digits, _ . - and *)`)
+    })
+  }
+  const used = placeholdersOf(parsed.parts)
+  for (const ph of used) {
+    if (!BUILTIN_PLACEHOLDERS.has(ph) && !declared.includes(ph)) {
+      issue(['identity'], `unknown placeholder {${ph}}; use one of ${[...BUILTIN_PLACEHOLDERS].map((b) => `{${b}}`).join(', ')}, or declare {${ph}} under params with the values allowed`)
+    }
+    if ((HOST_PLACEHOLDERS as readonly string[]).includes(ph) && !g.hosts) {
+      issue(['identity'], `{${ph}} comes from the caller's request; restrict it with hosts:`)
+    }
+  }
+  const { user, hasAt, emptyDomain } = literalUser(parsed.parts)
+  if (user !== undefined && RESERVED_USERS.has(user.toLowerCase()) && g.role !== CENTRAL_MANAGER_ROLE) {
+    issue(['identity'], `identity ${user}@… is allowed for the ${CENTRAL_MANAGER_ROLE} role only: HTCondor's default security config trusts condor@* and root@* as daemons and administrators (htcondor-tokens.md §3.4)`)
+  }
+  if (kinds.has('idtoken') && (!hasAt || emptyDomain)) {
+    issue(['identity'], 'an IDTOKEN identity must be user@domain: HTCondor takes sub verbatim and splits it at the last @ (htcondor-tokens.md §1.3)')
+  }
+}
+
+function checkAudiences(g: Grant, jwtKinds: boolean, issue: Issue): void {
+  if (jwtKinds && !g.audiences) {
+    issue(['audiences'], 'scitoken and access_token grants need audiences: aud is mandatory in SciTokens 2.0 and WLCG tokens (htcondor-tokens.md §5.2)')
+  }
+  g.audiences?.forEach((a, i) => {
+    if (WILDCARD_AUDIENCES.has(a)) issue(['audiences', i], `wildcard audience "${a}" is never issued; name the service (htcondor-tokens.md §5.6)`)
+    else if (/^\**$/.test(a.replace(/\{[^}]*\}/g, ''))) issue(['audiences', i], `audience pattern "${a}" would match any service`)
+    const parsed = parseTemplate(a)
+    if ('error' in parsed) { issue(['audiences', i], parsed.error); return }
+    for (const ph of placeholdersOf(parsed.parts)) {
+      if (ph !== 'trust_domain' && ph !== 'uid_domain') issue(['audiences', i], `audiences may use {trust_domain} and {uid_domain} only, not {${ph}}`)
+    }
+  })
+}
+
+const RuleSchema = z.strictObject({
+  /** Unique across all policy files; named in audit records and `policy explain`. */
+  id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'a rule id is letters, digits, _ . -, starting with a letter or digit'),
+  description: z.string().optional(),
+  match: MatchSchema,
+  grants: z.array(GrantSchema).min(1),
+}).superRefine((r, ctx) => {
+  const seen = new Set<string>()
+  r.grants.forEach((g, i) => {
+    if (seen.has(g.role)) ctx.addIssue({ code: 'custom', path: ['grants', i, 'role'], message: `role ${g.role} is granted twice in rule ${r.id}` })
+    seen.add(g.role)
+  })
+})
+
+/** One policy file. */
+export const PolicyFileSchema = z.strictObject({
+  version: z.literal(1, { error: 'version: 1 is the only policy format' }),
+  description: z.string().optional(),
+  rules: z.array(RuleSchema),
+})
+
+export type PolicyFile = z.output<typeof PolicyFileSchema>
+export type Rule = PolicyFile['rules'][number]
+export type MatchSpec = Rule['match']

@@ -1,0 +1,272 @@
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { describe, expect, it } from 'vitest'
+import type { VerifiedSubject } from '../../src/iam/subject.ts'
+import type { Policy, PolicyContext } from '../../src/policy/compile.ts'
+import { authorizeAdmin, decide } from '../../src/policy/decide.ts'
+import type { Decision, DecisionRequest } from '../../src/policy/decision.ts'
+import { explain } from '../../src/policy/explain.ts'
+import { loadPolicies, loadPolicyDir } from '../../src/policy/load.ts'
+import { callerMatches, callerMismatches } from '../../src/policy/match_caller.ts'
+import { tempDir } from '../support/tmp.ts'
+
+const ISS = 'https://iam.example.org/'
+const CTX: PolicyContext = {
+  trustDomain: 'pool.example.org',
+  uidDomain: 'users.example.org',
+  vars: { IAM_ISSUER: ISS },
+  scitokenProfile: 'wlcg',
+  maxLifetime: { idtoken: 7 * 86400, scitoken: 6 * 3600 },
+}
+const JTI = '0123456789abcdef0123456789abcdef'
+const fixedJti = { newJti: () => JTI }
+
+function subject(over: Partial<VerifiedSubject> = {}): VerifiedSubject {
+  return { iss: ISS, sub: 'a1b2c3d4', groups: [], scopes: [], exp: 2_000_000_000, claims: {}, ...over }
+}
+
+/** Callers as IAM would describe them: service accounts by client_id, people by group. */
+const CALLERS = {
+  cm: subject({ sub: 'svc-cm', client_id: 'ctb-cloud-a-cm' }),
+  ap: subject({ sub: 'svc-ap', client_id: 'ctb-cloud-a-ap' }),
+  provisioner: subject({ sub: 'svc-prov', client_id: 'ctb-cloud-a-provisioner' }),
+  factory: subject({ sub: 'svc-factory', client_id: 'ctb-hpc-b-pilot-factory' }),
+  annexUser: subject({ sub: 'u-annex', groups: ['/htc/annex-users'] }),
+  alice: subject({ sub: 'u-alice', groups: ['/htc/users'], preferred_username: 'alice' }),
+  aliceNoSlash: subject({ iss: 'https://iam.example.org', sub: 'u-alice', groups: ['/htc/users'], preferred_username: 'alice' }),
+  userCondor: subject({ sub: 'u-c', groups: ['/htc/users'], preferred_username: 'condor' }),
+  userRoot: subject({ sub: 'u-r', groups: ['/htc/users'], preferred_username: 'Root' }),
+  userAt: subject({ sub: 'u-x', groups: ['/htc/users'], preferred_username: 'eve@pool.example.org' }),
+  userNoName: subject({ sub: 'u-n', groups: ['/htc/users'] }),
+  monitor: subject({ sub: 'svc-mon', client_id: 'ctb-monitoring' }),
+  admin: subject({ sub: 'u-admin', groups: ['/ctb-admins'] }),
+  stranger: subject({ sub: 'u-stranger', groups: ['/other'] }),
+} as const
+type Caller = keyof typeof CALLERS
+
+type Ask = Omit<DecisionRequest, 'subject' | 'role' | 'audience'> & { audience?: string[] }
+type Expect =
+  | { allow: true; identity: string; scopes: string[]; lifetime?: number; tokenKind?: string; audience?: string[]; trimmed?: string[] }
+  | { allow: false; error: string; reason: RegExp }
+
+const shipped: Policy = loadPolicies('policies', CTX)
+
+function ask(policy: Policy, caller: Caller, role: string, a: Ask = {}): DecisionRequest {
+  return { subject: CALLERS[caller], role, ...a, audience: a.audience ?? [] }
+}
+
+function check(d: Decision, e: Expect): void {
+  if (e.allow) {
+    expect(d).toMatchObject({ allow: true, identity: e.identity, scopes: e.scopes })
+    if (!d.allow) return
+    if (e.lifetime !== undefined) expect(d.lifetime).toBe(e.lifetime)
+    if (e.tokenKind !== undefined) expect(d.tokenKind).toBe(e.tokenKind)
+    if (e.audience !== undefined) expect(d.audience).toEqual(e.audience)
+    expect(d.trimmed).toEqual(e.trimmed)
+    expect(d.jti).toBe(JTI)
+  } else {
+    expect(d).toMatchObject({ allow: false, error: e.error })
+    if (!d.allow) expect(d.reason).toMatch(e.reason)
+  }
+}
+
+const CM = ['NEGOTIATOR', 'ADVERTISE_MASTER', 'READ']
+const SCHEDD = ['ADVERTISE_SCHEDD', 'ADVERTISE_MASTER', 'READ']
+const STARTD = ['ADVERTISE_STARTD', 'ADVERTISE_MASTER', 'READ']
+const COMPUTE = ['compute.read', 'compute.create', 'compute.modify', 'compute.cancel']
+const AP_AUD = 'condor://ap1.cloud-a.example.org:9618'
+
+// caller | role | request | expected: each row reads like a line of policy.
+const ROWS: [Caller, string, Ask, Expect][] = [
+  // central manager: the only condor@ identity
+  ['cm', 'central-manager', { host: 'cm.cloud-a.example.org' }, { allow: true, identity: 'condor@pool.example.org', scopes: CM, lifetime: 86400, audience: ['pool.example.org'] }],
+  ['cm', 'central-manager', { host: 'cm2.cloud-a.example.org' }, { allow: false, error: 'unauthorized_client', reason: /host cm2\.cloud-a\.example\.org is not allowed/ }],
+  ['cm', 'central-manager', {}, { allow: false, error: 'invalid_request', reason: /host is required/ }],
+  ['cm', 'schedd', { host: 'ap1.cloud-a.example.org' }, { allow: false, error: 'unauthorized_client', reason: /no policy rule grants role "schedd"/ }],
+  // access point: schedd and credd, per host, under aps.
+  ['ap', 'schedd', { host: 'ap1.cloud-a.example.org' }, { allow: true, identity: 'schedd-ap1@aps.pool.example.org', scopes: SCHEDD }],
+  ['ap', 'schedd', { host: 'AP1.Cloud-A.example.org' }, { allow: true, identity: 'schedd-ap1@aps.pool.example.org', scopes: SCHEDD }],
+  ['ap', 'schedd', { host: 'ap1.cloud-a.example.org', scopes: ['condor:/READ'] }, { allow: true, identity: 'schedd-ap1@aps.pool.example.org', scopes: ['READ'] }],
+  ['ap', 'schedd', { host: 'ap1.cloud-a.example.org', scopes: ['READ', 'WRITE'] }, { allow: false, error: 'invalid_scope', reason: /WRITE exceeds what role schedd allows/ }],
+  ['ap', 'schedd', { host: 'ap1.cloud-a.example.org', scopes: ['condor:/OWNER'] }, { allow: false, error: 'invalid_scope', reason: /not an HTCondor authorization level/ }],
+  ['ap', 'schedd', { host: 'ap1.cloud-a.example.org', audience: ['other.pool'] }, { allow: false, error: 'invalid_target', reason: /trust domain pool\.example\.org only/ }],
+  ['ap', 'schedd', { host: 'ap1.cloud-a.example.org', audience: ['pool.example.org'] }, { allow: true, identity: 'schedd-ap1@aps.pool.example.org', scopes: SCHEDD }],
+  ['ap', 'schedd', { host: 'ap1.cloud-a.example.org', lifetime: 8 * 86400 }, { allow: false, error: 'invalid_target', reason: /lifetime 691200s exceeds the maximum 604800s/ }],
+  ['ap', 'schedd', { host: 'ap1.cloud-a.example.org', tokenKind: 'scitoken' }, { allow: false, error: 'invalid_request', reason: /not issued as scitoken/ }],
+  ['ap', 'credd', { host: 'ap1.cloud-a.example.org' }, { allow: true, identity: 'credd-ap1@aps.pool.example.org', scopes: ['DAEMON'] }],
+  // DAEMON implies WRITE and READ: asking for the narrower level is allowed
+  ['ap', 'credd', { host: 'ap1.cloud-a.example.org', scopes: ['WRITE'] }, { allow: true, identity: 'credd-ap1@aps.pool.example.org', scopes: ['WRITE'] }],
+  ['ap', 'startd', { host: 'ep-1.cloud-a.example.org' }, { allow: false, error: 'unauthorized_client', reason: /no policy rule grants role "startd"/ }],
+  // cloud execute points
+  ['provisioner', 'startd', { host: 'ep-17.cloud-a.example.org' }, { allow: true, identity: 'startd-cloud-a-ep-17@eps.pool.example.org', scopes: STARTD, lifetime: 86400 }],
+  ['provisioner', 'startd', { host: 'ep-17.cloud-a.example.org', lifetime: 3600 }, { allow: true, identity: 'startd-cloud-a-ep-17@eps.pool.example.org', scopes: STARTD, lifetime: 3600 }],
+  ['provisioner', 'startd', { host: 'ep-17.hpc-b.example.org' }, { allow: false, error: 'unauthorized_client', reason: /host ep-17\.hpc-b\.example\.org is not allowed/ }],
+  ['provisioner', 'startd', { host: 'ep-17.cloud-a.example.org', scopes: ['WRITE'] }, { allow: false, error: 'invalid_scope', reason: /WRITE exceeds/ }],
+  ['provisioner', 'startd', { host: 'ep_1..x' }, { allow: false, error: 'invalid_request', reason: /not a valid host name/ }],
+  // SLURM pilots: site and job id from the request, constrained by params; up_to trims
+  ['factory', 'pilot', { params: { site: 'hpc-b', slurm_job_id: '4242' } }, { allow: true, identity: 'pilot-hpc-b-4242@pilots.pool.example.org', scopes: STARTD, lifetime: 172800 }],
+  ['factory', 'pilot', { params: { site: 'hpc-b', slurm_job_id: '4242' }, lifetime: 30 * 86400 }, { allow: true, identity: 'pilot-hpc-b-4242@pilots.pool.example.org', scopes: STARTD, lifetime: 604800, trimmed: ['lifetime'] }],
+  ['factory', 'pilot', { params: { site: 'hpc-b', slurm_job_id: '4242' }, scopes: ['READ', 'WRITE'] }, { allow: true, identity: 'pilot-hpc-b-4242@pilots.pool.example.org', scopes: ['READ'], trimmed: ['scope'] }],
+  ['factory', 'pilot', { params: { site: 'hpc-b', slurm_job_id: '4242' }, scopes: ['WRITE'] }, { allow: false, error: 'invalid_scope', reason: /none of the requested levels/ }],
+  ['factory', 'pilot', { params: { site: 'cloud-a', slurm_job_id: '4242' } }, { allow: false, error: 'unauthorized_client', reason: /site=cloud-a is not allowed/ }],
+  ['factory', 'pilot', { params: { site: 'hpc-b' } }, { allow: false, error: 'invalid_request', reason: /parameter slurm_job_id is required/ }],
+  ['factory', 'pilot', { params: { site: 'hpc-b', slurm_job_id: '42@evil' } }, { allow: false, error: 'invalid_request', reason: /slurm_job_id must be letters/ }],
+  ['factory', 'startd', { host: 'ep-1.cloud-a.example.org' }, { allow: false, error: 'unauthorized_client', reason: /no policy rule grants role "startd"/ }],
+  // annex pilots may WRITE (direct_attach) and get a unique identity per token
+  ['annexUser', 'annex-pilot', { params: { slurm_job_id: '99' } }, { allow: true, identity: 'pilot-annex-99-01234567@pilots.pool.example.org', scopes: [...STARTD, 'WRITE'] }],
+  ['annexUser', 'pilot', { params: { site: 'hpc-b', slurm_job_id: '99' } }, { allow: false, error: 'unauthorized_client', reason: /no policy rule grants role "pilot"/ }],
+  // submit users: IDTOKEN by default, WLCG token on request
+  ['alice', 'submit-user', {}, { allow: true, identity: 'alice@users.example.org', scopes: ['READ', 'WRITE'], lifetime: 3600, tokenKind: 'idtoken' }],
+  ['alice', 'submit-user', { tokenKind: 'scitoken', audience: [AP_AUD] }, { allow: true, identity: 'alice@users.example.org', scopes: COMPUTE, tokenKind: 'scitoken', audience: [AP_AUD] }],
+  ['alice', 'submit-user', { tokenKind: 'scitoken', audience: [AP_AUD], scopes: ['compute.read'] }, { allow: true, identity: 'alice@users.example.org', scopes: ['compute.read'] }],
+  ['alice', 'submit-user', { tokenKind: 'scitoken', audience: [AP_AUD], scopes: ['compute.read', 'storage.read:/data'] }, { allow: true, identity: 'alice@users.example.org', scopes: ['compute.read'], trimmed: ['scope'] }],
+  ['alice', 'submit-user', { tokenKind: 'scitoken', audience: ['condor://ap1.evil.example.org:9618'] }, { allow: false, error: 'invalid_target', reason: /audience "condor:\/\/ap1\.evil\.example\.org:9618" is not allowed/ }],
+  ['alice', 'submit-user', { tokenKind: 'scitoken', audience: ['condor://ap1.cloud-a.example.org/x:9618'] }, { allow: false, error: 'invalid_target', reason: /is not allowed/ }],
+  ['alice', 'submit-user', { tokenKind: 'scitoken' }, { allow: false, error: 'invalid_target', reason: /an audience is required/ }],
+  ['alice', 'submit-user', { tokenKind: 'access_token', audience: [AP_AUD] }, { allow: false, error: 'invalid_request', reason: /not issued as access_token/ }],
+  ['alice', 'submit-user', { lifetime: 86400 }, { allow: true, identity: 'alice@users.example.org', scopes: ['READ', 'WRITE'], lifetime: 21600, trimmed: ['lifetime'] }],
+  ['alice', 'job', {}, { allow: true, identity: 'alice@users.example.org', scopes: ['READ', 'WRITE'], lifetime: 1200 }],
+  ['alice', 'job', { lifetime: 7 * 3600 }, { allow: false, error: 'invalid_target', reason: /lifetime 25200s exceeds the maximum 21600s for role job/ }],
+  ['alice', 'job', { lifetime: 0 }, { allow: false, error: 'invalid_request', reason: /positive whole number/ }],
+  ['alice', 'job', { scopes: ['ADMINISTRATOR'] }, { allow: false, error: 'invalid_scope', reason: /ADMINISTRATOR exceeds/ }],
+  ['aliceNoSlash', 'job', {}, { allow: false, error: 'unauthorized_client', reason: /no policy rule grants role "job"/ }],
+  // the default-security trap: a user called condor or root never becomes condor@/root@
+  ['userCondor', 'job', {}, { allow: false, error: 'unauthorized_client', reason: /identity condor@users\.example\.org is reserved/ }],
+  ['userRoot', 'submit-user', {}, { allow: false, error: 'unauthorized_client', reason: /identity Root@users\.example\.org is reserved/ }],
+  ['userAt', 'job', {}, { allow: false, error: 'unauthorized_client', reason: /preferred_username cannot be used in an HTCondor identity/ }],
+  ['userNoName', 'job', {}, { allow: false, error: 'unauthorized_client', reason: /has no preferred_username/ }],
+  // monitoring, admin, strangers
+  ['monitor', 'monitoring', {}, { allow: true, identity: 'monitor@pool.example.org', scopes: ['READ'] }],
+  ['monitor', 'monitoring', { scopes: ['WRITE'] }, { allow: false, error: 'invalid_scope', reason: /WRITE exceeds/ }],
+  ['admin', 'admin', {}, { allow: false, error: 'invalid_request', reason: /never issued as a token/ }],
+  ['admin', 'schedd', { host: 'ap1.cloud-a.example.org' }, { allow: false, error: 'unauthorized_client', reason: /no policy rule grants role "schedd"/ }],
+  ['stranger', 'submit-user', {}, { allow: false, error: 'unauthorized_client', reason: /no policy rule grants role "submit-user" to this caller/ }],
+  ['stranger', 'no-such-role', {}, { allow: false, error: 'unauthorized_client', reason: /no policy rule grants role "no-such-role" to this caller/ }],
+]
+
+describe('decide() with the shipped example policies (cloud-a + hpc-b)', () => {
+  it.each(ROWS)('%s asks for %s %j → %j', (caller, role, a, e) => {
+    check(decide(shipped, ask(shipped, caller, role, a), fixedJti), e)
+  })
+
+  it.each(ROWS)('explain() reaches the same decision: %s %s %j', (caller, role, a) => {
+    const req = ask(shipped, caller, role, a)
+    const ex = explain(shipped, req, fixedJti)
+    expect(ex.decision).toEqual(decide(shipped, req, fixedJti))
+    expect(ex.rules.map((r) => r.ruleId)).toEqual(shipped.rules.map((r) => r.id))
+    expect(ex.rules.filter((r) => r.decisive).length).toBe(ex.decision.ruleId ? 1 : 0)
+    if (ex.decision.ruleId) expect(ex.rules.find((r) => r.decisive)!.ruleId).toBe(ex.decision.ruleId)
+  })
+
+  it.each(Object.keys(CALLERS) as Caller[])('callerMatches and callerMismatches agree for %s on every rule', (caller) => {
+    for (const rule of shipped.rules) {
+      expect(callerMatches(rule.match, CALLERS[caller])).toBe(callerMismatches(rule.match, CALLERS[caller]).length === 0)
+    }
+  })
+
+  it('mints a fresh jti per decision and puts its first 8 hex digits in {jti8}', () => {
+    const req = ask(shipped, 'annexUser', 'annex-pilot', { params: { slurm_job_id: '7' } })
+    const a = decide(shipped, req)
+    const b = decide(shipped, req)
+    if (!a.allow || !b.allow) throw new Error('expected allow')
+    expect(a.jti).toMatch(/^[0-9a-f]{32}$/)
+    expect(a.jti).not.toBe(b.jti)
+    expect(a.identity).toBe(`pilot-annex-7-${a.jti!.slice(0, 8)}@pilots.pool.example.org`)
+  })
+
+  it('authorizeAdmin admits /ctb-admins members only', () => {
+    expect(authorizeAdmin(shipped, CALLERS.admin)).toEqual({ allow: true, ruleId: 'broker-admins' })
+    expect(authorizeAdmin(shipped, CALLERS.alice)).toMatchObject({ allow: false })
+    expect(authorizeAdmin(shipped, { ...CALLERS.admin, iss: 'https://iam.example.org' })).toMatchObject({ allow: false })
+  })
+})
+
+/** Loads one inline policy file through the real loader. */
+function policyFrom(yaml: string, ctx: PolicyContext = CTX): Policy {
+  const dir = tempDir()
+  writeFileSync(join(dir, 'p.yaml'), yaml)
+  const r = loadPolicyDir(dir, ctx)
+  if (!r.ok) throw new Error(r.issues.map((i) => `${i.line}:${i.col} ${i.message}`).join('\n'))
+  return r.policy
+}
+
+const INLINE = policyFrom(`
+version: 1
+rules:
+  - id: narrow-first
+    match: { issuer: "${ISS}", groups: { all_of: [/vo, /vo/prod] }, scopes: { any_of: [compute.read] } }
+    grants:
+      - role: reader
+        identity: "reader-{client_id}-{host_short}@{role}.{trust_domain}"
+        token_kinds: [scitoken, access_token]
+        scopes: [condor:/READ, "storage.read:/store/data/", "read:/public", compute.read]
+        audiences: ["https://*.se.example.org", "condor://{trust_domain}:9618"]
+        hosts: ["*.wn.example.org", login.example.org]
+        lifetime: { default: 10m, max: 1h }
+        profile: scitokens2
+  - id: wide-second
+    match: { issuer: "${ISS}", sub: [robot-1] }
+    grants:
+      - role: reader
+        identity: "robot-{sub}@{uid_domain}"
+        token_kinds: [scitoken]
+        scopes: [condor:/READ, "storage.read:/"]
+        audiences: ["https://storage.example.org"]
+        lifetime: { default: 10m, max: 1h }
+`)
+
+const prodCaller = subject({ sub: 'robot-1', client_id: 'wf', groups: ['/vo', '/vo/prod'], scopes: ['compute.read'] })
+const SE = 'https://se1.se.example.org'
+
+describe('decide() semantics on an inline policy', () => {
+  const ROWS2: [string, VerifiedSubject, Ask, Expect][] = [
+    ['default scopes and template with client_id, host_short, role', prodCaller, { host: 'n1.wn.example.org', audience: [SE] },
+      { allow: true, identity: 'reader-wf-n1@reader.pool.example.org', scopes: ['condor:/READ', 'storage.read:/store/data/', 'read:/public', 'compute.read'], tokenKind: 'scitoken', lifetime: 600 }],
+    ['path-prefix narrowing below a directory grant', prodCaller, { host: 'n1.wn.example.org', audience: [SE], scopes: ['storage.read:/store/data/run1/f.root'] },
+      { allow: true, identity: 'reader-wf-n1@reader.pool.example.org', scopes: ['storage.read:/store/data/run1/f.root'] }],
+    ['a sibling path is not below the grant: next rule grants /', prodCaller, { host: 'n1.wn.example.org', audience: ['https://storage.example.org'], scopes: ['storage.read:/store/datax'] },
+      { allow: true, identity: 'robot-robot-1@users.example.org', scopes: ['storage.read:/store/datax'] }],
+    ['first rule refuses, second rule allows: first allowing rule wins', prodCaller, { host: 'n1.wn.example.org', audience: ['https://storage.example.org'] },
+      { allow: true, identity: 'robot-robot-1@users.example.org', scopes: ['condor:/READ', 'storage.read:/'] }],
+    ['wider scope than any rule allows: the first matching rule\'s error', prodCaller, { host: 'n1.wn.example.org', audience: [SE], scopes: ['storage.create:/store/data'] },
+      { allow: false, error: 'invalid_scope', reason: /storage\.create:\/store\/data" exceeds what role reader allows/ }],
+    ['.. in a requested path is refused, not resolved', prodCaller, { host: 'n1.wn.example.org', audience: [SE], scopes: ['storage.read:/store/data/../../etc'] },
+      { allow: false, error: 'invalid_scope', reason: /normalised/ }],
+    ['condor:/ levels are case-insensitive and normalised', prodCaller, { host: 'n1.wn.example.org', audience: [SE], scopes: ['condor:/read'] },
+      { allow: true, identity: 'reader-wf-n1@reader.pool.example.org', scopes: ['condor:/READ'] }],
+    ['audience template {trust_domain} is folded at load', prodCaller, { host: 'login.example.org', audience: ['condor://pool.example.org:9618'] },
+      { allow: true, identity: 'reader-wf-login@reader.pool.example.org', scopes: ['condor:/READ', 'storage.read:/store/data/', 'read:/public', 'compute.read'] }],
+    ['glob * does not cross "/": no audience smuggling', prodCaller, { host: 'n1.wn.example.org', audience: ['https://evil.test/x.se.example.org'] },
+      { allow: false, error: 'invalid_target', reason: /is not allowed for role reader/ }],
+    ['host glob * does not match an empty label', prodCaller, { host: 'wn.example.org', audience: [SE] },
+      { allow: false, error: 'unauthorized_client', reason: /host wn\.example\.org is not allowed/ }],
+    ['one bad audience among good ones refuses all', prodCaller, { host: 'n1.wn.example.org', audience: [SE, 'https://x.example.org'] },
+      { allow: false, error: 'invalid_target', reason: /"https:\/\/x\.example\.org" is not allowed/ }],
+    ['caller lacks one of all_of groups', subject({ sub: 'x', client_id: 'wf', groups: ['/vo'], scopes: ['compute.read'] }), { host: 'n1.wn.example.org', audience: [SE] },
+      { allow: false, error: 'unauthorized_client', reason: /no policy rule grants role "reader"/ }],
+    ['caller token lacks the any_of scope', subject({ sub: 'x', client_id: 'wf', groups: ['/vo', '/vo/prod'], scopes: ['storage.read:/'] }), { host: 'n1.wn.example.org', audience: [SE] },
+      { allow: false, error: 'unauthorized_client', reason: /no policy rule grants role "reader"/ }],
+    ['caller without client_id cannot fill {client_id}', subject({ sub: 'x', groups: ['/vo', '/vo/prod'], scopes: ['compute.read'] }), { host: 'n1.wn.example.org', audience: [SE] },
+      { allow: false, error: 'unauthorized_client', reason: /has no client_id/ }],
+  ]
+  it.each(ROWS2)('%s', (_name, who, a, e) => {
+    const req: DecisionRequest = { subject: who, role: 'reader', ...a, audience: a.audience ?? [] }
+    check(decide(INLINE, req, fixedJti), e)
+    expect(explain(INLINE, req, fixedJti).decision).toEqual(decide(INLINE, req, fixedJti))
+  })
+
+  it('reports the SciToken profile of the grant, and none for IDTOKENs', () => {
+    const d = decide(INLINE, { subject: prodCaller, role: 'reader', host: 'n1.wn.example.org', audience: [SE] }, fixedJti)
+    expect(d).toMatchObject({ allow: true, profile: 'scitokens2', host: 'n1.wn.example.org' })
+    const i = decide(shipped, { subject: CALLERS.alice, role: 'job', audience: [] }, fixedJti)
+    expect(i.allow && i.profile).toBe(undefined)
+  })
+
+  it('explain lists caller mismatches with every reason', () => {
+    const ex = explain(INLINE, { subject: subject({ iss: 'https://other/', sub: 'nobody' }), role: 'reader', audience: [] }, fixedJti)
+    expect(ex.decision).toMatchObject({ allow: false, error: 'unauthorized_client' })
+    expect(ex.rules[0]).toMatchObject({ ruleId: 'narrow-first', outcome: 'caller-mismatch', source: expect.stringMatching(/p\.yaml:4:5$/) })
+    expect(ex.rules[0]!.reasons.join('\n')).toMatch(/issuer "https:\/\/other\/" is not "https:\/\/iam\.example\.org\/"[\s\S]*not in the groups "\/vo", "\/vo\/prod"[\s\S]*none of the scopes "compute\.read"/)
+    expect(ex.rules[1]!.reasons.join('\n')).toMatch(/sub "nobody" is not "robot-1"/)
+  })
+})
