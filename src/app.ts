@@ -6,6 +6,11 @@ import { oauthErrorResponse } from './http/oauth_error_response.ts'
 import { discoveryRoutes } from './http/routes/discovery.ts'
 import { healthRoutes, type ReadinessCheck } from './http/routes/health.ts'
 import { jwksRoutes } from './http/routes/jwks.ts'
+import type { AuditStore } from './audit/audit_log.ts'
+import { adminAuth, type AdminAuthenticator } from './http/middleware/admin_auth.ts'
+import { auditRoutes } from './http/routes/audit.ts'
+import { revocationRoutes } from './http/routes/revocations.ts'
+import type { RevocationService } from './revocation/revocation_service.ts'
 import type { SigningKeys } from './keys/signing_keys.ts'
 import type { Clock } from './lib/clock.ts'
 import type { Logger } from './lib/logger.ts'
@@ -17,6 +22,8 @@ export interface AppDeps {
   keys: SigningKeys
   log: Logger
   readiness: ReadinessCheck
+  /** Admin API (/v1/audit, /v1/revocations); absent: not mounted. */
+  admin?: { audit: Pick<AuditStore, 'query'>; revocations: RevocationService; authenticators: AdminAuthenticator[] }
 }
 
 /** Wires middleware and routes; no business logic lives here. */
@@ -26,6 +33,11 @@ export function createApp(deps: AppDeps): Hono {
   app.route('/', healthRoutes(deps.readiness))
   app.route('/', discoveryRoutes(brokerMetadata(deps.config.issuer, [deps.keys.scitoken.alg])))
   app.route('/', jwksRoutes(() => deps.keys.jwks))
+  if (deps.admin) {
+    const auth = adminAuth({ authenticators: deps.admin.authenticators, revocations: deps.admin.revocations })
+    app.route('/', auditRoutes({ audit: deps.admin.audit, auth }))
+    app.route('/', revocationRoutes({ revocations: deps.admin.revocations, auth }))
+  }
   app.notFound((c) => c.json({ error: 'not_found' }, 404))
   app.onError(oauthErrorResponse(deps.log))
   return app

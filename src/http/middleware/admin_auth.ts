@@ -1,0 +1,91 @@
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
+import { existsSync } from 'node:fs'
+import type { Context, MiddlewareHandler } from 'hono'
+import { OperatorError } from '../../errors.ts'
+import { readSecretFile, writeSecretFileAtomic } from '../../lib/secure_file.ts'
+import type { RevocationChecker } from '../../revocation/revocation_checker.ts'
+
+/** Who is calling an admin endpoint; goes into audit records as the actor. */
+export interface AdminPrincipal {
+  /** Stable name for audit, e.g. "bootstrap" or "<iss>,<sub>". */
+  id: string
+  /** Which authenticator accepted it. */
+  via: string
+  /** For JWT-based admins: the verified payload, checked against revocations by the middleware. */
+  claims?: Readonly<Record<string, unknown>>
+}
+
+/**
+ * One way to be an admin. Returns null when the bearer token is not valid for this method (the next one
+ * is tried); throws only when it cannot decide (e.g. IAM unreachable), which becomes a 503/500.
+ * The IAM variant ("IAM token whose policy grants admin") plugs in here: verify the token with the IAM
+ * adapter, ask the policy for role `admin`, return `{ id: iss,sub, via: 'iam', claims }`.
+ */
+export interface AdminAuthenticator {
+  authenticate(bearer: string): Promise<AdminPrincipal | null>
+}
+
+declare module 'hono' {
+  interface ContextVariableMap {
+    admin: AdminPrincipal
+  }
+}
+
+const REALM = 'condor-token-broker admin'
+
+/**
+ * The bootstrap admin token: only its SHA-256 is kept in memory, and a presented token is hashed and
+ * compared in constant time (both sides are 32 bytes, so the comparison leaks neither content nor length).
+ */
+export function bootstrapTokenAuthenticator(tokenSha256: Buffer): AdminAuthenticator {
+  if (tokenSha256.length !== 32) throw new TypeError('bootstrap token digest must be 32 bytes')
+  return {
+    async authenticate(bearer) {
+      const given = createHash('sha256').update(bearer).digest()
+      return timingSafeEqual(given, tokenSha256) ? { id: 'bootstrap', via: 'bootstrap' } : null
+    },
+  }
+}
+
+/**
+ * Reads the bootstrap token file (mode 0600 enforced), creating it with 32 random bytes when missing so a
+ * first start is usable; returns the token's SHA-256 and whether it was created.
+ */
+export function loadBootstrapToken(file: string): { sha256: Buffer; created: boolean } {
+  let created = false
+  if (!existsSync(file)) {
+    writeSecretFileAtomic(file, `${randomBytes(32).toString('base64url')}\n`, { exclusive: true })
+    created = true
+  }
+  const token = readSecretFile(file).toString('utf8').trim()
+  if (token.length < 32) throw new OperatorError('EADMINTOKEN', `${file}: the bootstrap admin token must be at least 32 characters`)
+  return { sha256: createHash('sha256').update(token).digest(), created }
+}
+
+/**
+ * Bearer authentication for /v1 admin routes (RFC 6750). Tries each authenticator in order; a principal
+ * whose JWT claims are revoked is refused like a bad token.
+ */
+export function adminAuth(options: { authenticators: readonly AdminAuthenticator[]; revocations?: RevocationChecker }): MiddlewareHandler {
+  return async (c, next) => {
+    const header = c.req.header('authorization')
+    const m = header ? /^Bearer ([\x21-\x7e]{1,8192})$/i.exec(header) : null
+    if (!m) return unauthorized(c, header ? 'the Authorization header must be "Bearer <token>"' : undefined)
+    for (const a of options.authenticators) {
+      const principal = await a.authenticate(m[1]!)
+      if (!principal) continue
+      if (principal.claims && options.revocations?.isRevoked(principal.claims)) return unauthorized(c, 'the token has been revoked')
+      c.set('admin', principal)
+      await next()
+      return
+    }
+    return unauthorized(c, 'the token is not valid for the admin API')
+  }
+}
+
+function unauthorized(c: Context, description?: string): Response {
+  c.header('Cache-Control', 'no-store')
+  // RFC 6750 §3: no error code when the request carried no credentials at all.
+  c.header('WWW-Authenticate', description ? `Bearer realm="${REALM}", error="invalid_token"` : `Bearer realm="${REALM}"`)
+  return c.json(description ? { error: 'invalid_token', error_description: description } : { error: 'invalid_token', error_description: 'admin bearer token required' }, 401)
+}

@@ -1,0 +1,83 @@
+import { getConnInfo } from '@hono/node-server/conninfo'
+import { Hono, type Context, type MiddlewareHandler } from 'hono'
+import { z } from 'zod'
+import { InvalidRequest } from '../../errors.ts'
+import { condorConfigSnippet } from '../../revocation/condor_expression.ts'
+import type { Revocation } from '../../revocation/revocation.ts'
+import type { RevocationService } from '../../revocation/revocation_service.ts'
+
+/** POST /v1/revocations body: exactly one selector. */
+export const RevocationBody = z.object({
+  jti: z.string().optional(),
+  sub: z.string().optional(),
+  role: z.string().optional(),
+  site: z.string().optional(),
+  reason: z.string().max(500).optional(),
+  /** For jti: the token's exp, when the audit log does not know it. */
+  exp: z.number().int().nonnegative().optional(),
+}).strict()
+
+type Service = Pick<RevocationService, 'revoke' | 'list' | 'condorExpression'>
+
+/** Admin revocation API; the service does the work, these only translate HTTP. */
+export function revocationRoutes(deps: { revocations: Service; auth: MiddlewareHandler }): Hono {
+  const app = new Hono()
+  app.use('/v1/revocations', deps.auth)
+  app.use('/v1/revocations/*', deps.auth)
+
+  app.post('/v1/revocations', async (c) => {
+    if (!/^application\/json\b/i.test(c.req.header('content-type') ?? '')) throw new InvalidRequest('Content-Type must be application/json')
+    let raw: unknown
+    try { raw = await c.req.json() } catch { throw new InvalidRequest('body is not valid JSON') }
+    const parsed = RevocationBody.safeParse(raw)
+    if (!parsed.success) {
+      const i = parsed.error.issues[0]!
+      throw new InvalidRequest(i.code === 'unrecognized_keys' ? `unknown field ${(i as { keys: string[] }).keys[0]}` : `${i.path.join('.') || 'body'}: ${i.message}`)
+    }
+    const b = parsed.data
+    const selectors = (['jti', 'sub', 'role', 'site'] as const).filter((k) => b[k] !== undefined)
+    if (selectors.length !== 1) throw new InvalidRequest('give exactly one of jti, sub, role, site')
+    const kind = selectors[0]!
+    const rev = await deps.revocations.revoke(
+      { kind, value: b[kind]!, ...(b.reason !== undefined ? { reason: b.reason } : {}), ...(b.exp !== undefined ? { exp: b.exp } : {}) },
+      { principal: c.get('admin').id, requestId: c.get('requestId'), ...clientAddress(c) },
+    )
+    c.header('Cache-Control', 'no-store')
+    return c.json({ revocation: wire(rev) }, 201)
+  })
+
+  app.get('/v1/revocations', async (c) => {
+    const all = c.req.query('all')
+    if (all !== undefined && all !== 'true' && all !== 'false') throw new InvalidRequest('all must be true or false')
+    const list = await deps.revocations.list({ all: all === 'true' })
+    c.header('Cache-Control', 'no-store')
+    return c.json({ revocations: list.map(wire) })
+  })
+
+  app.get('/v1/revocations/condor', async (c) => {
+    const format = c.req.query('format') ?? 'config'
+    if (format !== 'config' && format !== 'json') throw new InvalidRequest('format must be config or json')
+    const { expr, clauses, generatedAt } = await deps.revocations.condorExpression()
+    c.header('Cache-Control', 'no-store')
+    if (format === 'json') return c.json({ expr, clauses, generated_at: generatedAt, config_line: `SEC_TOKEN_REVOCATION_EXPR = ${expr}` })
+    return c.text(condorConfigSnippet(expr, clauses, generatedAt), 200, { 'Content-Type': 'text/plain; charset=utf-8' })
+  })
+  return app
+}
+
+function wire(r: Revocation) {
+  return {
+    id: r.id, kind: r.kind, value: r.value, revoked_at: r.revokedAt, until: r.until,
+    ...(r.gen !== undefined ? { gen: r.gen } : {}), ...(r.reason !== undefined ? { reason: r.reason } : {}),
+    ...(r.revokedBy !== undefined ? { revoked_by: r.revokedBy } : {}),
+  }
+}
+
+function clientAddress(c: Context): { clientAddress?: string } {
+  try {
+    const a = getConnInfo(c).remote.address
+    return a ? { clientAddress: a } : {}
+  } catch {
+    return {} // app.request() in tests has no socket
+  }
+}

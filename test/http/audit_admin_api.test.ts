@@ -1,0 +1,152 @@
+import { createHash } from 'node:crypto'
+import { readFileSync, statSync } from 'node:fs'
+import { join } from 'node:path'
+import { beforeEach, describe, expect, it } from 'vitest'
+import { createApp } from '../../src/app.ts'
+import { bootstrapTokenAuthenticator, loadBootstrapToken, type AdminAuthenticator } from '../../src/http/middleware/admin_auth.ts'
+import { fixedClock } from '../../src/lib/clock.ts'
+import { silentLogger } from '../../src/lib/logger.ts'
+import { RevocationService } from '../../src/revocation/revocation_service.ts'
+import { MemoryStore } from '../../src/storage/memory_store.ts'
+import { issued } from '../integration/audit_log.contract.ts'
+import { TEST_NOW, testDeps } from '../support/broker_deps.ts'
+import { tempDir } from '../support/tmp.ts'
+
+const ADMIN = 'a'.repeat(43)
+const bootstrap = bootstrapTokenAuthenticator(createHash('sha256').update(ADMIN).digest())
+
+let store: MemoryStore
+let revocations: RevocationService
+let app: ReturnType<typeof createApp>
+
+function build(authenticators: AdminAuthenticator[] = [bootstrap]) {
+  store = new MemoryStore()
+  revocations = new RevocationService({ store, clock: fixedClock(TEST_NOW), log: silentLogger, maxTokenLifetime: 86400, refreshSeconds: 60 })
+  app = createApp(testDeps({ admin: { audit: store, revocations, authenticators } }))
+}
+
+const get = (path: string, token = ADMIN) => app.request(path, { headers: { authorization: `Bearer ${token}` } })
+const post = (body: unknown, token = ADMIN, type = 'application/json') => app.request('/v1/revocations', {
+  method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': type }, body: typeof body === 'string' ? body : JSON.stringify(body),
+})
+
+beforeEach(() => build())
+
+describe('admin authentication', () => {
+  it.each(['/v1/audit', '/v1/revocations', '/v1/revocations/condor'])('GET %s without a token is 401 with a Bearer challenge', async (path) => {
+    const res = await app.request(path)
+    expect(res.status).toBe(401)
+    expect(res.headers.get('www-authenticate')).toBe('Bearer realm="condor-token-broker admin"')
+    expect(res.headers.get('cache-control')).toBe('no-store')
+    expect(await res.json()).toMatchObject({ error: 'invalid_token' })
+  })
+
+  it('refuses a wrong token, and POST without a token changes nothing', async () => {
+    const res = await get('/v1/audit', 'b'.repeat(43))
+    expect(res.status).toBe(401)
+    expect(res.headers.get('www-authenticate')).toContain('error="invalid_token"')
+    expect((await post({ role: 'pilot' }, 'wrong')).status).toBe(401)
+    expect(await store.listRevocations()).toEqual([])
+  })
+
+  it('refuses a JWT-based admin whose token was revoked', async () => {
+    const iamLike: AdminAuthenticator = { authenticate: async (t) => t === 'jwt' ? { id: 'iss,alice', via: 'iam', claims: { jti: 'adm-1', sub: 'alice', iat: TEST_NOW - 5 } } : null }
+    build([bootstrap, iamLike])
+    expect((await get('/v1/revocations', 'jwt')).status).toBe(200)
+    expect((await post({ jti: 'adm-1', reason: 'laptop stolen' })).status).toBe(201)
+    const res = await get('/v1/revocations', 'jwt')
+    expect(res.status).toBe(401)
+    expect(await res.json()).toMatchObject({ error_description: 'the token has been revoked' })
+  })
+
+  it('creates a bootstrap token file with mode 0600 and accepts only that token', async () => {
+    const file = join(tempDir(), 'admin.token')
+    const { sha256, created } = loadBootstrapToken(file)
+    expect(created).toBe(true)
+    expect(statSync(file).mode & 0o777).toBe(0o600)
+    const token = readFileSync(file, 'utf8').trim()
+    expect(loadBootstrapToken(file).created).toBe(false)
+    const a = await bootstrapTokenAuthenticator(sha256).authenticate(token)
+    expect(a).toEqual({ id: 'bootstrap', via: 'bootstrap' })
+    expect(await bootstrapTokenAuthenticator(sha256).authenticate(`${token}x`)).toBeNull()
+  })
+})
+
+describe('GET /v1/audit', () => {
+  beforeEach(async () => { for (let i = 1; i <= 30; i++) await store.record(issued(i)) })
+
+  it('filters and pages newest first', async () => {
+    const res = await get(`/v1/audit?role=pilot&from=${1_800_000_000 + 11}&limit=4`)
+    expect(res.status).toBe(200)
+    expect(res.headers.get('cache-control')).toBe('no-store')
+    const body = await res.json() as { records: Array<{ seq: number; hash: string; event: { jti: string } }>; next_cursor?: string }
+    expect(body.records.map((r) => r.event.jti)).toEqual(['jti-30', 'jti-28', 'jti-26', 'jti-24'])
+    expect(body.records[0]).toMatchObject({ seq: 30, hash: expect.stringMatching(/^[0-9a-f]{64}$/), prev_hash: expect.any(String) })
+    const next = await (await get(`/v1/audit?role=pilot&from=${1_800_000_000 + 11}&limit=4&cursor=${body.next_cursor}`)).json() as typeof body
+    expect(next.records.map((r) => r.event.jti)).toEqual(['jti-22', 'jti-20', 'jti-18', 'jti-16'])
+  })
+
+  it('accepts RFC 3339 times and the sub, caller, jti and decision filters', async () => {
+    const from = new Date((1_800_000_000 + 20) * 1000).toISOString()
+    const body = await (await get(`/v1/audit?from=${from}&sub=pilot-0@pilots.pool.example.org&caller=caller-2&decision=allow`)).json() as { records: Array<{ event: { jti: string } }> }
+    expect(body.records.map((r) => r.event.jti)).toEqual(['jti-20'])
+    const j = await (await get('/v1/audit?jti=jti-7')).json() as { records: unknown[] }
+    expect(j.records).toHaveLength(1)
+  })
+
+  it.each([
+    ['limit=0', /limit/], ['limit=5000', /limit/], ['from=yesterday', /from/], ['decision=maybe', /decision/],
+    ['bogus=1', /unknown parameter bogus/], ['cursor=%21%21', /cursor/],
+  ])('rejects %s with invalid_request', async (qs, msg) => {
+    const res = await get(`/v1/audit?${qs}`)
+    expect(res.status).toBe(400)
+    const body = await res.json() as { error: string; error_description: string }
+    expect(body.error).toBe('invalid_request')
+    expect(body.error_description).toMatch(msg)
+  })
+})
+
+describe('revocations API', () => {
+  it('revokes by role and returns the bumped generation; the expression is one comparison', async () => {
+    const res = await post({ role: 'pilot', reason: 'factory compromised' })
+    expect(res.status).toBe(201)
+    expect(await res.json()).toEqual({ revocation: {
+      id: 1, kind: 'role', value: 'pilot', revoked_at: TEST_NOW, until: TEST_NOW + 86400, gen: 2, reason: 'factory compromised', revoked_by: 'bootstrap',
+    } })
+    const cfg = await get('/v1/revocations/condor')
+    expect(cfg.headers.get('content-type')).toMatch(/^text\/plain/)
+    expect(await cfg.text()).toContain('SEC_TOKEN_REVOCATION_EXPR = (ctb_role =?= "pilot" && ctb_gen < 2)\n')
+    expect(await (await get('/v1/revocations/condor?format=json')).json()).toMatchObject({ expr: '(ctb_role =?= "pilot" && ctb_gen < 2)', clauses: 1 })
+    const audit = (await store.query({ limit: 5, type: 'token.revoked' })).records[0]!.event
+    expect(audit).toMatchObject({ caller: { sub: 'bootstrap' }, role: 'pilot', reason: 'factory compromised', requestId: expect.any(String) })
+  })
+
+  it('revokes a jti until the exp the audit log recorded for it', async () => {
+    await store.record(issued(5))
+    const body = await (await post({ jti: 'jti-5' })).json() as { revocation: { until: number } }
+    expect(body.revocation.until).toBe(1_800_000_000 + 5 + 3600)
+    const list = await (await get('/v1/revocations')).json() as { revocations: unknown[] }
+    expect(list.revocations).toHaveLength(1)
+  })
+
+  it.each([
+    [{}, /exactly one/], [{ jti: 'a', sub: 'b' }, /exactly one/], [{ sub: 'x" || true || "' }, /quotes/],
+    [{ role: 'r', extra: 1 }, /unknown field extra/], [{ role: 5 }, /role/], ['{not json', /JSON/],
+  ])('rejects %j with invalid_request and stores nothing', async (body, msg) => {
+    const res = await post(body)
+    expect(res.status).toBe(400)
+    expect((await res.json() as { error_description: string }).error_description).toMatch(msg)
+    expect(await store.listRevocations()).toEqual([])
+  })
+
+  it('requires a JSON content type', async () => {
+    expect((await post({ role: 'x' }, ADMIN, 'text/plain')).status).toBe(400)
+  })
+
+  it('returns server_error and stores no revocation when the store fails', async () => {
+    await store.close()
+    const res = await post({ role: 'pilot' })
+    expect(res.status).toBe(500)
+    expect(await res.json()).toEqual({ error: 'server_error' })
+  })
+})
