@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 import { BrokerError, OperatorError } from '../errors.ts'
 import { CliError, type CommandIo } from './command.ts'
+import { auditCommand } from './commands/audit.ts'
 import { keysCommand } from './commands/keys.ts'
+import { revokeCommand } from './commands/revoke.ts'
 import { serveCommand } from './commands/serve.ts'
 import { tokenCommand } from './commands/token.ts'
 
@@ -13,6 +15,8 @@ Commands:
   serve            run the HTTPS service
   keys             init | list | rotate | import signing keys
   token            create | inspect IDTOKENs and SciTokens
+  audit            list | export | verify | prune the audit log
+  revoke           revoke tokens; list revocations; render SEC_TOKEN_REVOCATION_EXPR
 
 Run "condor-token-broker <command> --help" for a command's options.`
 
@@ -20,6 +24,8 @@ const COMMANDS: Record<string, (argv: string[], io: CommandIo) => Promise<number
   serve: serveCommand,
   keys: keysCommand,
   token: tokenCommand,
+  audit: auditCommand,
+  revoke: revokeCommand,
 }
 
 /** Runs one CLI invocation; every expected failure becomes one line on stderr and a non-zero status. */

@@ -1,0 +1,130 @@
+import { createWriteStream } from 'node:fs'
+import { once } from 'node:events'
+import type { AuditEvent, AuditEventType, AuditQuery, AuditRecord } from '../../audit/audit_log.ts'
+import { pruneExpired } from '../../audit/retention.ts'
+import { loadConfig } from '../../config.ts'
+import { systemClock } from '../../lib/clock.ts'
+import { openBrokerStore } from '../../storage/open_store.ts'
+import { CliError, parse, positiveInt, type CommandIo } from '../command.ts'
+
+const HELP = `Usage: condor-token-broker audit <list|export|verify|prune> [options]
+
+  audit list [FILTERS] [--limit N] [--json]   newest first (default 50); --json prints JSON Lines
+  audit export [FILTERS] [--out FILE]         every matching record in chain order, as JSON Lines
+                                              {seq, hash, prev_hash, event}; stdout without --out
+  audit verify                                check the whole hash chain; exit 1 naming the first broken record
+  audit prune [--days N]                      apply retention now (default audit.retention_days); a checkpoint
+                                              record keeps the remaining chain verifiable
+
+FILTERS: --from T --to T (epoch seconds or RFC 3339) --caller IAM_SUB --sub ISSUED_SUB --role ROLE
+         --jti JTI --decision allow|deny --type EVENT_TYPE --site SITE
+Common options: --config FILE (or CTB_CONFIG)`
+
+const OPTIONS = {
+  config: { type: 'string' }, from: { type: 'string' }, to: { type: 'string' }, caller: { type: 'string' },
+  sub: { type: 'string' }, role: { type: 'string' }, jti: { type: 'string' }, decision: { type: 'string' },
+  type: { type: 'string' }, site: { type: 'string' }, limit: { type: 'string' }, json: { type: 'boolean' },
+  out: { type: 'string' }, days: { type: 'string' },
+} as const
+
+export async function auditCommand(argv: string[], io: CommandIo): Promise<number> {
+  const [sub, ...rest] = argv
+  if (!sub || sub === '--help' || sub === '-h') { io.out(HELP); return sub ? 0 : 2 }
+  if (!['list', 'export', 'verify', 'prune'].includes(sub)) throw new CliError(`unknown audit command "${sub}" (see audit --help)`, 2)
+  const { values, positionals } = parse(rest, OPTIONS, true)
+  if (values.help) { io.out(HELP); return 0 }
+  if (positionals.length > 0) throw new CliError(`unexpected argument "${positionals[0]}" (see audit --help)`, 2)
+  const config = loadConfig({ ...(values.config ? { file: values.config } : {}), env: io.env })
+  const filters = filtersFrom(values)
+  const store = await openBrokerStore(config)
+  try {
+    switch (sub) {
+      case 'list': {
+        const page = await store.query({ ...filters, limit: positiveInt('limit', values.limit) ?? 50 })
+        for (const r of page.records) io.out(values.json ? JSON.stringify(wire(r)) : line(r))
+        if (page.nextCursor && !values.json) io.err('(more records match; narrow the filters or raise --limit)')
+        return 0
+      }
+      case 'export': {
+        const out = values.out ? createWriteStream(values.out, { flags: 'wx', mode: 0o600 }) : undefined
+        let n = 0
+        for await (const r of store.scan()) {
+          if (!matches(r.event, filters)) continue
+          const s = `${JSON.stringify(wire(r))}\n`
+          if (out) { if (!out.write(s)) await once(out, 'drain') } else io.out(s.slice(0, -1))
+          n++
+        }
+        if (out) { out.end(); await once(out, 'finish'); io.err(`exported ${n} records to ${values.out}`) }
+        return 0
+      }
+      case 'verify': {
+        const v = await store.verify()
+        if (v.ok) {
+          io.out(`audit chain OK: ${v.records} records${v.records ? `, seq ${v.firstSeq}..${v.head.seq}` : ''}, head ${v.head.hash}`)
+          return 0
+        }
+        io.out(`audit chain BROKEN at record seq ${v.broken.seq}: ${v.broken.reason} (${v.records} records checked)`)
+        return 1
+      }
+      default: {
+        const days = positiveInt('days', values.days) ?? config.audit.retention_days
+        if (days <= 0) throw new CliError('retention is off (audit.retention_days is 0); pass --days N', 2)
+        const r = await pruneExpired(store, systemClock, days)
+        io.out(r.pruned > 0 ? `pruned ${r.pruned} records older than ${days} days; checkpoint is record ${r.checkpointSeq}` : 'nothing to prune')
+        return 0
+      }
+    }
+  } finally {
+    await store.close()
+  }
+}
+
+type Filters = Omit<AuditQuery, 'limit' | 'cursor'>
+
+function filtersFrom(v: Partial<Record<keyof typeof OPTIONS, string | boolean>>): Filters {
+  const s = (k: keyof typeof OPTIONS) => (typeof v[k] === 'string' ? (v[k] as string) : undefined)
+  const f: Filters = {}
+  const from = s('from'); const to = s('to')
+  if (from !== undefined) f.from = instant('from', from)
+  if (to !== undefined) f.to = instant('to', to)
+  if (s('caller') !== undefined) f.caller = s('caller')!
+  if (s('sub') !== undefined) f.issuedSub = s('sub')!
+  if (s('role') !== undefined) f.role = s('role')!
+  if (s('jti') !== undefined) f.jti = s('jti')!
+  if (s('site') !== undefined) f.site = s('site')!
+  const d = s('decision')
+  if (d !== undefined) {
+    if (d !== 'allow' && d !== 'deny') throw new CliError('--decision must be allow or deny', 2)
+    f.decision = d
+  }
+  if (s('type') !== undefined) f.type = s('type') as AuditEventType
+  return f
+}
+
+function instant(name: string, s: string): number {
+  const n = /^\d{1,12}$/.test(s) ? Number(s) : /^\d{4}-\d{2}-\d{2}(T[\d:.]+(Z|[+-]\d{2}:\d{2}))?$/i.test(s) ? Date.parse(s) / 1000 : NaN
+  if (!Number.isFinite(n)) throw new CliError(`--${name} must be epoch seconds or an RFC 3339 date-time, got "${s}"`, 2)
+  return Math.floor(n)
+}
+
+function matches(e: AuditEvent, f: Filters): boolean {
+  return (f.from === undefined || e.time >= f.from) && (f.to === undefined || e.time <= f.to)
+    && (f.caller === undefined || e.caller?.sub === f.caller) && (f.issuedSub === undefined || e.issuedSub === f.issuedSub)
+    && (f.role === undefined || e.role === f.role) && (f.jti === undefined || e.jti === f.jti)
+    && (f.decision === undefined || e.decision === f.decision) && (f.type === undefined || e.type === f.type)
+    && (f.site === undefined || e.site === f.site)
+}
+
+function wire(r: AuditRecord) {
+  return { seq: r.seq, hash: r.hash, prev_hash: r.prevHash, event: r.event }
+}
+
+function line(r: AuditRecord): string {
+  const e = r.event
+  const cols = [
+    String(r.seq).padStart(7), new Date(e.time * 1000).toISOString().replace('.000Z', 'Z'), e.type.padEnd(15), (e.decision ?? '-').padEnd(5),
+    `role=${e.role ?? '-'}`, `sub=${e.issuedSub ?? '-'}`, `jti=${e.jti ?? '-'}`, `caller=${e.caller?.sub ?? '-'}`,
+  ]
+  if (e.reason) cols.push(`reason=${JSON.stringify(e.reason)}`)
+  return cols.join('  ')
+}

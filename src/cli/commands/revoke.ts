@@ -1,0 +1,80 @@
+import { userInfo } from 'node:os'
+import { loadConfig, type Config } from '../../config.ts'
+import { systemClock } from '../../lib/clock.ts'
+import { createLogger } from '../../lib/logger.ts'
+import { condorConfigSnippet } from '../../revocation/condor_expression.ts'
+import { RevocationService } from '../../revocation/revocation_service.ts'
+import type { RevocationKind } from '../../revocation/revocation.ts'
+import { writeCondorConfigAtomic } from '../../revocation/write_condor_config.ts'
+import { openBrokerStore } from '../../storage/open_store.ts'
+import { CliError, parse, positiveInt, type CommandIo } from '../command.ts'
+
+const HELP = `Usage: condor-token-broker revoke (--jti ID | --sub SUB | --role ROLE | --site SITE) [--reason TEXT] [--exp EPOCH]
+       condor-token-broker revoke list [--all] [--json]
+       condor-token-broker revoke condor [--out FILE]
+
+  revoke --jti ID        one token (until its exp, from the audit log or --exp)
+  revoke --sub SUB       every token issued so far to this identity (e.g. a compromised pilot host)
+  revoke --role ROLE     every token of this role issued so far: bumps the role's generation (ctb_gen)
+  revoke --site SITE     every token issued so far for this site (ctb_site)
+  revoke list            active revocations (--all: also those that can no longer match a valid token)
+  revoke condor          print SEC_TOKEN_REVOCATION_EXPR as a config snippet; --out writes it atomically
+                         (e.g. /etc/condor/config.d/90-token-revocations.conf), then run condor_reconfig
+
+A running broker picks up CLI revocations within revocation.refresh_seconds.
+Common options: --config FILE (or CTB_CONFIG)`
+
+export async function revokeCommand(argv: string[], io: CommandIo): Promise<number> {
+  if (argv.length === 0 || argv[0] === '--help' || argv[0] === '-h') { io.out(HELP); return argv.length ? 0 : 2 }
+  const sub = argv[0] === 'list' || argv[0] === 'condor' ? argv[0] : 'add'
+  const { values, positionals } = parse(sub === 'add' ? argv : argv.slice(1), {
+    config: { type: 'string' }, jti: { type: 'string' }, sub: { type: 'string' }, role: { type: 'string' }, site: { type: 'string' },
+    reason: { type: 'string' }, exp: { type: 'string' }, all: { type: 'boolean' }, json: { type: 'boolean' }, out: { type: 'string' },
+  }, true)
+  if (values.help) { io.out(HELP); return 0 }
+  if (positionals.length > 0) throw new CliError(`unexpected argument "${positionals[0]}" (see revoke --help)`, 2)
+  const config = loadConfig({ ...(values.config ? { file: values.config } : {}), env: io.env })
+  const store = await openBrokerStore(config)
+  const service = new RevocationService({
+    store, clock: systemClock, log: createLogger((l) => io.err(l.trimEnd())), maxTokenLifetime: maxTokenLifetime(config), refreshSeconds: config.revocation.refresh_seconds,
+  })
+  try {
+    if (sub === 'list') {
+      for (const r of await service.list({ all: values.all === true })) {
+        io.out(values.json ? JSON.stringify(r) : `${String(r.id).padStart(5)}  ${r.kind.padEnd(4)}  ${r.value}  revoked ${iso(r.revokedAt)}  until ${iso(r.until)}${r.gen !== undefined ? `  gen ${r.gen}` : ''}${r.reason ? `  reason ${JSON.stringify(r.reason)}` : ''}${r.revokedBy ? `  by ${r.revokedBy}` : ''}`)
+      }
+      return 0
+    }
+    if (sub === 'condor') {
+      const { expr, clauses, generatedAt } = await service.condorExpression()
+      const text = condorConfigSnippet(expr, clauses, generatedAt)
+      if (values.out) {
+        writeCondorConfigAtomic(values.out, text)
+        io.out(`wrote ${values.out} (${clauses} clauses); run condor_reconfig on the daemons that read it`)
+      } else io.out(text.trimEnd())
+      return 0
+    }
+    const kinds = (['jti', 'sub', 'role', 'site'] as const).filter((k) => values[k] !== undefined)
+    if (kinds.length !== 1) throw new CliError('give exactly one of --jti, --sub, --role, --site (see revoke --help)', 2)
+    const kind: RevocationKind = kinds[0]!
+    const exp = positiveInt('exp', values.exp)
+    const rev = await service.revoke(
+      { kind, value: values[kind]!, ...(values.reason ? { reason: values.reason } : {}), ...(exp !== undefined ? { exp } : {}) },
+      { principal: `cli:${userInfo().username}` },
+    )
+    io.out(`revoked ${rev.kind} ${rev.value} (id ${rev.id}${rev.gen !== undefined ? `, ${rev.value} tokens now carry ctb_gen ${rev.gen}` : ''}); listed until ${iso(rev.until)}`)
+    io.out('push the new expression to the daemons: condor-token-broker revoke condor --out <config.d file>, then condor_reconfig')
+    return 0
+  } finally {
+    await store.close()
+  }
+}
+
+/** The longest lifetime any issued token can have: revocations by sub/site/role matter at most that long. */
+export function maxTokenLifetime(config: Config): number {
+  return Math.max(config.idtoken.max_lifetime, config.scitoken.max_lifetime)
+}
+
+function iso(t: number): string {
+  return new Date(t * 1000).toISOString().replace('.000Z', 'Z')
+}

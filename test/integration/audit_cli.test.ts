@@ -1,0 +1,90 @@
+import { readFileSync, statSync } from 'node:fs'
+import { join } from 'node:path'
+import { DatabaseSync } from 'node:sqlite'
+import { describe, expect, it } from 'vitest'
+import { runCli } from '../../src/cli/main.ts'
+import { SqliteStore } from '../../src/storage/sqlite_store.ts'
+import { tempDir } from '../support/tmp.ts'
+import { issued } from './audit_log.contract.ts'
+
+async function cli(env: NodeJS.ProcessEnv, ...argv: string[]) {
+  const out: string[] = []
+  const err: string[] = []
+  const code = await runCli(argv, { out: (s) => out.push(s), err: (s) => err.push(s), env })
+  return { code, out: out.join('\n'), err: err.join('\n') }
+}
+
+async function seeded(n: number, time?: number) {
+  const dataDir = join(tempDir(), 'data')
+  const env = { CTB_DATA_DIR: dataDir, CTB_TRUST_DOMAIN: 'pool.example.org' }
+  const store = new SqliteStore({ file: join(dataDir, 'audit.db') })
+  await Promise.all(Array.from({ length: n }, (_, i) => store.record(issued(i + 1, time !== undefined ? { time: time + i } : {}))))
+  await store.close()
+  return { env, file: join(dataDir, 'audit.db') }
+}
+
+describe('condor-token-broker audit', () => {
+  it('verify passes on an intact chain', async () => {
+    const { env } = await seeded(50)
+    const r = await cli(env, 'audit', 'verify')
+    expect(r.code).toBe(0)
+    expect(r.out).toMatch(/^audit chain OK: 50 records, seq 1\.\.50, head [0-9a-f]{64}$/)
+  })
+
+  it('verify names the one record edited in the database', async () => {
+    const { env, file } = await seeded(50)
+    const db = new DatabaseSync(file)
+    const { seq } = db.prepare("SELECT seq FROM audit_log WHERE jti = 'jti-23'").get() as { seq: number }
+    // An insider rewrites who received the token, leaving every other column alone.
+    db.prepare("UPDATE audit_log SET body = replace(body, 'pilot-3@pilots', 'pilot-9@pilots') WHERE seq = ?").run(seq)
+    db.close()
+    const r = await cli(env, 'audit', 'verify')
+    expect(r.code).toBe(1)
+    expect(r.out).toBe(`audit chain BROKEN at record seq ${seq}: hash does not match the record content (record edited) (${seq} records checked)`)
+  })
+
+  it('list filters newest first; export writes JSON Lines in chain order', async () => {
+    const { env } = await seeded(20)
+    const list = await cli(env, 'audit', 'list', '--role', 'pilot', '--limit', '3')
+    expect(list.code).toBe(0)
+    expect(list.out.split('\n').map((l) => /jti=(\S+)/.exec(l)![1])).toEqual(['jti-20', 'jti-18', 'jti-16'])
+    const out = join(tempDir(), 'export.jsonl')
+    const ex = await cli(env, 'audit', 'export', '--decision', 'allow', '--out', out)
+    expect(ex.code).toBe(0)
+    const lines = readFileSync(out, 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l) as { seq: number; event: { jti: string } })
+    expect(lines.map((l) => l.seq)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1))
+    expect(statSync(out).mode & 0o777).toBe(0o600)
+    expect((await cli(env, 'audit', 'list', '--from', 'yesterday')).code).toBe(2)
+  })
+
+  it('prune keeps the chain verifiable', async () => {
+    // Events from 2020: with a 1-day retention every one of them is due.
+    const { env } = await seeded(10, 1_600_000_000)
+    const r = await cli(env, 'audit', 'prune', '--days', '1')
+    expect(r.out).toBe('pruned 10 records older than 1 days; checkpoint is record 11')
+    expect((await cli(env, 'audit', 'verify')).out).toMatch(/^audit chain OK: 1 records, seq 11\.\.11/)
+  })
+})
+
+describe('condor-token-broker revoke', () => {
+  it('revokes by role, lists it, and writes the HTCondor snippet atomically', async () => {
+    const { env } = await seeded(3)
+    const r = await cli(env, 'revoke', '--role', 'pilot', '--reason', 'factory compromised')
+    expect(r.code).toBe(0)
+    expect(r.out).toContain('pilot tokens now carry ctb_gen 2')
+    expect((await cli(env, 'revoke', 'list')).out).toMatch(/^ +1 {2}role {2}pilot .* gen 2 {2}reason "factory compromised" {2}by cli:/)
+    const file = join(tempDir(), 'config.d', '90-token-revocations.conf')
+    const w = await cli(env, 'revoke', 'condor', '--out', file)
+    expect(w.code).toBe(0)
+    expect(readFileSync(file, 'utf8')).toContain('SEC_TOKEN_REVOCATION_EXPR = (ctb_role =?= "pilot" && ctb_gen < 2)\n')
+    expect(statSync(file).mode & 0o777).toBe(0o644)
+    expect((await cli(env, 'audit', 'list', '--type', 'token.revoked')).out).toContain('role=pilot')
+    expect((await cli(env, 'audit', 'verify')).code).toBe(0)
+  })
+
+  it('needs exactly one selector', async () => {
+    const { env } = await seeded(1)
+    expect((await cli(env, 'revoke', '--role', 'a', '--sub', 'b')).code).toBe(2)
+    expect((await cli(env, 'revoke', '--sub', 'bad"quote')).code).toBe(1)
+  })
+})
