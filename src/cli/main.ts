@@ -4,6 +4,7 @@ import { CliError, type CommandIo } from './command.ts'
 import { auditCommand } from './commands/audit.ts'
 import { keysCommand } from './commands/keys.ts'
 import { revokeCommand } from './commands/revoke.ts'
+import { policyCommand } from './commands/policy.ts'
 import { serveCommand } from './commands/serve.ts'
 import { tokenCommand } from './commands/token.ts'
 
@@ -17,6 +18,7 @@ Commands:
   token            create | inspect IDTOKENs and SciTokens
   audit            list | export | verify | prune the audit log
   revoke           revoke tokens; list revocations; render SEC_TOKEN_REVOCATION_EXPR
+  policy           check | explain issuance policies
 
 Run "condor-token-broker <command> --help" for a command's options.`
 
@@ -26,6 +28,7 @@ const COMMANDS: Record<string, (argv: string[], io: CommandIo) => Promise<number
   token: tokenCommand,
   audit: auditCommand,
   revoke: revokeCommand,
+  policy: policyCommand,
 }
 
 /** Runs one CLI invocation; every expected failure becomes one line on stderr and a non-zero status. */

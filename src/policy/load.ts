@@ -110,7 +110,10 @@ export function parsePolicyFile(file: string, text: string, ctx: PolicyContext):
   const lc = new LineCounter()
   const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true })
   if (doc.errors.length > 0) {
-    for (const e of doc.errors) issues.push({ file, ...lc.linePos(e.pos[0]), message: e.message.split('\n')[0]! })
+    // After the first syntax error the parser's further complaints are mostly its own confusion.
+    const e = doc.errors[0]!
+    const more = doc.errors.length > 1 ? ` (${doc.errors.length - 1} more YAML errors follow from it)` : ''
+    issues.push({ file, ...lc.linePos(e.pos[0]), message: `${e.message.split('\n')[0]!}${more}` })
     return { rules: [], issues }
   }
   substituteVars(doc, lc, file, ctx.vars, issues)
@@ -131,7 +134,7 @@ export function parsePolicyFile(file: string, text: string, ctx: PolicyContext):
       const { message, key } = zodIssueMessage(i)
       issues.push({ file, ...positionOf(doc, lc, i.path, key), message: i.path.length ? `${i.path.join('.')}: ${message}` : message })
     }
-    return { rules: [], issues }
+    return { rules: [], issues: byPosition(issues) }
   }
   for (const ci of contextIssues(parsed.data.rules, ctx)) {
     issues.push({ file, ...positionOf(doc, lc, ci.path), message: `${ci.path.join('.')}: ${ci.message}` })
@@ -141,7 +144,11 @@ export function parsePolicyFile(file: string, text: string, ctx: PolicyContext):
     source: { file, ...positionOf(doc, lc, ['rules', i]) },
     idAt: positionOf(doc, lc, ['rules', i, 'id']),
   }))
-  return { rules, issues }
+  return { rules, issues: byPosition(issues) }
+}
+
+function byPosition(issues: PolicyIssue[]): PolicyIssue[] {
+  return issues.sort((a, b) => (a.line ?? 0) - (b.line ?? 0) || (a.col ?? 0) - (b.col ?? 0))
 }
 
 /**

@@ -1,0 +1,73 @@
+import { Hono, type MiddlewareHandler } from 'hono'
+import { describe, expect, it } from 'vitest'
+import { oauthErrorResponse } from '../../src/http/oauth_error_response.ts'
+import { policyExplainRoutes } from '../../src/http/routes/policy_explain.ts'
+import { silentLogger } from '../../src/lib/logger.ts'
+import type { PolicyContext } from '../../src/policy/compile.ts'
+import { loadPolicies } from '../../src/policy/load.ts'
+
+const ISS = 'https://iam.example.org/'
+const CTX: PolicyContext = { trustDomain: 'pool.example.org', uidDomain: 'users.example.org', vars: { IAM_ISSUER: ISS }, scitokenProfile: 'wlcg', maxLifetime: {} }
+const holder = { current: loadPolicies('policies', CTX) }
+
+/** Stands in for the lead's admin-auth middleware: a fixed bearer value, 401 otherwise. */
+const adminAuth: MiddlewareHandler = async (c, next) => {
+  if (c.req.header('authorization') !== 'Bearer admin') return c.json({ error: 'invalid_token' }, 401)
+  await next()
+  return undefined
+}
+
+function app(): Hono {
+  const a = new Hono()
+  a.route('/', policyExplainRoutes({ policy: holder, adminAuth }))
+  a.onError(oauthErrorResponse(silentLogger))
+  return a
+}
+
+function post(body: unknown, auth = 'Bearer admin'): Promise<Response> {
+  return Promise.resolve(app().request('/admin/policy/explain', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: auth },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  }))
+}
+
+describe('POST /admin/policy/explain', () => {
+  it('explains an allow: decisive rule, identity, every rule traced', async () => {
+    const res = await post({ subject: { iss: ISS, sub: 'svc', client_id: 'ctb-cloud-a-provisioner' }, role: 'startd', host: 'ep-3.cloud-a.example.org' })
+    expect(res.status).toBe(200)
+    expect(res.headers.get('cache-control')).toBe('no-store')
+    const j = await res.json() as { decision: Record<string, unknown>; rules: { ruleId: string; outcome: string; decisive: boolean }[]; policyDigest: string }
+    expect(j.decision).toMatchObject({ allow: true, ruleId: 'cloud-a-execute-points', identity: 'startd-cloud-a-ep-3@eps.pool.example.org' })
+    expect(j.rules.map((r) => r.ruleId)).toEqual(holder.current.rules.map((r) => r.id))
+    expect(j.rules.find((r) => r.decisive)).toMatchObject({ ruleId: 'cloud-a-execute-points', outcome: 'allowed' })
+    expect(j.policyDigest).toBe(holder.current.digest)
+  })
+
+  it('explains a denial with the OAuth error the token endpoint would send', async () => {
+    const res = await post({ subject: { iss: ISS, sub: 'u', groups: ['/htc/users'], preferred_username: 'alice' }, role: 'job', scope: 'READ ADMINISTRATOR' })
+    expect(res.status).toBe(200)
+    const j = await res.json() as { decision: Record<string, unknown> }
+    expect(j.decision).toEqual({ allow: false, ruleId: 'htc-users', error: 'invalid_scope', reason: expect.stringMatching(/ADMINISTRATOR exceeds what role job allows/) })
+  })
+
+  it('is closed to callers the admin middleware refuses', async () => {
+    const res = await post({ subject: { iss: ISS, sub: 'u' }, role: 'job' }, 'Bearer nope')
+    expect(res.status).toBe(401)
+  })
+
+  it.each([
+    ['not JSON', '{nope', /the body must be a JSON object/],
+    ['missing role', { subject: { iss: ISS, sub: 'u' } }, /^role: /],
+    ['unknown field', { subject: { iss: ISS, sub: 'u' }, role: 'job', sneaky: 1 }, /unrecognized/i],
+    ['bad token_type', { subject: { iss: ISS, sub: 'u' }, role: 'job', token_type: 'x509' }, /^token_type: /],
+    ['negative lifetime', { subject: { iss: ISS, sub: 'u' }, role: 'job', lifetime: -1 }, /^lifetime: /],
+  ])('bad body (%s) is invalid_request, never a 500', async (_name, body, message) => {
+    const res = await post(body)
+    expect(res.status).toBe(400)
+    expect(res.headers.get('cache-control')).toBe('no-store')
+    const j = await res.json() as { error: string; error_description: string }
+    expect(j.error).toBe('invalid_request')
+    expect(j.error_description).toMatch(message)
+  })
+})
