@@ -24,11 +24,3 @@ export function createIamFetch(options: { timeoutSeconds: number }): IamFetch {
   }
 }
 
-/** Wraps a fetch (e.g. the global one in tests) with the same overall deadline as production. */
-export function withDeadline(fetchImpl: IamFetch, timeoutSeconds: number): IamFetch {
-  const ms = Math.ceil(timeoutSeconds * 1000)
-  return (url, init) => {
-    const deadline = AbortSignal.timeout(ms)
-    return fetchImpl(url, { ...init, signal: init.signal ? AbortSignal.any([init.signal, deadline]) : deadline })
-  }
-}
