@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto'
+import { randomFillSync } from 'node:crypto'
 import type { VerifiedSubject } from '../iam/subject.ts'
 import type { Policy } from './compile.ts'
 import type { Decision, DecisionRequest } from './decision.ts'
@@ -11,9 +11,17 @@ export interface DecideOptions {
   newJti?: () => string
 }
 
+// One CSPRNG call per 256 ids instead of one per id (randomBytes(16) costs ~5 µs, most of a decision),
+// the way Node caches entropy for randomUUID. Each byte is handed out once.
+const JTI_POOL = Buffer.alloc(16 * 256)
+let jtiOffset = JTI_POOL.length
+
 /** 16 random bytes as 32 lowercase hex characters (htcondor-tokens.md §1.3). */
 export function newJti(): string {
-  return randomBytes(16).toString('hex')
+  if (jtiOffset === JTI_POOL.length) { randomFillSync(JTI_POOL); jtiOffset = 0 }
+  const id = JTI_POOL.toString('hex', jtiOffset, jtiOffset + 16)
+  jtiOffset += 16
+  return id
 }
 
 /**

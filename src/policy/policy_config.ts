@@ -9,16 +9,13 @@ const VAR_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/
 const Bool = z.union([z.boolean(), z.enum(['true', 'false']).transform((v) => v === 'true')])
 
 /** `NAME=value NAME2=value2`: the form CTB_POLICY_VARS takes, since environment variables are flat strings. */
-function parseVarList(s: string, ctx: z.RefinementCtx): Record<string, string> {
+function parseVarList(v: unknown): unknown {
+  if (typeof v !== 'string') return v
   const out: Record<string, string> = {}
-  for (const item of s.split(/\s+/).filter(Boolean)) {
+  for (const item of v.split(/\s+/).filter(Boolean)) {
     const eq = item.indexOf('=')
-    const name = item.slice(0, eq)
-    if (eq <= 0 || !VAR_NAME.test(name)) {
-      ctx.addIssue({ code: 'custom', message: 'expected NAME=value pairs separated by spaces' })
-      return z.NEVER
-    }
-    out[name] = item.slice(eq + 1)
+    if (eq <= 0) return v // not NAME=value: let the schema reject it with its message
+    out[item.slice(0, eq)] = item.slice(eq + 1)
   }
   return out
 }
@@ -28,10 +25,11 @@ export const PolicyConfigSchema = z.object({
    * Values for `${NAME}` in policy files, e.g. IAM_ISSUER: the exact `iss` of the IAM (trailing slash
    * included). TRUST_DOMAIN, UID_DOMAIN and BROKER_ISSUER are always defined.
    */
-  vars: z.union([
-    z.record(z.string().regex(VAR_NAME, 'a variable name is letters, digits and _'), z.string()),
-    z.string().transform(parseVarList),
-  ]).default({}),
+  vars: z.preprocess(parseVarList, z.record(
+    z.string().regex(VAR_NAME, 'a variable name is letters, digits and _'),
+    z.string(),
+    { error: 'expected a mapping of NAME: value (or "NAME=value NAME2=value2" in CTB_POLICY_VARS)' },
+  )).default({}),
   /** `{uid_domain}` in identity templates (users' `<user>@UID_DOMAIN`); default: trust_domain, as in HTCondor. */
   uid_domain: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9.-]*$/, 'must be a domain name').optional(),
   /** Reload when a file in policy_dir changes; SIGHUP always reloads. */

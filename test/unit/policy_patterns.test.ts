@@ -1,0 +1,49 @@
+import { describe, expect, it } from 'vitest'
+import { newJti } from '../../src/policy/decide.ts'
+import { compilePatterns, isHostPattern, isNormalisedPath, pathCovers } from '../../src/policy/patterns.ts'
+
+describe('policy patterns', () => {
+  // pattern | value | matches
+  it.each([
+    ['https://*.example.org', 'https://se1.example.org', true],
+    ['https://*.example.org', 'https://a.b.example.org', true],
+    ['https://*.example.org', 'https://evil.test/x.example.org', false],
+    ['https://*.example.org', 'https://evil.test#.example.org', false],
+    ['https://*.example.org', 'https://u@evil.example.org', false],
+    ['condor://*:9618', 'condor://cm.example.org:9618', true],
+    ['condor://*:9618', 'condor://cm.example.org:9618/x:9618', false],
+    ['exact.example.org', 'exact.example.org', true],
+    ['exact.example.org', 'exactXexample.org', false],
+    ['a+b(c)', 'a+b(c)', true],
+  ])('%s ~ %s → %s', (pattern, value, expected) => {
+    expect(compilePatterns([pattern]).test(value)).toBe(expected)
+  })
+
+  it('hosts compare case-insensitively when asked; audiences do not', () => {
+    expect(compilePatterns(['EP-*.Example.org'], { ignoreCase: true }).test('ep-1.example.ORG')).toBe(true)
+    expect(compilePatterns(['https://SE.example.org']).test('https://se.example.org')).toBe(false)
+  })
+
+  it.each([
+    ['/data', '/data', true], ['/data', '/data/run1/f', true], ['/data/', '/data/run1', true], ['/data/', '/data', true],
+    ['/data', '/datax', false], ['/data/run1', '/data', false], ['/', '/anything', true],
+  ])('grant %s covers %s → %s', (granted, requested, expected) => {
+    expect(pathCovers(granted, requested)).toBe(expected)
+  })
+
+  it.each([
+    ['/a/b', true], ['/a/b/', true], ['/', true], ['a/b', false], ['/a//b', false], ['/a/./b', false],
+    ['/a/../b', false], ['/a/%2e%2e/b', false], ['/a b', false], ['/a?x', false],
+  ])('isNormalisedPath(%s) → %s', (p, expected) => {
+    expect(isNormalisedPath(p)).toBe(expected)
+  })
+
+  it.each([['*.example.org', true], ['ep-*.site.org', true], ['*', false], ['**', false], ['Upper.org', false], ['a..b', true], ['-a.org', false]])(
+    'isHostPattern(%s) → %s', (p, expected) => { expect(isHostPattern(p)).toBe(expected) })
+
+  it('newJti gives distinct 32-hex ids across pool refills', () => {
+    const ids = new Set(Array.from({ length: 1000 }, () => newJti()))
+    expect(ids.size).toBe(1000)
+    for (const id of ids) expect(id).toMatch(/^[0-9a-f]{32}$/)
+  })
+})
