@@ -10,6 +10,8 @@ import type { AuditStore } from './audit/audit_log.ts'
 import { adminAuth, type AdminAuthenticator } from './http/middleware/admin_auth.ts'
 import { auditRoutes } from './http/routes/audit.ts'
 import { revocationRoutes } from './http/routes/revocations.ts'
+import { policyExplainRoutes, type PolicySource } from './http/routes/policy_explain.ts'
+import { tokenRoutes, type Exchange } from './http/routes/token.ts'
 import type { RevocationService } from './revocation/revocation_service.ts'
 import type { SigningKeys } from './keys/signing_keys.ts'
 import type { Clock } from './lib/clock.ts'
@@ -23,7 +25,9 @@ export interface AppDeps {
   log: Logger
   readiness: ReadinessCheck
   /** Admin API (/v1/audit, /v1/revocations); absent: not mounted. */
-  admin?: { audit: Pick<AuditStore, 'query'>; revocations: RevocationService; authenticators: AdminAuthenticator[] }
+  admin?: { audit: Pick<AuditStore, 'query'>; revocations: RevocationService; authenticators: AdminAuthenticator[]; policy?: PolicySource }
+  /** POST /token (RFC 8693); absent: not mounted. */
+  exchange?: Exchange
 }
 
 /** Wires middleware and routes; no business logic lives here. */
@@ -33,10 +37,12 @@ export function createApp(deps: AppDeps): Hono {
   app.route('/', healthRoutes(deps.readiness))
   app.route('/', discoveryRoutes(brokerMetadata(deps.config.issuer, [deps.keys.scitoken.alg])))
   app.route('/', jwksRoutes(() => deps.keys.jwks))
+  if (deps.exchange) app.route('/', tokenRoutes(deps.exchange))
   if (deps.admin) {
     const auth = adminAuth({ authenticators: deps.admin.authenticators, revocations: deps.admin.revocations })
     app.route('/', auditRoutes({ audit: deps.admin.audit, auth }))
     app.route('/', revocationRoutes({ revocations: deps.admin.revocations, auth }))
+    if (deps.admin.policy) app.route('/', policyExplainRoutes({ policy: deps.admin.policy, adminAuth: auth }))
   }
   app.notFound((c) => c.json({ error: 'not_found' }, 404))
   app.onError(oauthErrorResponse(deps.log))

@@ -46,6 +46,11 @@ export const ConfigSchema = z.object({
     retired_key_min_publish: Seconds.default(4 * 86400),
   }).prefault({}),
   log: z.object({ requests: Bool.default(false) }).prefault({}),
+  /**
+   * The development IAM (src/dev_iam) that `serve` starts beside the broker when iam.issuers is empty and
+   * the configuration is not a production one (tls.mode auto). Loopback only.
+   */
+  dev_iam: z.object({ port: z.coerce.number().int().min(0).max(65535).default(8444) }).prefault({}),
   /** Audit store, retention and group commit (src/audit/audit_config.ts). */
   audit: AuditConfigSchema.prefault({}),
   admin: AdminConfigSchema,

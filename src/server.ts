@@ -5,7 +5,7 @@ import { serve } from '@hono/node-server'
 import { createApp } from './app.ts'
 import type { Config } from './config.ts'
 import { OperatorError } from './errors.ts'
-import { ensureAndLoadKeys } from './keys/signing_keys.ts'
+import { buildServices, type BrokerServices } from './services.ts'
 import { systemClock, type Clock } from './lib/clock.ts'
 import type { Logger } from './lib/logger.ts'
 import { ensureDevTls } from './tls/dev_ca.ts'
@@ -16,18 +16,35 @@ export interface RunningBroker {
   port: number
   /** The development CA file when tls.mode is auto. */
   devCaFile?: string
+  /** The services behind the listener (development IAM handle, store, policy), for the demo and tests. */
+  services: BrokerServices
   close(): Promise<void>
 }
 
-/** Composition root for `serve`: keys, TLS, app, listener. */
-export async function startBroker(config: Config, options: { log: Logger; clock?: Clock }): Promise<RunningBroker> {
+/** Composition root for `serve`: services, TLS, app, listener. */
+export async function startBroker(initial: Config, options: { log: Logger; clock?: Clock }): Promise<RunningBroker> {
   const clock = options.clock ?? systemClock
   const { log } = options
-  const { keys, report } = ensureAndLoadKeys(config, clock.now())
-  if (report.condorKeyCreated) log.warn('created HTCondor signing key; copy it to the verifying daemons\' SEC_PASSWORD_DIRECTORY', { path: report.condorKeyCreated })
-  if (report.jwtKeyCreated) log.warn('created SciToken signing key', { kid: report.jwtKeyCreated, alg: config.scitoken.alg })
+  const services = await buildServices(initial, { log, clock })
+  try {
+    return await listen(services, clock, log)
+  } catch (err) {
+    await services.close()
+    throw err
+  }
+}
 
-  const app = createApp({ config, clock, keys, log, readiness: async () => ({ keys: 'ok' }) })
+async function listen(services: BrokerServices, clock: Clock, log: Logger): Promise<RunningBroker> {
+  const { config, keys, store } = services
+  const app = createApp({
+    config, clock, keys, log,
+    readiness: async () => ({
+      keys: 'ok',
+      audit: await store.query({ limit: 1 }).then(() => 'ok', (err: unknown) => `unavailable: ${(err as Error).message}`),
+    }),
+    exchange: services.exchange,
+    admin: { audit: store, revocations: services.revocations, authenticators: services.adminAuthenticators, policy: services.policy },
+  })
 
   let tls: { cert: Buffer; key: Buffer } | undefined
   let devCaFile: string | undefined
@@ -57,14 +74,18 @@ export async function startBroker(config: Config, options: { log: Logger; clock?
   const port = (server.address() as AddressInfo).port
   const host = config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host
   const url = `${tls ? 'https' : 'http'}://${host}:${port}`
-  log.info('condor-token-broker listening', { url, issuer: config.issuer, trust_domain: config.trust_domain, config: config.source })
+  log.info('condor-token-broker listening', { url, issuer: config.issuer, trust_domain: config.trust_domain, config: config.source, iam: config.iam.issuers.map((i) => i.issuer) })
   return {
     url,
     port,
     ...(devCaFile ? { devCaFile } : {}),
-    close: () => new Promise<void>((resolve) => {
-      server.close(() => resolve())
-      ;(server as { closeAllConnections?: () => void }).closeAllConnections?.()
-    }),
+    services,
+    close: async () => {
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve())
+        ;(server as { closeAllConnections?: () => void }).closeAllConnections?.()
+      })
+      await services.close()
+    },
   }
 }

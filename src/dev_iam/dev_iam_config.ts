@@ -84,10 +84,17 @@ const USER_SCOPES = [
 ]
 
 /**
+ * Service accounts of the example federation in policies/ (cloud-a HTC site, hpc-b SLURM site): each
+ * is a robot with client credentials whose client_id the policies match on.
+ */
+export const FEDERATION_ROBOTS = ['ctb-cloud-a-cm', 'ctb-cloud-a-ap', 'ctb-cloud-a-provisioner', 'ctb-hpc-b-pilot-factory', 'ctb-monitoring'] as const
+
+/**
  * The default development realm: `dev-cli` (a user-facing client with the development-only password
  * grant), `broker` (token exchange + refresh, the broker's own IAM client), `provisioner` (a robot with
- * client credentials); users alice (/cms, /ctb-admins), bob (/cms/pilots), carol (no groups); one
- * exchange policy letting `broker` exchange tokens from any client. Secrets are well known: development only.
+ * client credentials), the example federation's robots (FEDERATION_ROBOTS, secret `<id>-secret`);
+ * users alice (/cms, /ctb-admins, /htc/users), bob (/cms/pilots), carol (no groups); one exchange
+ * policy letting `broker` exchange tokens from any client. Secrets are well known: development only.
  */
 export function defaultDevIamConfig(): DevIamConfigInput {
   return {
@@ -98,9 +105,10 @@ export function defaultDevIamConfig(): DevIamConfigInput {
         client_id: 'provisioner', client_secret: 'provisioner-secret', grant_types: [GRANT.clientCredentials],
         scopes: ['wlcg', 'compute.read', 'compute.create', 'compute.modify', 'compute.cancel'],
       },
+      ...FEDERATION_ROBOTS.map((id) => ({ client_id: id, client_secret: `${id}-secret`, grant_types: [GRANT.clientCredentials], scopes: ['wlcg', 'compute.read'] })),
     ],
     users: [
-      { username: 'alice', password: 'alice-password', name: 'Alice Dev', email: 'alice@example.org', groups: ['/cms', '/ctb-admins'] },
+      { username: 'alice', password: 'alice-password', name: 'Alice Dev', email: 'alice@example.org', groups: ['/cms', '/ctb-admins', '/htc/users'] },
       { username: 'bob', password: 'bob-password', name: 'Bob Dev', email: 'bob@example.org', groups: ['/cms/pilots'] },
       { username: 'carol', password: 'carol-password', name: 'Carol Dev', email: 'carol@example.org', groups: [] },
     ],

@@ -19,6 +19,8 @@ export interface IssuedToken {
 export interface RequestContext {
   requestId: string
   clientAddress?: string
+  /** The site the request names (`site` parameter): goes into `ctb_site` for revoke-by-site. */
+  site?: string
 }
 
 type Allowed = Extract<Decision, { allow: true }>
@@ -78,7 +80,7 @@ export async function exchangeToken(req: TokenExchangeRequest, ctx: RequestConte
     }
     const issued = decision.tokenKind === 'access_token'
       ? await narrowOrRefuse(decision, subject, req.subjectToken, ctx, deps)
-      : await deps.issue(decision, subject, ctx)
+      : await deps.issue(decision, subject, req.params.site ? { ...ctx, site: req.params.site } : ctx)
     return {
       access_token: issued.token,
       issued_token_type: ISSUED_TYPE_OF[decision.tokenKind],

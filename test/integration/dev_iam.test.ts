@@ -70,7 +70,7 @@ describe('development IAM', () => {
       const claims = decodeJwt(alice)
       expect(claims).toMatchObject({
         iss: iam.issuer, aud: 'https://wlcg.cern.ch/jwt/v1/any', client_id: 'dev-cli', 'wlcg.ver': '1.0',
-        'wlcg.groups': ['/cms', '/ctb-admins'], preferred_username: 'alice',
+        'wlcg.groups': ['/cms', '/ctb-admins', '/htc/users'], preferred_username: 'alice',
         scope: 'openid profile wlcg wlcg.groups compute.read offline_access',
       })
       expect(claims.sub).toMatch(UUID)
@@ -92,7 +92,7 @@ describe('development IAM', () => {
       const none = decodeJwt((await devIamUserToken(iam, 'alice', { scope: 'openid compute.read' })).accessToken)
       expect(none).not.toHaveProperty('wlcg.groups')
       const ordered = decodeJwt((await devIamUserToken(iam, 'alice', { scope: 'wlcg.groups:/ctb-admins' })).accessToken)
-      expect(ordered['wlcg.groups']).toEqual(['/ctb-admins', '/cms'])
+      expect(ordered['wlcg.groups']).toEqual(['/ctb-admins', '/cms', '/htc/users'])
     })
 
     it('refuses a wrong password with invalid_grant and an unknown scope with invalid_scope', async () => {
@@ -151,7 +151,7 @@ describe('development IAM', () => {
       const claims = decodeJwt(String(body.access_token))
       expect(claims).toMatchObject({
         sub: decodeJwt(alice).sub, aud: 'condor://schedd.example.org:9618', client_id: 'broker', act: { sub: 'broker' },
-        'wlcg.groups': ['/cms', '/ctb-admins'],
+        'wlcg.groups': ['/cms', '/ctb-admins', '/htc/users'],
       })
     })
 
@@ -231,7 +231,7 @@ describe('development IAM', () => {
       expect(headers.get('cache-control')).toBe('no-store')
       expect(body).toMatchObject({
         active: true, iss: iam.issuer, sub: decodeJwt(alice).sub, client_id: 'dev-cli', jti: decodeJwt(alice).jti,
-        scope: 'openid profile wlcg wlcg.groups compute.read offline_access', username: 'alice', 'wlcg.groups': ['/cms', '/ctb-admins'],
+        scope: 'openid profile wlcg wlcg.groups compute.read offline_access', username: 'alice', 'wlcg.groups': ['/cms', '/ctb-admins', '/htc/users'],
       })
       const unknown = await post(`${iam.issuer}introspect`, { token: 'nope' }, { authorization: basic('broker', 'broker-secret') })
       expect(unknown.body).toEqual({ active: false })

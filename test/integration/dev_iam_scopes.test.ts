@@ -1,7 +1,7 @@
 // Pure rules of the development IAM (no sockets): IAM scope matching, wlcg.groups resolution and the
 // exchange PDP (iam-and-wlcg.md §1.4, §1.5, §2.2). Kept under integration/ beside the dev IAM tests.
 import { describe, expect, it } from 'vitest'
-import { resolveDevIamConfig, subjectForUsername } from '../../src/dev_iam/dev_iam_config.ts'
+import { FEDERATION_ROBOTS, resolveDevIamConfig, subjectForUsername } from '../../src/dev_iam/dev_iam_config.ts'
 import { decideExchange } from '../../src/dev_iam/exchange_policy.ts'
 import { resolveWlcgGroups, scopeCovers, splitScope } from '../../src/dev_iam/scopes.ts'
 
@@ -69,9 +69,9 @@ describe('development IAM configuration', () => {
 
   it('has the default realm the demo relies on', () => {
     const c = resolveDevIamConfig()
-    expect(c.clients.map((x) => x.client_id)).toEqual(['dev-cli', 'broker', 'provisioner'])
+    expect(c.clients.map((x) => x.client_id)).toEqual(['dev-cli', 'broker', 'provisioner', ...FEDERATION_ROBOTS])
     expect(Object.fromEntries(c.users.map((u) => [u.username, u.groups]))).toEqual({
-      alice: ['/cms', '/ctb-admins'], bob: ['/cms/pilots'], carol: [],
+      alice: ['/cms', '/ctb-admins', '/htc/users'], bob: ['/cms/pilots'], carol: [],
     })
   })
 })

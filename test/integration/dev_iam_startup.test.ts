@@ -43,7 +43,7 @@ describe('development IAM over HTTPS with the broker\'s development certificate'
     const { accessToken } = await devIamUserToken(iam, 'alice', { fetch: tlsFetch })
     const jwks = createRemoteJWKSet(new URL(iam.jwksUri), { [customFetch]: tlsFetch })
     const { payload } = await jwtVerify(accessToken, jwks, { issuer: iam.issuer, algorithms: ['RS256'] })
-    expect(payload['wlcg.groups']).toEqual(['/cms', '/ctb-admins'])
+    expect(payload['wlcg.groups']).toEqual(['/cms', '/ctb-admins', '/htc/users'])
   })
 })
 

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { loadConfig } from '../../src/config.ts'
 import { silentLogger } from '../../src/lib/logger.ts'
 import { startBroker, type RunningBroker } from '../../src/server.ts'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 
 function httpsGet(url: string, ca?: Buffer): Promise<{ status: number; body: string }> {
@@ -27,7 +27,7 @@ describe('HTTPS service on embedded defaults', () => {
   let dir: string
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'ctb-https-'))
-    const config = loadConfig({ env: { CTB_DATA_DIR: join(dir, 'data'), CTB_LISTEN_PORT: '0' } })
+    const config = loadConfig({ env: { CTB_DATA_DIR: join(dir, 'data'), CTB_LISTEN_PORT: '0', CTB_DEV_IAM_PORT: '0' } })
     broker = await startBroker(config, { log: silentLogger })
   })
   afterAll(async () => {
@@ -50,13 +50,20 @@ describe('HTTPS service on embedded defaults', () => {
   })
 })
 
+/** Production TLS modes need a real IAM issuer configured; nothing contacts it at start-up. */
+function productionConfigFile(dir: string): string {
+  const f = join(dir, 'broker.yaml')
+  writeFileSync(f, 'iam:\n  issuers:\n    - issuer: https://iam.example.org/\n')
+  return f
+}
+
 describe('TLS modes', () => {
   it('serves HTTPS with a configured certificate and key (tls.mode files)', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'ctb-files-'))
     try {
       const { ensureDevTls } = await import('../../src/tls/dev_ca.ts')
       const material = await ensureDevTls(join(dir, 'pki'))
-      const config = loadConfig({ env: { CTB_DATA_DIR: join(dir, 'data'), CTB_LISTEN_PORT: '0', CTB_TLS_MODE: 'files', CTB_TLS_CERT_FILE: material.certFile, CTB_TLS_KEY_FILE: material.keyFile, CTB_ISSUER: 'https://broker.example.org' } })
+      const config = loadConfig({ file: productionConfigFile(dir), env: { CTB_DATA_DIR: join(dir, 'data'), CTB_LISTEN_PORT: '0', CTB_DEV_IAM_PORT: '0', CTB_TLS_MODE: 'files', CTB_TLS_CERT_FILE: material.certFile, CTB_TLS_KEY_FILE: material.keyFile, CTB_ISSUER: 'https://broker.example.org' } })
       const b = await startBroker(config, { log: silentLogger })
       try {
         expect(b.devCaFile).toBeUndefined()
@@ -73,7 +80,7 @@ describe('TLS modes', () => {
   it('serves plain HTTP behind a TLS proxy, advertising the public https issuer (tls.mode off)', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'ctb-off-'))
     try {
-      const config = loadConfig({ env: { CTB_DATA_DIR: join(dir, 'data'), CTB_LISTEN_PORT: '0', CTB_TLS_MODE: 'off', CTB_ISSUER: 'https://tokens.example.org' } })
+      const config = loadConfig({ file: productionConfigFile(dir), env: { CTB_DATA_DIR: join(dir, 'data'), CTB_LISTEN_PORT: '0', CTB_DEV_IAM_PORT: '0', CTB_TLS_MODE: 'off', CTB_ISSUER: 'https://tokens.example.org' } })
       const b = await startBroker(config, { log: silentLogger })
       try {
         expect(b.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/)
@@ -87,8 +94,14 @@ describe('TLS modes', () => {
     }
   })
 
+  it('a production configuration without an IAM issuer refuses to start (no development IAM)', async () => {
+    const config = loadConfig({ env: { CTB_DATA_DIR: join(tmpdir(), 'ctb-noiam-data'), CTB_LISTEN_PORT: '0', CTB_TLS_MODE: 'off', CTB_ISSUER: 'https://tokens.example.org' } })
+    await expect(startBroker(config, { log: silentLogger })).rejects.toThrow(/development IAM is refused in production/)
+    rmSync(join(tmpdir(), 'ctb-noiam-data'), { recursive: true, force: true })
+  })
+
   it('a missing certificate file stops start-up with one line', async () => {
-    const config = loadConfig({ env: { CTB_DATA_DIR: join(tmpdir(), 'ctb-nofile-data'), CTB_LISTEN_PORT: '0', CTB_TLS_MODE: 'files', CTB_TLS_CERT_FILE: '/nonexistent/tls.crt', CTB_TLS_KEY_FILE: '/nonexistent/tls.key' } })
+    const config = loadConfig({ file: productionConfigFile(mkdtempSync(join(tmpdir(), 'ctb-nofile-'))), env: { CTB_DATA_DIR: join(tmpdir(), 'ctb-nofile-data'), CTB_LISTEN_PORT: '0', CTB_DEV_IAM_PORT: '0', CTB_TLS_MODE: 'files', CTB_TLS_CERT_FILE: '/nonexistent/tls.crt', CTB_TLS_KEY_FILE: '/nonexistent/tls.key' } })
     await expect(startBroker(config, { log: silentLogger })).rejects.toThrow(/^cannot read TLS certificate or key: [^\n]*$/)
     rmSync(join(tmpdir(), 'ctb-nofile-data'), { recursive: true, force: true })
   })

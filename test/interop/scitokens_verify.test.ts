@@ -42,7 +42,7 @@ describe.each(['ES256', 'RS256'] as const)('scitokens-cpp verifies broker tokens
     requireTool('scitokens-verify', 'scitokens-cpp')
     dir = mkdtempSync(join(tmpdir(), 'ctb-interop-'))
     const port = await freePort()
-    env = { CTB_DATA_DIR: join(dir, 'data'), CTB_LISTEN_PORT: String(port), CTB_ISSUER: `https://localhost:${port}`, CTB_SCITOKEN_ALG: alg }
+    env = { CTB_DATA_DIR: join(dir, 'data'), CTB_LISTEN_PORT: String(port), CTB_ISSUER: `https://localhost:${port}`, CTB_SCITOKEN_ALG: alg, CTB_DEV_IAM_PORT: '0' }
     broker = await startBroker(loadConfig({ env }), { log: silentLogger })
     untrust = trustSystemCa(broker.devCaFile!)
   })

@@ -1,0 +1,46 @@
+import { createHash } from 'node:crypto'
+import type { AuditLog } from '../audit/audit_log.ts'
+import { InvalidTarget } from '../errors.ts'
+import type { IamTokenExchanger } from '../iam/outbound_exchange.ts'
+import type { VerifiedSubject } from '../iam/subject.ts'
+import type { Clock } from '../lib/clock.ts'
+import type { Decision } from '../policy/decision.ts'
+import type { IssuedToken, RequestContext } from './exchange.ts'
+
+/**
+ * requested_token_type access_token: an audience-narrowed IAM access token obtained by the broker as its
+ * own IAM client. IAM sets the lifetime from the broker client's setting, so a token living longer than
+ * the role allows is refused rather than relayed. Audited before it is returned, like minted tokens.
+ * @see iam-and-wlcg.md §1.4
+ */
+export async function narrowAtIam(
+  decision: Extract<Decision, { allow: true }>,
+  subject: VerifiedSubject,
+  subjectToken: string,
+  ctx: RequestContext,
+  deps: { exchanger: Pick<IamTokenExchanger, 'exchange'>; audit: AuditLog; clock: Clock },
+): Promise<IssuedToken> {
+  const got = await deps.exchanger.exchange({ subjectToken, subject, scopes: decision.scopes, audience: decision.audience, lifetime: decision.lifetime })
+  const expiresIn = got.expiresIn ?? decision.lifetime
+  if (expiresIn > decision.lifetime) {
+    throw new InvalidTarget(`IAM issued a token valid for ${expiresIn} s, above the ${decision.lifetime} s the role allows; lower the broker client's access-token lifetime at IAM`)
+  }
+  const now = deps.clock.now()
+  await deps.audit.record({
+    type: 'token.issued',
+    time: now,
+    requestId: ctx.requestId,
+    caller: { iss: subject.iss, sub: subject.sub, ...(subject.client_id ? { client_id: subject.client_id } : {}), groups: subject.groups },
+    ...(ctx.clientAddress ? { clientAddress: ctx.clientAddress } : {}),
+    role: decision.role,
+    tokenKind: 'access_token',
+    issuedSub: subject.sub,
+    scopes: got.scopes,
+    audience: got.audience,
+    exp: now + expiresIn,
+    tokenSha256: createHash('sha256').update(got.accessToken).digest('hex'),
+    policyRule: decision.ruleId,
+    decision: 'allow',
+  })
+  return { token: got.accessToken, expiresIn, scope: got.scopes.join(' ') }
+}

@@ -1,0 +1,163 @@
+import { join } from 'node:path'
+import type { AuditEvent } from './audit/audit_log.ts'
+import { startRetention } from './audit/retention.ts'
+import type { Config } from './config.ts'
+import { devIamTrustedIssuer, devIamBrokerSettings } from './dev_iam/broker_settings.ts'
+import { startDevIam, type RunningDevIam } from './dev_iam/start_dev_iam.ts'
+import { BrokerError, OperatorError } from './errors.ts'
+import type { AdminAuthenticator } from './http/middleware/admin_auth.ts'
+import { bootstrapTokenAuthenticator, loadBootstrapToken } from './http/middleware/admin_auth.ts'
+import type { Exchange } from './http/routes/token.ts'
+import { createIamAdapter, type IamAdapter } from './iam/create_iam_adapter.ts'
+import { IamConfigSchema } from './iam/iam_config.ts'
+import { exchangeToken, type ExchangeDeps } from './issuance/exchange.ts'
+import { issueToken } from './issuance/issue.ts'
+import { narrowAtIam } from './issuance/narrow_at_iam.ts'
+import { ensureAndLoadKeys, type SigningKeys } from './keys/signing_keys.ts'
+import type { Clock } from './lib/clock.ts'
+import type { Logger } from './lib/logger.ts'
+import { policyContextFromConfig } from './policy/context.ts'
+import { authorizeAdmin, decide } from './policy/decide.ts'
+import { PolicyHolder } from './policy/policy_holder.ts'
+import { RevocationService } from './revocation/revocation_service.ts'
+import type { BrokerStore } from './storage/chained_store.ts'
+import { openBrokerStore } from './storage/open_store.ts'
+
+/** Everything `serve` runs, built once. The HTTP edge gets these; nothing is looked up per request. */
+export interface BrokerServices {
+  /** The configuration in force (with the development IAM's issuer added when one was started). */
+  config: Config
+  keys: SigningKeys
+  store: BrokerStore
+  revocations: RevocationService
+  iam: IamAdapter
+  policy: PolicyHolder
+  devIam?: RunningDevIam
+  exchange: Exchange
+  adminAuthenticators: AdminAuthenticator[]
+  close(): Promise<void>
+}
+
+/** A real certificate (or a TLS proxy in front) means production: no development IAM, no development issuers. */
+export function isProduction(config: Config): boolean {
+  return config.tls.mode !== 'auto'
+}
+
+/**
+ * Builds keys, the audit/revocation store, the IAM adapter (starting the development IAM when none is
+ * configured outside production), the policy holder and the token-exchange pipeline.
+ */
+export async function buildServices(initial: Config, deps: { log: Logger; clock: Clock }): Promise<BrokerServices> {
+  const { log, clock } = deps
+  const closers: Array<() => unknown> = []
+  const close = async () => { for (const c of closers.reverse()) await c() }
+  try {
+    const { keys, report } = ensureAndLoadKeys(initial, clock.now())
+    if (report.condorKeyCreated) log.warn('created HTCondor signing key; copy it to the verifying daemons\' SEC_PASSWORD_DIRECTORY', { path: report.condorKeyCreated })
+    if (report.jwtKeyCreated) log.warn('created SciToken signing key', { kid: report.jwtKeyCreated, alg: initial.scitoken.alg })
+
+    let config = initial
+    let devIam: RunningDevIam | undefined
+    if (isProduction(config) && config.iam.issuers.some((i) => i.development)) {
+      throw new OperatorError('EDEVIAM', 'iam.issuers marks an issuer as development: not allowed with a production TLS configuration')
+    }
+    if (config.iam.issuers.length === 0) {
+      if (isProduction(config)) throw new OperatorError('ENOIAM', 'no IAM issuer configured (iam.issuers); the development IAM is refused in production')
+      devIam = await startDevIam({ port: config.dev_iam.port, log })
+      closers.push(() => devIam!.close())
+      log.warn('DEVELOPMENT IAM started beside the broker; not for production', { issuer: devIam.issuer })
+      const entry = devIamTrustedIssuer(devIamBrokerSettings(devIam), join(config.data_dir, 'dev-iam', 'broker.secret'))
+      config = { ...config, iam: IamConfigSchema.parse({ ...config.iam, issuers: [entry] }) }
+    }
+
+    const store = await openBrokerStore(config)
+    closers.push(() => store.close())
+    const revocations = new RevocationService({
+      store, clock, log,
+      maxTokenLifetime: Math.max(config.idtoken.max_lifetime, config.scitoken.max_lifetime),
+      refreshSeconds: config.revocation.refresh_seconds,
+    })
+    await revocations.refresh()
+    revocations.startAutoRefresh()
+    closers.push(() => revocations.stop())
+    if (config.audit.retention_days > 0) {
+      closers.push(startRetention(store, { days: config.audit.retention_days, intervalSeconds: config.audit.prune_interval, clock, log }))
+    }
+
+    const iam = await createIamAdapter(config.iam, { log, clock })
+    closers.push(() => iam.close())
+
+    const iamIssuer = config.iam.issuers[0]?.issuer
+    const policy = new PolicyHolder({
+      dir: config.policy_dir,
+      context: policyContextFromConfig(config, iamIssuer ? { IAM_ISSUER: iamIssuer } : {}),
+      log, watch: config.policy.watch, debounceMs: config.policy.watch_debounce_ms,
+    }).start()
+    closers.push(() => policy.close())
+    policy.onReload((e) => {
+      const event: AuditEvent = {
+        type: 'policy.reloaded', time: clock.now(), decision: e.ok ? 'allow' : 'deny',
+        reason: e.ok ? `${e.trigger}: ${e.rules} rules` : `${e.trigger}: refused, previous policy kept`,
+        detail: e.ok ? { digest: e.digest, previousDigest: e.previousDigest, files: e.files } : { previousDigest: e.previousDigest, errors: e.errors },
+      }
+      store.record(event).catch((err: unknown) => log.error('could not audit a policy reload', { err }))
+    })
+
+    const issueDeps = {
+      keys, audit: store, clock, trustDomain: config.trust_domain, issuer: config.issuer,
+      sciTokenProfile: config.scitoken.profile, generations: revocations,
+      maxLifetime: { idtoken: config.idtoken.max_lifetime, scitoken: config.scitoken.max_lifetime },
+    }
+    const exchangeDeps: ExchangeDeps = {
+      iam: iam.verifier,
+      decide: (req) => decide(policy.current, req),
+      issue: async (decision, subject, ctx) => {
+        const r = await issueToken(decision, {
+          requestId: ctx.requestId, caller: subject,
+          ...(ctx.clientAddress ? { clientAddress: ctx.clientAddress } : {}),
+          ...(ctx.site ? { site: ctx.site } : {}),
+        }, issueDeps)
+        return { token: r.token, expiresIn: r.expiresIn, scope: r.scope }
+      },
+      narrow: (decision, subject, subjectToken, ctx) => narrowAtIam(decision, subject, subjectToken, ctx, { exchanger: iam.exchanger, audit: store, clock }),
+      audit: store,
+      clock,
+    }
+
+    const adminAuthenticators: AdminAuthenticator[] = []
+    if (config.admin.bootstrap_token_file) {
+      const boot = loadBootstrapToken(config.admin.bootstrap_token_file)
+      if (boot.created) log.warn('created the bootstrap admin token file', { file: config.admin.bootstrap_token_file })
+      adminAuthenticators.push(bootstrapTokenAuthenticator(boot.sha256))
+    }
+    adminAuthenticators.push(iamAdminAuthenticator(iam, policy))
+
+    return {
+      config, keys, store, revocations, iam, policy, ...(devIam ? { devIam } : {}),
+      exchange: (req, ctx) => exchangeToken(req, ctx, exchangeDeps),
+      adminAuthenticators,
+      close,
+    }
+  } catch (err) {
+    await close()
+    throw err
+  }
+}
+
+/** "An IAM token whose policy grants admin": verified like a subject token, then the policy's admin rule. */
+function iamAdminAuthenticator(iam: IamAdapter, policy: PolicyHolder): AdminAuthenticator {
+  return {
+    async authenticate(bearer) {
+      let subject
+      try {
+        subject = await iam.verifier.verify(bearer)
+      } catch (err) {
+        // A token IAM did not issue, or a bad one, is simply not an IAM admin; IAM being down is a 503.
+        if (err instanceof BrokerError && err.status !== 503) return null
+        throw err
+      }
+      const verdict = authorizeAdmin(policy.current, subject)
+      return verdict.allow ? { id: `${subject.iss},${subject.sub}`, via: `iam:${verdict.ruleId}`, claims: subject.claims } : null
+    },
+  }
+}
