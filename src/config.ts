@@ -74,7 +74,12 @@ export const ConfigSchema = z.object({
   }
 })
 
-export type Config = z.infer<typeof ConfigSchema> & { issuer: string; source: string }
+export type Config = z.infer<typeof ConfigSchema> & {
+  issuer: string
+  source: string
+  /** True when `issuer` was not configured and was derived from listen.port (development defaults). */
+  issuerDefaulted: boolean
+}
 
 /** Every leaf path of the schema, for the CTB_* environment overrides. */
 function leafPaths(schema: z.ZodType, prefix: string[] = []): string[][] {
@@ -145,5 +150,5 @@ export function loadConfig(options: { file?: string; env?: NodeJS.ProcessEnv } =
   }
   const c = parsed.data
   const issuer = c.issuer ?? `https://localhost:${c.listen.port}`
-  return { ...c, issuer, source: file ?? '(built-in defaults)' }
+  return { ...c, issuer, issuerDefaulted: c.issuer === undefined, source: file ?? '(built-in defaults)' }
 }

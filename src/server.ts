@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs'
 import { createServer as createHttpsServer } from 'node:https'
-import type { AddressInfo } from 'node:net'
+import { createServer as createNetServer, type AddressInfo } from 'node:net'
 import { serve } from '@hono/node-server'
 import { createApp } from './app.ts'
 import type { Config } from './config.ts'
@@ -25,13 +25,30 @@ export interface RunningBroker {
 export async function startBroker(initial: Config, options: { log: Logger; clock?: Clock }): Promise<RunningBroker> {
   const clock = options.clock ?? systemClock
   const { log } = options
-  const services = await buildServices(initial, { log, clock })
+  const services = await buildServices(await withConcretePort(initial), { log, clock })
   try {
     return await listen(services, clock, log)
   } catch (err) {
     await services.close()
     throw err
   }
+}
+
+/**
+ * With an ephemeral port (0) and no configured issuer, the default issuer would name port 0: choose the
+ * port first so `iss`, discovery and the listener agree. Development and tests only; production sets `issuer`.
+ */
+async function withConcretePort(config: Config): Promise<Config> {
+  if (config.listen.port !== 0 || !config.issuerDefaulted) return config
+  const port = await new Promise<number>((resolve, reject) => {
+    const probe = createNetServer()
+    probe.once('error', reject)
+    probe.listen(0, config.listen.host, () => {
+      const p = (probe.address() as AddressInfo).port
+      probe.close(() => resolve(p))
+    })
+  })
+  return { ...config, listen: { ...config.listen, port }, issuer: `https://localhost:${port}` }
 }
 
 async function listen(services: BrokerServices, clock: Clock, log: Logger): Promise<RunningBroker> {
