@@ -1,0 +1,71 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { load, type LoadResult } from './http_load.ts'
+
+const TE = 'urn:ietf:params:oauth:grant-type:token-exchange'
+const AT = 'urn:ietf:params:oauth:token-type:access_token'
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer()
+    s.once('error', reject)
+    s.listen(0, '127.0.0.1', () => {
+      const p = (s.address() as { port: number }).port
+      s.close(() => resolve(p))
+    })
+  })
+}
+
+async function iamToken(iamPort: number, form: Record<string, string>, client: string, secret: string): Promise<string> {
+  const res = await fetch(`http://127.0.0.1:${iamPort}/token`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: `Basic ${Buffer.from(`${client}:${secret}`).toString('base64')}` },
+    body: new URLSearchParams(form),
+  })
+  const body = await res.json() as { access_token?: string }
+  if (!body.access_token) throw new Error(`development IAM refused ${client}: ${JSON.stringify(body)}`)
+  return body.access_token
+}
+
+/**
+ * POST /token over HTTPS against `serve` in a separate process (so the load generator does not share its
+ * event loop), on the embedded defaults: SQLite audit with group commit, development IAM. The caller's IAM
+ * token is reused, so after warm-up its verification is a cache hit.
+ */
+export async function tokenEndpointLoad(options: { connections: number; durationMs: number }): Promise<Record<string, LoadResult>> {
+  const dir = mkdtempSync(join(tmpdir(), 'ctb-bench-'))
+  const port = await freePort()
+  const iamPort = await freePort()
+  let child: ChildProcess | undefined
+  try {
+    child = spawn(process.execPath, [join(import.meta.dirname, '../src/cli/main.ts'), 'serve'], {
+      env: { ...process.env, CTB_DATA_DIR: join(dir, 'data'), CTB_LISTEN_PORT: String(port), CTB_DEV_IAM_PORT: String(iamPort), CTB_TRUST_DOMAIN: 'pool.example.org', CTB_POLICY_WATCH: 'false' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    let stderr = ''
+    child.stderr!.on('data', (c) => { stderr += c })
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`broker did not start: ${stderr.slice(-500)}`)), 30_000)
+      child!.stdout!.on('data', (c: Buffer) => { if (c.toString().includes('serving at')) { clearTimeout(timer); resolve() } })
+      child!.once('exit', (code) => { clearTimeout(timer); reject(new Error(`broker exited ${code}: ${stderr.slice(-500)}`)) })
+    })
+    const ca = readFileSync(join(dir, 'data/tls/dev-ca.crt'))
+    const origin = `https://127.0.0.1:${port}`
+    const form = (subject: string, extra: Record<string, string>) => new URLSearchParams({ grant_type: TE, subject_token: subject, subject_token_type: AT, ...extra }).toString()
+    const headers = { 'content-type': 'application/x-www-form-urlencoded' }
+    const robot = await iamToken(iamPort, { grant_type: 'client_credentials', scope: 'wlcg' }, 'ctb-cloud-a-provisioner', 'ctb-cloud-a-provisioner-secret')
+    const alice = await iamToken(iamPort, { grant_type: 'password', username: 'alice', password: 'alice-password', scope: 'openid profile wlcg wlcg.groups' }, 'dev-cli', 'dev-cli-secret')
+    const out: Record<string, LoadResult> = {}
+    out['POST /token startd IDTOKEN'] = await load({ origin, path: '/token', method: 'POST', headers, ca, ...options, body: form(robot, { role: 'startd', host: 'ep-17.cloud-a.example.org' }) })
+    out['POST /token submit-user WLCG SciToken (ES256)'] = await load({ origin, path: '/token', method: 'POST', headers, ca, ...options, body: form(alice, { role: 'submit-user', requested_token_type: 'urn:ietf:params:oauth:token-type:jwt', audience: 'condor://ap1.cloud-a.example.org:9618', scope: 'compute.read' }) })
+    out['GET /healthz (HTTP stack floor)'] = await load({ origin, path: '/healthz', ca, ...options })
+    return out
+  } finally {
+    child?.kill('SIGTERM')
+    await new Promise((r) => setTimeout(r, 300))
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
