@@ -1,0 +1,223 @@
+/**
+ * The real POST /token app for conformance tests, built the way src/services.ts builds it (real IAM
+ * verifier, policy engine, issuance, audit store, revocation generations), minus the listener and the
+ * development IAM: IAM is the msw stand-in of test/support/iam.ts, reached through `globalThis.fetch`.
+ * Requests go through `app.request` (no sockets).
+ */
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { Hono } from 'hono'
+import type { SetupServer } from 'msw/node'
+import { afterAll, afterEach, expect } from 'vitest'
+import { createApp } from '../../../src/app.ts'
+import type { AuditEvent, AuditLog } from '../../../src/audit/audit_log.ts'
+import { loadConfig, type Config } from '../../../src/config.ts'
+import { GRANT_TYPE_TOKEN_EXCHANGE, TOKEN_TYPE } from '../../../src/contract/token_exchange.ts'
+import { createIamAdapter } from '../../../src/iam/create_iam_adapter.ts'
+import { exchangeToken, type ExchangeDeps } from '../../../src/issuance/exchange.ts'
+import { issueToken } from '../../../src/issuance/issue.ts'
+import { narrowAtIam } from '../../../src/issuance/narrow_at_iam.ts'
+import { ensureAndLoadKeys } from '../../../src/keys/signing_keys.ts'
+import { systemClock } from '../../../src/lib/clock.ts'
+import { silentLogger } from '../../../src/lib/logger.ts'
+import { policyContextFromConfig } from '../../../src/policy/context.ts'
+import { decide } from '../../../src/policy/decide.ts'
+import { PolicyHolder } from '../../../src/policy/policy_holder.ts'
+import { RevocationService } from '../../../src/revocation/revocation_service.ts'
+import { MemoryStore } from '../../../src/storage/memory_store.ts'
+import { iamConfigFor, mswFetch, secretReader, TestIam, useMswIam } from '../../support/iam.ts'
+
+export const GRANT_TYPE = GRANT_TYPE_TOKEN_EXCHANGE
+export const ACCESS_TOKEN_TYPE = TOKEN_TYPE.accessToken
+export const JWT_TYPE = TOKEN_TYPE.jwt
+export const IDTOKEN_TYPE = TOKEN_TYPE.idtoken
+
+export const TRUST_DOMAIN = 'pool.example.org'
+export const BROKER_ISSUER = 'https://broker.example.org'
+/** The `aud` the broker requires of IAM subject tokens (the broker's client registration at IAM). */
+export const BROKER_AUDIENCE = 'https://broker.example.org'
+/** Audiences the submit-user grant allows (SciTokens, narrowed IAM tokens). */
+export const AP1 = 'condor://ap1.example.org:9618'
+export const AP2 = 'condor://ap2.example.org:9618'
+export const STORAGE = 'https://storage.example.org/data'
+
+/**
+ * A small federation: one monitoring robot (IDTOKEN only, READ) and submit users in /htc/users
+ * (IDTOKEN, SciToken or narrowed IAM token; two scopes; three audiences; no "up to", so anything
+ * wider is refused, never trimmed).
+ */
+const POLICY = `version: 1
+rules:
+  - id: monitoring
+    match:
+      issuer: \${IAM_ISSUER}
+      client_id: [ctb-monitoring]
+    grants:
+      - role: monitoring
+        identity: monitor@{trust_domain}
+        token_kinds: [idtoken]
+        authz: [READ]
+        lifetime: { default: 1h, max: 1d }
+  - id: users
+    match:
+      issuer: \${IAM_ISSUER}
+      groups: [/htc/users]
+    grants:
+      - role: submit-user
+        identity: "{preferred_username}@{uid_domain}"
+        token_kinds: [idtoken, scitoken, access_token]
+        default_token_kind: idtoken
+        authz: [READ, WRITE]
+        scopes: [compute.read, compute.create]
+        profile: wlcg
+        audiences: ["${AP1}", "${AP2}", "${STORAGE}"]
+        lifetime: { default: 20m, max: 6h }
+`
+
+/** The audit log the pipeline writes to: the MemoryStore, or a refusal while `failing` is set (fail-closed tests). */
+export interface SwitchableAudit extends AuditLog {
+  failing: boolean
+}
+
+export interface TokenApp {
+  app: Hono
+  iam: TestIam
+  msw: SetupServer
+  store: MemoryStore
+  audit: SwitchableAudit
+  config: Config
+  /** POST /token with a form-encoded body; array values become repeated parameters. */
+  post(form: Record<string, string | string[]>, headers?: Record<string, string>): Promise<Response>
+  /** Any request to the app. */
+  request(path: string, init: RequestInit): Promise<Response>
+  /** An IAM access token of a /htc/users member the policy allows. */
+  userToken(claims?: Record<string, unknown>, options?: Parameters<TestIam['mint']>[1]): Promise<string>
+  /** A complete, valid RFC 8693 form for a submit-user token, overridable field by field. */
+  form(subjectToken: string, extra?: Record<string, string | string[] | undefined>): Record<string, string | string[]>
+}
+
+/**
+ * Builds the app once for the calling test file and registers msw (`onUnhandledFrame: 'error'`) and
+ * clean-up hooks. Call at the top level of a test file.
+ */
+export async function useTokenApp(): Promise<TokenApp> {
+  const iam = await TestIam.create({ issuer: 'https://iam.test.example/' })
+  const msw = useMswIam(iam)
+
+  const dir = mkdtempSync(join(tmpdir(), 'ctb-conformance-'))
+  const policyDir = join(dir, 'policies')
+  mkdirSync(policyDir)
+  writeFileSync(join(policyDir, 'federation.yaml'), POLICY)
+  const loaded = loadConfig({ env: { CTB_DATA_DIR: join(dir, 'data'), CTB_TRUST_DOMAIN: TRUST_DOMAIN, CTB_ISSUER: BROKER_ISSUER } })
+  const config: Config = {
+    ...loaded,
+    policy_dir: policyDir,
+    iam: iamConfigFor(iam, {}, { audience: BROKER_AUDIENCE }),
+  }
+
+  const clock = systemClock
+  const { keys } = ensureAndLoadKeys(config, clock.now())
+  const store = new MemoryStore()
+  const audit: SwitchableAudit = {
+    failing: false,
+    record(event: AuditEvent) {
+      return this.failing ? Promise.reject(new Error('audit store unavailable')) : store.record(event)
+    },
+  }
+  const revocations = new RevocationService({
+    store, clock, log: silentLogger,
+    maxTokenLifetime: Math.max(config.idtoken.max_lifetime, config.scitoken.max_lifetime),
+    refreshSeconds: config.revocation.refresh_seconds,
+  })
+  await revocations.refresh()
+  const adapter = await createIamAdapter(config.iam, { log: silentLogger, clock, fetch: mswFetch, readFile: secretReader(iam) })
+  // Not start()ed: no SIGHUP handler or directory watch in tests.
+  const policy = new PolicyHolder({ dir: policyDir, context: policyContextFromConfig(config, { IAM_ISSUER: iam.issuer }), log: silentLogger })
+
+  const issueDeps = {
+    keys, audit, clock, trustDomain: config.trust_domain, issuer: config.issuer,
+    sciTokenProfile: config.scitoken.profile, generations: revocations,
+    maxLifetime: { idtoken: config.idtoken.max_lifetime, scitoken: config.scitoken.max_lifetime },
+  }
+  const exchangeDeps: ExchangeDeps = {
+    iam: adapter.verifier,
+    decide: (req) => decide(policy.current, req),
+    issue: async (decision, subject, ctx) => {
+      const r = await issueToken(decision, {
+        requestId: ctx.requestId, caller: subject,
+        ...(ctx.clientAddress ? { clientAddress: ctx.clientAddress } : {}),
+        ...(ctx.site ? { site: ctx.site } : {}),
+      }, issueDeps)
+      return { token: r.token, expiresIn: r.expiresIn, scope: r.scope }
+    },
+    narrow: (decision, subject, subjectToken, ctx) => narrowAtIam(decision, subject, subjectToken, ctx, { exchanger: adapter.exchanger, audit, clock }),
+    audit,
+    clock,
+  }
+  const app = createApp({
+    config, clock, keys, log: silentLogger,
+    readiness: async () => ({ keys: 'ok' }),
+    exchange: (req, ctx) => exchangeToken(req, ctx, exchangeDeps),
+  })
+
+  afterEach(() => {
+    audit.failing = false
+    iam.faults = { discovery: 'ok', jwks: 'ok', token: 'ok', introspection: 'ok' }
+  })
+  afterAll(async () => {
+    adapter.close()
+    policy.close()
+    revocations.stop()
+    await store.close()
+    rmSync(dir, { recursive: true, force: true })
+  })
+
+  const request = async (path: string, init: RequestInit) => app.request(path, init)
+  return {
+    app, iam, msw, store, audit, config, request,
+    post(form, headers = {}) {
+      const body = new URLSearchParams()
+      for (const [k, v] of Object.entries(form)) for (const x of Array.isArray(v) ? v : [v]) body.append(k, x)
+      return request('/token', { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers }, body: body.toString() })
+    },
+    userToken(claims = {}, options = {}) {
+      return iam.mint({ aud: BROKER_AUDIENCE, 'wlcg.groups': ['/htc/users'], preferred_username: 'alice', ...claims }, options)
+    },
+    form(subjectToken, extra = {}) {
+      const f: Record<string, string | string[] | undefined> = {
+        grant_type: GRANT_TYPE, subject_token: subjectToken, subject_token_type: ACCESS_TOKEN_TYPE, role: 'submit-user', ...extra,
+      }
+      return Object.fromEntries(Object.entries(f).filter(([, v]) => v !== undefined)) as Record<string, string | string[]>
+    },
+  }
+}
+
+export interface OAuthErrorBody {
+  error: string
+  error_description?: string
+}
+
+/**
+ * Asserts an RFC 6749 §5.2 error response (JSON, no-store) with the given status and code, and that
+ * nothing token-like leaked: no access_token, and none of `secrets` in the body. Returns the body.
+ */
+export async function expectOAuthError(res: Response, status: number, error: string, secrets: string[] = []): Promise<OAuthErrorBody> {
+  const text = await res.text()
+  expect(res.status, text).toBe(status)
+  expect(res.headers.get('content-type')).toMatch(/^application\/json\b/)
+  expect(res.headers.get('cache-control')).toBe('no-store')
+  const body = JSON.parse(text) as OAuthErrorBody & Record<string, unknown>
+  expect(body.error).toBe(error)
+  expect(body).not.toHaveProperty('access_token')
+  for (const s of secrets) {
+    // A JWT's signature (or any tail of a token) must never come back, whole or in part.
+    expect(text).not.toContain(s.slice(-24))
+  }
+  return body
+}
+
+/** Decodes a JWT payload without verifying it (the issuance tests verify signatures elsewhere). */
+export function payloadOf(jwt: string): Record<string, unknown> {
+  return JSON.parse(Buffer.from(jwt.split('.')[1]!, 'base64url').toString('utf8')) as Record<string, unknown>
+}
