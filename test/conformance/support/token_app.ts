@@ -177,9 +177,7 @@ export async function useTokenApp(): Promise<TokenApp> {
   return {
     app, iam, msw, store, audit, config, request,
     post(form, headers = {}) {
-      const body = new URLSearchParams()
-      for (const [k, v] of Object.entries(form)) for (const x of Array.isArray(v) ? v : [v]) body.append(k, x)
-      return request('/token', { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers }, body: body.toString() })
+      return request('/token', { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers }, body: encodeForm(form) })
     },
     userToken(claims = {}, options = {}) {
       return iam.mint({ aud: BROKER_AUDIENCE, 'wlcg.groups': ['/htc/users'], preferred_username: 'alice', ...claims }, options)
@@ -191,6 +189,13 @@ export async function useTokenApp(): Promise<TokenApp> {
       return Object.fromEntries(Object.entries(f).filter(([, v]) => v !== undefined)) as Record<string, string | string[]>
     },
   }
+}
+
+/** application/x-www-form-urlencoded; array values become repeated parameters, in order. */
+export function encodeForm(form: Record<string, string | string[]>): string {
+  const body = new URLSearchParams()
+  for (const [k, v] of Object.entries(form)) for (const x of Array.isArray(v) ? v : [v]) body.append(k, x)
+  return body.toString()
 }
 
 export interface OAuthErrorBody {
