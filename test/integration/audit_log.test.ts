@@ -17,23 +17,25 @@ const raw = (fn: (db: DatabaseSync) => void) => {
   try { fn(db) } finally { db.close() }
 }
 
-auditStoreContract('sqlite', {
-  async open() {
-    file = join(dir, `audit-${++n}.db`)
-    return new SqliteStore({ file })
-  },
-  async openPeer() {
-    return new SqliteStore({ file })
-  },
-  tamper: {
-    async setBody(seq, body) { raw((db) => db.prepare('UPDATE audit_log SET body = ? WHERE seq = ?').run(body, seq)) },
-    async setColumn(seq, col, value) { raw((db) => db.prepare(`UPDATE audit_log SET ${col} = ? WHERE seq = ?`).run(value, seq)) },
-    async deleteRecord(seq) { raw((db) => db.prepare('DELETE FROM audit_log WHERE seq = ?').run(seq)) },
-  },
-  async breakWrites() {
-    raw((db) => db.exec("CREATE TRIGGER fail_insert BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'disk full (test)'); END"))
-  },
-})
+for (const writer of ['thread', 'inline'] as const) {
+  auditStoreContract(`sqlite (${writer} writer)`, {
+    async open() {
+      file = join(dir, `audit-${++n}.db`)
+      return new SqliteStore({ file, writer })
+    },
+    async openPeer() {
+      return new SqliteStore({ file, writer })
+    },
+    tamper: {
+      async setBody(seq, body) { raw((db) => db.prepare('UPDATE audit_log SET body = ? WHERE seq = ?').run(body, seq)) },
+      async setColumn(seq, col, value) { raw((db) => db.prepare(`UPDATE audit_log SET ${col} = ? WHERE seq = ?`).run(value, seq)) },
+      async deleteRecord(seq) { raw((db) => db.prepare('DELETE FROM audit_log WHERE seq = ?').run(seq)) },
+    },
+    async breakWrites() {
+      raw((db) => db.exec("CREATE TRIGGER fail_insert BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'disk full (test)'); END"))
+    },
+  })
+}
 
 let mem: MemoryStore
 auditStoreContract('memory', {
