@@ -55,11 +55,11 @@ async function readBoundedBody(c: Context): Promise<string> {
   const reader = stream.getReader()
   const chunks: Uint8Array[] = []
   let size = 0
-  // Bounded: every non-final read adds at least one byte or counts as one, so this ends by MAX_BODY_BYTES + 1.
+  // Bounded: a body within the limit arrives in at most MAX_BODY_BYTES non-empty chunks; more reads than that is refused too.
   for (let reads = 0; reads <= MAX_BODY_BYTES; reads++) {
     const { done, value } = await reader.read()
     if (done) return new TextDecoder().decode(Buffer.concat(chunks))
-    size += Math.max(value.byteLength, 1)
+    size += value.byteLength
     if (size > MAX_BODY_BYTES) break
     chunks.push(value)
   }
