@@ -118,6 +118,16 @@ export function auditStoreContract(name: string, h: StoreHarness): void {
       await expect(s.query({ limit: 5, cursor: 'not-a-cursor' })).rejects.toThrow(/cursor/)
     })
 
+    it('verifies a live chain while records keep committing', async () => {
+      const s = await fresh()
+      for (let i = 1; i <= 20; i++) await s.record(issued(i))
+      const writes = Promise.all(Array.from({ length: 300 }, (_, i) => s.record(issued(100 + i))))
+      const v = await s.verify()
+      await writes
+      expect(v.ok).toBe(true)
+      expect(await s.verify()).toMatchObject({ ok: true, records: 320 })
+    })
+
     it('verify names an edited body', async () => {
       const s = await fresh()
       for (let i = 1; i <= 10; i++) await s.record(issued(i))
