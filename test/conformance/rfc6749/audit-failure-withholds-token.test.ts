@@ -1,0 +1,44 @@
+// RFC 6749 §5.1: "If the access token request is valid and authorized, the authorization server issues the
+// access token [...]" — here only once the issuance is audited.
+// Spec §3.4: "Every outcome, success or error, is written to the audit log"; STYLE (Vault): "the audit
+// record is written before the request is served; if auditing fails, the response is withheld (fail
+// closed)". Internal errors show only server_error.
+import { describe, expect, it } from 'vitest'
+import { AP1, IDTOKEN_TYPE, JWT_TYPE, useTokenApp } from '../support/token_app.ts'
+
+const t = await useTokenApp()
+
+describe('fail closed: an audit store that cannot record withholds the token', () => {
+  it.each([
+    [IDTOKEN_TYPE, {}],
+    [JWT_TYPE, { audience: AP1 }],
+  ])('answers a valid %s request with 500 {"error":"server_error"} and no token', async (type, extra) => {
+    const before = (await t.store.query({ limit: 1000, type: 'token.issued' })).records.length
+    t.audit.failing = true
+    const token = await t.userToken()
+    const res = await t.post(t.form(token, { requested_token_type: type, ...extra }))
+    const text = await res.text()
+    expect(res.status).toBe(500)
+    expect(res.headers.get('cache-control')).toBe('no-store')
+    expect(res.headers.get('content-type')).toMatch(/^application\/json\b/)
+    expect(JSON.parse(text)).toEqual({ error: 'server_error' })
+    expect(text).not.toContain(token.slice(-20))
+    t.audit.failing = false
+    expect((await t.store.query({ limit: 1000, type: 'token.issued' })).records.length).toBe(before)
+  })
+
+  it('still refuses a bad request with its own error (a broken audit store cannot turn a refusal into a token or a 500)', async () => {
+    t.audit.failing = true
+    const res = await t.post(t.form(await t.userToken(), { requested_token_type: JWT_TYPE, audience: 'condor://nope.example:1' }))
+    expect(res.status).toBe(400)
+    expect((await res.json() as { error: string }).error).toBe('invalid_target')
+  })
+
+  it('issues and records again once the store recovers (control)', async () => {
+    const count = async () => (await t.store.query({ limit: 1000, type: 'token.issued' })).records.length
+    const before = await count()
+    const res = await t.post(t.form(await t.userToken()))
+    expect(res.status).toBe(200)
+    expect(await count()).toBe(before + 1)
+  })
+})
