@@ -99,7 +99,8 @@ export function parseTokenExchangeRequest(form: Record<string, string | string[]
 
   const scopeParam = one('scope')
   const scopes = scopeParam?.split(' ').filter(Boolean)
-  if (scopeParam !== undefined && (scopeParam.length > 2048 || /[^\x20-\x7e]/.test(scopeParam))) throw new InvalidRequest('scope must be printable ASCII')
+  if (scopeParam !== undefined && scopeParam.length > 2048) throw new InvalidRequest('scope is longer than 2048 characters')
+  if (scopeParam !== undefined && /[^\x20-\x7e]/.test(scopeParam)) throw new InvalidRequest('scope must be printable ASCII')
 
   const host = one('host')
   if (host !== undefined && !/^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$/.test(host)) throw new InvalidRequest('host must be a DNS host name')

@@ -31,6 +31,8 @@ describe('parseTokenExchangeRequest', () => {
     [{ ...base, host: 'bad host' }, 'invalid_request', /host/],
     [{ ...base, site: '../etc' }, 'invalid_request', /site must be a plain name/],
     [{ ...base, subject_token: 'x'.repeat(16 * 1024 + 1) }, 'invalid_request', /larger than/],
+    [{ ...base, scope: 'compute.read '.repeat(200) }, 'invalid_request', /longer than 2048/],
+    [{ ...base, scope: 'compute.réad' }, 'invalid_request', /printable ASCII/],
   ])('%# refuses bad input with %s', (form, code, message) => {
     const clean = Object.fromEntries(Object.entries(form).filter(([, v]) => v !== undefined)) as Record<string, string | string[]>
     let err: { error?: string; description?: string } = {}
