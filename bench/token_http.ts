@@ -4,6 +4,7 @@ import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { load, type LoadResult } from './http_load.ts'
+import { haveWrk, wrkLoad } from './wrk_load.ts'
 
 const TE = 'urn:ietf:params:oauth:grant-type:token-exchange'
 const AT = 'urn:ietf:params:oauth:token-type:access_token'
@@ -31,18 +32,23 @@ async function iamToken(iamPort: number, form: Record<string, string>, client: s
 }
 
 /**
- * POST /token over HTTPS against `serve` in a separate process (so the load generator does not share its
- * event loop), on the embedded defaults: SQLite audit with group commit, development IAM. The caller's IAM
- * token is reused, so after warm-up its verification is a cache hit.
+ * POST /token against `serve` in a separate process, on the embedded defaults (SQLite audit with group
+ * commit, development IAM). `https`: through TLS with the undici client. `http`: plain HTTP (tls.mode off,
+ * as behind a TLS proxy) driven by wrk when installed, which leaves the broker more of the two cores than
+ * a Node client would. The caller's IAM token is reused, so its verification is a cache hit.
  */
-export async function tokenEndpointLoad(options: { connections: number; durationMs: number }): Promise<Record<string, LoadResult>> {
+export async function tokenEndpointLoad(options: { connections: number; durationMs: number; transport: 'https' | 'http' }): Promise<{ client: string; results: Record<string, LoadResult> }> {
   const dir = mkdtempSync(join(tmpdir(), 'ctb-bench-'))
   const port = await freePort()
   const iamPort = await freePort()
   let child: ChildProcess | undefined
   try {
     child = spawn(process.execPath, [join(import.meta.dirname, '../src/cli/main.ts'), 'serve'], {
-      env: { ...process.env, CTB_DATA_DIR: join(dir, 'data'), CTB_LISTEN_PORT: String(port), CTB_DEV_IAM_PORT: String(iamPort), CTB_TRUST_DOMAIN: 'pool.example.org', CTB_POLICY_WATCH: 'false' },
+      env: {
+        ...process.env, CTB_DATA_DIR: join(dir, 'data'), CTB_LISTEN_PORT: String(port), CTB_DEV_IAM_PORT: String(iamPort),
+        CTB_TRUST_DOMAIN: 'pool.example.org', CTB_POLICY_WATCH: 'false',
+        ...(options.transport === 'http' ? { CTB_TLS_MODE: 'off', CTB_ISSUER: `https://localhost:${port}` } : {}),
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     })
     let stderr = ''
@@ -52,17 +58,20 @@ export async function tokenEndpointLoad(options: { connections: number; duration
       child!.stdout!.on('data', (c: Buffer) => { if (c.toString().includes('serving at')) { clearTimeout(timer); resolve() } })
       child!.once('exit', (code) => { clearTimeout(timer); reject(new Error(`broker exited ${code}: ${stderr.slice(-500)}`)) })
     })
-    const ca = readFileSync(join(dir, 'data/tls/dev-ca.crt'))
-    const origin = `https://127.0.0.1:${port}`
+    const useWrk = options.transport === 'http' && await haveWrk()
+    const ca = options.transport === 'https' ? readFileSync(join(dir, 'data/tls/dev-ca.crt')) : undefined
+    const origin = `${options.transport}://127.0.0.1:${port}`
+    const drive = (o: Parameters<typeof load>[0]) => (useWrk ? wrkLoad(o) : load(o))
     const form = (subject: string, extra: Record<string, string>) => new URLSearchParams({ grant_type: TE, subject_token: subject, subject_token_type: AT, ...extra }).toString()
     const headers = { 'content-type': 'application/x-www-form-urlencoded' }
     const robot = await iamToken(iamPort, { grant_type: 'client_credentials', scope: 'wlcg' }, 'ctb-cloud-a-provisioner', 'ctb-cloud-a-provisioner-secret')
     const alice = await iamToken(iamPort, { grant_type: 'password', username: 'alice', password: 'alice-password', scope: 'openid profile wlcg wlcg.groups' }, 'dev-cli', 'dev-cli-secret')
-    const out: Record<string, LoadResult> = {}
-    out['POST /token startd IDTOKEN'] = await load({ origin, path: '/token', method: 'POST', headers, ca, ...options, body: form(robot, { role: 'startd', host: 'ep-17.cloud-a.example.org' }) })
-    out['POST /token submit-user WLCG SciToken (ES256)'] = await load({ origin, path: '/token', method: 'POST', headers, ca, ...options, body: form(alice, { role: 'submit-user', requested_token_type: 'urn:ietf:params:oauth:token-type:jwt', audience: 'condor://ap1.cloud-a.example.org:9618', scope: 'compute.read' }) })
-    out['GET /healthz (HTTP stack floor)'] = await load({ origin, path: '/healthz', ca, ...options })
-    return out
+    const common = { origin, connections: options.connections, durationMs: options.durationMs, ...(ca ? { ca } : {}) }
+    const results: Record<string, LoadResult> = {}
+    results['POST /token startd IDTOKEN'] = await drive({ ...common, path: '/token', method: 'POST', headers, body: form(robot, { role: 'startd', host: 'ep-17.cloud-a.example.org' }) })
+    results['POST /token submit-user WLCG SciToken (ES256)'] = await drive({ ...common, path: '/token', method: 'POST', headers, body: form(alice, { role: 'submit-user', requested_token_type: 'urn:ietf:params:oauth:token-type:jwt', audience: 'condor://ap1.cloud-a.example.org:9618', scope: 'compute.read' }) })
+    results['GET /healthz (HTTP stack floor)'] = await drive({ ...common, path: '/healthz' })
+    return { client: useWrk ? 'wrk' : 'undici (Node; apt-get install wrk for a cheaper client)', results }
   } finally {
     child?.kill('SIGTERM')
     await new Promise((r) => setTimeout(r, 300))

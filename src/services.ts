@@ -38,9 +38,14 @@ export interface BrokerServices {
   close(): Promise<void>
 }
 
-/** A real certificate (or a TLS proxy in front) means production: no development IAM, no development issuers. */
+/**
+ * Production means the broker has a public issuer: one that verifiers on other hosts can reach. A
+ * loopback issuer (https://localhost…, https://127.x…) can only serve this host, so it is development,
+ * whatever the TLS mode. Production gets no development IAM and no development issuers.
+ */
 export function isProduction(config: Config): boolean {
-  return config.tls.mode !== 'auto'
+  const host = new URL(config.issuer).hostname
+  return !(host === 'localhost' || host === '[::1]' || /^127(\.\d{1,3}){3}$/.test(host))
 }
 
 /**

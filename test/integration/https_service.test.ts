@@ -100,6 +100,18 @@ describe('TLS modes', () => {
     rmSync(join(tmpdir(), 'ctb-noiam-data'), { recursive: true, force: true })
   })
 
+  it('a production configuration refuses an IAM issuer marked development', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ctb-devprod-'))
+    try {
+      const f = join(dir, 'broker.yaml')
+      writeFileSync(f, 'iam:\n  issuers:\n    - issuer: http://127.0.0.1:9/\n      development: true\n')
+      const config = loadConfig({ file: f, env: { CTB_DATA_DIR: join(dir, 'data'), CTB_LISTEN_PORT: '0', CTB_TLS_MODE: 'off', CTB_ISSUER: 'https://tokens.example.org' } })
+      await expect(startBroker(config, { log: silentLogger })).rejects.toThrow(/marks an issuer as development/)
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
   it('a missing certificate file stops start-up with one line', async () => {
     const config = loadConfig({ file: productionConfigFile(mkdtempSync(join(tmpdir(), 'ctb-nofile-'))), env: { CTB_DATA_DIR: join(tmpdir(), 'ctb-nofile-data'), CTB_LISTEN_PORT: '0', CTB_DEV_IAM_PORT: '0', CTB_TLS_MODE: 'files', CTB_TLS_CERT_FILE: '/nonexistent/tls.crt', CTB_TLS_KEY_FILE: '/nonexistent/tls.key' } })
     await expect(startBroker(config, { log: silentLogger })).rejects.toThrow(/^cannot read TLS certificate or key: [^\n]*$/)

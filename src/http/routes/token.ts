@@ -1,3 +1,4 @@
+import type { IncomingMessage } from 'node:http'
 import { getConnInfo } from '@hono/node-server/conninfo'
 import { Hono, type Context } from 'hono'
 import { parseTokenExchangeRequest, type TokenExchangeRequest } from '../../contract/token_request.ts'
@@ -50,6 +51,10 @@ async function readBoundedBody(c: Context): Promise<string> {
   const tooLarge = () => new InvalidRequest(`request body larger than ${MAX_BODY_BYTES} bytes`)
   const declared = Number(c.req.header('content-length') ?? '0')
   if (declared > MAX_BODY_BYTES) throw tooLarge()
+  // Under @hono/node-server, read the Node request directly: wrapping it in a Web ReadableStream cost
+  // about 0.2 ms of CPU per request, most of POST /token's HTTP overhead (npm run bench).
+  const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming
+  if (incoming && !incoming.readableDidRead) return readIncoming(incoming, tooLarge)
   const stream = c.req.raw.body
   if (!stream) return ''
   const reader = stream.getReader()
@@ -65,6 +70,35 @@ async function readBoundedBody(c: Context): Promise<string> {
   }
   await reader.cancel().catch(() => undefined)
   throw tooLarge()
+}
+
+/** Collects at most MAX_BODY_BYTES of a Node request body; stops buffering (and rejects) beyond that. */
+function readIncoming(incoming: IncomingMessage, tooLarge: () => Error): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = []
+    let size = 0
+    const onData = (chunk: Buffer) => {
+      size += chunk.length
+      if (size > MAX_BODY_BYTES) {
+        cleanup()
+        // Node discards the rest of the body after the response; nothing more is buffered.
+        incoming.resume()
+        reject(tooLarge())
+        return
+      }
+      chunks.push(chunk)
+    }
+    const onEnd = () => { cleanup(); resolve(Buffer.concat(chunks).toString('utf8')) }
+    const onError = (err: Error) => { cleanup(); reject(err) }
+    const cleanup = () => {
+      incoming.off('data', onData)
+      incoming.off('end', onEnd)
+      incoming.off('error', onError)
+    }
+    incoming.on('data', onData)
+    incoming.on('end', onEnd)
+    incoming.on('error', onError)
+  })
 }
 
 function clientAddress(c: Context): { clientAddress?: string } {

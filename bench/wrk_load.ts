@@ -1,0 +1,49 @@
+import { execFile } from 'node:child_process'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
+import type { LoadResult } from './http_load.ts'
+
+const run = promisify(execFile)
+
+/** True when Debian's wrk is installed: a C load generator costs far less CPU than a Node client. */
+export async function haveWrk(): Promise<boolean> {
+  try {
+    await run('wrk', ['--version'])
+    return true
+  } catch (err) {
+    // wrk --version exits 1 after printing its banner.
+    return typeof (err as { stdout?: string }).stdout === 'string' && (err as { stdout: string }).stdout.includes('wrk')
+  }
+}
+
+/** Same contract as `load()`, driven by wrk (one thread, `connections` connections); loopback only. */
+export async function wrkLoad(options: { origin: string; path: string; method?: 'GET' | 'POST'; headers?: Record<string, string>; body?: string; connections: number; durationMs: number }): Promise<LoadResult> {
+  const url = new URL(options.path, options.origin)
+  if (!['127.0.0.1', 'localhost'].includes(url.hostname)) throw new Error('load tests target loopback only')
+  const dir = mkdtempSync(join(tmpdir(), 'ctb-wrk-'))
+  try {
+    const lua = [
+      `wrk.method = ${JSON.stringify(options.method ?? 'GET')}`,
+      ...(options.body ? [`wrk.body = ${JSON.stringify(options.body)}`] : []),
+      ...Object.entries(options.headers ?? {}).map(([k, v]) => `wrk.headers[${JSON.stringify(k)}] = ${JSON.stringify(v)}`),
+    ].join('\n')
+    writeFileSync(join(dir, 'req.lua'), lua)
+    const seconds = Math.max(1, Math.round(options.durationMs / 1000))
+    // A short warm-up run first (JIT, caches), as load() does.
+    await run('wrk', ['-t1', `-c${options.connections}`, '-d1s', '-s', join(dir, 'req.lua'), url.href], { timeout: 30_000 })
+    const { stdout } = await run('wrk', ['-t1', `-c${options.connections}`, `-d${seconds}s`, '--latency', '-s', join(dir, 'req.lua'), url.href], { timeout: (seconds + 30) * 1000 })
+    const ms = (label: string) => {
+      const m = new RegExp(`${label}%\\s+([\\d.]+)(us|ms|s)`).exec(stdout)
+      if (!m) return NaN
+      const v = Number(m[1])
+      return Number((m[2] === 'us' ? v / 1000 : m[2] === 's' ? v * 1000 : v).toFixed(2))
+    }
+    const requests = Number(/(\d+) requests in/.exec(stdout)?.[1] ?? 0)
+    const errors = Number(/Non-2xx or 3xx responses: (\d+)/.exec(stdout)?.[1] ?? 0) + Number(/Socket errors:.*?timeout (\d+)/.exec(stdout)?.[1] ?? 0)
+    return { requests, errors, seconds, rps: Math.round(Number(/Requests\/sec:\s+([\d.]+)/.exec(stdout)?.[1] ?? 0)), p50ms: ms('50'), p99ms: ms('99') }
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
