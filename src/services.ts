@@ -10,14 +10,13 @@ import { bootstrapTokenAuthenticator, loadBootstrapToken } from './http/middlewa
 import type { Exchange } from './http/routes/token.ts'
 import { createIamAdapter, type IamAdapter } from './iam/create_iam_adapter.ts'
 import { IamConfigSchema } from './iam/iam_config.ts'
-import { exchangeToken, type ExchangeDeps } from './issuance/exchange.ts'
-import { issueToken } from './issuance/issue.ts'
-import { narrowAtIam } from './issuance/narrow_at_iam.ts'
+import { exchangeToken } from './issuance/exchange.ts'
+import { exchangeDepsFrom } from './issuance/exchange_deps.ts'
 import { ensureAndLoadKeys, type SigningKeys } from './keys/signing_keys.ts'
 import type { Clock } from './lib/clock.ts'
 import type { Logger } from './lib/logger.ts'
 import { policyContextFromConfig } from './policy/context.ts'
-import { authorizeAdmin, decide } from './policy/decide.ts'
+import { authorizeAdmin } from './policy/decide.ts'
 import { PolicyHolder } from './policy/policy_holder.ts'
 import { RevocationService } from './revocation/revocation_service.ts'
 import type { BrokerStore } from './storage/chained_store.ts'
@@ -108,26 +107,7 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
       store.record(event).catch((err: unknown) => log.error('could not audit a policy reload', { err }))
     })
 
-    const issueDeps = {
-      keys, audit: store, clock, trustDomain: config.trust_domain, issuer: config.issuer,
-      sciTokenProfile: config.scitoken.profile, generations: revocations,
-      maxLifetime: { idtoken: config.idtoken.max_lifetime, scitoken: config.scitoken.max_lifetime },
-    }
-    const exchangeDeps: ExchangeDeps = {
-      iam: iam.verifier,
-      decide: (req) => decide(policy.current, req),
-      issue: async (decision, subject, ctx) => {
-        const r = await issueToken(decision, {
-          requestId: ctx.requestId, caller: subject,
-          ...(ctx.clientAddress ? { clientAddress: ctx.clientAddress } : {}),
-          ...(ctx.site ? { site: ctx.site } : {}),
-        }, issueDeps)
-        return { token: r.token, expiresIn: r.expiresIn, scope: r.scope }
-      },
-      narrow: (decision, subject, subjectToken, ctx) => narrowAtIam(decision, subject, subjectToken, ctx, { exchanger: iam.exchanger, audit: store, clock }),
-      audit: store,
-      clock,
-    }
+    const exchangeDeps = exchangeDepsFrom({ config, keys, audit: store, clock, iam, policy, generations: revocations })
 
     const adminAuthenticators: AdminAuthenticator[] = []
     if (config.admin.bootstrap_token_file) {

@@ -1,7 +1,7 @@
-import { getConnInfo } from '@hono/node-server/conninfo'
-import { Hono, type Context, type MiddlewareHandler } from 'hono'
+import { Hono, type MiddlewareHandler } from 'hono'
 import { z } from 'zod'
 import { InvalidRequest } from '../../errors.ts'
+import { clientAddress } from '../client_address.ts'
 import { condorConfigSnippet } from '../../revocation/condor_expression.ts'
 import type { Revocation } from '../../revocation/revocation.ts'
 import type { RevocationService } from '../../revocation/revocation_service.ts'
@@ -70,14 +70,5 @@ function wire(r: Revocation) {
     id: r.id, kind: r.kind, value: r.value, revoked_at: r.revokedAt, until: r.until,
     ...(r.gen !== undefined ? { gen: r.gen } : {}), ...(r.reason !== undefined ? { reason: r.reason } : {}),
     ...(r.revokedBy !== undefined ? { revoked_by: r.revokedBy } : {}),
-  }
-}
-
-function clientAddress(c: Context): { clientAddress?: string } {
-  try {
-    const a = getConnInfo(c).remote.address
-    return a ? { clientAddress: a } : {}
-  } catch {
-    return {} // app.request() in tests has no socket
   }
 }

@@ -1,8 +1,8 @@
 import type { IncomingMessage } from 'node:http'
-import { getConnInfo } from '@hono/node-server/conninfo'
 import { Hono, type Context } from 'hono'
 import { parseTokenExchangeRequest, type TokenExchangeRequest } from '../../contract/token_request.ts'
 import { InvalidRequest } from '../../errors.ts'
+import { clientAddress } from '../client_address.ts'
 import type { RequestContext, TokenExchangeResponse } from '../../issuance/exchange.ts'
 
 /** Whole form bodies above this are refused before parsing (a subject token is at most 16 KiB). */
@@ -99,13 +99,4 @@ function readIncoming(incoming: IncomingMessage, tooLarge: () => Error): Promise
     incoming.on('end', onEnd)
     incoming.on('error', onError)
   })
-}
-
-function clientAddress(c: Context): { clientAddress?: string } {
-  try {
-    const a = getConnInfo(c).remote.address
-    return a ? { clientAddress: a } : {}
-  } catch {
-    return {} // app.request() in tests has no socket
-  }
 }

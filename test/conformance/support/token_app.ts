@@ -15,14 +15,12 @@ import type { AuditEvent, AuditLog } from '../../../src/audit/audit_log.ts'
 import { loadConfig, type Config } from '../../../src/config.ts'
 import { GRANT_TYPE_TOKEN_EXCHANGE, TOKEN_TYPE } from '../../../src/contract/token_exchange.ts'
 import { createIamAdapter } from '../../../src/iam/create_iam_adapter.ts'
-import { exchangeToken, type ExchangeDeps } from '../../../src/issuance/exchange.ts'
-import { issueToken } from '../../../src/issuance/issue.ts'
-import { narrowAtIam } from '../../../src/issuance/narrow_at_iam.ts'
+import { exchangeToken } from '../../../src/issuance/exchange.ts'
+import { exchangeDepsFrom } from '../../../src/issuance/exchange_deps.ts'
 import { ensureAndLoadKeys } from '../../../src/keys/signing_keys.ts'
 import { systemClock } from '../../../src/lib/clock.ts'
 import { silentLogger } from '../../../src/lib/logger.ts'
 import { policyContextFromConfig } from '../../../src/policy/context.ts'
-import { decide } from '../../../src/policy/decide.ts'
 import { PolicyHolder } from '../../../src/policy/policy_holder.ts'
 import { RevocationService } from '../../../src/revocation/revocation_service.ts'
 import { MemoryStore } from '../../../src/storage/memory_store.ts'
@@ -135,26 +133,7 @@ export async function useTokenApp(): Promise<TokenApp> {
   // Not start()ed: no SIGHUP handler or directory watch in tests.
   const policy = new PolicyHolder({ dir: policyDir, context: policyContextFromConfig(config, { IAM_ISSUER: iam.issuer }), log: silentLogger })
 
-  const issueDeps = {
-    keys, audit, clock, trustDomain: config.trust_domain, issuer: config.issuer,
-    sciTokenProfile: config.scitoken.profile, generations: revocations,
-    maxLifetime: { idtoken: config.idtoken.max_lifetime, scitoken: config.scitoken.max_lifetime },
-  }
-  const exchangeDeps: ExchangeDeps = {
-    iam: adapter.verifier,
-    decide: (req) => decide(policy.current, req),
-    issue: async (decision, subject, ctx) => {
-      const r = await issueToken(decision, {
-        requestId: ctx.requestId, caller: subject,
-        ...(ctx.clientAddress ? { clientAddress: ctx.clientAddress } : {}),
-        ...(ctx.site ? { site: ctx.site } : {}),
-      }, issueDeps)
-      return { token: r.token, expiresIn: r.expiresIn, scope: r.scope }
-    },
-    narrow: (decision, subject, subjectToken, ctx) => narrowAtIam(decision, subject, subjectToken, ctx, { exchanger: adapter.exchanger, audit, clock }),
-    audit,
-    clock,
-  }
+  const exchangeDeps = exchangeDepsFrom({ config, keys, audit, clock, iam: adapter, policy, generations: revocations })
   const app = createApp({
     config, clock, keys, log: silentLogger,
     readiness: async () => ({ keys: 'ok' }),

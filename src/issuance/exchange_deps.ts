@@ -1,0 +1,46 @@
+import type { AuditLog } from '../audit/audit_log.ts'
+import type { Config } from '../config.ts'
+import type { IamAdapter } from '../iam/create_iam_adapter.ts'
+import type { SigningKeys } from '../keys/signing_keys.ts'
+import type { Clock } from '../lib/clock.ts'
+import { decide } from '../policy/decide.ts'
+import type { PolicyHolder } from '../policy/policy_holder.ts'
+import type { ExchangeDeps } from './exchange.ts'
+import { issueToken } from './issue.ts'
+import { narrowAtIam } from './narrow_at_iam.ts'
+
+/**
+ * Wires the token-exchange pipeline from built services: the IAM verifier, the policy in force, issuance
+ * with audit, and IAM narrowing. One function, so the server and the conformance suite run the same wiring.
+ */
+export function exchangeDepsFrom(parts: {
+  config: Config
+  keys: SigningKeys
+  audit: AuditLog
+  clock: Clock
+  iam: Pick<IamAdapter, 'verifier' | 'exchanger'>
+  policy: Pick<PolicyHolder, 'current'>
+  generations: { generationOf(role: string): number }
+}): ExchangeDeps {
+  const { config, keys, audit, clock, iam, policy } = parts
+  const issueDeps = {
+    keys, audit, clock, trustDomain: config.trust_domain, issuer: config.issuer,
+    sciTokenProfile: config.scitoken.profile, generations: parts.generations,
+    maxLifetime: { idtoken: config.idtoken.max_lifetime, scitoken: config.scitoken.max_lifetime },
+  }
+  return {
+    iam: iam.verifier,
+    decide: (req) => decide(policy.current, req),
+    issue: async (decision, subject, ctx) => {
+      const r = await issueToken(decision, {
+        requestId: ctx.requestId, caller: subject,
+        ...(ctx.clientAddress ? { clientAddress: ctx.clientAddress } : {}),
+        ...(ctx.site ? { site: ctx.site } : {}),
+      }, issueDeps)
+      return { token: r.token, expiresIn: r.expiresIn, scope: r.scope }
+    },
+    narrow: (decision, subject, subjectToken, ctx) => narrowAtIam(decision, subject, subjectToken, ctx, { exchanger: iam.exchanger, audit, clock }),
+    audit,
+    clock,
+  }
+}
