@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
@@ -44,5 +44,14 @@ describe('loadConfig', () => {
   })
   it('requires a public issuer behind a TLS proxy', () => {
     expect(() => loadConfig({ env: { CTB_TLS_MODE: 'off' } })).toThrow(/issuer/)
+  })
+})
+
+describe('config/broker.example.yaml', () => {
+  it('is a valid configuration that documents every top-level section', () => {
+    const c = loadConfig({ file: 'config/broker.example.yaml', env: {} })
+    expect(c.issuer).toBe('https://broker.example.org')
+    const text = readFileSync('config/broker.example.yaml', 'utf8')
+    for (const key of Object.keys(c).filter((k) => !['source', 'issuerDefaulted'].includes(k))) expect(text).toMatch(new RegExp(`^${key}:`, 'm'))
   })
 })
