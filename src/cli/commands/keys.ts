@@ -1,4 +1,6 @@
+import { userInfo } from 'node:os'
 import { loadConfig } from '../../config.ts'
+import { openBrokerStore } from '../../storage/open_store.ts'
 import { KeyStore } from '../../keys/key_store.ts'
 import { systemClock } from '../../lib/clock.ts'
 import { CliError, parse, type CommandIo } from '../command.ts'
@@ -55,10 +57,25 @@ export async function keysCommand(argv: string[], io: CommandIo): Promise<number
       if (alg !== 'ES256' && alg !== 'RS256') throw new CliError(`--alg must be ES256 or RS256, got "${alg}"`, 2)
       // Every token the old key signed expires within scitoken.max_lifetime; add the scitokens-cpp cache floor.
       const retain = Math.max(config.scitoken.max_lifetime + 60, config.scitoken.retired_key_min_publish)
-      const r = store.rotateJwtKey(alg, now, retain)
-      io.out(`SciToken key: new active kid=${r.active.kid} alg=${r.active.alg}`)
-      if (r.retired) io.out(`  retired kid=${r.retired.kid}, kept in /jwks until ${new Date(r.retired.publish_until! * 1000).toISOString()}`)
-      io.out('  restart the service to start signing with it')
+      // Open the audit store first: a broker whose audit log is unreachable must not change keys unrecorded.
+      const audit = await openBrokerStore(config)
+      try {
+        const r = store.rotateJwtKey(alg, now, retain)
+        io.out(`SciToken key: new active kid=${r.active.kid} alg=${r.active.alg}`)
+        if (r.retired) io.out(`  retired kid=${r.retired.kid}, kept in /jwks until ${new Date(r.retired.publish_until! * 1000).toISOString()}`)
+        try {
+          await audit.record({
+            type: 'key.rotated', time: now, caller: { sub: `cli:${userInfo().username}` }, decision: 'allow',
+            reason: 'keys rotate',
+            detail: { alg: r.active.alg, kid: r.active.kid, ...(r.retired ? { retired_kid: r.retired.kid, publish_until: r.retired.publish_until } : {}) },
+          })
+        } catch (err) {
+          throw new CliError(`the key was rotated but the rotation could not be audited: ${(err as Error).message}`)
+        }
+        io.out('  recorded in the audit log; restart the service to start signing with it')
+      } finally {
+        await audit.close()
+      }
       return 0
     }
     case 'import': {
