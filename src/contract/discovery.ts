@@ -25,7 +25,8 @@ export function brokerMetadata(issuer: string, signingAlgs: string[]): BrokerMet
     jwks_uri: `${base}/jwks`,
     token_endpoint: `${base}/token`,
     grant_types_supported: [GRANT_TYPE_TOKEN_EXCHANGE],
-    token_endpoint_auth_methods_supported: ['client_secret_basic', 'none'],
+    // The caller is authenticated by its IAM subject token (RFC 8693 §2.1), not by client credentials.
+    token_endpoint_auth_methods_supported: ['none'],
     response_types_supported: ['token'],
     id_token_signing_alg_values_supported: signingAlgs,
     issued_token_types_supported: [...ISSUED_TOKEN_TYPES],
