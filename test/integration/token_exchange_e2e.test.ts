@@ -91,4 +91,22 @@ describe('POST /token against the development IAM', () => {
     const no = await e.get('/v1/audit?limit=5', { authorization: `Bearer ${await e.user('carol')}` })
     expect(no.status).toBe(401)
   })
+
+  it('an IAM admin revokes a pilot by sub; the HTCondor expression and the broker both refuse its token', async () => {
+    const pilot = await e.post('/token', exchangeForm(await e.robot('ctb-hpc-b-pilot-factory'), 'pilot', { site: 'hpc-b', slurm_job_id: '777' }))
+    expect(pilot.status).toBe(200)
+    const claims = claimsOf(pilot.body.access_token as string)
+    expect(claims).toMatchObject({ sub: 'pilot-hpc-b-777@pilots.pool.example.org', ctb_site: 'hpc-b' })
+    const admin = { authorization: `Bearer ${await e.user('alice')}` }
+    const rev = await e.postJson('/v1/revocations', { sub: claims.sub, reason: 'compromised worker node' }, admin)
+    expect(rev.status, JSON.stringify(rev.body)).toBe(201)
+    const expr = await e.get('/v1/revocations/condor?format=json', admin)
+    expect(expr.status).toBe(200)
+    expect(String(expr.body.expr)).toContain('pilot-hpc-b-777@pilots.pool.example.org')
+    expect(e.broker.services.revocations.isRevoked(claims)).toBe(true)
+    const revoked = await e.broker.services.store.query({ limit: 5, type: 'token.revoked' })
+    expect(revoked.records[0]?.event.reason).toMatch(/compromised/)
+    const noAdmin = await e.postJson('/v1/revocations', { sub: 'x@y' }, { authorization: `Bearer ${await e.user('carol')}` })
+    expect(noAdmin.status).toBe(401)
+  })
 })

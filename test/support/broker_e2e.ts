@@ -24,6 +24,7 @@ export interface E2e {
   user(name: string): Promise<string>
   post(path: string, form: Record<string, string | string[]>, headers?: Record<string, string>): Promise<{ status: number; headers: Record<string, string>; body: Record<string, unknown> }>
   get(path: string, headers?: Record<string, string>): Promise<{ status: number; body: Record<string, unknown> }>
+  postJson(path: string, json: unknown, headers?: Record<string, string>): Promise<{ status: number; body: Record<string, unknown> }>
   close(): Promise<void>
 }
 
@@ -68,6 +69,7 @@ export async function startE2e(extraEnv: NodeJS.ProcessEnv = {}): Promise<E2e> {
       return call('POST', path, p.toString(), { 'content-type': 'application/x-www-form-urlencoded', ...headers })
     },
     get: (path, headers = {}) => call('GET', path, undefined, headers),
+    postJson: (path, json, headers = {}) => call('POST', path, JSON.stringify(json), { 'content-type': 'application/json', ...headers }),
     async close() {
       await broker.close()
       rmSync(dir, { recursive: true, force: true })
