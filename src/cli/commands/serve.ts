@@ -16,6 +16,8 @@ export async function serveCommand(argv: string[], io: CommandIo): Promise<numbe
   const broker = await startBroker(config, { log: createLogger() })
   io.out(`condor-token-broker serving at ${broker.url} (issuer ${config.issuer}, trust domain ${config.trust_domain})`)
   if (broker.devCaFile) io.out(`development CA: ${broker.devCaFile} (e.g. curl --cacert ${broker.devCaFile} ${broker.url}/healthz)`)
+  const devIam = broker.services.devIam
+  if (devIam) io.out(`DEVELOPMENT IAM (not for production): ${devIam.issuer} (clients and users: docs/dev-iam.md)`)
   await new Promise<void>((resolve) => {
     const stop = () => { void broker.close().then(resolve) }
     process.once('SIGINT', stop)
