@@ -55,6 +55,11 @@ export async function runCli(argv: string[], io: CommandIo): Promise<number> {
 
 /** Entry point shared by `node src/cli/main.ts` and bin/condor-token-broker.js. */
 export async function main(): Promise<void> {
+  // `audit export | head`: a reader that goes away is not an error worth a stack trace.
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(0)
+    throw err
+  })
   process.exitCode = await runCli(process.argv.slice(2), {
     out: (s) => process.stdout.write(`${s}\n`),
     err: (s) => process.stderr.write(`${s}\n`),

@@ -183,10 +183,12 @@ class WriterThread {
   }
 
   async close(): Promise<void> {
+    // Hold the process open while waiting: a read-only CLI command never committed, so the unref'd
+    // worker may not have said it is ready yet, and Node would exit (status 13) under the await.
+    this.#worker.ref()
     await this.#ready
     if (this.#dead) return
     const exited = new Promise<void>((r) => this.#worker.once('exit', () => r()))
-    this.#worker.ref()
     this.#worker.postMessage('close')
     await exited
   }
