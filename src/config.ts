@@ -48,7 +48,7 @@ export const ConfigSchema = z.object({
   log: z.object({ requests: Bool.default(false) }).prefault({}),
   /**
    * The development IAM (src/dev_iam) that `serve` starts beside the broker when iam.issuers is empty and
-   * the configuration is not a production one (tls.mode auto). Loopback only.
+   * the broker's issuer is a loopback URL (development; see isProduction in src/services.ts). Loopback only.
    */
   dev_iam: z.object({ port: z.coerce.number().int().min(0).max(65535).default(8444) }).prefault({}),
   /** Audit store, retention and group commit (src/audit/audit_config.ts). */

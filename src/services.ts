@@ -63,7 +63,7 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
     let config = initial
     let devIam: RunningDevIam | undefined
     if (isProduction(config) && config.iam.issuers.some((i) => i.development)) {
-      throw new OperatorError('EDEVIAM', 'iam.issuers marks an issuer as development: not allowed with a production TLS configuration')
+      throw new OperatorError('EDEVIAM', 'iam.issuers marks an issuer as development: not allowed when the broker has a public (non-loopback) issuer')
     }
     if (config.iam.issuers.length === 0) {
       if (isProduction(config)) throw new OperatorError('ENOIAM', 'no IAM issuer configured (iam.issuers); the development IAM is refused in production')
@@ -107,7 +107,7 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
       store.record(event).catch((err: unknown) => log.error('could not audit a policy reload', { err }))
     })
 
-    const exchangeDeps = exchangeDepsFrom({ config, keys, audit: store, clock, iam, policy, generations: revocations })
+    const exchangeDeps = exchangeDepsFrom({ config, keys, audit: store, clock, iam, policy, generations: revocations, log })
 
     const adminAuthenticators: AdminAuthenticator[] = []
     if (config.admin.bootstrap_token_file) {

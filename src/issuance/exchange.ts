@@ -5,6 +5,7 @@ import {
 } from '../errors.ts'
 import type { SubjectTokenVerifier, VerifiedSubject } from '../iam/subject.ts'
 import type { Clock } from '../lib/clock.ts'
+import type { Logger } from '../lib/logger.ts'
 import type { Decision, DecisionRequest } from '../policy/decision.ts'
 
 /** What came out of issuance, ready for the RFC 8693 response. */
@@ -35,6 +36,7 @@ export interface ExchangeDeps {
   narrow?: (decision: Allowed, subject: VerifiedSubject, subjectToken: string, ctx: RequestContext) => Promise<IssuedToken>
   audit: AuditLog
   clock: Clock
+  log: Logger
 }
 
 export interface TokenExchangeResponse {
@@ -116,7 +118,9 @@ async function auditDenial(err: BrokerError, req: TokenExchangeRequest, subject:
       decision: 'deny',
       reason: `${err.error}: ${err.description}`,
     })
-  } catch {
-    // The refusal stands either way; the store's own failure surfaces through /readyz and its logs.
+  } catch (storeErr) {
+    // The refusal stands either way (a failing store never turns a denial into a token), but an
+    // unrecorded denial is an operator's problem: say so.
+    deps.log.error('could not audit a denial', { err: storeErr, requestId: ctx.requestId, error: err.error })
   }
 }

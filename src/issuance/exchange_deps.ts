@@ -3,6 +3,7 @@ import type { Config } from '../config.ts'
 import type { IamAdapter } from '../iam/create_iam_adapter.ts'
 import type { SigningKeys } from '../keys/signing_keys.ts'
 import type { Clock } from '../lib/clock.ts'
+import type { Logger } from '../lib/logger.ts'
 import { decide } from '../policy/decide.ts'
 import type { PolicyHolder } from '../policy/policy_holder.ts'
 import type { ExchangeDeps } from './exchange.ts'
@@ -21,8 +22,9 @@ export function exchangeDepsFrom(parts: {
   iam: Pick<IamAdapter, 'verifier' | 'exchanger'>
   policy: Pick<PolicyHolder, 'current'>
   generations: { generationOf(role: string): number }
+  log: Logger
 }): ExchangeDeps {
-  const { config, keys, audit, clock, iam, policy } = parts
+  const { config, keys, audit, clock, iam, policy, log } = parts
   const issueDeps = {
     keys, audit, clock, trustDomain: config.trust_domain, issuer: config.issuer,
     sciTokenProfile: config.scitoken.profile, generations: parts.generations,
@@ -42,5 +44,6 @@ export function exchangeDepsFrom(parts: {
     narrow: (decision, subject, subjectToken, ctx) => narrowAtIam(decision, subject, subjectToken, ctx, { exchanger: iam.exchanger, audit, clock }),
     audit,
     clock,
+    log,
   }
 }

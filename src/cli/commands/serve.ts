@@ -14,7 +14,8 @@ export async function serveCommand(argv: string[], io: CommandIo): Promise<numbe
   if (values.help) { io.out(HELP); return 0 }
   const config = loadConfig({ ...(values.config ? { file: values.config } : {}), env: io.env })
   const broker = await startBroker(config, { log: createLogger() })
-  io.out(`condor-token-broker serving at ${broker.url} (issuer ${config.issuer}, trust domain ${config.trust_domain})`)
+  const inForce = broker.services.config
+  io.out(`condor-token-broker serving at ${broker.url} (issuer ${inForce.issuer}, trust domain ${inForce.trust_domain})`)
   if (broker.devCaFile) io.out(`development CA: ${broker.devCaFile} (e.g. curl --cacert ${broker.devCaFile} ${broker.url}/healthz)`)
   const devIam = broker.services.devIam
   if (devIam) io.out(`DEVELOPMENT IAM (not for production): ${devIam.issuer} (clients and users: docs/dev-iam.md)`)

@@ -133,7 +133,7 @@ export async function useTokenApp(): Promise<TokenApp> {
   // Not start()ed: no SIGHUP handler or directory watch in tests.
   const policy = new PolicyHolder({ dir: policyDir, context: policyContextFromConfig(config, { IAM_ISSUER: iam.issuer }), log: silentLogger })
 
-  const exchangeDeps = exchangeDepsFrom({ config, keys, audit, clock, iam: adapter, policy, generations: revocations })
+  const exchangeDeps = exchangeDepsFrom({ config, keys, audit, clock, iam: adapter, policy, generations: revocations, log: silentLogger })
   const app = createApp({
     config, clock, keys, log: silentLogger,
     readiness: async () => ({ keys: 'ok' }),
