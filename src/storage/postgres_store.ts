@@ -96,9 +96,7 @@ export class PostgresStore extends ChainedStore {
   }
 
   protected async commitBatch(ops: WriteOp[]): Promise<void> {
-    const client = await this.#pool.connect()
-    try {
-      await client.query('BEGIN')
+    await inTransaction(this.#pool, async (client) => {
       // The row lock serializes every replica's batches: the chain stays one chain.
       const head = (await client.query<{ seq: number; hash: string }>('SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE')).rows[0]!
       let seq = head.seq
@@ -134,13 +132,7 @@ export class PostgresStore extends ChainedStore {
       }
       await flush()
       await client.query('UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1', [seq, prev])
-      await client.query('COMMIT')
-      client.release()
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => {})
-      client.release(err as Error)
-      throw err
-    }
+    })
   }
 
   protected async *scanRows(fromSeq: number): AsyncIterable<StoredRow> {
@@ -223,9 +215,7 @@ async function prunePrefix(client: pg.PoolClient, before: number, headSeq: numbe
 }
 
 async function migrate(pool: pg.Pool): Promise<void> {
-  const client = await pool.connect()
-  try {
-    await client.query('BEGIN')
+  await inTransaction(pool, async (client) => {
     await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK])
     await client.query('CREATE TABLE IF NOT EXISTS ctb_schema_version (version INT NOT NULL)')
     const cur = (await client.query<{ version: number }>('SELECT version FROM ctb_schema_version')).rows[0]
@@ -236,6 +226,15 @@ async function migrate(pool: pg.Pool): Promise<void> {
     for (let v = version; v < MIGRATIONS.length; v++) await client.query(MIGRATIONS[v]!)
     if (!cur) await client.query('INSERT INTO ctb_schema_version VALUES ($1)', [MIGRATIONS.length])
     else await client.query('UPDATE ctb_schema_version SET version = $1', [MIGRATIONS.length])
+  })
+}
+
+/** BEGIN … COMMIT on one pooled client; ROLLBACK and a discarded connection on any error. */
+async function inTransaction(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<void>): Promise<void> {
+  const client = await pool.connect()
+  try {
+    await client.query('BEGIN')
+    await fn(client)
     await client.query('COMMIT')
     client.release()
   } catch (err) {

@@ -1,28 +1,14 @@
-import { execFile } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { loadConfig } from '../../src/config.ts'
 import { silentLogger } from '../../src/lib/logger.ts'
 import { startBroker, type RunningBroker } from '../../src/server.ts'
 import { cli } from '../support/cli.ts'
 import { freePort, requireTool } from '../support/peers.ts'
+import { scitokensTool as scitokens } from '../support/scitokens.ts'
 import { trustSystemCa } from '../support/system_ca.ts'
-
-const run = promisify(execFile)
-
-/** Runs a scitokens-cpp tool with a private key cache, returning its exit code and output. */
-async function scitokens(tool: string, args: string[], home: string): Promise<{ code: number; out: string }> {
-  try {
-    const r = await run(tool, args, { timeout: 30_000, env: { ...process.env, HOME: home, XDG_CACHE_HOME: join(home, '.cache') } })
-    return { code: 0, out: `${r.stdout}${r.stderr}` }
-  } catch (err) {
-    const e = err as { code?: number; stdout?: string; stderr?: string }
-    return { code: typeof e.code === 'number' ? e.code : -1, out: `${e.stdout ?? ''}${e.stderr ?? ''}` }
-  }
-}
 
 function tamper(token: string): string {
   const [h, p, s] = token.split('.')

@@ -1,24 +1,12 @@
-import { execFile } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { claimsOf, exchangeForm, JWT, startE2e, type E2e } from '../support/broker_e2e.ts'
 import { freePort, requireTool } from '../support/peers.ts'
+import { scitokensTool as tool } from '../support/scitokens.ts'
 import { trustSystemCa } from '../support/system_ca.ts'
 
-const run = promisify(execFile)
-
-async function tool(cmd: string, args: string[], home: string): Promise<{ code: number; out: string }> {
-  try {
-    const r = await run(cmd, args, { timeout: 30_000, env: { ...process.env, HOME: home, XDG_CACHE_HOME: join(home, '.cache') } })
-    return { code: 0, out: `${r.stdout}${r.stderr}` }
-  } catch (err) {
-    const e = err as { code?: number; stdout?: string; stderr?: string }
-    return { code: typeof e.code === 'number' ? e.code : -1, out: `${e.stdout ?? ''}${e.stderr ?? ''}` }
-  }
-}
 
 /** Issue #4: a SciToken obtained through POST /token (IAM token in) is accepted by scitokens-cpp. */
 describe('POST /token SciTokens verify with scitokens-cpp', () => {

@@ -1,9 +1,9 @@
 import { execFileSync } from 'node:child_process'
 import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import pg from 'pg'
+import { freePort } from './peers.ts'
 
 /**
  * A throwaway PostgreSQL server for interop tests: initdb into a temp dir, listen on 127.0.0.1 at a free
@@ -26,16 +26,6 @@ export function findPostgresBin(): string {
   throw new Error('PostgreSQL server binaries (initdb, pg_ctl) not found under /usr/lib/postgresql/*/bin: install the Debian package `postgresql` (apt-get install postgresql)')
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer()
-    s.once('error', reject)
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port
-      s.close(() => resolve(port))
-    })
-  })
-}
 
 export async function startPostgres(): Promise<TestPostgres> {
   const bin = findPostgresBin()
