@@ -6,7 +6,7 @@ import { GroupCommitter, type GroupCommitOptions } from './group_commit.ts'
 
 /** One queued write. Results are filled in by the backend inside the transaction. */
 export type WriteOp =
-  | { kind: 'event'; body: string; cols: AuditColumns }
+  | { kind: 'event'; json: string }
   | { kind: 'revoke'; rev: NewRevocation; event: AuditEvent; result?: Revocation }
   | { kind: 'prune'; before: number; now: number; result?: PruneResult }
 
@@ -43,9 +43,11 @@ export abstract class ChainedStore implements BrokerStore {
   protected abstract closeBackend(): Promise<void>
 
   record(event: AuditEvent): Promise<void> {
-    // Encode before queueing: a bad event fails alone instead of failing the batch it would join.
+    // Validate and serialise before queueing: a bad event fails alone instead of failing the batch it
+    // would join. Only plain JSON is queued; the canonical form (sorted keys) and the columns are derived
+    // from it inside the commit, for SQLite in its writer thread, off the event loop (eventRow).
     assertStorableEvent(event)
-    return this.committer.submit({ kind: 'event', body: encodeEventBody(event), cols: columnsOf(event) })
+    return this.committer.submit({ kind: 'event', json: JSON.stringify(event) })
   }
 
   async revoke(rev: NewRevocation, event: AuditEvent): Promise<Revocation> {
@@ -89,6 +91,15 @@ export abstract class ChainedStore implements BrokerStore {
 /** The row for one op at `seq`, linked to `prevHash`. */
 export function chainRow(seq: number, prevHash: string, body: string, cols: AuditColumns): StoredRow {
   return { ...cols, seq, body, prev_hash: prevHash, hash: recordHash(seq, prevHash, body) }
+}
+
+/**
+ * The canonical body and indexed columns of a queued event. A JSON round trip of a plain-data AuditEvent
+ * is lossless, so the body is byte for byte what encodeEventBody(event) gives on the submitting thread.
+ */
+export function eventRow(json: string): { body: string; cols: AuditColumns } {
+  const e = JSON.parse(json) as AuditEvent
+  return { body: encodeEventBody(e), cols: columnsOf(e) }
 }
 
 /** Completes a revocation's audit event with what the transaction decided (id, generation). */

@@ -2,7 +2,7 @@ import type { AuditPage, AuditQuery } from '../audit/audit_log.ts'
 import { GENESIS_HASH, rowToRecord, type AuditColumns, type StoredRow } from '../audit/chain.ts'
 import { INITIAL_GENERATION, type Revocation } from '../revocation/revocation.ts'
 import {
-  ChainedStore, assertPageSize, chainRow, checkpointEventBody, decodeCursor, encodeCursor, equalityFilters,
+  ChainedStore, assertPageSize, chainRow, checkpointEventBody, decodeCursor, encodeCursor, equalityFilters, eventRow,
   revocationEventBody, type WriteOp,
 } from './chained_store.ts'
 import type { GroupCommitOptions } from './group_commit.ts'
@@ -38,7 +38,7 @@ export class MemoryStore extends ChainedStore {
     let nextId = (this.#revocations.at(-1)?.id ?? 0) + 1
     const results: Array<() => void> = []
     for (const op of ops) {
-      if (op.kind === 'event') append(op.body, op.cols)
+      if (op.kind === 'event') { const { body, cols } = eventRow(op.json); append(body, cols) }
       else if (op.kind === 'revoke') {
         let gen: number | undefined
         if (op.rev.kind === 'role') {

@@ -4,7 +4,7 @@ import { COLUMN_NAMES, GENESIS_HASH, rowToRecord, type AuditColumns, type Stored
 import { OperatorError } from '../errors.ts'
 import { INITIAL_GENERATION, type NewRevocation, type Revocation } from '../revocation/revocation.ts'
 import {
-  ChainedStore, assertPageSize, chainRow, checkpointEventBody, decodeCursor, encodeCursor, equalityFilters,
+  ChainedStore, assertPageSize, chainRow, checkpointEventBody, decodeCursor, encodeCursor, equalityFilters, eventRow,
   revocationEventBody, type WriteOp,
 } from './chained_store.ts'
 import type { GroupCommitOptions } from './group_commit.ts'
@@ -114,7 +114,7 @@ export class PostgresStore extends ChainedStore {
         rows.length = 0
       }
       for (const op of ops) {
-        if (op.kind === 'event') append(op.body, op.cols)
+        if (op.kind === 'event') { const { body, cols } = eventRow(op.json); append(body, cols) }
         else if (op.kind === 'revoke') {
           const rev = await insertRevocation(client, op.rev)
           const { body, cols } = revocationEventBody(op.event, rev)

@@ -5,7 +5,7 @@ import { COLUMN_NAMES, GENESIS_HASH, type AuditColumns } from '../audit/chain.ts
 import type { PruneResult } from '../audit/audit_log.ts'
 import { OperatorError } from '../errors.ts'
 import { INITIAL_GENERATION, type NewRevocation, type Revocation } from '../revocation/revocation.ts'
-import { chainRow, checkpointEventBody, revocationEventBody, type WriteOp } from './chained_store.ts'
+import { chainRow, checkpointEventBody, eventRow, revocationEventBody, type WriteOp } from './chained_store.ts'
 
 /**
  * `full` fsyncs the WAL at every commit: a record survives power loss, which is what "no token without its
@@ -127,7 +127,7 @@ export class SqliteChainWriter {
       }
       const results: OpResult[] = []
       for (const op of ops) {
-        if (op.kind === 'event') { append(op.body, op.cols); results.push(null) }
+        if (op.kind === 'event') { const { body, cols } = eventRow(op.json); append(body, cols); results.push(null) }
         else if (op.kind === 'revoke') {
           const rev = this.#insertRevocation(op.rev)
           const { body, cols } = revocationEventBody(op.event, rev)
