@@ -65,23 +65,38 @@ export class GroupCommitter<T> {
   async #drain(): Promise<void> {
     this.#running = true
     try {
-      while (this.#queue.length > 0) {
-        const batch = this.#queue.splice(0, this.#opts.maxBatch)
-        try {
-          await this.#commit(batch.map((p) => p.item))
+      let batch = this.#queue.splice(0, this.#opts.maxBatch)
+      let outcome = this.#start(batch)
+      while (batch.length > 0) {
+        const result = await outcome
+        // Hand the next batch (what queued during this commit) to the backend before settling this one:
+        // a writer thread starts its transaction at once instead of idling while this event-loop turn
+        // writes the responses and reads new requests (about 1 ms per commit under load, npm run bench).
+        const next = this.#queue.splice(0, this.#opts.maxBatch)
+        outcome = this.#start(next)
+        if (result.ok) {
           this.#batches++
           this.#items += batch.length
           for (const p of batch) p.resolve()
-        } catch (err) {
-          for (const p of batch) p.reject(err)
+        } else {
+          for (const p of batch) p.reject(result.err)
         }
-        // Let I/O callbacks run so requests that arrived during the commit join the next batch.
-        if (this.#queue.length > 0 && this.#queue.length < this.#opts.maxBatch) await new Promise<void>((r) => setImmediate(r))
+        batch = next
       }
     } finally {
       this.#running = false
       if (this.#queue.length > 0) this.#schedule()
       else for (const f of this.#idle.splice(0)) f()
+    }
+  }
+
+  /** Starts committing `batch` (nothing when empty); never rejects, so a failure is settled in order. */
+  #start(batch: Pending<T>[]): Promise<{ ok: true } | { ok: false; err: unknown }> {
+    if (batch.length === 0) return Promise.resolve({ ok: true })
+    try {
+      return Promise.resolve(this.#commit(batch.map((p) => p.item))).then(() => ({ ok: true as const }), (err: unknown) => ({ ok: false as const, err }))
+    } catch (err) {
+      return Promise.resolve({ ok: false, err })
     }
   }
 

@@ -1,0 +1,59 @@
+import { describe, expect, it } from 'vitest'
+import { GroupCommitter } from '../../src/storage/group_commit.ts'
+
+/** A backend whose commits finish only when the test says so, logging what happened in which order. */
+function manualBackend() {
+  const log: string[] = []
+  const open: Array<{ items: number[]; done: (err?: Error) => void }> = []
+  const commit = (items: number[]) => new Promise<void>((resolve, reject) => {
+    log.push(`start ${items.join(',')}`)
+    open.push({ items, done: (err) => (err ? reject(err) : resolve()) })
+  })
+  return { log, open, commit }
+}
+const turn = () => new Promise<void>((r) => setImmediate(r))
+
+describe('GroupCommitter', () => {
+  it('hands the next batch to the backend before settling the one that just committed', async () => {
+    const b = manualBackend()
+    const gc = new GroupCommitter<number>(b.commit)
+    const first = gc.submit(1).then(() => b.log.push('settled 1'))
+    await turn()
+    expect(b.log).toEqual(['start 1'])
+    const second = [gc.submit(2).then(() => b.log.push('settled 2')), gc.submit(3).then(() => b.log.push('settled 3'))]
+    b.open.shift()!.done()
+    await first
+    // Records queued during commit 1 went to the backend before commit 1's caller heard back.
+    expect(b.log).toEqual(['start 1', 'start 2,3', 'settled 1'])
+    b.open.shift()!.done()
+    await Promise.all(second)
+    expect(b.log).toEqual(['start 1', 'start 2,3', 'settled 1', 'settled 2', 'settled 3'])
+    expect(gc.stats()).toEqual({ batches: 2, items: 3, pending: 0 })
+    await gc.close()
+  })
+
+  it('fails only the batch that failed; one batch in flight at a time', async () => {
+    const b = manualBackend()
+    const gc = new GroupCommitter<number>(b.commit)
+    const r1 = gc.submit(1)
+    await turn()
+    const r2 = gc.submit(2)
+    await turn()
+    expect(b.open).toHaveLength(1)
+    b.open.shift()!.done(new Error('disk full'))
+    await expect(r1).rejects.toThrow('disk full')
+    expect(b.open.map((o) => o.items)).toEqual([[2]])
+    b.open.shift()!.done()
+    await expect(r2).resolves.toBeUndefined()
+    expect(gc.stats()).toEqual({ batches: 1, items: 1, pending: 0 })
+    await gc.close()
+  })
+
+  it('a commit that throws synchronously rejects its batch and the committer keeps going', async () => {
+    let calls = 0
+    const gc = new GroupCommitter<number>(() => { if (calls++ === 0) throw new Error('boom') })
+    await expect(gc.submit(1)).rejects.toThrow('boom')
+    await expect(gc.submit(2)).resolves.toBeUndefined()
+    await gc.close()
+  })
+})
