@@ -1,4 +1,4 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { spawnSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { request } from 'node:https'
@@ -7,21 +7,7 @@ import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { SqliteStore } from '../../src/storage/sqlite_store.ts'
 import { freePort } from '../support/peers.ts'
-
-const BIN = join(import.meta.dirname, '../../bin/condor-token-broker.js')
-
-/** Starts `serve` and resolves once it prints its address. */
-async function serve(env: NodeJS.ProcessEnv): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [BIN, 'serve'], { env, stdio: ['ignore', 'pipe', 'pipe'] })
-  let err = ''
-  child.stderr!.on('data', (c) => { err += c })
-  await new Promise<void>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`serve did not start: ${err.slice(-400)}`)), 30_000)
-    child.stdout!.on('data', (c: Buffer) => { if (c.toString().includes('serving at')) { clearTimeout(t); resolve() } })
-    child.once('exit', (code) => { clearTimeout(t); reject(new Error(`serve exited ${code}: ${err.slice(-400)}`)) })
-  })
-  return child
-}
+import { BIN, startServeProcess as serve, stopServeProcess } from '../support/serve_process.ts'
 
 function post(url: string, body: string, ca: Buffer): Promise<{ status: number; text: string }> {
   return new Promise((resolve, reject) => {
@@ -82,8 +68,7 @@ describe('serve killed with SIGKILL during concurrent issuance', () => {
     // Restart on the same data directory: it must start, and the chain must verify.
     const again = await serve(env)
     const verify = spawnSync(process.execPath, [BIN, 'audit', 'verify'], { env, encoding: 'utf8', timeout: 60_000 })
-    again.kill('SIGTERM')
-    await new Promise((r) => again.once('exit', r))
+    await stopServeProcess(again)
     expect(verify.stdout, verify.stderr).toMatch(/audit chain OK/)
     expect(verify.status).toBe(0)
 
