@@ -4,6 +4,7 @@ import {
   AccessDenied, BrokerError, InvalidRequest, InvalidScope, InvalidTarget, UnauthorizedClient,
 } from '../errors.ts'
 import type { SubjectTokenVerifier, VerifiedSubject } from '../iam/subject.ts'
+import { recordDenial } from './issue.ts'
 import type { Clock } from '../lib/clock.ts'
 import type { Logger } from '../lib/logger.ts'
 import type { Decision, DecisionRequest } from '../policy/decision.ts'
@@ -64,6 +65,8 @@ const DENIAL: Record<Extract<Decision, { allow: false }>['error'], new (d: strin
  */
 export async function exchangeToken(req: TokenExchangeRequest, ctx: RequestContext, deps: ExchangeDeps): Promise<TokenExchangeResponse> {
   let subject: VerifiedSubject | undefined
+  // The rule that refused, for the denial record; unset when the refusal came before the policy.
+  let deniedBy: string | undefined
   try {
     subject = await deps.iam.verify(req.subjectToken)
     const decision = deps.decide({
@@ -77,8 +80,8 @@ export async function exchangeToken(req: TokenExchangeRequest, ctx: RequestConte
       params: req.params,
     })
     if (!decision.allow) {
-      const Err = DENIAL[decision.error]
-      throw Object.assign(new Err(decision.reason), { policyRule: decision.ruleId })
+      deniedBy = decision.ruleId
+      throw new DENIAL[decision.error](decision.reason)
     }
     const issued = decision.tokenKind === 'access_token'
       ? await narrowOrRefuse(decision, subject, req.subjectToken, ctx, deps)
@@ -92,7 +95,20 @@ export async function exchangeToken(req: TokenExchangeRequest, ctx: RequestConte
       scope: issued.scope,
     }
   } catch (err) {
-    if (err instanceof BrokerError) await auditDenial(err, req, subject, ctx, deps)
+    if (err instanceof BrokerError) {
+      try {
+        await recordDenial(
+          { error: err.error, reason: err.description, ruleId: deniedBy },
+          { role: req.role, tokenKind: req.tokenKind, audience: req.audience, scopes: req.scopes, host: req.host, site: req.params.site },
+          { requestId: ctx.requestId, clientAddress: ctx.clientAddress, caller: subject },
+          deps,
+        )
+      } catch (storeErr) {
+        // The refusal stands either way (a failing store never turns a denial into a token), but an
+        // unrecorded denial is an operator's problem: say so.
+        deps.log.error('could not audit a denial', { err: storeErr, requestId: ctx.requestId, error: err.error })
+      }
+    }
     throw err
   }
 }
@@ -100,27 +116,4 @@ export async function exchangeToken(req: TokenExchangeRequest, ctx: RequestConte
 function narrowOrRefuse(decision: Allowed, subject: VerifiedSubject, token: string, ctx: RequestContext, deps: ExchangeDeps): Promise<IssuedToken> {
   if (!deps.narrow) throw new InvalidRequest('this broker is not configured as an IAM client; access_token cannot be issued')
   return deps.narrow(decision, subject, token, ctx)
-}
-
-async function auditDenial(err: BrokerError, req: TokenExchangeRequest, subject: VerifiedSubject | undefined, ctx: RequestContext, deps: ExchangeDeps): Promise<void> {
-  try {
-    await deps.audit.record({
-      type: 'token.denied',
-      time: deps.clock.now(),
-      requestId: ctx.requestId,
-      ...(ctx.clientAddress ? { clientAddress: ctx.clientAddress } : {}),
-      ...(subject ? { caller: { iss: subject.iss, sub: subject.sub, ...(subject.client_id ? { client_id: subject.client_id } : {}), groups: subject.groups } } : {}),
-      role: req.role,
-      ...(req.tokenKind ? { tokenKind: req.tokenKind } : {}),
-      ...(req.scopes ? { scopes: req.scopes } : {}),
-      audience: req.audience,
-      ...(typeof (err as { policyRule?: unknown }).policyRule === 'string' ? { policyRule: (err as unknown as { policyRule: string }).policyRule } : {}),
-      decision: 'deny',
-      reason: `${err.error}: ${err.description}`,
-    })
-  } catch (storeErr) {
-    // The refusal stands either way (a failing store never turns a denial into a token), but an
-    // unrecorded denial is an operator's problem: say so.
-    deps.log.error('could not audit a denial', { err: storeErr, requestId: ctx.requestId, error: err.error })
-  }
 }

@@ -141,11 +141,12 @@ export interface DenialRequest {
 }
 
 /**
- * Records a refusal. Resolves after commit and rejects if the store failed; the caller decides whether a
- * failed denial record turns the refusal into `server_error` (it never turns it into a token).
+ * Records a refusal: a policy denial, or any OAuth error raised while serving the request. Resolves after
+ * commit and rejects if the store failed; the caller decides what a failed denial record means (it never
+ * turns the refusal into a token).
  */
 export async function recordDenial(
-  decision: Extract<Decision, { allow: false }>,
+  decision: { allow?: false; error: string; reason: string; ruleId?: string | undefined },
   request: DenialRequest,
   ctx: Omit<IssueContext, 'caller'> & { caller?: VerifiedSubject },
   deps: Pick<IssueDeps, 'audit' | 'clock'>,
