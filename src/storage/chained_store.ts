@@ -2,7 +2,7 @@ import type { AuditEvent, AuditPage, AuditQuery, AuditRecord, AuditStore, ChainV
 import { assertStorableEvent, ChainVerifier, columnsOf, encodeEventBody, recordHash, rowToRecord, type AuditColumns, type CheckpointDetail, type StoredRow } from '../audit/chain.ts'
 import { InvalidRequest } from '../errors.ts'
 import type { NewRevocation, Revocation, RevocationStore } from '../revocation/revocation.ts'
-import { GroupCommitter, type GroupCommitOptions } from './group_commit.ts'
+import { GroupCommitter, type CommitStats, type Committer, type GroupCommitOptions } from './group_commit.ts'
 
 /** One queued write. Results are filled in by the backend inside the transaction. */
 export type WriteOp =
@@ -14,7 +14,7 @@ export type WriteOp =
 export interface BrokerStore extends AuditStore, RevocationStore {
   readonly backend: 'sqlite' | 'postgres' | 'memory'
   /** Group-commit counters (committed batches and records), for benchmarks and metrics. */
-  commitStats(): { batches: number; items: number; pending: number }
+  commitStats(): CommitStats
 }
 
 export const MAX_PAGE = 1000
@@ -25,10 +25,14 @@ export const MAX_PAGE = 1000
  */
 export abstract class ChainedStore implements BrokerStore {
   abstract readonly backend: 'sqlite' | 'postgres' | 'memory'
-  protected readonly committer: GroupCommitter<WriteOp>
+  protected readonly committer: Committer<WriteOp>
 
-  constructor(groupCommit: Partial<GroupCommitOptions> = {}) {
-    this.committer = new GroupCommitter<WriteOp>((ops) => this.commitBatch(ops), groupCommit)
+  /**
+   * By default writes are grouped here (GroupCommitter) and handed to `commitBatch`; a backend with its own
+   * write pipeline (the SQLite writer thread) passes its committer instead.
+   */
+  constructor(write: { groupCommit?: Partial<GroupCommitOptions>; committer?: Committer<WriteOp> } = {}) {
+    this.committer = write.committer ?? new GroupCommitter<WriteOp>((ops) => this.commitBatch(ops), write.groupCommit)
   }
 
   /** Writes all ops in one transaction, extending the chain from the locked head; throws to fail them all. */
@@ -64,7 +68,7 @@ export abstract class ChainedStore implements BrokerStore {
   }
 
   /** Group-commit counters (committed batches and records), for benchmarks and metrics. */
-  commitStats(): { batches: number; items: number; pending: number } {
+  commitStats(): CommitStats {
     return this.committer.stats()
   }
 

@@ -24,9 +24,21 @@ export class StoreOverloaded extends Error {
   }
 }
 
+/** Committed batches and items so far (items/batches is the achieved grouping) and writes still waiting. */
+export interface CommitStats { batches: number; items: number; pending: number }
+
+/** What a store needs from its write path: durable-on-resolve submission, counters, an orderly close. */
+export interface Committer<T> {
+  /** Resolves once the transaction holding `item` has committed; rejects if it failed. */
+  submit(item: T): Promise<void>
+  stats(): CommitStats
+  /** Waits for queued writes to finish, then refuses new ones. */
+  close(): Promise<void>
+}
+
 interface Pending<T> { item: T; resolve: () => void; reject: (err: unknown) => void }
 
-export class GroupCommitter<T> {
+export class GroupCommitter<T> implements Committer<T> {
   readonly #commit: (items: T[]) => Promise<void> | void
   readonly #opts: GroupCommitOptions
   #queue: Pending<T>[] = []
@@ -100,12 +112,10 @@ export class GroupCommitter<T> {
     }
   }
 
-  /** Committed batches and items so far: items/batches is the achieved grouping. */
-  stats(): { batches: number; items: number; pending: number } {
+  stats(): CommitStats {
     return { batches: this.#batches, items: this.#items, pending: this.#queue.length }
   }
 
-  /** Waits for queued writes to finish, then refuses new ones. */
   async close(): Promise<void> {
     this.#closed = true
     if (this.#queue.length === 0 && !this.#running && !this.#scheduled) return

@@ -19,7 +19,7 @@ export class MemoryStore extends ChainedStore {
   #generations = new Map<string, number>()
 
   constructor(options: { groupCommit?: Partial<GroupCommitOptions> } = {}) {
-    super(options.groupCommit)
+    super(options)
   }
 
   protected commitBatch(ops: WriteOp[]): void {

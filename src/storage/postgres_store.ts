@@ -70,7 +70,7 @@ export class PostgresStore extends ChainedStore {
   readonly #pool: pg.Pool
 
   private constructor(pool: pg.Pool, groupCommit?: Partial<GroupCommitOptions>) {
-    super(groupCommit)
+    super({ ...(groupCommit ? { groupCommit } : {}) })
     this.#pool = pool
   }
 

@@ -1,14 +1,11 @@
-import { extname } from 'node:path'
-import { fileURLToPath } from 'node:url'
-import { Worker } from 'node:worker_threads'
 import type { DatabaseSync, SQLInputValue, StatementSync } from 'node:sqlite'
 import type { AuditPage, AuditQuery } from '../audit/audit_log.ts'
 import { rowToRecord, type StoredRow } from '../audit/chain.ts'
 import type { Revocation } from '../revocation/revocation.ts'
 import { ChainedStore, assertPageSize, decodeCursor, encodeCursor, equalityFilters, type WriteOp } from './chained_store.ts'
-import type { GroupCommitOptions } from './group_commit.ts'
-import { openSqliteDb, SqliteChainWriter, type OpResult, type SqliteSynchronous } from './sqlite_writer.ts'
-import type { WriterReply, WriterRequest } from './sqlite_writer_thread.ts'
+import { DEFAULT_GROUP_COMMIT, type GroupCommitOptions } from './group_commit.ts'
+import { openSqliteDb, SqliteChainWriter, type SqliteSynchronous } from './sqlite_writer.ts'
+import { SqliteWriterClient } from './sqlite_writer_client.ts'
 
 export type { SqliteSynchronous } from './sqlite_writer.ts'
 
@@ -33,19 +30,25 @@ export class SqliteStore extends ChainedStore {
   readonly #db: DatabaseSync
   readonly #head: StatementSync
   readonly #inline: SqliteChainWriter | undefined
-  readonly #thread: WriterThread | undefined
 
   constructor(options: SqliteStoreOptions) {
-    super(options.groupCommit)
     // Opening here (synchronously) creates or migrates the schema before the writer thread connects.
-    this.#db = openSqliteDb(options)
+    const db = openSqliteDb(options)
+    const thread = (options.writer ?? 'thread') === 'thread'
+      ? new SqliteWriterClient({
+        file: options.file, synchronous: options.synchronous ?? 'full', busyTimeoutMs: options.busyTimeoutMs ?? 5000,
+        groupCommit: { ...DEFAULT_GROUP_COMMIT, ...options.groupCommit },
+      })
+      : undefined
+    super(thread ? { committer: thread } : { ...(options.groupCommit ? { groupCommit: options.groupCommit } : {}) })
+    this.#db = db
     this.#head = this.#db.prepare('SELECT seq, hash FROM audit_head WHERE id = 1')
-    if ((options.writer ?? 'thread') === 'inline') this.#inline = new SqliteChainWriter(this.#db)
-    else this.#thread = new WriterThread({ file: options.file, synchronous: options.synchronous ?? 'full', busyTimeoutMs: options.busyTimeoutMs ?? 5000 })
+    if (!thread) this.#inline = new SqliteChainWriter(this.#db)
   }
 
-  protected async commitBatch(ops: WriteOp[]): Promise<void> {
-    const results = this.#inline ? this.#inline.commit(ops) : await this.#thread!.commit(ops)
+  /** Inline mode only: the writer thread commits on its own (SqliteWriterClient). */
+  protected commitBatch(ops: WriteOp[]): void {
+    const results = this.#inline!.commit(ops)
     ops.forEach((op, i) => { if (op.kind !== 'event') op.result = results[i] as never })
   }
 
@@ -103,7 +106,6 @@ export class SqliteStore extends ChainedStore {
   }
 
   protected async closeBackend(): Promise<void> {
-    await this.#thread?.close()
     try { this.#db.exec('PRAGMA optimize') } catch { /* best effort: statistics only */ }
     this.#db.close()
   }
@@ -126,70 +128,5 @@ export function fromRevocationRow(r: RevocationRow): Revocation {
     ...(r.gen !== null ? { gen: Number(r.gen) } : {}),
     ...(r.reason !== null ? { reason: r.reason } : {}),
     ...(r.revoked_by !== null ? { revokedBy: r.revoked_by } : {}),
-  }
-}
-
-/**
- * The writer thread: one batch in flight at a time (the GroupCommitter guarantees it). Keeps the process
- * alive only while a commit is in flight. If the thread dies, every later commit fails: fail closed.
- */
-class WriterThread {
-  readonly #worker: Worker
-  readonly #ready: Promise<void>
-  #pending = new Map<number, { resolve: (r: OpResult[]) => void; reject: (e: Error) => void }>()
-  #nextId = 1
-  #inflight = 0
-  #dead: Error | undefined
-
-  constructor(options: { file: string; synchronous: SqliteSynchronous; busyTimeoutMs: number }) {
-    const ext = extname(fileURLToPath(import.meta.url))
-    this.#worker = new Worker(new URL(`./sqlite_writer_thread${ext}`, import.meta.url), { workerData: options })
-    let ready!: () => void
-    this.#ready = new Promise<void>((r) => { ready = r })
-    this.#worker.on('message', (m: WriterReply) => {
-      if (m.id === 0) { ready(); return }
-      const p = this.#pending.get(m.id)
-      this.#pending.delete(m.id)
-      if ('error' in m) p?.reject(new Error(`audit write failed: ${m.error}`))
-      else p?.resolve(m.results as OpResult[])
-    })
-    const die = (err: Error) => {
-      this.#dead ??= err
-      ready()
-      for (const p of this.#pending.values()) p.reject(this.#dead)
-      this.#pending.clear()
-    }
-    this.#worker.on('error', (err: Error) => die(new Error(`audit writer thread failed: ${err.message}`)))
-    this.#worker.on('exit', () => die(new Error('audit writer thread has stopped')))
-    this.#worker.unref()
-  }
-
-  async commit(ops: WriteOp[]): Promise<OpResult[]> {
-    // Keep the process alive from the first await until the reply: a caller awaiting its record must not
-    // see the process exit under it.
-    this.#inflight++
-    this.#worker.ref()
-    try {
-      await this.#ready
-      if (this.#dead) throw this.#dead
-      const id = this.#nextId++
-      return await new Promise<OpResult[]>((resolve, reject) => {
-        this.#pending.set(id, { resolve, reject })
-        this.#worker.postMessage({ id, ops } satisfies WriterRequest)
-      })
-    } finally {
-      if (--this.#inflight === 0) this.#worker.unref()
-    }
-  }
-
-  async close(): Promise<void> {
-    // Hold the process open while waiting: a read-only CLI command never committed, so the unref'd
-    // worker may not have said it is ready yet, and Node would exit (status 13) under the await.
-    this.#worker.ref()
-    await this.#ready
-    if (this.#dead) return
-    const exited = new Promise<void>((r) => this.#worker.once('exit', () => r()))
-    this.#worker.postMessage('close')
-    await exited
   }
 }

@@ -1,0 +1,116 @@
+import { extname } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { Worker } from 'node:worker_threads'
+import type { WriteOp } from './chained_store.ts'
+import { StoreOverloaded, type CommitStats, type Committer, type GroupCommitOptions } from './group_commit.ts'
+import type { SqliteOpenOptions } from './sqlite_writer.ts'
+import type { WriterOptions, WriterReply, WriterSubmit } from './sqlite_writer_thread.ts'
+
+interface Pending { op: WriteOp; resolve: () => void; reject: (err: Error) => void }
+
+/**
+ * The main thread's side of the SQLite writer thread: numbers each op, streams the ops produced in one
+ * event-loop turn as one message, and settles them as the thread reports their transactions. Commits
+ * come back in submission order, so the waiting ops are a plain FIFO. If the thread dies, every waiting
+ * and later write fails: fail closed. Keeps the process alive only while writes are waiting.
+ */
+export class SqliteWriterClient implements Committer<WriteOp> {
+  readonly #worker: Worker
+  readonly #maxPending: number
+  /** Submitted, not yet settled, oldest first; `#waiting[0]` has number `#firstWaiting`. */
+  #waiting: Pending[] = []
+  #firstWaiting = 1
+  #outbox: WriteOp[] = []
+  #outboxFirst = 1
+  #flushScheduled = false
+  #closed = false
+  #dead: Error | undefined
+  #drained: Array<() => void> = []
+  #batches = 0
+  #items = 0
+
+  constructor(options: SqliteOpenOptions & { groupCommit: GroupCommitOptions }) {
+    const { groupCommit, ...open } = options
+    const workerData: WriterOptions = { ...open, maxBatch: groupCommit.maxBatch, maxWaitMs: groupCommit.maxWaitMs }
+    this.#maxPending = groupCommit.maxPending
+    const ext = extname(fileURLToPath(import.meta.url))
+    this.#worker = new Worker(new URL(`./sqlite_writer_thread${ext}`, import.meta.url), { workerData })
+    this.#worker.on('message', (m: WriterReply) => this.#settle(m))
+    this.#worker.on('error', (err: Error) => this.#die(new Error(`audit writer thread failed: ${err.message}`)))
+    this.#worker.on('exit', () => this.#die(new Error('audit writer thread has stopped')))
+    this.#worker.unref()
+  }
+
+  submit(op: WriteOp): Promise<void> {
+    if (this.#closed) return Promise.reject(new Error('audit store is closed'))
+    if (this.#dead) return Promise.reject(this.#dead)
+    if (this.#waiting.length >= this.#maxPending) return Promise.reject(new StoreOverloaded(this.#waiting.length))
+    return new Promise<void>((resolve, reject) => {
+      if (this.#waiting.length === 0) this.#worker.ref()
+      this.#waiting.push({ op, resolve, reject })
+      if (this.#outbox.length === 0) this.#outboxFirst = this.#firstWaiting + this.#waiting.length - 1
+      this.#outbox.push(op)
+      if (!this.#flushScheduled) {
+        this.#flushScheduled = true
+        setImmediate(() => this.#flush())
+      }
+    })
+  }
+
+  #flush(): void {
+    this.#flushScheduled = false
+    if (this.#outbox.length === 0 || this.#dead) return
+    const msg: WriterSubmit = { first: this.#outboxFirst, ops: this.#outbox }
+    this.#outbox = []
+    this.#worker.postMessage(msg)
+  }
+
+  #settle(m: WriterReply): void {
+    if (m.first !== this.#firstWaiting) { this.#die(new Error(`audit writer out of step: committed ${m.first}, expected ${this.#firstWaiting}`)); return }
+    const done = this.#waiting.splice(0, m.last - m.first + 1)
+    this.#firstWaiting = m.last + 1
+    if ('error' in m) {
+      const err = new Error(`audit write failed: ${m.error}`)
+      for (const p of done) p.reject(err)
+    } else {
+      this.#batches++
+      this.#items += done.length
+      for (const [n, result] of m.results) {
+        const op = done[n - m.first]?.op
+        if (op && op.kind !== 'event') op.result = result as never
+      }
+      for (const p of done) p.resolve()
+    }
+    this.#afterSettle()
+  }
+
+  #afterSettle(): void {
+    if (this.#waiting.length > 0) return
+    this.#worker.unref()
+    for (const f of this.#drained.splice(0)) f()
+  }
+
+  #die(err: Error): void {
+    this.#dead ??= err
+    const failed = this.#waiting.splice(0)
+    this.#firstWaiting += failed.length
+    this.#outbox = []
+    for (const p of failed) p.reject(this.#dead)
+    this.#afterSettle()
+  }
+
+  stats(): CommitStats {
+    return { batches: this.#batches, items: this.#items, pending: this.#waiting.length }
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true
+    if (this.#waiting.length > 0) await new Promise<void>((r) => this.#drained.push(r))
+    if (this.#dead) return
+    // Hold the process open until the thread has closed the database.
+    this.#worker.ref()
+    const exited = new Promise<void>((r) => this.#worker.once('exit', () => r()))
+    this.#worker.postMessage('close')
+    await exited
+  }
+}
