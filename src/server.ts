@@ -1,10 +1,12 @@
 import { readFileSync } from 'node:fs'
+import { createServer as createHttpServer, type IncomingMessage, type RequestListener, type ServerResponse } from 'node:http'
 import { createServer as createHttpsServer } from 'node:https'
 import { createServer as createNetServer, type AddressInfo } from 'node:net'
 import { serve } from '@hono/node-server'
 import { createApp } from './app.ts'
 import type { Config } from './config.ts'
 import { OperatorError } from './errors.ts'
+import { tokenFastPath, type NodeRequestHandler } from './http/token_fast_path.ts'
 import { buildServices, type BrokerServices } from './services.ts'
 import { systemClock, type Clock } from './lib/clock.ts'
 import type { Logger } from './lib/logger.ts'
@@ -78,11 +80,16 @@ async function listen(services: BrokerServices, clock: Clock, log: Logger): Prom
     }
   }
 
+  const fast = tokenFastPath(services.exchange, log)
   const server = await new Promise<ReturnType<typeof serve>>((resolve, reject) => {
     const s = serve(
-      tls
-        ? { fetch: app.fetch, port: config.listen.port, hostname: config.listen.host, createServer: createHttpsServer, serverOptions: tls }
-        : { fetch: app.fetch, port: config.listen.port, hostname: config.listen.host },
+      {
+        fetch: app.fetch, port: config.listen.port, hostname: config.listen.host,
+        createServer: ((options: object, honoListener: RequestListener) => tls
+          ? createHttpsServer(options, ahead(fast, honoListener))
+          : createHttpServer(options, ahead(fast, honoListener))) as never,
+        serverOptions: tls ?? {},
+      },
       () => resolve(s),
     )
     s.once('error', (err: NodeJS.ErrnoException) =>
@@ -104,5 +111,12 @@ async function listen(services: BrokerServices, clock: Clock, log: Logger): Prom
       })
       await services.close()
     },
+  }
+}
+
+/** `first` answers what it recognises (POST /token); everything else goes to the hono app. */
+function ahead(first: NodeRequestHandler, rest: RequestListener): RequestListener {
+  return (req: IncomingMessage, res: ServerResponse) => {
+    if (!first(req, res)) rest(req, res)
   }
 }

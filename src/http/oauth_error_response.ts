@@ -1,21 +1,40 @@
 import type { Context } from 'hono'
+import type { ContentfulStatusCode } from 'hono/utils/http-status'
 import { BrokerError } from '../errors.ts'
 import type { Logger } from '../lib/logger.ts'
+
+/** Headers every token-endpoint response carries, success or error (RFC 6749 §5.1). */
+export const NO_STORE_HEADERS = { 'Cache-Control': 'no-store', Pragma: 'no-cache' } as const
+
+/** An OAuth error as status, JSON body and extra headers, independent of the HTTP framework. */
+export interface OAuthErrorReply {
+  status: ContentfulStatusCode
+  body: { error: string; error_description?: string }
+  headers: Record<string, string>
+}
 
 /**
  * The only place that decides what an error looks like on the wire (RFC 6749 §5.2). Internal errors
  * show only `server_error`; their details go to the log with the request id.
  */
+export function oauthErrorReply(err: unknown, log: Logger, requestId: string | undefined): OAuthErrorReply {
+  if (err instanceof BrokerError) {
+    return {
+      status: err.status,
+      body: { error: err.error, error_description: toErrorDescription(err.description) },
+      headers: { ...NO_STORE_HEADERS, ...(err.status === 401 ? { 'WWW-Authenticate': 'Basic realm="condor-token-broker"' } : {}) },
+    }
+  }
+  log.error('unhandled error', { err, requestId })
+  return { status: 500, body: { error: 'server_error' }, headers: { ...NO_STORE_HEADERS } }
+}
+
+/** oauthErrorReply as hono's onError handler. */
 export function oauthErrorResponse(log: Logger) {
   return (err: unknown, c: Context): Response => {
-    c.header('Cache-Control', 'no-store')
-    c.header('Pragma', 'no-cache')
-    if (err instanceof BrokerError) {
-      if (err.status === 401) c.header('WWW-Authenticate', 'Basic realm="condor-token-broker"')
-      return c.json({ error: err.error, error_description: toErrorDescription(err.description) }, err.status)
-    }
-    log.error('unhandled error', { err, requestId: c.get('requestId') })
-    return c.json({ error: 'server_error' }, 500)
+    const reply = oauthErrorReply(err, log, c.get('requestId'))
+    for (const [name, value] of Object.entries(reply.headers)) c.header(name, value)
+    return c.json(reply.body, reply.status)
   }
 }
 

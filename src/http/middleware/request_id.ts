@@ -7,11 +7,15 @@ declare module 'hono' {
   }
 }
 
-/** Tags each request with an id (the caller's X-Request-Id if sane) for logs and audit records. */
+/** The caller's X-Request-Id if sane (so logs line up across hops), else a fresh UUID. */
+export function requestIdFrom(given: string | undefined): string {
+  return given && /^[A-Za-z0-9._-]{1,64}$/.test(given) ? given : randomUUID()
+}
+
+/** Tags each request with an id for logs and audit records, and echoes it in X-Request-Id. */
 export function requestId(): MiddlewareHandler {
   return async (c, next) => {
-    const given = c.req.header('x-request-id')
-    const id = given && /^[A-Za-z0-9._-]{1,64}$/.test(given) ? given : randomUUID()
+    const id = requestIdFrom(c.req.header('x-request-id'))
     c.set('requestId', id)
     c.header('X-Request-Id', id)
     await next()

@@ -3,25 +3,24 @@ import { Hono, type Context } from 'hono'
 import { parseTokenExchangeRequest, type TokenExchangeRequest } from '../../contract/token_request.ts'
 import { InvalidRequest } from '../../errors.ts'
 import { clientAddress } from '../client_address.ts'
+import { NO_STORE_HEADERS } from '../oauth_error_response.ts'
+import { bodyTooLarge, MAX_BODY_BYTES, parseFormBody, readNodeBody } from '../token_request_body.ts'
 import type { RequestContext, TokenExchangeResponse } from '../../issuance/exchange.ts'
-
-/** Whole form bodies above this are refused before parsing (a subject token is at most 16 KiB). */
-const MAX_BODY_BYTES = 32 * 1024
 
 export type Exchange = (req: TokenExchangeRequest, ctx: RequestContext) => Promise<TokenExchangeResponse>
 
 /**
  * POST /token: RFC 8693 token exchange. Form-encoded in, JSON out, never cached (RFC 6749 §5.1).
- * Errors are thrown as BrokerError and shaped once by oauthErrorResponse.
+ * Errors are thrown as BrokerError and shaped once by oauthErrorReply. Under `serve`, POST /token is
+ * answered by token_fast_path.ts with the same pieces; this route serves app.request() and other adapters.
  */
 export function tokenRoutes(exchange: Exchange): Hono {
   const app = new Hono()
   app.post('/token', async (c) => {
-    const form = await readForm(c)
+    const form = parseFormBody(c.req.header('content-type'), await readBoundedBody(c))
     const req = parseTokenExchangeRequest(form)
     const res = await exchange(req, { requestId: c.get('requestId'), ...clientAddress(c) })
-    c.header('Cache-Control', 'no-store')
-    c.header('Pragma', 'no-cache')
+    for (const [name, value] of Object.entries(NO_STORE_HEADERS)) c.header(name, value)
     return c.json(res)
   })
   app.all('/token', () => {
@@ -30,31 +29,11 @@ export function tokenRoutes(exchange: Exchange): Hono {
   return app
 }
 
-async function readForm(c: Context): Promise<Record<string, string | string[]>> {
-  const type = c.req.header('content-type') ?? ''
-  if (!/^application\/x-www-form-urlencoded\s*(;|$)/i.test(type)) {
-    throw new InvalidRequest('the request body must be application/x-www-form-urlencoded')
-  }
-  const form: Record<string, string | string[]> = {}
-  for (const [k, v] of new URLSearchParams(await readBoundedBody(c))) {
-    const prev = form[k]
-    form[k] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v]
-  }
-  return form
-}
-
-/**
- * The body as UTF-8 text, at most MAX_BODY_BYTES bytes. A chunked upload (no Content-Length) is read
- * only up to the limit and then cancelled, so an oversized body costs 32 KiB of memory, not its size.
- */
+/** The body as UTF-8 text, at most MAX_BODY_BYTES bytes, from the Node request when there is one. */
 async function readBoundedBody(c: Context): Promise<string> {
-  const tooLarge = () => new InvalidRequest(`request body larger than ${MAX_BODY_BYTES} bytes`)
-  const declared = Number(c.req.header('content-length') ?? '0')
-  if (declared > MAX_BODY_BYTES) throw tooLarge()
-  // Under @hono/node-server, read the Node request directly: wrapping it in a Web ReadableStream cost
-  // about 0.2 ms of CPU per request, most of POST /token's HTTP overhead (npm run bench).
+  if (Number(c.req.header('content-length') ?? '0') > MAX_BODY_BYTES) throw bodyTooLarge()
   const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming
-  if (incoming && !incoming.readableDidRead) return readIncoming(incoming, tooLarge)
+  if (incoming && !incoming.readableDidRead) return readNodeBody(incoming)
   const stream = c.req.raw.body
   if (!stream) return ''
   const reader = stream.getReader()
@@ -69,34 +48,5 @@ async function readBoundedBody(c: Context): Promise<string> {
     chunks.push(value)
   }
   await reader.cancel().catch(() => undefined)
-  throw tooLarge()
-}
-
-/** Collects at most MAX_BODY_BYTES of a Node request body; stops buffering (and rejects) beyond that. */
-function readIncoming(incoming: IncomingMessage, tooLarge: () => Error): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = []
-    let size = 0
-    const onData = (chunk: Buffer) => {
-      size += chunk.length
-      if (size > MAX_BODY_BYTES) {
-        cleanup()
-        // Node discards the rest of the body after the response; nothing more is buffered.
-        incoming.resume()
-        reject(tooLarge())
-        return
-      }
-      chunks.push(chunk)
-    }
-    const onEnd = () => { cleanup(); resolve(Buffer.concat(chunks).toString('utf8')) }
-    const onError = (err: Error) => { cleanup(); reject(err) }
-    const cleanup = () => {
-      incoming.off('data', onData)
-      incoming.off('end', onEnd)
-      incoming.off('error', onError)
-    }
-    incoming.on('data', onData)
-    incoming.on('end', onEnd)
-    incoming.on('error', onError)
-  })
+  throw bodyTooLarge()
 }

@@ -1,0 +1,61 @@
+import type { IncomingMessage } from 'node:http'
+import { InvalidRequest } from '../errors.ts'
+
+/** Whole form bodies above this are refused before parsing (a subject token is at most 16 KiB). */
+export const MAX_BODY_BYTES = 32 * 1024
+
+export type FormFields = Record<string, string | string[]>
+
+export function bodyTooLarge(): InvalidRequest {
+  return new InvalidRequest(`request body larger than ${MAX_BODY_BYTES} bytes`)
+}
+
+/**
+ * RFC 6749 §4.5 / RFC 8693 §2.1: the token endpoint takes application/x-www-form-urlencoded. Repeated
+ * names become arrays so the contract layer can refuse them (a parameter must not appear twice).
+ */
+export function parseFormBody(contentType: string | undefined, body: string): FormFields {
+  if (!/^application\/x-www-form-urlencoded\s*(;|$)/i.test(contentType ?? '')) {
+    throw new InvalidRequest('the request body must be application/x-www-form-urlencoded')
+  }
+  const form: FormFields = {}
+  for (const [k, v] of new URLSearchParams(body)) {
+    const prev = form[k]
+    form[k] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v]
+  }
+  return form
+}
+
+/**
+ * Collects a Node request body as UTF-8, at most MAX_BODY_BYTES: a declared larger body is refused before
+ * reading, and a chunked one stops being buffered (and is refused) once past the limit, so an oversized
+ * body costs 32 KiB of memory, not its size.
+ */
+export function readNodeBody(incoming: IncomingMessage): Promise<string> {
+  if (Number(incoming.headers['content-length'] ?? '0') > MAX_BODY_BYTES) return Promise.reject(bodyTooLarge())
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = []
+    let size = 0
+    const onData = (chunk: Buffer) => {
+      size += chunk.length
+      if (size > MAX_BODY_BYTES) {
+        cleanup()
+        // Node discards the rest of the body after the response; nothing more is buffered.
+        incoming.resume()
+        reject(bodyTooLarge())
+        return
+      }
+      chunks.push(chunk)
+    }
+    const onEnd = () => { cleanup(); resolve(chunks.length === 1 ? chunks[0]!.toString('utf8') : Buffer.concat(chunks).toString('utf8')) }
+    const onError = (err: Error) => { cleanup(); reject(err) }
+    const cleanup = () => {
+      incoming.off('data', onData)
+      incoming.off('end', onEnd)
+      incoming.off('error', onError)
+    }
+    incoming.on('data', onData)
+    incoming.on('end', onEnd)
+    incoming.on('error', onError)
+  })
+}
