@@ -4,6 +4,7 @@ import { rowToRecord, type StoredRow } from '../audit/chain.ts'
 import type { Revocation } from '../revocation/revocation.ts'
 import { ChainedStore, assertPageSize, decodeCursor, encodeCursor, equalityFilters, type WriteOp } from './chained_store.ts'
 import { DEFAULT_GROUP_COMMIT, type GroupCommitOptions } from './group_commit.ts'
+import { JtiIndex } from './jti_index.ts'
 import { openSqliteDb, SqliteChainWriter, type SqliteSynchronous } from './sqlite_writer.ts'
 import { SqliteWriterClient } from './sqlite_writer_client.ts'
 
@@ -23,13 +24,20 @@ export interface SqliteStoreOptions {
 }
 
 const SCAN_CHUNK = 5000
+/** Rows read per step while the jti index catches up; the event loop runs between steps (~5 ms each). */
+const JTI_CHUNK = 5000
 
 /** The embedded default: one file under data/, WAL, group commit. */
 export class SqliteStore extends ChainedStore {
   readonly backend = 'sqlite' as const
   readonly #db: DatabaseSync
   readonly #head: StatementSync
+  readonly #firstSeq: StatementSync
   readonly #inline: SqliteChainWriter | undefined
+  readonly #jti = new JtiIndex()
+  /** Highest seq the jti index has seen; rows above it are read in before a lookup. */
+  #jtiThrough = 0
+  #jtiCatchUp: Promise<void> | undefined
 
   constructor(options: SqliteStoreOptions) {
     // Opening here (synchronously) creates or migrates the schema before the writer thread connects.
@@ -43,7 +51,10 @@ export class SqliteStore extends ChainedStore {
     super(thread ? { committer: thread } : { ...(options.groupCommit ? { groupCommit: options.groupCommit } : {}) })
     this.#db = db
     this.#head = this.#db.prepare('SELECT seq, hash FROM audit_head WHERE id = 1')
+    this.#firstSeq = this.#db.prepare('SELECT min(seq) AS seq FROM audit_log')
     if (!thread) this.#inline = new SqliteChainWriter(this.#db)
+    // A serving broker builds the jti index in the background so the first lookup by jti is quick.
+    else this.#catchUpJti().catch(() => { /* retried by the next lookup */ })
   }
 
   /** Inline mode only: the writer thread commits on its own (SqliteWriterClient). */
@@ -71,6 +82,13 @@ export class SqliteStore extends ChainedStore {
     assertPageSize(q.limit)
     const where: string[] = []
     const args: SQLInputValue[] = []
+    if (q.jti !== undefined) {
+      // No SQL index on jti (see jti_index.ts): narrow to the candidate rows; `jti = ?` below re-checks.
+      await this.#jtiUpToDate()
+      const seqs = this.#jti.candidates(q.jti)
+      if (seqs.length === 0) return { records: [] }
+      where.push(`seq IN (${seqs.map(Number).join(', ')})`)
+    }
     for (const [col, v] of equalityFilters(q)) {
       // A literal, not a parameter: only then can SQLite prove the partial index audit_denied applies.
       if (col === 'decision') where.push(v === 'deny' ? "decision = 'deny'" : "decision = 'allow'")
@@ -90,6 +108,36 @@ export class SqliteStore extends ChainedStore {
     return {
       records: page.map(rowToRecord),
       ...(rows.length > q.limit && last ? { nextCursor: encodeCursor(last.time, last.seq) } : {}),
+    }
+  }
+
+  /** Brings the jti index up to the head as of this call (a pass already running may have started earlier). */
+  async #jtiUpToDate(): Promise<void> {
+    const target = (this.#head.get() as { seq: number }).seq
+    for (let pass = 0; pass < 3 && this.#jtiThrough < target; pass++) await this.#catchUpJti()
+  }
+
+  /** One shared pass at a time: reads rows added since the last (by this process or any other). */
+  #catchUpJti(): Promise<void> {
+    if (!this.#jtiCatchUp) {
+      const run = this.#readJtiRows()
+      this.#jtiCatchUp = run
+      const done = () => { if (this.#jtiCatchUp === run) this.#jtiCatchUp = undefined }
+      run.then(done, done)
+    }
+    return this.#jtiCatchUp
+  }
+
+  /** Reads rows up to the current head in bounded steps, yielding to the event loop between steps. */
+  async #readJtiRows(): Promise<void> {
+    const head = (this.#head.get() as { seq: number }).seq
+    const first = (this.#firstSeq.get() as { seq: number | null }).seq ?? 1
+    const step = this.#db.prepare('SELECT seq, jti FROM audit_log WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?')
+    for (let n = 0; this.#jtiThrough < head && n <= head / JTI_CHUNK + 1; n++) {
+      if (n > 0) await new Promise((r) => setImmediate(r))
+      const rows = step.all(this.#jtiThrough, head, JTI_CHUNK) as Array<{ seq: number; jti: string | null }>
+      for (const r of rows) if (r.jti !== null) this.#jti.add(r.jti, r.seq, first)
+      this.#jtiThrough = rows.length < JTI_CHUNK ? head : rows.at(-1)!.seq
     }
   }
 

@@ -45,6 +45,9 @@ const MIGRATIONS: readonly string[] = [
      until INTEGER NOT NULL, gen INTEGER, reason TEXT, revoked_by TEXT);
    CREATE INDEX revocations_until ON revocations(until);
    CREATE TABLE role_generations (role TEXT PRIMARY KEY, gen INTEGER NOT NULL);`,
+  // jti is random: its index cost one WAL page per record, half the writer's work. Lookups by jti use an
+  // in-memory index built from the log instead (jti_index.ts).
+  'DROP INDEX IF EXISTS audit_jti;',
 ]
 
 /** Opens a connection with the store's pragmas and brings the schema up to date. */

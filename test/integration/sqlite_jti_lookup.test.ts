@@ -1,0 +1,70 @@
+// Lookups by jti on the SQLite store go through an in-memory index built from the log (jti_index.ts), not an
+// SQL index: it must see rows written by other connections, survive reopening, and upgrade old files.
+import { join } from 'node:path'
+import { DatabaseSync } from 'node:sqlite'
+import { describe, expect, it } from 'vitest'
+import type { AuditEvent } from '../../src/audit/audit_log.ts'
+import { SqliteStore } from '../../src/storage/sqlite_store.ts'
+import { tempDir } from '../support/tmp.ts'
+
+const T0 = 1_800_000_000
+const issued = (i: number, jti = `jti-${i}`): AuditEvent => ({
+  type: 'token.issued', time: T0 + i, requestId: `r-${i}`, caller: { sub: 'provisioner' }, role: 'startd',
+  tokenKind: 'idtoken', issuedSub: `startd-${i}@pool.example.org`, jti, decision: 'allow',
+})
+const jtisOf = async (s: SqliteStore, jti: string, extra: Partial<Parameters<SqliteStore['query']>[0]> = {}) =>
+  (await s.query({ limit: 100, jti, ...extra })).records.map((r) => r.seq)
+
+describe('SQLite lookups by jti', () => {
+  it('finds records written by this store, by another connection meanwhile, and after reopening', async () => {
+    const file = join(tempDir(), 'a.db')
+    const a = new SqliteStore({ file })
+    await Promise.all(Array.from({ length: 30 }, (_, i) => a.record(issued(i + 1))))
+    expect(await jtisOf(a, 'jti-17')).toHaveLength(1)
+    // Another process (here: another store on the same file, as the CLI would be) appends after that lookup.
+    const b = new SqliteStore({ file, writer: 'inline' })
+    await b.record(issued(31, 'jti-17'))
+    await b.record(issued(32))
+    await b.close()
+    expect(await jtisOf(a, 'jti-17')).toHaveLength(2)
+    expect(await jtisOf(a, 'jti-32')).toEqual([32])
+    expect(await jtisOf(a, 'jti-999')).toEqual([])
+    // Other filters still apply to the candidates.
+    expect(await jtisOf(a, 'jti-17', { to: T0 + 20 })).toHaveLength(1)
+    await a.close()
+    const c = new SqliteStore({ file, writer: 'inline' })
+    expect(await jtisOf(c, 'jti-17')).toHaveLength(2)
+    await c.close()
+  })
+
+  it('sees a record the moment its record() resolved, even while an older catch-up pass is running', async () => {
+    // Inline writer: commits run at the next event-loop turn, so the interleaving below is deterministic.
+    const file = join(tempDir(), 'a.db')
+    const s = new SqliteStore({ file, writer: 'inline' })
+    await Promise.all(Array.from({ length: 12_000 }, (_, i) => s.record(issued(i + 1))))
+    const slow = jtisOf(s, 'jti-1') // starts a pass up to seq 12,000 that yields between 5,000-row steps
+    await s.record(issued(20_000)) // commits as seq 12,001 while that pass is still running
+    const [fresh, old] = await Promise.all([jtisOf(s, 'jti-20000'), slow])
+    expect(fresh).toEqual([12_001])
+    expect(old).toEqual([1])
+    await s.close()
+  })
+
+  it('drops the old SQL jti index when it opens a file of schema version 1', async () => {
+    const file = join(tempDir(), 'a.db')
+    const s = new SqliteStore({ file, writer: 'inline' })
+    await s.record(issued(1))
+    await s.close()
+    // Put the file back to what version 1 of the broker wrote.
+    const raw = new DatabaseSync(file)
+    raw.exec('CREATE INDEX audit_jti ON audit_log(jti); PRAGMA user_version = 1')
+    raw.close()
+    const reopened = new SqliteStore({ file, writer: 'inline' })
+    expect(await jtisOf(reopened, 'jti-1')).toEqual([1])
+    await reopened.close()
+    const check = new DatabaseSync(file)
+    expect(check.prepare("SELECT count(*) AS n FROM sqlite_master WHERE name = 'audit_jti'").get()).toEqual({ n: 0 })
+    expect(check.prepare('PRAGMA user_version').get()).toEqual({ user_version: 2 })
+    check.close()
+  })
+})
