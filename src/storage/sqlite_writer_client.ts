@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url'
 import { Worker } from 'node:worker_threads'
 import type { WriteOp } from './chained_store.ts'
 import { StoreOverloaded, type CommitStats, type Committer, type GroupCommitOptions } from './group_commit.ts'
+import type { CheckpointTuning } from './sqlite_checkpointer.ts'
 import type { SqliteOpenOptions } from './sqlite_writer.ts'
 import type { WriterOptions, WriterReply, WriterSubmit } from './sqlite_writer_thread.ts'
 
@@ -29,7 +30,7 @@ export class SqliteWriterClient implements Committer<WriteOp> {
   #batches = 0
   #items = 0
 
-  constructor(options: SqliteOpenOptions & { groupCommit: GroupCommitOptions }) {
+  constructor(options: SqliteOpenOptions & { groupCommit: GroupCommitOptions; checkpoint?: CheckpointTuning }) {
     const { groupCommit, ...open } = options
     const workerData: WriterOptions = { ...open, maxBatch: groupCommit.maxBatch, maxWaitMs: groupCommit.maxWaitMs }
     this.#maxPending = groupCommit.maxPending

@@ -8,6 +8,7 @@
 // loop to read the reply and send the next batch (half of each cycle at 32 connections, npm run bench).
 import { parentPort, workerData } from 'node:worker_threads'
 import type { WriteOp } from './chained_store.ts'
+import { WalCheckpointer, type CheckpointTuning } from './sqlite_checkpointer.ts'
 import { openSqliteDb, SqliteChainWriter, type OpResult, type SqliteOpenOptions } from './sqlite_writer.ts'
 
 export interface WriterOptions extends SqliteOpenOptions {
@@ -15,6 +16,8 @@ export interface WriterOptions extends SqliteOpenOptions {
   maxBatch: number
   /** Wait this long for a batch to fill before committing (0: take what has arrived). */
   maxWaitMs: number
+  /** Background WAL checkpointing (sqlite_checkpointer.ts); defaults suit the bench. */
+  checkpoint?: CheckpointTuning
 }
 
 /** Ops numbered `first`, `first + 1`, … (numbers are consecutive across messages). */
@@ -30,6 +33,9 @@ export type WriterReply =
 const options = workerData as WriterOptions
 const db = openSqliteDb(options)
 const writer = new SqliteChainWriter(db)
+const checkpointer = new WalCheckpointer(db, {
+  file: options.file, synchronous: options.synchronous ?? 'full', ...(options.checkpoint ? { tuning: options.checkpoint } : {}),
+})
 const queue: WriteOp[] = []
 let queueFirst = 0
 let scheduled = false
@@ -57,12 +63,17 @@ function commitNext(): void {
     reply = { first, last, error: (err as Error).message ?? String(err) }
   }
   parentPort!.postMessage(reply)
+  // After the reply, so that the requests of this batch never wait for checkpoint work.
+  checkpointer.afterCommit()
   // Yield before the next batch so the ops that arrived during this commit are read in first.
   schedule()
 }
 
 parentPort!.on('message', (msg: WriterSubmit | 'close') => {
-  if (msg === 'close') { db.close(); parentPort!.close(); return }
+  if (msg === 'close') {
+    void checkpointer.close().then(() => { db.close(); parentPort!.close() })
+    return
+  }
   if (queue.length === 0) queueFirst = msg.first
   for (const op of msg.ops) queue.push(op)
   schedule()
