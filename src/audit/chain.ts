@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto'
+import { hash } from 'node:crypto'
 import type { AuditEvent, AuditRecord, ChainVerification } from './audit_log.ts'
 
 /** `prevHash` of record 1. */
@@ -28,7 +28,7 @@ function sortKeys(v: unknown): unknown {
 
 /** sha256 over seq, the previous hash and the body: editing, reordering or re-linking a record changes it. */
 export function recordHash(seq: number, prevHash: string, body: string): string {
-  return createHash('sha256').update(`${seq}\n${prevHash}\n${body}`).digest('hex')
+  return hash('sha256', `${seq}\n${prevHash}\n${body}`, 'hex')
 }
 
 /**

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto'
+import { hash } from 'node:crypto'
 import NodeCache from 'node-cache'
 import type { VerifiedSubject } from './subject.ts'
 
@@ -27,7 +27,7 @@ export class VerifiedSubjectCache {
 
   /** The cache key for a token: base64url SHA-256. */
   static key(token: string): string {
-    return createHash('sha256').update(token).digest('base64url')
+    return hash('sha256', token, 'base64url')
   }
 
   /** A cached subject still valid at `now` (epoch seconds), if any. */

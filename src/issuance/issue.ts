@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto'
+import { hash } from 'node:crypto'
 import type { AuditEvent, AuditLog } from '../audit/audit_log.ts'
 import { InvalidRequest } from '../errors.ts'
 import type { VerifiedSubject } from '../iam/subject.ts'
@@ -121,7 +121,7 @@ export async function issueToken(decision: AllowedDecision, ctx: IssueContext, d
     scopes: scope.split(' ').filter((s) => s.length > 0),
     audience: typeof claims.aud === 'string' ? [claims.aud] : Array.isArray(claims.aud) ? [...(claims.aud as string[])] : [],
     exp: claims.exp,
-    tokenSha256: createHash('sha256').update(token).digest('hex'),
+    tokenSha256: hash('sha256', token, 'hex'),
     policyRule: decision.ruleId,
     decision: 'allow',
     ...(ctx.site !== undefined ? { site: ctx.site } : {}),
