@@ -137,8 +137,10 @@ async function queryLatency(store: BrokerStore, label: string): Promise<void> {
       if (res.status !== 200) throw new Error(`${p}: ${res.status}`)
       rows += body.records.length
     }
+    // The first query is shown apart: on SQLite a jti lookup first reads the log into the jti index.
+    const first = ms[0]!
     ms.sort((a, b) => a - b)
-    console.log(`  ${label} GET /v1/audit ${name.padEnd(30)} p50 ${ms[30]!.toFixed(2)} ms  p95 ${ms[57]!.toFixed(2)} ms  max ${ms[59]!.toFixed(2)} ms  (avg ${Math.round(rows / 60)} rows)`)
+    console.log(`  ${label} GET /v1/audit ${name.padEnd(30)} p50 ${ms[30]!.toFixed(2)} ms  p95 ${ms[57]!.toFixed(2)} ms  max ${ms[59]!.toFixed(2)} ms  first ${first.toFixed(0)} ms  (avg ${Math.round(rows / 60)} rows)`)
   }
 }
 
