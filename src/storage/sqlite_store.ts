@@ -5,7 +5,7 @@ import type { Revocation } from '../revocation/revocation.ts'
 import { ChainedStore, assertPageSize, decodeCursor, encodeCursor, equalityFilters, type WriteOp } from './chained_store.ts'
 import { DEFAULT_GROUP_COMMIT, type GroupCommitOptions } from './group_commit.ts'
 import { JtiIndex } from './jti_index.ts'
-import { openSqliteDb, SqliteChainWriter, type SqliteSynchronous } from './sqlite_writer.ts'
+import { openSqliteDb, SqliteChainWriter, type AppendedRows, type SqliteSynchronous } from './sqlite_writer.ts'
 import { SqliteWriterClient } from './sqlite_writer_client.ts'
 
 export type { SqliteSynchronous } from './sqlite_writer.ts'
@@ -42,13 +42,17 @@ export class SqliteStore extends ChainedStore {
   constructor(options: SqliteStoreOptions) {
     // Opening here (synchronously) creates or migrates the schema before the writer thread connects.
     const db = openSqliteDb(options)
+    // Not `this` yet (before super): the callback reaches the store through a holder set just below.
+    const self: { store?: SqliteStore } = {}
     const thread = (options.writer ?? 'thread') === 'thread'
       ? new SqliteWriterClient({
         file: options.file, synchronous: options.synchronous ?? 'full', busyTimeoutMs: options.busyTimeoutMs ?? 5000,
         groupCommit: { ...DEFAULT_GROUP_COMMIT, ...options.groupCommit },
+        onAppended: (rows) => { if (self.store) self.store.#indexAppended(rows) },
       })
       : undefined
     super(thread ? { committer: thread } : { ...(options.groupCommit ? { groupCommit: options.groupCommit } : {}) })
+    self.store = this
     this.#db = db
     this.#head = this.#db.prepare('SELECT seq, hash FROM audit_head WHERE id = 1')
     this.#firstSeq = this.#db.prepare('SELECT min(seq) AS seq FROM audit_log')
@@ -59,8 +63,23 @@ export class SqliteStore extends ChainedStore {
 
   /** Inline mode only: the writer thread commits on its own (SqliteWriterClient). */
   protected commitBatch(ops: WriteOp[]): void {
-    const results = this.#inline!.commit(ops)
+    const { results, appended } = this.#inline!.commit(ops)
     ops.forEach((op, i) => { if (op.kind !== 'event') op.result = results[i] as never })
+    this.#indexAppended(appended)
+  }
+
+  /**
+   * Our own writer's rows go straight into the jti index when they follow what it holds, so a busy broker
+   * never has a long tail to read back before a lookup. A gap (rows of another process, or of commits
+   * made while a pass was reading) is left to a pass, which reads it from the log.
+   */
+  #indexAppended(rows: AppendedRows): void {
+    if (this.#jtiCatchUp || rows.firstSeq !== this.#jtiThrough + 1) {
+      if (!this.#jtiCatchUp && rows.firstSeq > this.#jtiThrough + 1) this.#catchUpJti().catch(() => { /* retried by the next lookup */ })
+      return
+    }
+    rows.jtis.forEach((jti, i) => { if (jti !== null) this.#jti.add(jti, rows.firstSeq + i) })
+    this.#jtiThrough = rows.firstSeq + rows.jtis.length - 1
   }
 
   protected async *scanRows(fromSeq: number): AsyncIterable<StoredRow> {
@@ -109,6 +128,11 @@ export class SqliteStore extends ChainedStore {
       records: page.map(rowToRecord),
       ...(rows.length > q.limit && last ? { nextCursor: encodeCursor(last.time, last.seq) } : {}),
     }
+  }
+
+  /** The highest seq the jti index has read in, and how many entries it holds (metrics, tests). */
+  jtiIndexState(): { through: number; entries: number } {
+    return { through: this.#jtiThrough, entries: this.#jti.size }
   }
 
   /** Brings the jti index up to the head as of this call (a pass already running may have started earlier). */

@@ -97,6 +97,11 @@ const INSERT_SQL = `INSERT INTO audit_log (seq, ${COLUMN_NAMES.join(', ')}, body
 /** What a committed op yields: the stored revocation, the prune outcome, or nothing for a plain event. */
 export type OpResult = Revocation | PruneResult | null
 
+/** The rows one transaction appended: seqs `firstSeq`, `firstSeq + 1`, … with their jti (null: none). */
+export interface AppendedRows { firstSeq: number; jtis: Array<string | null> }
+
+export interface BatchOutcome { results: OpResult[]; appended: AppendedRows }
+
 /**
  * The write side of the SQLite store: extends the chain from the head under BEGIN IMMEDIATE (which also
  * excludes other processes), all ops of a batch in one transaction. Runs in the writer thread by default
@@ -115,18 +120,20 @@ export class SqliteChainWriter {
     this.#setHead = db.prepare('UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1')
   }
 
-  commit(ops: readonly WriteOp[]): OpResult[] {
+  commit(ops: readonly WriteOp[]): BatchOutcome {
     const db = this.#db
     db.exec('BEGIN IMMEDIATE')
     try {
       const head = this.#head.get() as { seq: number; hash: string }
       let seq = head.seq
       let prev = head.hash
+      const jtis: Array<string | null> = []
       const append = (body: string, cols: AuditColumns) => {
         seq++
         const row = chainRow(seq, prev, body, cols)
         this.#insert.run(seq, ...COLUMN_NAMES.map((c) => row[c] as SQLInputValue), body, prev, row.hash)
         prev = row.hash
+        jtis.push(cols.jti)
       }
       const results: OpResult[] = []
       for (const op of ops) {
@@ -147,7 +154,7 @@ export class SqliteChainWriter {
       }
       this.#setHead.run(seq, prev)
       db.exec('COMMIT')
-      return results
+      return { results, appended: { firstSeq: head.seq + 1, jtis } }
     } catch (err) {
       if (db.isTransaction) db.exec('ROLLBACK')
       throw err

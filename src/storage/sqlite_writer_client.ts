@@ -4,7 +4,7 @@ import { Worker } from 'node:worker_threads'
 import type { WriteOp } from './chained_store.ts'
 import { StoreOverloaded, type CommitStats, type Committer, type GroupCommitOptions } from './group_commit.ts'
 import type { CheckpointTuning } from './sqlite_checkpointer.ts'
-import type { SqliteOpenOptions } from './sqlite_writer.ts'
+import type { AppendedRows, SqliteOpenOptions } from './sqlite_writer.ts'
 import type { WriterOptions, WriterReply, WriterSubmit } from './sqlite_writer_thread.ts'
 
 interface Pending { op: WriteOp; resolve: () => void; reject: (err: Error) => void }
@@ -29,9 +29,12 @@ export class SqliteWriterClient implements Committer<WriteOp> {
   #drained: Array<() => void> = []
   #batches = 0
   #items = 0
+  readonly #onAppended: ((rows: AppendedRows) => void) | undefined
 
-  constructor(options: SqliteOpenOptions & { groupCommit: GroupCommitOptions; checkpoint?: CheckpointTuning }) {
-    const { groupCommit, ...open } = options
+  /** `onAppended` hears of every committed transaction's rows before their writes settle. */
+  constructor(options: SqliteOpenOptions & { groupCommit: GroupCommitOptions; checkpoint?: CheckpointTuning; onAppended?: (rows: AppendedRows) => void }) {
+    const { groupCommit, onAppended, ...open } = options
+    this.#onAppended = onAppended
     const workerData: WriterOptions = { ...open, maxBatch: groupCommit.maxBatch, maxWaitMs: groupCommit.maxWaitMs }
     this.#maxPending = groupCommit.maxPending
     const ext = extname(fileURLToPath(import.meta.url))
@@ -80,6 +83,7 @@ export class SqliteWriterClient implements Committer<WriteOp> {
         const op = done[n - m.first]?.op
         if (op && op.kind !== 'event') op.result = result as never
       }
+      this.#onAppended?.(m.appended)
       for (const p of done) p.resolve()
     }
     this.#afterSettle()

@@ -9,7 +9,7 @@
 import { parentPort, workerData } from 'node:worker_threads'
 import type { WriteOp } from './chained_store.ts'
 import { WalCheckpointer, type CheckpointTuning } from './sqlite_checkpointer.ts'
-import { openSqliteDb, SqliteChainWriter, type OpResult, type SqliteOpenOptions } from './sqlite_writer.ts'
+import { openSqliteDb, SqliteChainWriter, type AppendedRows, type OpResult, type SqliteOpenOptions } from './sqlite_writer.ts'
 
 export interface WriterOptions extends SqliteOpenOptions {
   /** Most ops per transaction. */
@@ -23,11 +23,11 @@ export interface WriterOptions extends SqliteOpenOptions {
 /** Ops numbered `first`, `first + 1`, … (numbers are consecutive across messages). */
 export interface WriterSubmit { first: number; ops: WriteOp[] }
 /**
- * Ops `first`..`last` committed in one transaction (with the results of revoke/prune ops by number), or all
- * failed with `error`.
+ * Ops `first`..`last` committed in one transaction (with the results of revoke/prune ops by number, and
+ * the rows appended), or all failed with `error`.
  */
 export type WriterReply =
-  | { first: number; last: number; results: Array<[number, OpResult]> }
+  | { first: number; last: number; results: Array<[number, OpResult]>; appended: AppendedRows }
   | { first: number; last: number; error: string }
 
 const options = workerData as WriterOptions
@@ -55,10 +55,10 @@ function commitNext(): void {
   queueFirst = last + 1
   let reply: WriterReply
   try {
-    const results = writer.commit(batch)
+    const { results, appended } = writer.commit(batch)
     const keyed: Array<[number, OpResult]> = []
     results.forEach((r, i) => { if (r !== null) keyed.push([first + i, r]) })
-    reply = { first, last, results: keyed }
+    reply = { first, last, results: keyed, appended }
   } catch (err) {
     reply = { first, last, error: (err as Error).message ?? String(err) }
   }

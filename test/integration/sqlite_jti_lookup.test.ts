@@ -50,6 +50,19 @@ describe('SQLite lookups by jti', () => {
     await s.close()
   })
 
+  it('indexes its own writer\'s rows as they commit, so a busy broker has no tail to read back', async () => {
+    const file = join(tempDir(), 'a.db')
+    for (const writer of ['thread', 'inline'] as const) {
+      const s = new SqliteStore({ file, writer })
+      const before = (await s.query({ limit: 1 })).records[0]?.seq ?? 0
+      await Promise.all(Array.from({ length: 3000 }, (_, i) => s.record(issued(before + i + 1))))
+      // No lookup has run: the rows came from the commits themselves.
+      expect(s.jtiIndexState().through).toBe(before + 3000)
+      expect(await jtisOf(s, `jti-${before + 2999}`)).toEqual([before + 2999])
+      await s.close()
+    }
+  })
+
   it('drops the old SQL jti index when it opens a file of schema version 1', async () => {
     const file = join(tempDir(), 'a.db')
     const s = new SqliteStore({ file, writer: 'inline' })
