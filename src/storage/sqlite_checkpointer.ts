@@ -22,8 +22,8 @@ export interface CheckpointTuning {
 }
 
 /**
- * Measured at 32 connections on 2 cores (.test-output/perf/run.sh): the WAL grows ~12k frames/s and a
- * 100 ms pass takes 2-10 ms off the writer. The WAL file peaks ~2,000 frames above `restartFrames`, so
+ * Measured at 32 connections on 2 cores (POST /token under wrk, as in npm run bench): the WAL grows
+ * ~12k frames/s and a 100 ms pass takes 2-10 ms off the writer. The WAL file peaks ~2,000 frames above `restartFrames`, so
  * 8,000 keeps it near the ~40 MiB that the automatic checkpoint at AUTOCHECKPOINT_PAGES allowed.
  */
 export const DEFAULT_CHECKPOINT_TUNING: Required<CheckpointTuning> = { passIntervalMs: 100, restartFrames: 8000, finishAfterPassMs: 3 }
