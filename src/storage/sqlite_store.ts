@@ -1,5 +1,5 @@
 import type { DatabaseSync, SQLInputValue, StatementSync } from 'node:sqlite'
-import type { AuditPage, AuditQuery } from '../audit/audit_log.ts'
+import type { AuditPage, AuditQuery, PruneResult } from '../audit/audit_log.ts'
 import { rowToRecord, type StoredRow } from '../audit/chain.ts'
 import type { Revocation } from '../revocation/revocation.ts'
 import { ChainedStore, assertPageSize, decodeCursor, encodeCursor, equalityFilters, type WriteOp } from './chained_store.ts'
@@ -37,6 +37,8 @@ export class SqliteStore extends ChainedStore {
   readonly #jti = new JtiIndex()
   /** Highest seq the jti index has seen; rows above it are read in before a lookup. */
   #jtiThrough = 0
+  /** Lowest seq still in the log (retention prunes below it): index entries under it may be dropped. */
+  #jtiFirstLive = 1
   #jtiCatchUp: Promise<void> | undefined
 
   constructor(options: SqliteStoreOptions) {
@@ -78,7 +80,7 @@ export class SqliteStore extends ChainedStore {
       if (!this.#jtiCatchUp && rows.firstSeq > this.#jtiThrough + 1) this.#catchUpJti().catch(() => { /* retried by the next lookup */ })
       return
     }
-    rows.jtis.forEach((jti, i) => { if (jti !== null) this.#jti.add(jti, rows.firstSeq + i) })
+    rows.jtis.forEach((jti, i) => { if (jti !== null) this.#jti.add(jti, rows.firstSeq + i, this.#jtiFirstLive) })
     this.#jtiThrough = rows.firstSeq + rows.jtis.length - 1
   }
 
@@ -130,6 +132,17 @@ export class SqliteStore extends ChainedStore {
     }
   }
 
+  override async prune(before: number, now: number): Promise<PruneResult> {
+    const result = await super.prune(before, now)
+    if (result.pruned > 0) this.#readFirstLive()
+    return result
+  }
+
+  #readFirstLive(): number {
+    this.#jtiFirstLive = (this.#firstSeq.get() as { seq: number | null }).seq ?? 1
+    return this.#jtiFirstLive
+  }
+
   /** The highest seq the jti index has read in, and how many entries it holds (metrics, tests). */
   jtiIndexState(): { through: number; entries: number } {
     return { through: this.#jtiThrough, entries: this.#jti.size }
@@ -155,7 +168,7 @@ export class SqliteStore extends ChainedStore {
   /** Reads rows up to the current head in bounded steps, yielding to the event loop between steps. */
   async #readJtiRows(): Promise<void> {
     const head = (this.#head.get() as { seq: number }).seq
-    const first = (this.#firstSeq.get() as { seq: number | null }).seq ?? 1
+    const first = this.#readFirstLive()
     const step = this.#db.prepare('SELECT seq, jti FROM audit_log WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?')
     for (let n = 0; this.#jtiThrough < head && n <= head / JTI_CHUNK + 1; n++) {
       if (n > 0) await new Promise((r) => setImmediate(r))

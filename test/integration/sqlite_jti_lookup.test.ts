@@ -63,6 +63,19 @@ describe('SQLite lookups by jti', () => {
     }
   })
 
+  it('lets go of pruned records\' entries when the index grows', async () => {
+    const s = new SqliteStore({ file: join(tempDir(), 'a.db') })
+    await Promise.all(Array.from({ length: 9000 }, (_, i) => s.record(issued(i + 1))))
+    expect(await s.prune(T0 + 8001, T0 + 9001)).toMatchObject({ pruned: 8000 })
+    await Promise.all(Array.from({ length: 9000 }, (_, i) => s.record(issued(20_000 + i))))
+    // 18,000 jtis went in; the table grew past 16,384 entries after the prune and kept only live ones.
+    expect(s.jtiIndexState().entries).toBeLessThan(11_000)
+    expect(await jtisOf(s, 'jti-8500')).toHaveLength(1)
+    expect(await jtisOf(s, 'jti-28999')).toHaveLength(1)
+    expect(await jtisOf(s, 'jti-17')).toEqual([])
+    await s.close()
+  })
+
   it('drops the old SQL jti index when it opens a file of schema version 1', async () => {
     const file = join(tempDir(), 'a.db')
     const s = new SqliteStore({ file, writer: 'inline' })
