@@ -10,9 +10,9 @@ import type { WriterOptions, WriterReply, WriterSubmit } from './sqlite_writer_t
 interface Pending { op: WriteOp; resolve: () => void; reject: (err: Error) => void }
 
 /**
- * The main thread's side of the SQLite writer thread: numbers each op, streams the ops produced in one
- * event-loop turn as one message, and settles them as the thread reports their transactions. Commits
- * come back in submission order, so the waiting ops are a plain FIFO. If the thread dies, every waiting
+ * The main thread's side of the SQLite writer thread: numbers each op, streams ops to the thread (while
+ * it is busy, those of one event-loop turn as one message), and settles them as the thread reports their
+ * transactions. Commits come back in submission order, so the waiting ops are a plain FIFO. If the thread dies, every waiting
  * and later write fails: fail closed. Keeps the process alive only while writes are waiting.
  */
 export class SqliteWriterClient implements Committer<WriteOp> {
@@ -56,7 +56,12 @@ export class SqliteWriterClient implements Committer<WriteOp> {
       this.#outbox.push(op)
       if (!this.#flushScheduled) {
         this.#flushScheduled = true
-        setImmediate(() => this.#flush())
+        // With nothing in the thread's hands, post at the end of this task: the thread starts committing
+        // while the event loop goes on with the other requests read in this turn. Otherwise collect the
+        // turn's ops into one message; the thread takes them all when its commit ends. (A/B at 32
+        // connections: +6% POST /token throughput over always waiting for the turn to end, 7 of 8 pairs.)
+        if (this.#waiting.length === this.#outbox.length) queueMicrotask(() => this.#flush())
+        else setImmediate(() => this.#flush())
       }
     })
   }
