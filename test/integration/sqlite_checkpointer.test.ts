@@ -7,7 +7,7 @@ import { DatabaseSync } from 'node:sqlite'
 import { describe, expect, it } from 'vitest'
 import type { AuditEvent } from '../../src/audit/audit_log.ts'
 import { DEFAULT_GROUP_COMMIT } from '../../src/storage/group_commit.ts'
-import type { CheckpointTuning } from '../../src/storage/sqlite_checkpointer.ts'
+import { WalCheckpointer, type CheckpointTuning } from '../../src/storage/sqlite_checkpointer.ts'
 import { SqliteStore } from '../../src/storage/sqlite_store.ts'
 import { SqliteWriterClient } from '../../src/storage/sqlite_writer_client.ts'
 import { tempDir } from '../support/tmp.ts'
@@ -93,5 +93,22 @@ describe('SQLite WAL checkpointer', () => {
     await c.close()
     expect(after).toBeLessThan(500)
     await verify(file, first + 4000)
+  })
+})
+
+describe('WalCheckpointer without its thread', () => {
+  it('turns the writer connection\'s automatic checkpoint back on when the checkpointer thread fails', async () => {
+    const file = join(tempDir(), 'a.db')
+    const db = new DatabaseSync(file)
+    db.exec('PRAGMA journal_mode = WAL')
+    const autocheckpoint = () => (db.prepare('PRAGMA wal_autocheckpoint').get() as { wal_autocheckpoint: number }).wal_autocheckpoint
+    // The thread cannot open this path (a directory that does not exist), so it dies at start.
+    const cp = new WalCheckpointer(db, { file: join(tempDir(), 'missing', 'dir', 'a.db'), synchronous: 'full' })
+    expect(autocheckpoint()).toBe(0)
+    for (let i = 0; i < 100 && autocheckpoint() === 0; i++) await new Promise((r) => setTimeout(r, 20))
+    expect(autocheckpoint()).toBe(10_000)
+    cp.afterCommit() // a no-op once failed, not an error
+    await cp.close()
+    db.close()
   })
 })
