@@ -3,7 +3,7 @@ import type { AuditEvent } from './audit/audit_log.ts'
 import { startRetention } from './audit/retention.ts'
 import type { Config } from './config.ts'
 import { devIamTrustedIssuer, devIamBrokerSettings } from './dev_iam/broker_settings.ts'
-import { startDevIam, type RunningDevIam } from './dev_iam/start_dev_iam.ts'
+import { devIamIssuer, startDevIam, type RunningDevIam } from './dev_iam/start_dev_iam.ts'
 import { BrokerError, OperatorError } from './errors.ts'
 import type { AdminAuthenticator } from './http/middleware/admin_auth.ts'
 import { bootstrapTokenAuthenticator, loadBootstrapToken } from './http/middleware/admin_auth.ts'
@@ -45,6 +45,17 @@ export interface BrokerServices {
 export function isProduction(config: Config): boolean {
   const host = new URL(config.issuer).hostname
   return !(host === 'localhost' || host === '[::1]' || /^127(\.\d{1,3}){3}$/.test(host))
+}
+
+/**
+ * What `${IAM_ISSUER}` in policies stands for: the first configured IAM issuer, else (outside production)
+ * the development IAM that serve starts on dev_iam.port. `policy check` and `policy explain` use it too,
+ * so they judge the files as serve will.
+ */
+export function primaryIamIssuer(config: Config): string | undefined {
+  const configured = config.iam.issuers[0]?.issuer
+  if (configured !== undefined) return configured
+  return isProduction(config) || config.dev_iam.port === 0 ? undefined : devIamIssuer(config.dev_iam.port)
 }
 
 /**
@@ -91,7 +102,7 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
     const iam = await createIamAdapter(config.iam, { log, clock })
     closers.push(() => iam.close())
 
-    const iamIssuer = config.iam.issuers[0]?.issuer
+    const iamIssuer = primaryIamIssuer(config)
     const policy = new PolicyHolder({
       dir: config.policy_dir,
       context: policyContextFromConfig(config, iamIssuer ? { IAM_ISSUER: iamIssuer } : {}),

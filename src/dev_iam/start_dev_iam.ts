@@ -94,6 +94,14 @@ function signingKeyPair(): { privateKey: KeyObject; kid: string; jwk: Record<str
 }
 
 /**
+ * The development IAM's issuer on `port`. IAM's discovery always shows the issuer with a trailing slash
+ * (§1.2); tokens carry the same string.
+ */
+export function devIamIssuer(port: number, host = '127.0.0.1', tls = false): string {
+  return `${tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}/`
+}
+
+/**
  * Starts the development IAM on loopback and resolves once it accepts connections.
  * @example
  * const iam = await startDevIam({ port: 0 })
@@ -117,9 +125,7 @@ export async function startDevIam(options: DevIamOptions = {}): Promise<RunningD
     server.listen(options.port ?? 0, host, () => resolve())
   })
   const port = (server.address() as AddressInfo).port
-  const urlHost = host.includes(':') ? `[${host}]` : host
-  // IAM's discovery always shows the issuer with a trailing slash (§1.2); tokens carry the same string.
-  const issuer = `${options.tls ? 'https' : 'http'}://${urlHost}:${port}/`
+  const issuer = devIamIssuer(port, host, Boolean(options.tls))
 
   const key = signingKeyPair()
   const dev: DevIamContext = {

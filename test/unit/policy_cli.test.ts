@@ -42,8 +42,17 @@ describe('condor-token-broker policy check', () => {
     ])
   })
 
+  it('judges the files as serve will: with no IAM configured, IAM_ISSUER is the development IAM', async () => {
+    const e = { ...env(), CTB_POLICY_VARS: '', CTB_DEV_IAM_PORT: '18444' }
+    expect((await cli(['policy', 'check', 'policies'], e)).code).toBe(0)
+    const r = await cli(['policy', 'explain', '--iss', 'http://127.0.0.1:18444/', '--sub', 'x', '--client-id', 'ctb-monitoring', '--role', 'monitoring'], e)
+    expect(r.out).toMatch(/^ALLOW/)
+  })
+
   it('names the missing variable and where to set it; --var supplies it', async () => {
-    const e = { ...env(), CTB_POLICY_VARS: '' }
+    // A production broker (public issuer) with no IAM configured: serve would refuse to start, and there is
+    // no development IAM to stand in.
+    const e = { ...env(), CTB_POLICY_VARS: '', CTB_ISSUER: 'https://broker.example.org' }
     const r = await cli(['policy', 'check', 'policies'], e)
     expect(r.code).toBe(1)
     expect(r.err).toMatch(/policies\/00-admin\.yaml:10:15: unknown variable \$\{IAM_ISSUER\}; set policy\.vars\.IAM_ISSUER/)

@@ -1,6 +1,7 @@
 import { loadConfig, type Config } from '../../config.ts'
 import type { PolicyContext } from '../../policy/compile.ts'
 import { policyContextFromConfig } from '../../policy/context.ts'
+import { primaryIamIssuer } from '../../services.ts'
 import type { DecisionRequest, TokenKind } from '../../policy/decision.ts'
 import { explain, type Explanation } from '../../policy/explain.ts'
 import { formatIssue, loadPolicyDir } from '../../policy/load.ts'
@@ -45,7 +46,8 @@ function keyValues(option: string, values: string[] | undefined): Record<string,
 
 function setup(values: { config?: string; var?: string[] }, io: CommandIo): { config: Config; ctx: PolicyContext } {
   const config = loadConfig({ ...(values.config ? { file: values.config } : {}), env: io.env })
-  const base = policyContextFromConfig(config)
+  const iamIssuer = primaryIamIssuer(config)
+  const base = policyContextFromConfig(config, iamIssuer ? { IAM_ISSUER: iamIssuer } : {})
   const ctx: PolicyContext = { ...base, vars: { ...base.vars, ...keyValues('var', values.var) } }
   return { config, ctx }
 }
