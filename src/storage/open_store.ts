@@ -10,12 +10,16 @@ export function sqliteAuditFile(config: Config): string {
   return config.audit.sqlite.file ?? join(config.data_dir, 'audit.db')
 }
 
-/** Opens the configured audit/revocation store (creating or migrating its schema). */
-export async function openBrokerStore(config: Config): Promise<BrokerStore> {
+/**
+ * Opens the configured audit/revocation store (creating or migrating its schema). `serve` writes SQLite
+ * from a writer thread (with its checkpointer and a jti index built in the background); a CLI command
+ * writes at most a record or two, so it commits inline and starts no thread.
+ */
+export async function openBrokerStore(config: Config, options: { sqliteWriter?: 'thread' | 'inline' } = {}): Promise<BrokerStore> {
   const gc = config.audit.group_commit
   const groupCommit: GroupCommitOptions = { maxBatch: gc.max_batch, maxWaitMs: gc.max_wait_ms, maxPending: gc.max_pending }
   if (config.audit.store === 'postgres') {
     return PostgresStore.open({ dsn: config.audit.postgres.dsn!, poolSize: config.audit.postgres.pool_size, groupCommit })
   }
-  return new SqliteStore({ file: sqliteAuditFile(config), synchronous: config.audit.sqlite.synchronous, groupCommit })
+  return new SqliteStore({ file: sqliteAuditFile(config), synchronous: config.audit.sqlite.synchronous, groupCommit, writer: options.sqliteWriter ?? 'thread' })
 }

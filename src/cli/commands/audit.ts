@@ -36,7 +36,7 @@ export async function auditCommand(argv: string[], io: CommandIo): Promise<numbe
   if (positionals.length > 0) throw new CliError(`unexpected argument "${positionals[0]}" (see audit --help)`, 2)
   const config = loadConfig({ ...(values.config ? { file: values.config } : {}), env: io.env })
   const filters = filtersFrom(values)
-  const store = await openBrokerStore(config)
+  const store = await openBrokerStore(config, { sqliteWriter: 'inline' })
   try {
     switch (sub) {
       case 'list': {

@@ -58,7 +58,7 @@ export async function keysCommand(argv: string[], io: CommandIo): Promise<number
       // Every token the old key signed expires within scitoken.max_lifetime; add the scitokens-cpp cache floor.
       const retain = Math.max(config.scitoken.max_lifetime + 60, config.scitoken.retired_key_min_publish)
       // Open the audit store first: a broker whose audit log is unreachable must not change keys unrecorded.
-      const audit = await openBrokerStore(config)
+      const audit = await openBrokerStore(config, { sqliteWriter: 'inline' })
       try {
         const r = store.rotateJwtKey(alg, now, retain)
         io.out(`SciToken key: new active kid=${r.active.kid} alg=${r.active.alg}`)

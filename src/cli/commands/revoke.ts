@@ -34,7 +34,7 @@ export async function revokeCommand(argv: string[], io: CommandIo): Promise<numb
   if (values.help) { io.out(HELP); return 0 }
   if (positionals.length > 0) throw new CliError(`unexpected argument "${positionals[0]}" (see revoke --help)`, 2)
   const config = loadConfig({ ...(values.config ? { file: values.config } : {}), env: io.env })
-  const store = await openBrokerStore(config)
+  const store = await openBrokerStore(config, { sqliteWriter: 'inline' })
   const service = new RevocationService({
     store, clock: systemClock, log: createLogger((l) => io.err(l.trimEnd())), maxTokenLifetime: maxTokenLifetime(config), refreshSeconds: config.revocation.refresh_seconds,
   })
