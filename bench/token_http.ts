@@ -1,24 +1,13 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { GRANT_TYPE_TOKEN_EXCHANGE as TE, TOKEN_TYPE } from '../src/contract/token_exchange.ts'
+import { freePort } from '../src/lib/free_port.ts'
 import { load, type LoadResult } from './http_load.ts'
 import { haveWrk, wrkLoad } from './wrk_load.ts'
 
-const TE = 'urn:ietf:params:oauth:grant-type:token-exchange'
-const AT = 'urn:ietf:params:oauth:token-type:access_token'
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer()
-    s.once('error', reject)
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port
-      s.close(() => resolve(p))
-    })
-  })
-}
+const AT = TOKEN_TYPE.accessToken
 
 async function iamToken(iamPort: number, form: Record<string, string>, client: string, secret: string): Promise<string> {
   const res = await fetch(`http://127.0.0.1:${iamPort}/token`, {
@@ -75,7 +64,7 @@ export async function tokenEndpointLoad(options: { connections: number; duration
     const common = { origin, connections: options.connections, durationMs: options.durationMs, ...(ca ? { ca } : {}) }
     const results: Record<string, LoadResult[]> = {}
     results['POST /token startd IDTOKEN'] = await drive({ ...common, path: '/token', method: 'POST', headers, body: form(robot, { role: 'startd', host: 'ep-17.cloud-a.example.org' }) })
-    results['POST /token submit-user WLCG SciToken (ES256)'] = await drive({ ...common, path: '/token', method: 'POST', headers, body: form(alice, { role: 'submit-user', requested_token_type: 'urn:ietf:params:oauth:token-type:jwt', audience: 'condor://ap1.cloud-a.example.org:9618', scope: 'compute.read' }) })
+    results['POST /token submit-user WLCG SciToken (ES256)'] = await drive({ ...common, path: '/token', method: 'POST', headers, body: form(alice, { role: 'submit-user', requested_token_type: TOKEN_TYPE.jwt, audience: 'condor://ap1.cloud-a.example.org:9618', scope: 'compute.read' }) })
     results['GET /healthz (HTTP stack floor)'] = await drive({ ...common, path: '/healthz' })
     return { client: useWrk ? 'wrk' : 'undici (Node; apt-get install wrk for a cheaper client)', results }
   } finally {

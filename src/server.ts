@@ -1,11 +1,12 @@
 import { readFileSync } from 'node:fs'
 import { createServer as createHttpServer, type IncomingMessage, type RequestListener, type ServerResponse } from 'node:http'
 import { createServer as createHttpsServer } from 'node:https'
-import { createServer as createNetServer, type AddressInfo } from 'node:net'
+import type { AddressInfo } from 'node:net'
 import { serve } from '@hono/node-server'
 import { createApp } from './app.ts'
 import type { Config } from './config.ts'
 import { OperatorError } from './errors.ts'
+import { freePort } from './lib/free_port.ts'
 import { tokenFastPath, type NodeRequestHandler } from './http/token_fast_path.ts'
 import { buildServices, type BrokerServices } from './services.ts'
 import { systemClock, type Clock } from './lib/clock.ts'
@@ -42,14 +43,7 @@ export async function startBroker(initial: Config, options: { log: Logger; clock
  */
 async function withConcretePort(config: Config): Promise<Config> {
   if (config.listen.port !== 0 || !config.issuerDefaulted) return config
-  const port = await new Promise<number>((resolve, reject) => {
-    const probe = createNetServer()
-    probe.once('error', reject)
-    probe.listen(0, config.listen.host, () => {
-      const p = (probe.address() as AddressInfo).port
-      probe.close(() => resolve(p))
-    })
-  })
+  const port = await freePort(config.listen.host)
   return { ...config, listen: { ...config.listen, port }, issuer: `https://localhost:${port}` }
 }
 

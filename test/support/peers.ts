@@ -9,15 +9,4 @@ export function requireTool(command: string, debianPackage: string): string {
   }
 }
 
-/** A free TCP port on loopback, for servers whose URL must be known before they start (e.g. an https issuer). */
-export async function freePort(): Promise<number> {
-  const { createServer } = await import('node:net')
-  return new Promise((resolve, reject) => {
-    const s = createServer()
-    s.once('error', reject)
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port
-      s.close(() => resolve(port))
-    })
-  })
-}
+export { freePort } from '../../src/lib/free_port.ts'
