@@ -16,7 +16,7 @@ import type { AuditEvent } from '../src/audit/audit_log.ts'
 import { loadConfig } from '../src/config.ts'
 import { adminAuth, bootstrapTokenAuthenticator } from '../src/http/middleware/admin_auth.ts'
 import { auditRoutes } from '../src/http/routes/audit.ts'
-import { issueToken, type AllowedDecision } from '../src/issuance/issue.ts'
+import { issueDepsFrom, issueToken, type AllowedDecision } from '../src/issuance/issue.ts'
 import { ensureAndLoadKeys } from '../src/keys/signing_keys.ts'
 import { systemClock } from '../src/lib/clock.ts'
 import type { BrokerStore } from '../src/storage/chained_store.ts'
@@ -83,10 +83,7 @@ async function issueRate(store: BrokerStore, seconds: number): Promise<number> {
     allow: true, ruleId: 'bench', role: 'pilot', tokenKind: 'idtoken', identity: 'pilot-1@pilots.pool.example.org',
     scopes: ['ADVERTISE_STARTD', 'READ'], audience: [], lifetime: 3600,
   }
-  const deps = {
-    keys, audit: store, clock: systemClock, trustDomain: config.trust_domain, issuer: config.issuer, sciTokenProfile: 'wlcg' as const,
-    generations: { generationOf: () => 1 }, maxLifetime: { idtoken: 86400, scitoken: 86400 },
-  }
+  const deps = issueDepsFrom(config, { keys, audit: store, clock: systemClock, generations: { generationOf: () => 1 } })
   const caller = { iss: 'https://iam.example.org/', sub: 'factory', groups: [], scopes: [], exp: 0, claims: {} }
   let n = 0
   const end = performance.now() + seconds * 1000

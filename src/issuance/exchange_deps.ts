@@ -7,7 +7,7 @@ import type { Logger } from '../lib/logger.ts'
 import { decide } from '../policy/decide.ts'
 import type { PolicyHolder } from '../policy/policy_holder.ts'
 import type { ExchangeDeps } from './exchange.ts'
-import { issueToken } from './issue.ts'
+import { issueDepsFrom, issueToken } from './issue.ts'
 import { narrowAtIam } from './narrow_at_iam.ts'
 
 /**
@@ -25,11 +25,7 @@ export function exchangeDepsFrom(parts: {
   log: Logger
 }): ExchangeDeps {
   const { config, keys, audit, clock, iam, policy, log } = parts
-  const issueDeps = {
-    keys, audit, clock, trustDomain: config.trust_domain, issuer: config.issuer,
-    sciTokenProfile: config.scitoken.profile, generations: parts.generations,
-    maxLifetime: { idtoken: config.idtoken.max_lifetime, scitoken: config.scitoken.max_lifetime },
-  }
+  const issueDeps = issueDepsFrom(config, { keys, audit, clock, generations: parts.generations })
   return {
     iam: iam.verifier,
     decide: (req) => decide(policy.current, req),

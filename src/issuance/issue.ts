@@ -1,5 +1,6 @@
 import { hash } from 'node:crypto'
 import type { AuditEvent, AuditLog } from '../audit/audit_log.ts'
+import type { Config } from '../config.ts'
 import { InvalidRequest } from '../errors.ts'
 import type { VerifiedSubject } from '../iam/subject.ts'
 import type { SigningKeys } from '../keys/signing_keys.ts'
@@ -45,6 +46,17 @@ export interface IssueDeps {
   generations: { generationOf(role: string): number }
   /** Hard caps per kind (config *.max_lifetime); a decision above them is clamped, never exceeded. */
   maxLifetime: { idtoken: number; scitoken: number }
+}
+
+/** IssueDeps from the broker configuration: the two issuers, the default SciToken profile and the lifetime caps. */
+export function issueDepsFrom(config: Config, parts: Pick<IssueDeps, 'keys' | 'audit' | 'clock' | 'generations'>): IssueDeps {
+  return {
+    ...parts,
+    trustDomain: config.trust_domain,
+    issuer: config.issuer,
+    sciTokenProfile: config.scitoken.profile,
+    maxLifetime: { idtoken: config.idtoken.max_lifetime, scitoken: config.scitoken.max_lifetime },
+  }
 }
 
 export interface IssuedTokenResult {

@@ -2,7 +2,7 @@
 // prints each token on stdout only after issueToken() resolved, i.e. after its record committed. The
 // parent SIGKILLs it mid-flight. Bounded: stops by itself after MAX_TOKENS or 60 s.
 import { loadConfig } from '../../src/config.ts'
-import { issueToken, type AllowedDecision } from '../../src/issuance/issue.ts'
+import { issueDepsFrom, issueToken, type AllowedDecision } from '../../src/issuance/issue.ts'
 import { ensureAndLoadKeys } from '../../src/keys/signing_keys.ts'
 import { systemClock } from '../../src/lib/clock.ts'
 import { SqliteStore } from '../../src/storage/sqlite_store.ts'
@@ -17,10 +17,7 @@ const decision: AllowedDecision = {
   allow: true, ruleId: 'crash-test', role: 'pilot', tokenKind: 'idtoken', identity: 'pilot-crash@pilots.pool.example.org',
   scopes: ['ADVERTISE_STARTD', 'READ'], audience: [], lifetime: 3600,
 }
-const deps = {
-  keys, audit: store, clock: systemClock, trustDomain: config.trust_domain, issuer: config.issuer, sciTokenProfile: 'wlcg' as const,
-  generations: { generationOf: () => 1 }, maxLifetime: { idtoken: 86400, scitoken: 86400 },
-}
+const deps = issueDepsFrom(config, { keys, audit: store, clock: systemClock, generations: { generationOf: () => 1 } })
 const caller = { iss: 'https://iam.example.org/', sub: 'factory', groups: [], scopes: [], exp: 0, claims: {} }
 const deadline = Date.now() + 60_000
 let issued = 0

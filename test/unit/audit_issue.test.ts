@@ -7,7 +7,7 @@ import { afterAll, describe, expect, it } from 'vitest'
 import type { AuditEvent, AuditLog } from '../../src/audit/audit_log.ts'
 import { loadConfig } from '../../src/config.ts'
 import type { VerifiedSubject } from '../../src/iam/subject.ts'
-import { issueToken, recordDenial, type AllowedDecision, type IssueDeps } from '../../src/issuance/issue.ts'
+import { issueDepsFrom, issueToken, recordDenial, type AllowedDecision, type IssueDeps } from '../../src/issuance/issue.ts'
 import { decodeCompact, verifyAsymmetric } from '../../src/issuance/jws.ts'
 import { ensureAndLoadKeys } from '../../src/keys/signing_keys.ts'
 import { fixedClock } from '../../src/lib/clock.ts'
@@ -34,10 +34,7 @@ const pilot: AllowedDecision = {
 }
 
 function deps(audit: AuditLog, generations: IssueDeps['generations'] = { generationOf: () => 1 }): IssueDeps {
-  return {
-    keys, audit, clock, trustDomain: config.trust_domain, issuer: 'https://broker.example.org', sciTokenProfile: 'wlcg',
-    generations, maxLifetime: { idtoken: config.idtoken.max_lifetime, scitoken: config.scitoken.max_lifetime },
-  }
+  return { ...issueDepsFrom(config, { keys, audit, clock, generations }), issuer: 'https://broker.example.org', sciTokenProfile: 'wlcg' }
 }
 
 async function events(store: MemoryStore): Promise<AuditEvent[]> {
