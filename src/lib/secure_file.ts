@@ -43,8 +43,17 @@ export function writeSecretFileAtomic(path: string, data: string | Uint8Array, o
     }
     return
   }
-  const tmp = join(dir, `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`)
-  const fd = openSync(tmp, 'wx', 0o600)
+  replaceFileAtomic(path, data, 0o600)
+}
+
+/**
+ * Replaces `path` via a dot-prefixed temp file in the same directory (fsynced, then renamed), so a
+ * reader sees the old file or the new one, never part of one. The directory must exist. HTCondor skips
+ * dot-files when it reads key, token and config directories (htcondor-tokens.md §1.1, §1.5).
+ */
+export function replaceFileAtomic(path: string, data: string | Uint8Array, mode: number): void {
+  const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`)
+  const fd = openSync(tmp, 'wx', mode)
   try {
     writeAll(fd, data)
     fsyncSync(fd)
