@@ -121,6 +121,13 @@ export function checkpointEventBody(detail: CheckpointDetail, now: number): { bo
   return { body: encodeEventBody(e), cols: columnsOf(e) }
 }
 
+/** A page from up to limit + 1 rows, newest first: the extra row only says that a next page exists. */
+export function toPage(rows: StoredRow[], limit: number): AuditPage {
+  const page = rows.slice(0, limit)
+  const last = page.at(-1)
+  return { records: page.map(rowToRecord), ...(rows.length > limit && last ? { nextCursor: encodeCursor(last.time, last.seq) } : {}) }
+}
+
 /** Keyset cursor over (time, seq) descending; opaque to callers. */
 export function encodeCursor(time: number, seq: number): string {
   return Buffer.from(`${time}:${seq}`).toString('base64url')
@@ -130,6 +137,27 @@ export function decodeCursor(cursor: string): { time: number; seq: number } {
   const m = /^(\d{1,15}):(\d{1,15})$/.exec(Buffer.from(cursor, 'base64url').toString('latin1'))
   if (!m) throw new InvalidRequest('cursor is not valid')
   return { time: Number(m[1]), seq: Number(m[2]) }
+}
+
+/** A `revocations` row as either SQL backend returns it (PostgreSQL BIGINTs may come back as strings). */
+export interface RevocationRow {
+  id: number | string
+  kind: Revocation['kind']
+  value: string
+  revoked_at: number | string
+  until: number | string
+  gen: number | string | null
+  reason: string | null
+  revoked_by: string | null
+}
+
+export function fromRevocationRow(r: RevocationRow): Revocation {
+  return {
+    id: Number(r.id), kind: r.kind, value: r.value, revokedAt: Number(r.revoked_at), until: Number(r.until),
+    ...(r.gen !== null ? { gen: Number(r.gen) } : {}),
+    ...(r.reason !== null ? { reason: r.reason } : {}),
+    ...(r.revoked_by !== null ? { revokedBy: r.revoked_by } : {}),
+  }
 }
 
 /** Equality filters as (column, value) pairs, shared by the SQL backends. */

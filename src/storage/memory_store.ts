@@ -1,9 +1,9 @@
 import type { AuditPage, AuditQuery } from '../audit/audit_log.ts'
-import { GENESIS_HASH, rowToRecord, type AuditColumns, type StoredRow } from '../audit/chain.ts'
+import { GENESIS_HASH, type AuditColumns, type StoredRow } from '../audit/chain.ts'
 import { INITIAL_GENERATION, type Revocation } from '../revocation/revocation.ts'
 import {
-  ChainedStore, assertPageSize, chainRow, checkpointEventBody, decodeCursor, encodeCursor, equalityFilters, eventRow,
-  revocationEventBody, type WriteOp,
+  ChainedStore, assertPageSize, chainRow, checkpointEventBody, decodeCursor, equalityFilters, eventRow,
+  revocationEventBody, toPage, type WriteOp,
 } from './chained_store.ts'
 import type { GroupCommitOptions } from './group_commit.ts'
 
@@ -90,9 +90,7 @@ export class MemoryStore extends ChainedStore {
         && (q.to === undefined || r.time <= q.to)
         && (c === undefined || r.time < c.time || (r.time === c.time && r.seq < c.seq)))
       .sort((a, b) => b.time - a.time || b.seq - a.seq)
-    const page = hits.slice(0, q.limit)
-    const last = page.at(-1)
-    return { records: page.map(rowToRecord), ...(hits.length > q.limit && last ? { nextCursor: encodeCursor(last.time, last.seq) } : {}) }
+    return toPage(hits, q.limit)
   }
 
   async listRevocations(options: { activeAt?: number } = {}): Promise<Revocation[]> {

@@ -1,14 +1,13 @@
 import pg from 'pg'
 import type { AuditPage, AuditQuery } from '../audit/audit_log.ts'
-import { COLUMN_NAMES, GENESIS_HASH, rowToRecord, type AuditColumns, type StoredRow } from '../audit/chain.ts'
+import { COLUMN_NAMES, GENESIS_HASH, type AuditColumns, type StoredRow } from '../audit/chain.ts'
 import { OperatorError } from '../errors.ts'
 import { INITIAL_GENERATION, type NewRevocation, type Revocation } from '../revocation/revocation.ts'
 import {
-  ChainedStore, assertPageSize, chainRow, checkpointEventBody, decodeCursor, encodeCursor, equalityFilters, eventRow,
-  revocationEventBody, type WriteOp,
+  ChainedStore, assertPageSize, chainRow, checkpointEventBody, decodeCursor, equalityFilters, eventRow,
+  revocationEventBody, fromRevocationRow, toPage, type RevocationRow, type WriteOp,
 } from './chained_store.ts'
 import type { GroupCommitOptions } from './group_commit.ts'
-import { fromRevocationRow, type RevocationRow } from './sqlite_store.ts'
 
 export interface PostgresStoreOptions {
   /** libpq-style URL; it may hold a password, so it is never logged or echoed. */
@@ -162,10 +161,7 @@ export class PostgresStore extends ChainedStore {
       where.push(`(time, seq) < (${p(c.time)}, ${p(c.seq)})`)
     }
     const sql = `SELECT seq, time, body, prev_hash, hash FROM audit_log ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY time DESC, seq DESC LIMIT ${p(q.limit + 1)}`
-    const { rows } = await this.#pool.query<StoredRow>(sql, args)
-    const page = rows.slice(0, q.limit)
-    const last = page.at(-1)
-    return { records: page.map(rowToRecord), ...(rows.length > q.limit && last ? { nextCursor: encodeCursor(last.time, last.seq) } : {}) }
+    return toPage((await this.#pool.query<StoredRow>(sql, args)).rows, q.limit)
   }
 
   async listRevocations(options: { activeAt?: number } = {}): Promise<Revocation[]> {

@@ -2,10 +2,8 @@ import { extname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { DatabaseSync, StatementSync } from 'node:sqlite'
 import { Worker } from 'node:worker_threads'
-import type { SqliteSynchronous } from './sqlite_writer.ts'
+import { AUTOCHECKPOINT_PAGES, type SqliteSynchronous } from './sqlite_writer.ts'
 
-/** The automatic checkpoint that openSqliteDb sets, restored on the writer if the checkpointer fails. */
-const AUTOCHECKPOINT_PAGES = 10_000
 
 /** Slots of the Int32Array that the writer thread and the checkpointer thread share. */
 export const SLOT = { requested: 0, done: 1, log: 2, checkpointed: 3, micros: 4, stop: 5 } as const

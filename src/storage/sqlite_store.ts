@@ -1,8 +1,8 @@
 import type { DatabaseSync, SQLInputValue, StatementSync } from 'node:sqlite'
 import type { AuditPage, AuditQuery, PruneResult } from '../audit/audit_log.ts'
-import { rowToRecord, type StoredRow } from '../audit/chain.ts'
+import type { StoredRow } from '../audit/chain.ts'
 import type { Revocation } from '../revocation/revocation.ts'
-import { ChainedStore, assertPageSize, decodeCursor, encodeCursor, equalityFilters, type WriteOp } from './chained_store.ts'
+import { ChainedStore, assertPageSize, decodeCursor, equalityFilters, fromRevocationRow, toPage, type RevocationRow, type WriteOp } from './chained_store.ts'
 import { DEFAULT_GROUP_COMMIT, type GroupCommitOptions } from './group_commit.ts'
 import { JtiIndex } from './jti_index.ts'
 import { openSqliteDb, SqliteChainWriter, type AppendedRows, type SqliteSynchronous } from './sqlite_writer.ts'
@@ -123,13 +123,7 @@ export class SqliteStore extends ChainedStore {
       args.push(c.time, c.seq)
     }
     const sql = `SELECT seq, time, body, prev_hash, hash FROM audit_log ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY time DESC, seq DESC LIMIT ?`
-    const rows = this.#db.prepare(sql).all(...args, q.limit + 1) as unknown as StoredRow[]
-    const page = rows.slice(0, q.limit)
-    const last = page.at(-1)
-    return {
-      records: page.map(rowToRecord),
-      ...(rows.length > q.limit && last ? { nextCursor: encodeCursor(last.time, last.seq) } : {}),
-    }
+    return toPage(this.#db.prepare(sql).all(...args, q.limit + 1) as unknown as StoredRow[], q.limit)
   }
 
   override async prune(before: number, now: number): Promise<PruneResult> {
@@ -193,25 +187,5 @@ export class SqliteStore extends ChainedStore {
   protected async closeBackend(): Promise<void> {
     try { this.#db.exec('PRAGMA optimize') } catch { /* best effort: statistics only */ }
     this.#db.close()
-  }
-}
-
-export interface RevocationRow {
-  id: number | string
-  kind: Revocation['kind']
-  value: string
-  revoked_at: number | string
-  until: number | string
-  gen: number | string | null
-  reason: string | null
-  revoked_by: string | null
-}
-
-export function fromRevocationRow(r: RevocationRow): Revocation {
-  return {
-    id: Number(r.id), kind: r.kind, value: r.value, revokedAt: Number(r.revoked_at), until: Number(r.until),
-    ...(r.gen !== null ? { gen: Number(r.gen) } : {}),
-    ...(r.reason !== null ? { reason: r.reason } : {}),
-    ...(r.revoked_by !== null ? { revokedBy: r.revoked_by } : {}),
   }
 }
