@@ -12,6 +12,7 @@ import { createIamAdapter, type IamAdapter } from './iam/create_iam_adapter.ts'
 import { IamConfigSchema } from './iam/iam_config.ts'
 import { exchangeToken } from './issuance/exchange.ts'
 import { exchangeDepsFrom } from './issuance/exchange_deps.ts'
+import { assertKeysSign } from './issuance/key_self_test.ts'
 import { ensureAndLoadKeys, type SigningKeys } from './keys/signing_keys.ts'
 import type { Clock } from './lib/clock.ts'
 import type { Logger } from './lib/logger.ts'
@@ -68,6 +69,7 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
   const close = async () => { for (const c of closers.reverse()) await c() }
   try {
     const { keys, report } = ensureAndLoadKeys(initial, clock.now())
+    assertKeysSign(keys, { trustDomain: initial.trust_domain, issuer: initial.issuer }, clock.now())
     if (report.condorKeyCreated) log.warn('created HTCondor signing key; copy it to the verifying daemons\' SEC_PASSWORD_DIRECTORY', { path: report.condorKeyCreated })
     if (report.jwtKeyCreated) log.warn('created SciToken signing key', { kid: report.jwtKeyCreated, alg: initial.scitoken.alg })
 

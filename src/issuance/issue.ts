@@ -10,7 +10,6 @@ import { isClassAdSafe } from '../revocation/condor_expression.ts'
 import { parseAuthzLevel } from './authz.ts'
 import { buildIdTokenClaims, mintIdToken, type IdTokenClaims } from './idtoken.ts'
 import { buildSciTokenClaims, mintSciToken, type SciTokenClaims, type TokenProfile } from './scitoken.ts'
-import { verifyMintedIdToken, verifyMintedSciToken } from './verify_minted.ts'
 
 export type AllowedDecision = Extract<Decision, { allow: true }>
 
@@ -71,8 +70,8 @@ export interface IssuedTokenResult {
 }
 
 /**
- * Mints the token an allowed decision describes, checks it, and returns it only after its audit record is
- * committed: if `audit.record` rejects, this throws and the token is discarded (fail closed, Vault's rule).
+ * Mints the token an allowed decision describes (with keys that passed their self-test at load,
+ * key_self_test.ts) and returns it only after its audit record is committed: if `audit.record` rejects, this throws and the token is discarded (fail closed, Vault's rule).
  * Every token carries `ctb_role`, `ctb_gen` (and `ctb_site`) for revocation (htcondor-tokens.md §2.4).
  * @see htcondor-tokens.md §1.3, §5.8; issue #3
  */
@@ -99,7 +98,6 @@ export async function issueToken(decision: AllowedDecision, ctx: IssueContext, d
       extra: { ...revocation },
     })
     token = mintIdToken(idClaims, deps.keys.idtoken)
-    verifyMintedIdToken(token, deps.keys.idtoken, idClaims)
     claims = idClaims
   } else {
     const sciClaims: IssuedSciTokenClaims = {
@@ -116,7 +114,6 @@ export async function issueToken(decision: AllowedDecision, ctx: IssueContext, d
       ...revocation,
     }
     token = mintSciToken(sciClaims, deps.keys.scitoken)
-    verifyMintedSciToken(token, deps.keys.scitoken, sciClaims)
     claims = sciClaims
   }
   const scope = claims.scope ?? ''
