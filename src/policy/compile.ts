@@ -33,7 +33,6 @@ export interface SourcePosition {
 
 export interface CompiledGrant {
   readonly role: string
-  readonly identitySource: string
   /** Identity template with trust_domain, uid_domain and role already folded in. */
   readonly identity: readonly TemplatePart[]
   readonly tokenKinds: ReadonlySet<TokenKind>
@@ -50,7 +49,6 @@ export interface CompiledGrant {
   readonly params: ReadonlyMap<string, CompiledPatterns>
   /** Request parameters the identity template needs. */
   readonly requiredParams: readonly string[]
-  readonly needsHost: boolean
   readonly lifetime: { readonly default: number; readonly max: number }
   readonly profile: 'wlcg' | 'scitokens2'
   readonly upTo: boolean
@@ -106,7 +104,6 @@ function compileGrant(g: Grant, ctx: PolicyContext): CompiledGrant {
   const kinds = g.token_kinds!
   return {
     role: g.role,
-    identitySource: g.identity!,
     identity: foldConstants(parsed.parts, constants),
     tokenKinds: new Set(kinds),
     defaultTokenKind: g.default_token_kind ?? kinds[0]!,
@@ -118,7 +115,6 @@ function compileGrant(g: Grant, ctx: PolicyContext): CompiledGrant {
     ...(g.hosts ? { hosts: compilePatterns(g.hosts, { ignoreCase: true }) } : {}),
     params: new Map(Object.entries(g.params ?? {}).map(([k, v]) => [k, compilePatterns(v)])),
     requiredParams: used.filter((p) => g.params?.[p] !== undefined),
-    needsHost: used.includes('host') || used.includes('host_short'),
     lifetime: { default: g.lifetime!.default, max: g.lifetime!.max },
     profile: g.profile ?? ctx.scitokenProfile,
     upTo: g.up_to ?? false,

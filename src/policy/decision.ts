@@ -10,7 +10,10 @@ export interface DecisionRequest {
   /** Absent: the role's default kind. */
   tokenKind?: TokenKind
   audience: string[]
-  /** Absent: the role's full allowed set. Present: must be a subset, else invalid_scope. */
+  /**
+   * One scope per entry, as every edge splits the `scope` parameter (RFC 6749 §3.3). Absent or empty: the
+   * role's full allowed set. Present: must be a subset, else invalid_scope.
+   */
   scopes?: string[]
   host?: string
   /** Seconds; absent: the role's default. Above the role's max: invalid_target unless the rule says "up to". */

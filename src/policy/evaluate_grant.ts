@@ -16,12 +16,6 @@ function deny(ruleId: string, error: Denial['error'], reason: string): Denial {
   return { allow: false, ruleId, error, reason }
 }
 
-/** Request scopes may arrive as one space-joined string or already split; empty means "not given". */
-function splitScopes(scopes: readonly string[] | undefined): string[] {
-  if (!scopes) return []
-  return scopes.flatMap((s) => s.split(' ')).filter((s) => s.length > 0)
-}
-
 /**
  * Checks one request against one grant whose rule already matched the caller. The first failed check
  * decides the error, in a fixed order: token kind, host, parameters, audience, scope, lifetime, identity.
@@ -71,7 +65,7 @@ export function evaluateGrant(ruleId: string, g: CompiledGrant, req: DecisionReq
     audience = [...new Set(req.audience)]
   }
 
-  const requested = splitScopes(req.scopes)
+  const requested = req.scopes ?? []
   let scopes: string[]
   if (kind === 'idtoken') {
     if (requested.length === 0) {

@@ -19,7 +19,6 @@ const HOST_NAME = /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-
 
 /** Exact strings in a Set, globs in one alternation: the cheapest test for "any of these". */
 export interface CompiledPatterns {
-  readonly source: readonly string[]
   test(value: string): boolean
 }
 
@@ -38,7 +37,6 @@ export function compilePatterns(patterns: readonly string[], options: { ignoreCa
   }
   const re = globs.length > 0 ? new RegExp(`^(?:${globs.join('|')})$`) : undefined
   return {
-    source: patterns,
     test: (value) => {
       const v = norm(value)
       return exact.has(v) || (re !== undefined && re.test(v))

@@ -33,7 +33,6 @@ export class PolicyHolder {
   readonly #listeners = new Set<(e: PolicyReloadEvent) => void>()
   #watcher: FSWatcher | undefined
   #timer: NodeJS.Timeout | undefined
-  #pendingTrigger: ReloadTrigger = 'watch'
   readonly #onSighup = () => { this.reload('sighup') }
 
   /** Loads the initial policy; throws OperatorError (fail fast at start-up) if it is invalid. */
@@ -80,7 +79,7 @@ export class PolicyHolder {
     if (this.#options.sighup ?? true) process.on('SIGHUP', this.#onSighup)
     if (this.#options.watch ?? true) {
       try {
-        this.#watcher = watch(this.#options.dir, { persistent: false }, () => this.#schedule('watch'))
+        this.#watcher = watch(this.#options.dir, { persistent: false }, () => this.#scheduleWatchReload())
         this.#watcher.on('error', (err) => this.#options.log?.warn('policy directory watch failed; SIGHUP still reloads', { err }))
       } catch (err) {
         this.#options.log?.warn('cannot watch the policy directory; SIGHUP still reloads', { err })
@@ -98,12 +97,12 @@ export class PolicyHolder {
     this.#timer = undefined
   }
 
-  #schedule(trigger: ReloadTrigger): void {
-    this.#pendingTrigger = trigger
+  /** File events come in bursts (an editor's save, a ConfigMap swap): reload once they settle. */
+  #scheduleWatchReload(): void {
     if (this.#timer) clearTimeout(this.#timer)
     this.#timer = setTimeout(() => {
       this.#timer = undefined
-      this.reload(this.#pendingTrigger)
+      this.reload('watch')
     }, this.#options.debounceMs ?? 300)
     this.#timer.unref()
   }

@@ -87,7 +87,6 @@ const GrantSchema = z.strictObject({
   direct_attach: z.boolean().optional(),
 }).superRefine(checkGrant)
 
-export type GrantInput = z.input<typeof GrantSchema>
 export type Grant = z.output<typeof GrantSchema>
 
 type Issue = (path: (string | number)[], message: string) => void
@@ -240,4 +239,3 @@ export const PolicyFileSchema = z.strictObject({
 
 export type PolicyFile = z.output<typeof PolicyFileSchema>
 export type Rule = PolicyFile['rules'][number]
-export type MatchSpec = Rule['match']

@@ -54,13 +54,3 @@ export function foldConstants(parts: readonly TemplatePart[], constants: Readonl
   }
   return out
 }
-
-/** The literal text of a template up to its first placeholder, for load-time checks such as `condor@`. */
-export function literalPrefix(parts: readonly TemplatePart[]): string {
-  let s = ''
-  for (const p of parts) {
-    if ('placeholder' in p) break
-    s += p.literal
-  }
-  return s
-}
