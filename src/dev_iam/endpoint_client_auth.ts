@@ -4,7 +4,8 @@ import type { DevIamContext } from './dev_iam_context.ts'
 
 export type ClientAuthResult = { ok: true; client: DevIamClient } | { ok: false; usedBasic: boolean }
 
-function sameSecret(a: string, b: string): boolean {
+/** Constant-time secret comparison whatever the lengths (both sides are hashed first). */
+export function sameSecret(a: string, b: string): boolean {
   return timingSafeEqual(createHash('sha256').update(a).digest(), createHash('sha256').update(b).digest())
 }
 

@@ -1,7 +1,8 @@
 /** The front half shared by /introspect and /revoke: bounded form body, client authentication, one `token`. */
-import type { Context } from 'koa'
+import type { Context, Next } from 'koa'
 import type { DevIamContext } from './dev_iam_context.ts'
 import { authenticateClient } from './endpoint_client_auth.ts'
+import type { TokenRecord } from './token_store.ts'
 
 const MAX_BODY_BYTES = 64 * 1024
 
@@ -45,3 +46,22 @@ export async function authenticated(dev: DevIamContext, ctx: Context): Promise<{
   return { clientId: auth.client.client_id, token: tokens[0]! }
 }
 
+
+/**
+ * A client-authenticated POST endpoint at `path` (introspection, revocation): other paths pass on, other
+ * methods get 405, a failed client authentication is answered by `authenticated`; `handle` gets the
+ * token from the form and the record this IAM still holds for it, if any.
+ */
+export function clientAuthEndpoint(
+  dev: DevIamContext,
+  path: string,
+  handle: (ctx: Context, req: { clientId: string; token: string }, rec: TokenRecord | undefined) => void,
+) {
+  return async (ctx: Context, next: Next): Promise<void> => {
+    if (ctx.path !== path) return next()
+    if (ctx.method !== 'POST') return reply(ctx, 405, { error: 'invalid_request', error_description: 'use POST' })
+    const req = await authenticated(dev, ctx)
+    if (!req) return
+    handle(ctx, req, dev.store.get(req.token, dev.clock.now()))
+  }
+}

@@ -1,21 +1,15 @@
-import type { Context, Next } from 'koa'
 import type { DevIamContext } from './dev_iam_context.ts'
-import { authenticated, reply } from './endpoint_request.ts'
+import { clientAuthEndpoint, reply } from './endpoint_request.ts'
 
 /**
- * RFC 7662 introspection at IAM's path `/introspect`, client authentication required. Answers for the
+ * RFC 7662 introspection at `path` (IAM's `/introspect`), client authentication required. Answers for the
  * access and refresh tokens this IAM still holds: active, iss, sub, client_id, aud, scope, exp, iat, jti,
  * token_type, `wlcg.groups` and (user tokens) username/preferred_username; anything else is
  * `{active: false}`. oidc-provider's own introspection refuses JWT access tokens, hence this route.
  * @see RFC 7662 §2; iam-and-wlcg.md §1.5 "Introspection"
  */
-export function introspectionMiddleware(dev: DevIamContext) {
-  return async (ctx: Context, next: Next): Promise<void> => {
-    if (ctx.path !== '/introspect') return next()
-    if (ctx.method !== 'POST') return reply(ctx, 405, { error: 'invalid_request', error_description: 'use POST' })
-    const req = await authenticated(dev, ctx)
-    if (!req) return
-    const rec = dev.store.get(req.token, dev.clock.now())
+export function introspectionMiddleware(dev: DevIamContext, path: string) {
+  return clientAuthEndpoint(dev, path, (ctx, _req, rec) => {
     if (!rec) return reply(ctx, 200, { active: false })
     const body: Record<string, unknown> = {
       active: true, iss: dev.issuer, sub: rec.sub, client_id: rec.clientId, scope: rec.scopes.join(' '),
@@ -31,5 +25,5 @@ export function introspectionMiddleware(dev: DevIamContext) {
     const user = rec.username !== undefined ? dev.users.get(rec.username) : undefined
     if (user) Object.assign(body, { user_id: user.username, username: user.username, preferred_username: user.username, groups: user.groups })
     reply(ctx, 200, body)
-  }
+  })
 }

@@ -163,8 +163,9 @@ export async function startDevIam(options: DevIamOptions = {}): Promise<RunningD
     },
   })
   for (const g of GRANTS) provider.registerGrantType(g.grantType, g.handler(dev), g.parameters, g.repeatable)
-  provider.use(introspectionMiddleware(dev))
-  provider.use(revocationMiddleware(dev))
+  // Served where discovery says they are.
+  provider.use(introspectionMiddleware(dev, `/${DEV_IAM_PATHS.introspection}`))
+  provider.use(revocationMiddleware(dev, `/${DEV_IAM_PATHS.revocation}`))
   provider.use(async (ctx, next) => {
     await next()
     if (ctx.path === `/${DEV_IAM_PATHS.jwks}` && ctx.status === 200) ctx.set('Cache-Control', `max-age=${JWK_MAX_AGE_SECONDS}`)

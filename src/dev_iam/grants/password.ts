@@ -1,17 +1,12 @@
-import { timingSafeEqual, createHash } from 'node:crypto'
 import { errors } from 'oidc-provider'
 import { GRANT } from '../dev_iam_config.ts'
+import { sameSecret } from '../endpoint_client_auth.ts'
 import { issueRefreshToken, mintAccessToken } from '../mint_access_token.ts'
 import type { DevIamGrant, TokenResponse } from './grant.ts'
 import {
   applyUserScopePolicy, assertClientScopes, clientOf, COMMON_PARAMETERS, invalidGrant, REPEATABLE_PARAMETERS,
   requestedAudience, requestedLifetime, scopesOrClientDefault,
 } from './grant_params.ts'
-
-function sameSecret(a: string, b: string): boolean {
-  // Hash first so the comparison is constant-time regardless of length.
-  return timingSafeEqual(createHash('sha256').update(a).digest(), createHash('sha256').update(b).digest())
-}
 
 /**
  * DEVELOPMENT ONLY: the resource-owner password grant for the configured dev users, so tests and the demo
