@@ -14,13 +14,11 @@ import { policyExplainRoutes, type PolicySource } from './http/routes/policy_exp
 import { tokenRoutes, type Exchange } from './http/routes/token.ts'
 import type { RevocationService } from './revocation/revocation_service.ts'
 import type { SigningKeys } from './keys/signing_keys.ts'
-import type { Clock } from './lib/clock.ts'
 import type { Logger } from './lib/logger.ts'
 
 /** Everything the HTTP edge needs, built once in the composition root. */
 export interface AppDeps {
   config: Config
-  clock: Clock
   keys: SigningKeys
   log: Logger
   readiness: ReadinessCheck

@@ -30,7 +30,7 @@ export async function startBroker(initial: Config, options: { log: Logger; clock
   const { log } = options
   const services = await buildServices(await withConcretePort(initial), { log, clock })
   try {
-    return await listen(services, clock, log)
+    return await listen(services, log)
   } catch (err) {
     await services.close()
     throw err
@@ -47,10 +47,10 @@ async function withConcretePort(config: Config): Promise<Config> {
   return { ...config, listen: { ...config.listen, port }, issuer: `https://localhost:${port}` }
 }
 
-async function listen(services: BrokerServices, clock: Clock, log: Logger): Promise<RunningBroker> {
+async function listen(services: BrokerServices, log: Logger): Promise<RunningBroker> {
   const { config, keys, store } = services
   const app = createApp({
-    config, clock, keys, log,
+    config, keys, log,
     readiness: async () => ({
       keys: 'ok',
       audit: await store.query({ limit: 1 }).then(() => 'ok', (err: unknown) => `unavailable: ${(err as Error).message}`),

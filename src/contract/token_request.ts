@@ -17,18 +17,15 @@ export interface TokenExchangeRequest {
   params: Record<string, string>
 }
 
-/** `requested_token_type` URI → what the broker mints (iam-and-wlcg.md §3.2). */
-const KIND_OF: Record<string, TokenKind> = {
-  [TOKEN_TYPE.idtoken]: 'idtoken',
-  [TOKEN_TYPE.jwt]: 'scitoken',
-  [TOKEN_TYPE.accessToken]: 'access_token',
-}
-
+/** What the broker mints → its token type URI, in `issued_token_type` and `requested_token_type` (iam-and-wlcg.md §3.2). */
 export const ISSUED_TYPE_OF: Record<TokenKind, string> = {
   idtoken: TOKEN_TYPE.idtoken,
   scitoken: TOKEN_TYPE.jwt,
   access_token: TOKEN_TYPE.accessToken,
 }
+
+/** `requested_token_type` URI → what the broker mints: the same table read backwards. */
+const KIND_OF: Record<string, TokenKind> = Object.fromEntries(Object.entries(ISSUED_TYPE_OF).map(([kind, uri]) => [uri, kind as TokenKind]))
 
 const REPEATABLE = new Set(['audience', 'resource'])
 const KNOWN = new Set([

@@ -34,7 +34,7 @@ export interface ExchangeDeps {
   /** Mints, verifies and audits (fail closed) a token the policy allowed. */
   issue: (decision: Allowed, subject: VerifiedSubject, ctx: RequestContext) => Promise<IssuedToken>
   /** Obtains an audience-narrowed IAM access token (requested_token_type access_token), audited likewise. */
-  narrow?: (decision: Allowed, subject: VerifiedSubject, subjectToken: string, ctx: RequestContext) => Promise<IssuedToken>
+  narrow: (decision: Allowed, subject: VerifiedSubject, subjectToken: string, ctx: RequestContext) => Promise<IssuedToken>
   audit: AuditLog
   clock: Clock
   log: Logger
@@ -84,7 +84,7 @@ export async function exchangeToken(req: TokenExchangeRequest, ctx: RequestConte
       throw new DENIAL[decision.error](decision.reason)
     }
     const issued = decision.tokenKind === 'access_token'
-      ? await narrowOrRefuse(decision, subject, req.subjectToken, ctx, deps)
+      ? await deps.narrow(decision, subject, req.subjectToken, ctx)
       : await deps.issue(decision, subject, req.params.site ? { ...ctx, site: req.params.site } : ctx)
     return {
       access_token: issued.token,
@@ -111,9 +111,4 @@ export async function exchangeToken(req: TokenExchangeRequest, ctx: RequestConte
     }
     throw err
   }
-}
-
-function narrowOrRefuse(decision: Allowed, subject: VerifiedSubject, token: string, ctx: RequestContext, deps: ExchangeDeps): Promise<IssuedToken> {
-  if (!deps.narrow) throw new InvalidRequest('this broker is not configured as an IAM client; access_token cannot be issued')
-  return deps.narrow(decision, subject, token, ctx)
 }

@@ -179,6 +179,6 @@ export async function recordDenial(
   await deps.audit.record(event)
 }
 
-function callerOf(s: VerifiedSubject): NonNullable<AuditEvent['caller']> {
+export function callerOf(s: VerifiedSubject): NonNullable<AuditEvent['caller']> {
   return { iss: s.iss, sub: s.sub, ...(s.client_id !== undefined ? { client_id: s.client_id } : {}), groups: s.groups }
 }

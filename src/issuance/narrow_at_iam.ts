@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto'
+import { hash } from 'node:crypto'
 import type { AuditLog } from '../audit/audit_log.ts'
 import { InvalidTarget } from '../errors.ts'
 import type { IamTokenExchanger } from '../iam/outbound_exchange.ts'
@@ -6,6 +6,7 @@ import type { VerifiedSubject } from '../iam/subject.ts'
 import type { Clock } from '../lib/clock.ts'
 import type { Decision } from '../policy/decision.ts'
 import type { IssuedToken, RequestContext } from './exchange.ts'
+import { callerOf } from './issue.ts'
 
 /**
  * requested_token_type access_token: an audience-narrowed IAM access token obtained by the broker as its
@@ -30,7 +31,7 @@ export async function narrowAtIam(
     type: 'token.issued',
     time: now,
     requestId: ctx.requestId,
-    caller: { iss: subject.iss, sub: subject.sub, ...(subject.client_id ? { client_id: subject.client_id } : {}), groups: subject.groups },
+    caller: callerOf(subject),
     ...(ctx.clientAddress ? { clientAddress: ctx.clientAddress } : {}),
     role: decision.role,
     tokenKind: 'access_token',
@@ -38,7 +39,7 @@ export async function narrowAtIam(
     scopes: got.scopes,
     audience: got.audience,
     exp: now + expiresIn,
-    tokenSha256: createHash('sha256').update(got.accessToken).digest('hex'),
+    tokenSha256: hash('sha256', got.accessToken, 'hex'),
     policyRule: decision.ruleId,
     decision: 'allow',
   })

@@ -2,7 +2,6 @@ import { request } from 'node:https'
 import type { Hono } from 'hono'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createApp } from '../../src/app.ts'
-import { systemClock } from '../../src/lib/clock.ts'
 import { silentLogger } from '../../src/lib/logger.ts'
 import { exchangeForm, IDTOKEN, startE2e, type E2e } from '../support/broker_e2e.ts'
 
@@ -23,7 +22,7 @@ describe('POST /token on the socket answers exactly like the hono route', () => 
   beforeAll(async () => {
     e = await startE2e()
     const { config, keys, exchange } = e.broker.services
-    app = createApp({ config, clock: systemClock, keys, log: silentLogger, readiness: async () => ({}), exchange })
+    app = createApp({ config, keys, log: silentLogger, readiness: async () => ({}), exchange })
     robot = await e.robot('ctb-cloud-a-provisioner')
   })
   afterAll(async () => { await e?.close() })

@@ -11,6 +11,7 @@ function deps(record: ExchangeDeps['audit']['record'], logged: string[]): Exchan
     iam: { verify: async () => subject },
     decide: () => ({ allow: false, error: 'unauthorized_client', reason: 'no rule grants startd', ruleId: 'r1' }),
     issue: async () => { throw new Error('must not issue') },
+    narrow: async () => { throw new Error('must not narrow') },
     audit: { record },
     clock: fixedClock(1_800_000_000),
     log: { info() {}, warn() {}, error: (msg) => { logged.push(msg) } },

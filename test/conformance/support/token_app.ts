@@ -135,7 +135,7 @@ export async function useTokenApp(): Promise<TokenApp> {
 
   const exchangeDeps = exchangeDepsFrom({ config, keys, audit, clock, iam: adapter, policy, generations: revocations, log: silentLogger })
   const app = createApp({
-    config, clock, keys, log: silentLogger,
+    config, keys, log: silentLogger,
     readiness: async () => ({ keys: 'ok' }),
     exchange: (req, ctx) => exchangeToken(req, ctx, exchangeDeps),
   })
