@@ -152,3 +152,8 @@ export function loadConfig(options: { file?: string; env?: NodeJS.ProcessEnv } =
   const issuer = c.issuer ?? `https://localhost:${c.listen.port}`
   return { ...c, issuer, issuerDefaulted: c.issuer === undefined, source: file ?? '(built-in defaults)' }
 }
+
+/** The longest any token this broker issues can live: how long a revocation must stay in force at most. */
+export function maxTokenLifetime(config: Config): number {
+  return Math.max(config.idtoken.max_lifetime, config.scitoken.max_lifetime)
+}

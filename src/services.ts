@@ -1,7 +1,7 @@
 import { join } from 'node:path'
 import type { AuditEvent } from './audit/audit_log.ts'
 import { startRetention } from './audit/retention.ts'
-import type { Config } from './config.ts'
+import { maxTokenLifetime, type Config } from './config.ts'
 import { devIamTrustedIssuer, devIamBrokerSettings } from './dev_iam/broker_settings.ts'
 import { devIamIssuer, startDevIam, type RunningDevIam } from './dev_iam/start_dev_iam.ts'
 import { BrokerError, OperatorError } from './errors.ts'
@@ -91,7 +91,7 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
     closers.push(() => store.close())
     const revocations = new RevocationService({
       store, clock, log,
-      maxTokenLifetime: Math.max(config.idtoken.max_lifetime, config.scitoken.max_lifetime),
+      maxTokenLifetime: maxTokenLifetime(config),
       refreshSeconds: config.revocation.refresh_seconds,
     })
     await revocations.refresh()

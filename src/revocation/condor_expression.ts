@@ -1,4 +1,4 @@
-import { CLAIM_GENERATION, CLAIM_ROLE, CLAIM_SITE, type Revocation } from './revocation.ts'
+import { activeCutoffs, CLAIM_GENERATION, CLAIM_ROLE, CLAIM_SITE, type Revocation } from './revocation.ts'
 
 /**
  * Builds SEC_TOKEN_REVOCATION_EXPR from the active revocations (htcondor-tokens.md §2.4). The expression
@@ -12,19 +12,7 @@ import { CLAIM_GENERATION, CLAIM_ROLE, CLAIM_SITE, type Revocation } from './rev
  * per sub/site (latest cut-off wins), one per jti; entries leave once no token they match can be valid.
  */
 export function buildRevocationExpression(revocations: readonly Revocation[], now: number): { expr: string; clauses: number } {
-  const roles = new Map<string, number>()
-  const subs = new Map<string, number>()
-  const sites = new Map<string, number>()
-  const jtis = new Set<string>()
-  for (const r of revocations) {
-    if (r.until < now) continue
-    switch (r.kind) {
-      case 'role': roles.set(r.value, Math.max(roles.get(r.value) ?? 0, r.gen ?? 0)); break
-      case 'sub': subs.set(r.value, Math.max(subs.get(r.value) ?? 0, r.revokedAt)); break
-      case 'site': sites.set(r.value, Math.max(sites.get(r.value) ?? 0, r.revokedAt)); break
-      case 'jti': jtis.add(r.value); break
-    }
-  }
+  const { roles, subs, sites, jtis } = activeCutoffs(revocations, now)
   const clauses: string[] = []
   for (const [role, gen] of sorted(roles)) clauses.push(`(${CLAIM_ROLE} =?= ${classAdString(role)} && ${CLAIM_GENERATION} < ${gen})`)
   for (const [site, t] of sorted(sites)) clauses.push(`(${CLAIM_SITE} =?= ${classAdString(site)} && iat <= ${t})`)

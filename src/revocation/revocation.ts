@@ -51,3 +51,31 @@ export interface RevocationStore {
   /** Current generation per role that was ever revoked; other roles are at INITIAL_GENERATION. */
   roleGenerations(): Promise<Map<string, number>>
 }
+
+/** What the unexpired revocations cut off: whole roles up to a generation, and per sub / site the latest cut-off time. */
+export interface ActiveCutoffs {
+  jtis: Set<string>
+  subs: Map<string, number>
+  sites: Map<string, number>
+  /** Highest revoked generation per role named by an unexpired role revocation. */
+  roles: Map<string, number>
+}
+
+/**
+ * Folds revocations still in force at `now` into cut-offs: the one reading behind both the HTCondor
+ * expression (condor_expression.ts) and the broker's own check (revocation_checker.ts).
+ */
+export function activeCutoffs(revocations: readonly Revocation[], now: number): ActiveCutoffs {
+  const out: ActiveCutoffs = { jtis: new Set(), subs: new Map(), sites: new Map(), roles: new Map() }
+  const latest = (m: Map<string, number>, k: string, v: number) => m.set(k, Math.max(m.get(k) ?? 0, v))
+  for (const r of revocations) {
+    if (r.until < now) continue
+    switch (r.kind) {
+      case 'jti': out.jtis.add(r.value); break
+      case 'sub': latest(out.subs, r.value, r.revokedAt); break
+      case 'site': latest(out.sites, r.value, r.revokedAt); break
+      case 'role': latest(out.roles, r.value, r.gen ?? 0); break
+    }
+  }
+  return out
+}

@@ -1,4 +1,4 @@
-import { CLAIM_GENERATION, CLAIM_ROLE, CLAIM_SITE, type Revocation } from './revocation.ts'
+import { activeCutoffs, CLAIM_GENERATION, CLAIM_ROLE, CLAIM_SITE, type Revocation } from './revocation.ts'
 
 /** Decides whether a token the broker itself is asked to accept (renewal, admin call) has been revoked. */
 export interface RevocationChecker {
@@ -11,18 +11,20 @@ export interface RevocationChecker {
  * Mirrors buildRevocationExpression clause by clause.
  */
 export class RevocationSnapshot implements RevocationChecker {
-  readonly #jtis = new Set<string>()
-  readonly #subs = new Map<string, number>()
-  readonly #sites = new Map<string, number>()
+  readonly #jtis: ReadonlySet<string>
+  readonly #subs: ReadonlyMap<string, number>
+  readonly #sites: ReadonlyMap<string, number>
+  /**
+   * From the role_generations table, not from role revocations: a generation stays in force after the
+   * revocation entry that raised it has expired.
+   */
   readonly #roles: ReadonlyMap<string, number>
 
   constructor(revocations: readonly Revocation[], roleGenerations: ReadonlyMap<string, number>, now: number) {
-    for (const r of revocations) {
-      if (r.until < now) continue
-      if (r.kind === 'jti') this.#jtis.add(r.value)
-      else if (r.kind === 'sub') this.#subs.set(r.value, Math.max(this.#subs.get(r.value) ?? 0, r.revokedAt))
-      else if (r.kind === 'site') this.#sites.set(r.value, Math.max(this.#sites.get(r.value) ?? 0, r.revokedAt))
-    }
+    const { jtis, subs, sites } = activeCutoffs(revocations, now)
+    this.#jtis = jtis
+    this.#subs = subs
+    this.#sites = sites
     this.#roles = new Map(roleGenerations)
   }
 

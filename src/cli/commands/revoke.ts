@@ -1,5 +1,5 @@
 import { userInfo } from 'node:os'
-import { loadConfig, type Config } from '../../config.ts'
+import { loadConfig, maxTokenLifetime } from '../../config.ts'
 import { systemClock } from '../../lib/clock.ts'
 import { createLogger } from '../../lib/logger.ts'
 import { condorConfigSnippet } from '../../revocation/condor_expression.ts'
@@ -68,11 +68,6 @@ export async function revokeCommand(argv: string[], io: CommandIo): Promise<numb
   } finally {
     await store.close()
   }
-}
-
-/** The longest lifetime any issued token can have: revocations by sub/site/role matter at most that long. */
-export function maxTokenLifetime(config: Config): number {
-  return Math.max(config.idtoken.max_lifetime, config.scitoken.max_lifetime)
 }
 
 function iso(t: number): string {

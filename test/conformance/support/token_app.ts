@@ -12,7 +12,7 @@ import type { SetupServer } from 'msw/node'
 import { afterAll, afterEach, expect } from 'vitest'
 import { createApp } from '../../../src/app.ts'
 import type { AuditEvent, AuditLog } from '../../../src/audit/audit_log.ts'
-import { loadConfig, type Config } from '../../../src/config.ts'
+import { loadConfig, maxTokenLifetime, type Config } from '../../../src/config.ts'
 import { GRANT_TYPE_TOKEN_EXCHANGE, TOKEN_TYPE } from '../../../src/contract/token_exchange.ts'
 import { createIamAdapter } from '../../../src/iam/create_iam_adapter.ts'
 import { exchangeToken } from '../../../src/issuance/exchange.ts'
@@ -125,7 +125,7 @@ export async function useTokenApp(): Promise<TokenApp> {
   }
   const revocations = new RevocationService({
     store, clock, log: silentLogger,
-    maxTokenLifetime: Math.max(config.idtoken.max_lifetime, config.scitoken.max_lifetime),
+    maxTokenLifetime: maxTokenLifetime(config),
     refreshSeconds: config.revocation.refresh_seconds,
   })
   await revocations.refresh()
