@@ -1,4 +1,4 @@
-// Audit store benchmark (issue #3): records/s with group commit on SQLite and PostgreSQL, issueToken
+// Audit store benchmark: records/s with group commit on SQLite and PostgreSQL, issueToken
 // throughput with the audit write on the path, and GET /v1/audit latency for filtered queries over a
 // large log (default 1,000,000 records; target < 50 ms).
 //

@@ -3,7 +3,7 @@ import { z } from 'zod'
 const Int = (min: number) => z.coerce.number().int().min(min)
 
 /**
- * `audit:` section (issue #3). Environment overrides follow the usual CTB_<PATH> rule, e.g.
+ * `audit:` section. Environment overrides follow the usual CTB_<PATH> rule, e.g.
  * CTB_AUDIT_STORE=postgres, CTB_AUDIT_POSTGRES_DSN=postgres://broker@db/broker (keep the password in the
  * environment or PGPASSWORD, not in the file).
  */

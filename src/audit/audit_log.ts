@@ -1,6 +1,6 @@
 /**
  * The audit seam. Every issuance, denial, renewal, revocation, key rotation and policy reload is one
- * event. Implementations must be append-only and hash-chained (issue #3); `record` resolves only once
+ * event. Implementations must be append-only and hash-chained; `record` resolves only once
  * the event is durably committed, so callers can fail closed (Vault's rule: no response without its
  * audit record).
  */

@@ -2,7 +2,7 @@ import { GRANT_TYPE_TOKEN_EXCHANGE, ISSUED_TOKEN_TYPES } from './token_exchange.
 
 /**
  * The broker's OpenID/OAuth metadata. scitokens-cpp reads `issuer` and `jwks_uri` from
- * `<iss>/.well-known/openid-configuration` (htcondor-tokens.md §5.3).
+ * `<iss>/.well-known/openid-configuration` (docs/htcondor-tokens.md §5.3).
  * @see https://www.rfc-editor.org/rfc/rfc8414.html#section-2
  */
 export interface BrokerMetadata {

@@ -1,4 +1,4 @@
-/** Wire constants of RFC 8693 token exchange, spelled as the specs spell them (iam-and-wlcg.md §3.2). */
+/** Wire constants of RFC 8693 token exchange, spelled as the specs spell them (docs/iam-and-wlcg.md §3.2). */
 export const GRANT_TYPE_TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange'
 
 export const TOKEN_TYPE = {

@@ -17,7 +17,7 @@ export interface TokenExchangeRequest {
   params: Record<string, string>
 }
 
-/** What the broker mints → its token type URI, in `issued_token_type` and `requested_token_type` (iam-and-wlcg.md §3.2). */
+/** What the broker mints → its token type URI, in `issued_token_type` and `requested_token_type` (docs/iam-and-wlcg.md §3.2). */
 export const ISSUED_TYPE_OF: Record<TokenKind, string> = {
   idtoken: TOKEN_TYPE.idtoken,
   scitoken: TOKEN_TYPE.jwt,

@@ -1,7 +1,7 @@
 /**
  * Configuration of the DEVELOPMENT IAM: clients, users and exchange policies, with defaults that cover
  * the broker's tests and `npm run demo`. Everything here is development-only: well-known secrets and
- * passwords, loopback only. Field names follow INDIGO IAM's client and policy model (iam-and-wlcg.md §1).
+ * passwords, loopback only. Field names follow INDIGO IAM's client and policy model (docs/iam-and-wlcg.md §1).
  */
 import { createHash } from 'node:crypto'
 import { z } from 'zod'

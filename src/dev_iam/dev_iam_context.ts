@@ -5,7 +5,7 @@ import type { TokenStore } from './token_store.ts'
 
 /** Everything the development IAM's grants, introspection and revocation share; built once at start-up. */
 export interface DevIamContext {
-  /** Exact `iss`, trailing slash included, as IAM's discovery shows it (iam-and-wlcg.md §1.2). */
+  /** Exact `iss`, trailing slash included, as IAM's discovery shows it (docs/iam-and-wlcg.md §1.2). */
   issuer: string
   config: DevIamConfig
   clients: ReadonlyMap<string, DevIamClient>

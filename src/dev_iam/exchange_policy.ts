@@ -16,7 +16,7 @@ function rank(selector: string, clientId: string): number | undefined {
  * IAM's token-exchange PDP (DefaultTokenExchangePdp) in miniature: the applicable policy with the highest
  * rank (origin rank + destination rank) wins; at equal rank DENY wins; no applicable policy denies. A
  * winning PERMIT with `scopes` must cover every requested scope, otherwise `invalid_scope`.
- * @see iam-and-wlcg.md §1.4 "Authorization layers", layer 2
+ * @see docs/iam-and-wlcg.md §1.4 "Authorization layers", layer 2
  */
 export function decideExchange(
   policies: readonly DevIamExchangePolicy[], originClientId: string, destinationClientId: string, scopes: readonly string[],

@@ -6,7 +6,7 @@ import { clientAuthEndpoint, reply } from './endpoint_request.ts'
  * access and refresh tokens this IAM still holds: active, iss, sub, client_id, aud, scope, exp, iat, jti,
  * token_type, `wlcg.groups` and (user tokens) username/preferred_username; anything else is
  * `{active: false}`. oidc-provider's own introspection refuses JWT access tokens, hence this route.
- * @see RFC 7662 §2; iam-and-wlcg.md §1.5 "Introspection"
+ * @see RFC 7662 §2; docs/iam-and-wlcg.md §1.5 "Introspection"
  */
 export function introspectionMiddleware(dev: DevIamContext, path: string) {
   return clientAuthEndpoint(dev, path, (ctx, _req, rec) => {

@@ -5,7 +5,7 @@ import type { DevIamContext } from './dev_iam_context.ts'
 import { resolveWlcgGroups } from './scopes.ts'
 import type { AccessTokenRecord, RefreshTokenRecord } from './token_store.ts'
 
-/** WLCG profile: `aud` when none was requested (iam-and-wlcg.md §1.5). */
+/** WLCG profile: `aud` when none was requested (docs/iam-and-wlcg.md §1.5). */
 export const WLCG_ANY_AUDIENCE = 'https://wlcg.cern.ch/jwt/v1/any'
 
 export interface MintRequest {
@@ -31,7 +31,7 @@ export interface MintedAccessToken {
  * iss, sub, aud, iat, nbf (= iat), exp, jti (UUID), client_id, scope (space-joined), `wlcg.ver: "1.0"`,
  * `wlcg.groups` only when a group scope was granted, authn info when enabled and scoped, `act` after an
  * exchange. RS256 with the provider's key. The token is stored so exchange and introspection can find it.
- * @see iam-and-wlcg.md §1.5 and §2.1
+ * @see docs/iam-and-wlcg.md §1.5 and §2.1
  */
 export async function mintAccessToken(ctx: DevIamContext, req: MintRequest): Promise<MintedAccessToken> {
   const iat = ctx.clock.now()

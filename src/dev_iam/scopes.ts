@@ -1,6 +1,6 @@
 /**
  * Scope matching and `wlcg.groups` resolution as INDIGO IAM does them with its `wlcg-scopes` matchers
- * (iam-and-wlcg.md §1.4 layer 1, §1.5, §2.2).
+ * (docs/iam-and-wlcg.md §1.4 layer 1, §1.5, §2.2).
  */
 
 /** Splits a space-delimited scope parameter, dropping empties and duplicates, keeping order. */

@@ -1,6 +1,6 @@
 /**
  * The DEVELOPMENT IAM: a real OpenID provider (npm `oidc-provider`) on loopback that behaves like INDIGO
- * IAM where the broker can tell (iam-and-wlcg.md §1): IAM's endpoint paths, an issuer with a trailing
+ * IAM where the broker can tell (docs/iam-and-wlcg.md §1): IAM's endpoint paths, an issuer with a trailing
  * slash, RS256 JWT access tokens in the WLCG profile, client_credentials, token exchange with IAM's
  * semantics, refresh, client-authenticated introspection and revocation, and a development-only password
  * grant for user tokens. Tokens live in memory. Never for production: secrets and passwords are well known.
@@ -27,7 +27,7 @@ import { TokenStore } from './token_store.ts'
 
 const GRANTS: readonly DevIamGrant[] = [clientCredentialsGrant, passwordGrant, refreshTokenGrant, tokenExchangeGrant]
 
-/** IAM's paths, relative to the issuer (iam-and-wlcg.md §1.1). */
+/** IAM's paths, relative to the issuer (docs/iam-and-wlcg.md §1.1). */
 export const DEV_IAM_PATHS = {
   discovery: '.well-known/openid-configuration',
   jwks: 'jwk',

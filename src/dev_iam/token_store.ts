@@ -32,7 +32,7 @@ export type TokenRecord = AccessTokenRecord | RefreshTokenRecord
 
 /**
  * The development IAM's token store: what makes "an access token this IAM issued and STILL HOLDS"
- * (iam-and-wlcg.md §1.4) checkable, and what introspection and revocation read. Keyed by SHA-256 of the
+ * (docs/iam-and-wlcg.md §1.4) checkable, and what introspection and revocation read. Keyed by SHA-256 of the
  * token so no raw token sits in a map key; bounded so a long-running `npm start` cannot grow without limit.
  */
 export class TokenStore {

@@ -5,7 +5,7 @@ import { OperatorError } from '../errors.ts'
 import { readSecretFile } from '../lib/secure_file.ts'
 import type { IamClientConfig } from './iam_config.ts'
 
-/** The broker's identity at one IAM: its client_id and how it proves it (iam-and-wlcg.md §1.3). */
+/** The broker's identity at one IAM: its client_id and how it proves it (docs/iam-and-wlcg.md §1.3). */
 export interface IamClientCredentials {
   clientId: string
   auth: ClientAuth

@@ -32,7 +32,7 @@ export function defaultDiscoveryUrl(issuer: string): string {
 
 /**
  * Per-issuer OpenID discovery through openid-client, cached. The discovery URL is a separate setting
- * from the exact issuer string (iam-and-wlcg.md §1.2): we always hand openid-client the full
+ * from the exact issuer string (docs/iam-and-wlcg.md §1.2): we always hand openid-client the full
  * `.well-known` URL and then compare the discovered `issuer` ourselves, byte for byte, because
  * openid-client's own check normalises through `new URL()` (a host-only issuer without its slash would
  * pass). One known IAM quirk is accepted: IAM's discovery document always ends `issuer` with `/` even

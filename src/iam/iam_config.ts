@@ -2,7 +2,7 @@ import { z } from 'zod'
 
 /**
  * The `iam:` section of the broker configuration: which IAM issuers the broker trusts for inbound
- * subject tokens, and how the broker authenticates to each as its own client (iam-and-wlcg.md §1, §6).
+ * subject tokens, and how the broker authenticates to each as its own client (docs/iam-and-wlcg.md §1, §6).
  * Kept here, next to its only consumer; src/config.ts mounts it as `iam`.
  */
 
@@ -13,7 +13,7 @@ const Bool = z.union([z.boolean(), z.enum(['true', 'false']).transform((v) => v 
 
 /**
  * Asymmetric JWS algorithms only: HS* would let anyone holding the IAM public key forge tokens, and `none`
- * is unsigned. WLCG verifiers must support RS256 and ES256 (iam-and-wlcg.md §2.1).
+ * is unsigned. WLCG verifiers must support RS256 and ES256 (docs/iam-and-wlcg.md §2.1).
  */
 export const IAM_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'] as const
 

@@ -5,7 +5,7 @@ import type { Logger } from '../lib/logger.ts'
 /**
  * Maps a failure talking to IAM onto the broker's error vocabulary. Only errors the *caller* can fix
  * become 4xx; everything about IAM's health or the broker's own registration at IAM becomes
- * `temporarily_unavailable` (503, iam-and-wlcg.md §3.4), with the detail in the log, never on the wire.
+ * `temporarily_unavailable` (503, docs/iam-and-wlcg.md §3.4), with the detail in the log, never on the wire.
  * IAM's own `error_description` is relayed only for `invalid_grant`/`invalid_scope`, trimmed and
  * stripped of anything but printable ASCII, since it is text from another system.
  */

@@ -3,7 +3,7 @@ import { Agent, fetch as undiciFetch } from 'undici'
 /**
  * The one HTTP client the IAM adapter uses, injected everywhere (openid-client's and jose's `customFetch`).
  * Tests pass `globalThis.fetch`, which msw intercepts; msw cannot see the npm undici's own fetch
- * (iam-and-wlcg.md §4.2, mswjs/msw#2165).
+ * (docs/iam-and-wlcg.md §4.2, mswjs/msw#2165).
  */
 export type IamFetch = (url: string, init: RequestInit) => Promise<Response>
 

@@ -22,7 +22,7 @@ export function audienceMatches(aud: unknown, accepted: readonly string[]): bool
 
 /**
  * Asks the issuing IAM whether a token is active (RFC 7662 §2), authenticating as the broker's client
- * (IAM requires it, iam-and-wlcg.md §1.5). Used for opaque tokens and, when configured, for JWTs so that
+ * (IAM requires it, docs/iam-and-wlcg.md §1.5). Used for opaque tokens and, when configured, for JWTs so that
  * revocation is seen. `active: false` is the caller's problem (invalid_request, RFC 8693 §2.2.2); IAM
  * being unreachable or refusing the broker's credentials is a 503.
  */

@@ -23,7 +23,7 @@ export interface IssuerKeysOptions {
  * An issuer's signing keys for `jwtVerify`: jose's `createRemoteJWKSet` (cache age, cooldown, timeout;
  * an unknown `kid` triggers one refetch, at most once per cooldown, which is how IAM key rotation is
  * picked up), plus what WLCG asks of a key cache and jose leaves out: when a refresh fails, the last
- * good key set keeps working up to `maxStaleSeconds` (iam-and-wlcg.md §2.3), and after a failure IAM is
+ * good key set keeps working up to `maxStaleSeconds` (docs/iam-and-wlcg.md §2.3), and after a failure IAM is
  * not asked again for a while (the cooldown with stale keys, `retrySeconds` without), so an IAM outage
  * costs one fetch per interval, not one per request.
  *

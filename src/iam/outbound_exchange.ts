@@ -58,7 +58,7 @@ export interface OutboundExchangeDeps {
 const SCOPE_TOKEN = /^[\x21\x23-\x5b\x5d-\x7e]+$/
 
 /**
- * The broker as its own IAM client (issue #4 item 3, iam-and-wlcg.md §1.3–§1.4): RFC 8693 token exchange
+ * The broker as its own IAM client (docs/iam-and-wlcg.md §1.3–§1.4): RFC 8693 token exchange
  * for audience-narrowed access tokens and the refresh-token grant, through openid-client with the broker's
  * client authentication (client_secret_basic or private_key_jwt).
  *
@@ -216,7 +216,7 @@ function grantedScopes(scope: string | undefined, accessToken: string, requested
 }
 
 /**
- * Refuses a short-changed grant (iam-and-wlcg.md §1.4: IAM drops scopes silently) and a wider one.
+ * Refuses a short-changed grant (docs/iam-and-wlcg.md §1.4: IAM drops scopes silently) and a wider one.
  * `wlcg.groups` may be added by IAM whenever a group scope was requested (WLCG §2.2).
  */
 function checkGranted(requested: string[], granted: string[]): void {

@@ -1,6 +1,6 @@
 /**
- * Where the broker keeps IAM refresh tokens it obtained with `offline_access` (issue #4 item 3). Refresh
- * tokens never leave the broker (iam-and-wlcg.md §3.3). IAM may rotate them on every refresh and make the
+ * Where the broker keeps IAM refresh tokens it obtained with `offline_access` . Refresh
+ * tokens never leave the broker (docs/iam-and-wlcg.md §3.3). IAM may rotate them on every refresh and make the
  * old one single-use (§1.4), so the newest must always be the one stored.
  *
  * Only an in-memory implementation exists today: refresh tokens are lost on restart. Persistent,

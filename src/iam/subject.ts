@@ -3,7 +3,7 @@
  * checks (or introspection). Policies match on these fields only.
  */
 export interface VerifiedSubject {
-  /** Exact `iss` string, trailing slash included (iam-and-wlcg.md §1.2). */
+  /** Exact `iss` string, trailing slash included (docs/iam-and-wlcg.md §1.2). */
   iss: string
   sub: string
   client_id?: string

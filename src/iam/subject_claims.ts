@@ -3,7 +3,7 @@ import type { VerifiedSubject } from './subject.ts'
 
 /**
  * Checks `wlcg.ver`: required in the WLCG profile, grammar `[0-9]+.[0-9]+`; readers reject an unknown
- * MAJOR and accept a newer MINOR (WLCG Common JWT Profile, iam-and-wlcg.md §2.1).
+ * MAJOR and accept a newer MINOR (WLCG Common JWT Profile, docs/iam-and-wlcg.md §2.1).
  */
 export function checkWlcgVersion(claims: Readonly<Record<string, unknown>>): void {
   const ver = claims['wlcg.ver']

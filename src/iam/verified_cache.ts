@@ -4,7 +4,7 @@ import type { VerifiedSubject } from './subject.ts'
 
 /**
  * Verified subject tokens, keyed by the SHA-256 of the token (never the token itself, so a heap dump
- * holds no usable bearer token), kept until the token's `exp` (issue #4 item 2): a busy caller costs
+ * holds no usable bearer token), kept until the token's `exp` : a busy caller costs
  * one signature check, not one per request. Entries are the deep-frozen subjects, stored without
  * cloning because the hot path of POST /token reads them.
  */

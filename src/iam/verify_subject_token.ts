@@ -24,11 +24,11 @@ const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/
 /** RFC 6750 §2.1 b64token: what an opaque bearer token may look like. */
 const OPAQUE_SHAPE = /^[A-Za-z0-9\-._~+/]+=*$/
 
-/** Claims every IAM profile carries (iam-and-wlcg.md §1.5); `iss` is pinned separately. */
+/** Claims every IAM profile carries (docs/iam-and-wlcg.md §1.5); `iss` is pinned separately. */
 const REQUIRED_CLAIMS = ['sub', 'exp', 'iat', 'jti']
 
 /**
- * Verifies inbound IAM access tokens (issue #4 item 2, iam-and-wlcg.md §1.2, §2.1, §3.1).
+ * Verifies inbound IAM access tokens (docs/iam-and-wlcg.md §1.2, §2.1, §3.1).
  *
  * JWTs: the unverified `iss` selects one trusted issuer by exact string; the header `alg` must be on
  * that issuer's allow-list before any network call (so `alg: none` and HS* never reach a key lookup);

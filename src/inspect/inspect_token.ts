@@ -21,7 +21,7 @@ export interface InspectContext {
   now: number
   /** HTCondor key (derived HMAC key object) for the token's kid, if we have it. */
   idtokenKey?: { kid: string; hmac: KeyObject; source: string }
-  /** The pool's TRUST_DOMAIN: clients skip tokens whose iss differs (htcondor-tokens.md §2.1). */
+  /** The pool's TRUST_DOMAIN: clients skip tokens whose iss differs (docs/htcondor-tokens.md §2.1). */
   trustDomain?: string
   /** The server's IssuerKeys: clients skip tokens whose kid is not among them. */
   issuerKeys?: readonly string[]
@@ -39,7 +39,7 @@ function when(epoch: number): string {
 /**
  * Decodes a token and says, in HTCondor's and scitokens-cpp's terms, whether it would be accepted and,
  * if not, why. Mirrors the client-side selection (§2.1) and server-side checks (§2.3, §5.2) in
- * htcondor-tokens.md.
+ * docs/htcondor-tokens.md.
  */
 export function inspectToken(token: string, ctx: InspectContext): InspectReport {
   const d = decodeCompact(token.trim())

@@ -2,7 +2,7 @@ import { InvalidScope } from '../errors.ts'
 
 /**
  * HTCondor authorization levels that may appear as `condor:/LEVEL` scopes. DEFAULT, CLIENT and ALLOW are
- * config pseudo-levels and OWNER is gone, so they are refused (htcondor-tokens.md §3.1).
+ * config pseudo-levels and OWNER is gone, so they are refused (docs/htcondor-tokens.md §3.1).
  */
 export const AUTHZ_LEVELS = [
   'READ', 'WRITE', 'NEGOTIATOR', 'ADMINISTRATOR', 'CONFIG', 'DAEMON',

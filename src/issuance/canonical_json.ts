@@ -9,7 +9,7 @@ const UNSAFE = /[^\x20-\x7e]/
 /**
  * Serialises claims the way `condor_token_create` does (picojson): keys sorted, no whitespace, plain
  * integers, and `/` escaped as `\/`. Golden tests depend on this exact byte sequence.
- * @see htcondor-tokens.md §1.4
+ * @see docs/htcondor-tokens.md §1.4
  */
 export function canonicalJson(claims: Claims): string {
   const keys = Object.keys(claims).sort()

@@ -31,7 +31,7 @@ export interface ExchangeDeps {
   iam: SubjectTokenVerifier
   /** The current policy's decision function (policy reloads swap what it closes over). */
   decide: (req: DecisionRequest) => Decision
-  /** Mints, verifies and audits (fail closed) a token the policy allowed. */
+  /** Mints and audits (fail closed) a token the policy allowed. */
   issue: (decision: Allowed, subject: VerifiedSubject, ctx: RequestContext) => Promise<IssuedToken>
   /** Obtains an audience-narrowed IAM access token (requested_token_type access_token), audited likewise. */
   narrow: (decision: Allowed, subject: VerifiedSubject, subjectToken: string, ctx: RequestContext) => Promise<IssuedToken>

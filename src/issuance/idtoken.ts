@@ -50,7 +50,7 @@ export function newIdTokenJti(): string {
 
 /**
  * Builds IDTOKEN claims, refusing what HTCondor would mangle or what would be over-broad.
- * @see htcondor-tokens.md §1.3, §3.4
+ * @see docs/htcondor-tokens.md §1.3, §3.4
  */
 export function buildIdTokenClaims(req: IdTokenRequest): IdTokenClaims {
   assertTrustDomain(req.trustDomain)
@@ -73,7 +73,7 @@ export function buildIdTokenClaims(req: IdTokenRequest): IdTokenClaims {
 
 /**
  * Signs IDTOKEN claims exactly as HTCondor does: canonical JSON payload, HS256 with the derived key.
- * @see htcondor-tokens.md §1.2–1.4
+ * @see docs/htcondor-tokens.md §1.2–1.4
  */
 export function mintIdToken(claims: IdTokenClaims, key: IdTokenKey): string {
   const signingInput = `${key.encodedHeader}.${b64url(canonicalJson(claims))}`

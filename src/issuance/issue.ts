@@ -72,8 +72,8 @@ export interface IssuedTokenResult {
 /**
  * Mints the token an allowed decision describes (with keys that passed their self-test at load,
  * key_self_test.ts) and returns it only after its audit record is committed: if `audit.record` rejects, this throws and the token is discarded (fail closed, Vault's rule).
- * Every token carries `ctb_role`, `ctb_gen` (and `ctb_site`) for revocation (htcondor-tokens.md §2.4).
- * @see htcondor-tokens.md §1.3, §5.8; issue #3
+ * Every token carries `ctb_role`, `ctb_gen` (and `ctb_site`) for revocation (docs/htcondor-tokens.md §2.4).
+ * @see docs/htcondor-tokens.md §1.3, §5.8
  */
 export async function issueToken(decision: AllowedDecision, ctx: IssueContext, deps: IssueDeps): Promise<IssuedTokenResult> {
   if (ctx.site !== undefined && !isClassAdSafe(ctx.site)) throw new InvalidRequest('site must be printable ASCII without quotes or backslashes')

@@ -12,7 +12,7 @@ import { callerOf } from './issue.ts'
  * requested_token_type access_token: an audience-narrowed IAM access token obtained by the broker as its
  * own IAM client. IAM sets the lifetime from the broker client's setting, so a token living longer than
  * the role allows is refused rather than relayed. Audited before it is returned, like minted tokens.
- * @see iam-and-wlcg.md §1.4
+ * @see docs/iam-and-wlcg.md §1.4
  */
 export async function narrowAtIam(
   decision: Extract<Decision, { allow: true }>,

@@ -44,7 +44,7 @@ const NBF_BACKDATE_SECONDS = 60
 /**
  * Builds SciTokens 2.0 or WLCG 1.0 claims. `iss` must be https (scitokens-cpp refuses anything else) and
  * `aud` is mandatory in both profiles.
- * @see htcondor-tokens.md §5.2, §5.8; iam-and-wlcg.md §2
+ * @see docs/htcondor-tokens.md §5.2, §5.8; docs/iam-and-wlcg.md §2
  */
 export function buildSciTokenClaims(req: SciTokenRequest): SciTokenClaims {
   if (!req.issuer.startsWith('https://')) throw new InvalidRequest('the SciToken issuer must be an https URL')
@@ -86,7 +86,7 @@ export function normaliseScopes(scopes: readonly string[]): string {
 
 /**
  * Signs SciToken/WLCG claims with ES256 or RS256 under the key's RFC 7638 thumbprint `kid`.
- * @see htcondor-tokens.md §5.8
+ * @see docs/htcondor-tokens.md §5.8
  */
 export function mintSciToken(claims: SciTokenClaims, key: AsymmetricKey): string {
   const header = b64url(JSON.stringify({ alg: key.alg, kid: key.kid, typ: 'JWT' }))

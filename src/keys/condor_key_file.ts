@@ -4,12 +4,12 @@ import { OperatorError } from '../errors.ts'
 /** HTCondor's fixed scramble pad (condor_utils/store_cred.cpp): XOR with DE AD BE EF, repeating. */
 const SCRAMBLE_PAD = [0xde, 0xad, 0xbe, 0xef] as const
 
-/** Length HTCondor's collector uses when it creates POOL itself (htcondor-tokens.md §1.1). */
+/** Length HTCondor's collector uses when it creates POOL itself (docs/htcondor-tokens.md §1.1). */
 export const CONDOR_KEY_BYTES = 64
 
 /**
  * HTCondor's scramble; it is its own inverse, so the same function unscrambles.
- * @see htcondor-tokens.md §1.2
+ * @see docs/htcondor-tokens.md §1.2
  */
 export function scramble(bytes: Uint8Array): Buffer {
   const out = Buffer.allocUnsafe(bytes.length)
@@ -25,7 +25,7 @@ export function generateCondorKeyFile(): Buffer {
 /**
  * Derives the 32-byte HS256 key HTCondor signs IDTOKENs with from a key file's raw (scrambled) bytes.
  * POOL (and the empty key id) use the unscrambled key concatenated with itself as IKM; named keys do not.
- * @see htcondor-tokens.md §1.2 (condor_auth_passwd.cpp)
+ * @see docs/htcondor-tokens.md §1.2 (condor_auth_passwd.cpp)
  */
 export function deriveIdTokenKey(fileBytes: Uint8Array, kid: string): Buffer {
   const key = scramble(fileBytes)

@@ -5,7 +5,7 @@ import { OperatorError } from '../errors.ts'
 
 /**
  * Reads a secret file, refusing it when group or other may read or write it. HTCondor silently ignores
- * such key and token files (htcondor-tokens.md §1.1, §1.5); we say so instead of failing later.
+ * such key and token files (docs/htcondor-tokens.md §1.1, §1.5); we say so instead of failing later.
  */
 export function readSecretFile(path: string): Buffer {
   let st
@@ -27,7 +27,7 @@ export function readSecretFile(path: string): Buffer {
 
 /**
  * Writes a file with mode 0600 via a dot-prefixed temp file and rename(), so readers never see a partial
- * write; HTCondor skips dot-files in token and key directories (htcondor-tokens.md §1.5).
+ * write; HTCondor skips dot-files in token and key directories (docs/htcondor-tokens.md §1.5).
  */
 export function writeSecretFileAtomic(path: string, data: string | Uint8Array, options: { exclusive?: boolean } = {}): void {
   const dir = dirname(path)
@@ -49,7 +49,7 @@ export function writeSecretFileAtomic(path: string, data: string | Uint8Array, o
 /**
  * Replaces `path` via a dot-prefixed temp file in the same directory (fsynced, then renamed), so a
  * reader sees the old file or the new one, never part of one. The directory must exist. HTCondor skips
- * dot-files when it reads key, token and config directories (htcondor-tokens.md §1.1, §1.5).
+ * dot-files when it reads key, token and config directories (docs/htcondor-tokens.md §1.1, §1.5).
  */
 export function replaceFileAtomic(path: string, data: string | Uint8Array, mode: number): void {
   const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`)

@@ -16,7 +16,7 @@ export interface DecideOptions {
 const JTI_POOL = Buffer.alloc(16 * 256)
 let jtiOffset = JTI_POOL.length
 
-/** 16 random bytes as 32 lowercase hex characters (htcondor-tokens.md §1.3). */
+/** 16 random bytes as 32 lowercase hex characters (docs/htcondor-tokens.md §1.3). */
 export function newJti(): string {
   if (jtiOffset === JTI_POOL.length) { randomFillSync(JTI_POOL); jtiOffset = 0 }
   const id = JTI_POOL.toString('hex', jtiOffset, jtiOffset + 16)
@@ -40,7 +40,7 @@ export function roleNotGranted(role: string): Denial {
  * in order (files by name, then file order); the first that allows wins. If none allows, the first
  * matching rule's refusal is returned (its error code: invalid_scope, invalid_target, …), otherwise
  * `unauthorized_client`. Pure apart from `newJti`; all patterns were compiled at load.
- * @see RFC 8693 §2.2.2; RFC 6749 §5.2; htcondor-tokens.md §3.3, §3.4
+ * @see RFC 8693 §2.2.2; RFC 6749 §5.2; docs/htcondor-tokens.md §3.3, §3.4
  * @example
  *   const d = decide(holder.current, { subject, role: 'schedd', audience: [], host: 'ap1.example.org' })
  *   if (!d.allow) throw errorFor(d)   // d.error is the OAuth code, d.reason the safe description

@@ -3,7 +3,7 @@ import type { CompiledMatch } from './compile.ts'
 
 /**
  * Whether a verified IAM caller satisfies a rule's `match`. Issuers are compared as exact strings,
- * trailing slash included (iam-and-wlcg.md §1.2); groups and scopes by exact membership.
+ * trailing slash included (docs/iam-and-wlcg.md §1.2); groups and scopes by exact membership.
  * This is the hot-path form: it stops at the first mismatch and builds no strings.
  */
 export function callerMatches(m: CompiledMatch, s: VerifiedSubject): boolean {

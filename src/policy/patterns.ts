@@ -55,7 +55,7 @@ export function isHostPattern(value: string): boolean {
 }
 
 /**
- * An absolute, normalised path as WLCG scopes require (iam-and-wlcg.md §2.2): starts with `/`, no empty,
+ * An absolute, normalised path as WLCG scopes require (docs/iam-and-wlcg.md §2.2): starts with `/`, no empty,
  * `.` or `..` segment, no percent-escapes (which could hide either), no whitespace or quotes.
  */
 export function isNormalisedPath(path: string): boolean {

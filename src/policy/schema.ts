@@ -8,20 +8,20 @@ import { BUILTIN_PLACEHOLDERS, HOST_PLACEHOLDERS, parseTemplate, placeholdersOf,
  * The zod schema of `policies/*.yaml`. Structural checks and every safety rule that can be decided
  * from one grant alone live here; checks that need broker configuration (lifetime caps, the default
  * SciToken profile) live in load.ts. See docs/policies.md for the format.
- * @see htcondor-tokens.md §3.3, §3.4, §5.4; iam-and-wlcg.md §1.2, §2.2
+ * @see docs/htcondor-tokens.md §3.3, §3.4, §5.4; docs/iam-and-wlcg.md §1.2, §2.2
  */
 
 export const TOKEN_KINDS = ['idtoken', 'scitoken', 'access_token'] as const
 /** The role that only unlocks the admin API (policy explain, …); it never mints a token. */
 export const ADMIN_ROLE = 'admin'
-/** The only role allowed a `condor@…` identity (htcondor-tokens.md §3.3, §3.4). */
+/** The only role allowed a `condor@…` identity (docs/htcondor-tokens.md §3.3, §3.4). */
 export const CENTRAL_MANAGER_ROLE = 'central-manager'
 /**
  * User names HTCondor's default security config trusts wholesale: `condor@*` (ALLOW_DAEMON, NEGOTIATOR,
  * ADMINISTRATOR), `root@*` (ADMINISTRATOR) and v9's `condor_pool@*`. Only the central manager may be condor.
  */
 export const RESERVED_USERS: ReadonlySet<string> = new Set(['condor', 'condor_pool', 'root'])
-/** Audience wildcards; never for daemon tokens (htcondor-tokens.md §5.6). */
+/** Audience wildcards; never for daemon tokens (docs/htcondor-tokens.md §5.6). */
 const WILDCARD_AUDIENCES: ReadonlySet<string> = new Set(['ANY', 'https://wlcg.cern.ch/jwt/v1/any'])
 
 /** Pilot and startd roles (`pilot`, `startd`, `annex-pilot`, `startd-gpu`, …): no WRITE unless direct attach. */
@@ -52,7 +52,7 @@ const SetMatch = z.preprocess(
 )
 
 const MatchSchema = z.strictObject({
-  /** Exact `iss` strings, trailing slash included: never normalised (iam-and-wlcg.md §1.2). Required because `sub` is unique only per issuer. */
+  /** Exact `iss` strings, trailing slash included: never normalised (docs/iam-and-wlcg.md §1.2). Required because `sub` is unique only per issuer. */
   issuer: oneOrMany(NonBlank),
   sub: oneOrMany(NonBlank).optional(),
   client_id: oneOrMany(NonBlank).optional(),
@@ -112,10 +112,10 @@ function checkGrant(g: Grant, ctx: z.RefinementCtx): void {
   const attach = isAttachRole(g.role)
   if (attach && !g.direct_attach) {
     if (expandAuthz(levels).has('WRITE')) {
-      issue(['authz'], `WRITE (or a level implying it) on role ${g.role} needs direct_attach: true; pilots and startds only advertise (htcondor-tokens.md §3.4)`)
+      issue(['authz'], `WRITE (or a level implying it) on role ${g.role} needs direct_attach: true; pilots and startds only advertise (docs/htcondor-tokens.md §3.4)`)
     }
     if (g.scopes && htcondorLevelsOfScopes(g.scopes).has('WRITE')) {
-      issue(['scopes'], `these scopes give HTCondor WRITE on role ${g.role}, which needs direct_attach: true (htcondor-tokens.md §3.4, §5.4)`)
+      issue(['scopes'], `these scopes give HTCondor WRITE on role ${g.role}, which needs direct_attach: true (docs/htcondor-tokens.md §3.4, §5.4)`)
     }
   }
   if (g.direct_attach && !attach) issue(['direct_attach'], 'direct_attach applies only to pilot and startd roles')
@@ -135,7 +135,7 @@ function checkAuthz(g: Grant, kinds: Set<string>, issue: Issue): AuthzLevel[] {
     else issue(['authz', i], `unknown HTCondor authorization level "${a}"; expected READ, WRITE, NEGOTIATOR, ADMINISTRATOR, CONFIG, DAEMON, ADVERTISE_STARTD, ADVERTISE_SCHEDD or ADVERTISE_MASTER`)
   })
   if (kinds.has('idtoken') && !g.authz?.length) {
-    issue(['authz'], 'an idtoken grant needs at least one authz level: an IDTOKEN without condor:/ scopes is unrestricted (htcondor-tokens.md §3.2, §3.4)')
+    issue(['authz'], 'an idtoken grant needs at least one authz level: an IDTOKEN without condor:/ scopes is unrestricted (docs/htcondor-tokens.md §3.2, §3.4)')
   }
   if (!kinds.has('idtoken') && g.authz !== undefined) issue(['authz'], 'authz applies to idtoken only; SciTokens carry condor:/LEVEL in scopes')
   return levels
@@ -153,9 +153,9 @@ function checkScopes(g: Grant, kinds: Set<string>, jwtKinds: boolean, issue: Iss
     const hasCondor = g.scopes.some((s) => /^condor:\//i.test(s))
     const hasCompute = g.scopes.some((s) => s.startsWith('compute.'))
     if (!hasCondor && !hasCompute) {
-      issue(['scopes'], 'a scitoken grant needs a condor:/ or compute.* scope: HTCondor gives a SciToken without one no authorization at all (htcondor-tokens.md §5.4)')
+      issue(['scopes'], 'a scitoken grant needs a condor:/ or compute.* scope: HTCondor gives a SciToken without one no authorization at all (docs/htcondor-tokens.md §5.4)')
     } else if (g.profile === 'scitokens2' && !hasCondor) {
-      issue(['scopes'], 'HTCondor does not translate compute.* in SciTokens 2.0 tokens; add condor:/ scopes or use profile wlcg (htcondor-tokens.md §5.4)')
+      issue(['scopes'], 'HTCondor does not translate compute.* in SciTokens 2.0 tokens; add condor:/ scopes or use profile wlcg (docs/htcondor-tokens.md §5.4)')
     }
   }
 }
@@ -194,19 +194,19 @@ function checkIdentity(g: Grant, kinds: Set<string>, issue: Issue): void {
   }
   const { user, hasAt, emptyDomain } = literalUser(parsed.parts)
   if (user !== undefined && RESERVED_USERS.has(user.toLowerCase()) && g.role !== CENTRAL_MANAGER_ROLE) {
-    issue(['identity'], `identity ${user}@… is allowed for the ${CENTRAL_MANAGER_ROLE} role only: HTCondor's default security config trusts condor@* and root@* as daemons and administrators (htcondor-tokens.md §3.4)`)
+    issue(['identity'], `identity ${user}@… is allowed for the ${CENTRAL_MANAGER_ROLE} role only: HTCondor's default security config trusts condor@* and root@* as daemons and administrators (docs/htcondor-tokens.md §3.4)`)
   }
   if (kinds.has('idtoken') && (!hasAt || emptyDomain)) {
-    issue(['identity'], 'an IDTOKEN identity must be user@domain: HTCondor takes sub verbatim and splits it at the last @ (htcondor-tokens.md §1.3)')
+    issue(['identity'], 'an IDTOKEN identity must be user@domain: HTCondor takes sub verbatim and splits it at the last @ (docs/htcondor-tokens.md §1.3)')
   }
 }
 
 function checkAudiences(g: Grant, jwtKinds: boolean, issue: Issue): void {
   if (jwtKinds && !g.audiences) {
-    issue(['audiences'], 'scitoken and access_token grants need audiences: aud is mandatory in SciTokens 2.0 and WLCG tokens (htcondor-tokens.md §5.2)')
+    issue(['audiences'], 'scitoken and access_token grants need audiences: aud is mandatory in SciTokens 2.0 and WLCG tokens (docs/htcondor-tokens.md §5.2)')
   }
   g.audiences?.forEach((a, i) => {
-    if (WILDCARD_AUDIENCES.has(a)) issue(['audiences', i], `wildcard audience "${a}" is never issued; name the service (htcondor-tokens.md §5.6)`)
+    if (WILDCARD_AUDIENCES.has(a)) issue(['audiences', i], `wildcard audience "${a}" is never issued; name the service (docs/htcondor-tokens.md §5.6)`)
     else if (/^\**$/.test(a.replace(/\{[^}]*\}/g, ''))) issue(['audiences', i], `audience pattern "${a}" would match any service`)
     const parsed = parseTemplate(a)
     if ('error' in parsed) { issue(['audiences', i], parsed.error); return }

@@ -4,12 +4,12 @@ import { isNormalisedPath, pathCovers } from './patterns.ts'
 /**
  * Scope grammar for grants and requests: HTCondor `condor:/LEVEL`, WLCG `compute.*` and
  * `storage.<op>:/path`, SciTokens `<authz>:/path`, and plain scope names matched exactly.
- * @see htcondor-tokens.md §3.1, §5.4; iam-and-wlcg.md §2.2, §2.5
+ * @see docs/htcondor-tokens.md §3.1, §5.4; docs/iam-and-wlcg.md §2.2, §2.5
  */
 
 const LEVELS: ReadonlySet<string> = new Set(AUTHZ_LEVELS)
 export const COMPUTE_SCOPES = ['compute.read', 'compute.create', 'compute.modify', 'compute.cancel'] as const
-/** HTCondor maps compute.* to WRITE only when all three of these are present (htcondor-tokens.md §5.4). */
+/** HTCondor maps compute.* to WRITE only when all three of these are present (docs/htcondor-tokens.md §5.4). */
 export const COMPUTE_WRITE_SCOPES = ['compute.create', 'compute.modify', 'compute.cancel'] as const
 const STORAGE_OPS: ReadonlySet<string> = new Set(['read', 'create', 'modify', 'stage', 'poll'])
 /** Scopes a grant may never hand out: refresh tokens never leave the broker (issue 4). */

@@ -1,7 +1,7 @@
 import { activeCutoffs, CLAIM_GENERATION, CLAIM_ROLE, CLAIM_SITE, type Revocation } from './revocation.ts'
 
 /**
- * Builds SEC_TOKEN_REVOCATION_EXPR from the active revocations (htcondor-tokens.md §2.4). The expression
+ * Builds SEC_TOKEN_REVOCATION_EXPR from the active revocations (docs/htcondor-tokens.md §2.4). The expression
  * is evaluated against an ad of the token's scalar claims; `true` means revoked, and anything that is not
  * a boolean also means revoked, so every clause is written to yield false, never UNDEFINED, on tokens it
  * does not target:

@@ -2,7 +2,7 @@ import type { AuditEvent } from '../audit/audit_log.ts'
 
 /**
  * Revocation vocabulary. Every token the broker issues carries three plain scalar claims so HTCondor's
- * SEC_TOKEN_REVOCATION_EXPR (htcondor-tokens.md §2.4: only scalar payload claims are visible, names must be
+ * SEC_TOKEN_REVOCATION_EXPR (docs/htcondor-tokens.md §2.4: only scalar payload claims are visible, names must be
  * ClassAd identifiers, hence no dots) can match them:
  *   ctb_role  the policy role the token was issued for
  *   ctb_gen   the role's revocation generation at issue time; revoking a role bumps it, so a bulk

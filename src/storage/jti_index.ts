@@ -1,7 +1,7 @@
 /**
  * jti → audit seq, in memory, for the SQLite store.
  *
- * Why not an SQL index: a jti is 16 random bytes (htcondor-tokens.md §1.3), so each new entry lands on a
+ * Why not an SQL index: a jti is 16 random bytes (docs/htcondor-tokens.md §1.3), so each new entry lands on a
  * different page of a B-tree, and every group commit wrote one 4 KiB WAL page per record for it. That was
  * half of the SQLite writer's cost per record (writer_cost, 16-record batches: 45-60 µs with the index,
  * 32 µs without) and about 15-20% of POST /token throughput. Lookups by jti are rare (an auditor's query,

@@ -10,7 +10,7 @@ const ISS = 'https://iam.example.org/'
 const CTX: PolicyContext = { trustDomain: 'pool.example.org', uidDomain: 'users.example.org', vars: { IAM_ISSUER: ISS }, scitokenProfile: 'wlcg', maxLifetime: {} }
 const holder = { current: loadPolicies('policies', CTX) }
 
-/** Stands in for the lead's admin-auth middleware: a fixed bearer value, 401 otherwise. */
+/** Stands in for the admin-auth middleware: a fixed bearer value, 401 otherwise. */
 const adminAuth: MiddlewareHandler = async (c, next) => {
   if (c.req.header('authorization') !== 'Bearer admin') return c.json({ error: 'invalid_token' }, 401)
   await next()

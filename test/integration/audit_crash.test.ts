@@ -11,7 +11,7 @@ import { tempDir } from '../support/tmp.ts'
 const CHILD = fileURLToPath(new URL('./audit_crash_child.ts', import.meta.url))
 
 /**
- * Issue #3: "A test kills the broker process (SIGKILL) in the middle of concurrent issuance; after
+ * "A test kills the broker process (SIGKILL) in the middle of concurrent issuance; after
  * restart the chain verifies and every token a client received has its record."
  */
 it('after SIGKILL mid-issuance the chain verifies and every token handed out has its record', async () => {

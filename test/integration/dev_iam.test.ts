@@ -1,5 +1,5 @@
 // The development IAM over real loopback sockets: IAM's endpoints and issuer, WLCG claims, and IAM's
-// token-exchange semantics (iam-and-wlcg.md §1.1–§1.5).
+// token-exchange semantics (docs/iam-and-wlcg.md §1.1–§1.5).
 import { createRemoteJWKSet, decodeJwt, jwtVerify } from 'jose'
 import { allowInsecureRequests, discovery } from 'openid-client'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'

@@ -1,5 +1,5 @@
 // Pure rules of the development IAM (no sockets): IAM scope matching, wlcg.groups resolution and the
-// exchange PDP (iam-and-wlcg.md §1.4, §1.5, §2.2). Kept under integration/ beside the dev IAM tests.
+// exchange PDP (docs/iam-and-wlcg.md §1.4, §1.5, §2.2). Kept under integration/ beside the dev IAM tests.
 import { describe, expect, it } from 'vitest'
 import { FEDERATION_ROBOTS, resolveDevIamConfig, subjectForUsername } from '../../src/dev_iam/dev_iam_config.ts'
 import { decideExchange } from '../../src/dev_iam/exchange_policy.ts'

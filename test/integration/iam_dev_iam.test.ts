@@ -1,5 +1,5 @@
 // The IAM adapter over real loopback sockets with its production fetch (undici with timeouts), against
-// the development IAM: discovery, JWKS, verification, token exchange, refresh (iam-and-wlcg.md §1.4).
+// the development IAM: discovery, JWKS, verification, token exchange, refresh (docs/iam-and-wlcg.md §1.4).
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'

@@ -6,7 +6,7 @@ import { SqliteStore } from '../../src/storage/sqlite_store.ts'
 import { freePort } from '../support/peers.ts'
 import { startServeProcess, stopServeProcess } from '../support/serve_process.ts'
 
-/** Issue #4: SIGHUP reloads policies in a running broker; an invalid policy is refused and the old one kept. Both are audited. */
+/** SIGHUP reloads policies in a running broker; an invalid policy is refused and the old one kept. Both are audited. */
 describe('serve reloads policies on SIGHUP', () => {
   const dir = mkdtempSync(join(tmpdir(), 'ctb-hup-'))
   afterAll(() => rmSync(dir, { recursive: true, force: true }))

@@ -24,7 +24,7 @@ function post(url: string, body: string, ca: Buffer): Promise<{ status: number; 
 }
 
 /**
- * Issue #3: SIGKILL the real broker in the middle of concurrent POST /token; after a restart the
+ * SIGKILL the real broker in the middle of concurrent POST /token; after a restart the
  * audit chain verifies and every token a client received has its committed record.
  */
 describe('serve killed with SIGKILL during concurrent issuance', () => {

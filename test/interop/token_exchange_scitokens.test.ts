@@ -8,7 +8,7 @@ import { scitokensTool as tool } from '../support/scitokens.ts'
 import { trustSystemCa } from '../support/system_ca.ts'
 
 
-/** Issue #4: a SciToken obtained through POST /token (IAM token in) is accepted by scitokens-cpp. */
+/** a SciToken obtained through POST /token (IAM token in) is accepted by scitokens-cpp. */
 describe('POST /token SciTokens verify with scitokens-cpp', () => {
   let e: E2e
   let home: string

@@ -1,6 +1,6 @@
 /**
  * An msw stand-in for INDIGO IAM at the HTTP edge (discovery, JWKS, token, introspection, revocation),
- * with IAM's semantics where the broker depends on them (iam-and-wlcg.md §1.4–§1.5): token exchange
+ * with IAM's semantics where the broker depends on them (docs/iam-and-wlcg.md §1.4–§1.5): token exchange
  * only of tokens it issued, scope required, refused scopes dropped silently, refresh tokens that may
  * rotate and become single-use, client authentication checked (client_secret_basic or private_key_jwt).
  *

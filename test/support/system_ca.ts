@@ -6,7 +6,7 @@ const CA_DIR = '/usr/local/share/ca-certificates'
 
 /**
  * Adds a CA to the Debian system trust store, which libcurl (and so scitokens-cpp 0.7.3, which has no
- * CA-file option) uses (htcondor-tokens.md §5.3). Returns a function that removes it again.
+ * CA-file option) uses (docs/htcondor-tokens.md §5.3). Returns a function that removes it again.
  */
 export function trustSystemCa(caFile: string): () => void {
   if (!existsSync('/usr/sbin/update-ca-certificates')) {

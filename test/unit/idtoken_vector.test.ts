@@ -4,7 +4,7 @@ import { canonicalJson } from '../../src/issuance/canonical_json.ts'
 import { mintIdToken, prepareIdTokenKey, type IdTokenClaims } from '../../src/issuance/idtoken.ts'
 import { SignJWT } from 'jose'
 
-// Test vector from ../shared/spec/htcondor-tokens.md §4.
+// Test vector from docs/htcondor-tokens.md §4.
 const UNSCRAMBLED = Buffer.from(Array.from({ length: 64 }, (_, i) => i))
 const KEY_FILE_HEX =
   'deacbcecdaa8b8e8d6a4b4e4d2a0b0e0cebcacfccab8a8f8c6b4a4f4c2b0a0f0' +

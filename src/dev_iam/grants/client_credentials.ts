@@ -8,7 +8,7 @@ import {
 /**
  * client_credentials as IAM does it: a client-only token whose `sub` is the client id. IAM stores an
  * unused RT when `offline_access` is asked (#847); here one is issued only if the client may refresh.
- * @see RFC 6749 §4.4; iam-and-wlcg.md §1.5
+ * @see RFC 6749 §4.4; docs/iam-and-wlcg.md §1.5
  */
 export const clientCredentialsGrant: DevIamGrant = {
   grantType: GRANT.clientCredentials,

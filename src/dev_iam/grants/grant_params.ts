@@ -1,6 +1,6 @@
 /**
  * Request parsing shared by the development IAM's grants, mirroring IamOAuth2RequestFactory and the
- * IAM scope checks (iam-and-wlcg.md §1.4). Errors are oidc-provider's, so its token endpoint renders them.
+ * IAM scope checks (docs/iam-and-wlcg.md §1.4). Errors are oidc-provider's, so its token endpoint renders them.
  */
 import { errors } from 'oidc-provider'
 import type { DevIamClient, DevIamUser } from '../dev_iam_config.ts'

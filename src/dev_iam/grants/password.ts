@@ -12,7 +12,7 @@ import {
  * DEVELOPMENT ONLY: the resource-owner password grant for the configured dev users, so tests and the demo
  * get USER tokens without a browser. IAM still lists `password` (deprecated); a production IAM user logs
  * in through the browser or the device flow instead.
- * @see RFC 6749 §4.3; iam-and-wlcg.md §1.3
+ * @see RFC 6749 §4.3; docs/iam-and-wlcg.md §1.3
  */
 export const passwordGrant: DevIamGrant = {
   grantType: GRANT.password,

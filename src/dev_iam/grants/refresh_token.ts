@@ -12,7 +12,7 @@ import {
  * and `audience` from the refresh request (else the WLCG "any" audience), as IAM does. With the client's
  * `rotate_refresh_tokens`, the RT is single-use and a new one is returned (IAM #707); otherwise the
  * same RT comes back.
- * @see RFC 6749 §6; iam-and-wlcg.md §1.4 "Refresh tokens"
+ * @see RFC 6749 §6; docs/iam-and-wlcg.md §1.4 "Refresh tokens"
  */
 export const refreshTokenGrant: DevIamGrant = {
   grantType: GRANT.refreshToken,

@@ -24,7 +24,7 @@ const ISSUED_TOKEN_TYPE_JWT = 'urn:ietf:params:oauth:token-type:jwt'
  * - user scope policies drop scopes silently;
  * - result: subject's `sub`, `act: {sub: <exchanging client>, act: <previous act>}`, the EXCHANGING
  *   client's lifetime, `aud` from resource/aud/audience, a refresh token only with `offline_access`.
- * @see RFC 8693 §2.1, §4.1; iam-and-wlcg.md §1.4
+ * @see RFC 8693 §2.1, §4.1; docs/iam-and-wlcg.md §1.4
  */
 export const tokenExchangeGrant: DevIamGrant = {
   grantType: GRANT.tokenExchange,

@@ -34,7 +34,7 @@ const ExplainBody = z.strictObject({
 
 /**
  * `POST /admin/policy/explain`: which rule would allow or deny a request, and why (issue 4). The
- * caller must pass `adminAuth` (the lead's middleware, which checks the `admin` grant via
+ * caller must pass `adminAuth` (the admin middleware, which checks the `admin` grant via
  * `authorizeAdmin`). Answers JSON, never cached; bad bodies are `invalid_request` through the app's
  * OAuth error mapper.
  */

@@ -1,6 +1,6 @@
 // RFC 6749 §5.1: "If the access token request is valid and authorized, the authorization server issues the
 // access token [...]" — here only once the issuance is audited.
-// Spec §3.4: "Every outcome, success or error, is written to the audit log"; STYLE (Vault): "the audit
+// docs/iam-and-wlcg.md §3.4: "Every outcome, success or error, is written to the audit log"; STYLE (Vault): "the audit
 // record is written before the request is served; if auditing fails, the response is withheld (fail
 // closed)". Internal errors show only server_error.
 import { describe, expect, it } from 'vitest'

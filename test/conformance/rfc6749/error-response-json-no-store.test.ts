@@ -2,7 +2,7 @@
 // specified otherwise) and includes the following parameters with the response: error REQUIRED. [...]
 // error_description OPTIONAL. [...] The parameters are included in the entity-body of the HTTP response
 // using the "application/json" media type as defined by [RFC4627]."
-// Spec §3.4: the error body is {"error", "error_description"} with the same no-store headers as success.
+// docs/iam-and-wlcg.md §3.4: the error body is {"error", "error_description"} with the same no-store headers as success.
 import { describe, expect, it } from 'vitest'
 import { AP1, JWT_TYPE, useTokenApp } from '../support/token_app.ts'
 

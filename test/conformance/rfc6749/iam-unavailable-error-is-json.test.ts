@@ -1,8 +1,8 @@
 // RFC 6749 §5.2: "The authorization server responds with an HTTP 400 (Bad Request) status code (unless
 // specified otherwise) and includes the following parameters with the response: [...] The parameters are
 // included in the entity-body of the HTTP response using the "application/json" media type".
-// Spec §3.4 (project decision): upstream IAM failures (timeouts, 5xx) map to 503 with
-// {"error":"temporarily_unavailable"}. Issue #4: IAM down gives a clear error, no hang, never a 500.
+// docs/iam-and-wlcg.md §3.4 (project decision): upstream IAM failures (timeouts, 5xx) map to 503 with
+// {"error":"temporarily_unavailable"}. IAM down gives a clear error, no hang, never a 500.
 // Order matters in this file: IAM keys are cached once fetched, so the failures come first.
 import { describe, expect, it } from 'vitest'
 import type { Fault } from '../../support/iam.ts'

@@ -1,6 +1,6 @@
 // RFC 6749 §5.2: "invalid_scope The requested scope is invalid, unknown, malformed, or exceeds the scope
 // granted by the resource owner."
-// Spec §3.1: scope must be a subset of what the policy allows, otherwise invalid_scope. Issue #4: wider
+// docs/iam-and-wlcg.md §3.1: scope must be a subset of what the policy allows, otherwise invalid_scope. wider
 // requests are refused, not silently trimmed (unless the policy says "up to"; this one does not).
 import { describe, expect, it } from 'vitest'
 import { AP1, IDTOKEN_TYPE, JWT_TYPE, expectOAuthError, useTokenApp } from '../support/token_app.ts'

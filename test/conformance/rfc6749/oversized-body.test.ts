@@ -1,7 +1,7 @@
 // RFC 6749 §5.2: "invalid_request The request is missing a required parameter, includes an unsupported
 // parameter value (other than grant type), repeats a parameter, includes multiple credentials, utilizes
 // more than one mechanism for authenticating the client, or is otherwise malformed."
-// Issue #4 (Bad input): every oversized request gets an OAuth error and no token; never a 500.
+// Bad input: every oversized request gets an OAuth error and no token; never a 500.
 // The broker refuses form bodies above 32 KiB (src/http/routes/token.ts) before parsing them.
 import { describe, expect, it } from 'vitest'
 import { encodeForm, expectOAuthError, useTokenApp } from '../support/token_app.ts'

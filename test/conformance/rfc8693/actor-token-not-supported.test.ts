@@ -1,7 +1,7 @@
 // RFC 8693 §2.1: "actor_token OPTIONAL. A security token that represents the identity of the acting
 // party." "actor_token_type [...] This is REQUIRED when the actor_token parameter is present in the
 // request but MUST NOT be included otherwise."
-// Spec §3.1: delegation is not supported in v1: actor_token gives invalid_request "delegation not
+// docs/iam-and-wlcg.md §3.1: delegation is not supported in v1: actor_token gives invalid_request "delegation not
 // supported", mirroring IAM.
 import { describe, expect, it } from 'vitest'
 import { ACCESS_TOKEN_TYPE, expectOAuthError, useTokenApp } from '../support/token_app.ts'

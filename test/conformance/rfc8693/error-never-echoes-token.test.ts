@@ -1,6 +1,6 @@
 // RFC 8693 §2.2.2: "If [...] the subject_token [is] invalid for any reason, [...] the authorization server
 // MUST construct an error response, as specified in Section 5.2 of [RFC6749]."
-// Spec §3.4: "Never echo tokens in error_description." Issue #4: no token or secret in any error.
+// docs/iam-and-wlcg.md §3.4: "Never echo tokens in error_description." no token or secret in any error.
 import { describe, expect, it } from 'vitest'
 import { AP1, JWT_TYPE, expectOAuthError, useTokenApp } from '../support/token_app.ts'
 

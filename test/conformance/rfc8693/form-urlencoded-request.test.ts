@@ -1,7 +1,7 @@
 // RFC 8693 §2.1: "The following parameters are included in the HTTP request entity-body using the
 // application/x-www-form-urlencoded format with a character encoding of UTF-8 as described in Appendix B
 // of [RFC6749]."
-// Spec §3.4: the wrong content type is invalid_request.
+// docs/iam-and-wlcg.md §3.4: the wrong content type is invalid_request.
 import { describe, expect, it } from 'vitest'
 import { encodeForm, expectOAuthError, useTokenApp } from '../support/token_app.ts'
 

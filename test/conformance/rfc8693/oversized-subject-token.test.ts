@@ -1,6 +1,6 @@
 // RFC 8693 §2.2.2: "If [...] the subject_token [is] invalid for any reason, [...] The value of the error
 // parameter MUST be the invalid_request error code."
-// Issue #4 (Bad input): oversized input gets an OAuth error, never a 500. The broker refuses subject
+// Bad input: oversized input gets an OAuth error, never a 500. The broker refuses subject
 // tokens over 16 KiB before any parsing or signature work.
 import { describe, expect, it } from 'vitest'
 import { expectOAuthError, useTokenApp } from '../support/token_app.ts'

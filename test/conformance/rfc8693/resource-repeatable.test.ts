@@ -1,7 +1,7 @@
 // RFC 8693 §2.1: "resource OPTIONAL. A URI that indicates the target service or resource where the client
 // intends to use the requested security token. [...] Multiple resource parameters may be used to indicate
 // that the issued token is intended to be used at the multiple resources listed."
-// Spec §3.1: resource is repeatable and follows the same rules as audience.
+// docs/iam-and-wlcg.md §3.1: resource is repeatable and follows the same rules as audience.
 import { describe, expect, it } from 'vitest'
 import { AP1, AP2, JWT_TYPE, STORAGE, expectOAuthError, payloadOf, useTokenApp } from '../support/token_app.ts'
 

@@ -1,5 +1,5 @@
 // RFC 8693 §2.2.1: "expires_in RECOMMENDED. The validity lifetime, in seconds, of the token issued by the
-// authorization server." Spec §3.3: always send it.
+// authorization server." docs/iam-and-wlcg.md §3.3: always send it.
 import { describe, expect, it } from 'vitest'
 import { AP1, IDTOKEN_TYPE, JWT_TYPE, payloadOf, useTokenApp } from '../support/token_app.ts'
 

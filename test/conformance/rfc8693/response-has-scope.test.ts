@@ -1,5 +1,5 @@
 // RFC 8693 §2.2.1: "scope OPTIONAL if the scope of the issued security token is identical to the scope
-// requested by the client; otherwise, it is REQUIRED." Spec §3.3: always send it; for IDTOKENs, the
+// requested by the client; otherwise, it is REQUIRED." docs/iam-and-wlcg.md §3.3: always send it; for IDTOKENs, the
 // condor:/… list.
 import { describe, expect, it } from 'vitest'
 import { AP1, IDTOKEN_TYPE, JWT_TYPE, payloadOf, useTokenApp } from '../support/token_app.ts'

@@ -2,7 +2,7 @@
 // access token issued, as specified in Section 7.1 of [RFC6749]. [...] If the issued token is not an
 // access token or usable as an access token, then the token_type value N_A is used to indicate that an
 // OAuth 2.0 token_type identifier is not applicable in that context."
-// Spec §3.3: Bearer for SciTokens, WLCG tokens and IAM access tokens; N_A for IDTOKENs.
+// docs/iam-and-wlcg.md §3.3: Bearer for SciTokens, WLCG tokens and IAM access tokens; N_A for IDTOKENs.
 import { afterEach, describe, expect, it } from 'vitest'
 import { ACCESS_TOKEN_TYPE, AP1, IDTOKEN_TYPE, JWT_TYPE, useTokenApp } from '../support/token_app.ts'
 

@@ -1,6 +1,6 @@
 // RFC 8693 §2.2.2: "If [...] the subject_token [is] invalid for any reason, [...] The value of the error
 // parameter MUST be the invalid_request error code."
-// Issue #4 (Bad input): an unsigned (`alg: none`) token gets an OAuth error and no token; never a 500.
+// Bad input: an unsigned (`alg: none`) token gets an OAuth error and no token; never a 500.
 import { describe, expect, it } from 'vitest'
 import { b64json } from '../../support/iam.ts'
 import { expectOAuthError, useTokenApp } from '../support/token_app.ts'

@@ -1,6 +1,6 @@
 // RFC 8693 §2.2.2: "If [...] the subject_token [is] invalid for any reason, [...] The value of the error
 // parameter MUST be the invalid_request error code."
-// Issue #4 (Bad input): a wrong-algorithm token (HS256 keyed with IAM's public key, the classic
+// Bad input: a wrong-algorithm token (HS256 keyed with IAM's public key, the classic
 // RS/HS confusion) gets an OAuth error and no token; never a 500.
 import { exportJWK, SignJWT } from 'jose'
 import { describe, expect, it } from 'vitest'

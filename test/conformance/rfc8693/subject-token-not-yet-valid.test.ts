@@ -1,6 +1,6 @@
 // RFC 8693 §2.2.2: "If [...] the subject_token [is] invalid for any reason, [...] The value of the error
 // parameter MUST be the invalid_request error code."
-// Spec §3.1: exp/nbf are checked with 60 s tolerance. Issue #4 (Bad input): not-yet-valid → OAuth error.
+// docs/iam-and-wlcg.md §3.1: exp/nbf are checked with 60 s tolerance. Bad input: not-yet-valid → OAuth error.
 import { describe, expect, it } from 'vitest'
 import { expectOAuthError, useTokenApp } from '../support/token_app.ts'
 

@@ -1,6 +1,6 @@
 // RFC 8693 §2.2.2: "If [...] the subject_token [is] invalid for any reason, or [is] unacceptable based on
 // policy, [...] The value of the error parameter MUST be the invalid_request error code."
-// Spec §3.1 / iam_config: the broker accepts IAM tokens whose aud names the broker.
+// docs/iam-and-wlcg.md §3.1 / iam_config: the broker accepts IAM tokens whose aud names the broker.
 import { describe, expect, it } from 'vitest'
 import { BROKER_AUDIENCE, expectOAuthError, useTokenApp } from '../support/token_app.ts'
 

@@ -1,6 +1,6 @@
 // RFC 8693 §2.2.2: "If [...] the subject_token [is] invalid for any reason, or [is] unacceptable based on
 // policy, [...] The value of the error parameter MUST be the invalid_request error code."
-// Spec §1.2 / §3.1: IAM's issuer is compared exactly, trailing slash included (never normalised).
+// docs/iam-and-wlcg.md §1.2 / §3.1: IAM's issuer is compared exactly, trailing slash included (never normalised).
 import { describe, expect, it } from 'vitest'
 import { expectOAuthError, useTokenApp } from '../support/token_app.ts'
 

@@ -1,7 +1,7 @@
 // RFC 8693 §2.1: "requested_token_type OPTIONAL. An identifier, as described in Section 3, for the type
 // of the requested security token." RFC 8693 §2.2.2: "If the request itself is not valid [...] The value
 // of the error parameter MUST be the invalid_request error code."
-// Spec §3.2: the broker issues idtoken, jwt and access_token; refresh_token and id_token never.
+// docs/iam-and-wlcg.md §3.2: the broker issues idtoken, jwt and access_token; refresh_token and id_token never.
 import { describe, expect, it } from 'vitest'
 import { expectOAuthError, useTokenApp } from '../support/token_app.ts'
 

@@ -1,7 +1,7 @@
 // RFC 8693 §2.1: "subject_token_type REQUIRED. An identifier, as described in Section 3, that indicates
 // the type of the security token in the subject_token parameter." RFC 8693 §2.2.2: "If the request
 // itself is not valid [...] The value of the error parameter MUST be the invalid_request error code."
-// Spec §3.1: access_token (and jwt) are accepted; anything else is invalid_request.
+// docs/iam-and-wlcg.md §3.1: access_token (and jwt) are accepted; anything else is invalid_request.
 import { describe, expect, it } from 'vitest'
 import { ACCESS_TOKEN_TYPE, JWT_TYPE, expectOAuthError, useTokenApp } from '../support/token_app.ts'
 
