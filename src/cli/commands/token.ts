@@ -28,15 +28,25 @@ import { CliError, parse, positiveInt, type CommandIo } from '../command.ts'
 
 const HELP = `Usage: condor-token-broker token <create|inspect> [options]
 
-token create --identity USER@DOMAIN --authz LEVEL [--authz LEVEL ...] [--lifetime SECONDS]
-             [--key NAME] [--key-file FILE] [--trust-domain DOMAIN] [--file OUT]
-    Mint an HTCondor IDTOKEN, as condor_token_create does. Without --file the token is printed;
-    with --file it is written as HTCondor does (token + newline, mode 0600).
+token create --identity USER@DOMAIN --authz LEVEL[,LEVEL] [--authz ...] [--lifetime SECONDS] [--key NAME]
+             [--role ROLE] [--allow-privileged LEVEL[,LEVEL]] [--allow-reserved-identity USER] [--file OUT]
+    Mint an HTCondor IDTOKEN with the broker's key, checked and audited as POST /token is: the token is
+    printed (or, with --file, written as HTCondor does: token + newline, mode 0600) only after its audit
+    record is committed. It carries ctb_role ROLE (default cli) for revoke --role.
     LEVEL: READ WRITE NEGOTIATOR ADMINISTRATOR CONFIG DAEMON ADVERTISE_STARTD ADVERTISE_SCHEDD ADVERTISE_MASTER
+    --allow-privileged names each of ADMINISTRATOR, CONFIG, DAEMON, NEGOTIATOR the token may carry;
+    --allow-reserved-identity names condor, condor_pool or root as the identity's user.
+    --lifetime is capped by idtoken.max_lifetime.
+
+token create --identity USER@DOMAIN --authz LEVEL ... --key-file FILE [--trust-domain DOMAIN] [--file OUT]
+    Sign with a key file the broker does not own, as condor_token_create does: no checks, no audit record.
 
 token create --scitoken --sub SUB --aud AUD [--aud AUD ...] --scope "S1 S2" [--lifetime SECONDS]
-             [--profile wlcg|scitokens2] [--file OUT]
-    Mint a SciToken (ver scitoken:2.0) or WLCG token (wlcg.ver 1.0) signed by the broker's active key.
+             [--profile wlcg|scitokens2] [--role ROLE] [--allow-privileged ...] [--allow-any-audience] [--file OUT]
+    Mint a SciToken (ver scitoken:2.0) or WLCG token (wlcg.ver 1.0) signed by the broker's active key,
+    checked and audited likewise. Storage paths must be absolute and normalised (storage.read:/data);
+    the audiences ANY and https://wlcg.cern.ch/jwt/v1/any need --allow-any-audience; --lifetime is
+    capped by scitoken.max_lifetime.
 
 token inspect [TOKEN | --file F] [--key-file F] [--trust-domain D] [--issuer-keys K1,K2] [--json]
     Decode and verify a token and say why HTCondor or scitokens-cpp would refuse it.
