@@ -22,7 +22,7 @@ export const CENTRAL_MANAGER_ROLE = 'central-manager'
  */
 export const RESERVED_USERS: ReadonlySet<string> = new Set(['condor', 'condor_pool', 'root'])
 /** Audience wildcards; never for daemon tokens (docs/htcondor-tokens.md §5.6). */
-const WILDCARD_AUDIENCES: ReadonlySet<string> = new Set(['ANY', 'https://wlcg.cern.ch/jwt/v1/any'])
+export const WILDCARD_AUDIENCES: ReadonlySet<string> = new Set(['ANY', 'https://wlcg.cern.ch/jwt/v1/any'])
 
 /** Pilot and startd roles (`pilot`, `startd`, `annex-pilot`, `startd-gpu`, …): no WRITE unless direct attach. */
 export function isAttachRole(role: string): boolean {
@@ -60,7 +60,10 @@ const MatchSchema = z.strictObject({
   scopes: SetMatch.optional(),
 })
 
-const Role = z.string().regex(/^[a-z][a-z0-9-]{0,62}$/, 'a role is lower-case letters, digits and dashes, starting with a letter')
+/** A role name: also the `ctb_role` claim, so it must stay safe inside a ClassAd string. */
+export const ROLE_NAME = /^[a-z][a-z0-9-]{0,62}$/
+
+const Role = z.string().regex(ROLE_NAME, 'a role is lower-case letters, digits and dashes, starting with a letter')
 
 const GRANT_TOKEN_FIELDS = ['identity', 'token_kinds', 'default_token_kind', 'authz', 'scopes', 'audiences', 'hosts', 'params', 'lifetime', 'profile', 'up_to', 'direct_attach'] as const
 

@@ -1,7 +1,8 @@
 import { spawn, spawnSync } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { DatabaseSync } from 'node:sqlite'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { SqliteStore } from '../../src/storage/sqlite_store.ts'
 
@@ -44,5 +45,26 @@ describe('condor-token-broker as a process', () => {
     const r = run('token', 'create', '--nope')
     expect(r.status).toBe(2)
     expect(r.stderr.trim().split('\n')).toHaveLength(1)
+  })
+
+  it('token create exits 1 and leaves no token file when its audit record cannot be committed', () => {
+    const own = mkdtempSync(join(tmpdir(), 'ctb-proc-audit-'))
+    try {
+      const e = { ...env, CTB_DATA_DIR: join(own, 'data') }
+      const runIn = (...args: string[]) => spawnSync(process.execPath, [BIN, ...args], { env: e, encoding: 'utf8', timeout: 30_000 })
+      expect(runIn('keys', 'init').status).toBe(0)
+      expect(runIn('audit', 'verify').status).toBe(0)
+      const db = new DatabaseSync(join(own, 'data', 'audit.db'))
+      db.exec(`CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'store refuses writes'); END`)
+      db.close()
+      const out = join(own, 'token')
+      const r = runIn('token', 'create', '--identity', 'alice@pool.example.org', '--authz', 'READ', '--file', out)
+      expect(r.stderr.trim().split('\n')).toEqual([expect.stringMatching(/no token issued: its audit record could not be committed/)])
+      expect(r.stdout).toBe('')
+      expect(r.status).toBe(1)
+      expect(existsSync(out)).toBe(false)
+    } finally {
+      rmSync(own, { recursive: true, force: true })
+    }
   })
 })

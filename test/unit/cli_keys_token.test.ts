@@ -104,7 +104,7 @@ describe('condor-token-broker token create / inspect', () => {
     [['token', 'create', '--identity', 'a@b', '--authz', 'OWNER'], /unknown HTCondor authorization level "OWNER"/, 1],
     [['token', 'create', '--identity', 'nobody', '--authz', 'READ'], /user@domain/, 1],
     [['token', 'create', '--identity', 'a@b', '--authz', 'READ', '--lifetime', '-5'], /--lifetime|lifetime/, 2],
-    [['token', 'create', '--identity', 'a@b', '--authz', 'READ', '--trust-domain', 'a b'], /trust domain/, 1],
+    [['token', 'create', '--identity', 'a@b', '--authz', 'READ', '--trust-domain', 'a b'], /sign for trust domain pool.example.org only/, 2],
     [['token', 'create', '--scitoken', '--sub', 's', '--scope', 'compute.read'], /--aud is required/, 2],
     [['token', 'create', '--nope'], /Unknown option '--nope'/, 2],
     [['token', 'inspect', 'not-a-token'], /not a JWT/, 1],

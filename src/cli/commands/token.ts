@@ -1,30 +1,52 @@
+import { randomUUID } from 'node:crypto'
 import { readFileSync } from 'node:fs'
+import { userInfo } from 'node:os'
 import { basename } from 'node:path'
-import { loadConfig, type Config } from '../../config.ts'
-import { OperatorError } from '../../errors.ts'
+import { loadConfig, maxTokenLifetime, type Config } from '../../config.ts'
+import { BrokerError, OperatorError } from '../../errors.ts'
+import type { VerifiedSubject } from '../../iam/subject.ts'
 import { inspectToken, type InspectContext } from '../../inspect/inspect_token.ts'
-import { parseAuthzLevel } from '../../issuance/authz.ts'
-import { buildIdTokenClaims, mintIdToken } from '../../issuance/idtoken.ts'
-import { buildSciTokenClaims, mintSciToken } from '../../issuance/scitoken.ts'
+import { parseAuthzLevel, type AuthzLevel } from '../../issuance/authz.ts'
+import { buildIdTokenClaims, mintIdToken, type IdTokenKey } from '../../issuance/idtoken.ts'
+import { issueDepsFrom, issueToken, type AllowedDecision, type IssuedTokenResult } from '../../issuance/issue.ts'
+import { decideOperatorGrant, PRIVILEGED_LEVELS, type OperatorOverride, type OperatorRequest } from '../../issuance/operator_grant.ts'
+import type { AsymmetricKey } from '../../issuance/scitoken.ts'
 import { verifyMintedIdToken, verifyMintedSciToken } from '../../issuance/verify_minted.ts'
 import { decodeCompact } from '../../issuance/jws.ts'
 import { CONDOR_EXCLUDED_NAME } from '../../keys/condor_key_file.ts'
 import { KeyStore, loadIdTokenKeyFile } from '../../keys/key_store.ts'
+import type { SigningKeys } from '../../keys/signing_keys.ts'
 import { systemClock } from '../../lib/clock.ts'
+import { createLogger } from '../../lib/logger.ts'
+import { RESERVED_USERS } from '../../policy/schema.ts'
+import { toAuthzLevel } from '../../policy/scopes.ts'
+import { RevocationService } from '../../revocation/revocation_service.ts'
+import type { BrokerStore } from '../../storage/chained_store.ts'
+import { openBrokerStore } from '../../storage/open_store.ts'
 import { readSecretFile, writeSecretFileAtomic } from '../../lib/secure_file.ts'
 import { CliError, parse, positiveInt, type CommandIo } from '../command.ts'
 
 const HELP = `Usage: condor-token-broker token <create|inspect> [options]
 
-token create --identity USER@DOMAIN --authz LEVEL [--authz LEVEL ...] [--lifetime SECONDS]
-             [--key NAME] [--key-file FILE] [--trust-domain DOMAIN] [--file OUT]
-    Mint an HTCondor IDTOKEN, as condor_token_create does. Without --file the token is printed;
-    with --file it is written as HTCondor does (token + newline, mode 0600).
+token create --identity USER@DOMAIN --authz LEVEL[,LEVEL] [--authz ...] [--lifetime SECONDS] [--key NAME]
+             [--role ROLE] [--allow-privileged LEVEL[,LEVEL]] [--allow-reserved-identity USER] [--file OUT]
+    Mint an HTCondor IDTOKEN with the broker's key, checked and audited as POST /token is: the token is
+    printed (or, with --file, written as HTCondor does: token + newline, mode 0600) only after its audit
+    record is committed. It carries ctb_role ROLE (default cli) for revoke --role.
     LEVEL: READ WRITE NEGOTIATOR ADMINISTRATOR CONFIG DAEMON ADVERTISE_STARTD ADVERTISE_SCHEDD ADVERTISE_MASTER
+    --allow-privileged names each of ADMINISTRATOR, CONFIG, DAEMON, NEGOTIATOR the token may carry;
+    --allow-reserved-identity names condor, condor_pool or root as the identity's user.
+    --lifetime is capped by idtoken.max_lifetime.
+
+token create --identity USER@DOMAIN --authz LEVEL ... --key-file FILE [--trust-domain DOMAIN] [--file OUT]
+    Sign with a key file the broker does not own, as condor_token_create does: no checks, no audit record.
 
 token create --scitoken --sub SUB --aud AUD [--aud AUD ...] --scope "S1 S2" [--lifetime SECONDS]
-             [--profile wlcg|scitokens2] [--file OUT]
-    Mint a SciToken (ver scitoken:2.0) or WLCG token (wlcg.ver 1.0) signed by the broker's active key.
+             [--profile wlcg|scitokens2] [--role ROLE] [--allow-privileged ...] [--allow-any-audience] [--file OUT]
+    Mint a SciToken (ver scitoken:2.0) or WLCG token (wlcg.ver 1.0) signed by the broker's active key,
+    checked and audited likewise. Storage paths must be absolute and normalised (storage.read:/data);
+    the audiences ANY and https://wlcg.cern.ch/jwt/v1/any need --allow-any-audience; --lifetime is
+    capped by scitoken.max_lifetime.
 
 token inspect [TOKEN | --file F] [--key-file F] [--trust-domain D] [--issuer-keys K1,K2] [--json]
     Decode and verify a token and say why HTCondor or scitokens-cpp would refuse it.
@@ -59,48 +81,174 @@ async function create(argv: string[], io: CommandIo): Promise<number> {
     aud: { type: 'string', multiple: true },
     scope: { type: 'string' },
     profile: { type: 'string' },
+    role: { type: 'string' },
+    'allow-privileged': { type: 'string', multiple: true },
+    'allow-reserved-identity': { type: 'string', multiple: true },
+    'allow-any-audience': { type: 'boolean' },
   }, true)
   if (values.help) { io.out(HELP); return 0 }
   if (positionals.length > 0) throw new CliError(`unexpected argument "${positionals[0]}" (see token --help)`, 2)
   const config = configFrom(values.config, io)
-  const now = systemClock.now()
-  let token: string
+  const lifetime = positiveInt('lifetime', values.lifetime)
+  let request: OperatorRequest
   if (values.scitoken) {
+    if (values['key-file']) throw new CliError('--key-file signs IDTOKENs only; SciTokens are signed with the broker\'s active key', 2)
     if (!values.sub) throw new CliError('--sub is required with --scitoken', 2)
     if (!values.aud?.length) throw new CliError('--aud is required with --scitoken (mandatory in SciTokens 2.0 and WLCG)', 2)
     if (!values.scope) throw new CliError('--scope is required with --scitoken', 2)
     const profile = values.profile ?? config.scitoken.profile
     if (profile !== 'wlcg' && profile !== 'scitokens2') throw new CliError(`--profile must be wlcg or scitokens2, got "${profile}"`, 2)
-    const store = new KeyStore(`${config.data_dir}/keys`)
-    const { active } = store.loadAsymmetricKeys(now)
-    const claims = buildSciTokenClaims({
-      issuer: config.issuer, subject: values.sub, audience: values.aud, scopes: [values.scope],
-      lifetimeSeconds: positiveInt('lifetime', values.lifetime) ?? config.scitoken.default_lifetime, now, profile,
-    })
-    token = mintSciToken(claims, active)
-    verifyMintedSciToken(token, active, claims)
+    request = { tokenKind: 'scitoken', identity: values.sub, audience: values.aud, scopes: [values.scope], profile, ...common() }
   } else {
     if (!values.identity) throw new CliError('--identity USER@DOMAIN is required (or --scitoken)', 2)
     if (!values.authz?.length) throw new CliError('at least one --authz is required: an IDTOKEN without scopes is unrestricted', 2)
-    const authz = values.authz.map(parseAuthzLevel)
-    const keyFile = values['key-file']
-    const kid = values.key ?? (keyFile ? basename(keyFile) : config.idtoken.key)
-    const key = keyFile ? loadIdTokenKeyFile(keyFile, kid) : new KeyStore(`${config.data_dir}/keys`).loadIdTokenKey(kid)
-    const claims = buildIdTokenClaims({
-      trustDomain: values['trust-domain'] ?? config.trust_domain, subject: values.identity, authz,
-      lifetimeSeconds: positiveInt('lifetime', values.lifetime) ?? config.idtoken.default_lifetime, now,
-    })
-    token = mintIdToken(claims, key)
-    verifyMintedIdToken(token, key, claims)
+    const authz = listOption(values.authz)
+    if (values['key-file']) return createWithKeyFile(values['key-file'], values.identity, authz, lifetime, values, config, io)
+    const td = values['trust-domain']
+    if (td !== undefined && td !== config.trust_domain) {
+      throw new CliError(`the broker's keys sign for trust domain ${config.trust_domain} only; use --key-file to sign for ${td}`, 2)
+    }
+    request = { tokenKind: 'idtoken', identity: values.identity, audience: [], scopes: authz, ...common() }
   }
-  if (values.file) {
-    if (CONDOR_EXCLUDED_NAME.test(basename(values.file))) io.err(`warning: HTCondor ignores token files named like ${basename(values.file)}`)
-    writeSecretFileAtomic(values.file, `${token}\n`)
-    io.err(`wrote ${values.file} (mode 0600)`)
+
+  function common(): Pick<OperatorRequest, 'role' | 'allow' | 'lifetime'> {
+    return {
+      role: values.role ?? CLI_ROLE,
+      ...(lifetime !== undefined ? { lifetime } : {}),
+      allow: {
+        privileged: listOption(values['allow-privileged']).map((l) => privilegedLevel(l)),
+        reservedUsers: listOption(values['allow-reserved-identity']).map((u) => reservedUser(u)),
+        anyAudience: values['allow-any-audience'] === true,
+      },
+    }
+  }
+
+  const decision = decideOperatorGrant(request, {
+    defaultLifetime: { idtoken: config.idtoken.default_lifetime, scitoken: config.scitoken.default_lifetime },
+    maxLifetime: { idtoken: config.idtoken.max_lifetime, scitoken: config.scitoken.max_lifetime },
+  })
+  if (!decision.allow) throw new CliError(decision.override ? `${decision.reason}; ${overrideHint(decision.override)}` : decision.reason)
+
+  const now = systemClock.now()
+  const keys = signingKeysFor(request.tokenKind, new KeyStore(`${config.data_dir}/keys`), values.key ?? config.idtoken.key, now)
+  const issued = await issueAudited(decision, keys, config, io)
+  deliver(issued.token, values.file, io)
+  return 0
+}
+
+/** ctb_role of tokens minted here unless --role says otherwise: `revoke --role cli` reaches them all. */
+const CLI_ROLE = 'cli'
+
+/** `--opt A,B --opt C` → [A, B, C]. */
+function listOption(v: string[] | undefined): string[] {
+  return (v ?? []).flatMap((x) => x.split(',')).map((x) => x.trim()).filter((x) => x.length > 0)
+}
+
+function privilegedLevel(name: string): AuthzLevel {
+  const level = toAuthzLevel(name)
+  if (!level || !PRIVILEGED_LEVELS.includes(level)) {
+    throw new CliError(`--allow-privileged takes privileged levels (${PRIVILEGED_LEVELS.join(', ')}), not "${name}"`, 2)
+  }
+  return level
+}
+
+function reservedUser(name: string): string {
+  const user = name.replace(/@.*$/, '').toLowerCase()
+  if (!RESERVED_USERS.has(user)) throw new CliError(`--allow-reserved-identity takes reserved user names (${[...RESERVED_USERS].join(', ')}), not "${name}"`, 2)
+  return user
+}
+
+function overrideHint(o: OperatorOverride): string {
+  switch (o.kind) {
+    case 'privileged': return `pass --allow-privileged ${o.value} to mint it anyway`
+    case 'reserved_user': return `pass --allow-reserved-identity ${o.value} to mint it anyway`
+    case 'any_audience': return 'pass --allow-any-audience to mint it anyway'
+  }
+}
+
+/** Loads only the key this token needs: a pool that imported just its HTCondor key can still mint IDTOKENs. */
+function signingKeysFor(kind: 'idtoken' | 'scitoken', store: KeyStore, kid: string, now: number): SigningKeys {
+  const unused = (name: string) => { throw new TypeError(`the ${name} key is not loaded for this token`) }
+  if (kind === 'idtoken') {
+    const idtoken = store.loadIdTokenKey(kid)
+    return { idtoken, get scitoken(): AsymmetricKey { return unused('SciToken') }, jwks: [] }
+  }
+  const scitoken = store.loadAsymmetricKeys(now).active
+  return { get idtoken(): IdTokenKey { return unused('IDTOKEN') }, scitoken, jwks: [] }
+}
+
+/**
+ * Issues through the same core as POST /token: the token exists for us only once its audit record is
+ * committed. A store that cannot be opened or written means no token (fail closed), said in one line.
+ */
+async function issueAudited(decision: AllowedDecision, keys: SigningKeys, config: Config, io: CommandIo): Promise<IssuedTokenResult> {
+  let store: BrokerStore
+  try {
+    store = await openBrokerStore(config, { sqliteWriter: 'inline' })
+  } catch (err) {
+    throw new CliError(`no token issued: cannot open the audit store: ${firstLine(err)}`)
+  }
+  try {
+    const generations = new RevocationService({
+      store, clock: systemClock, log: createLogger((l) => io.err(l.trimEnd())), maxTokenLifetime: maxTokenLifetime(config), refreshSeconds: config.revocation.refresh_seconds,
+    })
+    await generations.refresh()
+    const user = userInfo().username
+    const caller: VerifiedSubject = { iss: 'cli', sub: `cli:${user}`, groups: [], scopes: [], exp: 0, claims: {} }
+    let issued: IssuedTokenResult
+    try {
+      issued = await issueToken(decision, { requestId: randomUUID(), caller }, issueDepsFrom(config, { keys, audit: store, clock: systemClock, generations }))
+    } catch (err) {
+      if (err instanceof BrokerError || err instanceof OperatorError) throw err
+      throw new CliError(`no token issued: its audit record could not be committed: ${firstLine(err)}`)
+    }
+    // Check what we signed before it leaves (the service does this once per key at start-up instead).
+    if (issued.tokenKind === 'idtoken') verifyMintedIdToken(issued.token, keys.idtoken, issued.claims)
+    else verifyMintedSciToken(issued.token, keys.scitoken, issued.claims)
+    return issued
+  } finally {
+    await store.close()
+  }
+}
+
+function firstLine(err: unknown): string {
+  return (err instanceof Error ? err.message : String(err)).split('\n')[0]!
+}
+
+/**
+ * condor_token_create's way: sign with a key file the broker does not own. Neither policy nor audit can
+ * see such a token, so say so on stderr every time.
+ */
+function createWithKeyFile(
+  keyFile: string, identity: string, authzNames: string[], lifetime: number | undefined,
+  values: { key?: string | undefined; 'trust-domain'?: string | undefined; file?: string | undefined; role?: string | undefined; 'allow-privileged'?: string[] | undefined; 'allow-reserved-identity'?: string[] | undefined },
+  config: Config, io: CommandIo,
+): number {
+  if (values.role !== undefined || values['allow-privileged'] || values['allow-reserved-identity']) {
+    throw new CliError('--role and --allow-* apply to tokens signed with the broker\'s keys, not to --key-file', 2)
+  }
+  const now = systemClock.now()
+  const kid = values.key ?? basename(keyFile)
+  const key = loadIdTokenKeyFile(keyFile, kid)
+  const claims = buildIdTokenClaims({
+    trustDomain: values['trust-domain'] ?? config.trust_domain, subject: identity, authz: authzNames.map(parseAuthzLevel),
+    lifetimeSeconds: lifetime ?? config.idtoken.default_lifetime, now,
+  })
+  const token = mintIdToken(claims, key)
+  verifyMintedIdToken(token, key, claims)
+  io.err(`warning: signed with --key-file ${keyFile}: this token is not audited and not subject to broker policy`)
+  deliver(token, values.file, io)
+  return 0
+}
+
+function deliver(token: string, file: string | undefined, io: CommandIo): void {
+  if (file) {
+    if (CONDOR_EXCLUDED_NAME.test(basename(file))) io.err(`warning: HTCondor ignores token files named like ${basename(file)}`)
+    writeSecretFileAtomic(file, `${token}\n`)
+    io.err(`wrote ${file} (mode 0600)`)
   } else {
     io.out(token)
   }
-  return 0
 }
 
 /** First line of a token file that is neither blank nor a comment, as HTCondor reads tokens.d files. */

@@ -1,0 +1,181 @@
+import { createHash } from 'node:crypto'
+import { existsSync, writeFileSync } from 'node:fs'
+import { userInfo } from 'node:os'
+import { join } from 'node:path'
+import { DatabaseSync } from 'node:sqlite'
+import { describe, expect, it } from 'vitest'
+import { scramble } from '../../src/keys/condor_key_file.ts'
+import { cli } from '../support/cli.ts'
+import { tempDir } from '../support/tmp.ts'
+
+// `token create` with the broker's keys is an issuance like POST /token: same scope checks, same caps,
+// audited before the token is shown. Defaults: idtoken.max_lifetime 7 d, scitoken.max_lifetime 6 h.
+const TD = 'pool.example.org'
+const AUD = 'condor://ap.example.org:9618'
+
+async function setup(): Promise<NodeJS.ProcessEnv> {
+  const e = { CTB_DATA_DIR: join(tempDir(), 'data'), CTB_TRUST_DOMAIN: TD }
+  expect((await cli(['keys', 'init'], e)).code).toBe(0)
+  return e
+}
+
+function payload(token: string): Record<string, unknown> {
+  return JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString('utf8')) as Record<string, unknown>
+}
+
+async function issuedRecords(e: NodeJS.ProcessEnv): Promise<Record<string, unknown>[]> {
+  const r = await cli(['audit', 'list', '--type', 'token.issued', '--json'], e)
+  expect(r.code, r.err).toBe(0)
+  return r.out.split('\n').filter(Boolean).map((l) => (JSON.parse(l) as { event: Record<string, unknown> }).event)
+}
+
+const sci = (...rest: string[]) => ['token', 'create', '--scitoken', '--sub', 'alice', ...rest]
+const id = (identity: string, ...rest: string[]) => ['token', 'create', '--identity', identity, ...rest]
+
+describe('token create with the broker keys refuses what policy would', () => {
+  it.each([
+    ['root with ADMINISTRATOR until 2030', id(`root@${TD}`, '--authz', 'ADMINISTRATOR', '--lifetime', '150000000'), /ADMINISTRATOR is a privileged HTCondor level.*--allow-privileged ADMINISTRATOR/],
+    ['a user with ADMINISTRATOR', id(`alice@${TD}`, '--authz', 'READ', '--authz', 'ADMINISTRATOR'), /--allow-privileged ADMINISTRATOR/],
+    ['condor@ with DAEMON', id(`condor@${TD}`, '--authz', 'DAEMON'), /DAEMON is a privileged HTCondor level.*--allow-privileged DAEMON/],
+    ['NEGOTIATOR', id(`neg@${TD}`, '--authz', 'NEGOTIATOR'), /--allow-privileged NEGOTIATOR/],
+    ['CONFIG', id(`cfg@${TD}`, '--authz', 'condor:/config'), /--allow-privileged CONFIG/],
+    ['a second privileged level not named', id(`adm@${TD}`, '--authz', 'ADMINISTRATOR,DAEMON', '--allow-privileged', 'ADMINISTRATOR'), /DAEMON is a privileged/],
+    ['condor@ with READ', id(`condor@${TD}`, '--authz', 'READ'), /identity condor@pool.example.org is reserved.*--allow-reserved-identity condor/],
+    ['root@ with READ', id(`ROOT@${TD}`, '--authz', 'READ'), /--allow-reserved-identity root/],
+    ['condor_pool@', id(`condor_pool@${TD}`, '--authz', 'READ'), /--allow-reserved-identity condor_pool/],
+    ['an IDTOKEN above idtoken.max_lifetime', id(`alice@${TD}`, '--authz', 'READ', '--lifetime', String(7 * 86400 + 1)), /lifetime 604801s exceeds idtoken.max_lifetime \(604800s\)/],
+    ['the SciToken ANY audience', sci('--aud', 'ANY', '--scope', 'compute.read'), /audience "ANY" is accepted by every service.*--allow-any-audience/],
+    ['the WLCG any audience', sci('--aud', 'https://wlcg.cern.ch/jwt/v1/any', '--scope', 'compute.read'), /--allow-any-audience/],
+    ['storage.read without a path', sci('--aud', AUD, '--scope', 'storage.read'), /storage scope "storage.read" needs a path/],
+    ['a relative storage path', sci('--aud', AUD, '--scope', 'storage.read:data/x'), /needs a path/],
+    ['a .. storage path', sci('--aud', AUD, '--scope', 'storage.modify:/data/../etc'), /must be absolute and normalised/],
+    ['a . storage path', sci('--aud', AUD, '--scope', 'storage.read:/data/./x'), /must be absolute and normalised/],
+    ['an unknown storage operation', sci('--aud', AUD, '--scope', 'storage.delete:/data'), /unknown storage scope "storage.delete"/],
+    ['offline_access', sci('--aud', AUD, '--scope', 'compute.read offline_access'), /never issued/],
+    ['a SciToken with condor:/ADMINISTRATOR', sci('--aud', AUD, '--scope', 'condor:/READ condor:/ADMINISTRATOR'), /--allow-privileged ADMINISTRATOR/],
+    ['a SciToken above scitoken.max_lifetime', sci('--aud', AUD, '--scope', 'compute.read', '--lifetime', String(6 * 3600 + 1)), /exceeds scitoken.max_lifetime \(21600s\)/],
+    ['the admin role', id(`alice@${TD}`, '--authz', 'READ', '--role', 'admin'), /role admin opens the admin API only/],
+    ['a role that is no role name', id(`alice@${TD}`, '--authz', 'READ', '--role', 'Bad"Role'), /role "Bad\\"Role" must be lower-case/],
+  ])('refuses %s in one line, writes no token and audits nothing', async (_name, args, message) => {
+    const e = await setup()
+    const out = join(tempDir(), 'token')
+    const r = await cli([...args, '--file', out], e)
+    expect(r.code).toBe(1)
+    expect(r.err).toMatch(message)
+    expect(r.err.split('\n')).toHaveLength(1)
+    expect(r.out).toBe('')
+    expect(existsSync(out)).toBe(false)
+    expect(await issuedRecords(e)).toEqual([])
+  })
+
+  it.each([
+    [id(`a@${TD}`, '--authz', 'READ', '--allow-privileged', 'READ'), /--allow-privileged takes privileged levels \(ADMINISTRATOR, CONFIG, DAEMON, NEGOTIATOR\), not "READ"/],
+    [id(`a@${TD}`, '--authz', 'READ', '--allow-reserved-identity', 'alice'), /--allow-reserved-identity takes reserved user names/],
+    [id(`a@${TD}`, '--authz', 'READ', '--trust-domain', 'other.example.org'), /sign for trust domain pool.example.org only; use --key-file/],
+  ])('%j is a usage error', async (args, message) => {
+    const e = await setup()
+    const r = await cli(args, e)
+    expect(r.code).toBe(2)
+    expect(r.err).toMatch(message)
+    expect(r.err.split('\n')).toHaveLength(1)
+  })
+})
+
+describe('token create with explicit permissions', () => {
+  it('mints root@ with ADMINISTRATOR when both are named, and audits it with what was allowed', async () => {
+    const e = await setup()
+    const r = await cli(id(`root@${TD}`, '--authz', 'ADMINISTRATOR', '--allow-privileged', 'ADMINISTRATOR', '--allow-reserved-identity', 'root', '--lifetime', '3600'), e)
+    expect(r.code, r.err).toBe(0)
+    const claims = payload(r.out)
+    expect(claims).toMatchObject({ iss: TD, sub: `root@${TD}`, scope: 'condor:/ADMINISTRATOR', ctb_role: 'cli', ctb_gen: 1 })
+    expect(claims.exp as number - (claims.iat as number)).toBe(3600)
+    const [rec, ...more] = await issuedRecords(e)
+    expect(more).toEqual([])
+    expect(rec).toMatchObject({
+      type: 'token.issued', decision: 'allow', role: 'cli', tokenKind: 'idtoken', issuedSub: `root@${TD}`, jti: claims.jti, exp: claims.exp,
+      scopes: ['condor:/ADMINISTRATOR'], policyRule: 'cli (privileged=ADMINISTRATOR; reserved_user=root)',
+      caller: { iss: 'cli', sub: `cli:${userInfo().username}` },
+      tokenSha256: createHash('sha256').update(r.out).digest('hex'),
+    })
+    expect((await cli(['audit', 'verify'], e)).code).toBe(0)
+  })
+
+  it('mints condor@ with DAEMON under a named role, comma lists and repeated flags alike', async () => {
+    const e = await setup()
+    const r = await cli(id(`condor@${TD}`, '--authz', 'DAEMON', '--authz', 'NEGOTIATOR,ADMINISTRATOR', '--allow-privileged', 'DAEMON,NEGOTIATOR', '--allow-privileged', 'ADMINISTRATOR', '--allow-reserved-identity', 'condor', '--role', 'central-manager'), e)
+    expect(r.code, r.err).toBe(0)
+    expect(payload(r.out)).toMatchObject({ sub: `condor@${TD}`, scope: 'condor:/DAEMON condor:/NEGOTIATOR condor:/ADMINISTRATOR', ctb_role: 'central-manager' })
+    expect((await issuedRecords(e))[0]).toMatchObject({ role: 'central-manager', policyRule: 'cli (privileged=DAEMON,NEGOTIATOR,ADMINISTRATOR; reserved_user=condor)' })
+  })
+
+  it('mints an ANY-audience SciToken with --allow-any-audience, and absolute storage paths without it', async () => {
+    const e = await setup()
+    const any = await cli(sci('--aud', 'ANY', '--scope', 'compute.read', '--allow-any-audience'), e)
+    expect(any.code, any.err).toBe(0)
+    expect(payload(any.out)).toMatchObject({ aud: 'ANY', ctb_role: 'cli', ctb_gen: 1 })
+    const storage = await cli(sci('--aud', 'https://se.example.org', '--scope', 'storage.read:/data/atlas storage.create:/', '--lifetime', String(6 * 3600)), e)
+    expect(storage.code, storage.err).toBe(0)
+    expect(payload(storage.out)).toMatchObject({ scope: 'storage.read:/data/atlas storage.create:/' })
+    const recs = await issuedRecords(e)
+    expect(recs.map((r) => r.policyRule)).toEqual(['cli', 'cli (any_audience)'])
+    expect(recs[0]).toMatchObject({ tokenKind: 'scitoken', audience: ['https://se.example.org'], jti: payload(storage.out).jti })
+  })
+
+  it('a CLI token is revocable by jti (exp from its audit record) and by role (next token carries the new ctb_gen)', async () => {
+    const e = await setup()
+    const t = await cli(id(`alice@${TD}`, '--authz', 'READ', '--lifetime', '1000'), e)
+    expect(t.code, t.err).toBe(0)
+    const { jti, exp } = payload(t.out)
+    const byJti = await cli(['revoke', '--jti', String(jti)], e)
+    expect(byJti.code, byJti.err).toBe(0)
+    expect(byJti.out).toContain(`listed until ${new Date((exp as number) * 1000).toISOString().replace('.000Z', 'Z')}`)
+    expect((await cli(['revoke', '--role', 'cli'], e)).code).toBe(0)
+    const next = await cli(id(`alice@${TD}`, '--authz', 'READ'), e)
+    expect(payload(next.out)).toMatchObject({ ctb_role: 'cli', ctb_gen: 2 })
+  })
+})
+
+describe('token create fails closed on the audit store', () => {
+  it('prints and writes no token when the audit record cannot be committed', async () => {
+    const e = await setup()
+    expect((await cli(id(`alice@${TD}`, '--authz', 'READ'), e)).code).toBe(0)
+    // The store opens and reads fine; only the commit of the new record fails.
+    const db = new DatabaseSync(join(e.CTB_DATA_DIR!, 'audit.db'))
+    db.exec(`CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'disk quota exceeded'); END`)
+    db.close()
+    const out = join(tempDir(), 'token')
+    const r = await cli(id(`alice@${TD}`, '--authz', 'READ', '--file', out), e)
+    expect(r.code).toBe(1)
+    expect(r.err).toMatch(/^condor-token-broker: no token issued: its audit record could not be committed: .*disk quota exceeded/)
+    expect(r.err.split('\n')).toHaveLength(1)
+    expect(r.out).toBe('')
+    expect(existsSync(out)).toBe(false)
+  })
+
+  it('prints no token when the audit store cannot be opened', async () => {
+    const e = await setup()
+    writeFileSync(join(e.CTB_DATA_DIR!, 'audit.db'), 'this is not an SQLite database, it is long enough to have a header'.repeat(20))
+    const r = await cli(sci('--aud', AUD, '--scope', 'compute.read'), e)
+    expect(r.code).toBe(1)
+    expect(r.err).toMatch(/^condor-token-broker: no token issued: cannot open the audit store: /)
+    expect(r.err.split('\n')).toHaveLength(1)
+    expect(r.out).toBe('')
+  })
+})
+
+describe('token create --key-file', () => {
+  it('still mints anything, as condor_token_create does, and says on stderr that it is unaudited', async () => {
+    const e = await setup()
+    const keyFile = join(tempDir(), 'POOL')
+    writeFileSync(keyFile, scramble(Buffer.alloc(64, 7)), { mode: 0o600 })
+    const r = await cli(id('condor@td', '--authz', 'DAEMON', '--lifetime', '150000000', '--key-file', keyFile, '--trust-domain', 'td'), e)
+    expect(r.code, r.err).toBe(0)
+    expect(r.err).toBe(`warning: signed with --key-file ${keyFile}: this token is not audited and not subject to broker policy`)
+    expect(payload(r.out)).toMatchObject({ iss: 'td', sub: 'condor@td', scope: 'condor:/DAEMON' })
+    expect(payload(r.out)).not.toHaveProperty('ctb_role')
+    expect(await issuedRecords(e)).toEqual([])
+    const flags = await cli(id('a@td', '--authz', 'READ', '--key-file', keyFile, '--role', 'x'), e)
+    expect(flags.code).toBe(2)
+    expect(flags.err).toMatch(/--role and --allow-\* apply to tokens signed with the broker's keys/)
+  })
+})
