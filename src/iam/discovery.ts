@@ -123,7 +123,7 @@ export class IamDiscovery {
         ...(config.development ? { execute: [allowInsecureRequests] } : {}),
       })
     } catch (err) {
-      throw mapIamError(err, 'discovery', config.issuer, this.#log)
+      throw mapIamError(err, 'discovery', config.issuer, this.#log, discoveryUrl)
     }
     const discovered = configuration.serverMetadata().issuer
     if (discovered !== config.issuer && discovered !== `${config.issuer}/`) {
