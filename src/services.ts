@@ -1,15 +1,16 @@
+import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import type { AuditEvent } from './audit/audit_log.ts'
 import { startRetention } from './audit/retention.ts'
 import { maxTokenLifetime, type Config } from './config.ts'
 import { devIamTrustedIssuer, devIamBrokerSettings } from './dev_iam/broker_settings.ts'
-import { devIamIssuer, startDevIam, type RunningDevIam } from './dev_iam/start_dev_iam.ts'
+import { DEV_IAM_PATHS, devIamIssuer, startDevIam, type RunningDevIam } from './dev_iam/start_dev_iam.ts'
 import { BrokerError, OperatorError } from './errors.ts'
 import type { AdminAuthenticator } from './http/middleware/admin_auth.ts'
 import { bootstrapTokenAuthenticator, loadBootstrapToken } from './http/middleware/admin_auth.ts'
 import type { Exchange } from './http/routes/token.ts'
 import { createIamAdapter, type IamAdapter } from './iam/create_iam_adapter.ts'
-import { IamConfigSchema } from './iam/iam_config.ts'
+import { IamConfigSchema, type IamConfig } from './iam/iam_config.ts'
 import { exchangeToken } from './issuance/exchange.ts'
 import { exchangeDepsFrom } from './issuance/exchange_deps.ts'
 import { assertKeysSign } from './issuance/key_self_test.ts'
@@ -59,6 +60,30 @@ export function primaryIamIssuer(config: Config): string | undefined {
   return isProduction(config) || config.dev_iam.port === 0 ? undefined : devIamIssuer(config.dev_iam.port)
 }
 
+/** Where serve keeps the broker's client secret at the development IAM it starts. */
+function devIamSecretFile(config: Config): string {
+  return join(config.data_dir, 'dev-iam', 'broker.secret')
+}
+
+/**
+ * The IAM issuers serve would trust, for diagnostics from another process (`iam check`): the configured
+ * ones, else (outside production) the development IAM serve starts on dev_iam.port, with the broker
+ * client secret serve wrote for it once it has run. Undefined when there is nothing to check.
+ */
+export function servedIamConfig(config: Config): IamConfig | undefined {
+  if (config.iam.issuers.length > 0) return config.iam
+  const issuer = primaryIamIssuer(config)
+  if (issuer === undefined) return undefined
+  const secret = devIamSecretFile(config)
+  return IamConfigSchema.parse({
+    ...config.iam,
+    issuers: [{
+      issuer, discovery_url: `${issuer}${DEV_IAM_PATHS.discovery}`, development: true, profile: 'wlcg',
+      ...(existsSync(secret) ? { client: { client_id: 'broker', auth_method: 'client_secret_basic', client_secret_file: secret } } : {}),
+    }],
+  })
+}
+
 /**
  * Builds keys, the audit/revocation store, the IAM adapter (starting the development IAM when none is
  * configured outside production), the policy holder and the token-exchange pipeline.
@@ -83,7 +108,7 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
       devIam = await startDevIam({ port: config.dev_iam.port, log })
       closers.push(() => devIam!.close())
       log.warn('DEVELOPMENT IAM started beside the broker; not for production', { issuer: devIam.issuer })
-      const entry = devIamTrustedIssuer(devIamBrokerSettings(devIam), join(config.data_dir, 'dev-iam', 'broker.secret'))
+      const entry = devIamTrustedIssuer(devIamBrokerSettings(devIam), devIamSecretFile(config))
       config = { ...config, iam: IamConfigSchema.parse({ ...config.iam, issuers: [entry] }) }
     }
 

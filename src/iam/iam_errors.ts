@@ -1,5 +1,5 @@
 import { ClientError, ResponseBodyError, WWWAuthenticateChallengeError } from 'openid-client'
-import { AccessDenied, BrokerError, InvalidGrant, InvalidRequest, InvalidScope, TemporarilyUnavailable } from '../errors.ts'
+import { AccessDenied, BrokerError, InvalidGrant, InvalidRequest, InvalidScope, OperatorError, TemporarilyUnavailable } from '../errors.ts'
 import type { Logger } from '../lib/logger.ts'
 import { classifyIamFailure } from './iam_failure.ts'
 
@@ -51,6 +51,24 @@ export function iamUnavailable(what: string, issuer: string, log: Logger, err: u
     what, issuer, ...(url ? { url } : {}), cause: reason, ...(failure.code ? { code: failure.code } : {}), err: err instanceof Error ? err : undefined,
   })
   return new TemporarilyUnavailable(`IAM could not be reached or answered badly (${what}); try again later`, { cause: err })
+}
+
+/**
+ * A short reason for a failed IAM call, for diagnostics (`iam check`, /readyz): the HTTP status or IAM
+ * error for an answer, the transport cause (dns, tls, refused, timeout, code) for no answer, and the
+ * operator's problem (issuer mismatch) as such. Unwraps the TemporarilyUnavailable that mapIamError made.
+ */
+export function iamFailureReason(err: unknown): string {
+  if (err instanceof TemporarilyUnavailable && err.cause !== undefined) return iamFailureReason(err.cause)
+  if (err instanceof OperatorError) return err.message
+  if (err instanceof ResponseBodyError) return err.status >= 500 ? `HTTP ${err.status}` : `IAM error ${safeText(err.error)} (HTTP ${err.status})`
+  if (err instanceof WWWAuthenticateChallengeError) {
+    const error = err.cause[0]?.parameters.error
+    return error ? `IAM error ${safeText(error)} (HTTP ${err.status})` : `HTTP ${err.status} challenge`
+  }
+  if (err instanceof ClientError && err.cause instanceof Response) return `HTTP ${err.cause.status}`
+  if (err instanceof BrokerError) return err.description
+  return classifyIamFailure(err).cause
 }
 
 function safeText(s: unknown): string {
