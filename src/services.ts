@@ -8,7 +8,9 @@ import { DEV_IAM_PATHS, devIamIssuer, startDevIam, type RunningDevIam } from './
 import { BrokerError, OperatorError } from './errors.ts'
 import type { AdminAuthenticator } from './http/middleware/admin_auth.ts'
 import { bootstrapTokenAuthenticator, loadBootstrapToken } from './http/middleware/admin_auth.ts'
+import type { IamStatusCheck, ReadinessCheck } from './http/routes/health.ts'
 import type { Exchange } from './http/routes/token.ts'
+import { IamReachability } from './iam/iam_reachability.ts'
 import { createIamAdapter, type IamAdapter } from './iam/create_iam_adapter.ts'
 import { IamConfigSchema, type IamConfig } from './iam/iam_config.ts'
 import { exchangeToken } from './issuance/exchange.ts'
@@ -20,6 +22,7 @@ import type { Logger } from './lib/logger.ts'
 import { policyContextFromConfig } from './policy/context.ts'
 import { authorizeAdmin } from './policy/decide.ts'
 import { PolicyHolder } from './policy/policy_holder.ts'
+import { brokerReadiness } from './readiness.ts'
 import { RevocationService } from './revocation/revocation_service.ts'
 import type { BrokerStore } from './storage/chained_store.ts'
 import { openBrokerStore } from './storage/open_store.ts'
@@ -36,8 +39,17 @@ export interface BrokerServices {
   devIam?: RunningDevIam
   exchange: Exchange
   adminAuthenticators: AdminAuthenticator[]
+  /** /readyz: audit store and keys. */
+  readiness: ReadinessCheck
+  /** /readyz: each IAM's reachability, reported beside readiness. */
+  iamStatus: IamStatusCheck
   close(): Promise<void>
 }
+
+/** Reuse an IAM reachability result this long: /readyz probes cost IAM two requests per issuer per interval. */
+const IAM_STATUS_CACHE_SECONDS = 30
+/** A readiness probe waits at most this long for IAM before answering with the previous result. */
+const IAM_STATUS_MAX_WAIT_MS = 1000
 
 /**
  * Production means the broker has a public issuer: one that verifiers on other hosts can reach. A
@@ -155,10 +167,17 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
     }
     adminAuthenticators.push(iamAdminAuthenticator(iam, policy))
 
+    const reachability = new IamReachability({
+      discovery: iam.discovery, fetch: iam.fetch, timeoutSeconds: Math.max(config.iam.timeout_seconds, config.iam.jwks_timeout_seconds),
+      cacheSeconds: IAM_STATUS_CACHE_SECONDS, maxWaitMs: IAM_STATUS_MAX_WAIT_MS,
+    })
+
     return {
       config, keys, store, revocations, iam, policy, ...(devIam ? { devIam } : {}),
       exchange: (req, ctx) => exchangeToken(req, ctx, exchangeDeps),
       adminAuthenticators,
+      readiness: brokerReadiness({ store, keys: () => keys, issuers: { trustDomain: config.trust_domain, issuer: config.issuer }, clock }),
+      iamStatus: () => reachability.report(),
       close,
     }
   } catch (err) {
