@@ -4,7 +4,7 @@ import { brokerMetadata } from './contract/discovery.ts'
 import { requestId } from './http/middleware/request_id.ts'
 import { oauthErrorResponse } from './http/oauth_error_response.ts'
 import { discoveryRoutes } from './http/routes/discovery.ts'
-import { healthRoutes, type ReadinessCheck } from './http/routes/health.ts'
+import { healthRoutes, type IamStatusCheck, type ReadinessCheck } from './http/routes/health.ts'
 import { jwksRoutes } from './http/routes/jwks.ts'
 import type { AuditStore } from './audit/audit_log.ts'
 import { adminAuth, type AdminAuthenticator } from './http/middleware/admin_auth.ts'
@@ -22,6 +22,8 @@ export interface AppDeps {
   keys: SigningKeys
   log: Logger
   readiness: ReadinessCheck
+  /** IAM reachability for /readyz, reported beside readiness; absent: not shown. */
+  iamStatus?: IamStatusCheck
   /** Admin API (/v1/audit, /v1/revocations); absent: not mounted. */
   admin?: { audit: Pick<AuditStore, 'query'>; revocations: RevocationService; authenticators: AdminAuthenticator[]; policy?: PolicySource }
   /** POST /token (RFC 8693); absent: not mounted. */
@@ -32,7 +34,7 @@ export interface AppDeps {
 export function createApp(deps: AppDeps): Hono {
   const app = new Hono()
   app.use(requestId())
-  app.route('/', healthRoutes(deps.readiness))
+  app.route('/', healthRoutes(deps.readiness, deps.iamStatus))
   app.route('/', discoveryRoutes(brokerMetadata(deps.config.issuer, [deps.keys.scitoken.alg])))
   app.route('/', jwksRoutes(() => deps.keys.jwks))
   if (deps.exchange) app.route('/', tokenRoutes(deps.exchange))

@@ -51,10 +51,8 @@ async function listen(services: BrokerServices, log: Logger): Promise<RunningBro
   const { config, keys, store } = services
   const app = createApp({
     config, keys, log,
-    readiness: async () => ({
-      keys: 'ok',
-      audit: await store.query({ limit: 1 }).then(() => 'ok', (err: unknown) => `unavailable: ${(err as Error).message}`),
-    }),
+    readiness: services.readiness,
+    iamStatus: services.iamStatus,
     exchange: services.exchange,
     admin: { audit: store, revocations: services.revocations, authenticators: services.adminAuthenticators, policy: services.policy },
   })

@@ -1,15 +1,18 @@
+import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import type { AuditEvent } from './audit/audit_log.ts'
 import { startRetention } from './audit/retention.ts'
 import { maxTokenLifetime, type Config } from './config.ts'
 import { devIamTrustedIssuer, devIamBrokerSettings } from './dev_iam/broker_settings.ts'
-import { devIamIssuer, startDevIam, type RunningDevIam } from './dev_iam/start_dev_iam.ts'
+import { DEV_IAM_PATHS, devIamIssuer, startDevIam, type RunningDevIam } from './dev_iam/start_dev_iam.ts'
 import { BrokerError, OperatorError } from './errors.ts'
 import type { AdminAuthenticator } from './http/middleware/admin_auth.ts'
 import { bootstrapTokenAuthenticator, loadBootstrapToken } from './http/middleware/admin_auth.ts'
+import type { IamStatusCheck, ReadinessCheck } from './http/routes/health.ts'
 import type { Exchange } from './http/routes/token.ts'
+import { IamReachability } from './iam/iam_reachability.ts'
 import { createIamAdapter, type IamAdapter } from './iam/create_iam_adapter.ts'
-import { IamConfigSchema } from './iam/iam_config.ts'
+import { IamConfigSchema, type IamConfig } from './iam/iam_config.ts'
 import { exchangeToken } from './issuance/exchange.ts'
 import { exchangeDepsFrom } from './issuance/exchange_deps.ts'
 import { assertKeysSign } from './issuance/key_self_test.ts'
@@ -19,6 +22,7 @@ import type { Logger } from './lib/logger.ts'
 import { policyContextFromConfig } from './policy/context.ts'
 import { authorizeAdmin } from './policy/decide.ts'
 import { PolicyHolder } from './policy/policy_holder.ts'
+import { brokerReadiness } from './readiness.ts'
 import { RevocationService } from './revocation/revocation_service.ts'
 import type { BrokerStore } from './storage/chained_store.ts'
 import { openBrokerStore } from './storage/open_store.ts'
@@ -35,8 +39,17 @@ export interface BrokerServices {
   devIam?: RunningDevIam
   exchange: Exchange
   adminAuthenticators: AdminAuthenticator[]
+  /** /readyz: audit store and keys. */
+  readiness: ReadinessCheck
+  /** /readyz: each IAM's reachability, reported beside readiness. */
+  iamStatus: IamStatusCheck
   close(): Promise<void>
 }
+
+/** Reuse an IAM reachability result this long: /readyz probes cost IAM two requests per issuer per interval. */
+const IAM_STATUS_CACHE_SECONDS = 30
+/** A readiness probe waits at most this long for IAM before answering with the previous result. */
+const IAM_STATUS_MAX_WAIT_MS = 1000
 
 /**
  * Production means the broker has a public issuer: one that verifiers on other hosts can reach. A
@@ -57,6 +70,30 @@ export function primaryIamIssuer(config: Config): string | undefined {
   const configured = config.iam.issuers[0]?.issuer
   if (configured !== undefined) return configured
   return isProduction(config) || config.dev_iam.port === 0 ? undefined : devIamIssuer(config.dev_iam.port)
+}
+
+/** Where serve keeps the broker's client secret at the development IAM it starts. */
+function devIamSecretFile(config: Config): string {
+  return join(config.data_dir, 'dev-iam', 'broker.secret')
+}
+
+/**
+ * The IAM issuers serve would trust, for diagnostics from another process (`iam check`): the configured
+ * ones, else (outside production) the development IAM serve starts on dev_iam.port, with the broker
+ * client secret serve wrote for it once it has run. Undefined when there is nothing to check.
+ */
+export function servedIamConfig(config: Config): IamConfig | undefined {
+  if (config.iam.issuers.length > 0) return config.iam
+  const issuer = primaryIamIssuer(config)
+  if (issuer === undefined) return undefined
+  const secret = devIamSecretFile(config)
+  return IamConfigSchema.parse({
+    ...config.iam,
+    issuers: [{
+      issuer, discovery_url: `${issuer}${DEV_IAM_PATHS.discovery}`, development: true, profile: 'wlcg',
+      ...(existsSync(secret) ? { client: { client_id: 'broker', auth_method: 'client_secret_basic', client_secret_file: secret } } : {}),
+    }],
+  })
 }
 
 /**
@@ -83,7 +120,7 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
       devIam = await startDevIam({ port: config.dev_iam.port, log })
       closers.push(() => devIam!.close())
       log.warn('DEVELOPMENT IAM started beside the broker; not for production', { issuer: devIam.issuer })
-      const entry = devIamTrustedIssuer(devIamBrokerSettings(devIam), join(config.data_dir, 'dev-iam', 'broker.secret'))
+      const entry = devIamTrustedIssuer(devIamBrokerSettings(devIam), devIamSecretFile(config))
       config = { ...config, iam: IamConfigSchema.parse({ ...config.iam, issuers: [entry] }) }
     }
 
@@ -130,10 +167,17 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
     }
     adminAuthenticators.push(iamAdminAuthenticator(iam, policy))
 
+    const reachability = new IamReachability({
+      discovery: iam.discovery, fetch: iam.fetch, timeoutSeconds: Math.max(config.iam.timeout_seconds, config.iam.jwks_timeout_seconds),
+      cacheSeconds: IAM_STATUS_CACHE_SECONDS, maxWaitMs: IAM_STATUS_MAX_WAIT_MS,
+    })
+
     return {
       config, keys, store, revocations, iam, policy, ...(devIam ? { devIam } : {}),
       exchange: (req, ctx) => exchangeToken(req, ctx, exchangeDeps),
       adminAuthenticators,
+      readiness: brokerReadiness({ store, keys: () => keys, issuers: { trustDomain: config.trust_domain, issuer: config.issuer }, clock }),
+      iamStatus: () => reachability.report(),
       close,
     }
   } catch (err) {

@@ -2,6 +2,7 @@
 import { BrokerError, OperatorError } from '../errors.ts'
 import { CliError, type CommandIo } from './command.ts'
 import { auditCommand } from './commands/audit.ts'
+import { iamCommand } from './commands/iam.ts'
 import { keysCommand } from './commands/keys.ts'
 import { revokeCommand } from './commands/revoke.ts'
 import { policyCommand } from './commands/policy.ts'
@@ -19,6 +20,7 @@ Commands:
   audit            list | export | verify | prune the audit log
   revoke           revoke tokens; list revocations; render SEC_TOKEN_REVOCATION_EXPR
   policy           check | explain issuance policies
+  iam              check that the configured IAM issuers answer (discovery, JWKS, introspection)
 
 Run "condor-token-broker <command> --help" for a command's options.`
 
@@ -29,6 +31,7 @@ const COMMANDS: Record<string, (argv: string[], io: CommandIo) => Promise<number
   audit: auditCommand,
   revoke: revokeCommand,
   policy: policyCommand,
+  iam: iamCommand,
 }
 
 /** Runs one CLI invocation; every expected failure becomes one line on stderr and a non-zero status. */

@@ -15,6 +15,8 @@ export interface IamAdapter {
   exchanger: IamTokenExchanger
   discovery: IamDiscovery
   refreshTokens: RefreshTokenStore
+  /** The HTTP client every IAM call goes through (diagnostics reuse it). */
+  fetch: IamFetch
   /** Stops cache timers. */
   close(): void
 }
@@ -42,5 +44,5 @@ export async function createIamAdapter(iam: IamConfig, deps: IamAdapterDeps): Pr
   const refreshTokens = deps.refreshTokens ?? new MemoryRefreshTokenStore()
   const verifier = new IamSubjectTokenVerifier(iam, { discovery, fetch, clock, log: deps.log })
   const exchanger = new IamTokenExchanger({ discovery, store: refreshTokens, clock, log: deps.log })
-  return { verifier, exchanger, discovery, refreshTokens, close: () => verifier.close() }
+  return { verifier, exchanger, discovery, refreshTokens, fetch, close: () => verifier.close() }
 }

@@ -112,6 +112,16 @@ export class IamDiscovery {
     return pending
   }
 
+  /**
+   * Runs discovery for a trusted issuer now, bypassing and leaving alone the cache: for diagnostics
+   * (`iam check`, readiness), which must see IAM as it is, not as it was. Throws as configuration() does.
+   */
+  async probe(iss: string): Promise<Configuration> {
+    const entry = this.#entries.get(iss)
+    if (!entry) throw new TypeError('probe() called for an untrusted issuer')
+    return this.#discover(entry.issuer)
+  }
+
   async #discover(issuer: TrustedIssuer): Promise<Configuration> {
     const { config, credentials, discoveryUrl } = issuer
     let configuration: Configuration
@@ -123,7 +133,7 @@ export class IamDiscovery {
         ...(config.development ? { execute: [allowInsecureRequests] } : {}),
       })
     } catch (err) {
-      throw mapIamError(err, 'discovery', config.issuer, this.#log)
+      throw mapIamError(err, 'discovery', config.issuer, this.#log, discoveryUrl)
     }
     const discovered = configuration.serverMetadata().issuer
     if (discovered !== config.issuer && discovered !== `${config.issuer}/`) {

@@ -1,6 +1,7 @@
 import { ClientError, ResponseBodyError, WWWAuthenticateChallengeError } from 'openid-client'
-import { AccessDenied, BrokerError, InvalidGrant, InvalidRequest, InvalidScope, TemporarilyUnavailable } from '../errors.ts'
+import { AccessDenied, BrokerError, InvalidGrant, InvalidRequest, InvalidScope, OperatorError, TemporarilyUnavailable } from '../errors.ts'
 import type { Logger } from '../lib/logger.ts'
+import { classifyIamFailure } from './iam_failure.ts'
 
 /**
  * Maps a failure talking to IAM onto the broker's error vocabulary. Only errors the *caller* can fix
@@ -9,8 +10,9 @@ import type { Logger } from '../lib/logger.ts'
  * IAM's own `error_description` is relayed only for `invalid_grant`/`invalid_scope`, trimmed and
  * stripped of anything but printable ASCII, since it is text from another system.
  */
-export function mapIamError(err: unknown, what: string, issuer: string, log: Logger): BrokerError {
+export function mapIamError(err: unknown, what: string, issuer: string, log: Logger, url?: string): BrokerError {
   if (err instanceof BrokerError) return err
+  const unavailable = (what: string, issuer: string, log: Logger, err: unknown, reason: string) => iamUnavailable(what, issuer, log, err, reason, url)
   if (err instanceof ResponseBodyError) {
     const desc = safeText(err.error_description)
     if (err.status >= 500) return unavailable(what, issuer, log, err, `HTTP ${err.status}`)
@@ -32,16 +34,41 @@ export function mapIamError(err: unknown, what: string, issuer: string, log: Log
     }
   }
   if (err instanceof WWWAuthenticateChallengeError) return unavailable(what, issuer, log, err, `HTTP ${err.status} challenge`)
-  if (err instanceof ClientError) return unavailable(what, issuer, log, err, err.code ?? 'client error')
-  if (err instanceof TypeError) return unavailable(what, issuer, log, err, 'network error')
-  if (err instanceof DOMException && (err.name === 'TimeoutError' || err.name === 'AbortError')) return unavailable(what, issuer, log, err, 'timeout')
-  return unavailable(what, issuer, log, err, 'unexpected error')
+  // openid-client: an unexpected status or content type; the Response is the cause.
+  if (err instanceof ClientError && err.cause instanceof Response) return unavailable(what, issuer, log, err, `HTTP ${err.cause.status}`)
+  // Transport failures (fetch's TypeError, timeouts, openid-client's wrappers of them) are named by
+  // their cause: dns, tls, refused, timeout or the system code.
+  return unavailable(what, issuer, log, err, classifyIamFailure(err).cause)
 }
 
-/** A 503 for the caller; the cause (without tokens: library errors carry URLs and codes) goes to the log. */
-export function unavailable(what: string, issuer: string, log: Logger, err: unknown, reason: string): TemporarilyUnavailable {
-  log.warn('IAM unavailable', { what, issuer, reason, err: err instanceof Error ? err : undefined })
+/**
+ * A 503 for the caller; the URL and the cause go to the log as one line (without tokens: library errors
+ * carry URLs and codes), so an operator reading `IAM unavailable` knows which endpoint failed and why.
+ */
+export function iamUnavailable(what: string, issuer: string, log: Logger, err: unknown, reason: string, url?: string): TemporarilyUnavailable {
+  const failure = classifyIamFailure(err)
+  log.warn(`IAM unavailable: ${what}${url ? ` ${url}` : ''}: ${reason}${failure.detail ? ` (${failure.detail})` : ''}`, {
+    what, issuer, ...(url ? { url } : {}), cause: reason, ...(failure.code ? { code: failure.code } : {}), err: err instanceof Error ? err : undefined,
+  })
   return new TemporarilyUnavailable(`IAM could not be reached or answered badly (${what}); try again later`, { cause: err })
+}
+
+/**
+ * A short reason for a failed IAM call, for diagnostics (`iam check`, /readyz): the HTTP status or IAM
+ * error for an answer, the transport cause (dns, tls, refused, timeout, code) for no answer, and the
+ * operator's problem (issuer mismatch) as such. Unwraps the TemporarilyUnavailable that mapIamError made.
+ */
+export function iamFailureReason(err: unknown): string {
+  if (err instanceof TemporarilyUnavailable && err.cause !== undefined) return iamFailureReason(err.cause)
+  if (err instanceof OperatorError) return err.message
+  if (err instanceof ResponseBodyError) return err.status >= 500 ? `HTTP ${err.status}` : `IAM error ${safeText(err.error)} (HTTP ${err.status})`
+  if (err instanceof WWWAuthenticateChallengeError) {
+    const error = err.cause[0]?.parameters.error
+    return error ? `IAM error ${safeText(error)} (HTTP ${err.status})` : `HTTP ${err.status} challenge`
+  }
+  if (err instanceof ClientError && err.cause instanceof Response) return `HTTP ${err.cause.status}`
+  if (err instanceof BrokerError) return err.description
+  return classifyIamFailure(err).cause
 }
 
 function safeText(s: unknown): string {

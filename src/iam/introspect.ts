@@ -33,7 +33,7 @@ export async function introspectSubjectToken(token: string, issuer: TrustedIssue
   try {
     res = await tokenIntrospection(configuration, token, { token_type_hint: 'access_token' }) as Record<string, unknown>
   } catch (err) {
-    throw mapIamError(err, 'introspection', iss, ctx.log)
+    throw mapIamError(err, 'introspection', iss, ctx.log, configuration.serverMetadata().introspection_endpoint)
   }
   if (res.active !== true) throw new InvalidRequest('subject_token is not active')
   // Exact comparison, as for JWTs (§1.2); an introspection answer without `iss` speaks for the IAM we asked.

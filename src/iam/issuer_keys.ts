@@ -1,7 +1,8 @@
 import { createLocalJWKSet, createRemoteJWKSet, customFetch, errors, jwksCache, type ExportedJWKSCache, type JWTVerifyGetKey } from 'jose'
 import { TemporarilyUnavailable } from '../errors.ts'
 import type { Logger } from '../lib/logger.ts'
-import { unavailable } from './iam_errors.ts'
+import { iamUnavailable } from './iam_errors.ts'
+import { classifyIamFailure } from './iam_failure.ts'
 import type { IamFetch } from './iam_fetch.ts'
 
 export interface IssuerKeysOptions {
@@ -66,10 +67,11 @@ export function createIssuerKeys(jwksUri: string, o: IssuerKeysOptions): JWTVeri
       failedAt = Date.now()
       const keys = staleKeys()
       if (keys) {
-        o.log.warn('IAM key set refresh failed; using the last good keys', { issuer: o.issuer, err: err instanceof Error ? err : undefined })
+        const failure = classifyIamFailure(err)
+        o.log.warn(`IAM key set refresh failed: ${jwksUri}: ${failure.cause}; using the last good keys`, { issuer: o.issuer, url: jwksUri, cause: failure.cause, err: err instanceof Error ? err : undefined })
         return keys(header, token)
       }
-      throw unavailable('key set', o.issuer, o.log, err, err instanceof Error ? err.name : 'error')
+      throw iamUnavailable('key set', o.issuer, o.log, err, classifyIamFailure(err).cause, jwksUri)
     }
   }
 }

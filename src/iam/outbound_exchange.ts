@@ -98,7 +98,7 @@ export class IamTokenExchanger {
     try {
       r = await genericGrantRequest(configuration, GRANT_TYPE_TOKEN_EXCHANGE, params)
     } catch (err) {
-      throw mapIamError(err, 'token exchange', issuer.config.issuer, this.#deps.log)
+      throw mapIamError(err, 'token exchange', issuer.config.issuer, this.#deps.log, configuration.serverMetadata().token_endpoint)
     }
     const granted = grantedScopes(r.scope, r.access_token, requested)
     try {
@@ -164,7 +164,7 @@ export class IamTokenExchanger {
         // Expired or revoked: forget it, unless another refresh already stored a newer one.
         await this.#deps.store.delete(key, rec.refreshToken)
       }
-      throw mapIamError(err, 'refresh', rec.issuer, this.#deps.log)
+      throw mapIamError(err, 'refresh', rec.issuer, this.#deps.log, configuration.serverMetadata().token_endpoint)
     }
     let stored = false
     if (r.refresh_token && r.refresh_token !== rec.refreshToken) {

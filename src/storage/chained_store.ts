@@ -2,7 +2,7 @@ import type { AuditEvent, AuditPage, AuditQuery, AuditRecord, AuditStore, ChainV
 import { assertStorableEvent, ChainVerifier, columnsOf, encodeEventBody, recordHash, rowToRecord, type AuditColumns, type CheckpointDetail, type StoredRow } from '../audit/chain.ts'
 import { InvalidRequest } from '../errors.ts'
 import type { NewRevocation, Revocation, RevocationStore } from '../revocation/revocation.ts'
-import { GroupCommitter, type CommitStats, type Committer, type GroupCommitOptions } from './group_commit.ts'
+import { GroupCommitter, StoreOverloaded, type CommitStats, type Committer, type GroupCommitOptions } from './group_commit.ts'
 
 /** One queued write. Results are filled in by the backend inside the transaction. */
 export type WriteOp =
@@ -15,6 +15,18 @@ export interface BrokerStore extends AuditStore, RevocationStore {
   readonly backend: 'sqlite' | 'postgres' | 'memory'
   /** Group-commit counters (committed batches and records), for benchmarks and metrics. */
   commitStats(): CommitStats
+  /** Whether writes can commit, as far as this process has seen: for readiness. */
+  writeHealth(): WriteHealth
+}
+
+/** What the last writes told us about the write path. Times are epoch milliseconds. */
+export interface WriteHealth {
+  /** Set when the write path has stopped for good (the SQLite writer thread died): nothing can commit. */
+  stopped?: string
+  /** A failed commit with no successful one since (overload does not count: a full queue says nothing about the store). */
+  lastFailure?: { at: number; message: string }
+  /** The most recent successful commit. */
+  lastSuccessAt?: number
 }
 
 export const MAX_PAGE = 1000
@@ -26,6 +38,8 @@ export const MAX_PAGE = 1000
 export abstract class ChainedStore implements BrokerStore {
   abstract readonly backend: 'sqlite' | 'postgres' | 'memory'
   protected readonly committer: Committer<WriteOp>
+  #lastFailure: { at: number; message: string } | undefined
+  #lastSuccessAt: number | undefined
 
   /**
    * By default writes are grouped here (GroupCommitter) and handed to `commitBatch`; a backend with its own
@@ -51,19 +65,37 @@ export abstract class ChainedStore implements BrokerStore {
     // would join. Only plain JSON is queued; the canonical form (sorted keys) and the columns are derived
     // from it inside the commit, for SQLite in its writer thread, off the event loop (eventRow).
     assertStorableEvent(event)
-    return this.committer.submit({ kind: 'event', json: JSON.stringify(event) })
+    return this.#submit({ kind: 'event', json: JSON.stringify(event) })
+  }
+
+  /** Submits and notes the outcome, so readiness can tell that commits fail before anyone asks. */
+  #submit(op: WriteOp): Promise<void> {
+    // Settled in commit order, so a success here is later than any failure noted before: it clears it.
+    return this.committer.submit(op).then(() => { this.#lastSuccessAt = Date.now(); this.#lastFailure = undefined }, (err: unknown) => {
+      if (!(err instanceof StoreOverloaded)) this.#lastFailure = { at: Date.now(), message: err instanceof Error ? err.message : String(err) }
+      throw err
+    })
+  }
+
+  writeHealth(): WriteHealth {
+    const stopped = this.committer.stopped?.()
+    return {
+      ...(stopped !== undefined ? { stopped } : {}),
+      ...(this.#lastFailure ? { lastFailure: { ...this.#lastFailure } } : {}),
+      ...(this.#lastSuccessAt !== undefined ? { lastSuccessAt: this.#lastSuccessAt } : {}),
+    }
   }
 
   async revoke(rev: NewRevocation, event: AuditEvent): Promise<Revocation> {
     assertStorableEvent(event)
     const op: WriteOp = { kind: 'revoke', rev, event: { ...event } }
-    await this.committer.submit(op)
+    await this.#submit(op)
     return op.result!
   }
 
   async prune(before: number, now: number): Promise<PruneResult> {
     const op: WriteOp = { kind: 'prune', before, now }
-    await this.committer.submit(op)
+    await this.#submit(op)
     return op.result!
   }
 

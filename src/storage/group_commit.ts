@@ -34,6 +34,8 @@ export interface Committer<T> {
   stats(): CommitStats
   /** Waits for queued writes to finish, then refuses new ones. */
   close(): Promise<void>
+  /** Why the write path has stopped for good (e.g. the writer thread died); undefined while it can commit. */
+  stopped?(): string | undefined
 }
 
 interface Pending<T> { item: T; resolve: () => void; reject: (err: unknown) => void }

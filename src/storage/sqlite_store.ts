@@ -1,4 +1,5 @@
 import type { DatabaseSync, SQLInputValue, StatementSync } from 'node:sqlite'
+import type { Worker } from 'node:worker_threads'
 import type { AuditPage, AuditQuery, PruneResult } from '../audit/audit_log.ts'
 import type { StoredRow } from '../audit/chain.ts'
 import type { Revocation } from '../revocation/revocation.ts'
@@ -34,6 +35,7 @@ export class SqliteStore extends ChainedStore {
   readonly #head: StatementSync
   readonly #firstSeq: StatementSync
   readonly #inline: SqliteChainWriter | undefined
+  readonly #thread: SqliteWriterClient | undefined
   readonly #jti = new JtiIndex()
   /** Highest seq the jti index has seen; rows above it are read in before a lookup. */
   #jtiThrough = 0
@@ -55,12 +57,18 @@ export class SqliteStore extends ChainedStore {
       : undefined
     super(thread ? { committer: thread } : { ...(options.groupCommit ? { groupCommit: options.groupCommit } : {}) })
     self.store = this
+    this.#thread = thread
     this.#db = db
     this.#head = this.#db.prepare('SELECT seq, hash FROM audit_head WHERE id = 1')
     this.#firstSeq = this.#db.prepare('SELECT min(seq) AS seq FROM audit_log')
     if (!thread) this.#inline = new SqliteChainWriter(this.#db)
     // A serving broker builds the jti index in the background so the first lookup by jti is quick.
     else this.#catchUpJti().catch(() => { /* retried by the next lookup */ })
+  }
+
+  /** The writer thread (thread mode), for tests that must kill it as a crash would. */
+  get writerThread(): Worker | undefined {
+    return this.#thread?.thread
   }
 
   /** Inline mode only: the writer thread commits on its own (SqliteWriterClient). */

@@ -113,6 +113,15 @@ export class SqliteWriterClient implements Committer<WriteOp> {
     return { batches: this.#batches, items: this.#items, pending: this.#waiting.length }
   }
 
+  stopped(): string | undefined {
+    return this.#dead?.message
+  }
+
+  /** The writer thread itself, for tests that must kill it as a crash would. */
+  get thread(): Worker {
+    return this.#worker
+  }
+
   async close(): Promise<void> {
     this.#closed = true
     if (this.#waiting.length > 0) await new Promise<void>((r) => this.#drained.push(r))

@@ -1,0 +1,70 @@
+import { DatabaseSync } from 'node:sqlite'
+import { join } from 'node:path'
+import { writeFileSync } from 'node:fs'
+import { afterEach, describe, expect, it } from 'vitest'
+import type { SqliteStore } from '../../src/storage/sqlite_store.ts'
+import { startE2e, type E2e } from '../support/broker_e2e.ts'
+import { refusedUrl } from '../support/loopback_failures.ts'
+import { tempDir } from '../support/tmp.ts'
+
+const event = { type: 'token.issued', time: 1_800_000_000, decision: 'allow' } as const
+
+describe('/readyz tells the truth', () => {
+  let e2e: E2e | undefined
+  afterEach(async () => { await e2e?.close(); e2e = undefined })
+
+  it('is ready with keys and audit ok, and reports the development IAM as reachable beside it', async () => {
+    e2e = await startE2e()
+    const r = await e2e.get('/readyz')
+    expect(r.status).toBe(200)
+    expect(r.body).toMatchObject({
+      status: 'ready',
+      checks: { keys: 'ok', audit: 'ok' },
+      iam: { [e2e.devIam.issuer]: { discovery: 'ok', jwks: 'ok' } },
+    })
+  })
+
+  it('is not ready once the audit writer thread has died, and issuance fails closed', async () => {
+    e2e = await startE2e()
+    const store = e2e.broker.services.store as SqliteStore
+    await store.writerThread!.terminate()
+    const r = await e2e.get('/readyz')
+    expect(r.status).toBe(503)
+    expect(r.body.status).toBe('not_ready')
+    expect((r.body.checks as Record<string, string>).audit).toBe('unavailable: audit writer thread has stopped')
+    await expect(store.record(event)).rejects.toThrow(/stopped/)
+  })
+
+  it('is not ready after a failed commit, and ready again once a commit succeeds', async () => {
+    e2e = await startE2e()
+    const store = e2e.broker.services.store
+    // Another connection makes the writer's next insert fail inside its transaction, as a full disk would.
+    const db = new DatabaseSync(join(e2e.env.CTB_DATA_DIR!, 'audit.db'))
+    try {
+      db.exec("CREATE TRIGGER fail_insert BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'injected write failure'); END")
+      await expect(store.record(event)).rejects.toThrow(/injected write failure/)
+      const down = await e2e.get('/readyz')
+      expect(down.status).toBe(503)
+      expect((down.body.checks as Record<string, string>).audit).toMatch(/^last commit failed: .*injected write failure/)
+      db.exec('DROP TRIGGER fail_insert')
+    } finally {
+      db.close()
+    }
+    await store.record(event)
+    const up = await e2e.get('/readyz')
+    expect(up.status).toBe(200)
+    expect((up.body.checks as Record<string, string>).audit).toBe('ok')
+  })
+
+  it('reports an unreachable IAM separately: still ready, the IAM entry names the cause', async () => {
+    const issuer = await refusedUrl('/')
+    const dir = tempDir()
+    const file = join(dir, 'broker.yaml')
+    writeFileSync(file, `iam:\n  issuers:\n    - issuer: ${issuer}\n`)
+    e2e = await startE2e({ CTB_CONFIG: file })
+    const r = await e2e.get('/readyz')
+    expect(r.status).toBe(200)
+    expect(r.body).toMatchObject({ status: 'ready', checks: { keys: 'ok', audit: 'ok' } })
+    expect((r.body.iam as Record<string, unknown>)[issuer]).toMatchObject({ discovery: 'refused', jwks: 'not tried: discovery failed' })
+  })
+})
