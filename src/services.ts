@@ -19,6 +19,7 @@ import type { Logger } from './lib/logger.ts'
 import { policyContextFromConfig } from './policy/context.ts'
 import { authorizeAdmin } from './policy/decide.ts'
 import { PolicyHolder } from './policy/policy_holder.ts'
+import { assertRevocationsMatchAudit } from './revocation/revocation_consistency.ts'
 import { RevocationService } from './revocation/revocation_service.ts'
 import type { BrokerStore } from './storage/chained_store.ts'
 import { openBrokerStore } from './storage/open_store.ts'
@@ -89,6 +90,7 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
 
     const store = await openBrokerStore(config)
     closers.push(() => store.close())
+    await assertRevocationsMatchAudit(store)
     const revocations = new RevocationService({
       store, clock, log,
       maxTokenLifetime: maxTokenLifetime(config),

@@ -2,6 +2,7 @@ import type { AuditEvent, AuditPage, AuditQuery, AuditRecord, AuditStore, ChainV
 import { assertStorableEvent, ChainVerifier, columnsOf, encodeEventBody, recordHash, rowToRecord, type AuditColumns, type CheckpointDetail, type StoredRow } from '../audit/chain.ts'
 import { InvalidRequest } from '../errors.ts'
 import type { NewRevocation, Revocation, RevocationStore } from '../revocation/revocation.ts'
+import { verifyRevocationEvidence, type RevocationEvidence, type RevocationVerification } from '../revocation/revocation_consistency.ts'
 import { GroupCommitter, type CommitStats, type Committer, type GroupCommitOptions } from './group_commit.ts'
 
 /** One queued write. Results are filled in by the backend inside the transaction. */
@@ -15,7 +16,12 @@ export interface BrokerStore extends AuditStore, RevocationStore {
   readonly backend: 'sqlite' | 'postgres' | 'memory'
   /** Group-commit counters (committed batches and records), for benchmarks and metrics. */
   commitStats(): CommitStats
+  /** Compares the revocations table and role generations with what the chained records state. */
+  verifyRevocations(): Promise<RevocationVerification>
 }
+
+/** Record types that state revocations: the partial index `audit_revocation_records` covers exactly these. */
+export const REVOCATION_RECORD_TYPES = ['token.revoked', 'audit.checkpoint'] as const
 
 export const MAX_PAGE = 1000
 
@@ -45,6 +51,15 @@ export abstract class ChainedStore implements BrokerStore {
   abstract listRevocations(options?: { activeAt?: number }): Promise<Revocation[]>
   abstract roleGenerations(): Promise<Map<string, number>>
   protected abstract closeBackend(): Promise<void>
+  /**
+   * The revocation records (REVOCATION_RECORD_TYPES), the revocations table and the role generations, read
+   * in one snapshot: a revocation committing meanwhile must not look like a deleted or inserted row.
+   */
+  protected abstract readRevocationEvidence(): Promise<RevocationEvidence>
+
+  async verifyRevocations(): Promise<RevocationVerification> {
+    return verifyRevocationEvidence(await this.readRevocationEvidence())
+  }
 
   record(event: AuditEvent): Promise<void> {
     // Validate and serialise before queueing: a bad event fails alone instead of failing the batch it
@@ -106,18 +121,27 @@ export function eventRow(json: string): { body: string; cols: AuditColumns } {
   return { body: encodeEventBody(e), cols: columnsOf(e) }
 }
 
-/** Completes a revocation's audit event with what the transaction decided (id, generation). */
+/**
+ * Completes a revocation's audit event with the row exactly as stored (id and generation decided by the
+ * transaction): the chain, not the table, is the authority on revocations (revocation_consistency.ts).
+ */
 export function revocationEventBody(event: AuditEvent, rev: Revocation): { body: string; cols: AuditColumns } {
-  const e: AuditEvent = {
-    ...event,
-    detail: { ...event.detail, revocation: { id: rev.id, kind: rev.kind, value: rev.value, until: rev.until, ...(rev.gen !== undefined ? { gen: rev.gen } : {}) } },
+  const revocation = {
+    id: rev.id, kind: rev.kind, value: rev.value, revokedAt: rev.revokedAt, until: rev.until,
+    ...(rev.gen !== undefined ? { gen: rev.gen } : {}),
+    ...(rev.reason !== undefined ? { reason: rev.reason } : {}),
+    ...(rev.revokedBy !== undefined ? { revokedBy: rev.revokedBy } : {}),
   }
+  const e: AuditEvent = { ...event, detail: { ...event.detail, revocation } }
   return { body: encodeEventBody(e), cols: columnsOf(e) }
 }
 
-/** The checkpoint record appended when retention removes records 1..throughSeq. */
-export function checkpointEventBody(detail: CheckpointDetail, now: number): { body: string; cols: AuditColumns } {
-  const e: AuditEvent = { type: 'audit.checkpoint', time: now, caller: { sub: 'retention' }, detail: { ...detail } }
+/**
+ * The checkpoint record appended when retention removes records 1..throughSeq. It carries the revocations
+ * the removed records stated (revocationsToCarry), so the chain keeps vouching for every row of the table.
+ */
+export function checkpointEventBody(detail: CheckpointDetail, revocations: Revocation[], now: number): { body: string; cols: AuditColumns } {
+  const e: AuditEvent = { type: 'audit.checkpoint', time: now, caller: { sub: 'retention' }, detail: { ...detail, revocations } }
   return { body: encodeEventBody(e), cols: columnsOf(e) }
 }
 

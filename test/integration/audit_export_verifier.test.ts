@@ -32,7 +32,7 @@ beforeAll(async () => {
   expect((await cli(['revoke', '--role', 'pilot', '--reason', 'factory "A" compromised'], env)).code).toBe(0)
   expect((await cli(['revoke', '--jti', 'jti-1'], env)).code).toBe(0)
   const v = await cli(['audit', 'verify'], env)
-  const m = /head ([0-9a-f]{64})$/.exec(v.out)
+  const m = /head ([0-9a-f]{64})$/m.exec(v.out)
   expect(m).not.toBeNull()
   head = { seq: 4, hash: m![1]! }
   const file = join(tempDir(), 'export.jsonl')
