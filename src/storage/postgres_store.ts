@@ -44,7 +44,7 @@ const MIGRATIONS: readonly string[] = [
    CREATE INDEX revocations_until ON revocations (until);
    CREATE TABLE role_generations (role TEXT PRIMARY KEY, gen INT NOT NULL);`,
   // Revocation records are rare; start-up and audit verify read them all to check the revocations table.
-  "CREATE INDEX audit_revocation_records ON audit_log (seq) WHERE type IN ('token.revoked', 'audit.checkpoint');",
+  "CREATE INDEX IF NOT EXISTS audit_revocation_records ON audit_log (seq) WHERE type IN ('token.revoked', 'audit.checkpoint');",
 ]
 
 /** Matches exactly the rows of the partial index audit_revocation_records. */

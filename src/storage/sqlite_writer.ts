@@ -50,7 +50,7 @@ const MIGRATIONS: readonly string[] = [
   // in-memory index built from the log instead (jti_index.ts).
   'DROP INDEX IF EXISTS audit_jti;',
   // Revocation records are rare; start-up and audit verify read them all to check the revocations table.
-  "CREATE INDEX audit_revocation_records ON audit_log(seq) WHERE type IN ('token.revoked', 'audit.checkpoint');",
+  "CREATE INDEX IF NOT EXISTS audit_revocation_records ON audit_log(seq) WHERE type IN ('token.revoked', 'audit.checkpoint');",
 ]
 
 /** WAL length (pages) at which a commit also checkpoints; the writer thread turns this off (sqlite_checkpointer.ts). */
