@@ -23,6 +23,7 @@ import { policyContextFromConfig } from './policy/context.ts'
 import { authorizeAdmin } from './policy/decide.ts'
 import { PolicyHolder } from './policy/policy_holder.ts'
 import { brokerReadiness } from './readiness.ts'
+import { assertRevocationsMatchAudit } from './revocation/revocation_consistency.ts'
 import { RevocationService } from './revocation/revocation_service.ts'
 import type { BrokerStore } from './storage/chained_store.ts'
 import { openBrokerStore } from './storage/open_store.ts'
@@ -126,6 +127,7 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
 
     const store = await openBrokerStore(config)
     closers.push(() => store.close())
+    await assertRevocationsMatchAudit(store)
     const revocations = new RevocationService({
       store, clock, log,
       maxTokenLifetime: maxTokenLifetime(config),

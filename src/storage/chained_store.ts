@@ -3,6 +3,7 @@ import { assertStorableEvent, ChainVerifier, columnsOf, encodeEventBody, recordH
 import { InvalidRequest } from '../errors.ts'
 import type { NewRevocation, Revocation, RevocationStore } from '../revocation/revocation.ts'
 import { GroupCommitter, StoreOverloaded, type CommitStats, type Committer, type GroupCommitOptions } from './group_commit.ts'
+import { verifyRevocationEvidence, type RevocationEvidence, type RevocationVerification } from '../revocation/revocation_consistency.ts'
 
 /** One queued write. Results are filled in by the backend inside the transaction. */
 export type WriteOp =
@@ -17,6 +18,8 @@ export interface BrokerStore extends AuditStore, RevocationStore {
   commitStats(): CommitStats
   /** Whether writes can commit, as far as this process has seen: for readiness. */
   writeHealth(): WriteHealth
+  /** Compares the revocations table and role generations with what the chained records state. */
+  verifyRevocations(): Promise<RevocationVerification>
 }
 
 /** What the last writes told us about the write path. Times are epoch milliseconds. */
@@ -28,6 +31,9 @@ export interface WriteHealth {
   /** The most recent successful commit. */
   lastSuccessAt?: number
 }
+
+/** Record types that state revocations: the partial index `audit_revocation_records` covers exactly these. */
+export const REVOCATION_RECORD_TYPES = ['token.revoked', 'audit.checkpoint'] as const
 
 export const MAX_PAGE = 1000
 
@@ -59,6 +65,15 @@ export abstract class ChainedStore implements BrokerStore {
   abstract listRevocations(options?: { activeAt?: number }): Promise<Revocation[]>
   abstract roleGenerations(): Promise<Map<string, number>>
   protected abstract closeBackend(): Promise<void>
+  /**
+   * The revocation records (REVOCATION_RECORD_TYPES), the revocations table and the role generations, read
+   * in one snapshot: a revocation committing meanwhile must not look like a deleted or inserted row.
+   */
+  protected abstract readRevocationEvidence(): Promise<RevocationEvidence>
+
+  async verifyRevocations(): Promise<RevocationVerification> {
+    return verifyRevocationEvidence(await this.readRevocationEvidence())
+  }
 
   record(event: AuditEvent): Promise<void> {
     // Validate and serialise before queueing: a bad event fails alone instead of failing the batch it
@@ -138,18 +153,27 @@ export function eventRow(json: string): { body: string; cols: AuditColumns } {
   return { body: encodeEventBody(e), cols: columnsOf(e) }
 }
 
-/** Completes a revocation's audit event with what the transaction decided (id, generation). */
+/**
+ * Completes a revocation's audit event with the row exactly as stored (id and generation decided by the
+ * transaction): the chain, not the table, is the authority on revocations (revocation_consistency.ts).
+ */
 export function revocationEventBody(event: AuditEvent, rev: Revocation): { body: string; cols: AuditColumns } {
-  const e: AuditEvent = {
-    ...event,
-    detail: { ...event.detail, revocation: { id: rev.id, kind: rev.kind, value: rev.value, until: rev.until, ...(rev.gen !== undefined ? { gen: rev.gen } : {}) } },
+  const revocation = {
+    id: rev.id, kind: rev.kind, value: rev.value, revokedAt: rev.revokedAt, until: rev.until,
+    ...(rev.gen !== undefined ? { gen: rev.gen } : {}),
+    ...(rev.reason !== undefined ? { reason: rev.reason } : {}),
+    ...(rev.revokedBy !== undefined ? { revokedBy: rev.revokedBy } : {}),
   }
+  const e: AuditEvent = { ...event, detail: { ...event.detail, revocation } }
   return { body: encodeEventBody(e), cols: columnsOf(e) }
 }
 
-/** The checkpoint record appended when retention removes records 1..throughSeq. */
-export function checkpointEventBody(detail: CheckpointDetail, now: number): { body: string; cols: AuditColumns } {
-  const e: AuditEvent = { type: 'audit.checkpoint', time: now, caller: { sub: 'retention' }, detail: { ...detail } }
+/**
+ * The checkpoint record appended when retention removes records 1..throughSeq. It carries the revocations
+ * the removed records stated (revocationsToCarry), so the chain keeps vouching for every row of the table.
+ */
+export function checkpointEventBody(detail: CheckpointDetail, revocations: Revocation[], now: number): { body: string; cols: AuditColumns } {
+  const e: AuditEvent = { type: 'audit.checkpoint', time: now, caller: { sub: 'retention' }, detail: { ...detail, revocations } }
   return { body: encodeEventBody(e), cols: columnsOf(e) }
 }
 

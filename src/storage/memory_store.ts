@@ -1,8 +1,9 @@
 import type { AuditPage, AuditQuery } from '../audit/audit_log.ts'
-import { GENESIS_HASH, type AuditColumns, type StoredRow } from '../audit/chain.ts'
+import { GENESIS_HASH, rowToRecord, type AuditColumns, type StoredRow } from '../audit/chain.ts'
 import { INITIAL_GENERATION, type Revocation } from '../revocation/revocation.ts'
+import { revocationsToCarry, type RevocationEvidence } from '../revocation/revocation_consistency.ts'
 import {
-  ChainedStore, assertPageSize, chainRow, checkpointEventBody, decodeCursor, equalityFilters, eventRow,
+  ChainedStore, REVOCATION_RECORD_TYPES, assertPageSize, chainRow, checkpointEventBody, decodeCursor, equalityFilters, eventRow,
   revocationEventBody, toPage, type WriteOp,
 } from './chained_store.ts'
 import type { GroupCommitOptions } from './group_commit.ts'
@@ -58,7 +59,8 @@ export class MemoryStore extends ChainedStore {
         if (pruned.length === 0) { results.push(() => { op.result = { pruned: 0 } }); continue }
         if (rows.some((r) => r.seq <= through)) throw new Error('cannot prune records of the same batch')
         pruneThrough = through
-        const { body, cols } = checkpointEventBody({ prunedThroughSeq: through, prunedLastHash: pruned.at(-1)!.hash, prunedCount: pruned.length, before: op.before }, op.now)
+        const carried = revocationsToCarry(pruned.filter(isRevocationRecord).map((r) => rowToRecord(r).event))
+        const { body, cols } = checkpointEventBody({ prunedThroughSeq: through, prunedLastHash: pruned.at(-1)!.hash, prunedCount: pruned.length, before: op.before }, carried, op.now)
         append(body, cols)
         const checkpointSeq = seq
         results.push(() => { op.result = { pruned: pruned.length, checkpointSeq } })
@@ -101,10 +103,27 @@ export class MemoryStore extends ChainedStore {
     return new Map(this.#generations)
   }
 
+  protected async readRevocationEvidence(): Promise<RevocationEvidence> {
+    return {
+      records: this.#rows.filter(isRevocationRecord).map(rowToRecord),
+      rows: await this.listRevocations(),
+      generations: await this.roleGenerations(),
+    }
+  }
+
   /** Test hook: the raw rows, so a test can tamper with them as an attacker with DB access would. */
   rawRows(): StoredRow[] {
     return this.#rows
   }
 
+  /** Test hook: the revocations table and role generations, to tamper with likewise. */
+  rawRevocations(): { revocations: Revocation[]; generations: Map<string, number> } {
+    return { revocations: this.#revocations, generations: this.#generations }
+  }
+
   protected async closeBackend(): Promise<void> {}
+}
+
+function isRevocationRecord(r: StoredRow): boolean {
+  return (REVOCATION_RECORD_TYPES as readonly string[]).includes(r.type)
 }

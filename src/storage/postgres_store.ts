@@ -1,8 +1,9 @@
 import pg from 'pg'
-import type { AuditPage, AuditQuery } from '../audit/audit_log.ts'
-import { COLUMN_NAMES, GENESIS_HASH, type AuditColumns, type StoredRow } from '../audit/chain.ts'
+import type { AuditEvent, AuditPage, AuditQuery } from '../audit/audit_log.ts'
+import { COLUMN_NAMES, GENESIS_HASH, rowToRecord, type AuditColumns, type StoredRow } from '../audit/chain.ts'
 import { OperatorError } from '../errors.ts'
 import { INITIAL_GENERATION, type NewRevocation, type Revocation } from '../revocation/revocation.ts'
+import { revocationsToCarry, type RevocationEvidence } from '../revocation/revocation_consistency.ts'
 import {
   ChainedStore, assertPageSize, chainRow, checkpointEventBody, decodeCursor, equalityFilters, eventRow,
   revocationEventBody, fromRevocationRow, toPage, type RevocationRow, type WriteOp,
@@ -42,7 +43,12 @@ const MIGRATIONS: readonly string[] = [
      until BIGINT NOT NULL, gen INT, reason TEXT, revoked_by TEXT);
    CREATE INDEX revocations_until ON revocations (until);
    CREATE TABLE role_generations (role TEXT PRIMARY KEY, gen INT NOT NULL);`,
+  // Revocation records are rare; start-up and audit verify read them all to check the revocations table.
+  "CREATE INDEX IF NOT EXISTS audit_revocation_records ON audit_log (seq) WHERE type IN ('token.revoked', 'audit.checkpoint');",
 ]
+
+/** Matches exactly the rows of the partial index audit_revocation_records. */
+const REVOCATION_RECORDS_WHERE = "type IN ('token.revoked', 'audit.checkpoint')"
 
 // Any constant works; it only has to be the same in every replica.
 const MIGRATION_LOCK = 0x6374_6231
@@ -123,7 +129,8 @@ export class PostgresStore extends ChainedStore {
           await flush()
           const cut = await prunePrefix(client, op.before, seq)
           if (cut) {
-            const { body, cols } = checkpointEventBody({ ...cut, before: op.before }, op.now)
+            const { carried, ...detail } = cut
+            const { body, cols } = checkpointEventBody({ ...detail, before: op.before }, carried, op.now)
             append(body, cols)
             op.result = { pruned: cut.prunedCount, checkpointSeq: seq }
           } else op.result = { pruned: 0 }
@@ -176,6 +183,24 @@ export class PostgresStore extends ChainedStore {
     return new Map(rows.map((r) => [r.role, r.gen]))
   }
 
+  protected async readRevocationEvidence(): Promise<RevocationEvidence> {
+    // One snapshot for the three reads: a revocation committing meanwhile is either wholly in or wholly out.
+    const client = await this.#pool.connect()
+    try {
+      await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY')
+      const records = (await client.query<StoredRow>(`SELECT * FROM audit_log WHERE ${REVOCATION_RECORDS_WHERE} ORDER BY seq`)).rows.map(rowToRecord)
+      const rows = (await client.query<RevocationRow>('SELECT * FROM revocations ORDER BY id')).rows.map(fromRevocationRow)
+      const gens = (await client.query<{ role: string; gen: number }>('SELECT role, gen FROM role_generations')).rows
+      await client.query('COMMIT')
+      client.release()
+      return { records, rows, generations: new Map(gens.map((r) => [r.role, r.gen])) }
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => {})
+      client.release(err as Error)
+      throw err
+    }
+  }
+
   /** Test and operator hook: run SQL on the store's pool (e.g. to tamper in tests). */
   async sql(text: string, values: unknown[] = []): Promise<pg.QueryResult> {
     return this.#pool.query(text, values)
@@ -206,8 +231,10 @@ async function prunePrefix(client: pg.PoolClient, before: number, headSeq: numbe
   if (first.seq === null || through < first.seq) return null
   const last = (await client.query<{ hash: string }>('SELECT hash FROM audit_log WHERE seq = $1', [through])).rows[0]
   if (!last) throw new Error(`audit record ${through} is missing; run audit verify`)
+  const stating = await client.query<{ body: string }>(`SELECT body FROM audit_log WHERE seq <= $1 AND ${REVOCATION_RECORDS_WHERE} ORDER BY seq`, [through])
+  const carried = revocationsToCarry(stating.rows.map((r) => JSON.parse(r.body) as AuditEvent))
   const res = await client.query('DELETE FROM audit_log WHERE seq <= $1', [through])
-  return { prunedThroughSeq: through, prunedLastHash: last.hash, prunedCount: res.rowCount ?? 0 }
+  return { prunedThroughSeq: through, prunedLastHash: last.hash, prunedCount: res.rowCount ?? 0, carried }
 }
 
 async function migrate(pool: pg.Pool): Promise<void> {

@@ -1,12 +1,13 @@
 import type { DatabaseSync, SQLInputValue, StatementSync } from 'node:sqlite'
 import type { Worker } from 'node:worker_threads'
 import type { AuditPage, AuditQuery, PruneResult } from '../audit/audit_log.ts'
-import type { StoredRow } from '../audit/chain.ts'
+import { rowToRecord, type StoredRow } from '../audit/chain.ts'
+import type { RevocationEvidence } from '../revocation/revocation_consistency.ts'
 import type { Revocation } from '../revocation/revocation.ts'
 import { ChainedStore, assertPageSize, decodeCursor, equalityFilters, fromRevocationRow, toPage, type RevocationRow, type WriteOp } from './chained_store.ts'
 import { DEFAULT_GROUP_COMMIT, type GroupCommitOptions } from './group_commit.ts'
 import { JtiIndex } from './jti_index.ts'
-import { openSqliteDb, SqliteChainWriter, type AppendedRows, type SqliteSynchronous } from './sqlite_writer.ts'
+import { openSqliteDb, REVOCATION_RECORDS_WHERE, SqliteChainWriter, type AppendedRows, type SqliteSynchronous } from './sqlite_writer.ts'
 import { SqliteWriterClient } from './sqlite_writer_client.ts'
 
 export type { SqliteSynchronous } from './sqlite_writer.ts'
@@ -190,6 +191,19 @@ export class SqliteStore extends ChainedStore {
   async roleGenerations(): Promise<Map<string, number>> {
     const rows = this.#db.prepare('SELECT role, gen FROM role_generations').all() as Array<{ role: string; gen: number }>
     return new Map(rows.map((r) => [r.role, r.gen]))
+  }
+
+  protected async readRevocationEvidence(): Promise<RevocationEvidence> {
+    // One read transaction, all synchronous: a WAL snapshot, and no inline commit can run in between.
+    this.#db.exec('BEGIN')
+    try {
+      const records = (this.#db.prepare(`SELECT * FROM audit_log WHERE ${REVOCATION_RECORDS_WHERE} ORDER BY seq`).all() as unknown as StoredRow[]).map(rowToRecord)
+      const rows = (this.#db.prepare('SELECT * FROM revocations ORDER BY id').all() as unknown as RevocationRow[]).map(fromRevocationRow)
+      const gens = this.#db.prepare('SELECT role, gen FROM role_generations').all() as Array<{ role: string; gen: number }>
+      return { records, rows, generations: new Map(gens.map((r) => [r.role, r.gen])) }
+    } finally {
+      this.#db.exec('COMMIT')
+    }
   }
 
   protected async closeBackend(): Promise<void> {

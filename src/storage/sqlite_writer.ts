@@ -2,7 +2,8 @@ import { mkdirSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite'
 import { COLUMN_NAMES, GENESIS_HASH, recordHash, type AuditColumns } from '../audit/chain.ts'
-import type { PruneResult } from '../audit/audit_log.ts'
+import type { AuditEvent, PruneResult } from '../audit/audit_log.ts'
+import { revocationsToCarry } from '../revocation/revocation_consistency.ts'
 import { OperatorError } from '../errors.ts'
 import { INITIAL_GENERATION, type NewRevocation, type Revocation } from '../revocation/revocation.ts'
 import { checkpointEventBody, eventRow, revocationEventBody, type WriteOp } from './chained_store.ts'
@@ -48,6 +49,8 @@ const MIGRATIONS: readonly string[] = [
   // jti is random: its index cost one WAL page per record, half the writer's work. Lookups by jti use an
   // in-memory index built from the log instead (jti_index.ts).
   'DROP INDEX IF EXISTS audit_jti;',
+  // Revocation records are rare; start-up and audit verify read them all to check the revocations table.
+  "CREATE INDEX IF NOT EXISTS audit_revocation_records ON audit_log(seq) WHERE type IN ('token.revoked', 'audit.checkpoint');",
 ]
 
 /** WAL length (pages) at which a commit also checkpoints; the writer thread turns this off (sqlite_checkpointer.ts). */
@@ -94,6 +97,9 @@ function migrate(db: DatabaseSync): void {
     }
   }
 }
+
+/** Matches exactly the rows of the partial index audit_revocation_records (same text, so SQLite uses it). */
+export const REVOCATION_RECORDS_WHERE = "type IN ('token.revoked', 'audit.checkpoint')"
 
 const INSERT_SQL = `INSERT INTO audit_log (seq, ${COLUMN_NAMES.join(', ')}, body, prev_hash, hash) VALUES (${Array(COLUMN_NAMES.length + 4).fill('?').join(', ')})`
 
@@ -149,7 +155,8 @@ export class SqliteChainWriter {
         } else {
           const cut = this.#prunePrefix(op.before, seq)
           if (cut) {
-            const { body, cols } = checkpointEventBody({ ...cut, before: op.before }, op.now)
+            const { carried, ...detail } = cut
+            const { body, cols } = checkpointEventBody({ ...detail, before: op.before }, carried, op.now)
             append(body, cols)
             results.push({ pruned: cut.prunedCount, checkpointSeq: seq })
           } else results.push({ pruned: 0 })
@@ -184,7 +191,9 @@ export class SqliteChainWriter {
     if (first.seq === null || through < first.seq) return null
     const last = this.#db.prepare('SELECT hash FROM audit_log WHERE seq = ?').get(through) as { hash: string } | undefined
     if (!last) throw new Error(`audit record ${through} is missing; run audit verify`)
+    const stating = this.#db.prepare(`SELECT body FROM audit_log WHERE seq <= ? AND ${REVOCATION_RECORDS_WHERE} ORDER BY seq`).all(through) as Array<{ body: string }>
+    const carried = revocationsToCarry(stating.map((r) => JSON.parse(r.body) as AuditEvent))
     const res = this.#db.prepare('DELETE FROM audit_log WHERE seq <= ?').run(through)
-    return { prunedThroughSeq: through, prunedLastHash: last.hash, prunedCount: Number(res.changes) }
+    return { prunedThroughSeq: through, prunedLastHash: last.hash, prunedCount: Number(res.changes), carried }
   }
 }

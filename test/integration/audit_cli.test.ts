@@ -28,7 +28,7 @@ describe('condor-token-broker audit', () => {
     const { env } = await seeded(50)
     const r = await cli(env, 'audit', 'verify')
     expect(r.code).toBe(0)
-    expect(r.out).toMatch(/^audit chain OK: 50 records, seq 1\.\.50, head [0-9a-f]{64}$/)
+    expect(r.out).toMatch(/^audit chain OK: 50 records, seq 1\.\.50, head [0-9a-f]{64}\nrevocations OK: 0 rows match the audit chain$/)
   })
 
   it('verify names the one record edited in the database', async () => {
@@ -40,7 +40,7 @@ describe('condor-token-broker audit', () => {
     db.close()
     const r = await cli(env, 'audit', 'verify')
     expect(r.code).toBe(1)
-    expect(r.out).toBe(`audit chain BROKEN at record seq ${seq}: hash does not match the record content (record edited) (${seq} records checked)`)
+    expect(r.out).toBe(`audit chain BROKEN at record seq ${seq}: hash does not match the record content (record edited) (${seq} records checked)\nrevocations OK: 0 rows match the audit chain`)
   })
 
   it('list filters newest first; export writes JSON Lines in chain order', async () => {

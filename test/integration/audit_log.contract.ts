@@ -18,6 +18,12 @@ export interface StoreHarness {
     setBody(seq: number, body: string): Promise<void>
     setColumn(seq: number, column: 'issued_sub' | 'role', value: string): Promise<void>
     deleteRecord(seq: number): Promise<void>
+    deleteRevocation(id: number): Promise<void>
+    /** Inserts a revocations row (next id) with no audit record, as a raw INSERT would. */
+    insertRevocation(r: { kind: string; value: string; revokedAt: number; until: number }): Promise<void>
+    setRevocationUntil(id: number, until: number): Promise<void>
+    /** Sets (or, with null, deletes) a role's row in role_generations. */
+    setRoleGeneration(role: string, gen: number | null): Promise<void>
   }
   /** Makes every later write fail inside the transaction (e.g. a trigger); absent where no such failure exists. */
   breakWrites?(): Promise<void>
@@ -186,8 +192,88 @@ export function auditStoreContract(name: string, h: StoreHarness): void {
       expect((await s.listRevocations({ activeAt: T0 + 61 })).map((r) => r.id)).toEqual([b.id, c.id])
       const recs = (await s.query({ limit: 10, type: 'token.revoked' })).records
       expect(recs).toHaveLength(4)
-      expect(recs.map((r) => r.event.detail)).toContainEqual({ revocation: { id: c.id, kind: 'role', value: 'pilot', until: T0 + 3605, gen: 3 } })
+      expect(recs.map((r) => r.event.detail)).toContainEqual({ revocation: { id: c.id, kind: 'role', value: 'pilot', revokedAt: T0 + 5, until: T0 + 3605, gen: 3, revokedBy: 'ops' } })
       expect(await s.verify()).toMatchObject({ ok: true, records: 4 })
+      expect(await s.verifyRevocations()).toEqual({ ok: true, revocations: 4 })
+    })
+
+    describe('the revocations table is checked against the chained records', () => {
+      const ev: AuditEvent = { type: 'token.revoked', time: T0, caller: { sub: 'admin' } }
+      async function revoked() {
+        const s = await fresh()
+        await s.record(issued(1))
+        const jti = await s.revoke({ kind: 'jti', value: 'jti-1', revokedAt: T0, until: T0 + 60 }, ev)
+        const site = await s.revoke({ kind: 'site', value: 'SITE_A', revokedAt: T0 + 1, until: T0 + 3600, reason: 'decommissioned' }, ev)
+        const role = await s.revoke({ kind: 'role', value: 'pilot', revokedAt: T0 + 2, until: T0 + 3600 }, ev)
+        expect(await s.verifyRevocations()).toEqual({ ok: true, revocations: 3 })
+        return { s, jti, site, role }
+      }
+      const differences = async (s: BrokerStore) => {
+        const v = await s.verifyRevocations()
+        expect(v.ok).toBe(false)
+        return v.ok ? [] : v.differences
+      }
+
+      it('an empty store has nothing to differ', async () => {
+        expect(await (await fresh()).verifyRevocations()).toEqual({ ok: true, revocations: 0 })
+      })
+
+      it('names a deleted row, which would silently un-revoke', async () => {
+        const { s, site } = await revoked()
+        await h.tamper.deleteRevocation(site.id)
+        expect(await s.verify()).toMatchObject({ ok: true })
+        expect(await differences(s)).toEqual([`revocation ${site.id} (site "SITE_A"), recorded at seq 3, is missing from the revocations table (deleted)`])
+      })
+
+      it('names a row inserted without a record', async () => {
+        const { s, role } = await revoked()
+        await h.tamper.insertRevocation({ kind: 'sub', value: 'alice', revokedAt: T0, until: T0 + 60 })
+        expect(await differences(s)).toEqual([`revocation ${role.id + 1} (sub "alice") has no token.revoked record (inserted outside the broker)`])
+      })
+
+      it('names a row whose expiry was edited', async () => {
+        const { s, jti } = await revoked()
+        await h.tamper.setRevocationUntil(jti.id, T0 - 1)
+        expect(await differences(s)).toEqual([`revocation ${jti.id} (jti "jti-1") differs from its record at seq 2: until ${T0 - 1}, recorded ${T0 + 60} (edited)`])
+      })
+
+      it('names a lowered, a removed and an invented role generation', async () => {
+        const { s } = await revoked()
+        await h.tamper.setRoleGeneration('pilot', 1)
+        expect(await differences(s)).toEqual(['role pilot is at generation 1 but its recorded revocations raised it to 2'])
+        await h.tamper.setRoleGeneration('pilot', null)
+        expect(await differences(s)).toEqual(['role pilot is at generation none but its recorded revocations raised it to 2'])
+        await h.tamper.setRoleGeneration('pilot', 2)
+        await h.tamper.setRoleGeneration('schedd', 5)
+        expect(await differences(s)).toEqual(['role schedd is at generation 5 with no recorded role revocation'])
+      })
+
+      it('keeps vouching for revocations whose records retention pruned, through a second prune', async () => {
+        const { s, jti, site, role } = await revoked()
+        for (let i = 10; i <= 12; i++) await s.record(issued(i, { time: T0 + 100 + i }))
+        expect(await s.prune(T0 + 100, T0 + 200)).toEqual({ pruned: 4, checkpointSeq: 8 })
+        const cp = (await s.query({ limit: 1, type: 'audit.checkpoint' })).records[0]!
+        expect((cp.event.detail!.revocations as Array<{ id: number }>).map((r) => r.id)).toEqual([jti.id, site.id, role.id])
+        expect(await s.verify()).toMatchObject({ ok: true, firstSeq: 5 })
+        expect(await s.verifyRevocations()).toEqual({ ok: true, revocations: 3 })
+        await s.record(issued(20, { time: T0 + 300 }))
+        // The first checkpoint itself is pruned now: the second must carry what it carried.
+        expect(await s.prune(T0 + 300, T0 + 301)).toEqual({ pruned: 4, checkpointSeq: 10 })
+        expect(await s.verify()).toMatchObject({ ok: true, firstSeq: 9 })
+        expect(await s.verifyRevocations()).toEqual({ ok: true, revocations: 3 })
+        await h.tamper.deleteRevocation(site.id)
+        expect(await differences(s)).toEqual([`revocation ${site.id} (site "SITE_A"), recorded at seq 10, is missing from the revocations table (deleted)`])
+      })
+
+      it('does not mistake revocations committing during the check for differences', async () => {
+        const s = await fresh()
+        const writes = Promise.all(Array.from({ length: 40 }, (_, i) => s.revoke({ kind: i % 2 ? 'role' : 'sub', value: `v${i % 4}`, revokedAt: T0, until: T0 + 60 }, ev)))
+        const checks = []
+        for (let i = 0; i < 10; i++) { checks.push(await s.verifyRevocations()); await new Promise((r) => setImmediate(r)) }
+        await writes
+        for (const c of checks) expect(c.ok).toBe(true)
+        expect(await s.verifyRevocations()).toEqual({ ok: true, revocations: 40 })
+      })
     })
 
     if (h.breakWrites) {

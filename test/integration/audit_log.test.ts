@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
 import { afterAll } from 'vitest'
+import type { Revocation } from '../../src/revocation/revocation.ts'
 import { MemoryStore } from '../../src/storage/memory_store.ts'
 import { SqliteStore } from '../../src/storage/sqlite_store.ts'
 import { auditStoreContract } from './audit_log.contract.ts'
@@ -30,6 +31,16 @@ for (const writer of ['thread', 'inline'] as const) {
       async setBody(seq, body) { raw((db) => db.prepare('UPDATE audit_log SET body = ? WHERE seq = ?').run(body, seq)) },
       async setColumn(seq, col, value) { raw((db) => db.prepare(`UPDATE audit_log SET ${col} = ? WHERE seq = ?`).run(value, seq)) },
       async deleteRecord(seq) { raw((db) => db.prepare('DELETE FROM audit_log WHERE seq = ?').run(seq)) },
+      async deleteRevocation(id) { raw((db) => db.prepare('DELETE FROM revocations WHERE id = ?').run(id)) },
+      async insertRevocation(r) {
+        raw((db) => db.prepare('INSERT INTO revocations (kind, value, revoked_at, until) VALUES (?, ?, ?, ?)').run(r.kind, r.value, r.revokedAt, r.until))
+      },
+      async setRevocationUntil(id, until) { raw((db) => db.prepare('UPDATE revocations SET until = ? WHERE id = ?').run(until, id)) },
+      async setRoleGeneration(role, gen) {
+        raw((db) => gen === null
+          ? db.prepare('DELETE FROM role_generations WHERE role = ?').run(role)
+          : db.prepare('INSERT INTO role_generations (role, gen) VALUES (?, ?) ON CONFLICT (role) DO UPDATE SET gen = excluded.gen').run(role, gen))
+      },
     },
     async breakWrites() {
       raw((db) => db.exec("CREATE TRIGGER fail_insert BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'disk full (test)'); END"))
@@ -44,5 +55,12 @@ auditStoreContract('memory', {
     async setBody(seq, body) { mem.rawRows().find((r) => r.seq === seq)!.body = body },
     async setColumn(seq, col, value) { mem.rawRows().find((r) => r.seq === seq)![col] = value },
     async deleteRecord(seq) { const rows = mem.rawRows(); rows.splice(rows.findIndex((r) => r.seq === seq), 1) },
+    async deleteRevocation(id) { const { revocations } = mem.rawRevocations(); revocations.splice(revocations.findIndex((r) => r.id === id), 1) },
+    async insertRevocation(r) {
+      const { revocations } = mem.rawRevocations()
+      revocations.push({ ...r, kind: r.kind as Revocation['kind'], id: (revocations.at(-1)?.id ?? 0) + 1 })
+    },
+    async setRevocationUntil(id, until) { mem.rawRevocations().revocations.find((r) => r.id === id)!.until = until },
+    async setRoleGeneration(role, gen) { const { generations } = mem.rawRevocations(); if (gen === null) generations.delete(role); else generations.set(role, gen) },
   },
 })

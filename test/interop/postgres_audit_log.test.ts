@@ -26,6 +26,15 @@ auditStoreContract('postgres', {
     async setBody(seq, body) { await current.sql('UPDATE audit_log SET body = $1 WHERE seq = $2', [body, seq]) },
     async setColumn(seq, col, value) { await current.sql(`UPDATE audit_log SET ${col} = $1 WHERE seq = $2`, [value, seq]) },
     async deleteRecord(seq) { await current.sql('DELETE FROM audit_log WHERE seq = $1', [seq]) },
+    async deleteRevocation(id) { await current.sql('DELETE FROM revocations WHERE id = $1', [id]) },
+    async insertRevocation(r) {
+      await current.sql('INSERT INTO revocations (kind, value, revoked_at, until) VALUES ($1, $2, $3, $4)', [r.kind, r.value, r.revokedAt, r.until])
+    },
+    async setRevocationUntil(id, until) { await current.sql('UPDATE revocations SET until = $1 WHERE id = $2', [until, id]) },
+    async setRoleGeneration(role, gen) {
+      if (gen === null) await current.sql('DELETE FROM role_generations WHERE role = $1', [role])
+      else await current.sql('INSERT INTO role_generations (role, gen) VALUES ($1, $2) ON CONFLICT (role) DO UPDATE SET gen = excluded.gen', [role, gen])
+    },
   },
   async breakWrites() {
     await current.sql(`CREATE FUNCTION fail_insert() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'disk full (test)'; END $$`)

@@ -12,7 +12,9 @@ const HELP = `Usage: condor-token-broker audit <list|export|verify|prune> [optio
   audit list [FILTERS] [--limit N] [--json]   newest first (default 50); --json prints JSON Lines
   audit export [FILTERS] [--out FILE]         every matching record in chain order, as JSON Lines
                                               {seq, hash, prev_hash, event}; stdout without --out
-  audit verify                                check the whole hash chain; exit 1 naming the first broken record
+  audit verify                                check the whole hash chain, and the revocations table against the
+                                              token.revoked records; exit 1 naming the first broken record
+                                              and every revocation that differs
   audit prune [--days N]                      apply retention now (default audit.retention_days); a checkpoint
                                               record keeps the remaining chain verifiable
 
@@ -59,12 +61,13 @@ export async function auditCommand(argv: string[], io: CommandIo): Promise<numbe
       }
       case 'verify': {
         const v = await store.verify()
-        if (v.ok) {
-          io.out(`audit chain OK: ${v.records} records${v.records ? `, seq ${v.firstSeq}..${v.head.seq}` : ''}, head ${v.head.hash}`)
-          return 0
-        }
-        io.out(`audit chain BROKEN at record seq ${v.broken.seq}: ${v.broken.reason} (${v.records} records checked)`)
-        return 1
+        if (v.ok) io.out(`audit chain OK: ${v.records} records${v.records ? `, seq ${v.firstSeq}..${v.head.seq}` : ''}, head ${v.head.hash}`)
+        else io.out(`audit chain BROKEN at record seq ${v.broken.seq}: ${v.broken.reason} (${v.records} records checked)`)
+        // Checked even on a broken chain: the operator needs both findings to judge what was touched.
+        const r = await store.verifyRevocations()
+        if (r.ok) io.out(`revocations OK: ${r.revocations} rows match the audit chain`)
+        else for (const d of r.differences) io.out(`revocations DIFFER: ${d}`)
+        return v.ok && r.ok ? 0 : 1
       }
       default: {
         const days = positiveInt('days', values.days) ?? config.audit.retention_days

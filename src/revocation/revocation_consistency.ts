@@ -1,0 +1,130 @@
+import type { AuditEvent, AuditRecord } from '../audit/audit_log.ts'
+import { OperatorError } from '../errors.ts'
+import { REVOCATION_KINDS, type Revocation } from './revocation.ts'
+
+/**
+ * The revocations table is a working copy: each row is written in the same transaction as the
+ * `token.revoked` record that carries it in full, so the hash chain is the authority. This module re-derives
+ * the set from the chained records and names every way the table (and the role generations) departs from it:
+ * a deleted row silently un-revokes, an inserted or edited one revokes without a record.
+ */
+
+/** What a store hands over for the check, read in one snapshot (no commit between the reads). */
+export interface RevocationEvidence {
+  /** The `token.revoked` and `audit.checkpoint` records, in seq order. */
+  records: AuditRecord[]
+  rows: Revocation[]
+  generations: Map<string, number>
+}
+
+export type RevocationVerification =
+  | { ok: true; revocations: number }
+  | { ok: false; revocations: number; differences: string[] }
+
+/** A revocation as its record states it, keyed by id, with the seq of the record that states it. */
+type Chained = Map<number, { rev: Revocation; seq: number }>
+
+/**
+ * The revocation a `token.revoked` event carries. Records written before the full row was stored in
+ * `detail.revocation` hold only id, kind, value, until and gen; the rest is what the service always set
+ * from the same request (revokedAt = time, reason, revokedBy = caller.sub).
+ */
+export function revocationOfEvent(e: AuditEvent): Revocation | undefined {
+  if (e.type !== 'token.revoked') return undefined
+  const r = e.detail?.revocation as Record<string, unknown> | undefined
+  if (!r || typeof r.id !== 'number' || !REVOCATION_KINDS.includes(r.kind as Revocation['kind']) || typeof r.value !== 'string' || typeof r.until !== 'number') return undefined
+  const full = typeof r.revokedAt === 'number'
+  const reason = full ? r.reason : e.reason
+  const revokedBy = full ? r.revokedBy : e.caller?.sub
+  return {
+    id: r.id, kind: r.kind as Revocation['kind'], value: r.value, revokedAt: full ? r.revokedAt as number : e.time, until: r.until,
+    ...(typeof r.gen === 'number' ? { gen: r.gen } : {}),
+    ...(typeof reason === 'string' ? { reason } : {}),
+    ...(typeof revokedBy === 'string' ? { revokedBy } : {}),
+  }
+}
+
+/**
+ * The revocations an `audit.checkpoint` must carry when retention removes `events`: every one their
+ * `token.revoked` records (or an earlier checkpoint among them) stated, so the chain still vouches for them.
+ */
+export function revocationsToCarry(events: readonly AuditEvent[]): Revocation[] {
+  const byId = new Map<number, Revocation>()
+  for (const e of events) for (const r of revocationsOf(e)) byId.set(r.id, r)
+  return [...byId.values()].sort((a, b) => a.id - b.id)
+}
+
+function revocationsOf(e: AuditEvent): Revocation[] {
+  if (e.type === 'audit.checkpoint') {
+    const carried = e.detail?.revocations
+    return Array.isArray(carried) ? carried as Revocation[] : []
+  }
+  const r = revocationOfEvent(e)
+  return r ? [r] : []
+}
+
+/** Every difference between the table and the chain, one sentence each; empty when they agree. */
+export function revocationDifferences(ev: RevocationEvidence): string[] {
+  const out: string[] = []
+  const chained: Chained = new Map()
+  for (const rec of ev.records) {
+    for (const rev of revocationsOf(rec.event)) {
+      const seen = chained.get(rev.id)
+      if (seen && fieldDifferences(seen.rev, rev).length > 0) out.push(`revocation ${rev.id} is recorded differently at seq ${seen.seq} and seq ${rec.seq}`)
+      else if (!seen) chained.set(rev.id, { rev, seq: rec.seq })
+    }
+  }
+  const rows = new Map(ev.rows.map((r) => [r.id, r]))
+  for (const [id, { rev, seq }] of chained) {
+    const row = rows.get(id)
+    if (!row) { out.push(`revocation ${id} (${label(rev)}), recorded at seq ${seq}, is missing from the revocations table (deleted)`); continue }
+    const diff = fieldDifferences(rev, row)
+    if (diff.length > 0) out.push(`revocation ${id} (${label(rev)}) differs from its record at seq ${seq}: ${diff.join(', ')} (edited)`)
+  }
+  for (const row of ev.rows) {
+    if (!chained.has(row.id)) out.push(`revocation ${row.id} (${label(row)}) has no token.revoked record (inserted outside the broker)`)
+  }
+  const expected = new Map<string, number>()
+  for (const { rev } of chained.values()) {
+    if (rev.kind === 'role' && rev.gen !== undefined) expected.set(rev.value, Math.max(expected.get(rev.value) ?? 0, rev.gen))
+  }
+  for (const [role, gen] of expected) {
+    const actual = ev.generations.get(role)
+    if (actual !== gen) out.push(`role ${role} is at generation ${actual ?? 'none'} but its recorded revocations raised it to ${gen}`)
+  }
+  for (const [role, gen] of ev.generations) {
+    if (!expected.has(role)) out.push(`role ${role} is at generation ${gen} with no recorded role revocation`)
+  }
+  return out
+}
+
+/** Runs the check over a store's evidence. */
+export function verifyRevocationEvidence(ev: RevocationEvidence): RevocationVerification {
+  const differences = revocationDifferences(ev)
+  return differences.length === 0 ? { ok: true, revocations: ev.rows.length } : { ok: false, revocations: ev.rows.length, differences }
+}
+
+/**
+ * Start-up gate: a broker must not serve with a revocation set the audit chain does not vouch for (one
+ * deleted row would silently un-revoke). Throws a one-line OperatorError naming the first difference.
+ */
+export async function assertRevocationsMatchAudit(store: { verifyRevocations(): Promise<RevocationVerification> }): Promise<void> {
+  const v = await store.verifyRevocations()
+  if (v.ok) return
+  const more = v.differences.length > 1 ? ` (and ${v.differences.length - 1} more)` : ''
+  throw new OperatorError('EREVOCATIONS', `revocations differ from the audit chain: ${v.differences[0]}${more}; run "audit verify" and restore the revocations table from a backup`)
+}
+
+const FIELDS = ['kind', 'value', 'revokedAt', 'until', 'gen', 'reason', 'revokedBy'] as const
+
+function fieldDifferences(recorded: Revocation, stored: Revocation): string[] {
+  const out: string[] = []
+  for (const f of FIELDS) {
+    if (recorded[f] !== stored[f]) out.push(`${f} ${JSON.stringify(stored[f] ?? null)}, recorded ${JSON.stringify(recorded[f] ?? null)}`)
+  }
+  return out
+}
+
+function label(r: Revocation): string {
+  return `${r.kind} ${JSON.stringify(r.value)}`
+}

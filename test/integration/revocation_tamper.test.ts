@@ -1,0 +1,46 @@
+import { spawn } from 'node:child_process'
+import { join } from 'node:path'
+import { DatabaseSync } from 'node:sqlite'
+import { expect, it } from 'vitest'
+import { cli } from '../support/cli.ts'
+import { BIN, startServeProcess, stopServeProcess } from '../support/serve_process.ts'
+import { tempDir } from '../support/tmp.ts'
+
+/** Runs `serve` and resolves with how it ended; a serve that starts instead is stopped and reported as such. */
+async function serveOutcome(env: NodeJS.ProcessEnv): Promise<{ code: number | null; stderr: string; started: boolean }> {
+  const child = spawn(process.execPath, [BIN, 'serve'], { env, stdio: ['ignore', 'pipe', 'pipe'] })
+  let stderr = ''
+  child.stderr.on('data', (c) => { stderr += c })
+  return new Promise((resolve) => {
+    const t = setTimeout(() => { child.kill('SIGKILL') }, 25_000)
+    child.stdout.on('data', (c: Buffer) => {
+      if (c.toString().includes('serving at')) { clearTimeout(t); void stopServeProcess(child).then(() => resolve({ code: null, stderr, started: true })) }
+    })
+    child.once('exit', (code) => { clearTimeout(t); resolve({ code, stderr, started: false }) })
+  })
+}
+
+it('a revocation row deleted behind the broker fails audit verify and stops serve from starting', async () => {
+  const dataDir = join(tempDir(), 'data')
+  const env = { ...process.env, CTB_DATA_DIR: dataDir, CTB_TRUST_DOMAIN: 'pool.example.org', CTB_LISTEN_PORT: '0', CTB_DEV_IAM_PORT: '0' }
+  expect((await cli(['revoke', '--site', 'SITE_A', '--reason', 'compromised'], env)).code).toBe(0)
+  expect((await cli(['revoke', '--role', 'pilot'], env)).code).toBe(0)
+  expect((await cli(['audit', 'verify'], env)).out).toMatch(/^audit chain OK: 2 records.*\nrevocations OK: 2 rows match the audit chain$/)
+  await stopServeProcess(await startServeProcess(env))
+
+  // An insider un-revokes the site with one DELETE; the hash chain itself is untouched.
+  const db = new DatabaseSync(join(dataDir, 'audit.db'))
+  db.prepare("DELETE FROM revocations WHERE kind = 'site'").run()
+  db.close()
+
+  const v = await cli(['audit', 'verify'], env)
+  expect(v.code).toBe(1)
+  expect(v.out).toMatch(/^audit chain OK: 2 records.*\nrevocations DIFFER: revocation 1 \(site "SITE_A"\), recorded at seq 1, is missing from the revocations table \(deleted\)$/)
+
+  const serve = await serveOutcome(env)
+  expect(serve.started).toBe(false)
+  expect(serve.code).toBe(1)
+  // Besides the structured log lines (JSON) of what started before the store was opened: one line, naming the row.
+  expect(serve.stderr.split('\n').filter((l) => l !== '' && !l.startsWith('{'))).toEqual(['condor-token-broker: revocations differ from the audit chain: revocation 1 (site "SITE_A"), recorded at seq 1, '
+    + 'is missing from the revocations table (deleted); run "audit verify" and restore the revocations table from a backup'])
+}, 90_000)
