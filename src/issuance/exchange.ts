@@ -21,8 +21,6 @@ export interface IssuedToken {
 export interface RequestContext {
   requestId: string
   clientAddress?: string
-  /** The site the request names (`site` parameter): goes into `ctb_site` for revoke-by-site. */
-  site?: string
 }
 
 type Allowed = Extract<Decision, { allow: true }>
@@ -67,6 +65,8 @@ export async function exchangeToken(req: TokenExchangeRequest, ctx: RequestConte
   let subject: VerifiedSubject | undefined
   // The rule that refused, for the denial record; unset when the refusal came before the policy.
   let deniedBy: string | undefined
+  // The site the policy bound, once a decision allowed: a later refusal is recorded under it.
+  let boundSite: string | undefined
   try {
     subject = await deps.iam.verify(req.subjectToken)
     const decision = deps.decide({
@@ -83,9 +83,10 @@ export async function exchangeToken(req: TokenExchangeRequest, ctx: RequestConte
       deniedBy = decision.ruleId
       throw new DENIAL[decision.error](decision.reason)
     }
+    boundSite = decision.site
     const issued = decision.tokenKind === 'access_token'
       ? await deps.narrow(decision, subject, req.subjectToken, ctx)
-      : await deps.issue(decision, subject, req.params.site ? { ...ctx, site: req.params.site } : ctx)
+      : await deps.issue(decision, subject, ctx)
     return {
       access_token: issued.token,
       issued_token_type: ISSUED_TYPE_OF[decision.tokenKind],
@@ -99,7 +100,10 @@ export async function exchangeToken(req: TokenExchangeRequest, ctx: RequestConte
       try {
         await recordDenial(
           { error: err.error, reason: err.description, ruleId: deniedBy },
-          { role: req.role, tokenKind: req.tokenKind, audience: req.audience, scopes: req.scopes, host: req.host, site: req.params.site },
+          {
+            role: req.role, tokenKind: req.tokenKind, audience: req.audience, scopes: req.scopes, host: req.host,
+            site: boundSite, requestedSite: req.params.site,
+          },
           { requestId: ctx.requestId, clientAddress: ctx.clientAddress, caller: subject },
           deps,
         )

@@ -33,7 +33,6 @@ export function exchangeDepsFrom(parts: {
       const r = await issueToken(decision, {
         requestId: ctx.requestId, caller: subject,
         ...(ctx.clientAddress ? { clientAddress: ctx.clientAddress } : {}),
-        ...(ctx.site ? { site: ctx.site } : {}),
       }, issueDeps)
       return { token: r.token, expiresIn: r.expiresIn, scope: r.scope }
     },
