@@ -126,7 +126,9 @@ describe('issueToken', () => {
 
   it('carries the bumped generation after a role revocation, which revokes only the older tokens', async () => {
     const store = new MemoryStore()
-    const revocations = new RevocationService({ store, clock, log: silentLogger, maxTokenLifetime: 7 * 86400, refreshSeconds: 60 })
+    const revocations = new RevocationService({
+      store, clock, log: silentLogger, maxTokenLifetime: 7 * 86400, refreshSeconds: 60, knownLabels: () => ({ roles: new Set(['pilot']), sites: new Set() }),
+    })
     await revocations.refresh()
     const old = await issueToken(pilot, { requestId: 'r1', caller }, deps(store, revocations))
     await revocations.revoke({ kind: 'role', value: 'pilot', reason: 'factory compromised' }, { principal: 'admin' })
