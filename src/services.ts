@@ -22,6 +22,7 @@ import type { Logger } from './lib/logger.ts'
 import { policyContextFromConfig } from './policy/context.ts'
 import { authorizeAdmin } from './policy/decide.ts'
 import { PolicyHolder } from './policy/policy_holder.ts'
+import { revocationLabels } from './policy/revocation_labels.ts'
 import { brokerReadiness } from './readiness.ts'
 import { assertRevocationsMatchAudit } from './revocation/revocation_consistency.ts'
 import { RevocationService } from './revocation/revocation_service.ts'
@@ -128,21 +129,6 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
     const store = await openBrokerStore(config)
     closers.push(() => store.close())
     await assertRevocationsMatchAudit(store)
-    const revocations = new RevocationService({
-      store, clock, log,
-      maxTokenLifetime: maxTokenLifetime(config),
-      refreshSeconds: config.revocation.refresh_seconds,
-    })
-    await revocations.refresh()
-    revocations.startAutoRefresh()
-    closers.push(() => revocations.stop())
-    if (config.audit.retention_days > 0) {
-      closers.push(startRetention(store, { days: config.audit.retention_days, intervalSeconds: config.audit.prune_interval, clock, log }))
-    }
-
-    const iam = await createIamAdapter(config.iam, { log, clock })
-    closers.push(() => iam.close())
-
     const iamIssuer = primaryIamIssuer(config)
     const policy = new PolicyHolder({
       dir: config.policy_dir,
@@ -159,7 +145,23 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
       store.record(event).catch((err: unknown) => log.error('could not audit a policy reload', { err }))
     })
 
-    const exchangeDeps = exchangeDepsFrom({ config, keys, audit: store, clock, iam, policy, generations: revocations, log })
+    const revocations = new RevocationService({
+      store, clock, log,
+      maxTokenLifetime: maxTokenLifetime(config),
+      refreshSeconds: config.revocation.refresh_seconds,
+      knownLabels: () => revocationLabels(policy.current),
+    })
+    await revocations.refresh()
+    revocations.startAutoRefresh()
+    closers.push(() => revocations.stop())
+    if (config.audit.retention_days > 0) {
+      closers.push(startRetention(store, { days: config.audit.retention_days, intervalSeconds: config.audit.prune_interval, clock, log }))
+    }
+
+    const iam = await createIamAdapter(config.iam, { log, clock })
+    closers.push(() => iam.close())
+
+    const exchangeDeps = exchangeDepsFrom({ config, keys, audit: store, clock, iam, policy, generations: revocations, blocks: revocations, log })
 
     const adminAuthenticators: AdminAuthenticator[] = []
     if (config.admin.bootstrap_token_file) {

@@ -8,6 +8,7 @@ import { recordDenial } from './issue.ts'
 import type { Clock } from '../lib/clock.ts'
 import type { Logger } from '../lib/logger.ts'
 import type { Decision, DecisionRequest } from '../policy/decision.ts'
+import type { IssuanceBlocks } from '../revocation/revocation_checker.ts'
 
 /** What came out of issuance, ready for the RFC 8693 response. */
 export interface IssuedToken {
@@ -21,8 +22,6 @@ export interface IssuedToken {
 export interface RequestContext {
   requestId: string
   clientAddress?: string
-  /** The site the request names (`site` parameter): goes into `ctb_site` for revoke-by-site. */
-  site?: string
 }
 
 type Allowed = Extract<Decision, { allow: true }>
@@ -35,6 +34,8 @@ export interface ExchangeDeps {
   issue: (decision: Allowed, subject: VerifiedSubject, ctx: RequestContext) => Promise<IssuedToken>
   /** Obtains an audience-narrowed IAM access token (requested_token_type access_token), audited likewise. */
   narrow: (decision: Allowed, subject: VerifiedSubject, subjectToken: string, ctx: RequestContext) => Promise<IssuedToken>
+  /** Active caller and identity revocations: nothing is issued to a revoked caller or as a revoked identity. */
+  blocks: IssuanceBlocks
   audit: AuditLog
   clock: Clock
   log: Logger
@@ -58,8 +59,11 @@ const DENIAL: Record<Extract<Decision, { allow: false }>['error'], new (d: strin
 
 /**
  * RFC 8693 token exchange: IAM access token in, one least-privilege token for one role out.
- * Order matters: verify the caller, decide by policy (default deny), then mint and audit; the token
- * leaves only after its audit record is committed. Denials are audited too (best effort: a failing
+ * Order matters: verify the caller, refuse it if revoked, decide by policy (default deny), refuse a
+ * revoked identity, then mint and audit; the token leaves only after its audit record is committed.
+ * A revoked caller or identity is `unauthorized_client` (RFC 6749 §5.2: not authorized to use this
+ * grant), the code every other "not for you" refusal at this endpoint uses; `access_denied` belongs to
+ * the authorization endpoint. Denials are audited too (best effort: a failing
  * audit store cannot turn a refusal into a token).
  * @see https://www.rfc-editor.org/rfc/rfc8693.html#section-2
  */
@@ -67,8 +71,12 @@ export async function exchangeToken(req: TokenExchangeRequest, ctx: RequestConte
   let subject: VerifiedSubject | undefined
   // The rule that refused, for the denial record; unset when the refusal came before the policy.
   let deniedBy: string | undefined
+  // The site the policy bound, once a decision allowed: a later refusal is recorded under it.
+  let boundSite: string | undefined
   try {
     subject = await deps.iam.verify(req.subjectToken)
+    const callerBlock = deps.blocks.blockedCaller(subject)
+    if (callerBlock !== undefined) throw new UnauthorizedClient(callerBlock)
     const decision = deps.decide({
       subject,
       role: req.role,
@@ -83,9 +91,16 @@ export async function exchangeToken(req: TokenExchangeRequest, ctx: RequestConte
       deniedBy = decision.ruleId
       throw new DENIAL[decision.error](decision.reason)
     }
+    boundSite = decision.site
+    // A narrowed IAM token's sub is the caller's own, already checked above.
+    const identityBlock = decision.tokenKind === 'access_token' ? undefined : deps.blocks.blockedIdentity(decision.identity)
+    if (identityBlock !== undefined) {
+      deniedBy = decision.ruleId
+      throw new UnauthorizedClient(identityBlock)
+    }
     const issued = decision.tokenKind === 'access_token'
       ? await deps.narrow(decision, subject, req.subjectToken, ctx)
-      : await deps.issue(decision, subject, req.params.site ? { ...ctx, site: req.params.site } : ctx)
+      : await deps.issue(decision, subject, ctx)
     return {
       access_token: issued.token,
       issued_token_type: ISSUED_TYPE_OF[decision.tokenKind],
@@ -99,7 +114,10 @@ export async function exchangeToken(req: TokenExchangeRequest, ctx: RequestConte
       try {
         await recordDenial(
           { error: err.error, reason: err.description, ruleId: deniedBy },
-          { role: req.role, tokenKind: req.tokenKind, audience: req.audience, scopes: req.scopes, host: req.host, site: req.params.site },
+          {
+            role: req.role, tokenKind: req.tokenKind, audience: req.audience, scopes: req.scopes, host: req.host,
+            site: boundSite, requestedSite: req.params.site,
+          },
           { requestId: ctx.requestId, clientAddress: ctx.clientAddress, caller: subject },
           deps,
         )

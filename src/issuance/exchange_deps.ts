@@ -6,6 +6,7 @@ import type { Clock } from '../lib/clock.ts'
 import type { Logger } from '../lib/logger.ts'
 import { decide } from '../policy/decide.ts'
 import type { PolicyHolder } from '../policy/policy_holder.ts'
+import type { IssuanceBlocks } from '../revocation/revocation_checker.ts'
 import type { ExchangeDeps } from './exchange.ts'
 import { issueDepsFrom, issueToken } from './issue.ts'
 import { narrowAtIam } from './narrow_at_iam.ts'
@@ -22,6 +23,8 @@ export function exchangeDepsFrom(parts: {
   iam: Pick<IamAdapter, 'verifier' | 'exchanger'>
   policy: Pick<PolicyHolder, 'current'>
   generations: { generationOf(role: string): number }
+  /** Caller and identity revocations (the RevocationService): they stop new issuance. */
+  blocks: IssuanceBlocks
   log: Logger
 }): ExchangeDeps {
   const { config, keys, audit, clock, iam, policy, log } = parts
@@ -33,11 +36,11 @@ export function exchangeDepsFrom(parts: {
       const r = await issueToken(decision, {
         requestId: ctx.requestId, caller: subject,
         ...(ctx.clientAddress ? { clientAddress: ctx.clientAddress } : {}),
-        ...(ctx.site ? { site: ctx.site } : {}),
       }, issueDeps)
       return { token: r.token, expiresIn: r.expiresIn, scope: r.scope }
     },
     narrow: (decision, subject, subjectToken, ctx) => narrowAtIam(decision, subject, subjectToken, ctx, { exchanger: iam.exchanger, audit, clock }),
+    blocks: parts.blocks,
     audit,
     clock,
     log,

@@ -1,7 +1,6 @@
 import { hash } from 'node:crypto'
 import type { AuditEvent, AuditLog } from '../audit/audit_log.ts'
 import type { Config } from '../config.ts'
-import { InvalidRequest } from '../errors.ts'
 import type { VerifiedSubject } from '../iam/subject.ts'
 import type { SigningKeys } from '../keys/signing_keys.ts'
 import type { Clock } from '../lib/clock.ts'
@@ -27,8 +26,6 @@ export interface IssueContext {
   requestId: string
   caller: VerifiedSubject
   clientAddress?: string
-  /** The site named by the request (e.g. params.site); becomes the `ctb_site` claim. */
-  site?: string
 }
 
 export interface IssueDeps {
@@ -73,15 +70,19 @@ export interface IssuedTokenResult {
  * Mints the token an allowed decision describes (with keys that passed their self-test at load,
  * key_self_test.ts) and returns it only after its audit record is committed: if `audit.record` rejects, this throws and the token is discarded (fail closed, Vault's rule).
  * Every token carries `ctb_role`, `ctb_gen` (and `ctb_site`) for revocation (docs/htcondor-tokens.md §2.4).
+ * Every one of them comes from the decision (the policy), never from the request: a caller must not be
+ * able to choose the label a revocation is keyed on.
  * @see docs/htcondor-tokens.md §1.3, §5.8
  */
 export async function issueToken(decision: AllowedDecision, ctx: IssueContext, deps: IssueDeps): Promise<IssuedTokenResult> {
-  if (ctx.site !== undefined && !isClassAdSafe(ctx.site)) throw new InvalidRequest('site must be printable ASCII without quotes or backslashes')
+  const site = decision.site
+  // The policy schema allows only plain names; a site that could escape a ClassAd string is a bug upstream.
+  if (site !== undefined && !isClassAdSafe(site)) throw new TypeError('a decision carried a site that is not ClassAd-safe')
   const now = deps.clock.now()
   const revocation: RevocationClaims = {
     ctb_role: decision.role,
     ctb_gen: deps.generations.generationOf(decision.role),
-    ...(ctx.site !== undefined ? { ctb_site: ctx.site } : {}),
+    ...(site !== undefined ? { ctb_site: site } : {}),
   }
   // policy/decide may pick the jti up front so `{jti8}` in the identity matches the token.
   const jti = 'jti' in decision && typeof decision.jti === 'string' ? decision.jti : undefined
@@ -133,7 +134,7 @@ export async function issueToken(decision: AllowedDecision, ctx: IssueContext, d
     tokenSha256: hash('sha256', token, 'hex'),
     policyRule: decision.ruleId,
     decision: 'allow',
-    ...(ctx.site !== undefined ? { site: ctx.site } : {}),
+    ...(site !== undefined ? { site } : {}),
     detail: { gen: revocation.ctb_gen, ...('host' in decision && typeof decision.host === 'string' ? { host: decision.host } : {}) },
   })
   return { token, claims, tokenKind: decision.tokenKind, jti: claims.jti, expiresIn: claims.exp - now, scope }
@@ -146,7 +147,10 @@ export interface DenialRequest {
   audience?: string[]
   scopes?: string[]
   host?: string
+  /** The site the policy bound, when the refusal came after an allowed decision (never the caller's word). */
   site?: string
+  /** The site the caller named, kept apart from `site` so audit filters by site count policy-bound sites only. */
+  requestedSite?: string
 }
 
 /**
@@ -174,7 +178,9 @@ export async function recordDenial(
     decision: 'deny',
     reason: `${decision.error}: ${decision.reason}`,
     ...(request.site !== undefined ? { site: request.site } : {}),
-    ...(request.host !== undefined ? { detail: { host: request.host } } : {}),
+    ...(request.host !== undefined || request.requestedSite !== undefined
+      ? { detail: { ...(request.host !== undefined ? { host: request.host } : {}), ...(request.requestedSite !== undefined ? { requestedSite: request.requestedSite } : {}) } }
+      : {}),
   }
   await deps.audit.record(event)
 }

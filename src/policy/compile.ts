@@ -46,6 +46,8 @@ export interface CompiledGrant {
   /** Used when the request names no audience: set only if the grant lists exactly one literal audience. */
   readonly defaultAudience?: readonly string[]
   readonly hosts?: CompiledPatterns
+  /** The sites the grant binds, as written: the only source of the issued token's `ctb_site`. */
+  readonly sites?: readonly string[]
   readonly params: ReadonlyMap<string, CompiledPatterns>
   /** Request parameters the identity template needs. */
   readonly requiredParams: readonly string[]
@@ -113,6 +115,7 @@ function compileGrant(g: Grant, ctx: PolicyContext): CompiledGrant {
     ...(audiences ? { audiences: compilePatterns(audiences) } : {}),
     ...(audiences?.length === 1 && literalAudiences?.length === 1 ? { defaultAudience: literalAudiences } : {}),
     ...(g.hosts ? { hosts: compilePatterns(g.hosts, { ignoreCase: true }) } : {}),
+    ...(g.sites ? { sites: [...g.sites] } : {}),
     params: new Map(Object.entries(g.params ?? {}).map(([k, v]) => [k, compilePatterns(v)])),
     requiredParams: used.filter((p) => g.params?.[p] !== undefined),
     lifetime: { default: g.lifetime!.default, max: g.lifetime!.max },

@@ -18,7 +18,10 @@ export interface DecisionRequest {
   host?: string
   /** Seconds; absent: the role's default. Above the role's max: invalid_target unless the rule says "up to". */
   lifetime?: number
-  /** Values for identity templates the request carries (e.g. site, slurm job id). */
+  /**
+   * Values for identity templates the request carries (e.g. slurm job id). `site` is the exception: it is
+   * only the caller's claim to one of the sites the grant binds, checked, never used as given.
+   */
   params?: Record<string, string>
 }
 
@@ -43,6 +46,11 @@ export type Decision =
       jti?: string
       /** The request's `host`, lower-cased, when the rule constrains hosts (for audit). */
       host?: string
+      /**
+       * The site the grant binds (one of its `sites:`), never a caller's word: the issued token's `ctb_site`
+       * and the audit record's site come from here only. Absent when the grant binds no site.
+       */
+      site?: string
       /** What an `up_to` rule trimmed; the response must then state the granted `scope` (RFC 6749 §5.1). */
       trimmed?: ('scope' | 'lifetime')[]
     }

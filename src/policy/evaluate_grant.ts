@@ -4,6 +4,7 @@ import type { Decision, DecisionRequest, TokenKind } from './decision.ts'
 import { isHostName, SAFE_VALUE } from './patterns.ts'
 import { CENTRAL_MANAGER_ROLE, RESERVED_USERS } from './schema.ts'
 import { parseScope, scopeAllowed, toAuthzLevel } from './scopes.ts'
+import { SITE_PLACEHOLDER } from './template.ts'
 
 export type Denial = Extract<Decision, { allow: false }>
 
@@ -18,7 +19,7 @@ function deny(ruleId: string, error: Denial['error'], reason: string): Denial {
 
 /**
  * Checks one request against one grant whose rule already matched the caller. The first failed check
- * decides the error, in a fixed order: token kind, host, parameters, audience, scope, lifetime, identity.
+ * decides the error, in a fixed order: token kind, host, site, parameters, audience, scope, lifetime, identity.
  * @see RFC 8693 §2.2.2 (invalid_target), RFC 6749 §5.2 (invalid_scope, unauthorized_client, invalid_request)
  */
 export function evaluateGrant(ruleId: string, g: CompiledGrant, req: DecisionRequest, ctx: PolicyContext, jti: string): Decision {
@@ -37,6 +38,9 @@ export function evaluateGrant(ruleId: string, g: CompiledGrant, req: DecisionReq
     if (!isHostName(host)) return deny(ruleId, 'invalid_request', `host ${quote(req.host)} is not a valid host name`)
     if (!g.hosts.test(host)) return deny(ruleId, 'unauthorized_client', `host ${host} is not allowed for role ${role}`)
   }
+
+  const site = bindSite(ruleId, g, req)
+  if (typeof site === 'object') return site
 
   for (const [name, patterns] of g.params) {
     const v = req.params?.[name]
@@ -119,6 +123,7 @@ export function evaluateGrant(ruleId: string, g: CompiledGrant, req: DecisionReq
       case 'host': v = host; break
       case 'host_short': v = host?.split('.')[0]; break
       case 'jti8': v = jti.slice(0, 8); break
+      case SITE_PLACEHOLDER: v = site; break
       default: v = req.params?.[name]
     }
     if (v === undefined) return deny(ruleId, 'unauthorized_client', `the caller's token has no ${name}, which the identity of role ${role} needs`)
@@ -145,6 +150,26 @@ export function evaluateGrant(ruleId: string, g: CompiledGrant, req: DecisionReq
     ...(kind === 'scitoken' ? { profile: g.profile } : {}),
     jti,
     ...(host !== undefined ? { host } : {}),
+    ...(site !== undefined ? { site } : {}),
     ...(trimmed.length > 0 ? { trimmed: [...new Set(trimmed)] } : {}),
   }
+}
+
+/**
+ * The site label of the token, from the grant only: the request's `site` may pick one of the grant's
+ * sites but never add one, because `ctb_site` is what `revoke --site` cuts and the audit log counts.
+ * Returns the bound site (undefined when the grant binds none and none was named) or the denial.
+ */
+function bindSite(ruleId: string, g: CompiledGrant, req: DecisionRequest): string | undefined | Denial {
+  const role = g.role
+  const named = req.params?.[SITE_PLACEHOLDER]
+  if (named === undefined || named === '') {
+    if (!g.sites) return undefined
+    if (g.sites.length === 1) return g.sites[0]
+    return deny(ruleId, 'invalid_request', `site is required for role ${role}: this rule binds ${g.sites.join(', ')}`)
+  }
+  if (!SAFE_VALUE.test(named)) return deny(ruleId, 'invalid_request', 'site must be letters, digits, _ . - (at most 128)')
+  if (!g.sites) return deny(ruleId, 'unauthorized_client', `site=${named} is not allowed for role ${role}: this rule binds no site`)
+  if (!g.sites.includes(named)) return deny(ruleId, 'unauthorized_client', `site=${named} is not allowed for role ${role}: this rule binds ${g.sites.join(', ')}`)
+  return named
 }

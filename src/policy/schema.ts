@@ -2,7 +2,7 @@ import { z } from 'zod'
 import { expandAuthz, type AuthzLevel } from '../issuance/authz.ts'
 import { isHostPattern } from './patterns.ts'
 import { htcondorLevelsOfScopes, parseScope, toAuthzLevel } from './scopes.ts'
-import { BUILTIN_PLACEHOLDERS, HOST_PLACEHOLDERS, parseTemplate, placeholdersOf, type TemplatePart } from './template.ts'
+import { BUILTIN_PLACEHOLDERS, HOST_PLACEHOLDERS, SITE_PLACEHOLDER, parseTemplate, placeholdersOf, type TemplatePart } from './template.ts'
 
 /**
  * The zod schema of `policies/*.yaml`. Structural checks and every safety rule that can be decided
@@ -65,7 +65,13 @@ export const ROLE_NAME = /^[a-z][a-z0-9-]{0,62}$/
 
 const Role = z.string().regex(ROLE_NAME, 'a role is lower-case letters, digits and dashes, starting with a letter')
 
-const GRANT_TOKEN_FIELDS = ['identity', 'token_kinds', 'default_token_kind', 'authz', 'scopes', 'audiences', 'hosts', 'params', 'lifetime', 'profile', 'up_to', 'direct_attach'] as const
+const GRANT_TOKEN_FIELDS = ['identity', 'token_kinds', 'default_token_kind', 'authz', 'scopes', 'audiences', 'hosts', 'sites', 'params', 'lifetime', 'profile', 'up_to', 'direct_attach'] as const
+
+/**
+ * A site label: it ends up in the `ctb_site` claim and in `revoke --site`, so it is a plain name that is
+ * safe inside a ClassAd string and inside an identity (no `@`, space or quote).
+ */
+const SiteName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'a site is letters, digits, _ . -, starting with a letter or digit (at most 64)')
 
 const GrantSchema = z.strictObject({
   role: Role,
@@ -80,6 +86,11 @@ const GrantSchema = z.strictObject({
   scopes: z.array(z.string()).optional(),
   audiences: z.array(NonBlank).min(1).optional(),
   hosts: z.array(z.string()).min(1).optional(),
+  /**
+   * The site(s) this grant's callers belong to: the only source of `ctb_site` and `{site}`. A request may
+   * name one of them (`site`); naming another is refused; naming none picks the only one, if there is one.
+   */
+  sites: oneOrMany(SiteName).optional(),
   /** Request parameters usable as placeholders, each with the glob patterns its value must match. */
   params: z.record(z.string().regex(/^[a-z][a-z0-9_]{0,31}$/, 'a parameter name is lower-case letters, digits and _'), z.array(z.string().min(1)).min(1)).optional(),
   lifetime: z.strictObject({ default: Duration, max: Duration }).optional(),
@@ -124,6 +135,7 @@ function checkGrant(g: Grant, ctx: z.RefinementCtx): void {
   if (g.direct_attach && !attach) issue(['direct_attach'], 'direct_attach applies only to pilot and startd roles')
   checkIdentity(g, kinds, issue)
   checkAudiences(g, jwtKinds, issue)
+  if (g.sites && new Set(g.sites).size !== g.sites.length) issue(['sites'], 'a site is listed twice')
   g.hosts?.forEach((h, i) => {
     if (!isHostPattern(h)) issue(['hosts', i], `"${h}" is not a lower-case host pattern (letters, digits, dots, dashes and *; not a bare *)`)
   })
@@ -181,6 +193,10 @@ function checkIdentity(g: Grant, kinds: Set<string>, issue: Issue): void {
   if ('error' in parsed) { issue(['identity'], parsed.error); return }
   const declared = Object.keys(g.params ?? {})
   for (const p of declared) {
+    if (p === SITE_PLACEHOLDER) {
+      issue(['params', p], 'site is never taken from the request: it drives revoke --site, so the grant binds it; move the values to sites:')
+      continue
+    }
     if (BUILTIN_PLACEHOLDERS.has(p)) issue(['params', p], `"${p}" is a built-in placeholder and cannot be a request parameter`)
     g.params![p]!.forEach((pat, j) => {
       if (!/^[A-Za-z0-9_.*-]+$/.test(pat)) issue(['params', p, j], `"${pat}" is not a value pattern (letters, digits, _ . - and *)`)
@@ -191,6 +207,7 @@ function checkIdentity(g: Grant, kinds: Set<string>, issue: Issue): void {
     if (!BUILTIN_PLACEHOLDERS.has(ph) && !declared.includes(ph)) {
       issue(['identity'], `unknown placeholder {${ph}}; use one of ${[...BUILTIN_PLACEHOLDERS].map((b) => `{${b}}`).join(', ')}, or declare {${ph}} under params with the values allowed`)
     }
+    if (ph === SITE_PLACEHOLDER && !g.sites) issue(['identity'], '{site} is the site the grant binds; list it under sites:')
     if ((HOST_PLACEHOLDERS as readonly string[]).includes(ph) && !g.hosts) {
       issue(['identity'], `{${ph}} comes from the caller's request; restrict it with hosts:`)
     }

@@ -9,11 +9,13 @@ export const SUBJECT_PLACEHOLDERS = ['sub', 'preferred_username', 'client_id'] a
 export const HOST_PLACEHOLDERS = ['host', 'host_short'] as const
 /** Placeholders fixed by broker configuration and the grant; folded into literals at load. */
 export const CONSTANT_PLACEHOLDERS = ['trust_domain', 'uid_domain', 'role'] as const
+/** `{site}`: the site the grant binds (its `sites:`), never a value the caller sends. */
+export const SITE_PLACEHOLDER = 'site'
 /** `{jti8}`: the first 8 hex digits of the token's fresh `jti`, making each identity unique. */
 export const GENERATED_PLACEHOLDERS = ['jti8'] as const
 
 export const BUILTIN_PLACEHOLDERS: ReadonlySet<string> = new Set([
-  ...SUBJECT_PLACEHOLDERS, ...HOST_PLACEHOLDERS, ...CONSTANT_PLACEHOLDERS, ...GENERATED_PLACEHOLDERS,
+  ...SUBJECT_PLACEHOLDERS, ...HOST_PLACEHOLDERS, ...CONSTANT_PLACEHOLDERS, ...GENERATED_PLACEHOLDERS, SITE_PLACEHOLDER,
 ])
 
 export type TemplatePart = { literal: string } | { placeholder: string }

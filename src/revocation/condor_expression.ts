@@ -8,6 +8,7 @@ import { activeCutoffs, CLAIM_GENERATION, CLAIM_ROLE, CLAIM_SITE, type Revocatio
  *   - `=?=` (meta-equals) is false, not UNDEFINED, when the claim is missing, and is case-sensitive;
  *   - `A && B` with A false is false without evaluating B, so the `<`/`<=` on `iat`/`ctb_gen` only runs on
  *     tokens whose `sub`/`ctb_site`/`ctb_role` matched (ours, which always carry `iat` and `ctb_gen`).
+ * `client` entries add no clause: our tokens carry no client_id, so they only block issuance in the broker.
  * Size stays bounded: one clause per revoked role (generation compare) however many tokens it hits, one
  * per sub/site (latest cut-off wins), one per jti; entries leave once no token they match can be valid.
  */

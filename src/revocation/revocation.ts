@@ -7,7 +7,7 @@ import type { AuditEvent } from '../audit/audit_log.ts'
  *   ctb_role  the policy role the token was issued for
  *   ctb_gen   the role's revocation generation at issue time; revoking a role bumps it, so a bulk
  *             revocation is one comparison `ctb_role =?= "r" && ctb_gen < N` however many tokens it hits
- *   ctb_site  the site the token was issued for, when the request named one
+ *   ctb_site  the site the policy grant binds (never a request parameter), when it binds one
  */
 export const CLAIM_ROLE = 'ctb_role'
 export const CLAIM_GENERATION = 'ctb_gen'
@@ -16,9 +16,18 @@ export const CLAIM_SITE = 'ctb_site'
 /** A role's generation before its first revocation. */
 export const INITIAL_GENERATION = 1
 
-/** By `jti`: one token. By `sub`, `site`: every token issued before the revocation. By `role`: every token of an older generation. */
-export type RevocationKind = 'jti' | 'sub' | 'role' | 'site'
-export const REVOCATION_KINDS: readonly RevocationKind[] = ['jti', 'sub', 'role', 'site']
+/**
+ * By `jti`: one token. By `sub`, `site`: every token issued before the revocation. By `role`: every token
+ * of an older generation. By `client`: an IAM client (`client_id`) as a caller; it matches none of our
+ * tokens (they carry no client_id), so it only blocks.
+ *
+ * Blocking: while a `sub` or `client` entry is in force, the broker also issues nothing new to a caller
+ * with that IAM `sub`/`client_id`, nor a token whose identity is that `sub`, and refuses such a caller
+ * at the admin API, whatever its token's `iat`: IAM keeps minting fresh tokens for a revoked caller. A
+ * `role` or `site` entry does not block: new tokens carry the new generation or a later `iat`.
+ */
+export type RevocationKind = 'jti' | 'sub' | 'role' | 'site' | 'client'
+export const REVOCATION_KINDS: readonly RevocationKind[] = ['jti', 'sub', 'role', 'site', 'client']
 
 /** What the service asks a store to persist. */
 export interface NewRevocation {
@@ -57,6 +66,8 @@ export interface ActiveCutoffs {
   jtis: Set<string>
   subs: Map<string, number>
   sites: Map<string, number>
+  /** IAM client ids blocked as callers. */
+  clients: Set<string>
   /** Highest revoked generation per role named by an unexpired role revocation. */
   roles: Map<string, number>
 }
@@ -66,7 +77,7 @@ export interface ActiveCutoffs {
  * expression (condor_expression.ts) and the broker's own check (revocation_checker.ts).
  */
 export function activeCutoffs(revocations: readonly Revocation[], now: number): ActiveCutoffs {
-  const out: ActiveCutoffs = { jtis: new Set(), subs: new Map(), sites: new Map(), roles: new Map() }
+  const out: ActiveCutoffs = { jtis: new Set(), subs: new Map(), sites: new Map(), clients: new Set(), roles: new Map() }
   const latest = (m: Map<string, number>, k: string, v: number) => m.set(k, Math.max(m.get(k) ?? 0, v))
   for (const r of revocations) {
     if (r.until < now) continue
@@ -75,6 +86,7 @@ export function activeCutoffs(revocations: readonly Revocation[], now: number): 
       case 'sub': latest(out.subs, r.value, r.revokedAt); break
       case 'site': latest(out.sites, r.value, r.revokedAt); break
       case 'role': latest(out.roles, r.value, r.gen ?? 0); break
+      case 'client': out.clients.add(r.value); break
     }
   }
   return out

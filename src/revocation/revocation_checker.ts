@@ -6,14 +6,26 @@ export interface RevocationChecker {
   isRevoked(claims: object): boolean
 }
 
+/** Why the broker must not serve a caller or mint an identity, or undefined. Safe to show the caller. */
+export interface IssuanceBlocks {
+  /**
+   * An active `sub` or `client` revocation of this IAM caller, whatever its token's `iat` (IAM keeps
+   * issuing fresh tokens to a revoked caller, so a cut-off by time would let the next one through).
+   */
+  blockedCaller(caller: { sub: string; client_id?: string | undefined }): string | undefined
+  /** An active `sub` revocation of the identity a decision would issue. */
+  blockedIdentity(sub: string): string | undefined
+}
+
 /**
  * An immutable, indexed view of the active revocations: O(1) per check, so it can sit on hot paths.
  * Mirrors buildRevocationExpression clause by clause.
  */
-export class RevocationSnapshot implements RevocationChecker {
+export class RevocationSnapshot implements RevocationChecker, IssuanceBlocks {
   readonly #jtis: ReadonlySet<string>
   readonly #subs: ReadonlyMap<string, number>
   readonly #sites: ReadonlyMap<string, number>
+  readonly #clients: ReadonlySet<string>
   /**
    * From the role_generations table, not from role revocations: a generation stays in force after the
    * revocation entry that raised it has expired.
@@ -21,10 +33,11 @@ export class RevocationSnapshot implements RevocationChecker {
   readonly #roles: ReadonlyMap<string, number>
 
   constructor(revocations: readonly Revocation[], roleGenerations: ReadonlyMap<string, number>, now: number) {
-    const { jtis, subs, sites } = activeCutoffs(revocations, now)
+    const { jtis, subs, sites, clients } = activeCutoffs(revocations, now)
     this.#jtis = jtis
     this.#subs = subs
     this.#sites = sites
+    this.#clients = clients
     this.#roles = new Map(roleGenerations)
   }
 
@@ -44,6 +57,16 @@ export class RevocationSnapshot implements RevocationChecker {
       if (current !== undefined && (typeof gen !== 'number' || gen < current)) return true
     }
     return false
+  }
+
+  blockedCaller(caller: { sub: string; client_id?: string | undefined }): string | undefined {
+    if (this.#subs.has(caller.sub)) return 'this caller has been revoked'
+    if (caller.client_id !== undefined && this.#clients.has(caller.client_id)) return `client ${caller.client_id} has been revoked`
+    return undefined
+  }
+
+  blockedIdentity(sub: string): string | undefined {
+    return this.#subs.has(sub) ? `identity ${sub} has been revoked` : undefined
   }
 
   /** The generation new tokens of `role` must carry. */

@@ -4,7 +4,13 @@ import type { Clock } from '../lib/clock.ts'
 import type { Logger } from '../lib/logger.ts'
 import { buildRevocationExpression, isClassAdSafe } from './condor_expression.ts'
 import { INITIAL_GENERATION, REVOCATION_KINDS, type Revocation, type RevocationKind, type RevocationStore } from './revocation.ts'
-import { RevocationSnapshot, type RevocationChecker } from './revocation_checker.ts'
+import { RevocationSnapshot, type IssuanceBlocks, type RevocationChecker } from './revocation_checker.ts'
+
+/** Roles and sites a revocation may name, from the policies in force (see policy/revocation_labels.ts). */
+export interface KnownLabels {
+  readonly roles: ReadonlySet<string>
+  readonly sites: ReadonlySet<string>
+}
 
 export interface RevocationServiceDeps {
   store: RevocationStore & Pick<AuditStore, 'query'>
@@ -14,6 +20,12 @@ export interface RevocationServiceDeps {
   maxTokenLifetime: number
   /** Re-read revocations this often, so replicas and the CLI see each other's revocations. */
   refreshSeconds: number
+  /**
+   * The roles and sites the loaded policies define. A role or site revocation must name one of them, or
+   * one the audit log has issued a token for (a role dropped from the policy still has live tokens):
+   * a typo (`stardt`) would otherwise be stored, listed and pushed to HTCondor while revoking nothing.
+   */
+  knownLabels: () => KnownLabels
 }
 
 /** What an admin asks for (HTTP or CLI). */
@@ -38,7 +50,7 @@ export interface RevocationActor {
  * A snapshot a few seconds stale can only over-revoke: a token minted with an old generation is already
  * revoked by the newer one, never the other way round.
  */
-export class RevocationService implements RevocationChecker {
+export class RevocationService implements RevocationChecker, IssuanceBlocks {
   readonly #deps: RevocationServiceDeps
   #snapshot: RevocationSnapshot
   #timer: NodeJS.Timeout | undefined
@@ -78,13 +90,63 @@ export class RevocationService implements RevocationChecker {
     return this.#snapshot.isRevoked(claims)
   }
 
-  /** Stores a revocation with its audit record (one transaction) and refreshes the snapshot. */
-  async revoke(req: RevocationRequest, actor: RevocationActor): Promise<Revocation> {
+  blockedCaller(caller: { sub: string; client_id?: string | undefined }): string | undefined {
+    return this.#snapshot.blockedCaller(caller)
+  }
+
+  blockedIdentity(sub: string): string | undefined {
+    return this.#snapshot.blockedIdentity(sub)
+  }
+
+  /**
+   * What `revoke` would do, writing nothing: the live (unexpired, not yet revoked) broker-minted tokens
+   * the revocation would revoke, found in the audit log. For `client`, the live tokens issued to that
+   * client, which a client revocation blocks from renewal but does not revoke.
+   */
+  async preview(req: RevocationRequest): Promise<{ liveTokens: number }> {
+    await this.#validate(req)
+    const now = this.#deps.clock.now()
+    const filter = req.kind === 'jti' ? { jti: req.value }
+      : req.kind === 'sub' ? { issuedSub: req.value }
+        : req.kind === 'role' ? { role: req.value }
+          : req.kind === 'site' ? { site: req.value } : {}
+    let liveTokens = 0
+    let cursor: string | undefined
+    // Bounded: each page advances the cursor through a finite window (no live token is older than the longest lifetime).
+    do {
+      const page = await this.#deps.store.query({ ...filter, type: 'token.issued', from: now - this.#deps.maxTokenLifetime, limit: 1000, ...(cursor ? { cursor } : {}) })
+      for (const { event: e } of page.records) {
+        if (e.exp === undefined || e.exp <= now || e.tokenKind === 'access_token') continue
+        if (req.kind === 'client' && e.caller?.client_id !== req.value) continue
+        const gen = e.detail?.gen
+        const claims = { jti: e.jti, sub: e.issuedSub, iat: e.time, ctb_role: e.role, ...(typeof gen === 'number' ? { ctb_gen: gen } : {}), ...(e.site !== undefined ? { ctb_site: e.site } : {}) }
+        if (!this.#snapshot.isRevoked(claims)) liveTokens++
+      }
+      cursor = page.nextCursor
+    } while (cursor !== undefined)
+    return { liveTokens }
+  }
+
+  async #validate(req: RevocationRequest): Promise<void> {
     if (!REVOCATION_KINDS.includes(req.kind)) throw new InvalidRequest(`revocation kind must be one of ${REVOCATION_KINDS.join(', ')}`)
     if (!isClassAdSafe(req.value)) throw new InvalidRequest(`${req.kind} must be 1 to 256 printable ASCII characters without quotes or backslashes`)
     if (req.reason !== undefined && (req.reason.length > 500 || /[\x00-\x1f\x7f]/.test(req.reason))) {
       throw new InvalidRequest('reason must be at most 500 characters without control characters')
     }
+    if (req.kind === 'role' || req.kind === 'site') {
+      const known = this.#deps.knownLabels()
+      const list = req.kind === 'role' ? known.roles : known.sites
+      if (list.has(req.value)) return
+      const seen = await this.#deps.store.query({ [req.kind]: req.value, type: 'token.issued', limit: 1 })
+      if (seen.records.length > 0) return
+      const names = [...list].sort().join(', ') || 'none'
+      throw new InvalidRequest(`unknown ${req.kind} "${req.value}": no policy defines it and no token was issued for it (known ${req.kind}s: ${names})`)
+    }
+  }
+
+  /** Stores a revocation with its audit record (one transaction) and refreshes the snapshot. */
+  async revoke(req: RevocationRequest, actor: RevocationActor): Promise<Revocation> {
+    await this.#validate(req)
     const now = this.#deps.clock.now()
     let until = now + this.#deps.maxTokenLifetime
     if (req.kind === 'jti') {

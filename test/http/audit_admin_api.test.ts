@@ -21,7 +21,10 @@ let app: ReturnType<typeof createApp>
 
 function build(authenticators: AdminAuthenticator[] = [bootstrap]) {
   store = new MemoryStore()
-  revocations = new RevocationService({ store, clock: fixedClock(TEST_NOW), log: silentLogger, maxTokenLifetime: 86400, refreshSeconds: 60 })
+  revocations = new RevocationService({
+    store, clock: fixedClock(TEST_NOW), log: silentLogger, maxTokenLifetime: 86400, refreshSeconds: 60,
+    knownLabels: () => ({ roles: new Set(['pilot', 'startd']), sites: new Set(['hpc-b']) }),
+  })
   app = createApp(testDeps({ admin: { audit: store, revocations, authenticators } }))
 }
 
@@ -57,6 +60,26 @@ describe('admin authentication', () => {
     const res = await get('/v1/revocations', 'jwt')
     expect(res.status).toBe(401)
     expect(await res.json()).toMatchObject({ error_description: 'the token has been revoked' })
+  })
+
+  it('refuses a revoked caller even with a token IAM minted after the revocation', async () => {
+    const iamLike: AdminAuthenticator = {
+      authenticate: async (t) => t.startsWith('jwt-') ? { id: 'iss,alice', via: 'iam', claims: { sub: 'alice', client_id: 'ops-cli', iat: Number(t.slice(4)) } } : null,
+    }
+    build([bootstrap, iamLike])
+    expect((await get('/v1/revocations', `jwt-${TEST_NOW - 5}`)).status).toBe(200)
+    expect((await post({ sub: 'alice', reason: 'left the project' })).status).toBe(201)
+    const fresh = await get('/v1/revocations', `jwt-${TEST_NOW + 60}`)
+    expect(fresh.status).toBe(401)
+    expect(await fresh.json()).toMatchObject({ error: 'invalid_token', error_description: 'the token has been revoked' })
+  })
+
+  it('refuses every caller of a revoked IAM client', async () => {
+    const iamLike: AdminAuthenticator = { authenticate: async (t) => t === 'jwt' ? { id: 'iss,bob', via: 'iam', claims: { sub: 'bob', client_id: 'ops-cli', iat: TEST_NOW + 60 } } : null }
+    build([bootstrap, iamLike])
+    expect((await get('/v1/revocations', 'jwt')).status).toBe(200)
+    expect((await post({ client: 'ops-cli' })).status).toBe(201)
+    expect((await get('/v1/revocations', 'jwt')).status).toBe(401)
   })
 
   it('creates a bootstrap token file with mode 0600 and accepts only that token', async () => {
@@ -137,6 +160,37 @@ describe('revocations API', () => {
     expect(res.status).toBe(400)
     expect((await res.json() as { error_description: string }).error_description).toMatch(msg)
     expect(await store.listRevocations()).toEqual([])
+  })
+
+  it.each([
+    [{ role: 'stardt' }, /unknown role .stardt.: no policy defines it and no token was issued for it \(known roles: pilot, startd\)/],
+    [{ site: 'hpc-x' }, /unknown site .hpc-x..*known sites: hpc-b/],
+    [{ site: 'hpc-x', dry_run: true }, /unknown site .hpc-x./],
+  ])('refuses %j: an unknown role or site would revoke nothing', async (body, msg) => {
+    const res = await post(body)
+    expect(res.status).toBe(400)
+    expect(await res.json()).toMatchObject({ error: 'invalid_request', error_description: expect.stringMatching(msg) })
+    expect(await store.listRevocations()).toEqual([])
+  })
+
+  it('accepts a role the policy no longer grants while the audit log shows tokens issued for it', async () => {
+    await store.record(issued(1))
+    expect((await post({ role: 'schedd' })).status).toBe(201)
+  })
+
+  it('dry_run counts the live tokens that would be revoked and stores nothing', async () => {
+    for (let i = 0; i < 10; i++) await store.record(issued(i))
+    await store.record(issued(10, { exp: TEST_NOW - 1 }))
+    expect((await post({ jti: 'jti-2' })).status).toBe(201)
+    const before = await store.query({ limit: 1000 })
+    // pilot tokens: jti-0, 2, 4, 6, 8 live, jti-10 expired; jti-2 is already revoked.
+    const res = await post({ role: 'pilot', dry_run: true })
+    expect(res.status).toBe(200)
+    expect(await res.json()).toEqual({ dry_run: { kind: 'role', value: 'pilot', live_tokens: 4 } })
+    expect(await (await post({ sub: 'pilot-1@pilots.pool.example.org', dry_run: true })).json()).toMatchObject({ dry_run: { live_tokens: 2 } })
+    expect(await (await post({ client: 'pilot-factory', dry_run: true })).json()).toMatchObject({ dry_run: { live_tokens: 9 } })
+    expect(await store.listRevocations()).toHaveLength(1)
+    expect((await store.query({ limit: 1000 })).records).toEqual(before.records)
   })
 
   it('requires a JSON content type', async () => {

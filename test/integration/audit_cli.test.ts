@@ -82,6 +82,44 @@ describe('condor-token-broker revoke', () => {
     expect((await cli(env, 'audit', 'verify')).code).toBe(0)
   })
 
+  it('refuses a role or site no policy defines and no token carries, in one line with exit 1, storing nothing', async () => {
+    const { env } = await seeded(3)
+    for (const [flag, value] of [['--role', 'stardt'], ['--site', 'hpc-x']] as const) {
+      for (const extra of [[], ['--dry-run']]) {
+        const r = await cli(env, 'revoke', flag, value, ...extra)
+        expect(r.code).toBe(1)
+        expect(r.err).toMatch(new RegExp(`^condor-token-broker: unknown ${flag.slice(2)} "${value}": no policy defines it and no token was issued for it \\(known ${flag.slice(2)}s: [^\\n]+\\)$`))
+      }
+    }
+    expect((await cli(env, 'revoke', 'list', '--all')).out).toBe('')
+    // Known from the shipped policies (policies/): startd and site hpc-b.
+    expect((await cli(env, 'revoke', '--role', 'startd')).code).toBe(0)
+    expect((await cli(env, 'revoke', '--site', 'hpc-b')).code).toBe(0)
+  })
+
+  it('--dry-run counts the live tokens that would be revoked and writes nothing', async () => {
+    const dataDir = join(tempDir(), 'data')
+    const env = { CTB_DATA_DIR: dataDir, CTB_TRUST_DOMAIN: 'pool.example.org' }
+    const now = Math.floor(Date.now() / 1000)
+    const store = new SqliteStore({ file: join(dataDir, 'audit.db') })
+    // Tokens 1..6: even ones are pilot. Token 8 (pilot) has expired; token 2 is revoked already.
+    for (let i = 1; i <= 6; i++) await store.record(issued(i, { time: now - 100, exp: now + 3600 }))
+    await store.record(issued(8, { time: now - 7200, exp: now - 60 }))
+    await store.close()
+    expect((await cli(env, 'revoke', '--jti', 'jti-2')).code).toBe(0)
+    const before = (await cli(env, 'audit', 'verify')).out
+
+    const r = await cli(env, 'revoke', '--role', 'pilot', '--dry-run')
+    expect(r).toMatchObject({ code: 0, err: '' })
+    expect(r.out).toBe('dry run: would revoke 2 live tokens (role pilot); nothing written')
+    const c = await cli(env, 'revoke', '--client', 'pilot-factory', '--dry-run')
+    expect(c.out).toBe('dry run: would block new tokens for client pilot-factory; 5 live tokens issued to it would stay valid; nothing written')
+
+    expect((await cli(env, 'audit', 'verify')).out).toBe(before)
+    expect((await cli(env, 'revoke', 'list')).out).toMatch(/^ +1 {2}jti +jti-2 /)
+    expect((await cli(env, 'revoke', 'list')).out.split('\n')).toHaveLength(1)
+  })
+
   it('needs exactly one selector', async () => {
     const { env } = await seeded(1)
     expect((await cli(env, 'revoke', '--role', 'a', '--sub', 'b')).code).toBe(2)

@@ -67,6 +67,21 @@ describe('POST /token against the development IAM', () => {
     expect(narrow.body.scope).toBe('condor:/READ')
   })
 
+  it('takes the site from the policy: a cloud-a provisioner cannot label its token hpc-b, and gets cloud-a unasked', async () => {
+    const prov = await e.robot('ctb-cloud-a-provisioner')
+    const other = await e.post('/token', exchangeForm(prov, 'startd', { host: 'ep-5.cloud-a.example.org', site: 'hpc-b' }))
+    expect(other.status).toBe(400)
+    expect(other.body.error).toBe('unauthorized_client')
+    const unasked = await e.post('/token', exchangeForm(prov, 'startd', { host: 'ep-5.cloud-a.example.org' }))
+    expect(unasked.status, JSON.stringify(unasked.body)).toBe(200)
+    const claims = claimsOf(unasked.body.access_token as string)
+    expect(claims.ctb_site).toBe('cloud-a')
+    const hpcB = await e.broker.services.store.query({ limit: 100, site: 'hpc-b' })
+    expect(hpcB.records.filter((r) => r.event.caller?.client_id === 'ctb-cloud-a-provisioner')).toEqual([])
+    const issued = await e.broker.services.store.query({ limit: 1, jti: claims.jti as string, type: 'token.issued' })
+    expect(issued.records[0]?.event.site).toBe('cloud-a')
+  })
+
   it('refuses a forged, tampered or foreign subject token without a 500', async () => {
     const good = await e.robot('ctb-monitoring')
     const [h, p] = good.split('.')

@@ -46,7 +46,7 @@ async function events(store: MemoryStore): Promise<AuditEvent[]> {
 describe('issueToken', () => {
   it('mints an IDTOKEN with revocation claims and returns it after its audit record, which holds only a hash', async () => {
     const store = new MemoryStore()
-    const r = await issueToken(pilot, { requestId: 'req-1', caller, clientAddress: '192.0.2.1', site: 'SITE_A' }, deps(store))
+    const r = await issueToken({ ...pilot, site: 'SITE_A' }, { requestId: 'req-1', caller, clientAddress: '192.0.2.1' }, deps(store))
     const d = decodeCompact(r.token)!
     expect(d.header).toEqual({ alg: 'HS256', kid: config.idtoken.key })
     expect(d.payload).toMatchObject({
@@ -108,12 +108,27 @@ describe('issueToken', () => {
   })
 
   it('refuses a site that could not be matched safely in a ClassAd', async () => {
-    await expect(issueToken(pilot, { requestId: 'r', caller, site: 'a" || true || "' }, deps(new MemoryStore()))).rejects.toThrow(/site/)
+    await expect(issueToken({ ...pilot, site: 'a" || true || "' }, { requestId: 'r', caller }, deps(new MemoryStore()))).rejects.toThrow(/site/)
+  })
+
+  it('takes ctb_site from the decision only, never from anything the caller passed along', async () => {
+    const store = new MemoryStore()
+    // A context smuggling a site, as the request path once did: it must not reach the token or the record.
+    const smuggled = { requestId: 'r', caller, site: 'hpc-b' } as Parameters<typeof issueToken>[1]
+    const none = await issueToken(pilot, smuggled, deps(store))
+    expect(decodeCompact(none.token)!.payload.ctb_site).toBeUndefined()
+    const bound = await issueToken({ ...pilot, site: 'cloud-a' }, smuggled, deps(store))
+    expect(decodeCompact(bound.token)!.payload.ctb_site).toBe('cloud-a')
+    const [first, second] = await events(store)
+    expect(first!.site).toBeUndefined()
+    expect(second!.site).toBe('cloud-a')
   })
 
   it('carries the bumped generation after a role revocation, which revokes only the older tokens', async () => {
     const store = new MemoryStore()
-    const revocations = new RevocationService({ store, clock, log: silentLogger, maxTokenLifetime: 7 * 86400, refreshSeconds: 60 })
+    const revocations = new RevocationService({
+      store, clock, log: silentLogger, maxTokenLifetime: 7 * 86400, refreshSeconds: 60, knownLabels: () => ({ roles: new Set(['pilot']), sites: new Set() }),
+    })
     await revocations.refresh()
     const old = await issueToken(pilot, { requestId: 'r1', caller }, deps(store, revocations))
     await revocations.revoke({ kind: 'role', value: 'pilot', reason: 'factory compromised' }, { principal: 'admin' })

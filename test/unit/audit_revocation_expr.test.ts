@@ -123,3 +123,30 @@ describe('RevocationSnapshot agrees with the generated expression', () => {
     expect(snap.isRevoked(claims)).toBe(revoked)
   })
 })
+
+describe('RevocationSnapshot: which revocations block new issuance', () => {
+  const snap = new RevocationSnapshot([
+    rev('sub', 'iam-user-1'), rev('client', 'ctb-cloud-a-provisioner'), rev('sub', 'pilot-hpc-b-7@pilots.td'),
+    rev('role', 'startd', { gen: 3 }), rev('site', 'cloud-a'), rev('jti', 'j1'),
+    rev('sub', 'expired-user', { until: NOW - 1 }), rev('client', 'expired-client', { until: NOW - 1 }),
+  ], new Map([['startd', 3]]), NOW)
+
+  it.each([
+    [{ sub: 'iam-user-1' }, 'this caller has been revoked'],
+    [{ sub: 'someone', client_id: 'ctb-cloud-a-provisioner' }, 'client ctb-cloud-a-provisioner has been revoked'],
+    [{ sub: 'someone', client_id: 'ctb-cloud-a-ap' }, undefined],
+    [{ sub: 'expired-user', client_id: 'expired-client' }, undefined],
+  ])('caller %j → %s', (caller, expected) => {
+    expect(snap.blockedCaller(caller)).toBe(expected)
+  })
+
+  it('blocks a revoked identity, not identities of a revoked role or site (those get a new generation or a later iat)', () => {
+    expect(snap.blockedIdentity('pilot-hpc-b-7@pilots.td')).toBe('identity pilot-hpc-b-7@pilots.td has been revoked')
+    expect(snap.blockedIdentity('startd-ep-1@eps.td')).toBeUndefined()
+    expect(snap.isRevoked({ sub: 'startd-ep-1@eps.td', iat: NOW, ctb_role: 'startd', ctb_gen: 3, ctb_site: 'cloud-a' })).toBe(false)
+  })
+
+  it('puts no clause for a client revocation in the HTCondor expression: our tokens carry no client_id', () => {
+    expect(buildRevocationExpression([rev('client', 'ctb-monitoring')], NOW)).toEqual({ expr: 'false', clauses: 0 })
+  })
+})

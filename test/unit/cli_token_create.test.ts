@@ -133,6 +133,19 @@ describe('token create with explicit permissions', () => {
     const next = await cli(id(`alice@${TD}`, '--authz', 'READ'), e)
     expect(payload(next.out)).toMatchObject({ ctb_role: 'cli', ctb_gen: 2 })
   })
+
+  it('a revoked identity gets no new token from the command line', async () => {
+    const e = await setup()
+    expect((await cli(id(`alice@${TD}`, '--authz', 'READ'), e)).code).toBe(0)
+    const rev = await cli(['revoke', '--sub', `alice@${TD}`], e)
+    expect(rev.code, rev.err).toBe(0)
+    const again = await cli(id(`alice@${TD}`, '--authz', 'READ'), e)
+    expect(again.code).toBe(1)
+    expect(again.out).toBe('')
+    expect(again.err.trim().split('\n')).toHaveLength(1)
+    expect(again.err).toContain('revoked')
+    expect((await cli(id(`bob@${TD}`, '--authz', 'READ'), e)).code).toBe(0)
+  })
 })
 
 describe('token create fails closed on the audit store', () => {

@@ -12,6 +12,7 @@ function deps(record: ExchangeDeps['audit']['record'], logged: string[]): Exchan
     decide: () => ({ allow: false, error: 'unauthorized_client', reason: 'no rule grants startd', ruleId: 'r1' }),
     issue: async () => { throw new Error('must not issue') },
     narrow: async () => { throw new Error('must not narrow') },
+    blocks: { blockedCaller: () => undefined, blockedIdentity: () => undefined },
     audit: { record },
     clock: fixedClock(1_800_000_000),
     log: { info() {}, warn() {}, error: (msg) => { logged.push(msg) } },
@@ -29,5 +30,42 @@ describe('exchangeToken denials', () => {
     const logged: string[] = []
     await expect(exchangeToken(req, { requestId: 'q2' }, deps(async () => { throw new Error('disk full') }, logged))).rejects.toMatchObject({ error: 'unauthorized_client' })
     expect(logged).toEqual(['could not audit a denial'])
+  })
+})
+
+describe('exchangeToken and revocations that block issuance', () => {
+  const allow = { allow: true as const, ruleId: 'r2', role: 'startd', tokenKind: 'idtoken' as const, identity: 'startd-ep1@eps.pool.example.org', scopes: ['READ'], audience: [], lifetime: 60, site: 'cloud-a' }
+
+  function blocking(blocks: ExchangeDeps['blocks'], events: unknown[], issued: string[]): ExchangeDeps {
+    return {
+      ...deps(async (e) => { events.push(e) }, []),
+      decide: () => allow,
+      issue: async (d) => { issued.push(d.identity); return { token: 't', expiresIn: 60, scope: 'condor:/READ' } },
+      blocks,
+    }
+  }
+
+  it('refuses a revoked caller before the policy is asked, and records the refusal', async () => {
+    const events: unknown[] = []
+    const issued: string[] = []
+    const d = blocking({ blockedCaller: (c) => c.sub === 'u1' ? 'this caller has been revoked' : undefined, blockedIdentity: () => undefined }, events, issued)
+    await expect(exchangeToken(req, { requestId: 'q3' }, d)).rejects.toMatchObject({ error: 'unauthorized_client', description: 'this caller has been revoked' })
+    expect(issued).toEqual([])
+    expect(events).toEqual([expect.objectContaining({ type: 'token.denied', caller: expect.objectContaining({ sub: 'u1' }), reason: 'unauthorized_client: this caller has been revoked' })])
+  })
+
+  it('refuses a revoked identity after the decision, recording the rule and the bound site', async () => {
+    const events: unknown[] = []
+    const issued: string[] = []
+    const d = blocking({ blockedCaller: () => undefined, blockedIdentity: (s) => s === allow.identity ? `identity ${s} has been revoked` : undefined }, events, issued)
+    await expect(exchangeToken({ ...req, params: { site: 'cloud-a' } }, { requestId: 'q4' }, d)).rejects.toMatchObject({ error: 'unauthorized_client' })
+    expect(issued).toEqual([])
+    expect(events).toEqual([expect.objectContaining({ policyRule: 'r2', site: 'cloud-a', reason: `unauthorized_client: identity ${allow.identity} has been revoked` })])
+  })
+
+  it('issues when nothing blocks', async () => {
+    const issued: string[] = []
+    await exchangeToken(req, { requestId: 'q5' }, blocking({ blockedCaller: () => undefined, blockedIdentity: () => undefined }, [], issued))
+    expect(issued).toEqual([allow.identity])
   })
 })

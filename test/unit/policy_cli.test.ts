@@ -73,7 +73,7 @@ describe('condor-token-broker policy explain', () => {
     const r = await cli(['policy', 'explain', '--iss', ISS, '--sub', 'svc', '--client-id', 'ctb-cloud-a-ap', '--role', 'schedd', '--host', 'ap1.cloud-a.example.org'], env())
     expect(r.code).toBe(0)
     expect(r.out).toMatch(/^ALLOW by rule cloud-a-access-point: idtoken for schedd-ap1@aps\.pool\.example\.org; scope ADVERTISE_SCHEDD ADVERTISE_MASTER READ; audience pool\.example\.org; lifetime 86400s/)
-    expect(r.out).toMatch(/\* cloud-a-access-point \(policies\/10-cloud-htc\.yaml:21:5\): allowed/)
+    expect(r.out).toMatch(/\* cloud-a-access-point \(policies\/10-cloud-htc\.yaml:24:5\): allowed/)
     expect(r.out).toMatch(/ {4}broker-admins \(policies\/00-admin\.yaml:7:5\): caller-mismatch\n {6}caller is in none of the groups "\/ctb-admins"/)
   })
 

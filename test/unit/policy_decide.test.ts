@@ -46,7 +46,7 @@ type Caller = keyof typeof CALLERS
 
 type Ask = Omit<DecisionRequest, 'subject' | 'role' | 'audience'> & { audience?: string[] }
 type Expect =
-  | { allow: true; identity: string; scopes: string[]; lifetime?: number; tokenKind?: string; audience?: string[]; trimmed?: string[] }
+  | { allow: true; identity: string; scopes: string[]; lifetime?: number; tokenKind?: string; audience?: string[]; trimmed?: string[]; site?: string | null }
   | { allow: false; error: string; reason: RegExp }
 
 const shipped: Policy = loadPolicies('policies', CTX)
@@ -62,6 +62,8 @@ function check(d: Decision, e: Expect): void {
     if (e.lifetime !== undefined) expect(d.lifetime).toBe(e.lifetime)
     if (e.tokenKind !== undefined) expect(d.tokenKind).toBe(e.tokenKind)
     if (e.audience !== undefined) expect(d.audience).toEqual(e.audience)
+    // null: the grant binds no site, so the decision must carry none.
+    if (e.site !== undefined) expect(d.site).toBe(e.site ?? undefined)
     expect(d.trimmed).toEqual(e.trimmed)
     expect(d.jti).toBe(JTI)
   } else {
@@ -79,12 +81,12 @@ const AP_AUD = 'condor://ap1.cloud-a.example.org:9618'
 // caller | role | request | expected: each row reads like a line of policy.
 const ROWS: [Caller, string, Ask, Expect][] = [
   // central manager: the only condor@ identity
-  ['cm', 'central-manager', { host: 'cm.cloud-a.example.org' }, { allow: true, identity: 'condor@pool.example.org', scopes: CM, lifetime: 86400, audience: ['pool.example.org'] }],
+  ['cm', 'central-manager', { host: 'cm.cloud-a.example.org' }, { allow: true, identity: 'condor@pool.example.org', scopes: CM, lifetime: 86400, audience: ['pool.example.org'], site: 'cloud-a' }],
   ['cm', 'central-manager', { host: 'cm2.cloud-a.example.org' }, { allow: false, error: 'unauthorized_client', reason: /host cm2\.cloud-a\.example\.org is not allowed/ }],
   ['cm', 'central-manager', {}, { allow: false, error: 'invalid_request', reason: /host is required/ }],
   ['cm', 'schedd', { host: 'ap1.cloud-a.example.org' }, { allow: false, error: 'unauthorized_client', reason: /no policy rule grants role "schedd"/ }],
   // access point: schedd and credd, per host, under aps.
-  ['ap', 'schedd', { host: 'ap1.cloud-a.example.org' }, { allow: true, identity: 'schedd-ap1@aps.pool.example.org', scopes: SCHEDD }],
+  ['ap', 'schedd', { host: 'ap1.cloud-a.example.org' }, { allow: true, identity: 'schedd-ap1@aps.pool.example.org', scopes: SCHEDD, site: 'cloud-a' }],
   ['ap', 'schedd', { host: 'AP1.Cloud-A.example.org' }, { allow: true, identity: 'schedd-ap1@aps.pool.example.org', scopes: SCHEDD }],
   ['ap', 'schedd', { host: 'ap1.cloud-a.example.org', scopes: ['condor:/READ'] }, { allow: true, identity: 'schedd-ap1@aps.pool.example.org', scopes: ['READ'] }],
   ['ap', 'schedd', { host: 'ap1.cloud-a.example.org', scopes: ['READ', 'WRITE'] }, { allow: false, error: 'invalid_scope', reason: /WRITE exceeds what role schedd allows/ }],
@@ -93,27 +95,32 @@ const ROWS: [Caller, string, Ask, Expect][] = [
   ['ap', 'schedd', { host: 'ap1.cloud-a.example.org', audience: ['pool.example.org'] }, { allow: true, identity: 'schedd-ap1@aps.pool.example.org', scopes: SCHEDD }],
   ['ap', 'schedd', { host: 'ap1.cloud-a.example.org', lifetime: 8 * 86400 }, { allow: false, error: 'invalid_target', reason: /lifetime 691200s exceeds the maximum 604800s/ }],
   ['ap', 'schedd', { host: 'ap1.cloud-a.example.org', tokenKind: 'scitoken' }, { allow: false, error: 'invalid_request', reason: /not issued as scitoken/ }],
-  ['ap', 'credd', { host: 'ap1.cloud-a.example.org' }, { allow: true, identity: 'credd-ap1@aps.pool.example.org', scopes: ['DAEMON'] }],
+  ['ap', 'credd', { host: 'ap1.cloud-a.example.org' }, { allow: true, identity: 'credd-ap1@aps.pool.example.org', scopes: ['DAEMON'], site: 'cloud-a' }],
   // DAEMON implies WRITE and READ: asking for the narrower level is allowed
   ['ap', 'credd', { host: 'ap1.cloud-a.example.org', scopes: ['WRITE'] }, { allow: true, identity: 'credd-ap1@aps.pool.example.org', scopes: ['WRITE'] }],
   ['ap', 'startd', { host: 'ep-1.cloud-a.example.org' }, { allow: false, error: 'unauthorized_client', reason: /no policy rule grants role "startd"/ }],
   // cloud execute points
-  ['provisioner', 'startd', { host: 'ep-17.cloud-a.example.org' }, { allow: true, identity: 'startd-cloud-a-ep-17@eps.pool.example.org', scopes: STARTD, lifetime: 86400 }],
+  ['provisioner', 'startd', { host: 'ep-17.cloud-a.example.org' }, { allow: true, identity: 'startd-cloud-a-ep-17@eps.pool.example.org', scopes: STARTD, lifetime: 86400, site: 'cloud-a' }],
+  ['provisioner', 'startd', { host: 'ep-17.cloud-a.example.org', params: { site: 'cloud-a' } }, { allow: true, identity: 'startd-cloud-a-ep-17@eps.pool.example.org', scopes: STARTD, site: 'cloud-a' }],
+  ['provisioner', 'startd', { host: 'ep-17.cloud-a.example.org', params: { site: 'hpc-b' } }, { allow: false, error: 'unauthorized_client', reason: /site=hpc-b is not allowed for role startd: this rule binds cloud-a/ }],
   ['provisioner', 'startd', { host: 'ep-17.cloud-a.example.org', lifetime: 3600 }, { allow: true, identity: 'startd-cloud-a-ep-17@eps.pool.example.org', scopes: STARTD, lifetime: 3600 }],
   ['provisioner', 'startd', { host: 'ep-17.hpc-b.example.org' }, { allow: false, error: 'unauthorized_client', reason: /host ep-17\.hpc-b\.example\.org is not allowed/ }],
   ['provisioner', 'startd', { host: 'ep-17.cloud-a.example.org', scopes: ['WRITE'] }, { allow: false, error: 'invalid_scope', reason: /WRITE exceeds/ }],
   ['provisioner', 'startd', { host: 'ep_1..x' }, { allow: false, error: 'invalid_request', reason: /not a valid host name/ }],
   // SLURM pilots: site and job id from the request, constrained by params; up_to trims
-  ['factory', 'pilot', { params: { site: 'hpc-b', slurm_job_id: '4242' } }, { allow: true, identity: 'pilot-hpc-b-4242@pilots.pool.example.org', scopes: STARTD, lifetime: 172800 }],
+  ['factory', 'pilot', { params: { site: 'hpc-b', slurm_job_id: '4242' } }, { allow: true, identity: 'pilot-hpc-b-4242@pilots.pool.example.org', scopes: STARTD, lifetime: 172800, site: 'hpc-b' }],
+  // the site is the grant's: naming none gets the rule's only site, naming another is refused
+  ['factory', 'pilot', { params: { slurm_job_id: '4242' } }, { allow: true, identity: 'pilot-hpc-b-4242@pilots.pool.example.org', scopes: STARTD, site: 'hpc-b' }],
   ['factory', 'pilot', { params: { site: 'hpc-b', slurm_job_id: '4242' }, lifetime: 30 * 86400 }, { allow: true, identity: 'pilot-hpc-b-4242@pilots.pool.example.org', scopes: STARTD, lifetime: 604800, trimmed: ['lifetime'] }],
   ['factory', 'pilot', { params: { site: 'hpc-b', slurm_job_id: '4242' }, scopes: ['READ', 'WRITE'] }, { allow: true, identity: 'pilot-hpc-b-4242@pilots.pool.example.org', scopes: ['READ'], trimmed: ['scope'] }],
   ['factory', 'pilot', { params: { site: 'hpc-b', slurm_job_id: '4242' }, scopes: ['WRITE'] }, { allow: false, error: 'invalid_scope', reason: /none of the requested levels/ }],
   ['factory', 'pilot', { params: { site: 'cloud-a', slurm_job_id: '4242' } }, { allow: false, error: 'unauthorized_client', reason: /site=cloud-a is not allowed/ }],
+  ['factory', 'pilot', { params: { site: 'hpc-b"x', slurm_job_id: '4242' } }, { allow: false, error: 'invalid_request', reason: /site must be letters/ }],
   ['factory', 'pilot', { params: { site: 'hpc-b' } }, { allow: false, error: 'invalid_request', reason: /parameter slurm_job_id is required/ }],
   ['factory', 'pilot', { params: { site: 'hpc-b', slurm_job_id: '42@evil' } }, { allow: false, error: 'invalid_request', reason: /slurm_job_id must be letters/ }],
   ['factory', 'startd', { host: 'ep-1.cloud-a.example.org' }, { allow: false, error: 'unauthorized_client', reason: /no policy rule grants role "startd"/ }],
   // annex pilots may WRITE (direct_attach) and get a unique identity per token
-  ['annexUser', 'annex-pilot', { params: { slurm_job_id: '99' } }, { allow: true, identity: 'pilot-annex-99-01234567@pilots.pool.example.org', scopes: [...STARTD, 'WRITE'] }],
+  ['annexUser', 'annex-pilot', { params: { slurm_job_id: '99' } }, { allow: true, identity: 'pilot-annex-99-01234567@pilots.pool.example.org', scopes: [...STARTD, 'WRITE'], site: 'hpc-b' }],
   ['annexUser', 'pilot', { params: { site: 'hpc-b', slurm_job_id: '99' } }, { allow: false, error: 'unauthorized_client', reason: /no policy rule grants role "pilot"/ }],
   // submit users: IDTOKEN by default, WLCG token on request
   ['alice', 'submit-user', {}, { allow: true, identity: 'alice@users.example.org', scopes: ['READ', 'WRITE'], lifetime: 3600, tokenKind: 'idtoken' }],
@@ -125,7 +132,8 @@ const ROWS: [Caller, string, Ask, Expect][] = [
   ['alice', 'submit-user', { tokenKind: 'scitoken' }, { allow: false, error: 'invalid_target', reason: /an audience is required/ }],
   ['alice', 'submit-user', { tokenKind: 'access_token', audience: [AP_AUD] }, { allow: false, error: 'invalid_request', reason: /not issued as access_token/ }],
   ['alice', 'submit-user', { lifetime: 86400 }, { allow: true, identity: 'alice@users.example.org', scopes: ['READ', 'WRITE'], lifetime: 21600, trimmed: ['lifetime'] }],
-  ['alice', 'job', {}, { allow: true, identity: 'alice@users.example.org', scopes: ['READ', 'WRITE'], lifetime: 1200 }],
+  ['alice', 'job', {}, { allow: true, identity: 'alice@users.example.org', scopes: ['READ', 'WRITE'], lifetime: 1200, site: null }],
+  ['alice', 'job', { params: { site: 'cloud-a' } }, { allow: false, error: 'unauthorized_client', reason: /site=cloud-a is not allowed for role job: this rule binds no site/ }],
   ['alice', 'job', { lifetime: 7 * 3600 }, { allow: false, error: 'invalid_target', reason: /lifetime 25200s exceeds the maximum 21600s for role job/ }],
   ['alice', 'job', { lifetime: 0 }, { allow: false, error: 'invalid_request', reason: /positive whole number/ }],
   ['alice', 'job', { scopes: ['ADMINISTRATOR'] }, { allow: false, error: 'invalid_scope', reason: /ADMINISTRATOR exceeds/ }],
@@ -136,7 +144,7 @@ const ROWS: [Caller, string, Ask, Expect][] = [
   ['userAt', 'job', {}, { allow: false, error: 'unauthorized_client', reason: /preferred_username cannot be used in an HTCondor identity/ }],
   ['userNoName', 'job', {}, { allow: false, error: 'unauthorized_client', reason: /has no preferred_username/ }],
   // monitoring, admin, strangers
-  ['monitor', 'monitoring', {}, { allow: true, identity: 'monitor@pool.example.org', scopes: ['READ'] }],
+  ['monitor', 'monitoring', {}, { allow: true, identity: 'monitor@pool.example.org', scopes: ['READ'], site: null }],
   ['monitor', 'monitoring', { scopes: ['WRITE'] }, { allow: false, error: 'invalid_scope', reason: /WRITE exceeds/ }],
   ['admin', 'admin', {}, { allow: false, error: 'invalid_request', reason: /never issued as a token/ }],
   ['admin', 'schedd', { host: 'ap1.cloud-a.example.org' }, { allow: false, error: 'unauthorized_client', reason: /no policy rule grants role "schedd"/ }],
@@ -217,6 +225,51 @@ rules:
 
 const prodCaller = subject({ sub: 'robot-1', client_id: 'wf', groups: ['/vo', '/vo/prod'], scopes: ['compute.read'] })
 const SE = 'https://se1.se.example.org'
+
+describe('site binding: the label revoke --site cuts comes from the grant', () => {
+  const SITES = policyFrom(`
+version: 1
+rules:
+  - id: two-sites
+    match: { issuer: "${ISS}", client_id: [factory, multi] }
+    grants:
+      - role: pilot
+        identity: "pilot-{site}-{jti8}@pilots.{trust_domain}"
+        sites: [hpc-b, hpc-c]
+        token_kinds: [idtoken]
+        authz: [READ]
+        lifetime: { default: 1h, max: 1d }
+  - id: one-site
+    match: { issuer: "${ISS}", client_id: [factory, other] }
+    grants:
+      - role: pilot
+        identity: "pilot-{site}-{jti8}@pilots.{trust_domain}"
+        sites: hpc-d
+        token_kinds: [idtoken]
+        authz: [READ]
+        lifetime: { default: 1h, max: 1d }
+`)
+  const factory = subject({ sub: 'f', client_id: 'factory' })
+  const other = subject({ sub: 'o', client_id: 'other' })
+  const multi = subject({ sub: 'm', client_id: 'multi' })
+  const pilot = (who: VerifiedSubject, site?: string): DecisionRequest =>
+    ({ subject: who, role: 'pilot', audience: [], ...(site !== undefined ? { params: { site } } : {}) })
+
+  it.each([
+    ['one of several sites, named', factory, 'hpc-c', { allow: true, site: 'hpc-c', identity: 'pilot-hpc-c-01234567@pilots.pool.example.org', ruleId: 'two-sites' }],
+    ['a site only a later rule binds: that rule decides', factory, 'hpc-d', { allow: true, site: 'hpc-d', ruleId: 'one-site' }],
+    ['the only site of the matching rule, when none is named', other, undefined, { allow: true, site: 'hpc-d', identity: 'pilot-hpc-d-01234567@pilots.pool.example.org' }],
+    ['another site than the rule binds', other, 'hpc-b', { allow: false, error: 'unauthorized_client', reason: 'site=hpc-b is not allowed for role pilot: this rule binds hpc-d' }],
+    ['any word as a site', factory, 'anything', { allow: false, error: 'unauthorized_client', ruleId: 'two-sites' }],
+    // A rule binding several sites cannot pick one for the caller.
+    ['none named where the only matching rule binds several', multi, undefined, { allow: false, error: 'invalid_request', reason: 'site is required for role pilot: this rule binds hpc-b, hpc-c', ruleId: 'two-sites' }],
+    // Rules are tried in order and the first that allows wins: silence gets the later rule's single site,
+    // which the policy binds to this caller too.
+    ['none named, a later rule binds one site', factory, undefined, { allow: true, site: 'hpc-d', ruleId: 'one-site' }],
+  ] as const)('%s', (_name, who, site, expected) => {
+    expect(decide(SITES, pilot(who, site), fixedJti)).toMatchObject(expected)
+  })
+})
 
 describe('decide() semantics on an inline policy', () => {
   const ROWS2: [string, VerifiedSubject, Ask, Expect][] = [

@@ -134,10 +134,35 @@ const BAD: [string, string, string, RegExp][] = [
   authz: [READ]
   lifetime: { default: 1h, max: 1d }`, 'pilot-{sitename}', /unknown placeholder \{sitename\}/],
   ['request parameter used without declaring its allowed values', `- role: pilot
+  identity: pilot-{job}@pilots.{trust_domain}
+  token_kinds: [idtoken]
+  authz: [READ]
+  lifetime: { default: 1h, max: 1d }`, 'pilot-{job}', /declare \{job\} under params/],
+  ['{site} with no sites bound', `- role: pilot
   identity: pilot-{site}@pilots.{trust_domain}
   token_kinds: [idtoken]
   authz: [READ]
-  lifetime: { default: 1h, max: 1d }`, 'pilot-{site}', /declare \{site\} under params/],
+  lifetime: { default: 1h, max: 1d }`, 'pilot-{site}', /\{site\} is the site the grant binds; list it under sites/],
+  ['site as a request parameter: the caller would choose its revocation label', `- role: pilot
+  identity: pilot-{site}@pilots.{trust_domain}
+  params: { site: [hpc-b] }
+  token_kinds: [idtoken]
+  authz: [READ]
+  lifetime: { default: 1h, max: 1d }`, '[hpc-b] }', /site is never taken from the request.*sites:/],
+  ['a site that is not a plain name', `- role: pilot
+  identity: pilot@pilots.{trust_domain}
+  sites: ["hpc b"]
+  token_kinds: [idtoken]
+  authz: [READ]
+  lifetime: { default: 1h, max: 1d }`, '"hpc b"', /a site is letters, digits/],
+  ['a site listed twice', `- role: pilot
+  identity: pilot@pilots.{trust_domain}
+  sites: [hpc-b, hpc-b]
+  token_kinds: [idtoken]
+  authz: [READ]
+  lifetime: { default: 1h, max: 1d }`, '[hpc-b, hpc-b]', /a site is listed twice/],
+  ['sites on the admin role', `- role: admin
+  sites: [hpc-b]`, '[hpc-b]', /admin role only opens the admin API/],
   ['{host} with no hosts restriction', `- role: schedd
   identity: schedd-{host}@aps.{trust_domain}
   token_kinds: [idtoken]

@@ -1,22 +1,32 @@
 import { userInfo } from 'node:os'
-import { loadConfig, maxTokenLifetime } from '../../config.ts'
+import { loadConfig, maxTokenLifetime, type Config } from '../../config.ts'
 import { systemClock } from '../../lib/clock.ts'
 import { createLogger } from '../../lib/logger.ts'
 import { condorConfigSnippet } from '../../revocation/condor_expression.ts'
 import { RevocationService } from '../../revocation/revocation_service.ts'
-import type { RevocationKind } from '../../revocation/revocation.ts'
+import { REVOCATION_KINDS, type RevocationKind } from '../../revocation/revocation.ts'
+import { policyContextFromConfig } from '../../policy/context.ts'
+import { formatIssue, loadPolicyDir } from '../../policy/load.ts'
+import { revocationLabels, type RevocationLabels } from '../../policy/revocation_labels.ts'
+import { primaryIamIssuer } from '../../services.ts'
 import { writeCondorConfigAtomic } from '../../revocation/write_condor_config.ts'
 import { openBrokerStore } from '../../storage/open_store.ts'
 import { CliError, parse, positiveInt, type CommandIo } from '../command.ts'
 
-const HELP = `Usage: condor-token-broker revoke (--jti ID | --sub SUB | --role ROLE | --site SITE) [--reason TEXT] [--exp EPOCH]
+const HELP = `Usage: condor-token-broker revoke (--jti ID | --sub SUB | --role ROLE | --site SITE | --client ID) [--reason TEXT] [--exp EPOCH] [--dry-run]
        condor-token-broker revoke list [--all] [--json]
        condor-token-broker revoke condor [--out FILE]
 
   revoke --jti ID        one token (until its exp, from the audit log or --exp)
-  revoke --sub SUB       every token issued so far to this identity (e.g. a compromised pilot host)
-  revoke --role ROLE     every token of this role issued so far: bumps the role's generation (ctb_gen)
-  revoke --site SITE     every token issued so far for this site (ctb_site)
+  revoke --sub SUB       every token issued so far to this identity (e.g. a compromised pilot host), and
+                         no new token to it, nor to an IAM caller with this sub, while the entry lasts
+  revoke --role ROLE     every token of this role issued so far: bumps the role's generation (ctb_gen);
+                         new tokens of the role are still issued
+  revoke --site SITE     every token issued so far for this site (ctb_site); new ones are still issued
+  revoke --client ID     no new token to the IAM client ID (and no admin calls) while the entry lasts;
+                         tokens already issued to it stay valid (revoke those by --sub, --role or --site)
+  --dry-run              say how many live tokens the revocation would match; write nothing
+  ROLE and SITE must be ones the policies define (or that tokens were issued for).
   revoke list            active revocations (--all: also those that can no longer match a valid token)
   revoke condor          print SEC_TOKEN_REVOCATION_EXPR as a config snippet; --out writes it atomically
                          (e.g. /etc/condor/config.d/90-token-revocations.conf), then run condor_reconfig
@@ -29,6 +39,7 @@ export async function revokeCommand(argv: string[], io: CommandIo): Promise<numb
   const sub = argv[0] === 'list' || argv[0] === 'condor' ? argv[0] : 'add'
   const { values, positionals } = parse(sub === 'add' ? argv : argv.slice(1), {
     config: { type: 'string' }, jti: { type: 'string' }, sub: { type: 'string' }, role: { type: 'string' }, site: { type: 'string' },
+    client: { type: 'string' }, 'dry-run': { type: 'boolean' },
     reason: { type: 'string' }, exp: { type: 'string' }, all: { type: 'boolean' }, json: { type: 'boolean' }, out: { type: 'string' },
   }, true)
   if (values.help) { io.out(HELP); return 0 }
@@ -37,6 +48,7 @@ export async function revokeCommand(argv: string[], io: CommandIo): Promise<numb
   const store = await openBrokerStore(config, { sqliteWriter: 'inline' })
   const service = new RevocationService({
     store, clock: systemClock, log: createLogger((l) => io.err(l.trimEnd())), maxTokenLifetime: maxTokenLifetime(config), refreshSeconds: config.revocation.refresh_seconds,
+    knownLabels: () => policyLabels(config),
   })
   try {
     if (sub === 'list') {
@@ -54,14 +66,21 @@ export async function revokeCommand(argv: string[], io: CommandIo): Promise<numb
       } else io.out(text.trimEnd())
       return 0
     }
-    const kinds = (['jti', 'sub', 'role', 'site'] as const).filter((k) => values[k] !== undefined)
-    if (kinds.length !== 1) throw new CliError('give exactly one of --jti, --sub, --role, --site (see revoke --help)', 2)
+    const kinds = REVOCATION_KINDS.filter((k) => values[k] !== undefined)
+    if (kinds.length !== 1) throw new CliError('give exactly one of --jti, --sub, --role, --site, --client (see revoke --help)', 2)
     const kind: RevocationKind = kinds[0]!
     const exp = positiveInt('exp', values.exp)
-    const rev = await service.revoke(
-      { kind, value: values[kind]!, ...(values.reason ? { reason: values.reason } : {}), ...(exp !== undefined ? { exp } : {}) },
-      { principal: `cli:${userInfo().username}` },
-    )
+    const req = { kind, value: values[kind]!, ...(values.reason ? { reason: values.reason } : {}), ...(exp !== undefined ? { exp } : {}) }
+    if (values['dry-run']) {
+      await service.refresh()
+      const { liveTokens } = await service.preview(req)
+      const n = `${liveTokens} live token${liveTokens === 1 ? '' : 's'}`
+      io.out(kind === 'client'
+        ? `dry run: would block new tokens for client ${req.value}; ${n} issued to it would stay valid; nothing written`
+        : `dry run: would revoke ${n} (${kind} ${req.value})${kind === 'sub' ? ' and block new tokens to it' : ''}; nothing written`)
+      return 0
+    }
+    const rev = await service.revoke(req, { principal: `cli:${userInfo().username}` })
     io.out(`revoked ${rev.kind} ${rev.value} (id ${rev.id}${rev.gen !== undefined ? `, ${rev.value} tokens now carry ctb_gen ${rev.gen}` : ''}); listed until ${iso(rev.until)}`)
     io.out('push the new expression to the daemons: condor-token-broker revoke condor --out <config.d file>, then condor_reconfig')
     return 0
@@ -72,4 +91,12 @@ export async function revokeCommand(argv: string[], io: CommandIo): Promise<numb
 
 function iso(t: number): string {
   return new Date(t * 1000).toISOString().replace('.000Z', 'Z')
+}
+
+/** Roles and sites of the policies `serve` would load, resolved the way `policy check` resolves them. */
+function policyLabels(config: Config): RevocationLabels {
+  const iamIssuer = primaryIamIssuer(config)
+  const r = loadPolicyDir(config.policy_dir, policyContextFromConfig(config, iamIssuer ? { IAM_ISSUER: iamIssuer } : {}))
+  if (!r.ok) throw new CliError(`cannot check the name against the policies: ${formatIssue(r.issues[0]!)} (see policy check)`, 1)
+  return revocationLabels(r.policy)
 }

@@ -191,8 +191,13 @@ async function issueAudited(decision: AllowedDecision, keys: SigningKeys, config
   try {
     const generations = new RevocationService({
       store, clock: systemClock, log: createLogger((l) => io.err(l.trimEnd())), maxTokenLifetime: maxTokenLifetime(config), refreshSeconds: config.revocation.refresh_seconds,
+      // Only generations and blocks are read here; `revoke` is where labels are checked.
+      knownLabels: () => ({ roles: new Set<string>(), sites: new Set<string>() }),
     })
     await generations.refresh()
+    // A revoked identity gets no new token from the command line either, as at POST /token.
+    const blocked = generations.blockedIdentity(decision.identity)
+    if (blocked !== undefined) throw new CliError(`no token issued: identity ${decision.identity} is revoked (${blocked})`)
     const user = userInfo().username
     const caller: VerifiedSubject = { iss: 'cli', sub: `cli:${user}`, groups: [], scopes: [], exp: 0, claims: {} }
     let issued: IssuedTokenResult

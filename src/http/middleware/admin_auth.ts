@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs'
 import type { Context, MiddlewareHandler } from 'hono'
 import { OperatorError } from '../../errors.ts'
 import { readSecretFile, writeSecretFileAtomic } from '../../lib/secure_file.ts'
-import type { RevocationChecker } from '../../revocation/revocation_checker.ts'
+import type { IssuanceBlocks, RevocationChecker } from '../../revocation/revocation_checker.ts'
 
 /** Who is calling an admin endpoint; goes into audit records as the actor. */
 export interface AdminPrincipal {
@@ -64,9 +64,10 @@ export function loadBootstrapToken(file: string): { sha256: Buffer; created: boo
 
 /**
  * Bearer authentication for /v1 admin routes (RFC 6750). Tries each authenticator in order; a principal
- * whose JWT claims are revoked is refused like a bad token.
+ * whose JWT claims are revoked, or who is a revoked caller (its IAM sub or client_id, even in a token
+ * IAM minted after the revocation), is refused like a bad token.
  */
-export function adminAuth(options: { authenticators: readonly AdminAuthenticator[]; revocations?: RevocationChecker }): MiddlewareHandler {
+export function adminAuth(options: { authenticators: readonly AdminAuthenticator[]; revocations?: RevocationChecker & IssuanceBlocks }): MiddlewareHandler {
   return async (c, next) => {
     const header = c.req.header('authorization')
     const m = header ? /^Bearer ([\x21-\x7e]{1,8192})$/i.exec(header) : null
@@ -74,13 +75,21 @@ export function adminAuth(options: { authenticators: readonly AdminAuthenticator
     for (const a of options.authenticators) {
       const principal = await a.authenticate(m[1]!)
       if (!principal) continue
-      if (principal.claims && options.revocations?.isRevoked(principal.claims)) return unauthorized(c, 'the token has been revoked')
+      if (principal.claims && options.revocations && (options.revocations.isRevoked(principal.claims) || blockedCaller(principal.claims, options.revocations))) {
+        return unauthorized(c, 'the token has been revoked')
+      }
       c.set('admin', principal)
       await next()
       return
     }
     return unauthorized(c, 'the token is not valid for the admin API')
   }
+}
+
+function blockedCaller(claims: Readonly<Record<string, unknown>>, blocks: IssuanceBlocks): boolean {
+  const { sub, client_id: clientId } = claims
+  if (typeof sub !== 'string') return true
+  return blocks.blockedCaller({ sub, ...(typeof clientId === 'string' ? { client_id: clientId } : {}) }) !== undefined
 }
 
 function unauthorized(c: Context, description?: string): Response {

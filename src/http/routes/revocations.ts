@@ -3,7 +3,7 @@ import { z } from 'zod'
 import { InvalidRequest } from '../../errors.ts'
 import { clientAddress } from '../client_address.ts'
 import { condorConfigSnippet } from '../../revocation/condor_expression.ts'
-import type { Revocation } from '../../revocation/revocation.ts'
+import { REVOCATION_KINDS, type Revocation } from '../../revocation/revocation.ts'
 import type { RevocationService } from '../../revocation/revocation_service.ts'
 
 /** POST /v1/revocations body: exactly one selector. */
@@ -12,12 +12,15 @@ export const RevocationBody = z.object({
   sub: z.string().optional(),
   role: z.string().optional(),
   site: z.string().optional(),
+  client: z.string().optional(),
   reason: z.string().max(500).optional(),
   /** For jti: the token's exp, when the audit log does not know it. */
   exp: z.number().int().nonnegative().optional(),
+  /** Count the live tokens the revocation would match; store nothing. */
+  dry_run: z.boolean().optional(),
 }).strict()
 
-type Service = Pick<RevocationService, 'revoke' | 'list' | 'condorExpression'>
+type Service = Pick<RevocationService, 'revoke' | 'preview' | 'list' | 'condorExpression'>
 
 /** Admin revocation API; the service does the work, these only translate HTTP. */
 export function revocationRoutes(deps: { revocations: Service; auth: MiddlewareHandler }): Hono {
@@ -35,11 +38,14 @@ export function revocationRoutes(deps: { revocations: Service; auth: MiddlewareH
       throw new InvalidRequest(i.code === 'unrecognized_keys' ? `unknown field ${(i as { keys: string[] }).keys[0]}` : `${i.path.join('.') || 'body'}: ${i.message}`)
     }
     const b = parsed.data
-    const selectors = (['jti', 'sub', 'role', 'site'] as const).filter((k) => b[k] !== undefined)
-    if (selectors.length !== 1) throw new InvalidRequest('give exactly one of jti, sub, role, site')
+    const selectors = REVOCATION_KINDS.filter((k) => b[k] !== undefined)
+    if (selectors.length !== 1) throw new InvalidRequest(`give exactly one of ${REVOCATION_KINDS.join(', ')}`)
     const kind = selectors[0]!
+    const req = { kind, value: b[kind]!, ...(b.reason !== undefined ? { reason: b.reason } : {}), ...(b.exp !== undefined ? { exp: b.exp } : {}) }
+    c.header('Cache-Control', 'no-store')
+    if (b.dry_run) return c.json({ dry_run: { kind, value: req.value, live_tokens: (await deps.revocations.preview(req)).liveTokens } })
     const rev = await deps.revocations.revoke(
-      { kind, value: b[kind]!, ...(b.reason !== undefined ? { reason: b.reason } : {}), ...(b.exp !== undefined ? { exp: b.exp } : {}) },
+      req,
       { principal: c.get('admin').id, requestId: c.get('requestId'), ...clientAddress(c) },
     )
     c.header('Cache-Control', 'no-store')

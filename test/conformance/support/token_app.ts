@@ -22,6 +22,7 @@ import { systemClock } from '../../../src/lib/clock.ts'
 import { silentLogger } from '../../../src/lib/logger.ts'
 import { policyContextFromConfig } from '../../../src/policy/context.ts'
 import { PolicyHolder } from '../../../src/policy/policy_holder.ts'
+import { revocationLabels } from '../../../src/policy/revocation_labels.ts'
 import { RevocationService } from '../../../src/revocation/revocation_service.ts'
 import { MemoryStore } from '../../../src/storage/memory_store.ts'
 import { iamConfigFor, mswFetch, secretReader, TestIam, useMswIam } from '../../support/iam.ts'
@@ -83,6 +84,8 @@ export interface TokenApp {
   iam: TestIam
   msw: SetupServer
   store: MemoryStore
+  /** The revocation service the pipeline reads generations and caller/identity blocks from. */
+  revocations: RevocationService
   audit: SwitchableAudit
   config: Config
   /** POST /token with a form-encoded body; array values become repeated parameters. */
@@ -123,17 +126,18 @@ export async function useTokenApp(): Promise<TokenApp> {
       return this.failing ? Promise.reject(new Error('audit store unavailable')) : store.record(event)
     },
   }
+  const adapter = await createIamAdapter(config.iam, { log: silentLogger, clock, fetch: mswFetch, readFile: secretReader(iam) })
+  // Not start()ed: no SIGHUP handler or directory watch in tests.
+  const policy = new PolicyHolder({ dir: policyDir, context: policyContextFromConfig(config, { IAM_ISSUER: iam.issuer }), log: silentLogger })
   const revocations = new RevocationService({
     store, clock, log: silentLogger,
     maxTokenLifetime: maxTokenLifetime(config),
     refreshSeconds: config.revocation.refresh_seconds,
+    knownLabels: () => revocationLabels(policy.current),
   })
   await revocations.refresh()
-  const adapter = await createIamAdapter(config.iam, { log: silentLogger, clock, fetch: mswFetch, readFile: secretReader(iam) })
-  // Not start()ed: no SIGHUP handler or directory watch in tests.
-  const policy = new PolicyHolder({ dir: policyDir, context: policyContextFromConfig(config, { IAM_ISSUER: iam.issuer }), log: silentLogger })
 
-  const exchangeDeps = exchangeDepsFrom({ config, keys, audit, clock, iam: adapter, policy, generations: revocations, log: silentLogger })
+  const exchangeDeps = exchangeDepsFrom({ config, keys, audit, clock, iam: adapter, policy, generations: revocations, blocks: revocations, log: silentLogger })
   const app = createApp({
     config, keys, log: silentLogger,
     readiness: async () => ({ keys: 'ok' }),
@@ -154,7 +158,7 @@ export async function useTokenApp(): Promise<TokenApp> {
 
   const request = async (path: string, init: RequestInit) => app.request(path, init)
   return {
-    app, iam, msw, store, audit, config, request,
+    app, iam, msw, store, revocations, audit, config, request,
     post(form, headers = {}) {
       return request('/token', { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers }, body: encodeForm(form) })
     },
