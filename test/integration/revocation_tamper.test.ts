@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process'
+import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
 import { expect, it } from 'vitest'
@@ -22,8 +23,11 @@ async function serveOutcome(env: NodeJS.ProcessEnv): Promise<{ code: number | nu
 
 it('a revocation row deleted behind the broker fails audit verify and stops serve from starting', async () => {
   const dataDir = join(tempDir(), 'data')
-  const env = { ...process.env, CTB_DATA_DIR: dataDir, CTB_TRUST_DOMAIN: 'pool.example.org', CTB_LISTEN_PORT: '0', CTB_DEV_IAM_PORT: '0' }
-  expect((await cli(['revoke', '--site', 'SITE_A', '--reason', 'compromised'], env)).code).toBe(0)
+  // `revoke` checks site and role names against the policies, which name the IAM issuer.
+  const config = join(tempDir(), 'broker.yaml')
+  writeFileSync(config, 'policy:\n  vars:\n    IAM_ISSUER: https://iam.example.org/\n')
+  const env = { ...process.env, CTB_CONFIG: config, CTB_DATA_DIR: dataDir, CTB_TRUST_DOMAIN: 'pool.example.org', CTB_LISTEN_PORT: '0', CTB_DEV_IAM_PORT: '0' }
+  expect((await cli(['revoke', '--site', 'cloud-a', '--reason', 'compromised'], env)).code).toBe(0)
   expect((await cli(['revoke', '--role', 'pilot'], env)).code).toBe(0)
   expect((await cli(['audit', 'verify'], env)).out).toMatch(/^audit chain OK: 2 records.*\nrevocations OK: 2 rows match the audit chain$/)
   await stopServeProcess(await startServeProcess(env))
@@ -35,12 +39,12 @@ it('a revocation row deleted behind the broker fails audit verify and stops serv
 
   const v = await cli(['audit', 'verify'], env)
   expect(v.code).toBe(1)
-  expect(v.out).toMatch(/^audit chain OK: 2 records.*\nrevocations DIFFER: revocation 1 \(site "SITE_A"\), recorded at seq 1, is missing from the revocations table \(deleted\)$/)
+  expect(v.out).toMatch(/^audit chain OK: 2 records.*\nrevocations DIFFER: revocation 1 \(site "cloud-a"\), recorded at seq 1, is missing from the revocations table \(deleted\)$/)
 
   const serve = await serveOutcome(env)
   expect(serve.started).toBe(false)
   expect(serve.code).toBe(1)
   // Besides the structured log lines (JSON) of what started before the store was opened: one line, naming the row.
-  expect(serve.stderr.split('\n').filter((l) => l !== '' && !l.startsWith('{'))).toEqual(['condor-token-broker: revocations differ from the audit chain: revocation 1 (site "SITE_A"), recorded at seq 1, '
+  expect(serve.stderr.split('\n').filter((l) => l !== '' && !l.startsWith('{'))).toEqual(['condor-token-broker: revocations differ from the audit chain: revocation 1 (site "cloud-a"), recorded at seq 1, '
     + 'is missing from the revocations table (deleted); run "audit verify" and restore the revocations table from a backup'])
 }, 90_000)
