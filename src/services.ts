@@ -4,7 +4,7 @@ import { startRetention } from './audit/retention.ts'
 import { maxTokenLifetime, type Config } from './config.ts'
 import { devIamTrustedIssuer, devIamBrokerSettings } from './dev_iam/broker_settings.ts'
 import { devIamIssuer, startDevIam, type RunningDevIam } from './dev_iam/start_dev_iam.ts'
-import { BrokerError, OperatorError } from './errors.ts'
+import { BrokerError } from './errors.ts'
 import type { AdminAuthenticator } from './http/middleware/admin_auth.ts'
 import { bootstrapTokenAuthenticator, loadBootstrapToken } from './http/middleware/admin_auth.ts'
 import type { Exchange } from './http/routes/token.ts'
@@ -19,6 +19,7 @@ import type { Logger } from './lib/logger.ts'
 import { policyContextFromConfig } from './policy/context.ts'
 import { authorizeAdmin } from './policy/decide.ts'
 import { PolicyHolder } from './policy/policy_holder.ts'
+import { preflight } from './preflight.ts'
 import { RevocationService } from './revocation/revocation_service.ts'
 import type { BrokerStore } from './storage/chained_store.ts'
 import { openBrokerStore } from './storage/open_store.ts'
@@ -68,6 +69,12 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
   const closers: Array<() => unknown> = []
   const close = async () => { for (const c of closers.reverse()) await c() }
   try {
+    // Everything checkable is checked before the first key, database or development IAM is created.
+    // With dev_iam.port 0 the development IAM's issuer is known only once it listens; checking the
+    // policies needs just some value for ${IAM_ISSUER}, and the port-0 URL is one.
+    const devIamPlanned = initial.iam.issuers.length === 0 && !isProduction(initial)
+    const checkIamIssuer = primaryIamIssuer(initial) ?? (devIamPlanned ? devIamIssuer(initial.dev_iam.port) : undefined)
+    await preflight(initial, { production: isProduction(initial), iamIssuer: checkIamIssuer, log })
     const { keys, report } = ensureAndLoadKeys(initial, clock.now())
     assertKeysSign(keys, { trustDomain: initial.trust_domain, issuer: initial.issuer }, clock.now())
     if (report.condorKeyCreated) log.warn('created HTCondor signing key; copy it to the verifying daemons\' SEC_PASSWORD_DIRECTORY', { path: report.condorKeyCreated })
@@ -75,15 +82,13 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
 
     let config = initial
     let devIam: RunningDevIam | undefined
-    if (isProduction(config) && config.iam.issuers.some((i) => i.development)) {
-      throw new OperatorError('EDEVIAM', 'iam.issuers marks an issuer as development: not allowed when the broker has a public (non-loopback) issuer')
-    }
     if (config.iam.issuers.length === 0) {
-      if (isProduction(config)) throw new OperatorError('ENOIAM', 'no IAM issuer configured (iam.issuers); the development IAM is refused in production')
-      devIam = await startDevIam({ port: config.dev_iam.port, log })
+      // The development IAM puts the broker's issuer in `aud` when a client asks for no audience, and
+      // the broker expects it: the default setup checks audience as production must.
+      devIam = await startDevIam({ port: config.dev_iam.port, log, defaultAudience: config.issuer, production: isProduction(config) })
       closers.push(() => devIam!.close())
       log.warn('DEVELOPMENT IAM started beside the broker; not for production', { issuer: devIam.issuer })
-      const entry = devIamTrustedIssuer(devIamBrokerSettings(devIam), join(config.data_dir, 'dev-iam', 'broker.secret'))
+      const entry = devIamTrustedIssuer(devIamBrokerSettings(devIam), join(config.data_dir, 'dev-iam', 'broker.secret'), { audience: config.issuer })
       config = { ...config, iam: IamConfigSchema.parse({ ...config.iam, issuers: [entry] }) }
     }
 

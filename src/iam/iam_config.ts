@@ -43,8 +43,16 @@ export const TrustedIssuerSchema = z.strictObject({
   issuer: z.string().url(),
   /** Discovery document URL; default `<issuer without trailing slash>/.well-known/openid-configuration`. */
   discovery_url: z.string().url().optional(),
-  /** Accepted `aud` values (any one must match). Absent: `aud` is not checked (IAM omits it unless requested). */
+  /**
+   * Accepted `aud` values (any one must match): the broker's own issuer URL, which clients request from
+   * IAM. Absent: `aud` is not checked, which a broker with a public issuer refuses unless allow_any_audience.
+   */
   audience: StringList.optional(),
+  /**
+   * Knowingly accept tokens whatever their `aud` (an IAM that cannot put audiences in tokens): a token a
+   * user gave any other service of this IAM can then be exchanged here. Logged as a warning at start-up.
+   */
+  allow_any_audience: Bool.default(false),
   algorithms: z.array(z.enum(IAM_ALGORITHMS)).min(1).default(['RS256', 'ES256']),
   /** wlcg: require `wlcg.ver` 1.x (the broker client's profile, §1.5); iam: IAM profile; any: no profile check. */
   profile: z.enum(['wlcg', 'iam', 'any']).default('wlcg'),
@@ -59,6 +67,9 @@ export const TrustedIssuerSchema = z.strictObject({
     if (url && !url.startsWith('https://') && !(c.development && url.startsWith('http://'))) {
       ctx.addIssue({ code: 'custom', path: [key], message: 'must be an https URL (http:// only with development: true)' })
     }
+  }
+  if (c.audience && c.allow_any_audience) {
+    ctx.addIssue({ code: 'custom', path: ['allow_any_audience'], message: 'give audience or allow_any_audience, not both' })
   }
   if (c.introspection !== 'off' && !c.client) {
     ctx.addIssue({ code: 'custom', path: ['client'], message: 'introspection needs the broker client (IAM requires client authentication)' })
