@@ -45,6 +45,10 @@ export async function preflight(config: Config, ctx: PreflightContext): Promise<
     if (auditDir) add('EAUDITDIR', `audit.sqlite.file ${config.audit.sqlite.file}: ${auditDir}`)
   }
 
+  if (ctx.production && config.tls.mode === 'auto') {
+    // The development certificate names localhost: no verifier of a public broker could accept it.
+    add('ETLS', 'tls.mode auto serves a development certificate for localhost; a broker with a public issuer needs tls.mode files (cert_file, key_file), or off behind a TLS proxy')
+  }
   if (config.tls.mode === 'files') {
     const tls = tlsFilesProblem(config.tls.cert_file!, config.tls.key_file!)
     if (tls) add('ETLS', tls)

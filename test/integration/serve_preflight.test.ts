@@ -87,6 +87,14 @@ describe('serve validates everything before any side effect', () => {
     await b.close()
   })
 
+  it('with a public issuer, refuses to serve the development certificate (tls.mode auto, the default)', async () => {
+    new KeyStore(join(data, 'keys')).createCondorKey('broker1')
+    const r = await cli(['serve', '--config', publicConfig()], { CTB_TLS_MODE: 'auto' })
+    expect(r.code).toBe(1)
+    expect(r.err).toMatch(/^condor-token-broker: tls\.mode auto serves a development certificate for localhost; .*tls\.mode files/)
+    expect(existsSync(join(data, 'tls'))).toBe(false)
+  })
+
   it('refuses a TLS private key that group or other can read, like every secret file', async () => {
     const pki = await ensureDevTls(join(dir, 'pki'))
     chmodSync(pki.keyFile, 0o644)
