@@ -1,43 +1,56 @@
 import { existsSync, readFileSync } from 'node:fs'
 import { hostname } from 'node:os'
-import { LineCounter, parseDocument } from 'yaml'
+import { LineCounter, parseDocument, type Document } from 'yaml'
 import { z } from 'zod'
 import { OperatorError } from './errors.ts'
+import { Bool, integer, seconds } from './lib/config_values.ts'
+import { positionOf, zodIssueMessage } from './lib/yaml_position.ts'
 import { AdminConfigSchema, AuditConfigSchema, RevocationConfigSchema } from './audit/audit_config.ts'
 import { PolicyConfigSchema } from './policy/policy_config.ts'
 import { IamConfigSchema } from './iam/iam_config.ts'
 
-const Seconds = z.coerce.number().int().positive()
-const Bool = z.union([z.boolean(), z.enum(['true', 'false']).transform((v) => v === 'true')])
+const Seconds = seconds()
+const Port = integer(0, 65535)
+
+/**
+ * TRUST_DOMAIN is the IDTOKEN `iss`; HTCondor splits lists on commas and whitespace, so one that holds
+ * either can never match. Each check says which character is wrong.
+ */
+const TrustDomain = z.string()
+  .min(1, 'must not be empty')
+  .refine((s) => !/\s/.test(s), 'must not contain spaces or tabs')
+  .refine((s) => !s.includes(','), 'must not contain a comma')
+  .refine((s) => /^[\x00-\x7f]*$/.test(s), 'must be ASCII (no accented or other non-ASCII letters)')
+  .refine((s) => !/[\x00-\x1f\x7f]/.test(s), 'must not contain control characters')
 
 /**
  * The whole configuration. Every leaf can be overridden by an environment variable named
  * CTB_<PATH>, e.g. CTB_LISTEN_PORT or CTB_TLS_CERT_FILE (see config/broker.example.yaml).
  */
-export const ConfigSchema = z.object({
+export const ConfigSchema = z.strictObject({
   /** Public https URL: `iss` of SciTokens and the base of discovery; default https://localhost:<port>. */
   issuer: z.string().url().refine((u) => u.startsWith('https://'), 'must be an https URL (scitokens-cpp refuses others)').optional(),
   /** TRUST_DOMAIN of the pool: `iss` of IDTOKENs. HTCondor defaults it to UID_DOMAIN, i.e. the host name. */
-  trust_domain: z.string().regex(/^[\x21-\x7e]+$/, 'must be printable ASCII').refine((s) => !/[,]/.test(s), 'must not contain a comma').default(hostname()),
+  trust_domain: TrustDomain.default(hostname()),
   data_dir: z.string().min(1).default('data'),
   policy_dir: z.string().min(1).default('policies'),
-  listen: z.object({
+  listen: z.strictObject({
     host: z.string().min(1).default('127.0.0.1'),
-    port: z.coerce.number().int().min(0).max(65535).default(8443),
+    port: Port.default(8443),
   }).prefault({}),
-  tls: z.object({
+  tls: z.strictObject({
     /** auto: development CA and localhost certificate under data_dir/tls; files: cert_file + key_file; off: plain HTTP behind a TLS proxy. */
     mode: z.enum(['auto', 'files', 'off']).default('auto'),
     cert_file: z.string().optional(),
     key_file: z.string().optional(),
   }).prefault({}),
-  idtoken: z.object({
+  idtoken: z.strictObject({
     /** HTCondor key name (file under data_dir/keys/condor) and JWT kid. A dedicated name, not POOL, is recommended. */
     key: z.string().min(1).default('broker1'),
     default_lifetime: Seconds.default(3600),
     max_lifetime: Seconds.default(7 * 86400),
   }).prefault({}),
-  scitoken: z.object({
+  scitoken: z.strictObject({
     alg: z.enum(['ES256', 'RS256']).default('ES256'),
     profile: z.enum(['wlcg', 'scitokens2']).default('wlcg'),
     default_lifetime: Seconds.default(1200),
@@ -45,12 +58,12 @@ export const ConfigSchema = z.object({
     /** After rotation, keep a retired public key in the JWKS at least this long (scitokens-cpp caches keys up to 4 days). */
     retired_key_min_publish: Seconds.default(4 * 86400),
   }).prefault({}),
-  log: z.object({ requests: Bool.default(false) }).prefault({}),
+  log: z.strictObject({ requests: Bool.default(false) }).prefault({}),
   /**
    * The development IAM (src/dev_iam) that `serve` starts beside the broker when iam.issuers is empty and
    * the broker's issuer is a loopback URL (development; see isProduction in src/services.ts). Loopback only.
    */
-  dev_iam: z.object({ port: z.coerce.number().int().min(0).max(65535).default(8444) }).prefault({}),
+  dev_iam: z.strictObject({ port: Port.default(8444) }).prefault({}),
   /** Audit store, retention and group commit (src/audit/audit_config.ts). */
   audit: AuditConfigSchema.prefault({}),
   admin: AdminConfigSchema,
@@ -108,44 +121,90 @@ function setPath(obj: Record<string, unknown>, path: string[], value: unknown): 
   cur[path.at(-1)!] = value
 }
 
-/** Reads a YAML file into a plain object; YAML syntax errors are reported with line and column. */
-function readYaml(file: string): Record<string, unknown> {
+interface YamlSource {
+  file: string
+  doc: Document
+  lc: LineCounter
+  value: Record<string, unknown>
+}
+
+/** Reads a YAML file into a plain object, keeping the document so errors can point at lines and columns. */
+function readYaml(file: string): YamlSource {
   let text: string
   try {
     text = readFileSync(file, 'utf8')
   } catch (err) {
     throw new OperatorError('ECONFIG', `cannot read config file ${file}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`)
   }
-  const lineCounter = new LineCounter()
-  const doc = parseDocument(text, { prettyErrors: false, lineCounter })
+  const lc = new LineCounter()
+  const doc = parseDocument(text, { prettyErrors: false, lineCounter: lc, uniqueKeys: true })
   if (doc.errors.length > 0) {
     const lines = doc.errors.map((e) => {
-      const { line, col } = lineCounter.linePos(e.pos[0])
+      const { line, col } = lc.linePos(e.pos[0])
       return `  ${file}:${line}:${col}: ${e.message.split('\n')[0]}`
     })
     throw new OperatorError('ECONFIG', `invalid configuration:\n${lines.join('\n')}`)
   }
   const value = doc.toJS() as unknown
-  if (value === null || value === undefined) return {}
+  if (value === null || value === undefined) return { file, doc, lc, value: {} }
   if (typeof value !== 'object' || Array.isArray(value)) throw new OperatorError('ECONFIG', `${file}: the top level must be a mapping`)
-  return value as Record<string, unknown>
+  return { file, doc, lc, value: value as Record<string, unknown> }
+}
+
+/**
+ * One line per problem, never echoing a value (it may be a secret): `FILE:LINE:COL: path: message` for
+ * what the file says, `path: message (from CTB_X)` for an environment override, as policy files do.
+ */
+function issueLines(issues: readonly z.core.$ZodIssue[], src: YamlSource | undefined, fromEnv: ReadonlyMap<string, string>): string[] {
+  const out: { line: number; col: number; text: string }[] = []
+  for (const issue of issues) {
+    // One line per unknown key, each at its own position.
+    const keys = issue.code === 'unrecognized_keys' ? issue.keys : [undefined]
+    for (const key of keys) {
+      const { message } = key === undefined ? zodIssueMessage(issue) : { message: `unknown key "${key}"` }
+      const path = issue.path.map(String)
+      const where = path.join('.') || '(top level)'
+      const env = fromEnv.get(path.join('.'))
+      if (env !== undefined || !src) {
+        out.push({ line: 0, col: 0, text: `  ${where}: ${message}${env ? ` (from ${env})` : ''}` })
+        continue
+      }
+      const at = positionOf(src.doc, src.lc, issue.path, key)
+      out.push({ ...at, text: `  ${src.file}:${at.line}:${at.col}: ${where}: ${message}` })
+    }
+  }
+  return out.sort((a, b) => a.line - b.line || a.col - b.col).map((o) => o.text)
 }
 
 /**
  * Loads the configuration: YAML file (from `file`, CTB_CONFIG, or config/broker.yaml if present), then
- * CTB_* environment overrides, validated once. Errors list one line per bad field and never echo values.
+ * CTB_* environment overrides, validated once. Unknown keys and unknown CTB_* variables are errors: a
+ * misspelt key silently falling back to a default (`tls: { mdoe: files }` serving the development
+ * certificate) is worse than not starting. Errors list one line per bad field and never echo values.
  */
 export function loadConfig(options: { file?: string; env?: NodeJS.ProcessEnv } = {}): Config {
   const env = options.env ?? process.env
   const file = options.file ?? env.CTB_CONFIG ?? (existsSync('config/broker.yaml') ? 'config/broker.yaml' : undefined)
-  const raw = file ? readYaml(file) : {}
+  const src = file ? readYaml(file) : undefined
+  const raw = src?.value ?? {}
+  const fromEnv = new Map<string, string>()
+  const known = new Set(['CTB_CONFIG'])
   for (const path of leafPaths(ConfigSchema)) {
-    const v = env[envName(path)]
-    if (v !== undefined && v !== '') setPath(raw, path, v)
+    const name = envName(path)
+    known.add(name)
+    const v = env[name]
+    if (v !== undefined && v !== '') {
+      setPath(raw, path, v)
+      fromEnv.set(path.join('.'), name)
+    }
   }
+  const unknownEnv = Object.keys(env).filter((k) => k.startsWith('CTB_') && !known.has(k)).sort()
   const parsed = ConfigSchema.safeParse(raw)
-  if (!parsed.success) {
-    const lines = parsed.error.issues.map((i) => `  ${i.path.join('.') || '(top level)'}: ${i.message}`)
+  if (!parsed.success || unknownEnv.length > 0) {
+    const lines = [
+      ...unknownEnv.map((k) => `  ${k}: unknown configuration variable (each field is CTB_<PATH>, e.g. CTB_LISTEN_PORT)`),
+      ...(parsed.success ? [] : issueLines(parsed.error.issues, src, fromEnv)),
+    ]
     throw new OperatorError('ECONFIG', `invalid configuration${file ? ` in ${file}` : ''}:\n${lines.join('\n')}`)
   }
   const c = parsed.data

@@ -7,6 +7,7 @@ import { createApp } from './app.ts'
 import type { Config } from './config.ts'
 import { OperatorError } from './errors.ts'
 import { freePort } from './lib/free_port.ts'
+import { readSecretFile } from './lib/secure_file.ts'
 import { tokenFastPath, type NodeRequestHandler } from './http/token_fast_path.ts'
 import { buildServices, type BrokerServices } from './services.ts'
 import { systemClock, type Clock } from './lib/clock.ts'
@@ -62,14 +63,17 @@ async function listen(services: BrokerServices, log: Logger): Promise<RunningBro
   if (config.tls.mode === 'auto') {
     const dev = await ensureDevTls(`${config.data_dir}/tls`)
     devCaFile = dev.caFile
-    tls = { cert: readFileSync(dev.certFile), key: readFileSync(dev.keyFile) }
+    tls = { cert: readFileSync(dev.certFile), key: readSecretFile(dev.keyFile) }
     log.warn('serving with a DEVELOPMENT certificate; not for production', { ca: dev.caFile, cert: dev.certFile, created: dev.created })
   } else if (config.tls.mode === 'files') {
+    let cert: Buffer
     try {
-      tls = { cert: readFileSync(config.tls.cert_file!), key: readFileSync(config.tls.key_file!) }
+      cert = readFileSync(config.tls.cert_file!)
     } catch (err) {
       throw new OperatorError('ETLS', `cannot read TLS certificate or key: ${(err as Error).message}`)
     }
+    // A TLS private key is a secret file like any other: refused when group or other may read it.
+    tls = { cert, key: readSecretFile(config.tls.key_file!) }
   }
 
   const fast = tokenFastPath(services.exchange, log)

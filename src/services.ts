@@ -5,7 +5,7 @@ import { startRetention } from './audit/retention.ts'
 import { maxTokenLifetime, type Config } from './config.ts'
 import { devIamTrustedIssuer, devIamBrokerSettings } from './dev_iam/broker_settings.ts'
 import { DEV_IAM_PATHS, devIamIssuer, startDevIam, type RunningDevIam } from './dev_iam/start_dev_iam.ts'
-import { BrokerError, OperatorError } from './errors.ts'
+import { BrokerError } from './errors.ts'
 import type { AdminAuthenticator } from './http/middleware/admin_auth.ts'
 import { bootstrapTokenAuthenticator, loadBootstrapToken } from './http/middleware/admin_auth.ts'
 import type { IamStatusCheck, ReadinessCheck } from './http/routes/health.ts'
@@ -23,6 +23,7 @@ import { policyContextFromConfig } from './policy/context.ts'
 import { authorizeAdmin } from './policy/decide.ts'
 import { PolicyHolder } from './policy/policy_holder.ts'
 import { revocationLabels } from './policy/revocation_labels.ts'
+import { preflight } from './preflight.ts'
 import { brokerReadiness } from './readiness.ts'
 import { assertRevocationsMatchAudit } from './revocation/revocation_consistency.ts'
 import { RevocationService } from './revocation/revocation_service.ts'
@@ -107,6 +108,12 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
   const closers: Array<() => unknown> = []
   const close = async () => { for (const c of closers.reverse()) await c() }
   try {
+    // Everything checkable is checked before the first key, database or development IAM is created.
+    // With dev_iam.port 0 the development IAM's issuer is known only once it listens; checking the
+    // policies needs just some value for ${IAM_ISSUER}, and the port-0 URL is one.
+    const devIamPlanned = initial.iam.issuers.length === 0 && !isProduction(initial)
+    const checkIamIssuer = primaryIamIssuer(initial) ?? (devIamPlanned ? devIamIssuer(initial.dev_iam.port) : undefined)
+    await preflight(initial, { production: isProduction(initial), iamIssuer: checkIamIssuer, log })
     const { keys, report } = ensureAndLoadKeys(initial, clock.now())
     assertKeysSign(keys, { trustDomain: initial.trust_domain, issuer: initial.issuer }, clock.now())
     if (report.condorKeyCreated) log.warn('created HTCondor signing key; copy it to the verifying daemons\' SEC_PASSWORD_DIRECTORY', { path: report.condorKeyCreated })
@@ -114,15 +121,13 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
 
     let config = initial
     let devIam: RunningDevIam | undefined
-    if (isProduction(config) && config.iam.issuers.some((i) => i.development)) {
-      throw new OperatorError('EDEVIAM', 'iam.issuers marks an issuer as development: not allowed when the broker has a public (non-loopback) issuer')
-    }
     if (config.iam.issuers.length === 0) {
-      if (isProduction(config)) throw new OperatorError('ENOIAM', 'no IAM issuer configured (iam.issuers); the development IAM is refused in production')
-      devIam = await startDevIam({ port: config.dev_iam.port, log })
+      // The development IAM puts the broker's issuer in `aud` when a client asks for no audience, and
+      // the broker expects it: the default setup checks audience as production must.
+      devIam = await startDevIam({ port: config.dev_iam.port, log, defaultAudience: config.issuer, production: isProduction(config) })
       closers.push(() => devIam!.close())
       log.warn('DEVELOPMENT IAM started beside the broker; not for production', { issuer: devIam.issuer })
-      const entry = devIamTrustedIssuer(devIamBrokerSettings(devIam), devIamSecretFile(config))
+      const entry = devIamTrustedIssuer(devIamBrokerSettings(devIam), devIamSecretFile(config), { audience: config.issuer })
       config = { ...config, iam: IamConfigSchema.parse({ ...config.iam, issuers: [entry] }) }
     }
 

@@ -1,37 +1,36 @@
 import { z } from 'zod'
-
-const Int = (min: number) => z.coerce.number().int().min(min)
+import { integer, seconds } from '../lib/config_values.ts'
 
 /**
  * `audit:` section. Environment overrides follow the usual CTB_<PATH> rule, e.g.
  * CTB_AUDIT_STORE=postgres, CTB_AUDIT_POSTGRES_DSN=postgres://broker@db/broker (keep the password in the
  * environment or PGPASSWORD, not in the file).
  */
-export const AuditConfigSchema = z.object({
+export const AuditConfigSchema = z.strictObject({
   /** sqlite: embedded file (one broker). postgres: several replicas sharing one chain. */
   store: z.enum(['sqlite', 'postgres']).default('sqlite'),
-  sqlite: z.object({
+  sqlite: z.strictObject({
     /** Default: <data_dir>/audit.db */
     file: z.string().min(1).optional(),
     /** full: a committed record survives power loss (default); normal: survives only a process crash. */
     synchronous: z.enum(['full', 'normal']).default('full'),
   }).prefault({}),
-  postgres: z.object({
+  postgres: z.strictObject({
     /** libpq URL of a database the broker owns; the broker creates and migrates its tables. */
     dsn: z.string().min(1).optional(),
-    pool_size: Int(2).max(100).default(4),
+    pool_size: integer(2, 100).default(4),
   }).prefault({}),
   /** Keep records this many days; 0 keeps everything. Pruned records leave a checkpoint in the chain. */
-  retention_days: Int(0).default(0),
+  retention_days: integer(0).default(0),
   /** How often serve prunes, in seconds. */
-  prune_interval: Int(60).default(3600),
-  group_commit: z.object({
+  prune_interval: seconds({ min: 60 }).default(3600),
+  group_commit: z.strictObject({
     /** Most records per transaction. */
-    max_batch: Int(1).max(100_000).default(1000),
+    max_batch: integer(1, 100_000).default(1000),
     /** Extra wait for a batch to fill; 0 = none (batches form by themselves under load). */
-    max_wait_ms: Int(0).max(1000).default(0),
+    max_wait_ms: integer(0, 1000).default(0),
     /** Records allowed to wait for a commit before new issuances fail fast. */
-    max_pending: Int(1).default(50_000),
+    max_pending: integer(1).default(50_000),
   }).prefault({}),
 }).superRefine((a, ctx) => {
   if (a.store === 'postgres' && !a.postgres.dsn) {
@@ -40,7 +39,7 @@ export const AuditConfigSchema = z.object({
 })
 
 /** `admin:` section: who may call /v1/audit and /v1/revocations. */
-export const AdminConfigSchema = z.object({
+export const AdminConfigSchema = z.strictObject({
   /**
    * File holding the bootstrap admin bearer token (one line, mode 0600), for automation before IAM-based
    * admins exist. Absent: no bootstrap token is accepted.
@@ -49,7 +48,7 @@ export const AdminConfigSchema = z.object({
 }).prefault({})
 
 /** `revocation:` section. */
-export const RevocationConfigSchema = z.object({
+export const RevocationConfigSchema = z.strictObject({
   /** Re-read revocations this often so replicas and the CLI see each other's; a stale list can only over-revoke. */
-  refresh_seconds: Int(1).max(3600).default(5),
+  refresh_seconds: seconds({ min: 1, max: 3600 }).default(5),
 }).prefault({})

@@ -34,13 +34,15 @@ export function devIamBrokerSettings(devIam: Pick<RunningDevIam, 'issuer' | 'dis
  * One entry of the broker's `iam.issuers` list (src/iam/iam_config.ts, TrustedIssuerSchema input) for the
  * development IAM. The broker reads client secrets from files only, so this writes the secret to
  * `secretFile` (mode 0600) and points `client_secret_file` at it. `development: true` is what allows the
- * http:// issuer; a production configuration must never carry it.
+ * http:// issuer; a production configuration must never carry it. `audience` is the `aud` the broker
+ * expects (its own issuer, which serve has the development IAM put in tokens that request none).
  */
-export function devIamTrustedIssuer(settings: DevIamBrokerSettings, secretFile: string): {
+export function devIamTrustedIssuer(settings: DevIamBrokerSettings, secretFile: string, options: { audience?: string } = {}): {
   issuer: string
   discovery_url: string
   development: true
   profile: 'wlcg'
+  audience?: string
   client: { client_id: string; auth_method: 'client_secret_basic'; client_secret_file: string }
 } {
   if (settings.auth_method !== 'client_secret_basic') throw new TypeError('the broker authenticates to IAM with client_secret_basic or private_key_jwt only')
@@ -50,6 +52,7 @@ export function devIamTrustedIssuer(settings: DevIamBrokerSettings, secretFile: 
     discovery_url: settings.discovery_url,
     development: true,
     profile: 'wlcg',
+    ...(options.audience ? { audience: options.audience } : {}),
     client: { client_id: settings.client_id, auth_method: 'client_secret_basic', client_secret_file: secretFile },
   }
 }

@@ -16,4 +16,6 @@ export interface DevIamContext {
   signingKey: KeyObject
   kid: string
   clock: Clock
+  /** `aud` of a token whose client asked for no audience: IAM's WLCG "any" unless configured. */
+  defaultAudience: string
 }

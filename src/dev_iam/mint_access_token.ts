@@ -15,7 +15,7 @@ export interface MintRequest {
   /** `sub` of a client-only token: the client id, or the subject token's `sub` after an exchange. */
   clientOnlySub?: string
   scopes: string[]
-  /** Requested audiences (already split); empty means the WLCG "any" audience. */
+  /** Requested audiences (already split); empty means the context's default (IAM: the WLCG "any" audience). */
   audience: string[]
   lifetime: number
   act?: Record<string, unknown>
@@ -38,7 +38,7 @@ export async function mintAccessToken(ctx: DevIamContext, req: MintRequest): Pro
   const exp = iat + req.lifetime
   const jti = randomUUID()
   const sub = req.user?.sub ?? req.clientOnlySub ?? req.client.client_id
-  const aud: string | string[] = req.audience.length === 0 ? WLCG_ANY_AUDIENCE : req.audience.length === 1 ? req.audience[0]! : req.audience
+  const aud: string | string[] = req.audience.length === 0 ? ctx.defaultAudience : req.audience.length === 1 ? req.audience[0]! : req.audience
   const claims: Record<string, unknown> = {
     iss: ctx.issuer, sub, aud, iat, nbf: iat, exp, jti, client_id: req.client.client_id,
   }

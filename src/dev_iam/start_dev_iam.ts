@@ -22,6 +22,7 @@ import { passwordGrant } from './grants/password.ts'
 import { refreshTokenGrant } from './grants/refresh_token.ts'
 import { tokenExchangeGrant } from './grants/token_exchange.ts'
 import { introspectionMiddleware } from './introspection.ts'
+import { WLCG_ANY_AUDIENCE } from './mint_access_token.ts'
 import { revocationMiddleware } from './revocation.ts'
 import { TokenStore } from './token_store.ts'
 
@@ -52,6 +53,12 @@ export interface DevIamOptions {
   production?: boolean
   log?: Logger
   clock?: Clock
+  /**
+   * `aud` when a client requests no audience. IAM puts the WLCG "any" audience there (the default);
+   * `serve` sets its own issuer, so the tokens of the development setup are minted for the broker and
+   * the broker can insist on that audience as a production one must.
+   */
+  defaultAudience?: string
   /** Upper bound on held tokens (access + refresh); oldest are forgotten first. */
   maxTokens?: number
 }
@@ -129,7 +136,7 @@ export async function startDevIam(options: DevIamOptions = {}): Promise<RunningD
 
   const key = signingKeyPair()
   const dev: DevIamContext = {
-    issuer, config, clock, signingKey: key.privateKey, kid: key.kid,
+    issuer, config, clock, signingKey: key.privateKey, kid: key.kid, defaultAudience: options.defaultAudience ?? WLCG_ANY_AUDIENCE,
     clients: new Map(config.clients.map((c) => [c.client_id, c])),
     users: new Map(config.users.map((u) => [u.username, u])),
     store: new TokenStore(options.maxTokens),

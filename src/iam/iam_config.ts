@@ -1,4 +1,5 @@
 import { z } from 'zod'
+import { Bool, integer, seconds } from '../lib/config_values.ts'
 
 /**
  * The `iam:` section of the broker configuration: which IAM issuers the broker trusts for inbound
@@ -6,10 +7,9 @@ import { z } from 'zod'
  * Kept here, next to its only consumer; src/config.ts mounts it as `iam`.
  */
 
-const Seconds = z.coerce.number().int().positive()
+const Seconds = seconds()
 /** Fractional seconds allowed so tests can use sub-second timeouts; capped so nothing hangs for long. */
-const TimeoutSeconds = z.coerce.number().positive().max(120)
-const Bool = z.union([z.boolean(), z.enum(['true', 'false']).transform((v) => v === 'true')])
+const TimeoutSeconds = seconds({ fractional: true, max: 120 })
 
 /**
  * Asymmetric JWS algorithms only: HS* would let anyone holding the IAM public key forge tokens, and `none`
@@ -20,7 +20,7 @@ export const IAM_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS5
 const StringList = z.union([z.string().min(1), z.array(z.string().min(1))]).transform((v) => (Array.isArray(v) ? v : [v]))
 
 /** How the broker authenticates to an IAM (token exchange, refresh, introspection). IAM ≥1.14.1 enforces the registered method. */
-export const IamClientSchema = z.object({
+export const IamClientSchema = z.strictObject({
   client_id: z.string().min(1),
   auth_method: z.enum(['client_secret_basic', 'private_key_jwt']).default('client_secret_basic'),
   /** File holding the client secret (mode 0600); for client_secret_basic. */
@@ -38,13 +38,21 @@ export const IamClientSchema = z.object({
   }
 })
 
-export const TrustedIssuerSchema = z.object({
+export const TrustedIssuerSchema = z.strictObject({
   /** The exact `iss` string seen in tokens, trailing slash included; compared byte for byte, never normalised (§1.2). */
   issuer: z.string().url(),
   /** Discovery document URL; default `<issuer without trailing slash>/.well-known/openid-configuration`. */
   discovery_url: z.string().url().optional(),
-  /** Accepted `aud` values (any one must match). Absent: `aud` is not checked (IAM omits it unless requested). */
+  /**
+   * Accepted `aud` values (any one must match): the broker's own issuer URL, which clients request from
+   * IAM. Absent: `aud` is not checked, which a broker with a public issuer refuses unless allow_any_audience.
+   */
   audience: StringList.optional(),
+  /**
+   * Knowingly accept tokens whatever their `aud` (an IAM that cannot put audiences in tokens): a token a
+   * user gave any other service of this IAM can then be exchanged here. Logged as a warning at start-up.
+   */
+  allow_any_audience: Bool.default(false),
   algorithms: z.array(z.enum(IAM_ALGORITHMS)).min(1).default(['RS256', 'ES256']),
   /** wlcg: require `wlcg.ver` 1.x (the broker client's profile, §1.5); iam: IAM profile; any: no profile check. */
   profile: z.enum(['wlcg', 'iam', 'any']).default('wlcg'),
@@ -60,12 +68,15 @@ export const TrustedIssuerSchema = z.object({
       ctx.addIssue({ code: 'custom', path: [key], message: 'must be an https URL (http:// only with development: true)' })
     }
   }
+  if (c.audience && c.allow_any_audience) {
+    ctx.addIssue({ code: 'custom', path: ['allow_any_audience'], message: 'give audience or allow_any_audience, not both' })
+  }
   if (c.introspection !== 'off' && !c.client) {
     ctx.addIssue({ code: 'custom', path: ['client'], message: 'introspection needs the broker client (IAM requires client authentication)' })
   }
 })
 
-export const IamConfigSchema = z.object({
+export const IamConfigSchema = z.strictObject({
   /** Trusted IAM issuers; empty means no IAM configured (development IAM or CLI-only use). */
   issuers: z.array(TrustedIssuerSchema).default([]),
   /** Bound on each IAM HTTP call (discovery, token, introspection); IAM refresh can take 5–20 s (§1.7). */
@@ -75,21 +86,21 @@ export const IamConfigSchema = z.object({
   /** Refresh IAM keys after this long (WLCG: 6 h, §2.3). */
   jwks_cache_seconds: Seconds.default(21600),
   /** Minimum gap between refetches triggered by an unknown `kid`, so random kids cannot make us hammer IAM. */
-  jwks_cooldown_seconds: z.coerce.number().min(0).max(3600).default(30),
+  jwks_cooldown_seconds: seconds({ min: 0, max: 3600, fractional: true }).default(30),
   /** Keep using the last good keys this long when IAM cannot be reached (WLCG key-cache expiry: 2 d, §2.3). */
   jwks_max_stale_seconds: Seconds.default(172800),
   /** Re-run discovery after this long; a failed re-run keeps the previous metadata. */
   discovery_cache_seconds: Seconds.default(86400),
   /** After a failed discovery, wait this long before asking IAM again (callers get 503 meanwhile). */
-  discovery_retry_seconds: z.coerce.number().min(0).max(600).default(5),
+  discovery_retry_seconds: seconds({ min: 0, max: 600, fractional: true }).default(5),
   /** Accepted clock difference for exp/nbf/iat (WLCG: 60 s, §2.3); bounded. */
-  clock_skew_seconds: z.coerce.number().int().min(0).max(300).default(60),
+  clock_skew_seconds: seconds({ min: 0, max: 300 }).default(60),
   /** Subject tokens longer than this are refused before any parsing. */
-  max_token_bytes: z.coerce.number().int().min(1024).max(1048576).default(16384),
+  max_token_bytes: integer(1024, 1048576).default(16384),
   /** Verified-claims cache bound; when full, new tokens are still verified, just not cached. */
-  verified_cache_max_entries: z.coerce.number().int().min(0).default(100000),
+  verified_cache_max_entries: integer(0).default(100000),
   /** Introspected tokens are re-checked after this long even if they expire later (revocation). */
-  introspection_cache_seconds: z.coerce.number().int().min(0).max(3600).default(60),
+  introspection_cache_seconds: seconds({ min: 0, max: 3600 }).default(60),
 }).superRefine((c, ctx) => {
   const seen = new Set<string>()
   c.issuers.forEach((i, n) => {

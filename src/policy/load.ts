@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto'
 import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { isMap, isNode, isScalar, LineCounter, parseDocument, visit, type Document } from 'yaml'
-import type { z } from 'zod'
+import { LineCounter, parseDocument, visit, type Document } from 'yaml'
 import { OperatorError } from '../errors.ts'
+import { positionOf, zodIssueMessage } from '../lib/yaml_position.ts'
 import { compilePolicy, type Policy, type PolicyContext, type SourcePosition } from './compile.ts'
 import { PolicyFileSchema, type Rule } from './schema.ts'
 
@@ -40,19 +40,6 @@ export function listPolicyFiles(dir: string): string[] {
 
 type Path = readonly PropertyKey[]
 
-function positionOf(doc: Document, lc: LineCounter, path: Path, key?: string): { line: number; col: number } {
-  for (let n = path.length; n >= 0; n--) {
-    const node = n === 0 ? doc.contents : doc.getIn(path.slice(0, n) as unknown[], true)
-    if (!isNode(node) || !node.range) continue
-    if (key !== undefined && n === path.length && isMap(node)) {
-      const pair = node.items.find((p) => isScalar(p.key) && p.key.value === key)
-      if (pair && isNode(pair.key) && pair.key.range) return lc.linePos(pair.key.range[0])
-    }
-    return lc.linePos(node.range[0])
-  }
-  return { line: 1, col: 1 }
-}
-
 const VAR_REF = /\$\{([^}]*)\}/g
 
 /** Replaces `${NAME}` in every string scalar from `vars`; unknown names are errors at the scalar. */
@@ -72,11 +59,6 @@ function substituteVars(doc: Document, lc: LineCounter, file: string, vars: Read
       })
     },
   })
-}
-
-function zodIssueMessage(i: z.core.$ZodIssue): { message: string; key?: string } {
-  if (i.code === 'unrecognized_keys') return { message: `unknown key "${i.keys[0]}"`, key: i.keys[0]! }
-  return { message: i.message }
 }
 
 /** Checks that need broker configuration: lifetime caps and the default SciToken profile. */

@@ -1,4 +1,5 @@
 import { z } from 'zod'
+import { Bool, integer } from '../lib/config_values.ts'
 
 /**
  * The `policy:` section of the broker configuration (policy_dir stays top-level). Kept next to its
@@ -6,7 +7,6 @@ import { z } from 'zod'
  */
 
 const VAR_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/
-const Bool = z.union([z.boolean(), z.enum(['true', 'false']).transform((v) => v === 'true')])
 
 /** `NAME=value NAME2=value2`: the form CTB_POLICY_VARS takes, since environment variables are flat strings. */
 function parseVarList(v: unknown): unknown {
@@ -20,7 +20,7 @@ function parseVarList(v: unknown): unknown {
   return out
 }
 
-export const PolicyConfigSchema = z.object({
+export const PolicyConfigSchema = z.strictObject({
   /**
    * Values for `${NAME}` in policy files, e.g. IAM_ISSUER: the exact `iss` of the IAM (trailing slash
    * included). TRUST_DOMAIN, UID_DOMAIN and BROKER_ISSUER are always defined.
@@ -35,7 +35,7 @@ export const PolicyConfigSchema = z.object({
   /** Reload when a file in policy_dir changes; SIGHUP always reloads. */
   watch: Bool.default(true),
   /** Wait this long after the last change before reloading (editors write files in several steps). */
-  watch_debounce_ms: z.coerce.number().int().min(0).max(60_000).default(300),
+  watch_debounce_ms: integer(0, 60_000).default(300),
 }).prefault({})
 
 export type PolicyConfig = z.infer<typeof PolicyConfigSchema>

@@ -1,4 +1,5 @@
 import { z } from 'zod'
+import { DURATION_HINT, parseDuration } from '../lib/config_values.ts'
 import { expandAuthz, type AuthzLevel } from '../issuance/authz.ts'
 import { isHostPattern } from './patterns.ts'
 import { htcondorLevelsOfScopes, parseScope, toAuthzLevel } from './scopes.ts'
@@ -35,11 +36,8 @@ const oneOrMany = <T extends z.ZodType>(item: T) =>
 const NonBlank = z.string().min(1).regex(/^\S+$/, 'must not contain whitespace')
 
 const Duration = z.preprocess(
-  (v) => {
-    const m = typeof v === 'string' ? /^(\d+)(s|m|h|d)$/.exec(v) : null
-    return m ? Number(m[1]) * { s: 1, m: 60, h: 3600, d: 86400 }[m[2] as 's' | 'm' | 'h' | 'd'] : v
-  },
-  z.number({ error: 'a lifetime is a number of seconds (3600) or a duration such as 90s, 20m, 12h, 7d' }).int().positive(),
+  parseDuration,
+  z.number({ error: `a lifetime is ${DURATION_HINT}` }).int().positive(),
 )
 
 /** `[a, b]` is shorthand for `{ any_of: [a, b] }`. */

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { devIamTokenRequest } from '../../src/dev_iam/dev_iam_token.ts'
 import { cli } from '../support/cli.ts'
 import { claimsOf, exchangeForm, IDTOKEN, JWT, startE2e, type E2e } from '../support/broker_e2e.ts'
 
@@ -30,6 +31,21 @@ describe('POST /token against the development IAM', () => {
     const ins = await cli(['token', 'inspect', token, '--key-file', `${e.env.CTB_DATA_DIR}/keys/condor/broker1`, '--trust-domain', 'pool.example.org'], e.env)
     expect(ins.out).toMatch(/signature: valid/)
     expect(ins.code).toBe(0)
+  })
+
+  it('exchanges a token the development IAM minted for the broker, and refuses one minted for another service', async () => {
+    // Asking for no audience: the development IAM names the broker, so the README's exchange works.
+    const forBroker = await e.robot('ctb-cloud-a-provisioner')
+    expect(claimsOf(forBroker).aud).toBe(e.broker.services.config.issuer)
+    const form = { requested_token_type: IDTOKEN, host: 'ep-17.cloud-a.example.org' }
+    expect((await e.post('/token', exchangeForm(forBroker, 'startd', form))).status).toBe(200)
+    // The same robot's token for some other service must not be exchangeable here (confused deputy).
+    const r = await devIamTokenRequest(e.devIam, 'ctb-cloud-a-provisioner', { grant_type: 'client_credentials', scope: 'wlcg', audience: 'https://storage.example.org' })
+    const forOther = r.body.access_token as string
+    expect(claimsOf(forOther).aud).toBe('https://storage.example.org')
+    const res = await e.post('/token', exchangeForm(forOther, 'startd', form))
+    expect(res.status).toBe(400)
+    expect(res.body).toMatchObject({ error: 'invalid_request', error_description: expect.stringMatching(/audience/) })
   })
 
   it('issues a submit-user IDTOKEN and a WLCG SciToken to alice, and a job token', async () => {

@@ -29,9 +29,9 @@ describe('loadConfig', () => {
     const f = yamlFile('issuer: http://secret-host.example\nlisten:\n  port: nope\n')
     let msg = ''
     try { loadConfig({ file: f, env: { CTB_SCITOKEN_ALG: 'HS256-supersecret' } }) } catch (e) { msg = (e as Error).message }
-    expect(msg).toMatch(/^ {2}issuer: /m)
-    expect(msg).toMatch(/^ {2}listen\.port: /m)
-    expect(msg).toMatch(/^ {2}scitoken\.alg: /m)
+    expect(msg).toMatch(/^ {2}\S+broker\.yaml:1:9: issuer: /m)
+    expect(msg).toMatch(/^ {2}\S+broker\.yaml:3:9: listen\.port: /m)
+    expect(msg).toMatch(/^ {2}scitoken\.alg: .*\(from CTB_SCITOKEN_ALG\)$/m)
     expect(msg).not.toContain('supersecret')
     expect(msg).not.toContain('nope')
   })
@@ -40,7 +40,55 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ file: f, env: {} })).toThrow(/broker\.yaml:\d+:\d+/)
   })
   it('rejects a trust domain with a comma', () => {
-    expect(() => loadConfig({ env: { CTB_TRUST_DOMAIN: 'a,b' } })).toThrow(/trust_domain/)
+    expect(() => loadConfig({ env: { CTB_TRUST_DOMAIN: 'a,b' } })).toThrow(/trust_domain: must not contain a comma/)
+  })
+  it('says a trust domain with a space has a space, not that it is not printable', () => {
+    let msg = ''
+    try { loadConfig({ file: yamlFile('trust_domain: "pool example.org"\n'), env: {} }) } catch (e) { msg = (e as Error).message }
+    expect(msg).toMatch(/broker\.yaml:1:15: trust_domain: must not contain spaces or tabs/)
+    expect(msg).not.toMatch(/printable/)
+  })
+  it('refuses a misspelt key, nested or not, at its line and column', () => {
+    const f = yamlFile('issuer: https://broker.example.org\ntls:\n  mdoe: files\n  cert_file: /etc/tls.crt\nlisten:\n  port: 8443\nlsiten: {}\n')
+    let msg = ''
+    try { loadConfig({ file: f, env: {} }) } catch (e) { msg = (e as Error).message }
+    expect(msg.split('\n').slice(1)).toEqual([
+      `  ${f}:3:3: tls: unknown key "mdoe"`,
+      `  ${f}:7:1: (top level): unknown key "lsiten"`,
+    ])
+  })
+  it('refuses unknown keys inside list items and sub-sections', () => {
+    const f = yamlFile('iam:\n  issuers:\n    - issuer: https://iam.example.org/\n      audiense: https://broker.example.org\naudit:\n  sqlite:\n    synchronus: normal\n')
+    expect(() => loadConfig({ file: f, env: {} })).toThrow(/broker\.yaml:4:7: iam\.issuers\.0: unknown key "audiense"\n.*broker\.yaml:7:5: audit\.sqlite: unknown key "synchronus"/)
+  })
+  it('refuses an unknown CTB_* variable', () => {
+    expect(() => loadConfig({ env: { CTB_LISTEN_PROT: '9000' } })).toThrow(/CTB_LISTEN_PROT: unknown configuration variable/)
+  })
+  it('accepts durations in the syntax policies use, from the file and the environment', () => {
+    const f = yamlFile('idtoken:\n  default_lifetime: 1h\n  max_lifetime: 7d\nscitoken:\n  default_lifetime: 20m\n  max_lifetime: 6h\niam:\n  jwks_cache_seconds: 6h\n')
+    const c = loadConfig({ file: f, env: { CTB_REVOCATION_REFRESH_SECONDS: '10s', CTB_AUDIT_PRUNE_INTERVAL: '1h' } })
+    expect(c.idtoken).toMatchObject({ default_lifetime: 3600, max_lifetime: 604800 })
+    expect(c.scitoken).toMatchObject({ default_lifetime: 1200, max_lifetime: 21600 })
+    expect(c.iam.jwks_cache_seconds).toBe(21600)
+    expect(c.revocation.refresh_seconds).toBe(10)
+    expect(c.audit.prune_interval).toBe(3600)
+  })
+  it.each([
+    ['a port', 'listen:\n  port: nope\n', /listen\.port: must be a number$/m],
+    ['a lifetime', 'idtoken:\n  max_lifetime: a week\n', /idtoken\.max_lifetime: must be a number of seconds \(3600\) or a duration such as 90s/],
+    ['a boolean', 'log:\n  requests: yes please\n', /log\.requests: must be true or false/],
+  ])('says what is wrong with a non-numeric %s, never "NaN"', (_n, text, expected) => {
+    let msg = ''
+    try { loadConfig({ file: yamlFile(text), env: {} }) } catch (e) { msg = (e as Error).message }
+    expect(msg).toMatch(expected)
+    expect(msg).not.toMatch(/NaN/)
+  })
+  it('says what is wrong with a non-numeric environment override, never "NaN"', () => {
+    let msg = ''
+    try { loadConfig({ env: { CTB_LISTEN_PORT: 'eighty', CTB_IAM_TIMEOUT_SECONDS: 'soon' } }) } catch (e) { msg = (e as Error).message }
+    expect(msg).toMatch(/listen\.port: must be a number \(from CTB_LISTEN_PORT\)/)
+    expect(msg).toMatch(/iam\.timeout_seconds: .* \(from CTB_IAM_TIMEOUT_SECONDS\)/)
+    expect(msg).not.toMatch(/NaN/)
   })
   it('requires a public issuer behind a TLS proxy', () => {
     expect(() => loadConfig({ env: { CTB_TLS_MODE: 'off' } })).toThrow(/issuer/)

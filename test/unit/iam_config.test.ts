@@ -32,6 +32,12 @@ describe('iam config section', () => {
     expect(JSON.stringify(r.error?.issues)).toMatch(msg)
   })
 
+  it('never waives the audience check unless allow_any_audience says so, and not both', () => {
+    expect(IamConfigSchema.parse({ issuers: [{ issuer: 'https://iam.example.org/' }] }).issuers[0]!.allow_any_audience).toBe(false)
+    expect(IamConfigSchema.parse({ issuers: [{ issuer: 'https://iam.example.org/', allow_any_audience: 'true' }] }).issuers[0]!.allow_any_audience).toBe(true)
+    expect(IamConfigSchema.safeParse({ issuers: [{ issuer: 'https://iam.example.org/', audience: 'https://b.example', allow_any_audience: true }] }).success).toBe(false)
+  })
+
   it('allows http:// only for an issuer marked development', () => {
     expect(IamConfigSchema.safeParse({ issuers: [{ issuer: 'http://127.0.0.1:9000/', development: true }] }).success).toBe(true)
   })

@@ -9,7 +9,7 @@ import {
 
 /**
  * refresh_token: a new access token for the RT's subject, with the RT's scopes or a narrower `scope`,
- * and `audience` from the refresh request (else the WLCG "any" audience), as IAM does. With the client's
+ * and `audience` from the refresh request (else the default audience: IAM's WLCG "any"), as IAM does. With the client's
  * `rotate_refresh_tokens`, the RT is single-use and a new one is returned (IAM #707); otherwise the
  * same RT comes back.
  * @see RFC 6749 §6; docs/iam-and-wlcg.md §1.4 "Refresh tokens"

@@ -1,0 +1,139 @@
+import { accessSync, constants, existsSync, statSync } from 'node:fs'
+import { dirname, join, resolve } from 'node:path'
+import type { Config } from './config.ts'
+import { OperatorError } from './errors.ts'
+import { loadIamClientCredentials } from './iam/client_auth.ts'
+import { KeyStore } from './keys/key_store.ts'
+import type { Logger } from './lib/logger.ts'
+import { readSecretFile } from './lib/secure_file.ts'
+import { policyContextFromConfig } from './policy/context.ts'
+import { formatIssue, loadPolicyDir } from './policy/load.ts'
+import { sqliteAuditFile } from './storage/open_store.ts'
+
+export interface PreflightContext {
+  /** The broker has a public issuer (see isProduction in services.ts). */
+  production: boolean
+  /** What `${IAM_ISSUER}` will stand for, as serve will define it. */
+  iamIssuer: string | undefined
+  log: Logger
+}
+
+/**
+ * Everything `serve` can check before it touches the disk or the network: files it will read, directories
+ * it will write, policies, IAM trust and the signing key a production config names. It creates nothing:
+ * a configuration that cannot start must not leave keys or a database behind (or, worse, a random
+ * signing key under the name of the pool's real one). Throws one OperatorError listing every problem.
+ */
+export async function preflight(config: Config, ctx: PreflightContext): Promise<void> {
+  const problems: { code: string; message: string }[] = []
+  const add = (code: string, message: string) => problems.push({ code, message })
+
+  checkIam(config, ctx, add)
+  for (const [i, issuer] of config.iam.issuers.entries()) {
+    if (!issuer.client) continue
+    try {
+      await loadIamClientCredentials(issuer.client)
+    } catch (err) {
+      add('EIAMCLIENT', `iam.issuers.${i}.client: ${(err as Error).message}`)
+    }
+  }
+
+  const dataDir = writableDirProblem(config.data_dir)
+  if (dataDir) add('EDATADIR', `data_dir ${config.data_dir}: ${dataDir}`)
+  if (config.audit.store === 'sqlite' && config.audit.sqlite.file) {
+    const auditDir = writableDirProblem(dirname(sqliteAuditFile(config)))
+    if (auditDir) add('EAUDITDIR', `audit.sqlite.file ${config.audit.sqlite.file}: ${auditDir}`)
+  }
+
+  if (ctx.production && config.tls.mode === 'auto') {
+    // The development certificate names localhost: no verifier of a public broker could accept it.
+    add('ETLS', 'tls.mode auto serves a development certificate for localhost; a broker with a public issuer needs tls.mode files (cert_file, key_file), or off behind a TLS proxy')
+  }
+  if (config.tls.mode === 'files') {
+    const tls = tlsFilesProblem(config.tls.cert_file!, config.tls.key_file!)
+    if (tls) add('ETLS', tls)
+  }
+
+  if (ctx.production) {
+    const keys = new KeyStore(join(config.data_dir, 'keys'))
+    const name = config.idtoken.key
+    if (!keys.hasCondorKey(name)) {
+      add('ENOKEY', `the HTCondor signing key "${name}" (idtoken.key) does not exist at ${keys.condorKeyPath(name)}; a broker with a public issuer never invents one: run "condor-token-broker keys init" to create it, or "condor-token-broker keys import FILE --name ${name}" to adopt the pool's key`)
+    }
+  }
+
+  if (config.admin.bootstrap_token_file && existsSync(config.admin.bootstrap_token_file)) {
+    try {
+      readSecretFile(config.admin.bootstrap_token_file)
+    } catch (err) {
+      add('EADMINTOKEN', `admin.bootstrap_token_file: ${(err as Error).message}`)
+    }
+  }
+
+  const policy = loadPolicyDir(config.policy_dir, policyContextFromConfig(config, ctx.iamIssuer ? { IAM_ISSUER: ctx.iamIssuer } : {}))
+  if (!policy.ok) for (const i of policy.issues) add('EPOLICY', `policy: ${formatIssue(i)}`)
+
+  if (problems.length === 1) throw new OperatorError(problems[0]!.code, problems[0]!.message)
+  if (problems.length > 1) {
+    throw new OperatorError(problems[0]!.code, `cannot start, ${problems.length} problems:\n${problems.map((p) => `  ${p.message}`).join('\n')}`)
+  }
+}
+
+type Add = (code: string, message: string) => void
+
+/**
+ * A public broker trusts only real IAMs, and only tokens minted for it: without an expected `aud`, a
+ * token a user handed to any other service of the same IAM could be replayed here (confused deputy).
+ * `allow_any_audience: true` is the explicit, logged way out (an IAM that cannot put audiences in tokens).
+ */
+function checkIam(config: Config, ctx: PreflightContext, add: Add): void {
+  if (ctx.production && config.iam.issuers.some((i) => i.development)) {
+    add('EDEVIAM', 'iam.issuers marks an issuer as development: not allowed when the broker has a public (non-loopback) issuer')
+  }
+  if (ctx.production && config.iam.issuers.length === 0) {
+    add('ENOIAM', 'no IAM issuer configured (iam.issuers); the development IAM is refused in production')
+  }
+  for (const [i, issuer] of config.iam.issuers.entries()) {
+    if (issuer.audience) continue
+    if (issuer.allow_any_audience) {
+      ctx.log.warn('IAM issuer without an expected audience: tokens IAM minted for any other service are exchanged too (allow_any_audience)', { issuer: issuer.issuer })
+    } else if (ctx.production) {
+      add('EAUDIENCE', `iam.issuers.${i} (${issuer.issuer}) has no audience: a token minted for any other service would be exchanged; set audience: ${config.issuer} (clients request it from IAM) or, knowingly, allow_any_audience: true`)
+    } else {
+      ctx.log.warn('IAM issuer without an expected audience: aud is not checked (refused with a public issuer)', { issuer: issuer.issuer })
+    }
+  }
+}
+
+/** Why the broker could not create or write `dir` (its nearest existing ancestor must be a writable directory), or undefined. */
+function writableDirProblem(dir: string): string | undefined {
+  let at = resolve(dir)
+  for (;;) {
+    if (existsSync(at)) break
+    const up = dirname(at)
+    if (up === at) return 'no existing parent directory'
+    at = up
+  }
+  if (!statSync(at).isDirectory()) return `${at} is not a directory`
+  try {
+    accessSync(at, constants.W_OK | constants.X_OK)
+  } catch {
+    return at === resolve(dir) ? 'not writable' : `cannot be created: ${at} is not writable`
+  }
+  return undefined
+}
+
+/** Reads the certificate and the key as serve will; the key like every secret file (no group or other bits). */
+function tlsFilesProblem(certFile: string, keyFile: string): string | undefined {
+  try {
+    accessSync(certFile, constants.R_OK)
+  } catch (err) {
+    return `cannot read TLS certificate or key: ${certFile}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`
+  }
+  try {
+    readSecretFile(keyFile)
+  } catch (err) {
+    return `TLS key: ${(err as Error).message}`
+  }
+  return undefined
+}
