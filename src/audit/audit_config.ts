@@ -25,6 +25,11 @@ export const AuditConfigSchema = z.object({
   retention_days: Int(0).default(0),
   /** How often serve prunes, in seconds. */
   prune_interval: Int(60).default(3600),
+  /**
+   * How often serve writes the refusals of unauthenticated requests (unreadable body, subject token that
+   * does not verify) as one `token.denied.aggregate` record, in seconds; also written at shutdown.
+   */
+  denied_aggregate_seconds: Int(1).max(3600).default(30),
   group_commit: z.object({
     /** Most records per transaction. */
     max_batch: Int(1).max(100_000).default(1000),

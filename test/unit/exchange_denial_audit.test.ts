@@ -4,7 +4,7 @@ import { fixedClock } from '../../src/lib/clock.ts'
 import type { VerifiedSubject } from '../../src/iam/subject.ts'
 
 const subject: VerifiedSubject = { iss: 'https://iam.example.org/', sub: 'u1', groups: [], scopes: [], exp: 2_000_000_000, claims: {} }
-const req = { subjectToken: 'eyJ.x.y', role: 'startd', audience: [], params: {} }
+const form = () => ({ grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange', subject_token: 'eyJ.x.y', subject_token_type: 'urn:ietf:params:oauth:token-type:access_token', role: 'startd' })
 
 function deps(record: ExchangeDeps['audit']['record'], logged: string[]): ExchangeDeps {
   return {
@@ -13,6 +13,7 @@ function deps(record: ExchangeDeps['audit']['record'], logged: string[]): Exchan
     issue: async () => { throw new Error('must not issue') },
     narrow: async () => { throw new Error('must not narrow') },
     audit: { record },
+    refusals: { note() { throw new Error('a verified caller is never only counted') } },
     clock: fixedClock(1_800_000_000),
     log: { info() {}, warn() {}, error: (msg) => { logged.push(msg) } },
   }
@@ -21,13 +22,13 @@ function deps(record: ExchangeDeps['audit']['record'], logged: string[]): Exchan
 describe('exchangeToken denials', () => {
   it('records the denial with the rule and reason', async () => {
     const events: unknown[] = []
-    await expect(exchangeToken(req, { requestId: 'q1' }, deps(async (event) => { events.push(event) }, []))).rejects.toMatchObject({ error: 'unauthorized_client' })
+    await expect(exchangeToken(form, { requestId: 'q1' }, deps(async (event) => { events.push(event) }, []))).rejects.toMatchObject({ error: 'unauthorized_client' })
     expect(events).toEqual([expect.objectContaining({ type: 'token.denied', requestId: 'q1', role: 'startd', policyRule: 'r1', decision: 'deny', reason: 'unauthorized_client: no rule grants startd' })])
   })
 
   it('keeps the refusal and logs when the denial cannot be recorded', async () => {
     const logged: string[] = []
-    await expect(exchangeToken(req, { requestId: 'q2' }, deps(async () => { throw new Error('disk full') }, logged))).rejects.toMatchObject({ error: 'unauthorized_client' })
+    await expect(exchangeToken(form, { requestId: 'q2' }, deps(async () => { throw new Error('disk full') }, logged))).rejects.toMatchObject({ error: 'unauthorized_client' })
     expect(logged).toEqual(['could not audit a denial'])
   })
 })
