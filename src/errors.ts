@@ -45,6 +45,13 @@ export class AccessDenied extends BrokerError {
 export class TemporarilyUnavailable extends BrokerError {
   readonly error = 'temporarily_unavailable'
   override readonly status = 503
+  /** Seconds the client should wait before retrying: the `Retry-After` header (RFC 9110 §10.2.3). */
+  readonly retryAfter: number
+
+  constructor(description: string, options?: { cause?: unknown; retryAfter?: number }) {
+    super(description, options)
+    this.retryAfter = options?.retryAfter ?? 5
+  }
 }
 
 /**

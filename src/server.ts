@@ -2,12 +2,14 @@ import { readFileSync } from 'node:fs'
 import { createServer as createHttpServer, type IncomingMessage, type RequestListener, type ServerResponse } from 'node:http'
 import { createServer as createHttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
-import { serve } from '@hono/node-server'
+import { getRequestListener, serve } from '@hono/node-server'
+import type { Hono } from 'hono'
 import { createApp } from './app.ts'
 import type { Config } from './config.ts'
 import { OperatorError } from './errors.ts'
 import { freePort } from './lib/free_port.ts'
 import { readSecretFile } from './lib/secure_file.ts'
+import type { Exchange } from './http/routes/token.ts'
 import { tokenFastPath, type NodeRequestHandler } from './http/token_fast_path.ts'
 import { buildServices, type BrokerServices } from './services.ts'
 import { systemClock, type Clock } from './lib/clock.ts'
@@ -76,14 +78,14 @@ async function listen(services: BrokerServices, log: Logger): Promise<RunningBro
     tls = { cert, key: readSecretFile(config.tls.key_file!) }
   }
 
-  const fast = tokenFastPath(services.exchange, log)
+  const listener = brokerRequestListener(app, services.exchange, log, { hostname: config.listen.host })
   const server = await new Promise<ReturnType<typeof serve>>((resolve, reject) => {
     const s = serve(
       {
         fetch: app.fetch, port: config.listen.port, hostname: config.listen.host,
-        createServer: ((options: object, honoListener: RequestListener) => tls
-          ? createHttpsServer(options, ahead(fast, honoListener))
-          : createHttpServer(options, ahead(fast, honoListener))) as never,
+        createServer: ((options: object) => tls
+          ? createHttpsServer(options, listener)
+          : createHttpServer(options, listener)) as never,
         serverOptions: tls ?? {},
       },
       () => resolve(s),
@@ -108,6 +110,17 @@ async function listen(services: BrokerServices, log: Logger): Promise<RunningBro
       await services.close()
     },
   }
+}
+
+/**
+ * What `serve` answers requests with: POST /token on the fast path, everything else through the hono app.
+ * Exported so the conformance suite runs through exactly this listener, on a real socket.
+ */
+export function brokerRequestListener(
+  app: Hono, exchange: Exchange, log: Logger,
+  options: { hostname?: string; overrideGlobalObjects?: boolean } = {},
+): RequestListener {
+  return ahead(tokenFastPath(exchange, log), getRequestListener(app.fetch, options))
 }
 
 /** `first` answers what it recognises (POST /token); everything else goes to the hono app. */

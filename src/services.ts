@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import type { AuditEvent } from './audit/audit_log.ts'
+import { RefusalTally } from './audit/refusal_tally.ts'
 import { startRetention } from './audit/retention.ts'
 import { maxTokenLifetime, type Config } from './config.ts'
 import { devIamTrustedIssuer, devIamBrokerSettings } from './dev_iam/broker_settings.ts'
@@ -166,7 +167,14 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
     const iam = await createIamAdapter(config.iam, { log, clock })
     closers.push(() => iam.close())
 
-    const exchangeDeps = exchangeDepsFrom({ config, keys, audit: store, clock, iam, policy, generations: revocations, blocks: revocations, log })
+    const refusals = new RefusalTally({
+      audit: store, clock, log,
+      // Half the queue: the aggregate waits rather than take a place an issuance may need.
+      busy: () => store.commitStats().pending * 2 >= config.audit.group_commit.max_pending,
+    })
+    // Registered after the store, so closing writes the last aggregate before the store closes.
+    closers.push(refusals.start(config.audit.denied_aggregate_seconds))
+    const exchangeDeps = exchangeDepsFrom({ config, keys, audit: store, clock, iam, policy, generations: revocations, blocks: revocations, refusals, log })
 
     const adminAuthenticators: AdminAuthenticator[] = []
     if (config.admin.bootstrap_token_file) {
@@ -183,7 +191,7 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
 
     return {
       config, keys, store, revocations, iam, policy, ...(devIam ? { devIam } : {}),
-      exchange: (req, ctx) => exchangeToken(req, ctx, exchangeDeps),
+      exchange: (readForm, ctx) => exchangeToken(readForm, ctx, exchangeDeps),
       adminAuthenticators,
       readiness: brokerReadiness({ store, keys: () => keys, issuers: { trustDomain: config.trust_domain, issuer: config.issuer }, clock }),
       iamStatus: () => reachability.report(),

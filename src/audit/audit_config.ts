@@ -24,6 +24,11 @@ export const AuditConfigSchema = z.strictObject({
   retention_days: integer(0).default(0),
   /** How often serve prunes, in seconds. */
   prune_interval: seconds({ min: 60 }).default(3600),
+  /**
+   * How often serve writes the refusals of unauthenticated requests (unreadable body, subject token that
+   * does not verify) as one `token.denied.aggregate` record, in seconds; also written at shutdown.
+   */
+  denied_aggregate_seconds: seconds({ min: 1, max: 3600 }).default(30),
   group_commit: z.strictObject({
     /** Most records per transaction. */
     max_batch: integer(1, 100_000).default(1000),

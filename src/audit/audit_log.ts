@@ -7,6 +7,8 @@
 export type AuditEventType =
   | 'token.issued'
   | 'token.denied'
+  /** Unauthenticated refusals, counted in memory and written now and then as one record (refusal_tally.ts). */
+  | 'token.denied.aggregate'
   | 'token.renewed'
   | 'token.revoked'
   | 'key.rotated'

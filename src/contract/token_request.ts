@@ -2,6 +2,9 @@ import { InvalidRequest, UnsupportedGrantType } from '../errors.ts'
 import type { TokenKind } from '../policy/decision.ts'
 import { GRANT_TYPE_TOKEN_EXCHANGE, TOKEN_TYPE } from './token_exchange.ts'
 
+/** The form fields of a token request as sent; a repeated name becomes an array (which the parser refuses where RFC 6749 §3.2 does). */
+export type TokenRequestForm = Record<string, string | string[]>
+
 /** A validated RFC 8693 token-exchange request, with the broker's extension parameters. */
 export interface TokenExchangeRequest {
   subjectToken: string
@@ -43,7 +46,7 @@ export const MAX_SUBJECT_TOKEN_BYTES = 16 * 1024
  * a token value.
  * @see https://www.rfc-editor.org/rfc/rfc8693.html#section-2.1
  */
-export function parseTokenExchangeRequest(form: Record<string, string | string[]>): TokenExchangeRequest {
+export function parseTokenExchangeRequest(form: TokenRequestForm): TokenExchangeRequest {
   const one = (name: string): string | undefined => {
     const v = form[name]
     if (Array.isArray(v)) {
@@ -127,4 +130,16 @@ export function parseTokenExchangeRequest(form: Record<string, string | string[]
     ...(lifetime ? { lifetime } : {}),
     params,
   }
+}
+
+/**
+ * The subject token of a form that may be invalid in other ways, or undefined when there is none worth
+ * verifying: used to learn who sent a request before refusing it, so the refusal can be recorded with the
+ * caller. A repeated subject_token yields its first value (the request is refused anyway); one above
+ * MAX_SUBJECT_TOKEN_BYTES is not looked at.
+ */
+export function subjectTokenOf(form: TokenRequestForm): string | undefined {
+  const v = form.subject_token
+  const first = Array.isArray(v) ? v[0] : v
+  return first !== undefined && first !== '' && first.length <= MAX_SUBJECT_TOKEN_BYTES ? first : undefined
 }

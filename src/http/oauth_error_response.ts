@@ -1,6 +1,6 @@
 import type { Context } from 'hono'
 import type { ContentfulStatusCode } from 'hono/utils/http-status'
-import { BrokerError } from '../errors.ts'
+import { BrokerError, TemporarilyUnavailable } from '../errors.ts'
 import type { Logger } from '../lib/logger.ts'
 
 /** Headers every token-endpoint response carries, success or error (RFC 6749 §5.1). */
@@ -22,7 +22,11 @@ export function oauthErrorReply(err: unknown, log: Logger, requestId: string | u
     return {
       status: err.status,
       body: { error: err.error, error_description: toErrorDescription(err.description) },
-      headers: { ...NO_STORE_HEADERS, ...(err.status === 401 ? { 'WWW-Authenticate': 'Basic realm="condor-token-broker"' } : {}) },
+      headers: {
+        ...NO_STORE_HEADERS,
+        ...(err.status === 401 ? { 'WWW-Authenticate': 'Basic realm="condor-token-broker"' } : {}),
+        ...(err instanceof TemporarilyUnavailable ? { 'Retry-After': String(err.retryAfter) } : {}),
+      },
     }
   }
   log.error('unhandled error', { err, requestId })

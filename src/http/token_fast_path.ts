@@ -1,5 +1,4 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { parseTokenExchangeRequest } from '../contract/token_request.ts'
 import type { Logger } from '../lib/logger.ts'
 import { requestIdFrom } from './middleware/request_id.ts'
 import { NO_STORE_HEADERS, oauthErrorReply } from './oauth_error_response.ts'
@@ -14,8 +13,8 @@ export type NodeRequestHandler = (req: IncomingMessage, res: ServerResponse) => 
  * adapter (Request, Context and Response objects) cost about 35 µs of main-thread CPU per token, a third
  * of the whole request, and a third more garbage (npm run bench: 102-128 → 69-85 µs per request).
  * Everything that decides what the endpoint does is shared with the hono route (routes/token.ts): form
- * parsing, the contract parser, the exchange, request ids and the error shape, so this file only moves
- * bytes. Anything other than exactly `POST /token` (other methods, a query string) goes to hono.
+ * parsing, the exchange (which parses and audits), request ids and the error shape, so this file only
+ * moves bytes. The conformance suite runs through this handler as well as through hono. Anything other than exactly `POST /token` (other methods, a query string) goes to hono.
  */
 export function tokenFastPath(exchange: Exchange, log: Logger): NodeRequestHandler {
   return (req, res) => {
@@ -32,9 +31,9 @@ async function answer(req: IncomingMessage, res: ServerResponse, exchange: Excha
   let body: string
   let headers: Record<string, string>
   try {
-    const form = parseFormBody(req.headers['content-type'], await readNodeBody(req))
+    const readForm = async () => parseFormBody(req.headers['content-type'], await readNodeBody(req))
     const address = req.socket.remoteAddress
-    const result = await exchange(parseTokenExchangeRequest(form), { requestId, ...(address ? { clientAddress: address } : {}) })
+    const result = await exchange(readForm, { requestId, ...(address ? { clientAddress: address } : {}) })
     status = 200
     body = JSON.stringify(result)
     headers = NO_STORE_HEADERS

@@ -1,5 +1,8 @@
 import type { AuditLog } from '../audit/audit_log.ts'
-import { ISSUED_TYPE_OF, type TokenExchangeRequest } from '../contract/token_request.ts'
+import type { RefusalTally } from '../audit/refusal_tally.ts'
+import {
+  ISSUED_TYPE_OF, parseTokenExchangeRequest, subjectTokenOf, type TokenExchangeRequest, type TokenRequestForm,
+} from '../contract/token_request.ts'
 import {
   AccessDenied, BrokerError, InvalidRequest, InvalidScope, InvalidTarget, UnauthorizedClient,
 } from '../errors.ts'
@@ -37,6 +40,8 @@ export interface ExchangeDeps {
   /** Active caller and identity revocations: nothing is issued to a revoked caller or as a revoked identity. */
   blocks: IssuanceBlocks
   audit: AuditLog
+  /** Counts refusals with no verified caller; they are written in aggregate, never one record each. */
+  refusals: Pick<RefusalTally, 'note'>
   clock: Clock
   log: Logger
 }
@@ -59,22 +64,47 @@ const DENIAL: Record<Extract<Decision, { allow: false }>['error'], new (d: strin
 
 /**
  * RFC 8693 token exchange: IAM access token in, one least-privilege token for one role out.
- * Order matters: verify the caller, refuse it if revoked, decide by policy (default deny), refuse a
- * revoked identity, then mint and audit; the token leaves only after its audit record is committed.
- * A revoked caller or identity is `unauthorized_client` (RFC 6749 §5.2: not authorized to use this
- * grant), the code every other "not for you" refusal at this endpoint uses; `access_denied` belongs to
- * the authorization endpoint. Denials are audited too (best effort: a failing
- * audit store cannot turn a refusal into a token).
+ * Order matters: read the form, verify the caller, refuse it if revoked, parse the rest, decide by
+ * policy (default deny), refuse a revoked identity, then mint and audit; the token leaves only after its
+ * audit record is committed. A revoked caller or identity is `unauthorized_client` (RFC 6749 §5.2: not
+ * authorized to use this grant), the code every other "not for you" refusal at this endpoint uses;
+ * `access_denied` belongs to the authorization endpoint.
+ *
+ * Every refusal is audited. The subject token is verified before the other parameters are judged, so a
+ * refusal of a known caller (a bad parameter as much as a policy denial) is one `token.denied` record with
+ * the caller, the request id and the reason (best effort: a failing audit store cannot turn a refusal into
+ * a token). A refusal with nobody to name (unreadable body, a subject token that does not verify) is only
+ * counted (`deps.refusals`) and written in aggregate, so unauthenticated garbage cannot fill the audit
+ * queue that issuances wait on. The error answered is the same either way: a malformed request is refused
+ * for its form before its subject token's verdict.
+ * @param readForm the request's form fields; may throw a BrokerError when the body is not a form.
  * @see https://www.rfc-editor.org/rfc/rfc8693.html#section-2
  */
-export async function exchangeToken(req: TokenExchangeRequest, ctx: RequestContext, deps: ExchangeDeps): Promise<TokenExchangeResponse> {
+export async function exchangeToken(readForm: () => Promise<TokenRequestForm> | TokenRequestForm, ctx: RequestContext, deps: ExchangeDeps): Promise<TokenExchangeResponse> {
   let subject: VerifiedSubject | undefined
+  let req: TokenExchangeRequest | undefined
   // The rule that refused, for the denial record; unset when the refusal came before the policy.
   let deniedBy: string | undefined
   // The site the policy bound, once a decision allowed: a later refusal is recorded under it.
   let boundSite: string | undefined
   try {
-    subject = await deps.iam.verify(req.subjectToken)
+    const form = await readForm()
+    let parsed: TokenExchangeRequest | BrokerError
+    try {
+      parsed = parseTokenExchangeRequest(form)
+    } catch (err) {
+      if (!(err instanceof BrokerError)) throw err
+      parsed = err
+    }
+    const subjectToken = subjectTokenOf(form)
+    if (subjectToken === undefined) throw parsed instanceof BrokerError ? parsed : new TypeError('a parsed request has a subject token')
+    try {
+      subject = await deps.iam.verify(subjectToken)
+    } catch (err) {
+      throw parsed instanceof BrokerError && err instanceof BrokerError ? parsed : err
+    }
+    if (parsed instanceof BrokerError) throw parsed
+    req = parsed
     const callerBlock = deps.blocks.blockedCaller(subject)
     if (callerBlock !== undefined) throw new UnauthorizedClient(callerBlock)
     const decision = deps.decide({
@@ -111,22 +141,30 @@ export async function exchangeToken(req: TokenExchangeRequest, ctx: RequestConte
     }
   } catch (err) {
     if (err instanceof BrokerError) {
-      try {
-        await recordDenial(
-          { error: err.error, reason: err.description, ruleId: deniedBy },
-          {
-            role: req.role, tokenKind: req.tokenKind, audience: req.audience, scopes: req.scopes, host: req.host,
-            site: boundSite, requestedSite: req.params.site,
-          },
-          { requestId: ctx.requestId, clientAddress: ctx.clientAddress, caller: subject },
-          deps,
-        )
-      } catch (storeErr) {
-        // The refusal stands either way (a failing store never turns a denial into a token), but an
-        // unrecorded denial is an operator's problem: say so.
-        deps.log.error('could not audit a denial', { err: storeErr, requestId: ctx.requestId, error: err.error })
-      }
+      if (subject) await auditDenial(err, deniedBy, req, boundSite, subject, ctx, deps)
+      else deps.refusals.note(err.error, ctx.clientAddress)
     }
     throw err
+  }
+}
+
+/** One `token.denied` record for a refusal of a verified caller; a store failure is logged, the refusal stands. */
+async function auditDenial(
+  err: BrokerError, deniedBy: string | undefined, req: TokenExchangeRequest | undefined, boundSite: string | undefined, caller: VerifiedSubject,
+  ctx: RequestContext, deps: ExchangeDeps,
+): Promise<void> {
+  try {
+    await recordDenial(
+      { error: err.error, reason: err.description, ruleId: deniedBy },
+      req
+        ? { role: req.role, tokenKind: req.tokenKind, audience: req.audience, scopes: req.scopes, host: req.host, site: boundSite, requestedSite: req.params.site }
+        : {},
+      { requestId: ctx.requestId, clientAddress: ctx.clientAddress, caller },
+      deps,
+    )
+  } catch (storeErr) {
+    // The refusal stands either way (a failing store never turns a denial into a token), but an
+    // unrecorded denial is an operator's problem: say so.
+    deps.log.error('could not audit a denial', { err: storeErr, requestId: ctx.requestId, error: err.error })
   }
 }

@@ -1,4 +1,5 @@
 import type { AuditLog } from '../audit/audit_log.ts'
+import type { RefusalTally } from '../audit/refusal_tally.ts'
 import type { Config } from '../config.ts'
 import type { IamAdapter } from '../iam/create_iam_adapter.ts'
 import type { SigningKeys } from '../keys/signing_keys.ts'
@@ -25,9 +26,10 @@ export function exchangeDepsFrom(parts: {
   generations: { generationOf(role: string): number }
   /** Caller and identity revocations (the RevocationService): they stop new issuance. */
   blocks: IssuanceBlocks
+  refusals: Pick<RefusalTally, 'note'>
   log: Logger
 }): ExchangeDeps {
-  const { config, keys, audit, clock, iam, policy, log } = parts
+  const { config, keys, audit, clock, iam, policy, refusals, log } = parts
   const issueDeps = issueDepsFrom(config, { keys, audit, clock, generations: parts.generations })
   return {
     iam: iam.verifier,
@@ -42,6 +44,7 @@ export function exchangeDepsFrom(parts: {
     narrow: (decision, subject, subjectToken, ctx) => narrowAtIam(decision, subject, subjectToken, ctx, { exchanger: iam.exchanger, audit, clock }),
     blocks: parts.blocks,
     audit,
+    refusals,
     clock,
     log,
   }

@@ -1,3 +1,5 @@
+import { TemporarilyUnavailable } from '../errors.ts'
+
 /**
  * Group commit: concurrent writes share one transaction and one fsync. A write waits for the batch it
  * joined to commit, so the caller still learns of its own durability (fail closed), but N concurrent
@@ -16,11 +18,17 @@ export interface GroupCommitOptions {
 
 export const DEFAULT_GROUP_COMMIT: GroupCommitOptions = { maxBatch: 1000, maxWaitMs: 0, maxPending: 50_000 }
 
-/** Thrown when the queue is full: the store is slower than the offered load. */
-export class StoreOverloaded extends Error {
+/**
+ * Thrown when the queue is full: the store is slower than the offered load. Overload is the client's
+ * cue to come back shortly (503 temporarily_unavailable with Retry-After), not a server fault; the
+ * description names no internals, since the HTTP edge shows it to the caller.
+ */
+export class StoreOverloaded extends TemporarilyUnavailable {
+  /** Writes that were waiting when this one was refused (for logs and tests; not shown to clients). */
+  readonly pending: number
   constructor(pending: number) {
-    super(`audit store overloaded: ${pending} writes waiting`)
-    this.name = 'StoreOverloaded'
+    super('the broker is busy recording other requests; try again shortly', { retryAfter: 1 })
+    this.pending = pending
   }
 }
 

@@ -4,7 +4,7 @@ import { fixedClock } from '../../src/lib/clock.ts'
 import type { VerifiedSubject } from '../../src/iam/subject.ts'
 
 const subject: VerifiedSubject = { iss: 'https://iam.example.org/', sub: 'u1', groups: [], scopes: [], exp: 2_000_000_000, claims: {} }
-const req = { subjectToken: 'eyJ.x.y', role: 'startd', audience: [], params: {} }
+const form = () => ({ grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange', subject_token: 'eyJ.x.y', subject_token_type: 'urn:ietf:params:oauth:token-type:access_token', role: 'startd' })
 
 function deps(record: ExchangeDeps['audit']['record'], logged: string[]): ExchangeDeps {
   return {
@@ -14,6 +14,7 @@ function deps(record: ExchangeDeps['audit']['record'], logged: string[]): Exchan
     narrow: async () => { throw new Error('must not narrow') },
     blocks: { blockedCaller: () => undefined, blockedIdentity: () => undefined },
     audit: { record },
+    refusals: { note() { throw new Error('a verified caller is never only counted') } },
     clock: fixedClock(1_800_000_000),
     log: { info() {}, warn() {}, error: (msg) => { logged.push(msg) } },
   }
@@ -22,13 +23,13 @@ function deps(record: ExchangeDeps['audit']['record'], logged: string[]): Exchan
 describe('exchangeToken denials', () => {
   it('records the denial with the rule and reason', async () => {
     const events: unknown[] = []
-    await expect(exchangeToken(req, { requestId: 'q1' }, deps(async (event) => { events.push(event) }, []))).rejects.toMatchObject({ error: 'unauthorized_client' })
+    await expect(exchangeToken(form, { requestId: 'q1' }, deps(async (event) => { events.push(event) }, []))).rejects.toMatchObject({ error: 'unauthorized_client' })
     expect(events).toEqual([expect.objectContaining({ type: 'token.denied', requestId: 'q1', role: 'startd', policyRule: 'r1', decision: 'deny', reason: 'unauthorized_client: no rule grants startd' })])
   })
 
   it('keeps the refusal and logs when the denial cannot be recorded', async () => {
     const logged: string[] = []
-    await expect(exchangeToken(req, { requestId: 'q2' }, deps(async () => { throw new Error('disk full') }, logged))).rejects.toMatchObject({ error: 'unauthorized_client' })
+    await expect(exchangeToken(form, { requestId: 'q2' }, deps(async () => { throw new Error('disk full') }, logged))).rejects.toMatchObject({ error: 'unauthorized_client' })
     expect(logged).toEqual(['could not audit a denial'])
   })
 })
@@ -49,7 +50,7 @@ describe('exchangeToken and revocations that block issuance', () => {
     const events: unknown[] = []
     const issued: string[] = []
     const d = blocking({ blockedCaller: (c) => c.sub === 'u1' ? 'this caller has been revoked' : undefined, blockedIdentity: () => undefined }, events, issued)
-    await expect(exchangeToken(req, { requestId: 'q3' }, d)).rejects.toMatchObject({ error: 'unauthorized_client', description: 'this caller has been revoked' })
+    await expect(exchangeToken(form, { requestId: 'q3' }, d)).rejects.toMatchObject({ error: 'unauthorized_client', description: 'this caller has been revoked' })
     expect(issued).toEqual([])
     expect(events).toEqual([expect.objectContaining({ type: 'token.denied', caller: expect.objectContaining({ sub: 'u1' }), reason: 'unauthorized_client: this caller has been revoked' })])
   })
@@ -58,14 +59,14 @@ describe('exchangeToken and revocations that block issuance', () => {
     const events: unknown[] = []
     const issued: string[] = []
     const d = blocking({ blockedCaller: () => undefined, blockedIdentity: (s) => s === allow.identity ? `identity ${s} has been revoked` : undefined }, events, issued)
-    await expect(exchangeToken({ ...req, params: { site: 'cloud-a' } }, { requestId: 'q4' }, d)).rejects.toMatchObject({ error: 'unauthorized_client' })
+    await expect(exchangeToken(() => ({ ...form(), site: 'cloud-a' }), { requestId: 'q4' }, d)).rejects.toMatchObject({ error: 'unauthorized_client' })
     expect(issued).toEqual([])
     expect(events).toEqual([expect.objectContaining({ policyRule: 'r2', site: 'cloud-a', reason: `unauthorized_client: identity ${allow.identity} has been revoked` })])
   })
 
   it('issues when nothing blocks', async () => {
     const issued: string[] = []
-    await exchangeToken(req, { requestId: 'q5' }, blocking({ blockedCaller: () => undefined, blockedIdentity: () => undefined }, [], issued))
+    await exchangeToken(form, { requestId: 'q5' }, blocking({ blockedCaller: () => undefined, blockedIdentity: () => undefined }, [], issued))
     expect(issued).toEqual([allow.identity])
   })
 })

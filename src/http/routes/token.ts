@@ -1,13 +1,18 @@
 import type { IncomingMessage } from 'node:http'
 import { Hono, type Context } from 'hono'
-import { parseTokenExchangeRequest, type TokenExchangeRequest } from '../../contract/token_request.ts'
+import type { TokenRequestForm } from '../../contract/token_request.ts'
 import { InvalidRequest } from '../../errors.ts'
 import { clientAddress } from '../client_address.ts'
 import { NO_STORE_HEADERS } from '../oauth_error_response.ts'
 import { bodyTooLarge, MAX_BODY_BYTES, parseFormBody, readNodeBody } from '../token_request_body.ts'
 import type { RequestContext, TokenExchangeResponse } from '../../issuance/exchange.ts'
 
-export type Exchange = (req: TokenExchangeRequest, ctx: RequestContext) => Promise<TokenExchangeResponse>
+/**
+ * The token exchange as the edge sees it. It is handed a way to read the form rather than the form, so
+ * that a body refused before it could be read (wrong type, too large) is accounted for like every other
+ * refusal (exchangeToken).
+ */
+export type Exchange = (readForm: () => Promise<TokenRequestForm>, ctx: RequestContext) => Promise<TokenExchangeResponse>
 
 /**
  * POST /token: RFC 8693 token exchange. Form-encoded in, JSON out, never cached (RFC 6749 §5.1).
@@ -17,9 +22,8 @@ export type Exchange = (req: TokenExchangeRequest, ctx: RequestContext) => Promi
 export function tokenRoutes(exchange: Exchange): Hono {
   const app = new Hono()
   app.post('/token', async (c) => {
-    const form = parseFormBody(c.req.header('content-type'), await readBoundedBody(c))
-    const req = parseTokenExchangeRequest(form)
-    const res = await exchange(req, { requestId: c.get('requestId'), ...clientAddress(c) })
+    const readForm = async () => parseFormBody(c.req.header('content-type'), await readBoundedBody(c))
+    const res = await exchange(readForm, { requestId: c.get('requestId'), ...clientAddress(c) })
     for (const [name, value] of Object.entries(NO_STORE_HEADERS)) c.header(name, value)
     return c.json(res)
   })

@@ -4,17 +4,28 @@
 // record is written before the request is served; if auditing fails, the response is withheld (fail
 // closed)". Internal errors show only server_error.
 import { describe, expect, it } from 'vitest'
-import { AP1, IDTOKEN_TYPE, JWT_TYPE, useTokenApp } from '../support/token_app.ts'
+import { ACCESS_TOKEN_TYPE, AP1, IDTOKEN_TYPE, JWT_TYPE, useTokenApp, type AuditMode } from '../support/token_app.ts'
 
 const t = await useTokenApp()
+// IAM's lifetime for narrowed tokens must fit the role's (20 min) for the access-token case to reach its audit record.
+t.iam.exchangedLifetime = 600
+
+/** One valid request per token kind the broker hands out: minted IDTOKEN, minted SciToken, IAM-narrowed access token. */
+const KINDS = [
+  [IDTOKEN_TYPE, {}],
+  [JWT_TYPE, { audience: AP1 }],
+  [ACCESS_TOKEN_TYPE, { audience: AP1, scope: 'compute.read' }],
+] as const
+// `failing` rejects at once; `slow-failing` rejects only after a while, so a token handed out before its
+// record committed (a missing await) would already have left.
+const MODES: AuditMode[] = ['failing', 'slow-failing']
+const CASES = MODES.flatMap((mode) => KINDS.map(([type, extra]) => [type, mode, extra] as const))
 
 describe('fail closed: an audit store that cannot record withholds the token', () => {
-  it.each([
-    [IDTOKEN_TYPE, {}],
-    [JWT_TYPE, { audience: AP1 }],
-  ])('answers a valid %s request with 500 {"error":"server_error"} and no token', async (type, extra) => {
+  it.each(CASES)('answers a valid %s request with 500 {"error":"server_error"} and no token (audit %s)', async (type, mode, extra) => {
     const before = (await t.store.query({ limit: 1000, type: 'token.issued' })).records.length
-    t.audit.failing = true
+    t.audit.mode = mode
+    const refusedBefore = t.audit.refused
     const token = await t.userToken()
     const res = await t.post(t.form(token, { requested_token_type: type, ...extra }))
     const text = await res.text()
@@ -23,7 +34,9 @@ describe('fail closed: an audit store that cannot record withholds the token', (
     expect(res.headers.get('content-type')).toMatch(/^application\/json\b/)
     expect(JSON.parse(text)).toEqual({ error: 'server_error' })
     expect(text).not.toContain(token.slice(-20))
-    t.audit.failing = false
+    // The pipeline did try to record the issuance (so the 500 is the audit's doing, not an earlier refusal).
+    expect(t.audit.refused).toBeGreaterThan(refusedBefore)
+    t.audit.mode = 'ok'
     expect((await t.store.query({ limit: 1000, type: 'token.issued' })).records.length).toBe(before)
   })
 

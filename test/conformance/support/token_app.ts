@@ -1,19 +1,28 @@
 /**
  * The real POST /token app for conformance tests, built the way src/services.ts builds it (real IAM
- * verifier, policy engine, issuance, audit store, revocation generations), minus the listener and the
- * development IAM: IAM is the msw stand-in of test/support/iam.ts, reached through `globalThis.fetch`.
- * Requests go through `app.request` (no sockets).
+ * verifier, policy engine, issuance, audit store, revocation generations), minus the development IAM:
+ * IAM is the msw stand-in of test/support/iam.ts, reached through `globalThis.fetch`.
+ *
+ * Every conformance test runs twice (vitest.config.ts): through `app.request` (hono, no socket), and with
+ * CTB_CONFORMANCE_TRANSPORT=socket through the very request listener `serve` installs (the POST /token
+ * fast path ahead of hono, src/server.ts) on a loopback socket, reached with undici's own fetch (which msw
+ * does not intercept).
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Hono } from 'hono'
 import type { SetupServer } from 'msw/node'
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { Agent, fetch as undiciFetch } from 'undici'
 import { afterAll, afterEach, expect } from 'vitest'
 import { createApp } from '../../../src/app.ts'
 import type { AuditEvent, AuditLog } from '../../../src/audit/audit_log.ts'
+import { RefusalTally } from '../../../src/audit/refusal_tally.ts'
 import { loadConfig, maxTokenLifetime, type Config } from '../../../src/config.ts'
 import { GRANT_TYPE_TOKEN_EXCHANGE, TOKEN_TYPE } from '../../../src/contract/token_exchange.ts'
+import type { Exchange } from '../../../src/http/routes/token.ts'
 import { createIamAdapter } from '../../../src/iam/create_iam_adapter.ts'
 import { exchangeToken } from '../../../src/issuance/exchange.ts'
 import { exchangeDepsFrom } from '../../../src/issuance/exchange_deps.ts'
@@ -24,6 +33,8 @@ import { policyContextFromConfig } from '../../../src/policy/context.ts'
 import { PolicyHolder } from '../../../src/policy/policy_holder.ts'
 import { revocationLabels } from '../../../src/policy/revocation_labels.ts'
 import { RevocationService } from '../../../src/revocation/revocation_service.ts'
+import { brokerRequestListener } from '../../../src/server.ts'
+import { GroupCommitter } from '../../../src/storage/group_commit.ts'
 import { MemoryStore } from '../../../src/storage/memory_store.ts'
 import { iamConfigFor, mswFetch, secretReader, TestIam, useMswIam } from '../../support/iam.ts'
 
@@ -74,9 +85,26 @@ rules:
         lifetime: { default: 20m, max: 6h }
 `
 
-/** The audit log the pipeline writes to: the MemoryStore, or a refusal while `failing` is set (fail-closed tests). */
+/** Which way requests reach the broker: `app.request`, or `serve`'s listener on a socket. */
+export type Transport = 'hono' | 'socket'
+export const TRANSPORT: Transport = process.env.CTB_CONFORMANCE_TRANSPORT === 'socket' ? 'socket' : 'hono'
+
+/**
+ * How the audit log behaves: `ok` records in the MemoryStore; `failing` rejects at once; `slow-failing`
+ * rejects after `slowMs` (a commit that takes a while, then fails); `full` is a real bounded queue
+ * (GroupCommitter) whose commits never finish and which is kept full, so every record is refused as
+ * overloaded.
+ */
+export type AuditMode = 'ok' | 'failing' | 'slow-failing' | 'full'
+
+/** The audit log the pipeline writes to: the MemoryStore unless `mode` says otherwise (fail-closed tests). */
 export interface SwitchableAudit extends AuditLog {
+  mode: AuditMode
+  /** Sugar for mode 'failing' / 'ok'. */
   failing: boolean
+  slowMs: number
+  /** Records attempted while not `ok` (they were refused). */
+  refused: number
 }
 
 export interface TokenApp {
@@ -87,6 +115,9 @@ export interface TokenApp {
   /** The revocation service the pipeline reads generations and caller/identity blocks from. */
   revocations: RevocationService
   audit: SwitchableAudit
+  /** Refusals without a verified caller, counted until `flush()` writes their aggregate record. */
+  refusals: RefusalTally
+  transport: Transport
   config: Config
   /** POST /token with a form-encoded body; array values become repeated parameters. */
   post(form: Record<string, string | string[]>, headers?: Record<string, string>): Promise<Response>
@@ -120,10 +151,23 @@ export async function useTokenApp(): Promise<TokenApp> {
   const clock = systemClock
   const { keys } = ensureAndLoadKeys(config, clock.now())
   const store = new MemoryStore()
+  // A queue whose commits never finish: with room for one waiting write, keeping one there refuses the rest.
+  const stalled = new GroupCommitter<AuditEvent>(() => new Promise<void>(() => {}), { maxPending: 1 })
   const audit: SwitchableAudit = {
-    failing: false,
+    mode: 'ok',
+    get failing() { return this.mode === 'failing' },
+    set failing(on: boolean) { this.mode = on ? 'failing' : 'ok' },
+    slowMs: 50,
+    refused: 0,
     record(event: AuditEvent) {
-      return this.failing ? Promise.reject(new Error('audit store unavailable')) : store.record(event)
+      if (this.mode === 'ok') return store.record(event)
+      this.refused++
+      if (this.mode === 'failing') return Promise.reject(new Error('audit store unavailable: /var/lib/ctb/audit.db is read-only'))
+      if (this.mode === 'slow-failing') {
+        return new Promise<void>((_, reject) => setTimeout(() => reject(new Error('audit store unavailable: fsync failed')), this.slowMs))
+      }
+      stalled.submit(event).catch(() => undefined)
+      return stalled.submit(event)
     },
   }
   const adapter = await createIamAdapter(config.iam, { log: silentLogger, clock, fetch: mswFetch, readFile: secretReader(iam) })
@@ -137,18 +181,33 @@ export async function useTokenApp(): Promise<TokenApp> {
   })
   await revocations.refresh()
 
-  const exchangeDeps = exchangeDepsFrom({ config, keys, audit, clock, iam: adapter, policy, generations: revocations, blocks: revocations, log: silentLogger })
-  const app = createApp({
-    config, keys, log: silentLogger,
-    readiness: async () => ({ keys: 'ok' }),
-    exchange: (req, ctx) => exchangeToken(req, ctx, exchangeDeps),
-  })
+  const refusals = new RefusalTally({ audit, clock, log: silentLogger })
+  const exchangeDeps = exchangeDepsFrom({ config, keys, audit, clock, iam: adapter, policy, generations: revocations, blocks: revocations, refusals, log: silentLogger })
+  const exchange: Exchange = (readForm, ctx) => exchangeToken(readForm, ctx, exchangeDeps)
+  const app = createApp({ config, keys, log: silentLogger, readiness: async () => ({ keys: 'ok' }), exchange })
+
+  let server: Server | undefined
+  let base = ''
+  const agent = new Agent({ connections: 64 })
+  if (TRANSPORT === 'socket') {
+    // overrideGlobalObjects: false is the one difference from serve: hono's node adapter would otherwise
+    // swap the global Response for its own, and msw (which mocks IAM in this process) recognises a
+    // network-error response by the global Response class. The token fast path uses neither.
+    server = createServer(brokerRequestListener(app, exchange, silentLogger, { hostname: '127.0.0.1', overrideGlobalObjects: false }))
+    await new Promise<void>((resolve) => server!.listen(0, '127.0.0.1', resolve))
+    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+  }
 
   afterEach(() => {
-    audit.failing = false
+    audit.mode = 'ok'
     iam.faults = { discovery: 'ok', jwks: 'ok', token: 'ok', introspection: 'ok' }
   })
   afterAll(async () => {
+    if (server) {
+      server.closeAllConnections()
+      await new Promise<void>((resolve) => server!.close(() => resolve()))
+    }
+    await agent.close()
     adapter.close()
     policy.close()
     revocations.stop()
@@ -156,9 +215,11 @@ export async function useTokenApp(): Promise<TokenApp> {
     rmSync(dir, { recursive: true, force: true })
   })
 
-  const request = async (path: string, init: RequestInit) => app.request(path, init)
+  const request = TRANSPORT === 'socket'
+    ? async (path: string, init: RequestInit) => await undiciFetch(`${base}${path}`, { ...init, dispatcher: agent } as never) as unknown as Response
+    : async (path: string, init: RequestInit) => app.request(path, init)
   return {
-    app, iam, msw, store, revocations, audit, config, request,
+    app, iam, msw, store, revocations, audit, refusals, transport: TRANSPORT, config, request,
     post(form, headers = {}) {
       return request('/token', { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers }, body: encodeForm(form) })
     },
