@@ -6,6 +6,7 @@ import { OperatorError } from './errors.ts'
 import { AdminConfigSchema, AuditConfigSchema, RevocationConfigSchema } from './audit/audit_config.ts'
 import { PolicyConfigSchema } from './policy/policy_config.ts'
 import { IamConfigSchema } from './iam/iam_config.ts'
+import { ListenerLimitsSchema } from './http/listener_limits.ts'
 
 const Seconds = z.coerce.number().int().positive()
 const Bool = z.union([z.boolean(), z.enum(['true', 'false']).transform((v) => v === 'true')])
@@ -25,6 +26,8 @@ export const ConfigSchema = z.object({
     host: z.string().min(1).default('127.0.0.1'),
     port: z.coerce.number().int().min(0).max(65535).default(8443),
   }).prefault({}),
+  /** Timeouts and connection limits of the listener (src/http/listener_limits.ts). */
+  http: ListenerLimitsSchema.prefault({}),
   tls: z.object({
     /** auto: development CA and localhost certificate under data_dir/tls; files: cert_file + key_file; off: plain HTTP behind a TLS proxy. */
     mode: z.enum(['auto', 'files', 'off']).default('auto'),

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs'
-import { createServer as createHttpServer, type IncomingMessage, type RequestListener, type ServerResponse } from 'node:http'
+import { createServer as createHttpServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http'
 import { createServer as createHttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { serve } from '@hono/node-server'
@@ -7,6 +7,7 @@ import { createApp } from './app.ts'
 import type { Config } from './config.ts'
 import { OperatorError } from './errors.ts'
 import { freePort } from './lib/free_port.ts'
+import { applyListenerLimits, listenerServerOptions } from './http/listener_limits.ts'
 import { tokenFastPath, type NodeRequestHandler } from './http/token_fast_path.ts'
 import { buildServices, type BrokerServices } from './services.ts'
 import { systemClock, type Clock } from './lib/clock.ts'
@@ -82,10 +83,11 @@ async function listen(services: BrokerServices, log: Logger): Promise<RunningBro
         createServer: ((options: object, honoListener: RequestListener) => tls
           ? createHttpsServer(options, ahead(fast, honoListener))
           : createHttpServer(options, ahead(fast, honoListener))) as never,
-        serverOptions: tls ?? {},
+        serverOptions: { ...listenerServerOptions(config.http), ...tls },
       },
       () => resolve(s),
     )
+    applyListenerLimits(s as Server, config.http)
     s.once('error', (err: NodeJS.ErrnoException) =>
       reject(new OperatorError('ELISTEN', `cannot listen on ${config.listen.host}:${config.listen.port}: ${err.code ?? err.message}`)))
   })
