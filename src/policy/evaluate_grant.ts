@@ -19,7 +19,7 @@ function deny(ruleId: string, error: Denial['error'], reason: string): Denial {
 /**
  * Checks one request against one grant whose rule already matched the caller. The first failed check
  * decides the error, in a fixed order: token kind, host, parameters, audience, scope, lifetime, identity.
- * @see RFC 8693 §2.2.2 (invalid_target), RFC 6749 §5.2 (invalid_scope, unauthorized_client, invalid_request)
+ * @see RFC 8693 §2.2.2 (invalid_target: audience only), RFC 6749 §5.2 (invalid_scope, unauthorized_client, invalid_request)
  */
 export function evaluateGrant(ruleId: string, g: CompiledGrant, req: DecisionRequest, ctx: PolicyContext, jti: string): Decision {
   const role = g.role
@@ -104,7 +104,8 @@ export function evaluateGrant(ruleId: string, g: CompiledGrant, req: DecisionReq
     if (!Number.isSafeInteger(req.lifetime) || req.lifetime <= 0) return deny(ruleId, 'invalid_request', 'lifetime must be a positive whole number of seconds')
     if (req.lifetime <= g.lifetime.max) lifetime = req.lifetime
     else if (g.upTo) { lifetime = g.lifetime.max; trimmed.push('lifetime') }
-    else return deny(ruleId, 'invalid_target', `lifetime ${req.lifetime}s exceeds the maximum ${g.lifetime.max}s for role ${role}`)
+    // A lifetime is a parameter, not a target (RFC 8693 keeps invalid_target for audience/resource).
+    else return deny(ruleId, 'invalid_request', `lifetime ${req.lifetime}s exceeds the maximum ${g.lifetime.max}s for role ${role}`)
   }
 
   let identity = ''

@@ -91,7 +91,7 @@ const ROWS: [Caller, string, Ask, Expect][] = [
   ['ap', 'schedd', { host: 'ap1.cloud-a.example.org', scopes: ['condor:/OWNER'] }, { allow: false, error: 'invalid_scope', reason: /not an HTCondor authorization level/ }],
   ['ap', 'schedd', { host: 'ap1.cloud-a.example.org', audience: ['other.pool'] }, { allow: false, error: 'invalid_target', reason: /trust domain pool\.example\.org only/ }],
   ['ap', 'schedd', { host: 'ap1.cloud-a.example.org', audience: ['pool.example.org'] }, { allow: true, identity: 'schedd-ap1@aps.pool.example.org', scopes: SCHEDD }],
-  ['ap', 'schedd', { host: 'ap1.cloud-a.example.org', lifetime: 8 * 86400 }, { allow: false, error: 'invalid_target', reason: /lifetime 691200s exceeds the maximum 604800s/ }],
+  ['ap', 'schedd', { host: 'ap1.cloud-a.example.org', lifetime: 8 * 86400 }, { allow: false, error: 'invalid_request', reason: /lifetime 691200s exceeds the maximum 604800s/ }],
   ['ap', 'schedd', { host: 'ap1.cloud-a.example.org', tokenKind: 'scitoken' }, { allow: false, error: 'invalid_request', reason: /not issued as scitoken/ }],
   ['ap', 'credd', { host: 'ap1.cloud-a.example.org' }, { allow: true, identity: 'credd-ap1@aps.pool.example.org', scopes: ['DAEMON'] }],
   // DAEMON implies WRITE and READ: asking for the narrower level is allowed
@@ -126,7 +126,7 @@ const ROWS: [Caller, string, Ask, Expect][] = [
   ['alice', 'submit-user', { tokenKind: 'access_token', audience: [AP_AUD] }, { allow: false, error: 'invalid_request', reason: /not issued as access_token/ }],
   ['alice', 'submit-user', { lifetime: 86400 }, { allow: true, identity: 'alice@users.example.org', scopes: ['READ', 'WRITE'], lifetime: 21600, trimmed: ['lifetime'] }],
   ['alice', 'job', {}, { allow: true, identity: 'alice@users.example.org', scopes: ['READ', 'WRITE'], lifetime: 1200 }],
-  ['alice', 'job', { lifetime: 7 * 3600 }, { allow: false, error: 'invalid_target', reason: /lifetime 25200s exceeds the maximum 21600s for role job/ }],
+  ['alice', 'job', { lifetime: 7 * 3600 }, { allow: false, error: 'invalid_request', reason: /lifetime 25200s exceeds the maximum 21600s for role job/ }],
   ['alice', 'job', { lifetime: 0 }, { allow: false, error: 'invalid_request', reason: /positive whole number/ }],
   ['alice', 'job', { scopes: ['ADMINISTRATOR'] }, { allow: false, error: 'invalid_scope', reason: /ADMINISTRATOR exceeds/ }],
   ['aliceNoSlash', 'job', {}, { allow: false, error: 'unauthorized_client', reason: /no policy rule grants role "job"/ }],
