@@ -4,6 +4,7 @@ import type { Decision, DecisionRequest, TokenKind } from './decision.ts'
 import { isHostName, SAFE_VALUE } from './patterns.ts'
 import { CENTRAL_MANAGER_ROLE, RESERVED_USERS } from './schema.ts'
 import { parseScope, scopeAllowed, toAuthzLevel } from './scopes.ts'
+import { asciiLower } from '../lib/ascii_case.ts'
 
 export type Denial = Extract<Decision, { allow: false }>
 
@@ -33,7 +34,7 @@ export function evaluateGrant(ruleId: string, g: CompiledGrant, req: DecisionReq
   let host: string | undefined
   if (g.hosts) {
     if (req.host === undefined || req.host === '') return deny(ruleId, 'invalid_request', `host is required for role ${role}`)
-    host = req.host.toLowerCase()
+    host = asciiLower(req.host)
     if (!isHostName(host)) return deny(ruleId, 'invalid_request', `host ${quote(req.host)} is not a valid host name`)
     if (!g.hosts.test(host)) return deny(ruleId, 'unauthorized_client', `host ${host} is not allowed for role ${role}`)
   }
@@ -128,7 +129,7 @@ export function evaluateGrant(ruleId: string, g: CompiledGrant, req: DecisionReq
     identity += v
   }
   const at = identity.lastIndexOf('@')
-  const user = (at < 0 ? identity : identity.slice(0, at)).toLowerCase()
+  const user = asciiLower(at < 0 ? identity : identity.slice(0, at))
   if (RESERVED_USERS.has(user) && role !== CENTRAL_MANAGER_ROLE) {
     return deny(ruleId, 'unauthorized_client', `identity ${identity} is reserved: only the ${CENTRAL_MANAGER_ROLE} role may be ${user}@… (htcondor-tokens.md §3.4)`)
   }

@@ -1,5 +1,6 @@
 import { AUTHZ_LEVELS, expandAuthz, type AuthzLevel } from '../issuance/authz.ts'
 import { isNormalisedPath, pathCovers } from './patterns.ts'
+import { asciiLower, asciiUpper } from '../lib/ascii_case.ts'
 
 /**
  * Scope grammar for grants and requests: HTCondor `condor:/LEVEL`, WLCG `compute.*` and
@@ -17,7 +18,7 @@ const FORBIDDEN_SCOPES: ReadonlySet<string> = new Set(['offline_access'])
 
 /** A level name from `READ`, `read` or `condor:/READ`; undefined if it is not one. */
 export function toAuthzLevel(s: string): AuthzLevel | undefined {
-  const name = (s.length > 8 && s.slice(0, 8).toLowerCase() === 'condor:/' ? s.slice(8) : s).toUpperCase()
+  const name = asciiUpper(s.length > 8 && asciiLower(s.slice(0, 8)) === 'condor:/' ? s.slice(8) : s)
   return LEVELS.has(name) ? (name as AuthzLevel) : undefined
 }
 
