@@ -57,8 +57,9 @@ export function oauthErrorResponse(log: Logger) {
 
 /**
  * RFC 6749 §5.2: error_description "MUST NOT include characters outside the set %x20-21 / %x23-5B /
- * %x5D-7E". Descriptions quote caller input (JSON-style, with `…` when shortened), so map `"` to `'`,
- * `\` to `/`, `…` to `...`, and anything else outside the set to `?`. The audit log keeps the original.
+ * %x5D-7E". Core messages quote caller input with quote() (src/lib/quote.ts), which already keeps to
+ * that set; this is the net under everything else (zod messages, a `…` in a literal): `"` becomes `'`,
+ * `\` becomes `/`, `…` becomes `...`, anything else outside the set `?`.
  */
 export function toErrorDescription(description: string): string {
   return description

@@ -5,13 +5,9 @@ import { isHostName, SAFE_VALUE } from './patterns.ts'
 import { CENTRAL_MANAGER_ROLE, RESERVED_USERS } from './schema.ts'
 import { parseScope, scopeAllowed, toAuthzLevel } from './scopes.ts'
 import { asciiLower } from '../lib/ascii_case.ts'
+import { quote } from '../lib/quote.ts'
 
 export type Denial = Extract<Decision, { allow: false }>
-
-/** A caller-supplied string, quoted and cut short, so a description stays one readable line. */
-export function quote(s: string): string {
-  return JSON.stringify(s.length > 80 ? `${s.slice(0, 80)}…` : s)
-}
 
 function deny(ruleId: string, error: Denial['error'], reason: string): Denial {
   return { allow: false, ruleId, error, reason }
