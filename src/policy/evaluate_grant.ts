@@ -127,7 +127,7 @@ export function evaluateGrant(ruleId: string, g: CompiledGrant, req: DecisionReq
   const at = identity.lastIndexOf('@')
   const user = asciiLower(at < 0 ? identity : identity.slice(0, at))
   if (RESERVED_USERS.has(user) && role !== CENTRAL_MANAGER_ROLE) {
-    return deny(ruleId, 'unauthorized_client', `identity ${identity} is reserved: only the ${CENTRAL_MANAGER_ROLE} role may be ${user}@… (htcondor-tokens.md §3.4)`)
+    return deny(ruleId, 'unauthorized_client', `identity ${identity} is reserved: only the ${CENTRAL_MANAGER_ROLE} role may be ${user}@...`)
   }
   if (identity.length > 255) return deny(ruleId, 'invalid_request', `the identity for role ${role} would exceed 255 characters`)
 
