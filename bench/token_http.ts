@@ -36,6 +36,8 @@ export async function tokenEndpointLoad(options: { connections: number; duration
       env: {
         ...process.env, CTB_DATA_DIR: join(dir, 'data'), CTB_LISTEN_PORT: String(port), CTB_DEV_IAM_PORT: String(iamPort),
         CTB_TRUST_DOMAIN: 'pool.example.org', CTB_POLICY_WATCH: 'false',
+        // All load comes from one address; BENCH_CONNECTIONS may exceed the per-client default.
+        CTB_HTTP_MAX_CONNECTIONS_PER_CLIENT: '0',
         ...(options.transport === 'http' ? { CTB_TLS_MODE: 'off', CTB_ISSUER: `https://localhost:${port}` } : {}),
       },
       stdio: ['ignore', 'pipe', 'pipe'],

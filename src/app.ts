@@ -1,5 +1,6 @@
 import { Hono } from 'hono'
 import type { Config } from './config.ts'
+import { NotFound } from './errors.ts'
 import { brokerMetadata } from './contract/discovery.ts'
 import { requestId } from './http/middleware/request_id.ts'
 import { oauthErrorResponse } from './http/oauth_error_response.ts'
@@ -44,7 +45,8 @@ export function createApp(deps: AppDeps): Hono {
     app.route('/', revocationRoutes({ revocations: deps.admin.revocations, auth }))
     if (deps.admin.policy) app.route('/', policyExplainRoutes({ policy: deps.admin.policy, adminAuth: auth }))
   }
-  app.notFound((c) => c.json({ error: 'not_found' }, 404))
-  app.onError(oauthErrorResponse(deps.log))
+  const errorResponse = oauthErrorResponse(deps.log)
+  app.notFound((c) => errorResponse(new NotFound('no endpoint at this path'), c))
+  app.onError(errorResponse)
   return app
 }

@@ -8,6 +8,7 @@ import { positionOf, zodIssueMessage } from './lib/yaml_position.ts'
 import { AdminConfigSchema, AuditConfigSchema, RevocationConfigSchema } from './audit/audit_config.ts'
 import { PolicyConfigSchema } from './policy/policy_config.ts'
 import { IamConfigSchema } from './iam/iam_config.ts'
+import { ListenerLimitsSchema } from './http/listener_limits.ts'
 
 const Seconds = seconds()
 const Port = integer(0, 65535)
@@ -38,6 +39,8 @@ export const ConfigSchema = z.strictObject({
     host: z.string().min(1).default('127.0.0.1'),
     port: Port.default(8443),
   }).prefault({}),
+  /** Timeouts and connection limits of the listener (src/http/listener_limits.ts). */
+  http: ListenerLimitsSchema.prefault({}),
   tls: z.strictObject({
     /** auto: development CA and localhost certificate under data_dir/tls; files: cert_file + key_file; off: plain HTTP behind a TLS proxy. */
     mode: z.enum(['auto', 'files', 'off']).default('auto'),

@@ -3,7 +3,10 @@
  * programmer mistakes); the HTTP edge maps them to RFC 6749 §5.2 bodies, the CLI to one-line messages.
  */
 
-/** OAuth 2.0 error codes we emit: RFC 6749 §5.2, RFC 8693 §2.2.2 `invalid_target`, and 503's `temporarily_unavailable`. */
+/**
+ * OAuth 2.0 error codes we emit: RFC 6749 §5.2, RFC 8693 §2.2.2 `invalid_target`, 503's
+ * `temporarily_unavailable`, and RFC 6750 §3.1 `invalid_token` for the admin API's bearer tokens.
+ */
 export type OAuthErrorCode =
   | 'invalid_request'
   | 'invalid_client'
@@ -14,10 +17,11 @@ export type OAuthErrorCode =
   | 'invalid_target'
   | 'access_denied'
   | 'temporarily_unavailable'
+  | 'invalid_token'
 
 export abstract class BrokerError extends Error {
   abstract readonly error: OAuthErrorCode
-  readonly status: 400 | 401 | 403 | 503 = 400
+  readonly status: 400 | 401 | 403 | 404 | 405 | 503 = 400
   /** Safe to show the client: becomes `error_description`. Never put secrets or tokens here. */
   readonly description: string
 
@@ -51,6 +55,35 @@ export class TemporarilyUnavailable extends BrokerError {
   constructor(description: string, options?: { cause?: unknown; retryAfter?: number }) {
     super(description, options)
     this.retryAfter = options?.retryAfter ?? 5
+  }
+}
+
+/**
+ * The admin API's bearer token is missing, malformed, unknown or revoked (RFC 6750 §3.1). `presented`
+ * is false when the request carried no bearer credentials at all: the challenge then names no error.
+ */
+export class InvalidToken extends BrokerError {
+  readonly error = 'invalid_token'
+  override readonly status = 401
+  readonly presented: boolean
+  constructor(description: string, options: { presented: boolean }) {
+    super(description)
+    this.presented = options.presented
+  }
+}
+/** No endpoint at this path: answered in the same error shape as everything else. */
+export class NotFound extends BrokerError {
+  readonly error = 'invalid_request'
+  override readonly status = 404
+}
+/** The path exists but not for this method: 405 with `Allow` (RFC 9110 §15.5.6), body still `invalid_request`. */
+export class MethodNotAllowed extends BrokerError {
+  readonly error = 'invalid_request'
+  override readonly status = 405
+  readonly allow: readonly string[]
+  constructor(description: string, allow: readonly string[]) {
+    super(description)
+    this.allow = allow
   }
 }
 

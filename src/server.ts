@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs'
-import { createServer as createHttpServer, type IncomingMessage, type RequestListener, type ServerResponse } from 'node:http'
+import { createServer as createHttpServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http'
 import { createServer as createHttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { getRequestListener, serve } from '@hono/node-server'
@@ -10,6 +10,7 @@ import { OperatorError } from './errors.ts'
 import { freePort } from './lib/free_port.ts'
 import { readSecretFile } from './lib/secure_file.ts'
 import type { Exchange } from './http/routes/token.ts'
+import { applyListenerLimits, listenerServerOptions } from './http/listener_limits.ts'
 import { tokenFastPath, type NodeRequestHandler } from './http/token_fast_path.ts'
 import { buildServices, type BrokerServices } from './services.ts'
 import { systemClock, type Clock } from './lib/clock.ts'
@@ -86,10 +87,11 @@ async function listen(services: BrokerServices, log: Logger): Promise<RunningBro
         createServer: ((options: object) => tls
           ? createHttpsServer(options, listener)
           : createHttpServer(options, listener)) as never,
-        serverOptions: tls ?? {},
+        serverOptions: { ...listenerServerOptions(config.http), ...tls },
       },
       () => resolve(s),
     )
+    applyListenerLimits(s as Server, config.http)
     s.once('error', (err: NodeJS.ErrnoException) =>
       reject(new OperatorError('ELISTEN', `cannot listen on ${config.listen.host}:${config.listen.port}: ${err.code ?? err.message}`)))
   })

@@ -1,6 +1,6 @@
 import type { Context } from 'hono'
 import type { ContentfulStatusCode } from 'hono/utils/http-status'
-import { BrokerError, TemporarilyUnavailable } from '../errors.ts'
+import { BrokerError, InvalidToken, MethodNotAllowed, TemporarilyUnavailable } from '../errors.ts'
 import type { Logger } from '../lib/logger.ts'
 
 /** Headers every token-endpoint response carries, success or error (RFC 6749 §5.1). */
@@ -13,30 +13,44 @@ export interface OAuthErrorReply {
   headers: Record<string, string>
 }
 
+/** The protection space of the admin API's bearer tokens (RFC 6750 §3). */
+export const ADMIN_REALM = 'condor-token-broker admin'
+
 /**
  * The only place that decides what an error looks like on the wire (RFC 6749 §5.2). Internal errors
- * show only `server_error`; their details go to the log with the request id.
+ * show only `server_error`; their details go to the log with the request id (and the caller's own
+ * X-Request-Id, when it sent one, so the two can be matched up).
  */
-export function oauthErrorReply(err: unknown, log: Logger, requestId: string | undefined): OAuthErrorReply {
+export function oauthErrorReply(err: unknown, log: Logger, requestId: string | undefined, clientRequestId?: string): OAuthErrorReply {
   if (err instanceof BrokerError) {
+    const description = toErrorDescription(err.description)
     return {
       status: err.status,
-      body: { error: err.error, error_description: toErrorDescription(err.description) },
-      headers: {
-        ...NO_STORE_HEADERS,
-        ...(err.status === 401 ? { 'WWW-Authenticate': 'Basic realm="condor-token-broker"' } : {}),
-        ...(err instanceof TemporarilyUnavailable ? { 'Retry-After': String(err.retryAfter) } : {}),
-      },
+      body: { error: err.error, error_description: description },
+      headers: { ...NO_STORE_HEADERS, ...challengeHeaders(err, description) },
     }
   }
-  log.error('unhandled error', { err, requestId })
+  log.error('unhandled error', { err, requestId, ...(clientRequestId ? { clientRequestId } : {}) })
   return { status: 500, body: { error: 'server_error' }, headers: { ...NO_STORE_HEADERS } }
+}
+
+/** WWW-Authenticate for 401s, Allow for 405s, Retry-After for 503s. `description` is already within the quoted-string-safe set. */
+function challengeHeaders(err: BrokerError, description: string): Record<string, string> {
+  if (err instanceof InvalidToken) {
+    // RFC 6750 §3: no error code when the request carried no bearer credentials at all.
+    const params = err.presented ? `, error="${err.error}", error_description="${description}"` : ''
+    return { 'WWW-Authenticate': `Bearer realm="${ADMIN_REALM}"${params}` }
+  }
+  if (err instanceof MethodNotAllowed) return { Allow: err.allow.join(', ') }
+  if (err.status === 401) return { 'WWW-Authenticate': 'Basic realm="condor-token-broker"' }
+  if (err instanceof TemporarilyUnavailable) return { 'Retry-After': String(err.retryAfter) }
+  return {}
 }
 
 /** oauthErrorReply as hono's onError handler. */
 export function oauthErrorResponse(log: Logger) {
   return (err: unknown, c: Context): Response => {
-    const reply = oauthErrorReply(err, log, c.get('requestId'))
+    const reply = oauthErrorReply(err, log, c.get('requestId'), c.get('clientRequestId'))
     for (const [name, value] of Object.entries(reply.headers)) c.header(name, value)
     return c.json(reply.body, reply.status)
   }
@@ -44,8 +58,9 @@ export function oauthErrorResponse(log: Logger) {
 
 /**
  * RFC 6749 §5.2: error_description "MUST NOT include characters outside the set %x20-21 / %x23-5B /
- * %x5D-7E". Descriptions quote caller input (JSON-style, with `…` when shortened), so map `"` to `'`,
- * `\` to `/`, `…` to `...`, and anything else outside the set to `?`. The audit log keeps the original.
+ * %x5D-7E". Core messages quote caller input with quote() (src/lib/quote.ts), which already keeps to
+ * that set; this is the net under everything else (zod messages, a `…` in a literal): `"` becomes `'`,
+ * `\` becomes `/`, `…` becomes `...`, anything else outside the set `?`.
  */
 export function toErrorDescription(description: string): string {
   return description

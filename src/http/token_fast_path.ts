@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Logger } from '../lib/logger.ts'
-import { requestIdFrom } from './middleware/request_id.ts'
+import { clientRequestIdFrom, newRequestId } from './middleware/request_id.ts'
 import { NO_STORE_HEADERS, oauthErrorReply } from './oauth_error_response.ts'
 import type { Exchange } from './routes/token.ts'
 import { parseFormBody, readNodeBody } from './token_request_body.ts'
@@ -25,8 +25,7 @@ export function tokenFastPath(exchange: Exchange, log: Logger): NodeRequestHandl
 }
 
 async function answer(req: IncomingMessage, res: ServerResponse, exchange: Exchange, log: Logger): Promise<void> {
-  const given = req.headers['x-request-id']
-  const requestId = requestIdFrom(typeof given === 'string' ? given : undefined)
+  const requestId = newRequestId()
   let status: number
   let body: string
   let headers: Record<string, string>
@@ -38,7 +37,7 @@ async function answer(req: IncomingMessage, res: ServerResponse, exchange: Excha
     body = JSON.stringify(result)
     headers = NO_STORE_HEADERS
   } catch (err) {
-    const reply = oauthErrorReply(err, log, requestId)
+    const reply = oauthErrorReply(err, log, requestId, clientRequestIdFrom(req.headers['x-request-id']))
     status = reply.status
     body = JSON.stringify(reply.body)
     headers = reply.headers

@@ -117,6 +117,9 @@ export class IamSubjectTokenVerifier implements SubjectTokenVerifier {
     } catch {
       throw new InvalidRequest('subject_token is not a well-formed JWT')
     }
+    // IAM never marks header parameters critical; one we would have to understand is refused before any
+    // key lookup, like any other malformed token (quietly: it is the caller's problem, not the broker's).
+    if (header.crit !== undefined) throw new InvalidRequest('subject_token has critical header parameters this broker does not support')
     if (typeof payload.iss !== 'string') throw new InvalidRequest('subject_token has no iss claim')
     const issuer = this.#deps.discovery.issuer(payload.iss)
     // The iss value is not echoed: it is caller-controlled text.
@@ -207,9 +210,11 @@ export class IamSubjectTokenVerifier implements SubjectTokenVerifier {
     if (err instanceof joseErrors.JWKSMultipleMatchingKeys) return new InvalidRequest('subject_token does not identify its signing key')
     if (err instanceof joseErrors.JOSEAlgNotAllowed) return new InvalidRequest('subject_token is signed with a disallowed algorithm')
     if (err instanceof joseErrors.JWSInvalid || err instanceof joseErrors.JWTInvalid) return new InvalidRequest('subject_token is not a well-formed JWT')
-    // Anything else (a key IAM publishes that WebCrypto cannot use, …) is logged; the caller learns only
-    // that the token could not be verified.
-    this.#deps.log.warn('subject token verification failed unexpectedly', { issuer: iss, err: err instanceof Error ? err : undefined })
+    if (err instanceof joseErrors.JOSENotSupported) return new InvalidRequest('subject_token uses a JOSE feature this broker does not support')
+    // Anything else (a key IAM publishes that WebCrypto cannot use, …) is logged on one line, without a
+    // stack (it says nothing about our code); the caller learns only that the token could not be verified.
+    const e = err instanceof Error ? err : undefined
+    this.#deps.log.warn('subject token verification failed unexpectedly', { issuer: iss, error: e?.name ?? typeof err, code: (e as { code?: unknown } | undefined)?.code, message: e?.message.split('\n')[0] })
     return new InvalidRequest('subject_token could not be verified')
   }
 

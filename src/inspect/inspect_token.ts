@@ -2,6 +2,7 @@ import { createHmac, createPublicKey, timingSafeEqual, type KeyObject, type webc
 import { AUTHZ_LEVELS } from '../issuance/authz.ts'
 import { decodeCompact, verifyAsymmetric, type AsymmetricAlg } from '../issuance/jws.ts'
 import type { PublicJwk } from '../keys/jwk.ts'
+import { asciiLower, asciiUpper } from '../lib/ascii_case.ts'
 
 export type TokenKind = 'idtoken' | 'scitoken' | 'unknown'
 
@@ -80,8 +81,8 @@ function inspectIdToken(d: Decoded, alg: string, ctx: InspectContext): InspectRe
   if (typeof p.jti !== 'string' || p.jti === '') problems.push('no jti: HTCondor refuses tokens without one')
   checkTimes(p, ctx.now, problems, warnings, false)
   const scopes = typeof p.scope === 'string' ? p.scope.split(' ').filter(Boolean) : []
-  const condor = scopes.filter((s) => s.toLowerCase().startsWith('condor:/'))
-  for (const s of condor) if (!LEVELS.has(s.slice(8).toUpperCase())) problems.push(`unknown authorization level in scope "${s}"`)
+  const condor = scopes.filter((s) => asciiLower(s).startsWith('condor:/'))
+  for (const s of condor) if (!LEVELS.has(asciiUpper(s.slice(8)))) problems.push(`unknown authorization level in scope "${s}"`)
   if (condor.length === 0) warnings.push('no condor:/ scope: the token is unrestricted (whatever the ALLOW lists give its identity)')
 
   let signature: string

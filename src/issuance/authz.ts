@@ -1,4 +1,6 @@
 import { InvalidScope } from '../errors.ts'
+import { asciiUpper } from '../lib/ascii_case.ts'
+import { quote } from '../lib/quote.ts'
 
 /**
  * HTCondor authorization levels that may appear as `condor:/LEVEL` scopes. DEFAULT, CLIENT and ALLOW are
@@ -14,9 +16,9 @@ const KNOWN = new Set<string>(AUTHZ_LEVELS)
 
 /** Normalises one level name (HTCondor matches case-insensitively; we emit upper case) or throws. */
 export function parseAuthzLevel(input: string): AuthzLevel {
-  const name = input.trim().replace(/^condor:\//i, '').toUpperCase()
+  const name = asciiUpper(input.trim().replace(/^condor:\//i, ''))
   if (!KNOWN.has(name)) {
-    throw new InvalidScope(`unknown HTCondor authorization level "${input}"; expected one of ${AUTHZ_LEVELS.join(', ')}`)
+    throw new InvalidScope(`unknown HTCondor authorization level ${quote(input)}; expected one of ${AUTHZ_LEVELS.join(', ')}`)
   }
   return name as AuthzLevel
 }

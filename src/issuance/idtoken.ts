@@ -4,6 +4,7 @@ import { condorScope, type AuthzLevel } from './authz.ts'
 import { canonicalJson, type ClaimValue } from './canonical_json.ts'
 import { b64url, hs256 } from './jws.ts'
 import { InvalidRequest } from '../errors.ts'
+import { quote } from '../lib/quote.ts'
 
 /** A signing key for IDTOKENs, derived and imported once at start-up (the hot path only HMACs). */
 export interface IdTokenKey {
@@ -83,7 +84,7 @@ export function mintIdToken(claims: IdTokenClaims, key: IdTokenKey): string {
 /** TRUST_DOMAIN must be non-empty without space, comma or tab (condor_token_create refuses them since 10.x). */
 export function assertTrustDomain(td: string): void {
   if (td.length === 0 || /[ ,\t]/.test(td) || /[^\x21-\x7e]/.test(td)) {
-    throw new InvalidRequest(`trust domain ${JSON.stringify(td)} is invalid: it must be non-empty printable ASCII without space, comma or tab`)
+    throw new InvalidRequest(`trust domain ${quote(td)} is invalid: it must be non-empty printable ASCII without space, comma or tab`)
   }
 }
 
@@ -91,6 +92,6 @@ export function assertTrustDomain(td: string): void {
 export function assertIdentity(sub: string): void {
   const at = sub.lastIndexOf('@')
   if (at <= 0 || at === sub.length - 1 || /[^\x21-\x7e]/.test(sub)) {
-    throw new InvalidRequest(`identity ${JSON.stringify(sub)} must have the form user@domain in printable ASCII`)
+    throw new InvalidRequest(`identity ${quote(sub)} must have the form user@domain in printable ASCII`)
   }
 }

@@ -1,5 +1,6 @@
 import { randomUUID, type KeyObject } from 'node:crypto'
 import { InvalidRequest, InvalidScope } from '../errors.ts'
+import { quote } from '../lib/quote.ts'
 import { parseAuthzLevel } from './authz.ts'
 import { b64url, signAsymmetric, type AsymmetricAlg } from './jws.ts'
 
@@ -53,7 +54,7 @@ export function buildSciTokenClaims(req: SciTokenRequest): SciTokenClaims {
   }
   if (req.audience.length === 0) throw new InvalidRequest('a SciToken needs at least one audience')
   for (const a of req.audience) {
-    if (a.length === 0 || /\s|[^\x21-\x7e]/.test(a)) throw new InvalidRequest(`audience ${JSON.stringify(a)} is not a valid URI`)
+    if (a.length === 0 || /\s|[^\x21-\x7e]/.test(a)) throw new InvalidRequest(`audience ${quote(a)} is not a valid URI`)
   }
   const scope = normaliseScopes(req.scopes)
   if (!Number.isSafeInteger(req.lifetimeSeconds) || req.lifetimeSeconds <= 0) {
@@ -76,7 +77,7 @@ export function buildSciTokenClaims(req: SciTokenRequest): SciTokenClaims {
 export function normaliseScopes(scopes: readonly string[]): string {
   const out: string[] = []
   for (const s of scopes.flatMap((x) => x.split(' ')).filter((x) => x.length > 0)) {
-    if (/[^\x21-\x7e]/.test(s) || s.includes('"') || s.includes('\\')) throw new InvalidScope(`scope ${JSON.stringify(s)} is not valid`)
+    if (/[^\x21-\x7e]/.test(s) || s.includes('"') || s.includes('\\')) throw new InvalidScope(`scope ${quote(s)} is not valid`)
     const v = /^condor:\//i.test(s) ? `condor:/${parseAuthzLevel(s)}` : s
     if (!out.includes(v)) out.push(v)
   }

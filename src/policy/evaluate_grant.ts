@@ -5,13 +5,10 @@ import { isHostName, SAFE_VALUE } from './patterns.ts'
 import { CENTRAL_MANAGER_ROLE, RESERVED_USERS } from './schema.ts'
 import { parseScope, scopeAllowed, toAuthzLevel } from './scopes.ts'
 import { SITE_PLACEHOLDER } from './template.ts'
+import { asciiLower } from '../lib/ascii_case.ts'
+import { quote } from '../lib/quote.ts'
 
 export type Denial = Extract<Decision, { allow: false }>
-
-/** A caller-supplied string, quoted and cut short, so a description stays one readable line. */
-export function quote(s: string): string {
-  return JSON.stringify(s.length > 80 ? `${s.slice(0, 80)}…` : s)
-}
 
 function deny(ruleId: string, error: Denial['error'], reason: string): Denial {
   return { allow: false, ruleId, error, reason }
@@ -20,7 +17,7 @@ function deny(ruleId: string, error: Denial['error'], reason: string): Denial {
 /**
  * Checks one request against one grant whose rule already matched the caller. The first failed check
  * decides the error, in a fixed order: token kind, host, site, parameters, audience, scope, lifetime, identity.
- * @see RFC 8693 §2.2.2 (invalid_target), RFC 6749 §5.2 (invalid_scope, unauthorized_client, invalid_request)
+ * @see RFC 8693 §2.2.2 (invalid_target: audience only), RFC 6749 §5.2 (invalid_scope, unauthorized_client, invalid_request)
  */
 export function evaluateGrant(ruleId: string, g: CompiledGrant, req: DecisionRequest, ctx: PolicyContext, jti: string): Decision {
   const role = g.role
@@ -34,7 +31,7 @@ export function evaluateGrant(ruleId: string, g: CompiledGrant, req: DecisionReq
   let host: string | undefined
   if (g.hosts) {
     if (req.host === undefined || req.host === '') return deny(ruleId, 'invalid_request', `host is required for role ${role}`)
-    host = req.host.toLowerCase()
+    host = asciiLower(req.host)
     if (!isHostName(host)) return deny(ruleId, 'invalid_request', `host ${quote(req.host)} is not a valid host name`)
     if (!g.hosts.test(host)) return deny(ruleId, 'unauthorized_client', `host ${host} is not allowed for role ${role}`)
   }
@@ -108,7 +105,8 @@ export function evaluateGrant(ruleId: string, g: CompiledGrant, req: DecisionReq
     if (!Number.isSafeInteger(req.lifetime) || req.lifetime <= 0) return deny(ruleId, 'invalid_request', 'lifetime must be a positive whole number of seconds')
     if (req.lifetime <= g.lifetime.max) lifetime = req.lifetime
     else if (g.upTo) { lifetime = g.lifetime.max; trimmed.push('lifetime') }
-    else return deny(ruleId, 'invalid_target', `lifetime ${req.lifetime}s exceeds the maximum ${g.lifetime.max}s for role ${role}`)
+    // A lifetime is a parameter, not a target (RFC 8693 keeps invalid_target for audience/resource).
+    else return deny(ruleId, 'invalid_request', `lifetime ${req.lifetime}s exceeds the maximum ${g.lifetime.max}s for role ${role}`)
   }
 
   let identity = ''
@@ -132,9 +130,9 @@ export function evaluateGrant(ruleId: string, g: CompiledGrant, req: DecisionReq
     identity += v
   }
   const at = identity.lastIndexOf('@')
-  const user = (at < 0 ? identity : identity.slice(0, at)).toLowerCase()
+  const user = asciiLower(at < 0 ? identity : identity.slice(0, at))
   if (RESERVED_USERS.has(user) && role !== CENTRAL_MANAGER_ROLE) {
-    return deny(ruleId, 'unauthorized_client', `identity ${identity} is reserved: only the ${CENTRAL_MANAGER_ROLE} role may be ${user}@… (docs/htcondor-tokens.md §3.4)`)
+    return deny(ruleId, 'unauthorized_client', `identity ${identity} is reserved: only the ${CENTRAL_MANAGER_ROLE} role may be ${user}@...`)
   }
   if (identity.length > 255) return deny(ruleId, 'invalid_request', `the identity for role ${role} would exceed 255 characters`)
 

@@ -1,5 +1,6 @@
 import type { VerifiedSubject } from '../iam/subject.ts'
 import type { CompiledMatch } from './compile.ts'
+import { quote } from '../lib/quote.ts'
 
 /**
  * Whether a verified IAM caller satisfies a rule's `match`. Issuers are compared as exact strings,
@@ -17,7 +18,7 @@ export function callerMatches(m: CompiledMatch, s: VerifiedSubject): boolean {
   return true
 }
 
-const list = (xs: Iterable<string>) => [...xs].map((x) => JSON.stringify(x)).join(', ')
+const list = (xs: Iterable<string>) => [...xs].map((x) => quote(x)).join(', ')
 
 /**
  * Every reason a caller does not satisfy a rule's `match` (empty when it does), for `policy explain`.
@@ -25,10 +26,10 @@ const list = (xs: Iterable<string>) => [...xs].map((x) => JSON.stringify(x)).joi
  */
 export function callerMismatches(m: CompiledMatch, s: VerifiedSubject): string[] {
   const why: string[] = []
-  if (!m.issuers.has(s.iss)) why.push(`issuer ${JSON.stringify(s.iss)} is not ${list(m.issuers)} (compared exactly, trailing slash included)`)
-  if (m.subs && !m.subs.has(s.sub)) why.push(`sub ${JSON.stringify(s.sub)} is not ${list(m.subs)}`)
+  if (!m.issuers.has(s.iss)) why.push(`issuer ${quote(s.iss)} is not ${list(m.issuers)} (compared exactly, trailing slash included)`)
+  if (m.subs && !m.subs.has(s.sub)) why.push(`sub ${quote(s.sub)} is not ${list(m.subs)}`)
   if (m.clientIds && (s.client_id === undefined || !m.clientIds.has(s.client_id))) {
-    why.push(`client_id ${s.client_id === undefined ? '(none)' : JSON.stringify(s.client_id)} is not ${list(m.clientIds)}`)
+    why.push(`client_id ${s.client_id === undefined ? '(none)' : quote(s.client_id)} is not ${list(m.clientIds)}`)
   }
   if (m.groupsAnyOf && !m.groupsAnyOf.some((g) => s.groups.includes(g))) why.push(`caller is in none of the groups ${list(m.groupsAnyOf)}`)
   if (m.groupsAllOf) {

@@ -8,6 +8,8 @@
  * `https://evil.test/x.example.org` and `condor://*:9618` stays one host.
  */
 
+import { asciiLower } from '../lib/ascii_case.ts'
+
 /** Characters a `*` may stand for. */
 const GLOB_CHAR = '[A-Za-z0-9_.-]'
 
@@ -26,9 +28,9 @@ function escapeRegExp(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')
 }
 
-/** Compiles patterns (exact strings, or globs with `*`) into one matcher. Case-sensitive unless `ignoreCase`. */
+/** Compiles patterns (exact strings, or globs with `*`) into one matcher. Case-sensitive unless `ignoreCase` (ASCII case only). */
 export function compilePatterns(patterns: readonly string[], options: { ignoreCase?: boolean } = {}): CompiledPatterns {
-  const norm = (s: string) => (options.ignoreCase ? s.toLowerCase() : s)
+  const norm = (s: string) => (options.ignoreCase ? asciiLower(s) : s)
   const exact = new Set<string>()
   const globs: string[] = []
   for (const p of patterns) {

@@ -4,6 +4,7 @@ import { expandAuthz, type AuthzLevel } from '../issuance/authz.ts'
 import { isHostPattern } from './patterns.ts'
 import { htcondorLevelsOfScopes, parseScope, toAuthzLevel } from './scopes.ts'
 import { BUILTIN_PLACEHOLDERS, HOST_PLACEHOLDERS, SITE_PLACEHOLDER, parseTemplate, placeholdersOf, type TemplatePart } from './template.ts'
+import { asciiLower } from '../lib/ascii_case.ts'
 
 /**
  * The zod schema of `policies/*.yaml`. Structural checks and every safety rule that can be decided
@@ -211,7 +212,7 @@ function checkIdentity(g: Grant, kinds: Set<string>, issue: Issue): void {
     }
   }
   const { user, hasAt, emptyDomain } = literalUser(parsed.parts)
-  if (user !== undefined && RESERVED_USERS.has(user.toLowerCase()) && g.role !== CENTRAL_MANAGER_ROLE) {
+  if (user !== undefined && RESERVED_USERS.has(asciiLower(user)) && g.role !== CENTRAL_MANAGER_ROLE) {
     issue(['identity'], `identity ${user}@… is allowed for the ${CENTRAL_MANAGER_ROLE} role only: HTCondor's default security config trusts condor@* and root@* as daemons and administrators (docs/htcondor-tokens.md §3.4)`)
   }
   if (kinds.has('idtoken') && (!hasAt || emptyDomain)) {

@@ -1,5 +1,7 @@
 import { AUTHZ_LEVELS, expandAuthz, type AuthzLevel } from '../issuance/authz.ts'
 import { isNormalisedPath, pathCovers } from './patterns.ts'
+import { asciiLower, asciiUpper } from '../lib/ascii_case.ts'
+import { quote } from '../lib/quote.ts'
 
 /**
  * Scope grammar for grants and requests: HTCondor `condor:/LEVEL`, WLCG `compute.*` and
@@ -17,7 +19,7 @@ const FORBIDDEN_SCOPES: ReadonlySet<string> = new Set(['offline_access'])
 
 /** A level name from `READ`, `read` or `condor:/READ`; undefined if it is not one. */
 export function toAuthzLevel(s: string): AuthzLevel | undefined {
-  const name = (s.length > 8 && s.slice(0, 8).toLowerCase() === 'condor:/' ? s.slice(8) : s).toUpperCase()
+  const name = asciiUpper(s.length > 8 && asciiLower(s.slice(0, 8)) === 'condor:/' ? s.slice(8) : s)
   return LEVELS.has(name) ? (name as AuthzLevel) : undefined
 }
 
@@ -28,24 +30,24 @@ export type ParsedScope =
 
 /** Parses one scope token, or says why it is not one. `compute.*` is a grant-side shorthand handled by the caller. */
 export function parseScope(s: string): ParsedScope | { error: string } {
-  if (s.length === 0 || s.length > 1024 || /[^\x21-\x7e]|["\\]/.test(s)) return { error: `scope ${JSON.stringify(s)} is not a valid scope token` }
+  if (s.length === 0 || s.length > 1024 || /[^\x21-\x7e]|["\\]/.test(s)) return { error: `scope ${quote(s)} is not a valid scope token` }
   if (/^condor:\//i.test(s)) {
     const level = toAuthzLevel(s)
-    return level ? { kind: 'condor', level, text: `condor:/${level}` } : { error: `unknown HTCondor authorization level in "${s}"; expected one of ${AUTHZ_LEVELS.join(', ')}` }
+    return level ? { kind: 'condor', level, text: `condor:/${level}` } : { error: `unknown HTCondor authorization level in ${quote(s)}; expected one of ${AUTHZ_LEVELS.join(', ')}` }
   }
   if (s.startsWith('compute.')) {
-    return (COMPUTE_SCOPES as readonly string[]).includes(s) ? { kind: 'exact', text: s } : { error: `unknown compute scope "${s}"; expected one of ${COMPUTE_SCOPES.join(', ')}` }
+    return (COMPUTE_SCOPES as readonly string[]).includes(s) ? { kind: 'exact', text: s } : { error: `unknown compute scope ${quote(s)}; expected one of ${COMPUTE_SCOPES.join(', ')}` }
   }
   const colon = s.indexOf(':')
   if (colon > 0 && s[colon + 1] === '/') {
     const name = s.slice(0, colon)
     const path = s.slice(colon + 1)
-    if (name.startsWith('storage.') && !STORAGE_OPS.has(name.slice(8))) return { error: `unknown storage scope "${name}"` }
-    if (!isNormalisedPath(path)) return { error: `path in "${s}" must be absolute and normalised (no //, . or .. segments, no escapes)` }
+    if (name.startsWith('storage.') && !STORAGE_OPS.has(name.slice(8))) return { error: `unknown storage scope ${quote(name)}` }
+    if (!isNormalisedPath(path)) return { error: `path in ${quote(s)} must be absolute and normalised (no //, . or .. segments, no escapes)` }
     return { kind: 'path', name, path, text: s }
   }
-  if (s.startsWith('storage.')) return { error: `storage scope "${s}" needs a path, e.g. ${s}:/data` }
-  if (FORBIDDEN_SCOPES.has(s)) return { error: `scope "${s}" is never issued: refresh tokens stay in the broker` }
+  if (s.startsWith('storage.')) return { error: `storage scope ${quote(s)} needs a path, e.g. ${s}:/data` }
+  if (FORBIDDEN_SCOPES.has(s)) return { error: `scope ${quote(s)} is never issued: refresh tokens stay in the broker` }
   return { kind: 'exact', text: s }
 }
 

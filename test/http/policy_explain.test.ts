@@ -51,6 +51,14 @@ describe('POST /admin/policy/explain', () => {
     expect(j.decision).toEqual({ allow: false, ruleId: 'htc-users', error: 'invalid_scope', reason: expect.stringMatching(/ADMINISTRATOR exceeds what role job allows/) })
   })
 
+  it('refuses a level spelled with a non-ASCII letter that upper-cases to ASCII, as POST /token does', async () => {
+    const ask = (scope: string) => post({ subject: { iss: ISS, sub: 'svc', client_id: 'ctb-cloud-a-provisioner' }, role: 'startd', host: 'ep-3.cloud-a.example.org', scope })
+    const spoofed = await (await ask('ADVERTI\u017fE_STARTD')).json() as { decision: Record<string, unknown> }
+    expect(spoofed.decision).toMatchObject({ allow: false, error: 'invalid_scope' })
+    const plain = await (await ask('ADVERTISE_STARTD')).json() as { decision: Record<string, unknown> }
+    expect(plain.decision).toMatchObject({ allow: true, scopes: ['ADVERTISE_STARTD'] })
+  })
+
   it('is closed to callers the admin middleware refuses', async () => {
     const res = await post({ subject: { iss: ISS, sub: 'u' }, role: 'job' }, 'Bearer nope')
     expect(res.status).toBe(401)

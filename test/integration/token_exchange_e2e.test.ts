@@ -77,7 +77,7 @@ describe('POST /token against the development IAM', () => {
     const wide = await e.post('/token', exchangeForm(ap, 'schedd', { host: 'ap1.cloud-a.example.org', scope: 'condor:/ADVERTISE_SCHEDD condor:/WRITE' }))
     expect(wide.body.error).toBe('invalid_scope')
     const long = await e.post('/token', exchangeForm(ap, 'schedd', { host: 'ap1.cloud-a.example.org', lifetime: String(30 * 86400) }))
-    expect(long.body.error).toBe('invalid_target')
+    expect(long.body.error).toBe('invalid_request')
     const narrow = await e.post('/token', exchangeForm(ap, 'schedd', { host: 'ap1.cloud-a.example.org', scope: 'condor:/READ' }))
     expect(narrow.status).toBe(200)
     expect(narrow.body.scope).toBe('condor:/READ')

@@ -101,7 +101,7 @@ describe('condor-token-broker token create / inspect', () => {
 
   it.each([
     [['token', 'create', '--identity', 'a@b'], /at least one --authz/, 2],
-    [['token', 'create', '--identity', 'a@b', '--authz', 'OWNER'], /unknown HTCondor authorization level "OWNER"/, 1],
+    [['token', 'create', '--identity', 'a@b', '--authz', 'OWNER'], /unknown HTCondor authorization level 'OWNER'/, 1],
     [['token', 'create', '--identity', 'nobody', '--authz', 'READ'], /user@domain/, 1],
     [['token', 'create', '--identity', 'a@b', '--authz', 'READ', '--lifetime', '-5'], /--lifetime|lifetime/, 2],
     [['token', 'create', '--identity', 'a@b', '--authz', 'READ', '--trust-domain', 'a b'], /sign for trust domain pool.example.org only/, 2],

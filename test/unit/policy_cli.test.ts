@@ -74,22 +74,22 @@ describe('condor-token-broker policy explain', () => {
     expect(r.code).toBe(0)
     expect(r.out).toMatch(/^ALLOW by rule cloud-a-access-point: idtoken for schedd-ap1@aps\.pool\.example\.org; scope ADVERTISE_SCHEDD ADVERTISE_MASTER READ; audience pool\.example\.org; lifetime 86400s/)
     expect(r.out).toMatch(/\* cloud-a-access-point \(policies\/10-cloud-htc\.yaml:24:5\): allowed/)
-    expect(r.out).toMatch(/ {4}broker-admins \(policies\/00-admin\.yaml:7:5\): caller-mismatch\n {6}caller is in none of the groups "\/ctb-admins"/)
+    expect(r.out).toMatch(/ {4}broker-admins \(policies\/00-admin\.yaml:7:5\): caller-mismatch\n {6}caller is in none of the groups '\/ctb-admins'/)
   })
 
   it('says which rule denied and why, and exits 1', async () => {
     const r = await cli(['policy', 'explain', '--iss', ISS, '--sub', 'u', '--group', '/htc/users', '--username', 'alice', '--role', 'submit-user',
       '--token-type', 'scitoken', '--audience', 'condor://evil.example.org:9618'], env())
     expect(r.code).toBe(1)
-    expect(r.out).toMatch(/^DENY \(invalid_target\) by rule htc-users: audience "condor:\/\/evil\.example\.org:9618" is not allowed for role submit-user/)
+    expect(r.out).toMatch(/^DENY \(invalid_target\) by rule htc-users: audience 'condor:\/\/evil\.example\.org:9618' is not allowed for role submit-user/)
     expect(r.out).toMatch(/\* htc-users \(policies\/30-users\.yaml:7:5\): denied/)
   })
 
   it('a caller no rule matches is default-denied; the trailing slash of the issuer matters', async () => {
     const r = await cli(['policy', 'explain', '--iss', ISS.slice(0, -1), '--sub', 'svc', '--client-id', 'ctb-monitoring', '--role', 'monitoring'], env())
     expect(r.code).toBe(1)
-    expect(r.out).toMatch(/^DENY \(unauthorized_client\): no policy rule grants role "monitoring" to this caller/)
-    expect(r.out).toMatch(/issuer "https:\/\/localhost:8444" is not "https:\/\/localhost:8444\/" \(compared exactly, trailing slash included\)/)
+    expect(r.out).toMatch(/^DENY \(unauthorized_client\): no policy rule grants role 'monitoring' to this caller/)
+    expect(r.out).toMatch(/issuer 'https:\/\/localhost:8444' is not 'https:\/\/localhost:8444\/' \(compared exactly, trailing slash included\)/)
     expect(r.out).toMatch(/no rule grants this role to this caller: default deny/)
   })
 

@@ -84,7 +84,7 @@ const ROWS: [Caller, string, Ask, Expect][] = [
   ['cm', 'central-manager', { host: 'cm.cloud-a.example.org' }, { allow: true, identity: 'condor@pool.example.org', scopes: CM, lifetime: 86400, audience: ['pool.example.org'], site: 'cloud-a' }],
   ['cm', 'central-manager', { host: 'cm2.cloud-a.example.org' }, { allow: false, error: 'unauthorized_client', reason: /host cm2\.cloud-a\.example\.org is not allowed/ }],
   ['cm', 'central-manager', {}, { allow: false, error: 'invalid_request', reason: /host is required/ }],
-  ['cm', 'schedd', { host: 'ap1.cloud-a.example.org' }, { allow: false, error: 'unauthorized_client', reason: /no policy rule grants role "schedd"/ }],
+  ['cm', 'schedd', { host: 'ap1.cloud-a.example.org' }, { allow: false, error: 'unauthorized_client', reason: /no policy rule grants role 'schedd'/ }],
   // access point: schedd and credd, per host, under aps.
   ['ap', 'schedd', { host: 'ap1.cloud-a.example.org' }, { allow: true, identity: 'schedd-ap1@aps.pool.example.org', scopes: SCHEDD, site: 'cloud-a' }],
   ['ap', 'schedd', { host: 'AP1.Cloud-A.example.org' }, { allow: true, identity: 'schedd-ap1@aps.pool.example.org', scopes: SCHEDD }],
@@ -93,12 +93,12 @@ const ROWS: [Caller, string, Ask, Expect][] = [
   ['ap', 'schedd', { host: 'ap1.cloud-a.example.org', scopes: ['condor:/OWNER'] }, { allow: false, error: 'invalid_scope', reason: /not an HTCondor authorization level/ }],
   ['ap', 'schedd', { host: 'ap1.cloud-a.example.org', audience: ['other.pool'] }, { allow: false, error: 'invalid_target', reason: /trust domain pool\.example\.org only/ }],
   ['ap', 'schedd', { host: 'ap1.cloud-a.example.org', audience: ['pool.example.org'] }, { allow: true, identity: 'schedd-ap1@aps.pool.example.org', scopes: SCHEDD }],
-  ['ap', 'schedd', { host: 'ap1.cloud-a.example.org', lifetime: 8 * 86400 }, { allow: false, error: 'invalid_target', reason: /lifetime 691200s exceeds the maximum 604800s/ }],
+  ['ap', 'schedd', { host: 'ap1.cloud-a.example.org', lifetime: 8 * 86400 }, { allow: false, error: 'invalid_request', reason: /lifetime 691200s exceeds the maximum 604800s/ }],
   ['ap', 'schedd', { host: 'ap1.cloud-a.example.org', tokenKind: 'scitoken' }, { allow: false, error: 'invalid_request', reason: /not issued as scitoken/ }],
   ['ap', 'credd', { host: 'ap1.cloud-a.example.org' }, { allow: true, identity: 'credd-ap1@aps.pool.example.org', scopes: ['DAEMON'], site: 'cloud-a' }],
   // DAEMON implies WRITE and READ: asking for the narrower level is allowed
   ['ap', 'credd', { host: 'ap1.cloud-a.example.org', scopes: ['WRITE'] }, { allow: true, identity: 'credd-ap1@aps.pool.example.org', scopes: ['WRITE'] }],
-  ['ap', 'startd', { host: 'ep-1.cloud-a.example.org' }, { allow: false, error: 'unauthorized_client', reason: /no policy rule grants role "startd"/ }],
+  ['ap', 'startd', { host: 'ep-1.cloud-a.example.org' }, { allow: false, error: 'unauthorized_client', reason: /no policy rule grants role 'startd'/ }],
   // cloud execute points
   ['provisioner', 'startd', { host: 'ep-17.cloud-a.example.org' }, { allow: true, identity: 'startd-cloud-a-ep-17@eps.pool.example.org', scopes: STARTD, lifetime: 86400, site: 'cloud-a' }],
   ['provisioner', 'startd', { host: 'ep-17.cloud-a.example.org', params: { site: 'cloud-a' } }, { allow: true, identity: 'startd-cloud-a-ep-17@eps.pool.example.org', scopes: STARTD, site: 'cloud-a' }],
@@ -118,26 +118,26 @@ const ROWS: [Caller, string, Ask, Expect][] = [
   ['factory', 'pilot', { params: { site: 'hpc-b"x', slurm_job_id: '4242' } }, { allow: false, error: 'invalid_request', reason: /site must be letters/ }],
   ['factory', 'pilot', { params: { site: 'hpc-b' } }, { allow: false, error: 'invalid_request', reason: /parameter slurm_job_id is required/ }],
   ['factory', 'pilot', { params: { site: 'hpc-b', slurm_job_id: '42@evil' } }, { allow: false, error: 'invalid_request', reason: /slurm_job_id must be letters/ }],
-  ['factory', 'startd', { host: 'ep-1.cloud-a.example.org' }, { allow: false, error: 'unauthorized_client', reason: /no policy rule grants role "startd"/ }],
+  ['factory', 'startd', { host: 'ep-1.cloud-a.example.org' }, { allow: false, error: 'unauthorized_client', reason: /no policy rule grants role 'startd'/ }],
   // annex pilots may WRITE (direct_attach) and get a unique identity per token
   ['annexUser', 'annex-pilot', { params: { slurm_job_id: '99' } }, { allow: true, identity: 'pilot-annex-99-01234567@pilots.pool.example.org', scopes: [...STARTD, 'WRITE'], site: 'hpc-b' }],
-  ['annexUser', 'pilot', { params: { site: 'hpc-b', slurm_job_id: '99' } }, { allow: false, error: 'unauthorized_client', reason: /no policy rule grants role "pilot"/ }],
+  ['annexUser', 'pilot', { params: { site: 'hpc-b', slurm_job_id: '99' } }, { allow: false, error: 'unauthorized_client', reason: /no policy rule grants role 'pilot'/ }],
   // submit users: IDTOKEN by default, WLCG token on request
   ['alice', 'submit-user', {}, { allow: true, identity: 'alice@users.example.org', scopes: ['READ', 'WRITE'], lifetime: 3600, tokenKind: 'idtoken' }],
   ['alice', 'submit-user', { tokenKind: 'scitoken', audience: [AP_AUD] }, { allow: true, identity: 'alice@users.example.org', scopes: COMPUTE, tokenKind: 'scitoken', audience: [AP_AUD] }],
   ['alice', 'submit-user', { tokenKind: 'scitoken', audience: [AP_AUD], scopes: ['compute.read'] }, { allow: true, identity: 'alice@users.example.org', scopes: ['compute.read'] }],
   ['alice', 'submit-user', { tokenKind: 'scitoken', audience: [AP_AUD], scopes: ['compute.read', 'storage.read:/data'] }, { allow: true, identity: 'alice@users.example.org', scopes: ['compute.read'], trimmed: ['scope'] }],
-  ['alice', 'submit-user', { tokenKind: 'scitoken', audience: ['condor://ap1.evil.example.org:9618'] }, { allow: false, error: 'invalid_target', reason: /audience "condor:\/\/ap1\.evil\.example\.org:9618" is not allowed/ }],
+  ['alice', 'submit-user', { tokenKind: 'scitoken', audience: ['condor://ap1.evil.example.org:9618'] }, { allow: false, error: 'invalid_target', reason: /audience 'condor:\/\/ap1\.evil\.example\.org:9618' is not allowed/ }],
   ['alice', 'submit-user', { tokenKind: 'scitoken', audience: ['condor://ap1.cloud-a.example.org/x:9618'] }, { allow: false, error: 'invalid_target', reason: /is not allowed/ }],
   ['alice', 'submit-user', { tokenKind: 'scitoken' }, { allow: false, error: 'invalid_target', reason: /an audience is required/ }],
   ['alice', 'submit-user', { tokenKind: 'access_token', audience: [AP_AUD] }, { allow: false, error: 'invalid_request', reason: /not issued as access_token/ }],
   ['alice', 'submit-user', { lifetime: 86400 }, { allow: true, identity: 'alice@users.example.org', scopes: ['READ', 'WRITE'], lifetime: 21600, trimmed: ['lifetime'] }],
   ['alice', 'job', {}, { allow: true, identity: 'alice@users.example.org', scopes: ['READ', 'WRITE'], lifetime: 1200, site: null }],
   ['alice', 'job', { params: { site: 'cloud-a' } }, { allow: false, error: 'unauthorized_client', reason: /site=cloud-a is not allowed for role job: this rule binds no site/ }],
-  ['alice', 'job', { lifetime: 7 * 3600 }, { allow: false, error: 'invalid_target', reason: /lifetime 25200s exceeds the maximum 21600s for role job/ }],
+  ['alice', 'job', { lifetime: 7 * 3600 }, { allow: false, error: 'invalid_request', reason: /lifetime 25200s exceeds the maximum 21600s for role job/ }],
   ['alice', 'job', { lifetime: 0 }, { allow: false, error: 'invalid_request', reason: /positive whole number/ }],
   ['alice', 'job', { scopes: ['ADMINISTRATOR'] }, { allow: false, error: 'invalid_scope', reason: /ADMINISTRATOR exceeds/ }],
-  ['aliceNoSlash', 'job', {}, { allow: false, error: 'unauthorized_client', reason: /no policy rule grants role "job"/ }],
+  ['aliceNoSlash', 'job', {}, { allow: false, error: 'unauthorized_client', reason: /no policy rule grants role 'job'/ }],
   // the default-security trap: a user called condor or root never becomes condor@/root@
   ['userCondor', 'job', {}, { allow: false, error: 'unauthorized_client', reason: /identity condor@users\.example\.org is reserved/ }],
   ['userRoot', 'submit-user', {}, { allow: false, error: 'unauthorized_client', reason: /identity Root@users\.example\.org is reserved/ }],
@@ -147,9 +147,9 @@ const ROWS: [Caller, string, Ask, Expect][] = [
   ['monitor', 'monitoring', {}, { allow: true, identity: 'monitor@pool.example.org', scopes: ['READ'], site: null }],
   ['monitor', 'monitoring', { scopes: ['WRITE'] }, { allow: false, error: 'invalid_scope', reason: /WRITE exceeds/ }],
   ['admin', 'admin', {}, { allow: false, error: 'invalid_request', reason: /never issued as a token/ }],
-  ['admin', 'schedd', { host: 'ap1.cloud-a.example.org' }, { allow: false, error: 'unauthorized_client', reason: /no policy rule grants role "schedd"/ }],
-  ['stranger', 'submit-user', {}, { allow: false, error: 'unauthorized_client', reason: /no policy rule grants role "submit-user" to this caller/ }],
-  ['stranger', 'no-such-role', {}, { allow: false, error: 'unauthorized_client', reason: /no policy rule grants role "no-such-role" to this caller/ }],
+  ['admin', 'schedd', { host: 'ap1.cloud-a.example.org' }, { allow: false, error: 'unauthorized_client', reason: /no policy rule grants role 'schedd'/ }],
+  ['stranger', 'submit-user', {}, { allow: false, error: 'unauthorized_client', reason: /no policy rule grants role 'submit-user' to this caller/ }],
+  ['stranger', 'no-such-role', {}, { allow: false, error: 'unauthorized_client', reason: /no policy rule grants role 'no-such-role' to this caller/ }],
 ]
 
 describe('decide() with the shipped example policies (cloud-a + hpc-b)', () => {
@@ -282,7 +282,7 @@ describe('decide() semantics on an inline policy', () => {
     ['first rule refuses, second rule allows: first allowing rule wins', prodCaller, { host: 'n1.wn.example.org', audience: ['https://storage.example.org'] },
       { allow: true, identity: 'robot-robot-1@users.example.org', scopes: ['condor:/READ', 'storage.read:/'] }],
     ['wider scope than any rule allows: the first matching rule\'s error', prodCaller, { host: 'n1.wn.example.org', audience: [SE], scopes: ['storage.create:/store/data'] },
-      { allow: false, error: 'invalid_scope', reason: /storage\.create:\/store\/data" exceeds what role reader allows/ }],
+      { allow: false, error: 'invalid_scope', reason: /storage\.create:\/store\/data' exceeds what role reader allows/ }],
     ['.. in a requested path is refused, not resolved', prodCaller, { host: 'n1.wn.example.org', audience: [SE], scopes: ['storage.read:/store/data/../../etc'] },
       { allow: false, error: 'invalid_scope', reason: /normalised/ }],
     ['condor:/ levels are case-insensitive and normalised', prodCaller, { host: 'n1.wn.example.org', audience: [SE], scopes: ['condor:/read'] },
@@ -294,11 +294,11 @@ describe('decide() semantics on an inline policy', () => {
     ['host glob * does not match an empty label', prodCaller, { host: 'wn.example.org', audience: [SE] },
       { allow: false, error: 'unauthorized_client', reason: /host wn\.example\.org is not allowed/ }],
     ['one bad audience among good ones refuses all', prodCaller, { host: 'n1.wn.example.org', audience: [SE, 'https://x.example.org'] },
-      { allow: false, error: 'invalid_target', reason: /"https:\/\/x\.example\.org" is not allowed/ }],
+      { allow: false, error: 'invalid_target', reason: /'https:\/\/x\.example\.org' is not allowed/ }],
     ['caller lacks one of all_of groups', subject({ sub: 'x', client_id: 'wf', groups: ['/vo'], scopes: ['compute.read'] }), { host: 'n1.wn.example.org', audience: [SE] },
-      { allow: false, error: 'unauthorized_client', reason: /no policy rule grants role "reader"/ }],
+      { allow: false, error: 'unauthorized_client', reason: /no policy rule grants role 'reader'/ }],
     ['caller token lacks the any_of scope', subject({ sub: 'x', client_id: 'wf', groups: ['/vo', '/vo/prod'], scopes: ['storage.read:/'] }), { host: 'n1.wn.example.org', audience: [SE] },
-      { allow: false, error: 'unauthorized_client', reason: /no policy rule grants role "reader"/ }],
+      { allow: false, error: 'unauthorized_client', reason: /no policy rule grants role 'reader'/ }],
     ['caller without client_id cannot fill {client_id}', subject({ sub: 'x', groups: ['/vo', '/vo/prod'], scopes: ['compute.read'] }), { host: 'n1.wn.example.org', audience: [SE] },
       { allow: false, error: 'unauthorized_client', reason: /has no client_id/ }],
   ]
@@ -319,7 +319,7 @@ describe('decide() semantics on an inline policy', () => {
     const ex = explain(INLINE, { subject: subject({ iss: 'https://other/', sub: 'nobody' }), role: 'reader', audience: [] }, fixedJti)
     expect(ex.decision).toMatchObject({ allow: false, error: 'unauthorized_client' })
     expect(ex.rules[0]).toMatchObject({ ruleId: 'narrow-first', outcome: 'caller-mismatch', source: expect.stringMatching(/p\.yaml:4:5$/) })
-    expect(ex.rules[0]!.reasons.join('\n')).toMatch(/issuer "https:\/\/other\/" is not "https:\/\/iam\.example\.org\/"[\s\S]*not in the groups "\/vo", "\/vo\/prod"[\s\S]*none of the scopes "compute\.read"/)
-    expect(ex.rules[1]!.reasons.join('\n')).toMatch(/sub "nobody" is not "robot-1"/)
+    expect(ex.rules[0]!.reasons.join('\n')).toMatch(/issuer 'https:\/\/other\/' is not 'https:\/\/iam\.example\.org\/'[\s\S]*not in the groups '\/vo', '\/vo\/prod'[\s\S]*none of the scopes 'compute\.read'/)
+    expect(ex.rules[1]!.reasons.join('\n')).toMatch(/sub 'nobody' is not 'robot-1'/)
   })
 })

@@ -1,7 +1,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
 import { existsSync } from 'node:fs'
-import type { Context, MiddlewareHandler } from 'hono'
-import { OperatorError } from '../../errors.ts'
+import type { MiddlewareHandler } from 'hono'
+import { InvalidToken, OperatorError } from '../../errors.ts'
 import { readSecretFile, writeSecretFileAtomic } from '../../lib/secure_file.ts'
 import type { IssuanceBlocks, RevocationChecker } from '../../revocation/revocation_checker.ts'
 
@@ -30,8 +30,6 @@ declare module 'hono' {
     admin: AdminPrincipal
   }
 }
-
-const REALM = 'condor-token-broker admin'
 
 /**
  * The bootstrap admin token: only its SHA-256 is kept in memory, and a presented token is hashed and
@@ -65,24 +63,29 @@ export function loadBootstrapToken(file: string): { sha256: Buffer; created: boo
 /**
  * Bearer authentication for /v1 admin routes (RFC 6750). Tries each authenticator in order; a principal
  * whose JWT claims are revoked, or who is a revoked caller (its IAM sub or client_id, even in a token
- * IAM minted after the revocation), is refused like a bad token.
+ * IAM minted after the revocation), is refused like a bad token. Refusals are thrown as InvalidToken, so
+ * the app's one error mapper writes the 401, its challenge and its body.
  */
 export function adminAuth(options: { authenticators: readonly AdminAuthenticator[]; revocations?: RevocationChecker & IssuanceBlocks }): MiddlewareHandler {
   return async (c, next) => {
     const header = c.req.header('authorization')
     const m = header ? /^Bearer ([\x21-\x7e]{1,8192})$/i.exec(header) : null
-    if (!m) return unauthorized(c, header ? 'the Authorization header must be "Bearer <token>"' : undefined)
+    // Another scheme (Basic, …) is no bearer credential at all, as is no header.
+    if (!m) {
+      const bearer = header !== undefined && /^Bearer(\s|$)/i.test(header)
+      throw new InvalidToken(bearer ? 'the Authorization header must be Bearer followed by one token' : 'admin bearer token required', { presented: bearer })
+    }
     for (const a of options.authenticators) {
       const principal = await a.authenticate(m[1]!)
       if (!principal) continue
       if (principal.claims && options.revocations && (options.revocations.isRevoked(principal.claims) || blockedCaller(principal.claims, options.revocations))) {
-        return unauthorized(c, 'the token has been revoked')
+        throw new InvalidToken('the token has been revoked', { presented: true })
       }
       c.set('admin', principal)
       await next()
       return
     }
-    return unauthorized(c, 'the token is not valid for the admin API')
+    throw new InvalidToken('the token is not valid for the admin API', { presented: true })
   }
 }
 
@@ -90,11 +93,4 @@ function blockedCaller(claims: Readonly<Record<string, unknown>>, blocks: Issuan
   const { sub, client_id: clientId } = claims
   if (typeof sub !== 'string') return true
   return blocks.blockedCaller({ sub, ...(typeof clientId === 'string' ? { client_id: clientId } : {}) }) !== undefined
-}
-
-function unauthorized(c: Context, description?: string): Response {
-  c.header('Cache-Control', 'no-store')
-  // RFC 6750 §3: no error code when the request carried no credentials at all.
-  c.header('WWW-Authenticate', description ? `Bearer realm="${REALM}", error="invalid_token"` : `Bearer realm="${REALM}"`)
-  return c.json(description ? { error: 'invalid_token', error_description: description } : { error: 'invalid_token', error_description: 'admin bearer token required' }, 401)
 }

@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http'
 import { Hono, type Context } from 'hono'
 import type { TokenRequestForm } from '../../contract/token_request.ts'
-import { InvalidRequest } from '../../errors.ts'
+import { MethodNotAllowed } from '../../errors.ts'
 import { clientAddress } from '../client_address.ts'
 import { NO_STORE_HEADERS } from '../oauth_error_response.ts'
 import { bodyTooLarge, MAX_BODY_BYTES, parseFormBody, readNodeBody } from '../token_request_body.ts'
@@ -28,7 +28,7 @@ export function tokenRoutes(exchange: Exchange): Hono {
     return c.json(res)
   })
   app.all('/token', () => {
-    throw new InvalidRequest('the token endpoint accepts only POST')
+    throw new MethodNotAllowed('the token endpoint accepts only POST', ['POST'])
   })
   return app
 }

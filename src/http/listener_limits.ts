@@ -1,0 +1,79 @@
+import type { Server } from 'node:http'
+import type { Socket } from 'node:net'
+import { z } from 'zod'
+import { integer } from '../lib/config_values.ts'
+
+const Ms = integer(1)
+const Count = integer(0)
+
+/**
+ * How long a client may take and how much it may hold (config `http:`). Node's own defaults let a client
+ * send headers for a minute and a body for five, and hold any number of connections: a few hundred slow
+ * clients (slowloris) would then tie up the broker without ever finishing a request.
+ */
+export const ListenerLimitsSchema = z.strictObject({
+  /** The request line and all headers must arrive within this (408 and close otherwise); also bounds the TLS handshake. */
+  headers_timeout_ms: Ms.default(10_000),
+  /** The whole request, body included, must arrive within this. */
+  request_timeout_ms: Ms.default(30_000),
+  /** An idle kept-alive connection is closed after this. */
+  keep_alive_timeout_ms: Ms.default(5_000),
+  /** Most header lines read from one request; the rest are ignored. */
+  max_headers_count: integer(1).default(100),
+  /** Largest request line plus headers, in bytes (431 beyond). */
+  max_header_bytes: integer(1024).default(16_384),
+  /** Open connections in all; further ones are closed at once. 0: no limit. */
+  max_connections: Count.default(1024),
+  /** Open connections from one client address; 0: no limit. Behind a proxy every client shares its address. */
+  max_connections_per_client: Count.default(64),
+}).superRefine((l, ctx) => {
+  // Node refuses a headers timeout longer than the request timeout.
+  if (l.headers_timeout_ms > l.request_timeout_ms) {
+    ctx.addIssue({ code: 'custom', path: ['headers_timeout_ms'], message: 'must not exceed http.request_timeout_ms' })
+  }
+})
+
+export type ListenerLimits = z.infer<typeof ListenerLimitsSchema>
+
+/**
+ * Options for http/https.createServer. Node checks for expired requests on a timer (30 s by default),
+ * so a timeout is only as sharp as that timer: it runs at a quarter of the shortest timeout.
+ */
+export function listenerServerOptions(l: ListenerLimits): Record<string, number> {
+  return {
+    headersTimeout: l.headers_timeout_ms,
+    requestTimeout: l.request_timeout_ms,
+    keepAliveTimeout: l.keep_alive_timeout_ms,
+    connectionsCheckingInterval: Math.min(30_000, Math.max(50, Math.floor(l.headers_timeout_ms / 4))),
+    maxHeaderSize: l.max_header_bytes,
+    // HTTPS: a client that never finishes the TLS handshake is not yet an HTTP request, so bound it too.
+    handshakeTimeout: l.headers_timeout_ms,
+  }
+}
+
+/** Connection limits, which Node only offers as properties of a created server. */
+export function applyListenerLimits(server: Server, l: ListenerLimits): void {
+  server.maxHeadersCount = l.max_headers_count
+  if (l.max_connections > 0) server.maxConnections = l.max_connections
+  if (l.max_connections_per_client > 0) limitPerClient(server, l.max_connections_per_client)
+}
+
+/** Closes a new connection at once when its address already holds `max` open ones. */
+function limitPerClient(server: Server, max: number): void {
+  const open = new Map<string, number>()
+  server.on('connection', (socket: Socket) => {
+    const address = socket.remoteAddress
+    if (address === undefined) return
+    const n = open.get(address) ?? 0
+    if (n >= max) {
+      socket.destroy()
+      return
+    }
+    open.set(address, n + 1)
+    socket.once('close', () => {
+      const left = (open.get(address) ?? 1) - 1
+      if (left > 0) open.set(address, left)
+      else open.delete(address)
+    })
+  })
+}
