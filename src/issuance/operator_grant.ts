@@ -2,6 +2,7 @@ import { RESERVED_USERS, ROLE_NAME, ADMIN_ROLE, WILDCARD_AUDIENCES } from '../po
 import { parseScope, toAuthzLevel } from '../policy/scopes.ts'
 import { AUTHZ_LEVELS, type AuthzLevel } from './authz.ts'
 import type { AllowedDecision } from './issue.ts'
+import { quote } from '../lib/quote.ts'
 import type { TokenProfile } from './scitoken.ts'
 
 /**
@@ -56,7 +57,7 @@ export interface OperatorRefusal {
  * token carries the same revocation claims and is audited before it is handed out.
  */
 export function decideOperatorGrant(req: OperatorRequest, limits: OperatorLimits): AllowedDecision | OperatorRefusal {
-  if (!ROLE_NAME.test(req.role)) return refuse(`role ${JSON.stringify(req.role)} must be lower-case letters, digits and dashes, starting with a letter`)
+  if (!ROLE_NAME.test(req.role)) return refuse(`role ${quote(req.role)} must be lower-case letters, digits and dashes, starting with a letter`)
   if (req.role === ADMIN_ROLE) return refuse(`role ${ADMIN_ROLE} opens the admin API only and is never carried by a token`)
 
   const scopes: string[] = []
@@ -64,7 +65,7 @@ export function decideOperatorGrant(req: OperatorRequest, limits: OperatorLimits
   if (req.tokenKind === 'idtoken') {
     for (const s of req.scopes) {
       const level = toAuthzLevel(s.trim())
-      if (!level) return refuse(`unknown HTCondor authorization level "${s}"; expected one of ${AUTHZ_LEVELS.join(', ')}`)
+      if (!level) return refuse(`unknown HTCondor authorization level ${quote(s)}; expected one of ${AUTHZ_LEVELS.join(', ')}`)
       if (!scopes.includes(level)) { scopes.push(level); levels.push(level) }
     }
     if (scopes.length === 0) return refuse('at least one authorization level is required: an IDTOKEN without scopes is unrestricted')
@@ -91,7 +92,7 @@ export function decideOperatorGrant(req: OperatorRequest, limits: OperatorLimits
     if (audience.length === 0) return refuse('an audience is required: aud is mandatory in SciTokens 2.0 and WLCG tokens')
     const any = audience.find((a) => WILDCARD_AUDIENCES.has(a))
     if (any !== undefined && !req.allow.anyAudience) {
-      return refuse(`audience "${any}" is accepted by every service; name the service the token is for`, { kind: 'any_audience', value: any })
+      return refuse(`audience ${quote(any)} is accepted by every service; name the service the token is for`, { kind: 'any_audience', value: any })
     }
   }
 

@@ -26,9 +26,11 @@ describe('a refusal of a verified caller is one token.denied record with caller,
     ['an actor_token', { actor_token: 'x', actor_token_type: JWT_TYPE }, 'invalid_request'],
     ['an audience the policy refuses', { requested_token_type: JWT_TYPE, audience: 'condor://nope.example:1' }, 'invalid_target'],
   ])('%s', async (_name, extra, error) => {
-    const requestId = `refusal-${randomUUID()}`
-    const res = await t.post(t.form(await t.userToken(), extra), { 'x-request-id': requestId })
+    // The caller's own X-Request-Id is never the audit id; the broker's id comes back in the response.
+    const res = await t.post(t.form(await t.userToken(), extra), { 'x-request-id': `refusal-${randomUUID()}` })
     expect(res.status).toBe(400)
+    const requestId = res.headers.get('x-request-id')!
+    expect(requestId).toMatch(/^[0-9a-f-]{36}$/)
     expect((await res.json() as { error: string }).error).toBe(error)
     const records = await deniedFor(requestId)
     expect(records).toHaveLength(1)
