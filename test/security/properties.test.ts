@@ -87,7 +87,7 @@ const requestArb = fc.record({
 function buildForm(req: { required: Record<string, Op>; optional: Record<string, Op>; extras: Record<string, string> }): { body: string; allowed: boolean } {
   const p = new URLSearchParams()
   let allowed = true
-  const base = { ...REQUIRED, subject_token: valid }
+  const base: Record<string, string> = { ...REQUIRED, subject_token: valid }
   for (const [k, op] of Object.entries(req.required)) {
     if (op.op === 'keep') p.append(k, base[k]!)
     else {
