@@ -47,6 +47,8 @@ export interface BrokerServices {
   readiness: ReadinessCheck
   /** /readyz: each IAM's reachability, reported beside readiness. */
   iamStatus: IamStatusCheck
+  /** Refusals with nobody to name, counted until their next aggregate record (flushed on a timer and at close). */
+  refusals: Pick<RefusalTally, 'flush'>
   close(): Promise<void>
 }
 
@@ -195,6 +197,7 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
       adminAuthenticators,
       readiness: brokerReadiness({ store, keys: () => keys, issuers: { trustDomain: config.trust_domain, issuer: config.issuer }, clock }),
       iamStatus: () => reachability.report(),
+      refusals,
       close,
     }
   } catch (err) {

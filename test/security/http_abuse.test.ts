@@ -1,0 +1,164 @@
+/**
+ * Abuse of HTTP itself around POST /token: oversized and slow bodies, wrong content types, path
+ * variants, header floods and request-smuggling shapes. Every wait is bounded by a short timeout.
+ * Requests Node's HTTP parser refuses never reach the broker's code: those must end in a 4xx or a
+ * closed connection, never a token or a 5xx.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { replyOf, sendAttack, summarize, Tally } from './support/attack.ts'
+import { rawExchange, rawPost, type RawOutcome } from './support/raw_http.ts'
+import { encodeForm, exchangeForm, startSecurityBroker, type SecurityBroker } from './support/security_broker.ts'
+
+const tally = new Tally()
+let sb: SecurityBroker
+let startSeq = 0
+const FORM = { 'content-type': 'application/x-www-form-urlencoded' }
+const EP = 'ep-1.cloud-a.example.org'
+
+beforeAll(async () => {
+  sb = await startSecurityBroker()
+  startSeq = await sb.auditHead()
+})
+afterAll(async () => { await sb?.close() })
+
+const validBody = async () => encodeForm(exchangeForm(await sb.token.provisioner(), 'startd', { host: EP }))
+const forgedBody = async () => { const t = await sb.token.provisioner(); return encodeForm(exchangeForm(`${t.slice(0, -6)}AAAAAA`, 'startd', { host: EP })) }
+
+/** Parser-level abuse: a 4xx or a closed connection, never 2xx or 5xx; tallied under `cls`. */
+function expectParserRefusal(cls: string, o: RawOutcome): void {
+  const c = tally.of(cls)
+  c.sent++
+  c.unknownSent++
+  if (o.kind === 'reply' && o.status >= 500) c.serverErrors++
+  if (o.kind === 'reply' && typeof o.json?.access_token === 'string') c.wronglyIssued++
+  expect(o.kind, JSON.stringify(o).slice(0, 300)).not.toBe('timeout')
+  if (o.kind === 'reply') {
+    expect(o.status, o.text.slice(0, 200)).toBeGreaterThanOrEqual(400)
+    expect(o.status, o.text.slice(0, 200)).toBeLessThan(500)
+  }
+}
+
+describe('oversized bodies (1 MiB)', () => {
+  it('declared by Content-Length', async () => {
+    await sendAttack(sb, tally, { cls: 'oversized-body', caller: 'unknown', body: `${await validBody()}&pad=${'x'.repeat(1 << 20)}`, headers: FORM, error: 'invalid_request' })
+  })
+  it('chunked, without Content-Length, on the socket', async () => {
+    const body = `${await validBody()}&pad=${'x'.repeat(1 << 20)}`
+    const chunks: string[] = []
+    for (let i = 0; i < body.length; i += 64 * 1024) { const part = body.slice(i, i + 64 * 1024); chunks.push(`${Buffer.byteLength(part).toString(16)}\r\n${part}\r\n`) }
+    chunks.push('0\r\n\r\n')
+    const id = tally.nextId('oversized-body', 'socket')
+    const o = await rawExchange(sb.port, { head: ['POST /token HTTP/1.1', 'host: 127.0.0.1', 'content-type: application/x-www-form-urlencoded', 'transfer-encoding: chunked', 'connection: close', `x-request-id: ${id}`].join('\r\n'), chunks, timeoutMs: 5_000 })
+    expectParserRefusal('oversized-body', o)
+    const r = replyOf(o, id)
+    expect(r.json).toMatchObject({ error: 'invalid_request' })
+    expect(r.headers['cache-control']).toBe('no-store')
+  })
+  it('a 1 MiB subject token inside a small-enough declared length is refused before parsing', async () => {
+    await sendAttack(sb, tally, { cls: 'oversized-body', caller: 'unknown', form: exchangeForm('e'.repeat(1 << 20), 'startd', { host: EP }), error: 'invalid_request' })
+  })
+})
+
+describe('wrong content types (with an otherwise valid request)', () => {
+  it.each([
+    ['application/json', 'json'],
+    ['text/plain', 'form'],
+    ['multipart/form-data; boundary=x', 'form'],
+    ['application/x-www-form-urlencodedx', 'form'],
+    ['application/x-www-form-urlencoded2', 'form'],
+    ['application/json; x=application/x-www-form-urlencoded', 'form'],
+    ['text/html, application/x-www-form-urlencoded', 'form'],
+    ['', 'form'],
+  ])('%j', async (type, shape) => {
+    const body = await validBody()
+    const payload = shape === 'json' ? JSON.stringify(Object.fromEntries(new URLSearchParams(body))) : body
+    await sendAttack(sb, tally, { cls: 'content-type', caller: 'unknown', body: payload, headers: type ? { 'content-type': type } : {}, error: 'invalid_request' })
+  })
+})
+
+describe('path variants with a valid request', () => {
+  // Whatever answers, a token only leaves with its audit record, and nothing answers 5xx.
+  it.each(['/token/', '//token', '/TOKEN', '/%74oken', '/./token', '/token;a', '/a/../token', '/token%00', '/token%2f', '/token?', '/token?grant_type=x', 'http://evil.example/token', '*'])('%s', async (path) => {
+    const id = tally.nextId('path-variant', 'socket')
+    const seq = await sb.auditHead()
+    const o = await rawPost(sb.port, path, await validBody(), { ...FORM, 'x-request-id': id })
+    const c = tally.of('path-variant')
+    c.sent++
+    expect(o.kind).toBe('reply')
+    const r = replyOf(o, id)
+    if (r.status >= 500) c.serverErrors++
+    expect(r.status, r.text).toBeLessThan(500)
+    const issued = (await sb.auditSince(seq)).filter((x) => x.event.type === 'token.issued' && x.event.requestId === id)
+    if (typeof r.json?.access_token === 'string') {
+      if (issued.length !== 1) c.wronglyIssued++
+      expect(issued, 'a token left without its audit record').toHaveLength(1)
+    } else {
+      expect(r.status, r.text).toBeGreaterThanOrEqual(400)
+      expect(issued).toHaveLength(0)
+    }
+    for (const s of sb.secrets()) expect(r.text.includes(s)).toBe(false)
+  })
+})
+
+describe('header floods and smuggling shapes', () => {
+  const head = (lines: string[]) => ['POST /token HTTP/1.1', 'host: 127.0.0.1', 'connection: close', ...lines].join('\r\n')
+  it('headers beyond Node\'s limit are refused by the parser', async () => {
+    const body = await forgedBody()
+    const flood = Array.from({ length: 400 }, (_, i) => `x-flood-${i}: ${'v'.repeat(100)}`)
+    expectParserRefusal('header-flood', await rawExchange(sb.port, { head: head([...flood, 'content-type: application/x-www-form-urlencoded', `content-length: ${body.length}`]), chunks: [body], timeoutMs: 3_000 }))
+  })
+  it('one 64 KiB header is refused by the parser', async () => {
+    expectParserRefusal('header-flood', await rawExchange(sb.port, { head: head([`x-request-id: ${'a'.repeat(64 * 1024)}`, 'content-length: 0']), timeoutMs: 3_000 }))
+  })
+  it('many small headers within the limit reach the endpoint and are refused there', async () => {
+    const extra = Object.fromEntries(Array.from({ length: 80 }, (_, i) => [`x-many-${i}`, 'v']))
+    await sendAttack(sb, tally, { cls: 'header-flood', caller: 'unknown', body: await forgedBody(), headers: { ...FORM, ...extra } }, ['socket'])
+  })
+  it.each([
+    ['two different Content-Length', (b: string) => [`content-length: ${b.length}`, `content-length: ${b.length + 5}`]],
+    ['Content-Length and Transfer-Encoding', (b: string) => [`content-length: ${b.length}`, 'transfer-encoding: chunked']],
+    ['Transfer-Encoding not chunked', () => ['transfer-encoding: gzip']],
+    ['a negative Content-Length', () => ['content-length: -1']],
+    ['a header with a bare LF value', (b: string) => [`content-length: ${b.length}`, 'x-bad: a\nb']],
+  ] as [string, (b: string) => string[]][])('%s', async (_n, lines) => {
+    const body = await validBody()
+    expectParserRefusal('smuggling', await rawExchange(sb.port, { head: head(['content-type: application/x-www-form-urlencoded', ...lines(body)]), chunks: [body], timeoutMs: 3_000 }))
+  })
+})
+
+describe('slow bodies', () => {
+  it('a body trickling in ten pieces is still judged (forged token refused)', async () => {
+    const body = await forgedBody()
+    const step = Math.ceil(body.length / 10)
+    const chunks = Array.from({ length: 10 }, (_, i) => body.slice(i * step, (i + 1) * step))
+    const id = tally.nextId('slow-body', 'socket')
+    const o = await rawExchange(sb.port, { head: ['POST /token HTTP/1.1', 'host: 127.0.0.1', 'connection: close', 'content-type: application/x-www-form-urlencoded', `content-length: ${Buffer.byteLength(body)}`, `x-request-id: ${id}`].join('\r\n'), chunks, gapMs: 50, timeoutMs: 5_000 })
+    expectParserRefusal('slow-body', o)
+    expect(replyOf(o, id).json).toMatchObject({ error: 'invalid_request' })
+  })
+  it('twenty stalled bodies do not stop a valid request from being served', async () => {
+    const stalled = Array.from({ length: 20 }, () => rawExchange(sb.port, {
+      head: ['POST /token HTTP/1.1', 'host: 127.0.0.1', 'content-type: application/x-www-form-urlencoded', 'content-length: 10000'].join('\r\n'),
+      chunks: ['grant_type=urn'], timeoutMs: 2_500,
+    }))
+    await new Promise((r) => setTimeout(r, 200))
+    const started = Date.now()
+    const ok = await rawPost(sb.port, '/token', await validBody(), FORM, 2_000)
+    expect(ok.kind === 'reply' && ok.status, JSON.stringify(ok).slice(0, 200)).toBe(200)
+    expect(Date.now() - started).toBeLessThan(2_000)
+    for (const o of await Promise.all(stalled)) {
+      const c = tally.of('slow-body')
+      c.sent++
+      c.unknownSent++
+      // A stalled body gets no answer within the bound, or a refusal: never a token.
+      if (o.kind === 'reply') {
+        if (o.status >= 500) c.serverErrors++
+        if (typeof o.json?.access_token === 'string') c.wronglyIssued++
+        expect(o.status).toBeLessThan(500)
+        expect(o.json?.access_token).toBeUndefined()
+      }
+    }
+  })
+})
+
+summarize('HTTP abuse of POST /token', () => sb, tally, () => startSeq)
