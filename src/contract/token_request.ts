@@ -135,11 +135,13 @@ export function parseTokenExchangeRequest(form: TokenRequestForm): TokenExchange
 /**
  * The subject token of a form that may be invalid in other ways, or undefined when there is none worth
  * verifying: used to learn who sent a request before refusing it, so the refusal can be recorded with the
- * caller. A repeated subject_token yields its first value (the request is refused anyway); one above
+ * caller. A repeated subject_token names no single caller and yields undefined (the request is refused
+ * anyway, and only counted); one above
  * MAX_SUBJECT_TOKEN_BYTES is not looked at.
  */
 export function subjectTokenOf(form: TokenRequestForm): string | undefined {
   const v = form.subject_token
-  const first = Array.isArray(v) ? v[0] : v
-  return first !== undefined && first !== '' && first.length <= MAX_SUBJECT_TOKEN_BYTES ? first : undefined
+  // Repeated, it names no single caller: picking one would let a request speak for whichever came first.
+  if (Array.isArray(v)) return undefined
+  return v !== undefined && v !== '' && v.length <= MAX_SUBJECT_TOKEN_BYTES ? v : undefined
 }

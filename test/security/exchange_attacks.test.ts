@@ -76,7 +76,6 @@ const SITE: Case[] = [
   ['site in upper case', 'pilotFactory', 'pilot', pilot({ site: 'HPC-B' })],
   ['site a regex', 'pilotFactory', 'pilot', pilot({ site: 'hpc-.*' })],
   ['site a template', 'pilotFactory', 'pilot', pilot({ site: '{site}' })],
-  ['site missing', 'pilotFactory', 'pilot', { slurm_job_id: '12345' }],
   // The site is bound by the grant: a caller cannot stamp another site's label on its token.
   ['provisioner names the hpc-b site', 'provisioner', 'startd', startd({ site: 'hpc-b' }), ['unauthorized_client', 'invalid_request']],
   ['pilot factory names the cloud-a site', 'pilotFactory', 'pilot', pilot({ site: 'cloud-a' }), ['unauthorized_client', 'invalid_request']],
@@ -139,6 +138,13 @@ describe('controls: the requests the attacks vary are accepted', () => {
   ] as [string, Who, string, Record<string, string>][])('%s', async (_n, who, role, extra) => {
     const res = await viaApp(sb.app, 'POST', '/token', encodeForm(exchangeForm(await sb.token[who](), role, extra)), { 'content-type': 'application/x-www-form-urlencoded' })
     expect(res.status, res.text).toBe(200)
+  })
+
+  it('a pilot request naming no site gets the one site its grant binds, not none', async () => {
+    const res = await viaApp(sb.app, 'POST', '/token', encodeForm(exchangeForm(await sb.token.pilotFactory(), 'pilot', { slurm_job_id: '12345' })), { 'content-type': 'application/x-www-form-urlencoded' })
+    expect(res.status, res.text).toBe(200)
+    const claims = JSON.parse(Buffer.from((res.json!.access_token as string).split('.')[1]!, 'base64url').toString('utf8')) as Record<string, unknown>
+    expect(claims.ctb_site).toBe('hpc-b')
   })
 
   it('a pilot lifetime beyond the maximum is trimmed (up_to), never granted', async () => {

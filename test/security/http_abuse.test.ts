@@ -88,7 +88,9 @@ describe('path variants with a valid request', () => {
     const r = replyOf(o, id)
     if (r.status >= 500) c.serverErrors++
     expect(r.status, r.text).toBeLessThan(500)
-    const issued = (await sb.auditSince(seq)).filter((x) => x.event.type === 'token.issued' && x.event.requestId === id)
+    // The audit request id is the broker's own, returned in X-Request-Id (the caller's is only a log label).
+    const brokerId = r.headers['x-request-id']
+    const issued = (await sb.auditSince(seq)).filter((x) => x.event.type === 'token.issued' && brokerId !== undefined && x.event.requestId === brokerId)
     if (typeof r.json?.access_token === 'string') {
       if (issued.length !== 1) c.wronglyIssued++
       expect(issued, 'a token left without its audit record').toHaveLength(1)

@@ -133,12 +133,16 @@ export async function sendAttack(sb: SecurityBroker, tally: Tally, a: TokenAttac
   const secrets = [...sb.secrets(), ...formTokens.flatMap(tokenSecrets), ...(a.secrets ?? []).flatMap(tokenSecrets)]
   const judged: { requestId: string; reply: Reply; logsFrom: number; seq: number }[] = []
   for (const via of vias) {
-    const requestId = tally.nextId(a.cls, via)
+    // The caller's X-Request-Id is only a label for the logs; the broker's own id (the audit request id)
+    // comes back in the response's X-Request-Id.
+    const label = tally.nextId(a.cls, via)
     const logsFrom = sb.logs.length
     const seq = await sb.auditHead()
     const reply = via === 'socket'
-      ? replyOf(await rawPost(sb.port, path, body, { ...headers, 'x-request-id': requestId }), requestId)
-      : await viaApp(sb.app, 'POST', path, body, { ...headers, 'x-request-id': requestId })
+      ? replyOf(await rawPost(sb.port, path, body, { ...headers, 'x-request-id': label }), label)
+      : await viaApp(sb.app, 'POST', path, body, { ...headers, 'x-request-id': label })
+    const requestId = reply.headers['x-request-id']
+    if (!requestId || requestId === label) throw new Error(`${label}: the reply carries no broker request id (${requestId ?? 'none'})`)
     count(tally, a, reply)
     judged.push({ requestId, reply, logsFrom, seq })
   }
