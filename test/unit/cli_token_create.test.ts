@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { existsSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { userInfo } from 'node:os'
 import { join } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
@@ -190,5 +190,60 @@ describe('token create --key-file', () => {
     const flags = await cli(id('a@td', '--authz', 'READ', '--key-file', keyFile, '--role', 'x'), e)
     expect(flags.code).toBe(2)
     expect(flags.err).toMatch(/--role and --allow-\* apply to tokens signed with the broker's keys/)
+  })
+})
+
+describe('token create --file checks the output before anything is minted', () => {
+  const cases: [string, () => { file: string; dir: string }, RegExp][] = [
+    ['an existing directory', () => { const dir = tempDir(); mkdirSync(join(dir, 'somedir')); return { file: join(dir, 'somedir'), dir } }, /no token issued: --file .*somedir is a directory; name a file in it$/],
+    ['a file in a directory that does not exist', () => { const dir = tempDir(); return { file: join(dir, 'nonexistent', 'dir', 'tok'), dir } }, /no token issued: --file .*tok: directory .*nonexistent\/dir does not exist$/],
+  ]
+  it.each(cases)('%s: one line, exit 1, no audit record, nothing left on disk', async (_name, where, message) => {
+    const e = await setup()
+    const { file, dir } = where()
+    const before = readdirSync(dir, { recursive: true })
+    const r = await cli(id(`alice@${TD}`, '--authz', 'READ', '--file', file), e)
+    expect(r.code).toBe(1)
+    expect(r.err).toMatch(message)
+    expect(r.err.split('\n')).toHaveLength(1)
+    expect(r.out).toBe('')
+    expect(await issuedRecords(e)).toEqual([])
+    expect(readdirSync(dir, { recursive: true })).toEqual(before)
+  })
+
+  it('a file system that takes no new files (/proc) is refused before minting, not an internal error', async () => {
+    const e = await setup()
+    const r = await cli(sci('--aud', AUD, '--scope', 'compute.read', '--file', '/proc/version'), e)
+    expect(r.code).toBe(1)
+    expect(r.err).toMatch(/^condor-token-broker: no token issued: .*\/proc/)
+    expect(r.err).not.toContain('internal error')
+    expect(r.err.split('\n')).toHaveLength(1)
+    expect(await issuedRecords(e)).toEqual([])
+  })
+
+  it('--key-file tokens are checked the same way and leave no temp file', async () => {
+    const e = await setup()
+    const keyFile = join(tempDir(), 'POOL')
+    writeFileSync(keyFile, scramble(Buffer.alloc(64, 7)), { mode: 0o600 })
+    const dir = tempDir()
+    mkdirSync(join(dir, 'somedir'))
+    const r = await cli(id('alice@td', '--authz', 'READ', '--key-file', keyFile, '--file', join(dir, 'somedir')), e)
+    expect(r.code).toBe(1)
+    expect(r.err).toMatch(/is a directory; name a file in it$/)
+    expect(readdirSync(dir, { recursive: true })).toEqual(['somedir'])
+  })
+
+  it('a writable file is replaced with the token and a newline, mode 0600, and nothing else is left', async () => {
+    const e = await setup()
+    const dir = tempDir()
+    const file = join(dir, 'tok')
+    writeFileSync(file, 'old\n')
+    const r = await cli(id(`alice@${TD}`, '--authz', 'READ', '--file', file), e)
+    expect(r.code, r.err).toBe(0)
+    expect(readdirSync(dir)).toEqual(['tok'])
+    expect(statSync(file).mode & 0o777).toBe(0o600)
+    const token = readFileSync(file, 'utf8')
+    expect(token.endsWith('\n')).toBe(true)
+    expect((await issuedRecords(e))[0]).toMatchObject({ jti: payload(token.trim()).jti })
   })
 })

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
-import { readFileSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { userInfo } from 'node:os'
-import { basename } from 'node:path'
+import { basename, dirname } from 'node:path'
 import { loadConfig, maxTokenLifetime, type Config } from '../../config.ts'
 import { BrokerError, OperatorError } from '../../errors.ts'
 import type { VerifiedSubject } from '../../iam/subject.ts'
@@ -23,7 +23,7 @@ import { toAuthzLevel } from '../../policy/scopes.ts'
 import { RevocationService } from '../../revocation/revocation_service.ts'
 import type { BrokerStore } from '../../storage/chained_store.ts'
 import { openBrokerStore } from '../../storage/open_store.ts'
-import { readSecretFile, writeSecretFileAtomic } from '../../lib/secure_file.ts'
+import { prepareFileReplacement, readSecretFile, type PendingReplacement } from '../../lib/secure_file.ts'
 import { CliError, parse, positiveInt, type CommandIo } from '../command.ts'
 
 const HELP = `Usage: condor-token-broker token <create|inspect> [options]
@@ -129,10 +129,17 @@ async function create(argv: string[], io: CommandIo): Promise<number> {
   })
   if (!decision.allow) throw new CliError(decision.override ? `${decision.reason}; ${overrideHint(decision.override)}` : decision.reason)
 
-  const now = systemClock.now()
-  const keys = signingKeysFor(request.tokenKind, new KeyStore(`${config.data_dir}/keys`), values.key ?? config.idtoken.key, now)
-  const issued = await issueAudited(decision, keys, config, io)
-  deliver(issued.token, values.file, io)
+  // The output file is checked (its temp file created) before anything is minted: a token audited as
+  // issued but never delivered is a live credential nobody holds on purpose.
+  const output = values.file !== undefined ? openOutput(values.file, io) : undefined
+  try {
+    const now = systemClock.now()
+    const keys = signingKeysFor(request.tokenKind, new KeyStore(`${config.data_dir}/keys`), values.key ?? config.idtoken.key, now)
+    const issued = await issueAudited(decision, keys, config, io)
+    deliver(issued.token, output, io, (problem) => `token ${issued.jti} was issued and audited but not written: ${problem}; revoke it with: condor-token-broker revoke --jti ${issued.jti}`)
+  } finally {
+    output?.abort()
+  }
   return 0
 }
 
@@ -239,18 +246,54 @@ function createWithKeyFile(
     trustDomain: values['trust-domain'] ?? config.trust_domain, subject: identity, authz: authzNames.map(parseAuthzLevel),
     lifetimeSeconds: lifetime ?? config.idtoken.default_lifetime, now,
   })
-  const token = mintIdToken(claims, key)
-  verifyMintedIdToken(token, key, claims)
-  io.err(`warning: signed with --key-file ${keyFile}: this token is not audited and not subject to broker policy`)
-  deliver(token, values.file, io)
+  const output = values.file !== undefined ? openOutput(values.file, io) : undefined
+  try {
+    const token = mintIdToken(claims, key)
+    verifyMintedIdToken(token, key, claims)
+    io.err(`warning: signed with --key-file ${keyFile}: this token is not audited and not subject to broker policy`)
+    deliver(token, output, io, (problem) => `token not written: ${problem}`)
+  } finally {
+    output?.abort()
+  }
   return 0
 }
 
-function deliver(token: string, file: string | undefined, io: CommandIo): void {
-  if (file) {
-    if (CONDOR_EXCLUDED_NAME.test(basename(file))) io.err(`warning: HTCondor ignores token files named like ${basename(file)}`)
-    writeSecretFileAtomic(file, `${token}\n`)
-    io.err(`wrote ${file} (mode 0600)`)
+/**
+ * Creates the output's temp file next to FILE, or refuses in one line. No directory is created: a
+ * mistyped path should be an error, not a new tree of directories holding a token.
+ */
+function openOutput(file: string, io: CommandIo): PendingReplacement {
+  let pending: PendingReplacement
+  try {
+    pending = prepareFileReplacement(file, 0o600)
+  } catch (err) {
+    throw new CliError(`no token issued: ${outputProblem(file, err)}`)
+  }
+  if (CONDOR_EXCLUDED_NAME.test(basename(file))) io.err(`warning: HTCondor ignores token files named like ${basename(file)}`)
+  return pending
+}
+
+/** Why FILE cannot be written, in words an operator can act on. */
+function outputProblem(file: string, err: unknown): string {
+  const dir = dirname(file)
+  switch ((err as NodeJS.ErrnoException).code) {
+    case 'EISDIR': return `--file ${file} is a directory; name a file in it`
+    case 'ENOENT': return existsSync(dir) ? `--file ${file}: cannot create a file in ${dir} (ENOENT)` : `--file ${file}: directory ${dir} does not exist`
+    case 'ENOTDIR': return `--file ${file}: ${dir} is not a directory`
+    case 'EACCES': case 'EPERM': return `--file ${file}: permission denied in ${dir}`
+    case 'EROFS': return `--file ${file}: ${dir} is on a read-only file system`
+    default: return `cannot write --file ${file}: ${firstLine(err)}`
+  }
+}
+
+function deliver(token: string, output: PendingReplacement | undefined, io: CommandIo, notWritten: (problem: string) => string): void {
+  if (output) {
+    try {
+      output.commit(`${token}\n`)
+    } catch (err) {
+      throw new CliError(notWritten(outputProblem(output.path, err)))
+    }
+    io.err(`wrote ${output.path} (mode 0600)`)
   } else {
     io.out(token)
   }
