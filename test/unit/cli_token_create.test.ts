@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { userInfo } from 'node:os'
 import { join } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
@@ -190,6 +190,51 @@ describe('token create --key-file', () => {
     const flags = await cli(id('a@td', '--authz', 'READ', '--key-file', keyFile, '--role', 'x'), e)
     expect(flags.code).toBe(2)
     expect(flags.err).toMatch(/--role and --allow-\* apply to tokens signed with the broker's keys/)
+  })
+})
+
+describe('token create --key-file refuses the broker\'s own keys', () => {
+  const REFUSAL = /^condor-token-broker: --key-file .* is (.*); drop --key-file so the token is minted with the broker's keys, checked and audited$/
+  const copy = (from: string, to: string) => { writeFileSync(to, readFileSync(from), { mode: 0o600 }); return to }
+  // Each case returns the --key-file to try and, optionally, extra flags; the broker was set up by keys init.
+  const cases: [string, (data: string) => Promise<{ file: string; flags?: string[] }> | { file: string; flags?: string[] }, string][] = [
+    ['its signing key by path', (data) => ({ file: join(data, 'keys', 'condor', 'broker1') }), `a file in the broker's key store`],
+    ['its signing key through ..', (data) => ({ file: join(data, 'keys', 'jwt', '..', 'condor', 'broker1') }), `a file in the broker's key store`],
+    ['its signing key through a symlink', (data) => { const l = join(tempDir(), 'k'); symlinkSync(join(data, 'keys', 'condor', 'broker1'), l); return { file: l } }, `a file in the broker's key store`],
+    ['a copy of its signing key', (data) => ({ file: copy(join(data, 'keys', 'condor', 'broker1'), join(tempDir(), 'other')) }), `a copy of the broker's HTCondor key broker1`],
+    ['a copy of its signing key, with --key naming it', (data) => ({ file: copy(join(data, 'keys', 'condor', 'broker1'), join(tempDir(), 'other')), flags: ['--key', 'broker1'] }), `a copy of the broker's HTCondor key broker1`],
+    ['the original of an imported POOL key', async (data) => {
+      const pool = join(tempDir(), 'POOL')
+      writeFileSync(pool, scramble(Buffer.alloc(64, 9)), { mode: 0o600 })
+      expect((await cli(['keys', 'import', pool], { CTB_DATA_DIR: data, CTB_TRUST_DOMAIN: TD })).code).toBe(0)
+      return { file: pool }
+    }, `a copy of the broker's HTCondor key POOL`],
+    ['other bytes deriving the signing key of an imported POOL key', async (data) => {
+      const pool = join(tempDir(), 'POOL')
+      const raw = Buffer.alloc(64, 9)
+      writeFileSync(pool, scramble(raw), { mode: 0o600 })
+      expect((await cli(['keys', 'import', pool], { CTB_DATA_DIR: data, CTB_TRUST_DOMAIN: TD })).code).toBe(0)
+      // POOL signs with HKDF(key‖key); a named key signs with HKDF(its own bytes): key‖key named "twice" signs alike.
+      const twice = join(tempDir(), 'twice')
+      writeFileSync(twice, scramble(Buffer.concat([raw, raw])), { mode: 0o600 })
+      return { file: twice }
+    }, `the broker's HTCondor key POOL under another name`],
+    ['a copy of its SciToken key', (data) => {
+      const jwt = join(data, 'keys', 'jwt')
+      const pem = readdirSync(jwt).find((n) => n.endsWith('.pem'))!
+      return { file: copy(join(jwt, pem), join(tempDir(), 'k.pem')) }
+    }, `a copy of the broker's SciToken key`],
+  ]
+  it.each(cases)('%s: one line, exit 1, no token, no audit record', async (_name, make, what) => {
+    const e = await setup()
+    const { file, flags = [] } = await make(e.CTB_DATA_DIR!)
+    const r = await cli(id(`condor@${TD}`, '--authz', 'ADMINISTRATOR,CONFIG', '--lifetime', '999999999', '--key-file', file, ...flags), e)
+    expect(r.code).toBe(1)
+    expect(r.out).toBe('')
+    expect(r.err.split('\n')).toHaveLength(1)
+    expect(r.err).toMatch(REFUSAL)
+    expect(r.err.match(REFUSAL)![1]).toContain(what)
+    expect(await issuedRecords(e)).toEqual([])
   })
 })
 

@@ -7,14 +7,15 @@ import { BrokerError, OperatorError } from '../../errors.ts'
 import type { VerifiedSubject } from '../../iam/subject.ts'
 import { inspectToken, type InspectContext } from '../../inspect/inspect_token.ts'
 import { parseAuthzLevel, type AuthzLevel } from '../../issuance/authz.ts'
-import { buildIdTokenClaims, mintIdToken, type IdTokenKey } from '../../issuance/idtoken.ts'
+import { buildIdTokenClaims, mintIdToken, prepareIdTokenKey, type IdTokenKey } from '../../issuance/idtoken.ts'
 import { issueDepsFrom, issueToken, type AllowedDecision, type IssuedTokenResult } from '../../issuance/issue.ts'
 import { decideOperatorGrant, PRIVILEGED_LEVELS, type OperatorOverride, type OperatorRequest } from '../../issuance/operator_grant.ts'
 import type { AsymmetricKey } from '../../issuance/scitoken.ts'
 import { verifyMintedIdToken, verifyMintedSciToken } from '../../issuance/verify_minted.ts'
 import { decodeCompact } from '../../issuance/jws.ts'
 import { CONDOR_EXCLUDED_NAME } from '../../keys/condor_key_file.ts'
-import { KeyStore, loadIdTokenKeyFile } from '../../keys/key_store.ts'
+import { KeyStore, loadIdTokenKeyFile, readCondorKeyFile } from '../../keys/key_store.ts'
+import { findOwnKey } from '../../keys/own_key_match.ts'
 import type { SigningKeys } from '../../keys/signing_keys.ts'
 import { systemClock } from '../../lib/clock.ts'
 import { createLogger } from '../../lib/logger.ts'
@@ -40,6 +41,7 @@ token create --identity USER@DOMAIN --authz LEVEL[,LEVEL] [--authz ...] [--lifet
 
 token create --identity USER@DOMAIN --authz LEVEL ... --key-file FILE [--trust-domain DOMAIN] [--file OUT]
     Sign with a key file the broker does not own, as condor_token_create does: no checks, no audit record.
+    Any of the broker's own keys (by path, by content, or by the signing key it derives) is refused.
 
 token create --scitoken --sub SUB --aud AUD [--aud AUD ...] --scope "S1 S2" [--lifetime SECONDS]
              [--profile wlcg|scitokens2] [--role ROLE] [--allow-privileged ...] [--allow-any-audience] [--file OUT]
@@ -229,7 +231,8 @@ function firstLine(err: unknown): string {
 
 /**
  * condor_token_create's way: sign with a key file the broker does not own. Neither policy nor audit can
- * see such a token, so say so on stderr every time.
+ * see such a token, so say so on stderr every time, and refuse the broker's own keys: with those,
+ * --key-file would be a way around every check and the audit log.
  */
 function createWithKeyFile(
   keyFile: string, identity: string, authzNames: string[], lifetime: number | undefined,
@@ -241,7 +244,12 @@ function createWithKeyFile(
   }
   const now = systemClock.now()
   const kid = values.key ?? basename(keyFile)
-  const key = loadIdTokenKeyFile(keyFile, kid)
+  const bytes = readCondorKeyFile(keyFile)
+  const own = findOwnKey(new KeyStore(`${config.data_dir}/keys`), keyFile, bytes, kid)
+  if (own !== undefined) {
+    throw new CliError(`--key-file ${keyFile} is ${own}; drop --key-file so the token is minted with the broker's keys, checked and audited`)
+  }
+  const key = prepareIdTokenKey(kid, bytes)
   const claims = buildIdTokenClaims({
     trustDomain: values['trust-domain'] ?? config.trust_domain, subject: identity, authz: authzNames.map(parseAuthzLevel),
     lifetimeSeconds: lifetime ?? config.idtoken.default_lifetime, now,
