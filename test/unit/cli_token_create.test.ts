@@ -56,6 +56,16 @@ describe('token create with the broker keys refuses what policy would', () => {
     ['a SciToken above scitoken.max_lifetime', sci('--aud', AUD, '--scope', 'compute.read', '--lifetime', String(6 * 3600 + 1)), /exceeds scitoken.max_lifetime \(21600s\)/],
     ['the admin role', id(`alice@${TD}`, '--authz', 'READ', '--role', 'admin'), /role admin opens the admin API only/],
     ['a role that is no role name', id(`alice@${TD}`, '--authz', 'READ', '--role', 'Bad"Role'), /role 'Bad\?Role' must be lower-case/],
+    ['WRITE on role pilot', id(`pilot@${TD}`, '--authz', 'READ,WRITE', '--role', 'pilot'), /WRITE \(or a level or scopes implying it\) on role pilot is direct attach.*pass --allow-direct-attach to mint it for role pilot anyway$/],
+    ['WRITE on role startd-gpu', id(`s@${TD}`, '--authz', 'WRITE', '--role', 'startd-gpu'), /on role startd-gpu is direct attach/],
+    ['a SciToken whose compute.* scopes give WRITE on role annex-pilot', sci('--aud', AUD, '--scope', 'compute.read compute.create compute.modify compute.cancel', '--role', 'annex-pilot'), /on role annex-pilot is direct attach/],
+    ['a SciToken with condor:/WRITE on role pilot', sci('--aud', AUD, '--scope', 'condor:/WRITE', '--role', 'pilot'), /on role pilot is direct attach/],
+    ['--allow-direct-attach on a role that is no pilot or startd', id(`alice@${TD}`, '--authz', 'WRITE', '--allow-direct-attach'), /direct attach applies only to pilot and startd roles, not cli/],
+    ['a 304-character identity', id(`${'a'.repeat(287)}@${TD}`, '--authz', 'READ'), /the identity is 304 characters long; at most 255 are issued/],
+    ['a 256-character SciToken subject', ['token', 'create', '--scitoken', '--sub', 'x'.repeat(256), '--aud', AUD, '--scope', 'compute.read'], /the identity is 256 characters long; at most 255 are issued/],
+    ['condor@ named but under role cli', id(`condor@${TD}`, '--authz', 'READ', '--allow-reserved-identity', 'condor'), /only role central-manager may carry it; pass --role central-manager and --allow-reserved-identity condor to mint it anyway$/],
+    ['root@ named but under role cli', id(`root@${TD}`, '--authz', 'READ', '--allow-reserved-identity', 'root'), /only role central-manager may carry it/],
+    ['condor@ under role central-manager but not named', id(`condor@${TD}`, '--authz', 'READ', '--role', 'central-manager'), /is reserved: .* as a daemon or administrator; pass --allow-reserved-identity condor to mint it anyway$/],
   ])('refuses %s in one line, writes no token and audits nothing', async (_name, args, message) => {
     const e = await setup()
     const out = join(tempDir(), 'token')
@@ -82,17 +92,17 @@ describe('token create with the broker keys refuses what policy would', () => {
 })
 
 describe('token create with explicit permissions', () => {
-  it('mints root@ with ADMINISTRATOR when both are named, and audits it with what was allowed', async () => {
+  it('mints root@ with ADMINISTRATOR when both are named under role central-manager, and audits it with what was allowed', async () => {
     const e = await setup()
-    const r = await cli(id(`root@${TD}`, '--authz', 'ADMINISTRATOR', '--allow-privileged', 'ADMINISTRATOR', '--allow-reserved-identity', 'root', '--lifetime', '3600'), e)
+    const r = await cli(id(`root@${TD}`, '--authz', 'ADMINISTRATOR', '--allow-privileged', 'ADMINISTRATOR', '--allow-reserved-identity', 'root', '--role', 'central-manager', '--lifetime', '3600'), e)
     expect(r.code, r.err).toBe(0)
     const claims = payload(r.out)
-    expect(claims).toMatchObject({ iss: TD, sub: `root@${TD}`, scope: 'condor:/ADMINISTRATOR', ctb_role: 'cli', ctb_gen: 1 })
+    expect(claims).toMatchObject({ iss: TD, sub: `root@${TD}`, scope: 'condor:/ADMINISTRATOR', ctb_role: 'central-manager', ctb_gen: 1 })
     expect(claims.exp as number - (claims.iat as number)).toBe(3600)
     const [rec, ...more] = await issuedRecords(e)
     expect(more).toEqual([])
     expect(rec).toMatchObject({
-      type: 'token.issued', decision: 'allow', role: 'cli', tokenKind: 'idtoken', issuedSub: `root@${TD}`, jti: claims.jti, exp: claims.exp,
+      type: 'token.issued', decision: 'allow', role: 'central-manager', tokenKind: 'idtoken', issuedSub: `root@${TD}`, jti: claims.jti, exp: claims.exp,
       scopes: ['condor:/ADMINISTRATOR'], policyRule: 'cli (privileged=ADMINISTRATOR; reserved_user=root)',
       caller: { iss: 'cli', sub: `cli:${userInfo().username}` },
       tokenSha256: createHash('sha256').update(r.out).digest('hex'),
@@ -106,6 +116,21 @@ describe('token create with explicit permissions', () => {
     expect(r.code, r.err).toBe(0)
     expect(payload(r.out)).toMatchObject({ sub: `condor@${TD}`, scope: 'condor:/DAEMON condor:/NEGOTIATOR condor:/ADMINISTRATOR', ctb_role: 'central-manager' })
     expect((await issuedRecords(e))[0]).toMatchObject({ role: 'central-manager', policyRule: 'cli (privileged=DAEMON,NEGOTIATOR,ADMINISTRATOR; reserved_user=condor)' })
+  })
+
+  it('mints WRITE on a pilot role with --allow-direct-attach, and an identity of exactly 255 characters', async () => {
+    const e = await setup()
+    const pilot = await cli(id(`pilot@${TD}`, '--authz', 'READ,WRITE,ADVERTISE_STARTD', '--role', 'pilot', '--allow-direct-attach'), e)
+    expect(pilot.code, pilot.err).toBe(0)
+    expect(payload(pilot.out)).toMatchObject({ sub: `pilot@${TD}`, scope: 'condor:/READ condor:/WRITE condor:/ADVERTISE_STARTD', ctb_role: 'pilot' })
+    const advertise = await cli(id(`startd@${TD}`, '--authz', 'READ,ADVERTISE_STARTD', '--role', 'startd'), e)
+    expect(advertise.code, advertise.err).toBe(0)
+    const long = `${'u'.repeat(255 - 1 - TD.length)}@${TD}`
+    expect(long).toHaveLength(255)
+    const r = await cli(id(long, '--authz', 'READ'), e)
+    expect(r.code, r.err).toBe(0)
+    expect(payload(r.out)).toMatchObject({ sub: long })
+    expect((await issuedRecords(e)).map((x) => [x.role, x.policyRule])).toEqual([['cli', 'cli'], ['startd', 'cli'], ['pilot', 'cli (direct_attach)']])
   })
 
   it('mints an ANY-audience SciToken with --allow-any-audience, and absolute storage paths without it', async () => {

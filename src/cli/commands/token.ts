@@ -19,7 +19,8 @@ import { findOwnKey } from '../../keys/own_key_match.ts'
 import type { SigningKeys } from '../../keys/signing_keys.ts'
 import { systemClock } from '../../lib/clock.ts'
 import { createLogger } from '../../lib/logger.ts'
-import { RESERVED_USERS } from '../../policy/schema.ts'
+import { CENTRAL_MANAGER_ROLE, MAX_IDENTITY_LENGTH, RESERVED_USERS } from '../../policy/schema.ts'
+import { asciiLower } from '../../lib/ascii_case.ts'
 import { toAuthzLevel } from '../../policy/scopes.ts'
 import { RevocationService } from '../../revocation/revocation_service.ts'
 import type { BrokerStore } from '../../storage/chained_store.ts'
@@ -30,13 +31,17 @@ import { CliError, parse, positiveInt, type CommandIo } from '../command.ts'
 const HELP = `Usage: condor-token-broker token <create|inspect> [options]
 
 token create --identity USER@DOMAIN --authz LEVEL[,LEVEL] [--authz ...] [--lifetime SECONDS] [--key NAME]
-             [--role ROLE] [--allow-privileged LEVEL[,LEVEL]] [--allow-reserved-identity USER] [--file OUT]
+             [--role ROLE] [--allow-privileged LEVEL[,LEVEL]] [--allow-reserved-identity USER] [--allow-direct-attach]
+             [--file OUT]
     Mint an HTCondor IDTOKEN with the broker's key, checked and audited as POST /token is: the token is
     printed (or, with --file, written as HTCondor does: token + newline, mode 0600) only after its audit
     record is committed. It carries ctb_role ROLE (default cli) for revoke --role.
     LEVEL: READ WRITE NEGOTIATOR ADMINISTRATOR CONFIG DAEMON ADVERTISE_STARTD ADVERTISE_SCHEDD ADVERTISE_MASTER
     --allow-privileged names each of ADMINISTRATOR, CONFIG, DAEMON, NEGOTIATOR the token may carry;
-    --allow-reserved-identity names condor, condor_pool or root as the identity's user.
+    --allow-reserved-identity names condor, condor_pool or root as the identity's user, and only role
+    ${CENTRAL_MANAGER_ROLE} may carry one (as in policies). --allow-direct-attach lets a pilot or startd role
+    (pilot, startd, annex-pilot, ...) carry WRITE, as a grant's direct_attach does. An identity has at most
+    ${MAX_IDENTITY_LENGTH} characters; --file names a file in an existing directory, checked before minting.
     --lifetime is capped by idtoken.max_lifetime.
 
 token create --identity USER@DOMAIN --authz LEVEL ... --key-file FILE [--trust-domain DOMAIN] [--file OUT]
@@ -87,6 +92,7 @@ async function create(argv: string[], io: CommandIo): Promise<number> {
     'allow-privileged': { type: 'string', multiple: true },
     'allow-reserved-identity': { type: 'string', multiple: true },
     'allow-any-audience': { type: 'boolean' },
+    'allow-direct-attach': { type: 'boolean' },
   }, true)
   if (values.help) { io.out(HELP); return 0 }
   if (positionals.length > 0) throw new CliError(`unexpected argument "${positionals[0]}" (see token --help)`, 2)
@@ -121,6 +127,7 @@ async function create(argv: string[], io: CommandIo): Promise<number> {
         privileged: listOption(values['allow-privileged']).map((l) => privilegedLevel(l)),
         reservedUsers: listOption(values['allow-reserved-identity']).map((u) => reservedUser(u)),
         anyAudience: values['allow-any-audience'] === true,
+        directAttach: values['allow-direct-attach'] === true,
       },
     }
   }
@@ -162,7 +169,7 @@ function privilegedLevel(name: string): AuthzLevel {
 }
 
 function reservedUser(name: string): string {
-  const user = name.replace(/@.*$/, '').toLowerCase()
+  const user = asciiLower(name.replace(/@.*$/, ''))
   if (!RESERVED_USERS.has(user)) throw new CliError(`--allow-reserved-identity takes reserved user names (${[...RESERVED_USERS].join(', ')}), not "${name}"`, 2)
   return user
 }
@@ -170,8 +177,9 @@ function reservedUser(name: string): string {
 function overrideHint(o: OperatorOverride): string {
   switch (o.kind) {
     case 'privileged': return `pass --allow-privileged ${o.value} to mint it anyway`
-    case 'reserved_user': return `pass --allow-reserved-identity ${o.value} to mint it anyway`
+    case 'reserved_user': return `pass ${o.role ? `--role ${o.role} and ` : ''}--allow-reserved-identity ${o.value} to mint it anyway`
     case 'any_audience': return 'pass --allow-any-audience to mint it anyway'
+    case 'direct_attach': return `pass --allow-direct-attach to mint it for role ${o.value} anyway`
   }
 }
 
@@ -236,10 +244,10 @@ function firstLine(err: unknown): string {
  */
 function createWithKeyFile(
   keyFile: string, identity: string, authzNames: string[], lifetime: number | undefined,
-  values: { key?: string | undefined; 'trust-domain'?: string | undefined; file?: string | undefined; role?: string | undefined; 'allow-privileged'?: string[] | undefined; 'allow-reserved-identity'?: string[] | undefined },
+  values: { key?: string | undefined; 'trust-domain'?: string | undefined; file?: string | undefined; role?: string | undefined; 'allow-privileged'?: string[] | undefined; 'allow-reserved-identity'?: string[] | undefined; 'allow-direct-attach'?: boolean | undefined },
   config: Config, io: CommandIo,
 ): number {
-  if (values.role !== undefined || values['allow-privileged'] || values['allow-reserved-identity']) {
+  if (values.role !== undefined || values['allow-privileged'] || values['allow-reserved-identity'] || values['allow-direct-attach']) {
     throw new CliError('--role and --allow-* apply to tokens signed with the broker\'s keys, not to --key-file', 2)
   }
   const now = systemClock.now()
