@@ -35,6 +35,12 @@ export interface WriteHealth {
 /** Record types that state revocations: the partial index `audit_revocation_records` covers exactly these. */
 export const REVOCATION_RECORD_TYPES = ['token.revoked', 'audit.checkpoint'] as const
 
+/**
+ * SQL condition selecting REVOCATION_RECORD_TYPES. Both SQL backends create the partial index
+ * `audit_revocation_records` with this very text, so SQLite can prove the index applies.
+ */
+export const REVOCATION_RECORDS_WHERE = `type IN (${REVOCATION_RECORD_TYPES.map((t) => `'${t}'`).join(', ')})`
+
 export const MAX_PAGE = 1000
 
 /**

@@ -5,7 +5,7 @@ import { OperatorError } from '../errors.ts'
 import { INITIAL_GENERATION, type NewRevocation, type Revocation } from '../revocation/revocation.ts'
 import { revocationsToCarry, type RevocationEvidence } from '../revocation/revocation_consistency.ts'
 import {
-  ChainedStore, assertPageSize, chainRow, checkpointEventBody, decodeCursor, equalityFilters, eventRow,
+  ChainedStore, REVOCATION_RECORDS_WHERE, assertPageSize, chainRow, checkpointEventBody, decodeCursor, equalityFilters, eventRow,
   revocationEventBody, fromRevocationRow, toPage, type RevocationRow, type WriteOp,
 } from './chained_store.ts'
 import type { GroupCommitOptions } from './group_commit.ts'
@@ -46,9 +46,6 @@ const MIGRATIONS: readonly string[] = [
   // Revocation records are rare; start-up and audit verify read them all to check the revocations table.
   "CREATE INDEX IF NOT EXISTS audit_revocation_records ON audit_log (seq) WHERE type IN ('token.revoked', 'audit.checkpoint');",
 ]
-
-/** Matches exactly the rows of the partial index audit_revocation_records. */
-const REVOCATION_RECORDS_WHERE = "type IN ('token.revoked', 'audit.checkpoint')"
 
 // Any constant works; it only has to be the same in every replica.
 const MIGRATION_LOCK = 0x6374_6231

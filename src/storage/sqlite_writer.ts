@@ -6,7 +6,7 @@ import type { AuditEvent, PruneResult } from '../audit/audit_log.ts'
 import { revocationsToCarry } from '../revocation/revocation_consistency.ts'
 import { OperatorError } from '../errors.ts'
 import { INITIAL_GENERATION, type NewRevocation, type Revocation } from '../revocation/revocation.ts'
-import { checkpointEventBody, eventRow, revocationEventBody, type WriteOp } from './chained_store.ts'
+import { checkpointEventBody, eventRow, REVOCATION_RECORDS_WHERE, revocationEventBody, type WriteOp } from './chained_store.ts'
 
 /**
  * `full` fsyncs the WAL at every commit: a record survives power loss, which is what "no token without its
@@ -97,9 +97,6 @@ function migrate(db: DatabaseSync): void {
     }
   }
 }
-
-/** Matches exactly the rows of the partial index audit_revocation_records (same text, so SQLite uses it). */
-export const REVOCATION_RECORDS_WHERE = "type IN ('token.revoked', 'audit.checkpoint')"
 
 const INSERT_SQL = `INSERT INTO audit_log (seq, ${COLUMN_NAMES.join(', ')}, body, prev_hash, hash) VALUES (${Array(COLUMN_NAMES.length + 4).fill('?').join(', ')})`
 
