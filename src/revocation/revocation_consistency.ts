@@ -9,9 +9,13 @@ import { REVOCATION_KINDS, type Revocation } from './revocation.ts'
  * a deleted row silently un-revokes, an inserted or edited one revokes without a record.
  */
 
-/** What a store hands over for the check, read in one snapshot (no commit between the reads). */
+/** What the check compares: authenticated records against the table, read in one snapshot. */
 export interface RevocationEvidence {
-  /** The `token.revoked` and `audit.checkpoint` records, in seq order. */
+  /**
+   * The records whose hashed body states revocations (`token.revoked`, `audit.checkpoint`), in seq order,
+   * each checked against its hash and its place in the chain (ChainedStore.verifyRevocations): never
+   * selected by the indexed `type` column alone, which is a copy outside the hash.
+   */
   records: AuditRecord[]
   rows: Revocation[]
   generations: Map<string, number>
@@ -19,7 +23,11 @@ export interface RevocationEvidence {
 
 export type RevocationVerification =
   | { ok: true; revocations: number }
-  | { ok: false; revocations: number; differences: string[] }
+  /**
+   * `unverified`: the chain the evidence comes from is broken (why, and where), so it cannot vouch for the
+   * table even where no difference shows; `differences` then compares with the records as found.
+   */
+  | { ok: false; revocations: number; differences: string[]; unverified?: string }
 
 /** A revocation as its record states it, keyed by id, with the seq of the record that states it. */
 type Chained = Map<number, { rev: Revocation; seq: number }>
@@ -98,9 +106,10 @@ export function revocationDifferences(ev: RevocationEvidence): string[] {
   return out
 }
 
-/** Runs the check over a store's evidence. */
-export function verifyRevocationEvidence(ev: RevocationEvidence): RevocationVerification {
+/** Runs the check over a store's evidence; `unverified` says why the evidence itself is not authenticated. */
+export function verifyRevocationEvidence(ev: RevocationEvidence, unverified?: string): RevocationVerification {
   const differences = revocationDifferences(ev)
+  if (unverified !== undefined) return { ok: false, revocations: ev.rows.length, differences, unverified }
   return differences.length === 0 ? { ok: true, revocations: ev.rows.length } : { ok: false, revocations: ev.rows.length, differences }
 }
 
@@ -108,9 +117,15 @@ export function verifyRevocationEvidence(ev: RevocationEvidence): RevocationVeri
  * Start-up gate: a broker must not serve with a revocation set the audit chain does not vouch for (one
  * deleted row would silently un-revoke). Throws a one-line OperatorError naming the first difference.
  */
-export async function assertRevocationsMatchAudit(store: { verifyRevocations(): Promise<RevocationVerification> }): Promise<void> {
-  const v = await store.verifyRevocations()
+export async function assertRevocationsMatchAudit(
+  store: { verifyRevocations(options?: { anchorKey?: Buffer }): Promise<RevocationVerification> },
+  options: { anchorKey?: Buffer } = {},
+): Promise<void> {
+  const v = await store.verifyRevocations(options)
   if (v.ok) return
+  if (v.unverified !== undefined) {
+    throw new OperatorError('EREVOCATIONS', `the audit chain cannot vouch for the revocations table: ${v.unverified}; run "audit verify"`)
+  }
   const more = v.differences.length > 1 ? ` (and ${v.differences.length - 1} more)` : ''
   throw new OperatorError('EREVOCATIONS', `revocations differ from the audit chain: ${v.differences[0]}${more}; run "audit verify" and restore the revocations table from a backup`)
 }

@@ -1,10 +1,10 @@
 import type { AuditPage, AuditQuery } from '../audit/audit_log.ts'
 import { GENESIS_HASH, rowToRecord, type AuditColumns, type StoredRow } from '../audit/chain.ts'
 import { INITIAL_GENERATION, type Revocation } from '../revocation/revocation.ts'
-import { revocationsToCarry, type RevocationEvidence } from '../revocation/revocation_consistency.ts'
+import { revocationsToCarry } from '../revocation/revocation_consistency.ts'
 import {
-  ChainedStore, REVOCATION_RECORD_TYPES, assertPageSize, chainRow, checkpointEventBody, decodeCursor, equalityFilters, eventRow,
-  revocationEventBody, toPage, type WriteOp,
+  ChainedStore, assertPageSize, chainRow, checkpointEventBody, decodeCursor, equalityFilters, eventRow,
+  revocationEventBody, statesRevocations, toPage, type RevocationState, type WriteOp,
 } from './chained_store.ts'
 import type { GroupCommitOptions } from './group_commit.ts'
 
@@ -18,6 +18,7 @@ export class MemoryStore extends ChainedStore {
   #head = { seq: 0, hash: GENESIS_HASH }
   #revocations: Revocation[] = []
   #generations = new Map<string, number>()
+  #anchor: string | undefined
 
   constructor(options: { groupCommit?: Partial<GroupCommitOptions> } = {}) {
     super(options)
@@ -103,12 +104,21 @@ export class MemoryStore extends ChainedStore {
     return new Map(this.#generations)
   }
 
-  protected async readRevocationEvidence(): Promise<RevocationEvidence> {
-    return {
-      records: this.#rows.filter(isRevocationRecord).map(rowToRecord),
-      rows: await this.listRevocations(),
-      generations: await this.roleGenerations(),
-    }
+  protected async readRevocationState(): Promise<RevocationState> {
+    return { head: { ...this.#head }, firstSeq: this.#rows[0]?.seq ?? 0, rows: await this.listRevocations(), generations: await this.roleGenerations() }
+  }
+
+  protected async readRows(seqs: readonly number[]): Promise<StoredRow[]> {
+    const want = new Set(seqs)
+    return this.#rows.filter((r) => want.has(r.seq)).map((r) => ({ ...r }))
+  }
+
+  protected async readAnchor(): Promise<string | undefined> {
+    return this.#anchor
+  }
+
+  protected async writeAnchor(sealed: string): Promise<void> {
+    this.#anchor = sealed
   }
 
   /** Test hook: the raw rows, so a test can tamper with them as an attacker with DB access would. */
@@ -125,5 +135,5 @@ export class MemoryStore extends ChainedStore {
 }
 
 function isRevocationRecord(r: StoredRow): boolean {
-  return (REVOCATION_RECORD_TYPES as readonly string[]).includes(r.type)
+  return statesRevocations(r.type)
 }

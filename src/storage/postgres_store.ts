@@ -1,12 +1,12 @@
 import pg from 'pg'
 import type { AuditEvent, AuditPage, AuditQuery } from '../audit/audit_log.ts'
-import { COLUMN_NAMES, GENESIS_HASH, rowToRecord, type AuditColumns, type StoredRow } from '../audit/chain.ts'
+import { COLUMN_NAMES, GENESIS_HASH, type AuditColumns, type StoredRow } from '../audit/chain.ts'
 import { OperatorError } from '../errors.ts'
 import { INITIAL_GENERATION, type NewRevocation, type Revocation } from '../revocation/revocation.ts'
-import { revocationsToCarry, type RevocationEvidence } from '../revocation/revocation_consistency.ts'
+import { revocationsToCarry } from '../revocation/revocation_consistency.ts'
 import {
   ChainedStore, REVOCATION_RECORDS_WHERE, assertPageSize, chainRow, checkpointEventBody, decodeCursor, equalityFilters, eventRow,
-  revocationEventBody, fromRevocationRow, toPage, type RevocationRow, type WriteOp,
+  revocationEventBody, fromRevocationRow, toPage, type RevocationRow, type RevocationState, type WriteOp,
 } from './chained_store.ts'
 import type { GroupCommitOptions } from './group_commit.ts'
 
@@ -45,6 +45,8 @@ const MIGRATIONS: readonly string[] = [
    CREATE TABLE role_generations (role TEXT PRIMARY KEY, gen INT NOT NULL);`,
   // Revocation records are rare; start-up and audit verify read them all to check the revocations table.
   "CREATE INDEX IF NOT EXISTS audit_revocation_records ON audit_log (seq) WHERE type IN ('token.revoked', 'audit.checkpoint');",
+  // Where the last full check of the chain ended, sealed (audit/anchor.ts): start-up resumes from it.
+  'CREATE TABLE IF NOT EXISTS audit_anchor (id INT PRIMARY KEY CHECK (id = 1), sealed TEXT NOT NULL);',
 ]
 
 // Any constant works; it only has to be the same in every replica.
@@ -180,22 +182,36 @@ export class PostgresStore extends ChainedStore {
     return new Map(rows.map((r) => [r.role, r.gen]))
   }
 
-  protected async readRevocationEvidence(): Promise<RevocationEvidence> {
-    // One snapshot for the three reads: a revocation committing meanwhile is either wholly in or wholly out.
+  protected async readRevocationState(): Promise<RevocationState> {
+    // One snapshot for the reads: a revocation committing meanwhile is either wholly in or wholly out.
     const client = await this.#pool.connect()
     try {
       await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY')
-      const records = (await client.query<StoredRow>(`SELECT * FROM audit_log WHERE ${REVOCATION_RECORDS_WHERE} ORDER BY seq`)).rows.map(rowToRecord)
+      const head = (await client.query<{ seq: number; hash: string }>('SELECT seq, hash FROM audit_head WHERE id = 1')).rows[0]!
+      const first = (await client.query<{ seq: number | null }>('SELECT min(seq) AS seq FROM audit_log')).rows[0]!.seq ?? 0
       const rows = (await client.query<RevocationRow>('SELECT * FROM revocations ORDER BY id')).rows.map(fromRevocationRow)
       const gens = (await client.query<{ role: string; gen: number }>('SELECT role, gen FROM role_generations')).rows
       await client.query('COMMIT')
       client.release()
-      return { records, rows, generations: new Map(gens.map((r) => [r.role, r.gen])) }
+      return { head, firstSeq: first, rows, generations: new Map(gens.map((r) => [r.role, r.gen])) }
     } catch (err) {
       await client.query('ROLLBACK').catch(() => {})
       client.release(err as Error)
       throw err
     }
+  }
+
+  protected async readRows(seqs: readonly number[]): Promise<StoredRow[]> {
+    if (seqs.length === 0) return []
+    return (await this.#pool.query<StoredRow>('SELECT * FROM audit_log WHERE seq = ANY($1::bigint[])', [seqs])).rows
+  }
+
+  protected async readAnchor(): Promise<string | undefined> {
+    return (await this.#pool.query<{ sealed: string }>('SELECT sealed FROM audit_anchor WHERE id = 1')).rows[0]?.sealed
+  }
+
+  protected async writeAnchor(sealed: string): Promise<void> {
+    await this.#pool.query('INSERT INTO audit_anchor (id, sealed) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET sealed = excluded.sealed', [sealed])
   }
 
   /** Test and operator hook: run SQL on the store's pool (e.g. to tamper in tests). */

@@ -51,6 +51,8 @@ const MIGRATIONS: readonly string[] = [
   'DROP INDEX IF EXISTS audit_jti;',
   // Revocation records are rare; start-up and audit verify read them all to check the revocations table.
   "CREATE INDEX IF NOT EXISTS audit_revocation_records ON audit_log(seq) WHERE type IN ('token.revoked', 'audit.checkpoint');",
+  // Where the last full check of the chain ended, sealed (audit/anchor.ts): start-up resumes from it.
+  'CREATE TABLE IF NOT EXISTS audit_anchor (id INTEGER PRIMARY KEY CHECK (id = 1), sealed TEXT NOT NULL);',
 ]
 
 /** WAL length (pages) at which a commit also checkpoints; the writer thread turns this off (sqlite_checkpointer.ts). */

@@ -40,7 +40,7 @@ describe('condor-token-broker audit', () => {
     db.close()
     const r = await cli(env, 'audit', 'verify')
     expect(r.code).toBe(1)
-    expect(r.out).toBe(`audit chain BROKEN at record seq ${seq}: hash does not match the record content (record edited) (${seq} records checked)\nrevocations OK: 0 rows match the audit chain`)
+    expect(r.out).toBe(`audit chain BROKEN at record seq ${seq}: hash does not match the record content (record edited) (${seq} records checked)\nrevocations UNVERIFIED: the audit chain is broken, so it cannot vouch for the 0 rows of the revocations table`)
   })
 
   it('list filters newest first; export writes JSON Lines in chain order', async () => {
