@@ -152,6 +152,10 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks {
     if (req.kind === 'jti') {
       if (req.exp !== undefined) {
         if (!Number.isSafeInteger(req.exp) || req.exp < 0) throw new InvalidRequest('exp must be whole epoch seconds')
+        // Bounded, or a made-up exp would keep the entry in the HTCondor expression for ever.
+        if (req.exp > now + this.#deps.maxTokenLifetime) {
+          throw new InvalidRequest(`exp must be at most ${now + this.#deps.maxTokenLifetime} (now plus the longest token lifetime, ${this.#deps.maxTokenLifetime} s): no token the broker issues lives longer`)
+        }
         until = req.exp
       } else {
         const issued = (await this.#deps.store.query({ jti: req.value, type: 'token.issued', limit: 1 })).records[0]

@@ -193,6 +193,15 @@ describe('revocations API', () => {
     expect((await store.query({ limit: 1000 })).records).toEqual(before.records)
   })
 
+  it('refuses a jti exp beyond now plus the longest token lifetime: no token lives longer', async () => {
+    const res = await post({ jti: 'x', exp: 99_999_999_999_999 })
+    expect(res.status).toBe(400)
+    expect(await res.json()).toEqual({ error: 'invalid_request', error_description: `exp must be at most ${TEST_NOW + 86400} (now plus the longest token lifetime, 86400 s): no token the broker issues lives longer` })
+    expect(await store.listRevocations()).toEqual([])
+    const ok = await post({ jti: 'x', exp: TEST_NOW + 86400 })
+    expect(ok.status).toBe(201)
+  })
+
   it('requires a JSON content type', async () => {
     expect((await post({ role: 'x' }, ADMIN, 'text/plain')).status).toBe(400)
   })
