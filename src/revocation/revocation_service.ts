@@ -1,5 +1,5 @@
 import type { AuditEvent, AuditStore } from '../audit/audit_log.ts'
-import { InvalidRequest } from '../errors.ts'
+import { InvalidRequest, NotFound } from '../errors.ts'
 import type { Clock } from '../lib/clock.ts'
 import type { Logger } from '../lib/logger.ts'
 import { buildRevocationExpression, isClassAdSafe } from './condor_expression.ts'
@@ -130,9 +130,7 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks {
   async #validate(req: RevocationRequest): Promise<void> {
     if (!REVOCATION_KINDS.includes(req.kind)) throw new InvalidRequest(`revocation kind must be one of ${REVOCATION_KINDS.join(', ')}`)
     if (!isClassAdSafe(req.value)) throw new InvalidRequest(`${req.kind} must be 1 to 256 printable ASCII characters without quotes or backslashes`)
-    if (req.reason !== undefined && (req.reason.length > 500 || /[\x00-\x1f\x7f]/.test(req.reason))) {
-      throw new InvalidRequest('reason must be at most 500 characters without control characters')
-    }
+    this.#validateReason(req.reason)
     if (req.kind === 'role' || req.kind === 'site') {
       const known = this.#deps.knownLabels()
       const list = req.kind === 'role' ? known.roles : known.sites
@@ -180,6 +178,45 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks {
     }, event)
     await this.refresh()
     return rev
+  }
+
+  /**
+   * Lifts an entry before its `until`: marks it lifted and writes a `token.unrevoked` record in the same
+   * transaction, then refreshes the snapshot. A role revocation cannot be lifted: tokens issued since
+   * carry its generation, and lowering the generation would let the next role revocation miss them.
+   */
+  async lift(id: number, req: { reason?: string }, actor: RevocationActor): Promise<Revocation> {
+    this.#validateReason(req.reason)
+    const rev = (await this.#deps.store.listRevocations()).find((r) => r.id === id)
+    if (!rev) throw new NotFound(`no revocation has id ${id}`)
+    if (rev.liftedAt !== undefined) throw new NotFound(`revocation ${id} was already lifted`)
+    if (rev.kind === 'role') {
+      throw new InvalidRequest(`revocation ${id} revokes role ${rev.value} by generation and cannot be lifted: tokens issued since carry generation ${rev.gen ?? '?'}`)
+    }
+    const now = this.#deps.clock.now()
+    const event: AuditEvent = {
+      type: 'token.unrevoked',
+      time: now,
+      caller: { sub: actor.principal },
+      ...(actor.requestId ? { requestId: actor.requestId } : {}),
+      ...(actor.clientAddress ? { clientAddress: actor.clientAddress } : {}),
+      ...(rev.kind === 'jti' ? { jti: rev.value } : {}),
+      ...(rev.kind === 'sub' ? { issuedSub: rev.value } : {}),
+      ...(rev.kind === 'site' ? { site: rev.value } : {}),
+      ...(req.reason ? { reason: req.reason } : {}),
+      detail: { lift: { id, liftedAt: now, liftedBy: actor.principal } },
+    }
+    // Undefined when another lift of the same entry committed first.
+    const lifted = await this.#deps.store.lift({ id, liftedAt: now, liftedBy: actor.principal }, event)
+    if (!lifted) throw new NotFound(`revocation ${id} was already lifted`)
+    await this.refresh()
+    return lifted
+  }
+
+  #validateReason(reason: string | undefined): void {
+    if (reason !== undefined && (reason.length > 500 || /[\x00-\x1f\x7f]/.test(reason))) {
+      throw new InvalidRequest('reason must be at most 500 characters without control characters')
+    }
   }
 
   async list(options: { all?: boolean } = {}): Promise<Revocation[]> {

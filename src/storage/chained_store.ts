@@ -2,14 +2,16 @@ import type { AuditEvent, AuditPage, AuditQuery, AuditRecord, AuditStore, ChainV
 import { openAnchor, sealAnchor } from '../audit/anchor.ts'
 import { assertStorableEvent, ChainVerifier, checkRecord, columnsOf, encodeEventBody, recordHash, rowToRecord, type AuditColumns, type CheckpointDetail, type StoredRow } from '../audit/chain.ts'
 import { InvalidRequest } from '../errors.ts'
-import type { NewRevocation, Revocation, RevocationStore } from '../revocation/revocation.ts'
+import type { NewRevocation, Revocation, RevocationLift, RevocationStore } from '../revocation/revocation.ts'
 import { GroupCommitter, StoreOverloaded, type CommitStats, type Committer, type GroupCommitOptions } from './group_commit.ts'
-import { verifyRevocationEvidence, type RevocationVerification } from '../revocation/revocation_consistency.ts'
+import { verifyRevocationEvidence, type CarriedRevocations, type RevocationVerification } from '../revocation/revocation_consistency.ts'
 
 /** One queued write. Results are filled in by the backend inside the transaction. */
 export type WriteOp =
   | { kind: 'event'; json: string }
   | { kind: 'revoke'; rev: NewRevocation; event: AuditEvent; result?: Revocation }
+  /** `result` stays undefined (and nothing is appended) when the entry is unknown or already lifted. */
+  | { kind: 'lift'; lift: RevocationLift; json: string; result?: Revocation }
   | { kind: 'prune'; before: number; now: number; result?: PruneResult }
 
 /** Everything a backend stores: the audit chain and the revocations it records. */
@@ -49,7 +51,7 @@ export interface WriteHealth {
 }
 
 /** Record types that state revocations: the partial index `audit_revocation_records` covers exactly these. */
-export const REVOCATION_RECORD_TYPES = ['token.revoked', 'audit.checkpoint'] as const
+export const REVOCATION_RECORD_TYPES = ['token.revoked', 'token.unrevoked', 'audit.checkpoint'] as const
 
 /**
  * SQL condition selecting REVOCATION_RECORD_TYPES. Both SQL backends create the partial index
@@ -194,6 +196,13 @@ export abstract class ChainedStore implements BrokerStore {
     return op.result!
   }
 
+  async lift(lift: RevocationLift, event: AuditEvent): Promise<Revocation | undefined> {
+    assertStorableEvent(event)
+    const op: WriteOp = { kind: 'lift', lift, json: JSON.stringify(event) }
+    await this.#submit(op)
+    return op.result ?? undefined
+  }
+
   async prune(before: number, now: number): Promise<PruneResult> {
     const op: WriteOp = { kind: 'prune', before, now }
     await this.#submit(op)
@@ -246,6 +255,7 @@ export function eventRow(json: string): { body: string; cols: AuditColumns } {
 export function revocationEventBody(event: AuditEvent, rev: Revocation): { body: string; cols: AuditColumns } {
   const revocation = {
     id: rev.id, kind: rev.kind, value: rev.value, revokedAt: rev.revokedAt, until: rev.until,
+    ...(rev.iss !== undefined ? { iss: rev.iss } : {}),
     ...(rev.gen !== undefined ? { gen: rev.gen } : {}),
     ...(rev.reason !== undefined ? { reason: rev.reason } : {}),
     ...(rev.revokedBy !== undefined ? { revokedBy: rev.revokedBy } : {}),
@@ -258,8 +268,9 @@ export function revocationEventBody(event: AuditEvent, rev: Revocation): { body:
  * The checkpoint record appended when retention removes records 1..throughSeq. It carries the revocations
  * the removed records stated (revocationsToCarry), so the chain keeps vouching for every row of the table.
  */
-export function checkpointEventBody(detail: CheckpointDetail, revocations: Revocation[], now: number): { body: string; cols: AuditColumns } {
-  const e: AuditEvent = { type: 'audit.checkpoint', time: now, caller: { sub: 'retention' }, detail: { ...detail, revocations } }
+export function checkpointEventBody(detail: CheckpointDetail, carried: CarriedRevocations, now: number): { body: string; cols: AuditColumns } {
+  const lifts = carried.lifts.length > 0 ? { lifts: carried.lifts } : {}
+  const e: AuditEvent = { type: 'audit.checkpoint', time: now, caller: { sub: 'retention' }, detail: { ...detail, revocations: carried.revocations, ...lifts } }
   return { body: encodeEventBody(e), cols: columnsOf(e) }
 }
 
@@ -291,6 +302,9 @@ export interface RevocationRow {
   gen: number | string | null
   reason: string | null
   revoked_by: string | null
+  iss: string | null
+  lifted_at: number | string | null
+  lifted_by: string | null
 }
 
 export function fromRevocationRow(r: RevocationRow): Revocation {
@@ -299,8 +313,21 @@ export function fromRevocationRow(r: RevocationRow): Revocation {
     ...(r.gen !== null ? { gen: Number(r.gen) } : {}),
     ...(r.reason !== null ? { reason: r.reason } : {}),
     ...(r.revoked_by !== null ? { revokedBy: r.revoked_by } : {}),
+    ...(r.iss !== null ? { iss: r.iss } : {}),
+    ...(r.lifted_at !== null ? { liftedAt: Number(r.lifted_at) } : {}),
+    ...(r.lifted_by !== null ? { liftedBy: r.lifted_by } : {}),
   }
 }
+
+/**
+ * Schema step for lifts and issuer-bound revocations, shared by both SQL backends: the partial index is
+ * rebuilt over REVOCATION_RECORDS_WHERE, which now includes `token.unrevoked`.
+ */
+export const LIFT_AND_ISS_MIGRATION = `ALTER TABLE revocations ADD COLUMN iss TEXT;
+   ALTER TABLE revocations ADD COLUMN lifted_at BIGINT;
+   ALTER TABLE revocations ADD COLUMN lifted_by TEXT;
+   DROP INDEX IF EXISTS audit_revocation_records;
+   CREATE INDEX audit_revocation_records ON audit_log (seq) WHERE ${REVOCATION_RECORDS_WHERE};`
 
 /** Equality filters as (column, value) pairs, shared by the SQL backends. */
 export function equalityFilters(q: AuditQuery): Array<[keyof AuditColumns, string]> {

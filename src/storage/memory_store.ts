@@ -39,6 +39,7 @@ export class MemoryStore extends ChainedStore {
     }
     let nextId = (this.#revocations.at(-1)?.id ?? 0) + 1
     const results: Array<() => void> = []
+    const lifted = new Map<number, Revocation>()
     for (const op of ops) {
       if (op.kind === 'event') { const { body, cols } = eventRow(op.json); append(body, cols) }
       else if (op.kind === 'revoke') {
@@ -52,6 +53,14 @@ export class MemoryStore extends ChainedStore {
         const { body, cols } = revocationEventBody(op.event, rev)
         append(body, cols)
         results.push(() => { op.result = rev })
+      } else if (op.kind === 'lift') {
+        const i = this.#revocations.findIndex((r) => r.id === op.lift.id && r.liftedAt === undefined)
+        if (i < 0 || lifted.has(i)) continue
+        const rev: Revocation = { ...this.#revocations[i]!, liftedAt: op.lift.liftedAt, ...(op.lift.liftedBy !== undefined ? { liftedBy: op.lift.liftedBy } : {}) }
+        lifted.set(i, rev)
+        const { body, cols } = eventRow(op.json)
+        append(body, cols)
+        results.push(() => { op.result = { ...rev } })
       } else {
         const all = [...this.#rows.filter((r) => r.seq > pruneThrough), ...rows]
         const keep = all.find((r) => r.time >= op.before)
@@ -69,6 +78,7 @@ export class MemoryStore extends ChainedStore {
     }
     if (pruneThrough > 0) this.#rows = this.#rows.filter((r) => r.seq > pruneThrough)
     this.#rows.push(...rows)
+    for (const [i, rev] of lifted) this.#revocations[i] = rev
     this.#revocations.push(...revocations)
     this.#generations = generations
     this.#head = { seq, hash }
@@ -97,7 +107,7 @@ export class MemoryStore extends ChainedStore {
   }
 
   async listRevocations(options: { activeAt?: number } = {}): Promise<Revocation[]> {
-    return this.#revocations.filter((r) => options.activeAt === undefined || r.until >= options.activeAt).map((r) => ({ ...r }))
+    return this.#revocations.filter((r) => options.activeAt === undefined || (r.until >= options.activeAt && r.liftedAt === undefined)).map((r) => ({ ...r }))
   }
 
   async roleGenerations(): Promise<Map<string, number>> {

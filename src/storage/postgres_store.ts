@@ -5,7 +5,7 @@ import { OperatorError } from '../errors.ts'
 import { INITIAL_GENERATION, type NewRevocation, type Revocation } from '../revocation/revocation.ts'
 import { revocationsToCarry } from '../revocation/revocation_consistency.ts'
 import {
-  ChainedStore, REVOCATION_RECORDS_WHERE, assertPageSize, chainRow, checkpointEventBody, decodeCursor, equalityFilters, eventRow,
+  ChainedStore, LIFT_AND_ISS_MIGRATION, REVOCATION_RECORDS_WHERE, assertPageSize, chainRow, checkpointEventBody, decodeCursor, equalityFilters, eventRow,
   revocationEventBody, fromRevocationRow, toPage, type RevocationRow, type RevocationState, type WriteOp,
 } from './chained_store.ts'
 import type { GroupCommitOptions } from './group_commit.ts'
@@ -47,6 +47,7 @@ const MIGRATIONS: readonly string[] = [
   "CREATE INDEX IF NOT EXISTS audit_revocation_records ON audit_log (seq) WHERE type IN ('token.revoked', 'audit.checkpoint');",
   // Where the last full check of the chain ended, sealed (audit/anchor.ts): start-up resumes from it.
   'CREATE TABLE IF NOT EXISTS audit_anchor (id INT PRIMARY KEY CHECK (id = 1), sealed TEXT NOT NULL);',
+  LIFT_AND_ISS_MIGRATION,
 ]
 
 // Any constant works; it only has to be the same in every replica.
@@ -124,6 +125,10 @@ export class PostgresStore extends ChainedStore {
           const { body, cols } = revocationEventBody(op.event, rev)
           append(body, cols)
           op.result = rev
+        } else if (op.kind === 'lift') {
+          const { rows: lifted } = await client.query<RevocationRow>('UPDATE revocations SET lifted_at = $1, lifted_by = $2 WHERE id = $3 AND lifted_at IS NULL RETURNING *',
+            [op.lift.liftedAt, op.lift.liftedBy ?? null, op.lift.id])
+          if (lifted[0]) { const { body, cols } = eventRow(op.json); append(body, cols); op.result = fromRevocationRow(lifted[0]) }
         } else {
           await flush()
           const cut = await prunePrefix(client, op.before, seq)
@@ -173,7 +178,7 @@ export class PostgresStore extends ChainedStore {
   async listRevocations(options: { activeAt?: number } = {}): Promise<Revocation[]> {
     const { rows } = options.activeAt === undefined
       ? await this.#pool.query<RevocationRow>('SELECT * FROM revocations ORDER BY id')
-      : await this.#pool.query<RevocationRow>('SELECT * FROM revocations WHERE until >= $1 ORDER BY id', [options.activeAt])
+      : await this.#pool.query<RevocationRow>('SELECT * FROM revocations WHERE until >= $1 AND lifted_at IS NULL ORDER BY id', [options.activeAt])
     return rows.map(fromRevocationRow)
   }
 
@@ -232,8 +237,8 @@ async function insertRevocation(client: pg.PoolClient, r: NewRevocation): Promis
       [r.value, INITIAL_GENERATION])).rows[0]!.gen
   }
   const { rows } = await client.query<{ id: number }>(
-    'INSERT INTO revocations (kind, value, revoked_at, until, gen, reason, revoked_by) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id',
-    [r.kind, r.value, r.revokedAt, r.until, gen ?? null, r.reason ?? null, r.revokedBy ?? null])
+    'INSERT INTO revocations (kind, value, revoked_at, until, gen, reason, revoked_by, iss) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id',
+    [r.kind, r.value, r.revokedAt, r.until, gen ?? null, r.reason ?? null, r.revokedBy ?? null, r.iss ?? null])
   return { ...r, id: rows[0]!.id, ...(gen !== undefined ? { gen } : {}) }
 }
 

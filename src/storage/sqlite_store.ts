@@ -183,7 +183,7 @@ export class SqliteStore extends ChainedStore {
   async listRevocations(options: { activeAt?: number } = {}): Promise<Revocation[]> {
     const rows = (options.activeAt === undefined
       ? this.#db.prepare('SELECT * FROM revocations ORDER BY id').all()
-      : this.#db.prepare('SELECT * FROM revocations WHERE until >= ? ORDER BY id').all(options.activeAt)) as unknown as RevocationRow[]
+      : this.#db.prepare('SELECT * FROM revocations WHERE until >= ? AND lifted_at IS NULL ORDER BY id').all(options.activeAt)) as unknown as RevocationRow[]
     return rows.map(fromRevocationRow)
   }
 

@@ -326,6 +326,34 @@ export function auditStoreContract(name: string, h: StoreHarness): void {
         expect(await unverified(s, { anchorKey })).toBe('audit chain broken at seq 3, a record that stated revocations when last verified: hash does not match the record content (record edited)')
       })
 
+      it('lifts an entry with its token.unrevoked record; the chain accounts for it, through prunes', async () => {
+        const s = await fresh()
+        await s.record(issued(1))
+        const site = await s.revoke({ kind: 'site', value: 'SITE_A', revokedAt: T0 + 2, until: T0 + 3600 }, { ...ev, time: T0 + 2 })
+        const unrevoked = (id: number): AuditEvent => ({ type: 'token.unrevoked', time: T0 + 50, caller: { sub: 'admin' }, site: 'SITE_A', detail: { lift: { id, liftedAt: T0 + 50, liftedBy: 'admin' } } })
+        expect(await s.lift({ id: site.id, liftedAt: T0 + 50, liftedBy: 'admin' }, unrevoked(site.id))).toEqual({ ...site, liftedAt: T0 + 50, liftedBy: 'admin' })
+        // Unknown or already lifted: nothing written.
+        expect(await s.lift({ id: site.id, liftedAt: T0 + 51 }, unrevoked(site.id))).toBeUndefined()
+        expect(await s.lift({ id: 999, liftedAt: T0 + 51 }, unrevoked(999))).toBeUndefined()
+        expect((await s.verify())).toMatchObject({ ok: true, records: 3 })
+        expect(await s.listRevocations({ activeAt: T0 + 60 })).toEqual([])
+        expect(await s.listRevocations()).toEqual([{ ...site, liftedAt: T0 + 50, liftedBy: 'admin' }])
+        expect(await s.verifyRevocations()).toEqual({ ok: true, revocations: 1 })
+        await s.record(issued(100))
+        // The revocation record goes (seq 2); the lift (seq 3) stays.
+        expect(await s.prune(T0 + 10, T0 + 55)).toEqual({ pruned: 2, checkpointSeq: 5 })
+        expect(await s.verifyRevocations()).toEqual({ ok: true, revocations: 1 })
+        // The lift goes; the checkpoint stating the revocation stays: the new one carries the lift alone.
+        expect(await s.prune(T0 + 60, T0 + 200)).toEqual({ pruned: 1, checkpointSeq: 6 })
+        const cp = (await s.query({ limit: 1, type: 'audit.checkpoint' })).records[0]!
+        expect(cp.event.detail).toMatchObject({ revocations: [], lifts: [{ id: site.id, liftedAt: T0 + 50, liftedBy: 'admin' }] })
+        expect(await s.verify()).toMatchObject({ ok: true })
+        expect(await s.verifyRevocations()).toEqual({ ok: true, revocations: 1 })
+        // A row deleted without a lift record is still caught.
+        await h.tamper.deleteRevocation(site.id)
+        expect(await differences(s)).toEqual([`revocation ${site.id} (site "SITE_A"), recorded at seq 5, is missing from the revocations table (deleted)`])
+      })
+
       it('does not mistake revocations committing during the check for differences', async () => {
         const s = await fresh()
         const writes = Promise.all(Array.from({ length: 40 }, (_, i) => s.revoke({ kind: i % 2 ? 'role' : 'sub', value: `v${i % 4}`, revokedAt: T0, until: T0 + 60 }, ev)))

@@ -78,3 +78,27 @@ it('a deleted revocation row whose record was retyped stops serve, and audit ver
   expect(serve.stderr.split('\n').filter((l) => l !== '' && !l.startsWith('{'))).toEqual(['condor-token-broker: the audit chain cannot vouch for the revocations table: '
     + 'audit chain broken at seq 1, a record that stated revocations when last verified: column type differs from the hashed body (record edited); run "audit verify"'])
 }, 90_000)
+
+it('revoke lift lifts an entry with its record: audit verify and serve stay green, condor drops it, a second lift fails', async () => {
+  const dataDir = join(tempDir(), 'data')
+  const config = join(tempDir(), 'broker.yaml')
+  writeFileSync(config, 'policy:\n  vars:\n    IAM_ISSUER: https://iam.example.org/\n')
+  const env = { ...process.env, CTB_CONFIG: config, CTB_DATA_DIR: dataDir, CTB_TRUST_DOMAIN: 'pool.example.org', CTB_LISTEN_PORT: '0', CTB_DEV_IAM_PORT: '0' }
+  expect((await cli(['revoke', '--site', 'cloud-a'], env)).code).toBe(0)
+  expect((await cli(['revoke', '--sub', 'pilot-x@pilots.pool.example.org'], env)).code).toBe(0)
+  const lift = await cli(['revoke', 'lift', '1', '--reason', 'false alarm'], env)
+  expect(lift.code).toBe(0)
+  expect(lift.out.split('\n')[0]).toBe('lifted revocation 1 (site cloud-a)')
+  const condor = await cli(['revoke', 'condor'], env)
+  expect(condor.out).toMatch(/^SEC_TOKEN_REVOCATION_EXPR = \(sub =\?= "pilot-x@pilots\.pool\.example\.org" && iat <= \d+\)$/m)
+  expect((await cli(['revoke', 'list'], env)).out).not.toContain('cloud-a')
+  expect((await cli(['revoke', 'list', '--all'], env)).out).toMatch(/cloud-a .* lifted \S+ by cli:/)
+  expect((await cli(['audit', 'verify'], env)).out).toMatch(/^audit chain OK: 3 records.*\nrevocations OK: 2 rows match the audit chain$/)
+  await stopServeProcess(await startServeProcess(env))
+
+  const again = await cli(['revoke', 'lift', '1'], env)
+  expect(again.code).toBe(1)
+  expect(again.err.trim()).toBe('condor-token-broker: revocation 1 was already lifted')
+  const unknown = await cli(['revoke', 'lift', '9'], env)
+  expect([unknown.code, unknown.err.trim()]).toEqual([1, 'condor-token-broker: no revocation has id 9'])
+}, 90_000)

@@ -14,6 +14,7 @@ import { openBrokerStore } from '../../storage/open_store.ts'
 import { CliError, parse, positiveInt, type CommandIo } from '../command.ts'
 
 const HELP = `Usage: condor-token-broker revoke (--jti ID | --sub SUB | --role ROLE | --site SITE | --client ID) [--reason TEXT] [--exp EPOCH] [--dry-run]
+       condor-token-broker revoke lift ID [--reason TEXT]
        condor-token-broker revoke list [--all] [--json]
        condor-token-broker revoke condor [--out FILE]
 
@@ -27,7 +28,9 @@ const HELP = `Usage: condor-token-broker revoke (--jti ID | --sub SUB | --role R
                          tokens already issued to it stay valid (revoke those by --sub, --role or --site)
   --dry-run              say how many live tokens the revocation would match; write nothing
   ROLE and SITE must be ones the policies define (or that tokens were issued for).
-  revoke list            active revocations (--all: also those that can no longer match a valid token)
+  revoke lift ID         lift entry ID (from revoke list) before its end: it stops matching and blocking;
+                         audited as token.unrevoked. A role revocation cannot be lifted.
+  revoke list            active revocations (--all: also lifted ones and those that can no longer match)
   revoke condor          print SEC_TOKEN_REVOCATION_EXPR as a config snippet; --out writes it atomically
                          (e.g. /etc/condor/config.d/90-token-revocations.conf), then run condor_reconfig
 
@@ -36,14 +39,15 @@ Common options: --config FILE (or CTB_CONFIG)`
 
 export async function revokeCommand(argv: string[], io: CommandIo): Promise<number> {
   if (argv.length === 0 || argv[0] === '--help' || argv[0] === '-h') { io.out(HELP); return argv.length ? 0 : 2 }
-  const sub = argv[0] === 'list' || argv[0] === 'condor' ? argv[0] : 'add'
+  const sub = argv[0] === 'list' || argv[0] === 'condor' || argv[0] === 'lift' ? argv[0] : 'add'
   const { values, positionals } = parse(sub === 'add' ? argv : argv.slice(1), {
     config: { type: 'string' }, jti: { type: 'string' }, sub: { type: 'string' }, role: { type: 'string' }, site: { type: 'string' },
     client: { type: 'string' }, 'dry-run': { type: 'boolean' },
     reason: { type: 'string' }, exp: { type: 'string' }, all: { type: 'boolean' }, json: { type: 'boolean' }, out: { type: 'string' },
   }, true)
   if (values.help) { io.out(HELP); return 0 }
-  if (positionals.length > 0) throw new CliError(`unexpected argument "${positionals[0]}" (see revoke --help)`, 2)
+  if (sub === 'lift' && (positionals.length !== 1 || !/^[1-9]\d{0,14}$/.test(positionals[0]!))) throw new CliError('revoke lift takes one revocation id (see revoke list)', 2)
+  if (sub !== 'lift' && positionals.length > 0) throw new CliError(`unexpected argument "${positionals[0]}" (see revoke --help)`, 2)
   const config = loadConfig({ ...(values.config ? { file: values.config } : {}), env: io.env })
   const store = await openBrokerStore(config, { sqliteWriter: 'inline' })
   const service = new RevocationService({
@@ -53,8 +57,14 @@ export async function revokeCommand(argv: string[], io: CommandIo): Promise<numb
   try {
     if (sub === 'list') {
       for (const r of await service.list({ all: values.all === true })) {
-        io.out(values.json ? JSON.stringify(r) : `${String(r.id).padStart(5)}  ${r.kind.padEnd(4)}  ${r.value}  revoked ${iso(r.revokedAt)}  until ${iso(r.until)}${r.gen !== undefined ? `  gen ${r.gen}` : ''}${r.reason ? `  reason ${JSON.stringify(r.reason)}` : ''}${r.revokedBy ? `  by ${r.revokedBy}` : ''}`)
+        io.out(values.json ? JSON.stringify(r) : `${String(r.id).padStart(5)}  ${r.kind.padEnd(4)}  ${r.value}  revoked ${iso(r.revokedAt)}  until ${iso(r.until)}${r.gen !== undefined ? `  gen ${r.gen}` : ''}${r.reason ? `  reason ${JSON.stringify(r.reason)}` : ''}${r.revokedBy ? `  by ${r.revokedBy}` : ''}${r.liftedAt !== undefined ? `  lifted ${iso(r.liftedAt)}${r.liftedBy ? ` by ${r.liftedBy}` : ''}` : ''}`)
       }
+      return 0
+    }
+    if (sub === 'lift') {
+      const rev = await service.lift(Number(positionals[0]), values.reason ? { reason: values.reason } : {}, { principal: `cli:${userInfo().username}` })
+      io.out(`lifted revocation ${rev.id} (${rev.kind} ${rev.value})`)
+      if (rev.kind !== 'client') io.out('push the new expression to the daemons: condor-token-broker revoke condor --out <config.d file>, then condor_reconfig')
       return 0
     }
     if (sub === 'condor') {
