@@ -160,6 +160,7 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
       maxTokenLifetime: maxTokenLifetime(config),
       refreshSeconds: config.revocation.refresh_seconds,
       knownLabels: () => revocationLabels(policy.current),
+      knownIssuers: () => new Set(config.iam.issuers.map((i) => i.issuer)),
     })
     await revocations.refresh()
     revocations.startAutoRefresh()

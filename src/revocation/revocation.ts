@@ -88,6 +88,8 @@ export interface ActiveCutoffs {
   sites: Map<string, number>
   /** IAM client ids blocked as callers. */
   clients: Set<string>
+  /** Issuer-bound entries: per issuer, the sub cut-offs and the blocked client ids there. */
+  atIssuer: Map<string, { subs: Map<string, number>; clients: Set<string> }>
   /** Highest revoked generation per role named by an unexpired role revocation. */
   roles: Map<string, number>
 }
@@ -97,16 +99,21 @@ export interface ActiveCutoffs {
  * expression (condor_expression.ts) and the broker's own check (revocation_checker.ts).
  */
 export function activeCutoffs(revocations: readonly Revocation[], now: number): ActiveCutoffs {
-  const out: ActiveCutoffs = { jtis: new Set(), subs: new Map(), sites: new Map(), clients: new Set(), roles: new Map() }
+  const out: ActiveCutoffs = { jtis: new Set(), subs: new Map(), sites: new Map(), clients: new Set(), roles: new Map(), atIssuer: new Map() }
+  const at = (iss: string) => {
+    let e = out.atIssuer.get(iss)
+    if (!e) out.atIssuer.set(iss, e = { subs: new Map(), clients: new Set() })
+    return e
+  }
   const latest = (m: Map<string, number>, k: string, v: number) => m.set(k, Math.max(m.get(k) ?? 0, v))
   for (const r of revocations) {
     if (r.until < now || r.liftedAt !== undefined) continue
     switch (r.kind) {
       case 'jti': out.jtis.add(r.value); break
-      case 'sub': latest(out.subs, r.value, r.revokedAt); break
+      case 'sub': latest(r.iss !== undefined ? at(r.iss).subs : out.subs, r.value, r.revokedAt); break
       case 'site': latest(out.sites, r.value, r.revokedAt); break
       case 'role': latest(out.roles, r.value, r.gen ?? 0); break
-      case 'client': out.clients.add(r.value); break
+      case 'client': (r.iss !== undefined ? at(r.iss).clients : out.clients).add(r.value); break
     }
   }
   return out

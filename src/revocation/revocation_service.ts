@@ -26,6 +26,8 @@ export interface RevocationServiceDeps {
    * a typo (`stardt`) would otherwise be stored, listed and pushed to HTCondor while revoking nothing.
    */
   knownLabels: () => KnownLabels
+  /** The trusted IAM issuers (the development IAM included): a `sub` or `client` entry may be bound to one. */
+  knownIssuers?: () => ReadonlySet<string>
 }
 
 /** What an admin asks for (HTTP or CLI). */
@@ -35,6 +37,8 @@ export interface RevocationRequest {
   reason?: string
   /** For `jti`: the token's exp if known; otherwise it is looked up in the audit log. */
   exp?: number
+  /** For `sub` and `client`: the trusted IAM issuer the value belongs to; absent means at every one. */
+  iss?: string
 }
 
 /** Who revoked, for the audit record. */
@@ -90,7 +94,7 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks {
     return this.#snapshot.isRevoked(claims)
   }
 
-  blockedCaller(caller: { sub: string; client_id?: string | undefined }): string | undefined {
+  blockedCaller(caller: { iss?: string | undefined; sub: string; client_id?: string | undefined }): string | undefined {
     return this.#snapshot.blockedCaller(caller)
   }
 
@@ -106,8 +110,9 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks {
   async preview(req: RevocationRequest): Promise<{ liveTokens: number }> {
     await this.#validate(req)
     const now = this.#deps.clock.now()
+    // An issuer-bound sub is a caller: count what was issued to it (it stays valid, like a client's).
     const filter = req.kind === 'jti' ? { jti: req.value }
-      : req.kind === 'sub' ? { issuedSub: req.value }
+      : req.kind === 'sub' ? (req.iss !== undefined ? { caller: req.value } : { issuedSub: req.value })
         : req.kind === 'role' ? { role: req.value }
           : req.kind === 'site' ? { site: req.value } : {}
     let liveTokens = 0
@@ -118,6 +123,7 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks {
       for (const { event: e } of page.records) {
         if (e.exp === undefined || e.exp <= now || e.tokenKind === 'access_token') continue
         if (req.kind === 'client' && e.caller?.client_id !== req.value) continue
+        if (req.iss !== undefined && e.caller?.iss !== req.iss) continue
         const gen = e.detail?.gen
         const claims = { jti: e.jti, sub: e.issuedSub, iat: e.time, ctb_role: e.role, ...(typeof gen === 'number' ? { ctb_gen: gen } : {}), ...(e.site !== undefined ? { ctb_site: e.site } : {}) }
         if (!this.#snapshot.isRevoked(claims)) liveTokens++
@@ -131,6 +137,13 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks {
     if (!REVOCATION_KINDS.includes(req.kind)) throw new InvalidRequest(`revocation kind must be one of ${REVOCATION_KINDS.join(', ')}`)
     if (!isClassAdSafe(req.value)) throw new InvalidRequest(`${req.kind} must be 1 to 256 printable ASCII characters without quotes or backslashes`)
     this.#validateReason(req.reason)
+    if (req.iss !== undefined) {
+      if (req.kind !== 'sub' && req.kind !== 'client') throw new InvalidRequest('iss applies only to sub and client revocations')
+      const trusted = this.#deps.knownIssuers?.() ?? new Set<string>()
+      if (!trusted.has(req.iss)) {
+        throw new InvalidRequest(`iss "${isClassAdSafe(req.iss) ? req.iss : '?'}" is not a trusted IAM issuer (trusted: ${[...trusted].sort().join(', ') || 'none'})`)
+      }
+    }
     if (req.kind === 'role' || req.kind === 'site') {
       const known = this.#deps.knownLabels()
       const list = req.kind === 'role' ? known.roles : known.sites
@@ -175,6 +188,7 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks {
     const rev = await this.#deps.store.revoke({
       kind: req.kind, value: req.value, revokedAt: now, until,
       ...(req.reason ? { reason: req.reason } : {}), revokedBy: actor.principal,
+      ...(req.iss !== undefined ? { iss: req.iss } : {}),
     }, event)
     await this.refresh()
     return rev

@@ -24,6 +24,7 @@ function build(authenticators: AdminAuthenticator[] = [bootstrap]) {
   revocations = new RevocationService({
     store, clock: fixedClock(TEST_NOW), log: silentLogger, maxTokenLifetime: 86400, refreshSeconds: 60,
     knownLabels: () => ({ roles: new Set(['pilot', 'startd']), sites: new Set(['hpc-b']) }),
+    knownIssuers: () => new Set(['https://iam.example.org/']),
   })
   app = createApp(testDeps({ admin: { audit: store, revocations, authenticators } }))
 }
@@ -253,6 +254,21 @@ describe('revocations API', () => {
       expect((await del('1', undefined, 'wrong')).status).toBe(401)
       expect(await store.listRevocations({ activeAt: TEST_NOW })).toHaveLength(1)
     })
+  })
+
+  it('binds a sub revocation to a trusted issuer, and refuses an unknown issuer or iss on another kind', async () => {
+    const res = await post({ sub: 'alice', iss: 'https://iam.example.org/' })
+    expect(res.status).toBe(201)
+    expect(await res.json()).toMatchObject({ revocation: { kind: 'sub', value: 'alice', iss: 'https://iam.example.org/' } })
+    expect(revocations.blockedCaller({ iss: 'https://iam.example.org/', sub: 'alice' })).toBe('this caller has been revoked')
+    expect(revocations.blockedCaller({ iss: 'https://other.example.org/', sub: 'alice' })).toBeUndefined()
+    const unknown = await post({ client: 'factory', iss: 'https://evil.example.org/' })
+    expect(unknown.status).toBe(400)
+    expect(await unknown.json()).toEqual({ error: 'invalid_request', error_description: "iss 'https://evil.example.org/' is not a trusted IAM issuer (trusted: https://iam.example.org/)" })
+    const role = await post({ role: 'pilot', iss: 'https://iam.example.org/' })
+    expect(await role.json()).toEqual({ error: 'invalid_request', error_description: 'iss applies only to sub and client revocations' })
+    expect(await store.listRevocations()).toHaveLength(1)
+    expect(await store.verifyRevocations()).toEqual({ ok: true, revocations: 1 })
   })
 
   it('requires a JSON content type', async () => {

@@ -13,6 +13,8 @@ export const RevocationBody = z.object({
   role: z.string().optional(),
   site: z.string().optional(),
   client: z.string().optional(),
+  /** For sub and client: the trusted IAM issuer; absent means that sub or client at every trusted issuer. */
+  iss: z.string().optional(),
   reason: z.string().max(500).optional(),
   /** For jti: the token's exp, when the audit log does not know it. */
   exp: z.number().int().nonnegative().optional(),
@@ -44,7 +46,7 @@ export function revocationRoutes(deps: { revocations: Service; auth: MiddlewareH
     const selectors = REVOCATION_KINDS.filter((k) => b[k] !== undefined)
     if (selectors.length !== 1) throw new InvalidRequest(`give exactly one of ${REVOCATION_KINDS.join(', ')}`)
     const kind = selectors[0]!
-    const req = { kind, value: b[kind]!, ...(b.reason !== undefined ? { reason: b.reason } : {}), ...(b.exp !== undefined ? { exp: b.exp } : {}) }
+    const req = { kind, value: b[kind]!, ...(b.reason !== undefined ? { reason: b.reason } : {}), ...(b.exp !== undefined ? { exp: b.exp } : {}), ...(b.iss !== undefined ? { iss: b.iss } : {}) }
     c.header('Cache-Control', 'no-store')
     if (b.dry_run) return c.json({ dry_run: { kind, value: req.value, live_tokens: (await deps.revocations.preview(req)).liveTokens } })
     const rev = await deps.revocations.revoke(
