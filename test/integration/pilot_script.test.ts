@@ -1,4 +1,4 @@
-import { existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
@@ -201,13 +201,15 @@ describe('pilot script: renewal schedule (fake clock)', () => {
     expect(renewals.at(-1)!.at).toBeLessThan(stopAt)
     expect(renewals.at(-1)!.at + 300).toBeGreaterThanOrEqual(stopAt - 60)
     await until(() => t.log().includes(fakeIdToken(TRUST, renewals.length)))
+    // Renewal is over: only the live token is left, no temporary dot-file.
+    expect(readdirSync(join(t.local, 'tokens.d'))).toEqual(['pilot'])
     t.stop()
     expect(await p.exit).toBe(0)
-    // Every version the command saw was a whole token in a 0600 file with no dot-file left over; each
-    // replacement is a new file renamed over the old one (a reader holding the old one still reads it).
+    // Every version the command saw was a whole token in a 0600 file in a 0700 directory; each replacement
+    // is a new file renamed over the old one (a reader holding the old one still reads it).
     const versions = t.log().split('\n').filter((l) => l.startsWith('token ')).map((l) => l.split(' '))
     expect(versions.length).toBeGreaterThanOrEqual(2)
-    for (const v of versions) expect([v[1], v[4], v[8]]).toEqual(['600', '700', '0'])
+    for (const v of versions) expect([v[1], v[4]]).toEqual(['600', '700'])
     expect(versions.map((v) => v[10])).toEqual(['none', ...versions.slice(1).map(() => 'yes')])
     for (let i = 1; i < versions.length; i++) expect(versions[i]![2]).not.toBe(versions[i - 1]![2])
   })
@@ -223,8 +225,9 @@ describe('pilot script: renewal schedule (fake clock)', () => {
     const t = await setup({ reply: (_, i) => replies[i] ?? { status: 500 }, fakeClockStart: START })
     const p = t.run()
     await until(() => t.log().includes(fakeIdToken(TRUST, 4)))
-    const at = t.broker.seen.map((r) => r.at - t.broker.seen[0]!.at)
-    expect(at).toHaveLength(5)
+    // The renewed token lives 3600 s, so under load its own renewal (fake time ~1800 s) may already be in.
+    expect(t.broker.seen.length).toBeGreaterThanOrEqual(5)
+    const at = t.broker.seen.slice(0, 5).map((r) => r.at - t.broker.seen[0]!.at)
     const gaps = at.slice(2).map((a, i) => a - at[i + 1]!)
     // Retry-After (9 s) wins over the first backoff step (5-7 s); then 10-15 s; the third step (20-30 s) is cut
     // to the deadline, expiry (100 s) minus a tenth of the life.

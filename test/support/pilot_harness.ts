@@ -95,15 +95,20 @@ else trap 'echo TERM >> "$rec"; exit \${FAKE_TERM_EXIT:-0}' TERM; fi
 tokens=$(dirname "$CONDOR_CONFIG")/tokens.d
 last=
 for (( i = 0; i < 1200; i++ )); do
-  cur=$(cat "$tokens/pilot" 2>/dev/null)
-  if [[ $cur != "$last" ]]; then
-    # fd 3 holds the previous version open: after a rename it still reads the old token; a rewrite in place
-    # would show the new one.
-    kept=none; [[ -n $last ]] && { [[ $(cat /proc/$$/fd/3) == "$last" ]] && kept=yes || kept=no; }
-    echo "token $(stat -c '%a %i' "$tokens/pilot") dir $(stat -c %a "$tokens") staged $([[ -e \${FAKE_STAGED} ]] && echo present || echo gone) dotfiles $(ls -A "$tokens" | grep -c '^\\.') kept $kept $cur" >> "$rec"
-    exec 3<"$tokens/pilot"
-    last=$cur
-  fi
+  # Open first, then read through the open file, so the recorded version, its inode and fd 3 agree even
+  # when the pilot renews again in between.
+  if exec 4<"$tokens/pilot"; then
+    cur=$(cat <&4)
+    if [[ $cur != "$last" ]]; then
+      # fd 3 holds the previous version open: after a rename it still reads the old token; a rewrite in place
+      # would show the new one.
+      kept=none; [[ -n $last ]] && { [[ $(cat /proc/$$/fd/3) == "$last" ]] && kept=yes || kept=no; }
+      echo "token $(stat -L -c '%a %i' /proc/$$/fd/4) dir $(stat -c %a "$tokens") staged $([[ -e \${FAKE_STAGED} ]] && echo present || echo gone) dotfiles $(ls -A "$tokens" | grep -c '^\\.') kept $kept $cur" >> "$rec"
+      exec 3<&4
+      last=$cur
+    fi
+    exec 4<&-
+  fi 2>/dev/null
   [[ -e '${dir}/stop' ]] && exit \${FAKE_EXIT:-0}
   sleep 0.05
 done
