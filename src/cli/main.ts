@@ -5,6 +5,7 @@ import { auditCommand } from './commands/audit.ts'
 import { iamCommand } from './commands/iam.ts'
 import { keysCommand } from './commands/keys.ts'
 import { revokeCommand } from './commands/revoke.ts'
+import { pilotCommand } from './commands/pilot.ts'
 import { policyCommand } from './commands/policy.ts'
 import { serveCommand } from './commands/serve.ts'
 import { tokenCommand } from './commands/token.ts'
@@ -21,6 +22,7 @@ Commands:
   revoke           revoke tokens; list revocations; render SEC_TOKEN_REVOCATION_EXPR
   policy           check | explain issuance policies
   iam              check that the configured IAM issuers answer (discovery, JWKS, introspection)
+  pilot            script: write the sbatch pilot for SLURM nodes
 
 Run "condor-token-broker <command> --help" for a command's options.`
 
@@ -32,6 +34,7 @@ const COMMANDS: Record<string, (argv: string[], io: CommandIo) => Promise<number
   revoke: revokeCommand,
   policy: policyCommand,
   iam: iamCommand,
+  pilot: pilotCommand,
 }
 
 /** Runs one CLI invocation; every expected failure becomes one line on stderr and a non-zero status. */

@@ -1,0 +1,263 @@
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import { join } from 'node:path'
+import { afterEach, describe, expect, it } from 'vitest'
+import { renderPilotScript, type PilotScriptOptions } from '../../src/clients/pilot/render.ts'
+import { fakeIdToken, fakeMaster, idTokenReply, nodeStubs, runPilot, startFakeBroker, until, type Reply, type SeenRequest } from '../support/pilot_harness.ts'
+import { tempDir } from '../support/tmp.ts'
+
+// The rendered pilot, run under bash against a fake broker that speaks the pilot wire contract over TLS on
+// loopback, with squeue and (for schedules) the clock stubbed at the bash level. Nothing here needs SLURM.
+const TRUST = 'pool.example.org'
+const JOB = '4242'
+const ENROLMENT = 'urn:condor-token-broker:token-type:pilot-enrolment'
+const IDTOKEN = 'urn:htcondor:token-type:idtoken'
+
+const cleanups: (() => Promise<void> | void)[] = []
+afterEach(async () => { for (const c of cleanups.splice(0).reverse()) await c() })
+
+interface Setup {
+  reply: (req: SeenRequest, index: number) => Reply
+  fakeClockStart?: number
+  /** Job end, seconds after the (fake or real) start. */
+  endIn?: number
+  render?: Partial<PilotScriptOptions>
+  env?: Record<string, string>
+  brokerUrl?: string
+}
+
+async function setup(s: Setup) {
+  const dir = tempDir('ctb-pilot-')
+  const start = s.fakeClockStart ?? Math.floor(Date.now() / 1000)
+  const stubs = nodeStubs(dir, { jobId: JOB, end: start + (s.endIn ?? 3600), ...(s.fakeClockStart !== undefined ? { fakeClockStart: s.fakeClockStart } : {}) })
+  const broker = await startFakeBroker(dir, s.reply, s.fakeClockStart !== undefined ? stubs.clockFile : undefined)
+  cleanups.push(() => broker.close())
+  const staged = join(dir, 'enrolment.cred')
+  writeFileSync(staged, 'enrol+ment/cred=1\n')
+  const script = join(dir, 'pilot.sbatch')
+  writeFileSync(script, renderPilotScript({
+    site: 'SITE-A', partition: 'batch', walltime: '120', nodes: 1, cpus: 8, memMb: 16000, drainSeconds: 300, graceSeconds: 2,
+    brokerUrl: s.brokerUrl ?? broker.url, caFile: broker.caFile, enrolmentFile: staged, logDir: dir, collector: 'cm.example.org',
+    trustDomain: TRUST, allowedOwners: ['alice', 'bob'], localBase: join(dir, 'node'), command: fakeMaster(dir), ...s.render,
+  }))
+  const masterLog = join(dir, 'master.log')
+  const run = () => {
+    const r = runPilot(script, { ...stubs.env, SLURM_JOB_ID: JOB, SLURMD_NODENAME: 'wn01', FAKE_STAGED: staged, ...s.env })
+    cleanups.push(() => {
+      r.child.kill('SIGKILL')
+      // The pilot command runs in its own session; a failed test must not leave it behind.
+      if (existsSync(masterLog)) for (const m of readFileSync(masterLog, 'utf8').matchAll(/^pid (\d+)$/gm)) { try { process.kill(-Number(m[1]), 'SIGKILL') } catch { /* gone */ } }
+    })
+    return r
+  }
+  const log = () => (existsSync(masterLog) ? readFileSync(masterLog, 'utf8') : '')
+  return { dir, start, staged, script, broker, stubs, run, log, stop: () => writeFileSync(join(dir, 'stop'), ''), local: join(dir, 'node', `htc-pilot-${JOB}-wn01`) }
+}
+
+describe('pilot script: start-up', () => {
+  it('redeems the staged credential once, places the token 0600 in a 0700 dir, deletes the staged file, then starts the command', async () => {
+    const t = await setup({ reply: (_, i) => idTokenReply(fakeIdToken(TRUST, i), 3600) })
+    const p = t.run()
+    await until(() => t.log().includes('token '))
+    const redeem = t.broker.seen[0]!.params
+    expect(redeem).toEqual({
+      grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
+      subject_token: 'enrol+ment/cred=1',
+      subject_token_type: ENROLMENT,
+      slurm_job_id: JOB,
+      node: 'wn01',
+      job_end: String(t.start + 3600),
+    })
+    const line = t.log().split('\n').find((l) => l.startsWith('token '))!
+    const [, mode, , , dirMode, , staged, , dots, , , token] = line.split(' ')
+    expect({ mode, dirMode, staged, dots, token }).toEqual({ mode: '600', dirMode: '700', staged: 'gone', dots: '0', token: fakeIdToken(TRUST, 0) })
+    expect(t.log()).toContain(`config ${t.local}/condor_config`)
+    t.stop()
+    expect(await p.exit).toBe(0)
+    expect(t.broker.seen).toHaveLength(1)
+    expect(existsSync(t.local)).toBe(false)
+  })
+})
+
+describe('pilot script: the HTCondor configuration it writes', () => {
+  it('matches the reviewed golden file (remaining time from the fake clock, cpus and memory from SLURM)', async () => {
+    const start = 1_800_000_000
+    const t = await setup({ reply: (_, i) => idTokenReply(fakeIdToken(TRUST, i), 3600), fakeClockStart: start, endIn: 7200,
+      env: { SLURM_CPUS_ON_NODE: '6', SLURM_MEM_PER_NODE: '12000' } })
+    const p = t.run()
+    await until(() => t.log().includes('token '))
+    const seen = readFileSync(join(t.dir, 'condor_config.seen'), 'utf8').replaceAll(t.local, '@LOCAL_DIR@')
+    t.stop()
+    expect(await p.exit).toBe(0)
+    const golden = fileURLToPath(new URL('../fixtures/pilot/condor_config.golden', import.meta.url))
+    if (process.env.CTB_UPDATE_GOLDEN === '1') writeFileSync(golden, seen)
+    expect(seen).toBe(readFileSync(golden, 'utf8'))
+  })
+})
+
+describe('pilot script: refusals at start-up', () => {
+  it('stops on a 400 without retrying, never starts the command and still deletes the staged credential', async () => {
+    const t = await setup({ reply: () => ({ status: 400, body: { error: 'invalid_grant', error_description: 'used up' } }) })
+    const p = t.run()
+    expect(await p.exit).toBe(1)
+    expect(t.broker.seen).toHaveLength(1)
+    expect(t.log()).toBe('')
+    expect(existsSync(t.staged)).toBe(false)
+    expect(p.stderr()).toContain('HTTP 400 (invalid_grant)')
+  })
+
+  it('refuses an IDTOKEN whose iss is not the trust domain (HTCondor would skip it silently)', async () => {
+    const t = await setup({ reply: (_, i) => idTokenReply(fakeIdToken('other.example.org', i), 3600) })
+    const p = t.run()
+    expect(await p.exit).toBe(1)
+    expect(t.log()).toBe('')
+    expect(p.stderr()).toContain('is not the trust domain')
+  })
+
+  it('backs off with jitter while the broker refuses connections, then gives up at the job end minus the drain', async () => {
+    // A port nothing listens on: connection refused at every attempt. stop = start + 100 (end 400, drain 300).
+    const t = await setup({ reply: () => ({ status: 500 }), fakeClockStart: 1_800_000_000, endIn: 400 })
+    await t.broker.close()
+    const p = t.run()
+    expect(await p.exit).toBe(1)
+    const delays = readFileSync(t.stubs.sleepsFile, 'utf8').trim().split('\n').map(Number)
+    // 5·2^(n-1) s plus up to half again, the last one cut to land exactly on the deadline.
+    expect(delays[0]).toBeGreaterThanOrEqual(5); expect(delays[0]).toBeLessThanOrEqual(7)
+    expect(delays[1]).toBeGreaterThanOrEqual(10); expect(delays[1]).toBeLessThanOrEqual(15)
+    expect(delays[2]).toBeGreaterThanOrEqual(20); expect(delays[2]).toBeLessThanOrEqual(30)
+    expect(delays.reduce((a, b) => a + b, 0)).toBe(100)
+    expect(p.stderr()).toContain('broker unreachable')
+    expect(t.log()).toBe('')
+  })
+
+  it('reads a pretty-printed 200 with members in any order, and treats a fractional expires_in as unusable', async () => {
+    const pretty = (tok: string, exp: string) => ({ status: 200, body: `{\n  "scope" : "condor:/READ",\n  "expires_in" : ${exp},\n  "token_type":"N_A",\n  "access_token" :\r\n "${tok}",\n  "issued_token_type": "${IDTOKEN}"\n}\n` })
+    const t = await setup({ reply: (_, i) => (i === 0 ? pretty(fakeIdToken(TRUST, 0), '36.5') : pretty(fakeIdToken(TRUST, i), '3600')), fakeClockStart: 1_800_000_000 })
+    const p = t.run()
+    await until(() => t.log().includes('token '))
+    expect(t.log()).toContain(fakeIdToken(TRUST, 1))
+    expect(p.stderr()).toContain('without a usable IDTOKEN')
+    t.stop()
+    expect(await p.exit).toBe(0)
+  })
+})
+
+describe('pilot script: signals and exit status', () => {
+  it.each(['SIGTERM', 'SIGUSR1'] as const)('on %s asks the command to stop gracefully and exits with its status', async (sig) => {
+    const t = await setup({ reply: (_, i) => idTokenReply(fakeIdToken(TRUST, i), 3600), env: { FAKE_TERM_EXIT: '3' } })
+    const p = t.run()
+    await until(() => t.log().includes('token '))
+    const t0 = Date.now()
+    p.child.kill(sig)
+    expect(await p.exit).toBe(3)
+    expect(Date.now() - t0).toBeLessThan(1500)
+    expect(t.log()).toMatch(/^TERM$/m)
+    expect(p.stderr()).toContain(`received ${sig}`)
+    expect(existsSync(t.local)).toBe(false)
+  })
+
+  it('escalates to SIGKILL after the grace period when the command ignores SIGTERM', async () => {
+    const t = await setup({ reply: (_, i) => idTokenReply(fakeIdToken(TRUST, i), 3600), env: { FAKE_IGNORE_TERM: '1' } })
+    const p = t.run()
+    await until(() => t.log().includes('token '))
+    const t0 = Date.now()
+    p.child.kill('SIGUSR1')
+    expect(await p.exit).toBe(128 + 9)
+    const took = Date.now() - t0
+    expect(took).toBeGreaterThanOrEqual(1900)
+    expect(took).toBeLessThan(6000)
+    expect(t.log()).toMatch(/^TERM-ignored$/m)
+    expect(p.stderr()).toContain('SIGKILL')
+  })
+
+  it('passes the command\'s own exit status through when it ends by itself', async () => {
+    const t = await setup({ reply: (_, i) => idTokenReply(fakeIdToken(TRUST, i), 3600), env: { FAKE_EXIT: '5' } })
+    const p = t.run()
+    await until(() => t.log().includes('token '))
+    t.stop()
+    expect(await p.exit).toBe(5)
+  })
+})
+
+describe('pilot script: renewal schedule (fake clock)', () => {
+  const START = 1_800_000_000
+
+  it('renews at about half the token life with the current token, replaces it by rename, and stops at end minus drain', async () => {
+    const t = await setup({ reply: (_, i) => idTokenReply(fakeIdToken(TRUST, i), 600), fakeClockStart: START })
+    const p = t.run()
+    await until(() => p.stderr().includes('renewal done'))
+    const seen = t.broker.seen
+    const renewals = seen.slice(1)
+    // 3300 s to cover in steps of 240-300 s: at least ten renewals.
+    expect(renewals.length).toBeGreaterThanOrEqual(10)
+    renewals.forEach((r, i) => {
+      // Each renewal presents the token issued just before it; the enrolment credential is never replayed.
+      expect(r.params).toEqual({ grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange', subject_token: fakeIdToken(TRUST, i), subject_token_type: IDTOKEN })
+      const gap = r.at - seen[i]!.at
+      expect(gap).toBeGreaterThanOrEqual(240)
+      expect(gap).toBeLessThanOrEqual(300)
+    })
+    const stopAt = START + 3600 - 300
+    expect(renewals.at(-1)!.at).toBeLessThan(stopAt)
+    expect(renewals.at(-1)!.at + 300).toBeGreaterThanOrEqual(stopAt - 60)
+    await until(() => t.log().includes(fakeIdToken(TRUST, renewals.length)))
+    // Renewal is over: only the live token is left, no temporary dot-file.
+    expect(readdirSync(join(t.local, 'tokens.d'))).toEqual(['pilot'])
+    t.stop()
+    expect(await p.exit).toBe(0)
+    // Every version the command saw was a whole token in a 0600 file in a 0700 directory; each replacement
+    // is a new file renamed over the old one (a reader holding the old one still reads it).
+    const versions = t.log().split('\n').filter((l) => l.startsWith('token ')).map((l) => l.split(' '))
+    expect(versions.length).toBeGreaterThanOrEqual(2)
+    for (const v of versions) expect([v[1], v[4]]).toEqual(['600', '700'])
+    expect(versions.map((v) => v[10])).toEqual(['none', ...versions.slice(1).map(() => 'yes')])
+    for (let i = 1; i < versions.length; i++) expect(versions[i]![2]).not.toBe(versions[i - 1]![2])
+  })
+
+  it('retries a failed renewal with backoff (503 Retry-After, dropped connection, 502) and renews before expiry', async () => {
+    const replies: Reply[] = [
+      idTokenReply(fakeIdToken(TRUST, 0), 100),
+      { status: 503, body: { error: 'temporarily_unavailable' }, headers: { 'retry-after': '9' } },
+      'drop',
+      { status: 502, body: 'bad gateway' },
+      idTokenReply(fakeIdToken(TRUST, 4), 3600),
+    ]
+    const t = await setup({ reply: (_, i) => replies[i] ?? { status: 500 }, fakeClockStart: START })
+    const p = t.run()
+    await until(() => t.log().includes(fakeIdToken(TRUST, 4)))
+    // The renewed token lives 3600 s, so under load its own renewal (fake time ~1800 s) may already be in.
+    expect(t.broker.seen.length).toBeGreaterThanOrEqual(5)
+    const at = t.broker.seen.slice(0, 5).map((r) => r.at - t.broker.seen[0]!.at)
+    const gaps = at.slice(2).map((a, i) => a - at[i + 1]!)
+    // Retry-After (9 s) wins over the first backoff step (5-7 s); then 10-15 s; the third step (20-30 s) is cut
+    // to the deadline, expiry (100 s) minus a tenth of the life.
+    expect(gaps[0]).toBe(9)
+    expect(gaps[1]).toBeGreaterThanOrEqual(10); expect(gaps[1]).toBeLessThanOrEqual(15)
+    expect(gaps[2]).toBeGreaterThanOrEqual(Math.min(20, 90 - at[3]!)); expect(at[4]).toBeLessThanOrEqual(90)
+    for (const r of t.broker.seen.slice(1)) expect(r.params.subject_token_type).toBe(IDTOKEN)
+    t.stop()
+    expect(await p.exit).toBe(0)
+  })
+
+  it('keeps retrying until just before expiry, never after, and does not replay the enrolment credential', async () => {
+    const t = await setup({ reply: (_, i) => (i === 0 ? idTokenReply(fakeIdToken(TRUST, 0), 200) : { status: 503, body: { error: 'temporarily_unavailable' } }), fakeClockStart: START })
+    const p = t.run()
+    await until(() => p.stderr().includes('renewal stopped'))
+    const at = t.broker.seen.map((r) => r.at - t.broker.seen[0]!.at)
+    // Expiry at 200 s, safety margin life/10 = 20 s: the last attempt is exactly at 180 s.
+    expect(at.at(-1)).toBe(180)
+    expect(t.broker.seen.slice(1).every((r) => r.params.subject_token_type === IDTOKEN)).toBe(true)
+    expect(p.stderr()).toContain('no renewal succeeded before the deadline')
+    t.stop()
+    expect(await p.exit).toBe(0)
+  })
+
+  it('stops on a 400 at renewal without retrying', async () => {
+    const t = await setup({ reply: (_, i) => (i === 0 ? idTokenReply(fakeIdToken(TRUST, 0), 200) : { status: 400, body: { error: 'invalid_grant' } }), fakeClockStart: START })
+    const p = t.run()
+    await until(() => p.stderr().includes('renewal stopped'))
+    expect(t.broker.seen).toHaveLength(2)
+    t.stop()
+    expect(await p.exit).toBe(0)
+  })
+})

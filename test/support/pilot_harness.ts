@@ -1,0 +1,138 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { chmodSync, readFileSync, writeFileSync } from 'node:fs'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { createServer } from 'node:https'
+import type { AddressInfo } from 'node:net'
+import { join } from 'node:path'
+import { ensureDevTls } from '../../src/tls/dev_ca.ts'
+
+/** One request the fake broker saw, with the fake clock's time when it arrived. */
+export interface SeenRequest { params: Record<string, string>; at: number }
+
+export type Reply = { status: number; body?: unknown; headers?: Record<string, string> } | 'drop'
+
+/**
+ * A broker that speaks only the pilot wire contract on POST /token, over TLS on loopback, with replies chosen
+ * by the test. The clock file, when given, stamps each request with the pilot's fake time.
+ */
+export async function startFakeBroker(dir: string, reply: (req: SeenRequest, index: number) => Reply, clockFile?: string) {
+  const tls = await ensureDevTls(dir, ['127.0.0.1'])
+  const seen: SeenRequest[] = []
+  const server = createServer({ cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile) }, (req: IncomingMessage, res: ServerResponse) => {
+    let raw = ''
+    req.setEncoding('utf8')
+    req.on('data', (c: string) => { raw += c })
+    req.on('end', () => {
+      const at = clockFile ? Number(readFileSync(clockFile, 'utf8')) : Math.floor(Date.now() / 1000)
+      const r: SeenRequest = { params: Object.fromEntries(new URLSearchParams(raw)), at }
+      const index = seen.push(r) - 1
+      if (req.method !== 'POST' || req.url !== '/token') { res.writeHead(404).end(); return }
+      const out = reply(r, index)
+      if (out === 'drop') { req.socket.destroy(); return }
+      res.writeHead(out.status, { 'content-type': 'application/json', 'cache-control': 'no-store', ...out.headers })
+      res.end(typeof out.body === 'string' ? out.body : JSON.stringify(out.body ?? {}))
+    })
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const port = (server.address() as AddressInfo).port
+  return {
+    url: `https://127.0.0.1:${port}`,
+    caFile: tls.caFile,
+    seen,
+    close: () => new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()) }),
+  }
+}
+
+const b64u = (s: string) => Buffer.from(s).toString('base64url')
+
+/** A JWT-shaped IDTOKEN (the pilot never checks the signature; HTCondor's collector does). */
+export function fakeIdToken(iss: string, n: number): string {
+  return `${b64u(JSON.stringify({ alg: 'HS256', kid: 'POOL' }))}.${b64u(JSON.stringify({ iss, sub: `pilot-${n}@pilots.${iss}`, jti: `j${n}` }))}.${b64u(`sig${n}`)}`
+}
+
+export function idTokenReply(token: string, expiresIn: number): Reply {
+  return { status: 200, body: { access_token: token, issued_token_type: 'urn:htcondor:token-type:idtoken', token_type: 'N_A', expires_in: expiresIn, scope: 'condor:/READ condor:/ADVERTISE_STARTD condor:/ADVERTISE_MASTER' } }
+}
+
+function executable(file: string, text: string): string {
+  writeFileSync(file, text)
+  chmodSync(file, 0o755)
+  return file
+}
+
+/**
+ * Bash-level stand-ins for what a compute node provides: squeue answering the job's end, and (optionally) a fake
+ * clock whose sleep advances the time instantly and records each delay.
+ */
+export function nodeStubs(dir: string, opts: { jobId: string; end: number; fakeClockStart?: number }) {
+  executable(join(dir, 'squeue'), `#!/bin/bash\n[[ "$*" == "-h -j ${opts.jobId} -o %e" ]] || exit 1\ndate -d @${opts.end} +%Y-%m-%dT%H:%M:%S\n`)
+  const env: Record<string, string> = { PATH: `${dir}:${process.env.PATH}` }
+  const clockFile = join(dir, 'clock')
+  const sleepsFile = join(dir, 'sleeps')
+  if (opts.fakeClockStart !== undefined) {
+    writeFileSync(clockFile, String(opts.fakeClockStart))
+    writeFileSync(sleepsFile, '')
+    env.CTB_PILOT_NOW_CMD = executable(join(dir, 'now'), `#!/bin/bash\ncat '${clockFile}'\n`)
+    env.CTB_PILOT_SLEEP_CMD = executable(join(dir, 'fake_sleep'),
+      `#!/bin/bash\nt=$(( $(cat '${clockFile}') + $1 ))\necho "$t" > '${clockFile}.tmp' && mv '${clockFile}.tmp' '${clockFile}'\necho "$1" >> '${sleepsFile}'\nsleep 0.01\n`)
+  }
+  return { env, clockFile, sleepsFile }
+}
+
+/**
+ * The pilot command of the tests: records what it finds (token, modes, inode, staged file, whether the previous version survived, config) each time
+ * the token changes, exits with $FAKE_EXIT when $DIR/stop appears, and on SIGTERM exits with $FAKE_TERM_EXIT
+ * (or ignores it when FAKE_IGNORE_TERM=1). Bounded: it gives up after 60 s.
+ */
+export function fakeMaster(dir: string): string {
+  return executable(join(dir, 'fake_master'), `#!/bin/bash
+rec='${dir}/master.log'
+echo "pid $$" >> "$rec"
+echo "config $CONDOR_CONFIG" >> "$rec"
+cp "$CONDOR_CONFIG" '${dir}/condor_config.seen'
+if [[ \${FAKE_IGNORE_TERM:-} == 1 ]]; then trap 'echo TERM-ignored >> "$rec"' TERM
+else trap 'echo TERM >> "$rec"; exit \${FAKE_TERM_EXIT:-0}' TERM; fi
+tokens=$(dirname "$CONDOR_CONFIG")/tokens.d
+last=
+for (( i = 0; i < 1200; i++ )); do
+  # Open first, then read through the open file, so the recorded version, its inode and fd 3 agree even
+  # when the pilot renews again in between.
+  if exec 4<"$tokens/pilot"; then
+    cur=$(cat <&4)
+    if [[ $cur != "$last" ]]; then
+      # fd 3 holds the previous version open: after a rename it still reads the old token; a rewrite in place
+      # would show the new one.
+      kept=none; [[ -n $last ]] && { [[ $(cat /proc/$$/fd/3) == "$last" ]] && kept=yes || kept=no; }
+      echo "token $(stat -L -c '%a %i' /proc/$$/fd/4) dir $(stat -c %a "$tokens") staged $([[ -e \${FAKE_STAGED} ]] && echo present || echo gone) dotfiles $(ls -A "$tokens" | grep -c '^\\.') kept $kept $cur" >> "$rec"
+      exec 3<&4
+      last=$cur
+    fi
+    exec 4<&-
+  fi 2>/dev/null
+  [[ -e '${dir}/stop' ]] && exit \${FAKE_EXIT:-0}
+  sleep 0.05
+done
+exit 99
+`)
+}
+
+export interface PilotRun { child: ChildProcess; stderr: () => string; exit: Promise<number | null> }
+
+/** Runs the rendered script under bash as sbatch would on the first node (no SLURM needed). */
+export function runPilot(script: string, env: Record<string, string>): PilotRun {
+  const child = spawn('bash', [script], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] })
+  let err = ''
+  child.stderr!.setEncoding('utf8')
+  child.stderr!.on('data', (c: string) => { err += c })
+  const exit = new Promise<number | null>((resolve) => child.on('exit', (code, signal) => resolve(code ?? (signal ? -1 : null))))
+  return { child, stderr: () => err, exit }
+}
+
+/** Polls until cond() holds; bounded, so a broken pilot fails the test instead of hanging it. */
+export async function until(cond: () => boolean, ms = 15_000): Promise<void> {
+  const end = Date.now() + ms
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('condition not met in time')
+    await new Promise((r) => setTimeout(r, 25))
+  }
+}
