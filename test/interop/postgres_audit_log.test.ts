@@ -1,6 +1,7 @@
 import { afterAll, beforeAll } from 'vitest'
 import { PostgresStore } from '../../src/storage/postgres_store.ts'
 import { auditStoreContract } from '../integration/audit_log.contract.ts'
+import { pilotRedemptionContract } from '../integration/pilot_redemption.contract.ts'
 import { startPostgres, type TestPostgres } from '../support/postgres.ts'
 
 // A real PostgreSQL 15 server started for this file on 127.0.0.1 (Debian package `postgresql`).
@@ -40,4 +41,13 @@ auditStoreContract('postgres', {
     await current.sql(`CREATE FUNCTION fail_insert() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'disk full (test)'; END $$`)
     await current.sql('CREATE TRIGGER fail_insert BEFORE INSERT ON audit_log FOR EACH ROW EXECUTE FUNCTION fail_insert()')
   },
+})
+
+pilotRedemptionContract('postgres', {
+  async open() {
+    dsn = await server.createDatabase(`redeem_${++n}`)
+    current = await PostgresStore.open({ dsn })
+    return current
+  },
+  async openPeer() { return PostgresStore.open({ dsn }) },
 })
