@@ -26,8 +26,8 @@ export const INITIAL_GENERATION = 1
  * at the admin API, whatever its token's `iat`: IAM keeps minting fresh tokens for a revoked caller. A
  * `role` or `site` entry does not block: new tokens carry the new generation or a later `iat`.
  */
-export type RevocationKind = 'jti' | 'sub' | 'role' | 'site' | 'client'
-export const REVOCATION_KINDS: readonly RevocationKind[] = ['jti', 'sub', 'role', 'site', 'client']
+export type RevocationKind = 'jti' | 'sub' | 'role' | 'site' | 'client' | 'pilot-job'
+export const REVOCATION_KINDS: readonly RevocationKind[] = ['jti', 'sub', 'role', 'site', 'client', 'pilot-job']
 
 /** What the service asks a store to persist. */
 export interface NewRevocation {
@@ -70,6 +70,8 @@ export interface ActiveCutoffs {
   clients: Set<string>
   /** Highest revoked generation per role named by an unexpired role revocation. */
   roles: Map<string, number>
+  /** `SITE:JOBID` of revoked pilot jobs (pilot_job.ts). */
+  pilotJobs: Set<string>
 }
 
 /**
@@ -77,7 +79,7 @@ export interface ActiveCutoffs {
  * expression (condor_expression.ts) and the broker's own check (revocation_checker.ts).
  */
 export function activeCutoffs(revocations: readonly Revocation[], now: number): ActiveCutoffs {
-  const out: ActiveCutoffs = { jtis: new Set(), subs: new Map(), sites: new Map(), clients: new Set(), roles: new Map() }
+  const out: ActiveCutoffs = { jtis: new Set(), subs: new Map(), sites: new Map(), clients: new Set(), roles: new Map(), pilotJobs: new Set() }
   const latest = (m: Map<string, number>, k: string, v: number) => m.set(k, Math.max(m.get(k) ?? 0, v))
   for (const r of revocations) {
     if (r.until < now) continue
@@ -87,6 +89,7 @@ export function activeCutoffs(revocations: readonly Revocation[], now: number): 
       case 'site': latest(out.sites, r.value, r.revokedAt); break
       case 'role': latest(out.roles, r.value, r.gen ?? 0); break
       case 'client': out.clients.add(r.value); break
+      case 'pilot-job': out.pilotJobs.add(r.value); break
     }
   }
   return out

@@ -2,6 +2,7 @@ import type { AuditEvent, AuditStore } from '../audit/audit_log.ts'
 import { InvalidRequest } from '../errors.ts'
 import type { Clock } from '../lib/clock.ts'
 import type { Logger } from '../lib/logger.ts'
+import { parsePilotJob } from './pilot_job.ts'
 import { buildRevocationExpression, isClassAdSafe } from './condor_expression.ts'
 import { INITIAL_GENERATION, REVOCATION_KINDS, type Revocation, type RevocationKind, type RevocationStore } from './revocation.ts'
 import { RevocationSnapshot, type IssuanceBlocks, type RevocationChecker } from './revocation_checker.ts'
@@ -109,7 +110,8 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks {
     const filter = req.kind === 'jti' ? { jti: req.value }
       : req.kind === 'sub' ? { issuedSub: req.value }
         : req.kind === 'role' ? { role: req.value }
-          : req.kind === 'site' ? { site: req.value } : {}
+          : req.kind === 'site' ? { site: req.value }
+            : req.kind === 'pilot-job' ? { site: parsePilotJob(req.value)!.site } : {}
     let liveTokens = 0
     let cursor: string | undefined
     // Bounded: each page advances the cursor through a finite window (no live token is older than the longest lifetime).
@@ -118,6 +120,7 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks {
       for (const { event: e } of page.records) {
         if (e.exp === undefined || e.exp <= now || e.tokenKind === 'access_token') continue
         if (req.kind === 'client' && e.caller?.client_id !== req.value) continue
+        if (req.kind === 'pilot-job' && `${e.site}:${String((e.detail?.pilot as { job?: unknown } | undefined)?.job)}` !== req.value) continue
         const gen = e.detail?.gen
         const claims = { jti: e.jti, sub: e.issuedSub, iat: e.time, ctb_role: e.role, ...(typeof gen === 'number' ? { ctb_gen: gen } : {}), ...(e.site !== undefined ? { ctb_site: e.site } : {}) }
         if (!this.#snapshot.isRevoked(claims)) liveTokens++
@@ -132,6 +135,14 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks {
     if (!isClassAdSafe(req.value)) throw new InvalidRequest(`${req.kind} must be 1 to 256 printable ASCII characters without quotes or backslashes`)
     if (req.reason !== undefined && (req.reason.length > 500 || /[\x00-\x1f\x7f]/.test(req.reason))) {
       throw new InvalidRequest('reason must be at most 500 characters without control characters')
+    }
+    if (req.kind === 'pilot-job') {
+      const job = parsePilotJob(req.value)
+      if (!job) throw new InvalidRequest('pilot-job must be SITE:JOBID (a site label and a SLURM job id)')
+      if (this.#deps.knownLabels().sites.has(job.site)) return
+      const seen = await this.#deps.store.query({ site: job.site, type: 'token.issued', limit: 1 })
+      if (seen.records.length > 0) return
+      throw new InvalidRequest(`unknown site "${job.site}": no policy defines it and no token was issued for it`)
     }
     if (req.kind === 'role' || req.kind === 'site') {
       const known = this.#deps.knownLabels()
@@ -168,6 +179,7 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks {
       ...(req.kind === 'sub' ? { issuedSub: req.value } : {}),
       ...(req.kind === 'role' ? { role: req.value } : {}),
       ...(req.kind === 'site' ? { site: req.value } : {}),
+      ...(req.kind === 'pilot-job' ? { site: parsePilotJob(req.value)!.site, detail: { pilotJob: req.value } } : {}),
       ...(req.reason ? { reason: req.reason } : {}),
     }
     const rev = await this.#deps.store.revoke({

@@ -13,6 +13,8 @@ export const RevocationBody = z.object({
   role: z.string().optional(),
   site: z.string().optional(),
   client: z.string().optional(),
+  /** `SITE:JOBID`: every pilot token of one SLURM job. */
+  'pilot-job': z.string().optional(),
   reason: z.string().max(500).optional(),
   /** For jti: the token's exp, when the audit log does not know it. */
   exp: z.number().int().nonnegative().optional(),
