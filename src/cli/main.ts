@@ -5,6 +5,7 @@ import { auditCommand } from './commands/audit.ts'
 import { iamCommand } from './commands/iam.ts'
 import { keysCommand } from './commands/keys.ts'
 import { revokeCommand } from './commands/revoke.ts'
+import { pilotCommand } from './commands/pilot.ts'
 import { policyCommand } from './commands/policy.ts'
 import { serveCommand } from './commands/serve.ts'
 import { tokenCommand } from './commands/token.ts'
@@ -19,6 +20,7 @@ Commands:
   token            create | inspect IDTOKENs and SciTokens
   audit            list | export | verify | prune the audit log
   revoke           revoke tokens; list revocations; render SEC_TOKEN_REVOCATION_EXPR
+  pilot            list live SLURM pilots by site and job
   policy           check | explain issuance policies
   iam              check that the configured IAM issuers answer (discovery, JWKS, introspection)
 
@@ -30,6 +32,7 @@ const COMMANDS: Record<string, (argv: string[], io: CommandIo) => Promise<number
   token: tokenCommand,
   audit: auditCommand,
   revoke: revokeCommand,
+  pilot: pilotCommand,
   policy: policyCommand,
   iam: iamCommand,
 }
