@@ -27,6 +27,7 @@ import { revocationLabels } from './policy/revocation_labels.ts'
 import { preflight } from './preflight.ts'
 import { brokerReadiness } from './readiness.ts'
 import { assertRevocationsMatchAudit } from './revocation/revocation_consistency.ts'
+import { anchorKeyFrom } from './audit/anchor.ts'
 import { RevocationService } from './revocation/revocation_service.ts'
 import type { BrokerStore } from './storage/chained_store.ts'
 import { openBrokerStore } from './storage/open_store.ts'
@@ -136,7 +137,8 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
 
     const store = await openBrokerStore(config)
     closers.push(() => store.close())
-    await assertRevocationsMatchAudit(store)
+    // Sealed with a key derived from the IDTOKEN key, which lives outside the database (audit/anchor.ts).
+    await assertRevocationsMatchAudit(store, { anchorKey: anchorKeyFrom(keys.idtoken.hmac) })
     const iamIssuer = primaryIamIssuer(config)
     const policy = new PolicyHolder({
       dir: config.policy_dir,
@@ -158,6 +160,7 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
       maxTokenLifetime: maxTokenLifetime(config),
       refreshSeconds: config.revocation.refresh_seconds,
       knownLabels: () => revocationLabels(policy.current),
+      knownIssuers: () => new Set(config.iam.issuers.map((i) => i.issuer)),
     })
     await revocations.refresh()
     revocations.startAutoRefresh()

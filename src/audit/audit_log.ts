@@ -11,6 +11,8 @@ export type AuditEventType =
   | 'token.denied.aggregate'
   | 'token.renewed'
   | 'token.revoked'
+  /** A revocation lifted before its `until` (`detail.lift`), in the same transaction as the table change. */
+  | 'token.unrevoked'
   | 'key.rotated'
   | 'policy.reloaded'
   | 'audit.checkpoint'

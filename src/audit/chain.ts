@@ -103,6 +103,27 @@ export function rowToRecord(row: StoredRow): AuditRecord {
 }
 
 /**
+ * What one row says about itself, without its neighbours: a canonical body whose hash (over seq and
+ * prev_hash) is the stored one, and indexed columns equal to what the body says. Returns the event, or why not.
+ */
+export function checkRecord(row: StoredRow): AuditEvent | string {
+  let event: AuditEvent
+  try {
+    event = JSON.parse(row.body) as AuditEvent
+  } catch {
+    return 'body is not valid JSON'
+  }
+  if (typeof event !== 'object' || event === null || encodeEventBody(event) !== row.body) return 'body is not in canonical form'
+  if (recordHash(Number(row.seq), row.prev_hash, row.body) !== row.hash) return 'hash does not match the record content (record edited)'
+  const cols = columnsOf(event)
+  for (const c of COLUMN_NAMES) {
+    const stored = row[c] === null || row[c] === undefined ? null : typeof cols[c] === 'number' ? Number(row[c]) : row[c]
+    if (stored !== cols[c]) return `column ${c} differs from the hashed body (record edited)`
+  }
+  return event
+}
+
+/**
  * Checks a chain fed in seq order. Detects edited bodies or columns, edited hashes, re-linking, deleted or
  * re-ordered records, a pruned prefix no checkpoint vouches for, and a truncated tail (against the stored head).
  */
@@ -113,27 +134,24 @@ export class ChainVerifier {
   #anchored = false
   #broken: { seq: number; reason: string } | undefined
 
+  /**
+   * Resumes after a record verified earlier (`after`, from a sealed anchor): the first row fed must be
+   * `after.seq + 1` and link to `after.hash`. Without it, verification starts at the first record.
+   */
+  constructor(after?: { seq: number; hash: string }) {
+    if (after) { this.#last = { ...after }; this.#anchored = true }
+  }
+
   /** Feeds the next row; returns false once the chain is known broken (stop scanning). */
   feed(row: StoredRow): boolean {
     if (this.#broken) return false
     const seq = Number(row.seq)
     this.#count++
     const fail = (reason: string) => { this.#broken = { seq, reason }; return false }
-    let event: AuditEvent
-    try {
-      event = JSON.parse(row.body) as AuditEvent
-    } catch {
-      return fail('body is not valid JSON')
-    }
-    if (typeof event !== 'object' || event === null || encodeEventBody(event) !== row.body) return fail('body is not in canonical form')
-    if (recordHash(seq, row.prev_hash, row.body) !== row.hash) return fail('hash does not match the record content (record edited)')
-    const cols = columnsOf(event)
-    for (const c of COLUMN_NAMES) {
-      const stored = row[c] === null || row[c] === undefined ? null : typeof cols[c] === 'number' ? Number(row[c]) : row[c]
-      if (stored !== cols[c]) return fail(`column ${c} differs from the hashed body (record edited)`)
-    }
+    const checked = checkRecord(row)
+    if (typeof checked === 'string') return fail(checked)
+    const event = checked
     if (this.#last === undefined) {
-      this.#first = { seq, prevHash: row.prev_hash }
       if (seq === 1) {
         if (row.prev_hash !== GENESIS_HASH) return fail('first record does not start from the genesis hash')
         this.#anchored = true
@@ -145,7 +163,8 @@ export class ChainVerifier {
       }
       if (row.prev_hash !== this.#last.hash) return fail(`prev_hash does not match the hash of record ${this.#last.seq}`)
     }
-    if (event.type === 'audit.checkpoint' && this.#first && this.#first.seq > 1) {
+    if (this.#first === undefined) this.#first = { seq, prevHash: row.prev_hash }
+    if (event.type === 'audit.checkpoint' && this.#first.seq > 1) {
       const d = event.detail as Partial<CheckpointDetail> | undefined
       if (d?.prunedThroughSeq === this.#first.seq - 1 && d.prunedLastHash === this.#first.prevHash) this.#anchored = true
     }
@@ -167,6 +186,6 @@ export class ChainVerifier {
       const seq = head.seq > this.#last.seq ? this.#last.seq + 1 : this.#last.seq
       return { ok: false, records: this.#count, broken: { seq, reason: `chain head says seq ${head.seq} but the last record is seq ${this.#last.seq} (records removed or head edited)` } }
     }
-    return { ok: true, records: this.#count, head: this.#last, firstSeq: this.#first!.seq }
+    return { ok: true, records: this.#count, head: this.#last, firstSeq: this.#first?.seq ?? this.#last.seq + 1 }
   }
 }

@@ -1,6 +1,7 @@
-import { RESERVED_USERS, ROLE_NAME, ADMIN_ROLE, WILDCARD_AUDIENCES } from '../policy/schema.ts'
-import { parseScope, toAuthzLevel } from '../policy/scopes.ts'
-import { AUTHZ_LEVELS, type AuthzLevel } from './authz.ts'
+import { ADMIN_ROLE, CENTRAL_MANAGER_ROLE, isAttachRole, MAX_IDENTITY_LENGTH, RESERVED_USERS, ROLE_NAME, WILDCARD_AUDIENCES } from '../policy/schema.ts'
+import { htcondorLevelsOfScopes, parseScope, toAuthzLevel } from '../policy/scopes.ts'
+import { asciiLower } from '../lib/ascii_case.ts'
+import { AUTHZ_LEVELS, expandAuthz, type AuthzLevel } from './authz.ts'
 import type { AllowedDecision } from './issue.ts'
 import { quote } from '../lib/quote.ts'
 import type { TokenProfile } from './scitoken.ts'
@@ -28,8 +29,11 @@ export interface OperatorRequest {
   /** Seconds; absent: the configured default for the kind. */
   lifetime?: number
   profile?: TokenProfile
-  /** Explicit permissions, each naming what it lets through; nothing is implied. */
-  allow: { privileged: readonly AuthzLevel[]; reservedUsers: readonly string[]; anyAudience: boolean }
+  /**
+   * Explicit permissions, each naming what it lets through; nothing is implied. `directAttach` is a
+   * policy grant's `direct_attach`: WRITE on a pilot or startd role.
+   */
+  allow: { privileged: readonly AuthzLevel[]; reservedUsers: readonly string[]; anyAudience: boolean; directAttach: boolean }
 }
 
 export interface OperatorLimits {
@@ -40,8 +44,10 @@ export interface OperatorLimits {
 /** The explicit permission a refusal can be lifted with; the edge names its own flag for it. */
 export type OperatorOverride =
   | { kind: 'privileged'; value: AuthzLevel }
-  | { kind: 'reserved_user'; value: string }
+  /** `role`: the role that must also be named, when the request names another. */
+  | { kind: 'reserved_user'; value: string; role?: string }
   | { kind: 'any_audience'; value: string }
+  | { kind: 'direct_attach'; value: string }
 
 export interface OperatorRefusal {
   allow: false
@@ -59,6 +65,8 @@ export interface OperatorRefusal {
 export function decideOperatorGrant(req: OperatorRequest, limits: OperatorLimits): AllowedDecision | OperatorRefusal {
   if (!ROLE_NAME.test(req.role)) return refuse(`role ${quote(req.role)} must be lower-case letters, digits and dashes, starting with a letter`)
   if (req.role === ADMIN_ROLE) return refuse(`role ${ADMIN_ROLE} opens the admin API only and is never carried by a token`)
+  if (req.allow.directAttach && !isAttachRole(req.role)) return refuse(`direct attach applies only to pilot and startd roles, not ${req.role}`)
+  if (req.identity.length > MAX_IDENTITY_LENGTH) return refuse(`the identity is ${req.identity.length} characters long; at most ${MAX_IDENTITY_LENGTH} are issued`)
 
   const scopes: string[] = []
   const levels: AuthzLevel[] = []
@@ -83,6 +91,11 @@ export function decideOperatorGrant(req: OperatorRequest, limits: OperatorLimits
       return refuse(`${level} is a privileged HTCondor level: it acts on the pool, not on one user's jobs`, { kind: 'privileged', value: level })
     }
   }
+  // The policy schema's rule for pilot and startd roles, on the levels HTCondor would grant.
+  const attachWrite = isAttachRole(req.role) && (req.tokenKind === 'idtoken' ? expandAuthz(levels) : htcondorLevelsOfScopes(scopes)).has('WRITE')
+  if (attachWrite && !req.allow.directAttach) {
+    return refuse(`WRITE (or a level or scopes implying it) on role ${req.role} is direct attach: pilots and startds only advertise`, { kind: 'direct_attach', value: req.role })
+  }
 
   let audience: string[]
   if (req.tokenKind === 'idtoken') {
@@ -102,14 +115,17 @@ export function decideOperatorGrant(req: OperatorRequest, limits: OperatorLimits
   if (lifetime > max) return refuse(`lifetime ${lifetime}s exceeds ${req.tokenKind}.max_lifetime (${max}s)`)
 
   const at = req.identity.lastIndexOf('@')
-  const user = (at < 0 ? req.identity : req.identity.slice(0, at)).toLowerCase()
-  if (RESERVED_USERS.has(user) && !req.allow.reservedUsers.includes(user)) {
-    return refuse(`identity ${req.identity} is reserved: HTCondor's default security config trusts ${user}@… as a daemon or administrator`, { kind: 'reserved_user', value: user })
+  const user = asciiLower(at < 0 ? req.identity : req.identity.slice(0, at))
+  if (RESERVED_USERS.has(user)) {
+    // As in policy grants, only the central manager may be a reserved user; here it must also be named.
+    const why = `identity ${req.identity} is reserved: HTCondor's default security config trusts ${user}@… as a daemon or administrator`
+    if (req.role !== CENTRAL_MANAGER_ROLE) return refuse(`${why}, so only role ${CENTRAL_MANAGER_ROLE} may carry it`, { kind: 'reserved_user', value: user, role: CENTRAL_MANAGER_ROLE })
+    if (!req.allow.reservedUsers.includes(user)) return refuse(why, { kind: 'reserved_user', value: user })
   }
 
   return {
     allow: true,
-    ruleId: ruleIdOf(levels, user, audience),
+    ruleId: ruleIdOf(levels, user, audience, attachWrite),
     role: req.role,
     tokenKind: req.tokenKind,
     identity: req.identity,
@@ -121,12 +137,13 @@ export function decideOperatorGrant(req: OperatorRequest, limits: OperatorLimits
 }
 
 /** The audit record's `policyRule`: `cli`, plus the explicit permissions this token actually used. */
-function ruleIdOf(levels: readonly AuthzLevel[], user: string, audience: readonly string[]): string {
+function ruleIdOf(levels: readonly AuthzLevel[], user: string, audience: readonly string[], directAttach: boolean): string {
   const used: string[] = []
   const privileged = [...new Set(levels.filter((l) => PRIVILEGED.has(l)))]
   if (privileged.length > 0) used.push(`privileged=${privileged.join(',')}`)
   if (RESERVED_USERS.has(user)) used.push(`reserved_user=${user}`)
   if (audience.some((a) => WILDCARD_AUDIENCES.has(a))) used.push('any_audience')
+  if (directAttach) used.push('direct_attach')
   return used.length > 0 ? `cli (${used.join('; ')})` : 'cli'
 }
 

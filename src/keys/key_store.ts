@@ -159,8 +159,13 @@ export class KeyStore {
 
 /** Loads any HTCondor key file (from the store or `--key-file`), enforcing 0600-style permissions. */
 export function loadIdTokenKeyFile(path: string, kid: string): IdTokenKey {
+  return prepareIdTokenKey(kid, readCondorKeyFile(path))
+}
+
+/** The raw (scrambled) bytes of an HTCondor key file, refused when exposed, empty or too short to be one. */
+export function readCondorKeyFile(path: string): Buffer {
   const bytes = readSecretFile(path)
   if (bytes.length === 0) throw new OperatorError('EEMPTY', `${path} is empty`)
   if (bytes.length < 16) throw new OperatorError('ESHORT', `${path} holds only ${bytes.length} bytes; HTCondor creates ${CONDOR_KEY_BYTES}`)
-  return prepareIdTokenKey(kid, bytes)
+  return bytes
 }

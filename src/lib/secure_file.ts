@@ -1,4 +1,4 @@
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, statSync, writeSync } from 'node:fs'
+import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs'
 import { basename, dirname, join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { OperatorError } from '../errors.ts'
@@ -50,17 +50,63 @@ export function writeSecretFileAtomic(path: string, data: string | Uint8Array, o
  * Replaces `path` via a dot-prefixed temp file in the same directory (fsynced, then renamed), so a
  * reader sees the old file or the new one, never part of one. The directory must exist. HTCondor skips
  * dot-files when it reads key, token and config directories (docs/htcondor-tokens.md §1.1, §1.5).
+ * On any failure the temp file is removed: it may hold a secret nobody asked to keep.
  */
 export function replaceFileAtomic(path: string, data: string | Uint8Array, mode: number): void {
-  const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`)
-  const fd = openSync(tmp, 'wx', mode)
+  prepareFileReplacement(path, mode).commit(data)
+}
+
+/** A temp file created next to its target, not yet written: `commit` fills and renames it, `abort` removes it. */
+export interface PendingReplacement {
+  readonly path: string
+  commit(data: string | Uint8Array): void
+  /** Removes the temp file; harmless after `commit` or a second `abort`. */
+  abort(): void
+}
+
+/**
+ * The first half of `replaceFileAtomic`, for callers that must know a file can be written before they
+ * produce what goes in it (a token is audited as issued once minted). Refuses a target that is a
+ * directory, and creates no directory: the temp file is opened here, so a missing or unwritable
+ * directory fails now, whoever runs it (root passes access(2) checks that open(2) then fails).
+ */
+export function prepareFileReplacement(path: string, mode: number): PendingReplacement {
+  let target
   try {
-    writeAll(fd, data)
-    fsyncSync(fd)
-  } finally {
-    closeSync(fd)
+    target = statSync(path)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT' && (err as NodeJS.ErrnoException).code !== 'ENOTDIR') throw err
   }
-  renameSync(tmp, path)
+  if (target?.isDirectory()) throw Object.assign(new Error(`EISDIR: ${path} is a directory`), { code: 'EISDIR', path })
+  const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`)
+  let fd: number | undefined = openSync(tmp, 'wx', mode)
+  let settled = false
+  const discard = () => {
+    if (fd !== undefined) { try { closeSync(fd) } catch { /* already failing */ } fd = undefined }
+    rmSync(tmp, { force: true })
+  }
+  return {
+    path,
+    commit(data) {
+      if (settled) throw new TypeError(`replacement of ${path} already committed or aborted`)
+      settled = true
+      try {
+        writeAll(fd!, data)
+        fsyncSync(fd!)
+        closeSync(fd!)
+        fd = undefined
+        renameSync(tmp, path)
+      } catch (err) {
+        discard()
+        throw err
+      }
+    },
+    abort() {
+      if (settled) return
+      settled = true
+      discard()
+    },
+  }
 }
 
 function writeAll(fd: number, data: string | Uint8Array): void {

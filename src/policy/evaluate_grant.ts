@@ -2,7 +2,7 @@ import type { AuthzLevel } from '../issuance/authz.ts'
 import type { CompiledGrant, PolicyContext } from './compile.ts'
 import type { Decision, DecisionRequest, TokenKind } from './decision.ts'
 import { isHostName, SAFE_VALUE } from './patterns.ts'
-import { CENTRAL_MANAGER_ROLE, RESERVED_USERS } from './schema.ts'
+import { CENTRAL_MANAGER_ROLE, MAX_IDENTITY_LENGTH, RESERVED_USERS } from './schema.ts'
 import { parseScope, scopeAllowed, toAuthzLevel } from './scopes.ts'
 import { SITE_PLACEHOLDER } from './template.ts'
 import { asciiLower } from '../lib/ascii_case.ts'
@@ -134,7 +134,7 @@ export function evaluateGrant(ruleId: string, g: CompiledGrant, req: DecisionReq
   if (RESERVED_USERS.has(user) && role !== CENTRAL_MANAGER_ROLE) {
     return deny(ruleId, 'unauthorized_client', `identity ${identity} is reserved: only the ${CENTRAL_MANAGER_ROLE} role may be ${user}@...`)
   }
-  if (identity.length > 255) return deny(ruleId, 'invalid_request', `the identity for role ${role} would exceed 255 characters`)
+  if (identity.length > MAX_IDENTITY_LENGTH) return deny(ruleId, 'invalid_request', `the identity for role ${role} would exceed ${MAX_IDENTITY_LENGTH} characters`)
 
   return {
     allow: true,

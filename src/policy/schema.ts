@@ -27,6 +27,12 @@ export const RESERVED_USERS: ReadonlySet<string> = new Set(['condor', 'condor_po
 /** Audience wildcards; never for daemon tokens (docs/htcondor-tokens.md §5.6). */
 export const WILDCARD_AUDIENCES: ReadonlySet<string> = new Set(['ANY', 'https://wlcg.cern.ch/jwt/v1/any'])
 
+/**
+ * Longest identity the broker issues. HTCondor sets no limit, but an identity is spliced into ALLOW
+ * lists, ClassAds and audit records, and none a template can produce legitimately comes near it.
+ */
+export const MAX_IDENTITY_LENGTH = 255
+
 /** Pilot and startd roles (`pilot`, `startd`, `annex-pilot`, `startd-gpu`, …): no WRITE unless direct attach. */
 export function isAttachRole(role: string): boolean {
   return /(^|-)(pilot|startd)(-|$)/.test(role)
@@ -94,7 +100,7 @@ const GrantSchema = z.strictObject({
   role: Role,
   description: z.string().optional(),
   /** Template for the issued `sub`, e.g. `schedd-{host_short}@aps.{trust_domain}`. */
-  identity: z.string().min(1).max(255).optional(),
+  identity: z.string().min(1).max(MAX_IDENTITY_LENGTH).optional(),
   token_kinds: oneOrMany(z.enum(TOKEN_KINDS)).optional(),
   default_token_kind: z.enum(TOKEN_KINDS).optional(),
   /** HTCondor levels for IDTOKENs (`READ` or `condor:/READ`). */

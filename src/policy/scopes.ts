@@ -46,9 +46,22 @@ export function parseScope(s: string): ParsedScope | { error: string } {
     if (!isNormalisedPath(path)) return { error: `path in ${quote(s)} must be absolute and normalised (no //, . or .. segments, no escapes)` }
     return { kind: 'path', name, path, text: s }
   }
-  if (s.startsWith('storage.')) return { error: `storage scope ${quote(s)} needs a path, e.g. ${s}:/data` }
+  if (s.startsWith('storage.')) return storageWithoutPath(s)
   if (FORBIDDEN_SCOPES.has(s)) return { error: `scope ${quote(s)} is never issued: refresh tokens stay in the broker` }
   return { kind: 'exact', text: s }
+}
+
+/**
+ * A storage scope with no absolute path (`storage.read`, `storage.read:data/x`): the example in the refusal
+ * is built from the operation alone, so it is itself a valid scope (never `storage.read:data:/data`).
+ */
+function storageWithoutPath(s: string): { error: string } {
+  const colon = s.indexOf(':')
+  const name = colon < 0 ? s : s.slice(0, colon)
+  if (!STORAGE_OPS.has(name.slice(8))) return { error: `unknown storage scope ${quote(name)}` }
+  const relative = colon < 0 ? '' : s.slice(colon + 1)
+  const example = relative !== '' && isNormalisedPath(`/${relative}`) ? `${name}:/${relative}` : `${name}:/data`
+  return { error: `storage scope ${quote(s)} needs an absolute path, e.g. ${example}` }
 }
 
 /** The scopes a grant allows, prepared for O(1) checks (paths: a short list per scope name). */

@@ -40,12 +40,27 @@ export interface NewRevocation {
   reason?: string
   /** Who revoked (admin principal), for the record. */
   revokedBy?: string
+  /**
+   * For `sub` and `client`: the trusted IAM issuer the value belongs to. Absent: that `sub` or client at
+   * every trusted issuer (and, for `sub`, the broker-minted identity of that name).
+   */
+  iss?: string
 }
 
 export interface Revocation extends NewRevocation {
   id: number
   /** For `role`: the generation now current; tokens with `ctb_gen` below it are revoked. */
   gen?: number
+  /** Set when the entry was lifted before its `until`: from then on it matches nothing. */
+  liftedAt?: number
+  liftedBy?: string
+}
+
+/** Lifting an entry: who and when (the reason goes to the audit record). */
+export interface RevocationLift {
+  id: number
+  liftedAt: number
+  liftedBy?: string
 }
 
 /** Revocations live next to the audit log so the revocation and its audit record commit in one transaction. */
@@ -55,7 +70,12 @@ export interface RevocationStore {
    * revocation's id and generation in `detail`) in the same transaction.
    */
   revoke(rev: NewRevocation, event: AuditEvent): Promise<Revocation>
-  /** All revocations, or only those with `until >= activeAt`, oldest first. */
+  /**
+   * Marks an entry lifted and appends `event` (a `token.unrevoked` record) in the same transaction.
+   * Resolves undefined, writing nothing, when no entry has that id or it is already lifted.
+   */
+  lift(lift: RevocationLift, event: AuditEvent): Promise<Revocation | undefined>
+  /** All revocations (lifted ones too), or only those in force: `until >= activeAt` and not lifted; oldest first. */
   listRevocations(options?: { activeAt?: number }): Promise<Revocation[]>
   /** Current generation per role that was ever revoked; other roles are at INITIAL_GENERATION. */
   roleGenerations(): Promise<Map<string, number>>
@@ -68,6 +88,8 @@ export interface ActiveCutoffs {
   sites: Map<string, number>
   /** IAM client ids blocked as callers. */
   clients: Set<string>
+  /** Issuer-bound entries: per issuer, the sub cut-offs and the blocked client ids there. */
+  atIssuer: Map<string, { subs: Map<string, number>; clients: Set<string> }>
   /** Highest revoked generation per role named by an unexpired role revocation. */
   roles: Map<string, number>
   /** `SITE:JOBID` of revoked pilot jobs (pilot_job.ts). */
@@ -79,16 +101,21 @@ export interface ActiveCutoffs {
  * expression (condor_expression.ts) and the broker's own check (revocation_checker.ts).
  */
 export function activeCutoffs(revocations: readonly Revocation[], now: number): ActiveCutoffs {
-  const out: ActiveCutoffs = { jtis: new Set(), subs: new Map(), sites: new Map(), clients: new Set(), roles: new Map(), pilotJobs: new Set() }
+  const out: ActiveCutoffs = { jtis: new Set(), subs: new Map(), sites: new Map(), clients: new Set(), roles: new Map(), atIssuer: new Map(), pilotJobs: new Set() }
+  const at = (iss: string) => {
+    let e = out.atIssuer.get(iss)
+    if (!e) out.atIssuer.set(iss, e = { subs: new Map(), clients: new Set() })
+    return e
+  }
   const latest = (m: Map<string, number>, k: string, v: number) => m.set(k, Math.max(m.get(k) ?? 0, v))
   for (const r of revocations) {
-    if (r.until < now) continue
+    if (r.until < now || r.liftedAt !== undefined) continue
     switch (r.kind) {
       case 'jti': out.jtis.add(r.value); break
-      case 'sub': latest(out.subs, r.value, r.revokedAt); break
+      case 'sub': latest(r.iss !== undefined ? at(r.iss).subs : out.subs, r.value, r.revokedAt); break
       case 'site': latest(out.sites, r.value, r.revokedAt); break
       case 'role': latest(out.roles, r.value, r.gen ?? 0); break
-      case 'client': out.clients.add(r.value); break
+      case 'client': (r.iss !== undefined ? at(r.iss).clients : out.clients).add(r.value); break
       case 'pilot-job': out.pilotJobs.add(r.value); break
     }
   }

@@ -1,5 +1,5 @@
 import { pilotJobKeyOf } from './pilot_job.ts'
-import { activeCutoffs, CLAIM_GENERATION, CLAIM_ROLE, CLAIM_SITE, type Revocation } from './revocation.ts'
+import { activeCutoffs, CLAIM_GENERATION, CLAIM_ROLE, CLAIM_SITE, type ActiveCutoffs, type Revocation } from './revocation.ts'
 
 /** Decides whether a token the broker itself is asked to accept (renewal, admin call) has been revoked. */
 export interface RevocationChecker {
@@ -13,8 +13,8 @@ export interface IssuanceBlocks {
    * An active `sub` or `client` revocation of this IAM caller, whatever its token's `iat` (IAM keeps
    * issuing fresh tokens to a revoked caller, so a cut-off by time would let the next one through).
    */
-  blockedCaller(caller: { sub: string; client_id?: string | undefined }): string | undefined
-  /** An active `sub` revocation of the identity a decision would issue. */
+  blockedCaller(caller: { iss?: string | undefined; sub: string; client_id?: string | undefined }): string | undefined
+  /** An active `sub` revocation not bound to an IAM issuer, of the identity a decision would issue. */
   blockedIdentity(sub: string): string | undefined
 }
 
@@ -28,6 +28,7 @@ export class RevocationSnapshot implements RevocationChecker, IssuanceBlocks {
   readonly #sites: ReadonlyMap<string, number>
   readonly #clients: ReadonlySet<string>
   readonly #pilotJobs: ReadonlySet<string>
+  readonly #atIssuer: ActiveCutoffs['atIssuer']
   /**
    * From the role_generations table, not from role revocations: a generation stays in force after the
    * revocation entry that raised it has expired.
@@ -35,8 +36,9 @@ export class RevocationSnapshot implements RevocationChecker, IssuanceBlocks {
   readonly #roles: ReadonlyMap<string, number>
 
   constructor(revocations: readonly Revocation[], roleGenerations: ReadonlyMap<string, number>, now: number) {
-    const { jtis, subs, sites, clients, pilotJobs } = activeCutoffs(revocations, now)
+    const { jtis, subs, sites, clients, atIssuer, pilotJobs } = activeCutoffs(revocations, now)
     this.#pilotJobs = pilotJobs
+    this.#atIssuer = atIssuer
     this.#jtis = jtis
     this.#subs = subs
     this.#sites = sites
@@ -55,6 +57,7 @@ export class RevocationSnapshot implements RevocationChecker, IssuanceBlocks {
     // A token without a numeric iat cannot prove it predates a cut-off: treat as revoked (HTCondor does the same: UNDEFINED ⇒ revoked).
     const issuedBefore = (cutoff: number | undefined) => cutoff !== undefined && (typeof iat !== 'number' || iat <= cutoff)
     if (typeof sub === 'string' && issuedBefore(this.#subs.get(sub))) return true
+    if (typeof sub === 'string' && typeof claims.iss === 'string' && issuedBefore(this.#atIssuer.get(claims.iss)?.subs.get(sub))) return true
     const site = claims[CLAIM_SITE]
     if (typeof site === 'string' && issuedBefore(this.#sites.get(site))) return true
     const role = claims[CLAIM_ROLE]
@@ -66,9 +69,10 @@ export class RevocationSnapshot implements RevocationChecker, IssuanceBlocks {
     return false
   }
 
-  blockedCaller(caller: { sub: string; client_id?: string | undefined }): string | undefined {
-    if (this.#subs.has(caller.sub)) return 'this caller has been revoked'
-    if (caller.client_id !== undefined && this.#clients.has(caller.client_id)) return `client ${caller.client_id} has been revoked`
+  blockedCaller(caller: { iss?: string | undefined; sub: string; client_id?: string | undefined }): string | undefined {
+    const at = caller.iss !== undefined ? this.#atIssuer.get(caller.iss) : undefined
+    if (this.#subs.has(caller.sub) || at?.subs.has(caller.sub)) return 'this caller has been revoked'
+    if (caller.client_id !== undefined && (this.#clients.has(caller.client_id) || at?.clients.has(caller.client_id))) return `client ${caller.client_id} has been revoked`
     return undefined
   }
 

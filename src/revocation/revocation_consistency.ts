@@ -1,6 +1,6 @@
 import type { AuditEvent, AuditRecord } from '../audit/audit_log.ts'
 import { OperatorError } from '../errors.ts'
-import { REVOCATION_KINDS, type Revocation } from './revocation.ts'
+import { REVOCATION_KINDS, type Revocation, type RevocationLift } from './revocation.ts'
 
 /**
  * The revocations table is a working copy: each row is written in the same transaction as the
@@ -9,9 +9,13 @@ import { REVOCATION_KINDS, type Revocation } from './revocation.ts'
  * a deleted row silently un-revokes, an inserted or edited one revokes without a record.
  */
 
-/** What a store hands over for the check, read in one snapshot (no commit between the reads). */
+/** What the check compares: authenticated records against the table, read in one snapshot. */
 export interface RevocationEvidence {
-  /** The `token.revoked` and `audit.checkpoint` records, in seq order. */
+  /**
+   * The records whose hashed body states revocations (`token.revoked`, `audit.checkpoint`), in seq order,
+   * each checked against its hash and its place in the chain (ChainedStore.verifyRevocations): never
+   * selected by the indexed `type` column alone, which is a copy outside the hash.
+   */
   records: AuditRecord[]
   rows: Revocation[]
   generations: Map<string, number>
@@ -19,7 +23,11 @@ export interface RevocationEvidence {
 
 export type RevocationVerification =
   | { ok: true; revocations: number }
-  | { ok: false; revocations: number; differences: string[] }
+  /**
+   * `unverified`: the chain the evidence comes from is broken (why, and where), so it cannot vouch for the
+   * table even where no difference shows; `differences` then compares with the records as found.
+   */
+  | { ok: false; revocations: number; differences: string[]; unverified?: string }
 
 /** A revocation as its record states it, keyed by id, with the seq of the record that states it. */
 type Chained = Map<number, { rev: Revocation; seq: number }>
@@ -39,28 +47,71 @@ export function revocationOfEvent(e: AuditEvent): Revocation | undefined {
   return {
     id: r.id, kind: r.kind as Revocation['kind'], value: r.value, revokedAt: full ? r.revokedAt as number : e.time, until: r.until,
     ...(typeof r.gen === 'number' ? { gen: r.gen } : {}),
+    ...(typeof r.iss === 'string' ? { iss: r.iss } : {}),
     ...(typeof reason === 'string' ? { reason } : {}),
     ...(typeof revokedBy === 'string' ? { revokedBy } : {}),
   }
 }
 
-/**
- * The revocations an `audit.checkpoint` must carry when retention removes `events`: every one their
- * `token.revoked` records (or an earlier checkpoint among them) stated, so the chain still vouches for them.
- */
-export function revocationsToCarry(events: readonly AuditEvent[]): Revocation[] {
-  const byId = new Map<number, Revocation>()
-  for (const e of events) for (const r of revocationsOf(e)) byId.set(r.id, r)
-  return [...byId.values()].sort((a, b) => a.id - b.id)
+/** The lift a `token.unrevoked` event carries (`detail.lift`). */
+export function liftOfEvent(e: AuditEvent): RevocationLift | undefined {
+  if (e.type !== 'token.unrevoked') return undefined
+  const l = e.detail?.lift as Record<string, unknown> | undefined
+  if (!l || typeof l.id !== 'number' || typeof l.liftedAt !== 'number') return undefined
+  return { id: l.id, liftedAt: l.liftedAt, ...(typeof l.liftedBy === 'string' ? { liftedBy: l.liftedBy } : {}) }
 }
 
+/** What an `audit.checkpoint` carries for the records it replaces. */
+export interface CarriedRevocations {
+  /** Every revocation the removed records stated, with its lift applied when that was removed too. */
+  revocations: Revocation[]
+  /** Lifts among the removed records of revocations stated by records that remain. */
+  lifts: RevocationLift[]
+}
+
+/**
+ * What an `audit.checkpoint` must carry when retention removes `events`: every revocation and lift their
+ * records (or an earlier checkpoint among them) stated, so the chain still vouches for every row.
+ */
+export function revocationsToCarry(events: readonly AuditEvent[]): CarriedRevocations {
+  const byId = new Map<number, Revocation>()
+  const lifts = new Map<number, RevocationLift>()
+  for (const e of events) {
+    for (const r of revocationsOf(e)) byId.set(r.id, r)
+    for (const l of liftsOf(e)) lifts.set(l.id, l)
+  }
+  for (const [id, l] of lifts) {
+    const r = byId.get(id)
+    if (r) { byId.set(id, withLift(r, l)); lifts.delete(id) }
+  }
+  return { revocations: [...byId.values()].sort((a, b) => a.id - b.id), lifts: [...lifts.values()].sort((a, b) => a.id - b.id) }
+}
+
+function withLift(r: Revocation, l: RevocationLift): Revocation {
+  return { ...r, liftedAt: l.liftedAt, ...(l.liftedBy !== undefined ? { liftedBy: l.liftedBy } : {}) }
+}
+
+/** Revocations as stated, without any lift (lifts are applied separately: they may live in another record). */
 function revocationsOf(e: AuditEvent): Revocation[] {
   if (e.type === 'audit.checkpoint') {
     const carried = e.detail?.revocations
-    return Array.isArray(carried) ? carried as Revocation[] : []
+    return Array.isArray(carried) ? (carried as Revocation[]).map(({ liftedAt: _a, liftedBy: _b, ...r }) => r) : []
   }
   const r = revocationOfEvent(e)
   return r ? [r] : []
+}
+
+function liftsOf(e: AuditEvent): RevocationLift[] {
+  if (e.type === 'audit.checkpoint') {
+    const carried = Array.isArray(e.detail?.revocations) ? e.detail.revocations as Revocation[] : []
+    const lifts = Array.isArray(e.detail?.lifts) ? e.detail.lifts as RevocationLift[] : []
+    return [
+      ...carried.filter((r) => typeof r.liftedAt === 'number').map((r) => ({ id: r.id, liftedAt: r.liftedAt!, ...(r.liftedBy !== undefined ? { liftedBy: r.liftedBy } : {}) })),
+      ...lifts,
+    ]
+  }
+  const l = liftOfEvent(e)
+  return l ? [l] : []
 }
 
 /** Every difference between the table and the chain, one sentence each; empty when they agree. */
@@ -72,6 +123,13 @@ export function revocationDifferences(ev: RevocationEvidence): string[] {
       const seen = chained.get(rev.id)
       if (seen && fieldDifferences(seen.rev, rev).length > 0) out.push(`revocation ${rev.id} is recorded differently at seq ${seen.seq} and seq ${rec.seq}`)
       else if (!seen) chained.set(rev.id, { rev, seq: rec.seq })
+    }
+  }
+  for (const rec of ev.records) {
+    for (const l of liftsOf(rec.event)) {
+      const stated = chained.get(l.id)
+      if (!stated) out.push(`a lift at seq ${rec.seq} names revocation ${l.id}, which no record states`)
+      else if (stated.rev.liftedAt === undefined) stated.rev = withLift(stated.rev, l)
     }
   }
   const rows = new Map(ev.rows.map((r) => [r.id, r]))
@@ -98,9 +156,10 @@ export function revocationDifferences(ev: RevocationEvidence): string[] {
   return out
 }
 
-/** Runs the check over a store's evidence. */
-export function verifyRevocationEvidence(ev: RevocationEvidence): RevocationVerification {
+/** Runs the check over a store's evidence; `unverified` says why the evidence itself is not authenticated. */
+export function verifyRevocationEvidence(ev: RevocationEvidence, unverified?: string): RevocationVerification {
   const differences = revocationDifferences(ev)
+  if (unverified !== undefined) return { ok: false, revocations: ev.rows.length, differences, unverified }
   return differences.length === 0 ? { ok: true, revocations: ev.rows.length } : { ok: false, revocations: ev.rows.length, differences }
 }
 
@@ -108,14 +167,20 @@ export function verifyRevocationEvidence(ev: RevocationEvidence): RevocationVeri
  * Start-up gate: a broker must not serve with a revocation set the audit chain does not vouch for (one
  * deleted row would silently un-revoke). Throws a one-line OperatorError naming the first difference.
  */
-export async function assertRevocationsMatchAudit(store: { verifyRevocations(): Promise<RevocationVerification> }): Promise<void> {
-  const v = await store.verifyRevocations()
+export async function assertRevocationsMatchAudit(
+  store: { verifyRevocations(options?: { anchorKey?: Buffer }): Promise<RevocationVerification> },
+  options: { anchorKey?: Buffer } = {},
+): Promise<void> {
+  const v = await store.verifyRevocations(options)
   if (v.ok) return
+  if (v.unverified !== undefined) {
+    throw new OperatorError('EREVOCATIONS', `the audit chain cannot vouch for the revocations table: ${v.unverified}; run "audit verify"`)
+  }
   const more = v.differences.length > 1 ? ` (and ${v.differences.length - 1} more)` : ''
   throw new OperatorError('EREVOCATIONS', `revocations differ from the audit chain: ${v.differences[0]}${more}; run "audit verify" and restore the revocations table from a backup`)
 }
 
-const FIELDS = ['kind', 'value', 'revokedAt', 'until', 'gen', 'reason', 'revokedBy'] as const
+const FIELDS = ['kind', 'value', 'iss', 'revokedAt', 'until', 'gen', 'reason', 'revokedBy', 'liftedAt', 'liftedBy'] as const
 
 function fieldDifferences(recorded: Revocation, stored: Revocation): string[] {
   const out: string[] = []

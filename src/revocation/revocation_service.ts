@@ -1,5 +1,5 @@
 import type { AuditEvent, AuditStore } from '../audit/audit_log.ts'
-import { InvalidRequest } from '../errors.ts'
+import { InvalidRequest, NotFound } from '../errors.ts'
 import type { Clock } from '../lib/clock.ts'
 import type { Logger } from '../lib/logger.ts'
 import { parsePilotJob } from './pilot_job.ts'
@@ -27,6 +27,8 @@ export interface RevocationServiceDeps {
    * a typo (`stardt`) would otherwise be stored, listed and pushed to HTCondor while revoking nothing.
    */
   knownLabels: () => KnownLabels
+  /** The trusted IAM issuers (the development IAM included): a `sub` or `client` entry may be bound to one. */
+  knownIssuers?: () => ReadonlySet<string>
 }
 
 /** What an admin asks for (HTTP or CLI). */
@@ -36,6 +38,8 @@ export interface RevocationRequest {
   reason?: string
   /** For `jti`: the token's exp if known; otherwise it is looked up in the audit log. */
   exp?: number
+  /** For `sub` and `client`: the trusted IAM issuer the value belongs to; absent means at every one. */
+  iss?: string
 }
 
 /** Who revoked, for the audit record. */
@@ -91,7 +95,7 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks {
     return this.#snapshot.isRevoked(claims)
   }
 
-  blockedCaller(caller: { sub: string; client_id?: string | undefined }): string | undefined {
+  blockedCaller(caller: { iss?: string | undefined; sub: string; client_id?: string | undefined }): string | undefined {
     return this.#snapshot.blockedCaller(caller)
   }
 
@@ -107,8 +111,9 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks {
   async preview(req: RevocationRequest): Promise<{ liveTokens: number }> {
     await this.#validate(req)
     const now = this.#deps.clock.now()
+    // An issuer-bound sub is a caller: count what was issued to it (it stays valid, like a client's).
     const filter = req.kind === 'jti' ? { jti: req.value }
-      : req.kind === 'sub' ? { issuedSub: req.value }
+      : req.kind === 'sub' ? (req.iss !== undefined ? { caller: req.value } : { issuedSub: req.value })
         : req.kind === 'role' ? { role: req.value }
           : req.kind === 'site' ? { site: req.value }
             : req.kind === 'pilot-job' ? { site: parsePilotJob(req.value)!.site } : {}
@@ -121,6 +126,7 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks {
         if (e.exp === undefined || e.exp <= now || e.tokenKind === 'access_token') continue
         if (req.kind === 'client' && e.caller?.client_id !== req.value) continue
         if (req.kind === 'pilot-job' && `${e.site}:${String((e.detail?.pilot as { job?: unknown } | undefined)?.job)}` !== req.value) continue
+        if (req.iss !== undefined && e.caller?.iss !== req.iss) continue
         const gen = e.detail?.gen
         const claims = { jti: e.jti, sub: e.issuedSub, iat: e.time, ctb_role: e.role, ...(typeof gen === 'number' ? { ctb_gen: gen } : {}), ...(e.site !== undefined ? { ctb_site: e.site } : {}) }
         if (!this.#snapshot.isRevoked(claims)) liveTokens++
@@ -133,8 +139,13 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks {
   async #validate(req: RevocationRequest): Promise<void> {
     if (!REVOCATION_KINDS.includes(req.kind)) throw new InvalidRequest(`revocation kind must be one of ${REVOCATION_KINDS.join(', ')}`)
     if (!isClassAdSafe(req.value)) throw new InvalidRequest(`${req.kind} must be 1 to 256 printable ASCII characters without quotes or backslashes`)
-    if (req.reason !== undefined && (req.reason.length > 500 || /[\x00-\x1f\x7f]/.test(req.reason))) {
-      throw new InvalidRequest('reason must be at most 500 characters without control characters')
+    this.#validateReason(req.reason)
+    if (req.iss !== undefined) {
+      if (req.kind !== 'sub' && req.kind !== 'client') throw new InvalidRequest('iss applies only to sub and client revocations')
+      const trusted = this.#deps.knownIssuers?.() ?? new Set<string>()
+      if (!trusted.has(req.iss)) {
+        throw new InvalidRequest(`iss "${isClassAdSafe(req.iss) ? req.iss : '?'}" is not a trusted IAM issuer (trusted: ${[...trusted].sort().join(', ') || 'none'})`)
+      }
     }
     if (req.kind === 'pilot-job') {
       const job = parsePilotJob(req.value)
@@ -163,6 +174,10 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks {
     if (req.kind === 'jti') {
       if (req.exp !== undefined) {
         if (!Number.isSafeInteger(req.exp) || req.exp < 0) throw new InvalidRequest('exp must be whole epoch seconds')
+        // Bounded, or a made-up exp would keep the entry in the HTCondor expression for ever.
+        if (req.exp > now + this.#deps.maxTokenLifetime) {
+          throw new InvalidRequest(`exp must be at most ${now + this.#deps.maxTokenLifetime} (now plus the longest token lifetime, ${this.#deps.maxTokenLifetime} s): no token the broker issues lives longer`)
+        }
         until = req.exp
       } else {
         const issued = (await this.#deps.store.query({ jti: req.value, type: 'token.issued', limit: 1 })).records[0]
@@ -185,9 +200,50 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks {
     const rev = await this.#deps.store.revoke({
       kind: req.kind, value: req.value, revokedAt: now, until,
       ...(req.reason ? { reason: req.reason } : {}), revokedBy: actor.principal,
+      ...(req.iss !== undefined ? { iss: req.iss } : {}),
     }, event)
     await this.refresh()
     return rev
+  }
+
+  /**
+   * Lifts an entry before its `until`: marks it lifted and writes a `token.unrevoked` record in the same
+   * transaction, then refreshes the snapshot. A role revocation cannot be lifted: tokens issued since
+   * carry its generation, and lowering the generation would let the next role revocation miss them.
+   */
+  async lift(id: number, req: { reason?: string }, actor: RevocationActor): Promise<Revocation> {
+    this.#validateReason(req.reason)
+    const rev = (await this.#deps.store.listRevocations()).find((r) => r.id === id)
+    if (!rev) throw new NotFound(`no revocation has id ${id}`)
+    if (rev.liftedAt !== undefined) throw new NotFound(`revocation ${id} was already lifted`)
+    if (rev.kind === 'role') {
+      throw new InvalidRequest(`revocation ${id} revokes role ${rev.value} by generation and cannot be lifted: tokens issued since carry generation ${rev.gen ?? '?'}`)
+    }
+    const now = this.#deps.clock.now()
+    const event: AuditEvent = {
+      type: 'token.unrevoked',
+      time: now,
+      caller: { sub: actor.principal },
+      ...(actor.requestId ? { requestId: actor.requestId } : {}),
+      ...(actor.clientAddress ? { clientAddress: actor.clientAddress } : {}),
+      ...(rev.kind === 'jti' ? { jti: rev.value } : {}),
+      ...(rev.kind === 'sub' ? { issuedSub: rev.value } : {}),
+      ...(rev.kind === 'site' ? { site: rev.value } : {}),
+      ...(rev.kind === 'pilot-job' ? { site: parsePilotJob(rev.value)?.site } : {}),
+      ...(req.reason ? { reason: req.reason } : {}),
+      detail: { lift: { id, liftedAt: now, liftedBy: actor.principal }, ...(rev.kind === 'pilot-job' ? { pilotJob: rev.value } : {}) },
+    }
+    // Undefined when another lift of the same entry committed first.
+    const lifted = await this.#deps.store.lift({ id, liftedAt: now, liftedBy: actor.principal }, event)
+    if (!lifted) throw new NotFound(`revocation ${id} was already lifted`)
+    await this.refresh()
+    return lifted
+  }
+
+  #validateReason(reason: string | undefined): void {
+    if (reason !== undefined && (reason.length > 500 || /[\x00-\x1f\x7f]/.test(reason))) {
+      throw new InvalidRequest('reason must be at most 500 characters without control characters')
+    }
   }
 
   async list(options: { all?: boolean } = {}): Promise<Revocation[]> {

@@ -1,14 +1,17 @@
 import type { AuditEvent, AuditPage, AuditQuery, AuditRecord, AuditStore, ChainVerification, PruneResult } from '../audit/audit_log.ts'
-import { assertStorableEvent, ChainVerifier, columnsOf, encodeEventBody, recordHash, rowToRecord, type AuditColumns, type CheckpointDetail, type StoredRow } from '../audit/chain.ts'
+import { openAnchor, sealAnchor } from '../audit/anchor.ts'
+import { assertStorableEvent, ChainVerifier, checkRecord, columnsOf, encodeEventBody, recordHash, rowToRecord, type AuditColumns, type CheckpointDetail, type StoredRow } from '../audit/chain.ts'
 import { InvalidRequest } from '../errors.ts'
-import type { NewRevocation, Revocation, RevocationStore } from '../revocation/revocation.ts'
+import type { NewRevocation, Revocation, RevocationLift, RevocationStore } from '../revocation/revocation.ts'
 import { GroupCommitter, StoreOverloaded, type CommitStats, type Committer, type GroupCommitOptions } from './group_commit.ts'
-import { verifyRevocationEvidence, type RevocationEvidence, type RevocationVerification } from '../revocation/revocation_consistency.ts'
+import { verifyRevocationEvidence, type CarriedRevocations, type RevocationVerification } from '../revocation/revocation_consistency.ts'
 
 /** One queued write. Results are filled in by the backend inside the transaction. */
 export type WriteOp =
   | { kind: 'event'; json: string }
   | { kind: 'revoke'; rev: NewRevocation; event: AuditEvent; result?: Revocation }
+  /** `result` stays undefined (and nothing is appended) when the entry is unknown or already lifted. */
+  | { kind: 'lift'; lift: RevocationLift; json: string; result?: Revocation }
   | { kind: 'prune'; before: number; now: number; result?: PruneResult }
   | RedeemOp
 
@@ -28,10 +31,25 @@ export interface BrokerStore extends AuditStore, RevocationStore {
   commitStats(): CommitStats
   /** Whether writes can commit, as far as this process has seen: for readiness. */
   writeHealth(): WriteHealth
-  /** Compares the revocations table and role generations with what the chained records state. */
-  verifyRevocations(): Promise<RevocationVerification>
+  /**
+   * Compares the revocations table and role generations with what the chained records state, using only
+   * records authenticated by the chain. With `anchorKey`, resumes from the sealed anchor of the last check
+   * (re-checking the revocation records it lists, hashing only newer records) and seals a new one.
+   */
+  verifyRevocations(options?: { anchorKey?: Buffer }): Promise<RevocationVerification>
+  /** The whole chain and the revocations against it, in one pass (audit verify). */
+  verifyAll(): Promise<{ chain: ChainVerification; revocations: RevocationVerification }>
   /** Takes one slot of a pilot enrolment credential atomically with its audit record (RedeemOp). */
   redeemPilotSlot(credential: string, limit: number, issued: AuditEvent, refused: AuditEvent): Promise<RedemptionOutcome>
+}
+
+/** The table side of the revocation check and the chain's extent, read in one snapshot. */
+export interface RevocationState {
+  head: { seq: number; hash: string }
+  /** Lowest seq in the log (0 when empty). */
+  firstSeq: number
+  rows: Revocation[]
+  generations: Map<string, number>
 }
 
 /** What the last writes told us about the write path. Times are epoch milliseconds. */
@@ -45,7 +63,18 @@ export interface WriteHealth {
 }
 
 /** Record types that state revocations: the partial index `audit_revocation_records` covers exactly these. */
-export const REVOCATION_RECORD_TYPES = ['token.revoked', 'audit.checkpoint'] as const
+export const REVOCATION_RECORD_TYPES = ['token.revoked', 'token.unrevoked', 'audit.checkpoint'] as const
+
+/**
+ * SQL condition selecting REVOCATION_RECORD_TYPES. Both SQL backends create the partial index
+ * `audit_revocation_records` with this very text, so SQLite can prove the index applies.
+ */
+export const REVOCATION_RECORDS_WHERE = `type IN (${REVOCATION_RECORD_TYPES.map((t) => `'${t}'`).join(', ')})`
+
+/** Whether a record of this type states revocations (judged on the hashed body's type, never the column alone). */
+export function statesRevocations(type: string): boolean {
+  return (REVOCATION_RECORD_TYPES as readonly string[]).includes(type)
+}
 
 export const MAX_PAGE = 1000
 
@@ -78,13 +107,72 @@ export abstract class ChainedStore implements BrokerStore {
   abstract roleGenerations(): Promise<Map<string, number>>
   protected abstract closeBackend(): Promise<void>
   /**
-   * The revocation records (REVOCATION_RECORD_TYPES), the revocations table and the role generations, read
-   * in one snapshot: a revocation committing meanwhile must not look like a deleted or inserted row.
+   * The chain head, the revocations table and the role generations, read in one snapshot: a revocation
+   * committing meanwhile lies beyond the head and its row is not seen, so it cannot look inserted.
    */
-  protected abstract readRevocationEvidence(): Promise<RevocationEvidence>
+  protected abstract readRevocationState(): Promise<RevocationState>
+  /** The rows with these seqs (those present). */
+  protected abstract readRows(seqs: readonly number[]): Promise<StoredRow[]>
+  protected abstract readAnchor(): Promise<string | undefined>
+  protected abstract writeAnchor(sealed: string): Promise<void>
 
-  async verifyRevocations(): Promise<RevocationVerification> {
-    return verifyRevocationEvidence(await this.readRevocationEvidence())
+  async verifyRevocations(options: { anchorKey?: Buffer } = {}): Promise<RevocationVerification> {
+    return (await this.#checkRevocations(options.anchorKey)).revocations
+  }
+
+  async verifyAll(): Promise<{ chain: ChainVerification; revocations: RevocationVerification }> {
+    return this.#checkRevocations(undefined)
+  }
+
+  async #checkRevocations(anchorKey: Buffer | undefined): Promise<{ chain: ChainVerification; revocations: RevocationVerification }> {
+    const state = await this.readRevocationState()
+    const records: AuditRecord[] = []
+    const evidence: Array<[number, string]> = []
+    const keep = (row: StoredRow, event: AuditEvent) => {
+      records.push({ seq: Number(row.seq), event, prevHash: row.prev_hash, hash: row.hash })
+      evidence.push([Number(row.seq), row.hash])
+    }
+    const anchor = anchorKey ? openAnchor(await this.readAnchor(), anchorKey) : undefined
+    let verifier = new ChainVerifier()
+    let from = 1
+    let unverified: string | undefined
+    if (anchor && anchor.firstSeq === state.firstSeq && anchor.seq <= state.head.seq) {
+      // Records up to the anchor were verified before: only those that stated revocations are read again,
+      // by seq (not by their type column, which a retyping would hide), and must be unchanged.
+      const rows = new Map((await this.readRows(anchor.evidence.map(([seq]) => seq))).map((r) => [Number(r.seq), r]))
+      for (const [seq, hash] of anchor.evidence) {
+        const row = rows.get(seq)
+        const checked = row ? checkRecord(row) : 'record missing'
+        if (typeof checked === 'string' || row!.hash !== hash) {
+          unverified = `audit chain broken at seq ${seq}, a record that stated revocations when last verified: ${typeof checked === 'string' ? checked : 'hash changed (record replaced)'}`
+          break
+        }
+        if (statesRevocations(checked.type)) keep(row!, checked)
+        else { unverified = `audit chain broken at seq ${seq}, a record that stated revocations when last verified: it no longer does`; break }
+      }
+      verifier = new ChainVerifier({ seq: anchor.seq, hash: anchor.hash })
+      from = anchor.seq + 1
+    }
+    let chain: ChainVerification | undefined
+    if (unverified === undefined) {
+      for await (const row of this.scanRows(from)) {
+        if (Number(row.seq) > state.head.seq) break
+        if (verifier.feed(row)) { if (statesRevocations(row.type)) keep(row, rowToRecord(row).event); continue }
+        // Broken: the rest cannot be authenticated, but what it states still helps the operator judge.
+        let e: AuditEvent | undefined
+        try { e = JSON.parse(row.body) as AuditEvent } catch { /* unreadable: nothing to state */ }
+        if (e && statesRevocations(e.type)) records.push(rowToRecord(row))
+      }
+      chain = verifier.finish(state.head)
+      if (!chain.ok) unverified = `audit chain broken at seq ${chain.broken.seq}: ${chain.broken.reason}`
+    }
+    chain ??= { ok: false, records: 0, broken: { seq: 0, reason: unverified! } }
+    const revocations = verifyRevocationEvidence({ records, rows: state.rows, generations: state.generations }, unverified)
+    if (anchorKey && chain.ok) {
+      // Best effort: without a fresh anchor the next start-up only checks more records.
+      await this.writeAnchor(sealAnchor({ seq: state.head.seq, hash: state.head.hash, firstSeq: state.firstSeq, evidence }, anchorKey)).catch(() => {})
+    }
+    return { chain, revocations }
   }
 
   record(event: AuditEvent): Promise<void> {
@@ -127,6 +215,13 @@ export abstract class ChainedStore implements BrokerStore {
     const op: RedeemOp = { kind: 'redeem', credential, limit, json: JSON.stringify(issued), denyJson: JSON.stringify(refused) }
     await this.#submit(op)
     return op.result!
+  }
+
+  async lift(lift: RevocationLift, event: AuditEvent): Promise<Revocation | undefined> {
+    assertStorableEvent(event)
+    const op: WriteOp = { kind: 'lift', lift, json: JSON.stringify(event) }
+    await this.#submit(op)
+    return op.result ?? undefined
   }
 
   async prune(before: number, now: number): Promise<PruneResult> {
@@ -181,6 +276,7 @@ export function eventRow(json: string): { body: string; cols: AuditColumns } {
 export function revocationEventBody(event: AuditEvent, rev: Revocation): { body: string; cols: AuditColumns } {
   const revocation = {
     id: rev.id, kind: rev.kind, value: rev.value, revokedAt: rev.revokedAt, until: rev.until,
+    ...(rev.iss !== undefined ? { iss: rev.iss } : {}),
     ...(rev.gen !== undefined ? { gen: rev.gen } : {}),
     ...(rev.reason !== undefined ? { reason: rev.reason } : {}),
     ...(rev.revokedBy !== undefined ? { revokedBy: rev.revokedBy } : {}),
@@ -193,8 +289,9 @@ export function revocationEventBody(event: AuditEvent, rev: Revocation): { body:
  * The checkpoint record appended when retention removes records 1..throughSeq. It carries the revocations
  * the removed records stated (revocationsToCarry), so the chain keeps vouching for every row of the table.
  */
-export function checkpointEventBody(detail: CheckpointDetail, revocations: Revocation[], now: number): { body: string; cols: AuditColumns } {
-  const e: AuditEvent = { type: 'audit.checkpoint', time: now, caller: { sub: 'retention' }, detail: { ...detail, revocations } }
+export function checkpointEventBody(detail: CheckpointDetail, carried: CarriedRevocations, now: number): { body: string; cols: AuditColumns } {
+  const lifts = carried.lifts.length > 0 ? { lifts: carried.lifts } : {}
+  const e: AuditEvent = { type: 'audit.checkpoint', time: now, caller: { sub: 'retention' }, detail: { ...detail, revocations: carried.revocations, ...lifts } }
   return { body: encodeEventBody(e), cols: columnsOf(e) }
 }
 
@@ -226,6 +323,9 @@ export interface RevocationRow {
   gen: number | string | null
   reason: string | null
   revoked_by: string | null
+  iss: string | null
+  lifted_at: number | string | null
+  lifted_by: string | null
 }
 
 export function fromRevocationRow(r: RevocationRow): Revocation {
@@ -234,8 +334,21 @@ export function fromRevocationRow(r: RevocationRow): Revocation {
     ...(r.gen !== null ? { gen: Number(r.gen) } : {}),
     ...(r.reason !== null ? { reason: r.reason } : {}),
     ...(r.revoked_by !== null ? { revokedBy: r.revoked_by } : {}),
+    ...(r.iss !== null ? { iss: r.iss } : {}),
+    ...(r.lifted_at !== null ? { liftedAt: Number(r.lifted_at) } : {}),
+    ...(r.lifted_by !== null ? { liftedBy: r.lifted_by } : {}),
   }
 }
+
+/**
+ * Schema step for lifts and issuer-bound revocations, shared by both SQL backends: the partial index is
+ * rebuilt over REVOCATION_RECORDS_WHERE, which now includes `token.unrevoked`.
+ */
+export const LIFT_AND_ISS_MIGRATION = `ALTER TABLE revocations ADD COLUMN iss TEXT;
+   ALTER TABLE revocations ADD COLUMN lifted_at BIGINT;
+   ALTER TABLE revocations ADD COLUMN lifted_by TEXT;
+   DROP INDEX IF EXISTS audit_revocation_records;
+   CREATE INDEX audit_revocation_records ON audit_log (seq) WHERE ${REVOCATION_RECORDS_WHERE};`
 
 /** Equality filters as (column, value) pairs, shared by the SQL backends. */
 export function equalityFilters(q: AuditQuery): Array<[keyof AuditColumns, string]> {

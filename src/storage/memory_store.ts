@@ -1,10 +1,10 @@
 import type { AuditPage, AuditQuery } from '../audit/audit_log.ts'
 import { GENESIS_HASH, rowToRecord, type AuditColumns, type StoredRow } from '../audit/chain.ts'
 import { INITIAL_GENERATION, type Revocation } from '../revocation/revocation.ts'
-import { revocationsToCarry, type RevocationEvidence } from '../revocation/revocation_consistency.ts'
+import { revocationsToCarry } from '../revocation/revocation_consistency.ts'
 import {
-  ChainedStore, REVOCATION_RECORD_TYPES, assertPageSize, chainRow, checkpointEventBody, decodeCursor, equalityFilters, eventRow,
-  revocationEventBody, toPage, type WriteOp,
+  ChainedStore, assertPageSize, chainRow, checkpointEventBody, decodeCursor, equalityFilters, eventRow,
+  revocationEventBody, statesRevocations, toPage, type RevocationState, type WriteOp,
 } from './chained_store.ts'
 import type { GroupCommitOptions } from './group_commit.ts'
 
@@ -20,6 +20,7 @@ export class MemoryStore extends ChainedStore {
   #generations = new Map<string, number>()
   /** Slots used per pilot enrolment credential. */
   #redemptions = new Map<string, number>()
+  #anchor: string | undefined
 
   constructor(options: { groupCommit?: Partial<GroupCommitOptions> } = {}) {
     super(options)
@@ -41,6 +42,7 @@ export class MemoryStore extends ChainedStore {
     }
     let nextId = (this.#revocations.at(-1)?.id ?? 0) + 1
     const results: Array<() => void> = []
+    const lifted = new Map<number, Revocation>()
     for (const op of ops) {
       if (op.kind === 'event') { const { body, cols } = eventRow(op.json); append(body, cols) }
       else if (op.kind === 'redeem') {
@@ -61,6 +63,14 @@ export class MemoryStore extends ChainedStore {
         const { body, cols } = revocationEventBody(op.event, rev)
         append(body, cols)
         results.push(() => { op.result = rev })
+      } else if (op.kind === 'lift') {
+        const i = this.#revocations.findIndex((r) => r.id === op.lift.id && r.liftedAt === undefined)
+        if (i < 0 || lifted.has(i)) continue
+        const rev: Revocation = { ...this.#revocations[i]!, liftedAt: op.lift.liftedAt, ...(op.lift.liftedBy !== undefined ? { liftedBy: op.lift.liftedBy } : {}) }
+        lifted.set(i, rev)
+        const { body, cols } = eventRow(op.json)
+        append(body, cols)
+        results.push(() => { op.result = { ...rev } })
       } else {
         const all = [...this.#rows.filter((r) => r.seq > pruneThrough), ...rows]
         const keep = all.find((r) => r.time >= op.before)
@@ -78,6 +88,7 @@ export class MemoryStore extends ChainedStore {
     }
     if (pruneThrough > 0) this.#rows = this.#rows.filter((r) => r.seq > pruneThrough)
     this.#rows.push(...rows)
+    for (const [i, rev] of lifted) this.#revocations[i] = rev
     this.#revocations.push(...revocations)
     this.#generations = generations
     for (const [k, v] of redemptions) this.#redemptions.set(k, v)
@@ -107,19 +118,28 @@ export class MemoryStore extends ChainedStore {
   }
 
   async listRevocations(options: { activeAt?: number } = {}): Promise<Revocation[]> {
-    return this.#revocations.filter((r) => options.activeAt === undefined || r.until >= options.activeAt).map((r) => ({ ...r }))
+    return this.#revocations.filter((r) => options.activeAt === undefined || (r.until >= options.activeAt && r.liftedAt === undefined)).map((r) => ({ ...r }))
   }
 
   async roleGenerations(): Promise<Map<string, number>> {
     return new Map(this.#generations)
   }
 
-  protected async readRevocationEvidence(): Promise<RevocationEvidence> {
-    return {
-      records: this.#rows.filter(isRevocationRecord).map(rowToRecord),
-      rows: await this.listRevocations(),
-      generations: await this.roleGenerations(),
-    }
+  protected async readRevocationState(): Promise<RevocationState> {
+    return { head: { ...this.#head }, firstSeq: this.#rows[0]?.seq ?? 0, rows: await this.listRevocations(), generations: await this.roleGenerations() }
+  }
+
+  protected async readRows(seqs: readonly number[]): Promise<StoredRow[]> {
+    const want = new Set(seqs)
+    return this.#rows.filter((r) => want.has(r.seq)).map((r) => ({ ...r }))
+  }
+
+  protected async readAnchor(): Promise<string | undefined> {
+    return this.#anchor
+  }
+
+  protected async writeAnchor(sealed: string): Promise<void> {
+    this.#anchor = sealed
   }
 
   /** Test hook: the raw rows, so a test can tamper with them as an attacker with DB access would. */
@@ -136,5 +156,5 @@ export class MemoryStore extends ChainedStore {
 }
 
 function isRevocationRecord(r: StoredRow): boolean {
-  return (REVOCATION_RECORD_TYPES as readonly string[]).includes(r.type)
+  return statesRevocations(r.type)
 }

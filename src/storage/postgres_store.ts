@@ -1,12 +1,12 @@
 import pg from 'pg'
 import type { AuditEvent, AuditPage, AuditQuery } from '../audit/audit_log.ts'
-import { COLUMN_NAMES, GENESIS_HASH, rowToRecord, type AuditColumns, type StoredRow } from '../audit/chain.ts'
+import { COLUMN_NAMES, GENESIS_HASH, type AuditColumns, type StoredRow } from '../audit/chain.ts'
 import { OperatorError } from '../errors.ts'
 import { INITIAL_GENERATION, type NewRevocation, type Revocation } from '../revocation/revocation.ts'
-import { revocationsToCarry, type RevocationEvidence } from '../revocation/revocation_consistency.ts'
+import { revocationsToCarry } from '../revocation/revocation_consistency.ts'
 import {
-  ChainedStore, assertPageSize, chainRow, checkpointEventBody, decodeCursor, equalityFilters, eventRow,
-  revocationEventBody, fromRevocationRow, toPage, type RevocationRow, type WriteOp,
+  ChainedStore, LIFT_AND_ISS_MIGRATION, REVOCATION_RECORDS_WHERE, assertPageSize, chainRow, checkpointEventBody, decodeCursor, equalityFilters, eventRow,
+  revocationEventBody, fromRevocationRow, toPage, type RevocationRow, type RevocationState, type WriteOp,
 } from './chained_store.ts'
 import type { GroupCommitOptions } from './group_commit.ts'
 import type { RedemptionOutcome } from './chained_store.ts'
@@ -46,12 +46,12 @@ const MIGRATIONS: readonly string[] = [
    CREATE TABLE role_generations (role TEXT PRIMARY KEY, gen INT NOT NULL);`,
   // Revocation records are rare; start-up and audit verify read them all to check the revocations table.
   "CREATE INDEX IF NOT EXISTS audit_revocation_records ON audit_log (seq) WHERE type IN ('token.revoked', 'audit.checkpoint');",
+  // Where the last full check of the chain ended, sealed (audit/anchor.ts): start-up resumes from it.
+  'CREATE TABLE IF NOT EXISTS audit_anchor (id INT PRIMARY KEY CHECK (id = 1), sealed TEXT NOT NULL);',
+  LIFT_AND_ISS_MIGRATION,
   // Slots used per pilot enrolment credential, updated in the transaction that appends the redemption's record.
   'CREATE TABLE IF NOT EXISTS pilot_redemptions (credential TEXT PRIMARY KEY, used INT NOT NULL);',
 ]
-
-/** Matches exactly the rows of the partial index audit_revocation_records. */
-const REVOCATION_RECORDS_WHERE = "type IN ('token.revoked', 'audit.checkpoint')"
 
 // Any constant works; it only has to be the same in every replica.
 const MIGRATION_LOCK = 0x6374_6231
@@ -139,6 +139,10 @@ export class PostgresStore extends ChainedStore {
           const { body, cols } = revocationEventBody(op.event, rev)
           append(body, cols)
           op.result = rev
+        } else if (op.kind === 'lift') {
+          const { rows: lifted } = await client.query<RevocationRow>('UPDATE revocations SET lifted_at = $1, lifted_by = $2 WHERE id = $3 AND lifted_at IS NULL RETURNING *',
+            [op.lift.liftedAt, op.lift.liftedBy ?? null, op.lift.id])
+          if (lifted[0]) { const { body, cols } = eventRow(op.json); append(body, cols); op.result = fromRevocationRow(lifted[0]) }
         } else {
           await flush()
           const cut = await prunePrefix(client, op.before, seq)
@@ -188,7 +192,7 @@ export class PostgresStore extends ChainedStore {
   async listRevocations(options: { activeAt?: number } = {}): Promise<Revocation[]> {
     const { rows } = options.activeAt === undefined
       ? await this.#pool.query<RevocationRow>('SELECT * FROM revocations ORDER BY id')
-      : await this.#pool.query<RevocationRow>('SELECT * FROM revocations WHERE until >= $1 ORDER BY id', [options.activeAt])
+      : await this.#pool.query<RevocationRow>('SELECT * FROM revocations WHERE until >= $1 AND lifted_at IS NULL ORDER BY id', [options.activeAt])
     return rows.map(fromRevocationRow)
   }
 
@@ -197,22 +201,36 @@ export class PostgresStore extends ChainedStore {
     return new Map(rows.map((r) => [r.role, r.gen]))
   }
 
-  protected async readRevocationEvidence(): Promise<RevocationEvidence> {
-    // One snapshot for the three reads: a revocation committing meanwhile is either wholly in or wholly out.
+  protected async readRevocationState(): Promise<RevocationState> {
+    // One snapshot for the reads: a revocation committing meanwhile is either wholly in or wholly out.
     const client = await this.#pool.connect()
     try {
       await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY')
-      const records = (await client.query<StoredRow>(`SELECT * FROM audit_log WHERE ${REVOCATION_RECORDS_WHERE} ORDER BY seq`)).rows.map(rowToRecord)
+      const head = (await client.query<{ seq: number; hash: string }>('SELECT seq, hash FROM audit_head WHERE id = 1')).rows[0]!
+      const first = (await client.query<{ seq: number | null }>('SELECT min(seq) AS seq FROM audit_log')).rows[0]!.seq ?? 0
       const rows = (await client.query<RevocationRow>('SELECT * FROM revocations ORDER BY id')).rows.map(fromRevocationRow)
       const gens = (await client.query<{ role: string; gen: number }>('SELECT role, gen FROM role_generations')).rows
       await client.query('COMMIT')
       client.release()
-      return { records, rows, generations: new Map(gens.map((r) => [r.role, r.gen])) }
+      return { head, firstSeq: first, rows, generations: new Map(gens.map((r) => [r.role, r.gen])) }
     } catch (err) {
       await client.query('ROLLBACK').catch(() => {})
       client.release(err as Error)
       throw err
     }
+  }
+
+  protected async readRows(seqs: readonly number[]): Promise<StoredRow[]> {
+    if (seqs.length === 0) return []
+    return (await this.#pool.query<StoredRow>('SELECT * FROM audit_log WHERE seq = ANY($1::bigint[])', [seqs])).rows
+  }
+
+  protected async readAnchor(): Promise<string | undefined> {
+    return (await this.#pool.query<{ sealed: string }>('SELECT sealed FROM audit_anchor WHERE id = 1')).rows[0]?.sealed
+  }
+
+  protected async writeAnchor(sealed: string): Promise<void> {
+    await this.#pool.query('INSERT INTO audit_anchor (id, sealed) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET sealed = excluded.sealed', [sealed])
   }
 
   /** Test and operator hook: run SQL on the store's pool (e.g. to tamper in tests). */
@@ -233,8 +251,8 @@ async function insertRevocation(client: pg.PoolClient, r: NewRevocation): Promis
       [r.value, INITIAL_GENERATION])).rows[0]!.gen
   }
   const { rows } = await client.query<{ id: number }>(
-    'INSERT INTO revocations (kind, value, revoked_at, until, gen, reason, revoked_by) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id',
-    [r.kind, r.value, r.revokedAt, r.until, gen ?? null, r.reason ?? null, r.revokedBy ?? null])
+    'INSERT INTO revocations (kind, value, revoked_at, until, gen, reason, revoked_by, iss) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id',
+    [r.kind, r.value, r.revokedAt, r.until, gen ?? null, r.reason ?? null, r.revokedBy ?? null, r.iss ?? null])
   return { ...r, id: rows[0]!.id, ...(gen !== undefined ? { gen } : {}) }
 }
 

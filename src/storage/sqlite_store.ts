@@ -1,13 +1,12 @@
 import type { DatabaseSync, SQLInputValue, StatementSync } from 'node:sqlite'
 import type { Worker } from 'node:worker_threads'
 import type { AuditPage, AuditQuery, PruneResult } from '../audit/audit_log.ts'
-import { rowToRecord, type StoredRow } from '../audit/chain.ts'
-import type { RevocationEvidence } from '../revocation/revocation_consistency.ts'
+import type { StoredRow } from '../audit/chain.ts'
 import type { Revocation } from '../revocation/revocation.ts'
-import { ChainedStore, assertPageSize, decodeCursor, equalityFilters, fromRevocationRow, toPage, type RevocationRow, type WriteOp } from './chained_store.ts'
+import { ChainedStore, assertPageSize, decodeCursor, equalityFilters, fromRevocationRow, toPage, type RevocationRow, type RevocationState, type WriteOp } from './chained_store.ts'
 import { DEFAULT_GROUP_COMMIT, type GroupCommitOptions } from './group_commit.ts'
 import { JtiIndex } from './jti_index.ts'
-import { openSqliteDb, REVOCATION_RECORDS_WHERE, SqliteChainWriter, type AppendedRows, type SqliteSynchronous } from './sqlite_writer.ts'
+import { openSqliteDb, SqliteChainWriter, type AppendedRows, type SqliteSynchronous } from './sqlite_writer.ts'
 import { SqliteWriterClient } from './sqlite_writer_client.ts'
 
 export type { SqliteSynchronous } from './sqlite_writer.ts'
@@ -184,7 +183,7 @@ export class SqliteStore extends ChainedStore {
   async listRevocations(options: { activeAt?: number } = {}): Promise<Revocation[]> {
     const rows = (options.activeAt === undefined
       ? this.#db.prepare('SELECT * FROM revocations ORDER BY id').all()
-      : this.#db.prepare('SELECT * FROM revocations WHERE until >= ? ORDER BY id').all(options.activeAt)) as unknown as RevocationRow[]
+      : this.#db.prepare('SELECT * FROM revocations WHERE until >= ? AND lifted_at IS NULL ORDER BY id').all(options.activeAt)) as unknown as RevocationRow[]
     return rows.map(fromRevocationRow)
   }
 
@@ -193,17 +192,35 @@ export class SqliteStore extends ChainedStore {
     return new Map(rows.map((r) => [r.role, r.gen]))
   }
 
-  protected async readRevocationEvidence(): Promise<RevocationEvidence> {
+  protected async readRevocationState(): Promise<RevocationState> {
     // One read transaction, all synchronous: a WAL snapshot, and no inline commit can run in between.
     this.#db.exec('BEGIN')
     try {
-      const records = (this.#db.prepare(`SELECT * FROM audit_log WHERE ${REVOCATION_RECORDS_WHERE} ORDER BY seq`).all() as unknown as StoredRow[]).map(rowToRecord)
+      const head = this.#head.get() as { seq: number; hash: string }
+      const first = (this.#firstSeq.get() as { seq: number | null }).seq ?? 0
       const rows = (this.#db.prepare('SELECT * FROM revocations ORDER BY id').all() as unknown as RevocationRow[]).map(fromRevocationRow)
       const gens = this.#db.prepare('SELECT role, gen FROM role_generations').all() as Array<{ role: string; gen: number }>
-      return { records, rows, generations: new Map(gens.map((r) => [r.role, r.gen])) }
+      return { head, firstSeq: first, rows, generations: new Map(gens.map((r) => [r.role, r.gen])) }
     } finally {
       this.#db.exec('COMMIT')
     }
+  }
+
+  protected async readRows(seqs: readonly number[]): Promise<StoredRow[]> {
+    const out: StoredRow[] = []
+    for (let i = 0; i < seqs.length; i += 500) {
+      const chunk = seqs.slice(i, i + 500)
+      out.push(...this.#db.prepare(`SELECT * FROM audit_log WHERE seq IN (${chunk.map(() => '?').join(', ')})`).all(...chunk) as unknown as StoredRow[])
+    }
+    return out
+  }
+
+  protected async readAnchor(): Promise<string | undefined> {
+    return (this.#db.prepare('SELECT sealed FROM audit_anchor WHERE id = 1').get() as { sealed: string } | undefined)?.sealed
+  }
+
+  protected async writeAnchor(sealed: string): Promise<void> {
+    this.#db.prepare('INSERT INTO audit_anchor (id, sealed) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET sealed = excluded.sealed').run(sealed)
   }
 
   protected async closeBackend(): Promise<void> {

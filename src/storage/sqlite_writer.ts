@@ -7,7 +7,7 @@ import type { RedemptionOutcome } from './chained_store.ts'
 import { revocationsToCarry } from '../revocation/revocation_consistency.ts'
 import { OperatorError } from '../errors.ts'
 import { INITIAL_GENERATION, type NewRevocation, type Revocation } from '../revocation/revocation.ts'
-import { checkpointEventBody, eventRow, revocationEventBody, type WriteOp } from './chained_store.ts'
+import { checkpointEventBody, eventRow, fromRevocationRow, LIFT_AND_ISS_MIGRATION, REVOCATION_RECORDS_WHERE, revocationEventBody, type RevocationRow, type WriteOp } from './chained_store.ts'
 
 /**
  * `full` fsyncs the WAL at every commit: a record survives power loss, which is what "no token without its
@@ -52,6 +52,10 @@ const MIGRATIONS: readonly string[] = [
   'DROP INDEX IF EXISTS audit_jti;',
   // Revocation records are rare; start-up and audit verify read them all to check the revocations table.
   "CREATE INDEX IF NOT EXISTS audit_revocation_records ON audit_log(seq) WHERE type IN ('token.revoked', 'audit.checkpoint');",
+  // Where the last full check of the chain ended, sealed (audit/anchor.ts): start-up resumes from it.
+  'CREATE TABLE IF NOT EXISTS audit_anchor (id INTEGER PRIMARY KEY CHECK (id = 1), sealed TEXT NOT NULL);',
+  // Lifted entries stay (ids are never reused: SQLite would hand out a deleted highest id again).
+  LIFT_AND_ISS_MIGRATION,
   // Slots used per pilot enrolment credential, updated in the transaction that appends the redemption's record.
   'CREATE TABLE IF NOT EXISTS pilot_redemptions (credential TEXT PRIMARY KEY, used INTEGER NOT NULL);',
 ]
@@ -100,9 +104,6 @@ function migrate(db: DatabaseSync): void {
     }
   }
 }
-
-/** Matches exactly the rows of the partial index audit_revocation_records (same text, so SQLite uses it). */
-export const REVOCATION_RECORDS_WHERE = "type IN ('token.revoked', 'audit.checkpoint')"
 
 const INSERT_SQL = `INSERT INTO audit_log (seq, ${COLUMN_NAMES.join(', ')}, body, prev_hash, hash) VALUES (${Array(COLUMN_NAMES.length + 4).fill('?').join(', ')})`
 
@@ -165,6 +166,11 @@ export class SqliteChainWriter {
           const { body, cols } = revocationEventBody(op.event, rev)
           append(body, cols)
           results.push(rev)
+        } else if (op.kind === 'lift') {
+          const row = this.#db.prepare('UPDATE revocations SET lifted_at = ?, lifted_by = ? WHERE id = ? AND lifted_at IS NULL RETURNING *')
+            .get(op.lift.liftedAt, op.lift.liftedBy ?? null, op.lift.id) as RevocationRow | undefined
+          if (row) { const { body, cols } = eventRow(op.json); append(body, cols) }
+          results.push(row ? fromRevocationRow(row) : null)
         } else {
           const cut = this.#prunePrefix(op.before, seq)
           if (cut) {
@@ -191,8 +197,8 @@ export class SqliteChainWriter {
       gen = (cur?.gen ?? INITIAL_GENERATION) + 1
       this.#db.prepare('INSERT INTO role_generations (role, gen) VALUES (?, ?) ON CONFLICT (role) DO UPDATE SET gen = excluded.gen').run(r.value, gen)
     }
-    const res = this.#db.prepare('INSERT INTO revocations (kind, value, revoked_at, until, gen, reason, revoked_by) VALUES (?, ?, ?, ?, ?, ?, ?)')
-      .run(r.kind, r.value, r.revokedAt, r.until, gen ?? null, r.reason ?? null, r.revokedBy ?? null)
+    const res = this.#db.prepare('INSERT INTO revocations (kind, value, revoked_at, until, gen, reason, revoked_by, iss) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
+      .run(r.kind, r.value, r.revokedAt, r.until, gen ?? null, r.reason ?? null, r.revokedBy ?? null, r.iss ?? null)
     return { ...r, id: Number(res.lastInsertRowid), ...(gen !== undefined ? { gen } : {}) }
   }
 

@@ -24,6 +24,7 @@ function build(authenticators: AdminAuthenticator[] = [bootstrap]) {
   revocations = new RevocationService({
     store, clock: fixedClock(TEST_NOW), log: silentLogger, maxTokenLifetime: 86400, refreshSeconds: 60,
     knownLabels: () => ({ roles: new Set(['pilot', 'startd']), sites: new Set(['hpc-b']) }),
+    knownIssuers: () => new Set(['https://iam.example.org/']),
   })
   app = createApp(testDeps({ admin: { audit: store, revocations, authenticators } }))
 }
@@ -191,6 +192,83 @@ describe('revocations API', () => {
     expect(await (await post({ client: 'pilot-factory', dry_run: true })).json()).toMatchObject({ dry_run: { live_tokens: 9 } })
     expect(await store.listRevocations()).toHaveLength(1)
     expect((await store.query({ limit: 1000 })).records).toEqual(before.records)
+  })
+
+  it('refuses a jti exp beyond now plus the longest token lifetime: no token lives longer', async () => {
+    const res = await post({ jti: 'x', exp: 99_999_999_999_999 })
+    expect(res.status).toBe(400)
+    expect(await res.json()).toEqual({ error: 'invalid_request', error_description: `exp must be at most ${TEST_NOW + 86400} (now plus the longest token lifetime, 86400 s): no token the broker issues lives longer` })
+    expect(await store.listRevocations()).toEqual([])
+    const ok = await post({ jti: 'x', exp: TEST_NOW + 86400 })
+    expect(ok.status).toBe(201)
+  })
+
+  describe('DELETE /v1/revocations/{id} lifts an entry', () => {
+    const del = (id: string, body?: unknown, token = ADMIN) => app.request(`/v1/revocations/${id}`, {
+      method: 'DELETE', headers: { authorization: `Bearer ${token}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+    })
+
+    it('lifts it, audits token.unrevoked, and drops it from the HTCondor expression', async () => {
+      expect((await post({ site: 'hpc-b' })).status).toBe(201)
+      expect((await post({ jti: 'j-1', exp: TEST_NOW + 60 })).status).toBe(201)
+      const res = await del('1', { reason: 'false alarm' })
+      expect(res.status).toBe(200)
+      expect(res.headers.get('cache-control')).toBe('no-store')
+      expect(await res.json()).toEqual({ revocation: {
+        id: 1, kind: 'site', value: 'hpc-b', revoked_at: TEST_NOW, until: TEST_NOW + 86400, revoked_by: 'bootstrap', lifted_at: TEST_NOW, lifted_by: 'bootstrap',
+      } })
+      expect(await (await get('/v1/revocations/condor?format=json')).json()).toMatchObject({ expr: 'jti =?= "j-1"', clauses: 1 })
+      expect((await (await get('/v1/revocations')).json() as { revocations: Array<{ id: number }> }).revocations.map((r) => r.id)).toEqual([2])
+      const audit = (await store.query({ limit: 5, type: 'token.unrevoked' })).records[0]!.event
+      expect(audit).toMatchObject({ caller: { sub: 'bootstrap' }, site: 'hpc-b', reason: 'false alarm', requestId: expect.any(String), detail: { lift: { id: 1, liftedAt: TEST_NOW, liftedBy: 'bootstrap' } } })
+      expect(await store.verifyRevocations()).toEqual({ ok: true, revocations: 2 })
+      expect(revocations.isRevoked({ ctb_site: 'hpc-b', iat: TEST_NOW - 5 })).toBe(false)
+    })
+
+    it.each([
+      ['7', 404, 'no revocation has id 7'],
+      ['abc', 404, 'no such revocation: ids are positive integers (see GET /v1/revocations?all=true)'],
+    ])('answers %s with %i in the OAuth error shape', async (id, status, description) => {
+      const res = await del(id)
+      expect(res.status).toBe(status)
+      expect(await res.json()).toEqual({ error: 'invalid_request', error_description: description })
+    })
+
+    it('refuses to lift twice (404) and to lift a role revocation (400), writing nothing', async () => {
+      expect((await post({ sub: 'alice' })).status).toBe(201)
+      expect((await post({ role: 'pilot' })).status).toBe(201)
+      expect((await del('1')).status).toBe(200)
+      const before = (await store.query({ limit: 100 })).records.length
+      const again = await del('1')
+      expect(again.status).toBe(404)
+      expect(await again.json()).toEqual({ error: 'invalid_request', error_description: 'revocation 1 was already lifted' })
+      const role = await del('2')
+      expect(role.status).toBe(400)
+      expect(await role.json()).toMatchObject({ error: 'invalid_request', error_description: expect.stringMatching(/^revocation 2 revokes role pilot by generation and cannot be lifted/) })
+      expect((await store.query({ limit: 100 })).records).toHaveLength(before)
+    })
+
+    it('needs the same admin authentication as POST', async () => {
+      expect((await post({ sub: 'alice' })).status).toBe(201)
+      expect((await del('1', undefined, 'wrong')).status).toBe(401)
+      expect(await store.listRevocations({ activeAt: TEST_NOW })).toHaveLength(1)
+    })
+  })
+
+  it('binds a sub revocation to a trusted issuer, and refuses an unknown issuer or iss on another kind', async () => {
+    const res = await post({ sub: 'alice', iss: 'https://iam.example.org/' })
+    expect(res.status).toBe(201)
+    expect(await res.json()).toMatchObject({ revocation: { kind: 'sub', value: 'alice', iss: 'https://iam.example.org/' } })
+    expect(revocations.blockedCaller({ iss: 'https://iam.example.org/', sub: 'alice' })).toBe('this caller has been revoked')
+    expect(revocations.blockedCaller({ iss: 'https://other.example.org/', sub: 'alice' })).toBeUndefined()
+    const unknown = await post({ client: 'factory', iss: 'https://evil.example.org/' })
+    expect(unknown.status).toBe(400)
+    expect(await unknown.json()).toEqual({ error: 'invalid_request', error_description: "iss 'https://evil.example.org/' is not a trusted IAM issuer (trusted: https://iam.example.org/)" })
+    const role = await post({ role: 'pilot', iss: 'https://iam.example.org/' })
+    expect(await role.json()).toEqual({ error: 'invalid_request', error_description: 'iss applies only to sub and client revocations' })
+    expect(await store.listRevocations()).toHaveLength(1)
+    expect(await store.verifyRevocations()).toEqual({ ok: true, revocations: 1 })
   })
 
   it('requires a JSON content type', async () => {

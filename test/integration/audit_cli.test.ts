@@ -1,4 +1,5 @@
 import { readFileSync, statSync } from 'node:fs'
+import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
 import { describe, expect, it } from 'vitest'
@@ -40,7 +41,7 @@ describe('condor-token-broker audit', () => {
     db.close()
     const r = await cli(env, 'audit', 'verify')
     expect(r.code).toBe(1)
-    expect(r.out).toBe(`audit chain BROKEN at record seq ${seq}: hash does not match the record content (record edited) (${seq} records checked)\nrevocations OK: 0 rows match the audit chain`)
+    expect(r.out).toBe(`audit chain BROKEN at record seq ${seq}: hash does not match the record content (record edited) (${seq} records checked)\nrevocations UNVERIFIED: the audit chain is broken, so it cannot vouch for the 0 rows of the revocations table`)
   })
 
   it('list filters newest first; export writes JSON Lines in chain order', async () => {
@@ -113,11 +114,23 @@ describe('condor-token-broker revoke', () => {
     expect(r).toMatchObject({ code: 0, err: '' })
     expect(r.out).toBe('dry run: would revoke 2 live tokens (role pilot); nothing written')
     const c = await cli(env, 'revoke', '--client', 'pilot-factory', '--dry-run')
-    expect(c.out).toBe('dry run: would block new tokens for client pilot-factory; 5 live tokens issued to it would stay valid; nothing written')
+    expect(c.out).toBe('dry run: would block new tokens for client pilot-factory at every trusted issuer; 5 live tokens issued to it would stay valid; nothing written')
 
     expect((await cli(env, 'audit', 'verify')).out).toBe(before)
     expect((await cli(env, 'revoke', 'list')).out).toMatch(/^ +1 {2}jti +jti-2 /)
     expect((await cli(env, 'revoke', 'list')).out.split('\n')).toHaveLength(1)
+  })
+
+  it('binds --sub or --client to a trusted issuer with --iss, and says when it applies at every issuer', async () => {
+    const { env } = await seeded(1)
+    const config = join(tempDir(), 'broker.yaml')
+    writeFileSync(config, 'iam:\n  issuers:\n    - issuer: https://iam.example.org/\n')
+    const withIam = { ...env, CTB_CONFIG: config }
+    expect((await cli(withIam, 'revoke', '--client', 'factory')).out.split('\n')[0]).toMatch(/^revoked client factory at every trusted issuer \(id 1\)/)
+    expect((await cli(withIam, 'revoke', '--sub', 'alice', '--iss', 'https://iam.example.org/')).out.split('\n')[0]).toMatch(/^revoked sub alice at https:\/\/iam\.example\.org\/ \(id 2\)/)
+    const bad = await cli(withIam, 'revoke', '--sub', 'alice', '--iss', 'https://other.example.org/')
+    expect([bad.code, bad.err]).toEqual([1, 'condor-token-broker: iss "https://other.example.org/" is not a trusted IAM issuer (trusted: https://iam.example.org/)'])
+    expect((await cli(withIam, 'revoke', 'list')).out).toMatch(/alice  revoked .* iss https:\/\/iam\.example\.org\//)
   })
 
   it('needs exactly one selector', async () => {

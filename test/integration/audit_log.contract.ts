@@ -16,7 +16,7 @@ export interface StoreHarness {
   /** Runs a raw change against the rows of the store last opened. */
   tamper: {
     setBody(seq: number, body: string): Promise<void>
-    setColumn(seq: number, column: 'issued_sub' | 'role', value: string): Promise<void>
+    setColumn(seq: number, column: 'issued_sub' | 'role' | 'type', value: string): Promise<void>
     deleteRecord(seq: number): Promise<void>
     deleteRevocation(id: number): Promise<void>
     /** Inserts a revocations row (next id) with no audit record, as a raw INSERT would. */
@@ -263,6 +263,95 @@ export function auditStoreContract(name: string, h: StoreHarness): void {
         expect(await s.verifyRevocations()).toEqual({ ok: true, revocations: 3 })
         await h.tamper.deleteRevocation(site.id)
         expect(await differences(s)).toEqual([`revocation ${site.id} (site "SITE_A"), recorded at seq 10, is missing from the revocations table (deleted)`])
+      })
+
+      // The records must be authenticated, not just selected by their (unhashed) type column.
+      const unverified = async (s: BrokerStore, options?: { anchorKey?: Buffer }) => {
+        const v = await s.verifyRevocations(options)
+        expect(v.ok).toBe(false)
+        return v.ok ? undefined : v.unverified
+      }
+      const bodyOf = async (s: BrokerStore, seq: number) => {
+        for await (const r of s.scan(seq)) return JSON.stringify(r.event)
+        throw new Error(`no record ${seq}`)
+      }
+
+      it('is not fooled by deleting a row and retyping its record', async () => {
+        const { s, site } = await revoked()
+        await h.tamper.deleteRevocation(site.id)
+        await h.tamper.setColumn(3, 'type', 'token.denied')
+        expect(await unverified(s)).toBe('audit chain broken at seq 3: column type differs from the hashed body (record edited)')
+      })
+
+      it('is not fooled by deleting a row and its record', async () => {
+        const { s, site } = await revoked()
+        await h.tamper.deleteRevocation(site.id)
+        await h.tamper.deleteRecord(3)
+        expect(await unverified(s)).toBe('audit chain broken at seq 3: record missing (next present record is seq 4)')
+      })
+
+      it('is not fooled by editing a row and its record to match', async () => {
+        const { s, site } = await revoked()
+        await h.tamper.setRevocationUntil(site.id, T0 + 10)
+        await h.tamper.setBody(3, (await bodyOf(s, 3)).replace(`"until":${T0 + 3600}`, `"until":${T0 + 10}`))
+        expect(await unverified(s)).toBe('audit chain broken at seq 3: hash does not match the record content (record edited)')
+      })
+
+      it('resumes from its sealed anchor, re-checking only the revocation records below it', async () => {
+        const { s, site } = await revoked()
+        const anchorKey = Buffer.alloc(32, 7)
+        expect(await s.verifyRevocations({ anchorKey })).toEqual({ ok: true, revocations: 3 })
+        await s.record(issued(5))
+        // An edit below the anchor to a record that states no revocation is left to audit verify: the
+        // anchored check does not hash it again (that is what makes it cheap), the full check does.
+        await h.tamper.setBody(1, (await bodyOf(s, 1)).replace('jti-1', 'jti-x'))
+        expect(await s.verifyRevocations({ anchorKey })).toEqual({ ok: true, revocations: 3 })
+        expect((await s.verifyAll()).chain).toMatchObject({ ok: false, broken: { seq: 1 } })
+        // A key that did not seal the anchor makes it worthless: everything is checked again.
+        expect(await unverified(s, { anchorKey: Buffer.alloc(32, 8) })).toBe('audit chain broken at seq 1: hash does not match the record content (record edited)')
+        // The revocation records below the anchor are read by seq, so retyping one does not hide it.
+        await h.tamper.deleteRevocation(site.id)
+        await h.tamper.setColumn(3, 'type', 'token.denied')
+        expect(await unverified(s, { anchorKey })).toBe('audit chain broken at seq 3, a record that stated revocations when last verified: column type differs from the hashed body (record edited)')
+      })
+
+      it('resumes from its anchor and catches a revocation record rewritten into another type below it', async () => {
+        const { s, site } = await revoked()
+        const anchorKey = Buffer.alloc(32, 7)
+        expect(await s.verifyRevocations({ anchorKey })).toEqual({ ok: true, revocations: 3 })
+        await h.tamper.deleteRevocation(site.id)
+        const body = (await bodyOf(s, 3)).replace('"type":"token.revoked"', '"type":"token.denied"')
+        await h.tamper.setBody(3, body)
+        await h.tamper.setColumn(3, 'type', 'token.denied')
+        expect(await unverified(s, { anchorKey })).toBe('audit chain broken at seq 3, a record that stated revocations when last verified: hash does not match the record content (record edited)')
+      })
+
+      it('lifts an entry with its token.unrevoked record; the chain accounts for it, through prunes', async () => {
+        const s = await fresh()
+        await s.record(issued(1))
+        const site = await s.revoke({ kind: 'site', value: 'SITE_A', revokedAt: T0 + 2, until: T0 + 3600 }, { ...ev, time: T0 + 2 })
+        const unrevoked = (id: number): AuditEvent => ({ type: 'token.unrevoked', time: T0 + 50, caller: { sub: 'admin' }, site: 'SITE_A', detail: { lift: { id, liftedAt: T0 + 50, liftedBy: 'admin' } } })
+        expect(await s.lift({ id: site.id, liftedAt: T0 + 50, liftedBy: 'admin' }, unrevoked(site.id))).toEqual({ ...site, liftedAt: T0 + 50, liftedBy: 'admin' })
+        // Unknown or already lifted: nothing written.
+        expect(await s.lift({ id: site.id, liftedAt: T0 + 51 }, unrevoked(site.id))).toBeUndefined()
+        expect(await s.lift({ id: 999, liftedAt: T0 + 51 }, unrevoked(999))).toBeUndefined()
+        expect((await s.verify())).toMatchObject({ ok: true, records: 3 })
+        expect(await s.listRevocations({ activeAt: T0 + 60 })).toEqual([])
+        expect(await s.listRevocations()).toEqual([{ ...site, liftedAt: T0 + 50, liftedBy: 'admin' }])
+        expect(await s.verifyRevocations()).toEqual({ ok: true, revocations: 1 })
+        await s.record(issued(100))
+        // The revocation record goes (seq 2); the lift (seq 3) stays.
+        expect(await s.prune(T0 + 10, T0 + 55)).toEqual({ pruned: 2, checkpointSeq: 5 })
+        expect(await s.verifyRevocations()).toEqual({ ok: true, revocations: 1 })
+        // The lift goes; the checkpoint stating the revocation stays: the new one carries the lift alone.
+        expect(await s.prune(T0 + 60, T0 + 200)).toEqual({ pruned: 1, checkpointSeq: 6 })
+        const cp = (await s.query({ limit: 1, type: 'audit.checkpoint' })).records[0]!
+        expect(cp.event.detail).toMatchObject({ revocations: [], lifts: [{ id: site.id, liftedAt: T0 + 50, liftedBy: 'admin' }] })
+        expect(await s.verify()).toMatchObject({ ok: true })
+        expect(await s.verifyRevocations()).toEqual({ ok: true, revocations: 1 })
+        // A row deleted without a lift record is still caught.
+        await h.tamper.deleteRevocation(site.id)
+        expect(await differences(s)).toEqual([`revocation ${site.id} (site "SITE_A"), recorded at seq 5, is missing from the revocations table (deleted)`])
       })
 
       it('does not mistake revocations committing during the check for differences', async () => {

@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process'
-import { existsSync, mkdtempSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
@@ -63,6 +63,8 @@ describe('condor-token-broker as a process', () => {
       expect(r.stdout).toBe('')
       expect(r.status).toBe(1)
       expect(existsSync(out)).toBe(false)
+      // The output's temp file, created before minting, is gone too.
+      expect(readdirSync(own)).toEqual(['data'])
     } finally {
       rmSync(own, { recursive: true, force: true })
     }

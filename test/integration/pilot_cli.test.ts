@@ -1,4 +1,5 @@
 import { join } from 'node:path'
+import { DatabaseSync } from 'node:sqlite'
 import { describe, expect, it } from 'vitest'
 import type { AuditEvent } from '../../src/audit/audit_log.ts'
 import { runCli } from '../../src/cli/main.ts'
@@ -66,6 +67,27 @@ describe('condor-token-broker revoke --pilot-job', () => {
     expect(r.out).toMatch(/^revoked pilot-job hpc-b:42 /)
     const expr = await cli(env, 'revoke', 'condor')
     expect(expr.out).toContain('SEC_TOKEN_REVOCATION_EXPR = (ctb_site =?= "hpc-b" && ctb_slurm_job =?= "42")')
+  })
+
+  it('keeps audit verify green through a pilot-job revocation and its lift, and names a deleted pilot-job row', async () => {
+    const env = await seeded([pilotEvent('token.issued', '42', 'n1', now - 60, now + 1200, 'a1')])
+    expect((await cli(env, 'revoke', '--pilot-job', 'hpc-b:42')).code).toBe(0)
+    expect((await cli(env, 'revoke', '--pilot-job', 'hpc-b:43')).code).toBe(0)
+    expect((await cli(env, 'audit', 'verify')).out).toMatch(/\nrevocations OK: 2 rows match the audit chain$/)
+    const lifted = await cli(env, 'revoke', 'lift', '1', '--reason', 'job was fine')
+    expect(lifted.code, lifted.err).toBe(0)
+    expect(lifted.out).toMatch(/^lifted revocation 1 \(pilot-job hpc-b:42\)/)
+    expect((await cli(env, 'revoke', 'condor')).out).toMatch(/\nSEC_TOKEN_REVOCATION_EXPR = \(ctb_site =\?= "hpc-b" && ctb_slurm_job =\?= "43"\)$/)
+    expect((await cli(env, 'audit', 'verify')).out).toMatch(/\nrevocations OK: 2 rows match the audit chain$/)
+
+    // The lift is part of what the chain vouches for: undoing it in the table alone is caught, as is a deletion.
+    const db = new DatabaseSync(join(env.CTB_DATA_DIR, 'audit.db'))
+    db.exec('UPDATE revocations SET lifted_at = NULL, lifted_by = NULL WHERE id = 1; DELETE FROM revocations WHERE id = 2')
+    db.close()
+    const v = await cli(env, 'audit', 'verify')
+    expect(v.code).toBe(1)
+    expect(v.out).toContain('revocation 1 (pilot-job "hpc-b:42") differs from its record at seq 2: liftedAt null')
+    expect(v.out).toContain('revocation 2 (pilot-job "hpc-b:43"), recorded at seq 3, is missing from the revocations table (deleted)')
   })
 
   it('refuses a value that is not SITE:JOBID', async () => {

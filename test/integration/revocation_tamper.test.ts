@@ -48,3 +48,57 @@ it('a revocation row deleted behind the broker fails audit verify and stops serv
   expect(serve.stderr.split('\n').filter((l) => l !== '' && !l.startsWith('{'))).toEqual(['condor-token-broker: revocations differ from the audit chain: revocation 1 (site "cloud-a"), recorded at seq 1, '
     + 'is missing from the revocations table (deleted); run "audit verify" and restore the revocations table from a backup'])
 }, 90_000)
+
+it('a deleted revocation row whose record was retyped stops serve, and audit verify calls the revocations UNVERIFIED', async () => {
+  const dataDir = join(tempDir(), 'data')
+  const config = join(tempDir(), 'broker.yaml')
+  writeFileSync(config, 'policy:\n  vars:\n    IAM_ISSUER: https://iam.example.org/\n')
+  const env = { ...process.env, CTB_CONFIG: config, CTB_DATA_DIR: dataDir, CTB_TRUST_DOMAIN: 'pool.example.org', CTB_LISTEN_PORT: '0', CTB_DEV_IAM_PORT: '0' }
+  expect((await cli(['revoke', '--site', 'cloud-a', '--reason', 'compromised'], env)).code).toBe(0)
+  expect((await cli(['revoke', '--jti', 'j-1', '--exp', String(Math.floor(Date.now() / 1000) + 600)], env)).code).toBe(0)
+  // A first start checks the whole chain and seals an anchor; the second start resumes from it.
+  await stopServeProcess(await startServeProcess(env))
+
+  // Two statements: the row goes, and its record's (unhashed) type column no longer says token.revoked.
+  const db = new DatabaseSync(join(dataDir, 'audit.db'))
+  db.exec("DELETE FROM revocations WHERE id = 1; UPDATE audit_log SET type = 'token.denied' WHERE seq = 1")
+  db.close()
+
+  const v = await cli(['audit', 'verify'], env)
+  expect(v.code).toBe(1)
+  expect(v.out.split('\n')).toEqual([
+    'audit chain BROKEN at record seq 1: column type differs from the hashed body (record edited) (1 records checked)',
+    'revocations DIFFER: revocation 1 (site "cloud-a"), recorded at seq 1, is missing from the revocations table (deleted)',
+    'revocations UNVERIFIED: the audit chain is broken, so it cannot vouch for the 1 rows of the revocations table',
+  ])
+
+  const serve = await serveOutcome(env)
+  expect(serve.started).toBe(false)
+  expect(serve.code).toBe(1)
+  expect(serve.stderr.split('\n').filter((l) => l !== '' && !l.startsWith('{'))).toEqual(['condor-token-broker: the audit chain cannot vouch for the revocations table: '
+    + 'audit chain broken at seq 1, a record that stated revocations when last verified: column type differs from the hashed body (record edited); run "audit verify"'])
+}, 90_000)
+
+it('revoke lift lifts an entry with its record: audit verify and serve stay green, condor drops it, a second lift fails', async () => {
+  const dataDir = join(tempDir(), 'data')
+  const config = join(tempDir(), 'broker.yaml')
+  writeFileSync(config, 'policy:\n  vars:\n    IAM_ISSUER: https://iam.example.org/\n')
+  const env = { ...process.env, CTB_CONFIG: config, CTB_DATA_DIR: dataDir, CTB_TRUST_DOMAIN: 'pool.example.org', CTB_LISTEN_PORT: '0', CTB_DEV_IAM_PORT: '0' }
+  expect((await cli(['revoke', '--site', 'cloud-a'], env)).code).toBe(0)
+  expect((await cli(['revoke', '--sub', 'pilot-x@pilots.pool.example.org'], env)).code).toBe(0)
+  const lift = await cli(['revoke', 'lift', '1', '--reason', 'false alarm'], env)
+  expect(lift.code).toBe(0)
+  expect(lift.out.split('\n')[0]).toBe('lifted revocation 1 (site cloud-a)')
+  const condor = await cli(['revoke', 'condor'], env)
+  expect(condor.out).toMatch(/^SEC_TOKEN_REVOCATION_EXPR = \(sub =\?= "pilot-x@pilots\.pool\.example\.org" && iat <= \d+\)$/m)
+  expect((await cli(['revoke', 'list'], env)).out).not.toContain('cloud-a')
+  expect((await cli(['revoke', 'list', '--all'], env)).out).toMatch(/cloud-a .* lifted \S+ by cli:/)
+  expect((await cli(['audit', 'verify'], env)).out).toMatch(/^audit chain OK: 3 records.*\nrevocations OK: 2 rows match the audit chain$/)
+  await stopServeProcess(await startServeProcess(env))
+
+  const again = await cli(['revoke', 'lift', '1'], env)
+  expect(again.code).toBe(1)
+  expect(again.err.trim()).toBe('condor-token-broker: revocation 1 was already lifted')
+  const unknown = await cli(['revoke', 'lift', '9'], env)
+  expect([unknown.code, unknown.err.trim()]).toEqual([1, 'condor-token-broker: no revocation has id 9'])
+}, 90_000)

@@ -83,14 +83,16 @@ describe('SQLite lookups by jti', () => {
     await s.close()
     // Put the file back to what version 1 of the broker wrote.
     const raw = new DatabaseSync(file)
-    raw.exec('CREATE INDEX audit_jti ON audit_log(jti); PRAGMA user_version = 1')
+    raw.exec(`CREATE INDEX audit_jti ON audit_log(jti); DROP INDEX audit_revocation_records; DROP TABLE audit_anchor;
+      ALTER TABLE revocations DROP COLUMN iss; ALTER TABLE revocations DROP COLUMN lifted_at; ALTER TABLE revocations DROP COLUMN lifted_by;
+      PRAGMA user_version = 1`)
     raw.close()
     const reopened = new SqliteStore({ file, writer: 'inline' })
     expect(await jtisOf(reopened, 'jti-1')).toEqual([1])
     await reopened.close()
     const check = new DatabaseSync(file)
     expect(check.prepare("SELECT count(*) AS n FROM sqlite_master WHERE name = 'audit_jti'").get()).toEqual({ n: 0 })
-    expect(check.prepare('PRAGMA user_version').get()).toEqual({ user_version: 4 })
+    expect(check.prepare('PRAGMA user_version').get()).toEqual({ user_version: 6 })
     check.close()
   })
 })

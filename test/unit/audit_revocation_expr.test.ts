@@ -150,3 +150,30 @@ describe('RevocationSnapshot: which revocations block new issuance', () => {
     expect(buildRevocationExpression([rev('client', 'ctb-monitoring')], NOW)).toEqual({ expr: 'false', clauses: 0 })
   })
 })
+
+describe('issuer-bound caller revocations', () => {
+  const IAM_A = 'https://iam-a.example.org/'
+  const IAM_B = 'https://iam-b.example.org/'
+
+  it('block that sub or client at that issuer only, and never the broker identity of the same name', () => {
+    const snap = new RevocationSnapshot([rev('sub', 'alice', { iss: IAM_A }), rev('client', 'factory', { iss: IAM_A })], new Map(), NOW)
+    expect(snap.blockedCaller({ iss: IAM_A, sub: 'alice' })).toBe('this caller has been revoked')
+    expect(snap.blockedCaller({ iss: IAM_B, sub: 'alice' })).toBeUndefined()
+    expect(snap.blockedCaller({ iss: IAM_A, sub: 'bob', client_id: 'factory' })).toBe('client factory has been revoked')
+    expect(snap.blockedCaller({ iss: IAM_B, sub: 'bob', client_id: 'factory' })).toBeUndefined()
+    expect(snap.blockedIdentity('alice')).toBeUndefined()
+    expect(snap.isRevoked({ iss: IAM_A, sub: 'alice', iat: NOW - 200 })).toBe(true)
+    expect(snap.isRevoked({ iss: 'https://broker.example.org', sub: 'alice', iat: NOW - 200 })).toBe(false)
+  })
+
+  it('without an issuer still match at every issuer and the identity', () => {
+    const snap = new RevocationSnapshot([rev('sub', 'alice')], new Map(), NOW)
+    expect(snap.blockedCaller({ iss: IAM_B, sub: 'alice' })).toBe('this caller has been revoked')
+    expect(snap.blockedIdentity('alice')).toBe('identity alice has been revoked')
+  })
+
+  it('render a clause that also names the issuer', () => {
+    expect(buildRevocationExpression([rev('sub', 'alice', { iss: IAM_A, revokedAt: NOW - 9 }), rev('client', 'factory', { iss: IAM_A })], NOW).expr)
+      .toBe(`(sub =?= "alice" && iss =?= "${IAM_A}" && iat <= ${NOW - 9})`)
+  })
+})

@@ -1,4 +1,4 @@
-import { readFileSync, statSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { scramble } from '../../src/keys/condor_key_file.ts'
@@ -45,7 +45,10 @@ describe('condor-token-broker token create / inspect', () => {
   it('writes the token as HTCondor does: token + newline, mode 0600', async () => {
     const e = env()
     await cli(['keys', 'init'], e)
-    const out = join(tempDir(), 'tokens.d', 'startd')
+    // The tokens.d directory is the admin's to create: a missing directory is refused, not made.
+    const dir = join(tempDir(), 'tokens.d')
+    mkdirSync(dir, { mode: 0o700 })
+    const out = join(dir, 'startd')
     const r = await cli(['token', 'create', '--identity', 'startd-1@eps.pool.example.org', '--authz', 'READ', '--authz', 'ADVERTISE_STARTD', '--lifetime', '3600', '--file', out], e)
     expect(r.code).toBe(0)
     const text = readFileSync(out, 'utf8')

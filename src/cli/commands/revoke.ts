@@ -13,7 +13,8 @@ import { writeCondorConfigAtomic } from '../../revocation/write_condor_config.ts
 import { openBrokerStore } from '../../storage/open_store.ts'
 import { CliError, parse, positiveInt, type CommandIo } from '../command.ts'
 
-const HELP = `Usage: condor-token-broker revoke (--jti ID | --sub SUB | --role ROLE | --site SITE | --client ID | --pilot-job SITE:JOBID) [--reason TEXT] [--exp EPOCH] [--dry-run]
+const HELP = `Usage: condor-token-broker revoke (--jti ID | --sub SUB | --role ROLE | --site SITE | --client ID | --pilot-job SITE:JOBID) [--iss ISSUER] [--reason TEXT] [--exp EPOCH] [--dry-run]
+       condor-token-broker revoke lift ID [--reason TEXT]
        condor-token-broker revoke list [--all] [--json]
        condor-token-broker revoke condor [--out FILE]
 
@@ -28,9 +29,14 @@ const HELP = `Usage: condor-token-broker revoke (--jti ID | --sub SUB | --role R
   revoke --pilot-job SITE:JOBID
                          every pilot token of one SLURM job at one site (ctb_site, ctb_slurm_job), and
                          its renewal
+  --iss ISSUER           with --sub or --client: only that caller or client at this trusted IAM issuer
+                         (then --sub is a caller ban, like --client); without it, at every trusted issuer
+  --exp EPOCH            with --jti: the token's exp, at most now plus the longest token lifetime
   --dry-run              say how many live tokens the revocation would match; write nothing
   ROLE and SITE must be ones the policies define (or that tokens were issued for).
-  revoke list            active revocations (--all: also those that can no longer match a valid token)
+  revoke lift ID         lift entry ID (from revoke list) before its end: it stops matching and blocking;
+                         audited as token.unrevoked. A role revocation cannot be lifted.
+  revoke list            active revocations (--all: also lifted ones and those that can no longer match)
   revoke condor          print SEC_TOKEN_REVOCATION_EXPR as a config snippet; --out writes it atomically
                          (e.g. /etc/condor/config.d/90-token-revocations.conf), then run condor_reconfig
 
@@ -39,25 +45,33 @@ Common options: --config FILE (or CTB_CONFIG)`
 
 export async function revokeCommand(argv: string[], io: CommandIo): Promise<number> {
   if (argv.length === 0 || argv[0] === '--help' || argv[0] === '-h') { io.out(HELP); return argv.length ? 0 : 2 }
-  const sub = argv[0] === 'list' || argv[0] === 'condor' ? argv[0] : 'add'
+  const sub = argv[0] === 'list' || argv[0] === 'condor' || argv[0] === 'lift' ? argv[0] : 'add'
   const { values, positionals } = parse(sub === 'add' ? argv : argv.slice(1), {
     config: { type: 'string' }, jti: { type: 'string' }, sub: { type: 'string' }, role: { type: 'string' }, site: { type: 'string' },
-    client: { type: 'string' }, 'pilot-job': { type: 'string' }, 'dry-run': { type: 'boolean' },
+    client: { type: 'string' }, 'pilot-job': { type: 'string' }, iss: { type: 'string' }, 'dry-run': { type: 'boolean' },
     reason: { type: 'string' }, exp: { type: 'string' }, all: { type: 'boolean' }, json: { type: 'boolean' }, out: { type: 'string' },
   }, true)
   if (values.help) { io.out(HELP); return 0 }
-  if (positionals.length > 0) throw new CliError(`unexpected argument "${positionals[0]}" (see revoke --help)`, 2)
+  if (sub === 'lift' && (positionals.length !== 1 || !/^[1-9]\d{0,14}$/.test(positionals[0]!))) throw new CliError('revoke lift takes one revocation id (see revoke list)', 2)
+  if (sub !== 'lift' && positionals.length > 0) throw new CliError(`unexpected argument "${positionals[0]}" (see revoke --help)`, 2)
   const config = loadConfig({ ...(values.config ? { file: values.config } : {}), env: io.env })
   const store = await openBrokerStore(config, { sqliteWriter: 'inline' })
   const service = new RevocationService({
     store, clock: systemClock, log: createLogger((l) => io.err(l.trimEnd())), maxTokenLifetime: maxTokenLifetime(config), refreshSeconds: config.revocation.refresh_seconds,
     knownLabels: () => policyLabels(config),
+    knownIssuers: () => trustedIssuers(config),
   })
   try {
     if (sub === 'list') {
       for (const r of await service.list({ all: values.all === true })) {
-        io.out(values.json ? JSON.stringify(r) : `${String(r.id).padStart(5)}  ${r.kind.padEnd(4)}  ${r.value}  revoked ${iso(r.revokedAt)}  until ${iso(r.until)}${r.gen !== undefined ? `  gen ${r.gen}` : ''}${r.reason ? `  reason ${JSON.stringify(r.reason)}` : ''}${r.revokedBy ? `  by ${r.revokedBy}` : ''}`)
+        io.out(values.json ? JSON.stringify(r) : `${String(r.id).padStart(5)}  ${r.kind.padEnd(4)}  ${r.value}  revoked ${iso(r.revokedAt)}  until ${iso(r.until)}${r.gen !== undefined ? `  gen ${r.gen}` : ''}${r.reason ? `  reason ${JSON.stringify(r.reason)}` : ''}${r.iss ? `  iss ${r.iss}` : ''}${r.revokedBy ? `  by ${r.revokedBy}` : ''}${r.liftedAt !== undefined ? `  lifted ${iso(r.liftedAt)}${r.liftedBy ? ` by ${r.liftedBy}` : ''}` : ''}`)
       }
+      return 0
+    }
+    if (sub === 'lift') {
+      const rev = await service.lift(Number(positionals[0]), values.reason ? { reason: values.reason } : {}, { principal: `cli:${userInfo().username}` })
+      io.out(`lifted revocation ${rev.id} (${rev.kind} ${rev.value})`)
+      if (rev.kind !== 'client') io.out('push the new expression to the daemons: condor-token-broker revoke condor --out <config.d file>, then condor_reconfig')
       return 0
     }
     if (sub === 'condor') {
@@ -73,18 +87,18 @@ export async function revokeCommand(argv: string[], io: CommandIo): Promise<numb
     if (kinds.length !== 1) throw new CliError('give exactly one of --jti, --sub, --role, --site, --client, --pilot-job (see revoke --help)', 2)
     const kind: RevocationKind = kinds[0]!
     const exp = positiveInt('exp', values.exp)
-    const req = { kind, value: values[kind]!, ...(values.reason ? { reason: values.reason } : {}), ...(exp !== undefined ? { exp } : {}) }
+    const req = { kind, value: values[kind]!, ...(values.reason ? { reason: values.reason } : {}), ...(exp !== undefined ? { exp } : {}), ...(values.iss !== undefined ? { iss: values.iss } : {}) }
     if (values['dry-run']) {
       await service.refresh()
       const { liveTokens } = await service.preview(req)
       const n = `${liveTokens} live token${liveTokens === 1 ? '' : 's'}`
-      io.out(kind === 'client'
-        ? `dry run: would block new tokens for client ${req.value}; ${n} issued to it would stay valid; nothing written`
+      io.out(kind === 'client' || req.iss !== undefined
+        ? `dry run: would block new tokens for ${kind === 'client' ? 'client' : 'caller'} ${req.value}${where(req.iss)}; ${n} issued to it would stay valid; nothing written`
         : `dry run: would revoke ${n} (${kind} ${req.value})${kind === 'sub' ? ' and block new tokens to it' : ''}; nothing written`)
       return 0
     }
     const rev = await service.revoke(req, { principal: `cli:${userInfo().username}` })
-    io.out(`revoked ${rev.kind} ${rev.value} (id ${rev.id}${rev.gen !== undefined ? `, ${rev.value} tokens now carry ctb_gen ${rev.gen}` : ''}); listed until ${iso(rev.until)}`)
+    io.out(`revoked ${rev.kind} ${rev.value}${rev.kind === 'sub' || rev.kind === 'client' ? where(rev.iss) : ''} (id ${rev.id}${rev.gen !== undefined ? `, ${rev.value} tokens now carry ctb_gen ${rev.gen}` : ''}); listed until ${iso(rev.until)}`)
     io.out('push the new expression to the daemons: condor-token-broker revoke condor --out <config.d file>, then condor_reconfig')
     return 0
   } finally {
@@ -92,8 +106,19 @@ export async function revokeCommand(argv: string[], io: CommandIo): Promise<numb
   }
 }
 
+/** Caller revocations name an issuer, or match at every trusted one: say which. */
+function where(iss: string | undefined): string {
+  return iss !== undefined ? ` at ${iss}` : ' at every trusted issuer'
+}
+
 function iso(t: number): string {
   return new Date(t * 1000).toISOString().replace('.000Z', 'Z')
+}
+
+/** The IAM issuers `serve` would trust: the configured ones, or the development IAM when it has a fixed port. */
+function trustedIssuers(config: Config): Set<string> {
+  const dev = config.iam.issuers.length === 0 ? primaryIamIssuer(config) : undefined
+  return new Set([...config.iam.issuers.map((i) => i.issuer), ...(dev !== undefined ? [dev] : [])])
 }
 
 /** Roles and sites of the policies `serve` would load, resolved the way `policy check` resolves them. */

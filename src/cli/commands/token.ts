@@ -1,45 +1,52 @@
 import { randomUUID } from 'node:crypto'
-import { readFileSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { userInfo } from 'node:os'
-import { basename } from 'node:path'
+import { basename, dirname } from 'node:path'
 import { loadConfig, maxTokenLifetime, type Config } from '../../config.ts'
 import { BrokerError, OperatorError } from '../../errors.ts'
 import type { VerifiedSubject } from '../../iam/subject.ts'
 import { inspectToken, type InspectContext } from '../../inspect/inspect_token.ts'
 import { parseAuthzLevel, type AuthzLevel } from '../../issuance/authz.ts'
-import { buildIdTokenClaims, mintIdToken, type IdTokenKey } from '../../issuance/idtoken.ts'
+import { buildIdTokenClaims, mintIdToken, prepareIdTokenKey, type IdTokenKey } from '../../issuance/idtoken.ts'
 import { issueDepsFrom, issueToken, type AllowedDecision, type IssuedTokenResult } from '../../issuance/issue.ts'
 import { decideOperatorGrant, PRIVILEGED_LEVELS, type OperatorOverride, type OperatorRequest } from '../../issuance/operator_grant.ts'
 import type { AsymmetricKey } from '../../issuance/scitoken.ts'
 import { verifyMintedIdToken, verifyMintedSciToken } from '../../issuance/verify_minted.ts'
 import { decodeCompact } from '../../issuance/jws.ts'
 import { CONDOR_EXCLUDED_NAME } from '../../keys/condor_key_file.ts'
-import { KeyStore, loadIdTokenKeyFile } from '../../keys/key_store.ts'
+import { KeyStore, loadIdTokenKeyFile, readCondorKeyFile } from '../../keys/key_store.ts'
+import { findOwnKey } from '../../keys/own_key_match.ts'
 import type { SigningKeys } from '../../keys/signing_keys.ts'
 import { systemClock } from '../../lib/clock.ts'
 import { createLogger } from '../../lib/logger.ts'
-import { RESERVED_USERS } from '../../policy/schema.ts'
+import { CENTRAL_MANAGER_ROLE, MAX_IDENTITY_LENGTH, RESERVED_USERS } from '../../policy/schema.ts'
+import { asciiLower } from '../../lib/ascii_case.ts'
 import { toAuthzLevel } from '../../policy/scopes.ts'
 import { RevocationService } from '../../revocation/revocation_service.ts'
 import type { BrokerStore } from '../../storage/chained_store.ts'
 import { openBrokerStore } from '../../storage/open_store.ts'
-import { readSecretFile, writeSecretFileAtomic } from '../../lib/secure_file.ts'
+import { prepareFileReplacement, readSecretFile, type PendingReplacement } from '../../lib/secure_file.ts'
 import { CliError, parse, positiveInt, type CommandIo } from '../command.ts'
 
 const HELP = `Usage: condor-token-broker token <create|inspect> [options]
 
 token create --identity USER@DOMAIN --authz LEVEL[,LEVEL] [--authz ...] [--lifetime SECONDS] [--key NAME]
-             [--role ROLE] [--allow-privileged LEVEL[,LEVEL]] [--allow-reserved-identity USER] [--file OUT]
+             [--role ROLE] [--allow-privileged LEVEL[,LEVEL]] [--allow-reserved-identity USER] [--allow-direct-attach]
+             [--file OUT]
     Mint an HTCondor IDTOKEN with the broker's key, checked and audited as POST /token is: the token is
     printed (or, with --file, written as HTCondor does: token + newline, mode 0600) only after its audit
     record is committed. It carries ctb_role ROLE (default cli) for revoke --role.
     LEVEL: READ WRITE NEGOTIATOR ADMINISTRATOR CONFIG DAEMON ADVERTISE_STARTD ADVERTISE_SCHEDD ADVERTISE_MASTER
     --allow-privileged names each of ADMINISTRATOR, CONFIG, DAEMON, NEGOTIATOR the token may carry;
-    --allow-reserved-identity names condor, condor_pool or root as the identity's user.
+    --allow-reserved-identity names condor, condor_pool or root as the identity's user, and only role
+    ${CENTRAL_MANAGER_ROLE} may carry one (as in policies). --allow-direct-attach lets a pilot or startd role
+    (pilot, startd, annex-pilot, ...) carry WRITE, as a grant's direct_attach does. An identity has at most
+    ${MAX_IDENTITY_LENGTH} characters; --file names a file in an existing directory, checked before minting.
     --lifetime is capped by idtoken.max_lifetime.
 
 token create --identity USER@DOMAIN --authz LEVEL ... --key-file FILE [--trust-domain DOMAIN] [--file OUT]
     Sign with a key file the broker does not own, as condor_token_create does: no checks, no audit record.
+    Any of the broker's own keys (by path, by content, or by the signing key it derives) is refused.
 
 token create --scitoken --sub SUB --aud AUD [--aud AUD ...] --scope "S1 S2" [--lifetime SECONDS]
              [--profile wlcg|scitokens2] [--role ROLE] [--allow-privileged ...] [--allow-any-audience] [--file OUT]
@@ -85,6 +92,7 @@ async function create(argv: string[], io: CommandIo): Promise<number> {
     'allow-privileged': { type: 'string', multiple: true },
     'allow-reserved-identity': { type: 'string', multiple: true },
     'allow-any-audience': { type: 'boolean' },
+    'allow-direct-attach': { type: 'boolean' },
   }, true)
   if (values.help) { io.out(HELP); return 0 }
   if (positionals.length > 0) throw new CliError(`unexpected argument "${positionals[0]}" (see token --help)`, 2)
@@ -119,6 +127,7 @@ async function create(argv: string[], io: CommandIo): Promise<number> {
         privileged: listOption(values['allow-privileged']).map((l) => privilegedLevel(l)),
         reservedUsers: listOption(values['allow-reserved-identity']).map((u) => reservedUser(u)),
         anyAudience: values['allow-any-audience'] === true,
+        directAttach: values['allow-direct-attach'] === true,
       },
     }
   }
@@ -129,10 +138,17 @@ async function create(argv: string[], io: CommandIo): Promise<number> {
   })
   if (!decision.allow) throw new CliError(decision.override ? `${decision.reason}; ${overrideHint(decision.override)}` : decision.reason)
 
-  const now = systemClock.now()
-  const keys = signingKeysFor(request.tokenKind, new KeyStore(`${config.data_dir}/keys`), values.key ?? config.idtoken.key, now)
-  const issued = await issueAudited(decision, keys, config, io)
-  deliver(issued.token, values.file, io)
+  // The output file is checked (its temp file created) before anything is minted: a token audited as
+  // issued but never delivered is a live credential nobody holds on purpose.
+  const output = values.file !== undefined ? openOutput(values.file, io) : undefined
+  try {
+    const now = systemClock.now()
+    const keys = signingKeysFor(request.tokenKind, new KeyStore(`${config.data_dir}/keys`), values.key ?? config.idtoken.key, now)
+    const issued = await issueAudited(decision, keys, config, io)
+    deliver(issued.token, output, io, (problem) => `token ${issued.jti} was issued and audited but not written: ${problem}; revoke it with: condor-token-broker revoke --jti ${issued.jti}`)
+  } finally {
+    output?.abort()
+  }
   return 0
 }
 
@@ -153,7 +169,7 @@ function privilegedLevel(name: string): AuthzLevel {
 }
 
 function reservedUser(name: string): string {
-  const user = name.replace(/@.*$/, '').toLowerCase()
+  const user = asciiLower(name.replace(/@.*$/, ''))
   if (!RESERVED_USERS.has(user)) throw new CliError(`--allow-reserved-identity takes reserved user names (${[...RESERVED_USERS].join(', ')}), not "${name}"`, 2)
   return user
 }
@@ -161,8 +177,9 @@ function reservedUser(name: string): string {
 function overrideHint(o: OperatorOverride): string {
   switch (o.kind) {
     case 'privileged': return `pass --allow-privileged ${o.value} to mint it anyway`
-    case 'reserved_user': return `pass --allow-reserved-identity ${o.value} to mint it anyway`
+    case 'reserved_user': return `pass ${o.role ? `--role ${o.role} and ` : ''}--allow-reserved-identity ${o.value} to mint it anyway`
     case 'any_audience': return 'pass --allow-any-audience to mint it anyway'
+    case 'direct_attach': return `pass --allow-direct-attach to mint it for role ${o.value} anyway`
   }
 }
 
@@ -222,35 +239,77 @@ function firstLine(err: unknown): string {
 
 /**
  * condor_token_create's way: sign with a key file the broker does not own. Neither policy nor audit can
- * see such a token, so say so on stderr every time.
+ * see such a token, so say so on stderr every time, and refuse the broker's own keys: with those,
+ * --key-file would be a way around every check and the audit log.
  */
 function createWithKeyFile(
   keyFile: string, identity: string, authzNames: string[], lifetime: number | undefined,
-  values: { key?: string | undefined; 'trust-domain'?: string | undefined; file?: string | undefined; role?: string | undefined; 'allow-privileged'?: string[] | undefined; 'allow-reserved-identity'?: string[] | undefined },
+  values: { key?: string | undefined; 'trust-domain'?: string | undefined; file?: string | undefined; role?: string | undefined; 'allow-privileged'?: string[] | undefined; 'allow-reserved-identity'?: string[] | undefined; 'allow-direct-attach'?: boolean | undefined },
   config: Config, io: CommandIo,
 ): number {
-  if (values.role !== undefined || values['allow-privileged'] || values['allow-reserved-identity']) {
+  if (values.role !== undefined || values['allow-privileged'] || values['allow-reserved-identity'] || values['allow-direct-attach']) {
     throw new CliError('--role and --allow-* apply to tokens signed with the broker\'s keys, not to --key-file', 2)
   }
   const now = systemClock.now()
   const kid = values.key ?? basename(keyFile)
-  const key = loadIdTokenKeyFile(keyFile, kid)
+  const bytes = readCondorKeyFile(keyFile)
+  const own = findOwnKey(new KeyStore(`${config.data_dir}/keys`), keyFile, bytes, kid)
+  if (own !== undefined) {
+    throw new CliError(`--key-file ${keyFile} is ${own}; drop --key-file so the token is minted with the broker's keys, checked and audited`)
+  }
+  const key = prepareIdTokenKey(kid, bytes)
   const claims = buildIdTokenClaims({
     trustDomain: values['trust-domain'] ?? config.trust_domain, subject: identity, authz: authzNames.map(parseAuthzLevel),
     lifetimeSeconds: lifetime ?? config.idtoken.default_lifetime, now,
   })
-  const token = mintIdToken(claims, key)
-  verifyMintedIdToken(token, key, claims)
-  io.err(`warning: signed with --key-file ${keyFile}: this token is not audited and not subject to broker policy`)
-  deliver(token, values.file, io)
+  const output = values.file !== undefined ? openOutput(values.file, io) : undefined
+  try {
+    const token = mintIdToken(claims, key)
+    verifyMintedIdToken(token, key, claims)
+    io.err(`warning: signed with --key-file ${keyFile}: this token is not audited and not subject to broker policy`)
+    deliver(token, output, io, (problem) => `token not written: ${problem}`)
+  } finally {
+    output?.abort()
+  }
   return 0
 }
 
-function deliver(token: string, file: string | undefined, io: CommandIo): void {
-  if (file) {
-    if (CONDOR_EXCLUDED_NAME.test(basename(file))) io.err(`warning: HTCondor ignores token files named like ${basename(file)}`)
-    writeSecretFileAtomic(file, `${token}\n`)
-    io.err(`wrote ${file} (mode 0600)`)
+/**
+ * Creates the output's temp file next to FILE, or refuses in one line. No directory is created: a
+ * mistyped path should be an error, not a new tree of directories holding a token.
+ */
+function openOutput(file: string, io: CommandIo): PendingReplacement {
+  let pending: PendingReplacement
+  try {
+    pending = prepareFileReplacement(file, 0o600)
+  } catch (err) {
+    throw new CliError(`no token issued: ${outputProblem(file, err)}`)
+  }
+  if (CONDOR_EXCLUDED_NAME.test(basename(file))) io.err(`warning: HTCondor ignores token files named like ${basename(file)}`)
+  return pending
+}
+
+/** Why FILE cannot be written, in words an operator can act on. */
+function outputProblem(file: string, err: unknown): string {
+  const dir = dirname(file)
+  switch ((err as NodeJS.ErrnoException).code) {
+    case 'EISDIR': return `--file ${file} is a directory; name a file in it`
+    case 'ENOENT': return existsSync(dir) ? `--file ${file}: cannot create a file in ${dir} (ENOENT)` : `--file ${file}: directory ${dir} does not exist`
+    case 'ENOTDIR': return `--file ${file}: ${dir} is not a directory`
+    case 'EACCES': case 'EPERM': return `--file ${file}: permission denied in ${dir}`
+    case 'EROFS': return `--file ${file}: ${dir} is on a read-only file system`
+    default: return `cannot write --file ${file}: ${firstLine(err)}`
+  }
+}
+
+function deliver(token: string, output: PendingReplacement | undefined, io: CommandIo, notWritten: (problem: string) => string): void {
+  if (output) {
+    try {
+      output.commit(`${token}\n`)
+    } catch (err) {
+      throw new CliError(notWritten(outputProblem(output.path, err)))
+    }
+    io.err(`wrote ${output.path} (mode 0600)`)
   } else {
     io.out(token)
   }

@@ -90,7 +90,7 @@ export function adminAuth(options: { authenticators: readonly AdminAuthenticator
 }
 
 function blockedCaller(claims: Readonly<Record<string, unknown>>, blocks: IssuanceBlocks): boolean {
-  const { sub, client_id: clientId } = claims
+  const { iss, sub, client_id: clientId } = claims
   if (typeof sub !== 'string') return true
-  return blocks.blockedCaller({ sub, ...(typeof clientId === 'string' ? { client_id: clientId } : {}) }) !== undefined
+  return blocks.blockedCaller({ sub, ...(typeof iss === 'string' ? { iss } : {}), ...(typeof clientId === 'string' ? { client_id: clientId } : {}) }) !== undefined
 }

@@ -1,6 +1,6 @@
 import { Hono, type MiddlewareHandler } from 'hono'
 import { z } from 'zod'
-import { InvalidRequest } from '../../errors.ts'
+import { InvalidRequest, NotFound } from '../../errors.ts'
 import { clientAddress } from '../client_address.ts'
 import { condorConfigSnippet } from '../../revocation/condor_expression.ts'
 import { REVOCATION_KINDS, type Revocation } from '../../revocation/revocation.ts'
@@ -15,6 +15,8 @@ export const RevocationBody = z.object({
   client: z.string().optional(),
   /** `SITE:JOBID`: every pilot token of one SLURM job. */
   'pilot-job': z.string().optional(),
+  /** For sub and client: the trusted IAM issuer; absent means that sub or client at every trusted issuer. */
+  iss: z.string().optional(),
   reason: z.string().max(500).optional(),
   /** For jti: the token's exp, when the audit log does not know it. */
   exp: z.number().int().nonnegative().optional(),
@@ -22,7 +24,10 @@ export const RevocationBody = z.object({
   dry_run: z.boolean().optional(),
 }).strict()
 
-type Service = Pick<RevocationService, 'revoke' | 'preview' | 'list' | 'condorExpression'>
+type Service = Pick<RevocationService, 'revoke' | 'lift' | 'preview' | 'list' | 'condorExpression'>
+
+/** DELETE /v1/revocations/{id} body, optional. */
+export const LiftBody = z.object({ reason: z.string().max(500).optional() }).strict()
 
 /** Admin revocation API; the service does the work, these only translate HTTP. */
 export function revocationRoutes(deps: { revocations: Service; auth: MiddlewareHandler }): Hono {
@@ -43,7 +48,7 @@ export function revocationRoutes(deps: { revocations: Service; auth: MiddlewareH
     const selectors = REVOCATION_KINDS.filter((k) => b[k] !== undefined)
     if (selectors.length !== 1) throw new InvalidRequest(`give exactly one of ${REVOCATION_KINDS.join(', ')}`)
     const kind = selectors[0]!
-    const req = { kind, value: b[kind]!, ...(b.reason !== undefined ? { reason: b.reason } : {}), ...(b.exp !== undefined ? { exp: b.exp } : {}) }
+    const req = { kind, value: b[kind]!, ...(b.reason !== undefined ? { reason: b.reason } : {}), ...(b.exp !== undefined ? { exp: b.exp } : {}), ...(b.iss !== undefined ? { iss: b.iss } : {}) }
     c.header('Cache-Control', 'no-store')
     if (b.dry_run) return c.json({ dry_run: { kind, value: req.value, live_tokens: (await deps.revocations.preview(req)).liveTokens } })
     const rev = await deps.revocations.revoke(
@@ -52,6 +57,29 @@ export function revocationRoutes(deps: { revocations: Service; auth: MiddlewareH
     )
     c.header('Cache-Control', 'no-store')
     return c.json({ revocation: wire(rev) }, 201)
+  })
+
+  // Lifts an entry before its until; audited (token.unrevoked) in the same transaction.
+  app.delete('/v1/revocations/:id', async (c) => {
+    const idText = c.req.param('id')
+    if (!/^[1-9]\d{0,14}$/.test(idText)) throw new NotFound('no such revocation: ids are positive integers (see GET /v1/revocations?all=true)')
+    let reason: string | undefined
+    const text = await c.req.text()
+    if (text.trim() !== '') {
+      if (!/^application\/json\b/i.test(c.req.header('content-type') ?? '')) throw new InvalidRequest('Content-Type must be application/json')
+      let raw: unknown
+      try { raw = JSON.parse(text) } catch { throw new InvalidRequest('body is not valid JSON') }
+      const parsed = LiftBody.safeParse(raw)
+      if (!parsed.success) {
+        const i = parsed.error.issues[0]!
+        throw new InvalidRequest(i.code === 'unrecognized_keys' ? `unknown field ${(i as { keys: string[] }).keys[0]}` : `${i.path.join('.') || 'body'}: ${i.message}`)
+      }
+      reason = parsed.data.reason
+    }
+    const rev = await deps.revocations.lift(Number(idText), reason !== undefined ? { reason } : {},
+      { principal: c.get('admin').id, requestId: c.get('requestId'), ...clientAddress(c) })
+    c.header('Cache-Control', 'no-store')
+    return c.json({ revocation: wire(rev) })
   })
 
   app.get('/v1/revocations', async (c) => {
@@ -78,5 +106,8 @@ function wire(r: Revocation) {
     id: r.id, kind: r.kind, value: r.value, revoked_at: r.revokedAt, until: r.until,
     ...(r.gen !== undefined ? { gen: r.gen } : {}), ...(r.reason !== undefined ? { reason: r.reason } : {}),
     ...(r.revokedBy !== undefined ? { revoked_by: r.revokedBy } : {}),
+    ...(r.iss !== undefined ? { iss: r.iss } : {}),
+    ...(r.liftedAt !== undefined ? { lifted_at: r.liftedAt } : {}),
+    ...(r.liftedBy !== undefined ? { lifted_by: r.liftedBy } : {}),
   }
 }

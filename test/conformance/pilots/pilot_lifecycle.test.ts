@@ -179,6 +179,16 @@ describe('renewal', () => {
     await expectOAuthError(await t.post(renewForm(token)), 400, 'invalid_grant')
   })
 
+  it('renews again once the pilot-job revocation is lifted', async () => {
+    const { token, job } = await pilot()
+    const rev = await t.revocations.revoke({ kind: 'pilot-job', value: `hpc-a:${job}` }, { principal: 'test' })
+    await expectOAuthError(await t.post(renewForm(token)), 400, 'invalid_grant')
+    await t.revocations.lift(rev.id, { reason: 'job was fine' }, { principal: 'test' })
+    const lift = (await t.store.query({ type: 'token.unrevoked', limit: 1 })).records[0]?.event
+    expect(lift).toMatchObject({ site: 'hpc-a', detail: { pilotJob: `hpc-a:${job}`, lift: { id: rev.id } } })
+    expect((await t.post(renewForm(token))).status).toBe(200)
+  })
+
   // Last: the site revocation stops every later hpc-a pilot of this app.
   it('stops when the pilot identity or the site is revoked', async () => {
     const a = await pilot()

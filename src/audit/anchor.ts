@@ -1,0 +1,52 @@
+import { createHmac, timingSafeEqual, type KeyObject } from 'node:crypto'
+
+/**
+ * Where a previous full check of the chain ended, so the next start-up need not hash every record again.
+ * Stored in the database beside the chain, so it is sealed with a MAC under a key the database does not
+ * hold (derived from the broker's signing key): someone who can run SQL can delete or replay an anchor,
+ * which only makes the next check longer, but cannot forge one.
+ */
+export interface ChainAnchor {
+  /** The chain was verified from its first record up to this one. */
+  seq: number
+  hash: string
+  /** The lowest seq in the log then. After a prune the anchor is not used (the prefix changed). */
+  firstSeq: number
+  /**
+   * Every record up to `seq` whose body states revocations, as [seq, hash]. Re-checked one by one at
+   * start-up: a record retyped, edited or deleted since then is caught without reading the rest.
+   */
+  evidence: Array<[number, string]>
+}
+
+const VERSION = 'a1'
+
+/** Derives the anchor MAC key, one-way, from a secret the broker already keeps outside the database. */
+export function anchorKeyFrom(secret: KeyObject): Buffer {
+  return createHmac('sha256', secret).update('condor-token-broker audit anchor').digest()
+}
+
+export function sealAnchor(anchor: ChainAnchor, key: Buffer): string {
+  const body = JSON.stringify(anchor)
+  return `${VERSION}.${mac(body, key)}.${body}`
+}
+
+/** The anchor, or undefined when absent, malformed or not sealed with `key` (then: verify everything). */
+export function openAnchor(text: string | undefined, key: Buffer): ChainAnchor | undefined {
+  if (text === undefined) return undefined
+  const m = /^a1\.([0-9a-f]{64})\.(.*)$/s.exec(text)
+  if (!m || !timingSafeEqual(Buffer.from(m[1]!, 'hex'), Buffer.from(mac(m[2]!, key), 'hex'))) return undefined
+  try {
+    const a = JSON.parse(m[2]!) as ChainAnchor
+    const int = (n: unknown) => Number.isSafeInteger(n) && (n as number) >= 0
+    if (!int(a.seq) || typeof a.hash !== 'string' || !int(a.firstSeq) || !Array.isArray(a.evidence)) return undefined
+    if (!a.evidence.every((e) => Array.isArray(e) && int(e[0]) && typeof e[1] === 'string')) return undefined
+    return a
+  } catch {
+    return undefined
+  }
+}
+
+function mac(body: string, key: Buffer): string {
+  return createHmac('sha256', key).update(`${VERSION}\n${body}`).digest('hex')
+}
