@@ -12,6 +12,15 @@ export interface LoadResult {
 }
 
 /**
+ * A connection's own state across its requests (a pilot renewing its current token): `body()` builds the
+ * next request, `answer()` sees its response. load() gives each worker its own session.
+ */
+export interface LoadSession {
+  body(): string
+  answer(status: number, text: string): void
+}
+
+/**
  * Closed-loop load: `connections` workers, each sending the next request as soon as the previous
  * answer arrives, for `durationMs`. Latencies are measured per request. Loopback only.
  */
@@ -24,6 +33,8 @@ export async function load(options: {
   connections: number
   durationMs: number
   ca?: string | Buffer
+  /** Per-worker state instead of one fixed body; worker i uses sessions[i], so give `connections` of them. */
+  sessions?: LoadSession[]
 }): Promise<LoadResult> {
   const url = new URL(options.origin)
   if (!['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname)) throw new Error('load tests target loopback only')
@@ -31,24 +42,28 @@ export async function load(options: {
   const latencies: number[] = []
   let errors = 0
   let firstError: string | undefined
-  const send = async () => {
+  if (options.sessions && options.sessions.length < options.connections) throw new Error('give one session per connection')
+  const send = async (session?: LoadSession) => {
     const t0 = performance.now()
-    const res = await pool.request({ path: options.path, method: options.method ?? 'GET', headers: options.headers ?? {}, body: options.body ?? null })
+    const res = await pool.request({ path: options.path, method: options.method ?? 'GET', headers: options.headers ?? {}, body: session ? session.body() : options.body ?? null })
     const text = await res.body.text()
     latencies.push(performance.now() - t0)
+    session?.answer(res.statusCode, text)
     if (res.statusCode >= 300) {
       errors++
       firstError ??= `${res.statusCode} ${text.slice(0, 200)}`
     }
   }
   // Warm-up: connections, JIT, the verified-subject cache.
-  await Promise.all(Array.from({ length: options.connections * 4 }, send))
+  // A session's requests are sequential (each needs the previous answer): four each, one after another.
+  if (options.sessions) await Promise.all(options.sessions.slice(0, options.connections).map(async (s) => { for (let i = 0; i < 4; i++) await send(s) }))
+  else await Promise.all(Array.from({ length: options.connections * 4 }, () => send()))
   latencies.length = 0
   errors = 0
   const start = performance.now()
   const end = start + options.durationMs
-  await Promise.all(Array.from({ length: options.connections }, async () => {
-    while (performance.now() < end) await send()
+  await Promise.all(Array.from({ length: options.connections }, async (_, i) => {
+    while (performance.now() < end) await send(options.sessions?.[i])
   }))
   const seconds = (performance.now() - start) / 1000
   await pool.close()

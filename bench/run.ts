@@ -1,7 +1,7 @@
 // npm run bench: a benchmark, not a test. Prints rates for this machine; put the figures in your notes.
 import { cpus } from 'node:os'
 import { mintRates } from './mint_rate.ts'
-import { tokenEndpointLoad } from './token_http.ts'
+import { EXCHANGE_ROW, RENEWAL_ROW, tokenEndpointLoad } from './token_http.ts'
 
 const connections = Number(process.env.BENCH_CONNECTIONS ?? 32)
 const durationMs = Number(process.env.BENCH_SECONDS ?? 5) * 1000
@@ -23,4 +23,7 @@ for (const transport of ['http', 'https'] as const) {
     const firstError = rs.find((r) => r.firstError)?.firstError
     console.log(`${name.padEnd(48)} ${String(median(rps)).padStart(8)} ${range.padStart(14)} ${String(median(rs.map((r) => r.p50ms))).padStart(8)} ${String(median(rs.map((r) => r.p99ms))).padStart(8)} ${String(errors).padStart(7)}${firstError ? `  first error: ${firstError}` : ''}`)
   }
+  // Same broker, same run: renewal against exchange, median to median (target: at least 80 %).
+  const ratio = median(results[RENEWAL_ROW]!.map((r) => r.rps)) / median(results[EXCHANGE_ROW]!.map((r) => r.rps))
+  console.log(`renewal / exchange throughput: ${(100 * ratio).toFixed(0)} %`)
 }

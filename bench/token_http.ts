@@ -2,10 +2,12 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { Pool } from 'undici'
 import { GRANT_TYPE_TOKEN_EXCHANGE as TE, TOKEN_TYPE } from '../src/contract/token_exchange.ts'
 import { freePort } from '../src/lib/free_port.ts'
-import { load, type LoadResult } from './http_load.ts'
-import { haveWrk, wrkLoad } from './wrk_load.ts'
+import { PILOT_ENROLMENT_TOKEN_TYPE } from '../src/contract/pilot.ts'
+import { load, type LoadResult, type LoadSession } from './http_load.ts'
+import { haveWrk, renewalScript, wrkLoad } from './wrk_load.ts'
 
 const AT = TOKEN_TYPE.accessToken
 
@@ -18,6 +20,39 @@ async function iamToken(iamPort: number, form: Record<string, string>, client: s
   const body = await res.json() as { access_token?: string }
   if (!body.access_token) throw new Error(`development IAM refused ${client}: ${JSON.stringify(body)}`)
   return body.access_token
+}
+
+export const EXCHANGE_ROW = 'POST /token startd IDTOKEN'
+export const RENEWAL_ROW = 'POST /token pilot IDTOKEN renewal'
+
+/** A connection's pilot: renews whatever token the last 200 answer carried, starting from its redeemed one. */
+function renewalSession(first: string, form: (token: string) => string): LoadSession {
+  let token = first
+  return {
+    body: () => form(token),
+    answer(status, text) { if (status === 200) token = (JSON.parse(text) as { access_token: string }).access_token },
+  }
+}
+
+/** One enrolment credential for a job of `nodes` nodes at hpc-b, redeemed once per node: the pilots' first tokens. */
+async function redeemPilots(origin: string, ca: Buffer | undefined, iamPort: number, nodes: number): Promise<string[]> {
+  const factory = await iamToken(iamPort, { grant_type: 'client_credentials', scope: 'wlcg' }, 'ctb-hpc-b-pilot-factory', 'ctb-hpc-b-pilot-factory-secret')
+  const pool = new Pool(origin, { connections: 4, ...(ca ? { connect: { ca } } : {}) })
+  const post = async (form: Record<string, string>) => {
+    const res = await pool.request({ path: '/token', method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams(form).toString() })
+    const body = await res.body.json() as { access_token?: string }
+    if (res.statusCode !== 200 || !body.access_token) throw new Error(`pilot set-up refused: ${res.statusCode} ${JSON.stringify(body)}`)
+    return body.access_token
+  }
+  try {
+    const credential = await post({ grant_type: TE, subject_token: factory, subject_token_type: AT, requested_token_type: PILOT_ENROLMENT_TOKEN_TYPE, role: 'pilot', pilot_count: String(nodes), lifetime: '3600' })
+    const jobEnd = String(Math.floor(Date.now() / 1000) + 7200)
+    const tokens: string[] = []
+    for (let i = 0; i < nodes; i++) tokens.push(await post({ grant_type: TE, subject_token: credential, subject_token_type: PILOT_ENROLMENT_TOKEN_TYPE, slurm_job_id: '4242', node: `node${i}`, job_end: jobEnd }))
+    return tokens
+  } finally {
+    await pool.close()
+  }
 }
 
 /**
@@ -65,7 +100,17 @@ export async function tokenEndpointLoad(options: { connections: number; duration
     const alice = await iamToken(iamPort, { grant_type: 'password', username: 'alice', password: 'alice-password', scope: 'openid profile wlcg wlcg.groups' }, 'dev-cli', 'dev-cli-secret')
     const common = { origin, connections: options.connections, durationMs: options.durationMs, ...(ca ? { ca } : {}) }
     const results: Record<string, LoadResult[]> = {}
-    results['POST /token startd IDTOKEN'] = await drive({ ...common, path: '/token', method: 'POST', headers, body: form(robot, { role: 'startd', host: 'ep-17.cloud-a.example.org' }) })
+    // Renewal: each connection redeems once for its own node, then renews with its current token (the one
+    // the last answer carried). wrk gets one thread, so one Lua state, per connection to keep that token in.
+    const tokens = await redeemPilots(origin, ca, iamPort, options.connections)
+    const renewForm = (token: string) => new URLSearchParams({ grant_type: TE, subject_token: token, subject_token_type: TOKEN_TYPE.idtoken }).toString()
+    results[EXCHANGE_ROW] = await drive({ ...common, path: '/token', method: 'POST', headers, body: form(robot, { role: 'startd', host: 'ep-17.cloud-a.example.org' }) })
+    results[RENEWAL_ROW] = [] as LoadResult[]
+    for (let i = 0; i < options.runs; i++) {
+      results[RENEWAL_ROW].push(useWrk
+        ? await wrkLoad({ ...common, path: '/token', script: renewalScript('/token', renewForm, tokens), threads: options.connections })
+        : await load({ ...common, path: '/token', method: 'POST', headers, sessions: tokens.map((t) => renewalSession(t, renewForm)) }))
+    }
     results['POST /token submit-user WLCG SciToken (ES256)'] = await drive({ ...common, path: '/token', method: 'POST', headers, body: form(alice, { role: 'submit-user', requested_token_type: TOKEN_TYPE.jwt, audience: 'condor://ap1.cloud-a.example.org:9618', scope: 'compute.read' }) })
     results['GET /healthz (HTTP stack floor)'] = await drive({ ...common, path: '/healthz' })
     return { client: useWrk ? 'wrk' : 'undici (Node; apt-get install wrk for a cheaper client)', results }

@@ -18,13 +18,17 @@ export async function haveWrk(): Promise<boolean> {
   }
 }
 
-/** Same contract as `load()`, driven by wrk (one thread, `connections` connections); loopback only. */
-export async function wrkLoad(options: { origin: string; path: string; method?: 'GET' | 'POST'; headers?: Record<string, string>; body?: string; connections: number; durationMs: number }): Promise<LoadResult> {
+/**
+ * Same contract as `load()`, driven by wrk (one thread, `connections` connections); loopback only.
+ * `script` replaces the generated Lua with its own (it sets the method, headers and body itself);
+ * `threads` then lets it give each connection a thread, and so a Lua state, of its own.
+ */
+export async function wrkLoad(options: { origin: string; path: string; method?: 'GET' | 'POST'; headers?: Record<string, string>; body?: string; connections: number; durationMs: number; script?: string; threads?: number }): Promise<LoadResult> {
   const url = new URL(options.path, options.origin)
   if (!['127.0.0.1', 'localhost'].includes(url.hostname)) throw new Error('load tests target loopback only')
   const dir = mkdtempSync(join(tmpdir(), 'ctb-wrk-'))
   try {
-    const lua = [
+    const lua = options.script ?? [
       `wrk.method = ${JSON.stringify(options.method ?? 'GET')}`,
       ...(options.body ? [`wrk.body = ${JSON.stringify(options.body)}`] : []),
       ...Object.entries(options.headers ?? {}).map(([k, v]) => `wrk.headers[${JSON.stringify(k)}] = ${JSON.stringify(v)}`),
@@ -32,8 +36,9 @@ export async function wrkLoad(options: { origin: string; path: string; method?: 
     writeFileSync(join(dir, 'req.lua'), lua)
     const seconds = Math.max(1, Math.round(options.durationMs / 1000))
     // A short warm-up run first (JIT, caches), as load() does.
-    await run('wrk', ['-t1', `-c${options.connections}`, '-d1s', '-s', join(dir, 'req.lua'), url.href], { timeout: 30_000 })
-    const { stdout } = await run('wrk', ['-t1', `-c${options.connections}`, `-d${seconds}s`, '--latency', '-s', join(dir, 'req.lua'), url.href], { timeout: (seconds + 30) * 1000 })
+    const t = `-t${options.threads ?? 1}`
+    await run('wrk', [t, `-c${options.connections}`, '-d1s', '-s', join(dir, 'req.lua'), url.href], { timeout: 30_000 })
+    const { stdout } = await run('wrk', [t, `-c${options.connections}`, `-d${seconds}s`, '--latency', '-s', join(dir, 'req.lua'), url.href], { timeout: (seconds + 30) * 1000 })
     const ms = (label: string) => {
       const m = new RegExp(`${label}%\\s+([\\d.]+)(us|ms|s)`).exec(stdout)
       if (!m) return NaN
@@ -46,4 +51,24 @@ export async function wrkLoad(options: { origin: string; path: string; method?: 
   } finally {
     rmSync(dir, { recursive: true, force: true })
   }
+}
+
+/**
+ * Lua for wrk in which each thread (one connection each: run with as many threads as connections) renews
+ * its own pilot token: thread i starts from tokens[i] and takes the token of every 200 answer as its next.
+ */
+export function renewalScript(path: string, form: (token: string) => string, tokens: readonly string[]): string {
+  const marker = 'TOKEN_HERE'
+  const [before, after] = form(marker).split(marker)
+  return [
+    `local tokens = { ${tokens.map((t) => JSON.stringify(t)).join(', ')} }`,
+    'local n = 0',
+    'function setup(thread) n = n + 1; thread:set("token", tokens[n]) end',
+    `local before, after = ${JSON.stringify(before)}, ${JSON.stringify(after)}`,
+    'local headers = { ["Content-Type"] = "application/x-www-form-urlencoded" }',
+    `function request() return wrk.format("POST", ${JSON.stringify(path)}, headers, before .. token .. after) end`,
+    'function response(status, headers, body)',
+    '  if status == 200 then local t = body:match(\'"access_token":"([^"]+)"\'); if t then token = t end end',
+    'end',
+  ].join('\n')
 }

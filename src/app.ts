@@ -1,5 +1,5 @@
 import { Hono } from 'hono'
-import type { Config } from './config.ts'
+import { maxTokenLifetime, type Config } from './config.ts'
 import { NotFound } from './errors.ts'
 import { brokerMetadata } from './contract/discovery.ts'
 import { requestId } from './http/middleware/request_id.ts'
@@ -11,6 +11,8 @@ import type { AuditStore } from './audit/audit_log.ts'
 import { adminAuth, type AdminAuthenticator } from './http/middleware/admin_auth.ts'
 import { auditRoutes } from './http/routes/audit.ts'
 import { revocationRoutes } from './http/routes/revocations.ts'
+import { pilotRoutes } from './http/routes/pilots.ts'
+import { systemClock } from './lib/clock.ts'
 import { policyExplainRoutes, type PolicySource } from './http/routes/policy_explain.ts'
 import { tokenRoutes, type Exchange } from './http/routes/token.ts'
 import type { RevocationService } from './revocation/revocation_service.ts'
@@ -43,6 +45,7 @@ export function createApp(deps: AppDeps): Hono {
     const auth = adminAuth({ authenticators: deps.admin.authenticators, revocations: deps.admin.revocations })
     app.route('/', auditRoutes({ audit: deps.admin.audit, auth }))
     app.route('/', revocationRoutes({ revocations: deps.admin.revocations, auth }))
+    app.route('/', pilotRoutes({ audit: deps.admin.audit, auth, clock: systemClock, window: maxTokenLifetime(deps.config) }))
     if (deps.admin.policy) app.route('/', policyExplainRoutes({ policy: deps.admin.policy, adminAuth: auth }))
   }
   const errorResponse = oauthErrorResponse(deps.log)

@@ -179,7 +179,7 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
     })
     // Registered after the store, so closing writes the last aggregate before the store closes.
     closers.push(refusals.start(config.audit.denied_aggregate_seconds))
-    const exchangeDeps = exchangeDepsFrom({ config, keys, audit: store, clock, iam, policy, generations: revocations, blocks: revocations, refusals, log })
+    const exchangeDeps = exchangeDepsFrom({ config, keys, audit: store, clock, iam, policy, generations: revocations, blocks: revocations, refusals, log, pilots: { store, revocations } })
 
     const adminAuthenticators: AdminAuthenticator[] = []
     if (config.admin.bootstrap_token_file) {

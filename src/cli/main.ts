@@ -20,9 +20,9 @@ Commands:
   token            create | inspect IDTOKENs and SciTokens
   audit            list | export | verify | prune the audit log
   revoke           revoke tokens; list revocations; render SEC_TOKEN_REVOCATION_EXPR
+  pilot            script: write the sbatch pilot for SLURM nodes; list: live pilots by site and job
   policy           check | explain issuance policies
   iam              check that the configured IAM issuers answer (discovery, JWKS, introspection)
-  pilot            script: write the sbatch pilot for SLURM nodes
 
 Run "condor-token-broker <command> --help" for a command's options.`
 
@@ -32,9 +32,9 @@ const COMMANDS: Record<string, (argv: string[], io: CommandIo) => Promise<number
   token: tokenCommand,
   audit: auditCommand,
   revoke: revokeCommand,
+  pilot: pilotCommand,
   policy: policyCommand,
   iam: iamCommand,
-  pilot: pilotCommand,
 }
 
 /** Runs one CLI invocation; every expected failure becomes one line on stderr and a non-zero status. */

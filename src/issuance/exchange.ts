@@ -8,6 +8,7 @@ import {
 } from '../errors.ts'
 import type { SubjectTokenVerifier, VerifiedSubject } from '../iam/subject.ts'
 import { recordDenial } from './issue.ts'
+import { pilotFlowOf, type PilotFlow } from './pilot_exchange.ts'
 import type { Clock } from '../lib/clock.ts'
 import type { Logger } from '../lib/logger.ts'
 import type { Decision, DecisionRequest } from '../policy/decision.ts'
@@ -44,6 +45,8 @@ export interface ExchangeDeps {
   refusals: Pick<RefusalTally, 'note'>
   clock: Clock
   log: Logger
+  /** SLURM pilot requests (enrolment, redemption, renewal; pilot_exchange.ts), recognised by their token types. */
+  pilots?: (flow: PilotFlow, form: TokenRequestForm, ctx: RequestContext) => Promise<TokenExchangeResponse>
 }
 
 export interface TokenExchangeResponse {
@@ -87,8 +90,15 @@ export async function exchangeToken(readForm: () => Promise<TokenRequestForm> | 
   let deniedBy: string | undefined
   // The site the policy bound, once a decision allowed: a later refusal is recorded under it.
   let boundSite: string | undefined
+  // A pilot request audits and counts its own refusals.
+  let delegated = false
   try {
     const form = await readForm()
+    const flow = deps.pilots ? pilotFlowOf(form) : undefined
+    if (flow) {
+      delegated = true
+      return await deps.pilots!(flow, form, ctx)
+    }
     let parsed: TokenExchangeRequest | BrokerError
     try {
       parsed = parseTokenExchangeRequest(form)
@@ -140,7 +150,7 @@ export async function exchangeToken(readForm: () => Promise<TokenRequestForm> | 
       scope: issued.scope,
     }
   } catch (err) {
-    if (err instanceof BrokerError) {
+    if (err instanceof BrokerError && !delegated) {
       if (subject) await auditDenial(err, deniedBy, req, boundSite, subject, ctx, deps)
       else deps.refusals.note(err.error, ctx.clientAddress)
     }

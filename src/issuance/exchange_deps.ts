@@ -7,7 +7,11 @@ import type { Clock } from '../lib/clock.ts'
 import type { Logger } from '../lib/logger.ts'
 import { decide } from '../policy/decide.ts'
 import type { PolicyHolder } from '../policy/policy_holder.ts'
-import type { IssuanceBlocks } from '../revocation/revocation_checker.ts'
+import type { IssuanceBlocks, RevocationChecker } from '../revocation/revocation_checker.ts'
+import type { BrokerStore } from '../storage/chained_store.ts'
+import { enrolmentKeyFrom } from './pilot_enrolment.ts'
+import { pilotExchange, type PilotExchangeDeps } from './pilot_exchange.ts'
+import { PilotRegistry } from './pilot_registry.ts'
 import type { ExchangeDeps } from './exchange.ts'
 import { issueDepsFrom, issueToken } from './issue.ts'
 import { narrowAtIam } from './narrow_at_iam.ts'
@@ -28,6 +32,14 @@ export function exchangeDepsFrom(parts: {
   blocks: IssuanceBlocks
   refusals: Pick<RefusalTally, 'note'>
   log: Logger
+  /**
+   * SLURM pilots (docs/pilots.md): the store that counts enrolment redemptions and finds recorded pilot
+   * tokens, and the revocations that stop them. Without it, pilot requests are refused as unsupported.
+   */
+  pilots?: {
+    store: Pick<BrokerStore, 'record' | 'redeemPilotSlot' | 'query'>
+    revocations: RevocationChecker & IssuanceBlocks & { generationOf(role: string): number }
+  }
 }): ExchangeDeps {
   const { config, keys, audit, clock, iam, policy, refusals, log } = parts
   const issueDeps = issueDepsFrom(config, { keys, audit, clock, generations: parts.generations })
@@ -43,9 +55,29 @@ export function exchangeDepsFrom(parts: {
     },
     narrow: (decision, subject, subjectToken, ctx) => narrowAtIam(decision, subject, subjectToken, ctx, { exchanger: iam.exchanger, audit, clock }),
     blocks: parts.blocks,
+    ...(parts.pilots ? { pilots: pilotPipeline(parts as typeof parts & { pilots: NonNullable<typeof parts.pilots> }) } : {}),
     audit,
     refusals,
     clock,
     log,
   }
+}
+
+/** The pilot requests' pipeline, wired from the same parts as the exchange. */
+function pilotPipeline(parts: Parameters<typeof exchangeDepsFrom>[0] & { pilots: NonNullable<Parameters<typeof exchangeDepsFrom>[0]['pilots']> }): NonNullable<ExchangeDeps['pilots']> {
+  const deps: PilotExchangeDeps = {
+    iam: parts.iam.verifier,
+    policy: parts.policy,
+    idtokenKey: parts.keys.idtoken,
+    enrolmentKey: enrolmentKeyFrom(parts.keys.idtoken),
+    store: parts.pilots.store,
+    registry: new PilotRegistry(parts.pilots.store),
+    revocations: parts.pilots.revocations,
+    refusals: parts.refusals,
+    clock: parts.clock,
+    log: parts.log,
+    trustDomain: parts.config.trust_domain,
+    maxIdTokenLifetime: parts.config.idtoken.max_lifetime,
+  }
+  return (flow, form, ctx) => pilotExchange(flow, form, ctx, deps)
 }

@@ -3,6 +3,7 @@ import type { TokenKind } from './decision.ts'
 import { compilePatterns, type CompiledPatterns } from './patterns.ts'
 import { ADMIN_ROLE, type Grant, type Rule } from './schema.ts'
 import { compileAllowedScopes, toAuthzLevel, type AllowedScopes } from './scopes.ts'
+import { DEFAULT_PILOT_IDENTITY } from '../contract/pilot.ts'
 import { foldConstants, parseTemplate, placeholdersOf, type TemplatePart } from './template.ts'
 
 /**
@@ -55,6 +56,18 @@ export interface CompiledGrant {
   readonly profile: 'wlcg' | 'scitokens2'
   readonly upTo: boolean
   readonly directAttach: boolean
+  /** Pilot enrolment (docs/pilots.md), when the grant allows it. */
+  readonly pilot?: CompiledPilotGrant
+}
+
+export interface CompiledPilotGrant {
+  readonly maxCount: number
+  readonly enrolmentLifetime: { readonly default: number; readonly max: number }
+  /** Each pilot token's lifetime before renewal; the job's end caps it further. */
+  readonly tokenLifetime: number
+  readonly tunneled: boolean
+  /** The pilot identity with constants folded in; {site}, {slurm_job_id} and {node} remain. */
+  readonly identity: readonly TemplatePart[]
 }
 
 export interface CompiledMatch {
@@ -122,6 +135,20 @@ function compileGrant(g: Grant, ctx: PolicyContext): CompiledGrant {
     profile: g.profile ?? ctx.scitokenProfile,
     upTo: g.up_to ?? false,
     directAttach: g.direct_attach ?? false,
+    ...(g.pilot ? { pilot: compilePilotGrant(g, constants) } : {}),
+  }
+}
+
+function compilePilotGrant(g: Grant, constants: Record<string, string>): CompiledPilotGrant {
+  const p = g.pilot!
+  const parsed = parseTemplate(p.identity ?? DEFAULT_PILOT_IDENTITY)
+  if ('error' in parsed) throw new TypeError(`unvalidated pilot identity reached compile: ${parsed.error}`)
+  return {
+    maxCount: p.max_count,
+    enrolmentLifetime: { ...p.enrolment_lifetime },
+    tokenLifetime: p.token_lifetime ?? g.lifetime!.default,
+    tunneled: p.tunneled ?? false,
+    identity: foldConstants(parsed.parts, constants),
   }
 }
 

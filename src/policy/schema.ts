@@ -5,6 +5,7 @@ import { isHostPattern } from './patterns.ts'
 import { htcondorLevelsOfScopes, parseScope, toAuthzLevel } from './scopes.ts'
 import { BUILTIN_PLACEHOLDERS, HOST_PLACEHOLDERS, SITE_PLACEHOLDER, parseTemplate, placeholdersOf, type TemplatePart } from './template.ts'
 import { asciiLower } from '../lib/ascii_case.ts'
+import { DEFAULT_PILOT_IDENTITY, MAX_PILOT_COUNT, PILOT_AUTHZ, PILOT_TUNNEL_AUTHZ } from '../contract/pilot.ts'
 
 /**
  * The zod schema of `policies/*.yaml`. Structural checks and every safety rule that can be decided
@@ -70,13 +71,30 @@ export const ROLE_NAME = /^[a-z][a-z0-9-]{0,62}$/
 
 const Role = z.string().regex(ROLE_NAME, 'a role is lower-case letters, digits and dashes, starting with a letter')
 
-const GRANT_TOKEN_FIELDS = ['identity', 'token_kinds', 'default_token_kind', 'authz', 'scopes', 'audiences', 'hosts', 'sites', 'params', 'lifetime', 'profile', 'up_to', 'direct_attach'] as const
+const GRANT_TOKEN_FIELDS = ['identity', 'token_kinds', 'default_token_kind', 'authz', 'scopes', 'audiences', 'hosts', 'sites', 'params', 'lifetime', 'profile', 'up_to', 'direct_attach', 'pilot'] as const
 
 /**
  * A site label: it ends up in the `ctb_site` claim and in `revoke --site`, so it is a plain name that is
  * safe inside a ClassAd string and inside an identity (no `@`, space or quote).
  */
 const SiteName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'a site is letters, digits, _ . -, starting with a letter or digit (at most 64)')
+
+/**
+ * A grant's pilot enrolment: callers of the rule may obtain enrolment credentials for the grant's site,
+ * each redeemable by at most `max_count` pilots; the pilot tokens carry exactly the pilot levels.
+ */
+const PilotGrantSchema = z.strictObject({
+  /** Most pilot tokens (node redemptions) one credential may yield. */
+  max_count: z.number().int().min(1).max(MAX_PILOT_COUNT),
+  /** How long a credential stays redeemable: the queue wait plus a margin. */
+  enrolment_lifetime: z.strictObject({ default: Duration, max: Duration }),
+  /** Lifetime of each pilot token before renewal (always also capped by the job's end); default: lifetime.default. */
+  token_lifetime: Duration.optional(),
+  /** The site's startds reach the pool through CCB: pilot tokens also carry DAEMON. */
+  tunneled: z.boolean().optional(),
+  /** The pilot token's `sub`; must name {site}, {slurm_job_id} and {node}. */
+  identity: z.string().min(1).max(255).optional(),
+})
 
 const GrantSchema = z.strictObject({
   role: Role,
@@ -104,6 +122,8 @@ const GrantSchema = z.strictObject({
   up_to: z.boolean().optional(),
   /** Allows WRITE on a pilot/startd role, for annex-style direct attach to a schedd. */
   direct_attach: z.boolean().optional(),
+  /** SLURM pilot enrolment for this role (docs/pilots.md): checked by checkPilotGrant. */
+  pilot: PilotGrantSchema.optional(),
 }).superRefine(checkGrant)
 
 export type Grant = z.output<typeof GrantSchema>
@@ -130,7 +150,9 @@ function checkGrant(g: Grant, ctx: z.RefinementCtx): void {
   checkScopes(g, kinds, jwtKinds, issue)
   const attach = isAttachRole(g.role)
   if (attach && !g.direct_attach) {
-    if (expandAuthz(levels).has('WRITE')) {
+    // DAEMON (which implies WRITE) is what a tunneled pilot site needs for CCB; checkPilotGrant allows exactly that.
+    const tunnelDaemon = g.pilot?.tunneled === true ? levels.filter((l) => l !== PILOT_TUNNEL_AUTHZ) : levels
+    if (expandAuthz(tunnelDaemon).has('WRITE')) {
       issue(['authz'], `WRITE (or a level implying it) on role ${g.role} needs direct_attach: true; pilots and startds only advertise (docs/htcondor-tokens.md §3.4)`)
     }
     if (g.scopes && htcondorLevelsOfScopes(g.scopes).has('WRITE')) {
@@ -145,6 +167,32 @@ function checkGrant(g: Grant, ctx: z.RefinementCtx): void {
     if (!isHostPattern(h)) issue(['hosts', i], `"${h}" is not a lower-case host pattern (letters, digits, dots, dashes and *; not a bare *)`)
   })
   if (g.lifetime.default > g.lifetime.max) issue(['lifetime', 'default'], `default lifetime ${g.lifetime.default}s exceeds max ${g.lifetime.max}s`)
+  if (g.pilot) checkPilotGrant(g, levels, issue)
+}
+
+/** Placeholders a pilot identity may use: the three that name the pilot, and the constants. */
+const PILOT_IDENTITY_PLACEHOLDERS: ReadonlySet<string> = new Set(['site', 'slurm_job_id', 'node', 'trust_domain', 'uid_domain', 'role'])
+
+function checkPilotGrant(g: Grant, levels: readonly AuthzLevel[], issue: Issue): void {
+  const p = g.pilot!
+  if (!isAttachRole(g.role)) issue(['pilot'], `pilot enrolment applies to pilot and startd roles, not ${g.role}`)
+  if (!g.sites) issue(['pilot'], 'pilot enrolment binds a site: list it under sites:')
+  if (!g.token_kinds?.includes('idtoken')) issue(['pilot'], 'pilot tokens are IDTOKENs: token_kinds must include idtoken')
+  const want = new Set<string>([...PILOT_AUTHZ, ...(p.tunneled ? [PILOT_TUNNEL_AUTHZ] : [])])
+  const have = new Set<string>(levels)
+  if (have.size !== want.size || [...want].some((l) => !have.has(l))) {
+    issue(['authz'], `a pilot grant's authz is exactly ${[...want].join(', ')}${p.tunneled ? '' : ' (DAEMON only with tunneled: true)'}`)
+  }
+  if (p.enrolment_lifetime.default > p.enrolment_lifetime.max) issue(['pilot', 'enrolment_lifetime', 'default'], `default ${p.enrolment_lifetime.default}s exceeds max ${p.enrolment_lifetime.max}s`)
+  if (p.token_lifetime !== undefined && g.lifetime && p.token_lifetime > g.lifetime.max) issue(['pilot', 'token_lifetime'], `token_lifetime ${p.token_lifetime}s exceeds the grant's max lifetime ${g.lifetime.max}s`)
+  const parsed = parseTemplate(p.identity ?? DEFAULT_PILOT_IDENTITY)
+  if ('error' in parsed) { issue(['pilot', 'identity'], parsed.error); return }
+  const used = placeholdersOf(parsed.parts)
+  for (const ph of used) if (!PILOT_IDENTITY_PLACEHOLDERS.has(ph)) issue(['pilot', 'identity'], `a pilot identity may use {site}, {slurm_job_id}, {node} and constants, not {${ph}}`)
+  for (const ph of ['site', 'slurm_job_id', 'node']) if (!used.includes(ph)) issue(['pilot', 'identity'], `a pilot identity must contain {${ph}}, so each pilot can be told apart and revoked`)
+  const { user, hasAt, emptyDomain } = literalUser(parsed.parts)
+  if (!hasAt || emptyDomain) issue(['pilot', 'identity'], 'a pilot identity must be user@domain')
+  if (user !== undefined && RESERVED_USERS.has(asciiLower(user))) issue(['pilot', 'identity'], `identity ${user}@… is reserved`)
 }
 
 function checkAuthz(g: Grant, kinds: Set<string>, issue: Issue): AuthzLevel[] {

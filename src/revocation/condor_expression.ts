@@ -1,3 +1,4 @@
+import { pilotJobClause } from './pilot_job.ts'
 import { activeCutoffs, CLAIM_GENERATION, CLAIM_ROLE, CLAIM_SITE, type Revocation } from './revocation.ts'
 
 /**
@@ -13,7 +14,7 @@ import { activeCutoffs, CLAIM_GENERATION, CLAIM_ROLE, CLAIM_SITE, type Revocatio
  * per sub/site (latest cut-off wins), one per jti; entries leave once no token they match can be valid.
  */
 export function buildRevocationExpression(revocations: readonly Revocation[], now: number): { expr: string; clauses: number } {
-  const { roles, subs, sites, jtis, atIssuer } = activeCutoffs(revocations, now)
+  const { roles, subs, sites, jtis, atIssuer, pilotJobs } = activeCutoffs(revocations, now)
   const clauses: string[] = []
   for (const [role, gen] of sorted(roles)) clauses.push(`(${CLAIM_ROLE} =?= ${classAdString(role)} && ${CLAIM_GENERATION} < ${gen})`)
   for (const [site, t] of sorted(sites)) clauses.push(`(${CLAIM_SITE} =?= ${classAdString(site)} && iat <= ${t})`)
@@ -23,6 +24,7 @@ export function buildRevocationExpression(revocations: readonly Revocation[], no
     for (const [sub, t] of sorted(bound)) clauses.push(`(sub =?= ${classAdString(sub)} && iss =?= ${classAdString(iss)} && iat <= ${t})`)
   }
   for (const jti of [...jtis].sort()) clauses.push(`jti =?= ${classAdString(jti)}`)
+  for (const job of [...pilotJobs].sort()) clauses.push(pilotJobClause(job, classAdString))
   return { expr: clauses.length === 0 ? 'false' : clauses.join(' || '), clauses: clauses.length }
 }
 

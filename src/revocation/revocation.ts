@@ -26,8 +26,8 @@ export const INITIAL_GENERATION = 1
  * at the admin API, whatever its token's `iat`: IAM keeps minting fresh tokens for a revoked caller. A
  * `role` or `site` entry does not block: new tokens carry the new generation or a later `iat`.
  */
-export type RevocationKind = 'jti' | 'sub' | 'role' | 'site' | 'client'
-export const REVOCATION_KINDS: readonly RevocationKind[] = ['jti', 'sub', 'role', 'site', 'client']
+export type RevocationKind = 'jti' | 'sub' | 'role' | 'site' | 'client' | 'pilot-job'
+export const REVOCATION_KINDS: readonly RevocationKind[] = ['jti', 'sub', 'role', 'site', 'client', 'pilot-job']
 
 /** What the service asks a store to persist. */
 export interface NewRevocation {
@@ -92,6 +92,8 @@ export interface ActiveCutoffs {
   atIssuer: Map<string, { subs: Map<string, number>; clients: Set<string> }>
   /** Highest revoked generation per role named by an unexpired role revocation. */
   roles: Map<string, number>
+  /** `SITE:JOBID` of revoked pilot jobs (pilot_job.ts). */
+  pilotJobs: Set<string>
 }
 
 /**
@@ -99,7 +101,7 @@ export interface ActiveCutoffs {
  * expression (condor_expression.ts) and the broker's own check (revocation_checker.ts).
  */
 export function activeCutoffs(revocations: readonly Revocation[], now: number): ActiveCutoffs {
-  const out: ActiveCutoffs = { jtis: new Set(), subs: new Map(), sites: new Map(), clients: new Set(), roles: new Map(), atIssuer: new Map() }
+  const out: ActiveCutoffs = { jtis: new Set(), subs: new Map(), sites: new Map(), clients: new Set(), roles: new Map(), atIssuer: new Map(), pilotJobs: new Set() }
   const at = (iss: string) => {
     let e = out.atIssuer.get(iss)
     if (!e) out.atIssuer.set(iss, e = { subs: new Map(), clients: new Set() })
@@ -114,6 +116,7 @@ export function activeCutoffs(revocations: readonly Revocation[], now: number): 
       case 'site': latest(out.sites, r.value, r.revokedAt); break
       case 'role': latest(out.roles, r.value, r.gen ?? 0); break
       case 'client': (r.iss !== undefined ? at(r.iss).clients : out.clients).add(r.value); break
+      case 'pilot-job': out.pilotJobs.add(r.value); break
     }
   }
   return out

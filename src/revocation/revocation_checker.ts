@@ -1,3 +1,4 @@
+import { pilotJobKeyOf } from './pilot_job.ts'
 import { activeCutoffs, CLAIM_GENERATION, CLAIM_ROLE, CLAIM_SITE, type ActiveCutoffs, type Revocation } from './revocation.ts'
 
 /** Decides whether a token the broker itself is asked to accept (renewal, admin call) has been revoked. */
@@ -26,6 +27,7 @@ export class RevocationSnapshot implements RevocationChecker, IssuanceBlocks {
   readonly #subs: ReadonlyMap<string, number>
   readonly #sites: ReadonlyMap<string, number>
   readonly #clients: ReadonlySet<string>
+  readonly #pilotJobs: ReadonlySet<string>
   readonly #atIssuer: ActiveCutoffs['atIssuer']
   /**
    * From the role_generations table, not from role revocations: a generation stays in force after the
@@ -34,7 +36,8 @@ export class RevocationSnapshot implements RevocationChecker, IssuanceBlocks {
   readonly #roles: ReadonlyMap<string, number>
 
   constructor(revocations: readonly Revocation[], roleGenerations: ReadonlyMap<string, number>, now: number) {
-    const { jtis, subs, sites, clients, atIssuer } = activeCutoffs(revocations, now)
+    const { jtis, subs, sites, clients, atIssuer, pilotJobs } = activeCutoffs(revocations, now)
+    this.#pilotJobs = pilotJobs
     this.#atIssuer = atIssuer
     this.#jtis = jtis
     this.#subs = subs
@@ -47,6 +50,10 @@ export class RevocationSnapshot implements RevocationChecker, IssuanceBlocks {
     const claims = payload as Readonly<Record<string, unknown>>
     const { jti, sub, iat } = claims
     if (typeof jti === 'string' && this.#jtis.has(jti)) return true
+    if (this.#pilotJobs.size > 0) {
+      const job = pilotJobKeyOf(claims)
+      if (job !== undefined && this.#pilotJobs.has(job)) return true
+    }
     // A token without a numeric iat cannot prove it predates a cut-off: treat as revoked (HTCondor does the same: UNDEFINED ⇒ revoked).
     const issuedBefore = (cutoff: number | undefined) => cutoff !== undefined && (typeof iat !== 'number' || iat <= cutoff)
     if (typeof sub === 'string' && issuedBefore(this.#subs.get(sub))) return true

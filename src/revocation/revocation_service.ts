@@ -2,6 +2,7 @@ import type { AuditEvent, AuditStore } from '../audit/audit_log.ts'
 import { InvalidRequest, NotFound } from '../errors.ts'
 import type { Clock } from '../lib/clock.ts'
 import type { Logger } from '../lib/logger.ts'
+import { parsePilotJob } from './pilot_job.ts'
 import { buildRevocationExpression, isClassAdSafe } from './condor_expression.ts'
 import { INITIAL_GENERATION, REVOCATION_KINDS, type Revocation, type RevocationKind, type RevocationStore } from './revocation.ts'
 import { RevocationSnapshot, type IssuanceBlocks, type RevocationChecker } from './revocation_checker.ts'
@@ -114,7 +115,8 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks {
     const filter = req.kind === 'jti' ? { jti: req.value }
       : req.kind === 'sub' ? (req.iss !== undefined ? { caller: req.value } : { issuedSub: req.value })
         : req.kind === 'role' ? { role: req.value }
-          : req.kind === 'site' ? { site: req.value } : {}
+          : req.kind === 'site' ? { site: req.value }
+            : req.kind === 'pilot-job' ? { site: parsePilotJob(req.value)!.site } : {}
     let liveTokens = 0
     let cursor: string | undefined
     // Bounded: each page advances the cursor through a finite window (no live token is older than the longest lifetime).
@@ -123,6 +125,7 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks {
       for (const { event: e } of page.records) {
         if (e.exp === undefined || e.exp <= now || e.tokenKind === 'access_token') continue
         if (req.kind === 'client' && e.caller?.client_id !== req.value) continue
+        if (req.kind === 'pilot-job' && `${e.site}:${String((e.detail?.pilot as { job?: unknown } | undefined)?.job)}` !== req.value) continue
         if (req.iss !== undefined && e.caller?.iss !== req.iss) continue
         const gen = e.detail?.gen
         const claims = { jti: e.jti, sub: e.issuedSub, iat: e.time, ctb_role: e.role, ...(typeof gen === 'number' ? { ctb_gen: gen } : {}), ...(e.site !== undefined ? { ctb_site: e.site } : {}) }
@@ -143,6 +146,14 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks {
       if (!trusted.has(req.iss)) {
         throw new InvalidRequest(`iss "${isClassAdSafe(req.iss) ? req.iss : '?'}" is not a trusted IAM issuer (trusted: ${[...trusted].sort().join(', ') || 'none'})`)
       }
+    }
+    if (req.kind === 'pilot-job') {
+      const job = parsePilotJob(req.value)
+      if (!job) throw new InvalidRequest('pilot-job must be SITE:JOBID (a site label and a SLURM job id)')
+      if (this.#deps.knownLabels().sites.has(job.site)) return
+      const seen = await this.#deps.store.query({ site: job.site, type: 'token.issued', limit: 1 })
+      if (seen.records.length > 0) return
+      throw new InvalidRequest(`unknown site "${job.site}": no policy defines it and no token was issued for it`)
     }
     if (req.kind === 'role' || req.kind === 'site') {
       const known = this.#deps.knownLabels()
@@ -183,6 +194,7 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks {
       ...(req.kind === 'sub' ? { issuedSub: req.value } : {}),
       ...(req.kind === 'role' ? { role: req.value } : {}),
       ...(req.kind === 'site' ? { site: req.value } : {}),
+      ...(req.kind === 'pilot-job' ? { site: parsePilotJob(req.value)!.site, detail: { pilotJob: req.value } } : {}),
       ...(req.reason ? { reason: req.reason } : {}),
     }
     const rev = await this.#deps.store.revoke({
@@ -217,8 +229,9 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks {
       ...(rev.kind === 'jti' ? { jti: rev.value } : {}),
       ...(rev.kind === 'sub' ? { issuedSub: rev.value } : {}),
       ...(rev.kind === 'site' ? { site: rev.value } : {}),
+      ...(rev.kind === 'pilot-job' ? { site: parsePilotJob(rev.value)?.site } : {}),
       ...(req.reason ? { reason: req.reason } : {}),
-      detail: { lift: { id, liftedAt: now, liftedBy: actor.principal } },
+      detail: { lift: { id, liftedAt: now, liftedBy: actor.principal }, ...(rev.kind === 'pilot-job' ? { pilotJob: rev.value } : {}) },
     }
     // Undefined when another lift of the same entry committed first.
     const lifted = await this.#deps.store.lift({ id, liftedAt: now, liftedBy: actor.principal }, event)

@@ -13,7 +13,17 @@ export type WriteOp =
   /** `result` stays undefined (and nothing is appended) when the entry is unknown or already lifted. */
   | { kind: 'lift'; lift: RevocationLift; json: string; result?: Revocation }
   | { kind: 'prune'; before: number; now: number; result?: PruneResult }
+  | RedeemOp
 
+/**
+ * One redemption of a pilot enrolment credential: inside the transaction, if fewer than `limit` slots of
+ * `credential` are used, take the next one and append `json` (the issued token's record); otherwise
+ * append `denyJson` (its refusal) and take nothing. Count and record commit together or not at all.
+ */
+export interface RedeemOp { kind: 'redeem'; credential: string; limit: number; json: string; denyJson: string; result?: RedemptionOutcome }
+
+/** What a redemption got: the slot it took (1-based), or a refusal with the slots already used. */
+export type RedemptionOutcome = { redeemed: true; slot: number } | { redeemed: false; used: number }
 /** Everything a backend stores: the audit chain and the revocations it records. */
 export interface BrokerStore extends AuditStore, RevocationStore {
   readonly backend: 'sqlite' | 'postgres' | 'memory'
@@ -29,6 +39,8 @@ export interface BrokerStore extends AuditStore, RevocationStore {
   verifyRevocations(options?: { anchorKey?: Buffer }): Promise<RevocationVerification>
   /** The whole chain and the revocations against it, in one pass (audit verify). */
   verifyAll(): Promise<{ chain: ChainVerification; revocations: RevocationVerification }>
+  /** Takes one slot of a pilot enrolment credential atomically with its audit record (RedeemOp). */
+  redeemPilotSlot(credential: string, limit: number, issued: AuditEvent, refused: AuditEvent): Promise<RedemptionOutcome>
 }
 
 /** The table side of the revocation check and the chain's extent, read in one snapshot. */
@@ -192,6 +204,15 @@ export abstract class ChainedStore implements BrokerStore {
   async revoke(rev: NewRevocation, event: AuditEvent): Promise<Revocation> {
     assertStorableEvent(event)
     const op: WriteOp = { kind: 'revoke', rev, event: { ...event } }
+    await this.#submit(op)
+    return op.result!
+  }
+
+  async redeemPilotSlot(credential: string, limit: number, issued: AuditEvent, refused: AuditEvent): Promise<RedemptionOutcome> {
+    assertStorableEvent(issued)
+    assertStorableEvent(refused)
+    if (!Number.isSafeInteger(limit) || limit < 1) throw new TypeError('a redemption limit is a positive integer')
+    const op: RedeemOp = { kind: 'redeem', credential, limit, json: JSON.stringify(issued), denyJson: JSON.stringify(refused) }
     await this.#submit(op)
     return op.result!
   }

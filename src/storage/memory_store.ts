@@ -18,6 +18,8 @@ export class MemoryStore extends ChainedStore {
   #head = { seq: 0, hash: GENESIS_HASH }
   #revocations: Revocation[] = []
   #generations = new Map<string, number>()
+  /** Slots used per pilot enrolment credential. */
+  #redemptions = new Map<string, number>()
   #anchor: string | undefined
 
   constructor(options: { groupCommit?: Partial<GroupCommitOptions> } = {}) {
@@ -29,6 +31,7 @@ export class MemoryStore extends ChainedStore {
     const rows: StoredRow[] = []
     const revocations: Revocation[] = []
     const generations = new Map(this.#generations)
+    const redemptions = new Map<string, number>()
     let pruneThrough = 0
     let { seq, hash } = this.#head
     const append = (body: string, cols: AuditColumns) => {
@@ -42,7 +45,14 @@ export class MemoryStore extends ChainedStore {
     const lifted = new Map<number, Revocation>()
     for (const op of ops) {
       if (op.kind === 'event') { const { body, cols } = eventRow(op.json); append(body, cols) }
-      else if (op.kind === 'revoke') {
+      else if (op.kind === 'redeem') {
+        const used = redemptions.get(op.credential) ?? this.#redemptions.get(op.credential) ?? 0
+        const outcome = used < op.limit ? { redeemed: true as const, slot: used + 1 } : { redeemed: false as const, used }
+        if (outcome.redeemed) redemptions.set(op.credential, used + 1)
+        const { body, cols } = eventRow(outcome.redeemed ? op.json : op.denyJson)
+        append(body, cols)
+        results.push(() => { op.result = outcome })
+      } else if (op.kind === 'revoke') {
         let gen: number | undefined
         if (op.rev.kind === 'role') {
           gen = (generations.get(op.rev.value) ?? INITIAL_GENERATION) + 1
@@ -81,6 +91,7 @@ export class MemoryStore extends ChainedStore {
     for (const [i, rev] of lifted) this.#revocations[i] = rev
     this.#revocations.push(...revocations)
     this.#generations = generations
+    for (const [k, v] of redemptions) this.#redemptions.set(k, v)
     this.#head = { seq, hash }
     for (const r of results) r()
   }

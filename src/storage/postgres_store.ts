@@ -9,6 +9,7 @@ import {
   revocationEventBody, fromRevocationRow, toPage, type RevocationRow, type RevocationState, type WriteOp,
 } from './chained_store.ts'
 import type { GroupCommitOptions } from './group_commit.ts'
+import type { RedemptionOutcome } from './chained_store.ts'
 
 export interface PostgresStoreOptions {
   /** libpq-style URL; it may hold a password, so it is never logged or echoed. */
@@ -48,6 +49,8 @@ const MIGRATIONS: readonly string[] = [
   // Where the last full check of the chain ended, sealed (audit/anchor.ts): start-up resumes from it.
   'CREATE TABLE IF NOT EXISTS audit_anchor (id INT PRIMARY KEY CHECK (id = 1), sealed TEXT NOT NULL);',
   LIFT_AND_ISS_MIGRATION,
+  // Slots used per pilot enrolment credential, updated in the transaction that appends the redemption's record.
+  'CREATE TABLE IF NOT EXISTS pilot_redemptions (credential TEXT PRIMARY KEY, used INT NOT NULL);',
 ]
 
 // Any constant works; it only has to be the same in every replica.
@@ -120,7 +123,18 @@ export class PostgresStore extends ChainedStore {
       }
       for (const op of ops) {
         if (op.kind === 'event') { const { body, cols } = eventRow(op.json); append(body, cols) }
-        else if (op.kind === 'revoke') {
+        else if (op.kind === 'redeem') {
+          // Under the chain-head lock every replica's redemptions are serialised: the read below is current.
+          const row = (await client.query<{ used: number }>('SELECT used FROM pilot_redemptions WHERE credential = $1', [op.credential])).rows[0]
+          const used = row ? Number(row.used) : 0
+          const outcome: RedemptionOutcome = used < op.limit ? { redeemed: true, slot: used + 1 } : { redeemed: false, used }
+          if (outcome.redeemed) {
+            await client.query('INSERT INTO pilot_redemptions (credential, used) VALUES ($1, 1) ON CONFLICT (credential) DO UPDATE SET used = pilot_redemptions.used + 1', [op.credential])
+          }
+          const { body, cols } = eventRow(outcome.redeemed ? op.json : op.denyJson)
+          append(body, cols)
+          op.result = outcome
+        } else if (op.kind === 'revoke') {
           const rev = await insertRevocation(client, op.rev)
           const { body, cols } = revocationEventBody(op.event, rev)
           append(body, cols)

@@ -3,6 +3,7 @@ import { dirname } from 'node:path'
 import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite'
 import { COLUMN_NAMES, GENESIS_HASH, recordHash, type AuditColumns } from '../audit/chain.ts'
 import type { AuditEvent, PruneResult } from '../audit/audit_log.ts'
+import type { RedemptionOutcome } from './chained_store.ts'
 import { revocationsToCarry } from '../revocation/revocation_consistency.ts'
 import { OperatorError } from '../errors.ts'
 import { INITIAL_GENERATION, type NewRevocation, type Revocation } from '../revocation/revocation.ts'
@@ -55,6 +56,8 @@ const MIGRATIONS: readonly string[] = [
   'CREATE TABLE IF NOT EXISTS audit_anchor (id INTEGER PRIMARY KEY CHECK (id = 1), sealed TEXT NOT NULL);',
   // Lifted entries stay (ids are never reused: SQLite would hand out a deleted highest id again).
   LIFT_AND_ISS_MIGRATION,
+  // Slots used per pilot enrolment credential, updated in the transaction that appends the redemption's record.
+  'CREATE TABLE IF NOT EXISTS pilot_redemptions (credential TEXT PRIMARY KEY, used INTEGER NOT NULL);',
 ]
 
 /** WAL length (pages) at which a commit also checkpoints; the writer thread turns this off (sqlite_checkpointer.ts). */
@@ -105,7 +108,7 @@ function migrate(db: DatabaseSync): void {
 const INSERT_SQL = `INSERT INTO audit_log (seq, ${COLUMN_NAMES.join(', ')}, body, prev_hash, hash) VALUES (${Array(COLUMN_NAMES.length + 4).fill('?').join(', ')})`
 
 /** What a committed op yields: the stored revocation, the prune outcome, or nothing for a plain event. */
-export type OpResult = Revocation | PruneResult | null
+export type OpResult = Revocation | PruneResult | RedemptionOutcome | null
 
 /** The rows one transaction appended: seqs `firstSeq`, `firstSeq + 1`, … with their jti (null: none). */
 export interface AppendedRows { firstSeq: number; jtis: Array<string | null> }
@@ -148,7 +151,17 @@ export class SqliteChainWriter {
       const results: OpResult[] = []
       for (const op of ops) {
         if (op.kind === 'event') { const { body, cols } = eventRow(op.json); append(body, cols); results.push(null) }
-        else if (op.kind === 'revoke') {
+        else if (op.kind === 'redeem') {
+          const row = this.#db.prepare('SELECT used FROM pilot_redemptions WHERE credential = ?').get(op.credential) as { used: number } | undefined
+          const used = row?.used ?? 0
+          const outcome: RedemptionOutcome = used < op.limit ? { redeemed: true, slot: used + 1 } : { redeemed: false, used }
+          if (outcome.redeemed) {
+            this.#db.prepare('INSERT INTO pilot_redemptions (credential, used) VALUES (?, 1) ON CONFLICT (credential) DO UPDATE SET used = used + 1').run(op.credential)
+          }
+          const { body, cols } = eventRow(outcome.redeemed ? op.json : op.denyJson)
+          append(body, cols)
+          results.push(outcome)
+        } else if (op.kind === 'revoke') {
           const rev = this.#insertRevocation(op.rev)
           const { body, cols } = revocationEventBody(op.event, rev)
           append(body, cols)

@@ -7,6 +7,7 @@ import type { Revocation } from '../../src/revocation/revocation.ts'
 import { MemoryStore } from '../../src/storage/memory_store.ts'
 import { SqliteStore } from '../../src/storage/sqlite_store.ts'
 import { auditStoreContract } from './audit_log.contract.ts'
+import { pilotRedemptionContract } from './pilot_redemption.contract.ts'
 
 const dir = mkdtempSync(join(tmpdir(), 'ctb-audit-'))
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
@@ -64,3 +65,16 @@ auditStoreContract('memory', {
     async setRoleGeneration(role, gen) { const { generations } = mem.rawRevocations(); if (gen === null) generations.delete(role); else generations.set(role, gen) },
   },
 })
+
+for (const writer of ['thread', 'inline'] as const) {
+  pilotRedemptionContract(`sqlite (${writer} writer)`, {
+    async open() {
+      file = join(dir, `audit-${++n}.db`)
+      return new SqliteStore({ file, writer })
+    },
+    async openPeer() {
+      return new SqliteStore({ file, writer })
+    },
+  })
+}
+pilotRedemptionContract('memory', { async open() { return new MemoryStore() } })

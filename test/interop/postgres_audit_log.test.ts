@@ -1,6 +1,7 @@
-import { afterAll, beforeAll } from 'vitest'
+import { afterAll, beforeAll, expect, it } from 'vitest'
 import { PostgresStore } from '../../src/storage/postgres_store.ts'
 import { auditStoreContract } from '../integration/audit_log.contract.ts'
+import { pilotRedemptionContract } from '../integration/pilot_redemption.contract.ts'
 import { startPostgres, type TestPostgres } from '../support/postgres.ts'
 
 // A real PostgreSQL 15 server started for this file on 127.0.0.1 (Debian package `postgresql`).
@@ -40,4 +41,37 @@ auditStoreContract('postgres', {
     await current.sql(`CREATE FUNCTION fail_insert() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'disk full (test)'; END $$`)
     await current.sql('CREATE TRIGGER fail_insert BEFORE INSERT ON audit_log FOR EACH ROW EXECUTE FUNCTION fail_insert()')
   },
+})
+
+pilotRedemptionContract('postgres', {
+  async open() {
+    dsn = await server.createDatabase(`redeem_${++n}`)
+    current = await PostgresStore.open({ dsn })
+    return current
+  },
+  async openPeer() { return PostgresStore.open({ dsn }) },
+})
+
+it('migrates a database at the schema before pilot redemptions forward, keeping its revocations', async () => {
+  const url = await server.createDatabase(`forward_${++n}`)
+  const old = await PostgresStore.open({ dsn: url })
+  const rev = await old.revoke({ kind: 'sub', value: 'alice', revokedAt: 1_800_000_000, until: 1_800_003_600, iss: 'https://iam.example.org/' },
+    { type: 'token.revoked', time: 1_800_000_000, caller: { sub: 'admin' } })
+  // Four steps: the schema a broker without pilots leaves behind (its last step adds lifting and iss).
+  await old.sql('DROP TABLE pilot_redemptions')
+  await old.sql('UPDATE ctb_schema_version SET version = 4')
+  await old.close()
+
+  const store = await PostgresStore.open({ dsn: url })
+  try {
+    expect((await store.sql('SELECT version FROM ctb_schema_version')).rows).toEqual([{ version: 5 }])
+    expect(await store.listRevocations()).toEqual([rev])
+    expect((await store.verifyRevocations()).ok).toBe(true)
+    const issued = { type: 'token.issued', time: 1_800_000_001, role: 'pilot', decision: 'allow' } as const
+    const refused = { type: 'token.denied', time: 1_800_000_001, role: 'pilot', decision: 'deny' } as const
+    expect(await store.redeemPilotSlot('cred-forward', 1, issued, refused)).toEqual({ redeemed: true, slot: 1 })
+    expect(await store.redeemPilotSlot('cred-forward', 1, issued, refused)).toEqual({ redeemed: false, used: 1 })
+  } finally {
+    await store.close()
+  }
 })

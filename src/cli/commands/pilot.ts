@@ -1,19 +1,22 @@
 import { CliError, type CommandIo } from '../command.ts'
+import { PILOT_LIST_HELP, pilotListCommand } from './pilot_list.ts'
 import { PILOT_SCRIPT_HELP, pilotScriptCommand } from './pilot_script.ts'
 
-// `pilot list` (the broker's record of enrolled pilots) adds its line under Commands and its entry below.
 const HELP = `Usage: condor-token-broker pilot <command> [options]
 
 Commands:
   script    write the sbatch pilot script that runs an HTCondor startd on SLURM nodes
+  list      live SLURM pilots by site, job and node, with their last renewal (from the audit log)
 
 Run "condor-token-broker pilot <command> --help" for a command's options.
 
-${PILOT_SCRIPT_HELP}`
+${PILOT_SCRIPT_HELP}
+
+${PILOT_LIST_HELP}`
 
 const SUBCOMMANDS: Record<string, (argv: string[], io: CommandIo) => Promise<number>> = {
   script: pilotScriptCommand,
-  // list: the broker's record of enrolled pilots is added here, in its own module.
+  list: pilotListCommand,
 }
 
 /** `pilot <sub>`: dispatches to one module per subcommand so each side of pilots owns its own file. */

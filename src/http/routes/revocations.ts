@@ -13,6 +13,8 @@ export const RevocationBody = z.object({
   role: z.string().optional(),
   site: z.string().optional(),
   client: z.string().optional(),
+  /** `SITE:JOBID`: every pilot token of one SLURM job. */
+  'pilot-job': z.string().optional(),
   /** For sub and client: the trusted IAM issuer; absent means that sub or client at every trusted issuer. */
   iss: z.string().optional(),
   reason: z.string().max(500).optional(),

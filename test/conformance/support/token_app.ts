@@ -83,6 +83,35 @@ rules:
         profile: wlcg
         audiences: ["${AP1}", "${AP2}", "${STORAGE}"]
         lifetime: { default: 20m, max: 6h }
+  - id: hpc-pilots
+    match:
+      issuer: \${IAM_ISSUER}
+      client_id: [ctb-pilot-factory]
+    grants:
+      - role: pilot
+        identity: pilot-{site}-{slurm_job_id}@pilots.{trust_domain}
+        sites: [hpc-a]
+        params:
+          slurm_job_id: ["*"]
+        token_kinds: [idtoken]
+        authz: [READ, ADVERTISE_STARTD, ADVERTISE_MASTER]
+        lifetime: { default: 1h, max: 2h }
+        pilot:
+          max_count: 4
+          enrolment_lifetime: { default: 1h, max: 1d }
+          token_lifetime: 30m
+      - role: pilot-ccb
+        identity: pilot-{site}-{slurm_job_id}@pilots.{trust_domain}
+        sites: [hpc-t]
+        params:
+          slurm_job_id: ["*"]
+        token_kinds: [idtoken]
+        authz: [READ, ADVERTISE_STARTD, ADVERTISE_MASTER, DAEMON]
+        lifetime: { default: 1h, max: 2h }
+        pilot:
+          max_count: 2
+          enrolment_lifetime: { default: 1h, max: 1d }
+          tunneled: true
 `
 
 /** Which way requests reach the broker: `app.request`, or `serve`'s listener on a socket. */
@@ -182,7 +211,19 @@ export async function useTokenApp(): Promise<TokenApp> {
   await revocations.refresh()
 
   const refusals = new RefusalTally({ audit, clock, log: silentLogger })
-  const exchangeDeps = exchangeDepsFrom({ config, keys, audit, clock, iam: adapter, policy, generations: revocations, blocks: revocations, refusals, log: silentLogger })
+  // Pilot redemptions commit through the same switch, so fail-closed tests cover them too.
+  const pilotStore = {
+    record: (e: AuditEvent) => audit.record(e),
+    async redeemPilotSlot(credential: string, limit: number, issued: AuditEvent, refused: AuditEvent) {
+      if (audit.mode !== 'ok') { await audit.record(issued); throw new Error('audit store unavailable') }
+      return store.redeemPilotSlot(credential, limit, issued, refused)
+    },
+    query: store.query.bind(store),
+  }
+  const exchangeDeps = exchangeDepsFrom({
+    config, keys, audit, clock, iam: adapter, policy, generations: revocations, blocks: revocations, refusals, log: silentLogger,
+    pilots: { store: pilotStore, revocations },
+  })
   const exchange: Exchange = (readForm, ctx) => exchangeToken(readForm, ctx, exchangeDeps)
   const app = createApp({ config, keys, log: silentLogger, readiness: async () => ({ keys: 'ok' }), exchange })
 

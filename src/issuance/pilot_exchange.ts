@@ -1,0 +1,280 @@
+import { hash, type KeyObject } from 'node:crypto'
+import type { AuditEvent } from '../audit/audit_log.ts'
+import type { RefusalTally } from '../audit/refusal_tally.ts'
+import {
+  CLAIM_SLURM_JOB, MAX_ENROLMENT_CREDENTIAL_BYTES, PILOT_AUTHZ, PILOT_ENROLMENT_TOKEN_TYPE, PILOT_TUNNEL_AUTHZ,
+  parsePilotCount, parsePilotRedemption, type PilotRedemptionParams,
+} from '../contract/pilot.ts'
+import { GRANT_TYPE_TOKEN_EXCHANGE, TOKEN_TYPE } from '../contract/token_exchange.ts'
+import { parseTokenExchangeRequest, subjectTokenOf, type TokenExchangeRequest, type TokenRequestForm } from '../contract/token_request.ts'
+import { BrokerError, InvalidGrant, InvalidRequest, UnauthorizedClient, UnsupportedGrantType } from '../errors.ts'
+import type { SubjectTokenVerifier } from '../iam/subject.ts'
+import type { Clock } from '../lib/clock.ts'
+import type { Logger } from '../lib/logger.ts'
+import type { CompiledGrant, CompiledPilotGrant, Policy } from '../policy/compile.ts'
+import { newJti } from '../policy/decide.ts'
+import { decideEnrolment, pilotGrantOf, renderPilotIdentity } from '../policy/pilot_decision.ts'
+import type { IssuanceBlocks, RevocationChecker } from '../revocation/revocation_checker.ts'
+import type { BrokerStore } from '../storage/chained_store.ts'
+import { parseAuthzLevel } from './authz.ts'
+import type { RequestContext, TokenExchangeResponse } from './exchange.ts'
+import { buildIdTokenClaims, mintIdToken, type IdTokenKey } from './idtoken.ts'
+import { hs256Valid } from './jws.ts'
+import { mintEnrolmentCredential, readEnrolmentCredential, type EnrolmentClaims } from './pilot_enrolment.ts'
+import { pilotDetail, type PilotRecord, type PilotRegistry } from './pilot_registry.ts'
+import { verifyMintedIdToken } from './verify_minted.ts'
+
+/** The three pilot requests at POST /token (docs/pilots.md). */
+export type PilotFlow = 'enrol' | 'redeem' | 'renew'
+
+export interface PilotExchangeDeps {
+  iam: SubjectTokenVerifier
+  policy: { readonly current: Policy }
+  idtokenKey: IdTokenKey
+  /** MACs enrolment credentials (enrolmentKeyFrom). */
+  enrolmentKey: KeyObject
+  store: Pick<BrokerStore, 'record' | 'redeemPilotSlot'>
+  registry: Pick<PilotRegistry, 'add' | 'lookup'>
+  revocations: RevocationChecker & IssuanceBlocks & { generationOf(role: string): number }
+  refusals: Pick<RefusalTally, 'note'>
+  clock: Clock
+  log: Logger
+  trustDomain: string
+  /** config idtoken.max_lifetime: no pilot token lives longer, whatever the policy says. */
+  maxIdTokenLifetime: number
+}
+
+/**
+ * Which pilot request a form is, or undefined for an ordinary exchange. Decided by the token types only,
+ * so a form that is none of them costs the exchange two string comparisons.
+ */
+export function pilotFlowOf(form: TokenRequestForm): PilotFlow | undefined {
+  if (form.requested_token_type === PILOT_ENROLMENT_TOKEN_TYPE) return 'enrol'
+  const subjectType = form.subject_token_type
+  if (subjectType === PILOT_ENROLMENT_TOKEN_TYPE) return 'redeem'
+  if (subjectType === TOKEN_TYPE.idtoken) return 'renew'
+  return undefined
+}
+
+/** Who a pilot request speaks for, once its token verified: named in its refusal records. */
+interface KnownCaller { iss: string; sub: string; client_id?: string; groups?: string[] }
+
+/** A refusal whose record the store already committed (a used-up credential): not recorded twice. */
+class AuditedRefusal extends InvalidGrant {}
+
+/**
+ * Serves one pilot request. Refusals follow the exchange's rule: when the presented token (IAM token,
+ * enrolment credential, pilot IDTOKEN) verifies, the refusal is one `token.denied` record naming it;
+ * when it does not, there is nobody to name and the refusal is only counted.
+ * @see https://www.rfc-editor.org/rfc/rfc8693.html#section-2
+ */
+export async function pilotExchange(flow: PilotFlow, form: TokenRequestForm, ctx: RequestContext, deps: PilotExchangeDeps): Promise<TokenExchangeResponse> {
+  const state: { caller?: KnownCaller; role?: string; site?: string; rule?: string } = {}
+  try {
+    if (flow === 'enrol') return await enrol(form, ctx, deps, state)
+    if (flow === 'redeem') return await redeem(form, ctx, deps, state)
+    return await renew(form, ctx, deps, state)
+  } catch (err) {
+    if (err instanceof BrokerError && !(err instanceof AuditedRefusal)) {
+      if (state.caller) await auditRefusal(err, flow, state as typeof state & { caller: KnownCaller }, ctx, deps)
+      else deps.refusals.note(err.error, ctx.clientAddress)
+    }
+    throw err
+  }
+}
+
+async function enrol(form: TokenRequestForm, ctx: RequestContext, deps: PilotExchangeDeps, state: { caller?: KnownCaller; role?: string; site?: string; rule?: string }): Promise<TokenExchangeResponse> {
+  // The ordinary parser judges everything but the two pilot fields.
+  const { requested_token_type: _r, pilot_count: _c, ...rest } = form
+  let parsed: TokenExchangeRequest | BrokerError
+  try { parsed = parseTokenExchangeRequest(rest) } catch (err) { if (!(err instanceof BrokerError)) throw err; parsed = err }
+  const subjectToken = subjectTokenOf(form)
+  if (subjectToken === undefined) throw parsed instanceof BrokerError ? parsed : new TypeError('a parsed request has a subject token')
+  let subject
+  try { subject = await deps.iam.verify(subjectToken) } catch (err) { throw parsed instanceof BrokerError && err instanceof BrokerError ? parsed : err }
+  state.caller = { iss: subject.iss, sub: subject.sub, ...(subject.client_id !== undefined ? { client_id: subject.client_id } : {}), groups: subject.groups }
+  if (parsed instanceof BrokerError) throw parsed
+  state.role = parsed.role
+  if (parsed.audience.length > 0 || parsed.scopes !== undefined || parsed.host !== undefined || parsed.params.slurm_job_id !== undefined) {
+    throw new InvalidRequest('a pilot enrolment takes role, site, pilot_count and lifetime only')
+  }
+  const count = parsePilotCount(one(form, 'pilot_count'))
+  const blocked = deps.revocations.blockedCaller(subject)
+  if (blocked !== undefined) throw new UnauthorizedClient(blocked)
+  const d = decideEnrolment(deps.policy.current, {
+    subject, role: parsed.role, count,
+    ...(parsed.params.site !== undefined ? { site: parsed.params.site } : {}),
+    ...(parsed.lifetime !== undefined ? { lifetime: parsed.lifetime } : {}),
+  })
+  if (!d.allow) {
+    state.rule = d.ruleId
+    throw d.error === 'unauthorized_client' ? new UnauthorizedClient(d.reason) : new InvalidRequest(d.reason)
+  }
+  state.rule = d.ruleId
+  state.site = d.site
+  const now = deps.clock.now()
+  const claims: EnrolmentClaims = {
+    jti: newJti(), iss: subject.iss, sub: subject.sub, rule: d.ruleId, ctb_role: d.role,
+    ctb_gen: deps.revocations.generationOf(d.role), ctb_site: d.site, count: d.count, iat: now, exp: now + d.lifetime,
+  }
+  const credential = mintEnrolmentCredential(claims, deps.enrolmentKey)
+  if (credential.length > MAX_ENROLMENT_CREDENTIAL_BYTES) throw new TypeError('an enrolment credential outgrew its wire limit')
+  await deps.store.record({
+    type: 'token.issued', time: now, requestId: ctx.requestId, caller: state.caller,
+    ...(ctx.clientAddress ? { clientAddress: ctx.clientAddress } : {}),
+    role: d.role, tokenKind: 'pilot_enrolment', jti: claims.jti, exp: claims.exp,
+    tokenSha256: hash('sha256', credential, 'hex'), policyRule: d.ruleId, decision: 'allow', site: d.site,
+    detail: { gen: claims.ctb_gen, pilotCount: d.count },
+  })
+  return { access_token: credential, issued_token_type: PILOT_ENROLMENT_TOKEN_TYPE, token_type: 'N_A', expires_in: d.lifetime, scope: '' }
+}
+
+async function redeem(form: TokenRequestForm, ctx: RequestContext, deps: PilotExchangeDeps, state: { caller?: KnownCaller; role?: string; site?: string; rule?: string }): Promise<TokenExchangeResponse> {
+  let params: PilotRedemptionParams | BrokerError
+  try {
+    commonParams(form)
+    params = parsePilotRedemption((n) => one(form, n))
+  } catch (err) { if (!(err instanceof BrokerError)) throw err; params = err }
+  const token = typeof form.subject_token === 'string' ? form.subject_token : ''
+  const cred = token.length <= MAX_ENROLMENT_CREDENTIAL_BYTES ? readEnrolmentCredential(token, deps.enrolmentKey) : undefined
+  if (!cred) throw params instanceof BrokerError ? params : new InvalidGrant('the pilot enrolment credential is not valid')
+  state.caller = { iss: cred.iss, sub: cred.sub }
+  state.role = cred.ctb_role
+  state.site = cred.ctb_site
+  state.rule = cred.rule
+  if (params instanceof BrokerError) throw params
+  const now = deps.clock.now()
+  if (cred.exp <= now) throw new InvalidGrant('the pilot enrolment credential has expired')
+  if (deps.revocations.isRevoked(cred) || deps.revocations.blockedCaller(cred) !== undefined) throw new InvalidGrant('the pilot enrolment credential has been revoked')
+  const g = pilotGrantOf(deps.policy.current, cred.rule, cred.ctb_role, cred.ctb_site)
+  if (!g) throw new InvalidGrant('the policy in force no longer grants this pilot enrolment')
+  if (params.jobEnd <= now) throw new InvalidRequest('job_end is not in the future')
+  const pilot: PilotRecord = {
+    identity: renderPilotIdentity(g.pilot.identity, { site: cred.ctb_site, slurm_job_id: params.slurmJobId, node: params.node }),
+    site: cred.ctb_site, job: params.slurmJobId, node: params.node, jobEnd: params.jobEnd,
+    role: cred.ctb_role, rule: cred.rule, enrolment: cred.jti, redeemedAt: now,
+  }
+  const minted = mintPilotToken(pilot, g, now, deps)
+  if (deps.revocations.isRevoked({ ...minted.claims, iat: now }) || deps.revocations.blockedIdentity(pilot.identity) !== undefined) {
+    throw new InvalidGrant('this pilot job or identity has been revoked')
+  }
+  const issued: AuditEvent = { ...minted.event, ...who(ctx, state.caller), type: 'token.issued', detail: { gen: minted.claims.ctb_gen, slurmJob: pilot.job, pilot: pilotDetail(pilot) } }
+  const refused: AuditEvent = denialEvent(new InvalidGrant('the pilot enrolment credential is used up'), 'redeem', state as { caller: KnownCaller }, ctx, now)
+  const outcome = await deps.store.redeemPilotSlot(cred.jti, cred.count, issued, refused)
+  if (!outcome.redeemed) throw new AuditedRefusal('the pilot enrolment credential is used up')
+  deps.registry.add(minted.claims.jti, pilot, minted.claims.exp, now)
+  return minted.response
+}
+
+async function renew(form: TokenRequestForm, ctx: RequestContext, deps: PilotExchangeDeps, state: { caller?: KnownCaller; role?: string; site?: string; rule?: string }): Promise<TokenExchangeResponse> {
+  let bad: BrokerError | undefined
+  try { commonParams(form) } catch (err) { if (!(err instanceof BrokerError)) throw err; bad = err }
+  const token = typeof form.subject_token === 'string' ? form.subject_token : ''
+  const claims = token.length <= MAX_ENROLMENT_CREDENTIAL_BYTES ? readOwnIdToken(token, deps.idtokenKey) : undefined
+  if (!claims) throw bad ?? new InvalidGrant('the pilot token is not valid')
+  state.caller = { iss: String(claims.iss), sub: String(claims.sub) }
+  if (typeof claims.ctb_role === 'string') state.role = claims.ctb_role
+  if (typeof claims.ctb_site === 'string') state.site = claims.ctb_site
+  if (bad) throw bad
+  const now = deps.clock.now()
+  const jti = claims.jti
+  if (typeof jti !== 'string' || typeof claims[CLAIM_SLURM_JOB] !== 'string') throw new InvalidGrant('the subject token is not a pilot token')
+  if (typeof claims.exp !== 'number' || claims.exp <= now) throw new InvalidGrant('the pilot token has expired')
+  const pilot = await deps.registry.lookup(jti)
+  if (!pilot || pilot.identity !== claims.sub || pilot.site !== claims.ctb_site || pilot.job !== claims[CLAIM_SLURM_JOB]) {
+    throw new InvalidGrant('the pilot token is not one this broker issued to a pilot')
+  }
+  state.rule = pilot.rule
+  if (deps.revocations.isRevoked(claims) || deps.revocations.blockedIdentity(pilot.identity) !== undefined) throw new InvalidGrant('the pilot token has been revoked')
+  const g = pilotGrantOf(deps.policy.current, pilot.rule, pilot.role, pilot.site)
+  if (!g) throw new InvalidGrant('the policy in force no longer grants this pilot')
+  if (pilot.jobEnd <= now) throw new InvalidGrant('the pilot job has ended')
+  const minted = mintPilotToken(pilot, g, now, deps)
+  await deps.store.record({ ...minted.event, ...who(ctx, state.caller), type: 'token.renewed', detail: { gen: minted.claims.ctb_gen, slurmJob: pilot.job, replaces: jti, pilot: pilotDetail(pilot) } })
+  deps.registry.add(minted.claims.jti, pilot, minted.claims.exp, now)
+  return minted.response
+}
+
+/**
+ * A pilot's IDTOKEN: the grant's pilot levels, `exp` at the earliest of the grant's token lifetime, the
+ * broker's IDTOKEN cap and the job's end recorded at redemption. Verified after signing; the caller
+ * audits it before it leaves.
+ */
+function mintPilotToken(pilot: PilotRecord, g: { grant: CompiledGrant; pilot: CompiledPilotGrant }, now: number, deps: PilotExchangeDeps) {
+  const lifetime = Math.min(g.pilot.tokenLifetime, g.grant.lifetime.max, deps.maxIdTokenLifetime, pilot.jobEnd - now)
+  const levels = [...PILOT_AUTHZ, ...(g.pilot.tunneled ? [PILOT_TUNNEL_AUTHZ] : [])].map(parseAuthzLevel)
+  const gen = deps.revocations.generationOf(pilot.role)
+  const claims = buildIdTokenClaims({
+    trustDomain: deps.trustDomain, subject: pilot.identity, authz: levels, lifetimeSeconds: lifetime, now, jti: newJti(),
+    extra: { ctb_role: pilot.role, ctb_gen: gen, ctb_site: pilot.site, [CLAIM_SLURM_JOB]: pilot.job },
+  })
+  const token = mintIdToken(claims, deps.idtokenKey)
+  verifyMintedIdToken(token, deps.idtokenKey, claims)
+  const scope = claims.scope ?? ''
+  const event: Omit<AuditEvent, 'type'> = {
+    time: now, role: pilot.role, tokenKind: 'idtoken', issuedSub: claims.sub, jti: claims.jti,
+    scopes: scope.split(' ').filter(Boolean), audience: [], exp: claims.exp, tokenSha256: hash('sha256', token, 'hex'),
+    policyRule: pilot.rule, decision: 'allow', site: pilot.site,
+  }
+  const response: TokenExchangeResponse = { access_token: token, issued_token_type: TOKEN_TYPE.idtoken, token_type: 'N_A', expires_in: claims.exp - now, scope }
+  return { claims: claims as typeof claims & { ctb_gen: number }, event, response }
+}
+
+/** An IDTOKEN this broker signed with its current key, or undefined. Payload only: the caller judges the claims. */
+function readOwnIdToken(token: string, key: IdTokenKey): Record<string, unknown> | undefined {
+  const dot = token.lastIndexOf('.')
+  if (!token.startsWith(`${key.encodedHeader}.`) || dot <= key.encodedHeader.length + 1) return undefined
+  const signed = token.slice(0, dot)
+  if (!hs256Valid(signed, token.slice(dot + 1), key.hmac)) return undefined
+  try {
+    const c = JSON.parse(Buffer.from(signed.slice(key.encodedHeader.length + 1), 'base64url').toString('utf8')) as unknown
+    return c !== null && typeof c === 'object' && !Array.isArray(c) && typeof (c as { sub?: unknown }).sub === 'string' ? c as Record<string, unknown> : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/** The form fields every redemption and renewal shares: the grant, one subject token, nothing delegated. */
+function commonParams(form: TokenRequestForm): void {
+  for (const k of ['grant_type', 'subject_token', 'subject_token_type', 'requested_token_type', 'slurm_job_id', 'node', 'job_end']) one(form, k)
+  const grant = one(form, 'grant_type')
+  if (!grant) throw new InvalidRequest('grant_type is required')
+  if (grant !== GRANT_TYPE_TOKEN_EXCHANGE) throw new UnsupportedGrantType(`grant_type must be ${GRANT_TYPE_TOKEN_EXCHANGE}`)
+  if (one(form, 'actor_token') !== undefined) throw new InvalidRequest('delegation not supported: actor_token is not accepted')
+  const token = one(form, 'subject_token')
+  if (!token) throw new InvalidRequest('subject_token is required')
+  if (token.length > MAX_ENROLMENT_CREDENTIAL_BYTES) throw new InvalidRequest(`subject_token is larger than ${MAX_ENROLMENT_CREDENTIAL_BYTES} bytes`)
+  const requested = one(form, 'requested_token_type')
+  if (requested !== undefined && requested !== TOKEN_TYPE.idtoken) throw new InvalidRequest(`a pilot receives ${TOKEN_TYPE.idtoken} only`)
+}
+
+function one(form: TokenRequestForm, name: string): string | undefined {
+  const v = form[name]
+  // RFC 6749 §3.2: request parameters MUST NOT be included more than once.
+  if (Array.isArray(v)) throw new InvalidRequest(`${name} must not be repeated`)
+  return v === undefined || v === '' ? undefined : v
+}
+
+function who(ctx: RequestContext, caller: KnownCaller): Pick<AuditEvent, 'requestId' | 'caller' | 'clientAddress'> {
+  return { requestId: ctx.requestId, caller, ...(ctx.clientAddress ? { clientAddress: ctx.clientAddress } : {}) }
+}
+
+function denialEvent(err: BrokerError, flow: PilotFlow, state: { caller: KnownCaller; role?: string; site?: string; rule?: string }, ctx: RequestContext, now: number): AuditEvent {
+  return {
+    type: 'token.denied', time: now, requestId: ctx.requestId, caller: state.caller,
+    ...(ctx.clientAddress ? { clientAddress: ctx.clientAddress } : {}),
+    ...(state.role !== undefined ? { role: state.role } : {}),
+    ...(state.rule !== undefined ? { policyRule: state.rule } : {}),
+    decision: 'deny', reason: `${err.error}: ${err.description}`,
+    ...(state.site !== undefined ? { site: state.site } : {}),
+    detail: { pilot: flow },
+  }
+}
+
+async function auditRefusal(err: BrokerError, flow: PilotFlow, state: { caller: KnownCaller; role?: string; site?: string; rule?: string }, ctx: RequestContext, deps: PilotExchangeDeps): Promise<void> {
+  try {
+    await deps.store.record(denialEvent(err, flow, state, ctx, deps.clock.now()))
+  } catch (storeErr) {
+    deps.log.error('could not audit a denial', { err: storeErr, requestId: ctx.requestId, error: err.error })
+  }
+}

@@ -1,0 +1,49 @@
+import type { AuditStore } from '../audit/audit_log.ts'
+import { pilotOfEvent } from './pilot_registry.ts'
+
+/** One live pilot (a node of a SLURM job) as the ops view shows it. */
+export interface LivePilot {
+  site: string
+  job: string
+  node: string
+  identity: string
+  role: string
+  redeemedAt: number
+  /** The latest renewal, if any. */
+  lastRenewedAt?: number
+  renewals: number
+  /** `exp` of its newest token. */
+  exp: number
+  jobEnd: number
+}
+
+/**
+ * Pilots with an unexpired token, by site, job and node, read from the audit log's redemption and renewal
+ * records of the last `window` seconds (the longest token lifetime: nothing older can be live).
+ */
+export async function listLivePilots(store: Pick<AuditStore, 'query'>, now: number, window: number, filter: { site?: string } = {}): Promise<LivePilot[]> {
+  const byKey = new Map<string, LivePilot>()
+  for (const type of ['token.issued', 'token.renewed'] as const) {
+    let cursor: string | undefined
+    // Bounded: each page moves the cursor back through a finite time window.
+    do {
+      const page = await store.query({ type, from: now - window, limit: 1000, ...(filter.site ? { site: filter.site } : {}), ...(cursor ? { cursor } : {}) })
+      for (const { event: e } of page.records) {
+        const p = pilotOfEvent(e)
+        if (!p || e.exp === undefined) continue
+        const key = `${p.site}\0${p.job}\0${p.node}`
+        const cur = byKey.get(key) ?? { site: p.site, job: p.job, node: p.node, identity: p.identity, role: p.role, redeemedAt: p.redeemedAt, renewals: 0, exp: 0, jobEnd: p.jobEnd }
+        cur.exp = Math.max(cur.exp, e.exp)
+        if (type === 'token.renewed') {
+          cur.renewals++
+          cur.lastRenewedAt = Math.max(cur.lastRenewedAt ?? 0, e.time)
+        }
+        byKey.set(key, cur)
+      }
+      cursor = page.nextCursor
+    } while (cursor !== undefined)
+  }
+  return [...byKey.values()]
+    .filter((p) => p.exp > now)
+    .sort((a, b) => (a.site < b.site ? -1 : a.site > b.site ? 1 : a.job < b.job ? -1 : a.job > b.job ? 1 : a.node < b.node ? -1 : 1))
+}

@@ -1,0 +1,69 @@
+import type { AuditEvent, AuditStore } from '../audit/audit_log.ts'
+
+/** One pilot as redemption recorded it: what renewal keeps, never taking a new word from the pilot. */
+export interface PilotRecord {
+  /** The pilot token's `sub` (site, job and node). */
+  identity: string
+  site: string
+  job: string
+  node: string
+  /** Epoch seconds the job ends, as stated at redemption: no token of this pilot outlives it. */
+  jobEnd: number
+  role: string
+  /** The rule whose pilot grant issued it. */
+  rule: string
+  /** The enrolment credential's id. */
+  enrolment: string
+  redeemedAt: number
+}
+
+/** `detail.pilot` of the records of a pilot token (redemption and renewal): how a renewal finds its pilot. */
+export function pilotDetail(p: PilotRecord): Record<string, unknown> {
+  return { site: p.site, job: p.job, node: p.node, jobEnd: p.jobEnd, rule: p.rule, enrolment: p.enrolment, redeemedAt: p.redeemedAt }
+}
+
+/** The pilot a recorded event names, if it is a pilot token's record. */
+export function pilotOfEvent(e: AuditEvent): PilotRecord | undefined {
+  const d = e.detail?.pilot as Record<string, unknown> | undefined
+  if ((e.type !== 'token.issued' && e.type !== 'token.renewed') || !d || e.issuedSub === undefined || e.role === undefined) return undefined
+  const { site, job, node, jobEnd, rule, enrolment, redeemedAt } = d
+  if (typeof site !== 'string' || typeof job !== 'string' || typeof node !== 'string' || typeof rule !== 'string' || typeof enrolment !== 'string') return undefined
+  if (typeof jobEnd !== 'number' || typeof redeemedAt !== 'number') return undefined
+  return { identity: e.issuedSub, site, job, node, jobEnd, role: e.role, rule, enrolment, redeemedAt }
+}
+
+/**
+ * Pilot tokens by `jti`: the ones this process minted, from memory, else from the audit log (a token minted
+ * by another replica, or before a restart). A token is a pilot's only if its issue was recorded with the
+ * pilot's details; the log is the authority, memory only spares the lookup.
+ */
+export class PilotRegistry {
+  readonly #store: Pick<AuditStore, 'query'>
+  readonly #byJti = new Map<string, { pilot: PilotRecord; exp: number }>()
+  #sweepAt = 0
+
+  constructor(store: Pick<AuditStore, 'query'>) {
+    this.#store = store
+  }
+
+  /** Notes a pilot token just recorded (after its audit record committed). */
+  add(jti: string, pilot: PilotRecord, exp: number, now: number): void {
+    this.#byJti.set(jti, { pilot, exp })
+    // Bounded: expired tokens can never be renewed, so they leave at the next sweep.
+    if (now >= this.#sweepAt) {
+      for (const [k, v] of this.#byJti) if (v.exp <= now) this.#byJti.delete(k)
+      this.#sweepAt = now + 60
+    }
+  }
+
+  async lookup(jti: string): Promise<PilotRecord | undefined> {
+    const hit = this.#byJti.get(jti)
+    if (hit) return hit.pilot
+    const page = await this.#store.query({ jti, limit: 10 })
+    for (const r of page.records) {
+      const p = r.event.jti === jti ? pilotOfEvent(r.event) : undefined
+      if (p) return p
+    }
+    return undefined
+  }
+}

@@ -1,0 +1,100 @@
+import { join } from 'node:path'
+import { DatabaseSync } from 'node:sqlite'
+import { describe, expect, it } from 'vitest'
+import type { AuditEvent } from '../../src/audit/audit_log.ts'
+import { runCli } from '../../src/cli/main.ts'
+import { SqliteStore } from '../../src/storage/sqlite_store.ts'
+import { tempDir } from '../support/tmp.ts'
+
+async function cli(env: NodeJS.ProcessEnv, ...argv: string[]) {
+  const out: string[] = []
+  const err: string[] = []
+  const code = await runCli(argv, { out: (s) => out.push(s), err: (s) => err.push(s), env })
+  return { code, out: out.join('\n'), err: err.join('\n') }
+}
+
+const now = Math.floor(Date.now() / 1000)
+
+/** A pilot token's record as the broker writes it (docs/pilots.md: detail.pilot). */
+function pilotEvent(type: 'token.issued' | 'token.renewed', job: string, node: string, time: number, exp: number, jti: string): AuditEvent {
+  return {
+    type, time, role: 'pilot', tokenKind: 'idtoken', issuedSub: `pilot-hpc-b-${job}-${node}@pilots.pool.example.org`, jti, exp,
+    decision: 'allow', site: 'hpc-b', policyRule: 'hpc-b-pilots',
+    detail: { gen: 1, pilot: { site: 'hpc-b', job, node, jobEnd: now + 7200, rule: 'hpc-b-pilots', enrolment: 'e1', redeemedAt: now - 600 }, ...(type === 'token.renewed' ? { replaces: 'old' } : {}) },
+  }
+}
+
+async function seeded(events: AuditEvent[]) {
+  const dataDir = join(tempDir(), 'data')
+  const env = { CTB_DATA_DIR: dataDir, CTB_TRUST_DOMAIN: 'pool.example.org' }
+  const store = new SqliteStore({ file: join(dataDir, 'audit.db') })
+  for (const e of events) await store.record(e)
+  await store.close()
+  return env
+}
+
+describe('condor-token-broker pilot list', () => {
+  it('shows live pilots by site and job with their last renewal, and leaves out expired ones', async () => {
+    const env = await seeded([
+      pilotEvent('token.issued', '42', 'n1', now - 600, now + 1200, 'a1'),
+      pilotEvent('token.renewed', '42', 'n1', now - 60, now + 1740, 'a2'),
+      pilotEvent('token.issued', '42', 'n2', now - 600, now + 1200, 'b1'),
+      pilotEvent('token.issued', '7', 'n9', now - 5000, now - 1000, 'c1'),
+    ])
+    const r = await cli(env, 'pilot', 'list', '--json')
+    expect(r.code, r.err).toBe(0)
+    const rows = r.out.split('\n').map((l) => JSON.parse(l) as Record<string, unknown>)
+    expect(rows.map((p) => `${p.site}:${p.job}:${p.node}`)).toEqual(['hpc-b:42:n1', 'hpc-b:42:n2'])
+    expect(rows[0]).toMatchObject({ lastRenewedAt: now - 60, renewals: 1, exp: now + 1740 })
+    expect(rows[1]).not.toHaveProperty('lastRenewedAt')
+    const table = await cli(env, 'pilot', 'list')
+    expect(table.out.split('\n')[0]).toBe('SITE\tJOB\tNODE\tREDEEMED\tLAST RENEWAL\tEXPIRES\tJOB END')
+  })
+
+  it('refuses an unknown subcommand with one line and status 2', async () => {
+    const env = await seeded([])
+    const r = await cli(env, 'pilot', 'show')
+    expect(r.code).toBe(2)
+    expect(r.err).toMatch(/^[^\n]*unknown pilot command "show"[^\n]*$/)
+  })
+})
+
+describe('condor-token-broker revoke --pilot-job', () => {
+  it('revokes one job and puts a site-and-job clause into SEC_TOKEN_REVOCATION_EXPR', async () => {
+    const env = await seeded([pilotEvent('token.issued', '42', 'n1', now - 60, now + 1200, 'a1')])
+    const r = await cli(env, 'revoke', '--pilot-job', 'hpc-b:42', '--reason', 'runaway job')
+    expect(r.code, r.err).toBe(0)
+    expect(r.out).toMatch(/^revoked pilot-job hpc-b:42 /)
+    const expr = await cli(env, 'revoke', 'condor')
+    expect(expr.out).toContain('SEC_TOKEN_REVOCATION_EXPR = (ctb_site =?= "hpc-b" && ctb_slurm_job =?= "42")')
+  })
+
+  it('keeps audit verify green through a pilot-job revocation and its lift, and names a deleted pilot-job row', async () => {
+    const env = await seeded([pilotEvent('token.issued', '42', 'n1', now - 60, now + 1200, 'a1')])
+    expect((await cli(env, 'revoke', '--pilot-job', 'hpc-b:42')).code).toBe(0)
+    expect((await cli(env, 'revoke', '--pilot-job', 'hpc-b:43')).code).toBe(0)
+    expect((await cli(env, 'audit', 'verify')).out).toMatch(/\nrevocations OK: 2 rows match the audit chain$/)
+    const lifted = await cli(env, 'revoke', 'lift', '1', '--reason', 'job was fine')
+    expect(lifted.code, lifted.err).toBe(0)
+    expect(lifted.out).toMatch(/^lifted revocation 1 \(pilot-job hpc-b:42\)/)
+    expect((await cli(env, 'revoke', 'condor')).out).toMatch(/\nSEC_TOKEN_REVOCATION_EXPR = \(ctb_site =\?= "hpc-b" && ctb_slurm_job =\?= "43"\)$/)
+    expect((await cli(env, 'audit', 'verify')).out).toMatch(/\nrevocations OK: 2 rows match the audit chain$/)
+
+    // The lift is part of what the chain vouches for: undoing it in the table alone is caught, as is a deletion.
+    const db = new DatabaseSync(join(env.CTB_DATA_DIR, 'audit.db'))
+    db.exec('UPDATE revocations SET lifted_at = NULL, lifted_by = NULL WHERE id = 1; DELETE FROM revocations WHERE id = 2')
+    db.close()
+    const v = await cli(env, 'audit', 'verify')
+    expect(v.code).toBe(1)
+    expect(v.out).toContain('revocation 1 (pilot-job "hpc-b:42") differs from its record at seq 2: liftedAt null')
+    expect(v.out).toContain('revocation 2 (pilot-job "hpc-b:43"), recorded at seq 3, is missing from the revocations table (deleted)')
+  })
+
+  it('refuses a value that is not SITE:JOBID', async () => {
+    const env = await seeded([])
+    const r = await cli(env, 'revoke', '--pilot-job', 'hpc-b-42')
+    expect(r.code).toBe(1)
+    expect(r.err).toMatch(/SITE:JOBID/)
+    expect((await cli(env, 'revoke', 'list')).out).toBe('')
+  })
+})
