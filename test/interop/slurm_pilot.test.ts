@@ -1,21 +1,27 @@
-import { chmodSync, copyFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { createHmac } from 'node:crypto'
+import { chmodSync, cpSync, existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { renderPilotScript } from '../../src/clients/pilot/render.ts'
-import { fakeIdToken, idTokenReply, startFakeBroker, type SeenRequest } from '../support/pilot_harness.ts'
+import { deriveIdTokenKey } from '../../src/keys/condor_key_file.ts'
+import { KeyStore } from '../../src/keys/key_store.ts'
+import { AT, claimsOf, startE2e, TE, type E2e } from '../support/broker_e2e.ts'
 import { startSlurm, type TestSlurm } from '../support/slurm.ts'
 import { tempDir } from '../support/tmp.ts'
 
-// The rendered sbatch pilot on a real (throw-away) SLURM cluster: two slurmd on this host, jobs submitted with
-// sbatch. COMMAND is a recorder standing in for condor_master (Debian does not package HTCondor): it logs every
-// token version it finds in the pilot's token directory and the SIGTERM that drains it.
+// The issue's demonstration on a real (throw-away) SLURM cluster: the broker and the development IAM on
+// loopback, two slurmd on this host, rendered sbatch pilots submitted with sbatch. COMMAND is a recorder standing
+// in for condor_master (Debian does not package HTCondor): it logs every token version it finds in the pilot's
+// token directory, and the SIGTERM that drains it.
 const TRUST = 'pool.example.org'
+const SITE = 'hpc-b'
 const ENROLMENT = 'urn:condor-token-broker:token-type:pilot-enrolment'
-const IDTOKEN = 'urn:htcondor:token-type:idtoken'
-// Walltime 2 min with a 90 s drain: renewal stops ~30 s into the job, and the early-warning signal comes when
-// slurmctld's 30-second timer first sees fewer than 90 s left, so 30-60 s into the job.
+const SCOPE = 'condor:/READ condor:/ADVERTISE_STARTD condor:/ADVERTISE_MASTER'
+// Walltime 2 min (the pilot's minimum) with a 90 s drain: renewal stops ~30 s into the job, and the
+// early-warning signal comes on slurmctld's 30-second timer near the 90-s mark (seen 25-60 s into the job).
 const WALLTIME_S = 120
 const DRAIN_S = 90
+// The shipped hpc-b policy with 10 s pilot tokens, so the pilot renews every ~5 s.
 const TOKEN_LIFE_S = 10
 
 function recorder(dir: string): string {
@@ -39,13 +45,14 @@ exit 99
   return file
 }
 
-interface Recorded { start: number; term?: number; tokens: { at: number; mode: string; token: string }[] }
+interface Recorded { term?: number; tokens: { at: number; mode: string; token: string }[] }
 
 function readRecord(file: string): Recorded {
+  if (!existsSync(file)) return { tokens: [] }
   const lines = readFileSync(file, 'utf8').trim().split('\n').map((l) => l.split(' '))
+  const term = lines.find((l) => l[0] === 'term')
   return {
-    start: Number(lines.find((l) => l[0] === 'start')?.[1]),
-    ...(lines.some((l) => l[0] === 'term') ? { term: Number(lines.find((l) => l[0] === 'term')![1]) } : {}),
+    ...(term ? { term: Number(term[1]) } : {}),
     tokens: lines.filter((l) => l[0] === 'token').map((l) => ({ at: Number(l[1]), mode: l[2]!, token: l[3]! })),
   }
 }
@@ -53,75 +60,128 @@ function readRecord(file: string): Recorded {
 /** scontrol prints local ISO times without a zone; the pilot reads squeue's the same way (date -d). */
 const epoch = (local: string) => Math.floor(new Date(local).getTime() / 1000)
 
-describe('sbatch pilot on a real SLURM cluster (fake broker)', () => {
+/**
+ * HTCondor's IDTOKEN check: HMAC-SHA256 under the key derived from the pool's key file named by `kid` (the
+ * derivation is pinned by test/unit/idtoken_vector.test.ts to condor_token_create's bytes).
+ */
+function verifiesWithPoolKey(token: string, keys: KeyStore, kid: string): boolean {
+  const [h, p, s] = token.split('.')
+  if (JSON.parse(Buffer.from(h!, 'base64url').toString()).kid !== kid) return false
+  const mac = createHmac('sha256', deriveIdTokenKey(readFileSync(keys.condorKeyPath(kid)), kid)).update(`${h}.${p}`).digest('base64url')
+  return mac === s
+}
+
+async function until(cond: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
+  const end = Date.now() + ms
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error(`${what}: not in ${ms} ms`)
+    await new Promise((r) => setTimeout(r, 100))
+  }
+}
+
+describe('sbatch pilots on a real SLURM cluster against the broker and the development IAM', () => {
   let slurm: TestSlurm
-  beforeAll(async () => { slurm = await startSlurm({ nodes: 2 }) })
-  afterAll(async () => { await slurm?.stop() })
+  let e: E2e
+  beforeAll(async () => {
+    slurm = await startSlurm({ nodes: 2 })
+    const policies = tempDir('ctb-slurm-policies-')
+    cpSync(join(import.meta.dirname, '../../policies'), policies, { recursive: true })
+    const hpc = join(policies, '20-hpc-slurm.yaml')
+    const text = readFileSync(hpc, 'utf8')
+    if (!text.includes('token_lifetime: 6h')) throw new Error('the hpc-b policy no longer says token_lifetime: 6h; update this test')
+    writeFileSync(hpc, text.replace('token_lifetime: 6h', `token_lifetime: ${TOKEN_LIFE_S}s`))
+    e = await startE2e({ CTB_POLICY_DIR: policies })
+  })
+  afterAll(async () => {
+    await slurm?.stop()
+    await e?.close()
+  })
 
-  it('redeems once per job with the job id, node and end, renews, and drains COMMAND on the early-warning signal', async () => {
+  it('two one-node pilots: verified tokens renewed until drained, credential spent, replay refused, revocation stops renewal', async () => {
     const dir = tempDir('ctb-slurm-pilot-')
-    const seen: SeenRequest[] = []
-    let n = 0
-    const broker = await startFakeBroker(dir, (req) => {
-      seen.push(req)
-      const ok = req.params.subject_token_type === ENROLMENT || req.params.subject_token_type === IDTOKEN
-      return ok ? idTokenReply(fakeIdToken(TRUST, n++), TOKEN_LIFE_S) : { status: 400, body: { error: 'invalid_request' } }
-    })
-    try {
-      const staged = join(dir, 'enrolment')
-      writeFileSync(staged, 'enrolment-credential-1\n')
-      const script = join(dir, 'pilot.sbatch')
-      writeFileSync(script, renderPilotScript({
-        site: 'hpc-b', partition: slurm.partition, walltime: String(WALLTIME_S / 60), nodes: 1, cpus: 1, memMb: 100,
-        drainSeconds: DRAIN_S, graceSeconds: 5, brokerUrl: broker.url, caFile: broker.caFile, enrolmentFile: staged,
-        logDir: dir, collector: 'cm.example.org', trustDomain: TRUST, allowedOwners: ['alice'], localBase: join(dir, 'node'),
-        command: recorder(dir),
-      }))
-      // One job per node, each with its own staged copy of the credential (the script is one node per job).
-      const staged2 = join(dir, 'enrolment2')
-      copyFileSync(staged, staged2)
-      const script2 = join(dir, 'pilot2.sbatch')
-      writeFileSync(script2, readFileSync(script, 'utf8').replace(`'${staged}'`, `'${staged2}'`))
-      const submitted = Date.now()
-      const jobs = [await slurm.sbatch(script, ['-w', slurm.nodes[0]!]), await slurm.sbatch(script2, ['-w', slurm.nodes[1]!])]
-      const running = await Promise.all(jobs.map((j) => slurm.waitJob(j, ['RUNNING', 'COMPLETED', 'FAILED', 'TIMEOUT', 'CANCELLED'], 30_000)))
-      const done = await Promise.all(jobs.map((j) => slurm.waitJob(j, ['COMPLETED', 'FAILED', 'TIMEOUT', 'CANCELLED'], (WALLTIME_S + 60) * 1000)))
-      const took = (Date.now() - submitted) / 1000
-      const pilotLog = (j: string) => { const f = join(dir, `pilot-${j}.out`); return existsSync(f) ? readFileSync(f, 'utf8') : '(no pilot log)' }
-
-      for (const [i, j] of jobs.entries()) {
-        const node = slurm.nodes[i]!
-        // Drained, not killed at the walltime: the pilot passed the recorder's exit status 0 through.
-        expect(done[i]!.JobState, pilotLog(j)).toBe('COMPLETED')
-        expect(done[i]!.ExitCode).toBe('0:0')
-        expect(done[i]!.NodeList).toBe(node)
-        const end = epoch(running[i]!.EndTime!)
-        const redeem = seen.filter((r) => r.params.subject_token_type === ENROLMENT && r.params.slurm_job_id === j)
-        expect(redeem.map((r) => r.params)).toEqual([{
-          grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange', subject_token: 'enrolment-credential-1',
-          subject_token_type: ENROLMENT, slurm_job_id: j, node, job_end: String(end),
-        }])
-        const rec = readRecord(join(dir, `rec-${j}-${node}.log`))
-        // The first token was in place before COMMAND started; later versions are renewals (real clock).
-        expect(rec.tokens.length, pilotLog(j)).toBeGreaterThanOrEqual(2)
-        for (const t of rec.tokens) expect(t.mode).toBe('600')
-        expect(new Set(rec.tokens.map((t) => t.token)).size).toBe(rec.tokens.length)
-        // The early-warning signal (USR1, about DRAIN_S before the end) drained COMMAND before the walltime.
-        expect(rec.term, pilotLog(j)).toBeDefined()
-        expect(rec.term!).toBeLessThan(end)
-        expect(pilotLog(j)).toContain('received SIGUSR1')
-        expect(epoch(done[i]!.EndTime!)).toBeLessThan(end)
-      }
-      // Two nodes, two distinct tokens; the staged credentials are gone.
-      const first = jobs.map((j, i) => readRecord(join(dir, `rec-${j}-${slurm.nodes[i]}.log`)).tokens[0]!.token)
-      expect(first[0]).not.toBe(first[1])
-      expect(existsSync(staged)).toBe(false)
-      expect(existsSync(staged2)).toBe(false)
-      // Renewals present IDTOKENs only; the credential went in once per job.
-      expect(seen.filter((r) => r.params.subject_token_type === ENROLMENT)).toHaveLength(2)
-      console.log(`slurm pilot (fake broker): ${took.toFixed(1)} s from sbatch to both jobs done`)
-    } finally {
-      await broker.close()
+    const factory = await e.robot('ctb-hpc-b-pilot-factory')
+    // One credential per job, as a pilot factory would obtain them.
+    const credentials: string[] = []
+    for (let i = 0; i < 2; i++) {
+      const r = await e.post('/token', { grant_type: TE, subject_token: factory, subject_token_type: AT, requested_token_type: ENROLMENT, role: 'pilot', pilot_count: '1', lifetime: '600' })
+      expect(r.status, JSON.stringify(r.body)).toBe(200)
+      expect(r.body.issued_token_type).toBe(ENROLMENT)
+      credentials.push(r.body.access_token as string)
     }
+    const command = recorder(dir)
+    const staged = credentials.map((c, i) => { const f = join(dir, `enrolment-${i}`); writeFileSync(f, `${c}\n`, { mode: 0o600 }); return f })
+    const scripts = staged.map((f, i) => {
+      const s = join(dir, `pilot-${i}.sbatch`)
+      writeFileSync(s, renderPilotScript({
+        site: SITE, partition: slurm.partition, walltime: String(WALLTIME_S / 60), nodes: 1, cpus: 1, memMb: 100,
+        drainSeconds: DRAIN_S, graceSeconds: 5, brokerUrl: e.broker.url, caFile: e.broker.devCaFile!, enrolmentFile: f,
+        logDir: dir, collector: 'cm.example.org', trustDomain: TRUST, allowedOwners: ['alice'], localBase: join(dir, 'node'), command,
+      }))
+      return s
+    })
+    const submitted = Date.now()
+    // -w puts one job on each node; the pilot script is one node per job.
+    const jobs = [await slurm.sbatch(scripts[0]!, ['-w', slurm.nodes[0]!]), await slurm.sbatch(scripts[1]!, ['-w', slurm.nodes[1]!])]
+    const [a, b] = jobs as [string, string]
+    const rec = (i: number) => readRecord(join(dir, `rec-${jobs[i]}-${slurm.nodes[i]}.log`))
+    const pilotLog = (i: number) => { const f = join(dir, `pilot-${jobs[i]}.out`); return existsSync(f) ? readFileSync(f, 'utf8') : '(no pilot log)' }
+    const running = await Promise.all(jobs.map((j) => slurm.waitJob(j, ['RUNNING', 'COMPLETED', 'FAILED', 'TIMEOUT', 'CANCELLED'], 30_000)))
+    const ends = running.map((r) => epoch(r.EndTime!))
+
+    // Job b: once its token has been renewed, revoke the job; the next renewal must be refused.
+    await until(() => rec(1).tokens.length >= 2, 30_000, `job ${b} renewed\n${pilotLog(1)}`)
+    const revoked = await e.postJson('/v1/revocations', { 'pilot-job': `${SITE}:${b}`, reason: 'interop test' }, { authorization: `Bearer ${await e.user('alice')}` })
+    expect(revoked.status, JSON.stringify(revoked.body)).toBeLessThan(300)
+    const seenAtRevocation = rec(1).tokens.length
+    await until(() => pilotLog(1).includes('renewal stopped'), 20_000, `job ${b} renewal stopped\n${pilotLog(1)}`)
+    expect(pilotLog(1)).toContain('renewal stopped: the broker refused it')
+    // A renewal already answered when the revocation was committed may still land; none after it.
+    expect(rec(1).tokens.length).toBeLessThanOrEqual(seenAtRevocation + 1)
+
+    // Replay: the credential job a redeemed is spent.
+    await until(() => rec(0).tokens.length >= 1, 30_000, `job ${a} token\n${pilotLog(0)}`)
+    const replay = await e.post('/token', { grant_type: TE, subject_token: credentials[0]!, subject_token_type: ENROLMENT, slurm_job_id: a, node: slurm.nodes[0]!, job_end: String(ends[0]) })
+    expect(replay.status).toBe(400)
+    expect(replay.body.error).toBe('invalid_grant')
+
+    const done = await Promise.all(jobs.map((j) => slurm.waitJob(j, ['COMPLETED', 'FAILED', 'TIMEOUT', 'CANCELLED'], (WALLTIME_S + 60) * 1000)))
+    const took = (Date.now() - submitted) / 1000
+    const keys = new KeyStore(join(e.env.CTB_DATA_DIR!, 'keys'))
+    const kid = e.broker.services.config.idtoken.key
+    const subs: string[] = []
+    for (const [i, j] of jobs.entries()) {
+      const node = slurm.nodes[i]!
+      const r = rec(i)
+      // Drained by the early-warning signal, not killed at the walltime: the recorder's status 0 passed through.
+      expect(done[i]!.JobState, pilotLog(i)).toBe('COMPLETED')
+      expect(done[i]!.ExitCode).toBe('0:0')
+      expect(done[i]!.NodeList).toBe(node)
+      expect(r.term, pilotLog(i)).toBeDefined()
+      expect(r.term!).toBeLessThan(ends[i]!)
+      expect(pilotLog(i)).toContain('received SIGUSR1')
+      expect(epoch(done[i]!.EndTime!)).toBeLessThan(ends[i]!)
+      // Every version COMMAND saw: 0600, HMAC-valid under the pool key, this job's and node's identity, the
+      // pilot scope and claims, and an exp within the token lifetime and never after the job's end.
+      expect(r.tokens.length, pilotLog(i)).toBeGreaterThanOrEqual(2)
+      const jtis = new Set<string>()
+      for (const t of r.tokens) {
+        expect(t.mode).toBe('600')
+        expect(verifiesWithPoolKey(t.token, keys, kid)).toBe(true)
+        const c = claimsOf(t.token)
+        expect(c).toMatchObject({ iss: TRUST, sub: `pilot-${SITE}-${j}-${node}@pilots.${TRUST}`, scope: SCOPE, ctb_role: 'pilot', ctb_site: SITE, ctb_slurm_job: j })
+        expect(c.exp as number).toBeLessThanOrEqual(ends[i]!)
+        expect((c.exp as number) - (c.iat as number)).toBeLessThanOrEqual(TOKEN_LIFE_S)
+        jtis.add(c.jti as string)
+      }
+      expect(jtis.size).toBe(r.tokens.length)
+      subs.push(claimsOf(r.tokens[0]!.token).sub as string)
+      // The staged credential is gone.
+      expect(existsSync(staged[i]!)).toBe(false)
+    }
+    // Job a was never revoked: no renewal of it was refused.
+    expect(pilotLog(0)).not.toContain('renewal stopped')
+    // Two nodes, two distinct identities.
+    expect(new Set(subs).size).toBe(2)
+    console.log(`slurm pilots: ${took.toFixed(1)} s from sbatch to both jobs done; tokens seen ${rec(0).tokens.length} (a), ${rec(1).tokens.length} (b, revoked)`)
   }, (WALLTIME_S + 120) * 1000)
 })
