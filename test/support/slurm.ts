@@ -33,7 +33,9 @@ export interface TestSlurm {
   stop(): Promise<void>
 }
 
-const PEERS: [string, string][] = [['munged', 'munge'], ['slurmctld', 'slurmctld'], ['slurmd', 'slurmd'], ['sbatch', 'slurm-client']]
+// Daemons by their Debian path (root's PATH may lack /usr/sbin), client commands through PATH.
+const DAEMONS: [string, string][] = [['/usr/sbin/munged', 'munge'], ['/usr/sbin/slurmctld', 'slurmctld'], ['/usr/sbin/slurmd', 'slurmd']]
+const CLIENTS: [string, string][] = [['sbatch', 'slurm-client'], ['sinfo', 'slurm-client'], ['scontrol', 'slurm-client']]
 
 function daemon(path: string, args: string[], env: Record<string, string>, out: string, ids?: { uid: number; gid: number }): ChildProcess {
   // Output to a file, not a pipe: a daemon must never block on a pipe nobody drains.
@@ -97,7 +99,10 @@ function killStrays(conf: string, ours: Set<number>): number {
  * and waits (bounded) until every node is idle. Fails, naming the Debian package, when a peer is missing.
  */
 export async function startSlurm(opts: { nodes?: number } = {}): Promise<TestSlurm> {
-  for (const [cmd, pkg] of PEERS) requireTool(cmd, pkg)
+  for (const [path, pkg] of DAEMONS) {
+    if (!existsSync(path)) throw new Error(`${path} not found: install the Debian package ${pkg} (apt-get install ${pkg}; slurm-wlm brings all of Slurm)`)
+  }
+  for (const [cmd, pkg] of CLIENTS) requireTool(cmd, pkg)
   if (process.getuid?.() !== 0) throw new Error('the SLURM interop tests start slurmd, which runs jobs as their submitter: run them as root')
   const nodeCount = opts.nodes ?? 2
   const nodes = Array.from({ length: nodeCount }, (_, i) => `ctbn${i + 1}`)
