@@ -191,7 +191,7 @@ async function renew(form: TokenRequestForm, ctx: RequestContext, deps: PilotExc
   if (pilot.jobEnd <= now) throw new InvalidGrant('the pilot job has ended')
   const minted = mintPilotToken(pilot, g, now, deps)
   await deps.store.record({ ...minted.event, ...who(ctx, state.caller), type: 'token.renewed', detail: { gen: minted.claims.ctb_gen, slurmJob: pilot.job, replaces: jti, pilot: pilotDetail(pilot) } })
-  deps.registry.add(minted.claims.jti, pilot, minted.claims.exp, now)
+  deps.registry.add(minted.claims.jti, pilot, minted.claims.exp, now, jti)
   return minted.response
 }
 
