@@ -198,7 +198,7 @@ async function renew(form: TokenRequestForm, ctx: RequestContext, deps: PilotExc
  * A pilot's IDTOKEN: the grant's pilot levels, `exp` at the earliest of the grant's token lifetime, the
  * broker's IDTOKEN cap and the job's end recorded at redemption. Signed with the key that passed its
  * sign-and-verify self-test when it was loaded (key_self_test.ts), as every exchanged IDTOKEN is: a check
- * after each mint re-ran the same HMAC with the same key and cost ~8 µs of a renewal's ~45. The caller
+ * after each mint re-ran the same HMAC with the same key and cost ~8 µs per renewal. The caller
  * audits it before it leaves.
  */
 function mintPilotToken(pilot: PilotRecord, g: { grant: CompiledGrant; pilot: CompiledPilotGrant }, now: number, deps: PilotExchangeDeps) {
