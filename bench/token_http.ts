@@ -100,15 +100,15 @@ export async function tokenEndpointLoad(options: { connections: number; duration
     const alice = await iamToken(iamPort, { grant_type: 'password', username: 'alice', password: 'alice-password', scope: 'openid profile wlcg wlcg.groups' }, 'dev-cli', 'dev-cli-secret')
     const common = { origin, connections: options.connections, durationMs: options.durationMs, ...(ca ? { ca } : {}) }
     const results: Record<string, LoadResult[]> = {}
-    // Renewal: each connection redeems once for its own node, then renews with its current token (the one
-    // the last answer carried). wrk gets one thread, so one Lua state, per connection to keep that token in.
+    // Renewal: one redemption per connection, each for its own node; then every pilot renews with its
+    // current token (the one its last answer carried). wrk keeps the tokens in a queue (renewalScript).
     const tokens = await redeemPilots(origin, ca, iamPort, options.connections)
     const renewForm = (token: string) => new URLSearchParams({ grant_type: TE, subject_token: token, subject_token_type: TOKEN_TYPE.idtoken }).toString()
     results[EXCHANGE_ROW] = await drive({ ...common, path: '/token', method: 'POST', headers, body: form(robot, { role: 'startd', host: 'ep-17.cloud-a.example.org' }) })
     results[RENEWAL_ROW] = [] as LoadResult[]
     for (let i = 0; i < options.runs; i++) {
       results[RENEWAL_ROW].push(useWrk
-        ? await wrkLoad({ ...common, path: '/token', script: renewalScript('/token', renewForm, tokens), threads: options.connections })
+        ? await wrkLoad({ ...common, path: '/token', script: renewalScript('/token', renewForm, tokens) })
         : await load({ ...common, path: '/token', method: 'POST', headers, sessions: tokens.map((t) => renewalSession(t, renewForm)) }))
     }
     results['POST /token submit-user WLCG SciToken (ES256)'] = await drive({ ...common, path: '/token', method: 'POST', headers, body: form(alice, { role: 'submit-user', requested_token_type: TOKEN_TYPE.jwt, audience: 'condor://ap1.cloud-a.example.org:9618', scope: 'compute.read' }) })

@@ -46,14 +46,25 @@ export class PilotRegistry {
     this.#store = store
   }
 
-  /** Notes a pilot token just recorded (after its audit record committed). */
-  add(jti: string, pilot: PilotRecord, exp: number, now: number): void {
+  /**
+   * Notes a pilot token just recorded (after its audit record committed). A renewal names the token it
+   * `replaces`, which leaves memory: a pilot renews with its newest token, so a chain of renewals keeps one
+   * entry per node rather than one per renewal until expiry. The replaced token stays renewable (a pilot
+   * retrying after a lost answer): its record is still in the log, where lookup finds it.
+   */
+  add(jti: string, pilot: PilotRecord, exp: number, now: number, replaces?: string): void {
+    if (replaces !== undefined) this.#byJti.delete(replaces)
     this.#byJti.set(jti, { pilot, exp })
     // Bounded: expired tokens can never be renewed, so they leave at the next sweep.
     if (now >= this.#sweepAt) {
       for (const [k, v] of this.#byJti) if (v.exp <= now) this.#byJti.delete(k)
       this.#sweepAt = now + 60
     }
+  }
+
+  /** Pilot tokens held in memory (the rest are found in the log). */
+  get size(): number {
+    return this.#byJti.size
   }
 
   async lookup(jti: string): Promise<PilotRecord | undefined> {
