@@ -314,7 +314,8 @@ describe('pilot script: a two-node job', () => {
     expect(await p.exit).toBe(3)
     expect(t.nodeLog('wn01')).toMatch(/^TERM$/m)
     expect(t.nodeLog('wn02')).toMatch(/^TERM$/m)
-    expect(p.stderr()).toContain(`received ${sig}: passing it to every node's task`)
+    expect(p.stderr()).toContain(`received ${sig}: passing SIGTERM to every node's task`)
+    expect(readFileSync(join(t.dir, 'scancel.args'), 'utf8')).toBe(`--signal=TERM ${JOB}\n`)
     expect(readdirSync(join(t.dir, 'node'))).toEqual([])
   })
 

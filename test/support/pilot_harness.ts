@@ -84,10 +84,13 @@ export function nodeStubs(dir: string, opts: { jobId: string; end: number; fakeC
  * options (one a line, up to the command) in srun.args, broadcasts its stdin to every task (--input=all), runs
  * the command once per node with SLURMD_NODENAME, SLURM_PROCID, FAKE_REC (the node's master-<node>.log) and
  * FAKE_EXIT_<node> as that node's FAKE_EXIT, forwards SIGUSR1 and SIGTERM to every task, and exits with the
- * highest task status, as srun does.
+ * highest task status, as srun does. With it, scancel: `scancel --signal=SIG <job>` records its arguments in
+ * scancel.args and signals the tasks through this srun, as SLURM signals every process of the job's steps.
  */
 export function fakeSrun(dir: string, nodes: number): string {
+  executable(join(dir, 'scancel'), `#!/bin/bash\necho "$*" > '${dir}/scancel.args'\n[[ $1 =~ ^--signal=([A-Z0-9]+)$ ]] || exit 1\nkill -"\${BASH_REMATCH[1]}" "$(cat '${dir}/srun.pid')"\n`)
   return executable(join(dir, 'srun'), `#!/bin/bash
+echo $$ > '${dir}/srun.pid'
 : > '${dir}/srun.args'
 input=
 while [[ $1 == --* ]]; do echo "$1" >> '${dir}/srun.args'; [[ $1 == --input=all ]] && input=all; shift; done
