@@ -1,9 +1,9 @@
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { renderPilotScript, type PilotScriptOptions } from '../../src/clients/pilot/render.ts'
-import { fakeIdToken, fakeMaster, idTokenReply, nodeStubs, runPilot, startFakeBroker, until, type Reply, type SeenRequest } from '../support/pilot_harness.ts'
+import { fakeIdToken, fakeMaster, fakeSrun, idTokenReply, nodeStubs, runPilot, startFakeBroker, until, type Reply, type SeenRequest } from '../support/pilot_harness.ts'
 import { tempDir } from '../support/tmp.ts'
 
 // The rendered pilot, run under bash against a fake broker that speaks the pilot wire contract over TLS on
@@ -24,6 +24,8 @@ interface Setup {
   render?: Partial<PilotScriptOptions>
   env?: Record<string, string>
   brokerUrl?: string
+  /** Nodes of the job; above 1 the batch shell fans out through a stand-in srun (wn01, wn02, ...). */
+  nodes?: number
 }
 
 async function setup(s: Setup) {
@@ -35,8 +37,10 @@ async function setup(s: Setup) {
   const staged = join(dir, 'enrolment.cred')
   writeFileSync(staged, 'enrol+ment/cred=1\n')
   const script = join(dir, 'pilot.sbatch')
+  const nodes = s.nodes ?? 1
+  if (nodes > 1) fakeSrun(dir, nodes)
   writeFileSync(script, renderPilotScript({
-    site: 'SITE-A', partition: 'batch', walltime: '120', nodes: 1, cpus: 8, memMb: 16000, drainSeconds: 300, graceSeconds: 2,
+    site: 'SITE-A', partition: 'batch', walltime: '120', nodes, cpus: 8, memMb: 16000, drainSeconds: 300, graceSeconds: 2,
     brokerUrl: s.brokerUrl ?? broker.url, caFile: broker.caFile, enrolmentFile: staged, logDir: dir, collector: 'cm.example.org',
     trustDomain: TRUST, allowedOwners: ['alice', 'bob'], localBase: join(dir, 'node'), command: fakeMaster(dir), ...s.render,
   }))
@@ -46,12 +50,15 @@ async function setup(s: Setup) {
     cleanups.push(() => {
       r.child.kill('SIGKILL')
       // The pilot command runs in its own session; a failed test must not leave it behind.
-      if (existsSync(masterLog)) for (const m of readFileSync(masterLog, 'utf8').matchAll(/^pid (\d+)$/gm)) { try { process.kill(-Number(m[1]), 'SIGKILL') } catch { /* gone */ } }
+      for (const f of readdirSync(dir).filter((n) => /^master(-wn\d+)?\.log$/.test(n))) {
+        for (const m of readFileSync(join(dir, f), 'utf8').matchAll(/^pid (\d+)$/gm)) { try { process.kill(-Number(m[1]), 'SIGKILL') } catch { /* gone */ } }
+      }
     })
     return r
   }
   const log = () => (existsSync(masterLog) ? readFileSync(masterLog, 'utf8') : '')
-  return { dir, start, staged, script, broker, stubs, run, log, stop: () => writeFileSync(join(dir, 'stop'), ''), local: join(dir, 'node', `htc-pilot-${JOB}-wn01`) }
+  const nodeLog = (node: string) => { const f = join(dir, `master-${node}.log`); return existsSync(f) ? readFileSync(f, 'utf8') : '' }
+  return { nodeLog, localOf: (node: string) => join(dir, 'node', `htc-pilot-${JOB}-${node}`), dir, start, staged, script, broker, stubs, run, log, stop: () => writeFileSync(join(dir, 'stop'), ''), local: join(dir, 'node', `htc-pilot-${JOB}-wn01`) }
 }
 
 describe('pilot script: start-up', () => {
@@ -259,5 +266,80 @@ describe('pilot script: renewal schedule (fake clock)', () => {
     expect(t.broker.seen).toHaveLength(2)
     t.stop()
     expect(await p.exit).toBe(0)
+  })
+})
+
+/** Every regular file under dir, recursively. */
+function filesUnder(dir: string): string[] {
+  return readdirSync(dir, { recursive: true, encoding: 'utf8' }).map((f) => join(dir, f)).filter((f) => existsSync(f) && statSync(f).isFile())
+}
+
+describe('pilot script: a two-node job', () => {
+  const tokenLine = (log: string) => log.split('\n').find((l) => l.startsWith('token '))?.split(' ')
+
+  it('starts one task per node with srun; each redeems the credential for its own node and gets its own token', async () => {
+    const t = await setup({ nodes: 2, reply: (_, i) => idTokenReply(fakeIdToken(TRUST, i), 3600) })
+    const p = t.run()
+    await until(() => tokenLine(t.nodeLog('wn01')) !== undefined && tokenLine(t.nodeLog('wn02')) !== undefined)
+    expect(readFileSync(join(t.dir, 'srun.args'), 'utf8').trim().split('\n'))
+      .toEqual(['--nodes=2', '--ntasks=2', '--ntasks-per-node=1', '--cpus-per-task=8', '--kill-on-bad-exit=0', '--input=all'])
+    const redemptions = t.broker.seen.map((r) => r.params)
+    expect(redemptions).toHaveLength(2)
+    const common = { grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange', subject_token: 'enrol+ment/cred=1', subject_token_type: ENROLMENT, slurm_job_id: JOB, job_end: String(t.start + 3600) }
+    expect([...redemptions].sort((a, b) => a.node!.localeCompare(b.node!))).toEqual([{ ...common, node: 'wn01' }, { ...common, node: 'wn02' }])
+    const seen = ['wn01', 'wn02'].map((n) => tokenLine(t.nodeLog(n))!)
+    for (const [i, n] of ['wn01', 'wn02'].entries()) {
+      // [mode, inode, 'dir', dirMode, 'staged', staged, ...]: each node's token is its own, 0600 in its own 0700 dir,
+      // and the staged credential was gone before any node's command started.
+      expect([seen[i]![1], seen[i]![4], seen[i]![6]]).toEqual(['600', '700', 'gone'])
+      expect(t.nodeLog(n)).toContain(`config ${t.localOf(n)}/condor_config`)
+      // The redeemed copy is deleted at once.
+      expect(readdirSync(join(t.localOf(n), 'work'))).not.toContain('.enrolment')
+    }
+    // The broker numbers its answers: the two nodes hold the two different tokens it issued.
+    expect(new Set(seen.map((l) => l[11]))).toEqual(new Set([fakeIdToken(TRUST, 0), fakeIdToken(TRUST, 1)]))
+    t.stop()
+    expect(await p.exit).toBe(0)
+    expect(existsSync(t.staged)).toBe(false)
+    expect(readdirSync(join(t.dir, 'node'))).toEqual([])
+    // The credential was never written anywhere the job ran, in any form.
+    for (const f of filesUnder(t.dir)) expect(readFileSync(f, 'utf8'), f).not.toContain('enrol+ment/cred=1')
+  })
+
+  it.each(['SIGUSR1', 'SIGTERM'] as const)('passes %s from the batch shell to every node, which drain and whose status it exits with', async (sig) => {
+    const t = await setup({ nodes: 2, reply: (_, i) => idTokenReply(fakeIdToken(TRUST, i), 3600), env: { FAKE_TERM_EXIT: '3' } })
+    const p = t.run()
+    await until(() => tokenLine(t.nodeLog('wn01')) !== undefined && tokenLine(t.nodeLog('wn02')) !== undefined)
+    p.child.kill(sig)
+    expect(await p.exit).toBe(3)
+    expect(t.nodeLog('wn01')).toMatch(/^TERM$/m)
+    expect(t.nodeLog('wn02')).toMatch(/^TERM$/m)
+    expect(p.stderr()).toContain(`received ${sig}: passing SIGTERM to every node's task`)
+    expect(readFileSync(join(t.dir, 'scancel.args'), 'utf8')).toBe(`--signal=TERM ${JOB}\n`)
+    expect(readdirSync(join(t.dir, 'node'))).toEqual([])
+  })
+
+  it('exits with the highest of the nodes\' command statuses', async () => {
+    const t = await setup({ nodes: 2, reply: (_, i) => idTokenReply(fakeIdToken(TRUST, i), 3600), env: { FAKE_EXIT_wn01: '2', FAKE_EXIT_wn02: '5' } })
+    const p = t.run()
+    await until(() => tokenLine(t.nodeLog('wn01')) !== undefined && tokenLine(t.nodeLog('wn02')) !== undefined)
+    t.stop()
+    expect(await p.exit).toBe(5)
+    expect(p.stderr()).toContain('exit status 5')
+  })
+
+  it('with a credential good for one pilot only, the second node is refused and the first keeps running', async () => {
+    // What the broker does when pilot_count is below the job's node count: the extra redemption is invalid_grant.
+    const t = await setup({ nodes: 2, reply: (_, i) => (i === 0 ? idTokenReply(fakeIdToken(TRUST, 0), 3600) : { status: 400, body: { error: 'invalid_grant' } }) })
+    const p = t.run()
+    await until(() => p.stderr().includes('HTTP 400 (invalid_grant)') && (tokenLine(t.nodeLog('wn01')) !== undefined || tokenLine(t.nodeLog('wn02')) !== undefined))
+    const started = ['wn01', 'wn02'].filter((n) => tokenLine(t.nodeLog(n)) !== undefined)
+    expect(started).toHaveLength(1)
+    expect(t.broker.seen).toHaveLength(2)
+    // The refused node gave up; the other still runs its command until it ends by itself.
+    await new Promise((r) => setTimeout(r, 300))
+    expect(p.child.exitCode).toBeNull()
+    t.stop()
+    expect(await p.exit).toBe(1)
   })
 })

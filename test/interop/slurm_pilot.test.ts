@@ -1,5 +1,6 @@
 import { createHmac } from 'node:crypto'
-import { chmodSync, cpSync, existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { chmodSync, cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { renderPilotScript } from '../../src/clients/pilot/render.ts'
@@ -71,6 +72,14 @@ function verifiesWithPoolKey(token: string, keys: KeyStore, kid: string): boolea
   return mac === s
 }
 
+// The two tests run concurrently, and tempDir removes every test's dirs when any test ends: these are ours.
+const jobDirs: string[] = []
+function jobDir(prefix: string): string {
+  const d = mkdtempSync(join(tmpdir(), prefix))
+  jobDirs.push(d)
+  return d
+}
+
 async function until(cond: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
   const end = Date.now() + ms
   while (!(await cond())) {
@@ -95,10 +104,13 @@ describe('sbatch pilots on a real SLURM cluster against the broker and the devel
   afterAll(async () => {
     await slurm?.stop()
     await e?.close()
+    for (const d of jobDirs) rmSync(d, { recursive: true, force: true })
   })
 
-  it('two one-node pilots: verified tokens renewed until drained, credential spent, replay refused, revocation stops renewal', async () => {
-    const dir = tempDir('ctb-slurm-pilot-')
+  // Concurrent: the one-node jobs take 1 CPU on each node and the two-node job 1 more on each, so all three run
+  // at once and the file costs one walltime's drain, not two.
+  it.concurrent('two one-node pilots: verified tokens renewed until drained, credential spent, replay refused, revocation stops renewal', async () => {
+    const dir = jobDir('ctb-slurm-pilot-')
     const factory = await e.robot('ctb-hpc-b-pilot-factory')
     // One credential per job, as a pilot factory would obtain them.
     const credentials: string[] = []
@@ -183,5 +195,74 @@ describe('sbatch pilots on a real SLURM cluster against the broker and the devel
     // Two nodes, two distinct identities.
     expect(new Set(subs).size).toBe(2)
     console.log(`slurm pilots: ${took.toFixed(1)} s from sbatch to both jobs done; tokens seen ${rec(0).tokens.length} (a), ${rec(1).tokens.length} (b, revoked)`)
+  }, (WALLTIME_S + 120) * 1000)
+
+  it.concurrent('a two-node pilot job: one verified token per node, both renewed and drained, the credential on no node', async ({ expect }) => {
+    const dir = jobDir('ctb-slurm-pilot2-')
+    const factory = await e.robot('ctb-hpc-b-pilot-factory')
+    const r = await e.post('/token', { grant_type: TE, subject_token: factory, subject_token_type: AT, requested_token_type: ENROLMENT, role: 'pilot', pilot_count: '2', lifetime: '600' })
+    expect(r.status, JSON.stringify(r.body)).toBe(200)
+    const credential = r.body.access_token as string
+    const staged = join(dir, 'enrolment')
+    writeFileSync(staged, `${credential}\n`, { mode: 0o600 })
+    const script = join(dir, 'pilot.sbatch')
+    writeFileSync(script, renderPilotScript({
+      site: SITE, partition: slurm.partition, walltime: String(WALLTIME_S / 60), nodes: 2, cpus: 1, memMb: 100,
+      drainSeconds: DRAIN_S, graceSeconds: 5, brokerUrl: e.broker.url, caFile: e.broker.devCaFile!, enrolmentFile: staged,
+      logDir: dir, collector: 'cm.example.org', trustDomain: TRUST, allowedOwners: ['alice'], localBase: join(dir, 'node'), command: recorder(dir),
+    }))
+    const job = await slurm.sbatch(script)
+    const rec = (node: string) => readRecord(join(dir, `rec-${job}-${node}.log`))
+    const pilotLog = () => { const f = join(dir, `pilot-${job}.out`); return existsSync(f) ? readFileSync(f, 'utf8') : '(no pilot log)' }
+    const end = epoch((await slurm.waitJob(job, ['RUNNING', 'COMPLETED', 'FAILED', 'TIMEOUT', 'CANCELLED'], 30_000)).EndTime!)
+    await until(() => slurm.nodes.every((n) => rec(n).tokens.length >= 2), 40_000, `job ${job} renewed on both nodes\n${pilotLog()}`)
+    // Both nodes redeemed the one credential (pilot_count 2): it is now spent.
+    const replay = await e.post('/token', { grant_type: TE, subject_token: credential, subject_token_type: ENROLMENT, slurm_job_id: job, node: 'ctbn3', job_end: String(end) })
+    expect(replay.status).toBe(400)
+    expect(replay.body.error).toBe('invalid_grant')
+
+    const done = await slurm.waitJob(job, ['COMPLETED', 'FAILED', 'TIMEOUT', 'CANCELLED'], (WALLTIME_S + 60) * 1000)
+    expect(done.JobState, pilotLog()).toBe('COMPLETED')
+    expect(done.ExitCode).toBe('0:0')
+    expect(done.NodeList).toBe('ctbn[1-2]')
+    expect(epoch(done.EndTime!)).toBeLessThan(end)
+    expect(pilotLog()).toContain("received SIGUSR1: passing SIGTERM to every node's task")
+    // Through scancel --signal, which signals the step and leaves it running, not srun's own abort of the step.
+    expect(pilotLog()).not.toContain('stopping the step through srun')
+    expect(pilotLog()).not.toContain('forcing job termination')
+    expect(pilotLog()).toMatch(/the node tasks ended; exit status 0 /)
+    const keys = new KeyStore(join(e.env.CTB_DATA_DIR!, 'keys'))
+    const kid = e.broker.services.config.idtoken.key
+    const subs: string[] = []
+    for (const node of slurm.nodes) {
+      const r = rec(node)
+      // The batch shell's SIGUSR1 reached this node's task, which drained its command before the walltime.
+      expect(r.term, pilotLog()).toBeDefined()
+      expect(r.term!).toBeLessThan(end)
+      const jtis = new Set<string>()
+      for (const t of r.tokens) {
+        expect(t.mode).toBe('600')
+        expect(verifiesWithPoolKey(t.token, keys, kid)).toBe(true)
+        const c = claimsOf(t.token)
+        expect(c).toMatchObject({ iss: TRUST, sub: `pilot-${SITE}-${job}-${node}@pilots.${TRUST}`, scope: SCOPE, ctb_role: 'pilot', ctb_site: SITE, ctb_slurm_job: job })
+        expect(c.exp as number).toBeLessThanOrEqual(end)
+        jtis.add(c.jti as string)
+      }
+      expect(jtis.size).toBe(r.tokens.length)
+      subs.push(claimsOf(r.tokens[0]!.token).sub as string)
+    }
+    expect(new Set(subs).size).toBe(2)
+    // The credential: the staged file is gone, no node-local pilot directory is left, and no file the job or
+    // SLURM wrote (node dirs, logs, slurmd spools) holds it.
+    expect(existsSync(staged)).toBe(false)
+    expect(readdirSync(join(dir, 'node'))).toEqual([])
+    const files = [dir, join(slurm.dir, 'spool')].flatMap((d) => readdirSync(d, { recursive: true, encoding: 'utf8' }).map((f) => join(d, f)))
+    for (const f of files) {
+      let text: string
+      // The one-node jobs may still be running and their spool files come and go.
+      try { if (!statSync(f).isFile()) continue; text = readFileSync(f, 'latin1') } catch { continue }
+      expect(text.includes(credential), f).toBe(false)
+    }
+    console.log(`slurm two-node pilot: tokens seen ${slurm.nodes.map((n) => rec(n).tokens.length).join(' + ')}`)
   }, (WALLTIME_S + 120) * 1000)
 })

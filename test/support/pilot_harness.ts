@@ -80,13 +80,48 @@ export function nodeStubs(dir: string, opts: { jobId: string; end: number; fakeC
 }
 
 /**
+ * srun as the batch shell of a multi-node pilot uses it, for `nodes` nodes named wn01, wn02...: records its
+ * options (one a line, up to the command) in srun.args, broadcasts its stdin to every task (--input=all), runs
+ * the command once per node with SLURMD_NODENAME, SLURM_PROCID, FAKE_REC (the node's master-<node>.log) and
+ * FAKE_EXIT_<node> as that node's FAKE_EXIT, forwards SIGUSR1 and SIGTERM to every task, and exits with the
+ * highest task status, as srun does. With it, scancel: `scancel --signal=SIG <job>` records its arguments in
+ * scancel.args and signals the tasks through this srun, as SLURM signals every process of the job's steps.
+ */
+export function fakeSrun(dir: string, nodes: number): string {
+  executable(join(dir, 'scancel'), `#!/bin/bash\necho "$*" > '${dir}/scancel.args'\n[[ $1 =~ ^--signal=([A-Z0-9]+)$ ]] || exit 1\nkill -"\${BASH_REMATCH[1]}" "$(cat '${dir}/srun.pid')"\n`)
+  return executable(join(dir, 'srun'), `#!/bin/bash
+echo $$ > '${dir}/srun.pid'
+: > '${dir}/srun.args'
+input=
+while [[ $1 == --* ]]; do echo "$1" >> '${dir}/srun.args'; [[ $1 == --input=all ]] && input=all; shift; done
+[[ $input == all ]] || exit 98
+data=$(cat; echo x); data=\${data%x}
+pids=()
+for (( i = 1; i <= ${nodes}; i++ )); do
+  node=$(printf 'wn%02d' "$i")
+  exit_var=FAKE_EXIT_$node
+  printf '%s' "$data" | SLURMD_NODENAME=$node SLURM_PROCID=$((i - 1)) FAKE_REC='${dir}/master-'$node.log FAKE_EXIT=\${!exit_var:-\${FAKE_EXIT:-0}} "$@" &
+  pids+=($!)
+done
+trap 'kill -USR1 "\${pids[@]}" 2>/dev/null' USR1
+trap 'kill -TERM "\${pids[@]}" 2>/dev/null' TERM
+max=0
+for p in "\${pids[@]}"; do
+  while :; do wait "$p"; st=$?; kill -0 "$p" 2>/dev/null || break; done
+  (( st > max )) && max=$st
+done
+exit "$max"
+`)
+}
+
+/**
  * The pilot command of the tests: records what it finds (token, modes, inode, staged file, whether the previous version survived, config) each time
  * the token changes, exits with $FAKE_EXIT when $DIR/stop appears, and on SIGTERM exits with $FAKE_TERM_EXIT
  * (or ignores it when FAKE_IGNORE_TERM=1). Bounded: it gives up after 60 s.
  */
 export function fakeMaster(dir: string): string {
   return executable(join(dir, 'fake_master'), `#!/bin/bash
-rec='${dir}/master.log'
+rec=\${FAKE_REC:-'${dir}/master.log'}
 echo "pid $$" >> "$rec"
 echo "config $CONDOR_CONFIG" >> "$rec"
 cp "$CONDOR_CONFIG" '${dir}/condor_config.seen'

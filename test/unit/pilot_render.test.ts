@@ -32,6 +32,17 @@ describe('renderPilotScript', () => {
     expect(script).not.toContain('{{')
   })
 
+  it('renders a two-node job: its #SBATCH headers (golden file), the node count, and a script bash can parse', () => {
+    const script = renderPilotScript({ ...BASE, nodes: 2 })
+    const golden = fileURLToPath(new URL('../fixtures/pilot/sbatch_headers_2nodes.golden', import.meta.url))
+    if (process.env.CTB_UPDATE_GOLDEN === '1') writeFileSync(golden, `${headers(script)}\n`)
+    expect(`${headers(script)}\n`).toBe(readFileSync(golden, 'utf8'))
+    expect(script).toContain('readonly NODES=2\n')
+    const file = join(tempDir(), 'pilot.sbatch')
+    writeFileSync(file, script)
+    expect(() => execFileSync('bash', ['-n', file])).not.toThrow()
+  })
+
   it('renders a script bash can parse, with no account line when none is given', () => {
     const { account: _omit, ...noAccount } = BASE
     const script = renderPilotScript(noAccount)
@@ -49,7 +60,7 @@ describe('renderPilotScript', () => {
     ['a drain margin as long as the walltime', { walltime: '10', drainSeconds: 600 }, /^--drain /],
     ['a grace period as long as the drain margin', { graceSeconds: 600 }, /^--grace /],
     ['zero nodes', { nodes: 0 }, /^--nodes /],
-    ['more than one node (no per-node fan-out yet)', { nodes: 2 }, /^--nodes must be a whole number from 1 to 1$/],
+    ['more nodes than one job fans out to', { nodes: 1001 }, /^--nodes must be a whole number from 1 to 1000$/],
     ['a fractional cpu count', { cpus: 1.5 }, /^--cpus /],
     ['plain http for the broker', { brokerUrl: 'http://broker.example.org' }, /^--broker /],
     ['a broker URL with a query', { brokerUrl: 'https://broker.example.org/?a=$(id)' }, /^--broker /],

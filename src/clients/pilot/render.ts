@@ -9,7 +9,7 @@ export interface PilotScriptOptions {
   account?: string
   /** SLURM walltime: minutes, `H:MM:SS` or `D-HH:MM:SS`. */
   walltime: string
-  /** Nodes per job; only 1 today (docs/pilots-script.md). */
+  /** Nodes per job; each node redeems the credential once, so its pilot_count must be at least this (docs/pilots-script.md). */
   nodes: number
   cpus: number
   /** Memory per node in MB, as `--mem` takes it. */
@@ -124,9 +124,8 @@ export function renderPilotScript(options: PilotScriptOptions, template = readFi
     SITE: site,
     PARTITION: partition,
     ACCOUNT_LINE: account === undefined ? '' : `#SBATCH -A ${account}\n`,
-    // One node per job for now: several nodes need a per-node fan-out (srun) and a credential every node can
-    // read before any deletes it, which this script does not do yet.
-    NODES: String(whole('nodes', options.nodes, 1, 1)),
+    // Above one node the batch shell fans out with srun, one pilot task per node (docs/pilots-script.md).
+    NODES: String(whole('nodes', options.nodes, 1, 1000)),
     CPUS: String(whole('cpus', options.cpus, 1, 4096)),
     MEM_MB: String(whole('mem', options.memMb, 1, 64 * 1024 * 1024)),
     WALLTIME_MINUTES: String(Math.ceil(walltime / 60)),
