@@ -41,6 +41,8 @@ export const ConfigSchema = z.strictObject({
   }).prefault({}),
   /** Timeouts and connection limits of the listener (src/http/listener_limits.ts). */
   http: ListenerLimitsSchema.prefault({}),
+  /** On SIGTERM, in-flight requests get this long to finish before the connections left are closed. */
+  shutdown_grace_seconds: integer(0).default(10),
   tls: z.strictObject({
     /** auto: development CA and localhost certificate under data_dir/tls; files: cert_file + key_file; off: plain HTTP behind a TLS proxy. */
     mode: z.enum(['auto', 'files', 'off']).default('auto'),

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs'
 import { createServer as createHttpServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http'
-import { createServer as createHttpsServer } from 'node:https'
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { getRequestListener, serve } from '@hono/node-server'
 import type { Hono } from 'hono'
@@ -11,6 +11,8 @@ import { freePort } from './lib/free_port.ts'
 import { readSecretFile } from './lib/secure_file.ts'
 import type { Exchange } from './http/routes/token.ts'
 import { applyListenerLimits, listenerServerOptions } from './http/listener_limits.ts'
+import { ListenerDrain, type DrainResult } from './http/drain.ts'
+import type { KeyReloadResult } from './keys/reload_keys.ts'
 import { tokenFastPath, type NodeRequestHandler } from './http/token_fast_path.ts'
 import { buildServices, type BrokerServices } from './services.ts'
 import { systemClock, type Clock } from './lib/clock.ts'
@@ -25,8 +27,16 @@ export interface RunningBroker {
   devCaFile?: string
   /** The services behind the listener (development IAM handle, store, policy), for the demo and tests. */
   services: BrokerServices
-  close(): Promise<void>
+  /**
+   * Stops accepting, lets requests in flight finish for at most `graceMs` (default: the config's
+   * shutdown_grace_seconds), closes what is left, then flushes and closes the services (audit included).
+   */
+  close(options?: { graceMs?: number }): Promise<DrainResult>
+  /** SIGHUP: takes up the signing keys and the TLS certificate on disk; each keeps the old one on failure. */
+  reload(trigger: string): Promise<{ keys: KeyReloadResult; tls: TlsReloadResult }>
 }
+
+export type TlsReloadResult = { ok: true; reloaded: boolean } | { ok: false; error: string }
 
 /** Composition root for `serve`: services, TLS, app, listener. */
 export async function startBroker(initial: Config, options: { log: Logger; clock?: Clock }): Promise<RunningBroker> {
@@ -63,23 +73,20 @@ async function listen(services: BrokerServices, log: Logger): Promise<RunningBro
 
   let tls: { cert: Buffer; key: Buffer } | undefined
   let devCaFile: string | undefined
+  let tlsFiles: { certFile: string; keyFile: string } | undefined
   if (config.tls.mode === 'auto') {
     const dev = await ensureDevTls(`${config.data_dir}/tls`)
     devCaFile = dev.caFile
-    tls = { cert: readFileSync(dev.certFile), key: readSecretFile(dev.keyFile) }
+    tlsFiles = dev
+    tls = readTlsFiles(dev.certFile, dev.keyFile)
     log.warn('serving with a DEVELOPMENT certificate; not for production', { ca: dev.caFile, cert: dev.certFile, created: dev.created })
   } else if (config.tls.mode === 'files') {
-    let cert: Buffer
-    try {
-      cert = readFileSync(config.tls.cert_file!)
-    } catch (err) {
-      throw new OperatorError('ETLS', `cannot read TLS certificate or key: ${(err as Error).message}`)
-    }
-    // A TLS private key is a secret file like any other: refused when group or other may read it.
-    tls = { cert, key: readSecretFile(config.tls.key_file!) }
+    tlsFiles = { certFile: config.tls.cert_file!, keyFile: config.tls.key_file! }
+    tls = readTlsFiles(tlsFiles.certFile, tlsFiles.keyFile)
   }
 
-  const listener = brokerRequestListener(app, services.exchange, log, { hostname: config.listen.host })
+  const drain = new ListenerDrain()
+  const listener = drain.wrap(brokerRequestListener(app, services.exchange, log, { hostname: config.listen.host }))
   const server = await new Promise<ReturnType<typeof serve>>((resolve, reject) => {
     const s = serve(
       {
@@ -92,6 +99,7 @@ async function listen(services: BrokerServices, log: Logger): Promise<RunningBro
       () => resolve(s),
     )
     applyListenerLimits(s as Server, config.http)
+    drain.attach(s as Server)
     s.once('error', (err: NodeJS.ErrnoException) =>
       reject(new OperatorError('ELISTEN', `cannot listen on ${config.listen.host}:${config.listen.port}: ${err.code ?? err.message}`)))
   })
@@ -104,13 +112,44 @@ async function listen(services: BrokerServices, log: Logger): Promise<RunningBro
     port,
     ...(devCaFile ? { devCaFile } : {}),
     services,
-    close: async () => {
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve())
-        ;(server as { closeAllConnections?: () => void }).closeAllConnections?.()
-      })
+    close: async (options = {}) => {
+      const result = await drain.drain(server as Server, options.graceMs ?? config.shutdown_grace_seconds * 1000)
+      // After the listener: the last requests' audit records and the refusal tally's aggregate are written
+      // before the store closes.
       await services.close()
+      return result
     },
+    reload: async (trigger) => ({ keys: await services.reloadKeys(trigger), tls: reloadTls(server as Server, tlsFiles, log, trigger) }),
+  }
+}
+
+/** The certificate and key, with the key refused when group or other may read it (as any secret file). */
+function readTlsFiles(certFile: string, keyFile: string): { cert: Buffer; key: Buffer } {
+  let cert: Buffer
+  try {
+    cert = readFileSync(certFile)
+  } catch (err) {
+    throw new OperatorError('ETLS', `cannot read TLS certificate or key: ${(err as Error).message}`)
+  }
+  return { cert, key: readSecretFile(keyFile) }
+}
+
+/**
+ * New TLS connections get the certificate and key now on disk (a renewed certificate); connections
+ * already open keep theirs. Anything unreadable or mismatched keeps the certificate in force.
+ */
+function reloadTls(server: Server, files: { certFile: string; keyFile: string } | undefined, log: Logger, trigger: string): TlsReloadResult {
+  if (!files) return { ok: true, reloaded: false }
+  const { certFile, keyFile } = files
+  try {
+    // createSecureContext checks that the key matches the certificate before anything is swapped.
+    ;(server as unknown as HttpsServer).setSecureContext(readTlsFiles(certFile, keyFile))
+    log.info('TLS certificate reloaded', { trigger, cert: certFile })
+    return { ok: true, reloaded: true }
+  } catch (err) {
+    const error = (err as Error).message
+    log.error('TLS certificate reload refused; keeping the certificate in force', { trigger, cert: certFile, error })
+    return { ok: false, error }
   }
 }
 

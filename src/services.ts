@@ -17,6 +17,8 @@ import { IamConfigSchema, type IamConfig } from './iam/iam_config.ts'
 import { exchangeToken } from './issuance/exchange.ts'
 import { exchangeDepsFrom } from './issuance/exchange_deps.ts'
 import { assertKeysSign } from './issuance/key_self_test.ts'
+import { KeyHolder } from './keys/key_holder.ts'
+import { reloadSigningKeys, type KeyReloadResult } from './keys/reload_keys.ts'
 import { ensureAndLoadKeys, type SigningKeys } from './keys/signing_keys.ts'
 import type { Clock } from './lib/clock.ts'
 import type { Logger } from './lib/logger.ts'
@@ -50,6 +52,8 @@ export interface BrokerServices {
   iamStatus: IamStatusCheck
   /** Refusals with nobody to name, counted until their next aggregate record (flushed on a timer and at close). */
   refusals: Pick<RefusalTally, 'flush'>
+  /** Takes up the keys on disk (after `keys rotate`): self-tested, swapped whole, audited; the old set stays on failure. */
+  reloadKeys(trigger: string): Promise<KeyReloadResult>
   close(): Promise<void>
 }
 
@@ -118,8 +122,12 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
     const devIamPlanned = initial.iam.issuers.length === 0 && !isProduction(initial)
     const checkIamIssuer = primaryIamIssuer(initial) ?? (devIamPlanned ? devIamIssuer(initial.dev_iam.port) : undefined)
     await preflight(initial, { production: isProduction(initial), iamIssuer: checkIamIssuer, log })
-    const { keys, report } = ensureAndLoadKeys(initial, clock.now())
-    assertKeysSign(keys, { trustDomain: initial.trust_domain, issuer: initial.issuer }, clock.now())
+    const loaded = ensureAndLoadKeys(initial, clock.now())
+    const report = loaded.report
+    const selfTest = (k: SigningKeys) => assertKeysSign(k, { trustDomain: initial.trust_domain, issuer: initial.issuer }, clock.now())
+    selfTest(loaded.keys)
+    const keyHolder = new KeyHolder(loaded.keys)
+    const keys = keyHolder.view
     if (report.condorKeyCreated) log.warn('created HTCondor signing key; copy it to the verifying daemons\' SEC_PASSWORD_DIRECTORY', { path: report.condorKeyCreated })
     if (report.jwtKeyCreated) log.warn('created SciToken signing key', { kid: report.jwtKeyCreated, alg: initial.scitoken.alg })
 
@@ -198,9 +206,10 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
       config, keys, store, revocations, iam, policy, ...(devIam ? { devIam } : {}),
       exchange: (readForm, ctx) => exchangeToken(readForm, ctx, exchangeDeps),
       adminAuthenticators,
-      readiness: brokerReadiness({ store, keys: () => keys, issuers: { trustDomain: config.trust_domain, issuer: config.issuer }, clock }),
+      readiness: brokerReadiness({ store, keys: () => keyHolder.current, issuers: { trustDomain: config.trust_domain, issuer: config.issuer }, clock }),
       iamStatus: () => reachability.report(),
       refusals,
+      reloadKeys: (trigger) => reloadSigningKeys(keyHolder, trigger, { config, selfTest, audit: store, clock, log }),
       close,
     }
   } catch (err) {

@@ -14,6 +14,8 @@ export type AuditEventType =
   /** A revocation lifted before its `until` (`detail.lift`), in the same transaction as the table change. */
   | 'token.unrevoked'
   | 'key.rotated'
+  /** A running broker took up its keys from disk (SIGHUP after `keys rotate`), or refused to. */
+  | 'key.reloaded'
   | 'policy.reloaded'
   | 'audit.checkpoint'
 

@@ -1,0 +1,81 @@
+import type { IncomingMessage, RequestListener, Server, ServerResponse } from 'node:http'
+import type { Socket } from 'node:net'
+
+export interface DrainResult {
+  /** Connections still open when the grace ran out, closed then. 0: every request finished in time. */
+  forced: number
+}
+
+/**
+ * Graceful shutdown of a listener: stop accepting, close idle kept-alive connections at once, let the
+ * requests in flight finish (each answered with `Connection: close`, as is any request that arrives on a
+ * connection accepted before the drain), and close whatever is left when the grace runs out.
+ *
+ * Node's own close() also drops every connection with no request in progress, including one just
+ * accepted whose request is still on the wire: to its client that is a reset, not a refusal. So the
+ * drain decides what is idle itself: a connection that has served a request and has none in progress.
+ */
+export class ListenerDrain {
+  #draining = false
+  /** Connections that have carried a request, with how many are in progress on each. */
+  readonly #active = new Map<Socket, number>()
+  readonly #unsent = new Set<ServerResponse>()
+  /** Every open connection (TCP, below TLS), for closing what is left when the grace runs out. */
+  readonly #sockets = new Set<Socket>()
+
+  /** Follows the listener's connections; call once, before it accepts any. */
+  attach(server: Server): void {
+    server.on('connection', (socket: Socket) => {
+      this.#sockets.add(socket)
+      socket.once('close', () => this.#sockets.delete(socket))
+    })
+  }
+
+  /** The request listener, wrapped so responses written during a drain close their connection. */
+  wrap(listener: RequestListener): RequestListener {
+    return (req: IncomingMessage, res: ServerResponse) => {
+      const socket = req.socket
+      if (!this.#active.has(socket)) socket.once('close', () => this.#active.delete(socket))
+      this.#active.set(socket, (this.#active.get(socket) ?? 0) + 1)
+      if (this.#draining) res.setHeader('Connection', 'close')
+      else {
+        this.#unsent.add(res)
+        res.once('close', () => this.#unsent.delete(res))
+      }
+      let done = false
+      const end = () => {
+        if (done) return
+        done = true
+        const n = (this.#active.get(socket) ?? 1) - 1
+        if (this.#active.has(socket)) this.#active.set(socket, n)
+        // A response that began before the drain may have promised keep-alive: close it once idle.
+        if (this.#draining && n === 0) setImmediate(() => { if (this.#active.get(socket) === 0) socket.destroySoon() })
+      }
+      res.once('finish', end)
+      res.once('close', end)
+      listener(req, res)
+    }
+  }
+
+  async drain(server: Server, graceMs: number): Promise<DrainResult> {
+    this.#draining = true
+    for (const res of this.#unsent) if (!res.headersSent) res.setHeader('Connection', 'close')
+    this.#unsent.clear()
+    // Node's close() calls closeIdleConnections(); this one spares connections yet to send their first request.
+    server.closeIdleConnections = () => {
+      for (const [socket, n] of this.#active) if (n === 0) socket.destroySoon()
+    }
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()))
+    let forced = 0
+    let timer: NodeJS.Timeout | undefined
+    const expired = new Promise<'expired'>((resolve) => { timer = setTimeout(() => resolve('expired'), graceMs) })
+    if (await Promise.race([closed, expired]) === 'expired') {
+      forced = this.#sockets.size
+      server.closeAllConnections()
+      for (const socket of this.#sockets) socket.destroy()
+      await closed
+    }
+    clearTimeout(timer)
+    return { forced }
+  }
+}

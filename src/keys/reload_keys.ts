@@ -1,0 +1,59 @@
+import type { AuditEvent } from '../audit/audit_log.ts'
+import type { Config } from '../config.ts'
+import type { Clock } from '../lib/clock.ts'
+import type { Logger } from '../lib/logger.ts'
+import type { KeyHolder } from './key_holder.ts'
+import { KeyStore } from './key_store.ts'
+import type { SigningKeys } from './signing_keys.ts'
+
+export type KeyReloadResult =
+  | { ok: true; kid: string; previousKid: string; jwks: string[]; idtokenChanged: boolean }
+  | { ok: false; previousKid: string; error: string }
+
+/**
+ * Reloads the SciToken keyring from disk (after `keys rotate`): loads the new set, runs the self-test on
+ * it and swaps only if it passes; on any failure the set in force stays and one line says why.
+ *
+ * The IDTOKEN key is deliberately kept: it also keys the seals of the audit anchor and the MACs of pilot
+ * enrolment credentials, both derived from it when the broker starts, so a different HTCondor key on disk
+ * (`keys import`) takes effect at the next restart, and the reload says so (docs/architecture.md).
+ * Nothing is created here: a missing key is a failed reload, never a fresh key.
+ */
+export async function reloadSigningKeys(
+  holder: KeyHolder, trigger: string,
+  deps: { config: Config; selfTest: (keys: SigningKeys) => void; audit: { record(e: AuditEvent): Promise<unknown> }; clock: Clock; log: Logger },
+): Promise<KeyReloadResult> {
+  const { config, clock, log } = deps
+  const previous = holder.current
+  let result: KeyReloadResult
+  try {
+    const store = new KeyStore(`${config.data_dir}/keys`)
+    const { active, jwks } = store.loadAsymmetricKeys(clock.now())
+    let idtokenChanged = false
+    try {
+      const onDisk = store.loadIdTokenKey(config.idtoken.key)
+      idtokenChanged = !onDisk.hmac.equals(previous.idtoken.hmac)
+    } catch {
+      // An unreadable HTCondor key file changes nothing in force: the key loaded at start keeps signing.
+      idtokenChanged = true
+    }
+    const next: SigningKeys = { idtoken: previous.idtoken, scitoken: active, jwks }
+    deps.selfTest(next)
+    holder.swap(next)
+    result = { ok: true, kid: active.kid, previousKid: previous.scitoken.kid, jwks: jwks.map((k) => k.kid), idtokenChanged }
+    log.info('signing keys reloaded', { trigger, kid: active.kid, previous_kid: previous.scitoken.kid, published: result.jwks })
+    if (idtokenChanged) log.warn('the HTCondor (IDTOKEN) key on disk differs from the one in force; it takes effect at the next restart', { key: config.idtoken.key })
+  } catch (err) {
+    result = { ok: false, previousKid: previous.scitoken.kid, error: (err as Error).message }
+    log.error('signing key reload refused; keeping the keys in force', { trigger, kid: previous.scitoken.kid, error: result.error })
+  }
+  const event: AuditEvent = {
+    type: 'key.reloaded', time: clock.now(), decision: result.ok ? 'allow' : 'deny',
+    reason: result.ok ? `${trigger}: signing with ${result.kid}` : `${trigger}: refused, keys in force kept`,
+    detail: result.ok
+      ? { kid: result.kid, previousKid: result.previousKid, published: result.jwks, ...(result.idtokenChanged ? { idtoken: 'changed on disk; takes effect at restart' } : {}) }
+      : { previousKid: result.previousKid, error: result.error },
+  }
+  await deps.audit.record(event).catch((err: unknown) => log.error('could not audit a key reload', { err }))
+  return result
+}

@@ -1,0 +1,103 @@
+import { createHash } from 'node:crypto'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { request } from 'node:https'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, describe, expect, it } from 'vitest'
+import { SqliteStore } from '../../src/storage/sqlite_store.ts'
+import { freePort } from '../support/peers.ts'
+import { startServeProcess } from '../support/serve_process.ts'
+
+type Outcome =
+  | { kind: 'complete'; status: number; text: string; endedAt: number }
+  /** The connection was refused, or closed before its TLS handshake finished: the listener had closed. */
+  | { kind: 'refused' }
+  /** The connection was up and the request sent, then cut before its response was complete. */
+  | { kind: 'reset'; error: string }
+
+/** One POST on its own connection, so every outcome belongs to exactly one request. */
+function post(url: string, body: string, ca: Buffer): Promise<Outcome> {
+  return new Promise((resolve) => {
+    let connected = false
+    const req = request(url, { method: 'POST', ca, agent: false, headers: { 'content-type': 'application/x-www-form-urlencoded' }, timeout: 20_000 }, (res) => {
+      let text = ''
+      res.on('data', (c) => { text += c })
+      res.on('end', () => resolve({ kind: 'complete', status: res.statusCode ?? 0, text, endedAt: Date.now() }))
+      res.on('error', (err) => resolve({ kind: 'reset', error: err.message }))
+      res.on('aborted', () => resolve({ kind: 'reset', error: 'aborted' }))
+    })
+    req.on('socket', (s) => s.once('secureConnect', () => { connected = true }))
+    req.on('error', (err) => resolve(connected ? { kind: 'reset', error: err.message } : { kind: 'refused' }))
+    req.on('timeout', () => req.destroy(new Error('timeout')))
+    req.end(body)
+  })
+}
+
+/**
+ * SIGTERM while 24 clients keep POST /token busy: the listener stops accepting, the requests already in
+ * flight finish with a complete response, their audit records are committed, and the process exits 0
+ * within the grace, saying it stopped cleanly.
+ */
+describe('serve on SIGTERM during load', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ctb-term-'))
+  afterAll(() => rmSync(dir, { recursive: true, force: true }))
+
+  it('loses no audit record and resets no request in flight', async () => {
+    const port = await freePort()
+    const iamPort = await freePort()
+    const env = {
+      ...process.env, CTB_DATA_DIR: join(dir, 'data'), CTB_LISTEN_PORT: String(port), CTB_DEV_IAM_PORT: String(iamPort),
+      CTB_TRUST_DOMAIN: 'pool.example.org', CTB_POLICY_WATCH: 'false', CTB_SHUTDOWN_GRACE_SECONDS: '10',
+    }
+    const broker = await startServeProcess(env)
+    const exited = new Promise<{ code: number | null; signal: string | null; at: number }>((r) => broker.once('exit', (code, signal) => r({ code, signal, at: Date.now() })))
+    const ca = readFileSync(join(dir, 'data/tls/dev-ca.crt'))
+    const iam = await fetch(`http://127.0.0.1:${iamPort}/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: `Basic ${Buffer.from('ctb-cloud-a-provisioner:ctb-cloud-a-provisioner-secret').toString('base64')}` },
+      body: new URLSearchParams({ grant_type: 'client_credentials', scope: 'wlcg' }),
+    })
+    const subjectToken = ((await iam.json()) as { access_token: string }).access_token
+    const body = new URLSearchParams({ grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange', subject_token: subjectToken, subject_token_type: 'urn:ietf:params:oauth:token-type:access_token', role: 'startd', host: 'ep-1.cloud-a.example.org' }).toString()
+
+    const outcomes: Outcome[] = []
+    let stopped = false
+    const worker = async () => {
+      for (let i = 0; i < 2000 && !stopped; i++) {
+        const o = await post(`https://127.0.0.1:${port}/token`, body, ca)
+        outcomes.push(o)
+        if (o.kind !== 'complete') return // the listener is closed: this client goes away
+      }
+    }
+    const load = Promise.all(Array.from({ length: 24 }, worker))
+    const completed = () => outcomes.filter((o) => o.kind === 'complete').length
+    for (let i = 0; i < 400 && completed() < 100; i++) await new Promise((r) => setTimeout(r, 25))
+    const termAt = Date.now()
+    broker.kill('SIGTERM')
+    const exit = await Promise.race([exited, new Promise<undefined>((r) => setTimeout(() => r(undefined), 20_000))])
+    stopped = true
+    await load
+
+    expect(exit, 'serve did not exit').toBeDefined()
+    expect(exit!.code, broker.stderrText().slice(-600)).toBe(0)
+    expect(exit!.at - termAt).toBeLessThan(10_000)
+    expect(outcomes.filter((o) => o.kind === 'reset')).toEqual([])
+    const done = outcomes.filter((o) => o.kind === 'complete')
+    expect(done.every((o) => o.status === 200), JSON.stringify(done.find((o) => o.status !== 200))).toBe(true)
+    // Requests in flight at the signal were answered, not cut: some responses ended after it.
+    expect(done.some((o) => o.endedAt > termAt)).toBe(true)
+    expect(broker.stdoutText()).toMatch(/stopped cleanly/)
+
+    const store = new SqliteStore({ file: join(dir, 'data', 'audit.db'), writer: 'inline' })
+    try {
+      const recorded = new Set<string>()
+      for await (const r of store.scan()) if (r.event.type === 'token.issued' && r.event.tokenSha256) recorded.add(r.event.tokenSha256)
+      const tokens = done.map((o) => (JSON.parse(o.text) as { access_token: string }).access_token)
+      const missing = tokens.filter((t) => !recorded.has(createHash('sha256').update(t).digest('hex')))
+      expect(missing).toEqual([])
+      expect(recorded.size).toBe(tokens.length)
+    } finally {
+      await store.close()
+    }
+  }, 90_000)
+})
