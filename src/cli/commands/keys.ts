@@ -72,7 +72,7 @@ export async function keysCommand(argv: string[], io: CommandIo): Promise<number
         } catch (err) {
           throw new CliError(`the key was rotated but the rotation could not be audited: ${(err as Error).message}`)
         }
-        io.out('  recorded in the audit log; restart the service to start signing with it')
+        io.out('  recorded in the audit log; send SIGHUP to a running serve (or restart it) to start signing with it')
       } finally {
         await audit.close()
       }
