@@ -9,10 +9,12 @@ import { pilotCommand } from './commands/pilot.ts'
 import { policyCommand } from './commands/policy.ts'
 import { serveCommand } from './commands/serve.ts'
 import { tokenCommand } from './commands/token.ts'
+import { packageVersion } from './version.ts'
 
 const HELP = `condor-token-broker: JWTs for HTCondor pools in place of X.509 proxies
 
 Usage: condor-token-broker <command> [options]
+       condor-token-broker --version
 
 Commands:
   serve            run the HTTPS service
@@ -44,6 +46,7 @@ export async function runCli(argv: string[], io: CommandIo): Promise<number> {
     io.out(HELP)
     return cmd ? 0 : 2
   }
+  if (cmd === '--version') { io.out(packageVersion()); return 0 }
   const run = COMMANDS[cmd]
   if (!run) {
     io.err(`condor-token-broker: unknown command "${cmd}" (see --help)`)
