@@ -78,7 +78,8 @@ export async function tokenEndpointLoad(options: { connections: number; duration
       stdio: ['ignore', 'pipe', 'pipe'],
     })
     let stderr = ''
-    child.stderr!.on('data', (c) => { stderr += c })
+    // Only the tail, for a start-up failure: the broker writes an access line per request here.
+    child.stderr!.on('data', (c) => { stderr = (stderr + c).slice(-2000) })
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`broker did not start: ${stderr.slice(-500)}`)), 30_000)
       child!.stdout!.on('data', (c: Buffer) => { if (c.toString().includes('serving at')) { clearTimeout(timer); resolve() } })

@@ -3,6 +3,8 @@ import { maxTokenLifetime, type Config } from './config.ts'
 import { NotFound } from './errors.ts'
 import { brokerMetadata } from './contract/discovery.ts'
 import { requestId } from './http/middleware/request_id.ts'
+import { accessLog } from './http/access_log.ts'
+import { accessLogMiddleware } from './http/middleware/access_log.ts'
 import { oauthErrorResponse } from './http/oauth_error_response.ts'
 import { discoveryRoutes } from './http/routes/discovery.ts'
 import { healthRoutes, type IamStatusCheck, type ReadinessCheck } from './http/routes/health.ts'
@@ -37,6 +39,8 @@ export interface AppDeps {
 export function createApp(deps: AppDeps): Hono {
   const app = new Hono()
   app.use(requestId())
+  const access = accessLog(deps.log, deps.config.log.requests)
+  if (access) app.use(accessLogMiddleware(access))
   app.route('/', healthRoutes(deps.readiness, deps.iamStatus))
   app.route('/', discoveryRoutes(brokerMetadata(deps.config.issuer, [deps.keys.scitoken.alg])))
   app.route('/', jwksRoutes(() => deps.keys.jwks))

@@ -4,6 +4,7 @@ import { LineCounter, parseDocument, type Document } from 'yaml'
 import { z } from 'zod'
 import { OperatorError } from './errors.ts'
 import { Bool, integer, seconds } from './lib/config_values.ts'
+import { LOG_LEVELS } from './lib/logger.ts'
 import { positionOf, zodIssueMessage } from './lib/yaml_position.ts'
 import { AdminConfigSchema, AuditConfigSchema, RevocationConfigSchema } from './audit/audit_config.ts'
 import { PolicyConfigSchema } from './policy/policy_config.ts'
@@ -63,7 +64,11 @@ export const ConfigSchema = z.strictObject({
     /** After rotation, keep a retired public key in the JWKS at least this long (scitokens-cpp caches keys up to 4 days). */
     retired_key_min_publish: Seconds.default(4 * 86400),
   }).prefault({}),
-  log: z.strictObject({ requests: Bool.default(false) }).prefault({}),
+  log: z.strictObject({
+    /** One access line per request (config/broker.example.yaml); on by default, as operators expect. */
+    requests: Bool.default(true),
+    level: z.enum(LOG_LEVELS).default('info'),
+  }).prefault({}),
   /**
    * The development IAM (src/dev_iam) that `serve` starts beside the broker when iam.issuers is empty and
    * the broker's issuer is a loopback URL (development; see isProduction in src/services.ts). Loopback only.

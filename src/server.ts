@@ -17,6 +17,7 @@ import { tokenFastPath, type NodeRequestHandler } from './http/token_fast_path.t
 import { buildServices, type BrokerServices } from './services.ts'
 import { systemClock, type Clock } from './lib/clock.ts'
 import type { Logger } from './lib/logger.ts'
+import { accessLog } from './http/access_log.ts'
 import { ensureDevTls } from './tls/dev_ca.ts'
 
 export interface RunningBroker {
@@ -86,7 +87,7 @@ async function listen(services: BrokerServices, log: Logger): Promise<RunningBro
   }
 
   const drain = new ListenerDrain()
-  const listener = drain.wrap(brokerRequestListener(app, services.exchange, log, { hostname: config.listen.host }))
+  const listener = drain.wrap(brokerRequestListener(app, services.exchange, log, { hostname: config.listen.host, logRequests: config.log.requests }))
   const server = await new Promise<ReturnType<typeof serve>>((resolve, reject) => {
     const s = serve(
       {
@@ -159,9 +160,10 @@ function reloadTls(server: Server, files: { certFile: string; keyFile: string } 
  */
 export function brokerRequestListener(
   app: Hono, exchange: Exchange, log: Logger,
-  options: { hostname?: string; overrideGlobalObjects?: boolean } = {},
+  options: { hostname?: string; overrideGlobalObjects?: boolean; logRequests?: boolean } = {},
 ): RequestListener {
-  return ahead(tokenFastPath(exchange, log), getRequestListener(app.fetch, options))
+  const { logRequests = false, ...honoOptions } = options
+  return ahead(tokenFastPath(exchange, log, accessLog(log, logRequests)), getRequestListener(app.fetch, honoOptions))
 }
 
 /** `first` answers what it recognises (POST /token); everything else goes to the hono app. */

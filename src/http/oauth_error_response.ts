@@ -51,6 +51,7 @@ function challengeHeaders(err: BrokerError, description: string): Record<string,
 export function oauthErrorResponse(log: Logger) {
   return (err: unknown, c: Context): Response => {
     const reply = oauthErrorReply(err, log, c.get('requestId'), c.get('clientRequestId'))
+    c.set('errorCode', reply.body.error)
     for (const [name, value] of Object.entries(reply.headers)) c.header(name, value)
     return c.json(reply.body, reply.status)
   }

@@ -1,5 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { RequestSummary } from '../issuance/exchange.ts'
 import type { Logger } from '../lib/logger.ts'
+import type { AccessLog } from './access_log.ts'
 import { clientRequestIdFrom, newRequestId } from './middleware/request_id.ts'
 import { NO_STORE_HEADERS, oauthErrorReply } from './oauth_error_response.ts'
 import type { Exchange } from './routes/token.ts'
@@ -16,23 +18,26 @@ export type NodeRequestHandler = (req: IncomingMessage, res: ServerResponse) => 
  * parsing, the exchange (which parses and audits), request ids and the error shape, so this file only
  * moves bytes. The conformance suite runs through this handler as well as through hono. Anything other than exactly `POST /token` (other methods, a query string) goes to hono.
  */
-export function tokenFastPath(exchange: Exchange, log: Logger): NodeRequestHandler {
+export function tokenFastPath(exchange: Exchange, log: Logger, access?: AccessLog): NodeRequestHandler {
   return (req, res) => {
     if (req.method !== 'POST' || req.url !== '/token') return false
-    void answer(req, res, exchange, log)
+    void answer(req, res, exchange, log, access)
     return true
   }
 }
 
-async function answer(req: IncomingMessage, res: ServerResponse, exchange: Exchange, log: Logger): Promise<void> {
+async function answer(req: IncomingMessage, res: ServerResponse, exchange: Exchange, log: Logger, access: AccessLog): Promise<void> {
+  const startedAt = access ? performance.now() : 0
   const requestId = newRequestId()
+  const summary: RequestSummary | undefined = access ? {} : undefined
   let status: number
   let body: string
   let headers: Record<string, string>
+  let error: string | undefined
   try {
     const readForm = async () => parseFormBody(req.headers['content-type'], await readNodeBody(req))
     const address = req.socket.remoteAddress
-    const result = await exchange(readForm, { requestId, ...(address ? { clientAddress: address } : {}) })
+    const result = await exchange(readForm, { requestId, ...(address ? { clientAddress: address } : {}), ...(summary ? { summary } : {}) })
     status = 200
     body = JSON.stringify(result)
     headers = NO_STORE_HEADERS
@@ -41,9 +46,12 @@ async function answer(req: IncomingMessage, res: ServerResponse, exchange: Excha
     status = reply.status
     body = JSON.stringify(reply.body)
     headers = reply.headers
+    error = reply.body.error
   }
+  // After the answer is on its way (or dropped): the log line is not the caller's wait.
+  const logAccess = () => access?.({ requestId, clientRequestId: clientRequestIdFrom(req.headers['x-request-id']), method: 'POST', path: '/token', status, startedAt, summary, error })
   // The client may have gone away while the exchange ran; its token (already audited) is simply dropped.
-  if (res.writableEnded || res.destroyed) return
+  if (res.writableEnded || res.destroyed) return logAccess()
   res.writeHead(status, {
     'X-Request-Id': requestId,
     ...headers,
@@ -51,4 +59,5 @@ async function answer(req: IncomingMessage, res: ServerResponse, exchange: Excha
     'Content-Length': Buffer.byteLength(body),
   })
   res.end(body)
+  logAccess()
 }

@@ -26,6 +26,17 @@ export interface IssuedToken {
 export interface RequestContext {
   requestId: string
   clientAddress?: string
+  /** Filled in as the request is understood, for the edge's access log; never holds a token. */
+  summary?: RequestSummary
+}
+
+/** Who asked for what, as far as the broker got before answering. */
+export interface RequestSummary {
+  caller?: { iss: string; sub: string; client_id?: string | undefined }
+  role?: string
+  tokenKind?: string
+  /** Pilot requests: enrol, redeem or renew. */
+  flow?: string
 }
 
 type Allowed = Extract<Decision, { allow: true }>
@@ -97,6 +108,7 @@ export async function exchangeToken(readForm: () => Promise<TokenRequestForm> | 
     const flow = deps.pilots ? pilotFlowOf(form) : undefined
     if (flow) {
       delegated = true
+      if (ctx.summary) ctx.summary.flow = flow
       return await deps.pilots!(flow, form, ctx)
     }
     let parsed: TokenExchangeRequest | BrokerError
@@ -110,11 +122,16 @@ export async function exchangeToken(readForm: () => Promise<TokenRequestForm> | 
     if (subjectToken === undefined) throw parsed instanceof BrokerError ? parsed : new TypeError('a parsed request has a subject token')
     try {
       subject = await deps.iam.verify(subjectToken)
+      if (ctx.summary) ctx.summary.caller = { iss: subject.iss, sub: subject.sub, client_id: subject.client_id }
     } catch (err) {
       throw parsed instanceof BrokerError && err instanceof BrokerError ? parsed : err
     }
     if (parsed instanceof BrokerError) throw parsed
     req = parsed
+    if (ctx.summary) {
+      ctx.summary.role = req.role
+      if (req.tokenKind) ctx.summary.tokenKind = req.tokenKind
+    }
     const callerBlock = deps.blocks.blockedCaller(subject)
     if (callerBlock !== undefined) throw new UnauthorizedClient(callerBlock)
     const decision = deps.decide({
@@ -132,6 +149,7 @@ export async function exchangeToken(readForm: () => Promise<TokenRequestForm> | 
       throw new DENIAL[decision.error](decision.reason)
     }
     boundSite = decision.site
+    if (ctx.summary) ctx.summary.tokenKind = decision.tokenKind
     // A narrowed IAM token's sub is the caller's own, already checked above.
     const identityBlock = decision.tokenKind === 'access_token' ? undefined : deps.blocks.blockedIdentity(decision.identity)
     if (identityBlock !== undefined) {

@@ -79,7 +79,18 @@ export async function pilotExchange(flow: PilotFlow, form: TokenRequestForm, ctx
       else deps.refusals.note(err.error, ctx.clientAddress)
     }
     throw err
+  } finally {
+    summarise(ctx, flow, state)
   }
+}
+
+/** The caller and role as far as the request got, for the access log (no tokens: the caller is iss/sub/client_id). */
+function summarise(ctx: RequestContext, flow: PilotFlow, state: { caller?: KnownCaller; role?: string }): void {
+  if (!ctx.summary) return
+  if (state.caller) ctx.summary.caller = { iss: state.caller.iss, sub: state.caller.sub, client_id: state.caller.client_id }
+  if (state.role) ctx.summary.role = state.role
+  // An enrolment hands out an enrolment credential; redemption and renewal a pilot IDTOKEN.
+  ctx.summary.tokenKind = flow === 'enrol' ? 'pilot_enrolment' : 'idtoken'
 }
 
 async function enrol(form: TokenRequestForm, ctx: RequestContext, deps: PilotExchangeDeps, state: { caller?: KnownCaller; role?: string; site?: string; rule?: string }): Promise<TokenExchangeResponse> {

@@ -15,7 +15,7 @@ export async function serveCommand(argv: string[], io: CommandIo): Promise<numbe
   const { values } = parse(argv, { config: { type: 'string' } })
   if (values.help) { io.out(HELP); return 0 }
   const config = loadConfig({ ...(values.config ? { file: values.config } : {}), env: io.env })
-  const broker = await startBroker(config, { log: createLogger() })
+  const broker = await startBroker(config, { log: createLogger(undefined, { level: config.log.level }) })
   const inForce = broker.services.config
   io.out(`condor-token-broker serving at ${broker.url} (issuer ${inForce.issuer}, trust domain ${inForce.trust_domain})`)
   if (broker.devCaFile) io.out(`development CA: ${broker.devCaFile} (e.g. curl --cacert ${broker.devCaFile} ${broker.url}/healthz)`)

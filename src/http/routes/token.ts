@@ -23,7 +23,10 @@ export function tokenRoutes(exchange: Exchange): Hono {
   const app = new Hono()
   app.post('/token', async (c) => {
     const readForm = async () => parseFormBody(c.req.header('content-type'), await readBoundedBody(c))
-    const res = await exchange(readForm, { requestId: c.get('requestId'), ...clientAddress(c) })
+    // The access log (middleware/access_log.ts) reads what the exchange learnt about the caller.
+    const summary = {}
+    c.set('summary', summary)
+    const res = await exchange(readForm, { requestId: c.get('requestId'), ...clientAddress(c), summary })
     for (const [name, value] of Object.entries(NO_STORE_HEADERS)) c.header(name, value)
     return c.json(res)
   })
