@@ -1,6 +1,5 @@
-import { ADMIN_ROLE, CENTRAL_MANAGER_ROLE, isAttachRole, MAX_IDENTITY_LENGTH, RESERVED_USERS, ROLE_NAME, WILDCARD_AUDIENCES } from '../policy/schema.ts'
+import { ADMIN_ROLE, CENTRAL_MANAGER_ROLE, identityUser, isAttachRole, MAX_IDENTITY_LENGTH, RESERVED_USERS, ROLE_NAME, WILDCARD_AUDIENCES } from '../policy/schema.ts'
 import { htcondorLevelsOfScopes, parseScope, toAuthzLevel } from '../policy/scopes.ts'
-import { asciiLower } from '../lib/ascii_case.ts'
 import { AUTHZ_LEVELS, expandAuthz, type AuthzLevel } from './authz.ts'
 import type { AllowedDecision } from './issue.ts'
 import { quote } from '../lib/quote.ts'
@@ -114,8 +113,7 @@ export function decideOperatorGrant(req: OperatorRequest, limits: OperatorLimits
   if (!Number.isSafeInteger(lifetime) || lifetime <= 0) return refuse('lifetime must be a positive whole number of seconds')
   if (lifetime > max) return refuse(`lifetime ${lifetime}s exceeds ${req.tokenKind}.max_lifetime (${max}s)`)
 
-  const at = req.identity.lastIndexOf('@')
-  const user = asciiLower(at < 0 ? req.identity : req.identity.slice(0, at))
+  const user = identityUser(req.identity)
   if (RESERVED_USERS.has(user)) {
     // As in policy grants, only the central manager may be a reserved user; here it must also be named.
     const why = `identity ${req.identity} is reserved: HTCondor's default security config trusts ${user}@… as a daemon or administrator`

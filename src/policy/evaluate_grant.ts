@@ -2,7 +2,7 @@ import type { AuthzLevel } from '../issuance/authz.ts'
 import type { CompiledGrant, PolicyContext } from './compile.ts'
 import type { Decision, DecisionRequest, TokenKind } from './decision.ts'
 import { isHostName, SAFE_VALUE } from './patterns.ts'
-import { CENTRAL_MANAGER_ROLE, MAX_IDENTITY_LENGTH, RESERVED_USERS } from './schema.ts'
+import { CENTRAL_MANAGER_ROLE, identityUser, MAX_IDENTITY_LENGTH, RESERVED_USERS } from './schema.ts'
 import { parseScope, scopeAllowed, toAuthzLevel } from './scopes.ts'
 import { SITE_PLACEHOLDER } from './template.ts'
 import { asciiLower } from '../lib/ascii_case.ts'
@@ -129,8 +129,7 @@ export function evaluateGrant(ruleId: string, g: CompiledGrant, req: DecisionReq
     if (!SAFE_VALUE.test(v)) return deny(ruleId, 'unauthorized_client', `the caller's ${name} cannot be used in an HTCondor identity`)
     identity += v
   }
-  const at = identity.lastIndexOf('@')
-  const user = asciiLower(at < 0 ? identity : identity.slice(0, at))
+  const user = identityUser(identity)
   if (RESERVED_USERS.has(user) && role !== CENTRAL_MANAGER_ROLE) {
     return deny(ruleId, 'unauthorized_client', `identity ${identity} is reserved: only the ${CENTRAL_MANAGER_ROLE} role may be ${user}@...`)
   }

@@ -24,6 +24,12 @@ export const CENTRAL_MANAGER_ROLE = 'central-manager'
  * ADMINISTRATOR), `root@*` (ADMINISTRATOR) and v9's `condor_pool@*`. Only the central manager may be condor.
  */
 export const RESERVED_USERS: ReadonlySet<string> = new Set(['condor', 'condor_pool', 'root'])
+
+/** The user part of an identity as HTCondor splits it (at the last `@`), ASCII lower-cased for RESERVED_USERS. */
+export function identityUser(identity: string): string {
+  const at = identity.lastIndexOf('@')
+  return asciiLower(at < 0 ? identity : identity.slice(0, at))
+}
 /** Audience wildcards; never for daemon tokens (docs/htcondor-tokens.md §5.6). */
 export const WILDCARD_AUDIENCES: ReadonlySet<string> = new Set(['ANY', 'https://wlcg.cern.ch/jwt/v1/any'])
 
