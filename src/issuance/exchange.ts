@@ -111,21 +111,10 @@ export async function exchangeToken(readForm: () => Promise<TokenRequestForm> | 
       if (ctx.summary) ctx.summary.flow = flow
       return await deps.pilots!(flow, form, ctx)
     }
-    let parsed: TokenExchangeRequest | BrokerError
-    try {
-      parsed = parseTokenExchangeRequest(form)
-    } catch (err) {
-      if (!(err instanceof BrokerError)) throw err
-      parsed = err
-    }
-    const subjectToken = subjectTokenOf(form)
-    if (subjectToken === undefined) throw parsed instanceof BrokerError ? parsed : new TypeError('a parsed request has a subject token')
-    try {
-      subject = await deps.iam.verify(subjectToken)
-      if (ctx.summary) ctx.summary.caller = { iss: subject.iss, sub: subject.sub, client_id: subject.client_id }
-    } catch (err) {
-      throw parsed instanceof BrokerError && err instanceof BrokerError ? parsed : err
-    }
+    const verified = await verifyRequest(form, deps.iam)
+    subject = verified.subject
+    if (ctx.summary) ctx.summary.caller = { iss: subject.iss, sub: subject.sub, client_id: subject.client_id }
+    const parsed = verified.parsed
     if (parsed instanceof BrokerError) throw parsed
     req = parsed
     if (ctx.summary) {
@@ -173,6 +162,30 @@ export async function exchangeToken(readForm: () => Promise<TokenRequestForm> | 
       else deps.refusals.note(err.error, ctx.clientAddress)
     }
     throw err
+  }
+}
+
+/**
+ * Parses an exchange form and verifies its subject token, for a caller that names the verified subject in
+ * its refusals. A malformed form is refused for its form, whatever its subject token's verdict; when the
+ * token verifies, the form's error comes back in `parsed` for the caller to throw once it knows the subject.
+ */
+export async function verifyRequest(
+  form: TokenRequestForm, iam: SubjectTokenVerifier,
+): Promise<{ subject: VerifiedSubject; parsed: TokenExchangeRequest | BrokerError }> {
+  let parsed: TokenExchangeRequest | BrokerError
+  try {
+    parsed = parseTokenExchangeRequest(form)
+  } catch (err) {
+    if (!(err instanceof BrokerError)) throw err
+    parsed = err
+  }
+  const subjectToken = subjectTokenOf(form)
+  if (subjectToken === undefined) throw parsed instanceof BrokerError ? parsed : new TypeError('a parsed request has a subject token')
+  try {
+    return { subject: await iam.verify(subjectToken), parsed }
+  } catch (err) {
+    throw parsed instanceof BrokerError && err instanceof BrokerError ? parsed : err
   }
 }
 

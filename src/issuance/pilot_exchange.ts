@@ -6,7 +6,7 @@ import {
   parsePilotCount, parsePilotRedemption, type PilotRedemptionParams,
 } from '../contract/pilot.ts'
 import { GRANT_TYPE_TOKEN_EXCHANGE, TOKEN_TYPE } from '../contract/token_exchange.ts'
-import { parseTokenExchangeRequest, subjectTokenOf, type TokenExchangeRequest, type TokenRequestForm } from '../contract/token_request.ts'
+import type { TokenRequestForm } from '../contract/token_request.ts'
 import { BrokerError, InvalidGrant, InvalidRequest, UnauthorizedClient, UnsupportedGrantType } from '../errors.ts'
 import type { SubjectTokenVerifier } from '../iam/subject.ts'
 import type { Clock } from '../lib/clock.ts'
@@ -17,7 +17,7 @@ import { decideEnrolment, pilotGrantOf, renderPilotIdentity } from '../policy/pi
 import type { IssuanceBlocks, RevocationChecker } from '../revocation/revocation_checker.ts'
 import type { BrokerStore } from '../storage/chained_store.ts'
 import { parseAuthzLevel } from './authz.ts'
-import type { RequestContext, TokenExchangeResponse } from './exchange.ts'
+import { verifyRequest, type RequestContext, type TokenExchangeResponse } from './exchange.ts'
 import { buildIdTokenClaims, mintIdToken, type IdTokenKey } from './idtoken.ts'
 import { hs256Valid } from './jws.ts'
 import { mintEnrolmentCredential, readEnrolmentCredential, type EnrolmentClaims } from './pilot_enrolment.ts'
@@ -96,12 +96,7 @@ function summarise(ctx: RequestContext, flow: PilotFlow, state: { caller?: Known
 async function enrol(form: TokenRequestForm, ctx: RequestContext, deps: PilotExchangeDeps, state: { caller?: KnownCaller; role?: string; site?: string; rule?: string }): Promise<TokenExchangeResponse> {
   // The ordinary parser judges everything but the two pilot fields.
   const { requested_token_type: _r, pilot_count: _c, ...rest } = form
-  let parsed: TokenExchangeRequest | BrokerError
-  try { parsed = parseTokenExchangeRequest(rest) } catch (err) { if (!(err instanceof BrokerError)) throw err; parsed = err }
-  const subjectToken = subjectTokenOf(form)
-  if (subjectToken === undefined) throw parsed instanceof BrokerError ? parsed : new TypeError('a parsed request has a subject token')
-  let subject
-  try { subject = await deps.iam.verify(subjectToken) } catch (err) { throw parsed instanceof BrokerError && err instanceof BrokerError ? parsed : err }
+  const { subject, parsed } = await verifyRequest(rest, deps.iam)
   state.caller = { iss: subject.iss, sub: subject.sub, ...(subject.client_id !== undefined ? { client_id: subject.client_id } : {}), groups: subject.groups }
   if (parsed instanceof BrokerError) throw parsed
   state.role = parsed.role
