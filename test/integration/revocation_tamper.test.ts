@@ -7,6 +7,15 @@ import { cli } from '../support/cli.ts'
 import { BIN, startServeProcess, stopServeProcess } from '../support/serve_process.ts'
 import { tempDir } from '../support/tmp.ts'
 
+/** A fresh data directory and the environment of a CLI or serve on it, ports chosen by the system. */
+function brokerDirs(): { dataDir: string; env: NodeJS.ProcessEnv } {
+  const dataDir = join(tempDir(), 'data')
+  // `revoke` checks site and role names against the policies, which name the IAM issuer.
+  const config = join(tempDir(), 'broker.yaml')
+  writeFileSync(config, 'policy:\n  vars:\n    IAM_ISSUER: https://iam.example.org/\n')
+  return { dataDir, env: { ...process.env, CTB_CONFIG: config, CTB_DATA_DIR: dataDir, CTB_TRUST_DOMAIN: 'pool.example.org', CTB_LISTEN_PORT: '0', CTB_DEV_IAM_PORT: '0' } }
+}
+
 /** Runs `serve` and resolves with how it ended; a serve that starts instead is stopped and reported as such. */
 async function serveOutcome(env: NodeJS.ProcessEnv): Promise<{ code: number | null; stderr: string; started: boolean }> {
   const child = spawn(process.execPath, [BIN, 'serve'], { env, stdio: ['ignore', 'pipe', 'pipe'] })
@@ -22,11 +31,7 @@ async function serveOutcome(env: NodeJS.ProcessEnv): Promise<{ code: number | nu
 }
 
 it('a revocation row deleted behind the broker fails audit verify and stops serve from starting', async () => {
-  const dataDir = join(tempDir(), 'data')
-  // `revoke` checks site and role names against the policies, which name the IAM issuer.
-  const config = join(tempDir(), 'broker.yaml')
-  writeFileSync(config, 'policy:\n  vars:\n    IAM_ISSUER: https://iam.example.org/\n')
-  const env = { ...process.env, CTB_CONFIG: config, CTB_DATA_DIR: dataDir, CTB_TRUST_DOMAIN: 'pool.example.org', CTB_LISTEN_PORT: '0', CTB_DEV_IAM_PORT: '0' }
+  const { dataDir, env } = brokerDirs()
   expect((await cli(['revoke', '--site', 'cloud-a', '--reason', 'compromised'], env)).code).toBe(0)
   expect((await cli(['revoke', '--role', 'pilot'], env)).code).toBe(0)
   expect((await cli(['audit', 'verify'], env)).out).toMatch(/^audit chain OK: 2 records.*\nrevocations OK: 2 rows match the audit chain$/)
@@ -50,10 +55,7 @@ it('a revocation row deleted behind the broker fails audit verify and stops serv
 }, 90_000)
 
 it('a deleted revocation row whose record was retyped stops serve, and audit verify calls the revocations UNVERIFIED', async () => {
-  const dataDir = join(tempDir(), 'data')
-  const config = join(tempDir(), 'broker.yaml')
-  writeFileSync(config, 'policy:\n  vars:\n    IAM_ISSUER: https://iam.example.org/\n')
-  const env = { ...process.env, CTB_CONFIG: config, CTB_DATA_DIR: dataDir, CTB_TRUST_DOMAIN: 'pool.example.org', CTB_LISTEN_PORT: '0', CTB_DEV_IAM_PORT: '0' }
+  const { dataDir, env } = brokerDirs()
   expect((await cli(['revoke', '--site', 'cloud-a', '--reason', 'compromised'], env)).code).toBe(0)
   expect((await cli(['revoke', '--jti', 'j-1', '--exp', String(Math.floor(Date.now() / 1000) + 600)], env)).code).toBe(0)
   // A first start checks the whole chain and seals an anchor; the second start resumes from it.
@@ -80,10 +82,7 @@ it('a deleted revocation row whose record was retyped stops serve, and audit ver
 }, 90_000)
 
 it('revoke lift lifts an entry with its record: audit verify and serve stay green, condor drops it, a second lift fails', async () => {
-  const dataDir = join(tempDir(), 'data')
-  const config = join(tempDir(), 'broker.yaml')
-  writeFileSync(config, 'policy:\n  vars:\n    IAM_ISSUER: https://iam.example.org/\n')
-  const env = { ...process.env, CTB_CONFIG: config, CTB_DATA_DIR: dataDir, CTB_TRUST_DOMAIN: 'pool.example.org', CTB_LISTEN_PORT: '0', CTB_DEV_IAM_PORT: '0' }
+  const { env } = brokerDirs()
   expect((await cli(['revoke', '--site', 'cloud-a'], env)).code).toBe(0)
   expect((await cli(['revoke', '--sub', 'pilot-x@pilots.pool.example.org'], env)).code).toBe(0)
   const lift = await cli(['revoke', 'lift', '1', '--reason', 'false alarm'], env)

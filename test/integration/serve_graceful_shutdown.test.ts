@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { SqliteStore } from '../../src/storage/sqlite_store.ts'
 import { freePort } from '../support/peers.ts'
-import { startServeProcess } from '../support/serve_process.ts'
+import { startdExchangeBody, startServeProcess } from '../support/serve_process.ts'
 
 type Outcome =
   | { kind: 'complete'; status: number; text: string; endedAt: number }
@@ -52,13 +52,7 @@ describe('serve on SIGTERM during load', () => {
     const broker = await startServeProcess(env)
     const exited = new Promise<{ code: number | null; signal: string | null; at: number }>((r) => broker.once('exit', (code, signal) => r({ code, signal, at: Date.now() })))
     const ca = readFileSync(join(dir, 'data/tls/dev-ca.crt'))
-    const iam = await fetch(`http://127.0.0.1:${iamPort}/token`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: `Basic ${Buffer.from('ctb-cloud-a-provisioner:ctb-cloud-a-provisioner-secret').toString('base64')}` },
-      body: new URLSearchParams({ grant_type: 'client_credentials', scope: 'wlcg' }),
-    })
-    const subjectToken = ((await iam.json()) as { access_token: string }).access_token
-    const body = new URLSearchParams({ grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange', subject_token: subjectToken, subject_token_type: 'urn:ietf:params:oauth:token-type:access_token', role: 'startd', host: 'ep-1.cloud-a.example.org' }).toString()
+    const body = await startdExchangeBody(iamPort)
 
     const outcomes: Outcome[] = []
     let stopped = false

@@ -7,7 +7,7 @@ import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { SqliteStore } from '../../src/storage/sqlite_store.ts'
 import { freePort } from '../support/peers.ts'
-import { BIN, startServeProcess as serve, stopServeProcess } from '../support/serve_process.ts'
+import { BIN, startdExchangeBody, startServeProcess as serve, stopServeProcess } from '../support/serve_process.ts'
 
 function post(url: string, body: string, ca: Buffer): Promise<{ status: number; text: string }> {
   return new Promise((resolve, reject) => {
@@ -37,13 +37,7 @@ describe('serve killed with SIGKILL during concurrent issuance', () => {
     const env = { ...process.env, CTB_DATA_DIR: join(dir, 'data'), CTB_LISTEN_PORT: String(port), CTB_DEV_IAM_PORT: String(iamPort), CTB_TRUST_DOMAIN: 'pool.example.org', CTB_POLICY_WATCH: 'false' }
     const broker = await serve(env)
     const ca = readFileSync(join(dir, 'data/tls/dev-ca.crt'))
-    const iam = await fetch(`http://127.0.0.1:${iamPort}/token`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: `Basic ${Buffer.from('ctb-cloud-a-provisioner:ctb-cloud-a-provisioner-secret').toString('base64')}` },
-      body: new URLSearchParams({ grant_type: 'client_credentials', scope: 'wlcg' }),
-    })
-    const subjectToken = ((await iam.json()) as { access_token: string }).access_token
-    const body = new URLSearchParams({ grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange', subject_token: subjectToken, subject_token_type: 'urn:ietf:params:oauth:token-type:access_token', role: 'startd', host: 'ep-1.cloud-a.example.org' }).toString()
+    const body = await startdExchangeBody(iamPort)
 
     const received: string[] = []
     let killed = false

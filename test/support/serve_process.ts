@@ -25,3 +25,17 @@ export async function stopServeProcess(child: ChildProcess, signal: NodeJS.Signa
   child.kill(signal)
   await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))])
 }
+
+/**
+ * The form of a token exchange for a startd on ep-1.cloud-a, its subject token fetched from the serve
+ * process's development IAM for the cloud-a provisioner robot.
+ */
+export async function startdExchangeBody(iamPort: number): Promise<string> {
+  const iam = await fetch(`http://127.0.0.1:${iamPort}/token`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: `Basic ${Buffer.from('ctb-cloud-a-provisioner:ctb-cloud-a-provisioner-secret').toString('base64')}` },
+    body: new URLSearchParams({ grant_type: 'client_credentials', scope: 'wlcg' }),
+  })
+  const subjectToken = ((await iam.json()) as { access_token: string }).access_token
+  return new URLSearchParams({ grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange', subject_token: subjectToken, subject_token_type: 'urn:ietf:params:oauth:token-type:access_token', role: 'startd', host: 'ep-1.cloud-a.example.org' }).toString()
+}

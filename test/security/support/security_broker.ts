@@ -25,12 +25,10 @@ import type { AuditRecord } from '../../../src/audit/audit_log.ts'
 import { loadConfig } from '../../../src/config.ts'
 import { createLogger } from '../../../src/lib/logger.ts'
 import { startBroker, type RunningBroker } from '../../../src/server.ts'
+import { AT, IDTOKEN, JWT, TE } from '../../support/broker_e2e.ts'
 import { TestIam } from '../../support/iam.ts'
 
-export const TE = 'urn:ietf:params:oauth:grant-type:token-exchange'
-export const AT = 'urn:ietf:params:oauth:token-type:access_token'
-export const JWT_TYPE = 'urn:ietf:params:oauth:token-type:jwt'
-export const IDTOKEN = 'urn:htcondor:token-type:idtoken'
+export { AT, IDTOKEN, JWT as JWT_TYPE, TE }
 export const TRUST_DOMAIN = 'pool.example.org'
 /** The broker's issuer: loopback, so a development (http) IAM is allowed; the listener is plain HTTP. */
 export const BROKER_ISSUER = 'https://localhost:8443'
