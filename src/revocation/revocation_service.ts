@@ -184,19 +184,7 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks {
         if (issued?.event.exp !== undefined) until = issued.event.exp
       }
     }
-    const event: AuditEvent = {
-      type: 'token.revoked',
-      time: now,
-      caller: { sub: actor.principal },
-      ...(actor.requestId ? { requestId: actor.requestId } : {}),
-      ...(actor.clientAddress ? { clientAddress: actor.clientAddress } : {}),
-      ...(req.kind === 'jti' ? { jti: req.value } : {}),
-      ...(req.kind === 'sub' ? { issuedSub: req.value } : {}),
-      ...(req.kind === 'role' ? { role: req.value } : {}),
-      ...(req.kind === 'site' ? { site: req.value } : {}),
-      ...(req.kind === 'pilot-job' ? { site: parsePilotJob(req.value)!.site, detail: { pilotJob: req.value } } : {}),
-      ...(req.reason ? { reason: req.reason } : {}),
-    }
+    const event = adminRevocationEvent('token.revoked', now, actor, req, req.reason)
     const rev = await this.#deps.store.revoke({
       kind: req.kind, value: req.value, revokedAt: now, until,
       ...(req.reason ? { reason: req.reason } : {}), revokedBy: actor.principal,
@@ -220,19 +208,7 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks {
       throw new InvalidRequest(`revocation ${id} revokes role ${rev.value} by generation and cannot be lifted: tokens issued since carry generation ${rev.gen ?? '?'}`)
     }
     const now = this.#deps.clock.now()
-    const event: AuditEvent = {
-      type: 'token.unrevoked',
-      time: now,
-      caller: { sub: actor.principal },
-      ...(actor.requestId ? { requestId: actor.requestId } : {}),
-      ...(actor.clientAddress ? { clientAddress: actor.clientAddress } : {}),
-      ...(rev.kind === 'jti' ? { jti: rev.value } : {}),
-      ...(rev.kind === 'sub' ? { issuedSub: rev.value } : {}),
-      ...(rev.kind === 'site' ? { site: rev.value } : {}),
-      ...(rev.kind === 'pilot-job' ? { site: parsePilotJob(rev.value)?.site } : {}),
-      ...(req.reason ? { reason: req.reason } : {}),
-      detail: { lift: { id, liftedAt: now, liftedBy: actor.principal }, ...(rev.kind === 'pilot-job' ? { pilotJob: rev.value } : {}) },
-    }
+    const event = adminRevocationEvent('token.unrevoked', now, actor, rev, req.reason, { lift: { id, liftedAt: now, liftedBy: actor.principal } })
     // Undefined when another lift of the same entry committed first.
     const lifted = await this.#deps.store.lift({ id, liftedAt: now, liftedBy: actor.principal }, event)
     if (!lifted) throw new NotFound(`revocation ${id} was already lifted`)
@@ -255,5 +231,31 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks {
     const now = this.#deps.clock.now()
     const revs = await this.#deps.store.listRevocations({ activeAt: now })
     return { ...buildRevocationExpression(revs, now), generatedAt: now }
+  }
+}
+
+/**
+ * The audit record of an admin revoking or lifting the entry `kind value`: who, from where, and the claim
+ * the entry names (a pilot job by its site, the whole `SITE:JOBID` in `detail.pilotJob`).
+ */
+function adminRevocationEvent(
+  type: 'token.revoked' | 'token.unrevoked', now: number, actor: RevocationActor,
+  entry: { kind: RevocationKind; value: string }, reason: string | undefined, detail?: Record<string, unknown>,
+): AuditEvent {
+  const { kind, value } = entry
+  const pilotJob = kind === 'pilot-job' ? { pilotJob: value } : undefined
+  return {
+    type,
+    time: now,
+    caller: { sub: actor.principal },
+    ...(actor.requestId ? { requestId: actor.requestId } : {}),
+    ...(actor.clientAddress ? { clientAddress: actor.clientAddress } : {}),
+    ...(kind === 'jti' ? { jti: value } : {}),
+    ...(kind === 'sub' ? { issuedSub: value } : {}),
+    ...(kind === 'role' ? { role: value } : {}),
+    ...(kind === 'site' ? { site: value } : {}),
+    ...(kind === 'pilot-job' ? { site: parsePilotJob(value)?.site } : {}),
+    ...(reason ? { reason } : {}),
+    ...(detail || pilotJob ? { detail: { ...detail, ...pilotJob } } : {}),
   }
 }

@@ -55,7 +55,6 @@ export function revocationRoutes(deps: { revocations: Service; auth: MiddlewareH
       req,
       { principal: c.get('admin').id, requestId: c.get('requestId'), ...clientAddress(c) },
     )
-    c.header('Cache-Control', 'no-store')
     return c.json({ revocation: wire(rev) }, 201)
   })
 
