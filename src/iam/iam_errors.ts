@@ -12,10 +12,10 @@ import { classifyIamFailure } from './iam_failure.ts'
  */
 export function mapIamError(err: unknown, what: string, issuer: string, log: Logger, url?: string): BrokerError {
   if (err instanceof BrokerError) return err
-  const unavailable = (what: string, issuer: string, log: Logger, err: unknown, reason: string) => iamUnavailable(what, issuer, log, err, reason, url)
+  const unavailable = (reason: string) => iamUnavailable(what, issuer, log, err, reason, url)
   if (err instanceof ResponseBodyError) {
     const desc = safeText(err.error_description)
-    if (err.status >= 500) return unavailable(what, issuer, log, err, `HTTP ${err.status}`)
+    if (err.status >= 500) return unavailable(`HTTP ${err.status}`)
     switch (err.error) {
       case 'invalid_grant':
         // RFC 6749 §5.2; e.g. an AUP the user must sign again, or a revoked/expired refresh token (§1.4).
@@ -30,15 +30,15 @@ export function mapIamError(err: unknown, what: string, issuer: string, log: Log
       default:
         // invalid_client, unauthorized_client, unsupported_grant_type, invalid_request: the broker's
         // registration or request is wrong; the caller cannot fix that.
-        return unavailable(what, issuer, log, err, `IAM error ${safeText(err.error)}`)
+        return unavailable(`IAM error ${safeText(err.error)}`)
     }
   }
-  if (err instanceof WWWAuthenticateChallengeError) return unavailable(what, issuer, log, err, `HTTP ${err.status} challenge`)
+  if (err instanceof WWWAuthenticateChallengeError) return unavailable(`HTTP ${err.status} challenge`)
   // openid-client: an unexpected status or content type; the Response is the cause.
-  if (err instanceof ClientError && err.cause instanceof Response) return unavailable(what, issuer, log, err, `HTTP ${err.cause.status}`)
+  if (err instanceof ClientError && err.cause instanceof Response) return unavailable(`HTTP ${err.cause.status}`)
   // Transport failures (fetch's TypeError, timeouts, openid-client's wrappers of them) are named by
   // their cause: dns, tls, refused, timeout or the system code.
-  return unavailable(what, issuer, log, err, classifyIamFailure(err).cause)
+  return unavailable(classifyIamFailure(err).cause)
 }
 
 /**
