@@ -70,7 +70,7 @@ export async function preflight(config: Config, ctx: PreflightContext): Promise<
     }
   }
 
-  const policy = loadPolicyDir(config.policy_dir, policyContextFromConfig(config, ctx.iamIssuer ? { IAM_ISSUER: ctx.iamIssuer } : {}))
+  const policy = loadPolicyDir(config.policy_dir, policyContextFromConfig(config, ctx.iamIssuer))
   if (!policy.ok) for (const i of policy.issues) add('EPOLICY', `policy: ${formatIssue(i)}`)
 
   if (problems.length === 1) throw new OperatorError(problems[0]!.code, problems[0]!.message)

@@ -147,10 +147,9 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
     closers.push(() => store.close())
     // Sealed with a key derived from the IDTOKEN key, which lives outside the database (audit/anchor.ts).
     await assertRevocationsMatchAudit(store, { anchorKey: anchorKeyFrom(keys.idtoken.hmac) })
-    const iamIssuer = primaryIamIssuer(config)
     const policy = new PolicyHolder({
       dir: config.policy_dir,
-      context: policyContextFromConfig(config, iamIssuer ? { IAM_ISSUER: iamIssuer } : {}),
+      context: policyContextFromConfig(config, primaryIamIssuer(config)),
       log, watch: config.policy.watch, debounceMs: config.policy.watch_debounce_ms,
     }).start()
     closers.push(() => policy.close())

@@ -46,8 +46,7 @@ function keyValues(option: string, values: string[] | undefined): Record<string,
 
 function setup(values: { config?: string; var?: string[] }, io: CommandIo): { config: Config; ctx: PolicyContext } {
   const config = loadConfig({ ...(values.config ? { file: values.config } : {}), env: io.env })
-  const iamIssuer = primaryIamIssuer(config)
-  const base = policyContextFromConfig(config, iamIssuer ? { IAM_ISSUER: iamIssuer } : {})
+  const base = policyContextFromConfig(config, primaryIamIssuer(config))
   const ctx: PolicyContext = { ...base, vars: { ...base.vars, ...keyValues('var', values.var) } }
   return { config, ctx }
 }

@@ -123,8 +123,7 @@ function trustedIssuers(config: Config): Set<string> {
 
 /** Roles and sites of the policies `serve` would load, resolved the way `policy check` resolves them. */
 function policyLabels(config: Config): RevocationLabels {
-  const iamIssuer = primaryIamIssuer(config)
-  const r = loadPolicyDir(config.policy_dir, policyContextFromConfig(config, iamIssuer ? { IAM_ISSUER: iamIssuer } : {}))
+  const r = loadPolicyDir(config.policy_dir, policyContextFromConfig(config, primaryIamIssuer(config)))
   if (!r.ok) throw new CliError(`cannot check the name against the policies: ${formatIssue(r.issues[0]!)} (see policy check)`, 1)
   return revocationLabels(r.policy)
 }

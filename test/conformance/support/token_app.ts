@@ -201,7 +201,7 @@ export async function useTokenApp(): Promise<TokenApp> {
   }
   const adapter = await createIamAdapter(config.iam, { log: silentLogger, clock, fetch: mswFetch, readFile: secretReader(iam) })
   // Not start()ed: no SIGHUP handler or directory watch in tests.
-  const policy = new PolicyHolder({ dir: policyDir, context: policyContextFromConfig(config, { IAM_ISSUER: iam.issuer }), log: silentLogger })
+  const policy = new PolicyHolder({ dir: policyDir, context: policyContextFromConfig(config, iam.issuer), log: silentLogger })
   const revocations = new RevocationService({
     store, clock, log: silentLogger,
     maxTokenLifetime: maxTokenLifetime(config),
