@@ -29,6 +29,9 @@ export const INITIAL_GENERATION = 1
 export type RevocationKind = 'jti' | 'sub' | 'role' | 'site' | 'client' | 'pilot-job'
 export const REVOCATION_KINDS: readonly RevocationKind[] = ['jti', 'sub', 'role', 'site', 'client', 'pilot-job']
 
+/** How a revocation id is written where an operator names one (`revoke lift ID`, DELETE /v1/revocations/ID): a positive integer a store can hold exactly. */
+export const REVOCATION_ID = /^[1-9]\d{0,14}$/
+
 /** What the service asks a store to persist. */
 export interface NewRevocation {
   kind: RevocationKind

@@ -4,7 +4,7 @@ import { systemClock } from '../../lib/clock.ts'
 import { createLogger } from '../../lib/logger.ts'
 import { condorConfigSnippet } from '../../revocation/condor_expression.ts'
 import { RevocationService } from '../../revocation/revocation_service.ts'
-import { REVOCATION_KINDS, type RevocationKind } from '../../revocation/revocation.ts'
+import { REVOCATION_ID, REVOCATION_KINDS, type RevocationKind } from '../../revocation/revocation.ts'
 import { policyContextFromConfig } from '../../policy/context.ts'
 import { formatIssue, loadPolicyDir } from '../../policy/load.ts'
 import { revocationLabels, type RevocationLabels } from '../../policy/revocation_labels.ts'
@@ -52,7 +52,7 @@ export async function revokeCommand(argv: string[], io: CommandIo): Promise<numb
     reason: { type: 'string' }, exp: { type: 'string' }, all: { type: 'boolean' }, json: { type: 'boolean' }, out: { type: 'string' },
   }, true)
   if (values.help) { io.out(HELP); return 0 }
-  if (sub === 'lift' && (positionals.length !== 1 || !/^[1-9]\d{0,14}$/.test(positionals[0]!))) throw new CliError('revoke lift takes one revocation id (see revoke list)', 2)
+  if (sub === 'lift' && (positionals.length !== 1 || !REVOCATION_ID.test(positionals[0]!))) throw new CliError('revoke lift takes one revocation id (see revoke list)', 2)
   if (sub !== 'lift' && positionals.length > 0) throw new CliError(`unexpected argument "${positionals[0]}" (see revoke --help)`, 2)
   const config = loadConfig({ ...(values.config ? { file: values.config } : {}), env: io.env })
   const store = await openBrokerStore(config, { sqliteWriter: 'inline' })

@@ -3,7 +3,7 @@ import { z } from 'zod'
 import { InvalidRequest, NotFound } from '../../errors.ts'
 import { clientAddress } from '../client_address.ts'
 import { condorConfigSnippet } from '../../revocation/condor_expression.ts'
-import { REVOCATION_KINDS, type Revocation } from '../../revocation/revocation.ts'
+import { REVOCATION_ID, REVOCATION_KINDS, type Revocation } from '../../revocation/revocation.ts'
 import type { RevocationService } from '../../revocation/revocation_service.ts'
 
 /** POST /v1/revocations body: exactly one selector. */
@@ -61,7 +61,7 @@ export function revocationRoutes(deps: { revocations: Service; auth: MiddlewareH
   // Lifts an entry before its until; audited (token.unrevoked) in the same transaction.
   app.delete('/v1/revocations/:id', async (c) => {
     const idText = c.req.param('id')
-    if (!/^[1-9]\d{0,14}$/.test(idText)) throw new NotFound('no such revocation: ids are positive integers (see GET /v1/revocations?all=true)')
+    if (!REVOCATION_ID.test(idText)) throw new NotFound('no such revocation: ids are positive integers (see GET /v1/revocations?all=true)')
     let reason: string | undefined
     const text = await c.req.text()
     if (text.trim() !== '') {
