@@ -63,6 +63,8 @@ export const ConfigSchema = z.strictObject({
     max_lifetime: Seconds.default(6 * 3600),
     /** After rotation, keep a retired public key in the JWKS at least this long (scitokens-cpp caches keys up to 4 days). */
     retired_key_min_publish: Seconds.default(4 * 86400),
+    /** Take up a rotated key (`keys rotate`) when the keyring changes on disk; SIGHUP always does. */
+    watch_keys: Bool.default(true),
   }).prefault({}),
   log: z.strictObject({
     /** One access line per request (config/broker.example.yaml); on by default, as operators expect. */

@@ -18,6 +18,7 @@ import { exchangeToken } from './issuance/exchange.ts'
 import { exchangeDepsFrom } from './issuance/exchange_deps.ts'
 import { assertKeysSign } from './issuance/key_self_test.ts'
 import { KeyHolder } from './keys/key_holder.ts'
+import { watchKeyring } from './keys/key_watcher.ts'
 import { reloadSigningKeys, type KeyReloadResult } from './keys/reload_keys.ts'
 import { ensureAndLoadKeys, type SigningKeys } from './keys/signing_keys.ts'
 import type { Clock } from './lib/clock.ts'
@@ -201,6 +202,11 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
       cacheSeconds: IAM_STATUS_CACHE_SECONDS, maxWaitMs: IAM_STATUS_MAX_WAIT_MS,
     })
 
+    const reloadKeys = (trigger: string) => reloadSigningKeys(keyHolder, trigger, { config, selfTest, audit: store, clock, log })
+    if (config.scitoken.watch_keys) {
+      closers.push(watchKeyring({ dir: `${config.data_dir}/keys`, inForce: () => keyHolder.current, reload: reloadKeys, clock, log }))
+    }
+
     return {
       config, keys, store, revocations, iam, policy, ...(devIam ? { devIam } : {}),
       exchange: (readForm, ctx) => exchangeToken(readForm, ctx, exchangeDeps),
@@ -208,7 +214,7 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
       readiness: brokerReadiness({ store, keys: () => keyHolder.current, issuers: { trustDomain: config.trust_domain, issuer: config.issuer }, clock }),
       iamStatus: () => reachability.report(),
       refusals,
-      reloadKeys: (trigger) => reloadSigningKeys(keyHolder, trigger, { config, selfTest, audit: store, clock, log }),
+      reloadKeys,
       close,
     }
   } catch (err) {

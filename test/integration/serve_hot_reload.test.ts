@@ -37,7 +37,7 @@ describe('serve reloads keys and TLS on SIGHUP', () => {
   it('signs with the rotated key, publishes both, and serves the new certificate', async () => {
     const port = await freePort()
     const iamPort = await freePort()
-    const env = { ...process.env, CTB_DATA_DIR: join(dir, 'data'), CTB_LISTEN_PORT: String(port), CTB_DEV_IAM_PORT: String(iamPort), CTB_POLICY_WATCH: 'false' }
+    const env = { ...process.env, CTB_DATA_DIR: join(dir, 'data'), CTB_LISTEN_PORT: String(port), CTB_DEV_IAM_PORT: String(iamPort), CTB_POLICY_WATCH: 'false', CTB_SCITOKEN_WATCH_KEYS: 'false' }
     const broker = await startServeProcess(env)
     const base = `https://127.0.0.1:${port}`
     // The renewed certificate comes from another CA; clients trust both, as during a CA change.

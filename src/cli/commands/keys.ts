@@ -11,7 +11,8 @@ const HELP = `Usage: condor-token-broker keys <init|list|rotate|import> [options
                                    and the SciToken signing key, if missing; never overwrites
   keys list                        show HTCondor keys and SciToken keys (kid, status, publish window)
   keys rotate [--alg ES256|RS256]  new SciToken signing key; the old public key stays in /jwks until every
-                                   token it signed has expired (and at least scitoken.retired_key_min_publish)
+                                   token it signed has expired (and at least scitoken.retired_key_min_publish);
+                                   a running serve takes it up by itself (scitoken.watch_keys) or on SIGHUP
   keys import FILE [--name NAME]   import an existing pool key file (e.g. /etc/condor/passwords.d/POOL) as is
 
 Common options: --config FILE (or CTB_CONFIG)`
@@ -72,7 +73,10 @@ export async function keysCommand(argv: string[], io: CommandIo): Promise<number
         } catch (err) {
           throw new CliError(`the key was rotated but the rotation could not be audited: ${(err as Error).message}`)
         }
-        io.out('  recorded in the audit log; send SIGHUP to a running serve (or restart it) to start signing with it')
+        // A running serve on this data directory watches the keyring (scitoken.watch_keys) and reloads on its own.
+        io.out(config.scitoken.watch_keys
+          ? '  recorded in the audit log; a running serve on this data directory signs with it within a second (SIGHUP forces it)'
+          : '  recorded in the audit log; send SIGHUP to a running serve (scitoken.watch_keys is off) to start signing with it')
       } finally {
         await audit.close()
       }

@@ -8,7 +8,8 @@ const HELP = `Usage: condor-token-broker serve [--config FILE]
 Serves the broker. With no configuration it uses embedded defaults: keys and a development TLS
 certificate under data/, HTTPS on 127.0.0.1:8443, issuer https://localhost:8443.
 On SIGTERM or SIGINT, requests in flight get shutdown_grace_seconds to finish; SIGHUP reloads policies,
-signing keys (after "keys rotate") and the TLS certificate.
+signing keys and the TLS certificate; a changed policy file or SciToken keyring ("keys rotate") is also
+taken up by itself (policy.watch, scitoken.watch_keys).
 Every config field can be overridden with CTB_<FIELD> (e.g. CTB_LISTEN_PORT); see config/broker.example.yaml.`
 
 export async function serveCommand(argv: string[], io: CommandIo): Promise<number> {
