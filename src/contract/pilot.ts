@@ -1,3 +1,4 @@
+import { z } from 'zod'
 import { InvalidRequest } from '../errors.ts'
 
 /**
@@ -26,8 +27,20 @@ export const MAX_ENROLMENT_CREDENTIAL_BYTES = 4096
 /** Most pilot tokens one credential may yield whatever the policy says (one per node of one job). */
 export const MAX_PILOT_COUNT = 100_000
 
-const JOB_ID = /^[0-9]{1,20}(_[0-9]{1,10})?$/
-const NODE = /^[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9-]{1,63}){0,10}$/
+/**
+ * The pilot form fields at POST /token, one zod schema each: the parsers below check values with these
+ * objects and the OpenAPI document shows them.
+ */
+export const PILOT_FIELDS = {
+  /** SLURM's job id, or `JOB_TASK` for an array task. */
+  slurm_job_id: z.string().regex(/^[0-9]{1,20}(_[0-9]{1,10})?$/).describe('SLURM job id (JOB or JOB_TASK).'),
+  node: z.string().max(253).regex(/^[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9-]{1,63}){0,10}$/).describe('The node host name; only its short name is kept.'),
+  job_end: z.string().regex(/^\d{1,12}$/).describe('Epoch seconds at which the SLURM job ends.'),
+  /** 1 to MAX_PILOT_COUNT (100000, spelt out so the document can show it), in at most six digits. */
+  pilot_count: z.string().regex(/^(?=\d{1,6}$)0*([1-9]\d{0,4}|100000)$/).describe(`How many pilot tokens the credential may yield (1 to ${MAX_PILOT_COUNT}).`),
+} as const
+
+const valid = (schema: z.ZodType, value: string): boolean => schema.safeParse(value).success
 
 /** What a pilot states when it redeems its credential. */
 export interface PilotRedemptionParams {
@@ -45,20 +58,20 @@ export interface PilotRedemptionParams {
 export function parsePilotRedemption(one: (name: string) => string | undefined): PilotRedemptionParams {
   const job = one('slurm_job_id')
   if (job === undefined) throw new InvalidRequest('slurm_job_id is required to redeem a pilot enrolment')
-  if (!JOB_ID.test(job)) throw new InvalidRequest('slurm_job_id must be a SLURM job id (digits, or JOB_TASK for an array task)')
+  if (!valid(PILOT_FIELDS.slurm_job_id, job)) throw new InvalidRequest('slurm_job_id must be a SLURM job id (digits, or JOB_TASK for an array task)')
   const node = one('node')
   if (node === undefined) throw new InvalidRequest('node is required to redeem a pilot enrolment')
-  if (!NODE.test(node) || node.length > 253) throw new InvalidRequest('node must be a host name')
+  if (!valid(PILOT_FIELDS.node, node)) throw new InvalidRequest('node must be a host name')
   const end = one('job_end')
   if (end === undefined) throw new InvalidRequest('job_end is required to redeem a pilot enrolment')
-  if (!/^\d{1,12}$/.test(end)) throw new InvalidRequest('job_end must be whole epoch seconds')
+  if (!valid(PILOT_FIELDS.job_end, end)) throw new InvalidRequest('job_end must be whole epoch seconds')
   return { slurmJobId: job, node: node.split('.')[0]!.toLowerCase(), jobEnd: Number(end) }
 }
 
 /** Reads `pilot_count` of an enrolment request. */
 export function parsePilotCount(value: string | undefined): number {
   if (value === undefined) throw new InvalidRequest('pilot_count is required for a pilot enrolment')
-  if (!/^\d{1,6}$/.test(value) || Number(value) < 1 || Number(value) > MAX_PILOT_COUNT) {
+  if (!valid(PILOT_FIELDS.pilot_count, value)) {
     throw new InvalidRequest(`pilot_count must be a whole number from 1 to ${MAX_PILOT_COUNT}`)
   }
   return Number(value)

@@ -1,3 +1,4 @@
+import { z } from 'zod'
 import { InvalidRequest, UnsupportedGrantType } from '../errors.ts'
 import type { TokenKind } from '../policy/decision.ts'
 import { GRANT_TYPE_TOKEN_EXCHANGE, TOKEN_TYPE } from './token_exchange.ts'
@@ -41,6 +42,34 @@ const PLAIN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/
 /** An IAM access token is a few KiB; anything far larger is refused before any parsing or crypto. */
 export const MAX_SUBJECT_TOKEN_BYTES = 16 * 1024
 
+const PlainName = z.string().regex(PLAIN)
+/**
+ * The shape of each form field of an exchange, one zod schema per field. The parser below checks every
+ * value with these very objects (and adds what a field schema cannot say: RFC order of errors, repetition,
+ * messages naming the parameter), and the OpenAPI document shows them, so the two cannot drift.
+ */
+export const EXCHANGE_FIELDS = {
+  grant_type: z.literal(GRANT_TYPE_TOKEN_EXCHANGE),
+  subject_token: z.string().min(1).max(MAX_SUBJECT_TOKEN_BYTES).describe('The IAM access token (a JWT).'),
+  subject_token_type: z.enum([TOKEN_TYPE.accessToken, TOKEN_TYPE.jwt]),
+  requested_token_type: z.enum([ISSUED_TYPE_OF.idtoken, ISSUED_TYPE_OF.scitoken, ISSUED_TYPE_OF.access_token])
+    .describe("Absent: the role's default kind."),
+  role: PlainName.describe('The HTCondor role asked for, e.g. schedd, startd, pilot, submit-user.'),
+  /** RFC 8693 §2.1 target; may be repeated. */
+  audience: z.string().max(512).regex(/^[\x21-\x7e]+$/),
+  /** RFC 8707 §2: an absolute URI without a fragment; may be repeated. */
+  resource: z.string().max(512).regex(/^[A-Za-z][A-Za-z0-9+.-]*:[\x21-\x22\x24-\x7e]*$/),
+  scope: z.string().max(2048).regex(/^[\x20-\x7e]*$/).describe('Space-separated scopes.'),
+  host: z.string().regex(/^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$/).describe('The daemon host an IDTOKEN is for.'),
+  /** Whole seconds, 1 to 999999999. */
+  lifetime: z.string().regex(/^(?=\d{1,9}$)0*[1-9]\d*$/).describe('Requested lifetime in whole seconds; capped by policy.'),
+  site: PlainName.describe('Site label for identity templates.'),
+  slurm_job_id: PlainName.describe('SLURM job id for identity templates.'),
+  client_id: z.string().describe('Accepted and ignored: the caller is its subject token.'),
+} as const
+
+const valid = (schema: z.ZodType, value: string): boolean => schema.safeParse(value).success
+
 /**
  * Validates the form parameters of POST /token. Each failure names the parameter and never echoes
  * a token value.
@@ -70,10 +99,10 @@ export function parseTokenExchangeRequest(form: TokenRequestForm): TokenExchange
 
   const subjectToken = one('subject_token')
   if (!subjectToken) throw new InvalidRequest('subject_token is required')
-  if (subjectToken.length > MAX_SUBJECT_TOKEN_BYTES) throw new InvalidRequest(`subject_token is larger than ${MAX_SUBJECT_TOKEN_BYTES} bytes`)
+  if (!valid(EXCHANGE_FIELDS.subject_token, subjectToken)) throw new InvalidRequest(`subject_token is larger than ${MAX_SUBJECT_TOKEN_BYTES} bytes`)
   const subjectTokenType = one('subject_token_type')
   if (!subjectTokenType) throw new InvalidRequest('subject_token_type is required')
-  if (subjectTokenType !== TOKEN_TYPE.accessToken && subjectTokenType !== TOKEN_TYPE.jwt) {
+  if (!valid(EXCHANGE_FIELDS.subject_token_type, subjectTokenType)) {
     throw new InvalidRequest(`subject_token_type must be ${TOKEN_TYPE.accessToken}`)
   }
 
@@ -86,29 +115,29 @@ export function parseTokenExchangeRequest(form: TokenRequestForm): TokenExchange
 
   const role = one('role')
   if (!role) throw new InvalidRequest('role is required (e.g. schedd, startd, pilot, job)')
-  if (!PLAIN.test(role)) throw new InvalidRequest('role must be a plain name')
+  if (!valid(EXCHANGE_FIELDS.role, role)) throw new InvalidRequest('role must be a plain name')
 
   const audience = [...many('audience'), ...many('resource')]
   for (const a of audience) {
-    if (a.length > 512 || /[^\x21-\x7e]/.test(a)) throw new InvalidRequest('audience/resource values must be URIs of printable ASCII without spaces')
+    if (!valid(EXCHANGE_FIELDS.audience, a)) throw new InvalidRequest('audience/resource values must be URIs of printable ASCII without spaces')
   }
   for (const r of many('resource')) {
     // RFC 8707 §2: resource is an absolute URI without a fragment.
-    if (!/^[A-Za-z][A-Za-z0-9+.-]*:/.test(r) || r.includes('#')) throw new InvalidRequest('resource must be an absolute URI without a fragment')
+    if (!valid(EXCHANGE_FIELDS.resource, r)) throw new InvalidRequest('resource must be an absolute URI without a fragment')
   }
 
   const scopeParam = one('scope')
   const scopes = scopeParam?.split(' ').filter(Boolean)
   if (scopeParam !== undefined && scopeParam.length > 2048) throw new InvalidRequest('scope is longer than 2048 characters')
-  if (scopeParam !== undefined && /[^\x20-\x7e]/.test(scopeParam)) throw new InvalidRequest('scope must be printable ASCII')
+  if (scopeParam !== undefined && !valid(EXCHANGE_FIELDS.scope, scopeParam)) throw new InvalidRequest('scope must be printable ASCII')
 
   const host = one('host')
-  if (host !== undefined && !/^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$/.test(host)) throw new InvalidRequest('host must be a DNS host name')
+  if (host !== undefined && !valid(EXCHANGE_FIELDS.host, host)) throw new InvalidRequest('host must be a DNS host name')
 
   const lifetimeParam = one('lifetime')
   let lifetime: number | undefined
   if (lifetimeParam !== undefined) {
-    if (!/^\d{1,9}$/.test(lifetimeParam) || Number(lifetimeParam) <= 0) throw new InvalidRequest('lifetime must be a positive whole number of seconds')
+    if (!valid(EXCHANGE_FIELDS.lifetime, lifetimeParam)) throw new InvalidRequest('lifetime must be a positive whole number of seconds')
     lifetime = Number(lifetimeParam)
   }
 
@@ -116,7 +145,7 @@ export function parseTokenExchangeRequest(form: TokenRequestForm): TokenExchange
   for (const p of TEMPLATE_PARAMS) {
     const v = one(p)
     if (v === undefined) continue
-    if (!PLAIN.test(v)) throw new InvalidRequest(`${p} must be a plain name (letters, digits, '.', '_', '-')`)
+    if (!valid(EXCHANGE_FIELDS[p], v)) throw new InvalidRequest(`${p} must be a plain name (letters, digits, '.', '_', '-')`)
     params[p] = v
   }
 

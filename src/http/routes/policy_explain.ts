@@ -13,7 +13,7 @@ export interface PolicySource {
 const Name = z.string().min(1).max(1024)
 
 /** The request to explain: the caller as IAM would describe it, and what it asks the broker for. */
-const ExplainBody = z.strictObject({
+export const ExplainBody = z.strictObject({
   subject: z.strictObject({
     iss: Name,
     sub: Name,

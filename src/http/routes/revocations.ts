@@ -29,6 +29,26 @@ type Service = Pick<RevocationService, 'revoke' | 'lift' | 'preview' | 'list' | 
 /** DELETE /v1/revocations/{id} body, optional. */
 export const LiftBody = z.object({ reason: z.string().max(500).optional() }).strict()
 
+/** DELETE /v1/revocations/{id} path: an id that cannot name a revocation is a 404, not a 400. */
+export const RevocationIdParam = z.object({ id: z.string().regex(REVOCATION_ID).describe('The revocation id (a positive integer).') })
+
+/** GET /v1/revocations query: `all=true` includes lifted and expired entries. Others are ignored. */
+export const RevocationListQuery = z.object({
+  all: z.enum(['true', 'false'], { error: 'all must be true or false' }).optional(),
+})
+
+/** GET /v1/revocations/condor query: the HTCondor config snippet (default) or JSON. Others are ignored. */
+export const CondorExpressionQuery = z.object({
+  format: z.enum(['config', 'json'], { error: 'format must be config or json' }).default('config'),
+})
+
+/** The first issue of a failed query parse, as the message the schema carries. */
+function queryOf<T>(schema: z.ZodType<T>, input: unknown): T {
+  const parsed = schema.safeParse(input)
+  if (!parsed.success) throw new InvalidRequest(parsed.error.issues[0]!.message)
+  return parsed.data
+}
+
 /** Admin revocation API; the service does the work, these only translate HTTP. */
 export function revocationRoutes(deps: { revocations: Service; auth: MiddlewareHandler }): Hono {
   const app = new Hono()
@@ -61,7 +81,7 @@ export function revocationRoutes(deps: { revocations: Service; auth: MiddlewareH
   // Lifts an entry before its until; audited (token.unrevoked) in the same transaction.
   app.delete('/v1/revocations/:id', async (c) => {
     const idText = c.req.param('id')
-    if (!REVOCATION_ID.test(idText)) throw new NotFound('no such revocation: ids are positive integers (see GET /v1/revocations?all=true)')
+    if (!RevocationIdParam.safeParse({ id: idText }).success) throw new NotFound('no such revocation: ids are positive integers (see GET /v1/revocations?all=true)')
     let reason: string | undefined
     const text = await c.req.text()
     if (text.trim() !== '') {
@@ -82,16 +102,14 @@ export function revocationRoutes(deps: { revocations: Service; auth: MiddlewareH
   })
 
   app.get('/v1/revocations', async (c) => {
-    const all = c.req.query('all')
-    if (all !== undefined && all !== 'true' && all !== 'false') throw new InvalidRequest('all must be true or false')
+    const { all } = queryOf(RevocationListQuery, { all: c.req.query('all') })
     const list = await deps.revocations.list({ all: all === 'true' })
     c.header('Cache-Control', 'no-store')
     return c.json({ revocations: list.map(wire) })
   })
 
   app.get('/v1/revocations/condor', async (c) => {
-    const format = c.req.query('format') ?? 'config'
-    if (format !== 'config' && format !== 'json') throw new InvalidRequest('format must be config or json')
+    const { format } = queryOf(CondorExpressionQuery, { format: c.req.query('format') })
     const { expr, clauses, generatedAt } = await deps.revocations.condorExpression()
     c.header('Cache-Control', 'no-store')
     if (format === 'json') return c.json({ expr, clauses, generated_at: generatedAt, config_line: `SEC_TOKEN_REVOCATION_EXPR = ${expr}` })
