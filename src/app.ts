@@ -9,6 +9,11 @@ import { oauthErrorResponse } from './http/oauth_error_response.ts'
 import { discoveryRoutes } from './http/routes/discovery.ts'
 import { healthRoutes, type IamStatusCheck, type ReadinessCheck } from './http/routes/health.ts'
 import { jwksRoutes } from './http/routes/jwks.ts'
+import { openApiRoutes } from './http/routes/openapi.ts'
+import { buildOpenApiDocument } from './http/openapi/document.ts'
+import type { Mount } from './http/openapi/route_spec.ts'
+import { BROKER_ROUTES } from './http/openapi/routes.ts'
+import { packageVersion } from './cli/version.ts'
 import type { AuditStore } from './audit/audit_log.ts'
 import { adminAuth, type AdminAuthenticator } from './http/middleware/admin_auth.ts'
 import { auditRoutes } from './http/routes/audit.ts'
@@ -44,6 +49,9 @@ export function createApp(deps: AppDeps): Hono {
   app.route('/', healthRoutes(deps.readiness, deps.iamStatus))
   app.route('/', discoveryRoutes(brokerMetadata(deps.config.issuer, [deps.keys.scitoken.alg])))
   app.route('/', jwksRoutes(() => deps.keys.jwks))
+  // Every route mounted here is described in src/http/openapi/routes.ts (a test holds the two together).
+  const mounted = new Set<Mount>(['core', ...(deps.exchange ? ['exchange' as const] : []), ...(deps.admin ? ['admin' as const] : []), ...(deps.admin?.policy ? ['policy' as const] : [])])
+  app.route('/', openApiRoutes(() => buildOpenApiDocument(BROKER_ROUTES, { issuer: deps.config.issuer, version: packageVersion(), mounted })))
   if (deps.exchange) app.route('/', tokenRoutes(deps.exchange))
   if (deps.admin) {
     const auth = adminAuth({ authenticators: deps.admin.authenticators, revocations: deps.admin.revocations })

@@ -6,7 +6,7 @@ import { InvalidRequest } from '../../errors.ts'
 const EVENT_TYPES = ['token.issued', 'token.denied', 'token.denied.aggregate', 'token.renewed', 'token.revoked', 'token.unrevoked', 'key.rotated', 'key.reloaded', 'policy.reloaded', 'audit.checkpoint'] as const satisfies readonly AuditEventType[]
 
 /** Epoch seconds or an RFC 3339 date-time. */
-const Instant = z.string().transform((s, ctx) => {
+const Instant = z.string().describe('Epoch seconds or an RFC 3339 date-time.').transform((s, ctx) => {
   const n = /^\d{1,12}$/.test(s) ? Number(s) : /^\d{4}-\d{2}-\d{2}T[\d:.]+(Z|[+-]\d{2}:\d{2})$/i.test(s) ? Date.parse(s) / 1000 : NaN
   if (!Number.isFinite(n)) { ctx.addIssue({ code: 'custom', message: 'must be epoch seconds or an RFC 3339 date-time' }); return z.NEVER }
   return Math.floor(n)

@@ -1,0 +1,124 @@
+import { z } from 'zod'
+import { ADMIN_REALM } from '../oauth_error_response.ts'
+import { AuditPage, BrokerMetadata, Jwks, OAuthError, Readiness, Revocation, TokenExchangeResponse } from './response_schemas.ts'
+import type { Mount, ResponseSpec, RouteSpec } from './route_spec.ts'
+
+type Json = Record<string, unknown>
+
+/**
+ * Schemas shown once under components.schemas and referenced by name wherever a route uses the very
+ * same object. Everything else is inlined where it is used.
+ */
+const COMPONENTS: Record<string, z.ZodType> = { OAuthError, TokenExchangeResponse, Jwks, BrokerMetadata, Readiness, AuditPage, Revocation }
+const NAME_OF = new Map<z.ZodType, string>(Object.entries(COMPONENTS).map(([name, schema]) => [schema, name]))
+
+/** The path item extension that documents a catch-all route (hono `app.all`), which OpenAPI has no method for. */
+export const OTHER_METHODS_EXTENSION = 'x-other-methods'
+
+export interface OpenApiOptions {
+  issuer: string
+  version: string
+  /** The parts createApp mounted; routes of the others are left out, so the document lists only what answers. */
+  mounted: ReadonlySet<Mount>
+}
+
+/**
+ * Builds the OpenAPI 3.1 document from the route registry. Request parameters and bodies are the zod
+ * schemas the routes validate with, converted with zod's own JSON Schema (2020-12, the dialect of
+ * OpenAPI 3.1) as the input side; responses are converted as the output side.
+ * @see https://spec.openapis.org/oas/v3.1.0
+ */
+export function buildOpenApiDocument(routes: readonly RouteSpec[], options: OpenApiOptions): Json {
+  const paths: Record<string, Json> = {}
+  for (const route of routes) {
+    if (!options.mounted.has(route.mount)) continue
+    const item = (paths[route.path] ??= {})
+    if (route.method === 'all') item[OTHER_METHODS_EXTENSION] = operation(route)
+    else item[route.method] = operation(route)
+  }
+  return {
+    openapi: '3.1.0',
+    info: {
+      title: 'condor-token-broker',
+      version: options.version,
+      description: 'Exchanges INDIGO IAM access tokens for HTCondor IDTOKENs and SciTokens (RFC 8693), with policies, a hash-chained audit log and revocation. Every error is an OAuth error object (RFC 6749 §5.2).',
+      license: { name: 'Apache-2.0', identifier: 'Apache-2.0' },
+    },
+    servers: [{ url: options.issuer.replace(/\/$/, '') }],
+    tags: [
+      { name: 'token', description: 'The token endpoint.' },
+      { name: 'discovery', description: 'What verifiers read: metadata and public keys.' },
+      { name: 'admin', description: 'The admin API: bearer token of the bootstrap admin or of an IAM identity the policy grants admin.' },
+      { name: 'operations', description: 'Probes and this document.' },
+    ],
+    paths,
+    components: {
+      schemas: Object.fromEntries(Object.entries(COMPONENTS).map(([name, schema]) => [name, toJsonSchema(schema, 'output')])),
+      securitySchemes: {
+        adminBearer: {
+          type: 'http', scheme: 'bearer',
+          description: `RFC 6750 bearer token, realm "${ADMIN_REALM}": the bootstrap admin token, or an IAM access token whose policy grants the admin role.`,
+        },
+      },
+    },
+  }
+}
+
+function operation(route: RouteSpec): Json {
+  const parameters = [...parametersOf(route.params, 'path'), ...parametersOf(route.query, 'query')]
+  const responses: Record<string, Json> = {}
+  for (const [status, spec] of Object.entries(route.responses) as Array<[string, ResponseSpec]>) responses[status] = response(spec, 'output')
+  for (const [status, spec] of Object.entries(route.errors) as Array<[string, string | ResponseSpec]>) {
+    responses[status] = response(typeof spec === 'string' ? { description: spec, content: { 'application/json': OAuthError } } : spec, 'output')
+  }
+  responses['500'] ??= response({ description: 'server_error: details go to the log, never to the client.', content: { 'application/json': OAuthError } }, 'output')
+  return {
+    operationId: route.operationId,
+    summary: route.summary,
+    ...(route.description ? { description: route.description } : {}),
+    tags: route.tags,
+    security: route.security === 'admin' ? [{ adminBearer: [] }] : [],
+    ...(parameters.length > 0 ? { parameters } : {}),
+    ...(route.body ? {
+      requestBody: {
+        required: route.body.required,
+        content: { [route.body.contentType]: { schema: schemaRef(route.body.schema, 'input') } },
+      },
+    } : {}),
+    responses,
+  }
+}
+
+function response(spec: ResponseSpec, io: 'input' | 'output'): Json {
+  return {
+    description: spec.description,
+    ...(spec.content ? { content: Object.fromEntries(Object.entries(spec.content).map(([type, schema]) => [type, { schema: schemaRef(schema, io) }])) } : {}),
+  }
+}
+
+/** One OpenAPI parameter per property of a zod object, required as the schema says. */
+function parametersOf(schema: z.ZodObject | undefined, where: 'path' | 'query'): Json[] {
+  if (!schema) return []
+  const js = toJsonSchema(schema, 'input') as { properties?: Record<string, Json>; required?: string[] }
+  return Object.entries(js.properties ?? {}).map(([name, property]) => {
+    const { description, ...rest } = property
+    return {
+      name, in: where,
+      // OpenAPI 3.1 §4.8.12.1: a path parameter is always required.
+      required: where === 'path' || (js.required ?? []).includes(name),
+      ...(typeof description === 'string' ? { description } : {}),
+      schema: rest,
+    }
+  })
+}
+
+function schemaRef(schema: z.ZodType, io: 'input' | 'output'): Json {
+  const name = NAME_OF.get(schema)
+  return name ? { $ref: `#/components/schemas/${name}` } : toJsonSchema(schema, io)
+}
+
+/** zod's JSON Schema without the `$schema` member: inside an OpenAPI 3.1 document the dialect is implied. */
+function toJsonSchema(schema: z.ZodType, io: 'input' | 'output'): Json {
+  const { $schema: _, ...rest } = z.toJSONSchema(schema, { target: 'draft-2020-12', io, unrepresentable: 'any' }) as Json
+  return rest
+}

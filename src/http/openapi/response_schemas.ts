@@ -1,0 +1,130 @@
+import { z } from 'zod'
+import type { OAuthErrorCode } from '../../errors.ts'
+import { ISSUED_TOKEN_TYPES } from '../../contract/token_exchange.ts'
+import { PILOT_ENROLMENT_TOKEN_TYPE } from '../../contract/pilot.ts'
+import { REVOCATION_KINDS } from '../../revocation/revocation.ts'
+
+/**
+ * What the broker answers, as zod schemas for the OpenAPI document. Requests are described by the schemas
+ * that validate them (next to their routes); responses are built by code, so these describe them, and
+ * test/http/openapi.test.ts checks real answers against the document.
+ */
+
+/** Every `error` the broker writes: BrokerError codes (404 and 405 are invalid_request) and server_error. */
+const ERROR_CODES = [
+  'invalid_request', 'invalid_client', 'invalid_grant', 'unauthorized_client', 'unsupported_grant_type', 'invalid_scope',
+  'invalid_target', 'access_denied', 'temporarily_unavailable', 'invalid_token', 'server_error',
+] as const satisfies ReadonlyArray<OAuthErrorCode | 'server_error'>
+type NoneLeft<T extends never> = T
+/** Fails to compile when errors.ts gains a code this list lacks. */
+export type UnlistedErrorCodes = NoneLeft<Exclude<OAuthErrorCode, (typeof ERROR_CODES)[number]>>
+
+/** RFC 6749 §5.2: the one error shape of every endpoint (oauth_error_response.ts). */
+export const OAuthError = z.object({
+  error: z.enum(ERROR_CODES),
+  error_description: z.string().regex(/^[\x20-\x21\x23-\x5b\x5d-\x7e]*$/).optional().describe('Safe for the client; never a token or a secret.'),
+})
+
+/** RFC 8693 §2.2.1. */
+export const TokenExchangeResponse = z.object({
+  access_token: z.string().describe('The issued token (IDTOKEN, SciToken, access token or pilot enrolment credential).'),
+  issued_token_type: z.enum([...ISSUED_TOKEN_TYPES, PILOT_ENROLMENT_TOKEN_TYPE]),
+  token_type: z.enum(['N_A', 'Bearer']),
+  expires_in: z.number().int().nonnegative(),
+  scope: z.string(),
+})
+
+/** RFC 7517 §5, public members only. */
+export const Jwks = z.object({
+  keys: z.array(z.object({
+    kty: z.enum(['EC', 'RSA']),
+    kid: z.string(),
+    alg: z.enum(['ES256', 'RS256']),
+    use: z.literal('sig'),
+    crv: z.string().optional(),
+    x: z.string().optional(),
+    y: z.string().optional(),
+    n: z.string().optional(),
+    e: z.string().optional(),
+  })),
+})
+
+/** RFC 8414 §2 (contract/discovery.ts). */
+export const BrokerMetadata = z.object({
+  issuer: z.string(),
+  jwks_uri: z.string(),
+  token_endpoint: z.string(),
+  grant_types_supported: z.array(z.string()),
+  token_endpoint_auth_methods_supported: z.array(z.string()),
+  response_types_supported: z.array(z.string()),
+  id_token_signing_alg_values_supported: z.array(z.string()),
+  issued_token_types_supported: z.array(z.string()),
+})
+
+export const Liveness = z.object({ status: z.literal('ok') })
+
+export const Readiness = z.object({
+  status: z.enum(['ready', 'not_ready']),
+  checks: z.record(z.string(), z.string()).describe('Each dependency: "ok" or why not.'),
+  iam: z.record(z.string(), z.unknown()).optional().describe('Reachability of each trusted IAM; does not decide readiness.'),
+})
+
+const AuditEvent = z.object({
+  type: z.string(),
+  time: z.number().int(),
+  decision: z.enum(['allow', 'deny']).optional(),
+  reason: z.string().optional(),
+}).catchall(z.unknown()).describe('The audited event (docs/audit.md); never a token or a secret.')
+
+export const AuditPage = z.object({
+  records: z.array(z.object({ seq: z.number().int().positive(), hash: z.string(), prev_hash: z.string(), event: AuditEvent })),
+  next_cursor: z.string().optional(),
+})
+
+export const Revocation = z.object({
+  id: z.number().int().positive(),
+  kind: z.enum(REVOCATION_KINDS),
+  value: z.string(),
+  revoked_at: z.number().int(),
+  until: z.number().int(),
+  gen: z.number().int().optional(),
+  reason: z.string().optional(),
+  revoked_by: z.string().optional(),
+  iss: z.string().optional(),
+  lifted_at: z.number().int().optional(),
+  lifted_by: z.string().optional(),
+})
+
+export const RevocationCreated = z.object({ revocation: Revocation })
+export const RevocationDryRun = z.object({
+  dry_run: z.object({ kind: z.enum(REVOCATION_KINDS), value: z.string(), live_tokens: z.number().int().nonnegative() }),
+})
+export const RevocationList = z.object({ revocations: z.array(Revocation) })
+export const CondorExpressionJson = z.object({
+  expr: z.string(),
+  clauses: z.array(z.unknown()),
+  generated_at: z.number().int(),
+  config_line: z.string().describe('SEC_TOKEN_REVOCATION_EXPR = …, for an HTCondor config file.'),
+})
+
+export const LivePilots = z.object({
+  pilots: z.array(z.object({
+    site: z.string(), job: z.string(), node: z.string(), identity: z.string(), role: z.string(),
+    redeemedAt: z.number().int(), lastRenewedAt: z.number().int().optional(), renewals: z.number().int(),
+    exp: z.number().int(), jobEnd: z.number().int(),
+  })),
+})
+
+export const PolicyExplanation = z.object({
+  decision: z.object({ allow: z.boolean() }).catchall(z.unknown()).describe('What the token endpoint would decide.'),
+  rules: z.array(z.object({
+    ruleId: z.string(),
+    source: z.string(),
+    description: z.string().optional(),
+    outcome: z.enum(['allowed', 'denied', 'caller-mismatch', 'role-not-granted']),
+    reasons: z.array(z.string()),
+    error: z.string().optional(),
+    decisive: z.boolean(),
+  })),
+  policyDigest: z.string(),
+})

@@ -1,0 +1,44 @@
+import type { z } from 'zod'
+
+/** Which part of createApp mounts a route: always, with a token exchange, with the admin API, with a policy source. */
+export type Mount = 'core' | 'exchange' | 'admin' | 'policy'
+
+export type HttpMethod = 'get' | 'post' | 'put' | 'patch' | 'delete'
+
+/** Error statuses a route documents; each answers the one OAuth error shape. */
+export type ErrorStatus = 400 | 401 | 403 | 404 | 405 | 429 | 503
+
+export interface ResponseSpec {
+  description: string
+  /** Media type → body schema; absent: no body described. */
+  content?: Record<string, z.ZodType>
+}
+
+/** A JSON body. */
+export function json(schema: z.ZodType): Record<string, z.ZodType> {
+  return { 'application/json': schema }
+}
+
+/**
+ * One route as the OpenAPI document shows it. `query`, `params` and `body.schema` are the zod schemas
+ * that validate the request in the route itself, never copies.
+ */
+export interface RouteSpec {
+  /** `all`: the catch-all that answers every other method at this path (405). */
+  method: HttpMethod | 'all'
+  /** OpenAPI path template: `/v1/revocations/{id}`. */
+  path: string
+  mount: Mount
+  operationId: string
+  summary: string
+  description?: string
+  tags: string[]
+  /** `admin`: RFC 6750 bearer token of the admin API. */
+  security?: 'admin'
+  params?: z.ZodObject
+  query?: z.ZodObject
+  body?: { contentType: string; schema: z.ZodType; required: boolean }
+  responses: Partial<Record<200 | 201, ResponseSpec>>
+  /** A description: the OAuth error object; a ResponseSpec: a route's own error body (/readyz). */
+  errors: Partial<Record<ErrorStatus, string | ResponseSpec>>
+}

@@ -1,0 +1,140 @@
+import { AuditQueryParams } from '../routes/audit.ts'
+import { ExplainBody } from '../routes/policy_explain.ts'
+import { PilotsQuery } from '../routes/pilots.ts'
+import { CondorExpressionQuery, LiftBody, RevocationBody, RevocationIdParam, RevocationListQuery } from '../routes/revocations.ts'
+import {
+  AuditPage, BrokerMetadata, CondorExpressionJson, Jwks, LivePilots, Liveness, PolicyExplanation, Readiness,
+  RevocationCreated, RevocationDryRun, RevocationList, TokenExchangeResponse,
+} from './response_schemas.ts'
+import { json, type ErrorStatus, type RouteSpec } from './route_spec.ts'
+import { TokenRequestForm } from './token_form.ts'
+import { z } from 'zod'
+
+/**
+ * Every route the broker serves, as the OpenAPI document describes it. A route added to createApp and not
+ * here (or the other way round) fails test/http/openapi.test.ts, which compares this list with the app's
+ * real routes.
+ */
+
+/** What every admin route may answer besides its own errors. */
+const ADMIN_ERRORS: Partial<Record<ErrorStatus, string>> = {
+  401: 'invalid_token: no, a bad or a revoked admin bearer token (WWW-Authenticate: Bearer).',
+  503: 'temporarily_unavailable: IAM could not be asked about an IAM admin token (Retry-After).',
+}
+
+export const BROKER_ROUTES: readonly RouteSpec[] = [
+  {
+    method: 'get', path: '/healthz', mount: 'core', operationId: 'liveness', tags: ['operations'],
+    summary: 'Liveness: the process answers',
+    responses: { 200: { description: 'Alive.', content: json(Liveness) } },
+    errors: {},
+  },
+  {
+    method: 'get', path: '/readyz', mount: 'core', operationId: 'readiness', tags: ['operations'],
+    summary: 'Readiness: keys loaded and self-tested, audit records committing',
+    description: 'IAM reachability is reported under `iam` but does not decide readiness.',
+    responses: { 200: { description: 'Ready.', content: json(Readiness) } },
+    errors: { 503: { description: 'Not ready: the body names the failing check.', content: json(Readiness) } },
+  },
+  {
+    method: 'get', path: '/openapi.json', mount: 'core', operationId: 'openapi', tags: ['operations'],
+    summary: 'This document (OpenAPI 3.1)',
+    responses: { 200: { description: 'The OpenAPI document.', content: json(z.record(z.string(), z.unknown())) } },
+    errors: {},
+  },
+  {
+    method: 'get', path: '/.well-known/openid-configuration', mount: 'core', operationId: 'openidConfiguration', tags: ['discovery'],
+    summary: 'OpenID discovery metadata (read by scitokens-cpp for jwks_uri)',
+    responses: { 200: { description: 'Broker metadata.', content: json(BrokerMetadata) } },
+    errors: {},
+  },
+  {
+    method: 'get', path: '/.well-known/oauth-authorization-server', mount: 'core', operationId: 'oauthAuthorizationServer', tags: ['discovery'],
+    summary: 'RFC 8414 authorization server metadata (same body as OpenID discovery)',
+    responses: { 200: { description: 'Broker metadata.', content: json(BrokerMetadata) } },
+    errors: {},
+  },
+  {
+    method: 'get', path: '/jwks', mount: 'core', operationId: 'jwks', tags: ['discovery'],
+    summary: 'Public SciToken signing keys: the active one and retired ones still needed',
+    responses: { 200: { description: 'JSON Web Key Set (RFC 7517).', content: json(Jwks) } },
+    errors: {},
+  },
+  {
+    method: 'post', path: '/token', mount: 'exchange', operationId: 'token', tags: ['token'],
+    summary: 'RFC 8693 token exchange, and the SLURM pilot enrolment, redemption and renewal',
+    description: 'The caller is authenticated by its subject token, not by client credentials. Form fields must not be repeated, except `audience` and `resource`; unknown fields are ignored. Responses are never cached.',
+    body: { contentType: 'application/x-www-form-urlencoded', schema: TokenRequestForm, required: true },
+    responses: { 200: { description: 'The issued token (RFC 8693 §2.2.1).', content: json(TokenExchangeResponse) } },
+    errors: {
+      400: 'invalid_request, invalid_grant (subject token), invalid_target, invalid_scope, unauthorized_client or unsupported_grant_type (RFC 6749 §5.2, RFC 8693 §2.2.2).',
+      401: 'invalid_client.',
+      403: 'access_denied: the policy refuses the caller.',
+      503: 'temporarily_unavailable: IAM unreachable or the audit log busy (Retry-After).',
+    },
+  },
+  {
+    method: 'all', path: '/token', mount: 'exchange', operationId: 'tokenOtherMethods', tags: ['token'],
+    summary: 'Any method but POST at the token endpoint',
+    responses: {},
+    errors: { 405: 'invalid_request, with Allow: POST.' },
+  },
+  {
+    method: 'get', path: '/v1/audit', mount: 'admin', operationId: 'queryAudit', tags: ['admin'], security: 'admin',
+    summary: 'Audit records, filtered, newest first, keyset-paged',
+    query: AuditQueryParams,
+    responses: { 200: { description: 'One page of records; `next_cursor` when there are more.', content: json(AuditPage) } },
+    errors: { 400: 'invalid_request: a bad or unknown parameter.', ...ADMIN_ERRORS },
+  },
+  {
+    method: 'post', path: '/v1/revocations', mount: 'admin', operationId: 'revoke', tags: ['admin'], security: 'admin',
+    summary: 'Revoke tokens by exactly one selector (jti, sub, role, site, client or pilot-job)',
+    body: { contentType: 'application/json', schema: RevocationBody, required: true },
+    responses: {
+      200: { description: '`dry_run`: how many live tokens the revocation would match; nothing stored.', content: json(RevocationDryRun) },
+      201: { description: 'The revocation, recorded in the audit log in the same transaction.', content: json(RevocationCreated) },
+    },
+    errors: { 400: 'invalid_request: not JSON, an unknown field, or not exactly one selector.', ...ADMIN_ERRORS },
+  },
+  {
+    method: 'get', path: '/v1/revocations', mount: 'admin', operationId: 'listRevocations', tags: ['admin'], security: 'admin',
+    summary: 'Revocations in force (all=true: lifted and expired ones too)',
+    query: RevocationListQuery,
+    responses: { 200: { description: 'The revocations.', content: json(RevocationList) } },
+    errors: { 400: 'invalid_request: all must be true or false.', ...ADMIN_ERRORS },
+  },
+  {
+    method: 'delete', path: '/v1/revocations/{id}', mount: 'admin', operationId: 'liftRevocation', tags: ['admin'], security: 'admin',
+    summary: 'Lift a revocation before its end (audited as token.unrevoked)',
+    params: RevocationIdParam,
+    body: { contentType: 'application/json', schema: LiftBody, required: false },
+    responses: { 200: { description: 'The lifted revocation.', content: json(RevocationCreated) } },
+    errors: { 400: 'invalid_request: a bad body.', 404: 'invalid_request: no such revocation.', ...ADMIN_ERRORS },
+  },
+  {
+    method: 'get', path: '/v1/revocations/condor', mount: 'admin', operationId: 'condorRevocationExpression', tags: ['admin'], security: 'admin',
+    summary: 'SEC_TOKEN_REVOCATION_EXPR for HTCondor daemons, as a config snippet or JSON',
+    query: CondorExpressionQuery,
+    responses: {
+      200: {
+        description: 'format=config (default): an HTCondor config snippet; format=json: the expression and its parts.',
+        content: { 'text/plain': z.string(), 'application/json': CondorExpressionJson },
+      },
+    },
+    errors: { 400: 'invalid_request: format must be config or json.', ...ADMIN_ERRORS },
+  },
+  {
+    method: 'get', path: '/v1/pilots', mount: 'admin', operationId: 'livePilots', tags: ['admin'], security: 'admin',
+    summary: 'Live SLURM pilots by site and job, with their last renewal',
+    query: PilotsQuery,
+    responses: { 200: { description: 'The live pilots.', content: json(LivePilots) } },
+    errors: { 400: 'invalid_request: site must be a site label.', ...ADMIN_ERRORS },
+  },
+  {
+    method: 'post', path: '/admin/policy/explain', mount: 'policy', operationId: 'explainPolicy', tags: ['admin'], security: 'admin',
+    summary: 'Which policy rule would allow or deny a request, and why',
+    body: { contentType: 'application/json', schema: ExplainBody, required: true },
+    responses: { 200: { description: 'The decision and every rule\'s trace.', content: json(PolicyExplanation) } },
+    errors: { 400: 'invalid_request: the body is not a valid explain request.', ...ADMIN_ERRORS },
+  },
+]

@@ -1,0 +1,46 @@
+import { createHash } from 'node:crypto'
+import { describe, expect, it } from 'vitest'
+import { createApp } from '../../src/app.ts'
+import { bootstrapTokenAuthenticator } from '../../src/http/middleware/admin_auth.ts'
+import { fixedClock } from '../../src/lib/clock.ts'
+import { silentLogger } from '../../src/lib/logger.ts'
+import { RevocationService } from '../../src/revocation/revocation_service.ts'
+import { MemoryStore } from '../../src/storage/memory_store.ts'
+import { TEST_NOW, testDeps } from '../support/broker_deps.ts'
+
+const ADMIN = 'a'.repeat(43)
+
+function app() {
+  const store = new MemoryStore()
+  const revocations = new RevocationService({
+    store, clock: fixedClock(TEST_NOW), log: silentLogger, maxTokenLifetime: 86400, refreshSeconds: 60,
+    knownLabels: () => ({ roles: new Set(['pilot']), sites: new Set(['hpc-b']) }), knownIssuers: () => new Set(),
+  })
+  return createApp(testDeps({ admin: { audit: store, revocations, authenticators: [bootstrapTokenAuthenticator(createHash('sha256').update(ADMIN).digest())] } }))
+}
+
+/** The admin query and path parameters are checked by the zod schemas the OpenAPI document shows. */
+describe('admin query and path parameters', () => {
+  it.each([
+    ['GET', '/v1/pilots?site=no%20spaces', 400, 'invalid_request', 'site must be a site label'],
+    ['GET', '/v1/revocations?all=maybe', 400, 'invalid_request', 'all must be true or false'],
+    ['GET', '/v1/revocations/condor?format=xml', 400, 'invalid_request', 'format must be config or json'],
+    ['DELETE', '/v1/revocations/0', 404, 'invalid_request', expect.stringMatching(/^no such revocation/)],
+  ])('%s %s is %i %s', async (method, path, status, error, description) => {
+    const res = await app().request(path, { method, headers: { authorization: `Bearer ${ADMIN}` } })
+    expect(res.status).toBe(status)
+    expect(await res.json()).toEqual({ error, error_description: description })
+  })
+
+  it.each([
+    ['/v1/pilots?site=hpc-b', 'application/json'],
+    ['/v1/pilots?other=ignored', 'application/json'],
+    ['/v1/revocations?all=true', 'application/json'],
+    ['/v1/revocations/condor', 'text/plain'],
+    ['/v1/revocations/condor?format=json', 'application/json'],
+  ])('GET %s is accepted', async (path, type) => {
+    const res = await app().request(path, { headers: { authorization: `Bearer ${ADMIN}` } })
+    expect(res.status).toBe(200)
+    expect(res.headers.get('content-type')).toMatch(new RegExp(`^${type}`))
+  })
+})
