@@ -1,3 +1,4 @@
+import { z } from 'zod'
 import { AuditQueryParams } from '../routes/audit.ts'
 import { ExplainBody } from '../routes/policy_explain.ts'
 import { PilotsQuery } from '../routes/pilots.ts'
@@ -8,7 +9,6 @@ import {
 } from './response_schemas.ts'
 import { json, type ErrorStatus, type RouteSpec } from './route_spec.ts'
 import { TokenRequestForm } from './token_form.ts'
-import { z } from 'zod'
 
 /**
  * Every route the broker serves, as the OpenAPI document describes it. A route added to createApp and not
