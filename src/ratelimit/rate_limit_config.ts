@@ -27,10 +27,10 @@ const LimitSchema = limitSchema()
 export type Limit = z.infer<typeof LimitSchema>
 
 /**
- * `rate_limits:` section (docs/rate-limits.md). The defaults never throttle legitimate load: caller and
- * role limits are off until configured (a pilot factory may rightly ask for thousands of tokens an hour,
- * and only the site knows how many), while the address limit counts only refused unauthenticated
- * requests, so a client whose requests verify never uses it up.
+ * `rate_limits:` section (docs/rate-limits.md). Every limit is off until configured, so nothing legitimate
+ * is ever throttled by default: a pilot factory may rightly ask for thousands of tokens an hour and only
+ * the site knows how many, and the address limit would refuse every client behind a NAT gateway or proxy
+ * once one of them misbehaves (unauthenticated garbage is already cheap: it is counted, not audited).
  */
 export const RateLimitsConfigSchema = z.strictObject({
   /**
@@ -46,10 +46,10 @@ export const RateLimitsConfigSchema = z.strictObject({
   roles: z.record(z.string().min(1), LimitSchema).default({}),
   /**
    * Refused unauthenticated requests (unreadable body, a subject token that does not verify) from one client
-   * address. Once over, the address is refused with 429 before its body is read or IAM asked. Always kept
-   * in each replica's memory: it guards this replica's own IAM calls and audit queue.
+   * address. Once used up, the address is refused with 429 before its body is read or IAM asked; requests
+   * that verify never count. Always kept in each replica's memory: it guards this replica's own IAM calls.
    */
-  address: limitSchema({ requests: 50, per: 10 }).prefault({}),
+  address: limitSchema({ requests: 0, per: 10 }).prefault({}),
   postgres: z.strictObject({
     /** Connections for the rate-limit table, apart from the audit store's pool. */
     pool_size: integer(1, 100).default(2),

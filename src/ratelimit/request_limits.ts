@@ -27,12 +27,13 @@ export type CounterFactory = (o: { points: number; duration: number; keyPrefix: 
 export const MAX_REMEMBERED_KEYS = 4096
 
 /**
- * One limit as a bucket: the steady window, and the burst reserve behind it when configured. Resolves to
- * undefined when the request is admitted, else to the milliseconds before the limit admits one again.
+ * One limit as a bucket: the steady window, and the burst reserve behind it when configured. `consume`
+ * resolves to undefined when the request is admitted, else to the milliseconds before the limit admits one
+ * again; `onExhausted` hears of an admitted request that used the last of a limit without a reserve.
  */
 interface Bucket {
   limit: Limit
-  consume(key: string): Promise<number | undefined>
+  consume(key: string, onExhausted?: (msBeforeNext: number) => void): Promise<number | undefined>
 }
 
 function bucketOf(limit: Limit, keyPrefix: string, counter: CounterFactory): Bucket | undefined {
@@ -43,9 +44,10 @@ function bucketOf(limit: Limit, keyPrefix: string, counter: CounterFactory): Buc
     : steady
   return {
     limit,
-    async consume(key) {
+    async consume(key, onExhausted) {
       try {
-        await limiter.consume(key)
+        const res = await limiter.consume(key)
+        if (onExhausted && limit.burst === 0 && res.remainingPoints === 0) onExhausted(res.msBeforeNext)
         return undefined
       } catch (err) {
         // A RateLimiterRes is a refusal; anything else is a fault (the store's, with no insurance) and propagates.
@@ -114,42 +116,50 @@ export class RequestLimits {
     return { limit: 'address', retryAfter, record: false, description: `too many refused requests from this address; retry after ${retryAfter} s` }
   }
 
-  /** Counts a refused unauthenticated request against its address; once over the limit, the address is blocked. */
+  /**
+   * Counts a refused unauthenticated request against its address; the refusal that uses up the limit
+   * blocks the address until its window ends (so with a limit of N, request N+1 is the first 429).
+   */
   noteRefused(address: string | undefined): void {
     const bucket = this.#address
     if (bucket === undefined || address === undefined) return
-    void bucket.consume(address).then((ms) => {
-      if (ms === undefined) return
+    const block = (ms: number) => {
       if (this.#blockedAddresses.size >= MAX_REMEMBERED_KEYS) pruneExpired(this.#blockedAddresses, Date.now())
       if (this.#blockedAddresses.size < MAX_REMEMBERED_KEYS) this.#blockedAddresses.set(address, Date.now() + ms)
-    }, () => undefined)
+    }
+    void bucket.consume(address, block).then((ms) => { if (ms !== undefined) block(ms) }, () => undefined)
   }
 
   /**
-   * Takes one request from the verified caller's allowance and, when the role is known, from the role's.
-   * Resolves to the refusal with the longest wait when either is used up, else undefined.
+   * Takes one request from the verified caller's allowance and then, when the role is known, from the
+   * role's. In that order, one after the other: a caller already over its own limit must not use up the
+   * role's allowance that other callers share.
    */
   async admit(caller: { iss: string; sub: string }, role: string | undefined): Promise<LimitRefusal | undefined> {
-    const roleBucket = role === undefined ? undefined : this.#roles.get(role) ?? this.#role
-    const callerKey = this.#caller ? keyOf(caller.iss, caller.sub) : ''
-    const roleKey = roleBucket && role !== undefined ? keyOf(role) : ''
-    const [callerMs, roleMs] = await Promise.all([
-      this.#caller?.consume(callerKey),
-      roleBucket?.consume(roleKey),
-    ])
-    if (callerMs === undefined && roleMs === undefined) return undefined
-    if (callerMs !== undefined && (roleMs === undefined || callerMs >= roleMs)) {
-      const retryAfter = secondsOf(callerMs)
-      return {
-        limit: 'caller', retryAfter, record: this.#shouldRecord(`caller:${callerKey}`, callerMs),
-        description: `too many requests from this caller: ${rate(this.#caller!.limit)}; retry after ${retryAfter} s`,
+    if (this.#caller) {
+      const key = keyOf(caller.iss, caller.sub)
+      const ms = await this.#caller.consume(key)
+      if (ms !== undefined) {
+        const retryAfter = secondsOf(ms)
+        return {
+          limit: 'caller', retryAfter, record: this.#shouldRecord(`caller:${key}`, ms),
+          description: `too many requests from this caller: ${rate(this.#caller.limit)}; retry after ${retryAfter} s`,
+        }
       }
     }
-    const retryAfter = secondsOf(roleMs!)
-    return {
-      limit: 'role', retryAfter, record: this.#shouldRecord(`role:${roleKey}`, roleMs!),
-      description: `too many requests for role ${quote(role!)}: ${rate(roleBucket!.limit)}; retry after ${retryAfter} s`,
+    const bucket = role === undefined ? undefined : this.#roles.get(role) ?? this.#role
+    if (bucket && role !== undefined) {
+      const key = keyOf(role)
+      const ms = await bucket.consume(key)
+      if (ms !== undefined) {
+        const retryAfter = secondsOf(ms)
+        return {
+          limit: 'role', retryAfter, record: this.#shouldRecord(`role:${key}`, ms),
+          description: `too many requests for role ${quote(role)}: ${rate(bucket.limit)}; retry after ${retryAfter} s`,
+        }
+      }
     }
+    return undefined
   }
 
   /** The first refusal of a key in an audit window (or until its limit admits again, if longer) is recorded. */

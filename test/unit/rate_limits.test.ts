@@ -27,25 +27,24 @@ function configError(yaml: string, env: NodeJS.ProcessEnv = {}): string {
 }
 
 describe('rate_limits configuration', () => {
-  it('limits nothing a verified caller does by default, and only refused unauthenticated requests per address', () => {
+  it('limits nothing by default', () => {
     const c = loadConfig({ env: {} }).rate_limits
     expect(c.store).toBe('auto')
     expect(c.caller.requests).toBe(0)
     expect(c.role.requests).toBe(0)
     expect(c.roles).toEqual({})
-    expect(c.address).toMatchObject({ requests: 50, per: 10, burst: 0 })
+    expect(c.address).toMatchObject({ requests: 0, per: 10, burst: 0 })
     expect(limitsOf({}).limitsCallers).toBe(false)
   })
 
   it('reads limits from YAML with durations, and from CTB_* variables', () => {
     const f = join(mkdtempSync(join(tmpdir(), 'ctb-rl-')), 'broker.yaml')
     writeFileSync(f, 'rate_limits:\n  caller: { requests: 100, per: 1m, burst: 20, burst_per: 1h }\n  roles:\n    pilot: { requests: 5, per: 10s }\n')
-    const c = loadConfig({ file: f, env: { CTB_RATE_LIMITS_ADDRESS_REQUESTS: '0' } }).rate_limits
+    const c = loadConfig({ file: f, env: { CTB_RATE_LIMITS_ADDRESS_REQUESTS: '50' } }).rate_limits
     expect(c.caller).toEqual({ requests: 100, per: 60, burst: 20, burst_per: 3600 })
     expect(c.roles.pilot).toEqual({ requests: 5, per: 10, burst: 0, burst_per: 600 })
-    expect(c.address.requests).toBe(0)
-    // A partial address section keeps the other defaults rather than turning the limit off.
-    expect(loadConfig({ env: { CTB_RATE_LIMITS_ADDRESS_PER: '30' } }).rate_limits.address).toMatchObject({ requests: 50, per: 30 })
+    // The address window defaults to 10 s, the others to a minute.
+    expect(c.address).toEqual({ requests: 50, per: 10, burst: 0, burst_per: 600 })
   })
 
   it('refuses an unknown key at its line, with the key named', () => {
@@ -138,11 +137,12 @@ describe('RequestLimits', () => {
 
   it('blocks an address once its refused unauthenticated requests are over the limit, until its window ends', async () => {
     const limits = limitsOf({ address: { requests: 3, per: 10 } })
-    for (let i = 0; i < 3; i++) {
+    for (let i = 0; i < 2; i++) {
       limits.noteRefused('192.0.2.7')
       await vi.advanceTimersByTimeAsync(0)
       expect(limits.blockedAddress('192.0.2.7')).toBeUndefined()
     }
+    // The third refusal uses up the limit: the fourth request is the first refused for its address.
     limits.noteRefused('192.0.2.7')
     await vi.advanceTimersByTimeAsync(2_000)
     expect(limits.blockedAddress('192.0.2.7')).toMatchObject({ limit: 'address', retryAfter: 8, record: false })
@@ -152,10 +152,34 @@ describe('RequestLimits', () => {
     expect(limits.blockedAddress('192.0.2.7')).toBeUndefined()
   })
 
+  it('with a burst reserve, blocks an address only once the reserve is spent too', async () => {
+    const limits = limitsOf({ address: { requests: 1, per: 10, burst: 2, burst_per: 60 } })
+    for (let i = 0; i < 3; i++) {
+      limits.noteRefused('192.0.2.7')
+      await vi.advanceTimersByTimeAsync(0)
+      expect(limits.blockedAddress('192.0.2.7')).toBeUndefined()
+    }
+    limits.noteRefused('192.0.2.7')
+    await vi.advanceTimersByTimeAsync(0)
+    expect(limits.blockedAddress('192.0.2.7')).toMatchObject({ retryAfter: 10 })
+  })
+
   it('leaves addresses alone when the address limit is off', async () => {
     const limits = limitsOf({ address: { requests: 0 } })
     for (let i = 0; i < 100; i++) limits.noteRefused('192.0.2.7')
     await vi.advanceTimersByTimeAsync(0)
     expect(limits.blockedAddress('192.0.2.7')).toBeUndefined()
+  })
+})
+
+describe('RequestLimits between caller and role', () => {
+  it('does not let a caller over its own limit use up the role that others share', async () => {
+    const limits = limitsOf({ caller: { requests: 1, per: 60 }, role: { requests: 3, per: 60 } })
+    expect(await limits.admit(alice, 'startd')).toBeUndefined()
+    for (let i = 0; i < 10; i++) expect(await limits.admit(alice, 'startd')).toMatchObject({ limit: 'caller' })
+    // Alice took one of the role's three; two are left for others.
+    expect(await limits.admit(bob, 'startd')).toBeUndefined()
+    expect(await limits.admit({ ...bob, sub: 'carol' }, 'startd')).toBeUndefined()
+    expect(await limits.admit({ ...bob, sub: 'dave' }, 'startd')).toMatchObject({ limit: 'role' })
   })
 })
