@@ -81,7 +81,7 @@ export async function openRequestLimits(config: Config, deps: { log: Logger }): 
       insuranceLimiter: new InsuranceLimiter(o, onFallback),
     })
   }
-  const limits = new RequestLimits(rl, { shared, local: memoryCounter }, { auditWindowSeconds })
+  const limits = new RequestLimits(rl, { shared, local: memoryCounter }, { auditWindowSeconds, digestKeys: true })
   return { limits, store: 'postgres', close: () => pool.end() }
 }
 
