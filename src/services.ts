@@ -189,6 +189,9 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
     closers.push(refusals.start(config.audit.denied_aggregate_seconds))
     const limits = await openRequestLimits(config, { log })
     closers.push(() => limits.close())
+    const rl = config.rate_limits
+    const limited = [rl.caller.requests > 0 && 'caller', (rl.role.requests > 0 || Object.keys(rl.roles).length > 0) && 'role', rl.address.requests > 0 && 'address'].filter(Boolean)
+    if (limited.length > 0) log.info('rate limits in force', { limits: limited, store: limits.store })
     const exchangeDeps = exchangeDepsFrom({
       config, keys, audit: store, clock, iam, policy, generations: revocations, blocks: revocations, refusals, log,
       limits: limits.limits, pilots: { store, revocations },
