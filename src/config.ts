@@ -10,6 +10,7 @@ import { AdminConfigSchema, AuditConfigSchema, RevocationConfigSchema } from './
 import { PolicyConfigSchema } from './policy/policy_config.ts'
 import { IamConfigSchema } from './iam/iam_config.ts'
 import { ListenerLimitsSchema } from './http/listener_limits.ts'
+import { RateLimitsConfigSchema } from './ratelimit/rate_limit_config.ts'
 
 const Seconds = seconds()
 const Port = integer(0, 65535)
@@ -84,7 +85,12 @@ export const ConfigSchema = z.strictObject({
   policy: PolicyConfigSchema,
   /** Trusted INDIGO IAM issuers and the broker's own client at each (src/iam/iam_config.ts, docs/iam.md). */
   iam: IamConfigSchema.prefault({}),
+  /** Per caller, per role and per client address limits on POST /token (docs/rate-limits.md). */
+  rate_limits: RateLimitsConfigSchema.prefault({}),
 }).superRefine((c, ctx) => {
+  if (c.rate_limits.store === 'postgres' && c.audit.store !== 'postgres') {
+    ctx.addIssue({ code: 'custom', path: ['rate_limits', 'store'], message: 'rate_limits.store "postgres" uses the audit database: it needs audit.store "postgres"' })
+  }
   if (c.tls.mode === 'files' && (!c.tls.cert_file || !c.tls.key_file)) {
     ctx.addIssue({ code: 'custom', path: ['tls', 'cert_file'], message: 'tls.mode "files" needs tls.cert_file and tls.key_file' })
   }

@@ -5,7 +5,8 @@
 
 /**
  * OAuth 2.0 error codes we emit: RFC 6749 §5.2, RFC 8693 §2.2.2 `invalid_target`, 503's
- * `temporarily_unavailable`, and RFC 6750 §3.1 `invalid_token` for the admin API's bearer tokens.
+ * `temporarily_unavailable`, 429's `slow_down` (RFC 8628 §3.5), and RFC 6750 §3.1 `invalid_token` for
+ * the admin API's bearer tokens.
  */
 export type OAuthErrorCode =
   | 'invalid_request'
@@ -18,10 +19,11 @@ export type OAuthErrorCode =
   | 'access_denied'
   | 'temporarily_unavailable'
   | 'invalid_token'
+  | 'slow_down'
 
 export abstract class BrokerError extends Error {
   abstract readonly error: OAuthErrorCode
-  readonly status: 400 | 401 | 403 | 404 | 405 | 503 = 400
+  readonly status: 400 | 401 | 403 | 404 | 405 | 429 | 503 = 400
   /** Safe to show the client: becomes `error_description`. Never put secrets or tokens here. */
   readonly description: string
 
@@ -55,6 +57,24 @@ export class TemporarilyUnavailable extends BrokerError {
   constructor(description: string, options?: { cause?: unknown; retryAfter?: number }) {
     super(description, options)
     this.retryAfter = options?.retryAfter ?? 5
+  }
+}
+
+/**
+ * A rate limit refused the request: 429 (RFC 6585 §4) with Retry-After. `slow_down` is the code the
+ * OAuth registry lists for a token-endpoint client asking too often (RFC 8628 §3.5), which is exactly
+ * this; `temporarily_unavailable` stays the broker's own overload (503), so a client can tell "you are
+ * too fast" from "we are too busy".
+ */
+export class SlowDown extends BrokerError {
+  readonly error = 'slow_down'
+  override readonly status = 429
+  /** Whole seconds, at least 1, until the limit lets a request through again: the `Retry-After` header. */
+  readonly retryAfter: number
+
+  constructor(description: string, retryAfter: number) {
+    super(description)
+    this.retryAfter = retryAfter
   }
 }
 

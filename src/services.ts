@@ -34,6 +34,7 @@ import { anchorKeyFrom } from './audit/anchor.ts'
 import { RevocationService } from './revocation/revocation_service.ts'
 import type { BrokerStore } from './storage/chained_store.ts'
 import { openBrokerStore } from './storage/open_store.ts'
+import { openRequestLimits } from './ratelimit/open_request_limits.ts'
 
 /** Everything `serve` runs, built once. The HTTP edge gets these; nothing is looked up per request. */
 export interface BrokerServices {
@@ -187,7 +188,15 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
     })
     // Registered after the store, so closing writes the last aggregate before the store closes.
     closers.push(refusals.start(config.audit.denied_aggregate_seconds))
-    const exchangeDeps = exchangeDepsFrom({ config, keys, audit: store, clock, iam, policy, generations: revocations, blocks: revocations, refusals, log, pilots: { store, revocations } })
+    const limits = await openRequestLimits(config, { log })
+    closers.push(() => limits.close())
+    const rl = config.rate_limits
+    const limited = [rl.caller.requests > 0 && 'caller', (rl.role.requests > 0 || Object.keys(rl.roles).length > 0) && 'role', rl.address.requests > 0 && 'address'].filter(Boolean)
+    if (limited.length > 0) log.info('rate limits in force', { limits: limited, store: limits.store })
+    const exchangeDeps = exchangeDepsFrom({
+      config, keys, audit: store, clock, iam, policy, generations: revocations, blocks: revocations, refusals, log,
+      limits: limits.limits, pilots: { store, revocations },
+    })
 
     const adminAuthenticators: AdminAuthenticator[] = []
     if (config.admin.bootstrap_token_file) {

@@ -1,6 +1,6 @@
 import type { Context } from 'hono'
 import type { ContentfulStatusCode } from 'hono/utils/http-status'
-import { BrokerError, InvalidToken, MethodNotAllowed, TemporarilyUnavailable } from '../errors.ts'
+import { BrokerError, InvalidToken, MethodNotAllowed, SlowDown, TemporarilyUnavailable } from '../errors.ts'
 import type { Logger } from '../lib/logger.ts'
 
 /** Headers every token-endpoint response carries, success or error (RFC 6749 §5.1). */
@@ -34,7 +34,7 @@ export function oauthErrorReply(err: unknown, log: Logger, requestId: string | u
   return { status: 500, body: { error: 'server_error' }, headers: { ...NO_STORE_HEADERS } }
 }
 
-/** WWW-Authenticate for 401s, Allow for 405s, Retry-After for 503s. `description` is already within the quoted-string-safe set. */
+/** WWW-Authenticate for 401s, Allow for 405s, Retry-After for 429s and 503s. `description` is already within the quoted-string-safe set. */
 function challengeHeaders(err: BrokerError, description: string): Record<string, string> {
   if (err instanceof InvalidToken) {
     // RFC 6750 §3: no error code when the request carried no bearer credentials at all.
@@ -43,7 +43,7 @@ function challengeHeaders(err: BrokerError, description: string): Record<string,
   }
   if (err instanceof MethodNotAllowed) return { Allow: err.allow.join(', ') }
   if (err.status === 401) return { 'WWW-Authenticate': 'Basic realm="condor-token-broker"' }
-  if (err instanceof TemporarilyUnavailable) return { 'Retry-After': String(err.retryAfter) }
+  if (err instanceof TemporarilyUnavailable || err instanceof SlowDown) return { 'Retry-After': String(err.retryAfter) }
   return {}
 }
 

@@ -4,8 +4,9 @@ import {
   ISSUED_TYPE_OF, parseTokenExchangeRequest, subjectTokenOf, type TokenExchangeRequest, type TokenRequestForm,
 } from '../contract/token_request.ts'
 import {
-  AccessDenied, BrokerError, InvalidRequest, InvalidScope, InvalidTarget, UnauthorizedClient,
+  AccessDenied, BrokerError, InvalidRequest, InvalidScope, InvalidTarget, SlowDown, UnauthorizedClient,
 } from '../errors.ts'
+import type { RequestLimits } from '../ratelimit/request_limits.ts'
 import type { SubjectTokenVerifier, VerifiedSubject } from '../iam/subject.ts'
 import { recordDenial } from './issue.ts'
 import { pilotFlowOf, type PilotFlow } from './pilot_exchange.ts'
@@ -56,6 +57,8 @@ export interface ExchangeDeps {
   refusals: Pick<RefusalTally, 'note'>
   clock: Clock
   log: Logger
+  /** Rate limits per client address, caller and role (src/ratelimit); absent: nothing is limited. */
+  limits?: Pick<RequestLimits, 'blockedAddress' | 'noteRefused' | 'admit' | 'limitsCallers'>
   /** SLURM pilot requests (enrolment, redemption, renewal; pilot_exchange.ts), recognised by their token types. */
   pilots?: (flow: PilotFlow, form: TokenRequestForm, ctx: RequestContext) => Promise<TokenExchangeResponse>
 }
@@ -91,6 +94,10 @@ const DENIAL: Record<Extract<Decision, { allow: false }>['error'], new (d: strin
  * counted (`deps.refusals`) and written in aggregate, so unauthenticated garbage cannot fill the audit
  * queue that issuances wait on. The error answered is the same either way: a malformed request is refused
  * for its form before its subject token's verdict.
+ *
+ * Rate limits (`deps.limits`) come first for an address whose unauthenticated requests keep being refused,
+ * and right after verification for a caller and the role it asks for: `slow_down` (429). A caller's first
+ * such refusal in an audit window is recorded, the rest only counted with the unauthenticated ones.
  * @param readForm the request's form fields; may throw a BrokerError when the body is not a form.
  * @see https://www.rfc-editor.org/rfc/rfc8693.html#section-2
  */
@@ -103,7 +110,13 @@ export async function exchangeToken(readForm: () => Promise<TokenRequestForm> | 
   let boundSite: string | undefined
   // A pilot request audits and counts its own refusals.
   let delegated = false
+  // A rate-limit refusal of a caller already recorded in this audit window: counted, not recorded again.
+  let countOnly = false
   try {
+    // First and cheapest: an address whose unauthenticated requests keep being refused is turned away
+    // before its body is read or IAM is asked about its token.
+    const blocked = deps.limits?.blockedAddress(ctx.clientAddress)
+    if (blocked) throw new SlowDown(blocked.description, blocked.retryAfter)
     const form = await readForm()
     const flow = deps.pilots ? pilotFlowOf(form) : undefined
     if (flow) {
@@ -115,12 +128,21 @@ export async function exchangeToken(readForm: () => Promise<TokenRequestForm> | 
     subject = verified.subject
     if (ctx.summary) ctx.summary.caller = { iss: subject.iss, sub: subject.sub, client_id: subject.client_id }
     const parsed = verified.parsed
+    if (!(parsed instanceof BrokerError) && ctx.summary) {
+      ctx.summary.role = parsed.role
+      if (parsed.tokenKind) ctx.summary.tokenKind = parsed.tokenKind
+    }
+    // Every request of a verified caller counts, a malformed one too; the role's only once it is known.
+    if (deps.limits?.limitsCallers) {
+      const limited = await deps.limits.admit(subject, parsed instanceof BrokerError ? undefined : parsed.role)
+      if (limited) {
+        countOnly = !limited.record
+        if (!(parsed instanceof BrokerError)) req = parsed
+        throw new SlowDown(limited.description, limited.retryAfter)
+      }
+    }
     if (parsed instanceof BrokerError) throw parsed
     req = parsed
-    if (ctx.summary) {
-      ctx.summary.role = req.role
-      if (req.tokenKind) ctx.summary.tokenKind = req.tokenKind
-    }
     const callerBlock = deps.blocks.blockedCaller(subject)
     if (callerBlock !== undefined) throw new UnauthorizedClient(callerBlock)
     const decision = deps.decide({
@@ -158,8 +180,11 @@ export async function exchangeToken(readForm: () => Promise<TokenRequestForm> | 
     }
   } catch (err) {
     if (err instanceof BrokerError && !delegated) {
-      if (subject) await auditDenial(err, deniedBy, req, boundSite, subject, ctx, deps)
+      if (subject && !countOnly) await auditDenial(err, deniedBy, req, boundSite, subject, ctx, deps)
       else deps.refusals.note(err.error, ctx.clientAddress)
+      // A refused unauthenticated request counts against its address, unless the address limit refused it
+      // (that would only prolong a block) or the broker failed rather than the client (503: IAM or audit down).
+      if (!subject && !(err instanceof SlowDown) && err.status < 500) deps.limits?.noteRefused(ctx.clientAddress)
     }
     throw err
   }

@@ -32,6 +32,8 @@ export function exchangeDepsFrom(parts: {
   blocks: IssuanceBlocks
   refusals: Pick<RefusalTally, 'note'>
   log: Logger
+  /** Rate limits on the exchange (src/ratelimit); absent: none. */
+  limits?: ExchangeDeps['limits']
   /**
    * SLURM pilots (docs/pilots.md): the store that counts enrolment redemptions and finds recorded pilot
    * tokens, and the revocations that stop them. Without it, pilot requests are refused as unsupported.
@@ -55,6 +57,7 @@ export function exchangeDepsFrom(parts: {
     },
     narrow: (decision, subject, subjectToken, ctx) => narrowAtIam(decision, subject, subjectToken, ctx, { exchanger: iam.exchanger, audit, clock }),
     blocks: parts.blocks,
+    ...(parts.limits ? { limits: parts.limits } : {}),
     ...(parts.pilots ? { pilots: pilotPipeline(parts as typeof parts & { pilots: NonNullable<typeof parts.pilots> }) } : {}),
     audit,
     refusals,

@@ -26,6 +26,7 @@ import type { Exchange } from '../../../src/http/routes/token.ts'
 import { createIamAdapter } from '../../../src/iam/create_iam_adapter.ts'
 import { exchangeToken } from '../../../src/issuance/exchange.ts'
 import { exchangeDepsFrom } from '../../../src/issuance/exchange_deps.ts'
+import { openRequestLimits } from '../../../src/ratelimit/open_request_limits.ts'
 import { ensureAndLoadKeys } from '../../../src/keys/signing_keys.ts'
 import { systemClock } from '../../../src/lib/clock.ts'
 import { silentLogger } from '../../../src/lib/logger.ts'
@@ -160,9 +161,10 @@ export interface TokenApp {
 
 /**
  * Builds the app once for the calling test file and registers msw (`onUnhandledFrame: 'error'`) and
- * clean-up hooks. Call at the top level of a test file.
+ * clean-up hooks. Call at the top level of a test file. `env` adds CTB_* settings; with any CTB_RATE_LIMITS_*
+ * among them the exchange gets the rate limits serve builds (without, none: the suite sends many refusals).
  */
-export async function useTokenApp(): Promise<TokenApp> {
+export async function useTokenApp(options: { env?: NodeJS.ProcessEnv } = {}): Promise<TokenApp> {
   const iam = await TestIam.create({ issuer: 'https://iam.test.example/' })
   const msw = useMswIam(iam)
 
@@ -170,7 +172,7 @@ export async function useTokenApp(): Promise<TokenApp> {
   const policyDir = join(dir, 'policies')
   mkdirSync(policyDir)
   writeFileSync(join(policyDir, 'federation.yaml'), POLICY)
-  const loaded = loadConfig({ env: { CTB_DATA_DIR: join(dir, 'data'), CTB_TRUST_DOMAIN: TRUST_DOMAIN, CTB_ISSUER: BROKER_ISSUER } })
+  const loaded = loadConfig({ env: { CTB_DATA_DIR: join(dir, 'data'), CTB_TRUST_DOMAIN: TRUST_DOMAIN, CTB_ISSUER: BROKER_ISSUER, ...options.env } })
   const config: Config = {
     ...loaded,
     policy_dir: policyDir,
@@ -220,9 +222,11 @@ export async function useTokenApp(): Promise<TokenApp> {
     },
     query: store.query.bind(store),
   }
+  const limited = Object.keys(options.env ?? {}).some((k) => k.startsWith('CTB_RATE_LIMITS_'))
+  const limits = limited ? (await openRequestLimits(config, { log: silentLogger })).limits : undefined
   const exchangeDeps = exchangeDepsFrom({
     config, keys, audit, clock, iam: adapter, policy, generations: revocations, blocks: revocations, refusals, log: silentLogger,
-    pilots: { store: pilotStore, revocations },
+    ...(limits ? { limits } : {}), pilots: { store: pilotStore, revocations },
   })
   const exchange: Exchange = (readForm, ctx) => exchangeToken(readForm, ctx, exchangeDeps)
   const app = createApp({ config, keys, log: silentLogger, readiness: async () => ({ keys: 'ok' }), exchange })

@@ -1,0 +1,44 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { exchangeForm, IDTOKEN, startE2e, type E2e } from '../support/broker_e2e.ts'
+
+const LIMIT = 5
+
+/**
+ * The address limit on the socket `serve` listens on: refused unauthenticated requests from one address
+ * count, and once over the limit the address is refused with 429 before its body is read or IAM asked.
+ * Requests that verify do not count.
+ */
+describe('refused unauthenticated requests from one address', () => {
+  let e: E2e
+  beforeAll(async () => {
+    e = await startE2e({ CTB_RATE_LIMITS_ADDRESS_REQUESTS: String(LIMIT), CTB_RATE_LIMITS_ADDRESS_PER: '1h', CTB_AUDIT_DENIED_AGGREGATE_SECONDS: '3600' })
+  })
+  afterAll(async () => { await e?.close() })
+
+  it('are refused with 400 up to the limit, then with 429 slow_down and Retry-After; verified ones never count', async () => {
+    const robot = await e.robot('ctb-cloud-a-provisioner')
+    const legit = () => e.post('/token', exchangeForm(robot, 'startd', { requested_token_type: IDTOKEN, host: 'ep-17.cloud-a.example.org' }))
+    // Many verified requests first: they leave the address limit untouched.
+    for (let i = 0; i < 3 * LIMIT; i++) expect((await legit()).status).toBe(200)
+
+    const statuses: number[] = []
+    for (let i = 0; i < LIMIT; i++) statuses.push((await e.post('/token', exchangeForm(`junk.${i}.x`, 'startd'))).status)
+    expect(statuses).toEqual(Array(LIMIT).fill(400))
+    // Request LIMIT + 1 is the first refused for its address.
+    const over = await e.post('/token', exchangeForm('junk.over.x', 'startd'))
+    expect(over.status).toBe(429)
+    expect(over.body).toEqual({ error: 'slow_down', error_description: expect.stringMatching(/^too many refused requests from this address; retry after \d+ s$/) })
+    expect(over.headers['retry-after']).toMatch(/^[1-9]\d*$/)
+    expect(Number(over.headers['retry-after'])).toBeLessThanOrEqual(3600)
+    expect(over.headers['cache-control']).toBe('no-store')
+    // Behind one address, a verified client is refused too while the block lasts (docs/rate-limits.md).
+    expect((await legit()).status).toBe(429)
+
+    // Nobody to name: the 429s are counted for the aggregate, not written one by one.
+    const denied = (await e.broker.services.store.query({ limit: 1000, type: 'token.denied' })).records
+    expect(denied).toEqual([])
+    await e.broker.services.refusals.flush({ force: true })
+    const aggregate = (await e.broker.services.store.query({ limit: 1, type: 'token.denied.aggregate' })).records[0]!.event
+    expect(aggregate.detail).toMatchObject({ count: LIMIT + 2, byError: { slow_down: 2 } })
+  })
+})
