@@ -70,6 +70,7 @@ export const BROKER_ROUTES: readonly RouteSpec[] = [
       400: 'invalid_request, invalid_grant (subject token), invalid_target, invalid_scope, unauthorized_client or unsupported_grant_type (RFC 6749 §5.2, RFC 8693 §2.2.2).',
       401: 'invalid_client.',
       403: 'access_denied: the policy refuses the caller.',
+      429: 'slow_down: a configured rate limit (caller, role or client address) is used up (Retry-After).',
       503: 'temporarily_unavailable: IAM unreachable or the audit log busy (Retry-After).',
     },
   },
