@@ -191,6 +191,7 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
         clock, policy: () => policy.current, process: config.metrics.process, keyRotationDays: config.metrics.key_rotation_days,
         sources: {
           commits: () => store.commitStats(),
+          batches: (listener) => store.observeBatches(listener),
           revocations: () => revocations.list(),
           keys: () => [
             // The HTCondor key file carries no creation time of its own: its modification time stands for it.

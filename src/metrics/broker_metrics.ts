@@ -10,8 +10,10 @@ import type { BrokerObserver, IamCall } from './observer.ts'
 
 /** What a scrape reads on demand (never per request): each is optional, a missing one leaves its series out. */
 export interface MetricsSources {
-  /** The audit store's group-commit counters. */
+  /** The audit store's group-commit counters (for the writes waiting). */
   commits?: () => CommitStats
+  /** Subscribes to the size of each committed audit batch (BrokerStore.observeBatches): one step per transaction. */
+  batches?: (listener: (items: number) => void) => void
   /** Revocations in force. */
   revocations?: () => Promise<ReadonlyArray<{ kind: string }>>
   /** When each signing key was created (epoch seconds); undefined when unknown. */
@@ -33,6 +35,8 @@ export interface BrokerMetricsOptions {
 
 // Seconds. The exchange takes well under a millisecond of CPU; the tail is the audit commit and IAM.
 const REQUEST_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5]
+// Records per transaction: 1 at low load, up to audit.group_commit.max_batch (default 1000) under load.
+const BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]
 const IAM_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
 /** IAM failure causes kept as they are (iam_failure.ts); any other code is "other". */
 const TRANSPORT_CAUSES: ReadonlySet<string> = new Set(['dns', 'tls', 'refused', 'timeout'])
@@ -97,20 +101,15 @@ export class BrokerMetrics implements BrokerObserver {
     })
     this.#auditFailures = new Counter({ name: 'ctb_audit_commit_failures_total', help: 'Issuance or refusal records the audit store refused (no token left).', registers })
 
+    if (sources.batches) {
+      const size = new Histogram({
+        name: 'ctb_audit_commit_batch_size', help: 'Records per committed audit transaction (group commit), every record type.',
+        buckets: BATCH_BUCKETS, registers,
+      })
+      sources.batches((items) => size.observe(items))
+    }
     if (sources.commits) {
       const commits = sources.commits
-      let seen = { batches: 0, items: 0 }
-      // Counters fed from the store's own counts at scrape time, so the write path carries no extra work.
-      const batches = new Counter({ name: 'ctb_audit_commit_batches_total', help: 'Audit transactions committed (records/batches is the mean batch size).', registers })
-      new Counter({
-        name: 'ctb_audit_committed_records_total', help: 'Audit records committed, every kind (rate over ctb_audit_commit_batches_total: mean batch size).', registers,
-        collect() {
-          const s = commits()
-          if (s.batches > seen.batches) batches.inc(s.batches - seen.batches)
-          if (s.items > seen.items) this.inc(s.items - seen.items)
-          seen = { batches: s.batches, items: s.items }
-        },
-      })
       new Gauge({ name: 'ctb_audit_pending_writes', help: 'Audit records waiting for a commit.', registers, collect() { this.set(commits().pending) } })
     }
     if (sources.revocations) {

@@ -45,8 +45,9 @@ describe('GET /metrics', () => {
     // The first verification fetched IAM's discovery document and keys.
     expect(sampleValue(samples, 'ctb_iam_request_duration_seconds_count', { call: 'jwks' })).toBeGreaterThanOrEqual(1)
     expect(sampleValue(samples, 'ctb_iam_request_duration_seconds_count', { call: 'discovery' })).toBeGreaterThanOrEqual(1)
-    expect(sampleValue(samples, 'ctb_audit_committed_records_total')).toBeGreaterThanOrEqual(1)
-    expect(sampleValue(samples, 'ctb_audit_commit_batches_total')).toBeGreaterThanOrEqual(1)
+    // MemoryStore commits through the group committer: each batch's size is observed.
+    expect(sampleValue(samples, 'ctb_audit_commit_batch_size_count')).toBeGreaterThanOrEqual(1)
+    expect(sampleValue(samples, 'ctb_audit_commit_batch_size_sum')).toBeGreaterThanOrEqual(sampleValue(samples, 'ctb_audit_commit_batch_size_count')!)
     expect(sampleValue(samples, 'ctb_audit_pending_writes')).toBe(0)
     // Only these label names, on every series of the counter.
     for (const s of seriesOf(samples, 'ctb_tokens_issued_total')) expect(Object.keys(s.labels).sort()).toEqual(['kind', 'role', 'site'])

@@ -55,7 +55,7 @@ describe('serve with metrics.auth bearer', () => {
     expect(sampleValue(samples, 'ctb_token_request_duration_seconds_count', { status: '200' })).toBe(1)
     expect(sampleValue(samples, 'ctb_iam_request_duration_seconds_count', { call: 'jwks' })).toBeGreaterThanOrEqual(1)
     // SQLite's writer thread reports its commits too.
-    expect(sampleValue(samples, 'ctb_audit_commit_batches_total')).toBeGreaterThanOrEqual(1)
+    expect(sampleValue(samples, 'ctb_audit_commit_batch_size_count')).toBeGreaterThanOrEqual(1)
     for (const key of ['idtoken', 'scitoken']) {
       expect(sampleValue(samples, 'ctb_signing_key_age_seconds', { key })).toBeGreaterThanOrEqual(0)
       expect(sampleValue(samples, 'ctb_signing_key_rotation_due_seconds', { key })).toBeGreaterThan(0)

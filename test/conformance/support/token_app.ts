@@ -211,6 +211,7 @@ export async function useTokenApp(): Promise<TokenApp> {
     clock, policy: () => policy.current, keyRotationDays: config.metrics.key_rotation_days,
     sources: {
       commits: () => store.commitStats(),
+      batches: (listener) => store.observeBatches(listener),
       revocations: () => revocations.list(),
       keys: () => [{ key: 'scitoken', created: keys.scitoken.created }],
       livePilots: (now) => pilotRegistry.liveBySite(now),
