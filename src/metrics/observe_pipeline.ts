@@ -2,7 +2,7 @@ import type { AuditEvent, AuditLog } from '../audit/audit_log.ts'
 import type { RefusalTally } from '../audit/refusal_tally.ts'
 import { BrokerError } from '../errors.ts'
 import type { IamFetch } from '../iam/iam_fetch.ts'
-import type { RedemptionOutcome } from '../storage/chained_store.ts'
+import type { BrokerStore } from '../storage/chained_store.ts'
 import type { BrokerObserver, IamCall } from './observer.ts'
 
 /**
@@ -12,28 +12,21 @@ import type { BrokerObserver, IamCall } from './observer.ts'
  */
 
 /** The audit log, reporting every record it settles. */
-export function observeAudit<A extends AuditLog>(audit: A, o: BrokerObserver): A {
-  return new Proxy(audit, {
-    get(target, prop, receiver) {
-      if (prop === 'record') return (event: AuditEvent) => timed(target.record(event), o, () => event)
-      const v = Reflect.get(target, prop, receiver) as unknown
-      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v
-    },
-  })
+export function observeAudit(audit: AuditLog, o: BrokerObserver): AuditLog {
+  return { record: (event) => timed(audit.record(event), o, () => event) }
 }
 
+/** What the pilot pipeline writes through: records, redemptions, and the lookups of pilot tokens. */
+type PilotStore = Pick<BrokerStore, 'record' | 'redeemPilotSlot' | 'query'>
+
 /** The pilot store: records as observeAudit, and a redemption as the record it committed (issued or refused). */
-export function observePilotStore<S extends AuditLog & { redeemPilotSlot(credential: string, limit: number, issued: AuditEvent, refused: AuditEvent): Promise<RedemptionOutcome> }>(
-  store: S, o: BrokerObserver,
-): S {
-  const audited = observeAudit(store, o)
-  return new Proxy(audited, {
-    get(target, prop, receiver) {
-      if (prop !== 'redeemPilotSlot') return Reflect.get(target, prop, receiver) as unknown
-      return (credential: string, limit: number, issued: AuditEvent, refused: AuditEvent) =>
-        timed(store.redeemPilotSlot(credential, limit, issued, refused), o, (r) => (r === undefined || r.redeemed ? issued : refused))
-    },
-  })
+export function observePilotStore(store: PilotStore, o: BrokerObserver): PilotStore {
+  return {
+    record: (event) => timed(store.record(event), o, () => event),
+    redeemPilotSlot: (credential, limit, issued, refused) =>
+      timed(store.redeemPilotSlot(credential, limit, issued, refused), o, (r) => (r === undefined || r.redeemed ? issued : refused)),
+    query: (q) => store.query(q),
+  }
 }
 
 /** Settles `p` as it would, reporting the record it stood for and how long its commit took. */
