@@ -15,10 +15,11 @@ import type { Mount } from './http/openapi/route_spec.ts'
 import { BROKER_ROUTES } from './http/openapi/routes.ts'
 import { packageVersion } from './cli/version.ts'
 import type { AuditStore } from './audit/audit_log.ts'
-import { adminAuth, type AdminAuthenticator } from './http/middleware/admin_auth.ts'
+import { adminAuth, bootstrapTokenAuthenticator, type AdminAuthenticator } from './http/middleware/admin_auth.ts'
 import { auditRoutes } from './http/routes/audit.ts'
 import { revocationRoutes } from './http/routes/revocations.ts'
 import { pilotRoutes } from './http/routes/pilots.ts'
+import { metricsRoutes, type MetricsPage } from './http/routes/metrics.ts'
 import { systemClock } from './lib/clock.ts'
 import { policyExplainRoutes, type PolicySource } from './http/routes/policy_explain.ts'
 import { tokenRoutes, type Exchange } from './http/routes/token.ts'
@@ -38,6 +39,11 @@ export interface AppDeps {
   admin?: { audit: Pick<AuditStore, 'query'>; revocations: RevocationService; authenticators: AdminAuthenticator[]; policy?: PolicySource }
   /** POST /token (RFC 8693); absent: not mounted. */
   exchange?: Exchange
+  /**
+   * GET /metrics; absent: not mounted. `auth`: open, the admin API's authentication, or one bearer token
+   * (its SHA-256, compared as the bootstrap admin token is).
+   */
+  metrics?: { page: MetricsPage; auth: 'none' | 'admin' | { bearerSha256: Buffer } }
 }
 
 /** Wires middleware and routes; no business logic lives here. */
@@ -50,11 +56,17 @@ export function createApp(deps: AppDeps): Hono {
   app.route('/', discoveryRoutes(brokerMetadata(deps.config.issuer, [deps.keys.scitoken.alg])))
   app.route('/', jwksRoutes(() => deps.keys.jwks))
   // Every route mounted here is described in src/http/openapi/routes.ts (a test holds the two together).
-  const mounted = new Set<Mount>(['core', ...(deps.exchange ? ['exchange' as const] : []), ...(deps.admin ? ['admin' as const] : []), ...(deps.admin?.policy ? ['policy' as const] : [])])
+  const mounted = new Set<Mount>(['core', ...(deps.exchange ? ['exchange' as const] : []), ...(deps.admin ? ['admin' as const] : []), ...(deps.admin?.policy ? ['policy' as const] : []), ...(deps.metrics ? ['metrics' as const] : [])])
   app.route('/', openApiRoutes(() => buildOpenApiDocument(BROKER_ROUTES, { issuer: deps.config.issuer, version: packageVersion(), mounted })))
   if (deps.exchange) app.route('/', tokenRoutes(deps.exchange))
-  if (deps.admin) {
-    const auth = adminAuth({ authenticators: deps.admin.authenticators, revocations: deps.admin.revocations })
+  const auth = deps.admin ? adminAuth({ authenticators: deps.admin.authenticators, revocations: deps.admin.revocations }) : undefined
+  if (deps.metrics) {
+    const m = deps.metrics
+    if (m.auth === 'admin' && !auth) throw new TypeError('metrics behind admin authentication need the admin API')
+    const metricsAuth = m.auth === 'none' ? undefined : m.auth === 'admin' ? auth : adminAuth({ authenticators: [bootstrapTokenAuthenticator(m.auth.bearerSha256)] })
+    app.route('/', metricsRoutes({ page: m.page, auth: metricsAuth }))
+  }
+  if (deps.admin && auth) {
     app.route('/', auditRoutes({ audit: deps.admin.audit, auth }))
     app.route('/', revocationRoutes({ revocations: deps.admin.revocations, auth }))
     app.route('/', pilotRoutes({ audit: deps.admin.audit, auth, clock: systemClock, window: maxTokenLifetime(deps.config) }))

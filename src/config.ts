@@ -11,6 +11,7 @@ import { PolicyConfigSchema } from './policy/policy_config.ts'
 import { IamConfigSchema } from './iam/iam_config.ts'
 import { ListenerLimitsSchema } from './http/listener_limits.ts'
 import { RateLimitsConfigSchema } from './ratelimit/rate_limit_config.ts'
+import { MetricsConfigSchema } from './metrics/metrics_config.ts'
 
 const Seconds = seconds()
 const Port = integer(0, 65535)
@@ -87,6 +88,8 @@ export const ConfigSchema = z.strictObject({
   iam: IamConfigSchema.prefault({}),
   /** Per caller, per role and per client address limits on POST /token (docs/rate-limits.md). */
   rate_limits: RateLimitsConfigSchema.prefault({}),
+  /** GET /metrics: on or off, who may scrape, the key rotation schedule (src/metrics/metrics_config.ts, docs/metrics.md). */
+  metrics: MetricsConfigSchema,
 }).superRefine((c, ctx) => {
   if (c.rate_limits.store === 'postgres' && c.audit.store !== 'postgres') {
     ctx.addIssue({ code: 'custom', path: ['rate_limits', 'store'], message: 'rate_limits.store "postgres" uses the audit database: it needs audit.store "postgres"' })

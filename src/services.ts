@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs'
+import { existsSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import type { AuditEvent } from './audit/audit_log.ts'
 import { RefusalTally } from './audit/refusal_tally.ts'
@@ -16,6 +16,9 @@ import { createIamAdapter, type IamAdapter } from './iam/create_iam_adapter.ts'
 import { IamConfigSchema, type IamConfig } from './iam/iam_config.ts'
 import { exchangeToken } from './issuance/exchange.ts'
 import { exchangeDepsFrom } from './issuance/exchange_deps.ts'
+import { PilotRegistry } from './issuance/pilot_registry.ts'
+import { BrokerMetrics } from './metrics/broker_metrics.ts'
+import { observeExchange, observeIamFetch } from './metrics/observe_pipeline.ts'
 import { assertKeysSign } from './issuance/key_self_test.ts'
 import { KeyHolder } from './keys/key_holder.ts'
 import { watchKeyring } from './keys/key_watcher.ts'
@@ -54,6 +57,10 @@ export interface BrokerServices {
   iamStatus: IamStatusCheck
   /** Refusals with nobody to name, counted until their next aggregate record (flushed on a timer and at close). */
   refusals: Pick<RefusalTally, 'flush'>
+  /** Prometheus metrics of this broker (its own registry); absent when metrics.enabled is false. */
+  metrics?: BrokerMetrics
+  /** GET /metrics access: open, admin authentication, or the SHA-256 of the bearer token in metrics.bearer_token_file. */
+  metricsAuth: 'none' | 'admin' | { bearerSha256: Buffer }
   /** Takes up the keys on disk (after `keys rotate`): self-tested, swapped whole, audited; the old set stays on failure. */
   reloadKeys(trigger: string): Promise<KeyReloadResult>
   close(): Promise<void>
@@ -178,7 +185,27 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
       closers.push(startRetention(store, { days: config.audit.retention_days, intervalSeconds: config.audit.prune_interval, clock, log }))
     }
 
-    const iam = await createIamAdapter(config.iam, { log, clock })
+    // Built before the parts it watches: they report to it from their first call.
+    const pilotRegistry = new PilotRegistry(store)
+    const condorKeyFile = loaded.store.condorKeyPath(config.idtoken.key)
+    const metrics = config.metrics.enabled
+      ? new BrokerMetrics({
+        clock, policy: () => policy.current, process: config.metrics.process, keyRotationDays: config.metrics.key_rotation_days,
+        sources: {
+          commits: () => store.commitStats(),
+          batches: (listener) => store.observeBatches(listener),
+          revocations: () => revocations.list(),
+          keys: () => [
+            // The HTCondor key file carries no creation time of its own: its modification time stands for it.
+            { key: 'idtoken', created: fileTime(condorKeyFile) },
+            { key: 'scitoken', created: keyHolder.current.scitoken.created },
+          ],
+          livePilots: (now) => pilotRegistry.liveBySite(now),
+        },
+      })
+      : undefined
+
+    const iam = await createIamAdapter(config.iam, { log, clock, ...(metrics ? { wrapFetch: (f) => observeIamFetch(f, metrics) } : {}) })
     closers.push(() => iam.close())
 
     const refusals = new RefusalTally({
@@ -195,7 +222,7 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
     if (limited.length > 0) log.info('rate limits in force', { limits: limited, store: limits.store })
     const exchangeDeps = exchangeDepsFrom({
       config, keys, audit: store, clock, iam, policy, generations: revocations, blocks: revocations, refusals, log,
-      limits: limits.limits, pilots: { store, revocations },
+      limits: limits.limits, pilots: { store, revocations, registry: pilotRegistry }, ...(metrics ? { observer: metrics } : {}),
     })
 
     const adminAuthenticators: AdminAuthenticator[] = []
@@ -205,6 +232,14 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
       adminAuthenticators.push(bootstrapTokenAuthenticator(boot.sha256))
     }
     adminAuthenticators.push(iamAdminAuthenticator(iam, policy))
+
+    let metricsAuth: BrokerServices['metricsAuth'] = config.metrics.auth === 'bearer' ? 'none' : config.metrics.auth
+    if (config.metrics.enabled && config.metrics.auth === 'bearer') {
+      const file = config.metrics.bearer_token_file!
+      const token = loadBootstrapToken(file)
+      if (token.created) log.warn('created the metrics bearer token file; give it to Prometheus as credentials_file', { file })
+      metricsAuth = { bearerSha256: token.sha256 }
+    }
 
     const reachability = new IamReachability({
       discovery: iam.discovery, fetch: iam.fetch, timeoutSeconds: Math.max(config.iam.timeout_seconds, config.iam.jwks_timeout_seconds),
@@ -218,7 +253,11 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
 
     return {
       config, keys, store, revocations, iam, policy, ...(devIam ? { devIam } : {}),
-      exchange: (readForm, ctx) => exchangeToken(readForm, ctx, exchangeDeps),
+      exchange: metrics
+        ? observeExchange((readForm, ctx) => exchangeToken(readForm, ctx, exchangeDeps), metrics)
+        : (readForm, ctx) => exchangeToken(readForm, ctx, exchangeDeps),
+      ...(metrics ? { metrics } : {}),
+      metricsAuth,
       adminAuthenticators,
       readiness: brokerReadiness({ store, keys: () => keyHolder.current, issuers: { trustDomain: config.trust_domain, issuer: config.issuer }, clock }),
       iamStatus: () => reachability.report(),
@@ -229,6 +268,15 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
   } catch (err) {
     await close()
     throw err
+  }
+}
+
+/** A file's modification time in epoch seconds, or undefined when it cannot be read. */
+function fileTime(file: string): number | undefined {
+  try {
+    return Math.floor(statSync(file).mtimeMs / 1000)
+  } catch {
+    return undefined
   }
 }
 

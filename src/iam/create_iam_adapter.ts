@@ -26,6 +26,8 @@ export interface IamAdapterDeps {
   clock?: Clock
   /** Default: undici with timeouts (production). Tests pass `globalThis.fetch` so msw sees the calls. */
   fetch?: IamFetch
+  /** Wraps the fetch (given or default) that every IAM call goes through: metrics time and count them there. */
+  wrapFetch?: (fetch: IamFetch) => IamFetch
   /** Default: in memory (lost on restart; persistent storage is a later issue). */
   refreshTokens?: RefreshTokenStore
   /** Reads secret files; default refuses group/other-readable files. */
@@ -39,7 +41,8 @@ export interface IamAdapterDeps {
  */
 export async function createIamAdapter(iam: IamConfig, deps: IamAdapterDeps): Promise<IamAdapter> {
   const clock = deps.clock ?? systemClock
-  const fetch = deps.fetch ?? createIamFetch({ timeoutSeconds: Math.max(iam.timeout_seconds, iam.jwks_timeout_seconds) })
+  const base = deps.fetch ?? createIamFetch({ timeoutSeconds: Math.max(iam.timeout_seconds, iam.jwks_timeout_seconds) })
+  const fetch = deps.wrapFetch ? deps.wrapFetch(base) : base
   const discovery = await IamDiscovery.create(iam, { fetch, clock, log: deps.log, ...(deps.readFile ? { readFile: deps.readFile } : {}) })
   const refreshTokens = deps.refreshTokens ?? new MemoryRefreshTokenStore()
   const verifier = new IamSubjectTokenVerifier(iam, { discovery, fetch, clock, log: deps.log })

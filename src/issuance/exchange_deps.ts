@@ -15,6 +15,8 @@ import { PilotRegistry } from './pilot_registry.ts'
 import type { ExchangeDeps } from './exchange.ts'
 import { issueDepsFrom, issueToken } from './issue.ts'
 import { narrowAtIam } from './narrow_at_iam.ts'
+import type { BrokerObserver } from '../metrics/observer.ts'
+import { observeAudit, observePilotStore, observeRefusals } from '../metrics/observe_pipeline.ts'
 
 /**
  * Wires the token-exchange pipeline from built services: the IAM verifier, the policy in force, issuance
@@ -41,9 +43,16 @@ export function exchangeDepsFrom(parts: {
   pilots?: {
     store: Pick<BrokerStore, 'record' | 'redeemPilotSlot' | 'query'>
     revocations: RevocationChecker & IssuanceBlocks & { generationOf(role: string): number }
+    /** Where pilot tokens are remembered (metrics count live pilots from it); default: a new one. */
+    registry?: PilotRegistry
   }
+  /** Metrics: hears of every record the pipeline writes and every refusal it counts. */
+  observer?: BrokerObserver
 }): ExchangeDeps {
-  const { config, keys, audit, clock, iam, policy, refusals, log } = parts
+  const { config, keys, clock, iam, policy, log, observer } = parts
+  // The pipeline's own parts, wrapped: the core reports nothing itself (src/metrics/observe_pipeline.ts).
+  const audit = observer ? observeAudit(parts.audit, observer) : parts.audit
+  const refusals = observer ? observeRefusals(parts.refusals, observer) : parts.refusals
   const issueDeps = issueDepsFrom(config, { keys, audit, clock, generations: parts.generations })
   return {
     iam: iam.verifier,
@@ -58,7 +67,7 @@ export function exchangeDepsFrom(parts: {
     narrow: (decision, subject, subjectToken, ctx) => narrowAtIam(decision, subject, subjectToken, ctx, { exchanger: iam.exchanger, audit, clock }),
     blocks: parts.blocks,
     ...(parts.limits ? { limits: parts.limits } : {}),
-    ...(parts.pilots ? { pilots: pilotPipeline(parts as typeof parts & { pilots: NonNullable<typeof parts.pilots> }) } : {}),
+    ...(parts.pilots ? { pilots: pilotPipeline({ ...parts, refusals } as typeof parts & { pilots: NonNullable<typeof parts.pilots> }) } : {}),
     audit,
     refusals,
     clock,
@@ -73,8 +82,8 @@ function pilotPipeline(parts: Parameters<typeof exchangeDepsFrom>[0] & { pilots:
     policy: parts.policy,
     idtokenKey: parts.keys.idtoken,
     enrolmentKey: enrolmentKeyFrom(parts.keys.idtoken),
-    store: parts.pilots.store,
-    registry: new PilotRegistry(parts.pilots.store),
+    store: parts.observer ? observePilotStore(parts.pilots.store, parts.observer) : parts.pilots.store,
+    registry: parts.pilots.registry ?? new PilotRegistry(parts.pilots.store),
     revocations: parts.pilots.revocations,
     refusals: parts.refusals,
     clock: parts.clock,

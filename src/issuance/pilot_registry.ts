@@ -67,6 +67,16 @@ export class PilotRegistry {
     return this.#byJti.size
   }
 
+  /**
+   * Pilots with an unexpired token in memory, by site: one entry per pilot, since a renewal replaces its
+   * predecessor. Only what this process minted or renewed; the audit log (pilot_list.ts) has them all.
+   */
+  liveBySite(now: number): Map<string, number> {
+    const out = new Map<string, number>()
+    for (const { pilot, exp } of this.#byJti.values()) if (exp > now) out.set(pilot.site, (out.get(pilot.site) ?? 0) + 1)
+    return out
+  }
+
   async lookup(jti: string): Promise<PilotRecord | undefined> {
     const hit = this.#byJti.get(jti)
     if (hit) return hit.pilot

@@ -10,6 +10,8 @@ export interface AsymmetricKey {
   readonly alg: AsymmetricAlg
   readonly privateKey: KeyObject
   readonly publicKey: KeyObject
+  /** Epoch seconds the key was made (its keyring entry), when known: for its age on /metrics. */
+  readonly created?: number
 }
 
 /** `scitokens2` emits `ver: scitoken:2.0`; `wlcg` emits `wlcg.ver: "1.0"`. SciTokens 1.0 is never emitted. */

@@ -151,7 +151,7 @@ export class KeyStore {
         throw new OperatorError('EKEYRING', `key ${e.kid}.pem does not match its keyring entry`)
       }
       jwks.push(publicJwk(publicKey, alg, e.kid))
-      if (e === activeEntry) active = { kid: e.kid, alg, privateKey, publicKey }
+      if (e === activeEntry) active = { kid: e.kid, alg, privateKey, publicKey, created: e.created }
     }
     return { active: active!, jwks }
   }

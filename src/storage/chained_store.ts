@@ -29,6 +29,8 @@ export interface BrokerStore extends AuditStore, RevocationStore {
   readonly backend: 'sqlite' | 'postgres' | 'memory'
   /** Group-commit counters (committed batches and records), for benchmarks and metrics. */
   commitStats(): CommitStats
+  /** Calls `listener` with the size of every batch committed from now on (metrics); replaces any earlier one. */
+  observeBatches(listener: (items: number) => void): void
   /** Whether writes can commit, as far as this process has seen: for readiness. */
   writeHealth(): WriteHealth
   /**
@@ -233,6 +235,10 @@ export abstract class ChainedStore implements BrokerStore {
   /** Group-commit counters (committed batches and records), for benchmarks and metrics. */
   commitStats(): CommitStats {
     return this.committer.stats()
+  }
+
+  observeBatches(listener: (items: number) => void): void {
+    this.committer.onBatch = listener
   }
 
   async verify(): Promise<ChainVerification> {

@@ -44,6 +44,8 @@ export interface Committer<T> {
   close(): Promise<void>
   /** Why the write path has stopped for good (e.g. the writer thread died); undefined while it can commit. */
   stopped?(): string | undefined
+  /** Hears the size of each committed batch (metrics); one call per transaction, never per item. */
+  onBatch?: ((items: number) => void) | undefined
 }
 
 interface Pending<T> { item: T; resolve: () => void; reject: (err: unknown) => void }
@@ -58,6 +60,7 @@ export class GroupCommitter<T> implements Committer<T> {
   #idle: Array<() => void> = []
   #batches = 0
   #items = 0
+  onBatch: ((items: number) => void) | undefined
 
   /** `commit` writes all items in one transaction or throws; every item of a failed batch is rejected. */
   constructor(commit: (items: T[]) => Promise<void> | void, options: Partial<GroupCommitOptions> = {}) {
@@ -99,6 +102,7 @@ export class GroupCommitter<T> implements Committer<T> {
         if (result.ok) {
           this.#batches++
           this.#items += batch.length
+          this.onBatch?.(batch.length)
           for (const p of batch) p.resolve()
         } else {
           for (const p of batch) p.reject(result.err)

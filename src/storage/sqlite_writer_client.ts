@@ -30,6 +30,7 @@ export class SqliteWriterClient implements Committer<WriteOp> {
   #batches = 0
   #items = 0
   readonly #onAppended: ((rows: AppendedRows) => void) | undefined
+  onBatch: ((items: number) => void) | undefined
 
   /** `onAppended` hears of every committed transaction's rows before their writes settle. */
   constructor(options: SqliteOpenOptions & { groupCommit: GroupCommitOptions; checkpoint?: CheckpointTuning; onAppended?: (rows: AppendedRows) => void }) {
@@ -84,6 +85,7 @@ export class SqliteWriterClient implements Committer<WriteOp> {
     } else {
       this.#batches++
       this.#items += done.length
+      this.onBatch?.(done.length)
       for (const [n, result] of m.results) {
         const op = done[n - m.first]?.op
         if (op && op.kind !== 'event') op.result = result as never

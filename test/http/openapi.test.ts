@@ -17,7 +17,7 @@ import { TEST_NOW, testDeps } from '../support/broker_deps.ts'
 const ADMIN = 'a'.repeat(43)
 const METHODS = ['get', 'put', 'post', 'delete', 'options', 'head', 'patch', 'trace'] as const
 
-/** The app with every optional part mounted: token exchange, admin API and policy explain. */
+/** The app with every optional part mounted: token exchange, admin API, policy explain and metrics. */
 function fullApp(): Hono {
   const store = new MemoryStore()
   const revocations = new RevocationService({
@@ -29,7 +29,7 @@ function fullApp(): Hono {
     authenticators: [bootstrapTokenAuthenticator(createHash('sha256').update(ADMIN).digest())],
     policy: { current: {} as never },
   }
-  return createApp(testDeps({ exchange: async () => { throw new Error('not called') }, admin }))
+  return createApp(testDeps({ exchange: async () => { throw new Error('not called') }, admin, metrics: { page: async () => ({ contentType: 'text/plain; version=0.0.4; charset=utf-8', body: '' }), auth: 'none' } }))
 }
 
 /** What hono really serves: `METHOD path` for each handler (middleware left out), paths in OpenAPI's `{name}` form. */

@@ -56,4 +56,24 @@ describe('GroupCommitter', () => {
     await expect(gc.submit(2)).resolves.toBeUndefined()
     await gc.close()
   })
+
+  it('tells onBatch the size of each committed batch, and nothing of a failed one', async () => {
+    const b = manualBackend()
+    const gc = new GroupCommitter<number>(b.commit)
+    const sizes: number[] = []
+    gc.onBatch = (n) => sizes.push(n)
+    const first = gc.submit(1)
+    await turn()
+    const rest = [gc.submit(2), gc.submit(3), gc.submit(4)]
+    b.open.shift()!.done()
+    await first
+    b.open.shift()!.done(new Error('disk full'))
+    await Promise.allSettled(rest)
+    const last = gc.submit(5)
+    await turn()
+    b.open.shift()!.done()
+    await last
+    expect(sizes).toEqual([1, 1])
+    await gc.close()
+  })
 })

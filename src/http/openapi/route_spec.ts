@@ -1,7 +1,7 @@
 import type { z } from 'zod'
 
-/** Which part of createApp mounts a route: always, with a token exchange, with the admin API, with a policy source. */
-export type Mount = 'core' | 'exchange' | 'admin' | 'policy'
+/** Which part of createApp mounts a route: always, with a token exchange, with the admin API, with a policy source, with metrics. */
+export type Mount = 'core' | 'exchange' | 'admin' | 'policy' | 'metrics'
 
 export type HttpMethod = 'get' | 'post' | 'put' | 'patch' | 'delete'
 

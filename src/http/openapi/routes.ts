@@ -43,6 +43,13 @@ export const BROKER_ROUTES: readonly RouteSpec[] = [
     errors: {},
   },
   {
+    method: 'get', path: '/metrics', mount: 'metrics', operationId: 'metrics', tags: ['operations'],
+    summary: 'Prometheus metrics (text exposition format 0.0.4)',
+    description: 'Open by default; `metrics.auth` may require the admin bearer token or a scrape token. Label values are bounded: no sub, jti or caller.',
+    responses: { 200: { description: 'Metrics in the Prometheus text format.', content: { 'text/plain; version=0.0.4': z.string() } } },
+    errors: { 401: 'invalid_token: scraping needs a bearer token here (WWW-Authenticate: Bearer).' },
+  },
+  {
     method: 'get', path: '/.well-known/openid-configuration', mount: 'core', operationId: 'openidConfiguration', tags: ['discovery'],
     summary: 'OpenID discovery metadata (read by scitokens-cpp for jwks_uri)',
     responses: { 200: { description: 'Broker metadata.', content: json(BrokerMetadata) } },

@@ -28,6 +28,9 @@ import { exchangeToken } from '../../../src/issuance/exchange.ts'
 import { exchangeDepsFrom } from '../../../src/issuance/exchange_deps.ts'
 import { openRequestLimits } from '../../../src/ratelimit/open_request_limits.ts'
 import { ensureAndLoadKeys } from '../../../src/keys/signing_keys.ts'
+import { PilotRegistry } from '../../../src/issuance/pilot_registry.ts'
+import { BrokerMetrics } from '../../../src/metrics/broker_metrics.ts'
+import { observeExchange, observeIamFetch } from '../../../src/metrics/observe_pipeline.ts'
 import { systemClock } from '../../../src/lib/clock.ts'
 import { silentLogger } from '../../../src/lib/logger.ts'
 import { policyContextFromConfig } from '../../../src/policy/context.ts'
@@ -149,6 +152,8 @@ export interface TokenApp {
   refusals: RefusalTally
   transport: Transport
   config: Config
+  /** The metrics GET /metrics shows, wired as services.ts wires them. */
+  metrics: BrokerMetrics
   /** POST /token with a form-encoded body; array values become repeated parameters. */
   post(form: Record<string, string | string[]>, headers?: Record<string, string>): Promise<Response>
   /** Any request to the app. */
@@ -201,9 +206,20 @@ export async function useTokenApp(options: { env?: NodeJS.ProcessEnv } = {}): Pr
       return stalled.submit(event)
     },
   }
-  const adapter = await createIamAdapter(config.iam, { log: silentLogger, clock, fetch: mswFetch, readFile: secretReader(iam) })
   // Not start()ed: no SIGHUP handler or directory watch in tests.
   const policy = new PolicyHolder({ dir: policyDir, context: policyContextFromConfig(config, iam.issuer), log: silentLogger })
+  const pilotRegistry = new PilotRegistry(store)
+  const metrics = new BrokerMetrics({
+    clock, policy: () => policy.current, keyRotationDays: config.metrics.key_rotation_days,
+    sources: {
+      commits: () => store.commitStats(),
+      batches: (listener) => store.observeBatches(listener),
+      revocations: () => revocations.list(),
+      keys: () => [{ key: 'scitoken', created: keys.scitoken.created }],
+      livePilots: (now) => pilotRegistry.liveBySite(now),
+    },
+  })
+  const adapter = await createIamAdapter(config.iam, { log: silentLogger, clock, fetch: mswFetch, readFile: secretReader(iam), wrapFetch: (f) => observeIamFetch(f, metrics) })
   const revocations = new RevocationService({
     store, clock, log: silentLogger,
     maxTokenLifetime: maxTokenLifetime(config),
@@ -226,10 +242,13 @@ export async function useTokenApp(options: { env?: NodeJS.ProcessEnv } = {}): Pr
   const limits = limited ? (await openRequestLimits(config, { log: silentLogger })).limits : undefined
   const exchangeDeps = exchangeDepsFrom({
     config, keys, audit, clock, iam: adapter, policy, generations: revocations, blocks: revocations, refusals, log: silentLogger,
-    ...(limits ? { limits } : {}), pilots: { store: pilotStore, revocations },
+    ...(limits ? { limits } : {}), pilots: { store: pilotStore, revocations, registry: pilotRegistry }, observer: metrics,
   })
-  const exchange: Exchange = (readForm, ctx) => exchangeToken(readForm, ctx, exchangeDeps)
-  const app = createApp({ config, keys, log: silentLogger, readiness: async () => ({ keys: 'ok' }), exchange })
+  const exchange: Exchange = observeExchange((readForm, ctx) => exchangeToken(readForm, ctx, exchangeDeps), metrics)
+  const app = createApp({
+    config, keys, log: silentLogger, readiness: async () => ({ keys: 'ok' }), exchange,
+    metrics: { page: () => metrics.render(), auth: 'none' },
+  })
 
   let server: Server | undefined
   let base = ''
@@ -264,7 +283,7 @@ export async function useTokenApp(options: { env?: NodeJS.ProcessEnv } = {}): Pr
     ? async (path: string, init: RequestInit) => await undiciFetch(`${base}${path}`, { ...init, dispatcher: agent } as never) as unknown as Response
     : async (path: string, init: RequestInit) => app.request(path, init)
   return {
-    app, iam, msw, store, revocations, audit, refusals, transport: TRANSPORT, config, request,
+    app, iam, msw, store, revocations, audit, refusals, transport: TRANSPORT, config, metrics, request,
     post(form, headers = {}) {
       return request('/token', { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers }, body: encodeForm(form) })
     },

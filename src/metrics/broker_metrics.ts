@@ -1,0 +1,224 @@
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
+import type { AuditEvent } from '../audit/audit_log.ts'
+import { classifyIamFailure } from '../iam/iam_failure.ts'
+import type { Clock } from '../lib/clock.ts'
+import type { Policy } from '../policy/compile.ts'
+import { REVOCATION_KINDS } from '../revocation/revocation.ts'
+import type { CommitStats } from '../storage/group_commit.ts'
+import { LabelBounds, OTHER } from './label_bounds.ts'
+import type { BrokerObserver, IamCall } from './observer.ts'
+
+/** What a scrape reads on demand (never per request): each is optional, a missing one leaves its series out. */
+export interface MetricsSources {
+  /** The audit store's group-commit counters (for the writes waiting). */
+  commits?: () => CommitStats
+  /** Subscribes to the size of each committed audit batch (BrokerStore.observeBatches): one step per transaction. */
+  batches?: (listener: (items: number) => void) => void
+  /** Revocations in force. */
+  revocations?: () => Promise<ReadonlyArray<{ kind: string }>>
+  /** When each signing key was created (epoch seconds); undefined when unknown. */
+  keys?: () => ReadonlyArray<{ key: 'idtoken' | 'scitoken'; created: number | undefined }>
+  /** Live pilots (an unexpired token this process issued or renewed), by site. */
+  livePilots?: (now: number) => ReadonlyMap<string, number>
+}
+
+export interface BrokerMetricsOptions {
+  clock: Clock
+  /** The policy in force: roles and sites it defines are the only label values besides "other" and "none". */
+  policy: () => Policy
+  /** prom-client's default process metrics (CPU, memory, event loop lag, GC). */
+  process?: boolean
+  /** Days after creation each key is due for rotation; 0 or absent: no schedule. */
+  keyRotationDays?: { idtoken?: number; scitoken?: number }
+  sources?: MetricsSources
+}
+
+// Seconds. The exchange takes well under a millisecond of CPU; the tail is the audit commit and IAM.
+const REQUEST_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5]
+// Records per transaction: 1 at low load, up to audit.group_commit.max_batch (default 1000) under load.
+const BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]
+const IAM_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
+/** IAM failure causes kept as they are (iam_failure.ts); any other code is "other". */
+const TRANSPORT_CAUSES: ReadonlySet<string> = new Set(['dns', 'tls', 'refused', 'timeout'])
+
+/**
+ * The broker's Prometheus metrics, in a registry of their own: one per broker (and per test), never
+ * prom-client's global default registry, so two brokers in one process cannot mix their counts.
+ * Hot-path updates are a counter or histogram step on label values from LabelBounds; everything else
+ * (stores, keys, pilots, revocations) is read at scrape time. Names and labels: docs/metrics.md.
+ */
+export class BrokerMetrics implements BrokerObserver {
+  readonly registry = new Registry()
+  readonly #labels: LabelBounds
+  readonly #clock: Clock
+  readonly #issued: Counter<'role' | 'kind' | 'site'>
+  readonly #renewed: Counter<'role' | 'site'>
+  readonly #denied: Counter<'role' | 'kind' | 'site' | 'reason'>
+  readonly #tokenSeconds: Histogram<'status'>
+  readonly #iamSeconds: Histogram<'call'>
+  readonly #iamErrors: Counter<'call' | 'cause'>
+  readonly #auditSeconds: Histogram
+  readonly #auditFailures: Counter
+  /** Epoch seconds of each site's last committed renewal (bounded: sites from the policy, plus "other"). */
+  readonly #lastRenewal = new Map<string, number>()
+
+  constructor(options: BrokerMetricsOptions) {
+    this.#labels = new LabelBounds(options.policy)
+    this.#clock = options.clock
+    const registers = [this.registry]
+    const sources = options.sources ?? {}
+    const labels = this.#labels
+    const clock = this.#clock
+
+    this.#issued = new Counter({
+      name: 'ctb_tokens_issued_total', help: 'Tokens issued (audit record committed), by role, token kind and policy-bound site.',
+      labelNames: ['role', 'kind', 'site'], registers,
+    })
+    this.#renewed = new Counter({
+      name: 'ctb_tokens_renewed_total', help: 'Pilot tokens renewed (audit record committed), by role and site.',
+      labelNames: ['role', 'site'], registers,
+    })
+    this.#denied = new Counter({
+      name: 'ctb_tokens_denied_total',
+      help: 'Token requests refused, by role and token kind asked for (policy roles only), bound site and OAuth error code.',
+      labelNames: ['role', 'kind', 'site', 'reason'], registers,
+    })
+    this.#tokenSeconds = new Histogram({
+      name: 'ctb_token_request_duration_seconds', help: 'POST /token from the start of the exchange to its answer, by HTTP status.',
+      labelNames: ['status'], buckets: REQUEST_BUCKETS, registers,
+    })
+    this.#iamSeconds = new Histogram({
+      name: 'ctb_iam_request_duration_seconds', help: 'HTTP requests to IAM, by endpoint.',
+      labelNames: ['call'], buckets: IAM_BUCKETS, registers,
+    })
+    this.#iamErrors = new Counter({
+      name: 'ctb_iam_errors_total', help: 'HTTP requests to IAM that failed, by endpoint and cause (dns, tls, refused, timeout, http_5xx, other).',
+      labelNames: ['call', 'cause'], registers,
+    })
+    this.#auditSeconds = new Histogram({
+      name: 'ctb_audit_commit_duration_seconds', help: 'Wait for an issuance or refusal record to commit (group commit included).',
+      buckets: REQUEST_BUCKETS, registers,
+    })
+    this.#auditFailures = new Counter({ name: 'ctb_audit_commit_failures_total', help: 'Issuance or refusal records the audit store refused (no token left).', registers })
+
+    if (sources.batches) {
+      const size = new Histogram({
+        name: 'ctb_audit_commit_batch_size', help: 'Records per committed audit transaction (group commit), every record type.',
+        buckets: BATCH_BUCKETS, registers,
+      })
+      sources.batches((items) => size.observe(items))
+    }
+    if (sources.commits) {
+      const commits = sources.commits
+      new Gauge({ name: 'ctb_audit_pending_writes', help: 'Audit records waiting for a commit.', registers, collect() { this.set(commits().pending) } })
+    }
+    if (sources.revocations) {
+      const list = sources.revocations
+      new Gauge({
+        name: 'ctb_revocations_active', help: 'Revocations in force, by kind.', labelNames: ['kind'], registers,
+        async collect() {
+          const counts = new Map<string, number>(REVOCATION_KINDS.map((k) => [k, 0]))
+          for (const r of await list()) counts.set(counts.has(r.kind) ? r.kind : OTHER, (counts.get(r.kind) ?? 0) + 1)
+          this.reset()
+          for (const [kind, n] of counts) this.set({ kind }, n)
+        },
+      })
+    }
+    if (sources.keys) {
+      const keys = sources.keys
+      const rotation = options.keyRotationDays ?? {}
+      new Gauge({
+        name: 'ctb_signing_key_age_seconds', help: 'Age of the signing key in force, by key (idtoken: the HTCondor key file; scitoken: the active JWT key).',
+        labelNames: ['key'], registers,
+        collect() {
+          this.reset()
+          for (const k of keys()) if (k.created !== undefined) this.set({ key: k.key }, clock.now() - k.created)
+        },
+      })
+      new Gauge({
+        name: 'ctb_signing_key_rotation_due_seconds', help: 'Time left until the key in force is due for rotation (metrics.key_rotation_days); negative when overdue.',
+        labelNames: ['key'], registers,
+        collect() {
+          this.reset()
+          for (const k of keys()) {
+            const days = rotation[k.key] ?? 0
+            if (days > 0 && k.created !== undefined) this.set({ key: k.key }, k.created + days * 86400 - clock.now())
+          }
+        },
+      })
+    }
+    if (sources.livePilots) {
+      const live = sources.livePilots
+      new Gauge({
+        name: 'ctb_pilots_live', help: 'Pilots holding an unexpired token this broker process issued or renewed, by site.',
+        labelNames: ['site'], registers,
+        collect() {
+          this.reset()
+          const counts = new Map<string, number>()
+          for (const [site, n] of live(clock.now())) {
+            const s = labels.site(site)
+            counts.set(s, (counts.get(s) ?? 0) + n)
+          }
+          for (const [site, n] of counts) this.set({ site }, n)
+        },
+      })
+    }
+    const lastRenewal = this.#lastRenewal
+    new Gauge({
+      name: 'ctb_pilot_seconds_since_last_renewal', help: 'Seconds since the last pilot renewal this broker process committed, by site.',
+      labelNames: ['site'], registers,
+      collect() {
+        this.reset()
+        const now = clock.now()
+        for (const [site, at] of lastRenewal) this.set({ site }, now - at)
+      },
+    })
+    if (options.process ?? true) collectDefaultMetrics({ register: this.registry })
+  }
+
+  audited(event: AuditEvent, committed: boolean, seconds: number): void {
+    const l = this.#labels
+    if (committed) this.#auditSeconds.observe(seconds)
+    else this.#auditFailures.inc()
+    switch (event.type) {
+      case 'token.issued':
+        if (committed) this.#issued.inc({ role: l.role(event.role), kind: l.kind(event.tokenKind), site: l.site(event.site) })
+        break
+      case 'token.renewed':
+        if (committed) {
+          const site = l.site(event.site)
+          this.#renewed.inc({ role: l.role(event.role), site })
+          this.#lastRenewal.set(site, event.time)
+        }
+        break
+      case 'token.denied':
+        // Counted whether or not its record committed: the refusal stands either way.
+        this.#denied.inc({ role: l.role(event.role), kind: l.kind(event.tokenKind), site: l.site(event.site), reason: l.reason(event.reason) })
+        break
+    }
+  }
+
+  refused(error: string): void {
+    const l = this.#labels
+    this.#denied.inc({ role: l.role(undefined), kind: l.kind(undefined), site: l.site(undefined), reason: l.reason(error) })
+  }
+
+  tokenRequest(status: number, seconds: number): void {
+    this.#tokenSeconds.observe({ status: String(status) }, seconds)
+  }
+
+  iamCall(call: IamCall, seconds: number, outcome: { status: number } | { error: unknown }): void {
+    this.#iamSeconds.observe({ call }, seconds)
+    if ('error' in outcome) {
+      const cause = classifyIamFailure(outcome.error).cause
+      this.#iamErrors.inc({ call, cause: TRANSPORT_CAUSES.has(cause) ? cause : OTHER })
+    } else if (outcome.status >= 500) {
+      this.#iamErrors.inc({ call, cause: 'http_5xx' })
+    }
+  }
+
+  /** The page for GET /metrics: the Prometheus text format and its content type. */
+  async render(): Promise<{ contentType: string; body: string }> {
+    return { contentType: this.registry.contentType, body: await this.registry.metrics() }
+  }
+}
