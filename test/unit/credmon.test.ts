@@ -45,7 +45,7 @@ function setup(answer: (call: number) => JobTokenResult, opts: { format?: UseFor
   const { log, lines } = capturingLog()
   const credmon = new Credmon(
     { credDir: dir, providers: opts.providers ?? ['scitokens'], brokerUrl: BROKER, useFormat: opts.format ?? 'json', minimumSeconds: 1200 },
-    { fs: opts.fs ?? nodeCredDirFs, clock, client, log, uid: 1000 },
+    { fs: opts.fs ?? nodeCredDirFs, clock, client, log },
   )
   const top = (user: string, base: string, body: Record<string, unknown> = { broker_url: BROKER, user, provider: base.split('_')[0] }) => {
     mkdirSync(join(dir, user), { recursive: true })
@@ -57,14 +57,14 @@ function setup(answer: (call: number) => JobTokenResult, opts: { format?: UseFor
 }
 
 describe('credmon scan', () => {
-  it('writes <user>/<provider>.use as JSON {access_token, expires_in}, mode 0600, and touches CREDMON_COMPLETE', async () => {
+  it('writes <user>/<provider>.use as JSON {access_token, expires_in}, owner read-only (0400), and touches CREDMON_COMPLETE', async () => {
     const s = setup(() => token(1))
     s.top('alice', 'scitokens')
     const summary = await s.credmon.scan()
     expect(summary).toEqual({ refreshed: 1, failed: 0, removed: 0 })
     const use = join(s.dir, 'alice', 'scitokens.use')
     expect(JSON.parse(readFileSync(use, 'utf8'))).toEqual({ access_token: 'eyJ.tok1.sig', expires_in: 1200 })
-    expect(statSync(use).mode & 0o777).toBe(0o600)
+    expect(statSync(use).mode & 0o777).toBe(0o400)
     expect(existsSync(join(s.dir, 'CREDMON_COMPLETE'))).toBe(true)
     // temp file + rename leaves nothing else behind in the user's directory
     expect(readdirSync(join(s.dir, 'alice')).sort()).toEqual(['scitokens.top', 'scitokens.use'])
@@ -78,10 +78,14 @@ describe('credmon scan', () => {
     expect(readFileSync(join(s.dir, 'alice', 'scitokens.use'), 'utf8')).toBe('eyJ.tok1.sig\n')
   })
 
-  it('writes the pid file the credd signals', () => {
+  it('at start writes the pid file the credd signals and drops a stale CREDMON_COMPLETE', async () => {
     const s = setup(() => token(1))
-    s.credmon.writePid(4242)
-    expect(readFileSync(join(s.dir, 'pid'), 'utf8')).toBe('4242\n')
+    writeFileSync(join(s.dir, 'CREDMON_COMPLETE'), '')
+    s.credmon.begin(4242)
+    expect(readFileSync(join(s.dir, 'pid'), 'utf8')).toBe('4242')
+    expect(existsSync(join(s.dir, 'CREDMON_COMPLETE'))).toBe(false)
+    await s.credmon.scan()
+    expect(existsSync(join(s.dir, 'CREDMON_COMPLETE'))).toBe(true)
   })
 
   it('passes the .top scopes and audience and serves a handle under its provider', async () => {
@@ -252,7 +256,7 @@ describe('credmon loop', () => {
     const s = setup((n) => token(n))
     const touches: number[] = []
     const fs: CredDirFs = { ...nodeCredDirFs, touch: (p) => { touches.push(1); nodeCredDirFs.touch(p) } }
-    const credmon = new Credmon({ credDir: s.dir, providers: ['scitokens'], brokerUrl: BROKER, useFormat: 'json' }, { fs, clock: { now: () => T0 }, client: scriptedClient(() => token(1)).client, log: capturingLog().log, uid: 1000 })
+    const credmon = new Credmon({ credDir: s.dir, providers: ['scitokens'], brokerUrl: BROKER, useFormat: 'json' }, { fs, clock: { now: () => T0 }, client: scriptedClient(() => token(1)).client, log: capturingLog().log })
     const loop = startCredmonLoop(credmon, 3600, capturingLog().log)
     for (let i = 0; i < 100 && touches.length < 1; i++) await new Promise((r) => setTimeout(r, 10))
     expect(touches).toHaveLength(1)

@@ -1,11 +1,10 @@
-import { closeSync, lstatSync, openSync, readdirSync, readFileSync, rmSync, utimesSync, chownSync } from 'node:fs'
+import { closeSync, lstatSync, openSync, readdirSync, readFileSync, rmSync, utimesSync } from 'node:fs'
 import { replaceFileAtomic } from '../../lib/secure_file.ts'
 
-/** What the credmon needs to know of a file: its modification time (epoch seconds) and owner. */
+/** What the credmon needs to know of a file. */
 export interface FileInfo {
+  /** Epoch seconds, with fractions. */
   mtime: number
-  uid: number
-  gid: number
   isDirectory: boolean
 }
 
@@ -19,8 +18,8 @@ export interface CredDirFs {
   /** Does not follow symbolic links: a link planted in a user directory is not a credential. */
   stat(path: string): FileInfo | undefined
   readText(path: string): string | undefined
-  /** Temp file in the same directory, fsync, rename(); then the owner, when one is given. */
-  writeAtomic(path: string, data: string, mode: number, owner?: { uid: number; gid: number }): void
+  /** Temp file in the same directory, fsync, rename(): a reader sees the old file or the new one. */
+  writeAtomic(path: string, data: string, mode: number): void
   remove(path: string): void
   /** Creates the file when missing and sets its times to now. */
   touch(path: string): void
@@ -34,7 +33,7 @@ export const nodeCredDirFs: CredDirFs = {
     try {
       const s = lstatSync(path)
       if (s.isSymbolicLink()) return undefined
-      return { mtime: s.mtimeMs / 1000, uid: s.uid, gid: s.gid, isDirectory: s.isDirectory() }
+      return { mtime: s.mtimeMs / 1000, isDirectory: s.isDirectory() }
     } catch {
       return undefined
     }
@@ -42,10 +41,8 @@ export const nodeCredDirFs: CredDirFs = {
   readText(path) {
     try { return readFileSync(path, 'utf8') } catch { return undefined }
   },
-  writeAtomic(path, data, mode, owner) {
+  writeAtomic(path, data, mode) {
     replaceFileAtomic(path, data, mode)
-    // After the rename: chown on the live file only narrows who else may read it (mode is already 0600).
-    if (owner) chownSync(path, owner.uid, owner.gid)
   },
   remove(path) {
     rmSync(path, { force: true })

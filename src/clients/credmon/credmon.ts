@@ -30,9 +30,13 @@ export interface CredmonDeps {
   clock: Clock
   client: BrokerClient
   log: Logger
-  /** Our uid; when 0 each `.use` gets the owner of its `.top`, as the credd expects of root credmons. */
-  uid: number
 }
+
+/**
+ * Mode of every `.use`: owner read-only, owned by the credmon's user (root under the condor_master),
+ * which is how HTCondor's own credmons leave it for the credd (running as root) to read.
+ */
+export const USE_FILE_MODE = 0o400
 
 /** Per credential (`<user>/<provider>[_<handle>]`), what the credmon remembers between scans. */
 interface CredState {
@@ -73,9 +77,13 @@ export class Credmon {
     this.#origin = new URL(options.brokerUrl).origin
   }
 
-  /** Writes the `pid` file; the credd finds us through it. */
-  writePid(pid: number): void {
-    this.#d.fs.writeAtomic(join(this.#opt.credDir, PID_FILE), `${pid}\n`, 0o644)
+  /**
+   * Start of a run: removes a `CREDMON_COMPLETE` left by an earlier run (it would tell waiters the
+   * directory is current before our first scan) and writes the `pid` file the credd signals.
+   */
+  begin(pid: number): void {
+    this.#d.fs.remove(join(this.#opt.credDir, CREDMON_COMPLETE))
+    this.#d.fs.writeAtomic(join(this.#opt.credDir, PID_FILE), String(pid), 0o644)
   }
 
   /** One full pass over the directory, then `CREDMON_COMPLETE` is touched. */
@@ -138,9 +146,8 @@ export class Credmon {
     })
     const after = clock.now()
     if (result.kind === 'token') {
-      const owner = this.#d.uid === 0 ? { uid: topInfo.uid, gid: topInfo.gid } : undefined
       try {
-        fs.writeAtomic(usePath, formatUse(result.token.access_token, result.token.expires_in, this.#opt.useFormat), 0o600, owner)
+        fs.writeAtomic(usePath, formatUse(result.token.access_token, result.token.expires_in, this.#opt.useFormat), USE_FILE_MODE)
       } catch (err) {
         st.failures += 1
         st.nextAt = retryAt(after, st.failures)

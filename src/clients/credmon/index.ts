@@ -9,7 +9,7 @@ import { Credmon, SCAN_INTERVAL_SECONDS } from './credmon.ts'
 import { startCredmonLoop, type CredmonLoop } from './loop.ts'
 import type { UseFormat } from './use_file.ts'
 
-export { Credmon, CREDMON_COMPLETE, PID_FILE, SCAN_INTERVAL_SECONDS } from './credmon.ts'
+export { Credmon, CREDMON_COMPLETE, PID_FILE, SCAN_INTERVAL_SECONDS, USE_FILE_MODE } from './credmon.ts'
 export { startCredmonLoop } from './loop.ts'
 export { brokerClient } from './client.ts'
 export { nodeCredDirFs } from './cred_dir.ts'
@@ -43,14 +43,14 @@ export function createCredmon(s: CredmonSettings, log: Logger, fetch: Fetch = cr
   const client = brokerClient({ brokerUrl: s.brokerUrl, credential: () => readSecretFile(s.tokenFile).toString('utf8'), fetch })
   return new Credmon(
     { credDir: s.credDir, providers: s.providers, brokerUrl: s.brokerUrl, useFormat: s.useFormat, ...(s.minimumSeconds !== undefined ? { minimumSeconds: s.minimumSeconds } : {}) },
-    { fs: nodeCredDirFs, clock: systemClock, client, log, uid: process.getuid?.() ?? -1 },
+    { fs: nodeCredDirFs, clock: systemClock, client, log },
   )
 }
 
 /** Runs until SIGTERM/SIGINT: writes `pid`, scans every interval and on SIGHUP. */
 export async function runCredmon(s: CredmonSettings, log: Logger): Promise<void> {
   const credmon = createCredmon(s, log)
-  credmon.writePid(process.pid)
+  credmon.begin(process.pid)
   const loop: CredmonLoop = startCredmonLoop(credmon, s.intervalSeconds ?? SCAN_INTERVAL_SECONDS, log)
   const onHup = () => loop.wake()
   const onStop = () => { void loop.stop() }
