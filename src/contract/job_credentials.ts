@@ -1,63 +1,50 @@
 /**
- * The job-credential wire contract (docs/credmon.md): registering a user's credential at submit time,
- * fetching a fresh job token for the credmon, and the `.top` the storer hands the credd. The broker
- * routes and the credmon client build against exactly these names.
+ * The job-credential wire contract between the broker and the programs on an access point: the
+ * credential storer run at condor_submit, our credmon, and HTCondor's own Vault credmon. Clients may
+ * import this file; it depends on nothing but zod.
+ * @see docs/job-credentials.md
  */
+import { z } from 'zod'
 
-/** An HTCondor (local Unix) user name as the credd names its per-user directory. */
-export const USER_NAME_PATTERN = /^[a-z_][a-z0-9_.-]{0,31}$/
+/** An HTCondor (local Unix) user name. */
+export const USER_PATTERN = /^[a-z_][a-z0-9_.-]{0,31}$/
+/** An HTCondor credential provider name: no `_`, which HTCondor uses to separate a handle. */
+export const PROVIDER_PATTERN = /^[A-Za-z0-9-]{1,64}$/
 
-/**
- * An HTCondor credential provider name. No `_`: HTCondor separates a provider from a handle with it
- * (`<provider>_<handle>.top`).
- */
-export const PROVIDER_NAME_PATTERN = /^[A-Za-z0-9-]{1,64}$/
-
-/** Where the storer registers a credential (POST, the user's IAM token as bearer). */
+/** Registration endpoint (POST, bearer = the user's IAM access token). */
 export const CREDENTIALS_PATH = '/v1/credentials'
 
-/** `mode` of a registration: our credmon ("broker") or HTCondor's unmodified Vault credmon ("vault"). */
-export const CREDENTIAL_MODES = ['broker', 'vault'] as const
-export type CredentialMode = (typeof CREDENTIAL_MODES)[number]
-
-/** The path of the job-token read for one user's credential; both names are checked, never escaped. */
-export function jobTokenPath(user: string, provider: string): string {
-  if (!USER_NAME_PATTERN.test(user)) throw new TypeError(`not an HTCondor user name: ${JSON.stringify(user)}`)
-  if (!PROVIDER_NAME_PATTERN.test(provider)) throw new TypeError(`not a credential provider name: ${JSON.stringify(provider)}`)
-  return `${CREDENTIALS_PATH}/${user}/${provider}/token`
+/** The token endpoint our credmon calls for one user and provider (GET, bearer = the credd's IDTOKEN). */
+export function credentialTokenPath(user: string, provider: string): string {
+  return `${CREDENTIALS_PATH}/${encodeURIComponent(user)}/${encodeURIComponent(provider)}/token`
 }
 
-/** Query parameters of the job-token read; all optional. */
-export interface JobTokenQuery {
-  /** A token whose remaining life is at least this many seconds is reused by the broker. */
-  minimum_seconds?: number
-  scopes?: string
-  audience?: string
-}
+/** The default port of the Vault-compatible listener: HTCondor's Vault credmon accepts no other. */
+export const VAULT_DEFAULT_PORT = 8200
+/** Path prefix of Vault-compatible reads; `vault_url` is `https://HOST:8200` + this + `/<user>/<provider>`. */
+export const VAULT_CREDS_PREFIX = '/v1/secret/oauth/creds'
+/** The header HTCondor's Vault credmon sends its `vault_token` in. */
+export const VAULT_TOKEN_HEADER = 'X-Vault-Token'
+/** The error text that makes HTCondor's Vault credmon delete `.top` and `.use`. */
+export const VAULT_PERMISSION_DENIED = 'permission denied'
 
-/** 200 body of the job-token read. */
-export interface JobTokenResponse {
-  access_token: string
-  token_type: 'Bearer'
-  expires_in: number
-  scope?: string
-}
+/** Where the credd gets its refresh input: "broker" for our credmon, "vault" for HTCondor's Vault credmon. */
+export const REGISTRATION_MODES = ['broker', 'vault'] as const
+export type RegistrationMode = (typeof REGISTRATION_MODES)[number]
 
-/**
- * Checks a job-token response body; returns undefined for anything that is not one, so a client never
- * writes a malformed answer where a job will read it.
- */
-export function parseJobTokenResponse(body: unknown): JobTokenResponse | undefined {
-  if (typeof body !== 'object' || body === null) return undefined
-  const b = body as Record<string, unknown>
-  if (typeof b.access_token !== 'string' || !/^[\x21-\x7e]{1,16384}$/.test(b.access_token)) return undefined
-  if (typeof b.token_type !== 'string' || b.token_type.toLowerCase() !== 'bearer') return undefined
-  if (typeof b.expires_in !== 'number' || !Number.isInteger(b.expires_in) || b.expires_in <= 0) return undefined
-  if (b.scope !== undefined && typeof b.scope !== 'string') return undefined
-  return { access_token: b.access_token, token_type: 'Bearer', expires_in: b.expires_in, ...(b.scope !== undefined ? { scope: b.scope } : {}) }
-}
+const ScopeList = z.string().max(4096).regex(/^[\x21\x23-\x5b\x5d-\x7e]+( [\x21\x23-\x5b\x5d-\x7e]+)*$/, 'must be space-separated scope tokens')
+const Audience = z.string().min(1).max(1024).regex(/^[\x21-\x7e]+$/, 'must be one printable ASCII string without spaces')
 
-/** `.top` written for mode "broker": no secret, our credmon authenticates with its own credd token. */
+/** POST /v1/credentials body. Never carries the user: the broker derives it from the token under policy. */
+export const RegisterCredentialRequest = z.strictObject({
+  provider: z.string().regex(PROVIDER_PATTERN, 'must be 1 to 64 letters, digits or "-"'),
+  scopes: ScopeList.optional(),
+  audience: Audience.optional(),
+  mode: z.enum(REGISTRATION_MODES).default('broker'),
+})
+export type RegisterCredentialRequest = z.input<typeof RegisterCredentialRequest>
+
+/** `.top` for our credmon: no secret (the credmon authenticates with its own credd token). */
 export interface BrokerTop {
   broker_url: string
   user: string
@@ -66,27 +53,40 @@ export interface BrokerTop {
   audience?: string
 }
 
-/** Reads a mode-"broker" `.top`; undefined when it is not one (a Vault or OAuth credmon's file, or junk). */
-export function parseBrokerTop(text: string): BrokerTop | undefined {
-  let j: unknown
-  try { j = JSON.parse(text) } catch { return undefined }
-  if (typeof j !== 'object' || j === null) return undefined
-  const t = j as Record<string, unknown>
-  if (typeof t.broker_url !== 'string' || typeof t.user !== 'string' || typeof t.provider !== 'string') return undefined
-  if (!USER_NAME_PATTERN.test(t.user) || !PROVIDER_NAME_PATTERN.test(t.provider)) return undefined
-  if (t.scopes !== undefined && typeof t.scopes !== 'string') return undefined
-  if (t.audience !== undefined && typeof t.audience !== 'string') return undefined
-  return {
-    broker_url: t.broker_url, user: t.user, provider: t.provider,
-    ...(t.scopes !== undefined ? { scopes: t.scopes as string } : {}),
-    ...(t.audience !== undefined ? { audience: t.audience as string } : {}),
-  }
-}
-
-/** `.top` written for mode "vault", read by HTCondor's Vault credmon. */
+/** `.top` for HTCondor's Vault credmon: `vault_token` is a bearer secret for this one credential. */
 export interface VaultTop {
   vault_token: string
   vault_url: string
   scopes?: string
   audience?: string
+}
+
+/** 201 answer to a registration. */
+export interface RegisterCredentialResponse {
+  user: string
+  provider: string
+  top: BrokerTop | VaultTop
+}
+
+/** 200 answer of the token endpoint (sent with Cache-Control: no-store). */
+export interface JobTokenResponse {
+  access_token: string
+  token_type: 'Bearer'
+  expires_in: number
+  scope: string
+}
+
+/** The Vault-compatible success body; errors are `{"errors": [...]}`. */
+export interface VaultReadResponse {
+  data: { access_token: string }
+}
+
+/** Parses a user name from a path segment; undefined when it is not one. */
+export function parseUser(s: string): string | undefined {
+  return USER_PATTERN.test(s) ? s : undefined
+}
+
+/** Parses a provider name from a path segment; undefined when it is not one. */
+export function parseProvider(s: string): string | undefined {
+  return PROVIDER_PATTERN.test(s) ? s : undefined
 }

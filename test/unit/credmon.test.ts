@@ -1,8 +1,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import type { JobTokenQuery } from '../../src/contract/job_credentials.ts'
-import type { BrokerClient, JobTokenResult } from '../../src/clients/credmon/client.ts'
+import type { BrokerClient, JobTokenQuery, JobTokenResult } from '../../src/clients/credmon/client.ts'
 import { nodeCredDirFs, type CredDirFs } from '../../src/clients/credmon/cred_dir.ts'
 import { Credmon } from '../../src/clients/credmon/credmon.ts'
 import { startCredmonLoop } from '../../src/clients/credmon/loop.ts'
@@ -25,7 +24,7 @@ function scriptedClient(answer: (call: number) => JobTokenResult) {
   return { client, calls }
 }
 
-const token = (n: number, expires_in = 1200): JobTokenResult => ({ kind: 'token', token: { access_token: `eyJ.tok${n}.sig`, token_type: 'Bearer', expires_in } })
+const token = (n: number, expires_in = 1200): JobTokenResult => ({ kind: 'token', token: { access_token: `eyJ.tok${n}.sig`, token_type: 'Bearer', expires_in, scope: '' } })
 
 function capturingLog() {
   const lines: Array<{ level: string; msg: string }> = []

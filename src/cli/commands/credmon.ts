@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { PROVIDER_NAME_PATTERN } from '../../contract/job_credentials.ts'
+import { PROVIDER_PATTERN } from '../../contract/job_credentials.ts'
 import { DEFAULT_CRED_DIR, DEFAULT_TOKEN_FILE, runCredmon, USE_FORMATS, type UseFormat } from '../../clients/credmon/index.ts'
 import { createLogger, LOG_LEVELS, type LogLevel } from '../../lib/logger.ts'
 import { replaceFileAtomic } from '../../lib/secure_file.ts'
@@ -92,7 +92,7 @@ function brokerOption(value: string | undefined): string {
 function providersOption(value: string | undefined): string[] {
   if (!value) throw new CliError('--providers P,... is required (the credential providers this credmon serves)', 2)
   const list = value.split(',').map((p) => p.trim()).filter(Boolean)
-  const bad = list.find((p) => !PROVIDER_NAME_PATTERN.test(p))
+  const bad = list.find((p) => !PROVIDER_PATTERN.test(p))
   if (bad !== undefined || list.length === 0) throw new CliError(`--providers: "${bad ?? value}" is not a provider name (letters, digits and "-"; "_" separates a handle)`, 2)
   return list
 }

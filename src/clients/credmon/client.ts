@@ -1,4 +1,4 @@
-import { jobTokenPath, parseJobTokenResponse, type JobTokenQuery, type JobTokenResponse } from '../../contract/job_credentials.ts'
+import { credentialTokenPath, PROVIDER_PATTERN, USER_PATTERN, type JobTokenResponse } from '../../contract/job_credentials.ts'
 
 /** What one job-token read came to, in the credmon's terms (the contract's status codes, mapped once). */
 export type JobTokenResult =
@@ -11,6 +11,29 @@ export type JobTokenResult =
   | { kind: 'unavailable'; reason: string; retryAfter?: number }
 
 export type Fetch = (url: string, init: RequestInit) => Promise<Response>
+
+/** Query parameters of the job-token read; all optional. */
+export interface JobTokenQuery {
+  /** A token whose remaining life is at least this many seconds is reused by the broker. */
+  minimum_seconds?: number
+  scopes?: string
+  audience?: string
+}
+
+/**
+ * Checks a job-token response body; undefined for anything that is not one, so a malformed answer is
+ * never written where a job will read it. A missing `scope` is tolerated (read as empty): the credmon
+ * does not use it.
+ */
+export function parseJobTokenResponse(body: unknown): JobTokenResponse | undefined {
+  if (typeof body !== 'object' || body === null) return undefined
+  const b = body as Record<string, unknown>
+  if (typeof b.access_token !== 'string' || !/^[\x21-\x7e]{1,16384}$/.test(b.access_token)) return undefined
+  if (typeof b.token_type !== 'string' || b.token_type.toLowerCase() !== 'bearer') return undefined
+  if (typeof b.expires_in !== 'number' || !Number.isInteger(b.expires_in) || b.expires_in <= 0) return undefined
+  if (b.scope !== undefined && typeof b.scope !== 'string') return undefined
+  return { access_token: b.access_token, token_type: 'Bearer', expires_in: b.expires_in, scope: b.scope ?? '' }
+}
 
 export interface BrokerClientOptions {
   /** The broker's base URL (`https://host:port`); a path prefix is kept. */
@@ -31,11 +54,14 @@ export function brokerClient(opts: BrokerClientOptions): BrokerClient {
   const base = opts.brokerUrl.replace(/\/+$/, '')
   return {
     async fetchJobToken(user, provider, query) {
+      // Checked here, not only escaped: a name that is not one is a bug in the caller, never a request.
+      if (!USER_PATTERN.test(user)) throw new TypeError(`not an HTCondor user name: ${JSON.stringify(user)}`)
+      if (!PROVIDER_PATTERN.test(provider)) throw new TypeError(`not a credential provider name: ${JSON.stringify(provider)}`)
       const q = new URLSearchParams()
       if (query.minimum_seconds !== undefined) q.set('minimum_seconds', String(query.minimum_seconds))
       if (query.scopes) q.set('scopes', query.scopes)
       if (query.audience) q.set('audience', query.audience)
-      const url = `${base}${jobTokenPath(user, provider)}${q.size ? `?${q}` : ''}`
+      const url = `${base}${credentialTokenPath(user, provider)}${q.size ? `?${q}` : ''}`
       let credential: string
       try {
         credential = opts.credential().trim()

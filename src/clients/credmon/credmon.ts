@@ -1,10 +1,11 @@
 import { join } from 'node:path'
-import { parseBrokerTop, PROVIDER_NAME_PATTERN, USER_NAME_PATTERN } from '../../contract/job_credentials.ts'
+import { PROVIDER_PATTERN, USER_PATTERN } from '../../contract/job_credentials.ts'
 import type { Clock } from '../../lib/clock.ts'
 import type { Logger } from '../../lib/logger.ts'
 import type { BrokerClient } from './client.ts'
 import type { CredDirFs } from './cred_dir.ts'
 import { refreshAt, retryAt } from './schedule.ts'
+import { parseBrokerTop } from './top_file.ts'
 import { formatUse, useExpiry, type UseFormat } from './use_file.ts'
 
 /** Touched after every full scan; the credd and schedd wait for it before trusting the directory. */
@@ -69,7 +70,7 @@ export class Credmon {
 
   constructor(options: CredmonOptions, deps: CredmonDeps) {
     for (const p of options.providers) {
-      if (!PROVIDER_NAME_PATTERN.test(p)) throw new TypeError(`not a credential provider name: ${JSON.stringify(p)}`)
+      if (!PROVIDER_PATTERN.test(p)) throw new TypeError(`not a credential provider name: ${JSON.stringify(p)}`)
     }
     this.#opt = options
     this.#d = deps
@@ -92,7 +93,7 @@ export class Credmon {
     const summary: ScanSummary = { refreshed: 0, failed: 0, removed: 0 }
     const seen = new Set<string>()
     for (const user of fs.list(this.#opt.credDir).sort()) {
-      if (!USER_NAME_PATTERN.test(user)) continue
+      if (!USER_PATTERN.test(user)) continue
       const userDir = join(this.#opt.credDir, user)
       if (!fs.stat(userDir)?.isDirectory) continue
       const marked = fs.stat(join(this.#opt.credDir, `${user}.mark`)) !== undefined
