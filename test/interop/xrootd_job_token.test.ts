@@ -1,9 +1,12 @@
 import { spawn } from 'node:child_process'
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { createCredmon, credmonFetch } from '../../src/clients/credmon/index.ts'
+import { silentLogger } from '../../src/lib/logger.ts'
 import { claimsOf, exchangeForm, JWT, startE2e, type E2e } from '../support/broker_e2e.ts'
+import { startJobCredentialsDouble } from '../support/job_credentials_double.ts'
 import { freePort, requireTool } from '../support/peers.ts'
 import { trustSystemCa } from '../support/system_ca.ts'
 import { putStoreFile, startXrootd, XROOTD_HTTPS_PORT, type RunningXrootd } from '../support/xrootd.ts'
@@ -73,13 +76,13 @@ describe('job token at a real XRootD (SciTokens plugin) through the job wrapper'
   })
 
   /** Runs one curl in the job stand-in, started through the wrapper inside XRootD's namespace; returns the HTTP status. */
-  async function job(curlArgs: string, opts: { presentToken?: boolean } = {}): Promise<{ status: string; out: string }> {
+  async function job(curlArgs: string, opts: { presentToken?: boolean; creds?: string } = {}): Promise<{ status: string; out: string }> {
     const auth = opts.presentToken === false ? '' : '-H "Authorization: Bearer $(cat "$BEARER_TOKEN_FILE")"'
     const script = `set -u; [ -r "$BEARER_TOKEN_FILE" ] || exit 90
 curl -sS --cacert "$XRD_CA" -o "$OUT" -w '%{http_code}' ${auth} ${curlArgs}`
     const out = join(sandbox, `out-${Math.random().toString(36).slice(2)}`)
     const [cmd, ...args] = x.inNetns(['dash', WRAPPER, 'sh', '-c', script])
-    const env = { PATH: process.env.PATH, _CONDOR_CREDS: join(sandbox, '.condor_creds'), _CONDOR_SCRATCH_DIR: sandbox, XRD_CA: x.caFile, OUT: out }
+    const env = { PATH: process.env.PATH, _CONDOR_CREDS: opts.creds ?? join(sandbox, '.condor_creds'), _CONDOR_SCRATCH_DIR: sandbox, XRD_CA: x.caFile, OUT: out }
     const r = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
       const p = spawn(cmd!, args, { env, stdio: ['ignore', 'pipe', 'pipe'] })
       let stdout = ''
@@ -119,5 +122,44 @@ curl -sS --cacert "$XRD_CA" -o "$OUT" -w '%{http_code}' ${auth} ${curlArgs}`
   it('is refused outside its path, for reading and for writing', async () => {
     expect((await job(`${AUD}/store/bob/secret.txt`)).status).toBe('403')
     expect((await job(`-T /etc/hostname ${AUD}/store/bob/planted.txt`)).status).toBe('403')
+  }, 60_000)
+
+  // The chain with our credmon in it. The broker's job-token route is stood in for by the contract double,
+  // which mints each token through the real broker (POST /token) with the .top's scopes and audience;
+  // everything after it is the production path: credmon → .use → (starter copy) → wrapper → XRootD.
+  it('our credmon fills .use from the job-token read, the job uses it at XRootD, and a revocation removes it', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'ctb-xrd-chain-'))
+    const credd = 'eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJjcmVkZCJ9.c2ln'
+    const double = await startJobCredentialsDouble(join(root, 'tls'), credd, async (user, _provider, q) => {
+      const r = await e.post('/token', exchangeForm(await e.user(user), 'job-storage', { requested_token_type: JWT, audience: q.audience!, scope: q.scopes! }))
+      if (r.status !== 200) throw new Error(`broker refused: ${JSON.stringify(r.body)}`)
+      return { access_token: r.body.access_token as string, expires_in: r.body.expires_in as number, scope: q.scopes! }
+    })
+    try {
+      const credDir = join(root, 'oauth_credentials')
+      mkdirSync(join(credDir, 'alice'), { recursive: true })
+      writeFileSync(join(credDir, 'alice', 'scitokens.top'), JSON.stringify({ broker_url: double.url, user: 'alice', provider: 'scitokens', scopes: SCOPES, audience: AUD }))
+      writeFileSync(join(root, 'credd.token'), credd, { mode: 0o600 })
+      const credmon = createCredmon({ credDir, brokerUrl: double.url, providers: ['scitokens'], tokenFile: join(root, 'credd.token'), useFormat: 'json' }, silentLogger, credmonFetch(double.caFile))
+      expect(await credmon.scan()).toEqual({ refreshed: 1, failed: 0, removed: 0 })
+
+      // The starter's part: copy <user>/<provider>.use into the job's $_CONDOR_CREDS.
+      const jobCreds = join(root, 'job_creds')
+      mkdirSync(jobCreds)
+      copyFileSync(join(credDir, 'alice', 'scitokens.use'), join(jobCreds, 'scitokens.use'))
+      const read = await job(`${AUD}/store/alice/hello.txt`, { creds: jobCreds })
+      expect(read.status).toBe('200')
+      expect(read.out).toBe('hello from alice\n')
+      expect((await job(`${AUD}/store/bob/secret.txt`, { creds: jobCreds })).status).toBe('403')
+
+      // Revoked at the broker: at its next refresh the credmon removes the .use.
+      double.mode = 'revoked'
+      writeFileSync(join(credDir, 'alice', 'scitokens.top'), JSON.stringify({ broker_url: double.url, user: 'alice', provider: 'scitokens', scopes: SCOPES, audience: AUD, renewed: true }))
+      expect(await credmon.scan()).toEqual({ refreshed: 0, failed: 1, removed: 1 })
+      expect(existsSync(join(credDir, 'alice', 'scitokens.use'))).toBe(false)
+    } finally {
+      await double.close()
+      rmSync(root, { recursive: true, force: true })
+    }
   }, 60_000)
 })
