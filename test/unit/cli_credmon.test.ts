@@ -1,4 +1,4 @@
-import { readFileSync, statSync } from 'node:fs'
+import { chmodSync, readdirSync, readFileSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { cli } from '../support/cli.ts'
@@ -37,10 +37,23 @@ describe('condor-token-broker credmon config | wrapper', () => {
     [['credmon', '--broker', 'https://u:p@b', '--providers', 'a'], '--broker must be a plain base URL'],
     [['credmon', '--broker', 'https://b', '--providers', 'a', '--use-format', 'xml'], '--use-format must be json or bare'],
     [['credmon', 'frobnicate'], 'unknown credmon command "frobnicate"'],
+    [['credmon', '--broker', 'http://broker.example.org', '--providers', 'a'], '--broker must be https (plain http only to a loopback address)'],
   ])('refuses %j with one line and status 2', async (args, message) => {
     const r = await cli(args, {})
     expect(r.code).toBe(2)
     expect(r.err.split('\n')).toHaveLength(1)
     expect(r.err).toContain(message)
+  })
+
+  it('refuses a credential directory that is missing or open to others, before writing anything', async () => {
+    const dir = tempDir('ctb-creddir-')
+    const missing = await cli(['credmon', '--broker', 'https://b', '--providers', 'a', '--cred-dir', join(dir, 'nope')], {})
+    expect(missing.code).toBe(1)
+    expect(missing.err).toContain('ENOENT')
+    chmodSync(dir, 0o755)
+    const open = await cli(['credmon', '--broker', 'https://b', '--providers', 'a', '--cred-dir', dir], {})
+    expect(open.code).toBe(1)
+    expect(open.err).toContain('others must have no access')
+    expect(readdirSync(dir)).toEqual([])
   })
 })

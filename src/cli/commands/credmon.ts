@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs'
+import { readFileSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { PROVIDER_PATTERN } from '../../contract/job_credentials.ts'
 import { DEFAULT_CRED_DIR, DEFAULT_TOKEN_FILE, runCredmon, USE_FORMATS, type UseFormat } from '../../clients/credmon/index.ts'
@@ -57,6 +57,7 @@ export async function credmonCommand(argv: string[], io: CommandIo): Promise<num
   const s = settings(values)
   const level = (values['log-level'] ?? 'info') as LogLevel
   if (!LOG_LEVELS.includes(level)) throw new CliError(`--log-level must be one of ${LOG_LEVELS.join(', ')}`, 2)
+  checkCredDir(s.credDir)
   await runCredmon(s, createLogger(undefined, { level }))
   return 0
 }
@@ -80,11 +81,28 @@ function settings(values: { broker?: string; providers?: string; 'cred-dir'?: st
   }
 }
 
+/**
+ * The credential directory must exist (the credd creates it) and be closed to others: it holds every
+ * user's tokens. HTCondor's credmons refuse such a directory for the same reason.
+ */
+function checkCredDir(dir: string): void {
+  let st
+  try { st = statSync(dir) } catch (err) {
+    throw new CliError(`--cred-dir ${dir}: ${(err as NodeJS.ErrnoException).code ?? 'cannot stat'} (the credd creates it: SEC_CREDENTIAL_DIRECTORY_OAUTH)`)
+  }
+  if (!st.isDirectory()) throw new CliError(`--cred-dir ${dir} is not a directory`)
+  if (st.mode & 0o007) throw new CliError(`--cred-dir ${dir} has mode ${(st.mode & 0o7777).toString(8)}; others must have no access (chmod o-rwx ${dir})`)
+}
+
+const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]'])
+
 function brokerOption(value: string | undefined): string {
   if (!value) throw new CliError('--broker URL is required (the broker\'s base URL, https://host:port)', 2)
   let url: URL
   try { url = new URL(value) } catch { throw new CliError(`--broker must be a URL, got "${value}"`, 2) }
   if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new CliError('--broker must be an http(s) URL', 2)
+  // The credd's token goes with every request: plain HTTP only where it cannot leave the host.
+  if (url.protocol === 'http:' && !LOOPBACK_HOSTS.has(url.hostname)) throw new CliError('--broker must be https (plain http only to a loopback address)', 2)
   if (url.username || url.password || url.search || url.hash) throw new CliError('--broker must be a plain base URL (no credentials, query or fragment)', 2)
   return value.replace(/\/+$/, '')
 }
