@@ -25,14 +25,18 @@ function sandbox(uses: Record<string, string>) {
 
 function wrap(env: NodeJS.ProcessEnv, job: string[], opts: { stdin?: string; onStart?: (pid: number) => void } = {}): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const p = spawn(DASH, [WRAPPER, ...job], { env, stdio: ['pipe', 'pipe', 'pipe'] })
+    const p = spawn(DASH, [WRAPPER, ...job], { env, stdio: [opts.stdin === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] })
     let stdout = ''
     let stderr = ''
-    p.stdout.on('data', (c) => { stdout += c })
-    p.stderr.on('data', (c) => { stderr += c })
+    p.stdout!.on('data', (c) => { stdout += c })
+    p.stderr!.on('data', (c) => { stderr += c })
     p.on('error', reject)
     p.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }))
-    p.stdin.end(opts.stdin ?? '')
+    if (p.stdin) {
+      // A job that exits before reading its stdin closes the pipe: that is the job's business, not an error here.
+      p.stdin.on('error', () => {})
+      p.stdin.end(opts.stdin)
+    }
     opts.onStart?.(p.pid!)
   })
 }
