@@ -2,6 +2,7 @@
 import { BrokerError, OperatorError } from '../errors.ts'
 import { CliError, type CommandIo } from './command.ts'
 import { auditCommand } from './commands/audit.ts'
+import { credmonCommand } from './commands/credmon.ts'
 import { iamCommand } from './commands/iam.ts'
 import { keysCommand } from './commands/keys.ts'
 import { revokeCommand } from './commands/revoke.ts'
@@ -25,6 +26,7 @@ Commands:
   pilot            script: write the sbatch pilot for SLURM nodes; list: live pilots by site and job
   policy           check | explain issuance policies
   iam              check that the configured IAM issuers answer (discovery, JWKS, introspection)
+  credmon          run our credmon on an access point; config: HTCondor knobs; wrapper: the job wrapper
 
 Run "condor-token-broker <command> --help" for a command's options.`
 
@@ -37,6 +39,7 @@ const COMMANDS: Record<string, (argv: string[], io: CommandIo) => Promise<number
   pilot: pilotCommand,
   policy: policyCommand,
   iam: iamCommand,
+  credmon: credmonCommand,
 }
 
 /** Runs one CLI invocation; every expected failure becomes one line on stderr and a non-zero status. */

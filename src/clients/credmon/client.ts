@@ -1,0 +1,115 @@
+import { credentialTokenPath, PROVIDER_PATTERN, USER_PATTERN, type JobTokenResponse } from '../../contract/job_credentials.ts'
+
+/** What one job-token read came to, in the credmon's terms (the contract's status codes, mapped once). */
+export type JobTokenResult =
+  | { kind: 'token'; token: JobTokenResponse }
+  /** 403: the credential is unknown or revoked; the `.use` must go. */
+  | { kind: 'refused'; reason: string }
+  /** 401: our own credd token was refused; keep `.use`, retry later. */
+  | { kind: 'unauthorized'; reason: string }
+  /** 503, any other status, a network failure or a malformed body: keep `.use`, back off. */
+  | { kind: 'unavailable'; reason: string; retryAfter?: number }
+
+export type Fetch = (url: string, init: RequestInit) => Promise<Response>
+
+/** Query parameters of the job-token read; all optional. */
+export interface JobTokenQuery {
+  /** A token whose remaining life is at least this many seconds is reused by the broker. */
+  minimum_seconds?: number
+  scopes?: string
+  audience?: string
+}
+
+/**
+ * Checks a job-token response body; undefined for anything that is not one, so a malformed answer is
+ * never written where a job will read it. A missing `scope` is tolerated (read as empty): the credmon
+ * does not use it.
+ */
+export function parseJobTokenResponse(body: unknown): JobTokenResponse | undefined {
+  if (typeof body !== 'object' || body === null) return undefined
+  const b = body as Record<string, unknown>
+  if (typeof b.access_token !== 'string' || !/^[\x21-\x7e]{1,16384}$/.test(b.access_token)) return undefined
+  if (typeof b.token_type !== 'string' || b.token_type.toLowerCase() !== 'bearer') return undefined
+  if (typeof b.expires_in !== 'number' || !Number.isInteger(b.expires_in) || b.expires_in <= 0) return undefined
+  if (b.scope !== undefined && typeof b.scope !== 'string') return undefined
+  return { access_token: b.access_token, token_type: 'Bearer', expires_in: b.expires_in, scope: b.scope ?? '' }
+}
+
+export interface BrokerClientOptions {
+  /** The broker's base URL (`https://host:port`); a path prefix is kept. */
+  brokerUrl: string
+  /** The credd IDTOKEN presented as bearer; read on every request so a rotated token file is picked up. */
+  credential: () => string
+  fetch: Fetch
+  /** Per request; default 10 s, the read timeout HTCondor's Vault credmon uses. */
+  timeoutMs?: number
+}
+
+export interface BrokerClient {
+  fetchJobToken(user: string, provider: string, query: JobTokenQuery): Promise<JobTokenResult>
+}
+
+/** The credmon's only way to the broker: the job-token read of the wire contract, over HTTP(S). */
+export function brokerClient(opts: BrokerClientOptions): BrokerClient {
+  const base = opts.brokerUrl.replace(/\/+$/, '')
+  return {
+    async fetchJobToken(user, provider, query) {
+      // Checked here, not only escaped: a name that is not one is a bug in the caller, never a request.
+      if (!USER_PATTERN.test(user)) throw new TypeError(`not an HTCondor user name: ${JSON.stringify(user)}`)
+      if (!PROVIDER_PATTERN.test(provider)) throw new TypeError(`not a credential provider name: ${JSON.stringify(provider)}`)
+      const q = new URLSearchParams()
+      if (query.minimum_seconds !== undefined) q.set('minimum_seconds', String(query.minimum_seconds))
+      if (query.scopes) q.set('scopes', query.scopes)
+      if (query.audience) q.set('audience', query.audience)
+      const url = `${base}${credentialTokenPath(user, provider)}${q.size ? `?${q}` : ''}`
+      let credential: string
+      try {
+        credential = opts.credential().trim()
+      } catch (err) {
+        return { kind: 'unauthorized', reason: `cannot read the credmon's token: ${(err as Error).message}` }
+      }
+      let res: Response
+      try {
+        res = await opts.fetch(url, {
+          method: 'GET',
+          headers: { authorization: `Bearer ${credential}`, accept: 'application/json' },
+          signal: AbortSignal.timeout(opts.timeoutMs ?? 10_000),
+          redirect: 'error',
+        })
+      } catch (err) {
+        return { kind: 'unavailable', reason: `broker unreachable: ${describe(err)}` }
+      }
+      const body = await res.json().catch(() => undefined)
+      const reason = oauthReason(res.status, body)
+      if (res.status === 200) {
+        const token = parseJobTokenResponse(body)
+        return token ? { kind: 'token', token } : { kind: 'unavailable', reason: 'broker answered 200 without a valid token response' }
+      }
+      if (res.status === 403) return { kind: 'refused', reason }
+      if (res.status === 401) return { kind: 'unauthorized', reason }
+      const retryAfter = parseRetryAfter(res.headers.get('retry-after'))
+      return { kind: 'unavailable', reason, ...(retryAfter !== undefined ? { retryAfter } : {}) }
+    },
+  }
+}
+
+function oauthReason(status: number, body: unknown): string {
+  const b = (typeof body === 'object' && body !== null ? body : {}) as Record<string, unknown>
+  const error = typeof b.error === 'string' ? b.error : `HTTP ${status}`
+  // The description comes from the broker; keep it one short printable line in our log.
+  const desc = typeof b.error_description === 'string' ? b.error_description.replace(/[^\x20-\x7e]/g, '?').slice(0, 200) : ''
+  return desc ? `${error}: ${desc}` : error
+}
+
+function parseRetryAfter(value: string | null): number | undefined {
+  if (value === null) return undefined
+  if (/^\d{1,9}$/.test(value.trim())) return Number(value.trim())
+  const date = Date.parse(value)
+  return Number.isNaN(date) ? undefined : Math.max(0, Math.ceil((date - Date.now()) / 1000))
+}
+
+function describe(err: unknown): string {
+  const e = err as { name?: string; message?: string; cause?: { code?: string; message?: string } }
+  if (e?.name === 'TimeoutError') return 'timed out'
+  return e?.cause?.code ?? e?.cause?.message ?? e?.message ?? String(err)
+}

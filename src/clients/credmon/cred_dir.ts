@@ -1,0 +1,58 @@
+import { closeSync, lstatSync, openSync, readdirSync, readFileSync, rmSync, utimesSync } from 'node:fs'
+import { replaceFileAtomic } from '../../lib/secure_file.ts'
+
+/** What the credmon needs to know of a file. */
+export interface FileInfo {
+  /** Epoch seconds, with fractions. */
+  mtime: number
+  isDirectory: boolean
+}
+
+/**
+ * The credential directory as the credmon sees it. Injected so tests can fail a write or watch every
+ * change; `nodeCredDirFs` is the real one.
+ */
+export interface CredDirFs {
+  /** Entry names of a directory; empty when it does not exist. */
+  list(dir: string): string[]
+  /** Does not follow symbolic links: a link planted in a user directory is not a credential. */
+  stat(path: string): FileInfo | undefined
+  readText(path: string): string | undefined
+  /** Temp file in the same directory, fsync, rename(): a reader sees the old file or the new one. */
+  writeAtomic(path: string, data: string, mode: number): void
+  remove(path: string): void
+  /** Creates the file when missing and sets its times to now. */
+  touch(path: string): void
+}
+
+export const nodeCredDirFs: CredDirFs = {
+  list(dir) {
+    try { return readdirSync(dir) } catch { return [] }
+  },
+  stat(path) {
+    try {
+      const s = lstatSync(path)
+      if (s.isSymbolicLink()) return undefined
+      return { mtime: s.mtimeMs / 1000, isDirectory: s.isDirectory() }
+    } catch {
+      return undefined
+    }
+  },
+  readText(path) {
+    try { return readFileSync(path, 'utf8') } catch { return undefined }
+  },
+  writeAtomic(path, data, mode) {
+    replaceFileAtomic(path, data, mode)
+  },
+  remove(path) {
+    rmSync(path, { force: true })
+  },
+  touch(path) {
+    const now = new Date()
+    try {
+      utimesSync(path, now, now)
+    } catch {
+      closeSync(openSync(path, 'a', 0o644))
+    }
+  },
+}

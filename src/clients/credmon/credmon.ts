@@ -1,0 +1,223 @@
+import { join } from 'node:path'
+import { PROVIDER_PATTERN, USER_PATTERN } from '../../contract/job_credentials.ts'
+import type { Clock } from '../../lib/clock.ts'
+import type { Logger } from '../../lib/logger.ts'
+import type { BrokerClient } from './client.ts'
+import type { CredDirFs } from './cred_dir.ts'
+import { refreshAt, retryAt } from './schedule.ts'
+import { parseBrokerTop } from './top_file.ts'
+import { formatUse, useExpiry, type UseFormat } from './use_file.ts'
+
+/** Touched after every full scan; the credd and schedd wait for it before trusting the directory. */
+export const CREDMON_COMPLETE = 'CREDMON_COMPLETE'
+/** Holds our pid; the credd and schedd send it SIGHUP to ask for a scan now. */
+export const PID_FILE = 'pid'
+/** HTCondor's credmons scan once a minute and on SIGHUP. */
+export const SCAN_INTERVAL_SECONDS = 60
+
+export interface CredmonOptions {
+  credDir: string
+  /** Provider names this credmon serves; other `.top` files belong to other credmons and are left alone. */
+  providers: readonly string[]
+  /** Origin of the broker we talk to; a `.top` naming another broker is not served (it would get our token). */
+  brokerUrl: string
+  useFormat: UseFormat
+  /** Sent as `minimum_seconds`: a cached token with less life left is not reused by the broker. */
+  minimumSeconds?: number
+}
+
+export interface CredmonDeps {
+  fs: CredDirFs
+  clock: Clock
+  client: BrokerClient
+  log: Logger
+}
+
+/**
+ * Mode of every `.use`: owner read-only, owned by the credmon's user (root under the condor_master),
+ * which is how HTCondor's own credmons leave it for the credd (running as root) to read.
+ */
+export const USE_FILE_MODE = 0o400
+
+/** Per credential (`<user>/<provider>[_<handle>]`), what the credmon remembers between scans. */
+interface CredState {
+  /** Next time the broker is asked; a changed `.top` overrides it. */
+  nextAt: number
+  failures: number
+  topMtime: number
+  /** The last problem logged, so a 60-second loop does not repeat the same line. */
+  lastProblem?: string
+}
+
+export interface ScanSummary {
+  refreshed: number
+  failed: number
+  removed: number
+}
+
+/**
+ * Our credmon: keeps `<user>/<provider>.use` fresh from the broker for every `.top` it serves, in the
+ * layout HTCondor's credd reads (docs/credmon.md).
+ */
+export class Credmon {
+  readonly #opt: CredmonOptions
+  readonly #d: CredmonDeps
+  readonly #providers: Set<string>
+  readonly #origin: string
+  readonly #state = new Map<string, CredState>()
+  readonly #notServed = new Set<string>()
+  readonly #marked = new Set<string>()
+
+  constructor(options: CredmonOptions, deps: CredmonDeps) {
+    for (const p of options.providers) {
+      if (!PROVIDER_PATTERN.test(p)) throw new TypeError(`not a credential provider name: ${JSON.stringify(p)}`)
+    }
+    this.#opt = options
+    this.#d = deps
+    this.#providers = new Set(options.providers)
+    this.#origin = new URL(options.brokerUrl).origin
+  }
+
+  /**
+   * Start of a run: removes a `CREDMON_COMPLETE` left by an earlier run (it would tell waiters the
+   * directory is current before our first scan) and writes the `pid` file the credd signals.
+   */
+  begin(pid: number): void {
+    this.#d.fs.remove(join(this.#opt.credDir, CREDMON_COMPLETE))
+    this.#d.fs.writeAtomic(join(this.#opt.credDir, PID_FILE), String(pid), 0o644)
+  }
+
+  /** One full pass over the directory, then `CREDMON_COMPLETE` is touched. */
+  async scan(): Promise<ScanSummary> {
+    const { fs } = this.#d
+    const summary: ScanSummary = { refreshed: 0, failed: 0, removed: 0 }
+    const seen = new Set<string>()
+    for (const user of fs.list(this.#opt.credDir).sort()) {
+      if (!USER_PATTERN.test(user)) continue
+      const userDir = join(this.#opt.credDir, user)
+      if (!fs.stat(userDir)?.isDirectory) continue
+      const marked = fs.stat(join(this.#opt.credDir, `${user}.mark`)) !== undefined
+      this.#noteMark(user, marked)
+      for (const name of fs.list(userDir).sort()) {
+        if (!name.endsWith('.top')) continue
+        const base = name.slice(0, -'.top'.length)
+        const provider = base.split('_', 1)[0]!
+        if (!this.#providers.has(provider)) continue
+        const key = `${user}/${base}`
+        seen.add(key)
+        // The user has no jobs left: asking the broker would mint tokens nobody uses.
+        if (marked) continue
+        await this.#serve(user, provider, base, key, summary)
+      }
+    }
+    for (const key of this.#state.keys()) if (!seen.has(key)) this.#state.delete(key)
+    fs.touch(join(this.#opt.credDir, CREDMON_COMPLETE))
+    return summary
+  }
+
+  async #serve(user: string, provider: string, base: string, key: string, summary: ScanSummary): Promise<void> {
+    const { fs, clock, log } = this.#d
+    const now = clock.now()
+    const topPath = join(this.#opt.credDir, user, `${base}.top`)
+    const usePath = join(this.#opt.credDir, user, `${base}.use`)
+    const topInfo = fs.stat(topPath)
+    if (!topInfo || topInfo.isDirectory) return
+    const top = parseBrokerTop(fs.readText(topPath) ?? '')
+    const refusal = !top ? 'it is not a broker credential'
+      : top.user !== user ? `it names user ${top.user}`
+      : top.provider !== provider ? `it names provider ${top.provider}`
+      : !sameOrigin(top.broker_url, this.#origin) ? `it names another broker (${originOf(top.broker_url)})`
+      : undefined
+    if (refusal || !top) {
+      if (!this.#notServed.has(key)) log.warn(`credmon: not serving ${key}.top: ${refusal}`, { user, provider })
+      this.#notServed.add(key)
+      return
+    }
+    this.#notServed.delete(key)
+
+    let st = this.#state.get(key)
+    if (!st || st.topMtime !== topInfo.mtime) st = this.#initialState(usePath, topInfo.mtime, now, st)
+    this.#state.set(key, st)
+    if (now < st.nextAt) return
+
+    const result = await this.#d.client.fetchJobToken(user, provider, {
+      ...(this.#opt.minimumSeconds !== undefined ? { minimum_seconds: this.#opt.minimumSeconds } : {}),
+      ...(top.scopes ? { scopes: top.scopes } : {}),
+      ...(top.audience ? { audience: top.audience } : {}),
+    })
+    const after = clock.now()
+    if (result.kind === 'token') {
+      try {
+        fs.writeAtomic(usePath, formatUse(result.token.access_token, result.token.expires_in, this.#opt.useFormat), USE_FILE_MODE)
+      } catch (err) {
+        st.failures += 1
+        st.nextAt = retryAt(after, st.failures)
+        summary.failed += 1
+        this.#problem(st, `credmon: cannot write ${key}.use: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, user, provider)
+        return
+      }
+      if (st.lastProblem) log.info(`credmon: ${key}.use refreshed again after: ${st.lastProblem}`, { user, provider })
+      st.failures = 0
+      st.lastProblem = undefined
+      st.nextAt = refreshAt(after, result.token.expires_in)
+      summary.refreshed += 1
+      return
+    }
+    st.failures += 1
+    summary.failed += 1
+    if (result.kind === 'refused') {
+      // Unknown or revoked at the broker: a job must not keep using what it was given.
+      if (fs.stat(usePath)) {
+        fs.remove(usePath)
+        summary.removed += 1
+        log.warn(`credmon: removed ${key}.use: the broker refused the credential (${result.reason})`, { user, provider })
+        st.lastProblem = `refused: ${result.reason}`
+      } else {
+        this.#problem(st, `credmon: the broker refused ${key} (${result.reason}); no .use written`, user, provider)
+      }
+      // Asked again only rarely (or at once when the .top changes: a new registration).
+      st.nextAt = retryAt(after, Number.MAX_SAFE_INTEGER)
+      return
+    }
+    st.nextAt = retryAt(after, st.failures, result.kind === 'unavailable' ? result.retryAfter : undefined)
+    const kept = fs.stat(usePath) ? 'keeping the current .use' : 'no .use yet'
+    const what = result.kind === 'unauthorized' ? 'the broker refused the credmon\'s own token' : 'broker unavailable'
+    this.#problem(st, `credmon: ${what} for ${key} (${result.reason}); ${kept}; next try in ${st.nextAt - after} s`, user, provider, result.kind === 'unauthorized')
+  }
+
+  /** A credential seen for the first time (or whose `.top` changed): when is its `.use` due? */
+  #initialState(usePath: string, topMtime: number, now: number, previous: CredState | undefined): CredState {
+    const fresh: CredState = { nextAt: now, failures: 0, topMtime }
+    // A new or re-registered .top always gets a token now.
+    if (previous) return fresh
+    const use = this.#d.fs.stat(usePath)
+    if (!use || use.mtime < topMtime) return fresh
+    const exp = useExpiry(this.#d.fs.readText(usePath) ?? '', use.mtime)
+    if (exp === undefined || exp <= now) return fresh
+    // Restarted credmon: honour the half-life of the token already in place.
+    return { nextAt: Math.min(Math.floor(use.mtime + (exp - use.mtime) / 2), exp), failures: 0, topMtime }
+  }
+
+  #problem(st: CredState, line: string, user: string, provider: string, error = false): void {
+    // Same kind of failure as last time: say it once, not every minute (the "next try" part varies).
+    const kind = line.replace(/; next try in \d+ s$/, '')
+    if (st.lastProblem === kind) return
+    st.lastProblem = kind
+    if (error) this.#d.log.error(line, { user, provider })
+    else this.#d.log.warn(line, { user, provider })
+  }
+
+  #noteMark(user: string, marked: boolean): void {
+    if (marked && !this.#marked.has(user)) this.#d.log.info(`credmon: ${user}.mark present: not refreshing ${user}'s credentials until a job needs them`, { user })
+    if (marked) this.#marked.add(user)
+    else this.#marked.delete(user)
+  }
+}
+
+function originOf(url: string): string {
+  try { return new URL(url).origin } catch { return 'an unreadable URL' }
+}
+
+function sameOrigin(url: string, origin: string): boolean {
+  try { return new URL(url).origin === origin } catch { return false }
+}

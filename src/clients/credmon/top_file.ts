@@ -1,0 +1,22 @@
+import { PROVIDER_PATTERN, USER_PATTERN, type BrokerTop } from '../../contract/job_credentials.ts'
+
+/**
+ * Reads a `.top` written for our credmon (registration mode "broker"); undefined when it is not one: a
+ * Vault or OAuth credmon's file, or junk. The credd stores what the submitting user's storer produced,
+ * so every field is checked before the credmon acts on it.
+ */
+export function parseBrokerTop(text: string): BrokerTop | undefined {
+  let j: unknown
+  try { j = JSON.parse(text) } catch { return undefined }
+  if (typeof j !== 'object' || j === null) return undefined
+  const t = j as Record<string, unknown>
+  if (typeof t.broker_url !== 'string' || typeof t.user !== 'string' || typeof t.provider !== 'string') return undefined
+  if (!USER_PATTERN.test(t.user) || !PROVIDER_PATTERN.test(t.provider)) return undefined
+  if (t.scopes !== undefined && typeof t.scopes !== 'string') return undefined
+  if (t.audience !== undefined && typeof t.audience !== 'string') return undefined
+  return {
+    broker_url: t.broker_url, user: t.user, provider: t.provider,
+    ...(typeof t.scopes === 'string' ? { scopes: t.scopes } : {}),
+    ...(typeof t.audience === 'string' ? { audience: t.audience } : {}),
+  }
+}

@@ -1,0 +1,105 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { afterEach, describe, expect, it } from 'vitest'
+import { startJobCredentialsDouble, type JobCredentialsDouble } from '../support/job_credentials_double.ts'
+import { BIN } from '../support/serve_process.ts'
+import { tempDir } from '../support/tmp.ts'
+
+const CREDD_TOKEN = 'eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJjcmVkZCJ9.credd-sig'
+
+let running: ChildProcess[] = []
+let doubles: JobCredentialsDouble[] = []
+afterEach(async () => {
+  for (const c of running.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL')
+  for (const d of doubles.splice(0)) await d.close()
+})
+
+async function until(cond: () => boolean, ms = 10_000): Promise<boolean> {
+  for (let i = 0; i < ms / 50 && !cond(); i++) await new Promise((r) => setTimeout(r, 50))
+  return cond()
+}
+
+async function setup() {
+  const root = tempDir('ctb-credmon-it-')
+  const credDir = join(root, 'oauth_credentials')
+  mkdirSync(credDir, { mode: 0o700 })
+  const tokenFile = join(root, 'credd.token')
+  writeFileSync(tokenFile, `${CREDD_TOKEN}\n`, { mode: 0o600 })
+  const double = await startJobCredentialsDouble(join(root, 'tls'), CREDD_TOKEN)
+  doubles.push(double)
+  const top = (user: string, extra: Record<string, string> = {}) => {
+    mkdirSync(join(credDir, user), { recursive: true })
+    writeFileSync(join(credDir, user, 'scitokens.top'), JSON.stringify({ broker_url: double.url, user, provider: 'scitokens', ...extra }))
+  }
+  const start = (interval: number) => {
+    const child = spawn(process.execPath, [BIN, 'credmon', '--broker', double.url, '--ca-file', double.caFile, '--providers', 'scitokens',
+      '--cred-dir', credDir, '--token-file', tokenFile, '--interval', String(interval)], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let stderr = ''
+    child.stderr!.on('data', (c) => { stderr += c })
+    running.push(child)
+    return { child, stderr: () => stderr }
+  }
+  const use = (user: string) => join(credDir, user, 'scitokens.use')
+  return { credDir, double, top, start, use }
+}
+
+describe('credmon against a contract double of the broker (HTTPS on loopback)', () => {
+  it('writes pid, the .use and CREDMON_COMPLETE, presenting the credd token and the .top scopes', async () => {
+    const s = await setup()
+    s.top('alice', { scopes: 'storage.read:/store', audience: 'https://xrd.example.org' })
+    const p = s.start(3600)
+    expect(await until(() => existsSync(join(s.credDir, 'CREDMON_COMPLETE'))), p.stderr()).toBe(true)
+    expect(readFileSync(join(s.credDir, 'pid'), 'utf8')).toBe(String(p.child.pid))
+    const use = JSON.parse(readFileSync(s.use('alice'), 'utf8')) as Record<string, unknown>
+    expect(Object.keys(use).sort()).toEqual(['access_token', 'expires_in'])
+    expect(use.expires_in).toBe(1200)
+    expect(s.double.requests).toEqual([{ path: '/v1/credentials/alice/scitokens/token', bearer: CREDD_TOKEN, query: { scopes: 'storage.read:/store', audience: 'https://xrd.example.org' } }])
+  })
+
+  it('scans again on SIGHUP and stops on SIGTERM', async () => {
+    const s = await setup()
+    s.top('alice')
+    const p = s.start(3600)
+    expect(await until(() => existsSync(s.use('alice'))), p.stderr()).toBe(true)
+    s.top('bob')
+    p.child.kill('SIGHUP')
+    // The next timed scan is an hour away: only SIGHUP can bring bob's token this soon.
+    expect(await until(() => existsSync(s.use('bob')), 5000), p.stderr()).toBe(true)
+    const exited = new Promise<number | null>((r) => p.child.once('exit', (code) => r(code)))
+    p.child.kill('SIGTERM')
+    expect(await exited).toBe(0)
+  })
+
+  it('keeps the .use through an outage, then removes it when the broker says the credential is revoked', async () => {
+    const s = await setup()
+    s.double.expiresIn = 2
+    s.top('alice')
+    const p = s.start(1)
+    expect(await until(() => existsSync(s.use('alice'))), p.stderr()).toBe(true)
+    s.double.mode = 'unavailable'
+    const before = readFileSync(s.use('alice'), 'utf8')
+    const n = s.double.requests.length
+    expect(await until(() => s.double.requests.length > n)).toBe(true)
+    expect(await until(() => p.stderr().includes('broker unavailable'))).toBe(true)
+    expect(readFileSync(s.use('alice'), 'utf8')).toBe(before)
+
+    // A new .top (re-registration) is served at once, whatever the backoff; the broker now refuses it.
+    s.double.mode = 'revoked'
+    s.top('alice', { scopes: 'storage.read:/x' })
+    p.child.kill('SIGHUP')
+    expect(await until(() => !existsSync(s.use('alice'))), p.stderr()).toBe(true)
+    expect(p.stderr()).toContain('credmon: removed alice/scitokens.use: the broker refused the credential (access_denied: credential alice/scitokens revoked)')
+  }, 30_000)
+
+  it('fails with one line and status 2 on bad options', async () => {
+    const s = await setup()
+    const child = spawn(process.execPath, [BIN, 'credmon', '--broker', s.double.url, '--providers', 'sci_tokens'], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let err = ''
+    child.stderr.on('data', (c) => { err += c })
+    const code = await new Promise<number | null>((r) => child.once('exit', r))
+    expect(code).toBe(2)
+    expect(err.trim().split('\n')).toHaveLength(1)
+    expect(err).toContain('"sci_tokens" is not a provider name')
+  })
+})

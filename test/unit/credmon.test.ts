@@ -1,0 +1,268 @@
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { describe, expect, it } from 'vitest'
+import type { BrokerClient, JobTokenQuery, JobTokenResult } from '../../src/clients/credmon/client.ts'
+import { nodeCredDirFs, type CredDirFs } from '../../src/clients/credmon/cred_dir.ts'
+import { Credmon } from '../../src/clients/credmon/credmon.ts'
+import { startCredmonLoop } from '../../src/clients/credmon/loop.ts'
+import type { UseFormat } from '../../src/clients/credmon/use_file.ts'
+import type { Logger } from '../../src/lib/logger.ts'
+import { tempDir } from '../support/tmp.ts'
+
+const BROKER = 'https://broker.example.org:8443'
+const T0 = 1_800_000_000
+
+/** A broker double scripted per call; records what the credmon asked for. */
+function scriptedClient(answer: (call: number) => JobTokenResult) {
+  const calls: Array<{ user: string; provider: string; query: JobTokenQuery }> = []
+  const client: BrokerClient = {
+    async fetchJobToken(user, provider, query) {
+      calls.push({ user, provider, query })
+      return answer(calls.length)
+    },
+  }
+  return { client, calls }
+}
+
+const token = (n: number, expires_in = 1200): JobTokenResult => ({ kind: 'token', token: { access_token: `eyJ.tok${n}.sig`, token_type: 'Bearer', expires_in, scope: '' } })
+
+function capturingLog() {
+  const lines: Array<{ level: string; msg: string }> = []
+  const log: Logger = {
+    info: (msg) => { lines.push({ level: 'info', msg }) },
+    warn: (msg) => { lines.push({ level: 'warn', msg }) },
+    error: (msg) => { lines.push({ level: 'error', msg }) },
+  }
+  return { log, lines }
+}
+
+function setup(answer: (call: number) => JobTokenResult, opts: { format?: UseFormat; fs?: CredDirFs; providers?: string[] } = {}) {
+  const dir = tempDir('ctb-credmon-')
+  let now = T0
+  const clock = { now: () => now }
+  const { client, calls } = scriptedClient(answer)
+  const { log, lines } = capturingLog()
+  const credmon = new Credmon(
+    { credDir: dir, providers: opts.providers ?? ['scitokens'], brokerUrl: BROKER, useFormat: opts.format ?? 'json', minimumSeconds: 1200 },
+    { fs: opts.fs ?? nodeCredDirFs, clock, client, log },
+  )
+  const top = (user: string, base: string, body: Record<string, unknown> = { broker_url: BROKER, user, provider: base.split('_')[0] }) => {
+    mkdirSync(join(dir, user), { recursive: true })
+    writeFileSync(join(dir, user, `${base}.top`), JSON.stringify(body), { mode: 0o600 })
+    // mtimes are set from the fake clock so "newer than" comparisons follow it
+    utimesSync(join(dir, user, `${base}.top`), now, now)
+  }
+  return { dir, credmon, calls, lines, top, at: (t: number) => { now = t }, now: () => now }
+}
+
+describe('credmon scan', () => {
+  it('writes <user>/<provider>.use as JSON {access_token, expires_in}, owner read-only (0400), and touches CREDMON_COMPLETE', async () => {
+    const s = setup(() => token(1))
+    s.top('alice', 'scitokens')
+    const summary = await s.credmon.scan()
+    expect(summary).toEqual({ refreshed: 1, failed: 0, removed: 0 })
+    const use = join(s.dir, 'alice', 'scitokens.use')
+    expect(JSON.parse(readFileSync(use, 'utf8'))).toEqual({ access_token: 'eyJ.tok1.sig', expires_in: 1200 })
+    expect(statSync(use).mode & 0o777).toBe(0o400)
+    expect(existsSync(join(s.dir, 'CREDMON_COMPLETE'))).toBe(true)
+    // temp file + rename leaves nothing else behind in the user's directory
+    expect(readdirSync(join(s.dir, 'alice')).sort()).toEqual(['scitokens.top', 'scitokens.use'])
+    expect(s.calls).toEqual([{ user: 'alice', provider: 'scitokens', query: { minimum_seconds: 1200 } }])
+  })
+
+  it('writes the bare token and a newline when asked for the Vault credmon form', async () => {
+    const s = setup(() => token(1), { format: 'bare' })
+    s.top('alice', 'scitokens')
+    await s.credmon.scan()
+    expect(readFileSync(join(s.dir, 'alice', 'scitokens.use'), 'utf8')).toBe('eyJ.tok1.sig\n')
+  })
+
+  it('at start writes the pid file the credd signals and drops a stale CREDMON_COMPLETE', async () => {
+    const s = setup(() => token(1))
+    writeFileSync(join(s.dir, 'CREDMON_COMPLETE'), '')
+    s.credmon.begin(4242)
+    expect(readFileSync(join(s.dir, 'pid'), 'utf8')).toBe('4242')
+    expect(existsSync(join(s.dir, 'CREDMON_COMPLETE'))).toBe(false)
+    await s.credmon.scan()
+    expect(existsSync(join(s.dir, 'CREDMON_COMPLETE'))).toBe(true)
+  })
+
+  it('passes the .top scopes and audience and serves a handle under its provider', async () => {
+    const s = setup(() => token(1))
+    s.top('alice', 'scitokens_store', { broker_url: BROKER, user: 'alice', provider: 'scitokens', scopes: 'storage.read:/store', audience: 'https://xrd.example.org' })
+    await s.credmon.scan()
+    expect(s.calls).toEqual([{ user: 'alice', provider: 'scitokens', query: { minimum_seconds: 1200, scopes: 'storage.read:/store', audience: 'https://xrd.example.org' } }])
+    expect(existsSync(join(s.dir, 'alice', 'scitokens_store.use'))).toBe(true)
+  })
+
+  it('refreshes at half the remaining life, not before', async () => {
+    const s = setup((n) => token(n, 1200))
+    s.top('alice', 'scitokens')
+    await s.credmon.scan()
+    s.at(T0 + 599)
+    await s.credmon.scan()
+    expect(s.calls).toHaveLength(1)
+    s.at(T0 + 600)
+    await s.credmon.scan()
+    expect(s.calls).toHaveLength(2)
+    expect(JSON.parse(readFileSync(join(s.dir, 'alice', 'scitokens.use'), 'utf8')).access_token).toBe('eyJ.tok2.sig')
+  })
+
+  it('follows the life the broker states for a reused token', async () => {
+    const s = setup((n) => token(n, n === 1 ? 1200 : 300))
+    s.top('alice', 'scitokens')
+    await s.credmon.scan()
+    s.at(T0 + 600)
+    await s.credmon.scan()
+    s.at(T0 + 749)
+    await s.credmon.scan()
+    expect(s.calls).toHaveLength(2)
+    s.at(T0 + 750)
+    await s.credmon.scan()
+    expect(s.calls).toHaveLength(3)
+  })
+
+  it('leaves other credmons\' providers and non-broker .top files alone', async () => {
+    const s = setup(() => token(1))
+    s.top('alice', 'cms', { broker_url: BROKER, user: 'alice', provider: 'cms' })
+    s.top('bob', 'scitokens', { vault_token: 'hvs.x', vault_url: 'https://vault:8200/v1/secret' })
+    await s.credmon.scan()
+    expect(s.calls).toEqual([])
+    expect(existsSync(join(s.dir, 'alice', 'cms.use'))).toBe(false)
+    expect(s.lines.filter((l) => l.msg.includes('bob/scitokens.top'))).toHaveLength(1)
+  })
+
+  it('never sends its token to a broker named in a .top other than its own, nor for a user the .top does not belong to', async () => {
+    const s = setup(() => token(1))
+    s.top('alice', 'scitokens', { broker_url: 'https://evil.example.net', user: 'alice', provider: 'scitokens' })
+    s.top('bob', 'scitokens', { broker_url: BROKER, user: 'alice', provider: 'scitokens' })
+    await s.credmon.scan()
+    await s.credmon.scan()
+    expect(s.calls).toEqual([])
+    expect(s.lines.map((l) => l.msg)).toEqual([
+      'credmon: not serving alice/scitokens.top: it names another broker (https://evil.example.net)',
+      'credmon: not serving bob/scitokens.top: it names user alice',
+    ])
+  })
+
+  it('honours <user>.mark: no refresh while it is there, and again once it is gone', async () => {
+    const s = setup((n) => token(n))
+    s.top('alice', 'scitokens')
+    writeFileSync(join(s.dir, 'alice.mark'), '')
+    await s.credmon.scan()
+    expect(s.calls).toEqual([])
+    expect(existsSync(join(s.dir, 'CREDMON_COMPLETE'))).toBe(true)
+    expect(s.lines.some((l) => l.msg.includes('alice.mark'))).toBe(true)
+    writeFileSync(join(s.dir, 'alice', 'x'), '')
+    ;(await import('node:fs')).rmSync(join(s.dir, 'alice.mark'))
+    await s.credmon.scan()
+    expect(s.calls).toHaveLength(1)
+  })
+
+  it('refreshes at once when the .top is replaced (a new registration)', async () => {
+    const s = setup((n) => token(n))
+    s.top('alice', 'scitokens')
+    await s.credmon.scan()
+    s.at(T0 + 10)
+    s.top('alice', 'scitokens', { broker_url: BROKER, user: 'alice', provider: 'scitokens', scopes: 'storage.read:/a' })
+    await s.credmon.scan()
+    expect(s.calls).toHaveLength(2)
+    expect(s.calls[1]!.query.scopes).toBe('storage.read:/a')
+  })
+
+  it('after a restart, keeps a still-fresh .use until its half-life', async () => {
+    const s = setup((n) => token(n))
+    s.top('alice', 'scitokens')
+    writeFileSync(join(s.dir, 'alice', 'scitokens.use'), JSON.stringify({ access_token: 'eyJ.old.sig', expires_in: 1200 }), { mode: 0o600 })
+    utimesSync(join(s.dir, 'alice', 'scitokens.use'), T0, T0)
+    await s.credmon.scan()
+    expect(s.calls).toEqual([])
+    s.at(T0 + 600)
+    await s.credmon.scan()
+    expect(s.calls).toHaveLength(1)
+  })
+
+  it('keeps the last .use through a broker outage, backing off 30, 60, 120 s and honouring Retry-After', async () => {
+    const outage: JobTokenResult = { kind: 'unavailable', reason: 'temporarily_unavailable: IAM down' }
+    const script: JobTokenResult[] = [token(1), outage, outage, { ...outage, retryAfter: 900 }, outage, token(2)]
+    const s = setup((n) => script[n - 1]!)
+    s.top('alice', 'scitokens')
+    await s.credmon.scan()
+    const use = join(s.dir, 'alice', 'scitokens.use')
+    const first = readFileSync(use, 'utf8')
+    const attempts: number[] = []
+    for (let t = T0 + 600; t <= T0 + 600 + 2000 && s.calls.length < script.length; t += 10) {
+      s.at(t)
+      const before = s.calls.length
+      await s.credmon.scan()
+      if (s.calls.length > before) attempts.push(t - T0)
+      if (s.calls.length < script.length) expect(readFileSync(use, 'utf8')).toBe(first)
+    }
+    // failure 1 at 600 → +30; failure 2 at 630 → +60; failure 3 (Retry-After 900) at 690 → +900; failure 4 at 1590 → +240
+    expect(attempts).toEqual([600, 630, 690, 1590, 1830])
+    expect(JSON.parse(readFileSync(use, 'utf8')).access_token).toBe('eyJ.tok2.sig')
+    // one warning for the outage, one line when it is over
+    expect(s.lines.filter((l) => l.level === 'warn' && l.msg.includes('broker unavailable'))).toHaveLength(1)
+    expect(s.lines.some((l) => l.msg.includes('refreshed again'))).toBe(true)
+  })
+
+  it('removes the .use of a revoked user with a clear log line', async () => {
+    const s = setup((n) => (n === 1 ? token(1) : { kind: 'refused', reason: 'access_denied: credential revoked' }))
+    s.top('alice', 'scitokens')
+    await s.credmon.scan()
+    s.at(T0 + 600)
+    const summary = await s.credmon.scan()
+    expect(summary.removed).toBe(1)
+    expect(existsSync(join(s.dir, 'alice', 'scitokens.use'))).toBe(false)
+    expect(s.lines).toContainEqual({ level: 'warn', msg: 'credmon: removed alice/scitokens.use: the broker refused the credential (access_denied: credential revoked)' })
+    // not asked again every minute
+    s.at(T0 + 660)
+    await s.credmon.scan()
+    expect(s.calls).toHaveLength(2)
+  })
+
+  it('keeps the .use and logs an error when the broker refuses the credmon\'s own token', async () => {
+    const s = setup((n) => (n === 1 ? token(1) : { kind: 'unauthorized', reason: 'invalid_token: expired' }))
+    s.top('alice', 'scitokens')
+    await s.credmon.scan()
+    for (const dt of [600, 630, 690]) { s.at(T0 + dt); await s.credmon.scan() }
+    expect(s.calls).toHaveLength(4)
+    expect(JSON.parse(readFileSync(join(s.dir, 'alice', 'scitokens.use'), 'utf8')).access_token).toBe('eyJ.tok1.sig')
+    expect(s.lines.filter((l) => l.level === 'error')).toHaveLength(1)
+    expect(s.lines.find((l) => l.level === 'error')!.msg).toContain("refused the credmon's own token")
+  })
+
+  it('keeps the old .use when writing the new one fails, and retries', async () => {
+    let failWrites = false
+    const fs: CredDirFs = { ...nodeCredDirFs, writeAtomic: (...a) => { if (failWrites) throw Object.assign(new Error('disk full'), { code: 'ENOSPC' }); nodeCredDirFs.writeAtomic(...a) } }
+    const s = setup((n) => token(n), { fs })
+    s.top('alice', 'scitokens')
+    await s.credmon.scan()
+    failWrites = true
+    s.at(T0 + 600)
+    expect((await s.credmon.scan()).failed).toBe(1)
+    expect(JSON.parse(readFileSync(join(s.dir, 'alice', 'scitokens.use'), 'utf8')).access_token).toBe('eyJ.tok1.sig')
+    expect(s.lines.some((l) => l.msg === 'credmon: cannot write alice/scitokens.use: ENOSPC')).toBe(true)
+    failWrites = false
+    s.at(T0 + 630)
+    await s.credmon.scan()
+    expect(JSON.parse(readFileSync(join(s.dir, 'alice', 'scitokens.use'), 'utf8')).access_token).toBe('eyJ.tok3.sig')
+  })
+})
+
+describe('credmon loop', () => {
+  it('scans at start and again on wake (SIGHUP), touching CREDMON_COMPLETE each time', async () => {
+    const s = setup((n) => token(n))
+    const touches: number[] = []
+    const fs: CredDirFs = { ...nodeCredDirFs, touch: (p) => { touches.push(1); nodeCredDirFs.touch(p) } }
+    const credmon = new Credmon({ credDir: s.dir, providers: ['scitokens'], brokerUrl: BROKER, useFormat: 'json' }, { fs, clock: { now: () => T0 }, client: scriptedClient(() => token(1)).client, log: capturingLog().log })
+    const loop = startCredmonLoop(credmon, 3600, capturingLog().log)
+    for (let i = 0; i < 100 && touches.length < 1; i++) await new Promise((r) => setTimeout(r, 10))
+    expect(touches).toHaveLength(1)
+    loop.wake()
+    for (let i = 0; i < 100 && touches.length < 2; i++) await new Promise((r) => setTimeout(r, 10))
+    expect(touches).toHaveLength(2)
+    await loop.stop()
+    expect(touches).toHaveLength(2)
+  })
+})

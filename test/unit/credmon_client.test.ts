@@ -1,0 +1,51 @@
+import { describe, expect, it } from 'vitest'
+import { brokerClient, type Fetch } from '../../src/clients/credmon/client.ts'
+
+const BROKER = 'https://broker.example.org:8443'
+
+function clientAnswering(status: number, body: unknown, headers: Record<string, string> = {}) {
+  const seen: Array<{ url: string; init: RequestInit }> = []
+  const fetch: Fetch = async (url, init) => {
+    seen.push({ url, init })
+    return new Response(typeof body === 'string' ? body : JSON.stringify(body), { status, headers: { 'content-type': 'application/json', ...headers } })
+  }
+  return { client: brokerClient({ brokerUrl: `${BROKER}/`, credential: () => 'credd-token\n', fetch }), seen }
+}
+
+describe('credmon broker client (the job-token read of the wire contract)', () => {
+  it('asks GET /v1/credentials/{user}/{provider}/token with the credd token and the query', async () => {
+    const { client, seen } = clientAnswering(200, { access_token: 'eyJ.a.b', token_type: 'Bearer', expires_in: 1200, scope: 'storage.read:/x' })
+    const r = await client.fetchJobToken('alice', 'scitokens', { minimum_seconds: 600, scopes: 'storage.read:/x storage.create:/x', audience: 'https://xrd' })
+    expect(r).toEqual({ kind: 'token', token: { access_token: 'eyJ.a.b', token_type: 'Bearer', expires_in: 1200, scope: 'storage.read:/x' } })
+    const u = new URL(seen[0]!.url)
+    expect(`${u.origin}${u.pathname}`).toBe(`${BROKER}/v1/credentials/alice/scitokens/token`)
+    expect(Object.fromEntries(u.searchParams)).toEqual({ minimum_seconds: '600', scopes: 'storage.read:/x storage.create:/x', audience: 'https://xrd' })
+    expect((seen[0]!.init.headers as Record<string, string>).authorization).toBe('Bearer credd-token')
+  })
+
+  it.each([
+    [403, { error: 'access_denied', error_description: 'revoked' }, {}, { kind: 'refused', reason: 'access_denied: revoked' }],
+    [401, { error: 'invalid_token', error_description: 'expired' }, {}, { kind: 'unauthorized', reason: 'invalid_token: expired' }],
+    [503, { error: 'temporarily_unavailable' }, { 'retry-after': '120' }, { kind: 'unavailable', reason: 'temporarily_unavailable', retryAfter: 120 }],
+    [500, 'oops', {}, { kind: 'unavailable', reason: 'HTTP 500' }],
+    [200, { access_token: 'has space', token_type: 'Bearer', expires_in: 10 }, {}, { kind: 'unavailable', reason: 'broker answered 200 without a valid token response' }],
+    [200, { access_token: 'eyJ.a.b', token_type: 'Bearer', expires_in: 0 }, {}, { kind: 'unavailable', reason: 'broker answered 200 without a valid token response' }],
+  ] as const)('maps HTTP %i to what the credmon does', async (status, body, headers, expected) => {
+    const { client } = clientAnswering(status, body, headers)
+    expect(await client.fetchJobToken('alice', 'scitokens', {})).toEqual(expected)
+  })
+
+  it('treats a network failure as unavailable, and an unreadable token file as its own token refused', async () => {
+    const down = brokerClient({ brokerUrl: BROKER, credential: () => 't', fetch: async () => { throw new TypeError('fetch failed', { cause: { code: 'ECONNREFUSED' } }) } })
+    expect(await down.fetchJobToken('alice', 'scitokens', {})).toEqual({ kind: 'unavailable', reason: 'broker unreachable: ECONNREFUSED' })
+    const noToken = brokerClient({ brokerUrl: BROKER, credential: () => { throw new Error('cannot read /etc/condor/tokens.d/credd: ENOENT') }, fetch: async () => { throw new Error('not called') } })
+    expect(await noToken.fetchJobToken('alice', 'scitokens', {})).toEqual({ kind: 'unauthorized', reason: "cannot read the credmon's token: cannot read /etc/condor/tokens.d/credd: ENOENT" })
+  })
+
+  it('never builds a request for a name that is not a user or provider name', async () => {
+    const { client, seen } = clientAnswering(200, {})
+    await expect(client.fetchJobToken('../admin', 'scitokens', {})).rejects.toThrow(TypeError)
+    await expect(client.fetchJobToken('alice', 'sci_tokens', {})).rejects.toThrow(TypeError)
+    expect(seen).toEqual([])
+  })
+})
