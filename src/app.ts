@@ -14,6 +14,9 @@ import { adminAuth, type AdminAuthenticator } from './http/middleware/admin_auth
 import { auditRoutes } from './http/routes/audit.ts'
 import { revocationRoutes } from './http/routes/revocations.ts'
 import { pilotRoutes } from './http/routes/pilots.ts'
+import { certificateRoutes } from './http/routes/certificates.ts'
+import type { CertificateService } from './ca/certificate_service.ts'
+import type { VerifiedSubject } from './iam/subject.ts'
 import { systemClock } from './lib/clock.ts'
 import { policyExplainRoutes, type PolicySource } from './http/routes/policy_explain.ts'
 import { tokenRoutes, type Exchange } from './http/routes/token.ts'
@@ -31,6 +34,8 @@ export interface AppDeps {
   iamStatus?: IamStatusCheck
   /** Admin API (/v1/audit, /v1/revocations); absent: not mounted. */
   admin?: { audit: Pick<AuditStore, 'query'>; revocations: RevocationService; authenticators: AdminAuthenticator[]; policy?: PolicySource }
+  /** The pool CA (/v1/ca/*, /v1/certificates); absent: not mounted. Revocation by serial needs `admin` too. */
+  certificates?: { service: CertificateService; verifyCaller: (bearer: string) => Promise<VerifiedSubject> }
   /** POST /token (RFC 8693); absent: not mounted. */
   exchange?: Exchange
 }
@@ -45,8 +50,11 @@ export function createApp(deps: AppDeps): Hono {
   app.route('/', discoveryRoutes(brokerMetadata(deps.config.issuer, [deps.keys.scitoken.alg])))
   app.route('/', jwksRoutes(() => deps.keys.jwks))
   if (deps.exchange) app.route('/', tokenRoutes(deps.exchange))
-  if (deps.admin) {
-    const auth = adminAuth({ authenticators: deps.admin.authenticators, revocations: deps.admin.revocations })
+  const auth = deps.admin ? adminAuth({ authenticators: deps.admin.authenticators, revocations: deps.admin.revocations }) : undefined
+  if (deps.certificates) {
+    app.route('/', certificateRoutes({ certificates: deps.certificates.service, verifyCaller: deps.certificates.verifyCaller, ...(auth ? { adminAuth: auth } : {}) }))
+  }
+  if (deps.admin && auth) {
     app.route('/', auditRoutes({ audit: deps.admin.audit, auth }))
     app.route('/', revocationRoutes({ revocations: deps.admin.revocations, auth }))
     app.route('/', pilotRoutes({ audit: deps.admin.audit, auth, clock: systemClock, window: maxTokenLifetime(deps.config) }))

@@ -2,6 +2,8 @@
 import { BrokerError, OperatorError } from '../errors.ts'
 import { CliError, type CommandIo } from './command.ts'
 import { auditCommand } from './commands/audit.ts'
+import { caCommand } from './commands/ca.ts'
+import { provisionCommand } from './commands/provision.ts'
 import { iamCommand } from './commands/iam.ts'
 import { keysCommand } from './commands/keys.ts'
 import { revokeCommand } from './commands/revoke.ts'
@@ -25,6 +27,8 @@ Commands:
   pilot            script: write the sbatch pilot for SLURM nodes; list: live pilots by site and job
   policy           check | explain issuance policies
   iam              check that the configured IAM issuers answer (discovery, JWKS, introspection)
+  ca               init: create the pool CA for host certificates (SSL authentication)
+  provision        render | plan | teardown: per-node bundles from a cluster template
 
 Run "condor-token-broker <command> --help" for a command's options.`
 
@@ -37,6 +41,8 @@ const COMMANDS: Record<string, (argv: string[], io: CommandIo) => Promise<number
   pilot: pilotCommand,
   policy: policyCommand,
   iam: iamCommand,
+  ca: caCommand,
+  provision: provisionCommand,
 }
 
 /** Runs one CLI invocation; every expected failure becomes one line on stderr and a non-zero status. */
