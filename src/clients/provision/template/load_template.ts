@@ -44,7 +44,7 @@ export function loadTemplate(text: string, file: string): LoadedTemplate {
   const fail = (path: Path, message: string, key?: string): never => { throw new TemplateError(file, at(path, key), message) }
   const raw: unknown = doc.toJS()
   const parsed = TemplateDocument.safeParse(raw)
-  if (!parsed.success) failOnIssue(parsed.error.issues[0]!, [], raw, fail)
+  if (!parsed.success) failOnIssue(firstIssue(parsed.error.issues), [], raw, fail)
   const t = parsed.data!
   checkSecrets(t, fail)
 
@@ -53,7 +53,7 @@ export function loadTemplate(text: string, file: string): LoadedTemplate {
     const base = ['topology_template', 'node_templates', name]
     const type = NODE_TYPES[node.type as NodeTypeName]
     const props = type.properties.safeParse(node.properties ?? {})
-    if (!props.success) failOnIssue(props.error.issues[0]!, [...base, 'properties'], node.properties ?? {}, fail)
+    if (!props.success) failOnIssue(firstIssue(props.error.issues), [...base, 'properties'], node.properties ?? {}, fail)
     const allowed: Record<string, string> = type.requirements
     const seen = new Set<string>()
     node.requirements?.forEach((req, i) => {
@@ -73,6 +73,11 @@ export function loadTemplate(text: string, file: string): LoadedTemplate {
     }
   }
   return { file, doc: t, at, fail }
+}
+
+/** A misspelt key also shows up as a missing one; the misspelling is the mistake to report. */
+function firstIssue(issues: readonly z.core.$ZodIssue[]): z.core.$ZodIssue {
+  return issues.find((i) => i.code === 'unrecognized_keys') ?? issues[0]!
 }
 
 function failOnIssue(i: z.core.$ZodIssue, prefix: Path, value: unknown, fail: (path: Path, message: string, key?: string) => never): never {

@@ -41,17 +41,19 @@ export function resolveInputs(t: LoadedTemplate, provided: Record<string, unknow
     if (value === undefined) value = def.default
     if (value === undefined) {
       if (def.required === false) continue
-      t.fail(path, `missing input "${name}": give it in the inputs file or declare a default`)
+      t.fail(['topology_template', 'inputs'], `missing input "${name}": give it in the inputs file or declare a default`, name)
     }
     const typeError = checkType(def, value)
     if (typeError) {
-      if (name in provided) inputFail(`input "${name}": ${typeError} (declared at ${t.file}:${t.at(path).line}:${t.at(path).col})`)
+      const d = t.at(['topology_template', 'inputs'], name)
+      if (name in provided) inputFail(`input "${name}": ${typeError} (declared at ${t.file}:${d.line}:${d.col})`)
       t.fail([...path, 'default'], `default of "${name}": ${typeError}`)
     }
     for (const [i, c] of (def.constraints ?? []).entries()) {
       const bad = violates(c, value)
       if (bad) {
-        if (name in provided) inputFail(`input "${name}": ${bad} (constraint at ${t.file}:${t.at([...path, 'constraints', i]).line}:${t.at([...path, 'constraints', i]).col})`)
+        const c = t.at([...path, 'constraints', i])
+        if (name in provided) inputFail(`input "${name}": ${bad} (constraint at ${t.file}:${c.line}:${c.col})`)
         t.fail([...path, 'constraints', i], `default of "${name}": ${bad}`)
       }
     }
@@ -124,7 +126,7 @@ export function realisationOrder(t: LoadedTemplate): string[] {
     if (state.get(n) === 'done') return
     if (state.get(n) === 'visiting') {
       const cycle = [...stack.slice(stack.indexOf(n)), n]
-      t.fail(['topology_template', 'node_templates', cycle[0]!], `dependency cycle: ${cycle.join(' → ')}`)
+      t.fail(['topology_template', 'node_templates'], `dependency cycle: ${cycle.join(' → ')}`, cycle[0]!)
     }
     state.set(n, 'visiting')
     for (const d of deps.get(n) ?? []) visit(d, [...stack, n])
