@@ -64,7 +64,7 @@ export function condorConfig(cluster: ClusterView, n: NodeView, brokerIssuer: st
     `COLLECTOR_HOST = ${cluster.collectorHost}:${COLLECTOR_PORT}`,
     'USE_SHARED_PORT = True',
     '',
-    '# Authentication: tokens and host certificates only (no GSI, no X.509 proxies).',
+    '# Authentication: tokens and pool-CA host certificates only.',
     'SEC_DEFAULT_AUTHENTICATION = REQUIRED',
     `SEC_DEFAULT_AUTHENTICATION_METHODS = ${AUTH_METHODS}`,
     `SEC_CLIENT_AUTHENTICATION_METHODS = ${AUTH_METHODS}`,
