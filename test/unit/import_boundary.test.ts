@@ -1,5 +1,5 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs'
-import { join, relative } from 'node:path'
+import { dirname, join, relative, resolve } from 'node:path'
 import { describe, expect, it } from 'vitest'
 
 // The architecture in one rule: dependencies point http → issuance → (policy, audit, iam, keys).
@@ -26,11 +26,12 @@ describe('import boundaries', () => {
     expect(bad).toEqual([])
   })
 
-  it('src/clients/* import only src/contract and src/lib from the broker', () => {
+  it('src/clients/* import only src/contract, src/lib and other clients from the broker', () => {
     let clientFiles: string[] = []
     try { clientFiles = files(join(ROOT, 'clients')) } catch { clientFiles = [] }
+    const allowed = ['clients', 'contract', 'lib'].map((d) => join(ROOT, d) + '/')
     const bad = clientFiles.flatMap((f) => imports(f)
-      .filter((i) => i.startsWith('.') && !/^(\.\.\/)+(contract|lib)\//.test(i) && !i.startsWith('./'))
+      .filter((i) => i.startsWith('.') && !allowed.some((a) => resolve(dirname(f), i).startsWith(a)))
       .map((i) => `${relative(ROOT, f)} imports ${i}`))
     expect(bad).toEqual([])
   })
