@@ -44,7 +44,8 @@ export async function planCluster(o: { templateText: string; templateFile: strin
     steps.push({
       node, request: role === 'pilot' ? 'pilot enrolment (pilot tokens are minted at pilot start)' : 'IDTOKEN', role,
       ...(host ? { host } : {}), ...(site ? { site } : {}), answer: d.allow ? 'allow' : 'deny',
-      ...(d.ruleId ? { rule: d.ruleId } : {}), ...(d.identity ? { identity: d.identity } : {}), ...(d.reason ? { reason: d.reason } : {}),
+      // A pilot's identity names its SLURM job and node, known only when it starts.
+      ...(d.ruleId ? { rule: d.ruleId } : {}), ...(d.identity && role !== 'pilot' ? { identity: d.identity } : {}), ...(d.reason ? { reason: d.reason } : {}),
     })
     if (d.allow && host) steps.push({ node, request: 'host certificate (pool CA, SSL)', role, host, ...(site ? { site } : {}), answer: 'allow', ...(d.ruleId ? { rule: d.ruleId } : {}), reason: 'if the rule has a certificate: block' })
     return d.identity
