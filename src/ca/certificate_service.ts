@@ -3,7 +3,7 @@ import { InvalidRequest, NotFound, UnauthorizedClient, InvalidTarget } from '../
 import type { VerifiedSubject } from '../iam/subject.ts'
 import type { Clock } from '../lib/clock.ts'
 import type { Policy } from '../policy/compile.ts'
-import { decideCertificate } from '../policy/certificate_decision.ts'
+import { decideCertificate, type CertificateDecision } from '../policy/certificate_decision.ts'
 import { checkCsr, checkSanNames, type IssuedHostCertificate, type PoolCa } from './pool_ca.ts'
 
 /** What a caller asks for: a CSR (proof of the key) and the names, role and site. */
@@ -48,6 +48,18 @@ export class CertificateService {
 
   get caPem(): string {
     return this.#d.ca.pem
+  }
+
+  /** What the policy would answer for these names, role and site; signs nothing, records nothing (a plan). */
+  check(req: Omit<CertificateRequest, 'csr'>, subject: VerifiedSubject): CertificateDecision {
+    const dns = req.dns.map((d) => d.toLowerCase())
+    checkSanNames(dns, req.ip)
+    const d = decideCertificate(this.#d.policy.current, {
+      subject, role: req.role, dns, ip: req.ip,
+      ...(req.site !== undefined ? { site: req.site } : {}),
+      ...(req.lifetime !== undefined ? { lifetime: req.lifetime } : {}),
+    })
+    return d.allow ? { ...d, lifetime: Math.min(d.lifetime, this.#d.maxLifetime) } : d
   }
 
   async issue(req: CertificateRequest, subject: VerifiedSubject, actor: Omit<Actor, 'principal'>): Promise<IssuedHostCertificate> {

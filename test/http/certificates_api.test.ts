@@ -30,6 +30,10 @@ async function csr(): Promise<string> {
 }
 
 async function app() {
+  return (await appWithStore()).a
+}
+
+async function appWithStore() {
   const root = tempDir()
   writeFileSync(join(root, 'p.yaml'), `version: 1
 rules:
@@ -52,10 +56,11 @@ rules:
   const revocations = new RevocationService({ store, clock, log: silentLogger, maxTokenLifetime: 86400, refreshSeconds: 5, knownLabels: () => ({ roles: new Set(), sites: new Set() }) as never, knownIssuers: () => new Set([ISS]) })
   await revocations.refresh()
   const verifyCaller = async (bearer: string) => { if (bearer !== 'operator-token') throw new InvalidToken('the IAM access token is not valid', { presented: true }); return OPERATOR }
-  return createApp(testDeps({
+  const a = createApp(testDeps({
     certificates: { service, verifyCaller },
     admin: { audit: store, revocations, authenticators: [bootstrapTokenAuthenticator(createHash('sha256').update(ADMIN).digest())] },
   }))
+  return { a, store }
 }
 
 const post = async (a: Awaited<ReturnType<typeof app>>, body: unknown, auth = 'Bearer operator-token') =>
@@ -93,6 +98,18 @@ describe('pool CA over HTTP', () => {
     expect(await denied.json()).toEqual({ error: 'invalid_target', error_description: 'host evil.example.net is not allowed for role schedd' })
     const badCsr = await post(a, { csr: 'nope', role: 'schedd', dns: ['ap1.example.org'] })
     expect(await badCsr.json()).toEqual({ error: 'invalid_request', error_description: 'csr is not a PEM PKCS#10 certificate request' })
+  })
+
+  it('answers a dry run with the policy decision, signing and recording nothing', async () => {
+    const { a, store } = await appWithStore()
+    const yes = await post(a, { role: 'schedd', dns: ['ap1.example.org'], dry_run: true })
+    expect(yes.status).toBe(200)
+    expect(await yes.json()).toEqual({ dry_run: { allow: true, rule: 'ops', lifetime: 86400 } })
+    const no = await post(a, { role: 'schedd', dns: ['ap1.example.org'], ip: ['10.0.0.1'], dry_run: true })
+    expect(await no.json()).toEqual({ dry_run: { allow: false, error: 'invalid_target', reason: 'address 10.0.0.1 is not allowed in a certificate for role schedd' } })
+    expect((await store.query({ limit: 10 })).records).toEqual([])
+    const noCsr = await post(a, { role: 'schedd', dns: ['ap1.example.org'] })
+    expect(await noCsr.json()).toEqual({ error: 'invalid_request', error_description: 'csr is required' })
   })
 
   it('revokes by serial for admins only, and the CRL lists it', async () => {

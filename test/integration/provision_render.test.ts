@@ -65,9 +65,11 @@ describe('provision render, plan and teardown against the broker', () => {
     expect(steps.filter((s) => s.request === 'IDTOKEN').map((s) => s.identity)).toEqual([
       `condor@${TD}`, `schedd-ap1@aps.${TD}`, `startd-cloud-a-ep-1@eps.${TD}`, `startd-cloud-a-ep-2@eps.${TD}`,
     ])
+    expect(steps.filter((s) => s.request.startsWith('host certificate')).map((s) => `${s.node}:${s.answer}`)).toEqual(['cm:allow', 'ap:allow', 'workers:allow', 'workers:allow'])
     expect(steps.every((s) => s.answer === 'allow')).toBe(true)
-    const issued = await e2e.get('/v1/audit?type=token.issued&limit=100', { authorization: `Bearer ${readFileSync(env.BEARER_TOKEN_FILE!, 'utf8').trim()}` })
-    expect(issued.body.records).toEqual([])
+    const admin = { authorization: `Bearer ${readFileSync(env.BEARER_TOKEN_FILE!, 'utf8').trim()}` }
+    expect((await e2e.get('/v1/audit?type=token.issued&limit=100', admin)).body.records).toEqual([])
+    expect((await e2e.get('/v1/audit?type=certificate.issued&limit=100', admin)).body.records).toEqual([])
   })
 
   it('renders bundles whose tokens, ALLOW lists, certificates and cloud-init agree with what the broker issued', async () => {

@@ -64,6 +64,12 @@ export class BrokerClient {
     return { certificate: String(body.certificate), serial: String(body.serial), notAfter: Number(body.not_after) }
   }
 
+  /** What the policy answers for a certificate request; nothing is signed (POST /v1/certificates with dry_run). */
+  async checkCertificate(req: { role: string; site?: string; dns: string[]; ip: string[] }): Promise<{ allow: boolean; rule?: string; reason?: string; lifetime?: number }> {
+    const body = await this.#json(`certificate check for ${req.dns[0]}`, 'POST', '/v1/certificates', { ...req, dry_run: true })
+    return body.dry_run as { allow: boolean; rule?: string; reason?: string; lifetime?: number }
+  }
+
   async caCertificate(): Promise<string> {
     const res = await this.#fetch(`${this.base}/v1/ca/certificate`, { method: 'GET', headers: {} })
     const text = await res.text()

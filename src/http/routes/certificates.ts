@@ -7,12 +7,15 @@ import { clientAddress } from '../client_address.ts'
 
 /** POST /v1/certificates body: the CSR proves the key; the names, role and site are what policy judges. */
 export const CertificateBody = z.strictObject({
-  csr: z.string().min(1).max(16 * 1024),
+  /** Required unless dry_run. */
+  csr: z.string().min(1).max(16 * 1024).optional(),
   role: z.string().regex(/^[a-z][a-z0-9-]{0,62}$/),
   site: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/).optional(),
   dns: z.array(z.string().max(253)).min(1).max(16),
   ip: z.array(z.string().max(45)).max(16).default([]),
   lifetime: z.number().int().positive().optional(),
+  /** Answer what the policy would decide; sign and record nothing (provision plan). */
+  dry_run: z.boolean().optional(),
 })
 
 export const CertificateRevokeBody = z.strictObject({ reason: z.string().max(500).optional() })
@@ -36,11 +39,17 @@ export function certificateRoutes(deps: {
     if (!m) throw new InvalidToken('an IAM access token is required (Authorization: Bearer)', { presented: false })
     const subject = await deps.verifyCaller(m[1]!)
     const b = parseJson(CertificateBody, await readJson(c.req.raw))
+    c.header('Cache-Control', 'no-store')
+    const names = { role: b.role, dns: b.dns, ip: b.ip, ...(b.site !== undefined ? { site: b.site } : {}), ...(b.lifetime !== undefined ? { lifetime: b.lifetime } : {}) }
+    if (b.dry_run) {
+      const d = deps.certificates.check(names, subject)
+      return c.json({ dry_run: d.allow ? { allow: true, rule: d.ruleId, lifetime: d.lifetime, ...(d.site ? { site: d.site } : {}) } : { allow: false, error: d.error, reason: d.reason } })
+    }
+    if (b.csr === undefined) throw new InvalidRequest('csr is required')
     const cert = await deps.certificates.issue(
       { csr: b.csr, role: b.role, dns: b.dns, ip: b.ip, ...(b.site !== undefined ? { site: b.site } : {}), ...(b.lifetime !== undefined ? { lifetime: b.lifetime } : {}) },
       subject, { requestId: c.get('requestId'), ...clientAddress(c) },
     )
-    c.header('Cache-Control', 'no-store')
     return c.json({ certificate: cert.pem, serial: cert.serial, not_before: cert.notBefore, not_after: cert.notAfter, ca_certificate: deps.certificates.caPem }, 201)
   })
 
