@@ -44,6 +44,7 @@ interface Instance {
   identity: string
   cert?: { pem: string; key: string }
   props: Record<string, unknown>
+  schedd?: NonNullable<NodeView['schedd']>
 }
 
 interface PilotGroup { node: string; props: Record<string, unknown>; credential: string; collector: string; trustDomain: string }
@@ -84,10 +85,12 @@ export async function renderCluster(o: RenderOptions, issued: { tokens: Manifest
   let trustDomain = ''
   let poolName = ''
   let collectorHost = ''
+  let ccb = true
   const userDomains: string[] = []
   const schedds: Array<NonNullable<NodeView['schedd']>> = []
 
   const mint = async (n: ResolvedNode, role: Instance['role'], host: string, ip: string[], nat: boolean, bundle: string, certify: boolean): Promise<Instance> => {
+    if (nat && !ccb) t.fail(['topology_template', 'node_templates', n.name], `${n.name} runs on a host behind NAT, but the central manager has ccb: false`)
     const site = n.properties.site as string | undefined
     const { token } = await o.broker.daemonToken(role, host, site)
     const c = jwtClaims(token)
@@ -115,6 +118,7 @@ export async function renderCluster(o: RenderOptions, issued: { tokens: Manifest
         trustDomain = String(n.properties.trust_domain)
         poolName = String(n.properties.pool_name)
         collectorHost = host.address
+        ccb = n.properties.ccb !== false
         const inst = await mint(n, 'central-manager', host.address, host.ip, host.nat, n.name, true)
         return { collector_address: `${host.address}:${COLLECTOR_PORT}`, identity: inst.identity, issued_token_jtis: [jwtClaims(inst.token).jti] }
       }
@@ -127,7 +131,7 @@ export async function renderCluster(o: RenderOptions, issued: { tokens: Manifest
           iamIssuer: m?.scitokens_issuer ?? '', subjectDomain: m?.subject_domain ?? '', groups: m?.groups ?? [],
         }
         if (m) { userDomains.push(m.subject_domain); schedds.push(schedd) }
-        ;(inst as Instance & { schedd?: typeof schedd }).schedd = schedd
+        inst.schedd = schedd
         return { name: schedd.name, identity: inst.identity, issued_token_jtis: [jwtClaims(inst.token).jti] }
       }
       case 'htc.nodes.Startd': {
@@ -166,7 +170,7 @@ export async function renderCluster(o: RenderOptions, issued: { tokens: Manifest
   }
 
   const bundles: Bundle[] = instances.map((inst) => {
-    const schedd = (inst as Instance & { schedd?: NodeView['schedd'] }).schedd
+    const schedd = inst.schedd
     const view: NodeView = {
       node: inst.node, type: inst.role, host: inst.host, nat: inst.nat, hasCert: inst.cert !== undefined, tokenFile: TOKEN_FILE[inst.role],
       ...(schedd ? { schedd } : {}),
