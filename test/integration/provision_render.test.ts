@@ -165,6 +165,19 @@ describe('provision render, plan and teardown against the broker', () => {
     expect(r.code).toBe(1)
     expect(r.err).toBe(`condor-token-broker: ${bad}: input "iam_issuer" looks like a JWT (a token); templates carry no secrets (the broker puts credentials into bundles)`)
   })
+
+  // Last: it revokes the operator.
+  it('refuses a certificate to a caller whose IAM subject is revoked', async () => {
+    const bearer = readFileSync(env.BEARER_TOKEN_FILE!, 'utf8').trim()
+    const csr = '-----BEGIN CERTIFICATE REQUEST-----\nAA==\n-----END CERTIFICATE REQUEST-----\n'
+    const before = await e2e.postJson('/v1/certificates', { csr, role: 'schedd', dns: ['ap1.cloud-a.example.org'] }, { authorization: `Bearer ${bearer}` })
+    expect(before.body).toEqual({ error: 'invalid_request', error_description: 'csr is not a PEM PKCS#10 certificate request' })
+    const rev = await e2e.postJson('/v1/revocations', { sub: 'provisioner', reason: 'operator left' }, { authorization: `Bearer ${bearer}` })
+    expect(rev.status).toBe(201)
+    const after = await e2e.postJson('/v1/certificates', { csr, role: 'schedd', dns: ['ap1.cloud-a.example.org'] }, { authorization: `Bearer ${bearer}` })
+    expect(after.status).toBe(401)
+    expect(after.body).toEqual({ error: 'invalid_token', error_description: 'the token has been revoked' })
+  })
 })
 
 async function fetchText(url: string): Promise<string> {
