@@ -1,9 +1,10 @@
 // npm run demo: the broker as a new user meets it, in well under a minute. Starts the broker and the
 // development IAM on loopback (temporary data directory), then walks through token exchanges.
 import { request } from 'node:https'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { cpSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { initPoolCa } from '../src/ca/pool_ca.ts'
 import { runCli } from '../src/cli/main.ts'
 import { loadConfig } from '../src/config.ts'
 import { devIamTokenRequest, devIamUserToken } from '../src/dev_iam/dev_iam_token.ts'
@@ -14,7 +15,12 @@ const TE = 'urn:ietf:params:oauth:grant-type:token-exchange'
 const AT = 'urn:ietf:params:oauth:token-type:access_token'
 const started = performance.now()
 const dir = mkdtempSync(join(tmpdir(), 'ctb-demo-'))
-const env = { CTB_DATA_DIR: join(dir, 'data'), CTB_LISTEN_PORT: '0', CTB_DEV_IAM_PORT: '0', CTB_TRUST_DOMAIN: 'pool.example.org', CTB_POLICY_WATCH: 'false' }
+// The shipped policies plus the provisioning example's operator rule, and a pool CA for host certificates.
+const policyDir = join(dir, 'policies')
+cpSync('policies', policyDir, { recursive: true })
+cpSync('examples/provisioning/policies', policyDir, { recursive: true })
+await initPoolCa(join(dir, 'data', 'ca'), { name: 'pool.example.org demo pool CA', now: Math.floor(Date.now() / 1000) })
+const env = { CTB_DATA_DIR: join(dir, 'data'), CTB_LISTEN_PORT: '0', CTB_DEV_IAM_PORT: '0', CTB_TRUST_DOMAIN: 'pool.example.org', CTB_POLICY_WATCH: 'false', CTB_POLICY_DIR: policyDir }
 const broker = await startBroker(loadConfig({ env }), { log: silentLogger })
 const iam = broker.services.devIam!
 const ca = readFileSync(broker.devCaFile!)
@@ -98,6 +104,30 @@ try {
   }
   const v = await broker.services.store.verify()
   console.log(`   chain: ${v.ok ? `verified, ${v.records} records` : `BROKEN at ${JSON.stringify(v)}`}`)
+  step(7, 'Provisioning: one cloud HTC site and one SLURM site from examples/provisioning/hybrid-pool.yaml')
+  const operator = await robotToken('provisioner')
+  const inputs = join(dir, 'inputs.yaml')
+  writeFileSync(inputs, `trust_domain: pool.example.org\niam_issuer: ${iam.issuer}\n`)
+  const out = join(dir, 'cluster')
+  const opts = ['--broker', broker.url, '--ca-file', broker.devCaFile!]
+  const provision = async (args: string[]) => {
+    const lines: string[] = []
+    console.log(`   $ condor-token-broker provision ${args.map((a) => (a === broker.devCaFile ? '<dev CA>' : a.replaceAll(dir, '$DEMO'))).join(' ')}`)
+    const code = await runCli(['provision', ...args], { out: (s) => lines.push(s), err: (s) => lines.push(s), env: { BEARER_TOKEN: operator } })
+    console.log(lines.map((l) => `   | ${l.replaceAll(dir, '$DEMO')}`).join('\n'))
+    if (code !== 0) throw new Error(`provision ${args[0]} exited ${code}`)
+  }
+  await provision(['plan', 'examples/provisioning/hybrid-pool.yaml', '--inputs', inputs, ...opts])
+  await provision(['render', 'examples/provisioning/hybrid-pool.yaml', '--inputs', inputs, ...opts, '--out', out])
+  for (const b of readdirSync(out).sort()) {
+    if (!statSync(join(out, b)).isDirectory()) continue
+    const files = readdirSync(join(out, b), { recursive: true }).map(String).filter((f) => statSync(join(out, b, f)).isFile()).sort()
+    console.log(`   ${b}/: ${files.join(' ')}`)
+  }
+  const cm = readFileSync(join(out, 'cm', 'condor_config.d', '50-broker.conf'), 'utf8')
+  console.log(cm.split('\n').filter((l) => l.startsWith('ALLOW_ADVERTISE')).map((l) => `   | ${l}`).join('\n'))
+  await provision(['teardown', '--manifest', join(out, 'manifest.json'), ...opts])
+
   console.log(`\ndone in ${((performance.now() - started) / 1000).toFixed(1)} s`)
 } finally {
   await broker.close()

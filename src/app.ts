@@ -20,6 +20,9 @@ import { auditRoutes } from './http/routes/audit.ts'
 import { revocationRoutes } from './http/routes/revocations.ts'
 import { pilotRoutes } from './http/routes/pilots.ts'
 import { metricsRoutes, type MetricsPage } from './http/routes/metrics.ts'
+import { certificateRoutes } from './http/routes/certificates.ts'
+import type { CertificateService } from './ca/certificate_service.ts'
+import type { VerifiedSubject } from './iam/subject.ts'
 import { systemClock } from './lib/clock.ts'
 import { policyExplainRoutes, type PolicySource } from './http/routes/policy_explain.ts'
 import { tokenRoutes, type Exchange } from './http/routes/token.ts'
@@ -37,6 +40,8 @@ export interface AppDeps {
   iamStatus?: IamStatusCheck
   /** Admin API (/v1/audit, /v1/revocations); absent: not mounted. */
   admin?: { audit: Pick<AuditStore, 'query'>; revocations: RevocationService; authenticators: AdminAuthenticator[]; policy?: PolicySource }
+  /** The pool CA (/v1/ca/*, /v1/certificates); absent: not mounted. Revocation by serial needs `admin` too. */
+  certificates?: { service: CertificateService; verifyCaller: (bearer: string) => Promise<VerifiedSubject> }
   /** POST /token (RFC 8693); absent: not mounted. */
   exchange?: Exchange
   /**
@@ -56,7 +61,8 @@ export function createApp(deps: AppDeps): Hono {
   app.route('/', discoveryRoutes(brokerMetadata(deps.config.issuer, [deps.keys.scitoken.alg])))
   app.route('/', jwksRoutes(() => deps.keys.jwks))
   // Every route mounted here is described in src/http/openapi/routes.ts (a test holds the two together).
-  const mounted = new Set<Mount>(['core', ...(deps.exchange ? ['exchange' as const] : []), ...(deps.admin ? ['admin' as const] : []), ...(deps.admin?.policy ? ['policy' as const] : []), ...(deps.metrics ? ['metrics' as const] : [])])
+  const mounted = new Set<Mount>(['core', ...(deps.exchange ? ['exchange' as const] : []), ...(deps.admin ? ['admin' as const] : []), ...(deps.admin?.policy ? ['policy' as const] : []), ...(deps.metrics ? ['metrics' as const] : []),
+    ...(deps.certificates ? ['certificates' as const] : []), ...(deps.certificates && deps.admin ? ['certificates-admin' as const] : [])])
   app.route('/', openApiRoutes(() => buildOpenApiDocument(BROKER_ROUTES, { issuer: deps.config.issuer, version: packageVersion(), mounted })))
   if (deps.exchange) app.route('/', tokenRoutes(deps.exchange))
   const auth = deps.admin ? adminAuth({ authenticators: deps.admin.authenticators, revocations: deps.admin.revocations }) : undefined
@@ -65,6 +71,9 @@ export function createApp(deps: AppDeps): Hono {
     if (m.auth === 'admin' && !auth) throw new TypeError('metrics behind admin authentication need the admin API')
     const metricsAuth = m.auth === 'none' ? undefined : m.auth === 'admin' ? auth : adminAuth({ authenticators: [bootstrapTokenAuthenticator(m.auth.bearerSha256)] })
     app.route('/', metricsRoutes({ page: m.page, auth: metricsAuth }))
+  }
+  if (deps.certificates) {
+    app.route('/', certificateRoutes({ certificates: deps.certificates.service, verifyCaller: deps.certificates.verifyCaller, ...(auth ? { adminAuth: auth } : {}) }))
   }
   if (deps.admin && auth) {
     app.route('/', auditRoutes({ audit: deps.admin.audit, auth }))

@@ -78,6 +78,17 @@ export const ConfigSchema = z.strictObject({
    * the broker's issuer is a loopback URL (development; see isProduction in src/services.ts). Loopback only.
    */
   dev_iam: z.strictObject({ port: Port.default(8444) }).prefault({}),
+  /**
+   * The pool CA (docs/pool-ca.md): host certificates for HTCondor's SSL authentication. Served only when
+   * `ca init` has created it under `dir` (default data_dir/ca).
+   */
+  ca: z.strictObject({
+    dir: z.string().min(1).optional(),
+    /** Cap on a host certificate's lifetime, whatever a policy grant allows. */
+    max_lifetime: Seconds.default(7 * 86400),
+    /** nextUpdate of the published CRL. */
+    crl_lifetime: Seconds.default(86400),
+  }).prefault({}),
   /** Audit store, retention and group commit (src/audit/audit_config.ts). */
   audit: AuditConfigSchema.prefault({}),
   admin: AdminConfigSchema,
@@ -234,6 +245,11 @@ export function loadConfig(options: { file?: string; env?: NodeJS.ProcessEnv } =
 }
 
 /** The longest any token this broker issues can live: how long a revocation must stay in force at most. */
+/** Where the pool CA's key and certificate live. */
+export function caDir(config: Config): string {
+  return config.ca.dir ?? `${config.data_dir}/ca`
+}
+
 export function maxTokenLifetime(config: Config): number {
   return Math.max(config.idtoken.max_lifetime, config.scitoken.max_lifetime)
 }

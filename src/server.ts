@@ -71,6 +71,7 @@ async function listen(services: BrokerServices, log: Logger): Promise<RunningBro
     exchange: services.exchange,
     admin: { audit: store, revocations: services.revocations, authenticators: services.adminAuthenticators, policy: services.policy },
     ...(services.metrics ? { metrics: { page: () => services.metrics!.render(), auth: services.metricsAuth } } : {}),
+    ...(services.certificates ? { certificates: services.certificates } : {}),
   })
 
   let tls: { cert: Buffer; key: Buffer } | undefined

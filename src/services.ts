@@ -3,7 +3,11 @@ import { join } from 'node:path'
 import type { AuditEvent } from './audit/audit_log.ts'
 import { RefusalTally } from './audit/refusal_tally.ts'
 import { startRetention } from './audit/retention.ts'
-import { maxTokenLifetime, type Config } from './config.ts'
+import { caDir, maxTokenLifetime, type Config } from './config.ts'
+import { CertificateService } from './ca/certificate_service.ts'
+import { poolCaFiles, PoolCa } from './ca/pool_ca.ts'
+import type { VerifiedSubject } from './iam/subject.ts'
+import { InvalidToken } from './errors.ts'
 import { devIamTrustedIssuer, devIamBrokerSettings } from './dev_iam/broker_settings.ts'
 import { DEV_IAM_PATHS, devIamIssuer, startDevIam, type RunningDevIam } from './dev_iam/start_dev_iam.ts'
 import { BrokerError } from './errors.ts'
@@ -51,6 +55,8 @@ export interface BrokerServices {
   devIam?: RunningDevIam
   exchange: Exchange
   adminAuthenticators: AdminAuthenticator[]
+  /** The pool CA's certificates, when `ca init` has created the CA; absent otherwise. */
+  certificates?: { service: CertificateService; verifyCaller: (bearer: string) => Promise<VerifiedSubject> }
   /** /readyz: audit store and keys. */
   readiness: ReadinessCheck
   /** /readyz: each IAM's reachability, reported beside readiness. */
@@ -240,6 +246,12 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
       if (token.created) log.warn('created the metrics bearer token file; give it to Prometheus as credentials_file', { file })
       metricsAuth = { bearerSha256: token.sha256 }
     }
+    let certificates: BrokerServices['certificates']
+    if (existsSync(poolCaFiles(caDir(config)).keyFile)) {
+      const ca = await PoolCa.load(caDir(config))
+      const service = new CertificateService({ ca, audit: store, policy, clock, maxLifetime: config.ca.max_lifetime, crlLifetime: config.ca.crl_lifetime })
+      certificates = { service, verifyCaller: (bearer) => verifyUnrevokedCaller(iam, revocations, bearer) }
+    }
 
     const reachability = new IamReachability({
       discovery: iam.discovery, fetch: iam.fetch, timeoutSeconds: Math.max(config.iam.timeout_seconds, config.iam.jwks_timeout_seconds),
@@ -259,6 +271,7 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
       ...(metrics ? { metrics } : {}),
       metricsAuth,
       adminAuthenticators,
+      ...(certificates ? { certificates } : {}),
       readiness: brokerReadiness({ store, keys: () => keyHolder.current, issuers: { trustDomain: config.trust_domain, issuer: config.issuer }, clock }),
       iamStatus: () => reachability.report(),
       refusals,
@@ -278,6 +291,23 @@ function fileTime(file: string): number | undefined {
   } catch {
     return undefined
   }
+}
+
+/**
+ * An IAM access token that verifies, whose claims and caller are not revoked: the same refusal the admin
+ * middleware applies, for routes a policy (not the admin rule) opens.
+ */
+async function verifyUnrevokedCaller(iam: IamAdapter, revocations: RevocationService, bearer: string): Promise<VerifiedSubject> {
+  let subject: VerifiedSubject
+  try {
+    subject = await iam.verifier.verify(bearer)
+  } catch (err) {
+    if (err instanceof BrokerError && err.status !== 503) throw new InvalidToken('the IAM access token is not valid', { presented: true })
+    throw err
+  }
+  const blocked = revocations.blockedCaller({ sub: subject.sub, iss: subject.iss, ...(subject.client_id ? { client_id: subject.client_id } : {}) })
+  if (revocations.isRevoked(subject.claims) || blocked !== undefined) throw new InvalidToken('the token has been revoked', { presented: true })
+  return subject
 }
 
 /** "An IAM token whose policy grants admin": verified like a subject token, then the policy's admin rule. */

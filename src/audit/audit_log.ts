@@ -18,6 +18,11 @@ export type AuditEventType =
   | 'key.reloaded'
   | 'policy.reloaded'
   | 'audit.checkpoint'
+  /** A host certificate from the pool CA; `detail.serial` names it, `exp` is its notAfter (src/ca). */
+  | 'certificate.issued'
+  | 'certificate.denied'
+  /** A pool CA serial put on the CRL; `exp` is the certificate's notAfter. */
+  | 'certificate.revoked'
 
 export interface AuditEvent {
   type: AuditEventType

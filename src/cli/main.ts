@@ -2,6 +2,8 @@
 import { BrokerError, OperatorError } from '../errors.ts'
 import { CliError, type CommandIo } from './command.ts'
 import { auditCommand } from './commands/audit.ts'
+import { caCommand } from './commands/ca.ts'
+import { provisionCommand } from './commands/provision.ts'
 import { credmonCommand } from './commands/credmon.ts'
 import { iamCommand } from './commands/iam.ts'
 import { keysCommand } from './commands/keys.ts'
@@ -26,6 +28,8 @@ Commands:
   pilot            script: write the sbatch pilot for SLURM nodes; list: live pilots by site and job
   policy           check | explain issuance policies
   iam              check that the configured IAM issuers answer (discovery, JWKS, introspection)
+  ca               init: create the pool CA for host certificates (SSL authentication)
+  provision        render | plan | teardown: per-node bundles from a cluster template
   credmon          run our credmon on an access point; config: HTCondor knobs; wrapper: the job wrapper
 
 Run "condor-token-broker <command> --help" for a command's options.`
@@ -39,6 +43,8 @@ const COMMANDS: Record<string, (argv: string[], io: CommandIo) => Promise<number
   pilot: pilotCommand,
   policy: policyCommand,
   iam: iamCommand,
+  ca: caCommand,
+  provision: provisionCommand,
   credmon: credmonCommand,
 }
 

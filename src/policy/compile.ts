@@ -58,6 +58,8 @@ export interface CompiledGrant {
   readonly directAttach: boolean
   /** Pilot enrolment (docs/pilots.md), when the grant allows it. */
   readonly pilot?: CompiledPilotGrant
+  /** Host certificates from the pool CA, when the grant allows them (docs/pool-ca.md). */
+  readonly certificate?: { readonly maxLifetime: number; readonly ipAddresses?: CompiledPatterns }
 }
 
 export interface CompiledPilotGrant {
@@ -136,6 +138,12 @@ function compileGrant(g: Grant, ctx: PolicyContext): CompiledGrant {
     upTo: g.up_to ?? false,
     directAttach: g.direct_attach ?? false,
     ...(g.pilot ? { pilot: compilePilotGrant(g, constants) } : {}),
+    ...(g.certificate ? {
+      certificate: {
+        maxLifetime: g.certificate.max_lifetime,
+        ...(g.certificate.ip_addresses ? { ipAddresses: compilePatterns(g.certificate.ip_addresses) } : {}),
+      },
+    } : {}),
   }
 }
 

@@ -77,7 +77,7 @@ export const ROLE_NAME = /^[a-z][a-z0-9-]{0,62}$/
 
 const Role = z.string().regex(ROLE_NAME, 'a role is lower-case letters, digits and dashes, starting with a letter')
 
-const GRANT_TOKEN_FIELDS = ['identity', 'token_kinds', 'default_token_kind', 'authz', 'scopes', 'audiences', 'hosts', 'sites', 'params', 'lifetime', 'profile', 'up_to', 'direct_attach', 'pilot'] as const
+const GRANT_TOKEN_FIELDS = ['identity', 'token_kinds', 'default_token_kind', 'authz', 'scopes', 'audiences', 'hosts', 'sites', 'params', 'lifetime', 'profile', 'up_to', 'direct_attach', 'pilot', 'certificate'] as const
 
 /**
  * A site label: it ends up in the `ctb_site` claim and in `revoke --site`, so it is a plain name that is
@@ -100,6 +100,16 @@ const PilotGrantSchema = z.strictObject({
   tunneled: z.boolean().optional(),
   /** The pilot token's `sub`; must name {site}, {slurm_job_id} and {node}. */
   identity: z.string().min(1).max(255).optional(),
+})
+
+/**
+ * A grant's host certificates from the pool CA (docs/pool-ca.md): callers of the rule may have the
+ * grant's hosts certified for HTCondor's SSL authentication, for at most `max_lifetime`.
+ */
+const CertificateGrantSchema = z.strictObject({
+  max_lifetime: Duration,
+  /** IPv4 addresses (globs such as `10.1.*`) a certificate may also name; none unless listed. */
+  ip_addresses: z.array(z.string().regex(/^[0-9.*]{1,15}$/, 'an IPv4 address or a glob of one (digits, dots, *)')).min(1).optional(),
 })
 
 const GrantSchema = z.strictObject({
@@ -130,6 +140,8 @@ const GrantSchema = z.strictObject({
   direct_attach: z.boolean().optional(),
   /** SLURM pilot enrolment for this role (docs/pilots.md): checked by checkPilotGrant. */
   pilot: PilotGrantSchema.optional(),
+  /** Host certificates from the pool CA for the grant's hosts: checked by decideCertificate. */
+  certificate: CertificateGrantSchema.optional(),
 }).superRefine(checkGrant)
 
 export type Grant = z.output<typeof GrantSchema>
@@ -174,6 +186,7 @@ function checkGrant(g: Grant, ctx: z.RefinementCtx): void {
   })
   if (g.lifetime.default > g.lifetime.max) issue(['lifetime', 'default'], `default lifetime ${g.lifetime.default}s exceeds max ${g.lifetime.max}s`)
   if (g.pilot) checkPilotGrant(g, levels, issue)
+  if (g.certificate && !g.hosts) issue(['certificate'], 'a certificate names hosts: list the hosts it may name under hosts:')
 }
 
 /** Placeholders a pilot identity may use: the three that name the pilot, and the constants. */

@@ -17,7 +17,7 @@ import { TEST_NOW, testDeps } from '../support/broker_deps.ts'
 const ADMIN = 'a'.repeat(43)
 const METHODS = ['get', 'put', 'post', 'delete', 'options', 'head', 'patch', 'trace'] as const
 
-/** The app with every optional part mounted: token exchange, admin API, policy explain and metrics. */
+/** The app with every optional part mounted: token exchange, admin API, policy explain, metrics and the pool CA. */
 function fullApp(): Hono {
   const store = new MemoryStore()
   const revocations = new RevocationService({
@@ -29,7 +29,10 @@ function fullApp(): Hono {
     authenticators: [bootstrapTokenAuthenticator(createHash('sha256').update(ADMIN).digest())],
     policy: { current: {} as never },
   }
-  return createApp(testDeps({ exchange: async () => { throw new Error('not called') }, admin, metrics: { page: async () => ({ contentType: 'text/plain; version=0.0.4; charset=utf-8', body: '' }), auth: 'none' } }))
+  return createApp(testDeps({ exchange: async () => { throw new Error('not called') }, admin, metrics: { page: async () => ({ contentType: 'text/plain; version=0.0.4; charset=utf-8', body: '' }), auth: 'none' },
+    // Only the routes are enumerated here; no request reaches the CA.
+    certificates: { service: {} as never, verifyCaller: async () => { throw new Error('not called') } },
+  }))
 }
 
 /** What hono really serves: `METHOD path` for each handler (middleware left out), paths in OpenAPI's `{name}` form. */
@@ -165,7 +168,7 @@ describe('the OpenAPI document is well formed', () => {
         if (!op) continue
         ids.push(op.operationId)
         expect(op.responses['500'], `${path} ${op.operationId}`).toBeDefined()
-        const admin = path.startsWith('/v1/') || path.startsWith('/admin/')
+        const admin = (path.startsWith('/v1/') && !path.startsWith('/v1/ca/')) /* the CA certificate and CRL are public */ || path.startsWith('/admin/')
         expect(op.security, `${path} ${op.operationId}`).toEqual(admin ? [{ adminBearer: [] }] : [])
         if (admin) expect(op.responses['401'], `${path} ${op.operationId}`).toBeDefined()
       }

@@ -360,3 +360,15 @@ describe('loadPolicyDir', () => {
     expect(r.ok ? [] : r.issues.map(formatIssue)).toEqual([])
   })
 })
+
+describe('certificate grants', () => {
+  it('accepts a certificate block on a grant with hosts', () => {
+    expect(issuesOf(file(`${OK_GRANT}\n  certificate: { max_lifetime: 2d, ip_addresses: ["10.1.*"] }`))).toEqual([])
+  })
+  it('refuses one on a grant with no hosts, on the admin role, and an address that is no IPv4 glob', () => {
+    const noHosts = OK_GRANT.replace('  hosts: ["ap*.example.org"]\n', '')
+expect(issuesOf(file(`${noHosts}\n  certificate: { max_lifetime: 2d }`)).map((i) => i.message)).toContain('rules.0.grants.0.certificate: a certificate names hosts: list the hosts it may name under hosts:')
+    expect(issuesOf(file('- role: admin\n  certificate: { max_lifetime: 2d }')).map((i) => i.message)).toContain('rules.0.grants.0.certificate: the admin role only opens the admin API and mints no token; "certificate" does not apply')
+    expect(issuesOf(file(`${OK_GRANT}\n  certificate: { max_lifetime: 2d, ip_addresses: ["host.example.org"] }`)).map((i) => i.message)).toContain('rules.0.grants.0.certificate.ip_addresses.0: an IPv4 address or a glob of one (digits, dots, *)')
+  })
+})

@@ -1,5 +1,6 @@
 import { z } from 'zod'
 import { AuditQueryParams } from '../routes/audit.ts'
+import { CertificateBody, CertificateRevokeBody } from '../routes/certificates.ts'
 import { ExplainBody } from '../routes/policy_explain.ts'
 import { PilotsQuery } from '../routes/pilots.ts'
 import { CondorExpressionQuery, LiftBody, RevocationBody, RevocationIdParam, RevocationListQuery } from '../routes/revocations.ts'
@@ -144,5 +145,47 @@ export const BROKER_ROUTES: readonly RouteSpec[] = [
     body: { contentType: 'application/json', schema: ExplainBody, required: true },
     responses: { 200: { description: 'The decision and every rule\'s trace.', content: json(PolicyExplanation) } },
     errors: { 400: 'invalid_request: the body is not a valid explain request.', ...ADMIN_ERRORS },
+  },
+  {
+    method: 'get', path: '/v1/ca/certificate', mount: 'certificates', operationId: 'poolCaCertificate', tags: ['pool CA'],
+    summary: 'The pool CA certificate (PEM) that every host certificate chains to',
+    responses: { 200: { description: 'The CA certificate.', content: { 'application/x-pem-file': z.string() } } },
+    errors: {},
+  },
+  {
+    method: 'get', path: '/v1/ca/crl', mount: 'certificates', operationId: 'poolCaCrl', tags: ['pool CA'],
+    summary: 'The certificate revocation list of the pool CA (PEM), built from the audit log',
+    responses: { 200: { description: 'The CRL.', content: { 'application/x-pem-file': z.string() } } },
+    errors: {},
+  },
+  {
+    method: 'post', path: '/v1/certificates', mount: 'certificates', operationId: 'issueCertificate', tags: ['pool CA'], security: 'admin',
+    summary: 'A host certificate for HTCondor SSL authentication, signed by the pool CA under policy',
+    description: 'The bearer is the caller\'s IAM access token (not necessarily an admin): a grant with a `certificate:` block decides. The client keeps its key and sends a CSR; `dry_run` answers what the policy would decide and signs nothing.',
+    body: { contentType: 'application/json', schema: CertificateBody, required: true },
+    responses: {
+      200: { description: 'dry_run: the policy\'s answer.', content: json(z.object({ dry_run: z.record(z.string(), z.unknown()) })) },
+      201: {
+        description: 'The certificate, its serial (recorded in the audit) and the CA certificate.',
+        content: json(z.object({ certificate: z.string(), serial: z.string(), not_before: z.number().int().describe('epoch seconds'), not_after: z.number().int().describe('epoch seconds'), ca_certificate: z.string() })),
+      },
+    },
+    errors: {
+      400: 'invalid_request: a bad body or CSR.',
+      401: 'invalid_token: no, a bad or a revoked IAM access token.',
+      403: 'access_denied or unauthorized_client: the policy refuses this role, site, name or lifetime.',
+      503: 'temporarily_unavailable: IAM or the audit log unavailable (Retry-After).',
+    },
+  },
+  {
+    method: 'delete', path: '/v1/certificates/{serial}', mount: 'certificates-admin', operationId: 'revokeCertificate', tags: ['pool CA'], security: 'admin',
+    summary: 'Revoke a host certificate by serial (audited; published in the CRL)',
+    params: z.object({ serial: z.string() }),
+    body: { contentType: 'application/json', schema: CertificateRevokeBody, required: false },
+    responses: {
+      200: { description: 'Already revoked.', content: json(z.object({ serial: z.string(), revoked_at: z.number().int(), not_after: z.number().int() })) },
+      201: { description: 'Revoked now.', content: json(z.object({ serial: z.string(), revoked_at: z.number().int(), not_after: z.number().int() })) },
+    },
+    errors: { 400: 'invalid_request: a bad serial or body.', 404: 'invalid_request: no certificate with this serial.', ...ADMIN_ERRORS },
   },
 ]

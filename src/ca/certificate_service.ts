@@ -1,0 +1,157 @@
+import type { AuditEvent, AuditStore } from '../audit/audit_log.ts'
+import { InvalidRequest, NotFound, UnauthorizedClient, InvalidTarget } from '../errors.ts'
+import type { VerifiedSubject } from '../iam/subject.ts'
+import type { Clock } from '../lib/clock.ts'
+import type { Policy } from '../policy/compile.ts'
+import { decideCertificate, type CertificateDecision } from '../policy/certificate_decision.ts'
+import { checkCsr, checkSanNames, type IssuedHostCertificate, type PoolCa } from './pool_ca.ts'
+
+/** What a caller asks for: a CSR (proof of the key) and the names, role and site. */
+export interface CertificateRequest {
+  csr: string
+  role: string
+  site?: string
+  dns: string[]
+  ip: string[]
+  lifetime?: number
+}
+
+export interface CertificateServiceDeps {
+  ca: PoolCa
+  audit: Pick<AuditStore, 'record' | 'query'>
+  policy: { readonly current: Policy }
+  clock: Clock
+  /** Broker-wide cap on a host certificate's lifetime, whatever a grant says. */
+  maxLifetime: number
+  /** How long a published CRL is valid (its nextUpdate). */
+  crlLifetime: number
+}
+
+/** Who did it, for the audit record. */
+export interface Actor { principal: string; requestId?: string; clientAddress?: string }
+
+const SERIAL = /^[0-9a-f]{2,40}$/
+
+/**
+ * Host certificates under policy, audited: an issued certificate's serial is committed to the audit log
+ * before the certificate leaves (fail closed); a revocation is one audited record, and the CRL is built
+ * from those records. No HTTP here.
+ * @see docs/pool-ca.md
+ */
+export class CertificateService {
+  readonly #d: CertificateServiceDeps
+  #crl: { pem: string; until: number; revocations: number } | undefined
+
+  constructor(deps: CertificateServiceDeps) {
+    this.#d = deps
+  }
+
+  get caPem(): string {
+    return this.#d.ca.pem
+  }
+
+  /** What the policy would answer for these names, role and site; signs nothing, records nothing (a plan). */
+  check(req: Omit<CertificateRequest, 'csr'>, subject: VerifiedSubject): CertificateDecision {
+    const dns = req.dns.map((d) => d.toLowerCase())
+    checkSanNames(dns, req.ip)
+    const d = decideCertificate(this.#d.policy.current, {
+      subject, role: req.role, dns, ip: req.ip,
+      ...(req.site !== undefined ? { site: req.site } : {}),
+      ...(req.lifetime !== undefined ? { lifetime: req.lifetime } : {}),
+    })
+    return d.allow ? { ...d, lifetime: Math.min(d.lifetime, this.#d.maxLifetime) } : d
+  }
+
+  async issue(req: CertificateRequest, subject: VerifiedSubject, actor: Omit<Actor, 'principal'>): Promise<IssuedHostCertificate> {
+    const dns = req.dns.map((d) => d.toLowerCase())
+    checkSanNames(dns, req.ip)
+    if (new Set(dns).size !== dns.length || new Set(req.ip).size !== req.ip.length) throw new InvalidRequest('a name is listed twice')
+    const publicKey = await checkCsr(req.csr)
+    const now = this.#d.clock.now()
+    const decision = decideCertificate(this.#d.policy.current, {
+      subject, role: req.role, dns, ip: req.ip,
+      ...(req.site !== undefined ? { site: req.site } : {}),
+      ...(req.lifetime !== undefined ? { lifetime: req.lifetime } : {}),
+    })
+    const base: Omit<AuditEvent, 'type'> = {
+      time: now, caller: callerOf(subject), role: req.role, tokenKind: 'host_certificate',
+      ...(actor.requestId ? { requestId: actor.requestId } : {}),
+      ...(actor.clientAddress ? { clientAddress: actor.clientAddress } : {}),
+    }
+    if (!decision.allow) {
+      await this.#d.audit.record({ ...base, type: 'certificate.denied', decision: 'deny', reason: decision.reason, detail: { dns, ip: req.ip } })
+      throw decision.error === 'invalid_target' ? new InvalidTarget(decision.reason) : new UnauthorizedClient(decision.reason)
+    }
+    const lifetime = Math.min(decision.lifetime, this.#d.maxLifetime)
+    const cert = await this.#d.ca.issueHostCertificate({ publicKey, dns, ip: req.ip }, { now, lifetime })
+    // Fail closed: the certificate leaves only once its serial is on record.
+    await this.#d.audit.record({
+      ...base, type: 'certificate.issued', decision: 'allow', policyRule: decision.ruleId, issuedSub: dns[0]!, exp: cert.notAfter,
+      ...(decision.site !== undefined ? { site: decision.site } : {}),
+      detail: { serial: cert.serial, dns, ip: req.ip, notBefore: cert.notBefore },
+    })
+    return cert
+  }
+
+  /** Revokes an issued serial (idempotent: a second revocation returns the first). */
+  async revoke(serial: string, reason: string | undefined, actor: Actor): Promise<{ serial: string; revokedAt: number; notAfter: number; already: boolean }> {
+    const s = serial.toLowerCase()
+    if (!SERIAL.test(s)) throw new NotFound('no such certificate: a serial is lower-case hex')
+    const existing = (await this.#revocations()).find((r) => r.serial === s)
+    if (existing) return { ...existing, already: true }
+    const issued = await this.#issued(s)
+    if (!issued) throw new NotFound(`no certificate with serial ${s} was issued by this CA`)
+    const now = this.#d.clock.now()
+    await this.#d.audit.record({
+      type: 'certificate.revoked', time: now, decision: 'allow', caller: { sub: actor.principal }, exp: issued.notAfter,
+      ...(issued.site !== undefined ? { site: issued.site } : {}),
+      ...(reason !== undefined ? { reason } : {}),
+      ...(actor.requestId ? { requestId: actor.requestId } : {}),
+      ...(actor.clientAddress ? { clientAddress: actor.clientAddress } : {}),
+      detail: { serial: s },
+    })
+    this.#crl = undefined
+    return { serial: s, revokedAt: now, notAfter: issued.notAfter, already: false }
+  }
+
+  /** The current CRL (PEM): every revoked serial whose certificate has not expired. Re-signed when it changes or half its life is gone. */
+  async crl(): Promise<string> {
+    const now = this.#d.clock.now()
+    const live = (await this.#revocations()).filter((r) => r.notAfter > now)
+    if (this.#crl && this.#crl.until > now && this.#crl.revocations === live.length) return this.#crl.pem
+    const pem = await this.#d.ca.crl(live, { now, lifetime: this.#d.crlLifetime })
+    this.#crl = { pem, until: now + Math.floor(this.#d.crlLifetime / 2), revocations: live.length }
+    return pem
+  }
+
+  async #revocations(): Promise<Array<{ serial: string; revokedAt: number; notAfter: number }>> {
+    const out: Array<{ serial: string; revokedAt: number; notAfter: number }> = []
+    for await (const e of this.#events('certificate.revoked')) {
+      const serial = e.detail?.serial
+      if (typeof serial === 'string') out.push({ serial, revokedAt: e.time, notAfter: e.exp ?? 0 })
+    }
+    return out
+  }
+
+  async #issued(serial: string): Promise<{ notAfter: number; site?: string } | undefined> {
+    for await (const e of this.#events('certificate.issued')) {
+      if (e.detail?.serial === serial) return { notAfter: e.exp ?? 0, ...(e.site !== undefined ? { site: e.site } : {}) }
+    }
+    return undefined
+  }
+
+  async *#events(type: 'certificate.issued' | 'certificate.revoked'): AsyncGenerator<AuditEvent> {
+    let cursor: string | undefined
+    // Bounded: at most 1000 pages of 1000; a pool CA issuing more than that in one retention window is misused.
+    for (let page = 0; page < 1000; page++) {
+      const res = await this.#d.audit.query({ type, limit: 1000, ...(cursor ? { cursor } : {}) })
+      for (const r of res.records) yield r.event
+      if (!res.nextCursor) return
+      cursor = res.nextCursor
+    }
+  }
+}
+
+function callerOf(s: VerifiedSubject): NonNullable<AuditEvent['caller']> {
+  return { iss: s.iss, sub: s.sub, ...(s.client_id ? { client_id: s.client_id } : {}), ...(s.groups.length ? { groups: s.groups } : {}) }
+}

@@ -1,0 +1,186 @@
+// @peculiar/x509 2.x resolves its ASN.1 services through tsyringe, which needs a Reflect polyfill loaded first.
+import 'reflect-metadata'
+import { randomBytes, webcrypto } from 'node:crypto'
+import { existsSync, mkdirSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import * as x509 from '@peculiar/x509'
+import { InvalidRequest, OperatorError } from '../errors.ts'
+import { readSecretFile, writeSecretFileAtomic } from '../lib/secure_file.ts'
+
+x509.cryptoProvider.set(webcrypto as unknown as Crypto)
+
+/**
+ * The pool CA: a small X.509 CA whose only job is host certificates for HTCondor's SSL authentication
+ * (the TLS that carries SciTokens to a schedd or collector). Its key is created here, kept 0600 under
+ * the broker's data directory and never served; only the certificate and the CRL leave. No HTTP here.
+ * @see docs/pool-ca.md
+ */
+
+const ALG = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const
+const CA_LIFETIME_DAYS = 3650
+const DAY = 86_400
+
+export interface PoolCaFiles { keyFile: string; certFile: string }
+
+export function poolCaFiles(dir: string): PoolCaFiles {
+  return { keyFile: join(dir, 'ca.key'), certFile: join(dir, 'ca.crt') }
+}
+
+/** Creates the CA key (0600) and self-signed certificate under `dir`; refuses when either file exists. */
+export async function initPoolCa(dir: string, options: { name: string; now: number }): Promise<PoolCaFiles & { serial: string }> {
+  const files = poolCaFiles(dir)
+  for (const f of [files.keyFile, files.certFile]) {
+    if (existsSync(f)) throw new OperatorError('EEXIST', `${f} exists; the pool CA is never overwritten (move it away first to start a new CA)`)
+  }
+  if (!/^[A-Za-z0-9][A-Za-z0-9 ._:-]{0,63}$/.test(options.name)) throw new OperatorError('ECANAME', 'the CA name is 1-64 letters, digits, spaces and . _ : -')
+  mkdirSync(dir, { recursive: true, mode: 0o700 })
+  const keys = await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify']) as webcrypto.CryptoKeyPair
+  const serial = newSerial()
+  const cert = await x509.X509CertificateGenerator.createSelfSigned({
+    serialNumber: serial,
+    name: `CN=${options.name}`,
+    notBefore: new Date((options.now - 60) * 1000),
+    notAfter: new Date((options.now + CA_LIFETIME_DAYS * DAY) * 1000),
+    keys,
+    signingAlgorithm: ALG,
+    extensions: [
+      // pathLen 0: the pool CA signs host certificates only, never another CA.
+      new x509.BasicConstraintsExtension(true, 0, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+    ],
+  })
+  const pkcs8 = new Uint8Array(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey))
+  // Key first and exclusive: two racing `ca init` runs cannot both win.
+  writeSecretFileAtomic(files.keyFile, x509.PemConverter.encode(pkcs8.buffer as ArrayBuffer, 'PRIVATE KEY') + '\n', { exclusive: true })
+  writeSecretFileAtomic(files.certFile, cert.toString('pem') + '\n', { exclusive: true })
+  return { ...files, serial }
+}
+
+/** A certificate request after checking: what the caller proved it holds, and the names it asks for. */
+export interface HostCertificateRequest {
+  /** The CSR's public key (the client generated the key pair; the private key never reaches the broker). */
+  publicKey: x509.PublicKey
+  dns: string[]
+  ip: string[]
+}
+
+export interface IssuedHostCertificate {
+  pem: string
+  /** Lower-case hex, as openssl prints it and as the CRL lists it. */
+  serial: string
+  notBefore: number
+  notAfter: number
+}
+
+/** The loaded CA: signs host certificates and CRLs. */
+export class PoolCa {
+  readonly cert: x509.X509Certificate
+  readonly #key: CryptoKey
+
+  private constructor(cert: x509.X509Certificate, key: CryptoKey) {
+    this.cert = cert
+    this.#key = key
+  }
+
+  /** Loads the CA from `dir`; the key file must be 0600 (readSecretFile refuses wider modes). */
+  static async load(dir: string): Promise<PoolCa> {
+    const files = poolCaFiles(dir)
+    if (!existsSync(files.keyFile) || !existsSync(files.certFile)) {
+      throw new OperatorError('ENOCA', `no pool CA under ${dir} (run "condor-token-broker ca init")`)
+    }
+    const der = x509.PemConverter.decodeFirst(readSecretFile(files.keyFile).toString('utf8'))
+    const key = await webcrypto.subtle.importKey('pkcs8', der, { name: 'ECDSA', namedCurve: 'P-256' }, false, ['sign'])
+    const cert = new x509.X509Certificate(readFileSync(files.certFile, 'utf8'))
+    return new PoolCa(cert, key as unknown as CryptoKey)
+  }
+
+  get pem(): string {
+    return this.cert.toString('pem') + '\n'
+  }
+
+  /**
+   * Signs a host certificate for SSL authentication: serverAuth and clientAuth (a daemon is both), the
+   * SANs given, subject CN = the first DNS name (HTCondor's SSL mapping reads the subject).
+   */
+  async issueHostCertificate(req: HostCertificateRequest, validity: { now: number; lifetime: number }): Promise<IssuedHostCertificate> {
+    if (req.dns.length === 0) throw new TypeError('a host certificate names at least one DNS name')
+    const serial = newSerial()
+    const notBefore = validity.now - 60
+    const notAfter = Math.min(validity.now + validity.lifetime, Math.floor(this.cert.notAfter.getTime() / 1000))
+    const cert = await x509.X509CertificateGenerator.create({
+      serialNumber: serial,
+      subject: new x509.Name([{ CN: [req.dns[0]!] }]),
+      issuer: this.cert.subjectName,
+      notBefore: new Date(notBefore * 1000),
+      notAfter: new Date(notAfter * 1000),
+      publicKey: req.publicKey,
+      signingKey: this.#key,
+      signingAlgorithm: ALG,
+      extensions: [
+        new x509.BasicConstraintsExtension(false, undefined, true),
+        new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment, true),
+        new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]),
+        new x509.SubjectAlternativeNameExtension([
+          ...req.dns.map((value) => ({ type: 'dns' as const, value })),
+          ...req.ip.map((value) => ({ type: 'ip' as const, value })),
+        ]),
+        await x509.AuthorityKeyIdentifierExtension.create(this.cert),
+      ],
+    })
+    return { pem: cert.toString('pem') + '\n', serial, notBefore, notAfter }
+  }
+
+  /** A CRL listing `revoked` (serials in hex), valid for `lifetime` seconds from `now`. */
+  async crl(revoked: ReadonlyArray<{ serial: string; revokedAt: number }>, validity: { now: number; lifetime: number }): Promise<string> {
+    const crl = await x509.X509CrlGenerator.create({
+      issuer: this.cert.subjectName,
+      thisUpdate: new Date(validity.now * 1000),
+      nextUpdate: new Date((validity.now + validity.lifetime) * 1000),
+      signingAlgorithm: ALG,
+      signingKey: this.#key,
+      extensions: [await x509.AuthorityKeyIdentifierExtension.create(this.cert)],
+      entries: revoked.map((r) => ({ serialNumber: r.serial, revocationDate: new Date(r.revokedAt * 1000) })),
+    })
+    // RFC 7468 §5: the CRL label is "X509 CRL" (openssl reads no other); the library writes "CRL".
+    return x509.PemConverter.encode(crl.rawData, 'X509 CRL') + '\n'
+  }
+}
+
+/** 16 random bytes with the top bit clear (a positive INTEGER with no leading-zero trimming ambiguity). */
+function newSerial(): string {
+  const b = randomBytes(16)
+  b[0] = (b[0]! & 0x7f) | 0x10
+  return b.toString('hex')
+}
+
+const DNS_NAME = /^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/
+const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/
+
+/**
+ * Reads a PEM CSR: its signature must verify (the caller holds the key), its key must be EC P-256/P-384
+ * or RSA ≥ 2048, and the names asked for are plain lower-case DNS names and IPv4 addresses. The names
+ * come from the request body, not the CSR: the broker decides them; the CSR only proves key possession.
+ */
+export async function checkCsr(pem: string): Promise<x509.PublicKey> {
+  let csr: x509.Pkcs10CertificateRequest
+  try {
+    csr = new x509.Pkcs10CertificateRequest(pem)
+  } catch {
+    throw new InvalidRequest('csr is not a PEM PKCS#10 certificate request')
+  }
+  let ok = false
+  try { ok = await csr.verify() } catch { ok = false }
+  if (!ok) throw new InvalidRequest('the CSR signature does not verify')
+  const alg = csr.publicKey.algorithm as { name?: string; namedCurve?: string; modulusLength?: number }
+  const strong = (alg.name === 'ECDSA' && (alg.namedCurve === 'P-256' || alg.namedCurve === 'P-384'))
+    || (alg.name === 'RSASSA-PKCS1-v1_5' && (alg.modulusLength ?? 0) >= 2048)
+  if (!strong) throw new InvalidRequest('the CSR key must be EC P-256/P-384 or RSA of at least 2048 bits')
+  return csr.publicKey
+}
+
+export function checkSanNames(dns: readonly string[], ip: readonly string[]): void {
+  if (dns.length === 0) throw new InvalidRequest('dns must name at least one host')
+  for (const d of dns) if (!DNS_NAME.test(d)) throw new InvalidRequest(`dns: "${d.slice(0, 64)}" is not a lower-case DNS host name`)
+  for (const a of ip) if (!IPV4.test(a)) throw new InvalidRequest(`ip: "${a.slice(0, 64)}" is not an IPv4 address`)
+}

@@ -1,0 +1,122 @@
+import { readFileSync } from 'node:fs'
+import { parse as parseYaml } from 'yaml'
+import { discoverBearerToken } from '../../clients/provision/bearer_token.ts'
+import { BrokerCallError, BrokerClient, fetchWithCa } from '../../clients/provision/broker_client.ts'
+import { planCluster } from '../../clients/provision/plan.ts'
+import { renderCluster, type Manifest, type ManifestCertificate, type ManifestToken } from '../../clients/provision/render.ts'
+import { teardown } from '../../clients/provision/teardown.ts'
+import { TemplateError } from '../../clients/provision/template/load_template.ts'
+import { writeBundles } from '../../clients/provision/write_bundles.ts'
+import { systemClock } from '../../lib/clock.ts'
+import { CliError, parse, type CommandIo } from '../command.ts'
+
+const HELP = `Usage: condor-token-broker provision <render|plan|teardown> [options]
+
+  provision render TEMPLATE --inputs FILE --broker URL --out DIR [--ca-file F]
+      Per node a bundle (condor_config.d/, tokens.d/, certs/, cloud-init user-data), per SLURM pilot
+      group the sbatch script and its enrolment credential, and manifest.json (every token's jti, sub,
+      role, node and expiry; every certificate's serial). Written atomically: all of DIR or nothing.
+      On failure, whatever the broker already issued is revoked again (needs the admin grant).
+  provision plan TEMPLATE --inputs FILE --broker URL [--ca-file F] [--json]
+      What render would request and what the policy answers now (policy explain; admin grant needed).
+      Mints nothing.
+  provision teardown --manifest FILE --broker URL [--ca-file F]
+      Revokes every token (by jti) and certificate (by serial) the manifest lists (admin grant needed).
+
+The operator's IAM access token is found by WLCG bearer token discovery: BEARER_TOKEN, BEARER_TOKEN_FILE,
+$XDG_RUNTIME_DIR/bt_u$UID, /tmp/bt_u$UID. --ca-file is the broker's TLS CA (default: the system's).
+Templates and inputs carry names and references only; a value that looks like a secret is refused.`
+
+function client(values: { broker?: string; 'ca-file'?: string }, io: CommandIo): { broker: BrokerClient; bearer: string } {
+  if (!values.broker) throw new CliError('--broker URL is required (see provision --help)', 2)
+  if (!/^https:\/\//.test(values.broker)) throw new CliError('--broker must be an https:// URL', 2)
+  let found
+  try { found = discoverBearerToken(io.env, process.getuid?.() ?? 0) } catch (err) { throw new CliError((err as Error).message) }
+  return { broker: new BrokerClient({ url: values.broker, bearer: found.token, fetch: fetchWithCa(values['ca-file']) }), bearer: found.token }
+}
+
+function readInputs(file: string | undefined): Record<string, unknown> {
+  if (!file) throw new CliError('--inputs FILE is required (see provision --help)', 2)
+  let v: unknown
+  try { v = parseYaml(readFileSync(file, 'utf8')) } catch (err) { throw new CliError(`${file}: ${(err as Error).message.split('\n')[0]}`) }
+  if (v === null || v === undefined) return {}
+  if (typeof v !== 'object' || Array.isArray(v)) throw new CliError(`${file}: the inputs file is a map of input name to value`)
+  return v as Record<string, unknown>
+}
+
+function readText(file: string | undefined, what: string): string {
+  if (!file) throw new CliError(`${what} is required (see provision --help)`, 2)
+  try { return readFileSync(file, 'utf8') } catch (err) { throw new CliError(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`) }
+}
+
+/** Template, input and broker failures become one line; anything else is a bug and propagates. */
+async function oneLine<T>(f: () => Promise<T>): Promise<T> {
+  try { return await f() } catch (err) {
+    if (err instanceof TypeError && err.message === 'fetch failed') {
+      const cause = (err as { cause?: { code?: string; message?: string } }).cause
+      throw new CliError(`cannot reach the broker: ${cause?.code ?? cause?.message ?? 'network error'}`)
+    }
+    if (err instanceof TemplateError || err instanceof BrokerCallError || err instanceof CliError) throw err instanceof CliError ? err : new CliError(err.message)
+    if (err instanceof Error && /^[^\n]+: /.test(err.message) && !(err instanceof TypeError) && !(err instanceof RangeError) && !(err instanceof ReferenceError)) throw new CliError(err.message)
+    throw err
+  }
+}
+
+/** `provision`: a client of the broker over HTTP (src/clients/provision); docs/provisioning.md. */
+export async function provisionCommand(argv: string[], io: CommandIo): Promise<number> {
+  const [sub, ...rest] = argv
+  if (!sub || sub === '--help' || sub === '-h') { io.out(HELP); return sub ? 0 : 2 }
+  const { values, positionals } = parse(rest, {
+    inputs: { type: 'string' }, broker: { type: 'string' }, out: { type: 'string' }, 'ca-file': { type: 'string' },
+    manifest: { type: 'string' }, json: { type: 'boolean' },
+  }, true)
+  if (values.help) { io.out(HELP); return 0 }
+  switch (sub) {
+    case 'render': {
+      const templateFile = positionals[0]
+      const templateText = readText(templateFile, 'TEMPLATE')
+      const inputs = readInputs(values.inputs)
+      if (!values.out) throw new CliError('--out DIR is required (see provision --help)', 2)
+      const { broker } = client(values, io)
+      const issued: { tokens: ManifestToken[]; certificates: ManifestCertificate[] } = { tokens: [], certificates: [] }
+      try {
+        const { bundles, manifest } = await oneLine(() => renderCluster({ templateText, templateFile: templateFile!, inputs, inputsFile: values.inputs!, broker, now: systemClock.now() }, issued))
+        await oneLine(async () => writeBundles(values.out!, bundles, manifest))
+        io.out(`wrote ${bundles.length} bundles to ${values.out}: ${manifest.tokens.length} tokens, ${manifest.certificates.length} certificates (manifest.json lists their ids)`)
+        return 0
+      } catch (err) {
+        // Nothing was written: take back what the broker issued so no credential outlives the failed run.
+        if (issued.tokens.length + issued.certificates.length > 0) {
+          const r = await teardown({ tokens: issued.tokens, certificates: issued.certificates, template: { name: 'failed render', version: '' } }, broker, 'provision render failed')
+          io.err(`render failed after the broker issued ${issued.tokens.length} tokens and ${issued.certificates.length} certificates; revoked ${r.revokedTokens.length + r.revokedCertificates.length}${r.failures.length ? `, could not revoke: ${r.failures.join('; ')}` : ''}`)
+        }
+        throw err
+      }
+    }
+    case 'plan': {
+      const templateFile = positionals[0]
+      const templateText = readText(templateFile, 'TEMPLATE')
+      const inputs = readInputs(values.inputs)
+      const { broker, bearer } = client(values, io)
+      const steps = await oneLine(() => planCluster({ templateText, templateFile: templateFile!, inputs, inputsFile: values.inputs!, broker, bearer }))
+      if (values.json) { io.out(JSON.stringify({ steps }, null, 2)); return steps.some((s) => s.answer === 'deny') ? 1 : 0 }
+      for (const s of steps) {
+        io.out(`${s.answer.padEnd(5)} ${s.node}: ${s.request} role=${s.role}${s.host ? ` host=${s.host}` : ''}${s.site ? ` site=${s.site}` : ''}${s.rule ? ` rule=${s.rule}` : ''}${s.identity ? ` sub=${s.identity}` : ''}${s.reason ? ` (${s.reason})` : ''}`)
+      }
+      return steps.some((s) => s.answer === 'deny') ? 1 : 0
+    }
+    case 'teardown': {
+      const text = readText(values.manifest, '--manifest FILE')
+      let manifest: Manifest
+      try { manifest = JSON.parse(text) as Manifest } catch { throw new CliError(`${values.manifest}: not JSON`) }
+      if (!Array.isArray(manifest.tokens) || !Array.isArray(manifest.certificates)) throw new CliError(`${values.manifest}: not a provisioning manifest (no tokens/certificates lists)`)
+      const { broker } = client(values, io)
+      const r = await teardown(manifest, broker)
+      io.out(`revoked ${r.revokedTokens.length} tokens and ${r.revokedCertificates.length} certificates`)
+      if (r.failures.length) { for (const f of r.failures) io.err(`condor-token-broker: ${f}`); return 1 }
+      return 0
+    }
+    default:
+      throw new CliError(`unknown provision command "${sub}" (see provision --help)`, 2)
+  }
+}

@@ -1,0 +1,121 @@
+import { readFileSync } from 'node:fs'
+import { Agent, fetch as undiciFetch } from 'undici'
+import { PILOT_ENROLMENT_TOKEN_TYPE } from '../../contract/pilot.ts'
+import { GRANT_TYPE_TOKEN_EXCHANGE, TOKEN_TYPE } from '../../contract/token_exchange.ts'
+
+/** A refusal or failure from the broker, with the OAuth error it sent; never holds a token. */
+export class BrokerCallError extends Error {
+  readonly status: number
+  readonly error: string
+  constructor(what: string, status: number, error: string, description?: string) {
+    super(`${what}: ${status} ${error}${description ? `: ${description}` : ''}`)
+    this.name = 'BrokerCallError'
+    this.status = status
+    this.error = error
+  }
+}
+
+export type Fetch = (url: string, init: { method: string; headers: Record<string, string>; body?: string }) => Promise<{ status: number; text(): Promise<string> }>
+
+/** A fetch that trusts `caFile` (the broker's TLS CA) in addition to nothing else, with timeouts. */
+export function fetchWithCa(caFile: string | undefined, timeoutMs = 30_000): Fetch {
+  const dispatcher = new Agent({ connectTimeout: timeoutMs, headersTimeout: timeoutMs, bodyTimeout: timeoutMs, ...(caFile ? { connect: { ca: readFileSync(caFile) } } : {}) })
+  return (url, init) => undiciFetch(url, { ...init, dispatcher }) as unknown as ReturnType<Fetch>
+}
+
+export interface IssuedToken { token: string; expiresIn: number }
+export interface IssuedCertificate { certificate: string; serial: string; notAfter: number }
+
+/**
+ * The provisioning client's view of the broker: HTTP only, wire names from src/contract. The bearer is
+ * the operator's IAM access token; it is sent to the broker and nowhere else.
+ */
+export class BrokerClient {
+  readonly base: string
+  readonly #fetch: Fetch
+  readonly #bearer: string
+
+  constructor(options: { url: string; bearer: string; fetch: Fetch }) {
+    this.base = options.url.replace(/\/+$/, '')
+    this.#fetch = options.fetch
+    this.#bearer = options.bearer
+  }
+
+  /** An IDTOKEN for one daemon role on one host (RFC 8693 exchange of the operator's token). */
+  async daemonToken(role: string, host: string, site?: string): Promise<IssuedToken> {
+    const body = await this.#form(`token for role ${role} on ${host}`, {
+      grant_type: GRANT_TYPE_TOKEN_EXCHANGE, subject_token: this.#bearer, subject_token_type: TOKEN_TYPE.accessToken,
+      requested_token_type: TOKEN_TYPE.idtoken, role, host, ...(site ? { site } : {}),
+    })
+    return { token: String(body.access_token), expiresIn: Number(body.expires_in) }
+  }
+
+  /** A pilot enrolment credential for `count` pilots of one SLURM job (docs/pilots.md). */
+  async pilotEnrolment(role: string, site: string, count: number, lifetime: number): Promise<IssuedToken> {
+    const body = await this.#form(`pilot enrolment for site ${site}`, {
+      grant_type: GRANT_TYPE_TOKEN_EXCHANGE, subject_token: this.#bearer, subject_token_type: TOKEN_TYPE.accessToken,
+      requested_token_type: PILOT_ENROLMENT_TOKEN_TYPE, role, site, pilot_count: String(count), lifetime: String(lifetime),
+    })
+    return { token: String(body.access_token), expiresIn: Number(body.expires_in) }
+  }
+
+  async certificate(req: { csr: string; role: string; site?: string; dns: string[]; ip: string[] }): Promise<IssuedCertificate> {
+    const body = await this.#json(`host certificate for ${req.dns[0]}`, 'POST', '/v1/certificates', req)
+    return { certificate: String(body.certificate), serial: String(body.serial), notAfter: Number(body.not_after) }
+  }
+
+  /** What the policy answers for a certificate request; nothing is signed (POST /v1/certificates with dry_run). */
+  async checkCertificate(req: { role: string; site?: string; dns: string[]; ip: string[] }): Promise<{ allow: boolean; rule?: string; reason?: string; lifetime?: number }> {
+    const body = await this.#json(`certificate check for ${req.dns[0]}`, 'POST', '/v1/certificates', { ...req, dry_run: true })
+    return body.dry_run as { allow: boolean; rule?: string; reason?: string; lifetime?: number }
+  }
+
+  async caCertificate(): Promise<string> {
+    const res = await this.#fetch(`${this.base}/v1/ca/certificate`, { method: 'GET', headers: {} })
+    const text = await res.text()
+    if (res.status !== 200) throw new BrokerCallError('pool CA certificate', res.status, res.status === 404 ? 'not_found' : 'error', res.status === 404 ? 'the broker has no pool CA (run "condor-token-broker ca init" there)' : undefined)
+    return text
+  }
+
+  async metadata(): Promise<{ issuer: string }> {
+    const res = await this.#fetch(`${this.base}/.well-known/openid-configuration`, { method: 'GET', headers: {} })
+    if (res.status !== 200) throw new BrokerCallError('broker metadata', res.status, 'error')
+    return JSON.parse(await res.text()) as { issuer: string }
+  }
+
+  /** What the policy would answer (admin API): no token is minted. */
+  async explain(request: Record<string, unknown>): Promise<Record<string, unknown>> {
+    return this.#json('policy explain', 'POST', '/admin/policy/explain', request)
+  }
+
+  async revokeJti(jti: string, reason: string, exp?: number): Promise<void> {
+    await this.#json(`revocation of jti ${jti}`, 'POST', '/v1/revocations', { jti, reason, ...(exp !== undefined ? { exp } : {}) })
+  }
+
+  /** Revokes a certificate; an already revoked one is fine (200). */
+  async revokeCertificate(serial: string, reason: string): Promise<void> {
+    await this.#json(`revocation of certificate ${serial}`, 'DELETE', `/v1/certificates/${encodeURIComponent(serial)}`, { reason })
+  }
+
+  async #form(what: string, form: Record<string, string>): Promise<Record<string, unknown>> {
+    const res = await this.#fetch(`${this.base}/token`, {
+      method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams(form).toString(),
+    })
+    return this.#read(what, res)
+  }
+
+  async #json(what: string, method: string, path: string, body: unknown): Promise<Record<string, unknown>> {
+    const res = await this.#fetch(`${this.base}${path}`, {
+      method, headers: { 'content-type': 'application/json', authorization: `Bearer ${this.#bearer}` }, body: JSON.stringify(body),
+    })
+    return this.#read(what, res)
+  }
+
+  async #read(what: string, res: { status: number; text(): Promise<string> }): Promise<Record<string, unknown>> {
+    const text = await res.text()
+    let body: Record<string, unknown> = {}
+    try { body = JSON.parse(text) as Record<string, unknown> } catch { /* reported below */ }
+    if (res.status < 200 || res.status > 299) throw new BrokerCallError(what, res.status, String(body.error ?? 'error'), typeof body.error_description === 'string' ? body.error_description : undefined)
+    return body
+  }
+}

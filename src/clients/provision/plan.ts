@@ -1,0 +1,79 @@
+import type { BrokerClient } from './broker_client.ts'
+import { ROLE_OF } from './render.ts'
+import { loadTemplate } from './template/load_template.ts'
+import { realiseTemplate, resolveInputs } from './template/resolve_template.ts'
+
+export interface PlanStep {
+  node: string
+  request: string
+  role: string
+  host?: string
+  site?: string
+  /** What the policy answers now: allow with the rule and identity, or deny with the reason. */
+  answer: 'allow' | 'deny'
+  rule?: string
+  identity?: string
+  reason?: string
+}
+
+/** The operator's token, as IAM described it, for policy explain; read, not verified (the broker verifies). */
+export function callerOf(bearer: string): Record<string, unknown> {
+  let c: Record<string, unknown>
+  try { c = JSON.parse(Buffer.from(bearer.split('.')[1] ?? '', 'base64url').toString('utf8')) as Record<string, unknown> } catch { throw new Error('the bearer token is not a JWT; plan needs an IAM access token') }
+  const groups = (c['wlcg.groups'] ?? c.groups ?? []) as string[]
+  return {
+    iss: c.iss, sub: c.sub, ...(typeof c.client_id === 'string' ? { client_id: c.client_id } : {}),
+    groups: Array.isArray(groups) ? groups : [], scopes: typeof c.scope === 'string' ? c.scope.split(' ').filter(Boolean) : [],
+    ...(typeof c.preferred_username === 'string' ? { preferred_username: c.preferred_username } : {}),
+  }
+}
+
+/**
+ * What `render` would request, node by node, and what the policy answers now (POST /admin/policy/explain):
+ * nothing is minted and no certificate is signed (certificates are checked with POST /v1/certificates
+ * and `dry_run`, which records nothing).
+ */
+export async function planCluster(o: { templateText: string; templateFile: string; inputs: Record<string, unknown>; inputsFile: string; broker: BrokerClient; bearer: string }): Promise<PlanStep[]> {
+  const t = loadTemplate(o.templateText, o.templateFile)
+  const inputs = resolveInputs(t, o.inputs, o.inputsFile)
+  const subject = callerOf(o.bearer)
+  const steps: PlanStep[] = []
+  const ask = async (node: string, role: string, host: string | undefined, site: string | undefined, params: Record<string, string>, ips: string[] = []) => {
+    const e = await o.broker.explain({ subject, role, token_type: 'idtoken', ...(host ? { host } : {}), params: { ...(site ? { site } : {}), ...params } })
+    const d = e.decision as { allow: boolean; ruleId?: string; identity?: string; reason?: string }
+    steps.push({
+      node, request: role === 'pilot' ? 'pilot enrolment (pilot tokens are minted at pilot start)' : 'IDTOKEN', role,
+      ...(host ? { host } : {}), ...(site ? { site } : {}), answer: d.allow ? 'allow' : 'deny',
+      // A pilot's identity names its SLURM job and node, known only when it starts.
+      ...(d.ruleId ? { rule: d.ruleId } : {}), ...(d.identity && role !== 'pilot' ? { identity: d.identity } : {}), ...(d.reason ? { reason: d.reason } : {}),
+    })
+    if (host) {
+      const c = await o.broker.checkCertificate({ role, dns: [host], ip: ips, ...(site ? { site } : {}) })
+      steps.push({
+        node, request: 'host certificate (pool CA, SSL)', role, host, ...(site ? { site } : {}), answer: c.allow ? 'allow' : 'deny',
+        ...(c.rule ? { rule: c.rule } : {}), ...(c.allow ? { reason: `valid ${c.lifetime}s` } : c.reason ? { reason: c.reason } : {}),
+      })
+    }
+    return d.identity
+  }
+  await realiseTemplate(t, inputs, async (n, attrs) => {
+    const site = n.properties.site as string | undefined
+    const hostOf = () => String(attrs[n.requirements.host!]!.hostname)
+    const ipsOf = () => (attrs[n.requirements.host!]!.private_address as string[] | undefined) ?? []
+    switch (n.type) {
+      case 'htc.nodes.Compute': return { hostname: String(n.properties.address), public_address: [String(n.properties.address)], private_address: (n.properties.ip_addresses as string[] | undefined) ?? [], nat: n.properties.nat === true }
+      case 'htc.nodes.CentralManager': return { collector_address: `${hostOf()}:9618`, identity: await ask(n.name, ROLE_OF[n.type], hostOf(), site, {}, ipsOf()), issued_token_jtis: [] }
+      case 'htc.nodes.Schedd': return { name: n.properties.name, identity: await ask(n.name, ROLE_OF[n.type], hostOf(), site, {}, ipsOf()), issued_token_jtis: [] }
+      case 'htc.nodes.Startd': {
+        const count = Number(n.properties.count ?? 1)
+        const ids = []
+        for (let i = 1; i <= count; i++) ids.push(await ask(n.name, ROLE_OF[n.type], hostOf().replaceAll('{n}', String(i)), site, {}, ipsOf()))
+        return { identities: ids, issued_token_jtis: [] }
+      }
+      case 'htc.nodes.SlurmPilot':
+        await ask(n.name, ROLE_OF[n.type], undefined, site, { slurm_job_id: '0' })
+        return { site, issued_token_jtis: [], slurm_job_ids: [] }
+    }
+  })
+  return steps
+}

@@ -1,0 +1,242 @@
+import { renderPilotScript } from '../pilot/render.ts'
+import type { BrokerClient } from './broker_client.ts'
+import { cloudInit } from './cloud_init.ts'
+import { COLLECTOR_PORT, condorConfig, mapfile, NODE_PATHS, type ClusterView, type NodeView } from './condor_config.ts'
+import { newHostKey } from './host_key.ts'
+import { loadTemplate, type LoadedTemplate } from './template/load_template.ts'
+import { realiseTemplate, resolveInputs, type ResolvedNode } from './template/resolve_template.ts'
+
+/** The broker role each node type's daemons authenticate as (the policy grants these to the operator). */
+export const ROLE_OF = {
+  'htc.nodes.CentralManager': 'central-manager',
+  'htc.nodes.Schedd': 'schedd',
+  'htc.nodes.Startd': 'startd',
+  'htc.nodes.SlurmPilot': 'pilot',
+} as const
+
+const TOKEN_FILE = { 'central-manager': 'NEGOTIATOR_auto_generated_token', schedd: 'SCHEDD_auto_generated_token', startd: 'STARTD_auto_generated_token' } as const
+
+/** One file of a bundle: path relative to the bundle, content, mode. */
+export interface BundleFile { path: string; content: string; mode: number; installPath?: string }
+export interface Bundle { name: string; files: BundleFile[] }
+
+export interface ManifestToken { jti: string; sub: string; role: string; node: string; host?: string; kind: 'idtoken' | 'pilot_enrolment'; exp: number }
+export interface ManifestCertificate { serial: string; node: string; host: string; not_after: number }
+export interface Manifest {
+  template: { name: string; version: string }
+  broker: string
+  trust_domain: string
+  created_at: number
+  bundles: string[]
+  tokens: ManifestToken[]
+  certificates: ManifestCertificate[]
+  outputs: Record<string, unknown>
+}
+
+interface Instance {
+  node: string
+  bundle: string
+  role: 'central-manager' | 'schedd' | 'startd'
+  host: string
+  ip: string[]
+  nat: boolean
+  token: string
+  identity: string
+  cert?: { pem: string; key: string }
+  props: Record<string, unknown>
+  schedd?: NonNullable<NodeView['schedd']>
+}
+
+interface PilotGroup { node: string; props: Record<string, unknown>; credential: string; collector: string; trustDomain: string }
+
+/** Decodes a JWT payload without verifying it: the client only reads what the broker just told it. */
+function jwtClaims(token: string): Record<string, unknown> {
+  return JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString('utf8')) as Record<string, unknown>
+}
+
+/** The claims in a pilot enrolment credential (`ctbpe1.<claims>.<mac>`, docs/pilots.md). */
+function enrolmentClaims(credential: string): Record<string, unknown> {
+  return jwtClaims(credential)
+}
+
+export interface RenderOptions {
+  templateText: string
+  templateFile: string
+  inputs: Record<string, unknown>
+  inputsFile: string
+  broker: BrokerClient
+  now: number
+}
+
+/**
+ * Renders every node's bundle: asks the broker for each daemon's token (and the SSL host certificate, for
+ * a key made here), each pilot group's enrolment credential, then writes the HTCondor configuration
+ * once every identity is known, so the ALLOW lists name exactly what was issued. Returns the bundles and
+ * the manifest; writing them (atomically) is the caller's job. On failure, `issued` lists what the broker
+ * already issued, so the caller can revoke it.
+ */
+export async function renderCluster(o: RenderOptions, issued: { tokens: ManifestToken[]; certificates: ManifestCertificate[] } = { tokens: [], certificates: [] }): Promise<{ bundles: Bundle[]; manifest: Manifest }> {
+  const t = loadTemplate(o.templateText, o.templateFile)
+  const inputs = resolveInputs(t, o.inputs, o.inputsFile)
+  const caPem = await o.broker.caCertificate()
+  const brokerIssuer = (await o.broker.metadata()).issuer
+  const instances: Instance[] = []
+  const pilots: PilotGroup[] = []
+  let trustDomain = ''
+  let poolName = ''
+  let collectorHost = ''
+  let ccb = true
+  const userDomains: string[] = []
+  const schedds: Array<NonNullable<NodeView['schedd']>> = []
+
+  const mint = async (n: ResolvedNode, role: Instance['role'], host: string, ip: string[], nat: boolean, bundle: string, certify: boolean): Promise<Instance> => {
+    if (nat && !ccb) t.fail(['topology_template', 'node_templates', n.name], `${n.name} runs on a host behind NAT, but the central manager has ccb: false`)
+    const site = n.properties.site as string | undefined
+    const { token } = await o.broker.daemonToken(role, host, site)
+    const c = jwtClaims(token)
+    issued.tokens.push({ jti: String(c.jti), sub: String(c.sub), role, node: n.name, host, kind: 'idtoken', exp: Number(c.exp) })
+    let cert: Instance['cert']
+    if (certify) {
+      const key = await newHostKey(host)
+      const got = await o.broker.certificate({ csr: key.csrPem, role, ...(site ? { site } : {}), dns: [host], ip })
+      issued.certificates.push({ serial: got.serial, node: n.name, host, not_after: got.notAfter })
+      cert = { pem: got.certificate, key: key.keyPem }
+    }
+    const inst: Instance = { node: n.name, bundle, role, host, ip, nat, token, identity: String(c.sub), ...(cert ? { cert } : {}), props: n.properties }
+    instances.push(inst)
+    return inst
+  }
+
+  const realised = await realiseTemplate(t, inputs, async (n, realisedAttrs) => {
+    switch (n.type) {
+      case 'htc.nodes.Compute': {
+        const address = String(n.properties.address)
+        return { hostname: address, public_address: [address], private_address: (n.properties.ip_addresses as string[] | undefined) ?? [], nat: n.properties.nat === true }
+      }
+      case 'htc.nodes.CentralManager': {
+        const host = hostOf(t, realisedAttrs, n, 'host')
+        trustDomain = String(n.properties.trust_domain)
+        poolName = String(n.properties.pool_name)
+        collectorHost = host.address
+        ccb = n.properties.ccb !== false
+        const inst = await mint(n, 'central-manager', host.address, host.ip, host.nat, n.name, true)
+        return { collector_address: `${host.address}:${COLLECTOR_PORT}`, identity: inst.identity, issued_token_jtis: [jwtClaims(inst.token).jti] }
+      }
+      case 'htc.nodes.Schedd': {
+        const host = hostOf(t, realisedAttrs, n, 'host')
+        const m = n.properties.user_mapping as { scitokens_issuer: string; subject_domain: string; groups?: string[] } | undefined
+        const inst = await mint(n, 'schedd', host.address, host.ip, host.nat, n.name, true)
+        const schedd = {
+          name: String(n.properties.name), audience: String(n.properties.audience ?? `condor://${host.address}:${COLLECTOR_PORT}`),
+          iamIssuer: m?.scitokens_issuer ?? '', subjectDomain: m?.subject_domain ?? '', groups: m?.groups ?? [],
+        }
+        if (m) { userDomains.push(m.subject_domain); schedds.push(schedd) }
+        inst.schedd = schedd
+        return { name: schedd.name, identity: inst.identity, issued_token_jtis: [jwtClaims(inst.token).jti] }
+      }
+      case 'htc.nodes.Startd': {
+        const host = hostOf(t, realisedAttrs, n, 'host')
+        const count = Number(n.properties.count ?? 1)
+        if (count < 1 || count > 1000) t.fail(['topology_template', 'node_templates', n.name, 'properties', 'count'], 'count must be from 1 to 1000')
+        if (count > 1 && !host.address.includes('{n}')) t.fail(['topology_template', 'node_templates', n.name, 'properties', 'count'], `count ${count} needs a host address with {n} (e.g. ep-{n}.example.org)`)
+        const made: Instance[] = []
+        for (let i = 1; i <= count; i++) {
+          const address = host.address.replaceAll('{n}', String(i))
+          made.push(await mint(n, 'startd', address, host.ip, host.nat, count > 1 ? `${n.name}-${i}` : n.name, true))
+        }
+        return { hostnames: made.map((m) => m.host), identities: made.map((m) => m.identity), issued_token_jtis: made.map((m) => jwtClaims(m.token).jti) }
+      }
+      case 'htc.nodes.SlurmPilot': {
+        const p = n.properties
+        const nodes = Number(p.nodes ?? 1)
+        const lifetime = Number(p.queue_estimate_s ?? 3600) + Number(p.walltime_s)
+        const cred = await o.broker.pilotEnrolment(ROLE_OF[n.type], String(p.site), nodes, lifetime)
+        const c = enrolmentClaims(cred.token)
+        issued.tokens.push({ jti: String(c.jti), sub: String(c.sub), role: ROLE_OF[n.type], node: n.name, kind: 'pilot_enrolment', exp: Number(c.exp) })
+        const collector = realisedAttrs[n.requirements.collector!]!.collector_address as string
+        pilots.push({ node: n.name, props: p, credential: cred.token, collector, trustDomain })
+        return { site: p.site, issued_token_jtis: [c.jti], slurm_job_ids: [] }
+      }
+    }
+  })
+
+  const cluster: ClusterView = {
+    trustDomain, poolName, collectorHost,
+    cmIdentity: instances.find((i) => i.role === 'central-manager')?.identity ?? `condor@${trustDomain}`,
+    scheddIdentities: instances.filter((i) => i.role === 'schedd').map((i) => i.identity),
+    startdIdentities: instances.filter((i) => i.role === 'startd').map((i) => i.identity),
+    pilotPatterns: [...new Set(pilots.map((p) => `pilot-${String(p.props.site)}-*@pilots.${trustDomain}`))],
+    userDomains: [...new Set(userDomains)],
+  }
+
+  const bundles: Bundle[] = instances.map((inst) => {
+    const schedd = inst.schedd
+    const view: NodeView = {
+      node: inst.node, type: inst.role, host: inst.host, nat: inst.nat, hasCert: inst.cert !== undefined, tokenFile: TOKEN_FILE[inst.role],
+      ...(schedd ? { schedd } : {}),
+      ...(inst.role === 'startd' ? { startd: { partitionable: inst.props.partitionable === true, site: String(inst.props.site) } } : {}),
+    }
+    const files: BundleFile[] = [
+      { path: 'condor_config.d/50-broker.conf', content: condorConfig(cluster, view, brokerIssuer), mode: 0o644, installPath: NODE_PATHS.config },
+      { path: `tokens.d/${view.tokenFile}`, content: `${inst.token}\n`, mode: 0o600, installPath: `${NODE_PATHS.tokens}/${view.tokenFile}` },
+      { path: 'certs/pool-ca.crt', content: caPem, mode: 0o644, installPath: NODE_PATHS.caCert },
+    ]
+    if (inst.cert) {
+      files.push({ path: 'certs/host.crt', content: inst.cert.pem, mode: 0o644, installPath: NODE_PATHS.hostCert })
+      files.push({ path: 'certs/host.key', content: inst.cert.key, mode: 0o600, installPath: NODE_PATHS.hostKey })
+    }
+    const mapping = schedd ?? (inst.role === 'central-manager' ? schedds[0] : undefined)
+    if (mapping && (inst.role === 'schedd' || inst.role === 'central-manager')) {
+      files.push({ path: 'certs/condor_mapfile', content: mapfile(mapping, brokerIssuer), mode: 0o644, installPath: NODE_PATHS.mapfile })
+    }
+    files.push({ path: 'user-data', content: cloudInit(files), mode: 0o600 })
+    return { name: inst.bundle, files }
+  })
+
+  for (const p of pilots) {
+    const props = p.props
+    const script = renderPilotScript({
+      site: String(props.site), partition: String(props.partition), walltime: String(Math.ceil(Number(props.walltime_s) / 60)),
+      nodes: Number(props.nodes ?? 1), cpus: Number(props.cpus), memMb: Number(props.mem_mb),
+      drainSeconds: Number(props.drain_margin_s ?? 300), brokerUrl: o.broker.base, caFile: String(props.broker_ca_file),
+      enrolmentFile: String(props.enrolment_file), logDir: String(props.log_dir), collector: p.collector,
+      trustDomain: p.trustDomain, allowedOwners: props.allowed_owners as string[],
+      ...(props.account !== undefined ? { account: String(props.account) } : {}),
+      ...(props.local_dir !== undefined ? { localBase: String(props.local_dir) } : {}),
+      ...(props.idle_shutdown_s !== undefined ? { idleShutdownSeconds: Number(props.idle_shutdown_s) } : {}),
+    })
+    bundles.push({
+      name: p.node,
+      files: [
+        { path: 'pilot.sbatch', content: script, mode: 0o755 },
+        { path: 'enrolment.cred', content: `${p.credential}\n`, mode: 0o600 },
+        { path: 'pool-ca.crt', content: caPem, mode: 0o644 },
+        { path: 'README', content: pilotReadme(props), mode: 0o644 },
+      ],
+    })
+  }
+
+  const manifest: Manifest = {
+    template: { name: t.doc.metadata.template_name, version: t.doc.metadata.template_version },
+    broker: o.broker.base, trust_domain: trustDomain, created_at: o.now,
+    bundles: bundles.map((b) => b.name),
+    tokens: issued.tokens, certificates: issued.certificates, outputs: realised.outputs,
+  }
+  return { bundles, manifest }
+}
+
+function hostOf(t: LoadedTemplate, attrs: Readonly<Record<string, Record<string, unknown>>>, n: ResolvedNode, kind: string): { address: string; ip: string[]; nat: boolean } {
+  const a = attrs[n.requirements[kind]!]
+  if (!a) t.fail(['topology_template', 'node_templates', n.name], `${kind} ${n.requirements[kind]} is not realised`)
+  return { address: String(a!.hostname), ip: (a!.private_address as string[]) ?? [], nat: a!.nat === true }
+}
+
+function pilotReadme(p: Record<string, unknown>): string {
+  return [
+    `SLURM pilot group for site ${String(p.site)}.`,
+    `1. Copy enrolment.cred to ${String(p.enrolment_file)} on the site (mode 0600, the submitting user's own);`,
+    `   the broker's TLS CA to ${String(p.broker_ca_file)}.`,
+    '2. sbatch pilot.sbatch. Each node redeems the credential once at start for its own IDTOKEN and deletes the file.',
+    'The credential is a secret until it is redeemed or expires: do not leave copies behind.',
+  ].join('\n') + '\n'
+}

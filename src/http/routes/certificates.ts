@@ -1,0 +1,84 @@
+import { Hono, type MiddlewareHandler } from 'hono'
+import { z } from 'zod'
+import { InvalidRequest, InvalidToken } from '../../errors.ts'
+import type { VerifiedSubject } from '../../iam/subject.ts'
+import type { CertificateService } from '../../ca/certificate_service.ts'
+import { clientAddress } from '../client_address.ts'
+
+/** POST /v1/certificates body: the CSR proves the key; the names, role and site are what policy judges. */
+export const CertificateBody = z.strictObject({
+  /** Required unless dry_run. */
+  csr: z.string().min(1).max(16 * 1024).optional(),
+  role: z.string().regex(/^[a-z][a-z0-9-]{0,62}$/),
+  site: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/).optional(),
+  dns: z.array(z.string().max(253)).min(1).max(16),
+  ip: z.array(z.string().max(45)).max(16).default([]),
+  lifetime: z.number().int().positive().optional(),
+  /** Answer what the policy would decide; sign and record nothing (provision plan). */
+  dry_run: z.boolean().optional(),
+})
+
+export const CertificateRevokeBody = z.strictObject({ reason: z.string().max(500).optional() })
+
+/**
+ * The pool CA over HTTP: the CA certificate and CRL for anyone; certificates for a caller whose IAM token
+ * the policy admits (`verifyCaller`); revocation by serial for admins (`adminAuth`).
+ */
+export function certificateRoutes(deps: {
+  certificates: CertificateService
+  /** Verifies the bearer as an IAM access token and refuses revoked callers; throws InvalidToken. */
+  verifyCaller: (bearer: string) => Promise<VerifiedSubject>
+  adminAuth?: MiddlewareHandler
+}): Hono {
+  const app = new Hono()
+  app.get('/v1/ca/certificate', (c) => c.body(deps.certificates.caPem, 200, { 'Content-Type': 'application/x-pem-file', 'Cache-Control': 'max-age=300' }))
+  app.get('/v1/ca/crl', async (c) => c.body(await deps.certificates.crl(), 200, { 'Content-Type': 'application/x-pem-file', 'Cache-Control': 'no-cache' }))
+
+  app.post('/v1/certificates', async (c) => {
+    const m = /^Bearer ([\x21-\x7e]{1,16384})$/i.exec(c.req.header('authorization') ?? '')
+    if (!m) throw new InvalidToken('an IAM access token is required (Authorization: Bearer)', { presented: false })
+    const subject = await deps.verifyCaller(m[1]!)
+    const b = parseJson(CertificateBody, await readJson(c.req.raw))
+    c.header('Cache-Control', 'no-store')
+    const names = { role: b.role, dns: b.dns, ip: b.ip, ...(b.site !== undefined ? { site: b.site } : {}), ...(b.lifetime !== undefined ? { lifetime: b.lifetime } : {}) }
+    if (b.dry_run) {
+      const d = deps.certificates.check(names, subject)
+      return c.json({ dry_run: d.allow ? { allow: true, rule: d.ruleId, lifetime: d.lifetime, ...(d.site ? { site: d.site } : {}) } : { allow: false, error: d.error, reason: d.reason } })
+    }
+    if (b.csr === undefined) throw new InvalidRequest('csr is required')
+    const cert = await deps.certificates.issue(
+      { csr: b.csr, role: b.role, dns: b.dns, ip: b.ip, ...(b.site !== undefined ? { site: b.site } : {}), ...(b.lifetime !== undefined ? { lifetime: b.lifetime } : {}) },
+      subject, { requestId: c.get('requestId'), ...clientAddress(c) },
+    )
+    return c.json({ certificate: cert.pem, serial: cert.serial, not_before: cert.notBefore, not_after: cert.notAfter, ca_certificate: deps.certificates.caPem }, 201)
+  })
+
+  if (deps.adminAuth) {
+    app.delete('/v1/certificates/:serial', deps.adminAuth, async (c) => {
+      const text = await c.req.text()
+      const b = text.trim() === '' ? {} : parseJson(CertificateRevokeBody, parseText(text))
+      const r = await deps.certificates.revoke(c.req.param('serial'), b.reason, { principal: c.get('admin').id, requestId: c.get('requestId'), ...clientAddress(c) })
+      c.header('Cache-Control', 'no-store')
+      return c.json({ serial: r.serial, revoked_at: r.revokedAt, not_after: r.notAfter }, r.already ? 200 : 201)
+    })
+  }
+  return app
+}
+
+async function readJson(req: Request): Promise<unknown> {
+  if (!/^application\/json\b/i.test(req.headers.get('content-type') ?? '')) throw new InvalidRequest('Content-Type must be application/json')
+  return parseText(await req.text())
+}
+
+function parseText(text: string): unknown {
+  try { return JSON.parse(text) } catch { throw new InvalidRequest('body is not valid JSON') }
+}
+
+function parseJson<T extends z.ZodType>(schema: T, raw: unknown): z.output<T> {
+  const parsed = schema.safeParse(raw)
+  if (!parsed.success) {
+    const i = parsed.error.issues[0]!
+    throw new InvalidRequest(i.code === 'unrecognized_keys' ? `unknown field ${i.keys[0]}` : `${i.path.join('.') || 'body'}: ${i.message}`)
+  }
+  return parsed.data
+}

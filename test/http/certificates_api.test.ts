@@ -1,0 +1,128 @@
+import 'reflect-metadata'
+import { webcrypto } from 'node:crypto'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import * as x509 from '@peculiar/x509'
+import { describe, expect, it } from 'vitest'
+import { createApp } from '../../src/app.ts'
+import { CertificateService } from '../../src/ca/certificate_service.ts'
+import { initPoolCa, PoolCa } from '../../src/ca/pool_ca.ts'
+import { InvalidToken } from '../../src/errors.ts'
+import { bootstrapTokenAuthenticator } from '../../src/http/middleware/admin_auth.ts'
+import type { VerifiedSubject } from '../../src/iam/subject.ts'
+import { fixedClock } from '../../src/lib/clock.ts'
+import { loadPolicies } from '../../src/policy/load.ts'
+import { RevocationService } from '../../src/revocation/revocation_service.ts'
+import { MemoryStore } from '../../src/storage/memory_store.ts'
+import { silentLogger } from '../../src/lib/logger.ts'
+import { testDeps, TEST_NOW } from '../support/broker_deps.ts'
+import { tempDir } from '../support/tmp.ts'
+import { createHash } from 'node:crypto'
+
+const ISS = 'https://iam.example.org/'
+const OPERATOR: VerifiedSubject = { iss: ISS, sub: 'provisioner', client_id: 'provisioner', groups: [], scopes: [], exp: TEST_NOW + 3600, claims: {} }
+const ADMIN = 'a'.repeat(43)
+
+async function csr(): Promise<string> {
+  const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const
+  const keys = await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify']) as webcrypto.CryptoKeyPair
+  return (await x509.Pkcs10CertificateRequestGenerator.create({ name: 'CN=x', keys: keys as never, signingAlgorithm: alg })).toString('pem')
+}
+
+async function app() {
+  return (await appWithStore()).a
+}
+
+async function appWithStore() {
+  const root = tempDir()
+  writeFileSync(join(root, 'p.yaml'), `version: 1
+rules:
+  - id: ops
+    match: { issuer: ${ISS}, client_id: [provisioner] }
+    grants:
+      - role: schedd
+        identity: schedd-{host_short}@aps.{trust_domain}
+        token_kinds: [idtoken]
+        authz: [ADVERTISE_SCHEDD, ADVERTISE_MASTER, READ]
+        hosts: ["ap*.example.org"]
+        lifetime: { default: 1d, max: 7d }
+        certificate: { max_lifetime: 1d }
+`)
+  await initPoolCa(join(root, 'ca'), { name: 'test CA', now: TEST_NOW })
+  const store = new MemoryStore()
+  const clock = fixedClock(TEST_NOW)
+  const policy = { current: loadPolicies(root, { trustDomain: 'pool.example.org', uidDomain: 'u.example.org', vars: { IAM_ISSUER: ISS }, scitokenProfile: 'wlcg', maxLifetime: {} }) }
+  const service = new CertificateService({ ca: await PoolCa.load(join(root, 'ca')), audit: store, policy, clock, maxLifetime: 86400, crlLifetime: 3600 })
+  const revocations = new RevocationService({ store, clock, log: silentLogger, maxTokenLifetime: 86400, refreshSeconds: 5, knownLabels: () => ({ roles: new Set(), sites: new Set() }) as never, knownIssuers: () => new Set([ISS]) })
+  await revocations.refresh()
+  const verifyCaller = async (bearer: string) => { if (bearer !== 'operator-token') throw new InvalidToken('the IAM access token is not valid', { presented: true }); return OPERATOR }
+  const a = createApp(testDeps({
+    certificates: { service, verifyCaller },
+    admin: { audit: store, revocations, authenticators: [bootstrapTokenAuthenticator(createHash('sha256').update(ADMIN).digest())] },
+  }))
+  return { a, store }
+}
+
+const post = async (a: Awaited<ReturnType<typeof app>>, body: unknown, auth = 'Bearer operator-token') =>
+  a.request('/v1/certificates', { method: 'POST', headers: { 'content-type': 'application/json', authorization: auth }, body: JSON.stringify(body) })
+
+describe('pool CA over HTTP', () => {
+  it('serves the CA certificate and a CRL to anyone', async () => {
+    const a = await app()
+    const ca = await a.request('/v1/ca/certificate')
+    expect(ca.status).toBe(200)
+    expect(await ca.text()).toMatch(/^-----BEGIN CERTIFICATE-----/)
+    const crl = await a.request('/v1/ca/crl')
+    expect(crl.status).toBe(200)
+    expect(await crl.text()).toMatch(/^-----BEGIN X509 CRL-----/)
+  })
+
+  it('issues for an admitted caller, and refuses one without a token or with a bad body', async () => {
+    const a = await app()
+    const ok = await post(a, { csr: await csr(), role: 'schedd', dns: ['ap1.example.org'] })
+    expect(ok.status).toBe(201)
+    expect(ok.headers.get('cache-control')).toBe('no-store')
+    const body = await ok.json() as { certificate: string; serial: string; not_after: number }
+    expect(body.not_after).toBe(TEST_NOW + 86400)
+    expect(body.certificate).toMatch(/^-----BEGIN CERTIFICATE-----/)
+
+    const anon = await a.request('/v1/certificates', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' })
+    expect(anon.status).toBe(401)
+    expect(await anon.json()).toMatchObject({ error: 'invalid_token' })
+    expect((await post(a, { csr: await csr(), role: 'schedd', dns: ['ap1.example.org'] }, 'Bearer forged')).status).toBe(401)
+    const extra = await post(a, { csr: await csr(), role: 'schedd', dns: ['ap1.example.org'], key: 'x' })
+    expect(extra.status).toBe(400)
+    expect(await extra.json()).toEqual({ error: 'invalid_request', error_description: 'unknown field key' })
+    const denied = await post(a, { csr: await csr(), role: 'schedd', dns: ['evil.example.net'] })
+    expect(denied.status).toBe(400)
+    expect(await denied.json()).toEqual({ error: 'invalid_target', error_description: 'host evil.example.net is not allowed for role schedd' })
+    const badCsr = await post(a, { csr: 'nope', role: 'schedd', dns: ['ap1.example.org'] })
+    expect(await badCsr.json()).toEqual({ error: 'invalid_request', error_description: 'csr is not a PEM PKCS#10 certificate request' })
+  })
+
+  it('answers a dry run with the policy decision, signing and recording nothing', async () => {
+    const { a, store } = await appWithStore()
+    const yes = await post(a, { role: 'schedd', dns: ['ap1.example.org'], dry_run: true })
+    expect(yes.status).toBe(200)
+    expect(await yes.json()).toEqual({ dry_run: { allow: true, rule: 'ops', lifetime: 86400 } })
+    const no = await post(a, { role: 'schedd', dns: ['ap1.example.org'], ip: ['10.0.0.1'], dry_run: true })
+    expect(await no.json()).toEqual({ dry_run: { allow: false, error: 'invalid_target', reason: 'address 10.0.0.1 is not allowed in a certificate for role schedd' } })
+    expect((await store.query({ limit: 10 })).records).toEqual([])
+    const noCsr = await post(a, { role: 'schedd', dns: ['ap1.example.org'] })
+    expect(await noCsr.json()).toEqual({ error: 'invalid_request', error_description: 'csr is required' })
+  })
+
+  it('revokes by serial for admins only, and the CRL lists it', async () => {
+    const a = await app()
+    const { serial } = await (await post(a, { csr: await csr(), role: 'schedd', dns: ['ap1.example.org'] })).json() as { serial: string }
+    expect((await a.request(`/v1/certificates/${serial}`, { method: 'DELETE', headers: { authorization: 'Bearer operator-token' } })).status).toBe(401)
+    const del = await a.request(`/v1/certificates/${serial}`, { method: 'DELETE', headers: { authorization: `Bearer ${ADMIN}` } })
+    expect(del.status).toBe(201)
+    expect(await del.json()).toMatchObject({ serial })
+    expect((await a.request(`/v1/certificates/${serial}`, { method: 'DELETE', headers: { authorization: `Bearer ${ADMIN}` } })).status).toBe(200)
+    const unknown = await a.request('/v1/certificates/0abc', { method: 'DELETE', headers: { authorization: `Bearer ${ADMIN}` } })
+    expect(unknown.status).toBe(404)
+    const crl = new x509.X509Crl(await (await a.request('/v1/ca/crl')).text())
+    expect(crl.entries.map((e) => e.serialNumber.toLowerCase())).toEqual([serial])
+  })
+})

@@ -1,0 +1,25 @@
+import { statSync } from 'node:fs'
+import { join } from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { cli } from '../support/cli.ts'
+import { tempDir } from '../support/tmp.ts'
+
+describe('condor-token-broker ca and provision on the command line', () => {
+  it('ca init creates the CA once and refuses to overwrite it', async () => {
+    const data = join(tempDir(), 'data')
+    const e = { CTB_DATA_DIR: data, CTB_TRUST_DOMAIN: 'pool.example.org' }
+    const first = await cli(['ca', 'init'], e)
+    expect(first.code, first.err).toBe(0)
+    expect(first.out).toMatch(/^pool CA created: key .*ca\.key \(0600, never copy it\)/)
+    expect(statSync(join(data, 'ca', 'ca.key')).mode & 0o777).toBe(0o600)
+    const again = await cli(['ca', 'init'], e)
+    expect(again.code).toBe(1)
+    expect(again.err).toBe(`condor-token-broker: ${join(data, 'ca', 'ca.key')} exists; the pool CA is never overwritten (move it away first to start a new CA)`)
+  })
+
+  it('provision reports a template mistake as one line with its position, before any network call', async () => {
+    const r = await cli(['provision', 'render', 'test/fixtures/provision/unknown_key.yaml', '--inputs', 'examples/provisioning/inputs.yaml', '--broker', 'https://127.0.0.1:1', '--out', join(tempDir(), 'out')], { BEARER_TOKEN: 'x' })
+    expect(r.code).toBe(1)
+    expect(r.err).toBe('condor-token-broker: test/fixtures/provision/unknown_key.yaml:19:7: unknown key "flavor"')
+  })
+})

@@ -1,0 +1,147 @@
+import 'reflect-metadata'
+import { spawnSync } from 'node:child_process'
+import { webcrypto } from 'node:crypto'
+import { statSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import * as x509 from '@peculiar/x509'
+import { describe, expect, it } from 'vitest'
+import { CertificateService } from '../../src/ca/certificate_service.ts'
+import { checkCsr, initPoolCa, PoolCa } from '../../src/ca/pool_ca.ts'
+import type { VerifiedSubject } from '../../src/iam/subject.ts'
+import { fixedClock } from '../../src/lib/clock.ts'
+import type { PolicyContext } from '../../src/policy/compile.ts'
+import { loadPolicies } from '../../src/policy/load.ts'
+import { MemoryStore } from '../../src/storage/memory_store.ts'
+import { tempDir } from '../support/tmp.ts'
+
+// Expected values come from openssl, not from our own parser.
+function openssl(args: string[]): { status: number; out: string } {
+  const r = spawnSync('openssl', args, { encoding: 'utf8' })
+  if (r.error) throw new Error('these tests need the openssl CLI (Debian package openssl)')
+  return { status: r.status ?? -1, out: `${r.stdout}${r.stderr}` }
+}
+
+const ALG = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const
+async function csrPem(cn = 'ignored.example.org'): Promise<string> {
+  const keys = await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify']) as webcrypto.CryptoKeyPair
+  const csr = await x509.Pkcs10CertificateRequestGenerator.create({ name: `CN=${cn}`, keys, signingAlgorithm: ALG })
+  return csr.toString('pem')
+}
+
+const NOW = Math.floor(Date.now() / 1000)
+
+describe('pool CA', () => {
+  it('creates a 0600 key and refuses to overwrite it', async () => {
+    const dir = join(tempDir(), 'ca')
+    const made = await initPoolCa(dir, { name: 'pool.example.org pool CA', now: NOW })
+    expect(statSync(made.keyFile).mode & 0o777).toBe(0o600)
+    await expect(initPoolCa(dir, { name: 'again', now: NOW })).rejects.toThrow(/exists; the pool CA is never overwritten/)
+    const text = openssl(['x509', '-in', made.certFile, '-noout', '-text']).out
+    expect(text).toMatch(/CA:TRUE, pathlen:0/)
+    expect(text).toMatch(/Certificate Sign, CRL Sign/)
+  })
+
+  it('issues host certificates openssl verifies, with serverAuth+clientAuth and the SANs asked for', async () => {
+    const dir = join(tempDir(), 'ca')
+    const files = await initPoolCa(dir, { name: 'test CA', now: NOW })
+    const ca = await PoolCa.load(dir)
+    const publicKey = await checkCsr(await csrPem())
+    const cert = await ca.issueHostCertificate({ publicKey, dns: ['cm.cloud-a.example.org'], ip: ['10.1.2.3'] }, { now: NOW, lifetime: 3600 })
+    const host = join(dir, 'host.crt')
+    writeFileSync(host, cert.pem)
+    expect(openssl(['verify', '-CAfile', files.certFile, '-purpose', 'sslserver', host]).out).toMatch(/: OK/)
+    expect(openssl(['verify', '-CAfile', files.certFile, '-purpose', 'sslclient', host]).out).toMatch(/: OK/)
+    const ext = openssl(['x509', '-in', host, '-noout', '-ext', 'extendedKeyUsage,subjectAltName,basicConstraints', '-serial', '-enddate', '-subject']).out
+    expect(ext).toMatch(/TLS Web Server Authentication, TLS Web Client Authentication/)
+    expect(ext).toMatch(/DNS:cm\.cloud-a\.example\.org, IP Address:10\.1\.2\.3/)
+    expect(ext).toMatch(/CA:FALSE/)
+    expect(ext).toMatch(/subject=CN\s?=\s?cm\.cloud-a\.example\.org/)
+    expect(ext.match(/serial=([0-9A-F]+)/)![1]!.toLowerCase()).toBe(cert.serial)
+    const end = Date.parse(ext.match(/notAfter=(.+)/)![1]!) / 1000
+    expect(end).toBe(NOW + 3600)
+  })
+
+  it('refuses a CSR whose signature does not verify', async () => {
+    const pem = await csrPem()
+    const der = Buffer.from(x509.PemConverter.decodeFirst(pem))
+    der[der.length - 5]! ^= 0x01
+    await expect(checkCsr(x509.PemConverter.encode(der.buffer as ArrayBuffer, 'CERTIFICATE REQUEST'))).rejects.toThrow(/does not verify|not a PEM/)
+    await expect(checkCsr('hello')).rejects.toThrow(/not a PEM PKCS#10/)
+  })
+})
+
+const ISS = 'https://iam.example.org/'
+const CTX: PolicyContext = { trustDomain: 'pool.example.org', uidDomain: 'users.example.org', vars: { IAM_ISSUER: ISS }, scitokenProfile: 'wlcg', maxLifetime: { idtoken: 7 * 86400, scitoken: 6 * 3600 } }
+const OPERATOR: VerifiedSubject = { iss: ISS, sub: 'provisioner', client_id: 'provisioner', groups: [], scopes: [], exp: NOW + 3600, claims: {} }
+
+async function service(maxLifetime = 86400) {
+  const root = tempDir()
+  writeFileSync(join(root, '10.yaml'), `version: 1
+rules:
+  - id: cloud-a-hosts
+    match: { issuer: ${ISS}, client_id: [provisioner] }
+    grants:
+      - role: schedd
+        identity: schedd-{host_short}@aps.{trust_domain}
+        token_kinds: [idtoken]
+        authz: [ADVERTISE_SCHEDD, ADVERTISE_MASTER, READ]
+        hosts: ["ap*.cloud-a.example.org"]
+        sites: [cloud-a]
+        lifetime: { default: 1d, max: 7d }
+        certificate: { max_lifetime: 2d, ip_addresses: ["10.1.*"] }
+      - role: startd
+        identity: startd-{host_short}@eps.{trust_domain}
+        token_kinds: [idtoken]
+        authz: [ADVERTISE_STARTD, ADVERTISE_MASTER, READ]
+        hosts: ["ep*.cloud-a.example.org"]
+        sites: [cloud-a]
+        lifetime: { default: 1d, max: 7d }
+`)
+  await initPoolCa(join(root, 'ca'), { name: 'test CA', now: NOW })
+  const audit = new MemoryStore()
+  const svc = new CertificateService({
+    ca: await PoolCa.load(join(root, 'ca')), audit, policy: { current: loadPolicies(root, CTX) }, clock: fixedClock(NOW), maxLifetime, crlLifetime: 3600,
+  })
+  return { svc, audit, root }
+}
+
+describe('certificate service', () => {
+  it('issues under policy, records the serial, and caps the lifetime at the grant and the broker', async () => {
+    const { svc, audit } = await service(86400)
+    const cert = await svc.issue({ csr: await csrPem(), role: 'schedd', dns: ['ap1.cloud-a.example.org'], ip: ['10.1.0.7'] }, OPERATOR, {})
+    expect(cert.notAfter).toBe(NOW + 86400)
+    const rec = (await audit.query({ type: 'certificate.issued', limit: 10 })).records[0]!.event
+    expect(rec).toMatchObject({ role: 'schedd', site: 'cloud-a', policyRule: 'cloud-a-hosts', exp: cert.notAfter, detail: { serial: cert.serial } })
+  })
+
+  it.each([
+    ['a host outside the grant', { role: 'schedd', dns: ['evil.example.org'], ip: [] }, /host evil\.example\.org is not allowed/],
+    ['an address outside the grant', { role: 'schedd', dns: ['ap1.cloud-a.example.org'], ip: ['192.168.0.1'] }, /address 192\.168\.0\.1 is not allowed/],
+    ['a role with no certificate block', { role: 'startd', dns: ['ep1.cloud-a.example.org'], ip: [] }, /grants role startd no host certificate/],
+    ['another site', { role: 'schedd', site: 'hpc-b', dns: ['ap1.cloud-a.example.org'], ip: [] }, /site hpc-b is not bound/],
+    ['a role nobody grants', { role: 'central-manager', dns: ['cm.cloud-a.example.org'], ip: [] }, /no policy rule grants role central-manager/],
+  ])('refuses %s and audits the denial', async (_, req, message) => {
+    const { svc, audit } = await service()
+    await expect(svc.issue({ csr: await csrPem(), ...req }, OPERATOR, {})).rejects.toThrow(message)
+    expect((await audit.query({ type: 'certificate.denied', limit: 10 })).records).toHaveLength(1)
+    expect((await audit.query({ type: 'certificate.issued', limit: 10 })).records).toHaveLength(0)
+  })
+
+  it('puts a revoked serial in the CRL, which openssl then enforces', async () => {
+    const { svc, root } = await service()
+    const keep = await svc.issue({ csr: await csrPem(), role: 'schedd', dns: ['ap1.cloud-a.example.org'], ip: [] }, OPERATOR, {})
+    const gone = await svc.issue({ csr: await csrPem(), role: 'schedd', dns: ['ap2.cloud-a.example.org'], ip: [] }, OPERATOR, {})
+    expect((await svc.revoke(gone.serial, 'teardown', { principal: 'bootstrap' })).already).toBe(false)
+    expect((await svc.revoke(gone.serial, undefined, { principal: 'bootstrap' })).already).toBe(true)
+    await expect(svc.revoke('00ff', undefined, { principal: 'bootstrap' })).rejects.toThrow(/no certificate with serial 00ff/)
+    const crl = join(root, 'crl.pem')
+    writeFileSync(crl, await svc.crl())
+    const ca = join(root, 'ca', 'ca.crt')
+    expect(openssl(['crl', '-in', crl, '-CAfile', ca, '-noout', '-text']).out).toContain(`Serial Number: ${gone.serial.toUpperCase()}`)
+    for (const [c, name] of [[keep, 'keep.pem'], [gone, 'gone.pem']] as const) writeFileSync(join(root, name), c.pem)
+    expect(openssl(['verify', '-crl_check', '-CAfile', ca, '-CRLfile', crl, join(root, 'keep.pem')]).out).toMatch(/: OK/)
+    const revoked = openssl(['verify', '-crl_check', '-CAfile', ca, '-CRLfile', crl, join(root, 'gone.pem')])
+    expect(revoked.status).not.toBe(0)
+    expect(revoked.out).toMatch(/certificate revoked/)
+  })
+})
