@@ -10,6 +10,7 @@ import { discoveryRoutes } from './http/routes/discovery.ts'
 import { healthRoutes, type IamStatusCheck, type ReadinessCheck } from './http/routes/health.ts'
 import { jwksRoutes } from './http/routes/jwks.ts'
 import type { AuditStore } from './audit/audit_log.ts'
+import type { AuditAggregates } from './audit/aggregate.ts'
 import { adminAuth, type AdminAuthenticator } from './http/middleware/admin_auth.ts'
 import { auditRoutes } from './http/routes/audit.ts'
 import { revocationRoutes } from './http/routes/revocations.ts'
@@ -30,7 +31,7 @@ export interface AppDeps {
   /** IAM reachability for /readyz, reported beside readiness; absent: not shown. */
   iamStatus?: IamStatusCheck
   /** Admin API (/v1/audit, /v1/revocations); absent: not mounted. */
-  admin?: { audit: Pick<AuditStore, 'query'>; revocations: RevocationService; authenticators: AdminAuthenticator[]; policy?: PolicySource }
+  admin?: { audit: Pick<AuditStore, 'query' | 'scan' | 'verify'> & AuditAggregates; revocations: RevocationService; authenticators: AdminAuthenticator[]; policy?: PolicySource }
   /** POST /token (RFC 8693); absent: not mounted. */
   exchange?: Exchange
 }
@@ -47,7 +48,7 @@ export function createApp(deps: AppDeps): Hono {
   if (deps.exchange) app.route('/', tokenRoutes(deps.exchange))
   if (deps.admin) {
     const auth = adminAuth({ authenticators: deps.admin.authenticators, revocations: deps.admin.revocations })
-    app.route('/', auditRoutes({ audit: deps.admin.audit, auth }))
+    app.route('/', auditRoutes({ audit: deps.admin.audit, auth, clock: systemClock, maxTokenLifetime: maxTokenLifetime(deps.config) }))
     app.route('/', revocationRoutes({ revocations: deps.admin.revocations, auth }))
     app.route('/', pilotRoutes({ audit: deps.admin.audit, auth, clock: systemClock, window: maxTokenLifetime(deps.config) }))
     if (deps.admin.policy) app.route('/', policyExplainRoutes({ policy: deps.admin.policy, adminAuth: auth }))

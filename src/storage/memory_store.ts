@@ -1,4 +1,5 @@
 import type { AuditPage, AuditQuery } from '../audit/audit_log.ts'
+import { assertCountQuery, COUNTED_TYPES, type CountQuery, type CountRow, type LiveRow } from '../audit/aggregate.ts'
 import { GENESIS_HASH, rowToRecord, type AuditColumns, type StoredRow } from '../audit/chain.ts'
 import { INITIAL_GENERATION, type Revocation } from '../revocation/revocation.ts'
 import { revocationsToCarry } from '../revocation/revocation_consistency.ts'
@@ -117,6 +118,33 @@ export class MemoryStore extends ChainedStore {
     return toPage(hits, q.limit)
   }
 
+  async countByTime(q: CountQuery): Promise<CountRow[]> {
+    assertCountQuery(q)
+    const counts = new Map<string, CountRow>()
+    for (const r of this.#rows) {
+      if (r.time < q.from || r.time > q.to || !(COUNTED_TYPES as readonly string[]).includes(r.type)) continue
+      const key = q.by === 'reason' ? ((JSON.parse(r.body) as { reason?: string }).reason ?? null) : r[q.by]
+      const bucket = Math.floor(r.time / q.bucketSeconds) * q.bucketSeconds
+      const id = JSON.stringify([bucket, r.type, key])
+      const row = counts.get(id) ?? { bucket, type: r.type as CountRow['type'], key, count: 0 }
+      row.count++
+      counts.set(id, row)
+    }
+    return [...counts.values()].sort(compareCountRows)
+  }
+
+  async countLive(q: { now: number; since: number }): Promise<LiveRow[]> {
+    const counts = new Map<string, LiveRow>()
+    for (const r of this.#rows) {
+      if (r.time < q.since || (r.type !== 'token.issued' && r.type !== 'token.renewed') || r.exp === null || r.exp <= q.now) continue
+      const id = JSON.stringify([r.site, r.role])
+      const row = counts.get(id) ?? { site: r.site, role: r.role, count: 0 }
+      row.count++
+      counts.set(id, row)
+    }
+    return [...counts.values()]
+  }
+
   async listRevocations(options: { activeAt?: number } = {}): Promise<Revocation[]> {
     return this.#revocations.filter((r) => options.activeAt === undefined || (r.until >= options.activeAt && r.liftedAt === undefined)).map((r) => ({ ...r }))
   }
@@ -153,6 +181,10 @@ export class MemoryStore extends ChainedStore {
   }
 
   protected async closeBackend(): Promise<void> {}
+}
+
+function compareCountRows(a: CountRow, b: CountRow): number {
+  return a.bucket - b.bucket || a.type.localeCompare(b.type) || String(a.key).localeCompare(String(b.key))
 }
 
 function isRevocationRecord(r: StoredRow): boolean {

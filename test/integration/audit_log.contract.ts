@@ -107,6 +107,51 @@ export function auditStoreContract(name: string, h: StoreHarness): void {
       expect(await all({ limit: 100, role: 'nobody' })).toEqual([])
     })
 
+    it('counts issuances and denials per hour by role, site, kind and reason, and live tokens by site and role', async () => {
+      const s = await fresh()
+      // T0 is a whole hour (1_800_000_000 / 3600 = 500_000), so the first three records share one bucket.
+      await s.record(issued(0, { time: T0 + 10, exp: T0 + 100 }))
+      await s.record(issued(1, { time: T0 + 20, exp: T0 + 9999, tokenKind: 'scitoken' }))
+      await s.record(issued(2, { time: T0 + 3605, exp: T0 + 9999 }))
+      const denial = (t: number, reason: string): AuditEvent => ({ type: 'token.denied', time: T0 + t, role: 'pilot', decision: 'deny', reason })
+      await s.record(denial(30, 'no rule matches'))
+      await s.record(denial(40, '<script>alert(1)</script>'))
+      await s.record({ type: 'key.rotated', time: T0 + 50 })
+      const byKey = (rows: Array<{ bucket: number; type: string; key: string | null; count: number }>) =>
+        [...rows].sort((a, b) => a.bucket - b.bucket || a.type.localeCompare(b.type) || String(a.key).localeCompare(String(b.key)))
+      const range = { from: T0, to: T0 + 7200, bucketSeconds: 3600 }
+      expect(byKey(await s.countByTime({ ...range, by: 'role' }))).toEqual([
+        { bucket: T0, type: 'token.denied', key: 'pilot', count: 2 },
+        { bucket: T0, type: 'token.issued', key: 'pilot', count: 1 },
+        { bucket: T0, type: 'token.issued', key: 'schedd', count: 1 },
+        { bucket: T0 + 3600, type: 'token.issued', key: 'pilot', count: 1 },
+      ])
+      expect(byKey(await s.countByTime({ ...range, by: 'site' }))).toEqual([
+        { bucket: T0, type: 'token.denied', key: null, count: 2 },
+        { bucket: T0, type: 'token.issued', key: 'SITE_A', count: 1 },
+        { bucket: T0, type: 'token.issued', key: 'SITE_B', count: 1 },
+        { bucket: T0 + 3600, type: 'token.issued', key: 'SITE_B', count: 1 },
+      ])
+      expect(byKey(await s.countByTime({ ...range, by: 'token_kind' }))).toEqual([
+        { bucket: T0, type: 'token.denied', key: null, count: 2 },
+        { bucket: T0, type: 'token.issued', key: 'idtoken', count: 1 },
+        { bucket: T0, type: 'token.issued', key: 'scitoken', count: 1 },
+        { bucket: T0 + 3600, type: 'token.issued', key: 'idtoken', count: 1 },
+      ])
+      expect(byKey((await s.countByTime({ ...range, by: 'reason' })).filter((r) => r.type === 'token.denied'))).toEqual([
+        { bucket: T0, type: 'token.denied', key: '<script>alert(1)</script>', count: 1 },
+        { bucket: T0, type: 'token.denied', key: 'no rule matches', count: 1 },
+      ])
+      // A day bucket holds all of them; a range that ends before the second hour drops the last issuance.
+      expect((await s.countByTime({ from: T0, to: T0 + 86400, bucketSeconds: 86400, by: 'role' })).reduce((n, r) => n + r.count, 0)).toBe(5)
+      expect((await s.countByTime({ from: T0, to: T0 + 3599, bucketSeconds: 3600, by: 'role' })).reduce((n, r) => n + r.count, 0)).toBe(4)
+      const live = await s.countLive({ now: T0 + 3700, since: T0 })
+      expect([...live].sort((a, b) => String(a.role).localeCompare(String(b.role)))).toEqual([
+        { site: 'SITE_B', role: 'pilot', count: 1 },
+        { site: 'SITE_B', role: 'schedd', count: 1 },
+      ])
+    })
+
     it('pages with a cursor through equal timestamps without loss or duplicates', async () => {
       const s = await fresh()
       await Promise.all(Array.from({ length: 25 }, (_, i) => s.record(issued(i + 1, { time: T0 + Math.floor(i / 4) }))))
