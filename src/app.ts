@@ -16,6 +16,11 @@ import { auditRoutes } from './http/routes/audit.ts'
 import { revocationRoutes } from './http/routes/revocations.ts'
 import { pilotRoutes } from './http/routes/pilots.ts'
 import { systemClock } from './lib/clock.ts'
+import { consoleRoutes } from './http/routes/console.ts'
+import { ChainStatus } from './console/chain_status.ts'
+import type { ConsoleSignIn } from './console/oidc_sign_in.ts'
+import { ConsoleSessions } from './console/sessions.ts'
+import type { KeyStatus } from './keys/key_status.ts'
 import { policyExplainRoutes, type PolicySource } from './http/routes/policy_explain.ts'
 import { tokenRoutes, type Exchange } from './http/routes/token.ts'
 import type { RevocationService } from './revocation/revocation_service.ts'
@@ -32,6 +37,8 @@ export interface AppDeps {
   iamStatus?: IamStatusCheck
   /** Admin API (/v1/audit, /v1/revocations); absent: not mounted. */
   admin?: { audit: Pick<AuditStore, 'query' | 'scan' | 'verify'> & AuditAggregates; revocations: RevocationService; authenticators: AdminAuthenticator[]; policy?: PolicySource }
+  /** The web console at /console (with `admin`); absent: not mounted. */
+  console?: { signIn?: ConsoleSignIn; keys: () => KeyStatus; sessionSeconds: number }
   /** POST /token (RFC 8693); absent: not mounted. */
   exchange?: Exchange
 }
@@ -52,6 +59,16 @@ export function createApp(deps: AppDeps): Hono {
     app.route('/', revocationRoutes({ revocations: deps.admin.revocations, auth }))
     app.route('/', pilotRoutes({ audit: deps.admin.audit, auth, clock: systemClock, window: maxTokenLifetime(deps.config) }))
     if (deps.admin.policy) app.route('/', policyExplainRoutes({ policy: deps.admin.policy, adminAuth: auth }))
+    if (deps.console) {
+      app.route('/', consoleRoutes({
+        audit: deps.admin.audit, revocations: deps.admin.revocations, ...(deps.admin.policy ? { policy: deps.admin.policy } : {}),
+        auth: { authenticators: deps.admin.authenticators, revocations: deps.admin.revocations },
+        ...(deps.console.signIn ? { signIn: deps.console.signIn } : {}),
+        sessions: new ConsoleSessions(), chain: new ChainStatus(deps.admin.audit, () => systemClock.now()),
+        keys: deps.console.keys, clock: systemClock, log: deps.log, origin: new URL(deps.config.issuer).origin,
+        sessionSeconds: deps.console.sessionSeconds, maxTokenLifetime: maxTokenLifetime(deps.config),
+      }))
+    }
   }
   const errorResponse = oauthErrorResponse(deps.log)
   app.notFound((c) => errorResponse(new NotFound('no endpoint at this path'), c))

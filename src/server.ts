@@ -70,6 +70,7 @@ async function listen(services: BrokerServices, log: Logger): Promise<RunningBro
     iamStatus: services.iamStatus,
     exchange: services.exchange,
     admin: { audit: store, revocations: services.revocations, authenticators: services.adminAuthenticators, policy: services.policy },
+    ...(services.console ? { console: services.console } : {}),
   })
 
   let tls: { cert: Buffer; key: Buffer } | undefined

@@ -4,9 +4,13 @@ import type { AuditEvent } from './audit/audit_log.ts'
 import { RefusalTally } from './audit/refusal_tally.ts'
 import { startRetention } from './audit/retention.ts'
 import { maxTokenLifetime, type Config } from './config.ts'
-import { devIamTrustedIssuer, devIamBrokerSettings } from './dev_iam/broker_settings.ts'
+import { devIamTrustedIssuer, devIamBrokerSettings, withConsoleSignIn } from './dev_iam/broker_settings.ts'
+import { defaultDevIamConfig } from './dev_iam/dev_iam_config.ts'
+import { oidcSignIn, type ConsoleSignIn } from './console/oidc_sign_in.ts'
+import { keyStatus, type KeyStatus } from './keys/key_status.ts'
+import { KeyStore } from './keys/key_store.ts'
 import { DEV_IAM_PATHS, devIamIssuer, startDevIam, type RunningDevIam } from './dev_iam/start_dev_iam.ts'
-import { BrokerError } from './errors.ts'
+import { BrokerError, OperatorError } from './errors.ts'
 import type { AdminAuthenticator } from './http/middleware/admin_auth.ts'
 import { bootstrapTokenAuthenticator, loadBootstrapToken } from './http/middleware/admin_auth.ts'
 import type { IamStatusCheck, ReadinessCheck } from './http/routes/health.ts'
@@ -46,6 +50,8 @@ export interface BrokerServices {
   devIam?: RunningDevIam
   exchange: Exchange
   adminAuthenticators: AdminAuthenticator[]
+  /** The web console's own services; absent when admin.console.enabled is false. */
+  console?: { signIn?: ConsoleSignIn; keys: () => KeyStatus; sessionSeconds: number }
   /** /readyz: audit store and keys. */
   readiness: ReadinessCheck
   /** /readyz: each IAM's reachability, reported beside readiness. */
@@ -136,7 +142,10 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
     if (config.iam.issuers.length === 0) {
       // The development IAM puts the broker's issuer in `aud` when a client asks for no audience, and
       // the broker expects it: the default setup checks audience as production must.
-      devIam = await startDevIam({ port: config.dev_iam.port, log, defaultAudience: config.issuer, production: isProduction(config) })
+      devIam = await startDevIam({
+        port: config.dev_iam.port, log, defaultAudience: config.issuer, production: isProduction(config),
+        ...(config.admin.console.enabled ? { config: withConsoleSignIn(defaultDevIamConfig(), consoleRedirectUri(config)) } : {}),
+      })
       closers.push(() => devIam!.close())
       log.warn('DEVELOPMENT IAM started beside the broker; not for production', { issuer: devIam.issuer })
       const entry = devIamTrustedIssuer(devIamBrokerSettings(devIam), devIamSecretFile(config), { audience: config.issuer })
@@ -196,6 +205,8 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
     }
     adminAuthenticators.push(iamAdminAuthenticator(iam, policy))
 
+    const consoleServices = config.admin.console.enabled ? consoleServicesFrom(config, iam, clock) : undefined
+
     const reachability = new IamReachability({
       discovery: iam.discovery, fetch: iam.fetch, timeoutSeconds: Math.max(config.iam.timeout_seconds, config.iam.jwks_timeout_seconds),
       cacheSeconds: IAM_STATUS_CACHE_SECONDS, maxWaitMs: IAM_STATUS_MAX_WAIT_MS,
@@ -205,6 +216,7 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
       config, keys, store, revocations, iam, policy, ...(devIam ? { devIam } : {}),
       exchange: (readForm, ctx) => exchangeToken(readForm, ctx, exchangeDeps),
       adminAuthenticators,
+      ...(consoleServices ? { console: consoleServices } : {}),
       readiness: brokerReadiness({ store, keys: () => keyHolder.current, issuers: { trustDomain: config.trust_domain, issuer: config.issuer }, clock }),
       iamStatus: () => reachability.report(),
       refusals,
@@ -214,6 +226,28 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
   } catch (err) {
     await close()
     throw err
+  }
+}
+
+/** Where IAM sends a console sign-in back to. */
+export function consoleRedirectUri(config: Config): string {
+  return config.admin.console.redirect_uri ?? `${config.issuer.replace(/\/$/, '')}/console/callback`
+}
+
+/**
+ * The console's sign-in (at admin.console.iam_issuer, else the first trusted issuer, when the broker has a
+ * client there) and its key status reader.
+ */
+function consoleServicesFrom(config: Config, iam: IamAdapter, clock: Clock): NonNullable<BrokerServices['console']> {
+  const c = config.admin.console
+  const issuer = c.iam_issuer ?? config.iam.issuers[0]?.issuer
+  const trusted = issuer !== undefined ? iam.discovery.issuer(issuer) : undefined
+  if (c.iam_issuer !== undefined && !trusted) throw new OperatorError('ECONFIG', `admin.console.iam_issuer ${c.iam_issuer} is not one of iam.issuers`)
+  const keys = new KeyStore(`${config.data_dir}/keys`)
+  return {
+    ...(trusted && trusted.credentials.method !== 'none' ? { signIn: oidcSignIn(iam.discovery, trusted.config.issuer, consoleRedirectUri(config), () => clock.now()) } : {}),
+    keys: () => keyStatus(keys, config.idtoken.key, clock.now()),
+    sessionSeconds: c.session_seconds,
   }
 }
 

@@ -363,6 +363,7 @@ export function equalityFilters(q: AuditQuery): Array<[keyof AuditColumns, strin
   if (q.decision !== undefined) out.push(['decision', q.decision])
   if (q.type !== undefined) out.push(['type', q.type])
   if (q.site !== undefined) out.push(['site', q.site])
+  if (q.requestId !== undefined) out.push(['request_id', q.requestId])
   return out
 }
 

@@ -91,7 +91,7 @@ export function auditStoreContract(name: string, h: StoreHarness): void {
       expect(seen.size).toBe(600)
     })
 
-    it('filters by time range, caller, issued sub, role, jti, decision, type and site, newest first', async () => {
+    it('filters by time range, caller, issued sub, role, jti, decision, type, site and request id, newest first', async () => {
       const s = await fresh()
       for (let i = 1; i <= 40; i++) await s.record(issued(i, i % 10 === 0 ? { decision: 'deny', type: 'token.denied', reason: 'no rule' } : {}))
       const all = async (q: Parameters<BrokerStore['query']>[0]) => (await s.query(q)).records.map((r) => r.event.jti)
@@ -105,6 +105,8 @@ export function auditStoreContract(name: string, h: StoreHarness): void {
       expect(await all({ limit: 100, type: 'token.denied', role: 'pilot', to: T0 + 25 })).toEqual(['jti-20', 'jti-10'])
       expect(await all({ limit: 100, site: 'SITE_A', from: T0 + 20 })).toEqual(['jti-40', 'jti-36', 'jti-32', 'jti-28', 'jti-24', 'jti-20'])
       expect(await all({ limit: 100, role: 'nobody' })).toEqual([])
+      // requestId is req-<i> (issued())
+      expect(await all({ limit: 100, requestId: 'req-17' })).toEqual(['jti-17'])
     })
 
     it('counts issuances and denials per hour by role, site, kind and reason, and live tokens by site and role', async () => {
