@@ -20,6 +20,7 @@ h2{font-size:15px;margin:0 0 8px}
 table{border-collapse:collapse;width:100%;font-size:13px}
 th,td{text-align:left;padding:3px 6px;border-bottom:1px solid #eef1f5;vertical-align:top}
 th{background:#f0f3f8;font-weight:600}
+td.nw{white-space:nowrap}
 td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
 table.bars td.label{max-width:380px;overflow-wrap:anywhere}
 .mono,code,pre{font-family:ui-monospace,"DejaVu Sans Mono",monospace;font-size:12px;overflow-wrap:anywhere}

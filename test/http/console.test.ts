@@ -161,6 +161,7 @@ describe('console security headers', () => {
     expect(csp).not.toMatch(/unsafe-inline|unsafe-eval|script-src/)
     expect(res.headers.get('cache-control')).toBe('no-store')
     expect(res.headers.get('x-content-type-options')).toBe('nosniff')
+    expect(res.headers.get('referrer-policy')).toBe('same-origin')
     const body = await res.text()
     expect(body).not.toMatch(/<script|\sstyle=|\son[a-z]+=/i)
   })

@@ -19,7 +19,7 @@ function select(name: keyof SearchForm, labelText: string, options: readonly str
 
 function row(r: AuditRecord): Html {
   const e = r.event
-  return html`<tr><td class="num"><a href="/console/records/${r.seq}">${r.seq}</a></td><td>${utc(e.time)}</td><td>${e.type}</td><td>${e.decision ?? ''}</td>
+  return html`<tr><td class="num"><a href="/console/records/${r.seq}">${r.seq}</a></td><td class="nw">${utc(e.time)}</td><td class="nw">${e.type}</td><td>${e.decision ?? ''}</td>
 <td class="mono">${e.caller?.sub ?? ''}${e.caller?.client_id ? html`<br><span class="muted">${e.caller.client_id}</span>` : ''}</td>
 <td>${e.role ?? ''}</td><td>${e.site ?? ''}</td><td class="mono">${e.issuedSub ?? ''}</td><td class="mono">${e.jti ?? ''}</td><td>${e.reason ?? ''}</td></tr>`
 }

@@ -25,8 +25,9 @@ export function consoleHeaders(): MiddlewareHandler {
     c.header('Content-Security-Policy', CONSOLE_CSP)
     c.header('X-Content-Type-Options', 'nosniff')
     c.header('X-Frame-Options', 'DENY')
-    // The callback URL carries the authorization code: never hand it on as a Referer.
-    c.header('Referrer-Policy', 'no-referrer')
+    // The callback URL carries the authorization code: never hand it to another origin. Not no-referrer:
+    // under it browsers send "Origin: null" on our own form posts, which the origin check must refuse.
+    c.header('Referrer-Policy', 'same-origin')
     c.header('Cache-Control', 'no-store')
   }
 }
