@@ -12,6 +12,7 @@ import { silentLogger } from '../../src/lib/logger.ts'
 import { RevocationService } from '../../src/revocation/revocation_service.ts'
 import { MemoryStore } from '../../src/storage/memory_store.ts'
 import { testDeps } from '../support/broker_deps.ts'
+import { loadPolicies } from '../../src/policy/load.ts'
 
 const ORIGIN = 'https://broker.example.org'
 const BOOT = 'b'.repeat(43)
@@ -46,7 +47,10 @@ beforeEach(() => {
     knownIssuers: () => new Set([IAM]),
   })
   app = createApp(testDeps({
-    admin: { audit: store, revocations, authenticators: [bootstrapTokenAuthenticator(createHash('sha256').update(BOOT).digest()), iamLike] },
+    admin: {
+      audit: store, revocations, authenticators: [bootstrapTokenAuthenticator(createHash('sha256').update(BOOT).digest()), iamLike],
+      policy: { current: loadPolicies('policies', { trustDomain: 'pool.example.org', uidDomain: 'users.example.org', vars: { IAM_ISSUER: IAM }, scitokenProfile: 'wlcg', maxLifetime: {} }) },
+    },
     console: { signIn, keys: () => ({ scitoken: [], condor: [] }), sessionSeconds: 3600 },
   }))
 })
@@ -192,6 +196,22 @@ describe('console CSRF', () => {
     const audit = await store.query({ type: 'token.revoked', limit: 10 })
     expect(audit.records).toHaveLength(1)
     expect(audit.records[0]!.event.caller).toMatchObject({ sub: 'bootstrap' })
+  })
+})
+
+describe('console policy explain', () => {
+  it('explains a request from the form, as POST /admin/policy/explain does', async () => {
+    const { cookie, csrf } = await bootstrapSession()
+    const allow = await postForm('/console/act/explain', cookie, { csrf, iss: IAM, sub: 'svc', client_id: 'ctb-cloud-a-provisioner', role: 'startd', host: 'ep-3.cloud-a.example.org' })
+    expect(allow.status).toBe(200)
+    const text = await allow.text()
+    expect(text).toMatch(/id="explain-decision">allow</)
+    expect(text).toContain('startd-cloud-a-ep-3@eps.pool.example.org')
+    const deny = await postForm('/console/act/explain', cookie, { csrf, iss: IAM, sub: 'u', groups: '/htc/users', role: 'job', scope: 'READ ADMINISTRATOR' })
+    expect(await deny.text()).toMatch(/id="explain-decision">deny</)
+    const bad = await postForm('/console/act/explain', cookie, { csrf, iss: IAM, sub: 'u' })
+    expect(bad.status).toBe(400)
+    expect(await bad.text()).toContain('explain: role')
   })
 })
 
