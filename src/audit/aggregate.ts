@@ -8,9 +8,9 @@
 export const COUNTED_TYPES = ['token.issued', 'token.renewed', 'token.denied'] as const
 export type CountedType = (typeof COUNTED_TYPES)[number]
 
-/** What one series is split by: an indexed column, or a denial's reason (read from the record body). */
-export type AggregateDimension = 'role' | 'site' | 'token_kind' | 'reason'
-export const AGGREGATE_DIMENSIONS: readonly AggregateDimension[] = ['role', 'site', 'token_kind', 'reason']
+/** The labels the overview splits by; one scan counts all three at once. */
+export type SplitDimension = 'role' | 'site' | 'token_kind'
+export const SPLIT_DIMENSIONS: readonly SplitDimension[] = ['role', 'site', 'token_kind']
 
 export interface CountQuery {
   /** Epoch seconds, inclusive. */
@@ -19,15 +19,21 @@ export interface CountQuery {
   to: number
   /** Bucket width in seconds (3600 or 86400); buckets start at multiples of it since the epoch (UTC). */
   bucketSeconds: number
-  by: AggregateDimension
 }
 
+/** Records of one bucket, type and label combination; a null label is a record without it. */
 export interface CountRow {
   /** Start of the bucket, epoch seconds. */
   bucket: number
   type: CountedType
-  /** The dimension's value; null when the record has none (e.g. a denial before any role was known). */
-  key: string | null
+  role: string | null
+  site: string | null
+  token_kind: string | null
+  count: number
+}
+
+export interface ReasonRow {
+  reason: string | null
   count: number
 }
 
@@ -39,8 +45,10 @@ export interface LiveRow {
 
 /** The read side the overview needs; SQLite, PostgreSQL and memory stores implement it. */
 export interface AuditAggregates {
-  /** Records of COUNTED_TYPES in [from, to], grouped by bucket, type and `by`. */
+  /** Records of COUNTED_TYPES in [from, to], grouped by bucket, type, role, site and token kind. */
   countByTime(q: CountQuery): Promise<CountRow[]>
+  /** Denials in [from, to] by reason (read from the record body: denials are few, and indexed). */
+  countDenialReasons(q: { from: number; to: number }): Promise<ReasonRow[]>
   /**
    * Tokens issued or renewed since `since` whose `exp` is after `now`, by site and role. `since` bounds the
    * scan (now minus the longest token lifetime); a revoked token still counts until it expires.
@@ -48,10 +56,9 @@ export interface AuditAggregates {
   countLive(q: { now: number; since: number }): Promise<LiveRow[]>
 }
 
-export function assertCountQuery(q: CountQuery): void {
+export function assertCountQuery(q: { from: number; to: number; bucketSeconds?: number }): void {
   if (!Number.isSafeInteger(q.from) || !Number.isSafeInteger(q.to) || q.from > q.to) throw new TypeError('from and to must be integers, from <= to')
-  if (!Number.isSafeInteger(q.bucketSeconds) || q.bucketSeconds < 60) throw new TypeError('bucketSeconds must be an integer >= 60')
-  if (!AGGREGATE_DIMENSIONS.includes(q.by)) throw new TypeError(`unknown dimension ${String(q.by)}`)
+  if (q.bucketSeconds !== undefined && (!Number.isSafeInteger(q.bucketSeconds) || q.bucketSeconds < 60)) throw new TypeError('bucketSeconds must be an integer >= 60')
 }
 
 /** `IN (...)` list of COUNTED_TYPES as SQL literals (constants, never input). */

@@ -1,4 +1,4 @@
-import type { AuditAggregates, AggregateDimension, CountRow, LiveRow } from './aggregate.ts'
+import { SPLIT_DIMENSIONS, type AuditAggregates, type CountRow, type LiveRow, type SplitDimension } from './aggregate.ts'
 
 /** One bar of a chart: a bucket's counts per series key (e.g. per role). */
 export interface SeriesBucket {
@@ -8,7 +8,7 @@ export interface SeriesBucket {
 
 /** Issuances (first and renewed) and denials over time, split by one dimension. */
 export interface SplitSeries {
-  by: Exclude<AggregateDimension, 'reason'>
+  by: SplitDimension
   /** Series names, most frequent first; records without the label are "(none)". */
   keys: string[]
   issued: SeriesBucket[]
@@ -28,7 +28,7 @@ export interface AuditOverview {
 export const NO_LABEL = '(none)'
 
 /**
- * The overview the console charts and GET /v1/audit/summary returns: a handful of GROUP BY queries over
+ * The overview the console charts and GET /v1/audit/summary returns: three GROUP BY queries over
  * [from, to], shaped into one bucket per `bucketSeconds` (empty buckets included, so charts keep their time
  * axis), plus live tokens by site and role (tokens issued within `maxTokenLifetime` and not yet expired).
  */
@@ -36,20 +36,18 @@ export async function auditOverview(
   store: AuditAggregates,
   q: { from: number; to: number; bucketSeconds: number; now: number; maxTokenLifetime: number },
 ): Promise<AuditOverview> {
-  const dims = ['role', 'site', 'token_kind'] as const
-  const [splits, byReason, live] = await Promise.all([
-    Promise.all(dims.map((by) => store.countByTime({ from: q.from, to: q.to, bucketSeconds: q.bucketSeconds, by }))),
-    // One bucket as wide as the range (it may straddle two: they are summed below).
-    store.countByTime({ from: q.from, to: q.to, bucketSeconds: Math.max(60, q.to - q.from + 1), by: 'reason' }),
+  const [rows, byReason, live] = await Promise.all([
+    store.countByTime({ from: q.from, to: q.to, bucketSeconds: q.bucketSeconds }),
+    store.countDenialReasons({ from: q.from, to: q.to }),
     store.countLive({ now: q.now, since: q.now - q.maxTokenLifetime }),
   ])
   const buckets: number[] = []
   const first = Math.floor(q.from / q.bucketSeconds) * q.bucketSeconds
   // Bounded by the caller's range check (at most a few hundred buckets).
   for (let b = first; b <= q.to; b += q.bucketSeconds) buckets.push(b)
-  const series = splits.map((rows, i) => split(dims[i]!, rows, buckets))
+  const series = SPLIT_DIMENSIONS.map((by) => split(by, rows, buckets))
   const reasons = new Map<string, number>()
-  for (const r of byReason) if (r.type === 'token.denied') reasons.set(r.key ?? NO_LABEL, (reasons.get(r.key ?? NO_LABEL) ?? 0) + r.count)
+  for (const r of byReason) reasons.set(r.reason ?? NO_LABEL, (reasons.get(r.reason ?? NO_LABEL) ?? 0) + r.count)
   return {
     from: q.from, to: q.to, bucketSeconds: q.bucketSeconds, series,
     denialsByReason: [...reasons].map(([reason, count]) => ({ reason, count })).sort((a, b) => b.count - a.count || (a.reason < b.reason ? -1 : 1)),
@@ -62,7 +60,7 @@ function split(by: SplitSeries['by'], rows: CountRow[], buckets: number[]): Spli
   const issued = new Map(buckets.map((b) => [b, {} as Record<string, number>]))
   const denied = new Map(buckets.map((b) => [b, {} as Record<string, number>]))
   for (const r of rows) {
-    const key = r.key ?? NO_LABEL
+    const key = r[by] ?? NO_LABEL
     const target = (r.type === 'token.denied' ? denied : issued).get(r.bucket)
     if (!target) continue
     target[key] = (target[key] ?? 0) + r.count

@@ -1,5 +1,5 @@
 import type { AuditEvent, AuditPage, AuditQuery, AuditRecord, AuditStore, ChainVerification, PruneResult } from '../audit/audit_log.ts'
-import type { AuditAggregates, CountQuery, CountRow, LiveRow } from '../audit/aggregate.ts'
+import type { AuditAggregates, CountQuery, CountRow, LiveRow, ReasonRow } from '../audit/aggregate.ts'
 import { openAnchor, sealAnchor } from '../audit/anchor.ts'
 import { assertStorableEvent, ChainVerifier, checkRecord, columnsOf, encodeEventBody, recordHash, rowToRecord, type AuditColumns, type CheckpointDetail, type StoredRow } from '../audit/chain.ts'
 import { InvalidRequest } from '../errors.ts'
@@ -105,6 +105,7 @@ export abstract class ChainedStore implements BrokerStore {
   protected abstract readHead(): Promise<{ seq: number; hash: string }>
   abstract query(q: AuditQuery): Promise<AuditPage>
   abstract countByTime(q: CountQuery): Promise<CountRow[]>
+  abstract countDenialReasons(q: { from: number; to: number }): Promise<ReasonRow[]>
   abstract countLive(q: { now: number; since: number }): Promise<LiveRow[]>
   abstract listRevocations(options?: { activeAt?: number }): Promise<Revocation[]>
   abstract roleGenerations(): Promise<Map<string, number>>

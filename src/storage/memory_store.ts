@@ -1,5 +1,5 @@
 import type { AuditPage, AuditQuery } from '../audit/audit_log.ts'
-import { assertCountQuery, COUNTED_TYPES, type CountQuery, type CountRow, type LiveRow } from '../audit/aggregate.ts'
+import { assertCountQuery, COUNTED_TYPES, type CountQuery, type CountRow, type LiveRow, type ReasonRow } from '../audit/aggregate.ts'
 import { GENESIS_HASH, rowToRecord, type AuditColumns, type StoredRow } from '../audit/chain.ts'
 import { INITIAL_GENERATION, type Revocation } from '../revocation/revocation.ts'
 import { revocationsToCarry } from '../revocation/revocation_consistency.ts'
@@ -123,14 +123,24 @@ export class MemoryStore extends ChainedStore {
     const counts = new Map<string, CountRow>()
     for (const r of this.#rows) {
       if (r.time < q.from || r.time > q.to || !(COUNTED_TYPES as readonly string[]).includes(r.type)) continue
-      const key = q.by === 'reason' ? ((JSON.parse(r.body) as { reason?: string }).reason ?? null) : r[q.by]
       const bucket = Math.floor(r.time / q.bucketSeconds) * q.bucketSeconds
-      const id = JSON.stringify([bucket, r.type, key])
-      const row = counts.get(id) ?? { bucket, type: r.type as CountRow['type'], key, count: 0 }
+      const id = JSON.stringify([bucket, r.type, r.role, r.site, r.token_kind])
+      const row = counts.get(id) ?? { bucket, type: r.type as CountRow['type'], role: r.role, site: r.site, token_kind: r.token_kind, count: 0 }
       row.count++
       counts.set(id, row)
     }
-    return [...counts.values()].sort(compareCountRows)
+    return [...counts.values()]
+  }
+
+  async countDenialReasons(q: { from: number; to: number }): Promise<ReasonRow[]> {
+    assertCountQuery(q)
+    const counts = new Map<string | null, number>()
+    for (const r of this.#rows) {
+      if (r.time < q.from || r.time > q.to || r.type !== 'token.denied') continue
+      const reason = (JSON.parse(r.body) as { reason?: string }).reason ?? null
+      counts.set(reason, (counts.get(reason) ?? 0) + 1)
+    }
+    return [...counts].map(([reason, count]) => ({ reason, count }))
   }
 
   async countLive(q: { now: number; since: number }): Promise<LiveRow[]> {
@@ -181,10 +191,6 @@ export class MemoryStore extends ChainedStore {
   }
 
   protected async closeBackend(): Promise<void> {}
-}
-
-function compareCountRows(a: CountRow, b: CountRow): number {
-  return a.bucket - b.bucket || a.type.localeCompare(b.type) || String(a.key).localeCompare(String(b.key))
 }
 
 function isRevocationRecord(r: StoredRow): boolean {

@@ -1,6 +1,6 @@
 import pg from 'pg'
 import type { AuditEvent, AuditPage, AuditQuery } from '../audit/audit_log.ts'
-import { assertCountQuery, COUNTED_TYPES_SQL, type CountQuery, type CountRow, type LiveRow } from '../audit/aggregate.ts'
+import { assertCountQuery, COUNTED_TYPES_SQL, type CountQuery, type CountRow, type LiveRow, type ReasonRow } from '../audit/aggregate.ts'
 import { COLUMN_NAMES, GENESIS_HASH, type AuditColumns, type StoredRow } from '../audit/chain.ts'
 import { OperatorError } from '../errors.ts'
 import { INITIAL_GENERATION, type NewRevocation, type Revocation } from '../revocation/revocation.ts'
@@ -192,11 +192,18 @@ export class PostgresStore extends ChainedStore {
 
   async countByTime(q: CountQuery): Promise<CountRow[]> {
     assertCountQuery(q)
-    const key = q.by === 'reason' ? "(body::jsonb ->> 'reason')" : q.by
-    const sql = `SELECT (time / $1) * $1 AS bucket, type, ${key} AS key, count(*) AS count FROM audit_log
-      WHERE time >= $2 AND time <= $3 AND type IN (${COUNTED_TYPES_SQL}) GROUP BY 1, 2, 3 ORDER BY 1, 2, 3`
-    const { rows } = await this.#pool.query<{ bucket: string; type: CountRow['type']; key: string | null; count: string }>(sql, [q.bucketSeconds, q.from, q.to])
-    return rows.map((r) => ({ bucket: Number(r.bucket), type: r.type, key: r.key, count: Number(r.count) }))
+    const sql = `SELECT (time / $1) * $1 AS bucket, type, role, site, token_kind, count(*) AS count FROM audit_log
+      WHERE time >= $2 AND time <= $3 AND type IN (${COUNTED_TYPES_SQL}) GROUP BY 1, 2, 3, 4, 5`
+    const { rows } = await this.#pool.query<Omit<CountRow, 'bucket' | 'count'> & { bucket: string; count: string }>(sql, [q.bucketSeconds, q.from, q.to])
+    return rows.map((r) => ({ ...r, bucket: Number(r.bucket), count: Number(r.count) }))
+  }
+
+  async countDenialReasons(q: { from: number; to: number }): Promise<ReasonRow[]> {
+    assertCountQuery(q)
+    const sql = `SELECT (body::jsonb ->> 'reason') AS reason, count(*) AS count FROM audit_log
+      WHERE decision = 'deny' AND time >= $1 AND time <= $2 AND type = 'token.denied' GROUP BY 1`
+    const { rows } = await this.#pool.query<{ reason: string | null; count: string }>(sql, [q.from, q.to])
+    return rows.map((r) => ({ reason: r.reason, count: Number(r.count) }))
   }
 
   async countLive(q: { now: number; since: number }): Promise<LiveRow[]> {
