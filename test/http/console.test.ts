@@ -8,6 +8,7 @@ import { createApp } from '../../src/app.ts'
 import type { ConsoleSignIn } from '../../src/console/oidc_sign_in.ts'
 import { bootstrapTokenAuthenticator, type AdminAuthenticator } from '../../src/http/middleware/admin_auth.ts'
 import { fixedClock } from '../../src/lib/clock.ts'
+import { TemporarilyUnavailable } from '../../src/errors.ts'
 import { silentLogger } from '../../src/lib/logger.ts'
 import { RevocationService } from '../../src/revocation/revocation_service.ts'
 import { MemoryStore } from '../../src/storage/memory_store.ts'
@@ -152,6 +153,20 @@ describe('console sign-in', () => {
     const after = await app.request('/console', { headers: { cookie } })
     expect(after.status).toBe(403)
     expect((await app.request('/v1/audit', { headers: { authorization: 'Bearer iam:alice' } })).status).toBe(401)
+  })
+})
+
+describe('console sign-in while IAM is down', () => {
+  it('answers the IAM sign-in with a 503 page, not the API JSON', async () => {
+    const down: ConsoleSignIn = { start: async () => { throw new TemporarilyUnavailable('IAM discovery failed recently; try again later') }, finish: signIn.finish }
+    const a = createApp(testDeps({
+      admin: { audit: store, revocations, authenticators: [] },
+      console: { signIn: down, keys: () => ({ scitoken: [], condor: [] }), sessionSeconds: 3600 },
+    }))
+    const res = await a.request('/console/login')
+    expect(res.status).toBe(503)
+    expect(res.headers.get('content-type')).toMatch(/^text\/html/)
+    expect(await res.text()).toContain('IAM discovery failed recently')
   })
 })
 

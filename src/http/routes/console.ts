@@ -82,7 +82,14 @@ export function consoleRoutes(deps: ConsoleDeps): Hono {
 
   app.get('/console/login', async (c) => {
     if (!deps.signIn) return c.html(messagePage('Not configured', 'Sign-in through IAM is not configured for this broker.'), 404)
-    const start = await deps.signIn.start()
+    let start
+    try {
+      start = await deps.signIn.start()
+    } catch (err) {
+      // IAM unreachable (discovery): say so on a page, not as the API's JSON.
+      if (err instanceof BrokerError && err.status === 503) return c.html(messagePage('Unavailable', err.description, { link: ['/console/sign-in', 'Back'] }), 503)
+      throw err
+    }
     deps.sessions.begin(start.state, { codeVerifier: start.codeVerifier, nonce: start.nonce, expiresAt: now() + PENDING_SECONDS })
     setCookie(c, LOGIN_COOKIE, start.state, { ...cookie, sameSite: 'Lax', maxAge: PENDING_SECONDS })
     return c.redirect(start.url, 303)
