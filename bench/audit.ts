@@ -107,10 +107,11 @@ async function fill(store: BrokerStore, total: number): Promise<number> {
 async function queryLatency(store: BrokerStore, label: string): Promise<void> {
   const TOKEN = 'b'.repeat(43)
   const app = new Hono()
-  app.route('/', auditRoutes({ audit: store, auth: adminAuth({ authenticators: [bootstrapTokenAuthenticator(createHash('sha256').update(TOKEN).digest())] }) }))
+  app.route('/', auditRoutes({ audit: store, clock: systemClock, maxTokenLifetime: 86400, auth: adminAuth({ authenticators: [bootstrapTokenAuthenticator(createHash('sha256').update(TOKEN).digest())] }) }))
   const mid = T0 + Math.floor(RECORDS * 1.3)
   const queries: Array<[string, (k: number) => string]> = [
     ['newest page, no filter', () => '/v1/audit?limit=100'],
+    ['summary, 1 day per hour', () => `/v1/audit/summary?from=${mid - 86400}&to=${mid}`],
     ['role + 1-day window', (k) => `/v1/audit?role=role-${k % 20}&from=${mid - 86400}&to=${mid}&limit=100`],
     ['issued sub', (k) => `/v1/audit?sub=pilot-${k % 10_000}@pilots.pool.example.org&limit=100`],
     ['caller + decision=deny', (k) => `/v1/audit?caller=caller-${(k * 20) % 500}&decision=deny&limit=100`],

@@ -15,6 +15,7 @@ import type { Mount } from './http/openapi/route_spec.ts'
 import { BROKER_ROUTES } from './http/openapi/routes.ts'
 import { packageVersion } from './cli/version.ts'
 import type { AuditStore } from './audit/audit_log.ts'
+import type { AuditAggregates } from './audit/aggregate.ts'
 import { adminAuth, bootstrapTokenAuthenticator, type AdminAuthenticator } from './http/middleware/admin_auth.ts'
 import { auditRoutes } from './http/routes/audit.ts'
 import { revocationRoutes } from './http/routes/revocations.ts'
@@ -24,6 +25,11 @@ import { certificateRoutes } from './http/routes/certificates.ts'
 import type { CertificateService } from './ca/certificate_service.ts'
 import type { VerifiedSubject } from './iam/subject.ts'
 import { systemClock } from './lib/clock.ts'
+import { consoleRoutes } from './http/routes/console.ts'
+import { ChainStatus } from './console/chain_status.ts'
+import type { ConsoleSignIn } from './console/oidc_sign_in.ts'
+import { ConsoleSessions } from './console/sessions.ts'
+import type { KeyStatus } from './keys/key_status.ts'
 import { policyExplainRoutes, type PolicySource } from './http/routes/policy_explain.ts'
 import { tokenRoutes, type Exchange } from './http/routes/token.ts'
 import type { RevocationService } from './revocation/revocation_service.ts'
@@ -39,9 +45,11 @@ export interface AppDeps {
   /** IAM reachability for /readyz, reported beside readiness; absent: not shown. */
   iamStatus?: IamStatusCheck
   /** Admin API (/v1/audit, /v1/revocations); absent: not mounted. */
-  admin?: { audit: Pick<AuditStore, 'query'>; revocations: RevocationService; authenticators: AdminAuthenticator[]; policy?: PolicySource }
+  admin?: { audit: Pick<AuditStore, 'query' | 'scan' | 'verify'> & AuditAggregates; revocations: RevocationService; authenticators: AdminAuthenticator[]; policy?: PolicySource }
   /** The pool CA (/v1/ca/*, /v1/certificates); absent: not mounted. Revocation by serial needs `admin` too. */
   certificates?: { service: CertificateService; verifyCaller: (bearer: string) => Promise<VerifiedSubject> }
+  /** The web console at /console (with `admin`); absent: not mounted. */
+  console?: { signIn?: ConsoleSignIn; keys: () => KeyStatus; sessionSeconds: number }
   /** POST /token (RFC 8693); absent: not mounted. */
   exchange?: Exchange
   /**
@@ -62,7 +70,8 @@ export function createApp(deps: AppDeps): Hono {
   app.route('/', jwksRoutes(() => deps.keys.jwks))
   // Every route mounted here is described in src/http/openapi/routes.ts (a test holds the two together).
   const mounted = new Set<Mount>(['core', ...(deps.exchange ? ['exchange' as const] : []), ...(deps.admin ? ['admin' as const] : []), ...(deps.admin?.policy ? ['policy' as const] : []), ...(deps.metrics ? ['metrics' as const] : []),
-    ...(deps.certificates ? ['certificates' as const] : []), ...(deps.certificates && deps.admin ? ['certificates-admin' as const] : [])])
+    ...(deps.certificates ? ['certificates' as const] : []), ...(deps.certificates && deps.admin ? ['certificates-admin' as const] : []),
+    ...(deps.console && deps.admin ? ['console' as const] : [])])
   app.route('/', openApiRoutes(() => buildOpenApiDocument(BROKER_ROUTES, { issuer: deps.config.issuer, version: packageVersion(), mounted })))
   if (deps.exchange) app.route('/', tokenRoutes(deps.exchange))
   const auth = deps.admin ? adminAuth({ authenticators: deps.admin.authenticators, revocations: deps.admin.revocations }) : undefined
@@ -76,10 +85,20 @@ export function createApp(deps: AppDeps): Hono {
     app.route('/', certificateRoutes({ certificates: deps.certificates.service, verifyCaller: deps.certificates.verifyCaller, ...(auth ? { adminAuth: auth } : {}) }))
   }
   if (deps.admin && auth) {
-    app.route('/', auditRoutes({ audit: deps.admin.audit, auth }))
+    app.route('/', auditRoutes({ audit: deps.admin.audit, auth, clock: systemClock, maxTokenLifetime: maxTokenLifetime(deps.config) }))
     app.route('/', revocationRoutes({ revocations: deps.admin.revocations, auth }))
     app.route('/', pilotRoutes({ audit: deps.admin.audit, auth, clock: systemClock, window: maxTokenLifetime(deps.config) }))
     if (deps.admin.policy) app.route('/', policyExplainRoutes({ policy: deps.admin.policy, adminAuth: auth }))
+    if (deps.console) {
+      app.route('/', consoleRoutes({
+        audit: deps.admin.audit, revocations: deps.admin.revocations, ...(deps.admin.policy ? { policy: deps.admin.policy } : {}),
+        auth: { authenticators: deps.admin.authenticators, revocations: deps.admin.revocations },
+        ...(deps.console.signIn ? { signIn: deps.console.signIn } : {}),
+        sessions: new ConsoleSessions(), chain: new ChainStatus(deps.admin.audit, () => systemClock.now()),
+        keys: deps.console.keys, clock: systemClock, log: deps.log, origin: new URL(deps.config.issuer).origin,
+        sessionSeconds: deps.console.sessionSeconds, maxTokenLifetime: maxTokenLifetime(deps.config),
+      }))
+    }
   }
   const errorResponse = oauthErrorResponse(deps.log)
   app.notFound((c) => errorResponse(new NotFound('no endpoint at this path'), c))

@@ -72,6 +72,7 @@ async function listen(services: BrokerServices, log: Logger): Promise<RunningBro
     admin: { audit: store, revocations: services.revocations, authenticators: services.adminAuthenticators, policy: services.policy },
     ...(services.metrics ? { metrics: { page: () => services.metrics!.render(), auth: services.metricsAuth } } : {}),
     ...(services.certificates ? { certificates: services.certificates } : {}),
+    ...(services.console ? { console: services.console } : {}),
   })
 
   let tls: { cert: Buffer; key: Buffer } | undefined

@@ -8,9 +8,13 @@ import { CertificateService } from './ca/certificate_service.ts'
 import { poolCaFiles, PoolCa } from './ca/pool_ca.ts'
 import type { VerifiedSubject } from './iam/subject.ts'
 import { InvalidToken } from './errors.ts'
-import { devIamTrustedIssuer, devIamBrokerSettings } from './dev_iam/broker_settings.ts'
+import { devIamTrustedIssuer, devIamBrokerSettings, withConsoleSignIn } from './dev_iam/broker_settings.ts'
+import { defaultDevIamConfig } from './dev_iam/dev_iam_config.ts'
+import { oidcSignIn, type ConsoleSignIn } from './console/oidc_sign_in.ts'
+import { keyStatus, type KeyStatus } from './keys/key_status.ts'
+import { KeyStore } from './keys/key_store.ts'
 import { DEV_IAM_PATHS, devIamIssuer, startDevIam, type RunningDevIam } from './dev_iam/start_dev_iam.ts'
-import { BrokerError } from './errors.ts'
+import { BrokerError, OperatorError } from './errors.ts'
 import type { AdminAuthenticator } from './http/middleware/admin_auth.ts'
 import { bootstrapTokenAuthenticator, loadBootstrapToken } from './http/middleware/admin_auth.ts'
 import type { IamStatusCheck, ReadinessCheck } from './http/routes/health.ts'
@@ -57,6 +61,8 @@ export interface BrokerServices {
   adminAuthenticators: AdminAuthenticator[]
   /** The pool CA's certificates, when `ca init` has created the CA; absent otherwise. */
   certificates?: { service: CertificateService; verifyCaller: (bearer: string) => Promise<VerifiedSubject> }
+  /** The web console's own services; absent when admin.console.enabled is false. */
+  console?: { signIn?: ConsoleSignIn; keys: () => KeyStatus; sessionSeconds: number }
   /** /readyz: audit store and keys. */
   readiness: ReadinessCheck
   /** /readyz: each IAM's reachability, reported beside readiness. */
@@ -151,7 +157,10 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
     if (config.iam.issuers.length === 0) {
       // The development IAM puts the broker's issuer in `aud` when a client asks for no audience, and
       // the broker expects it: the default setup checks audience as production must.
-      devIam = await startDevIam({ port: config.dev_iam.port, log, defaultAudience: config.issuer, production: isProduction(config) })
+      devIam = await startDevIam({
+        port: config.dev_iam.port, log, defaultAudience: config.issuer, production: isProduction(config),
+        ...(config.admin.console.enabled ? { config: withConsoleSignIn(defaultDevIamConfig(), consoleRedirectUri(config)) } : {}),
+      })
       closers.push(() => devIam!.close())
       log.warn('DEVELOPMENT IAM started beside the broker; not for production', { issuer: devIam.issuer })
       const entry = devIamTrustedIssuer(devIamBrokerSettings(devIam), devIamSecretFile(config), { audience: config.issuer })
@@ -252,6 +261,7 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
       const service = new CertificateService({ ca, audit: store, policy, clock, maxLifetime: config.ca.max_lifetime, crlLifetime: config.ca.crl_lifetime })
       certificates = { service, verifyCaller: (bearer) => verifyUnrevokedCaller(iam, revocations, bearer) }
     }
+    const consoleServices = config.admin.console.enabled ? consoleServicesFrom(config, iam, clock) : undefined
 
     const reachability = new IamReachability({
       discovery: iam.discovery, fetch: iam.fetch, timeoutSeconds: Math.max(config.iam.timeout_seconds, config.iam.jwks_timeout_seconds),
@@ -272,6 +282,7 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
       metricsAuth,
       adminAuthenticators,
       ...(certificates ? { certificates } : {}),
+      ...(consoleServices ? { console: consoleServices } : {}),
       readiness: brokerReadiness({ store, keys: () => keyHolder.current, issuers: { trustDomain: config.trust_domain, issuer: config.issuer }, clock }),
       iamStatus: () => reachability.report(),
       refusals,
@@ -308,6 +319,28 @@ async function verifyUnrevokedCaller(iam: IamAdapter, revocations: RevocationSer
   const blocked = revocations.blockedCaller({ sub: subject.sub, iss: subject.iss, ...(subject.client_id ? { client_id: subject.client_id } : {}) })
   if (revocations.isRevoked(subject.claims) || blocked !== undefined) throw new InvalidToken('the token has been revoked', { presented: true })
   return subject
+}
+
+/** Where IAM sends a console sign-in back to. */
+export function consoleRedirectUri(config: Config): string {
+  return config.admin.console.redirect_uri ?? `${config.issuer.replace(/\/$/, '')}/console/callback`
+}
+
+/**
+ * The console's sign-in (at admin.console.iam_issuer, else the first trusted issuer, when the broker has a
+ * client there) and its key status reader.
+ */
+function consoleServicesFrom(config: Config, iam: IamAdapter, clock: Clock): NonNullable<BrokerServices['console']> {
+  const c = config.admin.console
+  const issuer = c.iam_issuer ?? config.iam.issuers[0]?.issuer
+  const trusted = issuer !== undefined ? iam.discovery.issuer(issuer) : undefined
+  if (c.iam_issuer !== undefined && !trusted) throw new OperatorError('ECONFIG', `admin.console.iam_issuer ${c.iam_issuer} is not one of iam.issuers`)
+  const keys = new KeyStore(`${config.data_dir}/keys`)
+  return {
+    ...(trusted && trusted.credentials.method !== 'none' ? { signIn: oidcSignIn(iam.discovery, trusted.config.issuer, consoleRedirectUri(config), () => clock.now()) } : {}),
+    keys: () => keyStatus(keys, config.idtoken.key, clock.now()),
+    sessionSeconds: c.session_seconds,
+  }
 }
 
 /** "An IAM token whose policy grants admin": verified like a subject token, then the policy's admin rule. */

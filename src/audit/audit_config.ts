@@ -1,5 +1,5 @@
 import { z } from 'zod'
-import { integer, seconds } from '../lib/config_values.ts'
+import { Bool, integer, seconds } from '../lib/config_values.ts'
 
 /**
  * `audit:` section. Environment overrides follow the usual CTB_<PATH> rule, e.g.
@@ -50,6 +50,19 @@ export const AdminConfigSchema = z.strictObject({
    * admins exist. Absent: no bootstrap token is accepted.
    */
   bootstrap_token_file: z.string().min(1).optional(),
+  /** The web console at /console (docs/console.md). */
+  console: z.strictObject({
+    enabled: Bool.default(true),
+    /** Longest session; a sign-in through IAM also ends when IAM's access token expires. */
+    session_seconds: seconds({ min: 60, max: 7 * 86400 }).default(8 * 3600),
+    /**
+     * Sign-in through IAM: the trusted issuer (default: the first) whose `client` signs admins in with the
+     * authorization code flow; that client needs the authorization_code grant and redirect_uri at IAM.
+     */
+    iam_issuer: z.string().min(1).optional(),
+    /** Default: <issuer>/console/callback. */
+    redirect_uri: z.string().url().optional(),
+  }).prefault({}),
 }).prefault({})
 
 /** `revocation:` section. */

@@ -84,6 +84,8 @@ export interface AuditQuery {
   decision?: 'allow' | 'deny'
   type?: AuditEventType
   site?: string
+  /** The request id the broker gave the request (X-Request-Id). No index: narrow with from/to on a large log. */
+  requestId?: string
   /** Page size, 1..1000. */
   limit: number
   /** Opaque cursor from the previous page's `nextCursor`. */

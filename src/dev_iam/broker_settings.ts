@@ -1,5 +1,5 @@
 import { writeSecretFileAtomic } from '../lib/secure_file.ts'
-import { GRANT } from './dev_iam_config.ts'
+import { GRANT, type DevIamConfigInput } from './dev_iam_config.ts'
 import type { RunningDevIam } from './start_dev_iam.ts'
 
 /** What the broker needs to trust the development IAM and act as its own client there. */
@@ -54,5 +54,21 @@ export function devIamTrustedIssuer(settings: DevIamBrokerSettings, secretFile: 
     profile: 'wlcg',
     ...(options.audience ? { audience: options.audience } : {}),
     client: { client_id: settings.client_id, auth_method: 'client_secret_basic', client_secret_file: secretFile },
+  }
+}
+
+/**
+ * The development realm with the broker's client allowed to sign console users in: the authorization_code
+ * grant and the console's redirect URI added to client `clientId`.
+ */
+export function withConsoleSignIn(input: DevIamConfigInput, redirectUri: string, clientId = 'broker'): DevIamConfigInput {
+  return {
+    ...input,
+    clients: input.clients.map((c) => c.client_id !== clientId ? c : {
+      ...c,
+      grant_types: [...new Set([...c.grant_types, GRANT.authorizationCode])],
+      scopes: [...new Set([...c.scopes, 'openid', 'profile', 'wlcg.groups'])],
+      redirect_uris: [...new Set([...(c.redirect_uris ?? []), redirectUri])],
+    }),
   }
 }

@@ -12,9 +12,11 @@ export const GRANT = {
   password: 'password',
   refreshToken: 'refresh_token',
   tokenExchange: 'urn:ietf:params:oauth:grant-type:token-exchange',
+  /** Browser sign-in (the broker's console) through the development login page; PKCE S256 required. */
+  authorizationCode: 'authorization_code',
 } as const
 
-const GrantType = z.enum([GRANT.clientCredentials, GRANT.password, GRANT.refreshToken, GRANT.tokenExchange])
+const GrantType = z.enum([GRANT.clientCredentials, GRANT.password, GRANT.refreshToken, GRANT.tokenExchange, GRANT.authorizationCode])
 
 const ClientSchema = z.object({
   client_id: z.string().min(1).regex(/^[\x21-\x7e]+$/, 'must be printable ASCII without spaces'),
@@ -33,6 +35,8 @@ const ClientSchema = z.object({
   refresh_token_lifetime: z.number().int().positive().default(30 * 86400),
   /** IAM's "reuse refresh token" off: each refresh returns a new RT and retires the old one (#707). */
   rotate_refresh_tokens: z.boolean().default(false),
+  /** Exact redirect URIs for the authorization code grant (RFC 6749 §3.1.2: registered, compared as strings). */
+  redirect_uris: z.array(z.string().url()).default([]),
 })
 
 const UserSchema = z.object({

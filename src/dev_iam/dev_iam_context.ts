@@ -2,6 +2,7 @@ import type { KeyObject } from 'node:crypto'
 import type { Clock } from '../lib/clock.ts'
 import type { DevIamClient, DevIamConfig, DevIamUser } from './dev_iam_config.ts'
 import type { TokenStore } from './token_store.ts'
+import type { PendingCodes } from './authorization_code.ts'
 
 /** Everything the development IAM's grants, introspection and revocation share; built once at start-up. */
 export interface DevIamContext {
@@ -16,6 +17,8 @@ export interface DevIamContext {
   signingKey: KeyObject
   kid: string
   clock: Clock
+  /** Authorization codes from the development login page, until redeemed or expired. */
+  codes: PendingCodes
   /** `aud` of a token whose client asked for no audience: IAM's WLCG "any" unless configured. */
   defaultAudience: string
 }

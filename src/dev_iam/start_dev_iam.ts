@@ -14,8 +14,9 @@ import { OperatorError } from '../errors.ts'
 import { jwkThumbprint } from '../keys/jwk.ts'
 import { systemClock, type Clock } from '../lib/clock.ts'
 import type { Logger } from '../lib/logger.ts'
-import { resolveDevIamConfig, type DevIamConfig, type DevIamConfigInput } from './dev_iam_config.ts'
+import { GRANT, resolveDevIamConfig, type DevIamConfig, type DevIamConfigInput } from './dev_iam_config.ts'
 import type { DevIamContext } from './dev_iam_context.ts'
+import { authorizationCodeGrant, authorizeMiddleware } from './authorization_code.ts'
 import { clientCredentialsGrant } from './grants/client_credentials.ts'
 import type { DevIamGrant } from './grants/grant.ts'
 import { passwordGrant } from './grants/password.ts'
@@ -26,7 +27,7 @@ import { WLCG_ANY_AUDIENCE } from './mint_access_token.ts'
 import { revocationMiddleware } from './revocation.ts'
 import { TokenStore } from './token_store.ts'
 
-const GRANTS: readonly DevIamGrant[] = [clientCredentialsGrant, passwordGrant, refreshTokenGrant, tokenExchangeGrant]
+const GRANTS: readonly DevIamGrant[] = [clientCredentialsGrant, passwordGrant, refreshTokenGrant, tokenExchangeGrant, authorizationCodeGrant]
 
 /** IAM's paths, relative to the issuer (docs/iam-and-wlcg.md §1.1). */
 export const DEV_IAM_PATHS = {
@@ -35,6 +36,7 @@ export const DEV_IAM_PATHS = {
   token: 'token',
   introspection: 'introspect',
   revocation: 'revoke',
+  authorization: 'authorize',
 } as const
 
 /** IAM_JWK_CACHE_LIFETIME default: the JWKS carries `Cache-Control: max-age=21600`. */
@@ -140,11 +142,14 @@ export async function startDevIam(options: DevIamOptions = {}): Promise<RunningD
     clients: new Map(config.clients.map((c) => [c.client_id, c])),
     users: new Map(config.users.map((u) => [u.username, u])),
     store: new TokenStore(options.maxTokens),
+    codes: new Map(),
   }
 
   const clients: ClientMetadata[] = config.clients.map((c) => ({
     client_id: c.client_id, client_secret: c.client_secret, token_endpoint_auth_method: c.token_endpoint_auth_method,
-    grant_types: c.grant_types, response_types: [], redirect_uris: [],
+    grant_types: c.grant_types,
+    // oidc-provider drops the authorization_code grant from a client without the code response type.
+    response_types: c.grant_types.includes(GRANT.authorizationCode) ? ['code'] : [], redirect_uris: c.redirect_uris,
   }))
   const allScopes = [...new Set(config.clients.flatMap((c) => c.scopes))]
   const provider = new Provider(issuer, {
@@ -153,8 +158,9 @@ export async function startDevIam(options: DevIamOptions = {}): Promise<RunningD
     adapter: UnusedAdapter,
     scopes: allScopes,
     clientAuthMethods: ['client_secret_basic', 'client_secret_post'],
-    responseTypes: ['none'],
-    routes: { jwks: `/${DEV_IAM_PATHS.jwks}`, token: `/${DEV_IAM_PATHS.token}`, authorization: '/authorize', userinfo: '/userinfo' },
+    // 'code' only so clients may hold the authorization_code grant; /authorize itself is ours (authorization_code.ts).
+    responseTypes: ['code', 'none'],
+    routes: { jwks: `/${DEV_IAM_PATHS.jwks}`, token: `/${DEV_IAM_PATHS.token}`, authorization: `/${DEV_IAM_PATHS.authorization}`, userinfo: '/userinfo' },
     features: {
       devInteractions: { enabled: false },
       introspection: { enabled: false },
@@ -170,7 +176,8 @@ export async function startDevIam(options: DevIamOptions = {}): Promise<RunningD
     },
   })
   for (const g of GRANTS) provider.registerGrantType(g.grantType, g.handler(dev), g.parameters, g.repeatable)
-  // Served where discovery says they are.
+  // Served where discovery says they are; /authorize before oidc-provider's own route sees it.
+  provider.use(authorizeMiddleware(dev, `/${DEV_IAM_PATHS.authorization}`))
   provider.use(introspectionMiddleware(dev, `/${DEV_IAM_PATHS.introspection}`))
   provider.use(revocationMiddleware(dev, `/${DEV_IAM_PATHS.revocation}`))
   provider.use(async (ctx, next) => {

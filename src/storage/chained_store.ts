@@ -1,4 +1,5 @@
 import type { AuditEvent, AuditPage, AuditQuery, AuditRecord, AuditStore, ChainVerification, PruneResult } from '../audit/audit_log.ts'
+import type { AuditAggregates, CountQuery, CountRow, LiveRow, ReasonRow } from '../audit/aggregate.ts'
 import { openAnchor, sealAnchor } from '../audit/anchor.ts'
 import { assertStorableEvent, ChainVerifier, checkRecord, columnsOf, encodeEventBody, recordHash, rowToRecord, type AuditColumns, type CheckpointDetail, type StoredRow } from '../audit/chain.ts'
 import { InvalidRequest } from '../errors.ts'
@@ -25,7 +26,7 @@ export interface RedeemOp { kind: 'redeem'; credential: string; limit: number; j
 /** What a redemption got: the slot it took (1-based), or a refusal with the slots already used. */
 export type RedemptionOutcome = { redeemed: true; slot: number } | { redeemed: false; used: number }
 /** Everything a backend stores: the audit chain and the revocations it records. */
-export interface BrokerStore extends AuditStore, RevocationStore {
+export interface BrokerStore extends AuditStore, AuditAggregates, RevocationStore {
   readonly backend: 'sqlite' | 'postgres' | 'memory'
   /** Group-commit counters (committed batches and records), for benchmarks and metrics. */
   commitStats(): CommitStats
@@ -105,6 +106,9 @@ export abstract class ChainedStore implements BrokerStore {
   /** The separately stored chain head (seq 0 and the genesis hash when empty). */
   protected abstract readHead(): Promise<{ seq: number; hash: string }>
   abstract query(q: AuditQuery): Promise<AuditPage>
+  abstract countByTime(q: CountQuery): Promise<CountRow[]>
+  abstract countDenialReasons(q: { from: number; to: number }): Promise<ReasonRow[]>
+  abstract countLive(q: { now: number; since: number }): Promise<LiveRow[]>
   abstract listRevocations(options?: { activeAt?: number }): Promise<Revocation[]>
   abstract roleGenerations(): Promise<Map<string, number>>
   protected abstract closeBackend(): Promise<void>
@@ -366,6 +370,7 @@ export function equalityFilters(q: AuditQuery): Array<[keyof AuditColumns, strin
   if (q.decision !== undefined) out.push(['decision', q.decision])
   if (q.type !== undefined) out.push(['type', q.type])
   if (q.site !== undefined) out.push(['site', q.site])
+  if (q.requestId !== undefined) out.push(['request_id', q.requestId])
   return out
 }
 

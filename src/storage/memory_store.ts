@@ -1,4 +1,5 @@
 import type { AuditPage, AuditQuery } from '../audit/audit_log.ts'
+import { assertCountQuery, COUNTED_TYPES, type CountQuery, type CountRow, type LiveRow, type ReasonRow } from '../audit/aggregate.ts'
 import { GENESIS_HASH, rowToRecord, type AuditColumns, type StoredRow } from '../audit/chain.ts'
 import { INITIAL_GENERATION, type Revocation } from '../revocation/revocation.ts'
 import { revocationsToCarry } from '../revocation/revocation_consistency.ts'
@@ -115,6 +116,43 @@ export class MemoryStore extends ChainedStore {
         && (c === undefined || r.time < c.time || (r.time === c.time && r.seq < c.seq)))
       .sort((a, b) => b.time - a.time || b.seq - a.seq)
     return toPage(hits, q.limit)
+  }
+
+  async countByTime(q: CountQuery): Promise<CountRow[]> {
+    assertCountQuery(q)
+    const counts = new Map<string, CountRow>()
+    for (const r of this.#rows) {
+      if (r.time < q.from || r.time > q.to || !(COUNTED_TYPES as readonly string[]).includes(r.type)) continue
+      const bucket = Math.floor(r.time / q.bucketSeconds) * q.bucketSeconds
+      const id = JSON.stringify([bucket, r.type, r.role, r.site, r.token_kind])
+      const row = counts.get(id) ?? { bucket, type: r.type as CountRow['type'], role: r.role, site: r.site, token_kind: r.token_kind, count: 0 }
+      row.count++
+      counts.set(id, row)
+    }
+    return [...counts.values()]
+  }
+
+  async countDenialReasons(q: { from: number; to: number }): Promise<ReasonRow[]> {
+    assertCountQuery(q)
+    const counts = new Map<string | null, number>()
+    for (const r of this.#rows) {
+      if (r.time < q.from || r.time > q.to || r.type !== 'token.denied') continue
+      const reason = (JSON.parse(r.body) as { reason?: string }).reason ?? null
+      counts.set(reason, (counts.get(reason) ?? 0) + 1)
+    }
+    return [...counts].map(([reason, count]) => ({ reason, count }))
+  }
+
+  async countLive(q: { now: number; since: number }): Promise<LiveRow[]> {
+    const counts = new Map<string, LiveRow>()
+    for (const r of this.#rows) {
+      if (r.time < q.since || (r.type !== 'token.issued' && r.type !== 'token.renewed') || r.exp === null || r.exp <= q.now) continue
+      const id = JSON.stringify([r.site, r.role])
+      const row = counts.get(id) ?? { site: r.site, role: r.role, count: 0 }
+      row.count++
+      counts.set(id, row)
+    }
+    return [...counts.values()]
   }
 
   async listRevocations(options: { activeAt?: number } = {}): Promise<Revocation[]> {

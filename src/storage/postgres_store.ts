@@ -1,5 +1,6 @@
 import pg from 'pg'
 import type { AuditEvent, AuditPage, AuditQuery } from '../audit/audit_log.ts'
+import { assertCountQuery, COUNTED_TYPES_SQL, type CountQuery, type CountRow, type LiveRow, type ReasonRow } from '../audit/aggregate.ts'
 import { COLUMN_NAMES, GENESIS_HASH, type AuditColumns, type StoredRow } from '../audit/chain.ts'
 import { OperatorError } from '../errors.ts'
 import { INITIAL_GENERATION, type NewRevocation, type Revocation } from '../revocation/revocation.ts'
@@ -187,6 +188,29 @@ export class PostgresStore extends ChainedStore {
     }
     const sql = `SELECT seq, time, body, prev_hash, hash FROM audit_log ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY time DESC, seq DESC LIMIT ${p(q.limit + 1)}`
     return toPage((await this.#pool.query<StoredRow>(sql, args)).rows, q.limit)
+  }
+
+  async countByTime(q: CountQuery): Promise<CountRow[]> {
+    assertCountQuery(q)
+    const sql = `SELECT (time / $1) * $1 AS bucket, type, role, site, token_kind, count(*) AS count FROM audit_log
+      WHERE time >= $2 AND time <= $3 AND type IN (${COUNTED_TYPES_SQL}) GROUP BY 1, 2, 3, 4, 5`
+    const { rows } = await this.#pool.query<Omit<CountRow, 'bucket' | 'count'> & { bucket: string; count: string }>(sql, [q.bucketSeconds, q.from, q.to])
+    return rows.map((r) => ({ ...r, bucket: Number(r.bucket), count: Number(r.count) }))
+  }
+
+  async countDenialReasons(q: { from: number; to: number }): Promise<ReasonRow[]> {
+    assertCountQuery(q)
+    const sql = `SELECT (body::jsonb ->> 'reason') AS reason, count(*) AS count FROM audit_log
+      WHERE decision = 'deny' AND time >= $1 AND time <= $2 AND type = 'token.denied' GROUP BY 1`
+    const { rows } = await this.#pool.query<{ reason: string | null; count: string }>(sql, [q.from, q.to])
+    return rows.map((r) => ({ reason: r.reason, count: Number(r.count) }))
+  }
+
+  async countLive(q: { now: number; since: number }): Promise<LiveRow[]> {
+    const sql = `SELECT site, role, count(*) AS count FROM audit_log
+      WHERE time >= $1 AND type IN ('token.issued', 'token.renewed') AND exp > $2 GROUP BY 1, 2 ORDER BY 1, 2`
+    const { rows } = await this.#pool.query<{ site: string | null; role: string | null; count: string }>(sql, [q.since, q.now])
+    return rows.map((r) => ({ site: r.site, role: r.role, count: Number(r.count) }))
   }
 
   async listRevocations(options: { activeAt?: number } = {}): Promise<Revocation[]> {

@@ -1,6 +1,7 @@
 import type { DatabaseSync, SQLInputValue, StatementSync } from 'node:sqlite'
 import type { Worker } from 'node:worker_threads'
 import type { AuditPage, AuditQuery, PruneResult } from '../audit/audit_log.ts'
+import { assertCountQuery, COUNTED_TYPES_SQL, type CountQuery, type CountRow, type LiveRow, type ReasonRow } from '../audit/aggregate.ts'
 import type { StoredRow } from '../audit/chain.ts'
 import type { Revocation } from '../revocation/revocation.ts'
 import { ChainedStore, assertPageSize, decodeCursor, equalityFilters, fromRevocationRow, toPage, type RevocationRow, type RevocationState, type WriteOp } from './chained_store.ts'
@@ -132,6 +133,29 @@ export class SqliteStore extends ChainedStore {
     }
     const sql = `SELECT seq, time, body, prev_hash, hash FROM audit_log ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY time DESC, seq DESC LIMIT ?`
     return toPage(this.#db.prepare(sql).all(...args, q.limit + 1) as unknown as StoredRow[], q.limit)
+  }
+
+  async countByTime(q: CountQuery): Promise<CountRow[]> {
+    assertCountQuery(q)
+    // node:sqlite binds JS numbers as REAL, which would make this a float division: the width (a checked
+    // integer) goes in as a literal, so the bucket start is integer arithmetic inside SQLite.
+    const sql = `SELECT (time / ${q.bucketSeconds}) * ${q.bucketSeconds} AS bucket, type, role, site, token_kind, count(*) AS count FROM audit_log
+      WHERE time >= ? AND time <= ? AND type IN (${COUNTED_TYPES_SQL}) GROUP BY 1, 2, 3, 4, 5`
+    return (this.#db.prepare(sql).all(q.from, q.to) as unknown as CountRow[]).map((r) => ({ ...r, bucket: Number(r.bucket), count: Number(r.count) }))
+  }
+
+  async countDenialReasons(q: { from: number; to: number }): Promise<ReasonRow[]> {
+    assertCountQuery(q)
+    // The literal lets SQLite use the partial index audit_denied.
+    const sql = `SELECT json_extract(body, '$.reason') AS reason, count(*) AS count FROM audit_log
+      WHERE decision = 'deny' AND time >= ? AND time <= ? AND type = 'token.denied' GROUP BY 1`
+    return (this.#db.prepare(sql).all(q.from, q.to) as unknown as ReasonRow[]).map((r) => ({ reason: r.reason, count: Number(r.count) }))
+  }
+
+  async countLive(q: { now: number; since: number }): Promise<LiveRow[]> {
+    const sql = `SELECT site, role, count(*) AS count FROM audit_log
+      WHERE time >= ? AND type IN ('token.issued', 'token.renewed') AND exp > ? GROUP BY 1, 2 ORDER BY 1, 2`
+    return (this.#db.prepare(sql).all(q.since, q.now) as unknown as LiveRow[]).map((r) => ({ site: r.site, role: r.role, count: Number(r.count) }))
   }
 
   override async prune(before: number, now: number): Promise<PruneResult> {

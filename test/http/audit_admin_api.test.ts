@@ -130,6 +130,37 @@ describe('GET /v1/audit', () => {
   })
 })
 
+describe('GET /v1/audit/summary', () => {
+  it('counts issuances and denials per hour by role, site and kind, and denials by reason', async () => {
+    await store.record(issued(1))
+    await store.record(issued(2))
+    await store.record(issued(3))
+    await store.record(issued(4, { type: 'token.denied', decision: 'deny', reason: 'no rule matches' }))
+    const res = await get(`/v1/audit/summary?from=${TEST_NOW}&to=${TEST_NOW + 7199}&bucket=hour`)
+    expect(res.status).toBe(200)
+    expect(res.headers.get('cache-control')).toBe('no-store')
+    const body = await res.json() as { bucketSeconds: number; series: Array<{ by: string; keys: string[]; issued: unknown[]; denied: unknown[] }>; denialsByReason: unknown[] }
+    expect(body.bucketSeconds).toBe(3600)
+    // issued(i): odd i is role schedd, even i pilot; every record here is an idtoken.
+    expect(body.series.find((s) => s.by === 'role')).toEqual({
+      by: 'role', keys: ['pilot', 'schedd'],
+      issued: [{ bucket: TEST_NOW, counts: { schedd: 2, pilot: 1 } }, { bucket: TEST_NOW + 3600, counts: {} }],
+      denied: [{ bucket: TEST_NOW, counts: { pilot: 1 } }, { bucket: TEST_NOW + 3600, counts: {} }],
+    })
+    expect(body.series.find((s) => s.by === 'token_kind')!.issued[0]).toEqual({ bucket: TEST_NOW, counts: { idtoken: 3 } })
+    expect(body.denialsByReason).toEqual([{ reason: 'no rule matches', count: 1 }])
+  })
+
+  it('needs an admin and refuses a range of too many buckets', async () => {
+    expect((await app.request('/v1/audit/summary')).status).toBe(401)
+    const wide = await get(`/v1/audit/summary?from=${TEST_NOW - 30 * 86400}&to=${TEST_NOW}&bucket=hour`)
+    expect(wide.status).toBe(400)
+    expect(await wide.json()).toMatchObject({ error: 'invalid_request' })
+    expect((await get(`/v1/audit/summary?from=${TEST_NOW - 30 * 86400}&to=${TEST_NOW}&bucket=day`)).status).toBe(200)
+    expect((await get('/v1/audit/summary?bucket=week')).status).toBe(400)
+  })
+})
+
 describe('revocations API', () => {
   it('revokes by role and returns the bumped generation; the expression is one comparison', async () => {
     const res = await post({ role: 'pilot', reason: 'factory compromised' })

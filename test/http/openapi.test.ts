@@ -17,7 +17,7 @@ import { TEST_NOW, testDeps } from '../support/broker_deps.ts'
 const ADMIN = 'a'.repeat(43)
 const METHODS = ['get', 'put', 'post', 'delete', 'options', 'head', 'patch', 'trace'] as const
 
-/** The app with every optional part mounted: token exchange, admin API, policy explain, metrics and the pool CA. */
+/** The app with every optional part mounted: token exchange, admin API, policy explain, metrics, the pool CA and the console. */
 function fullApp(): Hono {
   const store = new MemoryStore()
   const revocations = new RevocationService({
@@ -32,6 +32,7 @@ function fullApp(): Hono {
   return createApp(testDeps({ exchange: async () => { throw new Error('not called') }, admin, metrics: { page: async () => ({ contentType: 'text/plain; version=0.0.4; charset=utf-8', body: '' }), auth: 'none' },
     // Only the routes are enumerated here; no request reaches the CA.
     certificates: { service: {} as never, verifyCaller: async () => { throw new Error('not called') } },
+    console: { keys: () => { throw new Error('not called') }, sessionSeconds: 3600 },
   }))
 }
 

@@ -91,7 +91,7 @@ export function auditStoreContract(name: string, h: StoreHarness): void {
       expect(seen.size).toBe(600)
     })
 
-    it('filters by time range, caller, issued sub, role, jti, decision, type and site, newest first', async () => {
+    it('filters by time range, caller, issued sub, role, jti, decision, type, site and request id, newest first', async () => {
       const s = await fresh()
       for (let i = 1; i <= 40; i++) await s.record(issued(i, i % 10 === 0 ? { decision: 'deny', type: 'token.denied', reason: 'no rule' } : {}))
       const all = async (q: Parameters<BrokerStore['query']>[0]) => (await s.query(q)).records.map((r) => r.event.jti)
@@ -105,6 +105,41 @@ export function auditStoreContract(name: string, h: StoreHarness): void {
       expect(await all({ limit: 100, type: 'token.denied', role: 'pilot', to: T0 + 25 })).toEqual(['jti-20', 'jti-10'])
       expect(await all({ limit: 100, site: 'SITE_A', from: T0 + 20 })).toEqual(['jti-40', 'jti-36', 'jti-32', 'jti-28', 'jti-24', 'jti-20'])
       expect(await all({ limit: 100, role: 'nobody' })).toEqual([])
+      // requestId is req-<i> (issued())
+      expect(await all({ limit: 100, requestId: 'req-17' })).toEqual(['jti-17'])
+    })
+
+    it('counts issuances and denials per hour by role, site and kind, denials by reason, and live tokens by site and role', async () => {
+      const s = await fresh()
+      // T0 is a whole hour (1_800_000_000 / 3600 = 500_000), so the first three records share one bucket.
+      await s.record(issued(0, { time: T0 + 10, exp: T0 + 100 }))
+      await s.record(issued(1, { time: T0 + 20, exp: T0 + 9999, tokenKind: 'scitoken' }))
+      await s.record(issued(2, { time: T0 + 3605, exp: T0 + 9999 }))
+      const denial = (t: number, reason: string): AuditEvent => ({ type: 'token.denied', time: T0 + t, role: 'pilot', decision: 'deny', reason })
+      await s.record(denial(30, 'no rule matches'))
+      await s.record(denial(40, '<script>alert(1)</script>'))
+      await s.record({ type: 'key.rotated', time: T0 + 50 })
+      const sorted = <T>(rows: T[]) => [...rows].sort((a, b) => JSON.stringify(a).localeCompare(JSON.stringify(b)))
+      const range = { from: T0, to: T0 + 7200, bucketSeconds: 3600 }
+      expect(sorted(await s.countByTime(range))).toEqual(sorted([
+        { bucket: T0, type: 'token.denied', role: 'pilot', site: null, token_kind: null, count: 2 },
+        { bucket: T0, type: 'token.issued', role: 'pilot', site: 'SITE_A', token_kind: 'idtoken', count: 1 },
+        { bucket: T0, type: 'token.issued', role: 'schedd', site: 'SITE_B', token_kind: 'scitoken', count: 1 },
+        { bucket: T0 + 3600, type: 'token.issued', role: 'pilot', site: 'SITE_B', token_kind: 'idtoken', count: 1 },
+      ]))
+      expect(sorted(await s.countDenialReasons({ from: T0, to: T0 + 7200 }))).toEqual(sorted([
+        { reason: '<script>alert(1)</script>', count: 1 },
+        { reason: 'no rule matches', count: 1 },
+      ]))
+      expect(await s.countDenialReasons({ from: T0 + 35, to: T0 + 7200 })).toEqual([{ reason: '<script>alert(1)</script>', count: 1 }])
+      // A day bucket holds all of them; a range that ends before the second hour drops the last issuance.
+      expect((await s.countByTime({ from: T0, to: T0 + 86400, bucketSeconds: 86400 })).reduce((n, r) => n + r.count, 0)).toBe(5)
+      expect((await s.countByTime({ from: T0, to: T0 + 3599, bucketSeconds: 3600 })).reduce((n, r) => n + r.count, 0)).toBe(4)
+      const live = await s.countLive({ now: T0 + 3700, since: T0 })
+      expect([...live].sort((a, b) => String(a.role).localeCompare(String(b.role)))).toEqual([
+        { site: 'SITE_B', role: 'pilot', count: 1 },
+        { site: 'SITE_B', role: 'schedd', count: 1 },
+      ])
     })
 
     it('pages with a cursor through equal timestamps without loss or duplicates', async () => {

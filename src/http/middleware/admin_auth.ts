@@ -60,13 +60,34 @@ export function loadBootstrapToken(file: string): { sha256: Buffer; created: boo
   return { sha256: createHash('sha256').update(token).digest(), created }
 }
 
+/** How a bearer token becomes an admin: the authenticators, tried in order, and the revocations to honour. */
+export interface AdminAuthOptions {
+  authenticators: readonly AdminAuthenticator[]
+  revocations?: RevocationChecker & IssuanceBlocks
+}
+
 /**
- * Bearer authentication for /v1 admin routes (RFC 6750). Tries each authenticator in order; a principal
- * whose JWT claims are revoked, or who is a revoked caller (its IAM sub or client_id, even in a token
- * IAM minted after the revocation), is refused like a bad token. Refusals are thrown as InvalidToken, so
- * the app's one error mapper writes the 401, its challenge and its body.
+ * The one admin decision, shared by the admin API and the console: tries each authenticator in order; a
+ * principal whose JWT claims are revoked, or who is a revoked caller (its IAM sub or client_id, even in a
+ * token IAM minted after the revocation), is refused like a bad token. Throws InvalidToken when refused.
  */
-export function adminAuth(options: { authenticators: readonly AdminAuthenticator[]; revocations?: RevocationChecker & IssuanceBlocks }): MiddlewareHandler {
+export async function authenticateAdmin(bearer: string, options: AdminAuthOptions): Promise<AdminPrincipal> {
+  for (const a of options.authenticators) {
+    const principal = await a.authenticate(bearer)
+    if (!principal) continue
+    if (principal.claims && options.revocations && (options.revocations.isRevoked(principal.claims) || blockedCaller(principal.claims, options.revocations))) {
+      throw new InvalidToken('the token has been revoked', { presented: true })
+    }
+    return principal
+  }
+  throw new InvalidToken('the token is not valid for the admin API', { presented: true })
+}
+
+/**
+ * Bearer authentication for /v1 admin routes (RFC 6750), deciding with authenticateAdmin. Refusals are
+ * thrown as InvalidToken, so the app's one error mapper writes the 401, its challenge and its body.
+ */
+export function adminAuth(options: AdminAuthOptions): MiddlewareHandler {
   return async (c, next) => {
     const header = c.req.header('authorization')
     const m = header ? /^Bearer ([\x21-\x7e]{1,8192})$/i.exec(header) : null
@@ -75,17 +96,8 @@ export function adminAuth(options: { authenticators: readonly AdminAuthenticator
       const bearer = header !== undefined && /^Bearer(\s|$)/i.test(header)
       throw new InvalidToken(bearer ? 'the Authorization header must be Bearer followed by one token' : 'admin bearer token required', { presented: bearer })
     }
-    for (const a of options.authenticators) {
-      const principal = await a.authenticate(m[1]!)
-      if (!principal) continue
-      if (principal.claims && options.revocations && (options.revocations.isRevoked(principal.claims) || blockedCaller(principal.claims, options.revocations))) {
-        throw new InvalidToken('the token has been revoked', { presented: true })
-      }
-      c.set('admin', principal)
-      await next()
-      return
-    }
-    throw new InvalidToken('the token is not valid for the admin API', { presented: true })
+    c.set('admin', await authenticateAdmin(m[1]!, options))
+    await next()
   }
 }
 

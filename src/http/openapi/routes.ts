@@ -1,5 +1,5 @@
 import { z } from 'zod'
-import { AuditQueryParams } from '../routes/audit.ts'
+import { AuditQueryParams, AuditSummaryParams } from '../routes/audit.ts'
 import { CertificateBody, CertificateRevokeBody } from '../routes/certificates.ts'
 import { ExplainBody } from '../routes/policy_explain.ts'
 import { PilotsQuery } from '../routes/pilots.ts'
@@ -188,4 +188,43 @@ export const BROKER_ROUTES: readonly RouteSpec[] = [
     },
     errors: { 400: 'invalid_request: a bad serial or body.', 404: 'invalid_request: no certificate with this serial.', ...ADMIN_ERRORS },
   },
+  {
+    method: 'get', path: '/v1/audit/summary', mount: 'admin', operationId: 'auditSummary', tags: ['admin'], security: 'admin',
+    summary: 'Issuances, renewals and denials per hour or day, split by role, site and token kind; denials by reason; live tokens',
+    query: AuditSummaryParams,
+    responses: { 200: { description: 'The counts (at most 400 buckets).', content: json(z.record(z.string(), z.unknown())) } },
+    errors: { 400: 'invalid_request: a bad range or bucket.', ...ADMIN_ERRORS },
+  },
+  ...consolePages(),
 ]
+
+/**
+ * The audit console's HTML pages (docs/console.md). They answer HTML, not JSON: a request without a
+ * session is sent to the sign-in page, a non-admin is refused as the admin API refuses, and every POST needs
+ * the session's CSRF token and the broker's own Origin.
+ */
+function consolePages(): RouteSpec[] {
+  const page = (method: 'get' | 'post', path: string, operationId: string, summary: string): RouteSpec => ({
+    method, path, mount: 'console', operationId, tags: ['console'], summary,
+    ...(path.includes('{seq}') ? { params: z.object({ seq: z.string() }) } : {}),
+    ...(method === 'post' ? { body: { contentType: 'application/x-www-form-urlencoded', schema: z.record(z.string(), z.string()), required: false } } : {}),
+    responses: { 200: { description: 'An HTML page (or a 303 redirect).', content: { 'text/html': z.string() } } },
+    errors: { 403: 'access_denied: not an admin, or a missing or bad CSRF token.' },
+  })
+  return [
+    { ...page('get', '/console/static/console.css', 'consoleStyle', 'The console\'s style sheet (served by the broker: no CDN)'), responses: { 200: { description: 'CSS.', content: { 'text/css': z.string() } } }, errors: {} },
+    page('get', '/console/sign-in', 'consoleSignInPage', 'The sign-in page: IAM or the bootstrap admin token'),
+    page('get', '/console/login', 'consoleLogin', 'Starts the OpenID Connect authorization code flow with PKCE at IAM'),
+    page('get', '/console/callback', 'consoleCallback', 'Where IAM returns the authorization code'),
+    page('post', '/console/sign-in/token', 'consoleSignInToken', 'Sign in with the bootstrap admin token'),
+    page('post', '/console/sign-out', 'consoleSignOut', 'Ends the session'),
+    page('get', '/console', 'consoleOverview', 'Overview: issuance and denials over time, live tokens, the chain\'s status'),
+    page('post', '/console/verify', 'consoleVerify', 'Verifies the audit chain now'),
+    page('get', '/console/search', 'consoleSearch', 'Search audit records by jti, sub, caller, site, role, request id, time'),
+    page('get', '/console/records/{seq}', 'consoleRecord', 'One audit record, its chain position and whether it verifies'),
+    page('get', '/console/pilots', 'consolePilots', 'Live SLURM pilots by site and job, with their last renewal'),
+    page('get', '/console/act', 'consoleAct', 'Revoke, explain a policy decision, key status'),
+    page('post', '/console/act/revoke', 'consoleRevoke', 'Revoke (a dry-run count first, then a confirmation)'),
+    page('post', '/console/act/explain', 'consoleExplain', 'The policy explain form'),
+  ]
+}

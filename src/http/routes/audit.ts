@@ -2,6 +2,9 @@ import { Hono, type MiddlewareHandler } from 'hono'
 import { z } from 'zod'
 import type { AuditEventType, AuditQuery, AuditStore } from '../../audit/audit_log.ts'
 import { InvalidRequest } from '../../errors.ts'
+import type { AuditAggregates } from '../../audit/aggregate.ts'
+import { auditOverview, type AuditOverview } from '../../audit/overview.ts'
+import type { Clock } from '../../lib/clock.ts'
 
 const EVENT_TYPES = ['token.issued', 'token.denied', 'token.denied.aggregate', 'token.renewed', 'token.revoked', 'token.unrevoked', 'key.rotated', 'key.reloaded', 'policy.reloaded', 'audit.checkpoint', 'certificate.issued', 'certificate.denied', 'certificate.revoked'] as const satisfies readonly AuditEventType[]
 
@@ -22,15 +25,51 @@ export const AuditQueryParams = z.object({
   role: Text.optional(),
   jti: Text.optional(),
   site: Text.optional(),
+  request_id: Text.optional(),
   decision: z.enum(['allow', 'deny']).optional(),
   type: z.enum(EVENT_TYPES).optional(),
   limit: z.coerce.number().int().min(1).max(1000).default(100),
   cursor: z.string().min(1).max(64).optional(),
 }).strict()
 
-/** Admin read access to the audit log: filtered, newest first, keyset-paged. */
-export function auditRoutes(deps: { audit: Pick<AuditStore, 'query'>; auth: MiddlewareHandler }): Hono {
+/** GET /v1/audit/summary query parameters. */
+export const AuditSummaryParams = z.object({
+  from: Instant.optional(),
+  to: Instant.optional(),
+  bucket: z.enum(['hour', 'day']).default('hour'),
+}).strict()
+
+/** Most buckets one summary may span: two weeks of hours, a year of days. */
+export const MAX_SUMMARY_BUCKETS = 400
+export const BUCKET_SECONDS = { hour: 3600, day: 86400 } as const
+
+/**
+ * The overview's time range from optional from/to/bucket: by default the last 24 hours per hour (or 30 days
+ * per day); refuses ranges of more than MAX_SUMMARY_BUCKETS buckets.
+ */
+export function summaryRange(p: { from?: number; to?: number; bucket: 'hour' | 'day' }, now: number): { from: number; to: number; bucketSeconds: number } {
+  const bucketSeconds = BUCKET_SECONDS[p.bucket]
+  const to = p.to ?? now
+  const from = p.from ?? to - (p.bucket === 'hour' ? 24 : 30) * bucketSeconds + 1
+  if (from > to) throw new InvalidRequest('from must not be after to')
+  if ((to - from) / bucketSeconds > MAX_SUMMARY_BUCKETS) throw new InvalidRequest(`the range spans more than ${MAX_SUMMARY_BUCKETS} buckets; narrow it or use bucket=day`)
+  return { from, to, bucketSeconds }
+}
+
+/** Admin read access to the audit log: filtered, newest first, keyset-paged; and its summary. */
+export function auditRoutes(deps: { audit: Pick<AuditStore, 'query'> & AuditAggregates; auth: MiddlewareHandler; clock: Clock; maxTokenLifetime: number }): Hono {
   const app = new Hono()
+  app.get('/v1/audit/summary', deps.auth, async (c) => {
+    const parsed = AuditSummaryParams.safeParse(c.req.query())
+    if (!parsed.success) {
+      const i = parsed.error.issues[0]!
+      throw new InvalidRequest(i.code === 'unrecognized_keys' ? `unknown parameter ${(i as { keys: string[] }).keys[0]}` : `${i.path.join('.')}: ${i.message}`)
+    }
+    const now = deps.clock.now()
+    const overview: AuditOverview = await auditOverview(deps.audit, { ...summaryRange(parsed.data, now), now, maxTokenLifetime: deps.maxTokenLifetime })
+    c.header('Cache-Control', 'no-store')
+    return c.json(overview)
+  })
   app.get('/v1/audit', deps.auth, async (c) => {
     const parsed = AuditQueryParams.safeParse(c.req.query())
     if (!parsed.success) {
@@ -47,6 +86,7 @@ export function auditRoutes(deps: { audit: Pick<AuditStore, 'query'>; auth: Midd
       ...(p.role !== undefined ? { role: p.role } : {}),
       ...(p.jti !== undefined ? { jti: p.jti } : {}),
       ...(p.site !== undefined ? { site: p.site } : {}),
+      ...(p.request_id !== undefined ? { requestId: p.request_id } : {}),
       ...(p.decision !== undefined ? { decision: p.decision } : {}),
       ...(p.type !== undefined ? { type: p.type } : {}),
       ...(p.cursor !== undefined ? { cursor: p.cursor } : {}),

@@ -52,28 +52,33 @@ export function policyExplainRoutes(deps: { policy: PolicySource; adminAuth: Mid
       const first = parsed.error.issues[0]!
       throw new InvalidRequest(`${first.path.join('.') || 'body'}: ${first.message}`)
     }
-    const b = parsed.data
-    const req: DecisionRequest = {
-      subject: {
-        iss: b.subject.iss,
-        sub: b.subject.sub,
-        ...(b.subject.client_id ? { client_id: b.subject.client_id } : {}),
-        groups: b.subject.groups,
-        scopes: b.subject.scopes,
-        exp: Number.MAX_SAFE_INTEGER,
-        ...(b.subject.preferred_username ? { preferred_username: b.subject.preferred_username } : {}),
-        claims: {},
-      },
-      role: b.role,
-      ...(b.token_type ? { tokenKind: b.token_type } : {}),
-      audience: b.audience === undefined ? [] : Array.isArray(b.audience) ? b.audience : [b.audience],
-      ...(b.scope ? { scopes: b.scope.split(' ').filter(Boolean) } : {}),
-      ...(b.lifetime !== undefined ? { lifetime: b.lifetime } : {}),
-      ...(b.host ? { host: b.host } : {}),
-      params: b.params ?? {},
-    }
+    const req = decisionRequestFrom(parsed.data)
     c.header('Cache-Control', 'no-store')
     return c.json(explain(deps.policy.current, req))
   })
   return app
+}
+
+/** The policy's view of an explain body (the console's explain form builds the same body). */
+export function decisionRequestFrom(b: z.output<typeof ExplainBody>): DecisionRequest {
+  const req: DecisionRequest = {
+    subject: {
+      iss: b.subject.iss,
+      sub: b.subject.sub,
+      ...(b.subject.client_id ? { client_id: b.subject.client_id } : {}),
+      groups: b.subject.groups,
+      scopes: b.subject.scopes,
+      exp: Number.MAX_SAFE_INTEGER,
+      ...(b.subject.preferred_username ? { preferred_username: b.subject.preferred_username } : {}),
+      claims: {},
+    },
+    role: b.role,
+    ...(b.token_type ? { tokenKind: b.token_type } : {}),
+    audience: b.audience === undefined ? [] : Array.isArray(b.audience) ? b.audience : [b.audience],
+    ...(b.scope ? { scopes: b.scope.split(' ').filter(Boolean) } : {}),
+    ...(b.lifetime !== undefined ? { lifetime: b.lifetime } : {}),
+    ...(b.host ? { host: b.host } : {}),
+    params: b.params ?? {},
+  }
+  return req
 }

@@ -1,0 +1,52 @@
+/**
+ * HTML built by a tagged template that escapes every interpolated value unless it is already Html. The
+ * audit holds caller-chosen strings (subjects, reasons, request ids): escaping by default means a page can
+ * only show them as text, whatever a template forgets. Values land in element content or in double-quoted
+ * attributes, never in URLs' scheme position, scripts or styles (the console has neither).
+ */
+export class Html {
+  readonly value: string
+  constructor(value: string) { this.value = value }
+  toString(): string { return this.value }
+}
+
+const ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' }
+
+export function escapeHtml(s: string): string {
+  return s.replace(/[&<>"']/g, (c) => ESCAPES[c]!)
+}
+
+function render(v: unknown): string {
+  if (v instanceof Html) return v.value
+  if (v === undefined || v === null || v === false) return ''
+  if (Array.isArray(v)) return v.map(render).join('')
+  return escapeHtml(String(v))
+}
+
+export function html(strings: TemplateStringsArray, ...values: unknown[]): Html {
+  let out = strings[0]!
+  for (let i = 0; i < values.length; i++) out += render(values[i]) + strings[i + 1]!
+  return new Html(out)
+}
+
+/** A query string from defined, non-empty values, each URL-encoded (then escaped again by html``). */
+export function query(params: Record<string, string | number | undefined>): string {
+  const q = new URLSearchParams()
+  for (const [k, v] of Object.entries(params)) if (v !== undefined && v !== '') q.set(k, String(v))
+  const s = q.toString()
+  return s ? `?${s}` : ''
+}
+
+/** UTC date-time to the minute, as the console shows times. */
+export function utc(epochSeconds: number): string {
+  return new Date(epochSeconds * 1000).toISOString().slice(0, 16).replace('T', ' ')
+}
+
+/** 3d 4h, 5h 12m, 42s: an age or a remaining time at a glance. */
+export function duration(seconds: number): string {
+  const s = Math.max(0, Math.floor(seconds))
+  if (s >= 86400) return `${Math.floor(s / 86400)}d ${Math.floor((s % 86400) / 3600)}h`
+  if (s >= 3600) return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`
+  if (s >= 60) return `${Math.floor(s / 60)}m ${s % 60}s`
+  return `${s}s`
+}

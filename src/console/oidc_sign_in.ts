@@ -1,0 +1,46 @@
+import * as oidc from 'openid-client'
+import type { IamDiscovery } from '../iam/discovery.ts'
+
+/** Scopes the console asks IAM for: identity, and the groups the policy's admin rule matches on. */
+export const CONSOLE_SCOPES = 'openid profile wlcg.groups'
+
+/** The relying-party half of console sign-in at IAM (authorization code + PKCE), through openid-client. */
+export interface ConsoleSignIn {
+  /** Where to send the browser; the verifier and nonce stay on the server. */
+  start(): Promise<{ url: string; codeVerifier: string; nonce: string; state: string }>
+  /** Redeems the callback's code; returns IAM's access token and its expiry (epoch seconds), or throws. */
+  finish(callbackParams: URLSearchParams, checks: { codeVerifier: string; nonce: string; state: string }): Promise<{ accessToken: string; expiresAt?: number }>
+}
+
+/**
+ * Sign-in at the trusted issuer `issuer`, as the broker's own IAM client (the client needs the
+ * authorization_code grant and `redirectUri` registered at IAM). Discovery, client authentication and
+ * timeouts are the IAM adapter's (IamDiscovery.configuration).
+ * @see RFC 6749 §4.1; RFC 7636; OpenID Connect Core §3.1
+ */
+export function oidcSignIn(discovery: Pick<IamDiscovery, 'configuration'>, issuer: string, redirectUri: string, now: () => number): ConsoleSignIn {
+  return {
+    async start() {
+      const config = await discovery.configuration(issuer)
+      const codeVerifier = oidc.randomPKCECodeVerifier()
+      const nonce = oidc.randomNonce()
+      const state = oidc.randomState()
+      const url = oidc.buildAuthorizationUrl(config, {
+        redirect_uri: redirectUri, scope: CONSOLE_SCOPES, state, nonce,
+        code_challenge: await oidc.calculatePKCECodeChallenge(codeVerifier), code_challenge_method: 'S256',
+      })
+      return { url: url.href, codeVerifier, nonce, state }
+    },
+    async finish(callbackParams, checks) {
+      const config = await discovery.configuration(issuer)
+      // The registered redirect URI, not the URL the request arrived at (a proxy may have rewritten it).
+      const callbackUrl = new URL(redirectUri)
+      callbackUrl.search = callbackParams.toString()
+      const tokens = await oidc.authorizationCodeGrant(config, callbackUrl, {
+        pkceCodeVerifier: checks.codeVerifier, expectedNonce: checks.nonce, expectedState: checks.state, idTokenExpected: true,
+      })
+      const expiresIn = tokens.expiresIn()
+      return { accessToken: tokens.access_token, ...(expiresIn !== undefined ? { expiresAt: now() + expiresIn } : {}) }
+    },
+  }
+}

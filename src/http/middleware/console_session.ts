@@ -1,0 +1,81 @@
+import type { MiddlewareHandler } from 'hono'
+import { getCookie } from 'hono/cookie'
+import { BrokerError, InvalidToken } from '../../errors.ts'
+import type { ConsoleSessions } from '../../console/sessions.ts'
+import { sameToken } from '../../console/sessions.ts'
+import { messagePage } from '../../console/pages/sign_in_page.ts'
+import type { Viewer } from '../../console/pages/layout.ts'
+import { authenticateAdmin, type AdminAuthOptions, type AdminPrincipal } from './admin_auth.ts'
+
+/** The session cookie: `__Host-` makes the browser insist on Secure, Path=/ and no Domain. */
+export const SESSION_COOKIE = '__Host-ctb-console'
+
+declare module 'hono' {
+  interface ContextVariableMap {
+    consoleViewer: Viewer
+  }
+}
+
+/** Security headers of every console response: no script at all, styles only from our own origin. */
+export const CONSOLE_CSP = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+
+export function consoleHeaders(): MiddlewareHandler {
+  return async (c, next) => {
+    await next()
+    c.header('Content-Security-Policy', CONSOLE_CSP)
+    c.header('X-Content-Type-Options', 'nosniff')
+    c.header('X-Frame-Options', 'DENY')
+    // The callback URL carries the authorization code: never hand it to another origin. Not no-referrer:
+    // under it browsers send "Origin: null" on our own form posts, which the origin check must refuse.
+    c.header('Referrer-Policy', 'same-origin')
+    c.header('Cache-Control', 'no-store')
+  }
+}
+
+/**
+ * A POST comes from our own pages: its Origin (sent by browsers on every POST) is the broker's, and for a
+ * signed-in user the form carries the session's CSRF token. SameSite=Strict cookies already keep other
+ * sites' requests unauthenticated; this is the second lock.
+ */
+export function sameOrigin(header: string | undefined, origin: string): boolean {
+  return header === undefined || header === origin
+}
+
+/**
+ * Signed-in admins only. The session's bearer goes through authenticateAdmin on every request, the
+ * decision the admin API makes, so a caller whose admin grant, token or IAM account is revoked is out at
+ * the next click. GET without a session goes to the sign-in page; a refused POST gets 403.
+ */
+export function consoleSession(deps: { sessions: ConsoleSessions; auth: AdminAuthOptions; origin: string; now: () => number }): MiddlewareHandler {
+  return async (c, next) => {
+    const id = getCookie(c, SESSION_COOKIE)
+    const session = deps.sessions.get(id, deps.now())
+    const post = c.req.method === 'POST'
+    if (!session) {
+      if (!post) return c.redirect('/console/sign-in', 303)
+      return c.html(messagePage('Signed out', 'Your session has ended; sign in again.'), 403)
+    }
+    let principal: AdminPrincipal
+    try {
+      principal = await authenticateAdmin(session.bearer, deps.auth)
+    } catch (err) {
+      if (!(err instanceof InvalidToken)) {
+        if (err instanceof BrokerError && err.status === 503) return c.html(messagePage('Unavailable', err.description, { link: ['/console', 'Try again'] }), 503)
+        throw err
+      }
+      deps.sessions.delete(id)
+      return c.html(messagePage('Refused', 'You are no longer an admin for this broker (your admin grant or token was revoked or has expired).'), 403)
+    }
+    if (post) {
+      const form = await c.req.parseBody()
+      const csrf = typeof form.csrf === 'string' ? form.csrf : ''
+      if (!sameOrigin(c.req.header('origin'), deps.origin) || !sameToken(csrf, session.csrf)) {
+        return c.html(messagePage('Refused', 'This form did not come from this console session (CSRF check failed); reload the page and try again.', { link: ['/console', 'Back to the console'] }), 403)
+      }
+    }
+    c.set('consoleViewer', { principal: principal.id, csrf: session.csrf })
+    c.set('admin', principal)
+    await next()
+    return undefined
+  }
+}

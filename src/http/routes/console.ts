@@ -1,0 +1,269 @@
+import { randomBytes } from 'node:crypto'
+import { Hono, type Context } from 'hono'
+import { deleteCookie, getCookie, setCookie } from 'hono/cookie'
+import type { AuditQuery, AuditStore } from '../../audit/audit_log.ts'
+import type { AuditAggregates } from '../../audit/aggregate.ts'
+import { auditOverview } from '../../audit/overview.ts'
+import { checkRecordInChain } from '../../audit/record_check.ts'
+import type { ChainStatus } from '../../console/chain_status.ts'
+import { CONSOLE_CSS } from '../../console/console_css.ts'
+import type { ConsoleSignIn } from '../../console/oidc_sign_in.ts'
+import { actPage, type ExplainForm, type RevokeForm } from '../../console/pages/act_page.ts'
+import { overviewPage } from '../../console/pages/overview_page.ts'
+import { pilotsPage } from '../../console/pages/pilots_page.ts'
+import { recordPage, SEARCH_FIELDS, searchPage, type SearchForm } from '../../console/pages/search_page.ts'
+import { continuePage, messagePage, signInPage } from '../../console/pages/sign_in_page.ts'
+import { PENDING_SECONDS, sameToken, type ConsoleSessions } from '../../console/sessions.ts'
+import { BrokerError, InvalidRequest, InvalidToken } from '../../errors.ts'
+import { listLivePilots } from '../../issuance/pilot_list.ts'
+import type { KeyStatus } from '../../keys/key_status.ts'
+import type { Clock } from '../../lib/clock.ts'
+import type { Logger } from '../../lib/logger.ts'
+import { explain } from '../../policy/explain.ts'
+import { REVOCATION_KINDS, type RevocationKind } from '../../revocation/revocation.ts'
+import type { RevocationService } from '../../revocation/revocation_service.ts'
+import { clientAddress } from '../client_address.ts'
+import { authenticateAdmin, type AdminAuthOptions } from '../middleware/admin_auth.ts'
+import { consoleHeaders, consoleSession, sameOrigin, SESSION_COOKIE } from '../middleware/console_session.ts'
+import { summaryRange } from './audit.ts'
+import { decisionRequestFrom, ExplainBody, type PolicySource } from './policy_explain.ts'
+
+/** The sign-in-in-progress cookie: Lax, because IAM's redirect back to the callback is a cross-site navigation. */
+const LOGIN_COOKIE = '__Host-ctb-console-login'
+/** Double-submit token of the bootstrap-token form (no session exists yet to hold one). */
+const PRE_COOKIE = '__Host-ctb-console-pre'
+
+export interface ConsoleDeps {
+  audit: Pick<AuditStore, 'query' | 'scan' | 'verify'> & AuditAggregates
+  revocations: Pick<RevocationService, 'revoke' | 'preview' | 'list'>
+  policy?: PolicySource
+  auth: AdminAuthOptions
+  /** Sign-in through IAM; absent: only the bootstrap token signs in. */
+  signIn?: ConsoleSignIn
+  sessions: ConsoleSessions
+  chain: ChainStatus
+  keys: () => KeyStatus
+  clock: Clock
+  log: Logger
+  /** The broker's public origin (from its issuer URL): POSTs must come from it. */
+  origin: string
+  /** Longest console session; an IAM sign-in also ends when its access token expires. */
+  sessionSeconds: number
+  /** Longest token lifetime: how far back live tokens and pilots are looked for. */
+  maxTokenLifetime: number
+}
+
+const Text = (v: unknown) => (typeof v === 'string' ? v.trim() : '')
+
+/**
+ * The web console at /console: server-rendered pages over the services the admin API uses (audit
+ * queries and aggregates, revocation, policy explain, pilots). A thin edge: parse the form, call the
+ * core, render. No script anywhere (see CONSOLE_CSP); every audit value is escaped by the templates.
+ */
+export function consoleRoutes(deps: ConsoleDeps): Hono {
+  const app = new Hono()
+  const now = () => deps.clock.now()
+  const cookie = { httpOnly: true, secure: true, path: '/' } as const
+  app.use('/console', consoleHeaders())
+  app.use('/console/*', consoleHeaders())
+
+  app.get('/console/static/console.css', (c) => {
+    c.header('Content-Type', 'text/css; charset=utf-8')
+    return c.body(CONSOLE_CSS)
+  })
+
+  // --- sign-in -------------------------------------------------------------------------------------
+  app.get('/console/sign-in', (c) => {
+    const pre = randomBytes(32).toString('base64url')
+    setCookie(c, PRE_COOKIE, pre, { ...cookie, sameSite: 'Strict', maxAge: PENDING_SECONDS })
+    const status = c.req.query('signed-out') !== undefined ? 'Signed out.' : undefined
+    return c.html(signInPage({ iam: deps.signIn !== undefined, preCsrf: pre, ...(status ? { status } : {}) }))
+  })
+
+  app.get('/console/login', async (c) => {
+    if (!deps.signIn) return c.html(messagePage('Not configured', 'Sign-in through IAM is not configured for this broker.'), 404)
+    let start
+    try {
+      start = await deps.signIn.start()
+    } catch (err) {
+      // IAM unreachable (discovery): say so on a page, not as the API's JSON.
+      if (err instanceof BrokerError && err.status === 503) return c.html(messagePage('Unavailable', err.description, { link: ['/console/sign-in', 'Back'] }), 503)
+      throw err
+    }
+    deps.sessions.begin(start.state, { codeVerifier: start.codeVerifier, nonce: start.nonce, expiresAt: now() + PENDING_SECONDS })
+    setCookie(c, LOGIN_COOKIE, start.state, { ...cookie, sameSite: 'Lax', maxAge: PENDING_SECONDS })
+    return c.redirect(start.url, 303)
+  })
+
+  app.get('/console/callback', async (c) => {
+    if (!deps.signIn) return c.html(messagePage('Not configured', 'Sign-in through IAM is not configured for this broker.'), 404)
+    const state = c.req.query('state') ?? ''
+    const bound = getCookie(c, LOGIN_COOKIE)
+    deleteCookie(c, LOGIN_COOKIE, { path: '/', secure: true })
+    // The state must be the one this browser was given (login CSRF), and still pending (no replay).
+    const pending = bound !== undefined && sameToken(bound, state) ? deps.sessions.take(state, now()) : undefined
+    if (!pending) return c.html(messagePage('Sign-in failed', 'This sign-in is unknown or has expired; start again.'), 400)
+    const iamError = c.req.query('error')
+    if (iamError !== undefined) return c.html(messagePage('Sign-in failed', `IAM refused the sign-in: ${iamError}`), 400)
+    let tokens: { accessToken: string; expiresAt?: number }
+    try {
+      tokens = await deps.signIn.finish(new URL(c.req.url).searchParams, { ...pending, state })
+    } catch (err) {
+      deps.log.warn('console sign-in at IAM failed', { err })
+      return c.html(messagePage('Sign-in failed', 'The sign-in could not be completed at IAM; start again.'), 400)
+    }
+    return startSession(c, tokens.accessToken, tokens.expiresAt)
+  })
+
+  app.post('/console/sign-in/token', async (c) => {
+    const form = await c.req.parseBody()
+    const pre = getCookie(c, PRE_COOKIE)
+    if (!sameOrigin(c.req.header('origin'), deps.origin) || pre === undefined || !sameToken(pre, Text(form.csrf))) {
+      return c.html(messagePage('Refused', 'This form did not come from the sign-in page (CSRF check failed); reload it and try again.'), 403)
+    }
+    const token = Text(form.token)
+    if (!/^[\x21-\x7e]{1,8192}$/.test(token)) return c.html(messagePage('Refused', 'Not an admin token.'), 403)
+    return startSession(c, token, undefined)
+  })
+
+  /** Admits the bearer exactly as the admin API would, then opens a session. */
+  async function startSession(c: Context, bearer: string, expiresAt: number | undefined) {
+    let principal
+    try {
+      principal = await authenticateAdmin(bearer, deps.auth)
+    } catch (err) {
+      if (err instanceof InvalidToken) return c.html(messagePage('Refused', 'You are not an admin of this broker: the policy grants you no admin role, or your token is not valid here.'), 403)
+      if (err instanceof BrokerError && err.status === 503) return c.html(messagePage('Unavailable', err.description), 503)
+      throw err
+    }
+    const { id } = deps.sessions.create({ bearer, principal: principal.id, expiresAt: Math.min(now() + deps.sessionSeconds, expiresAt ?? Infinity) })
+    setCookie(c, SESSION_COOKIE, id, { ...cookie, sameSite: 'Strict', maxAge: deps.sessionSeconds })
+    deps.log.info('console sign-in', { principal: principal.id, via: principal.via })
+    return c.html(continuePage('/console'))
+  }
+
+  // --- signed-in pages -------------------------------------------------------------------------------
+  const session = consoleSession({ sessions: deps.sessions, auth: deps.auth, origin: deps.origin, now })
+  for (const path of ['/console', '/console/search', '/console/records/*', '/console/pilots', '/console/act', '/console/act/*', '/console/verify', '/console/sign-out']) app.use(path, session)
+
+  app.post('/console/sign-out', (c) => {
+    deps.sessions.delete(getCookie(c, SESSION_COOKIE))
+    deleteCookie(c, SESSION_COOKIE, { path: '/', secure: true })
+    return c.redirect('/console/sign-in?signed-out', 303)
+  })
+
+  app.get('/console', async (c) => {
+    const bucket = c.req.query('bucket') === 'day' ? 'day' : 'hour'
+    const t = now()
+    const overview = await auditOverview(deps.audit, { ...summaryRange({ bucket }, t), now: t, maxTokenLifetime: deps.maxTokenLifetime })
+    const chain = await deps.chain.view({ waitMs: 2000 })
+    return c.html(overviewPage({ overview, chain, viewer: c.get('consoleViewer'), bucket }))
+  })
+
+  app.post('/console/verify', async (c) => {
+    await deps.chain.view({ force: true, waitMs: 2000 })
+    return c.redirect('/console', 303)
+  })
+
+  app.get('/console/search', async (c) => {
+    const form: SearchForm = {}
+    for (const k of SEARCH_FIELDS) { const v = c.req.query(k); if (v) form[k] = v }
+    const viewer = c.get('consoleViewer')
+    if (Object.keys(form).length === 0) return c.html(searchPage({ viewer, form }))
+    try {
+      const result = await deps.audit.query(searchQuery(form, c.req.query('cursor')))
+      return c.html(searchPage({ viewer, form, result }))
+    } catch (err) {
+      if (err instanceof BrokerError && err.status === 400) return c.html(searchPage({ viewer, form, error: err.description }), 400)
+      throw err
+    }
+  })
+
+  app.get('/console/records/:seq', async (c) => {
+    const seq = /^[1-9]\d{0,14}$/.test(c.req.param('seq')) ? Number(c.req.param('seq')) : 0
+    const check = seq > 0 ? await checkRecordInChain(deps.audit, seq) : undefined
+    if (!check) return c.html(messagePage('Not found', 'No audit record with this number (it may have been pruned).', { link: ['/console/search', 'Search'] }), 404)
+    return c.html(recordPage({ viewer: c.get('consoleViewer'), check }))
+  })
+
+  app.get('/console/pilots', async (c) => {
+    const t = now()
+    return c.html(pilotsPage({ viewer: c.get('consoleViewer'), pilots: await listLivePilots(deps.audit, t, deps.maxTokenLifetime), now: t }))
+  })
+
+  async function act(c: Context, extra: Omit<Parameters<typeof actPage>[0], 'viewer' | 'now' | 'keys' | 'revocations'>, status: 200 | 400 = 200) {
+    const t = now()
+    return c.html(actPage({ viewer: c.get('consoleViewer'), now: t, keys: deps.keys(), revocations: await deps.revocations.list({ all: false }), ...extra }), status)
+  }
+
+  app.get('/console/act', (c) => {
+    const kind = c.req.query('kind')
+    const value = c.req.query('value')
+    return act(c, { revoke: { ...(kind ? { kind } : {}), ...(value ? { value } : {}) } })
+  })
+
+  // Step one: a dry run (count only, nothing stored); step two (confirm=yes): the revocation itself,
+  // through the service the admin API uses, audited in the same transaction.
+  app.post('/console/act/revoke', async (c) => {
+    const f = await c.req.parseBody()
+    const revoke: RevokeForm = { kind: Text(f.kind), value: Text(f.value), ...(Text(f.iss) ? { iss: Text(f.iss) } : {}), ...(Text(f.reason) ? { reason: Text(f.reason) } : {}) }
+    try {
+      if (!REVOCATION_KINDS.includes(revoke.kind as RevocationKind)) throw new InvalidRequest(`choose one of ${REVOCATION_KINDS.join(', ')}`)
+      if (!revoke.value) throw new InvalidRequest('a value is required')
+      if ((revoke.reason ?? '').length > 500) throw new InvalidRequest('the reason is longer than 500 characters')
+      const req = { kind: revoke.kind as RevocationKind, value: revoke.value!, ...(revoke.iss ? { iss: revoke.iss } : {}), ...(revoke.reason ? { reason: revoke.reason } : {}) }
+      if (Text(f.confirm) !== 'yes') return act(c, { revoke, preview: await deps.revocations.preview(req) })
+      const done = await deps.revocations.revoke(req, { principal: c.get('admin').id, requestId: c.get('requestId'), ...clientAddress(c) })
+      return act(c, { done })
+    } catch (err) {
+      if (err instanceof BrokerError && err.status === 400) return act(c, { revoke, error: err.description }, 400)
+      throw err
+    }
+  })
+
+  app.post('/console/act/explain', async (c) => {
+    const f = await c.req.parseBody()
+    const form: ExplainForm = {}
+    for (const k of ['iss', 'sub', 'client_id', 'groups', 'scopes', 'role', 'token_type', 'audience', 'scope', 'host'] as const) if (Text(f[k])) form[k] = Text(f[k])
+    if (!deps.policy) return act(c, { explain: form, error: 'policy explain is not available here' }, 400)
+    const list = (s: string | undefined) => (s ?? '').split(/[\s,]+/).filter(Boolean)
+    const parsed = ExplainBody.safeParse({
+      subject: { iss: form.iss ?? '', sub: form.sub ?? '', ...(form.client_id ? { client_id: form.client_id } : {}), groups: list(form.groups), scopes: list(form.scopes) },
+      role: form.role ?? '',
+      ...(form.token_type ? { token_type: form.token_type } : {}),
+      ...(form.audience ? { audience: form.audience } : {}),
+      ...(form.scope ? { scope: form.scope } : {}),
+      ...(form.host ? { host: form.host } : {}),
+    })
+    if (!parsed.success) {
+      const i = parsed.error.issues[0]!
+      return act(c, { explain: form, error: `explain: ${i.path.join('.') || 'form'}: ${i.message}` }, 400)
+    }
+    return act(c, { explain: form, explanation: explain(deps.policy.current, decisionRequestFrom(parsed.data)) })
+  })
+
+  return app
+}
+
+/** The search form as an audit query: the admin API's filters; times are UTC (datetime-local has no zone). */
+function searchQuery(f: SearchForm, cursor: string | undefined): AuditQuery {
+  const time = (name: 'from' | 'to', v: string | undefined): number | undefined => {
+    if (v === undefined) return undefined
+    const ms = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?$/.test(v) ? Date.parse(`${v}Z`) : NaN
+    if (!Number.isFinite(ms)) throw new InvalidRequest(`${name} must be a date and time`)
+    return Math.floor(ms / 1000) + (name === 'to' && v.length === 16 ? 59 : 0)
+  }
+  for (const [k, v] of Object.entries(f)) if (v !== undefined && v.length > 512) throw new InvalidRequest(`${k} is longer than 512 characters`)
+  if (f.type !== undefined && !/^[a-z.]+$/.test(f.type)) throw new InvalidRequest('unknown type')
+  if (f.decision !== undefined && f.decision !== 'allow' && f.decision !== 'deny') throw new InvalidRequest('decision must be allow or deny')
+  const from = time('from', f.from)
+  const to = time('to', f.to)
+  return {
+    limit: 100,
+    ...(f.jti ? { jti: f.jti } : {}), ...(f.sub ? { issuedSub: f.sub } : {}), ...(f.caller ? { caller: f.caller } : {}),
+    ...(f.site ? { site: f.site } : {}), ...(f.role ? { role: f.role } : {}), ...(f.request_id ? { requestId: f.request_id } : {}),
+    ...(from !== undefined ? { from } : {}), ...(to !== undefined ? { to } : {}),
+    ...(f.type ? { type: f.type as AuditQuery['type'] & string } : {}), ...(f.decision ? { decision: f.decision as 'allow' | 'deny' } : {}),
+    ...(cursor ? { cursor } : {}),
+  }
+}
