@@ -17,6 +17,9 @@ import { pilotRoutes } from './http/routes/pilots.ts'
 import { systemClock } from './lib/clock.ts'
 import { policyExplainRoutes, type PolicySource } from './http/routes/policy_explain.ts'
 import { tokenRoutes, type Exchange } from './http/routes/token.ts'
+import { credentialRoutes } from './http/routes/credentials.ts'
+import type { CredentialServices } from './credentials/build_credentials.ts'
+import { InvalidToken } from './errors.ts'
 import type { RevocationService } from './revocation/revocation_service.ts'
 import type { SigningKeys } from './keys/signing_keys.ts'
 import type { Logger } from './lib/logger.ts'
@@ -33,6 +36,8 @@ export interface AppDeps {
   admin?: { audit: Pick<AuditStore, 'query'>; revocations: RevocationService; authenticators: AdminAuthenticator[]; policy?: PolicySource }
   /** POST /token (RFC 8693); absent: not mounted. */
   exchange?: Exchange
+  /** Users' job credentials (/v1/credentials); absent: not mounted. Listing and revoking need `admin`. */
+  credentials?: CredentialServices
 }
 
 /** Wires middleware and routes; no business logic lives here. */
@@ -45,6 +50,12 @@ export function createApp(deps: AppDeps): Hono {
   app.route('/', discoveryRoutes(brokerMetadata(deps.config.issuer, [deps.keys.scitoken.alg])))
   app.route('/', jwksRoutes(() => deps.keys.jwks))
   if (deps.exchange) app.route('/', tokenRoutes(deps.exchange))
+  if (deps.credentials) {
+    const auth = deps.admin
+      ? adminAuth({ authenticators: deps.admin.authenticators, revocations: deps.admin.revocations })
+      : () => { throw new InvalidToken('the admin API is not enabled', { presented: true }) }
+    app.route('/', credentialRoutes({ credentials: deps.credentials.service, jobTokens: deps.credentials.jobTokens, credd: deps.credentials.credd, adminAuth: auth, clock: systemClock }))
+  }
   if (deps.admin) {
     const auth = adminAuth({ authenticators: deps.admin.authenticators, revocations: deps.admin.revocations })
     app.route('/', auditRoutes({ audit: deps.admin.audit, auth }))

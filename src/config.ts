@@ -10,6 +10,7 @@ import { AdminConfigSchema, AuditConfigSchema, RevocationConfigSchema } from './
 import { PolicyConfigSchema } from './policy/policy_config.ts'
 import { IamConfigSchema } from './iam/iam_config.ts'
 import { ListenerLimitsSchema } from './http/listener_limits.ts'
+import { CredentialsConfigSchema } from './credentials/credentials_config.ts'
 
 const Seconds = seconds()
 const Port = integer(0, 65535)
@@ -82,6 +83,8 @@ export const ConfigSchema = z.strictObject({
   policy: PolicyConfigSchema,
   /** Trusted INDIGO IAM issuers and the broker's own client at each (src/iam/iam_config.ts, docs/iam.md). */
   iam: IamConfigSchema.prefault({}),
+  /** Users' job credentials: stored refresh tokens, the job token endpoint, the Vault-compatible listener (docs/job-credentials.md). */
+  credentials: CredentialsConfigSchema.prefault({}),
 }).superRefine((c, ctx) => {
   if (c.tls.mode === 'files' && (!c.tls.cert_file || !c.tls.key_file)) {
     ctx.addIssue({ code: 'custom', path: ['tls', 'cert_file'], message: 'tls.mode "files" needs tls.cert_file and tls.key_file' })

@@ -33,6 +33,7 @@ import { anchorKeyFrom } from './audit/anchor.ts'
 import { RevocationService } from './revocation/revocation_service.ts'
 import type { BrokerStore } from './storage/chained_store.ts'
 import { openBrokerStore } from './storage/open_store.ts'
+import { buildCredentials, type CredentialServices } from './credentials/build_credentials.ts'
 
 /** Everything `serve` runs, built once. The HTTP edge gets these; nothing is looked up per request. */
 export interface BrokerServices {
@@ -52,6 +53,8 @@ export interface BrokerServices {
   iamStatus: IamStatusCheck
   /** Refusals with nobody to name, counted until their next aggregate record (flushed on a timer and at close). */
   refusals: Pick<RefusalTally, 'flush'>
+  /** Users' job credentials, when credentials.enabled. */
+  credentials?: CredentialServices
   /** Takes up the keys on disk (after `keys rotate`): self-tested, swapped whole, audited; the old set stays on failure. */
   reloadKeys(trigger: string): Promise<KeyReloadResult>
   close(): Promise<void>
@@ -111,7 +114,7 @@ export function servedIamConfig(config: Config): IamConfig | undefined {
  * Builds keys, the audit/revocation store, the IAM adapter (starting the development IAM when none is
  * configured outside production), the policy holder and the token-exchange pipeline.
  */
-export async function buildServices(initial: Config, deps: { log: Logger; clock: Clock }): Promise<BrokerServices> {
+export async function buildServices(initial: Config, deps: { log: Logger; clock: Clock; env?: NodeJS.ProcessEnv }): Promise<BrokerServices> {
   const { log, clock } = deps
   const closers: Array<() => unknown> = []
   const close = async () => { for (const c of closers.reverse()) await c() }
@@ -188,6 +191,10 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
     closers.push(refusals.start(config.audit.denied_aggregate_seconds))
     const exchangeDeps = exchangeDepsFrom({ config, keys, audit: store, clock, iam, policy, generations: revocations, blocks: revocations, refusals, log, pilots: { store, revocations } })
 
+    const credentials = config.credentials.enabled
+      ? buildCredentials({ config, keys, store, iam, policy, revocations, clock, log, production: isProduction(config), env: deps.env ?? process.env })
+      : undefined
+
     const adminAuthenticators: AdminAuthenticator[] = []
     if (config.admin.bootstrap_token_file) {
       const boot = loadBootstrapToken(config.admin.bootstrap_token_file)
@@ -208,6 +215,7 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
       readiness: brokerReadiness({ store, keys: () => keyHolder.current, issuers: { trustDomain: config.trust_domain, issuer: config.issuer }, clock }),
       iamStatus: () => reachability.report(),
       refusals,
+      ...(credentials ? { credentials } : {}),
       reloadKeys: (trigger) => reloadSigningKeys(keyHolder, trigger, { config, selfTest, audit: store, clock, log }),
       close,
     }

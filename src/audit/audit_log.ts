@@ -18,6 +18,10 @@ export type AuditEventType =
   | 'key.reloaded'
   | 'policy.reloaded'
   | 'audit.checkpoint'
+  /** A user's job credential registered (or re-registered), its IAM refresh token rotated, or revoked. No secret in them. */
+  | 'credential.registered'
+  | 'credential.rotated'
+  | 'credential.revoked'
 
 export interface AuditEvent {
   type: AuditEventType

@@ -3,7 +3,7 @@ import { z } from 'zod'
 import type { AuditEventType, AuditQuery, AuditStore } from '../../audit/audit_log.ts'
 import { InvalidRequest } from '../../errors.ts'
 
-const EVENT_TYPES = ['token.issued', 'token.denied', 'token.denied.aggregate', 'token.renewed', 'token.revoked', 'token.unrevoked', 'key.rotated', 'key.reloaded', 'policy.reloaded', 'audit.checkpoint'] as const satisfies readonly AuditEventType[]
+const EVENT_TYPES = ['token.issued', 'token.denied', 'token.denied.aggregate', 'token.renewed', 'token.revoked', 'token.unrevoked', 'key.rotated', 'key.reloaded', 'policy.reloaded', 'audit.checkpoint', 'credential.registered', 'credential.rotated', 'credential.revoked'] as const satisfies readonly AuditEventType[]
 
 /** Epoch seconds or an RFC 3339 date-time. */
 const Instant = z.string().transform((s, ctx) => {

@@ -1,0 +1,92 @@
+/**
+ * The job-credential wire contract between the broker and the programs on an access point: the
+ * credential storer run at condor_submit, our credmon, and HTCondor's own Vault credmon. Clients may
+ * import this file; it depends on nothing but zod.
+ * @see docs/job-credentials.md
+ */
+import { z } from 'zod'
+
+/** An HTCondor (local Unix) user name. */
+export const USER_PATTERN = /^[a-z_][a-z0-9_.-]{0,31}$/
+/** An HTCondor credential provider name: no `_`, which HTCondor uses to separate a handle. */
+export const PROVIDER_PATTERN = /^[A-Za-z0-9-]{1,64}$/
+
+/** Registration endpoint (POST, bearer = the user's IAM access token). */
+export const CREDENTIALS_PATH = '/v1/credentials'
+
+/** The token endpoint our credmon calls for one user and provider (GET, bearer = the credd's IDTOKEN). */
+export function credentialTokenPath(user: string, provider: string): string {
+  return `${CREDENTIALS_PATH}/${encodeURIComponent(user)}/${encodeURIComponent(provider)}/token`
+}
+
+/** The default port of the Vault-compatible listener: HTCondor's Vault credmon accepts no other. */
+export const VAULT_DEFAULT_PORT = 8200
+/** Path prefix of Vault-compatible reads; `vault_url` is `https://HOST:8200` + this + `/<user>/<provider>`. */
+export const VAULT_CREDS_PREFIX = '/v1/secret/oauth/creds'
+/** The header HTCondor's Vault credmon sends its `vault_token` in. */
+export const VAULT_TOKEN_HEADER = 'X-Vault-Token'
+/** The error text that makes HTCondor's Vault credmon delete `.top` and `.use`. */
+export const VAULT_PERMISSION_DENIED = 'permission denied'
+
+/** Where the credd gets its refresh input: "broker" for our credmon, "vault" for HTCondor's Vault credmon. */
+export const REGISTRATION_MODES = ['broker', 'vault'] as const
+export type RegistrationMode = (typeof REGISTRATION_MODES)[number]
+
+const ScopeList = z.string().max(4096).regex(/^[\x21\x23-\x5b\x5d-\x7e]+( [\x21\x23-\x5b\x5d-\x7e]+)*$/, 'must be space-separated scope tokens')
+const Audience = z.string().min(1).max(1024).regex(/^[\x21-\x7e]+$/, 'must be one printable ASCII string without spaces')
+
+/** POST /v1/credentials body. Never carries the user: the broker derives it from the token under policy. */
+export const RegisterCredentialRequest = z.strictObject({
+  provider: z.string().regex(PROVIDER_PATTERN, 'must be 1 to 64 letters, digits or "-"'),
+  scopes: ScopeList.optional(),
+  audience: Audience.optional(),
+  mode: z.enum(REGISTRATION_MODES).default('broker'),
+})
+export type RegisterCredentialRequest = z.input<typeof RegisterCredentialRequest>
+
+/** `.top` for our credmon: no secret (the credmon authenticates with its own credd token). */
+export interface BrokerTop {
+  broker_url: string
+  user: string
+  provider: string
+  scopes?: string
+  audience?: string
+}
+
+/** `.top` for HTCondor's Vault credmon: `vault_token` is a bearer secret for this one credential. */
+export interface VaultTop {
+  vault_token: string
+  vault_url: string
+  scopes?: string
+  audience?: string
+}
+
+/** 201 answer to a registration. */
+export interface RegisterCredentialResponse {
+  user: string
+  provider: string
+  top: BrokerTop | VaultTop
+}
+
+/** 200 answer of the token endpoint (sent with Cache-Control: no-store). */
+export interface JobTokenResponse {
+  access_token: string
+  token_type: 'Bearer'
+  expires_in: number
+  scope: string
+}
+
+/** The Vault-compatible success body; errors are `{"errors": [...]}`. */
+export interface VaultReadResponse {
+  data: { access_token: string }
+}
+
+/** Parses a user name from a path segment; undefined when it is not one. */
+export function parseUser(s: string): string | undefined {
+  return USER_PATTERN.test(s) ? s : undefined
+}
+
+/** Parses a provider name from a path segment; undefined when it is not one. */
+export function parseProvider(s: string): string | undefined {
+  return PROVIDER_PATTERN.test(s) ? s : undefined
+}
