@@ -65,7 +65,7 @@ it('migrates a database at the schema before pilot redemptions forward, keeping 
 
   const store = await PostgresStore.open({ dsn: url })
   try {
-    expect((await store.sql('SELECT version FROM ctb_schema_version')).rows).toEqual([{ version: 5 }])
+    expect((await store.sql('SELECT version FROM ctb_schema_version')).rows).toEqual([{ version: 6 }])
     expect(await store.listRevocations()).toEqual([rev])
     expect((await store.verifyRevocations()).ok).toBe(true)
     const issued = { type: 'token.issued', time: 1_800_000_001, role: 'pilot', decision: 'allow' } as const
