@@ -9,6 +9,8 @@ import { pilotCommand } from './commands/pilot.ts'
 import { policyCommand } from './commands/policy.ts'
 import { serveCommand } from './commands/serve.ts'
 import { tokenCommand } from './commands/token.ts'
+import { credentialCommand } from './commands/credential.ts'
+import { credentialStorerCommand } from './commands/credential_storer.ts'
 import { packageVersion } from './version.ts'
 
 const HELP = `condor-token-broker: JWTs for HTCondor pools in place of X.509 proxies
@@ -25,6 +27,8 @@ Commands:
   pilot            script: write the sbatch pilot for SLURM nodes; list: live pilots by site and job
   policy           check | explain issuance policies
   iam              check that the configured IAM issuers answer (discovery, JWKS, introspection)
+  credential       revoke | list users' stored job credentials
+  credential-storer  register job credentials at condor_submit (HTCondor's SEC_CREDENTIAL_STORER)
 
 Run "condor-token-broker <command> --help" for a command's options.`
 
@@ -37,6 +41,8 @@ const COMMANDS: Record<string, (argv: string[], io: CommandIo) => Promise<number
   pilot: pilotCommand,
   policy: policyCommand,
   iam: iamCommand,
+  credential: credentialCommand,
+  'credential-storer': credentialStorerCommand,
 }
 
 /** Runs one CLI invocation; every expected failure becomes one line on stderr and a non-zero status. */

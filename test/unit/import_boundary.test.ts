@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest'
 // The architecture in one rule: dependencies point http → issuance → (policy, audit, iam, keys).
 // The core never learns about HTTP, and clients talk to the broker only through the wire contract.
 const ROOT = join(import.meta.dirname, '../../src')
-const CORE = ['issuance', 'policy', 'audit', 'iam', 'revocation', 'storage', 'keys', 'inspect']
+const CORE = ['issuance', 'policy', 'audit', 'iam', 'revocation', 'storage', 'keys', 'inspect', 'credentials']
 
 function files(dir: string): string[] {
   return readdirSync(dir).flatMap((n) => {
