@@ -1,4 +1,5 @@
 import { hash, randomBytes } from 'node:crypto'
+import { tokenRevocation } from 'openid-client'
 import type { AuditLog } from '../audit/audit_log.ts'
 import { parseUser, VAULT_CREDS_PREFIX, type BrokerTop, type RegisterCredentialResponse, type RegistrationMode, type VaultTop } from '../contract/job_credentials.ts'
 import { AccessDenied, BrokerError, InvalidRequest, InvalidToken } from '../errors.ts'
@@ -129,9 +130,25 @@ export class CredentialService {
 
   /** Revokes one credential (audited); false when it is unknown or already revoked. The refresh token's ciphertext is dropped. */
   async revoke(user: string, provider: string, by: string, o: { reason?: string; requestId?: string } = {}): Promise<boolean> {
+    const before = await this.#deps.store.readCredential(user, provider)
     const done = await revokeStored(this.#deps.store, { user, provider }, { by, now: this.#deps.clock.now(), ...o })
     this.#deps.jobTokens.forget(user, provider)
+    if (done && before?.kind === 'iam' && before.sealed) await this.#revokeAtIam(before)
     return done
+  }
+
+  /**
+   * Best effort: tell IAM the refresh token is dead too (RFC 7009), so it does not outlive its row there.
+   * Our row is already revoked and its ciphertext gone; a failure here is logged, not raised.
+   */
+  async #revokeAtIam(c: StoredCredential): Promise<void> {
+    try {
+      const refreshToken = this.#deps.cipher.open(c.sealed!, c)
+      const configuration = await this.#deps.discovery.configuration(c.iss)
+      await tokenRevocation(configuration, refreshToken, { token_type_hint: 'refresh_token' })
+    } catch (err) {
+      this.#deps.log.warn('could not revoke a revoked credential\'s refresh token at IAM', { issuer: c.iss, user: c.user, provider: c.provider, err: err instanceof Error ? err : undefined })
+    }
   }
 
   list(): Promise<StoredCredential[]> {

@@ -155,6 +155,7 @@ describe('GET /v1/credentials/{user}/{provider}/token', () => {
   it('answers 403 access_denied for an unknown or revoked credential, and 503 with Retry-After when IAM is down', async () => {
     expect((await t.jobToken('nobody', 'cms', t.creddToken())).status).toBe(403)
     await registered({ preferred_username: 'judy' })
+    const judysRefreshToken = t.iam.liveRefreshTokens.at(-1)!
     t.iam.faults.token = 'down'
     try {
       const down = await t.jobToken('judy', 'cms', t.creddToken())
@@ -165,8 +166,12 @@ describe('GET /v1/credentials/{user}/{provider}/token', () => {
       t.iam.faults.token = 'ok'
     }
     expect((await t.jobToken('judy', 'cms', t.creddToken())).status).toBe(200)
+    const rotatedRefreshToken = t.iam.liveRefreshTokens.at(-1)!
+    expect(rotatedRefreshToken).not.toBe(judysRefreshToken)
     const del = await t.app.request('/v1/credentials/judy/cms', { method: 'DELETE', headers: { authorization: `Bearer ${t.adminToken}` } })
     expect(del.status).toBe(200)
+    // IAM was told as well (RFC 7009): the refresh token it last issued is gone there.
+    expect(t.iam.liveRefreshTokens).not.toContain(rotatedRefreshToken)
     const after = await t.jobToken('judy', 'cms', t.creddToken())
     expect(after.status).toBe(403)
     expect(await after.json()).toEqual({ error: 'access_denied', error_description: expect.any(String) })
