@@ -50,7 +50,7 @@ export function buildCredentials(parts: {
   const { key, created } = loadCredentialKey({ file: credentialKeyFile(config), envName: c.key_env, create: !parts.production }, parts.env)
   if (created) log.warn('created a DEVELOPMENT credential key; production takes it from a file or the environment', { file: created })
   const cipher = new CredentialCipher(key)
-  const exchanger = new IamTokenExchanger({ discovery: iam.discovery, store: new SealedRefreshTokens({ store, cipher, clock }), clock, log })
+  const exchanger = new IamTokenExchanger({ discovery: iam.discovery, store: new SealedRefreshTokens({ store, cipher, clock, log }), clock, log })
   const providers = () => c.providers
   const jobTokens = new JobTokens({
     store, providers, policy: () => policy.current, exchanger,

@@ -1,5 +1,6 @@
 import type { AuditLog } from '../audit/audit_log.ts'
-import { AccessDenied } from '../errors.ts'
+import { AccessDenied, OperatorError, TemporarilyUnavailable } from '../errors.ts'
+import type { Logger } from '../lib/logger.ts'
 import type { RefreshTokenStore, StoredRefreshToken } from '../iam/refresh_token_store.ts'
 import type { Clock } from '../lib/clock.ts'
 import type { CredentialCipher } from './credential_cipher.ts'
@@ -27,20 +28,36 @@ export class SealedRefreshTokens implements RefreshTokenStore {
   readonly #store: CredentialStore & AuditLog
   readonly #cipher: CredentialCipher
   readonly #clock: Clock
+  readonly #log: Logger
   /** The nonce each key's token was read with: the compare-and-swap value of the next rotation. */
   readonly #readNonce = new Map<string, string>()
 
-  constructor(deps: { store: CredentialStore & AuditLog; cipher: CredentialCipher; clock: Clock }) {
+  constructor(deps: { store: CredentialStore & AuditLog; cipher: CredentialCipher; clock: Clock; log: Logger }) {
     this.#store = deps.store
     this.#cipher = deps.cipher
     this.#clock = deps.clock
+    this.#log = deps.log
+  }
+
+  /**
+   * A credential the configured key cannot open is the operator's to fix (wrong or lost key), not the
+   * user's: 503, so credmons keep what they have and retry, instead of 403, which would end the credential.
+   */
+  #open(c: StoredCredential): string {
+    try {
+      return this.#cipher.open(c.sealed!, c)
+    } catch (err) {
+      if (!(err instanceof OperatorError)) throw err
+      this.#log.error('cannot open a stored credential with the configured credential key', { user: c.user, provider: c.provider, keyId: c.sealed!.keyId, configuredKeyId: this.#cipher.keyId, reason: err.message })
+      throw new TemporarilyUnavailable('the broker cannot open this stored credential (credential key mismatch); the operator must restore the key', { cause: err, retryAfter: 300 })
+    }
   }
 
   async get(key: string): Promise<StoredRefreshToken | undefined> {
     const { user, provider } = parseKey(key)
     const c = await this.#store.readCredential(user, provider)
     if (!c || c.revoked || !c.sealed || c.kind !== 'iam' || c.clientId === undefined) return undefined
-    const refreshToken = this.#cipher.open(c.sealed, c)
+    const refreshToken = this.#open(c)
     this.#readNonce.set(key, c.sealed.nonce)
     return { refreshToken, issuer: c.iss, subject: c.sub, clientId: c.clientId, scopes: c.scopes, audience: c.audience, obtainedAt: c.rotatedAt ?? c.createdAt }
   }
@@ -65,7 +82,7 @@ export class SealedRefreshTokens implements RefreshTokenStore {
     const c = await this.#store.readCredential(user, provider)
     if (!c || c.revoked || !c.sealed) return
     // Only the token IAM refused: a newer one stored meanwhile (another replica rotated) stays.
-    if (ifRefreshToken !== undefined && this.#cipher.open(c.sealed, c) !== ifRefreshToken) return
+    if (ifRefreshToken !== undefined && this.#open(c) !== ifRefreshToken) return
     await revokeStored(this.#store, c, { by: 'iam', reason: 'IAM refused the stored refresh token (expired or revoked at IAM)', now: this.#clock.now() })
   }
 }

@@ -99,7 +99,7 @@ describe('GET /v1/credentials/{user}/{provider}/token', () => {
     expect(issued[0]).toMatchObject({ tokenKind: 'access_token', caller: { sub: 'credd-ap1@aps.pool.example.org' }, detail: { credential: { user: 'erin', provider: 'cms' } } })
   })
 
-  it('reuses a still-fresh token: 1000 concurrent requests make exactly one IAM refresh', async () => {
+  it('reuses a still-fresh token: 1000 concurrent requests make exactly one IAM refresh', { timeout: 60_000 }, async () => {
     await registered({ preferred_username: 'frank' })
     const credd = t.creddToken()
     const answers = await Promise.all(Array.from({ length: 1000 }, () => t.jobToken('frank', 'cms', credd, '?minimum_seconds=600')))
@@ -205,5 +205,19 @@ describe('GET /v1/credentials/{user}/{provider}/token', () => {
     // Nothing was cached from the refused attempt: the next request refreshes (and is recorded).
     const ok = await t.jobToken('leo', 'cms', t.creddToken())
     expect(ok.status).toBe(200)
+  })
+})
+
+describe('the credential key', () => {
+  it('a broker with another key answers 503 (keep .use, operator fixes the key), never 403 or the token', async () => {
+    await registered({ preferred_username: 'mike' })
+    const wrong = t.withCredentialKey('ab'.repeat(32))
+    const res = await wrong.request('/v1/credentials/mike/cms/token', { headers: { authorization: `Bearer ${t.creddToken()}` } })
+    expect(res.status).toBe(503)
+    expect(res.headers.get('retry-after')).toBe('300')
+    expect((await res.json() as { error: string }).error).toBe('temporarily_unavailable')
+    expect(t.iamRequests('refresh_token')).toHaveLength(0)
+    expect(await t.store.readCredential('mike', 'cms')).toMatchObject({ revoked: false })
+    expect((await t.jobToken('mike', 'cms', t.creddToken())).status).toBe(200)
   })
 })

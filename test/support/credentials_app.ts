@@ -94,6 +94,8 @@ export interface CredentialsApp {
   jobToken(user: string, provider: string, bearer: string, query?: string): Promise<Response>
   /** Token-endpoint requests IAM saw with this grant type (counted at the msw handler). */
   iamRequests(grantType: 'refresh_token' | 'urn:ietf:params:oauth:grant-type:token-exchange'): URLSearchParams[]
+  /** The same broker restarted with another credential key (same database, IAM, policy). */
+  withCredentialKey(hex: string): Hono
 }
 
 export async function useCredentialsApp(): Promise<CredentialsApp> {
@@ -153,5 +155,9 @@ export async function useCredentialsApp(): Promise<CredentialsApp> {
     }),
     jobToken: async (user, provider, bearer, query = '') => app.request(`/v1/credentials/${user}/${provider}/token${query}`, { headers: { authorization: `Bearer ${bearer}` } }),
     iamRequests: (grantType) => iam.tokenRequests.filter((r) => r.get('grant_type') === grantType),
+    withCredentialKey(hex) {
+      const other = buildCredentials({ config, keys, store, iam: adapter, policy, revocations, clock, log: silentLogger, production: true, env: { CONDOR_TOKEN_BROKER_CREDENTIAL_KEY: hex } })
+      return createApp({ config, keys, log: silentLogger, readiness: async () => ({ keys: 'ok' }), credentials: other })
+    },
   }
 }
