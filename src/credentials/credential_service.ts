@@ -99,7 +99,15 @@ export class CredentialService {
       const scratch = new MemoryRefreshTokenStore()
       const exchanger = new IamTokenExchanger({ discovery: d.discovery, store: scratch, clock: d.clock, log: d.log })
       const key = credentialKey(user, provider.name)
-      const got = await exchanger.exchange({ subjectToken, subject, scopes: decision.scopes, audience: decision.audience, offlineAccess: { key } })
+      let got
+      try {
+        got = await exchanger.exchange({ subjectToken, subject, scopes: decision.scopes, audience: decision.audience, offlineAccess: { key } })
+      } catch (err) {
+        // IAM's refusals (a scope or offline_access not granted, the token not exchangeable) are the
+        // caller's denials and audited as such; IAM being down is not a decision about the caller.
+        if (err instanceof BrokerError && err.status !== 503) throw await denyAudited(err, { role: provider.role, ruleId: decision.ruleId })
+        throw err
+      }
       const rt = await scratch.get(key)
       if (!rt) throw new TypeError('the exchanger reported a stored refresh token that is not there')
       const granted = { ...binding, scopes: got.scopes.filter((s) => s !== 'offline_access'), audience: got.audience }

@@ -112,7 +112,6 @@ export class JobTokens {
     } catch (err) {
       // IAM refused the refresh token (expired, revoked there): the credential is gone for good.
       if (err instanceof InvalidGrant) throw new AccessDenied(`IAM refused the stored refresh token; register again (${err.description})`)
-      if (err instanceof BrokerError) throw err
       throw err
     }
     const now = this.#deps.clock.now()
