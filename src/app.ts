@@ -32,6 +32,9 @@ import { ConsoleSessions } from './console/sessions.ts'
 import type { KeyStatus } from './keys/key_status.ts'
 import { policyExplainRoutes, type PolicySource } from './http/routes/policy_explain.ts'
 import { tokenRoutes, type Exchange } from './http/routes/token.ts'
+import { credentialRoutes } from './http/routes/credentials.ts'
+import type { CredentialServices } from './credentials/build_credentials.ts'
+import { InvalidToken } from './errors.ts'
 import type { RevocationService } from './revocation/revocation_service.ts'
 import type { SigningKeys } from './keys/signing_keys.ts'
 import type { Logger } from './lib/logger.ts'
@@ -57,6 +60,8 @@ export interface AppDeps {
    * (its SHA-256, compared as the bootstrap admin token is).
    */
   metrics?: { page: MetricsPage; auth: 'none' | 'admin' | { bearerSha256: Buffer } }
+  /** Users' job credentials (/v1/credentials); absent: not mounted. Listing and revoking need `admin`. */
+  credentials?: CredentialServices
 }
 
 /** Wires middleware and routes; no business logic lives here. */
@@ -71,7 +76,7 @@ export function createApp(deps: AppDeps): Hono {
   // Every route mounted here is described in src/http/openapi/routes.ts (a test holds the two together).
   const mounted = new Set<Mount>(['core', ...(deps.exchange ? ['exchange' as const] : []), ...(deps.admin ? ['admin' as const] : []), ...(deps.admin?.policy ? ['policy' as const] : []), ...(deps.metrics ? ['metrics' as const] : []),
     ...(deps.certificates ? ['certificates' as const] : []), ...(deps.certificates && deps.admin ? ['certificates-admin' as const] : []),
-    ...(deps.console && deps.admin ? ['console' as const] : [])])
+    ...(deps.console && deps.admin ? ['console' as const] : []), ...(deps.credentials ? ['credentials' as const] : [])])
   app.route('/', openApiRoutes(() => buildOpenApiDocument(BROKER_ROUTES, { issuer: deps.config.issuer, version: packageVersion(), mounted })))
   if (deps.exchange) app.route('/', tokenRoutes(deps.exchange))
   const auth = deps.admin ? adminAuth({ authenticators: deps.admin.authenticators, revocations: deps.admin.revocations }) : undefined
@@ -83,6 +88,10 @@ export function createApp(deps: AppDeps): Hono {
   }
   if (deps.certificates) {
     app.route('/', certificateRoutes({ certificates: deps.certificates.service, verifyCaller: deps.certificates.verifyCaller, ...(auth ? { adminAuth: auth } : {}) }))
+  }
+  if (deps.credentials) {
+    const credentialsAdmin = auth ?? (() => { throw new InvalidToken('the admin API is not enabled', { presented: true }) })
+    app.route('/', credentialRoutes({ credentials: deps.credentials.service, jobTokens: deps.credentials.jobTokens, credd: deps.credentials.credd, adminAuth: credentialsAdmin, clock: systemClock }))
   }
   if (deps.admin && auth) {
     app.route('/', auditRoutes({ audit: deps.admin.audit, auth, clock: systemClock, maxTokenLifetime: maxTokenLifetime(deps.config) }))

@@ -12,6 +12,7 @@ import { IamConfigSchema } from './iam/iam_config.ts'
 import { ListenerLimitsSchema } from './http/listener_limits.ts'
 import { RateLimitsConfigSchema } from './ratelimit/rate_limit_config.ts'
 import { MetricsConfigSchema } from './metrics/metrics_config.ts'
+import { CredentialsConfigSchema } from './credentials/credentials_config.ts'
 
 const Seconds = seconds()
 const Port = integer(0, 65535)
@@ -101,6 +102,8 @@ export const ConfigSchema = z.strictObject({
   rate_limits: RateLimitsConfigSchema.prefault({}),
   /** GET /metrics: on or off, who may scrape, the key rotation schedule (src/metrics/metrics_config.ts, docs/metrics.md). */
   metrics: MetricsConfigSchema,
+  /** Users' job credentials: stored refresh tokens, the job token endpoint, the Vault-compatible listener (docs/job-credentials.md). */
+  credentials: CredentialsConfigSchema.prefault({}),
 }).superRefine((c, ctx) => {
   if (c.rate_limits.store === 'postgres' && c.audit.store !== 'postgres') {
     ctx.addIssue({ code: 'custom', path: ['rate_limits', 'store'], message: 'rate_limits.store "postgres" uses the audit database: it needs audit.store "postgres"' })

@@ -19,6 +19,7 @@ import { systemClock, type Clock } from './lib/clock.ts'
 import type { Logger } from './lib/logger.ts'
 import { accessLog } from './http/access_log.ts'
 import { ensureDevTls } from './tls/dev_ca.ts'
+import { createVaultApp } from './http/vault_app.ts'
 
 export interface RunningBroker {
   /** Where the listener is reachable, e.g. https://127.0.0.1:8443 */
@@ -26,6 +27,8 @@ export interface RunningBroker {
   port: number
   /** The development CA file when tls.mode is auto. */
   devCaFile?: string
+  /** Where the Vault-compatible listener is reachable, when credentials.vault.enabled. */
+  vaultUrl?: string
   /** The services behind the listener (development IAM handle, store, policy), for the demo and tests. */
   services: BrokerServices
   /**
@@ -73,6 +76,7 @@ async function listen(services: BrokerServices, log: Logger): Promise<RunningBro
     ...(services.metrics ? { metrics: { page: () => services.metrics!.render(), auth: services.metricsAuth } } : {}),
     ...(services.certificates ? { certificates: services.certificates } : {}),
     ...(services.console ? { console: services.console } : {}),
+    ...(services.credentials ? { credentials: services.credentials } : {}),
   })
 
   let tls: { cert: Buffer; key: Buffer } | undefined
@@ -110,13 +114,25 @@ async function listen(services: BrokerServices, log: Logger): Promise<RunningBro
   const port = (server.address() as AddressInfo).port
   const host = config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host
   const url = `${tls ? 'https' : 'http'}://${host}:${port}`
+  let vault: { server: Server; url: string } | undefined
+  if (services.credentials && config.credentials.vault.enabled) {
+    try {
+      vault = await listenVault(services, tls, log)
+    } catch (err) {
+      await drain.drain(server as Server, 0)
+      throw err
+    }
+  }
   log.info('condor-token-broker listening', { url, issuer: config.issuer, trust_domain: config.trust_domain, config: config.source, iam: config.iam.issuers.map((i) => i.issuer) })
   return {
     url,
     port,
     ...(devCaFile ? { devCaFile } : {}),
     services,
+    ...(vault ? { vaultUrl: vault.url } : {}),
     close: async (options = {}) => {
+      if (vault) vault.server.closeAllConnections()
+      if (vault) await new Promise<void>((resolve) => vault!.server.close(() => resolve()))
       const result = await drain.drain(server as Server, options.graceMs ?? config.shutdown_grace_seconds * 1000)
       // After the listener: the last requests' audit records and the refusal tally's aggregate are written
       // before the store closes.
@@ -125,6 +141,27 @@ async function listen(services: BrokerServices, log: Logger): Promise<RunningBro
     },
     reload: async (trigger) => ({ keys: await services.reloadKeys(trigger), tls: reloadTls(server as Server, tlsFiles, log, trigger) }),
   }
+}
+
+/**
+ * The Vault-compatible listener for HTCondor's Vault credmon: a second socket (port 8200 by default, the
+ * only one that credmon accepts) with the main listener's certificate, serving only the one read path.
+ */
+async function listenVault(services: BrokerServices, tls: { cert: Buffer; key: Buffer } | undefined, log: Logger): Promise<{ server: Server; url: string }> {
+  const { config } = services
+  const v = config.credentials.vault
+  const app = createVaultApp({ store: services.store, jobTokens: services.credentials!.jobTokens, log })
+  const listener = getRequestListener(app.fetch, { hostname: v.host })
+  const server: Server = tls ? createHttpsServer({ ...listenerServerOptions(config.http), ...tls }, listener) as unknown as Server : createHttpServer(listenerServerOptions(config.http), listener)
+  applyListenerLimits(server, config.http)
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (err: NodeJS.ErrnoException) => reject(new OperatorError('ELISTEN', `cannot listen on ${v.host}:${v.port} (Vault-compatible): ${err.code ?? err.message}`)))
+    server.listen(v.port, v.host, () => resolve())
+  })
+  const host = v.host.includes(':') ? `[${v.host}]` : v.host
+  const url = `${tls ? 'https' : 'http'}://${host}:${(server.address() as AddressInfo).port}`
+  log.info('Vault-compatible credential listener', { url })
+  return { server, url }
 }
 
 /** The certificate and key, with the key refused when group or other may read it (as any secret file). */

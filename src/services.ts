@@ -46,6 +46,7 @@ import { RevocationService } from './revocation/revocation_service.ts'
 import type { BrokerStore } from './storage/chained_store.ts'
 import { openBrokerStore } from './storage/open_store.ts'
 import { openRequestLimits } from './ratelimit/open_request_limits.ts'
+import { buildCredentials, type CredentialServices } from './credentials/build_credentials.ts'
 
 /** Everything `serve` runs, built once. The HTTP edge gets these; nothing is looked up per request. */
 export interface BrokerServices {
@@ -73,6 +74,8 @@ export interface BrokerServices {
   metrics?: BrokerMetrics
   /** GET /metrics access: open, admin authentication, or the SHA-256 of the bearer token in metrics.bearer_token_file. */
   metricsAuth: 'none' | 'admin' | { bearerSha256: Buffer }
+  /** Users' job credentials, when credentials.enabled. */
+  credentials?: CredentialServices
   /** Takes up the keys on disk (after `keys rotate`): self-tested, swapped whole, audited; the old set stays on failure. */
   reloadKeys(trigger: string): Promise<KeyReloadResult>
   close(): Promise<void>
@@ -132,7 +135,7 @@ export function servedIamConfig(config: Config): IamConfig | undefined {
  * Builds keys, the audit/revocation store, the IAM adapter (starting the development IAM when none is
  * configured outside production), the policy holder and the token-exchange pipeline.
  */
-export async function buildServices(initial: Config, deps: { log: Logger; clock: Clock }): Promise<BrokerServices> {
+export async function buildServices(initial: Config, deps: { log: Logger; clock: Clock; env?: NodeJS.ProcessEnv }): Promise<BrokerServices> {
   const { log, clock } = deps
   const closers: Array<() => unknown> = []
   const close = async () => { for (const c of closers.reverse()) await c() }
@@ -240,6 +243,10 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
       limits: limits.limits, pilots: { store, revocations, registry: pilotRegistry }, ...(metrics ? { observer: metrics } : {}),
     })
 
+    const credentials = config.credentials.enabled
+      ? buildCredentials({ config, keys, store, iam, policy, revocations, clock, log, production: isProduction(config), env: deps.env ?? process.env })
+      : undefined
+
     const adminAuthenticators: AdminAuthenticator[] = []
     if (config.admin.bootstrap_token_file) {
       const boot = loadBootstrapToken(config.admin.bootstrap_token_file)
@@ -286,6 +293,7 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
       readiness: brokerReadiness({ store, keys: () => keyHolder.current, issuers: { trustDomain: config.trust_domain, issuer: config.issuer }, clock }),
       iamStatus: () => reachability.report(),
       refusals,
+      ...(credentials ? { credentials } : {}),
       reloadKeys,
       close,
     }

@@ -23,6 +23,10 @@ export type AuditEventType =
   | 'certificate.denied'
   /** A pool CA serial put on the CRL; `exp` is the certificate's notAfter. */
   | 'certificate.revoked'
+  /** A user's job credential registered (or re-registered), its IAM refresh token rotated, or revoked. No secret in them. */
+  | 'credential.registered'
+  | 'credential.rotated'
+  | 'credential.revoked'
 
 export interface AuditEvent {
   type: AuditEventType

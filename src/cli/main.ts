@@ -12,6 +12,8 @@ import { pilotCommand } from './commands/pilot.ts'
 import { policyCommand } from './commands/policy.ts'
 import { serveCommand } from './commands/serve.ts'
 import { tokenCommand } from './commands/token.ts'
+import { credentialCommand } from './commands/credential.ts'
+import { credentialStorerCommand } from './commands/credential_storer.ts'
 import { packageVersion } from './version.ts'
 
 const HELP = `condor-token-broker: JWTs for HTCondor pools in place of X.509 proxies
@@ -31,6 +33,8 @@ Commands:
   ca               init: create the pool CA for host certificates (SSL authentication)
   provision        render | plan | teardown: per-node bundles from a cluster template
   credmon          run our credmon on an access point; config: HTCondor knobs; wrapper: the job wrapper
+  credential       revoke | list users' stored job credentials
+  credential-storer  register job credentials at condor_submit (HTCondor's SEC_CREDENTIAL_STORER)
 
 Run "condor-token-broker <command> --help" for a command's options.`
 
@@ -46,6 +50,8 @@ const COMMANDS: Record<string, (argv: string[], io: CommandIo) => Promise<number
   ca: caCommand,
   provision: provisionCommand,
   credmon: credmonCommand,
+  credential: credentialCommand,
+  'credential-storer': credentialStorerCommand,
 }
 
 /** Runs one CLI invocation; every expected failure becomes one line on stderr and a non-zero status. */

@@ -3,8 +3,8 @@
  * tokens never leave the broker (docs/iam-and-wlcg.md §3.3). IAM may rotate them on every refresh and make the
  * old one single-use (§1.4), so the newest must always be the one stored.
  *
- * Only an in-memory implementation exists today: refresh tokens are lost on restart. Persistent,
- * encrypted storage belongs to the credmon issue; it must implement this interface, including the
+ * Implementations: MemoryRefreshTokenStore below (lost on restart), and the users' job credentials in
+ * src/credentials/sealed_refresh_tokens.ts (sealed at rest, rotations compare-and-swap), which keep the
  * compare-and-delete semantics of `delete`.
  */
 export interface StoredRefreshToken {

@@ -239,9 +239,12 @@ function checkScopes(g: Grant, kinds: Set<string>, jwtKinds: boolean, issue: Iss
   if (kinds.has('scitoken') && g.scopes?.length) {
     const hasCondor = g.scopes.some((s) => /^condor:\//i.test(s))
     const hasCompute = g.scopes.some((s) => s.startsWith('compute.'))
-    if (!hasCondor && !hasCompute) {
-      issue(['scopes'], 'a scitoken grant needs a condor:/ or compute.* scope: HTCondor gives a SciToken without one no authorization at all (docs/htcondor-tokens.md §5.4)')
-    } else if (g.profile === 'scitokens2' && !hasCondor) {
+    // A storage-only grant (jobs reading and writing at a storage element) is a SciToken for storage, not
+    // for HTCondor: it needs path scopes instead. Without any of the three the token authorizes nothing.
+    const hasStorage = g.scopes.some((s) => { const p = parseScope(s); return !('error' in p) && p.kind === 'path' })
+    if (!hasCondor && !hasCompute && !hasStorage) {
+      issue(['scopes'], 'a scitoken grant needs a condor:/, compute.* or storage path scope (storage.read:/path): without one the token authorizes nothing (docs/htcondor-tokens.md §5.4)')
+    } else if (g.profile === 'scitokens2' && hasCompute && !hasCondor) {
       issue(['scopes'], 'HTCondor does not translate compute.* in SciTokens 2.0 tokens; add condor:/ scopes or use profile wlcg (docs/htcondor-tokens.md §5.4)')
     }
   }

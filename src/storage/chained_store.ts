@@ -3,6 +3,7 @@ import type { AuditAggregates, CountQuery, CountRow, LiveRow, ReasonRow } from '
 import { openAnchor, sealAnchor } from '../audit/anchor.ts'
 import { assertStorableEvent, ChainVerifier, checkRecord, columnsOf, encodeEventBody, recordHash, rowToRecord, type AuditColumns, type CheckpointDetail, type StoredRow } from '../audit/chain.ts'
 import { InvalidRequest } from '../errors.ts'
+import type { CredentialStore, CredentialWrite, StoredCredential } from '../credentials/credential_store.ts'
 import type { NewRevocation, Revocation, RevocationLift, RevocationStore } from '../revocation/revocation.ts'
 import { GroupCommitter, StoreOverloaded, type CommitStats, type Committer, type GroupCommitOptions } from './group_commit.ts'
 import { verifyRevocationEvidence, type CarriedRevocations, type RevocationVerification } from '../revocation/revocation_consistency.ts'
@@ -15,6 +16,8 @@ export type WriteOp =
   | { kind: 'lift'; lift: RevocationLift; json: string; result?: Revocation }
   | { kind: 'prune'; before: number; now: number; result?: PruneResult }
   | RedeemOp
+  /** A credential change and its record, together or not at all; `result` false (nothing appended) when a rotate or revoke changed nothing. */
+  | { kind: 'credential'; write: CredentialWrite; json: string; result?: boolean }
 
 /**
  * One redemption of a pilot enrolment credential: inside the transaction, if fewer than `limit` slots of
@@ -26,7 +29,7 @@ export interface RedeemOp { kind: 'redeem'; credential: string; limit: number; j
 /** What a redemption got: the slot it took (1-based), or a refusal with the slots already used. */
 export type RedemptionOutcome = { redeemed: true; slot: number } | { redeemed: false; used: number }
 /** Everything a backend stores: the audit chain and the revocations it records. */
-export interface BrokerStore extends AuditStore, AuditAggregates, RevocationStore {
+export interface BrokerStore extends AuditStore, AuditAggregates, RevocationStore, CredentialStore {
   readonly backend: 'sqlite' | 'postgres' | 'memory'
   /** Group-commit counters (committed batches and records), for benchmarks and metrics. */
   commitStats(): CommitStats
@@ -111,6 +114,9 @@ export abstract class ChainedStore implements BrokerStore {
   abstract countLive(q: { now: number; since: number }): Promise<LiveRow[]>
   abstract listRevocations(options?: { activeAt?: number }): Promise<Revocation[]>
   abstract roleGenerations(): Promise<Map<string, number>>
+  abstract readCredential(user: string, provider: string): Promise<StoredCredential | undefined>
+  abstract credentialByVaultToken(sha256: string): Promise<StoredCredential | undefined>
+  abstract listCredentials(): Promise<StoredCredential[]>
   protected abstract closeBackend(): Promise<void>
   /**
    * The chain head, the revocations table and the role generations, read in one snapshot: a revocation
@@ -221,6 +227,13 @@ export abstract class ChainedStore implements BrokerStore {
     const op: RedeemOp = { kind: 'redeem', credential, limit, json: JSON.stringify(issued), denyJson: JSON.stringify(refused) }
     await this.#submit(op)
     return op.result!
+  }
+
+  async writeCredential(write: CredentialWrite, event: AuditEvent): Promise<boolean> {
+    assertStorableEvent(event)
+    const op: WriteOp = { kind: 'credential', write, json: JSON.stringify(event) }
+    await this.#submit(op)
+    return op.result === true
   }
 
   async lift(lift: RevocationLift, event: AuditEvent): Promise<Revocation | undefined> {

@@ -8,6 +8,7 @@ import {
   revocationEventBody, statesRevocations, toPage, type RevocationState, type WriteOp,
 } from './chained_store.ts'
 import type { GroupCommitOptions } from './group_commit.ts'
+import type { CredentialWrite, StoredCredential } from '../credentials/credential_store.ts'
 
 /**
  * In-process store for unit and HTTP tests and throwaway runs: same chain, same group commit, same
@@ -22,6 +23,7 @@ export class MemoryStore extends ChainedStore {
   /** Slots used per pilot enrolment credential. */
   #redemptions = new Map<string, number>()
   #anchor: string | undefined
+  #credentials = new Map<string, StoredCredential>()
 
   constructor(options: { groupCommit?: Partial<GroupCommitOptions> } = {}) {
     super(options)
@@ -33,6 +35,7 @@ export class MemoryStore extends ChainedStore {
     const revocations: Revocation[] = []
     const generations = new Map(this.#generations)
     const redemptions = new Map<string, number>()
+    const credentials = new Map(this.#credentials)
     let pruneThrough = 0
     let { seq, hash } = this.#head
     const append = (body: string, cols: AuditColumns) => {
@@ -53,6 +56,10 @@ export class MemoryStore extends ChainedStore {
         const { body, cols } = eventRow(outcome.redeemed ? op.json : op.denyJson)
         append(body, cols)
         results.push(() => { op.result = outcome })
+      } else if (op.kind === 'credential') {
+        const changed = applyCredentialWrite(credentials, op.write)
+        if (changed) { const { body, cols } = eventRow(op.json); append(body, cols) }
+        results.push(() => { op.result = changed })
       } else if (op.kind === 'revoke') {
         let gen: number | undefined
         if (op.rev.kind === 'role') {
@@ -93,6 +100,7 @@ export class MemoryStore extends ChainedStore {
     this.#revocations.push(...revocations)
     this.#generations = generations
     for (const [k, v] of redemptions) this.#redemptions.set(k, v)
+    this.#credentials = credentials
     this.#head = { seq, hash }
     for (const r of results) r()
   }
@@ -159,6 +167,20 @@ export class MemoryStore extends ChainedStore {
     return this.#revocations.filter((r) => options.activeAt === undefined || (r.until >= options.activeAt && r.liftedAt === undefined)).map((r) => ({ ...r }))
   }
 
+  async readCredential(user: string, provider: string): Promise<StoredCredential | undefined> {
+    const c = this.#credentials.get(credentialKey(user, provider))
+    return c ? structuredClone(c) : undefined
+  }
+
+  async credentialByVaultToken(sha256: string): Promise<StoredCredential | undefined> {
+    for (const c of this.#credentials.values()) if (c.vaultTokenSha256 === sha256) return structuredClone(c)
+    return undefined
+  }
+
+  async listCredentials(): Promise<StoredCredential[]> {
+    return [...this.#credentials.values()].map((c) => structuredClone(c)).sort((a, b) => a.user.localeCompare(b.user) || a.provider.localeCompare(b.provider))
+  }
+
   async roleGenerations(): Promise<Map<string, number>> {
     return new Map(this.#generations)
   }
@@ -191,6 +213,30 @@ export class MemoryStore extends ChainedStore {
   }
 
   protected async closeBackend(): Promise<void> {}
+}
+
+function credentialKey(user: string, provider: string): string {
+  return `${user}\n${provider}`
+}
+
+/** The SQL backends' CredentialWrite semantics on a staged map. */
+function applyCredentialWrite(map: Map<string, StoredCredential>, w: CredentialWrite): boolean {
+  if (w.action === 'register') {
+    const { rotatedAt: _r, revokedAt: _ra, revokedBy: _rb, ...fresh } = w.credential
+    map.set(credentialKey(w.credential.user, w.credential.provider), { ...structuredClone(fresh), revoked: false })
+    return true
+  }
+  const key = credentialKey(w.user, w.provider)
+  const cur = map.get(key)
+  if (!cur || cur.revoked) return false
+  if (w.action === 'rotate') {
+    if (cur.sealed?.nonce !== w.previousNonce) return false
+    map.set(key, { ...cur, sealed: { ...w.sealed }, rotatedAt: w.rotatedAt })
+    return true
+  }
+  const { sealed: _s, ...rest } = cur
+  map.set(key, { ...rest, revoked: true, revokedAt: w.revokedAt, revokedBy: w.revokedBy })
+  return true
 }
 
 function isRevocationRecord(r: StoredRow): boolean {

@@ -11,6 +11,7 @@ import {
 } from './chained_store.ts'
 import type { GroupCommitOptions } from './group_commit.ts'
 import type { RedemptionOutcome } from './chained_store.ts'
+import { CREDENTIALS_MIGRATION, credentialValues, fromCredentialRow, registerSql, type CredentialRow, type CredentialWrite, type StoredCredential } from '../credentials/credential_store.ts'
 
 export interface PostgresStoreOptions {
   /** libpq-style URL; it may hold a password, so it is never logged or echoed. */
@@ -52,6 +53,8 @@ const MIGRATIONS: readonly string[] = [
   LIFT_AND_ISS_MIGRATION,
   // Slots used per pilot enrolment credential, updated in the transaction that appends the redemption's record.
   'CREATE TABLE IF NOT EXISTS pilot_redemptions (credential TEXT PRIMARY KEY, used INT NOT NULL);',
+  // Users' job credentials: refresh tokens sealed with a key kept outside the database (credentials/).
+  CREDENTIALS_MIGRATION,
 ]
 
 // Any constant works; it only has to be the same in every replica.
@@ -135,6 +138,10 @@ export class PostgresStore extends ChainedStore {
           const { body, cols } = eventRow(outcome.redeemed ? op.json : op.denyJson)
           append(body, cols)
           op.result = outcome
+        } else if (op.kind === 'credential') {
+          const changed = await writeCredential(client, op.write)
+          if (changed) { const { body, cols } = eventRow(op.json); append(body, cols) }
+          op.result = changed
         } else if (op.kind === 'revoke') {
           const rev = await insertRevocation(client, op.rev)
           const { body, cols } = revocationEventBody(op.event, rev)
@@ -218,6 +225,21 @@ export class PostgresStore extends ChainedStore {
       ? await this.#pool.query<RevocationRow>('SELECT * FROM revocations ORDER BY id')
       : await this.#pool.query<RevocationRow>('SELECT * FROM revocations WHERE until >= $1 AND lifted_at IS NULL ORDER BY id', [options.activeAt])
     return rows.map(fromRevocationRow)
+  }
+
+  async readCredential(user: string, provider: string): Promise<StoredCredential | undefined> {
+    const { rows } = await this.#pool.query<CredentialRow>('SELECT * FROM user_credentials WHERE user_name = $1 AND provider = $2', [user, provider])
+    return rows[0] ? fromCredentialRow(rows[0]) : undefined
+  }
+
+  async credentialByVaultToken(sha256: string): Promise<StoredCredential | undefined> {
+    const { rows } = await this.#pool.query<CredentialRow>('SELECT * FROM user_credentials WHERE vault_token_sha256 = $1', [sha256])
+    return rows[0] ? fromCredentialRow(rows[0]) : undefined
+  }
+
+  async listCredentials(): Promise<StoredCredential[]> {
+    const { rows } = await this.#pool.query<CredentialRow>('SELECT * FROM user_credentials ORDER BY user_name, provider')
+    return rows.map(fromCredentialRow)
   }
 
   async roleGenerations(): Promise<Map<string, number>> {
@@ -321,4 +343,19 @@ async function inTransaction(pool: pg.Pool, fn: (client: pg.PoolClient) => Promi
     client.release(err as Error)
     throw err
   }
+}
+
+async function writeCredential(client: pg.PoolClient, w: CredentialWrite): Promise<boolean> {
+  if (w.action === 'register') {
+    await client.query(registerSql((i) => `$${i}`), credentialValues(w.credential))
+    return true
+  }
+  if (w.action === 'rotate') {
+    const r = await client.query('UPDATE user_credentials SET ciphertext = $1, nonce = $2, key_id = $3, rotated_at = $4 WHERE user_name = $5 AND provider = $6 AND revoked = 0 AND nonce = $7',
+      [w.sealed.ciphertext, w.sealed.nonce, w.sealed.keyId, w.rotatedAt, w.user, w.provider, w.previousNonce])
+    return r.rowCount === 1
+  }
+  const r = await client.query('UPDATE user_credentials SET revoked = 1, revoked_at = $1, revoked_by = $2, ciphertext = NULL, nonce = NULL, key_id = NULL WHERE user_name = $3 AND provider = $4 AND revoked = 0',
+    [w.revokedAt, w.revokedBy, w.user, w.provider])
+  return r.rowCount === 1
 }

@@ -4,6 +4,7 @@ import type { AuditPage, AuditQuery, PruneResult } from '../audit/audit_log.ts'
 import { assertCountQuery, COUNTED_TYPES_SQL, type CountQuery, type CountRow, type LiveRow, type ReasonRow } from '../audit/aggregate.ts'
 import type { StoredRow } from '../audit/chain.ts'
 import type { Revocation } from '../revocation/revocation.ts'
+import { fromCredentialRow, type CredentialRow, type StoredCredential } from '../credentials/credential_store.ts'
 import { ChainedStore, assertPageSize, decodeCursor, equalityFilters, fromRevocationRow, toPage, type RevocationRow, type RevocationState, type WriteOp } from './chained_store.ts'
 import { DEFAULT_GROUP_COMMIT, type GroupCommitOptions } from './group_commit.ts'
 import { JtiIndex } from './jti_index.ts'
@@ -209,6 +210,20 @@ export class SqliteStore extends ChainedStore {
       ? this.#db.prepare('SELECT * FROM revocations ORDER BY id').all()
       : this.#db.prepare('SELECT * FROM revocations WHERE until >= ? AND lifted_at IS NULL ORDER BY id').all(options.activeAt)) as unknown as RevocationRow[]
     return rows.map(fromRevocationRow)
+  }
+
+  async readCredential(user: string, provider: string): Promise<StoredCredential | undefined> {
+    const row = this.#db.prepare('SELECT * FROM user_credentials WHERE user_name = ? AND provider = ?').get(user, provider) as unknown as CredentialRow | undefined
+    return row ? fromCredentialRow(row) : undefined
+  }
+
+  async credentialByVaultToken(sha256: string): Promise<StoredCredential | undefined> {
+    const row = this.#db.prepare('SELECT * FROM user_credentials WHERE vault_token_sha256 = ?').get(sha256) as unknown as CredentialRow | undefined
+    return row ? fromCredentialRow(row) : undefined
+  }
+
+  async listCredentials(): Promise<StoredCredential[]> {
+    return (this.#db.prepare('SELECT * FROM user_credentials ORDER BY user_name, provider').all() as unknown as CredentialRow[]).map(fromCredentialRow)
   }
 
   async roleGenerations(): Promise<Map<string, number>> {

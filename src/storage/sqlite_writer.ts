@@ -4,8 +4,10 @@ import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlit
 import { COLUMN_NAMES, GENESIS_HASH, recordHash, type AuditColumns } from '../audit/chain.ts'
 import type { AuditEvent, PruneResult } from '../audit/audit_log.ts'
 import type { RedemptionOutcome } from './chained_store.ts'
+import type { CredentialWrite } from '../credentials/credential_store.ts'
 import { revocationsToCarry } from '../revocation/revocation_consistency.ts'
 import { OperatorError } from '../errors.ts'
+import { CREDENTIALS_MIGRATION, credentialValues, registerSql } from '../credentials/credential_store.ts'
 import { INITIAL_GENERATION, type NewRevocation, type Revocation } from '../revocation/revocation.ts'
 import { checkpointEventBody, eventRow, fromRevocationRow, LIFT_AND_ISS_MIGRATION, REVOCATION_RECORDS_WHERE, revocationEventBody, type RevocationRow, type WriteOp } from './chained_store.ts'
 
@@ -58,6 +60,8 @@ const MIGRATIONS: readonly string[] = [
   LIFT_AND_ISS_MIGRATION,
   // Slots used per pilot enrolment credential, updated in the transaction that appends the redemption's record.
   'CREATE TABLE IF NOT EXISTS pilot_redemptions (credential TEXT PRIMARY KEY, used INTEGER NOT NULL);',
+  // Users' job credentials: refresh tokens sealed with a key kept outside the database (credentials/).
+  CREDENTIALS_MIGRATION,
 ]
 
 /** WAL length (pages) at which a commit also checkpoints; the writer thread turns this off (sqlite_checkpointer.ts). */
@@ -108,7 +112,7 @@ function migrate(db: DatabaseSync): void {
 const INSERT_SQL = `INSERT INTO audit_log (seq, ${COLUMN_NAMES.join(', ')}, body, prev_hash, hash) VALUES (${Array(COLUMN_NAMES.length + 4).fill('?').join(', ')})`
 
 /** What a committed op yields: the stored revocation, the prune outcome, or nothing for a plain event. */
-export type OpResult = Revocation | PruneResult | RedemptionOutcome | null
+export type OpResult = Revocation | PruneResult | RedemptionOutcome | boolean | null
 
 /** The rows one transaction appended: seqs `firstSeq`, `firstSeq + 1`, … with their jti (null: none). */
 export interface AppendedRows { firstSeq: number; jtis: Array<string | null> }
@@ -161,6 +165,10 @@ export class SqliteChainWriter {
           const { body, cols } = eventRow(outcome.redeemed ? op.json : op.denyJson)
           append(body, cols)
           results.push(outcome)
+        } else if (op.kind === 'credential') {
+          const changed = this.#writeCredential(op.write)
+          if (changed) { const { body, cols } = eventRow(op.json); append(body, cols) }
+          results.push(changed)
         } else if (op.kind === 'revoke') {
           const rev = this.#insertRevocation(op.rev)
           const { body, cols } = revocationEventBody(op.event, rev)
@@ -188,6 +196,19 @@ export class SqliteChainWriter {
       if (db.isTransaction) db.exec('ROLLBACK')
       throw err
     }
+  }
+
+  #writeCredential(w: CredentialWrite): boolean {
+    if (w.action === 'register') {
+      this.#db.prepare(registerSql(() => '?')).run(...credentialValues(w.credential))
+      return true
+    }
+    if (w.action === 'rotate') {
+      return Number(this.#db.prepare('UPDATE user_credentials SET ciphertext = ?, nonce = ?, key_id = ?, rotated_at = ? WHERE user_name = ? AND provider = ? AND revoked = 0 AND nonce = ?')
+        .run(w.sealed.ciphertext, w.sealed.nonce, w.sealed.keyId, w.rotatedAt, w.user, w.provider, w.previousNonce).changes) === 1
+    }
+    return Number(this.#db.prepare('UPDATE user_credentials SET revoked = 1, revoked_at = ?, revoked_by = ?, ciphertext = NULL, nonce = NULL, key_id = NULL WHERE user_name = ? AND provider = ? AND revoked = 0')
+      .run(w.revokedAt, w.revokedBy, w.user, w.provider).changes) === 1
   }
 
   #insertRevocation(r: NewRevocation): Revocation {

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest'
 import { PostgresStore } from '../../src/storage/postgres_store.ts'
 import { auditStoreContract } from '../integration/audit_log.contract.ts'
 import { pilotRedemptionContract } from '../integration/pilot_redemption.contract.ts'
+import { credentialStoreContract } from '../integration/credential_store.contract.ts'
 import { startPostgres, type TestPostgres } from '../support/postgres.ts'
 
 // A real PostgreSQL 15 server started for this file on 127.0.0.1 (Debian package `postgresql`).
@@ -64,7 +65,7 @@ it('migrates a database at the schema before pilot redemptions forward, keeping 
 
   const store = await PostgresStore.open({ dsn: url })
   try {
-    expect((await store.sql('SELECT version FROM ctb_schema_version')).rows).toEqual([{ version: 5 }])
+    expect((await store.sql('SELECT version FROM ctb_schema_version')).rows).toEqual([{ version: 6 }])
     expect(await store.listRevocations()).toEqual([rev])
     expect((await store.verifyRevocations()).ok).toBe(true)
     const issued = { type: 'token.issued', time: 1_800_000_001, role: 'pilot', decision: 'allow' } as const
@@ -75,3 +76,5 @@ it('migrates a database at the schema before pilot redemptions forward, keeping 
     await store.close()
   }
 })
+
+credentialStoreContract('postgres', async () => PostgresStore.open({ dsn: await server.createDatabase(`credentials_${++n}`) }))

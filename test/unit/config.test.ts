@@ -104,6 +104,23 @@ describe('loadConfig', () => {
   })
 })
 
+describe('credentials section', () => {
+  const err = (text: string) => { try { loadConfig({ file: yamlFile(text), env: {} }); return '' } catch (e) { return (e as Error).message } }
+  it('accepts providers of both kinds and defaults the Vault listener to port 8200', () => {
+    const c = loadConfig({ file: yamlFile('credentials:\n  enabled: true\n  providers:\n    - { name: cms, kind: iam, role: job }\n    - { name: se-1, kind: scitoken, role: st }\n  vault: { enabled: true }\n'), env: {} })
+    expect(c.credentials.providers.map((p) => p.name)).toEqual(['cms', 'se-1'])
+    expect(c.credentials.vault).toMatchObject({ enabled: true, port: 8200 })
+  })
+  it('refuses what would break HTCondor names, duplicates, a key in a CTB_ variable, and half-enabled setups', () => {
+    expect(err('credentials:\n  enabled: true\n  providers: [{ name: cms_x, kind: iam, role: job }]\n')).toMatch(/providers\.0\.name: must be 1 to 64 letters, digits or "-"/)
+    expect(err('credentials:\n  enabled: true\n  providers: [{ name: cms, kind: iam, role: a }, { name: cms, kind: scitoken, role: b }]\n')).toMatch(/provider "cms" is defined twice/)
+    expect(err('credentials:\n  enabled: true\n  providers: [{ name: cms, kind: vault, role: a }]\n')).toMatch(/providers\.0\.kind/)
+    expect(err('credentials:\n  key_env: CTB_SECRET\n')).toMatch(/must not start with CTB_/)
+    expect(err('credentials:\n  enabled: true\n')).toMatch(/needs at least one provider/)
+    expect(err('credentials:\n  vault: { enabled: true }\n')).toMatch(/needs credentials\.enabled/)
+  })
+})
+
 describe('config/broker.example.yaml', () => {
   it('is a valid configuration that documents every top-level section', () => {
     const c = loadConfig({ file: 'config/broker.example.yaml', env: {} })

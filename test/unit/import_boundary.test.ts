@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest'
 // The core never learns about HTTP, and clients talk to the broker only through the wire contract.
 const ROOT = join(import.meta.dirname, '../../src')
 // metrics is no core, but what it counts comes from the core's parts, so it needs no HTTP either.
-const CORE = ['issuance', 'policy', 'audit', 'iam', 'revocation', 'storage', 'keys', 'inspect', 'metrics', 'ratelimit', 'ca', 'console']
+const CORE = ['issuance', 'policy', 'audit', 'iam', 'revocation', 'storage', 'keys', 'inspect', 'metrics', 'ratelimit', 'ca', 'console', 'credentials']
 
 function files(dir: string): string[] {
   return readdirSync(dir).flatMap((n) => {

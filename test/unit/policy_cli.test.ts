@@ -14,7 +14,7 @@ describe('condor-token-broker policy check', () => {
   it('validates the shipped policies with a one-line summary', async () => {
     const r = await cli(['policy', 'check', 'policies'], env())
     expect(r.code).toBe(0)
-    expect(r.out).toMatch(/^policies: OK, 4 files, 8 rules, 10 grants; roles: admin, annex-pilot, central-manager, credd, job, monitoring, pilot, schedd, startd, submit-user; digest [0-9a-f]{12}$/)
+    expect(r.out).toMatch(/^policies: OK, 4 files, 8 rules, 11 grants; roles: admin, annex-pilot, central-manager, credd, job, job-credentials, monitoring, pilot, schedd, startd, submit-user; digest [0-9a-f]{12}$/)
   })
 
   it('prints FILE:LINE:COL errors and exits 1', async () => {

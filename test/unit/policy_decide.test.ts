@@ -323,3 +323,32 @@ describe('decide() semantics on an inline policy', () => {
     expect(ex.rules[1]!.reasons.join('\n')).toMatch(/sub 'nobody' is not 'robot-1'/)
   })
 })
+
+describe('storage-only SciToken grants (job tokens for a storage element)', () => {
+  const STORAGE = policyFrom(`
+version: 1
+rules:
+  - id: job-storage
+    match: { issuer: "${ISS}", groups: [/vo] }
+    grants:
+      - role: job-storage
+        identity: "{preferred_username}@{uid_domain}"
+        token_kinds: [scitoken]
+        scopes: ["storage.read:/store/user", "storage.create:/store/user", "storage.modify:/store/user"]
+        audiences: ["https://se.example.org"]
+        lifetime: { default: 20m, max: 1h }
+`)
+  const user = subject({ sub: 'u-1', groups: ['/vo'], preferred_username: 'carol' })
+
+  it('loads and issues the storage scopes, narrowed to a path below the grant', () => {
+    const all = decide(STORAGE, { subject: user, role: 'job-storage', audience: ['https://se.example.org'] }, fixedJti)
+    check(all, { allow: true, identity: 'carol@users.example.org', scopes: ['storage.read:/store/user', 'storage.create:/store/user', 'storage.modify:/store/user'], tokenKind: 'scitoken' })
+    const narrowed = decide(STORAGE, { subject: user, role: 'job-storage', audience: ['https://se.example.org'], scopes: ['storage.read:/store/user/carol'] }, fixedJti)
+    check(narrowed, { allow: true, identity: 'carol@users.example.org', scopes: ['storage.read:/store/user/carol'] })
+  })
+
+  it('refuses a path outside the grant', () => {
+    const d = decide(STORAGE, { subject: user, role: 'job-storage', audience: ['https://se.example.org'], scopes: ['storage.read:/store/other'] }, fixedJti)
+    expect(d.allow).toBe(false)
+  })
+})

@@ -61,6 +61,18 @@ describe('policy schema: the shipped shape is valid', () => {
   lifetime: { default: 1h, max: 1d }`))).toEqual([])
   })
 
+  it('accepts a storage-only SciToken grant (a job token for a storage element), in either profile', () => {
+    for (const profile of ['wlcg', 'scitokens2']) {
+      expect(issuesOf(file(`- role: job-storage
+  identity: "{preferred_username}"
+  token_kinds: [scitoken]
+  scopes: ["storage.read:/store/user", "storage.create:/store/user", "storage.modify:/store/user"]
+  profile: ${profile}
+  audiences: ["https://se.example.org"]
+  lifetime: { default: 20m, max: 1h }`))).toEqual([])
+    }
+  })
+
   it('accepts condor@ for the central manager', () => {
     expect(issuesOf(file(`- role: central-manager
   identity: condor@{trust_domain}
@@ -178,12 +190,12 @@ const BAD: [string, string, string, RegExp][] = [
   token_kinds: [idtoken]
   authz: [READ]
   lifetime: { default: 1h, max: 1d }`, 'monitor', /must be user@domain/],
-  ['SciToken grant with only storage scopes: HTCondor grants nothing', `- role: data
+  ['SciToken grant with neither HTCondor nor storage scopes: it authorizes nothing', `- role: data
   identity: "{sub}"
   token_kinds: [scitoken]
-  scopes: ["storage.read:/data"]
+  scopes: [wlcg.groups]
   audiences: ["https://se.example.org"]
-  lifetime: { default: 1h, max: 2h }`, '["storage.read', /needs a condor:\/ or compute\.\* scope/],
+  lifetime: { default: 1h, max: 2h }`, '[wlcg.groups]', /needs a condor:\/, compute\.\* or storage path scope/],
   ['SciTokens 2.0 with only compute.* (not translated)', `- role: submit-user
   identity: "{sub}"
   token_kinds: [scitoken]

@@ -2,9 +2,9 @@ import type { z } from 'zod'
 
 /**
  * Which part of createApp mounts a route: always, with a token exchange, with the admin API, with a policy
- * source, with metrics, with the pool CA (and the admin API, for revoking certificates), with the console.
+ * source, with metrics, with the pool CA (and the admin API, for revoking certificates), with the console, with job credentials.
  */
-export type Mount = 'core' | 'exchange' | 'admin' | 'policy' | 'metrics' | 'certificates' | 'certificates-admin' | 'console'
+export type Mount = 'core' | 'exchange' | 'admin' | 'policy' | 'metrics' | 'certificates' | 'certificates-admin' | 'console' | 'credentials'
 
 export type HttpMethod = 'get' | 'post' | 'put' | 'patch' | 'delete'
 

@@ -1,5 +1,7 @@
 import { z } from 'zod'
 import { AuditQueryParams, AuditSummaryParams } from '../routes/audit.ts'
+import { RegisterCredentialRequest } from '../../contract/job_credentials.ts'
+import { TokenQuery } from '../routes/credentials.ts'
 import { CertificateBody, CertificateRevokeBody } from '../routes/certificates.ts'
 import { ExplainBody } from '../routes/policy_explain.ts'
 import { PilotsQuery } from '../routes/pilots.ts'
@@ -195,6 +197,7 @@ export const BROKER_ROUTES: readonly RouteSpec[] = [
     responses: { 200: { description: 'The counts (at most 400 buckets).', content: json(z.record(z.string(), z.unknown())) } },
     errors: { 400: 'invalid_request: a bad range or bucket.', ...ADMIN_ERRORS },
   },
+  ...credentialRoutes(),
   ...consolePages(),
 ]
 
@@ -226,5 +229,53 @@ function consolePages(): RouteSpec[] {
     page('get', '/console/act', 'consoleAct', 'Revoke, explain a policy decision, key status'),
     page('post', '/console/act/revoke', 'consoleRevoke', 'Revoke (a dry-run count first, then a confirmation)'),
     page('post', '/console/act/explain', 'consoleExplain', 'The policy explain form'),
+  ]
+}
+
+/**
+ * Users' job credentials (docs/job-credentials.md). The Vault-compatible read lives on its own listener and
+ * answers as Vault does, so it is not part of this document.
+ */
+function credentialRoutes(): RouteSpec[] {
+  const userProvider = z.object({ user: z.string(), provider: z.string() })
+  const credentialError = { 400: 'invalid_request: a bad name, query or body.', 401: 'invalid_token: no or a bad bearer token.' } as const
+  return [
+    {
+      method: 'post', path: '/v1/credentials', mount: 'credentials', operationId: 'registerCredential', tags: ['credentials'], security: 'admin',
+      summary: 'Register the caller\'s job credential for a provider (HTCondor\'s credential storer calls this at condor_submit)',
+      description: 'The bearer is the user\'s IAM access token; the HTCondor user, scopes and audience come from the policy. The broker exchanges at IAM with offline_access and keeps the refresh token sealed (AES-256-GCM). The answer carries the `.top` content for the credd.',
+      body: { contentType: 'application/json', schema: RegisterCredentialRequest, required: true },
+      responses: { 201: { description: 'Registered: user, provider and the .top content.', content: json(z.record(z.string(), z.unknown())) } },
+      errors: { ...credentialError, 403: 'access_denied: the policy grants no job credential here.', 503: 'temporarily_unavailable: IAM or the audit log unavailable (Retry-After).' },
+    },
+    {
+      method: 'get', path: '/v1/credentials', mount: 'credentials', operationId: 'listCredentials', tags: ['credentials', 'admin'], security: 'admin',
+      summary: 'Stored job credentials (no secrets)',
+      responses: { 200: { description: 'The credentials.', content: json(z.object({ credentials: z.array(z.record(z.string(), z.unknown())) })) } },
+      errors: { ...ADMIN_ERRORS },
+    },
+    {
+      method: 'all', path: '/v1/credentials', mount: 'credentials', operationId: 'credentialsOtherMethods', tags: ['credentials'],
+      summary: 'Any other method at /v1/credentials', responses: {}, errors: { 405: 'invalid_request, with Allow: GET, POST.' },
+    },
+    {
+      method: 'get', path: '/v1/credentials/{user}/{provider}/token', mount: 'credentials', operationId: 'jobToken', tags: ['credentials'], security: 'admin',
+      summary: 'A fresh access token for one user\'s jobs (our credmon calls this)',
+      description: 'The bearer is the access point\'s credd IDTOKEN issued by this broker. A cached token with at least minimum_seconds left is reused; concurrent requests share one refresh.',
+      params: userProvider, query: TokenQuery,
+      responses: { 200: { description: 'The job token.', content: json(z.object({ access_token: z.string(), token_type: z.literal('Bearer'), expires_in: z.number().int(), scope: z.string() })) } },
+      errors: { ...credentialError, 403: 'access_denied: the credential is unknown or revoked (the credmon removes .use).', 503: 'temporarily_unavailable: IAM or the audit log unavailable (Retry-After).' },
+    },
+    {
+      method: 'all', path: '/v1/credentials/{user}/{provider}/token', mount: 'credentials', operationId: 'jobTokenOtherMethods', tags: ['credentials'],
+      summary: 'Any other method at the job token endpoint', params: userProvider, responses: {}, errors: { 405: 'invalid_request, with Allow: GET.' },
+    },
+    {
+      method: 'delete', path: '/v1/credentials/{user}/{provider}', mount: 'credentials', operationId: 'revokeCredential', tags: ['credentials', 'admin'], security: 'admin',
+      summary: 'Revoke a stored job credential (audited; the refresh token is also revoked at IAM)',
+      params: userProvider,
+      responses: { 200: { description: 'Revoked.', content: json(z.object({ revoked: z.object({ user: z.string(), provider: z.string() }) })) } },
+      errors: { 404: 'invalid_request: no unrevoked credential for this user and provider.', ...ADMIN_ERRORS },
+    },
   ]
 }

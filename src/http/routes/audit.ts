@@ -6,7 +6,7 @@ import type { AuditAggregates } from '../../audit/aggregate.ts'
 import { auditOverview, type AuditOverview } from '../../audit/overview.ts'
 import type { Clock } from '../../lib/clock.ts'
 
-const EVENT_TYPES = ['token.issued', 'token.denied', 'token.denied.aggregate', 'token.renewed', 'token.revoked', 'token.unrevoked', 'key.rotated', 'key.reloaded', 'policy.reloaded', 'audit.checkpoint', 'certificate.issued', 'certificate.denied', 'certificate.revoked'] as const satisfies readonly AuditEventType[]
+const EVENT_TYPES = ['token.issued', 'token.denied', 'token.denied.aggregate', 'token.renewed', 'token.revoked', 'token.unrevoked', 'key.rotated', 'key.reloaded', 'policy.reloaded', 'audit.checkpoint', 'certificate.issued', 'certificate.denied', 'certificate.revoked', 'credential.registered', 'credential.rotated', 'credential.revoked'] as const satisfies readonly AuditEventType[]
 
 /** Epoch seconds or an RFC 3339 date-time. */
 const Instant = z.string().describe('Epoch seconds or an RFC 3339 date-time.').transform((s, ctx) => {

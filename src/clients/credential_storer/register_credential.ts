@@ -1,0 +1,43 @@
+import { readFileSync } from 'node:fs'
+import { Agent, fetch } from 'undici'
+import { CREDENTIALS_PATH, type RegisterCredentialRequest, type RegisterCredentialResponse } from '../../contract/job_credentials.ts'
+
+/** A refusal from the broker, with the OAuth error code the storer reports. */
+export class RegistrationRefused extends Error {
+  readonly error: string
+  readonly status: number
+  constructor(status: number, error: string, description: string | undefined) {
+    super(`the broker refused the registration (${status} ${error}${description ? `: ${description}` : ''})`)
+    this.status = status
+    this.error = error
+  }
+}
+
+/**
+ * POST /v1/credentials with the user's IAM token. Over HTTPS, verified against `caFile` when given (else
+ * the system's CAs); a 10 s budget, since condor_submit waits for us.
+ */
+export async function registerCredential(brokerUrl: string, iamToken: string, body: RegisterCredentialRequest, o: { caFile?: string; timeoutMs?: number } = {}): Promise<RegisterCredentialResponse> {
+  const url = new URL(CREDENTIALS_PATH, brokerUrl)
+  if (url.protocol !== 'https:') throw new Error(`the broker URL must be https, got ${url.protocol.replace(':', '')}`)
+  const agent = new Agent({ connect: { ...(o.caFile ? { ca: readFileSync(o.caFile) } : {}), timeout: o.timeoutMs ?? 10_000 }, headersTimeout: o.timeoutMs ?? 10_000, bodyTimeout: o.timeoutMs ?? 10_000 })
+  try {
+    const res = await fetch(url, {
+      method: 'POST', dispatcher: agent,
+      headers: { authorization: `Bearer ${iamToken}`, 'content-type': 'application/json', accept: 'application/json' },
+      body: JSON.stringify(body),
+    })
+    const text = await res.text()
+    let json: unknown
+    try { json = JSON.parse(text) } catch { json = undefined }
+    if (res.status !== 201) {
+      const e = (json ?? {}) as { error?: unknown; error_description?: unknown }
+      throw new RegistrationRefused(res.status, typeof e.error === 'string' ? e.error : 'unexpected_response', typeof e.error_description === 'string' ? e.error_description : undefined)
+    }
+    const r = json as RegisterCredentialResponse | undefined
+    if (!r || typeof r.user !== 'string' || typeof r.provider !== 'string' || typeof r.top !== 'object' || r.top === null) throw new Error('the broker answered 201 without a registration')
+    return r
+  } finally {
+    await agent.close()
+  }
+}

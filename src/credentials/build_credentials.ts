@@ -1,0 +1,69 @@
+import { join } from 'node:path'
+import type { Config } from '../config.ts'
+import type { IamAdapter } from '../iam/create_iam_adapter.ts'
+import { IamTokenExchanger } from '../iam/outbound_exchange.ts'
+import { issueDepsFrom } from '../issuance/issue.ts'
+import type { SigningKeys } from '../keys/signing_keys.ts'
+import type { Clock } from '../lib/clock.ts'
+import type { Logger } from '../lib/logger.ts'
+import type { PolicyHolder } from '../policy/policy_holder.ts'
+import type { RevocationService } from '../revocation/revocation_service.ts'
+import type { BrokerStore } from '../storage/chained_store.ts'
+import { CredentialCipher, loadCredentialKey } from './credential_cipher.ts'
+import { CredentialService } from './credential_service.ts'
+import type { CreddAuthDeps } from './credd_auth.ts'
+import { JobTokens } from './job_tokens.ts'
+import { SealedRefreshTokens } from './sealed_refresh_tokens.ts'
+
+/** The job-credential subsystem as serve runs it. */
+export interface CredentialServices {
+  service: CredentialService
+  jobTokens: JobTokens
+  credd: CreddAuthDeps
+  /** Base URL of the Vault-compatible listener as credmons reach it, when it is enabled. */
+  vaultUrl?: string
+}
+
+/** Where the credential key file is unless configured. */
+export function credentialKeyFile(config: Config): string {
+  return config.credentials.key_file ?? join(config.data_dir, 'keys', 'credentials.key')
+}
+
+/**
+ * Wires stored credentials from built services. The sealing key comes from the environment or its file
+ * (created only outside production); it is never written to the database.
+ */
+export function buildCredentials(parts: {
+  config: Config
+  keys: SigningKeys
+  store: BrokerStore
+  iam: IamAdapter
+  policy: PolicyHolder
+  revocations: RevocationService
+  clock: Clock
+  log: Logger
+  production: boolean
+  env: NodeJS.ProcessEnv
+}): CredentialServices {
+  const { config, keys, store, iam, policy, revocations, clock, log } = parts
+  const c = config.credentials
+  const { key, created } = loadCredentialKey({ file: credentialKeyFile(config), envName: c.key_env, create: !parts.production }, parts.env)
+  if (created) log.warn('created a DEVELOPMENT credential key; production takes it from a file or the environment', { file: created })
+  const cipher = new CredentialCipher(key)
+  const exchanger = new IamTokenExchanger({ discovery: iam.discovery, store: new SealedRefreshTokens({ store, cipher, clock, log }), clock, log })
+  const providers = () => c.providers
+  const jobTokens = new JobTokens({
+    store, providers, policy: () => policy.current, exchanger,
+    issue: issueDepsFrom(config, { keys, audit: store, clock, generations: revocations }),
+    blocks: revocations, clock, defaultMinimumSeconds: c.minimum_seconds,
+  })
+  const vaultUrl = c.vault.enabled ? (c.vault.public_url ?? `https://localhost:${c.vault.port}`).replace(/\/$/, '') : undefined
+  const service = new CredentialService({
+    store, cipher, verifier: iam.verifier, discovery: iam.discovery, policy: () => policy.current, providers,
+    blocks: revocations, jobTokens, clock, log,
+    brokerUrl: (c.broker_url ?? config.issuer).replace(/\/$/, ''),
+    ...(vaultUrl ? { vaultUrl } : {}),
+  })
+  const credd: CreddAuthDeps = { idtokenKey: () => keys.idtoken, trustDomain: config.trust_domain, roles: c.credd_roles, revocations, clock }
+  return { service, jobTokens, credd, ...(vaultUrl ? { vaultUrl } : {}) }
+}

@@ -1,0 +1,172 @@
+import { hash, randomBytes } from 'node:crypto'
+import { tokenRevocation } from 'openid-client'
+import type { AuditLog } from '../audit/audit_log.ts'
+import { parseUser, VAULT_CREDS_PREFIX, type BrokerTop, type RegisterCredentialResponse, type RegistrationMode, type VaultTop } from '../contract/job_credentials.ts'
+import { AccessDenied, BrokerError, InvalidRequest, InvalidToken } from '../errors.ts'
+import { IamTokenExchanger } from '../iam/outbound_exchange.ts'
+import { MemoryRefreshTokenStore } from '../iam/refresh_token_store.ts'
+import type { IamDiscovery } from '../iam/discovery.ts'
+import type { SubjectTokenVerifier, VerifiedSubject } from '../iam/subject.ts'
+import { callerOf, recordDenial } from '../issuance/issue.ts'
+import type { Clock } from '../lib/clock.ts'
+import type { Logger } from '../lib/logger.ts'
+import type { Policy } from '../policy/compile.ts'
+import { decide } from '../policy/decide.ts'
+import type { IssuanceBlocks } from '../revocation/revocation_checker.ts'
+import type { CredentialCipher } from './credential_cipher.ts'
+import type { CredentialStore, StoredCredential } from './credential_store.ts'
+import type { CredentialProvider } from './credentials_config.ts'
+import type { JobTokens } from './job_tokens.ts'
+import { credentialKey, revokeStored } from './sealed_refresh_tokens.ts'
+
+export interface RegisterInput {
+  provider: string
+  scopes?: string
+  audience?: string
+  mode: RegistrationMode
+}
+
+export interface CredentialServiceDeps {
+  store: CredentialStore & AuditLog
+  cipher: CredentialCipher
+  verifier: SubjectTokenVerifier
+  discovery: IamDiscovery
+  policy: () => Policy
+  providers: () => readonly CredentialProvider[]
+  blocks: IssuanceBlocks
+  jobTokens: JobTokens
+  clock: Clock
+  log: Logger
+  /** Written into broker-mode `.top` files. */
+  brokerUrl: string
+  /** `https://HOST:8200` for vault-mode `.top` files; absent: the Vault-compatible listener is off. */
+  vaultUrl?: string
+}
+
+/**
+ * Registration, revocation and listing of users' job credentials. Registration verifies the user's IAM
+ * token, lets the policy decide the HTCondor user, scopes and audience (never the request), and for an
+ * `iam` provider obtains a refresh token by token exchange with `offline_access`, sealed before it is
+ * stored. The row and its audit record commit together.
+ */
+export class CredentialService {
+  readonly #deps: CredentialServiceDeps
+
+  constructor(deps: CredentialServiceDeps) {
+    this.#deps = deps
+  }
+
+  async register(subjectToken: string, input: RegisterInput, ctx: { requestId: string; clientAddress?: string }): Promise<RegisterCredentialResponse> {
+    const d = this.#deps
+    let subject: VerifiedSubject
+    try {
+      subject = await d.verifier.verify(subjectToken)
+    } catch (err) {
+      // Contract: a bad IAM token is invalid_token; IAM being down stays a 503.
+      if (err instanceof BrokerError && err.status !== 503) throw new InvalidToken(`the IAM access token was refused: ${err.description}`, { presented: true })
+      throw err
+    }
+    const provider = d.providers().find((p) => p.name === input.provider)
+    const scopes = input.scopes?.split(' ').filter((s) => s.length > 0)
+    const audience = input.audience !== undefined ? [input.audience] : []
+    const denyAudited = async (err: BrokerError, extra: { role?: string; ruleId?: string } = {}) => {
+      await recordDenial({ error: err.error, reason: err.description, ...(extra.ruleId ? { ruleId: extra.ruleId } : {}) },
+        { ...(extra.role ? { role: extra.role } : {}), ...(scopes ? { scopes } : {}), audience }, { ...ctx, caller: subject }, { audit: d.store, clock: d.clock })
+        .catch((e: unknown) => d.log.error('could not audit a credential refusal', { err: e, requestId: ctx.requestId }))
+      return err
+    }
+    if (!provider) throw await denyAudited(new InvalidRequest(`unknown credential provider "${input.provider}"`))
+    if (input.mode === 'vault' && d.vaultUrl === undefined) throw await denyAudited(new InvalidRequest('the Vault-compatible listener is not enabled on this broker'))
+    const blocked = d.blocks.blockedCaller(subject)
+    if (blocked) throw await denyAudited(new AccessDenied(blocked), { role: provider.role })
+
+    const decision = decide(d.policy(), { subject, role: provider.role, tokenKind: provider.kind === 'iam' ? 'access_token' : 'scitoken', audience, ...(scopes ? { scopes } : {}) })
+    if (!decision.allow) throw await denyAudited(new AccessDenied(decision.reason), { role: provider.role, ...(decision.ruleId ? { ruleId: decision.ruleId } : {}) })
+    const user = parseUser(decision.identity.slice(0, Math.max(0, decision.identity.lastIndexOf('@'))))
+    if (!user) throw await denyAudited(new AccessDenied('the identity the policy grants is not a valid HTCondor user name'), { role: provider.role, ruleId: decision.ruleId })
+    const identityBlocked = d.blocks.blockedIdentity(decision.identity)
+    if (identityBlocked) throw await denyAudited(new AccessDenied(identityBlocked), { role: provider.role, ruleId: decision.ruleId })
+
+    const now = d.clock.now()
+    const binding = { user, provider: provider.name, scopes: decision.scopes, audience: decision.audience }
+    let credential: StoredCredential = {
+      ...binding, kind: provider.kind, iss: subject.iss, sub: subject.sub,
+      subjectJson: JSON.stringify(storableSubject(subject)), createdAt: now, revoked: false,
+    }
+    if (provider.kind === 'iam') {
+      // The exchanger keeps the refresh token it obtains under a key; a store of our own for this one
+      // request lets us seal it before anything durable sees it.
+      const scratch = new MemoryRefreshTokenStore()
+      const exchanger = new IamTokenExchanger({ discovery: d.discovery, store: scratch, clock: d.clock, log: d.log })
+      const key = credentialKey(user, provider.name)
+      let got
+      try {
+        got = await exchanger.exchange({ subjectToken, subject, scopes: decision.scopes, audience: decision.audience, offlineAccess: { key } })
+      } catch (err) {
+        // IAM's refusals (a scope or offline_access not granted, the token not exchangeable) are the
+        // caller's denials and audited as such; IAM being down is not a decision about the caller.
+        if (err instanceof BrokerError && err.status !== 503) throw await denyAudited(err, { role: provider.role, ruleId: decision.ruleId })
+        throw err
+      }
+      const rt = await scratch.get(key)
+      if (!rt) throw new TypeError('the exchanger reported a stored refresh token that is not there')
+      const granted = { ...binding, scopes: got.scopes.filter((s) => s !== 'offline_access'), audience: got.audience }
+      credential = { ...credential, ...granted, clientId: rt.clientId, sealed: d.cipher.seal(rt.refreshToken, granted) }
+    }
+    let vaultToken: string | undefined
+    if (input.mode === 'vault') {
+      vaultToken = `ctbv.${randomBytes(32).toString('base64url')}`
+      credential = { ...credential, vaultTokenSha256: hash('sha256', vaultToken, 'hex') }
+    }
+    await d.store.writeCredential({ action: 'register', credential }, {
+      type: 'credential.registered', time: now, requestId: ctx.requestId, caller: callerOf(subject),
+      ...(ctx.clientAddress ? { clientAddress: ctx.clientAddress } : {}),
+      role: provider.role, issuedSub: decision.identity, scopes: credential.scopes, audience: credential.audience,
+      policyRule: decision.ruleId, decision: 'allow',
+      detail: { user, provider: provider.name, kind: provider.kind, mode: input.mode, ...(credential.sealed ? { keyId: credential.sealed.keyId } : {}) },
+    })
+    d.jobTokens.forget(user, provider.name)
+    const narrowed = {
+      ...(credential.scopes.length > 0 && input.scopes !== undefined ? { scopes: credential.scopes.join(' ') } : {}),
+      ...(input.audience !== undefined ? { audience: credential.audience.join(' ') } : {}),
+    }
+    const top: BrokerTop | VaultTop = vaultToken !== undefined
+      ? { vault_token: vaultToken, vault_url: `${d.vaultUrl}${VAULT_CREDS_PREFIX}/${user}/${provider.name}`, ...narrowed }
+      : { broker_url: d.brokerUrl, user, provider: provider.name, ...narrowed }
+    return { user, provider: provider.name, top }
+  }
+
+  /** Revokes one credential (audited); false when it is unknown or already revoked. The refresh token's ciphertext is dropped. */
+  async revoke(user: string, provider: string, by: string, o: { reason?: string; requestId?: string } = {}): Promise<boolean> {
+    const before = await this.#deps.store.readCredential(user, provider)
+    const done = await revokeStored(this.#deps.store, { user, provider }, { by, now: this.#deps.clock.now(), ...o })
+    this.#deps.jobTokens.forget(user, provider)
+    if (done && before?.kind === 'iam' && before.sealed) await this.#revokeAtIam(before)
+    return done
+  }
+
+  /**
+   * Best effort: tell IAM the refresh token is dead too (RFC 7009), so it does not outlive its row there.
+   * Our row is already revoked and its ciphertext gone; a failure here is logged, not raised.
+   */
+  async #revokeAtIam(c: StoredCredential): Promise<void> {
+    try {
+      const refreshToken = this.#deps.cipher.open(c.sealed!, c)
+      const configuration = await this.#deps.discovery.configuration(c.iss)
+      await tokenRevocation(configuration, refreshToken, { token_type_hint: 'refresh_token' })
+    } catch (err) {
+      this.#deps.log.warn('could not revoke a revoked credential\'s refresh token at IAM', { issuer: c.iss, user: c.user, provider: c.provider, err: err instanceof Error ? err : undefined })
+    }
+  }
+
+  list(): Promise<StoredCredential[]> {
+    return this.#deps.store.listCredentials()
+  }
+}
+
+/** The claims a later policy decision may use (identity templates, group matches); no token, nothing secret. */
+function storableSubject(s: VerifiedSubject): VerifiedSubject {
+  const claims: Record<string, unknown> = {}
+  for (const [k, v] of Object.entries(s.claims)) if (typeof v === 'string' || typeof v === 'number' || (Array.isArray(v) && v.every((x) => typeof x === 'string'))) claims[k] = v
+  return { ...s, claims }
+}

@@ -1,0 +1,118 @@
+import type { AuditEvent } from '../audit/audit_log.ts'
+import type { SealedSecret } from './credential_cipher.ts'
+
+/** How the broker obtains a job's token for a provider: refresh at IAM, or mint a SciToken/WLCG token itself. */
+export type CredentialKind = 'iam' | 'scitoken'
+
+/** One registered user credential (a row of `user_credentials`). Holds no secret in clear. */
+export interface StoredCredential {
+  user: string
+  provider: string
+  kind: CredentialKind
+  /** The IAM issuer and `sub` of the user who registered it. */
+  iss: string
+  sub: string
+  /** The broker's client at that IAM (kind iam). */
+  clientId?: string
+  /** Scopes and audience the credential was registered for (decided by policy, granted by IAM). */
+  scopes: string[]
+  audience: string[]
+  /** The sealed IAM refresh token (kind iam); absent once revoked. */
+  sealed?: SealedSecret
+  /** The registering token's non-secret claims (JSON), for policy decisions at mint time (kind scitoken). */
+  subjectJson: string
+  /** SHA-256 (hex) of the Vault-compatible bearer handed out in a vault-mode `.top`; the bearer itself is never stored. */
+  vaultTokenSha256?: string
+  createdAt: number
+  rotatedAt?: number
+  revoked: boolean
+  revokedAt?: number
+  revokedBy?: string
+}
+
+/** One change to a credential, committed in the same transaction as its audit record. */
+export type CredentialWrite =
+  /** Creates or replaces the credential (a re-registration starts afresh, unrevoked). Always recorded. */
+  | { action: 'register'; credential: StoredCredential }
+  /** A rotated refresh token, only if the row still holds `previousNonce` and is not revoked (compare-and-swap). */
+  | { action: 'rotate'; user: string; provider: string; previousNonce: string; sealed: SealedSecret; rotatedAt: number }
+  /** Marks the credential revoked and drops its ciphertext, if it exists and is not revoked yet. */
+  | { action: 'revoke'; user: string; provider: string; revokedAt: number; revokedBy: string }
+
+/** The credential side of the broker store (SQLite, PostgreSQL, memory). */
+export interface CredentialStore {
+  readCredential(user: string, provider: string): Promise<StoredCredential | undefined>
+  /** The credential a Vault-compatible bearer belongs to (by its SHA-256). */
+  credentialByVaultToken(sha256: string): Promise<StoredCredential | undefined>
+  listCredentials(): Promise<StoredCredential[]>
+  /** Applies the write and appends `event` in one transaction; false (and no record) when a rotate or revoke found nothing to change. */
+  writeCredential(write: CredentialWrite, event: AuditEvent): Promise<boolean>
+}
+
+/** A `user_credentials` row as either SQL backend returns it. */
+export interface CredentialRow {
+  user_name: string
+  provider: string
+  kind: string
+  iss: string
+  sub: string
+  client_id: string | null
+  scopes: string
+  audience: string
+  ciphertext: string | null
+  nonce: string | null
+  key_id: string | null
+  subject_json: string
+  vault_token_sha256: string | null
+  created_at: number | string
+  rotated_at: number | string | null
+  revoked: number | boolean
+  revoked_at: number | string | null
+  revoked_by: string | null
+}
+
+const split = (s: string) => s.split(' ').filter((x) => x.length > 0)
+
+export function fromCredentialRow(r: CredentialRow): StoredCredential {
+  return {
+    user: r.user_name, provider: r.provider, kind: r.kind as CredentialKind, iss: r.iss, sub: r.sub,
+    ...(r.client_id !== null ? { clientId: r.client_id } : {}),
+    scopes: split(r.scopes), audience: split(r.audience),
+    ...(r.ciphertext !== null && r.nonce !== null && r.key_id !== null ? { sealed: { ciphertext: r.ciphertext, nonce: r.nonce, keyId: r.key_id } } : {}),
+    subjectJson: r.subject_json,
+    ...(r.vault_token_sha256 !== null ? { vaultTokenSha256: r.vault_token_sha256 } : {}),
+    createdAt: Number(r.created_at),
+    ...(r.rotated_at !== null ? { rotatedAt: Number(r.rotated_at) } : {}),
+    revoked: r.revoked === true || Number(r.revoked) === 1,
+    ...(r.revoked_at !== null ? { revokedAt: Number(r.revoked_at) } : {}),
+    ...(r.revoked_by !== null ? { revokedBy: r.revoked_by } : {}),
+  }
+}
+
+/** Column values of a registration, in CREDENTIAL_COLUMNS order. */
+export function credentialValues(c: StoredCredential): Array<string | number | null> {
+  return [
+    c.user, c.provider, c.kind, c.iss, c.sub, c.clientId ?? null, c.scopes.join(' '), c.audience.join(' '),
+    c.sealed?.ciphertext ?? null, c.sealed?.nonce ?? null, c.sealed?.keyId ?? null, c.subjectJson,
+    c.vaultTokenSha256 ?? null, c.createdAt,
+  ]
+}
+
+export const CREDENTIAL_COLUMNS = ['user_name', 'provider', 'kind', 'iss', 'sub', 'client_id', 'scopes', 'audience', 'ciphertext', 'nonce', 'key_id', 'subject_json', 'vault_token_sha256', 'created_at'] as const
+
+/** Schema step shared by both SQL backends (BIGINT is an integer in SQLite too). */
+export const CREDENTIALS_MIGRATION = `CREATE TABLE IF NOT EXISTS user_credentials (
+     user_name TEXT NOT NULL, provider TEXT NOT NULL, kind TEXT NOT NULL, iss TEXT NOT NULL, sub TEXT NOT NULL,
+     client_id TEXT, scopes TEXT NOT NULL, audience TEXT NOT NULL,
+     ciphertext TEXT, nonce TEXT, key_id TEXT, subject_json TEXT NOT NULL, vault_token_sha256 TEXT,
+     created_at BIGINT NOT NULL, rotated_at BIGINT, revoked INT NOT NULL DEFAULT 0, revoked_at BIGINT, revoked_by TEXT,
+     PRIMARY KEY (user_name, provider));
+   CREATE UNIQUE INDEX IF NOT EXISTS user_credentials_vault ON user_credentials (vault_token_sha256);`
+
+/** Upsert of a registration, with `$n`/`?` placeholders left to the backend. */
+export function registerSql(placeholder: (i: number) => string): string {
+  const cols = CREDENTIAL_COLUMNS.join(', ')
+  const vals = CREDENTIAL_COLUMNS.map((_, i) => placeholder(i + 1)).join(', ')
+  const updates = CREDENTIAL_COLUMNS.slice(2).map((c) => `${c} = excluded.${c}`).join(', ')
+  return `INSERT INTO user_credentials (${cols}) VALUES (${vals}) ON CONFLICT (user_name, provider) DO UPDATE SET ${updates}, rotated_at = NULL, revoked = 0, revoked_at = NULL, revoked_by = NULL`
+}

@@ -1,0 +1,55 @@
+import { z } from 'zod'
+import { PROVIDER_PATTERN, VAULT_DEFAULT_PORT } from '../contract/job_credentials.ts'
+import { Bool, integer, seconds } from '../lib/config_values.ts'
+
+/**
+ * One credential provider as users name it in `use_oauth_services`. `iam`: the broker keeps the user's
+ * IAM refresh token and hands jobs IAM access tokens; `scitoken`: the broker mints SciTokens/WLCG tokens
+ * itself. Either way `role` names the policy grant that bounds the scopes, audience and the HTCondor user
+ * (the part of the grant's identity before `@`).
+ */
+const Provider = z.strictObject({
+  name: z.string().regex(PROVIDER_PATTERN, 'must be 1 to 64 letters, digits or "-" (HTCondor reserves "_")'),
+  kind: z.enum(['iam', 'scitoken']),
+  role: z.string().min(1),
+})
+
+/**
+ * `credentials:` section: users' job credentials (docs/job-credentials.md). Off by default. The key that
+ * seals refresh tokens is read from the environment variable `key_env` when set, else from `key_file`
+ * (default <data_dir>/keys/credentials.key, created outside production only); never from the database.
+ */
+export const CredentialsConfigSchema = z.strictObject({
+  enabled: Bool.default(false),
+  key_file: z.string().min(1).optional(),
+  /** Not a CTB_ name: those are configuration overrides, and a key must never land in a config file. */
+  key_env: z.string().regex(/^[A-Z_][A-Z0-9_]*$/, 'must be an environment variable name')
+    .refine((n) => !n.startsWith('CTB_'), 'must not start with CTB_ (those name configuration overrides)')
+    .default('CONDOR_TOKEN_BROKER_CREDENTIAL_KEY'),
+  /** A token with at least this much life left is reused when the request names no minimum_seconds. */
+  minimum_seconds: seconds({ min: 0, max: 86400 }).default(600),
+  /** Roles (the `ctb_role` claim of a broker-issued IDTOKEN) allowed to fetch users' job tokens. */
+  credd_roles: z.array(z.string().min(1)).min(1).default(['credd']),
+  /** The broker URL written into `.top` files; default: the broker's issuer. */
+  broker_url: z.string().url().refine((u) => u.startsWith('https://'), 'must be an https URL').optional(),
+  providers: z.array(Provider).default([]),
+  /** The Vault-compatible read path for HTCondor's unmodified Vault credmon (a second TLS listener). */
+  vault: z.strictObject({
+    enabled: Bool.default(false),
+    host: z.string().min(1).default('127.0.0.1'),
+    port: integer(0, 65535).default(VAULT_DEFAULT_PORT),
+    /** `https://HOST:8200` as the credmon reaches it; default https://localhost:<port>. */
+    public_url: z.string().url().refine((u) => u.startsWith('https://'), 'must be an https URL').optional(),
+  }).prefault({}),
+}).superRefine((c, ctx) => {
+  const seen = new Set<string>()
+  c.providers.forEach((p, i) => {
+    if (seen.has(p.name)) ctx.addIssue({ code: 'custom', path: ['providers', i, 'name'], message: `provider "${p.name}" is defined twice` })
+    seen.add(p.name)
+  })
+  if (c.enabled && c.providers.length === 0) ctx.addIssue({ code: 'custom', path: ['providers'], message: 'credentials.enabled needs at least one provider' })
+  if (c.vault.enabled && !c.enabled) ctx.addIssue({ code: 'custom', path: ['vault', 'enabled'], message: 'the Vault-compatible listener needs credentials.enabled' })
+})
+
+export type CredentialsConfig = z.infer<typeof CredentialsConfigSchema>
+export type CredentialProvider = CredentialsConfig['providers'][number]

@@ -1,0 +1,152 @@
+import { hash } from 'node:crypto'
+import type { AuditLog } from '../audit/audit_log.ts'
+import { AccessDenied, BrokerError, InvalidGrant, InvalidScope, InvalidTarget } from '../errors.ts'
+import type { VerifiedSubject } from '../iam/subject.ts'
+import type { IamTokenExchanger } from '../iam/outbound_exchange.ts'
+import { issueToken, type IssueDeps } from '../issuance/issue.ts'
+import type { Clock } from '../lib/clock.ts'
+import { decide } from '../policy/decide.ts'
+import type { Policy } from '../policy/compile.ts'
+import type { IssuanceBlocks } from '../revocation/revocation_checker.ts'
+import type { CreddPrincipal } from './credd_auth.ts'
+import type { CredentialStore, StoredCredential } from './credential_store.ts'
+import type { CredentialProvider } from './credentials_config.ts'
+import { credentialKey } from './sealed_refresh_tokens.ts'
+
+/** What the caller asks for; every field optional on the wire. */
+export interface JobTokenRequest {
+  user: string
+  provider: string
+  /** Reuse a cached token only if it has at least this many seconds left. */
+  minimumSeconds?: number
+  /** A subset of the registered scopes; default all of them. */
+  scopes?: string[]
+  /** A subset of the registered audience; default all of it. */
+  audience?: string[]
+}
+
+export interface JobToken {
+  accessToken: string
+  /** Epoch seconds. */
+  exp: number
+  scope: string
+}
+
+export interface JobTokenDeps {
+  store: CredentialStore & AuditLog
+  providers: () => readonly CredentialProvider[]
+  policy: () => Policy
+  /** The exchanger whose refresh-token store is the sealed credential table. */
+  exchanger: Pick<IamTokenExchanger, 'refresh'>
+  issue: IssueDeps
+  blocks: IssuanceBlocks
+  clock: Clock
+  defaultMinimumSeconds: number
+}
+
+/** Cached tokens per (credential, scopes, audience); stale ones are swept past this many entries. */
+const SWEEP_AT = 10_000
+
+/**
+ * Fresh tokens for jobs: an IAM access token refreshed with the user's stored refresh token, or a
+ * SciToken/WLCG token minted under policy for the user the credential was registered to. A token with
+ * at least `minimumSeconds` of life left is reused (Vault's `minimum_seconds`), and concurrent requests
+ * for the same credential share one refresh (single flight), so a thousand jobs of one user cost one IAM
+ * call. The credential row is read on every request, so a revocation takes effect at once, cache or not.
+ * Every refreshed or minted token is audited before it is cached or returned (fail closed).
+ */
+export class JobTokens {
+  readonly #deps: JobTokenDeps
+  readonly #cache = new Map<string, JobToken>()
+  readonly #inflight = new Map<string, Promise<JobToken>>()
+
+  constructor(deps: JobTokenDeps) {
+    this.#deps = deps
+  }
+
+  async token(req: JobTokenRequest, ctx: { requestId: string; credd?: CreddPrincipal; clientAddress?: string }): Promise<JobToken> {
+    const cred = await this.#deps.store.readCredential(req.user, req.provider)
+    if (!cred) throw new AccessDenied('no credential is registered for this user and provider')
+    if (cred.revoked) throw new AccessDenied('this credential has been revoked')
+    const provider = this.#deps.providers().find((p) => p.name === cred.provider)
+    if (!provider || provider.kind !== cred.kind) throw new AccessDenied('the provider of this credential is no longer configured')
+    const scopes = subset(req.scopes, cred.scopes, 'scope', (m) => new InvalidScope(m))
+    const audience = subset(req.audience, cred.audience, 'audience', (m) => new InvalidTarget(m))
+    const key = `${credentialKey(cred.user, cred.provider)}\n${scopes.join(' ')}\n${audience.join(' ')}`
+    const min = req.minimumSeconds ?? this.#deps.defaultMinimumSeconds
+    const now = this.#deps.clock.now()
+    const cached = this.#cache.get(key)
+    // Registered afresh since it was cached: the cached token may carry the old grant.
+    if (cached && cached.exp - now >= min && cachedFor(cached, cred)) return cached
+    let flight = this.#inflight.get(key)
+    if (!flight) {
+      flight = this.#obtain(cred, provider, scopes, audience, ctx).then((t) => {
+        this.#remember(key, { ...t, ...stamp(cred) })
+        return t
+      }).finally(() => this.#inflight.delete(key))
+      this.#inflight.set(key, flight)
+    }
+    return flight
+  }
+
+  /** Drops cached tokens of one credential (revocation, re-registration). */
+  forget(user: string, provider: string): void {
+    const prefix = `${credentialKey(user, provider)}\n`
+    for (const k of this.#cache.keys()) if (k.startsWith(prefix)) this.#cache.delete(k)
+  }
+
+  async #obtain(cred: StoredCredential, provider: CredentialProvider, scopes: string[], audience: string[], ctx: { requestId: string; credd?: CreddPrincipal; clientAddress?: string }): Promise<JobToken> {
+    const caller = ctx.credd ? { iss: ctx.credd.iss, sub: ctx.credd.sub } : { iss: cred.iss, sub: cred.sub }
+    if (cred.kind === 'scitoken') {
+      const subject = JSON.parse(cred.subjectJson) as VerifiedSubject
+      const d = decide(this.#deps.policy(), { subject, role: provider.role, tokenKind: 'scitoken', audience, scopes })
+      if (!d.allow) throw new AccessDenied(`the policy no longer grants this credential: ${d.reason}`)
+      const blocked = this.#deps.blocks.blockedIdentity(d.identity) ?? this.#deps.blocks.blockedCaller(subject)
+      if (blocked) throw new AccessDenied(blocked)
+      const r = await issueToken(d, { requestId: ctx.requestId, caller: subject, ...(ctx.clientAddress ? { clientAddress: ctx.clientAddress } : {}) }, this.#deps.issue)
+      return { accessToken: r.token, exp: r.claims.exp, scope: r.scope }
+    }
+    let got
+    try {
+      got = await this.#deps.exchanger.refresh(credentialKey(cred.user, cred.provider), { scopes, audience })
+    } catch (err) {
+      // IAM refused the refresh token (expired, revoked there): the credential is gone for good.
+      if (err instanceof InvalidGrant) throw new AccessDenied(`IAM refused the stored refresh token; register again (${err.description})`)
+      throw err
+    }
+    const now = this.#deps.clock.now()
+    const exp = now + (got.expiresIn ?? 0)
+    await this.#deps.store.record({
+      type: 'token.issued', time: now, requestId: ctx.requestId, caller,
+      ...(ctx.clientAddress ? { clientAddress: ctx.clientAddress } : {}),
+      role: provider.role, tokenKind: 'access_token', issuedSub: cred.sub,
+      scopes: got.scopes, audience: got.audience, exp, tokenSha256: hash('sha256', got.accessToken, 'hex'), decision: 'allow',
+      detail: { credential: { user: cred.user, provider: cred.provider }, via: 'iam-refresh' },
+    })
+    return { accessToken: got.accessToken, exp, scope: got.scopes.join(' ') }
+  }
+
+  #remember(key: string, t: JobToken & { stamp: number }): void {
+    if (this.#cache.size >= SWEEP_AT) {
+      const now = this.#deps.clock.now()
+      for (const [k, v] of this.#cache) if (v.exp <= now) this.#cache.delete(k)
+    }
+    this.#cache.set(key, t)
+  }
+}
+
+/** Which registration a cached token came from: a re-registration (new createdAt) invalidates it. */
+function stamp(c: StoredCredential): { stamp: number } {
+  return { stamp: c.createdAt }
+}
+
+function cachedFor(t: JobToken, c: StoredCredential): boolean {
+  return (t as JobToken & { stamp?: number }).stamp === c.createdAt
+}
+
+function subset(asked: string[] | undefined, registered: string[], what: string, error: (m: string) => BrokerError): string[] {
+  if (asked === undefined || asked.length === 0) return [...registered]
+  const extra = asked.filter((s) => !registered.includes(s))
+  if (extra.length > 0) throw error(`${what} not registered for this credential: ${extra.join(' ')}`)
+  return [...new Set(asked)]
+}

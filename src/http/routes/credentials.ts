@@ -1,0 +1,126 @@
+import { Hono, type Context, type MiddlewareHandler } from 'hono'
+import { z } from 'zod'
+import { CREDENTIALS_PATH, parseProvider, parseUser, RegisterCredentialRequest, type JobTokenResponse } from '../../contract/job_credentials.ts'
+import { authenticateCredd, type CreddAuthDeps } from '../../credentials/credd_auth.ts'
+import type { CredentialService } from '../../credentials/credential_service.ts'
+import type { StoredCredential } from '../../credentials/credential_store.ts'
+import type { JobTokens } from '../../credentials/job_tokens.ts'
+import { InvalidRequest, InvalidToken, MethodNotAllowed, NotFound } from '../../errors.ts'
+import type { Clock } from '../../lib/clock.ts'
+import { clientAddress } from '../client_address.ts'
+import { NO_STORE_HEADERS } from '../oauth_error_response.ts'
+
+export interface CredentialRouteDeps {
+  credentials: CredentialService
+  jobTokens: JobTokens
+  credd: CreddAuthDeps
+  /** Admin bearer authentication for listing and revoking. */
+  adminAuth: MiddlewareHandler
+  clock: Clock
+}
+
+const MAX_BODY = 16 * 1024
+
+/** The bearer of an Authorization header, or InvalidToken (401) naming what is wrong. */
+export function bearerOf(c: Context): string {
+  const header = c.req.header('authorization')
+  const m = header ? /^Bearer ([\x21-\x7e]{1,8192})$/i.exec(header) : null
+  if (!m) throw new InvalidToken(header ? 'the Authorization header must be Bearer followed by one token' : 'bearer token required', { presented: header !== undefined })
+  return m[1]!
+}
+
+/** `minimum_seconds`, `scopes`, `audience` query parameters, shared with the Vault-compatible read. */
+export const TokenQuery = z.object({
+  minimum_seconds: z.string().regex(/^\d{1,7}$/, 'must be a whole number of seconds').optional(),
+  scopes: z.string().max(4096).optional(),
+  audience: z.string().max(4096).optional(),
+})
+
+/** A list parameter: space- or comma-separated (HTCondor's storer and credmons use either). */
+export function listParam(v: string | undefined): string[] | undefined {
+  if (v === undefined) return undefined
+  const items = v.split(/[\s,]+/).filter((s) => s.length > 0)
+  if (items.some((s) => !/^[\x21-\x7e]+$/.test(s))) throw new InvalidRequest('scopes and audience must be printable ASCII')
+  return items
+}
+
+/**
+ * Users' job credentials: registration (bearer = the user's IAM token), the token endpoint our credmon
+ * calls (bearer = the credd's broker-issued IDTOKEN), and admin listing and revocation.
+ */
+export function credentialRoutes(deps: CredentialRouteDeps): Hono {
+  const app = new Hono()
+
+  app.post(CREDENTIALS_PATH, async (c) => {
+    const token = bearerOf(c)
+    if (!/^application\/json\b/i.test(c.req.header('content-type') ?? '')) throw new InvalidRequest('Content-Type must be application/json')
+    if (Number(c.req.header('content-length') ?? '0') > MAX_BODY) throw new InvalidRequest(`body is larger than ${MAX_BODY} bytes`)
+    const text = await c.req.text()
+    if (text.length > MAX_BODY) throw new InvalidRequest(`body is larger than ${MAX_BODY} bytes`)
+    let raw: unknown
+    try { raw = JSON.parse(text) } catch { throw new InvalidRequest('body is not valid JSON') }
+    const parsed = RegisterCredentialRequest.safeParse(raw)
+    if (!parsed.success) {
+      const i = parsed.error.issues[0]!
+      throw new InvalidRequest(i.code === 'unrecognized_keys' ? `unknown field ${(i as { keys: string[] }).keys[0]}` : `${i.path.join('.') || 'body'}: ${i.message}`)
+    }
+    const b = parsed.data
+    const res = await deps.credentials.register(token, {
+      provider: b.provider, mode: b.mode, ...(b.scopes !== undefined ? { scopes: b.scopes } : {}), ...(b.audience !== undefined ? { audience: b.audience } : {}),
+    }, { requestId: c.get('requestId'), ...clientAddress(c) })
+    for (const [name, value] of Object.entries(NO_STORE_HEADERS)) c.header(name, value)
+    return c.json(res, 201)
+  })
+
+  app.get(`${CREDENTIALS_PATH}/:user/:provider/token`, async (c) => {
+    const credd = authenticateCredd(bearerOf(c), deps.credd)
+    const { user, provider } = names(c)
+    const q = TokenQuery.safeParse(c.req.query())
+    if (!q.success) throw new InvalidRequest(`${q.error.issues[0]!.path.join('.')}: ${q.error.issues[0]!.message}`)
+    const scopes = listParam(q.data.scopes)
+    const audience = listParam(q.data.audience)
+    const t = await deps.jobTokens.token({
+      user, provider,
+      ...(q.data.minimum_seconds !== undefined ? { minimumSeconds: Number(q.data.minimum_seconds) } : {}),
+      ...(scopes ? { scopes } : {}), ...(audience ? { audience } : {}),
+    }, { requestId: c.get('requestId'), credd, ...clientAddress(c) })
+    const body: JobTokenResponse = { access_token: t.accessToken, token_type: 'Bearer', expires_in: Math.max(0, t.exp - deps.clock.now()), scope: t.scope }
+    for (const [name, value] of Object.entries(NO_STORE_HEADERS)) c.header(name, value)
+    return c.json(body)
+  })
+
+  app.use(CREDENTIALS_PATH, async (c, next) => (c.req.method === 'GET' ? deps.adminAuth(c, next) : next()))
+  app.get(CREDENTIALS_PATH, async (c) => {
+    c.header('Cache-Control', 'no-store')
+    return c.json({ credentials: (await deps.credentials.list()).map(wire) })
+  })
+
+  app.delete(`${CREDENTIALS_PATH}/:user/:provider`, deps.adminAuth, async (c) => {
+    const { user, provider } = names(c)
+    const done = await deps.credentials.revoke(user, provider, `admin:${c.get('admin').id}`, { requestId: c.get('requestId') })
+    if (!done) throw new NotFound('no unrevoked credential for this user and provider')
+    c.header('Cache-Control', 'no-store')
+    return c.json({ revoked: { user, provider } })
+  })
+
+  app.all(CREDENTIALS_PATH, () => { throw new MethodNotAllowed('this path accepts POST (register) and GET (admin list)', ['GET', 'POST']) })
+  app.all(`${CREDENTIALS_PATH}/:user/:provider/token`, () => { throw new MethodNotAllowed('the job token endpoint accepts only GET', ['GET']) })
+  return app
+}
+
+function names(c: Context): { user: string; provider: string } {
+  const user = parseUser(c.req.param('user') ?? '')
+  const provider = parseProvider(c.req.param('provider') ?? '')
+  if (!user || !provider) throw new InvalidRequest('user or provider is not a valid name')
+  return { user, provider }
+}
+
+/** The admin view of a credential: no ciphertext, no Vault token digest. */
+function wire(c: StoredCredential) {
+  return {
+    user: c.user, provider: c.provider, kind: c.kind, iss: c.iss, sub: c.sub, scopes: c.scopes.join(' '), audience: c.audience.join(' '),
+    created_at: c.createdAt, ...(c.rotatedAt !== undefined ? { rotated_at: c.rotatedAt } : {}),
+    revoked: c.revoked, ...(c.revokedAt !== undefined ? { revoked_at: c.revokedAt } : {}), ...(c.revokedBy !== undefined ? { revoked_by: c.revokedBy } : {}),
+    ...(c.sealed ? { key_id: c.sealed.keyId } : {}),
+  }
+}

@@ -1,0 +1,57 @@
+import { hash } from 'node:crypto'
+import { Hono, type Context } from 'hono'
+import { VAULT_CREDS_PREFIX, VAULT_PERMISSION_DENIED, VAULT_TOKEN_HEADER, type VaultReadResponse } from '../contract/job_credentials.ts'
+import type { CredentialStore } from '../credentials/credential_store.ts'
+import type { JobTokens } from '../credentials/job_tokens.ts'
+import { AccessDenied, BrokerError, InvalidRequest, TemporarilyUnavailable } from '../errors.ts'
+import type { Logger } from '../lib/logger.ts'
+import { clientAddress } from './client_address.ts'
+import { requestId } from './middleware/request_id.ts'
+import { listParam, TokenQuery } from './routes/credentials.ts'
+
+/**
+ * The Vault-compatible read path, for HTCondor's unmodified Vault credmon: `GET <vault_url>` with the
+ * `.top`'s `vault_token` in X-Vault-Token. Only this one read is offered; everything else answers as
+ * Vault does, `{"errors": [...]}`. An unknown, mismatched or revoked token is 403 "permission denied",
+ * the text on which that credmon deletes the user's `.top` and `.use`.
+ */
+export function createVaultApp(deps: { store: Pick<CredentialStore, 'credentialByVaultToken'>; jobTokens: JobTokens; log: Logger }): Hono {
+  const app = new Hono()
+  app.use(requestId())
+  app.get(`${VAULT_CREDS_PREFIX}/:user/:provider`, async (c) => {
+    c.header('Cache-Control', 'no-store')
+    const token = c.req.header(VAULT_TOKEN_HEADER)
+    if (!token || token.length > 512) throw new AccessDenied('no Vault token')
+    const cred = await deps.store.credentialByVaultToken(hash('sha256', token, 'hex'))
+    if (!cred || cred.revoked || cred.user !== c.req.param('user') || cred.provider !== c.req.param('provider')) throw new AccessDenied('unknown or revoked Vault token')
+    const q = TokenQuery.extend({ audiences: TokenQuery.shape.audience }).safeParse(c.req.query())
+    if (!q.success) throw new InvalidRequest(`${q.error.issues[0]!.path.join('.')}: ${q.error.issues[0]!.message}`)
+    const scopes = listParam(q.data.scopes)
+    // The credmon says `audience` for paths under /creds/ and `audiences` elsewhere; take either.
+    const audience = listParam(q.data.audience ?? q.data.audiences)
+    const t = await deps.jobTokens.token({
+      user: cred.user, provider: cred.provider,
+      ...(q.data.minimum_seconds !== undefined ? { minimumSeconds: Number(q.data.minimum_seconds) } : {}),
+      ...(scopes ? { scopes } : {}), ...(audience ? { audience } : {}),
+    }, { requestId: c.get('requestId'), ...clientAddress(c) })
+    const body: VaultReadResponse = { data: { access_token: t.accessToken } }
+    return c.json(body)
+  })
+  app.notFound((c) => c.json({ errors: [] }, 404))
+  app.onError((err, c) => vaultError(err, c, deps.log))
+  return app
+}
+
+/** Vault's error shape: `{"errors": [...]}`; permission problems say exactly "permission denied". */
+function vaultError(err: unknown, c: Context, log: Logger): Response {
+  c.header('Cache-Control', 'no-store')
+  if (err instanceof AccessDenied) return c.json({ errors: [VAULT_PERMISSION_DENIED] }, 403)
+  if (err instanceof TemporarilyUnavailable) {
+    c.header('Retry-After', String(err.retryAfter))
+    return c.json({ errors: [err.description] }, 503)
+  }
+  if (err instanceof BrokerError && err.status === 400) return c.json({ errors: [err.description] }, 400)
+  if (err instanceof BrokerError && err.status === 401) return c.json({ errors: [VAULT_PERMISSION_DENIED] }, 403)
+  log.error('unhandled error on the Vault-compatible listener', { err, requestId: c.get('requestId') })
+  return c.json({ errors: ['internal error'] }, 500)
+}

@@ -1,0 +1,235 @@
+import { DatabaseSync } from 'node:sqlite'
+import { decodeJwt } from 'jose'
+import { beforeEach, describe, expect, it } from 'vitest'
+import { useCredentialsApp, BROKER, SE } from '../support/credentials_app.ts'
+
+/**
+ * Users' job credentials over HTTP: registration against the msw IAM, the token endpoint our credmon
+ * calls, refresh-token rotation, single flight, revocation. Expected wire values come from the
+ * job-credential contract (docs/job-credentials.md), not from the code.
+ */
+const t = await useCredentialsApp()
+
+beforeEach(() => {
+  t.iam.tokenRequests = []
+  t.iam.rotateRefreshTokens = true
+  t.iam.refusedScopes.clear()
+})
+
+async function registered(claims: Record<string, unknown> = {}, body: Record<string, unknown> = { provider: 'cms' }) {
+  const res = await t.register(await t.userToken(claims), body)
+  expect(res.status).toBe(201)
+  return await res.json() as { user: string; provider: string; top: Record<string, string> }
+}
+
+describe('POST /v1/credentials', () => {
+  it('exchanges at IAM with offline_access and answers with a broker .top for the user the policy names', async () => {
+    const res = await t.register(await t.userToken({ preferred_username: 'bob' }), { provider: 'cms' })
+    expect(res.status).toBe(201)
+    expect(res.headers.get('cache-control')).toBe('no-store')
+    expect(await res.json()).toEqual({ user: 'bob', provider: 'cms', top: { broker_url: BROKER, user: 'bob', provider: 'cms' } })
+    const sent = t.iamRequests('urn:ietf:params:oauth:grant-type:token-exchange').at(-1)!
+    expect(sent.get('scope')!.split(' ').sort()).toEqual(['compute.create', 'compute.read', 'offline_access', 'storage.create:/store/user', 'storage.read:/store/user'])
+    expect(sent.get('audience')).toBe(SE)
+    const events = (await t.store.query({ limit: 10, type: 'credential.registered' })).records.map((r) => r.event)
+    expect(events[0]).toMatchObject({ decision: 'allow', role: 'job-iam', issuedSub: 'bob@pool.example.org', detail: { user: 'bob', provider: 'cms', kind: 'iam', mode: 'broker' } })
+  })
+
+  it('stores the refresh token sealed: the table never holds it, nor does the audit log', async () => {
+    await registered({ preferred_username: 'carol' })
+    const [rt] = t.iam.liveRefreshTokens.slice(-1)
+    expect(rt).toBeDefined()
+    const db = new DatabaseSync(t.dbFile, { readOnly: true })
+    try {
+      const row = db.prepare("SELECT * FROM user_credentials WHERE user_name = 'carol'").get() as Record<string, unknown>
+      expect(row).toMatchObject({ provider: 'cms', kind: 'iam', revoked: 0, audience: SE })
+      expect(typeof row.ciphertext).toBe('string')
+      expect(typeof row.nonce).toBe('string')
+      expect(row.key_id).toMatch(/^[0-9a-f]{16}$/)
+      const dump = JSON.stringify(db.prepare('SELECT * FROM user_credentials').all()) + JSON.stringify(db.prepare('SELECT body FROM audit_log').all())
+      expect(dump).not.toContain(rt!)
+      expect(dump).not.toContain(t.credentialKeyHex)
+    } finally {
+      db.close()
+    }
+  })
+
+  it('writes a vault .top with a bearer for this one credential when asked for mode vault', async () => {
+    const r = await registered({ preferred_username: 'dave' }, { provider: 'cms', mode: 'vault', scopes: 'compute.read', audience: SE })
+    expect(r.top).toEqual({ vault_token: expect.stringMatching(/^\S{32,}$/), vault_url: 'https://broker.example.org:8200/v1/secret/oauth/creds/dave/cms', scopes: 'compute.read', audience: SE })
+  })
+
+  it('refuses a bad IAM token with invalid_token (401), an unknown provider with invalid_request, a user outside the policy with access_denied', async () => {
+    const bad = await t.register('not-a-token', { provider: 'cms' })
+    expect(bad.status).toBe(401)
+    expect((await bad.json() as { error: string }).error).toBe('invalid_token')
+    const unknown = await t.register(await t.userToken(), { provider: 'nope' })
+    expect(unknown.status).toBe(400)
+    expect((await unknown.json() as { error: string }).error).toBe('invalid_request')
+    const outsider = await t.register(await t.userToken({ 'wlcg.groups': ['/other'] }), { provider: 'cms' })
+    expect(outsider.status).toBe(403)
+    expect((await outsider.json() as { error: string }).error).toBe('access_denied')
+    // IAM not granting offline_access: the registration fails, and the refusal is on record.
+    t.iam.refusedScopes.add('offline_access')
+    const noOffline = await t.register(await t.userToken({ preferred_username: 'xena' }), { provider: 'cms' })
+    expect(noOffline.status).toBe(400)
+    expect(await noOffline.json()).toEqual({ error: 'invalid_scope', error_description: expect.stringMatching(/offline_access/) })
+    const denied = (await t.store.query({ limit: 5, type: 'token.denied' })).records.map((r) => r.event)
+    expect(denied[0]).toMatchObject({ role: 'job-iam', decision: 'deny', reason: expect.stringMatching(/^invalid_scope: .*offline_access/) })
+    expect(await t.store.readCredential('xena', 'cms')).toBeUndefined()
+    const user = await t.register(await t.userToken(), { provider: 'cms', user: 'root' })
+    expect(user.status).toBe(400)
+    expect(await user.json()).toEqual({ error: 'invalid_request', error_description: 'unknown field user' })
+  })
+})
+
+describe('GET /v1/credentials/{user}/{provider}/token', () => {
+  it('answers a credd with a refreshed IAM access token, rotating the stored refresh token', async () => {
+    await registered({ preferred_username: 'erin', sub: 'erin-sub' })
+    const before = t.iam.liveRefreshTokens.length
+    const res = await t.jobToken('erin', 'cms', t.creddToken())
+    expect(res.status).toBe(200)
+    expect(res.headers.get('cache-control')).toBe('no-store')
+    const body = await res.json() as { access_token: string; token_type: string; expires_in: number; scope: string }
+    expect(body).toMatchObject({ token_type: 'Bearer', expires_in: expect.any(Number) })
+    expect(body.expires_in).toBeGreaterThan(3500)
+    expect(decodeJwt(body.access_token)).toMatchObject({ sub: 'erin-sub', aud: [SE] })
+    expect(body.scope.split(' ').sort()).toEqual(['compute.create', 'compute.read', 'storage.create:/store/user', 'storage.read:/store/user'])
+    expect(t.iamRequests('refresh_token')).toHaveLength(1)
+    expect(t.iam.liveRefreshTokens.length).toBe(before)
+    const rotated = (await t.store.query({ limit: 10, type: 'credential.rotated' })).records.map((r) => r.event)
+    expect(rotated.some((e) => (e.detail as { user?: string }).user === 'erin')).toBe(true)
+    // The rotated token is the one used next: IAM made the old one single-use.
+    const again = await t.jobToken('erin', 'cms', t.creddToken(), '?minimum_seconds=999999')
+    expect(again.status).toBe(200)
+    expect(t.iamRequests('refresh_token')).toHaveLength(2)
+    const issued = (await t.store.query({ limit: 10, type: 'token.issued' })).records.map((r) => r.event)
+    expect(issued[0]).toMatchObject({ tokenKind: 'access_token', caller: { sub: 'credd-ap1@aps.pool.example.org' }, detail: { credential: { user: 'erin', provider: 'cms' } } })
+  })
+
+  it('reuses a still-fresh token: 1000 concurrent requests make exactly one IAM refresh', { timeout: 60_000 }, async () => {
+    await registered({ preferred_username: 'frank' })
+    const credd = t.creddToken()
+    const answers = await Promise.all(Array.from({ length: 1000 }, () => t.jobToken('frank', 'cms', credd, '?minimum_seconds=600')))
+    expect(answers.every((r) => r.status === 200)).toBe(true)
+    const tokens = new Set(await Promise.all(answers.map(async (r) => (await r.json() as { access_token: string }).access_token)))
+    expect(tokens.size).toBe(1)
+    expect(t.iamRequests('refresh_token')).toHaveLength(1)
+    // A later request the cached token still satisfies is answered from it.
+    const later = await t.jobToken('frank', 'cms', credd, '?minimum_seconds=600')
+    expect((await later.json() as { access_token: string }).access_token).toBe([...tokens][0])
+    expect(t.iamRequests('refresh_token')).toHaveLength(1)
+    // A later request with a minimum the cached token cannot meet refreshes again.
+    expect((await t.jobToken('frank', 'cms', credd, '?minimum_seconds=7200')).status).toBe(200)
+    expect(t.iamRequests('refresh_token')).toHaveLength(2)
+  })
+
+  it('narrows to requested scopes and refuses scopes that were never registered', async () => {
+    await registered({ preferred_username: 'gina' })
+    const ok = await t.jobToken('gina', 'cms', t.creddToken(), '?scopes=compute.read')
+    expect(ok.status).toBe(200)
+    expect((await ok.json() as { scope: string }).scope).toBe('compute.read')
+    const wider = await t.jobToken('gina', 'cms', t.creddToken(), '?scopes=compute.modify')
+    expect(wider.status).toBe(400)
+    expect((await wider.json() as { error: string }).error).toBe('invalid_scope')
+  })
+
+  it('mints a storage-only SciToken for a scitoken provider, under policy', async () => {
+    await registered({ preferred_username: 'hank' }, { provider: 'se-storage' })
+    const res = await t.jobToken('hank', 'se-storage', t.creddToken())
+    expect(res.status).toBe(200)
+    const body = await res.json() as { access_token: string; scope: string }
+    expect(decodeJwt(body.access_token)).toMatchObject({ iss: BROKER, sub: 'hank@pool.example.org', aud: SE, scope: 'storage.read:/store/user storage.modify:/store/user' })
+    expect(t.iamRequests('refresh_token')).toHaveLength(0)
+  })
+
+  it('refuses callers that are not a live broker-issued credd (401 invalid_token)', async () => {
+    await registered({ preferred_username: 'ivan' })
+    for (const bearer of [t.creddToken({ role: 'schedd' }), t.creddToken({ exp: Math.floor(Date.now() / 1000) - 10 }), t.creddToken({ trustDomain: 'other.example.org' }), await t.userToken()]) {
+      const res = await t.jobToken('ivan', 'cms', bearer)
+      expect(res.status).toBe(401)
+      expect((await res.json() as { error: string }).error).toBe('invalid_token')
+    }
+    const none = await t.app.request('/v1/credentials/ivan/cms/token')
+    expect(none.status).toBe(401)
+    // A credd token of a revoked role generation is refused too.
+    const old = t.creddToken()
+    await t.revocations.revoke({ kind: 'role', value: 'credd' }, { principal: 'test' })
+    const revoked = await t.jobToken('ivan', 'cms', old)
+    expect(revoked.status).toBe(401)
+    expect((await t.jobToken('ivan', 'cms', t.creddToken())).status).toBe(200)
+  })
+
+  it('answers 403 access_denied for an unknown or revoked credential, and 503 with Retry-After when IAM is down', async () => {
+    expect((await t.jobToken('nobody', 'cms', t.creddToken())).status).toBe(403)
+    await registered({ preferred_username: 'judy' })
+    const judysRefreshToken = t.iam.liveRefreshTokens.at(-1)!
+    t.iam.faults.token = 'down'
+    try {
+      const down = await t.jobToken('judy', 'cms', t.creddToken())
+      expect(down.status).toBe(503)
+      expect(down.headers.get('retry-after')).toMatch(/^\d+$/)
+      expect((await down.json() as { error: string }).error).toBe('temporarily_unavailable')
+    } finally {
+      t.iam.faults.token = 'ok'
+    }
+    expect((await t.jobToken('judy', 'cms', t.creddToken())).status).toBe(200)
+    const rotatedRefreshToken = t.iam.liveRefreshTokens.at(-1)!
+    expect(rotatedRefreshToken).not.toBe(judysRefreshToken)
+    const del = await t.app.request('/v1/credentials/judy/cms', { method: 'DELETE', headers: { authorization: `Bearer ${t.adminToken}` } })
+    expect(del.status).toBe(200)
+    // IAM was told as well (RFC 7009): the refresh token it last issued is gone there.
+    expect(t.iam.liveRefreshTokens).not.toContain(rotatedRefreshToken)
+    const after = await t.jobToken('judy', 'cms', t.creddToken())
+    expect(after.status).toBe(403)
+    expect(await after.json()).toEqual({ error: 'access_denied', error_description: expect.any(String) })
+    const revoked = (await t.store.query({ limit: 10, type: 'credential.revoked' })).records.map((r) => r.event)
+    expect(revoked[0]).toMatchObject({ detail: { user: 'judy', provider: 'cms' }, caller: { sub: 'admin:bootstrap' } })
+    // Listing and revoking are admin calls.
+    expect((await t.app.request('/v1/credentials')).status).toBe(401)
+    expect((await t.app.request('/v1/credentials', { headers: { authorization: `Bearer ${t.creddToken()}` } })).status).toBe(401)
+    expect((await t.app.request('/v1/credentials/judy/cms', { method: 'DELETE', headers: { authorization: `Bearer ${t.creddToken()}` } })).status).toBe(401)
+    const list = await t.app.request('/v1/credentials', { headers: { authorization: `Bearer ${t.adminToken}` } })
+    const judy = (await list.json() as { credentials: Array<Record<string, unknown>> }).credentials.find((c) => c.user === 'judy')
+    expect(judy).toMatchObject({ provider: 'cms', revoked: true })
+    expect(JSON.stringify(judy)).not.toMatch(/ciphertext|nonce/)
+  })
+
+  it('revokes the credential when IAM refuses the stored refresh token, and answers 403', async () => {
+    await registered({ preferred_username: 'kate' })
+    t.iam.clearRefreshTokens()
+    const res = await t.jobToken('kate', 'cms', t.creddToken())
+    expect(res.status).toBe(403)
+    expect((await t.store.readCredential('kate', 'cms'))).toMatchObject({ revoked: true, revokedBy: 'iam' })
+  })
+
+  it('withholds the token when its audit record cannot be written (fail closed)', async () => {
+    await registered({ preferred_username: 'leo' })
+    const record = t.store.record.bind(t.store)
+    t.store.record = async () => { throw new Error('disk full') }
+    try {
+      const res = await t.jobToken('leo', 'cms', t.creddToken())
+      expect(res.status).toBe(500)
+      expect(await res.json()).toEqual({ error: 'server_error' })
+    } finally {
+      t.store.record = record
+    }
+    // Nothing was cached from the refused attempt: the next request refreshes (and is recorded).
+    const ok = await t.jobToken('leo', 'cms', t.creddToken())
+    expect(ok.status).toBe(200)
+  })
+})
+
+describe('the credential key', () => {
+  it('a broker with another key answers 503 (keep .use, operator fixes the key), never 403 or the token', async () => {
+    await registered({ preferred_username: 'mike' })
+    const wrong = t.withCredentialKey('ab'.repeat(32))
+    const res = await wrong.request('/v1/credentials/mike/cms/token', { headers: { authorization: `Bearer ${t.creddToken()}` } })
+    expect(res.status).toBe(503)
+    expect(res.headers.get('retry-after')).toBe('300')
+    expect((await res.json() as { error: string }).error).toBe('temporarily_unavailable')
+    expect(t.iamRequests('refresh_token')).toHaveLength(0)
+    expect(await t.store.readCredential('mike', 'cms')).toMatchObject({ revoked: false })
+    expect((await t.jobToken('mike', 'cms', t.creddToken())).status).toBe(200)
+  })
+})

@@ -1,0 +1,62 @@
+import { afterEach, describe, expect, it } from 'vitest'
+import type { AuditEvent } from '../../src/audit/audit_log.ts'
+import type { StoredCredential } from '../../src/credentials/credential_store.ts'
+import type { BrokerStore } from '../../src/storage/chained_store.ts'
+
+/**
+ * The credential table's semantics, run against every backend (as the audit contract is): a change and
+ * its audit record commit together; rotate is a compare-and-swap on the nonce; revoke drops the
+ * ciphertext; a re-registration starts afresh.
+ */
+export function credentialStoreContract(name: string, open: () => Promise<BrokerStore>): void {
+  describe(`credential store contract: ${name}`, () => {
+    let store: BrokerStore | undefined
+    afterEach(async () => { await store?.close(); store = undefined })
+
+    const cred = (over: Partial<StoredCredential> = {}): StoredCredential => ({
+      user: 'alice', provider: 'cms', kind: 'iam', iss: 'https://iam.example/', sub: 'a-1', clientId: 'broker',
+      scopes: ['compute.read', 'storage.read:/store'], audience: ['https://se.example.org'],
+      sealed: { ciphertext: 'Y2lwaGVy', nonce: 'bm9uY2Ux', keyId: '0123456789abcdef' },
+      subjectJson: '{"iss":"https://iam.example/","sub":"a-1"}', vaultTokenSha256: 'ab'.repeat(32), createdAt: 1000, revoked: false, ...over,
+    })
+    const event = (type: AuditEvent['type']): AuditEvent => ({ type, time: 1000, decision: 'allow', detail: { user: 'alice', provider: 'cms' } })
+    const types = async (s: BrokerStore) => (await s.query({ limit: 100 })).records.map((r) => r.event.type).reverse()
+
+    it('registers, reads back by name and by Vault token digest, and records the registration', async () => {
+      const s = store = await open()
+      expect(await s.writeCredential({ action: 'register', credential: cred() }, event('credential.registered'))).toBe(true)
+      expect(await s.readCredential('alice', 'cms')).toEqual(cred())
+      expect(await s.credentialByVaultToken('ab'.repeat(32))).toEqual(cred())
+      expect(await s.credentialByVaultToken('cd'.repeat(32))).toBeUndefined()
+      expect(await s.readCredential('alice', 'atlas')).toBeUndefined()
+      expect(await types(s)).toEqual(['credential.registered'])
+    })
+
+    it('rotates only from the nonce it read (compare-and-swap); a stale rotation changes and records nothing', async () => {
+      const s = store = await open()
+      await s.writeCredential({ action: 'register', credential: cred() }, event('credential.registered'))
+      const next = { ciphertext: 'bmV3', nonce: 'bm9uY2Uy', keyId: '0123456789abcdef' }
+      expect(await s.writeCredential({ action: 'rotate', user: 'alice', provider: 'cms', previousNonce: 'bm9uY2Ux', sealed: next, rotatedAt: 1100 }, event('credential.rotated'))).toBe(true)
+      expect(await s.readCredential('alice', 'cms')).toMatchObject({ sealed: next, rotatedAt: 1100 })
+      expect(await s.writeCredential({ action: 'rotate', user: 'alice', provider: 'cms', previousNonce: 'bm9uY2Ux', sealed: { ...next, nonce: 'x' }, rotatedAt: 1200 }, event('credential.rotated'))).toBe(false)
+      expect(await types(s)).toEqual(['credential.registered', 'credential.rotated'])
+    })
+
+    it('revokes once, dropping the ciphertext; a revoked credential cannot rotate; re-registration starts afresh', async () => {
+      const s = store = await open()
+      await s.writeCredential({ action: 'register', credential: cred() }, event('credential.registered'))
+      expect(await s.writeCredential({ action: 'revoke', user: 'alice', provider: 'cms', revokedAt: 1200, revokedBy: 'admin' }, event('credential.revoked'))).toBe(true)
+      const revoked = await s.readCredential('alice', 'cms')
+      expect(revoked).toMatchObject({ revoked: true, revokedAt: 1200, revokedBy: 'admin' })
+      expect(revoked!.sealed).toBeUndefined()
+      expect(await s.writeCredential({ action: 'revoke', user: 'alice', provider: 'cms', revokedAt: 1300, revokedBy: 'admin' }, event('credential.revoked'))).toBe(false)
+      expect(await s.writeCredential({ action: 'rotate', user: 'alice', provider: 'cms', previousNonce: 'bm9uY2Ux', sealed: cred().sealed!, rotatedAt: 1300 }, event('credential.rotated'))).toBe(false)
+      expect(await s.writeCredential({ action: 'revoke', user: 'bob', provider: 'cms', revokedAt: 1300, revokedBy: 'admin' }, event('credential.revoked'))).toBe(false)
+      await s.writeCredential({ action: 'register', credential: cred({ createdAt: 1400 }) }, event('credential.registered'))
+      expect(await s.readCredential('alice', 'cms')).toEqual(cred({ createdAt: 1400 }))
+      expect(await types(s)).toEqual(['credential.registered', 'credential.revoked', 'credential.registered'])
+      expect((await s.listCredentials()).map((c) => `${c.user}/${c.provider}`)).toEqual(['alice/cms'])
+      expect((await s.verify()).ok).toBe(true)
+    })
+  })
+}

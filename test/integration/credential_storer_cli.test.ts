@@ -1,0 +1,122 @@
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { createServer, type Server } from 'node:https'
+import type { AddressInfo } from 'node:net'
+import { join } from 'node:path'
+import { getRequestListener } from '@hono/node-server'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { ensureDevTls } from '../../src/tls/dev_ca.ts'
+import { cli } from '../support/cli.ts'
+import { BROKER, useCredentialsApp } from '../support/credentials_app.ts'
+import { tempDir } from '../support/tmp.ts'
+
+/**
+ * `credential-storer` as HTCondor runs it (SEC_CREDENTIAL_STORER): the service names as arguments, the
+ * user's IAM token by WLCG bearer-token discovery, the broker over HTTPS on loopback (the real routes, IAM
+ * mocked at its HTTP edge), and a stand-in condor_store_cred on PATH that records what it is handed.
+ */
+const t = await useCredentialsApp()
+let server: Server
+let url = ''
+let caFile = ''
+let tlsDir = ''
+const uid = process.getuid?.() ?? 0
+
+beforeAll(async () => {
+  tlsDir = mkdtempSync(join(tmpdir(), 'ctb-storer-tls-'))
+  const tls = await ensureDevTls(tlsDir)
+  caFile = tls.caFile
+  server = createServer({ cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile) }, getRequestListener(t.app.fetch, { overrideGlobalObjects: false }))
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  url = `https://localhost:${(server.address() as AddressInfo).port}`
+})
+afterAll(async () => {
+  server.closeAllConnections()
+  await new Promise<void>((resolve) => server.close(() => resolve()))
+  rmSync(tlsDir, { recursive: true, force: true })
+})
+
+/** A directory with a condor_store_cred that logs its arguments and stdin; `query-oauth` answers `queryExit`. */
+function fakeStoreCred(queryExit = 1): { dir: string; log: string } {
+  const dir = tempDir()
+  const log = join(dir, 'calls.log')
+  const script = join(dir, 'condor_store_cred')
+  writeFileSync(script, `#!/bin/sh\necho "ARGS $*" >> ${log}\nif [ "$1" = query-oauth ]; then exit ${queryExit}; fi\ncat >> ${log}\n`)
+  chmodSync(script, 0o755)
+  return { dir, log }
+}
+
+async function runtimeDirWithToken(claims: Record<string, unknown>): Promise<string> {
+  const dir = tempDir()
+  writeFileSync(join(dir, `bt_u${uid}`), `${await t.userToken(claims)}\n`)
+  return dir
+}
+
+describe('condor-token-broker credential-storer', () => {
+  it('finds the token in $XDG_RUNTIME_DIR/bt_u<uid>, registers, and hands the .top to condor_store_cred add-oauth', async () => {
+    const fake = fakeStoreCred()
+    const env = { PATH: `${fake.dir}:/usr/bin:/bin`, XDG_RUNTIME_DIR: await runtimeDirWithToken({ preferred_username: 'mona' }), CONDOR_TOKEN_BROKER_URL: url, CONDOR_TOKEN_BROKER_CA_FILE: caFile }
+    const r = await cli(['credential-storer', 'cms'], env)
+    expect(r).toMatchObject({ code: 0, out: '' })
+    const lines = readFileSync(fake.log, 'utf8').trim().split('\n')
+    expect(lines[0]).toBe('ARGS query-oauth -s cms')
+    expect(lines[1]).toBe('ARGS add-oauth -s cms -i -')
+    expect(JSON.parse(lines[2]!)).toEqual({ broker_url: BROKER, user: 'mona', provider: 'cms' })
+    expect(await t.store.readCredential('mona', 'cms')).toMatchObject({ revoked: false })
+  })
+
+  it('passes a handle, scopes and audience as condor_submit gives them, and skips what the credd already holds', async () => {
+    const fake = fakeStoreCred()
+    const env = { PATH: `${fake.dir}:/usr/bin:/bin`, BEARER_TOKEN: await t.userToken({ preferred_username: 'nick' }), CONDOR_TOKEN_BROKER_URL: url, CONDOR_TOKEN_BROKER_CA_FILE: caFile }
+    const r = await cli(['credential-storer', 'cms&handle=read&scopes=compute.read&audience=https://se.example.org'], env)
+    expect(r.code).toBe(0)
+    const lines = readFileSync(fake.log, 'utf8').trim().split('\n')
+    expect(lines[1]).toBe('ARGS add-oauth -s cms_read -S compute.read -A https://se.example.org -i -')
+    expect(JSON.parse(lines[2]!)).toEqual({ broker_url: BROKER, user: 'nick', provider: 'cms', scopes: 'compute.read', audience: 'https://se.example.org' })
+    const held = fakeStoreCred(0)
+    const again = await cli(['credential-storer', 'cms'], { ...env, PATH: `${held.dir}:/usr/bin:/bin` })
+    expect(again.code).toBe(0)
+    expect(readFileSync(held.log, 'utf8').trim()).toBe('ARGS query-oauth -s cms')
+  })
+
+  it('prints the .top JSON when condor_store_cred is not there (or with --print), vault mode included', async () => {
+    const file = join(tempDir(), 'token')
+    writeFileSync(file, await t.userToken({ preferred_username: 'olga' }))
+    const r = await cli(['credential-storer', '--print', '--mode', 'vault', '--broker', url, '--ca-file', caFile, 'cms'], { PATH: '/nonexistent', BEARER_TOKEN_FILE: file })
+    expect(r.code).toBe(0)
+    expect(JSON.parse(r.out)).toEqual({ vault_token: expect.any(String), vault_url: 'https://broker.example.org:8200/v1/secret/oauth/creds/olga/cms' })
+  })
+
+  it('fails with one line and status 1 when no token is found or the broker refuses, 2 on bad usage', async () => {
+    const empty = tempDir()
+    const none = await cli(['credential-storer', '--broker', url, 'cms'], { PATH: '/nonexistent', XDG_RUNTIME_DIR: empty })
+    expect(none.code).toBe(1)
+    expect(none.err).toMatch(/^condor-token-broker: no bearer token: .*bt_u\d+/)
+    expect(none.err.split('\n')).toHaveLength(1)
+    const refused = await cli(['credential-storer', '--print', '--broker', url, '--ca-file', caFile, 'cms'], { BEARER_TOKEN: await t.userToken({ 'wlcg.groups': ['/other'] }) })
+    expect(refused.code).toBe(1)
+    expect(refused.err).toMatch(/^condor-token-broker: cms: the broker refused the registration \(403 access_denied/)
+    expect((await cli(['credential-storer', '--broker', url, 'bad_name'], { BEARER_TOKEN: 'x' })).code).toBe(2)
+    expect((await cli(['credential-storer', '--broker', url, 'cms&scopes=a'], { BEARER_TOKEN: 'x' })).code).toBe(2)
+    const http = await cli(['credential-storer', '--print', '--broker', 'http://127.0.0.1:1', 'cms'], { BEARER_TOKEN: 'x' })
+    expect(http).toMatchObject({ code: 1, err: 'condor-token-broker: cms: the broker URL must be https, got http' })
+  })
+})
+
+describe('condor-token-broker credential revoke | list', () => {
+  it('revokes a stored credential in the database serve uses, audited', async () => {
+    const fake = fakeStoreCred()
+    await cli(['credential-storer', 'cms'], { PATH: `${fake.dir}:/usr/bin:/bin`, BEARER_TOKEN: await t.userToken({ preferred_username: 'pete' }), CONDOR_TOKEN_BROKER_URL: url, CONDOR_TOKEN_BROKER_CA_FILE: caFile })
+    const env = { CTB_DATA_DIR: join(t.dbFile, '..'), CTB_TRUST_DOMAIN: 'pool.example.org', CTB_ISSUER: BROKER }
+    const list = await cli(['credential', 'list', '--json'], env)
+    expect(list.code).toBe(0)
+    expect(list.out.split('\n').map((l) => JSON.parse(l) as { user: string; revoked: boolean }).find((c) => c.user === 'pete')).toMatchObject({ revoked: false })
+    const r = await cli(['credential', 'revoke', 'pete', 'cms', '--reason', 'left the experiment'], env)
+    expect(r).toMatchObject({ code: 0, out: 'revoked credential pete/cms' })
+    expect((await t.jobToken('pete', 'cms', t.creddToken())).status).toBe(403)
+    const again = await cli(['credential', 'revoke', 'pete', 'cms'], env)
+    expect(again).toMatchObject({ code: 1, err: 'condor-token-broker: no unrevoked credential pete/cms' })
+    const events = (await t.store.query({ limit: 10, type: 'credential.revoked' })).records.map((x) => x.event)
+    expect(events[0]).toMatchObject({ reason: 'left the experiment', detail: { user: 'pete', provider: 'cms' } })
+  })
+})

@@ -1,0 +1,163 @@
+/**
+ * The broker's job-credential routes wired as serve wires them (src/credentials/build_credentials.ts):
+ * real IAM adapter against the msw IAM of test/support/iam.ts, real policy, revocations, SQLite store
+ * (inline writer) in a temp dir, and an admin bootstrap token. No sockets: `app.request`.
+ */
+import { createHash, randomBytes } from 'node:crypto'
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { Hono } from 'hono'
+import { afterAll } from 'vitest'
+import { createApp } from '../../src/app.ts'
+import { loadConfig, maxTokenLifetime, type Config } from '../../src/config.ts'
+import { buildCredentials, type CredentialServices } from '../../src/credentials/build_credentials.ts'
+import { bootstrapTokenAuthenticator } from '../../src/http/middleware/admin_auth.ts'
+import { createVaultApp } from '../../src/http/vault_app.ts'
+import { createIamAdapter, type IamAdapter } from '../../src/iam/create_iam_adapter.ts'
+import { buildIdTokenClaims, mintIdToken } from '../../src/issuance/idtoken.ts'
+import { ensureAndLoadKeys, type SigningKeys } from '../../src/keys/signing_keys.ts'
+import { systemClock } from '../../src/lib/clock.ts'
+import { silentLogger } from '../../src/lib/logger.ts'
+import { policyContextFromConfig } from '../../src/policy/context.ts'
+import { PolicyHolder } from '../../src/policy/policy_holder.ts'
+import { revocationLabels } from '../../src/policy/revocation_labels.ts'
+import { RevocationService } from '../../src/revocation/revocation_service.ts'
+import { SqliteStore } from '../../src/storage/sqlite_store.ts'
+import { iamConfigFor, mswFetch, secretReader, TestIam, useMswIam } from './iam.ts'
+
+export const TRUST_DOMAIN = 'pool.example.org'
+export const BROKER = 'https://broker.example.org'
+export const SE = 'https://se.example.org'
+export const VAULT_PUBLIC = 'https://broker.example.org:8200'
+
+const POLICY = `version: 1
+rules:
+  - id: job-credentials
+    match:
+      issuer: \${IAM_ISSUER}
+      groups: [/htc/users]
+    grants:
+      - role: job-iam
+        identity: "{preferred_username}@{uid_domain}"
+        token_kinds: [access_token]
+        scopes: [compute.read, compute.create, "storage.read:/store/user", "storage.create:/store/user"]
+        audiences: ["${SE}"]
+        lifetime: { default: 1h, max: 6h }
+      - role: job-storage
+        identity: "{preferred_username}@{uid_domain}"
+        token_kinds: [scitoken]
+        scopes: ["storage.read:/store/user", "storage.modify:/store/user"]
+        audiences: ["${SE}"]
+        lifetime: { default: 20m, max: 1h }
+  - id: access-point
+    match:
+      issuer: \${IAM_ISSUER}
+      client_id: [ctb-ap]
+    grants:
+      - role: credd
+        identity: credd-{host_short}@aps.{trust_domain}
+        token_kinds: [idtoken]
+        authz: [DAEMON]
+        hosts: ["ap*.example.org"]
+        lifetime: { default: 1d, max: 7d }
+`
+
+const CONFIG = `credentials:
+  enabled: true
+  minimum_seconds: 300
+  providers:
+    - { name: cms, kind: iam, role: job-iam }
+    - { name: se-storage, kind: scitoken, role: job-storage }
+  vault:
+    enabled: true
+    public_url: ${VAULT_PUBLIC}
+`
+
+export interface CredentialsApp {
+  app: Hono
+  vault: Hono
+  iam: TestIam
+  store: SqliteStore
+  dbFile: string
+  config: Config
+  keys: SigningKeys
+  credentials: CredentialServices
+  revocations: RevocationService
+  adminToken: string
+  credentialKeyHex: string
+  /** A /htc/users member's IAM token, as the WLCG discovery would find it. */
+  userToken(claims?: Record<string, unknown>): Promise<string>
+  /** A broker-issued IDTOKEN with the given role (default credd). */
+  creddToken(o?: { role?: string; exp?: number; trustDomain?: string }): string
+  register(token: string, body: Record<string, unknown>): Promise<Response>
+  jobToken(user: string, provider: string, bearer: string, query?: string): Promise<Response>
+  /** Token-endpoint requests IAM saw with this grant type (counted at the msw handler). */
+  iamRequests(grantType: 'refresh_token' | 'urn:ietf:params:oauth:grant-type:token-exchange'): URLSearchParams[]
+  /** The same broker restarted with another credential key (same database, IAM, policy). */
+  withCredentialKey(hex: string): Hono
+}
+
+export async function useCredentialsApp(): Promise<CredentialsApp> {
+  const iam = await TestIam.create({ issuer: 'https://iam.test.example/' })
+  useMswIam(iam)
+  const dir = mkdtempSync(join(tmpdir(), 'ctb-credentials-'))
+  const policyDir = join(dir, 'policies')
+  mkdirSync(policyDir)
+  writeFileSync(join(policyDir, 'jobs.yaml'), POLICY)
+  writeFileSync(join(dir, 'broker.yaml'), CONFIG)
+  const loaded = loadConfig({ file: join(dir, 'broker.yaml'), env: { CTB_DATA_DIR: join(dir, 'data'), CTB_TRUST_DOMAIN: TRUST_DOMAIN, CTB_ISSUER: BROKER } })
+  const config: Config = { ...loaded, policy_dir: policyDir, iam: iamConfigFor(iam, {}, { audience: BROKER }) }
+  const clock = systemClock
+  const { keys } = ensureAndLoadKeys(config, clock.now())
+  const dbFile = join(dir, 'data', 'audit.db')
+  const store = new SqliteStore({ file: dbFile, writer: 'inline', synchronous: 'normal' })
+  const adapter: IamAdapter = await createIamAdapter(config.iam, { log: silentLogger, clock, fetch: mswFetch, readFile: secretReader(iam) })
+  const policy = new PolicyHolder({ dir: policyDir, context: policyContextFromConfig(config, iam.issuer), log: silentLogger })
+  const revocations = new RevocationService({
+    store, clock, log: silentLogger, maxTokenLifetime: maxTokenLifetime(config), refreshSeconds: config.revocation.refresh_seconds,
+    knownLabels: () => revocationLabels(policy.current),
+  })
+  await revocations.refresh()
+  const credentialKeyHex = randomBytes(32).toString('hex')
+  const credentials = buildCredentials({
+    config, keys, store, iam: adapter, policy, revocations, clock, log: silentLogger, production: true,
+    env: { CONDOR_TOKEN_BROKER_CREDENTIAL_KEY: credentialKeyHex },
+  })
+  const adminToken = randomBytes(32).toString('base64url')
+  const app = createApp({
+    config, keys, log: silentLogger, readiness: async () => ({ keys: 'ok' }),
+    admin: { audit: store, revocations, authenticators: [bootstrapTokenAuthenticator(createHash('sha256').update(adminToken).digest())] },
+    credentials,
+  })
+  const vault = createVaultApp({ store, jobTokens: credentials.jobTokens, log: silentLogger })
+  afterAll(async () => {
+    adapter.close()
+    policy.close()
+    revocations.stop()
+    await store.close()
+    rmSync(dir, { recursive: true, force: true })
+  })
+  return {
+    app, vault, iam, store, dbFile, config, keys, credentials, revocations, adminToken, credentialKeyHex,
+    userToken: (claims = {}) => iam.mint({ aud: BROKER, 'wlcg.groups': ['/htc/users'], preferred_username: 'alice', scope: 'openid compute.read compute.create offline_access', ...claims }),
+    creddToken(o = {}) {
+      const now = clock.now()
+      const claims = buildIdTokenClaims({
+        trustDomain: o.trustDomain ?? TRUST_DOMAIN, subject: `credd-ap1@aps.${TRUST_DOMAIN}`, authz: ['DAEMON'],
+        lifetimeSeconds: 3600, now: o.exp !== undefined ? o.exp - 3600 : now,
+        extra: { ctb_role: o.role ?? 'credd', ctb_gen: revocations.generationOf(o.role ?? 'credd') },
+      })
+      return mintIdToken(claims, keys.idtoken)
+    },
+    register: async (token, body) => app.request('/v1/credentials', {
+      method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify(body),
+    }),
+    jobToken: async (user, provider, bearer, query = '') => app.request(`/v1/credentials/${user}/${provider}/token${query}`, { headers: { authorization: `Bearer ${bearer}` } }),
+    iamRequests: (grantType) => iam.tokenRequests.filter((r) => r.get('grant_type') === grantType),
+    withCredentialKey(hex) {
+      const other = buildCredentials({ config, keys, store, iam: adapter, policy, revocations, clock, log: silentLogger, production: true, env: { CONDOR_TOKEN_BROKER_CREDENTIAL_KEY: hex } })
+      return createApp({ config, keys, log: silentLogger, readiness: async () => ({ keys: 'ok' }), credentials: other })
+    },
+  }
+}
