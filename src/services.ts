@@ -5,7 +5,8 @@ import { RefusalTally } from './audit/refusal_tally.ts'
 import { startRetention } from './audit/retention.ts'
 import { maxTokenLifetime, type Config } from './config.ts'
 import { devIamTrustedIssuer, devIamBrokerSettings } from './dev_iam/broker_settings.ts'
-import { DEV_IAM_PATHS, devIamIssuer, startDevIam, type RunningDevIam } from './dev_iam/start_dev_iam.ts'
+import { DEV_IAM_PATHS, devIamIssuer } from './dev_iam/dev_iam_paths.ts'
+import type { RunningDevIam } from './dev_iam/start_dev_iam.ts'
 import { BrokerError } from './errors.ts'
 import type { AdminAuthenticator } from './http/middleware/admin_auth.ts'
 import { bootstrapTokenAuthenticator, loadBootstrapToken } from './http/middleware/admin_auth.ts'
@@ -136,6 +137,9 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
     if (config.iam.issuers.length === 0) {
       // The development IAM puts the broker's issuer in `aud` when a client asks for no audience, and
       // the broker expects it: the default setup checks audience as production must.
+      // Loaded here, not at the top: a broker trusting a real IAM (or one running elsewhere) never holds
+      // oidc-provider and koa in memory (~40 MB resident, docs/performance.md).
+      const { startDevIam } = await import('./dev_iam/start_dev_iam.ts')
       devIam = await startDevIam({ port: config.dev_iam.port, log, defaultAudience: config.issuer, production: isProduction(config) })
       closers.push(() => devIam!.close())
       log.warn('DEVELOPMENT IAM started beside the broker; not for production', { issuer: devIam.issuer })

@@ -1,14 +1,6 @@
 #!/usr/bin/env node
 import { BrokerError, OperatorError } from '../errors.ts'
 import { CliError, type CommandIo } from './command.ts'
-import { auditCommand } from './commands/audit.ts'
-import { iamCommand } from './commands/iam.ts'
-import { keysCommand } from './commands/keys.ts'
-import { revokeCommand } from './commands/revoke.ts'
-import { pilotCommand } from './commands/pilot.ts'
-import { policyCommand } from './commands/policy.ts'
-import { serveCommand } from './commands/serve.ts'
-import { tokenCommand } from './commands/token.ts'
 import { packageVersion } from './version.ts'
 
 const HELP = `condor-token-broker: JWTs for HTCondor pools in place of X.509 proxies
@@ -28,15 +20,21 @@ Commands:
 
 Run "condor-token-broker <command> --help" for a command's options.`
 
-const COMMANDS: Record<string, (argv: string[], io: CommandIo) => Promise<number>> = {
-  serve: serveCommand,
-  keys: keysCommand,
-  token: tokenCommand,
-  audit: auditCommand,
-  revoke: revokeCommand,
-  pilot: pilotCommand,
-  policy: policyCommand,
-  iam: iamCommand,
+type Command = (argv: string[], io: CommandIo) => Promise<number>
+
+/**
+ * Each command is loaded when it runs: `serve` then holds none of what only the other commands use
+ * (token minting and inspection, export, key import), and a one-shot command none of the server.
+ */
+const COMMANDS: Record<string, () => Promise<Command>> = {
+  serve: async () => (await import('./commands/serve.ts')).serveCommand,
+  keys: async () => (await import('./commands/keys.ts')).keysCommand,
+  token: async () => (await import('./commands/token.ts')).tokenCommand,
+  audit: async () => (await import('./commands/audit.ts')).auditCommand,
+  revoke: async () => (await import('./commands/revoke.ts')).revokeCommand,
+  pilot: async () => (await import('./commands/pilot.ts')).pilotCommand,
+  policy: async () => (await import('./commands/policy.ts')).policyCommand,
+  iam: async () => (await import('./commands/iam.ts')).iamCommand,
 }
 
 /** Runs one CLI invocation; every expected failure becomes one line on stderr and a non-zero status. */
@@ -47,12 +45,13 @@ export async function runCli(argv: string[], io: CommandIo): Promise<number> {
     return cmd ? 0 : 2
   }
   if (cmd === '--version') { io.out(packageVersion()); return 0 }
-  const run = COMMANDS[cmd]
-  if (!run) {
+  const command = Object.hasOwn(COMMANDS, cmd) ? COMMANDS[cmd] : undefined
+  if (!command) {
     io.err(`condor-token-broker: unknown command "${cmd}" (see --help)`)
     return 2
   }
   try {
+    const run = await command()
     return await run(rest, io)
   } catch (err) {
     if (err instanceof CliError) { io.err(`condor-token-broker: ${err.message}`); return err.exitCode }
