@@ -11,8 +11,9 @@ export function sqliteAuditFile(config: Config): string {
 
 /**
  * Opens the configured audit/revocation store (creating or migrating its schema). `serve` writes SQLite
- * from a writer thread (with its checkpointer and a jti index built in the background); a CLI command
- * writes at most a record or two, so it commits inline and starts no thread.
+ * as audit.sqlite.writer says (by default from a writer thread, with its checkpointer, and a jti index
+ * built in the background); a CLI command writes at most a record or two, so it commits inline and
+ * starts no thread.
  */
 export async function openBrokerStore(config: Config, options: { sqliteWriter?: 'thread' | 'inline' } = {}): Promise<BrokerStore> {
   const gc = config.audit.group_commit
@@ -22,5 +23,5 @@ export async function openBrokerStore(config: Config, options: { sqliteWriter?: 
     const { PostgresStore } = await import('./postgres_store.ts')
     return PostgresStore.open({ dsn: config.audit.postgres.dsn!, poolSize: config.audit.postgres.pool_size, groupCommit })
   }
-  return new SqliteStore({ file: sqliteAuditFile(config), synchronous: config.audit.sqlite.synchronous, groupCommit, writer: options.sqliteWriter ?? 'thread' })
+  return new SqliteStore({ file: sqliteAuditFile(config), synchronous: config.audit.sqlite.synchronous, groupCommit, writer: options.sqliteWriter ?? config.audit.sqlite.writer })
 }
