@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process'
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { closeSync, openSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { stringify } from 'yaml'
@@ -71,9 +71,24 @@ export function writeBrokerConfig(dir: string, iam: DevIamBrokerSettings, broker
   return file
 }
 
+export type BrokerEntry = 'src' | 'dist'
+
+/**
+ * What the bench runs: the built JavaScript in dist/ (BENCH_ENTRY=dist, the default), as the npm package
+ * and the container image do, or the TypeScript sources (BENCH_ENTRY=src), whose every thread also holds
+ * Node's type stripper (~17 MB resident each, docs/performance.md).
+ */
+export const BENCH_ENTRY: BrokerEntry = process.env.BENCH_ENTRY === 'src' ? 'src' : 'dist'
+
+/** Builds dist/ (npm run build) so the bench runs the sources as they are now. */
+export function buildDist(): void {
+  const r = spawnSync(process.execPath, [join(ROOT, 'scripts/build.ts')], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] })
+  if (r.status !== 0) throw new Error(`npm run build failed: ${r.stderr.toString().trim().split('\n').at(-1)}`)
+}
+
 /** `serve` in its own process; env carries CTB_* overrides. */
-export function startBroker(env: NodeJS.ProcessEnv, logFile: string, what = 'broker'): Promise<BenchProcess> {
-  return spawnNode([join(ROOT, 'src/cli/main.ts'), 'serve'], { env, logFile, ready: /serving at/, what })
+export function startBroker(env: NodeJS.ProcessEnv, logFile: string, what = 'broker', entry: BrokerEntry = BENCH_ENTRY): Promise<BenchProcess> {
+  return spawnNode([join(ROOT, entry === 'src' ? 'src/cli/main.ts' : 'dist/cli/main.js'), 'serve'], { env, logFile, ready: /serving at/, what })
 }
 
 /** Runs the CLI to completion; resolves with its exit code and output. */

@@ -3,9 +3,11 @@
 // "target missed" and changes nothing else.
 //
 //   BENCH_SECONDS (5) BENCH_RUNS (3) BENCH_CONNECTIONS (32) BENCH_TRANSPORTS (http,https) BENCH_REPLICAS (1; 0 skips)
+//   BENCH_ENTRY (dist: npm run build first, then run dist/ as the package does | src: the TypeScript sources)
 import { cpus } from 'node:os'
 import type { LoadResult } from './http_load.ts'
 import { mintRates } from './mint_rate.ts'
+import { BENCH_ENTRY, buildDist } from './processes.ts'
 import { REPLICAS_ROW, twoReplicas, type ReplicasResult } from './replicas.ts'
 import { EXCHANGE_ROW, REFERENCE_ROW, RENEWAL_ROW, SCITOKEN_ROW, tokenEndpointLoad, type TokenEndpointResult } from './token_http.ts'
 
@@ -25,7 +27,9 @@ const TARGETS = {
   idleRssMb: 120,
 }
 
-console.log(`condor-token-broker bench: node ${process.version}, ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}`)
+console.log(`condor-token-broker bench: node ${process.version}, ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}; broker runs from ${BENCH_ENTRY}/`)
+// What operators run (the npm package, the container image) is the built JavaScript.
+if (BENCH_ENTRY === 'dist') buildDist()
 console.log('\n# raw minting, one core (ops/s)')
 const mint = await mintRates()
 for (const [name, ops] of Object.entries(mint)) console.log(`${name.padEnd(62)} ${ops.toLocaleString('en-US').padStart(10)}`)
@@ -43,7 +47,7 @@ const summarise = (rs: LoadResult[]): Summary => {
 
 const failures: string[] = []
 const missed: string[] = []
-const json: Record<string, unknown> = { node: process.version, cpus: cpus().length, connections, seconds: durationMs / 1000, runs, mint }
+const json: Record<string, unknown> = { entry: BENCH_ENTRY, node: process.version, cpus: cpus().length, connections, seconds: durationMs / 1000, runs, mint }
 const header = `${'row'.padEnd(56)} ${'req/s'.padStart(8)} ${'(range)'.padStart(14)} ${'p50 ms'.padStart(8)} ${'p99 ms'.padStart(8)} ${'errors'.padStart(7)} ${'vs ref'.padStart(7)}`
 const judge = (what: string, ok: boolean, detail: string) => {
   console.log(`${ok ? 'target met   ' : 'target missed'}  ${what}: ${detail}`)
