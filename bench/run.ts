@@ -29,7 +29,14 @@ const TARGETS = {
 
 console.log(`condor-token-broker bench: node ${process.version}, ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}; broker runs from ${BENCH_ENTRY}/`)
 // What operators run (the npm package, the container image) is the built JavaScript.
-if (BENCH_ENTRY === 'dist') buildDist()
+if (BENCH_ENTRY === 'dist') {
+  try {
+    buildDist()
+  } catch (err) {
+    console.log(`could not build dist/ (BENCH_ENTRY=src runs the sources): ${(err as Error).message}`)
+    process.exit(1)
+  }
+}
 console.log('\n# raw minting, one core (ops/s)')
 const mint = await mintRates()
 for (const [name, ops] of Object.entries(mint)) console.log(`${name.padEnd(62)} ${ops.toLocaleString('en-US').padStart(10)}`)
