@@ -24,6 +24,7 @@ const VARIANTS: Record<string, NodeJS.ProcessEnv & { entry?: BrokerEntry }> = {
   'max-old-space-size=96': { NODE_OPTIONS: '--max-old-space-size=96' },
   'max-semi-space-size=4': { NODE_OPTIONS: '--max-semi-space-size=4' },
   'max-semi-space-size=8': { NODE_OPTIONS: '--max-semi-space-size=8' },
+  'max-semi-space-size=16': { NODE_OPTIONS: '--max-semi-space-size=16' },
   'audit.sqlite.writer inline': { CTB_AUDIT_SQLITE_WRITER: 'inline' },
   'semi 8 + old 96': { NODE_OPTIONS: '--max-semi-space-size=8 --max-old-space-size=96' },
 }

@@ -75,7 +75,7 @@ for (const transport of transports) {
     const vs = ref && name !== REFERENCE_ROW ? `${(s.rps / ref).toFixed(2)}x` : ''
     console.log(`${name.padEnd(56)} ${String(s.rps).padStart(8)} ${`${s.min}-${s.max}`.padStart(14)} ${String(s.p50ms).padStart(8)} ${String(s.p99ms).padStart(8)} ${String(s.errors).padStart(7)} ${vs.padStart(7)}${s.firstError ? `  first error: ${s.firstError}` : ''}`)
   }
-  if (result.rss) console.log(`${'broker process RSS (MB): idle after start / peak (VmHWM)'.padEnd(56)} ${String(result.rss.idleMb).padStart(8)} / ${result.rss.peakMb}`)
+  if (result.rss) console.log(`${'broker RSS (MB): idle / peak after /token rows / peak'.padEnd(56)} ${String(result.rss.idleMb).padStart(8)} / ${result.rss.tokenPeakMb} / ${result.rss.peakMb}`)
   const ex = summaries[EXCHANGE_ROW]
   const rn = summaries[RENEWAL_ROW]
   const sci = summaries[SCITOKEN_ROW]
