@@ -17,7 +17,7 @@ const runs = Number(process.env.BENCH_RUNS ?? 3)
 const transports = (process.env.BENCH_TRANSPORTS ?? 'http,https').split(',').filter((t): t is 'http' | 'https' => t === 'http' || t === 'https')
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
 
-/** What the operations issue asks of the broker, judged on the plain-HTTP run. */
+/** The broker's performance targets (docs/performance.md), judged on the plain-HTTP run. */
 const TARGETS = {
   idtokenVsReference: 3,
   scitokenVsReference: 2,
