@@ -18,7 +18,6 @@ import { buildServices, type BrokerServices } from './services.ts'
 import { systemClock, type Clock } from './lib/clock.ts'
 import type { Logger } from './lib/logger.ts'
 import { accessLog } from './http/access_log.ts'
-import { ensureDevTls } from './tls/dev_ca.ts'
 import { createVaultApp } from './http/vault_app.ts'
 
 export interface RunningBroker {
@@ -83,6 +82,8 @@ async function listen(services: BrokerServices, log: Logger): Promise<RunningBro
   let devCaFile: string | undefined
   let tlsFiles: { certFile: string; keyFile: string } | undefined
   if (config.tls.mode === 'auto') {
+    // Loaded only for tls.mode auto: @peculiar/x509 and its ASN.1 stack cost ~15 MB resident otherwise idle.
+    const { ensureDevTls } = await import('./tls/dev_ca.ts')
     const dev = await ensureDevTls(`${config.data_dir}/tls`)
     devCaFile = dev.caFile
     tlsFiles = dev

@@ -4,8 +4,8 @@ import type { AuditEvent } from './audit/audit_log.ts'
 import { RefusalTally } from './audit/refusal_tally.ts'
 import { startRetention } from './audit/retention.ts'
 import { caDir, maxTokenLifetime, type Config } from './config.ts'
-import { CertificateService } from './ca/certificate_service.ts'
-import { poolCaFiles, PoolCa } from './ca/pool_ca.ts'
+import type { CertificateService } from './ca/certificate_service.ts'
+import { poolCaFiles } from './ca/pool_ca_files.ts'
 import type { VerifiedSubject } from './iam/subject.ts'
 import { InvalidToken } from './errors.ts'
 import { devIamTrustedIssuer, devIamBrokerSettings, withConsoleSignIn } from './dev_iam/broker_settings.ts'
@@ -13,7 +13,8 @@ import { defaultDevIamConfig } from './dev_iam/dev_iam_config.ts'
 import { oidcSignIn, type ConsoleSignIn } from './console/oidc_sign_in.ts'
 import { keyStatus, type KeyStatus } from './keys/key_status.ts'
 import { KeyStore } from './keys/key_store.ts'
-import { DEV_IAM_PATHS, devIamIssuer, startDevIam, type RunningDevIam } from './dev_iam/start_dev_iam.ts'
+import { DEV_IAM_PATHS, devIamIssuer } from './dev_iam/dev_iam_paths.ts'
+import type { RunningDevIam } from './dev_iam/start_dev_iam.ts'
 import { BrokerError, OperatorError } from './errors.ts'
 import type { AdminAuthenticator } from './http/middleware/admin_auth.ts'
 import { bootstrapTokenAuthenticator, loadBootstrapToken } from './http/middleware/admin_auth.ts'
@@ -160,6 +161,9 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
     if (config.iam.issuers.length === 0) {
       // The development IAM puts the broker's issuer in `aud` when a client asks for no audience, and
       // the broker expects it: the default setup checks audience as production must.
+      // Loaded here, not at the top: a broker trusting a real IAM (or one running elsewhere) never holds
+      // oidc-provider and koa in memory (~40 MB resident, docs/performance.md).
+      const { startDevIam } = await import('./dev_iam/start_dev_iam.ts')
       devIam = await startDevIam({
         port: config.dev_iam.port, log, defaultAudience: config.issuer, production: isProduction(config),
         ...(config.admin.console.enabled ? { config: withConsoleSignIn(defaultDevIamConfig(), consoleRedirectUri(config)) } : {}),
@@ -264,6 +268,8 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
     }
     let certificates: BrokerServices['certificates']
     if (existsSync(poolCaFiles(caDir(config)).keyFile)) {
+      // Loaded only when a CA exists: @peculiar/x509 costs ~15 MB resident (docs/performance.md).
+      const [{ PoolCa }, { CertificateService }] = await Promise.all([import('./ca/pool_ca.ts'), import('./ca/certificate_service.ts')])
       const ca = await PoolCa.load(caDir(config))
       const service = new CertificateService({ ca, audit: store, policy, clock, maxLifetime: config.ca.max_lifetime, crlLifetime: config.ca.crl_lifetime })
       certificates = { service, verifyCaller: (bearer) => verifyUnrevokedCaller(iam, revocations, bearer) }

@@ -14,6 +14,11 @@ export const AuditConfigSchema = z.strictObject({
     file: z.string().min(1).optional(),
     /** full: a committed record survives power loss (default); normal: survives only a process crash. */
     synchronous: z.enum(['full', 'normal']).default('full'),
+    /**
+     * thread: commits (and WAL checkpoints) in two worker threads, so the event loop keeps serving during
+     * an fsync; inline: on the main thread, saving the threads' memory (~27 MB idle, docs/performance.md).
+     */
+    writer: z.enum(['thread', 'inline']).default('thread'),
   }).prefault({}),
   postgres: z.strictObject({
     /** libpq URL of a database the broker owns; the broker creates and migrates its tables. */

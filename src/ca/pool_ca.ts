@@ -2,7 +2,6 @@
 import 'reflect-metadata'
 import { randomBytes, webcrypto } from 'node:crypto'
 import { existsSync, mkdirSync, readFileSync } from 'node:fs'
-import { join } from 'node:path'
 import * as x509 from '@peculiar/x509'
 import { InvalidRequest, OperatorError } from '../errors.ts'
 import { readSecretFile, writeSecretFileAtomic } from '../lib/secure_file.ts'
@@ -20,11 +19,8 @@ const ALG = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const
 const CA_LIFETIME_DAYS = 3650
 const DAY = 86_400
 
-export interface PoolCaFiles { keyFile: string; certFile: string }
-
-export function poolCaFiles(dir: string): PoolCaFiles {
-  return { keyFile: join(dir, 'ca.key'), certFile: join(dir, 'ca.crt') }
-}
+import { poolCaFiles, type PoolCaFiles } from './pool_ca_files.ts'
+export { poolCaFiles, type PoolCaFiles }
 
 /** Creates the CA key (0600) and self-signed certificate under `dir`; refuses when either file exists. */
 export async function initPoolCa(dir: string, options: { name: string; now: number }): Promise<PoolCaFiles & { serial: string }> {

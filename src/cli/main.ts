@@ -1,19 +1,6 @@
 #!/usr/bin/env node
 import { BrokerError, OperatorError } from '../errors.ts'
 import { CliError, type CommandIo } from './command.ts'
-import { auditCommand } from './commands/audit.ts'
-import { caCommand } from './commands/ca.ts'
-import { provisionCommand } from './commands/provision.ts'
-import { credmonCommand } from './commands/credmon.ts'
-import { iamCommand } from './commands/iam.ts'
-import { keysCommand } from './commands/keys.ts'
-import { revokeCommand } from './commands/revoke.ts'
-import { pilotCommand } from './commands/pilot.ts'
-import { policyCommand } from './commands/policy.ts'
-import { serveCommand } from './commands/serve.ts'
-import { tokenCommand } from './commands/token.ts'
-import { credentialCommand } from './commands/credential.ts'
-import { credentialStorerCommand } from './commands/credential_storer.ts'
 import { packageVersion } from './version.ts'
 
 const HELP = `condor-token-broker: JWTs for HTCondor pools in place of X.509 proxies
@@ -38,20 +25,26 @@ Commands:
 
 Run "condor-token-broker <command> --help" for a command's options.`
 
-const COMMANDS: Record<string, (argv: string[], io: CommandIo) => Promise<number>> = {
-  serve: serveCommand,
-  keys: keysCommand,
-  token: tokenCommand,
-  audit: auditCommand,
-  revoke: revokeCommand,
-  pilot: pilotCommand,
-  policy: policyCommand,
-  iam: iamCommand,
-  ca: caCommand,
-  provision: provisionCommand,
-  credmon: credmonCommand,
-  credential: credentialCommand,
-  'credential-storer': credentialStorerCommand,
+type Command = (argv: string[], io: CommandIo) => Promise<number>
+
+/**
+ * Each command is loaded when it runs: `serve` then holds none of what only the other commands use
+ * (token minting and inspection, export, key import), and a one-shot command none of the server.
+ */
+const COMMANDS: Record<string, () => Promise<Command>> = {
+  serve: async () => (await import('./commands/serve.ts')).serveCommand,
+  keys: async () => (await import('./commands/keys.ts')).keysCommand,
+  token: async () => (await import('./commands/token.ts')).tokenCommand,
+  audit: async () => (await import('./commands/audit.ts')).auditCommand,
+  revoke: async () => (await import('./commands/revoke.ts')).revokeCommand,
+  pilot: async () => (await import('./commands/pilot.ts')).pilotCommand,
+  policy: async () => (await import('./commands/policy.ts')).policyCommand,
+  iam: async () => (await import('./commands/iam.ts')).iamCommand,
+  ca: async () => (await import('./commands/ca.ts')).caCommand,
+  provision: async () => (await import('./commands/provision.ts')).provisionCommand,
+  credmon: async () => (await import('./commands/credmon.ts')).credmonCommand,
+  credential: async () => (await import('./commands/credential.ts')).credentialCommand,
+  'credential-storer': async () => (await import('./commands/credential_storer.ts')).credentialStorerCommand,
 }
 
 /** Runs one CLI invocation; every expected failure becomes one line on stderr and a non-zero status. */
@@ -62,12 +55,13 @@ export async function runCli(argv: string[], io: CommandIo): Promise<number> {
     return cmd ? 0 : 2
   }
   if (cmd === '--version') { io.out(packageVersion()); return 0 }
-  const run = COMMANDS[cmd]
-  if (!run) {
+  const command = Object.hasOwn(COMMANDS, cmd) ? COMMANDS[cmd] : undefined
+  if (!command) {
     io.err(`condor-token-broker: unknown command "${cmd}" (see --help)`)
     return 2
   }
   try {
+    const run = await command()
     return await run(rest, io)
   } catch (err) {
     if (err instanceof CliError) { io.err(`condor-token-broker: ${err.message}`); return err.exitCode }

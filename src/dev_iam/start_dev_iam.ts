@@ -26,18 +26,11 @@ import { introspectionMiddleware } from './introspection.ts'
 import { WLCG_ANY_AUDIENCE } from './mint_access_token.ts'
 import { revocationMiddleware } from './revocation.ts'
 import { TokenStore } from './token_store.ts'
+import { DEV_IAM_PATHS, devIamIssuer } from './dev_iam_paths.ts'
+
+export { DEV_IAM_PATHS, devIamIssuer }
 
 const GRANTS: readonly DevIamGrant[] = [clientCredentialsGrant, passwordGrant, refreshTokenGrant, tokenExchangeGrant, authorizationCodeGrant]
-
-/** IAM's paths, relative to the issuer (docs/iam-and-wlcg.md §1.1). */
-export const DEV_IAM_PATHS = {
-  discovery: '.well-known/openid-configuration',
-  jwks: 'jwk',
-  token: 'token',
-  introspection: 'introspect',
-  revocation: 'revoke',
-  authorization: 'authorize',
-} as const
 
 /** IAM_JWK_CACHE_LIFETIME default: the JWKS carries `Cache-Control: max-age=21600`. */
 const JWK_MAX_AGE_SECONDS = 21_600
@@ -100,14 +93,6 @@ function signingKeyPair(): { privateKey: KeyObject; kid: string; jwk: Record<str
   const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 })
   const kid = jwkThumbprint(publicKey)
   return { privateKey, kid, jwk: { ...privateKey.export({ format: 'jwk' }), kid, alg: 'RS256', use: 'sig' } }
-}
-
-/**
- * The development IAM's issuer on `port`. IAM's discovery always shows the issuer with a trailing slash
- * (§1.2); tokens carry the same string.
- */
-export function devIamIssuer(port: number, host = '127.0.0.1', tls = false): string {
-  return `${tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}/`
 }
 
 /**

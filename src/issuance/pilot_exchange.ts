@@ -21,7 +21,7 @@ import { verifyRequest, type RequestContext, type TokenExchangeResponse } from '
 import { buildIdTokenClaims, mintIdToken, type IdTokenKey } from './idtoken.ts'
 import { hs256Valid } from './jws.ts'
 import { mintEnrolmentCredential, readEnrolmentCredential, type EnrolmentClaims } from './pilot_enrolment.ts'
-import { pilotDetail, type PilotRecord, type PilotRegistry } from './pilot_registry.ts'
+import { pilotDetail, type MintedPilotToken, type PilotRecord, type PilotRegistry } from './pilot_registry.ts'
 
 /** The three pilot requests at POST /token (docs/pilots.md). */
 export type PilotFlow = 'enrol' | 'redeem' | 'renew'
@@ -33,7 +33,7 @@ export interface PilotExchangeDeps {
   /** MACs enrolment credentials (enrolmentKeyFrom). */
   enrolmentKey: KeyObject
   store: Pick<BrokerStore, 'record' | 'redeemPilotSlot'>
-  registry: Pick<PilotRegistry, 'add' | 'lookup'>
+  registry: Pick<PilotRegistry, 'add' | 'lookup' | 'mintedToken'>
   revocations: RevocationChecker & IssuanceBlocks & { generationOf(role: string): number }
   refusals: Pick<RefusalTally, 'note'>
   clock: Clock
@@ -167,15 +167,20 @@ async function redeem(form: TokenRequestForm, ctx: RequestContext, deps: PilotEx
   const refused: AuditEvent = denialEvent(new InvalidGrant('the pilot enrolment credential is used up'), 'redeem', state as { caller: KnownCaller }, ctx, now)
   const outcome = await deps.store.redeemPilotSlot(cred.jti, cred.count, issued, refused)
   if (!outcome.redeemed) throw new AuditedRefusal('the pilot enrolment credential is used up')
-  deps.registry.add(minted.claims.jti, pilot, minted.claims.exp, now)
+  deps.registry.add(minted.claims.jti, pilot, minted.claims.exp, now, undefined, minted.minted)
   return minted.response
 }
 
 async function renew(form: TokenRequestForm, ctx: RequestContext, deps: PilotExchangeDeps, state: { caller?: KnownCaller; role?: string; site?: string; rule?: string }): Promise<TokenExchangeResponse> {
   let bad: BrokerError | undefined
   try { commonParams(form) } catch (err) { if (!(err instanceof BrokerError)) throw err; bad = err }
-  const token = typeof form.subject_token === 'string' ? form.subject_token : ''
-  const claims = token.length <= MAX_ENROLMENT_CREDENTIAL_BYTES ? readOwnIdToken(token, deps.idtokenKey) : undefined
+  const token = typeof form.subject_token === 'string' && form.subject_token.length <= MAX_ENROLMENT_CREDENTIAL_BYTES ? form.subject_token : ''
+  // A pilot renews with the token this process last gave it: found by its SHA-256, its claims are the ones
+  // signed, with no HMAC to recompute nor payload to decode (docs/performance.md). Any other token
+  // (another replica's, an older one of the chain, a forgery) takes the signature check. Every check
+  // below runs on the claims either way.
+  const known = token ? deps.registry.mintedToken(hash('sha256', token, 'hex'), deps.idtokenKey) : undefined
+  const claims = known?.claims ?? (token ? readOwnIdToken(token, deps.idtokenKey) : undefined)
   if (!claims) throw bad ?? new InvalidGrant('the pilot token is not valid')
   state.caller = { iss: String(claims.iss), sub: String(claims.sub) }
   if (typeof claims.ctb_role === 'string') state.role = claims.ctb_role
@@ -185,7 +190,7 @@ async function renew(form: TokenRequestForm, ctx: RequestContext, deps: PilotExc
   const jti = claims.jti
   if (typeof jti !== 'string' || typeof claims[CLAIM_SLURM_JOB] !== 'string') throw new InvalidGrant('the subject token is not a pilot token')
   if (typeof claims.exp !== 'number' || claims.exp <= now) throw new InvalidGrant('the pilot token has expired')
-  const pilot = await deps.registry.lookup(jti)
+  const pilot = known?.pilot ?? await deps.registry.lookup(jti)
   if (!pilot || pilot.identity !== claims.sub || pilot.site !== claims.ctb_site || pilot.job !== claims[CLAIM_SLURM_JOB]) {
     throw new InvalidGrant('the pilot token is not one this broker issued to a pilot')
   }
@@ -196,7 +201,7 @@ async function renew(form: TokenRequestForm, ctx: RequestContext, deps: PilotExc
   if (pilot.jobEnd <= now) throw new InvalidGrant('the pilot job has ended')
   const minted = mintPilotToken(pilot, g, now, deps)
   await deps.store.record({ ...minted.event, ...who(ctx, state.caller), type: 'token.renewed', detail: { gen: minted.claims.ctb_gen, slurmJob: pilot.job, replaces: jti, pilot: pilotDetail(pilot) } })
-  deps.registry.add(minted.claims.jti, pilot, minted.claims.exp, now, jti)
+  deps.registry.add(minted.claims.jti, pilot, minted.claims.exp, now, jti, minted.minted)
   return minted.response
 }
 
@@ -209,22 +214,30 @@ async function renew(form: TokenRequestForm, ctx: RequestContext, deps: PilotExc
  */
 function mintPilotToken(pilot: PilotRecord, g: { grant: CompiledGrant; pilot: CompiledPilotGrant }, now: number, deps: PilotExchangeDeps) {
   const lifetime = Math.min(g.pilot.tokenLifetime, g.grant.lifetime.max, deps.maxIdTokenLifetime, pilot.jobEnd - now)
-  const levels = [...PILOT_AUTHZ, ...(g.pilot.tunneled ? [PILOT_TUNNEL_AUTHZ] : [])].map(parseAuthzLevel)
+  const levels = g.pilot.tunneled ? PILOT_LEVELS_TUNNELED : PILOT_LEVELS
   const gen = deps.revocations.generationOf(pilot.role)
   const claims = buildIdTokenClaims({
     trustDomain: deps.trustDomain, subject: pilot.identity, authz: levels, lifetimeSeconds: lifetime, now, jti: newJti(),
     extra: { ctb_role: pilot.role, ctb_gen: gen, ctb_site: pilot.site, [CLAIM_SLURM_JOB]: pilot.job },
   })
   const token = mintIdToken(claims, deps.idtokenKey)
+  // Frozen: the registry hands these very claims to the next renewal as what was signed.
+  Object.freeze(claims)
+  const sha256 = hash('sha256', token, 'hex')
   const scope = claims.scope ?? ''
   const event: Omit<AuditEvent, 'type'> = {
     time: now, role: pilot.role, tokenKind: 'idtoken', issuedSub: claims.sub, jti: claims.jti,
-    scopes: scope.split(' ').filter(Boolean), audience: [], exp: claims.exp, tokenSha256: hash('sha256', token, 'hex'),
+    scopes: scope.split(' ').filter(Boolean), audience: [], exp: claims.exp, tokenSha256: sha256,
     policyRule: pilot.rule, decision: 'allow', site: pilot.site,
   }
   const response: TokenExchangeResponse = { access_token: token, issued_token_type: TOKEN_TYPE.idtoken, token_type: 'N_A', expires_in: claims.exp - now, scope }
-  return { claims: claims as typeof claims & { ctb_gen: number }, event, response }
+  const minted: MintedPilotToken = { sha256, claims: claims as unknown as Readonly<Record<string, unknown>>, key: deps.idtokenKey }
+  return { claims: claims as typeof claims & { ctb_gen: number }, event, response, minted }
 }
+
+/** A pilot's authorization levels, parsed once: every pilot token carries the same ones. */
+const PILOT_LEVELS = PILOT_AUTHZ.map(parseAuthzLevel)
+const PILOT_LEVELS_TUNNELED = [...PILOT_AUTHZ, PILOT_TUNNEL_AUTHZ].map(parseAuthzLevel)
 
 /** An IDTOKEN this broker signed with its current key, or undefined. Payload only: the caller judges the claims. */
 function readOwnIdToken(token: string, key: IdTokenKey): Record<string, unknown> | undefined {

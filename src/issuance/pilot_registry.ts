@@ -33,13 +33,30 @@ export function pilotOfEvent(e: AuditEvent): PilotRecord | undefined {
 }
 
 /**
+ * What the broker knows of a pilot token it minted in this process: its claims exactly as signed, and the
+ * key that signed them. A presented token whose SHA-256 is that of such a token is that token, byte for
+ * byte, so its claims need neither the HMAC check nor decoding again (docs/performance.md).
+ */
+export interface MintedPilotToken {
+  /** SHA-256 of the token, hex (the audit record's tokenSha256). */
+  sha256: string
+  claims: Readonly<Record<string, unknown>>
+  /** The signing key it was minted with: a token of a key no longer in force is not vouched for. */
+  key: object
+}
+
+interface Entry { pilot: PilotRecord; exp: number; minted?: MintedPilotToken }
+
+/**
  * Pilot tokens by `jti`: the ones this process minted, from memory, else from the audit log (a token minted
  * by another replica, or before a restart). A token is a pilot's only if its issue was recorded with the
  * pilot's details; the log is the authority, memory only spares the lookup.
  */
 export class PilotRegistry {
   readonly #store: Pick<AuditStore, 'query'>
-  readonly #byJti = new Map<string, { pilot: PilotRecord; exp: number }>()
+  readonly #byJti = new Map<string, Entry>()
+  /** SHA-256 (hex) of each token in #byJti that carries its minted claims → its jti. */
+  readonly #byHash = new Map<string, string>()
   #sweepAt = 0
 
   constructor(store: Pick<AuditStore, 'query'>) {
@@ -50,16 +67,26 @@ export class PilotRegistry {
    * Notes a pilot token just recorded (after its audit record committed). A renewal names the token it
    * `replaces`, which leaves memory: a pilot renews with its newest token, so a chain of renewals keeps one
    * entry per node rather than one per renewal until expiry. The replaced token stays renewable (a pilot
-   * retrying after a lost answer): its record is still in the log, where lookup finds it.
+   * retrying after a lost answer): its record is still in the log, where lookup finds it. `minted`: the
+   * token as this process signed it, for mintedToken().
    */
-  add(jti: string, pilot: PilotRecord, exp: number, now: number, replaces?: string): void {
-    if (replaces !== undefined) this.#byJti.delete(replaces)
-    this.#byJti.set(jti, { pilot, exp })
+  add(jti: string, pilot: PilotRecord, exp: number, now: number, replaces?: string, minted?: MintedPilotToken): void {
+    if (replaces !== undefined) this.#forget(replaces)
+    this.#forget(jti)
+    this.#byJti.set(jti, minted ? { pilot, exp, minted } : { pilot, exp })
+    if (minted) this.#byHash.set(minted.sha256, jti)
     // Bounded: expired tokens can never be renewed, so they leave at the next sweep.
     if (now >= this.#sweepAt) {
-      for (const [k, v] of this.#byJti) if (v.exp <= now) this.#byJti.delete(k)
+      for (const [k, v] of this.#byJti) if (v.exp <= now) this.#forget(k)
       this.#sweepAt = now + 60
     }
+  }
+
+  #forget(jti: string): void {
+    const e = this.#byJti.get(jti)
+    if (!e) return
+    this.#byJti.delete(jti)
+    if (e.minted) this.#byHash.delete(e.minted.sha256)
   }
 
   /** Pilot tokens held in memory (the rest are found in the log). */
@@ -75,6 +102,17 @@ export class PilotRegistry {
     const out = new Map<string, number>()
     for (const { pilot, exp } of this.#byJti.values()) if (exp > now) out.set(pilot.site, (out.get(pilot.site) ?? 0) + 1)
     return out
+  }
+
+  /**
+   * The newest token of a pilot as this process minted it with `key`, found by the SHA-256 of the
+   * presented token; undefined for any other token (which then takes the signature check and lookup()).
+   */
+  mintedToken(sha256: string, key: object): { claims: Readonly<Record<string, unknown>>; pilot: PilotRecord } | undefined {
+    const jti = this.#byHash.get(sha256)
+    const e = jti === undefined ? undefined : this.#byJti.get(jti)
+    if (!e?.minted || e.minted.sha256 !== sha256 || e.minted.key !== key) return undefined
+    return { claims: e.minted.claims, pilot: e.pilot }
   }
 
   async lookup(jti: string): Promise<PilotRecord | undefined> {

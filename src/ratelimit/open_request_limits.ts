@@ -1,4 +1,3 @@
-import pg from 'pg'
 import { RateLimiterMemory, RateLimiterPostgres } from 'rate-limiter-flexible'
 import type { Config } from '../config.ts'
 import { OperatorError } from '../errors.ts'
@@ -38,6 +37,8 @@ export async function openRequestLimits(config: Config, deps: { log: Logger }): 
     return { limits, store: 'memory', close: async () => undefined }
   }
 
+  // pg is loaded only for a PostgreSQL store, so an SQLite broker never holds it.
+  const { default: pg } = await import('pg')
   const pool = new pg.Pool({
     connectionString: config.audit.postgres.dsn!,
     max: rl.postgres.pool_size,

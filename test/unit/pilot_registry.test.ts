@@ -44,4 +44,37 @@ describe('PilotRegistry', () => {
     registry.add('b1', pilot, now + 1200, now, 'b0')
     expect(registry.size).toBe(2)
   })
+
+  describe('mintedToken', () => {
+    const key = {}
+    const minted = (n: number, k: object = key) => ({ sha256: `${n}`.padStart(64, 'a'), claims: { jti: `m${n}`, sub: pilot.identity }, key: k })
+
+    it('vouches for the newest token of a chain, by its SHA-256 and signing key only', () => {
+      const registry = new PilotRegistry(store)
+      registry.add('m0', pilot, now + 1200, now, undefined, minted(0))
+      registry.add('m1', pilot, now + 1200, now, 'm0', minted(1))
+      expect(registry.mintedToken(minted(1).sha256, key)).toEqual({ claims: minted(1).claims, pilot })
+      // The replaced token is no longer vouched for here: it takes the signature check and the log.
+      expect(registry.mintedToken(minted(0).sha256, key)).toBeUndefined()
+      // Nor is a token of a key no longer in force, nor one never minted.
+      expect(registry.mintedToken(minted(1).sha256, {})).toBeUndefined()
+      expect(registry.mintedToken('f'.repeat(64), key)).toBeUndefined()
+    })
+
+    it('forgets a token once it has expired', () => {
+      const registry = new PilotRegistry(store)
+      registry.add('e0', pilot, now + 10, now, undefined, minted(7))
+      // The next addition after expiry sweeps it out.
+      registry.add('e1', { ...pilot, node: 'n2' }, now + 7200, now + 3600, undefined, minted(8))
+      expect(registry.mintedToken(minted(7).sha256, key)).toBeUndefined()
+      expect(registry.mintedToken(minted(8).sha256, key)?.claims).toEqual(minted(8).claims)
+    })
+
+    it('vouches for nothing added without its minted form (a token found in the log)', () => {
+      const registry = new PilotRegistry(store)
+      registry.add('p0', pilot, now + 1200, now)
+      expect(registry.size).toBe(1)
+      expect(registry.mintedToken(minted(0).sha256, key)).toBeUndefined()
+    })
+  })
 })

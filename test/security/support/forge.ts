@@ -4,6 +4,8 @@
  */
 import { createHmac, KeyObject, randomUUID, sign } from 'node:crypto'
 import { exportJWK, generateKeyPair, type CryptoKey, type JWK } from 'jose'
+// @peculiar/x509 needs the Reflect polyfill loaded first; src/ no longer loads it for us at start-up.
+import 'reflect-metadata'
 import * as x509 from '@peculiar/x509'
 
 export const b64 = (s: string | Buffer) => Buffer.from(s).toString('base64url')
