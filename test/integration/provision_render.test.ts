@@ -166,6 +166,37 @@ describe('provision render, plan and teardown against the broker', () => {
     expect(r.err).toBe(`condor-token-broker: ${bad}: input "iam_issuer" looks like a JWT (a token); templates carry no secrets (the broker puts credentials into bundles)`)
   })
 
+  it("writes the SLURM site's settings from the inputs into the group's sbatch script", async () => {
+    const site = join(root, 'site-inputs.yaml')
+    writeFileSync(site, `trust_domain: ${TD}\niam_issuer: ${e2e.devIam.issuer}\npilot_nodes: 1\npilot_partition: short\npilot_cpus: 2\npilot_mem_mb: 4000\n`
+      + 'pilot_walltime: 1800\npilot_drain_margin: 120\npilot_dir: /work/htc\npilot_command: /opt/condor/sbin/condor_master -f\n')
+    const out = join(root, 'site-out')
+    const r = await cli(['provision', 'render', EXAMPLE, '--inputs', site, ...base(), '--out', out])
+    expect(r.err).toBe('')
+    expect(r.code).toBe(0)
+    const script = readFileSync(join(out, 'hpc', 'pilot.sbatch'), 'utf8')
+    for (const line of ['#SBATCH -p short', '#SBATCH --nodes=1', '#SBATCH --cpus-per-task=2', '#SBATCH --mem=4000', '#SBATCH -t 30',
+      '#SBATCH -o /work/htc/logs/pilot-%j.out', '#SBATCH --signal=B:USR1@120', "readonly CA_FILE='/work/htc/broker-ca.crt'",
+      "readonly ENROLMENT_FILE='/work/htc/enrolment.cred'", "readonly COMMAND=('/opt/condor/sbin/condor_master' '-f')"]) {
+      expect(script.split('\n')).toContain(line)
+    }
+  }, 60_000)
+
+  it("refuses a pilot property the sbatch script would refuse, at the property's line, and revokes what was issued", async () => {
+    const bad = join(root, 'bad-command.yaml')
+    writeFileSync(bad, `trust_domain: ${TD}\niam_issuer: ${e2e.devIam.issuer}\npilot_command: "condor_master -f;reboot"\n`)
+    const line = readFileSync(EXAMPLE, 'utf8').split('\n').findIndex((l) => /^ +command: /.test(l)) + 1
+    const r = await cli(['provision', 'render', EXAMPLE, '--inputs', bad, ...base(), '--out', join(root, 'bad-out')])
+    expect(r.code).toBe(1)
+    expect(r.err).toContain(`condor-token-broker: ${EXAMPLE}:${line}:18: hpc.command ("condor_master -f;reboot") must be words of letters, digits and _ . / = : , + - separated by single spaces`)
+    // The group's credential was never requested; the daemons' tokens and certificates were taken back.
+    expect(r.err).toMatch(/issued 4 tokens and 4 certificates; revoked 8/)
+    expect(existsSync(join(root, 'bad-out'))).toBe(false)
+    const plan = await cli(['provision', 'plan', EXAMPLE, '--inputs', bad, ...base()])
+    expect(plan.code).toBe(1)
+    expect(plan.err).toContain(`${EXAMPLE}:${line}:18: hpc.command`)
+  }, 60_000)
+
   // Last: it revokes the operator.
   it('refuses a certificate to a caller whose IAM subject is revoked', async () => {
     const bearer = readFileSync(env.BEARER_TOKEN_FILE!, 'utf8').trim()

@@ -1,12 +1,11 @@
-import { createHmac } from 'node:crypto'
-import { chmodSync, cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { renderPilotScript } from '../../src/clients/pilot/render.ts'
-import { deriveIdTokenKey } from '../../src/keys/condor_key_file.ts'
 import { KeyStore } from '../../src/keys/key_store.ts'
 import { AT, claimsOf, startE2e, TE, type E2e } from '../support/broker_e2e.ts'
+import { epoch, readRecord, recorder, until, verifiesWithPoolKey } from '../support/pilot_recorder.ts'
 import { startSlurm, type TestSlurm } from '../support/slurm.ts'
 import { tempDir } from '../support/tmp.ts'
 
@@ -25,67 +24,12 @@ const DRAIN_S = 90
 // The shipped hpc-b policy with 10 s pilot tokens, so the pilot renews every ~5 s.
 const TOKEN_LIFE_S = 10
 
-function recorder(dir: string): string {
-  const file = join(dir, 'recorder')
-  writeFileSync(file, `#!/bin/bash
-# Records each token version in the pilot's token directory, and the SIGTERM that drains it. Bounded (300 s).
-out="$(dirname "$0")/rec-$SLURM_JOB_ID-$SLURMD_NODENAME.log"
-tokens=$(dirname "$CONDOR_CONFIG")/tokens.d
-echo "start $(date +%s)" >> "$out"
-trap 'echo "term $(date +%s)" >> "$out"; exit 0' TERM
-last=
-for (( i = 0; i < 3000; i++ )); do
-  cur=$(cat "$tokens/pilot" 2>/dev/null)
-  if [[ -n $cur && $cur != "$last" ]]; then echo "token $(date +%s) $(stat -c %a "$tokens/pilot") $cur" >> "$out"; last=$cur; fi
-  sleep 0.1 & wait $!
-done
-echo "gave-up $(date +%s)" >> "$out"
-exit 99
-`)
-  chmodSync(file, 0o755)
-  return file
-}
-
-interface Recorded { term?: number; tokens: { at: number; mode: string; token: string }[] }
-
-function readRecord(file: string): Recorded {
-  if (!existsSync(file)) return { tokens: [] }
-  const lines = readFileSync(file, 'utf8').trim().split('\n').map((l) => l.split(' '))
-  const term = lines.find((l) => l[0] === 'term')
-  return {
-    ...(term ? { term: Number(term[1]) } : {}),
-    tokens: lines.filter((l) => l[0] === 'token').map((l) => ({ at: Number(l[1]), mode: l[2]!, token: l[3]! })),
-  }
-}
-
-/** scontrol prints local ISO times without a zone; the pilot reads squeue's the same way (date -d). */
-const epoch = (local: string) => Math.floor(new Date(local).getTime() / 1000)
-
-/**
- * HTCondor's IDTOKEN check: HMAC-SHA256 under the key derived from the pool's key file named by `kid` (the
- * derivation is pinned by test/unit/idtoken_vector.test.ts to condor_token_create's bytes).
- */
-function verifiesWithPoolKey(token: string, keys: KeyStore, kid: string): boolean {
-  const [h, p, s] = token.split('.')
-  if (JSON.parse(Buffer.from(h!, 'base64url').toString()).kid !== kid) return false
-  const mac = createHmac('sha256', deriveIdTokenKey(readFileSync(keys.condorKeyPath(kid)), kid)).update(`${h}.${p}`).digest('base64url')
-  return mac === s
-}
-
 // The two tests run concurrently, and tempDir removes every test's dirs when any test ends: these are ours.
 const jobDirs: string[] = []
 function jobDir(prefix: string): string {
   const d = mkdtempSync(join(tmpdir(), prefix))
   jobDirs.push(d)
   return d
-}
-
-async function until(cond: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
-  const end = Date.now() + ms
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`${what}: not in ${ms} ms`)
-    await new Promise((r) => setTimeout(r, 100))
-  }
 }
 
 describe('sbatch pilots on a real SLURM cluster against the broker and the development IAM', () => {

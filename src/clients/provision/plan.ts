@@ -1,4 +1,5 @@
 import type { BrokerClient } from './broker_client.ts'
+import { checkPilotGroup } from './pilot_group.ts'
 import { ROLE_OF } from './render.ts'
 import { loadTemplate } from './template/load_template.ts'
 import { realiseTemplate, resolveInputs } from './template/resolve_template.ts'
@@ -71,6 +72,7 @@ export async function planCluster(o: { templateText: string; templateFile: strin
         return { identities: ids, issued_token_jtis: [] }
       }
       case 'htc.nodes.SlurmPilot':
+        checkPilotGroup(t, n)
         await ask(n.name, ROLE_OF[n.type], undefined, site, { slurm_job_id: '0' })
         return { site, issued_token_jtis: [], slurm_job_ids: [] }
     }

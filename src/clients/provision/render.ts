@@ -1,8 +1,8 @@
-import { renderPilotScript } from '../pilot/render.ts'
 import type { BrokerClient } from './broker_client.ts'
 import { cloudInit } from './cloud_init.ts'
 import { COLLECTOR_PORT, condorConfig, mapfile, NODE_PATHS, type ClusterView, type NodeView } from './condor_config.ts'
 import { newHostKey } from './host_key.ts'
+import { checkPilotGroup, renderPilotGroup } from './pilot_group.ts'
 import { loadTemplate, type LoadedTemplate } from './template/load_template.ts'
 import { realiseTemplate, resolveInputs, type ResolvedNode } from './template/resolve_template.ts'
 
@@ -148,6 +148,7 @@ export async function renderCluster(o: RenderOptions, issued: { tokens: Manifest
       }
       case 'htc.nodes.SlurmPilot': {
         const p = n.properties
+        checkPilotGroup(t, n)
         const nodes = Number(p.nodes ?? 1)
         const lifetime = Number(p.queue_estimate_s ?? 3600) + Number(p.walltime_s)
         const cred = await o.broker.pilotEnrolment(ROLE_OF[n.type], String(p.site), nodes, lifetime)
@@ -195,16 +196,7 @@ export async function renderCluster(o: RenderOptions, issued: { tokens: Manifest
 
   for (const p of pilots) {
     const props = p.props
-    const script = renderPilotScript({
-      site: String(props.site), partition: String(props.partition), walltime: String(Math.ceil(Number(props.walltime_s) / 60)),
-      nodes: Number(props.nodes ?? 1), cpus: Number(props.cpus), memMb: Number(props.mem_mb),
-      drainSeconds: Number(props.drain_margin_s ?? 300), brokerUrl: o.broker.base, caFile: String(props.broker_ca_file),
-      enrolmentFile: String(props.enrolment_file), logDir: String(props.log_dir), collector: p.collector,
-      trustDomain: p.trustDomain, allowedOwners: props.allowed_owners as string[],
-      ...(props.account !== undefined ? { account: String(props.account) } : {}),
-      ...(props.local_dir !== undefined ? { localBase: String(props.local_dir) } : {}),
-      ...(props.idle_shutdown_s !== undefined ? { idleShutdownSeconds: Number(props.idle_shutdown_s) } : {}),
-    })
+    const script = renderPilotGroup(p.node, props, { brokerUrl: o.broker.base, collector: p.collector, trustDomain: p.trustDomain })
     bundles.push({
       name: p.node,
       files: [

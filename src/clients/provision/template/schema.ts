@@ -111,6 +111,11 @@ export const NODE_TYPES = {
       enrolment_file: Str,
       broker_ca_file: Str,
       local_dir: Str.optional(),
+      /**
+       * What each node runs once it holds its token (default `condor_master -f`): e.g. condor_master by its
+       * full path on a site that has no HTCondor on PATH. Words of a restricted alphabet, never shell syntax.
+       */
+      command: Str.optional(),
       /** Which site credential (an IAM client at the site) this group uses; a reference only. */
       site_credential_ref: Str,
     }),

@@ -1,0 +1,60 @@
+import { PilotScriptInputError, renderPilotScript, type PilotScriptOptions } from '../pilot/render.ts'
+import type { LoadedTemplate } from './template/load_template.ts'
+import type { ResolvedNode } from './template/resolve_template.ts'
+
+/** What only the broker and the central manager tell render; the rest of the script comes from the properties. */
+export interface PilotContext { brokerUrl: string; collector: string; trustDomain: string }
+
+/** The sbatch renderer's options for one SLURM pilot group: the same renderer as `pilot script`. */
+export function pilotScriptOptions(props: Record<string, unknown>, ctx: PilotContext): PilotScriptOptions {
+  return {
+    site: String(props.site), partition: String(props.partition), walltime: String(Math.ceil(Number(props.walltime_s) / 60)),
+    nodes: Number(props.nodes ?? 1), cpus: Number(props.cpus), memMb: Number(props.mem_mb),
+    drainSeconds: Number(props.drain_margin_s ?? 300), brokerUrl: ctx.brokerUrl, caFile: String(props.broker_ca_file),
+    enrolmentFile: String(props.enrolment_file), logDir: String(props.log_dir), collector: ctx.collector,
+    trustDomain: ctx.trustDomain, allowedOwners: props.allowed_owners as string[],
+    ...(props.account !== undefined ? { account: String(props.account) } : {}),
+    ...(props.local_dir !== undefined ? { localBase: String(props.local_dir) } : {}),
+    ...(props.idle_shutdown_s !== undefined ? { idleShutdownSeconds: Number(props.idle_shutdown_s) } : {}),
+    ...(props.command !== undefined ? { command: String(props.command) } : {}),
+  }
+}
+
+// The renderer names its options as `pilot script` spells them; a template author knows the properties.
+const PROPERTY_OF: Record<string, string> = {
+  site: 'site', partition: 'partition', account: 'account', walltime: 'walltime_s', nodes: 'nodes', cpus: 'cpus', mem: 'mem_mb',
+  drain: 'drain_margin_s', 'log-dir': 'log_dir', 'ca-file': 'broker_ca_file', 'enrolment-file': 'enrolment_file',
+  'allowed-owners': 'allowed_owners', 'local-dir': 'local_dir', 'idle-shutdown': 'idle_shutdown_s', command: 'command',
+}
+
+// Stand-ins for the values the broker supplies at render time; each passes the renderer's own checks.
+const STAND_IN: PilotContext = { brokerUrl: 'https://broker.invalid', collector: 'collector.invalid', trustDomain: 'pool.invalid' }
+
+/**
+ * Renders the group's script once with stand-ins for what the broker supplies, so a property the renderer
+ * refuses (a command with shell syntax, a drain margin longer than the walltime…) fails at its line in the
+ * template, before the broker is asked for this group's credential.
+ */
+export function checkPilotGroup(t: LoadedTemplate, n: ResolvedNode): void {
+  try {
+    renderPilotScript(pilotScriptOptions(n.properties, STAND_IN))
+  } catch (err) {
+    if (!(err instanceof PilotScriptInputError)) throw err
+    const m = /^--([a-z-]+) (.*)$/.exec(err.message)
+    const prop = m ? PROPERTY_OF[m[1]!] : undefined
+    const base = ['topology_template', 'node_templates', n.name, 'properties']
+    if (!prop) t.fail(base, `${n.name}: the sbatch pilot refuses it: ${err.message}`)
+    const value = JSON.stringify(n.properties[prop!])?.slice(0, 60)
+    t.fail(n.properties[prop!] === undefined ? base : [...base, prop!], `${n.name}.${prop} ${value === undefined ? '(unset)' : `(${value})`} ${m![2]}`)
+  }
+}
+
+/** The group's script, with the broker's values; a refusal here (the trust domain) is one line naming the group. */
+export function renderPilotGroup(node: string, props: Record<string, unknown>, ctx: PilotContext): string {
+  try {
+    return renderPilotScript(pilotScriptOptions(props, ctx))
+  } catch (err) {
+    if (err instanceof PilotScriptInputError) throw new Error(`pilot group ${node}: ${err.message}`)
+    throw err
+  }
+}

@@ -1,0 +1,145 @@
+import { chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { initPoolCa } from '../../src/ca/pool_ca.ts'
+import { runCli } from '../../src/cli/main.ts'
+import { KeyStore } from '../../src/keys/key_store.ts'
+import { claimsOf, startE2e, TE, type E2e } from '../support/broker_e2e.ts'
+import { epoch, readRecord, recorder, until, verifiesWithPoolKey } from '../support/pilot_recorder.ts'
+import { startSlurm, type TestSlurm } from '../support/slurm.ts'
+
+// The provisioning module's SLURM pilot group on a real (throw-away) SLURM cluster: the example template
+// rendered by `provision render` against the broker and the development IAM on loopback, the SLURM site's
+// settings given as template inputs (partition, sizes, walltime, drain margin, the pilot directory, and a
+// recorder as the command, standing in for condor_master as in slurm_pilot.test.ts). The bundle's pilot.sbatch
+// is submitted as rendered and its enrolment.cred staged, byte for byte, where the template says; then
+// `provision teardown` revokes what the manifest lists. The interop project runs one file at a time
+// (vitest.config.ts), so this cluster never runs beside slurm_pilot.test.ts's.
+const EXAMPLE = 'examples/provisioning/hybrid-pool.yaml'
+const TRUST = 'pool.example.org'
+const SITE = 'hpc-b'
+const SCOPE = 'condor:/READ condor:/ADVERTISE_STARTD condor:/ADVERTISE_MASTER'
+// As in slurm_pilot.test.ts: the pilot's minimum walltime, a 90 s drain, 10 s pilot tokens (renewed every ~5 s).
+const WALLTIME_S = 120
+const DRAIN_S = 90
+const TOKEN_LIFE_S = 10
+
+async function cli(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number; out: string; err: string }> {
+  const out: string[] = []
+  const err: string[] = []
+  const code = await runCli(args, { out: (s) => out.push(s), err: (s) => err.push(s), env })
+  return { code, out: out.join('\n'), err: err.join('\n') }
+}
+
+describe('the provisioning-rendered sbatch pilot on a real SLURM cluster', () => {
+  let slurm: TestSlurm
+  let e: E2e
+  let root: string
+  beforeAll(async () => {
+    slurm = await startSlurm({ nodes: 2 })
+    root = mkdtempSync(join(tmpdir(), 'ctb-slurm-prov-'))
+    const caDir = join(root, 'ca')
+    await initPoolCa(caDir, { name: 'interop pool CA', now: Math.floor(Date.now() / 1000) })
+    // The example's operator policy with 10 s pilot tokens.
+    const policies = join(root, 'policies')
+    cpSync(join(import.meta.dirname, '../../examples/provisioning/policies'), policies, { recursive: true })
+    const file = join(policies, '50-provisioning.yaml')
+    const text = readFileSync(file, 'utf8')
+    if (text.split('token_lifetime: 6h').length !== 2) throw new Error('the provisioning policy no longer says token_lifetime: 6h once; update this test')
+    writeFileSync(file, text.replace('token_lifetime: 6h', `token_lifetime: ${TOKEN_LIFE_S}s`))
+    e = await startE2e({ CTB_POLICY_DIR: policies, CTB_TRUST_DOMAIN: TRUST, CTB_CA_DIR: caDir })
+  })
+  afterAll(async () => {
+    await slurm?.stop()
+    await e?.close()
+    if (root) rmSync(root, { recursive: true, force: true })
+  })
+
+  it('runs as rendered: verified tokens per node, renewed until drained, the credential spent and gone; teardown revokes it', async () => {
+    const work = join(root, 'work')
+    mkdirSync(work)
+    const bearer = join(work, 'bt')
+    writeFileSync(bearer, `${await e.robot('provisioner')}\n`, { mode: 0o600 })
+    const env = { BEARER_TOKEN_FILE: bearer }
+    const brokerArgs = ['--broker', e.broker.url, '--ca-file', e.broker.devCaFile!]
+
+    // The SLURM site's directory, as the pilot_dir input names it; its admin makes the log directory.
+    const site = join(root, 'site')
+    mkdirSync(join(site, 'logs'), { recursive: true })
+    chmodSync(site, 0o755)
+    const inputs = join(work, 'inputs.yaml')
+    writeFileSync(inputs, [
+      `trust_domain: ${TRUST}`, `iam_issuer: ${e.devIam.issuer}`, 'pilot_nodes: 2', `pilot_partition: ${slurm.partition}`,
+      'pilot_cpus: 1', 'pilot_mem_mb: 100', `pilot_walltime: ${WALLTIME_S}`, `pilot_drain_margin: ${DRAIN_S}`,
+      `pilot_dir: ${site}`, `pilot_command: ${recorder(site)}`, '',
+    ].join('\n'))
+    const out = join(work, 'out')
+    const rendered = await cli(['provision', 'render', EXAMPLE, '--inputs', inputs, ...brokerArgs, '--out', out], env)
+    expect(rendered.err).toBe('')
+    expect(rendered.code).toBe(0)
+    const manifest = JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8')) as { tokens: Array<{ jti: string; node: string; kind: string }>; certificates: unknown[] }
+    const enrolmentJti = manifest.tokens.find((t) => t.node === 'hpc' && t.kind === 'pilot_enrolment')!.jti
+
+    // What the bundle README asks of the site: the credential and the broker's TLS CA where the script looks.
+    const bundle = join(out, 'hpc')
+    const credential = readFileSync(join(bundle, 'enrolment.cred'), 'utf8').trim()
+    expect(claimsOf(credential)).toMatchObject({ jti: enrolmentJti, ctb_site: SITE, count: 2 })
+    const staged = join(site, 'enrolment.cred')
+    copyFileSync(join(bundle, 'enrolment.cred'), staged)
+    chmodSync(staged, 0o600)
+    copyFileSync(e.broker.devCaFile!, join(site, 'broker-ca.crt'))
+    const job = await slurm.sbatch(join(bundle, 'pilot.sbatch'))
+
+    const rec = (node: string) => readRecord(join(site, `rec-${job}-${node}.log`))
+    const pilotLog = () => { const f = join(site, 'logs', `pilot-${job}.out`); return existsSync(f) ? readFileSync(f, 'utf8') : '(no pilot log)' }
+    const end = epoch((await slurm.waitJob(job, ['RUNNING', 'COMPLETED', 'FAILED', 'TIMEOUT', 'CANCELLED'], 30_000)).EndTime!)
+    await until(() => slurm.nodes.every((n) => rec(n).tokens.length >= 2), 40_000, `job ${job} renewed on both nodes\n${pilotLog()}`)
+    const done = await slurm.waitJob(job, ['COMPLETED', 'FAILED', 'TIMEOUT', 'CANCELLED'], (WALLTIME_S + 60) * 1000)
+    expect(done.JobState, pilotLog()).toBe('COMPLETED')
+    expect(done.ExitCode).toBe('0:0')
+    expect(done.NodeList).toBe('ctbn[1-2]')
+    expect(done.Partition).toBe(slurm.partition)
+    expect(epoch(done.EndTime!)).toBeLessThan(end)
+    expect(pilotLog()).toContain("received SIGUSR1: passing SIGTERM to every node's task")
+
+    const keys = new KeyStore(join(e.env.CTB_DATA_DIR!, 'keys'))
+    const kid = e.broker.services.config.idtoken.key
+    const subs: string[] = []
+    for (const node of slurm.nodes) {
+      const r = rec(node)
+      expect(r.term, pilotLog()).toBeDefined()
+      expect(r.term!).toBeLessThan(end)
+      expect(r.tokens.length, pilotLog()).toBeGreaterThanOrEqual(2)
+      const jtis = new Set<string>()
+      for (const t of r.tokens) {
+        expect(t.mode).toBe('600')
+        expect(verifiesWithPoolKey(t.token, keys, kid)).toBe(true)
+        const c = claimsOf(t.token)
+        expect(c).toMatchObject({ iss: TRUST, sub: `pilot-${SITE}-${job}-${node}@pilots.${TRUST}`, scope: SCOPE, ctb_role: 'pilot', ctb_site: SITE, ctb_slurm_job: job })
+        expect(c.exp as number).toBeLessThanOrEqual(end)
+        expect((c.exp as number) - (c.iat as number)).toBeLessThanOrEqual(TOKEN_LIFE_S)
+        jtis.add(c.jti as string)
+      }
+      expect(jtis.size).toBe(r.tokens.length)
+      subs.push(claimsOf(r.tokens[0]!.token).sub as string)
+    }
+    expect(new Set(subs).size).toBe(2)
+    // The staged credential is gone, and both nodes spent it.
+    expect(existsSync(staged)).toBe(false)
+    const redeem = () => e.post('/token', { grant_type: TE, subject_token: credential, subject_token_type: 'urn:condor-token-broker:token-type:pilot-enrolment', slurm_job_id: job, node: 'ctbn3', job_end: String(Math.floor(Date.now() / 1000) + 600) })
+    const spent = await redeem()
+    expect(spent.body).toEqual({ error: 'invalid_grant', error_description: 'the pilot enrolment credential is used up' })
+
+    // Teardown revokes what the manifest lists, the group's enrolment among them.
+    const torn = await cli(['provision', 'teardown', '--manifest', join(out, 'manifest.json'), ...brokerArgs], env)
+    expect(torn.err).toBe('')
+    expect(torn.code).toBe(0)
+    expect(torn.out).toBe(`revoked ${manifest.tokens.length} tokens and ${manifest.certificates.length} certificates`)
+    const admin = { authorization: `Bearer ${readFileSync(bearer, 'utf8').trim()}` }
+    const revoked = (await e.get('/v1/revocations', admin)).body.revocations as Array<{ kind: string; value: string }>
+    expect(revoked.filter((x) => x.kind === 'jti').map((x) => x.value)).toContain(enrolmentJti)
+    expect((await redeem()).body).toEqual({ error: 'invalid_grant', error_description: 'the pilot enrolment credential has been revoked' })
+    console.log(`provisioned slurm pilot: tokens seen ${slurm.nodes.map((n) => rec(n).tokens.length).join(' + ')}`)
+  }, (WALLTIME_S + 120) * 1000)
+})
