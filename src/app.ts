@@ -101,6 +101,7 @@ export function createApp(deps: AppDeps): Hono {
     if (deps.console) {
       app.route('/', consoleRoutes({
         audit: deps.admin.audit, revocations: deps.admin.revocations, ...(deps.admin.policy ? { policy: deps.admin.policy } : {}),
+        ...(deps.credentials ? { credentials: deps.credentials.service } : {}),
         auth: { authenticators: deps.admin.authenticators, revocations: deps.admin.revocations },
         ...(deps.console.signIn ? { signIn: deps.console.signIn } : {}),
         sessions: new ConsoleSessions(), chain: new ChainStatus(deps.admin.audit, () => systemClock.now()),

@@ -103,7 +103,10 @@ export class JobTokens {
       if (!d.allow) throw new AccessDenied(`the policy no longer grants this credential: ${d.reason}`)
       const blocked = this.#deps.blocks.blockedIdentity(d.identity) ?? this.#deps.blocks.blockedCaller(subject)
       if (blocked) throw new AccessDenied(blocked)
-      const r = await issueToken(d, { requestId: ctx.requestId, caller: subject, ...(ctx.clientAddress ? { clientAddress: ctx.clientAddress } : {}) }, this.#deps.issue)
+      const r = await issueToken(d, {
+        requestId: ctx.requestId, caller: subject, ...(ctx.clientAddress ? { clientAddress: ctx.clientAddress } : {}),
+        credential: { user: cred.user, provider: cred.provider },
+      }, this.#deps.issue)
       return { accessToken: r.token, exp: r.claims.exp, scope: r.scope }
     }
     let got

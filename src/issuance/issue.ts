@@ -26,6 +26,8 @@ export interface IssueContext {
   requestId: string
   caller: VerifiedSubject
   clientAddress?: string
+  /** The stored job credential this token is minted for (src/credentials): named in the record's `detail.credential`. */
+  credential?: { user: string; provider: string }
 }
 
 export interface IssueDeps {
@@ -135,7 +137,10 @@ export async function issueToken(decision: AllowedDecision, ctx: IssueContext, d
     policyRule: decision.ruleId,
     decision: 'allow',
     ...(site !== undefined ? { site } : {}),
-    detail: { gen: revocation.ctb_gen, ...('host' in decision && typeof decision.host === 'string' ? { host: decision.host } : {}) },
+    detail: {
+      gen: revocation.ctb_gen, ...('host' in decision && typeof decision.host === 'string' ? { host: decision.host } : {}),
+      ...(ctx.credential ? { credential: { user: ctx.credential.user, provider: ctx.credential.provider }, via: 'mint' } : {}),
+    },
   })
   return { token, claims, tokenKind: decision.tokenKind, jti: claims.jti, expiresIn: claims.exp - now, scope }
 }

@@ -1,12 +1,16 @@
 // The console in a real browser: Debian's Chromium driven by playwright-core, signing in through the
-// development IAM's login page, against a broker on its embedded defaults. Screenshots of every page go
+// development IAM's login page, against a broker on its embedded defaults (plus users' job credentials,
+// so that the Credentials page has a stored credential with a refresh to show). Screenshots of every page go
 // to .test-output/console (CTB_TEST_ARTIFACTS overrides); CTB_UPDATE_DOCS_SCREENSHOT=1 also refreshes
 // docs/console-overview.png.
-import { copyFileSync, mkdirSync } from 'node:fs'
+import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import type { Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { devIamUserToken } from '../../src/dev_iam/dev_iam_token.ts'
+import { buildIdTokenClaims, mintIdToken } from '../../src/issuance/idtoken.ts'
 import { launchChromium, verifiedLeafSpki } from '../support/chromium.ts'
+import { tempDir } from '../support/tmp.ts'
 import { claimsOf, exchangeForm, IDTOKEN, startE2e, type E2e } from '../support/broker_e2e.ts'
 
 const ARTIFACTS = resolve(process.env.CTB_TEST_ARTIFACTS ?? '.test-output/console')
@@ -40,7 +44,9 @@ async function signIn(user: string, landsOn: RegExp): Promise<void> {
 
 beforeAll(async () => {
   mkdirSync(ARTIFACTS, { recursive: true })
-  e = await startE2e()
+  const config = join(tempDir('ctb-console-'), 'broker.yaml')
+  writeFileSync(config, 'credentials:\n  enabled: true\n  providers:\n    - { name: cms, kind: iam, role: job-credentials }\n')
+  e = await startE2e({ CTB_CONFIG: config })
   base = e.broker.services.config.issuer
   const issue = async (token: string, role: string, extra: Record<string, string> = {}) => {
     const res = await e.post('/token', exchangeForm(token, role, extra))
@@ -62,6 +68,14 @@ beforeAll(async () => {
   const renewed = await e.post('/token', { grant_type: exchangeForm('', '').grant_type!, subject_token: redeemed.body.access_token as string, subject_token_type: IDTOKEN })
   expect(renewed.status, JSON.stringify(renewed.body)).toBe(200)
   issuedCount++
+  // alice stores a job credential (the development IAM grants offline_access), and a credd fetches
+  // one job token with it: an IAM refresh, recorded as issued.
+  const { accessToken } = await devIamUserToken(e.devIam, 'alice', { scope: 'openid profile wlcg wlcg.groups offline_access compute.read storage.read:/store/user' })
+  const registered = await e.postJson('/v1/credentials', { provider: 'cms' }, { authorization: `Bearer ${accessToken}` })
+  expect(registered.status, JSON.stringify(registered.body)).toBe(201)
+  const jobToken = await e.get('/v1/credentials/alice/cms/token', { authorization: `Bearer ${creddToken()}` })
+  expect(jobToken.status, JSON.stringify(jobToken.body)).toBe(200)
+  issuedCount++
   // Refusals, one of them quoting the hostile scope into its audit record.
   expect((await e.post('/token', exchangeForm(await e.user('carol'), 'submit-user'))).status).toBeGreaterThanOrEqual(400)
   expect((await e.post('/token', exchangeForm(alice, 'submit-user', { scope: HOSTILE_SCOPE }))).status).toBe(400)
@@ -71,6 +85,12 @@ beforeAll(async () => {
   page.on('dialog', (d) => { dialogs.push(d.message()); void d.dismiss() })
   page.on('console', (m) => { if (/Content Security Policy/.test(m.text())) cspMessages.push(m.text()) })
 }, 120_000)
+
+/** An access point's credd, as the policy's credd grant would issue it: signed with the broker's IDTOKEN key. */
+function creddToken(): string {
+  const claims = buildIdTokenClaims({ trustDomain: 'pool.example.org', subject: 'credd-ap1@aps.pool.example.org', authz: ['DAEMON'], lifetimeSeconds: 600, now: Math.floor(Date.now() / 1000), extra: { ctb_role: 'credd', ctb_gen: 0 } })
+  return mintIdToken(claims, e.broker.services.keys.idtoken)
+}
 
 afterAll(async () => {
   await browser?.close()
@@ -111,6 +131,34 @@ describe('console in Chromium', () => {
     expect(table).toContain('node-7')
     expect(table).toMatch(/ago\)/)
     await shot('pilots')
+  })
+
+  it('lists alice\'s stored credential with its last refresh, and revokes it after a confirmation', async () => {
+    await page.goto(`${base}/console/credentials`, { waitUntil: 'load' })
+    const row = page.locator('#credentials tbody tr', { hasText: 'alice' })
+    expect(await row.count()).toBe(1)
+    const text = await row.innerText()
+    expect(text).toContain('cms')
+    expect(text).toContain('https://storage.cloud-a.example.org')
+    expect(text).toContain('compute.read')
+    expect(text).toMatch(/ago\)/)
+    expect(text).toContain('active')
+    // The last refresh links the job token's audit record.
+    expect(await row.locator('a[href^="/console/records/"]').count()).toBe(1)
+    await shot('credentials')
+    await Promise.all([page.waitForLoadState('load'), row.locator('button:has-text("revoke")').click()])
+    await page.fill('#confirm input[name="reason"]', 'console browser test')
+    await shot('credentials-confirm')
+    await Promise.all([page.waitForLoadState('load'), page.click('#confirm button.danger')])
+    expect(await page.locator('#revoked-credential').innerText()).toBe('alice/cms')
+    expect(await page.locator('#credentials tbody tr', { hasText: 'alice' }).innerText()).toContain('revoked')
+    await shot('credentials-revoked')
+    expect((await e.get('/v1/credentials/alice/cms/token', { authorization: `Bearer ${creddToken()}` })).status).toBe(403)
+    const audit = await e.get('/v1/audit?type=credential.revoked', { authorization: `Bearer ${await e.user('alice')}` })
+    const records = audit.body.records as Array<{ event: { caller?: { sub?: string }; reason?: string; detail?: { user?: string; provider?: string } } }>
+    expect(records).toHaveLength(1)
+    expect(records[0]!.event).toMatchObject({ reason: 'console browser test', detail: { user: 'alice', provider: 'cms' } })
+    expect(records[0]!.event.caller?.sub).toContain(e.devIam.config.users.find((u) => u.username === 'alice')!.sub)
   })
 
   it('revokes a jti after a dry run and a confirmation; the revocation reaches the condor expression and the audit', async () => {

@@ -98,7 +98,8 @@ export interface CredentialsApp {
   withCredentialKey(hex: string): Hono
 }
 
-export async function useCredentialsApp(): Promise<CredentialsApp> {
+/** `console`: also serve the web console (bootstrap-token sign-in only). */
+export async function useCredentialsApp(o: { console?: boolean } = {}): Promise<CredentialsApp> {
   const iam = await TestIam.create({ issuer: 'https://iam.test.example/' })
   useMswIam(iam)
   const dir = mkdtempSync(join(tmpdir(), 'ctb-credentials-'))
@@ -129,6 +130,7 @@ export async function useCredentialsApp(): Promise<CredentialsApp> {
     config, keys, log: silentLogger, readiness: async () => ({ keys: 'ok' }),
     admin: { audit: store, revocations, authenticators: [bootstrapTokenAuthenticator(createHash('sha256').update(adminToken).digest())] },
     credentials,
+    ...(o.console ? { console: { keys: () => ({ scitoken: [], condor: [] }), sessionSeconds: 3600 } } : {}),
   })
   const vault = createVaultApp({ store, jobTokens: credentials.jobTokens, log: silentLogger })
   afterAll(async () => {

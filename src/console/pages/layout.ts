@@ -1,6 +1,6 @@
 import { html, type Html } from '../html.ts'
 
-export type ConsoleTab = 'overview' | 'search' | 'pilots' | 'act'
+export type ConsoleTab = 'overview' | 'search' | 'pilots' | 'credentials' | 'act'
 
 /** Who is signed in, for the header; absent on the sign-in pages. */
 export interface Viewer {
@@ -12,6 +12,7 @@ const TABS: ReadonlyArray<[ConsoleTab, string, string]> = [
   ['overview', 'Overview', '/console'],
   ['search', 'Search', '/console/search'],
   ['pilots', 'Pilots', '/console/pilots'],
+  ['credentials', 'Credentials', '/console/credentials'],
   ['act', 'Act', '/console/act'],
 ]
 

@@ -226,6 +226,8 @@ function consolePages(): RouteSpec[] {
     page('get', '/console/search', 'consoleSearch', 'Search audit records by jti, sub, caller, site, role, request id, time'),
     page('get', '/console/records/{seq}', 'consoleRecord', 'One audit record, its chain position and whether it verifies'),
     page('get', '/console/pilots', 'consolePilots', 'Live SLURM pilots by site and job, with their last renewal'),
+    page('get', '/console/credentials', 'consoleCredentials', 'Users\' stored job credentials with their last refresh'),
+    page('post', '/console/credentials/revoke', 'consoleCredentialRevoke', 'Revoke a user\'s stored job credential (a confirmation first)'),
     page('get', '/console/act', 'consoleAct', 'Revoke, explain a policy decision, key status'),
     page('post', '/console/act/revoke', 'consoleRevoke', 'Revoke (a dry-run count first, then a confirmation)'),
     page('post', '/console/act/explain', 'consoleExplain', 'The policy explain form'),

@@ -9,11 +9,15 @@ import type { ChainStatus } from '../../console/chain_status.ts'
 import { CONSOLE_CSS } from '../../console/console_css.ts'
 import type { ConsoleSignIn } from '../../console/oidc_sign_in.ts'
 import { actPage, type ExplainForm, type RevokeForm } from '../../console/pages/act_page.ts'
+import { credentialsPage, type CredentialRevokeForm } from '../../console/pages/credentials_page.ts'
 import { overviewPage } from '../../console/pages/overview_page.ts'
 import { pilotsPage } from '../../console/pages/pilots_page.ts'
 import { recordPage, SEARCH_FIELDS, searchPage, type SearchForm } from '../../console/pages/search_page.ts'
 import { continuePage, messagePage, signInPage } from '../../console/pages/sign_in_page.ts'
 import { PENDING_SECONDS, sameToken, type ConsoleSessions } from '../../console/sessions.ts'
+import { parseProvider, parseUser } from '../../contract/job_credentials.ts'
+import { credentialActivity } from '../../credentials/credential_activity.ts'
+import type { CredentialService } from '../../credentials/credential_service.ts'
 import { BrokerError, InvalidRequest, InvalidToken } from '../../errors.ts'
 import { listLivePilots } from '../../issuance/pilot_list.ts'
 import type { KeyStatus } from '../../keys/key_status.ts'
@@ -37,6 +41,8 @@ export interface ConsoleDeps {
   audit: Pick<AuditStore, 'query' | 'scan' | 'verify'> & AuditAggregates
   revocations: Pick<RevocationService, 'revoke' | 'preview' | 'list'>
   policy?: PolicySource
+  /** Users' job credentials, when enabled: the service GET and DELETE /v1/credentials use. */
+  credentials?: Pick<CredentialService, 'list' | 'revoke'>
   auth: AdminAuthOptions
   /** Sign-in through IAM; absent: only the bootstrap token signs in. */
   signIn?: ConsoleSignIn
@@ -144,7 +150,7 @@ export function consoleRoutes(deps: ConsoleDeps): Hono {
 
   // --- signed-in pages -------------------------------------------------------------------------------
   const session = consoleSession({ sessions: deps.sessions, auth: deps.auth, origin: deps.origin, now })
-  for (const path of ['/console', '/console/search', '/console/records/*', '/console/pilots', '/console/act', '/console/act/*', '/console/verify', '/console/sign-out']) app.use(path, session)
+  for (const path of ['/console', '/console/search', '/console/records/*', '/console/pilots', '/console/credentials', '/console/credentials/*', '/console/act', '/console/act/*', '/console/verify', '/console/sign-out']) app.use(path, session)
 
   app.post('/console/sign-out', (c) => {
     deps.sessions.delete(getCookie(c, SESSION_COOKIE))
@@ -189,6 +195,29 @@ export function consoleRoutes(deps: ConsoleDeps): Hono {
   app.get('/console/pilots', async (c) => {
     const t = now()
     return c.html(pilotsPage({ viewer: c.get('consoleViewer'), pilots: await listLivePilots(deps.audit, t, deps.maxTokenLifetime), now: t }))
+  })
+
+  async function credentials(c: Context, extra: Omit<Parameters<typeof credentialsPage>[0], 'viewer' | 'now' | 'enabled' | 'credentials'> = {}, status: 200 | 400 | 404 = 200) {
+    const list = deps.credentials ? await deps.credentials.list() : []
+    return c.html(credentialsPage({ viewer: c.get('consoleViewer'), now: now(), enabled: deps.credentials !== undefined, credentials: await credentialActivity(list, deps.audit), ...extra }), status)
+  }
+
+  app.get('/console/credentials', (c) => credentials(c))
+
+  // Step one asks for a confirmation (nothing changes); step two (confirm=yes) revokes through the
+  // service DELETE /v1/credentials/{user}/{provider} uses, audited as credential.revoked with the admin as actor.
+  app.post('/console/credentials/revoke', async (c) => {
+    const f = await c.req.parseBody()
+    const form: CredentialRevokeForm = { user: Text(f.user), provider: Text(f.provider), ...(Text(f.reason) ? { reason: Text(f.reason) } : {}) }
+    if (!deps.credentials) return credentials(c, { error: 'job credentials are not enabled on this broker' }, 400)
+    const user = parseUser(form.user)
+    const provider = parseProvider(form.provider)
+    if (!user || !provider) return credentials(c, { error: 'user or provider is not a valid name' }, 400)
+    if ((form.reason ?? '').length > 500) return credentials(c, { confirm: form, error: 'the reason is longer than 500 characters' }, 400)
+    if (Text(f.confirm) !== 'yes') return credentials(c, { confirm: form })
+    const done = await deps.credentials.revoke(user, provider, `admin:${c.get('admin').id}`, { requestId: c.get('requestId'), ...(form.reason ? { reason: form.reason } : {}) })
+    if (!done) return credentials(c, { error: `no unrevoked credential for ${user}/${provider}` }, 404)
+    return credentials(c, { done: { user, provider } })
   })
 
   async function act(c: Context, extra: Omit<Parameters<typeof actPage>[0], 'viewer' | 'now' | 'keys' | 'revocations'>, status: 200 | 400 = 200) {
