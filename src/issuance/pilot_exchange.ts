@@ -196,6 +196,9 @@ async function renew(form: TokenRequestForm, ctx: RequestContext, deps: PilotExc
   }
   state.rule = pilot.rule
   if (deps.revocations.isRevoked(claims) || deps.revocations.blockedIdentity(pilot.identity) !== undefined) throw new InvalidGrant('the pilot token has been revoked')
+  // Revoking the enrolment credential (by its jti: what a provisioning teardown does) ends the pilots it
+  // yielded too, not only later redemptions: a torn-down cluster's pilots stop at their next renewal.
+  if (deps.revocations.isRevoked({ jti: pilot.enrolment })) throw new InvalidGrant('the pilot\'s enrolment credential has been revoked')
   const g = pilotGrantOf(deps.policy.current, pilot.rule, pilot.role, pilot.site)
   if (!g) throw new InvalidGrant('the policy in force no longer grants this pilot')
   if (pilot.jobEnd <= now) throw new InvalidGrant('the pilot job has ended')

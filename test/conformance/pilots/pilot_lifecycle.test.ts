@@ -193,6 +193,20 @@ describe('renewal', () => {
     expect((await t.post(renewForm(token))).status).toBe(200)
   })
 
+  it('stops when the enrolment credential it was redeemed with is revoked (a cluster teardown)', async () => {
+    const { credential } = await enrol()
+    const job = nextJob()
+    const res = await t.post(redeemForm(credential, job, 'n1', now() + 600))
+    const token = ((await res.json()) as { access_token: string }).access_token
+    expect((await t.post(renewForm(token))).status).toBe(200)
+    // The enrolment's jti, as the audit (and a provisioning manifest) records it.
+    const issued = (await t.store.query({ type: 'token.issued', limit: 1000 })).records.map((r) => r.event).filter((e) => e.tokenKind === 'pilot_enrolment')
+    const enrolmentJti = issued[0]?.jti
+    expect(enrolmentJti).toBeTypeOf('string')
+    await t.revocations.revoke({ kind: 'jti', value: enrolmentJti! }, { principal: 'test' })
+    await expectOAuthError(await t.post(renewForm(token)), 400, 'invalid_grant')
+  })
+
   // Last: the site revocation stops every later hpc-a pilot of this app.
   it('stops when the pilot identity or the site is revoked', async () => {
     const a = await pilot()
