@@ -77,8 +77,9 @@ export class JobTokens {
     const min = req.minimumSeconds ?? this.#deps.defaultMinimumSeconds
     const now = this.#deps.clock.now()
     const cached = this.#cache.get(key)
-    // Registered afresh since it was cached: the cached token may carry the old grant.
-    if (cached && cached.exp - now >= min && cachedFor(cached, cred)) return cached
+    // Registered afresh since it was cached: the cached token may carry the old grant. A token with no
+    // life left is never reused, whatever the minimum: `expires_in: 0` is no token to a credmon.
+    if (cached && cached.exp - now >= Math.max(min, 1) && cachedFor(cached, cred)) return cached
     let flight = this.#inflight.get(key)
     if (!flight) {
       flight = this.#obtain(cred, provider, scopes, audience, ctx).then((t) => {

@@ -140,6 +140,24 @@ describe('GET /v1/credentials/{user}/{provider}/token', () => {
     }
   })
 
+  it('never answers with a token that has no life left, even for minimum_seconds=0', async () => {
+    await registered({ preferred_username: 'ines' })
+    t.iam.exchangedLifetime = 2
+    try {
+      const first = await (await t.jobToken('ines', 'cms', t.creddToken(), '?minimum_seconds=0')).json() as { access_token: string }
+      const exp = decodeJwt(first.access_token).exp!
+      // Bounded: the token lives 2 s.
+      for (let i = 0; i < 50 && Math.floor(Date.now() / 1000) < exp; i++) await new Promise((r) => setTimeout(r, 100))
+      const r = await t.jobToken('ines', 'cms', t.creddToken(), '?minimum_seconds=0')
+      expect(r.status).toBe(200)
+      const body = await r.json() as { access_token: string; expires_in: number }
+      expect(body.expires_in).toBeGreaterThan(0)
+      expect(parseJobTokenResponse(body)).toBeDefined()
+    } finally {
+      t.iam.exchangedLifetime = 3600
+    }
+  })
+
   it('narrows to requested scopes and refuses scopes that were never registered', async () => {
     await registered({ preferred_username: 'gina' })
     const ok = await t.jobToken('gina', 'cms', t.creddToken(), '?scopes=compute.read')
