@@ -1,6 +1,7 @@
 import { hash } from 'node:crypto'
+import { decodeJwt } from 'jose'
 import type { AuditLog } from '../audit/audit_log.ts'
-import { AccessDenied, BrokerError, InvalidGrant, InvalidScope, InvalidTarget } from '../errors.ts'
+import { AccessDenied, BrokerError, InvalidGrant, InvalidScope, InvalidTarget, TemporarilyUnavailable } from '../errors.ts'
 import type { VerifiedSubject } from '../iam/subject.ts'
 import type { IamTokenExchanger } from '../iam/outbound_exchange.ts'
 import { issueToken, type IssueDeps } from '../issuance/issue.ts'
@@ -76,8 +77,9 @@ export class JobTokens {
     const min = req.minimumSeconds ?? this.#deps.defaultMinimumSeconds
     const now = this.#deps.clock.now()
     const cached = this.#cache.get(key)
-    // Registered afresh since it was cached: the cached token may carry the old grant.
-    if (cached && cached.exp - now >= min && cachedFor(cached, cred)) return cached
+    // Registered afresh since it was cached: the cached token may carry the old grant. A token with no
+    // life left is never reused, whatever the minimum: `expires_in: 0` is no token to a credmon.
+    if (cached && cached.exp - now >= Math.max(min, 1) && cachedFor(cached, cred)) return cached
     let flight = this.#inflight.get(key)
     if (!flight) {
       flight = this.#obtain(cred, provider, scopes, audience, ctx).then((t) => {
@@ -118,7 +120,10 @@ export class JobTokens {
       throw err
     }
     const now = this.#deps.clock.now()
-    const exp = now + (got.expiresIn ?? 0)
+    const exp = got.expiresIn !== undefined ? now + got.expiresIn : jwtExp(got.accessToken)
+    // RFC 6749 §5.1: expires_in is only RECOMMENDED. Without it or a JWT exp the token's life is unknown,
+    // and a credmon told `expires_in: 0` would refuse the answer and never refresh: IAM answered badly.
+    if (exp === undefined || exp <= now) throw new TemporarilyUnavailable('IAM did not say how long the refreshed access token lives; try again later')
     await this.#deps.store.record({
       type: 'token.issued', time: now, requestId: ctx.requestId, caller,
       ...(ctx.clientAddress ? { clientAddress: ctx.clientAddress } : {}),
@@ -145,6 +150,16 @@ function stamp(c: StoredCredential): { stamp: number } {
 
 function cachedFor(t: JobToken, c: StoredCredential): boolean {
   return (t as JobToken & { stamp?: number }).stamp === c.createdAt
+}
+
+/** The `exp` of a JWT access token (IAM's are), unverified: only its life is read, for the cache and expires_in. */
+function jwtExp(token: string): number | undefined {
+  try {
+    const exp = decodeJwt(token).exp
+    return typeof exp === 'number' && Number.isFinite(exp) ? Math.floor(exp) : undefined
+  } catch {
+    return undefined
+  }
 }
 
 function subset(asked: string[] | undefined, registered: string[], what: string, error: (m: string) => BrokerError): string[] {

@@ -1,6 +1,7 @@
 import { DatabaseSync } from 'node:sqlite'
 import { decodeJwt } from 'jose'
 import { beforeEach, describe, expect, it } from 'vitest'
+import { parseJobTokenResponse } from '../../src/clients/credmon/client.ts'
 import { useCredentialsApp, BROKER, SE } from '../support/credentials_app.ts'
 
 /**
@@ -122,6 +123,39 @@ describe('GET /v1/credentials/{user}/{provider}/token', () => {
     // A later request with a minimum the cached token cannot meet refreshes again.
     expect((await t.jobToken('frank', 'cms', credd, '?minimum_seconds=7200')).status).toBe(200)
     expect(t.iamRequests('refresh_token')).toHaveLength(2)
+  })
+
+  it('states the life of a refreshed token from its exp when IAM leaves out expires_in, so the credmon can use it', async () => {
+    await registered({ preferred_username: 'hana' })
+    t.iam.omitExpiresIn = true
+    try {
+      const r = await t.jobToken('hana', 'cms', t.creddToken(), '?minimum_seconds=999999')
+      expect(r.status).toBe(200)
+      const body = await r.json() as { access_token: string; expires_in: number }
+      const exp = decodeJwt(body.access_token).exp!
+      expect(Math.abs(body.expires_in - (exp - Math.floor(Date.now() / 1000)))).toBeLessThanOrEqual(2)
+      expect(parseJobTokenResponse(body)).toBeDefined()
+    } finally {
+      t.iam.omitExpiresIn = false
+    }
+  })
+
+  it('never answers with a token that has no life left, even for minimum_seconds=0', async () => {
+    await registered({ preferred_username: 'ines' })
+    t.iam.exchangedLifetime = 2
+    try {
+      const first = await (await t.jobToken('ines', 'cms', t.creddToken(), '?minimum_seconds=0')).json() as { access_token: string }
+      const exp = decodeJwt(first.access_token).exp!
+      // Bounded: the token lives 2 s.
+      for (let i = 0; i < 50 && Math.floor(Date.now() / 1000) < exp; i++) await new Promise((r) => setTimeout(r, 100))
+      const r = await t.jobToken('ines', 'cms', t.creddToken(), '?minimum_seconds=0')
+      expect(r.status).toBe(200)
+      const body = await r.json() as { access_token: string; expires_in: number }
+      expect(body.expires_in).toBeGreaterThan(0)
+      expect(parseJobTokenResponse(body)).toBeDefined()
+    } finally {
+      t.iam.exchangedLifetime = 3600
+    }
   })
 
   it('narrows to requested scopes and refuses scopes that were never registered', async () => {

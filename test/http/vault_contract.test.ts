@@ -1,5 +1,9 @@
+import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { decodeJwt } from 'jose'
-import { beforeEach, describe, expect, it } from 'vitest'
+import { afterAll, beforeEach, describe, expect, it } from 'vitest'
+import { formatUse } from '../../src/clients/credmon/use_file.ts'
 import { SE, useCredentialsApp, VAULT_PUBLIC } from '../support/credentials_app.ts'
 
 /**
@@ -28,7 +32,61 @@ async function read(top: { vault_url: string }, token: string | undefined, param
   return { status: res.status, body: await res.json() as Record<string, unknown>, headers: res.headers }
 }
 
+/**
+ * One refresh of one credential by HTCondor's Vault credmon, restated from its behaviour (not from our
+ * code): read `.top`; GET vault_url with X-Vault-Token and minimum_seconds, and again with the `.top`'s
+ * scopes and audience added when it has any (the narrowed answer is the one kept); on 200 write
+ * `data.access_token` and a newline to a temp file in the same directory and rename it over `.use`; on
+ * an `errors` list holding "permission denied" delete `.top` and `.use`; otherwise leave both alone.
+ */
+async function vaultCredmonRefresh(dir: string, base: string): Promise<'written' | 'deleted' | 'kept'> {
+  const topPath = join(dir, `${base}.top`)
+  const usePath = join(dir, `${base}.use`)
+  const top = JSON.parse(readFileSync(topPath, 'utf8')) as { vault_token: string; vault_url: string; scopes?: string; audience?: string }
+  const asks: Array<Record<string, string>> = [{ minimum_seconds: '2400' }]
+  if (top.scopes || top.audience) asks.push({ minimum_seconds: '2400', ...(top.scopes ? { scopes: top.scopes } : {}), ...(top.audience ? { audience: top.audience } : {}) })
+  let token: string | undefined
+  for (const params of asks) {
+    const r = await read(top, top.vault_token, params)
+    if (r.status !== 200) {
+      if ((r.body.errors as unknown[] | undefined)?.includes('permission denied')) {
+        for (const f of [topPath, usePath]) if (existsSync(f)) unlinkSync(f)
+        return 'deleted'
+      }
+      return 'kept'
+    }
+    token = (r.body as { data: { access_token: string } }).data.access_token
+  }
+  writeFileSync(join(dir, `.${base}.use.tmp`), `${token}\n`)
+  renameSync(join(dir, `.${base}.use.tmp`), usePath)
+  return 'written'
+}
+
+const credDirs: string[] = []
+afterAll(() => { for (const d of credDirs) rmSync(d, { recursive: true, force: true }) })
+
 describe('Vault-compatible read (HTCondor Vault credmon)', () => {
+  it('request to .use: the Vault credmon\'s file is the narrowed token and a newline, the bytes our credmon writes with --use-format bare', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ctb-vault-credmon-'))
+    credDirs.push(dir)
+    const top = await vaultTop('yara', { scopes: 'compute.read', audience: SE })
+    writeFileSync(join(dir, 'cms.top'), JSON.stringify(top))
+    expect(await vaultCredmonRefresh(dir, 'cms')).toBe('written')
+    const use = readFileSync(join(dir, 'cms.use'), 'utf8')
+    expect(use.endsWith('\n')).toBe(true)
+    expect(use.split('\n')).toHaveLength(2)
+    const token = use.slice(0, -1)
+    expect(token).toMatch(/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/)
+    expect(decodeJwt(token)).toMatchObject({ scope: 'compute.read', aud: [SE] })
+    // A pool may run either credmon: the job sees the same file.
+    expect(formatUse(token, 1200, 'bare')).toBe(use)
+
+    await t.credentials.service.revoke('yara', 'cms', 'test')
+    expect(await vaultCredmonRefresh(dir, 'cms')).toBe('deleted')
+    expect(existsSync(join(dir, 'cms.use'))).toBe(false)
+    expect(existsSync(join(dir, 'cms.top'))).toBe(false)
+  })
+
   it('vault_url passes the credmon\'s checks: https, port 8200, path starting /v1', async () => {
     const top = await vaultTop('quinn')
     const u = new URL(top.vault_url)

@@ -92,6 +92,19 @@ describe('credmon against a contract double of the broker (HTTPS on loopback)', 
     expect(p.stderr()).toContain('credmon: removed alice/scitokens.use: the broker refused the credential (access_denied: credential alice/scitokens revoked)')
   }, 30_000)
 
+  it('keeps the .use and logs an error when the broker refuses the credmon\'s own token', async () => {
+    const s = await setup()
+    s.double.expiresIn = 2
+    s.top('alice')
+    const p = s.start(1)
+    expect(await until(() => existsSync(s.use('alice'))), p.stderr()).toBe(true)
+    const before = readFileSync(s.use('alice'), 'utf8')
+    s.double.mode = 'bad-credential'
+    expect(await until(() => p.stderr().includes('the broker refused the credmon\'s own token')), p.stderr()).toBe(true)
+    expect(p.stderr()).toMatch(/"level":"error"[^\n]*own token|own token[^\n]*"level":"error"/)
+    expect(readFileSync(s.use('alice'), 'utf8')).toBe(before)
+  }, 30_000)
+
   it('fails with one line and status 2 on bad options', async () => {
     const s = await setup()
     const child = spawn(process.execPath, [BIN, 'credmon', '--broker', s.double.url, '--providers', 'sci_tokens'], { stdio: ['ignore', 'pipe', 'pipe'] })

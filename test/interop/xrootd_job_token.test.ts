@@ -4,9 +4,10 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createCredmon, credmonFetch } from '../../src/clients/credmon/index.ts'
+import { devIamUserToken } from '../../src/dev_iam/dev_iam_token.ts'
 import { silentLogger } from '../../src/lib/logger.ts'
-import { claimsOf, exchangeForm, JWT, startE2e, type E2e } from '../support/broker_e2e.ts'
-import { startJobCredentialsDouble } from '../support/job_credentials_double.ts'
+import { claimsOf, exchangeForm, IDTOKEN, JWT, startE2e, type E2e } from '../support/broker_e2e.ts'
+import { cli } from '../support/cli.ts'
 import { freePort, requireTool } from '../support/peers.ts'
 import { trustSystemCa } from '../support/system_ca.ts'
 import { putStoreFile, startXrootd, XROOTD_HTTPS_PORT, type RunningXrootd } from '../support/xrootd.ts'
@@ -14,9 +15,11 @@ import { putStoreFile, startXrootd, XROOTD_HTTPS_PORT, type RunningXrootd } from
 const WRAPPER = join(import.meta.dirname, '../../src/clients/credmon/job_wrapper.sh')
 const AUD = `https://localhost:${XROOTD_HTTPS_PORT}`
 // WLCG storage scopes are relative to the issuer's base path at the storage (/store here).
-const SCOPES = 'compute.read storage.read:/alice storage.create:/alice storage.modify:/alice'
+const SCOPES = 'storage.read:/alice storage.create:/alice storage.modify:/alice'
+/** Short, so a refresh and an expiry happen within the test. */
+const JOB_TOKEN_SECONDS = 12
 
-/** A policy granting SciTokens with storage scopes for alice's own area at the test storage. */
+/** A storage-only grant: SciTokens for alice's own area at the test storage, and nothing for HTCondor. */
 const STORAGE_POLICY = `version: 1
 description: Storage tokens for jobs (interop test)
 rules:
@@ -30,10 +33,9 @@ rules:
         identity: "{preferred_username}@{uid_domain}"
         token_kinds: [scitoken]
         profile: wlcg
-        # compute.read rides along: a SciToken grant must carry a compute or condor scope today.
-        scopes: [compute.read, "storage.read:/alice", "storage.create:/alice", "storage.modify:/alice"]
+        scopes: ["storage.read:/alice", "storage.create:/alice", "storage.modify:/alice"]
         audiences: ["${AUD}"]
-        lifetime: { default: 20m, max: 1h }
+        lifetime: { default: ${JOB_TOKEN_SECONDS}s, max: 1h }
 `
 
 /**
@@ -55,12 +57,15 @@ describe('job token at a real XRootD (SciTokens plugin) through the job wrapper'
     const port = await freePort()
     const policies = mkdtempSync(join(tmpdir(), 'ctb-xrd-policies-'))
     writeFileSync(join(policies, '40-storage.yaml'), STORAGE_POLICY)
-    e = await startE2e({ CTB_LISTEN_PORT: String(port), CTB_ISSUER: `https://localhost:${port}`, CTB_POLICY_DIR: policies })
+    // The shipped access-point policy: it grants the credd its IDTOKEN.
+    copyFileSync(join(import.meta.dirname, '../../policies/10-cloud-htc.yaml'), join(policies, '10-cloud-htc.yaml'))
+    writeFileSync(`${policies}.broker.yaml`, 'credentials:\n  enabled: true\n  providers:\n    - { name: scitokens, kind: scitoken, role: job-storage }\n')
+    e = await startE2e({ CTB_LISTEN_PORT: String(port), CTB_ISSUER: `https://localhost:${port}`, CTB_POLICY_DIR: policies, CTB_CONFIG: `${policies}.broker.yaml` })
     untrust = trustSystemCa(e.broker.devCaFile!)
     x = await startXrootd({ issuer: `https://localhost:${port}` })
     putStoreFile(x, 'store/alice/hello.txt', 'hello from alice\n')
     putStoreFile(x, 'store/bob/secret.txt', 'bob only\n')
-    const res = await e.post('/token', exchangeForm(await e.user('alice'), 'job-storage', { requested_token_type: JWT, audience: AUD, scope: SCOPES }))
+    const res = await e.post('/token', exchangeForm(await e.user('alice'), 'job-storage', { requested_token_type: JWT, audience: AUD, scope: SCOPES, lifetime: '1200' }))
     expect(res.status, JSON.stringify(res.body)).toBe(200)
     token = res.body.access_token as string
     sandbox = mkdtempSync(join(tmpdir(), 'ctb-xrd-job-'))
@@ -75,10 +80,14 @@ describe('job token at a real XRootD (SciTokens plugin) through the job wrapper'
     if (sandbox) rmSync(sandbox, { recursive: true, force: true })
   })
 
-  /** Runs one curl in the job stand-in, started through the wrapper inside XRootD's namespace; returns the HTTP status. */
-  async function job(curlArgs: string, opts: { presentToken?: boolean; creds?: string } = {}): Promise<{ status: string; out: string }> {
-    const auth = opts.presentToken === false ? '' : '-H "Authorization: Bearer $(cat "$BEARER_TOKEN_FILE")"'
-    const script = `set -u; [ -r "$BEARER_TOKEN_FILE" ] || exit 90
+  /**
+   * Runs one curl in the job stand-in, started through the wrapper inside XRootD's namespace; returns the
+   * HTTP status. The job presents `$BEARER_TOKEN_FILE` when the wrapper gave it one.
+   */
+  async function job(curlArgs: string, opts: { presentToken?: boolean; creds?: string } = {}): Promise<{ status: string; out: string; hadToken: boolean }> {
+    const auth = opts.presentToken === false ? '' : '${BEARER_TOKEN_FILE:+-H "Authorization: Bearer $(cat "$BEARER_TOKEN_FILE")"}'
+    const script = `set -u; [ -z "\${BEARER_TOKEN_FILE:-}" ] || [ -r "$BEARER_TOKEN_FILE" ] || exit 90
+[ -n "\${BEARER_TOKEN_FILE:-}" ] && echo token >&2
 curl -sS --cacert "$XRD_CA" -o "$OUT" -w '%{http_code}' ${auth} ${curlArgs}`
     const out = join(sandbox, `out-${Math.random().toString(36).slice(2)}`)
     const [cmd, ...args] = x.inNetns(['dash', WRAPPER, 'sh', '-c', script])
@@ -94,7 +103,7 @@ curl -sS --cacert "$XRD_CA" -o "$OUT" -w '%{http_code}' ${auth} ${curlArgs}`
     expect(r.code, `${r.stderr}\n${x.log().slice(-1500)}`).toBe(0)
     let body = ''
     try { body = readFileSync(out, 'utf8') } catch { body = '' }
-    return { status: r.stdout, out: body }
+    return { status: r.stdout, out: body, hadToken: r.stderr.split('\n').includes('token') }
   }
 
   it('the token carries the storage scopes and the storage audience', () => {
@@ -124,42 +133,77 @@ curl -sS --cacert "$XRD_CA" -o "$OUT" -w '%{http_code}' ${auth} ${curlArgs}`
     expect((await job(`-T /etc/hostname ${AUD}/store/bob/planted.txt`)).status).toBe('403')
   }, 60_000)
 
-  // The chain with our credmon in it. The broker's job-token route is stood in for by the contract double,
-  // which mints each token through the real broker (POST /token) with the .top's scopes and audience;
-  // everything after it is the production path: credmon → .use → (starter copy) → wrapper → XRootD.
-  it('our credmon fills .use from the job-token read, the job uses it at XRootD, and a revocation removes it', async () => {
+  // The chain with our credmon in it, every link the production one: credential-storer registers alice
+  // at the broker; the credd's .top; our credmon reads the broker's job-token route with the credd's
+  // IDTOKEN and writes .use; the starter's copy into the job's $_CONDOR_CREDS; the wrapper; XRootD.
+  it('registration → credmon → .use → starter copy → wrapper → XRootD, and nothing after a revocation', async () => {
     const root = mkdtempSync(join(tmpdir(), 'ctb-xrd-chain-'))
-    const credd = 'eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJjcmVkZCJ9.c2ln'
-    const double = await startJobCredentialsDouble(join(root, 'tls'), credd, async (user, _provider, q) => {
-      const r = await e.post('/token', exchangeForm(await e.user(user), 'job-storage', { requested_token_type: JWT, audience: q.audience!, scope: q.scopes! }))
-      if (r.status !== 200) throw new Error(`broker refused: ${JSON.stringify(r.body)}`)
-      return { access_token: r.body.access_token as string, expires_in: r.body.expires_in as number, scope: q.scopes! }
-    })
     try {
+      const caFile = e.broker.devCaFile!
+      // The broker's public URL (its issuer), as the .top and the credmon name it.
+      const brokerUrl = e.broker.services.config.issuer
+      const ap = await e.robot('ctb-cloud-a-ap')
+      const credd = await e.post('/token', exchangeForm(ap, 'credd', { requested_token_type: IDTOKEN, host: 'ap1.cloud-a.example.org' }))
+      expect(credd.status, JSON.stringify(credd.body)).toBe(200)
+      writeFileSync(join(root, 'credd.token'), `${credd.body.access_token as string}\n`, { mode: 0o600 })
+
+      const { accessToken } = await devIamUserToken(e.devIam, 'alice', { scope: 'openid profile wlcg wlcg.groups' })
+      const stored = await cli(['credential-storer', '--print', '--broker', brokerUrl, '--ca-file', caFile, 'scitokens'], { BEARER_TOKEN: accessToken })
+      expect(stored.err).toBe('')
       const credDir = join(root, 'oauth_credentials')
-      mkdirSync(join(credDir, 'alice'), { recursive: true })
-      writeFileSync(join(credDir, 'alice', 'scitokens.top'), JSON.stringify({ broker_url: double.url, user: 'alice', provider: 'scitokens', scopes: SCOPES, audience: AUD }))
-      writeFileSync(join(root, 'credd.token'), credd, { mode: 0o600 })
-      const credmon = createCredmon({ credDir, brokerUrl: double.url, providers: ['scitokens'], tokenFile: join(root, 'credd.token'), useFormat: 'json' }, silentLogger, credmonFetch(double.caFile))
+      mkdirSync(join(credDir, 'alice'), { recursive: true, mode: 0o700 })
+      writeFileSync(join(credDir, 'alice', 'scitokens.top'), stored.out, { mode: 0o600 })
+      expect(JSON.parse(stored.out)).toMatchObject({ broker_url: brokerUrl, user: 'alice', provider: 'scitokens' })
+
+      const credmon = createCredmon({ credDir, brokerUrl, providers: ['scitokens'], tokenFile: join(root, 'credd.token'), useFormat: 'json' }, silentLogger, credmonFetch(caFile))
+      const use = join(credDir, 'alice', 'scitokens.use')
       expect(await credmon.scan()).toEqual({ refreshed: 1, failed: 0, removed: 0 })
+      const first = (JSON.parse(readFileSync(use, 'utf8')) as { access_token: string }).access_token
+      const c = claimsOf(first)
+      expect(c).toMatchObject({ iss: e.broker.services.config.issuer, aud: AUD, sub: 'alice@pool.example.org' })
+      expect(String(c.scope).split(' ').sort()).toEqual(SCOPES.split(' ').sort())
 
       // The starter's part: copy <user>/<provider>.use into the job's $_CONDOR_CREDS.
-      const jobCreds = join(root, 'job_creds')
-      mkdirSync(jobCreds)
-      copyFileSync(join(credDir, 'alice', 'scitokens.use'), join(jobCreds, 'scitokens.use'))
+      const starterCopy = (to: string) => {
+        mkdirSync(to, { recursive: true })
+        if (existsSync(use)) copyFileSync(use, join(to, 'scitokens.use'))
+        return to
+      }
+      const jobCreds = starterCopy(join(root, 'job1_creds'))
       const read = await job(`${AUD}/store/alice/hello.txt`, { creds: jobCreds })
       expect(read.status).toBe('200')
       expect(read.out).toBe('hello from alice\n')
+      const wrote = await job(`-T /etc/hostname ${AUD}/store/alice/by-job.txt`, { creds: jobCreds })
+      expect(['200', '201']).toContain(wrote.status)
       expect((await job(`${AUD}/store/bob/secret.txt`, { creds: jobCreds })).status).toBe('403')
 
-      // Revoked at the broker: at its next refresh the credmon removes the .use.
-      double.mode = 'revoked'
-      writeFileSync(join(credDir, 'alice', 'scitokens.top'), JSON.stringify({ broker_url: double.url, user: 'alice', provider: 'scitokens', scopes: SCOPES, audience: AUD, renewed: true }))
+      // At half-life the credmon refreshes; the starter hands the running job the new token.
+      await new Promise((r) => setTimeout(r, (JOB_TOKEN_SECONDS / 2 + 1) * 1000))
+      expect(await credmon.scan()).toEqual({ refreshed: 1, failed: 0, removed: 0 })
+      const second = (JSON.parse(readFileSync(use, 'utf8')) as { access_token: string }).access_token
+      expect(second).not.toBe(first)
+      starterCopy(jobCreds)
+
+      const revoked = await cli(['credential', 'revoke', 'alice', 'scitokens'], e.env)
+      expect(revoked.code, revoked.err).toBe(0)
+      // The next refresh: the broker refuses the credential, and the credmon removes .use.
+      await new Promise((r) => setTimeout(r, (JOB_TOKEN_SECONDS / 2 + 1) * 1000))
       expect(await credmon.scan()).toEqual({ refreshed: 0, failed: 1, removed: 1 })
-      expect(existsSync(join(credDir, 'alice', 'scitokens.use'))).toBe(false)
+      expect(existsSync(use)).toBe(false)
+
+      // A job started now gets no token from the starter, so it has none to present, and is refused.
+      const next = await job(`${AUD}/store/alice/hello.txt`, { creds: starterCopy(join(root, 'job2_creds')) })
+      expect(next.hadToken).toBe(false)
+      expect(next.status).toBe('403')
+      // The running job still holds the last token it was handed; once that expires, storage refuses it.
+      // (Presented here for the first time: XRootD keeps an accepted token cached for a while past its exp.)
+      const exp = Number(claimsOf(second).exp)
+      await new Promise((r) => setTimeout(r, Math.max(0, exp * 1000 - Date.now()) + 1500))
+      const late = await job(`${AUD}/store/alice/hello.txt`, { creds: jobCreds })
+      expect(late.hadToken).toBe(true)
+      expect(late.status).toBe('403')
     } finally {
-      await double.close()
       rmSync(root, { recursive: true, force: true })
     }
-  }, 60_000)
+  }, 90_000)
 })

@@ -78,6 +78,8 @@ export class TestIam {
   refusedScopes = new Set<string>()
   /** IAM may rotate refresh tokens and make the old one single-use (§1.4, IAM #707). */
   rotateRefreshTokens = true
+  /** RFC 6749 §5.1 makes `expires_in` only RECOMMENDED: an IAM may leave it out (the JWT's `exp` still says). */
+  omitExpiresIn = false
   /** Access-token lifetime IAM gives exchanged tokens (the broker client's setting, §1.4). */
   exchangedLifetime = 3600
   /** Every token-endpoint request body, for assertions. */
@@ -316,7 +318,7 @@ export class TestIam {
     return {
       access_token: token,
       token_type: 'Bearer',
-      expires_in: this.exchangedLifetime,
+      ...(this.omitExpiresIn ? {} : { expires_in: this.exchangedLifetime }),
       scope: scopes.join(' '),
       issued_token_type: 'urn:ietf:params:oauth:token-type:jwt',
     }

@@ -19,14 +19,12 @@ export interface JobCredentialsDouble {
 /**
  * A CONTRACT DOUBLE of the broker: an HTTPS server on loopback that implements only the job-token read
  * of the job-credential wire contract (GET /v1/credentials/{user}/{provider}/token), with the status
- * codes and bodies the contract fixes. It is not the broker: integration against the real route is a
- * separate test. Tokens are opaque JWT-shaped strings numbered in order of issue, or what `mint` returns
- * (the interop test mints real ones through the broker's POST /token).
+ * codes and bodies the contract fixes, switched at will: it drives the credmon's handling of each answer
+ * (outage, revocation, its own token refused) in seconds and in any order, which the real broker cannot
+ * be made to do on demand. The credmon against the real broker is test/integration/credmon_real_broker.test.ts
+ * and test/interop/xrootd_job_token.test.ts. Tokens are opaque JWT-shaped strings numbered in order of issue.
  */
-/** Mints the token a 200 carries; by default an opaque numbered string. */
-export type DoubleMint = (user: string, provider: string, query: Record<string, string>) => Promise<{ access_token: string; expires_in: number; scope: string }>
-
-export async function startJobCredentialsDouble(dir: string, credmonBearer: string, mint?: DoubleMint): Promise<JobCredentialsDouble> {
+export async function startJobCredentialsDouble(dir: string, credmonBearer: string): Promise<JobCredentialsDouble> {
   const tls = await ensureDevTls(dir, ['localhost'])
   let issued = 0
   const state: Omit<JobCredentialsDouble, 'url' | 'close' | 'caFile'> = { requests: [], mode: 'ok', expiresIn: 1200 }
@@ -44,13 +42,6 @@ export async function startJobCredentialsDouble(dir: string, credmonBearer: stri
     if (bearer !== credmonBearer || state.mode === 'bad-credential') return json(401, { error: 'invalid_token', error_description: 'the credd token is not valid' })
     if (state.mode === 'unavailable') return json(503, { error: 'temporarily_unavailable', error_description: 'IAM unreachable' }, { 'retry-after': '1' })
     if (state.mode === 'revoked') return json(403, { error: 'access_denied', error_description: `credential ${m[1]}/${m[2]} revoked` })
-    if (mint) {
-      try {
-        return json(200, { ...(await mint(m[1]!, m[2]!, Object.fromEntries(url.searchParams))), token_type: 'Bearer' })
-      } catch (err) {
-        return json(503, { error: 'temporarily_unavailable', error_description: (err as Error).message }, { 'retry-after': '1' })
-      }
-    }
     issued += 1
     const claims = Buffer.from(JSON.stringify({ sub: m[1], n: issued })).toString('base64url')
     return json(200, { access_token: `eyJhbGciOiJFUzI1NiJ9.${claims}.c2ln`, token_type: 'Bearer', expires_in: state.expiresIn, scope: url.searchParams.get('scopes') ?? '' })
