@@ -203,6 +203,35 @@ describe('GET /v1/credentials/{user}/{provider}/token', () => {
     expect((await t.store.readCredential('kate', 'cms'))).toMatchObject({ revoked: true, revokedBy: 'iam' })
   })
 
+  it('refuses a revoked user: an IAM refresh and a cached SciToken alike (403)', async () => {
+    await registered({ preferred_username: 'olga', sub: 'olga-sub' })
+    await registered({ preferred_username: 'olga', sub: 'olga-sub' }, { provider: 'se-storage' })
+    expect((await t.jobToken('olga', 'cms', t.creddToken())).status).toBe(200)
+    expect((await t.jobToken('olga', 'se-storage', t.creddToken())).status).toBe(200)
+    const refreshes = t.iamRequests('refresh_token').length
+    await t.revocations.revoke({ kind: 'sub', value: 'olga-sub' }, { principal: 'test' })
+    // Revoking the caller stops every token issued for it: no IAM refresh, no cached token handed on.
+    for (const provider of ['cms', 'se-storage']) {
+      const res = await t.jobToken('olga', provider, t.creddToken(), '?minimum_seconds=0')
+      expect(res.status).toBe(403)
+      expect((await res.json() as { error: string }).error).toBe('access_denied')
+    }
+    expect(t.iamRequests('refresh_token')).toHaveLength(refreshes)
+  })
+
+  it('does not hand out a cached SciToken whose role generation was revoked', async () => {
+    await registered({ preferred_username: 'pete' }, { provider: 'se-storage' })
+    const first = await t.jobToken('pete', 'se-storage', t.creddToken())
+    const old = (await first.json() as { access_token: string }).access_token
+    await t.revocations.revoke({ kind: 'role', value: 'job-storage' }, { principal: 'test' })
+    expect(t.revocations.isRevoked(decodeJwt(old))).toBe(true)
+    const again = await t.jobToken('pete', 'se-storage', t.creddToken(), '?minimum_seconds=0')
+    expect(again.status).toBe(200)
+    const fresh = (await again.json() as { access_token: string }).access_token
+    expect(fresh).not.toBe(old)
+    expect(t.revocations.isRevoked(decodeJwt(fresh))).toBe(false)
+  })
+
   it('withholds the token when its audit record cannot be written (fail closed)', async () => {
     await registered({ preferred_username: 'leo' })
     const record = t.store.record.bind(t.store)
