@@ -40,7 +40,8 @@ const SERIAL = /^[0-9a-f]{2,40}$/
  */
 export class CertificateService {
   readonly #d: CertificateServiceDeps
-  #crl: { pem: string; until: number; revocations: number } | undefined
+  /** The last CRL signed, and the serials it lists (another replica's revocation changes them, not only their count). */
+  #crl: { pem: string; until: number; serials: string } | undefined
 
   constructor(deps: CertificateServiceDeps) {
     this.#d = deps
@@ -118,9 +119,10 @@ export class CertificateService {
   async crl(): Promise<string> {
     const now = this.#d.clock.now()
     const live = (await this.#revocations()).filter((r) => r.notAfter > now)
-    if (this.#crl && this.#crl.until > now && this.#crl.revocations === live.length) return this.#crl.pem
+    const serials = live.map((r) => r.serial).sort().join(' ')
+    if (this.#crl && this.#crl.until > now && this.#crl.serials === serials) return this.#crl.pem
     const pem = await this.#d.ca.crl(live, { now, lifetime: this.#d.crlLifetime })
-    this.#crl = { pem, until: now + Math.floor(this.#d.crlLifetime / 2), revocations: live.length }
+    this.#crl = { pem, until: now + Math.floor(this.#d.crlLifetime / 2), serials }
     return pem
   }
 

@@ -74,7 +74,7 @@ const ISS = 'https://iam.example.org/'
 const CTX: PolicyContext = { trustDomain: 'pool.example.org', uidDomain: 'users.example.org', vars: { IAM_ISSUER: ISS }, scitokenProfile: 'wlcg', maxLifetime: { idtoken: 7 * 86400, scitoken: 6 * 3600 } }
 const OPERATOR: VerifiedSubject = { iss: ISS, sub: 'provisioner', client_id: 'provisioner', groups: [], scopes: [], exp: NOW + 3600, claims: {} }
 
-async function service(maxLifetime = 86400) {
+async function service(maxLifetime = 86400, clock = fixedClock(NOW)) {
   const root = tempDir()
   writeFileSync(join(root, '10.yaml'), `version: 1
 rules:
@@ -100,9 +100,13 @@ rules:
   await initPoolCa(join(root, 'ca'), { name: 'test CA', now: NOW })
   const audit = new MemoryStore()
   const svc = new CertificateService({
-    ca: await PoolCa.load(join(root, 'ca')), audit, policy: { current: loadPolicies(root, CTX) }, clock: fixedClock(NOW), maxLifetime, crlLifetime: 3600,
+    ca: await PoolCa.load(join(root, 'ca')), audit, policy: { current: loadPolicies(root, CTX) }, clock, maxLifetime, crlLifetime: 3600,
   })
-  return { svc, audit, root }
+  // Another broker replica: the same CA and audit store, its own CRL cache.
+  const replica = async () => new CertificateService({
+    ca: await PoolCa.load(join(root, 'ca')), audit, policy: { current: loadPolicies(root, CTX) }, clock, maxLifetime, crlLifetime: 3600,
+  })
+  return { svc, audit, root, replica }
 }
 
 describe('certificate service', () => {
@@ -143,5 +147,23 @@ describe('certificate service', () => {
     const revoked = openssl(['verify', '-crl_check', '-CAfile', ca, '-CRLfile', crl, join(root, 'gone.pem')])
     expect(revoked.status).not.toBe(0)
     expect(revoked.out).toMatch(/certificate revoked/)
+  })
+
+  it('lists a revocation made by another replica even when one it listed has expired meanwhile', async () => {
+    let now = NOW
+    const { svc, root, replica } = await service(86400, { now: () => now })
+    const other = await replica()
+    const short = await svc.issue({ csr: await csrPem(), role: 'schedd', dns: ['ap1.cloud-a.example.org'], ip: [], lifetime: 600 }, OPERATOR, {})
+    const long = await svc.issue({ csr: await csrPem(), role: 'schedd', dns: ['ap2.cloud-a.example.org'], ip: [] }, OPERATOR, {})
+    await svc.revoke(short.serial, undefined, { principal: 'bootstrap' })
+    await svc.crl()
+    // The short certificate expires (and leaves the CRL) while the other replica revokes the long one.
+    now = NOW + 700
+    await other.revoke(long.serial, undefined, { principal: 'bootstrap' })
+    const crl = join(root, 'crl.pem')
+    writeFileSync(crl, await svc.crl())
+    const text = openssl(['crl', '-in', crl, '-noout', '-text']).out
+    expect(text).toContain(`Serial Number: ${long.serial.toUpperCase()}`)
+    expect(text).not.toContain(`Serial Number: ${short.serial.toUpperCase()}`)
   })
 })
