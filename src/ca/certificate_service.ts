@@ -42,6 +42,8 @@ export class CertificateService {
   readonly #d: CertificateServiceDeps
   /** The last CRL signed, and the serials it lists (another replica's revocation changes them, not only their count). */
   #crl: { pem: string; until: number; serials: string } | undefined
+  /** Revocations run one at a time, so two racing requests for one serial record it once. */
+  #revoking: Promise<unknown> = Promise.resolve()
 
   constructor(deps: CertificateServiceDeps) {
     this.#d = deps
@@ -95,7 +97,13 @@ export class CertificateService {
   }
 
   /** Revokes an issued serial (idempotent: a second revocation returns the first). */
-  async revoke(serial: string, reason: string | undefined, actor: Actor): Promise<{ serial: string; revokedAt: number; notAfter: number; already: boolean }> {
+  revoke(serial: string, reason: string | undefined, actor: Actor): Promise<{ serial: string; revokedAt: number; notAfter: number; already: boolean }> {
+    const next = this.#revoking.then(() => this.#revoke(serial, reason, actor))
+    this.#revoking = next.catch(() => undefined)
+    return next
+  }
+
+  async #revoke(serial: string, reason: string | undefined, actor: Actor): Promise<{ serial: string; revokedAt: number; notAfter: number; already: boolean }> {
     const s = serial.toLowerCase()
     if (!SERIAL.test(s)) throw new NotFound('no such certificate: a serial is lower-case hex')
     const existing = (await this.#revocations()).find((r) => r.serial === s)
@@ -126,13 +134,15 @@ export class CertificateService {
     return pem
   }
 
+  /** One entry per serial, the earliest revocation (replicas racing on one serial may both record it). */
   async #revocations(): Promise<Array<{ serial: string; revokedAt: number; notAfter: number }>> {
-    const out: Array<{ serial: string; revokedAt: number; notAfter: number }> = []
+    const out = new Map<string, { serial: string; revokedAt: number; notAfter: number }>()
     for await (const e of this.#events('certificate.revoked')) {
       const serial = e.detail?.serial
-      if (typeof serial === 'string') out.push({ serial, revokedAt: e.time, notAfter: e.exp ?? 0 })
+      const seen = typeof serial === 'string' ? out.get(serial) : undefined
+      if (typeof serial === 'string' && (!seen || e.time < seen.revokedAt)) out.set(serial, { serial, revokedAt: e.time, notAfter: e.exp ?? 0 })
     }
-    return out
+    return [...out.values()]
   }
 
   async #issued(serial: string): Promise<{ notAfter: number; site?: string } | undefined> {

@@ -149,6 +149,22 @@ describe('certificate service', () => {
     expect(revoked.out).toMatch(/certificate revoked/)
   })
 
+  it('revokes a serial once when two revocations race, and lists it once in the CRL', async () => {
+    const { svc, audit, root, replica } = await service()
+    const cert = await svc.issue({ csr: await csrPem(), role: 'schedd', dns: ['ap1.cloud-a.example.org'], ip: [] }, OPERATOR, {})
+    const both = await Promise.all([1, 2].map(() => svc.revoke(cert.serial, undefined, { principal: 'bootstrap' })))
+    expect(both.map((r) => r.already).sort()).toEqual([false, true])
+    expect((await audit.query({ type: 'certificate.revoked', limit: 10 })).records).toHaveLength(1)
+    // Two replicas cannot serialise on each other: both may record, and the CRL still lists the serial once.
+    const other = await replica()
+    const second = await svc.issue({ csr: await csrPem(), role: 'schedd', dns: ['ap2.cloud-a.example.org'], ip: [] }, OPERATOR, {})
+    await Promise.all([svc, other].map((r) => r.revoke(second.serial, undefined, { principal: 'bootstrap' })))
+    const crl = join(root, 'crl.pem')
+    writeFileSync(crl, await svc.crl())
+    const text = openssl(['crl', '-in', crl, '-noout', '-text']).out
+    for (const c of [cert, second]) expect(text.split(`Serial Number: ${c.serial.toUpperCase()}`)).toHaveLength(2)
+  })
+
   it('lists a revocation made by another replica even when one it listed has expired meanwhile', async () => {
     let now = NOW
     const { svc, root, replica } = await service(86400, { now: () => now })
