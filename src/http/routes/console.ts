@@ -24,6 +24,7 @@ import { REVOCATION_KINDS, type RevocationKind } from '../../revocation/revocati
 import type { RevocationService } from '../../revocation/revocation_service.ts'
 import { clientAddress } from '../client_address.ts'
 import { authenticateAdmin, type AdminAuthOptions } from '../middleware/admin_auth.ts'
+import { limitBody } from '../middleware/body_limit.ts'
 import { consoleHeaders, consoleSession, sameOrigin, SESSION_COOKIE } from '../middleware/console_session.ts'
 import { summaryRange } from './audit.ts'
 import { decisionRequestFrom, ExplainBody, type PolicySource } from './policy_explain.ts'
@@ -32,6 +33,8 @@ import { decisionRequestFrom, ExplainBody, type PolicySource } from './policy_ex
 const LOGIN_COOKIE = '__Host-ctb-console-login'
 /** Double-submit token of the bootstrap-token form (no session exists yet to hold one). */
 const PRE_COOKIE = '__Host-ctb-console-pre'
+/** The console's forms are a few fields; the sign-in form is read before anyone is signed in. */
+const MAX_FORM_BYTES = 64 * 1024
 
 export interface ConsoleDeps {
   audit: Pick<AuditStore, 'query' | 'scan' | 'verify'> & AuditAggregates
@@ -66,6 +69,7 @@ export function consoleRoutes(deps: ConsoleDeps): Hono {
   const cookie = { httpOnly: true, secure: true, path: '/' } as const
   app.use('/console', consoleHeaders())
   app.use('/console/*', consoleHeaders())
+  app.use('/console/*', limitBody(MAX_FORM_BYTES, (c) => c.html(messagePage('Refused', `The form is larger than ${MAX_FORM_BYTES} bytes.`), 413)))
 
   app.get('/console/static/console.css', (c) => {
     c.header('Content-Type', 'text/css; charset=utf-8')
