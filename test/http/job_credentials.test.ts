@@ -185,8 +185,9 @@ describe('GET /v1/credentials/{user}/{provider}/token', () => {
     expect(await after.json()).toEqual({ error: 'access_denied', error_description: expect.any(String) })
     const revoked = (await t.store.query({ limit: 10, type: 'credential.revoked' })).records.map((r) => r.event)
     expect(revoked[0]).toMatchObject({ detail: { user: 'judy', provider: 'cms' }, caller: { sub: 'admin:bootstrap' } })
-    // Listing and revoking are admin calls.
+    // Listing and revoking are admin calls (HEAD runs the listing as GET does, so it needs the same).
     expect((await t.app.request('/v1/credentials')).status).toBe(401)
+    expect((await t.app.request('/v1/credentials', { method: 'HEAD' })).status).toBe(401)
     expect((await t.app.request('/v1/credentials', { headers: { authorization: `Bearer ${t.creddToken()}` } })).status).toBe(401)
     expect((await t.app.request('/v1/credentials/judy/cms', { method: 'DELETE', headers: { authorization: `Bearer ${t.creddToken()}` } })).status).toBe(401)
     const list = await t.app.request('/v1/credentials', { headers: { authorization: `Bearer ${t.adminToken}` } })

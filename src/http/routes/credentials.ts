@@ -88,7 +88,8 @@ export function credentialRoutes(deps: CredentialRouteDeps): Hono {
     return c.json(body)
   })
 
-  app.use(CREDENTIALS_PATH, async (c, next) => (c.req.method === 'GET' ? deps.adminAuth(c, next) : next()))
+  // Only registration is open: GET and HEAD (which hono answers with the GET handler) list credentials.
+  app.use(CREDENTIALS_PATH, async (c, next) => (c.req.method === 'POST' ? next() : deps.adminAuth(c, next)))
   app.get(CREDENTIALS_PATH, async (c) => {
     c.header('Cache-Control', 'no-store')
     return c.json({ credentials: (await deps.credentials.list()).map(wire) })
