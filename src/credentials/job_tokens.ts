@@ -109,7 +109,8 @@ export class JobTokens {
       if (!d.allow) throw new AccessDenied(`the policy no longer grants this credential: ${d.reason}`)
       const blocked = this.#deps.blocks.blockedIdentity(d.identity)
       if (blocked) throw new AccessDenied(blocked)
-      const r = await issueToken(d, { requestId: ctx.requestId, caller: subject, ...(ctx.clientAddress ? { clientAddress: ctx.clientAddress } : {}) }, this.#deps.issue)
+      const detail = { credential: { user: cred.user, provider: cred.provider }, via: 'mint', ...(ctx.credd ? { credd: ctx.credd.sub } : {}) }
+      const r = await issueToken(d, { requestId: ctx.requestId, caller: subject, detail, ...(ctx.clientAddress ? { clientAddress: ctx.clientAddress } : {}) }, this.#deps.issue)
       return { accessToken: r.token, exp: r.claims.exp, scope: r.scope, claims: r.claims }
     }
     let got
