@@ -35,7 +35,9 @@ export interface JobToken {
 }
 
 export interface JobTokenDeps {
-  store: CredentialStore & AuditLog
+  store: CredentialStore
+  /** Where refreshed tokens are recorded (the store, seen by the metrics when they are on). */
+  audit: AuditLog
   providers: () => readonly CredentialProvider[]
   policy: () => Policy
   /** The exchanger whose refresh-token store is the sealed credential table. */
@@ -123,7 +125,7 @@ export class JobTokens {
     }
     const now = this.#deps.clock.now()
     const exp = now + (got.expiresIn ?? 0)
-    await this.#deps.store.record({
+    await this.#deps.audit.record({
       type: 'token.issued', time: now, requestId: ctx.requestId, caller,
       ...(ctx.clientAddress ? { clientAddress: ctx.clientAddress } : {}),
       role: provider.role, tokenKind: 'access_token', issuedSub: cred.sub,

@@ -236,6 +236,19 @@ describe('GET /v1/credentials/{user}/{provider}/token', () => {
     expect(t.revocations.isRevoked(decodeJwt(fresh))).toBe(false)
   })
 
+  it('counts the job tokens it issues in ctb_tokens_issued_total, refreshed and minted alike', async () => {
+    const count = async (role: string, kind: string) => {
+      const line = (await t.metrics.render()).body.split('\n').find((l) => l.startsWith('ctb_tokens_issued_total{') && l.includes(`role="${role}"`) && l.includes(`kind="${kind}"`))
+      return line === undefined ? 0 : Number(line.split(' ').at(-1))
+    }
+    const before = [await count('job-iam', 'access_token'), await count('job-storage', 'scitoken')]
+    await registered({ preferred_username: 'quinn' })
+    await registered({ preferred_username: 'quinn' }, { provider: 'se-storage' })
+    expect((await t.jobToken('quinn', 'cms', t.creddToken())).status).toBe(200)
+    expect((await t.jobToken('quinn', 'se-storage', t.creddToken())).status).toBe(200)
+    expect([await count('job-iam', 'access_token'), await count('job-storage', 'scitoken')]).toEqual([before[0]! + 1, before[1]! + 1])
+  })
+
   it('withholds the token when its audit record cannot be written (fail closed)', async () => {
     await registered({ preferred_username: 'leo' })
     const record = t.store.record.bind(t.store)
