@@ -199,6 +199,21 @@ describe('GET /v1/credentials/{user}/{provider}/token', () => {
     expect(JSON.stringify(judy)).not.toMatch(/ciphertext|nonce/)
   })
 
+  it('survives two replicas refreshing one credential at once while IAM rotates refresh tokens', async () => {
+    await registered({ preferred_username: 'rita' })
+    // Another broker on the same database: its own cache, single flight and refresh lock.
+    const replica = t.withCredentialKey(t.credentialKeyHex)
+    const credd = t.creddToken()
+    const [a, b] = await Promise.all([
+      t.jobToken('rita', 'cms', credd, '?minimum_seconds=999999'),
+      replica.request('/v1/credentials/rita/cms/token?minimum_seconds=999999', { headers: { authorization: `Bearer ${credd}` } }),
+    ])
+    // One of them spent the refresh token the other also read: that one takes up the rotated token.
+    expect([a.status, b.status]).toEqual([200, 200])
+    expect(await t.store.readCredential('rita', 'cms')).toMatchObject({ revoked: false })
+    expect((await t.jobToken('rita', 'cms', credd, '?minimum_seconds=999999')).status).toBe(200)
+  })
+
   it('revokes the credential when IAM refuses the stored refresh token, and answers 403', async () => {
     await registered({ preferred_username: 'kate' })
     t.iam.clearRefreshTokens()
