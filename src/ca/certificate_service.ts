@@ -31,6 +31,8 @@ export interface CertificateServiceDeps {
 export interface Actor { principal: string; requestId?: string; clientAddress?: string }
 
 const SERIAL = /^[0-9a-f]{2,40}$/
+/** How long a CRL is served before the audit log is asked again for revocations made elsewhere. */
+const CRL_RECHECK_SECONDS = 10
 
 /**
  * Host certificates under policy, audited: an issued certificate's serial is committed to the audit log
@@ -41,7 +43,11 @@ const SERIAL = /^[0-9a-f]{2,40}$/
 export class CertificateService {
   readonly #d: CertificateServiceDeps
   /** The last CRL signed, and the serials it lists (another replica's revocation changes them, not only their count). */
-  #crl: { pem: string; until: number; serials: string } | undefined
+  #crl: { pem: string; until: number; serials: string; checkedAt: number } | undefined
+  /** The CRL being rebuilt: concurrent requests share one read of the audit log. */
+  #crlBuilding: Promise<string> | undefined
+  /** Bumped by each revocation here: a CRL built from a read made before it is not kept. */
+  #crlGeneration = 0
   /** Revocations run one at a time, so two racing requests for one serial record it once. */
   #revoking: Promise<unknown> = Promise.resolve()
 
@@ -120,17 +126,35 @@ export class CertificateService {
       detail: { serial: s },
     })
     this.#crl = undefined
+    this.#crlBuilding = undefined
+    this.#crlGeneration++
     return { serial: s, revokedAt: now, notAfter: issued.notAfter, already: false }
   }
 
   /** The current CRL (PEM): every revoked serial whose certificate has not expired. Re-signed when it changes or half its life is gone. */
-  async crl(): Promise<string> {
+  crl(): Promise<string> {
     const now = this.#d.clock.now()
+    // The route is public and the revocations are a query over the audit log: read it at most every few
+    // seconds (a revocation through this service clears the cache at once; another replica's shows up
+    // within CRL_RECHECK_SECONDS).
+    if (this.#crl && this.#crl.until > now && now - this.#crl.checkedAt < CRL_RECHECK_SECONDS) return Promise.resolve(this.#crl.pem)
+    if (!this.#crlBuilding) {
+      const building = this.#rebuildCrl(now).finally(() => { if (this.#crlBuilding === building) this.#crlBuilding = undefined })
+      this.#crlBuilding = building
+    }
+    return this.#crlBuilding
+  }
+
+  async #rebuildCrl(now: number): Promise<string> {
+    const generation = this.#crlGeneration
     const live = (await this.#revocations()).filter((r) => r.notAfter > now)
     const serials = live.map((r) => r.serial).sort().join(' ')
-    if (this.#crl && this.#crl.until > now && this.#crl.serials === serials) return this.#crl.pem
+    if (generation === this.#crlGeneration && this.#crl && this.#crl.until > now && this.#crl.serials === serials) {
+      this.#crl.checkedAt = now
+      return this.#crl.pem
+    }
     const pem = await this.#d.ca.crl(live, { now, lifetime: this.#d.crlLifetime })
-    this.#crl = { pem, until: now + Math.floor(this.#d.crlLifetime / 2), serials }
+    if (generation === this.#crlGeneration) this.#crl = { pem, until: now + Math.floor(this.#d.crlLifetime / 2), serials, checkedAt: now }
     return pem
   }
 

@@ -165,6 +165,40 @@ describe('certificate service', () => {
     for (const c of [cert, second]) expect(text.split(`Serial Number: ${c.serial.toUpperCase()}`)).toHaveLength(2)
   })
 
+  it('reads the audit log for the CRL at most once per few seconds, whoever asks (the route is public)', async () => {
+    let now = NOW
+    const { svc, audit } = await service(86400, { now: () => now })
+    const cert = await svc.issue({ csr: await csrPem(), role: 'schedd', dns: ['ap1.cloud-a.example.org'], ip: [] }, OPERATOR, {})
+    let reads = 0
+    let slowNext = false
+    const query = audit.query.bind(audit)
+    audit.query = async (q) => {
+      reads++
+      const page = await query(q)
+      // The read is made now; its answer arrives late, as from a busy database.
+      if (slowNext) { slowNext = false; await new Promise((r) => setTimeout(r, 50)) }
+      return page
+    }
+    const first = await svc.crl()
+    const afterFirst = reads
+    for (let i = 0; i < 100; i++) expect(await svc.crl()).toBe(first)
+    expect(reads).toBe(afterFirst)
+    // A revocation here is listed at once, even by a CRL being built as it was recorded; one elsewhere
+    // once the short recheck interval has passed.
+    now += 60
+    slowNext = true
+    const building = svc.crl()
+    await svc.revoke(cert.serial, undefined, { principal: 'bootstrap' })
+    await building
+    const listed = join(tempDir(), 'crl.pem')
+    writeFileSync(listed, await svc.crl())
+    expect(openssl(['crl', '-in', listed, '-noout', '-text']).out).toContain(`Serial Number: ${cert.serial.toUpperCase()}`)
+    now += 60
+    const reread = reads
+    await svc.crl()
+    expect(reads).toBeGreaterThan(reread)
+  })
+
   it('lists a revocation made by another replica even when one it listed has expired meanwhile', async () => {
     let now = NOW
     const { svc, root, replica } = await service(86400, { now: () => now })
