@@ -96,8 +96,9 @@ const DENIAL: Record<Extract<Decision, { allow: false }>['error'], new (d: strin
  * for its form before its subject token's verdict.
  *
  * Rate limits (`deps.limits`) come first for an address whose unauthenticated requests keep being refused,
- * and right after verification for a caller and the role it asks for: `slow_down` (429). A caller's first
- * such refusal in an audit window is recorded, the rest only counted with the unauthenticated ones.
+ * right after verification for a caller, and once the policy granted it for the role: `slow_down` (429).
+ * A caller's first such refusal in an audit window is recorded, the rest only counted with the
+ * unauthenticated ones.
  * @param readForm the request's form fields; may throw a BrokerError when the body is not a form.
  * @see https://www.rfc-editor.org/rfc/rfc8693.html#section-2
  */
