@@ -54,6 +54,16 @@ describe('POST /v1/credentials', () => {
     }
   })
 
+  it('revokes the refresh token a registration replaces at IAM, so it does not outlive its row', async () => {
+    await registered({ preferred_username: 'sam' })
+    const first = t.iam.liveRefreshTokens.at(-1)!
+    await registered({ preferred_username: 'sam' })
+    const second = t.iam.liveRefreshTokens.at(-1)!
+    expect(second).not.toBe(first)
+    expect(t.iam.liveRefreshTokens).not.toContain(first)
+    expect((await t.jobToken('sam', 'cms', t.creddToken())).status).toBe(200)
+  })
+
   it('writes a vault .top with a bearer for this one credential when asked for mode vault', async () => {
     const r = await registered({ preferred_username: 'dave' }, { provider: 'cms', mode: 'vault', scopes: 'compute.read', audience: SE })
     expect(r.top).toEqual({ vault_token: expect.stringMatching(/^\S{32,}$/), vault_url: 'https://broker.example.org:8200/v1/secret/oauth/creds/dave/cms', scopes: 'compute.read', audience: SE })
