@@ -23,6 +23,15 @@ describe('condor-token-broker ca and provision on the command line', () => {
     expect(r.err).toBe('condor-token-broker: test/fixtures/provision/unknown_key.yaml:19:7: unknown key "flavor"')
   })
 
+  it('provision refuses an unreadable --ca-file in one line, as a user mistake', async () => {
+    const file = join(tempDir(), 'manifest.json')
+    writeFileSync(file, '{"template":{"name":"t","version":"1"},"tokens":[],"certificates":[]}')
+    const missing = join(tempDir(), 'no-ca.pem')
+    const r = await cli(['provision', 'teardown', '--manifest', file, '--broker', 'https://127.0.0.1:1', '--ca-file', missing], { BEARER_TOKEN: 'x' })
+    expect(r.code).toBe(1)
+    expect(r.err).toBe(`condor-token-broker: cannot read --ca-file ${missing}: ENOENT`)
+  })
+
   it.each([
     ['null', 'null'],
     ['no template', '{"tokens":[],"certificates":[]}'],

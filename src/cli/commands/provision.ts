@@ -32,7 +32,9 @@ function client(values: { broker?: string; 'ca-file'?: string }, io: CommandIo):
   if (!/^https:\/\//.test(values.broker)) throw new CliError('--broker must be an https:// URL', 2)
   let found
   try { found = discoverBearerToken(io.env, process.getuid?.() ?? 0) } catch (err) { throw new CliError((err as Error).message) }
-  return { broker: new BrokerClient({ url: values.broker, bearer: found.token, fetch: fetchWithCa(values['ca-file']) }), bearer: found.token }
+  let fetch
+  try { fetch = fetchWithCa(values['ca-file']) } catch (err) { throw new CliError(`cannot read --ca-file ${values['ca-file']}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`) }
+  return { broker: new BrokerClient({ url: values.broker, bearer: found.token, fetch }), bearer: found.token }
 }
 
 function readInputs(file: string | undefined): Record<string, unknown> {
