@@ -23,6 +23,12 @@ describe('condor-token-broker ca and provision on the command line', () => {
     expect(r.err).toBe('condor-token-broker: test/fixtures/provision/unknown_key.yaml:19:7: unknown key "flavor"')
   })
 
+  it.each([['not a JWT', 'x'], ['a JWT whose payload is not an object', `a.${Buffer.from('null').toString('base64url')}.c`]])('provision plan refuses a bearer token that is %s in one line', async (_, token) => {
+    const r = await cli(['provision', 'plan', 'examples/provisioning/hybrid-pool.yaml', '--inputs', 'examples/provisioning/inputs.yaml', '--broker', 'https://127.0.0.1:1'], { BEARER_TOKEN: token })
+    expect(r.code).toBe(1)
+    expect(r.err).toBe('condor-token-broker: bearer token: not a JWT with a claims object; provision plan needs an IAM access token')
+  })
+
   it('provision refuses an unreadable --ca-file in one line, as a user mistake', async () => {
     const file = join(tempDir(), 'manifest.json')
     writeFileSync(file, '{"template":{"name":"t","version":"1"},"tokens":[],"certificates":[]}')
