@@ -141,7 +141,10 @@ describe('certificate service', () => {
     const crl = join(root, 'crl.pem')
     writeFileSync(crl, await svc.crl())
     const ca = join(root, 'ca', 'ca.crt')
-    expect(openssl(['crl', '-in', crl, '-CAfile', ca, '-noout', '-text']).out).toContain(`Serial Number: ${gone.serial.toUpperCase()}`)
+    const text = openssl(['crl', '-in', crl, '-CAfile', ca, '-noout', '-text']).out
+    expect(text).toContain(`Serial Number: ${gone.serial.toUpperCase()}`)
+    // RFC 5280 §5.2.3: a conforming CRL issuer includes a CRL number, increasing with each CRL.
+    expect(text).toMatch(new RegExp(`X509v3 CRL Number: *\\n *${NOW}\\n`))
     for (const [c, name] of [[keep, 'keep.pem'], [gone, 'gone.pem']] as const) writeFileSync(join(root, name), c.pem)
     expect(openssl(['verify', '-crl_check', '-CAfile', ca, '-CRLfile', crl, join(root, 'keep.pem')]).out).toMatch(/: OK/)
     const revoked = openssl(['verify', '-crl_check', '-CAfile', ca, '-CRLfile', crl, join(root, 'gone.pem')])
