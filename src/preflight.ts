@@ -1,6 +1,7 @@
 import { accessSync, constants, existsSync, statSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
-import type { Config } from './config.ts'
+import { caDir, type Config } from './config.ts'
+import { poolCaFiles } from './ca/pool_ca.ts'
 import { OperatorError } from './errors.ts'
 import { loadIamClientCredentials } from './iam/client_auth.ts'
 import { KeyStore } from './keys/key_store.ts'
@@ -68,6 +69,13 @@ export async function preflight(config: Config, ctx: PreflightContext): Promise<
     } catch (err) {
       add('EADMINTOKEN', `admin.bootstrap_token_file: ${(err as Error).message}`)
     }
+  }
+
+  // The CRL is built from certificate.revoked audit records: pruned before the certificate expires, a
+  // revocation would drop off the CRL (fail open). Only a broker with a pool CA serves certificates.
+  const retention = config.audit.retention_days
+  if (retention > 0 && retention * 86400 < config.ca.max_lifetime && existsSync(poolCaFiles(caDir(config)).keyFile)) {
+    add('ECARETENTION', `audit.retention_days (${retention}) must cover ca.max_lifetime (${config.ca.max_lifetime} s): a pruned certificate revocation would drop off the CRL while its certificate is still valid`)
   }
 
   const policy = loadPolicyDir(config.policy_dir, policyContextFromConfig(config, ctx.iamIssuer))

@@ -140,7 +140,8 @@ async function listen(services: BrokerServices, log: Logger): Promise<RunningBro
       await services.close()
       return result
     },
-    reload: async (trigger) => ({ keys: await services.reloadKeys(trigger), tls: reloadTls(server as Server, tlsFiles, log, trigger) }),
+    // The Vault-compatible listener serves the same certificate: it is renewed with the main one.
+    reload: async (trigger) => ({ keys: await services.reloadKeys(trigger), tls: reloadTls([server as Server, ...(vault ? [vault.server] : [])], tlsFiles, log, trigger) }),
   }
 }
 
@@ -180,12 +181,13 @@ function readTlsFiles(certFile: string, keyFile: string): { cert: Buffer; key: B
  * New TLS connections get the certificate and key now on disk (a renewed certificate); connections
  * already open keep theirs. Anything unreadable or mismatched keeps the certificate in force.
  */
-function reloadTls(server: Server, files: { certFile: string; keyFile: string } | undefined, log: Logger, trigger: string): TlsReloadResult {
+function reloadTls(servers: Server[], files: { certFile: string; keyFile: string } | undefined, log: Logger, trigger: string): TlsReloadResult {
   if (!files) return { ok: true, reloaded: false }
   const { certFile, keyFile } = files
   try {
     // createSecureContext checks that the key matches the certificate before anything is swapped.
-    ;(server as unknown as HttpsServer).setSecureContext(readTlsFiles(certFile, keyFile))
+    const pair = readTlsFiles(certFile, keyFile)
+    for (const server of servers) (server as unknown as HttpsServer).setSecureContext(pair)
     log.info('TLS certificate reloaded', { trigger, cert: certFile })
     return { ok: true, reloaded: true }
   } catch (err) {

@@ -248,7 +248,7 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
     })
 
     const credentials = config.credentials.enabled
-      ? buildCredentials({ config, keys, store, iam, policy, revocations, clock, log, production: isProduction(config), env: deps.env ?? process.env })
+      ? buildCredentials({ config, keys, store, iam, policy, revocations, clock, log, production: isProduction(config), env: deps.env ?? process.env, ...(metrics ? { observer: metrics } : {}) })
       : undefined
 
     const adminAuthenticators: AdminAuthenticator[] = []

@@ -31,6 +31,8 @@ export interface CertificateServiceDeps {
 export interface Actor { principal: string; requestId?: string; clientAddress?: string }
 
 const SERIAL = /^[0-9a-f]{2,40}$/
+/** How long a CRL is served before the audit log is asked again for revocations made elsewhere. */
+const CRL_RECHECK_SECONDS = 10
 
 /**
  * Host certificates under policy, audited: an issued certificate's serial is committed to the audit log
@@ -40,7 +42,14 @@ const SERIAL = /^[0-9a-f]{2,40}$/
  */
 export class CertificateService {
   readonly #d: CertificateServiceDeps
-  #crl: { pem: string; until: number; revocations: number } | undefined
+  /** The last CRL signed, and the serials it lists (another replica's revocation changes them, not only their count). */
+  #crl: { pem: string; until: number; serials: string; checkedAt: number } | undefined
+  /** The CRL being rebuilt: concurrent requests share one read of the audit log. */
+  #crlBuilding: Promise<string> | undefined
+  /** Bumped by each revocation here: a CRL built from a read made before it is not kept. */
+  #crlGeneration = 0
+  /** Revocations run one at a time, so two racing requests for one serial record it once. */
+  #revoking: Promise<unknown> = Promise.resolve()
 
   constructor(deps: CertificateServiceDeps) {
     this.#d = deps
@@ -94,7 +103,13 @@ export class CertificateService {
   }
 
   /** Revokes an issued serial (idempotent: a second revocation returns the first). */
-  async revoke(serial: string, reason: string | undefined, actor: Actor): Promise<{ serial: string; revokedAt: number; notAfter: number; already: boolean }> {
+  revoke(serial: string, reason: string | undefined, actor: Actor): Promise<{ serial: string; revokedAt: number; notAfter: number; already: boolean }> {
+    const next = this.#revoking.then(() => this.#revoke(serial, reason, actor))
+    this.#revoking = next.catch(() => undefined)
+    return next
+  }
+
+  async #revoke(serial: string, reason: string | undefined, actor: Actor): Promise<{ serial: string; revokedAt: number; notAfter: number; already: boolean }> {
     const s = serial.toLowerCase()
     if (!SERIAL.test(s)) throw new NotFound('no such certificate: a serial is lower-case hex')
     const existing = (await this.#revocations()).find((r) => r.serial === s)
@@ -111,26 +126,47 @@ export class CertificateService {
       detail: { serial: s },
     })
     this.#crl = undefined
+    this.#crlBuilding = undefined
+    this.#crlGeneration++
     return { serial: s, revokedAt: now, notAfter: issued.notAfter, already: false }
   }
 
   /** The current CRL (PEM): every revoked serial whose certificate has not expired. Re-signed when it changes or half its life is gone. */
-  async crl(): Promise<string> {
+  crl(): Promise<string> {
     const now = this.#d.clock.now()
+    // The route is public and the revocations are a query over the audit log: read it at most every few
+    // seconds (a revocation through this service clears the cache at once; another replica's shows up
+    // within CRL_RECHECK_SECONDS).
+    if (this.#crl && this.#crl.until > now && now - this.#crl.checkedAt < CRL_RECHECK_SECONDS) return Promise.resolve(this.#crl.pem)
+    if (!this.#crlBuilding) {
+      const building = this.#rebuildCrl(now).finally(() => { if (this.#crlBuilding === building) this.#crlBuilding = undefined })
+      this.#crlBuilding = building
+    }
+    return this.#crlBuilding
+  }
+
+  async #rebuildCrl(now: number): Promise<string> {
+    const generation = this.#crlGeneration
     const live = (await this.#revocations()).filter((r) => r.notAfter > now)
-    if (this.#crl && this.#crl.until > now && this.#crl.revocations === live.length) return this.#crl.pem
+    const serials = live.map((r) => r.serial).sort().join(' ')
+    if (generation === this.#crlGeneration && this.#crl && this.#crl.until > now && this.#crl.serials === serials) {
+      this.#crl.checkedAt = now
+      return this.#crl.pem
+    }
     const pem = await this.#d.ca.crl(live, { now, lifetime: this.#d.crlLifetime })
-    this.#crl = { pem, until: now + Math.floor(this.#d.crlLifetime / 2), revocations: live.length }
+    if (generation === this.#crlGeneration) this.#crl = { pem, until: now + Math.floor(this.#d.crlLifetime / 2), serials, checkedAt: now }
     return pem
   }
 
+  /** One entry per serial, the earliest revocation (replicas racing on one serial may both record it). */
   async #revocations(): Promise<Array<{ serial: string; revokedAt: number; notAfter: number }>> {
-    const out: Array<{ serial: string; revokedAt: number; notAfter: number }> = []
+    const out = new Map<string, { serial: string; revokedAt: number; notAfter: number }>()
     for await (const e of this.#events('certificate.revoked')) {
       const serial = e.detail?.serial
-      if (typeof serial === 'string') out.push({ serial, revokedAt: e.time, notAfter: e.exp ?? 0 })
+      const seen = typeof serial === 'string' ? out.get(serial) : undefined
+      if (typeof serial === 'string' && (!seen || e.time < seen.revokedAt)) out.set(serial, { serial, revokedAt: e.time, notAfter: e.exp ?? 0 })
     }
-    return out
+    return [...out.values()]
   }
 
   async #issued(serial: string): Promise<{ notAfter: number; site?: string } | undefined> {

@@ -135,12 +135,24 @@ export class PoolCa {
       nextUpdate: new Date((validity.now + validity.lifetime) * 1000),
       signingAlgorithm: ALG,
       signingKey: this.#key,
-      extensions: [await x509.AuthorityKeyIdentifierExtension.create(this.cert)],
+      // RFC 5280 §5.2.3: conforming issuers number their CRLs, increasing. The signing time in seconds
+      // increases without any state to share between replicas.
+      extensions: [await x509.AuthorityKeyIdentifierExtension.create(this.cert), new x509.Extension(CRL_NUMBER_OID, false, derInteger(validity.now))],
       entries: revoked.map((r) => ({ serialNumber: r.serial, revocationDate: new Date(r.revokedAt * 1000) })),
     })
     // RFC 7468 §5: the CRL label is "X509 CRL" (openssl reads no other); the library writes "CRL".
     return x509.PemConverter.encode(crl.rawData, 'X509 CRL') + '\n'
   }
+}
+
+const CRL_NUMBER_OID = '2.5.29.20'
+
+/** A non-negative integer as a DER INTEGER (big-endian, minimal, a leading zero byte when the top bit is set). */
+function derInteger(n: number): Uint8Array {
+  const bytes: number[] = []
+  for (let v = n; v > 0; v = Math.floor(v / 256)) bytes.unshift(v % 256)
+  if (bytes.length === 0 || bytes[0]! >= 0x80) bytes.unshift(0)
+  return Uint8Array.from([0x02, bytes.length, ...bytes])
 }
 
 /** 16 random bytes with the top bit clear (a positive INTEGER with no leading-zero trimming ambiguity). */

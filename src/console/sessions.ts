@@ -11,27 +11,26 @@ export interface ConsoleSession {
   expiresAt: number
 }
 
-/** A sign-in at IAM in progress, keyed by its `state`. */
+/** A sign-in at IAM in progress: kept in the browser's sign-in cookie until the callback. */
 export interface PendingSignIn {
+  state: string
   codeVerifier: string
   nonce: string
   expiresAt: number
 }
 
-/** Sessions kept at once; the oldest go first (a flood of sign-ins cannot grow memory without bound). */
+/** Sessions kept at once; the oldest go first. Only an admin's sign-in makes one. */
 const MAX_SESSIONS = 1000
-const MAX_PENDING = 1000
 /** How long a sign-in at IAM may take. */
 export const PENDING_SECONDS = 600
 
 /**
- * Console sessions and pending sign-ins, in memory: a restart signs everyone out, and replicas do not share
+ * Console sessions, in memory: a restart signs everyone out, and replicas do not share
  * them (a load balancer needs sticky sessions for /console). Ids are 256 random bits; only their SHA-256
  * is kept, so a heap dump does not hand out live session cookies.
  */
 export class ConsoleSessions {
   readonly #sessions = new Map<string, ConsoleSession>()
-  readonly #pending = new Map<string, PendingSignIn>()
 
   create(s: Omit<ConsoleSession, 'csrf'>): { id: string; session: ConsoleSession } {
     const id = randomBytes(32).toString('base64url')
@@ -51,19 +50,6 @@ export class ConsoleSessions {
 
   delete(id: string | undefined): void {
     if (id) this.#sessions.delete(digest(id))
-  }
-
-  /** Remembers a sign-in under its `state` (random, from the relying party) until the callback. */
-  begin(state: string, p: PendingSignIn): void {
-    if (this.#pending.size >= MAX_PENDING) this.#pending.delete(this.#pending.keys().next().value!)
-    this.#pending.set(state, p)
-  }
-
-  /** The pending sign-in for `state`, once: a replayed callback finds nothing. */
-  take(state: string, now: number): PendingSignIn | undefined {
-    const p = this.#pending.get(state)
-    this.#pending.delete(state)
-    return p && p.expiresAt > now ? p : undefined
   }
 }
 

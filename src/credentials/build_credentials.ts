@@ -6,6 +6,8 @@ import { issueDepsFrom } from '../issuance/issue.ts'
 import type { SigningKeys } from '../keys/signing_keys.ts'
 import type { Clock } from '../lib/clock.ts'
 import type { Logger } from '../lib/logger.ts'
+import { observeAudit } from '../metrics/observe_pipeline.ts'
+import type { BrokerObserver } from '../metrics/observer.ts'
 import type { PolicyHolder } from '../policy/policy_holder.ts'
 import type { RevocationService } from '../revocation/revocation_service.ts'
 import type { BrokerStore } from '../storage/chained_store.ts'
@@ -44,6 +46,8 @@ export function buildCredentials(parts: {
   log: Logger
   production: boolean
   env: NodeJS.ProcessEnv
+  /** The broker's metrics: job tokens count as issued tokens, as at POST /token. */
+  observer?: BrokerObserver
 }): CredentialServices {
   const { config, keys, store, iam, policy, revocations, clock, log } = parts
   const c = config.credentials
@@ -52,9 +56,10 @@ export function buildCredentials(parts: {
   const cipher = new CredentialCipher(key)
   const exchanger = new IamTokenExchanger({ discovery: iam.discovery, store: new SealedRefreshTokens({ store, cipher, clock, log }), clock, log })
   const providers = () => c.providers
+  const audit = parts.observer ? observeAudit(store, parts.observer) : store
   const jobTokens = new JobTokens({
-    store, providers, policy: () => policy.current, exchanger,
-    issue: issueDepsFrom(config, { keys, audit: store, clock, generations: revocations }),
+    store, audit, providers, policy: () => policy.current, exchanger,
+    issue: issueDepsFrom(config, { keys, audit, clock, generations: revocations }),
     blocks: revocations, clock, defaultMinimumSeconds: c.minimum_seconds,
   })
   const vaultUrl = c.vault.enabled ? (c.vault.public_url ?? `https://localhost:${c.vault.port}`).replace(/\/$/, '') : undefined

@@ -118,6 +118,8 @@ export class CredentialService {
       vaultToken = `ctbv.${randomBytes(32).toString('base64url')}`
       credential = { ...credential, vaultTokenSha256: hash('sha256', vaultToken, 'hex') }
     }
+    // The registration replaces any earlier one: its refresh token must not stay live at IAM unheld.
+    const replaced = await d.store.readCredential(user, provider.name)
     await d.store.writeCredential({ action: 'register', credential }, {
       type: 'credential.registered', time: now, requestId: ctx.requestId, caller: callerOf(subject),
       ...(ctx.clientAddress ? { clientAddress: ctx.clientAddress } : {}),
@@ -126,6 +128,7 @@ export class CredentialService {
       detail: { user, provider: provider.name, kind: provider.kind, mode: input.mode, ...(credential.sealed ? { keyId: credential.sealed.keyId } : {}) },
     })
     d.jobTokens.forget(user, provider.name)
+    if (replaced?.kind === 'iam' && replaced.sealed && !replaced.revoked) await this.#revokeAtIam(replaced)
     const narrowed = {
       ...(credential.scopes.length > 0 && input.scopes !== undefined ? { scopes: credential.scopes.join(' ') } : {}),
       ...(input.audience !== undefined ? { audience: credential.audience.join(' ') } : {}),
@@ -147,7 +150,7 @@ export class CredentialService {
 
   /**
    * Best effort: tell IAM the refresh token is dead too (RFC 7009), so it does not outlive its row there.
-   * Our row is already revoked and its ciphertext gone; a failure here is logged, not raised.
+   * Our row is already revoked or replaced and its ciphertext gone; a failure here is logged, not raised.
    */
   async #revokeAtIam(c: StoredCredential): Promise<void> {
     try {

@@ -8,7 +8,7 @@ import { issueToken, type IssueDeps } from '../issuance/issue.ts'
 import type { Clock } from '../lib/clock.ts'
 import { decide } from '../policy/decide.ts'
 import type { Policy } from '../policy/compile.ts'
-import type { IssuanceBlocks } from '../revocation/revocation_checker.ts'
+import type { IssuanceBlocks, RevocationChecker } from '../revocation/revocation_checker.ts'
 import type { CreddPrincipal } from './credd_auth.ts'
 import type { CredentialStore, StoredCredential } from './credential_store.ts'
 import type { CredentialProvider } from './credentials_config.ts'
@@ -31,16 +31,21 @@ export interface JobToken {
   /** Epoch seconds. */
   exp: number
   scope: string
+  /** A minted token's claims, so a cached one can be checked against revocations made since. */
+  claims?: object
 }
 
 export interface JobTokenDeps {
-  store: CredentialStore & AuditLog
+  store: CredentialStore
+  /** Where refreshed tokens are recorded (the store, seen by the metrics when they are on). */
+  audit: AuditLog
   providers: () => readonly CredentialProvider[]
   policy: () => Policy
   /** The exchanger whose refresh-token store is the sealed credential table. */
   exchanger: Pick<IamTokenExchanger, 'refresh'>
   issue: IssueDeps
-  blocks: IssuanceBlocks
+  /** Revoked callers and identities get nothing; a revoked cached token is not handed on. */
+  blocks: IssuanceBlocks & Pick<RevocationChecker, 'isRevoked'>
   clock: Clock
   defaultMinimumSeconds: number
 }
@@ -71,6 +76,10 @@ export class JobTokens {
     if (cred.revoked) throw new AccessDenied('this credential has been revoked')
     const provider = this.#deps.providers().find((p) => p.name === cred.provider)
     if (!provider || provider.kind !== cred.kind) throw new AccessDenied('the provider of this credential is no longer configured')
+    // Before the cache: a revoked user gets nothing more, whichever kind, cached or not.
+    const subject = JSON.parse(cred.subjectJson) as VerifiedSubject
+    const blocked = this.#deps.blocks.blockedCaller(subject)
+    if (blocked) throw new AccessDenied(blocked)
     const scopes = subset(req.scopes, cred.scopes, 'scope', (m) => new InvalidScope(m))
     const audience = subset(req.audience, cred.audience, 'audience', (m) => new InvalidTarget(m))
     const key = `${credentialKey(cred.user, cred.provider)}\n${scopes.join(' ')}\n${audience.join(' ')}`
@@ -79,10 +88,10 @@ export class JobTokens {
     const cached = this.#cache.get(key)
     // Registered afresh since it was cached: the cached token may carry the old grant. A token with no
     // life left is never reused, whatever the minimum: `expires_in: 0` is no token to a credmon.
-    if (cached && cached.exp - now >= Math.max(min, 1) && cachedFor(cached, cred)) return cached
+    if (cached && cached.exp - now >= Math.max(min, 1) && cachedFor(cached, cred) && !(cached.claims && this.#deps.blocks.isRevoked(cached.claims))) return cached
     let flight = this.#inflight.get(key)
     if (!flight) {
-      flight = this.#obtain(cred, provider, scopes, audience, ctx).then((t) => {
+      flight = this.#obtain(cred, subject, provider, scopes, audience, ctx).then((t) => {
         this.#remember(key, { ...t, ...stamp(cred) })
         return t
       }).finally(() => this.#inflight.delete(key))
@@ -97,19 +106,16 @@ export class JobTokens {
     for (const k of this.#cache.keys()) if (k.startsWith(prefix)) this.#cache.delete(k)
   }
 
-  async #obtain(cred: StoredCredential, provider: CredentialProvider, scopes: string[], audience: string[], ctx: { requestId: string; credd?: CreddPrincipal; clientAddress?: string }): Promise<JobToken> {
+  async #obtain(cred: StoredCredential, subject: VerifiedSubject, provider: CredentialProvider, scopes: string[], audience: string[], ctx: { requestId: string; credd?: CreddPrincipal; clientAddress?: string }): Promise<JobToken> {
     const caller = ctx.credd ? { iss: ctx.credd.iss, sub: ctx.credd.sub } : { iss: cred.iss, sub: cred.sub }
     if (cred.kind === 'scitoken') {
-      const subject = JSON.parse(cred.subjectJson) as VerifiedSubject
       const d = decide(this.#deps.policy(), { subject, role: provider.role, tokenKind: 'scitoken', audience, scopes })
       if (!d.allow) throw new AccessDenied(`the policy no longer grants this credential: ${d.reason}`)
-      const blocked = this.#deps.blocks.blockedIdentity(d.identity) ?? this.#deps.blocks.blockedCaller(subject)
+      const blocked = this.#deps.blocks.blockedIdentity(d.identity)
       if (blocked) throw new AccessDenied(blocked)
-      const r = await issueToken(d, {
-        requestId: ctx.requestId, caller: subject, ...(ctx.clientAddress ? { clientAddress: ctx.clientAddress } : {}),
-        credential: { user: cred.user, provider: cred.provider },
-      }, this.#deps.issue)
-      return { accessToken: r.token, exp: r.claims.exp, scope: r.scope }
+      const detail = { credential: { user: cred.user, provider: cred.provider }, via: 'mint', ...(ctx.credd ? { credd: ctx.credd.sub } : {}) }
+      const r = await issueToken(d, { requestId: ctx.requestId, caller: subject, detail, ...(ctx.clientAddress ? { clientAddress: ctx.clientAddress } : {}) }, this.#deps.issue)
+      return { accessToken: r.token, exp: r.claims.exp, scope: r.scope, claims: r.claims }
     }
     let got
     try {
@@ -124,7 +130,7 @@ export class JobTokens {
     // RFC 6749 §5.1: expires_in is only RECOMMENDED. Without it or a JWT exp the token's life is unknown,
     // and a credmon told `expires_in: 0` would refuse the answer and never refresh: IAM answered badly.
     if (exp === undefined || exp <= now) throw new TemporarilyUnavailable('IAM did not say how long the refreshed access token lives; try again later')
-    await this.#deps.store.record({
+    await this.#deps.audit.record({
       type: 'token.issued', time: now, requestId: ctx.requestId, caller,
       ...(ctx.clientAddress ? { clientAddress: ctx.clientAddress } : {}),
       role: provider.role, tokenKind: 'access_token', issuedSub: cred.sub,

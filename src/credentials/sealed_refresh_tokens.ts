@@ -6,6 +6,10 @@ import type { Clock } from '../lib/clock.ts'
 import type { CredentialCipher } from './credential_cipher.ts'
 import type { CredentialStore, StoredCredential } from './credential_store.ts'
 
+/** How long a refused refresh token's row is watched for a concurrent rotation before it is revoked. */
+const ROTATION_GRACE_STEPS = 5
+const ROTATION_GRACE_STEP_MS = 100
+
 /** The refresh-token store key of one credential. Names cannot hold a newline, so the key is unambiguous. */
 export function credentialKey(user: string, provider: string): string {
   return `${user}\n${provider}`
@@ -77,14 +81,23 @@ export class SealedRefreshTokens implements RefreshTokenStore {
     this.#readNonce.set(key, sealed.nonce)
   }
 
-  async delete(key: string, ifRefreshToken?: string): Promise<void> {
+  async delete(key: string, ifRefreshToken?: string): Promise<boolean> {
     const { user, provider } = parseKey(key)
-    const c = await this.#store.readCredential(user, provider)
-    if (!c || c.revoked || !c.sealed) return
-    // Only the token IAM refused: a newer one stored meanwhile (another replica rotated) stays.
-    if (ifRefreshToken !== undefined && this.#open(c) !== ifRefreshToken) return
+    let c = await this.#store.readCredential(user, provider)
+    // Only the token IAM refused: a newer one stored meanwhile (another replica rotated) stays. That replica
+    // may have spent the token at IAM an instant ago without having committed the rotation yet: the row is
+    // watched a moment before IAM's refusal is taken as final.
+    for (let step = 0; ; step++) {
+      if (!c || c.revoked || !c.sealed) return true
+      if (ifRefreshToken !== undefined && this.#open(c) !== ifRefreshToken) return false
+      if (ifRefreshToken === undefined || step === ROTATION_GRACE_STEPS) break
+      await new Promise((resolve) => setTimeout(resolve, ROTATION_GRACE_STEP_MS))
+      c = await this.#store.readCredential(user, provider)
+    }
     await revokeStored(this.#store, c, { by: 'iam', reason: 'IAM refused the stored refresh token (expired or revoked at IAM)', now: this.#clock.now() })
+    return true
   }
+
 }
 
 /** Revokes a stored credential with its audit record; false when it was already revoked or is unknown. */

@@ -144,7 +144,7 @@ export class IamTokenExchanger {
     return run
   }
 
-  async #refresh(key: string, req: RefreshRequest): Promise<ExchangedAccessToken> {
+  async #refresh(key: string, req: RefreshRequest, retried = false): Promise<ExchangedAccessToken> {
     const rec = await this.#deps.store.get(key)
     if (!rec) throw new InvalidGrant('no IAM refresh token is held for this credential')
     const issuer = this.#deps.discovery.issuer(rec.issuer)
@@ -161,8 +161,9 @@ export class IamTokenExchanger {
       r = await refreshTokenGrant(configuration, rec.refreshToken, params)
     } catch (err) {
       if (err instanceof ResponseBodyError && err.error === 'invalid_grant') {
-        // Expired or revoked: forget it, unless another refresh already stored a newer one.
-        await this.#deps.store.delete(key, rec.refreshToken)
+        // Expired or revoked: forget it, unless another refresh (another replica) already spent it and
+        // stored the rotated one; then that one is tried, once.
+        if (!(await this.#deps.store.delete(key, rec.refreshToken)) && !retried) return this.#refresh(key, req, true)
       }
       throw mapIamError(err, 'refresh', rec.issuer, this.#deps.log, configuration.serverMetadata().token_endpoint)
     }

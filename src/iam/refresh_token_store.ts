@@ -27,8 +27,11 @@ export interface RefreshTokenStore {
   get(key: string): Promise<StoredRefreshToken | undefined>
   /** Replaces any earlier token under `key`; resolves once durable. */
   put(key: string, record: StoredRefreshToken): Promise<void>
-  /** Deletes the entry; when `ifRefreshToken` is given, only if it still holds that token (so a newer rotation is not lost). */
-  delete(key: string, ifRefreshToken?: string): Promise<void>
+  /**
+   * Deletes the entry; when `ifRefreshToken` is given, only if it still holds that token (so a newer rotation
+   * is not lost). Resolves false when it kept a newer token: the refused one had already been rotated away.
+   */
+  delete(key: string, ifRefreshToken?: string): Promise<boolean>
 }
 
 /** Process-memory store: for tests, the development IAM and single-instance deployments that accept losing refresh tokens on restart. */
@@ -44,9 +47,11 @@ export class MemoryRefreshTokenStore implements RefreshTokenStore {
     this.#map.set(key, { ...record, scopes: [...record.scopes], audience: [...record.audience] })
   }
 
-  async delete(key: string, ifRefreshToken?: string): Promise<void> {
-    if (ifRefreshToken !== undefined && this.#map.get(key)?.refreshToken !== ifRefreshToken) return
+  async delete(key: string, ifRefreshToken?: string): Promise<boolean> {
+    const held = this.#map.get(key)
+    if (ifRefreshToken !== undefined && held !== undefined && held.refreshToken !== ifRefreshToken) return false
     this.#map.delete(key)
+    return true
   }
 
   get size(): number {

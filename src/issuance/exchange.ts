@@ -58,7 +58,7 @@ export interface ExchangeDeps {
   clock: Clock
   log: Logger
   /** Rate limits per client address, caller and role (src/ratelimit); absent: nothing is limited. */
-  limits?: Pick<RequestLimits, 'blockedAddress' | 'noteRefused' | 'admit' | 'limitsCallers'>
+  limits?: Pick<RequestLimits, 'blockedAddress' | 'noteRefused' | 'admit' | 'admitRole' | 'limitsCallers'>
   /** SLURM pilot requests (enrolment, redemption, renewal; pilot_exchange.ts), recognised by their token types. */
   pilots?: (flow: PilotFlow, form: TokenRequestForm, ctx: RequestContext) => Promise<TokenExchangeResponse>
 }
@@ -96,8 +96,9 @@ const DENIAL: Record<Extract<Decision, { allow: false }>['error'], new (d: strin
  * for its form before its subject token's verdict.
  *
  * Rate limits (`deps.limits`) come first for an address whose unauthenticated requests keep being refused,
- * and right after verification for a caller and the role it asks for: `slow_down` (429). A caller's first
- * such refusal in an audit window is recorded, the rest only counted with the unauthenticated ones.
+ * right after verification for a caller, and once the policy granted it for the role: `slow_down` (429).
+ * A caller's first such refusal in an audit window is recorded, the rest only counted with the
+ * unauthenticated ones.
  * @param readForm the request's form fields; may throw a BrokerError when the body is not a form.
  * @see https://www.rfc-editor.org/rfc/rfc8693.html#section-2
  */
@@ -132,9 +133,9 @@ export async function exchangeToken(readForm: () => Promise<TokenRequestForm> | 
       ctx.summary.role = parsed.role
       if (parsed.tokenKind) ctx.summary.tokenKind = parsed.tokenKind
     }
-    // Every request of a verified caller counts, a malformed one too; the role's only once it is known.
+    // Every request of a verified caller counts, a malformed one too; the role's only once the policy grants it.
     if (deps.limits?.limitsCallers) {
-      const limited = await deps.limits.admit(subject, parsed instanceof BrokerError ? undefined : parsed.role)
+      const limited = await deps.limits.admit(subject, undefined)
       if (limited) {
         countOnly = !limited.record
         if (!(parsed instanceof BrokerError)) req = parsed
@@ -160,6 +161,13 @@ export async function exchangeToken(readForm: () => Promise<TokenRequestForm> | 
       throw new DENIAL[decision.error](decision.reason)
     }
     boundSite = decision.site
+    if (deps.limits?.limitsCallers) {
+      const limited = await deps.limits.admitRole(decision.role)
+      if (limited) {
+        countOnly = !limited.record
+        throw new SlowDown(limited.description, limited.retryAfter)
+      }
+    }
     if (ctx.summary) ctx.summary.tokenKind = decision.tokenKind
     // A narrowed IAM token's sub is the caller's own, already checked above.
     const identityBlock = decision.tokenKind === 'access_token' ? undefined : deps.blocks.blockedIdentity(decision.identity)

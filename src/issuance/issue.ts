@@ -26,8 +26,8 @@ export interface IssueContext {
   requestId: string
   caller: VerifiedSubject
   clientAddress?: string
-  /** The stored job credential this token is minted for (src/credentials): named in the record's `detail.credential`. */
-  credential?: { user: string; provider: string }
+  /** Added to the record's detail: who minted on the caller's behalf, and for what (job credentials). */
+  detail?: Record<string, unknown>
 }
 
 export interface IssueDeps {
@@ -137,10 +137,7 @@ export async function issueToken(decision: AllowedDecision, ctx: IssueContext, d
     policyRule: decision.ruleId,
     decision: 'allow',
     ...(site !== undefined ? { site } : {}),
-    detail: {
-      gen: revocation.ctb_gen, ...('host' in decision && typeof decision.host === 'string' ? { host: decision.host } : {}),
-      ...(ctx.credential ? { credential: { user: ctx.credential.user, provider: ctx.credential.provider }, via: 'mint' } : {}),
-    },
+    detail: { ...ctx.detail, gen: revocation.ctb_gen, ...('host' in decision && typeof decision.host === 'string' ? { host: decision.host } : {}) },
   })
   return { token, claims, tokenKind: decision.tokenKind, jti: claims.jti, expiresIn: claims.exp - now, scope }
 }

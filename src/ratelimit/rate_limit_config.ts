@@ -40,7 +40,7 @@ export const RateLimitsConfigSchema = z.strictObject({
   store: z.enum(['auto', 'memory', 'postgres']).default('auto'),
   /** Requests of one IAM identity (issuer and subject, after verification), whatever it asks for. */
   caller: LimitSchema.prefault({}),
-  /** Requests for one role, all callers together; `roles` gives a role its own limit instead. */
+  /** Granted requests for one role, all callers together; `roles` gives a role its own limit instead. */
   role: LimitSchema.prefault({}),
   /** Per-role limits, by role name, replacing `role` for that role. */
   roles: z.record(z.string().min(1), LimitSchema).default({}),

@@ -154,8 +154,17 @@ export class RequestLimits {
         }
       }
     }
-    const bucket = role === undefined ? undefined : this.#roles.get(role) ?? this.#role
-    if (bucket && role !== undefined) {
+    return role === undefined ? undefined : this.admitRole(role)
+  }
+
+  /**
+   * Takes one request from the role's allowance (its own under `roles`, else `role`). The exchange asks
+   * only once the policy has granted the role: the role comes from the request, and a caller refused it
+   * must neither use up what the role's callers share nor make a counter of a name of its choosing.
+   */
+  async admitRole(role: string): Promise<LimitRefusal | undefined> {
+    const bucket = this.#roles.get(role) ?? this.#role
+    if (bucket) {
       const key = this.#keyOf(role)
       const ms = await bucket.consume(key)
       if (ms !== undefined) {

@@ -156,6 +156,27 @@ describe('console sign-in', () => {
   })
 })
 
+describe('console sign-in under a flood of sign-ins started elsewhere', () => {
+  it('still completes a sign-in in progress after a thousand others were started', async () => {
+    let n = 0
+    const counting: ConsoleSignIn = {
+      async start() { n++; return { url: `https://iam.example.org/authorize?n=${n}`, codeVerifier: 'v'.repeat(43), nonce: `n${n}`, state: `state-${n}` } },
+      finish: signIn.finish,
+    }
+    const a = createApp(testDeps({
+      admin: { audit: store, revocations, authenticators: [iamLike] },
+      console: { signIn: counting, keys: () => ({ scitoken: [], condor: [] }), sessionSeconds: 3600 },
+    }))
+    const mine = await a.request('/console/login', { redirect: 'manual' })
+    const state = new URL(mine.headers.get('location')!).searchParams.get('n')!
+    // Anyone may start sign-ins: they must not push out the one this browser is in the middle of.
+    for (let i = 0; i < 1001; i++) await a.request('/console/login', { redirect: 'manual' })
+    const res = await a.request(`/console/callback?code=alice&state=state-${state}`, { headers: { cookie: `__Host-ctb-console-login=${cookieOf(mine, '__Host-ctb-console-login')}` } })
+    expect(res.status).toBe(200)
+    expect(cookieOf(res, '__Host-ctb-console')).toBeDefined()
+  })
+})
+
 describe('console sign-in while IAM is down', () => {
   it('answers the IAM sign-in with a 503 page, not the API JSON', async () => {
     const down: ConsoleSignIn = { start: async () => { throw new TemporarilyUnavailable('IAM discovery failed recently; try again later') }, finish: signIn.finish }

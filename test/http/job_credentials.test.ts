@@ -55,6 +55,16 @@ describe('POST /v1/credentials', () => {
     }
   })
 
+  it('revokes the refresh token a registration replaces at IAM, so it does not outlive its row', async () => {
+    await registered({ preferred_username: 'sam' })
+    const first = t.iam.liveRefreshTokens.at(-1)!
+    await registered({ preferred_username: 'sam' })
+    const second = t.iam.liveRefreshTokens.at(-1)!
+    expect(second).not.toBe(first)
+    expect(t.iam.liveRefreshTokens).not.toContain(first)
+    expect((await t.jobToken('sam', 'cms', t.creddToken())).status).toBe(200)
+  })
+
   it('writes a vault .top with a bearer for this one credential when asked for mode vault', async () => {
     const r = await registered({ preferred_username: 'dave' }, { provider: 'cms', mode: 'vault', scopes: 'compute.read', audience: SE })
     expect(r.top).toEqual({ vault_token: expect.stringMatching(/^\S{32,}$/), vault_url: 'https://broker.example.org:8200/v1/secret/oauth/creds/dave/cms', scopes: 'compute.read', audience: SE })
@@ -175,6 +185,9 @@ describe('GET /v1/credentials/{user}/{provider}/token', () => {
     const body = await res.json() as { access_token: string; scope: string }
     expect(decodeJwt(body.access_token)).toMatchObject({ iss: BROKER, sub: 'hank@pool.example.org', aud: SE, scope: 'storage.read:/store/user storage.modify:/store/user' })
     expect(t.iamRequests('refresh_token')).toHaveLength(0)
+    // The record says a credd fetched it for this credential, not that hank exchanged a token himself.
+    const issued = (await t.store.query({ limit: 10, type: 'token.issued' })).records.map((r) => r.event).find((e) => e.issuedSub === 'hank@pool.example.org')
+    expect(issued).toMatchObject({ tokenKind: 'scitoken', detail: { credential: { user: 'hank', provider: 'se-storage' }, via: 'mint', credd: 'credd-ap1@aps.pool.example.org' } })
   })
 
   it('refuses callers that are not a live broker-issued credd (401 invalid_token)', async () => {
@@ -219,8 +232,9 @@ describe('GET /v1/credentials/{user}/{provider}/token', () => {
     expect(await after.json()).toEqual({ error: 'access_denied', error_description: expect.any(String) })
     const revoked = (await t.store.query({ limit: 10, type: 'credential.revoked' })).records.map((r) => r.event)
     expect(revoked[0]).toMatchObject({ detail: { user: 'judy', provider: 'cms' }, caller: { sub: 'admin:bootstrap' } })
-    // Listing and revoking are admin calls.
+    // Listing and revoking are admin calls (HEAD runs the listing as GET does, so it needs the same).
     expect((await t.app.request('/v1/credentials')).status).toBe(401)
+    expect((await t.app.request('/v1/credentials', { method: 'HEAD' })).status).toBe(401)
     expect((await t.app.request('/v1/credentials', { headers: { authorization: `Bearer ${t.creddToken()}` } })).status).toBe(401)
     expect((await t.app.request('/v1/credentials/judy/cms', { method: 'DELETE', headers: { authorization: `Bearer ${t.creddToken()}` } })).status).toBe(401)
     const list = await t.app.request('/v1/credentials', { headers: { authorization: `Bearer ${t.adminToken}` } })
@@ -229,12 +243,69 @@ describe('GET /v1/credentials/{user}/{provider}/token', () => {
     expect(JSON.stringify(judy)).not.toMatch(/ciphertext|nonce/)
   })
 
+  it('survives two replicas refreshing one credential at once while IAM rotates refresh tokens', async () => {
+    await registered({ preferred_username: 'rita' })
+    // Another broker on the same database: its own cache, single flight and refresh lock.
+    const replica = t.withCredentialKey(t.credentialKeyHex)
+    const credd = t.creddToken()
+    const [a, b] = await Promise.all([
+      t.jobToken('rita', 'cms', credd, '?minimum_seconds=999999'),
+      replica.request('/v1/credentials/rita/cms/token?minimum_seconds=999999', { headers: { authorization: `Bearer ${credd}` } }),
+    ])
+    // One of them spent the refresh token the other also read: that one takes up the rotated token.
+    expect([a.status, b.status]).toEqual([200, 200])
+    expect(await t.store.readCredential('rita', 'cms')).toMatchObject({ revoked: false })
+    expect((await t.jobToken('rita', 'cms', credd, '?minimum_seconds=999999')).status).toBe(200)
+  })
+
   it('revokes the credential when IAM refuses the stored refresh token, and answers 403', async () => {
     await registered({ preferred_username: 'kate' })
     t.iam.clearRefreshTokens()
     const res = await t.jobToken('kate', 'cms', t.creddToken())
     expect(res.status).toBe(403)
     expect((await t.store.readCredential('kate', 'cms'))).toMatchObject({ revoked: true, revokedBy: 'iam' })
+  })
+
+  it('refuses a revoked user: an IAM refresh and a cached SciToken alike (403)', async () => {
+    await registered({ preferred_username: 'olga', sub: 'olga-sub' })
+    await registered({ preferred_username: 'olga', sub: 'olga-sub' }, { provider: 'se-storage' })
+    expect((await t.jobToken('olga', 'cms', t.creddToken())).status).toBe(200)
+    expect((await t.jobToken('olga', 'se-storage', t.creddToken())).status).toBe(200)
+    const refreshes = t.iamRequests('refresh_token').length
+    await t.revocations.revoke({ kind: 'sub', value: 'olga-sub' }, { principal: 'test' })
+    // Revoking the caller stops every token issued for it: no IAM refresh, no cached token handed on.
+    for (const provider of ['cms', 'se-storage']) {
+      const res = await t.jobToken('olga', provider, t.creddToken(), '?minimum_seconds=0')
+      expect(res.status).toBe(403)
+      expect((await res.json() as { error: string }).error).toBe('access_denied')
+    }
+    expect(t.iamRequests('refresh_token')).toHaveLength(refreshes)
+  })
+
+  it('does not hand out a cached SciToken whose role generation was revoked', async () => {
+    await registered({ preferred_username: 'pete' }, { provider: 'se-storage' })
+    const first = await t.jobToken('pete', 'se-storage', t.creddToken())
+    const old = (await first.json() as { access_token: string }).access_token
+    await t.revocations.revoke({ kind: 'role', value: 'job-storage' }, { principal: 'test' })
+    expect(t.revocations.isRevoked(decodeJwt(old))).toBe(true)
+    const again = await t.jobToken('pete', 'se-storage', t.creddToken(), '?minimum_seconds=0')
+    expect(again.status).toBe(200)
+    const fresh = (await again.json() as { access_token: string }).access_token
+    expect(fresh).not.toBe(old)
+    expect(t.revocations.isRevoked(decodeJwt(fresh))).toBe(false)
+  })
+
+  it('counts the job tokens it issues in ctb_tokens_issued_total, refreshed and minted alike', async () => {
+    const count = async (role: string, kind: string) => {
+      const line = (await t.metrics.render()).body.split('\n').find((l) => l.startsWith('ctb_tokens_issued_total{') && l.includes(`role="${role}"`) && l.includes(`kind="${kind}"`))
+      return line === undefined ? 0 : Number(line.split(' ').at(-1))
+    }
+    const before = [await count('job-iam', 'access_token'), await count('job-storage', 'scitoken')]
+    await registered({ preferred_username: 'quinn' })
+    await registered({ preferred_username: 'quinn' }, { provider: 'se-storage' })
+    expect((await t.jobToken('quinn', 'cms', t.creddToken())).status).toBe(200)
+    expect((await t.jobToken('quinn', 'se-storage', t.creddToken())).status).toBe(200)
+    expect([await count('job-iam', 'access_token'), await count('job-storage', 'scitoken')]).toEqual([before[0]! + 1, before[1]! + 1])
   })
 
   it('withholds the token when its audit record cannot be written (fail closed)', async () => {

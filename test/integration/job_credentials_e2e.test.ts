@@ -1,9 +1,12 @@
+import { X509Certificate } from 'node:crypto'
 import { request } from 'node:https'
-import { writeFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
+import { connect } from 'node:tls'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { devIamUserToken } from '../../src/dev_iam/dev_iam_token.ts'
 import { buildIdTokenClaims, mintIdToken } from '../../src/issuance/idtoken.ts'
+import { ensureDevTls } from '../../src/tls/dev_ca.ts'
 import { cli } from '../support/cli.ts'
 import { claimsOf, startE2e, type E2e } from '../support/broker_e2e.ts'
 import { tempDir } from '../support/tmp.ts'
@@ -70,5 +73,23 @@ describe('job credentials against the development IAM', () => {
     const sci = await get(e.broker.url, '/v1/credentials/alice/storage/token?scopes=storage.read:/store/user', { authorization: `Bearer ${creddToken()}` })
     expect(sci.status, JSON.stringify(sci.body)).toBe(200)
     expect(claimsOf(sci.body.access_token as string)).toMatchObject({ iss: e.broker.services.config.issuer, sub: 'alice@pool.example.org', scope: 'storage.read:/store/user' })
+  })
+
+  it('shows the Vault-compatible listener the renewed certificate after a reload, as the main one', async () => {
+    const fingerprint = (url: string) => new Promise<string>((resolve, reject) => {
+      const s = connect({ host: '127.0.0.1', port: Number(new URL(url).port), servername: 'localhost', rejectUnauthorized: false }, () => {
+        resolve(s.getPeerCertificate().fingerprint256)
+        s.end()
+      })
+      s.on('error', reject)
+    })
+    const renewed = await ensureDevTls(join(tempDir('ctb-renewed-'), 'tls'))
+    writeFileSync(join(e.dir, 'data/tls/server.key'), readFileSync(renewed.keyFile), { mode: 0o600 })
+    writeFileSync(join(e.dir, 'data/tls/server.crt'), readFileSync(renewed.certFile))
+    const result = await e.broker.reload('test')
+    expect(result.tls).toMatchObject({ ok: true, reloaded: true })
+    const expected = new X509Certificate(readFileSync(renewed.certFile)).fingerprint256
+    expect(await fingerprint(e.broker.url)).toBe(expected)
+    expect(await fingerprint(e.broker.vaultUrl!)).toBe(expected)
   })
 })

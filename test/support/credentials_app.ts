@@ -19,6 +19,7 @@ import { buildIdTokenClaims, mintIdToken } from '../../src/issuance/idtoken.ts'
 import { ensureAndLoadKeys, type SigningKeys } from '../../src/keys/signing_keys.ts'
 import { systemClock } from '../../src/lib/clock.ts'
 import { silentLogger } from '../../src/lib/logger.ts'
+import { BrokerMetrics } from '../../src/metrics/broker_metrics.ts'
 import { policyContextFromConfig } from '../../src/policy/context.ts'
 import { PolicyHolder } from '../../src/policy/policy_holder.ts'
 import { revocationLabels } from '../../src/policy/revocation_labels.ts'
@@ -83,6 +84,8 @@ export interface CredentialsApp {
   config: Config
   keys: SigningKeys
   credentials: CredentialServices
+  /** The broker's metrics, observing the credentials' audit records as serve wires them. */
+  metrics: BrokerMetrics
   revocations: RevocationService
   adminToken: string
   credentialKeyHex: string
@@ -121,9 +124,10 @@ export async function useCredentialsApp(o: { console?: boolean } = {}): Promise<
   })
   await revocations.refresh()
   const credentialKeyHex = randomBytes(32).toString('hex')
+  const metrics = new BrokerMetrics({ clock, policy: () => policy.current, process: false })
   const credentials = buildCredentials({
     config, keys, store, iam: adapter, policy, revocations, clock, log: silentLogger, production: true,
-    env: { CONDOR_TOKEN_BROKER_CREDENTIAL_KEY: credentialKeyHex },
+    env: { CONDOR_TOKEN_BROKER_CREDENTIAL_KEY: credentialKeyHex }, observer: metrics,
   })
   const adminToken = randomBytes(32).toString('base64url')
   const app = createApp({
@@ -141,7 +145,7 @@ export async function useCredentialsApp(o: { console?: boolean } = {}): Promise<
     rmSync(dir, { recursive: true, force: true })
   })
   return {
-    app, vault, iam, store, dbFile, config, keys, credentials, revocations, adminToken, credentialKeyHex,
+    app, vault, iam, store, dbFile, config, keys, credentials, metrics, revocations, adminToken, credentialKeyHex,
     userToken: (claims = {}) => iam.mint({ aud: BROKER, 'wlcg.groups': ['/htc/users'], preferred_username: 'alice', scope: 'openid compute.read compute.create offline_access', ...claims }),
     creddToken(o = {}) {
       const now = clock.now()

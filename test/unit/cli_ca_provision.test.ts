@@ -1,4 +1,4 @@
-import { statSync } from 'node:fs'
+import { statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { cli } from '../support/cli.ts'
@@ -21,5 +21,33 @@ describe('condor-token-broker ca and provision on the command line', () => {
     const r = await cli(['provision', 'render', 'test/fixtures/provision/unknown_key.yaml', '--inputs', 'examples/provisioning/inputs.yaml', '--broker', 'https://127.0.0.1:1', '--out', join(tempDir(), 'out')], { BEARER_TOKEN: 'x' })
     expect(r.code).toBe(1)
     expect(r.err).toBe('condor-token-broker: test/fixtures/provision/unknown_key.yaml:19:7: unknown key "flavor"')
+  })
+
+  it.each([['not a JWT', 'x'], ['a JWT whose payload is not an object', `a.${Buffer.from('null').toString('base64url')}.c`]])('provision plan refuses a bearer token that is %s in one line', async (_, token) => {
+    const r = await cli(['provision', 'plan', 'examples/provisioning/hybrid-pool.yaml', '--inputs', 'examples/provisioning/inputs.yaml', '--broker', 'https://127.0.0.1:1'], { BEARER_TOKEN: token })
+    expect(r.code).toBe(1)
+    expect(r.err).toBe('condor-token-broker: bearer token: not a JWT with a claims object; provision plan needs an IAM access token')
+  })
+
+  it('provision refuses an unreadable --ca-file in one line, as a user mistake', async () => {
+    const file = join(tempDir(), 'manifest.json')
+    writeFileSync(file, '{"template":{"name":"t","version":"1"},"tokens":[],"certificates":[]}')
+    const missing = join(tempDir(), 'no-ca.pem')
+    const r = await cli(['provision', 'teardown', '--manifest', file, '--broker', 'https://127.0.0.1:1', '--ca-file', missing], { BEARER_TOKEN: 'x' })
+    expect(r.code).toBe(1)
+    expect(r.err).toBe(`condor-token-broker: cannot read --ca-file ${missing}: ENOENT`)
+  })
+
+  it.each([
+    ['null', 'null'],
+    ['no template', '{"tokens":[],"certificates":[]}'],
+    ['a token that is not one', '{"template":{"name":"t","version":"1"},"tokens":[null],"certificates":[]}'],
+    ['a certificate without a serial', '{"template":{"name":"t","version":"1"},"tokens":[],"certificates":[{"node":"cm"}]}'],
+  ])('provision teardown refuses a manifest with %s in one line, before any network call', async (_, text) => {
+    const file = join(tempDir(), 'manifest.json')
+    writeFileSync(file, text)
+    const r = await cli(['provision', 'teardown', '--manifest', file, '--broker', 'https://127.0.0.1:1'], { BEARER_TOKEN: 'x' })
+    expect(r.code).toBe(1)
+    expect(r.err).toBe(`condor-token-broker: ${file}: not a provisioning manifest (a template name, tokens with jti and node, certificates with serial and node)`)
   })
 })

@@ -56,4 +56,14 @@ describe('condor-token-broker credmon config | wrapper', () => {
     expect(open.err).toContain('others must have no access')
     expect(readdirSync(dir)).toEqual([])
   })
+
+  it('refuses an unreadable --ca-file in one line, before writing anything', async () => {
+    const dir = tempDir('ctb-creddir-')
+    chmodSync(dir, 0o700)
+    const missing = join(tempDir(), 'no-ca.pem')
+    const r = await cli(['credmon', '--broker', 'https://b', '--providers', 'a', '--cred-dir', dir, '--ca-file', missing], {})
+    expect(r.code).toBe(1)
+    expect(r.err).toBe(`condor-token-broker: cannot read --ca-file ${missing}: ENOENT`)
+    expect(readdirSync(dir)).toEqual([])
+  })
 })

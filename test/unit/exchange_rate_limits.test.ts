@@ -13,13 +13,15 @@ const form = (extra: Record<string, string> = {}) => ({
 })
 const ADDRESS = '192.0.2.7'
 
-interface Seen { admitted: Array<[string, string | undefined]>; refusedAddresses: string[]; noted: string[]; records: string[] }
+interface Seen { admitted: Array<[string, string | undefined]>; roles: string[]; refusedAddresses: string[]; noted: string[]; records: string[] }
 
-function deps(o: { verify?: () => Promise<VerifiedSubject>; blocked?: LimitRefusal; admit?: LimitRefusal }, seen: Seen): ExchangeDeps {
+function deps(o: { verify?: () => Promise<VerifiedSubject>; blocked?: LimitRefusal; admit?: LimitRefusal; admitRole?: LimitRefusal; allow?: boolean }, seen: Seen): ExchangeDeps {
   return {
     iam: { verify: o.verify ?? (async () => subject) },
-    decide: () => ({ allow: false, error: 'unauthorized_client', reason: 'no rule grants startd', ruleId: 'r1' }),
-    issue: async () => { throw new Error('must not issue') },
+    decide: () => (o.allow
+      ? { allow: true, ruleId: 'r2', role: 'startd', tokenKind: 'idtoken', identity: 'startd@pool', scopes: ['ADVERTISE_STARTD'], audience: [], lifetime: 3600 }
+      : { allow: false, error: 'unauthorized_client', reason: 'no rule grants startd', ruleId: 'r1' }),
+    issue: async () => ({ token: 'minted', expiresIn: 3600, scope: 'ADVERTISE_STARTD' }),
     narrow: async () => { throw new Error('must not narrow') },
     blocks: { blockedCaller: () => undefined, blockedIdentity: () => undefined },
     audit: { record: async (e) => { seen.records.push(`${e.role ?? '-'} ${e.reason ?? ''}`) } },
@@ -31,10 +33,11 @@ function deps(o: { verify?: () => Promise<VerifiedSubject>; blocked?: LimitRefus
       blockedAddress: () => o.blocked,
       noteRefused: (a) => { if (a) seen.refusedAddresses.push(a) },
       admit: async (caller, role) => { seen.admitted.push([caller.sub, role]); return o.admit },
+      admitRole: async (role) => { seen.roles.push(role); return o.admitRole },
     },
   }
 }
-const fresh = (): Seen => ({ admitted: [], refusedAddresses: [], noted: [], records: [] })
+const fresh = (): Seen => ({ admitted: [], roles: [], refusedAddresses: [], noted: [], records: [] })
 const refusal = (record: boolean): LimitRefusal => ({ limit: 'caller', retryAfter: 7, description: 'too many requests from this caller', record })
 
 describe('exchangeToken and rate limits', () => {
@@ -45,7 +48,7 @@ describe('exchangeToken and rate limits', () => {
     await expect(exchangeToken(() => { read = true; return form() }, { requestId: 'q1', clientAddress: ADDRESS }, d))
       .rejects.toMatchObject({ error: 'slow_down', status: 429, retryAfter: 3 })
     expect(read).toBe(false)
-    expect(seen).toEqual({ admitted: [], refusedAddresses: [], noted: ['slow_down'], records: [] })
+    expect(seen).toEqual({ admitted: [], roles: [], refusedAddresses: [], noted: ['slow_down'], records: [] })
   })
 
   it('charges the address for a refused unauthenticated request, but not for the broker failing', async () => {
@@ -58,12 +61,24 @@ describe('exchangeToken and rate limits', () => {
     expect(seen.admitted).toEqual([])
   })
 
-  it('charges a verified caller for a malformed request too, with no role', async () => {
+  it('charges a verified caller for a malformed or refused request too, and the role for neither', async () => {
     const seen = fresh()
     await expect(exchangeToken(() => form({ lifetime: '1h' }), { requestId: 'q4', clientAddress: ADDRESS }, deps({}, seen))).rejects.toMatchObject({ error: 'invalid_request' })
     await expect(exchangeToken(() => form(), { requestId: 'q5', clientAddress: ADDRESS }, deps({}, seen))).rejects.toMatchObject({ error: 'unauthorized_client' })
-    expect(seen.admitted).toEqual([['u1', undefined], ['u1', 'startd']])
+    expect(seen.admitted).toEqual([['u1', undefined], ['u1', undefined]])
+    // A caller the policy refuses the role must not use up the allowance the role's callers share.
+    expect(seen.roles).toEqual([])
     expect(seen.refusedAddresses).toEqual([])
+  })
+
+  it('charges the role for a request the policy grants, and refuses it with slow_down once the role is used up', async () => {
+    const seen = fresh()
+    await expect(exchangeToken(() => form(), { requestId: 'q8' }, deps({ allow: true }, seen))).resolves.toMatchObject({ access_token: 'minted' })
+    const roleRefusal: LimitRefusal = { limit: 'role', retryAfter: 9, description: 'too many requests for role "startd"', record: true }
+    await expect(exchangeToken(() => form(), { requestId: 'q9' }, deps({ allow: true, admitRole: roleRefusal }, seen))).rejects.toMatchObject({ error: 'slow_down', retryAfter: 9 })
+    expect(seen.admitted).toEqual([['u1', undefined], ['u1', undefined]])
+    expect(seen.roles).toEqual(['startd', 'startd'])
+    expect(seen.records).toEqual(['startd slow_down: too many requests for role "startd"'])
   })
 
   it('records a limited caller\'s refusal with its role when asked to, and otherwise only counts it', async () => {

@@ -74,7 +74,7 @@ const ISS = 'https://iam.example.org/'
 const CTX: PolicyContext = { trustDomain: 'pool.example.org', uidDomain: 'users.example.org', vars: { IAM_ISSUER: ISS }, scitokenProfile: 'wlcg', maxLifetime: { idtoken: 7 * 86400, scitoken: 6 * 3600 } }
 const OPERATOR: VerifiedSubject = { iss: ISS, sub: 'provisioner', client_id: 'provisioner', groups: [], scopes: [], exp: NOW + 3600, claims: {} }
 
-async function service(maxLifetime = 86400) {
+async function service(maxLifetime = 86400, clock = fixedClock(NOW)) {
   const root = tempDir()
   writeFileSync(join(root, '10.yaml'), `version: 1
 rules:
@@ -100,9 +100,13 @@ rules:
   await initPoolCa(join(root, 'ca'), { name: 'test CA', now: NOW })
   const audit = new MemoryStore()
   const svc = new CertificateService({
-    ca: await PoolCa.load(join(root, 'ca')), audit, policy: { current: loadPolicies(root, CTX) }, clock: fixedClock(NOW), maxLifetime, crlLifetime: 3600,
+    ca: await PoolCa.load(join(root, 'ca')), audit, policy: { current: loadPolicies(root, CTX) }, clock, maxLifetime, crlLifetime: 3600,
   })
-  return { svc, audit, root }
+  // Another broker replica: the same CA and audit store, its own CRL cache.
+  const replica = async () => new CertificateService({
+    ca: await PoolCa.load(join(root, 'ca')), audit, policy: { current: loadPolicies(root, CTX) }, clock, maxLifetime, crlLifetime: 3600,
+  })
+  return { svc, audit, root, replica }
 }
 
 describe('certificate service', () => {
@@ -137,11 +141,82 @@ describe('certificate service', () => {
     const crl = join(root, 'crl.pem')
     writeFileSync(crl, await svc.crl())
     const ca = join(root, 'ca', 'ca.crt')
-    expect(openssl(['crl', '-in', crl, '-CAfile', ca, '-noout', '-text']).out).toContain(`Serial Number: ${gone.serial.toUpperCase()}`)
+    const text = openssl(['crl', '-in', crl, '-CAfile', ca, '-noout', '-text']).out
+    expect(text).toContain(`Serial Number: ${gone.serial.toUpperCase()}`)
+    // RFC 5280 §5.2.3: a conforming CRL issuer includes a CRL number, increasing with each CRL.
+    expect(text).toMatch(new RegExp(`X509v3 CRL Number: *\\n *${NOW}\\n`))
     for (const [c, name] of [[keep, 'keep.pem'], [gone, 'gone.pem']] as const) writeFileSync(join(root, name), c.pem)
     expect(openssl(['verify', '-crl_check', '-CAfile', ca, '-CRLfile', crl, join(root, 'keep.pem')]).out).toMatch(/: OK/)
     const revoked = openssl(['verify', '-crl_check', '-CAfile', ca, '-CRLfile', crl, join(root, 'gone.pem')])
     expect(revoked.status).not.toBe(0)
     expect(revoked.out).toMatch(/certificate revoked/)
+  })
+
+  it('revokes a serial once when two revocations race, and lists it once in the CRL', async () => {
+    const { svc, audit, root, replica } = await service()
+    const cert = await svc.issue({ csr: await csrPem(), role: 'schedd', dns: ['ap1.cloud-a.example.org'], ip: [] }, OPERATOR, {})
+    const both = await Promise.all([1, 2].map(() => svc.revoke(cert.serial, undefined, { principal: 'bootstrap' })))
+    expect(both.map((r) => r.already).sort()).toEqual([false, true])
+    expect((await audit.query({ type: 'certificate.revoked', limit: 10 })).records).toHaveLength(1)
+    // Two replicas cannot serialise on each other: both may record, and the CRL still lists the serial once.
+    const other = await replica()
+    const second = await svc.issue({ csr: await csrPem(), role: 'schedd', dns: ['ap2.cloud-a.example.org'], ip: [] }, OPERATOR, {})
+    await Promise.all([svc, other].map((r) => r.revoke(second.serial, undefined, { principal: 'bootstrap' })))
+    const crl = join(root, 'crl.pem')
+    writeFileSync(crl, await svc.crl())
+    const text = openssl(['crl', '-in', crl, '-noout', '-text']).out
+    for (const c of [cert, second]) expect(text.split(`Serial Number: ${c.serial.toUpperCase()}`)).toHaveLength(2)
+  })
+
+  it('reads the audit log for the CRL at most once per few seconds, whoever asks (the route is public)', async () => {
+    let now = NOW
+    const { svc, audit } = await service(86400, { now: () => now })
+    const cert = await svc.issue({ csr: await csrPem(), role: 'schedd', dns: ['ap1.cloud-a.example.org'], ip: [] }, OPERATOR, {})
+    let reads = 0
+    let slowNext = false
+    const query = audit.query.bind(audit)
+    audit.query = async (q) => {
+      reads++
+      const page = await query(q)
+      // The read is made now; its answer arrives late, as from a busy database.
+      if (slowNext) { slowNext = false; await new Promise((r) => setTimeout(r, 50)) }
+      return page
+    }
+    const first = await svc.crl()
+    const afterFirst = reads
+    for (let i = 0; i < 100; i++) expect(await svc.crl()).toBe(first)
+    expect(reads).toBe(afterFirst)
+    // A revocation here is listed at once, even by a CRL being built as it was recorded; one elsewhere
+    // once the short recheck interval has passed.
+    now += 60
+    slowNext = true
+    const building = svc.crl()
+    await svc.revoke(cert.serial, undefined, { principal: 'bootstrap' })
+    await building
+    const listed = join(tempDir(), 'crl.pem')
+    writeFileSync(listed, await svc.crl())
+    expect(openssl(['crl', '-in', listed, '-noout', '-text']).out).toContain(`Serial Number: ${cert.serial.toUpperCase()}`)
+    now += 60
+    const reread = reads
+    await svc.crl()
+    expect(reads).toBeGreaterThan(reread)
+  })
+
+  it('lists a revocation made by another replica even when one it listed has expired meanwhile', async () => {
+    let now = NOW
+    const { svc, root, replica } = await service(86400, { now: () => now })
+    const other = await replica()
+    const short = await svc.issue({ csr: await csrPem(), role: 'schedd', dns: ['ap1.cloud-a.example.org'], ip: [], lifetime: 600 }, OPERATOR, {})
+    const long = await svc.issue({ csr: await csrPem(), role: 'schedd', dns: ['ap2.cloud-a.example.org'], ip: [] }, OPERATOR, {})
+    await svc.revoke(short.serial, undefined, { principal: 'bootstrap' })
+    await svc.crl()
+    // The short certificate expires (and leaves the CRL) while the other replica revokes the long one.
+    now = NOW + 700
+    await other.revoke(long.serial, undefined, { principal: 'bootstrap' })
+    const crl = join(root, 'crl.pem')
+    writeFileSync(crl, await svc.crl())
+    const text = openssl(['crl', '-in', crl, '-noout', '-text']).out
+    expect(text).toContain(`Serial Number: ${long.serial.toUpperCase()}`)
+    expect(text).not.toContain(`Serial Number: ${short.serial.toUpperCase()}`)
   })
 })

@@ -58,6 +58,9 @@ export async function credmonCommand(argv: string[], io: CommandIo): Promise<num
   const level = (values['log-level'] ?? 'info') as LogLevel
   if (!LOG_LEVELS.includes(level)) throw new CliError(`--log-level must be one of ${LOG_LEVELS.join(', ')}`, 2)
   checkCredDir(s.credDir)
+  if (s.caFile) {
+    try { readFileSync(s.caFile) } catch (err) { throw new CliError(`cannot read --ca-file ${s.caFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`) }
+  }
   await runCredmon(s, createLogger(undefined, { level }))
   return 0
 }

@@ -32,7 +32,9 @@ function client(values: { broker?: string; 'ca-file'?: string }, io: CommandIo):
   if (!/^https:\/\//.test(values.broker)) throw new CliError('--broker must be an https:// URL', 2)
   let found
   try { found = discoverBearerToken(io.env, process.getuid?.() ?? 0) } catch (err) { throw new CliError((err as Error).message) }
-  return { broker: new BrokerClient({ url: values.broker, bearer: found.token, fetch: fetchWithCa(values['ca-file']) }), bearer: found.token }
+  let fetch
+  try { fetch = fetchWithCa(values['ca-file']) } catch (err) { throw new CliError(`cannot read --ca-file ${values['ca-file']}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`) }
+  return { broker: new BrokerClient({ url: values.broker, bearer: found.token, fetch }), bearer: found.token }
 }
 
 function readInputs(file: string | undefined): Record<string, unknown> {
@@ -109,7 +111,7 @@ export async function provisionCommand(argv: string[], io: CommandIo): Promise<n
       const text = readText(values.manifest, '--manifest FILE')
       let manifest: Manifest
       try { manifest = JSON.parse(text) as Manifest } catch { throw new CliError(`${values.manifest}: not JSON`) }
-      if (!Array.isArray(manifest.tokens) || !Array.isArray(manifest.certificates)) throw new CliError(`${values.manifest}: not a provisioning manifest (no tokens/certificates lists)`)
+      if (!isManifest(manifest)) throw new CliError(`${values.manifest}: not a provisioning manifest (a template name, tokens with jti and node, certificates with serial and node)`)
       const { broker } = client(values, io)
       const r = await teardown(manifest, broker)
       io.out(`revoked ${r.revokedTokens.length} tokens and ${r.revokedCertificates.length} certificates`)
@@ -119,4 +121,13 @@ export async function provisionCommand(argv: string[], io: CommandIo): Promise<n
     default:
       throw new CliError(`unknown provision command "${sub}" (see provision --help)`, 2)
   }
+}
+
+/** What teardown reads of a manifest, checked before anything is revoked: a hand-edited file is input. */
+function isManifest(m: unknown): m is Manifest {
+  const o = m as { template?: { name?: unknown }; tokens?: unknown; certificates?: unknown } | null
+  const entry = (v: unknown, id: string) => typeof v === 'object' && v !== null && typeof (v as Record<string, unknown>)[id] === 'string' && typeof (v as Record<string, unknown>).node === 'string'
+  return typeof o === 'object' && o !== null && typeof o.template?.name === 'string'
+    && Array.isArray(o.tokens) && o.tokens.every((t) => entry(t, 'jti') && ['number', 'undefined'].includes(typeof (t as { exp?: unknown }).exp))
+    && Array.isArray(o.certificates) && o.certificates.every((c) => entry(c, 'serial'))
 }

@@ -19,13 +19,16 @@ export interface PlanStep {
 
 /** The operator's token, as IAM described it, for policy explain; read, not verified (the broker verifies). */
 export function callerOf(bearer: string): Record<string, unknown> {
-  let c: Record<string, unknown>
-  try { c = JSON.parse(Buffer.from(bearer.split('.')[1] ?? '', 'base64url').toString('utf8')) as Record<string, unknown> } catch { throw new Error('the bearer token is not a JWT; plan needs an IAM access token') }
-  const groups = (c['wlcg.groups'] ?? c.groups ?? []) as string[]
+  let c: unknown
+  try { c = JSON.parse(Buffer.from(bearer.split('.')[1] ?? '', 'base64url').toString('utf8')) } catch { c = undefined }
+  // Worded "what: why", the shape the CLI reports as the user's mistake in one line.
+  if (typeof c !== 'object' || c === null || Array.isArray(c)) throw new Error('bearer token: not a JWT with a claims object; provision plan needs an IAM access token')
+  const claims = c as Record<string, unknown>
+  const groups = (claims['wlcg.groups'] ?? claims.groups ?? []) as string[]
   return {
-    iss: c.iss, sub: c.sub, ...(typeof c.client_id === 'string' ? { client_id: c.client_id } : {}),
-    groups: Array.isArray(groups) ? groups : [], scopes: typeof c.scope === 'string' ? c.scope.split(' ').filter(Boolean) : [],
-    ...(typeof c.preferred_username === 'string' ? { preferred_username: c.preferred_username } : {}),
+    iss: claims.iss, sub: claims.sub, ...(typeof claims.client_id === 'string' ? { client_id: claims.client_id } : {}),
+    groups: Array.isArray(groups) ? groups : [], scopes: typeof claims.scope === 'string' ? claims.scope.split(' ').filter(Boolean) : [],
+    ...(typeof claims.preferred_username === 'string' ? { preferred_username: claims.preferred_username } : {}),
   }
 }
 

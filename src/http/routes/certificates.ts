@@ -4,6 +4,10 @@ import { InvalidRequest, InvalidToken } from '../../errors.ts'
 import type { VerifiedSubject } from '../../iam/subject.ts'
 import type { CertificateService } from '../../ca/certificate_service.ts'
 import { clientAddress } from '../client_address.ts'
+import { limitBody } from '../middleware/body_limit.ts'
+
+/** A CSR (at most 16 KiB) and the names, with room to spare. */
+const MAX_BODY = 64 * 1024
 
 /** POST /v1/certificates body: the CSR proves the key; the names, role and site are what policy judges. */
 export const CertificateBody = z.strictObject({
@@ -34,7 +38,7 @@ export function certificateRoutes(deps: {
   app.get('/v1/ca/certificate', (c) => c.body(deps.certificates.caPem, 200, { 'Content-Type': 'application/x-pem-file', 'Cache-Control': 'max-age=300' }))
   app.get('/v1/ca/crl', async (c) => c.body(await deps.certificates.crl(), 200, { 'Content-Type': 'application/x-pem-file', 'Cache-Control': 'no-cache' }))
 
-  app.post('/v1/certificates', async (c) => {
+  app.post('/v1/certificates', limitBody(MAX_BODY), async (c) => {
     const m = /^Bearer ([\x21-\x7e]{1,16384})$/i.exec(c.req.header('authorization') ?? '')
     if (!m) throw new InvalidToken('an IAM access token is required (Authorization: Bearer)', { presented: false })
     const subject = await deps.verifyCaller(m[1]!)
@@ -54,7 +58,7 @@ export function certificateRoutes(deps: {
   })
 
   if (deps.adminAuth) {
-    app.delete('/v1/certificates/:serial', deps.adminAuth, async (c) => {
+    app.delete('/v1/certificates/:serial', deps.adminAuth, limitBody(MAX_BODY), async (c) => {
       const text = await c.req.text()
       const b = text.trim() === '' ? {} : parseJson(CertificateRevokeBody, parseText(text))
       const r = await deps.certificates.revoke(c.req.param('serial'), b.reason, { principal: c.get('admin').id, requestId: c.get('requestId'), ...clientAddress(c) })

@@ -14,7 +14,7 @@ import { overviewPage } from '../../console/pages/overview_page.ts'
 import { pilotsPage } from '../../console/pages/pilots_page.ts'
 import { recordPage, SEARCH_FIELDS, searchPage, type SearchForm } from '../../console/pages/search_page.ts'
 import { continuePage, messagePage, signInPage } from '../../console/pages/sign_in_page.ts'
-import { PENDING_SECONDS, sameToken, type ConsoleSessions } from '../../console/sessions.ts'
+import { PENDING_SECONDS, sameToken, type ConsoleSessions, type PendingSignIn } from '../../console/sessions.ts'
 import { parseProvider, parseUser } from '../../contract/job_credentials.ts'
 import { credentialActivity } from '../../credentials/credential_activity.ts'
 import type { CredentialService } from '../../credentials/credential_service.ts'
@@ -28,14 +28,22 @@ import { REVOCATION_KINDS, type RevocationKind } from '../../revocation/revocati
 import type { RevocationService } from '../../revocation/revocation_service.ts'
 import { clientAddress } from '../client_address.ts'
 import { authenticateAdmin, type AdminAuthOptions } from '../middleware/admin_auth.ts'
+import { limitBody } from '../middleware/body_limit.ts'
 import { consoleHeaders, consoleSession, sameOrigin, SESSION_COOKIE } from '../middleware/console_session.ts'
 import { summaryRange } from './audit.ts'
 import { decisionRequestFrom, ExplainBody, type PolicySource } from './policy_explain.ts'
 
-/** The sign-in-in-progress cookie: Lax, because IAM's redirect back to the callback is a cross-site navigation. */
+/**
+ * The sign-in in progress (state, PKCE verifier, nonce), kept in this browser's own cookie rather than in
+ * the broker: anyone may start sign-ins, and a table of them could be flooded until the one a real admin
+ * is in the middle of is pushed out. HttpOnly, Secure, sent only to us. Lax, because IAM's redirect back
+ * to the callback is a cross-site navigation.
+ */
 const LOGIN_COOKIE = '__Host-ctb-console-login'
 /** Double-submit token of the bootstrap-token form (no session exists yet to hold one). */
 const PRE_COOKIE = '__Host-ctb-console-pre'
+/** The console's forms are a few fields; the sign-in form is read before anyone is signed in. */
+const MAX_FORM_BYTES = 64 * 1024
 
 export interface ConsoleDeps {
   audit: Pick<AuditStore, 'query' | 'scan' | 'verify'> & AuditAggregates
@@ -72,6 +80,7 @@ export function consoleRoutes(deps: ConsoleDeps): Hono {
   const cookie = { httpOnly: true, secure: true, path: '/' } as const
   app.use('/console', consoleHeaders())
   app.use('/console/*', consoleHeaders())
+  app.use('/console/*', limitBody(MAX_FORM_BYTES, (c) => c.html(messagePage('Refused', `The form is larger than ${MAX_FORM_BYTES} bytes.`), 413)))
 
   app.get('/console/static/console.css', (c) => {
     c.header('Content-Type', 'text/css; charset=utf-8')
@@ -96,8 +105,8 @@ export function consoleRoutes(deps: ConsoleDeps): Hono {
       if (err instanceof BrokerError && err.status === 503) return c.html(messagePage('Unavailable', err.description, { link: ['/console/sign-in', 'Back'] }), 503)
       throw err
     }
-    deps.sessions.begin(start.state, { codeVerifier: start.codeVerifier, nonce: start.nonce, expiresAt: now() + PENDING_SECONDS })
-    setCookie(c, LOGIN_COOKIE, start.state, { ...cookie, sameSite: 'Lax', maxAge: PENDING_SECONDS })
+    const pending: PendingSignIn = { state: start.state, codeVerifier: start.codeVerifier, nonce: start.nonce, expiresAt: now() + PENDING_SECONDS }
+    setCookie(c, LOGIN_COOKIE, Buffer.from(JSON.stringify(pending)).toString('base64url'), { ...cookie, sameSite: 'Lax', maxAge: PENDING_SECONDS })
     return c.redirect(start.url, 303)
   })
 
@@ -106,8 +115,9 @@ export function consoleRoutes(deps: ConsoleDeps): Hono {
     const state = c.req.query('state') ?? ''
     const bound = getCookie(c, LOGIN_COOKIE)
     deleteCookie(c, LOGIN_COOKIE, { path: '/', secure: true })
-    // The state must be the one this browser was given (login CSRF), and still pending (no replay).
-    const pending = bound !== undefined && sameToken(bound, state) ? deps.sessions.take(state, now()) : undefined
+    // The state must be the one this browser was given (login CSRF), and not expired; the cookie is gone
+    // after this request, and IAM redeems a code once.
+    const pending = pendingSignIn(bound, state, now())
     if (!pending) return c.html(messagePage('Sign-in failed', 'This sign-in is unknown or has expired; start again.'), 400)
     const iamError = c.req.query('error')
     if (iamError !== undefined) return c.html(messagePage('Sign-in failed', `IAM refused the sign-in: ${iamError}`), 400)
@@ -295,4 +305,15 @@ function searchQuery(f: SearchForm, cursor: string | undefined): AuditQuery {
     ...(f.type ? { type: f.type as AuditQuery['type'] & string } : {}), ...(f.decision ? { decision: f.decision as 'allow' | 'deny' } : {}),
     ...(cursor ? { cursor } : {}),
   }
+}
+
+/** The sign-in this browser started, from its cookie, if it is for `state` and has not expired. */
+function pendingSignIn(cookie: string | undefined, state: string, now: number): PendingSignIn | undefined {
+  if (cookie === undefined || cookie.length > 4096) return undefined
+  let p: Partial<PendingSignIn>
+  try { p = JSON.parse(Buffer.from(cookie, 'base64url').toString('utf8')) as Partial<PendingSignIn> } catch { return undefined }
+  if (typeof p !== 'object' || p === null) return undefined
+  const { state: bound, codeVerifier, nonce, expiresAt } = p
+  if (typeof bound !== 'string' || typeof codeVerifier !== 'string' || typeof nonce !== 'string' || typeof expiresAt !== 'number') return undefined
+  return sameToken(bound, state) && expiresAt > now ? { state: bound, codeVerifier, nonce, expiresAt } : undefined
 }

@@ -8,6 +8,7 @@ import type { JobTokens } from '../../credentials/job_tokens.ts'
 import { InvalidRequest, InvalidToken, MethodNotAllowed, NotFound } from '../../errors.ts'
 import type { Clock } from '../../lib/clock.ts'
 import { clientAddress } from '../client_address.ts'
+import { limitBody } from '../middleware/body_limit.ts'
 import { NO_STORE_HEADERS } from '../oauth_error_response.ts'
 
 export interface CredentialRouteDeps {
@@ -51,12 +52,10 @@ export function listParam(v: string | undefined): string[] | undefined {
 export function credentialRoutes(deps: CredentialRouteDeps): Hono {
   const app = new Hono()
 
-  app.post(CREDENTIALS_PATH, async (c) => {
+  app.post(CREDENTIALS_PATH, limitBody(MAX_BODY), async (c) => {
     const token = bearerOf(c)
     if (!/^application\/json\b/i.test(c.req.header('content-type') ?? '')) throw new InvalidRequest('Content-Type must be application/json')
-    if (Number(c.req.header('content-length') ?? '0') > MAX_BODY) throw new InvalidRequest(`body is larger than ${MAX_BODY} bytes`)
     const text = await c.req.text()
-    if (text.length > MAX_BODY) throw new InvalidRequest(`body is larger than ${MAX_BODY} bytes`)
     let raw: unknown
     try { raw = JSON.parse(text) } catch { throw new InvalidRequest('body is not valid JSON') }
     const parsed = RegisterCredentialRequest.safeParse(raw)
@@ -89,7 +88,8 @@ export function credentialRoutes(deps: CredentialRouteDeps): Hono {
     return c.json(body)
   })
 
-  app.use(CREDENTIALS_PATH, async (c, next) => (c.req.method === 'GET' ? deps.adminAuth(c, next) : next()))
+  // Only registration is open: GET and HEAD (which hono answers with the GET handler) list credentials.
+  app.use(CREDENTIALS_PATH, async (c, next) => (c.req.method === 'POST' ? next() : deps.adminAuth(c, next)))
   app.get(CREDENTIALS_PATH, async (c) => {
     c.header('Cache-Control', 'no-store')
     return c.json({ credentials: (await deps.credentials.list()).map(wire) })

@@ -1,0 +1,78 @@
+// Bodies read before anyone is authenticated (the console's bootstrap sign-in form, a credential
+// registration whose bearer is not checked until the body is) must stop being read at their limit: a
+// client streaming an endless chunked body must not make the broker buffer it.
+import { createHash } from 'node:crypto'
+import { describe, expect, it } from 'vitest'
+import { createApp } from '../../src/app.ts'
+import type { CredentialServices } from '../../src/credentials/build_credentials.ts'
+import { bootstrapTokenAuthenticator } from '../../src/http/middleware/admin_auth.ts'
+import { fixedClock } from '../../src/lib/clock.ts'
+import { silentLogger } from '../../src/lib/logger.ts'
+import { RevocationService } from '../../src/revocation/revocation_service.ts'
+import { MemoryStore } from '../../src/storage/memory_store.ts'
+import { testDeps, TEST_NOW } from '../support/broker_deps.ts'
+
+const ORIGIN = 'https://broker.example.org'
+const CHUNK = 64 * 1024
+const TOTAL = 64 * 1024 * 1024
+
+/** A chunked body of 64 MiB, counting what the server pulled of it. */
+function endless(): { body: ReadableStream<Uint8Array>; pulled: () => number } {
+  let pulled = 0
+  const chunk = new Uint8Array(CHUNK).fill(0x61)
+  const body = new ReadableStream<Uint8Array>({
+    pull(controller) {
+      if (pulled >= TOTAL) return controller.close()
+      pulled += CHUNK
+      controller.enqueue(chunk)
+    },
+  })
+  return { body, pulled: () => pulled }
+}
+
+function app() {
+  const store = new MemoryStore()
+  const revocations = new RevocationService({
+    store, clock: fixedClock(TEST_NOW), log: silentLogger, maxTokenLifetime: 86400, refreshSeconds: 60,
+    knownLabels: () => ({ roles: new Set(), sites: new Set() }),
+  })
+  const unused = new Proxy({}, { get: () => { throw new Error('must not be reached') } })
+  return createApp(testDeps({
+    admin: { audit: store, revocations, authenticators: [bootstrapTokenAuthenticator(createHash('sha256').update('b'.repeat(43)).digest())] },
+    console: { keys: () => ({ scitoken: [], condor: [] }), sessionSeconds: 3600 },
+    credentials: { service: unused, jobTokens: unused, credd: unused } as unknown as CredentialServices,
+    certificates: { service: unused as never, verifyCaller: async () => ({ iss: 'https://iam.example.org/', sub: 'op', groups: [], scopes: [], exp: TEST_NOW + 60, claims: {} }) },
+  }))
+}
+
+describe('request bodies read before authentication', () => {
+  it('POST /v1/credentials stops reading a chunked body at its limit and answers invalid_request', async () => {
+    const { body, pulled } = endless()
+    const res = await app().request('/v1/credentials', {
+      method: 'POST', body, duplex: 'half', headers: { authorization: 'Bearer anything', 'content-type': 'application/json' },
+    } as RequestInit)
+    expect(res.status).toBe(400)
+    expect((await res.json() as { error: string }).error).toBe('invalid_request')
+    expect(pulled()).toBeLessThan(1024 * 1024)
+  })
+
+  it('POST /console/sign-in/token stops reading a chunked body at its limit', async () => {
+    const { body, pulled } = endless()
+    const res = await app().request('/console/sign-in/token', {
+      method: 'POST', body, duplex: 'half', headers: { origin: ORIGIN, 'content-type': 'application/x-www-form-urlencoded' },
+    } as RequestInit)
+    expect(res.status).toBe(413)
+    expect(res.headers.get('content-type')).toMatch(/^text\/html/)
+    expect(pulled()).toBeLessThan(1024 * 1024)
+  })
+
+  it('POST /v1/certificates stops reading a chunked body at its limit and answers invalid_request', async () => {
+    const { body, pulled } = endless()
+    const res = await app().request('/v1/certificates', {
+      method: 'POST', body, duplex: 'half', headers: { authorization: 'Bearer operator', 'content-type': 'application/json' },
+    } as RequestInit)
+    expect(res.status).toBe(400)
+    expect((await res.json() as { error: string }).error).toBe('invalid_request')
+    expect(pulled()).toBeLessThan(1024 * 1024)
+  })
+})
