@@ -1,7 +1,7 @@
 import { accessSync, constants, existsSync, statSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import { caDir, type Config } from './config.ts'
-import { poolCaFiles } from './ca/pool_ca.ts'
+import { poolCaFiles } from './ca/pool_ca_files.ts'
 import { OperatorError } from './errors.ts'
 import { loadIamClientCredentials } from './iam/client_auth.ts'
 import { KeyStore } from './keys/key_store.ts'

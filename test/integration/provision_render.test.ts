@@ -145,6 +145,32 @@ describe('provision render, plan and teardown against the broker', () => {
     for (const c of manifest.certificates) expect(crlText).toContain(`Serial Number: ${c.serial.toUpperCase()}`)
   }, 60_000)
 
+  it('renders the same structure with fresh tokens when run again, and refuses an existing --out before minting', async () => {
+    /** Every file under `dir` with its mode, relative paths sorted. */
+    const tree = (dir: string): string[] => (readdirSync(dir, { recursive: true, withFileTypes: true }) as import('node:fs').Dirent[])
+      .filter((d) => d.isFile())
+      .map((d) => { const f = join(d.parentPath, d.name); return `${f.slice(dir.length + 1)} ${(statSync(f).mode & 0o777).toString(8)}` })
+      .sort()
+    const jtis = (dir: string): string[] => (JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as { tokens: Array<{ jti: string }> }).tokens.map((t) => t.jti)
+    const [a, b] = [join(root, 'again-a'), join(root, 'again-b')]
+    for (const out of [a, b]) {
+      const r = await cli(['provision', 'render', EXAMPLE, '--inputs', inputs, ...base(), '--out', out])
+      expect(r.err).toBe('')
+      expect(r.code).toBe(0)
+    }
+    expect(tree(b)).toEqual(tree(a))
+    expect(jtis(b)).toHaveLength(jtis(a).length)
+    expect(jtis(b).filter((j) => jtis(a).includes(j))).toEqual([])
+
+    const admin = { authorization: `Bearer ${readFileSync(env.BEARER_TOKEN_FILE!, 'utf8').trim()}` }
+    const issued = async () => ((await e2e.get('/v1/audit?type=token.issued&limit=1000', admin)).body.records as unknown[]).length
+    const before = await issued()
+    const again = await cli(['provision', 'render', EXAMPLE, '--inputs', inputs, ...base(), '--out', a])
+    expect(again.code).toBe(1)
+    expect(again.err).toMatch(/again-a exists; choose a new --out directory/)
+    expect(await issued()).toBe(before)
+  }, 90_000)
+
   it('leaves no output and revokes what it got when the policy refuses a later node', async () => {
     const text = readFileSync(EXAMPLE, 'utf8').replace('"ep-{n}.", { get_input: cloud_domain }', '"ep-{n}.elsewhere.example.net"')
     const template = join(root, 'denied.yaml')

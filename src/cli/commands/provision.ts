@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { parse as parseYaml } from 'yaml'
 import { discoverBearerToken } from '../../clients/provision/bearer_token.ts'
 import { BrokerCallError, BrokerClient, fetchWithCa } from '../../clients/provision/broker_client.ts'
@@ -79,6 +79,9 @@ export async function provisionCommand(argv: string[], io: CommandIo): Promise<n
       const templateText = readText(templateFile, 'TEMPLATE')
       const inputs = readInputs(values.inputs)
       if (!values.out) throw new CliError('--out DIR is required (see provision --help)', 2)
+      // Checked before anything is minted: writeBundles checks again at the end, but tokens and certificates
+      // issued for an output that cannot be written would only be revoked again.
+      if (existsSync(values.out)) throw new CliError(`${values.out} exists; choose a new --out directory (output is never merged into an old one)`, 1)
       const { broker } = client(values, io)
       const issued: { tokens: ManifestToken[]; certificates: ManifestCertificate[] } = { tokens: [], certificates: [] }
       try {
