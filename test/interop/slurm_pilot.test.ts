@@ -70,7 +70,7 @@ describe('sbatch pilots on a real SLURM cluster against the broker and the devel
       const s = join(dir, `pilot-${i}.sbatch`)
       writeFileSync(s, renderPilotScript({
         site: SITE, partition: slurm.partition, walltime: String(WALLTIME_S / 60), nodes: 1, cpus: 1, memMb: 100,
-        drainSeconds: DRAIN_S, graceSeconds: 5, brokerUrl: e.broker.url, caFile: e.broker.devCaFile!, enrolmentFile: f,
+        drainSeconds: DRAIN_S, graceSeconds: 20, brokerUrl: e.broker.url, caFile: e.broker.devCaFile!, enrolmentFile: f,
         logDir: dir, collector: 'cm.example.org', trustDomain: TRUST, allowedOwners: ['alice'], localBase: join(dir, 'node'), command,
       }))
       return s
@@ -152,7 +152,7 @@ describe('sbatch pilots on a real SLURM cluster against the broker and the devel
     const script = join(dir, 'pilot.sbatch')
     writeFileSync(script, renderPilotScript({
       site: SITE, partition: slurm.partition, walltime: String(WALLTIME_S / 60), nodes: 2, cpus: 1, memMb: 100,
-      drainSeconds: DRAIN_S, graceSeconds: 5, brokerUrl: e.broker.url, caFile: e.broker.devCaFile!, enrolmentFile: staged,
+      drainSeconds: DRAIN_S, graceSeconds: 20, brokerUrl: e.broker.url, caFile: e.broker.devCaFile!, enrolmentFile: staged,
       logDir: dir, collector: 'cm.example.org', trustDomain: TRUST, allowedOwners: ['alice'], localBase: join(dir, 'node'), command: recorder(dir),
     }))
     const job = await slurm.sbatch(script)
