@@ -45,12 +45,21 @@ rules:
         scopes: [compute.read, compute.create, "storage.read:/store/user", "storage.create:/store/user"]
         audiences: ["${SE}"]
         lifetime: { default: 1h, max: 6h }
+        fetched_by: { roles: [credd] }
       - role: job-storage
         identity: "{preferred_username}@{uid_domain}"
         token_kinds: [scitoken]
         scopes: ["storage.read:/store/user", "storage.modify:/store/user"]
         audiences: ["${SE}"]
         lifetime: { default: 20m, max: 1h }
+        fetched_by: { roles: [credd] }
+      - role: job-east-storage
+        identity: "{preferred_username}@{uid_domain}"
+        token_kinds: [scitoken]
+        scopes: ["storage.read:/store/user"]
+        audiences: ["${SE}"]
+        lifetime: { default: 20m, max: 1h }
+        fetched_by: { roles: [credd], sites: [ap-east] }
   - id: access-point
     match:
       issuer: \${IAM_ISSUER}
@@ -70,6 +79,7 @@ const CONFIG = `credentials:
   providers:
     - { name: cms, kind: iam, role: job-iam }
     - { name: se-storage, kind: scitoken, role: job-storage }
+    - { name: east-storage, kind: scitoken, role: job-east-storage }
   vault:
     enabled: true
     public_url: ${VAULT_PUBLIC}
@@ -91,8 +101,8 @@ export interface CredentialsApp {
   credentialKeyHex: string
   /** A /htc/users member's IAM token, as the WLCG discovery would find it. */
   userToken(claims?: Record<string, unknown>): Promise<string>
-  /** A broker-issued IDTOKEN with the given role (default credd). */
-  creddToken(o?: { role?: string; exp?: number; trustDomain?: string }): string
+  /** A broker-issued IDTOKEN with the given role (default credd) and, if given, `ctb_site`. */
+  creddToken(o?: { role?: string; site?: string; exp?: number; trustDomain?: string }): string
   register(token: string, body: Record<string, unknown>): Promise<Response>
   jobToken(user: string, provider: string, bearer: string, query?: string): Promise<Response>
   /** Token-endpoint requests IAM saw with this grant type (counted at the msw handler). */
@@ -152,7 +162,7 @@ export async function useCredentialsApp(o: { console?: boolean } = {}): Promise<
       const claims = buildIdTokenClaims({
         trustDomain: o.trustDomain ?? TRUST_DOMAIN, subject: `credd-ap1@aps.${TRUST_DOMAIN}`, authz: ['DAEMON'],
         lifetimeSeconds: 3600, now: o.exp !== undefined ? o.exp - 3600 : now,
-        extra: { ctb_role: o.role ?? 'credd', ctb_gen: revocations.generationOf(o.role ?? 'credd') },
+        extra: { ctb_role: o.role ?? 'credd', ctb_gen: revocations.generationOf(o.role ?? 'credd'), ...(o.site !== undefined ? { ctb_site: o.site } : {}) },
       })
       return mintIdToken(claims, keys.idtoken)
     },
