@@ -242,6 +242,21 @@ describe('GET /v1/credentials/{user}/{provider}/token', () => {
     expect((await t.jobToken('wade', 'se-storage', t.creddToken({ site: 'ap-west' }))).status).toBe(200)
   })
 
+  it('follows a policy reload at the next request: a credd the grant drops is refused, one it adds served', async () => {
+    await registered({ preferred_username: 'xena' })
+    expect((await t.jobToken('xena', 'cms', t.creddToken({ role: 'credd-hpc' }))).status).toBe(403)
+    try {
+      t.setPolicy((p) => p.replace('fetched_by: { roles: [credd] }', 'fetched_by: { roles: [credd-hpc] }'))
+      expect((await t.jobToken('xena', 'cms', t.creddToken({ role: 'credd-hpc' }))).status).toBe(200)
+      const old = await t.jobToken('xena', 'cms', t.creddToken())
+      expect(old.status).toBe(403)
+      expect((await old.json() as { error: string }).error).toBe('access_denied')
+    } finally {
+      t.setPolicy()
+    }
+    expect((await t.jobToken('xena', 'cms', t.creddToken())).status).toBe(200)
+  })
+
   it('answers 403 access_denied for an unknown or revoked credential, and 503 with Retry-After when IAM is down', async () => {
     expect((await t.jobToken('nobody', 'cms', t.creddToken())).status).toBe(403)
     await registered({ preferred_username: 'judy' })

@@ -109,6 +109,8 @@ export interface CredentialsApp {
   iamRequests(grantType: 'refresh_token' | 'urn:ietf:params:oauth:grant-type:token-exchange'): URLSearchParams[]
   /** The same broker restarted with another credential key (same database, IAM, policy). */
   withCredentialKey(hex: string): Hono
+  /** Rewrites the policy file (the shipped test policy edited by `edit`; none restores it) and reloads it. */
+  setPolicy(edit?: (policy: string) => string): void
 }
 
 /** `console`: also serve the web console (bootstrap-token sign-in only). */
@@ -171,6 +173,11 @@ export async function useCredentialsApp(o: { console?: boolean } = {}): Promise<
     }),
     jobToken: async (user, provider, bearer, query = '') => app.request(`/v1/credentials/${user}/${provider}/token${query}`, { headers: { authorization: `Bearer ${bearer}` } }),
     iamRequests: (grantType) => iam.tokenRequests.filter((r) => r.get('grant_type') === grantType),
+    setPolicy(edit = (p) => p) {
+      writeFileSync(join(policyDir, 'jobs.yaml'), edit(POLICY))
+      const r = policy.reload()
+      if (!r.ok) throw new Error(`test policy refused: ${JSON.stringify(r)}`)
+    },
     withCredentialKey(hex) {
       const other = buildCredentials({ config, keys, store, iam: adapter, policy, revocations, clock, log: silentLogger, production: true, env: { CONDOR_TOKEN_BROKER_CREDENTIAL_KEY: hex } })
       return createApp({ config, keys, log: silentLogger, readiness: async () => ({ keys: 'ok' }), credentials: other })
