@@ -69,6 +69,6 @@ export function buildCredentials(parts: {
     brokerUrl: (c.broker_url ?? config.issuer).replace(/\/$/, ''),
     ...(vaultUrl ? { vaultUrl } : {}),
   })
-  const credd: CreddAuthDeps = { idtokenKey: () => keys.idtoken, trustDomain: config.trust_domain, roles: c.credd_roles, revocations, clock }
+  const credd: CreddAuthDeps = { idtokenKey: () => keys.idtoken, trustDomain: config.trust_domain, revocations, clock }
   return { service, jobTokens, credd, ...(vaultUrl ? { vaultUrl } : {}) }
 }

@@ -28,8 +28,8 @@ export const CredentialsConfigSchema = z.strictObject({
     .default('CONDOR_TOKEN_BROKER_CREDENTIAL_KEY'),
   /** A token with at least this much life left is reused when the request names no minimum_seconds. */
   minimum_seconds: seconds({ min: 0, max: 86400 }).default(600),
-  /** Roles (the `ctb_role` claim of a broker-issued IDTOKEN) allowed to fetch users' job tokens. */
-  credd_roles: z.array(z.string().min(1)).min(1).default(['credd']),
+  /** Gone: which credds may fetch job tokens is the policy's `fetched_by` on the provider's grant. */
+  credd_roles: z.never({ error: 'is gone: the policy decides which credds may fetch job tokens; list their roles (and optionally sites) under fetched_by in the grant each provider names (docs/job-credentials.md)' }).optional(),
   /** The broker URL written into `.top` files; default: the broker's issuer. */
   broker_url: z.string().url().refine((u) => u.startsWith('https://'), 'must be an https URL').optional(),
   providers: z.array(Provider).default([]),

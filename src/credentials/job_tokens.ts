@@ -6,6 +6,7 @@ import type { VerifiedSubject } from '../iam/subject.ts'
 import type { IamTokenExchanger } from '../iam/outbound_exchange.ts'
 import { issueToken, type IssueDeps } from '../issuance/issue.ts'
 import type { Clock } from '../lib/clock.ts'
+import { creddMayFetch } from '../policy/credd_fetch.ts'
 import { decide } from '../policy/decide.ts'
 import type { Policy } from '../policy/compile.ts'
 import type { IssuanceBlocks, RevocationChecker } from '../revocation/revocation_checker.ts'
@@ -71,6 +72,9 @@ export class JobTokens {
   }
 
   async token(req: JobTokenRequest, ctx: { requestId: string; credd?: CreddPrincipal; clientAddress?: string }): Promise<JobToken> {
+    // A credd no grant of the provider's role names learns nothing, not even whether the credential exists.
+    const named = ctx.credd ? this.#deps.providers().find((p) => p.name === req.provider) : undefined
+    if (ctx.credd && named) await this.#creddAllowed(ctx.credd, named, req, ctx)
     const cred = await this.#deps.store.readCredential(req.user, req.provider)
     if (!cred) throw new AccessDenied('no credential is registered for this user and provider')
     if (cred.revoked) throw new AccessDenied('this credential has been revoked')
@@ -80,6 +84,7 @@ export class JobTokens {
     const subject = JSON.parse(cred.subjectJson) as VerifiedSubject
     const blocked = this.#deps.blocks.blockedCaller(subject)
     if (blocked) throw new AccessDenied(blocked)
+    if (ctx.credd) await this.#creddAllowed(ctx.credd, provider, req, ctx, subject)
     const scopes = subset(req.scopes, cred.scopes, 'scope', (m) => new InvalidScope(m))
     const audience = subset(req.audience, cred.audience, 'audience', (m) => new InvalidTarget(m))
     const key = `${credentialKey(cred.user, cred.provider)}\n${scopes.join(' ')}\n${audience.join(' ')}`
@@ -98,6 +103,23 @@ export class JobTokens {
       this.#inflight.set(key, flight)
     }
     return flight
+  }
+
+  /**
+   * The policy in force (read per request, so a reload applies at once) must let this credd fetch for the
+   * provider's role, and for the user when `subject` is known; a refusal is 403 and one `token.denied` record.
+   */
+  async #creddAllowed(credd: CreddPrincipal, provider: CredentialProvider, req: JobTokenRequest, ctx: { requestId: string; clientAddress?: string }, subject?: VerifiedSubject): Promise<void> {
+    const verdict = creddMayFetch(this.#deps.policy(), provider.role, { role: credd.role, ...(credd.site !== undefined ? { site: credd.site } : {}) }, subject)
+    if (verdict.allow) return
+    // A store failure propagates: the request is refused either way, never answered with a token.
+    await this.#deps.audit.record({
+      type: 'token.denied', time: this.#deps.clock.now(), requestId: ctx.requestId, caller: { iss: credd.iss, sub: credd.sub },
+      ...(ctx.clientAddress ? { clientAddress: ctx.clientAddress } : {}),
+      role: provider.role, tokenKind: provider.kind === 'iam' ? 'access_token' : 'scitoken', decision: 'deny', reason: `access_denied: ${verdict.reason}`,
+      detail: { credential: { user: req.user, provider: provider.name }, credd: { role: credd.role, ...(credd.site !== undefined ? { site: credd.site } : {}) } },
+    })
+    throw new AccessDenied(verdict.reason)
   }
 
   /** Drops cached tokens of one credential (revocation, re-registration). */

@@ -60,6 +60,8 @@ export interface CompiledGrant {
   readonly pilot?: CompiledPilotGrant
   /** Host certificates from the pool CA, when the grant allows them (docs/pool-ca.md). */
   readonly certificate?: { readonly maxLifetime: number; readonly ipAddresses?: CompiledPatterns }
+  /** The credds (`ctb_role`, and `ctb_site` when sites is set) that may fetch job tokens under this grant. */
+  readonly fetchedBy?: { readonly roles: ReadonlySet<string>; readonly sites?: ReadonlySet<string> }
 }
 
 export interface CompiledPilotGrant {
@@ -143,6 +145,9 @@ function compileGrant(g: Grant, ctx: PolicyContext): CompiledGrant {
         maxLifetime: g.certificate.max_lifetime,
         ...(g.certificate.ip_addresses ? { ipAddresses: compilePatterns(g.certificate.ip_addresses) } : {}),
       },
+    } : {}),
+    ...(g.fetched_by ? {
+      fetchedBy: { roles: new Set(g.fetched_by.roles), ...(g.fetched_by.sites ? { sites: new Set(g.fetched_by.sites) } : {}) },
     } : {}),
   }
 }

@@ -77,7 +77,7 @@ export const ROLE_NAME = /^[a-z][a-z0-9-]{0,62}$/
 
 const Role = z.string().regex(ROLE_NAME, 'a role is lower-case letters, digits and dashes, starting with a letter')
 
-const GRANT_TOKEN_FIELDS = ['identity', 'token_kinds', 'default_token_kind', 'authz', 'scopes', 'audiences', 'hosts', 'sites', 'params', 'lifetime', 'profile', 'up_to', 'direct_attach', 'pilot', 'certificate'] as const
+const GRANT_TOKEN_FIELDS = ['identity', 'token_kinds', 'default_token_kind', 'authz', 'scopes', 'audiences', 'hosts', 'sites', 'params', 'lifetime', 'profile', 'up_to', 'direct_attach', 'pilot', 'certificate', 'fetched_by'] as const
 
 /**
  * A site label: it ends up in the `ctb_site` claim and in `revoke --site`, so it is a plain name that is
@@ -112,6 +112,16 @@ const CertificateGrantSchema = z.strictObject({
   ip_addresses: z.array(z.string().regex(/^[0-9.*]{1,15}$/, 'an IPv4 address or a glob of one (digits, dots, *)')).min(1).optional(),
 })
 
+/**
+ * Which access points' credds may fetch the job tokens of credentials registered under this grant
+ * (GET /v1/credentials/{user}/{provider}/token): the `ctb_role` of their broker-issued IDTOKEN and,
+ * when `sites` is given, its `ctb_site`. Both claims come from the credd's own policy grant.
+ */
+const FetchedBySchema = z.strictObject({
+  roles: oneOrMany(Role),
+  sites: oneOrMany(SiteName).optional(),
+})
+
 const GrantSchema = z.strictObject({
   role: Role,
   description: z.string().optional(),
@@ -142,6 +152,8 @@ const GrantSchema = z.strictObject({
   pilot: PilotGrantSchema.optional(),
   /** Host certificates from the pool CA for the grant's hosts: checked by decideCertificate. */
   certificate: CertificateGrantSchema.optional(),
+  /** Job credentials: which credds may fetch tokens for providers naming this role (docs/job-credentials.md). */
+  fetched_by: FetchedBySchema.optional(),
 }).superRefine(checkGrant)
 
 export type Grant = z.output<typeof GrantSchema>
@@ -187,6 +199,11 @@ function checkGrant(g: Grant, ctx: z.RefinementCtx): void {
   if (g.lifetime.default > g.lifetime.max) issue(['lifetime', 'default'], `default lifetime ${g.lifetime.default}s exceeds max ${g.lifetime.max}s`)
   if (g.pilot) checkPilotGrant(g, levels, issue)
   if (g.certificate && !g.hosts) issue(['certificate'], 'a certificate names hosts: list the hosts it may name under hosts:')
+  if (g.fetched_by) {
+    if (!jwtKinds) issue(['fetched_by'], 'fetched_by is for job credentials: token_kinds must include access_token or scitoken')
+    if (new Set(g.fetched_by.roles).size !== g.fetched_by.roles.length) issue(['fetched_by', 'roles'], 'a role is listed twice')
+    if (g.fetched_by.sites && new Set(g.fetched_by.sites).size !== g.fetched_by.sites.length) issue(['fetched_by', 'sites'], 'a site is listed twice')
+  }
 }
 
 /** Placeholders a pilot identity may use: the three that name the pilot, and the constants. */

@@ -190,9 +190,9 @@ describe('GET /v1/credentials/{user}/{provider}/token', () => {
     expect(issued).toMatchObject({ tokenKind: 'scitoken', detail: { credential: { user: 'hank', provider: 'se-storage' }, via: 'mint', credd: 'credd-ap1@aps.pool.example.org' } })
   })
 
-  it('refuses callers that are not a live broker-issued credd (401 invalid_token)', async () => {
+  it('refuses callers that are not a live broker-issued IDTOKEN (401 invalid_token)', async () => {
     await registered({ preferred_username: 'ivan' })
-    for (const bearer of [t.creddToken({ role: 'schedd' }), t.creddToken({ exp: Math.floor(Date.now() / 1000) - 10 }), t.creddToken({ trustDomain: 'other.example.org' }), await t.userToken()]) {
+    for (const bearer of [t.creddToken({ exp: Math.floor(Date.now() / 1000) - 10 }), t.creddToken({ trustDomain: 'other.example.org' }), await t.userToken()]) {
       const res = await t.jobToken('ivan', 'cms', bearer)
       expect(res.status).toBe(401)
       expect((await res.json() as { error: string }).error).toBe('invalid_token')
@@ -205,6 +205,56 @@ describe('GET /v1/credentials/{user}/{provider}/token', () => {
     const revoked = await t.jobToken('ivan', 'cms', old)
     expect(revoked.status).toBe(401)
     expect((await t.jobToken('ivan', 'cms', t.creddToken())).status).toBe(200)
+  })
+
+  it('lets only the credds the provider\'s policy grant names fetch (fetched_by): others get 403, on record', async () => {
+    await registered({ preferred_username: 'vera' })
+    for (const bearer of [t.creddToken({ role: 'schedd' }), t.creddToken({ role: 'credd-other' })]) {
+      const res = await t.jobToken('vera', 'cms', bearer)
+      expect(res.status).toBe(403)
+      expect((await res.json() as { error: string }).error).toBe('access_denied')
+    }
+    // The same answer whether or not a credential exists: a foreign credd learns nothing.
+    const unknown = await t.jobToken('nobody-here', 'cms', t.creddToken({ role: 'schedd' }))
+    expect(unknown.status).toBe(403)
+    const denied = (await t.store.query({ limit: 10, type: 'token.denied' })).records.map((r) => r.event).filter((e) => e.caller?.sub === 'credd-ap1@aps.pool.example.org')
+    expect(denied.length).toBeGreaterThanOrEqual(3)
+    expect(denied.find((e) => (e.detail as { credential?: { user?: string } }).credential?.user === 'vera')).toMatchObject({
+      decision: 'deny', role: 'job-iam', tokenKind: 'access_token', reason: expect.stringMatching(/^access_denied: .*fetched_by/),
+      detail: { credential: { user: 'vera', provider: 'cms' }, credd: { role: expect.stringMatching(/^(schedd|credd-other)$/) } },
+    })
+    expect(t.iamRequests('refresh_token')).toHaveLength(0)
+    expect((await t.jobToken('vera', 'cms', t.creddToken())).status).toBe(200)
+  })
+
+  it('binds a provider to the credds of the sites its grant lists', async () => {
+    await registered({ preferred_username: 'wade' }, { provider: 'east-storage' })
+    for (const bearer of [t.creddToken({ site: 'ap-west' }), t.creddToken()]) {
+      const res = await t.jobToken('wade', 'east-storage', bearer)
+      expect(res.status).toBe(403)
+      expect((await res.json() as { error: string }).error).toBe('access_denied')
+    }
+    const denied = (await t.store.query({ limit: 1, type: 'token.denied' })).records[0]!.event
+    expect(denied).toMatchObject({ role: 'job-east-storage', tokenKind: 'scitoken', decision: 'deny', detail: { credential: { user: 'wade', provider: 'east-storage' } } })
+    expect((await t.jobToken('wade', 'east-storage', t.creddToken({ site: 'ap-east' }))).status).toBe(200)
+    // A site-less grant (se-storage) still serves a credd with a site.
+    await registered({ preferred_username: 'wade' }, { provider: 'se-storage' })
+    expect((await t.jobToken('wade', 'se-storage', t.creddToken({ site: 'ap-west' }))).status).toBe(200)
+  })
+
+  it('follows a policy reload at the next request: a credd the grant drops is refused, one it adds served', async () => {
+    await registered({ preferred_username: 'xena' })
+    expect((await t.jobToken('xena', 'cms', t.creddToken({ role: 'credd-hpc' }))).status).toBe(403)
+    try {
+      t.setPolicy((p) => p.replace('fetched_by: { roles: [credd] }', 'fetched_by: { roles: [credd-hpc] }'))
+      expect((await t.jobToken('xena', 'cms', t.creddToken({ role: 'credd-hpc' }))).status).toBe(200)
+      const old = await t.jobToken('xena', 'cms', t.creddToken())
+      expect(old.status).toBe(403)
+      expect((await old.json() as { error: string }).error).toBe('access_denied')
+    } finally {
+      t.setPolicy()
+    }
+    expect((await t.jobToken('xena', 'cms', t.creddToken())).status).toBe(200)
   })
 
   it('answers 403 access_denied for an unknown or revoked credential, and 503 with Retry-After when IAM is down', async () => {

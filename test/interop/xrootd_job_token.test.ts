@@ -36,6 +36,7 @@ rules:
         scopes: ["storage.read:/alice", "storage.create:/alice", "storage.modify:/alice"]
         audiences: ["${AUD}"]
         lifetime: { default: ${JOB_TOKEN_SECONDS}s, max: 1h }
+        fetched_by: { roles: [credd] }
 `
 
 /**

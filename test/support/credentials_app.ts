@@ -45,12 +45,21 @@ rules:
         scopes: [compute.read, compute.create, "storage.read:/store/user", "storage.create:/store/user"]
         audiences: ["${SE}"]
         lifetime: { default: 1h, max: 6h }
+        fetched_by: { roles: [credd] }
       - role: job-storage
         identity: "{preferred_username}@{uid_domain}"
         token_kinds: [scitoken]
         scopes: ["storage.read:/store/user", "storage.modify:/store/user"]
         audiences: ["${SE}"]
         lifetime: { default: 20m, max: 1h }
+        fetched_by: { roles: [credd] }
+      - role: job-east-storage
+        identity: "{preferred_username}@{uid_domain}"
+        token_kinds: [scitoken]
+        scopes: ["storage.read:/store/user"]
+        audiences: ["${SE}"]
+        lifetime: { default: 20m, max: 1h }
+        fetched_by: { roles: [credd], sites: [ap-east] }
   - id: access-point
     match:
       issuer: \${IAM_ISSUER}
@@ -70,6 +79,7 @@ const CONFIG = `credentials:
   providers:
     - { name: cms, kind: iam, role: job-iam }
     - { name: se-storage, kind: scitoken, role: job-storage }
+    - { name: east-storage, kind: scitoken, role: job-east-storage }
   vault:
     enabled: true
     public_url: ${VAULT_PUBLIC}
@@ -91,14 +101,16 @@ export interface CredentialsApp {
   credentialKeyHex: string
   /** A /htc/users member's IAM token, as the WLCG discovery would find it. */
   userToken(claims?: Record<string, unknown>): Promise<string>
-  /** A broker-issued IDTOKEN with the given role (default credd). */
-  creddToken(o?: { role?: string; exp?: number; trustDomain?: string }): string
+  /** A broker-issued IDTOKEN with the given role (default credd) and, if given, `ctb_site`. */
+  creddToken(o?: { role?: string; site?: string; exp?: number; trustDomain?: string }): string
   register(token: string, body: Record<string, unknown>): Promise<Response>
   jobToken(user: string, provider: string, bearer: string, query?: string): Promise<Response>
   /** Token-endpoint requests IAM saw with this grant type (counted at the msw handler). */
   iamRequests(grantType: 'refresh_token' | 'urn:ietf:params:oauth:grant-type:token-exchange'): URLSearchParams[]
   /** The same broker restarted with another credential key (same database, IAM, policy). */
   withCredentialKey(hex: string): Hono
+  /** Rewrites the policy file (the shipped test policy edited by `edit`; none restores it) and reloads it. */
+  setPolicy(edit?: (policy: string) => string): void
 }
 
 /** `console`: also serve the web console (bootstrap-token sign-in only). */
@@ -152,7 +164,7 @@ export async function useCredentialsApp(o: { console?: boolean } = {}): Promise<
       const claims = buildIdTokenClaims({
         trustDomain: o.trustDomain ?? TRUST_DOMAIN, subject: `credd-ap1@aps.${TRUST_DOMAIN}`, authz: ['DAEMON'],
         lifetimeSeconds: 3600, now: o.exp !== undefined ? o.exp - 3600 : now,
-        extra: { ctb_role: o.role ?? 'credd', ctb_gen: revocations.generationOf(o.role ?? 'credd') },
+        extra: { ctb_role: o.role ?? 'credd', ctb_gen: revocations.generationOf(o.role ?? 'credd'), ...(o.site !== undefined ? { ctb_site: o.site } : {}) },
       })
       return mintIdToken(claims, keys.idtoken)
     },
@@ -161,6 +173,11 @@ export async function useCredentialsApp(o: { console?: boolean } = {}): Promise<
     }),
     jobToken: async (user, provider, bearer, query = '') => app.request(`/v1/credentials/${user}/${provider}/token${query}`, { headers: { authorization: `Bearer ${bearer}` } }),
     iamRequests: (grantType) => iam.tokenRequests.filter((r) => r.get('grant_type') === grantType),
+    setPolicy(edit = (p) => p) {
+      writeFileSync(join(policyDir, 'jobs.yaml'), edit(POLICY))
+      const r = policy.reload()
+      if (!r.ok) throw new Error(`test policy refused: ${JSON.stringify(r)}`)
+    },
     withCredentialKey(hex) {
       const other = buildCredentials({ config, keys, store, iam: adapter, policy, revocations, clock, log: silentLogger, production: true, env: { CONDOR_TOKEN_BROKER_CREDENTIAL_KEY: hex } })
       return createApp({ config, keys, log: silentLogger, readiness: async () => ({ keys: 'ok' }), credentials: other })

@@ -118,6 +118,8 @@ describe('credentials section', () => {
     expect(err('credentials:\n  key_env: CTB_SECRET\n')).toMatch(/must not start with CTB_/)
     expect(err('credentials:\n  enabled: true\n')).toMatch(/needs at least one provider/)
     expect(err('credentials:\n  vault: { enabled: true }\n')).toMatch(/needs credentials\.enabled/)
+    // The credd allow-list moved into policy: an old config says where it went.
+    expect(err('credentials:\n  enabled: true\n  credd_roles: [credd]\n  providers: [{ name: cms, kind: iam, role: a }]\n')).toMatch(/credentials\.credd_roles: is gone: .*fetched_by/)
   })
 })
 

@@ -384,3 +384,29 @@ expect(issuesOf(file(`${noHosts}\n  certificate: { max_lifetime: 2d }`)).map((i)
     expect(issuesOf(file(`${OK_GRANT}\n  certificate: { max_lifetime: 2d, ip_addresses: ["host.example.org"] }`)).map((i) => i.message)).toContain('rules.0.grants.0.certificate.ip_addresses.0: an IPv4 address or a glob of one (digits, dots, *)')
   })
 })
+
+describe('fetched_by (which credds may fetch job tokens under a grant)', () => {
+  const JOB_GRANT = `- role: job-credentials
+  identity: "{preferred_username}@{uid_domain}"
+  token_kinds: [access_token, scitoken]
+  scopes: ["storage.read:/store/user"]
+  audiences: ["https://se.example.org"]
+  lifetime: { default: 20m, max: 1h }`
+  const messages = (extra: string, grant = JOB_GRANT) => issuesOf(file(`${grant}\n  ${extra}`)).map((i) => i.message)
+
+  it('accepts roles, optionally sites, as a list or one name', () => {
+    expect(messages('fetched_by: { roles: [credd, credd-hpc], sites: [ap-east] }')).toEqual([])
+    expect(messages('fetched_by: { roles: credd }')).toEqual([])
+  })
+  it('refuses an unknown key, a bad role or site, duplicates, an empty list, and a grant that is no job-credential grant', () => {
+    expect(messages('fetched_by: { roles: [credd], hosts: [ap1] }').join('\n')).toMatch(/fetched_by.*hosts|hosts.*fetched_by/)
+    expect(messages('fetched_by: { roles: [Credd] }')).toContain('rules.0.grants.0.fetched_by.roles.0: a role is lower-case letters, digits and dashes, starting with a letter')
+    expect(messages('fetched_by: { roles: [credd], sites: ["ap east"] }').join('\n')).toMatch(/fetched_by\.sites\.0: a site is letters, digits/)
+    expect(messages('fetched_by: { roles: [credd, credd] }')).toContain('rules.0.grants.0.fetched_by.roles: a role is listed twice')
+    expect(messages('fetched_by: { roles: [credd], sites: [a, a] }')).toContain('rules.0.grants.0.fetched_by.sites: a site is listed twice')
+    expect(messages('fetched_by: { roles: [] }').join('\n')).toMatch(/fetched_by\.roles/)
+    expect(messages('fetched_by: { sites: [a] }').join('\n')).toMatch(/fetched_by\.roles/)
+    expect(messages('fetched_by: { roles: [credd] }', OK_GRANT)).toContain('rules.0.grants.0.fetched_by: fetched_by is for job credentials: token_kinds must include access_token or scitoken')
+    expect(issuesOf(file('- role: admin\n  fetched_by: { roles: [credd] }')).map((i) => i.message)).toContain('rules.0.grants.0.fetched_by: the admin role only opens the admin API and mints no token; "fetched_by" does not apply')
+  })
+})

@@ -266,7 +266,7 @@ function credentialRoutes(): RouteSpec[] {
       description: 'The bearer is the access point\'s credd IDTOKEN issued by this broker. A cached token with at least minimum_seconds left is reused; concurrent requests share one refresh.',
       params: userProvider, query: TokenQuery,
       responses: { 200: { description: 'The job token.', content: json(z.object({ access_token: z.string(), token_type: z.literal('Bearer'), expires_in: z.number().int(), scope: z.string() })) } },
-      errors: { ...credentialError, 403: 'access_denied: the credential is unknown or revoked (the credmon removes .use).', 503: 'temporarily_unavailable: IAM or the audit log unavailable (Retry-After).' },
+      errors: { ...credentialError, 403: 'access_denied: the credential is unknown or revoked, or the policy does not let this credd fetch for the provider (fetched_by); the credmon removes .use.', 503: 'temporarily_unavailable: IAM or the audit log unavailable (Retry-After).' },
     },
     {
       method: 'all', path: '/v1/credentials/{user}/{provider}/token', mount: 'credentials', operationId: 'jobTokenOtherMethods', tags: ['credentials'],

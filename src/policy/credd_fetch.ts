@@ -1,0 +1,30 @@
+import type { VerifiedSubject } from '../iam/subject.ts'
+import { quote } from '../lib/quote.ts'
+import type { Policy } from './compile.ts'
+import { callerMatches } from './match_caller.ts'
+
+/** The credd asking for a user's job token, as its broker-issued IDTOKEN names it. */
+export interface CreddClaims {
+  /** `ctb_role`, set from the credd's policy grant at issuance. */
+  role: string
+  /** `ctb_site`, when the credd's grant binds one. */
+  site?: string
+}
+
+/**
+ * Whether the policy lets this credd fetch job tokens under `role` (the grant a provider names). Default
+ * deny: some grant of that role must list the credd's role under `fetched_by.roles` and, if it lists
+ * sites, the credd's site. With `subject` (the user the credential was registered for) only grants of rules
+ * that match that user count, so a credd allowed for one group's rule fetches nothing for another's.
+ */
+export function creddMayFetch(policy: Policy, role: string, credd: CreddClaims, subject?: VerifiedSubject): { allow: true } | { allow: false; reason: string } {
+  for (const { rule, grant } of policy.byRole.get(role) ?? []) {
+    const f = grant.fetchedBy
+    if (!f || !f.roles.has(credd.role)) continue
+    if (f.sites && (credd.site === undefined || !f.sites.has(credd.site))) continue
+    if (subject && !callerMatches(rule.match, subject)) continue
+    return { allow: true }
+  }
+  const who = `a credd of role ${quote(credd.role)}${credd.site !== undefined ? ` at site ${quote(credd.site)}` : ''}`
+  return { allow: false, reason: `no policy grant of role ${quote(role)} lets ${who} fetch job tokens (fetched_by)` }
+}

@@ -1,0 +1,75 @@
+import { describe, expect, it } from 'vitest'
+import type { VerifiedSubject } from '../../src/iam/subject.ts'
+import type { PolicyContext } from '../../src/policy/compile.ts'
+import { creddMayFetch } from '../../src/policy/credd_fetch.ts'
+import { compilePolicy } from '../../src/policy/compile.ts'
+import { parsePolicyFile } from '../../src/policy/load.ts'
+
+const CTX: PolicyContext = {
+  trustDomain: 'pool.example.org', uidDomain: 'pool.example.org', vars: { IAM_ISSUER: 'https://iam.example.org/' },
+  scitokenProfile: 'wlcg', maxLifetime: {},
+}
+
+/** Two groups share the role job-credentials; each rule names its own access points' credds. */
+const POLICY = `version: 1
+rules:
+  - id: cms
+    match:
+      issuer: \${IAM_ISSUER}
+      groups: [/cms]
+    grants:
+      - role: job-credentials
+        identity: "{preferred_username}@{uid_domain}"
+        token_kinds: [access_token]
+        scopes: ["storage.read:/cms"]
+        audiences: ["https://se.example.org"]
+        lifetime: { default: 20m, max: 1h }
+        fetched_by: { roles: [credd], sites: [cern] }
+  - id: atlas
+    match:
+      issuer: \${IAM_ISSUER}
+      groups: [/atlas]
+    grants:
+      - role: job-credentials
+        identity: "{preferred_username}@{uid_domain}"
+        token_kinds: [access_token]
+        scopes: ["storage.read:/atlas"]
+        audiences: ["https://se.example.org"]
+        lifetime: { default: 20m, max: 1h }
+        fetched_by: { roles: [credd-atlas] }
+      - role: job-unfetchable
+        identity: "{preferred_username}@{uid_domain}"
+        token_kinds: [scitoken]
+        scopes: ["storage.read:/atlas"]
+        audiences: ["https://se.example.org"]
+        lifetime: { default: 20m, max: 1h }
+`
+
+function policy() {
+  const parsed = parsePolicyFile('p.yaml', POLICY, CTX)
+  expect(parsed.issues).toEqual([])
+  return compilePolicy(parsed.rules.map(({ rule, source }) => ({ rule, source })), CTX, { files: ['p.yaml'], digest: 'x' })
+}
+
+const user = (groups: string[]): VerifiedSubject => ({ iss: 'https://iam.example.org/', sub: 'u1', groups, scopes: [] }) as unknown as VerifiedSubject
+
+describe('creddMayFetch', () => {
+  const p = policy()
+  it('allows a credd whose role (and site, where the grant lists sites) a grant of the role names', () => {
+    expect(creddMayFetch(p, 'job-credentials', { role: 'credd', site: 'cern' }).allow).toBe(true)
+    expect(creddMayFetch(p, 'job-credentials', { role: 'credd-atlas' }).allow).toBe(true)
+  })
+  it('refuses other roles, other or missing sites, roles no grant opens, and unknown roles', () => {
+    expect(creddMayFetch(p, 'job-credentials', { role: 'schedd' })).toMatchObject({ allow: false, reason: expect.stringMatching(/fetched_by/) })
+    expect(creddMayFetch(p, 'job-credentials', { role: 'credd', site: 'fnal' }).allow).toBe(false)
+    expect(creddMayFetch(p, 'job-credentials', { role: 'credd' }).allow).toBe(false)
+    expect(creddMayFetch(p, 'job-unfetchable', { role: 'credd', site: 'cern' }).allow).toBe(false)
+    expect(creddMayFetch(p, 'no-such-role', { role: 'credd', site: 'cern' }).allow).toBe(false)
+  })
+  it('with the credential\'s user, counts only the grants of rules that match that user', () => {
+    expect(creddMayFetch(p, 'job-credentials', { role: 'credd', site: 'cern' }, user(['/cms'])).allow).toBe(true)
+    expect(creddMayFetch(p, 'job-credentials', { role: 'credd', site: 'cern' }, user(['/atlas'])).allow).toBe(false)
+    expect(creddMayFetch(p, 'job-credentials', { role: 'credd-atlas' }, user(['/atlas'])).allow).toBe(true)
+    expect(creddMayFetch(p, 'job-credentials', { role: 'credd-atlas' }, user(['/cms'])).allow).toBe(false)
+  })
+})
