@@ -55,6 +55,14 @@ export async function preflight(config: Config, ctx: PreflightContext): Promise<
     if (tls) add('ETLS', tls)
   }
 
+  const vault = config.credentials.vault
+  if (config.credentials.enabled && vault.enabled && config.tls.mode === 'off' && !isLoopbackHost(vault.host)) {
+    // The listener hands out users' job tokens against a bearer X-Vault-Token, and HTCondor's Vault credmon
+    // only speaks https: in plain HTTP it must not be reachable from another host. On loopback it stays
+    // allowed, for tests and for a TLS proxy on this host (as tls.mode off allows for the main listener).
+    add('EVAULTTLS', `credentials.vault.host ${vault.host}: the Vault-compatible listener hands out job tokens and HTCondor's Vault credmon only speaks https; with tls.mode off it may only listen on a loopback address (use tls.mode files, or a TLS proxy on this host in front of a loopback listener)`)
+  }
+
   if (ctx.production) {
     const keys = new KeyStore(join(config.data_dir, 'keys'))
     const name = config.idtoken.key
@@ -111,6 +119,11 @@ function checkIam(config: Config, ctx: PreflightContext, add: Add): void {
       ctx.log.warn('IAM issuer without an expected audience: aud is not checked (refused with a public issuer)', { issuer: issuer.issuer })
     }
   }
+}
+
+/** A host name or address only this machine can reach. */
+function isLoopbackHost(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127(\.\d{1,3}){3}$/.test(host)
 }
 
 /** Why the broker could not create or write `dir` (its nearest existing ancestor must be a writable directory), or undefined. */
