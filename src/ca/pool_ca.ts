@@ -1,10 +1,11 @@
 // @peculiar/x509 2.x resolves its ASN.1 services through tsyringe, which needs a Reflect polyfill loaded first.
 import 'reflect-metadata'
 import { randomBytes, webcrypto } from 'node:crypto'
-import { existsSync, mkdirSync, readFileSync } from 'node:fs'
+import { closeSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { basename, join } from 'node:path'
 import * as x509 from '@peculiar/x509'
 import { InvalidRequest, OperatorError } from '../errors.ts'
-import { readSecretFile, writeSecretFileAtomic } from '../lib/secure_file.ts'
+import { readSecretFile } from '../lib/secure_file.ts'
 
 x509.cryptoProvider.set(webcrypto as unknown as Crypto)
 
@@ -47,10 +48,47 @@ export async function initPoolCa(dir: string, options: { name: string; now: numb
     ],
   })
   const pkcs8 = new Uint8Array(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey))
-  // Key first and exclusive: two racing `ca init` runs cannot both win.
-  writeSecretFileAtomic(files.keyFile, x509.PemConverter.encode(pkcs8.buffer as ArrayBuffer, 'PRIVATE KEY') + '\n', { exclusive: true })
-  writeSecretFileAtomic(files.certFile, cert.toString('pem') + '\n', { exclusive: true })
+  // The certificate first, the key last: the key's presence is what says a pool CA exists (serve, preflight).
+  placeTogether(dir, [
+    [files.certFile, cert.toString('pem') + '\n'],
+    [files.keyFile, x509.PemConverter.encode(pkcs8.buffer as ArrayBuffer, 'PRIVATE KEY') + '\n'],
+  ])
   return { ...files, serial }
+}
+
+/**
+ * Creates all the files (0600) or none: each is written and fsynced under a dot-prefixed temp name, then
+ * hard-linked to its name, which fails when the name exists, so two racing `ca init` runs cannot both win.
+ * On any failure the names this run created are removed: a key without its certificate would make every
+ * later `ca init` refuse ("exists") while serve finds no usable CA.
+ */
+function placeTogether(dir: string, entries: Array<[path: string, data: string]>): void {
+  const temps: string[] = []
+  const placed: string[] = []
+  try {
+    for (const [path, data] of entries) {
+      const tmp = join(dir, `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`)
+      const fd = openSync(tmp, 'wx', 0o600)
+      temps.push(tmp)
+      try {
+        writeFileSync(fd, data)
+        fsyncSync(fd)
+      } finally {
+        closeSync(fd)
+      }
+    }
+    entries.forEach(([path], i) => {
+      linkSync(temps[i]!, path)
+      placed.push(path)
+    })
+    const dirFd = openSync(dir, 'r')
+    try { fsyncSync(dirFd) } finally { closeSync(dirFd) }
+  } catch (err) {
+    for (const p of placed) rmSync(p, { force: true })
+    throw new OperatorError('ECAWRITE', `cannot create the pool CA in ${dir}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}; nothing was kept`)
+  } finally {
+    for (const t of temps) rmSync(t, { force: true })
+  }
 }
 
 /** A certificate request after checking: what the caller proved it holds, and the names it asks for. */

@@ -1,7 +1,7 @@
 import 'reflect-metadata'
 import { spawnSync } from 'node:child_process'
 import { webcrypto } from 'node:crypto'
-import { statSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import * as x509 from '@peculiar/x509'
 import { describe, expect, it } from 'vitest'
@@ -39,6 +39,21 @@ describe('pool CA', () => {
     const text = openssl(['x509', '-in', made.certFile, '-noout', '-text']).out
     expect(text).toMatch(/CA:TRUE, pathlen:0/)
     expect(text).toMatch(/Certificate Sign, CRL Sign/)
+  })
+
+  // A dangling symlink is invisible to the "exists" check but makes any exclusive create of that name fail
+  // (EEXIST): a real write failure, no mocked fs. Before, the key written first stayed behind and every
+  // later `ca init` refused with "exists".
+  it.each(['ca.crt', 'ca.key'])('leaves neither file when writing the CA fails (%s cannot be created), so ca init can be retried', async (blocked) => {
+    const dir = join(tempDir(), 'ca')
+    mkdirSync(dir)
+    symlinkSync(join(dir, 'nowhere'), join(dir, blocked))
+    await expect(initPoolCa(dir, { name: 'test CA', now: NOW })).rejects.toThrow(`cannot create the pool CA in ${dir}: EEXIST; nothing was kept`)
+    expect(readdirSync(dir)).toEqual([blocked])
+    rmSync(join(dir, blocked))
+    const made = await initPoolCa(dir, { name: 'test CA', now: NOW })
+    expect(readdirSync(dir).sort()).toEqual(['ca.crt', 'ca.key'])
+    expect(openssl(['x509', '-in', made.certFile, '-noout', '-subject']).out).toMatch(/CN ?= ?test CA/)
   })
 
   it('issues host certificates openssl verifies, with serverAuth+clientAuth and the SANs asked for', async () => {
