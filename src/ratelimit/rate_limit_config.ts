@@ -8,20 +8,36 @@ import { integer, seconds } from '../lib/config_values.ts'
  * room for bursts) on stores that only keep counters, PostgreSQL included. `requests: 0` turns the limit off.
  */
 export function limitSchema(defaults: { requests: number; per: number } = { requests: 0, per: 60 }) {
-  return z.strictObject({
+  return z.strictObject(limitFields(defaults)).superRefine(checkLimit)
+}
+
+function limitFields(defaults: { requests: number; per: number }) {
+  return {
     requests: integer(0, 1_000_000).default(defaults.requests),
     per: seconds({ min: 1, max: 86_400 }).default(defaults.per),
     burst: integer(0, 1_000_000).default(0),
     burst_per: seconds({ min: 1, max: 86_400 }).default(600),
-  }).superRefine((l, ctx) => {
-    if (l.burst > 0 && l.burst_per < l.per) {
-      ctx.addIssue({ code: 'custom', path: ['burst_per'], message: 'must not be shorter than per (the reserve refills more slowly than the steady allowance)' })
-    }
-    if (l.requests === 0 && l.burst > 0) {
-      ctx.addIssue({ code: 'custom', path: ['burst'], message: 'needs requests above 0 (requests: 0 turns the limit off)' })
-    }
-  })
+  }
 }
+
+function checkLimit(l: { requests: number; per: number; burst: number; burst_per: number }, ctx: z.RefinementCtx): void {
+  if (l.burst > 0 && l.burst_per < l.per) {
+    ctx.addIssue({ code: 'custom', path: ['burst_per'], message: 'must not be shorter than per (the reserve refills more slowly than the steady allowance)' })
+  }
+  if (l.requests === 0 && l.burst > 0) {
+    ctx.addIssue({ code: 'custom', path: ['burst'], message: 'needs requests above 0 (requests: 0 turns the limit off)' })
+  }
+}
+
+/**
+ * The address limit, plus how IPv6 clients are counted: by their first `ipv6_prefix` bits (address_key.ts).
+ * 64 by default, the least any IPv6 end site is given; 128 counts each address; below 32 whole providers
+ * would share one count, so it is refused.
+ */
+const AddressLimitSchema = z.strictObject({
+  ...limitFields({ requests: 0, per: 10 }),
+  ipv6_prefix: integer(32, 128).default(64),
+}).superRefine(checkLimit)
 
 const LimitSchema = limitSchema()
 export type Limit = z.infer<typeof LimitSchema>
@@ -49,7 +65,7 @@ export const RateLimitsConfigSchema = z.strictObject({
    * address. Once used up, the address is refused with 429 before its body is read or IAM asked; requests
    * that verify never count. Always kept in each replica's memory: it guards this replica's own IAM calls.
    */
-  address: limitSchema({ requests: 0, per: 10 }).prefault({}),
+  address: AddressLimitSchema.prefault({}),
   postgres: z.strictObject({
     /** Connections for the rate-limit table, apart from the audit store's pool. */
     pool_size: integer(1, 100).default(2),

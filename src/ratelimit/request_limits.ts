@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto'
 import { BurstyRateLimiter, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible'
 import { quote } from '../lib/quote.ts'
+import { addressKeyer } from './address_key.ts'
 import type { Limit, RateLimitsConfig } from './rate_limit_config.ts'
 
 export type LimitKind = 'caller' | 'role' | 'address'
@@ -85,6 +86,8 @@ export class RequestLimits {
   /** Limit and key → epoch ms until which further refusals are counted, not recorded. */
   readonly #recordedUntil = new Map<string, number>()
   readonly #keyOf: (...parts: string[]) => string
+  /** The client address → what the address limit counts it under (an IPv6 address: its prefix). */
+  readonly #addressKey: (address: string) => string
 
   /** `digestKeys`: the shared store is a database, whose keys should be digests. */
   constructor(config: RateLimitsConfig, stores: { shared: CounterFactory; local: CounterFactory }, options: { auditWindowSeconds: number; digestKeys?: boolean }) {
@@ -98,6 +101,7 @@ export class RequestLimits {
       this.#roles.set(name, b ?? { limit, consume: async () => undefined })
     }
     this.#address = bucketOf(config.address, 'address', stores.local)
+    this.#addressKey = addressKeyer(config.address.ipv6_prefix)
     this.#auditWindowMs = options.auditWindowSeconds * 1000
   }
 
@@ -111,12 +115,14 @@ export class RequestLimits {
    * are over the address limit. A map look-up, no promise.
    */
   blockedAddress(address: string | undefined): LimitRefusal | undefined {
-    if (address === undefined) return undefined
-    const until = this.#blockedAddresses.get(address)
+    // Every request asks: with nothing blocked, the address is not even keyed.
+    if (address === undefined || this.#blockedAddresses.size === 0) return undefined
+    const key = this.#addressKey(address)
+    const until = this.#blockedAddresses.get(key)
     if (until === undefined) return undefined
     const left = until - Date.now()
     if (left <= 0) {
-      this.#blockedAddresses.delete(address)
+      this.#blockedAddresses.delete(key)
       return undefined
     }
     const retryAfter = secondsOf(left)
@@ -130,11 +136,12 @@ export class RequestLimits {
   noteRefused(address: string | undefined): void {
     const bucket = this.#address
     if (bucket === undefined || address === undefined) return
+    const key = this.#addressKey(address)
     const block = (ms: number) => {
       if (this.#blockedAddresses.size >= MAX_REMEMBERED_KEYS) pruneExpired(this.#blockedAddresses, Date.now())
-      if (this.#blockedAddresses.size < MAX_REMEMBERED_KEYS) this.#blockedAddresses.set(address, Date.now() + ms)
+      if (this.#blockedAddresses.size < MAX_REMEMBERED_KEYS) this.#blockedAddresses.set(key, Date.now() + ms)
     }
-    void bucket.consume(address, block).then((ms) => { if (ms !== undefined) block(ms) }, () => undefined)
+    void bucket.consume(key, block).then((ms) => { if (ms !== undefined) block(ms) }, () => undefined)
   }
 
   /**

@@ -44,7 +44,8 @@ describe('rate_limits configuration', () => {
     expect(c.caller).toEqual({ requests: 100, per: 60, burst: 20, burst_per: 3600 })
     expect(c.roles.pilot).toEqual({ requests: 5, per: 10, burst: 0, burst_per: 600 })
     // The address window defaults to 10 s, the others to a minute.
-    expect(c.address).toEqual({ requests: 50, per: 10, burst: 0, burst_per: 600 })
+    expect(c.address).toEqual({ requests: 50, per: 10, burst: 0, burst_per: 600, ipv6_prefix: 64 })
+    expect(loadConfig({ env: { CTB_RATE_LIMITS_ADDRESS_IPV6_PREFIX: '56' } }).rate_limits.address.ipv6_prefix).toBe(56)
   })
 
   it('refuses an unknown key at its line, with the key named', () => {
@@ -57,6 +58,10 @@ describe('rate_limits configuration', () => {
     ['rate_limits:\n  caller: { requests: 10, per: 0 }\n', /rate_limits\.caller\.per: must be at least 1 seconds/],
     ['rate_limits:\n  role: { requests: 10, per: 1h, burst: 5, burst_per: 1m }\n', /rate_limits\.role\.burst_per: must not be shorter than per/],
     ['rate_limits:\n  caller: { burst: 5 }\n', /rate_limits\.caller\.burst: needs requests above 0/],
+    ['rate_limits:\n  address: { ipv6_prefix: 16 }\n', /rate_limits\.address\.ipv6_prefix: must be at least 32/],
+    ['rate_limits:\n  address: { ipv6_prefix: 129 }\n', /rate_limits\.address\.ipv6_prefix: must be at most 128/],
+    ['rate_limits:\n  address: { ipv6_prefix: 64.5 }\n', /rate_limits\.address\.ipv6_prefix: must be a whole number/],
+    ['rate_limits:\n  caller: { ipv6_prefix: 64 }\n', /rate_limits\.caller: unknown key "ipv6_prefix"/],
     ['rate_limits:\n  store: redis\n', /rate_limits\.store: /],
     ['rate_limits:\n  store: postgres\n', /rate_limits\.store: rate_limits\.store "postgres" uses the audit database: it needs audit\.store "postgres"/],
   ])('refuses %j', (yaml, expected) => {
@@ -162,6 +167,29 @@ describe('RequestLimits', () => {
     limits.noteRefused('192.0.2.7')
     await vi.advanceTimersByTimeAsync(0)
     expect(limits.blockedAddress('192.0.2.7')).toMatchObject({ retryAfter: 10 })
+  })
+
+  it('counts the IPv6 addresses of one /64 together, and IPv4-mapped addresses as IPv4', async () => {
+    const limits = limitsOf({ address: { requests: 2, per: 10 } })
+    limits.noteRefused('2001:db8:0:7::1')
+    limits.noteRefused('2001:0db8:0:7:ffff::2')
+    await vi.advanceTimersByTimeAsync(0)
+    expect(limits.blockedAddress('2001:db8:0:7::99')).toMatchObject({ limit: 'address' })
+    expect(limits.blockedAddress('2001:db8:0:8::1')).toBeUndefined()
+    limits.noteRefused('::ffff:192.0.2.7')
+    limits.noteRefused('192.0.2.7')
+    await vi.advanceTimersByTimeAsync(0)
+    expect(limits.blockedAddress('192.0.2.7')).toMatchObject({ limit: 'address' })
+    expect(limits.blockedAddress('::ffff:192.0.2.7')).toMatchObject({ limit: 'address' })
+    expect(limits.blockedAddress('192.0.2.8')).toBeUndefined()
+  })
+
+  it('keys IPv6 addresses by the configured prefix', async () => {
+    const limits = limitsOf({ address: { requests: 1, per: 10, ipv6_prefix: 48 } })
+    limits.noteRefused('2001:db8:1:2::1')
+    await vi.advanceTimersByTimeAsync(0)
+    expect(limits.blockedAddress('2001:db8:1:ffff::1')).toMatchObject({ limit: 'address' })
+    expect(limits.blockedAddress('2001:db8:2::1')).toBeUndefined()
   })
 
   it('leaves addresses alone when the address limit is off', async () => {
