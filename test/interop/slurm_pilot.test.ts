@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process'
 import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -157,6 +158,9 @@ describe('sbatch pilots on a real SLURM cluster against the broker and the devel
     }))
     const job = await slurm.sbatch(script)
     const rec = (node: string) => readRecord(join(dir, `rec-${job}-${node}.log`))
+    // On failure: what each node's recorder logged (tokens left out) and the step's processes still alive.
+    const recorderLogs = () => readdirSync(dir).filter((n) => n.startsWith('rec-')).map((n) => `${n}: ${readFileSync(join(dir, n), 'utf8').split('\n').filter((l) => !l.startsWith('token')).join(' | ')}`).join('\n')
+      + '\n' + (spawnSync('ps', ['-eo', 'pid,ppid,pgid,sid,stat,wchan:16,args'], { encoding: 'utf8' }).stdout ?? '').split('\n').filter((l) => l.includes(dir)).join('\n')
     const pilotLog = () => { const f = join(dir, `pilot-${job}.out`); return existsSync(f) ? readFileSync(f, 'utf8') : '(no pilot log)' }
     const end = epoch((await slurm.waitJob(job, ['RUNNING', 'COMPLETED', 'FAILED', 'TIMEOUT', 'CANCELLED'], 30_000)).EndTime!)
     await until(() => slurm.nodes.every((n) => rec(n).tokens.length >= 2), 40_000, `job ${job} renewed on both nodes\n${pilotLog()}`)
@@ -166,7 +170,7 @@ describe('sbatch pilots on a real SLURM cluster against the broker and the devel
     expect(replay.body.error).toBe('invalid_grant')
 
     const done = await slurm.waitJob(job, ['COMPLETED', 'FAILED', 'TIMEOUT', 'CANCELLED'], (WALLTIME_S + 60) * 1000)
-    expect(done.JobState, pilotLog()).toBe('COMPLETED')
+    expect(done.JobState, `${pilotLog()}\n${recorderLogs()}`).toBe('COMPLETED')
     expect(done.ExitCode).toBe('0:0')
     expect(done.NodeList).toBe('ctbn[1-2]')
     expect(epoch(done.EndTime!)).toBeLessThan(end)

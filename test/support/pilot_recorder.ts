@@ -13,17 +13,27 @@ export function recorder(dir: string): string {
   const file = join(dir, 'recorder')
   writeFileSync(file, `#!/bin/bash
 # Records each token version in the pilot's token directory, and the SIGTERM that drains it. Bounded (300 s).
+# The TERM trap only sets a flag and the loop forks nothing but sleep: a trap that forks (date, cat) can race
+# a second SIGTERM (SLURM signals every process of the step, and the pilot signals its command too).
 out="$(dirname "$0")/rec-$SLURM_JOB_ID-$SLURMD_NODENAME.log"
 tokens=$(dirname "$CONDOR_CONFIG")/tokens.d
-echo "start $(date +%s)" >> "$out"
-trap 'echo "term $(date +%s)" >> "$out"; exit 0' TERM
+stop=
+trap 'stop=1' TERM
+printf -v now '%(%s)T' -1
+echo "start $now" >> "$out"
 last=
-for (( i = 0; i < 3000; i++ )); do
-  cur=$(cat "$tokens/pilot" 2>/dev/null)
-  if [[ -n $cur && $cur != "$last" ]]; then echo "token $(date +%s) $(stat -c %a "$tokens/pilot") $cur" >> "$out"; last=$cur; fi
-  sleep 0.1 & wait $!
+for (( i = 0; i < 3000 && ! stop; i++ )); do
+  cur=
+  [[ -f $tokens/pilot ]] && IFS= read -r cur < "$tokens/pilot"
+  if [[ -n $cur && $cur != "$last" ]]; then printf -v now '%(%s)T' -1; echo "token $now $(stat -c %a "$tokens/pilot") $cur" >> "$out"; last=$cur; fi
+  (( stop )) || { sleep 0.1 & wait $!; }
 done
-echo "gave-up $(date +%s)" >> "$out"
+printf -v now '%(%s)T' -1
+# Like condor_master, which stops its daemons first, it takes a moment to shut down. A command that exits
+# while the pilot's own SIGTERM trap is still running can make bash lose its status: docs/pilots-script.md,
+# "Known defect"; this stand-in does not hit that window, so the test checks the drain, not the bash race.
+if (( stop )); then echo "term $now" >> "$out"; sleep 1; exit 0; fi
+echo "gave-up $now" >> "$out"
 exit 99
 `)
   chmodSync(file, 0o755)
