@@ -177,6 +177,25 @@ describe('pilot script: signals and exit status', () => {
     expect(p.stderr()).toContain('SIGKILL')
   })
 
+  // SLURM's scancel --signal=TERM reaches the task and the command's whole process group at the same moment; a
+  // command that exits at once must not have its status lost while the task's bash is inside its own trap.
+  it.each([1, 2, 3, 4, 5, 6])('exits 0 when the command exits 0 at once on a SIGTERM sent to it and the task together (run %i)', async () => {
+    const t = await setup({ reply: (_, i) => idTokenReply(fakeIdToken(TRUST, i), 3600), env: { FAKE_TERM_EXIT: '0' } })
+    const p = t.run()
+    await until(() => t.log().includes('token '))
+    const pid = Number(/^pid (\d+)$/m.exec(t.log())?.[1])
+    // Field 5 of /proc/PID/stat (after the parenthesised name) is the process group.
+    const pgid = Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[2])
+    const t0 = Date.now()
+    process.kill(-pgid, 'SIGTERM')
+    p.child.kill('SIGTERM')
+    expect(await p.exit).toBe(0)
+    expect(Date.now() - t0).toBeLessThan(1900)
+    expect(t.log()).toMatch(/^TERM$/m)
+    expect(p.stderr()).toContain('the pilot command exited with status 0')
+    expect(p.stderr()).not.toContain('did not stop within')
+  })
+
   it('passes the command\'s own exit status through when it ends by itself', async () => {
     const t = await setup({ reply: (_, i) => idTokenReply(fakeIdToken(TRUST, i), 3600), env: { FAKE_EXIT: '5' } })
     const p = t.run()
