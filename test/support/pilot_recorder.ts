@@ -29,10 +29,9 @@ for (( i = 0; i < 3000 && ! stop; i++ )); do
   (( stop )) || { sleep 0.1 & wait $!; }
 done
 printf -v now '%(%s)T' -1
-# Like condor_master, which stops its daemons first, it takes a moment to shut down. A command that exits
-# while the pilot's own SIGTERM trap is still running can make bash lose its status: docs/pilots-script.md,
-# "Known defect"; this stand-in does not hit that window, so the test checks the drain, not the bash race.
-if (( stop )); then echo "term $now" >> "$out"; sleep 1; exit 0; fi
+# It exits at once: SLURM signals it and the node's task together, the race the pilot's status file is for
+# (docs/pilots-script.md).
+if (( stop )); then echo "term $now" >> "$out"; exit 0; fi
 echo "gave-up $now" >> "$out"
 exit 99
 `)
