@@ -5,6 +5,7 @@ import { InvalidRequest } from '../../errors.ts'
 import type { AuditAggregates } from '../../audit/aggregate.ts'
 import { auditOverview, type AuditOverview } from '../../audit/overview.ts'
 import type { Clock } from '../../lib/clock.ts'
+import { parseOrRefuse } from '../zod_refusal.ts'
 
 const EVENT_TYPES = ['token.issued', 'token.denied', 'token.denied.aggregate', 'token.renewed', 'token.revoked', 'token.unrevoked', 'key.rotated', 'key.reloaded', 'policy.reloaded', 'audit.checkpoint', 'certificate.issued', 'certificate.denied', 'certificate.revoked', 'credential.registered', 'credential.rotated', 'credential.revoked'] as const satisfies readonly AuditEventType[]
 
@@ -60,23 +61,14 @@ export function summaryRange(p: { from?: number; to?: number; bucket: 'hour' | '
 export function auditRoutes(deps: { audit: Pick<AuditStore, 'query'> & AuditAggregates; auth: MiddlewareHandler; clock: Clock; maxTokenLifetime: number }): Hono {
   const app = new Hono()
   app.get('/v1/audit/summary', deps.auth, async (c) => {
-    const parsed = AuditSummaryParams.safeParse(c.req.query())
-    if (!parsed.success) {
-      const i = parsed.error.issues[0]!
-      throw new InvalidRequest(i.code === 'unrecognized_keys' ? `unknown parameter ${(i as { keys: string[] }).keys[0]}` : `${i.path.join('.')}: ${i.message}`)
-    }
+    const query = parseOrRefuse(AuditSummaryParams, c.req.query(), 'parameter')
     const now = deps.clock.now()
-    const overview: AuditOverview = await auditOverview(deps.audit, { ...summaryRange(parsed.data, now), now, maxTokenLifetime: deps.maxTokenLifetime })
+    const overview: AuditOverview = await auditOverview(deps.audit, { ...summaryRange(query, now), now, maxTokenLifetime: deps.maxTokenLifetime })
     c.header('Cache-Control', 'no-store')
     return c.json(overview)
   })
   app.get('/v1/audit', deps.auth, async (c) => {
-    const parsed = AuditQueryParams.safeParse(c.req.query())
-    if (!parsed.success) {
-      const i = parsed.error.issues[0]!
-      throw new InvalidRequest(i.code === 'unrecognized_keys' ? `unknown parameter ${(i as { keys: string[] }).keys[0]}` : `${i.path.join('.')}: ${i.message}`)
-    }
-    const p = parsed.data
+    const p = parseOrRefuse(AuditQueryParams, c.req.query(), 'parameter')
     const q: AuditQuery = {
       limit: p.limit,
       ...(p.from !== undefined ? { from: p.from } : {}),

@@ -3,6 +3,7 @@ import { z } from 'zod'
 import { InvalidRequest, InvalidToken } from '../../errors.ts'
 import type { VerifiedSubject } from '../../iam/subject.ts'
 import type { CertificateService } from '../../ca/certificate_service.ts'
+import { parseOrRefuse } from '../zod_refusal.ts'
 import { clientAddress } from '../client_address.ts'
 import { limitBody } from '../middleware/body_limit.ts'
 
@@ -42,7 +43,7 @@ export function certificateRoutes(deps: {
     const m = /^Bearer ([\x21-\x7e]{1,16384})$/i.exec(c.req.header('authorization') ?? '')
     if (!m) throw new InvalidToken('an IAM access token is required (Authorization: Bearer)', { presented: false })
     const subject = await deps.verifyCaller(m[1]!)
-    const b = parseJson(CertificateBody, await readJson(c.req.raw))
+    const b = parseOrRefuse(CertificateBody, await readJson(c.req.raw), 'field')
     c.header('Cache-Control', 'no-store')
     const names = { role: b.role, dns: b.dns, ip: b.ip, ...(b.site !== undefined ? { site: b.site } : {}), ...(b.lifetime !== undefined ? { lifetime: b.lifetime } : {}) }
     if (b.dry_run) {
@@ -60,7 +61,7 @@ export function certificateRoutes(deps: {
   if (deps.adminAuth) {
     app.delete('/v1/certificates/:serial', deps.adminAuth, limitBody(MAX_BODY), async (c) => {
       const text = await c.req.text()
-      const b = text.trim() === '' ? {} : parseJson(CertificateRevokeBody, parseText(text))
+      const b = text.trim() === '' ? {} : parseOrRefuse(CertificateRevokeBody, parseText(text), 'field')
       const r = await deps.certificates.revoke(c.req.param('serial'), b.reason, { principal: c.get('admin').id, requestId: c.get('requestId'), ...clientAddress(c) })
       c.header('Cache-Control', 'no-store')
       return c.json({ serial: r.serial, revoked_at: r.revokedAt, not_after: r.notAfter }, r.already ? 200 : 201)
@@ -78,11 +79,3 @@ function parseText(text: string): unknown {
   try { return JSON.parse(text) } catch { throw new InvalidRequest('body is not valid JSON') }
 }
 
-function parseJson<T extends z.ZodType>(schema: T, raw: unknown): z.output<T> {
-  const parsed = schema.safeParse(raw)
-  if (!parsed.success) {
-    const i = parsed.error.issues[0]!
-    throw new InvalidRequest(i.code === 'unrecognized_keys' ? `unknown field ${i.keys[0]}` : `${i.path.join('.') || 'body'}: ${i.message}`)
-  }
-  return parsed.data
-}

@@ -10,6 +10,7 @@ import type { Clock } from '../../lib/clock.ts'
 import { clientAddress } from '../client_address.ts'
 import { limitBody } from '../middleware/body_limit.ts'
 import { NO_STORE_HEADERS } from '../oauth_error_response.ts'
+import { parseOrRefuse } from '../zod_refusal.ts'
 
 export interface CredentialRouteDeps {
   credentials: CredentialService
@@ -58,12 +59,7 @@ export function credentialRoutes(deps: CredentialRouteDeps): Hono {
     const text = await c.req.text()
     let raw: unknown
     try { raw = JSON.parse(text) } catch { throw new InvalidRequest('body is not valid JSON') }
-    const parsed = RegisterCredentialRequest.safeParse(raw)
-    if (!parsed.success) {
-      const i = parsed.error.issues[0]!
-      throw new InvalidRequest(i.code === 'unrecognized_keys' ? `unknown field ${(i as { keys: string[] }).keys[0]}` : `${i.path.join('.') || 'body'}: ${i.message}`)
-    }
-    const b = parsed.data
+    const b = parseOrRefuse(RegisterCredentialRequest, raw, 'field')
     const res = await deps.credentials.register(token, {
       provider: b.provider, mode: b.mode, ...(b.scopes !== undefined ? { scopes: b.scopes } : {}), ...(b.audience !== undefined ? { audience: b.audience } : {}),
     }, { requestId: c.get('requestId'), ...clientAddress(c) })

@@ -5,6 +5,7 @@ import { clientAddress } from '../client_address.ts'
 import { condorConfigSnippet } from '../../revocation/condor_expression.ts'
 import { REVOCATION_ID, REVOCATION_KINDS, type Revocation } from '../../revocation/revocation.ts'
 import type { RevocationService } from '../../revocation/revocation_service.ts'
+import { parseOrRefuse } from '../zod_refusal.ts'
 
 /** POST /v1/revocations body: exactly one selector. */
 export const RevocationBody = z.object({
@@ -59,12 +60,7 @@ export function revocationRoutes(deps: { revocations: Service; auth: MiddlewareH
     if (!/^application\/json\b/i.test(c.req.header('content-type') ?? '')) throw new InvalidRequest('Content-Type must be application/json')
     let raw: unknown
     try { raw = await c.req.json() } catch { throw new InvalidRequest('body is not valid JSON') }
-    const parsed = RevocationBody.safeParse(raw)
-    if (!parsed.success) {
-      const i = parsed.error.issues[0]!
-      throw new InvalidRequest(i.code === 'unrecognized_keys' ? `unknown field ${(i as { keys: string[] }).keys[0]}` : `${i.path.join('.') || 'body'}: ${i.message}`)
-    }
-    const b = parsed.data
+    const b = parseOrRefuse(RevocationBody, raw, 'field')
     const selectors = REVOCATION_KINDS.filter((k) => b[k] !== undefined)
     if (selectors.length !== 1) throw new InvalidRequest(`give exactly one of ${REVOCATION_KINDS.join(', ')}`)
     const kind = selectors[0]!
@@ -88,12 +84,7 @@ export function revocationRoutes(deps: { revocations: Service; auth: MiddlewareH
       if (!/^application\/json\b/i.test(c.req.header('content-type') ?? '')) throw new InvalidRequest('Content-Type must be application/json')
       let raw: unknown
       try { raw = JSON.parse(text) } catch { throw new InvalidRequest('body is not valid JSON') }
-      const parsed = LiftBody.safeParse(raw)
-      if (!parsed.success) {
-        const i = parsed.error.issues[0]!
-        throw new InvalidRequest(i.code === 'unrecognized_keys' ? `unknown field ${(i as { keys: string[] }).keys[0]}` : `${i.path.join('.') || 'body'}: ${i.message}`)
-      }
-      reason = parsed.data.reason
+      reason = parseOrRefuse(LiftBody, raw, 'field').reason
     }
     const rev = await deps.revocations.lift(Number(idText), reason !== undefined ? { reason } : {},
       { principal: c.get('admin').id, requestId: c.get('requestId'), ...clientAddress(c) })
