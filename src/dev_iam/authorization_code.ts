@@ -12,7 +12,7 @@ import type { Context, Next } from 'koa'
 import { SignJWT } from 'jose'
 import { GRANT, type DevIamClient } from './dev_iam_config.ts'
 import type { DevIamContext } from './dev_iam_context.ts'
-import { reply } from './endpoint_request.ts'
+import { readForm, reply } from './endpoint_request.ts'
 import { anyCovers } from './scopes.ts'
 import type { DevIamGrant, TokenResponse } from './grants/grant.ts'
 import { applyUserScopePolicy, clientOf, invalidGrant } from './grants/grant_params.ts'
@@ -22,7 +22,6 @@ import { mintAccessToken } from './mint_access_token.ts'
 const CODE_TTL_SECONDS = 60
 /** Codes held at once; the oldest are dropped first. */
 const MAX_CODES = 1000
-const MAX_BODY_BYTES = 64 * 1024
 
 export interface PendingCode {
   clientId: string
@@ -154,21 +153,4 @@ export const authorizationCodeGrant: DevIamGrant = {
     }
     ctx.body = body
   },
-}
-
-async function readRaw(ctx: Context): Promise<Buffer | undefined> {
-  const chunks: Buffer[] = []
-  let size = 0
-  for await (const chunk of ctx.req as AsyncIterable<Buffer>) {
-    size += chunk.length
-    if (size > MAX_BODY_BYTES) return undefined
-    chunks.push(chunk)
-  }
-  return Buffer.concat(chunks)
-}
-
-async function readForm(ctx: Context): Promise<URLSearchParams | undefined> {
-  if (!ctx.is('application/x-www-form-urlencoded')) return undefined
-  const raw = await readRaw(ctx)
-  return raw === undefined ? undefined : new URLSearchParams(raw.toString('utf8'))
 }

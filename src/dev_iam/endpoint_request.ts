@@ -6,7 +6,8 @@ import type { TokenRecord } from './token_store.ts'
 
 const MAX_BODY_BYTES = 64 * 1024
 
-async function readForm(ctx: Context): Promise<URLSearchParams | undefined> {
+/** A bounded `application/x-www-form-urlencoded` body; undefined when it is anything else or too large. */
+export async function readForm(ctx: Context): Promise<URLSearchParams | undefined> {
   if (!ctx.is('application/x-www-form-urlencoded')) return undefined
   const chunks: Buffer[] = []
   let size = 0
