@@ -1,5 +1,5 @@
-import { readFileSync } from 'node:fs'
-import { Agent, fetch } from 'undici'
+import { fetch } from 'undici'
+import { caAgent } from '../../lib/ca_agent.ts'
 import { CREDENTIALS_PATH, type RegisterCredentialRequest, type RegisterCredentialResponse } from '../../contract/job_credentials.ts'
 
 /** A refusal from the broker, with the OAuth error code the storer reports. */
@@ -20,7 +20,7 @@ export class RegistrationRefused extends Error {
 export async function registerCredential(brokerUrl: string, iamToken: string, body: RegisterCredentialRequest, o: { caFile?: string; timeoutMs?: number } = {}): Promise<RegisterCredentialResponse> {
   const url = new URL(CREDENTIALS_PATH, brokerUrl)
   if (url.protocol !== 'https:') throw new Error(`the broker URL must be https, got ${url.protocol.replace(':', '')}`)
-  const agent = new Agent({ connect: { ...(o.caFile ? { ca: readFileSync(o.caFile) } : {}), timeout: o.timeoutMs ?? 10_000 }, headersTimeout: o.timeoutMs ?? 10_000, bodyTimeout: o.timeoutMs ?? 10_000 })
+  const agent = caAgent(o.caFile, { connectMs: o.timeoutMs ?? 10_000, headersMs: o.timeoutMs ?? 10_000, bodyMs: o.timeoutMs ?? 10_000 })
   try {
     const res = await fetch(url, {
       method: 'POST', dispatcher: agent,

@@ -1,5 +1,5 @@
-import { readFileSync } from 'node:fs'
-import { Agent, fetch as undiciFetch } from 'undici'
+import { fetch as undiciFetch } from 'undici'
+import { caAgent } from '../../lib/ca_agent.ts'
 import { systemClock } from '../../lib/clock.ts'
 import type { Logger } from '../../lib/logger.ts'
 import { readSecretFile } from '../../lib/secure_file.ts'
@@ -34,7 +34,7 @@ export interface CredmonSettings {
 
 /** The production fetch: undici with its own dispatcher, so a private CA applies to this client only. */
 export function credmonFetch(caFile?: string): Fetch {
-  const dispatcher = new Agent({ connectTimeout: 2_000, ...(caFile ? { connect: { ca: readFileSync(caFile) } } : {}) })
+  const dispatcher = caAgent(caFile, { connectMs: 2_000 })
   return (url, init) => undiciFetch(url, { ...(init as object), dispatcher } as Parameters<typeof undiciFetch>[1]) as unknown as Promise<Response>
 }
 

@@ -1,5 +1,5 @@
-import { readFileSync } from 'node:fs'
-import { Agent, fetch as undiciFetch } from 'undici'
+import { fetch as undiciFetch } from 'undici'
+import { caAgent } from '../../lib/ca_agent.ts'
 import { PILOT_ENROLMENT_TOKEN_TYPE } from '../../contract/pilot.ts'
 import { GRANT_TYPE_TOKEN_EXCHANGE, TOKEN_TYPE } from '../../contract/token_exchange.ts'
 
@@ -19,7 +19,7 @@ export type Fetch = (url: string, init: { method: string; headers: Record<string
 
 /** A fetch that trusts `caFile` (the broker's TLS CA) in addition to nothing else, with timeouts. */
 export function fetchWithCa(caFile: string | undefined, timeoutMs = 30_000): Fetch {
-  const dispatcher = new Agent({ connectTimeout: timeoutMs, headersTimeout: timeoutMs, bodyTimeout: timeoutMs, ...(caFile ? { connect: { ca: readFileSync(caFile) } } : {}) })
+  const dispatcher = caAgent(caFile, { connectMs: timeoutMs, headersMs: timeoutMs, bodyMs: timeoutMs })
   return (url, init) => undiciFetch(url, { ...init, dispatcher }) as unknown as ReturnType<Fetch>
 }
 
