@@ -1,3 +1,5 @@
+import { unverifiedJwtPayload } from '../../lib/jwt_payload.ts'
+
 /**
  * The `.use` file a job receives. HTCondor's OAuth and local credmons write JSON with `access_token` and
  * `expires_in` (what HTCondor's own curl plugin reads); its Vault credmon writes the bare token and a
@@ -28,10 +30,8 @@ export function useExpiry(text: string, mtime: number): number | undefined {
 }
 
 function jwtExp(token: string): number | undefined {
-  const payload = token.split('.')[1]
-  if (!payload) return undefined
   try {
-    const exp = (JSON.parse(Buffer.from(payload, 'base64url').toString('utf8')) as Record<string, unknown>).exp
+    const exp = (unverifiedJwtPayload(token) as Record<string, unknown>).exp
     return typeof exp === 'number' ? exp : undefined
   } catch {
     return undefined

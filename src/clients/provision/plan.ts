@@ -3,6 +3,7 @@ import { checkPilotGroup } from './pilot_group.ts'
 import { ROLE_OF } from './render.ts'
 import { loadTemplate } from './template/load_template.ts'
 import { realiseTemplate, resolveInputs } from './template/resolve_template.ts'
+import { unverifiedJwtPayload } from '../../lib/jwt_payload.ts'
 
 export interface PlanStep {
   node: string
@@ -20,7 +21,7 @@ export interface PlanStep {
 /** The operator's token, as IAM described it, for policy explain; read, not verified (the broker verifies). */
 export function callerOf(bearer: string): Record<string, unknown> {
   let c: unknown
-  try { c = JSON.parse(Buffer.from(bearer.split('.')[1] ?? '', 'base64url').toString('utf8')) } catch { c = undefined }
+  try { c = unverifiedJwtPayload(bearer) } catch { c = undefined }
   // Worded "what: why", the shape the CLI reports as the user's mistake in one line.
   if (typeof c !== 'object' || c === null || Array.isArray(c)) throw new Error('bearer token: not a JWT with a claims object; provision plan needs an IAM access token')
   const claims = c as Record<string, unknown>

@@ -5,6 +5,7 @@ import { newHostKey } from './host_key.ts'
 import { checkPilotGroup, renderPilotGroup } from './pilot_group.ts'
 import { loadTemplate, type LoadedTemplate } from './template/load_template.ts'
 import { realiseTemplate, resolveInputs, type ResolvedNode } from './template/resolve_template.ts'
+import { unverifiedJwtPayload } from '../../lib/jwt_payload.ts'
 
 /** The broker role each node type's daemons authenticate as (the policy grants these to the operator). */
 export const ROLE_OF = {
@@ -51,7 +52,7 @@ interface PilotGroup { node: string; props: Record<string, unknown>; credential:
 
 /** Decodes a JWT payload without verifying it: the client only reads what the broker just told it. */
 function jwtClaims(token: string): Record<string, unknown> {
-  return JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString('utf8')) as Record<string, unknown>
+  return unverifiedJwtPayload(token) as Record<string, unknown>
 }
 
 /** The claims in a pilot enrolment credential (`ctbpe1.<claims>.<mac>`, docs/pilots.md). */
