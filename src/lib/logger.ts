@@ -1,4 +1,5 @@
 import { destination as fileDestination, pino, stdTimeFunctions, type DestinationStream } from 'pino'
+import { batchedDestination, type BatchedDestination } from './batched_destination.ts'
 
 /** Structured one-line JSON logs on stderr; stdout stays free for CLI output. Never log tokens or secrets. */
 export interface Logger {
@@ -39,8 +40,7 @@ const REDACT_PATHS = [...SECRET_KEYS, 'headers.authorization', 'headers.cookie']
 export function createLogger(write?: (line: string) => void, options: LoggerOptions = {}): Logger {
   const destination: DestinationStream = write
     ? { write: (line: string) => { write(line) } }
-    // pino flushes an asynchronous destination itself when the process exits.
-    : fileDestination({ fd: 2, sync: options.sync ?? false })
+    : options.sync ? fileDestination({ fd: 2, sync: true }) : stderrBatched()
   const logger = pino({
     level: options.level ?? 'info',
     base: undefined,
@@ -61,6 +61,22 @@ export function createLogger(write?: (line: string) => void, options: LoggerOpti
     warn: (m, f) => emit('warn', m, f),
     error: (m, f) => emit('error', m, f),
   }
+}
+
+let stderrLines: BatchedDestination | undefined
+
+/**
+ * The process's one asynchronous stderr destination, shared by its loggers: lines batched per event-loop
+ * turn in front of pino's sonic-boom. On exit the lines of the last turn are written synchronously (an
+ * exit handler runs no more turns); pino's own exit flush of sonic-boom may run before or after it.
+ */
+function stderrBatched(): BatchedDestination {
+  if (!stderrLines) {
+    const lines = batchedDestination(fileDestination({ fd: 2, sync: false }))
+    process.once('exit', () => { lines.flush(true) })
+    stderrLines = lines
+  }
+  return stderrLines
 }
 
 /**

@@ -1,0 +1,53 @@
+import { setImmediate as nextTurn } from 'node:timers/promises'
+import { describe, expect, it } from 'vitest'
+import { batchedDestination } from '../../src/lib/batched_destination.ts'
+
+function sink() {
+  const chunks: string[] = []
+  let syncFlushes = 0
+  return { chunks, syncFlushes: () => syncFlushes, write: (c: string) => { chunks.push(c) }, flushSync: () => { syncFlushes++ } }
+}
+
+describe('batchedDestination', () => {
+  it('hands the lines of one event-loop turn to the sink as one chunk, in order', async () => {
+    const s = sink()
+    const d = batchedDestination(s)
+    d.write('a\n'); d.write('b\n'); d.write('c\n')
+    expect(s.chunks).toEqual([])
+    await nextTurn()
+    expect(s.chunks).toEqual(['a\nb\nc\n'])
+    d.write('d\n')
+    await nextTurn()
+    expect(s.chunks).toEqual(['a\nb\nc\n', 'd\n'])
+  })
+
+  it('writes nothing for a turn without lines', async () => {
+    const s = sink()
+    batchedDestination(s)
+    await nextTurn()
+    expect(s.chunks).toEqual([])
+  })
+
+  it('flush(true) writes the waiting lines at once and waits for the sink (the exit path)', async () => {
+    const s = sink()
+    const d = batchedDestination(s)
+    d.write('last words\n')
+    d.flush(true)
+    expect(s.chunks).toEqual(['last words\n'])
+    expect(s.syncFlushes()).toBe(1)
+    await nextTurn()
+    expect(s.chunks).toEqual(['last words\n'])
+  })
+})
+
+describe('the stderr logger', () => {
+  it('still writes the lines logged right before process.exit', async () => {
+    const { spawnSync } = await import('node:child_process')
+    const logger = new URL('../../src/lib/logger.ts', import.meta.url).href
+    const script = `import { createLogger } from ${JSON.stringify(logger)}; const log = createLogger(); log.info('one'); log.error('two', { n: 2 }); process.exit(3)`
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 20_000 })
+    expect(r.status).toBe(3)
+    const lines = r.stderr.trim().split('\n').map((l) => JSON.parse(l) as { msg: string; level: string })
+    expect(lines.map((l) => [l.level, l.msg])).toEqual([['info', 'one'], ['error', 'two']])
+  })
+})
