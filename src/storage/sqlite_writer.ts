@@ -64,6 +64,16 @@ const MIGRATIONS: readonly string[] = [
   CREDENTIALS_MIGRATION,
 ]
 
+/**
+ * SQLite's own page cache per connection, in KiB. It was 64 MiB, chosen while the random `jti` had an
+ * index; each connection's cache filled as the log grew, so a busy broker's resident memory grew by up to
+ * 128 MiB (two connections) with the log (docs/performance.md). bench/audit.ts with 300,000 records
+ * (500 callers, 10,000 issued subjects, 20 roles) on a quiet 2-core machine, 64 MiB against 8 MiB:
+ * record() 13.3k/15.7k (concurrency 16), 17.2k/22.9k (256), 26.8k/24.4k (1024) records/s, fill
+ * 25.9k/24.0k records/s, every GET /v1/audit query within 1 ms of the other (summary 33/38 ms p50).
+ */
+export const SQLITE_CACHE_KIB = 8192
+
 /** WAL length (pages) at which a commit also checkpoints; the writer thread turns this off (sqlite_checkpointer.ts). */
 export const AUTOCHECKPOINT_PAGES = 10_000
 
@@ -75,10 +85,10 @@ export function openSqliteDb(options: SqliteOpenOptions): DatabaseSync {
     db.exec(`PRAGMA busy_timeout = ${options.busyTimeoutMs ?? 5000}`)
     db.exec('PRAGMA journal_mode = WAL')
     db.exec(`PRAGMA synchronous = ${(options.synchronous ?? 'full').toUpperCase()}`)
-    // Index inserts land on scattered pages (jti is random): a 64 MiB cache and checkpointing every
-    // 10,000 WAL pages (~40 MiB) instead of 1,000 let a page dirtied by many batches be copied back once.
-    // Measured: 600k-record fill 5.9k → 12k records/s (bench/audit.ts, docs in the commit).
-    db.exec('PRAGMA cache_size = -65536')
+    // Checkpointing every 10,000 WAL pages (~40 MiB) instead of 1,000 lets a page dirtied by many batches
+    // be copied back once (600k-record fill 5.9k → 12k records/s, bench/audit.ts). The page cache is
+    // small (SQLITE_CACHE_KIB): the file's pages stay in the kernel's page cache anyway.
+    db.exec(`PRAGMA cache_size = -${SQLITE_CACHE_KIB}`)
     db.exec(`PRAGMA wal_autocheckpoint = ${AUTOCHECKPOINT_PAGES}`)
     migrate(db)
     return db
