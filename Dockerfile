@@ -44,5 +44,6 @@ EXPOSE 8443
 # Liveness on loopback; HEALTHCHECK_URL=http://127.0.0.1:8443/healthz with tls.mode off, or another port.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
   CMD ["node", "/app/packaging/docker_healthcheck.js"]
-ENTRYPOINT ["node", "/app/bin/condor-token-broker.js"]
+# The bin itself, not `node <bin>`: its first line carries the V8 heap flags (bin/condor-token-broker.js).
+ENTRYPOINT ["/app/bin/condor-token-broker.js"]
 CMD ["serve"]

@@ -86,9 +86,21 @@ export function buildDist(): void {
   if (r.status !== 0) throw new Error(`npm run build failed: ${r.stderr.toString().trim().split('\n').at(-1)}`)
 }
 
-/** `serve` in its own process; env carries CTB_* overrides. */
+/**
+ * The Node options the installed command runs with: those on the first line of bin/condor-token-broker.js
+ * (`#!/usr/bin/env -S node <options>`), so the bench measures the broker as npm -g, systemd and the
+ * container start it.
+ */
+export function brokerNodeOptions(): string[] {
+  const shebang = readFileSync(join(ROOT, 'bin/condor-token-broker.js'), 'utf8').split('\n', 1)[0]!
+  const m = /^#!\/usr\/bin\/env -S node(?<options>( \S+)*)$/.exec(shebang)
+  if (!m) throw new Error(`bin/condor-token-broker.js does not start with "#!/usr/bin/env -S node ...": ${shebang}`)
+  return m.groups!.options!.split(' ').filter((o) => o.length > 0)
+}
+
+/** `serve` in its own process, with the installed command's Node options; env carries CTB_* overrides. */
 export function startBroker(env: NodeJS.ProcessEnv, logFile: string, what = 'broker', entry: BrokerEntry = BENCH_ENTRY): Promise<BenchProcess> {
-  return spawnNode([join(ROOT, entry === 'src' ? 'src/cli/main.ts' : 'dist/cli/main.js'), 'serve'], { env, logFile, ready: /serving at/, what })
+  return spawnNode([...brokerNodeOptions(), join(ROOT, entry === 'src' ? 'src/cli/main.ts' : 'dist/cli/main.js'), 'serve'], { env, logFile, ready: /serving at/, what })
 }
 
 /** Runs the CLI to completion; resolves with its exit code and output. */

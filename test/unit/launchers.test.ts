@@ -1,0 +1,22 @@
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { describe, expect, it } from 'vitest'
+
+// The broker's Node options (heap sizing) live on the first line of its bin, so every launcher must
+// execute the bin itself: `node <bin>` would skip that line.
+const ROOT = join(import.meta.dirname, '../..')
+const read = (f: string) => readFileSync(join(ROOT, f), 'utf8')
+
+describe('launchers', () => {
+  it('the bin carries the heap options on its first line, through env -S', () => {
+    expect(read('bin/condor-token-broker.js').split('\n')[0]).toMatch(/^#!\/usr\/bin\/env -S node( --[a-z-]+=\S+)*( --max-semi-space-size=\d+)( --[a-z-]+=\S+)*$/)
+  })
+
+  it('npm start, the container and the systemd unit execute the bin, not node with it', () => {
+    const pkg = JSON.parse(read('package.json')) as { scripts: Record<string, string>; bin: Record<string, string> }
+    expect(pkg.bin['condor-token-broker']).toBe('bin/condor-token-broker.js')
+    expect(pkg.scripts.start).toBe('./bin/condor-token-broker.js serve')
+    expect(read('Dockerfile')).toMatch(/^ENTRYPOINT \["\/app\/bin\/condor-token-broker\.js"\]$/m)
+    expect(read('packaging/condor-token-broker.service')).toMatch(/^ExecStart=\/usr\/bin\/condor-token-broker serve /m)
+  })
+})
