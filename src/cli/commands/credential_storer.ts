@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process'
 import { accessSync, constants } from 'node:fs'
 import { delimiter, join } from 'node:path'
 import { PROVIDER_PATTERN, REGISTRATION_MODES, type RegistrationMode } from '../../contract/job_credentials.ts'
-import { discoverBearerToken } from '../../clients/credential_storer/discover_bearer_token.ts'
+import { discoverBearerToken } from '../../clients/bearer_token_discovery.ts'
 import { registerCredential } from '../../clients/credential_storer/register_credential.ts'
 import { CliError, parse, type CommandIo } from '../command.ts'
 

@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs'
 import { parse as parseYaml } from 'yaml'
-import { discoverBearerToken } from '../../clients/provision/bearer_token.ts'
+import { discoverBearerToken } from '../../clients/bearer_token_discovery.ts'
 import { BrokerCallError, BrokerClient, fetchWithCa } from '../../clients/provision/broker_client.ts'
 import { planCluster } from '../../clients/provision/plan.ts'
 import { renderCluster, type Manifest, type ManifestCertificate, type ManifestToken } from '../../clients/provision/render.ts'
