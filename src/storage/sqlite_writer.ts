@@ -74,7 +74,7 @@ const MIGRATIONS: readonly string[] = [
  */
 export const SQLITE_CACHE_KIB = 8192
 
-/** WAL length (pages) at which a commit also checkpoints; the writer thread turns this off (sqlite_checkpointer.ts). */
+/** WAL length (pages) at which a commit also checkpoints; the writer thread turns this off once its checkpointer thread runs (sqlite_checkpointer.ts). */
 export const AUTOCHECKPOINT_PAGES = 10_000
 
 /** Opens a connection with the store's pragmas and brings the schema up to date. */
