@@ -139,6 +139,8 @@ export class SqliteChainWriter {
   readonly #insert: StatementSync
   readonly #head: StatementSync
   readonly #setHead: StatementSync
+  /** Statements of the rarer ops, prepared on first use: preparing one cost more than running it. */
+  readonly #statements = new Map<string, StatementSync>()
 
   constructor(db: DatabaseSync) {
     this.#db = db
@@ -166,11 +168,11 @@ export class SqliteChainWriter {
       for (const op of ops) {
         if (op.kind === 'event') { const { body, cols } = eventRow(op.json); append(body, cols); results.push(null) }
         else if (op.kind === 'redeem') {
-          const row = this.#db.prepare('SELECT used FROM pilot_redemptions WHERE credential = ?').get(op.credential) as { used: number } | undefined
+          const row = this.#stmt('SELECT used FROM pilot_redemptions WHERE credential = ?').get(op.credential) as { used: number } | undefined
           const used = row?.used ?? 0
           const outcome: RedemptionOutcome = used < op.limit ? { redeemed: true, slot: used + 1 } : { redeemed: false, used }
           if (outcome.redeemed) {
-            this.#db.prepare('INSERT INTO pilot_redemptions (credential, used) VALUES (?, 1) ON CONFLICT (credential) DO UPDATE SET used = used + 1').run(op.credential)
+            this.#stmt('INSERT INTO pilot_redemptions (credential, used) VALUES (?, 1) ON CONFLICT (credential) DO UPDATE SET used = used + 1').run(op.credential)
           }
           const { body, cols } = eventRow(outcome.redeemed ? op.json : op.denyJson)
           append(body, cols)
@@ -185,7 +187,7 @@ export class SqliteChainWriter {
           append(body, cols)
           results.push(rev)
         } else if (op.kind === 'lift') {
-          const row = this.#db.prepare('UPDATE revocations SET lifted_at = ?, lifted_by = ? WHERE id = ? AND lifted_at IS NULL RETURNING *')
+          const row = this.#stmt('UPDATE revocations SET lifted_at = ?, lifted_by = ? WHERE id = ? AND lifted_at IS NULL RETURNING *')
             .get(op.lift.liftedAt, op.lift.liftedBy ?? null, op.lift.id) as RevocationRow | undefined
           if (row) { const { body, cols } = eventRow(op.json); append(body, cols) }
           results.push(row ? fromRevocationRow(row) : null)
@@ -208,42 +210,48 @@ export class SqliteChainWriter {
     }
   }
 
+  #stmt(sql: string): StatementSync {
+    let st = this.#statements.get(sql)
+    if (!st) { st = this.#db.prepare(sql); this.#statements.set(sql, st) }
+    return st
+  }
+
   #writeCredential(w: CredentialWrite): boolean {
     if (w.action === 'register') {
-      this.#db.prepare(registerSql(() => '?')).run(...credentialValues(w.credential))
+      this.#stmt(registerSql(() => '?')).run(...credentialValues(w.credential))
       return true
     }
     if (w.action === 'rotate') {
-      return Number(this.#db.prepare('UPDATE user_credentials SET ciphertext = ?, nonce = ?, key_id = ?, rotated_at = ? WHERE user_name = ? AND provider = ? AND revoked = 0 AND nonce = ?')
+      return Number(this.#stmt('UPDATE user_credentials SET ciphertext = ?, nonce = ?, key_id = ?, rotated_at = ? WHERE user_name = ? AND provider = ? AND revoked = 0 AND nonce = ?')
         .run(w.sealed.ciphertext, w.sealed.nonce, w.sealed.keyId, w.rotatedAt, w.user, w.provider, w.previousNonce).changes) === 1
     }
-    return Number(this.#db.prepare('UPDATE user_credentials SET revoked = 1, revoked_at = ?, revoked_by = ?, ciphertext = NULL, nonce = NULL, key_id = NULL WHERE user_name = ? AND provider = ? AND revoked = 0')
+    return Number(this.#stmt('UPDATE user_credentials SET revoked = 1, revoked_at = ?, revoked_by = ?, ciphertext = NULL, nonce = NULL, key_id = NULL WHERE user_name = ? AND provider = ? AND revoked = 0')
       .run(w.revokedAt, w.revokedBy, w.user, w.provider).changes) === 1
   }
 
   #insertRevocation(r: NewRevocation): Revocation {
     let gen: number | undefined
     if (r.kind === 'role') {
-      const cur = this.#db.prepare('SELECT gen FROM role_generations WHERE role = ?').get(r.value) as { gen: number } | undefined
+      const cur = this.#stmt('SELECT gen FROM role_generations WHERE role = ?').get(r.value) as { gen: number } | undefined
       gen = (cur?.gen ?? INITIAL_GENERATION) + 1
-      this.#db.prepare('INSERT INTO role_generations (role, gen) VALUES (?, ?) ON CONFLICT (role) DO UPDATE SET gen = excluded.gen').run(r.value, gen)
+      this.#stmt('INSERT INTO role_generations (role, gen) VALUES (?, ?) ON CONFLICT (role) DO UPDATE SET gen = excluded.gen').run(r.value, gen)
     }
-    const res = this.#db.prepare('INSERT INTO revocations (kind, value, revoked_at, until, gen, reason, revoked_by, iss) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
+    const res = this.#stmt('INSERT INTO revocations (kind, value, revoked_at, until, gen, reason, revoked_by, iss) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
       .run(r.kind, r.value, r.revokedAt, r.until, gen ?? null, r.reason ?? null, r.revokedBy ?? null, r.iss ?? null)
     return { ...r, id: Number(res.lastInsertRowid), ...(gen !== undefined ? { gen } : {}) }
   }
 
   /** Deletes the oldest records up to the first one at or after `before`; returns what the checkpoint must carry. */
   #prunePrefix(before: number, headSeq: number) {
-    const keep = this.#db.prepare('SELECT min(seq) AS seq FROM audit_log WHERE time >= ?').get(before) as { seq: number | null }
+    const keep = this.#stmt('SELECT min(seq) AS seq FROM audit_log WHERE time >= ?').get(before) as { seq: number | null }
     const through = keep.seq === null ? headSeq : keep.seq - 1
-    const first = this.#db.prepare('SELECT min(seq) AS seq FROM audit_log').get() as { seq: number | null }
+    const first = this.#stmt('SELECT min(seq) AS seq FROM audit_log').get() as { seq: number | null }
     if (first.seq === null || through < first.seq) return null
-    const last = this.#db.prepare('SELECT hash FROM audit_log WHERE seq = ?').get(through) as { hash: string } | undefined
+    const last = this.#stmt('SELECT hash FROM audit_log WHERE seq = ?').get(through) as { hash: string } | undefined
     if (!last) throw new Error(`audit record ${through} is missing; run audit verify`)
-    const stating = this.#db.prepare(`SELECT body FROM audit_log WHERE seq <= ? AND ${REVOCATION_RECORDS_WHERE} ORDER BY seq`).all(through) as Array<{ body: string }>
+    const stating = this.#stmt(`SELECT body FROM audit_log WHERE seq <= ? AND ${REVOCATION_RECORDS_WHERE} ORDER BY seq`).all(through) as Array<{ body: string }>
     const carried = revocationsToCarry(stating.map((r) => JSON.parse(r.body) as AuditEvent))
-    const res = this.#db.prepare('DELETE FROM audit_log WHERE seq <= ?').run(through)
+    const res = this.#stmt('DELETE FROM audit_log WHERE seq <= ?').run(through)
     return { prunedThroughSeq: through, prunedLastHash: last.hash, prunedCount: Number(res.changes), carried }
   }
 }
