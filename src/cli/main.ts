@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { BrokerError, OperatorError } from '../errors.ts'
+import { flushStderrLog } from '../lib/logger.ts'
 import { CliError, type CommandIo } from './command.ts'
 import { packageVersion } from './version.ts'
 
@@ -80,7 +81,7 @@ export async function main(): Promise<void> {
   })
   process.exitCode = await runCli(process.argv.slice(2), {
     out: (s) => process.stdout.write(`${s}\n`),
-    err: (s) => process.stderr.write(`${s}\n`),
+    err: (s) => { flushStderrLog(); process.stderr.write(`${s}\n`) },
     env: process.env,
   })
 }

@@ -66,6 +66,15 @@ export function createLogger(write?: (line: string) => void, options: LoggerOpti
 let stderrLines: BatchedDestination | undefined
 
 /**
+ * Writes out, before returning, the log lines still waiting for the end of this turn. For whoever writes
+ * to stderr past the loggers (the CLI's one-line errors): without it their line would precede the log
+ * lines logged just before it, e.g. the cause of a failed start-up.
+ */
+export function flushStderrLog(): void {
+  stderrLines?.flush(true)
+}
+
+/**
  * The process's one asynchronous stderr destination, shared by its loggers: lines batched per event-loop
  * turn in front of pino's sonic-boom. On exit the lines of the last turn are written synchronously (an
  * exit handler runs no more turns); pino's own exit flush of sonic-boom may run before or after it.

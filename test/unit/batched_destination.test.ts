@@ -51,3 +51,20 @@ describe('the stderr logger', () => {
     expect(lines.map((l) => [l.level, l.msg])).toEqual([['info', 'one'], ['error', 'two']])
   })
 })
+
+describe('the CLI\'s own stderr lines', () => {
+  it('come after the log lines logged before them, not ahead of the batch', async () => {
+    const { spawnSync } = await import('node:child_process')
+    const logger = new URL('../../src/lib/logger.ts', import.meta.url).href
+    const cli = new URL('../../src/cli/main.ts', import.meta.url).href
+    // A command that fails (here: an unknown one) right after something logged its cause, in the same turn.
+    const script = `import { createLogger } from ${JSON.stringify(logger)}; import { main } from ${JSON.stringify(cli)};
+      createLogger().error('the cause'); process.argv = [process.argv[0], 'condor-token-broker', 'no-such-command']; await main()`
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 20_000 })
+    expect(r.status).toBe(2)
+    const lines = r.stderr.trim().split('\n')
+    expect(lines).toHaveLength(2)
+    expect(JSON.parse(lines[0]!)).toMatchObject({ level: 'error', msg: 'the cause' })
+    expect(lines[1]).toMatch(/^condor-token-broker: unknown command "no-such-command"/)
+  })
+})
