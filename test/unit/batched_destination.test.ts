@@ -68,3 +68,17 @@ describe('the CLI\'s own stderr lines', () => {
     expect(lines[1]).toMatch(/^condor-token-broker: unknown command "no-such-command"/)
   })
 })
+
+describe('an uncaught exception', () => {
+  it('is reported after the log lines logged before it', async () => {
+    const { spawnSync } = await import('node:child_process')
+    const logger = new URL('../../src/lib/logger.ts', import.meta.url).href
+    const script = `import { createLogger } from ${JSON.stringify(logger)}; const log = createLogger();
+      setTimeout(() => { log.warn('about to fail'); throw new Error('a bug') }, 1)`
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 20_000 })
+    expect(r.status).toBe(1)
+    const first = r.stderr.split('\n')[0]!
+    expect(JSON.parse(first)).toMatchObject({ level: 'warn', msg: 'about to fail' })
+    expect(r.stderr).toContain('Error: a bug')
+  })
+})
