@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { BrokerError, OperatorError } from '../errors.ts'
-import { flushStderrLog } from '../lib/logger.ts'
+import { flushStderrLog } from '../lib/stderr_lines.ts'
 import { CliError, type CommandIo } from './command.ts'
 import { packageVersion } from './version.ts'
 

@@ -1,5 +1,6 @@
 import { destination as fileDestination, pino, stdTimeFunctions, type DestinationStream } from 'pino'
 import { batchedDestination, type BatchedDestination } from './batched_destination.ts'
+import { keepStderrLines, stderrLines } from './stderr_lines.ts'
 
 /** Structured one-line JSON logs on stderr; stdout stays free for CLI output. Never log tokens or secrets. */
 export interface Logger {
@@ -63,29 +64,13 @@ export function createLogger(write?: (line: string) => void, options: LoggerOpti
   }
 }
 
-let stderrLines: BatchedDestination | undefined
-
-/**
- * Writes out, before returning, the log lines still waiting for the end of this turn. For whoever writes
- * to stderr past the loggers (the CLI's one-line errors): without it their line would precede the log
- * lines logged just before it, e.g. the cause of a failed start-up.
- */
-export function flushStderrLog(): void {
-  stderrLines?.flush(true)
-}
-
 /**
  * The process's one asynchronous stderr destination, shared by its loggers: lines batched per event-loop
  * turn in front of pino's sonic-boom. On exit the lines of the last turn are written synchronously (an
  * exit handler runs no more turns); pino's own exit flush of sonic-boom may run before or after it.
  */
 function stderrBatched(): BatchedDestination {
-  if (!stderrLines) {
-    const lines = batchedDestination(fileDestination({ fd: 2, sync: false }))
-    process.once('exit', () => { lines.flush(true) })
-    stderrLines = lines
-  }
-  return stderrLines
+  return stderrLines() ?? keepStderrLines(batchedDestination(fileDestination({ fd: 2, sync: false })))
 }
 
 /**

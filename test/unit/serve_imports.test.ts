@@ -48,6 +48,10 @@ describe('what serve loads at start-up', () => {
     expect(closure('cli/commands/serve.ts').packages).not.toContain(pkg)
   })
 
+  it('the CLI entry point loads no logger: --version and the one-line errors need no pino', () => {
+    expect(closure('cli/main.ts').packages).not.toContain('pino')
+  })
+
   it('the CLI entry point loads no command until one runs', () => {
     const commands = [...closure('cli/main.ts').files].map((f) => relative(SRC, f)).filter((f) => f.startsWith('cli/commands/'))
     expect(commands).toEqual([])
