@@ -26,7 +26,8 @@ ENV NODE_ENV=production
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --omit=optional --no-audit --no-fund && npm cache clean --force
 COPY --from=build /src/dist ./dist
-COPY bin ./bin
+# Executable whatever the build context's mode bits: the ENTRYPOINT runs the bin itself.
+COPY --chmod=0755 bin ./bin
 COPY packaging/docker_healthcheck.js ./packaging/
 COPY config/broker.example.yaml ./config/
 # Examples only: a real deployment mounts its own policies and sets policy_dir.

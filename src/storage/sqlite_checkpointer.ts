@@ -32,8 +32,8 @@ export interface CheckpointTuning {
  * `passIntervalMs`, in which it grows up to ~1,200 frames at the rate above, and the thread's first passes
  * should be done well before `restartFrames`, so that a loaded broker reaches the same steady state as
  * with the thread from the start. 1,000 frames (~4 MiB) does both with room to spare, within ~0.1 s of
- * load, while a broker that records a token now and then (~6 frames per single-record commit) goes a
- * long while without the thread.
+ * load, while a broker that records a token now and then (~6 frames per single-record commit) runs
+ * without the thread for its first ~170 such commits; once started, the thread stays until shutdown.
  */
 export const DEFAULT_CHECKPOINT_TUNING: Required<CheckpointTuning> = { passIntervalMs: 100, restartFrames: 8000, finishAfterPassMs: 3, startFrames: 1000 }
 
