@@ -1,8 +1,8 @@
 // What the broker process's memory is made of: starts `serve` (development IAM in its own process, SQLite,
 // plain HTTP) once per variant, reads its RSS idle after start, drives POST /token (startd IDTOKEN) with
-// wrk, and reads its peak (VmHWM). Variants differ in node flags or CTB_* settings; compare them, one at a
-// time, against the default on the same machine in the same run. The default runs the built dist/
-// (BENCH_ENTRY=src: the TypeScript sources).
+// wrk, and reads its peak (VmHWM). Variants differ in Node options (in place of those on the bin's first
+// line, which the default uses) or CTB_* settings; compare them, one at a time, against the default on the
+// same machine in the same run. The default runs the built dist/ (BENCH_ENTRY=src: the TypeScript sources).
 //
 //   node bench/memory.ts [variant ...]      (default: all; BENCH_SECONDS, BENCH_CONNECTIONS as npm run bench;
 //                                            BENCH_SECONDS=0: idle only)
@@ -18,15 +18,17 @@ import { rssOf } from './rss.ts'
 import { iamToken, setUpIam } from './token_http.ts'
 import { haveWrk, wrkLoad } from './wrk_load.ts'
 
-const VARIANTS: Record<string, NodeJS.ProcessEnv & { entry?: BrokerEntry }> = {
+/** A variant: Node options in place of the bin's (`node`), CTB_* settings (`env`), or the sources. */
+interface Variant { node?: string[]; env?: NodeJS.ProcessEnv; entry?: BrokerEntry }
+
+const VARIANTS: Record<string, Variant> = {
   default: {},
   'TypeScript sources (src/)': { entry: 'src' },
-  'max-old-space-size=96': { NODE_OPTIONS: '--max-old-space-size=96' },
-  'max-semi-space-size=4': { NODE_OPTIONS: '--max-semi-space-size=4' },
-  'max-semi-space-size=8': { NODE_OPTIONS: '--max-semi-space-size=8' },
-  'max-semi-space-size=16': { NODE_OPTIONS: '--max-semi-space-size=16' },
-  'audit.sqlite.writer inline': { CTB_AUDIT_SQLITE_WRITER: 'inline' },
-  'semi 8 + old 96': { NODE_OPTIONS: '--max-semi-space-size=8 --max-old-space-size=96' },
+  "V8's own young generation (no options)": { node: [] },
+  'max-semi-space-size=8': { node: ['--max-semi-space-size=8'] },
+  'max-semi-space-size=16': { node: ['--max-semi-space-size=16'] },
+  'semi 4 + max-old-space-size=512': { node: ['--max-semi-space-size=4', '--max-old-space-size=512'] },
+  'audit.sqlite.writer inline': { env: { CTB_AUDIT_SQLITE_WRITER: 'inline' } },
 }
 
 const connections = Number(process.env.BENCH_CONNECTIONS ?? 32)
@@ -45,8 +47,7 @@ try {
     if (!extra) throw new Error(`unknown variant ${name}; known: ${Object.keys(VARIANTS).join(', ')}`)
     // A fresh data directory per variant: the same empty audit log to start from.
     const data = join(dir, `data-${++runs}`)
-    const { entry, ...env } = extra
-    const broker = await startBroker({ ...setup.brokerEnv(port, { CTB_TLS_MODE: 'off', CTB_DATA_DIR: data }), ...env }, join(dir, 'broker.log'), 'broker', entry)
+    const broker = await startBroker({ ...setup.brokerEnv(port, { CTB_TLS_MODE: 'off', CTB_DATA_DIR: data }), ...extra.env }, join(dir, 'broker.log'), 'broker', extra.entry, extra.node)
     try {
       await sleep(2000)
       const idle = rssOf(broker.pid).rssMb

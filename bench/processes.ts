@@ -98,9 +98,13 @@ export function brokerNodeOptions(): string[] {
   return m.groups!.options!.split(' ').filter((o) => o.length > 0)
 }
 
-/** `serve` in its own process, with the installed command's Node options; env carries CTB_* overrides. */
-export function startBroker(env: NodeJS.ProcessEnv, logFile: string, what = 'broker', entry: BrokerEntry = BENCH_ENTRY): Promise<BenchProcess> {
-  return spawnNode([...brokerNodeOptions(), join(ROOT, entry === 'src' ? 'src/cli/main.ts' : 'dist/cli/main.js'), 'serve'], { env, logFile, ready: /serving at/, what })
+/**
+ * `serve` in its own process, with the installed command's Node options (or `nodeOptions` in their place:
+ * options on the command line win over NODE_OPTIONS, so a variant must replace them); env carries CTB_*
+ * overrides.
+ */
+export function startBroker(env: NodeJS.ProcessEnv, logFile: string, what = 'broker', entry: BrokerEntry = BENCH_ENTRY, nodeOptions = brokerNodeOptions()): Promise<BenchProcess> {
+  return spawnNode([...nodeOptions, join(ROOT, entry === 'src' ? 'src/cli/main.ts' : 'dist/cli/main.js'), 'serve'], { env, logFile, ready: /serving at/, what })
 }
 
 /** Runs the CLI to completion; resolves with its exit code and output. */
