@@ -28,6 +28,9 @@ if (!checkout) {
   const cli = await import(source)
   await cli.main()
 } else {
-  const r = spawnSync(process.execPath, [...process.execArgv, '--experimental-strip-types', '--no-warnings', source, ...process.argv.slice(2)], { stdio: 'inherit' })
+  // The child gets this process's options (the heap sizing above), but not a debugger or watcher's: a
+  // second inspector on the same port would fail, and the watcher is this process's job.
+  const options = process.execArgv.filter((o) => !/^--(inspect|debug|watch)/.test(o))
+  const r = spawnSync(process.execPath, [...options, '--experimental-strip-types', '--no-warnings', source, ...process.argv.slice(2)], { stdio: 'inherit' })
   process.exit(r.status ?? 1)
 }
