@@ -16,8 +16,9 @@ export interface LoggerOptions {
   /** The least severe level written; default info. */
   level?: LogLevel
   /**
-   * Only for the default destination (stderr): false buffers lines and writes them in the background
-   * (pino's sonic-boom), true writes each line before returning. Default false: see docs/logging.md.
+   * Only for the default destination (stderr): false keeps the lines of one event-loop turn and writes
+   * them together at the turn's end, true writes each line before returning. Default false: see
+   * docs/logging.md.
    */
   sync?: boolean
 }
@@ -65,12 +66,14 @@ export function createLogger(write?: (line: string) => void, options: LoggerOpti
 }
 
 /**
- * The process's one asynchronous stderr destination, shared by its loggers: lines batched per event-loop
- * turn in front of pino's sonic-boom. On exit the lines of the last turn are written synchronously (an
- * exit handler runs no more turns); pino's own exit flush of sonic-boom may run before or after it.
+ * The process's one stderr destination, shared by its loggers: the lines of an event-loop turn joined and
+ * written by pino's sonic-boom in one synchronous write at the turn's end (and at exit, or before the
+ * CLI's own error line). Synchronous, so nothing else written to stderr can overtake a line handed over:
+ * sonic-boom's asynchronous mode let the CLI's error line pass a chunk still being written on the
+ * thread pool. Per turn, the write costs what the asynchronous hand-off did (docs/logging.md).
  */
 function stderrBatched(): BatchedDestination {
-  return stderrLines() ?? keepStderrLines(batchedDestination(fileDestination({ fd: 2, sync: false })))
+  return stderrLines() ?? keepStderrLines(batchedDestination(fileDestination({ fd: 2, sync: true })))
 }
 
 /**

@@ -69,6 +69,25 @@ describe('the CLI\'s own stderr lines', () => {
   })
 })
 
+describe('the stderr logger with a busy thread pool', () => {
+  it('keeps its lines in order with the CLI\'s own line and loses none at exit', async () => {
+    const { spawnSync } = await import('node:child_process')
+    const logger = new URL('../../src/lib/logger.ts', import.meta.url).href
+    const lines = new URL('../../src/lib/stderr_lines.ts', import.meta.url).href
+    // Four long pbkdf2 jobs hold every libuv pool thread: a write handed to the pool would wait behind
+    // them while the CLI's line went out at once, and exit would come before it was written.
+    const script = `import { pbkdf2 } from 'node:crypto'; import { createLogger } from ${JSON.stringify(logger)}; import { flushStderrLog } from ${JSON.stringify(lines)};
+      for (let i = 0; i < 4; i++) pbkdf2('x', 'y', 3_000_000, 32, 'sha256', () => {})
+      createLogger().error('the cause'); flushStderrLog(); process.stderr.write('condor-token-broker: failed\\n'); process.exit(1)`
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30_000 })
+    expect(r.status).toBe(1)
+    const out = r.stderr.trim().split('\n')
+    expect(out).toHaveLength(2)
+    expect(JSON.parse(out[0]!)).toMatchObject({ level: 'error', msg: 'the cause' })
+    expect(out[1]).toBe('condor-token-broker: failed')
+  })
+})
+
 describe('an uncaught exception', () => {
   it('is reported after the log lines logged before it', async () => {
     const { spawnSync } = await import('node:child_process')
