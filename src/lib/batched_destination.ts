@@ -31,11 +31,10 @@ export function batchedDestination(sink: LineSink): BatchedDestination {
     }
     if (sync) sink.flushSync()
   }
-  const flushTurn = () => { flush() }
   return {
     write(line) {
       lines.push(line)
-      if (!scheduled) { scheduled = true; setImmediate(flushTurn) }
+      if (!scheduled) { scheduled = true; setImmediate(flush) }
     },
     flush,
   }
