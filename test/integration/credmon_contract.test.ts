@@ -44,6 +44,16 @@ async function setup() {
   return { credDir, double, top, start, use }
 }
 
+/** A credmon scanning every second for alice, whose tokens live 2 s, once it wrote her first .use. */
+async function aliceRefreshingEverySecond() {
+  const s = await setup()
+  s.double.expiresIn = 2
+  s.top('alice')
+  const p = s.start(1)
+  expect(await until(() => existsSync(s.use('alice'))), p.stderr()).toBe(true)
+  return { s, p, before: readFileSync(s.use('alice'), 'utf8') }
+}
+
 describe('credmon against a contract double of the broker (HTTPS on loopback)', () => {
   it('writes pid, the .use and CREDMON_COMPLETE, presenting the credd token and the .top scopes', async () => {
     const s = await setup()
@@ -72,13 +82,8 @@ describe('credmon against a contract double of the broker (HTTPS on loopback)', 
   })
 
   it('keeps the .use through an outage, then removes it when the broker says the credential is revoked', async () => {
-    const s = await setup()
-    s.double.expiresIn = 2
-    s.top('alice')
-    const p = s.start(1)
-    expect(await until(() => existsSync(s.use('alice'))), p.stderr()).toBe(true)
+    const { s, p, before } = await aliceRefreshingEverySecond()
     s.double.mode = 'unavailable'
-    const before = readFileSync(s.use('alice'), 'utf8')
     const n = s.double.requests.length
     expect(await until(() => s.double.requests.length > n)).toBe(true)
     expect(await until(() => p.stderr().includes('broker unavailable'))).toBe(true)
@@ -95,12 +100,7 @@ describe('credmon against a contract double of the broker (HTTPS on loopback)', 
   }, 30_000)
 
   it('keeps the .use and logs an error when the broker refuses the credmon\'s own token', async () => {
-    const s = await setup()
-    s.double.expiresIn = 2
-    s.top('alice')
-    const p = s.start(1)
-    expect(await until(() => existsSync(s.use('alice'))), p.stderr()).toBe(true)
-    const before = readFileSync(s.use('alice'), 'utf8')
+    const { s, p, before } = await aliceRefreshingEverySecond()
     s.double.mode = 'bad-credential'
     expect(await until(() => p.stderr().includes('the broker refused the credmon\'s own token')), p.stderr()).toBe(true)
     expect(p.stderr()).toMatch(/"level":"error"[^\n]*own token|own token[^\n]*"level":"error"/)
