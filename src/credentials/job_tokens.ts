@@ -73,12 +73,11 @@ export class JobTokens {
 
   async token(req: JobTokenRequest, ctx: { requestId: string; credd?: CreddPrincipal; clientAddress?: string }): Promise<JobToken> {
     // A credd no grant of the provider's role names learns nothing, not even whether the credential exists.
-    const named = ctx.credd ? this.#deps.providers().find((p) => p.name === req.provider) : undefined
-    if (ctx.credd && named) await this.#creddAllowed(ctx.credd, named, req, ctx)
+    const provider = this.#deps.providers().find((p) => p.name === req.provider)
+    if (ctx.credd && provider) await this.#creddAllowed(ctx.credd, provider, req, ctx)
     const cred = await this.#deps.store.readCredential(req.user, req.provider)
     if (!cred) throw new AccessDenied('no credential is registered for this user and provider')
     if (cred.revoked) throw new AccessDenied('this credential has been revoked')
-    const provider = this.#deps.providers().find((p) => p.name === cred.provider)
     if (!provider || provider.kind !== cred.kind) throw new AccessDenied('the provider of this credential is no longer configured')
     // Before the cache: a revoked user gets nothing more, whichever kind, cached or not.
     const subject = JSON.parse(cred.subjectJson) as VerifiedSubject
