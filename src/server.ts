@@ -103,7 +103,7 @@ async function listen(services: BrokerServices, log: Logger): Promise<RunningBro
         createServer: ((options: object) => tls
           ? createHttpsServer(options, listener)
           : createHttpServer(options, listener)) as never,
-        serverOptions: { ...listenerServerOptions(config.http), ...tls },
+        serverOptions: { ...listenerServerOptions(config.http), ...tls, ServerResponse: drain.ServerResponse },
       },
       () => resolve(s),
     )
