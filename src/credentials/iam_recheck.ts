@@ -74,7 +74,7 @@ export class IamRecheck {
     const last = this.#last(key, cred)
     const now = this.#deps.clock.now()
     if (now - last.confirmedAt < this.#deps.intervalSeconds) return { subject: last.subject, confirmedAt: last.confirmedAt, outcome: 'not-due' }
-    if (last.retryAt !== undefined && now < last.retryAt) return this.#unconfirmed(last, now, last.retryAt - now)
+    if (last.retryAt !== undefined && now < last.retryAt) return this.#unconfirmed(cred, last, now, last.retryAt - now)
     const flightKey = `${key}\n${cred.createdAt}`
     let flight = this.#inflight.get(flightKey)
     if (!flight) {
@@ -112,7 +112,7 @@ export class IamRecheck {
       if (err instanceof TemporarilyUnavailable) {
         const now = d.clock.now()
         this.#held.set(key, { ...last, retryAt: now + err.retryAfter })
-        return this.#unconfirmed(last, now, err.retryAfter, err)
+        return this.#unconfirmed(cred, last, now, err.retryAfter, err)
       }
       // IAM answered but did not confirm (a group scope refused, a token that fails verification): fail closed.
       if (err instanceof AccessDenied) throw err
@@ -122,11 +122,11 @@ export class IamRecheck {
   }
 
   /** IAM could not be asked: the last confirmation serves while it is within interval + grace. */
-  #unconfirmed(last: Held, now: number, retryAfter: number, cause?: unknown): Confirmation {
+  #unconfirmed(cred: StoredCredential, last: Held, now: number, retryAfter: number, cause?: unknown): Confirmation {
     const d = this.#deps
     const age = now - last.confirmedAt
     if (age < d.intervalSeconds + d.graceSeconds) {
-      if (cause) d.log.warn('IAM unavailable: minting under the last confirmation of a scitoken credential, within its grace', { sub: last.subject.sub, confirmedAt: last.confirmedAt, ageSeconds: age })
+      if (cause) d.log.warn('IAM unavailable: minting under the last confirmation of a scitoken credential, within its grace', { user: cred.user, provider: cred.provider, confirmedAt: last.confirmedAt, ageSeconds: age })
       return { subject: last.subject, confirmedAt: last.confirmedAt, outcome: 'iam-unavailable' }
     }
     throw new TemporarilyUnavailable(`IAM has not confirmed this user for ${age} s (more than the recheck interval and grace allow); try again later`, { ...(cause ? { cause } : {}), retryAfter: Math.max(1, retryAfter) })
