@@ -48,7 +48,8 @@ export interface CredentialServiceDeps {
  * Registration, revocation and listing of users' job credentials. Registration verifies the user's IAM
  * token, lets the policy decide the HTCondor user, scopes and audience (never the request), and obtains
  * the user's IAM refresh token by token exchange with `offline_access`, sealed before it is stored: kind
- * iam refreshes it for job tokens, kind scitoken to have IAM confirm the user before it mints. The row and its audit record commit together.
+ * iam refreshes it for job tokens, kind scitoken to have IAM confirm the user before it mints. The row
+ * and its audit record commit together.
  */
 export class CredentialService {
   readonly #deps: CredentialServiceDeps
