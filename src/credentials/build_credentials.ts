@@ -13,6 +13,7 @@ import type { RevocationService } from '../revocation/revocation_service.ts'
 import type { BrokerStore } from '../storage/chained_store.ts'
 import { CredentialCipher, loadCredentialKey } from './credential_cipher.ts'
 import { CredentialService } from './credential_service.ts'
+import { IamRecheck } from './iam_recheck.ts'
 import type { CreddAuthDeps } from './credd_auth.ts'
 import { JobTokens } from './job_tokens.ts'
 import { SealedRefreshTokens } from './sealed_refresh_tokens.ts'
@@ -55,10 +56,14 @@ export function buildCredentials(parts: {
   if (created) log.warn('created a DEVELOPMENT credential key; production takes it from a file or the environment', { file: created })
   const cipher = new CredentialCipher(key)
   const exchanger = new IamTokenExchanger({ discovery: iam.discovery, store: new SealedRefreshTokens({ store, cipher, clock, log }), clock, log })
+  const recheck = new IamRecheck({
+    exchanger, verifier: iam.verifier, issuerAudience: (iss) => iam.discovery.issuer(iss)?.config.audience, clock, log,
+    intervalSeconds: c.iam_recheck_interval, graceSeconds: c.iam_recheck_grace ?? c.iam_recheck_interval,
+  })
   const providers = () => c.providers
   const audit = parts.observer ? observeAudit(store, parts.observer) : store
   const jobTokens = new JobTokens({
-    store, audit, providers, policy: () => policy.current, exchanger,
+    store, audit, providers, policy: () => policy.current, exchanger, recheck,
     issue: issueDepsFrom(config, { keys, audit, clock, generations: revocations }),
     blocks: revocations, clock, defaultMinimumSeconds: c.minimum_seconds,
   })

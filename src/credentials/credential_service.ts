@@ -17,6 +17,7 @@ import type { CredentialCipher } from './credential_cipher.ts'
 import type { CredentialStore, StoredCredential } from './credential_store.ts'
 import type { CredentialProvider } from './credentials_config.ts'
 import type { JobTokens } from './job_tokens.ts'
+import { recheckAudience, recheckScopes } from './iam_recheck_grant.ts'
 import { credentialKey, revokeStored } from './sealed_refresh_tokens.ts'
 
 export interface RegisterInput {
@@ -45,9 +46,10 @@ export interface CredentialServiceDeps {
 
 /**
  * Registration, revocation and listing of users' job credentials. Registration verifies the user's IAM
- * token, lets the policy decide the HTCondor user, scopes and audience (never the request), and for an
- * `iam` provider obtains a refresh token by token exchange with `offline_access`, sealed before it is
- * stored. The row and its audit record commit together.
+ * token, lets the policy decide the HTCondor user, scopes and audience (never the request), and obtains
+ * the user's IAM refresh token by token exchange with `offline_access`, sealed before it is stored: kind
+ * iam refreshes it for job tokens, kind scitoken to have IAM confirm the user before it mints. The row
+ * and its audit record commit together.
  */
 export class CredentialService {
   readonly #deps: CredentialServiceDeps
@@ -93,26 +95,25 @@ export class CredentialService {
       ...binding, kind: provider.kind, iss: subject.iss, sub: subject.sub,
       subjectJson: JSON.stringify(storableSubject(subject)), createdAt: now, revoked: false,
     }
-    if (provider.kind === 'iam') {
-      // The exchanger keeps the refresh token it obtains under a key; a store of our own for this one
-      // request lets us seal it before anything durable sees it.
-      const scratch = new MemoryRefreshTokenStore()
-      const exchanger = new IamTokenExchanger({ discovery: d.discovery, store: scratch, clock: d.clock, log: d.log })
-      const key = credentialKey(user, provider.name)
-      let got
-      try {
-        got = await exchanger.exchange({ subjectToken, subject, scopes: decision.scopes, audience: decision.audience, offlineAccess: { key } })
-      } catch (err) {
-        // IAM's refusals (a scope or offline_access not granted, the token not exchangeable) are the
-        // caller's denials and audited as such; IAM being down is not a decision about the caller.
-        if (err instanceof BrokerError && err.status !== 503) throw await denyAudited(err, { role: provider.role, ruleId: decision.ruleId })
-        throw err
-      }
-      const rt = await scratch.get(key)
-      if (!rt) throw new TypeError('the exchanger reported a stored refresh token that is not there')
-      const granted = { ...binding, scopes: got.scopes.filter((s) => s !== 'offline_access'), audience: got.audience }
-      credential = { ...credential, ...granted, clientId: rt.clientId, sealed: d.cipher.seal(rt.refreshToken, granted) }
+    // Both kinds hold the user's IAM refresh token: kind iam refreshes it for every job token, kind
+    // scitoken to have IAM confirm the user (and their groups) before minting.
+    const scratchKey = credentialKey(user, provider.name)
+    const grant = provider.kind === 'iam'
+      ? { scopes: decision.scopes, audience: decision.audience }
+      : { scopes: recheckScopes(subject), audience: recheckAudience(d.discovery.issuer(subject.iss)?.config.audience) }
+    let obtained
+    try {
+      obtained = await this.#obtainRefreshToken(subjectToken, subject, grant, scratchKey)
+    } catch (err) {
+      // IAM's refusals (a scope or offline_access not granted, the token not exchangeable) are the
+      // caller's denials and audited as such; IAM being down is not a decision about the caller.
+      if (err instanceof BrokerError && err.status !== 503) throw await denyAudited(err, { role: provider.role, ruleId: decision.ruleId })
+      throw err
     }
+    const { got, rt } = obtained
+    // kind iam: the credential is what IAM granted; kind scitoken: what the policy decided (the broker mints).
+    const granted = provider.kind === 'iam' ? { ...binding, scopes: got.scopes.filter((s) => s !== 'offline_access'), audience: got.audience } : binding
+    credential = { ...credential, ...granted, clientId: rt.clientId, sealed: d.cipher.seal(rt.refreshToken, granted) }
     let vaultToken: string | undefined
     if (input.mode === 'vault') {
       vaultToken = `ctbv.${randomBytes(32).toString('base64url')}`
@@ -128,7 +129,7 @@ export class CredentialService {
       detail: { user, provider: provider.name, kind: provider.kind, mode: input.mode, ...(credential.sealed ? { keyId: credential.sealed.keyId } : {}) },
     })
     d.jobTokens.forget(user, provider.name)
-    if (replaced?.kind === 'iam' && replaced.sealed && !replaced.revoked) await this.#revokeAtIam(replaced)
+    if (replaced?.sealed && !replaced.revoked) await this.#revokeAtIam(replaced)
     const narrowed = {
       ...(credential.scopes.length > 0 && input.scopes !== undefined ? { scopes: credential.scopes.join(' ') } : {}),
       ...(input.audience !== undefined ? { audience: credential.audience.join(' ') } : {}),
@@ -139,12 +140,26 @@ export class CredentialService {
     return { user, provider: provider.name, top }
   }
 
+  /**
+   * RFC 8693 exchange of the user's token at its IAM with `offline_access`: the refresh token comes back
+   * through a store of our own for this one request, so it is sealed before anything durable sees it.
+   */
+  async #obtainRefreshToken(subjectToken: string, subject: VerifiedSubject, grant: { scopes: string[]; audience: string[] }, key: string) {
+    const d = this.#deps
+    const scratch = new MemoryRefreshTokenStore()
+    const exchanger = new IamTokenExchanger({ discovery: d.discovery, store: scratch, clock: d.clock, log: d.log })
+    const got = await exchanger.exchange({ subjectToken, subject, scopes: grant.scopes, audience: grant.audience, offlineAccess: { key } })
+    const rt = await scratch.get(key)
+    if (!rt) throw new TypeError('the exchanger reported a stored refresh token that is not there')
+    return { got, rt }
+  }
+
   /** Revokes one credential (audited); false when it is unknown or already revoked. The refresh token's ciphertext is dropped. */
   async revoke(user: string, provider: string, by: string, o: { reason?: string; requestId?: string } = {}): Promise<boolean> {
     const before = await this.#deps.store.readCredential(user, provider)
     const done = await revokeStored(this.#deps.store, { user, provider }, { by, now: this.#deps.clock.now(), ...o })
     this.#deps.jobTokens.forget(user, provider)
-    if (done && before?.kind === 'iam' && before.sealed) await this.#revokeAtIam(before)
+    if (done && before?.sealed) await this.#revokeAtIam(before)
     return done
   }
 

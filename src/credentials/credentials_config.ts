@@ -28,6 +28,16 @@ export const CredentialsConfigSchema = z.strictObject({
     .default('CONDOR_TOKEN_BROKER_CREDENTIAL_KEY'),
   /** A token with at least this much life left is reused when the request names no minimum_seconds. */
   minimum_seconds: seconds({ min: 0, max: 86400 }).default(600),
+  /**
+   * kind scitoken: IAM must have confirmed the user (a refresh of the refresh token obtained at
+   * registration) at most this long before a SciToken is minted; older, the broker asks IAM again first.
+   */
+  iam_recheck_interval: seconds({ min: 60, max: 86400 }).default(3600),
+  /**
+   * kind scitoken, IAM unavailable: minting goes on while the last confirmation is younger than the
+   * interval plus this grace, then the token endpoint answers 503. Default: the interval itself.
+   */
+  iam_recheck_grace: seconds({ min: 0, max: 86400 }).optional(),
   /** Gone: which credds may fetch job tokens is the policy's `fetched_by` on the provider's grant. */
   credd_roles: z.never({ error: 'is gone: the policy decides which credds may fetch job tokens; list their roles (and optionally sites) under fetched_by in the grant each provider names (docs/job-credentials.md)' }).optional(),
   /** The broker URL written into `.top` files; default: the broker's issuer. */

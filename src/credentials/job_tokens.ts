@@ -4,7 +4,7 @@ import type { AuditLog } from '../audit/audit_log.ts'
 import { AccessDenied, BrokerError, InvalidGrant, InvalidScope, InvalidTarget, TemporarilyUnavailable } from '../errors.ts'
 import type { VerifiedSubject } from '../iam/subject.ts'
 import type { IamTokenExchanger } from '../iam/outbound_exchange.ts'
-import { issueToken, type IssueDeps } from '../issuance/issue.ts'
+import { callerOf, issueToken, type IssueDeps } from '../issuance/issue.ts'
 import type { Clock } from '../lib/clock.ts'
 import { creddMayFetch } from '../policy/credd_fetch.ts'
 import { decide } from '../policy/decide.ts'
@@ -13,6 +13,7 @@ import type { IssuanceBlocks, RevocationChecker } from '../revocation/revocation
 import type { CreddPrincipal } from './credd_auth.ts'
 import type { CredentialStore, StoredCredential } from './credential_store.ts'
 import type { CredentialProvider } from './credentials_config.ts'
+import { revokedByIam, type Confirmation, type IamRecheck } from './iam_recheck.ts'
 import { credentialKey } from './sealed_refresh_tokens.ts'
 
 /** What the caller asks for; every field optional on the wire. */
@@ -44,6 +45,8 @@ export interface JobTokenDeps {
   policy: () => Policy
   /** The exchanger whose refresh-token store is the sealed credential table. */
   exchanger: Pick<IamTokenExchanger, 'refresh'>
+  /** IAM's confirmation of a scitoken-kind credential's user, renewed every recheck interval. */
+  recheck: Pick<IamRecheck, 'confirm' | 'forget'>
   issue: IssueDeps
   /** Revoked callers and identities get nothing; a revoked cached token is not handed on. */
   blocks: IssuanceBlocks & Pick<RevocationChecker, 'isRevoked'>
@@ -95,7 +98,7 @@ export class JobTokens {
     if (cached && cached.exp - now >= Math.max(min, 1) && cachedFor(cached, cred) && !(cached.claims && this.#deps.blocks.isRevoked(cached.claims))) return cached
     let flight = this.#inflight.get(key)
     if (!flight) {
-      flight = this.#obtain(cred, subject, provider, scopes, audience, ctx).then((t) => {
+      flight = this.#obtain(cred, provider, scopes, audience, ctx).then((t) => {
         this.#remember(key, { ...t, ...stamp(cred) })
         return t
       }).finally(() => this.#inflight.delete(key))
@@ -125,19 +128,46 @@ export class JobTokens {
   forget(user: string, provider: string): void {
     const prefix = `${credentialKey(user, provider)}\n`
     for (const k of this.#cache.keys()) if (k.startsWith(prefix)) this.#cache.delete(k)
+    this.#deps.recheck.forget(user, provider)
   }
 
-  async #obtain(cred: StoredCredential, subject: VerifiedSubject, provider: CredentialProvider, scopes: string[], audience: string[], ctx: { requestId: string; credd?: CreddPrincipal; clientAddress?: string }): Promise<JobToken> {
-    const caller = ctx.credd ? { iss: ctx.credd.iss, sub: ctx.credd.sub } : { iss: cred.iss, sub: cred.sub }
-    if (cred.kind === 'scitoken') {
+  /**
+   * A SciToken for a scitoken-kind credential: IAM confirms the user first (when the last confirmation is
+   * older than the recheck interval), then the policy decides on the claims IAM confirmed. A refusal after
+   * the credential was found is recorded as token.denied, except IAM's refusal of the refresh token,
+   * which its credential.revoked record already tells.
+   */
+  async #mint(cred: StoredCredential, provider: CredentialProvider, scopes: string[], audience: string[], ctx: { requestId: string; credd?: CreddPrincipal; clientAddress?: string }): Promise<JobToken> {
+    const credential = { user: cred.user, provider: cred.provider }
+    const credd = ctx.credd ? { credd: ctx.credd.sub } : {}
+    let confirmation: Confirmation | undefined
+    try {
+      confirmation = await this.#deps.recheck.confirm(cred)
+      const subject = confirmation.subject
       const d = decide(this.#deps.policy(), { subject, role: provider.role, tokenKind: 'scitoken', audience, scopes })
       if (!d.allow) throw new AccessDenied(`the policy no longer grants this credential: ${d.reason}`)
       const blocked = this.#deps.blocks.blockedIdentity(d.identity)
       if (blocked) throw new AccessDenied(blocked)
-      const detail = { credential: { user: cred.user, provider: cred.provider }, via: 'mint', ...(ctx.credd ? { credd: ctx.credd.sub } : {}) }
+      const detail = { credential, via: 'mint', ...credd, iamCheck: { confirmedAt: confirmation.confirmedAt, outcome: confirmation.outcome } }
       const r = await issueToken(d, { requestId: ctx.requestId, caller: subject, detail, ...(ctx.clientAddress ? { clientAddress: ctx.clientAddress } : {}) }, this.#deps.issue)
       return { accessToken: r.token, exp: r.claims.exp, scope: r.scope, claims: r.claims }
+    } catch (err) {
+      // A store failure here propagates, as in #creddAllowed: the request is refused either way.
+      if (err instanceof AccessDenied && !revokedByIam(err)) {
+        await this.#deps.audit.record({
+          type: 'token.denied', time: this.#deps.clock.now(), requestId: ctx.requestId, caller: callerOf(confirmation?.subject ?? JSON.parse(cred.subjectJson) as VerifiedSubject),
+          ...(ctx.clientAddress ? { clientAddress: ctx.clientAddress } : {}),
+          role: provider.role, tokenKind: 'scitoken', scopes, audience, decision: 'deny', reason: `access_denied: ${err.description}`,
+          detail: { credential, ...credd, ...(confirmation ? { iamCheck: { confirmedAt: confirmation.confirmedAt, outcome: confirmation.outcome } } : {}) },
+        })
+      }
+      throw err
     }
+  }
+
+  async #obtain(cred: StoredCredential, provider: CredentialProvider, scopes: string[], audience: string[], ctx: { requestId: string; credd?: CreddPrincipal; clientAddress?: string }): Promise<JobToken> {
+    const caller = ctx.credd ? { iss: ctx.credd.iss, sub: ctx.credd.sub } : { iss: cred.iss, sub: cred.sub }
+    if (cred.kind === 'scitoken') return this.#mint(cred, provider, scopes, audience, ctx)
     let got
     try {
       got = await this.#deps.exchanger.refresh(credentialKey(cred.user, cred.provider), { scopes, audience })

@@ -2,9 +2,11 @@ import type { AuditLog } from '../audit/audit_log.ts'
 import { AccessDenied, OperatorError, TemporarilyUnavailable } from '../errors.ts'
 import type { Logger } from '../lib/logger.ts'
 import type { RefreshTokenStore, StoredRefreshToken } from '../iam/refresh_token_store.ts'
+import type { VerifiedSubject } from '../iam/subject.ts'
 import type { Clock } from '../lib/clock.ts'
 import type { CredentialCipher } from './credential_cipher.ts'
 import type { CredentialStore, StoredCredential } from './credential_store.ts'
+import { recheckScopes } from './iam_recheck_grant.ts'
 
 /** How long a refused refresh token's row is watched for a concurrent rotation before it is revoked. */
 const ROTATION_GRACE_STEPS = 5
@@ -60,10 +62,12 @@ export class SealedRefreshTokens implements RefreshTokenStore {
   async get(key: string): Promise<StoredRefreshToken | undefined> {
     const { user, provider } = parseKey(key)
     const c = await this.#store.readCredential(user, provider)
-    if (!c || c.revoked || !c.sealed || c.kind !== 'iam' || c.clientId === undefined) return undefined
+    if (!c || c.revoked || !c.sealed || c.clientId === undefined) return undefined
     const refreshToken = this.#open(c)
     this.#readNonce.set(key, c.sealed.nonce)
-    return { refreshToken, issuer: c.iss, subject: c.sub, clientId: c.clientId, scopes: c.scopes, audience: c.audience, obtainedAt: c.rotatedAt ?? c.createdAt }
+    // kind scitoken: the row's scopes are the SciToken's; IAM granted the recheck scopes (groups).
+    const grant = c.kind === 'iam' ? { scopes: c.scopes, audience: c.audience } : { scopes: recheckScopes(JSON.parse(c.subjectJson) as VerifiedSubject), audience: [] }
+    return { refreshToken, issuer: c.iss, subject: c.sub, clientId: c.clientId, ...grant, obtainedAt: c.rotatedAt ?? c.createdAt }
   }
 
   async put(key: string, record: StoredRefreshToken): Promise<void> {

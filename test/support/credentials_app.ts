@@ -17,7 +17,7 @@ import { createVaultApp } from '../../src/http/vault_app.ts'
 import { createIamAdapter, type IamAdapter } from '../../src/iam/create_iam_adapter.ts'
 import { buildIdTokenClaims, mintIdToken } from '../../src/issuance/idtoken.ts'
 import { ensureAndLoadKeys, type SigningKeys } from '../../src/keys/signing_keys.ts'
-import { systemClock } from '../../src/lib/clock.ts'
+import { systemClock, type Clock } from '../../src/lib/clock.ts'
 import { silentLogger } from '../../src/lib/logger.ts'
 import { BrokerMetrics } from '../../src/metrics/broker_metrics.ts'
 import { policyContextFromConfig } from '../../src/policy/context.ts'
@@ -113,9 +113,14 @@ export interface CredentialsApp {
   setPolicy(edit?: (policy: string) => string): void
 }
 
-/** `console`: also serve the web console (bootstrap-token sign-in only). */
-export async function useCredentialsApp(o: { console?: boolean } = {}): Promise<CredentialsApp> {
+/**
+ * `console`: also serve the web console (bootstrap-token sign-in only). `clock`: the broker's and the
+ * msw IAM's time (default the system clock), for tests that move time instead of sleeping.
+ */
+export async function useCredentialsApp(o: { console?: boolean; clock?: Clock } = {}): Promise<CredentialsApp> {
   const iam = await TestIam.create({ issuer: 'https://iam.test.example/' })
+  const clock = o.clock ?? systemClock
+  iam.now = () => clock.now()
   useMswIam(iam)
   const dir = mkdtempSync(join(tmpdir(), 'ctb-credentials-'))
   const policyDir = join(dir, 'policies')
@@ -124,7 +129,6 @@ export async function useCredentialsApp(o: { console?: boolean } = {}): Promise<
   writeFileSync(join(dir, 'broker.yaml'), CONFIG)
   const loaded = loadConfig({ file: join(dir, 'broker.yaml'), env: { CTB_DATA_DIR: join(dir, 'data'), CTB_TRUST_DOMAIN: TRUST_DOMAIN, CTB_ISSUER: BROKER } })
   const config: Config = { ...loaded, policy_dir: policyDir, iam: iamConfigFor(iam, {}, { audience: BROKER }) }
-  const clock = systemClock
   const { keys } = ensureAndLoadKeys(config, clock.now())
   const dbFile = join(dir, 'data', 'audit.db')
   const store = new SqliteStore({ file: dbFile, writer: 'inline', synchronous: 'normal' })

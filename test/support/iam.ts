@@ -86,11 +86,21 @@ export class TestIam {
   tokenRequests: URLSearchParams[] = []
   /** Client authentication method seen on token requests. */
   tokenAuthMethods: string[] = []
+  /** This IAM's clock (epoch seconds) for the tokens it mints; tests that move the broker's clock move this one too. */
+  now: () => number = () => Math.floor(Date.now() / 1000)
+  /**
+   * Group membership as IAM holds it now, by `sub`: tokens issued to the broker for that user (exchange,
+   * refresh) carry these as `wlcg.groups`. Unset: a refresh carries the groups of the token the refresh
+   * token was exchanged from.
+   */
+  userGroups = new Map<string, string[]>()
+  /** Users IAM has suspended or removed, by `sub`: their refresh tokens are refused (`invalid_grant`). */
+  suspended = new Set<string>()
 
   /** Access tokens this IAM "holds in its token store" (exchange and introspection only know these). */
   readonly #issued = new Map<string, JWTPayload>()
   /** Live refresh tokens → grant. */
-  readonly #refreshTokens = new Map<string, { sub: string; scopes: string[]; aud: string[] }>()
+  readonly #refreshTokens = new Map<string, { sub: string; scopes: string[]; aud: string[]; groups?: unknown }>()
 
   private constructor(o: TestIamOptions, keys: SigningKey[]) {
     this.issuer = o.issuer ?? 'https://iam.test.example/'
@@ -129,7 +139,7 @@ export class TestIam {
 
   /** A WLCG-profile access token as IAM mints it (§1.5), held in the token store unless `unstored`. */
   async mint(claims: Record<string, unknown> = {}, o: { key?: SigningKey; header?: Record<string, unknown>; unstored?: boolean; omit?: string[] } = {}): Promise<string> {
-    const now = Math.floor(Date.now() / 1000)
+    const now = this.now()
     const payload: Record<string, unknown> = {
       iss: this.issuer,
       sub: randomUUID(),
@@ -153,7 +163,7 @@ export class TestIam {
 
   /** An opaque (non-JWT) access token this IAM knows, with the given claims for introspection. */
   mintOpaque(claims: Record<string, unknown> = {}): string {
-    const now = Math.floor(Date.now() / 1000)
+    const now = this.now()
     const token = randomBytes(24).toString('base64url')
     this.#issued.set(token, { iss: this.issuer, sub: randomUUID(), scope: 'compute.read', jti: randomUUID(), iat: now, exp: now + 3600, client_id: 'user-facing-client', ...claims })
     return token
@@ -218,7 +228,7 @@ export class TestIam {
         const body = new URLSearchParams(await request.text())
         if (!(await this.#clientAuthenticated(request, body))) return json({ error: 'invalid_client' }, { status: 401 })
         const claims = this.#issued.get(body.get('token') ?? '')
-        if (!claims || (typeof claims.exp === 'number' && claims.exp < Date.now() / 1000)) return json({ active: false })
+        if (!claims || (typeof claims.exp === 'number' && claims.exp < this.now())) return json({ active: false })
         // IAM's introspection answer (§1.5): no wlcg.ver; groups as `groups`, user as `username`.
         const { 'wlcg.groups': groups, ...rest } = claims as Record<string, unknown>
         return json({ active: true, ...rest, ...(groups ? { groups } : {}), token_type: 'Bearer' })
@@ -272,26 +282,29 @@ export class TestIam {
     const grantType = body.get('grant_type')
     let sub: string
     let offline = false
+    let subjectGroups: unknown
     if (grantType === 'urn:ietf:params:oauth:grant-type:token-exchange') {
       const subject = this.#issued.get(body.get('subject_token') ?? '')
       if (!subject) return error('invalid_token', 'Invalid subject token')
       if (requested.length === 0) return error('invalid_request', 'The scope parameter is required for a token exchange request!')
       sub = String(subject.sub)
+      subjectGroups = (subject as Record<string, unknown>)['wlcg.groups']
       offline = requested.includes('offline_access')
     } else if (grantType === 'refresh_token') {
       const rt = body.get('refresh_token') ?? ''
       const grant = this.#refreshTokens.get(rt)
       if (!grant) return error('invalid_grant', 'Invalid refresh token')
       sub = grant.sub
+      if (this.suspended.has(sub)) return error('invalid_grant', 'User account is disabled')
       if (requested.some((s) => !grant.scopes.includes(s))) return error('invalid_scope', 'Up-scoping is not allowed.')
       if (this.rotateRefreshTokens) {
         this.#refreshTokens.delete(rt)
         const next = randomBytes(32).toString('base64url')
         this.#refreshTokens.set(next, grant)
-        const r = await this.#issue(sub, requested.filter((s) => !this.refusedScopes.has(s)), aud)
+        const r = await this.#issue(sub, requested.filter((s) => !this.refusedScopes.has(s)), aud, grant.groups)
         return HttpResponse.json({ ...r, refresh_token: next })
       }
-      return HttpResponse.json(await this.#issue(sub, requested.filter((s) => !this.refusedScopes.has(s)), aud))
+      return HttpResponse.json(await this.#issue(sub, requested.filter((s) => !this.refusedScopes.has(s)), aud, grant.groups))
     } else {
       return error('unsupported_grant_type', 'unsupported grant type')
     }
@@ -300,20 +313,22 @@ export class TestIam {
     const r: Record<string, unknown> = await this.#issue(sub, granted, aud)
     if (offline && granted.includes('offline_access')) {
       const rt = randomBytes(32).toString('base64url')
-      this.#refreshTokens.set(rt, { sub, scopes: granted, aud })
+      this.#refreshTokens.set(rt, { sub, scopes: granted, aud, ...(subjectGroups !== undefined ? { groups: subjectGroups } : {}) })
       r.refresh_token = rt
     }
     return HttpResponse.json(r)
   }
 
-  async #issue(sub: string, scopes: string[], aud: string[]): Promise<Record<string, unknown>> {
+  async #issue(sub: string, scopes: string[], aud: string[], grantGroups?: unknown): Promise<Record<string, unknown>> {
+    const groups = this.userGroups.get(sub) ?? grantGroups
     const token = await this.mint({
       sub,
+      ...(groups !== undefined ? { 'wlcg.groups': groups } : {}),
       scope: scopes.join(' '),
       aud: aud.length > 0 ? aud : 'https://wlcg.cern.ch/jwt/v1/any',
       client_id: this.brokerClientId,
       act: { sub: this.brokerClientId },
-      exp: Math.floor(Date.now() / 1000) + this.exchangedLifetime,
+      exp: this.now() + this.exchangedLifetime,
     })
     return {
       access_token: token,

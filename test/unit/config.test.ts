@@ -121,6 +121,15 @@ describe('credentials section', () => {
     // The credd allow-list moved into policy: an old config says where it went.
     expect(err('credentials:\n  enabled: true\n  credd_roles: [credd]\n  providers: [{ name: cms, kind: iam, role: a }]\n')).toMatch(/credentials\.credd_roles: is gone: .*fetched_by/)
   })
+  it('rechecks scitoken users at IAM hourly by default; the interval is bounded to 1 minute .. 1 day, the grace to at most 1 day', () => {
+    const base = 'credentials:\n  enabled: true\n  providers: [{ name: se, kind: scitoken, role: st }]\n'
+    expect(loadConfig({ file: yamlFile(base), env: {} }).credentials).toMatchObject({ iam_recheck_interval: 3600 })
+    expect(loadConfig({ file: yamlFile(base), env: {} }).credentials.iam_recheck_grace).toBeUndefined()
+    expect(loadConfig({ file: yamlFile(`${base}  iam_recheck_interval: 20m\n  iam_recheck_grace: 0\n`), env: {} }).credentials).toMatchObject({ iam_recheck_interval: 1200, iam_recheck_grace: 0 })
+    expect(err(`${base}  iam_recheck_interval: 30s\n`)).toMatch(/credentials\.iam_recheck_interval: must be at least 60 seconds/)
+    expect(err(`${base}  iam_recheck_interval: 2d\n`)).toMatch(/credentials\.iam_recheck_interval: must be at most 86400 seconds/)
+    expect(err(`${base}  iam_recheck_grace: 2d\n`)).toMatch(/credentials\.iam_recheck_grace: must be at most 86400 seconds/)
+  })
 })
 
 describe('config/broker.example.yaml', () => {

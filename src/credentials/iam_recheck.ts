@@ -1,0 +1,148 @@
+import { AccessDenied, BrokerError, InvalidGrant, TemporarilyUnavailable } from '../errors.ts'
+import type { IamTokenExchanger } from '../iam/outbound_exchange.ts'
+import type { SubjectTokenVerifier, VerifiedSubject } from '../iam/subject.ts'
+import type { Clock } from '../lib/clock.ts'
+import type { Logger } from '../lib/logger.ts'
+import type { StoredCredential } from './credential_store.ts'
+import { recheckAudience, recheckScopes } from './iam_recheck_grant.ts'
+import { credentialKey } from './sealed_refresh_tokens.ts'
+
+/** What IAM said before a mint: asked now and confirmed, asked now but unreachable (within grace), or not due. */
+export type RecheckOutcome = 'confirmed' | 'iam-unavailable' | 'not-due'
+
+export interface Confirmation {
+  /** The claims the policy decides on: the registration's, with group membership as IAM last confirmed it. */
+  subject: VerifiedSubject
+  /** Epoch seconds of IAM's last confirmation (the registration counts as one). */
+  confirmedAt: number
+  outcome: RecheckOutcome
+}
+
+export interface IamRecheckDeps {
+  /** The exchanger whose refresh-token store is the sealed credential table (rotation and revocation included). */
+  exchanger: Pick<IamTokenExchanger, 'refresh'>
+  /** The inbound verifier: IAM's refreshed access token passes the same checks as a caller's token. */
+  verifier: SubjectTokenVerifier
+  /** The `aud` values the broker accepts from an issuer (its `audience` setting), if it checks any. */
+  issuerAudience: (iss: string) => readonly string[] | undefined
+  clock: Clock
+  log: Logger
+  intervalSeconds: number
+  graceSeconds: number
+}
+
+/** True for the refusal that follows IAM refusing the refresh token: the row is revoked and on record already. */
+export function revokedByIam(err: unknown): boolean {
+  return err instanceof AccessDenied && err.cause instanceof InvalidGrant
+}
+
+interface Held {
+  /** The registration this belongs to: a re-registration starts from its own claims. */
+  createdAt: number
+  confirmedAt: number
+  subject: VerifiedSubject
+  /** IAM was unreachable: not asked again before this (epoch seconds). */
+  retryAt?: number
+}
+
+/**
+ * Keeps IAM the authority on who a scitoken-kind credential's user is. A SciToken is minted only under an
+ * IAM confirmation no older than the interval: an older one is renewed by refreshing the refresh token
+ * obtained at registration (once per credential however many jobs ask: single flight), and the groups in
+ * IAM's answer replace the stored ones for the policy decision. IAM refusing the refresh token revokes the
+ * credential (the exchanger's store does that, audited); IAM unreachable is tolerated while the last
+ * confirmation is younger than interval + grace, then 503.
+ *
+ * Confirmations are kept in this process, not in the database: each replica confirms on its own, and a
+ * restarted broker starts from the registration's claims and time.
+ */
+export class IamRecheck {
+  readonly #deps: IamRecheckDeps
+  readonly #held = new Map<string, Held>()
+  readonly #inflight = new Map<string, Promise<Confirmation>>()
+
+  constructor(deps: IamRecheckDeps) {
+    this.#deps = deps
+  }
+
+  async confirm(cred: StoredCredential): Promise<Confirmation> {
+    if (!cred.sealed || cred.clientId === undefined) {
+      // Registered before the broker kept an IAM refresh token for this kind: nothing to ask IAM with.
+      throw new AccessDenied('this credential was registered before the broker checked users at IAM and holds no IAM refresh token; register again (condor_submit, or condor-token-broker credential-storer --force)')
+    }
+    const key = credentialKey(cred.user, cred.provider)
+    const last = this.#last(key, cred)
+    const now = this.#deps.clock.now()
+    if (now - last.confirmedAt < this.#deps.intervalSeconds) return { subject: last.subject, confirmedAt: last.confirmedAt, outcome: 'not-due' }
+    if (last.retryAt !== undefined && now < last.retryAt) return this.#unconfirmed(cred, last, now, last.retryAt - now)
+    const flightKey = `${key}\n${cred.createdAt}`
+    let flight = this.#inflight.get(flightKey)
+    if (!flight) {
+      flight = this.#ask(key, cred, last).finally(() => this.#inflight.delete(flightKey))
+      this.#inflight.set(flightKey, flight)
+    }
+    return flight
+  }
+
+  /** Drops what this process holds for a credential (revocation, re-registration). */
+  forget(user: string, provider: string): void {
+    this.#held.delete(credentialKey(user, provider))
+  }
+
+  #last(key: string, cred: StoredCredential): Held {
+    const held = this.#held.get(key)
+    if (held?.createdAt === cred.createdAt) return held
+    return { createdAt: cred.createdAt, confirmedAt: cred.createdAt, subject: JSON.parse(cred.subjectJson) as VerifiedSubject }
+  }
+
+  async #ask(key: string, cred: StoredCredential, last: Held): Promise<Confirmation> {
+    const d = this.#deps
+    try {
+      const got = await d.exchanger.refresh(key, { scopes: recheckScopes(last.subject), audience: recheckAudience(d.issuerAudience(cred.iss)) })
+      const fresh = await d.verifier.verify(got.accessToken)
+      if (fresh.iss !== cred.iss || fresh.sub !== cred.sub) throw new AccessDenied('IAM answered the refresh for another user than the one who registered')
+      const now = d.clock.now()
+      const subject = withGroupsOf(last.subject, fresh)
+      this.#held.set(key, { createdAt: cred.createdAt, confirmedAt: now, subject })
+      return { subject, confirmedAt: now, outcome: 'confirmed' }
+    } catch (err) {
+      // IAM refused the refresh token (user disabled, suspended or removed, token revoked or expired): the
+      // exchanger's store has revoked the credential, as for kind iam.
+      if (err instanceof InvalidGrant) throw new AccessDenied(`IAM refused the stored refresh token; register again (${err.description})`, { cause: err })
+      if (err instanceof TemporarilyUnavailable) {
+        const now = d.clock.now()
+        this.#held.set(key, { ...last, retryAt: now + err.retryAfter })
+        return this.#unconfirmed(cred, last, now, err.retryAfter, err)
+      }
+      // IAM answered but did not confirm (a group scope refused, a token that fails verification): fail closed.
+      if (err instanceof AccessDenied) throw err
+      if (err instanceof BrokerError) throw new AccessDenied(`IAM did not confirm this user: ${err.description}`, { cause: err })
+      throw err
+    }
+  }
+
+  /** IAM could not be asked: the last confirmation serves while it is within interval + grace. */
+  #unconfirmed(cred: StoredCredential, last: Held, now: number, retryAfter: number, cause?: unknown): Confirmation {
+    const d = this.#deps
+    const age = now - last.confirmedAt
+    if (age < d.intervalSeconds + d.graceSeconds) {
+      if (cause) d.log.warn('IAM unavailable: minting under the last confirmation of a scitoken credential, within its grace', { user: cred.user, provider: cred.provider, confirmedAt: last.confirmedAt, ageSeconds: age })
+      return { subject: last.subject, confirmedAt: last.confirmedAt, outcome: 'iam-unavailable' }
+    }
+    throw new TemporarilyUnavailable(`IAM has not confirmed this user for ${age} s (more than the recheck interval and grace allow); try again later`, { ...(cause ? { cause } : {}), retryAfter: Math.max(1, retryAfter) })
+  }
+}
+
+/**
+ * The registration's claims with group membership as IAM states it now. Only groups change: the
+ * identity claims (names), the registering client and its scopes stay as registered, since IAM's
+ * refreshed token is the broker's own, not the user's.
+ */
+function withGroupsOf(stored: VerifiedSubject, fresh: VerifiedSubject): VerifiedSubject {
+  const claims: Record<string, unknown> = { ...stored.claims }
+  delete claims['wlcg.groups']
+  delete claims.groups
+  if (Array.isArray(fresh.claims['wlcg.groups'])) claims['wlcg.groups'] = fresh.groups
+  else if (Array.isArray(fresh.claims.groups)) claims.groups = fresh.groups
+  return { ...stored, groups: [...fresh.groups], claims }
+}

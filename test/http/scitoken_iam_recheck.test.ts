@@ -1,0 +1,168 @@
+import { DatabaseSync } from 'node:sqlite'
+import { beforeEach, describe, expect, it } from 'vitest'
+import { BROKER, SE, useCredentialsApp } from '../support/credentials_app.ts'
+
+/**
+ * IAM stays the authority on who a scitoken-kind credential's user is (docs/job-credentials.md, "IAM
+ * rechecks"): registration keeps the user's IAM refresh token; a SciToken is minted only under an IAM
+ * confirmation at most `credentials.iam_recheck_interval` old (default 1 h), renewed by one refresh per
+ * credential; IAM refusing it revokes the credential; IAM down is tolerated for a grace (default: the
+ * interval again), then 503. Time is moved, never waited for.
+ */
+const HOUR = 3600
+const clock = { t: Math.floor(Date.now() / 1000), now() { return this.t } }
+const t = await useCredentialsApp({ clock })
+
+beforeEach(() => {
+  t.iam.tokenRequests = []
+  t.iam.rotateRefreshTokens = true
+  t.iam.faults.token = 'ok'
+})
+
+const refreshes = () => t.iamRequests('refresh_token').length
+/** Never reuse a cached token: every request is a mint. */
+const FRESH = '?minimum_seconds=999999'
+
+async function registered(user: string, groups: string[] = ['/htc/users']) {
+  const sub = `${user}-sub`
+  const res = await t.register(await t.userToken({ preferred_username: user, sub, 'wlcg.groups': groups }), { provider: 'se-storage' })
+  expect(res.status, await res.clone().text()).toBe(201)
+  return { sub, registeredAt: clock.t }
+}
+
+async function events(type: 'token.issued' | 'token.denied' | 'credential.revoked' | 'credential.rotated' | 'credential.registered', user: string) {
+  const all = (await t.store.query({ limit: 500, type })).records.map((r) => r.event)
+  return all.filter((e) => JSON.stringify(e.detail ?? {}).includes(`"user":"${user}"`))
+}
+
+describe('a scitoken credential and IAM', () => {
+  it('obtains and seals an IAM refresh token at registration, asking IAM for offline_access and the user\'s groups', async () => {
+    await registered('quinn')
+    const sent = t.iamRequests('urn:ietf:params:oauth:grant-type:token-exchange').at(-1)!
+    expect(sent.get('scope')!.split(' ').sort()).toEqual(['offline_access', 'wlcg.groups'])
+    // The recheck token is one for the broker itself, so it passes the inbound verifier's aud check.
+    expect(sent.get('audience')).toBe(BROKER)
+    const rt = t.iam.liveRefreshTokens.at(-1)!
+    const db = new DatabaseSync(t.dbFile, { readOnly: true })
+    try {
+      const row = db.prepare("SELECT * FROM user_credentials WHERE user_name = 'quinn'").get() as Record<string, unknown>
+      // The credential is still the SciToken grant the policy decided; the refresh token is sealed beside it.
+      expect(row).toMatchObject({ provider: 'se-storage', kind: 'scitoken', client_id: t.iam.brokerClientId, audience: SE, scopes: 'storage.read:/store/user storage.modify:/store/user' })
+      expect(typeof row.ciphertext).toBe('string')
+      expect(row.key_id).toMatch(/^[0-9a-f]{16}$/)
+      const dump = JSON.stringify(db.prepare('SELECT * FROM user_credentials').all()) + JSON.stringify(db.prepare('SELECT body FROM audit_log').all())
+      expect(dump).not.toContain(rt)
+    } finally {
+      db.close()
+    }
+    expect((await events('credential.registered', 'quinn'))[0]).toMatchObject({ detail: { kind: 'scitoken', keyId: expect.stringMatching(/^[0-9a-f]{16}$/) } })
+  })
+
+  it('asks IAM nothing within the interval; past it, one refresh for 100 concurrent job requests, the rotation on record', async () => {
+    const { registeredAt } = await registered('uma')
+    const before = refreshes()
+    clock.t = registeredAt + HOUR - 1
+    for (const scopes of ['storage.read:/store/user', 'storage.modify:/store/user']) {
+      expect((await t.jobToken('uma', 'se-storage', t.creddToken(), `${FRESH}&scopes=${scopes}`)).status).toBe(200)
+    }
+    expect(refreshes()).toBe(before)
+
+    clock.t = registeredAt + HOUR
+    const credd = t.creddToken()
+    // Four distinct cache keys, so four token flights: the IAM recheck is single-flight on its own.
+    const variants = ['storage.read:/store/user', 'storage.modify:/store/user', 'storage.read:/store/user,storage.modify:/store/user', 'storage.modify:/store/user,storage.read:/store/user']
+    const answers = await Promise.all(Array.from({ length: 100 }, (_, i) => t.jobToken('uma', 'se-storage', credd, `${FRESH}&scopes=${variants[i % variants.length]}`)))
+    expect(answers.map((r) => r.status)).toEqual(Array(100).fill(200))
+    expect(refreshes()).toBe(before + 1)
+    expect(await events('credential.rotated', 'uma')).toHaveLength(1)
+    const issued = await events('token.issued', 'uma')
+    expect(issued.filter((e) => (e.detail as { iamCheck?: { outcome: string } }).iamCheck?.outcome === 'confirmed')).not.toHaveLength(0)
+    expect(issued.at(0)).toMatchObject({ tokenKind: 'scitoken', detail: { via: 'mint', iamCheck: { confirmedAt: registeredAt + HOUR } } })
+
+    // Confirmed again: no further IAM call until another interval has passed.
+    clock.t = registeredAt + 2 * HOUR - 1
+    expect((await t.jobToken('uma', 'se-storage', t.creddToken(), FRESH)).status).toBe(200)
+    expect(refreshes()).toBe(before + 1)
+  })
+
+  it('revokes the credential when IAM refuses the refresh (user suspended): 403, revoked_by iam, on record', async () => {
+    const { sub, registeredAt } = await registered('vera')
+    t.iam.suspended.add(sub)
+    try {
+      clock.t = registeredAt + HOUR
+      const res = await t.jobToken('vera', 'se-storage', t.creddToken(), FRESH)
+      expect(res.status).toBe(403)
+      expect((await res.json() as { error: string }).error).toBe('access_denied')
+      expect(await t.store.readCredential('vera', 'se-storage')).toMatchObject({ revoked: true, revokedBy: 'iam' })
+      expect(await events('credential.revoked', 'vera')).toEqual([expect.objectContaining({ caller: { sub: 'iam' }, detail: { user: 'vera', provider: 'se-storage' } })])
+      expect((await t.jobToken('vera', 'se-storage', t.creddToken(), FRESH)).status).toBe(403)
+    } finally {
+      t.iam.suspended.delete(sub)
+    }
+  })
+
+  it('keeps minting while IAM is down within the grace, then answers 503 with Retry-After', async () => {
+    const { registeredAt } = await registered('wynn')
+    t.iam.faults.token = 'down'
+    clock.t = registeredAt + HOUR + 10
+    const within = await t.jobToken('wynn', 'se-storage', t.creddToken(), FRESH)
+    expect(within.status).toBe(200)
+    expect(t.iam.counts.token).toBeGreaterThan(0)
+    expect((await events('token.issued', 'wynn')).at(0)).toMatchObject({ detail: { iamCheck: { confirmedAt: registeredAt, outcome: 'iam-unavailable' } } })
+
+    clock.t = registeredAt + 2 * HOUR
+    const beyond = await t.jobToken('wynn', 'se-storage', t.creddToken(), FRESH)
+    expect(beyond.status).toBe(503)
+    expect(beyond.headers.get('retry-after')).toMatch(/^[1-9]\d*$/)
+    expect((await beyond.json() as { error: string }).error).toBe('temporarily_unavailable')
+    // An outage is no decision about the user: the credential stays, and IAM back means tokens again.
+    expect(await t.store.readCredential('wynn', 'se-storage')).toMatchObject({ revoked: false })
+    t.iam.faults.token = 'ok'
+    clock.t += 60
+    expect((await t.jobToken('wynn', 'se-storage', t.creddToken(), FRESH)).status).toBe(200)
+  })
+
+  it('refuses at the next recheck a user IAM dropped from the group the policy requires (403, token.denied)', async () => {
+    const { sub, registeredAt } = await registered('xavi')
+    t.iam.userGroups.set(sub, ['/cms'])
+    try {
+      clock.t = registeredAt + HOUR - 1
+      expect((await t.jobToken('xavi', 'se-storage', t.creddToken(), FRESH)).status).toBe(200)
+      clock.t = registeredAt + HOUR
+      const res = await t.jobToken('xavi', 'se-storage', t.creddToken(), FRESH)
+      expect(res.status).toBe(403)
+      expect((await res.json() as { error: string }).error).toBe('access_denied')
+      expect((await events('token.denied', 'xavi')).at(0)).toMatchObject({
+        decision: 'deny', tokenKind: 'scitoken', caller: { sub, groups: ['/cms'] }, detail: { iamCheck: { outcome: 'confirmed' } },
+      })
+      // IAM still vouches for the user: the credential is not revoked, only refused under this policy.
+      expect(await t.store.readCredential('xavi', 'se-storage')).toMatchObject({ revoked: false })
+    } finally {
+      t.iam.userGroups.delete(sub)
+    }
+  })
+
+  it('refuses a credential registered before IAM rechecks (no refresh token) with a message to register again', async () => {
+    const now = clock.t
+    const credential = {
+      user: 'yuri', provider: 'se-storage', kind: 'scitoken' as const, iss: t.iam.issuer, sub: 'yuri-sub', scopes: ['storage.read:/store/user'], audience: [SE],
+      subjectJson: JSON.stringify({ iss: t.iam.issuer, sub: 'yuri-sub', groups: ['/htc/users'], scopes: [], exp: now + HOUR, preferred_username: 'yuri', claims: { preferred_username: 'yuri' } }),
+      createdAt: now, revoked: false,
+    }
+    await t.store.writeCredential({ action: 'register', credential }, { type: 'credential.registered', time: now, decision: 'allow', detail: { user: 'yuri', provider: 'se-storage', kind: 'scitoken' } })
+    const res = await t.jobToken('yuri', 'se-storage', t.creddToken(), FRESH)
+    expect(res.status).toBe(403)
+    expect(await res.json()).toEqual({ error: 'access_denied', error_description: expect.stringContaining('register again') })
+  })
+
+  it('revokes the refresh token at IAM when the credential is revoked by an admin', async () => {
+    await registered('zoe')
+    const rt = t.iam.liveRefreshTokens.at(-1)
+    expect(rt).toBeDefined()
+    const revocations = t.iam.counts.revocation
+    const del = await t.app.request('/v1/credentials/zoe/se-storage', { method: 'DELETE', headers: { authorization: `Bearer ${t.adminToken}` } })
+    expect(del.status).toBe(200)
+    expect(t.iam.counts.revocation).toBe(revocations + 1)
+    expect(t.iam.liveRefreshTokens).not.toContain(rt)
+  })
+})
