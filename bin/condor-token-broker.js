@@ -14,7 +14,8 @@
 // under node_modules) and no src/; a checkout has src/ (TypeScript that Node >= 22.19 runs directly, so
 // edits take effect without a build, even where a stale dist/ lies around). Dependencies need Node >= 22.19
 // either way; anything older gets one line, not a stack trace.
-import { spawnSync } from 'node:child_process'
+import { spawn } from 'node:child_process'
+import { constants as osConstants } from 'node:os'
 import { existsSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 
@@ -36,6 +37,13 @@ if (!checkout) {
   // The child gets this process's options (the heap sizing above), but not a debugger or watcher's: a
   // second inspector on the same port would fail, and the watcher is this process's job.
   const options = process.execArgv.filter((o) => !/^--(inspect|debug|watch)/.test(o))
-  const r = spawnSync(process.execPath, [...options, '--experimental-strip-types', '--no-warnings', source, ...process.argv.slice(2)], { stdio: 'inherit' })
-  process.exit(r.status ?? 1)
+  const child = spawn(process.execPath, [...options, '--experimental-strip-types', '--no-warnings', source, ...process.argv.slice(2)], { stdio: 'inherit' })
+  // Whoever stops or reloads the command (systemd, a terminal, a harness) signals this process: pass it on
+  // to the broker, which drains on SIGTERM/SIGINT and reloads on SIGHUP, and end as the broker ends.
+  for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP']) process.on(signal, () => child.kill(signal))
+  child.once('error', (err) => {
+    process.stderr.write(`condor-token-broker: cannot start ${process.execPath}: ${err.message}\n`)
+    process.exit(1)
+  })
+  child.once('exit', (code, signal) => process.exit(code ?? (signal ? 128 + (osConstants.signals[signal] ?? 0) : 1)))
 }
