@@ -165,8 +165,12 @@ export class PoolCa {
     return { pem: cert.toString('pem') + '\n', serial, notBefore, notAfter }
   }
 
-  /** A CRL listing `revoked` (serials in hex), valid for `lifetime` seconds from `now`. */
-  async crl(revoked: ReadonlyArray<{ serial: string; revokedAt: number }>, validity: { now: number; lifetime: number }): Promise<string> {
+  /**
+   * A CRL listing `revoked` (serials in hex, each once), valid for `lifetime` seconds from `now`. An entry
+   * with `hold` carries reason code certificateHold (RFC 5280 §5.3.1), the one reason after which a serial
+   * may leave a later CRL; the others carry no reason code.
+   */
+  async crl(revoked: ReadonlyArray<{ serial: string; revokedAt: number; hold?: boolean }>, validity: { now: number; lifetime: number }): Promise<string> {
     const crl = await x509.X509CrlGenerator.create({
       issuer: this.cert.subjectName,
       thisUpdate: new Date(validity.now * 1000),
@@ -176,7 +180,7 @@ export class PoolCa {
       // RFC 5280 §5.2.3: conforming issuers number their CRLs, increasing. The signing time in seconds
       // increases without any state to share between replicas.
       extensions: [await x509.AuthorityKeyIdentifierExtension.create(this.cert), new x509.Extension(CRL_NUMBER_OID, false, derInteger(validity.now))],
-      entries: revoked.map((r) => ({ serialNumber: r.serial, revocationDate: new Date(r.revokedAt * 1000) })),
+      entries: revoked.map((r) => ({ serialNumber: r.serial, revocationDate: new Date(r.revokedAt * 1000), ...(r.hold ? { reason: x509.X509CrlReason.certificateHold } : {}) })),
     })
     // RFC 7468 §5: the CRL label is "X509 CRL" (openssl reads no other); the library writes "CRL".
     return x509.PemConverter.encode(crl.rawData, 'X509 CRL') + '\n'
