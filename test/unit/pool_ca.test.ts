@@ -9,8 +9,10 @@ import { CertificateService } from '../../src/ca/certificate_service.ts'
 import { checkCsr, initPoolCa, PoolCa } from '../../src/ca/pool_ca.ts'
 import type { VerifiedSubject } from '../../src/iam/subject.ts'
 import { fixedClock } from '../../src/lib/clock.ts'
+import { silentLogger } from '../../src/lib/logger.ts'
 import type { PolicyContext } from '../../src/policy/compile.ts'
 import { loadPolicies } from '../../src/policy/load.ts'
+import { RevocationService } from '../../src/revocation/revocation_service.ts'
 import { MemoryStore } from '../../src/storage/memory_store.ts'
 import { tempDir } from '../support/tmp.ts'
 
@@ -233,5 +235,170 @@ describe('certificate service', () => {
     const text = openssl(['crl', '-in', crl, '-noout', '-text']).out
     expect(text).toContain(`Serial Number: ${long.serial.toUpperCase()}`)
     expect(text).not.toContain(`Serial Number: ${short.serial.toUpperCase()}`)
+  })
+})
+
+// Identity revocations (src/revocation) reach host certificates: the CRL holds what a revoked site, caller
+// or role was issued. The CRL is read by openssl, so the entries and reason codes are not our parser's.
+describe('certificates held by identity revocations', () => {
+  const OTHER: VerifiedSubject = { ...OPERATOR, sub: 'other-provisioner' }
+  const ADMIN = { principal: 'bootstrap' }
+
+  /** serial (lower-case hex) → the CRL entry's reason code as openssl names it ('' when it has none). */
+  function crlEntries(pem: string): Map<string, string> {
+    const file = join(tempDir(), 'crl.pem')
+    writeFileSync(file, pem)
+    const text = openssl(['crl', '-in', file, '-noout', '-text']).out
+    const out = new Map<string, string>()
+    for (const block of text.split('Serial Number: ').slice(1)) {
+      const serial = block.match(/^([0-9A-F]+)/)![1]!.toLowerCase()
+      expect(out.has(serial), `serial ${serial} is listed twice`).toBe(false)
+      out.set(serial, block.match(/CRL Reason Code:\s*\n\s*(.+)/)?.[1]?.trim() ?? '')
+    }
+    return out
+  }
+
+  async function world(maxTokenLifetime = 7 * 86400) {
+    let now = NOW
+    const clock = { now: () => now }
+    const root = tempDir()
+    writeFileSync(join(root, '10.yaml'), `version: 1
+rules:
+  - id: hosts
+    match: { issuer: ${ISS}, client_id: [provisioner, provisioner-2] }
+    grants:
+      - role: schedd
+        identity: schedd-{host_short}@aps.{trust_domain}
+        token_kinds: [idtoken]
+        authz: [ADVERTISE_SCHEDD, ADVERTISE_MASTER, READ]
+        hosts: ["ap*.example.org"]
+        sites: [cloud-a, cloud-b]
+        lifetime: { default: 1d, max: 7d }
+        certificate: { max_lifetime: 7d }
+      - role: collector
+        identity: collector@cm.{trust_domain}
+        token_kinds: [idtoken]
+        authz: [ADVERTISE_MASTER, READ]
+        hosts: ["cm*.example.org"]
+        sites: [cloud-a]
+        lifetime: { default: 1d, max: 7d }
+        certificate: { max_lifetime: 7d }
+`)
+    await initPoolCa(join(root, 'ca'), { name: 'test CA', now: NOW })
+    const store = new MemoryStore()
+    const make = async () => new CertificateService({
+      ca: await PoolCa.load(join(root, 'ca')), audit: store, policy: { current: loadPolicies(root, CTX) }, clock, maxLifetime: 7 * 86400, crlLifetime: 3600,
+    })
+    const revocations = new RevocationService({
+      store, clock, log: silentLogger, maxTokenLifetime, refreshSeconds: 5,
+      knownLabels: () => ({ roles: new Set(['schedd', 'collector']), sites: new Set(['cloud-a', 'cloud-b']) }), knownIssuers: () => new Set([ISS]),
+    })
+    const svc = await make()
+    const issue = async (site: string, options: { who?: VerifiedSubject; role?: string; host?: string; lifetime?: number } = {}) =>
+      svc.issue({ csr: await csrPem(), role: options.role ?? 'schedd', site, dns: [options.host ?? `ap${Math.floor(Math.random() * 1e6)}.example.org`], ip: [], ...(options.lifetime ? { lifetime: options.lifetime } : {}) }, options.who ?? OPERATOR, {})
+    return { svc, store, revocations, issue, replica: make, advance: (s: number) => { now += s }, now: () => now }
+  }
+
+  it('lists every unexpired certificate of a revoked site as certificateHold, on every replica, and none after the lift', async () => {
+    const { svc, revocations, issue, replica, advance } = await world()
+    const a1 = await issue('cloud-a')
+    const a2 = await issue('cloud-a', { who: OTHER })
+    const expired = await issue('cloud-a', { lifetime: 600 })
+    const b = await issue('cloud-b')
+    const both = await issue('cloud-a')
+    await svc.revoke(both.serial, 'teardown', ADMIN)
+    expect(crlEntries(await svc.crl())).toEqual(new Map([[both.serial, '']]))
+
+    advance(700)
+    const site = await revocations.revoke({ kind: 'site', value: 'cloud-a', reason: 'compromised' }, ADMIN)
+    advance(11)
+    const held = new Map([[a1.serial, 'Certificate Hold'], [a2.serial, 'Certificate Hold'], [both.serial, '']])
+    expect(crlEntries(await svc.crl())).toEqual(held)
+    expect(crlEntries(await (await replica()).crl())).toEqual(held)
+    expect(held.has(expired.serial) || held.has(b.serial)).toBe(false)
+
+    await revocations.lift(site.id, {}, ADMIN)
+    advance(11)
+    expect(crlEntries(await svc.crl())).toEqual(new Map([[both.serial, '']]))
+  })
+
+  it('openssl refuses a held certificate and accepts it again once the revocation is lifted', async () => {
+    const { svc, revocations, issue, advance, now } = await world()
+    const cert = await issue('cloud-a')
+    const dir = tempDir()
+    writeFileSync(join(dir, 'host.pem'), cert.pem)
+    writeFileSync(join(dir, 'ca.pem'), svc.caPem)
+    const verify = async () => {
+      writeFileSync(join(dir, 'crl.pem'), await svc.crl())
+      return openssl(['verify', '-attime', String(now()), '-crl_check', '-CAfile', join(dir, 'ca.pem'), '-CRLfile', join(dir, 'crl.pem'), join(dir, 'host.pem')])
+    }
+    const rev = await revocations.revoke({ kind: 'site', value: 'cloud-a' }, ADMIN)
+    const held = await verify()
+    expect(held.status).not.toBe(0)
+    expect(held.out).toMatch(/certificate revoked/)
+    await revocations.lift(rev.id, {}, ADMIN)
+    advance(11)
+    expect((await verify()).out).toMatch(/: OK/)
+  })
+
+  it.each([
+    ['sub', { kind: 'sub', value: 'provisioner' }],
+    ['sub at one issuer', { kind: 'sub', value: 'provisioner', iss: ISS }],
+    ['client', { kind: 'client', value: 'provisioner' }],
+  ] as const)('holds what a revoked caller requested (%s)', async (_, req) => {
+    const { svc, revocations, issue, advance } = await world()
+    const mine = await issue('cloud-a')
+    const theirs = await issue('cloud-a', { who: { ...OTHER, client_id: 'provisioner-2' } })
+    await revocations.revoke(req, ADMIN)
+    advance(11)
+    const entries = crlEntries(await svc.crl())
+    expect(entries.get(mine.serial)).toBe('Certificate Hold')
+    expect(entries.has(theirs.serial)).toBe(false)
+  })
+
+  it('holds the certificates of a revoked role issued before the revocation, not those issued after, nor other roles', async () => {
+    const { svc, revocations, issue, advance } = await world()
+    const before = await issue('cloud-a')
+    const collector = await issue('cloud-a', { role: 'collector', host: 'cm1.example.org' })
+    advance(5)
+    await revocations.revoke({ kind: 'role', value: 'schedd' }, ADMIN)
+    advance(5)
+    // A role revocation acts by generation, as for tokens: the role's new certificates are not refused.
+    const after = await issue('cloud-b')
+    advance(11)
+    const entries = crlEntries(await svc.crl())
+    expect(entries).toEqual(new Map([[before.serial, 'Certificate Hold']]))
+    expect(entries.has(after.serial) || entries.has(collector.serial)).toBe(false)
+  })
+
+  // The revocation module ends an entry when the longest token has expired; a certificate may live longer.
+  it('keeps holding a certificate that outlives the tokens a site revocation was sized for', async () => {
+    const { svc, revocations, issue, advance } = await world(86400)
+    const cert = await issue('cloud-a')
+    await revocations.revoke({ kind: 'site', value: 'cloud-a' }, ADMIN)
+    advance(3 * 86400)
+    expect(await revocations.list()).toEqual([])
+    expect(crlEntries(await svc.crl())).toEqual(new Map([[cert.serial, 'Certificate Hold']]))
+    await expect(issue('cloud-a')).rejects.toThrow('site cloud-a has been revoked')
+    advance(4 * 86400 + 1)
+    expect(crlEntries(await svc.crl())).toEqual(new Map())
+    await issue('cloud-a')
+  })
+
+  it('refuses a new certificate for a revoked site or caller (audited), and issues again once lifted', async () => {
+    const { svc, store, revocations, issue } = await world()
+    const rev = await revocations.revoke({ kind: 'site', value: 'cloud-a' }, ADMIN)
+    await expect(issue('cloud-a')).rejects.toThrow('site cloud-a has been revoked')
+    expect(await svc.check({ role: 'schedd', site: 'cloud-a', dns: ['ap1.example.org'], ip: [] }, OPERATOR))
+      .toEqual({ allow: false, error: 'unauthorized_client', reason: 'site cloud-a has been revoked' })
+    const denied = (await store.query({ type: 'certificate.denied', limit: 10 })).records.map((r) => r.event)
+    expect(denied).toMatchObject([{ reason: 'site cloud-a has been revoked', site: 'cloud-a' }])
+    expect((await store.query({ type: 'certificate.issued', limit: 10 })).records).toHaveLength(0)
+    await issue('cloud-b')
+    await revocations.lift(rev.id, {}, ADMIN)
+    await issue('cloud-a')
+
+    await revocations.revoke({ kind: 'client', value: 'provisioner' }, ADMIN)
+    await expect(issue('cloud-b')).rejects.toThrow('client provisioner has been revoked')
   })
 })
