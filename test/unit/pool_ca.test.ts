@@ -219,6 +219,29 @@ describe('certificate service', () => {
     expect(reads).toBeGreaterThan(reread)
   })
 
+  // Signing a large CRL is costly; an expiry alone does not call for it, and RFC 5280 §3.3 keeps the
+  // entry until a regularly scheduled CRL beyond the certificate's validity.
+  it('keeps an expired certificate\'s entry until the scheduled re-signing rather than re-signing at once', async () => {
+    let now = NOW
+    const { svc, root } = await service(86400, { now: () => now })
+    const short = await svc.issue({ csr: await csrPem(), role: 'schedd', dns: ['ap1.cloud-a.example.org'], ip: [], lifetime: 600 }, OPERATOR, {})
+    await svc.revoke(short.serial, undefined, { principal: 'bootstrap' })
+    const text = async () => {
+      writeFileSync(join(root, 'crl.pem'), await svc.crl())
+      return openssl(['crl', '-in', join(root, 'crl.pem'), '-noout', '-text']).out
+    }
+    expect(await text()).toContain(`Serial Number: ${short.serial.toUpperCase()}`)
+    now = NOW + 700
+    const afterExpiry = await text()
+    expect(afterExpiry).toContain(`Serial Number: ${short.serial.toUpperCase()}`)
+    expect(afterExpiry).toMatch(new RegExp(`X509v3 CRL Number: *\\n *${NOW}\\n`))
+    // Half the CRL's life (crlLifetime 3600 s) after it was signed: re-signed, without the expired entry.
+    now = NOW + 1800
+    const resigned = await text()
+    expect(resigned).not.toContain(`Serial Number: ${short.serial.toUpperCase()}`)
+    expect(resigned).toMatch(new RegExp(`X509v3 CRL Number: *\\n *${NOW + 1800}\\n`))
+  })
+
   it('lists a revocation made by another replica even when one it listed has expired meanwhile', async () => {
     let now = NOW
     const { svc, root, replica } = await service(86400, { now: () => now })
