@@ -29,6 +29,7 @@ export interface IssuedCertificate {
   site?: string
 }
 
+/** Reads a `certificate.issued` record; undefined for one that names no serial, notAfter or caller. */
 export function issuedCertificateOf(e: AuditEvent): IssuedCertificate | undefined {
   const serial = e.detail?.serial
   if (typeof serial !== 'string' || e.exp === undefined || typeof e.caller?.sub !== 'string') return undefined
