@@ -175,7 +175,7 @@ export class CertificateService {
     if (!holds.empty) live.push(...await this.#held(holds, new Set(live.map((r) => r.serial)), now))
     const entries = new Map(live.map((e) => [crlEntryKey(e), e.notAfter]))
     // With thousands of certificates held one expires every minute or so; re-signing for each would sign
-    // (about 0.1 s for 10,000 entries) and change a CRL of hundreds of kB at nearly every recheck. An
+    // (about 0.5 s for 10,000 entries) and change a CRL of hundreds of kB at nearly every recheck. An
     // expiry alone therefore waits for the scheduled re-signing: RFC 5280 §3.3 keeps an entry until one
     // regularly scheduled CRL beyond the certificate's validity anyway.
     const cached = this.#crl

@@ -6,7 +6,7 @@ import { basename, join } from 'node:path'
 import * as x509 from '@peculiar/x509'
 import { InvalidRequest, OperatorError } from '../errors.ts'
 import { readSecretFile } from '../lib/secure_file.ts'
-import { signCrl } from './crl_der.ts'
+import { signCrl } from './crl_signing.ts'
 
 x509.cryptoProvider.set(webcrypto as unknown as Crypto)
 
@@ -172,7 +172,7 @@ export class PoolCa {
    * may leave a later CRL; the others carry no reason code.
    */
   async crl(revoked: ReadonlyArray<{ serial: string; revokedAt: number; hold?: boolean }>, validity: { now: number; lifetime: number }): Promise<string> {
-    // Encoded by crl_der.ts, not X509CrlGenerator, whose cost grows with the square of the entries.
+    // Built by crl_signing.ts, not X509CrlGenerator, whose cost grows with the square of the entries.
     const der = await signCrl({
       issuer: new Uint8Array(this.cert.subjectName.toArrayBuffer()),
       thisUpdate: validity.now,

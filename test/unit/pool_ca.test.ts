@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import * as x509 from '@peculiar/x509'
 import { describe, expect, it } from 'vitest'
 import { CertificateService } from '../../src/ca/certificate_service.ts'
-import { signCrl } from '../../src/ca/crl_der.ts'
+import { signCrl } from '../../src/ca/crl_signing.ts'
 import { checkCsr, initPoolCa, PoolCa } from '../../src/ca/pool_ca.ts'
 import type { VerifiedSubject } from '../../src/iam/subject.ts'
 import { fixedClock } from '../../src/lib/clock.ts'
@@ -102,9 +102,11 @@ describe('pool CA', () => {
     expect(end).toBe(NOW + 3600)
   })
 
-  // The CRL is DER-encoded by hand (crl_der.ts) for speed. Judges: openssl reads the same CRL in it as in
-  // @peculiar/x509's, and the library verifies our signature. Not byte for byte: the library writes an
-  // empty crlEntryExtensions for an entry without reason, which RFC 5280's SIZE (1..MAX) does not allow.
+  // The CRL is built from @peculiar/x509's ASN.1 classes, not its generator (quadratic), and its TBSCertList
+  // is encoded once for both the signature and the list (crl_signing.ts). Judges: openssl reads the same
+  // CRL in it as in @peculiar/x509's, and the library verifies our signature. Not byte for byte: the
+  // library writes an empty crlEntryExtensions for an entry without reason, which RFC 5280's SIZE (1..MAX)
+  // does not allow.
   it('encodes the CRL @peculiar/x509 would, with a signature it verifies', async () => {
     const keys = await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify']) as webcrypto.CryptoKeyPair
     const issuer = new x509.Name('CN=test CA, O=pool.example.org')
