@@ -3,6 +3,8 @@ import 'reflect-metadata'
 import { randomBytes, webcrypto } from 'node:crypto'
 import { closeSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { basename, join } from 'node:path'
+import { AsnConvert } from '@peculiar/asn1-schema'
+import { CRLNumber, id_ce_cRLNumber } from '@peculiar/asn1-x509'
 import * as x509 from '@peculiar/x509'
 import { InvalidRequest, OperatorError } from '../errors.ts'
 import { readSecretFile } from '../lib/secure_file.ts'
@@ -182,22 +184,12 @@ export class PoolCa {
       // increases without any state to share between replicas.
       extensions: [
         new Uint8Array((await x509.AuthorityKeyIdentifierExtension.create(this.cert)).rawData),
-        new Uint8Array(new x509.Extension(CRL_NUMBER_OID, false, derInteger(validity.now)).rawData),
+        new Uint8Array(new x509.Extension(id_ce_cRLNumber, false, AsnConvert.serialize(new CRLNumber(validity.now))).rawData),
       ],
     }, this.#key)
     // RFC 7468 §5: the CRL label is "X509 CRL" (openssl reads no other).
     return x509.PemConverter.encode(der.buffer as ArrayBuffer, 'X509 CRL') + '\n'
   }
-}
-
-const CRL_NUMBER_OID = '2.5.29.20'
-
-/** A non-negative integer as a DER INTEGER (big-endian, minimal, a leading zero byte when the top bit is set). */
-function derInteger(n: number): Uint8Array {
-  const bytes: number[] = []
-  for (let v = n; v > 0; v = Math.floor(v / 256)) bytes.unshift(v % 256)
-  if (bytes.length === 0 || bytes[0]! >= 0x80) bytes.unshift(0)
-  return Uint8Array.from([0x02, bytes.length, ...bytes])
 }
 
 /** 16 random bytes with the top bit clear (a positive INTEGER with no leading-zero trimming ambiguity). */
