@@ -78,7 +78,7 @@ export class CertificateService {
       ...(req.lifetime !== undefined ? { lifetime: req.lifetime } : {}),
     })
     if (!d.allow) return d
-    const refused = (await this.#holds(this.#d.clock.now())).refusal(requesterOf(subject), d.site)
+    const refused = (await this.#holds(this.#d.clock.now())).refusal(callerOf(subject), d.site)
     return refused !== undefined ? { allow: false, error: 'unauthorized_client', reason: refused } : { ...d, lifetime: Math.min(d.lifetime, this.#d.maxLifetime) }
   }
 
@@ -93,8 +93,9 @@ export class CertificateService {
       ...(req.site !== undefined ? { site: req.site } : {}),
       ...(req.lifetime !== undefined ? { lifetime: req.lifetime } : {}),
     })
+    const caller = callerOf(subject)
     const base: Omit<AuditEvent, 'type'> = {
-      time: now, caller: callerOf(subject), role: req.role, tokenKind: 'host_certificate',
+      time: now, caller, role: req.role, tokenKind: 'host_certificate',
       ...(actor.requestId ? { requestId: actor.requestId } : {}),
       ...(actor.clientAddress ? { clientAddress: actor.clientAddress } : {}),
     }
@@ -104,7 +105,7 @@ export class CertificateService {
     }
     // Read from the store, not a snapshot: a certificate outlives a token by days, and a replica that has
     // not yet seen a site's revocation must not sign for it.
-    const refused = (await this.#holds(now)).refusal(requesterOf(subject), decision.site)
+    const refused = (await this.#holds(now)).refusal(caller, decision.site)
     if (refused !== undefined) {
       await this.#d.audit.record({ ...base, type: 'certificate.denied', decision: 'deny', reason: refused, ...(decision.site !== undefined ? { site: decision.site } : {}), detail: { dns, ip: req.ip } })
       throw new UnauthorizedClient(refused)
@@ -249,11 +250,7 @@ function crlEntryKey(e: CrlEntry): string {
   return e.hold ? `${e.serial}/hold@${e.revokedAt}` : e.serial
 }
 
-/** The caller as the holds match it (the same fields its `certificate.issued` record keeps). */
-function requesterOf(s: VerifiedSubject): { iss: string; sub: string; client_id?: string } {
-  return { iss: s.iss, sub: s.sub, ...(s.client_id ? { client_id: s.client_id } : {}) }
-}
-
-function callerOf(s: VerifiedSubject): NonNullable<AuditEvent['caller']> {
+/** The caller as the audit records it, and as the identity holds match it. */
+function callerOf(s: VerifiedSubject): { iss: string; sub: string; client_id?: string; groups?: string[] } {
   return { iss: s.iss, sub: s.sub, ...(s.client_id ? { client_id: s.client_id } : {}), ...(s.groups.length ? { groups: s.groups } : {}) }
 }
