@@ -11,12 +11,12 @@ import { InvalidToken } from '../../src/errors.ts'
 import { bootstrapTokenAuthenticator } from '../../src/http/middleware/admin_auth.ts'
 import type { VerifiedSubject } from '../../src/iam/subject.ts'
 import { fixedClock, type Clock } from '../../src/lib/clock.ts'
-import { spawnSync } from 'node:child_process'
 import { loadPolicies } from '../../src/policy/load.ts'
 import { RevocationService } from '../../src/revocation/revocation_service.ts'
 import { MemoryStore } from '../../src/storage/memory_store.ts'
 import { silentLogger } from '../../src/lib/logger.ts'
 import { testDeps, TEST_NOW } from '../support/broker_deps.ts'
+import { opensslCrlEntries } from '../support/openssl_crl.ts'
 import { tempDir } from '../support/tmp.ts'
 import { createHash } from 'node:crypto'
 
@@ -128,15 +128,6 @@ describe('pool CA over HTTP', () => {
   })
 })
 
-// The CRL as openssl reads it: serial (lower-case hex) → reason code ('' when none).
-function opensslCrl(pem: string): Map<string, string> {
-  const file = join(tempDir(), 'crl.pem')
-  writeFileSync(file, pem)
-  const r = spawnSync('openssl', ['crl', '-in', file, '-noout', '-text'], { encoding: 'utf8' })
-  if (r.error) throw new Error('this test needs the openssl CLI (Debian package openssl)')
-  return new Map(r.stdout.split('Serial Number: ').slice(1).map((b) => [b.match(/^[0-9A-F]+/)![0].toLowerCase(), b.match(/CRL Reason Code:\s*\n\s*(.+)/)?.[1]?.trim() ?? '']))
-}
-
 describe('pool CA and identity revocations over HTTP', () => {
   it('holds a revoked site\'s certificates on the CRL, refuses it new ones, and releases both on the lift', async () => {
     let now = TEST_NOW
@@ -151,7 +142,7 @@ describe('pool CA and identity revocations over HTTP', () => {
     const revoked = await a.request('/v1/revocations', { method: 'POST', headers: admin, body: JSON.stringify({ site: 'cloud-a', reason: 'compromised' }) })
     expect(revoked.status).toBe(201)
     const { revocation } = await revoked.json() as { revocation: { id: number } }
-    const crl = opensslCrl(await (await a.request('/v1/ca/crl')).text())
+    const crl = opensslCrlEntries(await (await a.request('/v1/ca/crl')).text())
     expect(crl).toEqual(new Map([[a1, 'Certificate Hold'], [a2, 'Certificate Hold']]))
     expect(crl.has(b1)).toBe(false)
 
@@ -164,7 +155,7 @@ describe('pool CA and identity revocations over HTTP', () => {
 
     expect((await a.request(`/v1/revocations/${revocation.id}`, { method: 'DELETE', headers: admin })).status).toBe(200)
     now += 11
-    expect(opensslCrl(await (await a.request('/v1/ca/crl')).text())).toEqual(new Map())
+    expect(opensslCrlEntries(await (await a.request('/v1/ca/crl')).text())).toEqual(new Map())
     expect((await issue('cloud-a', 'ap4.example.org')).status).toBe(201)
   })
 })

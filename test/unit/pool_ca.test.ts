@@ -15,6 +15,7 @@ import type { PolicyContext } from '../../src/policy/compile.ts'
 import { loadPolicies } from '../../src/policy/load.ts'
 import { RevocationService } from '../../src/revocation/revocation_service.ts'
 import { MemoryStore } from '../../src/storage/memory_store.ts'
+import { opensslCrlEntries } from '../support/openssl_crl.ts'
 import { tempDir } from '../support/tmp.ts'
 
 // Expected values come from openssl, not from our own parser.
@@ -318,20 +319,6 @@ describe('certificates held by identity revocations', () => {
   const OTHER: VerifiedSubject = { ...OPERATOR, sub: 'other-provisioner' }
   const ADMIN = { principal: 'bootstrap' }
 
-  /** serial (lower-case hex) → the CRL entry's reason code as openssl names it ('' when it has none). */
-  function crlEntries(pem: string): Map<string, string> {
-    const file = join(tempDir(), 'crl.pem')
-    writeFileSync(file, pem)
-    const text = openssl(['crl', '-in', file, '-noout', '-text']).out
-    const out = new Map<string, string>()
-    for (const block of text.split('Serial Number: ').slice(1)) {
-      const serial = block.match(/^([0-9A-F]+)/)![1]!.toLowerCase()
-      expect(out.has(serial), `serial ${serial} is listed twice`).toBe(false)
-      out.set(serial, block.match(/CRL Reason Code:\s*\n\s*(.+)/)?.[1]?.trim() ?? '')
-    }
-    return out
-  }
-
   async function world(maxTokenLifetime = 7 * 86400) {
     let now = NOW
     const clock = { now: () => now }
@@ -381,19 +368,19 @@ rules:
     const b = await issue('cloud-b')
     const both = await issue('cloud-a')
     await svc.revoke(both.serial, 'teardown', ADMIN)
-    expect(crlEntries(await svc.crl())).toEqual(new Map([[both.serial, '']]))
+    expect(opensslCrlEntries(await svc.crl())).toEqual(new Map([[both.serial, '']]))
 
     advance(700)
     const site = await revocations.revoke({ kind: 'site', value: 'cloud-a', reason: 'compromised' }, ADMIN)
     advance(11)
     const held = new Map([[a1.serial, 'Certificate Hold'], [a2.serial, 'Certificate Hold'], [both.serial, '']])
-    expect(crlEntries(await svc.crl())).toEqual(held)
-    expect(crlEntries(await (await replica()).crl())).toEqual(held)
+    expect(opensslCrlEntries(await svc.crl())).toEqual(held)
+    expect(opensslCrlEntries(await (await replica()).crl())).toEqual(held)
     expect(held.has(expired.serial) || held.has(b.serial)).toBe(false)
 
     await revocations.lift(site.id, {}, ADMIN)
     advance(11)
-    expect(crlEntries(await svc.crl())).toEqual(new Map([[both.serial, '']]))
+    expect(opensslCrlEntries(await svc.crl())).toEqual(new Map([[both.serial, '']]))
   })
 
   it('openssl refuses a held certificate and accepts it again once the revocation is lifted', async () => {
@@ -425,7 +412,7 @@ rules:
     const theirs = await issue('cloud-a', { who: { ...OTHER, client_id: 'provisioner-2' } })
     await revocations.revoke(req, ADMIN)
     advance(11)
-    const entries = crlEntries(await svc.crl())
+    const entries = opensslCrlEntries(await svc.crl())
     expect(entries.get(mine.serial)).toBe('Certificate Hold')
     expect(entries.has(theirs.serial)).toBe(false)
   })
@@ -443,7 +430,7 @@ rules:
     // A role revocation acts by generation, as for tokens: the role's new certificates are not refused.
     const after = await issue('cloud-b')
     advance(11)
-    const entries = crlEntries(await svc.crl())
+    const entries = opensslCrlEntries(await svc.crl())
     expect(entries).toEqual(new Map([[before.serial, 'Certificate Hold'], [sameSecond.serial, 'Certificate Hold']]))
     expect(entries.has(after.serial) || entries.has(collector.serial)).toBe(false)
   })
@@ -455,10 +442,10 @@ rules:
     await revocations.revoke({ kind: 'site', value: 'cloud-a' }, ADMIN)
     advance(3 * 86400)
     expect(await revocations.list()).toEqual([])
-    expect(crlEntries(await svc.crl())).toEqual(new Map([[cert.serial, 'Certificate Hold']]))
+    expect(opensslCrlEntries(await svc.crl())).toEqual(new Map([[cert.serial, 'Certificate Hold']]))
     await expect(issue('cloud-a')).rejects.toThrow('site cloud-a has been revoked')
     advance(4 * 86400 + 1)
-    expect(crlEntries(await svc.crl())).toEqual(new Map())
+    expect(opensslCrlEntries(await svc.crl())).toEqual(new Map())
     await issue('cloud-a')
   })
 
