@@ -72,11 +72,13 @@ class EncodedTbsCertList extends TBSCertList {
 
   constructor(tbs: TBSCertList) {
     super(tbs)
-    // asn1-schema's encoding of the SEQUENCE's contents, kept as they are under the same tag.
+    // asn1js writes a Primitive's contents as they are, where a Sequence would encode its elements again:
+    // the contents asn1-schema encoded go under the TBSCertList's own tag (SEQUENCE, constructed, which
+    // Primitive's constructor would clear).
     const asn = AsnSerializer.toASN(tbs)
     const { tagClass, tagNumber, isConstructed } = asn.idBlock
     this.#asn = new asn1js.Primitive({ idBlock: { tagClass, tagNumber }, valueHex: asn.valueBlock.toBER(false) })
-    this.#asn.idBlock.isConstructed = isConstructed // Primitive's constructor clears it
+    this.#asn.idBlock.isConstructed = isConstructed
     this.der = this.#asn.toBER(false)
   }
 

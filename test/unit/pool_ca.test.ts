@@ -130,6 +130,22 @@ describe('pool CA', () => {
     }
   })
 
+  // Our serials have the top bit clear and no leading zero byte; one that has either is still written as
+  // the library's generator writes it (a zero byte first, leading zeros dropped), as openssl reads it.
+  it('writes a serial with the top bit set or leading zeros as @peculiar/x509 would', async () => {
+    const keys = await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify']) as webcrypto.CryptoKeyPair
+    const issuer = new x509.Name('CN=test CA')
+    const entries = [{ serial: 'ff01', revokedAt: NOW }, { serial: '000080', revokedAt: NOW }, { serial: 'abc', revokedAt: NOW }]
+    const ours = await signCrl({ issuer: new Uint8Array(issuer.toArrayBuffer()), thisUpdate: NOW, nextUpdate: NOW + 60, entries, extensions: [] }, keys.privateKey as unknown as CryptoKey)
+    const theirs = await x509.X509CrlGenerator.create({
+      issuer, thisUpdate: new Date(NOW * 1000), nextUpdate: new Date((NOW + 60) * 1000), signingAlgorithm: ALG, signingKey: keys.privateKey as unknown as CryptoKey,
+      entries: entries.map((e) => ({ serialNumber: e.serial, revocationDate: new Date(e.revokedAt * 1000) })),
+    })
+    const serials = (text: string) => [...text.matchAll(/Serial Number: ([0-9A-F]+)/g)].map((m) => m[1])
+    expect(serials(opensslCrlText(ours))).toEqual(['FF01', '80', '0ABC'])
+    expect(serials(opensslCrlText(ours))).toEqual(serials(opensslCrlText(new Uint8Array(theirs.rawData))))
+  })
+
   it('refuses a CSR whose signature does not verify', async () => {
     const pem = await csrPem()
     const der = Buffer.from(x509.PemConverter.decodeFirst(pem))
