@@ -4,6 +4,8 @@ import type { VerifiedSubject } from '../iam/subject.ts'
 import type { Clock } from '../lib/clock.ts'
 import type { Policy } from '../policy/compile.ts'
 import { decideCertificate, type CertificateDecision } from '../policy/certificate_decision.ts'
+import type { RevocationStore } from '../revocation/revocation.ts'
+import { CertificateHolds, issuedCertificateOf } from './identity_holds.ts'
 import { checkCsr, checkSanNames, type IssuedHostCertificate, type PoolCa } from './pool_ca.ts'
 
 /** What a caller asks for: a CSR (proof of the key) and the names, role and site. */
@@ -18,7 +20,11 @@ export interface CertificateRequest {
 
 export interface CertificateServiceDeps {
   ca: PoolCa
-  audit: Pick<AuditStore, 'record' | 'query'>
+  /**
+   * The shared store: the audit records (issued and revoked serials) and the identity revocations, so
+   * every replica builds the same CRL and refuses the same requests.
+   */
+  audit: Pick<AuditStore, 'record' | 'query'> & Pick<RevocationStore, 'listRevocations'>
   policy: { readonly current: Policy }
   clock: Clock
   /** Broker-wide cap on a host certificate's lifetime, whatever a grant says. */
@@ -42,8 +48,11 @@ const CRL_RECHECK_SECONDS = 10
  */
 export class CertificateService {
   readonly #d: CertificateServiceDeps
-  /** The last CRL signed, and the serials it lists (another replica's revocation changes them, not only their count). */
-  #crl: { pem: string; until: number; serials: string; checkedAt: number } | undefined
+  /**
+   * The last CRL signed, and its entries (by crlEntryKey) with their certificates' notAfter: another
+   * replica's revocation changes them, not only their count.
+   */
+  #crl: { pem: string; until: number; entries: ReadonlyMap<string, number>; checkedAt: number } | undefined
   /** The CRL being rebuilt: concurrent requests share one read of the audit log. */
   #crlBuilding: Promise<string> | undefined
   /** Bumped by each revocation here: a CRL built from a read made before it is not kept. */
@@ -59,8 +68,8 @@ export class CertificateService {
     return this.#d.ca.pem
   }
 
-  /** What the policy would answer for these names, role and site; signs nothing, records nothing (a plan). */
-  check(req: Omit<CertificateRequest, 'csr'>, subject: VerifiedSubject): CertificateDecision {
+  /** What the policy and the revocations would answer for these names, role and site; signs nothing, records nothing (a plan). */
+  async check(req: Omit<CertificateRequest, 'csr'>, subject: VerifiedSubject): Promise<CertificateDecision> {
     const dns = req.dns.map((d) => d.toLowerCase())
     checkSanNames(dns, req.ip)
     const d = decideCertificate(this.#d.policy.current, {
@@ -68,7 +77,9 @@ export class CertificateService {
       ...(req.site !== undefined ? { site: req.site } : {}),
       ...(req.lifetime !== undefined ? { lifetime: req.lifetime } : {}),
     })
-    return d.allow ? { ...d, lifetime: Math.min(d.lifetime, this.#d.maxLifetime) } : d
+    if (!d.allow) return d
+    const refused = (await this.#holds(this.#d.clock.now())).refusal(callerOf(subject), d.site)
+    return refused !== undefined ? { allow: false, error: 'unauthorized_client', reason: refused } : { ...d, lifetime: Math.min(d.lifetime, this.#d.maxLifetime) }
   }
 
   async issue(req: CertificateRequest, subject: VerifiedSubject, actor: Omit<Actor, 'principal'>): Promise<IssuedHostCertificate> {
@@ -82,14 +93,22 @@ export class CertificateService {
       ...(req.site !== undefined ? { site: req.site } : {}),
       ...(req.lifetime !== undefined ? { lifetime: req.lifetime } : {}),
     })
+    const caller = callerOf(subject)
     const base: Omit<AuditEvent, 'type'> = {
-      time: now, caller: callerOf(subject), role: req.role, tokenKind: 'host_certificate',
+      time: now, caller, role: req.role, tokenKind: 'host_certificate',
       ...(actor.requestId ? { requestId: actor.requestId } : {}),
       ...(actor.clientAddress ? { clientAddress: actor.clientAddress } : {}),
     }
     if (!decision.allow) {
       await this.#d.audit.record({ ...base, type: 'certificate.denied', decision: 'deny', reason: decision.reason, detail: { dns, ip: req.ip } })
       throw decision.error === 'invalid_target' ? new InvalidTarget(decision.reason) : new UnauthorizedClient(decision.reason)
+    }
+    // Read from the store, not a snapshot: a certificate outlives a token by days, and a replica that has
+    // not yet seen a site's revocation must not sign for it.
+    const refused = (await this.#holds(now)).refusal(caller, decision.site)
+    if (refused !== undefined) {
+      await this.#d.audit.record({ ...base, type: 'certificate.denied', decision: 'deny', reason: refused, ...(decision.site !== undefined ? { site: decision.site } : {}), detail: { dns, ip: req.ip } })
+      throw new UnauthorizedClient(refused)
     }
     const lifetime = Math.min(decision.lifetime, this.#d.maxLifetime)
     const cert = await this.#d.ca.issueHostCertificate({ publicKey, dns, ip: req.ip }, { now, lifetime })
@@ -131,12 +150,16 @@ export class CertificateService {
     return { serial: s, revokedAt: now, notAfter: issued.notAfter, already: false }
   }
 
-  /** The current CRL (PEM): every revoked serial whose certificate has not expired. Re-signed when it changes or half its life is gone. */
+  /**
+   * The current CRL (PEM): every unexpired certificate revoked by serial, and every one an identity
+   * revocation in force holds (identity_holds.ts). Re-signed when an entry is added or an unexpired one
+   * removed, or half its life is gone; an entry whose certificate expires stays until then.
+   */
   crl(): Promise<string> {
     const now = this.#d.clock.now()
     // The route is public and the revocations are a query over the audit log: read it at most every few
-    // seconds (a revocation through this service clears the cache at once; another replica's shows up
-    // within CRL_RECHECK_SECONDS).
+    // seconds (a revocation through this service clears the cache at once; another replica's, and any
+    // identity revocation or lift, shows up within CRL_RECHECK_SECONDS).
     if (this.#crl && this.#crl.until > now && now - this.#crl.checkedAt < CRL_RECHECK_SECONDS) return Promise.resolve(this.#crl.pem)
     if (!this.#crlBuilding) {
       const building = this.#rebuildCrl(now).finally(() => { if (this.#crlBuilding === building) this.#crlBuilding = undefined })
@@ -147,15 +170,46 @@ export class CertificateService {
 
   async #rebuildCrl(now: number): Promise<string> {
     const generation = this.#crlGeneration
-    const live = (await this.#revocations()).filter((r) => r.notAfter > now)
-    const serials = live.map((r) => r.serial).sort().join(' ')
-    if (generation === this.#crlGeneration && this.#crl && this.#crl.until > now && this.#crl.serials === serials) {
-      this.#crl.checkedAt = now
-      return this.#crl.pem
+    const [revoked, holds] = await Promise.all([this.#revocations(), this.#holds(now)])
+    const live: CrlEntry[] = revoked.filter((r) => r.notAfter > now)
+    // A serial revoked by itself keeps that entry (permanent); a hold lists it only while no such entry does.
+    if (!holds.empty) live.push(...await this.#held(holds, new Set(live.map((r) => r.serial)), now))
+    const entries = new Map(live.map((e) => [crlEntryKey(e), e.notAfter]))
+    // With thousands of certificates held one expires every minute or so; re-signing for each would sign
+    // (about 0.5 s for 10,000 entries) and change a CRL of hundreds of kB at nearly every recheck. An
+    // expiry alone therefore waits for the scheduled re-signing: RFC 5280 §3.3 keeps an entry until one
+    // regularly scheduled CRL beyond the certificate's validity anyway.
+    const cached = this.#crl
+    if (generation === this.#crlGeneration && cached && cached.until > now
+      && [...entries.keys()].every((k) => cached.entries.has(k))
+      && [...cached.entries].every(([k, notAfter]) => entries.has(k) || notAfter <= now)) {
+      cached.checkedAt = now
+      return cached.pem
     }
     const pem = await this.#d.ca.crl(live, { now, lifetime: this.#d.crlLifetime })
-    if (generation === this.#crlGeneration) this.#crl = { pem, until: now + Math.floor(this.#d.crlLifetime / 2), serials, checkedAt: now }
+    if (generation === this.#crlGeneration) this.#crl = { pem, until: now + Math.floor(this.#d.crlLifetime / 2), entries, checkedAt: now }
     return pem
+  }
+
+  async #holds(now: number): Promise<CertificateHolds> {
+    return new CertificateHolds(await this.#d.audit.listRevocations(), now, this.#d.maxLifetime)
+  }
+
+  /**
+   * The unexpired certificates the holds match, except `revoked`. Reads only the issuance records of the
+   * last ca.max_lifetime (no certificate issued earlier is still valid), and only when an entry in force
+   * can match a certificate at all.
+   */
+  async #held(holds: CertificateHolds, revoked: ReadonlySet<string>, now: number): Promise<CrlEntry[]> {
+    const out = new Map<string, CrlEntry>()
+    for await (const e of this.#events('certificate.issued', now - this.#d.maxLifetime)) {
+      const cert = issuedCertificateOf(e)
+      if (!cert || cert.exp <= now || revoked.has(cert.serial) || out.has(cert.serial)) continue
+      const since = holds.heldSince(cert)
+      // Not dated before the certificate itself (one signed by a replica racing the revocation).
+      if (since !== undefined) out.set(cert.serial, { serial: cert.serial, revokedAt: Math.max(since, cert.time), notAfter: cert.exp, hold: true })
+    }
+    return [...out.values()]
   }
 
   /** One entry per serial, the earliest revocation (replicas racing on one serial may both record it). */
@@ -176,11 +230,11 @@ export class CertificateService {
     return undefined
   }
 
-  async *#events(type: 'certificate.issued' | 'certificate.revoked'): AsyncGenerator<AuditEvent> {
+  async *#events(type: 'certificate.issued' | 'certificate.revoked', from?: number): AsyncGenerator<AuditEvent> {
     let cursor: string | undefined
     // Bounded: at most 1000 pages of 1000; a pool CA issuing more than that in one retention window is misused.
     for (let page = 0; page < 1000; page++) {
-      const res = await this.#d.audit.query({ type, limit: 1000, ...(cursor ? { cursor } : {}) })
+      const res = await this.#d.audit.query({ type, limit: 1000, ...(from !== undefined ? { from } : {}), ...(cursor ? { cursor } : {}) })
       for (const r of res.records) yield r.event
       if (!res.nextCursor) return
       cursor = res.nextCursor
@@ -188,6 +242,15 @@ export class CertificateService {
   }
 }
 
-function callerOf(s: VerifiedSubject): NonNullable<AuditEvent['caller']> {
+/** One CRL entry and when its certificate expires. */
+interface CrlEntry { serial: string; revokedAt: number; notAfter: number; hold?: boolean }
+
+/** What tells two CRL entries apart: a hold differs from a revocation of the same serial, and by its date. */
+function crlEntryKey(e: CrlEntry): string {
+  return e.hold ? `${e.serial}/hold@${e.revokedAt}` : e.serial
+}
+
+/** The caller as the audit records it, and as the identity holds match it. */
+function callerOf(s: VerifiedSubject): { iss: string; sub: string; client_id?: string; groups?: string[] } {
   return { iss: s.iss, sub: s.sub, ...(s.client_id ? { client_id: s.client_id } : {}), ...(s.groups.length ? { groups: s.groups } : {}) }
 }

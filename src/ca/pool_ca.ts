@@ -3,9 +3,12 @@ import 'reflect-metadata'
 import { randomBytes, webcrypto } from 'node:crypto'
 import { closeSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { basename, join } from 'node:path'
+import { AsnConvert } from '@peculiar/asn1-schema'
+import { CRLNumber, id_ce_cRLNumber } from '@peculiar/asn1-x509'
 import * as x509 from '@peculiar/x509'
 import { InvalidRequest, OperatorError } from '../errors.ts'
 import { readSecretFile } from '../lib/secure_file.ts'
+import { signCrl } from './crl_signing.ts'
 
 x509.cryptoProvider.set(webcrypto as unknown as Crypto)
 
@@ -165,32 +168,28 @@ export class PoolCa {
     return { pem: cert.toString('pem') + '\n', serial, notBefore, notAfter }
   }
 
-  /** A CRL listing `revoked` (serials in hex), valid for `lifetime` seconds from `now`. */
-  async crl(revoked: ReadonlyArray<{ serial: string; revokedAt: number }>, validity: { now: number; lifetime: number }): Promise<string> {
-    const crl = await x509.X509CrlGenerator.create({
-      issuer: this.cert.subjectName,
-      thisUpdate: new Date(validity.now * 1000),
-      nextUpdate: new Date((validity.now + validity.lifetime) * 1000),
-      signingAlgorithm: ALG,
-      signingKey: this.#key,
+  /**
+   * A CRL listing `revoked` (serials in hex, each once), valid for `lifetime` seconds from `now`. An entry
+   * with `hold` carries reason code certificateHold (RFC 5280 §5.3.1), the one reason after which a serial
+   * may leave a later CRL; the others carry no reason code.
+   */
+  async crl(revoked: ReadonlyArray<{ serial: string; revokedAt: number; hold?: boolean }>, validity: { now: number; lifetime: number }): Promise<string> {
+    // Built by crl_signing.ts, not X509CrlGenerator, whose cost grows with the square of the entries.
+    const der = await signCrl({
+      issuer: new Uint8Array(this.cert.subjectName.toArrayBuffer()),
+      thisUpdate: validity.now,
+      nextUpdate: validity.now + validity.lifetime,
+      entries: revoked,
       // RFC 5280 §5.2.3: conforming issuers number their CRLs, increasing. The signing time in seconds
       // increases without any state to share between replicas.
-      extensions: [await x509.AuthorityKeyIdentifierExtension.create(this.cert), new x509.Extension(CRL_NUMBER_OID, false, derInteger(validity.now))],
-      entries: revoked.map((r) => ({ serialNumber: r.serial, revocationDate: new Date(r.revokedAt * 1000) })),
-    })
-    // RFC 7468 §5: the CRL label is "X509 CRL" (openssl reads no other); the library writes "CRL".
-    return x509.PemConverter.encode(crl.rawData, 'X509 CRL') + '\n'
+      extensions: [
+        new Uint8Array((await x509.AuthorityKeyIdentifierExtension.create(this.cert)).rawData),
+        new Uint8Array(new x509.Extension(id_ce_cRLNumber, false, AsnConvert.serialize(new CRLNumber(validity.now))).rawData),
+      ],
+    }, this.#key)
+    // RFC 7468 §5: the CRL label is "X509 CRL" (openssl reads no other).
+    return x509.PemConverter.encode(der.buffer as ArrayBuffer, 'X509 CRL') + '\n'
   }
-}
-
-const CRL_NUMBER_OID = '2.5.29.20'
-
-/** A non-negative integer as a DER INTEGER (big-endian, minimal, a leading zero byte when the top bit is set). */
-function derInteger(n: number): Uint8Array {
-  const bytes: number[] = []
-  for (let v = n; v > 0; v = Math.floor(v / 256)) bytes.unshift(v % 256)
-  if (bytes.length === 0 || bytes[0]! >= 0x80) bytes.unshift(0)
-  return Uint8Array.from([0x02, bytes.length, ...bytes])
 }
 
 /** 16 random bytes with the top bit clear (a positive INTEGER with no leading-zero trimming ambiguity). */

@@ -10,12 +10,13 @@ import { initPoolCa, PoolCa } from '../../src/ca/pool_ca.ts'
 import { InvalidToken } from '../../src/errors.ts'
 import { bootstrapTokenAuthenticator } from '../../src/http/middleware/admin_auth.ts'
 import type { VerifiedSubject } from '../../src/iam/subject.ts'
-import { fixedClock } from '../../src/lib/clock.ts'
+import { fixedClock, type Clock } from '../../src/lib/clock.ts'
 import { loadPolicies } from '../../src/policy/load.ts'
 import { RevocationService } from '../../src/revocation/revocation_service.ts'
 import { MemoryStore } from '../../src/storage/memory_store.ts'
 import { silentLogger } from '../../src/lib/logger.ts'
 import { testDeps, TEST_NOW } from '../support/broker_deps.ts'
+import { opensslCrlEntries } from '../support/openssl_crl.ts'
 import { tempDir } from '../support/tmp.ts'
 import { createHash } from 'node:crypto'
 
@@ -33,7 +34,7 @@ async function app() {
   return (await appWithStore()).a
 }
 
-async function appWithStore() {
+async function appWithStore(options: { sites?: string[]; clock?: Clock } = {}) {
   const root = tempDir()
   writeFileSync(join(root, 'p.yaml'), `version: 1
 rules:
@@ -47,13 +48,13 @@ rules:
         hosts: ["ap*.example.org"]
         lifetime: { default: 1d, max: 7d }
         certificate: { max_lifetime: 1d }
-`)
+${options.sites ? `        sites: [${options.sites.join(', ')}]\n` : ''}`)
   await initPoolCa(join(root, 'ca'), { name: 'test CA', now: TEST_NOW })
   const store = new MemoryStore()
-  const clock = fixedClock(TEST_NOW)
+  const clock = options.clock ?? fixedClock(TEST_NOW)
   const policy = { current: loadPolicies(root, { trustDomain: 'pool.example.org', uidDomain: 'u.example.org', vars: { IAM_ISSUER: ISS }, scitokenProfile: 'wlcg', maxLifetime: {} }) }
   const service = new CertificateService({ ca: await PoolCa.load(join(root, 'ca')), audit: store, policy, clock, maxLifetime: 86400, crlLifetime: 3600 })
-  const revocations = new RevocationService({ store, clock, log: silentLogger, maxTokenLifetime: 86400, refreshSeconds: 5, knownLabels: () => ({ roles: new Set(), sites: new Set() }) as never, knownIssuers: () => new Set([ISS]) })
+  const revocations = new RevocationService({ store, clock, log: silentLogger, maxTokenLifetime: 86400, refreshSeconds: 5, knownLabels: () => ({ roles: new Set(['schedd']), sites: new Set(options.sites) }), knownIssuers: () => new Set([ISS]) })
   await revocations.refresh()
   const verifyCaller = async (bearer: string) => { if (bearer !== 'operator-token') throw new InvalidToken('the IAM access token is not valid', { presented: true }); return OPERATOR }
   const a = createApp(testDeps({
@@ -124,5 +125,37 @@ describe('pool CA over HTTP', () => {
     expect(unknown.status).toBe(404)
     const crl = new x509.X509Crl(await (await a.request('/v1/ca/crl')).text())
     expect(crl.entries.map((e) => e.serialNumber.toLowerCase())).toEqual([serial])
+  })
+})
+
+describe('pool CA and identity revocations over HTTP', () => {
+  it('holds a revoked site\'s certificates on the CRL, refuses it new ones, and releases both on the lift', async () => {
+    let now = TEST_NOW
+    const { a } = await appWithStore({ sites: ['cloud-a', 'cloud-b'], clock: { now: () => now } })
+    const admin = { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' }
+    const issue = async (site: string, host: string) => post(a, { csr: await csr(), role: 'schedd', site, dns: [host] })
+    const serialOf = async (res: Response) => { expect(res.status).toBe(201); return ((await res.json()) as { serial: string }).serial }
+    const a1 = await serialOf(await issue('cloud-a', 'ap1.example.org'))
+    const a2 = await serialOf(await issue('cloud-a', 'ap2.example.org'))
+    const b1 = await serialOf(await issue('cloud-b', 'ap3.example.org'))
+
+    const revoked = await a.request('/v1/revocations', { method: 'POST', headers: admin, body: JSON.stringify({ site: 'cloud-a', reason: 'compromised' }) })
+    expect(revoked.status).toBe(201)
+    const { revocation } = await revoked.json() as { revocation: { id: number } }
+    const crl = opensslCrlEntries(await (await a.request('/v1/ca/crl')).text())
+    expect(crl).toEqual(new Map([[a1, 'Certificate Hold'], [a2, 'Certificate Hold']]))
+    expect(crl.has(b1)).toBe(false)
+
+    const refused = await issue('cloud-a', 'ap4.example.org')
+    expect(refused.status).toBe(400)
+    expect(await refused.json()).toEqual({ error: 'unauthorized_client', error_description: 'site cloud-a has been revoked' })
+    const plan = await post(a, { role: 'schedd', site: 'cloud-a', dns: ['ap4.example.org'], dry_run: true })
+    expect(await plan.json()).toEqual({ dry_run: { allow: false, error: 'unauthorized_client', reason: 'site cloud-a has been revoked' } })
+    expect((await issue('cloud-b', 'ap5.example.org')).status).toBe(201)
+
+    expect((await a.request(`/v1/revocations/${revocation.id}`, { method: 'DELETE', headers: admin })).status).toBe(200)
+    now += 11
+    expect(opensslCrlEntries(await (await a.request('/v1/ca/crl')).text())).toEqual(new Map())
+    expect((await issue('cloud-a', 'ap4.example.org')).status).toBe(201)
   })
 })

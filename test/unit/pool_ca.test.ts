@@ -1,17 +1,21 @@
 import 'reflect-metadata'
 import { spawnSync } from 'node:child_process'
-import { webcrypto } from 'node:crypto'
+import { randomBytes, webcrypto } from 'node:crypto'
 import { mkdirSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import * as x509 from '@peculiar/x509'
 import { describe, expect, it } from 'vitest'
 import { CertificateService } from '../../src/ca/certificate_service.ts'
+import { signCrl } from '../../src/ca/crl_signing.ts'
 import { checkCsr, initPoolCa, PoolCa } from '../../src/ca/pool_ca.ts'
 import type { VerifiedSubject } from '../../src/iam/subject.ts'
 import { fixedClock } from '../../src/lib/clock.ts'
+import { silentLogger } from '../../src/lib/logger.ts'
 import type { PolicyContext } from '../../src/policy/compile.ts'
 import { loadPolicies } from '../../src/policy/load.ts'
+import { RevocationService } from '../../src/revocation/revocation_service.ts'
 import { MemoryStore } from '../../src/storage/memory_store.ts'
+import { opensslCrlEntries } from '../support/openssl_crl.ts'
 import { tempDir } from '../support/tmp.ts'
 
 // Expected values come from openssl, not from our own parser.
@@ -29,6 +33,29 @@ async function csrPem(cn = 'ignored.example.org'): Promise<string> {
 }
 
 const NOW = Math.floor(Date.now() / 1000)
+
+/** What openssl reads in a DER CRL, up to its signature value (ECDSA signatures differ each time). */
+function opensslCrlText(der: Uint8Array): string {
+  const file = join(tempDir(), 'crl.der')
+  writeFileSync(file, der)
+  const r = openssl(['crl', '-inform', 'DER', '-in', file, '-noout', '-text'])
+  expect(r.status).toBe(0)
+  return r.out.slice(0, r.out.indexOf('Signature Value:'))
+}
+
+/** The first element inside a DER SEQUENCE (a CertificateList's TBSCertList), header included. */
+function firstChild(der: Uint8Array): Uint8Array {
+  const header = (at: number): [number, number] => {
+    const b = der[at + 1]!
+    if (b < 0x80) return [2, b]
+    let n = 0
+    for (let i = 0; i < (b & 0x7f); i++) n = n * 256 + der[at + 2 + i]!
+    return [2 + (b & 0x7f), n]
+  }
+  const [outer] = header(0)
+  const [h, n] = header(outer)
+  return der.subarray(outer, outer + h + n)
+}
 
 describe('pool CA', () => {
   it('creates a 0600 key and refuses to overwrite it', async () => {
@@ -74,6 +101,49 @@ describe('pool CA', () => {
     expect(ext.match(/serial=([0-9A-F]+)/)![1]!.toLowerCase()).toBe(cert.serial)
     const end = Date.parse(ext.match(/notAfter=(.+)/)![1]!) / 1000
     expect(end).toBe(NOW + 3600)
+  })
+
+  // The CRL is built from @peculiar/x509's ASN.1 classes, not its generator (quadratic), and its TBSCertList
+  // is encoded once for both the signature and the list (crl_signing.ts). Judges: openssl reads the same
+  // CRL in it as in @peculiar/x509's, and the library verifies our signature. Not byte for byte: the
+  // library writes an empty crlEntryExtensions for an entry without reason, which RFC 5280's SIZE (1..MAX)
+  // does not allow.
+  it('encodes the CRL @peculiar/x509 would, with a signature it verifies', async () => {
+    const keys = await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify']) as webcrypto.CryptoKeyPair
+    const issuer = new x509.Name('CN=test CA, O=pool.example.org')
+    const serial = () => `${((randomBytes(1)[0]! & 0x7f) | 0x10).toString(16)}${randomBytes(15).toString('hex')}`
+    const extensions = [new x509.Extension('2.5.29.20', false, Uint8Array.of(0x02, 0x04, 0x6b, 0x49, 0xd2, 0x00))]
+    for (const count of [0, 1, 3, 200]) {
+      const entries = Array.from({ length: count }, (_, i) => ({ serial: serial(), revokedAt: NOW - i * 3600, hold: count === 3 || i % 2 === 1 }))
+      for (const [thisUpdate, nextUpdate] of [[NOW, NOW + 86400], [2524607999, 2524608000]] as const) { // the last second of 2049, the first of 2050
+        const ours = await signCrl({ issuer: new Uint8Array(issuer.toArrayBuffer()), thisUpdate, nextUpdate, entries, extensions: extensions.map((e) => new Uint8Array(e.rawData)) }, keys.privateKey as unknown as CryptoKey)
+        const theirs = await x509.X509CrlGenerator.create({
+          issuer, thisUpdate: new Date(thisUpdate * 1000), nextUpdate: new Date(nextUpdate * 1000), signingAlgorithm: ALG, signingKey: keys.privateKey as unknown as CryptoKey, extensions,
+          entries: entries.map((e) => ({ serialNumber: e.serial, revocationDate: new Date(e.revokedAt * 1000), ...(e.hold ? { reason: x509.X509CrlReason.certificateHold } : {}) })),
+        })
+        expect(opensslCrlText(ours)).toBe(opensslCrlText(new Uint8Array(theirs.rawData)))
+        if (entries.every((e) => e.hold)) expect(Buffer.from(firstChild(ours)).toString('hex')).toBe(Buffer.from(firstChild(new Uint8Array(theirs.rawData))).toString('hex'))
+        const parsed = new x509.X509Crl(ours.buffer as ArrayBuffer)
+        expect(await parsed.verify({ publicKey: keys.publicKey as unknown as CryptoKey })).toBe(true)
+        expect(parsed.entries.map((e) => [e.serialNumber.toLowerCase(), e.reason])).toEqual(entries.map((e) => [e.serial, e.hold ? x509.X509CrlReason.certificateHold : undefined]))
+      }
+    }
+  })
+
+  // Our serials have the top bit clear and no leading zero byte; one that has either is still written as
+  // the library's generator writes it (a zero byte first, leading zeros dropped), as openssl reads it.
+  it('writes a serial with the top bit set or leading zeros as @peculiar/x509 would', async () => {
+    const keys = await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify']) as webcrypto.CryptoKeyPair
+    const issuer = new x509.Name('CN=test CA')
+    const entries = [{ serial: 'ff01', revokedAt: NOW }, { serial: '000080', revokedAt: NOW }, { serial: 'abc', revokedAt: NOW }]
+    const ours = await signCrl({ issuer: new Uint8Array(issuer.toArrayBuffer()), thisUpdate: NOW, nextUpdate: NOW + 60, entries, extensions: [] }, keys.privateKey as unknown as CryptoKey)
+    const theirs = await x509.X509CrlGenerator.create({
+      issuer, thisUpdate: new Date(NOW * 1000), nextUpdate: new Date((NOW + 60) * 1000), signingAlgorithm: ALG, signingKey: keys.privateKey as unknown as CryptoKey,
+      entries: entries.map((e) => ({ serialNumber: e.serial, revocationDate: new Date(e.revokedAt * 1000) })),
+    })
+    const serials = (text: string) => [...text.matchAll(/Serial Number: ([0-9A-F]+)/g)].map((m) => m[1])
+    expect(serials(opensslCrlText(ours))).toEqual(['FF01', '80', '0ABC'])
+    expect(serials(opensslCrlText(ours))).toEqual(serials(opensslCrlText(new Uint8Array(theirs.rawData))))
   })
 
   it('refuses a CSR whose signature does not verify', async () => {
@@ -217,6 +287,29 @@ describe('certificate service', () => {
     expect(reads).toBeGreaterThan(reread)
   })
 
+  // Signing a large CRL is costly; an expiry alone does not call for it, and RFC 5280 §3.3 keeps the
+  // entry until a regularly scheduled CRL beyond the certificate's validity.
+  it('keeps an expired certificate\'s entry until the scheduled re-signing rather than re-signing at once', async () => {
+    let now = NOW
+    const { svc, root } = await service(86400, { now: () => now })
+    const short = await svc.issue({ csr: await csrPem(), role: 'schedd', dns: ['ap1.cloud-a.example.org'], ip: [], lifetime: 600 }, OPERATOR, {})
+    await svc.revoke(short.serial, undefined, { principal: 'bootstrap' })
+    const text = async () => {
+      writeFileSync(join(root, 'crl.pem'), await svc.crl())
+      return openssl(['crl', '-in', join(root, 'crl.pem'), '-noout', '-text']).out
+    }
+    expect(await text()).toContain(`Serial Number: ${short.serial.toUpperCase()}`)
+    now = NOW + 700
+    const afterExpiry = await text()
+    expect(afterExpiry).toContain(`Serial Number: ${short.serial.toUpperCase()}`)
+    expect(afterExpiry).toMatch(new RegExp(`X509v3 CRL Number: *\\n *${NOW}\\n`))
+    // Half the CRL's life (crlLifetime 3600 s) after it was signed: re-signed, without the expired entry.
+    now = NOW + 1800
+    const resigned = await text()
+    expect(resigned).not.toContain(`Serial Number: ${short.serial.toUpperCase()}`)
+    expect(resigned).toMatch(new RegExp(`X509v3 CRL Number: *\\n *${NOW + 1800}\\n`))
+  })
+
   it('lists a revocation made by another replica even when one it listed has expired meanwhile', async () => {
     let now = NOW
     const { svc, root, replica } = await service(86400, { now: () => now })
@@ -233,5 +326,159 @@ describe('certificate service', () => {
     const text = openssl(['crl', '-in', crl, '-noout', '-text']).out
     expect(text).toContain(`Serial Number: ${long.serial.toUpperCase()}`)
     expect(text).not.toContain(`Serial Number: ${short.serial.toUpperCase()}`)
+  })
+})
+
+// Identity revocations (src/revocation) reach host certificates: the CRL holds what a revoked site, caller
+// or role was issued. The CRL is read by openssl, so the entries and reason codes are not our parser's.
+describe('certificates held by identity revocations', () => {
+  const OTHER: VerifiedSubject = { ...OPERATOR, sub: 'other-provisioner' }
+  const ADMIN = { principal: 'bootstrap' }
+
+  async function world(maxTokenLifetime = 7 * 86400) {
+    let now = NOW
+    const clock = { now: () => now }
+    const root = tempDir()
+    writeFileSync(join(root, '10.yaml'), `version: 1
+rules:
+  - id: hosts
+    match: { issuer: ${ISS}, client_id: [provisioner, provisioner-2] }
+    grants:
+      - role: schedd
+        identity: schedd-{host_short}@aps.{trust_domain}
+        token_kinds: [idtoken]
+        authz: [ADVERTISE_SCHEDD, ADVERTISE_MASTER, READ]
+        hosts: ["ap*.example.org"]
+        sites: [cloud-a, cloud-b]
+        lifetime: { default: 1d, max: 7d }
+        certificate: { max_lifetime: 7d }
+      - role: collector
+        identity: collector@cm.{trust_domain}
+        token_kinds: [idtoken]
+        authz: [ADVERTISE_MASTER, READ]
+        hosts: ["cm*.example.org"]
+        sites: [cloud-a]
+        lifetime: { default: 1d, max: 7d }
+        certificate: { max_lifetime: 7d }
+`)
+    await initPoolCa(join(root, 'ca'), { name: 'test CA', now: NOW })
+    const store = new MemoryStore()
+    const make = async () => new CertificateService({
+      ca: await PoolCa.load(join(root, 'ca')), audit: store, policy: { current: loadPolicies(root, CTX) }, clock, maxLifetime: 7 * 86400, crlLifetime: 3600,
+    })
+    const revocations = new RevocationService({
+      store, clock, log: silentLogger, maxTokenLifetime, refreshSeconds: 5,
+      knownLabels: () => ({ roles: new Set(['schedd', 'collector']), sites: new Set(['cloud-a', 'cloud-b']) }), knownIssuers: () => new Set([ISS]),
+    })
+    const svc = await make()
+    const issue = async (site: string, options: { who?: VerifiedSubject; role?: string; host?: string; lifetime?: number } = {}) =>
+      svc.issue({ csr: await csrPem(), role: options.role ?? 'schedd', site, dns: [options.host ?? `ap${Math.floor(Math.random() * 1e6)}.example.org`], ip: [], ...(options.lifetime ? { lifetime: options.lifetime } : {}) }, options.who ?? OPERATOR, {})
+    return { svc, store, revocations, issue, replica: make, advance: (s: number) => { now += s }, now: () => now }
+  }
+
+  it('lists every unexpired certificate of a revoked site as certificateHold, on every replica, and none after the lift', async () => {
+    const { svc, revocations, issue, replica, advance } = await world()
+    const a1 = await issue('cloud-a')
+    const a2 = await issue('cloud-a', { who: OTHER })
+    const expired = await issue('cloud-a', { lifetime: 600 })
+    const b = await issue('cloud-b')
+    const both = await issue('cloud-a')
+    await svc.revoke(both.serial, 'teardown', ADMIN)
+    expect(opensslCrlEntries(await svc.crl())).toEqual(new Map([[both.serial, '']]))
+
+    advance(700)
+    const site = await revocations.revoke({ kind: 'site', value: 'cloud-a', reason: 'compromised' }, ADMIN)
+    advance(11)
+    const held = new Map([[a1.serial, 'Certificate Hold'], [a2.serial, 'Certificate Hold'], [both.serial, '']])
+    expect(opensslCrlEntries(await svc.crl())).toEqual(held)
+    expect(opensslCrlEntries(await (await replica()).crl())).toEqual(held)
+    expect(held.has(expired.serial) || held.has(b.serial)).toBe(false)
+
+    await revocations.lift(site.id, {}, ADMIN)
+    advance(11)
+    expect(opensslCrlEntries(await svc.crl())).toEqual(new Map([[both.serial, '']]))
+  })
+
+  it('openssl refuses a held certificate and accepts it again once the revocation is lifted', async () => {
+    const { svc, revocations, issue, advance, now } = await world()
+    const cert = await issue('cloud-a')
+    const dir = tempDir()
+    writeFileSync(join(dir, 'host.pem'), cert.pem)
+    writeFileSync(join(dir, 'ca.pem'), svc.caPem)
+    const verify = async () => {
+      writeFileSync(join(dir, 'crl.pem'), await svc.crl())
+      return openssl(['verify', '-attime', String(now()), '-crl_check', '-CAfile', join(dir, 'ca.pem'), '-CRLfile', join(dir, 'crl.pem'), join(dir, 'host.pem')])
+    }
+    const rev = await revocations.revoke({ kind: 'site', value: 'cloud-a' }, ADMIN)
+    const held = await verify()
+    expect(held.status).not.toBe(0)
+    expect(held.out).toMatch(/certificate revoked/)
+    await revocations.lift(rev.id, {}, ADMIN)
+    advance(11)
+    expect((await verify()).out).toMatch(/: OK/)
+  })
+
+  it.each([
+    ['sub', { kind: 'sub', value: 'provisioner' }],
+    ['sub at one issuer', { kind: 'sub', value: 'provisioner', iss: ISS }],
+    ['client', { kind: 'client', value: 'provisioner' }],
+  ] as const)('holds what a revoked caller requested (%s)', async (_, req) => {
+    const { svc, revocations, issue, advance } = await world()
+    const mine = await issue('cloud-a')
+    const theirs = await issue('cloud-a', { who: { ...OTHER, client_id: 'provisioner-2' } })
+    await revocations.revoke(req, ADMIN)
+    advance(11)
+    const entries = opensslCrlEntries(await svc.crl())
+    expect(entries.get(mine.serial)).toBe('Certificate Hold')
+    expect(entries.has(theirs.serial)).toBe(false)
+  })
+
+  it('holds the certificates of a revoked role issued before the revocation, not those issued after, nor other roles', async () => {
+    const { svc, revocations, issue, advance } = await world()
+    const before = await issue('cloud-a')
+    const collector = await issue('cloud-a', { role: 'collector', host: 'cm1.example.org' })
+    advance(5)
+    // Signed in the second the role is revoked: it may predate the revocation, so it is held (as a token
+    // whose iat equals a cut-off is revoked).
+    const sameSecond = await issue('cloud-a')
+    await revocations.revoke({ kind: 'role', value: 'schedd' }, ADMIN)
+    advance(5)
+    // A role revocation acts by generation, as for tokens: the role's new certificates are not refused.
+    const after = await issue('cloud-b')
+    advance(11)
+    const entries = opensslCrlEntries(await svc.crl())
+    expect(entries).toEqual(new Map([[before.serial, 'Certificate Hold'], [sameSecond.serial, 'Certificate Hold']]))
+    expect(entries.has(after.serial) || entries.has(collector.serial)).toBe(false)
+  })
+
+  // The revocation module ends an entry when the longest token has expired; a certificate may live longer.
+  it('keeps holding a certificate that outlives the tokens a site revocation was sized for', async () => {
+    const { svc, revocations, issue, advance } = await world(86400)
+    const cert = await issue('cloud-a')
+    await revocations.revoke({ kind: 'site', value: 'cloud-a' }, ADMIN)
+    advance(3 * 86400)
+    expect(await revocations.list()).toEqual([])
+    expect(opensslCrlEntries(await svc.crl())).toEqual(new Map([[cert.serial, 'Certificate Hold']]))
+    await expect(issue('cloud-a')).rejects.toThrow('site cloud-a has been revoked')
+    advance(4 * 86400 + 1)
+    expect(opensslCrlEntries(await svc.crl())).toEqual(new Map())
+    await issue('cloud-a')
+  })
+
+  it('refuses a new certificate for a revoked site or caller (audited), and issues again once lifted', async () => {
+    const { svc, store, revocations, issue } = await world()
+    const rev = await revocations.revoke({ kind: 'site', value: 'cloud-a' }, ADMIN)
+    await expect(issue('cloud-a')).rejects.toThrow('site cloud-a has been revoked')
+    expect(await svc.check({ role: 'schedd', site: 'cloud-a', dns: ['ap1.example.org'], ip: [] }, OPERATOR))
+      .toEqual({ allow: false, error: 'unauthorized_client', reason: 'site cloud-a has been revoked' })
+    const denied = (await store.query({ type: 'certificate.denied', limit: 10 })).records.map((r) => r.event)
+    expect(denied).toMatchObject([{ reason: 'site cloud-a has been revoked', site: 'cloud-a' }])
+    expect((await store.query({ type: 'certificate.issued', limit: 10 })).records).toHaveLength(0)
+    await issue('cloud-b')
+    await revocations.lift(rev.id, {}, ADMIN)
+    await issue('cloud-a')
+
+    await revocations.revoke({ kind: 'client', value: 'provisioner' }, ADMIN)
+    await expect(issue('cloud-b')).rejects.toThrow('client provisioner has been revoked')
   })
 })

@@ -47,7 +47,7 @@ export function certificateRoutes(deps: {
     c.header('Cache-Control', 'no-store')
     const names = { role: b.role, dns: b.dns, ip: b.ip, ...(b.site !== undefined ? { site: b.site } : {}), ...(b.lifetime !== undefined ? { lifetime: b.lifetime } : {}) }
     if (b.dry_run) {
-      const d = deps.certificates.check(names, subject)
+      const d = await deps.certificates.check(names, subject)
       return c.json({ dry_run: d.allow ? { allow: true, rule: d.ruleId, lifetime: d.lifetime, ...(d.site ? { site: d.site } : {}) } : { allow: false, error: d.error, reason: d.reason } })
     }
     if (b.csr === undefined) throw new InvalidRequest('csr is required')
