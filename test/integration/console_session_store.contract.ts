@@ -22,7 +22,10 @@ export function consoleSessionStoreContract(name: string, open: () => Promise<Br
     it('reads a session back as written, and deletes it on sign-out; none of it is an audit record', async () => {
       const s = store = await open()
       await create(s, row(1))
+      // On the store's one write path (for SQLite, the writer thread), not a connection of its own.
+      const committed = s.commitStats().items
       await create(s, row(2))
+      expect(s.commitStats().items).toBe(committed + 1)
       expect(await s.readConsoleSession(row(1).idSha256)).toEqual(row(1))
       expect(await s.readConsoleSession('digest-none')).toBeUndefined()
       await s.writeConsoleSession({ action: 'delete', idSha256: row(1).idSha256 })

@@ -63,7 +63,8 @@ export function consoleSession(deps: { sessions: ConsoleSessions; auth: AdminAut
         if (err instanceof BrokerError && err.status === 503) return c.html(messagePage('Unavailable', err.description, { link: ['/console', 'Try again'] }), 503)
         throw err
       }
-      await deps.sessions.delete(id)
+      // Best effort: the bearer is refused at every request anyway, so a row left behind admits nobody.
+      await deps.sessions.delete(id).catch(() => {})
       return c.html(messagePage('Refused', 'You are no longer an admin for this broker (your admin grant or token was revoked or has expired).'), 403)
     }
     if (post) {
