@@ -7,7 +7,7 @@
 export interface StoredSession {
   /** SHA-256 (base64url) of the cookie's session id. */
   idSha256: string
-  /** Shown in the header; also bound into the sealed bearer, so a row edited to name someone else fails. */
+  /** Who signed in, for whoever reads the table (pages show the principal the bearer re-checks to); bound into the sealed bearer. */
   principal: string
   createdAt: number
   expiresAt: number
