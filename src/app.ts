@@ -29,6 +29,7 @@ import { consoleRoutes } from './http/routes/console.ts'
 import { ChainStatus } from './console/chain_status.ts'
 import type { ConsoleSignIn } from './console/oidc_sign_in.ts'
 import { ConsoleSessions } from './console/sessions.ts'
+import type { ConsoleSessionStore } from './console/session_store.ts'
 import type { KeyStatus } from './keys/key_status.ts'
 import { policyExplainRoutes, type PolicySource } from './http/routes/policy_explain.ts'
 import { tokenRoutes, type Exchange } from './http/routes/token.ts'
@@ -51,8 +52,8 @@ export interface AppDeps {
   admin?: { audit: Pick<AuditStore, 'query' | 'scan' | 'verify'> & AuditAggregates; revocations: RevocationService; authenticators: AdminAuthenticator[]; policy?: PolicySource }
   /** The pool CA (/v1/ca/*, /v1/certificates); absent: not mounted. Revocation by serial needs `admin` too. */
   certificates?: { service: CertificateService; verifyCaller: (bearer: string) => Promise<VerifiedSubject> }
-  /** The web console at /console (with `admin`); absent: not mounted. */
-  console?: { signIn?: ConsoleSignIn; keys: () => KeyStatus; sessionSeconds: number }
+  /** The web console at /console (with `admin`); absent: not mounted. Sessions live in `sessions` (the broker store). */
+  console?: { signIn?: ConsoleSignIn; keys: () => KeyStatus; sessionSeconds: number; sessions: ConsoleSessionStore }
   /** POST /token (RFC 8693); absent: not mounted. */
   exchange?: Exchange
   /**
@@ -104,7 +105,7 @@ export function createApp(deps: AppDeps): Hono {
         ...(deps.credentials ? { credentials: deps.credentials.service } : {}),
         auth: { authenticators: deps.admin.authenticators, revocations: deps.admin.revocations },
         ...(deps.console.signIn ? { signIn: deps.console.signIn } : {}),
-        sessions: new ConsoleSessions(), chain: new ChainStatus(deps.admin.audit, () => systemClock.now()),
+        sessions: new ConsoleSessions(deps.console.sessions), chain: new ChainStatus(deps.admin.audit, () => systemClock.now()),
         keys: deps.console.keys, clock: systemClock, log: deps.log, origin: new URL(deps.config.issuer).origin,
         sessionSeconds: deps.console.sessionSeconds, maxTokenLifetime: maxTokenLifetime(deps.config),
       }))

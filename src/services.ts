@@ -11,6 +11,7 @@ import { InvalidToken } from './errors.ts'
 import { devIamTrustedIssuer, devIamBrokerSettings, withConsoleSignIn } from './dev_iam/broker_settings.ts'
 import { defaultDevIamConfig } from './dev_iam/dev_iam_config.ts'
 import { oidcSignIn, type ConsoleSignIn } from './console/oidc_sign_in.ts'
+import type { ConsoleSessionStore } from './console/session_store.ts'
 import { keyStatus, type KeyStatus } from './keys/key_status.ts'
 import { KeyStore } from './keys/key_store.ts'
 import { DEV_IAM_PATHS, devIamIssuer } from './dev_iam/dev_iam_paths.ts'
@@ -64,7 +65,7 @@ export interface BrokerServices {
   /** The pool CA's certificates, when `ca init` has created the CA; absent otherwise. */
   certificates?: { service: CertificateService; verifyCaller: (bearer: string) => Promise<VerifiedSubject> }
   /** The web console's own services; absent when admin.console.enabled is false. */
-  console?: { signIn?: ConsoleSignIn; keys: () => KeyStatus; sessionSeconds: number }
+  console?: { signIn?: ConsoleSignIn; keys: () => KeyStatus; sessionSeconds: number; sessions: ConsoleSessionStore }
   /** /readyz: audit store and keys. */
   readiness: ReadinessCheck
   /** /readyz: each IAM's reachability, reported beside readiness. */
@@ -274,7 +275,7 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
       const service = new CertificateService({ ca, audit: store, policy, clock, maxLifetime: config.ca.max_lifetime, crlLifetime: config.ca.crl_lifetime })
       certificates = { service, verifyCaller: (bearer) => verifyUnrevokedCaller(iam, revocations, bearer) }
     }
-    const consoleServices = config.admin.console.enabled ? consoleServicesFrom(config, iam, clock) : undefined
+    const consoleServices = config.admin.console.enabled ? consoleServicesFrom(config, iam, clock, store) : undefined
 
     const reachability = new IamReachability({
       discovery: iam.discovery, fetch: iam.fetch, timeoutSeconds: Math.max(config.iam.timeout_seconds, config.iam.jwks_timeout_seconds),
@@ -344,7 +345,7 @@ export function consoleRedirectUri(config: Config): string {
  * The console's sign-in (at admin.console.iam_issuer, else the first trusted issuer, when the broker has a
  * client there) and its key status reader.
  */
-function consoleServicesFrom(config: Config, iam: IamAdapter, clock: Clock): NonNullable<BrokerServices['console']> {
+function consoleServicesFrom(config: Config, iam: IamAdapter, clock: Clock, store: ConsoleSessionStore): NonNullable<BrokerServices['console']> {
   const c = config.admin.console
   const issuer = c.iam_issuer ?? config.iam.issuers[0]?.issuer
   const trusted = issuer !== undefined ? iam.discovery.issuer(issuer) : undefined
@@ -354,6 +355,8 @@ function consoleServicesFrom(config: Config, iam: IamAdapter, clock: Clock): Non
     ...(trusted && trusted.credentials.method !== 'none' ? { signIn: oidcSignIn(iam.discovery, trusted.config.issuer, consoleRedirectUri(config), () => clock.now()) } : {}),
     keys: () => keyStatus(keys, config.idtoken.key, clock.now()),
     sessionSeconds: c.session_seconds,
+    // In the audit store: sessions survive a restart and hold on every replica sharing its database.
+    sessions: store,
   }
 }
 

@@ -1,4 +1,6 @@
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
+import { createHash, timingSafeEqual } from 'node:crypto'
+import { isSessionId, newSessionId, openBearer, sealBearer, sessionCsrf, sessionDigest } from './session_seal.ts'
+import type { ConsoleSessionStore } from './session_store.ts'
 
 /** A signed-in console user. The bearer is re-checked on every request, exactly as the admin API checks it. */
 export interface ConsoleSession {
@@ -19,42 +21,58 @@ export interface PendingSignIn {
   expiresAt: number
 }
 
-/** Sessions kept at once; the oldest go first. Only an admin's sign-in makes one. */
-const MAX_SESSIONS = 1000
+/**
+ * Sessions kept at once; a sign-in beyond it ends the oldest session (rather than refusing the sign-in:
+ * only admins make sessions, and one who lost a session signs in again). Bounds the table.
+ */
+export const MAX_SESSIONS = 1000
+/** Expired rows each sign-in removes besides its own work; reads remove the expired row they meet. */
+export const SWEEP_ROWS = 100
 /** How long a sign-in at IAM may take. */
 export const PENDING_SECONDS = 600
 
 /**
- * Console sessions, in memory: a restart signs everyone out, and replicas do not share
- * them (a load balancer needs sticky sessions for /console). Ids are 256 random bits; only their SHA-256
- * is kept, so a heap dump does not hand out live session cookies.
+ * Console sessions, kept in the broker store: they survive a restart, and every replica on the same
+ * database honours them (sign-out on one ends the session on all). Ids are 256 random bits held only by
+ * the browser; the store keeps their SHA-256 and the bearer sealed under the id (session_seal.ts).
  */
 export class ConsoleSessions {
-  readonly #sessions = new Map<string, ConsoleSession>()
+  readonly #store: ConsoleSessionStore
+  readonly #max: number
 
-  create(s: Omit<ConsoleSession, 'csrf'>): { id: string; session: ConsoleSession } {
-    const id = randomBytes(32).toString('base64url')
-    const session = { ...s, csrf: randomBytes(32).toString('base64url') }
-    if (this.#sessions.size >= MAX_SESSIONS) this.#sessions.delete(this.#sessions.keys().next().value!)
-    this.#sessions.set(digest(id), session)
-    return { id, session }
+  constructor(store: ConsoleSessionStore, options: { max?: number } = {}) {
+    this.#store = store
+    this.#max = options.max ?? MAX_SESSIONS
   }
 
-  get(id: string | undefined, now: number): ConsoleSession | undefined {
-    if (!id || !/^[A-Za-z0-9_-]{43}$/.test(id)) return undefined
-    const key = digest(id)
-    const s = this.#sessions.get(key)
-    if (s && s.expiresAt <= now) { this.#sessions.delete(key); return undefined }
-    return s
+  async create(s: Omit<ConsoleSession, 'csrf'>, now: number): Promise<{ id: string; session: ConsoleSession }> {
+    const id = newSessionId()
+    const idSha256 = sessionDigest(id)
+    const sealed = sealBearer(id, s.bearer, { idSha256, principal: s.principal, expiresAt: s.expiresAt })
+    await this.#store.writeConsoleSession({
+      action: 'create', session: { idSha256, principal: s.principal, createdAt: now, expiresAt: s.expiresAt, sealed }, now, max: this.#max, sweep: SWEEP_ROWS,
+    })
+    return { id, session: { ...s, csrf: sessionCsrf(id) } }
   }
 
-  delete(id: string | undefined): void {
-    if (id) this.#sessions.delete(digest(id))
+  /** The live session of this cookie value; an expired row, or one that does not open, is removed (fail closed: signed out). */
+  async get(id: string | undefined, now: number): Promise<ConsoleSession | undefined> {
+    if (!isSessionId(id)) return undefined
+    const idSha256 = sessionDigest(id)
+    const row = await this.#store.readConsoleSession(idSha256)
+    if (!row) return undefined
+    const bearer = row.expiresAt > now ? openBearer(id, row.sealed, { idSha256, principal: row.principal, expiresAt: row.expiresAt }) : undefined
+    if (bearer === undefined) {
+      // Best effort: the session is refused either way, and the next sign-in's sweep removes what stays.
+      await this.#store.writeConsoleSession({ action: 'delete', idSha256 }).catch(() => {})
+      return undefined
+    }
+    return { bearer, principal: row.principal, csrf: sessionCsrf(id), expiresAt: row.expiresAt }
   }
-}
 
-function digest(id: string): string {
-  return createHash('sha256').update(id).digest('base64url')
+  async delete(id: string | undefined): Promise<void> {
+    if (isSessionId(id)) await this.#store.writeConsoleSession({ action: 'delete', idSha256: sessionDigest(id) })
+  }
 }
 
 /** Constant-time comparison of two tokens of any length. */

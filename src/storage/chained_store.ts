@@ -4,6 +4,7 @@ import { openAnchor, sealAnchor } from '../audit/anchor.ts'
 import { assertStorableEvent, ChainVerifier, checkRecord, columnsOf, encodeEventBody, recordHash, rowToRecord, type AuditColumns, type CheckpointDetail, type StoredRow } from '../audit/chain.ts'
 import { InvalidRequest } from '../errors.ts'
 import type { CredentialStore, CredentialWrite, StoredCredential } from '../credentials/credential_store.ts'
+import type { ConsoleSessionStore, SessionWrite, StoredSession } from '../console/session_store.ts'
 import type { NewRevocation, Revocation, RevocationLift, RevocationStore } from '../revocation/revocation.ts'
 import { GroupCommitter, StoreOverloaded, type CommitStats, type Committer, type GroupCommitOptions } from './group_commit.ts'
 import { verifyRevocationEvidence, type CarriedRevocations, type RevocationVerification } from '../revocation/revocation_consistency.ts'
@@ -18,6 +19,11 @@ export type WriteOp =
   | RedeemOp
   /** A credential change and its record, together or not at all; `result` false (nothing appended) when a rotate or revoke changed nothing. */
   | { kind: 'credential'; write: CredentialWrite; json: string; result?: boolean }
+  /**
+   * A console session row: written in a batch's transaction like the others (for SQLite by the writer
+   * thread, so no second connection contends for the write lock), but not an audit record: nothing is appended.
+   */
+  | { kind: 'session'; write: SessionWrite }
 
 /**
  * One redemption of a pilot enrolment credential: inside the transaction, if fewer than `limit` slots of
@@ -29,7 +35,7 @@ export interface RedeemOp { kind: 'redeem'; credential: string; limit: number; j
 /** What a redemption got: the slot it took (1-based), or a refusal with the slots already used. */
 export type RedemptionOutcome = { redeemed: true; slot: number } | { redeemed: false; used: number }
 /** Everything a backend stores: the audit chain and the revocations it records. */
-export interface BrokerStore extends AuditStore, AuditAggregates, RevocationStore, CredentialStore {
+export interface BrokerStore extends AuditStore, AuditAggregates, RevocationStore, CredentialStore, ConsoleSessionStore {
   readonly backend: 'sqlite' | 'postgres' | 'memory'
   /** Group-commit counters (committed batches and records), for benchmarks and metrics. */
   commitStats(): CommitStats
@@ -117,6 +123,7 @@ export abstract class ChainedStore implements BrokerStore {
   abstract readCredential(user: string, provider: string): Promise<StoredCredential | undefined>
   abstract credentialByVaultToken(sha256: string): Promise<StoredCredential | undefined>
   abstract listCredentials(): Promise<StoredCredential[]>
+  abstract readConsoleSession(idSha256: string): Promise<StoredSession | undefined>
   protected abstract closeBackend(): Promise<void>
   /**
    * The chain head, the revocations table and the role generations, read in one snapshot: a revocation
@@ -234,6 +241,10 @@ export abstract class ChainedStore implements BrokerStore {
     const op: WriteOp = { kind: 'credential', write, json: JSON.stringify(event) }
     await this.#submit(op)
     return op.result === true
+  }
+
+  async writeConsoleSession(write: SessionWrite): Promise<void> {
+    await this.#submit({ kind: 'session', write })
   }
 
   async lift(lift: RevocationLift, event: AuditEvent): Promise<Revocation | undefined> {

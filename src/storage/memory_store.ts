@@ -9,6 +9,7 @@ import {
 } from './chained_store.ts'
 import type { GroupCommitOptions } from './group_commit.ts'
 import type { CredentialWrite, StoredCredential } from '../credentials/credential_store.ts'
+import type { SessionWrite, StoredSession } from '../console/session_store.ts'
 
 /**
  * In-process store for unit and HTTP tests and throwaway runs: same chain, same group commit, same
@@ -24,6 +25,8 @@ export class MemoryStore extends ChainedStore {
   #redemptions = new Map<string, number>()
   #anchor: string | undefined
   #credentials = new Map<string, StoredCredential>()
+  /** Console sessions by id digest, in creation order. */
+  #sessions = new Map<string, StoredSession>()
 
   constructor(options: { groupCommit?: Partial<GroupCommitOptions> } = {}) {
     super(options)
@@ -36,6 +39,7 @@ export class MemoryStore extends ChainedStore {
     const generations = new Map(this.#generations)
     const redemptions = new Map<string, number>()
     const credentials = new Map(this.#credentials)
+    let sessions: Map<string, StoredSession> | undefined
     let pruneThrough = 0
     let { seq, hash } = this.#head
     const append = (body: string, cols: AuditColumns) => {
@@ -60,6 +64,9 @@ export class MemoryStore extends ChainedStore {
         const changed = applyCredentialWrite(credentials, op.write)
         if (changed) { const { body, cols } = eventRow(op.json); append(body, cols) }
         results.push(() => { op.result = changed })
+      } else if (op.kind === 'session') {
+        sessions ??= new Map(this.#sessions)
+        applySessionWrite(sessions, op.write)
       } else if (op.kind === 'revoke') {
         let gen: number | undefined
         if (op.rev.kind === 'role') {
@@ -101,6 +108,7 @@ export class MemoryStore extends ChainedStore {
     this.#generations = generations
     for (const [k, v] of redemptions) this.#redemptions.set(k, v)
     this.#credentials = credentials
+    if (sessions) this.#sessions = sessions
     this.#head = { seq, hash }
     for (const r of results) r()
   }
@@ -181,6 +189,16 @@ export class MemoryStore extends ChainedStore {
     return [...this.#credentials.values()].map((c) => structuredClone(c)).sort((a, b) => a.user.localeCompare(b.user) || a.provider.localeCompare(b.provider))
   }
 
+  async readConsoleSession(idSha256: string): Promise<StoredSession | undefined> {
+    const row = this.#sessions.get(idSha256)
+    return row ? { ...row } : undefined
+  }
+
+  /** Test hook: the console sessions table, to read or tamper with as an attacker with DB access would. */
+  rawSessions(): Map<string, StoredSession> {
+    return this.#sessions
+  }
+
   async roleGenerations(): Promise<Map<string, number>> {
     return new Map(this.#generations)
   }
@@ -237,6 +255,18 @@ function applyCredentialWrite(map: Map<string, StoredCredential>, w: CredentialW
   const { sealed: _s, ...rest } = cur
   map.set(key, { ...rest, revoked: true, revokedAt: w.revokedAt, revokedBy: w.revokedBy })
   return true
+}
+
+/** The SQL backends' SessionWrite semantics (session_store.ts) on a staged map. */
+function applySessionWrite(map: Map<string, StoredSession>, w: SessionWrite): void {
+  if (w.action === 'delete') { map.delete(w.idSha256); return }
+  let swept = 0
+  for (const [k, s] of map) if (swept < w.sweep && s.expiresAt <= w.now) { map.delete(k); swept++ }
+  map.set(w.session.idSha256, { ...w.session })
+  // The new session stays; of the others, the newest max - 1 (by sign-in time, then digest, as in SQL).
+  const others = [...map.values()].filter((s) => s.idSha256 !== w.session.idSha256)
+    .sort((a, b) => b.createdAt - a.createdAt || (a.idSha256 < b.idSha256 ? 1 : a.idSha256 > b.idSha256 ? -1 : 0))
+  for (const s of others.slice(Math.max(0, w.max - 1))) map.delete(s.idSha256)
 }
 
 function isRevocationRecord(r: StoredRow): boolean {

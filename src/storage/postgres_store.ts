@@ -11,6 +11,7 @@ import {
 } from './chained_store.ts'
 import type { GroupCommitOptions } from './group_commit.ts'
 import type { RedemptionOutcome } from './chained_store.ts'
+import { CONSOLE_SESSIONS_MIGRATION, fromSessionRow, sessionWriteSql, type SessionRow, type StoredSession } from '../console/session_store.ts'
 import { CREDENTIALS_MIGRATION, credentialValues, fromCredentialRow, registerSql, type CredentialRow, type CredentialWrite, type StoredCredential } from '../credentials/credential_store.ts'
 
 export interface PostgresStoreOptions {
@@ -55,6 +56,8 @@ const MIGRATIONS: readonly string[] = [
   'CREATE TABLE IF NOT EXISTS pilot_redemptions (credential TEXT PRIMARY KEY, used INT NOT NULL);',
   // Users' job credentials: refresh tokens sealed with a key kept outside the database (credentials/).
   CREDENTIALS_MIGRATION,
+  // Console sessions, shared by every replica; the bearer sealed under the session id (console/).
+  CONSOLE_SESSIONS_MIGRATION,
 ]
 
 // Any constant works; it only has to be the same in every replica.
@@ -142,6 +145,8 @@ export class PostgresStore extends ChainedStore {
           const changed = await writeCredential(client, op.write)
           if (changed) { const { body, cols } = eventRow(op.json); append(body, cols) }
           op.result = changed
+        } else if (op.kind === 'session') {
+          for (const { sql, values } of sessionWriteSql(op.write, (i) => `$${i}`, 'postgres')) await client.query(sql, values)
         } else if (op.kind === 'revoke') {
           const rev = await insertRevocation(client, op.rev)
           const { body, cols } = revocationEventBody(op.event, rev)
@@ -240,6 +245,11 @@ export class PostgresStore extends ChainedStore {
   async listCredentials(): Promise<StoredCredential[]> {
     const { rows } = await this.#pool.query<CredentialRow>('SELECT * FROM user_credentials ORDER BY user_name, provider')
     return rows.map(fromCredentialRow)
+  }
+
+  async readConsoleSession(idSha256: string): Promise<StoredSession | undefined> {
+    const { rows } = await this.#pool.query<SessionRow>('SELECT * FROM console_sessions WHERE id_sha256 = $1', [idSha256])
+    return rows[0] ? fromSessionRow(rows[0]) : undefined
   }
 
   async roleGenerations(): Promise<Map<string, number>> {

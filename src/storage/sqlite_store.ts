@@ -4,6 +4,7 @@ import type { AuditPage, AuditQuery, PruneResult } from '../audit/audit_log.ts'
 import { assertCountQuery, COUNTED_TYPES_SQL, type CountQuery, type CountRow, type LiveRow, type ReasonRow } from '../audit/aggregate.ts'
 import type { StoredRow } from '../audit/chain.ts'
 import type { Revocation } from '../revocation/revocation.ts'
+import { fromSessionRow, type SessionRow, type StoredSession } from '../console/session_store.ts'
 import { fromCredentialRow, type CredentialRow, type StoredCredential } from '../credentials/credential_store.ts'
 import { ChainedStore, assertPageSize, decodeCursor, equalityFilters, fromRevocationRow, toPage, type RevocationRow, type RevocationState, type WriteOp } from './chained_store.ts'
 import { DEFAULT_GROUP_COMMIT, type GroupCommitOptions } from './group_commit.ts'
@@ -76,7 +77,7 @@ export class SqliteStore extends ChainedStore {
   /** Inline mode only: the writer thread commits on its own (SqliteWriterClient). */
   protected commitBatch(ops: WriteOp[]): void {
     const { results, appended } = this.#inline!.commit(ops)
-    ops.forEach((op, i) => { if (op.kind !== 'event') op.result = results[i] as never })
+    ops.forEach((op, i) => { if (op.kind !== 'event' && op.kind !== 'session') op.result = results[i] as never })
     this.#indexAppended(appended)
   }
 
@@ -224,6 +225,11 @@ export class SqliteStore extends ChainedStore {
 
   async listCredentials(): Promise<StoredCredential[]> {
     return (this.#db.prepare('SELECT * FROM user_credentials ORDER BY user_name, provider').all() as unknown as CredentialRow[]).map(fromCredentialRow)
+  }
+
+  async readConsoleSession(idSha256: string): Promise<StoredSession | undefined> {
+    const row = this.#db.prepare('SELECT * FROM console_sessions WHERE id_sha256 = ?').get(idSha256) as unknown as SessionRow | undefined
+    return row ? fromSessionRow(row) : undefined
   }
 
   async roleGenerations(): Promise<Map<string, number>> {

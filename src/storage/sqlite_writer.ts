@@ -8,6 +8,7 @@ import type { CredentialWrite } from '../credentials/credential_store.ts'
 import { revocationsToCarry } from '../revocation/revocation_consistency.ts'
 import { OperatorError } from '../errors.ts'
 import { CREDENTIALS_MIGRATION, credentialValues, registerSql } from '../credentials/credential_store.ts'
+import { CONSOLE_SESSIONS_MIGRATION, sessionWriteSql, type SessionWrite } from '../console/session_store.ts'
 import { INITIAL_GENERATION, type NewRevocation, type Revocation } from '../revocation/revocation.ts'
 import { checkpointEventBody, eventRow, fromRevocationRow, LIFT_AND_ISS_MIGRATION, REVOCATION_RECORDS_WHERE, revocationEventBody, type RevocationRow, type WriteOp } from './chained_store.ts'
 
@@ -62,6 +63,8 @@ const MIGRATIONS: readonly string[] = [
   'CREATE TABLE IF NOT EXISTS pilot_redemptions (credential TEXT PRIMARY KEY, used INTEGER NOT NULL);',
   // Users' job credentials: refresh tokens sealed with a key kept outside the database (credentials/).
   CREDENTIALS_MIGRATION,
+  // Console sessions, shared by every process on this file; the bearer sealed under the session id (console/).
+  CONSOLE_SESSIONS_MIGRATION,
 ]
 
 /**
@@ -181,6 +184,9 @@ export class SqliteChainWriter {
           const changed = this.#writeCredential(op.write)
           if (changed) { const { body, cols } = eventRow(op.json); append(body, cols) }
           results.push(changed)
+        } else if (op.kind === 'session') {
+          this.#writeSession(op.write)
+          results.push(null)
         } else if (op.kind === 'revoke') {
           const rev = this.#insertRevocation(op.rev)
           const { body, cols } = revocationEventBody(op.event, rev)
@@ -227,6 +233,10 @@ export class SqliteChainWriter {
     }
     return Number(this.#stmt('UPDATE user_credentials SET revoked = 1, revoked_at = ?, revoked_by = ?, ciphertext = NULL, nonce = NULL, key_id = NULL WHERE user_name = ? AND provider = ? AND revoked = 0')
       .run(w.revokedAt, w.revokedBy, w.user, w.provider).changes) === 1
+  }
+
+  #writeSession(w: SessionWrite): void {
+    for (const { sql, values } of sessionWriteSql(w, () => '?', 'sqlite')) this.#stmt(sql).run(...values)
   }
 
   #insertRevocation(r: NewRevocation): Revocation {

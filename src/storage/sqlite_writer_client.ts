@@ -88,7 +88,7 @@ export class SqliteWriterClient implements Committer<WriteOp> {
       this.onBatch?.(done.length)
       for (const [n, result] of m.results) {
         const op = done[n - m.first]?.op
-        if (op && op.kind !== 'event') op.result = result as never
+        if (op && op.kind !== 'event' && op.kind !== 'session') op.result = result as never
       }
       this.#onAppended?.(m.appended)
       for (const p of done) p.resolve()

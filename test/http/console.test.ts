@@ -52,7 +52,7 @@ beforeEach(() => {
       audit: store, revocations, authenticators: [bootstrapTokenAuthenticator(createHash('sha256').update(BOOT).digest()), iamLike],
       policy: { current: loadPolicies('policies', { trustDomain: 'pool.example.org', uidDomain: 'users.example.org', vars: { IAM_ISSUER: IAM }, scitokenProfile: 'wlcg', maxLifetime: {} }) },
     },
-    console: { signIn, keys: () => ({ scitoken: [], condor: [] }), sessionSeconds: 3600 },
+    console: { signIn, keys: () => ({ scitoken: [], condor: [] }), sessionSeconds: 3600, sessions: store },
   }))
 })
 
@@ -165,7 +165,7 @@ describe('console sign-in under a flood of sign-ins started elsewhere', () => {
     }
     const a = createApp(testDeps({
       admin: { audit: store, revocations, authenticators: [iamLike] },
-      console: { signIn: counting, keys: () => ({ scitoken: [], condor: [] }), sessionSeconds: 3600 },
+      console: { signIn: counting, keys: () => ({ scitoken: [], condor: [] }), sessionSeconds: 3600, sessions: store },
     }))
     const mine = await a.request('/console/login', { redirect: 'manual' })
     const state = new URL(mine.headers.get('location')!).searchParams.get('n')!
@@ -182,7 +182,7 @@ describe('console sign-in while IAM is down', () => {
     const down: ConsoleSignIn = { start: async () => { throw new TemporarilyUnavailable('IAM discovery failed recently; try again later') }, finish: signIn.finish }
     const a = createApp(testDeps({
       admin: { audit: store, revocations, authenticators: [] },
-      console: { signIn: down, keys: () => ({ scitoken: [], condor: [] }), sessionSeconds: 3600 },
+      console: { signIn: down, keys: () => ({ scitoken: [], condor: [] }), sessionSeconds: 3600, sessions: store },
     }))
     const res = await a.request('/console/login')
     expect(res.status).toBe(503)

@@ -32,7 +32,7 @@ function fullApp(): Hono {
   return createApp(testDeps({ exchange: async () => { throw new Error('not called') }, admin, metrics: { page: async () => ({ contentType: 'text/plain; version=0.0.4; charset=utf-8', body: '' }), auth: 'none' },
     // Only the routes are enumerated here; no request reaches the CA.
     certificates: { service: {} as never, verifyCaller: async () => { throw new Error('not called') } },
-    console: { keys: () => { throw new Error('not called') }, sessionSeconds: 3600 },
+    console: { keys: () => { throw new Error('not called') }, sessionSeconds: 3600, sessions: store },
     credentials: { service: {} as never, jobTokens: {} as never, credd: {} as never },
   }))
 }

@@ -39,7 +39,7 @@ function app() {
   const unused = new Proxy({}, { get: () => { throw new Error('must not be reached') } })
   return createApp(testDeps({
     admin: { audit: store, revocations, authenticators: [bootstrapTokenAuthenticator(createHash('sha256').update('b'.repeat(43)).digest())] },
-    console: { keys: () => ({ scitoken: [], condor: [] }), sessionSeconds: 3600 },
+    console: { keys: () => ({ scitoken: [], condor: [] }), sessionSeconds: 3600, sessions: store },
     credentials: { service: unused, jobTokens: unused, credd: unused } as unknown as CredentialServices,
     certificates: { service: unused as never, verifyCaller: async () => ({ iss: 'https://iam.example.org/', sub: 'op', groups: [], scopes: [], exp: TEST_NOW + 60, claims: {} }) },
   }))

@@ -3,6 +3,7 @@ import { PostgresStore } from '../../src/storage/postgres_store.ts'
 import { auditStoreContract } from '../integration/audit_log.contract.ts'
 import { pilotRedemptionContract } from '../integration/pilot_redemption.contract.ts'
 import { credentialStoreContract } from '../integration/credential_store.contract.ts'
+import { consoleSessionStoreContract } from '../integration/console_session_store.contract.ts'
 import { startPostgres, type TestPostgres } from '../support/postgres.ts'
 
 // A real PostgreSQL 15 server started for this file on 127.0.0.1 (Debian package `postgresql`).
@@ -65,7 +66,9 @@ it('migrates a database at the schema before pilot redemptions forward, keeping 
 
   const store = await PostgresStore.open({ dsn: url })
   try {
-    expect((await store.sql('SELECT version FROM ctb_schema_version')).rows).toEqual([{ version: 6 }])
+    expect((await store.sql('SELECT version FROM ctb_schema_version')).rows).toEqual([{ version: 7 }])
+    // The steps after it ran too: the console sessions table is there.
+    expect(await store.readConsoleSession('no-such-digest')).toBeUndefined()
     expect(await store.listRevocations()).toEqual([rev])
     expect((await store.verifyRevocations()).ok).toBe(true)
     const issued = { type: 'token.issued', time: 1_800_000_001, role: 'pilot', decision: 'allow' } as const
@@ -78,3 +81,4 @@ it('migrates a database at the schema before pilot redemptions forward, keeping 
 })
 
 credentialStoreContract('postgres', async () => PostgresStore.open({ dsn: await server.createDatabase(`credentials_${++n}`) }))
+consoleSessionStoreContract('postgres', async () => PostgresStore.open({ dsn: await server.createDatabase(`console_sessions_${++n}`) }))

@@ -150,7 +150,7 @@ export async function useCredentialsApp(o: { console?: boolean; clock?: Clock } 
     config, keys, log: silentLogger, readiness: async () => ({ keys: 'ok' }),
     admin: { audit: store, revocations, authenticators: [bootstrapTokenAuthenticator(createHash('sha256').update(adminToken).digest())] },
     credentials,
-    ...(o.console ? { console: { keys: () => ({ scitoken: [], condor: [] }), sessionSeconds: 3600 } } : {}),
+    ...(o.console ? { console: { keys: () => ({ scitoken: [], condor: [] }), sessionSeconds: 3600, sessions: store } } : {}),
   })
   const vault = createVaultApp({ store, jobTokens: credentials.jobTokens, log: silentLogger })
   afterAll(async () => {

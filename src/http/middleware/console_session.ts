@@ -49,7 +49,7 @@ export function sameOrigin(header: string | undefined, origin: string): boolean 
 export function consoleSession(deps: { sessions: ConsoleSessions; auth: AdminAuthOptions; origin: string; now: () => number }): MiddlewareHandler {
   return async (c, next) => {
     const id = getCookie(c, SESSION_COOKIE)
-    const session = deps.sessions.get(id, deps.now())
+    const session = await deps.sessions.get(id, deps.now())
     const post = c.req.method === 'POST'
     if (!session) {
       if (!post) return c.redirect('/console/sign-in', 303)
@@ -63,7 +63,8 @@ export function consoleSession(deps: { sessions: ConsoleSessions; auth: AdminAut
         if (err instanceof BrokerError && err.status === 503) return c.html(messagePage('Unavailable', err.description, { link: ['/console', 'Try again'] }), 503)
         throw err
       }
-      deps.sessions.delete(id)
+      // Best effort: the bearer is refused at every request anyway, so a row left behind admits nobody.
+      await deps.sessions.delete(id).catch(() => {})
       return c.html(messagePage('Refused', 'You are no longer an admin for this broker (your admin grant or token was revoked or has expired).'), 403)
     }
     if (post) {

@@ -152,7 +152,8 @@ export function consoleRoutes(deps: ConsoleDeps): Hono {
       if (err instanceof BrokerError && err.status === 503) return c.html(messagePage('Unavailable', err.description), 503)
       throw err
     }
-    const { id } = deps.sessions.create({ bearer, principal: principal.id, expiresAt: Math.min(now() + deps.sessionSeconds, expiresAt ?? Infinity) })
+    const t = now()
+    const { id } = await deps.sessions.create({ bearer, principal: principal.id, expiresAt: Math.min(t + deps.sessionSeconds, expiresAt ?? Infinity) }, t)
     setCookie(c, SESSION_COOKIE, id, { ...cookie, sameSite: 'Strict', maxAge: deps.sessionSeconds })
     deps.log.info('console sign-in', { principal: principal.id, via: principal.via })
     return c.html(continuePage('/console'))
@@ -162,8 +163,8 @@ export function consoleRoutes(deps: ConsoleDeps): Hono {
   const session = consoleSession({ sessions: deps.sessions, auth: deps.auth, origin: deps.origin, now })
   for (const path of ['/console', '/console/search', '/console/records/*', '/console/pilots', '/console/credentials', '/console/credentials/*', '/console/act', '/console/act/*', '/console/verify', '/console/sign-out']) app.use(path, session)
 
-  app.post('/console/sign-out', (c) => {
-    deps.sessions.delete(getCookie(c, SESSION_COOKIE))
+  app.post('/console/sign-out', async (c) => {
+    await deps.sessions.delete(getCookie(c, SESSION_COOKIE))
     deleteCookie(c, SESSION_COOKIE, { path: '/', secure: true })
     return c.redirect('/console/sign-in?signed-out', 303)
   })
