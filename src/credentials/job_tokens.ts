@@ -126,9 +126,13 @@ export class JobTokens {
 
   /** Drops cached tokens of one credential (revocation, re-registration). */
   forget(user: string, provider: string): void {
+    this.#dropCached(user, provider)
+    this.#deps.recheck.forget(user, provider)
+  }
+
+  #dropCached(user: string, provider: string): void {
     const prefix = `${credentialKey(user, provider)}\n`
     for (const k of this.#cache.keys()) if (k.startsWith(prefix)) this.#cache.delete(k)
-    this.#deps.recheck.forget(user, provider)
   }
 
   /**
@@ -152,6 +156,10 @@ export class JobTokens {
       const r = await issueToken(d, { requestId: ctx.requestId, caller: subject, detail, ...(ctx.clientAddress ? { clientAddress: ctx.clientAddress } : {}) }, this.#deps.issue)
       return { accessToken: r.token, exp: r.claims.exp, scope: r.scope, claims: r.claims }
     } catch (err) {
+      // Refused on what IAM now says or the policy in force: a token cached for another scope set of this
+      // credential was minted on what the broker has just learnt no longer holds, and is not handed on.
+      // The IAM confirmation stays: it is what the next request is decided on.
+      if (err instanceof AccessDenied) this.#dropCached(cred.user, cred.provider)
       // A store failure here propagates, as in #creddAllowed: the request is refused either way.
       if (err instanceof AccessDenied && !revokedByIam(err)) {
         await this.#deps.audit.record({

@@ -142,6 +142,26 @@ describe('a scitoken credential and IAM', () => {
     }
   })
 
+  it('hands on no cached token of a credential once IAM\'s answer has made the policy refuse its user', async () => {
+    const { sub, registeredAt } = await registered('abel')
+    const read = '?scopes=storage.read:/store/user'
+    // Cached with the grant's 20 min lifetime, well over the broker's 300 s minimum for the next hour's requests.
+    clock.t = registeredAt + HOUR - 60
+    expect((await t.jobToken('abel', 'se-storage', t.creddToken(), read)).status).toBe(200)
+    t.iam.userGroups.set(sub, ['/cms'])
+    try {
+      clock.t = registeredAt + HOUR
+      // Another scope set misses the cache: the recheck runs, IAM no longer puts the user in /htc/users.
+      expect((await t.jobToken('abel', 'se-storage', t.creddToken(), `${FRESH}&scopes=storage.modify:/store/user`)).status).toBe(403)
+      // The broker now knows IAM no longer vouches for the user's group: the read token cached 60 s ago must not go out.
+      const again = await t.jobToken('abel', 'se-storage', t.creddToken(), read)
+      expect(again.status).toBe(403)
+      expect(await t.store.readCredential('abel', 'se-storage')).toMatchObject({ revoked: false })
+    } finally {
+      t.iam.userGroups.delete(sub)
+    }
+  })
+
   it('refuses a credential registered before IAM rechecks (no refresh token) with a message to register again', async () => {
     const now = clock.t
     const credential = {
