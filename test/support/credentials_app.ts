@@ -18,7 +18,7 @@ import { createIamAdapter, type IamAdapter } from '../../src/iam/create_iam_adap
 import { buildIdTokenClaims, mintIdToken } from '../../src/issuance/idtoken.ts'
 import { ensureAndLoadKeys, type SigningKeys } from '../../src/keys/signing_keys.ts'
 import { systemClock, type Clock } from '../../src/lib/clock.ts'
-import { silentLogger } from '../../src/lib/logger.ts'
+import { silentLogger, type Logger } from '../../src/lib/logger.ts'
 import { BrokerMetrics } from '../../src/metrics/broker_metrics.ts'
 import { policyContextFromConfig } from '../../src/policy/context.ts'
 import { PolicyHolder } from '../../src/policy/policy_holder.ts'
@@ -115,9 +115,11 @@ export interface CredentialsApp {
 
 /**
  * `console`: also serve the web console (bootstrap-token sign-in only). `clock`: the broker's and the
- * msw IAM's time (default the system clock), for tests that move time instead of sleeping.
+ * msw IAM's time (default the system clock), for tests that move time instead of sleeping. `log`: the
+ * IAM adapter's and the credentials' logger (default silent), for tests that read what is logged.
  */
-export async function useCredentialsApp(o: { console?: boolean; clock?: Clock } = {}): Promise<CredentialsApp> {
+export async function useCredentialsApp(o: { console?: boolean; clock?: Clock; log?: Logger } = {}): Promise<CredentialsApp> {
+  const log = o.log ?? silentLogger
   const iam = await TestIam.create({ issuer: 'https://iam.test.example/' })
   const clock = o.clock ?? systemClock
   iam.now = () => clock.now()
@@ -132,7 +134,7 @@ export async function useCredentialsApp(o: { console?: boolean; clock?: Clock } 
   const { keys } = ensureAndLoadKeys(config, clock.now())
   const dbFile = join(dir, 'data', 'audit.db')
   const store = new SqliteStore({ file: dbFile, writer: 'inline', synchronous: 'normal' })
-  const adapter: IamAdapter = await createIamAdapter(config.iam, { log: silentLogger, clock, fetch: mswFetch, readFile: secretReader(iam) })
+  const adapter: IamAdapter = await createIamAdapter(config.iam, { log, clock, fetch: mswFetch, readFile: secretReader(iam) })
   const policy = new PolicyHolder({ dir: policyDir, context: policyContextFromConfig(config, iam.issuer), log: silentLogger })
   const revocations = new RevocationService({
     store, clock, log: silentLogger, maxTokenLifetime: maxTokenLifetime(config), refreshSeconds: config.revocation.refresh_seconds,
@@ -142,17 +144,17 @@ export async function useCredentialsApp(o: { console?: boolean; clock?: Clock } 
   const credentialKeyHex = randomBytes(32).toString('hex')
   const metrics = new BrokerMetrics({ clock, policy: () => policy.current, process: false })
   const credentials = buildCredentials({
-    config, keys, store, iam: adapter, policy, revocations, clock, log: silentLogger, production: true,
+    config, keys, store, iam: adapter, policy, revocations, clock, log, production: true,
     env: { CONDOR_TOKEN_BROKER_CREDENTIAL_KEY: credentialKeyHex }, observer: metrics,
   })
   const adminToken = randomBytes(32).toString('base64url')
   const app = createApp({
-    config, keys, log: silentLogger, readiness: async () => ({ keys: 'ok' }),
+    config, keys, log, readiness: async () => ({ keys: 'ok' }),
     admin: { audit: store, revocations, authenticators: [bootstrapTokenAuthenticator(createHash('sha256').update(adminToken).digest())] },
     credentials,
     ...(o.console ? { console: { keys: () => ({ scitoken: [], condor: [] }), sessionSeconds: 3600 } } : {}),
   })
-  const vault = createVaultApp({ store, jobTokens: credentials.jobTokens, log: silentLogger })
+  const vault = createVaultApp({ store, jobTokens: credentials.jobTokens, log })
   afterAll(async () => {
     adapter.close()
     policy.close()
