@@ -162,6 +162,24 @@ describe('a scitoken credential and IAM', () => {
     }
   })
 
+  it('records the refusal when the broker has no client left at the user\'s IAM to recheck with, and keeps the credential', async () => {
+    const { registeredAt } = await registered('cleo')
+    const clientless = await t.withoutBrokerClient()
+    const before = t.iam.counts.token
+    clock.t = registeredAt + HOUR
+    const res = await clientless.request('/v1/credentials/cleo/se-storage/token?minimum_seconds=999999', { headers: { authorization: `Bearer ${t.creddToken()}` } })
+    expect(res.status).toBe(403)
+    // IAM was never asked, so it refused nothing: no "IAM refused" in the answer, and nothing revoked.
+    expect(t.iam.counts.token).toBe(before)
+    const body = await res.json() as { error: string; error_description: string }
+    expect(body.error).toBe('access_denied')
+    expect(body.error_description).not.toContain('IAM refused')
+    expect(await t.store.readCredential('cleo', 'se-storage')).toMatchObject({ revoked: false })
+    expect(await events('credential.revoked', 'cleo')).toEqual([])
+    // A refusal with no credential.revoked behind it is on record as token.denied.
+    expect(await events('token.denied', 'cleo')).toEqual([expect.objectContaining({ decision: 'deny', tokenKind: 'scitoken', detail: expect.objectContaining({ credential: { user: 'cleo', provider: 'se-storage' } }) })])
+  })
+
   it('refuses a credential registered before IAM rechecks (no refresh token) with a message to register again', async () => {
     const now = clock.t
     const credential = {

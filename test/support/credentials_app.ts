@@ -109,6 +109,8 @@ export interface CredentialsApp {
   iamRequests(grantType: 'refresh_token' | 'urn:ietf:params:oauth:grant-type:token-exchange'): URLSearchParams[]
   /** The same broker restarted with another credential key (same database, IAM, policy). */
   withCredentialKey(hex: string): Hono
+  /** The same broker restarted without its own client at the IAM (same database, key, policy). */
+  withoutBrokerClient(): Promise<Hono>
   /** Rewrites the policy file (the shipped test policy edited by `edit`; none restores it) and reloads it. */
   setPolicy(edit?: (policy: string) => string): void
 }
@@ -155,8 +157,9 @@ export async function useCredentialsApp(o: { console?: boolean; clock?: Clock; l
     ...(o.console ? { console: { keys: () => ({ scitoken: [], condor: [] }), sessionSeconds: 3600 } } : {}),
   })
   const vault = createVaultApp({ store, jobTokens: credentials.jobTokens, log })
+  const adapters: IamAdapter[] = [adapter]
   afterAll(async () => {
-    adapter.close()
+    for (const a of adapters) a.close()
     policy.close()
     revocations.stop()
     await store.close()
@@ -187,6 +190,12 @@ export async function useCredentialsApp(o: { console?: boolean; clock?: Clock; l
     withCredentialKey(hex) {
       const other = buildCredentials({ config, keys, store, iam: adapter, policy, revocations, clock, log: silentLogger, production: true, env: { CONDOR_TOKEN_BROKER_CREDENTIAL_KEY: hex } })
       return createApp({ config, keys, log: silentLogger, readiness: async () => ({ keys: 'ok' }), credentials: other })
+    },
+    async withoutBrokerClient() {
+      const clientless = await createIamAdapter(iamConfigFor(iam, {}, { audience: BROKER, client: undefined }), { log, clock, fetch: mswFetch, readFile: secretReader(iam) })
+      adapters.push(clientless)
+      const other = buildCredentials({ config, keys, store, iam: clientless, policy, revocations, clock, log, production: true, env: { CONDOR_TOKEN_BROKER_CREDENTIAL_KEY: credentialKeyHex } })
+      return createApp({ config, keys, log, readiness: async () => ({ keys: 'ok' }), credentials: other })
     },
   }
 }
