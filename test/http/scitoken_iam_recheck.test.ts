@@ -1,4 +1,5 @@
 import { DatabaseSync } from 'node:sqlite'
+import { http, HttpResponse } from 'msw'
 import { beforeEach, describe, expect, it } from 'vitest'
 import { BROKER, SE, useCredentialsApp } from '../support/credentials_app.ts'
 
@@ -120,6 +121,29 @@ describe('a scitoken credential and IAM', () => {
     t.iam.faults.token = 'ok'
     clock.t += 60
     expect((await t.jobToken('wynn', 'se-storage', t.creddToken(), FRESH)).status).toBe(200)
+  })
+
+  it('takes no Retry-After from IAM: a huge, zero or negative one neither stretches the grace nor delays the next recheck', async () => {
+    for (const [i, retryAfter] of ['999999999', '0', '-30', undefined].entries()) {
+      const user = `reto${'abcd'[i]}`
+      const { registeredAt } = await registered(user)
+      t.msw.use(http.post(t.iam.tokenEndpoint, () => HttpResponse.json({ error: 'temporarily_unavailable' }, { status: 503, ...(retryAfter !== undefined ? { headers: { 'retry-after': retryAfter } } : {}) })))
+      clock.t = registeredAt + HOUR + 10
+      expect((await t.jobToken(user, 'se-storage', t.creddToken(), FRESH)).status).toBe(200)
+      // The last confirmation is the registration: interval + grace (2 h) after it, IAM's say-so buys nothing more.
+      clock.t = registeredAt + 2 * HOUR
+      const beyond = await t.jobToken(user, 'se-storage', t.creddToken(), FRESH)
+      expect(beyond.status).toBe(503)
+      // The broker's own back-off, at most the 5 minutes it ever asks for.
+      expect(Number(beyond.headers.get('retry-after'))).toBeGreaterThanOrEqual(1)
+      expect(Number(beyond.headers.get('retry-after'))).toBeLessThanOrEqual(300)
+      // IAM back: asked again within the broker's back-off, whatever IAM said.
+      t.msw.resetHandlers()
+      clock.t += 300
+      const back = await t.jobToken(user, 'se-storage', t.creddToken(), FRESH)
+      expect(back.status, retryAfter).toBe(200)
+      expect((await events('token.issued', user)).at(0)).toMatchObject({ detail: { iamCheck: { confirmedAt: clock.t, outcome: 'confirmed' } } })
+    }
   })
 
   it('refuses at the next recheck a user IAM dropped from the group the policy requires (403, token.denied)', async () => {

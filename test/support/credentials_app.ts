@@ -8,6 +8,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Hono } from 'hono'
+import type { SetupServer } from 'msw/node'
 import { afterAll } from 'vitest'
 import { createApp } from '../../src/app.ts'
 import { loadConfig, maxTokenLifetime, type Config } from '../../src/config.ts'
@@ -89,6 +90,8 @@ export interface CredentialsApp {
   app: Hono
   vault: Hono
   iam: TestIam
+  /** The msw server standing in for IAM: `msw.use(...)` overrides a handler for one test. */
+  msw: SetupServer
   store: SqliteStore
   dbFile: string
   config: Config
@@ -125,7 +128,7 @@ export async function useCredentialsApp(o: { console?: boolean; clock?: Clock; l
   const iam = await TestIam.create({ issuer: 'https://iam.test.example/' })
   const clock = o.clock ?? systemClock
   iam.now = () => clock.now()
-  useMswIam(iam)
+  const msw = useMswIam(iam)
   const dir = mkdtempSync(join(tmpdir(), 'ctb-credentials-'))
   const policyDir = join(dir, 'policies')
   mkdirSync(policyDir)
@@ -166,7 +169,7 @@ export async function useCredentialsApp(o: { console?: boolean; clock?: Clock; l
     rmSync(dir, { recursive: true, force: true })
   })
   return {
-    app, vault, iam, store, dbFile, config, keys, credentials, metrics, revocations, adminToken, credentialKeyHex,
+    app, vault, iam, msw, store, dbFile, config, keys, credentials, metrics, revocations, adminToken, credentialKeyHex,
     userToken: (claims = {}) => iam.mint({ aud: BROKER, 'wlcg.groups': ['/htc/users'], preferred_username: 'alice', scope: 'openid compute.read compute.create offline_access', ...claims }),
     creddToken(o = {}) {
       const now = clock.now()
