@@ -102,6 +102,27 @@ describe('a scitoken credential and IAM', () => {
     }
   })
 
+  it('refuses on every replica once one replica\'s recheck had IAM refuse the user, fresh confirmation and cached token notwithstanding', async () => {
+    const { sub, registeredAt } = await registered('ilse')
+    // Another replica: same database and credential key, its own confirmations and token cache.
+    const other = t.withCredentialKey(t.credentialKeyHex)
+    const ask = (app: typeof other, query = '') => app.request(`/v1/credentials/ilse/se-storage/token${query}`, { headers: { authorization: `Bearer ${t.creddToken()}` } })
+    clock.t = registeredAt + HOUR + 30
+    expect((await ask(other)).status).toBe(200) // the other replica confirmed at IAM and cached a token
+    t.iam.suspended.add(sub)
+    try {
+      clock.t += 30
+      // This replica's last confirmation is the registration: it asks IAM, which refuses; the row is revoked.
+      expect((await t.jobToken('ilse', 'se-storage', t.creddToken(), FRESH)).status).toBe(403)
+      expect(await t.store.readCredential('ilse', 'se-storage')).toMatchObject({ revoked: true, revokedBy: 'iam' })
+      // The other replica reads the row on each request: neither its cached token nor a fresh mint goes out.
+      expect((await ask(other)).status).toBe(403)
+      expect((await ask(other, FRESH)).status).toBe(403)
+    } finally {
+      t.iam.suspended.delete(sub)
+    }
+  })
+
   it('keeps minting while IAM is down within the grace, then answers 503 with Retry-After', async () => {
     const { registeredAt } = await registered('wynn')
     t.iam.faults.token = 'down'
