@@ -14,6 +14,7 @@ import type { CreddPrincipal } from './credd_auth.ts'
 import type { CredentialStore, StoredCredential } from './credential_store.ts'
 import type { CredentialProvider } from './credentials_config.ts'
 import { revokedByIam, type Confirmation, type IamRecheck } from './iam_recheck.ts'
+import { renewedCaller } from './iam_recheck_grant.ts'
 import { credentialKey } from './sealed_refresh_tokens.ts'
 
 /** What the caller asks for; every field optional on the wire. */
@@ -148,7 +149,7 @@ export class JobTokens {
     try {
       confirmation = await this.#deps.recheck.confirm(cred)
       const subject = confirmation.subject
-      const d = decide(this.#deps.policy(), { subject, role: provider.role, tokenKind: 'scitoken', audience, scopes })
+      const d = decide(this.#deps.policy(), { subject: renewedCaller(subject), role: provider.role, tokenKind: 'scitoken', audience, scopes })
       if (!d.allow) throw new AccessDenied(`the policy no longer grants this credential: ${d.reason}`)
       const blocked = this.#deps.blocks.blockedIdentity(d.identity)
       if (blocked) throw new AccessDenied(blocked)

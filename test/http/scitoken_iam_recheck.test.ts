@@ -225,6 +225,26 @@ describe('a scitoken credential and IAM', () => {
     expect(await events('token.denied', 'cleo')).toEqual([expect.objectContaining({ decision: 'deny', tokenKind: 'scitoken', detail: expect.objectContaining({ credential: { user: 'cleo', provider: 'se-storage' } }) })])
   })
 
+  it('decides scitoken credentials only on what IAM rechecks renew: a rule matching the registering token\'s scopes admits none', async () => {
+    const { registeredAt } = await registered('dora')
+    // The same rule, now also asking for a scope of the user's IAM token: IAM's recheck answer carries the
+    // broker client's group scopes, never that one, so IAM could withdraw it unseen for the credential's life.
+    t.setPolicy((p) => p.replace('      groups: [/htc/users]\n', '      groups: [/htc/users]\n      scopes: [compute.create]\n'))
+    try {
+      const token = await t.userToken({ preferred_username: 'emil', sub: 'emil-sub' })
+      const res = await t.register(token, { provider: 'se-storage' })
+      expect(res.status).toBe(403)
+      expect((await res.json() as { error: string }).error).toBe('access_denied')
+      // Kind iam still decides on the user's token: each of its job tokens is IAM's own answer anyway.
+      expect((await t.register(token, { provider: 'cms' })).status).toBe(201)
+      // A credential registered before the rule changed is refused at its next mint, recheck due or not.
+      clock.t = registeredAt + 60
+      expect((await t.jobToken('dora', 'se-storage', t.creddToken(), FRESH)).status).toBe(403)
+    } finally {
+      t.setPolicy()
+    }
+  })
+
   it('refuses a credential registered before IAM rechecks (no refresh token) with a message to register again', async () => {
     const now = clock.t
     const credential = {
