@@ -17,7 +17,7 @@ import type { CredentialCipher } from './credential_cipher.ts'
 import type { CredentialStore, StoredCredential } from './credential_store.ts'
 import type { CredentialProvider } from './credentials_config.ts'
 import type { JobTokens } from './job_tokens.ts'
-import { recheckAudience, recheckScopes } from './iam_recheck_grant.ts'
+import { recheckAudience, recheckScopes, renewedCaller } from './iam_recheck_grant.ts'
 import { credentialKey, revokeStored } from './sealed_refresh_tokens.ts'
 
 export interface RegisterInput {
@@ -82,7 +82,9 @@ export class CredentialService {
     const blocked = d.blocks.blockedCaller(subject)
     if (blocked) throw await denyAudited(new AccessDenied(blocked), { role: provider.role })
 
-    const decision = decide(d.policy(), { subject, role: provider.role, tokenKind: provider.kind === 'iam' ? 'access_token' : 'scitoken', audience, ...(scopes ? { scopes } : {}) })
+    // kind scitoken: decided as every later mint will be, on what IAM's rechecks renew.
+    const decided = provider.kind === 'iam' ? subject : renewedCaller(subject)
+    const decision = decide(d.policy(), { subject: decided, role: provider.role, tokenKind: provider.kind === 'iam' ? 'access_token' : 'scitoken', audience, ...(scopes ? { scopes } : {}) })
     if (!decision.allow) throw await denyAudited(new AccessDenied(decision.reason), { role: provider.role, ...(decision.ruleId ? { ruleId: decision.ruleId } : {}) })
     const user = parseUser(decision.identity.slice(0, Math.max(0, decision.identity.lastIndexOf('@'))))
     if (!user) throw await denyAudited(new AccessDenied('the identity the policy grants is not a valid HTCondor user name'), { role: provider.role, ruleId: decision.ruleId })

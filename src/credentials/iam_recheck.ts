@@ -107,8 +107,12 @@ export class IamRecheck {
       return { subject, confirmedAt: now, outcome: 'confirmed' }
     } catch (err) {
       // IAM refused the refresh token (user disabled, suspended or removed, token revoked or expired): the
-      // exchanger's store has revoked the credential, as for kind iam.
-      if (err instanceof InvalidGrant) throw new AccessDenied(`IAM refused the stored refresh token; register again (${err.description})`, { cause: err })
+      // exchanger's store has revoked the credential, as for kind iam. Only IAM's own answer (its cause)
+      // is that refusal: the exchanger also says invalid_grant, unasked, when the broker has no client at
+      // that IAM any more or the row went while it was read; nothing was revoked for those, so they are
+      // refused as unconfirmed, which the caller records.
+      if (err instanceof InvalidGrant && err.cause !== undefined) throw new AccessDenied(`IAM refused the stored refresh token; register again (${err.description})`, { cause: err })
+      if (err instanceof InvalidGrant) throw new AccessDenied(`IAM could not be asked to confirm this user: ${err.description}`)
       if (err instanceof TemporarilyUnavailable) {
         const now = d.clock.now()
         this.#held.set(key, { ...last, retryAt: now + err.retryAfter })

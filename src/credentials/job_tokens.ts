@@ -14,6 +14,7 @@ import type { CreddPrincipal } from './credd_auth.ts'
 import type { CredentialStore, StoredCredential } from './credential_store.ts'
 import type { CredentialProvider } from './credentials_config.ts'
 import { revokedByIam, type Confirmation, type IamRecheck } from './iam_recheck.ts'
+import { renewedCaller } from './iam_recheck_grant.ts'
 import { credentialKey } from './sealed_refresh_tokens.ts'
 
 /** What the caller asks for; every field optional on the wire. */
@@ -126,9 +127,13 @@ export class JobTokens {
 
   /** Drops cached tokens of one credential (revocation, re-registration). */
   forget(user: string, provider: string): void {
+    this.#dropCached(user, provider)
+    this.#deps.recheck.forget(user, provider)
+  }
+
+  #dropCached(user: string, provider: string): void {
     const prefix = `${credentialKey(user, provider)}\n`
     for (const k of this.#cache.keys()) if (k.startsWith(prefix)) this.#cache.delete(k)
-    this.#deps.recheck.forget(user, provider)
   }
 
   /**
@@ -144,7 +149,7 @@ export class JobTokens {
     try {
       confirmation = await this.#deps.recheck.confirm(cred)
       const subject = confirmation.subject
-      const d = decide(this.#deps.policy(), { subject, role: provider.role, tokenKind: 'scitoken', audience, scopes })
+      const d = decide(this.#deps.policy(), { subject: renewedCaller(subject), role: provider.role, tokenKind: 'scitoken', audience, scopes })
       if (!d.allow) throw new AccessDenied(`the policy no longer grants this credential: ${d.reason}`)
       const blocked = this.#deps.blocks.blockedIdentity(d.identity)
       if (blocked) throw new AccessDenied(blocked)
@@ -152,6 +157,10 @@ export class JobTokens {
       const r = await issueToken(d, { requestId: ctx.requestId, caller: subject, detail, ...(ctx.clientAddress ? { clientAddress: ctx.clientAddress } : {}) }, this.#deps.issue)
       return { accessToken: r.token, exp: r.claims.exp, scope: r.scope, claims: r.claims }
     } catch (err) {
+      // Refused on what IAM now says or the policy in force: a token cached for another scope set of this
+      // credential was minted on what the broker has just learnt no longer holds, and is not handed on.
+      // The IAM confirmation stays: it is what the next request is decided on.
+      if (err instanceof AccessDenied) this.#dropCached(cred.user, cred.provider)
       // A store failure here propagates, as in #creddAllowed: the request is refused either way.
       if (err instanceof AccessDenied && !revokedByIam(err)) {
         await this.#deps.audit.record({

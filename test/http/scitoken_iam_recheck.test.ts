@@ -1,4 +1,5 @@
 import { DatabaseSync } from 'node:sqlite'
+import { http, HttpResponse } from 'msw'
 import { beforeEach, describe, expect, it } from 'vitest'
 import { BROKER, SE, useCredentialsApp } from '../support/credentials_app.ts'
 
@@ -101,6 +102,27 @@ describe('a scitoken credential and IAM', () => {
     }
   })
 
+  it('refuses on every replica once one replica\'s recheck had IAM refuse the user, fresh confirmation and cached token notwithstanding', async () => {
+    const { sub, registeredAt } = await registered('ilse')
+    // Another replica: same database and credential key, its own confirmations and token cache.
+    const other = t.withCredentialKey(t.credentialKeyHex)
+    const ask = (app: typeof other, query = '') => app.request(`/v1/credentials/ilse/se-storage/token${query}`, { headers: { authorization: `Bearer ${t.creddToken()}` } })
+    clock.t = registeredAt + HOUR + 30
+    expect((await ask(other)).status).toBe(200) // the other replica confirmed at IAM and cached a token
+    t.iam.suspended.add(sub)
+    try {
+      clock.t += 30
+      // This replica's last confirmation is the registration: it asks IAM, which refuses; the row is revoked.
+      expect((await t.jobToken('ilse', 'se-storage', t.creddToken(), FRESH)).status).toBe(403)
+      expect(await t.store.readCredential('ilse', 'se-storage')).toMatchObject({ revoked: true, revokedBy: 'iam' })
+      // The other replica reads the row on each request: neither its cached token nor a fresh mint goes out.
+      expect((await ask(other)).status).toBe(403)
+      expect((await ask(other, FRESH)).status).toBe(403)
+    } finally {
+      t.iam.suspended.delete(sub)
+    }
+  })
+
   it('keeps minting while IAM is down within the grace, then answers 503 with Retry-After', async () => {
     const { registeredAt } = await registered('wynn')
     t.iam.faults.token = 'down'
@@ -122,6 +144,29 @@ describe('a scitoken credential and IAM', () => {
     expect((await t.jobToken('wynn', 'se-storage', t.creddToken(), FRESH)).status).toBe(200)
   })
 
+  it('takes no Retry-After from IAM: a huge, zero or negative one neither stretches the grace nor delays the next recheck', async () => {
+    for (const [i, retryAfter] of ['999999999', '0', '-30', undefined].entries()) {
+      const user = `reto${'abcd'[i]}`
+      const { registeredAt } = await registered(user)
+      t.msw.use(http.post(t.iam.tokenEndpoint, () => HttpResponse.json({ error: 'temporarily_unavailable' }, { status: 503, ...(retryAfter !== undefined ? { headers: { 'retry-after': retryAfter } } : {}) })))
+      clock.t = registeredAt + HOUR + 10
+      expect((await t.jobToken(user, 'se-storage', t.creddToken(), FRESH)).status).toBe(200)
+      // The last confirmation is the registration: interval + grace (2 h) after it, IAM's say-so buys nothing more.
+      clock.t = registeredAt + 2 * HOUR
+      const beyond = await t.jobToken(user, 'se-storage', t.creddToken(), FRESH)
+      expect(beyond.status).toBe(503)
+      // The broker's own back-off, at most the 5 minutes it ever asks for.
+      expect(Number(beyond.headers.get('retry-after'))).toBeGreaterThanOrEqual(1)
+      expect(Number(beyond.headers.get('retry-after'))).toBeLessThanOrEqual(300)
+      // IAM back: asked again within the broker's back-off, whatever IAM said.
+      t.msw.resetHandlers()
+      clock.t += 300
+      const back = await t.jobToken(user, 'se-storage', t.creddToken(), FRESH)
+      expect(back.status, retryAfter).toBe(200)
+      expect((await events('token.issued', user)).at(0)).toMatchObject({ detail: { iamCheck: { confirmedAt: clock.t, outcome: 'confirmed' } } })
+    }
+  })
+
   it('refuses at the next recheck a user IAM dropped from the group the policy requires (403, token.denied)', async () => {
     const { sub, registeredAt } = await registered('xavi')
     t.iam.userGroups.set(sub, ['/cms'])
@@ -139,6 +184,64 @@ describe('a scitoken credential and IAM', () => {
       expect(await t.store.readCredential('xavi', 'se-storage')).toMatchObject({ revoked: false })
     } finally {
       t.iam.userGroups.delete(sub)
+    }
+  })
+
+  it('hands on no cached token of a credential once IAM\'s answer has made the policy refuse its user', async () => {
+    const { sub, registeredAt } = await registered('abel')
+    const read = '?scopes=storage.read:/store/user'
+    // Cached with the grant's 20 min lifetime, well over the broker's 300 s minimum for the next hour's requests.
+    clock.t = registeredAt + HOUR - 60
+    expect((await t.jobToken('abel', 'se-storage', t.creddToken(), read)).status).toBe(200)
+    t.iam.userGroups.set(sub, ['/cms'])
+    try {
+      clock.t = registeredAt + HOUR
+      // Another scope set misses the cache: the recheck runs, IAM no longer puts the user in /htc/users.
+      expect((await t.jobToken('abel', 'se-storage', t.creddToken(), `${FRESH}&scopes=storage.modify:/store/user`)).status).toBe(403)
+      // The broker now knows IAM no longer vouches for the user's group: the read token cached 60 s ago must not go out.
+      const again = await t.jobToken('abel', 'se-storage', t.creddToken(), read)
+      expect(again.status).toBe(403)
+      expect(await t.store.readCredential('abel', 'se-storage')).toMatchObject({ revoked: false })
+    } finally {
+      t.iam.userGroups.delete(sub)
+    }
+  })
+
+  it('records the refusal when the broker has no client left at the user\'s IAM to recheck with, and keeps the credential', async () => {
+    const { registeredAt } = await registered('cleo')
+    const clientless = await t.withoutBrokerClient()
+    const before = t.iam.counts.token
+    clock.t = registeredAt + HOUR
+    const res = await clientless.request('/v1/credentials/cleo/se-storage/token?minimum_seconds=999999', { headers: { authorization: `Bearer ${t.creddToken()}` } })
+    expect(res.status).toBe(403)
+    // IAM was never asked, so it refused nothing: no "IAM refused" in the answer, and nothing revoked.
+    expect(t.iam.counts.token).toBe(before)
+    const body = await res.json() as { error: string; error_description: string }
+    expect(body.error).toBe('access_denied')
+    expect(body.error_description).not.toContain('IAM refused')
+    expect(await t.store.readCredential('cleo', 'se-storage')).toMatchObject({ revoked: false })
+    expect(await events('credential.revoked', 'cleo')).toEqual([])
+    // A refusal with no credential.revoked behind it is on record as token.denied.
+    expect(await events('token.denied', 'cleo')).toEqual([expect.objectContaining({ decision: 'deny', tokenKind: 'scitoken', detail: expect.objectContaining({ credential: { user: 'cleo', provider: 'se-storage' } }) })])
+  })
+
+  it('decides scitoken credentials only on what IAM rechecks renew: a rule matching the registering token\'s scopes admits none', async () => {
+    const { registeredAt } = await registered('dora')
+    // The same rule, now also asking for a scope of the user's IAM token: IAM's recheck answer carries the
+    // broker client's group scopes, never that one, so IAM could withdraw it unseen for the credential's life.
+    t.setPolicy((p) => p.replace('      groups: [/htc/users]\n', '      groups: [/htc/users]\n      scopes: [compute.create]\n'))
+    try {
+      const token = await t.userToken({ preferred_username: 'emil', sub: 'emil-sub' })
+      const res = await t.register(token, { provider: 'se-storage' })
+      expect(res.status).toBe(403)
+      expect((await res.json() as { error: string }).error).toBe('access_denied')
+      // Kind iam still decides on the user's token: each of its job tokens is IAM's own answer anyway.
+      expect((await t.register(token, { provider: 'cms' })).status).toBe(201)
+      // A credential registered before the rule changed is refused at its next mint, recheck due or not.
+      clock.t = registeredAt + 60
+      expect((await t.jobToken('dora', 'se-storage', t.creddToken(), FRESH)).status).toBe(403)
+    } finally {
+      t.setPolicy()
     }
   })
 

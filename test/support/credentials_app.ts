@@ -8,6 +8,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Hono } from 'hono'
+import type { SetupServer } from 'msw/node'
 import { afterAll } from 'vitest'
 import { createApp } from '../../src/app.ts'
 import { loadConfig, maxTokenLifetime, type Config } from '../../src/config.ts'
@@ -18,7 +19,7 @@ import { createIamAdapter, type IamAdapter } from '../../src/iam/create_iam_adap
 import { buildIdTokenClaims, mintIdToken } from '../../src/issuance/idtoken.ts'
 import { ensureAndLoadKeys, type SigningKeys } from '../../src/keys/signing_keys.ts'
 import { systemClock, type Clock } from '../../src/lib/clock.ts'
-import { silentLogger } from '../../src/lib/logger.ts'
+import { silentLogger, type Logger } from '../../src/lib/logger.ts'
 import { BrokerMetrics } from '../../src/metrics/broker_metrics.ts'
 import { policyContextFromConfig } from '../../src/policy/context.ts'
 import { PolicyHolder } from '../../src/policy/policy_holder.ts'
@@ -89,6 +90,8 @@ export interface CredentialsApp {
   app: Hono
   vault: Hono
   iam: TestIam
+  /** The msw server standing in for IAM: `msw.use(...)` overrides a handler for one test. */
+  msw: SetupServer
   store: SqliteStore
   dbFile: string
   config: Config
@@ -109,19 +112,23 @@ export interface CredentialsApp {
   iamRequests(grantType: 'refresh_token' | 'urn:ietf:params:oauth:grant-type:token-exchange'): URLSearchParams[]
   /** The same broker restarted with another credential key (same database, IAM, policy). */
   withCredentialKey(hex: string): Hono
+  /** The same broker restarted without its own client at the IAM (same database, key, policy). */
+  withoutBrokerClient(): Promise<Hono>
   /** Rewrites the policy file (the shipped test policy edited by `edit`; none restores it) and reloads it. */
   setPolicy(edit?: (policy: string) => string): void
 }
 
 /**
  * `console`: also serve the web console (bootstrap-token sign-in only). `clock`: the broker's and the
- * msw IAM's time (default the system clock), for tests that move time instead of sleeping.
+ * msw IAM's time (default the system clock), for tests that move time instead of sleeping. `log`: the
+ * IAM adapter's and the credentials' logger (default silent), for tests that read what is logged.
  */
-export async function useCredentialsApp(o: { console?: boolean; clock?: Clock } = {}): Promise<CredentialsApp> {
+export async function useCredentialsApp(o: { console?: boolean; clock?: Clock; log?: Logger } = {}): Promise<CredentialsApp> {
+  const log = o.log ?? silentLogger
   const iam = await TestIam.create({ issuer: 'https://iam.test.example/' })
   const clock = o.clock ?? systemClock
   iam.now = () => clock.now()
-  useMswIam(iam)
+  const msw = useMswIam(iam)
   const dir = mkdtempSync(join(tmpdir(), 'ctb-credentials-'))
   const policyDir = join(dir, 'policies')
   mkdirSync(policyDir)
@@ -132,7 +139,7 @@ export async function useCredentialsApp(o: { console?: boolean; clock?: Clock } 
   const { keys } = ensureAndLoadKeys(config, clock.now())
   const dbFile = join(dir, 'data', 'audit.db')
   const store = new SqliteStore({ file: dbFile, writer: 'inline', synchronous: 'normal' })
-  const adapter: IamAdapter = await createIamAdapter(config.iam, { log: silentLogger, clock, fetch: mswFetch, readFile: secretReader(iam) })
+  const adapter: IamAdapter = await createIamAdapter(config.iam, { log, clock, fetch: mswFetch, readFile: secretReader(iam) })
   const policy = new PolicyHolder({ dir: policyDir, context: policyContextFromConfig(config, iam.issuer), log: silentLogger })
   const revocations = new RevocationService({
     store, clock, log: silentLogger, maxTokenLifetime: maxTokenLifetime(config), refreshSeconds: config.revocation.refresh_seconds,
@@ -142,26 +149,27 @@ export async function useCredentialsApp(o: { console?: boolean; clock?: Clock } 
   const credentialKeyHex = randomBytes(32).toString('hex')
   const metrics = new BrokerMetrics({ clock, policy: () => policy.current, process: false })
   const credentials = buildCredentials({
-    config, keys, store, iam: adapter, policy, revocations, clock, log: silentLogger, production: true,
+    config, keys, store, iam: adapter, policy, revocations, clock, log, production: true,
     env: { CONDOR_TOKEN_BROKER_CREDENTIAL_KEY: credentialKeyHex }, observer: metrics,
   })
   const adminToken = randomBytes(32).toString('base64url')
   const app = createApp({
-    config, keys, log: silentLogger, readiness: async () => ({ keys: 'ok' }),
+    config, keys, log, readiness: async () => ({ keys: 'ok' }),
     admin: { audit: store, revocations, authenticators: [bootstrapTokenAuthenticator(createHash('sha256').update(adminToken).digest())] },
     credentials,
     ...(o.console ? { console: { keys: () => ({ scitoken: [], condor: [] }), sessionSeconds: 3600, sessions: store } } : {}),
   })
-  const vault = createVaultApp({ store, jobTokens: credentials.jobTokens, log: silentLogger })
+  const vault = createVaultApp({ store, jobTokens: credentials.jobTokens, log })
+  const adapters: IamAdapter[] = [adapter]
   afterAll(async () => {
-    adapter.close()
+    for (const a of adapters) a.close()
     policy.close()
     revocations.stop()
     await store.close()
     rmSync(dir, { recursive: true, force: true })
   })
   return {
-    app, vault, iam, store, dbFile, config, keys, credentials, metrics, revocations, adminToken, credentialKeyHex,
+    app, vault, iam, msw, store, dbFile, config, keys, credentials, metrics, revocations, adminToken, credentialKeyHex,
     userToken: (claims = {}) => iam.mint({ aud: BROKER, 'wlcg.groups': ['/htc/users'], preferred_username: 'alice', scope: 'openid compute.read compute.create offline_access', ...claims }),
     creddToken(o = {}) {
       const now = clock.now()
@@ -185,6 +193,12 @@ export async function useCredentialsApp(o: { console?: boolean; clock?: Clock } 
     withCredentialKey(hex) {
       const other = buildCredentials({ config, keys, store, iam: adapter, policy, revocations, clock, log: silentLogger, production: true, env: { CONDOR_TOKEN_BROKER_CREDENTIAL_KEY: hex } })
       return createApp({ config, keys, log: silentLogger, readiness: async () => ({ keys: 'ok' }), credentials: other })
+    },
+    async withoutBrokerClient() {
+      const clientless = await createIamAdapter(iamConfigFor(iam, {}, { audience: BROKER, client: undefined }), { log, clock, fetch: mswFetch, readFile: secretReader(iam) })
+      adapters.push(clientless)
+      const other = buildCredentials({ config, keys, store, iam: clientless, policy, revocations, clock, log, production: true, env: { CONDOR_TOKEN_BROKER_CREDENTIAL_KEY: credentialKeyHex } })
+      return createApp({ config, keys, log, readiness: async () => ({ keys: 'ok' }), credentials: other })
     },
   }
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { recheckAudience, recheckScopes } from '../../src/credentials/iam_recheck_grant.ts'
+import { recheckAudience, recheckScopes, renewedCaller } from '../../src/credentials/iam_recheck_grant.ts'
 
 /**
  * What a scitoken credential's IAM refresh token is asked for (docs/job-credentials.md, "IAM rechecks"):
@@ -21,5 +21,15 @@ describe('the IAM grant of a scitoken credential', () => {
     expect(recheckAudience(['https://broker.example.org', 'https://other.example.org'])).toEqual(['https://broker.example.org'])
     expect(recheckAudience(undefined)).toEqual([])
     expect(recheckAudience([])).toEqual([])
+  })
+  it('decides on the caller without the scopes and client IAM\'s recheck answer never restates', () => {
+    const registering = {
+      iss: 'https://iam.example.org/', sub: 's-1', client_id: 'user-client', groups: ['/cms'], exp: 1, preferred_username: 'ana',
+      scopes: ['openid', 'compute.create', 'wlcg.groups', 'wlcg.groups:/cms/optional', 'offline_access'], claims: { preferred_username: 'ana' },
+    }
+    expect(renewedCaller(registering)).toEqual({
+      iss: 'https://iam.example.org/', sub: 's-1', groups: ['/cms'], exp: 1, preferred_username: 'ana',
+      scopes: ['wlcg.groups', 'wlcg.groups:/cms/optional'], claims: { preferred_username: 'ana' },
+    })
   })
 })
