@@ -13,6 +13,7 @@ import { silentLogger } from '../../src/lib/logger.ts'
 import { RevocationService } from '../../src/revocation/revocation_service.ts'
 import { MemoryStore } from '../../src/storage/memory_store.ts'
 import { testDeps } from '../support/broker_deps.ts'
+import { cookieOf, signInWithToken } from '../support/console_sign_in.ts'
 import { loadPolicies } from '../../src/policy/load.ts'
 
 const ORIGIN = 'https://broker.example.org'
@@ -56,19 +57,8 @@ beforeEach(() => {
   }))
 })
 
-function cookieOf(res: Response, name: string): string | undefined {
-  const line = res.headers.getSetCookie().find((l) => l.startsWith(`${name}=`))
-  return line?.slice(name.length + 1).split(';')[0]
-}
-
 async function bootstrapSession(): Promise<{ cookie: string; csrf: string }> {
-  const page = await app.request('/console/sign-in')
-  const pre = cookieOf(page, '__Host-ctb-console-pre')!
-  const preCsrf = /name="csrf" value="([^"]+)"/.exec(await page.text())![1]!
-  const res = await app.request('/console/sign-in/token', {
-    method: 'POST', headers: { origin: ORIGIN, cookie: `__Host-ctb-console-pre=${pre}`, 'content-type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({ csrf: preCsrf, token: BOOT }),
-  })
+  const res = await signInWithToken(app, BOOT, ORIGIN)
   expect(res.status).toBe(200)
   const cookie = `__Host-ctb-console=${cookieOf(res, '__Host-ctb-console')}`
   const overview = await (await app.request('/console', { headers: { cookie } })).text()

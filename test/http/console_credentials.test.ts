@@ -3,6 +3,7 @@
 // through the console (confirmation, CSRF, the admin as actor), refusal of non-admins, escaping.
 import { beforeEach, describe, expect, it } from 'vitest'
 import { useCredentialsApp } from '../support/credentials_app.ts'
+import { cookieOf, signInWithToken } from '../support/console_sign_in.ts'
 
 const t = await useCredentialsApp({ console: true })
 const ORIGIN = 'https://broker.example.org'
@@ -14,21 +15,7 @@ beforeEach(() => {
   t.iam.rotateRefreshTokens = false
 })
 
-function cookieOf(res: Response, name: string): string | undefined {
-  const line = res.headers.getSetCookie().find((l) => l.startsWith(`${name}=`))
-  return line?.slice(name.length + 1).split(';')[0]
-}
-
-/** Signs in on the sign-in page's bootstrap-token form; resolves the sign-in answer. */
-async function signInWith(token: string): Promise<Response> {
-  const page = await t.app.request('/console/sign-in')
-  const pre = cookieOf(page, '__Host-ctb-console-pre')!
-  const preCsrf = /name="csrf" value="([^"]+)"/.exec(await page.text())![1]!
-  return t.app.request('/console/sign-in/token', {
-    method: 'POST', headers: { origin: ORIGIN, cookie: `__Host-ctb-console-pre=${pre}`, 'content-type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({ csrf: preCsrf, token }),
-  })
-}
+const signInWith = (token: string) => signInWithToken(t.app, token, ORIGIN)
 
 async function adminSession(): Promise<{ cookie: string; csrf: string }> {
   const res = await signInWith(t.adminToken)

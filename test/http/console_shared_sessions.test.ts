@@ -12,6 +12,7 @@ import { silentLogger } from '../../src/lib/logger.ts'
 import { RevocationService } from '../../src/revocation/revocation_service.ts'
 import { SqliteStore } from '../../src/storage/sqlite_store.ts'
 import { testDeps } from '../support/broker_deps.ts'
+import { cookieOf, signInWithToken } from '../support/console_sign_in.ts'
 import { tempDir } from '../support/tmp.ts'
 
 const ORIGIN = 'https://broker.example.org'
@@ -40,19 +41,8 @@ function broker(file: string) {
 
 type App = ReturnType<typeof createApp>
 
-function cookieOf(res: Response, name: string): string | undefined {
-  const line = res.headers.getSetCookie().find((l) => l.startsWith(`${name}=`))
-  return line?.slice(name.length + 1).split(';')[0]
-}
-
 async function signIn(app: App): Promise<{ id: string; cookie: string }> {
-  const page = await app.request('/console/sign-in')
-  const pre = cookieOf(page, '__Host-ctb-console-pre')!
-  const preCsrf = /name="csrf" value="([^"]+)"/.exec(await page.text())![1]!
-  const res = await app.request('/console/sign-in/token', {
-    method: 'POST', headers: { origin: ORIGIN, cookie: `__Host-ctb-console-pre=${pre}`, 'content-type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({ csrf: preCsrf, token: BOOT }),
-  })
+  const res = await signInWithToken(app, BOOT, ORIGIN)
   expect(res.status).toBe(200)
   const id = cookieOf(res, '__Host-ctb-console')!
   return { id, cookie: `__Host-ctb-console=${id}` }

@@ -1,8 +1,7 @@
 import { request } from 'node:https'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { silentLogger } from '../../src/lib/logger.ts'
-import { startBroker, type RunningBroker } from '../../src/server.ts'
-import { startE2e, type E2e } from '../support/broker_e2e.ts'
+import type { RunningBroker } from '../../src/server.ts'
+import { startE2e, startReplica, type E2e } from '../support/broker_e2e.ts'
 import { startPostgres, type TestPostgres } from '../support/postgres.ts'
 
 // Two brokers (replicas) on one real PostgreSQL server started for this file on 127.0.0.1 (Debian package
@@ -16,9 +15,7 @@ beforeAll(async () => {
   server = await startPostgres()
   const dsn = await server.createDatabase('console_replicas')
   a = await startE2e({ CTB_AUDIT_STORE: 'postgres', CTB_AUDIT_POSTGRES_DSN: dsn })
-  // The second replica: the same configuration, keys and database, on a port of its own.
-  const config = a.broker.services.config
-  b = await startBroker({ ...config, listen: { ...config.listen, port: 0 }, issuerDefaulted: true }, { log: silentLogger })
+  b = await startReplica(a)
 })
 afterAll(async () => {
   await b?.close()

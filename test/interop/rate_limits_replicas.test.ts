@@ -1,9 +1,8 @@
 import { request } from 'node:https'
 import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { silentLogger } from '../../src/lib/logger.ts'
-import { startBroker, type RunningBroker } from '../../src/server.ts'
-import { exchangeForm, IDTOKEN, startE2e, type E2e } from '../support/broker_e2e.ts'
+import type { RunningBroker } from '../../src/server.ts'
+import { exchangeForm, IDTOKEN, startE2e, startReplica, type E2e } from '../support/broker_e2e.ts'
 import { startPostgres, type TestPostgres } from '../support/postgres.ts'
 
 // Two brokers (replicas) on one real PostgreSQL 15 server started for this file on 127.0.0.1 (Debian
@@ -21,10 +20,7 @@ beforeAll(async () => {
     CTB_AUDIT_STORE: 'postgres', CTB_AUDIT_POSTGRES_DSN: dsn,
     CTB_RATE_LIMITS_CALLER_REQUESTS: String(LIMIT), CTB_RATE_LIMITS_CALLER_PER: '1h',
   })
-  // The second replica: the same configuration, keys and database, trusting the first one's development
-  // IAM (its config already names it), on a port of its own.
-  const config = a.broker.services.config
-  b = await startBroker({ ...config, listen: { ...config.listen, port: 0 }, issuerDefaulted: true }, { log: silentLogger })
+  b = await startReplica(a)
 })
 afterAll(async () => {
   await b?.close()

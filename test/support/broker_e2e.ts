@@ -85,3 +85,12 @@ export function exchangeForm(subjectToken: string, role: string, extra: Record<s
 export function claimsOf(token: string): Record<string, unknown> {
   return JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()) as Record<string, unknown>
 }
+
+/**
+ * Another replica of `e`'s broker: the same configuration, keys and database (PostgreSQL, for replicas),
+ * trusting the same development IAM (the configuration names it), on a port of its own.
+ */
+export function startReplica(e: E2e): Promise<RunningBroker> {
+  const config = e.broker.services.config
+  return startBroker({ ...config, listen: { ...config.listen, port: 0 }, issuerDefaulted: true }, { log: silentLogger })
+}
