@@ -71,7 +71,7 @@ export function buildCredentials(parts: {
   const jobTokens = new JobTokens({
     store, audit, providers, policy: () => policy.current, exchanger, recheck,
     issue: issueDepsFrom(config, { keys, audit, clock, generations: revocations }),
-    blocks: revocations, clock, defaultMinimumSeconds: c.minimum_seconds,
+    blocks: revocations, clock, log, defaultMinimumSeconds: c.minimum_seconds,
   })
   const vaultUrl = c.vault.enabled ? (c.vault.public_url ?? `https://localhost:${c.vault.port}`).replace(/\/$/, '') : undefined
   const service = new CredentialService({
