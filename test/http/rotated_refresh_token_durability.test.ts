@@ -84,6 +84,45 @@ describe('a rotated refresh token the store could not take', () => {
     expect(await t.store.readCredential('victor', 'cms')).toMatchObject({ revoked: false })
   })
 
+  it('is taken as stored when a write the store reported failed had committed (one record, no revocation)', async () => {
+    await registered('xaver')
+    const before = (await t.store.readCredential('xaver', 'cms'))?.sealed?.nonce
+    const write = t.store.writeCredential.bind(t.store)
+    let lost = 0
+    t.store.writeCredential = async (w: CredentialWrite, e) => {
+      const ok = await write(w, e)
+      if (w.action === 'rotate' && lost++ === 0) throw new Error('connection reset after commit')
+      return ok
+    }
+    try {
+      expect((await t.jobToken('xaver', 'cms', t.creddToken())).status).toBe(200)
+      // The retry finds its own token in the row and stops; nothing else is written.
+      await new Promise((resolve) => setTimeout(resolve, 400))
+    } finally {
+      t.store.writeCredential = write
+    }
+    expect((await t.store.readCredential('xaver', 'cms'))?.sealed?.nonce).not.toBe(before)
+    const rotated = (await t.store.query({ limit: 50, type: 'credential.rotated' })).records.map((r) => r.event)
+    expect(rotated.filter((e) => (e.detail as { user?: string }).user === 'xaver')).toHaveLength(1)
+    expect((await t.jobToken('xaver', 'cms', t.creddToken(), '?minimum_seconds=999999')).status).toBe(200)
+    expect(await t.store.readCredential('xaver', 'cms')).toMatchObject({ revoked: false })
+  })
+
+  it('revokes the credential when IAM refuses the held token itself (the user suspended there)', async () => {
+    await registered('yusuf')
+    const f = failRotations(1000)
+    try {
+      expect((await t.jobToken('yusuf', 'cms', t.creddToken())).status).toBe(200)
+      t.iam.suspended.add('yusuf-sub')
+      const res = await t.jobToken('yusuf', 'cms', t.creddToken(), '?minimum_seconds=999999')
+      expect(res.status).toBe(403)
+    } finally {
+      f.restore()
+      t.iam.suspended.delete('yusuf-sub')
+    }
+    expect(await t.store.readCredential('yusuf', 'cms')).toMatchObject({ revoked: true, revokedBy: 'iam' })
+  })
+
   it('is dropped, not written, once the credential is revoked meanwhile', async () => {
     await registered('wanda')
     const f = failRotations(1000)
