@@ -198,6 +198,8 @@ export class SealedRefreshTokens implements RefreshTokenStore {
     if (this.#closed) return
     const h = this.#held.get(key)
     if (!h || h.pending !== p) return
+    // One timer per held token, however many paths ask for the next write.
+    if (p.timer) clearTimeout(p.timer)
     if (p.attempts > ROTATION_RETRY.attempts) {
       this.#log.error('a rotated IAM refresh token is still not stored; it is held in memory only, and a restart loses it (the user must then register again)', { user: h.binding.user, provider: h.binding.provider, attempts: p.attempts })
       p.attempts = 0
