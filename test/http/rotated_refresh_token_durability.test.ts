@@ -142,4 +142,20 @@ describe('a rotated refresh token the store could not take', () => {
     expect(await t.store.readCredential('wanda', 'cms')).toMatchObject({ revoked: true })
     expect((await t.store.readCredential('wanda', 'cms'))?.sealed).toBeUndefined()
   })
+
+  // Last: closing stops this broker's retries for the rest of the file.
+  it('is written once more when the credential services close (shutdown), before the store does', async () => {
+    await registered('zoe')
+    const before = (await t.store.readCredential('zoe', 'cms'))?.sealed?.nonce
+    const f = failRotations(1)
+    try {
+      expect((await t.jobToken('zoe', 'cms', t.creddToken())).status).toBe(200)
+      expect(f.refused()).toBe(1)
+      await t.credentials.close()
+    } finally {
+      f.restore()
+    }
+    // No polling: the write happened within close().
+    expect((await t.store.readCredential('zoe', 'cms'))?.sealed?.nonce).not.toBe(before)
+  })
 })
