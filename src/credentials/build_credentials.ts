@@ -25,6 +25,11 @@ export interface CredentialServices {
   credd: CreddAuthDeps
   /** Base URL of the Vault-compatible listener as credmons reach it, when it is enabled. */
   vaultUrl?: string
+  /**
+   * Writes each rotated refresh token the store could not take yet once more, then stops retrying: call
+   * at shutdown before the store closes, so a restart does not lose one that would land now.
+   */
+  close(): Promise<void>
 }
 
 /** Where the credential key file is unless configured. */
@@ -55,7 +60,8 @@ export function buildCredentials(parts: {
   const { key, created } = loadCredentialKey({ file: credentialKeyFile(config), envName: c.key_env, create: !parts.production }, parts.env)
   if (created) log.warn('created a DEVELOPMENT credential key; production takes it from a file or the environment', { file: created })
   const cipher = new CredentialCipher(key)
-  const exchanger = new IamTokenExchanger({ discovery: iam.discovery, store: new SealedRefreshTokens({ store, cipher, clock, log }), clock, log })
+  const refreshTokens = new SealedRefreshTokens({ store, cipher, clock, log })
+  const exchanger = new IamTokenExchanger({ discovery: iam.discovery, store: refreshTokens, clock, log })
   const recheck = new IamRecheck({
     exchanger, verifier: iam.verifier, issuerAudience: (iss) => iam.discovery.issuer(iss)?.config.audience, clock, log,
     intervalSeconds: c.iam_recheck_interval, graceSeconds: c.iam_recheck_grace ?? c.iam_recheck_interval,
@@ -65,7 +71,7 @@ export function buildCredentials(parts: {
   const jobTokens = new JobTokens({
     store, audit, providers, policy: () => policy.current, exchanger, recheck,
     issue: issueDepsFrom(config, { keys, audit, clock, generations: revocations }),
-    blocks: revocations, clock, defaultMinimumSeconds: c.minimum_seconds,
+    blocks: revocations, clock, log, defaultMinimumSeconds: c.minimum_seconds,
   })
   const vaultUrl = c.vault.enabled ? (c.vault.public_url ?? `https://localhost:${c.vault.port}`).replace(/\/$/, '') : undefined
   const service = new CredentialService({
@@ -75,5 +81,5 @@ export function buildCredentials(parts: {
     ...(vaultUrl ? { vaultUrl } : {}),
   })
   const credd: CreddAuthDeps = { idtokenKey: () => keys.idtoken, trustDomain: config.trust_domain, revocations, clock }
-  return { service, jobTokens, credd, ...(vaultUrl ? { vaultUrl } : {}) }
+  return { service, jobTokens, credd, ...(vaultUrl ? { vaultUrl } : {}), close: () => refreshTokens.close() }
 }

@@ -6,6 +6,7 @@ import type { VerifiedSubject } from '../iam/subject.ts'
 import type { IamTokenExchanger } from '../iam/outbound_exchange.ts'
 import { callerOf, issueToken, type IssueDeps } from '../issuance/issue.ts'
 import type { Clock } from '../lib/clock.ts'
+import type { Logger } from '../lib/logger.ts'
 import { creddMayFetch } from '../policy/credd_fetch.ts'
 import { decide } from '../policy/decide.ts'
 import type { Policy } from '../policy/compile.ts'
@@ -52,7 +53,21 @@ export interface JobTokenDeps {
   /** Revoked callers and identities get nothing; a revoked cached token is not handed on. */
   blocks: IssuanceBlocks & Pick<RevocationChecker, 'isRevoked'>
   clock: Clock
+  /** Where a refusal whose record could not be written is told. */
+  log: Logger
   defaultMinimumSeconds: number
+}
+
+type RequestContext = { requestId: string; credd?: CreddPrincipal; clientAddress?: string }
+
+/** What is known of a refused request when it is refused: what its token.denied record says. */
+interface RefusalFacts {
+  provider?: CredentialProvider
+  /** Whose credential the refusal is about, when it was found: the caller of the record without a credd. */
+  subject?: VerifiedSubject
+  scopes?: string[]
+  audience?: string[]
+  detail?: Record<string, unknown>
 }
 
 /** Cached tokens per (credential, scopes, audience); stale ones are swept past this many entries. */
@@ -75,21 +90,28 @@ export class JobTokens {
     this.#deps = deps
   }
 
-  async token(req: JobTokenRequest, ctx: { requestId: string; credd?: CreddPrincipal; clientAddress?: string }): Promise<JobToken> {
+  async token(req: JobTokenRequest, ctx: RequestContext): Promise<JobToken> {
     // A credd no grant of the provider's role names learns nothing, not even whether the credential exists.
     const provider = this.#deps.providers().find((p) => p.name === req.provider)
     if (ctx.credd && provider) await this.#creddAllowed(ctx.credd, provider, req, ctx)
     const cred = await this.#deps.store.readCredential(req.user, req.provider)
-    if (!cred) throw new AccessDenied('no credential is registered for this user and provider')
-    if (cred.revoked) throw new AccessDenied('this credential has been revoked')
-    if (!provider || provider.kind !== cred.kind) throw new AccessDenied('the provider of this credential is no longer configured')
+    const known = { ...(provider ? { provider } : {}), ...(cred ? { subject: JSON.parse(cred.subjectJson) as VerifiedSubject } : {}) }
+    if (!cred) throw await this.#refused(new AccessDenied('no credential is registered for this user and provider'), req, ctx, known)
+    if (cred.revoked) throw await this.#refused(new AccessDenied('this credential has been revoked'), req, ctx, known)
+    if (!provider || provider.kind !== cred.kind) throw await this.#refused(new AccessDenied('the provider of this credential is no longer configured'), req, ctx, known)
     // Before the cache: a revoked user gets nothing more, whichever kind, cached or not.
     const subject = JSON.parse(cred.subjectJson) as VerifiedSubject
     const blocked = this.#deps.blocks.blockedCaller(subject)
-    if (blocked) throw new AccessDenied(blocked)
+    if (blocked) throw await this.#refused(new AccessDenied(blocked), req, ctx, known)
     if (ctx.credd) await this.#creddAllowed(ctx.credd, provider, req, ctx, subject)
-    const scopes = subset(req.scopes, cred.scopes, 'scope', (m) => new InvalidScope(m))
-    const audience = subset(req.audience, cred.audience, 'audience', (m) => new InvalidTarget(m))
+    let scopes: string[]
+    let audience: string[]
+    try {
+      scopes = subset(req.scopes, cred.scopes, 'scope', (m) => new InvalidScope(m))
+      audience = subset(req.audience, cred.audience, 'audience', (m) => new InvalidTarget(m))
+    } catch (err) {
+      throw err instanceof BrokerError ? await this.#refused(err, req, ctx, { ...known, ...(req.scopes ? { scopes: req.scopes } : {}), ...(req.audience ? { audience: req.audience } : {}) }) : err
+    }
     const key = `${credentialKey(cred.user, cred.provider)}\n${scopes.join(' ')}\n${audience.join(' ')}`
     const min = req.minimumSeconds ?? this.#deps.defaultMinimumSeconds
     const now = this.#deps.clock.now()
@@ -112,17 +134,39 @@ export class JobTokens {
    * The policy in force (read per request, so a reload applies at once) must let this credd fetch for the
    * provider's role, and for the user when `subject` is known; a refusal is 403 and one `token.denied` record.
    */
-  async #creddAllowed(credd: CreddPrincipal, provider: CredentialProvider, req: JobTokenRequest, ctx: { requestId: string; clientAddress?: string }, subject?: VerifiedSubject): Promise<void> {
+  async #creddAllowed(credd: CreddPrincipal, provider: CredentialProvider, req: JobTokenRequest, ctx: RequestContext, subject?: VerifiedSubject): Promise<void> {
     const verdict = creddMayFetch(this.#deps.policy(), provider.role, { role: credd.role, ...(credd.site !== undefined ? { site: credd.site } : {}) }, subject)
     if (verdict.allow) return
-    // A store failure propagates: the request is refused either way, never answered with a token.
-    await this.#deps.audit.record({
-      type: 'token.denied', time: this.#deps.clock.now(), requestId: ctx.requestId, caller: { iss: credd.iss, sub: credd.sub },
-      ...(ctx.clientAddress ? { clientAddress: ctx.clientAddress } : {}),
-      role: provider.role, tokenKind: provider.kind === 'iam' ? 'access_token' : 'scitoken', decision: 'deny', reason: `access_denied: ${verdict.reason}`,
-      detail: { credential: { user: req.user, provider: provider.name }, credd: { role: credd.role, ...(credd.site !== undefined ? { site: credd.site } : {}) } },
-    })
-    throw new AccessDenied(verdict.reason)
+    throw await this.#refused(new AccessDenied(verdict.reason), req, ctx, { provider })
+  }
+
+  /**
+   * Puts a refusal on record as token.denied (the credential, the caller, the reason) and returns it to be
+   * thrown. Best effort, as every denial's record: a store that cannot take it is logged, and the refusal
+   * is answered all the same; it never becomes a token, nor a 500 that a credmon would retry.
+   */
+  async #refused(err: BrokerError, req: Pick<JobTokenRequest, 'user' | 'provider'>, ctx: RequestContext, facts: RefusalFacts): Promise<BrokerError> {
+    const { credd } = ctx
+    const caller = credd ? { iss: credd.iss, sub: credd.sub } : facts.subject ? callerOf(facts.subject) : undefined
+    const p = facts.provider
+    try {
+      await this.#deps.audit.record({
+        type: 'token.denied', time: this.#deps.clock.now(), requestId: ctx.requestId,
+        ...(caller ? { caller } : {}),
+        ...(ctx.clientAddress ? { clientAddress: ctx.clientAddress } : {}),
+        ...(p ? { role: p.role, tokenKind: p.kind === 'iam' ? 'access_token' as const : 'scitoken' as const } : {}),
+        ...(facts.scopes ? { scopes: facts.scopes } : {}), ...(facts.audience ? { audience: facts.audience } : {}),
+        decision: 'deny', reason: `${err.error}: ${err.description}`,
+        detail: {
+          credential: { user: req.user, provider: req.provider },
+          ...(credd ? { credd: { sub: credd.sub, role: credd.role, ...(credd.site !== undefined ? { site: credd.site } : {}) } } : {}),
+          ...facts.detail,
+        },
+      })
+    } catch (e) {
+      this.#deps.log.error('could not record a job-token refusal', { err: e instanceof Error ? e : undefined, requestId: ctx.requestId, user: req.user, provider: req.provider })
+    }
+    return err
   }
 
   /** Drops cached tokens of one credential (revocation, re-registration). */
@@ -142,7 +186,7 @@ export class JobTokens {
    * the credential was found is recorded as token.denied, except IAM's refusal of the refresh token,
    * which its credential.revoked record already tells.
    */
-  async #mint(cred: StoredCredential, provider: CredentialProvider, scopes: string[], audience: string[], ctx: { requestId: string; credd?: CreddPrincipal; clientAddress?: string }): Promise<JobToken> {
+  async #mint(cred: StoredCredential, provider: CredentialProvider, scopes: string[], audience: string[], ctx: RequestContext): Promise<JobToken> {
     const credential = { user: cred.user, provider: cred.provider }
     const credd = ctx.credd ? { credd: ctx.credd.sub } : {}
     let confirmation: Confirmation | undefined
@@ -161,28 +205,32 @@ export class JobTokens {
       // credential was minted on what the broker has just learnt no longer holds, and is not handed on.
       // The IAM confirmation stays: it is what the next request is decided on.
       if (err instanceof AccessDenied) this.#dropCached(cred.user, cred.provider)
-      // A store failure here propagates, as in #creddAllowed: the request is refused either way.
       if (err instanceof AccessDenied && !revokedByIam(err)) {
-        await this.#deps.audit.record({
-          type: 'token.denied', time: this.#deps.clock.now(), requestId: ctx.requestId, caller: callerOf(confirmation?.subject ?? JSON.parse(cred.subjectJson) as VerifiedSubject),
-          ...(ctx.clientAddress ? { clientAddress: ctx.clientAddress } : {}),
-          role: provider.role, tokenKind: 'scitoken', scopes, audience, decision: 'deny', reason: `access_denied: ${err.description}`,
-          detail: { credential, ...credd, ...(confirmation ? { iamCheck: { confirmedAt: confirmation.confirmedAt, outcome: confirmation.outcome } } : {}) },
+        // The user whose credential IAM was asked about is the caller here; the credd is named in the detail.
+        throw await this.#refused(err, credential, { requestId: ctx.requestId, ...(ctx.clientAddress ? { clientAddress: ctx.clientAddress } : {}) }, {
+          provider, subject: confirmation?.subject ?? JSON.parse(cred.subjectJson) as VerifiedSubject, scopes, audience,
+          detail: { ...credd, ...(confirmation ? { iamCheck: { confirmedAt: confirmation.confirmedAt, outcome: confirmation.outcome } } : {}) },
         })
       }
       throw err
     }
   }
 
-  async #obtain(cred: StoredCredential, provider: CredentialProvider, scopes: string[], audience: string[], ctx: { requestId: string; credd?: CreddPrincipal; clientAddress?: string }): Promise<JobToken> {
+  async #obtain(cred: StoredCredential, provider: CredentialProvider, scopes: string[], audience: string[], ctx: RequestContext): Promise<JobToken> {
     const caller = ctx.credd ? { iss: ctx.credd.iss, sub: ctx.credd.sub } : { iss: cred.iss, sub: cred.sub }
     if (cred.kind === 'scitoken') return this.#mint(cred, provider, scopes, audience, ctx)
     let got
     try {
       got = await this.#deps.exchanger.refresh(credentialKey(cred.user, cred.provider), { scopes, audience })
     } catch (err) {
-      // IAM refused the refresh token (expired, revoked there): the credential is gone for good.
-      if (err instanceof InvalidGrant) throw new AccessDenied(`IAM refused the stored refresh token; register again (${err.description})`)
+      // IAM refused the refresh token (expired, revoked there): the credential is gone for good, and its
+      // credential.revoked record tells the refusal. Refused without asking IAM (the row went meanwhile,
+      // no broker client at that IAM any more), or IAM narrowed short: on record as token.denied.
+      if (err instanceof InvalidGrant && err.cause !== undefined) throw new AccessDenied(`IAM refused the stored refresh token; register again (${err.description})`, { cause: err })
+      const refusal = err instanceof InvalidGrant ? new AccessDenied(`IAM could not be asked for this credential: ${err.description}`) : err
+      if (refusal instanceof BrokerError && refusal.status < 500) {
+        throw await this.#refused(refusal, cred, ctx, { provider, subject: JSON.parse(cred.subjectJson) as VerifiedSubject, scopes, audience })
+      }
       throw err
     }
     const now = this.#deps.clock.now()

@@ -4,7 +4,7 @@ import type { Logger } from '../lib/logger.ts'
 import type { RefreshTokenStore, StoredRefreshToken } from '../iam/refresh_token_store.ts'
 import type { VerifiedSubject } from '../iam/subject.ts'
 import type { Clock } from '../lib/clock.ts'
-import type { CredentialCipher } from './credential_cipher.ts'
+import type { CredentialCipher, SealBinding, SealedSecret } from './credential_cipher.ts'
 import type { CredentialStore, StoredCredential } from './credential_store.ts'
 import { recheckScopes } from './iam_recheck_grant.ts'
 
@@ -23,20 +23,51 @@ function parseKey(key: string): { user: string; provider: string } {
   return { user: key.slice(0, cut), provider: key.slice(cut + 1) }
 }
 
+/** Back-off of the writes of a rotated refresh token the store refused: doubling from the first, capped. */
+export const ROTATION_RETRY = { firstMs: 100, maxMs: 30_000, attempts: 12 } as const
+
+/** What this process knows of one credential's row: what the next rotation replaces, and what seals for it. */
+interface Held {
+  /** The nonce of the token the row held when this process last read or wrote it: the compare-and-swap value. */
+  nonce: string
+  /** The registration this belongs to: a re-registration starts afresh. */
+  createdAt: number
+  binding: SealBinding
+  caller: { iss: string; sub: string }
+  /** A rotated token the store has not taken yet: newer than the row's, and the one IAM now expects. */
+  pending?: Pending
+}
+
+interface Pending {
+  sealed: SealedSecret
+  rotatedAt: number
+  /** Writes tried so far, in this round of retries. */
+  attempts: number
+  timer?: ReturnType<typeof setTimeout>
+}
+
 /**
  * The IAM exchanger's RefreshTokenStore over the credential table: `get` opens the sealed token, `put`
  * stores a rotated one (compare-and-swap on the previous nonce, audited as credential.rotated) and `delete`
  * (IAM refused the token: expired or revoked there) revokes the credential, audited as credential.revoked.
  * A registration is written by the credential service itself, never through `put`: a `put` for a
  * credential that is missing or revoked is refused, so a refresh racing a revocation cannot revive it.
+ *
+ * IAM retires the old refresh token when it rotates, so a rotated token the store cannot take at once
+ * (queue full, a busy or failing database) is not dropped: it is held here, sealed as the row would hold
+ * it, used by every later `get` of this process, and written again with back-off until the write lands
+ * or the row shows the credential revoked, registered afresh or rotated by another replica (then the
+ * row's token wins). A restart before the write lands loses it (docs/job-credentials.md).
  */
 export class SealedRefreshTokens implements RefreshTokenStore {
   readonly #store: CredentialStore & AuditLog
   readonly #cipher: CredentialCipher
   readonly #clock: Clock
   readonly #log: Logger
-  /** The nonce each key's token was read with: the compare-and-swap value of the next rotation. */
-  readonly #readNonce = new Map<string, string>()
+  readonly #held = new Map<string, Held>()
+  /** Per key, the tail of its serialised row operations: reads, writes and retries never interleave. */
+  readonly #queues = new Map<string, Promise<unknown>>()
+  #closed = false
 
   constructor(deps: { store: CredentialStore & AuditLog; cipher: CredentialCipher; clock: Clock; log: Logger }) {
     this.#store = deps.store
@@ -50,58 +81,201 @@ export class SealedRefreshTokens implements RefreshTokenStore {
    * user's: 503, so credmons keep what they have and retry, instead of 403, which would end the credential.
    */
   #open(c: StoredCredential): string {
+    return this.#openSealed(c.sealed!, c)
+  }
+
+  #openSealed(sealed: SealedSecret, c: SealBinding): string {
     try {
-      return this.#cipher.open(c.sealed!, c)
+      return this.#cipher.open(sealed, c)
     } catch (err) {
       if (!(err instanceof OperatorError)) throw err
-      this.#log.error('cannot open a stored credential with the configured credential key', { user: c.user, provider: c.provider, keyId: c.sealed!.keyId, configuredKeyId: this.#cipher.keyId, reason: err.message })
+      this.#log.error('cannot open a stored credential with the configured credential key', { user: c.user, provider: c.provider, keyId: sealed.keyId, configuredKeyId: this.#cipher.keyId, reason: err.message })
       throw new TemporarilyUnavailable('the broker cannot open this stored credential (credential key mismatch); the operator must restore the key', { cause: err, retryAfter: 300 })
     }
   }
 
-  async get(key: string): Promise<StoredRefreshToken | undefined> {
-    const { user, provider } = parseKey(key)
-    const c = await this.#store.readCredential(user, provider)
-    if (!c || c.revoked || !c.sealed || c.clientId === undefined) return undefined
-    const refreshToken = this.#open(c)
-    this.#readNonce.set(key, c.sealed.nonce)
-    // kind scitoken: the row's scopes are the SciToken's; IAM granted the recheck scopes (groups).
-    const grant = c.kind === 'iam' ? { scopes: c.scopes, audience: c.audience } : { scopes: recheckScopes(JSON.parse(c.subjectJson) as VerifiedSubject), audience: [] }
-    return { refreshToken, issuer: c.iss, subject: c.sub, clientId: c.clientId, ...grant, obtainedAt: c.rotatedAt ?? c.createdAt }
+  #serial<T>(key: string, op: () => Promise<T>): Promise<T> {
+    const prev = this.#queues.get(key) ?? Promise.resolve()
+    const run = prev.then(op, op)
+    const tail = run.catch(() => {})
+    this.#queues.set(key, tail)
+    void tail.then(() => { if (this.#queues.get(key) === tail) this.#queues.delete(key) })
+    return run
   }
 
-  async put(key: string, record: StoredRefreshToken): Promise<void> {
-    const { user, provider } = parseKey(key)
-    const previousNonce = this.#readNonce.get(key)
-    const c = await this.#store.readCredential(user, provider)
-    if (!c || c.revoked || previousNonce === undefined) throw new AccessDenied('the credential was revoked or replaced while its refresh token rotated')
-    const sealed = this.#cipher.seal(record.refreshToken, c)
+  /** Forgets a key's held state, and a held token with it (revoked, replaced, or superseded by the row). */
+  #drop(key: string): void {
+    const h = this.#held.get(key)
+    if (h?.pending?.timer) clearTimeout(h.pending.timer)
+    this.#held.delete(key)
+  }
+
+  get(key: string): Promise<StoredRefreshToken | undefined> {
+    return this.#serial(key, async () => {
+      const { user, provider } = parseKey(key)
+      const c = await this.#store.readCredential(user, provider)
+      if (!c || c.revoked || !c.sealed || c.clientId === undefined) {
+        this.#drop(key)
+        return undefined
+      }
+      const h = this.#held.get(key)
+      let refreshToken: string
+      let obtainedAt = c.rotatedAt ?? c.createdAt
+      if (h?.pending && c.createdAt === h.createdAt && c.sealed.nonce === h.nonce) {
+        // The row still holds the token IAM retired when it rotated: the held one is the live one.
+        refreshToken = this.#openSealed(h.pending.sealed, c)
+        obtainedAt = h.pending.rotatedAt
+        if (!h.pending.timer) this.#schedule(key, h.pending)
+      } else {
+        if (h?.pending) {
+          // Registered afresh, revoked and re-registered, or rotated by another replica: the row wins.
+          if (c.sealed.nonce !== h.pending.sealed.nonce) this.#log.warn('dropping a held rotated refresh token: the stored credential changed meanwhile', { user, provider })
+          this.#drop(key)
+        }
+        refreshToken = this.#open(c)
+        this.#held.set(key, { nonce: c.sealed.nonce, createdAt: c.createdAt, binding: { user, provider, scopes: c.scopes, audience: c.audience }, caller: { iss: c.iss, sub: c.sub } })
+      }
+      // kind scitoken: the row's scopes are the SciToken's; IAM granted the recheck scopes (groups).
+      const grant = c.kind === 'iam' ? { scopes: c.scopes, audience: c.audience } : { scopes: recheckScopes(JSON.parse(c.subjectJson) as VerifiedSubject), audience: [] }
+      return { refreshToken, issuer: c.iss, subject: c.sub, clientId: c.clientId, ...grant, obtainedAt }
+    })
+  }
+
+  /**
+   * Resolves once the rotated token is stored, or held for later `get`s while its write is retried; rejects
+   * (AccessDenied) when the credential was revoked or replaced while the token rotated.
+   */
+  put(key: string, record: StoredRefreshToken): Promise<void> {
+    return this.#serial(key, async () => {
+      const h = this.#held.get(key)
+      if (!h) throw new AccessDenied('the credential was revoked or replaced while its refresh token rotated')
+      // A newer rotation supersedes a held token: IAM retired that one when it issued this one.
+      if (h.pending?.timer) clearTimeout(h.pending.timer)
+      const pending: Pending = { sealed: this.#cipher.seal(record.refreshToken, h.binding), rotatedAt: this.#clock.now(), attempts: 0 }
+      h.pending = pending
+      let landed: boolean
+      try {
+        landed = await this.#land(key, h, pending)
+      } catch (err) {
+        this.#log.warn('could not store a rotated IAM refresh token; holding it and retrying the write', { user: h.binding.user, provider: h.binding.provider, err: err instanceof Error ? err : undefined })
+        this.#schedule(key, pending)
+        return
+      }
+      if (!landed) throw new AccessDenied('the credential was revoked or replaced while its refresh token rotated')
+    })
+  }
+
+  /**
+   * One write of a held token. True when it is stored (now, or by an earlier write whose answer was lost);
+   * false when the row no longer holds what it replaces (revoked, registered afresh, rotated elsewhere):
+   * the held token is dropped. Throws when the store failed: the token stays held.
+   */
+  async #land(key: string, h: Held, p: Pending): Promise<boolean> {
+    p.attempts++
+    const { user, provider } = h.binding
     const now = this.#clock.now()
     const ok = await this.#store.writeCredential(
-      { action: 'rotate', user, provider, previousNonce, sealed, rotatedAt: now },
-      { type: 'credential.rotated', time: now, caller: { iss: c.iss, sub: c.sub }, decision: 'allow', reason: 'IAM returned a new refresh token', detail: { user, provider, keyId: sealed.keyId } },
+      { action: 'rotate', user, provider, previousNonce: h.nonce, sealed: p.sealed, rotatedAt: p.rotatedAt },
+      {
+        type: 'credential.rotated', time: now, caller: h.caller, decision: 'allow', reason: 'IAM returned a new refresh token',
+        detail: { user, provider, keyId: p.sealed.keyId, ...(p.attempts > 1 ? { attempts: p.attempts, rotatedAt: p.rotatedAt } : {}) },
+      },
     )
-    if (!ok) throw new AccessDenied('the credential was revoked or replaced while its refresh token rotated')
-    this.#readNonce.set(key, sealed.nonce)
-  }
-
-  async delete(key: string, ifRefreshToken?: string): Promise<boolean> {
-    const { user, provider } = parseKey(key)
-    let c = await this.#store.readCredential(user, provider)
-    // Only the token IAM refused: a newer one stored meanwhile (another replica rotated) stays. That replica
-    // may have spent the token at IAM an instant ago without having committed the rotation yet: the row is
-    // watched a moment before IAM's refusal is taken as final.
-    for (let step = 0; ; step++) {
-      if (!c || c.revoked || !c.sealed) return true
-      if (ifRefreshToken !== undefined && this.#open(c) !== ifRefreshToken) return false
-      if (ifRefreshToken === undefined || step === ROTATION_GRACE_STEPS) break
-      await new Promise((resolve) => setTimeout(resolve, ROTATION_GRACE_STEP_MS))
-      c = await this.#store.readCredential(user, provider)
+    if (!ok) {
+      const c = await this.#store.readCredential(user, provider)
+      if (!(c && !c.revoked && c.sealed?.nonce === p.sealed.nonce)) {
+        if (this.#held.get(key) === h) this.#drop(key)
+        return false
+      }
     }
-    await revokeStored(this.#store, c, { by: 'iam', reason: 'IAM refused the stored refresh token (expired or revoked at IAM)', now: this.#clock.now() })
+    if (h.pending === p) delete h.pending
+    h.nonce = p.sealed.nonce
     return true
   }
 
+  /** The next write of a held token, after a back-off; a bounded round, renewed by the next `get` that uses it. */
+  #schedule(key: string, p: Pending): void {
+    if (this.#closed) return
+    const h = this.#held.get(key)
+    if (!h || h.pending !== p) return
+    // One timer per held token, however many paths ask for the next write.
+    if (p.timer) clearTimeout(p.timer)
+    if (p.attempts > ROTATION_RETRY.attempts) {
+      this.#log.error('a rotated IAM refresh token is still not stored; it is held in memory only, and a restart loses it (the user must then register again)', { user: h.binding.user, provider: h.binding.provider, attempts: p.attempts })
+      p.attempts = 0
+      delete p.timer
+      return
+    }
+    const delay = Math.min(ROTATION_RETRY.maxMs, ROTATION_RETRY.firstMs * 2 ** Math.max(0, p.attempts - 1))
+    p.timer = setTimeout(() => {
+      delete p.timer
+      void this.#retry(key, p)
+    }, delay)
+    p.timer.unref?.()
+  }
+
+  #retry(key: string, p: Pending): Promise<void> {
+    return this.#serial(key, async () => {
+      const h = this.#held.get(key)
+      if (!h || h.pending !== p) return
+      try {
+        if (await this.#land(key, h, p)) this.#log.info('stored a rotated IAM refresh token after retrying', { user: h.binding.user, provider: h.binding.provider, attempts: p.attempts })
+        else this.#log.warn('dropped a held rotated refresh token: the credential was revoked, registered afresh or rotated elsewhere', { user: h.binding.user, provider: h.binding.provider })
+      } catch (err) {
+        this.#log.warn('could not store a rotated IAM refresh token; retrying', { user: h.binding.user, provider: h.binding.provider, attempts: p.attempts, err: err instanceof Error ? err : undefined })
+        this.#schedule(key, p)
+      }
+    })
+  }
+
+  /** Stops the retries after one last write of each held token (an orderly shutdown, before the store closes). */
+  async close(): Promise<void> {
+    this.#closed = true
+    await Promise.all([...this.#held].filter(([, h]) => h.pending).map(([key, h]) => {
+      if (h.pending!.timer) clearTimeout(h.pending!.timer)
+      delete h.pending!.timer
+      return this.#retry(key, h.pending!)
+    }))
+  }
+
+  delete(key: string, ifRefreshToken?: string): Promise<boolean> {
+    return this.#serial(key, async () => {
+      const { user, provider } = parseKey(key)
+      const h = this.#held.get(key)
+      if (h?.pending && ifRefreshToken !== undefined) {
+        // IAM refused a token while this process holds a newer one than the row's: when it is the held one
+        // IAM refused, the credential is over unless the row changed meanwhile; when it is older, the held
+        // one is tried instead.
+        if (this.#openSealed(h.pending.sealed, h.binding) !== ifRefreshToken) return false
+        const c = await this.#store.readCredential(user, provider)
+        if (!c || c.revoked || !c.sealed) {
+          this.#drop(key)
+          return true
+        }
+        if (c.createdAt !== h.createdAt || c.sealed.nonce !== h.nonce) {
+          this.#drop(key)
+          return false
+        }
+        this.#drop(key)
+        await revokeStored(this.#store, c, { by: 'iam', reason: 'IAM refused the stored refresh token (expired or revoked at IAM)', now: this.#clock.now() })
+        return true
+      }
+      let c = await this.#store.readCredential(user, provider)
+      // Only the token IAM refused: a newer one stored meanwhile (another replica rotated) stays. That replica
+      // may have spent the token at IAM an instant ago without having committed the rotation yet: the row is
+      // watched a moment before IAM's refusal is taken as final.
+      for (let step = 0; ; step++) {
+        if (!c || c.revoked || !c.sealed) return true
+        if (ifRefreshToken !== undefined && this.#open(c) !== ifRefreshToken) return false
+        if (ifRefreshToken === undefined || step === ROTATION_GRACE_STEPS) break
+        await new Promise((resolve) => setTimeout(resolve, ROTATION_GRACE_STEP_MS))
+        c = await this.#store.readCredential(user, provider)
+      }
+      this.#drop(key)
+      await revokeStored(this.#store, c, { by: 'iam', reason: 'IAM refused the stored refresh token (expired or revoked at IAM)', now: this.#clock.now() })
+      return true
+    })
+  }
 }
 
 /** Revokes a stored credential with its audit record; false when it was already revoked or is unknown. */

@@ -132,7 +132,8 @@ export class IamTokenExchanger {
 
   /**
    * Refresh-token grant (RFC 6749 §6) with the refresh token stored under `key`. A rotated refresh token
-   * is persisted before the access token is returned (§1.4: the old one may be single-use). Refreshes of
+   * is handed to the store before the access token is returned (§1.4: the old one may be single-use), which
+   * stores it or holds it while it retries the write (RefreshTokenStore.put). Refreshes of
    * one key are serialised, so two concurrent callers never both spend the same single-use token.
    */
   refresh(key: string, req: RefreshRequest = {}): Promise<ExchangedAccessToken> {

@@ -25,7 +25,11 @@ export interface StoredRefreshToken {
 
 export interface RefreshTokenStore {
   get(key: string): Promise<StoredRefreshToken | undefined>
-  /** Replaces any earlier token under `key`; resolves once durable. */
+  /**
+   * Replaces any earlier token under `key`. Resolves once durable, or once held by a store that keeps a
+   * token it could not write yet for every later `get` while it retries the write (the sealed credential
+   * table does: IAM has already retired the old token, so dropping the new one would end the grant).
+   */
   put(key: string, record: StoredRefreshToken): Promise<void>
   /**
    * Deletes the entry; when `ifRefreshToken` is given, only if it still holds that token (so a newer rotation

@@ -1,6 +1,7 @@
 import { DatabaseSync } from 'node:sqlite'
 import { http, HttpResponse } from 'msw'
 import { beforeEach, describe, expect, it } from 'vitest'
+import { StoreOverloaded } from '../../src/storage/group_commit.ts'
 import { BROKER, SE, useCredentialsApp } from '../support/credentials_app.ts'
 
 /**
@@ -267,5 +268,27 @@ describe('a scitoken credential and IAM', () => {
     expect(del.status).toBe(200)
     expect(t.iam.counts.revocation).toBe(revocations + 1)
     expect(t.iam.liveRefreshTokens).not.toContain(rt)
+  })
+
+  it('keeps the refresh token a recheck rotated when the store could not take it: the next recheck uses it', async () => {
+    await registered('ines')
+    const write = t.store.writeCredential.bind(t.store)
+    let refused = 0
+    // The store refuses the first rotation write (a full queue), at its own boundary.
+    t.store.writeCredential = async (w, e) => {
+      if (w.action === 'rotate' && refused++ === 0) throw new StoreOverloaded(50_000)
+      return write(w, e)
+    }
+    try {
+      clock.t += HOUR + 1
+      const first = await t.jobToken('ines', 'se-storage', t.creddToken(), FRESH)
+      clock.t += HOUR + 1
+      const second = await t.jobToken('ines', 'se-storage', t.creddToken(), FRESH)
+      expect([first.status, second.status]).toEqual([200, 200])
+    } finally {
+      t.store.writeCredential = write
+    }
+    expect(refreshes()).toBe(2)
+    expect(await t.store.readCredential('ines', 'se-storage')).toMatchObject({ revoked: false })
   })
 })

@@ -162,6 +162,7 @@ export async function useCredentialsApp(o: { console?: boolean; clock?: Clock; l
   const vault = createVaultApp({ store, jobTokens: credentials.jobTokens, log })
   const adapters: IamAdapter[] = [adapter]
   afterAll(async () => {
+    await credentials.close()
     for (const a of adapters) a.close()
     policy.close()
     revocations.stop()
