@@ -251,6 +251,9 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
     const credentials = config.credentials.enabled
       ? buildCredentials({ config, keys, store, iam, policy, revocations, clock, log, production: isProduction(config), env: deps.env ?? process.env, ...(metrics ? { observer: metrics } : {}) })
       : undefined
+    // Before the store closes (closers run in reverse): a rotated refresh token still held in memory
+    // because its write failed gets one more try.
+    if (credentials) closers.push(() => credentials.close())
 
     const adminAuthenticators: AdminAuthenticator[] = []
     if (config.admin.bootstrap_token_file) {
