@@ -214,6 +214,30 @@ describe('console sign-out while IAM is down', () => {
   })
 })
 
+describe('console while the session store is down', () => {
+  it('answers server_error JSON with no detail of the failure, and the log keeps it', async () => {
+    const { cookie } = await bootstrapSession()
+    const lines: string[] = []
+    const log = { ...silentLogger, error: (msg: string, fields?: Record<string, unknown>) => { lines.push(`${msg} ${String((fields?.err as Error | undefined)?.message)}`) } }
+    const failure = 'connect ECONNREFUSED 10.9.8.7:5432 (postgres://broker:hunter2@db/broker)'
+    store.readConsoleSession = async () => { throw new Error(failure) }
+    const a = createApp(testDeps({
+      log,
+      admin: { audit: store, revocations, authenticators: [bootstrapTokenAuthenticator(createHash('sha256').update(BOOT).digest())] },
+      console: { keys: () => ({ scitoken: [], condor: [] }), sessionSeconds: 3600, sessions: store },
+    }))
+    const signOut = () => a.request('/console/sign-out', {
+      method: 'POST', headers: { origin: ORIGIN, cookie, 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ csrf: 'x' }),
+    })
+    for (const res of [await a.request('/console', { headers: { cookie } }), await signOut()]) {
+      expect(res.status).toBe(500)
+      expect(await res.json()).toEqual({ error: 'server_error' })
+    }
+    expect(lines.every((l) => l.includes(failure))).toBe(true)
+    expect(lines.length).toBe(2)
+  })
+})
+
 describe('console security headers', () => {
   it.each(['/console/sign-in', '/console'])('%s has a CSP that forbids every script and inline style', async (path) => {
     const { cookie } = await bootstrapSession()
