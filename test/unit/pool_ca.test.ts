@@ -344,6 +344,24 @@ describe('certificate service', () => {
     expect(opensslCrlEntries(readFileSync(await resignedAt(short.notAfter + 3600), 'utf8')).has(short.serial)).toBe(false)
   })
 
+  // RFC 5280 §5.2.3: the CRL number tells a relying party which of two CRLs supersedes the other, so two
+  // different CRLs must not share one, even when the second is signed in the same second as the first.
+  it('numbers a CRL re-signed within the second of the one before it higher', async () => {
+    const { svc } = await service()
+    const crlNumber = (pem: string) => {
+      const file = join(tempDir(), 'crl.pem')
+      writeFileSync(file, pem)
+      return BigInt(openssl(['crl', '-in', file, '-noout', '-crlnumber']).out.trim().replace(/^crlNumber=/, '').replace(/^(?!0x)/, '0x'))
+    }
+    const first = await svc.crl()
+    const cert = await svc.issue({ csr: await csrPem(), role: 'schedd', dns: ['ap1.cloud-a.example.org'], ip: [] }, OPERATOR, {})
+    await svc.revoke(cert.serial, undefined, { principal: 'bootstrap' })
+    const second = await svc.crl()
+    expect(opensslCrlEntries(second).has(cert.serial)).toBe(true)
+    expect(crlNumber(first)).toBe(BigInt(NOW))
+    expect(crlNumber(second)).toBeGreaterThan(crlNumber(first))
+  })
+
   it('lists a revocation made by another replica even when one it listed has expired meanwhile', async () => {
     let now = NOW
     const { svc, root, replica } = await service(86400, { now: () => now })
