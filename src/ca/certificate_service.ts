@@ -251,6 +251,8 @@ export class CertificateService {
       if (!res.nextCursor) return
       cursor = res.nextCursor
     }
+    // Fail closed: a CRL built from part of the records would leave the others' serials out.
+    throw new Error(`more than 1,000,000 ${type} records to read; the CRL is not served incomplete (shorten audit.retention_days or ca.max_lifetime)`)
   }
 }
 

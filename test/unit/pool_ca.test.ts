@@ -362,6 +362,26 @@ describe('certificate service', () => {
     expect(crlNumber(second)).toBeGreaterThan(crlNumber(first))
   })
 
+  // The revoked serials are read in a bounded number of pages: past the bound, a CRL would leave out the
+  // serials not read, so none is served.
+  it('serves no CRL rather than one cut short when the revocation records exceed its bound', async () => {
+    const { svc, audit } = await service()
+    const cert = await svc.issue({ csr: await csrPem(), role: 'schedd', dns: ['ap1.cloud-a.example.org'], ip: [] }, OPERATOR, {})
+    await svc.revoke(cert.serial, undefined, { principal: 'bootstrap' })
+    const query = audit.query.bind(audit)
+    let pages = 0
+    // A store that always has another page of revocation records (as a million of them would).
+    audit.query = async (q) => {
+      if (q.type !== 'certificate.revoked') return query(q)
+      const { cursor: _, ...first } = q
+      const page = await query(first)
+      pages++
+      return { ...page, records: pages < 2000 ? page.records : [], nextCursor: 'more' }
+    }
+    await expect(svc.crl()).rejects.toThrow(/certificate\.revoked records/)
+    expect(pages).toBeLessThanOrEqual(1000)
+  })
+
   it('lists a revocation made by another replica even when one it listed has expired meanwhile', async () => {
     let now = NOW
     const { svc, root, replica } = await service(86400, { now: () => now })
