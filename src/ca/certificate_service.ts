@@ -151,9 +151,9 @@ export class CertificateService {
   }
 
   /**
-   * The current CRL (PEM): every unexpired certificate revoked by serial, and every one an identity
-   * revocation in force holds (identity_holds.ts). Re-signed when an entry is added or an unexpired one
-   * removed, or half its life is gone; an entry whose certificate expires stays until then.
+   * The current CRL (PEM): every certificate revoked by serial, and every one an identity revocation in
+   * force holds (identity_holds.ts), until a CRL lifetime after its notAfter (#listed). Re-signed when an
+   * entry is added or a listed one removed, or half its life is gone; an entry that ages out stays until then.
    */
   crl(): Promise<string> {
     const now = this.#d.clock.now()
@@ -170,8 +170,10 @@ export class CertificateService {
 
   async #rebuildCrl(now: number): Promise<string> {
     const generation = this.#crlGeneration
-    const [revoked, holds] = await Promise.all([this.#revocations(), this.#holds(now)])
-    const live: CrlEntry[] = revoked.filter((r) => r.notAfter > now)
+    // The holds as they stood a CRL lifetime ago too: an entry that has since ended still lists what it held
+    // for as long as #listed keeps expired certificates (it refuses nothing: that is #holds(now)).
+    const [revoked, holds] = await Promise.all([this.#revocations(), this.#holds(now - this.#d.crlLifetime)])
+    const live: CrlEntry[] = revoked.filter((r) => this.#listed(r.notAfter, now))
     // A serial revoked by itself keeps that entry (permanent); a hold lists it only while no such entry does.
     if (!holds.empty) live.push(...await this.#held(holds, new Set(live.map((r) => r.serial)), now))
     const entries = new Map(live.map((e) => [crlEntryKey(e), e.notAfter]))
@@ -182,7 +184,7 @@ export class CertificateService {
     const cached = this.#crl
     if (generation === this.#crlGeneration && cached && cached.until > now
       && [...entries.keys()].every((k) => cached.entries.has(k))
-      && [...cached.entries].every(([k, notAfter]) => entries.has(k) || notAfter <= now)) {
+      && [...cached.entries].every(([k, notAfter]) => entries.has(k) || !this.#listed(notAfter, now))) {
       cached.checkedAt = now
       return cached.pem
     }
@@ -191,20 +193,30 @@ export class CertificateService {
     return pem
   }
 
+  /**
+   * Whether a revoked certificate with this notAfter is still listed. It is valid through its notAfter
+   * second (RFC 5280 §4.1.2.5), and its entry may leave only once it has appeared on a regularly scheduled
+   * CRL issued after that (§3.3, §5.1.2.6), which a relying party whose clock is behind still needs: kept
+   * for one CRL lifetime beyond, during which the CRL is re-signed at least once (half its life) if asked for.
+   */
+  #listed(notAfter: number, now: number): boolean {
+    return notAfter + this.#d.crlLifetime > now
+  }
+
   async #holds(now: number): Promise<CertificateHolds> {
     return new CertificateHolds(await this.#d.audit.listRevocations(), now, this.#d.maxLifetime)
   }
 
   /**
-   * The unexpired certificates the holds match, except `revoked`. Reads only the issuance records of the
-   * last ca.max_lifetime (no certificate issued earlier is still valid), and only when an entry in force
-   * can match a certificate at all.
+   * The listed certificates (#listed) the holds match, except `revoked`. Reads only the issuance records of
+   * the last ca.max_lifetime and CRL lifetime (no certificate issued earlier is still listed), and only when
+   * an entry in force can match a certificate at all.
    */
   async #held(holds: CertificateHolds, revoked: ReadonlySet<string>, now: number): Promise<CrlEntry[]> {
     const out = new Map<string, CrlEntry>()
-    for await (const e of this.#events('certificate.issued', now - this.#d.maxLifetime)) {
+    for await (const e of this.#events('certificate.issued', now - this.#d.maxLifetime - this.#d.crlLifetime)) {
       const cert = issuedCertificateOf(e)
-      if (!cert || cert.exp <= now || revoked.has(cert.serial) || out.has(cert.serial)) continue
+      if (!cert || !this.#listed(cert.exp, now) || revoked.has(cert.serial) || out.has(cert.serial)) continue
       const since = holds.heldSince(cert)
       // Not dated before the certificate itself (one signed by a replica racing the revocation).
       if (since !== undefined) out.set(cert.serial, { serial: cert.serial, revokedAt: Math.max(since, cert.time), notAfter: cert.exp, hold: true })
@@ -239,6 +251,8 @@ export class CertificateService {
       if (!res.nextCursor) return
       cursor = res.nextCursor
     }
+    // Fail closed: a CRL built from part of the records would leave the others' serials out.
+    throw new Error(`more than 1,000,000 ${type} records to read; the CRL is not served incomplete (shorten audit.retention_days or ca.max_lifetime)`)
   }
 }
 

@@ -56,7 +56,7 @@ export function issuedCertificateOf(e: AuditEvent): IssuedCertificate | undefine
  * before it, and refuses nothing, because it cannot be lifted and the role's new certificates postdate it.
  */
 export class CertificateHolds {
-  readonly #entries: ReadonlyArray<{ revokedAt: number; snapshot: RevocationSnapshot }>
+  readonly #entries: ReadonlyArray<{ revokedAt: number; until: number; snapshot: RevocationSnapshot }>
   readonly #all: RevocationSnapshot
   /** Every role entry ever recorded (they are never lifted nor pruned), to date a certificate's generation. */
   readonly #roleHistory: ReadonlyMap<string, ReadonlyArray<{ revokedAt: number; gen: number }>>
@@ -76,7 +76,7 @@ export class CertificateHolds {
       for (const r of rs) if (r.kind === 'role') m.set(r.value, Math.max(m.get(r.value) ?? 0, r.gen ?? INITIAL_GENERATION + 1))
       return m
     }
-    this.#entries = inForce.map((r) => ({ revokedAt: r.revokedAt, snapshot: new RevocationSnapshot([r], gens([r]), now) }))
+    this.#entries = inForce.map((r) => ({ revokedAt: r.revokedAt, until: r.until, snapshot: new RevocationSnapshot([r], gens([r]), now) }))
     this.#all = new RevocationSnapshot(inForce, gens(inForce), now)
   }
 
@@ -85,11 +85,15 @@ export class CertificateHolds {
     return this.#entries.length === 0
   }
 
-  /** The `revokedAt` of the earliest entry in force that matches the certificate, or undefined. */
+  /**
+   * The `revokedAt` of the earliest entry in force that matches the certificate and had not ended when it
+   * was issued, or undefined. (With `now` in the past, for the CRL's grace after expiry, an entry may have
+   * ended since: a certificate issued after that was not refused by it and is not held by it.)
+   */
   heldSince(cert: IssuedCertificate): number | undefined {
     const claims = this.#claimsOf(cert)
     if (!this.#matches(this.#all, cert, claims)) return undefined
-    return this.#entries.find((e) => this.#matches(e.snapshot, cert, claims))?.revokedAt
+    return this.#entries.find((e) => cert.time <= e.until && this.#matches(e.snapshot, cert, claims))?.revokedAt
   }
 
   /** Why a new certificate for this caller and site must not be issued, or undefined. Safe to show the caller. */

@@ -114,6 +114,8 @@ export interface IssuedHostCertificate {
 export class PoolCa {
   readonly cert: x509.X509Certificate
   readonly #key: CryptoKey
+  /** The number of the last CRL signed here: the next is higher, even within the same second. */
+  #crlNumber = 0
 
   private constructor(cert: x509.X509Certificate, key: CryptoKey) {
     this.cert = cert
@@ -175,16 +177,18 @@ export class PoolCa {
    */
   async crl(revoked: ReadonlyArray<{ serial: string; revokedAt: number; hold?: boolean }>, validity: { now: number; lifetime: number }): Promise<string> {
     // Built by crl_signing.ts, not X509CrlGenerator, whose cost grows with the square of the entries.
+    const number = this.#crlNumber = Math.max(validity.now, this.#crlNumber + 1)
     const der = await signCrl({
       issuer: new Uint8Array(this.cert.subjectName.toArrayBuffer()),
       thisUpdate: validity.now,
       nextUpdate: validity.now + validity.lifetime,
       entries: revoked,
       // RFC 5280 §5.2.3: conforming issuers number their CRLs, increasing. The signing time in seconds
-      // increases without any state to share between replicas.
+      // increases without any state to share between replicas; a second CRL signed here in the same
+      // second (a revocation just after a read) takes the next number, or the two would not be ordered.
       extensions: [
         new Uint8Array((await x509.AuthorityKeyIdentifierExtension.create(this.cert)).rawData),
-        new Uint8Array(new x509.Extension(id_ce_cRLNumber, false, AsnConvert.serialize(new CRLNumber(validity.now))).rawData),
+        new Uint8Array(new x509.Extension(id_ce_cRLNumber, false, AsnConvert.serialize(new CRLNumber(number))).rawData),
       ],
     }, this.#key)
     // RFC 7468 §5: the CRL label is "X509 CRL" (openssl reads no other).

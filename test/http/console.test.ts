@@ -181,6 +181,63 @@ describe('console sign-in while IAM is down', () => {
   })
 })
 
+describe('console sign-out while IAM is down', () => {
+  it('ends the session at once, though the bearer cannot be re-checked, and still wants the CSRF token', async () => {
+    let iamDown = false
+    const flaky: AdminAuthenticator = {
+      authenticate: async (t) => {
+        if (iamDown) throw new TemporarilyUnavailable('IAM could not be reached or answered badly (userinfo); try again later')
+        return iamLike.authenticate(t)
+      },
+    }
+    const a = createApp(testDeps({
+      admin: { audit: store, revocations, authenticators: [flaky] },
+      console: { signIn, keys: () => ({ scitoken: [], condor: [] }), sessionSeconds: 3600, sessions: store },
+    }))
+    const start = await a.request('/console/login', { redirect: 'manual' })
+    const signedIn = await a.request('/console/callback?code=alice&state=state-1', { headers: { cookie: `__Host-ctb-console-login=${cookieOf(start, '__Host-ctb-console-login')}` } })
+    const cookie = `__Host-ctb-console=${cookieOf(signedIn, '__Host-ctb-console')}`
+    const csrf = /name="csrf" value="([^"]+)"/.exec(await (await a.request('/console', { headers: { cookie } })).text())![1]!
+    const signOut = (form: Record<string, string>) => a.request('/console/sign-out', {
+      method: 'POST', headers: { origin: ORIGIN, cookie, 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams(form),
+    })
+    iamDown = true
+    expect((await signOut({ csrf: 'forged' })).status).toBe(403)
+    const out = await signOut({ csrf })
+    expect(out.status).toBe(303)
+    expect(out.headers.get('location')).toBe('/console/sign-in?signed-out')
+    // IAM answers again: the session signed out of stays ended.
+    iamDown = false
+    const after = await a.request('/console', { headers: { cookie }, redirect: 'manual' })
+    expect(after.status).toBe(303)
+    expect(after.headers.get('location')).toBe('/console/sign-in')
+  })
+})
+
+describe('console while the session store is down', () => {
+  it('answers server_error JSON with no detail of the failure, and the log keeps it', async () => {
+    const { cookie } = await bootstrapSession()
+    const lines: string[] = []
+    const log = { ...silentLogger, error: (msg: string, fields?: Record<string, unknown>) => { lines.push(`${msg} ${String((fields?.err as Error | undefined)?.message)}`) } }
+    const failure = 'connect ECONNREFUSED 10.9.8.7:5432 (postgres://broker:hunter2@db/broker)'
+    store.readConsoleSession = async () => { throw new Error(failure) }
+    const a = createApp(testDeps({
+      log,
+      admin: { audit: store, revocations, authenticators: [bootstrapTokenAuthenticator(createHash('sha256').update(BOOT).digest())] },
+      console: { keys: () => ({ scitoken: [], condor: [] }), sessionSeconds: 3600, sessions: store },
+    }))
+    const signOut = () => a.request('/console/sign-out', {
+      method: 'POST', headers: { origin: ORIGIN, cookie, 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ csrf: 'x' }),
+    })
+    for (const res of [await a.request('/console', { headers: { cookie } }), await signOut()]) {
+      expect(res.status).toBe(500)
+      expect(await res.json()).toEqual({ error: 'server_error' })
+    }
+    expect(lines.every((l) => l.includes(failure))).toBe(true)
+    expect(lines.length).toBe(2)
+  })
+})
+
 describe('console security headers', () => {
   it.each(['/console/sign-in', '/console'])('%s has a CSP that forbids every script and inline style', async (path) => {
     const { cookie } = await bootstrapSession()

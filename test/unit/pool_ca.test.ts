@@ -1,7 +1,7 @@
 import 'reflect-metadata'
 import { spawnSync } from 'node:child_process'
 import { randomBytes, webcrypto } from 'node:crypto'
-import { mkdirSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import * as x509 from '@peculiar/x509'
 import { describe, expect, it } from 'vitest'
@@ -303,11 +303,83 @@ describe('certificate service', () => {
     const afterExpiry = await text()
     expect(afterExpiry).toContain(`Serial Number: ${short.serial.toUpperCase()}`)
     expect(afterExpiry).toMatch(new RegExp(`X509v3 CRL Number: *\\n *${NOW}\\n`))
-    // Half the CRL's life (crlLifetime 3600 s) after it was signed: re-signed, without the expired entry.
+    // Half the CRL's life (crlLifetime 3600 s) after it was signed: re-signed, the first scheduled CRL beyond
+    // the certificate's validity, which must still list it; so must the next one.
     now = NOW + 1800
     const resigned = await text()
-    expect(resigned).not.toContain(`Serial Number: ${short.serial.toUpperCase()}`)
+    expect(resigned).toContain(`Serial Number: ${short.serial.toUpperCase()}`)
     expect(resigned).toMatch(new RegExp(`X509v3 CRL Number: *\\n *${NOW + 1800}\\n`))
+    now = NOW + 3600
+    expect(await text()).toContain(`Serial Number: ${short.serial.toUpperCase()}`)
+    // A CRL lifetime past the notAfter the entry may go, but its ageing out alone does not re-sign...
+    now = NOW + 600 + 3600 + 100
+    const agedOut = await text()
+    expect(agedOut).toContain(`Serial Number: ${short.serial.toUpperCase()}`)
+    expect(agedOut).toMatch(new RegExp(`X509v3 CRL Number: *\\n *${NOW + 3600}\\n`))
+    // ...the scheduled re-signing drops it.
+    now = NOW + 3600 + 1800
+    const dropped = await text()
+    expect(dropped).not.toContain(`Serial Number: ${short.serial.toUpperCase()}`)
+    expect(dropped).toMatch(new RegExp(`X509v3 CRL Number: *\\n *${NOW + 5400}\\n`))
+  })
+
+  // A certificate is valid through its notAfter second (RFC 5280 §4.1.2.5), and its entry may leave only
+  // after one regularly scheduled CRL issued beyond that (§3.3, §5.1.2.6): a relying party whose clock is
+  // behind still holds it valid. Here each CRL is re-signed by a new revocation, as the cache would skip it.
+  it('lists a revoked certificate in its notAfter second and on the CRLs signed within a CRL lifetime after', async () => {
+    let now = NOW
+    const { svc, root } = await service(86400, { now: () => now })
+    const short = await svc.issue({ csr: await csrPem(), role: 'schedd', dns: ['ap1.cloud-a.example.org'], ip: [], lifetime: 600 }, OPERATOR, {})
+    await svc.revoke(short.serial, undefined, { principal: 'bootstrap' })
+    const resignedAt = async (t: number) => {
+      now = t
+      const other = await svc.issue({ csr: await csrPem(), role: 'schedd', dns: ['ap2.cloud-a.example.org'], ip: [] }, OPERATOR, {})
+      await svc.revoke(other.serial, undefined, { principal: 'bootstrap' })
+      writeFileSync(join(root, 'crl.pem'), await svc.crl())
+      return join(root, 'crl.pem')
+    }
+    expect(opensslCrlEntries(readFileSync(await resignedAt(short.notAfter), 'utf8')).has(short.serial)).toBe(true)
+    expect(opensslCrlEntries(readFileSync(await resignedAt(short.notAfter + 1800), 'utf8')).has(short.serial)).toBe(true)
+    // crlLifetime (3600 s) after the notAfter, every CRL since signed has listed it: it may go.
+    expect(opensslCrlEntries(readFileSync(await resignedAt(short.notAfter + 3600), 'utf8')).has(short.serial)).toBe(false)
+  })
+
+  // RFC 5280 §5.2.3: the CRL number tells a relying party which of two CRLs supersedes the other, so two
+  // different CRLs must not share one, even when the second is signed in the same second as the first.
+  it('numbers a CRL re-signed within the second of the one before it higher', async () => {
+    const { svc } = await service()
+    const crlNumber = (pem: string) => {
+      const file = join(tempDir(), 'crl.pem')
+      writeFileSync(file, pem)
+      return BigInt(openssl(['crl', '-in', file, '-noout', '-crlnumber']).out.trim().replace(/^crlNumber=/, '').replace(/^(?!0x)/, '0x'))
+    }
+    const first = await svc.crl()
+    const cert = await svc.issue({ csr: await csrPem(), role: 'schedd', dns: ['ap1.cloud-a.example.org'], ip: [] }, OPERATOR, {})
+    await svc.revoke(cert.serial, undefined, { principal: 'bootstrap' })
+    const second = await svc.crl()
+    expect(opensslCrlEntries(second).has(cert.serial)).toBe(true)
+    expect(crlNumber(first)).toBe(BigInt(NOW))
+    expect(crlNumber(second)).toBeGreaterThan(crlNumber(first))
+  })
+
+  // The revoked serials are read in a bounded number of pages: past the bound, a CRL would leave out the
+  // serials not read, so none is served.
+  it('serves no CRL rather than one cut short when the revocation records exceed its bound', async () => {
+    const { svc, audit } = await service()
+    const cert = await svc.issue({ csr: await csrPem(), role: 'schedd', dns: ['ap1.cloud-a.example.org'], ip: [] }, OPERATOR, {})
+    await svc.revoke(cert.serial, undefined, { principal: 'bootstrap' })
+    const query = audit.query.bind(audit)
+    let pages = 0
+    // A store that always has another page of revocation records (as a million of them would).
+    audit.query = async (q) => {
+      if (q.type !== 'certificate.revoked') return query(q)
+      const { cursor: _, ...first } = q
+      const page = await query(first)
+      pages++
+      return { ...page, records: pages < 2000 ? page.records : [], nextCursor: 'more' }
+    }
+    await expect(svc.crl()).rejects.toThrow(/certificate\.revoked records/)
+    expect(pages).toBeLessThanOrEqual(1000)
   })
 
   it('lists a revocation made by another replica even when one it listed has expired meanwhile', async () => {
@@ -317,9 +389,11 @@ describe('certificate service', () => {
     const short = await svc.issue({ csr: await csrPem(), role: 'schedd', dns: ['ap1.cloud-a.example.org'], ip: [], lifetime: 600 }, OPERATOR, {})
     const long = await svc.issue({ csr: await csrPem(), role: 'schedd', dns: ['ap2.cloud-a.example.org'], ip: [] }, OPERATOR, {})
     await svc.revoke(short.serial, undefined, { principal: 'bootstrap' })
-    await svc.crl()
-    // The short certificate expires (and leaves the CRL) while the other replica revokes the long one.
-    now = NOW + 700
+    now = NOW + 3600
+    expect(await svc.crl()).toBeDefined()
+    // The short certificate's entry ages out (a CRL lifetime after its notAfter) while the CRL signed at
+    // NOW + 3600 is still fresh, and the other replica revokes the long one.
+    now = NOW + 600 + 3600 + 100
     await other.revoke(long.serial, undefined, { principal: 'bootstrap' })
     const crl = join(root, 'crl.pem')
     writeFileSync(crl, await svc.crl())
@@ -386,7 +460,8 @@ rules:
     await svc.revoke(both.serial, 'teardown', ADMIN)
     expect(opensslCrlEntries(await svc.crl())).toEqual(new Map([[both.serial, '']]))
 
-    advance(700)
+    // Past the expired certificate's notAfter and the CRL lifetime beyond it, during which it would be listed.
+    advance(600 + 3600 + 100)
     const site = await revocations.revoke({ kind: 'site', value: 'cloud-a', reason: 'compromised' }, ADMIN)
     advance(11)
     const held = new Map([[a1.serial, 'Certificate Hold'], [a2.serial, 'Certificate Hold'], [both.serial, '']])
@@ -461,8 +536,14 @@ rules:
     expect(opensslCrlEntries(await svc.crl())).toEqual(new Map([[cert.serial, 'Certificate Hold']]))
     await expect(issue('cloud-a')).rejects.toThrow('site cloud-a has been revoked')
     advance(4 * 86400 + 1)
+    // Expired, but listed for a CRL lifetime more; the site's new certificate, issued once the entry has
+    // ended, is not held by it.
+    const fresh = await issue('cloud-a')
+    expect(cert.notAfter).toBeLessThan(NOW + 7 * 86400 + 1)
+    expect(opensslCrlEntries(await svc.crl())).toEqual(new Map([[cert.serial, 'Certificate Hold']]))
+    expect(fresh.serial).not.toBe(cert.serial)
+    advance(3600)
     expect(opensslCrlEntries(await svc.crl())).toEqual(new Map())
-    await issue('cloud-a')
   })
 
   it('refuses a new certificate for a revoked site or caller (audited), and issues again once lifted', async () => {

@@ -1,4 +1,4 @@
-import type { MiddlewareHandler } from 'hono'
+import type { Context, MiddlewareHandler } from 'hono'
 import { getCookie } from 'hono/cookie'
 import { BrokerError, InvalidToken } from '../../errors.ts'
 import type { ConsoleSessions } from '../../console/sessions.ts'
@@ -67,16 +67,21 @@ export function consoleSession(deps: { sessions: ConsoleSessions; auth: AdminAut
       await deps.sessions.delete(id).catch(() => {})
       return c.html(messagePage('Refused', 'You are no longer an admin for this broker (your admin grant or token was revoked or has expired).'), 403)
     }
-    if (post) {
-      const form = await c.req.parseBody()
-      const csrf = typeof form.csrf === 'string' ? form.csrf : ''
-      if (!sameOrigin(c.req.header('origin'), deps.origin) || !sameToken(csrf, session.csrf)) {
-        return c.html(messagePage('Refused', 'This form did not come from this console session (CSRF check failed); reload the page and try again.', { link: ['/console', 'Back to the console'] }), 403)
-      }
-    }
+    if (post && !await formOfSession(c, session.csrf, deps.origin)) return csrfRefused(c)
     c.set('consoleViewer', { principal: principal.id, csrf: session.csrf })
     c.set('admin', principal)
     await next()
     return undefined
   }
+}
+
+/** Whether this POST comes from our origin and its form carries the session's CSRF token. */
+export async function formOfSession(c: Context, csrf: string, origin: string): Promise<boolean> {
+  const form = await c.req.parseBody()
+  const sent = typeof form.csrf === 'string' ? form.csrf : ''
+  return sameOrigin(c.req.header('origin'), origin) && sameToken(sent, csrf)
+}
+
+export function csrfRefused(c: Context): Response {
+  return c.html(messagePage('Refused', 'This form did not come from this console session (CSRF check failed); reload the page and try again.', { link: ['/console', 'Back to the console'] }), 403)
 }

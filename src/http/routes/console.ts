@@ -29,7 +29,7 @@ import type { RevocationService } from '../../revocation/revocation_service.ts'
 import { clientAddress } from '../client_address.ts'
 import { authenticateAdmin, type AdminAuthOptions } from '../middleware/admin_auth.ts'
 import { limitBody } from '../middleware/body_limit.ts'
-import { consoleHeaders, consoleSession, sameOrigin, SESSION_COOKIE } from '../middleware/console_session.ts'
+import { consoleHeaders, consoleSession, csrfRefused, formOfSession, sameOrigin, SESSION_COOKIE } from '../middleware/console_session.ts'
 import { summaryRange } from './audit.ts'
 import { decisionRequestFrom, ExplainBody, type PolicySource } from './policy_explain.ts'
 
@@ -161,10 +161,18 @@ export function consoleRoutes(deps: ConsoleDeps): Hono {
 
   // --- signed-in pages -------------------------------------------------------------------------------
   const session = consoleSession({ sessions: deps.sessions, auth: deps.auth, origin: deps.origin, now })
-  for (const path of ['/console', '/console/search', '/console/records/*', '/console/pilots', '/console/credentials', '/console/credentials/*', '/console/act', '/console/act/*', '/console/verify', '/console/sign-out']) app.use(path, session)
+  for (const path of ['/console', '/console/search', '/console/records/*', '/console/pilots', '/console/credentials', '/console/credentials/*', '/console/act', '/console/act/*', '/console/verify']) app.use(path, session)
 
+  // Not behind the admin check: ending a session must not wait for IAM (unreachable, or the admin grant
+  // gone), or the session would outlive the sign-out and be honoured again once IAM answers. The origin and
+  // the session's CSRF token still guard it, so no other site can sign an admin out.
   app.post('/console/sign-out', async (c) => {
-    await deps.sessions.delete(getCookie(c, SESSION_COOKIE))
+    const id = getCookie(c, SESSION_COOKIE)
+    const live = await deps.sessions.get(id, now())
+    if (live) {
+      if (!await formOfSession(c, live.csrf, deps.origin)) return csrfRefused(c)
+      await deps.sessions.delete(id)
+    }
     deleteCookie(c, SESSION_COOKIE, { path: '/', secure: true })
     return c.redirect('/console/sign-in?signed-out', 303)
   })
