@@ -9,12 +9,12 @@ import type { StatementSync } from 'node:sqlite'
 export const SLICE_ROWS = 2500
 
 /**
- * One slice per event-loop turn for all aggregates in flight together: immediates queued in one turn all
- * run in the next, so the overview's three aggregates, each yielding on its own, would run a slice each
- * back to back and triple the stall. Chained turns keep it to one slice.
+ * Waits for an event-loop turn of its own: one slice per turn for all sliced reads in flight together.
+ * Immediates queued in one turn all run in the next, so the overview's three aggregates, each yielding on
+ * its own, would run a slice each back to back and triple the stall. Chained turns keep it to one slice.
  */
 let lane: Promise<void> = Promise.resolve()
-function nextTurn(): Promise<void> {
+export function nextTurn(): Promise<void> {
   const turn = lane.then(() => new Promise<void>((r) => setImmediate(r)))
   lane = turn
   return turn
@@ -50,6 +50,33 @@ export async function forEachSlice(
     step(lo, hi)
     lo = hi
     if (to !== undefined && lo >= to) return
+  }
+}
+
+/**
+ * Newest first: runs `step` over [from, to] (inclusive) in consecutive, disjoint time slices of about `rows`
+ * records, from `to` down, one per event-loop turn, until `step` returns true (it has what it needs) or the
+ * range is done. `boundary` must be `SELECT time FROM audit_log WHERE time <= ? AND time >= ? ORDER BY time
+ * DESC LIMIT 1 OFFSET ?`. A query ordered by time descending reads the slices in its own order, so their
+ * rows, concatenated, are the single query's.
+ */
+export async function forEachSliceDesc(
+  boundary: StatementSync,
+  from: number,
+  to: number,
+  step: (lo: number, hi: number) => boolean,
+  rows = SLICE_ROWS,
+): Promise<void> {
+  let hi = to
+  // Terminates: each turn either ends the range or moves hi strictly down towards `from`.
+  while (hi >= from) {
+    await nextTurn()
+    const next = (boundary.get(hi, from, rows) as { time: number } | undefined)?.time
+    if (next === undefined) { step(from, hi); return }
+    // More than `rows` records in one second: that second alone is the slice.
+    const lo = Math.min(Number(next) + 1, hi)
+    if (step(lo, hi)) return
+    hi = lo - 1
   }
 }
 

@@ -11,7 +11,7 @@ import { DEFAULT_GROUP_COMMIT, type GroupCommitOptions } from './group_commit.ts
 import { JtiIndex } from './jti_index.ts'
 import { openSqliteDb, SqliteChainWriter, type AppendedRows, type SqliteSynchronous } from './sqlite_writer.ts'
 import { SqliteWriterClient } from './sqlite_writer_client.ts'
-import { CountMerger, compareSqlText, forEachSlice, SLICE_ROWS } from './sqlite_slices.ts'
+import { CountMerger, compareSqlText, forEachSlice, forEachSliceDesc, nextTurn, SLICE_ROWS } from './sqlite_slices.ts'
 
 export type { SqliteSynchronous } from './sqlite_writer.ts'
 
@@ -30,7 +30,11 @@ export interface SqliteStoreOptions {
   sliceRows?: number
 }
 
-const SCAN_CHUNK = 5000
+/**
+ * Rows per step of a scan; the event loop runs between steps. Verifying the chain costs ~7 µs a row, so
+ * 500 rows hold the loop ~4 ms (in one go, verifying 1,000,000 records from the console held it ~7 s).
+ */
+const SCAN_CHUNK = 500
 /** Rows read per step while the jti index catches up; the event loop runs between steps (~5 ms each). */
 const JTI_CHUNK = 5000
 
@@ -42,6 +46,7 @@ export class SqliteStore extends ChainedStore {
   readonly #firstSeq: StatementSync
   /** Where the next slice of a time range starts (sqlite_slices.ts). */
   readonly #timeBoundary: StatementSync
+  readonly #timeBoundaryDesc: StatementSync
   readonly #sliceRows: number
   readonly #inline: SqliteChainWriter | undefined
   readonly #thread: SqliteWriterClient | undefined
@@ -71,6 +76,7 @@ export class SqliteStore extends ChainedStore {
     this.#head = this.#db.prepare('SELECT seq, hash FROM audit_head WHERE id = 1')
     this.#firstSeq = this.#db.prepare('SELECT min(seq) AS seq FROM audit_log')
     this.#sliceRows = options.sliceRows ?? SLICE_ROWS
+    this.#timeBoundaryDesc = this.#db.prepare('SELECT time FROM audit_log WHERE time <= ? AND time >= ? ORDER BY time DESC LIMIT 1 OFFSET ?')
     this.#timeBoundary = this.#db.prepare('SELECT time FROM audit_log WHERE time >= ? AND time < ? ORDER BY time LIMIT 1 OFFSET ?')
     if (!thread) this.#inline = new SqliteChainWriter(this.#db)
     // A serving broker builds the jti index in the background so the first lookup by jti is quick.
@@ -106,7 +112,8 @@ export class SqliteStore extends ChainedStore {
   protected async *scanRows(fromSeq: number): AsyncIterable<StoredRow> {
     const stmt = this.#db.prepare('SELECT * FROM audit_log WHERE seq >= ? ORDER BY seq LIMIT ?')
     let next = fromSeq
-    for (;;) {
+    for (let n = 0; ; n++) {
+      if (n > 0) await nextTurn()
       const rows = stmt.all(next, SCAN_CHUNK) as unknown as StoredRow[]
       for (const r of rows) yield r
       if (rows.length < SCAN_CHUNK) return
@@ -142,7 +149,18 @@ export class SqliteStore extends ChainedStore {
       args.push(c.time, c.seq)
     }
     const sql = `SELECT seq, time, body, prev_hash, hash FROM audit_log ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY time DESC, seq DESC LIMIT ?`
-    return toPage(this.#db.prepare(sql).all(...args, q.limit + 1) as unknown as StoredRow[], q.limit)
+    if (!walksTimeIndex(q)) return toPage(this.#db.prepare(sql).all(...args, q.limit + 1) as unknown as StoredRow[], q.limit)
+    // Only audit_time serves these filters: on a miss, one query would read every record in the range in one
+    // go (~300 ms for 1,000,000). Newest-first time slices, one per turn, read the same rows in the same order.
+    const slice = this.#db.prepare(`SELECT seq, time, body, prev_hash, hash FROM audit_log WHERE ${[...where, 'time >= ?', 'time <= ?'].join(' AND ')}
+      ORDER BY time DESC, seq DESC LIMIT ?`)
+    const rows: StoredRow[] = []
+    const top = Math.min(q.to ?? Number.MAX_SAFE_INTEGER, q.cursor !== undefined ? decodeCursor(q.cursor).time : Number.MAX_SAFE_INTEGER)
+    await forEachSliceDesc(this.#timeBoundaryDesc, q.from ?? Number.MIN_SAFE_INTEGER, top, (lo, hi) => {
+      rows.push(...slice.all(...args, lo, hi, q.limit + 1 - rows.length) as unknown as StoredRow[])
+      return rows.length > q.limit
+    }, this.#sliceRows)
+    return toPage(rows, q.limit)
   }
 
   /*
@@ -306,4 +324,13 @@ export class SqliteStore extends ChainedStore {
     try { this.#db.exec('PRAGMA optimize') } catch { /* best effort: statistics only */ }
     this.#db.close()
   }
+}
+
+/**
+ * A query no selective index serves (site, type, request_id, decision=allow): SQLite walks audit_time and
+ * filters. Without any equality filter every row matches, so LIMIT bounds the walk: no need to slice.
+ */
+function walksTimeIndex(q: AuditQuery): boolean {
+  const indexed = q.jti !== undefined || q.caller !== undefined || q.issuedSub !== undefined || q.role !== undefined || q.decision === 'deny'
+  return !indexed && (q.site !== undefined || q.type !== undefined || q.requestId !== undefined || q.decision === 'allow')
 }
