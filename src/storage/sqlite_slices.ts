@@ -56,12 +56,12 @@ export async function forEachSlice(
 /**
  * Newest first: runs `step` over [from, to] (inclusive) in consecutive, disjoint time slices of about `rows`
  * records, from `to` down, one per event-loop turn, until `step` returns true (it has what it needs) or the
- * range is done. `boundary` must be `SELECT time FROM audit_log WHERE time <= ? AND time >= ? ORDER BY time
- * DESC LIMIT 1 OFFSET ?`. A query ordered by time descending reads the slices in its own order, so their
- * rows, concatenated, are the single query's.
+ * range is done. `boundary(hi, from, rows)` is the time of the record `rows` places below the newest in
+ * [from, hi] (`ORDER BY time DESC LIMIT 1 OFFSET rows`), or undefined when fewer remain. A query ordered by
+ * time descending reads the slices in its own order, so their rows, concatenated, are the single query's.
  */
 export async function forEachSliceDesc(
-  boundary: StatementSync,
+  boundary: (hi: number, from: number, rows: number) => number | undefined,
   from: number,
   to: number,
   step: (lo: number, hi: number) => boolean,
@@ -71,10 +71,10 @@ export async function forEachSliceDesc(
   // Terminates: each turn either ends the range or moves hi strictly down towards `from`.
   while (hi >= from) {
     await nextTurn()
-    const next = (boundary.get(hi, from, rows) as { time: number } | undefined)?.time
+    const next = boundary(hi, from, rows)
     if (next === undefined) { step(from, hi); return }
     // More than `rows` records in one second: that second alone is the slice.
-    const lo = Math.min(Number(next) + 1, hi)
+    const lo = Math.min(next + 1, hi)
     if (step(lo, hi)) return
     hi = lo - 1
   }

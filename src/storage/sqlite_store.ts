@@ -46,7 +46,6 @@ export class SqliteStore extends ChainedStore {
   readonly #firstSeq: StatementSync
   /** Where the next slice of a time range starts (sqlite_slices.ts). */
   readonly #timeBoundary: StatementSync
-  readonly #timeBoundaryDesc: StatementSync
   readonly #sliceRows: number
   readonly #inline: SqliteChainWriter | undefined
   readonly #thread: SqliteWriterClient | undefined
@@ -76,7 +75,6 @@ export class SqliteStore extends ChainedStore {
     this.#head = this.#db.prepare('SELECT seq, hash FROM audit_head WHERE id = 1')
     this.#firstSeq = this.#db.prepare('SELECT min(seq) AS seq FROM audit_log')
     this.#sliceRows = options.sliceRows ?? SLICE_ROWS
-    this.#timeBoundaryDesc = this.#db.prepare('SELECT time FROM audit_log WHERE time <= ? AND time >= ? ORDER BY time DESC LIMIT 1 OFFSET ?')
     this.#timeBoundary = this.#db.prepare('SELECT time FROM audit_log WHERE time >= ? AND time < ? ORDER BY time LIMIT 1 OFFSET ?')
     if (!thread) this.#inline = new SqliteChainWriter(this.#db)
     // A serving broker builds the jti index in the background so the first lookup by jti is quick.
@@ -149,14 +147,22 @@ export class SqliteStore extends ChainedStore {
       args.push(c.time, c.seq)
     }
     const sql = `SELECT seq, time, body, prev_hash, hash FROM audit_log ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY time DESC, seq DESC LIMIT ?`
-    if (!walksTimeIndex(q)) return toPage(this.#db.prepare(sql).all(...args, q.limit + 1) as unknown as StoredRow[], q.limit)
-    // Only audit_time serves these filters: on a miss, one query would read every record in the range in one
-    // go (~300 ms for 1,000,000). Newest-first time slices, one per turn, read the same rows in the same order.
+    if (!filtersUnindexed(q)) return toPage(this.#db.prepare(sql).all(...args, q.limit + 1) as unknown as StoredRow[], q.limit)
+    // site, type, request_id and decision=allow have no index: SQLite walks audit_time (or the index of the
+    // other filter) and tests each row, so a search that matches nothing read every record in the range in
+    // one go (~300 ms for 1,000,000). Newest-first time slices, one per turn, read the same rows in the same
+    // order; a slice holds about SLICE_ROWS records of the walked index (all records, or e.g. the role's).
     const slice = this.#db.prepare(`SELECT seq, time, body, prev_hash, hash FROM audit_log WHERE ${[...where, 'time >= ?', 'time <= ?'].join(' AND ')}
       ORDER BY time DESC, seq DESC LIMIT ?`)
+    const [narrowSql, narrowArgs] = narrowingIndex(q)
+    const edge = this.#db.prepare(`SELECT time FROM audit_log WHERE ${narrowSql}time <= ? AND time >= ? ORDER BY time DESC LIMIT 1 OFFSET ?`)
+    const boundary = (hi: number, from: number, n: number) => {
+      const t = (edge.get(...narrowArgs, hi, from, n) as { time: number } | undefined)?.time
+      return t === undefined ? undefined : Number(t)
+    }
     const rows: StoredRow[] = []
     const top = Math.min(q.to ?? Number.MAX_SAFE_INTEGER, q.cursor !== undefined ? decodeCursor(q.cursor).time : Number.MAX_SAFE_INTEGER)
-    await forEachSliceDesc(this.#timeBoundaryDesc, q.from ?? Number.MIN_SAFE_INTEGER, top, (lo, hi) => {
+    await forEachSliceDesc(boundary, q.from ?? Number.MIN_SAFE_INTEGER, top, (lo, hi) => {
       rows.push(...slice.all(...args, lo, hi, q.limit + 1 - rows.length) as unknown as StoredRow[])
       return rows.length > q.limit
     }, this.#sliceRows)
@@ -326,11 +332,16 @@ export class SqliteStore extends ChainedStore {
   }
 }
 
-/**
- * A query no selective index serves (site, type, request_id, decision=allow): SQLite walks audit_time and
- * filters. Without any equality filter every row matches, so LIMIT bounds the walk: no need to slice.
- */
-function walksTimeIndex(q: AuditQuery): boolean {
-  const indexed = q.jti !== undefined || q.caller !== undefined || q.issuedSub !== undefined || q.role !== undefined || q.decision === 'deny'
-  return !indexed && (q.site !== undefined || q.type !== undefined || q.requestId !== undefined || q.decision === 'allow')
+/** A search with a filter no index serves, and no jti (whose candidates are few): it is read in slices. */
+function filtersUnindexed(q: AuditQuery): boolean {
+  return q.jti === undefined && (q.site !== undefined || q.type !== undefined || q.requestId !== undefined || q.decision === 'allow')
+}
+
+/** The indexed filter SQLite walks for the search (if any), as a WHERE prefix: slice edges walk it too. */
+function narrowingIndex(q: AuditQuery): [string, SQLInputValue[]] {
+  if (q.caller !== undefined) return ['caller_sub = ? AND ', [q.caller]]
+  if (q.issuedSub !== undefined) return ['issued_sub = ? AND ', [q.issuedSub]]
+  if (q.role !== undefined) return ['role = ? AND ', [q.role]]
+  if (q.decision === 'deny') return ["decision = 'deny' AND ", []]
+  return ['', []]
 }
