@@ -1,6 +1,6 @@
 // How long the SQLite overview holds the event loop: fills a log (direct inserts of realistic rows, not a
 // valid chain: the aggregates read columns only), then times the 24-hour and 30-day summaries and the
-// longest gap between 1 ms timer ticks during each. Usage: node bench/overview_stall.ts [records] [file]
+// longest gap between 1 ms timer ticks during each. Usage: npx node bench/overview_stall.ts [records] [file]
 import { existsSync } from 'node:fs'
 import { DatabaseSync } from 'node:sqlite'
 import { auditOverview } from '../src/audit/overview.ts'
