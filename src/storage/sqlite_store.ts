@@ -11,6 +11,7 @@ import { DEFAULT_GROUP_COMMIT, type GroupCommitOptions } from './group_commit.ts
 import { JtiIndex } from './jti_index.ts'
 import { openSqliteDb, SqliteChainWriter, type AppendedRows, type SqliteSynchronous } from './sqlite_writer.ts'
 import { SqliteWriterClient } from './sqlite_writer_client.ts'
+import { CountMerger, compareSqlText, forEachSlice, forEachSliceDesc, nextTurn, SLICE_ROWS } from './sqlite_slices.ts'
 
 export type { SqliteSynchronous } from './sqlite_writer.ts'
 
@@ -25,9 +26,15 @@ export interface SqliteStoreOptions {
    * batch commits; inline: on the calling thread (CLI, tests of the writer itself).
    */
   writer?: 'thread' | 'inline'
+  /** Records per slice of an overview aggregate (default SLICE_ROWS); tests set it low to cut small logs. */
+  sliceRows?: number
 }
 
-const SCAN_CHUNK = 5000
+/**
+ * Rows per step of a scan; the event loop runs between steps. Verifying the chain costs ~7 µs a row, so
+ * 500 rows hold the loop ~4 ms (in one go, verifying 1,000,000 records from the console held it ~7 s).
+ */
+const SCAN_CHUNK = 500
 /** Rows read per step while the jti index catches up; the event loop runs between steps (~5 ms each). */
 const JTI_CHUNK = 5000
 
@@ -37,6 +44,9 @@ export class SqliteStore extends ChainedStore {
   readonly #db: DatabaseSync
   readonly #head: StatementSync
   readonly #firstSeq: StatementSync
+  /** Where the next slice of a time range starts (sqlite_slices.ts). */
+  readonly #timeBoundary: StatementSync
+  readonly #sliceRows: number
   readonly #inline: SqliteChainWriter | undefined
   readonly #thread: SqliteWriterClient | undefined
   readonly #jti = new JtiIndex()
@@ -64,6 +74,8 @@ export class SqliteStore extends ChainedStore {
     this.#db = db
     this.#head = this.#db.prepare('SELECT seq, hash FROM audit_head WHERE id = 1')
     this.#firstSeq = this.#db.prepare('SELECT min(seq) AS seq FROM audit_log')
+    this.#sliceRows = options.sliceRows ?? SLICE_ROWS
+    this.#timeBoundary = this.#db.prepare('SELECT time FROM audit_log WHERE time >= ? AND time < ? ORDER BY time LIMIT 1 OFFSET ?')
     if (!thread) this.#inline = new SqliteChainWriter(this.#db)
     // A serving broker builds the jti index in the background so the first lookup by jti is quick.
     else this.#catchUpJti().catch(() => { /* retried by the next lookup */ })
@@ -98,7 +110,8 @@ export class SqliteStore extends ChainedStore {
   protected async *scanRows(fromSeq: number): AsyncIterable<StoredRow> {
     const stmt = this.#db.prepare('SELECT * FROM audit_log WHERE seq >= ? ORDER BY seq LIMIT ?')
     let next = fromSeq
-    for (;;) {
+    for (let n = 0; ; n++) {
+      if (n > 0) await nextTurn()
       const rows = stmt.all(next, SCAN_CHUNK) as unknown as StoredRow[]
       for (const r of rows) yield r
       if (rows.length < SCAN_CHUNK) return
@@ -134,30 +147,75 @@ export class SqliteStore extends ChainedStore {
       args.push(c.time, c.seq)
     }
     const sql = `SELECT seq, time, body, prev_hash, hash FROM audit_log ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY time DESC, seq DESC LIMIT ?`
-    return toPage(this.#db.prepare(sql).all(...args, q.limit + 1) as unknown as StoredRow[], q.limit)
+    if (!filtersUnindexed(q)) return toPage(this.#db.prepare(sql).all(...args, q.limit + 1) as unknown as StoredRow[], q.limit)
+    // site, type, request_id and decision=allow have no index: SQLite walks audit_time (or the index of the
+    // other filter) and tests each row, so a search that matches nothing read every record in the range in
+    // one go (~300 ms for 1,000,000). Newest-first time slices, one per turn, read the same rows in the same
+    // order; a slice holds about SLICE_ROWS records of the walked index (all records, or e.g. the role's).
+    const slice = this.#db.prepare(`SELECT seq, time, body, prev_hash, hash FROM audit_log WHERE ${[...where, 'time >= ?', 'time <= ?'].join(' AND ')}
+      ORDER BY time DESC, seq DESC LIMIT ?`)
+    const [narrowSql, narrowArgs] = narrowingIndex(q)
+    const edge = this.#db.prepare(`SELECT time FROM audit_log WHERE ${narrowSql}time <= ? AND time >= ? ORDER BY time DESC LIMIT 1 OFFSET ?`)
+    const boundary = (hi: number, from: number, n: number) => {
+      const t = (edge.get(...narrowArgs, hi, from, n) as { time: number } | undefined)?.time
+      return t === undefined ? undefined : Number(t)
+    }
+    const rows: StoredRow[] = []
+    const top = Math.min(q.to ?? Number.MAX_SAFE_INTEGER, q.cursor !== undefined ? decodeCursor(q.cursor).time : Number.MAX_SAFE_INTEGER)
+    await forEachSliceDesc(boundary, q.from ?? Number.MIN_SAFE_INTEGER, top, (lo, hi) => {
+      rows.push(...slice.all(...args, lo, hi, q.limit + 1 - rows.length) as unknown as StoredRow[])
+      return rows.length > q.limit
+    }, this.#sliceRows)
+    return toPage(rows, q.limit)
   }
 
+  /*
+   * The three overview aggregates run in slices of about SLICE_ROWS records, one per event-loop turn
+   * (sqlite_slices.ts): in one go, a month of a large log held the loop for seconds and stalled every
+   * token request. Each slice is its own read, not one snapshot: a record committed meanwhile is counted
+   * if its time falls in a slice not read yet, as if the overview had started a few ms later, and never
+   * twice (slices are disjoint in time). The three aggregates never shared a snapshot either (the writer
+   * thread commits between statements); an overview of counts needs none. A read transaction held across
+   * turns would also block this connection's own transactions (readRevocationState, the inline writer).
+   */
   async countByTime(q: CountQuery): Promise<CountRow[]> {
     assertCountQuery(q)
     // node:sqlite binds JS numbers as REAL, which would make this a float division: the width (a checked
     // integer) goes in as a literal, so the bucket start is integer arithmetic inside SQLite.
-    const sql = `SELECT (time / ${q.bucketSeconds}) * ${q.bucketSeconds} AS bucket, type, role, site, token_kind, count(*) AS count FROM audit_log
-      WHERE time >= ? AND time <= ? AND type IN (${COUNTED_TYPES_SQL}) GROUP BY 1, 2, 3, 4, 5`
-    return (this.#db.prepare(sql).all(q.from, q.to) as unknown as CountRow[]).map((r) => ({ ...r, bucket: Number(r.bucket), count: Number(r.count) }))
+    const slice = this.#db.prepare(`SELECT (time / ${q.bucketSeconds}) * ${q.bucketSeconds} AS bucket, type, role, site, token_kind, count(*) AS count FROM audit_log
+      WHERE time >= ? AND time < ? AND type IN (${COUNTED_TYPES_SQL}) GROUP BY 1, 2, 3, 4, 5`)
+    const merged = new CountMerger<CountRow>((r) => JSON.stringify([r.bucket, r.type, r.role, r.site, r.token_kind]))
+    await forEachSlice(this.#timeBoundary, q.from, q.to + 1, (lo, hi) => {
+      merged.add((slice.all(lo, hi!) as unknown as CountRow[]).map((r) => ({ ...r, bucket: Number(r.bucket), count: Number(r.count) })))
+    }, this.#sliceRows)
+    return merged.rows()
   }
 
   async countDenialReasons(q: { from: number; to: number }): Promise<ReasonRow[]> {
     assertCountQuery(q)
-    // The literal lets SQLite use the partial index audit_denied.
-    const sql = `SELECT json_extract(body, '$.reason') AS reason, count(*) AS count FROM audit_log
-      WHERE decision = 'deny' AND time >= ? AND time <= ? AND type = 'token.denied' GROUP BY 1`
-    return (this.#db.prepare(sql).all(q.from, q.to) as unknown as ReasonRow[]).map((r) => ({ reason: r.reason, count: Number(r.count) }))
+    // The literal lets SQLite use the partial index audit_denied (for the slice edges too).
+    const slice = this.#db.prepare(`SELECT json_extract(body, '$.reason') AS reason, count(*) AS count FROM audit_log
+      WHERE decision = 'deny' AND time >= ? AND time < ? AND type = 'token.denied' GROUP BY 1`)
+    const boundary = this.#db.prepare(`SELECT time FROM audit_log WHERE decision = 'deny' AND time >= ? AND time < ? ORDER BY time LIMIT 1 OFFSET ?`)
+    const merged = new CountMerger<ReasonRow>((r) => JSON.stringify([r.reason]))
+    await forEachSlice(boundary, q.from, q.to + 1, (lo, hi) => {
+      merged.add((slice.all(lo, hi!) as unknown as ReasonRow[]).map((r) => ({ reason: r.reason, count: Number(r.count) })))
+    }, this.#sliceRows)
+    return merged.rows()
   }
 
   async countLive(q: { now: number; since: number }): Promise<LiveRow[]> {
-    const sql = `SELECT site, role, count(*) AS count FROM audit_log
-      WHERE time >= ? AND type IN ('token.issued', 'token.renewed') AND exp > ? GROUP BY 1, 2 ORDER BY 1, 2`
-    return (this.#db.prepare(sql).all(q.since, q.now) as unknown as LiveRow[]).map((r) => ({ site: r.site, role: r.role, count: Number(r.count) }))
+    const cond = "type IN ('token.issued', 'token.renewed') AND exp > ?"
+    const bounded = this.#db.prepare(`SELECT site, role, count(*) AS count FROM audit_log WHERE time >= ? AND time < ? AND ${cond} GROUP BY 1, 2`)
+    const open = this.#db.prepare(`SELECT site, role, count(*) AS count FROM audit_log WHERE time >= ? AND ${cond} GROUP BY 1, 2`)
+    const boundary = this.#db.prepare('SELECT time FROM audit_log WHERE time >= ? ORDER BY time LIMIT 1 OFFSET ?')
+    const merged = new CountMerger<LiveRow>((r) => JSON.stringify([r.site, r.role]))
+    await forEachSlice(boundary, q.since, undefined, (lo, hi) => {
+      const rows = (hi === undefined ? open.all(lo, q.now) : bounded.all(lo, hi, q.now)) as unknown as LiveRow[]
+      merged.add(rows.map((r) => ({ site: r.site, role: r.role, count: Number(r.count) })))
+    }, this.#sliceRows)
+    // The single query's ORDER BY 1, 2, in SQLite's own order.
+    return merged.rows().sort((a, b) => compareSqlText(a.site, b.site) || compareSqlText(a.role, b.role))
   }
 
   override async prune(before: number, now: number): Promise<PruneResult> {
@@ -272,4 +330,18 @@ export class SqliteStore extends ChainedStore {
     try { this.#db.exec('PRAGMA optimize') } catch { /* best effort: statistics only */ }
     this.#db.close()
   }
+}
+
+/** A search with a filter no index serves, and no jti (whose candidates are few): it is read in slices. */
+function filtersUnindexed(q: AuditQuery): boolean {
+  return q.jti === undefined && (q.site !== undefined || q.type !== undefined || q.requestId !== undefined || q.decision === 'allow')
+}
+
+/** The indexed filter SQLite walks for the search (if any), as a WHERE prefix: slice edges walk it too. */
+function narrowingIndex(q: AuditQuery): [string, SQLInputValue[]] {
+  if (q.caller !== undefined) return ['caller_sub = ? AND ', [q.caller]]
+  if (q.issuedSub !== undefined) return ['issued_sub = ? AND ', [q.issuedSub]]
+  if (q.role !== undefined) return ['role = ? AND ', [q.role]]
+  if (q.decision === 'deny') return ["decision = 'deny' AND ", []]
+  return ['', []]
 }
