@@ -7,6 +7,7 @@ import { ListenerDrain } from '../../src/http/drain.ts'
 import { silentLogger } from '../../src/lib/logger.ts'
 import { loadConfig } from '../../src/config.ts'
 import { startBroker } from '../../src/server.ts'
+import { parseHead } from '../security/support/raw_http.ts'
 import { tempDir } from '../support/tmp.ts'
 
 /** One kept-alive HTTP/1.1 connection driven by hand, so a test decides when each byte goes out. */
@@ -43,13 +44,14 @@ class RawConnection {
     for (;;) {
       const end = this.#buffer.indexOf('\r\n\r\n')
       if (end >= 0) {
-        const [statusLine, ...lines] = this.#buffer.slice(0, end).split('\r\n')
-        const headers = Object.fromEntries(lines.map((l) => [l.slice(0, l.indexOf(':')).toLowerCase(), l.slice(l.indexOf(':') + 1).trim()]))
+        const head = parseHead(this.#buffer.slice(0, end))
+        if (!head) throw new Error(`not an HTTP response: ${JSON.stringify(this.#buffer.slice(0, 80))}`)
+        const { status, headers } = head
         const length = Number(headers['content-length'] ?? 0)
         if (this.#buffer.length >= end + 4 + length) {
           const body = this.#buffer.slice(end + 4, end + 4 + length)
           this.#buffer = this.#buffer.slice(end + 4 + length)
-          return { status: Number(statusLine!.split(' ')[1]), headers, body }
+          return { status, headers, body }
         }
       }
       if (this.#closed) throw new Error(`connection closed before a complete response: ${JSON.stringify(this.#buffer)}`)

@@ -54,7 +54,22 @@ function parse(chunks: Buffer[]): RawOutcome | undefined {
   const all = Buffer.concat(chunks)
   const end = all.indexOf('\r\n\r\n')
   if (end < 0) return undefined
-  const [statusLine, ...lines] = all.subarray(0, end).toString('latin1').split('\r\n')
+  const head = parseHead(all.subarray(0, end).toString('latin1'))
+  if (!head) return undefined
+  const { status, headers } = head
+  const body = all.subarray(end + 4)
+  const length = headers['content-length'] !== undefined ? Number(headers['content-length']) : undefined
+  if (length !== undefined && body.length < length) return undefined
+  if (length === undefined && headers['transfer-encoding'] === 'chunked') {
+    if (!body.includes('\r\n0\r\n\r\n') && !body.subarray(0, 5).equals(Buffer.from('0\r\n\r\n'))) return undefined
+    return { kind: 'reply', ...parseReplyText(status, headers, dechunk(body)) }
+  }
+  return { kind: 'reply', ...parseReplyText(status, headers, body.subarray(0, length ?? body.length).toString('utf8')) }
+}
+
+/** A response head (status line and headers, without the blank line); header names in lower case. */
+export function parseHead(head: string): { status: number; headers: Record<string, string> } | undefined {
+  const [statusLine, ...lines] = head.split('\r\n')
   const m = /^HTTP\/1\.[01] (\d{3})/.exec(statusLine ?? '')
   if (!m) return undefined
   const headers: Record<string, string> = {}
@@ -62,14 +77,7 @@ function parse(chunks: Buffer[]): RawOutcome | undefined {
     const i = l.indexOf(':')
     if (i > 0) headers[l.slice(0, i).trim().toLowerCase()] = l.slice(i + 1).trim()
   }
-  const body = all.subarray(end + 4)
-  const length = headers['content-length'] !== undefined ? Number(headers['content-length']) : undefined
-  if (length !== undefined && body.length < length) return undefined
-  if (length === undefined && headers['transfer-encoding'] === 'chunked') {
-    if (!body.includes('\r\n0\r\n\r\n') && !body.subarray(0, 5).equals(Buffer.from('0\r\n\r\n'))) return undefined
-    return { kind: 'reply', ...parseReplyText(Number(m[1]), headers, dechunk(body)) }
-  }
-  return { kind: 'reply', ...parseReplyText(Number(m[1]), headers, body.subarray(0, length ?? body.length).toString('utf8')) }
+  return { status: Number(m[1]), headers }
 }
 
 function dechunk(body: Buffer): string {
