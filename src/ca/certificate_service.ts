@@ -72,14 +72,7 @@ export class CertificateService {
   async check(req: Omit<CertificateRequest, 'csr'>, subject: VerifiedSubject): Promise<CertificateDecision> {
     const dns = req.dns.map((d) => d.toLowerCase())
     checkSanNames(dns, req.ip)
-    const d = decideCertificate(this.#d.policy.current, {
-      subject, role: req.role, dns, ip: req.ip,
-      ...(req.site !== undefined ? { site: req.site } : {}),
-      ...(req.lifetime !== undefined ? { lifetime: req.lifetime } : {}),
-    })
-    if (!d.allow) return d
-    const refused = (await this.#holds(this.#d.clock.now())).refusal(callerOf(subject), d.site)
-    return refused !== undefined ? { allow: false, error: 'unauthorized_client', reason: refused } : { ...d, lifetime: Math.min(d.lifetime, this.#d.maxLifetime) }
+    return (await this.#decide(req, dns, subject, this.#d.clock.now())).decision
   }
 
   async issue(req: CertificateRequest, subject: VerifiedSubject, actor: Omit<Actor, 'principal'>): Promise<IssuedHostCertificate> {
@@ -88,30 +81,17 @@ export class CertificateService {
     if (new Set(dns).size !== dns.length || new Set(req.ip).size !== req.ip.length) throw new InvalidRequest('a name is listed twice')
     const publicKey = await checkCsr(req.csr)
     const now = this.#d.clock.now()
-    const decision = decideCertificate(this.#d.policy.current, {
-      subject, role: req.role, dns, ip: req.ip,
-      ...(req.site !== undefined ? { site: req.site } : {}),
-      ...(req.lifetime !== undefined ? { lifetime: req.lifetime } : {}),
-    })
-    const caller = callerOf(subject)
+    const { decision, heldSite } = await this.#decide(req, dns, subject, now)
     const base: Omit<AuditEvent, 'type'> = {
-      time: now, caller, role: req.role, tokenKind: 'host_certificate',
+      time: now, caller: callerOf(subject), role: req.role, tokenKind: 'host_certificate',
       ...(actor.requestId ? { requestId: actor.requestId } : {}),
       ...(actor.clientAddress ? { clientAddress: actor.clientAddress } : {}),
     }
     if (!decision.allow) {
-      await this.#d.audit.record({ ...base, type: 'certificate.denied', decision: 'deny', reason: decision.reason, detail: { dns, ip: req.ip } })
+      await this.#d.audit.record({ ...base, type: 'certificate.denied', decision: 'deny', reason: decision.reason, ...(heldSite !== undefined ? { site: heldSite } : {}), detail: { dns, ip: req.ip } })
       throw decision.error === 'invalid_target' ? new InvalidTarget(decision.reason) : new UnauthorizedClient(decision.reason)
     }
-    // Read from the store, not a snapshot: a certificate outlives a token by days, and a replica that has
-    // not yet seen a site's revocation must not sign for it.
-    const refused = (await this.#holds(now)).refusal(caller, decision.site)
-    if (refused !== undefined) {
-      await this.#d.audit.record({ ...base, type: 'certificate.denied', decision: 'deny', reason: refused, ...(decision.site !== undefined ? { site: decision.site } : {}), detail: { dns, ip: req.ip } })
-      throw new UnauthorizedClient(refused)
-    }
-    const lifetime = Math.min(decision.lifetime, this.#d.maxLifetime)
-    const cert = await this.#d.ca.issueHostCertificate({ publicKey, dns, ip: req.ip }, { now, lifetime })
+    const cert = await this.#d.ca.issueHostCertificate({ publicKey, dns, ip: req.ip }, { now, lifetime: decision.lifetime })
     // Fail closed: the certificate leaves only once its serial is on record.
     await this.#d.audit.record({
       ...base, type: 'certificate.issued', decision: 'allow', policyRule: decision.ruleId, issuedSub: dns[0]!, exp: cert.notAfter,
@@ -119,6 +99,24 @@ export class CertificateService {
       detail: { serial: cert.serial, dns, ip: req.ip, notBefore: cert.notBefore },
     })
     return cert
+  }
+
+  /**
+   * The one decision check() reports and issue() acts on: the policy's, then the identity revocations'
+   * refusal, then the lifetime capped at the broker's. The revocations are read from the store, not a
+   * snapshot: a certificate outlives a token by days, and a replica that has not yet seen a site's
+   * revocation must not sign for it. `heldSite`: the grant's site when the revocations refused it.
+   */
+  async #decide(req: Omit<CertificateRequest, 'csr'>, dns: string[], subject: VerifiedSubject, now: number): Promise<{ decision: CertificateDecision; heldSite?: string }> {
+    const d = decideCertificate(this.#d.policy.current, {
+      subject, role: req.role, dns, ip: req.ip,
+      ...(req.site !== undefined ? { site: req.site } : {}),
+      ...(req.lifetime !== undefined ? { lifetime: req.lifetime } : {}),
+    })
+    if (!d.allow) return { decision: d }
+    const refused = (await this.#holds(now)).refusal(callerOf(subject), d.site)
+    if (refused !== undefined) return { decision: { allow: false, error: 'unauthorized_client', reason: refused }, ...(d.site !== undefined ? { heldSite: d.site } : {}) }
+    return { decision: { ...d, lifetime: Math.min(d.lifetime, this.#d.maxLifetime) } }
   }
 
   /** Revokes an issued serial (idempotent: a second revocation returns the first). */

@@ -63,8 +63,9 @@ export class CertificateHolds {
 
   constructor(revocations: readonly Revocation[], now: number, maxLifetime: number) {
     const inForce = revocations
-      .filter((r) => CERTIFICATE_KINDS.has(r.kind) && r.liftedAt === undefined && Math.max(r.until, r.revokedAt + maxLifetime) >= now)
+      .filter((r) => CERTIFICATE_KINDS.has(r.kind) && r.liftedAt === undefined)
       .map((r) => ({ ...r, until: Math.max(r.until, r.revokedAt + maxLifetime) }))
+      .filter((r) => r.until >= now)
       .sort((a, b) => a.revokedAt - b.revokedAt || a.id - b.id)
     const history = new Map<string, Array<{ revokedAt: number; gen: number }>>()
     for (const r of revocations) {
