@@ -2,6 +2,7 @@ import { AccessDenied, BrokerError, InvalidGrant, TemporarilyUnavailable } from 
 import type { IamTokenExchanger } from '../iam/outbound_exchange.ts'
 import type { SubjectTokenVerifier, VerifiedSubject } from '../iam/subject.ts'
 import type { Clock } from '../lib/clock.ts'
+import { SingleFlight } from '../lib/keyed_promises.ts'
 import type { Logger } from '../lib/logger.ts'
 import type { StoredCredential } from './credential_store.ts'
 import { recheckAudience, recheckScopes } from './iam_recheck_grant.ts'
@@ -59,7 +60,7 @@ interface Held {
 export class IamRecheck {
   readonly #deps: IamRecheckDeps
   readonly #held = new Map<string, Held>()
-  readonly #inflight = new Map<string, Promise<Confirmation>>()
+  readonly #inflight = new SingleFlight<Confirmation>()
 
   constructor(deps: IamRecheckDeps) {
     this.#deps = deps
@@ -75,13 +76,7 @@ export class IamRecheck {
     const now = this.#deps.clock.now()
     if (now - last.confirmedAt < this.#deps.intervalSeconds) return { subject: last.subject, confirmedAt: last.confirmedAt, outcome: 'not-due' }
     if (last.retryAt !== undefined && now < last.retryAt) return this.#unconfirmed(cred, last, now, last.retryAt - now)
-    const flightKey = `${key}\n${cred.createdAt}`
-    let flight = this.#inflight.get(flightKey)
-    if (!flight) {
-      flight = this.#ask(key, cred, last).finally(() => this.#inflight.delete(flightKey))
-      this.#inflight.set(flightKey, flight)
-    }
-    return flight
+    return this.#inflight.run(`${key}\n${cred.createdAt}`, () => this.#ask(key, cred, last))
   }
 
   /** Drops what this process holds for a credential (revocation, re-registration). */

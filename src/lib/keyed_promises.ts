@@ -1,4 +1,21 @@
 /**
+ * Concurrent callers with the same key share one run (single flight): the first starts it, the others
+ * get its promise until it settles; the next call after that starts a new run.
+ */
+export class SingleFlight<T> {
+  readonly #inflight = new Map<string, Promise<T>>()
+
+  run(key: string, op: () => Promise<T>): Promise<T> {
+    let flight = this.#inflight.get(key)
+    if (!flight) {
+      flight = op().finally(() => this.#inflight.delete(key))
+      this.#inflight.set(key, flight)
+    }
+    return flight
+  }
+}
+
+/**
  * Runs the operations of one key one after another, in call order, whether the one before succeeded or
  * failed; different keys run concurrently. A key's entry goes once its last operation settles.
  */
