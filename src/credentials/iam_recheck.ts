@@ -32,6 +32,17 @@ export interface IamRecheckDeps {
   graceSeconds: number
 }
 
+/**
+ * The exchanger's invalid_grant as the caller's refusal. Only IAM's own answer (its cause) is IAM refusing
+ * the refresh token, after which the exchanger's store has revoked the row (revokedByIam tells it); the
+ * exchanger also says invalid_grant, unasked, when the broker has no client at that IAM any more or the
+ * row went while it was read: `unasked` then begins the message.
+ */
+export function refusedRefresh(err: InvalidGrant, unasked: string): AccessDenied {
+  if (err.cause !== undefined) return new AccessDenied(`IAM refused the stored refresh token; register again (${err.description})`, { cause: err })
+  return new AccessDenied(`${unasked}: ${err.description}`)
+}
+
 /** True for the refusal that follows IAM refusing the refresh token: the row is revoked and on record already. */
 export function revokedByIam(err: unknown): boolean {
   return err instanceof AccessDenied && err.cause instanceof InvalidGrant
@@ -102,12 +113,9 @@ export class IamRecheck {
       return { subject, confirmedAt: now, outcome: 'confirmed' }
     } catch (err) {
       // IAM refused the refresh token (user disabled, suspended or removed, token revoked or expired): the
-      // exchanger's store has revoked the credential, as for kind iam. Only IAM's own answer (its cause)
-      // is that refusal: the exchanger also says invalid_grant, unasked, when the broker has no client at
-      // that IAM any more or the row went while it was read; nothing was revoked for those, so they are
-      // refused as unconfirmed, which the caller records.
-      if (err instanceof InvalidGrant && err.cause !== undefined) throw new AccessDenied(`IAM refused the stored refresh token; register again (${err.description})`, { cause: err })
-      if (err instanceof InvalidGrant) throw new AccessDenied(`IAM could not be asked to confirm this user: ${err.description}`)
+      // exchanger's store has revoked the credential, as for kind iam. Refused unasked, nothing was
+      // revoked: refused as unconfirmed, which the caller records.
+      if (err instanceof InvalidGrant) throw refusedRefresh(err, 'IAM could not be asked to confirm this user')
       if (err instanceof TemporarilyUnavailable) {
         const now = d.clock.now()
         this.#held.set(key, { ...last, retryAt: now + err.retryAfter })

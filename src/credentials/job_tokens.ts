@@ -15,7 +15,7 @@ import type { IssuanceBlocks, RevocationChecker } from '../revocation/revocation
 import type { CreddPrincipal } from './credd_auth.ts'
 import type { CredentialStore, StoredCredential } from './credential_store.ts'
 import type { CredentialProvider } from './credentials_config.ts'
-import { revokedByIam, type Confirmation, type IamRecheck } from './iam_recheck.ts'
+import { refusedRefresh, revokedByIam, type Confirmation, type IamRecheck } from './iam_recheck.ts'
 import { renewedCaller } from './iam_recheck_grant.ts'
 import { credentialKey } from './sealed_refresh_tokens.ts'
 
@@ -222,8 +222,8 @@ export class JobTokens {
       // IAM refused the refresh token (expired, revoked there): the credential is gone for good, and its
       // credential.revoked record tells the refusal. Refused without asking IAM (the row went meanwhile,
       // no broker client at that IAM any more), or IAM narrowed short: on record as token.denied.
-      if (err instanceof InvalidGrant && err.cause !== undefined) throw new AccessDenied(`IAM refused the stored refresh token; register again (${err.description})`, { cause: err })
-      const refusal = err instanceof InvalidGrant ? new AccessDenied(`IAM could not be asked for this credential: ${err.description}`) : err
+      const refusal = err instanceof InvalidGrant ? refusedRefresh(err, 'IAM could not be asked for this credential') : err
+      if (revokedByIam(refusal)) throw refusal
       if (refusal instanceof BrokerError && refusal.status < 500) {
         throw await this.#refused(refusal, cred, ctx, { provider, subject: JSON.parse(cred.subjectJson) as VerifiedSubject, scopes, audience })
       }
