@@ -25,7 +25,7 @@ function parseKey(key: string): { user: string; provider: string } {
 }
 
 /** Back-off of the writes of a rotated refresh token the store refused: doubling from the first, capped. */
-export const ROTATION_RETRY = { firstMs: 100, maxMs: 30_000, attempts: 12 } as const
+const ROTATION_RETRY = { firstMs: 100, maxMs: 30_000, attempts: 12 } as const
 
 /** What this process knows of one credential's row: what the next rotation replaces, and what seals for it. */
 interface Held {
