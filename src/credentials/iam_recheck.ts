@@ -2,6 +2,7 @@ import { AccessDenied, BrokerError, InvalidGrant, TemporarilyUnavailable } from 
 import type { IamTokenExchanger } from '../iam/outbound_exchange.ts'
 import type { SubjectTokenVerifier, VerifiedSubject } from '../iam/subject.ts'
 import type { Clock } from '../lib/clock.ts'
+import { SingleFlight } from '../lib/keyed_promises.ts'
 import type { Logger } from '../lib/logger.ts'
 import type { StoredCredential } from './credential_store.ts'
 import { recheckAudience, recheckScopes } from './iam_recheck_grant.ts'
@@ -29,6 +30,17 @@ export interface IamRecheckDeps {
   log: Logger
   intervalSeconds: number
   graceSeconds: number
+}
+
+/**
+ * The exchanger's invalid_grant as the caller's refusal. Only IAM's own answer (its cause) is IAM refusing
+ * the refresh token, after which the exchanger's store has revoked the row (revokedByIam tells it); the
+ * exchanger also says invalid_grant, unasked, when the broker has no client at that IAM any more or the
+ * row went while it was read: `unasked` then begins the message.
+ */
+export function refusedRefresh(err: InvalidGrant, unasked: string): AccessDenied {
+  if (err.cause !== undefined) return new AccessDenied(`IAM refused the stored refresh token; register again (${err.description})`, { cause: err })
+  return new AccessDenied(`${unasked}: ${err.description}`)
 }
 
 /** True for the refusal that follows IAM refusing the refresh token: the row is revoked and on record already. */
@@ -59,7 +71,7 @@ interface Held {
 export class IamRecheck {
   readonly #deps: IamRecheckDeps
   readonly #held = new Map<string, Held>()
-  readonly #inflight = new Map<string, Promise<Confirmation>>()
+  readonly #inflight = new SingleFlight<Confirmation>()
 
   constructor(deps: IamRecheckDeps) {
     this.#deps = deps
@@ -75,13 +87,7 @@ export class IamRecheck {
     const now = this.#deps.clock.now()
     if (now - last.confirmedAt < this.#deps.intervalSeconds) return { subject: last.subject, confirmedAt: last.confirmedAt, outcome: 'not-due' }
     if (last.retryAt !== undefined && now < last.retryAt) return this.#unconfirmed(cred, last, now, last.retryAt - now)
-    const flightKey = `${key}\n${cred.createdAt}`
-    let flight = this.#inflight.get(flightKey)
-    if (!flight) {
-      flight = this.#ask(key, cred, last).finally(() => this.#inflight.delete(flightKey))
-      this.#inflight.set(flightKey, flight)
-    }
-    return flight
+    return this.#inflight.run(`${key}\n${cred.createdAt}`, () => this.#ask(key, cred, last))
   }
 
   /** Drops what this process holds for a credential (revocation, re-registration). */
@@ -107,12 +113,9 @@ export class IamRecheck {
       return { subject, confirmedAt: now, outcome: 'confirmed' }
     } catch (err) {
       // IAM refused the refresh token (user disabled, suspended or removed, token revoked or expired): the
-      // exchanger's store has revoked the credential, as for kind iam. Only IAM's own answer (its cause)
-      // is that refusal: the exchanger also says invalid_grant, unasked, when the broker has no client at
-      // that IAM any more or the row went while it was read; nothing was revoked for those, so they are
-      // refused as unconfirmed, which the caller records.
-      if (err instanceof InvalidGrant && err.cause !== undefined) throw new AccessDenied(`IAM refused the stored refresh token; register again (${err.description})`, { cause: err })
-      if (err instanceof InvalidGrant) throw new AccessDenied(`IAM could not be asked to confirm this user: ${err.description}`)
+      // exchanger's store has revoked the credential, as for kind iam. Refused unasked, nothing was
+      // revoked: refused as unconfirmed, which the caller records.
+      if (err instanceof InvalidGrant) throw refusedRefresh(err, 'IAM could not be asked to confirm this user')
       if (err instanceof TemporarilyUnavailable) {
         const now = d.clock.now()
         this.#held.set(key, { ...last, retryAt: now + err.retryAfter })

@@ -6,6 +6,7 @@ import type { VerifiedSubject } from '../iam/subject.ts'
 import type { IamTokenExchanger } from '../iam/outbound_exchange.ts'
 import { callerOf, issueToken, type IssueDeps } from '../issuance/issue.ts'
 import type { Clock } from '../lib/clock.ts'
+import { SingleFlight } from '../lib/keyed_promises.ts'
 import type { Logger } from '../lib/logger.ts'
 import { creddMayFetch } from '../policy/credd_fetch.ts'
 import { decide } from '../policy/decide.ts'
@@ -14,7 +15,7 @@ import type { IssuanceBlocks, RevocationChecker } from '../revocation/revocation
 import type { CreddPrincipal } from './credd_auth.ts'
 import type { CredentialStore, StoredCredential } from './credential_store.ts'
 import type { CredentialProvider } from './credentials_config.ts'
-import { revokedByIam, type Confirmation, type IamRecheck } from './iam_recheck.ts'
+import { refusedRefresh, revokedByIam, type Confirmation, type IamRecheck } from './iam_recheck.ts'
 import { renewedCaller } from './iam_recheck_grant.ts'
 import { credentialKey } from './sealed_refresh_tokens.ts'
 
@@ -84,7 +85,7 @@ const SWEEP_AT = 10_000
 export class JobTokens {
   readonly #deps: JobTokenDeps
   readonly #cache = new Map<string, JobToken>()
-  readonly #inflight = new Map<string, Promise<JobToken>>()
+  readonly #inflight = new SingleFlight<JobToken>()
 
   constructor(deps: JobTokenDeps) {
     this.#deps = deps
@@ -119,15 +120,10 @@ export class JobTokens {
     // Registered afresh since it was cached: the cached token may carry the old grant. A token with no
     // life left is never reused, whatever the minimum: `expires_in: 0` is no token to a credmon.
     if (cached && cached.exp - now >= Math.max(min, 1) && cachedFor(cached, cred) && !(cached.claims && this.#deps.blocks.isRevoked(cached.claims))) return cached
-    let flight = this.#inflight.get(key)
-    if (!flight) {
-      flight = this.#obtain(cred, provider, scopes, audience, ctx).then((t) => {
-        this.#remember(key, { ...t, ...stamp(cred) })
-        return t
-      }).finally(() => this.#inflight.delete(key))
-      this.#inflight.set(key, flight)
-    }
-    return flight
+    return this.#inflight.run(key, () => this.#obtain(cred, provider, scopes, audience, ctx).then((t) => {
+      this.#remember(key, { ...t, ...stamp(cred) })
+      return t
+    }))
   }
 
   /**
@@ -226,8 +222,8 @@ export class JobTokens {
       // IAM refused the refresh token (expired, revoked there): the credential is gone for good, and its
       // credential.revoked record tells the refusal. Refused without asking IAM (the row went meanwhile,
       // no broker client at that IAM any more), or IAM narrowed short: on record as token.denied.
-      if (err instanceof InvalidGrant && err.cause !== undefined) throw new AccessDenied(`IAM refused the stored refresh token; register again (${err.description})`, { cause: err })
-      const refusal = err instanceof InvalidGrant ? new AccessDenied(`IAM could not be asked for this credential: ${err.description}`) : err
+      const refusal = err instanceof InvalidGrant ? refusedRefresh(err, 'IAM could not be asked for this credential') : err
+      if (revokedByIam(refusal)) throw refusal
       if (refusal instanceof BrokerError && refusal.status < 500) {
         throw await this.#refused(refusal, cred, ctx, { provider, subject: JSON.parse(cred.subjectJson) as VerifiedSubject, scopes, audience })
       }

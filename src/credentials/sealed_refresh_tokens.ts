@@ -1,6 +1,7 @@
 import type { AuditLog } from '../audit/audit_log.ts'
 import { AccessDenied, OperatorError, TemporarilyUnavailable } from '../errors.ts'
 import type { Logger } from '../lib/logger.ts'
+import { SerialByKey } from '../lib/keyed_promises.ts'
 import type { RefreshTokenStore, StoredRefreshToken } from '../iam/refresh_token_store.ts'
 import type { VerifiedSubject } from '../iam/subject.ts'
 import type { Clock } from '../lib/clock.ts'
@@ -24,7 +25,7 @@ function parseKey(key: string): { user: string; provider: string } {
 }
 
 /** Back-off of the writes of a rotated refresh token the store refused: doubling from the first, capped. */
-export const ROTATION_RETRY = { firstMs: 100, maxMs: 30_000, attempts: 12 } as const
+const ROTATION_RETRY = { firstMs: 100, maxMs: 30_000, attempts: 12 } as const
 
 /** What this process knows of one credential's row: what the next rotation replaces, and what seals for it. */
 interface Held {
@@ -65,8 +66,8 @@ export class SealedRefreshTokens implements RefreshTokenStore {
   readonly #clock: Clock
   readonly #log: Logger
   readonly #held = new Map<string, Held>()
-  /** Per key, the tail of its serialised row operations: reads, writes and retries never interleave. */
-  readonly #queues = new Map<string, Promise<unknown>>()
+  /** Row operations per key, one after another: reads, writes and retries never interleave. */
+  readonly #queue = new SerialByKey()
   #closed = false
 
   constructor(deps: { store: CredentialStore & AuditLog; cipher: CredentialCipher; clock: Clock; log: Logger }) {
@@ -94,15 +95,6 @@ export class SealedRefreshTokens implements RefreshTokenStore {
     }
   }
 
-  #serial<T>(key: string, op: () => Promise<T>): Promise<T> {
-    const prev = this.#queues.get(key) ?? Promise.resolve()
-    const run = prev.then(op, op)
-    const tail = run.catch(() => {})
-    this.#queues.set(key, tail)
-    void tail.then(() => { if (this.#queues.get(key) === tail) this.#queues.delete(key) })
-    return run
-  }
-
   /** Forgets a key's held state, and a held token with it (revoked, replaced, or superseded by the row). */
   #drop(key: string): void {
     const h = this.#held.get(key)
@@ -111,7 +103,7 @@ export class SealedRefreshTokens implements RefreshTokenStore {
   }
 
   get(key: string): Promise<StoredRefreshToken | undefined> {
-    return this.#serial(key, async () => {
+    return this.#queue.run(key, async () => {
       const { user, provider } = parseKey(key)
       const c = await this.#store.readCredential(user, provider)
       if (!c || c.revoked || !c.sealed || c.clientId === undefined) {
@@ -146,7 +138,7 @@ export class SealedRefreshTokens implements RefreshTokenStore {
    * (AccessDenied) when the credential was revoked or replaced while the token rotated.
    */
   put(key: string, record: StoredRefreshToken): Promise<void> {
-    return this.#serial(key, async () => {
+    return this.#queue.run(key, async () => {
       const h = this.#held.get(key)
       if (!h) throw new AccessDenied('the credential was revoked or replaced while its refresh token rotated')
       // A newer rotation supersedes a held token: IAM retired that one when it issued this one.
@@ -215,7 +207,7 @@ export class SealedRefreshTokens implements RefreshTokenStore {
   }
 
   #retry(key: string, p: Pending): Promise<void> {
-    return this.#serial(key, async () => {
+    return this.#queue.run(key, async () => {
       const h = this.#held.get(key)
       if (!h || h.pending !== p) return
       try {
@@ -239,7 +231,7 @@ export class SealedRefreshTokens implements RefreshTokenStore {
   }
 
   delete(key: string, ifRefreshToken?: string): Promise<boolean> {
-    return this.#serial(key, async () => {
+    return this.#queue.run(key, async () => {
       const { user, provider } = parseKey(key)
       const h = this.#held.get(key)
       if (h?.pending && ifRefreshToken !== undefined) {

@@ -4,6 +4,7 @@ import { GRANT_TYPE_TOKEN_EXCHANGE, TOKEN_TYPE } from '../contract/token_exchang
 import { InvalidGrant, InvalidScope, InvalidTarget } from '../errors.ts'
 import type { Clock } from '../lib/clock.ts'
 import type { Logger } from '../lib/logger.ts'
+import { SerialByKey } from '../lib/keyed_promises.ts'
 import type { IamDiscovery, TrustedIssuer } from './discovery.ts'
 import { mapIamError } from './iam_errors.ts'
 import type { RefreshTokenStore, StoredRefreshToken } from './refresh_token_store.ts'
@@ -69,7 +70,7 @@ const SCOPE_TOKEN = /^[\x21\x23-\x5b\x5d-\x7e]+$/
  */
 export class IamTokenExchanger {
   readonly #deps: OutboundExchangeDeps
-  readonly #locks = new Map<string, Promise<unknown>>()
+  readonly #locks = new SerialByKey()
 
   constructor(deps: OutboundExchangeDeps) {
     this.#deps = deps
@@ -137,12 +138,7 @@ export class IamTokenExchanger {
    * one key are serialised, so two concurrent callers never both spend the same single-use token.
    */
   refresh(key: string, req: RefreshRequest = {}): Promise<ExchangedAccessToken> {
-    const prev = this.#locks.get(key) ?? Promise.resolve()
-    const run = prev.then(() => this.#refresh(key, req), () => this.#refresh(key, req))
-    const tail = run.catch(() => {})
-    this.#locks.set(key, tail)
-    void tail.then(() => { if (this.#locks.get(key) === tail) this.#locks.delete(key) })
-    return run
+    return this.#locks.run(key, () => this.#refresh(key, req))
   }
 
   async #refresh(key: string, req: RefreshRequest, retried = false): Promise<ExchangedAccessToken> {

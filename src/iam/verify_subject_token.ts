@@ -1,6 +1,7 @@
 import { decodeJwt, decodeProtectedHeader, errors as joseErrors, jwtVerify, type JWTPayload, type JWTVerifyGetKey, type JWTVerifyOptions, type JWTVerifyResult } from 'jose'
 import { BrokerError, InvalidRequest, TemporarilyUnavailable } from '../errors.ts'
 import type { Clock } from '../lib/clock.ts'
+import { SingleFlight } from '../lib/keyed_promises.ts'
 import type { Logger } from '../lib/logger.ts'
 import type { IamDiscovery, TrustedIssuer } from './discovery.ts'
 import type { IamConfig } from './iam_config.ts'
@@ -48,7 +49,7 @@ export class IamSubjectTokenVerifier implements SubjectTokenVerifier {
   readonly #iam: IamConfig
   readonly #deps: IamVerifierDeps
   readonly #cache: VerifiedSubjectCache
-  readonly #inflight = new Map<string, Promise<VerifiedSubject>>()
+  readonly #inflight = new SingleFlight<VerifiedSubject>()
   readonly #keys = new Map<string, { jwksUri: string; keys: JWTVerifyGetKey }>()
   readonly #introspection: IntrospectionContext
 
@@ -72,12 +73,7 @@ export class IamSubjectTokenVerifier implements SubjectTokenVerifier {
     const cached = this.#cache.get(key, this.#deps.clock.now())
     if (cached) return cached
     // Concurrent first requests with the same token share one verification.
-    let pending = this.#inflight.get(key)
-    if (!pending) {
-      pending = this.#verifyUncached(token, key).finally(() => this.#inflight.delete(key))
-      this.#inflight.set(key, pending)
-    }
-    return pending
+    return this.#inflight.run(key, () => this.#verifyUncached(token, key))
   }
 
   /** Stops the cache's sweep timer. */
