@@ -6,7 +6,7 @@ import type { StoredRow } from '../audit/chain.ts'
 import type { Revocation } from '../revocation/revocation.ts'
 import { fromSessionRow, type SessionRow, type StoredSession } from '../console/session_store.ts'
 import { fromCredentialRow, type CredentialRow, type StoredCredential } from '../credentials/credential_store.ts'
-import { ChainedStore, assertPageSize, decodeCursor, equalityFilters, fromRevocationRow, toPage, type RevocationRow, type RevocationState, type WriteOp } from './chained_store.ts'
+import { ChainedStore, assertPageSize, decodeCursor, equalityFilters, fromRevocationRow, returnsResult, toPage, type RevocationRow, type RevocationState, type WriteOp } from './chained_store.ts'
 import { DEFAULT_GROUP_COMMIT, type GroupCommitOptions } from './group_commit.ts'
 import { JtiIndex } from './jti_index.ts'
 import { openSqliteDb, SqliteChainWriter, type AppendedRows, type SqliteSynchronous } from './sqlite_writer.ts'
@@ -89,7 +89,7 @@ export class SqliteStore extends ChainedStore {
   /** Inline mode only: the writer thread commits on its own (SqliteWriterClient). */
   protected commitBatch(ops: WriteOp[]): void {
     const { results, appended } = this.#inline!.commit(ops)
-    ops.forEach((op, i) => { if (op.kind !== 'event' && op.kind !== 'session') op.result = results[i] as never })
+    ops.forEach((op, i) => { if (returnsResult(op)) op.result = results[i] as never })
     this.#indexAppended(appended)
   }
 
