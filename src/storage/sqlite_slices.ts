@@ -80,8 +80,26 @@ export async function forEachSliceDesc(
   }
 }
 
+/**
+ * A GROUP BY count read in slices (forEachSlice): `read(lo, hi)` counts one slice, and `count` is summed
+ * over rows with equal `key` (one group's per-slice partial counts), so the result holds the single query's
+ * rows (in no particular order).
+ */
+export async function sumSlices<R extends { count: number }>(
+  boundary: StatementSync,
+  from: number,
+  to: number | undefined,
+  read: (lo: number, hi: number | undefined) => readonly R[],
+  key: (r: R) => string,
+  rows = SLICE_ROWS,
+): Promise<R[]> {
+  const merged = new CountMerger(key)
+  await forEachSlice(boundary, from, to, (lo, hi) => merged.add(read(lo, hi)), rows)
+  return merged.rows()
+}
+
 /** Sums `count` over rows with equal keys (the per-slice partial counts of one group). */
-export class CountMerger<R extends { count: number }> {
+class CountMerger<R extends { count: number }> {
   readonly #rows = new Map<string, R>()
   readonly #key: (r: R) => string
 
