@@ -11,7 +11,7 @@ import { DEFAULT_GROUP_COMMIT, type GroupCommitOptions } from './group_commit.ts
 import { JtiIndex } from './jti_index.ts'
 import { openSqliteDb, SqliteChainWriter, type AppendedRows, type SqliteSynchronous } from './sqlite_writer.ts'
 import { SqliteWriterClient } from './sqlite_writer_client.ts'
-import { compareSqlText, forEachSliceDesc, nextTurn, SLICE_ROWS, sumSlices } from './sqlite_slices.ts'
+import { compareSqlText, forEachSliceDesc, nextTurn, NO_END, SLICE_ROWS, sumSlices } from './sqlite_slices.ts'
 
 export type { SqliteSynchronous } from './sqlite_writer.ts'
 
@@ -185,7 +185,7 @@ export class SqliteStore extends ChainedStore {
     const slice = this.#db.prepare(`SELECT (time / ${q.bucketSeconds}) * ${q.bucketSeconds} AS bucket, type, role, site, token_kind, count(*) AS count FROM audit_log
       WHERE time >= ? AND time < ? AND type IN (${COUNTED_TYPES_SQL}) GROUP BY 1, 2, 3, 4, 5`)
     return sumSlices(this.#timeBoundary, q.from, q.to + 1,
-      (lo, hi) => (slice.all(lo, hi!) as unknown as CountRow[]).map((r) => ({ ...r, bucket: Number(r.bucket), count: Number(r.count) })),
+      (lo, hi) => (slice.all(lo, hi) as unknown as CountRow[]).map((r) => ({ ...r, bucket: Number(r.bucket), count: Number(r.count) })),
       (r) => JSON.stringify([r.bucket, r.type, r.role, r.site, r.token_kind]), this.#sliceRows)
   }
 
@@ -196,19 +196,16 @@ export class SqliteStore extends ChainedStore {
       WHERE decision = 'deny' AND time >= ? AND time < ? AND type = 'token.denied' GROUP BY 1`)
     const boundary = this.#db.prepare(`SELECT time FROM audit_log WHERE decision = 'deny' AND time >= ? AND time < ? ORDER BY time LIMIT 1 OFFSET ?`)
     return sumSlices(boundary, q.from, q.to + 1,
-      (lo, hi) => (slice.all(lo, hi!) as unknown as ReasonRow[]).map((r) => ({ reason: r.reason, count: Number(r.count) })),
+      (lo, hi) => (slice.all(lo, hi) as unknown as ReasonRow[]).map((r) => ({ reason: r.reason, count: Number(r.count) })),
       (r) => JSON.stringify([r.reason]), this.#sliceRows)
   }
 
   async countLive(q: { now: number; since: number }): Promise<LiveRow[]> {
-    const cond = "type IN ('token.issued', 'token.renewed') AND exp > ?"
-    const bounded = this.#db.prepare(`SELECT site, role, count(*) AS count FROM audit_log WHERE time >= ? AND time < ? AND ${cond} GROUP BY 1, 2`)
-    const open = this.#db.prepare(`SELECT site, role, count(*) AS count FROM audit_log WHERE time >= ? AND ${cond} GROUP BY 1, 2`)
-    const boundary = this.#db.prepare('SELECT time FROM audit_log WHERE time >= ? ORDER BY time LIMIT 1 OFFSET ?')
-    const rows = await sumSlices(boundary, q.since, undefined, (lo, hi) => {
-      const slice = (hi === undefined ? open.all(lo, q.now) : bounded.all(lo, hi, q.now)) as unknown as LiveRow[]
-      return slice.map((r) => ({ site: r.site, role: r.role, count: Number(r.count) }))
-    }, (r) => JSON.stringify([r.site, r.role]), this.#sliceRows)
+    const slice = this.#db.prepare(`SELECT site, role, count(*) AS count FROM audit_log
+      WHERE time >= ? AND time < ? AND type IN ('token.issued', 'token.renewed') AND exp > ? GROUP BY 1, 2`)
+    const rows = await sumSlices(this.#timeBoundary, q.since, NO_END,
+      (lo, hi) => (slice.all(lo, hi, q.now) as unknown as LiveRow[]).map((r) => ({ site: r.site, role: r.role, count: Number(r.count) })),
+      (r) => JSON.stringify([r.site, r.role]), this.#sliceRows)
     // The single query's ORDER BY 1, 2, in SQLite's own order.
     return rows.sort((a, b) => compareSqlText(a.site, b.site) || compareSqlText(a.role, b.role))
   }
