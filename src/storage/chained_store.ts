@@ -25,6 +25,11 @@ export type WriteOp =
    */
   | { kind: 'session'; write: SessionWrite }
 
+/** The ops that hand a `result` back to their caller: all but an event and a console session write. */
+export function returnsResult(op: WriteOp): op is Exclude<WriteOp, { kind: 'event' | 'session' }> {
+  return op.kind !== 'event' && op.kind !== 'session'
+}
+
 /**
  * One redemption of a pilot enrolment credential: inside the transaction, if fewer than `limit` slots of
  * `credential` are used, take the next one and append `json` (the issued token's record); otherwise

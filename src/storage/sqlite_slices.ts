@@ -8,6 +8,9 @@ import type { StatementSync } from 'node:sqlite'
  */
 export const SLICE_ROWS = 2500
 
+/** Past every stored time (whole seconds, safe integers): the `to` of a range with no upper end. */
+export const NO_END = 2 ** 53
+
 /**
  * Waits for an event-loop turn of its own: one slice per turn for all sliced reads in flight together.
  * Immediates queued in one turn all run in the next, so the overview's three aggregates, each yielding on
@@ -21,11 +24,11 @@ export function nextTurn(): Promise<void> {
 }
 
 /**
- * Runs `step` over [from, to) (to undefined: no upper end) in consecutive, disjoint time slices of about
- * `rows` records, one slice per event-loop turn (the first one too). `boundary` must be
- * `SELECT time FROM … WHERE <same filter> AND time >= ? [AND time < ?] ORDER BY time LIMIT 1 OFFSET ?`
- * (without the upper bound when `to` is undefined): the time of the `rows`-th record from a slice's
- * start, so a slice is sized by records (an index walk), not by a guess in seconds.
+ * Runs `step` over [from, to) in consecutive, disjoint time slices of about `rows` records, one slice per
+ * event-loop turn (the first one too). `boundary` must be
+ * `SELECT time FROM … WHERE <same filter> AND time >= ? AND time < ? ORDER BY time LIMIT 1 OFFSET ?`:
+ * the time of the `rows`-th record from a slice's start, so a slice is sized by records (an index walk),
+ * not by a guess in seconds. For no upper end, `to` = NO_END.
  *
  * Every record lies in exactly one slice, so summing per-slice counts per group key gives the single
  * query's counts exactly, a bucket cut by a slice edge included. Slices are read milliseconds apart, not
@@ -34,22 +37,21 @@ export function nextTurn(): Promise<void> {
 export async function forEachSlice(
   boundary: StatementSync,
   from: number,
-  to: number | undefined,
-  step: (lo: number, hi: number | undefined) => void,
+  to: number,
+  step: (lo: number, hi: number) => void,
   rows = SLICE_ROWS,
 ): Promise<void> {
   let lo = from
   // Terminates: each turn either ends the range or moves lo strictly forward towards `to` (or the last record).
   for (;;) {
     await nextTurn()
-    const args = to === undefined ? [lo, rows] : [lo, to, rows]
-    const next = (boundary.get(...args) as { time: number } | undefined)?.time
+    const next = (boundary.get(lo, to, rows) as { time: number } | undefined)?.time
     if (next === undefined) { step(lo, to); return }
     // More than `rows` records in one second: that second alone is the slice.
     const hi = Math.max(Number(next), lo + 1)
     step(lo, hi)
     lo = hi
-    if (to !== undefined && lo >= to) return
+    if (lo >= to) return
   }
 }
 
@@ -80,8 +82,26 @@ export async function forEachSliceDesc(
   }
 }
 
+/**
+ * A GROUP BY count read in slices (forEachSlice): `read(lo, hi)` counts one slice, and `count` is summed
+ * over rows with equal `key` (one group's per-slice partial counts), so the result holds the single query's
+ * rows (in no particular order).
+ */
+export async function sumSlices<R extends { count: number }>(
+  boundary: StatementSync,
+  from: number,
+  to: number,
+  read: (lo: number, hi: number) => readonly R[],
+  key: (r: R) => string,
+  rows = SLICE_ROWS,
+): Promise<R[]> {
+  const merged = new CountMerger(key)
+  await forEachSlice(boundary, from, to, (lo, hi) => merged.add(read(lo, hi)), rows)
+  return merged.rows()
+}
+
 /** Sums `count` over rows with equal keys (the per-slice partial counts of one group). */
-export class CountMerger<R extends { count: number }> {
+class CountMerger<R extends { count: number }> {
   readonly #rows = new Map<string, R>()
   readonly #key: (r: R) => string
 

@@ -6,12 +6,12 @@ import type { StoredRow } from '../audit/chain.ts'
 import type { Revocation } from '../revocation/revocation.ts'
 import { fromSessionRow, type SessionRow, type StoredSession } from '../console/session_store.ts'
 import { fromCredentialRow, type CredentialRow, type StoredCredential } from '../credentials/credential_store.ts'
-import { ChainedStore, assertPageSize, decodeCursor, equalityFilters, fromRevocationRow, toPage, type RevocationRow, type RevocationState, type WriteOp } from './chained_store.ts'
+import { ChainedStore, assertPageSize, decodeCursor, equalityFilters, fromRevocationRow, returnsResult, toPage, type RevocationRow, type RevocationState, type WriteOp } from './chained_store.ts'
 import { DEFAULT_GROUP_COMMIT, type GroupCommitOptions } from './group_commit.ts'
 import { JtiIndex } from './jti_index.ts'
 import { openSqliteDb, SqliteChainWriter, type AppendedRows, type SqliteSynchronous } from './sqlite_writer.ts'
 import { SqliteWriterClient } from './sqlite_writer_client.ts'
-import { CountMerger, compareSqlText, forEachSlice, forEachSliceDesc, nextTurn, SLICE_ROWS } from './sqlite_slices.ts'
+import { compareSqlText, forEachSliceDesc, nextTurn, NO_END, SLICE_ROWS, sumSlices } from './sqlite_slices.ts'
 
 export type { SqliteSynchronous } from './sqlite_writer.ts'
 
@@ -89,7 +89,7 @@ export class SqliteStore extends ChainedStore {
   /** Inline mode only: the writer thread commits on its own (SqliteWriterClient). */
   protected commitBatch(ops: WriteOp[]): void {
     const { results, appended } = this.#inline!.commit(ops)
-    ops.forEach((op, i) => { if (op.kind !== 'event' && op.kind !== 'session') op.result = results[i] as never })
+    ops.forEach((op, i) => { if (returnsResult(op)) op.result = results[i] as never })
     this.#indexAppended(appended)
   }
 
@@ -184,11 +184,9 @@ export class SqliteStore extends ChainedStore {
     // integer) goes in as a literal, so the bucket start is integer arithmetic inside SQLite.
     const slice = this.#db.prepare(`SELECT (time / ${q.bucketSeconds}) * ${q.bucketSeconds} AS bucket, type, role, site, token_kind, count(*) AS count FROM audit_log
       WHERE time >= ? AND time < ? AND type IN (${COUNTED_TYPES_SQL}) GROUP BY 1, 2, 3, 4, 5`)
-    const merged = new CountMerger<CountRow>((r) => JSON.stringify([r.bucket, r.type, r.role, r.site, r.token_kind]))
-    await forEachSlice(this.#timeBoundary, q.from, q.to + 1, (lo, hi) => {
-      merged.add((slice.all(lo, hi!) as unknown as CountRow[]).map((r) => ({ ...r, bucket: Number(r.bucket), count: Number(r.count) })))
-    }, this.#sliceRows)
-    return merged.rows()
+    return sumSlices(this.#timeBoundary, q.from, q.to + 1,
+      (lo, hi) => (slice.all(lo, hi) as unknown as CountRow[]).map((r) => ({ ...r, bucket: Number(r.bucket), count: Number(r.count) })),
+      (r) => JSON.stringify([r.bucket, r.type, r.role, r.site, r.token_kind]), this.#sliceRows)
   }
 
   async countDenialReasons(q: { from: number; to: number }): Promise<ReasonRow[]> {
@@ -197,25 +195,19 @@ export class SqliteStore extends ChainedStore {
     const slice = this.#db.prepare(`SELECT json_extract(body, '$.reason') AS reason, count(*) AS count FROM audit_log
       WHERE decision = 'deny' AND time >= ? AND time < ? AND type = 'token.denied' GROUP BY 1`)
     const boundary = this.#db.prepare(`SELECT time FROM audit_log WHERE decision = 'deny' AND time >= ? AND time < ? ORDER BY time LIMIT 1 OFFSET ?`)
-    const merged = new CountMerger<ReasonRow>((r) => JSON.stringify([r.reason]))
-    await forEachSlice(boundary, q.from, q.to + 1, (lo, hi) => {
-      merged.add((slice.all(lo, hi!) as unknown as ReasonRow[]).map((r) => ({ reason: r.reason, count: Number(r.count) })))
-    }, this.#sliceRows)
-    return merged.rows()
+    return sumSlices(boundary, q.from, q.to + 1,
+      (lo, hi) => (slice.all(lo, hi) as unknown as ReasonRow[]).map((r) => ({ reason: r.reason, count: Number(r.count) })),
+      (r) => JSON.stringify([r.reason]), this.#sliceRows)
   }
 
   async countLive(q: { now: number; since: number }): Promise<LiveRow[]> {
-    const cond = "type IN ('token.issued', 'token.renewed') AND exp > ?"
-    const bounded = this.#db.prepare(`SELECT site, role, count(*) AS count FROM audit_log WHERE time >= ? AND time < ? AND ${cond} GROUP BY 1, 2`)
-    const open = this.#db.prepare(`SELECT site, role, count(*) AS count FROM audit_log WHERE time >= ? AND ${cond} GROUP BY 1, 2`)
-    const boundary = this.#db.prepare('SELECT time FROM audit_log WHERE time >= ? ORDER BY time LIMIT 1 OFFSET ?')
-    const merged = new CountMerger<LiveRow>((r) => JSON.stringify([r.site, r.role]))
-    await forEachSlice(boundary, q.since, undefined, (lo, hi) => {
-      const rows = (hi === undefined ? open.all(lo, q.now) : bounded.all(lo, hi, q.now)) as unknown as LiveRow[]
-      merged.add(rows.map((r) => ({ site: r.site, role: r.role, count: Number(r.count) })))
-    }, this.#sliceRows)
+    const slice = this.#db.prepare(`SELECT site, role, count(*) AS count FROM audit_log
+      WHERE time >= ? AND time < ? AND type IN ('token.issued', 'token.renewed') AND exp > ? GROUP BY 1, 2`)
+    const rows = await sumSlices(this.#timeBoundary, q.since, NO_END,
+      (lo, hi) => (slice.all(lo, hi, q.now) as unknown as LiveRow[]).map((r) => ({ site: r.site, role: r.role, count: Number(r.count) })),
+      (r) => JSON.stringify([r.site, r.role]), this.#sliceRows)
     // The single query's ORDER BY 1, 2, in SQLite's own order.
-    return merged.rows().sort((a, b) => compareSqlText(a.site, b.site) || compareSqlText(a.role, b.role))
+    return rows.sort((a, b) => compareSqlText(a.site, b.site) || compareSqlText(a.role, b.role))
   }
 
   override async prune(before: number, now: number): Promise<PruneResult> {

@@ -1,7 +1,7 @@
 import { extname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Worker } from 'node:worker_threads'
-import type { WriteOp } from './chained_store.ts'
+import { returnsResult, type WriteOp } from './chained_store.ts'
 import { StoreOverloaded, type CommitStats, type Committer, type GroupCommitOptions } from './group_commit.ts'
 import type { CheckpointTuning } from './sqlite_checkpointer.ts'
 import type { AppendedRows, SqliteOpenOptions } from './sqlite_writer.ts'
@@ -88,7 +88,7 @@ export class SqliteWriterClient implements Committer<WriteOp> {
       this.onBatch?.(done.length)
       for (const [n, result] of m.results) {
         const op = done[n - m.first]?.op
-        if (op && op.kind !== 'event' && op.kind !== 'session') op.result = result as never
+        if (op && returnsResult(op)) op.result = result as never
       }
       this.#onAppended?.(m.appended)
       for (const p of done) p.resolve()
