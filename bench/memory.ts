@@ -2,7 +2,8 @@
 // plain HTTP) once per variant, reads its RSS idle after start, drives POST /token (startd IDTOKEN) with
 // wrk, and reads its peak (VmHWM). Variants differ in Node options (in place of those on the bin's first
 // line, which the default uses) or CTB_* settings; compare them, one at a time, against the default on the
-// same machine in the same run. The default runs the built dist/ (BENCH_ENTRY=src: the TypeScript sources).
+// same machine in the same run. Variables the bin's first line sets (MALLOC_ARENA_MAX) apply unless a
+// variant sets them. The default runs the built dist/ (BENCH_ENTRY=src: the TypeScript sources).
 //
 //   node bench/memory.ts [variant ...]      (default: all; BENCH_SECONDS, BENCH_CONNECTIONS as npm run bench;
 //                                            BENCH_SECONDS=0: idle only)
@@ -29,6 +30,8 @@ const VARIANTS: Record<string, Variant> = {
   'max-semi-space-size=16': { node: ['--max-semi-space-size=16'] },
   'semi 4 + max-old-space-size=512': { node: ['--max-semi-space-size=4', '--max-old-space-size=512'] },
   'audit.sqlite.writer inline': { env: { CTB_AUDIT_SQLITE_WRITER: 'inline' } },
+  // The bin's first line sets MALLOC_ARENA_MAX=2; glibc's own limit is 8 arenas per core.
+  "glibc's arenas (MALLOC_ARENA_MAX=64)": { env: { MALLOC_ARENA_MAX: '64' } },
 }
 
 const connections = Number(process.env.BENCH_CONNECTIONS ?? 32)

@@ -86,25 +86,34 @@ export function buildDist(): void {
   if (r.status !== 0) throw new Error(`npm run build failed: ${r.stderr.toString().trim().split('\n').at(-1)}`)
 }
 
+/** What the installed command's first line sets: environment (`NAME=value`) and Node options. */
+export interface BrokerLaunch { env: Record<string, string>; nodeOptions: string[] }
+
 /**
- * The Node options the installed command runs with: those on the first line of bin/condor-token-broker.js
- * (`#!/usr/bin/env -S node <options>`), so the bench measures the broker as npm -g, systemd and the
- * container start it.
+ * How the installed command starts Node: the first line of bin/condor-token-broker.js
+ * (`#!/usr/bin/env -S [NAME=value ...] node <options>`), so the bench measures the broker as npm -g,
+ * systemd and the container start it.
  */
-export function brokerNodeOptions(): string[] {
+export function brokerLaunch(): BrokerLaunch {
   const shebang = readFileSync(join(ROOT, 'bin/condor-token-broker.js'), 'utf8').split('\n', 1)[0]!
-  const m = /^#!\/usr\/bin\/env -S node(?<options>( \S+)*)$/.exec(shebang)
-  if (!m) throw new Error(`bin/condor-token-broker.js does not start with "#!/usr/bin/env -S node ...": ${shebang}`)
-  return m.groups!.options!.split(' ').filter((o) => o.length > 0)
+  const m = /^#!\/usr\/bin\/env -S (?<env>(?:[A-Z_]+=\S+ )*)node(?<options>( \S+)*)$/.exec(shebang)
+  if (!m) throw new Error(`bin/condor-token-broker.js does not start with "#!/usr/bin/env -S [NAME=value ...] node ...": ${shebang}`)
+  const env = Object.fromEntries(m.groups!.env!.split(' ').filter((a) => a.length > 0).map((a) => [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)]))
+  return { env, nodeOptions: m.groups!.options!.split(' ').filter((o) => o.length > 0) }
+}
+
+/** The Node options on the installed command's first line. */
+export function brokerNodeOptions(): string[] {
+  return brokerLaunch().nodeOptions
 }
 
 /**
- * `serve` in its own process, with the installed command's Node options (or `nodeOptions` in their place:
- * options on the command line win over NODE_OPTIONS, so a variant must replace them); env carries CTB_*
- * overrides.
+ * `serve` in its own process, with the installed command's environment and Node options (or
+ * `nodeOptions` in place of the options: options on the command line win over NODE_OPTIONS, so a
+ * variant must replace them); env carries CTB_* overrides and wins over the first line's variables.
  */
 export function startBroker(env: NodeJS.ProcessEnv, logFile: string, what = 'broker', entry: BrokerEntry = BENCH_ENTRY, nodeOptions = brokerNodeOptions()): Promise<BenchProcess> {
-  return spawnNode([...nodeOptions, join(ROOT, entry === 'src' ? 'src/cli/main.ts' : 'dist/cli/main.js'), 'serve'], { env, logFile, ready: /serving at/, what })
+  return spawnNode([...nodeOptions, join(ROOT, entry === 'src' ? 'src/cli/main.ts' : 'dist/cli/main.js'), 'serve'], { env: { ...brokerLaunch().env, ...env }, logFile, ready: /serving at/, what })
 }
 
 /** Runs the CLI to completion; resolves with its exit code and output. */

@@ -104,9 +104,11 @@ describe('the npm package, installed globally', () => {
       const r = await healthz(`https://127.0.0.1:${port}`, readFileSync(join(dir, 'data', 'tls', 'dev-ca.crt')))
       expect(r.status).toBe(200)
       expect(JSON.parse(r.text)).toEqual({ status: 'ok' })
-      // The bin's first line gave Node its heap options (env -S execs node in the same process).
+      // The bin's first line gave Node its heap options and glibc its arena limit (env -S execs node in the
+      // same process).
       const argv = readFileSync(`/proc/${child.pid}/cmdline`, 'utf8').split('\0')
       expect(argv).toEqual(expect.arrayContaining(['--max-semi-space-size=4', '--no-allocation-site-pretenuring']))
+      expect(readFileSync(`/proc/${child.pid}/environ`, 'utf8').split('\0')).toContain('MALLOC_ARENA_MAX=2')
     } finally {
       if (child.exitCode === null && child.signalCode === null) process.kill(child.pid!, 'SIGTERM')
     }

@@ -8,10 +8,11 @@ const ROOT = join(import.meta.dirname, '../..')
 const read = (f: string) => readFileSync(join(ROOT, f), 'utf8')
 
 describe('launchers', () => {
-  it('the bin carries the heap options on its first line, through env -S', () => {
-    const options = read('bin/condor-token-broker.js').split('\n')[0]!.match(/^#!\/usr\/bin\/env -S node((?: --[a-z-]+(?:=\S+)?)*)$/)
-    expect(options, 'first line').not.toBeNull()
-    expect(options![1]!.trim().split(' ')).toEqual(expect.arrayContaining([expect.stringMatching(/^--max-semi-space-size=\d+$/), '--no-allocation-site-pretenuring']))
+  it('the bin carries the heap options and the malloc arena limit on its first line, through env -S', () => {
+    const line = read('bin/condor-token-broker.js').split('\n')[0]!.match(/^#!\/usr\/bin\/env -S ((?:[A-Z_]+=\S+ )*)node((?: --[a-z-]+(?:=\S+)?)*)$/)
+    expect(line, 'first line').not.toBeNull()
+    expect(line![1]!.trim().split(' ')).toEqual(['MALLOC_ARENA_MAX=2'])
+    expect(line![2]!.trim().split(' ')).toEqual(expect.arrayContaining([expect.stringMatching(/^--max-semi-space-size=\d+$/), '--no-allocation-site-pretenuring']))
   })
 
   it('npm start, the container and the systemd unit execute the bin, not node with it', () => {
