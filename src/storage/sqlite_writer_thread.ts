@@ -18,6 +18,8 @@ export interface WriterOptions extends SqliteOpenOptions {
   maxWaitMs: number
   /** Background WAL checkpointing (sqlite_checkpointer.ts); defaults suit the bench. */
   checkpoint?: CheckpointTuning
+  /** Shared with the main thread: 1 while this thread has nothing to commit (sqlite_writer_client.ts). */
+  idle?: Int32Array
 }
 
 /** Ops numbered `first`, `first + 1`, … (numbers are consecutive across messages). */
@@ -41,6 +43,7 @@ let queueFirst = 0
 let scheduled = false
 
 function schedule(): void {
+  if (queue.length === 0 && !scheduled && options.idle) Atomics.store(options.idle, 0, 1)
   if (scheduled || queue.length === 0) return
   scheduled = true
   if (options.maxWaitMs > 0 && queue.length < options.maxBatch) setTimeout(commitNext, options.maxWaitMs)

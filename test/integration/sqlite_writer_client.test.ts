@@ -42,6 +42,31 @@ describe('SQLite writer thread', () => {
     await store.close()
   })
 
+  it('hands the thread what waits as soon as its commit ends, without waiting for the event-loop turn to end', async () => {
+    const store = new SqliteStore({ file: join(tempDir(), 'a.db') })
+    await store.record(event(1))
+    const before = store.commitStats().batches
+    // One long turn of the event loop (as when it reads many requests at once): records are produced
+    // from microtasks, with CPU work between them, and the loop never reaches its next phase. The thread
+    // commits the first record alone; the event loop learns that only from shared memory, since its
+    // reply waits for the turn's end. Waiting for the turn would put records 3-41 in a single second
+    // transaction.
+    const pending: Array<Promise<void>> = []
+    await (async () => {
+      for (let i = 2; i <= 41; i++) {
+        pending.push(store.record(event(i)))
+        await Promise.resolve()
+        const until = performance.now() + 25
+        while (performance.now() < until) { /* the rest of a request's work */ }
+      }
+    })()
+    await Promise.all(pending)
+    expect(store.commitStats().items).toBe(41)
+    expect(store.commitStats().batches - before).toBeGreaterThanOrEqual(3)
+    expect(await store.verify()).toMatchObject({ ok: true, records: 41 })
+    await store.close()
+  })
+
   it('waits for queued records on close, then refuses new ones', async () => {
     const file = join(tempDir(), 'a.db')
     const store = new SqliteStore({ file })
