@@ -155,7 +155,7 @@ export class JobTokens {
         decision: 'deny', reason: `${err.error}: ${err.description}`,
         detail: {
           credential: { user: req.user, provider: req.provider },
-          ...(credd ? { credd: { sub: credd.sub, role: credd.role, ...(credd.site !== undefined ? { site: credd.site } : {}) } } : {}),
+          ...(credd ? { credd: creddDetail(credd) } : {}),
           ...facts.detail,
         },
       })
@@ -184,7 +184,7 @@ export class JobTokens {
    */
   async #mint(cred: StoredCredential, provider: CredentialProvider, scopes: string[], audience: string[], ctx: RequestContext): Promise<JobToken> {
     const credential = { user: cred.user, provider: cred.provider }
-    const credd = ctx.credd ? { credd: ctx.credd.sub } : {}
+    const credd = ctx.credd ? { credd: creddDetail(ctx.credd) } : {}
     let confirmation: Confirmation | undefined
     try {
       confirmation = await this.#deps.recheck.confirm(cred)
@@ -251,6 +251,11 @@ export class JobTokens {
     }
     this.#cache.set(key, t)
   }
+}
+
+/** The credd as every job-token record names it in `detail.credd`, issued or refused. */
+function creddDetail(credd: CreddPrincipal): { sub: string; role: string; site?: string } {
+  return { sub: credd.sub, role: credd.role, ...(credd.site !== undefined ? { site: credd.site } : {}) }
 }
 
 /** Which registration a cached token came from: a re-registration (new createdAt) invalidates it. */

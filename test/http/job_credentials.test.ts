@@ -187,7 +187,7 @@ describe('GET /v1/credentials/{user}/{provider}/token', () => {
     expect(t.iamRequests('refresh_token')).toHaveLength(0)
     // The record says a credd fetched it for this credential, not that hank exchanged a token himself.
     const issued = (await t.store.query({ limit: 10, type: 'token.issued' })).records.map((r) => r.event).find((e) => e.issuedSub === 'hank@pool.example.org')
-    expect(issued).toMatchObject({ tokenKind: 'scitoken', detail: { credential: { user: 'hank', provider: 'se-storage' }, via: 'mint', credd: 'credd-ap1@aps.pool.example.org' } })
+    expect(issued).toMatchObject({ tokenKind: 'scitoken', detail: { credential: { user: 'hank', provider: 'se-storage' }, via: 'mint', credd: { sub: 'credd-ap1@aps.pool.example.org', role: 'credd' } } })
   })
 
   it('refuses callers that are not a live broker-issued IDTOKEN (401 invalid_token)', async () => {

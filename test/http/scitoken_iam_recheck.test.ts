@@ -181,6 +181,8 @@ describe('a scitoken credential and IAM', () => {
       expect((await events('token.denied', 'xavi')).at(0)).toMatchObject({
         decision: 'deny', tokenKind: 'scitoken', caller: { sub, groups: ['/cms'] }, detail: { iamCheck: { outcome: 'confirmed' } },
       })
+      // The credd, named as in every job-token record (issued or refused): its sub and role.
+      expect((await events('token.denied', 'xavi')).at(0)?.detail?.credd).toEqual({ sub: 'credd-ap1@aps.pool.example.org', role: 'credd' })
       // IAM still vouches for the user: the credential is not revoked, only refused under this policy.
       expect(await t.store.readCredential('xavi', 'se-storage')).toMatchObject({ revoked: false })
     } finally {
