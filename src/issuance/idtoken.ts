@@ -1,9 +1,10 @@
-import { createSecretKey, randomBytes, type KeyObject } from 'node:crypto'
+import { createSecretKey, type KeyObject } from 'node:crypto'
 import { deriveIdTokenKey } from '../keys/condor_key_file.ts'
 import { condorScope, type AuthzLevel } from './authz.ts'
 import { canonicalJson, type ClaimValue } from './canonical_json.ts'
 import { b64url, hs256 } from './jws.ts'
 import { InvalidRequest } from '../errors.ts'
+import { newJti } from '../lib/jti.ts'
 import { quote } from '../lib/quote.ts'
 
 /** A signing key for IDTOKENs, derived and imported once at start-up (the hot path only HMACs). */
@@ -44,11 +45,6 @@ export interface IdTokenRequest {
   extra?: Readonly<Record<string, string | number>>
 }
 
-/** 16 random bytes as 32 lowercase hex characters, as condor_token_create writes `jti`. */
-export function newIdTokenJti(): string {
-  return randomBytes(16).toString('hex')
-}
-
 /**
  * Builds IDTOKEN claims, refusing what HTCondor would mangle or what would be over-broad.
  * @see docs/htcondor-tokens.md §1.3, §3.4
@@ -67,7 +63,7 @@ export function buildIdTokenClaims(req: IdTokenRequest): IdTokenClaims {
   claims.sub = req.subject
   claims.iat = req.now
   claims.exp = req.now + req.lifetimeSeconds
-  claims.jti = req.jti ?? newIdTokenJti()
+  claims.jti = req.jti ?? newJti(req.now)
   claims.scope = condorScope([...new Set(req.authz)])
   return claims as unknown as IdTokenClaims
 }

@@ -12,7 +12,7 @@ import type { SubjectTokenVerifier } from '../iam/subject.ts'
 import type { Clock } from '../lib/clock.ts'
 import type { Logger } from '../lib/logger.ts'
 import type { CompiledGrant, CompiledPilotGrant, Policy } from '../policy/compile.ts'
-import { newJti } from '../policy/decide.ts'
+import { newJti } from '../lib/jti.ts'
 import { decideEnrolment, pilotGrantOf, renderPilotIdentity } from '../policy/pilot_decision.ts'
 import type { IssuanceBlocks, RevocationChecker } from '../revocation/revocation_checker.ts'
 import type { BrokerStore } from '../storage/chained_store.ts'
@@ -119,7 +119,7 @@ async function enrol(form: TokenRequestForm, ctx: RequestContext, deps: PilotExc
   state.site = d.site
   const now = deps.clock.now()
   const claims: EnrolmentClaims = {
-    jti: newJti(), iss: subject.iss, sub: subject.sub, rule: d.ruleId, ctb_role: d.role,
+    jti: newJti(now), iss: subject.iss, sub: subject.sub, rule: d.ruleId, ctb_role: d.role,
     ctb_gen: deps.revocations.generationOf(d.role), ctb_site: d.site, count: d.count, iat: now, exp: now + d.lifetime,
   }
   const credential = mintEnrolmentCredential(claims, deps.enrolmentKey)
@@ -220,7 +220,7 @@ function mintPilotToken(pilot: PilotRecord, g: { grant: CompiledGrant; pilot: Co
   const levels = g.pilot.tunneled ? PILOT_LEVELS_TUNNELED : PILOT_LEVELS
   const gen = deps.revocations.generationOf(pilot.role)
   const claims = buildIdTokenClaims({
-    trustDomain: deps.trustDomain, subject: pilot.identity, authz: levels, lifetimeSeconds: lifetime, now, jti: newJti(),
+    trustDomain: deps.trustDomain, subject: pilot.identity, authz: levels, lifetimeSeconds: lifetime, now, jti: newJti(now),
     extra: { ctb_role: pilot.role, ctb_gen: gen, ctb_site: pilot.site, [CLAIM_SLURM_JOB]: pilot.job },
   })
   const token = mintIdToken(claims, deps.idtokenKey)

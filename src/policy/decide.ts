@@ -1,28 +1,15 @@
-import { randomFillSync } from 'node:crypto'
 import type { VerifiedSubject } from '../iam/subject.ts'
 import type { Policy } from './compile.ts'
 import type { Decision, DecisionRequest } from './decision.ts'
 import { evaluateGrant, type Denial } from './evaluate_grant.ts'
+import { newJti } from '../lib/jti.ts'
 import { quote } from '../lib/quote.ts'
 import { callerMatches } from './match_caller.ts'
 import { ADMIN_ROLE } from './schema.ts'
 
 export interface DecideOptions {
-  /** Source of the token's `jti` (32 lowercase hex, as condor_token_create writes it); injected by tests. */
+  /** Source of the token's `jti` (lib/jti.ts: 32 lowercase hex, as condor_token_create writes it); injected by tests. */
   newJti?: () => string
-}
-
-// One CSPRNG call per 256 ids instead of one per id (randomBytes(16) costs ~5 µs, most of a decision),
-// the way Node caches entropy for randomUUID. Each byte is handed out once.
-const JTI_POOL = Buffer.alloc(16 * 256)
-let jtiOffset = JTI_POOL.length
-
-/** 16 random bytes as 32 lowercase hex characters (docs/htcondor-tokens.md §1.3). */
-export function newJti(): string {
-  if (jtiOffset === JTI_POOL.length) { randomFillSync(JTI_POOL); jtiOffset = 0 }
-  const id = JTI_POOL.toString('hex', jtiOffset, jtiOffset + 16)
-  jtiOffset += 16
-  return id
 }
 
 /**

@@ -1,5 +1,6 @@
 import type { Policy } from './compile.ts'
-import { newJti, roleNotGranted, type DecideOptions } from './decide.ts'
+import { newJti } from '../lib/jti.ts'
+import { roleNotGranted, type DecideOptions } from './decide.ts'
 import type { Decision, DecisionRequest } from './decision.ts'
 import { evaluateGrant } from './evaluate_grant.ts'
 import { callerMismatches } from './match_caller.ts'

@@ -1,12 +1,25 @@
+import { jtiSecond } from '../lib/jti.ts'
+
 /**
- * jti → audit seq, in memory, for the SQLite store.
+ * Whether a row's jti needs an entry in the in-memory index: not when the jti tells the second of the
+ * row's own `time` (lib/jti.ts), since a lookup then finds the row through the time index. Rows of the
+ * broker's own tokens are written in the second their jti was made, all but the few whose issuance
+ * straddled a second's end; entries are left for those, for jtis made before this scheme (or by a test
+ * clock), and for other records that name a token later (a revocation by jti, a refused renewal).
+ */
+export function needsJtiEntry(jti: string | null, time: number): jti is string {
+  return jti !== null && jtiSecond(jti) !== time
+}
+
+/**
+ * jti → audit seq, in memory, for the SQLite store: for the rows needsJtiEntry() picks.
  *
- * Why not an SQL index: a jti is 16 random bytes (docs/htcondor-tokens.md §1.3), so each new entry lands on a
+ * Why not an SQL index: a jti looks like 16 random bytes (lib/jti.ts), so each new entry lands on a
  * different page of a B-tree, and every group commit wrote one 4 KiB WAL page per record for it. That was
  * half of the SQLite writer's cost per record (writer_cost, 16-record batches: 45-60 µs with the index,
  * 32 µs without) and about 15-20% of POST /token throughput. Lookups by jti are rare (an auditor's query,
  * a revocation by jti), so the writer no longer pays for them on every token; the reader builds this
- * table from the log instead and catches up before each lookup.
+ * table from the log instead (only for the rows the time index cannot find) and catches up before each lookup.
  *
  * Layout: open addressing over two Uint32Arrays (a 32-bit FNV-1a hash of the jti, and the seq), 8 bytes a
  * slot, at most three quarters of the slots used (11-21 bytes per record; at most half used cost 16-32, and

@@ -8,7 +8,8 @@ import { fromSessionRow, type SessionRow, type StoredSession } from '../console/
 import { fromCredentialRow, type CredentialRow, type StoredCredential } from '../credentials/credential_store.ts'
 import { ChainedStore, assertPageSize, decodeCursor, equalityFilters, fromRevocationRow, returnsResult, toPage, type RevocationRow, type RevocationState, type WriteOp } from './chained_store.ts'
 import { DEFAULT_GROUP_COMMIT, type GroupCommitOptions } from './group_commit.ts'
-import { JtiIndex } from './jti_index.ts'
+import { jtiSecond } from '../lib/jti.ts'
+import { JtiIndex, needsJtiEntry } from './jti_index.ts'
 import { openSqliteDb, SqliteChainWriter, type AppendedRows, type SqliteSynchronous } from './sqlite_writer.ts'
 import { SqliteWriterClient } from './sqlite_writer_client.ts'
 import { compareSqlText, forEachSliceDesc, nextTurn, NO_END, SLICE_ROWS, sumSlices } from './sqlite_slices.ts'
@@ -43,6 +44,7 @@ export class SqliteStore extends ChainedStore {
   readonly backend = 'sqlite' as const
   readonly #db: DatabaseSync
   readonly #head: StatementSync
+  readonly #jtiInSecond: StatementSync
   readonly #firstSeq: StatementSync
   /** Where the next slice of a time range starts (sqlite_slices.ts). */
   readonly #timeBoundary: StatementSync
@@ -73,6 +75,7 @@ export class SqliteStore extends ChainedStore {
     this.#thread = thread
     this.#db = db
     this.#head = this.#db.prepare('SELECT seq, hash FROM audit_head WHERE id = 1')
+    this.#jtiInSecond = this.#db.prepare('SELECT seq FROM audit_log WHERE time = ? AND jti = ?')
     this.#firstSeq = this.#db.prepare('SELECT min(seq) AS seq FROM audit_log')
     this.#sliceRows = options.sliceRows ?? SLICE_ROWS
     this.#timeBoundary = this.#db.prepare('SELECT time FROM audit_log WHERE time >= ? AND time < ? ORDER BY time LIMIT 1 OFFSET ?')
@@ -128,9 +131,13 @@ export class SqliteStore extends ChainedStore {
     const where: string[] = []
     const args: SQLInputValue[] = []
     if (q.jti !== undefined) {
-      // No SQL index on jti (see jti_index.ts): narrow to the candidate rows; `jti = ?` below re-checks.
+      // No SQL index on jti (see jti_index.ts): the candidates the in-memory index holds, and the rows of
+      // the second the jti tells, found through the time index. Then the page is read by seq, which keeps
+      // SQLite from choosing another filter's index; `jti = ?` below re-checks.
       await this.#jtiUpToDate()
       const seqs = this.#jti.candidates(q.jti)
+      const second = jtiSecond(q.jti)
+      if (second !== undefined) for (const r of this.#jtiInSecond.all(second, q.jti) as Array<{ seq: number }>) seqs.push(r.seq)
       if (seqs.length === 0) return { records: [] }
       where.push(`seq IN (${seqs.map(Number).join(', ')})`)
     }
@@ -247,11 +254,11 @@ export class SqliteStore extends ChainedStore {
   async #readJtiRows(): Promise<void> {
     const head = (this.#head.get() as { seq: number }).seq
     const first = this.#readFirstLive()
-    const step = this.#db.prepare('SELECT seq, jti FROM audit_log WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?')
+    const step = this.#db.prepare('SELECT seq, time, jti FROM audit_log WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?')
     for (let n = 0; this.#jtiThrough < head && n <= head / JTI_CHUNK + 1; n++) {
       if (n > 0) await new Promise((r) => setImmediate(r))
-      const rows = step.all(this.#jtiThrough, head, JTI_CHUNK) as Array<{ seq: number; jti: string | null }>
-      for (const r of rows) if (r.jti !== null) this.#jti.add(r.jti, r.seq, first)
+      const rows = step.all(this.#jtiThrough, head, JTI_CHUNK) as Array<{ seq: number; time: number; jti: string | null }>
+      for (const r of rows) if (needsJtiEntry(r.jti, r.time)) this.#jti.add(r.jti, r.seq, first)
       this.#jtiThrough = rows.length < JTI_CHUNK ? head : rows.at(-1)!.seq
     }
   }

@@ -7,6 +7,7 @@ import type { RedemptionOutcome } from './chained_store.ts'
 import type { CredentialWrite } from '../credentials/credential_store.ts'
 import { revocationsToCarry } from '../revocation/revocation_consistency.ts'
 import { OperatorError } from '../errors.ts'
+import { needsJtiEntry } from './jti_index.ts'
 import { CREDENTIALS_MIGRATION, credentialValues, registerSql } from '../credentials/credential_store.ts'
 import { CONSOLE_SESSIONS_MIGRATION, sessionWriteSql, type SessionWrite } from '../console/session_store.ts'
 import { INITIAL_GENERATION, type NewRevocation, type Revocation } from '../revocation/revocation.ts'
@@ -130,7 +131,10 @@ const INSERT_SQL = `INSERT INTO audit_log (seq, ${COLUMN_NAMES.join(', ')}, body
 /** What a committed op yields: the stored revocation, the prune outcome, or nothing for a plain event. */
 export type OpResult = Revocation | PruneResult | RedemptionOutcome | boolean | null
 
-/** The rows one transaction appended: seqs `firstSeq`, `firstSeq + 1`, … with their jti (null: none). */
+/**
+ * The rows one transaction appended: seqs `firstSeq`, `firstSeq + 1`, … with the jti each needs in the
+ * in-memory index (null: none, or found by its time; jti_index.ts).
+ */
 export interface AppendedRows { firstSeq: number; jtis: Array<string | null> }
 
 export interface BatchOutcome { results: OpResult[]; appended: AppendedRows }
@@ -168,7 +172,7 @@ export class SqliteChainWriter {
         const hash = recordHash(seq, prev, body)
         this.#insert.run(seq, ...COLUMN_NAMES.map((c) => cols[c] as SQLInputValue), body, prev, hash)
         prev = hash
-        jtis.push(cols.jti)
+        jtis.push(needsJtiEntry(cols.jti, cols.time) ? cols.jti : null)
       }
       const results: OpResult[] = []
       for (const op of ops) {

@@ -1,9 +1,11 @@
-// Lookups by jti on the SQLite store go through an in-memory index built from the log (jti_index.ts), not an
-// SQL index: it must see rows written by other connections, survive reopening, and upgrade old files.
+// Lookups by jti on the SQLite store go through the time index for jtis that tell their record's second
+// (lib/jti.ts), and through an in-memory index built from the log for the others (jti_index.ts), not an SQL
+// index of their own: they must see rows written by other connections, survive reopening, and upgrade old files.
 import { join } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
 import { describe, expect, it } from 'vitest'
 import type { AuditEvent } from '../../src/audit/audit_log.ts'
+import { newJti } from '../../src/lib/jti.ts'
 import { SqliteStore } from '../../src/storage/sqlite_store.ts'
 import { tempDir } from '../support/tmp.ts'
 
@@ -74,6 +76,41 @@ describe('SQLite lookups by jti', () => {
     expect(await jtisOf(s, 'jti-28999')).toHaveLength(1)
     expect(await jtisOf(s, 'jti-17')).toEqual([])
     await s.close()
+  })
+
+  it('finds a token by a jti made in its record\'s second with no in-memory entry, and keeps entries for the rest', async () => {
+    const file = join(tempDir(), 'a.db')
+    const random = { thread: '0123456789abcdef0123456789abcdef', inline: 'fedcba9876543210fedcba9876543210' }
+    for (const writer of ['thread', 'inline'] as const) {
+      const s = new SqliteStore({ file, writer })
+      const base = (await s.query({ limit: 1 })).records[0]?.seq ?? 0
+      await jtisOf(s, newJti(T0 - 1)) // the index has read the log written so far
+      const entries = s.jtiIndexState().entries
+      const own = Array.from({ length: 200 }, (_, i) => newJti(T0 + i))
+      await Promise.all(own.map((jti, i) => s.record(issued(i, jti))))
+      // Made in the second before its record (an issuance across a second's end), and a random id as
+      // the broker made them before: both need an entry.
+      const straddling = newJti(T0 + 499)
+      await s.record(issued(500, straddling))
+      await s.record(issued(501, random[writer]))
+      expect(s.jtiIndexState().entries - entries).toBe(2)
+      expect(await jtisOf(s, own[150]!)).toEqual([base + 151])
+      expect(await jtisOf(s, straddling)).toEqual([base + 201])
+      expect(await jtisOf(s, random[writer])).toEqual([base + 202])
+      // A later record naming the same token (here: a second issuance record a day on) is found beside it.
+      await s.record(issued(86_400, own[7]!))
+      expect(s.jtiIndexState().entries - entries).toBe(3)
+      expect(await jtisOf(s, own[7]!)).toEqual([base + 203, base + 8])
+      expect(await jtisOf(s, own[7]!, { to: T0 + 100 })).toEqual([base + 8])
+      expect(await jtisOf(s, newJti(T0 + 7))).toEqual([])
+      await s.close()
+    }
+    // Read back from the log on opening: the same entries, the same answers.
+    const again = new SqliteStore({ file, writer: 'inline' })
+    expect(await jtisOf(again, random.thread)).toEqual([202])
+    expect(await jtisOf(again, random.inline)).toEqual([405])
+    expect(again.jtiIndexState().entries).toBe(6)
+    await again.close()
   })
 
   it('drops the old SQL jti index when it opens a file of schema version 1', async () => {

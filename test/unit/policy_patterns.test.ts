@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { newJti } from '../../src/policy/decide.ts'
+import { newJti } from '../../src/lib/jti.ts'
 import { compilePatterns, isHostPattern, isNormalisedPath, pathCovers } from '../../src/policy/patterns.ts'
 
 describe('policy patterns', () => {
