@@ -75,7 +75,7 @@ export class SqliteStore extends ChainedStore {
     this.#thread = thread
     this.#db = db
     this.#head = this.#db.prepare('SELECT seq, hash FROM audit_head WHERE id = 1')
-    this.#jtiInSecond = this.#db.prepare('SELECT seq FROM audit_log WHERE time = ? AND jti = ?')
+    this.#jtiInSecond = this.#db.prepare('SELECT seq FROM audit_log INDEXED BY audit_time_jti WHERE time = ? AND jti = ? AND jti IS NOT NULL')
     this.#firstSeq = this.#db.prepare('SELECT min(seq) AS seq FROM audit_log')
     this.#sliceRows = options.sliceRows ?? SLICE_ROWS
     this.#timeBoundary = this.#db.prepare('SELECT time FROM audit_log WHERE time >= ? AND time < ? ORDER BY time LIMIT 1 OFFSET ?')

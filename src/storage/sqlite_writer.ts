@@ -66,6 +66,10 @@ const MIGRATIONS: readonly string[] = [
   CREDENTIALS_MIGRATION,
   // Console sessions, shared by every process on this file; the bearer sealed under the session id (console/).
   CONSOLE_SESSIONS_MIGRATION,
+  // A lookup by jti reads the second the jti tells (lib/jti.ts): through this index it reads only the rows
+  // of that second with that jti, not every row of the second (at 15,000 records a second, a 5-50 ms stall
+  // per lookup). Its entries go in at the index's end, as the time index's do.
+  'CREATE INDEX IF NOT EXISTS audit_time_jti ON audit_log(time, jti) WHERE jti IS NOT NULL;',
 ]
 
 /**
