@@ -1,5 +1,6 @@
-import { randomUUID, type KeyObject } from 'node:crypto'
+import type { KeyObject } from 'node:crypto'
 import { InvalidRequest, InvalidScope } from '../errors.ts'
+import { newJti } from '../lib/jti.ts'
 import { quote } from '../lib/quote.ts'
 import { parseAuthzLevel } from './authz.ts'
 import { b64url, signAsymmetric, type AsymmetricAlg } from './jws.ts'
@@ -70,7 +71,7 @@ export function buildSciTokenClaims(req: SciTokenRequest): SciTokenClaims {
     iat: req.now,
     nbf: req.now - NBF_BACKDATE_SECONDS,
     exp: req.now + req.lifetimeSeconds,
-    jti: req.jti ?? randomUUID(),
+    jti: req.jti ?? newJti(req.now),
   }
   return req.profile === 'wlcg' ? { ...base, 'wlcg.ver': '1.0' } : { ...base, ver: 'scitoken:2.0' }
 }

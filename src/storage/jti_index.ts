@@ -5,7 +5,7 @@ import { jtiSecond } from '../lib/jti.ts'
  * row's own `time` (lib/jti.ts), since a lookup then finds the row through the time index. Rows of the
  * broker's own tokens are written in the second their jti was made, all but the few whose issuance
  * straddled a second's end; entries are left for those, for jtis made before this scheme (or by a test
- * clock), and for other records that name a token later (a revocation by jti, a refused renewal).
+ * clock), and for other records that name a token later (a revocation by jti).
  */
 export function needsJtiEntry(jti: string | null, time: number): jti is string {
   return jti !== null && jtiSecond(jti) !== time
