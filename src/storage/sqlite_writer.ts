@@ -52,7 +52,7 @@ const MIGRATIONS: readonly string[] = [
    CREATE INDEX revocations_until ON revocations(until);
    CREATE TABLE role_generations (role TEXT PRIMARY KEY, gen INTEGER NOT NULL);`,
   // jti is random: its index cost one WAL page per record, half the writer's work. Lookups by jti use an
-  // in-memory index built from the log instead (jti_index.ts).
+  // in-memory index built from the log instead (jti_index.ts), and since step 9 the (time, jti) index.
   'DROP INDEX IF EXISTS audit_jti;',
   // Revocation records are rare; start-up and audit verify read them all to check the revocations table.
   "CREATE INDEX IF NOT EXISTS audit_revocation_records ON audit_log(seq) WHERE type IN ('token.revoked', 'audit.checkpoint');",
