@@ -103,15 +103,16 @@ export interface TokenEndpointResult {
 /**
  * POST /token against `serve` in a separate process, with the development IAM in another (its memory and
  * CPU are not the broker's) and, on plain HTTP, the oidc-provider reference in a third, driven by the same
- * client with the same connections. `https`: through TLS with the undici client. `http`: plain HTTP
- * (tls.mode off, as behind a TLS proxy) driven by wrk when installed, which leaves the servers more of the
- * two cores than a Node client would. The caller's IAM token is reused, so its verification is a cache hit.
+ * client with the same connections. `https`: through TLS (wrk does not check the development
+ * certificate; the undici client does). `http`: plain HTTP (tls.mode off, as behind a TLS proxy). Both are
+ * driven by wrk when installed, which leaves the servers more of the two cores than a Node client would.
+ * The caller's IAM token is reused, so its verification is a cache hit.
  */
 export async function tokenEndpointLoad(options: { connections: number; durationMs: number; transport: 'https' | 'http'; runs: number }): Promise<TokenEndpointResult> {
   const dir = mkdtempSync(join(tmpdir(), 'ctb-bench-'))
   const started: BenchProcess[] = []
   const rows: Record<string, Row> = {}
-  const useWrk = options.transport === 'http' && await haveWrk()
+  const useWrk = await haveWrk()
   const client = useWrk ? 'wrk' : 'undici (Node; apt-get install wrk for a cheaper client)'
   try {
     const port = await freePort()
