@@ -33,7 +33,7 @@ export function newJti(second = Math.floor(Date.now() / 1000)): string {
   block.writeUIntBE(second, 0, 5)
   POOL.copy(block, 5, offset, offset + 11)
   offset += 11
-  return encrypt.update(block).toString('hex')
+  return encrypt.update(block, undefined, 'hex')
 }
 
 const HEX32 = /^[0-9a-f]{32}$/
