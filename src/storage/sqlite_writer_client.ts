@@ -12,8 +12,9 @@ interface Pending { op: WriteOp; resolve: () => void; reject: (err: Error) => vo
 /**
  * The main thread's side of the SQLite writer thread: numbers each op, streams ops to the thread (while
  * it is busy, those collected until the turn ends or it is idle again, as one message), and settles them
- * as the thread reports their transactions. Commits come back in submission order, so the waiting ops are a plain FIFO. If the thread
- * dies, every waiting and later write fails: fail closed. Keeps the process alive only while writes wait.
+ * as the thread reports their transactions. Commits come back in submission order, so the waiting ops
+ * are a plain FIFO. If the thread dies, every waiting and later write fails: fail closed. Keeps the
+ * process alive only while writes wait.
  */
 export class SqliteWriterClient implements Committer<WriteOp> {
   readonly #worker: Worker
