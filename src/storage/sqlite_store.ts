@@ -75,7 +75,7 @@ export class SqliteStore extends ChainedStore {
     this.#thread = thread
     this.#db = db
     this.#head = this.#db.prepare('SELECT seq, hash FROM audit_head WHERE id = 1')
-    this.#jtiInSecond = this.#db.prepare('SELECT seq FROM audit_log INDEXED BY audit_time_jti WHERE time = ? AND jti = ? AND jti IS NOT NULL')
+    this.#jtiInSecond = this.#db.prepare('SELECT seq FROM audit_log INDEXED BY audit_time_jti WHERE time = ? AND jti = ?')
     this.#firstSeq = this.#db.prepare('SELECT min(seq) AS seq FROM audit_log')
     this.#sliceRows = options.sliceRows ?? SLICE_ROWS
     this.#timeBoundary = this.#db.prepare('SELECT time FROM audit_log WHERE time >= ? AND time < ? ORDER BY time LIMIT 1 OFFSET ?')
@@ -131,8 +131,8 @@ export class SqliteStore extends ChainedStore {
     const where: string[] = []
     const args: SQLInputValue[] = []
     if (q.jti !== undefined) {
-      // No SQL index on jti (see jti_index.ts): the candidates the in-memory index holds, and the rows of
-      // the second the jti tells, found through the time index. Then the page is read by seq, which keeps
+      // No SQL index on jti alone (see jti_index.ts): the candidates the in-memory index holds, and the rows
+      // of the second the jti tells, found through audit_time_jti. Then the page is read by seq, which keeps
       // SQLite from choosing another filter's index; `jti = ?` below re-checks.
       await this.#jtiUpToDate()
       const seqs = this.#jti.candidates(q.jti)
@@ -256,7 +256,7 @@ export class SqliteStore extends ChainedStore {
     const first = this.#readFirstLive()
     const step = this.#db.prepare('SELECT seq, time, jti FROM audit_log WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?')
     for (let n = 0; this.#jtiThrough < head && n <= head / JTI_CHUNK + 1; n++) {
-      if (n > 0) await new Promise((r) => setImmediate(r))
+      if (n > 0) await nextTurn()
       const rows = step.all(this.#jtiThrough, head, JTI_CHUNK) as Array<{ seq: number; time: number; jti: string | null }>
       for (const r of rows) if (needsJtiEntry(r.jti, r.time)) this.#jti.add(r.jti, r.seq, first)
       this.#jtiThrough = rows.length < JTI_CHUNK ? head : rows.at(-1)!.seq
