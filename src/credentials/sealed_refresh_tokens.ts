@@ -230,6 +230,11 @@ export class SealedRefreshTokens implements RefreshTokenStore {
     }))
   }
 
+  /** Revokes the credential whose refresh token IAM refused, on record as credential.revoked. */
+  #revokeRefused(c: StoredCredential): Promise<boolean> {
+    return revokeStored(this.#store, c, { by: 'iam', reason: 'IAM refused the stored refresh token (expired or revoked at IAM)', now: this.#clock.now() })
+  }
+
   delete(key: string, ifRefreshToken?: string): Promise<boolean> {
     return this.#queue.run(key, async () => {
       const { user, provider } = parseKey(key)
@@ -249,7 +254,7 @@ export class SealedRefreshTokens implements RefreshTokenStore {
           return false
         }
         this.#drop(key)
-        await revokeStored(this.#store, c, { by: 'iam', reason: 'IAM refused the stored refresh token (expired or revoked at IAM)', now: this.#clock.now() })
+        await this.#revokeRefused(c)
         return true
       }
       let c = await this.#store.readCredential(user, provider)
@@ -264,7 +269,7 @@ export class SealedRefreshTokens implements RefreshTokenStore {
         c = await this.#store.readCredential(user, provider)
       }
       this.#drop(key)
-      await revokeStored(this.#store, c, { by: 'iam', reason: 'IAM refused the stored refresh token (expired or revoked at IAM)', now: this.#clock.now() })
+      await this.#revokeRefused(c)
       return true
     })
   }
