@@ -24,7 +24,7 @@ export interface CertificateServiceDeps {
    * The shared store: the audit records (issued and revoked serials) and the identity revocations, so
    * every replica builds the same CRL and refuses the same requests.
    */
-  audit: Pick<AuditStore, 'record' | 'query'> & Pick<RevocationStore, 'listRevocations'>
+  audit: Pick<AuditStore, 'record' | 'query'> & Pick<RevocationStore, 'listRevocations' | 'issuanceHorizon'>
   policy: { readonly current: Policy }
   clock: Clock
   /** Broker-wide cap on a host certificate's lifetime, whatever a grant says. */
@@ -202,17 +202,25 @@ export class CertificateService {
   }
 
   async #holds(now: number): Promise<CertificateHolds> {
-    return new CertificateHolds(await this.#d.audit.listRevocations(), now, this.#d.maxLifetime)
+    return new CertificateHolds(await this.#d.audit.listRevocations(), now, await this.#longestLifetime())
+  }
+
+  /**
+   * ca.max_lifetime, or the longest lifetime the broker ever granted if that is longer: a certificate
+   * issued before an admin lowered ca.max_lifetime keeps its own notAfter.
+   */
+  async #longestLifetime(): Promise<number> {
+    return Math.max(this.#d.maxLifetime, (await this.#d.audit.issuanceHorizon()).lifetime)
   }
 
   /**
    * The listed certificates (#listed) the holds match, except `revoked`. Reads only the issuance records of
-   * the last ca.max_lifetime and CRL lifetime (no certificate issued earlier is still listed), and only when
+   * the last #longestLifetime and CRL lifetime (no certificate issued earlier is still listed), and only when
    * an entry in force can match a certificate at all.
    */
   async #held(holds: CertificateHolds, revoked: ReadonlySet<string>, now: number): Promise<CrlEntry[]> {
     const out = new Map<string, CrlEntry>()
-    for await (const e of this.#events('certificate.issued', now - this.#d.maxLifetime - this.#d.crlLifetime)) {
+    for await (const e of this.#events('certificate.issued', now - (await this.#longestLifetime()) - this.#d.crlLifetime)) {
       const cert = issuedCertificateOf(e)
       if (!cert || !this.#listed(cert.exp, now) || revoked.has(cert.serial) || out.has(cert.serial)) continue
       const since = holds.heldSince(cert)

@@ -119,9 +119,11 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks {
             : req.kind === 'pilot-job' ? { site: parsePilotJob(req.value)!.site } : {}
     let liveTokens = 0
     let cursor: string | undefined
-    // Bounded: each page advances the cursor through a finite window (no live token is older than the longest lifetime).
+    // No live token is older than the longest lifetime ever granted, which a lowered maximum does not shorten.
+    const from = now - Math.max(this.#deps.maxTokenLifetime, (await this.#deps.store.issuanceHorizon()).lifetime)
+    // Bounded: each page advances the cursor through a finite window.
     do {
-      const page = await this.#deps.store.query({ ...filter, type: 'token.issued', from: now - this.#deps.maxTokenLifetime, limit: 1000, ...(cursor ? { cursor } : {}) })
+      const page = await this.#deps.store.query({ ...filter, type: 'token.issued', from, limit: 1000, ...(cursor ? { cursor } : {}) })
       for (const { event: e } of page.records) {
         if (e.exp === undefined || e.exp <= now || e.tokenKind === 'access_token') continue
         if (req.kind === 'client' && e.caller?.client_id !== req.value) continue
@@ -170,13 +172,16 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks {
   async revoke(req: RevocationRequest, actor: RevocationActor): Promise<Revocation> {
     await this.#validate(req)
     const now = this.#deps.clock.now()
+    // For every kind but jti the store raises this to the latest expiry issued so far (IssuanceHorizon).
     let until = now + this.#deps.maxTokenLifetime
     if (req.kind === 'jti') {
       if (req.exp !== undefined) {
         if (!Number.isSafeInteger(req.exp) || req.exp < 0) throw new InvalidRequest('exp must be whole epoch seconds')
-        // Bounded, or a made-up exp would keep the entry in the HTCondor expression for ever.
-        if (req.exp > now + this.#deps.maxTokenLifetime) {
-          throw new InvalidRequest(`exp must be at most ${now + this.#deps.maxTokenLifetime} (now plus the longest token lifetime, ${this.#deps.maxTokenLifetime} s): no token the broker issues lives longer`)
+        // Bounded, or a made-up exp would keep the entry in the HTCondor expression for ever; a token issued
+        // under a longer maximum lifetime than today's may reach as far as the horizon.
+        const latest = Math.max(until, (await this.#deps.store.issuanceHorizon()).exp)
+        if (req.exp > latest) {
+          throw new InvalidRequest(`exp must be at most ${latest} (the latest expiry of any token the broker has issued, or now plus the longest token lifetime, ${this.#deps.maxTokenLifetime} s)`)
         }
         until = req.exp
       } else {

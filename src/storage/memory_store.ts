@@ -1,7 +1,8 @@
 import type { AuditPage, AuditQuery } from '../audit/audit_log.ts'
 import { assertCountQuery, COUNTED_TYPES, type CountQuery, type CountRow, type LiveRow, type ReasonRow } from '../audit/aggregate.ts'
 import { GENESIS_HASH, rowToRecord, type AuditColumns, type StoredRow } from '../audit/chain.ts'
-import { INITIAL_GENERATION, type Revocation } from '../revocation/revocation.ts'
+import { INITIAL_GENERATION, type IssuanceHorizon, type Revocation } from '../revocation/revocation.ts'
+import { HorizonTracker, NO_HORIZON, revocationUntil } from './issuance_horizon.ts'
 import { revocationsToCarry } from '../revocation/revocation_consistency.ts'
 import {
   ChainedStore, assertPageSize, chainRow, checkpointEventBody, decodeCursor, equalityFilters, eventRow,
@@ -23,6 +24,9 @@ export class MemoryStore extends ChainedStore {
   #generations = new Map<string, number>()
   /** Slots used per pilot enrolment credential. */
   #redemptions = new Map<string, number>()
+  #horizon = new HorizonTracker()
+  /** The issuance horizon row (issuance_horizon.ts). */
+  #horizonRow: IssuanceHorizon = NO_HORIZON
   #anchor: string | undefined
   #credentials = new Map<string, StoredCredential>()
   /** Console sessions by id digest, in creation order. */
@@ -42,11 +46,13 @@ export class MemoryStore extends ChainedStore {
     let sessions: Map<string, StoredSession> | undefined
     let pruneThrough = 0
     let { seq, hash } = this.#head
+    this.#horizon.begin()
     const append = (body: string, cols: AuditColumns) => {
       seq++
       const row = chainRow(seq, hash, body, cols)
       rows.push(row)
       hash = row.hash
+      this.#horizon.observe(cols)
     }
     let nextId = (this.#revocations.at(-1)?.id ?? 0) + 1
     const results: Array<() => void> = []
@@ -73,11 +79,13 @@ export class MemoryStore extends ChainedStore {
           gen = (generations.get(op.rev.value) ?? INITIAL_GENERATION) + 1
           generations.set(op.rev.value, gen)
         }
-        const rev: Revocation = { ...op.rev, id: nextId++, ...(gen !== undefined ? { gen } : {}) }
+        const until = revocationUntil(op.rev, Math.max(this.#horizonRow.exp, this.#horizon.batchExp))
+        const rev: Revocation = { ...op.rev, until, id: nextId++, ...(gen !== undefined ? { gen } : {}) }
         revocations.push(rev)
         const { body, cols } = revocationEventBody(op.event, rev)
         append(body, cols)
-        results.push(() => { op.result = rev })
+        // A copy, as a database hands back: the caller's object is not the stored row.
+        results.push(() => { op.result = { ...rev } })
       } else if (op.kind === 'lift') {
         const i = this.#revocations.findIndex((r) => r.id === op.lift.id && r.liftedAt === undefined)
         if (i < 0 || lifted.has(i)) continue
@@ -110,6 +118,9 @@ export class MemoryStore extends ChainedStore {
     this.#credentials = credentials
     if (sessions) this.#sessions = sessions
     this.#head = { seq, hash }
+    const raise = this.#horizon.raise()
+    if (raise) this.#horizonRow = { exp: Math.max(raise.exp, this.#horizonRow.exp), lifetime: Math.max(raise.lifetime, this.#horizonRow.lifetime) }
+    this.#horizon.committed()
     for (const r of results) r()
   }
 
@@ -201,6 +212,10 @@ export class MemoryStore extends ChainedStore {
 
   async roleGenerations(): Promise<Map<string, number>> {
     return new Map(this.#generations)
+  }
+
+  async issuanceHorizon(): Promise<IssuanceHorizon> {
+    return { ...this.#horizonRow }
   }
 
   protected async readRevocationState(): Promise<RevocationState> {

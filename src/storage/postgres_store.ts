@@ -3,7 +3,8 @@ import type { AuditEvent, AuditPage, AuditQuery } from '../audit/audit_log.ts'
 import { assertCountQuery, COUNTED_TYPES_SQL, type CountQuery, type CountRow, type LiveRow, type ReasonRow } from '../audit/aggregate.ts'
 import { COLUMN_NAMES, GENESIS_HASH, type AuditColumns, type StoredRow } from '../audit/chain.ts'
 import { OperatorError } from '../errors.ts'
-import { INITIAL_GENERATION, type NewRevocation, type Revocation } from '../revocation/revocation.ts'
+import { INITIAL_GENERATION, type IssuanceHorizon, type NewRevocation, type Revocation } from '../revocation/revocation.ts'
+import { HORIZON_TYPES_SQL, HorizonTracker, NO_HORIZON, revocationUntil } from './issuance_horizon.ts'
 import { revocationsToCarry } from '../revocation/revocation_consistency.ts'
 import {
   ChainedStore, LIFT_AND_ISS_MIGRATION, REVOCATION_RECORDS_WHERE, assertPageSize, chainRow, checkpointEventBody, decodeCursor, equalityFilters, eventRow,
@@ -58,6 +59,12 @@ const MIGRATIONS: readonly string[] = [
   CREDENTIALS_MIGRATION,
   // Console sessions, shared by every replica; the bearer sealed under the session id (console/).
   CONSOLE_SESSIONS_MIGRATION,
+  // How far what was issued reaches (issuance_horizon.ts), seeded from the log: one pass over it, once.
+  `CREATE TABLE IF NOT EXISTS issuance_horizon (id INT PRIMARY KEY CHECK (id = 1), exp BIGINT NOT NULL, lifetime BIGINT NOT NULL);
+   INSERT INTO issuance_horizon (id, exp, lifetime)
+     SELECT 1, coalesce(max(exp), 0), coalesce(max(GREATEST(exp - time, 0)), 0) FROM audit_log
+     WHERE type IN (${HORIZON_TYPES_SQL}) AND exp IS NOT NULL
+   ON CONFLICT (id) DO NOTHING;`,
 ]
 
 // Any constant works; it only has to be the same in every replica.
@@ -83,6 +90,8 @@ const types = {
 export class PostgresStore extends ChainedStore {
   readonly backend = 'postgres' as const
   readonly #pool: pg.Pool
+  /** This replica's view of the issuance horizon row; other replicas raise it too, so it may be stale (low). */
+  readonly #horizon = new HorizonTracker()
 
   private constructor(pool: pg.Pool, groupCommit?: Partial<GroupCommitOptions>) {
     super({ ...(groupCommit ? { groupCommit } : {}) })
@@ -117,11 +126,14 @@ export class PostgresStore extends ChainedStore {
       let seq = head.seq
       let prev = head.hash
       const rows: StoredRow[] = []
+      const horizon = this.#horizon
+      horizon.begin()
       const append = (body: string, cols: AuditColumns) => {
         seq++
         const row = chainRow(seq, prev, body, cols)
         rows.push(row)
         prev = row.hash
+        horizon.observe(cols)
       }
       const flush = async () => {
         if (rows.length === 0) return
@@ -148,7 +160,7 @@ export class PostgresStore extends ChainedStore {
         } else if (op.kind === 'session') {
           for (const { sql, values } of sessionWriteSql(op.write, (i) => `$${i}`, 'postgres')) await client.query(sql, values)
         } else if (op.kind === 'revoke') {
-          const rev = await insertRevocation(client, op.rev)
+          const rev = await insertRevocation(client, op.rev, horizon.batchExp)
           const { body, cols } = revocationEventBody(op.event, rev)
           append(body, cols)
           op.result = rev
@@ -169,7 +181,12 @@ export class PostgresStore extends ChainedStore {
       }
       await flush()
       await client.query('UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1', [seq, prev])
+      const raise = horizon.raise()
+      if (raise) {
+        await client.query('UPDATE issuance_horizon SET exp = GREATEST(exp, $1), lifetime = GREATEST(lifetime, $2) WHERE id = 1', [raise.exp, raise.lifetime])
+      }
     })
+    this.#horizon.committed()
   }
 
   protected async *scanRows(fromSeq: number): AsyncIterable<StoredRow> {
@@ -257,6 +274,11 @@ export class PostgresStore extends ChainedStore {
     return new Map(rows.map((r) => [r.role, r.gen]))
   }
 
+  async issuanceHorizon(): Promise<IssuanceHorizon> {
+    const { rows } = await this.#pool.query<IssuanceHorizon>('SELECT exp, lifetime FROM issuance_horizon WHERE id = 1')
+    return rows[0] ? { exp: rows[0].exp, lifetime: rows[0].lifetime } : NO_HORIZON
+  }
+
   protected async readRevocationState(): Promise<RevocationState> {
     // One snapshot for the reads: a revocation committing meanwhile is either wholly in or wholly out.
     const client = await this.#pool.connect()
@@ -299,17 +321,21 @@ export class PostgresStore extends ChainedStore {
   }
 }
 
-async function insertRevocation(client: pg.PoolClient, r: NewRevocation): Promise<Revocation> {
+/** `batchExp`: the latest expiry among the records this transaction appended before the revocation. */
+async function insertRevocation(client: pg.PoolClient, r: NewRevocation, batchExp: number): Promise<Revocation> {
   let gen: number | undefined
   if (r.kind === 'role') {
     gen = (await client.query<{ gen: number }>(
       'INSERT INTO role_generations (role, gen) VALUES ($1, $2::int + 1) ON CONFLICT (role) DO UPDATE SET gen = role_generations.gen + 1 RETURNING gen',
       [r.value, INITIAL_GENERATION])).rows[0]!.gen
   }
+  // Under the chain-head lock every replica's earlier issuances have raised the row already.
+  const stored = (await client.query<{ exp: number }>('SELECT exp FROM issuance_horizon WHERE id = 1')).rows[0]?.exp ?? 0
+  const until = revocationUntil(r, Math.max(stored, batchExp))
   const { rows } = await client.query<{ id: number }>(
     'INSERT INTO revocations (kind, value, revoked_at, until, gen, reason, revoked_by, iss) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id',
-    [r.kind, r.value, r.revokedAt, r.until, gen ?? null, r.reason ?? null, r.revokedBy ?? null, r.iss ?? null])
-  return { ...r, id: rows[0]!.id, ...(gen !== undefined ? { gen } : {}) }
+    [r.kind, r.value, r.revokedAt, until, gen ?? null, r.reason ?? null, r.revokedBy ?? null, r.iss ?? null])
+  return { ...r, until, id: rows[0]!.id, ...(gen !== undefined ? { gen } : {}) }
 }
 
 async function prunePrefix(client: pg.PoolClient, before: number, headSeq: number) {

@@ -10,7 +10,8 @@ import { OperatorError } from '../errors.ts'
 import { needsJtiEntry } from './jti_index.ts'
 import { CREDENTIALS_MIGRATION, credentialValues, registerSql } from '../credentials/credential_store.ts'
 import { CONSOLE_SESSIONS_MIGRATION, sessionWriteSql, type SessionWrite } from '../console/session_store.ts'
-import { INITIAL_GENERATION, type NewRevocation, type Revocation } from '../revocation/revocation.ts'
+import { INITIAL_GENERATION, type IssuanceHorizon, type NewRevocation, type Revocation } from '../revocation/revocation.ts'
+import { HORIZON_TYPES_SQL, HorizonTracker, NO_HORIZON, revocationUntil } from './issuance_horizon.ts'
 import { checkpointEventBody, eventRow, fromRevocationRow, LIFT_AND_ISS_MIGRATION, REVOCATION_RECORDS_WHERE, revocationEventBody, type RevocationRow, type WriteOp } from './chained_store.ts'
 
 /**
@@ -70,6 +71,11 @@ const MIGRATIONS: readonly string[] = [
   // of that second with that jti, not every row of the second (at 15,000 records a second, a 5-50 ms stall
   // per lookup). Its entries go in at the index's end, as the time index's do.
   'CREATE INDEX IF NOT EXISTS audit_time_jti ON audit_log(time, jti) WHERE jti IS NOT NULL;',
+  // How far what was issued reaches (issuance_horizon.ts), seeded from the log: one pass over it, once.
+  `CREATE TABLE IF NOT EXISTS issuance_horizon (id INTEGER PRIMARY KEY CHECK (id = 1), exp INTEGER NOT NULL, lifetime INTEGER NOT NULL);
+   INSERT INTO issuance_horizon (id, exp, lifetime)
+     SELECT 1, coalesce(max(exp), 0), coalesce(max(max(exp - time, 0)), 0) FROM audit_log
+     WHERE type IN (${HORIZON_TYPES_SQL}) AND exp IS NOT NULL;`,
 ]
 
 /**
@@ -156,16 +162,20 @@ export class SqliteChainWriter {
   /** Statements of the rarer ops, prepared on first use: preparing one cost more than running it. */
   readonly #statements = new Map<string, StatementSync>()
 
+  readonly #horizon: HorizonTracker
+
   constructor(db: DatabaseSync) {
     this.#db = db
     this.#insert = db.prepare(INSERT_SQL)
     this.#head = db.prepare('SELECT seq, hash FROM audit_head WHERE id = 1')
     this.#setHead = db.prepare('UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1')
+    this.#horizon = new HorizonTracker(readSqliteHorizon(db))
   }
 
   commit(ops: readonly WriteOp[]): BatchOutcome {
     const db = this.#db
     db.exec('BEGIN IMMEDIATE')
+    this.#horizon.begin()
     try {
       const head = this.#head.get() as { seq: number; hash: string }
       let seq = head.seq
@@ -175,6 +185,7 @@ export class SqliteChainWriter {
         seq++
         const hash = recordHash(seq, prev, body)
         this.#insert.run(seq, ...COLUMN_NAMES.map((c) => cols[c] as SQLInputValue), body, prev, hash)
+        this.#horizon.observe(cols)
         prev = hash
         jtis.push(needsJtiEntry(cols.jti, cols.time) ? cols.jti : null)
       }
@@ -219,7 +230,12 @@ export class SqliteChainWriter {
         }
       }
       this.#setHead.run(seq, prev)
+      const raise = this.#horizon.raise()
+      if (raise) {
+        this.#stmt('UPDATE issuance_horizon SET exp = max(exp, ?), lifetime = max(lifetime, ?) WHERE id = 1').run(raise.exp, raise.lifetime)
+      }
       db.exec('COMMIT')
+      this.#horizon.committed()
       return { results, appended: { firstSeq: head.seq + 1, jtis } }
     } catch (err) {
       if (db.isTransaction) db.exec('ROLLBACK')
@@ -257,9 +273,12 @@ export class SqliteChainWriter {
       gen = (cur?.gen ?? INITIAL_GENERATION) + 1
       this.#stmt('INSERT INTO role_generations (role, gen) VALUES (?, ?) ON CONFLICT (role) DO UPDATE SET gen = excluded.gen').run(r.value, gen)
     }
+    // The row as committed so far and this batch's own earlier records: every issuance before this revocation.
+    const stored = (this.#stmt('SELECT exp FROM issuance_horizon WHERE id = 1').get() as { exp: number } | undefined)?.exp ?? 0
+    const until = revocationUntil(r, Math.max(stored, this.#horizon.batchExp))
     const res = this.#stmt('INSERT INTO revocations (kind, value, revoked_at, until, gen, reason, revoked_by, iss) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
-      .run(r.kind, r.value, r.revokedAt, r.until, gen ?? null, r.reason ?? null, r.revokedBy ?? null, r.iss ?? null)
-    return { ...r, id: Number(res.lastInsertRowid), ...(gen !== undefined ? { gen } : {}) }
+      .run(r.kind, r.value, r.revokedAt, until, gen ?? null, r.reason ?? null, r.revokedBy ?? null, r.iss ?? null)
+    return { ...r, until, id: Number(res.lastInsertRowid), ...(gen !== undefined ? { gen } : {}) }
   }
 
   /** Deletes the oldest records up to the first one at or after `before`; returns what the checkpoint must carry. */
@@ -275,4 +294,10 @@ export class SqliteChainWriter {
     const res = this.#stmt('DELETE FROM audit_log WHERE seq <= ?').run(through)
     return { prunedThroughSeq: through, prunedLastHash: last.hash, prunedCount: Number(res.changes), carried }
   }
+}
+
+/** The issuance horizon row (schema step 10 creates and seeds it). */
+export function readSqliteHorizon(db: DatabaseSync): IssuanceHorizon {
+  const row = db.prepare('SELECT exp, lifetime FROM issuance_horizon WHERE id = 1').get() as IssuanceHorizon | undefined
+  return row ? { exp: row.exp, lifetime: row.lifetime } : NO_HORIZON
 }

@@ -8,6 +8,7 @@ import { MemoryStore } from '../../src/storage/memory_store.ts'
 import { SqliteStore } from '../../src/storage/sqlite_store.ts'
 import { auditStoreContract } from './audit_log.contract.ts'
 import { pilotRedemptionContract } from './pilot_redemption.contract.ts'
+import { issuanceHorizonContract } from './issuance_horizon.contract.ts'
 
 const dir = mkdtempSync(join(tmpdir(), 'ctb-audit-'))
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
@@ -78,3 +79,17 @@ for (const writer of ['thread', 'inline'] as const) {
   })
 }
 pilotRedemptionContract('memory', { async open() { return new MemoryStore() } })
+
+for (const writer of ['thread', 'inline'] as const) {
+  issuanceHorizonContract(`sqlite (${writer} writer)`, {
+    async open() {
+      file = join(dir, `audit-${++n}.db`)
+      return new SqliteStore({ file, writer })
+    },
+    async openPeer() { return new SqliteStore({ file, writer }) },
+    // Schema step 10 is the horizon table: back to 9, as the previous version left the file.
+    async rewind() { raw((db) => db.exec('DROP TABLE issuance_horizon; PRAGMA user_version = 9')) },
+    async reopen() { return new SqliteStore({ file, writer }) },
+  })
+}
+issuanceHorizonContract('memory', { async open() { return new MemoryStore() } })

@@ -4,6 +4,7 @@ import { auditStoreContract } from '../integration/audit_log.contract.ts'
 import { pilotRedemptionContract } from '../integration/pilot_redemption.contract.ts'
 import { credentialStoreContract } from '../integration/credential_store.contract.ts'
 import { consoleSessionStoreContract } from '../integration/console_session_store.contract.ts'
+import { issuanceHorizonContract } from '../integration/issuance_horizon.contract.ts'
 import { startPostgres, type TestPostgres } from '../support/postgres.ts'
 
 // A real PostgreSQL 15 server started for this file on 127.0.0.1 (Debian package `postgresql`).
@@ -45,6 +46,23 @@ auditStoreContract('postgres', {
   },
 })
 
+issuanceHorizonContract('postgres', {
+  async open() {
+    dsn = await server.createDatabase(`horizon_${++n}`)
+    return PostgresStore.open({ dsn })
+  },
+  async openPeer() { return PostgresStore.open({ dsn }) },
+  // Schema step 8 is the horizon table: back to 7, as the previous version left the database.
+  async rewind() {
+    const store = await PostgresStore.open({ dsn })
+    try {
+      await store.sql('DROP TABLE issuance_horizon')
+      await store.sql('UPDATE ctb_schema_version SET version = 7')
+    } finally { await store.close() }
+  },
+  async reopen() { return PostgresStore.open({ dsn }) },
+})
+
 pilotRedemptionContract('postgres', {
   async open() {
     dsn = await server.createDatabase(`redeem_${++n}`)
@@ -66,7 +84,7 @@ it('migrates a database at the schema before pilot redemptions forward, keeping 
 
   const store = await PostgresStore.open({ dsn: url })
   try {
-    expect((await store.sql('SELECT version FROM ctb_schema_version')).rows).toEqual([{ version: 7 }])
+    expect((await store.sql('SELECT version FROM ctb_schema_version')).rows).toEqual([{ version: 8 }])
     // The steps after it ran too: the console sessions table is there.
     expect(await store.readConsoleSession('no-such-digest')).toBeUndefined()
     expect(await store.listRevocations()).toEqual([rev])
