@@ -3,6 +3,7 @@ import { join } from 'node:path'
 import type { AuditEvent } from './audit/audit_log.ts'
 import { RefusalTally } from './audit/refusal_tally.ts'
 import { startRetention } from './audit/retention.ts'
+import { certificateRetentionFloor } from './ca/certificate_retention.ts'
 import { caDir, maxTokenLifetime, type Config } from './config.ts'
 import type { CertificateService } from './ca/certificate_service.ts'
 import { poolCaFiles } from './ca/pool_ca_files.ts'
@@ -205,7 +206,9 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
     revocations.startAutoRefresh()
     closers.push(() => revocations.stop())
     if (config.audit.retention_days > 0) {
-      closers.push(startRetention(store, { days: config.audit.retention_days, intervalSeconds: config.audit.prune_interval, clock, log }))
+      const floor = existsSync(poolCaFiles(caDir(config)).keyFile)
+        ? { floor: certificateRetentionFloor(store, { maxLifetime: config.ca.max_lifetime, crlLifetime: config.ca.crl_lifetime }) } : {}
+      closers.push(startRetention(store, { days: config.audit.retention_days, intervalSeconds: config.audit.prune_interval, clock, log, ...floor }))
     }
 
     // Built before the parts it watches: they report to it from their first call.

@@ -7,20 +7,32 @@ export function retentionCutoff(now: number, days: number): number {
   return now - days * 86400
 }
 
+/**
+ * How many seconds back records must stay whatever the retention, for a reader that still needs them
+ * (the pool CA's CRL: certificate_retention.ts). Asked at each prune: it can grow while serving.
+ */
+export type RetentionFloor = () => Promise<number>
+
+/** What one prune did, and the cut-off it used when a floor held it back from the retention's. */
+export type PruneOutcome = PruneResult & { heldBackTo?: number }
+
 /** Prunes once; the store appends a checkpoint so `audit verify` still passes (chain.ts). */
-export async function pruneExpired(store: AuditStore, clock: Clock, days: number): Promise<PruneResult> {
+export async function pruneExpired(store: AuditStore, clock: Clock, days: number, floor?: RetentionFloor): Promise<PruneOutcome> {
   const now = clock.now()
-  return store.prune(retentionCutoff(now, days), now)
+  const cutoff = retentionCutoff(now, days)
+  const kept = floor ? now - (await floor()) : cutoff
+  if (kept < cutoff) return { ...(await store.prune(kept, now)), heldBackTo: kept }
+  return store.prune(cutoff, now)
 }
 
 /**
  * Runs retention every `intervalSeconds` while serving; `days` 0 disables it. A failed prune is logged and
  * retried at the next tick: it never affects issuance.
  */
-export function startRetention(store: AuditStore, options: { days: number; intervalSeconds: number; clock: Clock; log: Logger }): () => void {
+export function startRetention(store: AuditStore, options: { days: number; intervalSeconds: number; clock: Clock; log: Logger; floor?: RetentionFloor }): () => void {
   if (options.days <= 0) return () => {}
   const tick = () => {
-    pruneExpired(store, options.clock, options.days)
+    pruneExpired(store, options.clock, options.days, options.floor)
       .then((r) => { if (r.pruned > 0) options.log.info('audit retention pruned records', { pruned: r.pruned, checkpoint_seq: r.checkpointSeq }) })
       .catch((err: unknown) => options.log.warn('audit retention failed; will retry', { err }))
   }

@@ -210,7 +210,7 @@ export class CertificateService {
    * issued before an admin lowered ca.max_lifetime keeps its own notAfter.
    */
   async #longestLifetime(): Promise<number> {
-    return Math.max(this.#d.maxLifetime, (await this.#d.audit.issuanceHorizon()).lifetime)
+    return Math.max(this.#d.maxLifetime, (await this.#d.audit.issuanceHorizon()).certificate.lifetime)
   }
 
   /**

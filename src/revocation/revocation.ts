@@ -82,21 +82,29 @@ export interface RevocationStore {
   listRevocations(options?: { activeAt?: number }): Promise<Revocation[]>
   /** Current generation per role that was ever revoked; other roles are at INITIAL_GENERATION. */
   roleGenerations(): Promise<Map<string, number>>
-  /** How far what the broker has issued reaches (IssuanceHorizon). */
-  issuanceHorizon(): Promise<IssuanceHorizon>
+  /** How far what the broker has issued reaches (IssuanceHorizons). */
+  issuanceHorizon(): Promise<IssuanceHorizons>
 }
 
 /**
- * The latest `exp` and the longest lifetime (`exp` minus issue time) of anything the broker has issued:
- * tokens, renewals and host certificates, over the whole life of the store (pruning the log does not
- * lower it). The configured maximum lifetimes cannot stand in for it: once an admin lowers one, what was
- * issued under the old maximum stays valid for its own lifetime. Revocations stay in force at least until
- * `exp` (the store raises `until` to it when it records one), and reads of what may still be valid reach
- * back `lifetime` at least. Both 0 before the first issuance.
+ * The latest `exp` and the longest lifetime (`exp` minus issue time) of what the broker has issued, over
+ * the whole life of the store (pruning the log does not lower it). The configured maximum lifetimes cannot
+ * stand in for it: once an admin lowers one, what was issued under the old maximum stays valid for its own
+ * lifetime. Both 0 before the first issuance.
  */
 export interface IssuanceHorizon {
   exp: number
   lifetime: number
+}
+
+/**
+ * Tokens (issued and renewed) and host certificates apart: a revocation stays in force at least until the
+ * token horizon's `exp` (the store raises `until` to it when it records one), and reads of what may still
+ * be valid reach back the matching `lifetime` at least; the CRL holds certificates by the certificate one.
+ */
+export interface IssuanceHorizons {
+  token: IssuanceHorizon
+  certificate: IssuanceHorizon
 }
 
 /** What the unexpired revocations cut off: whole roles up to a generation, and per sub / site the latest cut-off time. */

@@ -120,7 +120,7 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks {
     let liveTokens = 0
     let cursor: string | undefined
     // No live token is older than the longest lifetime ever granted, which a lowered maximum does not shorten.
-    const from = now - Math.max(this.#deps.maxTokenLifetime, (await this.#deps.store.issuanceHorizon()).lifetime)
+    const from = now - Math.max(this.#deps.maxTokenLifetime, (await this.#deps.store.issuanceHorizon()).token.lifetime)
     // Bounded: each page advances the cursor through a finite window.
     do {
       const page = await this.#deps.store.query({ ...filter, type: 'token.issued', from, limit: 1000, ...(cursor ? { cursor } : {}) })
@@ -179,9 +179,11 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks {
         if (!Number.isSafeInteger(req.exp) || req.exp < 0) throw new InvalidRequest('exp must be whole epoch seconds')
         // Bounded, or a made-up exp would keep the entry in the HTCondor expression for ever; a token issued
         // under a longer maximum lifetime than today's may reach as far as the horizon.
-        const latest = Math.max(until, (await this.#deps.store.issuanceHorizon()).exp)
-        if (req.exp > latest) {
-          throw new InvalidRequest(`exp must be at most ${latest} (the latest expiry of any token the broker has issued, or now plus the longest token lifetime, ${this.#deps.maxTokenLifetime} s)`)
+        const horizon = (await this.#deps.store.issuanceHorizon()).token.exp
+        if (req.exp > Math.max(until, horizon)) {
+          throw new InvalidRequest(horizon > until
+            ? `exp must be at most ${horizon} (the latest exp of a token the broker has issued): no token the broker issued lives longer`
+            : `exp must be at most ${until} (now plus the longest token lifetime, ${this.#deps.maxTokenLifetime} s): no token the broker issues lives longer`)
         }
         until = req.exp
       } else {

@@ -5,7 +5,7 @@ import { assertStorableEvent, ChainVerifier, checkRecord, columnsOf, encodeEvent
 import { InvalidRequest } from '../errors.ts'
 import type { CredentialStore, CredentialWrite, StoredCredential } from '../credentials/credential_store.ts'
 import type { ConsoleSessionStore, SessionWrite, StoredSession } from '../console/session_store.ts'
-import type { IssuanceHorizon, NewRevocation, Revocation, RevocationLift, RevocationStore } from '../revocation/revocation.ts'
+import type { IssuanceHorizons, NewRevocation, Revocation, RevocationLift, RevocationStore } from '../revocation/revocation.ts'
 import { GroupCommitter, StoreOverloaded, type CommitStats, type Committer, type GroupCommitOptions } from './group_commit.ts'
 import { verifyRevocationEvidence, type CarriedRevocations, type RevocationVerification } from '../revocation/revocation_consistency.ts'
 
@@ -125,7 +125,7 @@ export abstract class ChainedStore implements BrokerStore {
   abstract countLive(q: { now: number; since: number }): Promise<LiveRow[]>
   abstract listRevocations(options?: { activeAt?: number }): Promise<Revocation[]>
   abstract roleGenerations(): Promise<Map<string, number>>
-  abstract issuanceHorizon(): Promise<IssuanceHorizon>
+  abstract issuanceHorizon(): Promise<IssuanceHorizons>
   abstract readCredential(user: string, provider: string): Promise<StoredCredential | undefined>
   abstract credentialByVaultToken(sha256: string): Promise<StoredCredential | undefined>
   abstract listCredentials(): Promise<StoredCredential[]>

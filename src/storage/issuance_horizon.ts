@@ -1,72 +1,109 @@
 import type { AuditColumns } from '../audit/chain.ts'
-import type { IssuanceHorizon, NewRevocation } from '../revocation/revocation.ts'
+import type { IssuanceHorizon, IssuanceHorizons, NewRevocation } from '../revocation/revocation.ts'
 
 /**
- * The issuance horizon (revocation.ts) as the backends keep it: one row beside the chain, raised in the
- * transaction that appends the records it follows, so a revocation in a later op of the same or a later
- * batch sees every earlier issuance. It only ever grows; raising it costs one statement when a batch
- * brings a later expiry or a longer lifetime, about once a second under load.
+ * The issuance horizons (revocation.ts) as the backends keep them: a row per kind beside the chain, raised
+ * in the transaction that appends the records it follows, so a revocation in a later op of the same or a
+ * later batch sees every earlier issuance. They only ever grow; raising one costs one statement when a
+ * batch brings a later expiry or a longer lifetime, about once a second under load.
  */
 
-/** The records whose `exp` is the end of something the broker handed out and may have to revoke. */
-export const HORIZON_TYPES: ReadonlySet<string> = new Set(['token.issued', 'token.renewed', 'certificate.issued'])
+export type HorizonKind = keyof IssuanceHorizons
 
-/** SQL expression of HORIZON_TYPES for the migrations that seed the row from an existing log. */
-export const HORIZON_TYPES_SQL = [...HORIZON_TYPES].map((t) => `'${t}'`).join(', ')
+/** The records whose `exp` ends something the broker handed out, and the horizon each one raises. */
+export const HORIZON_KIND_OF: Readonly<Record<string, HorizonKind>> = {
+  'token.issued': 'token',
+  'token.renewed': 'token',
+  'certificate.issued': 'certificate',
+}
+
+/** SQL of the seed: the horizons of an existing log, one row per kind it has records of. */
+export function seedHorizonsSql(greatest: 'max' | 'GREATEST'): string {
+  const types = Object.keys(HORIZON_KIND_OF)
+  const kind = `CASE type ${types.map((t) => `WHEN '${t}' THEN '${HORIZON_KIND_OF[t]}'`).join(' ')} END`
+  return `INSERT INTO issuance_horizon (kind, exp, lifetime)
+     SELECT ${kind} AS k, max(exp), max(${greatest}(exp - time, 0)) FROM audit_log
+     WHERE type IN (${types.map((t) => `'${t}'`).join(', ')}) AND exp IS NOT NULL GROUP BY k
+   ON CONFLICT (kind) DO UPDATE SET exp = ${greatest}(issuance_horizon.exp, excluded.exp), lifetime = ${greatest}(issuance_horizon.lifetime, excluded.lifetime);`
+}
+
+/** The statement that raises one kind's row (parameters kind, exp, lifetime as `placeholders`). */
+export function raiseHorizonSql(greatest: 'max' | 'GREATEST', placeholders: readonly [string, string, string]): string {
+  const [kind, exp, lifetime] = placeholders
+  return `INSERT INTO issuance_horizon (kind, exp, lifetime) VALUES (${kind}, ${exp}, ${lifetime})
+    ON CONFLICT (kind) DO UPDATE SET exp = ${greatest}(issuance_horizon.exp, excluded.exp), lifetime = ${greatest}(issuance_horizon.lifetime, excluded.lifetime)`
+}
 
 export const NO_HORIZON: IssuanceHorizon = { exp: 0, lifetime: 0 }
 
+export function noHorizons(): IssuanceHorizons {
+  return { token: NO_HORIZON, certificate: NO_HORIZON }
+}
+
+/** Rows as read from either backend (kinds it does not know are ignored). */
+export function horizonsFromRows(rows: ReadonlyArray<{ kind: string; exp: number; lifetime: number }>): IssuanceHorizons {
+  const out = noHorizons()
+  for (const r of rows) if (r.kind === 'token' || r.kind === 'certificate') out[r.kind] = { exp: Number(r.exp), lifetime: Number(r.lifetime) }
+  return out
+}
+
+function wider(a: IssuanceHorizon, b: IssuanceHorizon): IssuanceHorizon {
+  return a.exp >= b.exp && a.lifetime >= b.lifetime ? a : { exp: Math.max(a.exp, b.exp), lifetime: Math.max(a.lifetime, b.lifetime) }
+}
+
 /**
- * Follows one backend's appends. `known` is a value the row is at least at (it only grows, so a value
- * another process raised it past since is merely stale, never wrong); `batch` what this transaction's
+ * Follows one backend's appends. `known` is a value each row is at least at (rows only grow, so a value
+ * another process raised them past since is merely stale, never wrong); `batch` what this transaction's
  * records reach so far.
  */
 export class HorizonTracker {
-  #known: IssuanceHorizon
-  #batch: IssuanceHorizon = NO_HORIZON
+  #known: IssuanceHorizons
+  #batch: IssuanceHorizons = noHorizons()
 
-  constructor(known: IssuanceHorizon = NO_HORIZON) {
+  constructor(known: IssuanceHorizons = noHorizons()) {
     this.#known = known
   }
 
   /** At a transaction's start. */
   begin(): void {
-    this.#batch = NO_HORIZON
+    this.#batch = noHorizons()
   }
 
   observe(cols: AuditColumns): void {
     const exp = cols.exp
-    if (typeof exp !== 'number' || !HORIZON_TYPES.has(cols.type)) return
-    const lifetime = Math.max(0, exp - cols.time)
-    if (exp > this.#batch.exp || lifetime > this.#batch.lifetime) {
-      this.#batch = { exp: Math.max(exp, this.#batch.exp), lifetime: Math.max(lifetime, this.#batch.lifetime) }
+    const kind = HORIZON_KIND_OF[cols.type]
+    if (kind === undefined || typeof exp !== 'number') return
+    this.#batch[kind] = wider(this.#batch[kind], { exp, lifetime: Math.max(0, exp - cols.time) })
+  }
+
+  /** The latest token expiry this transaction has appended so far (0 if none). */
+  get batchTokenExp(): number {
+    return this.#batch.token.exp
+  }
+
+  /** The rows to raise before the commit: those this transaction takes past what they are known to be. */
+  raises(): Array<[HorizonKind, IssuanceHorizon]> {
+    const out: Array<[HorizonKind, IssuanceHorizon]> = []
+    for (const kind of ['token', 'certificate'] as const) {
+      const b = this.#batch[kind]
+      if (b.exp > this.#known[kind].exp || b.lifetime > this.#known[kind].lifetime) out.push([kind, b])
     }
+    return out
   }
 
-  /** The latest expiry this transaction has appended so far (0 if none). */
-  get batchExp(): number {
-    return this.#batch.exp
-  }
-
-  /** What the row must be raised to before the commit, or undefined when it already is at least there. */
-  raise(): IssuanceHorizon | undefined {
-    const b = this.#batch
-    return b.exp > this.#known.exp || b.lifetime > this.#known.lifetime ? b : undefined
-  }
-
-  /** After the commit: what the row now is at least. (After a rollback, nothing: `begin` drops the batch.) */
+  /** After the commit: what the rows now are at least. (After a rollback, nothing: `begin` drops the batch.) */
   committed(): void {
-    const b = this.#batch
-    this.#known = { exp: Math.max(b.exp, this.#known.exp), lifetime: Math.max(b.lifetime, this.#known.lifetime) }
-    this.#batch = NO_HORIZON
+    this.#known = { token: wider(this.#known.token, this.#batch.token), certificate: wider(this.#known.certificate, this.#batch.certificate) }
+    this.#batch = noHorizons()
   }
 }
 
 /**
  * The `until` a revocation is stored with: for every kind but `jti` (whose `until` is its one token's
- * expiry), at least the latest expiry of anything issued before it, so the entry stays in force while a
- * token or certificate issued under a longer maximum lifetime than today's is still valid.
+ * expiry), at least the latest expiry of any token issued before it, so the entry stays in force while a
+ * token issued under a longer maximum lifetime than today's is still valid. (Certificates it holds are
+ * reckoned by the CRL from the certificate horizon: certificate_service.ts.)
  */
-export function revocationUntil(rev: NewRevocation, horizonExp: number): number {
-  return rev.kind === 'jti' ? rev.until : Math.max(rev.until, horizonExp)
+export function revocationUntil(rev: NewRevocation, tokenHorizonExp: number): number {
+  return rev.kind === 'jti' ? rev.until : Math.max(rev.until, tokenHorizonExp)
 }

@@ -1,8 +1,8 @@
 import type { AuditPage, AuditQuery } from '../audit/audit_log.ts'
 import { assertCountQuery, COUNTED_TYPES, type CountQuery, type CountRow, type LiveRow, type ReasonRow } from '../audit/aggregate.ts'
 import { GENESIS_HASH, rowToRecord, type AuditColumns, type StoredRow } from '../audit/chain.ts'
-import { INITIAL_GENERATION, type IssuanceHorizon, type Revocation } from '../revocation/revocation.ts'
-import { HorizonTracker, NO_HORIZON, revocationUntil } from './issuance_horizon.ts'
+import { INITIAL_GENERATION, type IssuanceHorizons, type Revocation } from '../revocation/revocation.ts'
+import { HorizonTracker, noHorizons, revocationUntil } from './issuance_horizon.ts'
 import { revocationsToCarry } from '../revocation/revocation_consistency.ts'
 import {
   ChainedStore, assertPageSize, chainRow, checkpointEventBody, decodeCursor, equalityFilters, eventRow,
@@ -25,8 +25,8 @@ export class MemoryStore extends ChainedStore {
   /** Slots used per pilot enrolment credential. */
   #redemptions = new Map<string, number>()
   #horizon = new HorizonTracker()
-  /** The issuance horizon row (issuance_horizon.ts). */
-  #horizonRow: IssuanceHorizon = NO_HORIZON
+  /** The issuance horizon rows (issuance_horizon.ts). */
+  #horizonRows: IssuanceHorizons = noHorizons()
   #anchor: string | undefined
   #credentials = new Map<string, StoredCredential>()
   /** Console sessions by id digest, in creation order. */
@@ -79,7 +79,7 @@ export class MemoryStore extends ChainedStore {
           gen = (generations.get(op.rev.value) ?? INITIAL_GENERATION) + 1
           generations.set(op.rev.value, gen)
         }
-        const until = revocationUntil(op.rev, Math.max(this.#horizonRow.exp, this.#horizon.batchExp))
+        const until = revocationUntil(op.rev, Math.max(this.#horizonRows.token.exp, this.#horizon.batchTokenExp))
         const rev: Revocation = { ...op.rev, until, id: nextId++, ...(gen !== undefined ? { gen } : {}) }
         revocations.push(rev)
         const { body, cols } = revocationEventBody(op.event, rev)
@@ -118,8 +118,10 @@ export class MemoryStore extends ChainedStore {
     this.#credentials = credentials
     if (sessions) this.#sessions = sessions
     this.#head = { seq, hash }
-    const raise = this.#horizon.raise()
-    if (raise) this.#horizonRow = { exp: Math.max(raise.exp, this.#horizonRow.exp), lifetime: Math.max(raise.lifetime, this.#horizonRow.lifetime) }
+    for (const [kind, h] of this.#horizon.raises()) {
+      const row = this.#horizonRows[kind]
+      this.#horizonRows = { ...this.#horizonRows, [kind]: { exp: Math.max(h.exp, row.exp), lifetime: Math.max(h.lifetime, row.lifetime) } }
+    }
     this.#horizon.committed()
     for (const r of results) r()
   }
@@ -214,8 +216,8 @@ export class MemoryStore extends ChainedStore {
     return new Map(this.#generations)
   }
 
-  async issuanceHorizon(): Promise<IssuanceHorizon> {
-    return { ...this.#horizonRow }
+  async issuanceHorizon(): Promise<IssuanceHorizons> {
+    return { token: { ...this.#horizonRows.token }, certificate: { ...this.#horizonRows.certificate } }
   }
 
   protected async readRevocationState(): Promise<RevocationState> {

@@ -3,8 +3,8 @@ import type { AuditEvent, AuditPage, AuditQuery } from '../audit/audit_log.ts'
 import { assertCountQuery, COUNTED_TYPES_SQL, type CountQuery, type CountRow, type LiveRow, type ReasonRow } from '../audit/aggregate.ts'
 import { COLUMN_NAMES, GENESIS_HASH, type AuditColumns, type StoredRow } from '../audit/chain.ts'
 import { OperatorError } from '../errors.ts'
-import { INITIAL_GENERATION, type IssuanceHorizon, type NewRevocation, type Revocation } from '../revocation/revocation.ts'
-import { HORIZON_TYPES_SQL, HorizonTracker, NO_HORIZON, revocationUntil } from './issuance_horizon.ts'
+import { INITIAL_GENERATION, type IssuanceHorizons, type NewRevocation, type Revocation } from '../revocation/revocation.ts'
+import { horizonsFromRows, HorizonTracker, raiseHorizonSql, revocationUntil, seedHorizonsSql } from './issuance_horizon.ts'
 import { revocationsToCarry } from '../revocation/revocation_consistency.ts'
 import {
   ChainedStore, LIFT_AND_ISS_MIGRATION, REVOCATION_RECORDS_WHERE, assertPageSize, chainRow, checkpointEventBody, decodeCursor, equalityFilters, eventRow,
@@ -60,11 +60,8 @@ const MIGRATIONS: readonly string[] = [
   // Console sessions, shared by every replica; the bearer sealed under the session id (console/).
   CONSOLE_SESSIONS_MIGRATION,
   // How far what was issued reaches (issuance_horizon.ts), seeded from the log: one pass over it, once.
-  `CREATE TABLE IF NOT EXISTS issuance_horizon (id INT PRIMARY KEY CHECK (id = 1), exp BIGINT NOT NULL, lifetime BIGINT NOT NULL);
-   INSERT INTO issuance_horizon (id, exp, lifetime)
-     SELECT 1, coalesce(max(exp), 0), coalesce(max(GREATEST(exp - time, 0)), 0) FROM audit_log
-     WHERE type IN (${HORIZON_TYPES_SQL}) AND exp IS NOT NULL
-   ON CONFLICT (id) DO NOTHING;`,
+  `CREATE TABLE IF NOT EXISTS issuance_horizon (kind TEXT PRIMARY KEY, exp BIGINT NOT NULL, lifetime BIGINT NOT NULL);
+   ${seedHorizonsSql('GREATEST')}`,
 ]
 
 // Any constant works; it only has to be the same in every replica.
@@ -74,6 +71,7 @@ const COLUMN_TYPES: Record<(typeof COLUMN_NAMES)[number], string> = {
   time: 'bigint', type: 'text', request_id: 'text', caller_iss: 'text', caller_sub: 'text', client_id: 'text',
   role: 'text', token_kind: 'text', issued_sub: 'text', jti: 'text', decision: 'text', exp: 'bigint', site: 'text',
 }
+const RAISE_HORIZON_SQL = raiseHorizonSql('GREATEST', ['$1', '$2::bigint', '$3::bigint'])
 const ALL_COLUMNS = ['seq', ...COLUMN_NAMES, 'body', 'prev_hash', 'hash'] as const
 const ALL_TYPES = ['bigint', ...COLUMN_NAMES.map((c) => COLUMN_TYPES[c]), 'text', 'text', 'text']
 // One statement per batch whatever its size: parallel arrays unnested into rows.
@@ -160,7 +158,7 @@ export class PostgresStore extends ChainedStore {
         } else if (op.kind === 'session') {
           for (const { sql, values } of sessionWriteSql(op.write, (i) => `$${i}`, 'postgres')) await client.query(sql, values)
         } else if (op.kind === 'revoke') {
-          const rev = await insertRevocation(client, op.rev, horizon.batchExp)
+          const rev = await insertRevocation(client, op.rev, horizon.batchTokenExp)
           const { body, cols } = revocationEventBody(op.event, rev)
           append(body, cols)
           op.result = rev
@@ -181,10 +179,7 @@ export class PostgresStore extends ChainedStore {
       }
       await flush()
       await client.query('UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1', [seq, prev])
-      const raise = horizon.raise()
-      if (raise) {
-        await client.query('UPDATE issuance_horizon SET exp = GREATEST(exp, $1), lifetime = GREATEST(lifetime, $2) WHERE id = 1', [raise.exp, raise.lifetime])
-      }
+      for (const [kind, h] of horizon.raises()) await client.query(RAISE_HORIZON_SQL, [kind, h.exp, h.lifetime])
     })
     this.#horizon.committed()
   }
@@ -274,9 +269,9 @@ export class PostgresStore extends ChainedStore {
     return new Map(rows.map((r) => [r.role, r.gen]))
   }
 
-  async issuanceHorizon(): Promise<IssuanceHorizon> {
-    const { rows } = await this.#pool.query<IssuanceHorizon>('SELECT exp, lifetime FROM issuance_horizon WHERE id = 1')
-    return rows[0] ? { exp: rows[0].exp, lifetime: rows[0].lifetime } : NO_HORIZON
+  async issuanceHorizon(): Promise<IssuanceHorizons> {
+    const { rows } = await this.#pool.query<{ kind: string; exp: number; lifetime: number }>('SELECT kind, exp, lifetime FROM issuance_horizon')
+    return horizonsFromRows(rows)
   }
 
   protected async readRevocationState(): Promise<RevocationState> {
@@ -321,8 +316,8 @@ export class PostgresStore extends ChainedStore {
   }
 }
 
-/** `batchExp`: the latest expiry among the records this transaction appended before the revocation. */
-async function insertRevocation(client: pg.PoolClient, r: NewRevocation, batchExp: number): Promise<Revocation> {
+/** `batchTokenExp`: the latest token expiry among the records this transaction appended before the revocation. */
+async function insertRevocation(client: pg.PoolClient, r: NewRevocation, batchTokenExp: number): Promise<Revocation> {
   let gen: number | undefined
   if (r.kind === 'role') {
     gen = (await client.query<{ gen: number }>(
@@ -330,8 +325,8 @@ async function insertRevocation(client: pg.PoolClient, r: NewRevocation, batchEx
       [r.value, INITIAL_GENERATION])).rows[0]!.gen
   }
   // Under the chain-head lock every replica's earlier issuances have raised the row already.
-  const stored = (await client.query<{ exp: number }>('SELECT exp FROM issuance_horizon WHERE id = 1')).rows[0]?.exp ?? 0
-  const until = revocationUntil(r, Math.max(stored, batchExp))
+  const stored = (await client.query<{ exp: number }>("SELECT exp FROM issuance_horizon WHERE kind = 'token'")).rows[0]?.exp ?? 0
+  const until = revocationUntil(r, Math.max(stored, batchTokenExp))
   const { rows } = await client.query<{ id: number }>(
     'INSERT INTO revocations (kind, value, revoked_at, until, gen, reason, revoked_by, iss) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id',
     [r.kind, r.value, r.revokedAt, until, gen ?? null, r.reason ?? null, r.revokedBy ?? null, r.iss ?? null])

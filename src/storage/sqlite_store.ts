@@ -3,14 +3,14 @@ import type { Worker } from 'node:worker_threads'
 import type { AuditPage, AuditQuery, PruneResult } from '../audit/audit_log.ts'
 import { assertCountQuery, COUNTED_TYPES_SQL, type CountQuery, type CountRow, type LiveRow, type ReasonRow } from '../audit/aggregate.ts'
 import type { StoredRow } from '../audit/chain.ts'
-import type { IssuanceHorizon, Revocation } from '../revocation/revocation.ts'
+import type { IssuanceHorizons, Revocation } from '../revocation/revocation.ts'
 import { fromSessionRow, type SessionRow, type StoredSession } from '../console/session_store.ts'
 import { fromCredentialRow, type CredentialRow, type StoredCredential } from '../credentials/credential_store.ts'
 import { ChainedStore, assertPageSize, decodeCursor, equalityFilters, fromRevocationRow, returnsResult, toPage, type RevocationRow, type RevocationState, type WriteOp } from './chained_store.ts'
 import { DEFAULT_GROUP_COMMIT, type GroupCommitOptions } from './group_commit.ts'
 import { jtiSecond } from '../lib/jti.ts'
 import { JtiIndex, needsJtiEntry } from './jti_index.ts'
-import { openSqliteDb, readSqliteHorizon, SqliteChainWriter, type AppendedRows, type SqliteSynchronous } from './sqlite_writer.ts'
+import { openSqliteDb, readSqliteHorizons, SqliteChainWriter, type AppendedRows, type SqliteSynchronous } from './sqlite_writer.ts'
 import { SqliteWriterClient } from './sqlite_writer_client.ts'
 import { compareSqlText, forEachSliceDesc, nextTurn, NO_END, SLICE_ROWS, sumSlices } from './sqlite_slices.ts'
 
@@ -294,8 +294,8 @@ export class SqliteStore extends ChainedStore {
     return new Map(rows.map((r) => [r.role, r.gen]))
   }
 
-  async issuanceHorizon(): Promise<IssuanceHorizon> {
-    return readSqliteHorizon(this.#db)
+  async issuanceHorizon(): Promise<IssuanceHorizons> {
+    return readSqliteHorizons(this.#db)
   }
 
   protected async readRevocationState(): Promise<RevocationState> {

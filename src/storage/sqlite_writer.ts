@@ -10,8 +10,8 @@ import { OperatorError } from '../errors.ts'
 import { needsJtiEntry } from './jti_index.ts'
 import { CREDENTIALS_MIGRATION, credentialValues, registerSql } from '../credentials/credential_store.ts'
 import { CONSOLE_SESSIONS_MIGRATION, sessionWriteSql, type SessionWrite } from '../console/session_store.ts'
-import { INITIAL_GENERATION, type IssuanceHorizon, type NewRevocation, type Revocation } from '../revocation/revocation.ts'
-import { HORIZON_TYPES_SQL, HorizonTracker, NO_HORIZON, revocationUntil } from './issuance_horizon.ts'
+import { INITIAL_GENERATION, type IssuanceHorizons, type NewRevocation, type Revocation } from '../revocation/revocation.ts'
+import { horizonsFromRows, HorizonTracker, raiseHorizonSql, revocationUntil, seedHorizonsSql } from './issuance_horizon.ts'
 import { checkpointEventBody, eventRow, fromRevocationRow, LIFT_AND_ISS_MIGRATION, REVOCATION_RECORDS_WHERE, revocationEventBody, type RevocationRow, type WriteOp } from './chained_store.ts'
 
 /**
@@ -72,10 +72,8 @@ const MIGRATIONS: readonly string[] = [
   // per lookup). Its entries go in at the index's end, as the time index's do.
   'CREATE INDEX IF NOT EXISTS audit_time_jti ON audit_log(time, jti) WHERE jti IS NOT NULL;',
   // How far what was issued reaches (issuance_horizon.ts), seeded from the log: one pass over it, once.
-  `CREATE TABLE IF NOT EXISTS issuance_horizon (id INTEGER PRIMARY KEY CHECK (id = 1), exp INTEGER NOT NULL, lifetime INTEGER NOT NULL);
-   INSERT INTO issuance_horizon (id, exp, lifetime)
-     SELECT 1, coalesce(max(exp), 0), coalesce(max(max(exp - time, 0)), 0) FROM audit_log
-     WHERE type IN (${HORIZON_TYPES_SQL}) AND exp IS NOT NULL;`,
+  `CREATE TABLE IF NOT EXISTS issuance_horizon (kind TEXT PRIMARY KEY, exp INTEGER NOT NULL, lifetime INTEGER NOT NULL);
+   ${seedHorizonsSql('max')}`,
 ]
 
 /**
@@ -136,6 +134,8 @@ function migrate(db: DatabaseSync): void {
   }
 }
 
+const RAISE_HORIZON_SQL = raiseHorizonSql('max', ['?', '?', '?'])
+
 const INSERT_SQL = `INSERT INTO audit_log (seq, ${COLUMN_NAMES.join(', ')}, body, prev_hash, hash) VALUES (${Array(COLUMN_NAMES.length + 4).fill('?').join(', ')})`
 
 /** What a committed op yields: the stored revocation, the prune outcome, or nothing for a plain event. */
@@ -169,7 +169,7 @@ export class SqliteChainWriter {
     this.#insert = db.prepare(INSERT_SQL)
     this.#head = db.prepare('SELECT seq, hash FROM audit_head WHERE id = 1')
     this.#setHead = db.prepare('UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1')
-    this.#horizon = new HorizonTracker(readSqliteHorizon(db))
+    this.#horizon = new HorizonTracker(readSqliteHorizons(db))
   }
 
   commit(ops: readonly WriteOp[]): BatchOutcome {
@@ -230,10 +230,7 @@ export class SqliteChainWriter {
         }
       }
       this.#setHead.run(seq, prev)
-      const raise = this.#horizon.raise()
-      if (raise) {
-        this.#stmt('UPDATE issuance_horizon SET exp = max(exp, ?), lifetime = max(lifetime, ?) WHERE id = 1').run(raise.exp, raise.lifetime)
-      }
+      for (const [kind, h] of this.#horizon.raises()) this.#stmt(RAISE_HORIZON_SQL).run(kind, h.exp, h.lifetime)
       db.exec('COMMIT')
       this.#horizon.committed()
       return { results, appended: { firstSeq: head.seq + 1, jtis } }
@@ -274,8 +271,8 @@ export class SqliteChainWriter {
       this.#stmt('INSERT INTO role_generations (role, gen) VALUES (?, ?) ON CONFLICT (role) DO UPDATE SET gen = excluded.gen').run(r.value, gen)
     }
     // The row as committed so far and this batch's own earlier records: every issuance before this revocation.
-    const stored = (this.#stmt('SELECT exp FROM issuance_horizon WHERE id = 1').get() as { exp: number } | undefined)?.exp ?? 0
-    const until = revocationUntil(r, Math.max(stored, this.#horizon.batchExp))
+    const stored = (this.#stmt("SELECT exp FROM issuance_horizon WHERE kind = 'token'").get() as { exp: number } | undefined)?.exp ?? 0
+    const until = revocationUntil(r, Math.max(stored, this.#horizon.batchTokenExp))
     const res = this.#stmt('INSERT INTO revocations (kind, value, revoked_at, until, gen, reason, revoked_by, iss) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
       .run(r.kind, r.value, r.revokedAt, until, gen ?? null, r.reason ?? null, r.revokedBy ?? null, r.iss ?? null)
     return { ...r, until, id: Number(res.lastInsertRowid), ...(gen !== undefined ? { gen } : {}) }
@@ -296,8 +293,7 @@ export class SqliteChainWriter {
   }
 }
 
-/** The issuance horizon row (schema step 10 creates and seeds it). */
-export function readSqliteHorizon(db: DatabaseSync): IssuanceHorizon {
-  const row = db.prepare('SELECT exp, lifetime FROM issuance_horizon WHERE id = 1').get() as IssuanceHorizon | undefined
-  return row ? { exp: row.exp, lifetime: row.lifetime } : NO_HORIZON
+/** The issuance horizons (schema step 10 creates and seeds their rows). */
+export function readSqliteHorizons(db: DatabaseSync): IssuanceHorizons {
+  return horizonsFromRows(db.prepare('SELECT kind, exp, lifetime FROM issuance_horizon').all() as Array<{ kind: string; exp: number; lifetime: number }>)
 }

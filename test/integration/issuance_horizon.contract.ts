@@ -3,8 +3,9 @@ import type { AuditEvent } from '../../src/audit/audit_log.ts'
 import type { BrokerStore } from '../../src/storage/chained_store.ts'
 
 /**
- * The issuance horizon for every backend: the latest expiry and the longest lifetime of what the broker
- * issued, kept beside the chain, and the floor it puts under a revocation's `until`. The expected values
+ * The issuance horizons for every backend: the latest expiry and the longest lifetime of the tokens and of
+ * the certificates the broker issued, kept beside the chain, and the floor the token one puts under a
+ * revocation's `until`. The expected values
  * are read off the events the test writes.
  */
 export interface HorizonHarness {
@@ -47,19 +48,20 @@ export function issuanceHorizonContract(name: string, h: HorizonHarness): void {
 
     it('is nothing before the first issuance, then the latest exp and the longest lifetime, never lowered', async () => {
       const store = keep(await h.open())
-      expect(await store.issuanceHorizon()).toEqual({ exp: 0, lifetime: 0 })
+      expect(await store.issuanceHorizon()).toEqual({ token: { exp: 0, lifetime: 0 }, certificate: { exp: 0, lifetime: 0 } })
       await store.record(token(T0, 7 * DAY))
       await store.record({ type: 'certificate.issued', time: T0 + 10, caller: { sub: 'bob' }, exp: T0 + 10 + 30 * DAY, decision: 'allow', detail: { serial: '0a' } })
-      expect(await store.issuanceHorizon()).toEqual({ exp: T0 + 10 + 30 * DAY, lifetime: 30 * DAY })
+      const first = { token: { exp: T0 + 7 * DAY, lifetime: 7 * DAY }, certificate: { exp: T0 + 10 + 30 * DAY, lifetime: 30 * DAY } }
+      expect(await store.issuanceHorizon()).toEqual(first)
       // Shorter and earlier issuances, a renewal, and records that hand nothing out leave it as it is.
       await store.record(token(T0 + 20, HOUR))
       await store.record(token(T0 + 30, 2 * HOUR, { type: 'token.renewed' }))
       await store.record({ type: 'token.denied', time: T0 + 40, caller: { sub: 'eve' }, exp: T0 + 365 * DAY, decision: 'deny', reason: 'no' })
       await store.record({ type: 'certificate.revoked', time: T0 + 50, caller: { sub: 'admin' }, exp: T0 + 400 * DAY, decision: 'allow', detail: { serial: '0a' } })
-      expect(await store.issuanceHorizon()).toEqual({ exp: T0 + 10 + 30 * DAY, lifetime: 30 * DAY })
-      // A renewal reaching further raises the expiry.
-      await store.record(token(T0 + 60, 31 * DAY, { type: 'token.renewed' }))
-      expect(await store.issuanceHorizon()).toEqual({ exp: T0 + 60 + 31 * DAY, lifetime: 31 * DAY })
+      expect(await store.issuanceHorizon()).toEqual(first)
+      // A renewal reaching further raises the token horizon only.
+      await store.record(token(T0 + 60, 8 * DAY, { type: 'token.renewed' }))
+      expect(await store.issuanceHorizon()).toEqual({ ...first, token: { exp: T0 + 60 + 8 * DAY, lifetime: 8 * DAY } })
     })
 
     it('survives pruning the records it came from', async () => {
@@ -68,7 +70,7 @@ export function issuanceHorizonContract(name: string, h: HorizonHarness): void {
       await store.record(token(T0 + 2 * DAY, HOUR))
       const pruned = await store.prune(T0 + DAY, T0 + 2 * DAY)
       expect(pruned.pruned).toBe(1)
-      expect(await store.issuanceHorizon()).toEqual({ exp: T0 + 7 * DAY, lifetime: 7 * DAY })
+      expect((await store.issuanceHorizon()).token).toEqual({ exp: T0 + 7 * DAY, lifetime: 7 * DAY })
     })
 
     it('keeps a revocation in force until the last token issued before it expires', async () => {
@@ -86,9 +88,13 @@ export function issuanceHorizonContract(name: string, h: HorizonHarness): void {
       expect((await store.verifyRevocations()).ok).toBe(true)
     })
 
-    it('leaves a later until, and a jti entry, as asked', async () => {
+    it('leaves a later until, and a jti entry, as asked; certificates do not lengthen it', async () => {
       const store = keep(await h.open())
       await store.record(token(T0, DAY))
+      // The CRL holds certificates by their own horizon (certificate_service.ts): the token entry stays short.
+      await store.record({ type: 'certificate.issued', time: T0, caller: { sub: 'bob' }, exp: T0 + 30 * DAY, decision: 'allow', detail: { serial: '0d' } })
+      const short = revocation('sub', 'other@pool', T0 + HOUR, T0 + 2 * HOUR)
+      expect((await store.revoke(short.rev, short.event)).until).toBe(T0 + DAY)
       const later = revocation('sub', 'schedd@pool', T0 + HOUR, T0 + HOUR + 7 * DAY)
       expect((await store.revoke(later.rev, later.event)).until).toBe(T0 + HOUR + 7 * DAY)
       const one = revocation('jti', 'jti-x', T0 + HOUR, T0 + 2 * HOUR)
@@ -109,7 +115,7 @@ export function issuanceHorizonContract(name: string, h: HorizonHarness): void {
       await first.record(token(T0, HOUR))
       const peer = keep(await h.openPeer())
       await peer.record(token(T0 + 5, 9 * DAY))
-      expect(await first.issuanceHorizon()).toEqual({ exp: T0 + 5 + 9 * DAY, lifetime: 9 * DAY })
+      expect((await first.issuanceHorizon()).token).toEqual({ exp: T0 + 5 + 9 * DAY, lifetime: 9 * DAY })
       const { rev, event } = revocation('sub', 'schedd@pool', T0 + HOUR, T0 + 2 * HOUR)
       expect((await first.revoke(rev, event)).until).toBe(T0 + 5 + 9 * DAY)
     })
@@ -123,7 +129,7 @@ export function issuanceHorizonContract(name: string, h: HorizonHarness): void {
       await store.close()
       await h.rewind()
       const again = keep(await h.reopen())
-      expect(await again.issuanceHorizon()).toEqual({ exp: T0 + 1 + 20 * DAY, lifetime: 20 * DAY })
+      expect(await again.issuanceHorizon()).toEqual({ token: { exp: T0 + 3 * DAY, lifetime: 3 * DAY }, certificate: { exp: T0 + 1 + 20 * DAY, lifetime: 20 * DAY } })
       expect((await again.verify()).ok).toBe(true)
     })
   })

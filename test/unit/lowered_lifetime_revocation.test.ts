@@ -4,7 +4,9 @@ import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import * as x509 from '@peculiar/x509'
 import { describe, expect, it } from 'vitest'
+import { pruneExpired } from '../../src/audit/retention.ts'
 import { CertificateService } from '../../src/ca/certificate_service.ts'
+import { certificateRetentionFloor } from '../../src/ca/certificate_retention.ts'
 import { initPoolCa, PoolCa } from '../../src/ca/pool_ca.ts'
 import type { VerifiedSubject } from '../../src/iam/subject.ts'
 import { silentLogger } from '../../src/lib/logger.ts'
@@ -73,14 +75,60 @@ describe('a revocation made after a maximum lifetime was lowered', () => {
     now = NOW + DAY
     const svc = tokens(store, clock, HOUR)
     expect((await svc.revoke({ kind: 'jti', value: 'b'.repeat(32), exp: NOW + 7 * DAY }, ADMIN)).until).toBe(NOW + 7 * DAY)
-    await expect(svc.revoke({ kind: 'jti', value: 'c'.repeat(32), exp: NOW + 7 * DAY + 1 }, ADMIN)).rejects.toThrow(new RegExp(`exp must be at most ${NOW + 7 * DAY}`))
+    await expect(svc.revoke({ kind: 'jti', value: 'c'.repeat(32), exp: NOW + 7 * DAY + 1 }, ADMIN)).rejects.toThrow(`exp must be at most ${NOW + 7 * DAY} (the latest exp of a token the broker has issued)`)
   })
 
   it('keeps a certificate issued under the old ca.max_lifetime on the CRL while it is valid', async () => {
     let now = NOW
     const clock = { now: () => now }
-    const root = tempDir()
-    writeFileSync(join(root, '10.yaml'), `version: 1
+    const { store, certificates, issue } = await caWorld(clock)
+
+    // Issued for 7 days while ca.max_lifetime was 7 days.
+    const cert = await issue(await certificates(7 * DAY), 7 * DAY)
+    expect(cert.notAfter).toBe(NOW + 7 * DAY)
+
+    // Two days later ca.max_lifetime and the token maxima are one day; the site is revoked.
+    now = NOW + 2 * DAY
+    const svc = await certificates(DAY)
+    await tokens(store, clock, DAY).revoke({ kind: 'site', value: 'cloud-a', reason: 'compromised' }, ADMIN)
+
+    // Three days on, past both one-day windows: the certificate, valid two more days, is still held.
+    now = NOW + 5 * DAY
+    expect(opensslCrlEntries(await svc.crl())).toEqual(new Map([[cert.serial, 'Certificate Hold']]))
+  })
+
+  it('audit retention keeps the records of a revoked certificate the CRL still lists', async () => {
+    let now = NOW
+    const clock = { now: () => now }
+    const { store, certificates, issue } = await caWorld(clock)
+    const cert = await issue(await certificates(7 * DAY), 7 * DAY)
+    await (await certificates(7 * DAY)).revoke(cert.serial, 'key compromise', ADMIN)
+
+    // Four days later ca.max_lifetime is one day and the retention two (it covers the new maximum).
+    now = NOW + 4 * DAY
+    const svc = await certificates(DAY)
+    const floor = certificateRetentionFloor(store, { maxLifetime: DAY, crlLifetime: HOUR })
+    const pruned = await pruneExpired(store, clock, 2, floor)
+    expect(pruned.heldBackTo).toBe(now - 7 * DAY - HOUR)
+    expect(opensslCrlEntries(await svc.crl())).toEqual(new Map([[cert.serial, '']]))
+
+    // Once the certificate has expired and a CRL lifetime passed, its records may go.
+    now = NOW + 7 * DAY + HOUR + 2 * DAY + 1
+    expect((await pruneExpired(store, clock, 2, floor)).pruned).toBeGreaterThanOrEqual(2)
+    expect(opensslCrlEntries(await svc.crl())).toEqual(new Map())
+  })
+})
+
+const ALG = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const
+async function csrPem(): Promise<string> {
+  const keys = await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify']) as webcrypto.CryptoKeyPair
+  return (await x509.Pkcs10CertificateRequestGenerator.create({ name: 'CN=ignored.example.org', keys, signingAlgorithm: ALG })).toString('pem')
+}
+
+/** A pool CA and its certificate service, over one memory store, with a policy granting 7-day host certificates. */
+async function caWorld(clock: { now: () => number }) {
+  const root = tempDir()
+  writeFileSync(join(root, '10.yaml'), `version: 1
 rules:
   - id: hosts
     match: { issuer: ${ISS}, client_id: [provisioner] }
@@ -94,31 +142,14 @@ rules:
         lifetime: { default: 1d, max: 7d }
         certificate: { max_lifetime: 7d }
 `)
-    const ctx: PolicyContext = { trustDomain: 'pool.example.org', uidDomain: 'users.example.org', vars: {}, scitokenProfile: 'wlcg', maxLifetime: { idtoken: 7 * DAY, scitoken: 6 * HOUR } }
-    await initPoolCa(join(root, 'ca'), { name: 'test CA', now: NOW })
-    const store = new MemoryStore()
-    const certificates = async (maxLifetime: number) => new CertificateService({
-      ca: await PoolCa.load(join(root, 'ca')), audit: store, policy: { current: loadPolicies(root, ctx) }, clock, maxLifetime, crlLifetime: HOUR,
-    })
-    const operator: VerifiedSubject = { iss: ISS, sub: 'provisioner', client_id: 'provisioner', groups: [], scopes: [], exp: NOW + HOUR, claims: {} }
-
-    // Issued for 7 days while ca.max_lifetime was 7 days.
-    const cert = await (await certificates(7 * DAY)).issue({ csr: await csrPem(), role: 'schedd', site: 'cloud-a', dns: ['ap1.example.org'], ip: [], lifetime: 7 * DAY }, operator, {})
-    expect(cert.notAfter).toBe(NOW + 7 * DAY)
-
-    // Two days later ca.max_lifetime and the token maxima are one day; the site is revoked.
-    now = NOW + 2 * DAY
-    const svc = await certificates(DAY)
-    await tokens(store, clock, DAY).revoke({ kind: 'site', value: 'cloud-a', reason: 'compromised' }, ADMIN)
-
-    // Three days on, past both one-day windows: the certificate, valid two more days, is still held.
-    now = NOW + 5 * DAY
-    expect(opensslCrlEntries(await svc.crl())).toEqual(new Map([[cert.serial, 'Certificate Hold']]))
+  const ctx: PolicyContext = { trustDomain: 'pool.example.org', uidDomain: 'users.example.org', vars: {}, scitokenProfile: 'wlcg', maxLifetime: { idtoken: 7 * DAY, scitoken: 6 * HOUR } }
+  await initPoolCa(join(root, 'ca'), { name: 'test CA', now: NOW })
+  const store = new MemoryStore()
+  const certificates = async (maxLifetime: number) => new CertificateService({
+    ca: await PoolCa.load(join(root, 'ca')), audit: store, policy: { current: loadPolicies(root, ctx) }, clock, maxLifetime, crlLifetime: HOUR,
   })
-})
-
-const ALG = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const
-async function csrPem(): Promise<string> {
-  const keys = await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify']) as webcrypto.CryptoKeyPair
-  return (await x509.Pkcs10CertificateRequestGenerator.create({ name: 'CN=ignored.example.org', keys, signingAlgorithm: ALG })).toString('pem')
+  const operator: VerifiedSubject = { iss: ISS, sub: 'provisioner', client_id: 'provisioner', groups: [], scopes: [], exp: NOW + HOUR, claims: {} }
+  const issue = async (svc: CertificateService, lifetime: number) =>
+    svc.issue({ csr: await csrPem(), role: 'schedd', site: 'cloud-a', dns: [`ap${Math.floor(Math.random() * 1e6)}.example.org`], ip: [], lifetime }, operator, {})
+  return { store, certificates, issue }
 }
