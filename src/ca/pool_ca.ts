@@ -3,11 +3,11 @@ import 'reflect-metadata'
 import { randomBytes, webcrypto } from 'node:crypto'
 import { closeSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { basename, join } from 'node:path'
-import { AsnConvert } from '@peculiar/asn1-schema'
-import { CRLNumber, id_ce_cRLNumber } from '@peculiar/asn1-x509'
+import { id_ce_cRLNumber } from '@peculiar/asn1-x509'
 import * as x509 from '@peculiar/x509'
 import { InvalidRequest, OperatorError } from '../errors.ts'
 import { readSecretFile } from '../lib/secure_file.ts'
+import { crlNumberDer, nextCrlNumber } from './crl_number.ts'
 import { signCrl } from './crl_signing.ts'
 
 x509.cryptoProvider.set(webcrypto as unknown as Crypto)
@@ -115,7 +115,7 @@ export class PoolCa {
   readonly cert: x509.X509Certificate
   readonly #key: CryptoKey
   /** The number of the last CRL signed here: the next is higher, even within the same second. */
-  #crlNumber = 0
+  #crlNumber = 0n
 
   private constructor(cert: x509.X509Certificate, key: CryptoKey) {
     this.cert = cert
@@ -177,18 +177,19 @@ export class PoolCa {
    */
   async crl(revoked: ReadonlyArray<{ serial: string; revokedAt: number; hold?: boolean }>, validity: { now: number; lifetime: number }): Promise<string> {
     // Built by crl_signing.ts, not X509CrlGenerator, whose cost grows with the square of the entries.
-    const number = this.#crlNumber = Math.max(validity.now, this.#crlNumber + 1)
+    const number = this.#crlNumber = nextCrlNumber(validity.now, this.#crlNumber)
     const der = await signCrl({
       issuer: new Uint8Array(this.cert.subjectName.toArrayBuffer()),
       thisUpdate: validity.now,
       nextUpdate: validity.now + validity.lifetime,
       entries: revoked,
-      // RFC 5280 §5.2.3: conforming issuers number their CRLs, increasing. The signing time in seconds
-      // increases without any state to share between replicas; a second CRL signed here in the same
-      // second (a revocation just after a read) takes the next number, or the two would not be ordered.
+      // RFC 5280 §5.2.3: conforming issuers number their CRLs, increasing. The signing second, above
+      // random low bits, increases without any state to share between replicas and keeps two replicas'
+      // CRLs of one second apart; a second CRL signed here in the same second (a revocation just after a
+      // read) takes a higher number, or the two would not be ordered (crl_number.ts).
       extensions: [
         new Uint8Array((await x509.AuthorityKeyIdentifierExtension.create(this.cert)).rawData),
-        new Uint8Array(new x509.Extension(id_ce_cRLNumber, false, AsnConvert.serialize(new CRLNumber(number))).rawData),
+        new Uint8Array(new x509.Extension(id_ce_cRLNumber, false, crlNumberDer(number)).rawData),
       ],
     }, this.#key)
     // RFC 7468 §5: the CRL label is "X509 CRL" (openssl reads no other).

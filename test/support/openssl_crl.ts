@@ -21,3 +21,18 @@ export function opensslCrlEntries(pem: string): Map<string, string> {
   }
   return out
 }
+
+/**
+ * A PEM CRL's CRL number as openssl decodes it from the DER (`crl -noout -crlnumber`), not our encoder.
+ * openssl prints a negative INTEGER with a minus sign, which the pattern refuses.
+ */
+export function opensslCrlNumber(pem: string): bigint {
+  const file = join(tempDir(), 'crl.pem')
+  writeFileSync(file, pem)
+  const r = spawnSync('openssl', ['crl', '-in', file, '-noout', '-crlnumber'], { encoding: 'utf8' })
+  if (r.error) throw new Error('this test needs the openssl CLI (Debian package openssl)')
+  expect(r.status, r.stderr).toBe(0)
+  const hex = r.stdout.trim().match(/^crlNumber=(?:0x)?([0-9A-F]+)$/)?.[1]
+  expect(hex, `openssl printed ${r.stdout.trim()}`).toBeDefined()
+  return BigInt(`0x${hex}`)
+}
