@@ -16,6 +16,7 @@ import { CredentialService } from './credential_service.ts'
 import { IamRecheck } from './iam_recheck.ts'
 import type { CreddAuthDeps } from './credd_auth.ts'
 import { JobTokens } from './job_tokens.ts'
+import { HeldTokenSpill } from './held_token_spill.ts'
 import { SealedRefreshTokens } from './sealed_refresh_tokens.ts'
 
 /** The job-credential subsystem as serve runs it. */
@@ -30,6 +31,11 @@ export interface CredentialServices {
    * at shutdown before the store closes, so a restart does not lose one that would land now.
    */
   close(): Promise<void>
+}
+
+/** Where rotated refresh tokens the store could not take yet wait for a restart (held_token_spill.ts). */
+export function heldTokenDir(config: Config): string {
+  return join(config.data_dir, 'credentials', 'held')
 }
 
 /** Where the credential key file is unless configured. */
@@ -60,7 +66,8 @@ export function buildCredentials(parts: {
   const { key, created } = loadCredentialKey({ file: credentialKeyFile(config), envName: c.key_env, create: !parts.production }, parts.env)
   if (created) log.warn('created a DEVELOPMENT credential key; production takes it from a file or the environment', { file: created })
   const cipher = new CredentialCipher(key)
-  const refreshTokens = new SealedRefreshTokens({ store, cipher, clock, log })
+  const spill = new HeldTokenSpill(heldTokenDir(config), log)
+  const refreshTokens = new SealedRefreshTokens({ store, cipher, clock, log, spill })
   const exchanger = new IamTokenExchanger({ discovery: iam.discovery, store: refreshTokens, clock, log })
   const recheck = new IamRecheck({
     exchanger, verifier: iam.verifier, issuerAudience: (iss) => iam.discovery.issuer(iss)?.config.audience, clock, log,

@@ -7,6 +7,7 @@ import type { VerifiedSubject } from '../iam/subject.ts'
 import type { Clock } from '../lib/clock.ts'
 import type { CredentialCipher, SealBinding, SealedSecret } from './credential_cipher.ts'
 import type { CredentialStore, StoredCredential } from './credential_store.ts'
+import type { HeldTokenSpill } from './held_token_spill.ts'
 import { recheckScopes } from './iam_recheck_grant.ts'
 
 /** How long a refused refresh token's row is watched for a concurrent rotation before it is revoked. */
@@ -45,6 +46,8 @@ interface Pending {
   /** Writes tried so far, in this round of retries. */
   attempts: number
   timer?: ReturnType<typeof setTimeout>
+  /** A spill file holds this credential's held token (this one, or the one it superseded). */
+  spilled?: boolean
 }
 
 /**
@@ -58,7 +61,8 @@ interface Pending {
  * (queue full, a busy or failing database) is not dropped: it is held here, sealed as the row would hold
  * it, used by every later `get` of this process, and written again with back-off until the write lands
  * or the row shows the credential revoked, registered afresh or rotated by another replica (then the
- * row's token wins). A restart before the write lands loses it (docs/job-credentials.md).
+ * row's token wins). Once a write has failed it is also kept on local disk (held_token_spill.ts), so a
+ * restart before the write lands takes it up again and goes on writing it (docs/job-credentials.md).
  */
 export class SealedRefreshTokens implements RefreshTokenStore {
   readonly #store: CredentialStore & AuditLog
@@ -68,13 +72,39 @@ export class SealedRefreshTokens implements RefreshTokenStore {
   readonly #held = new Map<string, Held>()
   /** Row operations per key, one after another: reads, writes and retries never interleave. */
   readonly #queue = new SerialByKey()
+  readonly #spill: HeldTokenSpill | undefined
   #closed = false
 
-  constructor(deps: { store: CredentialStore & AuditLog; cipher: CredentialCipher; clock: Clock; log: Logger }) {
+  constructor(deps: { store: CredentialStore & AuditLog; cipher: CredentialCipher; clock: Clock; log: Logger; spill?: HeldTokenSpill }) {
     this.#store = deps.store
     this.#cipher = deps.cipher
     this.#clock = deps.clock
     this.#log = deps.log
+    this.#spill = deps.spill
+    this.#restore()
+  }
+
+  /** Takes up the tokens an earlier run held when it stopped, and writes each again (after the first back-off). */
+  #restore(): void {
+    const spilled = this.#spill?.load() ?? []
+    for (const t of spilled) {
+      const key = credentialKey(t.user, t.provider)
+      const pending: Pending = { sealed: t.sealed, rotatedAt: t.rotatedAt, attempts: 0, spilled: true }
+      this.#held.set(key, {
+        nonce: t.previousNonce, createdAt: t.createdAt, binding: { user: t.user, provider: t.provider, scopes: t.scopes, audience: t.audience },
+        caller: t.caller, pending,
+      })
+      this.#schedule(key, pending)
+    }
+    if (spilled.length > 0) this.#log.warn('took up rotated IAM refresh tokens an earlier run could not store; writing them again', { count: spilled.length })
+  }
+
+  /** After a failed write: the held token on disk too, unless the spill is off. */
+  #keepOnDisk(key: string, h: Held, p: Pending): void {
+    if (!this.#spill) return
+    const { user, provider, scopes, audience } = h.binding
+    this.#spill.save(key, { user, provider, scopes: [...scopes], audience: [...audience], caller: h.caller, createdAt: h.createdAt, previousNonce: h.nonce, sealed: p.sealed, rotatedAt: p.rotatedAt })
+    p.spilled = true
   }
 
   /**
@@ -99,6 +129,7 @@ export class SealedRefreshTokens implements RefreshTokenStore {
   #drop(key: string): void {
     const h = this.#held.get(key)
     if (h?.pending?.timer) clearTimeout(h.pending.timer)
+    if (h?.pending?.spilled) this.#spill?.remove(key)
     this.#held.delete(key)
   }
 
@@ -143,13 +174,14 @@ export class SealedRefreshTokens implements RefreshTokenStore {
       if (!h) throw new AccessDenied('the credential was revoked or replaced while its refresh token rotated')
       // A newer rotation supersedes a held token: IAM retired that one when it issued this one.
       if (h.pending?.timer) clearTimeout(h.pending.timer)
-      const pending: Pending = { sealed: this.#cipher.seal(record.refreshToken, h.binding), rotatedAt: this.#clock.now(), attempts: 0 }
+      const pending: Pending = { sealed: this.#cipher.seal(record.refreshToken, h.binding), rotatedAt: this.#clock.now(), attempts: 0, ...(h.pending?.spilled ? { spilled: true } : {}) }
       h.pending = pending
       let landed: boolean
       try {
         landed = await this.#land(key, h, pending)
       } catch (err) {
         this.#log.warn('could not store a rotated IAM refresh token; holding it and retrying the write', { user: h.binding.user, provider: h.binding.provider, err: err instanceof Error ? err : undefined })
+        if (h.pending === pending) this.#keepOnDisk(key, h, pending)
         this.#schedule(key, pending)
         return
       }
@@ -181,6 +213,7 @@ export class SealedRefreshTokens implements RefreshTokenStore {
       }
     }
     if (h.pending === p) delete h.pending
+    if (p.spilled) this.#spill?.remove(key)
     h.nonce = p.sealed.nonce
     return true
   }
@@ -193,7 +226,9 @@ export class SealedRefreshTokens implements RefreshTokenStore {
     // One timer per held token, however many paths ask for the next write.
     if (p.timer) clearTimeout(p.timer)
     if (p.attempts > ROTATION_RETRY.attempts) {
-      this.#log.error('a rotated IAM refresh token is still not stored; it is held in memory only, and a restart loses it (the user must then register again)', { user: h.binding.user, provider: h.binding.provider, attempts: p.attempts })
+      this.#log.error(p.spilled
+        ? 'a rotated IAM refresh token is still not stored; it is held in memory and on disk, and written again when the credential is next used or the broker restarts'
+        : 'a rotated IAM refresh token is still not stored; it is held in memory only, and a restart loses it (the user must then register again)', { user: h.binding.user, provider: h.binding.provider, attempts: p.attempts })
       p.attempts = 0
       delete p.timer
       return
