@@ -206,9 +206,8 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
     revocations.startAutoRefresh()
     closers.push(() => revocations.stop())
     if (config.audit.retention_days > 0) {
-      const floor = existsSync(poolCaFiles(caDir(config)).keyFile)
-        ? { floor: certificateRetentionFloor(store, { maxLifetime: config.ca.max_lifetime, crlLifetime: config.ca.crl_lifetime }) } : {}
-      closers.push(startRetention(store, { days: config.audit.retention_days, intervalSeconds: config.audit.prune_interval, clock, log, ...floor }))
+      const floor = certificateRetentionFloor(store, { maxLifetime: config.ca.max_lifetime, crlLifetime: config.ca.crl_lifetime }, () => clock.now())
+      closers.push(startRetention(store, { days: config.audit.retention_days, intervalSeconds: config.audit.prune_interval, clock, log, floor }))
     }
 
     // Built before the parts it watches: they report to it from their first call.

@@ -47,7 +47,8 @@ export function issuedCertificateOf(e: AuditEvent): IssuedCertificate | undefine
  *
  * An entry is in force for certificates while it is not lifted and until the later of its `until` and
  * `revokedAt + maxLifetime`: the revocation module sets `until` from the longest token lifetime, and a
- * certificate issued just before the revocation may live `maxLifetime` (ca.max_lifetime). With the
+ * certificate issued just before the revocation may live `maxLifetime` (the longest certificate lifetime:
+ * ca.max_lifetime, or longer ones granted before it was lowered, certificate_service.ts). With the
  * defaults (7 days each) the two are the same.
  *
  * `sub`, `client` and `site` entries hold every unexpired certificate they match, whatever its issue time

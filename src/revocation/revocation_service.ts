@@ -187,8 +187,11 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks {
         }
         until = req.exp
       } else {
-        const issued = (await this.#deps.store.query({ jti: req.value, type: 'token.issued', limit: 1 })).records[0]
-        if (issued?.event.exp !== undefined) until = issued.event.exp
+        // A renewal records its token under a jti of its own; a record may also be pruned already, and then
+        // the token may be one issued under a longer maximum than today's: held until the horizon.
+        const found = await Promise.all((['token.issued', 'token.renewed'] as const).map((type) => this.#deps.store.query({ jti: req.value, type, limit: 1 })))
+        const exp = found.flatMap((p) => p.records).map((r) => r.event.exp).find((e) => e !== undefined)
+        until = exp ?? Math.max(until, (await this.#deps.store.issuanceHorizon()).token.exp)
       }
     }
     const event = adminRevocationEvent('token.revoked', now, actor, req, req.reason)

@@ -10,7 +10,11 @@ import type { IssuanceHorizon, IssuanceHorizons, NewRevocation } from '../revoca
 
 export type HorizonKind = keyof IssuanceHorizons
 
-/** The records whose `exp` ends something the broker handed out, and the horizon each one raises. */
+/**
+ * The records whose `exp` ends something the broker handed out, and the horizon each one raises. An IAM
+ * access token the broker fetched for a job (`token_kind` access_token) is IAM's, with IAM's lifetime: no
+ * revocation of the broker's reaches it, so it raises nothing.
+ */
 export const HORIZON_KIND_OF: Readonly<Record<string, HorizonKind>> = {
   'token.issued': 'token',
   'token.renewed': 'token',
@@ -23,7 +27,7 @@ export function seedHorizonsSql(greatest: 'max' | 'GREATEST'): string {
   const kind = `CASE type ${types.map((t) => `WHEN '${t}' THEN '${HORIZON_KIND_OF[t]}'`).join(' ')} END`
   return `INSERT INTO issuance_horizon (kind, exp, lifetime)
      SELECT ${kind} AS k, max(exp), max(${greatest}(exp - time, 0)) FROM audit_log
-     WHERE type IN (${types.map((t) => `'${t}'`).join(', ')}) AND exp IS NOT NULL GROUP BY k
+     WHERE type IN (${types.map((t) => `'${t}'`).join(', ')}) AND exp IS NOT NULL AND ${NOT_IAM_TOKEN_SQL} GROUP BY k
    ON CONFLICT (kind) DO UPDATE SET exp = ${greatest}(issuance_horizon.exp, excluded.exp), lifetime = ${greatest}(issuance_horizon.lifetime, excluded.lifetime);`
 }
 
@@ -33,6 +37,9 @@ export function raiseHorizonSql(greatest: 'max' | 'GREATEST', placeholders: read
   return `INSERT INTO issuance_horizon (kind, exp, lifetime) VALUES (${kind}, ${exp}, ${lifetime})
     ON CONFLICT (kind) DO UPDATE SET exp = ${greatest}(issuance_horizon.exp, excluded.exp), lifetime = ${greatest}(issuance_horizon.lifetime, excluded.lifetime)`
 }
+
+const IAM_TOKEN_KIND = 'access_token'
+const NOT_IAM_TOKEN_SQL = `(token_kind IS NULL OR token_kind <> '${IAM_TOKEN_KIND}')`
 
 export const NO_HORIZON: IssuanceHorizon = { exp: 0, lifetime: 0 }
 
@@ -72,7 +79,7 @@ export class HorizonTracker {
   observe(cols: AuditColumns): void {
     const exp = cols.exp
     const kind = HORIZON_KIND_OF[cols.type]
-    if (kind === undefined || typeof exp !== 'number') return
+    if (kind === undefined || typeof exp !== 'number' || cols.token_kind === IAM_TOKEN_KIND) return
     this.#batch[kind] = wider(this.#batch[kind], { exp, lifetime: Math.max(0, exp - cols.time) })
   }
 

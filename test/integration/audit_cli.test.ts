@@ -66,7 +66,7 @@ describe('condor-token-broker audit', () => {
     expect((await cli(env, 'audit', 'verify')).out).toMatch(/^audit chain OK: 1 records, seq 11\.\.11/)
   })
 
-  it('prune keeps what a pool CA\'s CRL may still list, whatever --days says', async () => {
+  it('prune keeps what a pool CA\'s CRL may still list, whatever --days says, even on a host without the CA key', async () => {
     // Three days old: a token that lived an hour and a host certificate signed for seven days.
     const now = Math.floor(Date.now() / 1000)
     const { env, file } = await seeded(0)
@@ -74,7 +74,6 @@ describe('condor-token-broker audit', () => {
     for (let i = 1; i <= 3; i++) await store.record(issued(i, { time: now - 3 * 86400, exp: now - 3 * 86400 + 3600 }))
     await store.record({ type: 'certificate.issued', time: now - 3 * 86400, caller: { sub: 'provisioner' }, exp: now + 4 * 86400, decision: 'allow', detail: { serial: '0c' } })
     await store.close()
-    expect((await cli(env, 'ca', 'init')).code).toBe(0)
     const r = await cli(env, 'audit', 'prune', '--days', '1')
     expect(r.code).toBe(0)
     // ca.max_lifetime (7 days by default) and ca.crl_lifetime (1 day) beyond: nothing is that old.

@@ -57,6 +57,8 @@ export function issuanceHorizonContract(name: string, h: HorizonHarness): void {
       await store.record(token(T0 + 20, HOUR))
       await store.record(token(T0 + 30, 2 * HOUR, { type: 'token.renewed' }))
       await store.record({ type: 'token.denied', time: T0 + 40, caller: { sub: 'eve' }, exp: T0 + 365 * DAY, decision: 'deny', reason: 'no' })
+      // An IAM access token fetched for a job lives as long as IAM says; no revocation of ours reaches it.
+      await store.record(token(T0 + 45, 365 * DAY, { tokenKind: 'access_token' }))
       await store.record({ type: 'certificate.revoked', time: T0 + 50, caller: { sub: 'admin' }, exp: T0 + 400 * DAY, decision: 'allow', detail: { serial: '0a' } })
       expect(await store.issuanceHorizon()).toEqual(first)
       // A renewal reaching further raises the token horizon only.
@@ -126,6 +128,7 @@ export function issuanceHorizonContract(name: string, h: HorizonHarness): void {
       await store.record(token(T0, 3 * DAY))
       await store.record({ type: 'certificate.issued', time: T0 + 1, caller: { sub: 'bob' }, exp: T0 + 1 + 20 * DAY, decision: 'allow', detail: { serial: '0b' } })
       await store.record(token(T0 + 2, 25 * DAY, { type: 'token.denied', decision: 'deny', reason: 'no' }))
+      await store.record(token(T0 + 3, 90 * DAY, { tokenKind: 'access_token' }))
       await store.close()
       await h.rewind()
       const again = keep(await h.reopen())

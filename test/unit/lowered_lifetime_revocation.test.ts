@@ -67,6 +67,28 @@ describe('a revocation made after a maximum lifetime was lowered', () => {
     expect((await svc.condorExpression()).expr).not.toContain(SUB)
   })
 
+  it('holds a jti revocation given no exp, for a token the log no longer has, until the horizon', async () => {
+    let now = NOW
+    const clock = { now: () => now }
+    const store = new MemoryStore()
+    // A pilot's token renewed for 7 days (its record is token.renewed, under the new jti), and another
+    // 7-day token whose record retention has pruned since.
+    await store.record({ type: 'token.renewed', time: NOW, caller: { iss: ISS, sub: 'pilot' }, role: 'startd', tokenKind: 'idtoken', issuedSub: SUB, jti: 'd'.repeat(32), exp: NOW + 7 * DAY, decision: 'allow' })
+    await store.record({ type: 'token.issued', time: NOW + 10, caller: { iss: ISS, sub: 'provisioner' }, role: 'schedd', tokenKind: 'idtoken', issuedSub: SUB, jti: 'e'.repeat(32), exp: NOW + 10 + 7 * DAY, decision: 'allow' })
+    now = NOW + 2 * DAY
+    expect((await store.prune(NOW + 20, now)).pruned).toBe(2)
+    const svc = tokens(store, clock, HOUR)
+    expect((await svc.revoke({ kind: 'jti', value: 'f'.repeat(32) }, ADMIN)).until).toBe(NOW + 10 + 7 * DAY)
+  })
+
+  it('finds a renewed token\'s exp for a jti revocation given none', async () => {
+    const now = NOW + DAY
+    const store = new MemoryStore()
+    await store.record({ type: 'token.renewed', time: NOW, caller: { iss: ISS, sub: 'pilot' }, role: 'startd', tokenKind: 'idtoken', issuedSub: SUB, jti: 'd'.repeat(32), exp: NOW + 3 * DAY, decision: 'allow' })
+    await store.record({ type: 'token.issued', time: NOW, caller: { iss: ISS, sub: 'provisioner' }, role: 'schedd', tokenKind: 'idtoken', issuedSub: SUB, jti: 'e'.repeat(32), exp: NOW + 7 * DAY, decision: 'allow' })
+    expect((await tokens(store, { now: () => now }, HOUR).revoke({ kind: 'jti', value: 'd'.repeat(32) }, ADMIN)).until).toBe(NOW + 3 * DAY)
+  })
+
   it('accepts the exp of such a token for a jti revocation, and no later one', async () => {
     let now = NOW
     const clock = { now: () => now }
@@ -107,7 +129,7 @@ describe('a revocation made after a maximum lifetime was lowered', () => {
     // Four days later ca.max_lifetime is one day and the retention two (it covers the new maximum).
     now = NOW + 4 * DAY
     const svc = await certificates(DAY)
-    const floor = certificateRetentionFloor(store, { maxLifetime: DAY, crlLifetime: HOUR })
+    const floor = certificateRetentionFloor(store, { maxLifetime: DAY, crlLifetime: HOUR }, clock.now)
     const pruned = await pruneExpired(store, clock, 2, floor)
     expect(pruned.heldBackTo).toBe(now - 7 * DAY - HOUR)
     expect(opensslCrlEntries(await svc.crl())).toEqual(new Map([[cert.serial, '']]))

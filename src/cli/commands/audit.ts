@@ -1,10 +1,9 @@
-import { createWriteStream, existsSync } from 'node:fs'
+import { createWriteStream } from 'node:fs'
 import { once } from 'node:events'
 import type { AuditEvent, AuditEventType, AuditQuery, AuditRecord } from '../../audit/audit_log.ts'
 import { pruneExpired } from '../../audit/retention.ts'
 import { certificateRetentionFloor } from '../../ca/certificate_retention.ts'
-import { poolCaFiles } from '../../ca/pool_ca_files.ts'
-import { caDir, loadConfig } from '../../config.ts'
+import { loadConfig } from '../../config.ts'
 import { systemClock } from '../../lib/clock.ts'
 import { openBrokerStore } from '../../storage/open_store.ts'
 import { CliError, parse, positiveInt, type CommandIo } from '../command.ts'
@@ -78,8 +77,7 @@ export async function auditCommand(argv: string[], io: CommandIo): Promise<numbe
         const days = positiveInt('days', values.days) ?? config.audit.retention_days
         if (days <= 0) throw new CliError('retention is off (audit.retention_days is 0); pass --days N', 2)
         // As the serving broker does: a pool CA's CRL keeps the certificate records it still lists.
-        const floor = existsSync(poolCaFiles(caDir(config)).keyFile)
-          ? certificateRetentionFloor(store, { maxLifetime: config.ca.max_lifetime, crlLifetime: config.ca.crl_lifetime }) : undefined
+        const floor = certificateRetentionFloor(store, { maxLifetime: config.ca.max_lifetime, crlLifetime: config.ca.crl_lifetime }, () => systemClock.now())
         const r = await pruneExpired(store, systemClock, days, floor)
         const held = r.heldBackTo === undefined ? ''
           : ` (held back from ${days} days to ${new Date(r.heldBackTo * 1000).toISOString()}: the pool CA's CRL may still list certificates recorded since)`
