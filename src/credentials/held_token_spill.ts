@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { closeSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeSync } from 'node:fs'
 import { join } from 'node:path'
 import { z } from 'zod'
 import type { Logger } from '../lib/logger.ts'
@@ -37,48 +37,105 @@ const SpilledTokenSchema = z.object({
   rotatedAt: z.number().int(),
 }).strict()
 
+const LOCK = '.lock'
+
 /**
  * Why a spill: IAM retires a refresh token as it rotates it, so a rotated token held only in memory while
  * the store refuses its write (an outage) is lost by a restart in that outage, and the credential with it
  * (IAM refuses the row's older token and the user must register again). One file per credential, named by
  * a digest of the credential's key (no user name in a file name), 0600 in a 0700 directory, replaced
  * atomically; written only when a store write fails, removed once the token is stored or dropped.
+ *
+ * One process at a time: a second broker taking up a token the first still holds could store it after
+ * the first had spent it at IAM (a retired token over the live one). `claim` takes the directory with a
+ * lock file naming this process; a broker that cannot claim it keeps held tokens in memory only.
  */
 export class HeldTokenSpill {
   readonly #dir: string
   readonly #log: Logger
+  #claimed = false
 
   constructor(dir: string, log: Logger) {
     this.#dir = dir
     this.#log = log
   }
 
-  #file(key: string): string {
+  /** The file of one credential: a digest of its key, so a file's name cannot be chosen by a user name. */
+  fileOf(key: string): string {
     return join(this.#dir, `${createHash('sha256').update(key).digest('hex')}.json`)
   }
 
-  /** Keeps it on disk; a failure is logged, never thrown: the token is still held in memory. */
-  save(key: string, token: SpilledToken): void {
+  /**
+   * Takes the directory for this process: creates it (0700) if need be, refuses one group or other can
+   * reach, and takes the lock unless a live process holds it. False (logged) when the spill must stay off.
+   */
+  claim(): boolean {
     try {
-      writeSecretFileAtomic(this.#file(key), `${JSON.stringify(token)}\n`)
+      mkdirSync(this.#dir, { recursive: true, mode: 0o700 })
+      const st = lstatSync(this.#dir)
+      if (!st.isDirectory() || (st.mode & 0o077) !== 0 || (process.getuid && st.uid !== process.getuid())) {
+        this.#log.error('not keeping held refresh tokens on disk: their directory must be a directory of ours with mode 0700', { dir: this.#dir, mode: (st.mode & 0o777).toString(8) })
+        return false
+      }
+      for (let attempt = 0; attempt < 2; attempt++) {
+        try {
+          const fd = openSync(join(this.#dir, LOCK), 'wx', 0o600)
+          writeSync(fd, `${process.pid}\n`)
+          closeSync(fd)
+          this.#claimed = true
+          return true
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+          const holder = Number.parseInt(readFileSync(join(this.#dir, LOCK), 'utf8'), 10)
+          if (Number.isSafeInteger(holder) && holder !== process.pid && alive(holder)) {
+            this.#log.warn('another broker process holds the directory of held refresh tokens; this one keeps them in memory only', { dir: this.#dir, pid: holder })
+            return false
+          }
+          // Left by a process that is gone (or by this one, before a restart in the same process): stale.
+          rmSync(join(this.#dir, LOCK), { force: true })
+        }
+      }
+      return false
+    } catch (err) {
+      this.#log.error('cannot claim the directory of held refresh tokens; keeping them in memory only', { dir: this.#dir, err: err instanceof Error ? err : undefined })
+      return false
+    }
+  }
+
+  /** Gives the directory up (an orderly shutdown); what is still spilled stays for the next start. */
+  release(): void {
+    if (!this.#claimed) return
+    this.#claimed = false
+    rmSync(join(this.#dir, LOCK), { force: true })
+  }
+
+  /** Keeps it on disk; true when it is. A failure is logged, never thrown: the token is still held in memory. */
+  save(key: string, token: SpilledToken): boolean {
+    try {
+      writeSecretFileAtomic(this.fileOf(key), `${JSON.stringify(token)}\n`)
+      return true
     } catch (err) {
       this.#log.error('could not keep a held rotated refresh token on disk; a restart before its store write lands loses it', { user: token.user, provider: token.provider, dir: this.#dir, err: err instanceof Error ? err : undefined })
+      return false
     }
   }
 
   remove(key: string): void {
     try {
-      rmSync(this.#file(key), { force: true })
+      rmSync(this.fileOf(key), { force: true })
     } catch (err) {
       this.#log.warn('could not remove a spilled refresh token file; it is ignored once the row has moved on', { dir: this.#dir, err: err instanceof Error ? err : undefined })
     }
   }
 
-  /** Everything spilled by an earlier run; unreadable or malformed files are logged and left for the operator. */
+  /**
+   * Everything an earlier run spilled. Only regular files of ours with no group or other access are read
+   * (a symlink or a FIFO planted there is not followed or opened); a file that is not a spilled token is
+   * logged by name, never by content, and left for the operator.
+   */
   load(): SpilledToken[] {
     let names: string[]
     try {
-      mkdirSync(this.#dir, { recursive: true, mode: 0o700 })
       names = readdirSync(this.#dir).filter((n) => /^[0-9a-f]{64}\.json$/.test(n))
     } catch (err) {
       this.#log.error('cannot read the directory of spilled refresh tokens', { dir: this.#dir, err: err instanceof Error ? err : undefined })
@@ -86,12 +143,30 @@ export class HeldTokenSpill {
     }
     const out: SpilledToken[] = []
     for (const name of names) {
+      const file = join(this.#dir, name)
       try {
-        out.push(SpilledTokenSchema.parse(JSON.parse(readFileSync(join(this.#dir, name), 'utf8'))))
+        const st = lstatSync(file)
+        if (!st.isFile() || (st.mode & 0o077) !== 0 || (process.getuid && st.uid !== process.getuid())) throw new Error('not a regular file of ours with mode 0600')
+        let parsed: unknown
+        try { parsed = JSON.parse(readFileSync(file, 'utf8')) } catch { throw new Error('not JSON') }
+        const token = SpilledTokenSchema.safeParse(parsed)
+        if (!token.success) throw new Error('not a spilled refresh token')
+        if (this.fileOf(`${token.data.user}\n${token.data.provider}`) !== file) throw new Error('its name is not its credential\'s')
+        out.push(token.data)
       } catch (err) {
-        this.#log.error('ignoring a spilled refresh token file that cannot be read', { file: join(this.#dir, name), err: err instanceof Error ? err : undefined })
+        this.#log.error('ignoring a spilled refresh token file', { file, reason: (err as Error).message })
       }
     }
     return out
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    // EPERM: it exists, owned by someone else.
+    return (err as NodeJS.ErrnoException).code === 'EPERM'
   }
 }

@@ -80,31 +80,43 @@ export class SealedRefreshTokens implements RefreshTokenStore {
     this.#cipher = deps.cipher
     this.#clock = deps.clock
     this.#log = deps.log
-    this.#spill = deps.spill
+    // Only the process that claims the directory spills and takes spilled tokens up (held_token_spill.ts).
+    this.#spill = deps.spill?.claim() ? deps.spill : undefined
     this.#restore()
   }
 
   /** Takes up the tokens an earlier run held when it stopped, and writes each again (after the first back-off). */
   #restore(): void {
-    const spilled = this.#spill?.load() ?? []
-    for (const t of spilled) {
+    let taken = 0
+    for (const t of this.#spill?.load() ?? []) {
       const key = credentialKey(t.user, t.provider)
+      const binding: SealBinding = { user: t.user, provider: t.provider, scopes: t.scopes, audience: t.audience }
+      try {
+        // Sealed by this key for this very credential, or it is not ours to store.
+        this.#cipher.open(t.sealed, binding)
+      } catch {
+        this.#log.error('ignoring a spilled refresh token that the credential key does not open for its credential', { user: t.user, provider: t.provider, file: this.#spill!.fileOf(key) })
+        continue
+      }
       const pending: Pending = { sealed: t.sealed, rotatedAt: t.rotatedAt, attempts: 0, spilled: true }
-      this.#held.set(key, {
-        nonce: t.previousNonce, createdAt: t.createdAt, binding: { user: t.user, provider: t.provider, scopes: t.scopes, audience: t.audience },
-        caller: t.caller, pending,
-      })
+      this.#held.set(key, { nonce: t.previousNonce, createdAt: t.createdAt, binding, caller: t.caller, pending })
       this.#schedule(key, pending)
+      taken++
     }
-    if (spilled.length > 0) this.#log.warn('took up rotated IAM refresh tokens an earlier run could not store; writing them again', { count: spilled.length })
+    if (taken > 0) this.#log.warn('took up rotated IAM refresh tokens an earlier run could not store; writing them again', { count: taken })
   }
 
   /** After a failed write: the held token on disk too, unless the spill is off. */
   #keepOnDisk(key: string, h: Held, p: Pending): void {
     if (!this.#spill) return
     const { user, provider, scopes, audience } = h.binding
-    this.#spill.save(key, { user, provider, scopes: [...scopes], audience: [...audience], caller: h.caller, createdAt: h.createdAt, previousNonce: h.nonce, sealed: p.sealed, rotatedAt: p.rotatedAt })
-    p.spilled = true
+    if (this.#spill.save(key, { user, provider, scopes: [...scopes], audience: [...audience], caller: h.caller, createdAt: h.createdAt, previousNonce: h.nonce, sealed: p.sealed, rotatedAt: p.rotatedAt })) {
+      p.spilled = true
+    } else if (p.spilled) {
+      // The file still holds the token this one superseded, which IAM retired when it issued this one.
+      this.#spill.remove(key)
+      p.spilled = false
+    }
   }
 
   /**
@@ -263,6 +275,8 @@ export class SealedRefreshTokens implements RefreshTokenStore {
       delete h.pending!.timer
       return this.#retry(key, h.pending!)
     }))
+    // What is still not stored stays spilled, for the next start to take up.
+    this.#spill?.release()
   }
 
   /** Revokes the credential whose refresh token IAM refused, on record as credential.revoked. */

@@ -1,7 +1,10 @@
-import { readdirSync, readFileSync, statSync } from 'node:fs'
+import { spawn } from 'node:child_process'
+import { createHash } from 'node:crypto'
+import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { expect, it } from 'vitest'
+import { afterAll, expect, it } from 'vitest'
 import type { CredentialWrite } from '../../src/credentials/credential_store.ts'
+import { createLogger } from '../../src/lib/logger.ts'
 import { useCredentialsApp } from '../support/credentials_app.ts'
 
 /**
@@ -9,6 +12,7 @@ import { useCredentialsApp } from '../support/credentials_app.ts'
  * during an outage is held in memory and written again later; a broker restarted before that write lands
  * must take it up again, or its next refresh presents the retired token, IAM refuses it, and the
  * credential is revoked: the user would have to register again because of an outage and a restart.
+ * The tests run in order: each closes the broker it started, as a stopping process does.
  */
 const t = await useCredentialsApp()
 
@@ -16,29 +20,46 @@ function spillDir(): string {
   return join(t.config.data_dir, 'credentials', 'held')
 }
 
+/** The spilled tokens' files (not the lock, nor a temp file). */
 function spilled(): string[] {
   try { return readdirSync(spillDir()).filter((n) => !n.startsWith('.')) } catch { return [] }
 }
 
-it('is kept on disk while the store refuses it, and a restarted broker stores and uses it', async () => {
-  t.iam.rotateRefreshTokens = true
-  const res = await t.register(await t.userToken({ preferred_username: 'rosa', sub: 'rosa-sub' }), { provider: 'cms' })
-  expect(res.status).toBe(201)
-  const before = (await t.store.readCredential('rosa', 'cms'))!.sealed!.nonce
+async function register(user: string): Promise<string> {
+  expect((await t.register(await t.userToken({ preferred_username: user, sub: `${user}-sub` }), { provider: 'cms' })).status).toBe(201)
+  return (await t.store.readCredential(user, 'cms'))!.sealed!.nonce
+}
 
-  // The store refuses every rotation (an outage); the job token's own record still commits.
+/** Runs `fn` while the store refuses every rotation (an outage); every other write goes through. */
+async function duringOutage(fn: () => Promise<void>): Promise<void> {
   const write = t.store.writeCredential.bind(t.store)
   t.store.writeCredential = async (w: CredentialWrite, e) => {
     if (w.action === 'rotate') throw new Error('SQLITE_BUSY: database is locked')
     return write(w, e)
   }
-  try {
-    expect((await t.jobToken('rosa', 'cms', t.creddToken())).status).toBe(200)
+  try { await fn() } finally { t.store.writeCredential = write }
+}
+
+async function jobToken(app: { request: (path: string, init: RequestInit) => Response | Promise<Response> }, user: string, query = ''): Promise<number> {
+  return (await app.request(`/v1/credentials/${user}/cms/token${query}`, { headers: { authorization: `Bearer ${t.creddToken()}` } })).status
+}
+
+/** Bounded poll. */
+async function until(check: () => Promise<boolean> | boolean): Promise<boolean> {
+  for (let i = 0; i < 100; i++) {
+    if (await check()) return true
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+  return false
+}
+
+it('is kept on disk while the store refuses it, and a restarted broker stores and uses it', async () => {
+  const before = await register('rosa')
+  await duringOutage(async () => {
+    expect(await jobToken(t.app, 'rosa')).toBe(200)
     // Shutdown: one last write, refused too; the token stays on disk, sealed, owner-only.
     await t.credentials.close()
-  } finally {
-    t.store.writeCredential = write
-  }
+  })
   expect((await t.store.readCredential('rosa', 'cms'))!.sealed!.nonce).toBe(before)
   const files = spilled()
   expect(files).toHaveLength(1)
@@ -51,52 +72,96 @@ it('is kept on disk while the store refuses it, and a restarted broker stores an
   expect(t.iam.liveRefreshTokens).toHaveLength(1)
   expect(body).not.toContain(t.iam.liveRefreshTokens[0]!)
 
-  // The broker restarts on the same data directory and database, the store healthy again.
-  const restarted = t.withCredentialKey(t.credentialKeyHex)
-  let stored = false
-  for (let i = 0; i < 100 && !stored; i++) {
-    stored = (await t.store.readCredential('rosa', 'cms'))!.sealed!.nonce !== before
-    if (!stored) await new Promise((resolve) => setTimeout(resolve, 50))
+  // The broker starts again on the same data directory and database, the store healthy again.
+  const restarted = t.restartCredentials()
+  try {
+    expect(await until(async () => (await t.store.readCredential('rosa', 'cms'))!.sealed!.nonce !== before)).toBe(true)
+    expect(spilled()).toEqual([])
+    const rotated = (await t.store.query({ limit: 50, type: 'credential.rotated' })).records.map((r) => r.event)
+    expect(rotated.filter((e) => (e.detail as { user?: string }).user === 'rosa')).toHaveLength(1)
+    // Its next refresh presents the token IAM expects: the credential lives on.
+    const refreshes = t.iamRequests('refresh_token').length
+    expect(await jobToken(restarted.app, 'rosa', '?minimum_seconds=999999')).toBe(200)
+    expect(t.iamRequests('refresh_token')).toHaveLength(refreshes + 1)
+    expect(await t.store.readCredential('rosa', 'cms')).toMatchObject({ revoked: false })
+  } finally {
+    await restarted.credentials.close()
   }
-  expect(stored).toBe(true)
-  expect(spilled()).toEqual([])
-  const rotated = (await t.store.query({ limit: 50, type: 'credential.rotated' })).records.map((r) => r.event)
-  expect(rotated.filter((e) => (e.detail as { user?: string }).user === 'rosa')).toHaveLength(1)
-
-  // Its next refresh presents the token IAM expects: the credential lives on.
-  const refreshes = t.iamRequests('refresh_token').length
-  const next = await restarted.request('/v1/credentials/rosa/cms/token?minimum_seconds=999999', { headers: { authorization: `Bearer ${t.creddToken()}` } })
-  expect(next.status).toBe(200)
-  expect(t.iamRequests('refresh_token')).toHaveLength(refreshes + 1)
-  expect(await t.store.readCredential('rosa', 'cms')).toMatchObject({ revoked: false })
 })
 
-it('is dropped, file and all, when the credential was registered afresh before it was stored (a restart in between)', async () => {
-  t.iam.rotateRefreshTokens = true
-  const broker = t.withCredentialKey(t.credentialKeyHex)
-  const token = async () => t.userToken({ preferred_username: 'sam', sub: 'sam-sub' })
-  expect((await t.register(await token(), { provider: 'cms' })).status).toBe(201)
-  const write = t.store.writeCredential.bind(t.store)
-  t.store.writeCredential = async (w: CredentialWrite, e) => {
-    if (w.action === 'rotate') throw new Error('SQLITE_BUSY: database is locked')
-    return write(w, e)
-  }
-  try {
-    const res = await broker.request('/v1/credentials/sam/cms/token', { headers: { authorization: `Bearer ${t.creddToken()}` } })
-    expect(res.status).toBe(200)
-  } finally {
-    t.store.writeCredential = write
-  }
+it('is dropped by the restarted broker, file and all, when the credential was registered afresh before it was stored', async () => {
+  await register('sam')
+  const first = t.restartCredentials()
+  await duringOutage(async () => {
+    expect(await jobToken(first.app, 'sam')).toBe(200)
+    await first.credentials.close()
+  })
   expect(spilled()).toHaveLength(1)
-  // The user registers again before any broker stored the rotation: the new registration's token wins.
-  expect((await t.register(await token(), { provider: 'cms' })).status).toBe(201)
-  const registered = (await t.store.readCredential('sam', 'cms'))!.sealed!.nonce
+  // The user registers again while no broker runs: the new registration's token wins.
+  const registered = await register('sam')
 
-  const restarted = t.withCredentialKey(t.credentialKeyHex)
-  for (let i = 0; i < 100 && spilled().length > 0; i++) await new Promise((resolve) => setTimeout(resolve, 50))
-  expect(spilled()).toEqual([])
-  expect((await t.store.readCredential('sam', 'cms'))!.sealed!.nonce).toBe(registered)
-  const next = await restarted.request('/v1/credentials/sam/cms/token?minimum_seconds=999999', { headers: { authorization: `Bearer ${t.creddToken()}` } })
-  expect(next.status).toBe(200)
-  expect(await t.store.readCredential('sam', 'cms')).toMatchObject({ revoked: false })
+  const restarted = t.restartCredentials()
+  try {
+    expect(await until(() => spilled().length === 0)).toBe(true)
+    expect((await t.store.readCredential('sam', 'cms'))!.sealed!.nonce).toBe(registered)
+    expect(await jobToken(restarted.app, 'sam', '?minimum_seconds=999999')).toBe(200)
+    expect(await t.store.readCredential('sam', 'cms')).toMatchObject({ revoked: false })
+  } finally {
+    await restarted.credentials.close()
+  }
+})
+
+const sleepers: Array<ReturnType<typeof spawn>> = []
+afterAll(() => { for (const p of sleepers) p.kill() })
+
+it('is left alone by a broker started while another live process holds the directory', async () => {
+  const before = await register('tilda')
+  const first = t.restartCredentials()
+  await duringOutage(async () => {
+    expect(await jobToken(first.app, 'tilda')).toBe(200)
+    await first.credentials.close()
+  })
+  const [file] = spilled()
+  expect(file).toBeDefined()
+  // Another broker process (a live pid of ours) has the directory.
+  const other = spawn('sleep', ['30'], { stdio: 'ignore' })
+  sleepers.push(other)
+  writeFileSync(join(spillDir(), '.lock'), `${other.pid}\n`, { mode: 0o600 })
+
+  const second = t.restartCredentials()
+  await new Promise((resolve) => setTimeout(resolve, 500))
+  expect(spilled()).toEqual([file])
+  expect((await t.store.readCredential('tilda', 'cms'))!.sealed!.nonce).toBe(before)
+  await second.credentials.close()
+  expect(readFileSync(join(spillDir(), '.lock'), 'utf8')).toBe(`${other.pid}\n`)
+
+  // That process is gone: its lock is stale, and the next start takes the token up.
+  other.kill()
+  await new Promise((resolve) => other.once('exit', resolve))
+  const third = t.restartCredentials()
+  try {
+    expect(await until(async () => (await t.store.readCredential('tilda', 'cms'))!.sealed!.nonce !== before)).toBe(true)
+    expect(spilled()).toEqual([])
+  } finally {
+    await third.credentials.close()
+  }
+})
+
+it('does not take up a spilled token the credential key does not open for that credential', async () => {
+  const before = await register('ulla')
+  const c = (await t.store.readCredential('ulla', 'cms'))!
+  // Well-formed and filed under ulla's name, but sealed for someone else (here: nothing the key opens).
+  const forged = { user: 'ulla', provider: 'cms', scopes: c.scopes, audience: c.audience, caller: { iss: c.iss, sub: c.sub }, createdAt: c.createdAt, previousNonce: before, sealed: { ...c.sealed!, ciphertext: Buffer.alloc(48, 7).toString('base64') }, rotatedAt: c.createdAt + 1 }
+  const file = join(spillDir(), `${createHash('sha256').update('ulla\ncms').digest('hex')}.json`)
+  writeFileSync(file, JSON.stringify(forged), { mode: 0o600 })
+  const lines: string[] = []
+  const restarted = t.restartCredentials(createLogger((l) => lines.push(l)))
+  try {
+    await new Promise((resolve) => setTimeout(resolve, 400))
+    expect((await t.store.readCredential('ulla', 'cms'))!.sealed!.nonce).toBe(before)
+    expect(lines.join('\n')).toContain('ignoring a spilled refresh token that the credential key does not open')
+    expect(await jobToken(restarted.app, 'ulla')).toBe(200)
+  } finally {
+    await restarted.credentials.close()
+  }
 })

@@ -112,6 +112,8 @@ export interface CredentialsApp {
   iamRequests(grantType: 'refresh_token' | 'urn:ietf:params:oauth:grant-type:token-exchange'): URLSearchParams[]
   /** The same broker restarted with another credential key (same database, IAM, policy). */
   withCredentialKey(hex: string): Hono
+  /** The same broker started again (same database, data directory, key, IAM, policy), with its credential services to close. */
+  restartCredentials(log?: Logger): { app: Hono; credentials: CredentialServices }
   /** The same broker restarted without its own client at the IAM (same database, key, policy). */
   withoutBrokerClient(): Promise<Hono>
   /** Rewrites the policy file (the shipped test policy edited by `edit`; none restores it) and reloads it. */
@@ -194,6 +196,10 @@ export async function useCredentialsApp(o: { console?: boolean; clock?: Clock; l
     withCredentialKey(hex) {
       const other = buildCredentials({ config, keys, store, iam: adapter, policy, revocations, clock, log: silentLogger, production: true, env: { CONDOR_TOKEN_BROKER_CREDENTIAL_KEY: hex } })
       return createApp({ config, keys, log: silentLogger, readiness: async () => ({ keys: 'ok' }), credentials: other })
+    },
+    restartCredentials(restartLog = silentLogger) {
+      const credentials = buildCredentials({ config, keys, store, iam: adapter, policy, revocations, clock, log: restartLog, production: true, env: { CONDOR_TOKEN_BROKER_CREDENTIAL_KEY: credentialKeyHex } })
+      return { app: createApp({ config, keys, log: silentLogger, readiness: async () => ({ keys: 'ok' }), credentials }), credentials }
     },
     async withoutBrokerClient() {
       const clientless = await createIamAdapter(iamConfigFor(iam, {}, { audience: BROKER, client: undefined }), { log, clock, fetch: mswFetch, readFile: secretReader(iam) })

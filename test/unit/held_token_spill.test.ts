@@ -1,4 +1,5 @@
-import { mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs'
+import { spawnSync } from 'node:child_process'
+import { chmodSync, mkdirSync, readdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { HeldTokenSpill, type SpilledToken } from '../../src/credentials/held_token_spill.ts'
@@ -31,10 +32,55 @@ describe('spilled refresh tokens', () => {
     const lines: string[] = []
     const spill = new HeldTokenSpill(dir, createLogger((l) => lines.push(l)))
     spill.save('bob\ncms', { ...TOKEN, user: 'bob' })
-    writeFileSync(join(dir, `${'a'.repeat(64)}.json`), '{"user": "mallory"')
-    writeFileSync(join(dir, `${'b'.repeat(64)}.json`), JSON.stringify({ ...TOKEN, extra: 1 }))
+    writeFileSync(join(dir, `${'a'.repeat(64)}.json`), '{"user": "mallory"', { mode: 0o600 })
+    writeFileSync(join(dir, `${'b'.repeat(64)}.json`), JSON.stringify({ ...TOKEN, extra: 1 }), { mode: 0o600 })
     expect(spill.load().map((t) => t.user)).toEqual(['bob'])
-    expect(lines.filter((l) => l.includes('ignoring a spilled refresh token file'))).toHaveLength(2)
+    const ignored = lines.filter((l) => l.includes('ignoring a spilled refresh token file'))
+    expect(ignored.map((l) => /"reason":"([^"]+)"/.exec(l)?.[1]).sort()).toEqual(['not JSON', 'not a spilled refresh token'])
     expect(lines.join('\n')).toContain(`${'a'.repeat(64)}.json`)
+  })
+
+  it('reads only regular owner-only files named for their credential, and logs names, never contents', () => {
+    const dir = join(tempDir(), 'held')
+    const lines: string[] = []
+    const spill = new HeldTokenSpill(dir, createLogger((l) => lines.push(l)))
+    expect(spill.claim()).toBe(true)
+    spill.save('carol\ncms', { ...TOKEN, user: 'carol' })
+    // A secret elsewhere, linked in; a FIFO (reading it would block start-up); a group-readable file; a
+    // token filed under another credential's name.
+    const secret = join(tempDir(), 'secret.key')
+    writeFileSync(secret, 'c0ffeeabab-not-for-the-log', { mode: 0o600 })
+    symlinkSync(secret, join(dir, `${'c'.repeat(64)}.json`))
+    expect(spawnSync('mkfifo', [join(dir, `${'d'.repeat(64)}.json`)]).status).toBe(0)
+    writeFileSync(join(dir, `${'e'.repeat(64)}.json`), JSON.stringify({ ...TOKEN, user: 'erin' }), { mode: 0o640 })
+    writeFileSync(join(dir, `${'f'.repeat(64)}.json`), JSON.stringify({ ...TOKEN, user: 'frank' }), { mode: 0o600 })
+    expect(spill.load().map((t) => t.user)).toEqual(['carol'])
+    const ignored = lines.filter((l) => l.includes('ignoring a spilled refresh token file'))
+    expect(ignored).toHaveLength(4)
+    expect(lines.join('\n')).not.toContain('c0ffee')
+    expect(lines.join('\n')).toContain("its name is not its credential's")
+  })
+
+  it('claims the directory for one live process at a time, and refuses one others can reach', () => {
+    const root = tempDir()
+    const dir = join(root, 'held')
+    const lines: string[] = []
+    const log = createLogger((l) => lines.push(l))
+    const a = new HeldTokenSpill(dir, log)
+    expect(a.claim()).toBe(true)
+    expect(statSync(dir).mode & 0o777).toBe(0o700)
+    // A lock naming a live process (the parent of this one) keeps another claimant out.
+    writeFileSync(join(dir, '.lock'), `${process.ppid}\n`)
+    expect(new HeldTokenSpill(dir, log).claim()).toBe(false)
+    expect(lines.join('\n')).toContain('another broker process holds the directory')
+    // One naming a process that is gone is stale.
+    writeFileSync(join(dir, '.lock'), '999999999\n')
+    expect(new HeldTokenSpill(dir, log).claim()).toBe(true)
+
+    const loose = join(root, 'loose')
+    mkdirSync(loose)
+    chmodSync(loose, 0o777)
+    expect(new HeldTokenSpill(loose, log).claim()).toBe(false)
+    expect(lines.join('\n')).toContain('must be a directory of ours with mode 0700')
   })
 })
