@@ -70,7 +70,7 @@ export function buildCredentials(parts: {
   const refreshTokens = new SealedRefreshTokens({ store, cipher, clock, log, spill })
   const exchanger = new IamTokenExchanger({ discovery: iam.discovery, store: refreshTokens, clock, log })
   const recheck = new IamRecheck({
-    exchanger, verifier: iam.verifier, issuerAudience: (iss) => iam.discovery.issuer(iss)?.config.audience, clock, log,
+    exchanger, store, verifier: iam.verifier, issuerAudience: (iss) => iam.discovery.issuer(iss)?.config.audience, clock, log,
     intervalSeconds: c.iam_recheck_interval, graceSeconds: c.iam_recheck_grace ?? c.iam_recheck_interval,
   })
   const providers = () => c.providers

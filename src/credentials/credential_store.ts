@@ -28,6 +28,25 @@ export interface StoredCredential {
   revoked: boolean
   revokedAt?: number
   revokedBy?: string
+  /** IAM's last confirmation of the user (kind scitoken, iam_recheck.ts): when, and the groups it stated. */
+  confirmation?: StoredConfirmation
+}
+
+/** An IAM confirmation as the row keeps it, for every replica and the next start to decide on. */
+export interface StoredConfirmation {
+  /** Epoch seconds. */
+  at: number
+  /** The groups IAM stated, and the claim it stated them in (none: it stated no groups). */
+  groups: string[]
+  claim: 'wlcg.groups' | 'groups' | null
+}
+
+/** A confirmation to store: only on the registration it was made for, unrevoked, and only if it is newer. */
+export interface CredentialConfirmation {
+  user: string
+  provider: string
+  createdAt: number
+  confirmation: StoredConfirmation
 }
 
 /** One change to a credential, committed in the same transaction as its audit record. */
@@ -47,6 +66,11 @@ export interface CredentialStore {
   listCredentials(): Promise<StoredCredential[]>
   /** Applies the write and appends `event` in one transaction; false (and no record) when a rotate or revoke found nothing to change. */
   writeCredential(write: CredentialWrite, event: AuditEvent): Promise<boolean>
+  /**
+   * Keeps IAM's confirmation on the row; false when the registration is gone, revoked, or holds a newer
+   * one. Not an audit record of its own: each token minted under it records it (`detail.iamCheck`).
+   */
+  confirmCredential(c: CredentialConfirmation): Promise<boolean>
 }
 
 /** A `user_credentials` row as either SQL backend returns it. */
@@ -69,6 +93,8 @@ export interface CredentialRow {
   revoked: number | boolean
   revoked_at: number | string | null
   revoked_by: string | null
+  confirmed_at?: number | string | null
+  confirmed_groups?: string | null
 }
 
 const split = (s: string) => s.split(' ').filter((x) => x.length > 0)
@@ -86,8 +112,31 @@ export function fromCredentialRow(r: CredentialRow): StoredCredential {
     revoked: r.revoked === true || Number(r.revoked) === 1,
     ...(r.revoked_at !== null ? { revokedAt: Number(r.revoked_at) } : {}),
     ...(r.revoked_by !== null ? { revokedBy: r.revoked_by } : {}),
+    ...confirmationOfRow(r),
   }
 }
+
+function confirmationOfRow(r: CredentialRow): { confirmation?: StoredConfirmation } {
+  if (r.confirmed_at === null || r.confirmed_at === undefined || !r.confirmed_groups) return {}
+  const g = JSON.parse(r.confirmed_groups) as { groups: string[]; claim: StoredConfirmation['claim'] }
+  return { confirmation: { at: Number(r.confirmed_at), groups: g.groups, claim: g.claim } }
+}
+
+/** The values of a confirmation's UPDATE (CONFIRM_SQL), in placeholder order. */
+export function confirmationValues(c: CredentialConfirmation): Array<string | number> {
+  const { at, groups, claim } = c.confirmation
+  return [at, JSON.stringify({ groups, claim }), c.user, c.provider, c.createdAt, at]
+}
+
+/** Stores a confirmation on its registration only, unrevoked, and never over a newer one. */
+export function confirmSql(placeholder: (i: number) => string): string {
+  const p = placeholder
+  return `UPDATE user_credentials SET confirmed_at = ${p(1)}, confirmed_groups = ${p(2)}
+    WHERE user_name = ${p(3)} AND provider = ${p(4)} AND created_at = ${p(5)} AND revoked = 0 AND (confirmed_at IS NULL OR confirmed_at < ${p(6)})`
+}
+
+/** The columns of IAM's last confirmation on the row (a schema step of both SQL backends adds them). */
+export const CREDENTIAL_CONFIRMATION_COLUMNS: ReadonlyArray<readonly [name: string, type: string]> = [['confirmed_at', 'BIGINT'], ['confirmed_groups', 'TEXT']]
 
 /** Column values of a registration, in CREDENTIAL_COLUMNS order. */
 export function credentialValues(c: StoredCredential): Array<string | number | null> {
@@ -114,5 +163,5 @@ export function registerSql(placeholder: (i: number) => string): string {
   const cols = CREDENTIAL_COLUMNS.join(', ')
   const vals = CREDENTIAL_COLUMNS.map((_, i) => placeholder(i + 1)).join(', ')
   const updates = CREDENTIAL_COLUMNS.slice(2).map((c) => `${c} = excluded.${c}`).join(', ')
-  return `INSERT INTO user_credentials (${cols}) VALUES (${vals}) ON CONFLICT (user_name, provider) DO UPDATE SET ${updates}, rotated_at = NULL, revoked = 0, revoked_at = NULL, revoked_by = NULL`
+  return `INSERT INTO user_credentials (${cols}) VALUES (${vals}) ON CONFLICT (user_name, provider) DO UPDATE SET ${updates}, rotated_at = NULL, revoked = 0, revoked_at = NULL, revoked_by = NULL, confirmed_at = NULL, confirmed_groups = NULL`
 }

@@ -4,7 +4,7 @@ import type { SubjectTokenVerifier, VerifiedSubject } from '../iam/subject.ts'
 import type { Clock } from '../lib/clock.ts'
 import { SingleFlight } from '../lib/keyed_promises.ts'
 import type { Logger } from '../lib/logger.ts'
-import type { StoredCredential } from './credential_store.ts'
+import type { CredentialStore, StoredConfirmation, StoredCredential } from './credential_store.ts'
 import { recheckAudience, recheckScopes } from './iam_recheck_grant.ts'
 import { credentialKey } from './sealed_refresh_tokens.ts'
 
@@ -22,6 +22,8 @@ export interface Confirmation {
 export interface IamRecheckDeps {
   /** The exchanger whose refresh-token store is the sealed credential table (rotation and revocation included). */
   exchanger: Pick<IamTokenExchanger, 'refresh'>
+  /** Where a confirmation is kept for every replica and the next start. */
+  store: Pick<CredentialStore, 'confirmCredential'>
   /** The inbound verifier: IAM's refreshed access token passes the same checks as a caller's token. */
   verifier: SubjectTokenVerifier
   /** The `aud` values the broker accepts from an issuer (its `audience` setting), if it checks any. */
@@ -65,8 +67,10 @@ interface Held {
  * credential (the exchanger's store does that, audited); IAM unreachable is tolerated while the last
  * confirmation is younger than interval + grace, then 503.
  *
- * Confirmations are kept in this process, not in the database: each replica confirms on its own, and a
- * restarted broker starts from the registration's claims and time.
+ * A confirmation is kept on the credential's row (when and the groups IAM stated), so every replica and
+ * a restarted broker decide on the latest one, whichever process obtained it; this process's own copy
+ * serves when the store could not take it. Only when IAM was last asked and found unreachable stays per
+ * process (`retryAt`).
  */
 export class IamRecheck {
   readonly #deps: IamRecheckDeps
@@ -95,10 +99,15 @@ export class IamRecheck {
     this.#held.delete(credentialKey(user, provider))
   }
 
+  /** The latest confirmation of this registration: this process's, or the row's if another process (or an earlier run) made a later one. */
   #last(key: string, cred: StoredCredential): Held {
     const held = this.#held.get(key)
-    if (held?.createdAt === cred.createdAt) return held
-    return { createdAt: cred.createdAt, confirmedAt: cred.createdAt, subject: JSON.parse(cred.subjectJson) as VerifiedSubject }
+    const mine = held?.createdAt === cred.createdAt ? held : undefined
+    const stored = cred.confirmation
+    if (stored && stored.at > (mine?.confirmedAt ?? cred.createdAt)) {
+      return { createdAt: cred.createdAt, confirmedAt: stored.at, subject: withGroups(JSON.parse(cred.subjectJson) as VerifiedSubject, stored) }
+    }
+    return mine ?? { createdAt: cred.createdAt, confirmedAt: cred.createdAt, subject: JSON.parse(cred.subjectJson) as VerifiedSubject }
   }
 
   async #ask(key: string, cred: StoredCredential, last: Held): Promise<Confirmation> {
@@ -108,8 +117,10 @@ export class IamRecheck {
       const fresh = await d.verifier.verify(got.accessToken)
       if (fresh.iss !== cred.iss || fresh.sub !== cred.sub) throw new AccessDenied('IAM answered the refresh for another user than the one who registered')
       const now = d.clock.now()
-      const subject = withGroupsOf(last.subject, fresh)
+      const stated = groupsStated(fresh)
+      const subject = withGroups(last.subject, stated)
       this.#held.set(key, { createdAt: cred.createdAt, confirmedAt: now, subject })
+      await this.#keep(cred, { at: now, ...stated })
       return { subject, confirmedAt: now, outcome: 'confirmed' }
     } catch (err) {
       // IAM refused the refresh token (user disabled, suspended or removed, token revoked or expired): the
@@ -128,6 +139,15 @@ export class IamRecheck {
     }
   }
 
+  /** On the row, for the other replicas and the next start; this process holds it anyway, so a failure only costs them a recheck. */
+  async #keep(cred: StoredCredential, confirmation: StoredConfirmation): Promise<void> {
+    try {
+      await this.#deps.store.confirmCredential({ user: cred.user, provider: cred.provider, createdAt: cred.createdAt, confirmation })
+    } catch (err) {
+      this.#deps.log.warn('could not store an IAM confirmation; other replicas and a restart will ask IAM again', { user: cred.user, provider: cred.provider, err: err instanceof Error ? err : undefined })
+    }
+  }
+
   /** IAM could not be asked: the last confirmation serves while it is within interval + grace. */
   #unconfirmed(cred: StoredCredential, last: Held, now: number, retryAfter: number, cause?: unknown): Confirmation {
     const d = this.#deps
@@ -140,16 +160,21 @@ export class IamRecheck {
   }
 }
 
+/** The groups IAM's answer states, and the claim it states them in. */
+function groupsStated(fresh: VerifiedSubject): Pick<StoredConfirmation, 'groups' | 'claim'> {
+  const claim = Array.isArray(fresh.claims['wlcg.groups']) ? 'wlcg.groups' : Array.isArray(fresh.claims.groups) ? 'groups' : null
+  return { groups: [...fresh.groups], claim }
+}
+
 /**
- * The registration's claims with group membership as IAM states it now. Only groups change: the
- * identity claims (names), the registering client and its scopes stay as registered, since IAM's
- * refreshed token is the broker's own, not the user's.
+ * The registration's claims with group membership as IAM stated it. Only groups change: the identity
+ * claims (names), the registering client and its scopes stay as registered, since IAM's refreshed token
+ * is the broker's own, not the user's.
  */
-function withGroupsOf(stored: VerifiedSubject, fresh: VerifiedSubject): VerifiedSubject {
+function withGroups(stored: VerifiedSubject, stated: Pick<StoredConfirmation, 'groups' | 'claim'>): VerifiedSubject {
   const claims: Record<string, unknown> = { ...stored.claims }
   delete claims['wlcg.groups']
   delete claims.groups
-  if (Array.isArray(fresh.claims['wlcg.groups'])) claims['wlcg.groups'] = fresh.groups
-  else if (Array.isArray(fresh.claims.groups)) claims.groups = fresh.groups
-  return { ...stored, groups: [...fresh.groups], claims }
+  if (stated.claim !== null) claims[stated.claim] = [...stated.groups]
+  return { ...stored, groups: [...stated.groups], claims }
 }

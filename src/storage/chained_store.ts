@@ -3,7 +3,7 @@ import type { AuditAggregates, CountQuery, CountRow, LiveRow, ReasonRow } from '
 import { openAnchor, sealAnchor } from '../audit/anchor.ts'
 import { assertStorableEvent, ChainVerifier, checkRecord, columnsOf, encodeEventBody, recordHash, rowToRecord, type AuditColumns, type CheckpointDetail, type StoredRow } from '../audit/chain.ts'
 import { InvalidRequest } from '../errors.ts'
-import type { CredentialStore, CredentialWrite, StoredCredential } from '../credentials/credential_store.ts'
+import type { CredentialConfirmation, CredentialStore, CredentialWrite, StoredCredential } from '../credentials/credential_store.ts'
 import type { ConsoleSessionStore, SessionWrite, StoredSession } from '../console/session_store.ts'
 import type { IssuanceHorizons, NewRevocation, Revocation, RevocationLift, RevocationStore } from '../revocation/revocation.ts'
 import { GroupCommitter, StoreOverloaded, type CommitStats, type Committer, type GroupCommitOptions } from './group_commit.ts'
@@ -24,6 +24,8 @@ export type WriteOp =
    * thread, so no second connection contends for the write lock), but not an audit record: nothing is appended.
    */
   | { kind: 'session'; write: SessionWrite }
+  /** IAM's confirmation kept on a credential row; not an audit record (the tokens minted under it record it). */
+  | { kind: 'confirm'; confirm: CredentialConfirmation; result?: boolean }
 
 /** The ops that hand a `result` back to their caller: all but an event and a console session write. */
 export function returnsResult(op: WriteOp): op is Exclude<WriteOp, { kind: 'event' | 'session' }> {
@@ -245,6 +247,12 @@ export abstract class ChainedStore implements BrokerStore {
   async writeCredential(write: CredentialWrite, event: AuditEvent): Promise<boolean> {
     assertStorableEvent(event)
     const op: WriteOp = { kind: 'credential', write, json: JSON.stringify(event) }
+    await this.#submit(op)
+    return op.result === true
+  }
+
+  async confirmCredential(confirm: CredentialConfirmation): Promise<boolean> {
+    const op: WriteOp = { kind: 'confirm', confirm }
     await this.#submit(op)
     return op.result === true
   }

@@ -9,7 +9,7 @@ import {
   revocationEventBody, statesRevocations, toPage, type RevocationState, type WriteOp,
 } from './chained_store.ts'
 import type { GroupCommitOptions } from './group_commit.ts'
-import type { CredentialWrite, StoredCredential } from '../credentials/credential_store.ts'
+import type { CredentialConfirmation, CredentialWrite, StoredCredential } from '../credentials/credential_store.ts'
 import type { SessionWrite, StoredSession } from '../console/session_store.ts'
 
 /**
@@ -73,6 +73,9 @@ export class MemoryStore extends ChainedStore {
       } else if (op.kind === 'session') {
         sessions ??= new Map(this.#sessions)
         applySessionWrite(sessions, op.write)
+      } else if (op.kind === 'confirm') {
+        const changed = applyConfirmation(credentials, op.confirm)
+        results.push(() => { op.result = changed })
       } else if (op.kind === 'revoke') {
         let gen: number | undefined
         if (op.rev.kind === 'role') {
@@ -257,7 +260,7 @@ function credentialKey(user: string, provider: string): string {
 /** The SQL backends' CredentialWrite semantics on a staged map. */
 function applyCredentialWrite(map: Map<string, StoredCredential>, w: CredentialWrite): boolean {
   if (w.action === 'register') {
-    const { rotatedAt: _r, revokedAt: _ra, revokedBy: _rb, ...fresh } = w.credential
+    const { rotatedAt: _r, revokedAt: _ra, revokedBy: _rb, confirmation: _c, ...fresh } = w.credential
     map.set(credentialKey(w.credential.user, w.credential.provider), { ...structuredClone(fresh), revoked: false })
     return true
   }
@@ -271,6 +274,15 @@ function applyCredentialWrite(map: Map<string, StoredCredential>, w: CredentialW
   }
   const { sealed: _s, ...rest } = cur
   map.set(key, { ...rest, revoked: true, revokedAt: w.revokedAt, revokedBy: w.revokedBy })
+  return true
+}
+
+/** The SQL backends' confirmSql semantics on a staged map. */
+function applyConfirmation(map: Map<string, StoredCredential>, c: CredentialConfirmation): boolean {
+  const key = credentialKey(c.user, c.provider)
+  const cur = map.get(key)
+  if (!cur || cur.revoked || cur.createdAt !== c.createdAt || (cur.confirmation && cur.confirmation.at >= c.confirmation.at)) return false
+  map.set(key, { ...cur, confirmation: structuredClone(c.confirmation) })
   return true
 }
 

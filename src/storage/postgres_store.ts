@@ -13,7 +13,7 @@ import {
 import type { GroupCommitOptions } from './group_commit.ts'
 import type { RedemptionOutcome } from './chained_store.ts'
 import { CONSOLE_SESSIONS_MIGRATION, fromSessionRow, sessionWriteSql, type SessionRow, type StoredSession } from '../console/session_store.ts'
-import { CREDENTIALS_MIGRATION, credentialValues, fromCredentialRow, registerSql, type CredentialRow, type CredentialWrite, type StoredCredential } from '../credentials/credential_store.ts'
+import { CREDENTIAL_CONFIRMATION_COLUMNS, CREDENTIALS_MIGRATION, confirmationValues, confirmSql, credentialValues, fromCredentialRow, registerSql, type CredentialRow, type CredentialWrite, type StoredCredential } from '../credentials/credential_store.ts'
 
 export interface PostgresStoreOptions {
   /** libpq-style URL; it may hold a password, so it is never logged or echoed. */
@@ -62,6 +62,8 @@ const MIGRATIONS: readonly string[] = [
   // How far what was issued reaches (issuance_horizon.ts), seeded from the log: one pass over it, once.
   `CREATE TABLE IF NOT EXISTS issuance_horizon (kind TEXT PRIMARY KEY, exp BIGINT NOT NULL, lifetime BIGINT NOT NULL);
    ${seedHorizonsSql('GREATEST')}`,
+  // IAM's last confirmation of a scitoken-kind credential's user, shared by every replica.
+  CREDENTIAL_CONFIRMATION_COLUMNS.map(([name, type]) => `ALTER TABLE user_credentials ADD COLUMN IF NOT EXISTS ${name} ${type};`).join('\n'),
 ]
 
 // Any constant works; it only has to be the same in every replica.
@@ -157,6 +159,8 @@ export class PostgresStore extends ChainedStore {
           op.result = changed
         } else if (op.kind === 'session') {
           for (const { sql, values } of sessionWriteSql(op.write, (i) => `$${i}`, 'postgres')) await client.query(sql, values)
+        } else if (op.kind === 'confirm') {
+          op.result = (await client.query(confirmSql((i) => `$${i}`), confirmationValues(op.confirm))).rowCount === 1
         } else if (op.kind === 'revoke') {
           const rev = await insertRevocation(client, op.rev, horizon.batchTokenExp)
           const { body, cols } = revocationEventBody(op.event, rev)

@@ -8,7 +8,7 @@ import type { CredentialWrite } from '../credentials/credential_store.ts'
 import { revocationsToCarry } from '../revocation/revocation_consistency.ts'
 import { OperatorError } from '../errors.ts'
 import { needsJtiEntry } from './jti_index.ts'
-import { CREDENTIALS_MIGRATION, credentialValues, registerSql } from '../credentials/credential_store.ts'
+import { CREDENTIAL_CONFIRMATION_COLUMNS, CREDENTIALS_MIGRATION, confirmationValues, confirmSql, credentialValues, registerSql } from '../credentials/credential_store.ts'
 import { CONSOLE_SESSIONS_MIGRATION, sessionWriteSql, type SessionWrite } from '../console/session_store.ts'
 import { INITIAL_GENERATION, type IssuanceHorizons, type NewRevocation, type Revocation } from '../revocation/revocation.ts'
 import { horizonsFromRows, HorizonTracker, raiseHorizonSql, revocationUntil, seedHorizonsSql } from './issuance_horizon.ts'
@@ -33,7 +33,7 @@ export interface SqliteOpenOptions {
  * Every index costs the writer about 4 µs per record, so only selective filters get one: site and
  * decision=allow queries walk audit_time newest-first and filter (denials, ~5%, have a partial index).
  */
-const MIGRATIONS: readonly string[] = [
+const MIGRATIONS: ReadonlyArray<string | ((db: DatabaseSync) => void)> = [
   `CREATE TABLE audit_log (
      seq INTEGER PRIMARY KEY, time INTEGER NOT NULL, type TEXT NOT NULL, request_id TEXT,
      caller_iss TEXT, caller_sub TEXT, client_id TEXT, role TEXT, token_kind TEXT, issued_sub TEXT,
@@ -74,6 +74,12 @@ const MIGRATIONS: readonly string[] = [
   // How far what was issued reaches (issuance_horizon.ts), seeded from the log: one pass over it, once.
   `CREATE TABLE IF NOT EXISTS issuance_horizon (kind TEXT PRIMARY KEY, exp INTEGER NOT NULL, lifetime INTEGER NOT NULL);
    ${seedHorizonsSql('max')}`,
+  // IAM's last confirmation of a scitoken-kind credential's user, shared by every process on the file.
+  // SQLite has no ADD COLUMN IF NOT EXISTS: the step adds what is missing.
+  (db) => {
+    const have = new Set((db.prepare('PRAGMA table_info(user_credentials)').all() as Array<{ name: string }>).map((c) => c.name))
+    for (const [name, type] of CREDENTIAL_CONFIRMATION_COLUMNS) if (!have.has(name)) db.exec(`ALTER TABLE user_credentials ADD COLUMN ${name} ${type}`)
+  },
 ]
 
 /**
@@ -124,7 +130,9 @@ function migrate(db: DatabaseSync): void {
         throw new OperatorError('EAUDITSCHEMA', `the audit database has schema version ${v}, newer than this broker knows (${MIGRATIONS.length}); upgrade the broker`)
       }
       if (v === MIGRATIONS.length) { db.exec('COMMIT'); return }
-      db.exec(MIGRATIONS[v]!)
+      const step = MIGRATIONS[v]!
+      if (typeof step === 'string') db.exec(step)
+      else step(db)
       db.exec(`PRAGMA user_version = ${v + 1}`)
       db.exec('COMMIT')
     } catch (err) {
@@ -209,6 +217,8 @@ export class SqliteChainWriter {
         } else if (op.kind === 'session') {
           this.#writeSession(op.write)
           results.push(null)
+        } else if (op.kind === 'confirm') {
+          results.push(Number(this.#stmt(confirmSql(() => '?')).run(...confirmationValues(op.confirm)).changes) === 1)
         } else if (op.kind === 'revoke') {
           const rev = this.#insertRevocation(op.rev)
           const { body, cols } = revocationEventBody(op.event, rev)

@@ -109,11 +109,14 @@ describe('a scitoken credential and IAM', () => {
     const other = t.withCredentialKey(t.credentialKeyHex)
     const ask = (app: typeof other, query = '') => app.request(`/v1/credentials/ilse/se-storage/token${query}`, { headers: { authorization: `Bearer ${t.creddToken()}` } })
     clock.t = registeredAt + HOUR + 30
-    expect((await ask(other)).status).toBe(200) // the other replica confirmed at IAM and cached a token
+    expect((await ask(other)).status).toBe(200) // the other replica confirmed at IAM
+    // Within the interval of that confirmation (kept on the row): a token minted and cached, IAM not asked.
+    clock.t = registeredAt + 2 * HOUR
+    expect((await ask(other, FRESH)).status).toBe(200)
     t.iam.suspended.add(sub)
     try {
-      clock.t += 30
-      // This replica's last confirmation is the registration: it asks IAM, which refuses; the row is revoked.
+      clock.t = registeredAt + 2 * HOUR + 31
+      // The confirmation is an interval old: this replica asks IAM, which refuses; the row is revoked.
       expect((await t.jobToken('ilse', 'se-storage', t.creddToken(), FRESH)).status).toBe(403)
       expect(await t.store.readCredential('ilse', 'se-storage')).toMatchObject({ revoked: true, revokedBy: 'iam' })
       // The other replica reads the row on each request: neither its cached token nor a fresh mint goes out.
@@ -292,5 +295,50 @@ describe('a scitoken credential and IAM', () => {
     }
     expect(refreshes()).toBe(2)
     expect(await t.store.readCredential('ines', 'se-storage')).toMatchObject({ revoked: false })
+  })
+})
+
+describe('IAM confirmations kept on the credential, for every replica and the next start', () => {
+  const mint = (app: { request: (path: string, init: RequestInit) => Response | Promise<Response> }, user: string) =>
+    app.request(`/v1/credentials/${user}/se-storage/token${FRESH}`, { headers: { authorization: `Bearer ${t.creddToken()}` } })
+
+  it('lets a restarted broker mint under the last confirmation when IAM is down just after the restart', async () => {
+    const { registeredAt } = await registered('cleo')
+    clock.t = registeredAt + HOUR
+    expect((await t.jobToken('cleo', 'se-storage', t.creddToken(), FRESH)).status).toBe(200)
+    expect((await t.store.readCredential('cleo', 'se-storage'))!.confirmation).toMatchObject({ at: registeredAt + HOUR, groups: ['/htc/users'] })
+    t.iam.faults.token = 'down'
+    const restarted = t.restartCredentials()
+    try {
+      // Past interval + grace from the registration, within them from the last confirmation.
+      clock.t = registeredAt + 2 * HOUR + 1800
+      expect((await mint(restarted.app, 'cleo')).status).toBe(200)
+      expect((await events('token.issued', 'cleo')).at(0)).toMatchObject({ detail: { iamCheck: { confirmedAt: registeredAt + HOUR, outcome: 'iam-unavailable' } } })
+      // And no longer once that confirmation is past them too.
+      clock.t = registeredAt + 3 * HOUR
+      expect((await mint(restarted.app, 'cleo')).status).toBe(503)
+    } finally {
+      t.iam.faults.token = 'ok'
+      await restarted.credentials.close()
+    }
+  })
+
+  it('lets another replica decide on a confirmation it did not obtain, groups included, asking IAM nothing', async () => {
+    const { sub, registeredAt } = await registered('dina')
+    // IAM has dropped the user from the group the policy requires.
+    t.iam.userGroups.set(sub, ['/cms'])
+    const replica = t.restartCredentials()
+    try {
+      clock.t = registeredAt + HOUR
+      expect((await t.jobToken('dina', 'se-storage', t.creddToken(), FRESH)).status).toBe(403)
+      const before = refreshes()
+      clock.t = registeredAt + HOUR + 600
+      expect((await mint(replica.app, 'dina')).status).toBe(403)
+      expect(refreshes()).toBe(before)
+      expect((await events('token.denied', 'dina')).at(0)).toMatchObject({ caller: { groups: ['/cms'] }, detail: { iamCheck: { confirmedAt: registeredAt + HOUR, outcome: 'not-due' } } })
+    } finally {
+      t.iam.userGroups.delete(sub)
+      await replica.credentials.close()
+    }
   })
 })

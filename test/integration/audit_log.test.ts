@@ -87,7 +87,8 @@ for (const writer of ['thread', 'inline'] as const) {
       return new SqliteStore({ file, writer })
     },
     async openPeer() { return new SqliteStore({ file, writer }) },
-    // Schema step 10 is the horizon table: back to 9, as the previous version left the file.
+    // Schema step 10 is the horizon table: back to 9, as the previous version left the file (step 11,
+    // the credential confirmation columns, then runs again and finds them).
     async rewind() { raw((db) => db.exec('DROP TABLE issuance_horizon; PRAGMA user_version = 9')) },
     async reopen() { return new SqliteStore({ file, writer }) },
   })

@@ -42,6 +42,28 @@ export function credentialStoreContract(name: string, open: () => Promise<Broker
       expect(await types(s)).toEqual(['credential.registered', 'credential.rotated'])
     })
 
+    it('keeps IAM\'s confirmation on its registration only, newer over older, never on a revoked one, and records nothing', async () => {
+      const s = store = await open()
+      await s.writeCredential({ action: 'register', credential: cred() }, event('credential.registered'))
+      const confirm = (at: number, createdAt = 1000, groups = ['/htc/users']) =>
+        s.confirmCredential({ user: 'alice', provider: 'cms', createdAt, confirmation: { at, groups, claim: 'wlcg.groups' } })
+      expect(await confirm(2000)).toBe(true)
+      expect((await s.readCredential('alice', 'cms'))!.confirmation).toEqual({ at: 2000, groups: ['/htc/users'], claim: 'wlcg.groups' })
+      // An older one (a slower replica), one for another registration, and one for nobody change nothing.
+      expect(await confirm(1500, 1000, ['/htc/admins'])).toBe(false)
+      expect(await confirm(3000, 999)).toBe(false)
+      expect(await s.confirmCredential({ user: 'bob', provider: 'cms', createdAt: 1000, confirmation: { at: 3000, groups: [], claim: null } })).toBe(false)
+      expect(await s.confirmCredential({ user: 'alice', provider: 'cms', createdAt: 1000, confirmation: { at: 3000, groups: [], claim: null } })).toBe(true)
+      expect((await s.readCredential('alice', 'cms'))!.confirmation).toEqual({ at: 3000, groups: [], claim: null })
+      expect(await types(s)).toEqual(['credential.registered'])
+      // A re-registration starts without one; a revoked credential takes none.
+      await s.writeCredential({ action: 'register', credential: cred({ createdAt: 4000 }) }, event('credential.registered'))
+      expect(await s.readCredential('alice', 'cms')).toEqual(cred({ createdAt: 4000 }))
+      await s.writeCredential({ action: 'revoke', user: 'alice', provider: 'cms', revokedAt: 4100, revokedBy: 'admin' }, event('credential.revoked'))
+      expect(await confirm(5000, 4000)).toBe(false)
+      expect((await s.readCredential('alice', 'cms'))!.confirmation).toBeUndefined()
+    })
+
     it('revokes once, dropping the ciphertext; a revoked credential cannot rotate; re-registration starts afresh', async () => {
       const s = store = await open()
       await s.writeCredential({ action: 'register', credential: cred() }, event('credential.registered'))
