@@ -41,12 +41,37 @@ export interface StoredConfirmation {
   claim: 'wlcg.groups' | 'groups' | null
 }
 
-/** A confirmation to store: only on the registration it was made for, unrevoked, and only if it is newer. */
+/** A confirmation to store: only on the registration it was made for (nextConfirmation says how it merges). */
 export interface CredentialConfirmation {
   user: string
   provider: string
+  /** The registration: its time and the IAM user who made it. */
   createdAt: number
+  iss: string
+  sub: string
   confirmation: StoredConfirmation
+  /** The writing process's clock (epoch seconds), to recognise a stored confirmation dated in its future. */
+  now: number
+}
+
+/** How far in a process's future a stored confirmation may be dated (clock skew between replicas) before it is distrusted. */
+export const CONFIRMATION_SKEW_SECONDS = 60
+
+/**
+ * What a credential row's confirmation becomes when `c` arrives, or undefined to leave it. Only onto the
+ * registration it was made for (time, issuer and subject), never onto a revoked credential. A later one
+ * replaces it; an earlier one is dropped (a slower replica's); one of the same second keeps only the
+ * groups both state, so an answer without a group IAM has just dropped cannot win a race against the one
+ * that knows; a stored one dated past the writer's clock by more than the skew allowance is replaced.
+ */
+export function nextConfirmation(row: Pick<StoredCredential, 'createdAt' | 'iss' | 'sub' | 'revoked' | 'confirmation'> | undefined, c: CredentialConfirmation): StoredConfirmation | undefined {
+  if (!row || row.revoked || row.createdAt !== c.createdAt || row.iss !== c.iss || row.sub !== c.sub) return undefined
+  const cur = row.confirmation
+  const next = c.confirmation
+  if (!cur || next.at > cur.at || cur.at > c.now + CONFIRMATION_SKEW_SECONDS) return next
+  if (next.at < cur.at) return undefined
+  const groups = cur.groups.filter((g) => next.groups.includes(g))
+  return groups.length === cur.groups.length ? undefined : { at: cur.at, groups, claim: cur.claim ?? next.claim }
 }
 
 /** One change to a credential, committed in the same transaction as its audit record. */
@@ -116,23 +141,38 @@ export function fromCredentialRow(r: CredentialRow): StoredCredential {
   }
 }
 
+/**
+ * The row's confirmation, if it is one: anything else there (a row edited by hand) counts as none, so the
+ * next mint asks IAM (fail closed) instead of failing every read of the table.
+ */
 function confirmationOfRow(r: CredentialRow): { confirmation?: StoredConfirmation } {
   if (r.confirmed_at === null || r.confirmed_at === undefined || !r.confirmed_groups) return {}
-  const g = JSON.parse(r.confirmed_groups) as { groups: string[]; claim: StoredConfirmation['claim'] }
-  return { confirmation: { at: Number(r.confirmed_at), groups: g.groups, claim: g.claim } }
+  const at = Number(r.confirmed_at)
+  let g: unknown
+  try { g = JSON.parse(r.confirmed_groups) } catch { return {} }
+  if (!Number.isSafeInteger(at) || typeof g !== 'object' || g === null) return {}
+  const { groups, claim } = g as { groups?: unknown; claim?: unknown }
+  if (!Array.isArray(groups) || !groups.every((x) => typeof x === 'string')) return {}
+  if (claim !== null && claim !== 'wlcg.groups' && claim !== 'groups') return {}
+  return { confirmation: { at, groups: groups as string[], claim } }
 }
 
-/** The values of a confirmation's UPDATE (CONFIRM_SQL), in placeholder order. */
-export function confirmationValues(c: CredentialConfirmation): Array<string | number> {
-  const { at, groups, claim } = c.confirmation
-  return [at, JSON.stringify({ groups, claim }), c.user, c.provider, c.createdAt, at]
+/** The registration columns nextConfirmation reads, for the SQL backends' SELECT. */
+export const CONFIRMATION_READ_COLUMNS = 'created_at, iss, sub, revoked, confirmed_at, confirmed_groups'
+
+/** A row of CONFIRMATION_READ_COLUMNS as nextConfirmation takes it. */
+export function confirmationRow(r: Pick<CredentialRow, 'created_at' | 'iss' | 'sub' | 'revoked' | 'confirmed_at' | 'confirmed_groups'>): Pick<StoredCredential, 'createdAt' | 'iss' | 'sub' | 'revoked' | 'confirmation'> {
+  return { createdAt: Number(r.created_at), iss: r.iss, sub: r.sub, revoked: r.revoked === true || Number(r.revoked) === 1, ...confirmationOfRow(r as CredentialRow) }
 }
 
-/** Stores a confirmation on its registration only, unrevoked, and never over a newer one. */
+/** The UPDATE that writes a confirmation (placeholders: at, groups JSON, user, provider). */
 export function confirmSql(placeholder: (i: number) => string): string {
   const p = placeholder
-  return `UPDATE user_credentials SET confirmed_at = ${p(1)}, confirmed_groups = ${p(2)}
-    WHERE user_name = ${p(3)} AND provider = ${p(4)} AND created_at = ${p(5)} AND revoked = 0 AND (confirmed_at IS NULL OR confirmed_at < ${p(6)})`
+  return `UPDATE user_credentials SET confirmed_at = ${p(1)}, confirmed_groups = ${p(2)} WHERE user_name = ${p(3)} AND provider = ${p(4)}`
+}
+
+export function confirmationValues(user: string, provider: string, c: StoredConfirmation): Array<string | number> {
+  return [c.at, JSON.stringify({ groups: c.groups, claim: c.claim }), user, provider]
 }
 
 /** The columns of IAM's last confirmation on the row (a schema step of both SQL backends adds them). */

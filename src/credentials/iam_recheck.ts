@@ -4,7 +4,7 @@ import type { SubjectTokenVerifier, VerifiedSubject } from '../iam/subject.ts'
 import type { Clock } from '../lib/clock.ts'
 import { SingleFlight } from '../lib/keyed_promises.ts'
 import type { Logger } from '../lib/logger.ts'
-import type { CredentialStore, StoredConfirmation, StoredCredential } from './credential_store.ts'
+import { CONFIRMATION_SKEW_SECONDS, type CredentialStore, type StoredConfirmation, type StoredCredential } from './credential_store.ts'
 import { recheckAudience, recheckScopes } from './iam_recheck_grant.ts'
 import { credentialKey } from './sealed_refresh_tokens.ts'
 
@@ -57,6 +57,11 @@ interface Held {
   subject: VerifiedSubject
   /** IAM was unreachable: not asked again before this (epoch seconds). */
   retryAt?: number
+  /**
+   * When this process last asked IAM and IAM answered without confirming the user: no confirmation asked
+   * for before then (another replica's, stored later) serves here; IAM is asked again.
+   */
+  refusedAt?: number
 }
 
 /**
@@ -87,9 +92,10 @@ export class IamRecheck {
       throw new AccessDenied('this credential was registered before the broker checked users at IAM and holds no IAM refresh token; register again (condor_submit, or condor-token-broker credential-storer --force)')
     }
     const key = credentialKey(cred.user, cred.provider)
-    const last = this.#last(key, cred)
     const now = this.#deps.clock.now()
-    if (now - last.confirmedAt < this.#deps.intervalSeconds) return { subject: last.subject, confirmedAt: last.confirmedAt, outcome: 'not-due' }
+    const last = this.#last(key, cred, now)
+    const refused = last.refusedAt !== undefined && last.confirmedAt <= last.refusedAt
+    if (!refused && now - last.confirmedAt < this.#deps.intervalSeconds) return { subject: last.subject, confirmedAt: last.confirmedAt, outcome: 'not-due' }
     if (last.retryAt !== undefined && now < last.retryAt) return this.#unconfirmed(cred, last, now, last.retryAt - now)
     return this.#inflight.run(`${key}\n${cred.createdAt}`, () => this.#ask(key, cred, last))
   }
@@ -99,29 +105,40 @@ export class IamRecheck {
     this.#held.delete(credentialKey(user, provider))
   }
 
-  /** The latest confirmation of this registration: this process's, or the row's if another process (or an earlier run) made a later one. */
-  #last(key: string, cred: StoredCredential): Held {
+  /**
+   * The latest confirmation of this registration: this process's, or the row's if another process (or an
+   * earlier run) made a later one. One dated in this process's future (beyond the skew allowance) is not
+   * trusted: a replica with a clock ahead would otherwise spare every other replica from asking IAM.
+   */
+  #last(key: string, cred: StoredCredential, now: number): Held {
     const held = this.#held.get(key)
     const mine = held?.createdAt === cred.createdAt ? held : undefined
     const stored = cred.confirmation
-    if (stored && stored.at > (mine?.confirmedAt ?? cred.createdAt)) {
-      return { createdAt: cred.createdAt, confirmedAt: stored.at, subject: withGroups(JSON.parse(cred.subjectJson) as VerifiedSubject, stored) }
+    if (stored && stored.at > now + CONFIRMATION_SKEW_SECONDS) {
+      this.#deps.log.warn('ignoring a stored IAM confirmation dated in the future (clock skew between broker replicas?)', { user: cred.user, provider: cred.provider, confirmedAt: stored.at, now })
+    } else if (stored && stored.at > (mine?.confirmedAt ?? cred.createdAt)) {
+      return {
+        createdAt: cred.createdAt, confirmedAt: stored.at, subject: withGroups(JSON.parse(cred.subjectJson) as VerifiedSubject, stored),
+        ...(mine?.refusedAt !== undefined ? { refusedAt: mine.refusedAt } : {}),
+      }
     }
     return mine ?? { createdAt: cred.createdAt, confirmedAt: cred.createdAt, subject: JSON.parse(cred.subjectJson) as VerifiedSubject }
   }
 
   async #ask(key: string, cred: StoredCredential, last: Held): Promise<Confirmation> {
     const d = this.#deps
+    // A confirmation is dated when IAM was asked, not when its answer was verified: an answer that took
+    // long must not pass for newer than one asked for after it (and the interval then counts from earlier).
+    const askedAt = d.clock.now()
     try {
       const got = await d.exchanger.refresh(key, { scopes: recheckScopes(last.subject), audience: recheckAudience(d.issuerAudience(cred.iss)) })
       const fresh = await d.verifier.verify(got.accessToken)
       if (fresh.iss !== cred.iss || fresh.sub !== cred.sub) throw new AccessDenied('IAM answered the refresh for another user than the one who registered')
-      const now = d.clock.now()
       const stated = groupsStated(fresh)
       const subject = withGroups(last.subject, stated)
-      this.#held.set(key, { createdAt: cred.createdAt, confirmedAt: now, subject })
-      await this.#keep(cred, { at: now, ...stated })
-      return { subject, confirmedAt: now, outcome: 'confirmed' }
+      this.#held.set(key, { createdAt: cred.createdAt, confirmedAt: askedAt, subject })
+      await this.#keep(cred, { at: askedAt, ...stated })
+      return { subject, confirmedAt: askedAt, outcome: 'confirmed' }
     } catch (err) {
       // IAM refused the refresh token (user disabled, suspended or removed, token revoked or expired): the
       // exchanger's store has revoked the credential, as for kind iam. Refused unasked, nothing was
@@ -132,9 +149,13 @@ export class IamRecheck {
         this.#held.set(key, { ...last, retryAt: now + err.retryAfter })
         return this.#unconfirmed(cred, last, now, err.retryAfter, err)
       }
-      // IAM answered but did not confirm (a group scope refused, a token that fails verification): fail closed.
-      if (err instanceof AccessDenied) throw err
-      if (err instanceof BrokerError) throw new AccessDenied(`IAM did not confirm this user: ${err.description}`, { cause: err })
+      // IAM answered but did not confirm (a group scope refused, a token that fails verification): fail closed,
+      // and no confirmation asked for before this answer serves this process any more.
+      if (err instanceof AccessDenied || err instanceof BrokerError) {
+        this.#held.set(key, { ...last, refusedAt: askedAt })
+        if (err instanceof AccessDenied) throw err
+        throw new AccessDenied(`IAM did not confirm this user: ${err.description}`, { cause: err })
+      }
       throw err
     }
   }
@@ -142,7 +163,7 @@ export class IamRecheck {
   /** On the row, for the other replicas and the next start; this process holds it anyway, so a failure only costs them a recheck. */
   async #keep(cred: StoredCredential, confirmation: StoredConfirmation): Promise<void> {
     try {
-      await this.#deps.store.confirmCredential({ user: cred.user, provider: cred.provider, createdAt: cred.createdAt, confirmation })
+      await this.#deps.store.confirmCredential({ user: cred.user, provider: cred.provider, createdAt: cred.createdAt, iss: cred.iss, sub: cred.sub, confirmation, now: this.#deps.clock.now() })
     } catch (err) {
       this.#deps.log.warn('could not store an IAM confirmation; other replicas and a restart will ask IAM again', { user: cred.user, provider: cred.provider, err: err instanceof Error ? err : undefined })
     }

@@ -9,7 +9,7 @@ import {
   revocationEventBody, statesRevocations, toPage, type RevocationState, type WriteOp,
 } from './chained_store.ts'
 import type { GroupCommitOptions } from './group_commit.ts'
-import type { CredentialConfirmation, CredentialWrite, StoredCredential } from '../credentials/credential_store.ts'
+import { nextConfirmation, type CredentialConfirmation, type CredentialWrite, type StoredCredential } from '../credentials/credential_store.ts'
 import type { SessionWrite, StoredSession } from '../console/session_store.ts'
 
 /**
@@ -277,12 +277,13 @@ function applyCredentialWrite(map: Map<string, StoredCredential>, w: CredentialW
   return true
 }
 
-/** The SQL backends' confirmSql semantics on a staged map. */
+/** The SQL backends' confirmation write (nextConfirmation) on a staged map. */
 function applyConfirmation(map: Map<string, StoredCredential>, c: CredentialConfirmation): boolean {
   const key = credentialKey(c.user, c.provider)
   const cur = map.get(key)
-  if (!cur || cur.revoked || cur.createdAt !== c.createdAt || (cur.confirmation && cur.confirmation.at >= c.confirmation.at)) return false
-  map.set(key, { ...cur, confirmation: structuredClone(c.confirmation) })
+  const next = nextConfirmation(cur, c)
+  if (!cur || !next) return false
+  map.set(key, { ...cur, confirmation: structuredClone(next) })
   return true
 }
 

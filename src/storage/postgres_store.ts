@@ -13,7 +13,7 @@ import {
 import type { GroupCommitOptions } from './group_commit.ts'
 import type { RedemptionOutcome } from './chained_store.ts'
 import { CONSOLE_SESSIONS_MIGRATION, fromSessionRow, sessionWriteSql, type SessionRow, type StoredSession } from '../console/session_store.ts'
-import { CREDENTIAL_CONFIRMATION_COLUMNS, CREDENTIALS_MIGRATION, confirmationValues, confirmSql, credentialValues, fromCredentialRow, registerSql, type CredentialRow, type CredentialWrite, type StoredCredential } from '../credentials/credential_store.ts'
+import { CONFIRMATION_READ_COLUMNS, CREDENTIAL_CONFIRMATION_COLUMNS, CREDENTIALS_MIGRATION, confirmationRow, confirmationValues, confirmSql, credentialValues, fromCredentialRow, nextConfirmation, registerSql, type CredentialRow, type CredentialWrite, type StoredCredential } from '../credentials/credential_store.ts'
 
 export interface PostgresStoreOptions {
   /** libpq-style URL; it may hold a password, so it is never logged or echoed. */
@@ -160,7 +160,11 @@ export class PostgresStore extends ChainedStore {
         } else if (op.kind === 'session') {
           for (const { sql, values } of sessionWriteSql(op.write, (i) => `$${i}`, 'postgres')) await client.query(sql, values)
         } else if (op.kind === 'confirm') {
-          op.result = (await client.query(confirmSql((i) => `$${i}`), confirmationValues(op.confirm))).rowCount === 1
+          const { user, provider } = op.confirm
+          const { rows: found } = await client.query<CredentialRow>(`SELECT ${CONFIRMATION_READ_COLUMNS} FROM user_credentials WHERE user_name = $1 AND provider = $2 FOR UPDATE`, [user, provider])
+          const next = nextConfirmation(found[0] && confirmationRow(found[0]), op.confirm)
+          if (next) await client.query(confirmSql((i) => `$${i}`), confirmationValues(user, provider, next))
+          op.result = next !== undefined
         } else if (op.kind === 'revoke') {
           const rev = await insertRevocation(client, op.rev, horizon.batchTokenExp)
           const { body, cols } = revocationEventBody(op.event, rev)

@@ -8,7 +8,10 @@ import type { CredentialWrite } from '../credentials/credential_store.ts'
 import { revocationsToCarry } from '../revocation/revocation_consistency.ts'
 import { OperatorError } from '../errors.ts'
 import { needsJtiEntry } from './jti_index.ts'
-import { CREDENTIAL_CONFIRMATION_COLUMNS, CREDENTIALS_MIGRATION, confirmationValues, confirmSql, credentialValues, registerSql } from '../credentials/credential_store.ts'
+import {
+  CONFIRMATION_READ_COLUMNS, CREDENTIAL_CONFIRMATION_COLUMNS, CREDENTIALS_MIGRATION, confirmationRow, confirmationValues, confirmSql, credentialValues, nextConfirmation,
+  registerSql, type CredentialRow,
+} from '../credentials/credential_store.ts'
 import { CONSOLE_SESSIONS_MIGRATION, sessionWriteSql, type SessionWrite } from '../console/session_store.ts'
 import { INITIAL_GENERATION, type IssuanceHorizons, type NewRevocation, type Revocation } from '../revocation/revocation.ts'
 import { horizonsFromRows, HorizonTracker, raiseHorizonSql, revocationUntil, seedHorizonsSql } from './issuance_horizon.ts'
@@ -218,7 +221,11 @@ export class SqliteChainWriter {
           this.#writeSession(op.write)
           results.push(null)
         } else if (op.kind === 'confirm') {
-          results.push(Number(this.#stmt(confirmSql(() => '?')).run(...confirmationValues(op.confirm)).changes) === 1)
+          const { user, provider } = op.confirm
+          const row = this.#stmt(`SELECT ${CONFIRMATION_READ_COLUMNS} FROM user_credentials WHERE user_name = ? AND provider = ?`).get(user, provider) as CredentialRow | undefined
+          const next = nextConfirmation(row && confirmationRow(row), op.confirm)
+          if (next) this.#stmt(confirmSql(() => '?')).run(...confirmationValues(user, provider, next))
+          results.push(next !== undefined)
         } else if (op.kind === 'revoke') {
           const rev = this.#insertRevocation(op.rev)
           const { body, cols } = revocationEventBody(op.event, rev)

@@ -45,23 +45,36 @@ export function credentialStoreContract(name: string, open: () => Promise<Broker
     it('keeps IAM\'s confirmation on its registration only, newer over older, never on a revoked one, and records nothing', async () => {
       const s = store = await open()
       await s.writeCredential({ action: 'register', credential: cred() }, event('credential.registered'))
-      const confirm = (at: number, createdAt = 1000, groups = ['/htc/users']) =>
-        s.confirmCredential({ user: 'alice', provider: 'cms', createdAt, confirmation: { at, groups, claim: 'wlcg.groups' } })
+      const confirm = (at: number, o: { createdAt?: number; groups?: string[]; sub?: string; now?: number } = {}) => s.confirmCredential({
+        user: 'alice', provider: 'cms', createdAt: o.createdAt ?? 1000, iss: 'https://iam.example/', sub: o.sub ?? 'a-1',
+        confirmation: { at, groups: o.groups ?? ['/htc/users', '/cms'], claim: 'wlcg.groups' }, now: o.now ?? 4000,
+      })
+      const stored = async () => (await s.readCredential('alice', 'cms'))!.confirmation
       expect(await confirm(2000)).toBe(true)
-      expect((await s.readCredential('alice', 'cms'))!.confirmation).toEqual({ at: 2000, groups: ['/htc/users'], claim: 'wlcg.groups' })
-      // An older one (a slower replica), one for another registration, and one for nobody change nothing.
-      expect(await confirm(1500, 1000, ['/htc/admins'])).toBe(false)
-      expect(await confirm(3000, 999)).toBe(false)
-      expect(await s.confirmCredential({ user: 'bob', provider: 'cms', createdAt: 1000, confirmation: { at: 3000, groups: [], claim: null } })).toBe(false)
-      expect(await s.confirmCredential({ user: 'alice', provider: 'cms', createdAt: 1000, confirmation: { at: 3000, groups: [], claim: null } })).toBe(true)
-      expect((await s.readCredential('alice', 'cms'))!.confirmation).toEqual({ at: 3000, groups: [], claim: null })
+      expect(await stored()).toEqual({ at: 2000, groups: ['/htc/users', '/cms'], claim: 'wlcg.groups' })
+      // An older one (a slower replica), one for another registration or IAM user, and one for nobody change nothing.
+      expect(await confirm(1500, { groups: ['/htc/admins'] })).toBe(false)
+      expect(await confirm(3000, { createdAt: 999 })).toBe(false)
+      expect(await confirm(3000, { sub: 'a-2' })).toBe(false)
+      expect(await s.confirmCredential({ user: 'bob', provider: 'cms', createdAt: 1000, iss: 'https://iam.example/', sub: 'a-1', confirmation: { at: 3000, groups: [], claim: null }, now: 3000 })).toBe(false)
+      expect(await stored()).toEqual({ at: 2000, groups: ['/htc/users', '/cms'], claim: 'wlcg.groups' })
+      // Two answers of one second: only the groups both state stay (a dropped group cannot come back by a race).
+      expect(await confirm(2000, { groups: ['/cms', '/atlas'] })).toBe(true)
+      expect(await stored()).toEqual({ at: 2000, groups: ['/cms'], claim: 'wlcg.groups' })
+      expect(await confirm(2000, { groups: ['/cms'] })).toBe(false)
+      expect(await confirm(3000, { groups: [] })).toBe(true)
+      expect(await stored()).toEqual({ at: 3000, groups: [], claim: 'wlcg.groups' })
+      // One dated far in the writer's future (a replica's clock ahead) gives way to the present.
+      expect(await confirm(90_000, { now: 90_000 })).toBe(true)
+      expect(await confirm(4000, { now: 4000 })).toBe(true)
+      expect((await stored())!.at).toBe(4000)
       expect(await types(s)).toEqual(['credential.registered'])
       // A re-registration starts without one; a revoked credential takes none.
-      await s.writeCredential({ action: 'register', credential: cred({ createdAt: 4000 }) }, event('credential.registered'))
-      expect(await s.readCredential('alice', 'cms')).toEqual(cred({ createdAt: 4000 }))
-      await s.writeCredential({ action: 'revoke', user: 'alice', provider: 'cms', revokedAt: 4100, revokedBy: 'admin' }, event('credential.revoked'))
-      expect(await confirm(5000, 4000)).toBe(false)
-      expect((await s.readCredential('alice', 'cms'))!.confirmation).toBeUndefined()
+      await s.writeCredential({ action: 'register', credential: cred({ createdAt: 5000 }) }, event('credential.registered'))
+      expect(await s.readCredential('alice', 'cms')).toEqual(cred({ createdAt: 5000 }))
+      await s.writeCredential({ action: 'revoke', user: 'alice', provider: 'cms', revokedAt: 5100, revokedBy: 'admin' }, event('credential.revoked'))
+      expect(await confirm(6000, { createdAt: 5000 })).toBe(false)
+      expect(await stored()).toBeUndefined()
     })
 
     it('revokes once, dropping the ciphertext; a revoked credential cannot rotate; re-registration starts afresh', async () => {
