@@ -107,7 +107,7 @@ async function fill(store: BrokerStore, total: number): Promise<number> {
 async function queryLatency(store: BrokerStore, label: string): Promise<void> {
   const TOKEN = 'b'.repeat(43)
   const app = new Hono()
-  app.route('/', auditRoutes({ audit: store, clock: systemClock, maxTokenLifetime: 86400, auth: adminAuth({ authenticators: [bootstrapTokenAuthenticator(createHash('sha256').update(TOKEN).digest())] }) }))
+  app.route('/', auditRoutes({ audit: store, clock: systemClock, liveWindow: async () => 86400, auth: adminAuth({ authenticators: [bootstrapTokenAuthenticator(createHash('sha256').update(TOKEN).digest())] }) }))
   const mid = T0 + Math.floor(RECORDS * 1.3)
   const queries: Array<[string, (k: number) => string]> = [
     ['newest page, no filter', () => '/v1/audit?limit=100'],

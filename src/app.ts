@@ -37,6 +37,8 @@ import { credentialRoutes } from './http/routes/credentials.ts'
 import type { CredentialServices } from './credentials/build_credentials.ts'
 import { InvalidToken } from './errors.ts'
 import type { RevocationService } from './revocation/revocation_service.ts'
+import type { RevocationStore } from './revocation/revocation.ts'
+import { liveWindow } from './issuance/pilot_list.ts'
 import type { SigningKeys } from './keys/signing_keys.ts'
 import type { Logger } from './lib/logger.ts'
 
@@ -49,7 +51,7 @@ export interface AppDeps {
   /** IAM reachability for /readyz, reported beside readiness; absent: not shown. */
   iamStatus?: IamStatusCheck
   /** Admin API (/v1/audit, /v1/revocations); absent: not mounted. */
-  admin?: { audit: Pick<AuditStore, 'query' | 'scan' | 'verify'> & AuditAggregates; revocations: RevocationService; authenticators: AdminAuthenticator[]; policy?: PolicySource }
+  admin?: { audit: Pick<AuditStore, 'query' | 'scan' | 'verify'> & AuditAggregates & Pick<RevocationStore, 'issuanceHorizon'>; revocations: RevocationService; authenticators: AdminAuthenticator[]; policy?: PolicySource }
   /** The pool CA (/v1/ca/*, /v1/certificates); absent: not mounted. Revocation by serial needs `admin` too. */
   certificates?: { service: CertificateService; verifyCaller: (bearer: string) => Promise<VerifiedSubject> }
   /** The web console at /console (with `admin`); absent: not mounted. Sessions live in `sessions` (the broker store). */
@@ -95,9 +97,10 @@ export function createApp(deps: AppDeps): Hono {
     app.route('/', credentialRoutes({ credentials: deps.credentials.service, jobTokens: deps.credentials.jobTokens, credd: deps.credentials.credd, adminAuth: credentialsAdmin, clock: systemClock }))
   }
   if (deps.admin && auth) {
-    app.route('/', auditRoutes({ audit: deps.admin.audit, auth, clock: systemClock, maxTokenLifetime: maxTokenLifetime(deps.config) }))
+    const window = liveWindow(deps.admin.audit, maxTokenLifetime(deps.config))
+    app.route('/', auditRoutes({ audit: deps.admin.audit, auth, clock: systemClock, liveWindow: window }))
     app.route('/', revocationRoutes({ revocations: deps.admin.revocations, auth }))
-    app.route('/', pilotRoutes({ audit: deps.admin.audit, auth, clock: systemClock, window: maxTokenLifetime(deps.config) }))
+    app.route('/', pilotRoutes({ audit: deps.admin.audit, auth, clock: systemClock, window }))
     if (deps.admin.policy) app.route('/', policyExplainRoutes({ policy: deps.admin.policy, adminAuth: auth }))
     if (deps.console) {
       app.route('/', consoleRoutes({
@@ -107,7 +110,7 @@ export function createApp(deps: AppDeps): Hono {
         ...(deps.console.signIn ? { signIn: deps.console.signIn } : {}),
         sessions: new ConsoleSessions(deps.console.sessions), chain: new ChainStatus(deps.admin.audit, () => systemClock.now()),
         keys: deps.console.keys, clock: systemClock, log: deps.log, origin: new URL(deps.config.issuer).origin,
-        sessionSeconds: deps.console.sessionSeconds, maxTokenLifetime: maxTokenLifetime(deps.config),
+        sessionSeconds: deps.console.sessionSeconds, liveWindow: window,
       }))
     }
   }

@@ -1,4 +1,5 @@
 import type { AuditStore } from '../audit/audit_log.ts'
+import type { RevocationStore } from '../revocation/revocation.ts'
 import { pilotOfEvent } from './pilot_registry.ts'
 
 /** One live pilot (a node of a SLURM job) as the ops view shows it. */
@@ -15,6 +16,18 @@ export interface LivePilot {
   /** `exp` of its newest token. */
   exp: number
   jobEnd: number
+}
+
+/** How far back a live token may have been issued (seconds): see liveWindow. */
+export type LiveWindow = () => Promise<number>
+
+/**
+ * The longest token lifetime, configured now or granted before (a maximum lowered since leaves tokens of
+ * the old one live for their own lifetime: IssuanceHorizons): how far back live tokens and pilots are
+ * looked for.
+ */
+export function liveWindow(store: Pick<RevocationStore, 'issuanceHorizon'>, configured: number): LiveWindow {
+  return async () => Math.max(configured, (await store.issuanceHorizon()).token.lifetime)
 }
 
 /**

@@ -8,6 +8,7 @@ import { pruneExpired } from '../../src/audit/retention.ts'
 import { CertificateService } from '../../src/ca/certificate_service.ts'
 import { certificateRetentionFloor } from '../../src/ca/certificate_retention.ts'
 import { initPoolCa, PoolCa } from '../../src/ca/pool_ca.ts'
+import { listLivePilots, liveWindow } from '../../src/issuance/pilot_list.ts'
 import type { VerifiedSubject } from '../../src/iam/subject.ts'
 import { silentLogger } from '../../src/lib/logger.ts'
 import type { PolicyContext } from '../../src/policy/compile.ts'
@@ -87,6 +88,21 @@ describe('a revocation made after a maximum lifetime was lowered', () => {
     await store.record({ type: 'token.renewed', time: NOW, caller: { iss: ISS, sub: 'pilot' }, role: 'startd', tokenKind: 'idtoken', issuedSub: SUB, jti: 'd'.repeat(32), exp: NOW + 3 * DAY, decision: 'allow' })
     await store.record({ type: 'token.issued', time: NOW, caller: { iss: ISS, sub: 'provisioner' }, role: 'schedd', tokenKind: 'idtoken', issuedSub: SUB, jti: 'e'.repeat(32), exp: NOW + 7 * DAY, decision: 'allow' })
     expect((await tokens(store, { now: () => now }, HOUR).revoke({ kind: 'jti', value: 'd'.repeat(32) }, ADMIN)).until).toBe(NOW + 3 * DAY)
+  })
+
+  it('still lists the pilots and live tokens issued under the old maximum', async () => {
+    const store = new MemoryStore()
+    // A pilot's token renewed for 7 days while the maximum allowed it.
+    await store.record({
+      type: 'token.renewed', time: NOW, caller: { iss: ISS, sub: 'pilot' }, role: 'startd', tokenKind: 'idtoken', issuedSub: 'startd-n1@pool', jti: 'g'.repeat(32), exp: NOW + 7 * DAY, decision: 'allow', site: 'hpc-a',
+      detail: { pilot: { site: 'hpc-a', job: '4242', node: 'n1', jobEnd: NOW + 7 * DAY, rule: 'pilots', enrolment: 'e1', redeemedAt: NOW - 60 } },
+    })
+    const now = NOW + 2 * DAY
+    // The maximum is an hour now: looked for within it alone, the pilot is gone from view.
+    expect(await listLivePilots(store, now, HOUR)).toEqual([])
+    const window = await liveWindow(store, HOUR)()
+    expect(window).toBe(7 * DAY)
+    expect((await listLivePilots(store, now, window)).map((p) => `${p.site}:${p.job}:${p.node}`)).toEqual(['hpc-a:4242:n1'])
   })
 
   it('accepts the exp of such a token for a jti revocation, and no later one', async () => {

@@ -5,6 +5,7 @@ import { InvalidRequest } from '../../errors.ts'
 import type { AuditAggregates } from '../../audit/aggregate.ts'
 import { auditOverview, type AuditOverview } from '../../audit/overview.ts'
 import type { Clock } from '../../lib/clock.ts'
+import type { LiveWindow } from '../../issuance/pilot_list.ts'
 import { parseOrRefuse } from '../zod_refusal.ts'
 
 const EVENT_TYPES = ['token.issued', 'token.denied', 'token.denied.aggregate', 'token.renewed', 'token.revoked', 'token.unrevoked', 'key.rotated', 'key.reloaded', 'policy.reloaded', 'audit.checkpoint', 'certificate.issued', 'certificate.denied', 'certificate.revoked', 'credential.registered', 'credential.rotated', 'credential.revoked'] as const satisfies readonly AuditEventType[]
@@ -58,12 +59,12 @@ export function summaryRange(p: { from?: number; to?: number; bucket: 'hour' | '
 }
 
 /** Admin read access to the audit log: filtered, newest first, keyset-paged; and its summary. */
-export function auditRoutes(deps: { audit: Pick<AuditStore, 'query'> & AuditAggregates; auth: MiddlewareHandler; clock: Clock; maxTokenLifetime: number }): Hono {
+export function auditRoutes(deps: { audit: Pick<AuditStore, 'query'> & AuditAggregates; auth: MiddlewareHandler; clock: Clock; liveWindow: LiveWindow }): Hono {
   const app = new Hono()
   app.get('/v1/audit/summary', deps.auth, async (c) => {
     const query = parseOrRefuse(AuditSummaryParams, c.req.query(), 'parameter')
     const now = deps.clock.now()
-    const overview: AuditOverview = await auditOverview(deps.audit, { ...summaryRange(query, now), now, maxTokenLifetime: deps.maxTokenLifetime })
+    const overview: AuditOverview = await auditOverview(deps.audit, { ...summaryRange(query, now), now, maxTokenLifetime: await deps.liveWindow() })
     c.header('Cache-Control', 'no-store')
     return c.json(overview)
   })

@@ -19,7 +19,7 @@ import { parseProvider, parseUser } from '../../contract/job_credentials.ts'
 import { credentialActivity } from '../../credentials/credential_activity.ts'
 import type { CredentialService } from '../../credentials/credential_service.ts'
 import { BrokerError, InvalidRequest, InvalidToken } from '../../errors.ts'
-import { listLivePilots } from '../../issuance/pilot_list.ts'
+import { listLivePilots, type LiveWindow } from '../../issuance/pilot_list.ts'
 import type { KeyStatus } from '../../keys/key_status.ts'
 import type { Clock } from '../../lib/clock.ts'
 import type { Logger } from '../../lib/logger.ts'
@@ -63,8 +63,8 @@ export interface ConsoleDeps {
   origin: string
   /** Longest console session; an IAM sign-in also ends when its access token expires. */
   sessionSeconds: number
-  /** Longest token lifetime: how far back live tokens and pilots are looked for. */
-  maxTokenLifetime: number
+  /** How far back live tokens and pilots are looked for. */
+  liveWindow: LiveWindow
 }
 
 const Text = (v: unknown) => (typeof v === 'string' ? v.trim() : '')
@@ -180,7 +180,7 @@ export function consoleRoutes(deps: ConsoleDeps): Hono {
   app.get('/console', async (c) => {
     const bucket = c.req.query('bucket') === 'day' ? 'day' : 'hour'
     const t = now()
-    const overview = await auditOverview(deps.audit, { ...summaryRange({ bucket }, t), now: t, maxTokenLifetime: deps.maxTokenLifetime })
+    const overview = await auditOverview(deps.audit, { ...summaryRange({ bucket }, t), now: t, maxTokenLifetime: await deps.liveWindow() })
     const chain = await deps.chain.view({ waitMs: 2000 })
     return c.html(overviewPage({ overview, chain, viewer: c.get('consoleViewer'), bucket }))
   })
@@ -213,7 +213,7 @@ export function consoleRoutes(deps: ConsoleDeps): Hono {
 
   app.get('/console/pilots', async (c) => {
     const t = now()
-    return c.html(pilotsPage({ viewer: c.get('consoleViewer'), pilots: await listLivePilots(deps.audit, t, deps.maxTokenLifetime), now: t }))
+    return c.html(pilotsPage({ viewer: c.get('consoleViewer'), pilots: await listLivePilots(deps.audit, t, await deps.liveWindow()), now: t }))
   })
 
   async function credentials(c: Context, extra: Omit<Parameters<typeof credentialsPage>[0], 'viewer' | 'now' | 'enabled' | 'credentials'> = {}, status: 200 | 400 | 404 = 200) {

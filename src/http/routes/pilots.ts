@@ -2,7 +2,7 @@ import { Hono, type MiddlewareHandler } from 'hono'
 import { z } from 'zod'
 import type { AuditStore } from '../../audit/audit_log.ts'
 import { InvalidRequest } from '../../errors.ts'
-import { listLivePilots } from '../../issuance/pilot_list.ts'
+import { listLivePilots, type LiveWindow } from '../../issuance/pilot_list.ts'
 import type { Clock } from '../../lib/clock.ts'
 
 /** GET /v1/pilots query parameters; others are ignored. */
@@ -11,14 +11,14 @@ export const PilotsQuery = z.object({
 })
 
 /** GET /v1/pilots[?site=SITE]: live SLURM pilots by site and job, with their last renewal (admin only). */
-export function pilotRoutes(deps: { audit: Pick<AuditStore, 'query'>; auth: MiddlewareHandler; clock: Clock; window: number }): Hono {
+export function pilotRoutes(deps: { audit: Pick<AuditStore, 'query'>; auth: MiddlewareHandler; clock: Clock; window: LiveWindow }): Hono {
   const app = new Hono()
   app.use('/v1/pilots', deps.auth)
   app.get('/v1/pilots', async (c) => {
     const parsed = PilotsQuery.safeParse({ site: c.req.query('site') })
     if (!parsed.success) throw new InvalidRequest(parsed.error.issues[0]!.message)
     const { site } = parsed.data
-    const pilots = await listLivePilots(deps.audit, deps.clock.now(), deps.window, site !== undefined ? { site } : {})
+    const pilots = await listLivePilots(deps.audit, deps.clock.now(), await deps.window(), site !== undefined ? { site } : {})
     c.header('Cache-Control', 'no-store')
     return c.json({ pilots })
   })
