@@ -172,6 +172,10 @@ export class IamRecheck {
   /** IAM could not be asked: the last confirmation serves while it is within interval + grace. */
   #unconfirmed(cred: StoredCredential, last: Held, now: number, retryAfter: number, cause?: unknown): Confirmation {
     const d = this.#deps
+    // IAM's last answer here did not confirm the user: an outage since is no reason to go back to an older one.
+    if (last.refusedAt !== undefined && last.confirmedAt <= last.refusedAt) {
+      throw new AccessDenied('IAM did not confirm this user when last asked, and cannot be asked again now', { ...(cause ? { cause } : {}) })
+    }
     const age = now - last.confirmedAt
     if (age < d.intervalSeconds + d.graceSeconds) {
       if (cause) d.log.warn('IAM unavailable: minting under the last confirmation of a scitoken credential, within its grace', { user: cred.user, provider: cred.provider, confirmedAt: last.confirmedAt, ageSeconds: age })

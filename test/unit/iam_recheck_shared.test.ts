@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest'
 import type { CredentialConfirmation, StoredConfirmation, StoredCredential } from '../../src/credentials/credential_store.ts'
 import { fromCredentialRow, type CredentialRow } from '../../src/credentials/credential_store.ts'
 import { IamRecheck } from '../../src/credentials/iam_recheck.ts'
-import { AccessDenied } from '../../src/errors.ts'
+import { AccessDenied, TemporarilyUnavailable } from '../../src/errors.ts'
 import type { ExchangedAccessToken } from '../../src/iam/outbound_exchange.ts'
 import type { VerifiedSubject } from '../../src/iam/subject.ts'
 import { createLogger } from '../../src/lib/logger.ts'
@@ -98,6 +98,25 @@ describe('IAM confirmations shared through the credential row', () => {
     w.clock.t += 20
     expect(await w.recheck.confirm(later)).toMatchObject({ outcome: 'not-due', confirmedAt: T0 + HOUR + 10 })
     expect(w.asked()).toBe(2)
+  })
+
+  it('does not go back to an older confirmation when IAM, having just answered without confirming, is down', async () => {
+    let answer: VerifiedSubject | Error = new AccessDenied('IAM refused the group scope')
+    const w = world({ answer: () => answer })
+    const confirmed = credential({ at: T0 + HOUR, groups: ['/htc/users'], claim: 'wlcg.groups' })
+    w.clock.t = T0 + 2 * HOUR
+    await expect(w.recheck.confirm(confirmed)).rejects.toThrow('IAM refused the group scope')
+    answer = new TemporarilyUnavailable('IAM is down', { retryAfter: 30 })
+    w.clock.t += 10
+    // Within interval + grace of the older confirmation, which an outage alone would let serve.
+    await expect(w.recheck.confirm(confirmed)).rejects.toThrow(AccessDenied)
+    // While waiting to ask IAM again, too.
+    w.clock.t += 5
+    await expect(w.recheck.confirm(confirmed)).rejects.toThrow('IAM did not confirm this user when last asked')
+    // IAM back and confirming: served again.
+    answer = subject(['/htc/users'])
+    w.clock.t += 60
+    expect(await w.recheck.confirm(confirmed)).toMatchObject({ outcome: 'confirmed' })
   })
 
   it('reads a row whose confirmation is not one as unconfirmed, instead of failing the read', () => {
