@@ -226,6 +226,8 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
             { key: 'scitoken', created: keyHolder.current.scitoken.created },
           ],
           livePilots: (now) => pilotRegistry.liveBySite(now),
+          // Read at scrape time, once the credential services below exist.
+          ...(config.credentials.enabled ? { unstoredRefreshTokens: (): { memory: number; disk: number } => credentials?.unstoredRefreshTokens() ?? { memory: 0, disk: 0 } } : {}),
         },
       })
       : undefined
@@ -250,7 +252,7 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
       limits: limits.limits, pilots: { store, revocations, registry: pilotRegistry }, ...(metrics ? { observer: metrics } : {}),
     })
 
-    const credentials = config.credentials.enabled
+    const credentials: CredentialServices | undefined = config.credentials.enabled
       ? buildCredentials({ config, keys, store, iam, policy, revocations, clock, log, production: isProduction(config), env: deps.env ?? process.env, ...(metrics ? { observer: metrics } : {}) })
       : undefined
     // Before the store closes (closers run in reverse): a rotated refresh token still held in memory

@@ -31,6 +31,8 @@ export interface CredentialServices {
    * at shutdown before the store closes, so a restart does not lose one that would land now.
    */
   close(): Promise<void>
+  /** Rotated refresh tokens the store has not taken yet (metrics). */
+  unstoredRefreshTokens(): { memory: number; disk: number }
 }
 
 /** Where rotated refresh tokens the store could not take yet wait for a restart (held_token_spill.ts). */
@@ -88,5 +90,5 @@ export function buildCredentials(parts: {
     ...(vaultUrl ? { vaultUrl } : {}),
   })
   const credd: CreddAuthDeps = { idtokenKey: () => keys.idtoken, trustDomain: config.trust_domain, revocations, clock }
-  return { service, jobTokens, credd, ...(vaultUrl ? { vaultUrl } : {}), close: () => refreshTokens.close() }
+  return { service, jobTokens, credd, ...(vaultUrl ? { vaultUrl } : {}), close: () => refreshTokens.close(), unstoredRefreshTokens: () => refreshTokens.unstored() }
 }

@@ -267,6 +267,18 @@ export class SealedRefreshTokens implements RefreshTokenStore {
     })
   }
 
+  /** Rotated tokens the store has not taken yet, for metrics: all are held in memory, `disk` also spilled. */
+  unstored(): { memory: number; disk: number } {
+    let memory = 0
+    let disk = 0
+    for (const h of this.#held.values()) {
+      if (!h.pending) continue
+      memory++
+      if (h.pending.spilled) disk++
+    }
+    return { memory, disk }
+  }
+
   /** Stops the retries after one last write of each held token (an orderly shutdown, before the store closes). */
   async close(): Promise<void> {
     this.#closed = true

@@ -20,6 +20,8 @@ export interface MetricsSources {
   keys?: () => ReadonlyArray<{ key: 'idtoken' | 'scitoken'; created: number | undefined }>
   /** Live pilots (an unexpired token this process issued or renewed), by site. */
   livePilots?: (now: number) => ReadonlyMap<string, number>
+  /** Rotated IAM refresh tokens the store has not taken yet: held in memory, and of those kept on disk. */
+  unstoredRefreshTokens?: () => { memory: number; disk: number }
 }
 
 export interface BrokerMetricsOptions {
@@ -160,6 +162,19 @@ export class BrokerMetrics implements BrokerObserver {
             counts.set(s, (counts.get(s) ?? 0) + n)
           }
           for (const [site, n] of counts) this.set({ site }, n)
+        },
+      })
+    }
+    if (sources.unstoredRefreshTokens) {
+      const unstored = sources.unstoredRefreshTokens
+      new Gauge({
+        name: 'ctb_refresh_tokens_unstored',
+        help: 'Rotated IAM refresh tokens the store has not taken yet (IAM has retired the stored ones): held in memory, and of those also kept on disk for a restart.',
+        labelNames: ['copy'], registers,
+        collect() {
+          const n = unstored()
+          this.set({ copy: 'memory' }, n.memory)
+          this.set({ copy: 'disk' }, n.disk)
         },
       })
     }

@@ -4,7 +4,10 @@ import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, expect, it } from 'vitest'
 import type { CredentialWrite } from '../../src/credentials/credential_store.ts'
+import { systemClock } from '../../src/lib/clock.ts'
 import { createLogger } from '../../src/lib/logger.ts'
+import { BrokerMetrics } from '../../src/metrics/broker_metrics.ts'
+import { parsePrometheusText, sampleValue } from '../support/prometheus_text.ts'
 import { useCredentialsApp } from '../support/credentials_app.ts'
 
 /**
@@ -55,8 +58,16 @@ async function until(check: () => Promise<boolean> | boolean): Promise<boolean> 
 
 it('is kept on disk while the store refuses it, and a restarted broker stores and uses it', async () => {
   const before = await register('rosa')
+  // What an admin's Prometheus sees meanwhile (the gauge serve registers).
+  const metrics = new BrokerMetrics({ clock: systemClock, policy: () => { throw new Error('no label needs the policy') }, sources: { unstoredRefreshTokens: () => t.credentials.unstoredRefreshTokens() } })
+  const gauge = async () => {
+    const samples = parsePrometheusText(await metrics.registry.metrics())
+    return [sampleValue(samples, 'ctb_refresh_tokens_unstored', { copy: 'memory' }), sampleValue(samples, 'ctb_refresh_tokens_unstored', { copy: 'disk' })]
+  }
+  expect(await gauge()).toEqual([0, 0])
   await duringOutage(async () => {
     expect(await jobToken(t.app, 'rosa')).toBe(200)
+    expect(await gauge()).toEqual([1, 1])
     // Shutdown: one last write, refused too; the token stays on disk, sealed, owner-only.
     await t.credentials.close()
   })
@@ -77,6 +88,7 @@ it('is kept on disk while the store refuses it, and a restarted broker stores an
   try {
     expect(await until(async () => (await t.store.readCredential('rosa', 'cms'))!.sealed!.nonce !== before)).toBe(true)
     expect(spilled()).toEqual([])
+    expect(restarted.credentials.unstoredRefreshTokens()).toEqual({ memory: 0, disk: 0 })
     const rotated = (await t.store.query({ limit: 50, type: 'credential.rotated' })).records.map((r) => r.event)
     expect(rotated.filter((e) => (e.detail as { user?: string }).user === 'rosa')).toHaveLength(1)
     // Its next refresh presents the token IAM expects: the credential lives on.

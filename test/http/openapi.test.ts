@@ -33,7 +33,7 @@ function fullApp(): Hono {
     // Only the routes are enumerated here; no request reaches the CA.
     certificates: { service: {} as never, verifyCaller: async () => { throw new Error('not called') } },
     console: { keys: () => { throw new Error('not called') }, sessionSeconds: 3600, sessions: store },
-    credentials: { service: {} as never, jobTokens: {} as never, credd: {} as never, close: async () => {} },
+    credentials: { service: {} as never, jobTokens: {} as never, credd: {} as never, close: async () => {}, unstoredRefreshTokens: () => ({ memory: 0, disk: 0 }) },
   }))
 }
 
