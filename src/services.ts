@@ -178,6 +178,10 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
 
     const store = await openBrokerStore(config)
     closers.push(() => store.close())
+    // A previous version writing after the upgrade (a replica not yet restarted) did not raise them.
+    const reseedStart = performance.now()
+    await store.reseedHorizons()
+    log.info('issuance horizons read from the audit log', { ms: Math.round(performance.now() - reseedStart), ...(await store.issuanceHorizon()) })
     // Sealed with a key derived from the IDTOKEN key, which lives outside the database (audit/anchor.ts).
     await assertRevocationsMatchAudit(store, { anchorKey: anchorKeyFrom(keys.idtoken.hmac) })
     const policy = new PolicyHolder({

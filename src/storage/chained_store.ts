@@ -58,6 +58,8 @@ export interface BrokerStore extends AuditStore, AuditAggregates, RevocationStor
   verifyRevocations(options?: { anchorKey?: Buffer }): Promise<RevocationVerification>
   /** The whole chain and the revocations against it, in one pass (audit verify). */
   verifyAll(): Promise<{ chain: ChainVerification; revocations: RevocationVerification }>
+  /** Folds the whole log into the issuance horizons again (ChainedStore.reseedHorizons). */
+  reseedHorizons(): Promise<void>
   /** Takes one slot of a pilot enrolment credential atomically with its audit record (RedeemOp). */
   redeemPilotSlot(credential: string, limit: number, issued: AuditEvent, refused: AuditEvent): Promise<RedemptionOutcome>
 }
@@ -128,6 +130,11 @@ export abstract class ChainedStore implements BrokerStore {
   abstract listRevocations(options?: { activeAt?: number }): Promise<Revocation[]>
   abstract roleGenerations(): Promise<Map<string, number>>
   abstract issuanceHorizon(): Promise<IssuanceHorizons>
+  /**
+   * Folds the whole log into the issuance horizons again (the upgrade's seed, rerun): a process of an
+   * earlier version that wrote records after the upgrade did not raise them. `serve` runs it at start.
+   */
+  abstract reseedHorizons(): Promise<void>
   abstract readCredential(user: string, provider: string): Promise<StoredCredential | undefined>
   abstract credentialByVaultToken(sha256: string): Promise<StoredCredential | undefined>
   abstract listCredentials(): Promise<StoredCredential[]>

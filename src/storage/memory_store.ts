@@ -219,6 +219,9 @@ export class MemoryStore extends ChainedStore {
     return new Map(this.#generations)
   }
 
+  /** Nothing to do: every record of a memory store went through its own tracker. */
+  async reseedHorizons(): Promise<void> {}
+
   async issuanceHorizon(): Promise<IssuanceHorizons> {
     return { token: { ...this.#horizonRows.token }, certificate: { ...this.#horizonRows.certificate } }
   }

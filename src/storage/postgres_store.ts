@@ -277,6 +277,10 @@ export class PostgresStore extends ChainedStore {
     return new Map(rows.map((r) => [r.role, r.gen]))
   }
 
+  async reseedHorizons(): Promise<void> {
+    await this.#pool.query(seedHorizonsSql('GREATEST'))
+  }
+
   async issuanceHorizon(): Promise<IssuanceHorizons> {
     const { rows } = await this.#pool.query<{ kind: string; exp: number; lifetime: number }>('SELECT kind, exp, lifetime FROM issuance_horizon')
     return horizonsFromRows(rows)

@@ -10,6 +10,7 @@ import { ChainedStore, assertPageSize, decodeCursor, equalityFilters, fromRevoca
 import { DEFAULT_GROUP_COMMIT, type GroupCommitOptions } from './group_commit.ts'
 import { jtiSecond } from '../lib/jti.ts'
 import { JtiIndex, needsJtiEntry } from './jti_index.ts'
+import { seedHorizonsSql } from './issuance_horizon.ts'
 import { openSqliteDb, readSqliteHorizons, SqliteChainWriter, type AppendedRows, type SqliteSynchronous } from './sqlite_writer.ts'
 import { SqliteWriterClient } from './sqlite_writer_client.ts'
 import { compareSqlText, forEachSliceDesc, nextTurn, NO_END, SLICE_ROWS, sumSlices } from './sqlite_slices.ts'
@@ -296,6 +297,18 @@ export class SqliteStore extends ChainedStore {
 
   async issuanceHorizon(): Promise<IssuanceHorizons> {
     return readSqliteHorizons(this.#db)
+  }
+
+  async reseedHorizons(): Promise<void> {
+    // On this connection, under the write lock like any writer's (the writer's own view only lags: it grows).
+    this.#db.exec('BEGIN IMMEDIATE')
+    try {
+      this.#db.exec(seedHorizonsSql('max'))
+      this.#db.exec('COMMIT')
+    } catch (err) {
+      if (this.#db.isTransaction) this.#db.exec('ROLLBACK')
+      throw err
+    }
   }
 
   protected async readRevocationState(): Promise<RevocationState> {
