@@ -181,7 +181,12 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
     // A previous version writing after the upgrade (a replica not yet restarted) did not raise them.
     const reseedStart = performance.now()
     await store.reseedHorizons()
-    log.info('issuance horizons read from the audit log', { ms: Math.round(performance.now() - reseedStart), ...(await store.issuanceHorizon()) })
+    const horizons = await store.issuanceHorizon()
+    log.info('issuance horizons read from the audit log', {
+      ms: Math.round(performance.now() - reseedStart),
+      latestTokenExp: horizons.token.exp, longestTokenLifetime: horizons.token.lifetime,
+      latestCertificateExp: horizons.certificate.exp, longestCertificateLifetime: horizons.certificate.lifetime,
+    })
     // Sealed with a key derived from the IDTOKEN key, which lives outside the database (audit/anchor.ts).
     await assertRevocationsMatchAudit(store, { anchorKey: anchorKeyFrom(keys.idtoken.hmac) })
     const policy = new PolicyHolder({
