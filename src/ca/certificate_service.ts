@@ -4,7 +4,7 @@ import type { VerifiedSubject } from '../iam/subject.ts'
 import type { Clock } from '../lib/clock.ts'
 import type { Policy } from '../policy/compile.ts'
 import { decideCertificate, type CertificateDecision } from '../policy/certificate_decision.ts'
-import type { RevocationStore } from '../revocation/revocation.ts'
+import { longestLifetime, type RevocationStore } from '../revocation/revocation.ts'
 import { CertificateHolds, issuedCertificateOf } from './identity_holds.ts'
 import { checkCsr, checkSanNames, type IssuedHostCertificate, type PoolCa } from './pool_ca.ts'
 
@@ -114,7 +114,7 @@ export class CertificateService {
       ...(req.lifetime !== undefined ? { lifetime: req.lifetime } : {}),
     })
     if (!d.allow) return { decision: d }
-    const refused = (await this.#holds(now)).refusal(callerOf(subject), d.site)
+    const refused = (await this.#holds(now, await this.#longestLifetime())).refusal(callerOf(subject), d.site)
     if (refused !== undefined) return { decision: { allow: false, error: 'unauthorized_client', reason: refused }, ...(d.site !== undefined ? { heldSite: d.site } : {}) }
     return { decision: { ...d, lifetime: Math.min(d.lifetime, this.#d.maxLifetime) } }
   }
@@ -170,10 +170,11 @@ export class CertificateService {
     const generation = this.#crlGeneration
     // The holds as they stood a CRL lifetime ago too: an entry that has since ended still lists what it held
     // for as long as #listed keeps expired certificates (it refuses nothing: that is #holds(now)).
-    const [revoked, holds] = await Promise.all([this.#revocations(), this.#holds(now - this.#d.crlLifetime)])
+    const longest = await this.#longestLifetime()
+    const [revoked, holds] = await Promise.all([this.#revocations(), this.#holds(now - this.#d.crlLifetime, longest)])
     const live: CrlEntry[] = revoked.filter((r) => this.#listed(r.notAfter, now))
     // A serial revoked by itself keeps that entry (permanent); a hold lists it only while no such entry does.
-    if (!holds.empty) live.push(...await this.#held(holds, new Set(live.map((r) => r.serial)), now))
+    if (!holds.empty) live.push(...await this.#held(holds, new Set(live.map((r) => r.serial)), now, longest))
     const entries = new Map(live.map((e) => [crlEntryKey(e), e.notAfter]))
     // With thousands of certificates held one expires every minute or so; re-signing for each would sign
     // (about 0.5 s for 10,000 entries) and change a CRL of hundreds of kB at nearly every recheck. An
@@ -201,16 +202,17 @@ export class CertificateService {
     return notAfter + this.#d.crlLifetime > now
   }
 
-  async #holds(now: number): Promise<CertificateHolds> {
-    return new CertificateHolds(await this.#d.audit.listRevocations(), now, await this.#longestLifetime())
+  /** `longest`: #longestLifetime, read once by the caller. */
+  async #holds(now: number, longest: number): Promise<CertificateHolds> {
+    return new CertificateHolds(await this.#d.audit.listRevocations(), now, longest)
   }
 
   /**
    * ca.max_lifetime, or the longest lifetime the broker ever granted if that is longer: a certificate
    * issued before an admin lowered ca.max_lifetime keeps its own notAfter.
    */
-  async #longestLifetime(): Promise<number> {
-    return Math.max(this.#d.maxLifetime, (await this.#d.audit.issuanceHorizon()).certificate.lifetime)
+  #longestLifetime(): Promise<number> {
+    return longestLifetime(this.#d.audit, 'certificate', this.#d.maxLifetime)
   }
 
   /**
@@ -218,9 +220,9 @@ export class CertificateService {
    * the last #longestLifetime and CRL lifetime (no certificate issued earlier is still listed), and only when
    * an entry in force can match a certificate at all.
    */
-  async #held(holds: CertificateHolds, revoked: ReadonlySet<string>, now: number): Promise<CrlEntry[]> {
+  async #held(holds: CertificateHolds, revoked: ReadonlySet<string>, now: number, longest: number): Promise<CrlEntry[]> {
     const out = new Map<string, CrlEntry>()
-    for await (const e of this.#events('certificate.issued', now - (await this.#longestLifetime()) - this.#d.crlLifetime)) {
+    for await (const e of this.#events('certificate.issued', now - longest - this.#d.crlLifetime)) {
       const cert = issuedCertificateOf(e)
       if (!cert || !this.#listed(cert.exp, now) || revoked.has(cert.serial) || out.has(cert.serial)) continue
       const since = holds.heldSince(cert)

@@ -1,5 +1,5 @@
 import type { AuditStore } from '../audit/audit_log.ts'
-import type { RevocationStore } from '../revocation/revocation.ts'
+import { longestLifetime, type RevocationStore } from '../revocation/revocation.ts'
 import { pilotOfEvent } from './pilot_registry.ts'
 
 /** One live pilot (a node of a SLURM job) as the ops view shows it. */
@@ -21,13 +21,9 @@ export interface LivePilot {
 /** How far back a live token may have been issued (seconds): see liveWindow. */
 export type LiveWindow = () => Promise<number>
 
-/**
- * The longest token lifetime, configured now or granted before (a maximum lowered since leaves tokens of
- * the old one live for their own lifetime: IssuanceHorizons): how far back live tokens and pilots are
- * looked for.
- */
+/** How far back live tokens and pilots are looked for: the longest token lifetime, configured or granted. */
 export function liveWindow(store: Pick<RevocationStore, 'issuanceHorizon'>, configured: number): LiveWindow {
-  return async () => Math.max(configured, (await store.issuanceHorizon()).token.lifetime)
+  return () => longestLifetime(store, 'token', configured)
 }
 
 /**

@@ -107,6 +107,15 @@ export interface IssuanceHorizons {
   certificate: IssuanceHorizon
 }
 
+/**
+ * How far back something of `kind` that may still be valid was issued: the configured maximum, or the
+ * longest lifetime ever granted if that is longer (a maximum lowered since does not shorten what was issued
+ * under the old one).
+ */
+export async function longestLifetime(store: Pick<RevocationStore, 'issuanceHorizon'>, kind: keyof IssuanceHorizons, configured: number): Promise<number> {
+  return Math.max(configured, (await store.issuanceHorizon())[kind].lifetime)
+}
+
 /** What the unexpired revocations cut off: whole roles up to a generation, and per sub / site the latest cut-off time. */
 export interface ActiveCutoffs {
   jtis: Set<string>

@@ -4,7 +4,7 @@ import type { Clock } from '../lib/clock.ts'
 import type { Logger } from '../lib/logger.ts'
 import { parsePilotJob } from './pilot_job.ts'
 import { buildRevocationExpression, isClassAdSafe } from './condor_expression.ts'
-import { INITIAL_GENERATION, REVOCATION_KINDS, type Revocation, type RevocationKind, type RevocationStore } from './revocation.ts'
+import { INITIAL_GENERATION, longestLifetime, REVOCATION_KINDS, type Revocation, type RevocationKind, type RevocationStore } from './revocation.ts'
 import { RevocationSnapshot, type IssuanceBlocks, type RevocationChecker } from './revocation_checker.ts'
 
 /** Roles and sites a revocation may name, from the policies in force (see policy/revocation_labels.ts). */
@@ -120,7 +120,7 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks {
     let liveTokens = 0
     let cursor: string | undefined
     // No live token is older than the longest lifetime ever granted, which a lowered maximum does not shorten.
-    const from = now - Math.max(this.#deps.maxTokenLifetime, (await this.#deps.store.issuanceHorizon()).token.lifetime)
+    const from = now - await longestLifetime(this.#deps.store, 'token', this.#deps.maxTokenLifetime)
     // Bounded: each page advances the cursor through a finite window.
     do {
       const page = await this.#deps.store.query({ ...filter, type: 'token.issued', from, limit: 1000, ...(cursor ? { cursor } : {}) })
