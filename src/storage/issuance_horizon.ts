@@ -21,21 +21,31 @@ export const HORIZON_KIND_OF: Readonly<Record<string, HorizonKind>> = {
   'certificate.issued': 'certificate',
 }
 
-/** SQL of the seed: the horizons of an existing log, one row per kind it has records of. */
-export function seedHorizonsSql(greatest: 'max' | 'GREATEST'): string {
+/** SQLite's two-argument `max` is PostgreSQL's GREATEST. */
+type Greatest = 'max' | 'GREATEST'
+
+/** The rows only ever grow: an insert over an existing row keeps the larger of each value. */
+function keepLarger(greatest: Greatest): string {
+  return `ON CONFLICT (kind) DO UPDATE SET exp = ${greatest}(issuance_horizon.exp, excluded.exp), lifetime = ${greatest}(issuance_horizon.lifetime, excluded.lifetime)`
+}
+
+/**
+ * SQL of the seed: the horizons of the whole log, one row per kind it has records of. Run by the schema
+ * step that creates the table and again at every start of serve (reseedHorizons).
+ */
+export function seedHorizonsSql(greatest: Greatest): string {
   const types = Object.keys(HORIZON_KIND_OF)
   const kind = `CASE type ${types.map((t) => `WHEN '${t}' THEN '${HORIZON_KIND_OF[t]}'`).join(' ')} END`
   return `INSERT INTO issuance_horizon (kind, exp, lifetime)
      SELECT ${kind} AS k, max(exp), max(${greatest}(exp - time, 0)) FROM audit_log
      WHERE type IN (${types.map((t) => `'${t}'`).join(', ')}) AND exp IS NOT NULL AND ${NOT_IAM_TOKEN_SQL} GROUP BY k
-   ON CONFLICT (kind) DO UPDATE SET exp = ${greatest}(issuance_horizon.exp, excluded.exp), lifetime = ${greatest}(issuance_horizon.lifetime, excluded.lifetime);`
+   ${keepLarger(greatest)};`
 }
 
 /** The statement that raises one kind's row (parameters kind, exp, lifetime as `placeholders`). */
-export function raiseHorizonSql(greatest: 'max' | 'GREATEST', placeholders: readonly [string, string, string]): string {
+export function raiseHorizonSql(greatest: Greatest, placeholders: readonly [string, string, string]): string {
   const [kind, exp, lifetime] = placeholders
-  return `INSERT INTO issuance_horizon (kind, exp, lifetime) VALUES (${kind}, ${exp}, ${lifetime})
-    ON CONFLICT (kind) DO UPDATE SET exp = ${greatest}(issuance_horizon.exp, excluded.exp), lifetime = ${greatest}(issuance_horizon.lifetime, excluded.lifetime)`
+  return `INSERT INTO issuance_horizon (kind, exp, lifetime) VALUES (${kind}, ${exp}, ${lifetime}) ${keepLarger(greatest)}`
 }
 
 const IAM_TOKEN_KIND = 'access_token'
@@ -54,7 +64,8 @@ export function horizonsFromRows(rows: ReadonlyArray<{ kind: string; exp: number
   return out
 }
 
-function wider(a: IssuanceHorizon, b: IssuanceHorizon): IssuanceHorizon {
+/** The larger of each value. */
+export function wider(a: IssuanceHorizon, b: IssuanceHorizon): IssuanceHorizon {
   return a.exp >= b.exp && a.lifetime >= b.lifetime ? a : { exp: Math.max(a.exp, b.exp), lifetime: Math.max(a.lifetime, b.lifetime) }
 }
 

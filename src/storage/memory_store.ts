@@ -2,7 +2,7 @@ import type { AuditPage, AuditQuery } from '../audit/audit_log.ts'
 import { assertCountQuery, COUNTED_TYPES, type CountQuery, type CountRow, type LiveRow, type ReasonRow } from '../audit/aggregate.ts'
 import { GENESIS_HASH, rowToRecord, type AuditColumns, type StoredRow } from '../audit/chain.ts'
 import { INITIAL_GENERATION, type IssuanceHorizons, type Revocation } from '../revocation/revocation.ts'
-import { HorizonTracker, noHorizons, revocationUntil } from './issuance_horizon.ts'
+import { HorizonTracker, noHorizons, revocationUntil, wider } from './issuance_horizon.ts'
 import { revocationsToCarry } from '../revocation/revocation_consistency.ts'
 import {
   ChainedStore, assertPageSize, chainRow, checkpointEventBody, decodeCursor, equalityFilters, eventRow,
@@ -121,10 +121,7 @@ export class MemoryStore extends ChainedStore {
     this.#credentials = credentials
     if (sessions) this.#sessions = sessions
     this.#head = { seq, hash }
-    for (const [kind, h] of this.#horizon.raises()) {
-      const row = this.#horizonRows[kind]
-      this.#horizonRows = { ...this.#horizonRows, [kind]: { exp: Math.max(h.exp, row.exp), lifetime: Math.max(h.lifetime, row.lifetime) } }
-    }
+    for (const [kind, h] of this.#horizon.raises()) this.#horizonRows = { ...this.#horizonRows, [kind]: wider(this.#horizonRows[kind], h) }
     this.#horizon.committed()
     for (const r of results) r()
   }

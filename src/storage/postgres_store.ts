@@ -59,7 +59,7 @@ const MIGRATIONS: readonly string[] = [
   CREDENTIALS_MIGRATION,
   // Console sessions, shared by every replica; the bearer sealed under the session id (console/).
   CONSOLE_SESSIONS_MIGRATION,
-  // How far what was issued reaches (issuance_horizon.ts), seeded from the log: one pass over it, once.
+  // How far what was issued reaches (issuance_horizon.ts), seeded from the log (again at each start of serve).
   `CREATE TABLE IF NOT EXISTS issuance_horizon (kind TEXT PRIMARY KEY, exp BIGINT NOT NULL, lifetime BIGINT NOT NULL);
    ${seedHorizonsSql('GREATEST')}`,
   // IAM's last confirmation of a scitoken-kind credential's user, shared by every replica.

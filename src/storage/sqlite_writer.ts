@@ -74,7 +74,7 @@ const MIGRATIONS: ReadonlyArray<string | ((db: DatabaseSync) => void)> = [
   // of that second with that jti, not every row of the second (at 15,000 records a second, a 5-50 ms stall
   // per lookup). Its entries go in at the index's end, as the time index's do.
   'CREATE INDEX IF NOT EXISTS audit_time_jti ON audit_log(time, jti) WHERE jti IS NOT NULL;',
-  // How far what was issued reaches (issuance_horizon.ts), seeded from the log: one pass over it, once.
+  // How far what was issued reaches (issuance_horizon.ts), seeded from the log (again at each start of serve).
   `CREATE TABLE IF NOT EXISTS issuance_horizon (kind TEXT PRIMARY KEY, exp INTEGER NOT NULL, lifetime INTEGER NOT NULL);
    ${seedHorizonsSql('max')}`,
   // IAM's last confirmation of a scitoken-kind credential's user, shared by every process on the file.
