@@ -134,7 +134,7 @@ export function fromCredentialRow(r: CredentialRow): StoredCredential {
     ...(r.vault_token_sha256 !== null ? { vaultTokenSha256: r.vault_token_sha256 } : {}),
     createdAt: Number(r.created_at),
     ...(r.rotated_at !== null ? { rotatedAt: Number(r.rotated_at) } : {}),
-    revoked: r.revoked === true || Number(r.revoked) === 1,
+    revoked: revokedOf(r),
     ...(r.revoked_at !== null ? { revokedAt: Number(r.revoked_at) } : {}),
     ...(r.revoked_by !== null ? { revokedBy: r.revoked_by } : {}),
     ...confirmationOfRow(r),
@@ -162,7 +162,12 @@ export const CONFIRMATION_READ_COLUMNS = 'created_at, iss, sub, revoked, confirm
 
 /** A row of CONFIRMATION_READ_COLUMNS as nextConfirmation takes it. */
 export function confirmationRow(r: Pick<CredentialRow, 'created_at' | 'iss' | 'sub' | 'revoked' | 'confirmed_at' | 'confirmed_groups'>): Pick<StoredCredential, 'createdAt' | 'iss' | 'sub' | 'revoked' | 'confirmation'> {
-  return { createdAt: Number(r.created_at), iss: r.iss, sub: r.sub, revoked: r.revoked === true || Number(r.revoked) === 1, ...confirmationOfRow(r as CredentialRow) }
+  return { createdAt: Number(r.created_at), iss: r.iss, sub: r.sub, revoked: revokedOf(r), ...confirmationOfRow(r as CredentialRow) }
+}
+
+/** `revoked` as either backend returns it: an INT in both schemas, a boolean from drivers that map it. */
+function revokedOf(r: Pick<CredentialRow, 'revoked'>): boolean {
+  return r.revoked === true || Number(r.revoked) === 1
 }
 
 /** The UPDATE that writes a confirmation (placeholders: at, groups JSON, user, provider). */

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { closeSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeSync } from 'node:fs'
+import { closeSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeSync, type Stats } from 'node:fs'
 import { join } from 'node:path'
 import { z } from 'zod'
 import type { Logger } from '../lib/logger.ts'
@@ -73,7 +73,7 @@ export class HeldTokenSpill {
     try {
       mkdirSync(this.#dir, { recursive: true, mode: 0o700 })
       const st = lstatSync(this.#dir)
-      if (!st.isDirectory() || (st.mode & 0o077) !== 0 || (process.getuid && st.uid !== process.getuid())) {
+      if (!st.isDirectory() || !ownerOnly(st)) {
         this.#log.error('not keeping held refresh tokens on disk: their directory must be a directory of ours with mode 0700', { dir: this.#dir, mode: (st.mode & 0o777).toString(8) })
         return false
       }
@@ -146,7 +146,7 @@ export class HeldTokenSpill {
       const file = join(this.#dir, name)
       try {
         const st = lstatSync(file)
-        if (!st.isFile() || (st.mode & 0o077) !== 0 || (process.getuid && st.uid !== process.getuid())) throw new Error('not a regular file of ours with mode 0600')
+        if (!st.isFile() || !ownerOnly(st)) throw new Error('not a regular file of ours with mode 0600')
         let parsed: unknown
         try { parsed = JSON.parse(readFileSync(file, 'utf8')) } catch { throw new Error('not JSON') }
         const token = SpilledTokenSchema.safeParse(parsed)
@@ -159,6 +159,11 @@ export class HeldTokenSpill {
     }
     return out
   }
+}
+
+/** Ours, and nobody else's to read or write (checked on lstat: a symlink is not followed). */
+function ownerOnly(st: Stats): boolean {
+  return (st.mode & 0o077) === 0 && (!process.getuid || st.uid === process.getuid())
 }
 
 function alive(pid: number): boolean {
