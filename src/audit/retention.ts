@@ -20,9 +20,9 @@ export type PruneOutcome = PruneResult & { heldBackTo?: number }
 export async function pruneExpired(store: AuditStore, clock: Clock, days: number, floor?: RetentionFloor): Promise<PruneOutcome> {
   const now = clock.now()
   const cutoff = retentionCutoff(now, days)
-  const kept = floor ? now - (await floor()) : cutoff
-  if (kept < cutoff) return { ...(await store.prune(kept, now)), heldBackTo: kept }
-  return store.prune(cutoff, now)
+  const before = floor ? Math.min(cutoff, now - await floor()) : cutoff
+  const pruned = await store.prune(before, now)
+  return before < cutoff ? { ...pruned, heldBackTo: before } : pruned
 }
 
 /**

@@ -1,5 +1,6 @@
 import { loadConfig, maxTokenLifetime } from '../../config.ts'
-import { listLivePilots, liveWindow } from '../../issuance/pilot_list.ts'
+import { listLivePilots } from '../../issuance/pilot_list.ts'
+import { longestLifetime } from '../../revocation/revocation.ts'
 import { systemClock } from '../../lib/clock.ts'
 import { openBrokerStore } from '../../storage/open_store.ts'
 import { CliError, parse, type CommandIo } from '../command.ts'
@@ -22,7 +23,7 @@ export async function pilotListCommand(rest: string[], io: CommandIo): Promise<n
   const store = await openBrokerStore(config, { sqliteWriter: 'inline' })
   try {
     const now = systemClock.now()
-    const pilots = await listLivePilots(store, now, await liveWindow(store, maxTokenLifetime(config))(), values.site !== undefined ? { site: values.site } : {})
+    const pilots = await listLivePilots(store, now, await longestLifetime(store, 'token', maxTokenLifetime(config)), values.site !== undefined ? { site: values.site } : {})
     if (values.json) { for (const p of pilots) io.out(JSON.stringify(p)); return 0 }
     if (pilots.length === 0) { io.out('no live pilots'); return 0 }
     io.out(['SITE', 'JOB', 'NODE', 'REDEEMED', 'LAST RENEWAL', 'EXPIRES', 'JOB END'].join('\t'))
