@@ -46,7 +46,7 @@ function renewalSession(first: string, form: (token: string) => string): LoadSes
 }
 
 /** One enrolment credential for a job of `nodes` nodes at hpc-b, redeemed once per node: the pilots' first tokens. */
-async function redeemPilots(origin: string, ca: Buffer | undefined, iamOrigin: string, nodes: number): Promise<string[]> {
+export async function redeemPilots(origin: string, ca: Buffer | undefined, iamOrigin: string, nodes: number): Promise<string[]> {
   const factory = await iamToken(iamOrigin, { grant_type: 'client_credentials', scope: 'wlcg' }, 'ctb-hpc-b-pilot-factory', 'ctb-hpc-b-pilot-factory-secret')
   const pool = new Pool(origin, { connections: 4, ...(ca ? { connect: { ca } } : {}) })
   const post = async (form: Record<string, string>) => {
