@@ -30,16 +30,46 @@ function keepLarger(greatest: Greatest): string {
 }
 
 /**
- * SQL of the seed: the horizons of the whole log, one row per kind it has records of. Run by the schema
- * step that creates the table and again at every start of serve (reseedHorizons).
+ * SQL of the seed: the horizons of the log's records (of those `range`, an SQL condition on `seq`, admits),
+ * one row per kind it has records of. Run over the whole log by the schema step that creates the table,
+ * and at every start of serve over what was appended since the previous start (reseedHorizonsSql).
  */
-export function seedHorizonsSql(greatest: Greatest): string {
+export function seedHorizonsSql(greatest: Greatest, range = '1 = 1'): string {
   const types = Object.keys(HORIZON_KIND_OF)
   const kind = `CASE type ${types.map((t) => `WHEN '${t}' THEN '${HORIZON_KIND_OF[t]}'`).join(' ')} END`
   return `INSERT INTO issuance_horizon (kind, exp, lifetime)
      SELECT ${kind} AS k, max(exp), max(${greatest}(exp - time, 0)) FROM audit_log
-     WHERE type IN (${types.map((t) => `'${t}'`).join(', ')}) AND exp IS NOT NULL AND ${NOT_IAM_TOKEN_SQL} GROUP BY k
-   ${keepLarger(greatest)};`
+     WHERE ${range} AND type IN (${types.map((t) => `'${t}'`).join(', ')}) AND exp IS NOT NULL AND ${NOT_IAM_TOKEN_SQL} GROUP BY k
+   ${keepLarger(greatest)}`
+}
+
+/**
+ * The schema step of the reseed's mark: the chain head's seq the last reseed read up to. It starts at 0,
+ * so the first start after the upgrade reads the whole log once more.
+ */
+export function seedMarkTableSql(integer: 'INTEGER' | 'BIGINT'): string {
+  return `CREATE TABLE IF NOT EXISTS issuance_horizon_seeded (id INTEGER PRIMARY KEY CHECK (id = 1), seq ${integer} NOT NULL);
+   INSERT INTO issuance_horizon_seeded (id, seq) VALUES (1, 0) ON CONFLICT (id) DO NOTHING;`
+}
+
+// A missing mark row reads as 0 (the whole log) and is put back: never a pass that reads nothing.
+const SEEDED = 'coalesce((SELECT seq FROM issuance_horizon_seeded WHERE id = 1), 0)'
+const HEAD = '(SELECT seq FROM audit_head WHERE id = 1)'
+
+/**
+ * The reseed at a start of serve: a writer of the previous version (a replica not yet restarted) appends
+ * without raising the rows, so what was appended since the last reseed is folded in and the mark moved to
+ * the head. Reading only that, not the whole log, keeps start-up from growing with the log (PostgreSQL:
+ * ~0.5-1 s per million records). Every record at or below the head is committed: writers append under
+ * the chain lock and move the head in the same transaction, so one snapshot that sees the head sees them.
+ * PostgreSQL: one statement (one snapshot), safe beside other replicas' reseeds and appends. SQLite:
+ * two, run under the write lock.
+ */
+export function reseedHorizonsSql(greatest: Greatest): string[] {
+  const fold = seedHorizonsSql(greatest, `seq > ${SEEDED} AND seq <= ${HEAD}`)
+  const move = `INSERT INTO issuance_horizon_seeded (id, seq) VALUES (1, ${HEAD})
+     ON CONFLICT (id) DO UPDATE SET seq = ${greatest}(issuance_horizon_seeded.seq, excluded.seq)`
+  return greatest === 'GREATEST' ? [`WITH folded AS (${fold} RETURNING kind) ${move}`] : [fold, move]
 }
 
 /** The statement that raises one kind's row (parameters kind, exp, lifetime as `placeholders`). */

@@ -4,7 +4,7 @@ import { assertCountQuery, COUNTED_TYPES_SQL, type CountQuery, type CountRow, ty
 import { COLUMN_NAMES, GENESIS_HASH, type AuditColumns, type StoredRow } from '../audit/chain.ts'
 import { OperatorError } from '../errors.ts'
 import { INITIAL_GENERATION, type IssuanceHorizons, type NewRevocation, type Revocation } from '../revocation/revocation.ts'
-import { horizonsFromRows, HorizonTracker, raiseHorizonSql, revocationUntil, seedHorizonsSql } from './issuance_horizon.ts'
+import { horizonsFromRows, HorizonTracker, raiseHorizonSql, reseedHorizonsSql, revocationUntil, seedHorizonsSql, seedMarkTableSql } from './issuance_horizon.ts'
 import { revocationsToCarry } from '../revocation/revocation_consistency.ts'
 import {
   ChainedStore, LIFT_AND_ISS_MIGRATION, REVOCATION_RECORDS_WHERE, assertPageSize, chainRow, checkpointEventBody, decodeCursor, equalityFilters, eventRow,
@@ -64,6 +64,8 @@ const MIGRATIONS: readonly string[] = [
    ${seedHorizonsSql('GREATEST')}`,
   // IAM's last confirmation of a scitoken-kind credential's user, shared by every replica.
   CREDENTIAL_CONFIRMATION_COLUMNS.map(([name, type]) => `ALTER TABLE user_credentials ADD COLUMN IF NOT EXISTS ${name} ${type};`).join('\n'),
+  // Where the last reseed of the horizons stopped: each start of serve reads only what came after it.
+  seedMarkTableSql('BIGINT'),
 ]
 
 // Any constant works; it only has to be the same in every replica.
@@ -74,6 +76,7 @@ const COLUMN_TYPES: Record<(typeof COLUMN_NAMES)[number], string> = {
   role: 'text', token_kind: 'text', issued_sub: 'text', jti: 'text', decision: 'text', exp: 'bigint', site: 'text',
 }
 const RAISE_HORIZON_SQL = raiseHorizonSql('GREATEST', ['$1', '$2::bigint', '$3::bigint'])
+const RESEED_SQL = reseedHorizonsSql('GREATEST')
 const ALL_COLUMNS = ['seq', ...COLUMN_NAMES, 'body', 'prev_hash', 'hash'] as const
 const ALL_TYPES = ['bigint', ...COLUMN_NAMES.map((c) => COLUMN_TYPES[c]), 'text', 'text', 'text']
 // One statement per batch whatever its size: parallel arrays unnested into rows.
@@ -278,7 +281,7 @@ export class PostgresStore extends ChainedStore {
   }
 
   async reseedHorizons(): Promise<void> {
-    await this.#pool.query(seedHorizonsSql('GREATEST'))
+    for (const sql of RESEED_SQL) await this.#pool.query(sql)
   }
 
   async issuanceHorizon(): Promise<IssuanceHorizons> {

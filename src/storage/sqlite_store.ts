@@ -10,7 +10,7 @@ import { ChainedStore, assertPageSize, decodeCursor, equalityFilters, fromRevoca
 import { DEFAULT_GROUP_COMMIT, type GroupCommitOptions } from './group_commit.ts'
 import { jtiSecond } from '../lib/jti.ts'
 import { JtiIndex, needsJtiEntry } from './jti_index.ts'
-import { seedHorizonsSql } from './issuance_horizon.ts'
+import { reseedHorizonsSql } from './issuance_horizon.ts'
 import { openSqliteDb, readSqliteHorizons, SqliteChainWriter, type AppendedRows, type SqliteSynchronous } from './sqlite_writer.ts'
 import { SqliteWriterClient } from './sqlite_writer_client.ts'
 import { compareSqlText, forEachSliceDesc, nextTurn, NO_END, SLICE_ROWS, sumSlices } from './sqlite_slices.ts'
@@ -37,6 +37,9 @@ export interface SqliteStoreOptions {
  * 500 rows hold the loop ~4 ms (in one go, verifying 1,000,000 records from the console held it ~7 s).
  */
 const SCAN_CHUNK = 500
+
+const RESEED_SQL = reseedHorizonsSql('max')
+
 /** Rows read per step while the jti index catches up; the event loop runs between steps (~5 ms each). */
 const JTI_CHUNK = 5000
 
@@ -303,7 +306,7 @@ export class SqliteStore extends ChainedStore {
     // On this connection, under the write lock like any writer's (the writer's own view only lags: it grows).
     this.#db.exec('BEGIN IMMEDIATE')
     try {
-      this.#db.exec(seedHorizonsSql('max'))
+      for (const sql of RESEED_SQL) this.#db.exec(sql)
       this.#db.exec('COMMIT')
     } catch (err) {
       if (this.#db.isTransaction) this.#db.exec('ROLLBACK')

@@ -14,7 +14,7 @@ import {
 } from '../credentials/credential_store.ts'
 import { CONSOLE_SESSIONS_MIGRATION, sessionWriteSql, type SessionWrite } from '../console/session_store.ts'
 import { INITIAL_GENERATION, type IssuanceHorizons, type NewRevocation, type Revocation } from '../revocation/revocation.ts'
-import { horizonsFromRows, HorizonTracker, raiseHorizonSql, revocationUntil, seedHorizonsSql } from './issuance_horizon.ts'
+import { horizonsFromRows, HorizonTracker, raiseHorizonSql, revocationUntil, seedHorizonsSql, seedMarkTableSql } from './issuance_horizon.ts'
 import { checkpointEventBody, eventRow, fromRevocationRow, LIFT_AND_ISS_MIGRATION, REVOCATION_RECORDS_WHERE, revocationEventBody, type RevocationRow, type WriteOp } from './chained_store.ts'
 
 /**
@@ -83,6 +83,8 @@ const MIGRATIONS: ReadonlyArray<string | ((db: DatabaseSync) => void)> = [
     const have = new Set((db.prepare('PRAGMA table_info(user_credentials)').all() as Array<{ name: string }>).map((c) => c.name))
     for (const [name, type] of CREDENTIAL_CONFIRMATION_COLUMNS) if (!have.has(name)) db.exec(`ALTER TABLE user_credentials ADD COLUMN ${name} ${type}`)
   },
+  // Where the last reseed of the horizons stopped: each start of serve reads only what came after it.
+  seedMarkTableSql('INTEGER'),
 ]
 
 /**

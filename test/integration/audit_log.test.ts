@@ -97,6 +97,7 @@ for (const writer of ['thread', 'inline'] as const) {
         db.prepare('UPDATE audit_head SET seq = ? WHERE id = 1').run(r.seq)
       })
     },
+    async forgetHorizons() { raw((db) => db.exec('DELETE FROM issuance_horizon')) },
   })
 }
 issuanceHorizonContract('memory', { async open() { return new MemoryStore() } })

@@ -25,6 +25,8 @@ export interface HorizonHarness {
    * (raising no horizon; chain fields are not checked here). Absent for memory.
    */
   appendUncounted?(row: { seq: number; time: number; exp: number }): Promise<void>
+  /** Empties the horizon rows of the store last opened, behind its back (only to see what a reseed reads). */
+  forgetHorizons?(): Promise<void>
 }
 
 const T0 = 1_800_000_000
@@ -138,6 +140,22 @@ export function issuanceHorizonContract(name: string, h: HorizonHarness): void {
       // A revocation recorded since holds that token too.
       const { rev, event } = revocation('sub', 'schedd@pool', T0 + HOUR, T0 + 2 * HOUR)
       expect((await store.revoke(rev, event)).until).toBe(T0 + 10 + 8 * DAY)
+    })
+
+    it('reads, when reseeded, only what was appended since the last reseed', async () => {
+      if (!h.appendUncounted || !h.forgetHorizons) return expect(h.forgetHorizons).toBeUndefined()
+      const store = keep(await h.open())
+      await store.record(token(T0, DAY))
+      await h.appendUncounted({ seq: 2, time: T0 + 10, exp: T0 + 10 + 8 * DAY })
+      await store.reseedHorizons()
+      // Rows the log says should be there but are not, below where the last reseed stopped: not read again.
+      await h.forgetHorizons()
+      await store.reseedHorizons()
+      expect(await store.issuanceHorizon()).toEqual({ token: { exp: 0, lifetime: 0 }, certificate: { exp: 0, lifetime: 0 } })
+      // What a previous version appended since is read.
+      await h.appendUncounted({ seq: 3, time: T0 + 20, exp: T0 + 20 + 2 * DAY })
+      await store.reseedHorizons()
+      expect((await store.issuanceHorizon()).token).toEqual({ exp: T0 + 20 + 2 * DAY, lifetime: 2 * DAY })
     })
 
     it('is seeded from the log when a database of the previous schema is upgraded', async () => {

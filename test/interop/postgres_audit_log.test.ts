@@ -68,6 +68,10 @@ issuanceHorizonContract('postgres', {
       await store.sql('UPDATE audit_head SET seq = $1 WHERE id = 1', [r.seq])
     } finally { await store.close() }
   },
+  async forgetHorizons() {
+    const store = await PostgresStore.open({ dsn })
+    try { await store.sql('DELETE FROM issuance_horizon') } finally { await store.close() }
+  },
 })
 
 pilotRedemptionContract('postgres', {
@@ -91,7 +95,7 @@ it('migrates a database at the schema before pilot redemptions forward, keeping 
 
   const store = await PostgresStore.open({ dsn: url })
   try {
-    expect((await store.sql('SELECT version FROM ctb_schema_version')).rows).toEqual([{ version: 9 }])
+    expect((await store.sql('SELECT version FROM ctb_schema_version')).rows).toEqual([{ version: 10 }])
     // The steps after it ran too: the console sessions table is there.
     expect(await store.readConsoleSession('no-such-digest')).toBeUndefined()
     expect(await store.listRevocations()).toEqual([rev])
