@@ -154,9 +154,16 @@ async function redeem(form: TokenRequestForm, ctx: RequestContext, deps: PilotEx
   const g = pilotGrantOf(deps.policy.current, cred.rule, cred.ctb_role, cred.ctb_site)
   if (!g) throw new InvalidGrant('the policy in force no longer grants this pilot enrolment')
   if (params.jobEnd <= now) throw new InvalidRequest('job_end is not in the future')
+  // The job end is the pilot's word, and every renewal believes it: unbounded, a stolen credential would yield
+  // pilots renewing for years. The grant's lifetime.max (queue wait, walltime and margin) bounds it, trimmed
+  // with up_to as an over-long lifetime is.
+  const latestEnd = now + g.grant.lifetime.max
+  if (params.jobEnd > latestEnd && !g.grant.upTo) {
+    throw new InvalidRequest(`job_end is more than ${g.grant.lifetime.max}s away, the maximum lifetime of role ${cred.ctb_role}`)
+  }
   const pilot: PilotRecord = {
     identity: renderPilotIdentity(g.pilot.identity, { site: cred.ctb_site, slurm_job_id: params.slurmJobId, node: params.node }),
-    site: cred.ctb_site, job: params.slurmJobId, node: params.node, jobEnd: params.jobEnd,
+    site: cred.ctb_site, job: params.slurmJobId, node: params.node, jobEnd: Math.min(params.jobEnd, latestEnd),
     role: cred.ctb_role, rule: cred.rule, enrolment: cred.jti, redeemedAt: now,
   }
   const minted = mintPilotToken(pilot, g, now, deps)

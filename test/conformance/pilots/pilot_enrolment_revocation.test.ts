@@ -25,7 +25,7 @@ async function redeemedPilot(): Promise<{ token: string; enrolmentJti: string; e
   expect(issued.tokenKind).toBe('pilot_enrolment')
   const redeemed = await t.post({
     grant_type: GRANT_TYPE, subject_token: credential, subject_token_type: ENROLMENT,
-    slurm_job_id: String(++jobs), node: 'n1', job_end: String(clock.now() + 86_400),
+    slurm_job_id: String(++jobs), node: 'n1', job_end: String(clock.now() + 7000),
   })
   const token = ((await redeemed.json()) as { access_token: string }).access_token
   const c = payloadOf(token)

@@ -112,6 +112,7 @@ rules:
         token_kinds: [idtoken]
         authz: [READ, ADVERTISE_STARTD, ADVERTISE_MASTER, DAEMON]
         lifetime: { default: 1h, max: 2h }
+        up_to: true
         pilot:
           max_count: 2
           enrolment_lifetime: { default: 1h, max: 1d }
