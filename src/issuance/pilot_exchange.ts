@@ -104,6 +104,10 @@ async function enrol(form: TokenRequestForm, ctx: RequestContext, deps: PilotExc
     throw new InvalidRequest('a pilot enrolment takes role, site, pilot_count and lifetime only')
   }
   const count = parsePilotCount(one(form, 'pilot_count'))
+  // The credential carries the client_id (so `revoke --client` reaches it) within its 4 KiB: bounded as a sub is.
+  if (subject.client_id !== undefined && !/^[\x20-\x7e]{1,255}$/.test(subject.client_id)) {
+    throw new InvalidRequest('subject_token client_id is not a printable string of at most 255 characters')
+  }
   const blocked = deps.revocations.blockedCaller(subject)
   if (blocked !== undefined) throw new UnauthorizedClient(blocked)
   const d = decideEnrolment(deps.policy.current, {
@@ -119,7 +123,7 @@ async function enrol(form: TokenRequestForm, ctx: RequestContext, deps: PilotExc
   state.site = d.site
   const now = deps.clock.now()
   const claims: EnrolmentClaims = {
-    jti: newJti(now), iss: subject.iss, sub: subject.sub, rule: d.ruleId, ctb_role: d.role,
+    jti: newJti(now), iss: subject.iss, sub: subject.sub, ...(subject.client_id !== undefined ? { client_id: subject.client_id } : {}), rule: d.ruleId, ctb_role: d.role,
     ctb_gen: deps.revocations.generationOf(d.role), ctb_site: d.site, count: d.count, iat: now, exp: now + d.lifetime,
   }
   const credential = mintEnrolmentCredential(claims, deps.enrolmentKey)
@@ -143,7 +147,7 @@ async function redeem(form: TokenRequestForm, ctx: RequestContext, deps: PilotEx
   const token = typeof form.subject_token === 'string' ? form.subject_token : ''
   const cred = token.length <= MAX_ENROLMENT_CREDENTIAL_BYTES ? readEnrolmentCredential(token, deps.enrolmentKey) : undefined
   if (!cred) throw params instanceof BrokerError ? params : new InvalidGrant('the pilot enrolment credential is not valid')
-  state.caller = { iss: cred.iss, sub: cred.sub }
+  state.caller = { iss: cred.iss, sub: cred.sub, ...(cred.client_id !== undefined ? { client_id: cred.client_id } : {}) }
   state.role = cred.ctb_role
   state.site = cred.ctb_site
   state.rule = cred.rule

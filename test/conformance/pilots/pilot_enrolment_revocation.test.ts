@@ -50,3 +50,46 @@ describe('a revoked enrolment credential', () => {
     })
   }
 })
+
+// A pilot factory is an IAM service account, matched by client_id (docs/policies.md): `revoke --client`
+// is how an admin stops a compromised one, and while it is in force the broker issues nothing new to that
+// caller (docs/architecture.md). A redemption issues a pilot token on the strength of what the factory
+// obtained, so the factory's outstanding credentials stop too, as they do for `revoke --sub` of it.
+describe('a revoked pilot factory client', () => {
+  it('can no longer have the credentials it obtained redeemed', async () => {
+    offset = 0
+    const res = await t.post({
+      grant_type: GRANT_TYPE, subject_token: await t.iam.mint({ aud: BROKER_AUDIENCE, client_id: 'ctb-pilot-factory' }),
+      subject_token_type: ACCESS_TOKEN_TYPE, requested_token_type: ENROLMENT, role: 'pilot', pilot_count: '2',
+    })
+    const credential = ((await res.json()) as { access_token: string }).access_token
+    const redeem = () => t.post({
+      grant_type: GRANT_TYPE, subject_token: credential, subject_token_type: ENROLMENT,
+      slurm_job_id: String(++jobs), node: 'n1', job_end: String(clock.now() + 600),
+    })
+    const rev = await t.revocations.revoke({ kind: 'client', value: 'ctb-pilot-factory' }, { principal: 'test' })
+    try {
+      await expectOAuthError(await redeem(), 400, 'invalid_grant', [credential])
+      const denied = (await t.store.query({ type: 'token.denied', limit: 100 })).records.map((r) => r.event).filter((e) => e.detail?.pilot === 'redeem')
+      expect(denied).toHaveLength(1)
+      expect(denied[0]!.caller?.client_id).toBe('ctb-pilot-factory')
+    } finally {
+      await t.revocations.lift(rev.id, {}, { principal: 'test' })
+    }
+    expect((await redeem()).status).toBe(200)
+  })
+})
+
+describe('an enrolment caller whose client_id could not be carried', () => {
+  // The credential carries the caller's client_id and is at most 4 KiB: a client_id that would outgrow it is
+  // refused as a bad request (like a sub, at most 255 printable characters), never a 500.
+  it('is refused with invalid_request', async () => {
+    offset = 0
+    const res = await t.post({
+      grant_type: GRANT_TYPE, subject_token: await t.iam.mint({ aud: BROKER_AUDIENCE, client_id: 'c'.repeat(5000) }),
+      subject_token_type: ACCESS_TOKEN_TYPE, requested_token_type: ENROLMENT, role: 'pilot', pilot_count: '1',
+    })
+    const body = await expectOAuthError(res, 400, 'invalid_request')
+    expect(body.error_description).toMatch(/client_id/)
+  })
+})
