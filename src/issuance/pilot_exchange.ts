@@ -11,6 +11,7 @@ import { BrokerError, InvalidGrant, InvalidRequest, UnauthorizedClient, Unsuppor
 import type { SubjectTokenVerifier } from '../iam/subject.ts'
 import type { Clock } from '../lib/clock.ts'
 import type { Logger } from '../lib/logger.ts'
+import type { RequestLimits } from '../ratelimit/request_limits.ts'
 import type { CompiledGrant, CompiledPilotGrant, Policy } from '../policy/compile.ts'
 import { newJti } from '../lib/jti.ts'
 import { decideEnrolment, pilotGrantOf, renderPilotIdentity } from '../policy/pilot_decision.ts'
@@ -36,6 +37,8 @@ export interface PilotExchangeDeps {
   registry: Pick<PilotRegistry, 'add' | 'lookup' | 'mintedToken'>
   revocations: RevocationChecker & IssuanceBlocks & { generationOf(role: string): number }
   refusals: Pick<RefusalTally, 'note'>
+  /** The address limit (docs/rate-limits.md): a refusal that names nobody counts against its address. */
+  limits?: Pick<RequestLimits, 'noteRefused'>
   clock: Clock
   log: Logger
   trustDomain: string
@@ -76,7 +79,11 @@ export async function pilotExchange(flow: PilotFlow, form: TokenRequestForm, ctx
   } catch (err) {
     if (err instanceof BrokerError && !(err instanceof AuditedRefusal)) {
       if (state.caller) await auditRefusal(err, flow, state as typeof state & { caller: KnownCaller }, ctx, deps)
-      else deps.refusals.note(err.error, ctx.clientAddress)
+      else {
+        deps.refusals.note(err.error, ctx.clientAddress)
+        // As the exchange does: not a broker failure (5xx), which is no fault of the client's.
+        if (err.status < 500) deps.limits?.noteRefused(ctx.clientAddress)
+      }
     }
     throw err
   } finally {
