@@ -86,6 +86,7 @@ function pilotPipeline(parts: Parameters<typeof exchangeDepsFrom>[0] & { pilots:
     registry: parts.pilots.registry ?? new PilotRegistry(parts.pilots.store),
     revocations: parts.pilots.revocations,
     refusals: parts.refusals,
+    ...(parts.limits ? { limits: parts.limits } : {}),
     clock: parts.clock,
     log: parts.log,
     trustDomain: parts.config.trust_domain,

@@ -20,6 +20,8 @@ export interface EnrolmentClaims {
   /** The IAM caller that obtained it (`revoke --sub` of that caller stops its redemptions). */
   iss: string
   sub: string
+  /** Its IAM client, when its token named one: `revoke --client` of it stops redemptions too. */
+  client_id?: string
   /** The rule and role that granted it; redemption re-reads the grant from the policy in force. */
   rule: string
   ctb_role: string
@@ -57,5 +59,6 @@ export function readEnrolmentCredential(token: string, key: KeyObject): Enrolmen
   const str = (k: string) => typeof c[k] === 'string'
   const int = (k: string) => Number.isSafeInteger(c[k])
   if (!['jti', 'iss', 'sub', 'rule', 'ctb_role', 'ctb_site'].every(str) || !['ctb_gen', 'count', 'iat', 'exp'].every(int)) return undefined
+  if (c.client_id !== undefined && !str('client_id')) return undefined
   return c as unknown as EnrolmentClaims
 }

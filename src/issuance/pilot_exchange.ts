@@ -11,6 +11,7 @@ import { BrokerError, InvalidGrant, InvalidRequest, UnauthorizedClient, Unsuppor
 import type { SubjectTokenVerifier } from '../iam/subject.ts'
 import type { Clock } from '../lib/clock.ts'
 import type { Logger } from '../lib/logger.ts'
+import type { RequestLimits } from '../ratelimit/request_limits.ts'
 import type { CompiledGrant, CompiledPilotGrant, Policy } from '../policy/compile.ts'
 import { newJti } from '../lib/jti.ts'
 import { decideEnrolment, pilotGrantOf, renderPilotIdentity } from '../policy/pilot_decision.ts'
@@ -36,6 +37,8 @@ export interface PilotExchangeDeps {
   registry: Pick<PilotRegistry, 'add' | 'lookup' | 'mintedToken'>
   revocations: RevocationChecker & IssuanceBlocks & { generationOf(role: string): number }
   refusals: Pick<RefusalTally, 'note'>
+  /** The address limit (docs/rate-limits.md): a refusal that names nobody counts against its address. */
+  limits?: Pick<RequestLimits, 'noteRefused'>
   clock: Clock
   log: Logger
   trustDomain: string
@@ -76,7 +79,11 @@ export async function pilotExchange(flow: PilotFlow, form: TokenRequestForm, ctx
   } catch (err) {
     if (err instanceof BrokerError && !(err instanceof AuditedRefusal)) {
       if (state.caller) await auditRefusal(err, flow, state as typeof state & { caller: KnownCaller }, ctx, deps)
-      else deps.refusals.note(err.error, ctx.clientAddress)
+      else {
+        deps.refusals.note(err.error, ctx.clientAddress)
+        // As the exchange does: not a broker failure (5xx), which is no fault of the client's.
+        if (err.status < 500) deps.limits?.noteRefused(ctx.clientAddress)
+      }
     }
     throw err
   } finally {
@@ -104,6 +111,10 @@ async function enrol(form: TokenRequestForm, ctx: RequestContext, deps: PilotExc
     throw new InvalidRequest('a pilot enrolment takes role, site, pilot_count and lifetime only')
   }
   const count = parsePilotCount(one(form, 'pilot_count'))
+  // The credential carries the client_id (so `revoke --client` reaches it) within its 4 KiB: bounded as a sub is.
+  if (subject.client_id !== undefined && !/^[\x20-\x7e]{1,255}$/.test(subject.client_id)) {
+    throw new InvalidRequest('subject_token client_id is not a printable string of at most 255 characters')
+  }
   const blocked = deps.revocations.blockedCaller(subject)
   if (blocked !== undefined) throw new UnauthorizedClient(blocked)
   const d = decideEnrolment(deps.policy.current, {
@@ -119,7 +130,7 @@ async function enrol(form: TokenRequestForm, ctx: RequestContext, deps: PilotExc
   state.site = d.site
   const now = deps.clock.now()
   const claims: EnrolmentClaims = {
-    jti: newJti(now), iss: subject.iss, sub: subject.sub, rule: d.ruleId, ctb_role: d.role,
+    jti: newJti(now), iss: subject.iss, sub: subject.sub, ...(subject.client_id !== undefined ? { client_id: subject.client_id } : {}), rule: d.ruleId, ctb_role: d.role,
     ctb_gen: deps.revocations.generationOf(d.role), ctb_site: d.site, count: d.count, iat: now, exp: now + d.lifetime,
   }
   const credential = mintEnrolmentCredential(claims, deps.enrolmentKey)
@@ -143,7 +154,7 @@ async function redeem(form: TokenRequestForm, ctx: RequestContext, deps: PilotEx
   const token = typeof form.subject_token === 'string' ? form.subject_token : ''
   const cred = token.length <= MAX_ENROLMENT_CREDENTIAL_BYTES ? readEnrolmentCredential(token, deps.enrolmentKey) : undefined
   if (!cred) throw params instanceof BrokerError ? params : new InvalidGrant('the pilot enrolment credential is not valid')
-  state.caller = { iss: cred.iss, sub: cred.sub }
+  state.caller = { iss: cred.iss, sub: cred.sub, ...(cred.client_id !== undefined ? { client_id: cred.client_id } : {}) }
   state.role = cred.ctb_role
   state.site = cred.ctb_site
   state.rule = cred.rule
@@ -154,9 +165,16 @@ async function redeem(form: TokenRequestForm, ctx: RequestContext, deps: PilotEx
   const g = pilotGrantOf(deps.policy.current, cred.rule, cred.ctb_role, cred.ctb_site)
   if (!g) throw new InvalidGrant('the policy in force no longer grants this pilot enrolment')
   if (params.jobEnd <= now) throw new InvalidRequest('job_end is not in the future')
+  // The job end is the pilot's word, and every renewal believes it: unbounded, a stolen credential would yield
+  // pilots renewing for years. The grant's lifetime.max (queue wait, walltime and margin) bounds it, trimmed
+  // with up_to as an over-long lifetime is.
+  const latestEnd = now + g.grant.lifetime.max
+  if (params.jobEnd > latestEnd && !g.grant.upTo) {
+    throw new InvalidRequest(`job_end is more than ${g.grant.lifetime.max}s away, the maximum lifetime of role ${cred.ctb_role}`)
+  }
   const pilot: PilotRecord = {
     identity: renderPilotIdentity(g.pilot.identity, { site: cred.ctb_site, slurm_job_id: params.slurmJobId, node: params.node }),
-    site: cred.ctb_site, job: params.slurmJobId, node: params.node, jobEnd: params.jobEnd,
+    site: cred.ctb_site, job: params.slurmJobId, node: params.node, jobEnd: Math.min(params.jobEnd, latestEnd),
     role: cred.ctb_role, rule: cred.rule, enrolment: cred.jti, redeemedAt: now,
   }
   const minted = mintPilotToken(pilot, g, now, deps)

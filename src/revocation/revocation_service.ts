@@ -175,6 +175,8 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks {
     // For every kind but jti the store raises this to the latest expiry issued so far (IssuanceHorizon).
     let until = now + this.#deps.maxTokenLifetime
     if (req.kind === 'jti') {
+      const found = await Promise.all((['token.issued', 'token.renewed'] as const).map((type) => this.#deps.store.query({ jti: req.value, type, limit: 1 })))
+      const records = found.flatMap((p) => p.records).map((r) => r.event)
       if (req.exp !== undefined) {
         if (!Number.isSafeInteger(req.exp) || req.exp < 0) throw new InvalidRequest('exp must be whole epoch seconds')
         // Bounded, or a made-up exp would keep the entry in the HTCondor expression for ever; a token issued
@@ -189,9 +191,14 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks {
       } else {
         // A renewal records its token under a jti of its own; a record may also be pruned already, and then
         // the token may be one issued under a longer maximum than today's: held until the horizon.
-        const found = await Promise.all((['token.issued', 'token.renewed'] as const).map((type) => this.#deps.store.query({ jti: req.value, type, limit: 1 })))
-        const exp = found.flatMap((p) => p.records).map((r) => r.event.exp).find((e) => e !== undefined)
+        const exp = records.map((e) => e.exp).find((e) => e !== undefined)
         until = exp ?? Math.max(until, (await this.#deps.store.issuanceHorizon()).token.exp)
+      }
+      // An enrolment credential's entry also stops the renewals of the pilots it yielded (pilot_exchange.ts),
+      // whose tokens outlive the credential (it covers only the queue wait). Held, like a sub or pilot-job
+      // entry, until every token issued so far has expired: else its pilots renew again once it lapses.
+      if (records.some((e) => e.tokenKind === 'pilot_enrolment')) {
+        until = Math.max(until, now + this.#deps.maxTokenLifetime, (await this.#deps.store.issuanceHorizon()).token.exp)
       }
     }
     const event = adminRevocationEvent('token.revoked', now, actor, req, req.reason)

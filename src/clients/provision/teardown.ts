@@ -13,7 +13,9 @@ export async function teardown(manifest: Pick<Manifest, 'tokens' | 'certificates
   const r: TeardownResult = { revokedTokens: [], revokedCertificates: [], failures: [] }
   for (const t of manifest.tokens) {
     try {
-      await broker.revokeJti(t.jti, reason, t.exp)
+      // A credential's revocation must outlast its pilots' tokens, which its exp says nothing of: the broker
+      // decides how long to hold it (from its log, else until all it issued has expired; docs/pilots.md).
+      await broker.revokeJti(t.jti, reason, t.kind === 'pilot_enrolment' ? undefined : t.exp)
       r.revokedTokens.push(t.jti)
     } catch (err) {
       r.failures.push(`token ${t.jti} (${t.node}): ${(err as Error).message}`)

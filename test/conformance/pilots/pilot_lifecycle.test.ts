@@ -82,7 +82,7 @@ describe('redemption', () => {
 
   it('caps the token at the policy lifetime when the job ends later', async () => {
     const { credential } = await enrol()
-    const res = await t.post(redeemForm(credential, nextJob(), 'n1', now() + 86400))
+    const res = await t.post(redeemForm(credential, nextJob(), 'n1', now() + 3600))
     const body = await res.json() as { access_token: string; expires_in: number }
     expect(body.expires_in).toBe(1800)
     const c = payloadOf(body.access_token)
@@ -120,6 +120,32 @@ describe('redemption', () => {
     const before = await denials()
     await expectOAuthError(await t.post(redeemForm(forged, nextJob(), 'n1', now() + 600)), 400, 'invalid_grant')
     expect(await denials()).toBe(before)
+  })
+
+  // The job end is the pilot's word, and every renewal believes it: unbounded, a stolen credential would
+  // yield pilots renewing for years. The grant's lifetime.max (2h here: queue wait, walltime and margin)
+  // bounds it, refused beyond unless the grant trims with up_to (pilot-ccb).
+  it('refuses a job end further away than the grant\'s maximum lifetime, and audits it', async () => {
+    const { credential } = await enrol()
+    const before = await denials()
+    const body = await expectOAuthError(await t.post(redeemForm(credential, nextJob(), 'n1', now() + 2 * 3600 + 60)), 400, 'invalid_request', [credential])
+    expect(body.error_description).toMatch(/job_end/)
+    expect(await denials()).toBe(before + 1)
+    expect((await t.post(redeemForm(credential, nextJob(), 'n1', now() + 2 * 3600 - 60))).status).toBe(200)
+  })
+
+  it('trims a job end beyond the maximum lifetime to it where the grant has up_to, so renewals stop there', async () => {
+    const { credential } = await enrol({ role: 'pilot-ccb', pilot_count: '1' })
+    const job = nextJob()
+    const start = now()
+    const res = await t.post(redeemForm(credential, job, 'n1', start + 86_400 * 365))
+    const body = await res.json() as { access_token: string }
+    expect(res.status, JSON.stringify(body)).toBe(200)
+    const jti = payloadOf(body.access_token).jti as string
+    const rec = (await t.store.query({ type: 'token.issued', jti, limit: 1 })).records[0]!.event
+    const jobEnd = (rec.detail?.pilot as { jobEnd: number }).jobEnd
+    expect(jobEnd).toBeGreaterThanOrEqual(start + 2 * 3600)
+    expect(jobEnd).toBeLessThanOrEqual(now() + 2 * 3600)
   })
 
   it('refuses a job end in the past as a bad request', async () => {

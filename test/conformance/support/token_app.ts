@@ -31,7 +31,7 @@ import { ensureAndLoadKeys } from '../../../src/keys/signing_keys.ts'
 import { PilotRegistry } from '../../../src/issuance/pilot_registry.ts'
 import { BrokerMetrics } from '../../../src/metrics/broker_metrics.ts'
 import { observeExchange, observeIamFetch } from '../../../src/metrics/observe_pipeline.ts'
-import { systemClock } from '../../../src/lib/clock.ts'
+import { systemClock, type Clock } from '../../../src/lib/clock.ts'
 import { silentLogger } from '../../../src/lib/logger.ts'
 import { policyContextFromConfig } from '../../../src/policy/context.ts'
 import { PolicyHolder } from '../../../src/policy/policy_holder.ts'
@@ -112,6 +112,7 @@ rules:
         token_kinds: [idtoken]
         authz: [READ, ADVERTISE_STARTD, ADVERTISE_MASTER, DAEMON]
         lifetime: { default: 1h, max: 2h }
+        up_to: true
         pilot:
           max_count: 2
           enrolment_lifetime: { default: 1h, max: 1d }
@@ -166,10 +167,10 @@ export interface TokenApp {
 
 /**
  * Builds the app once for the calling test file and registers msw (`onUnhandledFrame: 'error'`) and
- * clean-up hooks. Call at the top level of a test file. `env` adds CTB_* settings; with any CTB_RATE_LIMITS_*
+ * clean-up hooks. Call at the top level of a test file. `clock` replaces the system clock. `env` adds CTB_* settings; with any CTB_RATE_LIMITS_*
  * among them the exchange gets the rate limits serve builds (without, none: the suite sends many refusals).
  */
-export async function useTokenApp(options: { env?: NodeJS.ProcessEnv } = {}): Promise<TokenApp> {
+export async function useTokenApp(options: { env?: NodeJS.ProcessEnv; clock?: Clock } = {}): Promise<TokenApp> {
   const iam = await TestIam.create({ issuer: 'https://iam.test.example/' })
   const msw = useMswIam(iam)
 
@@ -184,7 +185,9 @@ export async function useTokenApp(options: { env?: NodeJS.ProcessEnv } = {}): Pr
     iam: iamConfigFor(iam, {}, { audience: BROKER_AUDIENCE }),
   }
 
-  const clock = systemClock
+  // A test that needs time to pass (a credential expiring) brings its own clock; IAM tokens are still
+  // verified when they are presented, so such a test moves it forward only after its IAM calls.
+  const clock = options.clock ?? systemClock
   const { keys } = ensureAndLoadKeys(config, clock.now())
   const store = new MemoryStore()
   // A queue whose commits never finish: with room for one waiting write, keeping one there refuses the rest.
