@@ -53,8 +53,11 @@ export function seedMarkTableSql(integer: 'INTEGER' | 'BIGINT'): string {
 }
 
 // A missing mark row reads as 0 (the whole log) and is put back: never a pass that reads nothing.
-const SEEDED = 'coalesce((SELECT seq FROM issuance_horizon_seeded WHERE id = 1), 0)'
+const MARK = 'coalesce((SELECT seq FROM issuance_horizon_seeded WHERE id = 1), 0)'
 const HEAD = '(SELECT seq FROM audit_head WHERE id = 1)'
+// A mark above the head means the log was cut back since (records undone by hand, tables restored apart):
+// the seqs past the head are handed out again, so the pass reads the whole log, not nothing.
+const SEEDED = `(CASE WHEN ${MARK} <= ${HEAD} THEN ${MARK} ELSE 0 END)`
 
 /**
  * The reseed at a start of serve: a writer of the previous version (a replica not yet restarted) appends
@@ -64,11 +67,16 @@ const HEAD = '(SELECT seq FROM audit_head WHERE id = 1)'
  * the chain lock and move the head in the same transaction, so one snapshot that sees the head sees them.
  * PostgreSQL: one statement (one snapshot), safe beside other replicas' reseeds and appends. SQLite:
  * two, run under the write lock.
+ *
+ * The mark is set to the head this pass read up to, not kept at the larger: a mark left above the head by
+ * a cut-back log must come down, or the records appended below it once the head passes it again are never
+ * read. A replica whose pass saw an earlier head may so set the mark below another's: the next pass then
+ * reads a few records twice, which only raises.
  */
 export function reseedHorizonsSql(greatest: Greatest): string[] {
   const fold = seedHorizonsSql(greatest, `seq > ${SEEDED} AND seq <= ${HEAD}`)
   const move = `INSERT INTO issuance_horizon_seeded (id, seq) VALUES (1, ${HEAD})
-     ON CONFLICT (id) DO UPDATE SET seq = ${greatest}(issuance_horizon_seeded.seq, excluded.seq)`
+     ON CONFLICT (id) DO UPDATE SET seq = excluded.seq`
   return greatest === 'GREATEST' ? [`WITH folded AS (${fold} RETURNING kind) ${move}`] : [fold, move]
 }
 

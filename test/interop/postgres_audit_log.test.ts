@@ -72,6 +72,13 @@ issuanceHorizonContract('postgres', {
     const store = await PostgresStore.open({ dsn })
     try { await store.sql('DELETE FROM issuance_horizon') } finally { await store.close() }
   },
+  async cutBack(seq) {
+    const store = await PostgresStore.open({ dsn })
+    try {
+      await store.sql('DELETE FROM audit_log WHERE seq > $1', [seq])
+      await store.sql('UPDATE audit_head SET seq = $1 WHERE id = 1', [seq])
+    } finally { await store.close() }
+  },
 })
 
 pilotRedemptionContract('postgres', {
