@@ -21,6 +21,13 @@ export const HORIZON_KIND_OF: Readonly<Record<string, HorizonKind>> = {
   'certificate.issued': 'certificate',
 }
 
+/**
+ * The order every statement takes the rows in (the seed's ORDER BY k, a writer's raises): on PostgreSQL
+ * a replica's reseed at start and another's batch raising both rows each hold one and wait for the other
+ * if they take them in opposite orders (a deadlock: PostgreSQL aborts one, failing the batch or the start).
+ */
+const KINDS_IN_LOCK_ORDER = ['certificate', 'token'] as const satisfies readonly HorizonKind[]
+
 /** SQLite's two-argument `max` is PostgreSQL's GREATEST. */
 type Greatest = 'max' | 'GREATEST'
 
@@ -39,7 +46,7 @@ export function seedHorizonsSql(greatest: Greatest, range = '1 = 1'): string {
   const kind = `CASE type ${types.map((t) => `WHEN '${t}' THEN '${HORIZON_KIND_OF[t]}'`).join(' ')} END`
   return `INSERT INTO issuance_horizon (kind, exp, lifetime)
      SELECT ${kind} AS k, max(exp), max(${greatest}(exp - time, 0)) FROM audit_log
-     WHERE ${range} AND type IN (${types.map((t) => `'${t}'`).join(', ')}) AND exp IS NOT NULL AND ${NOT_IAM_TOKEN_SQL} GROUP BY k
+     WHERE ${range} AND type IN (${types.map((t) => `'${t}'`).join(', ')}) AND exp IS NOT NULL AND ${NOT_IAM_TOKEN_SQL} GROUP BY k ORDER BY k
    ${keepLarger(greatest)}`
 }
 
@@ -140,7 +147,7 @@ export class HorizonTracker {
   /** The rows to raise before the commit: those this transaction takes past what they are known to be. */
   raises(): Array<[HorizonKind, IssuanceHorizon]> {
     const out: Array<[HorizonKind, IssuanceHorizon]> = []
-    for (const kind of ['token', 'certificate'] as const) {
+    for (const kind of KINDS_IN_LOCK_ORDER) {
       const b = this.#batch[kind]
       if (b.exp > this.#known[kind].exp || b.lifetime > this.#known[kind].lifetime) out.push([kind, b])
     }
