@@ -21,6 +21,13 @@ export const HORIZON_KIND_OF: Readonly<Record<string, HorizonKind>> = {
   'certificate.issued': 'certificate',
 }
 
+/**
+ * The order every statement takes the rows in (the seed's ORDER BY k, a writer's raises): on PostgreSQL
+ * a replica's reseed at start and another's batch raising both rows each hold one and wait for the other
+ * if they take them in opposite orders (a deadlock: PostgreSQL aborts one, failing the batch or the start).
+ */
+const KINDS_IN_LOCK_ORDER = ['certificate', 'token'] as const satisfies readonly HorizonKind[]
+
 /** SQLite's two-argument `max` is PostgreSQL's GREATEST. */
 type Greatest = 'max' | 'GREATEST'
 
@@ -39,7 +46,7 @@ export function seedHorizonsSql(greatest: Greatest, range = '1 = 1'): string {
   const kind = `CASE type ${types.map((t) => `WHEN '${t}' THEN '${HORIZON_KIND_OF[t]}'`).join(' ')} END`
   return `INSERT INTO issuance_horizon (kind, exp, lifetime)
      SELECT ${kind} AS k, max(exp), max(${greatest}(exp - time, 0)) FROM audit_log
-     WHERE ${range} AND type IN (${types.map((t) => `'${t}'`).join(', ')}) AND exp IS NOT NULL AND ${NOT_IAM_TOKEN_SQL} GROUP BY k
+     WHERE ${range} AND type IN (${types.map((t) => `'${t}'`).join(', ')}) AND exp IS NOT NULL AND ${NOT_IAM_TOKEN_SQL} GROUP BY k ORDER BY k
    ${keepLarger(greatest)}`
 }
 
@@ -53,8 +60,11 @@ export function seedMarkTableSql(integer: 'INTEGER' | 'BIGINT'): string {
 }
 
 // A missing mark row reads as 0 (the whole log) and is put back: never a pass that reads nothing.
-const SEEDED = 'coalesce((SELECT seq FROM issuance_horizon_seeded WHERE id = 1), 0)'
+const MARK = 'coalesce((SELECT seq FROM issuance_horizon_seeded WHERE id = 1), 0)'
 const HEAD = '(SELECT seq FROM audit_head WHERE id = 1)'
+// A mark above the head means the log was cut back since (records undone by hand, tables restored apart):
+// the seqs past the head are handed out again, so the pass reads the whole log, not nothing.
+const SEEDED = `(CASE WHEN ${MARK} <= ${HEAD} THEN ${MARK} ELSE 0 END)`
 
 /**
  * The reseed at a start of serve: a writer of the previous version (a replica not yet restarted) appends
@@ -64,11 +74,16 @@ const HEAD = '(SELECT seq FROM audit_head WHERE id = 1)'
  * the chain lock and move the head in the same transaction, so one snapshot that sees the head sees them.
  * PostgreSQL: one statement (one snapshot), safe beside other replicas' reseeds and appends. SQLite:
  * two, run under the write lock.
+ *
+ * The mark is set to the head this pass read up to, not kept at the larger: a mark left above the head by
+ * a cut-back log must come down, or the records appended below it once the head passes it again are never
+ * read. A replica whose pass saw an earlier head may so set the mark below another's: the next pass then
+ * reads a few records twice, which only raises.
  */
 export function reseedHorizonsSql(greatest: Greatest): string[] {
   const fold = seedHorizonsSql(greatest, `seq > ${SEEDED} AND seq <= ${HEAD}`)
   const move = `INSERT INTO issuance_horizon_seeded (id, seq) VALUES (1, ${HEAD})
-     ON CONFLICT (id) DO UPDATE SET seq = ${greatest}(issuance_horizon_seeded.seq, excluded.seq)`
+     ON CONFLICT (id) DO UPDATE SET seq = excluded.seq`
   return greatest === 'GREATEST' ? [`WITH folded AS (${fold} RETURNING kind) ${move}`] : [fold, move]
 }
 
@@ -132,7 +147,7 @@ export class HorizonTracker {
   /** The rows to raise before the commit: those this transaction takes past what they are known to be. */
   raises(): Array<[HorizonKind, IssuanceHorizon]> {
     const out: Array<[HorizonKind, IssuanceHorizon]> = []
-    for (const kind of ['token', 'certificate'] as const) {
+    for (const kind of KINDS_IN_LOCK_ORDER) {
       const b = this.#batch[kind]
       if (b.exp > this.#known[kind].exp || b.lifetime > this.#known[kind].lifetime) out.push([kind, b])
     }

@@ -98,6 +98,12 @@ for (const writer of ['thread', 'inline'] as const) {
       })
     },
     async forgetHorizons() { raw((db) => db.exec('DELETE FROM issuance_horizon')) },
+    async cutBack(seq) {
+      raw((db) => {
+        db.prepare('DELETE FROM audit_log WHERE seq > ?').run(seq)
+        db.prepare('UPDATE audit_head SET seq = ? WHERE id = 1').run(seq)
+      })
+    },
   })
 }
 issuanceHorizonContract('memory', { async open() { return new MemoryStore() } })

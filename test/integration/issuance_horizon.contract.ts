@@ -27,6 +27,11 @@ export interface HorizonHarness {
   appendUncounted?(row: { seq: number; time: number; exp: number }): Promise<void>
   /** Empties the horizon rows of the store last opened, behind its back (only to see what a reseed reads). */
   forgetHorizons?(): Promise<void>
+  /**
+   * Cuts the log of the store last opened back to `seq` by hand, as an operator undoing records does:
+   * the records after it deleted and the head set back to it.
+   */
+  cutBack?(seq: number): Promise<void>
 }
 
 const T0 = 1_800_000_000
@@ -156,6 +161,24 @@ export function issuanceHorizonContract(name: string, h: HorizonHarness): void {
       await h.appendUncounted({ seq: 3, time: T0 + 20, exp: T0 + 20 + 2 * DAY })
       await store.reseedHorizons()
       expect((await store.issuanceHorizon()).token).toEqual({ exp: T0 + 20 + 2 * DAY, lifetime: 2 * DAY })
+    })
+
+    it('reads the whole log again, when reseeded, once the log is cut back below where the last reseed stopped', async () => {
+      if (!h.appendUncounted || !h.cutBack) return expect(h.cutBack).toBeUndefined()
+      const store = keep(await h.open())
+      for (const i of [0, 1, 2]) await store.record(token(T0 + i, DAY))
+      await store.reseedHorizons()
+      // Records 2 and 3 undone by hand: the seqs after 1 are handed out again.
+      await h.cutBack(1)
+      await store.reseedHorizons()
+      // A writer of the previous version then appends 2, 3, 4: the head passes where the last reseed stopped.
+      await h.appendUncounted({ seq: 2, time: T0 + 10, exp: T0 + 10 + 8 * DAY })
+      await h.appendUncounted({ seq: 3, time: T0 + 20, exp: T0 + 20 + HOUR })
+      await h.appendUncounted({ seq: 4, time: T0 + 30, exp: T0 + 30 + HOUR })
+      await store.reseedHorizons()
+      expect((await store.issuanceHorizon()).token).toEqual({ exp: T0 + 10 + 8 * DAY, lifetime: 8 * DAY })
+      const { rev, event } = revocation('sub', 'schedd@pool', T0 + HOUR, T0 + 2 * HOUR)
+      expect((await store.revoke(rev, event)).until).toBe(T0 + 10 + 8 * DAY)
     })
 
     it('is seeded from the log when a database of the previous schema is upgraded', async () => {

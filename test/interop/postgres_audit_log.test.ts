@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, expect, it } from 'vitest'
+import pg from 'pg'
 import { PostgresStore } from '../../src/storage/postgres_store.ts'
 import { auditStoreContract } from '../integration/audit_log.contract.ts'
 import { pilotRedemptionContract } from '../integration/pilot_redemption.contract.ts'
@@ -72,6 +73,13 @@ issuanceHorizonContract('postgres', {
     const store = await PostgresStore.open({ dsn })
     try { await store.sql('DELETE FROM issuance_horizon') } finally { await store.close() }
   },
+  async cutBack(seq) {
+    const store = await PostgresStore.open({ dsn })
+    try {
+      await store.sql('DELETE FROM audit_log WHERE seq > $1', [seq])
+      await store.sql('UPDATE audit_head SET seq = $1 WHERE id = 1', [seq])
+    } finally { await store.close() }
+  },
 })
 
 pilotRedemptionContract('postgres', {
@@ -81,6 +89,48 @@ pilotRedemptionContract('postgres', {
     return current
   },
   async openPeer() { return PostgresStore.open({ dsn }) },
+})
+
+it('reseeds at start beside another replica raising both horizons in one batch, neither waiting on the other in a cycle', async () => {
+  const url = await server.createDatabase(`horizon_lock_order_${++n}`)
+  const T0 = 1_800_000_000
+  const DAY = 86_400
+  const issued = (time: number, exp: number) => ({ type: 'token.issued', time, caller: { sub: 'alice' }, role: 'schedd', exp, decision: 'allow' } as const)
+  const certified = (time: number, exp: number) => ({ type: 'certificate.issued', time, caller: { sub: 'bob' }, exp, decision: 'allow' } as const)
+  const writer = await PostgresStore.open({ dsn: url })
+  const starting = await PostgresStore.open({ dsn: url })
+  const holder = new pg.Client({ connectionString: url })
+  await holder.connect()
+  // Sessions of this database waiting for a lock (bounded: 10 s).
+  const waitForLockWaits = async (count: number) => {
+    for (let i = 0; i < 200; i++) {
+      const { rows } = await holder.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")
+      if (rows[0].n >= count) return
+      await new Promise((r) => setTimeout(r, 50))
+    }
+    throw new Error(`fewer than ${count} sessions waiting for a lock`)
+  }
+  try {
+    // Both kinds in the log since the mark: the starting replica's reseed raises both rows.
+    await writer.record(issued(T0, T0 + DAY))
+    await writer.record(certified(T0, T0 + 30 * DAY))
+    // Something else holds the token row a moment (a third replica's batch, say).
+    await holder.query('BEGIN')
+    await holder.query("SELECT 1 FROM issuance_horizon WHERE kind = 'token' FOR UPDATE")
+    // One batch taking both rows past where they are: it queues for the token row first.
+    const batch = Promise.allSettled([writer.record(issued(T0 + 10, T0 + 10 + 2 * DAY)), writer.record(certified(T0 + 10, T0 + 10 + 40 * DAY))])
+    await waitForLockWaits(1)
+    const reseed = starting.reseedHorizons().then(() => 'done', (err: Error) => err.message)
+    await waitForLockWaits(2)
+    await holder.query('COMMIT')
+    expect((await batch).map((r) => r.status)).toEqual(['fulfilled', 'fulfilled'])
+    expect(await reseed).toBe('done')
+    expect(await starting.issuanceHorizon()).toEqual({ token: { exp: T0 + 10 + 2 * DAY, lifetime: 2 * DAY }, certificate: { exp: T0 + 10 + 40 * DAY, lifetime: 40 * DAY } })
+  } finally {
+    await holder.end()
+    await starting.close()
+    await writer.close()
+  }
 })
 
 it('migrates a database at the schema before pilot redemptions forward, keeping its revocations', async () => {
