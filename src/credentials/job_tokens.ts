@@ -1,6 +1,7 @@
 import { hash } from 'node:crypto'
 import { decodeJwt } from 'jose'
 import type { AuditLog } from '../audit/audit_log.ts'
+import { providerOfCredential } from '../contract/job_credentials.ts'
 import { AccessDenied, BrokerError, InvalidGrant, InvalidScope, InvalidTarget, TemporarilyUnavailable } from '../errors.ts'
 import type { VerifiedSubject } from '../iam/subject.ts'
 import type { IamTokenExchanger } from '../iam/outbound_exchange.ts'
@@ -22,6 +23,7 @@ import { credentialKey } from './sealed_refresh_tokens.ts'
 /** What the caller asks for; every field optional on the wire. */
 export interface JobTokenRequest {
   user: string
+  /** The credential's name: the provider, or `<provider>_<handle>`. */
   provider: string
   /** Reuse a cached token only if it has at least this many seconds left. */
   minimumSeconds?: number
@@ -93,7 +95,8 @@ export class JobTokens {
 
   async token(req: JobTokenRequest, ctx: RequestContext): Promise<JobToken> {
     // A credd no grant of the provider's role names learns nothing, not even whether the credential exists.
-    const provider = this.#deps.providers().find((p) => p.name === req.provider)
+    // req.provider names the credential: the provider, or `<provider>_<handle>`.
+    const provider = this.#deps.providers().find((p) => p.name === providerOfCredential(req.provider))
     if (ctx.credd && provider) await this.#creddAllowed(ctx.credd, provider, req, ctx)
     const cred = await this.#deps.store.readCredential(req.user, req.provider)
     const known = { ...(provider ? { provider } : {}), ...(cred ? { subject: JSON.parse(cred.subjectJson) as VerifiedSubject } : {}) }
