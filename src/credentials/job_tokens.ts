@@ -9,8 +9,10 @@ import { callerOf, issueToken, type IssueDeps } from '../issuance/issue.ts'
 import type { Clock } from '../lib/clock.ts'
 import { SingleFlight } from '../lib/keyed_promises.ts'
 import type { Logger } from '../lib/logger.ts'
+import { quote } from '../lib/quote.ts'
 import { creddMayFetch } from '../policy/credd_fetch.ts'
 import { decide } from '../policy/decide.ts'
+import { roleGrantedTo } from '../policy/role_granted.ts'
 import type { Policy } from '../policy/compile.ts'
 import type { IssuanceBlocks, RevocationChecker } from '../revocation/revocation_checker.ts'
 import type { CreddPrincipal } from './credd_auth.ts'
@@ -108,6 +110,11 @@ export class JobTokens {
     const blocked = this.#deps.blocks.blockedCaller(subject)
     if (blocked) throw await this.#refused(new AccessDenied(blocked), req, ctx, known)
     if (ctx.credd) await this.#creddAllowed(ctx.credd, provider, req, ctx, subject)
+    // The Vault-compatible read has no credd to check, but the user must still be one the policy grants
+    // the provider's role to, as on the credd's route: a policy that stops matching them stops their tokens.
+    else if (!roleGrantedTo(this.#deps.policy(), provider.role, subject)) {
+      throw await this.#refused(new AccessDenied(`no policy rule that matches this credential's user grants role ${quote(provider.role)}`), req, ctx, known)
+    }
     let scopes: string[]
     let audience: string[]
     try {
