@@ -308,6 +308,42 @@ describe('GET /v1/credentials/{user}/{provider}/token', () => {
     expect((await t.jobToken('rita', 'cms', credd, '?minimum_seconds=999999')).status).toBe(200)
   })
 
+  it('does not answer a refresh that raced a re-registration as a refused credential (403)', async () => {
+    // Contract table (docs/job-credentials.md): 403 says the credential is unknown or revoked, on which our
+    // credmon removes .use and HTCondor's Vault credmon deletes .top and .use. A user re-registering at
+    // submit while a credmon's refresh is at IAM has neither: the answer is 503 (keep, ask again), and the
+    // next read is served from the new registration.
+    await registered({ preferred_username: 'rory' })
+    // IAM has answered the refresh and rotated the refresh token; its write waits until the user has
+    // registered again (the row then holds the new registration's token).
+    let atStore!: () => void
+    const arrived = new Promise<void>((resolve) => { atStore = resolve })
+    let release!: () => void
+    const gate = new Promise<void>((resolve) => { release = resolve })
+    const write = t.store.writeCredential.bind(t.store)
+    t.store.writeCredential = async (w, e) => {
+      if (w.action === 'rotate' && w.user === 'rory') { atStore(); await gate }
+      return write(w, e)
+    }
+    const credd = t.creddToken()
+    const racing = t.jobToken('rory', 'cms', credd, '?minimum_seconds=999999')
+    await arrived
+    let again
+    try {
+      again = await registered({ preferred_username: 'rory' }, { provider: 'cms', scopes: 'compute.read' })
+    } finally {
+      release()
+      t.store.writeCredential = write
+    }
+    const res = await racing
+    expect(res.status).toBe(503)
+    expect(await res.json()).toMatchObject({ error: 'temporarily_unavailable' })
+    expect(await t.store.readCredential('rory', 'cms')).toMatchObject({ revoked: false, scopes: ['compute.read'] })
+    const next = await t.jobToken('rory', 'cms', credd, `?scopes=${again.top.scopes}`)
+    expect(next.status).toBe(200)
+    expect((await next.json() as { scope: string }).scope).toBe('compute.read')
+  })
+
   it('revokes the credential when IAM refuses the stored refresh token, and answers 403', async () => {
     await registered({ preferred_username: 'kate' })
     t.iam.clearRefreshTokens()
