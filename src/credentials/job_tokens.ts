@@ -225,6 +225,17 @@ export class JobTokens {
   async #obtain(cred: StoredCredential, provider: CredentialProvider, scopes: string[], audience: string[], ctx: RequestContext): Promise<JobToken> {
     const caller = ctx.credd ? { iss: ctx.credd.iss, sub: ctx.credd.sub } : { iss: cred.iss, sub: cred.sub }
     if (cred.kind === 'scitoken') return this.#mint(cred, provider, scopes, audience, ctx)
+    // As a SciToken's mint, each refresh is the policy's call in force now (a reload applies at the next
+    // refresh): IAM would grant what the registration obtained, whatever the grant has become since.
+    const subject = JSON.parse(cred.subjectJson) as VerifiedSubject
+    // IAM may add `wlcg.groups` beside a `wlcg.groups:/g` the registration asked for (WLCG §2.2; the exchange
+    // accepts it): the policy decided on what was asked, and decides on that again.
+    const asked = scopes.some((x) => x.startsWith('wlcg.groups:')) ? scopes.filter((x) => x !== 'wlcg.groups') : scopes
+    const d = decide(this.#deps.policy(), { subject, role: provider.role, tokenKind: 'access_token', audience, scopes: asked })
+    const refusal = !d.allow ? `the policy no longer grants this credential: ${d.reason}`
+      : d.identity.slice(0, Math.max(0, d.identity.lastIndexOf('@'))) !== cred.user ? 'the policy no longer maps this credential\'s IAM user to its HTCondor user'
+      : this.#deps.blocks.blockedIdentity(d.identity)
+    if (refusal) throw await this.#refused(new AccessDenied(refusal), cred, ctx, { provider, subject, scopes, audience })
     let got
     try {
       got = await this.#deps.exchanger.refresh(credentialKey(cred.user, cred.provider), { scopes, audience })

@@ -178,6 +178,44 @@ describe('GET /v1/credentials/{user}/{provider}/token', () => {
     expect((await wider.json() as { error: string }).error).toBe('invalid_scope')
   })
 
+  it('hands out kind-iam tokens only for what the policy in force still grants', async () => {
+    // docs/job-credentials.md: the policy decides scopes, audience and user, per role, default deny; a
+    // refused read is 403 ("policy no longer grants"). An IAM token is the broker's to hand on or not, and,
+    // as a SciToken's mint, each refresh is decided under the policy in force.
+    await registered({ preferred_username: 'nell' })
+    const credd = t.creddToken()
+    expect((await t.jobToken('nell', 'cms', credd)).status).toBe(200)
+    try {
+      t.setPolicy((p) => p.replace('scopes: [compute.read, compute.create, "storage.read:/store/user", "storage.create:/store/user"]', 'scopes: [compute.read, "storage.read:/store/user"]'))
+      const all = await t.jobToken('nell', 'cms', credd, '?minimum_seconds=999999')
+      expect(all.status).toBe(403)
+      expect(await all.json()).toMatchObject({ error: 'access_denied' })
+      const denied = (await t.store.query({ limit: 1, type: 'token.denied' })).records[0]!.event
+      expect(denied).toMatchObject({ decision: 'deny', tokenKind: 'access_token', detail: { credential: { user: 'nell', provider: 'cms' } } })
+      const still = await t.jobToken('nell', 'cms', credd, '?scopes=compute.read&minimum_seconds=999999')
+      expect(still.status).toBe(200)
+      expect((await still.json() as { scope: string }).scope).toBe('compute.read')
+    } finally {
+      t.setPolicy()
+    }
+  })
+
+  it('keeps serving a kind-iam credential whose IAM grant added wlcg.groups to a group scope', async () => {
+    // WLCG §2.2: IAM may add wlcg.groups when wlcg.groups:/g is asked for; the exchange accepts that, and
+    // the policy, which decided on what was asked, must not then refuse the credential at its refresh.
+    t.iam.addGroupsScope = true
+    try {
+      t.setPolicy((p) => p.replace('scopes: [compute.read, compute.create, "storage.read:/store/user", "storage.create:/store/user"]', 'scopes: [compute.read, "wlcg.groups:/htc/users"]'))
+      await registered({ preferred_username: 'otto' }, { provider: 'cms', scopes: 'compute.read wlcg.groups:/htc/users' })
+      expect((await t.store.readCredential('otto', 'cms'))?.scopes.sort()).toEqual(['compute.read', 'wlcg.groups', 'wlcg.groups:/htc/users'])
+      const res = await t.jobToken('otto', 'cms', t.creddToken(), '?minimum_seconds=999999')
+      expect(res.status).toBe(200)
+    } finally {
+      t.iam.addGroupsScope = false
+      t.setPolicy()
+    }
+  })
+
   it('mints a storage-only SciToken for a scitoken provider, under policy', async () => {
     await registered({ preferred_username: 'hank' }, { provider: 'se-storage' })
     const res = await t.jobToken('hank', 'se-storage', t.creddToken())
