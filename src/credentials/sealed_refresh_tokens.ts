@@ -25,6 +25,12 @@ function parseKey(key: string): { user: string; provider: string } {
   return { user: key.slice(0, cut), provider: key.slice(cut + 1) }
 }
 
+/**
+ * A first write still pending after this long also goes to disk: IAM has retired the old token, and a write
+ * that neither lands nor fails (a database hung in a failover) must not leave the live one in memory only.
+ */
+const SPILL_PENDING_WRITE_AFTER_MS = 1000
+
 /** Back-off of the writes of a rotated refresh token the store refused: doubling from the first, capped. */
 const ROTATION_RETRY = { firstMs: 100, maxMs: 30_000, attempts: 12 } as const
 
@@ -191,6 +197,12 @@ export class SealedRefreshTokens implements RefreshTokenStore {
       const pending: Pending = { sealed: this.#cipher.seal(record.refreshToken, h.binding), rotatedAt: this.#clock.now(), attempts: 0, ...(h.pending?.spilled ? { spilled: true } : {}) }
       h.pending = pending
       let landed: true | 'gone' | 'changed'
+      const slow = setTimeout(() => {
+        if (h.pending !== pending || pending.spilled) return
+        this.#log.warn('a rotated IAM refresh token\'s store write is slow; keeping it on disk meanwhile', { user: h.binding.user, provider: h.binding.provider })
+        this.#keepOnDisk(key, h, pending)
+      }, SPILL_PENDING_WRITE_AFTER_MS)
+      slow.unref?.()
       try {
         landed = await this.#land(key, h, pending)
       } catch (err) {
@@ -198,6 +210,8 @@ export class SealedRefreshTokens implements RefreshTokenStore {
         if (h.pending === pending) this.#keepOnDisk(key, h, pending)
         this.#schedule(key, pending)
         return
+      } finally {
+        clearTimeout(slow)
       }
       if (landed === 'gone') throw new AccessDenied('the credential was revoked while its refresh token rotated')
       if (landed === 'changed') throw new TemporarilyUnavailable('the credential was registered afresh or rotated elsewhere while its refresh token rotated; ask again', { retryAfter: 1 })
