@@ -10,6 +10,25 @@ import { z } from 'zod'
 export const USER_PATTERN = /^[a-z_][a-z0-9_.-]{0,31}$/
 /** An HTCondor credential provider name: no `_`, which HTCondor uses to separate a handle. */
 export const PROVIDER_PATTERN = /^[A-Za-z0-9-]{1,64}$/
+/** A handle (`<provider>_oauth_permissions_<handle>`): the same characters as a provider. */
+export const HANDLE_PATTERN = PROVIDER_PATTERN
+/**
+ * The name a credential is stored under, at the credd (`<name>.top`, `<name>.use`) and at the broker:
+ * `<provider>` or `<provider>_<handle>`. Each handle carries its own scopes and audience, so it is its own
+ * credential: registering one handle never replaces another.
+ */
+export const CREDENTIAL_NAME_PATTERN = /^[A-Za-z0-9-]{1,64}(?:_[A-Za-z0-9-]{1,64})?$/
+
+/** `<provider>` or `<provider>_<handle>`, as HTCondor names the credential. */
+export function credentialName(provider: string, handle?: string): string {
+  return handle === undefined ? provider : `${provider}_${handle}`
+}
+
+/** The provider a credential name belongs to: the part before HTCondor's handle separator. */
+export function providerOfCredential(name: string): string {
+  const cut = name.indexOf('_')
+  return cut < 0 ? name : name.slice(0, cut)
+}
 
 /** Registration endpoint (POST, bearer = the user's IAM access token). */
 export const CREDENTIALS_PATH = '/v1/credentials'
@@ -38,6 +57,8 @@ const Audience = z.string().min(1).max(1024).regex(/^[\x21-\x7e]+$/, 'must be on
 /** POST /v1/credentials body. Never carries the user: the broker derives it from the token under policy. */
 export const RegisterCredentialRequest = z.strictObject({
   provider: z.string().regex(PROVIDER_PATTERN, 'must be 1 to 64 letters, digits or "-"'),
+  /** The submit file's handle: the credential is stored as `<provider>_<handle>`, apart from the provider's others. */
+  handle: z.string().regex(HANDLE_PATTERN, 'must be 1 to 64 letters, digits or "-"').optional(),
   scopes: ScopeList.optional(),
   audience: Audience.optional(),
   mode: z.enum(REGISTRATION_MODES).default('broker'),
@@ -48,6 +69,7 @@ export type RegisterCredentialRequest = z.input<typeof RegisterCredentialRequest
 export interface BrokerTop {
   broker_url: string
   user: string
+  /** The credential's name (CREDENTIAL_NAME_PATTERN): the provider, or `<provider>_<handle>`. */
   provider: string
   scopes?: string
   audience?: string
@@ -64,6 +86,7 @@ export interface VaultTop {
 /** 201 answer to a registration. */
 export interface RegisterCredentialResponse {
   user: string
+  /** The credential's name: the provider, or `<provider>_<handle>`. */
   provider: string
   top: BrokerTop | VaultTop
 }
@@ -86,7 +109,7 @@ export function parseUser(s: string): string | undefined {
   return USER_PATTERN.test(s) ? s : undefined
 }
 
-/** Parses a provider name from a path segment; undefined when it is not one. */
+/** Parses a credential name (`<provider>` or `<provider>_<handle>`) from a path segment; undefined when it is not one. */
 export function parseProvider(s: string): string | undefined {
-  return PROVIDER_PATTERN.test(s) ? s : undefined
+  return CREDENTIAL_NAME_PATTERN.test(s) ? s : undefined
 }

@@ -1,7 +1,7 @@
 import { hash, randomBytes } from 'node:crypto'
 import { tokenRevocation } from 'openid-client'
 import type { AuditLog } from '../audit/audit_log.ts'
-import { parseUser, VAULT_CREDS_PREFIX, type BrokerTop, type RegisterCredentialResponse, type RegistrationMode, type VaultTop } from '../contract/job_credentials.ts'
+import { credentialName, parseUser, VAULT_CREDS_PREFIX, type BrokerTop, type RegisterCredentialResponse, type RegistrationMode, type VaultTop } from '../contract/job_credentials.ts'
 import { AccessDenied, BrokerError, InvalidRequest, InvalidToken } from '../errors.ts'
 import { IamTokenExchanger } from '../iam/outbound_exchange.ts'
 import { MemoryRefreshTokenStore } from '../iam/refresh_token_store.ts'
@@ -22,6 +22,8 @@ import { credentialKey, revokeStored } from './sealed_refresh_tokens.ts'
 
 export interface RegisterInput {
   provider: string
+  /** The submit file's handle: the credential is `<provider>_<handle>`, apart from the provider's other handles. */
+  handle?: string
   scopes?: string
   audience?: string
   mode: RegistrationMode
@@ -92,14 +94,16 @@ export class CredentialService {
     if (identityBlocked) throw await denyAudited(new AccessDenied(identityBlocked), { role: provider.role, ruleId: decision.ruleId })
 
     const now = d.clock.now()
-    const binding = { user, provider: provider.name, scopes: decision.scopes, audience: decision.audience }
+    // What the credd stores it as, and so what it is kept as here: each handle is its own credential.
+    const name = credentialName(provider.name, input.handle)
+    const binding = { user, provider: name, scopes: decision.scopes, audience: decision.audience }
     let credential: StoredCredential = {
       ...binding, kind: provider.kind, iss: subject.iss, sub: subject.sub,
       subjectJson: JSON.stringify(storableSubject(subject)), createdAt: now, revoked: false,
     }
     // Both kinds hold the user's IAM refresh token: kind iam refreshes it for every job token, kind
     // scitoken to have IAM confirm the user (and their groups) before minting.
-    const scratchKey = credentialKey(user, provider.name)
+    const scratchKey = credentialKey(user, name)
     const grant = provider.kind === 'iam'
       ? { scopes: decision.scopes, audience: decision.audience }
       : { scopes: recheckScopes(subject), audience: recheckAudience(d.discovery.issuer(subject.iss)?.config.audience) }
@@ -122,24 +126,24 @@ export class CredentialService {
       credential = { ...credential, vaultTokenSha256: hash('sha256', vaultToken, 'hex') }
     }
     // The registration replaces any earlier one: its refresh token must not stay live at IAM unheld.
-    const replaced = await d.store.readCredential(user, provider.name)
+    const replaced = await d.store.readCredential(user, name)
     await d.store.writeCredential({ action: 'register', credential }, {
       type: 'credential.registered', time: now, requestId: ctx.requestId, caller: callerOf(subject),
       ...(ctx.clientAddress ? { clientAddress: ctx.clientAddress } : {}),
       role: provider.role, issuedSub: decision.identity, scopes: credential.scopes, audience: credential.audience,
       policyRule: decision.ruleId, decision: 'allow',
-      detail: { user, provider: provider.name, kind: provider.kind, mode: input.mode, ...(credential.sealed ? { keyId: credential.sealed.keyId } : {}) },
+      detail: { user, provider: name, kind: provider.kind, mode: input.mode, ...(credential.sealed ? { keyId: credential.sealed.keyId } : {}) },
     })
-    d.jobTokens.forget(user, provider.name)
+    d.jobTokens.forget(user, name)
     if (replaced?.sealed && !replaced.revoked) await this.#revokeAtIam(replaced)
     const narrowed = {
       ...(credential.scopes.length > 0 && input.scopes !== undefined ? { scopes: credential.scopes.join(' ') } : {}),
       ...(input.audience !== undefined ? { audience: credential.audience.join(' ') } : {}),
     }
     const top: BrokerTop | VaultTop = vaultToken !== undefined
-      ? { vault_token: vaultToken, vault_url: `${d.vaultUrl}${VAULT_CREDS_PREFIX}/${user}/${provider.name}`, ...narrowed }
-      : { broker_url: d.brokerUrl, user, provider: provider.name, ...narrowed }
-    return { user, provider: provider.name, top }
+      ? { vault_token: vaultToken, vault_url: `${d.vaultUrl}${VAULT_CREDS_PREFIX}/${user}/${name}`, ...narrowed }
+      : { broker_url: d.brokerUrl, user, provider: name, ...narrowed }
+    return { user, provider: name, top }
   }
 
   /**

@@ -7,6 +7,7 @@ export type CredentialKind = 'iam' | 'scitoken'
 /** One registered user credential (a row of `user_credentials`). Holds no secret in clear. */
 export interface StoredCredential {
   user: string
+  /** The credential's name: its provider, or `<provider>_<handle>` (each handle is a credential of its own). */
   provider: string
   kind: CredentialKind
   /** The IAM issuer and `sub` of the user who registered it. */

@@ -48,8 +48,12 @@ export const CredentialsConfigSchema = z.strictObject({
     enabled: Bool.default(false),
     host: z.string().min(1).default('127.0.0.1'),
     port: integer(0, 65535).default(VAULT_DEFAULT_PORT),
-    /** `https://HOST:8200` as the credmon reaches it; default https://localhost:<port>. */
-    public_url: z.string().url().refine((u) => u.startsWith('https://'), 'must be an https URL').optional(),
+    /**
+     * `https://HOST:8200` as the credmon reaches it; default https://localhost:<port>. HTCondor's Vault
+     * credmon reads a vault_url only with https, port 8200 and a path starting /v1, and the broker appends
+     * that path here: anything else would be refused by the credmon in every .top, so it is refused now.
+     */
+    public_url: z.string().url().refine(vaultCredmonReaches, `must be https://HOST:${VAULT_DEFAULT_PORT} with no path (HTCondor's Vault credmon accepts no other port)`).optional(),
   }).prefault({}),
 }).superRefine((c, ctx) => {
   const seen = new Set<string>()
@@ -60,6 +64,13 @@ export const CredentialsConfigSchema = z.strictObject({
   if (c.enabled && c.providers.length === 0) ctx.addIssue({ code: 'custom', path: ['providers'], message: 'credentials.enabled needs at least one provider' })
   if (c.vault.enabled && !c.enabled) ctx.addIssue({ code: 'custom', path: ['vault', 'enabled'], message: 'the Vault-compatible listener needs credentials.enabled' })
 })
+
+function vaultCredmonReaches(url: string): boolean {
+  // zod runs this even when .url() has already refused the string.
+  if (!URL.canParse(url)) return false
+  const u = new URL(url)
+  return u.protocol === 'https:' && Number(u.port) === VAULT_DEFAULT_PORT && u.pathname === '/' && u.search === '' && u.hash === ''
+}
 
 export type CredentialsConfig = z.infer<typeof CredentialsConfigSchema>
 export type CredentialProvider = CredentialsConfig['providers'][number]

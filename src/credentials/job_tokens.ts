@@ -1,6 +1,7 @@
 import { hash } from 'node:crypto'
 import { decodeJwt } from 'jose'
 import type { AuditLog } from '../audit/audit_log.ts'
+import { providerOfCredential } from '../contract/job_credentials.ts'
 import { AccessDenied, BrokerError, InvalidGrant, InvalidScope, InvalidTarget, TemporarilyUnavailable } from '../errors.ts'
 import type { VerifiedSubject } from '../iam/subject.ts'
 import type { IamTokenExchanger } from '../iam/outbound_exchange.ts'
@@ -8,8 +9,10 @@ import { callerOf, issueToken, type IssueDeps } from '../issuance/issue.ts'
 import type { Clock } from '../lib/clock.ts'
 import { SingleFlight } from '../lib/keyed_promises.ts'
 import type { Logger } from '../lib/logger.ts'
+import { quote } from '../lib/quote.ts'
 import { creddMayFetch } from '../policy/credd_fetch.ts'
 import { decide } from '../policy/decide.ts'
+import { roleGrantedTo } from '../policy/role_granted.ts'
 import type { Policy } from '../policy/compile.ts'
 import type { IssuanceBlocks, RevocationChecker } from '../revocation/revocation_checker.ts'
 import type { CreddPrincipal } from './credd_auth.ts'
@@ -22,6 +25,7 @@ import { credentialKey } from './sealed_refresh_tokens.ts'
 /** What the caller asks for; every field optional on the wire. */
 export interface JobTokenRequest {
   user: string
+  /** The credential's name: the provider, or `<provider>_<handle>`. */
   provider: string
   /** Reuse a cached token only if it has at least this many seconds left. */
   minimumSeconds?: number
@@ -93,7 +97,8 @@ export class JobTokens {
 
   async token(req: JobTokenRequest, ctx: RequestContext): Promise<JobToken> {
     // A credd no grant of the provider's role names learns nothing, not even whether the credential exists.
-    const provider = this.#deps.providers().find((p) => p.name === req.provider)
+    // req.provider names the credential: the provider, or `<provider>_<handle>`.
+    const provider = this.#deps.providers().find((p) => p.name === providerOfCredential(req.provider))
     if (ctx.credd && provider) await this.#creddAllowed(ctx.credd, provider, req, ctx)
     const cred = await this.#deps.store.readCredential(req.user, req.provider)
     const known = { ...(provider ? { provider } : {}), ...(cred ? { subject: JSON.parse(cred.subjectJson) as VerifiedSubject } : {}) }
@@ -105,6 +110,11 @@ export class JobTokens {
     const blocked = this.#deps.blocks.blockedCaller(subject)
     if (blocked) throw await this.#refused(new AccessDenied(blocked), req, ctx, known)
     if (ctx.credd) await this.#creddAllowed(ctx.credd, provider, req, ctx, subject)
+    // The Vault-compatible read has no credd to check, but the user must still be one the policy grants
+    // the provider's role to, as on the credd's route: a policy that stops matching them stops their tokens.
+    else if (!roleGrantedTo(this.#deps.policy(), provider.role, subject)) {
+      throw await this.#refused(new AccessDenied(`no policy rule that matches this credential's user grants role ${quote(provider.role)}`), req, ctx, known)
+    }
     let scopes: string[]
     let audience: string[]
     try {
@@ -215,6 +225,17 @@ export class JobTokens {
   async #obtain(cred: StoredCredential, provider: CredentialProvider, scopes: string[], audience: string[], ctx: RequestContext): Promise<JobToken> {
     const caller = ctx.credd ? { iss: ctx.credd.iss, sub: ctx.credd.sub } : { iss: cred.iss, sub: cred.sub }
     if (cred.kind === 'scitoken') return this.#mint(cred, provider, scopes, audience, ctx)
+    // As a SciToken's mint, each refresh is the policy's call in force now (a reload applies at the next
+    // refresh): IAM would grant what the registration obtained, whatever the grant has become since.
+    const subject = JSON.parse(cred.subjectJson) as VerifiedSubject
+    // IAM may add `wlcg.groups` beside a `wlcg.groups:/g` the registration asked for (WLCG §2.2; the exchange
+    // accepts it): the policy decided on what was asked, and decides on that again.
+    const asked = scopes.some((x) => x.startsWith('wlcg.groups:')) ? scopes.filter((x) => x !== 'wlcg.groups') : scopes
+    const d = decide(this.#deps.policy(), { subject, role: provider.role, tokenKind: 'access_token', audience, scopes: asked })
+    const refusal = !d.allow ? `the policy no longer grants this credential: ${d.reason}`
+      : d.identity.slice(0, Math.max(0, d.identity.lastIndexOf('@'))) !== cred.user ? 'the policy no longer maps this credential\'s IAM user to its HTCondor user'
+      : this.#deps.blocks.blockedIdentity(d.identity)
+    if (refusal) throw await this.#refused(new AccessDenied(refusal), cred, ctx, { provider, subject, scopes, audience })
     let got
     try {
       got = await this.#deps.exchanger.refresh(credentialKey(cred.user, cred.provider), { scopes, audience })

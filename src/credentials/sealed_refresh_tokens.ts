@@ -25,6 +25,12 @@ function parseKey(key: string): { user: string; provider: string } {
   return { user: key.slice(0, cut), provider: key.slice(cut + 1) }
 }
 
+/**
+ * A first write still pending after this long also goes to disk: IAM has retired the old token, and a write
+ * that neither lands nor fails (a database hung in a failover) must not leave the live one in memory only.
+ */
+const SPILL_PENDING_WRITE_AFTER_MS = 1000
+
 /** Back-off of the writes of a rotated refresh token the store refused: doubling from the first, capped. */
 const ROTATION_RETRY = { firstMs: 100, maxMs: 30_000, attempts: 12 } as const
 
@@ -178,7 +184,9 @@ export class SealedRefreshTokens implements RefreshTokenStore {
 
   /**
    * Resolves once the rotated token is stored, or held for later `get`s while its write is retried; rejects
-   * (AccessDenied) when the credential was revoked or replaced while the token rotated.
+   * with AccessDenied when the credential was revoked while the token rotated, and with TemporarilyUnavailable
+   * when it is live but changed meanwhile (registered afresh, rotated by another replica): the caller asks
+   * again and is served from the row as it is now, instead of being told the credential is gone.
    */
   put(key: string, record: StoredRefreshToken): Promise<void> {
     return this.#queue.run(key, async () => {
@@ -188,7 +196,13 @@ export class SealedRefreshTokens implements RefreshTokenStore {
       if (h.pending?.timer) clearTimeout(h.pending.timer)
       const pending: Pending = { sealed: this.#cipher.seal(record.refreshToken, h.binding), rotatedAt: this.#clock.now(), attempts: 0, ...(h.pending?.spilled ? { spilled: true } : {}) }
       h.pending = pending
-      let landed: boolean
+      let landed: true | 'gone' | 'changed'
+      const slow = setTimeout(() => {
+        if (h.pending !== pending || pending.spilled) return
+        this.#log.warn('a rotated IAM refresh token\'s store write is slow; keeping it on disk meanwhile', { user: h.binding.user, provider: h.binding.provider })
+        this.#keepOnDisk(key, h, pending)
+      }, SPILL_PENDING_WRITE_AFTER_MS)
+      slow.unref?.()
       try {
         landed = await this.#land(key, h, pending)
       } catch (err) {
@@ -196,17 +210,21 @@ export class SealedRefreshTokens implements RefreshTokenStore {
         if (h.pending === pending) this.#keepOnDisk(key, h, pending)
         this.#schedule(key, pending)
         return
+      } finally {
+        clearTimeout(slow)
       }
-      if (!landed) throw new AccessDenied('the credential was revoked or replaced while its refresh token rotated')
+      if (landed === 'gone') throw new AccessDenied('the credential was revoked while its refresh token rotated')
+      if (landed === 'changed') throw new TemporarilyUnavailable('the credential was registered afresh or rotated elsewhere while its refresh token rotated; ask again', { retryAfter: 1 })
     })
   }
 
   /**
    * One write of a held token. True when it is stored (now, or by an earlier write whose answer was lost);
-   * false when the row no longer holds what it replaces (revoked, registered afresh, rotated elsewhere):
-   * the held token is dropped. Throws when the store failed: the token stays held.
+   * when the row no longer holds what it replaces, the held token is dropped and the answer says why:
+   * `gone` (revoked or deleted) or `changed` (registered afresh, rotated elsewhere; still live). Throws
+   * when the store failed: the token stays held.
    */
-  async #land(key: string, h: Held, p: Pending): Promise<boolean> {
+  async #land(key: string, h: Held, p: Pending): Promise<true | 'gone' | 'changed'> {
     p.attempts++
     const { user, provider } = h.binding
     const now = this.#clock.now()
@@ -221,7 +239,7 @@ export class SealedRefreshTokens implements RefreshTokenStore {
       const c = await this.#store.readCredential(user, provider)
       if (!(c && !c.revoked && c.sealed?.nonce === p.sealed.nonce)) {
         if (this.#held.get(key) === h) this.#drop(key)
-        return false
+        return c && !c.revoked && c.sealed ? 'changed' : 'gone'
       }
     }
     if (h.pending === p) delete h.pending
@@ -258,7 +276,7 @@ export class SealedRefreshTokens implements RefreshTokenStore {
       const h = this.#held.get(key)
       if (!h || h.pending !== p) return
       try {
-        if (await this.#land(key, h, p)) this.#log.info('stored a rotated IAM refresh token after retrying', { user: h.binding.user, provider: h.binding.provider, attempts: p.attempts })
+        if (await this.#land(key, h, p) === true) this.#log.info('stored a rotated IAM refresh token after retrying', { user: h.binding.user, provider: h.binding.provider, attempts: p.attempts })
         else this.#log.warn('dropped a held rotated refresh token: the credential was revoked, registered afresh or rotated elsewhere', { user: h.binding.user, provider: h.binding.provider })
       } catch (err) {
         this.#log.warn('could not store a rotated IAM refresh token; retrying', { user: h.binding.user, provider: h.binding.provider, attempts: p.attempts, err: err instanceof Error ? err : undefined })

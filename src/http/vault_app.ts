@@ -23,7 +23,8 @@ export function createVaultApp(deps: { store: Pick<CredentialStore, 'credentialB
     const token = c.req.header(VAULT_TOKEN_HEADER)
     if (!token || token.length > 512) throw new AccessDenied('no Vault token')
     const cred = await deps.store.credentialByVaultToken(hash('sha256', token, 'hex'))
-    if (!cred || cred.revoked || cred.user !== c.req.param('user') || cred.provider !== c.req.param('provider')) throw new AccessDenied('unknown or revoked Vault token')
+    if (!cred || cred.user !== c.req.param('user') || cred.provider !== c.req.param('provider')) throw new AccessDenied('unknown Vault token, or another credential\'s')
+    // Authenticated from here on: a revoked credential is refused by JobTokens, with its token.denied record.
     const q = TokenQuery.extend({ audiences: TokenQuery.shape.audience }).safeParse(c.req.query())
     if (!q.success) throw new InvalidRequest(`${q.error.issues[0]!.path.join('.')}: ${q.error.issues[0]!.message}`)
     const scopes = listParam(q.data.scopes)

@@ -177,3 +177,38 @@ it('does not take up a spilled token the credential key does not open for that c
     await restarted.credentials.close()
   }
 })
+
+it('is on disk too while its store write hangs, so a broker killed meanwhile does not lose it', { timeout: 20_000 }, async () => {
+  // IAM has already retired the old refresh token when the store is asked to take the new one: a write
+  // that neither lands nor fails (a database hung in a failover) leaves the one token IAM honours in
+  // memory only, and a broker killed then (a liveness probe) would lose the credential with it.
+  const before = await register('vito')
+  const first = t.restartCredentials()
+  const write = t.store.writeCredential.bind(t.store)
+  let release!: () => void
+  const hung = new Promise<void>((resolve) => { release = resolve })
+  t.store.writeCredential = async (w: CredentialWrite, e) => {
+    if (w.action === 'rotate' && w.user === 'vito') await hung
+    return write(w, e)
+  }
+  const answer = jobToken(first.app, 'vito')
+  try {
+    const vitoFile = `${createHash('sha256').update('vito\ncms').digest('hex')}.json`
+    expect(await until(() => spilled().includes(vitoFile))).toBe(true)
+    // The first broker is killed here; the next one starts on the same data directory, the store healthy.
+    t.store.writeCredential = write
+    const restarted = t.restartCredentials()
+    try {
+      expect(await until(async () => (await t.store.readCredential('vito', 'cms'))!.sealed!.nonce !== before)).toBe(true)
+      expect(await jobToken(restarted.app, 'vito', '?minimum_seconds=999999')).toBe(200)
+      expect(await t.store.readCredential('vito', 'cms')).toMatchObject({ revoked: false })
+    } finally {
+      await restarted.credentials.close()
+    }
+  } finally {
+    t.store.writeCredential = write
+    release()
+    await answer
+    await first.credentials.close()
+  }
+})

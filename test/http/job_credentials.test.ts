@@ -178,6 +178,44 @@ describe('GET /v1/credentials/{user}/{provider}/token', () => {
     expect((await wider.json() as { error: string }).error).toBe('invalid_scope')
   })
 
+  it('hands out kind-iam tokens only for what the policy in force still grants', async () => {
+    // docs/job-credentials.md: the policy decides scopes, audience and user, per role, default deny; a
+    // refused read is 403 ("policy no longer grants"). An IAM token is the broker's to hand on or not, and,
+    // as a SciToken's mint, each refresh is decided under the policy in force.
+    await registered({ preferred_username: 'nell' })
+    const credd = t.creddToken()
+    expect((await t.jobToken('nell', 'cms', credd)).status).toBe(200)
+    try {
+      t.setPolicy((p) => p.replace('scopes: [compute.read, compute.create, "storage.read:/store/user", "storage.create:/store/user"]', 'scopes: [compute.read, "storage.read:/store/user"]'))
+      const all = await t.jobToken('nell', 'cms', credd, '?minimum_seconds=999999')
+      expect(all.status).toBe(403)
+      expect(await all.json()).toMatchObject({ error: 'access_denied' })
+      const denied = (await t.store.query({ limit: 1, type: 'token.denied' })).records[0]!.event
+      expect(denied).toMatchObject({ decision: 'deny', tokenKind: 'access_token', detail: { credential: { user: 'nell', provider: 'cms' } } })
+      const still = await t.jobToken('nell', 'cms', credd, '?scopes=compute.read&minimum_seconds=999999')
+      expect(still.status).toBe(200)
+      expect((await still.json() as { scope: string }).scope).toBe('compute.read')
+    } finally {
+      t.setPolicy()
+    }
+  })
+
+  it('keeps serving a kind-iam credential whose IAM grant added wlcg.groups to a group scope', async () => {
+    // WLCG §2.2: IAM may add wlcg.groups when wlcg.groups:/g is asked for; the exchange accepts that, and
+    // the policy, which decided on what was asked, must not then refuse the credential at its refresh.
+    t.iam.addGroupsScope = true
+    try {
+      t.setPolicy((p) => p.replace('scopes: [compute.read, compute.create, "storage.read:/store/user", "storage.create:/store/user"]', 'scopes: [compute.read, "wlcg.groups:/htc/users"]'))
+      await registered({ preferred_username: 'otto' }, { provider: 'cms', scopes: 'compute.read wlcg.groups:/htc/users' })
+      expect((await t.store.readCredential('otto', 'cms'))?.scopes.sort()).toEqual(['compute.read', 'wlcg.groups', 'wlcg.groups:/htc/users'])
+      const res = await t.jobToken('otto', 'cms', t.creddToken(), '?minimum_seconds=999999')
+      expect(res.status).toBe(200)
+    } finally {
+      t.iam.addGroupsScope = false
+      t.setPolicy()
+    }
+  })
+
   it('mints a storage-only SciToken for a scitoken provider, under policy', async () => {
     await registered({ preferred_username: 'hank' }, { provider: 'se-storage' })
     const res = await t.jobToken('hank', 'se-storage', t.creddToken())
@@ -306,6 +344,42 @@ describe('GET /v1/credentials/{user}/{provider}/token', () => {
     expect([a.status, b.status]).toEqual([200, 200])
     expect(await t.store.readCredential('rita', 'cms')).toMatchObject({ revoked: false })
     expect((await t.jobToken('rita', 'cms', credd, '?minimum_seconds=999999')).status).toBe(200)
+  })
+
+  it('does not answer a refresh that raced a re-registration as a refused credential (403)', async () => {
+    // Contract table (docs/job-credentials.md): 403 says the credential is unknown or revoked, on which our
+    // credmon removes .use and HTCondor's Vault credmon deletes .top and .use. A user re-registering at
+    // submit while a credmon's refresh is at IAM has neither: the answer is 503 (keep, ask again), and the
+    // next read is served from the new registration.
+    await registered({ preferred_username: 'rory' })
+    // IAM has answered the refresh and rotated the refresh token; its write waits until the user has
+    // registered again (the row then holds the new registration's token).
+    let atStore!: () => void
+    const arrived = new Promise<void>((resolve) => { atStore = resolve })
+    let release!: () => void
+    const gate = new Promise<void>((resolve) => { release = resolve })
+    const write = t.store.writeCredential.bind(t.store)
+    t.store.writeCredential = async (w, e) => {
+      if (w.action === 'rotate' && w.user === 'rory') { atStore(); await gate }
+      return write(w, e)
+    }
+    const credd = t.creddToken()
+    const racing = t.jobToken('rory', 'cms', credd, '?minimum_seconds=999999')
+    await arrived
+    let again
+    try {
+      again = await registered({ preferred_username: 'rory' }, { provider: 'cms', scopes: 'compute.read' })
+    } finally {
+      release()
+      t.store.writeCredential = write
+    }
+    const res = await racing
+    expect(res.status).toBe(503)
+    expect(await res.json()).toMatchObject({ error: 'temporarily_unavailable' })
+    expect(await t.store.readCredential('rory', 'cms')).toMatchObject({ revoked: false, scopes: ['compute.read'] })
+    const next = await t.jobToken('rory', 'cms', credd, `?scopes=${again.top.scopes}`)
+    expect(next.status).toBe(200)
+    expect((await next.json() as { scope: string }).scope).toBe('compute.read')
   })
 
   it('revokes the credential when IAM refuses the stored refresh token, and answers 403', async () => {

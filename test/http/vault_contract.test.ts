@@ -142,6 +142,39 @@ describe('Vault-compatible read (HTCondor Vault credmon)', () => {
     expect(revoked.body).toEqual({ errors: ['permission denied'] })
   })
 
+  it('puts the refusal of a revoked credential\'s Vault token on record, as the token endpoint does', async () => {
+    // docs/job-credentials.md, "Refusals on record": once the Vault token is authenticated, a revoked
+    // credential's refusal is a token.denied record naming the credential.
+    const top = await vaultTop('yves')
+    await t.credentials.service.revoke('yves', 'cms', 'test')
+    const r = await read(top, top.vault_token)
+    expect(r.status).toBe(403)
+    expect(r.body).toEqual({ errors: ['permission denied'] })
+    const denied = (await t.store.query({ limit: 1, type: 'token.denied' })).records[0]!.event
+    expect(denied).toMatchObject({ decision: 'deny', detail: { credential: { user: 'yves', provider: 'cms' } } })
+    expect(denied.reason).toMatch(/^access_denied: .*revoked/)
+  })
+
+  it('refuses, as the credd route does, a user the policy no longer grants the provider\'s role (kind iam)', async () => {
+    // docs/job-credentials.md: the provider's grant counts only in a rule that matches the user the
+    // credential was registered for; a policy that stops matching the user stops their job tokens.
+    const top = await vaultTop('zora')
+    expect((await read(top, top.vault_token)).status).toBe(200)
+    try {
+      t.setPolicy((p) => p.replace('  - id: job-credentials\n    match:\n      issuer: ${IAM_ISSUER}\n      groups: [/htc/users]', '  - id: job-credentials\n    match:\n      issuer: ${IAM_ISSUER}\n      groups: [/htc/other]'))
+      expect((await t.jobToken('zora', 'cms', t.creddToken())).status).toBe(403)
+      const r = await read(top, top.vault_token, { minimum_seconds: '99999' })
+      expect(r.status).toBe(403)
+      expect(r.body).toEqual({ errors: ['permission denied'] })
+      const denied = (await t.store.query({ limit: 1, type: 'token.denied' })).records[0]!.event
+      expect(denied).toMatchObject({ decision: 'deny', detail: { credential: { user: 'zora', provider: 'cms' } } })
+      expect(denied.reason).toMatch(/^access_denied: /)
+    } finally {
+      t.setPolicy()
+    }
+    expect((await read(top, top.vault_token)).status).toBe(200)
+  })
+
   it('other failures are non-200 with an "errors" list: IAM down (503), unknown path (404)', async () => {
     const top = await vaultTop('walt')
     t.iam.faults.token = 'down'

@@ -1,10 +1,16 @@
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { createServer, type Server } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { getRequestListener } from '@hono/node-server'
+import { decodeJwt } from 'jose'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { brokerClient } from '../../src/clients/credmon/client.ts'
+import { nodeCredDirFs } from '../../src/clients/credmon/cred_dir.ts'
+import { Credmon } from '../../src/clients/credmon/credmon.ts'
+import { systemClock } from '../../src/lib/clock.ts'
+import { silentLogger } from '../../src/lib/logger.ts'
 import { ensureDevTls } from '../../src/tls/dev_ca.ts'
 import { cli } from '../support/cli.ts'
 import { BROKER, useCredentialsApp } from '../support/credentials_app.ts'
@@ -72,7 +78,7 @@ describe('condor-token-broker credential-storer', () => {
     expect(r.code).toBe(0)
     const lines = readFileSync(fake.log, 'utf8').trim().split('\n')
     expect(lines[1]).toBe('ARGS add-oauth -s cms_read -S compute.read -A https://se.example.org -i -')
-    expect(JSON.parse(lines[2]!)).toEqual({ broker_url: BROKER, user: 'nick', provider: 'cms', scopes: 'compute.read', audience: 'https://se.example.org' })
+    expect(JSON.parse(lines[2]!)).toEqual({ broker_url: BROKER, user: 'nick', provider: 'cms_read', scopes: 'compute.read', audience: 'https://se.example.org' })
     const held = fakeStoreCred(0)
     const again = await cli(['credential-storer', 'cms'], { ...env, PATH: `${held.dir}:/usr/bin:/bin` })
     expect(again.code).toBe(0)
@@ -100,6 +106,53 @@ describe('condor-token-broker credential-storer', () => {
     expect((await cli(['credential-storer', '--broker', url, 'cms&scopes=a'], { BEARER_TOKEN: 'x' })).code).toBe(2)
     const http = await cli(['credential-storer', '--print', '--broker', 'http://127.0.0.1:1', 'cms'], { BEARER_TOKEN: 'x' })
     expect(http).toMatchObject({ code: 1, err: 'condor-token-broker: cms: the broker URL must be https, got http' })
+  })
+})
+
+/** What the stand-in condor_store_cred was handed: the credential name after -s, and the .top on stdin. */
+function storedTops(log: string): Array<{ name: string; top: Record<string, string> }> {
+  const lines = readFileSync(log, 'utf8').trim().split('\n')
+  const out: Array<{ name: string; top: Record<string, string> }> = []
+  lines.forEach((l, i) => {
+    const m = /^ARGS add-oauth -s (\S+)/.exec(l)
+    if (m) out.push({ name: m[1]!, top: JSON.parse(lines[i + 1]!) as Record<string, string> })
+  })
+  return out
+}
+
+describe('a submit file with several handles of one provider', () => {
+  // HTCondor: `<service>_oauth_permissions_<handle>` gives each handle its own scopes, and each
+  // `<service>_<handle>.use` must hold a token for that handle's scopes; the Vault credmon narrows every
+  // handle from the same stored credential. One handle's registration must not take the other's away.
+  const services = ['cms&handle=read&scopes=compute.read', 'cms&handle=write&scopes=compute.create']
+
+  it('our credmon writes each handle\'s .use with that handle\'s scopes', async () => {
+    const fake = fakeStoreCred()
+    const env = { PATH: `${fake.dir}:/usr/bin:/bin`, BEARER_TOKEN: await t.userToken({ preferred_username: 'hanna' }), CONDOR_TOKEN_BROKER_URL: url, CONDOR_TOKEN_BROKER_CA_FILE: caFile }
+    expect((await cli(['credential-storer', ...services], env)).code).toBe(0)
+    const credDir = tempDir()
+    mkdirSync(join(credDir, 'hanna'))
+    for (const { name, top } of storedTops(fake.log)) writeFileSync(join(credDir, 'hanna', `${name}.top`), JSON.stringify(top))
+    const client = brokerClient({ brokerUrl: BROKER, credential: () => t.creddToken(), fetch: (u, init) => Promise.resolve(t.app.request(u, init)) })
+    const credmon = new Credmon({ credDir, providers: ['cms'], brokerUrl: BROKER, useFormat: 'json' }, { fs: nodeCredDirFs, clock: systemClock, client, log: silentLogger })
+    expect(await credmon.scan()).toEqual({ refreshed: 2, failed: 0, removed: 0 })
+    const scopeOf = (base: string) => decodeJwt((JSON.parse(readFileSync(join(credDir, 'hanna', `${base}.use`), 'utf8')) as { access_token: string }).access_token).scope
+    expect(scopeOf('cms_read')).toBe('compute.read')
+    expect(scopeOf('cms_write')).toBe('compute.create')
+  })
+
+  it('HTCondor\'s Vault credmon reads each handle with its own .top', async () => {
+    const fake = fakeStoreCred()
+    const env = { PATH: `${fake.dir}:/usr/bin:/bin`, BEARER_TOKEN: await t.userToken({ preferred_username: 'ivo' }), CONDOR_TOKEN_BROKER_URL: url, CONDOR_TOKEN_BROKER_CA_FILE: caFile }
+    expect((await cli(['credential-storer', '--mode', 'vault', ...services], env)).code).toBe(0)
+    const tops = storedTops(fake.log)
+    expect(tops.map((x) => x.name)).toEqual(['cms_read', 'cms_write'])
+    for (const { top } of tops) {
+      // The Vault credmon's narrowed read: GET vault_url, X-Vault-Token, minimum_seconds and the .top's scopes.
+      const res = await t.vault.request(`${new URL(top.vault_url!).pathname}?${new URLSearchParams({ minimum_seconds: '2400', scopes: top.scopes! })}`, { headers: { 'X-Vault-Token': top.vault_token! } })
+      expect(res.status).toBe(200)
+      expect(decodeJwt((await res.json() as { data: { access_token: string } }).data.access_token).scope).toBe(top.scopes)
+    }
   })
 })
 

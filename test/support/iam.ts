@@ -78,6 +78,8 @@ export class TestIam {
   refusedScopes = new Set<string>()
   /** IAM may rotate refresh tokens and make the old one single-use (§1.4, IAM #707). */
   rotateRefreshTokens = true
+  /** IAM may add `wlcg.groups` to the granted scopes when a `wlcg.groups:/g` scope was asked for (WLCG §2.2). */
+  addGroupsScope = false
   /** RFC 6749 §5.1 makes `expires_in` only RECOMMENDED: an IAM may leave it out (the JWT's `exp` still says). */
   omitExpiresIn = false
   /** Access-token lifetime IAM gives exchanged tokens (the broker client's setting, §1.4). */
@@ -310,6 +312,7 @@ export class TestIam {
     }
     // IAM's user scope policies drop refused scopes silently (§1.4).
     const granted = requested.filter((s) => !this.refusedScopes.has(s))
+    if (this.addGroupsScope && granted.some((s) => s.startsWith('wlcg.groups:')) && !granted.includes('wlcg.groups')) granted.push('wlcg.groups')
     const r: Record<string, unknown> = await this.#issue(sub, granted, aud)
     if (offline && granted.includes('offline_access')) {
       const rt = randomBytes(32).toString('base64url')

@@ -121,6 +121,17 @@ describe('credentials section', () => {
     // The credd allow-list moved into policy: an old config says where it went.
     expect(err('credentials:\n  enabled: true\n  credd_roles: [credd]\n  providers: [{ name: cms, kind: iam, role: a }]\n')).toMatch(/credentials\.credd_roles: is gone: .*fetched_by/)
   })
+  it('refuses a Vault public_url HTCondor\'s Vault credmon would refuse in every .top (https, port 8200, no path)', () => {
+    // The Vault credmon reads only vault_url with scheme https, port 8200 and a path starting /v1; the
+    // broker appends /v1/secret/oauth/creds/... to public_url.
+    const base = 'credentials:\n  enabled: true\n  providers: [{ name: cms, kind: iam, role: a }]\n  vault:\n    enabled: true\n    public_url: '
+    expect(loadConfig({ file: yamlFile(`${base}https://broker.example.org:8200\n`), env: {} }).credentials.vault.public_url).toBe('https://broker.example.org:8200')
+    expect(loadConfig({ file: yamlFile(`${base}https://broker.example.org:8200/\n`), env: {} }).credentials.vault.enabled).toBe(true)
+    for (const url of ['https://broker.example.org', 'https://broker.example.org:8443', 'https://broker.example.org:8200/vault', 'http://broker.example.org:8200']) {
+      expect(err(`${base}${url}\n`)).toMatch(/credentials\.vault\.public_url: .*8200/)
+    }
+    expect(err(`${base}not-a-url\n`)).toMatch(/credentials\.vault\.public_url: /)
+  })
   it('rechecks scitoken users at IAM hourly by default; the interval is bounded to 1 minute .. 1 day, the grace to at most 1 day', () => {
     const base = 'credentials:\n  enabled: true\n  providers: [{ name: se, kind: scitoken, role: st }]\n'
     expect(loadConfig({ file: yamlFile(base), env: {} }).credentials).toMatchObject({ iam_recheck_interval: 3600 })

@@ -145,6 +145,19 @@ describe('credmon scan', () => {
     ])
   })
 
+  it('asks for a handle\'s own credential when its .top names it, and for no other credential of the user', async () => {
+    const s = setup(() => token(1))
+    s.top('alice', 'scitokens_store', { broker_url: BROKER, user: 'alice', provider: 'scitokens_store', scopes: 'storage.read:/store' })
+    s.top('alice', 'scitokens_read', { broker_url: BROKER, user: 'alice', provider: 'scitokens_store' })
+    s.top('alice', 'scitokens', { broker_url: BROKER, user: 'alice', provider: 'scitokens_store' })
+    await s.credmon.scan()
+    expect(s.calls).toEqual([{ user: 'alice', provider: 'scitokens_store', query: { minimum_seconds: 1200, scopes: 'storage.read:/store' } }])
+    expect(s.lines.map((l) => l.msg)).toEqual([
+      'credmon: not serving alice/scitokens.top: it names provider scitokens_store',
+      'credmon: not serving alice/scitokens_read.top: it names provider scitokens_store',
+    ])
+  })
+
   it('honours <user>.mark: no refresh while it is there, and again once it is gone', async () => {
     const s = setup((n) => token(n))
     s.top('alice', 'scitokens')

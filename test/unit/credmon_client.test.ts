@@ -42,10 +42,13 @@ describe('credmon broker client (the job-token read of the wire contract)', () =
     expect(await noToken.fetchJobToken('alice', 'scitokens', {})).toEqual({ kind: 'unauthorized', reason: "cannot read the credmon's token: cannot read /etc/condor/tokens.d/credd: ENOENT" })
   })
 
-  it('never builds a request for a name that is not a user or provider name', async () => {
+  it('never builds a request for a name that is not a user or credential name', async () => {
     const { client, seen } = clientAnswering(200, {})
     await expect(client.fetchJobToken('../admin', 'scitokens', {})).rejects.toThrow(TypeError)
-    await expect(client.fetchJobToken('alice', 'sci_tokens', {})).rejects.toThrow(TypeError)
+    // A credential is <provider> or <provider>_<handle>: one handle, no path characters.
+    for (const name of ['sci_tok_ens', '../scitokens', 'sci%2ftokens', '_tokens', 'sci_']) {
+      await expect(client.fetchJobToken('alice', name, {})).rejects.toThrow(TypeError)
+    }
     expect(seen).toEqual([])
   })
 })

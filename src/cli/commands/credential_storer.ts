@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process'
 import { accessSync, constants } from 'node:fs'
 import { delimiter, join } from 'node:path'
-import { PROVIDER_PATTERN, REGISTRATION_MODES, type RegistrationMode } from '../../contract/job_credentials.ts'
+import { credentialName, HANDLE_PATTERN, PROVIDER_PATTERN, REGISTRATION_MODES, type RegistrationMode } from '../../contract/job_credentials.ts'
 import { discoverBearerToken } from '../../clients/bearer_token_discovery.ts'
 import { registerCredential } from '../../clients/credential_storer/register_credential.ts'
 import { CliError, parse, type CommandIo } from '../command.ts'
@@ -27,7 +27,7 @@ object per line. A service the credd already holds is left alone unless --force.
   -v               say what is done, on stderr
 Exit status: 0 all stored, 1 a failure (one line on stderr), 2 usage.`
 
-interface Service { provider: string; storeName: string; scopes?: string; audience?: string }
+interface Service { provider: string; storeName: string; handle?: string; scopes?: string; audience?: string }
 
 /** `cms`, `cms&handle=read&scopes=a,b&audience=x` (HTCondor's storer syntax; `scope=` is accepted too). */
 export function parseService(arg: string): Service {
@@ -39,14 +39,17 @@ export function parseService(arg: string): Service {
     const eq = o.indexOf('=')
     const k = eq < 0 ? o : o.slice(0, eq)
     const v = eq < 0 ? '' : o.slice(eq + 1)
-    if (k === 'handle' && /^[A-Za-z0-9-]{1,64}$/.test(v)) handle = v
+    if (k === 'handle' && HANDLE_PATTERN.test(v)) handle = v
     else if ((k === 'scopes' || k === 'scope') && v !== '') s.scopes = v.split(/[\s,]+/).filter(Boolean).join(' ')
     else if (k === 'audience' && v !== '') s.audience = v
     else if (k === 'options') continue
     else throw new CliError(`cannot read "${o}" in service "${arg}"`, 2)
   }
   if ((s.scopes !== undefined || s.audience !== undefined) && handle === undefined) throw new CliError(`service "${arg}": reduced scopes or audience need a handle`, 2)
-  if (handle !== undefined) s.storeName = `${provider}_${handle}`
+  if (handle !== undefined) {
+    s.handle = handle
+    s.storeName = credentialName(provider, handle)
+  }
   return s
 }
 
@@ -89,7 +92,7 @@ export async function credentialStorerCommand(argv: string[], io: CommandIo): Pr
     }
     let res
     try {
-      res = await registerCredential(broker, token, { provider: s.provider, mode, ...(s.scopes ? { scopes: s.scopes } : {}), ...(s.audience ? { audience: s.audience } : {}) }, caFile ? { caFile } : {})
+      res = await registerCredential(broker, token, { provider: s.provider, mode, ...(s.handle ? { handle: s.handle } : {}), ...(s.scopes ? { scopes: s.scopes } : {}), ...(s.audience ? { audience: s.audience } : {}) }, caFile ? { caFile } : {})
     } catch (err) {
       throw new CliError(`${s.storeName}: ${(err as Error).message}`)
     }

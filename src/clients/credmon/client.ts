@@ -1,4 +1,4 @@
-import { credentialTokenPath, PROVIDER_PATTERN, USER_PATTERN, type JobTokenResponse } from '../../contract/job_credentials.ts'
+import { CREDENTIAL_NAME_PATTERN, credentialTokenPath, USER_PATTERN, type JobTokenResponse } from '../../contract/job_credentials.ts'
 
 /** What one job-token read came to, in the credmon's terms (the contract's status codes, mapped once). */
 export type JobTokenResult =
@@ -56,7 +56,7 @@ export function brokerClient(opts: BrokerClientOptions): BrokerClient {
     async fetchJobToken(user, provider, query) {
       // Checked here, not only escaped: a name that is not one is a bug in the caller, never a request.
       if (!USER_PATTERN.test(user)) throw new TypeError(`not an HTCondor user name: ${JSON.stringify(user)}`)
-      if (!PROVIDER_PATTERN.test(provider)) throw new TypeError(`not a credential provider name: ${JSON.stringify(provider)}`)
+      if (!CREDENTIAL_NAME_PATTERN.test(provider)) throw new TypeError(`not a credential name: ${JSON.stringify(provider)}`)
       const q = new URLSearchParams()
       if (query.minimum_seconds !== undefined) q.set('minimum_seconds', String(query.minimum_seconds))
       if (query.scopes) q.set('scopes', query.scopes)

@@ -123,9 +123,11 @@ export class Credmon {
     const topInfo = fs.stat(topPath)
     if (!topInfo || topInfo.isDirectory) return
     const top = parseBrokerTop(fs.readText(topPath) ?? '')
+    // A handle's .top names its own credential (`<provider>_<handle>`); one written before the broker kept
+    // handles apart names the provider, whose credential it then narrows. Anything else is another's.
     const refusal = !top ? 'it is not a broker credential'
       : top.user !== user ? `it names user ${top.user}`
-      : top.provider !== provider ? `it names provider ${top.provider}`
+      : top.provider !== base && top.provider !== provider ? `it names provider ${top.provider}`
       : !sameOrigin(top.broker_url, this.#origin) ? `it names another broker (${originOf(top.broker_url)})`
       : undefined
     if (refusal || !top) {
@@ -140,7 +142,7 @@ export class Credmon {
     this.#state.set(key, st)
     if (now < st.nextAt) return
 
-    const result = await this.#d.client.fetchJobToken(user, provider, {
+    const result = await this.#d.client.fetchJobToken(user, top.provider, {
       ...(this.#opt.minimumSeconds !== undefined ? { minimum_seconds: this.#opt.minimumSeconds } : {}),
       ...(top.scopes ? { scopes: top.scopes } : {}),
       ...(top.audience ? { audience: top.audience } : {}),

@@ -1,4 +1,4 @@
-import { PROVIDER_PATTERN, USER_PATTERN, type BrokerTop } from '../../contract/job_credentials.ts'
+import { CREDENTIAL_NAME_PATTERN, USER_PATTERN, type BrokerTop } from '../../contract/job_credentials.ts'
 
 /**
  * Reads a `.top` written for our credmon (registration mode "broker"); undefined when it is not one: a
@@ -11,7 +11,7 @@ export function parseBrokerTop(text: string): BrokerTop | undefined {
   if (typeof j !== 'object' || j === null) return undefined
   const t = j as Record<string, unknown>
   if (typeof t.broker_url !== 'string' || typeof t.user !== 'string' || typeof t.provider !== 'string') return undefined
-  if (!USER_PATTERN.test(t.user) || !PROVIDER_PATTERN.test(t.provider)) return undefined
+  if (!USER_PATTERN.test(t.user) || !CREDENTIAL_NAME_PATTERN.test(t.provider)) return undefined
   if (t.scopes !== undefined && typeof t.scopes !== 'string') return undefined
   if (t.audience !== undefined && typeof t.audience !== 'string') return undefined
   return {

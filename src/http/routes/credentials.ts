@@ -61,7 +61,7 @@ export function credentialRoutes(deps: CredentialRouteDeps): Hono {
     try { raw = JSON.parse(text) } catch { throw new InvalidRequest('body is not valid JSON') }
     const b = parseOrRefuse(RegisterCredentialRequest, raw, 'field')
     const res = await deps.credentials.register(token, {
-      provider: b.provider, mode: b.mode, ...(b.scopes !== undefined ? { scopes: b.scopes } : {}), ...(b.audience !== undefined ? { audience: b.audience } : {}),
+      provider: b.provider, mode: b.mode, ...(b.handle !== undefined ? { handle: b.handle } : {}), ...(b.scopes !== undefined ? { scopes: b.scopes } : {}), ...(b.audience !== undefined ? { audience: b.audience } : {}),
     }, { requestId: c.get('requestId'), ...clientAddress(c) })
     for (const [name, value] of Object.entries(NO_STORE_HEADERS)) c.header(name, value)
     return c.json(res, 201)
