@@ -1,5 +1,6 @@
 import type { BrokerClient } from './broker_client.ts'
 import { cloudInit } from './cloud_init.ts'
+import { checkConfigValues } from './config_values.ts'
 import { COLLECTOR_PORT, condorConfig, mapfile, NODE_PATHS, type ClusterView, type NodeView } from './condor_config.ts'
 import { newHostKey } from './host_key.ts'
 import { checkPilotGroup, renderPilotGroup } from './pilot_group.ts'
@@ -109,6 +110,7 @@ export async function renderCluster(o: RenderOptions, issued: { tokens: Manifest
   }
 
   const realised = await realiseTemplate(t, inputs, async (n, realisedAttrs) => {
+    checkConfigValues(t, n)
     switch (n.type) {
       case 'htc.nodes.Compute': {
         const address = String(n.properties.address)
