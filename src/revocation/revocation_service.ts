@@ -140,7 +140,7 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks {
 
   async #validate(req: RevocationRequest): Promise<void> {
     if (!REVOCATION_KINDS.includes(req.kind)) throw new InvalidRequest(`revocation kind must be one of ${REVOCATION_KINDS.join(', ')}`)
-    if (!isClassAdSafe(req.value)) throw new InvalidRequest(`${req.kind} must be 1 to 256 printable ASCII characters without quotes or backslashes`)
+    if (!isClassAdSafe(req.value)) throw new InvalidRequest(`${req.kind} must be 1 to 256 printable ASCII characters without quotes, backslashes or dollar signs`)
     this.#validateReason(req.reason)
     if (req.iss !== undefined) {
       if (req.kind !== 'sub' && req.kind !== 'client') throw new InvalidRequest('iss applies only to sub and client revocations')

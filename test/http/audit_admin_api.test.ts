@@ -302,6 +302,17 @@ describe('revocations API', () => {
     expect(await store.verifyRevocations()).toEqual({ ok: true, revocations: 1 })
   })
 
+  // The expression is pushed as a config line, and HTCondor's config reader substitutes "$(NAME)" (an
+  // undefined name becomes the empty string) and "$ENV(...)" in every value before it parses the ClassAd:
+  // a sub holding one would be pushed as a clause for some other sub, and the revoked token stays valid.
+  it.each(['pilot-$(FULL_HOSTNAME)@pilots.td', 'x$ENV(HOME)', 'a$'])('refuses a value with "$" (%s): HTCondor would expand it as a config macro', async (sub) => {
+    const res = await post({ sub })
+    expect(res.status).toBe(400)
+    expect(await res.json()).toMatchObject({ error: 'invalid_request' })
+    expect(await store.listRevocations()).toEqual([])
+    expect(await (await get('/v1/revocations/condor?format=json')).json()).toMatchObject({ expr: 'false', clauses: 0 })
+  })
+
   it('requires a JSON content type', async () => {
     expect((await post({ role: 'x' }, ADMIN, 'text/plain')).status).toBe(400)
   })
