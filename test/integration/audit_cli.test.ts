@@ -99,6 +99,18 @@ describe('condor-token-broker revoke', () => {
     expect((await cli(env, 'audit', 'verify')).code).toBe(0)
   })
 
+  it('writes the HTCondor snippet 0644 under a strict umask, so daemons that are not root can read it', async () => {
+    const { env } = await seeded(1)
+    const file = join(tempDir(), 'config.d', '90-token-revocations.conf')
+    const before = process.umask(0o077)
+    try {
+      expect((await cli(env, 'revoke', 'condor', '--out', file)).code).toBe(0)
+    } finally {
+      process.umask(before)
+    }
+    expect(statSync(file).mode & 0o777).toBe(0o644)
+  })
+
   it('refuses a role or site no policy defines and no token carries, in one line with exit 1, storing nothing', async () => {
     const { env } = await seeded(3)
     for (const [flag, value] of [['--role', 'stardt'], ['--site', 'hpc-x']] as const) {
