@@ -111,6 +111,18 @@ describe('condor-token-broker revoke', () => {
     expect(statSync(file).mode & 0o777).toBe(0o644)
   })
 
+  it('reports an --out it cannot write as the operator\'s mistake: one line naming the file, exit 1', async () => {
+    const { env } = await seeded(1)
+    const dir = tempDir()
+    const file = join(dir, 'plain-file')
+    writeFileSync(file, 'x')
+    for (const [out, why] of [[dir, 'is a directory'], [join(file, 'x.conf'), 'is not a directory']] as const) {
+      const r = await cli(env, 'revoke', 'condor', '--out', out)
+      expect(r.code).toBe(1)
+      expect(r.err).toMatch(new RegExp(`^condor-token-broker: cannot write --out ${out.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: [^\n]*${why}[^\n]*$`))
+    }
+  })
+
   it('refuses a role or site no policy defines and no token carries, in one line with exit 1, storing nothing', async () => {
     const { env } = await seeded(3)
     for (const [flag, value] of [['--role', 'stardt'], ['--site', 'hpc-x']] as const) {
