@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs'
 import { parse } from 'yaml'
 import { describe, expect, it } from 'vitest'
 import type { BrokerClient } from '../../src/clients/provision/broker_client.ts'
-import { renderCluster } from '../../src/clients/provision/render.ts'
+import { renderCluster, type ManifestCertificate, type ManifestToken } from '../../src/clients/provision/render.ts'
 import { TemplateError } from '../../src/clients/provision/template/load_template.ts'
 
 // Template and input values render writes into 50-broker.conf and condor_mapfile. HTCondor ends a config
@@ -23,7 +23,7 @@ function recordingBroker(): { broker: BrokerClient; asked: string[] } {
     base: 'https://broker.example.org',
     caCertificate: async () => '-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n',
     metadata: async () => ({ issuer: 'https://broker.example.org' }),
-    daemonToken: async (role: string, host: string) => { asked.push(`token ${role} ${host}`); return { token: jwt({ jti: `j-${asked.length}`, sub: `${role}@pool.example.org`, exp: 2_000_000_000 }), expiresIn: 3600 } },
+    daemonToken: async (role: string, host: string) => { asked.push(`token ${role} ${host}`); return { token: jwt({ iss: 'pool.example.org', jti: `j-${asked.length}`, sub: `${role}@pool.example.org`, exp: 2_000_000_000 }), expiresIn: 3600 } },
     certificate: async (req: { dns: string[] }) => { asked.push(`certificate ${req.dns[0]}`); return { certificate: 'PEM', serial: `s${asked.length}`, notAfter: 2_000_000_000 } },
     pilotEnrolment: async (_role: string, site: string) => { asked.push(`enrolment ${site}`); return { token: jwt({ jti: 'e', sub: 'pilot', exp: 2_000_000_000 }), expiresIn: 3600 } },
   } as unknown as BrokerClient
@@ -32,8 +32,9 @@ function recordingBroker(): { broker: BrokerClient; asked: string[] } {
 
 async function render(templateText: string, more: Record<string, unknown> = {}) {
   const { broker, asked } = recordingBroker()
-  const result = renderCluster({ templateText, templateFile: EXAMPLE, inputs: { ...inputs, ...more }, inputsFile: 'inputs.yaml', broker, now: 1_800_000_000 })
-  return { result, asked }
+  const issued = { tokens: [] as ManifestToken[], certificates: [] as ManifestCertificate[] }
+  const result = renderCluster({ templateText, templateFile: EXAMPLE, inputs: { ...inputs, ...more }, inputsFile: 'inputs.yaml', broker, now: 1_800_000_000 }, issued)
+  return { result, asked, issued }
 }
 
 describe('provision render: values written into HTCondor configuration', () => {
@@ -72,6 +73,18 @@ describe('provision render: values written into HTCondor configuration', () => {
     expect(err).toBeInstanceOf(TemplateError)
     expect((err as TemplateError).message).toContain('ap.user_mapping.subject_domain')
     expect(asked.filter((a) => a.includes('ap1.'))).toEqual([])
+  })
+
+  // docs/htcondor-tokens.md §2.1: a client presents only a token whose iss is the server's TRUST_DOMAIN and
+  // skips any other silently. Bundles that set another TRUST_DOMAIN than the broker signs would make a pool
+  // whose daemons never present their tokens.
+  it("refuses a trust_domain that is not the iss of the broker's tokens, and leaves what it got to be revoked", async () => {
+    const { result, issued } = await render(text, { trust_domain: 'other.example.org' })
+    const err = await result.then(() => undefined, (e: unknown) => e)
+    expect(err).toBeInstanceOf(TemplateError)
+    expect((err as TemplateError).line).toBe(lineOf(text, /^ +trust_domain: \{ get_input/))
+    expect((err as TemplateError).message).toContain('pool.example.org')
+    expect(issued.tokens.map((t) => t.node)).toEqual(['cm'])
   })
 
   it('refuses a pool name that ends in a backslash', async () => {
