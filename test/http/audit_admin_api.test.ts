@@ -184,6 +184,16 @@ describe('revocations API', () => {
     expect(list.revocations).toHaveLength(1)
   })
 
+  // A jti entry leaves the expression, and the broker's own check, at its until: an exp given with the
+  // request that is earlier than the one the audit log recorded (a typo, a hand-edited teardown manifest)
+  // must not let the token become valid again while it still is.
+  it('keeps a jti revoked until the exp the audit log recorded, even when the request names an earlier one', async () => {
+    await store.record(issued(5))
+    const recordedExp = 1_800_000_000 + 5 + 3600
+    const body = await (await post({ jti: 'jti-5', exp: TEST_NOW + 10 })).json() as { revocation: { until: number } }
+    expect(body.revocation.until).toBe(recordedExp)
+  })
+
   it.each([
     [{}, /exactly one/], [{ jti: 'a', sub: 'b' }, /exactly one/], [{ sub: 'x" || true || "' }, /quotes/],
     [{ role: 'r', extra: 1 }, /unknown field extra/], [{ role: 5 }, /role/], ['{not json', /JSON/],
