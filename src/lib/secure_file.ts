@@ -1,4 +1,4 @@
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs'
+import { closeSync, fchmodSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs'
 import { basename, dirname, join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { OperatorError } from '../errors.ts'
@@ -84,6 +84,14 @@ export function prepareFileReplacement(path: string, mode: number): PendingRepla
   const discard = () => {
     if (fd !== undefined) { try { closeSync(fd) } catch { /* already failing */ } fd = undefined }
     rmSync(tmp, { force: true })
+  }
+  // open(2) applies the umask: under 077 a 0644 config snippet would become 0600, unreadable to daemons
+  // that are not root. The mode asked for is the mode the file gets.
+  try {
+    fchmodSync(fd, mode)
+  } catch (err) {
+    discard()
+    throw err
   }
   return {
     path,

@@ -32,15 +32,21 @@ function sorted<V>(m: Map<string, V>): Array<[string, V]> {
   return [...m].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
 }
 
-/** A ClassAd string literal. Values are validated to printable ASCII without `"` or `\` at revoke time; this re-checks. */
+/** A ClassAd string literal. Values are validated to printable ASCII without `"`, `\` or `$` at revoke time; this re-checks. */
 export function classAdString(s: string): string {
-  if (!isClassAdSafe(s)) throw new TypeError('revocation value is not printable ASCII without quotes or backslashes')
+  if (!isClassAdSafe(s)) throw new TypeError('revocation value is not printable ASCII without quotes, backslashes or dollar signs')
   return `"${s}"`
 }
 
-/** Printable ASCII with no `"` or `\`: the values a revocation may target (our claims never hold anything else). */
+/**
+ * Printable ASCII with no `"` or `\` (they would end or escape the ClassAd string) and no `$`: the
+ * expression reaches the daemons as a config value, and HTCondor's config reader substitutes `$(NAME)`,
+ * `$ENV(…)` and the other `$` functions in a value before the ClassAd is parsed, so a value holding one
+ * would be pushed as a clause for another string. The values a revocation may target (our claims never
+ * hold anything else).
+ */
 export function isClassAdSafe(s: string): boolean {
-  return s.length > 0 && s.length <= 256 && /^[\x20-\x7e]+$/.test(s) && !/["\\]/.test(s)
+  return s.length > 0 && s.length <= 256 && /^[\x20-\x7e]+$/.test(s) && !/["\\$]/.test(s)
 }
 
 /** A config snippet for LOCAL_CONFIG_DIR, e.g. /etc/condor/config.d/90-token-revocations.conf. */

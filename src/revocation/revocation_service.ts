@@ -36,7 +36,7 @@ export interface RevocationRequest {
   kind: RevocationKind
   value: string
   reason?: string
-  /** For `jti`: the token's exp if known; otherwise it is looked up in the audit log. */
+  /** For `jti`: the token's exp, for a token the audit log does not know; an earlier exp than the log's is ignored. */
   exp?: number
   /** For `sub` and `client`: the trusted IAM issuer the value belongs to; absent means at every one. */
   iss?: string
@@ -140,7 +140,7 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks {
 
   async #validate(req: RevocationRequest): Promise<void> {
     if (!REVOCATION_KINDS.includes(req.kind)) throw new InvalidRequest(`revocation kind must be one of ${REVOCATION_KINDS.join(', ')}`)
-    if (!isClassAdSafe(req.value)) throw new InvalidRequest(`${req.kind} must be 1 to 256 printable ASCII characters without quotes or backslashes`)
+    if (!isClassAdSafe(req.value)) throw new InvalidRequest(`${req.kind} must be 1 to 256 printable ASCII characters without quotes, backslashes or dollar signs`)
     this.#validateReason(req.reason)
     if (req.iss !== undefined) {
       if (req.kind !== 'sub' && req.kind !== 'client') throw new InvalidRequest('iss applies only to sub and client revocations')
@@ -175,8 +175,11 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks {
     // For every kind but jti the store raises this to the latest expiry issued so far (IssuanceHorizon).
     let until = now + this.#deps.maxTokenLifetime
     if (req.kind === 'jti') {
+      // A renewal records its token under a jti of its own; a record may also be pruned already, and then
+      // the token may be one issued under a longer maximum than today's: held until the horizon.
       const found = await Promise.all((['token.issued', 'token.renewed'] as const).map((type) => this.#deps.store.query({ jti: req.value, type, limit: 1 })))
       const records = found.flatMap((p) => p.records).map((r) => r.event)
+      const recorded = records.map((e) => e.exp).find((e) => e !== undefined)
       if (req.exp !== undefined) {
         if (!Number.isSafeInteger(req.exp) || req.exp < 0) throw new InvalidRequest('exp must be whole epoch seconds')
         // Bounded, or a made-up exp would keep the entry in the HTCondor expression for ever; a token issued
@@ -187,12 +190,11 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks {
             ? `exp must be at most ${horizon} (the latest exp of a token the broker has issued): no token the broker issued lives longer`
             : `exp must be at most ${until} (now plus the longest token lifetime, ${this.#deps.maxTokenLifetime} s): no token the broker issues lives longer`)
         }
-        until = req.exp
+        // Never shorter than what the audit log recorded: an earlier exp (a typo, a hand-edited teardown
+        // manifest) would drop the entry, and make the token valid again, while the token still lives.
+        until = Math.max(req.exp, recorded ?? 0)
       } else {
-        // A renewal records its token under a jti of its own; a record may also be pruned already, and then
-        // the token may be one issued under a longer maximum than today's: held until the horizon.
-        const exp = records.map((e) => e.exp).find((e) => e !== undefined)
-        until = exp ?? Math.max(until, (await this.#deps.store.issuanceHorizon()).token.exp)
+        until = recorded ?? Math.max(until, (await this.#deps.store.issuanceHorizon()).token.exp)
       }
       // An enrolment credential's entry also stops the renewals of the pilots it yielded (pilot_exchange.ts),
       // whose tokens outlive the credential (it covers only the queue wait). Held, like a sub or pilot-job

@@ -184,6 +184,16 @@ describe('revocations API', () => {
     expect(list.revocations).toHaveLength(1)
   })
 
+  // A jti entry leaves the expression, and the broker's own check, at its until: an exp given with the
+  // request that is earlier than the one the audit log recorded (a typo, a hand-edited teardown manifest)
+  // must not let the token become valid again while it still is.
+  it('keeps a jti revoked until the exp the audit log recorded, even when the request names an earlier one', async () => {
+    await store.record(issued(5))
+    const recordedExp = 1_800_000_000 + 5 + 3600
+    const body = await (await post({ jti: 'jti-5', exp: TEST_NOW + 10 })).json() as { revocation: { until: number } }
+    expect(body.revocation.until).toBe(recordedExp)
+  })
+
   it.each([
     [{}, /exactly one/], [{ jti: 'a', sub: 'b' }, /exactly one/], [{ sub: 'x" || true || "' }, /quotes/],
     [{ role: 'r', extra: 1 }, /unknown field extra/], [{ role: 5 }, /role/], ['{not json', /JSON/],
@@ -300,6 +310,17 @@ describe('revocations API', () => {
     expect(await role.json()).toEqual({ error: 'invalid_request', error_description: 'iss applies only to sub and client revocations' })
     expect(await store.listRevocations()).toHaveLength(1)
     expect(await store.verifyRevocations()).toEqual({ ok: true, revocations: 1 })
+  })
+
+  // The expression is pushed as a config line, and HTCondor's config reader substitutes "$(NAME)" (an
+  // undefined name becomes the empty string) and "$ENV(...)" in every value before it parses the ClassAd:
+  // a sub holding one would be pushed as a clause for some other sub, and the revoked token stays valid.
+  it.each(['pilot-$(FULL_HOSTNAME)@pilots.td', 'x$ENV(HOME)', 'a$'])('refuses a value with "$" (%s): HTCondor would expand it as a config macro', async (sub) => {
+    const res = await post({ sub })
+    expect(res.status).toBe(400)
+    expect(await res.json()).toMatchObject({ error: 'invalid_request' })
+    expect(await store.listRevocations()).toEqual([])
+    expect(await (await get('/v1/revocations/condor?format=json')).json()).toMatchObject({ expr: 'false', clauses: 0 })
   })
 
   it('requires a JSON content type', async () => {

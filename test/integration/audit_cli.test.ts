@@ -99,6 +99,30 @@ describe('condor-token-broker revoke', () => {
     expect((await cli(env, 'audit', 'verify')).code).toBe(0)
   })
 
+  it('writes the HTCondor snippet 0644 under a strict umask, so daemons that are not root can read it', async () => {
+    const { env } = await seeded(1)
+    const file = join(tempDir(), 'config.d', '90-token-revocations.conf')
+    const before = process.umask(0o077)
+    try {
+      expect((await cli(env, 'revoke', 'condor', '--out', file)).code).toBe(0)
+    } finally {
+      process.umask(before)
+    }
+    expect(statSync(file).mode & 0o777).toBe(0o644)
+  })
+
+  it('reports an --out it cannot write as the operator\'s mistake: one line naming the file, exit 1', async () => {
+    const { env } = await seeded(1)
+    const dir = tempDir()
+    const file = join(dir, 'plain-file')
+    writeFileSync(file, 'x')
+    for (const [out, why] of [[dir, 'is a directory'], [join(file, 'x.conf'), 'is not a directory']] as const) {
+      const r = await cli(env, 'revoke', 'condor', '--out', out)
+      expect(r.code).toBe(1)
+      expect(r.err).toMatch(new RegExp(`^condor-token-broker: cannot write --out ${out.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: [^\n]*${why}[^\n]*$`))
+    }
+  })
+
   it('refuses a role or site no policy defines and no token carries, in one line with exit 1, storing nothing', async () => {
     const { env } = await seeded(3)
     for (const [flag, value] of [['--role', 'stardt'], ['--site', 'hpc-x']] as const) {

@@ -40,6 +40,8 @@ describe('buildRevocationExpression', () => {
 
   it('refuses values that would break out of a ClassAd string', () => {
     expect(() => buildRevocationExpression([rev('sub', 'x" || true || "')], NOW)).toThrow(TypeError)
+    // HTCondor's config reader substitutes $(NAME) and $ENV(...) in the value before the ClassAd is parsed.
+    expect(() => buildRevocationExpression([rev('sub', 'pilot-$(FULL_HOSTNAME)@pilots.td')], NOW)).toThrow(TypeError)
   })
 
   it('renders a config snippet with the knob on one line', () => {

@@ -79,7 +79,11 @@ export async function revokeCommand(argv: string[], io: CommandIo): Promise<numb
       const { expr, clauses, generatedAt } = await service.condorExpression()
       const text = condorConfigSnippet(expr, clauses, generatedAt)
       if (values.out) {
-        writeCondorConfigAtomic(values.out, text)
+        try {
+          writeCondorConfigAtomic(values.out, text)
+        } catch (err) {
+          throw new CliError(`cannot write --out ${values.out}: ${outProblem(err)}`)
+        }
         io.out(`wrote ${values.out} (${clauses} clauses); run condor_reconfig on the daemons that read it`)
       } else io.out(text.trimEnd())
       return 0
@@ -104,6 +108,18 @@ export async function revokeCommand(argv: string[], io: CommandIo): Promise<numb
     return 0
   } finally {
     await store.close()
+  }
+}
+
+/** Why the snippet could not be written, in words an operator can act on (a path is the operator's input). */
+function outProblem(err: unknown): string {
+  switch ((err as NodeJS.ErrnoException).code) {
+    case 'EISDIR': return 'it is a directory; name a file in it'
+    case 'ENOTDIR': case 'EEXIST': return 'a part of its path is not a directory'
+    case 'EACCES': case 'EPERM': return 'permission denied'
+    case 'EROFS': return 'read-only file system'
+    case 'ENOENT': return 'no such directory'
+    default: return (err as Error).message?.split('\n')[0] ?? String(err)
   }
 }
 

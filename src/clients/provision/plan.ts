@@ -1,4 +1,5 @@
 import type { BrokerClient } from './broker_client.ts'
+import { checkConfigValues } from './config_values.ts'
 import { checkPilotGroup } from './pilot_group.ts'
 import { ROLE_OF } from './render.ts'
 import { loadTemplate } from './template/load_template.ts'
@@ -62,6 +63,7 @@ export async function planCluster(o: { templateText: string; templateFile: strin
     return d.identity
   }
   await realiseTemplate(t, inputs, async (n, attrs) => {
+    checkConfigValues(t, n)
     const site = n.properties.site as string | undefined
     const hostOf = () => String(attrs[n.requirements.host!]!.hostname)
     const ipsOf = () => (attrs[n.requirements.host!]!.private_address as string[] | undefined) ?? []

@@ -1,5 +1,6 @@
 import type { BrokerClient } from './broker_client.ts'
 import { cloudInit } from './cloud_init.ts'
+import { checkConfigValues } from './config_values.ts'
 import { COLLECTOR_PORT, condorConfig, mapfile, NODE_PATHS, type ClusterView, type NodeView } from './condor_config.ts'
 import { newHostKey } from './host_key.ts'
 import { checkPilotGroup, renderPilotGroup } from './pilot_group.ts'
@@ -84,6 +85,8 @@ export async function renderCluster(o: RenderOptions, issued: { tokens: Manifest
   const instances: Instance[] = []
   const pilots: PilotGroup[] = []
   let trustDomain = ''
+  /** The central manager's node: its trust_domain is the whole cluster's. */
+  let cmNode = ''
   let poolName = ''
   let collectorHost = ''
   let ccb = true
@@ -96,6 +99,13 @@ export async function renderCluster(o: RenderOptions, issued: { tokens: Manifest
     const { token } = await o.broker.daemonToken(role, host, site)
     const c = jwtClaims(token)
     issued.tokens.push({ jti: String(c.jti), sub: String(c.sub), role, node: n.name, host, kind: 'idtoken', exp: Number(c.exp) })
+    // docs/htcondor-tokens.md §2.1: a client presents only a token whose iss is the server's TRUST_DOMAIN and
+    // silently skips any other, so bundles naming another trust domain than the broker signs would make a
+    // pool whose daemons never authenticate. (The caller revokes what was issued.)
+    if (c.iss !== trustDomain) {
+      t.fail(['topology_template', 'node_templates', cmNode, 'properties', 'trust_domain'],
+        `${cmNode}.trust_domain (${JSON.stringify(trustDomain)}) is not the broker's trust domain: its tokens carry iss ${JSON.stringify(c.iss)}`)
+    }
     let cert: Instance['cert']
     if (certify) {
       const key = await newHostKey(host)
@@ -109,6 +119,7 @@ export async function renderCluster(o: RenderOptions, issued: { tokens: Manifest
   }
 
   const realised = await realiseTemplate(t, inputs, async (n, realisedAttrs) => {
+    checkConfigValues(t, n)
     switch (n.type) {
       case 'htc.nodes.Compute': {
         const address = String(n.properties.address)
@@ -117,6 +128,7 @@ export async function renderCluster(o: RenderOptions, issued: { tokens: Manifest
       case 'htc.nodes.CentralManager': {
         const host = hostOf(t, realisedAttrs, n, 'host')
         trustDomain = String(n.properties.trust_domain)
+        cmNode = n.name
         poolName = String(n.properties.pool_name)
         collectorHost = host.address
         ccb = n.properties.ccb !== false
