@@ -246,10 +246,14 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks {
   }
 
   /** SEC_TOKEN_REVOCATION_EXPR from the store (not the snapshot), pruned of entries that match nothing valid. */
-  async condorExpression(): Promise<{ expr: string; clauses: number; generatedAt: number }> {
+  async condorExpression(): Promise<{ expr: string; clauses: number; unexpressed: number; generatedAt: number }> {
     const now = this.#deps.clock.now()
     const revs = await this.#deps.store.listRevocations({ activeAt: now })
-    return { ...buildRevocationExpression(revs, now), generatedAt: now }
+    const built = buildRevocationExpression(revs, now)
+    if (built.unexpressed > 0) {
+      this.#deps.log.warn('active revocations left out of SEC_TOKEN_REVOCATION_EXPR: their values hold characters HTCondor would read as something else; the broker still refuses what they name', { unexpressed: built.unexpressed })
+    }
+    return { ...built, generatedAt: now }
   }
 }
 

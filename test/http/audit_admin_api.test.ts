@@ -323,6 +323,19 @@ describe('revocations API', () => {
     expect(await (await get('/v1/revocations/condor?format=json')).json()).toMatchObject({ expr: 'false', clauses: 0 })
   })
 
+  it('still answers the expression, without it, when such a value was stored before "$" was refused', async () => {
+    // Stored straight in the store, as a version that accepted "$" did.
+    await store.revoke({ kind: 'sub', value: 'pilot-$(FULL_HOSTNAME)@pilots.td', revokedAt: TEST_NOW, until: TEST_NOW + 3600 },
+      { type: 'token.revoked', time: TEST_NOW, caller: { sub: 'admin' }, decision: 'allow' })
+    expect((await post({ jti: 'a'.repeat(32) })).status).toBe(201)
+    const res = await get('/v1/revocations/condor?format=json')
+    expect(res.status).toBe(200)
+    expect(await res.json()).toMatchObject({ expr: `jti =?= "${'a'.repeat(32)}"`, clauses: 1, unexpressed: 1 })
+    const text = await (await get('/v1/revocations/condor')).text()
+    expect(text).toContain('# 1 active revocations could not be expressed')
+    expect(text).toContain(`SEC_TOKEN_REVOCATION_EXPR = jti =?= "${'a'.repeat(32)}"`)
+  })
+
   it('requires a JSON content type', async () => {
     expect((await post({ role: 'x' }, ADMIN, 'text/plain')).status).toBe(400)
   })

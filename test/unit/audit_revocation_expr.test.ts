@@ -10,7 +10,7 @@ const rev = (kind: Revocation['kind'], value: string, over: Partial<Revocation> 
 
 describe('buildRevocationExpression', () => {
   it('is the literal false when nothing is revoked, so no token is locked out', () => {
-    expect(buildRevocationExpression([], NOW)).toEqual({ expr: 'false', clauses: 0 })
+    expect(buildRevocationExpression([], NOW)).toEqual({ expr: 'false', clauses: 0, unexpressed: 0 })
   })
 
   it('renders one clause per role, site, sub and jti, in a stable order', () => {
@@ -38,10 +38,24 @@ describe('buildRevocationExpression', () => {
     expect(expr).toContain(`iat <= ${NOW - 1}`)
   })
 
-  it('refuses values that would break out of a ClassAd string', () => {
-    expect(() => buildRevocationExpression([rev('sub', 'x" || true || "')], NOW)).toThrow(TypeError)
-    // HTCondor's config reader substitutes $(NAME) and $ENV(...) in the value before the ClassAd is parsed.
-    expect(() => buildRevocationExpression([rev('sub', 'pilot-$(FULL_HOSTNAME)@pilots.td')], NOW)).toThrow(TypeError)
+  it('leaves out, and counts, stored values that would break out of a ClassAd string or be expanded by the config reader', () => {
+    // Refused at revoke time; an entry stored before a character was refused must not stop every other
+    // revocation from reaching the daemons. HTCondor's config reader substitutes $(NAME) and $ENV(...)
+    // in the value before the ClassAd is parsed.
+    const { expr, clauses, unexpressed } = buildRevocationExpression([
+      rev('sub', 'x" || true || "'), rev('sub', 'pilot-$(FULL_HOSTNAME)@pilots.td'), rev('jti', 'a0'),
+      rev('pilot-job', 'SITE_$(X):42'), rev('sub', 'ok@pilots.td', { iss: 'https://iam$(X).example/' }),
+    ], NOW)
+    expect(expr).toBe('jti =?= "a0"')
+    expect(clauses).toBe(1)
+    expect(unexpressed).toBe(4)
+    expect(buildRevocationExpression([rev('jti', 'a0')], NOW).unexpressed).toBe(0)
+  })
+
+  it('says in the config snippet how many entries it could not express', () => {
+    const s = condorConfigSnippet('jti =?= "a0"', 1, NOW, 2)
+    expect(s).toMatch(/^# 2 active revocations could not be expressed/m)
+    expect(condorConfigSnippet('false', 0, NOW)).not.toContain('could not be expressed')
   })
 
   it('renders a config snippet with the knob on one line', () => {
@@ -149,7 +163,7 @@ describe('RevocationSnapshot: which revocations block new issuance', () => {
   })
 
   it('puts no clause for a client revocation in the HTCondor expression: our tokens carry no client_id', () => {
-    expect(buildRevocationExpression([rev('client', 'ctb-monitoring')], NOW)).toEqual({ expr: 'false', clauses: 0 })
+    expect(buildRevocationExpression([rev('client', 'ctb-monitoring')], NOW)).toEqual({ expr: 'false', clauses: 0, unexpressed: 0 })
   })
 })
 

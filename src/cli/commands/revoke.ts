@@ -76,8 +76,8 @@ export async function revokeCommand(argv: string[], io: CommandIo): Promise<numb
       return 0
     }
     if (sub === 'condor') {
-      const { expr, clauses, generatedAt } = await service.condorExpression()
-      const text = condorConfigSnippet(expr, clauses, generatedAt)
+      const { expr, clauses, unexpressed, generatedAt } = await service.condorExpression()
+      const text = condorConfigSnippet(expr, clauses, generatedAt, unexpressed)
       if (values.out) {
         try {
           writeCondorConfigAtomic(values.out, text)

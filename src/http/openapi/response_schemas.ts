@@ -102,7 +102,8 @@ export const RevocationDryRun = z.object({
 export const RevocationList = z.object({ revocations: z.array(Revocation) })
 export const CondorExpressionJson = z.object({
   expr: z.string(),
-  clauses: z.array(z.unknown()),
+  clauses: z.number().int().nonnegative().describe('How many clauses the expression has.'),
+  unexpressed: z.number().int().nonnegative().describe('Active revocations left out: stored values holding characters HTCondor would read as something else (the broker still refuses what they name).'),
   generated_at: z.number().int(),
   config_line: z.string().describe('SEC_TOKEN_REVOCATION_EXPR = …, for an HTCondor config file.'),
 })

@@ -101,10 +101,10 @@ export function revocationRoutes(deps: { revocations: Service; auth: MiddlewareH
 
   app.get('/v1/revocations/condor', async (c) => {
     const { format } = queryOf(CondorExpressionQuery, { format: c.req.query('format') })
-    const { expr, clauses, generatedAt } = await deps.revocations.condorExpression()
+    const { expr, clauses, unexpressed, generatedAt } = await deps.revocations.condorExpression()
     c.header('Cache-Control', 'no-store')
-    if (format === 'json') return c.json({ expr, clauses, generated_at: generatedAt, config_line: `SEC_TOKEN_REVOCATION_EXPR = ${expr}` })
-    return c.text(condorConfigSnippet(expr, clauses, generatedAt), 200, { 'Content-Type': 'text/plain; charset=utf-8' })
+    if (format === 'json') return c.json({ expr, clauses, unexpressed, generated_at: generatedAt, config_line: `SEC_TOKEN_REVOCATION_EXPR = ${expr}` })
+    return c.text(condorConfigSnippet(expr, clauses, generatedAt, unexpressed), 200, { 'Content-Type': 'text/plain; charset=utf-8' })
   })
   return app
 }
