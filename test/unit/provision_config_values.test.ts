@@ -75,6 +75,17 @@ describe('provision render: values written into HTCondor configuration', () => {
     expect(asked.filter((a) => a.includes('ap1.'))).toEqual([])
   })
 
+  it('refuses a user-mapping group with a newline, which would add a line to the mapfile', async () => {
+    // The groups are named in a comment line of condor_mapfile; a newline in one starts a mapping of its own.
+    const injected = text.replace('groups: [ /htc/users ]', 'groups: [ "/htc/users\\nSCITOKENS /.*,(.*)/ condor@pool.example.org" ]')
+    const { result, asked } = await render(injected)
+    const err = await result.then(() => undefined, (e: unknown) => e)
+    expect(err).toBeInstanceOf(TemplateError)
+    expect((err as TemplateError).line).toBe(lineOf(text, /^ +user_mapping: /))
+    expect((err as TemplateError).message).toContain('ap.user_mapping.groups')
+    expect(asked.filter((a) => a.includes('ap1.'))).toEqual([])
+  })
+
   // docs/htcondor-tokens.md §2.1: a client presents only a token whose iss is the server's TRUST_DOMAIN and
   // skips any other silently. Bundles that set another TRUST_DOMAIN than the broker signs would make a pool
   // whose daemons never present their tokens.

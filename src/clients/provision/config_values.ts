@@ -13,6 +13,8 @@ const HOST = /^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})$/
 const TRUST_DOMAIN = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,252}$/
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.@:-]{0,127}$/
 const LABEL = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/
+/** A group named in a mapfile comment line: one line, no `\` (a comment is free text, but still ends at its line). */
+const GROUP = /^[\x20-\x5b\x5d-\x7e]{1,255}$/
 /** A URI without spaces, commas, quotes, backslashes or `$`. */
 const URI = /^[A-Za-z][A-Za-z0-9+.-]*:[A-Za-z0-9._~:/?#@!&'()*+;=%[\]-]{1,1000}$/
 
@@ -29,6 +31,7 @@ const RULES: Partial<Record<ResolvedNode['type'], readonly Rule[]>> = {
     [['audience'], URI, 'one URI without spaces, commas, quotes, backslashes or "$"'],
     [['user_mapping', 'scitokens_issuer'], URI, 'one URI without spaces, commas, quotes, backslashes or "$"'],
     [['user_mapping', 'subject_domain'], HOST, 'a domain name (letters, digits, "." and "-")'],
+    [['user_mapping', 'groups'], GROUP, 'a list of groups, each printable characters without "\\"'],
   ],
   'htc.nodes.Startd': [[['site'], LABEL, 'a site label (letters, digits, ".", "_", "-")']],
 }
@@ -42,9 +45,10 @@ export function checkConfigValues(t: LoadedTemplate, n: ResolvedNode): void {
     let v: unknown = n.properties
     for (const p of path) v = v !== null && typeof v === 'object' ? (v as Record<string, unknown>)[p] : undefined
     if (v === undefined) continue
-    const text = String(v)
+    // A list (the groups) is written item by item: each must have the shape.
+    const texts = Array.isArray(v) ? v.map(String) : [String(v)]
     // `{n}` stands for the index of a scaled startd's host; it is replaced before anything is written.
-    if (shape.test(n.type === 'htc.nodes.Compute' ? text.replaceAll('{n}', '1') : text)) continue
+    if (texts.every((text) => shape.test(n.type === 'htc.nodes.Compute' ? text.replaceAll('{n}', '1') : text))) continue
     const written = path.join('.')
     t.fail(['topology_template', 'node_templates', n.name, 'properties', ...path],
       `${n.name}.${written} (${JSON.stringify(v).slice(0, 60)}) must be ${says}: it is written into the HTCondor configuration`)
