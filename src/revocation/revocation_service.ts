@@ -140,7 +140,13 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks {
 
   async #validate(req: RevocationRequest): Promise<void> {
     if (!REVOCATION_KINDS.includes(req.kind)) throw new InvalidRequest(`revocation kind must be one of ${REVOCATION_KINDS.join(', ')}`)
-    if (!isClassAdSafe(req.value)) throw new InvalidRequest(`${req.kind} must be 1 to 256 printable ASCII characters without quotes, backslashes or dollar signs`)
+    // A client entry adds no clause to SEC_TOKEN_REVOCATION_EXPR (our tokens carry no client_id): only what
+    // the expression carries must survive HTCondor's config reader, and an IAM client names itself as it likes.
+    if (req.kind === 'client' ? !/^[\x20-\x7e]{1,256}$/.test(req.value) : !isClassAdSafe(req.value)) {
+      throw new InvalidRequest(req.kind === 'client'
+        ? 'client must be 1 to 256 printable ASCII characters'
+        : `${req.kind} must be 1 to 256 printable ASCII characters without quotes, backslashes or dollar signs`)
+    }
     this.#validateReason(req.reason)
     if (req.iss !== undefined) {
       if (req.kind !== 'sub' && req.kind !== 'client') throw new InvalidRequest('iss applies only to sub and client revocations')

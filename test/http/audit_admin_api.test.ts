@@ -323,6 +323,16 @@ describe('revocations API', () => {
     expect(await (await get('/v1/revocations/condor?format=json')).json()).toMatchObject({ expr: 'false', clauses: 0 })
   })
 
+  // A client entry adds no clause to the expression (our tokens carry no client_id): it only stops the broker
+  // issuing to that IAM client, which names its clients as it likes. Refusing "$" there protects nothing
+  // and leaves such a client impossible to stop.
+  it('blocks an IAM client whose id holds "$": a client entry never reaches the expression', async () => {
+    const res = await post({ client: 'svc$factory' })
+    expect(res.status).toBe(201)
+    expect(revocations.blockedCaller({ iss: 'https://iam.example.org/', sub: 'x', client_id: 'svc$factory' })).toBe('client svc$factory has been revoked')
+    expect(await (await get('/v1/revocations/condor?format=json')).json()).toMatchObject({ expr: 'false', clauses: 0, unexpressed: 0 })
+  })
+
   it('still answers the expression, without it, when such a value was stored before "$" was refused', async () => {
     // Stored straight in the store, as a version that accepted "$" did.
     await store.revoke({ kind: 'sub', value: 'pilot-$(FULL_HOSTNAME)@pilots.td', revokedAt: TEST_NOW, until: TEST_NOW + 3600 },
