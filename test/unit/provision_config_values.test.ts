@@ -98,6 +98,15 @@ describe('provision render: values written into HTCondor configuration', () => {
     expect(issued.tokens.map((t) => t.node)).toEqual(['cm'])
   })
 
+  // COLLECTOR_NAME runs to the end of its line, and pool names with spaces are common (HTCondor's own
+  // default is "Personal Condor at $(FULL_HOSTNAME)"): a space is no way out of the value.
+  it('renders a pool name with spaces as the collector name', async () => {
+    const { result } = await render(text.replace('pool_name: hybrid', 'pool_name: "Hybrid Pool at Example Lab"'))
+    const { bundles } = await result
+    const cm = bundles.find((b) => b.name === 'cm')!.files.find((f) => f.path === 'condor_config.d/50-broker.conf')!.content
+    expect(cm.split('\n')).toContain('COLLECTOR_NAME = Hybrid Pool at Example Lab')
+  })
+
   it('refuses a pool name that ends in a backslash', async () => {
     const { result, asked } = await render(text.replace('pool_name: hybrid', 'pool_name: "hybrid\\\\"'))
     const err = await result.then(() => undefined, (e: unknown) => e)

@@ -12,6 +12,8 @@ import type { ResolvedNode } from './template/resolve_template.ts'
 const HOST = /^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})$/
 const TRUST_DOMAIN = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,252}$/
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.@:-]{0,127}$/
+/** COLLECTOR_NAME runs to the end of its line: words separated by spaces, none leading or trailing. */
+const POOL_NAME = /^[A-Za-z0-9](?:[A-Za-z0-9 _.@:-]{0,126}[A-Za-z0-9_.@:-])?$/
 const LABEL = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/
 /** A group named in a mapfile comment line: one line, no `\` (a comment is free text, but still ends at its line). */
 const GROUP = /^[\x20-\x5b\x5d-\x7e]{1,255}$/
@@ -24,7 +26,7 @@ const RULES: Partial<Record<ResolvedNode['type'], readonly Rule[]>> = {
   'htc.nodes.Compute': [[['address'], HOST, 'a DNS name (letters, digits, "." and "-"; {n} for a scaled startd)']],
   'htc.nodes.CentralManager': [
     [['trust_domain'], TRUST_DOMAIN, 'a host-like name (letters, digits, ".", "_", ":", "-")'],
-    [['pool_name'], NAME, 'one word of letters, digits, ".", "_", "@", ":", "-"'],
+    [['pool_name'], POOL_NAME, 'words of letters, digits, ".", "_", "@", ":", "-" separated by spaces'],
   ],
   'htc.nodes.Schedd': [
     [['name'], NAME, 'one word of letters, digits, ".", "_", "@", ":", "-"'],
