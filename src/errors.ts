@@ -1,3 +1,5 @@
+import type { GoneCredentialState } from './contract/job_credentials.ts'
+
 /**
  * The broker's error vocabulary. The core throws only these for untrusted input (and TypeError for
  * programmer mistakes); the HTTP edge maps them to RFC 6749 §5.2 bodies, the CLI to one-line messages.
@@ -47,6 +49,20 @@ export class InvalidClient extends BrokerError {
 export class AccessDenied extends BrokerError {
   readonly error = 'access_denied'
   override readonly status = 403
+}
+/**
+ * A job credential that is gone for good (unknown, revoked, or in a form that can no longer be served):
+ * still `access_denied`, 403, but the answer says so (the `credential` member of the job-token 403, the
+ * wire contract's GoneCredentialState), so a credmon ends the `.top` the credd holds and the user's next
+ * submit registers again. Only for the credential itself; a refusal an operator can lift (policy, a
+ * revoked identity) is a plain AccessDenied.
+ */
+export class CredentialGone extends AccessDenied {
+  readonly credential: GoneCredentialState
+  constructor(credential: GoneCredentialState, description: string, options?: { cause?: unknown }) {
+    super(description, options)
+    this.credential = credential
+  }
 }
 export class TemporarilyUnavailable extends BrokerError {
   readonly error = 'temporarily_unavailable'

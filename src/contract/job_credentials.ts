@@ -99,6 +99,36 @@ export interface JobTokenResponse {
   scope: string
 }
 
+/**
+ * What the `credential` member of a job-token 403 says: the credential itself is gone at the broker, and
+ * only a new registration (the user's next condor_submit, once the credd no longer holds it) brings it
+ * back. `unknown`: nothing is registered for this user and name. `revoked`: revoked, by an admin, by IAM
+ * refusing the stored refresh token, or otherwise. `outdated`: registered in a form the broker can no
+ * longer serve (it holds no IAM refresh token). A 403 without the member is a refusal an operator can
+ * lift (policy, `fetched_by`, a revoked identity): the credential is still there and is served again
+ * once it is lifted.
+ */
+export const GONE_CREDENTIAL_STATES = ['unknown', 'revoked', 'outdated'] as const
+export type GoneCredentialState = (typeof GONE_CREDENTIAL_STATES)[number]
+
+/** 403 answer of the token endpoint: the OAuth error (RFC 6749 §5.2), and `credential` when it is gone for good. */
+export interface JobTokenRefusal {
+  error: 'access_denied'
+  error_description?: string
+  credential?: GoneCredentialState
+}
+
+/**
+ * The `credential` member of a job-token 403 body when it names one of GONE_CREDENTIAL_STATES; undefined
+ * otherwise, including for a value this contract does not define: only a state defined here lets a
+ * client end what the credd holds.
+ */
+export function goneCredentialState(body: unknown): GoneCredentialState | undefined {
+  if (typeof body !== 'object' || body === null) return undefined
+  const v = (body as Record<string, unknown>).credential
+  return GONE_CREDENTIAL_STATES.find((s) => s === v)
+}
+
 /** The Vault-compatible success body; errors are `{"errors": [...]}`. */
 export interface VaultReadResponse {
   data: { access_token: string }

@@ -1,4 +1,4 @@
-import { AccessDenied, BrokerError, InvalidGrant, TemporarilyUnavailable } from '../errors.ts'
+import { AccessDenied, BrokerError, CredentialGone, InvalidGrant, TemporarilyUnavailable } from '../errors.ts'
 import type { IamTokenExchanger } from '../iam/outbound_exchange.ts'
 import type { SubjectTokenVerifier, VerifiedSubject } from '../iam/subject.ts'
 import type { Clock } from '../lib/clock.ts'
@@ -36,12 +36,13 @@ export interface IamRecheckDeps {
 
 /**
  * The exchanger's invalid_grant as the caller's refusal. Only IAM's own answer (its cause) is IAM refusing
- * the refresh token, after which the exchanger's store has revoked the row (revokedByIam tells it); the
- * exchanger also says invalid_grant, unasked, when the broker has no client at that IAM any more or the
- * row went while it was read: `unasked` then begins the message.
+ * the refresh token, after which the exchanger's store has revoked the row (revokedByIam tells it): the
+ * credential is gone for good, and the answer says so. The exchanger also says invalid_grant, unasked, when
+ * the broker has no client at that IAM any more or the row went while it was read: `unasked` then begins
+ * the message, and nothing says the credential is gone (the next read finds out from the row).
  */
 export function refusedRefresh(err: InvalidGrant, unasked: string): AccessDenied {
-  if (err.cause !== undefined) return new AccessDenied(`IAM refused the stored refresh token; register again (${err.description})`, { cause: err })
+  if (err.cause !== undefined) return new CredentialGone('revoked', `IAM refused the stored refresh token; register again (${err.description})`, { cause: err })
   return new AccessDenied(`${unasked}: ${err.description}`)
 }
 
@@ -89,7 +90,7 @@ export class IamRecheck {
   async confirm(cred: StoredCredential): Promise<Confirmation> {
     if (!cred.sealed || cred.clientId === undefined) {
       // Registered before the broker kept an IAM refresh token for this kind: nothing to ask IAM with.
-      throw new AccessDenied('this credential was registered before the broker checked users at IAM and holds no IAM refresh token; register again (condor_submit, or condor-token-broker credential-storer --force)')
+      throw new CredentialGone('outdated', 'this credential was registered before the broker checked users at IAM and holds no IAM refresh token; register again (condor_submit, or condor-token-broker credential-storer --force)')
     }
     const key = credentialKey(cred.user, cred.provider)
     const now = this.#deps.clock.now()

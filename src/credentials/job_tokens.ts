@@ -2,7 +2,7 @@ import { hash } from 'node:crypto'
 import { decodeJwt } from 'jose'
 import type { AuditLog } from '../audit/audit_log.ts'
 import { providerOfCredential } from '../contract/job_credentials.ts'
-import { AccessDenied, BrokerError, InvalidGrant, InvalidScope, InvalidTarget, TemporarilyUnavailable } from '../errors.ts'
+import { AccessDenied, BrokerError, CredentialGone, InvalidGrant, InvalidScope, InvalidTarget, TemporarilyUnavailable } from '../errors.ts'
 import type { VerifiedSubject } from '../iam/subject.ts'
 import type { IamTokenExchanger } from '../iam/outbound_exchange.ts'
 import { callerOf, issueToken, type IssueDeps } from '../issuance/issue.ts'
@@ -102,8 +102,9 @@ export class JobTokens {
     if (ctx.credd && provider) await this.#creddAllowed(ctx.credd, provider, req, ctx)
     const cred = await this.#deps.store.readCredential(req.user, req.provider)
     const known = { ...(provider ? { provider } : {}), ...(cred ? { subject: JSON.parse(cred.subjectJson) as VerifiedSubject } : {}) }
-    if (!cred) throw await this.#refused(new AccessDenied('no credential is registered for this user and provider'), req, ctx, known)
-    if (cred.revoked) throw await this.#refused(new AccessDenied('this credential has been revoked'), req, ctx, known)
+    // Gone for good (the answer says so: a credmon ends the .top and the next submit registers again).
+    if (!cred) throw await this.#refused(new CredentialGone('unknown', 'no credential is registered for this user and provider; register it (condor_submit)'), req, ctx, known)
+    if (cred.revoked) throw await this.#refused(new CredentialGone('revoked', 'this credential has been revoked; register again (condor_submit)'), req, ctx, known)
     if (!provider || provider.kind !== cred.kind) throw await this.#refused(new AccessDenied('the provider of this credential is no longer configured'), req, ctx, known)
     // Before the cache: a revoked user gets nothing more, whichever kind, cached or not.
     const subject = JSON.parse(cred.subjectJson) as VerifiedSubject
@@ -225,6 +226,11 @@ export class JobTokens {
   async #obtain(cred: StoredCredential, provider: CredentialProvider, scopes: string[], audience: string[], ctx: RequestContext): Promise<JobToken> {
     const caller = ctx.credd ? { iss: ctx.credd.iss, sub: ctx.credd.sub } : { iss: cred.iss, sub: cred.sub }
     if (cred.kind === 'scitoken') return this.#mint(cred, provider, scopes, audience, ctx)
+    if (!cred.sealed || cred.clientId === undefined) {
+      // A live row with no refresh token to refresh, or none the broker's client could use: only a new
+      // registration can serve this user again, which the answer says (not "IAM could not be asked").
+      throw await this.#refused(new CredentialGone('outdated', 'this credential holds no IAM refresh token the broker can use; register again (condor_submit, or condor-token-broker credential-storer --force)'), cred, ctx, { provider, subject: JSON.parse(cred.subjectJson) as VerifiedSubject, scopes, audience })
+    }
     // As a SciToken's mint, each refresh is the policy's call in force now (a reload applies at the next
     // refresh): IAM would grant what the registration obtained, whatever the grant has become since.
     const subject = JSON.parse(cred.subjectJson) as VerifiedSubject

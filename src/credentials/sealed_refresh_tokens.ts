@@ -1,5 +1,5 @@
 import type { AuditLog } from '../audit/audit_log.ts'
-import { AccessDenied, OperatorError, TemporarilyUnavailable } from '../errors.ts'
+import { AccessDenied, CredentialGone, OperatorError, TemporarilyUnavailable } from '../errors.ts'
 import type { Logger } from '../lib/logger.ts'
 import { SerialByKey } from '../lib/keyed_promises.ts'
 import type { RefreshTokenStore, StoredRefreshToken } from '../iam/refresh_token_store.ts'
@@ -213,7 +213,7 @@ export class SealedRefreshTokens implements RefreshTokenStore {
       } finally {
         clearTimeout(slow)
       }
-      if (landed === 'gone') throw new AccessDenied('the credential was revoked while its refresh token rotated')
+      if (landed === 'gone') throw new CredentialGone('revoked', 'the credential was revoked while its refresh token rotated')
       if (landed === 'changed') throw new TemporarilyUnavailable('the credential was registered afresh or rotated elsewhere while its refresh token rotated; ask again', { retryAfter: 1 })
     })
   }

@@ -1,6 +1,7 @@
 import type { Context } from 'hono'
 import type { ContentfulStatusCode } from 'hono/utils/http-status'
-import { BrokerError, InvalidToken, MethodNotAllowed, SlowDown, TemporarilyUnavailable } from '../errors.ts'
+import type { GoneCredentialState } from '../contract/job_credentials.ts'
+import { BrokerError, CredentialGone, InvalidToken, MethodNotAllowed, SlowDown, TemporarilyUnavailable } from '../errors.ts'
 import type { Logger } from '../lib/logger.ts'
 
 /** Headers every token-endpoint response carries, success or error (RFC 6749 §5.1). */
@@ -9,7 +10,8 @@ export const NO_STORE_HEADERS = { 'Cache-Control': 'no-store', Pragma: 'no-cache
 /** An OAuth error as status, JSON body and extra headers, independent of the HTTP framework. */
 export interface OAuthErrorReply {
   status: ContentfulStatusCode
-  body: { error: string; error_description?: string }
+  /** `credential`: only on a job-token 403 whose credential is gone for good (contract/job_credentials.ts). */
+  body: { error: string; error_description?: string; credential?: GoneCredentialState }
   headers: Record<string, string>
 }
 
@@ -26,7 +28,7 @@ export function oauthErrorReply(err: unknown, log: Logger, requestId: string | u
     const description = toErrorDescription(err.description)
     return {
       status: err.status,
-      body: { error: err.error, error_description: description },
+      body: { error: err.error, error_description: description, ...(err instanceof CredentialGone ? { credential: err.credential } : {}) },
       headers: { ...NO_STORE_HEADERS, ...challengeHeaders(err, description) },
     }
   }

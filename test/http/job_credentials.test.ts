@@ -317,7 +317,8 @@ describe('GET /v1/credentials/{user}/{provider}/token', () => {
     expect(t.iam.liveRefreshTokens).not.toContain(rotatedRefreshToken)
     const after = await t.jobToken('judy', 'cms', t.creddToken())
     expect(after.status).toBe(403)
-    expect(await after.json()).toEqual({ error: 'access_denied', error_description: expect.any(String) })
+    // The credential itself is gone: the answer says so (docs/job-credentials.md), for the credmon to end the .top.
+    expect(await after.json()).toEqual({ error: 'access_denied', error_description: expect.any(String), credential: 'revoked' })
     const revoked = (await t.store.query({ limit: 10, type: 'credential.revoked' })).records.map((r) => r.event)
     expect(revoked[0]).toMatchObject({ detail: { user: 'judy', provider: 'cms' }, caller: { sub: 'admin:bootstrap' } })
     // Listing and revoking are admin calls (HEAD runs the listing as GET does, so it needs the same).

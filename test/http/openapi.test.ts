@@ -193,6 +193,18 @@ describe('the OpenAPI document is well formed', () => {
     expect(doc.components.schemas.OAuthError).toMatchObject({ type: 'object', required: ['error'] })
   })
 
+  it('describes the job-token 403 with the member that says the credential is gone for good, and no other 403 with it', async () => {
+    // docs/job-credentials.md: `credential` is "unknown", "revoked" or "outdated" on the job-token read's 403 only.
+    const doc = await documentOf(fullApp())
+    type Resp = Record<string, { content: Record<string, { schema: { $ref?: string; properties?: Record<string, { enum?: string[] }> } }> }>
+    const jobToken = (doc.paths['/v1/credentials/{user}/{provider}/token']!.get as unknown as { responses: Resp }).responses
+    const refusal = jobToken['403']!.content['application/json']!.schema
+    expect(refusal.properties?.credential?.enum).toEqual(['unknown', 'revoked', 'outdated'])
+    expect(Object.keys(refusal.properties ?? {}).sort()).toEqual(['credential', 'error', 'error_description'])
+    const register = (doc.paths['/v1/credentials']!.post as unknown as { responses: Resp }).responses
+    expect(register['403']!.content['application/json']!.schema).toEqual({ $ref: '#/components/schemas/OAuthError' })
+  })
+
   it('names the broker issuer as the server', async () => {
     expect((await documentOf(fullApp())).servers).toEqual([{ url: 'https://broker.example.org' }])
   })

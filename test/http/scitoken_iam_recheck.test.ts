@@ -261,7 +261,7 @@ describe('a scitoken credential and IAM', () => {
     await t.store.writeCredential({ action: 'register', credential }, { type: 'credential.registered', time: now, decision: 'allow', detail: { user: 'yuri', provider: 'se-storage', kind: 'scitoken' } })
     const res = await t.jobToken('yuri', 'se-storage', t.creddToken(), FRESH)
     expect(res.status).toBe(403)
-    expect(await res.json()).toEqual({ error: 'access_denied', error_description: expect.stringContaining('register again') })
+    expect(await res.json()).toEqual({ error: 'access_denied', error_description: expect.stringContaining('register again'), credential: 'outdated' })
   })
 
   it('revokes the refresh token at IAM when the credential is revoked by an admin', async () => {

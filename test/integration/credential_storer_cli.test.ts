@@ -1,4 +1,4 @@
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { createServer, type Server } from 'node:https'
 import type { AddressInfo } from 'node:net'
@@ -153,6 +153,56 @@ describe('a submit file with several handles of one provider', () => {
       expect(res.status).toBe(200)
       expect(decodeJwt((await res.json() as { data: { access_token: string } }).data.access_token).scope).toBe(top.scopes)
     }
+  })
+})
+
+/**
+ * A stand-in for the credd behind condor_store_cred, as the storer relies on it: `add-oauth -s NAME -i -`
+ * stores stdin as `<userDir>/NAME.top`, and `query-oauth -s NAME` says the credential is held (exit 0)
+ * while that `.top` is there.
+ */
+function fakeCredd(userDir: string): { dir: string; log: string } {
+  const dir = tempDir()
+  const log = join(dir, 'calls.log')
+  const script = join(dir, 'condor_store_cred')
+  writeFileSync(script, `#!/bin/sh
+echo "ARGS $*" >> ${log}
+if [ "$1" = query-oauth ]; then test -f "${userDir}/$3.top"; exit $?; fi
+if [ "$1" = add-oauth ]; then cat > "${userDir}/.$3.top.tmp" && mv "${userDir}/.$3.top.tmp" "${userDir}/$3.top"; fi
+`)
+  chmodSync(script, 0o755)
+  return { dir, log }
+}
+
+describe('a credential that dies at the broker, from the access point', () => {
+  it('IAM refuses the refresh token: our credmon ends .use and .top, and the next submit\'s storer registers again by itself', async () => {
+    const credDir = tempDir()
+    const userDir = join(credDir, 'rhea')
+    mkdirSync(userDir)
+    const credd = fakeCredd(userDir)
+    const env = { PATH: `${credd.dir}:/usr/bin:/bin`, BEARER_TOKEN: await t.userToken({ preferred_username: 'rhea' }), CONDOR_TOKEN_BROKER_URL: url, CONDOR_TOKEN_BROKER_CA_FILE: caFile }
+    const adds = () => readFileSync(credd.log, 'utf8').split('\n').filter((l) => l.startsWith('ARGS add-oauth')).length
+    expect((await cli(['credential-storer', 'cms'], env)).code).toBe(0)
+    expect(adds()).toBe(1)
+    let offset = 0
+    const clock = { now: () => systemClock.now() + offset }
+    const client = brokerClient({ brokerUrl: BROKER, credential: () => t.creddToken(), fetch: (u, init) => Promise.resolve(t.app.request(u, init)) })
+    // A minimum no cached token meets: every read the credmon makes is a refresh at IAM.
+    const credmon = new Credmon({ credDir, providers: ['cms'], brokerUrl: BROKER, useFormat: 'json', minimumSeconds: 9_999_999 }, { fs: nodeCredDirFs, clock, client, log: silentLogger })
+    expect(await credmon.scan()).toEqual({ refreshed: 1, failed: 0, removed: 0 })
+
+    // The stored refresh token dies at IAM (expired after its 30 days, or the user disabled there).
+    t.iam.clearRefreshTokens()
+    offset += 3 * 3600
+    expect(await credmon.scan()).toEqual({ refreshed: 0, failed: 1, removed: 1 })
+    expect(readdirSync(userDir)).toEqual([])
+
+    // The user's next submit: the credd no longer holds the credential, so the storer registers it again.
+    expect((await cli(['credential-storer', 'cms'], env)).code).toBe(0)
+    expect(adds()).toBe(2)
+    offset += 60
+    expect(await credmon.scan()).toEqual({ refreshed: 1, failed: 0, removed: 0 })
+    expect(readdirSync(userDir).sort()).toEqual(['cms.top', 'cms.use'])
   })
 })
 

@@ -81,7 +81,7 @@ describe('credmon against a contract double of the broker (HTTPS on loopback)', 
     expect(await exited).toBe(0)
   })
 
-  it('keeps the .use through an outage, then removes it when the broker says the credential is revoked', async () => {
+  it('keeps the .use through an outage, then removes only the .use on a refusal that does not say the credential is gone', async () => {
     const { s, p, before } = await aliceRefreshingEverySecond()
     s.double.mode = 'unavailable'
     const n = s.double.requests.length
@@ -89,14 +89,30 @@ describe('credmon against a contract double of the broker (HTTPS on loopback)', 
     expect(await until(() => p.stderr().includes('broker unavailable'))).toBe(true)
     expect(readFileSync(s.use('alice'), 'utf8')).toBe(before)
 
-    // A new .top (re-registration) is served at once, whatever the backoff; the broker now refuses it.
-    s.double.mode = 'revoked'
+    // A new .top (re-registration) is served at once, whatever the backoff; the broker now refuses it by policy.
+    s.double.mode = 'refused'
     s.top('alice', { scopes: 'storage.read:/x' })
     p.child.kill('SIGHUP')
     expect(await until(() => !existsSync(s.use('alice'))), p.stderr()).toBe(true)
     // The log line follows the unlink asynchronously (lines leave at the end of the credmon's event-loop turn).
-    const removed = 'credmon: removed alice/scitokens.use: the broker refused the credential (access_denied: credential alice/scitokens revoked)'
+    const removed = 'credmon: removed alice/scitokens.use: the broker refused the credential (access_denied: the policy no longer grants this credential)'
     expect(await until(() => p.stderr().includes(removed)), p.stderr()).toBe(true)
+    // The credential is still there at the broker: the credd keeps holding it, for when the policy is fixed.
+    expect(existsSync(join(s.credDir, 'alice', 'scitokens.top'))).toBe(true)
+  }, 30_000)
+
+  it('removes the .use and the .top when the broker says the credential is revoked, as HTCondor\'s Vault credmon does', async () => {
+    const { s, p } = await aliceRefreshingEverySecond()
+    s.top('bob')
+    s.double.mode = 'revoked'
+    p.child.kill('SIGHUP')
+    expect(await until(() => !existsSync(join(s.credDir, 'alice', 'scitokens.top')) && !existsSync(join(s.credDir, 'bob', 'scitokens.top'))), p.stderr()).toBe(true)
+    expect(existsSync(s.use('alice'))).toBe(false)
+    const removed = 'credmon: removed alice/scitokens.use and alice/scitokens.top: the broker says the credential is revoked (access_denied: credential alice/scitokens revoked); alice\'s next condor_submit registers it again'
+    expect(await until(() => p.stderr().includes(removed)), p.stderr()).toBe(true)
+    expect(await until(() => p.stderr().includes('credmon: removed bob/scitokens.top: the broker says the credential is revoked')), p.stderr()).toBe(true)
+    // The user directories stay: they are the credd's.
+    expect(existsSync(join(s.credDir, 'alice'))).toBe(true)
   }, 30_000)
 
   it('keeps the .use and logs an error when the broker refuses the credmon\'s own token', async () => {

@@ -242,17 +242,18 @@ describe('credmon against the real broker and the development IAM', () => {
     await jwtVerify(fresh, jwks, { issuer: devIam.issuer, subject: subjectForUsername('alice') })
   }, 90_000)
 
-  it('removes .use after the credential is revoked, at the next refresh', async () => {
+  it('removes .use and .top after the credential is revoked, at the next refresh, so the next submit registers again', async () => {
     const r = await cli(['credential', 'revoke', 'alice', 'cms', '--reason', 'left the experiment'], env)
     expect(r.err).toBe('')
     expect(r.code).toBe(0)
-    expect(await until(() => !existsSync(use), 15_000), credmonLog).toBe(true)
+    const top = join(credDir, 'alice', 'cms.top')
+    expect(await until(() => !existsSync(use) && !existsSync(top), 15_000), credmonLog).toBe(true)
     // Its log line follows the unlink asynchronously (lines leave at the end of the credmon's event-loop turn).
-    const removed = 'credmon: removed alice/cms.use: the broker refused the credential (access_denied: '
+    const removed = 'credmon: removed alice/cms.use and alice/cms.top: the broker says the credential is revoked (access_denied: '
     expect(await until(() => credmonLog.includes(removed), 5_000), credmonLog).toBe(true)
     const g = await get('/v1/credentials/alice/cms/token', creddToken())
     expect(g.status).toBe(403)
-    expect(g.body.error).toBe('access_denied')
-    expect(await client().fetchJobToken('alice', 'cms', {})).toMatchObject({ kind: 'refused', reason: expect.stringMatching(/^access_denied: /) })
+    expect(g.body).toMatchObject({ error: 'access_denied', credential: 'revoked' })
+    expect(await client().fetchJobToken('alice', 'cms', {})).toMatchObject({ kind: 'refused', reason: expect.stringMatching(/^access_denied: /), gone: 'revoked' })
   }, 30_000)
 })

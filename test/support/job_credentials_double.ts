@@ -3,8 +3,11 @@ import { readFileSync } from 'node:fs'
 import type { AddressInfo } from 'node:net'
 import { ensureDevTls } from '../../src/tls/dev_ca.ts'
 
-/** How the double answers the next job-token reads. */
-export type DoubleMode = 'ok' | 'unavailable' | 'revoked' | 'bad-credential'
+/**
+ * How the double answers the next job-token reads. `revoked`: the 403 of a credential gone for good (with
+ * the contract's `"credential": "revoked"`); `refused`: a 403 an operator can lift (a policy refusal, no marker).
+ */
+export type DoubleMode = 'ok' | 'unavailable' | 'revoked' | 'refused' | 'bad-credential'
 
 export interface JobCredentialsDouble {
   url: string
@@ -41,7 +44,8 @@ export async function startJobCredentialsDouble(dir: string, credmonBearer: stri
     state.requests.push({ path: url.pathname, query: Object.fromEntries(url.searchParams), bearer })
     if (bearer !== credmonBearer || state.mode === 'bad-credential') return json(401, { error: 'invalid_token', error_description: 'the credd token is not valid' })
     if (state.mode === 'unavailable') return json(503, { error: 'temporarily_unavailable', error_description: 'IAM unreachable' }, { 'retry-after': '1' })
-    if (state.mode === 'revoked') return json(403, { error: 'access_denied', error_description: `credential ${m[1]}/${m[2]} revoked` })
+    if (state.mode === 'revoked') return json(403, { error: 'access_denied', error_description: `credential ${m[1]}/${m[2]} revoked`, credential: 'revoked' })
+    if (state.mode === 'refused') return json(403, { error: 'access_denied', error_description: 'the policy no longer grants this credential' })
     issued += 1
     const claims = Buffer.from(JSON.stringify({ sub: m[1], n: issued })).toString('base64url')
     return json(200, { access_token: `eyJhbGciOiJFUzI1NiJ9.${claims}.c2ln`, token_type: 'Bearer', expires_in: state.expiresIn, scope: url.searchParams.get('scopes') ?? '' })

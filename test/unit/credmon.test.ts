@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs'
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import type { BrokerClient, JobTokenQuery, JobTokenResult } from '../../src/clients/credmon/client.ts'
@@ -232,6 +232,98 @@ describe('credmon scan', () => {
     s.at(T0 + 660)
     await s.credmon.scan()
     expect(s.calls).toHaveLength(2)
+  })
+
+  // HTCondor's Vault credmon ends a credential the server has revoked by deleting both .top and .use; the
+  // credd then no longer holds it, so the user's next condor_submit stores a new one. Our broker says so
+  // only for a credential that is gone for good (the job-token 403's `credential` member); any other 403 is
+  // a refusal an operator can lift, after which the kept .top lets the credmon resume with no user action.
+  it('deletes .use and .top of a credential the broker says is gone, with one line saying the next submit registers again', async () => {
+    const s = setup((n) => (n === 1 ? token(1) : { kind: 'refused', reason: 'access_denied: this credential has been revoked', gone: 'revoked' }))
+    s.top('alice', 'scitokens')
+    await s.credmon.scan()
+    s.at(T0 + 600)
+    const summary = await s.credmon.scan()
+    expect(summary).toEqual({ refreshed: 0, failed: 1, removed: 1 })
+    expect(readdirSync(join(s.dir, 'alice'))).toEqual([])
+    const lines = s.lines.filter((l) => l.msg.includes('alice/scitokens'))
+    expect(lines).toEqual([{ level: 'warn', msg: 'credmon: removed alice/scitokens.use and alice/scitokens.top: the broker says the credential is revoked (access_denied: this credential has been revoked); alice\'s next condor_submit registers it again' }])
+    // Nothing left to serve: the broker is not asked again, and a new registration's .top is served at once.
+    s.at(T0 + 1300)
+    await s.credmon.scan()
+    expect(s.calls).toHaveLength(2)
+  })
+
+  it('deletes the .top of a gone credential that has no .use yet (never registered at this broker)', async () => {
+    const s = setup(() => ({ kind: 'refused', reason: 'access_denied: no credential is registered for this user and provider', gone: 'unknown' }))
+    s.top('bob', 'scitokens')
+    expect((await s.credmon.scan()).removed).toBe(1)
+    expect(existsSync(join(s.dir, 'bob', 'scitokens.top'))).toBe(false)
+    expect(s.lines).toContainEqual({ level: 'warn', msg: 'credmon: removed bob/scitokens.top: the broker says the credential is unknown (access_denied: no credential is registered for this user and provider); bob\'s next condor_submit registers it again' })
+  })
+
+  it('keeps the .top on a 403 that does not say the credential is gone (policy refusal): only .use goes, and it is asked again later', async () => {
+    const refused: JobTokenResult = { kind: 'refused', reason: 'access_denied: the policy no longer grants this credential' }
+    const s = setup((n) => (n === 1 ? token(1) : n === 2 ? refused : token(n)))
+    s.top('alice', 'scitokens')
+    await s.credmon.scan()
+    s.at(T0 + 600)
+    expect((await s.credmon.scan()).removed).toBe(1)
+    expect(readdirSync(join(s.dir, 'alice'))).toEqual(['scitokens.top'])
+    // The operator fixes the policy: the kept .top is served again without the user doing anything.
+    s.at(T0 + 600 + 600)
+    await s.credmon.scan()
+    expect(s.calls).toHaveLength(3)
+    expect(JSON.parse(readFileSync(join(s.dir, 'alice', 'scitokens.use'), 'utf8')).access_token).toBe('eyJ.tok3.sig')
+  })
+
+  it('ends only the files of the gone credential, and never follows a symbolic link', async () => {
+    const s = setup(() => ({ kind: 'refused', reason: 'access_denied: revoked', gone: 'revoked' }), { providers: ['scitokens', 'cms'] })
+    const outside = join(tempDir('ctb-credmon-outside-'), 'victim')
+    writeFileSync(outside, 'not the credmon\'s')
+    s.top('alice', 'scitokens')
+    symlinkSync(outside, join(s.dir, 'alice', 'scitokens.use'))
+    // Other files of the user, and another user's credential of the same name, are not this credential.
+    writeFileSync(join(s.dir, 'alice', 'scitokens_store.use'), 'kept')
+    writeFileSync(join(s.dir, 'alice', 'scitokens.top.bak'), 'kept')
+    writeFileSync(join(s.dir, 'alice', 'cms.use'), 'kept')
+    writeFileSync(join(s.dir, 'bob.mark'), '')
+    s.top('bob', 'scitokens')
+    await s.credmon.scan()
+    expect(readFileSync(outside, 'utf8')).toBe('not the credmon\'s')
+    expect(lstatSync(join(s.dir, 'alice', 'scitokens.use')).isSymbolicLink()).toBe(true)
+    expect(readdirSync(join(s.dir, 'alice')).sort()).toEqual(['cms.use', 'scitokens.top.bak', 'scitokens.use', 'scitokens_store.use'])
+    expect(existsSync(join(s.dir, 'bob', 'scitokens.top'))).toBe(true)
+  })
+
+  it('keeps a .top replaced while the broker was asked: a new registration is not ended by the old one\'s answer', async () => {
+    let s!: ReturnType<typeof setup>
+    s = setup((n) => {
+      if (n > 1) return token(n)
+      // condor_store_cred stores the user's new registration while our request is at the broker.
+      s.at(T0 + 5)
+      s.top('alice', 'scitokens', { broker_url: BROKER, user: 'alice', provider: 'scitokens', scopes: 'storage.read:/new' })
+      return { kind: 'refused', reason: 'access_denied: revoked', gone: 'revoked' }
+    })
+    s.top('alice', 'scitokens')
+    await s.credmon.scan()
+    expect(JSON.parse(readFileSync(join(s.dir, 'alice', 'scitokens.top'), 'utf8'))).toMatchObject({ scopes: 'storage.read:/new' })
+    // The new registration is served at the next scan.
+    s.at(T0 + 60)
+    await s.credmon.scan()
+    expect(s.calls.map((c) => c.query.scopes)).toEqual([undefined, 'storage.read:/new'])
+    expect(existsSync(join(s.dir, 'alice', 'scitokens.use'))).toBe(true)
+  })
+
+  it('says so as an error, once, when a gone credential\'s .top cannot be removed, and does not ask every minute', async () => {
+    const fs: CredDirFs = { ...nodeCredDirFs, removeFile: (p) => (p.endsWith('.top') ? false : nodeCredDirFs.removeFile(p)) }
+    const s = setup(() => ({ kind: 'refused', reason: 'access_denied: revoked', gone: 'revoked' }), { fs })
+    s.top('alice', 'scitokens')
+    await s.credmon.scan()
+    s.at(T0 + 60)
+    await s.credmon.scan()
+    expect(s.calls).toHaveLength(1)
+    expect(s.lines.filter((l) => l.level === 'error')).toEqual([{ level: 'error', msg: 'credmon: the broker says the credential is revoked (access_denied: revoked), but alice/scitokens.top could not be removed; the credd still holds it, so the user\'s next condor_submit will not register again' }])
   })
 
   it('keeps the .use and logs an error when the broker refuses the credmon\'s own token', async () => {

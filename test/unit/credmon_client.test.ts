@@ -24,7 +24,13 @@ describe('credmon broker client (the job-token read of the wire contract)', () =
   })
 
   it.each([
-    [403, { error: 'access_denied', error_description: 'revoked' }, {}, { kind: 'refused', reason: 'access_denied: revoked' }],
+    [403, { error: 'access_denied', error_description: 'policy' }, {}, { kind: 'refused', reason: 'access_denied: policy' }],
+    // The contract's marker of a credential gone for good (docs/job-credentials.md): only the values it defines.
+    [403, { error: 'access_denied', error_description: 'revoked', credential: 'revoked' }, {}, { kind: 'refused', reason: 'access_denied: revoked', gone: 'revoked' }],
+    [403, { error: 'access_denied', error_description: 'none', credential: 'unknown' }, {}, { kind: 'refused', reason: 'access_denied: none', gone: 'unknown' }],
+    [403, { error: 'access_denied', error_description: 'old', credential: 'outdated' }, {}, { kind: 'refused', reason: 'access_denied: old', gone: 'outdated' }],
+    [403, { error: 'access_denied', error_description: 'x', credential: 'expired' }, {}, { kind: 'refused', reason: 'access_denied: x' }],
+    [403, { error: 'access_denied', error_description: 'x', credential: true }, {}, { kind: 'refused', reason: 'access_denied: x' }],
     [401, { error: 'invalid_token', error_description: 'expired' }, {}, { kind: 'unauthorized', reason: 'invalid_token: expired' }],
     [503, { error: 'temporarily_unavailable' }, { 'retry-after': '120' }, { kind: 'unavailable', reason: 'temporarily_unavailable', retryAfter: 120 }],
     [500, 'oops', {}, { kind: 'unavailable', reason: 'HTTP 500' }],

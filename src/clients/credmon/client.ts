@@ -1,10 +1,13 @@
-import { CREDENTIAL_NAME_PATTERN, credentialTokenPath, USER_PATTERN, type JobTokenResponse } from '../../contract/job_credentials.ts'
+import { CREDENTIAL_NAME_PATTERN, credentialTokenPath, goneCredentialState, USER_PATTERN, type GoneCredentialState, type JobTokenResponse } from '../../contract/job_credentials.ts'
 
 /** What one job-token read came to, in the credmon's terms (the contract's status codes, mapped once). */
 export type JobTokenResult =
   | { kind: 'token'; token: JobTokenResponse }
-  /** 403: the credential is unknown or revoked; the `.use` must go. */
-  | { kind: 'refused'; reason: string }
+  /**
+   * 403: no token for this credential; the `.use` must go. `gone` when the broker says the credential
+   * itself is gone for good (the contract's `credential` member): then the `.top` goes too.
+   */
+  | { kind: 'refused'; reason: string; gone?: GoneCredentialState }
   /** 401: our own credd token was refused; keep `.use`, retry later. */
   | { kind: 'unauthorized'; reason: string }
   /** 503, any other status, a network failure or a malformed body: keep `.use`, back off. */
@@ -85,7 +88,10 @@ export function brokerClient(opts: BrokerClientOptions): BrokerClient {
         const token = parseJobTokenResponse(body)
         return token ? { kind: 'token', token } : { kind: 'unavailable', reason: 'broker answered 200 without a valid token response' }
       }
-      if (res.status === 403) return { kind: 'refused', reason }
+      if (res.status === 403) {
+        const gone = goneCredentialState(body)
+        return { kind: 'refused', reason, ...(gone ? { gone } : {}) }
+      }
       if (res.status === 401) return { kind: 'unauthorized', reason }
       const retryAfter = parseRetryAfter(res.headers.get('retry-after'))
       return { kind: 'unavailable', reason, ...(retryAfter !== undefined ? { retryAfter } : {}) }

@@ -1,4 +1,4 @@
-import { closeSync, lstatSync, openSync, readdirSync, readFileSync, rmSync, utimesSync } from 'node:fs'
+import { closeSync, lstatSync, openSync, readdirSync, readFileSync, rmSync, unlinkSync, utimesSync } from 'node:fs'
 import { replaceFileAtomic } from '../../lib/secure_file.ts'
 
 /** What the credmon needs to know of a file. */
@@ -21,6 +21,12 @@ export interface CredDirFs {
   /** Temp file in the same directory, fsync, rename(): a reader sees the old file or the new one. */
   writeAtomic(path: string, data: string, mode: number): void
   remove(path: string): void
+  /**
+   * Removes a regular file and says whether it did. Anything else at the path (a symbolic link, a
+   * directory, nothing) is left alone: a credential's files are regular files, and a link planted in
+   * their place is not followed nor taken for one.
+   */
+  removeFile(path: string): boolean
   /** Creates the file when missing and sets its times to now. */
   touch(path: string): void
 }
@@ -46,6 +52,16 @@ export const nodeCredDirFs: CredDirFs = {
   },
   remove(path) {
     rmSync(path, { force: true })
+  },
+  removeFile(path) {
+    try {
+      if (!lstatSync(path).isFile()) return false
+      // unlink() removes the name itself, never what a link would point to.
+      unlinkSync(path)
+      return true
+    } catch {
+      return false
+    }
   },
   touch(path) {
     const now = new Date()

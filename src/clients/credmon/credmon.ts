@@ -1,5 +1,5 @@
 import { join } from 'node:path'
-import { PROVIDER_PATTERN, USER_PATTERN } from '../../contract/job_credentials.ts'
+import { PROVIDER_PATTERN, USER_PATTERN, type GoneCredentialState } from '../../contract/job_credentials.ts'
 import type { Clock } from '../../lib/clock.ts'
 import type { Logger } from '../../lib/logger.ts'
 import type { BrokerClient } from './client.ts'
@@ -167,8 +167,14 @@ export class Credmon {
     }
     st.failures += 1
     summary.failed += 1
+    if (result.kind === 'refused' && result.gone) {
+      this.#endGone({ user, provider, key, topPath, usePath, askedTopMtime: topInfo.mtime }, st, after, result.gone, result.reason, summary)
+      return
+    }
     if (result.kind === 'refused') {
-      // Unknown or revoked at the broker: a job must not keep using what it was given.
+      // Refused for now (the policy, fetched_by, a revoked user): a job must not keep using what it was
+      // given, but the credential is still there, so the .top stays and the credmon resumes by itself
+      // once an operator lifts the refusal.
       if (fs.stat(usePath)) {
         fs.remove(usePath)
         summary.removed += 1
@@ -185,6 +191,38 @@ export class Credmon {
     const kept = fs.stat(usePath) ? 'keeping the current .use' : 'no .use yet'
     const what = result.kind === 'unauthorized' ? 'the broker refused the credmon\'s own token' : 'broker unavailable'
     this.#problem(st, `credmon: ${what} for ${key} (${result.reason}); ${kept}; next try in ${st.nextAt - after} s`, user, provider, result.kind === 'unauthorized')
+  }
+
+  /**
+   * The broker says the credential itself is gone for good (unknown, revoked, outdated). Its `.use` and its
+   * `.top` are removed, as HTCondor's Vault credmon does on Vault's "permission denied": with the `.top`
+   * gone the credd no longer holds the credential, so the user's next condor_submit stores a new one
+   * instead of finding the dead one still held. Only this credential's two regular files go, and the
+   * `.top` only if it is still the one the broker was asked about: one written meanwhile is a new
+   * registration, served at the next scan.
+   */
+  #endGone(c: { user: string; provider: string; key: string; topPath: string; usePath: string; askedTopMtime: number }, st: CredState, after: number, gone: GoneCredentialState, reason: string, summary: ScanSummary): void {
+    const { fs, log } = this.#d
+    const { user, provider, key } = c
+    const useGone = fs.removeFile(c.usePath)
+    const top = fs.stat(c.topPath)
+    const replaced = !top || top.isDirectory || top.mtime !== c.askedTopMtime
+    const topGone = !replaced && fs.removeFile(c.topPath)
+    if (useGone || topGone) summary.removed += 1
+    const said = `the broker says the credential is ${gone} (${reason})`
+    if (topGone) {
+      this.#state.delete(key)
+      log.warn(`credmon: removed ${useGone ? `${key}.use and ` : ''}${key}.top: ${said}; ${user}'s next condor_submit registers it again`, { user, provider })
+      return
+    }
+    if (replaced) {
+      // The changed .top makes the next scan serve the new registration at once.
+      if (useGone) log.warn(`credmon: removed ${key}.use: ${said}; a new ${key}.top arrived meanwhile and is served next`, { user, provider })
+      return
+    }
+    // Still there and not removable (no longer a regular file, or unlink refused): asked again only rarely.
+    st.nextAt = retryAt(after, Number.MAX_SAFE_INTEGER)
+    this.#problem(st, `credmon: ${said}, but ${key}.top could not be removed; the credd still holds it, so the user's next condor_submit will not register again`, user, provider, true)
   }
 
   /** A credential seen for the first time (or whose `.top` changed): when is its `.use` due? */

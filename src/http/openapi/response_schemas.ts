@@ -1,5 +1,6 @@
 import { z } from 'zod'
 import type { OAuthErrorCode } from '../../errors.ts'
+import { GONE_CREDENTIAL_STATES } from '../../contract/job_credentials.ts'
 import { ISSUED_TOKEN_TYPES } from '../../contract/token_exchange.ts'
 import { PILOT_ENROLMENT_TOKEN_TYPE } from '../../contract/pilot.ts'
 import { REVOCATION_KINDS } from '../../revocation/revocation.ts'
@@ -23,6 +24,11 @@ export type UnlistedErrorCodes = NoneLeft<Exclude<OAuthErrorCode, (typeof ERROR_
 export const OAuthError = z.object({
   error: z.enum(ERROR_CODES),
   error_description: z.string().regex(/^[\x20-\x21\x23-\x5b\x5d-\x7e]*$/).optional().describe('Safe for the client; never a token or a secret.'),
+})
+
+/** The job-token read's 403 (contract/job_credentials.ts JobTokenRefusal): the OAuth error, and `credential` when it is gone. */
+export const JobTokenRefusal = OAuthError.extend({
+  credential: z.enum(GONE_CREDENTIAL_STATES).optional().describe('Present only when the credential itself is gone for good (unknown, revoked, or outdated: it holds no IAM refresh token); only a new registration serves the user again. Absent for a refusal an operator can lift (policy, fetched_by, a revoked identity).'),
 })
 
 /** RFC 8693 §2.2.1. */

@@ -7,7 +7,7 @@ import { ExplainBody } from '../routes/policy_explain.ts'
 import { PilotsQuery } from '../routes/pilots.ts'
 import { CondorExpressionQuery, LiftBody, RevocationBody, RevocationIdParam, RevocationListQuery } from '../routes/revocations.ts'
 import {
-  AuditPage, BrokerMetadata, CondorExpressionJson, Jwks, LivePilots, Liveness, PolicyExplanation, Readiness,
+  AuditPage, BrokerMetadata, CondorExpressionJson, Jwks, JobTokenRefusal, LivePilots, Liveness, PolicyExplanation, Readiness,
   RevocationCreated, RevocationDryRun, RevocationList, TokenExchangeResponse,
 } from './response_schemas.ts'
 import { json, type ErrorStatus, type RouteSpec } from './route_spec.ts'
@@ -266,7 +266,14 @@ function credentialRoutes(): RouteSpec[] {
       description: 'The bearer is the access point\'s credd IDTOKEN issued by this broker. A cached token with at least minimum_seconds left is reused; concurrent requests share one refresh.',
       params: userProvider, query: TokenQuery,
       responses: { 200: { description: 'The job token.', content: json(z.object({ access_token: z.string(), token_type: z.literal('Bearer'), expires_in: z.number().int(), scope: z.string() })) } },
-      errors: { ...credentialError, 403: 'access_denied: the credential is unknown or revoked, or the policy does not let this credd fetch for the provider (fetched_by); the credmon removes .use.', 503: 'temporarily_unavailable: IAM or the audit log unavailable (Retry-After).' },
+      errors: {
+        ...credentialError,
+        403: {
+          description: 'access_denied: the credential is unknown, revoked or outdated (then `credential` says which: the credmon removes .use and .top, and the next submit registers again), or the policy refuses (fetched_by, grant, a revoked identity: no `credential`; the credmon removes .use and keeps .top).',
+          content: json(JobTokenRefusal),
+        },
+        503: 'temporarily_unavailable: IAM or the audit log unavailable (Retry-After).',
+      },
     },
     {
       method: 'all', path: '/v1/credentials/{user}/{provider}/token', mount: 'credentials', operationId: 'jobTokenOtherMethods', tags: ['credentials'],
