@@ -197,8 +197,10 @@ export class SealedRefreshTokens implements RefreshTokenStore {
       const pending: Pending = { sealed: this.#cipher.seal(record.refreshToken, h.binding), rotatedAt: this.#clock.now(), attempts: 0, ...(h.pending?.spilled ? { spilled: true } : {}) }
       h.pending = pending
       let landed: true | 'gone' | 'changed'
+      // Not skipped when `spilled` is set: inherited from a superseded token, it says the file holds that
+      // one, which IAM retired when it issued this one.
       const slow = setTimeout(() => {
-        if (h.pending !== pending || pending.spilled) return
+        if (h.pending !== pending) return
         this.#log.warn('a rotated IAM refresh token\'s store write is slow; keeping it on disk meanwhile', { user: h.binding.user, provider: h.binding.provider })
         this.#keepOnDisk(key, h, pending)
       }, SPILL_PENDING_WRITE_AFTER_MS)
