@@ -10,7 +10,7 @@ import type { Clock } from '../lib/clock.ts'
 import { SingleFlight } from '../lib/keyed_promises.ts'
 import type { Logger } from '../lib/logger.ts'
 import { quote } from '../lib/quote.ts'
-import { creddMayFetch } from '../policy/credd_fetch.ts'
+import { creddMayFetch, policyForCredd } from '../policy/credd_fetch.ts'
 import { decide } from '../policy/decide.ts'
 import { roleGrantedTo } from '../policy/role_granted.ts'
 import type { Policy } from '../policy/compile.ts'
@@ -146,6 +146,12 @@ export class JobTokens {
     throw await this.#refused(new AccessDenied(verdict.reason), req, ctx, { provider })
   }
 
+  /** The policy in force, as a credd's fetch is decided under it: only the grants whose fetched_by names it. */
+  #policyFor(provider: CredentialProvider, ctx: RequestContext): Policy {
+    const policy = this.#deps.policy()
+    return ctx.credd ? policyForCredd(policy, provider.role, { role: ctx.credd.role, ...(ctx.credd.site !== undefined ? { site: ctx.credd.site } : {}) }) : policy
+  }
+
   /**
    * Puts a refusal on record as token.denied (the credential, the caller, the reason) and returns it to be
    * thrown. Best effort, as every denial's record: a store that cannot take it is logged, and the refusal
@@ -199,7 +205,7 @@ export class JobTokens {
     try {
       confirmation = await this.#deps.recheck.confirm(cred)
       const subject = confirmation.subject
-      const d = decide(this.#deps.policy(), { subject: renewedCaller(subject), role: provider.role, tokenKind: 'scitoken', audience, scopes })
+      const d = decide(this.#policyFor(provider, ctx), { subject: renewedCaller(subject), role: provider.role, tokenKind: 'scitoken', audience, scopes })
       if (!d.allow) throw new AccessDenied(`the policy no longer grants this credential: ${d.reason}`)
       const blocked = this.#deps.blocks.blockedIdentity(d.identity)
       if (blocked) throw new AccessDenied(blocked)
@@ -231,7 +237,7 @@ export class JobTokens {
     // IAM may add `wlcg.groups` beside a `wlcg.groups:/g` the registration asked for (WLCG §2.2; the exchange
     // accepts it): the policy decided on what was asked, and decides on that again.
     const asked = scopes.some((x) => x.startsWith('wlcg.groups:')) ? scopes.filter((x) => x !== 'wlcg.groups') : scopes
-    const d = decide(this.#deps.policy(), { subject, role: provider.role, tokenKind: 'access_token', audience, scopes: asked })
+    const d = decide(this.#policyFor(provider, ctx), { subject, role: provider.role, tokenKind: 'access_token', audience, scopes: asked })
     const refusal = !d.allow ? `the policy no longer grants this credential: ${d.reason}`
       : d.identity.slice(0, Math.max(0, d.identity.lastIndexOf('@'))) !== cred.user ? 'the policy no longer maps this credential\'s IAM user to its HTCondor user'
       : this.#deps.blocks.blockedIdentity(d.identity)
