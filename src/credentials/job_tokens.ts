@@ -75,7 +75,7 @@ interface RefusalFacts {
   detail?: Record<string, unknown>
 }
 
-/** Cached tokens per (credential, scopes, audience); stale ones are swept past this many entries. */
+/** Cached tokens per (credential, scopes, audience, credd role and site); stale ones are swept past this many entries. */
 const SWEEP_AT = 10_000
 
 /**
@@ -123,7 +123,10 @@ export class JobTokens {
     } catch (err) {
       throw err instanceof BrokerError ? await this.#refused(err, req, ctx, { ...known, ...(req.scopes ? { scopes: req.scopes } : {}), ...(req.audience ? { audience: req.audience } : {}) }) : err
     }
-    const key = `${credentialKey(cred.user, cred.provider)}\n${scopes.join(' ')}\n${audience.join(' ')}`
+    // Per credd role and site too: each is decided under the grants that name it, and is not handed a
+    // token decided under another's.
+    const fetcher = ctx.credd ? `${ctx.credd.role}\n${ctx.credd.site ?? ''}` : ''
+    const key = `${credentialKey(cred.user, cred.provider)}\n${scopes.join(' ')}\n${audience.join(' ')}\n${fetcher}`
     const min = req.minimumSeconds ?? this.#deps.defaultMinimumSeconds
     const now = this.#deps.clock.now()
     const cached = this.#cache.get(key)
