@@ -238,16 +238,23 @@ export class JobTokens {
     // refresh): IAM would grant what the registration obtained, whatever the grant has become since.
     const subject = JSON.parse(cred.subjectJson) as VerifiedSubject
     // IAM may add `wlcg.groups` beside a `wlcg.groups:/g` the registration asked for (WLCG §2.2; the exchange
-    // accepts it): the policy decided on what was asked, and decides on that again.
-    const asked = scopes.some((x) => x.startsWith('wlcg.groups:')) ? scopes.filter((x) => x !== 'wlcg.groups') : scopes
-    const d = decide(this.#policyFor(provider, ctx), { subject, role: provider.role, tokenKind: 'access_token', audience, scopes: asked })
+    // accepts it), so the row may hold it though the policy never granted it. Decided first as stored; if
+    // that is refused, without it, and then IAM is not asked for it either: what the broker asks IAM for is
+    // always what the policy in force grants, and IAM adding it again is IAM's doing, as at registration.
+    const policy = this.#policyFor(provider, ctx)
+    let asked = scopes
+    let d = decide(policy, { subject, role: provider.role, tokenKind: 'access_token', audience, scopes })
+    if (!d.allow && scopes.includes('wlcg.groups') && scopes.some((x) => x.startsWith('wlcg.groups:'))) {
+      asked = scopes.filter((x) => x !== 'wlcg.groups')
+      d = decide(policy, { subject, role: provider.role, tokenKind: 'access_token', audience, scopes: asked })
+    }
     const refusal = !d.allow ? `the policy no longer grants this credential: ${d.reason}`
       : d.identity.slice(0, Math.max(0, d.identity.lastIndexOf('@'))) !== cred.user ? 'the policy no longer maps this credential\'s IAM user to its HTCondor user'
       : this.#deps.blocks.blockedIdentity(d.identity)
     if (refusal) throw await this.#refused(new AccessDenied(refusal), cred, ctx, { provider, subject, scopes, audience })
     let got
     try {
-      got = await this.#deps.exchanger.refresh(credentialKey(cred.user, cred.provider), { scopes, audience })
+      got = await this.#deps.exchanger.refresh(credentialKey(cred.user, cred.provider), { scopes: asked, audience })
     } catch (err) {
       // IAM refused the refresh token (expired, revoked there): the credential is gone for good, and its
       // credential.revoked record tells the refusal. Refused without asking IAM (the row went meanwhile,

@@ -259,6 +259,29 @@ describe('GET /v1/credentials/{user}/{provider}/token', () => {
     }
   })
 
+  it('never asks IAM at a refresh for a bare wlcg.groups the policy in force no longer grants', async () => {
+    // docs/job-credentials.md: each refresh is decided under the policy in force, for the scopes asked of
+    // IAM. A registration that asked for wlcg.groups (all the user's groups, WLCG §2.2) under a grant that
+    // allowed it must not go on being refreshed with it once the grant allows only wlcg.groups:/htc/users.
+    const all = 'scopes: [compute.read, compute.create, "storage.read:/store/user", "storage.create:/store/user"]'
+    try {
+      t.setPolicy((p) => p.replace(all, 'scopes: [compute.read, wlcg.groups, "wlcg.groups:/htc/users"]'))
+      await registered({ preferred_username: 'pete' }, { provider: 'cms', scopes: 'compute.read wlcg.groups wlcg.groups:/htc/users' })
+      expect((await t.store.readCredential('pete', 'cms'))?.scopes.sort()).toEqual(['compute.read', 'wlcg.groups', 'wlcg.groups:/htc/users'])
+      t.setPolicy((p) => p.replace(all, 'scopes: [compute.read, "wlcg.groups:/htc/users"]'))
+      const bare = await t.jobToken('pete', 'cms', t.creddToken(), '?scopes=wlcg.groups&minimum_seconds=999999')
+      expect(bare.status).toBe(403)
+      const before = t.iamRequests('refresh_token').length
+      const res = await t.jobToken('pete', 'cms', t.creddToken(), '?minimum_seconds=999999')
+      const asked = t.iamRequests('refresh_token').slice(before).map((r) => r.get('scope')!.split(' '))
+      expect(asked.filter((s) => s.includes('wlcg.groups'))).toEqual([])
+      expect(res.status).toBe(200)
+      expect((await res.json() as { scope: string }).scope.split(' ').sort()).toEqual(['compute.read', 'wlcg.groups:/htc/users'])
+    } finally {
+      t.setPolicy()
+    }
+  })
+
   it('mints a storage-only SciToken for a scitoken provider, under policy', async () => {
     await registered({ preferred_username: 'hank' }, { provider: 'se-storage' })
     const res = await t.jobToken('hank', 'se-storage', t.creddToken())
