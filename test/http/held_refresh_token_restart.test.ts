@@ -257,3 +257,34 @@ it('puts a newer rotation on disk while its write hangs, though the file still h
     await first.credentials.close()
   }
 })
+
+it('does not tell the operator a hanging write\'s token is on disk when another process holds the directory', { timeout: 20_000 }, async () => {
+  // docs/job-credentials.md: only the process holding the directory spills. Told "kept on disk", an operator
+  // would take a restart for safe while the one token IAM honours is in this process's memory only.
+  await register('xia')
+  const other = spawn('sleep', ['30'], { stdio: 'ignore' })
+  sleepers.push(other)
+  writeFileSync(join(spillDir(), '.lock'), `${other.pid}\n`, { mode: 0o600 })
+  const lines: string[] = []
+  const first = t.restartCredentials(createLogger((l) => lines.push(l)))
+  const write = t.store.writeCredential.bind(t.store)
+  let release!: () => void
+  const hung = new Promise<void>((resolve) => { release = resolve })
+  t.store.writeCredential = async (w: CredentialWrite, e) => {
+    if (w.action === 'rotate' && w.user === 'xia') await hung
+    return write(w, e)
+  }
+  const answer = jobToken(first.app, 'xia')
+  try {
+    expect(await until(() => lines.some((l) => l.includes('store write is slow')))).toBe(true)
+    expect(spilled()).not.toContain(`${createHash('sha256').update('xia\ncms').digest('hex')}.json`)
+    expect(lines.filter((l) => l.includes('store write is slow') && l.includes('on disk'))).toEqual([])
+  } finally {
+    t.store.writeCredential = write
+    release()
+    await answer
+    await first.credentials.close()
+    other.kill()
+    await new Promise((resolve) => other.once('exit', resolve))
+  }
+})
