@@ -10,7 +10,7 @@ import type { Clock } from '../lib/clock.ts'
 import { SingleFlight } from '../lib/keyed_promises.ts'
 import type { Logger } from '../lib/logger.ts'
 import { quote } from '../lib/quote.ts'
-import { creddMayFetch } from '../policy/credd_fetch.ts'
+import { creddMayFetch, policyForCredd } from '../policy/credd_fetch.ts'
 import { decide } from '../policy/decide.ts'
 import { roleGrantedTo } from '../policy/role_granted.ts'
 import type { Policy } from '../policy/compile.ts'
@@ -75,7 +75,7 @@ interface RefusalFacts {
   detail?: Record<string, unknown>
 }
 
-/** Cached tokens per (credential, scopes, audience); stale ones are swept past this many entries. */
+/** Cached tokens per (credential, scopes, audience, credd role and site); stale ones are swept past this many entries. */
 const SWEEP_AT = 10_000
 
 /**
@@ -124,7 +124,10 @@ export class JobTokens {
     } catch (err) {
       throw err instanceof BrokerError ? await this.#refused(err, req, ctx, { ...known, ...(req.scopes ? { scopes: req.scopes } : {}), ...(req.audience ? { audience: req.audience } : {}) }) : err
     }
-    const key = `${credentialKey(cred.user, cred.provider)}\n${scopes.join(' ')}\n${audience.join(' ')}`
+    // Per credd role and site too: each is decided under the grants that name it, and is not handed a
+    // token decided under another's.
+    const fetcher = ctx.credd ? `${ctx.credd.role}\n${ctx.credd.site ?? ''}` : ''
+    const key = `${credentialKey(cred.user, cred.provider)}\n${scopes.join(' ')}\n${audience.join(' ')}\n${fetcher}`
     const min = req.minimumSeconds ?? this.#deps.defaultMinimumSeconds
     const now = this.#deps.clock.now()
     const cached = this.#cache.get(key)
@@ -145,6 +148,12 @@ export class JobTokens {
     const verdict = creddMayFetch(this.#deps.policy(), provider.role, { role: credd.role, ...(credd.site !== undefined ? { site: credd.site } : {}) }, subject)
     if (verdict.allow) return
     throw await this.#refused(new AccessDenied(verdict.reason), req, ctx, { provider })
+  }
+
+  /** The policy in force, as a credd's fetch is decided under it: only the grants whose fetched_by names it. */
+  #policyFor(provider: CredentialProvider, ctx: RequestContext): Policy {
+    const policy = this.#deps.policy()
+    return ctx.credd ? policyForCredd(policy, provider.role, { role: ctx.credd.role, ...(ctx.credd.site !== undefined ? { site: ctx.credd.site } : {}) }) : policy
   }
 
   /**
@@ -200,7 +209,7 @@ export class JobTokens {
     try {
       confirmation = await this.#deps.recheck.confirm(cred)
       const subject = confirmation.subject
-      const d = decide(this.#deps.policy(), { subject: renewedCaller(subject), role: provider.role, tokenKind: 'scitoken', audience, scopes })
+      const d = decide(this.#policyFor(provider, ctx), { subject: renewedCaller(subject), role: provider.role, tokenKind: 'scitoken', audience, scopes })
       if (!d.allow) throw new AccessDenied(`the policy no longer grants this credential: ${d.reason}`)
       const blocked = this.#deps.blocks.blockedIdentity(d.identity)
       if (blocked) throw new AccessDenied(blocked)
@@ -235,16 +244,23 @@ export class JobTokens {
     // refresh): IAM would grant what the registration obtained, whatever the grant has become since.
     const subject = JSON.parse(cred.subjectJson) as VerifiedSubject
     // IAM may add `wlcg.groups` beside a `wlcg.groups:/g` the registration asked for (WLCG §2.2; the exchange
-    // accepts it): the policy decided on what was asked, and decides on that again.
-    const asked = scopes.some((x) => x.startsWith('wlcg.groups:')) ? scopes.filter((x) => x !== 'wlcg.groups') : scopes
-    const d = decide(this.#deps.policy(), { subject, role: provider.role, tokenKind: 'access_token', audience, scopes: asked })
+    // accepts it), so the row may hold it though the policy never granted it. Decided first as stored; if
+    // that is refused, without it, and then IAM is not asked for it either: what the broker asks IAM for is
+    // always what the policy in force grants, and IAM adding it again is IAM's doing, as at registration.
+    const policy = this.#policyFor(provider, ctx)
+    let asked = scopes
+    let d = decide(policy, { subject, role: provider.role, tokenKind: 'access_token', audience, scopes })
+    if (!d.allow && scopes.includes('wlcg.groups') && scopes.some((x) => x.startsWith('wlcg.groups:'))) {
+      asked = scopes.filter((x) => x !== 'wlcg.groups')
+      d = decide(policy, { subject, role: provider.role, tokenKind: 'access_token', audience, scopes: asked })
+    }
     const refusal = !d.allow ? `the policy no longer grants this credential: ${d.reason}`
       : d.identity.slice(0, Math.max(0, d.identity.lastIndexOf('@'))) !== cred.user ? 'the policy no longer maps this credential\'s IAM user to its HTCondor user'
       : this.#deps.blocks.blockedIdentity(d.identity)
     if (refusal) throw await this.#refused(new AccessDenied(refusal), cred, ctx, { provider, subject, scopes, audience })
     let got
     try {
-      got = await this.#deps.exchanger.refresh(credentialKey(cred.user, cred.provider), { scopes, audience })
+      got = await this.#deps.exchanger.refresh(credentialKey(cred.user, cred.provider), { scopes: asked, audience })
     } catch (err) {
       // IAM refused the refresh token (expired, revoked there): the credential is gone for good, and its
       // credential.revoked record tells the refusal. Refused without asking IAM (the row went meanwhile,

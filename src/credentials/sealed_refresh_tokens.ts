@@ -197,10 +197,15 @@ export class SealedRefreshTokens implements RefreshTokenStore {
       const pending: Pending = { sealed: this.#cipher.seal(record.refreshToken, h.binding), rotatedAt: this.#clock.now(), attempts: 0, ...(h.pending?.spilled ? { spilled: true } : {}) }
       h.pending = pending
       let landed: true | 'gone' | 'changed'
+      // Not skipped when `spilled` is set: inherited from a superseded token, it says the file holds that
+      // one, which IAM retired when it issued this one.
       const slow = setTimeout(() => {
-        if (h.pending !== pending || pending.spilled) return
-        this.#log.warn('a rotated IAM refresh token\'s store write is slow; keeping it on disk meanwhile', { user: h.binding.user, provider: h.binding.provider })
+        if (h.pending !== pending) return
         this.#keepOnDisk(key, h, pending)
+        // Said as it is: with the spill off (another process holds the directory) it is in memory only.
+        this.#log.warn(pending.spilled
+          ? 'a rotated IAM refresh token\'s store write is slow; keeping it on disk meanwhile'
+          : 'a rotated IAM refresh token\'s store write is slow; it is held in memory only, and a restart before the write lands loses it', { user: h.binding.user, provider: h.binding.provider })
       }, SPILL_PENDING_WRITE_AFTER_MS)
       slow.unref?.()
       try {

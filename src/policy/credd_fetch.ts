@@ -1,6 +1,6 @@
 import type { VerifiedSubject } from '../iam/subject.ts'
 import { quote } from '../lib/quote.ts'
-import type { Policy } from './compile.ts'
+import type { CompiledGrant, Policy } from './compile.ts'
 import { callerMatches } from './match_caller.ts'
 
 /** The credd asking for a user's job token, as its broker-issued IDTOKEN names it. */
@@ -19,12 +19,26 @@ export interface CreddClaims {
  */
 export function creddMayFetch(policy: Policy, role: string, credd: CreddClaims, subject?: VerifiedSubject): { allow: true } | { allow: false; reason: string } {
   for (const { rule, grant } of policy.byRole.get(role) ?? []) {
-    const f = grant.fetchedBy
-    if (!f || !f.roles.has(credd.role)) continue
-    if (f.sites && (credd.site === undefined || !f.sites.has(credd.site))) continue
+    if (!fetchableBy(grant, credd)) continue
     if (subject && !callerMatches(rule.match, subject)) continue
     return { allow: true }
   }
   const who = `a credd of role ${quote(credd.role)}${credd.site !== undefined ? ` at site ${quote(credd.site)}` : ''}`
   return { allow: false, reason: `no policy grant of role ${quote(role)} lets ${who} fetch job tokens (fetched_by)` }
+}
+
+/**
+ * The policy a job token fetched by this credd is decided under: `role` keeps only the grants whose
+ * fetched_by names the credd. Another rule's grant of the role (other sites, no fetched_by) must not
+ * widen what this credd is handed, as creddMayFetch lets it in on a grant that does name it.
+ */
+export function policyForCredd(policy: Policy, role: string, credd: CreddClaims): Policy {
+  const grants = (policy.byRole.get(role) ?? []).filter(({ grant }) => fetchableBy(grant, credd))
+  return { ...policy, byRole: new Map([[role, grants]]) }
+}
+
+function fetchableBy(grant: CompiledGrant, credd: CreddClaims): boolean {
+  const f = grant.fetchedBy
+  if (!f || !f.roles.has(credd.role)) return false
+  return !f.sites || (credd.site !== undefined && f.sites.has(credd.site))
 }

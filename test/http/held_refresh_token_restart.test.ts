@@ -212,3 +212,79 @@ it('is on disk too while its store write hangs, so a broker killed meanwhile doe
     await first.credentials.close()
   }
 })
+
+it('puts a newer rotation on disk while its write hangs, though the file still holds the one it superseded', { timeout: 20_000 }, async () => {
+  // A held (spilled) token is used for the next refresh; IAM rotates it again and retires it. While the
+  // write of the newer one hangs, the file must hold the newer one: a broker killed then takes the file up,
+  // and a retired token there would be refused by IAM at the next refresh and the credential revoked.
+  const before = await register('wanda')
+  const first = t.restartCredentials()
+  const write = t.store.writeCredential.bind(t.store)
+  const file = join(spillDir(), `${createHash('sha256').update('wanda\ncms').digest('hex')}.json`)
+  const spilledNonce = (): string | undefined => { try { return (JSON.parse(readFileSync(file, 'utf8')) as { sealed: { nonce: string } }).sealed.nonce } catch { return undefined } }
+  let release!: () => void
+  const hung = new Promise<void>((resolve) => { release = resolve })
+  let answer: Promise<number> | undefined
+  try {
+    let held: string | undefined
+    // The store refuses the first rotation (held and spilled), then hangs on any newer one.
+    t.store.writeCredential = async (w: CredentialWrite, e) => {
+      if (w.action === 'rotate' && w.user === 'wanda') {
+        if (held === undefined || w.sealed.nonce === held) throw new Error('SQLITE_BUSY: database is locked')
+        await hung
+      }
+      return write(w, e)
+    }
+    expect(await jobToken(first.app, 'wanda')).toBe(200)
+    held = spilledNonce()
+    expect(held).toBeDefined()
+    answer = jobToken(first.app, 'wanda', '?minimum_seconds=999999')
+    expect(await until(() => { const n = spilledNonce(); return n !== undefined && n !== held })).toBe(true)
+    // The first broker is killed here; the next one starts on the same data directory, the store healthy.
+    t.store.writeCredential = write
+    const restarted = t.restartCredentials()
+    try {
+      expect(await until(async () => (await t.store.readCredential('wanda', 'cms'))!.sealed!.nonce !== before)).toBe(true)
+      expect(await jobToken(restarted.app, 'wanda', '?minimum_seconds=999999')).toBe(200)
+      expect(await t.store.readCredential('wanda', 'cms')).toMatchObject({ revoked: false })
+    } finally {
+      await restarted.credentials.close()
+    }
+  } finally {
+    t.store.writeCredential = write
+    release()
+    await answer
+    await first.credentials.close()
+  }
+})
+
+it('does not tell the operator a hanging write\'s token is on disk when another process holds the directory', { timeout: 20_000 }, async () => {
+  // docs/job-credentials.md: only the process holding the directory spills. Told "kept on disk", an operator
+  // would take a restart for safe while the one token IAM honours is in this process's memory only.
+  await register('xia')
+  const other = spawn('sleep', ['30'], { stdio: 'ignore' })
+  sleepers.push(other)
+  writeFileSync(join(spillDir(), '.lock'), `${other.pid}\n`, { mode: 0o600 })
+  const lines: string[] = []
+  const first = t.restartCredentials(createLogger((l) => lines.push(l)))
+  const write = t.store.writeCredential.bind(t.store)
+  let release!: () => void
+  const hung = new Promise<void>((resolve) => { release = resolve })
+  t.store.writeCredential = async (w: CredentialWrite, e) => {
+    if (w.action === 'rotate' && w.user === 'xia') await hung
+    return write(w, e)
+  }
+  const answer = jobToken(first.app, 'xia')
+  try {
+    expect(await until(() => lines.some((l) => l.includes('store write is slow')))).toBe(true)
+    expect(spilled()).not.toContain(`${createHash('sha256').update('xia\ncms').digest('hex')}.json`)
+    expect(lines.filter((l) => l.includes('store write is slow') && l.includes('on disk'))).toEqual([])
+  } finally {
+    t.store.writeCredential = write
+    release()
+    await answer
+    await first.credentials.close()
+    other.kill()
+    await new Promise((resolve) => other.once('exit', resolve))
+  }
+})

@@ -200,6 +200,49 @@ describe('GET /v1/credentials/{user}/{provider}/token', () => {
     }
   })
 
+  it('decides a credd\'s job token only under grants whose fetched_by names that credd', async () => {
+    // docs/policies.md: "without fetched_by no credd fetches anything under the grant", and a grant that
+    // lists sites serves only credds of those sites. A second rule for the same users grants the role a
+    // wider scope to ap-east credds only: a credd elsewhere, which the first rule lets fetch, must not get
+    // a token that only the second rule's grant allows.
+    const east = `  - id: east-extra
+    match:
+      issuer: \${IAM_ISSUER}
+      groups: [/htc/users]
+    grants:
+      - role: job-iam
+        identity: "{preferred_username}@{uid_domain}"
+        token_kinds: [access_token]
+        scopes: [compute.read, "storage.create:/store/east"]
+        audiences: ["${SE}"]
+        lifetime: { default: 1h, max: 6h }
+        fetched_by: { roles: [credd], sites: [ap-east] }
+      - role: job-storage
+        identity: "{preferred_username}@{uid_domain}"
+        token_kinds: [scitoken]
+        scopes: ["storage.read:/store/east"]
+        audiences: ["${SE}"]
+        lifetime: { default: 20m, max: 1h }
+        fetched_by: { roles: [credd], sites: [ap-east] }
+  - id: access-point
+`
+    try {
+      t.setPolicy((p) => p.replace('  - id: access-point\n', east))
+      await registered({ preferred_username: 'pia' }, { provider: 'cms', scopes: 'compute.read storage.create:/store/east' })
+      await registered({ preferred_username: 'pia' }, { provider: 'se-storage', scopes: 'storage.read:/store/east' })
+      for (const provider of ['cms', 'se-storage']) {
+        // The ap-east credd's token is not one the ap-west credd is handed from the cache either.
+        expect((await t.jobToken('pia', provider, t.creddToken({ site: 'ap-east' }))).status).toBe(200)
+        const elsewhere = await t.jobToken('pia', provider, t.creddToken({ site: 'ap-west' }))
+        expect(elsewhere.status).toBe(403)
+        expect((await elsewhere.json() as { error: string }).error).toBe('access_denied')
+        expect((await t.jobToken('pia', provider, t.creddToken({ site: 'ap-east' }), '?minimum_seconds=999999')).status).toBe(200)
+      }
+    } finally {
+      t.setPolicy()
+    }
+  })
+
   it('keeps serving a kind-iam credential whose IAM grant added wlcg.groups to a group scope', async () => {
     // WLCG §2.2: IAM may add wlcg.groups when wlcg.groups:/g is asked for; the exchange accepts that, and
     // the policy, which decided on what was asked, must not then refuse the credential at its refresh.
@@ -212,6 +255,29 @@ describe('GET /v1/credentials/{user}/{provider}/token', () => {
       expect(res.status).toBe(200)
     } finally {
       t.iam.addGroupsScope = false
+      t.setPolicy()
+    }
+  })
+
+  it('never asks IAM at a refresh for a bare wlcg.groups the policy in force no longer grants', async () => {
+    // docs/job-credentials.md: each refresh is decided under the policy in force, for the scopes asked of
+    // IAM. A registration that asked for wlcg.groups (all the user's groups, WLCG §2.2) under a grant that
+    // allowed it must not go on being refreshed with it once the grant allows only wlcg.groups:/htc/users.
+    const all = 'scopes: [compute.read, compute.create, "storage.read:/store/user", "storage.create:/store/user"]'
+    try {
+      t.setPolicy((p) => p.replace(all, 'scopes: [compute.read, wlcg.groups, "wlcg.groups:/htc/users"]'))
+      await registered({ preferred_username: 'pete' }, { provider: 'cms', scopes: 'compute.read wlcg.groups wlcg.groups:/htc/users' })
+      expect((await t.store.readCredential('pete', 'cms'))?.scopes.sort()).toEqual(['compute.read', 'wlcg.groups', 'wlcg.groups:/htc/users'])
+      t.setPolicy((p) => p.replace(all, 'scopes: [compute.read, "wlcg.groups:/htc/users"]'))
+      const bare = await t.jobToken('pete', 'cms', t.creddToken(), '?scopes=wlcg.groups&minimum_seconds=999999')
+      expect(bare.status).toBe(403)
+      const before = t.iamRequests('refresh_token').length
+      const res = await t.jobToken('pete', 'cms', t.creddToken(), '?minimum_seconds=999999')
+      const asked = t.iamRequests('refresh_token').slice(before).map((r) => r.get('scope')!.split(' '))
+      expect(asked.filter((s) => s.includes('wlcg.groups'))).toEqual([])
+      expect(res.status).toBe(200)
+      expect((await res.json() as { scope: string }).scope.split(' ').sort()).toEqual(['compute.read', 'wlcg.groups:/htc/users'])
+    } finally {
       t.setPolicy()
     }
   })
