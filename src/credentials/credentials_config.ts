@@ -53,7 +53,7 @@ export const CredentialsConfigSchema = z.strictObject({
      * credmon reads a vault_url only with https, port 8200 and a path starting /v1, and the broker appends
      * that path here: anything else would be refused by the credmon in every .top, so it is refused now.
      */
-    public_url: z.string().url().refine(vaultCredmonReaches, `must be https://HOST:${VAULT_DEFAULT_PORT} with no path (HTCondor's Vault credmon accepts no other port)`).optional(),
+    public_url: z.string().url().refine(vaultCredmonReaches, `must be https://HOST:${VAULT_DEFAULT_PORT} with no path or user (HTCondor's Vault credmon accepts no other port)`).optional(),
   }).prefault({}),
 }).superRefine((c, ctx) => {
   const seen = new Set<string>()
@@ -63,13 +63,20 @@ export const CredentialsConfigSchema = z.strictObject({
   })
   if (c.enabled && c.providers.length === 0) ctx.addIssue({ code: 'custom', path: ['providers'], message: 'credentials.enabled needs at least one provider' })
   if (c.vault.enabled && !c.enabled) ctx.addIssue({ code: 'custom', path: ['vault', 'enabled'], message: 'the Vault-compatible listener needs credentials.enabled' })
+  // The default public_url is https://localhost:<port>: on a port other than 8200 every .top would name a
+  // URL the Vault credmon refuses. Port 0 (an ephemeral port, for tests) is left to the caller.
+  if (c.vault.enabled && c.vault.public_url === undefined && c.vault.port !== VAULT_DEFAULT_PORT && c.vault.port !== 0) {
+    ctx.addIssue({ code: 'custom', path: ['vault', 'public_url'], message: `is needed when vault.port is not ${VAULT_DEFAULT_PORT}: HTCondor's Vault credmon reaches the broker only at https://HOST:${VAULT_DEFAULT_PORT} (a proxy or port forward)` })
+  }
 })
 
 function vaultCredmonReaches(url: string): boolean {
   // zod runs this even when .url() has already refused the string.
   if (!URL.canParse(url)) return false
   const u = new URL(url)
+  // No user:password either: it would be written into every .top, which the credd hands to the credmon.
   return u.protocol === 'https:' && Number(u.port) === VAULT_DEFAULT_PORT && u.pathname === '/' && u.search === '' && u.hash === ''
+    && u.username === '' && u.password === ''
 }
 
 export type CredentialsConfig = z.infer<typeof CredentialsConfigSchema>

@@ -127,10 +127,15 @@ describe('credentials section', () => {
     const base = 'credentials:\n  enabled: true\n  providers: [{ name: cms, kind: iam, role: a }]\n  vault:\n    enabled: true\n    public_url: '
     expect(loadConfig({ file: yamlFile(`${base}https://broker.example.org:8200\n`), env: {} }).credentials.vault.public_url).toBe('https://broker.example.org:8200')
     expect(loadConfig({ file: yamlFile(`${base}https://broker.example.org:8200/\n`), env: {} }).credentials.vault.enabled).toBe(true)
-    for (const url of ['https://broker.example.org', 'https://broker.example.org:8443', 'https://broker.example.org:8200/vault', 'http://broker.example.org:8200']) {
+    for (const url of ['https://broker.example.org', 'https://broker.example.org:8443', 'https://broker.example.org:8200/vault', 'http://broker.example.org:8200', 'https://user:secret@broker.example.org:8200']) {
       expect(err(`${base}${url}\n`)).toMatch(/credentials\.vault\.public_url: .*8200/)
     }
     expect(err(`${base}not-a-url\n`)).toMatch(/credentials\.vault\.public_url: /)
+    // Without public_url the .top names https://localhost:<port>: on another port than 8200, unusable.
+    const noUrl = 'credentials:\n  enabled: true\n  providers: [{ name: cms, kind: iam, role: a }]\n  vault:\n    enabled: true\n    port: '
+    expect(err(`${noUrl}8201\n`)).toMatch(/credentials\.vault\.public_url: is needed when vault\.port is not 8200/)
+    expect(loadConfig({ file: yamlFile(`${noUrl}8201\n    public_url: https://broker.example.org:8200\n`), env: {} }).credentials.vault.port).toBe(8201)
+    expect(loadConfig({ file: yamlFile(`${noUrl}8200\n`), env: {} }).credentials.vault.port).toBe(8200)
   })
   it('rechecks scitoken users at IAM hourly by default; the interval is bounded to 1 minute .. 1 day, the grace to at most 1 day', () => {
     const base = 'credentials:\n  enabled: true\n  providers: [{ name: se, kind: scitoken, role: st }]\n'
