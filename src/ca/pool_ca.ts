@@ -1,6 +1,6 @@
 // @peculiar/x509 2.x resolves its ASN.1 services through tsyringe, which needs a Reflect polyfill loaded first.
 import 'reflect-metadata'
-import { randomBytes, webcrypto } from 'node:crypto'
+import { createPrivateKey, createPublicKey, randomBytes, webcrypto } from 'node:crypto'
 import { closeSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { basename, join } from 'node:path'
 import { id_ce_cRLNumber } from '@peculiar/asn1-x509'
@@ -131,6 +131,12 @@ export class PoolCa {
     const der = x509.PemConverter.decodeFirst(readSecretFile(files.keyFile).toString('utf8'))
     const key = await webcrypto.subtle.importKey('pkcs8', der, { name: 'ECDSA', namedCurve: 'P-256' }, false, ['sign'])
     const cert = new x509.X509Certificate(readFileSync(files.certFile, 'utf8'))
+    // ca.crt is what verifiers are told to trust: one that is not the key's (another CA's, restored from the
+    // wrong backup or put there by whoever can write the directory) must not be served beside this key.
+    const keySpki = createPublicKey(createPrivateKey({ key: Buffer.from(der), format: 'der', type: 'pkcs8' })).export({ format: 'der', type: 'spki' })
+    if (!keySpki.equals(Buffer.from(cert.publicKey.rawData))) {
+      throw new OperatorError('ECAMISMATCH', `${files.certFile} is not the certificate of ${files.keyFile} (their public keys differ); restore the pair that belongs together`)
+    }
     return new PoolCa(cert, key as unknown as CryptoKey)
   }
 

@@ -83,6 +83,24 @@ describe('pool CA', () => {
     expect(openssl(['x509', '-in', made.certFile, '-noout', '-subject']).out).toMatch(/CN ?= ?test CA/)
   })
 
+  // A ca.crt that is not the key's (restored from another backup, or replaced by whoever can write the
+  // directory) would be served as the pool's trust anchor while the key signs certificates it cannot verify.
+  it('refuses to load a CA whose certificate is not for its key', async () => {
+    const dir = join(tempDir(), 'ca')
+    const other = join(tempDir(), 'other')
+    const files = await initPoolCa(dir, { name: 'test CA', now: NOW })
+    const foreign = await initPoolCa(other, { name: 'test CA', now: NOW })
+    // The judge: openssl finds the two public keys differ.
+    const keyPub = (file: string) => openssl(['pkey', '-in', file, '-pubout']).out
+    const certPub = (file: string) => openssl(['x509', '-in', file, '-noout', '-pubkey']).out
+    expect(certPub(foreign.certFile)).not.toBe(keyPub(files.keyFile))
+    writeFileSync(files.certFile, readFileSync(foreign.certFile))
+    await expect(PoolCa.load(dir)).rejects.toThrow(/ca\.crt is not the certificate of .*ca\.key/)
+    expect(certPub(files.certFile)).toBe(keyPub(foreign.keyFile))
+    writeFileSync(files.keyFile, readFileSync(foreign.keyFile))
+    await expect(PoolCa.load(dir)).resolves.toBeInstanceOf(PoolCa)
+  })
+
   it('issues host certificates openssl verifies, with serverAuth+clientAuth and the SANs asked for', async () => {
     const dir = join(tempDir(), 'ca')
     const files = await initPoolCa(dir, { name: 'test CA', now: NOW })
