@@ -164,7 +164,7 @@ export class PoolCa {
       signingAlgorithm: ALG,
       extensions: [
         new x509.BasicConstraintsExtension(false, undefined, true),
-        new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment, true),
+        new x509.KeyUsagesExtension(keyUsageOf(req.publicKey), true),
         new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]),
         new x509.SubjectAlternativeNameExtension([
           ...req.dns.map((value) => ({ type: 'dns' as const, value })),
@@ -201,6 +201,16 @@ export class PoolCa {
     // RFC 7468 §5: the CRL label is "X509 CRL" (openssl reads no other).
     return x509.PemConverter.encode(der.buffer as ArrayBuffer, 'X509 CRL') + '\n'
   }
+}
+
+/**
+ * Every host key signs (TLS handshakes); only an RSA key may also encipher (TLS 1.2 RSA key transport).
+ * RFC 5480 §3, as RFC 8813 updates it, forbids keyEncipherment for an EC key.
+ */
+function keyUsageOf(key: x509.PublicKey): number {
+  return key.algorithm.name === 'ECDSA'
+    ? x509.KeyUsageFlags.digitalSignature
+    : x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment
 }
 
 /** 16 random bytes with the top bit clear (a positive INTEGER with no leading-zero trimming ambiguity). */

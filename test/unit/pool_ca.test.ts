@@ -121,6 +121,24 @@ describe('pool CA', () => {
     expect(end).toBe(NOW + 3600)
   })
 
+  // RFC 5480 §3 as updated by RFC 8813: a certificate for an EC key (id-ecPublicKey) sets neither
+  // keyEncipherment nor dataEncipherment; an RSA key may encipher (TLS 1.2 RSA key transport).
+  it('asserts key encipherment only for an RSA key', async () => {
+    const dir = join(tempDir(), 'ca')
+    const files = await initPoolCa(dir, { name: 'test CA', now: NOW })
+    const ca = await PoolCa.load(dir)
+    const rsa = await webcrypto.subtle.generateKey({ name: 'RSASSA-PKCS1-v1_5', modulusLength: 2048, publicExponent: new Uint8Array([1, 0, 1]), hash: 'SHA-256' }, true, ['sign', 'verify']) as webcrypto.CryptoKeyPair
+    const rsaCsr = await x509.Pkcs10CertificateRequestGenerator.create({ name: 'CN=x', keys: rsa, signingAlgorithm: { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' } })
+    for (const [csr, usage] of [[await csrPem(), 'Digital Signature'], [rsaCsr.toString('pem'), 'Digital Signature, Key Encipherment']] as const) {
+      const cert = await ca.issueHostCertificate({ publicKey: await checkCsr(csr), dns: ['cm.cloud-a.example.org'], ip: [] }, { now: NOW, lifetime: 3600 })
+      const host = join(dir, 'host.crt')
+      writeFileSync(host, cert.pem)
+      expect(openssl(['x509', '-in', host, '-noout', '-ext', 'keyUsage']).out).toMatch(new RegExp(`Key Usage: critical\\s+${usage}\\s*$`))
+      expect(openssl(['verify', '-CAfile', files.certFile, '-purpose', 'sslserver', host]).out).toMatch(/: OK/)
+      expect(openssl(['verify', '-CAfile', files.certFile, '-purpose', 'sslclient', host]).out).toMatch(/: OK/)
+    }
+  })
+
   // The CRL is built from @peculiar/x509's ASN.1 classes, not its generator (quadratic), and its TBSCertList
   // is encoded once for both the signature and the list (crl_signing.ts). Judges: openssl reads the same
   // CRL in it as in @peculiar/x509's, and the library verifies our signature. Not byte for byte: the
