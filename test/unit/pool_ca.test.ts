@@ -1,7 +1,7 @@
 import 'reflect-metadata'
 import { spawnSync } from 'node:child_process'
 import { randomBytes, webcrypto } from 'node:crypto'
-import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
+import { chmodSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import * as x509 from '@peculiar/x509'
 import { describe, expect, it } from 'vitest'
@@ -81,6 +81,16 @@ describe('pool CA', () => {
     const made = await initPoolCa(dir, { name: 'test CA', now: NOW })
     expect(readdirSync(dir).sort()).toEqual(['ca.crt', 'ca.key'])
     expect(openssl(['x509', '-in', made.certFile, '-noout', '-subject']).out).toMatch(/CN ?= ?test CA/)
+  })
+
+  // A key group or other may read is no longer the CA's alone: refuse it rather than sign with it.
+  it.each([0o640, 0o604, 0o660])('refuses to load a CA key with mode %o', async (mode) => {
+    const dir = join(tempDir(), 'ca')
+    const files = await initPoolCa(dir, { name: 'test CA', now: NOW })
+    chmodSync(files.keyFile, mode)
+    await expect(PoolCa.load(dir)).rejects.toMatchObject({ code: 'EPERMS' })
+    chmodSync(files.keyFile, 0o600)
+    await expect(PoolCa.load(dir)).resolves.toBeInstanceOf(PoolCa)
   })
 
   // A ca.crt that is not the key's (restored from another backup, or replaced by whoever can write the
