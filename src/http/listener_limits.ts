@@ -18,6 +18,12 @@ export const ListenerLimitsSchema = z.strictObject({
   request_timeout_ms: Ms.default(30_000),
   /** An idle kept-alive connection is closed after this. */
   keep_alive_timeout_ms: Ms.default(5_000),
+  /**
+   * A connection on which no byte moves either way for this long is closed, mid-answer too: the timeouts
+   * above bound only what the client sends, so one that stops reading a large answer would hold its
+   * connection (and the answer's buffers) for good. Keep it above the longest wait on IAM a request may make.
+   */
+  idle_timeout_ms: Ms.default(120_000),
   /** Most header lines read from one request; the rest are ignored. */
   max_headers_count: integer(1).default(100),
   /** Largest request line plus headers, in bytes (431 beyond). */
@@ -61,6 +67,8 @@ export function listenerServerOptions(l: ListenerLimits): Record<string, number>
  */
 export function applyListenerLimits(server: Server, l: ListenerLimits, clientOf: (address: string) => string): void {
   server.maxHeadersCount = l.max_headers_count
+  // Node then destroys a socket idle this long (no 'timeout' listener is ever added).
+  server.timeout = l.idle_timeout_ms
   if (l.max_connections > 0) server.maxConnections = l.max_connections
   if (l.max_connections_per_client > 0) limitPerClient(server, l.max_connections_per_client, clientOf)
 }
