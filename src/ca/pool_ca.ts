@@ -151,8 +151,14 @@ export class PoolCa {
   async issueHostCertificate(req: HostCertificateRequest, validity: { now: number; lifetime: number }): Promise<IssuedHostCertificate> {
     if (req.dns.length === 0) throw new TypeError('a host certificate names at least one DNS name')
     const serial = newSerial()
+    const caNotAfter = Math.floor(this.cert.notAfter.getTime() / 1000)
+    // Nothing this CA signs is valid past its own notAfter (RFC 5280 §6.1.3): signing after it would make a
+    // certificate born expired, and record it as issued.
+    if (caNotAfter <= validity.now) {
+      throw new OperatorError('ECAEXPIRED', `the pool CA certificate expired at ${this.cert.notAfter.toISOString()}; no host certificate can be signed with it (set up a new pool CA)`)
+    }
     const notBefore = validity.now - 60
-    const notAfter = Math.min(validity.now + validity.lifetime, Math.floor(this.cert.notAfter.getTime() / 1000))
+    const notAfter = Math.min(validity.now + validity.lifetime, caNotAfter)
     const cert = await x509.X509CertificateGenerator.create({
       serialNumber: serial,
       subject: new x509.Name([{ CN: [req.dns[0]!] }]),

@@ -149,6 +149,18 @@ describe('pool CA', () => {
     }
   })
 
+  // RFC 5280 §6.1.3: a certificate is valid only within its issuer's validity. A CA past its notAfter
+  // used to sign certificates capped at that notAfter, already expired (notAfter before notBefore), and
+  // the service recorded them as issued.
+  it('signs no host certificate once the CA itself has expired', async () => {
+    const dir = join(tempDir(), 'ca')
+    const files = await initPoolCa(dir, { name: 'test CA', now: NOW - 3650 * 86400 - 3600 })
+    expect(openssl(['x509', '-in', files.certFile, '-noout', '-checkend', '0']).out).toMatch(/will expire/)
+    const ca = await PoolCa.load(dir)
+    await expect(ca.issueHostCertificate({ publicKey: await checkCsr(await csrPem()), dns: ['cm.cloud-a.example.org'], ip: [] }, { now: NOW, lifetime: 3600 }))
+      .rejects.toThrow(/the pool CA certificate expired/)
+  })
+
   // The CRL is built from @peculiar/x509's ASN.1 classes, not its generator (quadratic), and its TBSCertList
   // is encoded once for both the signature and the list (crl_signing.ts). Judges: openssl reads the same
   // CRL in it as in @peculiar/x509's, and the library verifies our signature. Not byte for byte: the
