@@ -11,6 +11,7 @@ import { freePort } from './lib/free_port.ts'
 import { readSecretFile } from './lib/secure_file.ts'
 import type { Exchange } from './http/routes/token.ts'
 import { applyListenerLimits, listenerServerOptions } from './http/listener_limits.ts'
+import { addressKeyer } from './ratelimit/address_key.ts'
 import { ListenerDrain, type DrainResult } from './http/drain.ts'
 import type { KeyReloadResult } from './keys/reload_keys.ts'
 import { tokenFastPath, type NodeRequestHandler } from './http/token_fast_path.ts'
@@ -107,7 +108,7 @@ async function listen(services: BrokerServices, log: Logger): Promise<RunningBro
       },
       () => resolve(s),
     )
-    applyListenerLimits(s as Server, config.http)
+    applyListenerLimits(s as Server, config.http, addressKeyer(config.rate_limits.address.ipv6_prefix))
     drain.attach(s as Server)
     s.once('error', (err: NodeJS.ErrnoException) =>
       reject(new OperatorError('ELISTEN', `cannot listen on ${config.listen.host}:${config.listen.port}: ${err.code ?? err.message}`)))
@@ -155,7 +156,7 @@ async function listenVault(services: BrokerServices, tls: { cert: Buffer; key: B
   const app = createVaultApp({ store: services.store, jobTokens: services.credentials!.jobTokens, log })
   const listener = getRequestListener(app.fetch, { hostname: v.host })
   const server: Server = tls ? createHttpsServer({ ...listenerServerOptions(config.http), ...tls }, listener) as unknown as Server : createHttpServer(listenerServerOptions(config.http), listener)
-  applyListenerLimits(server, config.http)
+  applyListenerLimits(server, config.http, addressKeyer(config.rate_limits.address.ipv6_prefix))
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) => reject(new OperatorError('ELISTEN', `cannot listen on ${v.host}:${v.port} (Vault-compatible): ${err.code ?? err.message}`)))
     server.listen(v.port, v.host, () => resolve())

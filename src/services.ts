@@ -49,6 +49,7 @@ import { RevocationService } from './revocation/revocation_service.ts'
 import type { BrokerStore } from './storage/chained_store.ts'
 import { openBrokerStore } from './storage/open_store.ts'
 import { openRequestLimits } from './ratelimit/open_request_limits.ts'
+import { addressKeyer } from './ratelimit/address_key.ts'
 import { buildCredentials, type CredentialServices } from './credentials/build_credentials.ts'
 
 /** Everything `serve` runs, built once. The HTTP edge gets these; nothing is looked up per request. */
@@ -248,6 +249,7 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
       audit: store, clock, log,
       // Half the queue: the aggregate waits rather than take a place an issuance may need.
       busy: () => store.commitStats().pending * 2 >= config.audit.group_commit.max_pending,
+      clientOf: addressKeyer(config.rate_limits.address.ipv6_prefix),
     })
     // Registered after the store, so closing writes the last aggregate before the store closes.
     closers.push(refusals.start(config.audit.denied_aggregate_seconds))

@@ -16,6 +16,12 @@ export interface RefusalTallyDeps {
    * skipped and its counts carried into the next one, so the aggregate never displaces an issuance.
    */
   busy?: () => boolean
+  /**
+   * The client a peer address is counted as (ratelimit/address_key.ts): an IPv6 host can send each request
+   * from a new address of its /64, and counted per address it would fill the tracked slots with entries of
+   * one refusal each, hiding itself and every other source. Default: the address itself.
+   */
+  clientOf?: (address: string) => string
 }
 
 /** The `detail` of a `token.denied.aggregate` record. */
@@ -59,10 +65,11 @@ export class RefusalTally {
     this.#last = now
     this.#count++
     this.#byError.set(error, (this.#byError.get(error) ?? 0) + 1)
-    const known = clientAddress !== undefined ? this.#clients.get(clientAddress) : undefined
-    // Beyond MAX_TRACKED_CLIENTS distinct addresses a refusal is only counted (it shows in otherClients).
-    if (clientAddress !== undefined && (known !== undefined || this.#clients.size < MAX_TRACKED_CLIENTS)) {
-      this.#clients.set(clientAddress, (known ?? 0) + 1)
+    const client = clientAddress !== undefined && this.#deps.clientOf ? this.#deps.clientOf(clientAddress) : clientAddress
+    const known = client !== undefined ? this.#clients.get(client) : undefined
+    // Beyond MAX_TRACKED_CLIENTS distinct clients a refusal is only counted (it shows in otherClients).
+    if (client !== undefined && (known !== undefined || this.#clients.size < MAX_TRACKED_CLIENTS)) {
+      this.#clients.set(client, (known ?? 0) + 1)
     }
   }
 

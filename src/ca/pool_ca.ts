@@ -1,6 +1,6 @@
 // @peculiar/x509 2.x resolves its ASN.1 services through tsyringe, which needs a Reflect polyfill loaded first.
 import 'reflect-metadata'
-import { randomBytes, webcrypto } from 'node:crypto'
+import { createPrivateKey, createPublicKey, randomBytes, webcrypto } from 'node:crypto'
 import { closeSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { basename, join } from 'node:path'
 import { id_ce_cRLNumber } from '@peculiar/asn1-x509'
@@ -131,6 +131,12 @@ export class PoolCa {
     const der = x509.PemConverter.decodeFirst(readSecretFile(files.keyFile).toString('utf8'))
     const key = await webcrypto.subtle.importKey('pkcs8', der, { name: 'ECDSA', namedCurve: 'P-256' }, false, ['sign'])
     const cert = new x509.X509Certificate(readFileSync(files.certFile, 'utf8'))
+    // ca.crt is what verifiers are told to trust: one that is not the key's (another CA's, restored from the
+    // wrong backup or put there by whoever can write the directory) must not be served beside this key.
+    const keySpki = createPublicKey(createPrivateKey({ key: Buffer.from(der), format: 'der', type: 'pkcs8' })).export({ format: 'der', type: 'spki' })
+    if (!keySpki.equals(Buffer.from(cert.publicKey.rawData))) {
+      throw new OperatorError('ECAMISMATCH', `${files.certFile} is not the certificate of ${files.keyFile} (their public keys differ); restore the pair that belongs together`)
+    }
     return new PoolCa(cert, key as unknown as CryptoKey)
   }
 
@@ -145,8 +151,14 @@ export class PoolCa {
   async issueHostCertificate(req: HostCertificateRequest, validity: { now: number; lifetime: number }): Promise<IssuedHostCertificate> {
     if (req.dns.length === 0) throw new TypeError('a host certificate names at least one DNS name')
     const serial = newSerial()
+    const caNotAfter = Math.floor(this.cert.notAfter.getTime() / 1000)
+    // Nothing this CA signs is valid past its own notAfter (RFC 5280 §6.1.3): signing after it would make a
+    // certificate born expired, and record it as issued.
+    if (caNotAfter <= validity.now) {
+      throw new OperatorError('ECAEXPIRED', `the pool CA certificate expired at ${this.cert.notAfter.toISOString()}; no host certificate can be signed with it (set up a new pool CA)`)
+    }
     const notBefore = validity.now - 60
-    const notAfter = Math.min(validity.now + validity.lifetime, Math.floor(this.cert.notAfter.getTime() / 1000))
+    const notAfter = Math.min(validity.now + validity.lifetime, caNotAfter)
     const cert = await x509.X509CertificateGenerator.create({
       serialNumber: serial,
       subject: new x509.Name([{ CN: [req.dns[0]!] }]),
@@ -158,7 +170,7 @@ export class PoolCa {
       signingAlgorithm: ALG,
       extensions: [
         new x509.BasicConstraintsExtension(false, undefined, true),
-        new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment, true),
+        new x509.KeyUsagesExtension(keyUsageOf(req.publicKey), true),
         new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]),
         new x509.SubjectAlternativeNameExtension([
           ...req.dns.map((value) => ({ type: 'dns' as const, value })),
@@ -195,6 +207,16 @@ export class PoolCa {
     // RFC 7468 §5: the CRL label is "X509 CRL" (openssl reads no other).
     return x509.PemConverter.encode(der.buffer as ArrayBuffer, 'X509 CRL') + '\n'
   }
+}
+
+/**
+ * Every host key signs (TLS handshakes); only an RSA key may also encipher (TLS 1.2 RSA key transport).
+ * RFC 5480 §3, as RFC 8813 updates it, forbids keyEncipherment for an EC key.
+ */
+function keyUsageOf(key: x509.PublicKey): number {
+  return key.algorithm.name === 'ECDSA'
+    ? x509.KeyUsageFlags.digitalSignature
+    : x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment
 }
 
 /** 16 random bytes with the top bit clear (a positive INTEGER with no leading-zero trimming ambiguity). */

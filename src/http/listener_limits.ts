@@ -18,13 +18,22 @@ export const ListenerLimitsSchema = z.strictObject({
   request_timeout_ms: Ms.default(30_000),
   /** An idle kept-alive connection is closed after this. */
   keep_alive_timeout_ms: Ms.default(5_000),
+  /**
+   * A connection on which no byte moves either way for this long is closed, mid-answer too: the timeouts
+   * above bound only what the client sends, so one that stops reading a large answer would hold its
+   * connection (and the answer's buffers) for good. Keep it above the longest wait on IAM a request may make.
+   */
+  idle_timeout_ms: Ms.default(120_000),
   /** Most header lines read from one request; the rest are ignored. */
   max_headers_count: integer(1).default(100),
   /** Largest request line plus headers, in bytes (431 beyond). */
   max_header_bytes: integer(1024).default(16_384),
   /** Open connections in all; further ones are closed at once. 0: no limit. */
   max_connections: Count.default(1024),
-  /** Open connections from one client address; 0: no limit. Behind a proxy every client shares its address. */
+  /**
+   * Open connections from one client; 0: no limit. A client is an IPv4 address, or an IPv6 network of
+   * rate_limits.address.ipv6_prefix bits. Behind a proxy every client shares its address.
+   */
   max_connections_per_client: Count.default(64),
 }).superRefine((l, ctx) => {
   // Node refuses a headers timeout longer than the request timeout.
@@ -51,18 +60,24 @@ export function listenerServerOptions(l: ListenerLimits): Record<string, number>
   }
 }
 
-/** Connection limits, which Node only offers as properties of a created server. */
-export function applyListenerLimits(server: Server, l: ListenerLimits): void {
+/**
+ * Connection limits, which Node only offers as properties of a created server. `clientOf` maps a peer
+ * address to the client it is counted as (ratelimit/address_key.ts): an IPv6 host may take a new address
+ * in its /64 for each connection, so counting exact addresses would let one host hold every connection.
+ */
+export function applyListenerLimits(server: Server, l: ListenerLimits, clientOf: (address: string) => string): void {
   server.maxHeadersCount = l.max_headers_count
+  // Node then destroys a socket idle this long (no 'timeout' listener is ever added).
+  server.timeout = l.idle_timeout_ms
   if (l.max_connections > 0) server.maxConnections = l.max_connections
-  if (l.max_connections_per_client > 0) limitPerClient(server, l.max_connections_per_client)
+  if (l.max_connections_per_client > 0) limitPerClient(server, l.max_connections_per_client, clientOf)
 }
 
-/** Closes a new connection at once when its address already holds `max` open ones. */
-function limitPerClient(server: Server, max: number): void {
+/** Closes a new connection at once when its client already holds `max` open ones. */
+function limitPerClient(server: Server, max: number, clientOf: (address: string) => string): void {
   const open = new Map<string, number>()
   server.on('connection', (socket: Socket) => {
-    const address = socket.remoteAddress
+    const address = socket.remoteAddress === undefined ? undefined : clientOf(socket.remoteAddress)
     if (address === undefined) return
     const n = open.get(address) ?? 0
     if (n >= max) {

@@ -93,7 +93,7 @@ describe('loadConfig', () => {
   it('bounds slow clients by default and refuses a headers timeout beyond the request timeout', () => {
     const c = loadConfig({ env: {} })
     expect(c.http).toEqual({
-      headers_timeout_ms: 10_000, request_timeout_ms: 30_000, keep_alive_timeout_ms: 5_000,
+      headers_timeout_ms: 10_000, request_timeout_ms: 30_000, keep_alive_timeout_ms: 5_000, idle_timeout_ms: 120_000,
       max_headers_count: 100, max_header_bytes: 16_384, max_connections: 1024, max_connections_per_client: 64,
     })
     expect(loadConfig({ env: { CTB_HTTP_REQUEST_TIMEOUT_MS: '2000', CTB_HTTP_HEADERS_TIMEOUT_MS: '1000' } }).http.request_timeout_ms).toBe(2000)

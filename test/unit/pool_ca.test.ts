@@ -1,7 +1,7 @@
 import 'reflect-metadata'
 import { spawnSync } from 'node:child_process'
 import { randomBytes, webcrypto } from 'node:crypto'
-import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
+import { chmodSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import * as x509 from '@peculiar/x509'
 import { describe, expect, it } from 'vitest'
@@ -83,6 +83,34 @@ describe('pool CA', () => {
     expect(openssl(['x509', '-in', made.certFile, '-noout', '-subject']).out).toMatch(/CN ?= ?test CA/)
   })
 
+  // A key group or other may read is no longer the CA's alone: refuse it rather than sign with it.
+  it.each([0o640, 0o604, 0o660])('refuses to load a CA key with mode %o', async (mode) => {
+    const dir = join(tempDir(), 'ca')
+    const files = await initPoolCa(dir, { name: 'test CA', now: NOW })
+    chmodSync(files.keyFile, mode)
+    await expect(PoolCa.load(dir)).rejects.toMatchObject({ code: 'EPERMS' })
+    chmodSync(files.keyFile, 0o600)
+    await expect(PoolCa.load(dir)).resolves.toBeInstanceOf(PoolCa)
+  })
+
+  // A ca.crt that is not the key's (restored from another backup, or replaced by whoever can write the
+  // directory) would be served as the pool's trust anchor while the key signs certificates it cannot verify.
+  it('refuses to load a CA whose certificate is not for its key', async () => {
+    const dir = join(tempDir(), 'ca')
+    const other = join(tempDir(), 'other')
+    const files = await initPoolCa(dir, { name: 'test CA', now: NOW })
+    const foreign = await initPoolCa(other, { name: 'test CA', now: NOW })
+    // The judge: openssl finds the two public keys differ.
+    const keyPub = (file: string) => openssl(['pkey', '-in', file, '-pubout']).out
+    const certPub = (file: string) => openssl(['x509', '-in', file, '-noout', '-pubkey']).out
+    expect(certPub(foreign.certFile)).not.toBe(keyPub(files.keyFile))
+    writeFileSync(files.certFile, readFileSync(foreign.certFile))
+    await expect(PoolCa.load(dir)).rejects.toThrow(/ca\.crt is not the certificate of .*ca\.key/)
+    expect(certPub(files.certFile)).toBe(keyPub(foreign.keyFile))
+    writeFileSync(files.keyFile, readFileSync(foreign.keyFile))
+    await expect(PoolCa.load(dir)).resolves.toBeInstanceOf(PoolCa)
+  })
+
   it('issues host certificates openssl verifies, with serverAuth+clientAuth and the SANs asked for', async () => {
     const dir = join(tempDir(), 'ca')
     const files = await initPoolCa(dir, { name: 'test CA', now: NOW })
@@ -101,6 +129,36 @@ describe('pool CA', () => {
     expect(ext.match(/serial=([0-9A-F]+)/)![1]!.toLowerCase()).toBe(cert.serial)
     const end = Date.parse(ext.match(/notAfter=(.+)/)![1]!) / 1000
     expect(end).toBe(NOW + 3600)
+  })
+
+  // RFC 5480 §3 as updated by RFC 8813: a certificate for an EC key (id-ecPublicKey) sets neither
+  // keyEncipherment nor dataEncipherment; an RSA key may encipher (TLS 1.2 RSA key transport).
+  it('asserts key encipherment only for an RSA key', async () => {
+    const dir = join(tempDir(), 'ca')
+    const files = await initPoolCa(dir, { name: 'test CA', now: NOW })
+    const ca = await PoolCa.load(dir)
+    const rsa = await webcrypto.subtle.generateKey({ name: 'RSASSA-PKCS1-v1_5', modulusLength: 2048, publicExponent: new Uint8Array([1, 0, 1]), hash: 'SHA-256' }, true, ['sign', 'verify']) as webcrypto.CryptoKeyPair
+    const rsaCsr = await x509.Pkcs10CertificateRequestGenerator.create({ name: 'CN=x', keys: rsa, signingAlgorithm: { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' } })
+    for (const [csr, usage] of [[await csrPem(), 'Digital Signature'], [rsaCsr.toString('pem'), 'Digital Signature, Key Encipherment']] as const) {
+      const cert = await ca.issueHostCertificate({ publicKey: await checkCsr(csr), dns: ['cm.cloud-a.example.org'], ip: [] }, { now: NOW, lifetime: 3600 })
+      const host = join(dir, 'host.crt')
+      writeFileSync(host, cert.pem)
+      expect(openssl(['x509', '-in', host, '-noout', '-ext', 'keyUsage']).out).toMatch(new RegExp(`Key Usage: critical\\s+${usage}\\s*$`))
+      expect(openssl(['verify', '-CAfile', files.certFile, '-purpose', 'sslserver', host]).out).toMatch(/: OK/)
+      expect(openssl(['verify', '-CAfile', files.certFile, '-purpose', 'sslclient', host]).out).toMatch(/: OK/)
+    }
+  })
+
+  // RFC 5280 §6.1.3: a certificate is valid only within its issuer's validity. A CA past its notAfter
+  // used to sign certificates capped at that notAfter, already expired (notAfter before notBefore), and
+  // the service recorded them as issued.
+  it('signs no host certificate once the CA itself has expired', async () => {
+    const dir = join(tempDir(), 'ca')
+    const files = await initPoolCa(dir, { name: 'test CA', now: NOW - 3650 * 86400 - 3600 })
+    expect(openssl(['x509', '-in', files.certFile, '-noout', '-checkend', '0']).out).toMatch(/will expire/)
+    const ca = await PoolCa.load(dir)
+    await expect(ca.issueHostCertificate({ publicKey: await checkCsr(await csrPem()), dns: ['cm.cloud-a.example.org'], ip: [] }, { now: NOW, lifetime: 3600 }))
+      .rejects.toThrow(/the pool CA certificate expired/)
   })
 
   // The CRL is built from @peculiar/x509's ASN.1 classes, not its generator (quadratic), and its TBSCertList

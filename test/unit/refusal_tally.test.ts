@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest'
 import type { AuditEvent } from '../../src/audit/audit_log.ts'
 import { MAX_TRACKED_CLIENTS, RefusalTally, TOP_CLIENTS } from '../../src/audit/refusal_tally.ts'
 import { silentLogger } from '../../src/lib/logger.ts'
+import { addressKeyer } from '../../src/ratelimit/address_key.ts'
 
 function tally(options: { busy?: boolean; failing?: boolean } = {}) {
   const events: AuditEvent[] = []
@@ -77,5 +78,22 @@ describe('RefusalTally', () => {
     t.note('unsupported_grant_type', undefined)
     await stop()
     expect(events.map((e) => e.detail?.count)).toEqual([1])
+  })
+  // RFC 6177: one IPv6 end site holds at least a /64, so one host can send each refused request from a new
+  // address. Counted per address, its flood would fill every tracked slot with count-1 entries and push
+  // any other source (here 192.0.2.9) out of topClients into otherClients.
+  it('counts an IPv6 client by its network, so rotating addresses neither hides it nor the others', async () => {
+    const events: AuditEvent[] = []
+    const t = new RefusalTally({
+      audit: { record: async (e) => { events.push(e) } }, clock: { now: () => 1_800_000_000 }, log: silentLogger, clientOf: addressKeyer(64),
+    })
+    const flood = 2 * MAX_TRACKED_CLIENTS
+    for (let i = 1; i <= flood; i++) t.note('invalid_grant', `2001:db8::${i.toString(16)}`)
+    for (let i = 0; i < 50; i++) t.note('invalid_grant', '192.0.2.9')
+    await t.flush()
+    expect((events[0]!.detail as { topClients: unknown }).topClients).toEqual([
+      { address: '2001:db8:0:0:0:0:0:0/64', count: flood },
+      { address: '192.0.2.9', count: 50 },
+    ])
   })
 })
