@@ -224,6 +224,35 @@ describe('a live credential is never marked gone', () => {
     }
     expect((await t.jobToken('lena', 'cms', t.creddToken(), '?minimum_seconds=999999')).status).toBe(200)
   })
+
+  it('when the user registered afresh just as IAM\'s refusal of the old refresh token was being recorded', async () => {
+    await registered('mona')
+    // The old refresh token dies at IAM; the broker watches the row for a rotation, then records the refusal.
+    // Between its last look at the row and that write, the user's next condor_submit registers afresh: the
+    // refusal was of the old registration's token, and must not revoke the new one.
+    t.iam.clearRefreshTokens()
+    const write = t.store.writeCredential.bind(t.store)
+    let registeredMeanwhile = false
+    t.store.writeCredential = async (w, e) => {
+      if (w.action === 'revoke' && w.user === 'mona' && !registeredMeanwhile) {
+        registeredMeanwhile = true
+        clock.t += 1
+        await registered('mona')
+      }
+      return write(w, e)
+    }
+    let res: Response
+    try {
+      res = await t.jobToken('mona', 'cms', t.creddToken(), '?minimum_seconds=999999')
+    } finally {
+      t.store.writeCredential = write
+    }
+    expect(registeredMeanwhile).toBe(true)
+    const body = await res.json() as Record<string, unknown>
+    expect(body.credential, JSON.stringify(body)).toBeUndefined()
+    expect(await t.store.readCredential('mona', 'cms')).toMatchObject({ revoked: false })
+    expect((await t.jobToken('mona', 'cms', t.creddToken(), '?minimum_seconds=999999')).status).toBe(200)
+  })
 })
 
 describe('the Vault-compatible listener', () => {
