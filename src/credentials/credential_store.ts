@@ -81,8 +81,12 @@ export type CredentialWrite =
   | { action: 'register'; credential: StoredCredential }
   /** A rotated refresh token, only if the row still holds `previousNonce` and is not revoked (compare-and-swap). */
   | { action: 'rotate'; user: string; provider: string; previousNonce: string; sealed: SealedSecret; rotatedAt: number }
-  /** Marks the credential revoked and drops its ciphertext, if it exists and is not revoked yet. */
-  | { action: 'revoke'; user: string; provider: string; revokedAt: number; revokedBy: string }
+  /**
+   * Marks the credential revoked and drops its ciphertext, if it exists and is not revoked yet; with
+   * `ifNonce`, only while the row still holds that sealed token (IAM refused that one, not whatever
+   * registration or rotation has replaced it since).
+   */
+  | { action: 'revoke'; user: string; provider: string; revokedAt: number; revokedBy: string; ifNonce?: string }
 
 /** The credential side of the broker store (SQLite, PostgreSQL, memory). */
 export interface CredentialStore {

@@ -314,9 +314,13 @@ export class SealedRefreshTokens implements RefreshTokenStore {
     this.#spill?.release()
   }
 
-  /** Revokes the credential whose refresh token IAM refused, on record as credential.revoked. */
+  /**
+   * Revokes the credential whose refresh token IAM refused, on record as credential.revoked; only while the
+   * row still holds that token (read as `c`): a registration or rotation that lands after the row was last
+   * read is not what IAM refused. False when the row changed so.
+   */
   #revokeRefused(c: StoredCredential): Promise<boolean> {
-    return revokeStored(this.#store, c, { by: 'iam', reason: 'IAM refused the stored refresh token (expired or revoked at IAM)', now: this.#clock.now() })
+    return revokeStored(this.#store, c, { by: 'iam', reason: 'IAM refused the stored refresh token (expired or revoked at IAM)', now: this.#clock.now(), ...(c.sealed ? { ifNonce: c.sealed.nonce } : {}) })
   }
 
   delete(key: string, ifRefreshToken?: string): Promise<boolean> {
@@ -338,8 +342,7 @@ export class SealedRefreshTokens implements RefreshTokenStore {
           return false
         }
         this.#drop(key)
-        await this.#revokeRefused(c)
-        return true
+        return await this.#revokeRefused(c) || await this.#goneSince(user, provider)
       }
       let c = await this.#store.readCredential(user, provider)
       // Only the token IAM refused: a newer one stored meanwhile (another replica rotated) stays. That replica
@@ -353,16 +356,21 @@ export class SealedRefreshTokens implements RefreshTokenStore {
         c = await this.#store.readCredential(user, provider)
       }
       this.#drop(key)
-      await this.#revokeRefused(c)
-      return true
+      return await this.#revokeRefused(c) || await this.#goneSince(user, provider)
     })
+  }
+
+  /** After a revocation that changed nothing: true when the row is revoked or gone now (someone else did it), false when it is live with another token. */
+  async #goneSince(user: string, provider: string): Promise<boolean> {
+    const now = await this.#store.readCredential(user, provider)
+    return !now || now.revoked || !now.sealed
   }
 }
 
 /** Revokes a stored credential with its audit record; false when it was already revoked or is unknown. */
-export function revokeStored(store: CredentialStore, c: Pick<StoredCredential, 'user' | 'provider'>, o: { by: string; reason?: string; now: number; requestId?: string }): Promise<boolean> {
+export function revokeStored(store: CredentialStore, c: Pick<StoredCredential, 'user' | 'provider'>, o: { by: string; reason?: string; now: number; requestId?: string; ifNonce?: string }): Promise<boolean> {
   return store.writeCredential(
-    { action: 'revoke', user: c.user, provider: c.provider, revokedAt: o.now, revokedBy: o.by },
+    { action: 'revoke', user: c.user, provider: c.provider, revokedAt: o.now, revokedBy: o.by, ...(o.ifNonce !== undefined ? { ifNonce: o.ifNonce } : {}) },
     {
       type: 'credential.revoked', time: o.now, caller: { sub: o.by }, decision: 'allow',
       ...(o.requestId ? { requestId: o.requestId } : {}),

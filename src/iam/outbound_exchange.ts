@@ -1,7 +1,7 @@
 import { decodeJwt } from 'jose'
 import { genericGrantRequest, refreshTokenGrant, ResponseBodyError, tokenRevocation, type Configuration } from 'openid-client'
 import { GRANT_TYPE_TOKEN_EXCHANGE, TOKEN_TYPE } from '../contract/token_exchange.ts'
-import { InvalidGrant, InvalidScope, InvalidTarget } from '../errors.ts'
+import { InvalidGrant, InvalidScope, InvalidTarget, TemporarilyUnavailable } from '../errors.ts'
 import type { Clock } from '../lib/clock.ts'
 import type { Logger } from '../lib/logger.ts'
 import { SerialByKey } from '../lib/keyed_promises.ts'
@@ -159,8 +159,13 @@ export class IamTokenExchanger {
     } catch (err) {
       if (err instanceof ResponseBodyError && err.error === 'invalid_grant') {
         // Expired or revoked: forget it, unless another refresh (another replica) already spent it and
-        // stored the rotated one; then that one is tried, once.
-        if (!(await this.#deps.store.delete(key, rec.refreshToken)) && !retried) return this.#refresh(key, req, true)
+        // stored the rotated one; then that one is tried, once. If that one was spent elsewhere too, the
+        // store kept the credential: IAM's answer then is no refusal of it (invalid_grant would tell the
+        // caller it is revoked), only a busy credential to ask about again.
+        if (!(await this.#deps.store.delete(key, rec.refreshToken))) {
+          if (!retried) return this.#refresh(key, req, true)
+          throw new TemporarilyUnavailable('the stored refresh token was rotated elsewhere twice while IAM was asked; ask again', { retryAfter: 1 })
+        }
       }
       throw mapIamError(err, 'refresh', rec.issuer, this.#deps.log, configuration.serverMetadata().token_endpoint)
     }

@@ -272,6 +272,7 @@ function applyCredentialWrite(map: Map<string, StoredCredential>, w: CredentialW
     map.set(key, { ...cur, sealed: { ...w.sealed }, rotatedAt: w.rotatedAt })
     return true
   }
+  if (w.ifNonce !== undefined && cur.sealed?.nonce !== w.ifNonce) return false
   const { sealed: _s, ...rest } = cur
   map.set(key, { ...rest, revoked: true, revokedAt: w.revokedAt, revokedBy: w.revokedBy })
   return true

@@ -401,6 +401,11 @@ async function writeCredential(client: pg.PoolClient, w: CredentialWrite): Promi
       [w.sealed.ciphertext, w.sealed.nonce, w.sealed.keyId, w.rotatedAt, w.user, w.provider, w.previousNonce])
     return r.rowCount === 1
   }
+  if (w.ifNonce !== undefined) {
+    const r = await client.query('UPDATE user_credentials SET revoked = 1, revoked_at = $1, revoked_by = $2, ciphertext = NULL, nonce = NULL, key_id = NULL WHERE user_name = $3 AND provider = $4 AND revoked = 0 AND nonce = $5',
+      [w.revokedAt, w.revokedBy, w.user, w.provider, w.ifNonce])
+    return r.rowCount === 1
+  }
   const r = await client.query('UPDATE user_credentials SET revoked = 1, revoked_at = $1, revoked_by = $2, ciphertext = NULL, nonce = NULL, key_id = NULL WHERE user_name = $3 AND provider = $4 AND revoked = 0',
     [w.revokedAt, w.revokedBy, w.user, w.provider])
   return r.rowCount === 1

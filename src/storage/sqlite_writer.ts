@@ -274,6 +274,10 @@ export class SqliteChainWriter {
       return Number(this.#stmt('UPDATE user_credentials SET ciphertext = ?, nonce = ?, key_id = ?, rotated_at = ? WHERE user_name = ? AND provider = ? AND revoked = 0 AND nonce = ?')
         .run(w.sealed.ciphertext, w.sealed.nonce, w.sealed.keyId, w.rotatedAt, w.user, w.provider, w.previousNonce).changes) === 1
     }
+    if (w.ifNonce !== undefined) {
+      return Number(this.#stmt('UPDATE user_credentials SET revoked = 1, revoked_at = ?, revoked_by = ?, ciphertext = NULL, nonce = NULL, key_id = NULL WHERE user_name = ? AND provider = ? AND revoked = 0 AND nonce = ?')
+        .run(w.revokedAt, w.revokedBy, w.user, w.provider, w.ifNonce).changes) === 1
+    }
     return Number(this.#stmt('UPDATE user_credentials SET revoked = 1, revoked_at = ?, revoked_by = ?, ciphertext = NULL, nonce = NULL, key_id = NULL WHERE user_name = ? AND provider = ? AND revoked = 0')
       .run(w.revokedAt, w.revokedBy, w.user, w.provider).changes) === 1
   }

@@ -1,3 +1,4 @@
+import { http } from 'msw'
 import { beforeEach, describe, expect, it } from 'vitest'
 import { SE, useCredentialsApp } from '../support/credentials_app.ts'
 
@@ -182,6 +183,75 @@ describe('a 403 the operator can lift carries no marker (the .top must stay)', (
     expect(res.status).toBe(403)
     expect(await res.json()).toEqual(refusedOnly)
     expect(await t.store.readCredential('jon', 'cms')).toMatchObject({ revoked: false })
+  })
+})
+
+describe('a live credential is never marked gone', () => {
+  it('when another replica rotated its refresh token at both of IAM\'s refusals (the row is live and the next read is served)', async () => {
+    await registered('lena')
+    // Another replica on the same database: each time this broker sends IAM the row's refresh token, that
+    // replica has just spent it (IAM rotated it for the other replica, which stored the new one), so IAM
+    // refuses this broker's copy with invalid_grant. Nothing revoked the credential at IAM or here.
+    const replica = t.restartCredentials()
+    let racing = true
+    let spentByReplica = 0
+    t.msw.use(http.post(t.iam.tokenEndpoint, async ({ request }) => {
+      const body = new URLSearchParams(await request.clone().text())
+      if (!racing || body.get('grant_type') !== 'refresh_token') return undefined
+      racing = false
+      try {
+        const other = await replica.app.request('/v1/credentials/lena/cms/token?minimum_seconds=999999', { headers: { authorization: `Bearer ${t.creddToken()}` } })
+        expect(other.status).toBe(200)
+        spentByReplica++
+      } finally {
+        racing = spentByReplica < 2
+      }
+      // The real IAM's answer to a refresh token already spent: the default handler, now that it is.
+      return undefined
+    }))
+    try {
+      const res = await t.jobToken('lena', 'cms', t.creddToken(), '?minimum_seconds=999999')
+      expect(spentByReplica).toBe(2)
+      const body = await res.json() as Record<string, unknown>
+      // docs/job-credentials.md: a credential rotated by another replica meanwhile is 503 with Retry-After.
+      expect(res.status, JSON.stringify(body)).toBe(503)
+      expect(res.headers.get('retry-after')).toBe('1')
+      expect(body.credential).toBeUndefined()
+      expect(await t.store.readCredential('lena', 'cms')).toMatchObject({ revoked: false })
+    } finally {
+      racing = false
+      await replica.credentials.close()
+    }
+    expect((await t.jobToken('lena', 'cms', t.creddToken(), '?minimum_seconds=999999')).status).toBe(200)
+  })
+
+  it('when the user registered afresh just as IAM\'s refusal of the old refresh token was being recorded', async () => {
+    await registered('mona')
+    // The old refresh token dies at IAM; the broker watches the row for a rotation, then records the refusal.
+    // Between its last look at the row and that write, the user's next condor_submit registers afresh: the
+    // refusal was of the old registration's token, and must not revoke the new one.
+    t.iam.clearRefreshTokens()
+    const write = t.store.writeCredential.bind(t.store)
+    let registeredMeanwhile = false
+    t.store.writeCredential = async (w, e) => {
+      if (w.action === 'revoke' && w.user === 'mona' && !registeredMeanwhile) {
+        registeredMeanwhile = true
+        clock.t += 1
+        await registered('mona')
+      }
+      return write(w, e)
+    }
+    let res: Response
+    try {
+      res = await t.jobToken('mona', 'cms', t.creddToken(), '?minimum_seconds=999999')
+    } finally {
+      t.store.writeCredential = write
+    }
+    expect(registeredMeanwhile).toBe(true)
+    const body = await res.json() as Record<string, unknown>
+    expect(body.credential, JSON.stringify(body)).toBeUndefined()
+    expect(await t.store.readCredential('mona', 'cms')).toMatchObject({ revoked: false })
+    expect((await t.jobToken('mona', 'cms', t.creddToken(), '?minimum_seconds=999999')).status).toBe(200)
   })
 })
 

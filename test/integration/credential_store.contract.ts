@@ -93,5 +93,17 @@ export function credentialStoreContract(name: string, open: () => Promise<Broker
       expect((await s.listCredentials()).map((c) => `${c.user}/${c.provider}`)).toEqual(['alice/cms'])
       expect((await s.verify()).ok).toBe(true)
     })
+
+    it('revokes with ifNonce only while the row still holds that sealed token, recording nothing otherwise', async () => {
+      const s = store = await open()
+      await s.writeCredential({ action: 'register', credential: cred() }, event('credential.registered'))
+      // Registered afresh since the token was read: IAM's refusal of the old token does not end the new one.
+      await s.writeCredential({ action: 'register', credential: cred({ createdAt: 1100, sealed: { ciphertext: 'bmV3', nonce: 'bm9uY2Uy', keyId: '0123456789abcdef' } }) }, event('credential.registered'))
+      expect(await s.writeCredential({ action: 'revoke', user: 'alice', provider: 'cms', revokedAt: 1200, revokedBy: 'iam', ifNonce: 'bm9uY2Ux' }, event('credential.revoked'))).toBe(false)
+      expect(await s.readCredential('alice', 'cms')).toMatchObject({ revoked: false, sealed: { nonce: 'bm9uY2Uy' } })
+      expect(await s.writeCredential({ action: 'revoke', user: 'alice', provider: 'cms', revokedAt: 1300, revokedBy: 'iam', ifNonce: 'bm9uY2Uy' }, event('credential.revoked'))).toBe(true)
+      expect(await s.readCredential('alice', 'cms')).toMatchObject({ revoked: true, revokedAt: 1300, revokedBy: 'iam' })
+      expect(await types(s)).toEqual(['credential.registered', 'credential.registered', 'credential.revoked'])
+    })
   })
 }
