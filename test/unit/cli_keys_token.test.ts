@@ -89,6 +89,20 @@ describe('condor-token-broker token create / inspect', () => {
     expect(ins.out).toMatch(/verdict: {3}would be accepted/)
   })
 
+  // HTCondor verifies HS256, HS384 and HS512 only (docs/htcondor-tokens.md §1.2); an alg named like a
+  // property every object has is just another unknown one, reported in a line, not a crash.
+  it.each(['toString', 'constructor', '__proto__'])('inspect reports alg %s as unknown', async (alg) => {
+    const e = env()
+    await cli(['keys', 'init'], e)
+    const b64 = (o: object) => Buffer.from(JSON.stringify(o)).toString('base64url')
+    const now = Math.floor(Date.now() / 1000)
+    const token = `${b64({ alg, kid: 'broker1' })}.${b64({ iss: 'pool.example.org', sub: 'a@pool.example.org', iat: now, exp: now + 60, jti: 'j' })}.c2ln`
+    const file = join(tempDir(), 'tok')
+    writeFileSync(file, `${token}\n`, { mode: 0o600 })
+    const ins = await cli(['token', 'inspect', '--file', file], e)
+    expect(`${ins.out}${ins.err}`).toContain(`algorithm "${alg}" is accepted by neither HTCondor nor scitokens-cpp`)
+  })
+
   it('mints with an explicit --key-file and --trust-domain, as condor_token_create does', async () => {
     const e = env()
     const keyFile = join(tempDir(), 'key1')
