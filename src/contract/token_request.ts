@@ -28,8 +28,11 @@ export const ISSUED_TYPE_OF: Record<TokenKind, string> = {
   access_token: TOKEN_TYPE.accessToken,
 }
 
-/** `requested_token_type` URI → what the broker mints: the same table read backwards. */
-const KIND_OF: Record<string, TokenKind> = Object.fromEntries(Object.entries(ISSUED_TYPE_OF).map(([kind, uri]) => [uri, kind as TokenKind]))
+/**
+ * `requested_token_type` URI → what the broker mints: the same table read backwards. A Map, because the
+ * key is the caller's text: an object would answer `constructor` or `toString` with what every object has.
+ */
+const KIND_OF: ReadonlyMap<string, TokenKind> = new Map(Object.entries(ISSUED_TYPE_OF).map(([kind, uri]) => [uri, kind as TokenKind]))
 
 const REPEATABLE = new Set(['audience', 'resource'])
 const KNOWN = new Set([
@@ -109,8 +112,8 @@ export function parseTokenExchangeRequest(form: TokenRequestForm): TokenExchange
   const requested = one('requested_token_type')
   let tokenKind: TokenKind | undefined
   if (requested !== undefined) {
-    tokenKind = KIND_OF[requested]
-    if (!tokenKind) throw new InvalidRequest(`requested_token_type is not supported; use one of ${Object.keys(KIND_OF).join(', ')}`)
+    tokenKind = KIND_OF.get(requested)
+    if (!tokenKind) throw new InvalidRequest(`requested_token_type is not supported; use one of ${[...KIND_OF.keys()].join(', ')}`)
   }
 
   const role = one('role')

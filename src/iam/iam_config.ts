@@ -17,6 +17,12 @@ const TimeoutSeconds = seconds({ fractional: true, max: 120 })
  */
 export const IAM_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'] as const
 
+/**
+ * Audiences that stand for every relying party: IAM's default `aud` when a client asked for none
+ * (docs/iam-and-wlcg.md §1.5) and SciTokens' `ANY`. Expecting one waives the audience check.
+ */
+const ANY_AUDIENCES: ReadonlySet<string> = new Set(['https://wlcg.cern.ch/jwt/v1/any', 'ANY'])
+
 const StringList = z.union([z.string().min(1), z.array(z.string().min(1))]).transform((v) => (Array.isArray(v) ? v : [v]))
 
 /** How the broker authenticates to an IAM (token exchange, refresh, introspection). IAM ≥1.14.1 enforces the registered method. */
@@ -68,6 +74,11 @@ export const TrustedIssuerSchema = z.strictObject({
       ctx.addIssue({ code: 'custom', path: [key], message: 'must be an https URL (http:// only with development: true)' })
     }
   }
+  c.audience?.forEach((a, i) => {
+    if (ANY_AUDIENCES.has(a)) {
+      ctx.addIssue({ code: 'custom', path: ['audience', i], message: `"${a}" is in every token IAM minted without an audience, so expecting it accepts tokens meant for any service; name the broker, or set allow_any_audience: true knowingly` })
+    }
+  })
   if (c.audience && c.allow_any_audience) {
     ctx.addIssue({ code: 'custom', path: ['allow_any_audience'], message: 'give audience or allow_any_audience, not both' })
   }

@@ -48,7 +48,8 @@ export function inspectToken(token: string, ctx: InspectContext): InspectReport 
     return { kind: 'unknown', header: {}, payload: {}, signature: 'not checked: not a compact JWS', problems: ['not a JWT (expected three base64url parts)'], warnings: [] }
   }
   const alg = String(d.header.alg ?? '')
-  if (alg in HMAC_ALGS) return inspectIdToken(d, alg, ctx)
+  // hasOwn, not `in`: the alg is the token's text, and `toString` is in every object.
+  if (Object.hasOwn(HMAC_ALGS, alg)) return inspectIdToken(d, alg, ctx)
   if (alg === 'ES256' || alg === 'RS256') return inspectSciToken(d, alg, ctx)
   return { kind: 'unknown', header: d.header, payload: d.payload, signature: 'not checked', problems: [`algorithm "${alg}" is accepted by neither HTCondor nor scitokens-cpp`], warnings: [] }
 }

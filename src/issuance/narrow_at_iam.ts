@@ -1,6 +1,7 @@
 import { hash } from 'node:crypto'
+import { decodeJwt } from 'jose'
 import type { AuditLog } from '../audit/audit_log.ts'
-import { InvalidTarget } from '../errors.ts'
+import { InvalidTarget, TemporarilyUnavailable } from '../errors.ts'
 import type { IamTokenExchanger } from '../iam/outbound_exchange.ts'
 import type { VerifiedSubject } from '../iam/subject.ts'
 import type { Clock } from '../lib/clock.ts'
@@ -22,11 +23,16 @@ export async function narrowAtIam(
   deps: { exchanger: Pick<IamTokenExchanger, 'exchange'>; audit: AuditLog; clock: Clock },
 ): Promise<IssuedToken> {
   const got = await deps.exchanger.exchange({ subjectToken, subject, scopes: decision.scopes, audience: decision.audience, lifetime: decision.lifetime })
-  const expiresIn = got.expiresIn ?? decision.lifetime
+  const now = deps.clock.now()
+  // RFC 6749 §5.1 makes expires_in only RECOMMENDED, and relying parties honour the JWT's own exp: the
+  // token lives as long as the longer of the two says. With neither, its life is unknown: not relayed.
+  const exp = jwtExp(got.accessToken)
+  const stated = [got.expiresIn, exp !== undefined ? exp - now : undefined].filter((n): n is number => n !== undefined)
+  if (stated.length === 0) throw new TemporarilyUnavailable('IAM did not say how long the narrowed access token lives; try again later')
+  const expiresIn = Math.max(...stated)
   if (expiresIn > decision.lifetime) {
     throw new InvalidTarget(`IAM issued a token valid for ${expiresIn} s, above the ${decision.lifetime} s the role allows; lower the broker client's access-token lifetime at IAM`)
   }
-  const now = deps.clock.now()
   await deps.audit.record({
     type: 'token.issued',
     time: now,
@@ -44,4 +50,14 @@ export async function narrowAtIam(
     decision: 'allow',
   })
   return { token: got.accessToken, expiresIn, scope: got.scopes.join(' ') }
+}
+
+/** The `exp` of a JWT access token (IAM's are), unverified: only its life is read. */
+function jwtExp(token: string): number | undefined {
+  try {
+    const exp = decodeJwt(token).exp
+    return typeof exp === 'number' && Number.isFinite(exp) ? Math.floor(exp) : undefined
+  } catch {
+    return undefined
+  }
 }

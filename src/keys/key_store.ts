@@ -19,6 +19,20 @@ export interface KeyringEntry {
   retired?: number
   /** Published in the JWKS until this time: every token it signed has expired by then. */
   publish_until?: number
+  /** Published ahead of use and not signing yet; the next rotation makes it the active key. */
+  next?: boolean
+}
+
+/**
+ * Verifiers cache the JWKS and do not refetch it for an unknown kid (scitokens-cpp keeps a fetched key set
+ * 600 s, docs/htcondor-tokens.md §5.3): a key published only when it starts signing is refused there for
+ * that long. So each rotation also publishes the key the following one will sign with.
+ */
+export const JWKS_REFRESH_SECONDS = 600
+
+/** The keyring entry that signs: not retired and not merely prepared. */
+export function isSigningEntry(k: KeyringEntry): boolean {
+  return k.retired === undefined && k.next !== true
 }
 
 /**
@@ -111,33 +125,49 @@ export class KeyStore {
   /** Ensures one active asymmetric key exists; returns it and whether it was created now. */
   ensureJwtKey(alg: AsymmetricAlg, now: number): { entry: KeyringEntry; created: boolean } {
     const keys = this.readKeyring()
-    const active = keys.find((k) => k.retired === undefined)
+    const active = keys.find(isSigningEntry)
     if (active) return { entry: active, created: false }
     const entry = this.generateJwtKey(alg, now)
     this.writeKeyring([...keys, entry])
     return { entry, created: true }
   }
 
+  /** Ensures a prepared next key exists (published, not signing), so the next rotation needs no new kid. */
+  prepareNextJwtKey(alg: AsymmetricAlg, now: number): KeyringEntry {
+    const keys = this.readKeyring()
+    const prepared = keys.find((k) => k.next === true)
+    if (prepared) return prepared
+    const next: KeyringEntry = { ...this.generateJwtKey(alg, now), next: true }
+    this.writeKeyring([...keys, next])
+    return next
+  }
+
   /**
-   * Makes a new key active and keeps the old public key published until every token it signed has
-   * expired (`retainSeconds` ≥ the longest lifetime it could have signed). Expired entries are pruned.
+   * Makes the prepared next key active (a new one when none of `alg` was prepared), keeps the old public
+   * key published until every token it signed has expired (`retainSeconds` ≥ the longest lifetime it
+   * could have signed), and prepares the key after it. `publishedSince` says since when the new active
+   * key has been in the JWKS; absent, it is published only now. Expired entries are pruned; a prepared
+   * key of another algorithm never signed anything and is dropped.
    */
-  rotateJwtKey(alg: AsymmetricAlg, now: number, retainSeconds: number): { retired?: KeyringEntry; active: KeyringEntry } {
+  rotateJwtKey(alg: AsymmetricAlg, now: number, retainSeconds: number): { retired?: KeyringEntry; active: KeyringEntry; next: KeyringEntry; publishedSince?: number } {
     const keys = this.readKeyring().filter((k) => k.publish_until === undefined || k.publish_until > now)
-    const current = keys.find((k) => k.retired === undefined)
+    const current = keys.find(isSigningEntry)
     if (current) {
       current.retired = now
       current.publish_until = now + retainSeconds
     }
-    const active = this.generateJwtKey(alg, now)
-    this.writeKeyring([...keys, active])
-    return current ? { retired: current, active } : { active }
+    const prepared = keys.find((k) => k.next === true && k.alg === alg)
+    // `created` is when it started signing (the key age /metrics reports).
+    const active: KeyringEntry = prepared ? { kid: prepared.kid, alg: prepared.alg, created: now } : this.generateJwtKey(alg, now)
+    const next: KeyringEntry = { ...this.generateJwtKey(alg, now), next: true }
+    this.writeKeyring([...keys.filter((k) => k.next !== true), active, next])
+    return { ...(current ? { retired: current } : {}), active, next, ...(prepared ? { publishedSince: prepared.created } : {}) }
   }
 
   /** Loads the active signing key and the public keys to publish (active and still-needed retired ones). */
   loadAsymmetricKeys(now: number): { active: AsymmetricKey; jwks: PublicJwk[] } {
     const keys = this.readKeyring()
-    const activeEntry = keys.find((k) => k.retired === undefined)
+    const activeEntry = keys.find(isSigningEntry)
     if (!activeEntry) throw new OperatorError('ENOKEY', `no active SciToken signing key in ${this.jwtDir}; run "condor-token-broker keys init"`)
     const jwks: PublicJwk[] = []
     let active: AsymmetricKey | undefined

@@ -2,7 +2,7 @@ import { watch, type FSWatcher } from 'node:fs'
 import { join } from 'node:path'
 import type { Clock } from '../lib/clock.ts'
 import type { Logger } from '../lib/logger.ts'
-import { KeyStore } from './key_store.ts'
+import { isSigningEntry, KeyStore } from './key_store.ts'
 import type { SigningKeys } from './signing_keys.ts'
 
 export interface KeyringWatchOptions {
@@ -69,7 +69,7 @@ function keyringDiffers(store: KeyStore, current: SigningKeys, now: number, log:
     log.warn('the SciToken keyring is unreadable; keeping the keys in force', { error: (err as Error).message })
     return false
   }
-  const active = ring.find((k) => k.retired === undefined)?.kid
+  const active = ring.find(isSigningEntry)?.kid
   const published = ring.filter((k) => k.publish_until === undefined || k.publish_until > now).map((k) => k.kid).sort()
   const inForce = current.jwks.map((k) => k.kid).sort()
   return active !== current.scitoken.kid || published.join(' ') !== inForce.join(' ')

@@ -3,7 +3,7 @@ import { DURATION_HINT, parseDuration } from '../lib/config_values.ts'
 import { expandAuthz, type AuthzLevel } from '../issuance/authz.ts'
 import { isHostPattern } from './patterns.ts'
 import { htcondorLevelsOfScopes, parseScope, toAuthzLevel } from './scopes.ts'
-import { BUILTIN_PLACEHOLDERS, HOST_PLACEHOLDERS, SITE_PLACEHOLDER, parseTemplate, placeholdersOf, type TemplatePart } from './template.ts'
+import { BUILTIN_PLACEHOLDERS, HOST_PLACEHOLDERS, SITE_PLACEHOLDER, SUBJECT_PLACEHOLDERS, parseTemplate, placeholdersOf, type TemplatePart } from './template.ts'
 import { asciiLower } from '../lib/ascii_case.ts'
 import { DEFAULT_PILOT_IDENTITY, MAX_PILOT_COUNT, PILOT_AUTHZ, PILOT_TUNNEL_AUTHZ } from '../contract/pilot.ts'
 
@@ -340,7 +340,32 @@ const RuleSchema = z.strictObject({
     if (seen.has(g.role)) ctx.addIssue({ code: 'custom', path: ['grants', i, 'role'], message: `role ${g.role} is granted twice in rule ${r.id}` })
     seen.add(g.role)
   })
+  checkSeveralIams(r, ctx)
 })
+
+/** Placeholders whose value one IAM assigns and another may assign to someone else. */
+const PER_IAM_PLACEHOLDERS: ReadonlySet<string> = new Set(SUBJECT_PLACEHOLDERS)
+
+/**
+ * A sub is unique only within its IAM (docs/iam-and-wlcg.md §2.1), a username or client id no more: in a
+ * rule trusting several IAMs, `sub`/`client_id` would admit a namesake at the other IAM, and an identity
+ * built from them would make two callers one HTCondor user. One IAM written with and without its trailing
+ * slash (§1.2) counts once.
+ */
+function checkSeveralIams(r: { match: { issuer: string[]; sub?: string[] | undefined; client_id?: string[] | undefined }; grants: Grant[] }, ctx: z.RefinementCtx): void {
+  const iams = new Set(r.match.issuer.map((i) => i.replace(/\/$/, '')))
+  if (iams.size < 2) return
+  const why = 'this rule trusts several IAMs, where the same value may belong to different callers; write one rule per issuer'
+  for (const key of ['sub', 'client_id'] as const) {
+    if (r.match[key] !== undefined) ctx.addIssue({ code: 'custom', path: ['match', key], message: `${key} cannot be matched: ${why}` })
+  }
+  r.grants.forEach((g, i) => {
+    const parsed = g.identity !== undefined ? parseTemplate(g.identity) : undefined
+    if (!parsed || 'error' in parsed) return
+    const used = placeholdersOf(parsed.parts).filter((p) => PER_IAM_PLACEHOLDERS.has(p))
+    if (used.length > 0) ctx.addIssue({ code: 'custom', path: ['grants', i, 'identity'], message: `{${used[0]}} cannot make the identity: ${why}` })
+  })
+}
 
 /** One policy file. */
 export const PolicyFileSchema = z.strictObject({

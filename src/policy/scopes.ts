@@ -14,6 +14,12 @@ export const COMPUTE_SCOPES = ['compute.read', 'compute.create', 'compute.modify
 /** HTCondor maps compute.* to WRITE only when all three of these are present (docs/htcondor-tokens.md §5.4). */
 export const COMPUTE_WRITE_SCOPES = ['compute.create', 'compute.modify', 'compute.cancel'] as const
 const STORAGE_OPS: ReadonlySet<string> = new Set(['read', 'create', 'modify', 'stage', 'poll'])
+/**
+ * Scope names whose path is a hierarchy, so a grant on `/a` covers `/a/b`: WLCG storage paths (§2.2) and
+ * SciTokens authorizations (§2.5). Any other `name:/x` (`wlcg.groups:/cms`, `wlcg.capabilityset:/cms`)
+ * names one group or set, and is allowed only as written.
+ */
+const HIERARCHICAL_SCOPES: ReadonlySet<string> = new Set([...[...STORAGE_OPS].map((op) => `storage.${op}`), 'read', 'write', 'queue', 'execute'])
 /** Scopes a grant may never hand out: refresh tokens never leave the broker (issue 4). */
 const FORBIDDEN_SCOPES: ReadonlySet<string> = new Set(['offline_access'])
 
@@ -101,7 +107,10 @@ export function scopeAllowed(allowed: AllowedScopes, requested: ParsedScope): bo
   switch (requested.kind) {
     case 'condor': return allowed.condor.has(requested.level)
     case 'exact': return allowed.exact.has(requested.text)
-    case 'path': return (allowed.paths.get(requested.name) ?? []).some((g) => pathCovers(g, requested.path))
+    case 'path': {
+      const granted = allowed.paths.get(requested.name) ?? []
+      return HIERARCHICAL_SCOPES.has(requested.name) ? granted.some((g) => pathCovers(g, requested.path)) : granted.includes(requested.path)
+    }
   }
 }
 

@@ -66,7 +66,7 @@ describe('IamSubjectTokenVerifier: valid tokens', () => {
   })
 
   it('checks the expected audience when configured', async () => {
-    const a = await adapter({}, { audience: ['https://broker.example.org', 'https://wlcg.cern.ch/jwt/v1/any'] })
+    const a = await adapter({}, { audience: ['https://broker.example.org', 'https://broker2.example.org'] })
     await expect(a.verifier.verify(await iam.mint({ aud: ['https://broker.example.org', 'x'] }))).resolves.toBeTruthy()
   })
 })

@@ -54,10 +54,13 @@ describe('keys rotate in a running broker', () => {
       const newKid = /new active kid=(\S+)/.exec(rotate.stdout)?.[1]
       expect(newKid, rotate.stdout).toBeDefined()
       expect(newKid).not.toBe(oldKid)
+      // The key after it is published now, so verifiers know it before the next rotation signs with it.
+      const nextKid = /next kid=([^\s:]+)/.exec(rotate.stdout)?.[1]
+      expect(nextKid, rotate.stdout).toBeDefined()
 
       // No signal is sent: the broker notices the keyring on its own. Bounded wait (10 s).
       for (let i = 0; i < 200 && !(await publishedKids()).includes(newKid!); i++) await new Promise((r) => setTimeout(r, 50))
-      expect((await publishedKids()).sort()).toEqual([oldKid, newKid].sort())
+      expect((await publishedKids()).sort()).toEqual([oldKid, newKid, nextKid].sort())
 
       const newToken = await sciToken()
       expect(decodeProtectedHeader(newToken).kid).toBe(newKid)

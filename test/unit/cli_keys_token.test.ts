@@ -30,6 +30,35 @@ describe('condor-token-broker keys', () => {
     expect(list.out).toMatch(new RegExp(`${kid1} {2}ES256 .* retired, published until`))
   })
 
+  // A kid verifiers have not fetched is refused by scitokens-cpp until its 600 s key-set refresh
+  // (docs/htcondor-tokens.md §5.3): init publishes the next key, and rotate signs with it.
+  it('init publishes the next key, and rotate makes exactly that one active', async () => {
+    const e = env()
+    const init = await cli(['keys', 'init'], e)
+    const next = /next kid=(\S+)/.exec(init.out)?.[1]
+    expect(next, init.out).toBeDefined()
+    expect((await cli(['keys', 'list'], e)).out).toMatch(new RegExp(`${next} {2}ES256 .* next, published`))
+    const rot = await cli(['keys', 'rotate'], e)
+    expect(rot.code).toBe(0)
+    expect(rot.out).toContain(`new active kid=${next}`)
+    expect(rot.out).toMatch(/next kid=\S+/)
+    expect(rot.out).not.toContain(`next kid=${next}`)
+  })
+
+  it('rotate warns when the key it makes active was not published beforehand', async () => {
+    const e = env()
+    const store = join(e.CTB_DATA_DIR!, 'keys')
+    mkdirSync(store, { recursive: true })
+    // serve creates the signing key on its own, without a prepared next key.
+    const { KeyStore } = await import('../../src/keys/key_store.ts')
+    new KeyStore(store).ensureJwtKey('ES256', Math.floor(Date.now() / 1000))
+    const rot = await cli(['keys', 'rotate'], e)
+    expect(rot.code).toBe(0)
+    expect(rot.err).toMatch(/warning: .*not in \/jwks before/)
+    const again = await cli(['keys', 'rotate'], e)
+    expect(again.err).toMatch(/warning: .*in \/jwks only since/)
+  })
+
   it('imports a pool key that then signs tokens', async () => {
     const e = env()
     const f = join(tempDir(), 'POOL')
@@ -58,6 +87,20 @@ describe('condor-token-broker token create / inspect', () => {
     expect(ins.code).toBe(0)
     expect(ins.out).toMatch(/signature: valid/)
     expect(ins.out).toMatch(/verdict: {3}would be accepted/)
+  })
+
+  // HTCondor verifies HS256, HS384 and HS512 only (docs/htcondor-tokens.md §1.2); an alg named like a
+  // property every object has is just another unknown one, reported in a line, not a crash.
+  it.each(['toString', 'constructor', '__proto__'])('inspect reports alg %s as unknown', async (alg) => {
+    const e = env()
+    await cli(['keys', 'init'], e)
+    const b64 = (o: object) => Buffer.from(JSON.stringify(o)).toString('base64url')
+    const now = Math.floor(Date.now() / 1000)
+    const token = `${b64({ alg, kid: 'broker1' })}.${b64({ iss: 'pool.example.org', sub: 'a@pool.example.org', iat: now, exp: now + 60, jti: 'j' })}.c2ln`
+    const file = join(tempDir(), 'tok')
+    writeFileSync(file, `${token}\n`, { mode: 0o600 })
+    const ins = await cli(['token', 'inspect', '--file', file], e)
+    expect(`${ins.out}${ins.err}`).toContain(`algorithm "${alg}" is accepted by neither HTCondor nor scitokens-cpp`)
   })
 
   it('mints with an explicit --key-file and --trust-domain, as condor_token_create does', async () => {

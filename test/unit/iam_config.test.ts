@@ -38,6 +38,15 @@ describe('iam config section', () => {
     expect(IamConfigSchema.safeParse({ issuers: [{ issuer: 'https://iam.example.org/', audience: 'https://b.example', allow_any_audience: true }] }).success).toBe(false)
   })
 
+  // IAM puts https://wlcg.cern.ch/jwt/v1/any in every token that asked for no audience (docs/iam-and-wlcg.md
+  // §1.5), and SciTokens' ANY means any relying party: expecting either waives the audience check as
+  // allow_any_audience does, so it must be said that way, not slipped into the list.
+  it.each(['https://wlcg.cern.ch/jwt/v1/any', 'ANY'])('refuses the wildcard audience %s among the expected ones', (any) => {
+    const r = IamConfigSchema.safeParse({ issuers: [{ issuer: 'https://iam.example.org/', audience: ['https://broker.example.org', any] }] })
+    expect(r.success).toBe(false)
+    expect(JSON.stringify(r.error?.issues)).toMatch(/allow_any_audience/)
+  })
+
   it('allows http:// only for an issuer marked development', () => {
     expect(IamConfigSchema.safeParse({ issuers: [{ issuer: 'http://127.0.0.1:9000/', development: true }] }).success).toBe(true)
   })

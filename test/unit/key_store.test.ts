@@ -66,9 +66,48 @@ describe('KeyStore: SciToken keys', () => {
     expect(r.retired?.kid).toBe(first.kid)
     const during = store.loadAsymmetricKeys(2400)
     expect(during.active.kid).toBe(r.active.kid)
-    expect(during.jwks.map((k) => k.kid).sort()).toEqual([first.kid, r.active.kid].sort())
+    expect(during.jwks.map((k) => k.kid).sort()).toEqual([first.kid, r.active.kid, r.next.kid].sort())
     const after = store.loadAsymmetricKeys(2501)
-    expect(after.jwks.map((k) => k.kid)).toEqual([r.active.kid])
+    expect(after.jwks.map((k) => k.kid).sort()).toEqual([r.active.kid, r.next.kid].sort())
+  })
+
+  // scitokens-cpp keeps the key set it fetched for 600 s and does not refetch for an unknown kid ("Key ID is
+  // not published by the issuer", docs/htcondor-tokens.md §5.3): a key must be in /jwks before it signs.
+  it('rotation signs with the key published since the previous rotation, and publishes the one after it', () => {
+    const store = new KeyStore(tempDir())
+    store.ensureJwtKey('ES256', 1000)
+    const r1 = store.rotateJwtKey('ES256', 2000, 500)
+    expect(r1.publishedSince).toBeUndefined()
+    expect(store.loadAsymmetricKeys(2000).active.kid).toBe(r1.active.kid)
+    expect(store.loadAsymmetricKeys(2000).jwks.map((k) => k.kid)).toContain(r1.next.kid)
+    expect(r1.next.kid).not.toBe(r1.active.kid)
+    const r2 = store.rotateJwtKey('ES256', 9000, 500)
+    expect(r2.active.kid).toBe(r1.next.kid)
+    expect(r2.publishedSince).toBe(2000)
+    expect(store.loadAsymmetricKeys(9000).active.kid).toBe(r1.next.kid)
+    expect(store.loadAsymmetricKeys(9000).jwks.map((k) => k.kid).sort()).toEqual([r1.active.kid, r1.next.kid, r2.next.kid].sort())
+  })
+
+  it('keys init prepares the next key once, published but not signing', () => {
+    const store = new KeyStore(tempDir())
+    const active = store.ensureJwtKey('ES256', 1000).entry
+    const next = store.prepareNextJwtKey('ES256', 1000)
+    expect(store.prepareNextJwtKey('ES256', 1100).kid).toBe(next.kid)
+    const { active: signing, jwks } = store.loadAsymmetricKeys(1100)
+    expect(signing.kid).toBe(active.kid)
+    expect(jwks.map((k) => k.kid).sort()).toEqual([active.kid, next.kid].sort())
+    expect(store.ensureJwtKey('ES256', 1200).entry.kid).toBe(active.kid)
+    expect(store.rotateJwtKey('ES256', 2000, 500).active.kid).toBe(next.kid)
+  })
+
+  it('a prepared key of another algorithm is dropped, never made active', () => {
+    const store = new KeyStore(tempDir())
+    store.ensureJwtKey('ES256', 1000)
+    const es = store.prepareNextJwtKey('ES256', 1000)
+    const r = store.rotateJwtKey('RS256', 2000, 500)
+    expect(r.active.alg).toBe('RS256')
+    expect(r.publishedSince).toBeUndefined()
+    expect(store.loadAsymmetricKeys(2000).jwks.map((k) => k.kid)).not.toContain(es.kid)
   })
 
   it('publishes public members only', () => {

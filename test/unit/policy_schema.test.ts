@@ -410,3 +410,30 @@ describe('fetched_by (which credds may fetch job tokens under a grant)', () => {
     expect(issuesOf(file('- role: admin\n  fetched_by: { roles: [credd] }')).map((i) => i.message)).toContain('rules.0.grants.0.fetched_by: the admin role only opens the admin API and mints no token; "fetched_by" does not apply')
   })
 })
+
+// A sub is unique only within one IAM (docs/iam-and-wlcg.md §2.1: "unique within the VO"), and a username
+// even less so: alice at one IAM and alice at another are two people. A rule trusting two IAMs must not
+// name callers by sub or client_id, nor build one identity from either caller's claims.
+describe('policy schema: a rule trusting several IAMs', () => {
+  const TWO = 'issuer: [https://iam.example.org/, https://other-iam.example.net/]'
+  const USER_GRANT = `- role: submit-user
+  identity: "{preferred_username}@{uid_domain}"
+  token_kinds: [idtoken]
+  authz: [READ, WRITE]
+  lifetime: { default: 1h, max: 6h }`
+
+  it.each(['{preferred_username}', '{sub}', '{client_id}'])('refuses an identity built from %s', (ph) => {
+    const issues = issuesOf(file(USER_GRANT.replace('{preferred_username}', ph), `${TWO}\n      groups: [/htc/users]`))
+    expect(issues.map((i) => i.message).join('\n')).toMatch(/several IAMs/)
+  })
+
+  it.each(['sub: [a1b2]', 'client_id: [ctb-admin]'])('refuses a match on %s', (m) => {
+    const issues = issuesOf(file(OK_GRANT, `${TWO}\n      ${m}`))
+    expect(issues.map((i) => i.message).join('\n')).toMatch(/several IAMs/)
+  })
+
+  it('accepts groups and constant identities across IAMs, and one IAM spelt with and without its trailing slash', () => {
+    expect(issuesOf(file(OK_GRANT, `${TWO}\n      groups: [/htc/ops]`))).toEqual([])
+    expect(issuesOf(file(USER_GRANT, 'issuer: [https://iam.example.org/, https://iam.example.org]\n      groups: [/htc/users]'))).toEqual([])
+  })
+})

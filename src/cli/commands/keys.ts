@@ -1,16 +1,18 @@
 import { userInfo } from 'node:os'
 import { loadConfig } from '../../config.ts'
 import { openBrokerStore } from '../../storage/open_store.ts'
-import { KeyStore } from '../../keys/key_store.ts'
+import { JWKS_REFRESH_SECONDS, KeyStore } from '../../keys/key_store.ts'
 import { systemClock } from '../../lib/clock.ts'
 import { CliError, parse, type CommandIo } from '../command.ts'
 
 const HELP = `Usage: condor-token-broker keys <init|list|rotate|import> [options]
 
-  keys init [--condor-key NAME]    create the HTCondor signing key (default: idtoken.key from the config)
-                                   and the SciToken signing key, if missing; never overwrites
+  keys init [--condor-key NAME]    create the HTCondor signing key (default: idtoken.key from the config),
+                                   the SciToken signing key and the next one (published in /jwks, not yet
+                                   signing), if missing; never overwrites
   keys list                        show HTCondor keys and SciToken keys (kid, status, publish window)
-  keys rotate [--alg ES256|RS256]  new SciToken signing key; the old public key stays in /jwks until every
+  keys rotate [--alg ES256|RS256]  sign SciTokens with the next key, which verifiers already know from /jwks,
+                                   and publish a new next key; the old public key stays in /jwks until every
                                    token it signed has expired (and at least scitoken.retired_key_min_publish);
                                    a running serve takes it up by itself (scitoken.watch_keys) or on SIGHUP
   keys import FILE [--name NAME]   import an existing pool key file (e.g. /etc/condor/passwords.d/POOL) as is
@@ -37,6 +39,8 @@ export async function keysCommand(argv: string[], io: CommandIo): Promise<number
       else io.out(`HTCondor key ${name}: created ${store.createCondorKey(name)} (copy it, mode 0600, into SEC_PASSWORD_DIRECTORY of every daemon that verifies tokens)`)
       const jwt = store.ensureJwtKey(config.scitoken.alg, now)
       io.out(`SciToken key: ${jwt.created ? 'created' : 'exists'} kid=${jwt.entry.kid} alg=${jwt.entry.alg}`)
+      const next = store.prepareNextJwtKey(config.scitoken.alg, now)
+      io.out(`  next kid=${next.kid} alg=${next.alg}: published in /jwks, signs from the next "keys rotate"`)
       return 0
     }
     case 'list': {
@@ -48,7 +52,7 @@ export async function keysCommand(argv: string[], io: CommandIo): Promise<number
       const ring = store.readKeyring()
       if (ring.length === 0) io.out('  (none; run "keys init")')
       for (const k of ring) {
-        const status = k.retired === undefined ? 'active' : (k.publish_until ?? 0) > now ? `retired, published until ${new Date(k.publish_until! * 1000).toISOString()}` : 'expired (pruned at next rotation)'
+        const status = k.next === true ? 'next, published, signs from the next rotation' : k.retired === undefined ? 'active' : (k.publish_until ?? 0) > now ? `retired, published until ${new Date(k.publish_until! * 1000).toISOString()}` : 'expired (pruned at next rotation)'
         io.out(`  ${k.kid}  ${k.alg}  created ${new Date(k.created * 1000).toISOString()}  ${status}`)
       }
       return 0
@@ -64,11 +68,18 @@ export async function keysCommand(argv: string[], io: CommandIo): Promise<number
         const r = store.rotateJwtKey(alg, now, retain)
         io.out(`SciToken key: new active kid=${r.active.kid} alg=${r.active.alg}`)
         if (r.retired) io.out(`  retired kid=${r.retired.kid}, kept in /jwks until ${new Date(r.retired.publish_until! * 1000).toISOString()}`)
+        io.out(`  next kid=${r.next.kid}: published in /jwks now, signs from the next rotation`)
+        // Verifiers holding a key set fetched before the new kid was published refuse its tokens until they refetch.
+        if (r.publishedSince === undefined) {
+          io.err(`warning: kid ${r.active.kid} was not in /jwks before: verifiers that fetched /jwks in the last ${JWKS_REFRESH_SECONDS / 60} minutes refuse its tokens until they refetch (scitokens-cpp does every ${JWKS_REFRESH_SECONDS} s); the next rotation signs with a key published now`)
+        } else if (now - r.publishedSince < JWKS_REFRESH_SECONDS) {
+          io.err(`warning: kid ${r.active.kid} was in /jwks only since ${new Date(r.publishedSince * 1000).toISOString()}: verifiers that fetched /jwks before then refuse its tokens until they refetch (scitokens-cpp does every ${JWKS_REFRESH_SECONDS} s)`)
+        }
         try {
           await audit.record({
             type: 'key.rotated', time: now, caller: { sub: `cli:${userInfo().username}` }, decision: 'allow',
             reason: 'keys rotate',
-            detail: { alg: r.active.alg, kid: r.active.kid, ...(r.retired ? { retired_kid: r.retired.kid, publish_until: r.retired.publish_until } : {}) },
+            detail: { alg: r.active.alg, kid: r.active.kid, next_kid: r.next.kid, ...(r.publishedSince !== undefined ? { published_since: r.publishedSince } : {}), ...(r.retired ? { retired_kid: r.retired.kid, publish_until: r.retired.publish_until } : {}) },
           })
         } catch (err) {
           throw new CliError(`the key was rotated but the rotation could not be audited: ${(err as Error).message}`)

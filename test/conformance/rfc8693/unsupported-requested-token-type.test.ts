@@ -15,6 +15,11 @@ describe('RFC 8693 §2.1 unsupported requested_token_type → invalid_request', 
     'urn:ietf:params:oauth:token-type:saml2',
     'urn:example:unknown',
     'jwt',
+    // Names every JavaScript object has: an unknown type all the same, never a lookup that finds something.
+    'constructor',
+    'toString',
+    '__proto__',
+    'hasOwnProperty',
   ])('refuses requested_token_type=%s with invalid_request and no token', async (type) => {
     const res = await t.post(t.form(await t.userToken(), { requested_token_type: type }))
     expect((await expectOAuthError(res, 400, 'invalid_request')).error_description).toMatch(/requested_token_type/)
