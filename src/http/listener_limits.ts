@@ -1,4 +1,4 @@
-import type { Server } from 'node:http'
+import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import { z } from 'zod'
 import { integer } from '../lib/config_values.ts'
@@ -67,10 +67,26 @@ export function listenerServerOptions(l: ListenerLimits): Record<string, number>
  */
 export function applyListenerLimits(server: Server, l: ListenerLimits, clientOf: (address: string) => string): void {
   server.maxHeadersCount = l.max_headers_count
-  // Node then destroys a socket idle this long (no 'timeout' listener is ever added).
+  // Node then destroys a socket idle this long, unless the request in progress has a 'timeout' listener.
   server.timeout = l.idle_timeout_ms
+  server.on('request', sparedWhileWorking(l.idle_timeout_ms))
   if (l.max_connections > 0) server.maxConnections = l.max_connections
   if (l.max_connections_per_client > 0) limitPerClient(server, l.max_connections_per_client, clientOf)
+}
+
+/**
+ * The idle timeout is for a client that stops reading its answer, not for the broker still working one out:
+ * a token request may wait on IAM (discovery, keys, introspection, the exchange, each up to
+ * iam.timeout_seconds) with no byte moving, and cutting it then would drop an answer whose token is already
+ * minted and audited. With this listener Node leaves the socket to it: a request received in full whose
+ * answer has not begun keeps its connection for another round; anything else is closed as Node would.
+ */
+function sparedWhileWorking(idleMs: number): (req: IncomingMessage, res: ServerResponse) => void {
+  function onIdle(this: ServerResponse, socket: Socket): void {
+    if (this.req.complete && !this.headersSent) socket.setTimeout(idleMs)
+    else socket.destroy()
+  }
+  return (_req, res) => { res.on('timeout', onIdle) }
 }
 
 /** Closes a new connection at once when its client already holds `max` open ones. */

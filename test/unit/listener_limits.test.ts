@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events'
-import { createServer as createHttpServer, type Server } from 'node:http'
+import { createServer as createHttpServer, request, type Server } from 'node:http'
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net'
 import { describe, expect, it } from 'vitest'
 import { applyListenerLimits, ListenerLimitsSchema, listenerServerOptions } from '../../src/http/listener_limits.ts'
@@ -77,6 +77,65 @@ describe('a client that stops reading its answer', () => {
       })
       expect(closedAfter).not.toBe('open')
       expect(closedAfter).toBeGreaterThanOrEqual(400)
+    } finally {
+      client?.destroy()
+      server.closeAllConnections()
+      await new Promise<void>((resolve) => server.close(() => resolve()))
+    }
+  })
+
+  // The idle timeout is for a client that stops reading, not for a broker still working on the answer: a
+  // token request may wait on IAM (discovery, keys, introspection, the exchange: each up to
+  // iam.timeout_seconds) far longer than the idle timeout, with no byte moving meanwhile. Cutting it then
+  // would drop an answer whose token is already minted and audited.
+  it('is not cut while the answer is still being worked out, however long that takes', async () => {
+    const l = ListenerLimitsSchema.parse({ headers_timeout_ms: 200, request_timeout_ms: 400, keep_alive_timeout_ms: 200, idle_timeout_ms: 200 })
+    const server = createHttpServer(listenerServerOptions(l), (_req, res) => {
+      // Three idle timeouts with nothing on the wire, as a slow IAM would take.
+      setTimeout(() => res.end('answered'), 700)
+    })
+    applyListenerLimits(server, l, (a) => a)
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    try {
+      const port = (server.address() as AddressInfo).port
+      const answer = await new Promise<string>((resolve) => {
+        const req = request({ host: '127.0.0.1', port, path: '/', agent: false }, (res) => {
+          let body = ''
+          res.setEncoding('utf8')
+          res.on('data', (chunk: string) => { body += chunk })
+          res.on('end', () => resolve(`${res.statusCode} ${body}`))
+        })
+        req.on('error', (err: NodeJS.ErrnoException) => resolve(`error ${err.code ?? err.message}`))
+        req.end()
+      })
+      expect(answer).toBe('200 answered')
+    } finally {
+      server.closeAllConnections()
+      await new Promise<void>((resolve) => server.close(() => resolve()))
+    }
+  })
+
+  // The spare is for the broker's own work only: a client that stops sending its body is the idle one, and
+  // is cut at the idle timeout even when the request timeout would allow it longer.
+  it('still cuts a client that stalls in the middle of its request body', async () => {
+    const l = ListenerLimitsSchema.parse({ headers_timeout_ms: 200, request_timeout_ms: 5000, keep_alive_timeout_ms: 200, idle_timeout_ms: 300 })
+    const server = createHttpServer(listenerServerOptions(l), (req, res) => { req.resume(); req.on('end', () => res.end('read')) })
+    applyListenerLimits(server, l, (a) => a)
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    let client: Socket | undefined
+    try {
+      const port = (server.address() as AddressInfo).port
+      const closedAfter = await new Promise<number | 'open'>((resolve) => {
+        const t0 = Date.now()
+        const deadline = setTimeout(() => resolve('open'), 3000)
+        const s = connect(port, '127.0.0.1', () => s.write('POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 10\r\n\r\nabc'))
+        s.on('error', () => undefined)
+        s.once('close', () => { clearTimeout(deadline); resolve(Date.now() - t0) })
+        s.resume()
+        client = s
+      })
+      expect(closedAfter).not.toBe('open')
+      expect(closedAfter).toBeGreaterThanOrEqual(250)
     } finally {
       client?.destroy()
       server.closeAllConnections()
