@@ -133,8 +133,10 @@ export class PoolCa {
     const cert = new x509.X509Certificate(readFileSync(files.certFile, 'utf8'))
     // ca.crt is what verifiers are told to trust: one that is not the key's (another CA's, restored from the
     // wrong backup or put there by whoever can write the directory) must not be served beside this key.
-    const keySpki = createPublicKey(createPrivateKey({ key: Buffer.from(der), format: 'der', type: 'pkcs8' })).export({ format: 'der', type: 'spki' })
-    if (!keySpki.equals(Buffer.from(cert.publicKey.rawData))) {
+    // Compared as keys, not as bytes: RFC 5480 lets a certificate write the same EC point compressed.
+    const keyPublic = createPublicKey(createPrivateKey({ key: Buffer.from(der), format: 'der', type: 'pkcs8' }))
+    const certPublic = createPublicKey({ key: Buffer.from(cert.publicKey.rawData), format: 'der', type: 'spki' })
+    if (!keyPublic.equals(certPublic)) {
       throw new OperatorError('ECAMISMATCH', `${files.certFile} is not the certificate of ${files.keyFile} (their public keys differ); restore the pair that belongs together`)
     }
     return new PoolCa(cert, key as unknown as CryptoKey)

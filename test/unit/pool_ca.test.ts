@@ -111,6 +111,25 @@ describe('pool CA', () => {
     await expect(PoolCa.load(dir)).resolves.toBeInstanceOf(PoolCa)
   })
 
+  // RFC 5480 §2.2 lets a certificate carry an EC public key in compressed form. A ca.crt re-made for the
+  // same ca.key that way (openssl req -x509 with a key set to -conv_form compressed) holds the same public
+  // key in other bytes: it is the key's certificate, and the CA must load.
+  it('loads a CA certificate for its key whose public key is written compressed', async () => {
+    const dir = join(tempDir(), 'ca')
+    const files = await initPoolCa(dir, { name: 'test CA', now: NOW })
+    const compressed = join(tempDir(), 'compressed.key')
+    expect(openssl(['ec', '-in', files.keyFile, '-conv_form', 'compressed', '-out', compressed]).status).toBe(0)
+    const renewed = join(tempDir(), 'renewed.crt')
+    expect(openssl(['req', '-x509', '-new', '-key', compressed, '-subj', '/CN=test CA', '-days', '3650', '-out', renewed,
+      '-addext', 'basicConstraints=critical,CA:TRUE,pathlen:0', '-addext', 'keyUsage=critical,keyCertSign,cRLSign']).status).toBe(0)
+    // The judges: the certificate's point is the compressed form (02 or 03 after the BIT STRING header), and
+    // openssl verifies the self-signature ca.key made under the certificate's own public key.
+    expect(openssl(['x509', '-in', renewed, '-noout', '-text']).out).toMatch(/pub:\s+0[23]:/)
+    expect(openssl(['verify', '-CAfile', renewed, renewed]).out).toMatch(/: OK/)
+    writeFileSync(files.certFile, readFileSync(renewed))
+    await expect(PoolCa.load(dir)).resolves.toBeInstanceOf(PoolCa)
+  })
+
   it('issues host certificates openssl verifies, with serverAuth+clientAuth and the SANs asked for', async () => {
     const dir = join(tempDir(), 'ca')
     const files = await initPoolCa(dir, { name: 'test CA', now: NOW })
