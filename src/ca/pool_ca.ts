@@ -128,9 +128,22 @@ export class PoolCa {
     if (!existsSync(files.keyFile) || !existsSync(files.certFile)) {
       throw new OperatorError('ENOCA', `no pool CA under ${dir} (run "condor-token-broker ca init")`)
     }
-    const der = x509.PemConverter.decodeFirst(readSecretFile(files.keyFile).toString('utf8'))
-    const key = await webcrypto.subtle.importKey('pkcs8', der, { name: 'ECDSA', namedCurve: 'P-256' }, false, ['sign'])
-    const cert = new x509.X509Certificate(readFileSync(files.certFile, 'utf8'))
+    const pem = readSecretFile(files.keyFile).toString('utf8')
+    let der: ArrayBuffer
+    let key: webcrypto.CryptoKey
+    try {
+      der = x509.PemConverter.decodeFirst(pem)
+      key = await webcrypto.subtle.importKey('pkcs8', der, { name: 'ECDSA', namedCurve: 'P-256' }, false, ['sign'])
+    } catch {
+      // An RSA or other-curve key, or openssl's SEC1 form: the operator's to replace, not an internal error.
+      throw new OperatorError('ECAKEY', `${files.keyFile} is not an EC P-256 private key in PKCS#8 PEM (what "ca init" writes)`)
+    }
+    let cert: x509.X509Certificate
+    try {
+      cert = new x509.X509Certificate(readFileSync(files.certFile, 'utf8'))
+    } catch (err) {
+      throw new OperatorError('ECACERT', `cannot read ${files.certFile} as an X.509 certificate: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+    }
     // ca.crt is what verifiers are told to trust: one that is not the key's (another CA's, restored from the
     // wrong backup or put there by whoever can write the directory) must not be served beside this key.
     // Compared as keys, not as bytes: RFC 5480 lets a certificate write the same EC point compressed.

@@ -130,6 +130,35 @@ describe('pool CA', () => {
     await expect(PoolCa.load(dir)).resolves.toBeInstanceOf(PoolCa)
   })
 
+  // The pool CA is EC P-256 (ca init). A matching RSA pair, or an EC key openssl wrote in its own SEC1
+  // form, is the operator's to replace, said as such: not an "internal error: Invalid key type".
+  it('refuses a CA key that is not an EC P-256 PKCS#8 key, and an unreadable certificate, by name', async () => {
+    const dir = join(tempDir(), 'ca')
+    const files = await initPoolCa(dir, { name: 'test CA', now: NOW })
+    const work = tempDir()
+    const rsaKey = join(work, 'rsa.key')
+    expect(openssl(['genpkey', '-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:2048', '-out', rsaKey]).status).toBe(0)
+    const rsaCrt = join(work, 'rsa.crt')
+    expect(openssl(['req', '-x509', '-new', '-key', rsaKey, '-subj', '/CN=test CA', '-days', '30', '-out', rsaCrt]).status).toBe(0)
+    const ecKey = readFileSync(files.keyFile)
+    const ecCrt = readFileSync(files.certFile)
+    writeFileSync(files.keyFile, readFileSync(rsaKey))
+    writeFileSync(files.certFile, readFileSync(rsaCrt))
+    await expect(PoolCa.load(dir)).rejects.toMatchObject({ code: 'ECAKEY' })
+    const sec1 = join(work, 'sec1.key')
+    writeFileSync(join(work, 'p8.key'), ecKey)
+    expect(openssl(['ec', '-in', join(work, 'p8.key'), '-out', sec1]).status).toBe(0)
+    expect(readFileSync(sec1, 'utf8')).toMatch(/^-----BEGIN EC PRIVATE KEY-----/)
+    writeFileSync(files.keyFile, readFileSync(sec1))
+    writeFileSync(files.certFile, ecCrt)
+    await expect(PoolCa.load(dir)).rejects.toMatchObject({ code: 'ECAKEY' })
+    writeFileSync(files.keyFile, ecKey)
+    writeFileSync(files.certFile, 'not a certificate\n')
+    await expect(PoolCa.load(dir)).rejects.toMatchObject({ code: 'ECACERT' })
+    writeFileSync(files.certFile, ecCrt)
+    await expect(PoolCa.load(dir)).resolves.toBeInstanceOf(PoolCa)
+  })
+
   it('issues host certificates openssl verifies, with serverAuth+clientAuth and the SANs asked for', async () => {
     const dir = join(tempDir(), 'ca')
     const files = await initPoolCa(dir, { name: 'test CA', now: NOW })
