@@ -158,6 +158,8 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
     const keys = keyHolder.view
     if (report.condorKeyCreated) log.warn('created HTCondor signing key; copy it to the verifying daemons\' SEC_PASSWORD_DIRECTORY', { path: report.condorKeyCreated })
     if (report.jwtKeyCreated) log.warn('created SciToken signing key', { kid: report.jwtKeyCreated, alg: initial.scitoken.alg })
+    if (report.nextJwtKeyCreated) log.info('prepared the next SciToken key: published in /jwks, signs from the next "keys rotate"', { kid: report.nextJwtKeyCreated })
+    if (report.nextJwtKeyError) log.warn('could not prepare the next SciToken key; the next "keys rotate" signs with a kid verifiers have not fetched', { error: report.nextJwtKeyError })
 
     let config = initial
     let devIam: RunningDevIam | undefined

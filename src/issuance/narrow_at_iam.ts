@@ -30,6 +30,9 @@ export async function narrowAtIam(
   const stated = [got.expiresIn, exp !== undefined ? exp - now : undefined].filter((n): n is number => n !== undefined)
   if (stated.length === 0) throw new TemporarilyUnavailable('IAM did not say how long the narrowed access token lives; try again later')
   const expiresIn = Math.max(...stated)
+  // The exp is read unverified: one already past names a token no relying party takes (clock skew or a
+  // stale answer), and relayed it would report a negative expires_in and an audit record ending before it began.
+  if (expiresIn <= 0) throw new TemporarilyUnavailable('IAM returned a narrowed access token that has already expired; try again later')
   if (expiresIn > decision.lifetime) {
     throw new InvalidTarget(`IAM issued a token valid for ${expiresIn} s, above the ${decision.lifetime} s the role allows; lower the broker client's access-token lifetime at IAM`)
   }

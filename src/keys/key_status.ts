@@ -16,7 +16,7 @@ export interface KeyStatus {
 export function keyStatus(store: Pick<KeyStore, 'readKeyring' | 'listCondorKeys'>, signingCondorKey: string, now: number): KeyStatus {
   const scitoken = store.readKeyring().map((k) => ({
     kid: k.kid, alg: k.alg, created: k.created, ageSeconds: Math.max(0, now - k.created),
-    status: k.next === true ? 'next' as const : k.retired === undefined ? 'active' as const : (k.publish_until ?? 0) > now ? 'retired' as const : 'expired' as const,
+    status: k.next === true && k.retired === undefined ? 'next' as const : k.retired === undefined ? 'active' as const : (k.publish_until ?? 0) > now ? 'retired' as const : 'expired' as const,
     ...(k.retired !== undefined ? { retired: k.retired } : {}),
     ...(k.publish_until !== undefined ? { publishUntil: k.publish_until } : {}),
   }))

@@ -146,22 +146,28 @@ export class KeyStore {
    * Makes the prepared next key active (a new one when none of `alg` was prepared), keeps the old public
    * key published until every token it signed has expired (`retainSeconds` ≥ the longest lifetime it
    * could have signed), and prepares the key after it. `publishedSince` says since when the new active
-   * key has been in the JWKS; absent, it is published only now. Expired entries are pruned; a prepared
-   * key of another algorithm never signed anything and is dropped.
+   * key has been in the JWKS; absent, it is published only now. Expired entries are pruned.
+   *
+   * Every other entry without `retired` is retired alike, a prepared key not taken included: a binary from
+   * before next keys (a downgrade, a replica not yet upgraded) signs with the first entry without
+   * `retired`, so after its own rotation that may be the prepared key, and its rotations leave more than
+   * one such entry. Dropping any of them could strand tokens it signed; one spare public key in the JWKS
+   * costs nothing. A key once retired is never made active again.
    */
   rotateJwtKey(alg: AsymmetricAlg, now: number, retainSeconds: number): { retired?: KeyringEntry; active: KeyringEntry; next: KeyringEntry; publishedSince?: number } {
     const keys = this.readKeyring().filter((k) => k.publish_until === undefined || k.publish_until > now)
     const current = keys.find(isSigningEntry)
-    if (current) {
-      current.retired = now
-      current.publish_until = now + retainSeconds
-    }
-    const prepared = keys.find((k) => k.next === true && k.alg === alg)
+    const prepared = keys.find((k) => k.next === true && k.retired === undefined && k.alg === alg)
+    const kept = keys.filter((k) => k !== prepared).map((k): KeyringEntry => {
+      const { next: _wasPrepared, ...entry } = k
+      return k.retired !== undefined ? entry : { ...entry, retired: now, publish_until: now + retainSeconds }
+    })
     // `created` is when it started signing (the key age /metrics reports).
     const active: KeyringEntry = prepared ? { kid: prepared.kid, alg: prepared.alg, created: now } : this.generateJwtKey(alg, now)
     const next: KeyringEntry = { ...this.generateJwtKey(alg, now), next: true }
-    this.writeKeyring([...keys.filter((k) => k.next !== true), active, next])
-    return { ...(current ? { retired: current } : {}), active, next, ...(prepared ? { publishedSince: prepared.created } : {}) }
+    this.writeKeyring([...kept, active, next])
+    const retired = current ? kept.find((k) => k.kid === current.kid) : undefined
+    return { ...(retired ? { retired } : {}), active, next, ...(prepared ? { publishedSince: prepared.created } : {}) }
   }
 
   /** Loads the active signing key and the public keys to publish (active and still-needed retired ones). */

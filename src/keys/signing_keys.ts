@@ -15,11 +15,17 @@ export interface SigningKeys {
 export interface KeyInitReport {
   condorKeyCreated?: string
   jwtKeyCreated?: string
+  /** kid of the next SciToken key prepared now (a new data directory, or a keyring from before next keys). */
+  nextJwtKeyCreated?: string
+  /** Why no next key could be prepared (a read-only key directory); the keys in force still sign. */
+  nextJwtKeyError?: string
 }
 
 /**
  * Creates any missing key (as HTCondor's collector creates POOL on first start), then loads them all.
- * Existing keys are never overwritten.
+ * Existing keys are never overwritten. A next SciToken key is prepared too, so the first `keys rotate`
+ * signs with a kid verifiers have fetched already (scitokens-cpp refuses an unknown kid until its 600 s
+ * refresh); failing to write it only loses that head start, so it does not stop the broker.
  */
 export function ensureAndLoadKeys(config: Config, now: number): { keys: SigningKeys; report: KeyInitReport; store: KeyStore } {
   const store = new KeyStore(`${config.data_dir}/keys`)
@@ -27,6 +33,13 @@ export function ensureAndLoadKeys(config: Config, now: number): { keys: SigningK
   if (!store.hasCondorKey(config.idtoken.key)) report.condorKeyCreated = store.createCondorKey(config.idtoken.key)
   const jwt = store.ensureJwtKey(config.scitoken.alg, now)
   if (jwt.created) report.jwtKeyCreated = jwt.entry.kid
+  try {
+    const hadNext = store.readKeyring().some((k) => k.next === true)
+    const next = store.prepareNextJwtKey(config.scitoken.alg, now)
+    if (!hadNext) report.nextJwtKeyCreated = next.kid
+  } catch (err) {
+    report.nextJwtKeyError = (err as Error).message
+  }
   const { active, jwks } = store.loadAsymmetricKeys(now)
   return { keys: { idtoken: store.loadIdTokenKey(config.idtoken.key), scitoken: active, jwks }, report, store }
 }

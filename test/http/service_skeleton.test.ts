@@ -36,8 +36,10 @@ describe('service skeleton', () => {
     const deps = testDeps()
     const res = await createApp(deps).request('/jwks')
     const { keys } = await res.json() as { keys: Record<string, string>[] }
-    expect(keys).toHaveLength(1)
-    expect(keys[0]).toEqual({ kty: 'EC', crv: 'P-256', x: expect.any(String), y: expect.any(String), kid: deps.keys.scitoken.kid, alg: 'ES256', use: 'sig' })
+    // The signing key and the next one, published ahead of the rotation that makes it sign.
+    expect(keys).toHaveLength(2)
+    expect(keys.map((k) => k.kid)).toContain(deps.keys.scitoken.kid)
+    for (const k of keys) expect(k).toEqual({ kty: 'EC', crv: 'P-256', x: expect.any(String), y: expect.any(String), kid: expect.any(String), alg: 'ES256', use: 'sig' })
   })
 
   it('returns OAuth-shaped 404 JSON for unknown paths, never HTML', async () => {

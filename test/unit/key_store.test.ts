@@ -1,9 +1,11 @@
+import { createPublicKey, generateKeyPairSync } from 'node:crypto'
 import { chmodSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { calculateJwkThumbprint, exportJWK } from 'jose'
 import { describe, expect, it } from 'vitest'
 import { scramble } from '../../src/keys/condor_key_file.ts'
 import { KeyStore, loadIdTokenKeyFile } from '../../src/keys/key_store.ts'
+import { keyStatus } from '../../src/keys/key_status.ts'
 import { jwkThumbprint } from '../../src/keys/jwk.ts'
 import { mintIdToken, prepareIdTokenKey } from '../../src/issuance/idtoken.ts'
 import { tempDir } from '../support/tmp.ts'
@@ -100,14 +102,50 @@ describe('KeyStore: SciToken keys', () => {
     expect(store.rotateJwtKey('ES256', 2000, 500).active.kid).toBe(next.kid)
   })
 
-  it('a prepared key of another algorithm is dropped, never made active', () => {
+  it('a prepared key of another algorithm is never made active', () => {
     const store = new KeyStore(tempDir())
     store.ensureJwtKey('ES256', 1000)
     const es = store.prepareNextJwtKey('ES256', 1000)
     const r = store.rotateJwtKey('RS256', 2000, 500)
     expect(r.active.alg).toBe('RS256')
     expect(r.publishedSince).toBeUndefined()
-    expect(store.loadAsymmetricKeys(2000).jwks.map((k) => k.kid)).not.toContain(es.kid)
+    expect(store.loadAsymmetricKeys(2000).active.kid).toBe(r.active.kid)
+    expect(store.loadAsymmetricKeys(2501).jwks.map((k) => k.kid)).not.toContain(es.kid)
+  })
+
+  // Downgrade and mixed replicas: a binary from before next keys signs with the first entry that has no
+  // `retired`, and its rotation retires that one and appends a fresh key (olderBinaryRotate below). After
+  // `keys init` and one such rotation it signs with the prepared key. A later rotation by this binary must
+  // keep every key that may have signed published until its tokens expired.
+  it('keeps a prepared key an older binary signed with published, even when rotating to another algorithm', () => {
+    const dir = tempDir()
+    const store = new KeyStore(dir)
+    store.ensureJwtKey('ES256', 1000)
+    const prepared = store.prepareNextJwtKey('ES256', 1000)
+    olderBinaryRotate(dir, 2000, 500)
+    expect(olderBinarySigner(dir)).toBe(prepared.kid)
+    store.rotateJwtKey('RS256', 2100, 500)
+    // Tokens it signed until 2100 live at most 500 s (the retention the rotation was given).
+    expect(store.loadAsymmetricKeys(2599).jwks.map((k) => k.kid)).toContain(prepared.kid)
+  })
+
+  it('never makes a key an older binary retired active again, and signs with the key it reports', () => {
+    const dir = tempDir()
+    const store = new KeyStore(dir)
+    store.ensureJwtKey('ES256', 1000)
+    const prepared = store.prepareNextJwtKey('ES256', 1000)
+    olderBinaryRotate(dir, 2000, 500)
+    olderBinaryRotate(dir, 3000, 500)
+    const unretired = store.readKeyring().filter((k) => k.retired === undefined).map((k) => k.kid)
+    expect(unretired).toHaveLength(2)
+    // The older binary retired the prepared key: it is shown as retired, not as the next key.
+    expect(keyStatus(store, 'broker1', 3000).scitoken.find((k) => k.kid === prepared.kid)?.status).toBe('retired')
+    const r = store.rotateJwtKey('ES256', 3100, 500)
+    expect(r.active.kid).not.toBe(prepared.kid)
+    const after = store.loadAsymmetricKeys(3100)
+    expect(after.active.kid).toBe(r.active.kid)
+    // Both keys the older binary left unretired may have signed: published at least 500 s more.
+    for (const kid of unretired) expect(store.loadAsymmetricKeys(3599).jwks.map((k) => k.kid)).toContain(kid)
   })
 
   it('publishes public members only', () => {
@@ -124,3 +162,22 @@ describe('KeyStore: SciToken keys', () => {
     expect(statSync(join(dir, 'jwt', `${entry.kid}.pem`)).mode & 0o777).toBe(0o600)
   })
 })
+
+/** What `keys rotate` did before next keys existed: retire the first unretired entry, append a fresh key. */
+function olderBinaryRotate(dir: string, now: number, retainSeconds: number): void {
+  const file = join(dir, 'jwt', 'keyring.json')
+  const ring = (JSON.parse(readFileSync(file, 'utf8')) as { keys: Array<Record<string, unknown>> }).keys
+    .filter((k) => k.publish_until === undefined || (k.publish_until as number) > now)
+  const current = ring.find((k) => k.retired === undefined)
+  if (current) Object.assign(current, { retired: now, publish_until: now + retainSeconds })
+  const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' })
+  const kid = jwkThumbprint(createPublicKey(privateKey))
+  writeFileSync(join(dir, 'jwt', `${kid}.pem`), privateKey.export({ format: 'pem', type: 'pkcs8' }) as string, { mode: 0o600 })
+  writeFileSync(file, JSON.stringify({ keys: [...ring, { kid, alg: 'ES256', created: now }] }), { mode: 0o600 })
+}
+
+/** The kid a binary from before next keys signs with: the first entry without `retired`. */
+function olderBinarySigner(dir: string): string | undefined {
+  const ring = (JSON.parse(readFileSync(join(dir, 'jwt', 'keyring.json'), 'utf8')) as { keys: Array<{ kid: string; retired?: number }> }).keys
+  return ring.find((k) => k.retired === undefined)?.kid
+}

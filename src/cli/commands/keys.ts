@@ -52,7 +52,7 @@ export async function keysCommand(argv: string[], io: CommandIo): Promise<number
       const ring = store.readKeyring()
       if (ring.length === 0) io.out('  (none; run "keys init")')
       for (const k of ring) {
-        const status = k.next === true ? 'next, published, signs from the next rotation' : k.retired === undefined ? 'active' : (k.publish_until ?? 0) > now ? `retired, published until ${new Date(k.publish_until! * 1000).toISOString()}` : 'expired (pruned at next rotation)'
+        const status = k.next === true && k.retired === undefined ? 'next, published, signs from the next rotation' : k.retired === undefined ? 'active' : (k.publish_until ?? 0) > now ? `retired, published until ${new Date(k.publish_until! * 1000).toISOString()}` : 'expired (pruned at next rotation)'
         io.out(`  ${k.kid}  ${k.alg}  created ${new Date(k.created * 1000).toISOString()}  ${status}`)
       }
       return 0

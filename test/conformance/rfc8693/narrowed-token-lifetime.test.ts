@@ -17,6 +17,14 @@ describe('an audience-narrowed IAM token lives no longer than the role allows', 
     await expectOAuthError(await narrowed(), 400, 'invalid_target')
   })
 
+  // The exp is IAM's, read unverified: one already past (or an expires_in of 0 or less) leaves a token no
+  // relying party accepts, and RFC 8693 §2.2.1's expires_in would be negative. Not relayed, as with no life.
+  it.each([false, true])('is not relayed when IAM returns a token already expired (expires_in left out: %s)', async (omit) => {
+    t.iam.exchangedLifetime = -60
+    t.iam.omitExpiresIn = omit
+    await expectOAuthError(await narrowed(), 503, 'temporarily_unavailable')
+  })
+
   it('reports the life the token has when IAM leaves out expires_in', async () => {
     t.iam.exchangedLifetime = 600
     t.iam.omitExpiresIn = true
