@@ -42,7 +42,9 @@ describe('HTTPS service on embedded defaults', () => {
     const health = await httpsGet(`${broker.url}/healthz`, ca)
     expect(health).toEqual({ status: 200, body: '{"status":"ok"}' })
     const local = await httpsGet(`https://localhost:${broker.port}/jwks`, ca)
-    expect(JSON.parse(local.body).keys).toHaveLength(1)
+    // The key that signs and the next one, published ahead of the rotation that will make it sign (docs/architecture.md).
+    const kids = (JSON.parse(local.body) as { keys: Array<{ kid: string }> }).keys.map((k) => k.kid)
+    expect(new Set(kids).size).toBe(2)
   })
 
   it('refuses a client that does not trust the development CA', async () => {
