@@ -103,6 +103,46 @@ describe('provisioning template', () => {
     expect(() => resolveInputs(t, { td: 'Bearer abc.def' }, 'in.yaml')).toThrow('in.yaml: input "td" looks like a bearer header; templates carry no secrets (the broker puts credentials into bundles)')
   })
 
+  // Names are looked up in plain objects; `constructor` is a valid name and every object "has" it through
+  // Object.prototype. A template or inputs file must not reach Object.prototype by naming it: each is an
+  // undeclared input, an unknown node or attribute, or an unknown requirement, refused at the property.
+  describe('names shared with Object.prototype', () => {
+    it('refuses get_input of an undeclared input named constructor', async () => {
+      const text = SMALL.replace('trust_domain: { get_input: td }', 'trust_domain: { concat: [ { get_input: constructor } ] }')
+      await expect(realise(text, { td: 'x' })).rejects.toThrow(/^t\.yaml:13:\d+: get_input names an undeclared input "constructor"/)
+    })
+
+    it('gives nothing for an optional input named constructor that is not set', async () => {
+      const text = SMALL.replace('td: { type: string }', 'td: { type: string }\n    constructor: { type: string, required: false }')
+        .replace('pool_name: p,', 'pool_name: { concat: [ p, { get_input: constructor } ] },')
+      const t = loadTemplate(text, 't.yaml')
+      const seen: Record<string, unknown>[] = []
+      await realiseTemplate(t, resolveInputs(t, { td: 'x' }, 'in.yaml'), async (n) => { seen.push(n.properties); return { hostname: 'h' } })
+      // An unset input is undefined (concat writes it as "undefined"), never Object's source text.
+      expect(seen[1]!.pool_name).toBe('pundefined')
+    })
+
+    it('refuses get_attribute of a node named constructor, one line at the property', async () => {
+      const text = SMALL.replace('pool_name: p,', 'pool_name: { get_attribute: [ constructor, x ] },')
+      await expect(realise(text, { td: 'x' })).rejects.toThrow(/^t\.yaml:13:\d+: get_attribute names an unknown node "constructor"/)
+    })
+
+    it('refuses get_attribute of an attribute named constructor', async () => {
+      const text = SMALL.replace('pool_name: p,', 'pool_name: { concat: [ { get_attribute: [ h, constructor ] } ] },')
+      await expect(realise(text, { td: 'x' })).rejects.toThrow(/^t\.yaml:13:\d+: htc\.nodes\.Compute has no attribute "constructor"/)
+    })
+
+    it('refuses a provided input named constructor as unknown', () => {
+      const t = loadTemplate(SMALL, 't.yaml')
+      expect(() => resolveInputs(t, { td: 'x', constructor: 'y' }, 'in.yaml')).toThrow('in.yaml: unknown input "constructor" (the template declares td, n)')
+    })
+
+    it('refuses a requirement named constructor, and one naming a node constructor, as unknown', () => {
+      expect(err(SMALL.replace('{ host: h }', '{ host: h }, { constructor: h }'))).toBe('t.yaml:14:38: htc.nodes.CentralManager takes no requirement "constructor" (it takes host)')
+      expect(err(SMALL.replace('{ host: h }', '{ host: constructor }'))).toBe('t.yaml:14:31: requirement host names an unknown node "constructor"')
+    })
+  })
+
   it('reports YAML syntax errors with a position', () => {
     expect(err('a: [1, 2\nb: 3\n')).toMatch(/^t\.yaml:\d+:\d+: /)
   })

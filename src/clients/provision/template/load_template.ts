@@ -60,10 +60,11 @@ export function loadTemplate(text: string, file: string): LoadedTemplate {
       const entries = Object.entries(req)
       if (entries.length !== 1) fail([...base, 'requirements', i], 'a requirement is one "name: node" pair')
       const [kind, target] = entries[0]!
-      if (!(kind in allowed)) fail([...base, 'requirements', i], `${node.type} takes no requirement "${kind}" (it takes ${Object.keys(allowed).join(', ') || 'none'})`, kind)
+      if (!Object.hasOwn(allowed, kind)) fail([...base, 'requirements', i], `${node.type} takes no requirement "${kind}" (it takes ${Object.keys(allowed).join(', ') || 'none'})`, kind)
       if (seen.has(kind)) fail([...base, 'requirements', i], `requirement "${kind}" is given twice`, kind)
       seen.add(kind)
-      const targetNode = nodes[target]
+      // Object.hasOwn: a node named like an Object.prototype member (`constructor`) is not thereby declared.
+      const targetNode = Object.hasOwn(nodes, target) ? nodes[target] : undefined
       if (!targetNode) fail([...base, 'requirements', i, kind], `requirement ${kind} names an unknown node "${target}"`)
       if (targetNode!.type !== allowed[kind]) fail([...base, 'requirements', i, kind], `requirement ${kind} must name a ${allowed[kind]}, but ${target} is a ${targetNode!.type}`)
     })
