@@ -143,6 +143,26 @@ describe('provisioning template', () => {
     })
   })
 
+  // YAML aliases may refer to the node that holds them (`&a [ *a ]`) or multiply one another; either
+  // reaches code that walks or prints values (an internal error with no position). Both are the
+  // template's or the inputs file's mistake, reported in one line.
+  it('refuses a value that contains itself through an alias, at the alias', () => {
+    expect(err(SMALL.replace('td: { type: string }', 'td: { type: string, default: &a [ *a ] }'))).toMatch(/^t\.yaml:5:39: .*contains itself/)
+  })
+
+  it('refuses a provided input that contains itself', () => {
+    const t = loadTemplate(SMALL, 't.yaml')
+    const loop: unknown[] = []
+    loop.push(loop)
+    expect(() => resolveInputs(t, { td: loop }, 'in.yaml')).toThrow(/^in\.yaml: input "td" contains itself/)
+  })
+
+  it('refuses aliases that multiply one another, in one line', () => {
+    const laughs = ['x0: &a0 [a, a, a, a, a, a, a, a, a, a]']
+    for (let i = 1; i < 12; i++) laughs.push(`x${i}: &a${i} [${Array(10).fill(`*a${i - 1}`).join(', ')}]`)
+    expect(err(`${laughs.join('\n')}\n`)).toMatch(/^t\.yaml:\d+:\d+: [^\n]*alias/)
+  })
+
   it('reports YAML syntax errors with a position', () => {
     expect(err('a: [1, 2\nb: 3\n')).toMatch(/^t\.yaml:\d+:\d+: /)
   })

@@ -2,6 +2,7 @@ import { LineCounter, parseDocument, type Document } from 'yaml'
 import type { z } from 'zod'
 import { positionOf } from '../../../lib/yaml_position.ts'
 import { secretLookingName, secretLookingValue } from './secrets.ts'
+import { selfReferenceAt } from './self_reference.ts'
 import { isFunctionCall, NODE_TYPES, TemplateDocument, type NodeTypeName } from './schema.ts'
 
 type Path = readonly (string | number)[]
@@ -42,7 +43,11 @@ export function loadTemplate(text: string, file: string): LoadedTemplate {
   }
   const at = (path: Path, key?: string) => positionOf(doc, lc, path, key)
   const fail = (path: Path, message: string, key?: string): never => { throw new TemplateError(file, at(path, key), message) }
-  const raw: unknown = doc.toJS()
+  let raw: unknown
+  // yaml stops at 100 alias expansions (aliases that multiply one another, a billion laughs).
+  try { raw = doc.toJS({ maxAliasCount: 100 }) } catch (err) { fail([], `the YAML cannot be expanded: ${(err as Error).message}`) }
+  const loop = selfReferenceAt(raw)
+  if (loop) fail(loop, 'the value contains itself through this alias; a template holds plain values')
   const parsed = TemplateDocument.safeParse(raw)
   if (!parsed.success) failOnIssue(firstIssue(parsed.error.issues), [], raw, fail)
   const t = parsed.data!

@@ -1,5 +1,6 @@
 import { TemplateError, type LoadedTemplate } from './load_template.ts'
 import { secretLookingName, secretLookingValue } from './secrets.ts'
+import { selfReferenceAt } from './self_reference.ts'
 import { isFunctionCall, NODE_TYPES, type Constraint, type InputDefinition, type NodeTypeName } from './schema.ts'
 
 /** A node with every input substituted and every function resolved, type-checked again. */
@@ -31,6 +32,7 @@ export function resolveInputs(t: LoadedTemplate, provided: Record<string, unknow
   for (const name of Object.keys(provided)) {
     if (!Object.hasOwn(defs, name)) inputFail(`unknown input "${name}" (the template declares ${Object.keys(defs).join(', ') || 'none'})`)
     if (secretLookingName(name)) inputFail(`input "${name}" looks like a secret; templates carry references only`)
+    if (selfReferenceAt(provided[name])) inputFail(`input "${name}" contains itself (an alias inside its own anchor); inputs are plain values`)
     const why = secretLookingValue(provided[name])
     if (why) inputFail(`input "${name}" looks like ${why}; templates carry no secrets (the broker puts credentials into bundles)`)
   }
