@@ -163,6 +163,19 @@ describe('provisioning template', () => {
     expect(err(`${laughs.join('\n')}\n`)).toMatch(/^t\.yaml:\d+:\d+: [^\n]*alias/)
   })
 
+  // docs/provisioning.md, Resolution step 1: functions are checked for shape with the document, before
+  // anything is asked of the broker; outputs are evaluated last, after every token has been issued.
+  it.each([
+    ['get_attribute of a number', '{ get_attribute: 5 }'],
+    ['concat of a number', '{ concat: 5 }'],
+    ['get_attribute without an attribute', '{ get_attribute: [ cm ] }'],
+    ['a negative index', '{ get_attribute: [ cm, issued_token_jtis, -1 ] }'],
+    ['concat inside concat', '{ concat: [ { concat: [ a ] } ] }'],
+    ['a function inside a list', '[ { get_input: [ td ] } ]'],
+  ])('refuses an output with %s when the template is loaded', (_, value) => {
+    expect(err(`${SMALL}  outputs:\n    o: { value: ${value} }\n`)).toMatch(/^t\.yaml:16:\d+: /)
+  })
+
   it('reports YAML syntax errors with a position', () => {
     expect(err('a: [1, 2\nb: 3\n')).toMatch(/^t\.yaml:\d+:\d+: /)
   })

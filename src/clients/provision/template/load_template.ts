@@ -3,7 +3,7 @@ import type { z } from 'zod'
 import { positionOf } from '../../../lib/yaml_position.ts'
 import { secretLookingName, secretLookingValue } from './secrets.ts'
 import { selfReferenceAt } from './self_reference.ts'
-import { isFunctionCall, NODE_TYPES, TemplateDocument, type NodeTypeName } from './schema.ts'
+import { FunctionCall, isFunctionCall, NODE_TYPES, TemplateDocument, type NodeTypeName } from './schema.ts'
 
 type Path = readonly (string | number)[]
 
@@ -52,6 +52,7 @@ export function loadTemplate(text: string, file: string): LoadedTemplate {
   if (!parsed.success) failOnIssue(firstIssue(parsed.error.issues), [], raw, fail)
   const t = parsed.data!
   checkSecrets(t, fail)
+  for (const [name, o] of Object.entries(t.topology_template.outputs ?? {})) checkFunctions(o.value, ['topology_template', 'outputs', name, 'value'], fail)
 
   const nodes = t.topology_template.node_templates
   for (const [name, node] of Object.entries(nodes)) {
@@ -79,6 +80,22 @@ export function loadTemplate(text: string, file: string): LoadedTemplate {
     }
   }
   return { file, doc: t, at, fail }
+}
+
+/**
+ * An output's value is free (a literal, a list or map, or functions), so the document schema leaves it
+ * unchecked; its functions are checked for shape here, because outputs are evaluated last, after the
+ * broker has issued everything, and a malformed call would fail only then.
+ */
+function checkFunctions(v: unknown, path: Path, fail: (path: Path, message: string, key?: string) => never): void {
+  if (isFunctionCall(v)) {
+    const checked = FunctionCall.safeParse(v)
+    const shapes = 'get_input takes a name; get_attribute [node, attribute] or [node, attribute, index]; concat a list of literals, get_input and get_attribute'
+    if (!checked.success) fail(path, `${path.slice(1).join('.')}: malformed ${Object.keys(v)[0]} (${shapes})`)
+    return
+  }
+  if (Array.isArray(v)) v.forEach((x, i) => checkFunctions(x, [...path, i], fail))
+  else if (v !== null && typeof v === 'object') for (const [k, x] of Object.entries(v)) checkFunctions(x, [...path, k], fail)
 }
 
 /** A misspelt key also shows up as a missing one; the misspelling is the mistake to report. */
