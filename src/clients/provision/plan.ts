@@ -2,6 +2,7 @@ import type { BrokerClient } from './broker_client.ts'
 import { checkConfigValues } from './config_values.ts'
 import { checkPilotGroup } from './pilot_group.ts'
 import { ROLE_OF } from './render.ts'
+import { startdHosts } from './startd_hosts.ts'
 import { loadTemplate } from './template/load_template.ts'
 import { realiseTemplate, resolveInputs } from './template/resolve_template.ts'
 import { unverifiedJwtPayload } from '../../lib/jwt_payload.ts'
@@ -72,9 +73,8 @@ export async function planCluster(o: { templateText: string; templateFile: strin
       case 'htc.nodes.CentralManager': return { collector_address: `${hostOf()}:9618`, identity: await ask(n.name, ROLE_OF[n.type], hostOf(), site, {}, ipsOf()), issued_token_jtis: [] }
       case 'htc.nodes.Schedd': return { name: n.properties.name, identity: await ask(n.name, ROLE_OF[n.type], hostOf(), site, {}, ipsOf()), issued_token_jtis: [] }
       case 'htc.nodes.Startd': {
-        const count = Number(n.properties.count ?? 1)
         const ids = []
-        for (let i = 1; i <= count; i++) ids.push(await ask(n.name, ROLE_OF[n.type], hostOf().replaceAll('{n}', String(i)), site, {}, ipsOf()))
+        for (const host of startdHosts(t, n, hostOf())) ids.push(await ask(n.name, ROLE_OF[n.type], host, site, {}, ipsOf()))
         return { identities: ids, issued_token_jtis: [] }
       }
       case 'htc.nodes.SlurmPilot':

@@ -4,6 +4,7 @@ import { checkConfigValues } from './config_values.ts'
 import { COLLECTOR_PORT, condorConfig, mapfile, NODE_PATHS, type ClusterView, type NodeView } from './condor_config.ts'
 import { newHostKey } from './host_key.ts'
 import { checkPilotGroup, renderPilotGroup } from './pilot_group.ts'
+import { startdHosts } from './startd_hosts.ts'
 import { loadTemplate, type LoadedTemplate } from './template/load_template.ts'
 import { realiseTemplate, resolveInputs, type ResolvedNode } from './template/resolve_template.ts'
 import { unverifiedJwtPayload } from '../../lib/jwt_payload.ts'
@@ -149,13 +150,10 @@ export async function renderCluster(o: RenderOptions, issued: { tokens: Manifest
       }
       case 'htc.nodes.Startd': {
         const host = hostOf(t, realisedAttrs, n, 'host')
-        const count = Number(n.properties.count ?? 1)
-        if (count < 1 || count > 1000) t.fail(['topology_template', 'node_templates', n.name, 'properties', 'count'], 'count must be from 1 to 1000')
-        if (count > 1 && !host.address.includes('{n}')) t.fail(['topology_template', 'node_templates', n.name, 'properties', 'count'], `count ${count} needs a host address with {n} (e.g. ep-{n}.example.org)`)
+        const addresses = startdHosts(t, n, host.address)
         const made: Instance[] = []
-        for (let i = 1; i <= count; i++) {
-          const address = host.address.replaceAll('{n}', String(i))
-          made.push(await mint(n, 'startd', address, host.ip, host.nat, count > 1 ? `${n.name}-${i}` : n.name, true))
+        for (const [i, address] of addresses.entries()) {
+          made.push(await mint(n, 'startd', address, host.ip, host.nat, addresses.length > 1 ? `${n.name}-${i + 1}` : n.name, true))
         }
         return { hostnames: made.map((m) => m.host), identities: made.map((m) => m.identity), issued_token_jtis: made.map((m) => jwtClaims(m.token).jti) }
       }
