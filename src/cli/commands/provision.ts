@@ -116,6 +116,12 @@ export async function provisionCommand(argv: string[], io: CommandIo): Promise<n
       try { manifest = JSON.parse(text) as Manifest } catch { throw new CliError(`${values.manifest}: not JSON`) }
       if (!isManifest(manifest)) throw new CliError(`${values.manifest}: not a provisioning manifest (a template name, tokens with jti and node, certificates with serial and node)`)
       const { broker } = client(values, io)
+      // The broker records a revocation of any jti: sent to another broker than the one that issued them, a
+      // teardown would report the tokens revoked while they stay valid where they are used.
+      const issuer = (manifest as { broker?: unknown }).broker
+      if (issuer !== undefined && (typeof issuer !== 'string' || issuer.replace(/\/+$/, '') !== broker.base)) {
+        throw new CliError(`${values.manifest}: its tokens and certificates were issued by ${String(issuer)}, not --broker ${values.broker} (revoking them there would end nothing)`)
+      }
       const r = await teardown(manifest, broker)
       io.out(`revoked ${r.revokedTokens.length} tokens and ${r.revokedCertificates.length} certificates`)
       if (r.failures.length) { for (const f of r.failures) io.err(`condor-token-broker: ${f}`); return 1 }
