@@ -176,6 +176,14 @@ describe('provisioning template', () => {
     expect(err(`${SMALL}  outputs:\n    o: { value: ${value} }\n`)).toMatch(/^t\.yaml:16:\d+: /)
   })
 
+  // A pool has one collector: render writes one TRUST_DOMAIN, COLLECTOR_HOST and CM identity into every
+  // bundle (docs/provisioning.md), so a second central manager would silently point daemons that require
+  // it at the other one.
+  it('refuses a second central manager, at its type', () => {
+    const two = `${SMALL}    cm2:\n      type: htc.nodes.CentralManager\n      properties: { pool_name: q, trust_domain: { get_input: td }, signing_key_ref: "broker:key/k" }\n      requirements: [ { host: h } ]\n`
+    expect(err(two)).toBe('t.yaml:16:7: cm2: a template has one htc.nodes.CentralManager (cm is already one); a pool has one collector')
+  })
+
   it('reports YAML syntax errors with a position', () => {
     expect(err('a: [1, 2\nb: 3\n')).toMatch(/^t\.yaml:\d+:\d+: /)
   })

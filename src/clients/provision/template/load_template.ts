@@ -55,8 +55,15 @@ export function loadTemplate(text: string, file: string): LoadedTemplate {
   for (const [name, o] of Object.entries(t.topology_template.outputs ?? {})) checkFunctions(o.value, ['topology_template', 'outputs', name, 'value'], fail)
 
   const nodes = t.topology_template.node_templates
+  // Render writes one TRUST_DOMAIN, COLLECTOR_HOST and central manager identity into every bundle: a second
+  // central manager would leave the daemons that require it pointed at the other one.
+  let centralManager: string | undefined
   for (const [name, node] of Object.entries(nodes)) {
     const base = ['topology_template', 'node_templates', name]
+    if (node.type === 'htc.nodes.CentralManager') {
+      if (centralManager) fail(base, `${name}: a template has one htc.nodes.CentralManager (${centralManager} is already one); a pool has one collector`, 'type')
+      centralManager = name
+    }
     const type = NODE_TYPES[node.type as NodeTypeName]
     const props = type.properties.safeParse(node.properties ?? {})
     if (!props.success) failOnIssue(firstIssue(props.error.issues), [...base, 'properties'], node.properties ?? {}, fail)
