@@ -57,4 +57,12 @@ describe('provision plan: refuses what render refuses', () => {
     expect(err).toBeInstanceOf(TemplateError)
     expect((err as TemplateError).message).toMatch(/needs a host address with \{n\}/)
   })
+
+  it('refuses a daemon behind NAT when the central manager serves no CCB, as render does', async () => {
+    const noCcb = text.replace('signing_key_ref: "broker:key/broker1"', 'signing_key_ref: "broker:key/broker1"\n        ccb: false')
+    const { err, asked } = await plan(noCcb, {})
+    expect(err).toBeInstanceOf(TemplateError)
+    expect((err as TemplateError).message).toMatch(/workers runs on a host behind NAT, but the central manager has ccb: false/)
+    expect(asked.filter((a) => a.startsWith('startd '))).toEqual([])
+  })
 })

@@ -1,7 +1,7 @@
 import type { BrokerClient } from './broker_client.ts'
 import { checkConfigValues } from './config_values.ts'
 import { checkPilotGroup } from './pilot_group.ts'
-import { ROLE_OF } from './render.ts'
+import { refuseNatWithoutCcb, ROLE_OF } from './render.ts'
 import { startdHosts } from './startd_hosts.ts'
 import { loadTemplate } from './template/load_template.ts'
 import { realiseTemplate, resolveInputs } from './template/resolve_template.ts'
@@ -63,9 +63,12 @@ export async function planCluster(o: { templateText: string; templateFile: strin
     }
     return d.identity
   }
+  let ccb = true
   await realiseTemplate(t, inputs, async (n, attrs) => {
     checkConfigValues(t, n)
     const site = n.properties.site as string | undefined
+    if (n.type === 'htc.nodes.CentralManager') ccb = n.properties.ccb !== false
+    if (n.requirements.host) refuseNatWithoutCcb(t, n, attrs[n.requirements.host]!.nat === true, ccb)
     const hostOf = () => String(attrs[n.requirements.host!]!.hostname)
     const ipsOf = () => (attrs[n.requirements.host!]!.private_address as string[] | undefined) ?? []
     switch (n.type) {

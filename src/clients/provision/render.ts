@@ -95,7 +95,7 @@ export async function renderCluster(o: RenderOptions, issued: { tokens: Manifest
   const schedds: Array<NonNullable<NodeView['schedd']>> = []
 
   const mint = async (n: ResolvedNode, role: Instance['role'], host: string, ip: string[], nat: boolean, bundle: string, certify: boolean): Promise<Instance> => {
-    if (nat && !ccb) t.fail(['topology_template', 'node_templates', n.name], `${n.name} runs on a host behind NAT, but the central manager has ccb: false`)
+    refuseNatWithoutCcb(t, n, nat, ccb)
     const site = n.properties.site as string | undefined
     const { token } = await o.broker.daemonToken(role, host, site)
     const c = jwtClaims(token)
@@ -226,6 +226,11 @@ export async function renderCluster(o: RenderOptions, issued: { tokens: Manifest
     tokens: issued.tokens, certificates: issued.certificates, outputs: realised.outputs,
   }
   return { bundles, manifest }
+}
+
+/** A daemon behind NAT reaches the pool only through the collector's CCB; render and plan both refuse one without. */
+export function refuseNatWithoutCcb(t: LoadedTemplate, n: ResolvedNode, nat: boolean, ccb: boolean): void {
+  if (nat && !ccb) t.fail(['topology_template', 'node_templates', n.name], `${n.name} runs on a host behind NAT, but the central manager has ccb: false`)
 }
 
 function hostOf(t: LoadedTemplate, attrs: Readonly<Record<string, Record<string, unknown>>>, n: ResolvedNode, kind: string): { address: string; ip: string[]; nat: boolean } {
