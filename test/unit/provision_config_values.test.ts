@@ -114,4 +114,14 @@ describe('provision render: values written into HTCondor configuration', () => {
     expect((err as TemplateError).line).toBe(lineOf(text, /^ +pool_name: /))
     expect(asked).toEqual([])
   })
+
+  // docs/provisioning.md: `{n}` stands for 1..count of a scaled startd. On the host of a central manager or
+  // a schedd nothing replaces it: it would be written as it stands into COLLECTOR_HOST or the audience.
+  it('refuses {n} in the host of a central manager, before asking the broker', async () => {
+    const { result, asked } = await render(text.replace('"cm.", { get_input', '"cm-{n}.", { get_input'))
+    const err = await result.then(() => undefined, (e: unknown) => e)
+    expect(err).toBeInstanceOf(TemplateError)
+    expect((err as TemplateError).message).toMatch(/cm: \{n\} stands for the index of a scaled startd/)
+    expect(asked).toEqual([])
+  })
 })

@@ -65,4 +65,10 @@ describe('provision plan: refuses what render refuses', () => {
     expect((err as TemplateError).message).toMatch(/workers runs on a host behind NAT, but the central manager has ccb: false/)
     expect(asked.filter((a) => a.startsWith('startd '))).toEqual([])
   })
+
+  it('refuses {n} in the host of a schedd, as render does', async () => {
+    const { err } = await plan(text.replace('"ap1.", { get_input', '"ap{n}.", { get_input'), {})
+    expect(err).toBeInstanceOf(TemplateError)
+    expect((err as TemplateError).message).toMatch(/ap: \{n\} stands for the index of a scaled startd/)
+  })
 })

@@ -2,7 +2,7 @@ import type { BrokerClient } from './broker_client.ts'
 import { checkConfigValues } from './config_values.ts'
 import { checkPilotGroup } from './pilot_group.ts'
 import { refuseNatWithoutCcb, ROLE_OF } from './render.ts'
-import { startdHosts } from './startd_hosts.ts'
+import { singleHost, startdHosts } from './node_hosts.ts'
 import { loadTemplate } from './template/load_template.ts'
 import { realiseTemplate, resolveInputs } from './template/resolve_template.ts'
 import { unverifiedJwtPayload } from '../../lib/jwt_payload.ts'
@@ -73,8 +73,8 @@ export async function planCluster(o: { templateText: string; templateFile: strin
     const ipsOf = () => (attrs[n.requirements.host!]!.private_address as string[] | undefined) ?? []
     switch (n.type) {
       case 'htc.nodes.Compute': return { hostname: String(n.properties.address), public_address: [String(n.properties.address)], private_address: (n.properties.ip_addresses as string[] | undefined) ?? [], nat: n.properties.nat === true }
-      case 'htc.nodes.CentralManager': return { collector_address: `${hostOf()}:9618`, identity: await ask(n.name, ROLE_OF[n.type], hostOf(), site, {}, ipsOf()), issued_token_jtis: [] }
-      case 'htc.nodes.Schedd': return { name: n.properties.name, identity: await ask(n.name, ROLE_OF[n.type], hostOf(), site, {}, ipsOf()), issued_token_jtis: [] }
+      case 'htc.nodes.CentralManager': return { collector_address: `${singleHost(t, n, hostOf())}:9618`, identity: await ask(n.name, ROLE_OF[n.type], hostOf(), site, {}, ipsOf()), issued_token_jtis: [] }
+      case 'htc.nodes.Schedd': return { name: n.properties.name, identity: await ask(n.name, ROLE_OF[n.type], singleHost(t, n, hostOf()), site, {}, ipsOf()), issued_token_jtis: [] }
       case 'htc.nodes.Startd': {
         const ids = []
         for (const host of startdHosts(t, n, hostOf())) ids.push(await ask(n.name, ROLE_OF[n.type], host, site, {}, ipsOf()))

@@ -4,7 +4,7 @@ import { checkConfigValues } from './config_values.ts'
 import { COLLECTOR_PORT, condorConfig, mapfile, NODE_PATHS, type ClusterView, type NodeView } from './condor_config.ts'
 import { newHostKey } from './host_key.ts'
 import { checkPilotGroup, renderPilotGroup } from './pilot_group.ts'
-import { startdHosts } from './startd_hosts.ts'
+import { singleHost, startdHosts } from './node_hosts.ts'
 import { loadTemplate, type LoadedTemplate } from './template/load_template.ts'
 import { realiseTemplate, resolveInputs, type ResolvedNode } from './template/resolve_template.ts'
 import { unverifiedJwtPayload } from '../../lib/jwt_payload.ts'
@@ -128,6 +128,7 @@ export async function renderCluster(o: RenderOptions, issued: { tokens: Manifest
       }
       case 'htc.nodes.CentralManager': {
         const host = hostOf(t, realisedAttrs, n, 'host')
+        singleHost(t, n, host.address)
         trustDomain = String(n.properties.trust_domain)
         cmNode = n.name
         poolName = String(n.properties.pool_name)
@@ -138,6 +139,7 @@ export async function renderCluster(o: RenderOptions, issued: { tokens: Manifest
       }
       case 'htc.nodes.Schedd': {
         const host = hostOf(t, realisedAttrs, n, 'host')
+        singleHost(t, n, host.address)
         const m = n.properties.user_mapping as { scitokens_issuer: string; subject_domain: string; groups?: string[] } | undefined
         const inst = await mint(n, 'schedd', host.address, host.ip, host.nat, n.name, true)
         const schedd = {

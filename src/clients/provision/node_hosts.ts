@@ -16,3 +16,11 @@ export function startdHosts(t: LoadedTemplate, n: ResolvedNode, hostAddress: str
   if (count > 1 && !hostAddress.includes('{n}')) t.fail(at, `count ${count} needs a host address with {n} (e.g. ep-{n}.example.org)`)
   return Array.from({ length: count }, (_, i) => hostAddress.replaceAll('{n}', String(i + 1)))
 }
+
+/** The host of a central manager or schedd: one name, written into COLLECTOR_HOST or the audience as it is. */
+export function singleHost(t: LoadedTemplate, n: ResolvedNode, hostAddress: string): string {
+  if (hostAddress.includes('{n}')) {
+    t.fail(['topology_template', 'node_templates', n.name, 'requirements'], `${n.name}: {n} stands for the index of a scaled startd; the host of a ${n.type} is one name (${hostAddress})`)
+  }
+  return hostAddress
+}
