@@ -114,7 +114,7 @@ export async function provisionCommand(argv: string[], io: CommandIo): Promise<n
       const text = readText(values.manifest, '--manifest FILE')
       let manifest: Manifest
       try { manifest = JSON.parse(text) as Manifest } catch { throw new CliError(`${values.manifest}: not JSON`) }
-      if (!isManifest(manifest)) throw new CliError(`${values.manifest}: not a provisioning manifest (a template name, tokens with jti and node, certificates with serial and node)`)
+      if (!isManifest(manifest)) throw new CliError(`${values.manifest}: not a provisioning manifest (a template name, tokens with jti, node and kind, certificates with serial and node)`)
       const { broker } = client(values, io)
       // The broker records a revocation of any jti: sent to another broker than the one that issued them, a
       // teardown would report the tokens revoked while they stay valid where they are used.
@@ -137,6 +137,8 @@ function isManifest(m: unknown): m is Manifest {
   const o = m as { template?: { name?: unknown }; tokens?: unknown; certificates?: unknown } | null
   const entry = (v: unknown, id: string) => typeof v === 'object' && v !== null && typeof (v as Record<string, unknown>)[id] === 'string' && typeof (v as Record<string, unknown>).node === 'string'
   return typeof o === 'object' && o !== null && typeof o.template?.name === 'string'
-    && Array.isArray(o.tokens) && o.tokens.every((t) => entry(t, 'jti') && ['number', 'undefined'].includes(typeof (t as { exp?: unknown }).exp))
+    // The kind decides whether teardown sends the token's exp (never a pilot enrolment credential's).
+    && Array.isArray(o.tokens) && o.tokens.every((t) => entry(t, 'jti') && ['number', 'undefined'].includes(typeof (t as { exp?: unknown }).exp)
+      && ['idtoken', 'pilot_enrolment'].includes((t as { kind?: unknown }).kind as string))
     && Array.isArray(o.certificates) && o.certificates.every((c) => entry(c, 'serial'))
 }
