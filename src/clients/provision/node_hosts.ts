@@ -24,3 +24,8 @@ export function singleHost(t: LoadedTemplate, n: ResolvedNode, hostAddress: stri
   }
   return hostAddress
 }
+
+/** A daemon behind NAT reaches the pool only through the collector's CCB; render and plan both refuse one without. */
+export function refuseNatWithoutCcb(t: LoadedTemplate, n: ResolvedNode, nat: boolean, ccb: boolean): void {
+  if (nat && !ccb) t.fail(['topology_template', 'node_templates', n.name], `${n.name} runs on a host behind NAT, but the central manager has ccb: false`)
+}

@@ -1,10 +1,11 @@
 import type { BrokerClient } from './broker_client.ts'
+import { checkCluster, computeAttributes } from './check_cluster.ts'
 import { cloudInit } from './cloud_init.ts'
 import { checkConfigValues } from './config_values.ts'
 import { COLLECTOR_PORT, condorConfig, mapfile, NODE_PATHS, type ClusterView, type NodeView } from './condor_config.ts'
 import { newHostKey } from './host_key.ts'
 import { checkPilotGroup, renderPilotGroup } from './pilot_group.ts'
-import { singleHost, startdHosts } from './node_hosts.ts'
+import { refuseNatWithoutCcb, singleHost, startdHosts } from './node_hosts.ts'
 import { loadTemplate, type LoadedTemplate } from './template/load_template.ts'
 import { realiseTemplate, resolveInputs, type ResolvedNode } from './template/resolve_template.ts'
 import { unverifiedJwtPayload } from '../../lib/jwt_payload.ts'
@@ -81,6 +82,7 @@ export interface RenderOptions {
 export async function renderCluster(o: RenderOptions, issued: { tokens: ManifestToken[]; certificates: ManifestCertificate[] } = { tokens: [], certificates: [] }): Promise<{ bundles: Bundle[]; manifest: Manifest }> {
   const t = loadTemplate(o.templateText, o.templateFile)
   const inputs = resolveInputs(t, o.inputs, o.inputsFile)
+  await checkCluster(t, inputs)
   const caPem = await o.broker.caCertificate()
   const brokerIssuer = (await o.broker.metadata()).issuer
   const instances: Instance[] = []
@@ -122,10 +124,7 @@ export async function renderCluster(o: RenderOptions, issued: { tokens: Manifest
   const realised = await realiseTemplate(t, inputs, async (n, realisedAttrs) => {
     checkConfigValues(t, n)
     switch (n.type) {
-      case 'htc.nodes.Compute': {
-        const address = String(n.properties.address)
-        return { hostname: address, public_address: [address], private_address: (n.properties.ip_addresses as string[] | undefined) ?? [], nat: n.properties.nat === true }
-      }
+      case 'htc.nodes.Compute': return computeAttributes(n)
       case 'htc.nodes.CentralManager': {
         const host = hostOf(t, realisedAttrs, n, 'host')
         singleHost(t, n, host.address)
@@ -228,11 +227,6 @@ export async function renderCluster(o: RenderOptions, issued: { tokens: Manifest
     tokens: issued.tokens, certificates: issued.certificates, outputs: realised.outputs,
   }
   return { bundles, manifest }
-}
-
-/** A daemon behind NAT reaches the pool only through the collector's CCB; render and plan both refuse one without. */
-export function refuseNatWithoutCcb(t: LoadedTemplate, n: ResolvedNode, nat: boolean, ccb: boolean): void {
-  if (nat && !ccb) t.fail(['topology_template', 'node_templates', n.name], `${n.name} runs on a host behind NAT, but the central manager has ccb: false`)
 }
 
 function hostOf(t: LoadedTemplate, attrs: Readonly<Record<string, Record<string, unknown>>>, n: ResolvedNode, kind: string): { address: string; ip: string[]; nat: boolean } {
