@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import { parse as parseYaml } from 'yaml'
 import { discoverBearerToken } from '../../clients/bearer_token_discovery.ts'
 import { BrokerCallError, BrokerClient, fetchWithCa } from '../../clients/provision/broker_client.ts'
@@ -6,7 +6,7 @@ import { planCluster } from '../../clients/provision/plan.ts'
 import { renderCluster, type Manifest, type ManifestCertificate, type ManifestToken } from '../../clients/provision/render.ts'
 import { teardown } from '../../clients/provision/teardown.ts'
 import { TemplateError } from '../../clients/provision/template/load_template.ts'
-import { writeBundles } from '../../clients/provision/write_bundles.ts'
+import { outputExists, writeBundles } from '../../clients/provision/write_bundles.ts'
 import { systemClock } from '../../lib/clock.ts'
 import { CliError, parse, type CommandIo } from '../command.ts'
 
@@ -81,7 +81,7 @@ export async function provisionCommand(argv: string[], io: CommandIo): Promise<n
       if (!values.out) throw new CliError('--out DIR is required (see provision --help)', 2)
       // Checked before anything is minted: writeBundles checks again at the end, but tokens and certificates
       // issued for an output that cannot be written would only be revoked again.
-      if (existsSync(values.out)) throw new CliError(`${values.out} exists; choose a new --out directory (output is never merged into an old one)`, 1)
+      if (outputExists(values.out)) throw new CliError(`${values.out} exists; choose a new --out directory (output is never merged into an old one)`, 1)
       const { broker } = client(values, io)
       const issued: { tokens: ManifestToken[]; certificates: ManifestCertificate[] } = { tokens: [], certificates: [] }
       try {
