@@ -93,6 +93,8 @@ describe('provisioning template', () => {
     ['an input named like a secret', SMALL.replace('td: { type: string }', 'td: { type: string }\n    iam_token: { type: string }'), /^t\.yaml:6:5: input "iam_token" looks like a secret/],
     ['a JWT default', SMALL.replace('{ type: string }', '{ type: string, default: "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.sig" }'), /^t\.yaml:5:34: the default of "td" looks like a JWT/],
     ['a PEM property', SMALL.replace('pool_name: p,', 'pool_name: "-----BEGIN PRIVATE KEY-----",'), /^t\.yaml:13:32: property cm\.pool_name looks like PEM/],
+    // Outputs go into manifest.json, which is stored and shown freely (docs/provisioning.md, No secrets).
+    ['a PEM output', `${SMALL}  outputs:\n    o: { value: "-----BEGIN PRIVATE KEY-----" }\n`, /^t\.yaml:16:17: output o looks like PEM/],
     ['a property named password', SMALL.replace('pool_name: p,', 'pool_name: p, pool_password: x,'), /^t\.yaml:13:35: property "pool_password" looks like a secret/],
   ])('refuses %s', (_, text, message) => {
     expect(err(text)).toMatch(message)

@@ -164,4 +164,9 @@ function checkSecrets(t: TemplateDocument, fail: (path: Path, message: string, k
       if (why) fail([...base, prop], `property ${name}.${prop} looks like ${why}; templates carry no secrets`)
     }
   }
+  // Outputs are written into manifest.json, which holds no secrets either.
+  for (const [name, o] of Object.entries(t.topology_template.outputs ?? {})) {
+    const why = secretLookingValue(o.value)
+    if (why) fail(['topology_template', 'outputs', name, 'value'], `output ${name} looks like ${why}; templates carry no secrets`)
+  }
 }
