@@ -114,4 +114,34 @@ describe('provision render: values written into HTCondor configuration', () => {
     expect((err as TemplateError).line).toBe(lineOf(text, /^ +pool_name: /))
     expect(asked).toEqual([])
   })
+
+  // docs/provisioning.md: `{n}` stands for 1..count of a scaled startd. On the host of a central manager or
+  // a schedd nothing replaces it: it would be written as it stands into COLLECTOR_HOST or the audience.
+  it('refuses {n} in the host of a central manager, before asking the broker', async () => {
+    const { result, asked } = await render(text.replace('"cm.", { get_input', '"cm-{n}.", { get_input'))
+    const err = await result.then(() => undefined, (e: unknown) => e)
+    expect(err).toBeInstanceOf(TemplateError)
+    expect((err as TemplateError).message).toMatch(/cm: \{n\} stands for the index of a scaled startd/)
+    expect(asked).toEqual([])
+  })
+
+  // "checked once functions are resolved and before the broker is asked for anything": a bad value in a
+  // node realised late (the startds come after the central manager and the schedd) must not leave tokens
+  // and certificates issued, then revoked, for the nodes before it.
+  it('refuses a bad value in a later node before the broker issues anything for earlier ones', async () => {
+    const { result, asked, issued } = await render(text.replace('properties: { site: cloud-a, count:', 'properties: { site: "cloud-a,*", count:'))
+    const err = await result.then(() => undefined, (e: unknown) => e)
+    expect(err).toBeInstanceOf(TemplateError)
+    expect((err as TemplateError).message).toContain('workers.site')
+    expect(asked).toEqual([])
+    expect(issued.tokens).toEqual([])
+  })
+
+  it('refuses a bad pilot property before the broker issues anything for the daemons', async () => {
+    const { result, asked } = await render(text, { pilot_command: 'condor_master -f;reboot' })
+    const err = await result.then(() => undefined, (e: unknown) => e)
+    expect(err).toBeInstanceOf(TemplateError)
+    expect((err as TemplateError).message).toContain('hpc.command')
+    expect(asked).toEqual([])
+  })
 })

@@ -93,6 +93,8 @@ describe('provisioning template', () => {
     ['an input named like a secret', SMALL.replace('td: { type: string }', 'td: { type: string }\n    iam_token: { type: string }'), /^t\.yaml:6:5: input "iam_token" looks like a secret/],
     ['a JWT default', SMALL.replace('{ type: string }', '{ type: string, default: "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.sig" }'), /^t\.yaml:5:34: the default of "td" looks like a JWT/],
     ['a PEM property', SMALL.replace('pool_name: p,', 'pool_name: "-----BEGIN PRIVATE KEY-----",'), /^t\.yaml:13:32: property cm\.pool_name looks like PEM/],
+    // Outputs go into manifest.json, which is stored and shown freely (docs/provisioning.md, No secrets).
+    ['a PEM output', `${SMALL}  outputs:\n    o: { value: "-----BEGIN PRIVATE KEY-----" }\n`, /^t\.yaml:16:17: output o looks like PEM/],
     ['a property named password', SMALL.replace('pool_name: p,', 'pool_name: p, pool_password: x,'), /^t\.yaml:13:35: property "pool_password" looks like a secret/],
   ])('refuses %s', (_, text, message) => {
     expect(err(text)).toMatch(message)
@@ -101,6 +103,87 @@ describe('provisioning template', () => {
   it('refuses a secret-looking provided input value', () => {
     const t = loadTemplate(SMALL, 't.yaml')
     expect(() => resolveInputs(t, { td: 'Bearer abc.def' }, 'in.yaml')).toThrow('in.yaml: input "td" looks like a bearer header; templates carry no secrets (the broker puts credentials into bundles)')
+  })
+
+  // Names are looked up in plain objects; `constructor` is a valid name and every object "has" it through
+  // Object.prototype. A template or inputs file must not reach Object.prototype by naming it: each is an
+  // undeclared input, an unknown node or attribute, or an unknown requirement, refused at the property.
+  describe('names shared with Object.prototype', () => {
+    it('refuses get_input of an undeclared input named constructor', async () => {
+      const text = SMALL.replace('trust_domain: { get_input: td }', 'trust_domain: { concat: [ { get_input: constructor } ] }')
+      await expect(realise(text, { td: 'x' })).rejects.toThrow(/^t\.yaml:13:\d+: get_input names an undeclared input "constructor"/)
+    })
+
+    it('gives nothing for an optional input named constructor that is not set', async () => {
+      const text = SMALL.replace('td: { type: string }', 'td: { type: string }\n    constructor: { type: string, required: false }')
+        .replace('pool_name: p,', 'pool_name: { concat: [ p, { get_input: constructor } ] },')
+      const t = loadTemplate(text, 't.yaml')
+      const seen: Record<string, unknown>[] = []
+      await realiseTemplate(t, resolveInputs(t, { td: 'x' }, 'in.yaml'), async (n) => { seen.push(n.properties); return { hostname: 'h' } })
+      // An unset input is undefined (concat writes it as "undefined"), never Object's source text.
+      expect(seen[1]!.pool_name).toBe('pundefined')
+    })
+
+    it('refuses get_attribute of a node named constructor, one line at the property', async () => {
+      const text = SMALL.replace('pool_name: p,', 'pool_name: { get_attribute: [ constructor, x ] },')
+      await expect(realise(text, { td: 'x' })).rejects.toThrow(/^t\.yaml:13:\d+: get_attribute names an unknown node "constructor"/)
+    })
+
+    it('refuses get_attribute of an attribute named constructor', async () => {
+      const text = SMALL.replace('pool_name: p,', 'pool_name: { concat: [ { get_attribute: [ h, constructor ] } ] },')
+      await expect(realise(text, { td: 'x' })).rejects.toThrow(/^t\.yaml:13:\d+: htc\.nodes\.Compute has no attribute "constructor"/)
+    })
+
+    it('refuses a provided input named constructor as unknown', () => {
+      const t = loadTemplate(SMALL, 't.yaml')
+      expect(() => resolveInputs(t, { td: 'x', constructor: 'y' }, 'in.yaml')).toThrow('in.yaml: unknown input "constructor" (the template declares td, n)')
+    })
+
+    it('refuses a requirement named constructor, and one naming a node constructor, as unknown', () => {
+      expect(err(SMALL.replace('{ host: h }', '{ host: h }, { constructor: h }'))).toBe('t.yaml:14:38: htc.nodes.CentralManager takes no requirement "constructor" (it takes host)')
+      expect(err(SMALL.replace('{ host: h }', '{ host: constructor }'))).toBe('t.yaml:14:31: requirement host names an unknown node "constructor"')
+    })
+  })
+
+  // YAML aliases may refer to the node that holds them (`&a [ *a ]`) or multiply one another; either
+  // reaches code that walks or prints values (an internal error with no position). Both are the
+  // template's or the inputs file's mistake, reported in one line.
+  it('refuses a value that contains itself through an alias, at the alias', () => {
+    expect(err(SMALL.replace('td: { type: string }', 'td: { type: string, default: &a [ *a ] }'))).toMatch(/^t\.yaml:5:39: .*contains itself/)
+  })
+
+  it('refuses a provided input that contains itself', () => {
+    const t = loadTemplate(SMALL, 't.yaml')
+    const loop: unknown[] = []
+    loop.push(loop)
+    expect(() => resolveInputs(t, { td: loop }, 'in.yaml')).toThrow(/^in\.yaml: input "td" contains itself/)
+  })
+
+  it('refuses aliases that multiply one another, in one line', () => {
+    const laughs = ['x0: &a0 [a, a, a, a, a, a, a, a, a, a]']
+    for (let i = 1; i < 12; i++) laughs.push(`x${i}: &a${i} [${Array(10).fill(`*a${i - 1}`).join(', ')}]`)
+    expect(err(`${laughs.join('\n')}\n`)).toMatch(/^t\.yaml:\d+:\d+: [^\n]*alias/)
+  })
+
+  // docs/provisioning.md, Resolution step 1: functions are checked for shape with the document, before
+  // anything is asked of the broker; outputs are evaluated last, after every token has been issued.
+  it.each([
+    ['get_attribute of a number', '{ get_attribute: 5 }'],
+    ['concat of a number', '{ concat: 5 }'],
+    ['get_attribute without an attribute', '{ get_attribute: [ cm ] }'],
+    ['a negative index', '{ get_attribute: [ cm, issued_token_jtis, -1 ] }'],
+    ['concat inside concat', '{ concat: [ { concat: [ a ] } ] }'],
+    ['a function inside a list', '[ { get_input: [ td ] } ]'],
+  ])('refuses an output with %s when the template is loaded', (_, value) => {
+    expect(err(`${SMALL}  outputs:\n    o: { value: ${value} }\n`)).toMatch(/^t\.yaml:16:\d+: /)
+  })
+
+  // A pool has one collector: render writes one TRUST_DOMAIN, COLLECTOR_HOST and CM identity into every
+  // bundle (docs/provisioning.md), so a second central manager would silently point daemons that require
+  // it at the other one.
+  it('refuses a second central manager, at its type', () => {
+    const two = `${SMALL}    cm2:\n      type: htc.nodes.CentralManager\n      properties: { pool_name: q, trust_domain: { get_input: td }, signing_key_ref: "broker:key/k" }\n      requirements: [ { host: h } ]\n`
+    expect(err(two)).toBe('t.yaml:16:7: cm2: a template has one htc.nodes.CentralManager (cm is already one); a pool has one collector')
   })
 
   it('reports YAML syntax errors with a position', () => {

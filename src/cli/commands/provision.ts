@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import { parse as parseYaml } from 'yaml'
 import { discoverBearerToken } from '../../clients/bearer_token_discovery.ts'
 import { BrokerCallError, BrokerClient, fetchWithCa } from '../../clients/provision/broker_client.ts'
@@ -6,7 +6,7 @@ import { planCluster } from '../../clients/provision/plan.ts'
 import { renderCluster, type Manifest, type ManifestCertificate, type ManifestToken } from '../../clients/provision/render.ts'
 import { teardown } from '../../clients/provision/teardown.ts'
 import { TemplateError } from '../../clients/provision/template/load_template.ts'
-import { writeBundles } from '../../clients/provision/write_bundles.ts'
+import { outputExists, writeBundles } from '../../clients/provision/write_bundles.ts'
 import { systemClock } from '../../lib/clock.ts'
 import { CliError, parse, type CommandIo } from '../command.ts'
 
@@ -81,7 +81,7 @@ export async function provisionCommand(argv: string[], io: CommandIo): Promise<n
       if (!values.out) throw new CliError('--out DIR is required (see provision --help)', 2)
       // Checked before anything is minted: writeBundles checks again at the end, but tokens and certificates
       // issued for an output that cannot be written would only be revoked again.
-      if (existsSync(values.out)) throw new CliError(`${values.out} exists; choose a new --out directory (output is never merged into an old one)`, 1)
+      if (outputExists(values.out)) throw new CliError(`${values.out} exists; choose a new --out directory (output is never merged into an old one)`, 1)
       const { broker } = client(values, io)
       const issued: { tokens: ManifestToken[]; certificates: ManifestCertificate[] } = { tokens: [], certificates: [] }
       try {
@@ -114,8 +114,14 @@ export async function provisionCommand(argv: string[], io: CommandIo): Promise<n
       const text = readText(values.manifest, '--manifest FILE')
       let manifest: Manifest
       try { manifest = JSON.parse(text) as Manifest } catch { throw new CliError(`${values.manifest}: not JSON`) }
-      if (!isManifest(manifest)) throw new CliError(`${values.manifest}: not a provisioning manifest (a template name, tokens with jti and node, certificates with serial and node)`)
+      if (!isManifest(manifest)) throw new CliError(`${values.manifest}: not a provisioning manifest (a template name, tokens with jti, node and kind, certificates with serial and node)`)
       const { broker } = client(values, io)
+      // The broker records a revocation of any jti: sent to another broker than the one that issued them, a
+      // teardown would report the tokens revoked while they stay valid where they are used.
+      const issuer = (manifest as { broker?: unknown }).broker
+      if (issuer !== undefined && (typeof issuer !== 'string' || issuer.replace(/\/+$/, '') !== broker.base)) {
+        throw new CliError(`${values.manifest}: its tokens and certificates were issued by ${String(issuer)}, not --broker ${values.broker} (revoking them there would end nothing)`)
+      }
       const r = await teardown(manifest, broker)
       io.out(`revoked ${r.revokedTokens.length} tokens and ${r.revokedCertificates.length} certificates`)
       if (r.failures.length) { for (const f of r.failures) io.err(`condor-token-broker: ${f}`); return 1 }
@@ -131,6 +137,8 @@ function isManifest(m: unknown): m is Manifest {
   const o = m as { template?: { name?: unknown }; tokens?: unknown; certificates?: unknown } | null
   const entry = (v: unknown, id: string) => typeof v === 'object' && v !== null && typeof (v as Record<string, unknown>)[id] === 'string' && typeof (v as Record<string, unknown>).node === 'string'
   return typeof o === 'object' && o !== null && typeof o.template?.name === 'string'
-    && Array.isArray(o.tokens) && o.tokens.every((t) => entry(t, 'jti') && ['number', 'undefined'].includes(typeof (t as { exp?: unknown }).exp))
+    // The kind decides whether teardown sends the token's exp (never a pilot enrolment credential's).
+    && Array.isArray(o.tokens) && o.tokens.every((t) => entry(t, 'jti') && ['number', 'undefined'].includes(typeof (t as { exp?: unknown }).exp)
+      && ['idtoken', 'pilot_enrolment'].includes((t as { kind?: unknown }).kind as string))
     && Array.isArray(o.certificates) && o.certificates.every((c) => entry(c, 'serial'))
 }

@@ -2,6 +2,7 @@ import type { BrokerClient } from './broker_client.ts'
 import { checkConfigValues } from './config_values.ts'
 import { checkPilotGroup } from './pilot_group.ts'
 import { ROLE_OF } from './render.ts'
+import { refuseNatWithoutCcb, singleHost, startdHosts } from './node_hosts.ts'
 import { loadTemplate } from './template/load_template.ts'
 import { realiseTemplate, resolveInputs } from './template/resolve_template.ts'
 import { unverifiedJwtPayload } from '../../lib/jwt_payload.ts'
@@ -62,19 +63,21 @@ export async function planCluster(o: { templateText: string; templateFile: strin
     }
     return d.identity
   }
+  let ccb = true
   await realiseTemplate(t, inputs, async (n, attrs) => {
     checkConfigValues(t, n)
     const site = n.properties.site as string | undefined
+    if (n.type === 'htc.nodes.CentralManager') ccb = n.properties.ccb !== false
+    if (n.requirements.host) refuseNatWithoutCcb(t, n, attrs[n.requirements.host]!.nat === true, ccb)
     const hostOf = () => String(attrs[n.requirements.host!]!.hostname)
     const ipsOf = () => (attrs[n.requirements.host!]!.private_address as string[] | undefined) ?? []
     switch (n.type) {
       case 'htc.nodes.Compute': return { hostname: String(n.properties.address), public_address: [String(n.properties.address)], private_address: (n.properties.ip_addresses as string[] | undefined) ?? [], nat: n.properties.nat === true }
-      case 'htc.nodes.CentralManager': return { collector_address: `${hostOf()}:9618`, identity: await ask(n.name, ROLE_OF[n.type], hostOf(), site, {}, ipsOf()), issued_token_jtis: [] }
-      case 'htc.nodes.Schedd': return { name: n.properties.name, identity: await ask(n.name, ROLE_OF[n.type], hostOf(), site, {}, ipsOf()), issued_token_jtis: [] }
+      case 'htc.nodes.CentralManager': return { collector_address: `${singleHost(t, n, hostOf())}:9618`, identity: await ask(n.name, ROLE_OF[n.type], hostOf(), site, {}, ipsOf()), issued_token_jtis: [] }
+      case 'htc.nodes.Schedd': return { name: n.properties.name, identity: await ask(n.name, ROLE_OF[n.type], singleHost(t, n, hostOf()), site, {}, ipsOf()), issued_token_jtis: [] }
       case 'htc.nodes.Startd': {
-        const count = Number(n.properties.count ?? 1)
         const ids = []
-        for (let i = 1; i <= count; i++) ids.push(await ask(n.name, ROLE_OF[n.type], hostOf().replaceAll('{n}', String(i)), site, {}, ipsOf()))
+        for (const host of startdHosts(t, n, hostOf())) ids.push(await ask(n.name, ROLE_OF[n.type], host, site, {}, ipsOf()))
         return { identities: ids, issued_token_jtis: [] }
       }
       case 'htc.nodes.SlurmPilot':

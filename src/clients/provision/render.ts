@@ -1,9 +1,11 @@
 import type { BrokerClient } from './broker_client.ts'
+import { checkCluster, computeAttributes } from './check_cluster.ts'
 import { cloudInit } from './cloud_init.ts'
 import { checkConfigValues } from './config_values.ts'
 import { COLLECTOR_PORT, condorConfig, mapfile, NODE_PATHS, type ClusterView, type NodeView } from './condor_config.ts'
 import { newHostKey } from './host_key.ts'
 import { checkPilotGroup, renderPilotGroup } from './pilot_group.ts'
+import { refuseNatWithoutCcb, singleHost, startdHosts } from './node_hosts.ts'
 import { loadTemplate, type LoadedTemplate } from './template/load_template.ts'
 import { realiseTemplate, resolveInputs, type ResolvedNode } from './template/resolve_template.ts'
 import { unverifiedJwtPayload } from '../../lib/jwt_payload.ts'
@@ -80,6 +82,7 @@ export interface RenderOptions {
 export async function renderCluster(o: RenderOptions, issued: { tokens: ManifestToken[]; certificates: ManifestCertificate[] } = { tokens: [], certificates: [] }): Promise<{ bundles: Bundle[]; manifest: Manifest }> {
   const t = loadTemplate(o.templateText, o.templateFile)
   const inputs = resolveInputs(t, o.inputs, o.inputsFile)
+  await checkCluster(t, inputs)
   const caPem = await o.broker.caCertificate()
   const brokerIssuer = (await o.broker.metadata()).issuer
   const instances: Instance[] = []
@@ -94,7 +97,7 @@ export async function renderCluster(o: RenderOptions, issued: { tokens: Manifest
   const schedds: Array<NonNullable<NodeView['schedd']>> = []
 
   const mint = async (n: ResolvedNode, role: Instance['role'], host: string, ip: string[], nat: boolean, bundle: string, certify: boolean): Promise<Instance> => {
-    if (nat && !ccb) t.fail(['topology_template', 'node_templates', n.name], `${n.name} runs on a host behind NAT, but the central manager has ccb: false`)
+    refuseNatWithoutCcb(t, n, nat, ccb)
     const site = n.properties.site as string | undefined
     const { token } = await o.broker.daemonToken(role, host, site)
     const c = jwtClaims(token)
@@ -121,12 +124,10 @@ export async function renderCluster(o: RenderOptions, issued: { tokens: Manifest
   const realised = await realiseTemplate(t, inputs, async (n, realisedAttrs) => {
     checkConfigValues(t, n)
     switch (n.type) {
-      case 'htc.nodes.Compute': {
-        const address = String(n.properties.address)
-        return { hostname: address, public_address: [address], private_address: (n.properties.ip_addresses as string[] | undefined) ?? [], nat: n.properties.nat === true }
-      }
+      case 'htc.nodes.Compute': return computeAttributes(n)
       case 'htc.nodes.CentralManager': {
         const host = hostOf(t, realisedAttrs, n, 'host')
+        singleHost(t, n, host.address)
         trustDomain = String(n.properties.trust_domain)
         cmNode = n.name
         poolName = String(n.properties.pool_name)
@@ -137,6 +138,7 @@ export async function renderCluster(o: RenderOptions, issued: { tokens: Manifest
       }
       case 'htc.nodes.Schedd': {
         const host = hostOf(t, realisedAttrs, n, 'host')
+        singleHost(t, n, host.address)
         const m = n.properties.user_mapping as { scitokens_issuer: string; subject_domain: string; groups?: string[] } | undefined
         const inst = await mint(n, 'schedd', host.address, host.ip, host.nat, n.name, true)
         const schedd = {
@@ -149,13 +151,10 @@ export async function renderCluster(o: RenderOptions, issued: { tokens: Manifest
       }
       case 'htc.nodes.Startd': {
         const host = hostOf(t, realisedAttrs, n, 'host')
-        const count = Number(n.properties.count ?? 1)
-        if (count < 1 || count > 1000) t.fail(['topology_template', 'node_templates', n.name, 'properties', 'count'], 'count must be from 1 to 1000')
-        if (count > 1 && !host.address.includes('{n}')) t.fail(['topology_template', 'node_templates', n.name, 'properties', 'count'], `count ${count} needs a host address with {n} (e.g. ep-{n}.example.org)`)
+        const addresses = startdHosts(t, n, host.address)
         const made: Instance[] = []
-        for (let i = 1; i <= count; i++) {
-          const address = host.address.replaceAll('{n}', String(i))
-          made.push(await mint(n, 'startd', address, host.ip, host.nat, count > 1 ? `${n.name}-${i}` : n.name, true))
+        for (const [i, address] of addresses.entries()) {
+          made.push(await mint(n, 'startd', address, host.ip, host.nat, addresses.length > 1 ? `${n.name}-${i + 1}` : n.name, true))
         }
         return { hostnames: made.map((m) => m.host), identities: made.map((m) => m.identity), issued_token_jtis: made.map((m) => jwtClaims(m.token).jti) }
       }

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { chmodSync, existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, lstatSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { basename, dirname, join, resolve } from 'node:path'
 import type { Bundle, Manifest } from './render.ts'
 
@@ -8,9 +8,14 @@ import type { Bundle, Manifest } from './render.ts'
  * `out` in one step: a reader sees all of it or nothing, and a failure leaves no partial output (the
  * temporary directory, which may hold secrets, is removed). `out` must not exist.
  */
+/** Whether anything is at `path`: a symlink counts even when it points nowhere (existsSync follows it). */
+export function outputExists(path: string): boolean {
+  return lstatSync(path, { throwIfNoEntry: false }) !== undefined
+}
+
 export function writeBundles(out: string, bundles: readonly Bundle[], manifest: Manifest): void {
   const target = resolve(out)
-  if (existsSync(target)) throw new Error(`${out} exists; choose a new --out directory (output is never merged into an old one)`)
+  if (outputExists(target)) throw new Error(`${out} exists; choose a new --out directory (output is never merged into an old one)`)
   mkdirSync(dirname(target), { recursive: true })
   const temp = join(dirname(target), `.${basename(target)}.tmp-${randomBytes(6).toString('hex')}`)
   mkdirSync(temp, { mode: 0o700 })

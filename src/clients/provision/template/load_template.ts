@@ -2,7 +2,8 @@ import { LineCounter, parseDocument, type Document } from 'yaml'
 import type { z } from 'zod'
 import { positionOf } from '../../../lib/yaml_position.ts'
 import { secretLookingName, secretLookingValue } from './secrets.ts'
-import { isFunctionCall, NODE_TYPES, TemplateDocument, type NodeTypeName } from './schema.ts'
+import { selfReferenceAt } from './self_reference.ts'
+import { FunctionCall, isFunctionCall, NODE_TYPES, TemplateDocument, type NodeTypeName } from './schema.ts'
 
 type Path = readonly (string | number)[]
 
@@ -42,15 +43,27 @@ export function loadTemplate(text: string, file: string): LoadedTemplate {
   }
   const at = (path: Path, key?: string) => positionOf(doc, lc, path, key)
   const fail = (path: Path, message: string, key?: string): never => { throw new TemplateError(file, at(path, key), message) }
-  const raw: unknown = doc.toJS()
+  let raw: unknown
+  // yaml stops at 100 alias expansions (aliases that multiply one another, a billion laughs).
+  try { raw = doc.toJS({ maxAliasCount: 100 }) } catch (err) { fail([], `the YAML cannot be expanded: ${(err as Error).message}`) }
+  const loop = selfReferenceAt(raw)
+  if (loop) fail(loop, 'the value contains itself through this alias; a template holds plain values')
   const parsed = TemplateDocument.safeParse(raw)
   if (!parsed.success) failOnIssue(firstIssue(parsed.error.issues), [], raw, fail)
   const t = parsed.data!
   checkSecrets(t, fail)
+  for (const [name, o] of Object.entries(t.topology_template.outputs ?? {})) checkFunctions(o.value, ['topology_template', 'outputs', name, 'value'], fail)
 
   const nodes = t.topology_template.node_templates
+  // Render writes one TRUST_DOMAIN, COLLECTOR_HOST and central manager identity into every bundle: a second
+  // central manager would leave the daemons that require it pointed at the other one.
+  let centralManager: string | undefined
   for (const [name, node] of Object.entries(nodes)) {
     const base = ['topology_template', 'node_templates', name]
+    if (node.type === 'htc.nodes.CentralManager') {
+      if (centralManager) fail(base, `${name}: a template has one htc.nodes.CentralManager (${centralManager} is already one); a pool has one collector`, 'type')
+      centralManager = name
+    }
     const type = NODE_TYPES[node.type as NodeTypeName]
     const props = type.properties.safeParse(node.properties ?? {})
     if (!props.success) failOnIssue(firstIssue(props.error.issues), [...base, 'properties'], node.properties ?? {}, fail)
@@ -60,10 +73,11 @@ export function loadTemplate(text: string, file: string): LoadedTemplate {
       const entries = Object.entries(req)
       if (entries.length !== 1) fail([...base, 'requirements', i], 'a requirement is one "name: node" pair')
       const [kind, target] = entries[0]!
-      if (!(kind in allowed)) fail([...base, 'requirements', i], `${node.type} takes no requirement "${kind}" (it takes ${Object.keys(allowed).join(', ') || 'none'})`, kind)
+      if (!Object.hasOwn(allowed, kind)) fail([...base, 'requirements', i], `${node.type} takes no requirement "${kind}" (it takes ${Object.keys(allowed).join(', ') || 'none'})`, kind)
       if (seen.has(kind)) fail([...base, 'requirements', i], `requirement "${kind}" is given twice`, kind)
       seen.add(kind)
-      const targetNode = nodes[target]
+      // Object.hasOwn: a node named like an Object.prototype member (`constructor`) is not thereby declared.
+      const targetNode = Object.hasOwn(nodes, target) ? nodes[target] : undefined
       if (!targetNode) fail([...base, 'requirements', i, kind], `requirement ${kind} names an unknown node "${target}"`)
       if (targetNode!.type !== allowed[kind]) fail([...base, 'requirements', i, kind], `requirement ${kind} must name a ${allowed[kind]}, but ${target} is a ${targetNode!.type}`)
     })
@@ -73,6 +87,22 @@ export function loadTemplate(text: string, file: string): LoadedTemplate {
     }
   }
   return { file, doc: t, at, fail }
+}
+
+/**
+ * An output's value is free (a literal, a list or map, or functions), so the document schema leaves it
+ * unchecked; its functions are checked for shape here, because outputs are evaluated last, after the
+ * broker has issued everything, and a malformed call would fail only then.
+ */
+function checkFunctions(v: unknown, path: Path, fail: (path: Path, message: string, key?: string) => never): void {
+  if (isFunctionCall(v)) {
+    const checked = FunctionCall.safeParse(v)
+    const shapes = 'get_input takes a name; get_attribute [node, attribute] or [node, attribute, index]; concat a list of literals, get_input and get_attribute'
+    if (!checked.success) fail(path, `${path.slice(1).join('.')}: malformed ${Object.keys(v)[0]} (${shapes})`)
+    return
+  }
+  if (Array.isArray(v)) v.forEach((x, i) => checkFunctions(x, [...path, i], fail))
+  else if (v !== null && typeof v === 'object') for (const [k, x] of Object.entries(v)) checkFunctions(x, [...path, k], fail)
 }
 
 /** A misspelt key also shows up as a missing one; the misspelling is the mistake to report. */
@@ -133,5 +163,10 @@ function checkSecrets(t: TemplateDocument, fail: (path: Path, message: string, k
       const why = secretLookingValue(value)
       if (why) fail([...base, prop], `property ${name}.${prop} looks like ${why}; templates carry no secrets`)
     }
+  }
+  // Outputs are written into manifest.json, which holds no secrets either.
+  for (const [name, o] of Object.entries(t.topology_template.outputs ?? {})) {
+    const why = secretLookingValue(o.value)
+    if (why) fail(['topology_template', 'outputs', name, 'value'], `output ${name} looks like ${why}; templates carry no secrets`)
   }
 }

@@ -1,5 +1,6 @@
 import { TemplateError, type LoadedTemplate } from './load_template.ts'
 import { secretLookingName, secretLookingValue } from './secrets.ts'
+import { selfReferenceAt } from './self_reference.ts'
 import { isFunctionCall, NODE_TYPES, type Constraint, type InputDefinition, type NodeTypeName } from './schema.ts'
 
 /** A node with every input substituted and every function resolved, type-checked again. */
@@ -29,15 +30,16 @@ export function resolveInputs(t: LoadedTemplate, provided: Record<string, unknow
   const defs = t.doc.topology_template.inputs ?? {}
   const inputFail = (msg: string): never => { throw new Error(`${where}: ${msg}`) }
   for (const name of Object.keys(provided)) {
-    if (!(name in defs)) inputFail(`unknown input "${name}" (the template declares ${Object.keys(defs).join(', ') || 'none'})`)
+    if (!Object.hasOwn(defs, name)) inputFail(`unknown input "${name}" (the template declares ${Object.keys(defs).join(', ') || 'none'})`)
     if (secretLookingName(name)) inputFail(`input "${name}" looks like a secret; templates carry references only`)
+    if (selfReferenceAt(provided[name])) inputFail(`input "${name}" contains itself (an alias inside its own anchor); inputs are plain values`)
     const why = secretLookingValue(provided[name])
     if (why) inputFail(`input "${name}" looks like ${why}; templates carry no secrets (the broker puts credentials into bundles)`)
   }
   const out: Record<string, unknown> = {}
   for (const [name, def] of Object.entries(defs)) {
     const path = ['topology_template', 'inputs', name]
-    let value = provided[name]
+    let value = Object.hasOwn(provided, name) ? provided[name] : undefined
     if (value === undefined) value = def.default
     if (value === undefined) {
       if (def.required === false) continue
@@ -46,14 +48,14 @@ export function resolveInputs(t: LoadedTemplate, provided: Record<string, unknow
     const typeError = checkType(def, value)
     if (typeError) {
       const d = t.at(['topology_template', 'inputs'], name)
-      if (name in provided) inputFail(`input "${name}": ${typeError} (declared at ${t.file}:${d.line}:${d.col})`)
+      if (Object.hasOwn(provided, name)) inputFail(`input "${name}": ${typeError} (declared at ${t.file}:${d.line}:${d.col})`)
       t.fail([...path, 'default'], `default of "${name}": ${typeError}`)
     }
     for (const [i, c] of (def.constraints ?? []).entries()) {
       const bad = violates(c, value)
       if (bad) {
         const c = t.at([...path, 'constraints', i])
-        if (name in provided) inputFail(`input "${name}": ${bad} (constraint at ${t.file}:${c.line}:${c.col})`)
+        if (Object.hasOwn(provided, name)) inputFail(`input "${name}": ${bad} (constraint at ${t.file}:${c.line}:${c.col})`)
         t.fail([...path, 'constraints', i], `default of "${name}": ${bad}`)
       }
     }
@@ -97,7 +99,7 @@ export function dependencies(t: LoadedTemplate): Map<string, Set<string>> {
     for (const req of node.requirements ?? []) for (const target of Object.values(req)) d.add(target)
     for (const [prop, v] of Object.entries(node.properties ?? {})) {
       for (const target of attributeTargets(v)) {
-        if (!(target in nodes)) t.fail(['topology_template', 'node_templates', name, 'properties', prop], `get_attribute names an unknown node "${target}"`)
+        if (!Object.hasOwn(nodes, target)) t.fail(['topology_template', 'node_templates', name, 'properties', prop], `get_attribute names an unknown node "${target}"`)
         d.add(target)
       }
     }
@@ -156,16 +158,18 @@ export async function realiseTemplate(
       if (v !== null && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, evaluate(x, [...path, k], self, deps)]))
       return v
     }
+    // Names are the template's, looked up in plain objects: Object.hasOwn, so `constructor` is not Object's.
     if ('get_input' in v) {
-      if (!(v.get_input in (t.doc.topology_template.inputs ?? {}))) t.fail(path, `get_input names an undeclared input "${v.get_input}"`)
-      return inputs[v.get_input]
+      if (!Object.hasOwn(t.doc.topology_template.inputs ?? {}, v.get_input)) t.fail(path, `get_input names an undeclared input "${v.get_input}"`)
+      return Object.hasOwn(inputs, v.get_input) ? inputs[v.get_input] : undefined
     }
     if ('get_attribute' in v) {
       const [node, attr, index] = v.get_attribute
       if (deps && !deps.has(node)) t.fail(path, `${self} reads an attribute of ${node}, which it does not depend on`)
-      const got = attributes[node]
+      if (!Object.hasOwn(nodes, node)) t.fail(path, `get_attribute names an unknown node "${node}"`)
+      const got = Object.hasOwn(attributes, node) ? attributes[node] : undefined
       if (!got) t.fail(path, `get_attribute names ${node}, which is not realised yet`)
-      if (!(attr in got!)) t.fail(path, `${nodes[node]?.type ?? node} has no attribute "${attr}" (it has ${Object.keys(got!).join(', ')})`)
+      if (!Object.hasOwn(got!, attr)) t.fail(path, `${nodes[node]?.type ?? node} has no attribute "${attr}" (it has ${Object.keys(got!).join(', ')})`)
       const value = got![attr]
       if (index === undefined) return value
       if (!Array.isArray(value)) t.fail(path, `attribute ${node}.${attr} is not a list; it takes no index`)

@@ -1,0 +1,46 @@
+import { checkConfigValues } from './config_values.ts'
+import { refuseNatWithoutCcb, singleHost, startdHosts } from './node_hosts.ts'
+import { checkPilotGroup } from './pilot_group.ts'
+import type { LoadedTemplate } from './template/load_template.ts'
+import { realiseTemplate, type Attributes, type ResolvedNode } from './template/resolve_template.ts'
+
+/** A Compute node's attributes: the same whether the broker is asked or not. */
+export function computeAttributes(n: ResolvedNode): Attributes {
+  const address = String(n.properties.address)
+  return { hostname: address, public_address: [address], private_address: (n.properties.ip_addresses as string[] | undefined) ?? [], nat: n.properties.nat === true }
+}
+
+// What the broker would supply (identities, jtis), as plain words that pass every check a real one passes.
+const STAND_IN_IDENTITY = 'stand-in@pool.invalid'
+const STAND_IN_JTI = 'stand-in'
+
+/**
+ * Realises the whole template without the broker, with stand-ins for what only the broker knows, and
+ * runs every check render makes of a node. Render calls it first, so a value refused in a node realised
+ * late (a startd's site, a pilot's command) is refused before anything is issued for the nodes before it,
+ * rather than after, with those tokens and certificates to revoke again.
+ */
+export async function checkCluster(t: LoadedTemplate, inputs: Record<string, unknown>): Promise<void> {
+  let ccb = true
+  await realiseTemplate(t, inputs, async (n, attrs) => {
+    checkConfigValues(t, n)
+    if (n.type === 'htc.nodes.CentralManager') ccb = n.properties.ccb !== false
+    const host = n.requirements.host ? attrs[n.requirements.host]! : undefined
+    if (host) refuseNatWithoutCcb(t, n, host.nat === true, ccb)
+    switch (n.type) {
+      case 'htc.nodes.Compute': return computeAttributes(n)
+      case 'htc.nodes.CentralManager':
+        return { collector_address: `${singleHost(t, n, String(host!.hostname))}:9618`, identity: STAND_IN_IDENTITY, issued_token_jtis: [STAND_IN_JTI] }
+      case 'htc.nodes.Schedd':
+        singleHost(t, n, String(host!.hostname))
+        return { name: n.properties.name, identity: STAND_IN_IDENTITY, issued_token_jtis: [STAND_IN_JTI] }
+      case 'htc.nodes.Startd': {
+        const hosts = startdHosts(t, n, String(host!.hostname))
+        return { hostnames: hosts, identities: hosts.map(() => STAND_IN_IDENTITY), issued_token_jtis: hosts.map(() => STAND_IN_JTI) }
+      }
+      case 'htc.nodes.SlurmPilot':
+        checkPilotGroup(t, n)
+        return { site: n.properties.site, issued_token_jtis: [STAND_IN_JTI], slurm_job_ids: [] }
+    }
+  })
+}
