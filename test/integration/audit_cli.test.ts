@@ -123,6 +123,17 @@ describe('condor-token-broker revoke', () => {
     }
   })
 
+  // Which tokens a revocation took is the first thing an admin reads the audit list for: a pilot-job,
+  // site or client revocation has no role, sub or jti of its own, so the line must name it.
+  it('audit list names what each revocation revoked, and the site', async () => {
+    const { env } = await seeded(1)
+    expect((await cli(env, 'revoke', '--pilot-job', 'hpc-b:4711')).code).toBe(0)
+    expect((await cli(env, 'revoke', '--client', 'factory-x')).code).toBe(0)
+    const lines = (await cli(env, 'audit', 'list', '--type', 'token.revoked')).out.split('\n')
+    expect(lines[0]).toMatch(/ revoked=client:factory-x(  |$)/)
+    expect(lines[1]).toMatch(/ site=hpc-b  revoked=pilot-job:hpc-b:4711(  |$)/)
+  })
+
   // HTCondor reads only the directories LOCAL_CONFIG_DIR names: a mistyped --out directory that the CLI
   // created would hold a revocation no daemon ever reads, while the CLI said "wrote".
   it('refuses an --out whose directory does not exist, and creates none', async () => {
