@@ -83,6 +83,11 @@ export async function preflight(config: Config, ctx: PreflightContext): Promise<
     const where = writableDirProblem(dirname(bootstrap))
     if (where) add('EADMINTOKEN', `admin.bootstrap_token_file ${bootstrap} does not exist and cannot be created: ${where}`)
   }
+  const metricsToken = config.metrics.auth === 'bearer' ? config.metrics.bearer_token_file : undefined
+  if (metricsToken && !existsSync(metricsToken)) {
+    const where = writableDirProblem(dirname(metricsToken))
+    if (where) add('EMETRICSTOKEN', `metrics.bearer_token_file ${metricsToken} does not exist and cannot be created: ${where}`)
+  }
 
   // The CRL is built from certificate.revoked audit records: pruned before the certificate expires, a
   // revocation would drop off the CRL (fail open). Only a broker with a pool CA serves certificates.
