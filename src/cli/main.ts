@@ -87,9 +87,26 @@ export async function runCli(args: string[], io: CommandIo): Promise<number> {
   } catch (err) {
     if (err instanceof CliError) { io.err(`condor-token-broker: ${err.message}`); return err.exitCode }
     if (err instanceof OperatorError || err instanceof BrokerError) { io.err(`condor-token-broker: ${err.message}`); return 1 }
+    const fs = fileSystemProblem(err)
+    if (fs) { io.err(`condor-token-broker: ${fs}`); return 1 }
     io.err(`condor-token-broker: internal error: ${(err as Error).message ?? String(err)}`)
     return 70
   }
+}
+
+// What a failed system call on a path says to an operator. Such a failure (a data_dir not yet created, owned by
+// another user, a read-only /etc) is the environment's, not a bug: one line and exit 1, not "internal error".
+const ERRNO_TEXT: Readonly<Record<string, string>> = {
+  EACCES: 'permission denied', EPERM: 'operation not permitted', ENOENT: 'no such file or directory',
+  ENOTDIR: 'not a directory', EISDIR: 'is a directory', EROFS: 'read-only file system', ENOSPC: 'no space left on device',
+  EEXIST: 'already exists', EDQUOT: 'disk quota exceeded',
+}
+
+function fileSystemProblem(err: unknown): string | undefined {
+  const e = err as NodeJS.ErrnoException
+  if (typeof e !== 'object' || e === null || typeof e.code !== 'string' || typeof e.syscall !== 'string' || typeof e.path !== 'string') return undefined
+  const text = ERRNO_TEXT[e.code]
+  return text ? `cannot ${e.syscall} ${e.path}: ${text} (${e.code})` : undefined
 }
 
 /** Entry point shared by `node src/cli/main.ts` and bin/condor-token-broker.js. */
