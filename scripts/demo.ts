@@ -15,6 +15,11 @@ const TE = 'urn:ietf:params:oauth:grant-type:token-exchange'
 const AT = 'urn:ietf:params:oauth:token-type:access_token'
 const started = performance.now()
 const dir = mkdtempSync(join(tmpdir(), 'ctb-demo-'))
+// The directory holds signing keys and a CA key: remove it however the demo ends. `finally` below does on
+// success and on errors; a reader that goes away (`npm run demo | head`) or Ctrl-C would skip it.
+process.once('exit', () => rmSync(dir, { recursive: true, force: true }))
+process.stdout.on('error', () => process.exit(0))
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.once(signal, () => process.exit(128 + (signal === 'SIGINT' ? 2 : signal === 'SIGTERM' ? 15 : 1)))
 // The shipped policies plus the provisioning example's operator rule, and a pool CA for host certificates.
 const policyDir = join(dir, 'policies')
 cpSync('policies', policyDir, { recursive: true })

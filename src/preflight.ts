@@ -71,12 +71,22 @@ export async function preflight(config: Config, ctx: PreflightContext): Promise<
     }
   }
 
-  if (config.admin.bootstrap_token_file && existsSync(config.admin.bootstrap_token_file)) {
+  const bootstrap = config.admin.bootstrap_token_file
+  if (bootstrap && existsSync(bootstrap)) {
     try {
-      readSecretFile(config.admin.bootstrap_token_file)
+      readSecretFile(bootstrap)
     } catch (err) {
       add('EADMINTOKEN', `admin.bootstrap_token_file: ${(err as Error).message}`)
     }
+  } else if (bootstrap) {
+    // serve creates it: where it cannot (e.g. /etc read-only under the systemd unit), say so now.
+    const where = writableDirProblem(dirname(bootstrap))
+    if (where) add('EADMINTOKEN', `admin.bootstrap_token_file ${bootstrap} does not exist and cannot be created: ${where}`)
+  }
+  const metricsToken = config.metrics.auth === 'bearer' ? config.metrics.bearer_token_file : undefined
+  if (metricsToken && !existsSync(metricsToken)) {
+    const where = writableDirProblem(dirname(metricsToken))
+    if (where) add('EMETRICSTOKEN', `metrics.bearer_token_file ${metricsToken} does not exist and cannot be created: ${where}`)
   }
 
   // The CRL is built from certificate.revoked audit records: pruned before the certificate expires, a

@@ -6,7 +6,7 @@ import { packageVersion } from './version.ts'
 
 const HELP = `condor-token-broker: JWTs for HTCondor pools in place of X.509 proxies
 
-Usage: condor-token-broker <command> [options]
+Usage: condor-token-broker [--config FILE] <command> [options]
        condor-token-broker --version
 
 Commands:
@@ -48,8 +48,28 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   'credential-storer': async () => (await import('./commands/credential_storer.ts')).credentialStorerCommand,
 }
 
+/**
+ * `--config FILE` (or `--config=FILE`) before the command, where admins put a global option, is moved
+ * behind the command's own arguments (ahead of a `--`), so each command reads it as its own `--config`.
+ */
+function configFirst(argv: string[]): { argv: string[] } | { error: string } {
+  const first = argv[0]
+  if (first === undefined || !(first === '--config' || first.startsWith('--config='))) return { argv }
+  const file = first === '--config' ? argv[1] : first.slice('--config='.length)
+  if (!file || file.startsWith('-')) return { error: '--config needs a file (condor-token-broker --config FILE <command> ...)' }
+  const [cmd, ...rest] = argv.slice(first === '--config' ? 2 : 1)
+  if (cmd === undefined) return { error: '--config FILE needs a command after it (see --help)' }
+  const end = rest.indexOf('--')
+  const own = end < 0 ? rest : rest.slice(0, end)
+  const after = end < 0 ? [] : rest.slice(end)
+  return { argv: [cmd, ...own, '--config', file, ...after] }
+}
+
 /** Runs one CLI invocation; every expected failure becomes one line on stderr and a non-zero status. */
-export async function runCli(argv: string[], io: CommandIo): Promise<number> {
+export async function runCli(args: string[], io: CommandIo): Promise<number> {
+  const moved = configFirst(args)
+  if ('error' in moved) { io.err(`condor-token-broker: ${moved.error}`); return 2 }
+  const argv = moved.argv
   const [cmd, ...rest] = argv
   if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') {
     io.out(HELP)
@@ -67,9 +87,26 @@ export async function runCli(argv: string[], io: CommandIo): Promise<number> {
   } catch (err) {
     if (err instanceof CliError) { io.err(`condor-token-broker: ${err.message}`); return err.exitCode }
     if (err instanceof OperatorError || err instanceof BrokerError) { io.err(`condor-token-broker: ${err.message}`); return 1 }
+    const fs = fileSystemProblem(err)
+    if (fs) { io.err(`condor-token-broker: ${fs}`); return 1 }
     io.err(`condor-token-broker: internal error: ${(err as Error).message ?? String(err)}`)
     return 70
   }
+}
+
+// What a failed system call on a path says to an operator. Such a failure (a data_dir not yet created, owned by
+// another user, a read-only /etc) is the environment's, not a bug: one line and exit 1, not "internal error".
+const ERRNO_TEXT: Readonly<Record<string, string>> = {
+  EACCES: 'permission denied', EPERM: 'operation not permitted', ENOENT: 'no such file or directory',
+  ENOTDIR: 'not a directory', EISDIR: 'is a directory', EROFS: 'read-only file system', ENOSPC: 'no space left on device',
+  EEXIST: 'already exists', EDQUOT: 'disk quota exceeded',
+}
+
+function fileSystemProblem(err: unknown): string | undefined {
+  const e = err as NodeJS.ErrnoException
+  if (typeof e !== 'object' || e === null || typeof e.code !== 'string' || typeof e.syscall !== 'string' || typeof e.path !== 'string') return undefined
+  const text = ERRNO_TEXT[e.code]
+  return text ? `cannot ${e.syscall} ${e.path}: ${text} (${e.code})` : undefined
 }
 
 /** Entry point shared by `node src/cli/main.ts` and bin/condor-token-broker.js. */

@@ -1,4 +1,4 @@
-import { readFileSync, statSync } from 'node:fs'
+import { existsSync, readFileSync, statSync } from 'node:fs'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
@@ -90,7 +90,7 @@ describe('condor-token-broker revoke', () => {
     expect(r.code).toBe(0)
     expect(r.out).toContain('pilot tokens now carry ctb_gen 2')
     expect((await cli(env, 'revoke', 'list')).out).toMatch(/^ +1 {2}role {2}pilot .* gen 2 {2}reason "factory compromised" {2}by cli:/)
-    const file = join(tempDir(), 'config.d', '90-token-revocations.conf')
+    const file = join(tempDir(), '90-token-revocations.conf')
     const w = await cli(env, 'revoke', 'condor', '--out', file)
     expect(w.code).toBe(0)
     expect(readFileSync(file, 'utf8')).toContain('SEC_TOKEN_REVOCATION_EXPR = (ctb_role =?= "pilot" && ctb_gen < 2)\n')
@@ -101,7 +101,7 @@ describe('condor-token-broker revoke', () => {
 
   it('writes the HTCondor snippet 0644 under a strict umask, so daemons that are not root can read it', async () => {
     const { env } = await seeded(1)
-    const file = join(tempDir(), 'config.d', '90-token-revocations.conf')
+    const file = join(tempDir(), '90-token-revocations.conf')
     const before = process.umask(0o077)
     try {
       expect((await cli(env, 'revoke', 'condor', '--out', file)).code).toBe(0)
@@ -121,6 +121,28 @@ describe('condor-token-broker revoke', () => {
       expect(r.code).toBe(1)
       expect(r.err).toMatch(new RegExp(`^condor-token-broker: cannot write --out ${out.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: [^\n]*${why}[^\n]*$`))
     }
+  })
+
+  // Which tokens a revocation took is the first thing an admin reads the audit list for: a pilot-job,
+  // site or client revocation has no role, sub or jti of its own, so the line must name it.
+  it('audit list names what each revocation revoked, and the site', async () => {
+    const { env } = await seeded(1)
+    expect((await cli(env, 'revoke', '--pilot-job', 'hpc-b:4711')).code).toBe(0)
+    expect((await cli(env, 'revoke', '--client', 'factory-x')).code).toBe(0)
+    const lines = (await cli(env, 'audit', 'list', '--type', 'token.revoked')).out.split('\n')
+    expect(lines[0]).toMatch(/ revoked=client:factory-x(  |$)/)
+    expect(lines[1]).toMatch(/ site=hpc-b  revoked=pilot-job:hpc-b:4711(  |$)/)
+  })
+
+  // HTCondor reads only the directories LOCAL_CONFIG_DIR names: a mistyped --out directory that the CLI
+  // created would hold a revocation no daemon ever reads, while the CLI said "wrote".
+  it('refuses an --out whose directory does not exist, and creates none', async () => {
+    const { env } = await seeded(1)
+    const dir = join(tempDir(), 'conf.d')
+    const r = await cli(env, 'revoke', 'condor', '--out', join(dir, '90-token-revocations.conf'))
+    expect(r.code).toBe(1)
+    expect(r.err).toMatch(/^condor-token-broker: cannot write --out [^\n]*: no such directory[^\n]*$/)
+    expect(existsSync(dir)).toBe(false)
   })
 
   it('refuses a role or site no policy defines and no token carries, in one line with exit 1, storing nothing', async () => {

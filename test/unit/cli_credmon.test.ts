@@ -20,6 +20,16 @@ describe('condor-token-broker credmon config | wrapper', () => {
     })
   })
 
+  // An admin whose npm prefix is /usr/local (nodejs.org's default) needs CREDMON_OAUTH to name that
+  // command, not /usr/bin's: the option that says so must be in --help, and be used.
+  it('--help names --executable, and config puts it in CREDMON_OAUTH', async () => {
+    const help = await cli(['credmon', 'config', '--help'], {})
+    expect(help.out).toMatch(/--executable PATH/)
+    const r = await cli(['credmon', 'config', '--broker', 'https://broker.example.org', '--providers', 'cms', '--executable', '/usr/local/bin/condor-token-broker'], {})
+    expect(r.code, r.err).toBe(0)
+    expect(r.out).toMatch(/^CREDMON_OAUTH = \/usr\/local\/bin\/condor-token-broker$/m)
+  })
+
   it('writes the job wrapper executable, the same script it prints', async () => {
     const out = join(tempDir('ctb-wrapper-'), 'job_wrapper.sh')
     const r = await cli(['credmon', 'wrapper', '--out', out], {})

@@ -23,3 +23,29 @@ describe('launchers', () => {
     expect(read('packaging/condor-token-broker.service')).toMatch(/^ExecStart=\/usr\/bin\/condor-token-broker serve /m)
   })
 })
+
+// systemd.exec(5): "Except in case of ConfigurationDirectory=, the innermost specified directories will be
+// owned by the user and group specified in User= and Group=", and "The innermost specified directories will
+// have their access mode adjusted to" the *DirectoryMode= at every start. /etc/condor-token-broker thus stays
+// owned by whoever made it, with the unit's mode: without the search bit for others, the service user reaches
+// broker.yaml only as the directory's group, so the README's install steps must create it with group ctb.
+describe('the systemd unit and the README install steps', () => {
+  it('the service user can reach its configuration directory', () => {
+    const unit = read('packaging/condor-token-broker.service')
+    const user = /^User=(\S+)$/m.exec(unit)![1]!
+    const dir = /^ConfigurationDirectory=(\S+)$/m.exec(unit)?.[1]
+    const mode = /^ConfigurationDirectoryMode=([0-7]+)$/m.exec(unit)?.[1]
+    expect(dir).toBe('condor-token-broker')
+    if (mode !== undefined && (parseInt(mode, 8) & 0o001) === 0) {
+      const install = new RegExp(`^install -d -o root -g ${user} -m 0?${mode.replace(/^0/, '')} /etc/${dir}(\\s|$)`, 'm')
+      expect(read('README.md')).toMatch(install)
+    }
+  })
+
+  it('the unit names configuration fields that exist', () => {
+    const example = read('config/broker.example.yaml')
+    for (const [, section, field] of read('packaging/condor-token-broker.service').matchAll(/\b(audit)\.([a-z_]+)\b/g)) {
+      expect(example, `${section}.${field}`).toMatch(new RegExp(`^${section}:[\\s\\S]*?^  ${field}:`, 'm'))
+    }
+  })
+})

@@ -136,6 +136,21 @@ function line(r: AuditRecord): string {
     String(r.seq).padStart(7), new Date(e.time * 1000).toISOString().replace('.000Z', 'Z'), e.type.padEnd(15), (e.decision ?? '-').padEnd(5),
     `role=${e.role ?? '-'}`, `sub=${e.issuedSub ?? '-'}`, `jti=${e.jti ?? '-'}`, `caller=${e.caller?.sub ?? '-'}`,
   ]
+  if (e.site) cols.push(`site=${e.site}`)
+  // A site, client or pilot-job revocation has no role, sub or jti of its own: name what it took.
+  const rev = revocationOf(e)
+  if (rev) cols.push(`revoked=${rev}`)
   if (e.reason) cols.push(`reason=${JSON.stringify(e.reason)}`)
   return cols.join('  ')
+}
+
+/** `KIND:VALUE` of a token.revoked / token.unrevoked record's revocation, if it carries one. */
+function revocationOf(e: AuditEvent): string | undefined {
+  const r = e.detail?.revocation
+  if (typeof r !== 'object' || r === null) return undefined
+  const { kind, value } = r as { kind?: unknown; value?: unknown }
+  if (typeof kind !== 'string' || typeof value !== 'string') return undefined
+  // A revoked sub is whatever a caller's token said: quoted unless plainly printable, as reasons are.
+  const text = `${kind}:${value}`
+  return /^[\x21-\x7e]+$/.test(text) ? text : JSON.stringify(text)
 }

@@ -27,7 +27,12 @@ export async function credentialCommand(argv: string[], io: CommandIo): Promise<
   const store = await openBrokerStore(config, { sqliteWriter: 'inline' })
   try {
     if (sub === 'list') {
-      for (const c of await store.listCredentials()) {
+      const all = await store.listCredentials()
+      if (all.length === 0 && !values.json) {
+        io.out(`no stored job credentials${config.credentials.enabled ? '' : ' (credentials.enabled is false in this configuration)'}`)
+        return 0
+      }
+      for (const c of all) {
         io.out(values.json
           ? JSON.stringify({ user: c.user, provider: c.provider, kind: c.kind, iss: c.iss, sub: c.sub, scopes: c.scopes, audience: c.audience, created_at: c.createdAt, rotated_at: c.rotatedAt, revoked: c.revoked, revoked_at: c.revokedAt, revoked_by: c.revokedBy })
           : `${c.user}  ${c.provider}  ${c.kind}  ${c.revoked ? `revoked ${iso(c.revokedAt!)}${c.revokedBy ? ` by ${c.revokedBy}` : ''}` : 'active'}  registered ${iso(c.createdAt)}${c.rotatedAt ? `  rotated ${iso(c.rotatedAt)}` : ''}  scopes "${c.scopes.join(' ')}"`)

@@ -8,7 +8,7 @@ import { CliError, parse, positiveInt, type CommandIo } from '../command.ts'
 import { credmonConfigSnippet } from './credmon_config.ts'
 
 export const CREDMON_HELP = `Usage: condor-token-broker credmon --broker URL --providers P,... [options]
-       condor-token-broker credmon config --broker URL --providers P,... [--wrapper PATH] [options]
+       condor-token-broker credmon config --broker URL --providers P,... [--wrapper PATH] [--executable PATH] [options]
        condor-token-broker credmon wrapper [--out FILE]
 
 Runs our credmon on an HTCondor access point: for every <user>/<provider>.top in the credential
@@ -26,7 +26,10 @@ Options:
   --interval N            seconds between scans (default 60)
   --log-level L           error, warn or info (default info)
 
-credmon config   prints the HTCondor configuration that runs this credmon and the job wrapper
+credmon config   prints the HTCondor configuration that runs this credmon and the job wrapper;
+                 --wrapper PATH: where the job wrapper is (default /usr/libexec/condor-token-broker/job_wrapper.sh),
+                 --executable PATH: this command for CREDMON_OAUTH (default /usr/bin/condor-token-broker, as
+                 installed with npm install -g --prefix /usr; e.g. /usr/local/bin/condor-token-broker)
 credmon wrapper  prints the job wrapper script (USER_JOB_WRAPPER), or writes it to --out with mode 0755`
 
 /** Path of the shipped wrapper, next to the credmon's sources (copied as-is into dist/ by the build). */

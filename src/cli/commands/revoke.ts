@@ -39,7 +39,8 @@ const HELP = `Usage: condor-token-broker revoke (--jti ID | --sub SUB | --role R
                          audited as token.unrevoked. A role revocation cannot be lifted.
   revoke list            active revocations (--all: also lifted ones and those that can no longer match)
   revoke condor          print SEC_TOKEN_REVOCATION_EXPR as a config snippet; --out writes it atomically
-                         (e.g. /etc/condor/config.d/90-token-revocations.conf), then run condor_reconfig
+                         into an existing directory (e.g. /etc/condor/config.d/90-token-revocations.conf),
+                         then run condor_reconfig
 
 A running broker picks up CLI revocations within revocation.refresh_seconds.
 Common options: --config FILE (or CTB_CONFIG)`
@@ -118,7 +119,7 @@ function outProblem(err: unknown): string {
     case 'ENOTDIR': case 'EEXIST': return 'a part of its path is not a directory'
     case 'EACCES': case 'EPERM': return 'permission denied'
     case 'EROFS': return 'read-only file system'
-    case 'ENOENT': return 'no such directory'
+    case 'ENOENT': return 'no such directory (create it, or name one LOCAL_CONFIG_DIR lists: condor_config_val LOCAL_CONFIG_DIR)'
     default: return (err as Error).message?.split('\n')[0] ?? String(err)
   }
 }
