@@ -63,4 +63,15 @@ describe('condor-token-broker ca and provision on the command line', () => {
     expect(r.code).toBe(1)
     expect(r.err).toBe(`condor-token-broker: ${file}: its tokens and certificates were issued by https://broker-a.example.org, not --broker https://127.0.0.1:1 (revoking them there would end nothing)`)
   })
+
+  // An --out under a regular file can never be written: a user mistake, told in one line before the broker
+  // is asked for anything (not an internal error).
+  it('provision render refuses an --out whose parent is a file in one line, before any network call', async () => {
+    const parent = join(tempDir(), 'a-file')
+    writeFileSync(parent, '')
+    const out = join(parent, 'out')
+    const r = await cli(['provision', 'render', 'examples/provisioning/hybrid-pool.yaml', '--inputs', 'examples/provisioning/inputs.yaml', '--broker', 'https://127.0.0.1:1', '--out', out], { BEARER_TOKEN: 'x' })
+    expect(r.code).toBe(1)
+    expect(r.err).toBe(`condor-token-broker: cannot use --out ${out}: ENOTDIR (a directory is created there)`)
+  })
 })

@@ -81,7 +81,12 @@ export async function provisionCommand(argv: string[], io: CommandIo): Promise<n
       if (!values.out) throw new CliError('--out DIR is required (see provision --help)', 2)
       // Checked before anything is minted: writeBundles checks again at the end, but tokens and certificates
       // issued for an output that cannot be written would only be revoked again.
-      if (outputExists(values.out)) throw new CliError(`${values.out} exists; choose a new --out directory (output is never merged into an old one)`, 1)
+      let taken: boolean
+      // lstat fails other than by absence where --out can never be made (ENOTDIR: a parent is a file; EACCES).
+      try { taken = outputExists(values.out) } catch (err) {
+        throw new CliError(`cannot use --out ${values.out}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message} (a directory is created there)`, 1)
+      }
+      if (taken) throw new CliError(`${values.out} exists; choose a new --out directory (output is never merged into an old one)`, 1)
       const { broker } = client(values, io)
       const issued: { tokens: ManifestToken[]; certificates: ManifestCertificate[] } = { tokens: [], certificates: [] }
       try {
