@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs'
 import { parse as parseYaml } from 'yaml'
 import { discoverBearerToken } from '../../clients/bearer_token_discovery.ts'
-import { BrokerCallError, BrokerClient, fetchWithCa } from '../../clients/provision/broker_client.ts'
+import { BrokerCallError, BrokerClient, fetchWithCa, sameBrokerUrl } from '../../clients/provision/broker_client.ts'
 import { planCluster } from '../../clients/provision/plan.ts'
 import { renderCluster, type Manifest, type ManifestCertificate, type ManifestToken } from '../../clients/provision/render.ts'
 import { teardown } from '../../clients/provision/teardown.ts'
@@ -124,7 +124,7 @@ export async function provisionCommand(argv: string[], io: CommandIo): Promise<n
       // The broker records a revocation of any jti: sent to another broker than the one that issued them, a
       // teardown would report the tokens revoked while they stay valid where they are used.
       const issuer = (manifest as { broker?: unknown }).broker
-      if (issuer !== undefined && (typeof issuer !== 'string' || issuer.replace(/\/+$/, '') !== broker.base)) {
+      if (issuer !== undefined && (typeof issuer !== 'string' || !sameBrokerUrl(issuer, broker.base))) {
         throw new CliError(`${values.manifest}: its tokens and certificates were issued by ${String(issuer)}, not --broker ${values.broker} (revoking them there would end nothing)`)
       }
       const r = await teardown(manifest, broker)
