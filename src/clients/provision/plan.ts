@@ -81,7 +81,7 @@ export async function planCluster(o: { templateText: string; templateFile: strin
         return { identities: ids, issued_token_jtis: [] }
       }
       case 'htc.nodes.SlurmPilot':
-        checkPilotGroup(t, n)
+        checkPilotGroup(t, n, o.broker.base)
         await ask(n.name, ROLE_OF[n.type], undefined, site, { slurm_job_id: '0' })
         return { site, issued_token_jtis: [], slurm_job_ids: [] }
     }
