@@ -12,7 +12,7 @@ export function computeAttributes(n: ResolvedNode): Attributes {
 
 // What the broker would supply (identities, jtis), as plain words that pass every check a real one passes.
 const STAND_IN_IDENTITY = 'stand-in@pool.invalid'
-const STAND_IN_JTI = 'stand-in'
+export const STAND_IN_JTI = 'stand-in'
 
 /**
  * Realises the whole template without the broker, with stand-ins for what only the broker knows, and
