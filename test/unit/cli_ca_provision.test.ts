@@ -63,4 +63,36 @@ describe('condor-token-broker ca and provision on the command line', () => {
     expect(r.code).toBe(1)
     expect(r.err).toBe(`condor-token-broker: ${file}: its tokens and certificates were issued by https://broker-a.example.org, not --broker https://127.0.0.1:1 (revoking them there would end nothing)`)
   })
+
+  // WHATWG URL: a host name's case and the scheme's default port do not make another URL, so a manifest
+  // written with https://Broker.example.org:443/ names the broker reached as https://broker.example.org.
+  it('provision teardown takes a manifest naming the same broker with another host case and the default port', async () => {
+    const file = join(tempDir(), 'manifest.json')
+    writeFileSync(file, JSON.stringify({ template: { name: 't', version: '1' }, broker: 'https://Broker.example.org:443/', tokens: [], certificates: [] }))
+    const r = await cli(['provision', 'teardown', '--manifest', file, '--broker', 'https://broker.example.org'], { BEARER_TOKEN: 'x' })
+    expect(r.err).toBe('')
+    expect(r.code).toBe(0)
+    expect(r.out).toBe('revoked 0 tokens and 0 certificates')
+  })
+
+  it('provision teardown still refuses a manifest from the same host on another port or path', async () => {
+    for (const other of ['https://broker.example.org:8443', 'https://broker.example.org/other']) {
+      const file = join(tempDir(), 'manifest.json')
+      writeFileSync(file, JSON.stringify({ template: { name: 't', version: '1' }, broker: other, tokens: [], certificates: [] }))
+      const r = await cli(['provision', 'teardown', '--manifest', file, '--broker', 'https://broker.example.org'], { BEARER_TOKEN: 'x' })
+      expect(r.code).toBe(1)
+      expect(r.err).toBe(`condor-token-broker: ${file}: its tokens and certificates were issued by ${other}, not --broker https://broker.example.org (revoking them there would end nothing)`)
+    }
+  })
+
+  // An --out under a regular file can never be written: a user mistake, told in one line before the broker
+  // is asked for anything (not an internal error).
+  it('provision render refuses an --out whose parent is a file in one line, before any network call', async () => {
+    const parent = join(tempDir(), 'a-file')
+    writeFileSync(parent, '')
+    const out = join(parent, 'out')
+    const r = await cli(['provision', 'render', 'examples/provisioning/hybrid-pool.yaml', '--inputs', 'examples/provisioning/inputs.yaml', '--broker', 'https://127.0.0.1:1', '--out', out], { BEARER_TOKEN: 'x' })
+    expect(r.code).toBe(1)
+    expect(r.err).toBe(`condor-token-broker: cannot use --out ${out}: ENOTDIR (a directory is created there)`)
+  })
 })

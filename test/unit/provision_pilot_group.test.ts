@@ -24,14 +24,14 @@ async function pilotGroup(more: Record<string, unknown>) {
 describe('a provisioning pilot group checked by the sbatch renderer', () => {
   it('refuses a drain margin not below the walltime, at the property, naming the resolved value', async () => {
     const { t, hpc } = await pilotGroup({ pilot_walltime: 240 })
-    expect(() => checkPilotGroup(t, hpc)).toThrow(`${EXAMPLE}:${lineOf(/^ +drain_margin_s: /)}:25: hpc.drain_margin_s (300) must be a whole number from 1 to 239`)
+    expect(() => checkPilotGroup(t, hpc, 'https://broker.example.org')).toThrow(`${EXAMPLE}:${lineOf(/^ +drain_margin_s: /)}:25: hpc.drain_margin_s (300) must be a whole number from 1 to 239`)
     const ok = await pilotGroup({ pilot_walltime: 240, pilot_drain_margin: 90 })
-    expect(() => checkPilotGroup(ok.t, ok.hpc)).not.toThrow()
+    expect(() => checkPilotGroup(ok.t, ok.hpc, 'https://broker.example.org')).not.toThrow()
   })
 
   it('refuses a ".." in a path input, at the first property it reached', async () => {
     const { t, hpc } = await pilotGroup({ pilot_dir: '/scratch/../etc' })
-    expect(() => checkPilotGroup(t, hpc)).toThrow(`${EXAMPLE}:${lineOf(/^ +log_dir: /)}:18: hpc.log_dir ("/scratch/../etc/logs") must be an absolute path`)
+    expect(() => checkPilotGroup(t, hpc, 'https://broker.example.org')).toThrow(`${EXAMPLE}:${lineOf(/^ +log_dir: /)}:18: hpc.log_dir ("/scratch/../etc/logs") must be an absolute path`)
   })
 
   it('renders the group with the inputs and the broker\'s values', async () => {

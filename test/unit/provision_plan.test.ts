@@ -72,3 +72,19 @@ describe('provision plan: refuses what render refuses', () => {
     expect((err as TemplateError).message).toMatch(/ap: \{n\} stands for the index of a scaled startd/)
   })
 })
+
+// docs/provisioning.md lists a Startd's attributes as hostnames[], identities[] and issued_token_jtis[], and
+// render (and its check before issuing) gives each node one jti per token. Outputs that read them are
+// valid templates: plan must not refuse them for an attribute or a list entry only render fills in.
+describe('provision plan: accepts what render accepts', () => {
+  it.each([
+    ['a startd\'s hostnames', '{ get_attribute: [ workers, hostnames, 1 ] }'],
+    ['the central manager\'s first jti', '{ get_attribute: [ cm, issued_token_jtis, 0 ] }'],
+    ['a startd\'s second jti', '{ get_attribute: [ workers, issued_token_jtis, 1 ] }'],
+  ])('plans a template whose output reads %s', async (_, value) => {
+    const withOutput = text.replace('  outputs:\n', `  outputs:\n    extra: { value: ${value} }\n`)
+    expect(withOutput).not.toBe(text)
+    const { err } = await plan(withOutput, {})
+    expect(err).toBeUndefined()
+  })
+})

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs'
 import { parse as parseYaml } from 'yaml'
 import { discoverBearerToken } from '../../clients/bearer_token_discovery.ts'
-import { BrokerCallError, BrokerClient, fetchWithCa } from '../../clients/provision/broker_client.ts'
+import { BrokerCallError, BrokerClient, fetchWithCa, sameBrokerUrl } from '../../clients/provision/broker_client.ts'
 import { planCluster } from '../../clients/provision/plan.ts'
 import { renderCluster, type Manifest, type ManifestCertificate, type ManifestToken } from '../../clients/provision/render.ts'
 import { teardown } from '../../clients/provision/teardown.ts'
@@ -81,7 +81,12 @@ export async function provisionCommand(argv: string[], io: CommandIo): Promise<n
       if (!values.out) throw new CliError('--out DIR is required (see provision --help)', 2)
       // Checked before anything is minted: writeBundles checks again at the end, but tokens and certificates
       // issued for an output that cannot be written would only be revoked again.
-      if (outputExists(values.out)) throw new CliError(`${values.out} exists; choose a new --out directory (output is never merged into an old one)`, 1)
+      let taken: boolean
+      // lstat fails other than by absence where --out can never be made (ENOTDIR: a parent is a file; EACCES).
+      try { taken = outputExists(values.out) } catch (err) {
+        throw new CliError(`cannot use --out ${values.out}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message} (a directory is created there)`, 1)
+      }
+      if (taken) throw new CliError(`${values.out} exists; choose a new --out directory (output is never merged into an old one)`, 1)
       const { broker } = client(values, io)
       const issued: { tokens: ManifestToken[]; certificates: ManifestCertificate[] } = { tokens: [], certificates: [] }
       try {
@@ -119,7 +124,7 @@ export async function provisionCommand(argv: string[], io: CommandIo): Promise<n
       // The broker records a revocation of any jti: sent to another broker than the one that issued them, a
       // teardown would report the tokens revoked while they stay valid where they are used.
       const issuer = (manifest as { broker?: unknown }).broker
-      if (issuer !== undefined && (typeof issuer !== 'string' || issuer.replace(/\/+$/, '') !== broker.base)) {
+      if (issuer !== undefined && (typeof issuer !== 'string' || !sameBrokerUrl(issuer, broker.base))) {
         throw new CliError(`${values.manifest}: its tokens and certificates were issued by ${String(issuer)}, not --broker ${values.broker} (revoking them there would end nothing)`)
       }
       const r = await teardown(manifest, broker)

@@ -23,6 +23,16 @@ export function fetchWithCa(caFile: string | undefined, timeoutMs = 30_000): Fet
   return (url, init) => undiciFetch(url, { ...init, dispatcher }) as unknown as ReturnType<Fetch>
 }
 
+/**
+ * Whether two URLs name the same broker: compared as WHATWG URLs (host case and the scheme's default port
+ * do not count) without trailing slashes. Anything that does not parse as a URL names no broker.
+ */
+export function sameBrokerUrl(a: string, b: string): boolean {
+  const norm = (u: string) => { try { return new URL(u).href.replace(/\/+$/, '') } catch { return undefined } }
+  const x = norm(a)
+  return x !== undefined && x === norm(b)
+}
+
 export interface IssuedToken { token: string; expiresIn: number }
 export interface IssuedCertificate { certificate: string; serial: string; notAfter: number }
 

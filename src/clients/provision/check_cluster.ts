@@ -12,7 +12,7 @@ export function computeAttributes(n: ResolvedNode): Attributes {
 
 // What the broker would supply (identities, jtis), as plain words that pass every check a real one passes.
 const STAND_IN_IDENTITY = 'stand-in@pool.invalid'
-const STAND_IN_JTI = 'stand-in'
+export const STAND_IN_JTI = 'stand-in'
 
 /**
  * Realises the whole template without the broker, with stand-ins for what only the broker knows, and
@@ -20,7 +20,7 @@ const STAND_IN_JTI = 'stand-in'
  * late (a startd's site, a pilot's command) is refused before anything is issued for the nodes before it,
  * rather than after, with those tokens and certificates to revoke again.
  */
-export async function checkCluster(t: LoadedTemplate, inputs: Record<string, unknown>): Promise<void> {
+export async function checkCluster(t: LoadedTemplate, inputs: Record<string, unknown>, brokerUrl: string): Promise<void> {
   let ccb = true
   await realiseTemplate(t, inputs, async (n, attrs) => {
     checkConfigValues(t, n)
@@ -39,7 +39,7 @@ export async function checkCluster(t: LoadedTemplate, inputs: Record<string, unk
         return { hostnames: hosts, identities: hosts.map(() => STAND_IN_IDENTITY), issued_token_jtis: hosts.map(() => STAND_IN_JTI) }
       }
       case 'htc.nodes.SlurmPilot':
-        checkPilotGroup(t, n)
+        checkPilotGroup(t, n, brokerUrl)
         return { site: n.properties.site, issued_token_jtis: [STAND_IN_JTI], slurm_job_ids: [] }
     }
   })

@@ -27,17 +27,19 @@ const PROPERTY_OF: Record<string, string> = {
   'allowed-owners': 'allowed_owners', 'local-dir': 'local_dir', 'idle-shutdown': 'idle_shutdown_s', command: 'command',
 }
 
-// Stand-ins for the values the broker supplies at render time; each passes the renderer's own checks.
-const STAND_IN: PilotContext = { brokerUrl: 'https://broker.invalid', collector: 'collector.invalid', trustDomain: 'pool.invalid' }
+// Stand-ins for the collector and trust domain, known only as render goes; each passes the renderer's own checks.
+const STAND_IN: Omit<PilotContext, 'brokerUrl'> = { collector: 'collector.invalid', trustDomain: 'pool.invalid' }
 
 /**
  * Renders the group's script once with stand-ins for what the broker supplies, so a property the renderer
  * refuses (a command with shell syntax, a drain margin longer than the walltime…) fails at its line in the
  * template, before the broker is asked for this group's credential.
  */
-export function checkPilotGroup(t: LoadedTemplate, n: ResolvedNode): void {
+export function checkPilotGroup(t: LoadedTemplate, n: ResolvedNode, brokerUrl: string): void {
   try {
-    renderPilotScript(pilotScriptOptions(n.properties, STAND_IN))
+    // The broker's URL is --broker, known before anything is asked: the real one, so a URL the script
+    // refuses (an IPv6 literal, a query) is refused here too, not after every other node's credentials.
+    renderPilotScript(pilotScriptOptions(n.properties, { ...STAND_IN, brokerUrl }))
   } catch (err) {
     if (!(err instanceof PilotScriptInputError)) throw err
     const m = /^--([a-z-]+) (.*)$/.exec(err.message)

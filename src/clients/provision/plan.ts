@@ -1,4 +1,5 @@
 import type { BrokerClient } from './broker_client.ts'
+import { computeAttributes, STAND_IN_JTI } from './check_cluster.ts'
 import { checkConfigValues } from './config_values.ts'
 import { checkPilotGroup } from './pilot_group.ts'
 import { ROLE_OF } from './render.ts'
@@ -72,18 +73,20 @@ export async function planCluster(o: { templateText: string; templateFile: strin
     const hostOf = () => String(attrs[n.requirements.host!]!.hostname)
     const ipsOf = () => (attrs[n.requirements.host!]!.private_address as string[] | undefined) ?? []
     switch (n.type) {
-      case 'htc.nodes.Compute': return { hostname: String(n.properties.address), public_address: [String(n.properties.address)], private_address: (n.properties.ip_addresses as string[] | undefined) ?? [], nat: n.properties.nat === true }
-      case 'htc.nodes.CentralManager': return { collector_address: `${singleHost(t, n, hostOf())}:9618`, identity: await ask(n.name, ROLE_OF[n.type], hostOf(), site, {}, ipsOf()), issued_token_jtis: [] }
-      case 'htc.nodes.Schedd': return { name: n.properties.name, identity: await ask(n.name, ROLE_OF[n.type], singleHost(t, n, hostOf()), site, {}, ipsOf()), issued_token_jtis: [] }
+      case 'htc.nodes.Compute': return computeAttributes(n)
+      case 'htc.nodes.CentralManager': return { collector_address: `${singleHost(t, n, hostOf())}:9618`, identity: await ask(n.name, ROLE_OF[n.type], hostOf(), site, {}, ipsOf()), issued_token_jtis: [STAND_IN_JTI] }
+      case 'htc.nodes.Schedd': return { name: n.properties.name, identity: await ask(n.name, ROLE_OF[n.type], singleHost(t, n, hostOf()), site, {}, ipsOf()), issued_token_jtis: [STAND_IN_JTI] }
       case 'htc.nodes.Startd': {
+        const hosts = startdHosts(t, n, hostOf())
         const ids = []
-        for (const host of startdHosts(t, n, hostOf())) ids.push(await ask(n.name, ROLE_OF[n.type], host, site, {}, ipsOf()))
-        return { identities: ids, issued_token_jtis: [] }
+        for (const host of hosts) ids.push(await ask(n.name, ROLE_OF[n.type], host, site, {}, ipsOf()))
+        // The attributes render gives (one jti per token), so an output reading them plans as it renders.
+        return { hostnames: hosts, identities: ids, issued_token_jtis: hosts.map(() => STAND_IN_JTI) }
       }
       case 'htc.nodes.SlurmPilot':
-        checkPilotGroup(t, n)
+        checkPilotGroup(t, n, o.broker.base)
         await ask(n.name, ROLE_OF[n.type], undefined, site, { slurm_job_id: '0' })
-        return { site, issued_token_jtis: [], slurm_job_ids: [] }
+        return { site, issued_token_jtis: [STAND_IN_JTI], slurm_job_ids: [] }
     }
   })
   return steps

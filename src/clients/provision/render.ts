@@ -82,7 +82,7 @@ export interface RenderOptions {
 export async function renderCluster(o: RenderOptions, issued: { tokens: ManifestToken[]; certificates: ManifestCertificate[] } = { tokens: [], certificates: [] }): Promise<{ bundles: Bundle[]; manifest: Manifest }> {
   const t = loadTemplate(o.templateText, o.templateFile)
   const inputs = resolveInputs(t, o.inputs, o.inputsFile)
-  await checkCluster(t, inputs)
+  await checkCluster(t, inputs, o.broker.base)
   const caPem = await o.broker.caCertificate()
   const brokerIssuer = (await o.broker.metadata()).issuer
   const instances: Instance[] = []
@@ -160,7 +160,7 @@ export async function renderCluster(o: RenderOptions, issued: { tokens: Manifest
       }
       case 'htc.nodes.SlurmPilot': {
         const p = n.properties
-        checkPilotGroup(t, n)
+        checkPilotGroup(t, n, o.broker.base)
         const nodes = Number(p.nodes ?? 1)
         const lifetime = Number(p.queue_estimate_s ?? 3600) + Number(p.walltime_s)
         const cred = await o.broker.pilotEnrolment(ROLE_OF[n.type], String(p.site), nodes, lifetime)

@@ -1,0 +1,48 @@
+import { readFileSync } from 'node:fs'
+import { parse } from 'yaml'
+import { describe, expect, it } from 'vitest'
+import type { BrokerClient } from '../../src/clients/provision/broker_client.ts'
+import { renderCluster, type ManifestCertificate, type ManifestToken } from '../../src/clients/provision/render.ts'
+import { TemplateError } from '../../src/clients/provision/template/load_template.ts'
+
+// A pilot group's sbatch script carries the broker's URL, and the script renderer takes only an https URL
+// with a host name, an optional port and a plain path. --broker is known before anything is asked, so
+// render must refuse a URL the script would refuse before the broker issues the central manager's,
+// schedd's and startds' tokens and certificates, not after (when they would only be revoked again).
+const EXAMPLE = 'examples/provisioning/hybrid-pool.yaml'
+const text = readFileSync(EXAMPLE, 'utf8')
+const inputs = parse(readFileSync('examples/provisioning/inputs.yaml', 'utf8')) as Record<string, unknown>
+
+function recordingBroker(base: string): { broker: BrokerClient; asked: string[] } {
+  const asked: string[] = []
+  const jwt = (claims: Record<string, unknown>) => `e30.${Buffer.from(JSON.stringify(claims)).toString('base64url')}.sig`
+  const broker = {
+    base,
+    caCertificate: async () => '-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n',
+    metadata: async () => ({ issuer: base }),
+    daemonToken: async (role: string, host: string) => { asked.push(`token ${role} ${host}`); return { token: jwt({ iss: 'pool.example.org', jti: `j-${asked.length}`, sub: `${role}@pool.example.org`, exp: 2_000_000_000 }), expiresIn: 3600 } },
+    certificate: async (req: { dns: string[] }) => { asked.push(`certificate ${req.dns[0]}`); return { certificate: 'PEM', serial: `s${asked.length}`, notAfter: 2_000_000_000 } },
+    pilotEnrolment: async (_role: string, site: string) => { asked.push(`enrolment ${site}`); return { token: jwt({ jti: 'e', sub: 'pilot', exp: 2_000_000_000 }), expiresIn: 3600 } },
+  } as unknown as BrokerClient
+  return { broker, asked }
+}
+
+describe('provision render: the broker URL a pilot group is given', () => {
+  it('refuses a broker URL the sbatch script refuses (an IPv6 literal) before asking the broker for anything', async () => {
+    const { broker, asked } = recordingBroker('https://[2001:db8::1]:8443')
+    const issued = { tokens: [] as ManifestToken[], certificates: [] as ManifestCertificate[] }
+    const err = await renderCluster({ templateText: text, templateFile: EXAMPLE, inputs, inputsFile: 'inputs.yaml', broker, now: 1_800_000_000 }, issued)
+      .then(() => undefined, (e: unknown) => e)
+    expect(err).toBeInstanceOf(TemplateError)
+    expect((err as Error).message).toContain('hpc: the sbatch pilot refuses it: --broker must be an https:// URL')
+    expect(asked).toEqual([])
+    expect(issued).toEqual({ tokens: [], certificates: [] })
+  })
+
+  it('renders the example against a broker URL with a port and a path', async () => {
+    const { broker } = recordingBroker('https://broker.example.org:8443/ctb')
+    const { bundles } = await renderCluster({ templateText: text, templateFile: EXAMPLE, inputs, inputsFile: 'inputs.yaml', broker, now: 1_800_000_000 })
+    const script = bundles.find((b) => b.name === 'hpc')!.files.find((f) => f.path === 'pilot.sbatch')!.content
+    expect(script).toContain('https://broker.example.org:8443/ctb')
+  })
+})
