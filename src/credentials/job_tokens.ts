@@ -1,5 +1,4 @@
 import { hash } from 'node:crypto'
-import { decodeJwt } from 'jose'
 import type { AuditLog } from '../audit/audit_log.ts'
 import { providerOfCredential } from '../contract/job_credentials.ts'
 import { AccessDenied, BrokerError, CredentialGone, InvalidGrant, InvalidScope, InvalidTarget, TemporarilyUnavailable } from '../errors.ts'
@@ -21,6 +20,7 @@ import type { CredentialProvider } from './credentials_config.ts'
 import { refusedRefresh, revokedByIam, type Confirmation, type IamRecheck } from './iam_recheck.ts'
 import { renewedCaller } from './iam_recheck_grant.ts'
 import { credentialKey } from './sealed_refresh_tokens.ts'
+import { unverifiedJwtExp } from '../lib/jwt_payload.ts'
 
 /** What the caller asks for; every field optional on the wire. */
 export interface JobTokenRequest {
@@ -273,7 +273,7 @@ export class JobTokens {
       throw err
     }
     const now = this.#deps.clock.now()
-    const exp = got.expiresIn !== undefined ? now + got.expiresIn : jwtExp(got.accessToken)
+    const exp = got.expiresIn !== undefined ? now + got.expiresIn : unverifiedJwtExp(got.accessToken)
     // RFC 6749 §5.1: expires_in is only RECOMMENDED. Without it or a JWT exp the token's life is unknown,
     // and a credmon told `expires_in: 0` would refuse the answer and never refresh: IAM answered badly.
     if (exp === undefined || exp <= now) throw new TemporarilyUnavailable('IAM did not say how long the refreshed access token lives; try again later')
@@ -310,15 +310,6 @@ function cachedFor(t: JobToken, c: StoredCredential): boolean {
   return (t as JobToken & { stamp?: number }).stamp === c.createdAt
 }
 
-/** The `exp` of a JWT access token (IAM's are), unverified: only its life is read, for the cache and expires_in. */
-function jwtExp(token: string): number | undefined {
-  try {
-    const exp = decodeJwt(token).exp
-    return typeof exp === 'number' && Number.isFinite(exp) ? Math.floor(exp) : undefined
-  } catch {
-    return undefined
-  }
-}
 
 function subset(asked: string[] | undefined, registered: string[], what: string, error: (m: string) => BrokerError): string[] {
   if (asked === undefined || asked.length === 0) return [...registered]

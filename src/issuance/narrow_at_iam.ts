@@ -1,5 +1,4 @@
 import { hash } from 'node:crypto'
-import { decodeJwt } from 'jose'
 import type { AuditLog } from '../audit/audit_log.ts'
 import { InvalidTarget, TemporarilyUnavailable } from '../errors.ts'
 import type { IamTokenExchanger } from '../iam/outbound_exchange.ts'
@@ -8,6 +7,7 @@ import type { Clock } from '../lib/clock.ts'
 import type { Decision } from '../policy/decision.ts'
 import type { IssuedToken, RequestContext } from './exchange.ts'
 import { callerOf } from './issue.ts'
+import { unverifiedJwtExp } from '../lib/jwt_payload.ts'
 
 /**
  * requested_token_type access_token: an audience-narrowed IAM access token obtained by the broker as its
@@ -26,7 +26,7 @@ export async function narrowAtIam(
   const now = deps.clock.now()
   // RFC 6749 §5.1 makes expires_in only RECOMMENDED, and relying parties honour the JWT's own exp: the
   // token lives as long as the longer of the two says. With neither, its life is unknown: not relayed.
-  const exp = jwtExp(got.accessToken)
+  const exp = unverifiedJwtExp(got.accessToken)
   const stated = [got.expiresIn, exp !== undefined ? exp - now : undefined].filter((n): n is number => n !== undefined)
   if (stated.length === 0) throw new TemporarilyUnavailable('IAM did not say how long the narrowed access token lives; try again later')
   const expiresIn = Math.max(...stated)
@@ -55,12 +55,3 @@ export async function narrowAtIam(
   return { token: got.accessToken, expiresIn, scope: got.scopes.join(' ') }
 }
 
-/** The `exp` of a JWT access token (IAM's are), unverified: only its life is read. */
-function jwtExp(token: string): number | undefined {
-  try {
-    const exp = decodeJwt(token).exp
-    return typeof exp === 'number' && Number.isFinite(exp) ? Math.floor(exp) : undefined
-  } catch {
-    return undefined
-  }
-}
