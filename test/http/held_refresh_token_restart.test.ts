@@ -23,6 +23,26 @@ function spillDir(): string {
   return join(t.config.data_dir, 'credentials', 'held')
 }
 
+/** The file a user's held cms token is spilled to (named by a digest of the credential, docs/job-credentials.md). */
+function spillFileName(user: string): string {
+  return `${createHash('sha256').update(`${user}\ncms`).digest('hex')}.json`
+}
+
+/**
+ * A broker started on the same data directory with the store healthy again: it stores the held token
+ * (the row's nonce moves off `before`), and the credential's next refresh is answered and leaves it live.
+ */
+async function expectRestartTakesUp(user: string, before: string): Promise<void> {
+  const restarted = t.restartCredentials()
+  try {
+    expect(await until(async () => (await t.store.readCredential(user, 'cms'))!.sealed!.nonce !== before)).toBe(true)
+    expect(await jobToken(restarted.app, user, '?minimum_seconds=999999')).toBe(200)
+    expect(await t.store.readCredential(user, 'cms')).toMatchObject({ revoked: false })
+  } finally {
+    await restarted.credentials.close()
+  }
+}
+
 /** The spilled tokens' files (not the lock, nor a temp file). */
 function spilled(): string[] {
   try { return readdirSync(spillDir()).filter((n) => !n.startsWith('.')) } catch { return [] }
@@ -164,7 +184,7 @@ it('does not take up a spilled token the credential key does not open for that c
   const c = (await t.store.readCredential('ulla', 'cms'))!
   // Well-formed and filed under ulla's name, but sealed for someone else (here: nothing the key opens).
   const forged = { user: 'ulla', provider: 'cms', scopes: c.scopes, audience: c.audience, caller: { iss: c.iss, sub: c.sub }, createdAt: c.createdAt, previousNonce: before, sealed: { ...c.sealed!, ciphertext: Buffer.alloc(48, 7).toString('base64') }, rotatedAt: c.createdAt + 1 }
-  const file = join(spillDir(), `${createHash('sha256').update('ulla\ncms').digest('hex')}.json`)
+  const file = join(spillDir(), spillFileName('ulla'))
   writeFileSync(file, JSON.stringify(forged), { mode: 0o600 })
   const lines: string[] = []
   const restarted = t.restartCredentials(createLogger((l) => lines.push(l)))
@@ -193,18 +213,11 @@ it('is on disk too while its store write hangs, so a broker killed meanwhile doe
   }
   const answer = jobToken(first.app, 'vito')
   try {
-    const vitoFile = `${createHash('sha256').update('vito\ncms').digest('hex')}.json`
+    const vitoFile = spillFileName('vito')
     expect(await until(() => spilled().includes(vitoFile))).toBe(true)
     // The first broker is killed here; the next one starts on the same data directory, the store healthy.
     t.store.writeCredential = write
-    const restarted = t.restartCredentials()
-    try {
-      expect(await until(async () => (await t.store.readCredential('vito', 'cms'))!.sealed!.nonce !== before)).toBe(true)
-      expect(await jobToken(restarted.app, 'vito', '?minimum_seconds=999999')).toBe(200)
-      expect(await t.store.readCredential('vito', 'cms')).toMatchObject({ revoked: false })
-    } finally {
-      await restarted.credentials.close()
-    }
+    await expectRestartTakesUp('vito', before)
   } finally {
     t.store.writeCredential = write
     release()
@@ -220,7 +233,7 @@ it('puts a newer rotation on disk while its write hangs, though the file still h
   const before = await register('wanda')
   const first = t.restartCredentials()
   const write = t.store.writeCredential.bind(t.store)
-  const file = join(spillDir(), `${createHash('sha256').update('wanda\ncms').digest('hex')}.json`)
+  const file = join(spillDir(), spillFileName('wanda'))
   const spilledNonce = (): string | undefined => { try { return (JSON.parse(readFileSync(file, 'utf8')) as { sealed: { nonce: string } }).sealed.nonce } catch { return undefined } }
   let release!: () => void
   const hung = new Promise<void>((resolve) => { release = resolve })
@@ -242,14 +255,7 @@ it('puts a newer rotation on disk while its write hangs, though the file still h
     expect(await until(() => { const n = spilledNonce(); return n !== undefined && n !== held })).toBe(true)
     // The first broker is killed here; the next one starts on the same data directory, the store healthy.
     t.store.writeCredential = write
-    const restarted = t.restartCredentials()
-    try {
-      expect(await until(async () => (await t.store.readCredential('wanda', 'cms'))!.sealed!.nonce !== before)).toBe(true)
-      expect(await jobToken(restarted.app, 'wanda', '?minimum_seconds=999999')).toBe(200)
-      expect(await t.store.readCredential('wanda', 'cms')).toMatchObject({ revoked: false })
-    } finally {
-      await restarted.credentials.close()
-    }
+    await expectRestartTakesUp('wanda', before)
   } finally {
     t.store.writeCredential = write
     release()
@@ -277,7 +283,7 @@ it('does not tell the operator a hanging write\'s token is on disk when another 
   const answer = jobToken(first.app, 'xia')
   try {
     expect(await until(() => lines.some((l) => l.includes('store write is slow')))).toBe(true)
-    expect(spilled()).not.toContain(`${createHash('sha256').update('xia\ncms').digest('hex')}.json`)
+    expect(spilled()).not.toContain(spillFileName('xia'))
     expect(lines.filter((l) => l.includes('store write is slow') && l.includes('on disk'))).toEqual([])
   } finally {
     t.store.writeCredential = write
