@@ -421,30 +421,15 @@ describe('GET /v1/credentials/{user}/{provider}/token', () => {
     await registered({ preferred_username: 'rory' })
     // IAM has answered the refresh and rotated the refresh token; its write waits until the user has
     // registered again (the row then holds the new registration's token).
-    let atStore!: () => void
-    const arrived = new Promise<void>((resolve) => { atStore = resolve })
-    let release!: () => void
-    const gate = new Promise<void>((resolve) => { release = resolve })
-    const write = t.store.writeCredential.bind(t.store)
-    t.store.writeCredential = async (w, e) => {
-      if (w.action === 'rotate' && w.user === 'rory') { atStore(); await gate }
-      return write(w, e)
-    }
     const credd = t.creddToken()
-    const racing = t.jobToken('rory', 'cms', credd, '?minimum_seconds=999999')
-    await arrived
-    let again
-    try {
+    let again: Awaited<ReturnType<typeof registered>> | undefined
+    const res = await t.whileRotationWaits('rory', () => t.jobToken('rory', 'cms', credd, '?minimum_seconds=999999'), async () => {
       again = await registered({ preferred_username: 'rory' }, { provider: 'cms', scopes: 'compute.read' })
-    } finally {
-      release()
-      t.store.writeCredential = write
-    }
-    const res = await racing
+    })
     expect(res.status).toBe(503)
     expect(await res.json()).toMatchObject({ error: 'temporarily_unavailable' })
     expect(await t.store.readCredential('rory', 'cms')).toMatchObject({ revoked: false, scopes: ['compute.read'] })
-    const next = await t.jobToken('rory', 'cms', credd, `?scopes=${again.top.scopes}`)
+    const next = await t.jobToken('rory', 'cms', credd, `?scopes=${again!.top.scopes}`)
     expect(next.status).toBe(200)
     expect((await next.json() as { scope: string }).scope).toBe('compute.read')
   })

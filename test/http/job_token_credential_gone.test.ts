@@ -90,25 +90,10 @@ describe('the job-token 403 marks a credential that is gone for good', () => {
   it('"revoked" when the credential is revoked while its refresh token rotates at IAM', async () => {
     await registered('gwen')
     // IAM has answered the refresh and rotated the refresh token; its write waits until an admin has revoked.
-    let atStore!: () => void
-    const arrived = new Promise<void>((resolve) => { atStore = resolve })
-    let release!: () => void
-    const gate = new Promise<void>((resolve) => { release = resolve })
-    const write = t.store.writeCredential.bind(t.store)
-    t.store.writeCredential = async (w, e) => {
-      if (w.action === 'rotate' && w.user === 'gwen') { atStore(); await gate }
-      return write(w, e)
-    }
-    const racing = t.jobToken('gwen', 'cms', t.creddToken(), '?minimum_seconds=999999')
-    try {
-      await arrived
+    const res = await t.whileRotationWaits('gwen', () => t.jobToken('gwen', 'cms', t.creddToken(), '?minimum_seconds=999999'), async () => {
       const del = await t.app.request('/v1/credentials/gwen/cms', { method: 'DELETE', headers: { authorization: `Bearer ${t.adminToken}` } })
       expect(del.status).toBe(200)
-    } finally {
-      release()
-      t.store.writeCredential = write
-    }
-    const res = await racing
+    })
     expect(res.status).toBe(403)
     expect(await res.json()).toEqual(gone('revoked'))
   })

@@ -108,6 +108,11 @@ export interface CredentialsApp {
   creddToken(o?: { role?: string; site?: string; exp?: number; trustDomain?: string }): string
   register(token: string, body: Record<string, unknown>): Promise<Response>
   jobToken(user: string, provider: string, bearer: string, query?: string): Promise<Response>
+  /**
+   * Starts `request` and holds `user`'s rotated refresh token at the store (IAM has already rotated it)
+   * while `during` runs: a race with whatever `during` does to the row. Resolves with the request's answer.
+   */
+  whileRotationWaits(user: string, request: () => Promise<Response>, during: () => Promise<void>): Promise<Response>
   /** Token-endpoint requests IAM saw with this grant type (counted at the msw handler). */
   iamRequests(grantType: 'refresh_token' | 'urn:ietf:params:oauth:grant-type:token-exchange'): URLSearchParams[]
   /** The same broker restarted with another credential key (same database, IAM, policy). */
@@ -187,6 +192,26 @@ export async function useCredentialsApp(o: { console?: boolean; clock?: Clock; l
       method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify(body),
     }),
     jobToken: async (user, provider, bearer, query = '') => app.request(`/v1/credentials/${user}/${provider}/token${query}`, { headers: { authorization: `Bearer ${bearer}` } }),
+    async whileRotationWaits(user, request, during) {
+      let atStore!: () => void
+      const arrived = new Promise<void>((resolve) => { atStore = resolve })
+      let release!: () => void
+      const gate = new Promise<void>((resolve) => { release = resolve })
+      const write = store.writeCredential.bind(store)
+      store.writeCredential = async (w, e) => {
+        if (w.action === 'rotate' && w.user === user) { atStore(); await gate }
+        return write(w, e)
+      }
+      const answer = request()
+      try {
+        await arrived
+        await during()
+      } finally {
+        release()
+        store.writeCredential = write
+      }
+      return answer
+    },
     iamRequests: (grantType) => iam.tokenRequests.filter((r) => r.get('grant_type') === grantType),
     setPolicy(edit = (p) => p) {
       writeFileSync(join(policyDir, 'jobs.yaml'), edit(POLICY))
