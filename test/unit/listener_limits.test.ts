@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events'
-import { createServer as createHttpServer, request, type Server } from 'node:http'
+import { createServer as createHttpServer, request, type RequestListener, type Server } from 'node:http'
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net'
 import { describe, expect, it } from 'vitest'
 import { applyListenerLimits, ListenerLimitsSchema, listenerServerOptions } from '../../src/http/listener_limits.ts'
@@ -46,6 +46,22 @@ describe('the per-client connection limit', () => {
   })
 })
 
+/**
+ * An HTTP server with the limits `l` applied, listening on loopback while `use` runs with its port; the
+ * client socket `use` opens is its to destroy.
+ */
+async function withListener(l: ReturnType<typeof ListenerLimitsSchema.parse>, handler: RequestListener, use: (port: number, server: Server) => Promise<void>): Promise<void> {
+  const server = createHttpServer(listenerServerOptions(l), handler)
+  applyListenerLimits(server, l, (a) => a)
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  try {
+    await use((server.address() as AddressInfo).port, server)
+  } finally {
+    server.closeAllConnections()
+    await new Promise<void>((resolve) => server.close(() => resolve()))
+  }
+}
+
 describe('a client that stops reading its answer', () => {
   // The headers and request timeouts bound only what the client sends. An answer larger than the socket
   // buffers (here 32 MiB, beyond what loopback buffers hold) to a client that never reads stalls in the
@@ -54,34 +70,30 @@ describe('a client that stops reading its answer', () => {
   it('is disconnected once nothing has moved for the idle timeout', async () => {
     const l = ListenerLimitsSchema.parse({ headers_timeout_ms: 400, request_timeout_ms: 800, keep_alive_timeout_ms: 500, idle_timeout_ms: 500 })
     const big = Buffer.alloc(32 * 1024 * 1024, 0x78)
-    const server = createHttpServer(listenerServerOptions(l), (_req, res) => { res.writeHead(200, { 'Content-Length': big.length }); res.end(big) })
-    applyListenerLimits(server, l, (a) => a)
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
     let client: Socket | undefined
-    try {
-      const port = (server.address() as AddressInfo).port
-      // The broker's side of the connection: what it holds. (The client, not reading, sees no end.)
-      const closedAfter = await new Promise<number | 'open'>((resolve) => {
-        let t0 = 0
-        const deadline = setTimeout(() => resolve('open'), 3000)
-        server.once('connection', (socket: Socket) => {
-          t0 = Date.now()
-          socket.once('close', () => { clearTimeout(deadline); resolve(Date.now() - t0) })
+    await withListener(l, (_req, res) => { res.writeHead(200, { 'Content-Length': big.length }); res.end(big) }, async (port, server) => {
+      try {
+        // The broker's side of the connection: what it holds. (The client, not reading, sees no end.)
+        const closedAfter = await new Promise<number | 'open'>((resolve) => {
+          let t0 = 0
+          const deadline = setTimeout(() => resolve('open'), 3000)
+          server.once('connection', (socket: Socket) => {
+            t0 = Date.now()
+            socket.once('close', () => { clearTimeout(deadline); resolve(Date.now() - t0) })
+          })
+          const s = connect(port, '127.0.0.1', () => {
+            s.write('GET / HTTP/1.1\r\nHost: localhost\r\n\r\n')
+            s.pause()
+          })
+          s.on('error', () => undefined)
+          client = s
         })
-        const s = connect(port, '127.0.0.1', () => {
-          s.write('GET / HTTP/1.1\r\nHost: localhost\r\n\r\n')
-          s.pause()
-        })
-        s.on('error', () => undefined)
-        client = s
-      })
-      expect(closedAfter).not.toBe('open')
-      expect(closedAfter).toBeGreaterThanOrEqual(400)
-    } finally {
-      client?.destroy()
-      server.closeAllConnections()
-      await new Promise<void>((resolve) => server.close(() => resolve()))
-    }
+        expect(closedAfter).not.toBe('open')
+        expect(closedAfter).toBeGreaterThanOrEqual(400)
+      } finally {
+        client?.destroy()
+      }
+    })
   })
 
   // The idle timeout is for a client that stops reading, not for a broker still working on the answer: a
@@ -90,14 +102,10 @@ describe('a client that stops reading its answer', () => {
   // would drop an answer whose token is already minted and audited.
   it('is not cut while the answer is still being worked out, however long that takes', async () => {
     const l = ListenerLimitsSchema.parse({ headers_timeout_ms: 200, request_timeout_ms: 400, keep_alive_timeout_ms: 200, idle_timeout_ms: 200 })
-    const server = createHttpServer(listenerServerOptions(l), (_req, res) => {
+    await withListener(l, (_req, res) => {
       // Three idle timeouts with nothing on the wire, as a slow IAM would take.
       setTimeout(() => res.end('answered'), 700)
-    })
-    applyListenerLimits(server, l, (a) => a)
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-    try {
-      const port = (server.address() as AddressInfo).port
+    }, async (port) => {
       const answer = await new Promise<string>((resolve) => {
         const req = request({ host: '127.0.0.1', port, path: '/', agent: false }, (res) => {
           let body = ''
@@ -109,37 +117,30 @@ describe('a client that stops reading its answer', () => {
         req.end()
       })
       expect(answer).toBe('200 answered')
-    } finally {
-      server.closeAllConnections()
-      await new Promise<void>((resolve) => server.close(() => resolve()))
-    }
+    })
   })
 
   // The spare is for the broker's own work only: a client that stops sending its body is the idle one, and
   // is cut at the idle timeout even when the request timeout would allow it longer.
   it('still cuts a client that stalls in the middle of its request body', async () => {
     const l = ListenerLimitsSchema.parse({ headers_timeout_ms: 200, request_timeout_ms: 5000, keep_alive_timeout_ms: 200, idle_timeout_ms: 300 })
-    const server = createHttpServer(listenerServerOptions(l), (req, res) => { req.resume(); req.on('end', () => res.end('read')) })
-    applyListenerLimits(server, l, (a) => a)
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
     let client: Socket | undefined
-    try {
-      const port = (server.address() as AddressInfo).port
-      const closedAfter = await new Promise<number | 'open'>((resolve) => {
-        const t0 = Date.now()
-        const deadline = setTimeout(() => resolve('open'), 3000)
-        const s = connect(port, '127.0.0.1', () => s.write('POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 10\r\n\r\nabc'))
-        s.on('error', () => undefined)
-        s.once('close', () => { clearTimeout(deadline); resolve(Date.now() - t0) })
-        s.resume()
-        client = s
-      })
-      expect(closedAfter).not.toBe('open')
-      expect(closedAfter).toBeGreaterThanOrEqual(250)
-    } finally {
-      client?.destroy()
-      server.closeAllConnections()
-      await new Promise<void>((resolve) => server.close(() => resolve()))
-    }
+    await withListener(l, (req, res) => { req.resume(); req.on('end', () => res.end('read')) }, async (port) => {
+      try {
+        const closedAfter = await new Promise<number | 'open'>((resolve) => {
+          const t0 = Date.now()
+          const deadline = setTimeout(() => resolve('open'), 3000)
+          const s = connect(port, '127.0.0.1', () => s.write('POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 10\r\n\r\nabc'))
+          s.on('error', () => undefined)
+          s.once('close', () => { clearTimeout(deadline); resolve(Date.now() - t0) })
+          s.resume()
+          client = s
+        })
+        expect(closedAfter).not.toBe('open')
+        expect(closedAfter).toBeGreaterThanOrEqual(250)
+      } finally {
+        client?.destroy()
+      }
+    })
   })
 })
