@@ -1,5 +1,5 @@
 import { statSync } from 'node:fs'
-import type { KeyStore } from './key_store.ts'
+import { isPreparedEntry, type KeyStore } from './key_store.ts'
 
 /** What an operator needs to judge the keys: which sign, how old they are, and when retired ones leave the JWKS. */
 export interface KeyStatus {
@@ -16,7 +16,7 @@ export interface KeyStatus {
 export function keyStatus(store: Pick<KeyStore, 'readKeyring' | 'listCondorKeys'>, signingCondorKey: string, now: number): KeyStatus {
   const scitoken = store.readKeyring().map((k) => ({
     kid: k.kid, alg: k.alg, created: k.created, ageSeconds: Math.max(0, now - k.created),
-    status: k.next === true && k.retired === undefined ? 'next' as const : k.retired === undefined ? 'active' as const : (k.publish_until ?? 0) > now ? 'retired' as const : 'expired' as const,
+    status: isPreparedEntry(k) ? 'next' as const : k.retired === undefined ? 'active' as const : (k.publish_until ?? 0) > now ? 'retired' as const : 'expired' as const,
     ...(k.retired !== undefined ? { retired: k.retired } : {}),
     ...(k.publish_until !== undefined ? { publishUntil: k.publish_until } : {}),
   }))

@@ -36,6 +36,14 @@ export function isSigningEntry(k: KeyringEntry): boolean {
 }
 
 /**
+ * The keyring entry prepared to sign from the next rotation: flagged `next` and not retired. A binary from
+ * before next keys may retire a prepared key and leave the flag it does not know: that entry is retired.
+ */
+export function isPreparedEntry(k: KeyringEntry): boolean {
+  return k.next === true && k.retired === undefined
+}
+
+/**
  * The broker's keys on disk:
  *   <dir>/condor/<NAME>      HTCondor signing keys, scrambled, byte-compatible with passwords.d
  *   <dir>/jwt/keyring.json   asymmetric keys' metadata (no secrets)
@@ -135,7 +143,7 @@ export class KeyStore {
   /** Ensures a prepared next key exists (published, not signing), so the next rotation needs no new kid. */
   prepareNextJwtKey(alg: AsymmetricAlg, now: number): KeyringEntry {
     const keys = this.readKeyring()
-    const prepared = keys.find((k) => k.next === true)
+    const prepared = keys.find(isPreparedEntry)
     if (prepared) return prepared
     const next: KeyringEntry = { ...this.generateJwtKey(alg, now), next: true }
     this.writeKeyring([...keys, next])
@@ -157,7 +165,7 @@ export class KeyStore {
   rotateJwtKey(alg: AsymmetricAlg, now: number, retainSeconds: number): { retired?: KeyringEntry; active: KeyringEntry; next: KeyringEntry; publishedSince?: number } {
     const keys = this.readKeyring().filter((k) => k.publish_until === undefined || k.publish_until > now)
     const current = keys.find(isSigningEntry)
-    const prepared = keys.find((k) => k.next === true && k.retired === undefined && k.alg === alg)
+    const prepared = keys.find((k) => isPreparedEntry(k) && k.alg === alg)
     const kept = keys.filter((k) => k !== prepared).map((k): KeyringEntry => {
       const { next: _wasPrepared, ...entry } = k
       return k.retired !== undefined ? entry : { ...entry, retired: now, publish_until: now + retainSeconds }

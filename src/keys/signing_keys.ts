@@ -2,7 +2,7 @@ import type { Config } from '../config.ts'
 import type { IdTokenKey } from '../issuance/idtoken.ts'
 import type { AsymmetricKey } from '../issuance/scitoken.ts'
 import type { PublicJwk } from './jwk.ts'
-import { KeyStore } from './key_store.ts'
+import { isPreparedEntry, KeyStore } from './key_store.ts'
 
 /** The keys the service signs with, prepared once at start-up. */
 export interface SigningKeys {
@@ -34,7 +34,7 @@ export function ensureAndLoadKeys(config: Config, now: number): { keys: SigningK
   const jwt = store.ensureJwtKey(config.scitoken.alg, now)
   if (jwt.created) report.jwtKeyCreated = jwt.entry.kid
   try {
-    const hadNext = store.readKeyring().some((k) => k.next === true)
+    const hadNext = store.readKeyring().some(isPreparedEntry)
     const next = store.prepareNextJwtKey(config.scitoken.alg, now)
     if (!hadNext) report.nextJwtKeyCreated = next.kid
   } catch (err) {

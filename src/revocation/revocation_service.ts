@@ -186,11 +186,14 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks {
       const found = await Promise.all((['token.issued', 'token.renewed'] as const).map((type) => this.#deps.store.query({ jti: req.value, type, limit: 1 })))
       const records = found.flatMap((p) => p.records).map((r) => r.event)
       const recorded = records.map((e) => e.exp).find((e) => e !== undefined)
+      // The exp bound, the fallback and the enrolment hold below may each need the horizon: one store read.
+      let horizonRead: number | undefined
+      const horizonExp = async () => (horizonRead ??= (await this.#deps.store.issuanceHorizon()).token.exp)
       if (req.exp !== undefined) {
         if (!Number.isSafeInteger(req.exp) || req.exp < 0) throw new InvalidRequest('exp must be whole epoch seconds')
         // Bounded, or a made-up exp would keep the entry in the HTCondor expression for ever; a token issued
         // under a longer maximum lifetime than today's may reach as far as the horizon.
-        const horizon = (await this.#deps.store.issuanceHorizon()).token.exp
+        const horizon = await horizonExp()
         if (req.exp > Math.max(until, horizon)) {
           throw new InvalidRequest(horizon > until
             ? `exp must be at most ${horizon} (the latest exp of a token the broker has issued): no token the broker issued lives longer`
@@ -200,13 +203,13 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks {
         // manifest) would drop the entry, and make the token valid again, while the token still lives.
         until = Math.max(req.exp, recorded ?? 0)
       } else {
-        until = recorded ?? Math.max(until, (await this.#deps.store.issuanceHorizon()).token.exp)
+        until = recorded ?? Math.max(until, await horizonExp())
       }
       // An enrolment credential's entry also stops the renewals of the pilots it yielded (pilot_exchange.ts),
       // whose tokens outlive the credential (it covers only the queue wait). Held, like a sub or pilot-job
       // entry, until every token issued so far has expired: else its pilots renew again once it lapses.
       if (records.some((e) => e.tokenKind === 'pilot_enrolment')) {
-        until = Math.max(until, now + this.#deps.maxTokenLifetime, (await this.#deps.store.issuanceHorizon()).token.exp)
+        until = Math.max(until, now + this.#deps.maxTokenLifetime, await horizonExp())
       }
     }
     const event = adminRevocationEvent('token.revoked', now, actor, req, req.reason)

@@ -148,6 +148,21 @@ describe('KeyStore: SciToken keys', () => {
     for (const kid of unretired) expect(store.loadAsymmetricKeys(3599).jwks.map((k) => k.kid)).toContain(kid)
   })
 
+  // The older binary's second rotation retires the prepared key but leaves its `next` flag (a field it does
+  // not know): that entry is retired, and a start-up must prepare a fresh next key, not report it as one.
+  it('prepares a fresh next key when an older binary has retired the prepared one', () => {
+    const dir = tempDir()
+    const store = new KeyStore(dir)
+    store.ensureJwtKey('ES256', 1000)
+    const prepared = store.prepareNextJwtKey('ES256', 1000)
+    olderBinaryRotate(dir, 2000, 500)
+    olderBinaryRotate(dir, 3000, 500)
+    const next = store.prepareNextJwtKey('ES256', 3100)
+    expect(next.kid).not.toBe(prepared.kid)
+    expect(next.retired).toBeUndefined()
+    expect(keyStatus(store, 'broker1', 3100).scitoken.find((k) => k.kid === next.kid)?.status).toBe('next')
+  })
+
   it('publishes public members only', () => {
     const store = new KeyStore(tempDir())
     store.ensureJwtKey('RS256', 1)

@@ -1,7 +1,7 @@
 import { userInfo } from 'node:os'
 import { loadConfig } from '../../config.ts'
 import { openBrokerStore } from '../../storage/open_store.ts'
-import { JWKS_REFRESH_SECONDS, KeyStore } from '../../keys/key_store.ts'
+import { isPreparedEntry, JWKS_REFRESH_SECONDS, KeyStore } from '../../keys/key_store.ts'
 import { systemClock } from '../../lib/clock.ts'
 import { CliError, parse, type CommandIo } from '../command.ts'
 
@@ -52,7 +52,7 @@ export async function keysCommand(argv: string[], io: CommandIo): Promise<number
       const ring = store.readKeyring()
       if (ring.length === 0) io.out('  (none; run "keys init")')
       for (const k of ring) {
-        const status = k.next === true && k.retired === undefined ? 'next, published, signs from the next rotation' : k.retired === undefined ? 'active' : (k.publish_until ?? 0) > now ? `retired, published until ${new Date(k.publish_until! * 1000).toISOString()}` : 'expired (pruned at next rotation)'
+        const status = isPreparedEntry(k) ? 'next, published, signs from the next rotation' : k.retired === undefined ? 'active' : (k.publish_until ?? 0) > now ? `retired, published until ${new Date(k.publish_until! * 1000).toISOString()}` : 'expired (pruned at next rotation)'
         io.out(`  ${k.kid}  ${k.alg}  created ${new Date(k.created * 1000).toISOString()}  ${status}`)
       }
       return 0
