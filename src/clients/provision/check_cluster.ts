@@ -15,31 +15,46 @@ const STAND_IN_IDENTITY = 'stand-in@pool.invalid'
 export const STAND_IN_JTI = 'stand-in'
 
 /**
+ * The checks render makes of a node before asking the broker anything for it, kept in one place so that
+ * plan, walking the template with the broker's answers, refuses exactly what checkCluster refuses. The
+ * returned function is called for each node in realisation order (it follows the central manager's ccb)
+ * and gives the hosts the node stands for: one for a central manager or schedd, one per startd, none else.
+ */
+export function nodeChecker(t: LoadedTemplate, brokerUrl: string): (n: ResolvedNode, attrs: Readonly<Record<string, Attributes>>) => string[] {
+  let ccb = true
+  return (n, attrs) => {
+    checkConfigValues(t, n)
+    if (n.type === 'htc.nodes.CentralManager') ccb = n.properties.ccb !== false
+    const host = n.requirements.host ? attrs[n.requirements.host]! : undefined
+    if (host) refuseNatWithoutCcb(t, n, host.nat === true, ccb)
+    switch (n.type) {
+      case 'htc.nodes.CentralManager': case 'htc.nodes.Schedd': return [singleHost(t, n, String(host!.hostname))]
+      case 'htc.nodes.Startd': return startdHosts(t, n, String(host!.hostname))
+      case 'htc.nodes.SlurmPilot': checkPilotGroup(t, n, brokerUrl); return []
+      default: return []
+    }
+  }
+}
+
+/**
  * Realises the whole template without the broker, with stand-ins for what only the broker knows, and
  * runs every check render makes of a node. Render calls it first, so a value refused in a node realised
  * late (a startd's site, a pilot's command) is refused before anything is issued for the nodes before it,
  * rather than after, with those tokens and certificates to revoke again.
  */
 export async function checkCluster(t: LoadedTemplate, inputs: Record<string, unknown>, brokerUrl: string): Promise<void> {
-  let ccb = true
+  const check = nodeChecker(t, brokerUrl)
   await realiseTemplate(t, inputs, async (n, attrs) => {
-    checkConfigValues(t, n)
-    if (n.type === 'htc.nodes.CentralManager') ccb = n.properties.ccb !== false
-    const host = n.requirements.host ? attrs[n.requirements.host]! : undefined
-    if (host) refuseNatWithoutCcb(t, n, host.nat === true, ccb)
+    const hosts = check(n, attrs)
     switch (n.type) {
       case 'htc.nodes.Compute': return computeAttributes(n)
       case 'htc.nodes.CentralManager':
-        return { collector_address: `${singleHost(t, n, String(host!.hostname))}:9618`, identity: STAND_IN_IDENTITY, issued_token_jtis: [STAND_IN_JTI] }
+        return { collector_address: `${hosts[0]}:9618`, identity: STAND_IN_IDENTITY, issued_token_jtis: [STAND_IN_JTI] }
       case 'htc.nodes.Schedd':
-        singleHost(t, n, String(host!.hostname))
         return { name: n.properties.name, identity: STAND_IN_IDENTITY, issued_token_jtis: [STAND_IN_JTI] }
-      case 'htc.nodes.Startd': {
-        const hosts = startdHosts(t, n, String(host!.hostname))
+      case 'htc.nodes.Startd':
         return { hostnames: hosts, identities: hosts.map(() => STAND_IN_IDENTITY), issued_token_jtis: hosts.map(() => STAND_IN_JTI) }
-      }
       case 'htc.nodes.SlurmPilot':
-        checkPilotGroup(t, n, brokerUrl)
         return { site: n.properties.site, issued_token_jtis: [STAND_IN_JTI], slurm_job_ids: [] }
     }
   })

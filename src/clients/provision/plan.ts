@@ -1,9 +1,6 @@
 import type { BrokerClient } from './broker_client.ts'
-import { computeAttributes, STAND_IN_JTI } from './check_cluster.ts'
-import { checkConfigValues } from './config_values.ts'
-import { checkPilotGroup } from './pilot_group.ts'
+import { computeAttributes, nodeChecker, STAND_IN_JTI } from './check_cluster.ts'
 import { ROLE_OF } from './render.ts'
-import { refuseNatWithoutCcb, singleHost, startdHosts } from './node_hosts.ts'
 import { loadTemplate } from './template/load_template.ts'
 import { realiseTemplate, resolveInputs } from './template/resolve_template.ts'
 import { unverifiedJwtPayload } from '../../lib/jwt_payload.ts'
@@ -64,27 +61,23 @@ export async function planCluster(o: { templateText: string; templateFile: strin
     }
     return d.identity
   }
-  let ccb = true
+  const check = nodeChecker(t, o.broker.base)
   await realiseTemplate(t, inputs, async (n, attrs) => {
-    checkConfigValues(t, n)
+    // Every check before the broker is asked about this node, as render makes them.
+    const hosts = check(n, attrs)
     const site = n.properties.site as string | undefined
-    if (n.type === 'htc.nodes.CentralManager') ccb = n.properties.ccb !== false
-    if (n.requirements.host) refuseNatWithoutCcb(t, n, attrs[n.requirements.host]!.nat === true, ccb)
-    const hostOf = () => String(attrs[n.requirements.host!]!.hostname)
     const ipsOf = () => (attrs[n.requirements.host!]!.private_address as string[] | undefined) ?? []
     switch (n.type) {
       case 'htc.nodes.Compute': return computeAttributes(n)
-      case 'htc.nodes.CentralManager': return { collector_address: `${singleHost(t, n, hostOf())}:9618`, identity: await ask(n.name, ROLE_OF[n.type], hostOf(), site, {}, ipsOf()), issued_token_jtis: [STAND_IN_JTI] }
-      case 'htc.nodes.Schedd': return { name: n.properties.name, identity: await ask(n.name, ROLE_OF[n.type], singleHost(t, n, hostOf()), site, {}, ipsOf()), issued_token_jtis: [STAND_IN_JTI] }
+      case 'htc.nodes.CentralManager': return { collector_address: `${hosts[0]}:9618`, identity: await ask(n.name, ROLE_OF[n.type], hosts[0], site, {}, ipsOf()), issued_token_jtis: [STAND_IN_JTI] }
+      case 'htc.nodes.Schedd': return { name: n.properties.name, identity: await ask(n.name, ROLE_OF[n.type], hosts[0], site, {}, ipsOf()), issued_token_jtis: [STAND_IN_JTI] }
       case 'htc.nodes.Startd': {
-        const hosts = startdHosts(t, n, hostOf())
         const ids = []
         for (const host of hosts) ids.push(await ask(n.name, ROLE_OF[n.type], host, site, {}, ipsOf()))
         // The attributes render gives (one jti per token), so an output reading them plans as it renders.
         return { hostnames: hosts, identities: ids, issued_token_jtis: hosts.map(() => STAND_IN_JTI) }
       }
       case 'htc.nodes.SlurmPilot':
-        checkPilotGroup(t, n, o.broker.base)
         await ask(n.name, ROLE_OF[n.type], undefined, site, { slurm_job_id: '0' })
         return { site, issued_token_jtis: [STAND_IN_JTI], slurm_job_ids: [] }
     }

@@ -1,11 +1,9 @@
 import type { BrokerClient } from './broker_client.ts'
-import { checkCluster, computeAttributes } from './check_cluster.ts'
+import { checkCluster, computeAttributes, nodeChecker } from './check_cluster.ts'
 import { cloudInit } from './cloud_init.ts'
-import { checkConfigValues } from './config_values.ts'
 import { COLLECTOR_PORT, condorConfig, mapfile, NODE_PATHS, type ClusterView, type NodeView } from './condor_config.ts'
 import { newHostKey } from './host_key.ts'
-import { checkPilotGroup, renderPilotGroup } from './pilot_group.ts'
-import { refuseNatWithoutCcb, singleHost, startdHosts } from './node_hosts.ts'
+import { renderPilotGroup } from './pilot_group.ts'
 import { loadTemplate, type LoadedTemplate } from './template/load_template.ts'
 import { realiseTemplate, resolveInputs, type ResolvedNode } from './template/resolve_template.ts'
 import { unverifiedJwtPayload } from '../../lib/jwt_payload.ts'
@@ -92,12 +90,10 @@ export async function renderCluster(o: RenderOptions, issued: { tokens: Manifest
   let cmNode = ''
   let poolName = ''
   let collectorHost = ''
-  let ccb = true
   const userDomains: string[] = []
   const schedds: Array<NonNullable<NodeView['schedd']>> = []
 
   const mint = async (n: ResolvedNode, role: Instance['role'], host: string, ip: string[], nat: boolean, bundle: string, certify: boolean): Promise<Instance> => {
-    refuseNatWithoutCcb(t, n, nat, ccb)
     const site = n.properties.site as string | undefined
     const { token } = await o.broker.daemonToken(role, host, site)
     const c = jwtClaims(token)
@@ -121,24 +117,23 @@ export async function renderCluster(o: RenderOptions, issued: { tokens: Manifest
     return inst
   }
 
+  // checkCluster ran these checks with stand-ins; again here, on values realised from what the broker issued.
+  const check = nodeChecker(t, o.broker.base)
   const realised = await realiseTemplate(t, inputs, async (n, realisedAttrs) => {
-    checkConfigValues(t, n)
+    const hosts = check(n, realisedAttrs)
     switch (n.type) {
       case 'htc.nodes.Compute': return computeAttributes(n)
       case 'htc.nodes.CentralManager': {
         const host = hostOf(t, realisedAttrs, n, 'host')
-        singleHost(t, n, host.address)
         trustDomain = String(n.properties.trust_domain)
         cmNode = n.name
         poolName = String(n.properties.pool_name)
         collectorHost = host.address
-        ccb = n.properties.ccb !== false
         const inst = await mint(n, 'central-manager', host.address, host.ip, host.nat, n.name, true)
         return { collector_address: `${host.address}:${COLLECTOR_PORT}`, identity: inst.identity, issued_token_jtis: [jwtClaims(inst.token).jti] }
       }
       case 'htc.nodes.Schedd': {
         const host = hostOf(t, realisedAttrs, n, 'host')
-        singleHost(t, n, host.address)
         const m = n.properties.user_mapping as { scitokens_issuer: string; subject_domain: string; groups?: string[] } | undefined
         const inst = await mint(n, 'schedd', host.address, host.ip, host.nat, n.name, true)
         const schedd = {
@@ -151,16 +146,14 @@ export async function renderCluster(o: RenderOptions, issued: { tokens: Manifest
       }
       case 'htc.nodes.Startd': {
         const host = hostOf(t, realisedAttrs, n, 'host')
-        const addresses = startdHosts(t, n, host.address)
         const made: Instance[] = []
-        for (const [i, address] of addresses.entries()) {
-          made.push(await mint(n, 'startd', address, host.ip, host.nat, addresses.length > 1 ? `${n.name}-${i + 1}` : n.name, true))
+        for (const [i, address] of hosts.entries()) {
+          made.push(await mint(n, 'startd', address, host.ip, host.nat, hosts.length > 1 ? `${n.name}-${i + 1}` : n.name, true))
         }
         return { hostnames: made.map((m) => m.host), identities: made.map((m) => m.identity), issued_token_jtis: made.map((m) => jwtClaims(m.token).jti) }
       }
       case 'htc.nodes.SlurmPilot': {
         const p = n.properties
-        checkPilotGroup(t, n, o.broker.base)
         const nodes = Number(p.nodes ?? 1)
         const lifetime = Number(p.queue_estimate_s ?? 3600) + Number(p.walltime_s)
         const cred = await o.broker.pilotEnrolment(ROLE_OF[n.type], String(p.site), nodes, lifetime)

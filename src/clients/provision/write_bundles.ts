@@ -3,16 +3,16 @@ import { chmodSync, lstatSync, mkdirSync, renameSync, rmSync, writeFileSync } fr
 import { basename, dirname, join, resolve } from 'node:path'
 import type { Bundle, Manifest } from './render.ts'
 
-/**
- * Writes every bundle and manifest.json into a fresh temporary directory beside `out`, then renames it to
- * `out` in one step: a reader sees all of it or nothing, and a failure leaves no partial output (the
- * temporary directory, which may hold secrets, is removed). `out` must not exist.
- */
 /** Whether anything is at `path`: a symlink counts even when it points nowhere (existsSync follows it). */
 export function outputExists(path: string): boolean {
   return lstatSync(path, { throwIfNoEntry: false }) !== undefined
 }
 
+/**
+ * Writes every bundle and manifest.json into a fresh temporary directory beside `out`, then renames it to
+ * `out` in one step: a reader sees all of it or nothing, and a failure leaves no partial output (the
+ * temporary directory, which may hold secrets, is removed). `out` must not exist.
+ */
 export function writeBundles(out: string, bundles: readonly Bundle[], manifest: Manifest): void {
   const target = resolve(out)
   if (outputExists(target)) throw new Error(`${out} exists; choose a new --out directory (output is never merged into an old one)`)
