@@ -111,13 +111,6 @@ export interface JobTokenResponse {
 export const GONE_CREDENTIAL_STATES = ['unknown', 'revoked', 'outdated'] as const
 export type GoneCredentialState = (typeof GONE_CREDENTIAL_STATES)[number]
 
-/** 403 answer of the token endpoint: the OAuth error (RFC 6749 §5.2), and `credential` when it is gone for good. */
-export interface JobTokenRefusal {
-  error: 'access_denied'
-  error_description?: string
-  credential?: GoneCredentialState
-}
-
 /**
  * The `credential` member of a job-token 403 body when it names one of GONE_CREDENTIAL_STATES; undefined
  * otherwise, including for a value this contract does not define: only a state defined here lets a

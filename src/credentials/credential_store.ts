@@ -215,3 +215,14 @@ export function registerSql(placeholder: (i: number) => string): string {
   const updates = CREDENTIAL_COLUMNS.slice(2).map((c) => `${c} = excluded.${c}`).join(', ')
   return `INSERT INTO user_credentials (${cols}) VALUES (${vals}) ON CONFLICT (user_name, provider) DO UPDATE SET ${updates}, rotated_at = NULL, revoked = 0, revoked_at = NULL, revoked_by = NULL, confirmed_at = NULL, confirmed_groups = NULL`
 }
+
+/**
+ * The UPDATE of a `revoke` write and its values, for both backends: marks the row revoked and drops its
+ * ciphertext while it is live, and with `ifNonce` only while it still holds that sealed token.
+ */
+export function revokeSql(w: Extract<CredentialWrite, { action: 'revoke' }>, placeholder: (i: number) => string): { sql: string; values: Array<string | number> } {
+  const values: Array<string | number> = [w.revokedAt, w.revokedBy, w.user, w.provider]
+  if (w.ifNonce !== undefined) values.push(w.ifNonce)
+  const sql = `UPDATE user_credentials SET revoked = 1, revoked_at = ${placeholder(1)}, revoked_by = ${placeholder(2)}, ciphertext = NULL, nonce = NULL, key_id = NULL WHERE user_name = ${placeholder(3)} AND provider = ${placeholder(4)} AND revoked = 0${w.ifNonce !== undefined ? ` AND nonce = ${placeholder(5)}` : ''}`
+  return { sql, values }
+}

@@ -134,7 +134,7 @@ export class JobTokens {
     // Registered afresh since it was cached: the cached token may carry the old grant. A token with no
     // life left is never reused, whatever the minimum: `expires_in: 0` is no token to a credmon.
     if (cached && cached.exp - now >= Math.max(min, 1) && cachedFor(cached, cred) && !(cached.claims && this.#deps.blocks.isRevoked(cached.claims))) return cached
-    return this.#inflight.run(key, () => this.#obtain(cred, provider, scopes, audience, ctx).then((t) => {
+    return this.#inflight.run(key, () => this.#obtain(cred, subject, provider, scopes, audience, ctx).then((t) => {
       this.#remember(key, { ...t, ...stamp(cred) })
       return t
     }))
@@ -232,17 +232,16 @@ export class JobTokens {
     }
   }
 
-  async #obtain(cred: StoredCredential, provider: CredentialProvider, scopes: string[], audience: string[], ctx: RequestContext): Promise<JobToken> {
+  async #obtain(cred: StoredCredential, subject: VerifiedSubject, provider: CredentialProvider, scopes: string[], audience: string[], ctx: RequestContext): Promise<JobToken> {
     const caller = ctx.credd ? { iss: ctx.credd.iss, sub: ctx.credd.sub } : { iss: cred.iss, sub: cred.sub }
     if (cred.kind === 'scitoken') return this.#mint(cred, provider, scopes, audience, ctx)
     if (!cred.sealed || cred.clientId === undefined) {
       // A live row with no refresh token to refresh, or none the broker's client could use: only a new
       // registration can serve this user again, which the answer says (not "IAM could not be asked").
-      throw await this.#refused(new CredentialGone('outdated', 'this credential holds no IAM refresh token the broker can use; register again (condor_submit, or condor-token-broker credential-storer --force)'), cred, ctx, { provider, subject: JSON.parse(cred.subjectJson) as VerifiedSubject, scopes, audience })
+      throw await this.#refused(new CredentialGone('outdated', 'this credential holds no IAM refresh token the broker can use; register again (condor_submit, or condor-token-broker credential-storer --force)'), cred, ctx, { provider, subject, scopes, audience })
     }
     // As a SciToken's mint, each refresh is the policy's call in force now (a reload applies at the next
     // refresh): IAM would grant what the registration obtained, whatever the grant has become since.
-    const subject = JSON.parse(cred.subjectJson) as VerifiedSubject
     // IAM may add `wlcg.groups` beside a `wlcg.groups:/g` the registration asked for (WLCG §2.2; the exchange
     // accepts it), so the row may hold it though the policy never granted it. Decided first as stored; if
     // that is refused, without it, and then IAM is not asked for it either: what the broker asks IAM for is
@@ -268,7 +267,7 @@ export class JobTokens {
       const refusal = err instanceof InvalidGrant ? refusedRefresh(err, 'IAM could not be asked for this credential') : err
       if (revokedByIam(refusal)) throw refusal
       if (refusal instanceof BrokerError && refusal.status < 500) {
-        throw await this.#refused(refusal, cred, ctx, { provider, subject: JSON.parse(cred.subjectJson) as VerifiedSubject, scopes, audience })
+        throw await this.#refused(refusal, cred, ctx, { provider, subject, scopes, audience })
       }
       throw err
     }

@@ -13,7 +13,7 @@ import {
 import type { GroupCommitOptions } from './group_commit.ts'
 import type { RedemptionOutcome } from './chained_store.ts'
 import { CONSOLE_SESSIONS_MIGRATION, fromSessionRow, sessionWriteSql, type SessionRow, type StoredSession } from '../console/session_store.ts'
-import { CONFIRMATION_READ_COLUMNS, CREDENTIAL_CONFIRMATION_COLUMNS, CREDENTIALS_MIGRATION, confirmationRow, confirmationValues, confirmSql, credentialValues, fromCredentialRow, nextConfirmation, registerSql, type CredentialRow, type CredentialWrite, type StoredCredential } from '../credentials/credential_store.ts'
+import { CONFIRMATION_READ_COLUMNS, CREDENTIAL_CONFIRMATION_COLUMNS, CREDENTIALS_MIGRATION, confirmationRow, confirmationValues, confirmSql, credentialValues, fromCredentialRow, nextConfirmation, registerSql, revokeSql, type CredentialRow, type CredentialWrite, type StoredCredential } from '../credentials/credential_store.ts'
 
 export interface PostgresStoreOptions {
   /** libpq-style URL; it may hold a password, so it is never logged or echoed. */
@@ -401,12 +401,7 @@ async function writeCredential(client: pg.PoolClient, w: CredentialWrite): Promi
       [w.sealed.ciphertext, w.sealed.nonce, w.sealed.keyId, w.rotatedAt, w.user, w.provider, w.previousNonce])
     return r.rowCount === 1
   }
-  if (w.ifNonce !== undefined) {
-    const r = await client.query('UPDATE user_credentials SET revoked = 1, revoked_at = $1, revoked_by = $2, ciphertext = NULL, nonce = NULL, key_id = NULL WHERE user_name = $3 AND provider = $4 AND revoked = 0 AND nonce = $5',
-      [w.revokedAt, w.revokedBy, w.user, w.provider, w.ifNonce])
-    return r.rowCount === 1
-  }
-  const r = await client.query('UPDATE user_credentials SET revoked = 1, revoked_at = $1, revoked_by = $2, ciphertext = NULL, nonce = NULL, key_id = NULL WHERE user_name = $3 AND provider = $4 AND revoked = 0',
-    [w.revokedAt, w.revokedBy, w.user, w.provider])
+  const { sql, values } = revokeSql(w, (i) => `$${i}`)
+  const r = await client.query(sql, values)
   return r.rowCount === 1
 }

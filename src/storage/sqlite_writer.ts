@@ -10,7 +10,7 @@ import { OperatorError } from '../errors.ts'
 import { needsJtiEntry } from './jti_index.ts'
 import {
   CONFIRMATION_READ_COLUMNS, CREDENTIAL_CONFIRMATION_COLUMNS, CREDENTIALS_MIGRATION, confirmationRow, confirmationValues, confirmSql, credentialValues, nextConfirmation,
-  registerSql, type CredentialRow,
+  registerSql, revokeSql, type CredentialRow,
 } from '../credentials/credential_store.ts'
 import { CONSOLE_SESSIONS_MIGRATION, sessionWriteSql, type SessionWrite } from '../console/session_store.ts'
 import { INITIAL_GENERATION, type IssuanceHorizons, type NewRevocation, type Revocation } from '../revocation/revocation.ts'
@@ -274,12 +274,8 @@ export class SqliteChainWriter {
       return Number(this.#stmt('UPDATE user_credentials SET ciphertext = ?, nonce = ?, key_id = ?, rotated_at = ? WHERE user_name = ? AND provider = ? AND revoked = 0 AND nonce = ?')
         .run(w.sealed.ciphertext, w.sealed.nonce, w.sealed.keyId, w.rotatedAt, w.user, w.provider, w.previousNonce).changes) === 1
     }
-    if (w.ifNonce !== undefined) {
-      return Number(this.#stmt('UPDATE user_credentials SET revoked = 1, revoked_at = ?, revoked_by = ?, ciphertext = NULL, nonce = NULL, key_id = NULL WHERE user_name = ? AND provider = ? AND revoked = 0 AND nonce = ?')
-        .run(w.revokedAt, w.revokedBy, w.user, w.provider, w.ifNonce).changes) === 1
-    }
-    return Number(this.#stmt('UPDATE user_credentials SET revoked = 1, revoked_at = ?, revoked_by = ?, ciphertext = NULL, nonce = NULL, key_id = NULL WHERE user_name = ? AND provider = ? AND revoked = 0')
-      .run(w.revokedAt, w.revokedBy, w.user, w.provider).changes) === 1
+    const { sql, values } = revokeSql(w, () => '?')
+    return Number(this.#stmt(sql).run(...values).changes) === 1
   }
 
   #writeSession(w: SessionWrite): void {

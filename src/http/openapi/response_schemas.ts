@@ -26,7 +26,7 @@ export const OAuthError = z.object({
   error_description: z.string().regex(/^[\x20-\x21\x23-\x5b\x5d-\x7e]*$/).optional().describe('Safe for the client; never a token or a secret.'),
 })
 
-/** The job-token read's 403 (contract/job_credentials.ts JobTokenRefusal): the OAuth error, and `credential` when it is gone. */
+/** The job-token read's 403 (RFC 6749 §5.2): the OAuth error, and `credential` (contract/job_credentials.ts GoneCredentialState) when it is gone. */
 export const JobTokenRefusal = OAuthError.extend({
   credential: z.enum(GONE_CREDENTIAL_STATES).optional().describe('Present only when the credential itself is gone for good (unknown, revoked, or outdated: it holds no IAM refresh token); only a new registration serves the user again. Absent for a refusal an operator can lift (policy, fetched_by, a revoked identity).'),
 })
