@@ -6,6 +6,14 @@ import { evaluateGrant } from './evaluate_grant.ts'
 import { callerMismatches } from './match_caller.ts'
 import { ADMIN_ROLE } from './schema.ts'
 
+/**
+ * Where an allowed token is aimed, in words: an IDTOKEN has no aud claim (its iss is the pool's trust
+ * domain, which the decision carries as its only target), so calling that an audience misleads an admin.
+ */
+export function targetOf(d: { tokenKind: string; audience: readonly string[] }): string {
+  return d.tokenKind === 'idtoken' ? `trust domain ${d.audience.join(' ')} (an IDTOKEN has no aud)` : `audience ${d.audience.join(' ')}`
+}
+
 /** How one rule treated the request. */
 export interface RuleTrace {
   ruleId: string
@@ -58,7 +66,7 @@ export function explain(policy: Policy, req: DecisionRequest, options: DecideOpt
     }
     const d = evaluateGrant(rule.id, grant, req, policy.context, jti)
     const trace: RuleTrace = d.allow
-      ? { ...base, outcome: 'allowed', reasons: [`caller matched; issues ${d.tokenKind} for ${d.identity} with ${d.scopes.join(' ')}, audience ${d.audience.join(' ')}, lifetime ${d.lifetime}s${d.trimmed ? ` (trimmed: ${d.trimmed.join(', ')})` : ''}`] }
+      ? { ...base, outcome: 'allowed', reasons: [`caller matched; issues ${d.tokenKind} for ${d.identity} with ${d.scopes.join(' ')}, ${targetOf(d)}, lifetime ${d.lifetime}s${d.trimmed ? ` (trimmed: ${d.trimmed.join(', ')})` : ''}`] }
       : { ...base, outcome: 'denied', reasons: [`caller matched, but: ${d.reason}`], error: d.error }
     rules.push(trace)
     if (d.allow && !decision) { decision = d; decisive = trace }

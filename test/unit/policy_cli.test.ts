@@ -72,8 +72,9 @@ describe('condor-token-broker policy explain', () => {
   it('says which rule allowed, with the identity, and exits 0', async () => {
     const r = await cli(['policy', 'explain', '--iss', ISS, '--sub', 'svc', '--client-id', 'ctb-cloud-a-ap', '--role', 'schedd', '--host', 'ap1.cloud-a.example.org'], env())
     expect(r.code).toBe(0)
-    expect(r.out).toMatch(/^ALLOW by rule cloud-a-access-point: idtoken for schedd-ap1@aps\.pool\.example\.org; scope ADVERTISE_SCHEDD ADVERTISE_MASTER READ; audience pool\.example\.org; lifetime 86400s/)
+    expect(r.out).toMatch(/^ALLOW by rule cloud-a-access-point: idtoken for schedd-ap1@aps\.pool\.example\.org; scope ADVERTISE_SCHEDD ADVERTISE_MASTER READ; trust domain pool\.example\.org \(an IDTOKEN has no aud\); lifetime 86400s/)
     expect(r.out).toMatch(/\* cloud-a-access-point \(policies\/10-cloud-htc\.yaml:24:5\): allowed/)
+    expect(r.out).toMatch(/cloud-a-access-point \(policies\/10-cloud-htc\.yaml:24:5\): allowed\n {6}caller matched; issues idtoken for schedd-ap1@aps\.pool\.example\.org with ADVERTISE_SCHEDD ADVERTISE_MASTER READ, trust domain pool\.example\.org \(an IDTOKEN has no aud\)/)
     expect(r.out).toMatch(/ {4}broker-admins \(policies\/00-admin\.yaml:7:5\): caller-mismatch\n {6}caller is in none of the groups '\/ctb-admins'/)
   })
 

@@ -3,7 +3,7 @@ import type { PolicyContext } from '../../policy/compile.ts'
 import { policyContextFromConfig } from '../../policy/context.ts'
 import { primaryIamIssuer } from '../../services.ts'
 import type { DecisionRequest, TokenKind } from '../../policy/decision.ts'
-import { explain, type Explanation } from '../../policy/explain.ts'
+import { explain, targetOf, type Explanation } from '../../policy/explain.ts'
 import { formatIssue, loadPolicyDir } from '../../policy/load.ts'
 import { CliError, parse, positiveInt, type CommandIo } from '../command.ts'
 
@@ -142,7 +142,7 @@ export function renderExplanation(e: Explanation): string {
   const d = e.decision
   const lines = [
     d.allow
-      ? `ALLOW by rule ${d.ruleId}: ${d.tokenKind} for ${d.identity}; scope ${d.scopes.join(' ')}; audience ${d.audience.join(' ')}; lifetime ${d.lifetime}s${d.trimmed ? ` (trimmed: ${d.trimmed.join(', ')})` : ''}`
+      ? `ALLOW by rule ${d.ruleId}: ${d.tokenKind} for ${d.identity}; scope ${d.scopes.join(' ')}; ${targetOf(d)}; lifetime ${d.lifetime}s${d.trimmed ? ` (trimmed: ${d.trimmed.join(', ')})` : ''}`
       : `DENY (${d.error})${d.ruleId ? ` by rule ${d.ruleId}` : ''}: ${d.reason}`,
     `policy ${e.policyDigest.slice(0, 12)}, ${e.rules.length} rules:`,
   ]
