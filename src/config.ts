@@ -35,7 +35,11 @@ const TrustDomain = z.string()
 export const ConfigSchema = z.strictObject({
   /** Public https URL: `iss` of SciTokens and the base of discovery; default https://localhost:<port>. */
   issuer: z.string().url().refine((u) => u.startsWith('https://'), 'must be an https URL (scitokens-cpp refuses others)').optional(),
-  /** TRUST_DOMAIN of the pool: `iss` of IDTOKENs. HTCondor defaults it to UID_DOMAIN, i.e. the host name. */
+  /**
+   * TRUST_DOMAIN of the pool: `iss` of IDTOKENs. HTCondor 10+ defaults it to UID_DOMAIN (the central
+   * manager's full host name); this host's name is only a development default, refused by preflight for a
+   * public broker, since a token whose iss differs from the pool's is silently skipped by HTCondor.
+   */
   trust_domain: TrustDomain.default(hostname()),
   data_dir: z.string().min(1).default('data'),
   policy_dir: z.string().min(1).default('policies'),
@@ -127,6 +131,8 @@ export type Config = z.infer<typeof ConfigSchema> & {
   source: string
   /** True when `issuer` was not configured and was derived from listen.port (development defaults). */
   issuerDefaulted: boolean
+  /** True when `trust_domain` was not configured and fell back to this host's name (refused in production). */
+  trustDomainDefaulted?: boolean
 }
 
 /** Every leaf path of the schema, for the CTB_* environment overrides. */
@@ -234,6 +240,7 @@ export function loadConfig(options: { file?: string; env?: NodeJS.ProcessEnv } =
     }
   }
   const unknownEnv = Object.keys(env).filter((k) => k.startsWith('CTB_') && !known.has(k)).sort()
+  const trustDomainDefaulted = raw.trust_domain === undefined
   const parsed = ConfigSchema.safeParse(raw)
   if (!parsed.success || unknownEnv.length > 0) {
     const lines = [
@@ -244,7 +251,7 @@ export function loadConfig(options: { file?: string; env?: NodeJS.ProcessEnv } =
   }
   const c = parsed.data
   const issuer = c.issuer ?? `https://localhost:${c.listen.port}`
-  return { ...c, issuer, issuerDefaulted: c.issuer === undefined, source: file ?? '(built-in defaults)' }
+  return { ...c, issuer, issuerDefaulted: c.issuer === undefined, trustDomainDefaulted, source: file ?? '(built-in defaults)' }
 }
 
 /** The longest any token this broker issues can live: how long a revocation must stay in force at most. */

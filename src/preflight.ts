@@ -63,6 +63,10 @@ export async function preflight(config: Config, ctx: PreflightContext): Promise<
     add('EVAULTTLS', `credentials.vault.host ${vault.host}: the Vault-compatible listener hands out job tokens and HTCondor's Vault credmon only speaks https; with tls.mode off it may only listen on a loopback address (use tls.mode files, or a TLS proxy on this host in front of a loopback listener)`)
   }
 
+  if (ctx.production && config.trustDomainDefaulted) {
+    add('ETRUSTDOMAIN', `trust_domain is not set: it must be the pool's TRUST_DOMAIN (condor_config_val TRUST_DOMAIN on the central manager; HTCondor 10+ defaults it to UID_DOMAIN), or HTCondor silently skips every IDTOKEN; this host's name (${config.trust_domain}) is only a development default`)
+  }
+
   if (ctx.production) {
     const keys = new KeyStore(join(config.data_dir, 'keys'))
     const name = config.idtoken.key

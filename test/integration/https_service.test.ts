@@ -59,7 +59,7 @@ describe('HTTPS service on embedded defaults', () => {
  */
 function productionConfigFile(dir: string): string {
   const f = join(dir, 'broker.yaml')
-  writeFileSync(f, 'iam:\n  issuers:\n    - issuer: https://iam.example.org/\n      audience: https://broker.example.org\n')
+  writeFileSync(f, 'trust_domain: cm.pool.example.org\niam:\n  issuers:\n    - issuer: https://iam.example.org/\n      audience: https://broker.example.org\n')
   new KeyStore(join(dir, 'data', 'keys')).createCondorKey('broker1')
   return f
 }

@@ -153,6 +153,6 @@ describe('config/broker.example.yaml', () => {
     const c = loadConfig({ file: 'config/broker.example.yaml', env: {} })
     expect(c.issuer).toBe('https://broker.example.org')
     const text = readFileSync('config/broker.example.yaml', 'utf8')
-    for (const key of Object.keys(c).filter((k) => !['source', 'issuerDefaulted'].includes(k))) expect(text).toMatch(new RegExp(`^${key}:`, 'm'))
+    for (const key of Object.keys(c).filter((k) => !['source', 'issuerDefaulted', 'trustDomainDefaulted'].includes(k))) expect(text).toMatch(new RegExp(`^${key}:`, 'm'))
   })
 })
