@@ -123,6 +123,10 @@ function checkIam(config: Config, ctx: PreflightContext, add: Add): void {
   if (ctx.production && config.iam.issuers.length === 0) {
     add('ENOIAM', 'no IAM issuer configured (iam.issuers); the development IAM is refused in production')
   }
+  const introspecting = config.iam.issuers.filter((i) => i.introspection !== 'off')
+  if (introspecting.length > 1) {
+    ctx.log.warn('several IAM issuers introspect: opaque subject tokens are refused, since nothing says which IAM issued one and it must not reach the others (JWTs are unaffected)', { issuers: introspecting.map((i) => i.issuer) })
+  }
   for (const [i, issuer] of config.iam.issuers.entries()) {
     if (issuer.audience) continue
     if (issuer.allow_any_audience) {

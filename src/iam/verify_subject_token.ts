@@ -1,5 +1,5 @@
 import { decodeJwt, decodeProtectedHeader, errors as joseErrors, jwtVerify, type JWTPayload, type JWTVerifyGetKey, type JWTVerifyOptions, type JWTVerifyResult } from 'jose'
-import { BrokerError, InvalidRequest, TemporarilyUnavailable } from '../errors.ts'
+import { BrokerError, InvalidRequest } from '../errors.ts'
 import type { Clock } from '../lib/clock.ts'
 import { SingleFlight } from '../lib/keyed_promises.ts'
 import type { Logger } from '../lib/logger.ts'
@@ -219,23 +219,16 @@ export class IamSubjectTokenVerifier implements SubjectTokenVerifier {
   }
 
   /**
-   * An opaque token carries no `iss`: ask each issuer that has introspection enabled, in configuration
-   * order, and take the first `active: true`. If none says active but one could not be asked, the answer
-   * is 503, not "invalid": the IAM that issued it may be the one that is down.
+   * An opaque token carries no `iss`, so nothing says which IAM issued it. It goes to the one issuer that
+   * introspects, or to none: asking each IAM in turn would hand one IAM's bearer token to the operators of
+   * another (a federation's IAMs are separate organisations), who could then replay it. A 503 when that
+   * IAM cannot be asked, as for any IAM outage.
    */
   async #introspectOpaque(token: string): Promise<VerifiedSubject> {
-    let unavailable: TemporarilyUnavailable | undefined
-    let invalid: InvalidRequest | undefined
-    for (const issuer of this.#introspectingIssuers()) {
-      try {
-        return await introspectSubjectToken(token, issuer, this.#introspection)
-      } catch (err) {
-        if (err instanceof TemporarilyUnavailable) unavailable ??= err
-        else if (err instanceof InvalidRequest) invalid ??= err
-        else throw err
-      }
+    const issuers = this.#introspectingIssuers()
+    if (issuers.length > 1) {
+      throw new InvalidRequest(`subject_token is opaque and names no issuer, and ${issuers.length} trusted IAMs introspect: it is sent to none of them (a token must only reach the IAM that issued it); present a JWT access token`)
     }
-    if (unavailable) throw unavailable
-    throw invalid ?? new InvalidRequest('subject_token is not active')
+    return introspectSubjectToken(token, issuers[0]!, this.#introspection)
   }
 }

@@ -335,14 +335,31 @@ describe('IamSubjectTokenVerifier: verified-claims cache', () => {
 
 describe('IamSubjectTokenVerifier: introspection', () => {
   it('introspects an opaque token with client authentication', async () => {
-    const a = await adapter({}, { introspection: 'opaque' })
+    const a = await adapter({}, { introspection: 'opaque' }, [iam])
     const s = await a.verifier.verify(iam.mintOpaque({ sub: 'opaque-user', username: 'bob', groups: ['/cms'] }))
     expect(s).toMatchObject({ iss: iam.issuer, sub: 'opaque-user', preferred_username: 'bob', groups: ['/cms'] })
     expect(iam.counts.introspection).toBeGreaterThanOrEqual(1)
   })
 
-  it('active=false is invalid_request', async () => {
+  it('an opaque token names no issuer: with two IAMs introspecting, it is refused and sent to neither', async () => {
+    // Asking each IAM in turn would hand one IAM's bearer token to another IAM's operators.
     const a = await adapter({}, { introspection: 'opaque' })
+    const e = await failure(a, ecIam.mintOpaque({ sub: 'ec-user' }))
+    expect(e).toBeInstanceOf(InvalidRequest)
+    expect(e.description).toBe('subject_token is opaque and names no issuer, and 2 trusted IAMs introspect: it is sent to none of them (a token must only reach the IAM that issued it); present a JWT access token')
+    expect(iam.counts.introspection + ecIam.counts.introspection).toBe(0)
+  })
+
+  it('one IAM introspecting among several JWT-only ones gets the opaque token', async () => {
+    const a = await createIamAdapter({ ...iamConfigFor([iam, ecIam]), issuers: iamConfigFor([iam, ecIam]).issuers.map((i, n) => ({ ...i, introspection: n === 1 ? 'opaque' as const : 'off' as const })) },
+      { log: silentLogger, fetch: mswFetch, readFile: secretReader(iam, ecIam) })
+    adapters.push(a)
+    await expect(a.verifier.verify(ecIam.mintOpaque({ sub: 'ec-user' }))).resolves.toMatchObject({ iss: ecIam.issuer, sub: 'ec-user' })
+    expect(iam.counts.introspection).toBe(0)
+  })
+
+  it('active=false is invalid_request', async () => {
+    const a = await adapter({}, { introspection: 'opaque' }, [iam])
     const e = await failure(a, 'unknown-opaque-token-value')
     expect(e).toBeInstanceOf(InvalidRequest)
     expect(e.description).toBe('subject_token is not active')
@@ -358,14 +375,13 @@ describe('IamSubjectTokenVerifier: introspection', () => {
   })
 
   it('introspection down is 503, not invalid', async () => {
-    const a = await adapter({}, { introspection: 'opaque' })
+    const a = await adapter({}, { introspection: 'opaque' }, [iam])
     iam.faults.introspection = 'down'
-    ecIam.faults.introspection = 'down'
     expect(await failure(a, iam.mintOpaque())).toBeInstanceOf(TemporarilyUnavailable)
   })
 
   it('introspected results are cached only for introspection_cache_seconds', async () => {
-    const a = await adapter({ introspection_cache_seconds: 1 }, { introspection: 'opaque' })
+    const a = await adapter({ introspection_cache_seconds: 1 }, { introspection: 'opaque' }, [iam])
     const token = iam.mintOpaque()
     await a.verifier.verify(token)
     await a.verifier.verify(token)
