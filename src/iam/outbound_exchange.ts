@@ -230,7 +230,11 @@ function checkGranted(requested: string[], granted: string[]): void {
   if (extra.length > 0) throw new InvalidScope(`IAM granted scopes that were not requested: ${extra.join(' ')}`)
 }
 
-/** A JWT access token must carry every requested audience; an opaque one cannot be checked here. */
+/**
+ * A JWT access token must carry exactly the requested audiences: IAM sets `aud` to what was asked, and one
+ * more would make the token usable at a service nobody asked for (refused as extra scopes are). An opaque
+ * one cannot be checked here.
+ */
 function checkAudience(accessToken: string, audience: string[]): void {
   if (audience.length === 0) return
   let aud: unknown
@@ -242,6 +246,11 @@ function checkAudience(accessToken: string, audience: string[]): void {
   const got = typeof aud === 'string' ? [aud] : Array.isArray(aud) ? aud : []
   const missing = audience.filter((a) => !got.includes(a))
   if (missing.length > 0) throw new InvalidTarget('IAM did not narrow the token to the requested audience')
+  const extra = got.filter((a) => !audience.includes(a))
+  if (extra.length > 0) {
+    const shown = extra.slice(0, 3).map((a) => String(a).slice(0, 200)).join(' ')
+    throw new InvalidTarget(`IAM aimed the token at audiences that were not requested: ${shown}${extra.length > 3 ? ` (and ${extra.length - 3} more)` : ''}`)
+  }
 }
 
 function result(accessToken: string, expiresIn: number | undefined, scopes: string[], audience: string[], stored: boolean): ExchangedAccessToken {

@@ -119,6 +119,16 @@ describe('IamTokenExchanger.exchange', () => {
     expect(await failure(a.exchanger.exchange({ ...c, scopes: ['compute.read'], audience: [AUD] }))).toBeInstanceOf(InvalidTarget)
   })
 
+  it('refuses a token IAM aimed at more audiences than requested, as it refuses extra scopes', async () => {
+    // IAM sets aud to exactly the requested audience; one more is a token usable at a service nobody asked for.
+    const a = await adapter()
+    const c = await caller(a)
+    server.use(http.post(iam.tokenEndpoint, async () => HttpResponse.json({ access_token: await iam.mint({ aud: [AUD, 'https://other.example.org'], scope: 'compute.read' }), token_type: 'Bearer', scope: 'compute.read' })))
+    const e = await failure(a.exchanger.exchange({ ...c, scopes: ['compute.read'], audience: [AUD] }))
+    expect(e).toBeInstanceOf(InvalidTarget)
+    expect(e.description).toBe('IAM aimed the token at audiences that were not requested: https://other.example.org')
+  })
+
   it('relays IAM invalid_grant (e.g. AUP not signed) as invalid_grant with IAM\'s reason', async () => {
     const a = await adapter()
     const c = await caller(a)
