@@ -24,6 +24,7 @@ import { metricsRoutes, type MetricsPage } from './http/routes/metrics.ts'
 import { certificateRoutes } from './http/routes/certificates.ts'
 import type { CertificateService } from './ca/certificate_service.ts'
 import type { VerifiedSubject } from './iam/subject.ts'
+import type { RequestLimits } from './ratelimit/request_limits.ts'
 import { systemClock } from './lib/clock.ts'
 import { consoleRoutes } from './http/routes/console.ts'
 import { ChainStatus } from './console/chain_status.ts'
@@ -53,7 +54,7 @@ export interface AppDeps {
   /** Admin API (/v1/audit, /v1/revocations); absent: not mounted. */
   admin?: { audit: Pick<AuditStore, 'query' | 'scan' | 'verify'> & AuditAggregates & Pick<RevocationStore, 'issuanceHorizon'>; revocations: RevocationService; authenticators: AdminAuthenticator[]; policy?: PolicySource }
   /** The pool CA (/v1/ca/*, /v1/certificates); absent: not mounted. Revocation by serial needs `admin` too. */
-  certificates?: { service: CertificateService; verifyCaller: (bearer: string) => Promise<VerifiedSubject> }
+  certificates?: { service: CertificateService; verifyCaller: (bearer: string) => Promise<VerifiedSubject>; limits?: Pick<RequestLimits, 'blockedAddress' | 'noteRefused'> }
   /** The web console at /console (with `admin`); absent: not mounted. Sessions live in `sessions` (the broker store). */
   console?: { signIn?: ConsoleSignIn; keys: () => KeyStatus; sessionSeconds: number; sessions: ConsoleSessionStore }
   /** POST /token (RFC 8693); absent: not mounted. */
@@ -90,7 +91,7 @@ export function createApp(deps: AppDeps): Hono {
     app.route('/', metricsRoutes({ page: m.page, auth: metricsAuth }))
   }
   if (deps.certificates) {
-    app.route('/', certificateRoutes({ certificates: deps.certificates.service, verifyCaller: deps.certificates.verifyCaller, ...(auth ? { adminAuth: auth } : {}) }))
+    app.route('/', certificateRoutes({ certificates: deps.certificates.service, verifyCaller: deps.certificates.verifyCaller, ...(auth ? { adminAuth: auth } : {}), ...(deps.certificates.limits ? { limits: deps.certificates.limits } : {}) }))
   }
   if (deps.credentials) {
     const credentialsAdmin = auth ?? (() => { throw new InvalidToken('the admin API is not enabled', { presented: true }) })

@@ -102,7 +102,7 @@ export const ConfigSchema = z.strictObject({
   policy: PolicyConfigSchema,
   /** Trusted INDIGO IAM issuers and the broker's own client at each (src/iam/iam_config.ts, docs/iam.md). */
   iam: IamConfigSchema.prefault({}),
-  /** Per caller, per role and per client address limits on POST /token (docs/rate-limits.md). */
+  /** Per caller, per role and per client address limits on POST /token and POST /v1/certificates (docs/rate-limits.md). */
   rate_limits: RateLimitsConfigSchema.prefault({}),
   /** GET /metrics: on or off, who may scrape, the key rotation schedule (src/metrics/metrics_config.ts, docs/metrics.md). */
   metrics: MetricsConfigSchema,

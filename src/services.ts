@@ -49,6 +49,7 @@ import { RevocationService } from './revocation/revocation_service.ts'
 import type { BrokerStore } from './storage/chained_store.ts'
 import { openBrokerStore } from './storage/open_store.ts'
 import { openRequestLimits } from './ratelimit/open_request_limits.ts'
+import type { RequestLimits } from './ratelimit/request_limits.ts'
 import { addressKeyer } from './ratelimit/address_key.ts'
 import { buildCredentials, type CredentialServices } from './credentials/build_credentials.ts'
 
@@ -65,7 +66,7 @@ export interface BrokerServices {
   exchange: Exchange
   adminAuthenticators: AdminAuthenticator[]
   /** The pool CA's certificates, when `ca init` has created the CA; absent otherwise. */
-  certificates?: { service: CertificateService; verifyCaller: (bearer: string) => Promise<VerifiedSubject> }
+  certificates?: { service: CertificateService; verifyCaller: (bearer: string) => Promise<VerifiedSubject>; limits: RequestLimits }
   /** The web console's own services; absent when admin.console.enabled is false. */
   console?: { signIn?: ConsoleSignIn; keys: () => KeyStatus; sessionSeconds: number; sessions: ConsoleSessionStore }
   /** /readyz: audit store and keys. */
@@ -292,8 +293,8 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
       // Loaded only when a CA exists: @peculiar/x509 costs ~15 MB resident (docs/performance.md).
       const [{ PoolCa }, { CertificateService }] = await Promise.all([import('./ca/pool_ca.ts'), import('./ca/certificate_service.ts')])
       const ca = await PoolCa.load(caDir(config))
-      const service = new CertificateService({ ca, audit: store, policy, clock, maxLifetime: config.ca.max_lifetime, crlLifetime: config.ca.crl_lifetime })
-      certificates = { service, verifyCaller: (bearer) => verifyUnrevokedCaller(iam, revocations, bearer) }
+      const service = new CertificateService({ ca, audit: store, policy, clock, maxLifetime: config.ca.max_lifetime, crlLifetime: config.ca.crl_lifetime, limits: limits.limits, refusals })
+      certificates = { service, verifyCaller: (bearer) => verifyUnrevokedCaller(iam, revocations, bearer), limits: limits.limits }
     }
     const consoleServices = config.admin.console.enabled ? consoleServicesFrom(config, iam, clock, store) : undefined
 

@@ -1,9 +1,10 @@
 import type { AuditEvent, AuditStore } from '../audit/audit_log.ts'
-import { InvalidRequest, NotFound, UnauthorizedClient, InvalidTarget } from '../errors.ts'
+import { InvalidRequest, NotFound, SlowDown, UnauthorizedClient, InvalidTarget } from '../errors.ts'
 import type { VerifiedSubject } from '../iam/subject.ts'
 import type { Clock } from '../lib/clock.ts'
 import type { Policy } from '../policy/compile.ts'
 import { decideCertificate, type CertificateDecision } from '../policy/certificate_decision.ts'
+import type { LimitRefusal, RequestLimits } from '../ratelimit/request_limits.ts'
 import { longestLifetime, type RevocationStore } from '../revocation/revocation.ts'
 import { CertificateHolds, issuedCertificateOf } from './identity_holds.ts'
 import { checkCsr, checkSanNames, type IssuedHostCertificate, type PoolCa } from './pool_ca.ts'
@@ -31,6 +32,13 @@ export interface CertificateServiceDeps {
   maxLifetime: number
   /** How long a published CRL is valid (its nextUpdate). */
   crlLifetime: number
+  /**
+   * The caller and role limits of `rate_limits:`, the very counters POST /token takes from: signing with the
+   * pool CA and recording it costs at least what a token does (docs/rate-limits.md). Absent: no limits.
+   */
+  limits?: Pick<RequestLimits, 'admit' | 'admitRole' | 'limitsCallers'>
+  /** Counts a rate-limit refusal already recorded in this audit window (the refusal tally's aggregate). */
+  refusals?: { note(error: string, clientAddress: string | undefined): void }
 }
 
 /** Who did it, for the audit record. */
@@ -75,6 +83,17 @@ export class CertificateService {
     return (await this.#decide(req, dns, subject, this.#d.clock.now())).decision
   }
 
+  /**
+   * Takes one request from the verified caller's allowance. Called before the request's body is judged, so a
+   * malformed request or a dry run counts too, as every request of a caller counts on POST /token. Past the
+   * limit: SlowDown (429), its first refusal in an audit window recorded as `certificate.denied`.
+   */
+  async admitCaller(subject: VerifiedSubject, actor: Omit<Actor, 'principal'>): Promise<void> {
+    if (!this.#d.limits?.limitsCallers) return
+    const limited = await this.#d.limits.admit(subject, undefined)
+    if (limited) await this.#refuseForRate(limited, subject, actor, {})
+  }
+
   async issue(req: CertificateRequest, subject: VerifiedSubject, actor: Omit<Actor, 'principal'>): Promise<IssuedHostCertificate> {
     const dns = req.dns.map((d) => d.toLowerCase())
     checkSanNames(dns, req.ip)
@@ -91,6 +110,11 @@ export class CertificateService {
       await this.#d.audit.record({ ...base, type: 'certificate.denied', decision: 'deny', reason: decision.reason, ...(heldSite !== undefined ? { site: heldSite } : {}), detail: { dns, ip: req.ip } })
       throw decision.error === 'invalid_target' ? new InvalidTarget(decision.reason) : new UnauthorizedClient(decision.reason)
     }
+    // The role's allowance only once the policy granted it: nobody can use up a role they are not granted.
+    if (this.#d.limits?.limitsCallers) {
+      const limited = await this.#d.limits.admitRole(req.role)
+      if (limited) await this.#refuseForRate(limited, subject, actor, { role: req.role, ...(decision.site !== undefined ? { site: decision.site } : {}) })
+    }
     const cert = await this.#d.ca.issueHostCertificate({ publicKey, dns, ip: req.ip }, { now, lifetime: decision.lifetime })
     // Fail closed: the certificate leaves only once its serial is on record.
     await this.#d.audit.record({
@@ -99,6 +123,22 @@ export class CertificateService {
       detail: { serial: cert.serial, dns, ip: req.ip, notBefore: cert.notBefore },
     })
     return cert
+  }
+
+  /** A rate-limit refusal: recorded when it is the first in its audit window, otherwise only counted. */
+  async #refuseForRate(limited: LimitRefusal, subject: VerifiedSubject, actor: Omit<Actor, 'principal'>, at: { role?: string; site?: string }): Promise<never> {
+    const refusal = new SlowDown(limited.description, limited.retryAfter)
+    if (limited.record) {
+      await this.#d.audit.record({
+        type: 'certificate.denied', decision: 'deny', time: this.#d.clock.now(), caller: callerOf(subject), tokenKind: 'host_certificate',
+        reason: `${refusal.error}: ${refusal.description}`, ...at,
+        ...(actor.requestId ? { requestId: actor.requestId } : {}),
+        ...(actor.clientAddress ? { clientAddress: actor.clientAddress } : {}),
+      })
+    } else {
+      this.#d.refusals?.note(refusal.error, actor.clientAddress)
+    }
+    throw refusal
   }
 
   /**

@@ -2,6 +2,7 @@
 import { BrokerError, OperatorError } from '../errors.ts'
 import { flushStderrLog } from '../lib/stderr_lines.ts'
 import { CliError, type CommandIo } from './command.ts'
+import { holdStartupSignals } from './startup_signals.ts'
 import { packageVersion } from './version.ts'
 
 const HELP = `condor-token-broker: JWTs for HTCondor pools in place of X.509 proxies
@@ -81,6 +82,8 @@ export async function runCli(args: string[], io: CommandIo): Promise<number> {
     io.err(`condor-token-broker: unknown command "${cmd}" (see --help)`)
     return 2
   }
+  // Before `serve` and all it imports load (most of its start-up): from here a SIGHUP or SIGTERM is held, not fatal.
+  if (cmd === 'serve') holdStartupSignals(io.out)
   try {
     const run = await command()
     return await run(rest, io)

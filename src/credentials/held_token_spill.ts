@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto'
 import { closeSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeSync, type Stats } from 'node:fs'
+import { rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { z } from 'zod'
 import type { Logger } from '../lib/logger.ts'
-import { writeSecretFileAtomic } from '../lib/secure_file.ts'
+import { replaceSecretFileDurably } from '../lib/secure_file.ts'
 
 /**
  * A rotated IAM refresh token the store has not taken yet, as it is kept on local disk meanwhile. The token
@@ -49,11 +50,19 @@ const LOCK = '.lock'
  * One process at a time: a second broker taking up a token the first still holds could store it after
  * the first had spent it at IAM (a retired token over the live one). `claim` takes the directory with a
  * lock file naming this process; a broker that cannot claim it keeps held tokens in memory only.
+ *
+ * `save` and `remove` run while the store is failing, on the path of the request that rotated the token:
+ * they are asynchronous (a synchronous fsync would stop every request of the broker for as long as the disk
+ * takes, and an outage is when it may be slowest). A credential's saves and removes run one after another
+ * in the order asked, so a removal asked after a save is never undone by it. Start-up's `claim` and
+ * `load` stay synchronous: nothing is served yet.
  */
 export class HeldTokenSpill {
   readonly #dir: string
   readonly #log: Logger
   #claimed = false
+  /** Per credential key: the end of its last save or remove; the next one starts after it. */
+  readonly #ops = new Map<string, Promise<void>>()
 
   constructor(dir: string, log: Logger) {
     this.#dir = dir
@@ -109,23 +118,47 @@ export class HeldTokenSpill {
     rmSync(join(this.#dir, LOCK), { force: true })
   }
 
-  /** Keeps it on disk; true when it is. A failure is logged, never thrown: the token is still held in memory. */
-  save(key: string, token: SpilledToken): boolean {
-    try {
-      writeSecretFileAtomic(this.fileOf(key), `${JSON.stringify(token)}\n`)
-      return true
-    } catch (err) {
-      this.#log.error('could not keep a held rotated refresh token on disk; a restart before its store write lands loses it', { user: token.user, provider: token.provider, dir: this.#dir, err: err instanceof Error ? err : undefined })
-      return false
-    }
+  /**
+   * Keeps it on disk; resolves true once the file is whole and synced (directory included), so a caller
+   * that waits for it can promise a restart finds the token. A failure is logged, never thrown (false): the
+   * token is still held in memory.
+   */
+  save(key: string, token: SpilledToken): Promise<boolean> {
+    return this.#inOrder(key, async () => {
+      try {
+        await replaceSecretFileDurably(this.fileOf(key), `${JSON.stringify(token)}\n`)
+        return true
+      } catch (err) {
+        this.#log.error('could not keep a held rotated refresh token on disk; a restart before its store write lands loses it', { user: token.user, provider: token.provider, dir: this.#dir, err: err instanceof Error ? err : undefined })
+        return false
+      }
+    })
   }
 
-  remove(key: string): void {
-    try {
-      rmSync(this.fileOf(key), { force: true })
-    } catch (err) {
-      this.#log.warn('could not remove a spilled refresh token file; it is ignored once the row has moved on', { dir: this.#dir, err: err instanceof Error ? err : undefined })
-    }
+  /** Removes the credential's file, after any save of it already asked for. Never throws. */
+  remove(key: string): Promise<void> {
+    return this.#inOrder(key, async () => {
+      try {
+        await rm(this.fileOf(key), { force: true })
+      } catch (err) {
+        this.#log.warn('could not remove a spilled refresh token file; it is ignored once the row has moved on', { dir: this.#dir, err: err instanceof Error ? err : undefined })
+      }
+    })
+  }
+
+  /** Resolves once every save and remove asked for so far has finished: shutdown waits for it. */
+  async settled(): Promise<void> {
+    // Bounded: an operation asked for while waiting is waited for too, up to a few rounds.
+    for (let round = 0; round < 10 && this.#ops.size > 0; round++) await Promise.all(this.#ops.values())
+  }
+
+  /** Runs `op` after the key's earlier operations (which never reject: save and remove catch their own). */
+  #inOrder<T>(key: string, op: () => Promise<T>): Promise<T> {
+    const result = (this.#ops.get(key) ?? Promise.resolve()).then(op)
+    const done = result.then(() => undefined, () => undefined)
+    this.#ops.set(key, done)
+    void done.then(() => { if (this.#ops.get(key) === done) this.#ops.delete(key) })
+    return result
   }
 
   /**

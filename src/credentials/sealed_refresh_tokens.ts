@@ -54,7 +54,12 @@ interface Pending {
   timer?: ReturnType<typeof setTimeout>
   /** A spill file holds this credential's held token (this one, or the one it superseded). */
   spilled?: boolean
+  /** A save of it to the spill file is under way: the file may hold it any moment. */
+  spilling?: boolean
 }
+
+/** The spill file may hold this credential's token, now or once a save under way ends: remove it when done with. */
+const mayBeOnDisk = (p: Pending | undefined): boolean => p?.spilled === true || p?.spilling === true
 
 /**
  * The IAM exchanger's RefreshTokenStore over the credential table: `get` opens the sealed token, `put`
@@ -112,15 +117,27 @@ export class SealedRefreshTokens implements RefreshTokenStore {
     if (taken > 0) this.#log.warn('took up rotated IAM refresh tokens an earlier run could not store; writing them again', { count: taken })
   }
 
-  /** After a failed write: the held token on disk too, unless the spill is off. */
-  #keepOnDisk(key: string, h: Held, p: Pending): void {
+  /**
+   * After a failed write: the held token on disk too, unless the spill is off. Resolves once it is on disk
+   * (or the save failed): whoever waits for it may rely on a restart finding the token.
+   */
+  async #keepOnDisk(key: string, h: Held, p: Pending): Promise<void> {
     if (!this.#spill) return
     const { user, provider, scopes, audience } = h.binding
-    if (this.#spill.save(key, { user, provider, scopes: [...scopes], audience: [...audience], caller: h.caller, createdAt: h.createdAt, previousNonce: h.nonce, sealed: p.sealed, rotatedAt: p.rotatedAt })) {
+    p.spilling = true
+    let saved: boolean
+    try {
+      saved = await this.#spill.save(key, { user, provider, scopes: [...scopes], audience: [...audience], caller: h.caller, createdAt: h.createdAt, previousNonce: h.nonce, sealed: p.sealed, rotatedAt: p.rotatedAt })
+    } finally {
+      p.spilling = false
+    }
+    // Stored or dropped while the file was being written: the removal asked then (mayBeOnDisk) runs after
+    // this save, in the spill's order for the key.
+    if (saved) {
       p.spilled = true
     } else if (p.spilled) {
       // The file still holds the token this one superseded, which IAM retired when it issued this one.
-      this.#spill.remove(key)
+      void this.#spill.remove(key)
       p.spilled = false
     }
   }
@@ -147,7 +164,7 @@ export class SealedRefreshTokens implements RefreshTokenStore {
   #drop(key: string): void {
     const h = this.#held.get(key)
     if (h?.pending?.timer) clearTimeout(h.pending.timer)
-    if (h?.pending?.spilled) this.#spill?.remove(key)
+    if (mayBeOnDisk(h?.pending)) void this.#spill?.remove(key)
     this.#held.delete(key)
   }
 
@@ -194,25 +211,28 @@ export class SealedRefreshTokens implements RefreshTokenStore {
       if (!h) throw new AccessDenied('the credential was revoked or replaced while its refresh token rotated')
       // A newer rotation supersedes a held token: IAM retired that one when it issued this one.
       if (h.pending?.timer) clearTimeout(h.pending.timer)
-      const pending: Pending = { sealed: this.#cipher.seal(record.refreshToken, h.binding), rotatedAt: this.#clock.now(), attempts: 0, ...(h.pending?.spilled ? { spilled: true } : {}) }
+      const pending: Pending = { sealed: this.#cipher.seal(record.refreshToken, h.binding), rotatedAt: this.#clock.now(), attempts: 0, ...(mayBeOnDisk(h.pending) ? { spilled: true } : {}) }
       h.pending = pending
       let landed: true | 'gone' | 'changed'
       // Not skipped when `spilled` is set: inherited from a superseded token, it says the file holds that
       // one, which IAM retired when it issued this one.
       const slow = setTimeout(() => {
         if (h.pending !== pending) return
-        this.#keepOnDisk(key, h, pending)
-        // Said as it is: with the spill off (another process holds the directory) it is in memory only.
-        this.#log.warn(pending.spilled
-          ? 'a rotated IAM refresh token\'s store write is slow; keeping it on disk meanwhile'
-          : 'a rotated IAM refresh token\'s store write is slow; it is held in memory only, and a restart before the write lands loses it', { user: h.binding.user, provider: h.binding.provider })
+        void this.#keepOnDisk(key, h, pending).then(() => {
+          // Said as it is, once the save has ended: with the spill off (another process holds the directory)
+          // or a failed save, it is in memory only.
+          this.#log.warn(pending.spilled
+            ? 'a rotated IAM refresh token\'s store write is slow; keeping it on disk meanwhile'
+            : 'a rotated IAM refresh token\'s store write is slow; it is held in memory only, and a restart before the write lands loses it', { user: h.binding.user, provider: h.binding.provider })
+        })
       }, SPILL_PENDING_WRITE_AFTER_MS)
       slow.unref?.()
       try {
         landed = await this.#land(key, h, pending)
       } catch (err) {
         this.#log.warn('could not store a rotated IAM refresh token; holding it and retrying the write', { user: h.binding.user, provider: h.binding.provider, err: err instanceof Error ? err : undefined })
-        if (h.pending === pending) this.#keepOnDisk(key, h, pending)
+        // Awaited: the request that rotated the token is answered only once the token is on disk.
+        if (h.pending === pending) await this.#keepOnDisk(key, h, pending)
         this.#schedule(key, pending)
         return
       } finally {
@@ -248,7 +268,7 @@ export class SealedRefreshTokens implements RefreshTokenStore {
       }
     }
     if (h.pending === p) delete h.pending
-    if (p.spilled) this.#spill?.remove(key)
+    if (mayBeOnDisk(p)) void this.#spill?.remove(key)
     h.nonce = p.sealed.nonce
     return true
   }
@@ -310,7 +330,8 @@ export class SealedRefreshTokens implements RefreshTokenStore {
       delete h.pending!.timer
       return this.#retry(key, h.pending!)
     }))
-    // What is still not stored stays spilled, for the next start to take up.
+    // What is still not stored stays spilled, for the next start to take up: every save under way ends first.
+    await this.#spill?.settled()
     this.#spill?.release()
   }
 

@@ -1,4 +1,5 @@
 import { closeSync, fchmodSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs'
+import { mkdir, open, rename, rm } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { OperatorError } from '../errors.ts'
@@ -44,6 +45,39 @@ export function writeSecretFileAtomic(path: string, data: string | Uint8Array, o
     return
   }
   replaceFileAtomic(path, data, 0o600)
+}
+
+/**
+ * `writeSecretFileAtomic` for a secret written on a request's path: the same 0600 dot-prefixed temp file,
+ * fsync and rename, but through libuv's thread pool, so a slow disk holds up only the caller and not every
+ * request the process serves. The directory is synced after the rename as well: once this resolves, the
+ * new file is what a restart finds, even after the host itself went down. On failure the temp file is removed.
+ */
+export async function replaceSecretFileDurably(path: string, data: string | Uint8Array): Promise<void> {
+  const dir = dirname(path)
+  await mkdir(dir, { recursive: true, mode: 0o700 })
+  const tmp = join(dir, `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`)
+  try {
+    const file = await open(tmp, 'wx', 0o600)
+    try {
+      // open(2) applies the umask; the mode asked for is the mode the file gets.
+      await file.chmod(0o600)
+      await file.writeFile(data)
+      await file.sync()
+    } finally {
+      await file.close()
+    }
+    await rename(tmp, path)
+  } catch (err) {
+    await rm(tmp, { force: true }).catch(() => undefined)
+    throw err
+  }
+  const d = await open(dir, 'r')
+  try {
+    await d.sync()
+  } finally {
+    await d.close()
+  }
 }
 
 /**

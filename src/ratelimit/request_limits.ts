@@ -72,7 +72,7 @@ const secondsOf = (ms: number) => Math.max(1, Math.ceil(ms / 1000))
 const rate = (l: Limit) => `at most ${l.requests} per ${l.per} s${l.burst > 0 ? ` (plus ${l.burst} per ${l.burst_per} s in bursts)` : ''}`
 
 /**
- * The rate limits on POST /token. Caller and role limits count in `counter`'s store (memory, or the
+ * The rate limits on POST /token and POST /v1/certificates (one set of counters for both). Caller and role limits count in `counter`'s store (memory, or the
  * PostgreSQL table replicas share); the address limit always counts in this process's memory.
  */
 export class RequestLimits {

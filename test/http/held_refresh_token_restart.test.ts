@@ -87,6 +87,10 @@ it('is kept on disk while the store refuses it, and a restarted broker stores an
   expect(await gauge()).toEqual([0, 0])
   await duringOutage(async () => {
     expect(await jobToken(t.app, 'rosa')).toBe(200)
+    // The promise: by the time the request that rotated the token is answered after a failed store write,
+    // the held token is already on disk, whole (a broker killed right after the answer keeps it).
+    expect(spilled()).toEqual([spillFileName('rosa')])
+    expect(JSON.parse(readFileSync(join(spillDir(), spillFileName('rosa')), 'utf8'))).toMatchObject({ user: 'rosa', provider: 'cms', previousNonce: before })
     expect(await gauge()).toEqual([1, 1])
     // Shutdown: one last write, refused too; the token stays on disk, sealed, owner-only.
     await t.credentials.close()

@@ -69,3 +69,48 @@ describe('request bodies read before authentication', () => {
     expect(pulled()).toBeLessThan(1024 * 1024)
   })
 })
+
+// Admin routes read their bodies only after the admin is authenticated, but an admin client (a script
+// with a bug, a stolen bootstrap token) streaming without end must not make the broker buffer it either.
+describe('admin request bodies', () => {
+  const ADMIN = `Bearer ${'b'.repeat(43)}`
+
+  function adminApp() {
+    const store = new MemoryStore()
+    const revocations = new RevocationService({
+      store, clock: fixedClock(TEST_NOW), log: silentLogger, maxTokenLifetime: 86400, refreshSeconds: 60,
+      knownLabels: () => ({ roles: new Set(), sites: new Set() }),
+    })
+    const policy = { get current(): never { throw new Error('must not be reached') } }
+    return createApp(testDeps({
+      admin: { audit: store, revocations, policy, authenticators: [bootstrapTokenAuthenticator(createHash('sha256').update('b'.repeat(43)).digest())] },
+    }))
+  }
+
+  it.each([
+    ['POST', '/v1/revocations'],
+    ['DELETE', '/v1/revocations/1'],
+    ['POST', '/admin/policy/explain'],
+  ])('%s %s stops reading a chunked body at its limit and answers invalid_request', async (method, path) => {
+    const { body, pulled } = endless()
+    const res = await adminApp().request(path, {
+      method, body, duplex: 'half', headers: { authorization: ADMIN, 'content-type': 'application/json' },
+    } as RequestInit)
+    expect(res.status).toBe(400)
+    expect((await res.json() as { error: string }).error).toBe('invalid_request')
+    expect(pulled()).toBeLessThan(1024 * 1024)
+  })
+
+  it.each([
+    ['POST', '/v1/revocations'],
+    ['DELETE', '/v1/revocations/1'],
+    ['POST', '/admin/policy/explain'],
+  ])('%s %s refuses a declared Content-Length past its limit before reading', async (method, path) => {
+    const text = JSON.stringify({ reason: 'x'.repeat(2 * 1024 * 1024) })
+    const res = await adminApp().request(path, {
+      method, body: text, headers: { authorization: ADMIN, 'content-type': 'application/json', 'content-length': String(text.length) },
+    })
+    expect(res.status).toBe(400)
+    expect((await res.json() as { error: string; error_description: string }).error_description).toMatch(/larger than \d+ bytes/)
+  })
+})

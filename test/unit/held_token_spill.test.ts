@@ -12,26 +12,26 @@ const TOKEN: SpilledToken = {
 }
 
 describe('spilled refresh tokens', () => {
-  it('round-trips one file per credential, owner-only, named without the user name', () => {
+  it('round-trips one file per credential, owner-only, named without the user name', async () => {
     const dir = join(tempDir(), 'held')
     const spill = new HeldTokenSpill(dir, createLogger(() => {}))
-    spill.save('alice\ncms', TOKEN)
-    spill.save('alice\ncms', { ...TOKEN, rotatedAt: TOKEN.rotatedAt + 1 })
+    await spill.save('alice\ncms', TOKEN)
+    await spill.save('alice\ncms', { ...TOKEN, rotatedAt: TOKEN.rotatedAt + 1 })
     const [name, ...rest] = readdirSync(dir)
     expect(rest).toEqual([])
     expect(name).toMatch(/^[0-9a-f]{64}\.json$/)
     expect(statSync(join(dir, name!)).mode & 0o777).toBe(0o600)
     expect(spill.load()).toEqual([{ ...TOKEN, rotatedAt: TOKEN.rotatedAt + 1 }])
-    spill.remove('alice\ncms')
+    await spill.remove('alice\ncms')
     expect(spill.load()).toEqual([])
   })
 
-  it('skips a file it cannot read, saying which, and keeps the others', () => {
+  it('skips a file it cannot read, saying which, and keeps the others', async () => {
     const dir = join(tempDir(), 'held')
     mkdirSync(dir, { recursive: true })
     const lines: string[] = []
     const spill = new HeldTokenSpill(dir, createLogger((l) => lines.push(l)))
-    spill.save('bob\ncms', { ...TOKEN, user: 'bob' })
+    await spill.save('bob\ncms', { ...TOKEN, user: 'bob' })
     writeFileSync(join(dir, `${'a'.repeat(64)}.json`), '{"user": "mallory"', { mode: 0o600 })
     writeFileSync(join(dir, `${'b'.repeat(64)}.json`), JSON.stringify({ ...TOKEN, extra: 1 }), { mode: 0o600 })
     expect(spill.load().map((t) => t.user)).toEqual(['bob'])
@@ -40,12 +40,12 @@ describe('spilled refresh tokens', () => {
     expect(lines.join('\n')).toContain(`${'a'.repeat(64)}.json`)
   })
 
-  it('reads only regular owner-only files named for their credential, and logs names, never contents', () => {
+  it('reads only regular owner-only files named for their credential, and logs names, never contents', async () => {
     const dir = join(tempDir(), 'held')
     const lines: string[] = []
     const spill = new HeldTokenSpill(dir, createLogger((l) => lines.push(l)))
     expect(spill.claim()).toBe(true)
-    spill.save('carol\ncms', { ...TOKEN, user: 'carol' })
+    await spill.save('carol\ncms', { ...TOKEN, user: 'carol' })
     // A secret elsewhere, linked in; a FIFO (reading it would block start-up); a group-readable file; a
     // token filed under another credential's name.
     const secret = join(tempDir(), 'secret.key')
@@ -82,5 +82,46 @@ describe('spilled refresh tokens', () => {
     chmodSync(loose, 0o777)
     expect(new HeldTokenSpill(loose, log).claim()).toBe(false)
     expect(lines.join('\n')).toContain('must be a directory of ours with mode 0700')
+  })
+
+  // The spill is written while the credential store is failing, on the path of the request that rotated the
+  // token. A synchronous fsync there stops every other request of the broker for as long as the disk takes,
+  // and a store outage is when the disk may be slowest.
+  it('writes off the event loop, and resolves only once the file is whole on disk', async () => {
+    const spill = new HeldTokenSpill(join(tempDir(), 'held'), createLogger(() => {}))
+    let turned = false
+    setImmediate(() => { turned = true })
+    const saved = spill.save('alice\ncms', TOKEN)
+    expect(await saved).toBe(true)
+    // The event loop ran other work while the file was written and synced.
+    expect(turned).toBe(true)
+    expect(spill.load()).toEqual([TOKEN])
+  })
+
+  it('applies the saves and removes of one credential in the order they were asked for', async () => {
+    const spill = new HeldTokenSpill(join(tempDir(), 'held'), createLogger(() => {}))
+    const newer = { ...TOKEN, rotatedAt: TOKEN.rotatedAt + 1 }
+    void spill.save('alice\ncms', TOKEN)
+    void spill.remove('alice\ncms')
+    await spill.settled()
+    expect(spill.load()).toEqual([])
+    void spill.remove('alice\ncms')
+    void spill.save('alice\ncms', TOKEN)
+    void spill.save('alice\ncms', newer)
+    await spill.settled()
+    expect(spill.load()).toEqual([newer])
+  })
+
+  it('a save that cannot write resolves false, logged, and leaves no temp file behind', async () => {
+    const root = tempDir()
+    const dir = join(root, 'held')
+    mkdirSync(dir, { mode: 0o700 })
+    const lines: string[] = []
+    const spill = new HeldTokenSpill(dir, createLogger((l) => lines.push(l)))
+    // A directory where the file should go: the rename fails after the temp file was written.
+    mkdirSync(spill.fileOf('alice\ncms'))
+    expect(await spill.save('alice\ncms', TOKEN)).toBe(false)
+    expect(lines.some((l) => l.includes('could not keep a held rotated refresh token on disk'))).toBe(true)
+    expect(readdirSync(dir).filter((n) => n.endsWith('.tmp'))).toEqual([])
   })
 })

@@ -1,7 +1,8 @@
 import { loadConfig } from '../../config.ts'
-import { createLogger } from '../../lib/logger.ts'
-import { startBroker } from '../../server.ts'
+import { createLogger, type Logger } from '../../lib/logger.ts'
+import { startBroker, type RunningBroker } from '../../server.ts'
 import { parse, type CommandIo } from '../command.ts'
+import { holdStartupSignals } from '../startup_signals.ts'
 
 const HELP = `Usage: condor-token-broker serve [--config FILE]
 
@@ -9,29 +10,54 @@ Serves the broker. With no configuration it uses embedded defaults: keys and a d
 certificate under data/, HTTPS on 127.0.0.1:8443, issuer https://localhost:8443.
 On SIGTERM or SIGINT, requests in flight get shutdown_grace_seconds to finish; SIGHUP reloads policies,
 signing keys and the TLS certificate; a changed policy file or SciToken keyring ("keys rotate") is also
-taken up by itself (policy.watch, scitoken.watch_keys).
+taken up by itself (policy.watch, scitoken.watch_keys). A SIGHUP while serve starts is held and reloads
+once it serves; a SIGTERM or SIGINT while it starts stops it cleanly (status 0) once start-up is done, a
+second one ends it at once (status 128 + the signal's number).
 Every config field can be overridden with CTB_<FIELD> (e.g. CTB_LISTEN_PORT); see config/broker.example.yaml.`
 
 export async function serveCommand(argv: string[], io: CommandIo): Promise<number> {
-  const { values } = parse(argv, { config: { type: 'string' } })
-  if (values.help) { io.out(HELP); return 0 }
-  const config = loadConfig({ ...(values.config ? { file: values.config } : {}), env: io.env })
-  const broker = await startBroker(config, { log: createLogger(undefined, { level: config.log.level }) })
+  // Usually already holding: the CLI entry point starts before this module and all it imports load.
+  const startup = holdStartupSignals(io.out)
+  let broker: RunningBroker | undefined
+  let log: Logger | undefined
+  try {
+    const { values } = parse(argv, { config: { type: 'string' } })
+    if (values.help) { io.out(HELP); return 0 }
+    const config = loadConfig({ ...(values.config ? { file: values.config } : {}), env: io.env })
+    log = createLogger(undefined, { level: config.log.level })
+    broker = await startBroker(config, { log })
+  } finally {
+    // --help, or start-up failed: nothing to hand the signals to (a held TERM changes nothing: serve exits).
+    if (!broker) startup.release()
+  }
+  const running = broker
   const inForce = broker.services.config
   io.out(`condor-token-broker serving at ${broker.url} (issuer ${inForce.issuer}, trust domain ${inForce.trust_domain})`)
   if (broker.devCaFile) io.out(`development CA: ${broker.devCaFile} (e.g. curl --cacert ${broker.devCaFile} ${broker.url}/healthz)`)
   const devIam = broker.services.devIam
   if (devIam) io.out(`DEVELOPMENT IAM (not for production): ${devIam.issuer} (clients and users: docs/dev-iam.md)`)
   // SIGHUP: keys and TLS certificate (the policy holder answers SIGHUP for the policies itself).
-  const onHup = () => { void broker.reload('sighup') }
-  process.on('SIGHUP', onHup)
-  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+  const onHup = () => { void running.reload('sighup') }
+  let stop!: (s: NodeJS.Signals) => void
+  const stopped = new Promise<NodeJS.Signals>((resolve) => {
     // A second signal during the drain changes nothing: the grace already bounds the wait.
     let seen = false
-    const stop = (s: NodeJS.Signals) => { if (!seen) { seen = true; resolve(s) } }
-    process.on('SIGINT', stop)
-    process.on('SIGTERM', stop)
+    stop = (s: NodeJS.Signals) => { if (!seen) { seen = true; resolve(s) } }
   })
+  // The running handlers go in in the same tick the start-up ones come out: no signal falls between them.
+  process.on('SIGHUP', onHup)
+  process.on('SIGINT', stop)
+  process.on('SIGTERM', stop)
+  const held = startup.release()
+  if (held.stop) {
+    stop(held.stop)
+  } else if (held.reloads > 0) {
+    // The policies, keys and certificate were read during start-up, perhaps before the change the HUP announces.
+    log?.info('SIGHUP arrived during start-up; reloading now', { count: held.reloads })
+    broker.services.policy.reload('sighup')
+    void broker.reload('sighup')
+  }
+  const signal = await stopped
   process.off('SIGHUP', onHup)
   const graceSeconds = inForce.shutdown_grace_seconds
   io.out(`${signal}: draining (up to ${graceSeconds} s for requests in flight)`)

@@ -176,6 +176,7 @@ export const BROKER_ROUTES: readonly RouteSpec[] = [
       400: 'invalid_request: a bad body or CSR.',
       401: 'invalid_token: no, a bad or a revoked IAM access token.',
       403: 'access_denied or unauthorized_client: the policy refuses this role, site, name or lifetime.',
+      429: 'slow_down: a configured rate limit (caller, role or client address, shared with POST /token) is used up (Retry-After).',
       503: 'temporarily_unavailable: IAM or the audit log unavailable (Retry-After).',
     },
   },

@@ -1,8 +1,9 @@
 import { Hono, type MiddlewareHandler } from 'hono'
 import { z } from 'zod'
-import { InvalidRequest, InvalidToken } from '../../errors.ts'
+import { InvalidRequest, InvalidToken, SlowDown } from '../../errors.ts'
 import type { VerifiedSubject } from '../../iam/subject.ts'
 import type { CertificateService } from '../../ca/certificate_service.ts'
+import type { RequestLimits } from '../../ratelimit/request_limits.ts'
 import { parseOrRefuse } from '../zod_refusal.ts'
 import { clientAddress } from '../client_address.ts'
 import { limitBody } from '../middleware/body_limit.ts'
@@ -34,15 +35,29 @@ export function certificateRoutes(deps: {
   /** Verifies the bearer as an IAM access token and refuses revoked callers; throws InvalidToken. */
   verifyCaller: (bearer: string) => Promise<VerifiedSubject>
   adminAuth?: MiddlewareHandler
+  /** The address limit of `rate_limits:`, shared with POST /token (the caller and role limits are the service's). */
+  limits?: Pick<RequestLimits, 'blockedAddress' | 'noteRefused'>
 }): Hono {
   const app = new Hono()
   app.get('/v1/ca/certificate', (c) => c.body(deps.certificates.caPem, 200, { 'Content-Type': 'application/x-pem-file', 'Cache-Control': 'max-age=300' }))
   app.get('/v1/ca/crl', async (c) => c.body(await deps.certificates.crl(), 200, { 'Content-Type': 'application/x-pem-file', 'Cache-Control': 'no-cache' }))
 
   app.post('/v1/certificates', limitBody(MAX_BODY), async (c) => {
-    const m = /^Bearer ([\x21-\x7e]{1,16384})$/i.exec(c.req.header('authorization') ?? '')
-    if (!m) throw new InvalidToken('an IAM access token is required (Authorization: Bearer)', { presented: false })
-    const subject = await deps.verifyCaller(m[1]!)
+    const actor = { requestId: c.get('requestId'), ...clientAddress(c) }
+    // An address whose unauthenticated requests keep being refused is turned away before IAM is asked.
+    const blocked = deps.limits?.blockedAddress(actor.clientAddress)
+    if (blocked) throw new SlowDown(blocked.description, blocked.retryAfter)
+    let subject: VerifiedSubject
+    try {
+      const m = /^Bearer ([\x21-\x7e]{1,16384})$/i.exec(c.req.header('authorization') ?? '')
+      if (!m) throw new InvalidToken('an IAM access token is required (Authorization: Bearer)', { presented: false })
+      subject = await deps.verifyCaller(m[1]!)
+    } catch (err) {
+      // Nobody to name: counts against the address, as a subject token that does not verify on POST /token.
+      if (err instanceof InvalidToken) deps.limits?.noteRefused(actor.clientAddress)
+      throw err
+    }
+    await deps.certificates.admitCaller(subject, actor)
     const b = parseOrRefuse(CertificateBody, await readJson(c.req.raw), 'field')
     c.header('Cache-Control', 'no-store')
     const names = { role: b.role, dns: b.dns, ip: b.ip, ...(b.site !== undefined ? { site: b.site } : {}), ...(b.lifetime !== undefined ? { lifetime: b.lifetime } : {}) }
@@ -53,7 +68,7 @@ export function certificateRoutes(deps: {
     if (b.csr === undefined) throw new InvalidRequest('csr is required')
     const cert = await deps.certificates.issue(
       { csr: b.csr, role: b.role, dns: b.dns, ip: b.ip, ...(b.site !== undefined ? { site: b.site } : {}), ...(b.lifetime !== undefined ? { lifetime: b.lifetime } : {}) },
-      subject, { requestId: c.get('requestId'), ...clientAddress(c) },
+      subject, actor,
     )
     return c.json({ certificate: cert.pem, serial: cert.serial, not_before: cert.notBefore, not_after: cert.notAfter, ca_certificate: deps.certificates.caPem }, 201)
   })

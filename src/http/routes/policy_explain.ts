@@ -4,6 +4,7 @@ import { InvalidRequest } from '../../errors.ts'
 import type { Policy } from '../../policy/compile.ts'
 import type { DecisionRequest } from '../../policy/decision.ts'
 import { explain } from '../../policy/explain.ts'
+import { limitBody } from '../middleware/body_limit.ts'
 
 /** Anything that hands out the policy in force (a PolicyHolder). */
 export interface PolicySource {
@@ -11,6 +12,12 @@ export interface PolicySource {
 }
 
 const Name = z.string().min(1).max(1024)
+
+/**
+ * The console's explain form is held to the same bound (its forms, 64 KiB): room for hundreds of IAM groups.
+ * Admin-only, but a runaway admin script must not make the broker buffer whatever it streams.
+ */
+const MAX_BODY = 64 * 1024
 
 /** The request to explain: the caller as IAM would describe it, and what it asks the broker for. */
 export const ExplainBody = z.strictObject({
@@ -40,7 +47,7 @@ export const ExplainBody = z.strictObject({
  */
 export function policyExplainRoutes(deps: { policy: PolicySource; adminAuth: MiddlewareHandler }): Hono {
   const app = new Hono()
-  app.post('/admin/policy/explain', deps.adminAuth, async (c) => {
+  app.post('/admin/policy/explain', deps.adminAuth, limitBody(MAX_BODY), async (c) => {
     let raw: unknown
     try {
       raw = await c.req.json()

@@ -2,10 +2,17 @@ import { Hono, type MiddlewareHandler } from 'hono'
 import { z } from 'zod'
 import { InvalidRequest, NotFound } from '../../errors.ts'
 import { clientAddress } from '../client_address.ts'
+import { limitBody } from '../middleware/body_limit.ts'
 import { condorConfigSnippet } from '../../revocation/condor_expression.ts'
 import { REVOCATION_ID, REVOCATION_KINDS, type Revocation } from '../../revocation/revocation.ts'
 import type { RevocationService } from '../../revocation/revocation_service.ts'
 import { parseOrRefuse } from '../zod_refusal.ts'
+
+/**
+ * A revocation body is one selector, a reason of at most 500 characters and a few flags: well under 1 KiB.
+ * Admin-only, but a runaway admin script must not make the broker buffer whatever it streams.
+ */
+const MAX_BODY = 16 * 1024
 
 /** POST /v1/revocations body: exactly one selector. */
 export const RevocationBody = z.object({
@@ -56,7 +63,7 @@ export function revocationRoutes(deps: { revocations: Service; auth: MiddlewareH
   app.use('/v1/revocations', deps.auth)
   app.use('/v1/revocations/*', deps.auth)
 
-  app.post('/v1/revocations', async (c) => {
+  app.post('/v1/revocations', limitBody(MAX_BODY), async (c) => {
     if (!/^application\/json\b/i.test(c.req.header('content-type') ?? '')) throw new InvalidRequest('Content-Type must be application/json')
     let raw: unknown
     try { raw = await c.req.json() } catch { throw new InvalidRequest('body is not valid JSON') }
@@ -75,7 +82,7 @@ export function revocationRoutes(deps: { revocations: Service; auth: MiddlewareH
   })
 
   // Lifts an entry before its until; audited (token.unrevoked) in the same transaction.
-  app.delete('/v1/revocations/:id', async (c) => {
+  app.delete('/v1/revocations/:id', limitBody(MAX_BODY), async (c) => {
     const idText = c.req.param('id')
     if (!RevocationIdParam.safeParse({ id: idText }).success) throw new NotFound('no such revocation: ids are positive integers (see GET /v1/revocations?all=true)')
     let reason: string | undefined
