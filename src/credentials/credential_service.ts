@@ -2,7 +2,7 @@ import { hash, randomBytes } from 'node:crypto'
 import { tokenRevocation } from 'openid-client'
 import type { AuditLog } from '../audit/audit_log.ts'
 import { credentialName, parseUser, VAULT_CREDS_PREFIX, type BrokerTop, type RegisterCredentialResponse, type RegistrationMode, type VaultTop } from '../contract/job_credentials.ts'
-import { AccessDenied, BrokerError, InvalidRequest, InvalidToken } from '../errors.ts'
+import { AccessDenied, BrokerError, InvalidRequest, InvalidToken, TemporarilyUnavailable } from '../errors.ts'
 import { IamTokenExchanger } from '../iam/outbound_exchange.ts'
 import { MemoryRefreshTokenStore } from '../iam/refresh_token_store.ts'
 import type { IamDiscovery } from '../iam/discovery.ts'
@@ -125,17 +125,22 @@ export class CredentialService {
       vaultToken = `ctbv.${randomBytes(32).toString('base64url')}`
       credential = { ...credential, vaultTokenSha256: hash('sha256', vaultToken, 'hex') }
     }
-    // The registration replaces any earlier one: its refresh token must not stay live at IAM unheld.
+    // The registration replaces any earlier one: its refresh token must not stay live at IAM unheld. The
+    // write replaces only the row read here (compare-and-swap), so the token revoked below is the one the
+    // row held, and a registration that lost a race to another one is known to have lost.
     const replaced = await d.store.readCredential(user, name)
-    await d.store.writeCredential({ action: 'register', credential }, {
+    const written = await d.store.writeCredential({ action: 'register', credential, replacing: replaced?.sealed?.nonce ?? null }, {
       type: 'credential.registered', time: now, requestId: ctx.requestId, caller: callerOf(subject),
       ...(ctx.clientAddress ? { clientAddress: ctx.clientAddress } : {}),
       role: provider.role, issuedSub: decision.identity, scopes: credential.scopes, audience: credential.audience,
       policyRule: decision.ruleId, decision: 'allow',
       detail: { user, provider: name, kind: provider.kind, mode: input.mode, ...(credential.sealed ? { keyId: credential.sealed.keyId } : {}) },
     })
-    d.jobTokens.forget(user, name)
-    if (replaced?.sealed && !replaced.revoked) await this.#revokeAtIam(replaced)
+    if (!written) await this.#lostRace(credential, input.mode)
+    else {
+      d.jobTokens.forget(user, name)
+      if (replaced?.sealed && !replaced.revoked) await this.#revokeAtIam(replaced)
+    }
     const narrowed = {
       ...(credential.scopes.length > 0 && input.scopes !== undefined ? { scopes: credential.scopes.join(' ') } : {}),
       ...(input.audience !== undefined ? { audience: credential.audience.join(' ') } : {}),
@@ -160,6 +165,25 @@ export class CredentialService {
     return { got, rt }
   }
 
+  /**
+   * The row changed between our read and our write: another registration of this credential (or a refresh
+   * rotating its token) landed first, and its row stands. Our refresh token is held by nothing, so it is
+   * revoked at IAM; the winner's row, its token and its cached job tokens are left alone. When the row now
+   * holds what this caller asked for (same user at IAM, scopes, audience; broker mode, whose `.top` holds
+   * no secret) the caller is answered as registered, since two submits of one file race like this; else
+   * it is told to register again.
+   */
+  async #lostRace(ours: StoredCredential, mode: RegistrationMode): Promise<void> {
+    const d = this.#deps
+    await this.#revokeAtIam(ours, 'a registration that lost a race')
+    const now = await d.store.readCredential(ours.user, ours.provider)
+    d.log.info('a registration lost a race with another change of the same credential; its own refresh token is revoked at IAM', { user: ours.user, provider: ours.provider })
+    const same = now !== undefined && !now.revoked && now.sealed !== undefined && now.vaultTokenSha256 === undefined && mode === 'broker'
+      && now.kind === ours.kind && now.iss === ours.iss && now.sub === ours.sub
+      && now.scopes.join(' ') === ours.scopes.join(' ') && now.audience.join(' ') === ours.audience.join(' ')
+    if (!same) throw new TemporarilyUnavailable('another registration of this credential landed at the same moment; register again', { retryAfter: 1 })
+  }
+
   /** Revokes one credential (audited); false when it is unknown or already revoked. The refresh token's ciphertext is dropped. */
   async revoke(user: string, provider: string, by: string, o: { reason?: string; requestId?: string } = {}): Promise<boolean> {
     const before = await this.#deps.store.readCredential(user, provider)
@@ -171,15 +195,16 @@ export class CredentialService {
 
   /**
    * Best effort: tell IAM the refresh token is dead too (RFC 7009), so it does not outlive its row there.
-   * Our row is already revoked or replaced and its ciphertext gone; a failure here is logged, not raised.
+   * Our row is already revoked or replaced (or never held it) and its ciphertext gone; a failure here is
+   * logged, not raised.
    */
-  async #revokeAtIam(c: StoredCredential): Promise<void> {
+  async #revokeAtIam(c: StoredCredential, what = 'a revoked or replaced credential'): Promise<void> {
     try {
       const refreshToken = this.#deps.cipher.open(c.sealed!, c)
       const configuration = await this.#deps.discovery.configuration(c.iss)
       await tokenRevocation(configuration, refreshToken, { token_type_hint: 'refresh_token' })
     } catch (err) {
-      this.#deps.log.warn('could not revoke a revoked credential\'s refresh token at IAM', { issuer: c.iss, user: c.user, provider: c.provider, err: err instanceof Error ? err : undefined })
+      this.#deps.log.warn(`could not revoke the refresh token of ${what} at IAM`, { issuer: c.iss, user: c.user, provider: c.provider, err: err instanceof Error ? err : undefined })
     }
   }
 

@@ -260,6 +260,8 @@ function credentialKey(user: string, provider: string): string {
 /** The SQL backends' CredentialWrite semantics on a staged map. */
 function applyCredentialWrite(map: Map<string, StoredCredential>, w: CredentialWrite): boolean {
   if (w.action === 'register') {
+    const held = map.get(credentialKey(w.credential.user, w.credential.provider))
+    if (held && w.replacing !== undefined && (held.sealed?.nonce ?? null) !== w.replacing) return false
     const { rotatedAt: _r, revokedAt: _ra, revokedBy: _rb, confirmation: _c, ...fresh } = w.credential
     map.set(credentialKey(w.credential.user, w.credential.provider), { ...structuredClone(fresh), revoked: false })
     return true
