@@ -88,6 +88,7 @@ export function buildCredentials(parts: {
     blocks: revocations, jobTokens, clock, log,
     brokerUrl: (c.broker_url ?? config.issuer).replace(/\/$/, ''),
     ...(vaultUrl ? { vaultUrl } : {}),
+    maxPerUser: c.max_per_user,
   })
   const credd: CreddAuthDeps = { idtokenKey: () => keys.idtoken, trustDomain: config.trust_domain, revocations, clock }
   return { service, jobTokens, credd, ...(vaultUrl ? { vaultUrl } : {}), close: () => refreshTokens.close(), unstoredRefreshTokens: () => refreshTokens.unstored() }

@@ -44,6 +44,8 @@ export interface CredentialServiceDeps {
   brokerUrl: string
   /** `https://HOST:8200` for vault-mode `.top` files; absent: the Vault-compatible listener is off. */
   vaultUrl?: string
+  /** `credentials.max_per_user`: live credentials one HTCondor user may hold. */
+  maxPerUser: number
 }
 
 /**
@@ -96,6 +98,13 @@ export class CredentialService {
     const now = d.clock.now()
     // What the credd stores it as, and so what it is kept as here: each handle is its own credential.
     const name = credentialName(provider.name, input.handle)
+    // Each handle is a row and a refresh token kept fresh at IAM: bounded per user, checked before IAM is
+    // asked. Replacing one of them adds nothing. Registrations racing past the check may overshoot it by
+    // their number; the bound is against accumulation, not a count to the unit.
+    const held = await d.store.countLiveCredentials(user, name)
+    if (held >= d.maxPerUser) {
+      throw await denyAudited(new AccessDenied(`${user} already holds ${held} job credentials and a user may hold at most ${d.maxPerUser} (credentials.max_per_user); register one of them again, or ask an administrator to revoke unused ones`), { role: provider.role, ruleId: decision.ruleId })
+    }
     const binding = { user, provider: name, scopes: decision.scopes, audience: decision.audience }
     let credential: StoredCredential = {
       ...binding, kind: provider.kind, iss: subject.iss, sub: subject.sub,

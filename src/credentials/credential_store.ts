@@ -98,6 +98,8 @@ export interface CredentialStore {
   /** The credential a Vault-compatible bearer belongs to (by its SHA-256). */
   credentialByVaultToken(sha256: string): Promise<StoredCredential | undefined>
   listCredentials(): Promise<StoredCredential[]>
+  /** How many unrevoked credentials `user` holds, not counting the one named `except`. */
+  countLiveCredentials(user: string, except: string): Promise<number>
   /** Applies the write and appends `event` in one transaction; false (and no record) when a rotate or revoke found nothing to change. */
   writeCredential(write: CredentialWrite, event: AuditEvent): Promise<boolean>
   /**

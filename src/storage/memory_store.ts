@@ -202,6 +202,12 @@ export class MemoryStore extends ChainedStore {
     return [...this.#credentials.values()].map((c) => structuredClone(c)).sort((a, b) => a.user.localeCompare(b.user) || a.provider.localeCompare(b.provider))
   }
 
+  async countLiveCredentials(user: string, except: string): Promise<number> {
+    let n = 0
+    for (const c of this.#credentials.values()) if (c.user === user && c.provider !== except && !c.revoked) n++
+    return n
+  }
+
   async readConsoleSession(idSha256: string): Promise<StoredSession | undefined> {
     const row = this.#sessions.get(idSha256)
     return row ? { ...row } : undefined

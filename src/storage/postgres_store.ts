@@ -270,6 +270,11 @@ export class PostgresStore extends ChainedStore {
     return rows.map(fromCredentialRow)
   }
 
+  async countLiveCredentials(user: string, except: string): Promise<number> {
+    const { rows } = await this.#pool.query<{ n: string }>('SELECT COUNT(*) AS n FROM user_credentials WHERE user_name = $1 AND provider <> $2 AND revoked = 0', [user, except])
+    return Number(rows[0]!.n)
+  }
+
   async readConsoleSession(idSha256: string): Promise<StoredSession | undefined> {
     const { rows } = await this.#pool.query<SessionRow>('SELECT * FROM console_sessions WHERE id_sha256 = $1', [idSha256])
     return rows[0] ? fromSessionRow(rows[0]) : undefined

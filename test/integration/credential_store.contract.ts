@@ -106,6 +106,17 @@ export function credentialStoreContract(name: string, open: () => Promise<Broker
       expect(await types(s)).toEqual(['credential.registered', 'credential.registered', 'credential.revoked'])
     })
 
+    it('counts a user\'s unrevoked credentials, apart from the one named and from other users\'', async () => {
+      const s = store = await open()
+      for (const provider of ['cms', 'cms_a', 'cms_b']) await s.writeCredential({ action: 'register', credential: cred({ provider, vaultTokenSha256: provider.padEnd(64, '0') }) }, event('credential.registered'))
+      await s.writeCredential({ action: 'register', credential: cred({ user: 'bob', vaultTokenSha256: 'cd'.repeat(32) }) }, event('credential.registered'))
+      expect(await s.countLiveCredentials('alice', 'cms_c')).toBe(3)
+      expect(await s.countLiveCredentials('alice', 'cms_a')).toBe(2)
+      await s.writeCredential({ action: 'revoke', user: 'alice', provider: 'cms_b', revokedAt: 1100, revokedBy: 'admin:x' }, event('credential.revoked'))
+      expect(await s.countLiveCredentials('alice', 'cms_c')).toBe(2)
+      expect(await s.countLiveCredentials('carol', 'cms')).toBe(0)
+    })
+
     it('registers with replacing only while the row is the one read: no row or no token (null), or that nonce', async () => {
       const s = store = await open()
       const sealed = (nonce: string) => ({ sealed: { ciphertext: 'Y2lwaGVy', nonce, keyId: '0123456789abcdef' } })

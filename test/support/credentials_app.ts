@@ -130,7 +130,7 @@ export interface CredentialsApp {
  * msw IAM's time (default the system clock), for tests that move time instead of sleeping. `log`: the
  * IAM adapter's and the credentials' logger (default silent), for tests that read what is logged.
  */
-export async function useCredentialsApp(o: { console?: boolean; clock?: Clock; log?: Logger } = {}): Promise<CredentialsApp> {
+export async function useCredentialsApp(o: { console?: boolean; clock?: Clock; log?: Logger; configEdit?: (yaml: string) => string } = {}): Promise<CredentialsApp> {
   const log = o.log ?? silentLogger
   const iam = await TestIam.create({ issuer: 'https://iam.test.example/' })
   const clock = o.clock ?? systemClock
@@ -140,7 +140,7 @@ export async function useCredentialsApp(o: { console?: boolean; clock?: Clock; l
   const policyDir = join(dir, 'policies')
   mkdirSync(policyDir)
   writeFileSync(join(policyDir, 'jobs.yaml'), POLICY)
-  writeFileSync(join(dir, 'broker.yaml'), CONFIG)
+  writeFileSync(join(dir, 'broker.yaml'), (o.configEdit ?? ((y) => y))(CONFIG))
   const loaded = loadConfig({ file: join(dir, 'broker.yaml'), env: { CTB_DATA_DIR: join(dir, 'data'), CTB_TRUST_DOMAIN: TRUST_DOMAIN, CTB_ISSUER: BROKER } })
   const config: Config = { ...loaded, policy_dir: policyDir, iam: iamConfigFor(iam, {}, { audience: BROKER }) }
   const { keys } = ensureAndLoadKeys(config, clock.now())
