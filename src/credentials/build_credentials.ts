@@ -9,6 +9,7 @@ import type { Logger } from '../lib/logger.ts'
 import { observeAudit } from '../metrics/observe_pipeline.ts'
 import type { BrokerObserver } from '../metrics/observer.ts'
 import type { PolicyHolder } from '../policy/policy_holder.ts'
+import type { RequestLimits } from '../ratelimit/request_limits.ts'
 import type { RevocationService } from '../revocation/revocation_service.ts'
 import type { BrokerStore } from '../storage/chained_store.ts'
 import { CredentialCipher, loadCredentialKey } from './credential_cipher.ts'
@@ -62,6 +63,8 @@ export function buildCredentials(parts: {
   env: NodeJS.ProcessEnv
   /** The broker's metrics: job tokens count as issued tokens, as at POST /token. */
   observer?: BrokerObserver
+  /** The broker's rate limits; absent (CLI and tests that do not register), registration is not limited. */
+  limits?: RequestLimits
 }): CredentialServices {
   const { config, keys, store, iam, policy, revocations, clock, log } = parts
   const c = config.credentials
@@ -89,6 +92,7 @@ export function buildCredentials(parts: {
     brokerUrl: (c.broker_url ?? config.issuer).replace(/\/$/, ''),
     ...(vaultUrl ? { vaultUrl } : {}),
     maxPerUser: c.max_per_user,
+    ...(parts.limits ? { limits: parts.limits } : {}),
   })
   const credd: CreddAuthDeps = { idtokenKey: () => keys.idtoken, trustDomain: config.trust_domain, revocations, clock }
   return { service, jobTokens, credd, ...(vaultUrl ? { vaultUrl } : {}), close: () => refreshTokens.close(), unstoredRefreshTokens: () => refreshTokens.unstored() }

@@ -2,7 +2,7 @@ import { hash, randomBytes } from 'node:crypto'
 import { tokenRevocation } from 'openid-client'
 import type { AuditLog } from '../audit/audit_log.ts'
 import { credentialName, parseUser, VAULT_CREDS_PREFIX, type BrokerTop, type RegisterCredentialResponse, type RegistrationMode, type VaultTop } from '../contract/job_credentials.ts'
-import { AccessDenied, BrokerError, InvalidRequest, InvalidToken, TemporarilyUnavailable } from '../errors.ts'
+import { AccessDenied, BrokerError, InvalidRequest, InvalidToken, SlowDown, TemporarilyUnavailable } from '../errors.ts'
 import { IamTokenExchanger } from '../iam/outbound_exchange.ts'
 import { MemoryRefreshTokenStore } from '../iam/refresh_token_store.ts'
 import type { IamDiscovery } from '../iam/discovery.ts'
@@ -11,6 +11,7 @@ import { callerOf, recordDenial } from '../issuance/issue.ts'
 import type { Clock } from '../lib/clock.ts'
 import type { Logger } from '../lib/logger.ts'
 import type { Policy } from '../policy/compile.ts'
+import type { RequestLimits } from '../ratelimit/request_limits.ts'
 import { decide } from '../policy/decide.ts'
 import type { IssuanceBlocks } from '../revocation/revocation_checker.ts'
 import type { CredentialCipher } from './credential_cipher.ts'
@@ -46,6 +47,8 @@ export interface CredentialServiceDeps {
   vaultUrl?: string
   /** `credentials.max_per_user`: live credentials one HTCondor user may hold. */
   maxPerUser: number
+  /** The broker's rate limits (src/ratelimit): the address block, and the per-caller registration limit. */
+  limits?: Pick<RequestLimits, 'blockedAddress' | 'noteRefused' | 'admitRegistration'>
 }
 
 /**
@@ -64,12 +67,19 @@ export class CredentialService {
 
   async register(subjectToken: string, input: RegisterInput, ctx: { requestId: string; clientAddress?: string }): Promise<RegisterCredentialResponse> {
     const d = this.#deps
+    // As at POST /token: an address whose unauthenticated requests keep being refused is turned away
+    // before IAM is asked about its token, and a token that does not verify counts against its address.
+    const addressBlocked = d.limits?.blockedAddress(ctx.clientAddress)
+    if (addressBlocked) throw new SlowDown(addressBlocked.description, addressBlocked.retryAfter)
     let subject: VerifiedSubject
     try {
       subject = await d.verifier.verify(subjectToken)
     } catch (err) {
       // Contract: a bad IAM token is invalid_token; IAM being down stays a 503.
-      if (err instanceof BrokerError && err.status !== 503) throw new InvalidToken(`the IAM access token was refused: ${err.description}`, { presented: true })
+      if (err instanceof BrokerError && err.status !== 503) {
+        d.limits?.noteRefused(ctx.clientAddress)
+        throw new InvalidToken(`the IAM access token was refused: ${err.description}`, { presented: true })
+      }
       throw err
     }
     const provider = d.providers().find((p) => p.name === input.provider)
@@ -80,6 +90,13 @@ export class CredentialService {
         { ...(extra.role ? { role: extra.role } : {}), ...(scopes ? { scopes } : {}), audience }, { ...ctx, caller: subject }, { audit: d.store, clock: d.clock })
         .catch((e: unknown) => d.log.error('could not audit a credential refusal', { err: e, requestId: ctx.requestId }))
       return err
+    }
+    // Every registration of a verified caller counts, before it costs IAM an exchange. The first refusal in
+    // an audit window is recorded; the rest are not, so hammering the limit writes no record per request.
+    const limited = await d.limits?.admitRegistration(subject)
+    if (limited) {
+      const err = new SlowDown(limited.description, limited.retryAfter)
+      throw limited.record ? await denyAudited(err) : err
     }
     if (!provider) throw await denyAudited(new InvalidRequest(`unknown credential provider "${input.provider}"`))
     if (input.mode === 'vault' && d.vaultUrl === undefined) throw await denyAudited(new InvalidRequest('the Vault-compatible listener is not enabled on this broker'))
