@@ -31,6 +31,13 @@ function parseKey(key: string): { user: string; provider: string } {
  */
 const SPILL_PENDING_WRITE_AFTER_MS = 1000
 
+/**
+ * How long close() waits for the last writes of held tokens. A store that neither answers nor fails (a
+ * database hung in a failover) must not hold up a shutdown that SIGTERM expects to end: after this, what
+ * is still unstored is kept on disk for the next start, and close() returns.
+ */
+export const CLOSE_WRITE_GRACE_MS = 5_000
+
 /** Back-off of the writes of a rotated refresh token the store refused: doubling from the first, capped. */
 const ROTATION_RETRY = { firstMs: 100, maxMs: 30_000, attempts: 12 } as const
 
@@ -302,14 +309,37 @@ export class SealedRefreshTokens implements RefreshTokenStore {
     return { memory, disk }
   }
 
-  /** Stops the retries after one last write of each held token (an orderly shutdown, before the store closes). */
+  /**
+   * Stops the retries after one last write of each held token (an orderly shutdown, before the store
+   * closes), waiting at most CLOSE_WRITE_GRACE_MS: a write still pending then (the store hangs, or an
+   * earlier write of the same credential does, ahead of it in the queue) is not waited for, and every
+   * token still unstored is put on disk first.
+   */
   async close(): Promise<void> {
     this.#closed = true
-    await Promise.all([...this.#held].filter(([, h]) => h.pending).map(([key, h]) => {
+    const last = Promise.all([...this.#held].filter(([, h]) => h.pending).map(([key, h]) => {
       if (h.pending!.timer) clearTimeout(h.pending!.timer)
       delete h.pending!.timer
       return this.#retry(key, h.pending!)
     }))
+    let timer: NodeJS.Timeout | undefined
+    const late = await Promise.race([
+      last.then(() => false),
+      new Promise<true>((resolve) => { timer = setTimeout(() => resolve(true), CLOSE_WRITE_GRACE_MS) }),
+    ])
+    clearTimeout(timer)
+    if (late) {
+      let kept = 0
+      for (const [key, h] of this.#held) {
+        if (!h.pending) continue
+        this.#keepOnDisk(key, h, h.pending)
+        if (h.pending.spilled) kept++
+      }
+      const { memory } = this.unstored()
+      this.#log.error('the store did not answer the last writes of rotated IAM refresh tokens at shutdown; not waiting any longer', {
+        graceMs: CLOSE_WRITE_GRACE_MS, unstored: memory, onDisk: kept,
+      })
+    }
     // What is still not stored stays spilled, for the next start to take up.
     this.#spill?.release()
   }
