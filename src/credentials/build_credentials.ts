@@ -18,6 +18,7 @@ import { IamRecheck } from './iam_recheck.ts'
 import type { CreddAuthDeps } from './credd_auth.ts'
 import { JobTokens } from './job_tokens.ts'
 import { HeldTokenSpill } from './held_token_spill.ts'
+import { refreshTokenRevoker } from './revoke_at_iam.ts'
 import { SealedRefreshTokens } from './sealed_refresh_tokens.ts'
 
 /** The job-credential subsystem as serve runs it. */
@@ -72,7 +73,7 @@ export function buildCredentials(parts: {
   if (created) log.warn('created a DEVELOPMENT credential key; production takes it from a file or the environment', { file: created })
   const cipher = new CredentialCipher(key)
   const spill = new HeldTokenSpill(heldTokenDir(config), log)
-  const refreshTokens = new SealedRefreshTokens({ store, cipher, clock, log, spill })
+  const refreshTokens = new SealedRefreshTokens({ store, cipher, clock, log, spill, revoker: refreshTokenRevoker({ discovery: iam.discovery, log }) })
   const exchanger = new IamTokenExchanger({ discovery: iam.discovery, store: refreshTokens, clock, log })
   const recheck = new IamRecheck({
     exchanger, store, verifier: iam.verifier, issuerAudience: (iss) => iam.discovery.issuer(iss)?.config.audience, clock, log,

@@ -1,5 +1,4 @@
 import { hash, randomBytes } from 'node:crypto'
-import { tokenRevocation } from 'openid-client'
 import type { AuditLog } from '../audit/audit_log.ts'
 import { credentialName, parseUser, VAULT_CREDS_PREFIX, type BrokerTop, type RegisterCredentialResponse, type RegistrationMode, type VaultTop } from '../contract/job_credentials.ts'
 import { AccessDenied, BrokerError, InvalidRequest, InvalidToken, SlowDown, TemporarilyUnavailable } from '../errors.ts'
@@ -19,6 +18,7 @@ import type { CredentialStore, StoredCredential } from './credential_store.ts'
 import type { CredentialProvider } from './credentials_config.ts'
 import type { JobTokens } from './job_tokens.ts'
 import { recheckAudience, recheckScopes, renewedCaller } from './iam_recheck_grant.ts'
+import { refreshTokenRevoker, type RefreshTokenRevoker } from './revoke_at_iam.ts'
 import { credentialKey, revokeStored } from './sealed_refresh_tokens.ts'
 
 export interface RegisterInput {
@@ -60,9 +60,11 @@ export interface CredentialServiceDeps {
  */
 export class CredentialService {
   readonly #deps: CredentialServiceDeps
+  readonly #revoker: RefreshTokenRevoker
 
   constructor(deps: CredentialServiceDeps) {
     this.#deps = deps
+    this.#revoker = refreshTokenRevoker(deps)
   }
 
   async register(subjectToken: string, input: RegisterInput, ctx: { requestId: string; clientAddress?: string }): Promise<RegisterCredentialResponse> {
@@ -219,19 +221,16 @@ export class CredentialService {
     return done
   }
 
-  /**
-   * Best effort: tell IAM the refresh token is dead too (RFC 7009), so it does not outlive its row there.
-   * Our row is already revoked or replaced (or never held it) and its ciphertext gone; a failure here is
-   * logged, not raised.
-   */
+  /** Best effort: tell IAM the refresh token is dead too (RFC 7009), so it does not outlive its row there. */
   async #revokeAtIam(c: StoredCredential, what = 'a revoked or replaced credential'): Promise<void> {
+    let refreshToken: string
     try {
-      const refreshToken = this.#deps.cipher.open(c.sealed!, c)
-      const configuration = await this.#deps.discovery.configuration(c.iss)
-      await tokenRevocation(configuration, refreshToken, { token_type_hint: 'refresh_token' })
+      refreshToken = this.#deps.cipher.open(c.sealed!, c)
     } catch (err) {
       this.#deps.log.warn(`could not revoke the refresh token of ${what} at IAM`, { issuer: c.iss, user: c.user, provider: c.provider, err: err instanceof Error ? err : undefined })
+      return
     }
+    await this.#revoker({ issuer: c.iss, refreshToken, user: c.user, provider: c.provider, what })
   }
 
   list(): Promise<StoredCredential[]> {

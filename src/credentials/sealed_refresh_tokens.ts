@@ -8,6 +8,7 @@ import type { Clock } from '../lib/clock.ts'
 import type { CredentialCipher, SealBinding, SealedSecret } from './credential_cipher.ts'
 import type { CredentialStore, StoredCredential } from './credential_store.ts'
 import type { HeldTokenSpill } from './held_token_spill.ts'
+import type { RefreshTokenRevoker } from './revoke_at_iam.ts'
 import { recheckScopes } from './iam_recheck_grant.ts'
 
 /** How long a refused refresh token's row is watched for a concurrent rotation before it is revoked. */
@@ -86,13 +87,16 @@ export class SealedRefreshTokens implements RefreshTokenStore {
   /** Row operations per key, one after another: reads, writes and retries never interleave. */
   readonly #queue = new SerialByKey()
   readonly #spill: HeldTokenSpill | undefined
+  readonly #revoker: RefreshTokenRevoker | undefined
   #closed = false
 
-  constructor(deps: { store: CredentialStore & AuditLog; cipher: CredentialCipher; clock: Clock; log: Logger; spill?: HeldTokenSpill }) {
+  /** `revoker`: revokes at IAM a rotated token dropped because the row no longer wants it (absent: none is). */
+  constructor(deps: { store: CredentialStore & AuditLog; cipher: CredentialCipher; clock: Clock; log: Logger; spill?: HeldTokenSpill; revoker?: RefreshTokenRevoker }) {
     this.#store = deps.store
     this.#cipher = deps.cipher
     this.#clock = deps.clock
     this.#log = deps.log
+    this.#revoker = deps.revoker
     // Only the process that claims the directory spills and takes spilled tokens up (held_token_spill.ts).
     this.#spill = deps.spill?.claim() ? deps.spill : undefined
     this.#restore()
@@ -150,6 +154,23 @@ export class SealedRefreshTokens implements RefreshTokenStore {
     }
   }
 
+  /**
+   * A rotated token dropped because the row was revoked, registered afresh or rotated elsewhere while it
+   * was unstored: IAM issued it and honours it, and no row or process holds it any more. The revocation of
+   * the row's own token (by the admin, by the new registration) does not reach it, so it is revoked here,
+   * best effort and without holding up the credential's queue.
+   */
+  #revokeOrphan(h: Held, p: Pending): void {
+    if (!this.#revoker) return
+    let refreshToken: string
+    try {
+      refreshToken = this.#cipher.open(p.sealed, h.binding)
+    } catch {
+      return
+    }
+    void this.#revoker({ issuer: h.caller.iss, refreshToken, user: h.binding.user, provider: h.binding.provider, what: 'a rotation the credential\'s row no longer wants' })
+  }
+
   /** Forgets a key's held state, and a held token with it (revoked, replaced, or superseded by the row). */
   #drop(key: string): void {
     const h = this.#held.get(key)
@@ -163,6 +184,8 @@ export class SealedRefreshTokens implements RefreshTokenStore {
       const { user, provider } = parseKey(key)
       const c = await this.#store.readCredential(user, provider)
       if (!c || c.revoked || !c.sealed || c.clientId === undefined) {
+        const gone = this.#held.get(key)
+        if (gone?.pending) this.#revokeOrphan(gone, gone.pending)
         this.#drop(key)
         return undefined
       }
@@ -177,7 +200,11 @@ export class SealedRefreshTokens implements RefreshTokenStore {
       } else {
         if (h?.pending) {
           // Registered afresh, revoked and re-registered, or rotated by another replica: the row wins.
-          if (c.sealed.nonce !== h.pending.sealed.nonce) this.#log.warn('dropping a held rotated refresh token: the stored credential changed meanwhile', { user, provider })
+          // A row holding the held token itself is its write landing unanswered: not an orphan.
+          if (c.sealed.nonce !== h.pending.sealed.nonce) {
+            this.#log.warn('dropping a held rotated refresh token: the stored credential changed meanwhile', { user, provider })
+            this.#revokeOrphan(h, h.pending)
+          }
           this.#drop(key)
         }
         refreshToken = this.#open(c)
@@ -250,6 +277,8 @@ export class SealedRefreshTokens implements RefreshTokenStore {
     if (!ok) {
       const c = await this.#store.readCredential(user, provider)
       if (!(c && !c.revoked && c.sealed?.nonce === p.sealed.nonce)) {
+        // A token a newer rotation superseded was retired by IAM then; only the newest is still honoured.
+        if (h.pending === p) this.#revokeOrphan(h, p)
         if (this.#held.get(key) === h) this.#drop(key)
         return c && !c.revoked && c.sealed ? 'changed' : 'gone'
       }
