@@ -259,7 +259,8 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
     const limits = await openRequestLimits(config, { log })
     closers.push(() => limits.close())
     const rl = config.rate_limits
-    const limited = [rl.caller.requests > 0 && 'caller', (rl.role.requests > 0 || Object.keys(rl.roles).length > 0) && 'role', rl.address.requests > 0 && 'address'].filter(Boolean)
+    const limited = [rl.caller.requests > 0 && 'caller', (rl.role.requests > 0 || Object.keys(rl.roles).length > 0) && 'role', rl.address.requests > 0 && 'address',
+      config.credentials.enabled && rl.registration.requests > 0 && 'registration'].filter(Boolean)
     if (limited.length > 0) log.info('rate limits in force', { limits: limited, store: limits.store })
     const exchangeDeps = exchangeDepsFrom({
       config, keys, audit: store, clock, iam, policy, generations: revocations, blocks: revocations, refusals, log,
@@ -267,7 +268,7 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
     })
 
     const credentials: CredentialServices | undefined = config.credentials.enabled
-      ? buildCredentials({ config, keys, store, iam, policy, revocations, clock, log, production: isProduction(config), env: deps.env ?? process.env, ...(metrics ? { observer: metrics } : {}) })
+      ? buildCredentials({ config, keys, store, iam, policy, revocations, clock, log, production: isProduction(config), env: deps.env ?? process.env, limits: limits.limits, ...(metrics ? { observer: metrics } : {}) })
       : undefined
     // Before the store closes (closers run in reverse): a rotated refresh token still held in memory
     // because its write failed gets one more try.

@@ -9,6 +9,7 @@ import type { Logger } from '../lib/logger.ts'
 import { observeAudit } from '../metrics/observe_pipeline.ts'
 import type { BrokerObserver } from '../metrics/observer.ts'
 import type { PolicyHolder } from '../policy/policy_holder.ts'
+import type { RequestLimits } from '../ratelimit/request_limits.ts'
 import type { RevocationService } from '../revocation/revocation_service.ts'
 import type { BrokerStore } from '../storage/chained_store.ts'
 import { CredentialCipher, loadCredentialKey } from './credential_cipher.ts'
@@ -17,6 +18,7 @@ import { IamRecheck } from './iam_recheck.ts'
 import type { CreddAuthDeps } from './credd_auth.ts'
 import { JobTokens } from './job_tokens.ts'
 import { HeldTokenSpill } from './held_token_spill.ts'
+import { refreshTokenRevoker } from './revoke_at_iam.ts'
 import { SealedRefreshTokens } from './sealed_refresh_tokens.ts'
 
 /** The job-credential subsystem as serve runs it. */
@@ -62,6 +64,8 @@ export function buildCredentials(parts: {
   env: NodeJS.ProcessEnv
   /** The broker's metrics: job tokens count as issued tokens, as at POST /token. */
   observer?: BrokerObserver
+  /** The broker's rate limits; absent (CLI and tests that do not register), registration is not limited. */
+  limits?: RequestLimits
 }): CredentialServices {
   const { config, keys, store, iam, policy, revocations, clock, log } = parts
   const c = config.credentials
@@ -69,7 +73,7 @@ export function buildCredentials(parts: {
   if (created) log.warn('created a DEVELOPMENT credential key; production takes it from a file or the environment', { file: created })
   const cipher = new CredentialCipher(key)
   const spill = new HeldTokenSpill(heldTokenDir(config), log)
-  const refreshTokens = new SealedRefreshTokens({ store, cipher, clock, log, spill })
+  const refreshTokens = new SealedRefreshTokens({ store, cipher, clock, log, spill, revoker: refreshTokenRevoker({ discovery: iam.discovery, log }) })
   const exchanger = new IamTokenExchanger({ discovery: iam.discovery, store: refreshTokens, clock, log })
   const recheck = new IamRecheck({
     exchanger, store, verifier: iam.verifier, issuerAudience: (iss) => iam.discovery.issuer(iss)?.config.audience, clock, log,
@@ -88,6 +92,8 @@ export function buildCredentials(parts: {
     blocks: revocations, jobTokens, clock, log,
     brokerUrl: (c.broker_url ?? config.issuer).replace(/\/$/, ''),
     ...(vaultUrl ? { vaultUrl } : {}),
+    maxPerUser: c.max_per_user,
+    ...(parts.limits ? { limits: parts.limits } : {}),
   })
   const credd: CreddAuthDeps = { idtokenKey: () => keys.idtoken, trustDomain: config.trust_domain, revocations, clock }
   return { service, jobTokens, credd, ...(vaultUrl ? { vaultUrl } : {}), close: () => refreshTokens.close(), unstoredRefreshTokens: () => refreshTokens.unstored() }

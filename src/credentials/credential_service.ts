@@ -1,8 +1,7 @@
 import { hash, randomBytes } from 'node:crypto'
-import { tokenRevocation } from 'openid-client'
 import type { AuditLog } from '../audit/audit_log.ts'
 import { credentialName, parseUser, VAULT_CREDS_PREFIX, type BrokerTop, type RegisterCredentialResponse, type RegistrationMode, type VaultTop } from '../contract/job_credentials.ts'
-import { AccessDenied, BrokerError, InvalidRequest, InvalidToken } from '../errors.ts'
+import { AccessDenied, BrokerError, InvalidRequest, InvalidToken, SlowDown, TemporarilyUnavailable } from '../errors.ts'
 import { IamTokenExchanger } from '../iam/outbound_exchange.ts'
 import { MemoryRefreshTokenStore } from '../iam/refresh_token_store.ts'
 import type { IamDiscovery } from '../iam/discovery.ts'
@@ -11,6 +10,7 @@ import { callerOf, recordDenial } from '../issuance/issue.ts'
 import type { Clock } from '../lib/clock.ts'
 import type { Logger } from '../lib/logger.ts'
 import type { Policy } from '../policy/compile.ts'
+import type { RequestLimits } from '../ratelimit/request_limits.ts'
 import { decide } from '../policy/decide.ts'
 import type { IssuanceBlocks } from '../revocation/revocation_checker.ts'
 import type { CredentialCipher } from './credential_cipher.ts'
@@ -18,6 +18,7 @@ import type { CredentialStore, StoredCredential } from './credential_store.ts'
 import type { CredentialProvider } from './credentials_config.ts'
 import type { JobTokens } from './job_tokens.ts'
 import { recheckAudience, recheckScopes, renewedCaller } from './iam_recheck_grant.ts'
+import { refreshTokenRevoker, type RefreshTokenRevoker } from './revoke_at_iam.ts'
 import { credentialKey, revokeStored } from './sealed_refresh_tokens.ts'
 
 export interface RegisterInput {
@@ -44,6 +45,10 @@ export interface CredentialServiceDeps {
   brokerUrl: string
   /** `https://HOST:8200` for vault-mode `.top` files; absent: the Vault-compatible listener is off. */
   vaultUrl?: string
+  /** `credentials.max_per_user`: live credentials one HTCondor user may hold. */
+  maxPerUser: number
+  /** The broker's rate limits (src/ratelimit): the address block, and the per-caller registration limit. */
+  limits?: Pick<RequestLimits, 'blockedAddress' | 'noteRefused' | 'admitRegistration'>
 }
 
 /**
@@ -55,19 +60,28 @@ export interface CredentialServiceDeps {
  */
 export class CredentialService {
   readonly #deps: CredentialServiceDeps
+  readonly #revoker: RefreshTokenRevoker
 
   constructor(deps: CredentialServiceDeps) {
     this.#deps = deps
+    this.#revoker = refreshTokenRevoker(deps)
   }
 
   async register(subjectToken: string, input: RegisterInput, ctx: { requestId: string; clientAddress?: string }): Promise<RegisterCredentialResponse> {
     const d = this.#deps
+    // As at POST /token: an address whose unauthenticated requests keep being refused is turned away
+    // before IAM is asked about its token, and a token that does not verify counts against its address.
+    const addressBlocked = d.limits?.blockedAddress(ctx.clientAddress)
+    if (addressBlocked) throw new SlowDown(addressBlocked.description, addressBlocked.retryAfter)
     let subject: VerifiedSubject
     try {
       subject = await d.verifier.verify(subjectToken)
     } catch (err) {
       // Contract: a bad IAM token is invalid_token; IAM being down stays a 503.
-      if (err instanceof BrokerError && err.status !== 503) throw new InvalidToken(`the IAM access token was refused: ${err.description}`, { presented: true })
+      if (err instanceof BrokerError && err.status !== 503) {
+        d.limits?.noteRefused(ctx.clientAddress)
+        throw new InvalidToken(`the IAM access token was refused: ${err.description}`, { presented: true })
+      }
       throw err
     }
     const provider = d.providers().find((p) => p.name === input.provider)
@@ -78,6 +92,13 @@ export class CredentialService {
         { ...(extra.role ? { role: extra.role } : {}), ...(scopes ? { scopes } : {}), audience }, { ...ctx, caller: subject }, { audit: d.store, clock: d.clock })
         .catch((e: unknown) => d.log.error('could not audit a credential refusal', { err: e, requestId: ctx.requestId }))
       return err
+    }
+    // Every registration of a verified caller counts, before it costs IAM an exchange. The first refusal in
+    // an audit window is recorded; the rest are not, so hammering the limit writes no record per request.
+    const limited = await d.limits?.admitRegistration(subject)
+    if (limited) {
+      const err = new SlowDown(limited.description, limited.retryAfter)
+      throw limited.record ? await denyAudited(err) : err
     }
     if (!provider) throw await denyAudited(new InvalidRequest(`unknown credential provider "${input.provider}"`))
     if (input.mode === 'vault' && d.vaultUrl === undefined) throw await denyAudited(new InvalidRequest('the Vault-compatible listener is not enabled on this broker'))
@@ -96,6 +117,13 @@ export class CredentialService {
     const now = d.clock.now()
     // What the credd stores it as, and so what it is kept as here: each handle is its own credential.
     const name = credentialName(provider.name, input.handle)
+    // Each handle is a row and a refresh token kept fresh at IAM: bounded per user, checked before IAM is
+    // asked. Replacing one of them adds nothing. Registrations racing past the check may overshoot it by
+    // their number; the bound is against accumulation, not a count to the unit.
+    const held = await d.store.countLiveCredentials(user, name)
+    if (held >= d.maxPerUser) {
+      throw await denyAudited(new AccessDenied(`${user} already holds ${held} job credentials and a user may hold at most ${d.maxPerUser} (credentials.max_per_user); register one of them again, or ask an administrator to revoke unused ones`), { role: provider.role, ruleId: decision.ruleId })
+    }
     const binding = { user, provider: name, scopes: decision.scopes, audience: decision.audience }
     let credential: StoredCredential = {
       ...binding, kind: provider.kind, iss: subject.iss, sub: subject.sub,
@@ -125,17 +153,22 @@ export class CredentialService {
       vaultToken = `ctbv.${randomBytes(32).toString('base64url')}`
       credential = { ...credential, vaultTokenSha256: hash('sha256', vaultToken, 'hex') }
     }
-    // The registration replaces any earlier one: its refresh token must not stay live at IAM unheld.
+    // The registration replaces any earlier one: its refresh token must not stay live at IAM unheld. The
+    // write replaces only the row read here (compare-and-swap), so the token revoked below is the one the
+    // row held, and a registration that lost a race to another one is known to have lost.
     const replaced = await d.store.readCredential(user, name)
-    await d.store.writeCredential({ action: 'register', credential }, {
+    const written = await d.store.writeCredential({ action: 'register', credential, replacing: replaced?.sealed?.nonce ?? null }, {
       type: 'credential.registered', time: now, requestId: ctx.requestId, caller: callerOf(subject),
       ...(ctx.clientAddress ? { clientAddress: ctx.clientAddress } : {}),
       role: provider.role, issuedSub: decision.identity, scopes: credential.scopes, audience: credential.audience,
       policyRule: decision.ruleId, decision: 'allow',
       detail: { user, provider: name, kind: provider.kind, mode: input.mode, ...(credential.sealed ? { keyId: credential.sealed.keyId } : {}) },
     })
-    d.jobTokens.forget(user, name)
-    if (replaced?.sealed && !replaced.revoked) await this.#revokeAtIam(replaced)
+    if (!written) await this.#lostRace(credential, input.mode)
+    else {
+      d.jobTokens.forget(user, name)
+      if (replaced?.sealed && !replaced.revoked) await this.#revokeAtIam(replaced)
+    }
     const narrowed = {
       ...(credential.scopes.length > 0 && input.scopes !== undefined ? { scopes: credential.scopes.join(' ') } : {}),
       ...(input.audience !== undefined ? { audience: credential.audience.join(' ') } : {}),
@@ -160,6 +193,25 @@ export class CredentialService {
     return { got, rt }
   }
 
+  /**
+   * The row changed between our read and our write: another registration of this credential (or a refresh
+   * rotating its token) landed first, and its row stands. Our refresh token is held by nothing, so it is
+   * revoked at IAM; the winner's row, its token and its cached job tokens are left alone. When the row now
+   * holds what this caller asked for (same user at IAM, scopes, audience; broker mode, whose `.top` holds
+   * no secret) the caller is answered as registered, since two submits of one file race like this; else
+   * it is told to register again.
+   */
+  async #lostRace(ours: StoredCredential, mode: RegistrationMode): Promise<void> {
+    const d = this.#deps
+    await this.#revokeAtIam(ours, 'a registration that lost a race')
+    const now = await d.store.readCredential(ours.user, ours.provider)
+    d.log.info('a registration lost a race with another change of the same credential; its own refresh token is revoked at IAM', { user: ours.user, provider: ours.provider })
+    const same = now !== undefined && !now.revoked && now.sealed !== undefined && now.vaultTokenSha256 === undefined && mode === 'broker'
+      && now.kind === ours.kind && now.iss === ours.iss && now.sub === ours.sub
+      && now.scopes.join(' ') === ours.scopes.join(' ') && now.audience.join(' ') === ours.audience.join(' ')
+    if (!same) throw new TemporarilyUnavailable('another registration of this credential landed at the same moment; register again', { retryAfter: 1 })
+  }
+
   /** Revokes one credential (audited); false when it is unknown or already revoked. The refresh token's ciphertext is dropped. */
   async revoke(user: string, provider: string, by: string, o: { reason?: string; requestId?: string } = {}): Promise<boolean> {
     const before = await this.#deps.store.readCredential(user, provider)
@@ -169,18 +221,16 @@ export class CredentialService {
     return done
   }
 
-  /**
-   * Best effort: tell IAM the refresh token is dead too (RFC 7009), so it does not outlive its row there.
-   * Our row is already revoked or replaced and its ciphertext gone; a failure here is logged, not raised.
-   */
-  async #revokeAtIam(c: StoredCredential): Promise<void> {
+  /** Best effort: tell IAM the refresh token is dead too (RFC 7009), so it does not outlive its row there. */
+  async #revokeAtIam(c: StoredCredential, what = 'a revoked or replaced credential'): Promise<void> {
+    let refreshToken: string
     try {
-      const refreshToken = this.#deps.cipher.open(c.sealed!, c)
-      const configuration = await this.#deps.discovery.configuration(c.iss)
-      await tokenRevocation(configuration, refreshToken, { token_type_hint: 'refresh_token' })
+      refreshToken = this.#deps.cipher.open(c.sealed!, c)
     } catch (err) {
-      this.#deps.log.warn('could not revoke a revoked credential\'s refresh token at IAM', { issuer: c.iss, user: c.user, provider: c.provider, err: err instanceof Error ? err : undefined })
+      this.#deps.log.warn(`could not revoke the refresh token of ${what} at IAM`, { issuer: c.iss, user: c.user, provider: c.provider, err: err instanceof Error ? err : undefined })
+      return
     }
+    await this.#revoker({ issuer: c.iss, refreshToken, user: c.user, provider: c.provider, what })
   }
 
   list(): Promise<StoredCredential[]> {

@@ -77,8 +77,12 @@ export function nextConfirmation(row: Pick<StoredCredential, 'createdAt' | 'iss'
 
 /** One change to a credential, committed in the same transaction as its audit record. */
 export type CredentialWrite =
-  /** Creates or replaces the credential (a re-registration starts afresh, unrevoked). Always recorded. */
-  | { action: 'register'; credential: StoredCredential }
+  /**
+   * Creates or replaces the credential (a re-registration starts afresh, unrevoked). With `replacing`, only
+   * while the row is still the one the registration read (compare-and-swap): the nonce of the sealed token
+   * it held, or null for no row or a row holding no token. Without it, unconditional.
+   */
+  | { action: 'register'; credential: StoredCredential; replacing?: string | null }
   /** A rotated refresh token, only if the row still holds `previousNonce` and is not revoked (compare-and-swap). */
   | { action: 'rotate'; user: string; provider: string; previousNonce: string; sealed: SealedSecret; rotatedAt: number }
   /**
@@ -94,6 +98,8 @@ export interface CredentialStore {
   /** The credential a Vault-compatible bearer belongs to (by its SHA-256). */
   credentialByVaultToken(sha256: string): Promise<StoredCredential | undefined>
   listCredentials(): Promise<StoredCredential[]>
+  /** How many unrevoked credentials `user` holds, not counting the one named `except`. */
+  countLiveCredentials(user: string, except: string): Promise<number>
   /** Applies the write and appends `event` in one transaction; false (and no record) when a rotate or revoke found nothing to change. */
   writeCredential(write: CredentialWrite, event: AuditEvent): Promise<boolean>
   /**
@@ -208,12 +214,22 @@ export const CREDENTIALS_MIGRATION = `CREATE TABLE IF NOT EXISTS user_credential
      PRIMARY KEY (user_name, provider));
    CREATE UNIQUE INDEX IF NOT EXISTS user_credentials_vault ON user_credentials (vault_token_sha256);`
 
-/** Upsert of a registration, with `$n`/`?` placeholders left to the backend. */
-export function registerSql(placeholder: (i: number) => string): string {
+/**
+ * The upsert of a `register` write and its values, for both backends. With `replacing`, the update of an
+ * existing row happens only while it holds that nonce (null: none), so two registrations that read the
+ * same row cannot both replace it; `IS NOT DISTINCT FROM` compares NULL as a value (SQLite 3.39+, PostgreSQL).
+ */
+export function registerSql(w: Extract<CredentialWrite, { action: 'register' }>, placeholder: (i: number) => string): { sql: string; values: Array<string | number | null> } {
   const cols = CREDENTIAL_COLUMNS.join(', ')
   const vals = CREDENTIAL_COLUMNS.map((_, i) => placeholder(i + 1)).join(', ')
   const updates = CREDENTIAL_COLUMNS.slice(2).map((c) => `${c} = excluded.${c}`).join(', ')
-  return `INSERT INTO user_credentials (${cols}) VALUES (${vals}) ON CONFLICT (user_name, provider) DO UPDATE SET ${updates}, rotated_at = NULL, revoked = 0, revoked_at = NULL, revoked_by = NULL, confirmed_at = NULL, confirmed_groups = NULL`
+  const values = credentialValues(w.credential)
+  const guard = w.replacing !== undefined ? ` WHERE user_credentials.nonce IS NOT DISTINCT FROM ${placeholder(values.length + 1)}` : ''
+  if (w.replacing !== undefined) values.push(w.replacing)
+  return {
+    sql: `INSERT INTO user_credentials (${cols}) VALUES (${vals}) ON CONFLICT (user_name, provider) DO UPDATE SET ${updates}, rotated_at = NULL, revoked = 0, revoked_at = NULL, revoked_by = NULL, confirmed_at = NULL, confirmed_groups = NULL${guard}`,
+    values,
+  }
 }
 
 /**

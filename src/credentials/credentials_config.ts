@@ -38,6 +38,12 @@ export const CredentialsConfigSchema = z.strictObject({
    * interval plus this grace, then the token endpoint answers 503. Default: the interval itself.
    */
   iam_recheck_grace: seconds({ min: 0, max: 86400 }).optional(),
+  /**
+   * Live (unrevoked) credentials one HTCondor user may hold, handles included: each is a row and a
+   * refresh token the broker keeps fresh at IAM. A registration that would add one more is refused;
+   * registering one of them again replaces it and is never refused for this.
+   */
+  max_per_user: integer(1, 100_000).default(50),
   /** Gone: which credds may fetch job tokens is the policy's `fetched_by` on the provider's grant. */
   credd_roles: z.never({ error: 'is gone: the policy decides which credds may fetch job tokens; list their roles (and optionally sites) under fetched_by in the grant each provider names (docs/job-credentials.md)' }).optional(),
   /** The broker URL written into `.top` files; default: the broker's issuer. */

@@ -8,6 +8,7 @@ import type { Clock } from '../lib/clock.ts'
 import type { CredentialCipher, SealBinding, SealedSecret } from './credential_cipher.ts'
 import type { CredentialStore, StoredCredential } from './credential_store.ts'
 import type { HeldTokenSpill } from './held_token_spill.ts'
+import type { RefreshTokenRevoker } from './revoke_at_iam.ts'
 import { recheckScopes } from './iam_recheck_grant.ts'
 
 /** How long a refused refresh token's row is watched for a concurrent rotation before it is revoked. */
@@ -30,6 +31,13 @@ function parseKey(key: string): { user: string; provider: string } {
  * that neither lands nor fails (a database hung in a failover) must not leave the live one in memory only.
  */
 const SPILL_PENDING_WRITE_AFTER_MS = 1000
+
+/**
+ * How long close() waits for the last writes of held tokens. A store that neither answers nor fails (a
+ * database hung in a failover) must not hold up a shutdown that SIGTERM expects to end: after this, what
+ * is still unstored is kept on disk for the next start, and close() returns.
+ */
+export const CLOSE_WRITE_GRACE_MS = 5_000
 
 /** Back-off of the writes of a rotated refresh token the store refused: doubling from the first, capped. */
 const ROTATION_RETRY = { firstMs: 100, maxMs: 30_000, attempts: 12 } as const
@@ -84,13 +92,16 @@ export class SealedRefreshTokens implements RefreshTokenStore {
   /** Row operations per key, one after another: reads, writes and retries never interleave. */
   readonly #queue = new SerialByKey()
   readonly #spill: HeldTokenSpill | undefined
+  readonly #revoker: RefreshTokenRevoker | undefined
   #closed = false
 
-  constructor(deps: { store: CredentialStore & AuditLog; cipher: CredentialCipher; clock: Clock; log: Logger; spill?: HeldTokenSpill }) {
+  /** `revoker`: revokes at IAM a rotated token dropped because the row no longer wants it (absent: none is). */
+  constructor(deps: { store: CredentialStore & AuditLog; cipher: CredentialCipher; clock: Clock; log: Logger; spill?: HeldTokenSpill; revoker?: RefreshTokenRevoker }) {
     this.#store = deps.store
     this.#cipher = deps.cipher
     this.#clock = deps.clock
     this.#log = deps.log
+    this.#revoker = deps.revoker
     // Only the process that claims the directory spills and takes spilled tokens up (held_token_spill.ts).
     this.#spill = deps.spill?.claim() ? deps.spill : undefined
     this.#restore()
@@ -160,6 +171,23 @@ export class SealedRefreshTokens implements RefreshTokenStore {
     }
   }
 
+  /**
+   * A rotated token dropped because the row was revoked, registered afresh or rotated elsewhere while it
+   * was unstored: IAM issued it and honours it, and no row or process holds it any more. The revocation of
+   * the row's own token (by the admin, by the new registration) does not reach it, so it is revoked here,
+   * best effort and without holding up the credential's queue.
+   */
+  #revokeOrphan(h: Held, p: Pending): void {
+    if (!this.#revoker) return
+    let refreshToken: string
+    try {
+      refreshToken = this.#cipher.open(p.sealed, h.binding)
+    } catch {
+      return
+    }
+    void this.#revoker({ issuer: h.caller.iss, refreshToken, user: h.binding.user, provider: h.binding.provider, what: 'a rotation the credential\'s row no longer wants' })
+  }
+
   /** Forgets a key's held state, and a held token with it (revoked, replaced, or superseded by the row). */
   #drop(key: string): void {
     const h = this.#held.get(key)
@@ -173,6 +201,8 @@ export class SealedRefreshTokens implements RefreshTokenStore {
       const { user, provider } = parseKey(key)
       const c = await this.#store.readCredential(user, provider)
       if (!c || c.revoked || !c.sealed || c.clientId === undefined) {
+        const gone = this.#held.get(key)
+        if (gone?.pending) this.#revokeOrphan(gone, gone.pending)
         this.#drop(key)
         return undefined
       }
@@ -187,7 +217,11 @@ export class SealedRefreshTokens implements RefreshTokenStore {
       } else {
         if (h?.pending) {
           // Registered afresh, revoked and re-registered, or rotated by another replica: the row wins.
-          if (c.sealed.nonce !== h.pending.sealed.nonce) this.#log.warn('dropping a held rotated refresh token: the stored credential changed meanwhile', { user, provider })
+          // A row holding the held token itself is its write landing unanswered: not an orphan.
+          if (c.sealed.nonce !== h.pending.sealed.nonce) {
+            this.#log.warn('dropping a held rotated refresh token: the stored credential changed meanwhile', { user, provider })
+            this.#revokeOrphan(h, h.pending)
+          }
           this.#drop(key)
         }
         refreshToken = this.#open(c)
@@ -263,6 +297,8 @@ export class SealedRefreshTokens implements RefreshTokenStore {
     if (!ok) {
       const c = await this.#store.readCredential(user, provider)
       if (!(c && !c.revoked && c.sealed?.nonce === p.sealed.nonce)) {
+        // A token a newer rotation superseded was retired by IAM then; only the newest is still honoured.
+        if (h.pending === p) this.#revokeOrphan(h, p)
         if (this.#held.get(key) === h) this.#drop(key)
         return c && !c.revoked && c.sealed ? 'changed' : 'gone'
       }
@@ -322,14 +358,36 @@ export class SealedRefreshTokens implements RefreshTokenStore {
     return { memory, disk }
   }
 
-  /** Stops the retries after one last write of each held token (an orderly shutdown, before the store closes). */
+  /**
+   * Stops the retries after one last write of each held token (an orderly shutdown, before the store
+   * closes), waiting at most CLOSE_WRITE_GRACE_MS: a write still pending then (the store hangs, or an
+   * earlier write of the same credential does, ahead of it in the queue) is not waited for, and every
+   * token still unstored is put on disk first.
+   */
   async close(): Promise<void> {
     this.#closed = true
-    await Promise.all([...this.#held].filter(([, h]) => h.pending).map(([key, h]) => {
+    const last = Promise.all([...this.#held].filter(([, h]) => h.pending).map(([key, h]) => {
       if (h.pending!.timer) clearTimeout(h.pending!.timer)
       delete h.pending!.timer
       return this.#retry(key, h.pending!)
     }))
+    let timer: NodeJS.Timeout | undefined
+    const late = await Promise.race([
+      last.then(() => false),
+      new Promise<true>((resolve) => { timer = setTimeout(() => resolve(true), CLOSE_WRITE_GRACE_MS) }),
+    ])
+    clearTimeout(timer)
+    if (late) {
+      const saves: Promise<void>[] = []
+      for (const [key, h] of this.#held) if (h.pending && !h.pending.spilled) saves.push(this.#keepOnDisk(key, h, h.pending))
+      await Promise.all(saves)
+      let kept = 0
+      for (const h of this.#held.values()) if (h.pending?.spilled) kept++
+      const { memory } = this.unstored()
+      this.#log.error('the store did not answer the last writes of rotated IAM refresh tokens at shutdown; not waiting any longer', {
+        graceMs: CLOSE_WRITE_GRACE_MS, unstored: memory, onDisk: kept,
+      })
+    }
     // What is still not stored stays spilled, for the next start to take up: every save under way ends first.
     await this.#spill?.settled()
     this.#spill?.release()

@@ -32,6 +32,7 @@ export async function openRequestLimits(config: Config, deps: { log: Logger }): 
   const auditWindowSeconds = config.audit.denied_aggregate_seconds
   const postgres = rl.store === 'postgres' || (rl.store === 'auto' && config.audit.store === 'postgres')
   const needsStore = rl.caller.requests > 0 || rl.role.requests > 0 || Object.values(rl.roles).some((l) => l.requests > 0)
+    || (config.credentials.enabled && rl.registration.requests > 0)
   if (!postgres || !needsStore) {
     const limits = new RequestLimits(rl, { shared: memoryCounter, local: memoryCounter }, { auditWindowSeconds })
     return { limits, store: 'memory', close: async () => undefined }

@@ -61,6 +61,12 @@ export const RateLimitsConfigSchema = z.strictObject({
   /** Per-role limits, by role name, replacing `role` for that role. */
   roles: z.record(z.string().min(1), LimitSchema).default({}),
   /**
+   * Job-credential registrations (POST /v1/credentials) of one IAM identity. Each costs a token exchange
+   * at IAM, a row, and a refresh token kept fresh there, and a user's submits register only when the
+   * credd holds nothing yet: on by default, at a rate no submitting user reaches.
+   */
+  registration: limitSchema({ requests: 100, per: 3600 }).prefault({}),
+  /**
    * Refused unauthenticated requests (unreadable body, a subject token that does not verify) from one client
    * address. Once used up, the address is refused with 429 before its body is read or IAM asked; requests
    * that verify never count. Always kept in each replica's memory: it guards this replica's own IAM calls.

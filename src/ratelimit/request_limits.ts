@@ -4,7 +4,7 @@ import { quote } from '../lib/quote.ts'
 import { addressKeyer } from './address_key.ts'
 import type { Limit, RateLimitsConfig } from './rate_limit_config.ts'
 
-export type LimitKind = 'caller' | 'role' | 'address'
+export type LimitKind = 'caller' | 'role' | 'address' | 'registration'
 
 /** A request a limit refused. */
 export interface LimitRefusal {
@@ -72,7 +72,7 @@ const secondsOf = (ms: number) => Math.max(1, Math.ceil(ms / 1000))
 const rate = (l: Limit) => `at most ${l.requests} per ${l.per} s${l.burst > 0 ? ` (plus ${l.burst} per ${l.burst_per} s in bursts)` : ''}`
 
 /**
- * The rate limits on POST /token and POST /v1/certificates (one set of counters for both). Caller and role limits count in `counter`'s store (memory, or the
+ * The rate limits on POST /token, POST /v1/certificates (one set of counters for both) and job-credential registration. Caller, role and registration limits count in `counter`'s store (memory, or the
  * PostgreSQL table replicas share); the address limit always counts in this process's memory.
  */
 export class RequestLimits {
@@ -80,6 +80,7 @@ export class RequestLimits {
   readonly #role: Bucket | undefined
   readonly #roles: Map<string, Bucket>
   readonly #address: Bucket | undefined
+  readonly #registration: Bucket | undefined
   readonly #auditWindowMs: number
   /** Address → epoch ms until which it is refused without counting: a sync look-up on the hot path. */
   readonly #blockedAddresses = new Map<string, number>()
@@ -101,6 +102,7 @@ export class RequestLimits {
       this.#roles.set(name, b ?? { limit, consume: async () => undefined })
     }
     this.#address = bucketOf(config.address, 'address', stores.local)
+    this.#registration = bucketOf(config.registration, 'registration', stores.shared)
     this.#addressKey = addressKeyer(config.address.ipv6_prefix)
     this.#auditWindowMs = options.auditWindowSeconds * 1000
   }
@@ -183,6 +185,23 @@ export class RequestLimits {
       }
     }
     return undefined
+  }
+
+  /**
+   * Takes one job-credential registration from the verified caller's registration allowance. Apart from
+   * `caller`: a registration costs IAM an exchange and the store a row, so it has a limit of its own,
+   * on by default, and registering does not use up what the caller may ask of POST /token.
+   */
+  async admitRegistration(caller: { iss: string; sub: string }): Promise<LimitRefusal | undefined> {
+    if (!this.#registration) return undefined
+    const key = this.#keyOf(caller.iss, caller.sub)
+    const ms = await this.#registration.consume(key)
+    if (ms === undefined) return undefined
+    const retryAfter = secondsOf(ms)
+    return {
+      limit: 'registration', retryAfter, record: this.#shouldRecord(`registration:${key}`, ms),
+      description: `too many credential registrations from this caller: ${rate(this.#registration.limit)}; retry after ${retryAfter} s`,
+    }
   }
 
   /** The first refusal of a key in an audit window (or until its limit admits again, if longer) is recorded. */

@@ -138,6 +138,7 @@ export abstract class ChainedStore implements BrokerStore {
   abstract readCredential(user: string, provider: string): Promise<StoredCredential | undefined>
   abstract credentialByVaultToken(sha256: string): Promise<StoredCredential | undefined>
   abstract listCredentials(): Promise<StoredCredential[]>
+  abstract countLiveCredentials(user: string, except: string): Promise<number>
   abstract readConsoleSession(idSha256: string): Promise<StoredSession | undefined>
   protected abstract closeBackend(): Promise<void>
   /**

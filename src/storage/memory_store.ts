@@ -202,6 +202,12 @@ export class MemoryStore extends ChainedStore {
     return [...this.#credentials.values()].map((c) => structuredClone(c)).sort((a, b) => a.user.localeCompare(b.user) || a.provider.localeCompare(b.provider))
   }
 
+  async countLiveCredentials(user: string, except: string): Promise<number> {
+    let n = 0
+    for (const c of this.#credentials.values()) if (c.user === user && c.provider !== except && !c.revoked) n++
+    return n
+  }
+
   async readConsoleSession(idSha256: string): Promise<StoredSession | undefined> {
     const row = this.#sessions.get(idSha256)
     return row ? { ...row } : undefined
@@ -260,6 +266,8 @@ function credentialKey(user: string, provider: string): string {
 /** The SQL backends' CredentialWrite semantics on a staged map. */
 function applyCredentialWrite(map: Map<string, StoredCredential>, w: CredentialWrite): boolean {
   if (w.action === 'register') {
+    const held = map.get(credentialKey(w.credential.user, w.credential.provider))
+    if (held && w.replacing !== undefined && (held.sealed?.nonce ?? null) !== w.replacing) return false
     const { rotatedAt: _r, revokedAt: _ra, revokedBy: _rb, confirmation: _c, ...fresh } = w.credential
     map.set(credentialKey(w.credential.user, w.credential.provider), { ...structuredClone(fresh), revoked: false })
     return true

@@ -13,7 +13,7 @@ import {
 import type { GroupCommitOptions } from './group_commit.ts'
 import type { RedemptionOutcome } from './chained_store.ts'
 import { CONSOLE_SESSIONS_MIGRATION, fromSessionRow, sessionWriteSql, type SessionRow, type StoredSession } from '../console/session_store.ts'
-import { CONFIRMATION_READ_COLUMNS, CREDENTIAL_CONFIRMATION_COLUMNS, CREDENTIALS_MIGRATION, confirmationRow, confirmationValues, confirmSql, credentialValues, fromCredentialRow, nextConfirmation, registerSql, revokeSql, type CredentialRow, type CredentialWrite, type StoredCredential } from '../credentials/credential_store.ts'
+import { CONFIRMATION_READ_COLUMNS, CREDENTIAL_CONFIRMATION_COLUMNS, CREDENTIALS_MIGRATION, confirmationRow, confirmationValues, confirmSql, fromCredentialRow, nextConfirmation, registerSql, revokeSql, type CredentialRow, type CredentialWrite, type StoredCredential } from '../credentials/credential_store.ts'
 
 export interface PostgresStoreOptions {
   /** libpq-style URL; it may hold a password, so it is never logged or echoed. */
@@ -270,6 +270,11 @@ export class PostgresStore extends ChainedStore {
     return rows.map(fromCredentialRow)
   }
 
+  async countLiveCredentials(user: string, except: string): Promise<number> {
+    const { rows } = await this.#pool.query<{ n: string }>('SELECT COUNT(*) AS n FROM user_credentials WHERE user_name = $1 AND provider <> $2 AND revoked = 0', [user, except])
+    return Number(rows[0]!.n)
+  }
+
   async readConsoleSession(idSha256: string): Promise<StoredSession | undefined> {
     const { rows } = await this.#pool.query<SessionRow>('SELECT * FROM console_sessions WHERE id_sha256 = $1', [idSha256])
     return rows[0] ? fromSessionRow(rows[0]) : undefined
@@ -393,8 +398,8 @@ async function inTransaction(pool: pg.Pool, fn: (client: pg.PoolClient) => Promi
 
 async function writeCredential(client: pg.PoolClient, w: CredentialWrite): Promise<boolean> {
   if (w.action === 'register') {
-    await client.query(registerSql((i) => `$${i}`), credentialValues(w.credential))
-    return true
+    const { sql, values } = registerSql(w, (i) => `$${i}`)
+    return (await client.query(sql, values)).rowCount === 1
   }
   if (w.action === 'rotate') {
     const r = await client.query('UPDATE user_credentials SET ciphertext = $1, nonce = $2, key_id = $3, rotated_at = $4 WHERE user_name = $5 AND provider = $6 AND revoked = 0 AND nonce = $7',

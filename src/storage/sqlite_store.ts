@@ -288,6 +288,11 @@ export class SqliteStore extends ChainedStore {
     return (this.#db.prepare('SELECT * FROM user_credentials ORDER BY user_name, provider').all() as unknown as CredentialRow[]).map(fromCredentialRow)
   }
 
+  async countLiveCredentials(user: string, except: string): Promise<number> {
+    const row = this.#db.prepare('SELECT COUNT(*) AS n FROM user_credentials WHERE user_name = ? AND provider <> ? AND revoked = 0').get(user, except) as { n: number }
+    return Number(row.n)
+  }
+
   async readConsoleSession(idSha256: string): Promise<StoredSession | undefined> {
     const row = this.#db.prepare('SELECT * FROM console_sessions WHERE id_sha256 = ?').get(idSha256) as unknown as SessionRow | undefined
     return row ? fromSessionRow(row) : undefined

@@ -9,7 +9,7 @@ import { revocationsToCarry } from '../revocation/revocation_consistency.ts'
 import { OperatorError } from '../errors.ts'
 import { needsJtiEntry } from './jti_index.ts'
 import {
-  CONFIRMATION_READ_COLUMNS, CREDENTIAL_CONFIRMATION_COLUMNS, CREDENTIALS_MIGRATION, confirmationRow, confirmationValues, confirmSql, credentialValues, nextConfirmation,
+  CONFIRMATION_READ_COLUMNS, CREDENTIAL_CONFIRMATION_COLUMNS, CREDENTIALS_MIGRATION, confirmationRow, confirmationValues, confirmSql, nextConfirmation,
   registerSql, revokeSql, type CredentialRow,
 } from '../credentials/credential_store.ts'
 import { CONSOLE_SESSIONS_MIGRATION, sessionWriteSql, type SessionWrite } from '../console/session_store.ts'
@@ -267,8 +267,8 @@ export class SqliteChainWriter {
 
   #writeCredential(w: CredentialWrite): boolean {
     if (w.action === 'register') {
-      this.#stmt(registerSql(() => '?')).run(...credentialValues(w.credential))
-      return true
+      const { sql, values } = registerSql(w, () => '?')
+      return Number(this.#stmt(sql).run(...values).changes) === 1
     }
     if (w.action === 'rotate') {
       return Number(this.#stmt('UPDATE user_credentials SET ciphertext = ?, nonce = ?, key_id = ?, rotated_at = ? WHERE user_name = ? AND provider = ? AND revoked = 0 AND nonce = ?')

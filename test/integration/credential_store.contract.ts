@@ -105,5 +105,34 @@ export function credentialStoreContract(name: string, open: () => Promise<Broker
       expect(await s.readCredential('alice', 'cms')).toMatchObject({ revoked: true, revokedAt: 1300, revokedBy: 'iam' })
       expect(await types(s)).toEqual(['credential.registered', 'credential.registered', 'credential.revoked'])
     })
+
+    it('counts a user\'s unrevoked credentials, apart from the one named and from other users\'', async () => {
+      const s = store = await open()
+      for (const provider of ['cms', 'cms_a', 'cms_b']) await s.writeCredential({ action: 'register', credential: cred({ provider, vaultTokenSha256: provider.padEnd(64, '0') }) }, event('credential.registered'))
+      await s.writeCredential({ action: 'register', credential: cred({ user: 'bob', vaultTokenSha256: 'cd'.repeat(32) }) }, event('credential.registered'))
+      expect(await s.countLiveCredentials('alice', 'cms_c')).toBe(3)
+      expect(await s.countLiveCredentials('alice', 'cms_a')).toBe(2)
+      await s.writeCredential({ action: 'revoke', user: 'alice', provider: 'cms_b', revokedAt: 1100, revokedBy: 'admin:x' }, event('credential.revoked'))
+      expect(await s.countLiveCredentials('alice', 'cms_c')).toBe(2)
+      expect(await s.countLiveCredentials('carol', 'cms')).toBe(0)
+    })
+
+    it('registers with replacing only while the row is the one read: no row or no token (null), or that nonce', async () => {
+      const s = store = await open()
+      const sealed = (nonce: string) => ({ sealed: { ciphertext: 'Y2lwaGVy', nonce, keyId: '0123456789abcdef' } })
+      // Two registrations that both read "no row": the first creates it, the second finds it taken.
+      expect(await s.writeCredential({ action: 'register', credential: cred(sealed('bm9uY2Ux')), replacing: null }, event('credential.registered'))).toBe(true)
+      expect(await s.writeCredential({ action: 'register', credential: cred({ createdAt: 1001, ...sealed('bm9uY2Uy') }), replacing: null }, event('credential.registered'))).toBe(false)
+      expect(await s.readCredential('alice', 'cms')).toMatchObject({ createdAt: 1000, sealed: { nonce: 'bm9uY2Ux' } })
+      // Two that both read nonce 1: one replaces it, the other no longer finds it.
+      expect(await s.writeCredential({ action: 'register', credential: cred({ createdAt: 1002, ...sealed('bm9uY2Uz') }), replacing: 'bm9uY2Ux' }, event('credential.registered'))).toBe(true)
+      expect(await s.writeCredential({ action: 'register', credential: cred({ createdAt: 1003, ...sealed('bm9uY2U0') }), replacing: 'bm9uY2Ux' }, event('credential.registered'))).toBe(false)
+      // A revoked row holds no token: null replaces it (and lifts the revocation) once.
+      await s.writeCredential({ action: 'revoke', user: 'alice', provider: 'cms', revokedAt: 1004, revokedBy: 'admin:x' }, event('credential.revoked'))
+      expect(await s.writeCredential({ action: 'register', credential: cred({ createdAt: 1005, ...sealed('bm9uY2U1') }), replacing: 'bm9uY2Uz' }, event('credential.registered'))).toBe(false)
+      expect(await s.writeCredential({ action: 'register', credential: cred({ createdAt: 1006, ...sealed('bm9uY2U2') }), replacing: null }, event('credential.registered'))).toBe(true)
+      expect(await s.readCredential('alice', 'cms')).toMatchObject({ createdAt: 1006, revoked: false, sealed: { nonce: 'bm9uY2U2' } })
+      expect(await types(s)).toEqual(['credential.registered', 'credential.registered', 'credential.revoked', 'credential.registered'])
+    })
   })
 }

@@ -1,7 +1,8 @@
 /**
  * The broker's job-credential routes wired as serve wires them (src/credentials/build_credentials.ts):
  * real IAM adapter against the msw IAM of test/support/iam.ts, real policy, revocations, SQLite store
- * (inline writer) in a temp dir, and an admin bootstrap token. No sockets: `app.request`.
+ * (inline writer) in a temp dir, rate limits from the config, and an admin bootstrap token. No sockets:
+ * `app.request`.
  */
 import { createHash, randomBytes } from 'node:crypto'
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
@@ -24,6 +25,7 @@ import { BrokerMetrics } from '../../src/metrics/broker_metrics.ts'
 import { policyContextFromConfig } from '../../src/policy/context.ts'
 import { PolicyHolder } from '../../src/policy/policy_holder.ts'
 import { revocationLabels } from '../../src/policy/revocation_labels.ts'
+import { openRequestLimits } from '../../src/ratelimit/open_request_limits.ts'
 import { RevocationService } from '../../src/revocation/revocation_service.ts'
 import { SqliteStore } from '../../src/storage/sqlite_store.ts'
 import { iamConfigFor, mswFetch, secretReader, TestIam, useMswIam } from './iam.ts'
@@ -130,7 +132,7 @@ export interface CredentialsApp {
  * msw IAM's time (default the system clock), for tests that move time instead of sleeping. `log`: the
  * IAM adapter's and the credentials' logger (default silent), for tests that read what is logged.
  */
-export async function useCredentialsApp(o: { console?: boolean; clock?: Clock; log?: Logger } = {}): Promise<CredentialsApp> {
+export async function useCredentialsApp(o: { console?: boolean; clock?: Clock; log?: Logger; configEdit?: (yaml: string) => string } = {}): Promise<CredentialsApp> {
   const log = o.log ?? silentLogger
   const iam = await TestIam.create({ issuer: 'https://iam.test.example/' })
   const clock = o.clock ?? systemClock
@@ -140,7 +142,7 @@ export async function useCredentialsApp(o: { console?: boolean; clock?: Clock; l
   const policyDir = join(dir, 'policies')
   mkdirSync(policyDir)
   writeFileSync(join(policyDir, 'jobs.yaml'), POLICY)
-  writeFileSync(join(dir, 'broker.yaml'), CONFIG)
+  writeFileSync(join(dir, 'broker.yaml'), (o.configEdit ?? ((y) => y))(CONFIG))
   const loaded = loadConfig({ file: join(dir, 'broker.yaml'), env: { CTB_DATA_DIR: join(dir, 'data'), CTB_TRUST_DOMAIN: TRUST_DOMAIN, CTB_ISSUER: BROKER } })
   const config: Config = { ...loaded, policy_dir: policyDir, iam: iamConfigFor(iam, {}, { audience: BROKER }) }
   const { keys } = ensureAndLoadKeys(config, clock.now())
@@ -155,9 +157,10 @@ export async function useCredentialsApp(o: { console?: boolean; clock?: Clock; l
   await revocations.refresh()
   const credentialKeyHex = randomBytes(32).toString('hex')
   const metrics = new BrokerMetrics({ clock, policy: () => policy.current, process: false })
+  const limits = await openRequestLimits(config, { log })
   const credentials = buildCredentials({
     config, keys, store, iam: adapter, policy, revocations, clock, log, production: true,
-    env: { CONDOR_TOKEN_BROKER_CREDENTIAL_KEY: credentialKeyHex }, observer: metrics,
+    env: { CONDOR_TOKEN_BROKER_CREDENTIAL_KEY: credentialKeyHex }, observer: metrics, limits: limits.limits,
   })
   const adminToken = randomBytes(32).toString('base64url')
   const app = createApp({
@@ -170,6 +173,7 @@ export async function useCredentialsApp(o: { console?: boolean; clock?: Clock; l
   const adapters: IamAdapter[] = [adapter]
   afterAll(async () => {
     await credentials.close()
+    await limits.close()
     for (const a of adapters) a.close()
     policy.close()
     revocations.stop()

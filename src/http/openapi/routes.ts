@@ -249,7 +249,7 @@ function credentialRoutes(): RouteSpec[] {
       description: 'The bearer is the user\'s IAM access token; the HTCondor user, scopes and audience come from the policy. The broker exchanges at IAM with offline_access and keeps the refresh token sealed (AES-256-GCM). The answer carries the `.top` content for the credd.',
       body: { contentType: 'application/json', schema: RegisterCredentialRequest, required: true },
       responses: { 201: { description: 'Registered: user, provider and the .top content.', content: json(z.record(z.string(), z.unknown())) } },
-      errors: { ...credentialError, 403: 'access_denied: the policy grants no job credential here.', 503: 'temporarily_unavailable: IAM or the audit log unavailable (Retry-After).' },
+      errors: { ...credentialError, 403: 'access_denied: the policy grants no job credential here, or the user already holds credentials.max_per_user of them.', 429: 'slow_down: rate_limits.registration for this caller, or the client address limit, is used up (Retry-After).', 503: 'temporarily_unavailable: IAM or the audit log unavailable, or another registration of the same credential landed at the same moment (Retry-After).' },
     },
     {
       method: 'get', path: '/v1/credentials', mount: 'credentials', operationId: 'listCredentials', tags: ['credentials', 'admin'], security: 'admin',
