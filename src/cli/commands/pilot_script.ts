@@ -10,7 +10,8 @@ export const PILOT_SCRIPT_HELP = `pilot script --site S --partition P --walltime
     each node redeems the enrolment credential staged at --enrolment-file for an IDTOKEN (then deletes
     the file), writes the HTCondor configuration, starts the command and renews the token at about half
     its life until the job's end minus --drain (default 300 s). On SIGUSR1 (sent --drain seconds before
-    the walltime) or SIGTERM it stops the command gracefully, SIGKILL after --grace seconds.
+    the walltime; at most 65535, sbatch's --signal limit) or SIGTERM it stops the command gracefully,
+    SIGKILL after --grace seconds.
     With --nodes N > 1 the batch shell starts one task per node with srun and hands each the credential
     on stdin; the credential's pilot_count must be at least N (the broker refuses extra redemptions).
     --walltime is minutes, H:MM:SS or D-HH:MM:SS; --trust-domain must equal the IDTOKEN's iss.

@@ -41,6 +41,9 @@ export class PilotScriptInputError extends Error {
   }
 }
 
+/** The largest `sig_time` sbatch's `--signal=[B:]sig@sig_time` accepts (sbatch(1)). */
+export const MAX_SIGNAL_SECONDS = 65_535
+
 const TEMPLATE_URL = new URL('./pilot.sbatch.tmpl', import.meta.url)
 
 // Allow-lists, not escaping: every value lands in bash (and in #SBATCH lines sbatch parses itself, and in
@@ -108,6 +111,12 @@ export function renderPilotScript(options: PilotScriptOptions, template = readFi
   const account = options.account === undefined ? undefined : name('account', options.account)
   const walltime = walltimeSeconds(options.walltime)
   if (walltime < 120) refuse('walltime', 'must be at least 2 minutes')
+  // sbatch(1): --signal's sig_time "may not exceed 65535 seconds"; sbatch would refuse the whole script at submit.
+  // Refused rather than clamped: the same margin sets the master's own shutdown timer, and a quietly shorter
+  // warning than the one asked for would drain jobs later than the admin planned.
+  if (Number.isSafeInteger(options.drainSeconds) && options.drainSeconds > MAX_SIGNAL_SECONDS) {
+    refuse('drain', `must be at most ${MAX_SIGNAL_SECONDS} seconds (the longest sbatch --signal warning)`)
+  }
   const drain = whole('drain', options.drainSeconds, 1, walltime - 1)
   const grace = whole('grace', options.graceSeconds ?? Math.max(1, drain - 60), 1, Math.max(1, drain - 1))
   if (drain > 1 && grace >= drain) refuse('grace', 'must be below the drain margin')
