@@ -62,6 +62,8 @@ describe('renderPilotScript', () => {
     // sbatch(1) --signal: "sig_time ... may not exceed 65535 seconds", so a longer drain renders a script sbatch refuses.
     ['a drain margin sbatch --signal cannot carry', { walltime: '2-00:00:00', drainSeconds: 65_536 }, /^--drain must be at most 65535 seconds \(the longest sbatch --signal warning\)$/],
     ['zero nodes', { nodes: 0 }, /^--nodes /],
+    ['a negative requeue bound', { maxRequeues: -1 }, /^--max-requeues must be a whole number from 0 to 100$/],
+    ['a requeue bound above any policy\'s pilot.max_restarts', { maxRequeues: 101 }, /^--max-requeues must be a whole number from 0 to 100$/],
     ['more nodes than one job fans out to', { nodes: 1001 }, /^--nodes must be a whole number from 1 to 1000$/],
     ['a fractional cpu count', { cpus: 1.5 }, /^--cpus /],
     ['plain http for the broker', { brokerUrl: 'http://broker.example.org' }, /^--broker /],
