@@ -56,7 +56,7 @@ describe('the provisioning-rendered sbatch pilot on a real SLURM cluster', () =>
     if (root) rmSync(root, { recursive: true, force: true })
   })
 
-  it('runs as rendered: verified tokens per node, renewed until drained, the credential spent and gone; teardown revokes it', async () => {
+  it('runs as rendered: verified tokens per node, renewed until drained, the credential redeemed once per node and gone; teardown revokes it', async () => {
     const work = join(root, 'work')
     mkdirSync(work)
     const bearer = join(work, 'bt')
