@@ -21,6 +21,16 @@ export const DEFAULT_PILOT_IDENTITY = 'pilot-{site}-{slurm_job_id}-{node}@pilots
 /** The claim holding the SLURM job id, matched by `revoke --pilot-job SITE:JOBID`. */
 export const CLAIM_SLURM_JOB = 'ctb_slurm_job'
 
+/**
+ * Restarts of one SLURM job (requeue, preemption with PreemptMode=REQUEUE, node failure with --requeue) whose
+ * pilots may redeem again when the grant's `pilot.max_restarts` names no other bound: one preemption and one
+ * node failure within a job's life. The pilot script keeps its staged credential for this many restarts.
+ */
+export const DEFAULT_PILOT_MAX_RESTARTS = 2
+
+/** The most a policy's `pilot.max_restarts` (and the script's --max-requeues) may allow. */
+export const MAX_PILOT_RESTARTS = 100
+
 /** An enrolment credential is at most this long, printable ASCII without spaces. */
 export const MAX_ENROLMENT_CREDENTIAL_BYTES = 4096
 
@@ -36,6 +46,8 @@ export const PILOT_FIELDS = {
   slurm_job_id: z.string().regex(/^[0-9]{1,20}(_[0-9]{1,10})?$/).describe('SLURM job id (JOB or JOB_TASK).'),
   node: z.string().max(253).regex(/^[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9-]{1,63}){0,10}$/).describe('The node host name; only its short name is kept.'),
   job_end: z.string().regex(/^\d{1,12}$/).describe('Epoch seconds at which the SLURM job ends.'),
+  /** SLURM_RESTART_COUNT: absent on a job's first run. */
+  slurm_restart_count: z.string().regex(/^\d{1,4}$/).describe('SLURM_RESTART_COUNT: how often SLURM restarted the job (requeue, preemption); 0 or absent on its first run.').optional(),
   /** 1 to MAX_PILOT_COUNT (100000, spelt out so the document can show it), in at most six digits. */
   pilot_count: z.string().regex(/^(?=\d{1,6}$)0*([1-9]\d{0,4}|100000)$/).describe(`How many pilot tokens the credential may yield (1 to ${MAX_PILOT_COUNT}).`),
 } as const
@@ -49,10 +61,12 @@ export interface PilotRedemptionParams {
   node: string
   /** Epoch seconds at which the SLURM job ends. */
   jobEnd: number
+  /** SLURM_RESTART_COUNT as the pilot states it: 0 on the job's first run, one more on each requeue. */
+  restart: number
 }
 
 /**
- * Reads `slurm_job_id`, `node` and `job_end` of a redemption request. A job id is SLURM's number (an
+ * Reads `slurm_job_id`, `node`, `job_end` and the optional `slurm_restart_count` of a redemption request. A job id is SLURM's number (an
  * array task as `JOB_TASK`); a node is a host name, of which only the short name is kept.
  */
 export function parsePilotRedemption(one: (name: string) => string | undefined): PilotRedemptionParams {
@@ -65,7 +79,11 @@ export function parsePilotRedemption(one: (name: string) => string | undefined):
   const end = one('job_end')
   if (end === undefined) throw new InvalidRequest('job_end is required to redeem a pilot enrolment')
   if (!valid(PILOT_FIELDS.job_end, end)) throw new InvalidRequest('job_end must be whole epoch seconds')
-  return { slurmJobId: job, node: node.split('.')[0]!.toLowerCase(), jobEnd: Number(end) }
+  const restart = one('slurm_restart_count')
+  if (restart !== undefined && !valid(PILOT_FIELDS.slurm_restart_count, restart)) {
+    throw new InvalidRequest('slurm_restart_count must be SLURM_RESTART_COUNT, a whole number from 0 to 9999')
+  }
+  return { slurmJobId: job, node: node.split('.')[0]!.toLowerCase(), jobEnd: Number(end), restart: Number(restart ?? 0) }
 }
 
 /** Reads `pilot_count` of an enrolment request. */

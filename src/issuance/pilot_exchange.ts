@@ -165,6 +165,12 @@ async function redeem(form: TokenRequestForm, ctx: RequestContext, deps: PilotEx
   const g = pilotGrantOf(deps.policy.current, cred.rule, cred.ctb_role, cred.ctb_site)
   if (!g) throw new InvalidGrant('the policy in force no longer grants this pilot enrolment')
   if (params.jobEnd <= now) throw new InvalidRequest('job_end is not in the future')
+  // A requeued or preempted job starts again under its job id and redeems again, each run taking a slot of the
+  // credential. The restart count is the pilot's word, as the job end is; the grant bounds it, so a credential
+  // kept on shared storage for the job's restarts yields no more runs than the policy allows.
+  if (params.restart > g.pilot.maxRestarts) {
+    throw new InvalidGrant(`slurm_restart_count ${params.restart} is above the ${g.pilot.maxRestarts} restarts role ${cred.ctb_role} allows`)
+  }
   // The job end is the pilot's word, and every renewal believes it: unbounded, a stolen credential would yield
   // pilots renewing for years. The grant's lifetime.max (queue wait, walltime and margin) bounds it, trimmed
   // with up_to as an over-long lifetime is.
@@ -175,7 +181,7 @@ async function redeem(form: TokenRequestForm, ctx: RequestContext, deps: PilotEx
   const pilot: PilotRecord = {
     identity: renderPilotIdentity(g.pilot.identity, { site: cred.ctb_site, slurm_job_id: params.slurmJobId, node: params.node }),
     site: cred.ctb_site, job: params.slurmJobId, node: params.node, jobEnd: Math.min(params.jobEnd, latestEnd),
-    role: cred.ctb_role, rule: cred.rule, enrolment: cred.jti, redeemedAt: now,
+    role: cred.ctb_role, rule: cred.rule, enrolment: cred.jti, redeemedAt: now, restart: params.restart,
   }
   const minted = mintPilotToken(pilot, g, now, deps)
   if (deps.revocations.isRevoked({ ...minted.claims, iat: now }) || deps.revocations.blockedIdentity(pilot.identity) !== undefined) {
@@ -276,7 +282,7 @@ function readOwnIdToken(token: string, key: IdTokenKey): Record<string, unknown>
 
 /** The form fields every redemption and renewal shares: the grant, one subject token, nothing delegated. */
 function commonParams(form: TokenRequestForm): void {
-  for (const k of ['grant_type', 'subject_token', 'subject_token_type', 'requested_token_type', 'slurm_job_id', 'node', 'job_end']) one(form, k)
+  for (const k of ['grant_type', 'subject_token', 'subject_token_type', 'requested_token_type', 'slurm_job_id', 'node', 'job_end', 'slurm_restart_count']) one(form, k)
   const grant = one(form, 'grant_type')
   if (!grant) throw new InvalidRequest('grant_type is required')
   if (grant !== GRANT_TYPE_TOKEN_EXCHANGE) throw new UnsupportedGrantType(`grant_type must be ${GRANT_TYPE_TOKEN_EXCHANGE}`)

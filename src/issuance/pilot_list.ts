@@ -9,6 +9,8 @@ export interface LivePilot {
   node: string
   identity: string
   role: string
+  /** Which run of the job (SLURM_RESTART_COUNT at redemption): the newest one that redeemed on this node. */
+  restart: number
   redeemedAt: number
   /** The latest renewal, if any. */
   lastRenewedAt?: number
@@ -41,7 +43,11 @@ export async function listLivePilots(store: Pick<AuditStore, 'query'>, now: numb
         const p = pilotOfEvent(e)
         if (!p || e.exp === undefined) continue
         const key = `${p.site}\0${p.job}\0${p.node}`
-        const cur = byKey.get(key) ?? { site: p.site, job: p.job, node: p.node, identity: p.identity, role: p.role, redeemedAt: p.redeemedAt, renewals: 0, exp: 0, jobEnd: p.jobEnd }
+        const seen = byKey.get(key)
+        // A requeued job's node shows its newest run: an older run's startd is gone with it.
+        if (seen && p.restart < seen.restart) continue
+        const cur = seen && p.restart === seen.restart ? seen
+          : { site: p.site, job: p.job, node: p.node, identity: p.identity, role: p.role, restart: p.restart, redeemedAt: p.redeemedAt, renewals: 0, exp: 0, jobEnd: p.jobEnd }
         cur.exp = Math.max(cur.exp, e.exp)
         if (type === 'token.renewed') {
           cur.renewals++

@@ -15,21 +15,24 @@ export interface PilotRecord {
   /** The enrolment credential's id. */
   enrolment: string
   redeemedAt: number
+  /** SLURM_RESTART_COUNT at redemption: which run of the job this pilot is (0 the first). */
+  restart: number
 }
 
 /** `detail.pilot` of the records of a pilot token (redemption and renewal): how a renewal finds its pilot. */
 export function pilotDetail(p: PilotRecord): Record<string, unknown> {
-  return { site: p.site, job: p.job, node: p.node, jobEnd: p.jobEnd, rule: p.rule, enrolment: p.enrolment, redeemedAt: p.redeemedAt }
+  return { site: p.site, job: p.job, node: p.node, jobEnd: p.jobEnd, rule: p.rule, enrolment: p.enrolment, redeemedAt: p.redeemedAt, restart: p.restart }
 }
 
 /** The pilot a recorded event names, if it is a pilot token's record. */
 export function pilotOfEvent(e: AuditEvent): PilotRecord | undefined {
   const d = e.detail?.pilot as Record<string, unknown> | undefined
   if ((e.type !== 'token.issued' && e.type !== 'token.renewed') || !d || e.issuedSub === undefined || e.role === undefined) return undefined
-  const { site, job, node, jobEnd, rule, enrolment, redeemedAt } = d
+  const { site, job, node, jobEnd, rule, enrolment, redeemedAt, restart } = d
   if (typeof site !== 'string' || typeof job !== 'string' || typeof node !== 'string' || typeof rule !== 'string' || typeof enrolment !== 'string') return undefined
   if (typeof jobEnd !== 'number' || typeof redeemedAt !== 'number') return undefined
-  return { identity: e.issuedSub, site, job, node, jobEnd, role: e.role, rule, enrolment, redeemedAt }
+  // Records from before requeues were recorded carry no restart: those pilots were first runs.
+  return { identity: e.issuedSub, site, job, node, jobEnd, role: e.role, rule, enrolment, redeemedAt, restart: typeof restart === 'number' ? restart : 0 }
 }
 
 /**

@@ -3,7 +3,7 @@ import type { TokenKind } from './decision.ts'
 import { compilePatterns, type CompiledPatterns } from './patterns.ts'
 import { ADMIN_ROLE, type Grant, type Rule } from './schema.ts'
 import { compileAllowedScopes, toAuthzLevel, type AllowedScopes } from './scopes.ts'
-import { DEFAULT_PILOT_IDENTITY } from '../contract/pilot.ts'
+import { DEFAULT_PILOT_IDENTITY, DEFAULT_PILOT_MAX_RESTARTS } from '../contract/pilot.ts'
 import { foldConstants, parseTemplate, placeholdersOf, type TemplatePart } from './template.ts'
 
 /**
@@ -70,6 +70,8 @@ export interface CompiledPilotGrant {
   /** Each pilot token's lifetime before renewal; the job's end caps it further. */
   readonly tokenLifetime: number
   readonly tunneled: boolean
+  /** Highest SLURM_RESTART_COUNT at which a pilot may still redeem (requeued and preempted jobs). */
+  readonly maxRestarts: number
   /** The pilot identity with constants folded in; {site}, {slurm_job_id} and {node} remain. */
   readonly identity: readonly TemplatePart[]
 }
@@ -161,6 +163,7 @@ function compilePilotGrant(g: Grant, constants: Record<string, string>): Compile
     enrolmentLifetime: { ...p.enrolment_lifetime },
     tokenLifetime: p.token_lifetime ?? g.lifetime!.default,
     tunneled: p.tunneled ?? false,
+    maxRestarts: p.max_restarts ?? DEFAULT_PILOT_MAX_RESTARTS,
     identity: foldConstants(parsed.parts, constants),
   }
 }

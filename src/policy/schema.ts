@@ -5,7 +5,7 @@ import { isHostPattern } from './patterns.ts'
 import { htcondorLevelsOfScopes, parseScope, toAuthzLevel } from './scopes.ts'
 import { BUILTIN_PLACEHOLDERS, HOST_PLACEHOLDERS, SITE_PLACEHOLDER, SUBJECT_PLACEHOLDERS, parseTemplate, placeholdersOf, type TemplatePart } from './template.ts'
 import { asciiLower } from '../lib/ascii_case.ts'
-import { DEFAULT_PILOT_IDENTITY, MAX_PILOT_COUNT, PILOT_AUTHZ, PILOT_TUNNEL_AUTHZ } from '../contract/pilot.ts'
+import { DEFAULT_PILOT_IDENTITY, MAX_PILOT_COUNT, MAX_PILOT_RESTARTS, PILOT_AUTHZ, PILOT_TUNNEL_AUTHZ } from '../contract/pilot.ts'
 
 /**
  * The zod schema of `policies/*.yaml`. Structural checks and every safety rule that can be decided
@@ -100,6 +100,11 @@ const PilotGrantSchema = z.strictObject({
   tunneled: z.boolean().optional(),
   /** The pilot token's `sub`; must name {site}, {slurm_job_id} and {node}. */
   identity: z.string().min(1).max(255).optional(),
+  /**
+   * How often one SLURM job may be restarted (SLURM_RESTART_COUNT) and its pilots still redeem; each redemption
+   * still takes one of the credential's slots. Default DEFAULT_PILOT_MAX_RESTARTS.
+   */
+  max_restarts: z.number().int().min(0).max(MAX_PILOT_RESTARTS).optional(),
 })
 
 /**

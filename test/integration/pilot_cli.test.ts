@@ -16,11 +16,11 @@ async function cli(env: NodeJS.ProcessEnv, ...argv: string[]) {
 const now = Math.floor(Date.now() / 1000)
 
 /** A pilot token's record as the broker writes it (docs/pilots.md: detail.pilot). */
-function pilotEvent(type: 'token.issued' | 'token.renewed', job: string, node: string, time: number, exp: number, jti: string): AuditEvent {
+function pilotEvent(type: 'token.issued' | 'token.renewed', job: string, node: string, time: number, exp: number, jti: string, run?: { restart: number; redeemedAt: number }): AuditEvent {
   return {
     type, time, role: 'pilot', tokenKind: 'idtoken', issuedSub: `pilot-hpc-b-${job}-${node}@pilots.pool.example.org`, jti, exp,
     decision: 'allow', site: 'hpc-b', policyRule: 'hpc-b-pilots',
-    detail: { gen: 1, pilot: { site: 'hpc-b', job, node, jobEnd: now + 7200, rule: 'hpc-b-pilots', enrolment: 'e1', redeemedAt: now - 600 }, ...(type === 'token.renewed' ? { replaces: 'old' } : {}) },
+    detail: { gen: 1, pilot: { site: 'hpc-b', job, node, jobEnd: now + 7200, rule: 'hpc-b-pilots', enrolment: 'e1', redeemedAt: now - 600, ...run }, ...(type === 'token.renewed' ? { replaces: 'old' } : {}) },
   }
 }
 
@@ -49,6 +49,21 @@ describe('condor-token-broker pilot list', () => {
     expect(rows[1]).not.toHaveProperty('lastRenewedAt')
     const table = await cli(env, 'pilot', 'list')
     expect(table.out.split('\n')[0]).toBe('SITE\tJOB\tNODE\tREDEEMED\tLAST RENEWAL\tEXPIRES\tJOB END')
+  })
+
+  it('shows a requeued job\'s node as its newest run: that run\'s restart count, redemption and renewals', async () => {
+    const env = await seeded([
+      // Run 0 redeemed and renewed once; SLURM requeued the job and run 1 redeemed on the same node.
+      pilotEvent('token.issued', '42', 'n1', now - 600, now + 100, 'r0a', { restart: 0, redeemedAt: now - 600 }),
+      pilotEvent('token.renewed', '42', 'n1', now - 300, now + 400, 'r0b', { restart: 0, redeemedAt: now - 600 }),
+      pilotEvent('token.issued', '42', 'n1', now - 30, now + 1800, 'r1a', { restart: 1, redeemedAt: now - 30 }),
+    ])
+    const r = await cli(env, 'pilot', 'list', '--json')
+    expect(r.code, r.err).toBe(0)
+    const rows = r.out.split('\n').map((l) => JSON.parse(l) as Record<string, unknown>)
+    expect(rows).toHaveLength(1)
+    expect(rows[0]).toMatchObject({ job: '42', node: 'n1', restart: 1, redeemedAt: now - 30, renewals: 0, exp: now + 1800 })
+    expect(rows[0]).not.toHaveProperty('lastRenewedAt')
   })
 
   it('refuses an unknown subcommand with one line and status 2', async () => {

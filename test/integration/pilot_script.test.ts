@@ -62,7 +62,7 @@ async function setup(s: Setup) {
 }
 
 describe('pilot script: start-up', () => {
-  it('redeems the staged credential once, places the token 0600 in a 0700 dir, deletes the staged file, then starts the command', async () => {
+  it('redeems the staged credential once, places the token 0600 in a 0700 dir, then starts the command; the staged file goes when the job ends', async () => {
     const t = await setup({ reply: (_, i) => idTokenReply(fakeIdToken(TRUST, i), 3600) })
     const p = t.run()
     await until(() => t.log().includes('token '))
@@ -74,15 +74,39 @@ describe('pilot script: start-up', () => {
       slurm_job_id: JOB,
       node: 'wn01',
       job_end: String(t.start + 3600),
+      // SLURM_RESTART_COUNT is unset on a job's first run.
+      slurm_restart_count: '0',
     })
     const line = t.log().split('\n').find((l) => l.startsWith('token '))!
     const [, mode, , , dirMode, , staged, , dots, , , token] = line.split(' ')
-    expect({ mode, dirMode, staged, dots, token }).toEqual({ mode: '600', dirMode: '700', staged: 'gone', dots: '0', token: fakeIdToken(TRUST, 0) })
+    // Staged while the job runs: a requeued run of it would redeem again (--max-requeues defaults to 2).
+    expect({ mode, dirMode, staged, dots, token }).toEqual({ mode: '600', dirMode: '700', staged: 'present', dots: '0', token: fakeIdToken(TRUST, 0) })
     expect(t.log()).toContain(`config ${t.local}/condor_config`)
     t.stop()
     expect(await p.exit).toBe(0)
     expect(t.broker.seen).toHaveLength(1)
     expect(existsSync(t.local)).toBe(false)
+    expect(existsSync(t.staged)).toBe(false)
+  })
+
+  it('with --max-requeues 0 deletes the staged file before the command starts and asks SLURM not to requeue', async () => {
+    const t = await setup({ reply: (_, i) => idTokenReply(fakeIdToken(TRUST, i), 3600), render: { maxRequeues: 0 } })
+    expect(readFileSync(t.script, 'utf8')).toContain('\n#SBATCH --no-requeue\n')
+    const p = t.run()
+    await until(() => t.log().includes('token '))
+    expect(t.log().split('\n').find((l) => l.startsWith('token '))!.split(' ')[6]).toBe('gone')
+    p.child.kill('SIGTERM')
+    await p.exit
+    expect(existsSync(t.staged)).toBe(false)
+  })
+
+  it('passes SLURM_RESTART_COUNT on as slurm_restart_count', async () => {
+    const t = await setup({ reply: (_, i) => idTokenReply(fakeIdToken(TRUST, i), 3600), env: { SLURM_RESTART_COUNT: '1' } })
+    const p = t.run()
+    await until(() => t.log().includes('token '))
+    expect(t.broker.seen[0]!.params.slurm_restart_count).toBe('1')
+    t.stop()
+    expect(await p.exit).toBe(0)
   })
 })
 
@@ -161,6 +185,9 @@ describe('pilot script: signals and exit status', () => {
     expect(t.log()).toMatch(/^TERM$/m)
     expect(p.stderr()).toContain(`received ${sig}`)
     expect(existsSync(t.local)).toBe(false)
+    // SIGTERM is how SLURM stops a job it requeues (scontrol requeue, preemption): the next run needs the
+    // credential. SIGUSR1 is the drain before the walltime, after which SLURM never requeues.
+    expect(existsSync(t.staged)).toBe(sig === 'SIGTERM')
   })
 
   it('escalates to SIGKILL after the grace period when the command ignores SIGTERM', async () => {
@@ -304,13 +331,13 @@ describe('pilot script: a two-node job', () => {
       .toEqual(['--nodes=2', '--ntasks=2', '--ntasks-per-node=1', '--cpus-per-task=8', '--kill-on-bad-exit=0', '--input=all'])
     const redemptions = t.broker.seen.map((r) => r.params)
     expect(redemptions).toHaveLength(2)
-    const common = { grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange', subject_token: 'enrol+ment/cred=1', subject_token_type: ENROLMENT, slurm_job_id: JOB, job_end: String(t.start + 3600) }
+    const common = { grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange', subject_token: 'enrol+ment/cred=1', subject_token_type: ENROLMENT, slurm_job_id: JOB, job_end: String(t.start + 3600), slurm_restart_count: '0' }
     expect([...redemptions].sort((a, b) => a.node!.localeCompare(b.node!))).toEqual([{ ...common, node: 'wn01' }, { ...common, node: 'wn02' }])
     const seen = ['wn01', 'wn02'].map((n) => tokenLine(t.nodeLog(n))!)
     for (const [i, n] of ['wn01', 'wn02'].entries()) {
-      // [mode, inode, 'dir', dirMode, 'staged', staged, ...]: each node's token is its own, 0600 in its own 0700 dir,
-      // and the staged credential was gone before any node's command started.
-      expect([seen[i]![1], seen[i]![4], seen[i]![6]]).toEqual(['600', '700', 'gone'])
+      // [mode, inode, 'dir', dirMode, 'staged', staged, ...]: each node's token is its own, 0600 in its own 0700 dir;
+      // the staged credential stays while the job runs, for a requeued run.
+      expect([seen[i]![1], seen[i]![4], seen[i]![6]]).toEqual(['600', '700', 'present'])
       expect(t.nodeLog(n)).toContain(`config ${t.localOf(n)}/condor_config`)
       // The redeemed copy is deleted at once.
       expect(readdirSync(join(t.localOf(n), 'work'))).not.toContain('.enrolment')
@@ -321,7 +348,7 @@ describe('pilot script: a two-node job', () => {
     expect(await p.exit).toBe(0)
     expect(existsSync(t.staged)).toBe(false)
     expect(readdirSync(join(t.dir, 'node'))).toEqual([])
-    // The credential was never written anywhere the job ran, in any form.
+    // Beyond the staged file, now gone, the credential was never written anywhere the job ran, in any form.
     for (const f of filesUnder(t.dir)) expect(readFileSync(f, 'utf8'), f).not.toContain('enrol+ment/cred=1')
   })
 
@@ -336,6 +363,8 @@ describe('pilot script: a two-node job', () => {
     expect(p.stderr()).toContain(`received ${sig}: passing SIGTERM to every node's task`)
     expect(readFileSync(join(t.dir, 'scancel.args'), 'utf8')).toBe(`--signal=TERM ${JOB}\n`)
     expect(readdirSync(join(t.dir, 'node'))).toEqual([])
+    // As for one node: kept for a requeued run after SIGTERM only.
+    expect(existsSync(t.staged)).toBe(sig === 'SIGTERM')
   })
 
   it('exits with the highest of the nodes\' command statuses', async () => {

@@ -6,7 +6,7 @@ import { MemoryStore } from '../../src/storage/memory_store.ts'
 const now = 1_900_000_000
 const pilot: PilotRecord = {
   identity: 'pilot-hpc-a-77-n1@pilots.pool.example.org', site: 'hpc-a', job: '77', node: 'n1', jobEnd: now + 7200,
-  role: 'pilot', rule: 'hpc-a-pilots', enrolment: 'cred-1', redeemedAt: now,
+  role: 'pilot', rule: 'hpc-a-pilots', enrolment: 'cred-1', redeemedAt: now, restart: 0,
 }
 
 /** The record a pilot token's issue leaves, as redemption and renewal write it. */

@@ -59,7 +59,11 @@ describe('renderPilotScript', () => {
     ['a walltime sbatch would not read as we do', { walltime: '2h' }, /^--walltime /],
     ['a drain margin as long as the walltime', { walltime: '10', drainSeconds: 600 }, /^--drain /],
     ['a grace period as long as the drain margin', { graceSeconds: 600 }, /^--grace /],
+    // sbatch(1) --signal: "sig_time ... may not exceed 65535 seconds", so a longer drain renders a script sbatch refuses.
+    ['a drain margin sbatch --signal cannot carry', { walltime: '2-00:00:00', drainSeconds: 65_536 }, /^--drain must be at most 65535 seconds \(the longest sbatch --signal warning\)$/],
     ['zero nodes', { nodes: 0 }, /^--nodes /],
+    ['a negative requeue bound', { maxRequeues: -1 }, /^--max-requeues must be a whole number from 0 to 100$/],
+    ['a requeue bound above any policy\'s pilot.max_restarts', { maxRequeues: 101 }, /^--max-requeues must be a whole number from 0 to 100$/],
     ['more nodes than one job fans out to', { nodes: 1001 }, /^--nodes must be a whole number from 1 to 1000$/],
     ['a fractional cpu count', { cpus: 1.5 }, /^--cpus /],
     ['plain http for the broker', { brokerUrl: 'http://broker.example.org' }, /^--broker /],
@@ -105,6 +109,15 @@ describe('condor-token-broker pilot script', () => {
     expect(r.code).toBe(2)
     expect(r.err).toMatch(/^condor-token-broker: --site must be .*$/)
     expect(r.out).toBe('')
+  })
+
+  it('renders the longest drain sbatch --signal takes, and refuses one second more with one line and exit 2', async () => {
+    const long = [...args, '--walltime', '2-00:00:00']
+    const ok = await cli([...long, '--drain', '65535'], {})
+    expect(ok.code).toBe(0)
+    expect(ok.out).toContain('#SBATCH --signal=B:USR1@65535\n')
+    const r = await cli([...long, '--drain', '65536'], {})
+    expect(r).toEqual({ code: 2, out: '', err: 'condor-token-broker: --drain must be at most 65535 seconds (the longest sbatch --signal warning)' })
   })
 
   it('names a missing required option', async () => {

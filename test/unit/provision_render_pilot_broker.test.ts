@@ -46,3 +46,31 @@ describe('provision render: the broker URL a pilot group is given', () => {
     expect(script).toContain('https://broker.example.org:8443/ctb')
   })
 })
+
+// docs/provisioning.md, "A pilot group's credential": every run of the job (the first and up to max_requeues
+// requeued ones) redeems once per node, plus one spare redemption per node for a retry after a lost answer;
+// and the credential must outlive a queue wait and walltime per run.
+describe('provision render: the count and lifetime a pilot group\'s credential is asked for', () => {
+  async function askedFor(templateText: string) {
+    const { broker } = recordingBroker('https://broker.example.org')
+    const calls: Array<{ count: number; lifetime: number }> = []
+    const inner = broker.pilotEnrolment.bind(broker)
+    broker.pilotEnrolment = async (role, site, count, lifetime) => { calls.push({ count, lifetime }); return inner(role, site, count, lifetime) }
+    const { bundles } = await renderCluster({ templateText, templateFile: EXAMPLE, inputs: { ...inputs, pilot_nodes: 3, pilot_walltime: 7200 }, inputsFile: 'inputs.yaml', broker, now: 1_800_000_000 })
+    return { calls, script: bundles.find((b) => b.name === 'hpc')!.files.find((f) => f.path === 'pilot.sbatch')!.content }
+  }
+
+  it('asks, by default (2 requeues), for 3 nodes x (3 runs + 1 spare) = 12 redemptions living 3 x (3600 + 7200) s', async () => {
+    const { calls, script } = await askedFor(text)
+    expect(calls).toEqual([{ count: 12, lifetime: 32_400 }])
+    expect(script).toContain('readonly MAX_REQUEUES=2\n')
+  })
+
+  it('with max_requeues: 0 asks for 3 x (1 + 1 spare) = 6 living 10800 s, and the script is not requeued', async () => {
+    const noRequeue = text.replace('        queue_estimate_s: 3600\n', '        queue_estimate_s: 3600\n        max_requeues: 0\n')
+    expect(noRequeue).not.toBe(text)
+    const { calls, script } = await askedFor(noRequeue)
+    expect(calls).toEqual([{ count: 6, lifetime: 10_800 }])
+    expect(script).toContain('\n#SBATCH --no-requeue\n')
+  })
+})

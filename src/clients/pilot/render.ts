@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs'
-import { PILOT_ENROLMENT_TOKEN_TYPE } from '../../contract/pilot.ts'
+import { DEFAULT_PILOT_MAX_RESTARTS, MAX_PILOT_RESTARTS, PILOT_ENROLMENT_TOKEN_TYPE } from '../../contract/pilot.ts'
 import { TOKEN_TYPE } from '../../contract/token_exchange.ts'
 
 /** What an operator chooses for one pilot job; everything else the script learns from SLURM at run time. */
@@ -31,6 +31,12 @@ export interface PilotScriptOptions {
   localBase?: string
   command?: string
   idleShutdownSeconds?: number
+  /**
+   * SLURM restarts (requeue, preemption, node failure) after which the pilot may still redeem: the staged
+   * credential stays until then, and 0 renders `--no-requeue`. Default DEFAULT_PILOT_MAX_RESTARTS, the
+   * broker's default pilot.max_restarts; a higher value than the policy's only earns a refusal.
+   */
+  maxRequeues?: number
 }
 
 /** An option value the renderer refuses; the message names the option and never needs quoting to be read. */
@@ -40,6 +46,9 @@ export class PilotScriptInputError extends Error {
     this.name = 'PilotScriptInputError'
   }
 }
+
+/** The largest `sig_time` sbatch's `--signal=[B:]sig@sig_time` accepts (sbatch(1)). */
+export const MAX_SIGNAL_SECONDS = 65_535
 
 const TEMPLATE_URL = new URL('./pilot.sbatch.tmpl', import.meta.url)
 
@@ -108,6 +117,12 @@ export function renderPilotScript(options: PilotScriptOptions, template = readFi
   const account = options.account === undefined ? undefined : name('account', options.account)
   const walltime = walltimeSeconds(options.walltime)
   if (walltime < 120) refuse('walltime', 'must be at least 2 minutes')
+  // sbatch(1): --signal's sig_time "may not exceed 65535 seconds"; sbatch would refuse the whole script at submit.
+  // Refused rather than clamped: the same margin sets the master's own shutdown timer, and a quietly shorter
+  // warning than the one asked for would drain jobs later than the admin planned.
+  if (Number.isSafeInteger(options.drainSeconds) && options.drainSeconds > MAX_SIGNAL_SECONDS) {
+    refuse('drain', `must be at most ${MAX_SIGNAL_SECONDS} seconds (the longest sbatch --signal warning)`)
+  }
   const drain = whole('drain', options.drainSeconds, 1, walltime - 1)
   const grace = whole('grace', options.graceSeconds ?? Math.max(1, drain - 60), 1, Math.max(1, drain - 1))
   if (drain > 1 && grace >= drain) refuse('grace', 'must be below the drain margin')
@@ -118,12 +133,16 @@ export function renderPilotScript(options: PilotScriptOptions, template = readFi
   if (command.length > 32 || command.some((w) => !WORD.test(w))) {
     refuse('command', 'must be words of letters, digits and _ . / = : , + - separated by single spaces')
   }
+  const maxRequeues = whole('max-requeues', options.maxRequeues ?? DEFAULT_PILOT_MAX_RESTARTS, 0, MAX_PILOT_RESTARTS)
   if (!TRUST_DOMAIN.test(options.trustDomain)) refuse('trust-domain', 'must be a host-like name (letters, digits, ".", "_", ":", "-")')
 
   const values: Record<string, string> = {
     SITE: site,
     PARTITION: partition,
     ACCOUNT_LINE: account === undefined ? '' : `#SBATCH -A ${account}\n`,
+    // A pilot that may not redeem after a restart should not be restarted: SLURM cancels it instead of requeueing.
+    REQUEUE_LINE: maxRequeues === 0 ? '#SBATCH --no-requeue\n' : '',
+    MAX_REQUEUES: String(maxRequeues),
     // Above one node the batch shell fans out with srun, one pilot task per node (docs/pilots-script.md).
     NODES: String(whole('nodes', options.nodes, 1, 1000)),
     CPUS: String(whole('cpus', options.cpus, 1, 4096)),

@@ -1,3 +1,4 @@
+import { DEFAULT_PILOT_MAX_RESTARTS } from '../../contract/pilot.ts'
 import { PilotScriptInputError, renderPilotScript, type PilotScriptOptions } from '../pilot/render.ts'
 import type { LoadedTemplate } from './template/load_template.ts'
 import type { ResolvedNode } from './template/resolve_template.ts'
@@ -17,7 +18,20 @@ export function pilotScriptOptions(props: Record<string, unknown>, ctx: PilotCon
     ...(props.local_dir !== undefined ? { localBase: String(props.local_dir) } : {}),
     ...(props.idle_shutdown_s !== undefined ? { idleShutdownSeconds: Number(props.idle_shutdown_s) } : {}),
     ...(props.command !== undefined ? { command: String(props.command) } : {}),
+    ...(props.max_requeues !== undefined ? { maxRequeues: Number(props.max_requeues) } : {}),
   }
+}
+
+/**
+ * What a pilot group's enrolment credential is asked for (docs/provisioning.md). Every run of the job, the first
+ * and each of up to max_requeues requeued ones, redeems once per node; one spare redemption per node covers a
+ * retry after a lost answer (the broker counts the redemption it committed, the pilot never saw it). The
+ * credential must stay redeemable through a queue wait and a walltime per run, or a late requeue finds it expired.
+ */
+export function pilotCredentialAsk(props: Record<string, unknown>): { count: number; lifetime: number } {
+  const nodes = Number(props.nodes ?? 1)
+  const runs = 1 + Number(props.max_requeues ?? DEFAULT_PILOT_MAX_RESTARTS)
+  return { count: nodes * (runs + 1), lifetime: runs * (Number(props.queue_estimate_s ?? 3600) + Number(props.walltime_s)) }
 }
 
 // The renderer names its options as `pilot script` spells them; a template author knows the properties.
@@ -25,6 +39,7 @@ const PROPERTY_OF: Record<string, string> = {
   site: 'site', partition: 'partition', account: 'account', walltime: 'walltime_s', nodes: 'nodes', cpus: 'cpus', mem: 'mem_mb',
   drain: 'drain_margin_s', 'log-dir': 'log_dir', 'ca-file': 'broker_ca_file', 'enrolment-file': 'enrolment_file',
   'allowed-owners': 'allowed_owners', 'local-dir': 'local_dir', 'idle-shutdown': 'idle_shutdown_s', command: 'command',
+  'max-requeues': 'max_requeues',
 }
 
 // Stand-ins for the collector and trust domain, known only as render goes; each passes the renderer's own checks.

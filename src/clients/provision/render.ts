@@ -3,7 +3,7 @@ import { checkCluster, computeAttributes, nodeChecker } from './check_cluster.ts
 import { cloudInit } from './cloud_init.ts'
 import { COLLECTOR_PORT, condorConfig, mapfile, NODE_PATHS, type ClusterView, type NodeView } from './condor_config.ts'
 import { newHostKey } from './host_key.ts'
-import { renderPilotGroup } from './pilot_group.ts'
+import { pilotCredentialAsk, renderPilotGroup } from './pilot_group.ts'
 import { loadTemplate, type LoadedTemplate } from './template/load_template.ts'
 import { realiseTemplate, resolveInputs, type ResolvedNode } from './template/resolve_template.ts'
 import { unverifiedJwtPayload } from '../../lib/jwt_payload.ts'
@@ -154,9 +154,8 @@ export async function renderCluster(o: RenderOptions, issued: { tokens: Manifest
       }
       case 'htc.nodes.SlurmPilot': {
         const p = n.properties
-        const nodes = Number(p.nodes ?? 1)
-        const lifetime = Number(p.queue_estimate_s ?? 3600) + Number(p.walltime_s)
-        const cred = await o.broker.pilotEnrolment(ROLE_OF[n.type], String(p.site), nodes, lifetime)
+        const ask = pilotCredentialAsk(p)
+        const cred = await o.broker.pilotEnrolment(ROLE_OF[n.type], String(p.site), ask.count, ask.lifetime)
         const c = enrolmentClaims(cred.token)
         issued.tokens.push({ jti: String(c.jti), sub: String(c.sub), role: ROLE_OF[n.type], node: n.name, kind: 'pilot_enrolment', exp: Number(c.exp) })
         const collector = realisedAttrs[n.requirements.collector!]!.collector_address as string
@@ -233,7 +232,8 @@ function pilotReadme(p: Record<string, unknown>): string {
     `SLURM pilot group for site ${String(p.site)}.`,
     `1. Copy enrolment.cred to ${String(p.enrolment_file)} on the site (mode 0600, the submitting user's own);`,
     `   the broker's TLS CA to ${String(p.broker_ca_file)}.`,
-    '2. sbatch pilot.sbatch. Each node redeems the credential once at start for its own IDTOKEN and deletes the file.',
+    '2. sbatch pilot.sbatch. Each node redeems the credential at start for its own IDTOKEN, again if SLURM requeues the job;',
+    '   the file is deleted once no later run of the job can need it.',
     'The credential is a secret until it is redeemed or expires: do not leave copies behind.',
   ].join('\n') + '\n'
 }

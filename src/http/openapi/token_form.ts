@@ -43,6 +43,7 @@ export const PilotRedemptionForm = z.object({
   slurm_job_id: PILOT_FIELDS.slurm_job_id,
   node: PILOT_FIELDS.node,
   job_end: PILOT_FIELDS.job_end,
+  slurm_restart_count: PILOT_FIELDS.slurm_restart_count,
 }).describe('Pilot redemption: the enrolment credential for the pilot\'s IDTOKEN.')
 
 /** A pilot renews its IDTOKEN with the one it holds. */

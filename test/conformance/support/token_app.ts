@@ -117,6 +117,7 @@ rules:
           max_count: 2
           enrolment_lifetime: { default: 1h, max: 1d }
           tunneled: true
+          max_restarts: 0
 `
 
 /** Which way requests reach the broker: `app.request`, or `serve`'s listener on a socket. */

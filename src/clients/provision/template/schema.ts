@@ -105,6 +105,8 @@ export const NODE_TYPES = {
       queue_estimate_s: Int.optional(),
       drain_margin_s: Int.optional(),
       idle_shutdown_s: Int.optional(),
+      /** Requeues of the job whose pilots may still redeem (the script's --max-requeues; default 2, as pilot.max_restarts). */
+      max_requeues: Int.optional(),
       allowed_owners: StrList,
       /** Paths on the SLURM site: logs, the staged enrolment credential, the broker's TLS CA. */
       log_dir: Str,
