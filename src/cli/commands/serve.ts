@@ -1,3 +1,4 @@
+import { constants } from 'node:os'
 import { loadConfig } from '../../config.ts'
 import { createLogger, type Logger } from '../../lib/logger.ts'
 import { startBroker, type RunningBroker } from '../../server.ts'
@@ -11,8 +12,8 @@ certificate under data/, HTTPS on 127.0.0.1:8443, issuer https://localhost:8443.
 On SIGTERM or SIGINT, requests in flight get shutdown_grace_seconds to finish; SIGHUP reloads policies,
 signing keys and the TLS certificate; a changed policy file or SciToken keyring ("keys rotate") is also
 taken up by itself (policy.watch, scitoken.watch_keys). A SIGHUP while serve starts is held and reloads
-once it serves; a SIGTERM or SIGINT while it starts stops it cleanly (status 0) once start-up is done, a
-second one ends it at once (status 128 + the signal's number).
+once it serves; a SIGTERM or SIGINT while it starts stops it cleanly (status 0) once start-up is done. A
+second SIGTERM or SIGINT, while it starts or while it stops, ends it at once (status 128 + the signal's number).
 Every config field can be overridden with CTB_<FIELD> (e.g. CTB_LISTEN_PORT); see config/broker.example.yaml.`
 
 export async function serveCommand(argv: string[], io: CommandIo): Promise<number> {
@@ -40,9 +41,15 @@ export async function serveCommand(argv: string[], io: CommandIo): Promise<numbe
   const onHup = () => { void running.reload('sighup') }
   let stop!: (s: NodeJS.Signals) => void
   const stopped = new Promise<NodeJS.Signals>((resolve) => {
-    // A second signal during the drain changes nothing: the grace already bounds the wait.
+    // A second one while stopping ends the process at once, as during start-up: the grace bounds the
+    // requests in flight, but not the services' close (a store whose database neither answers nor fails
+    // holds it without bound), and nothing the broker has not committed has left it.
     let seen = false
-    stop = (s: NodeJS.Signals) => { if (!seen) { seen = true; resolve(s) } }
+    stop = (s: NodeJS.Signals) => {
+      if (!seen) { seen = true; resolve(s); return }
+      io.out(`${s} again while stopping: exiting now`)
+      process.exit(128 + (constants.signals[s] ?? 0))
+    }
   })
   // The running handlers go in in the same tick the start-up ones come out: no signal falls between them.
   process.on('SIGHUP', onHup)
