@@ -362,7 +362,9 @@ export class SealedRefreshTokens implements RefreshTokenStore {
    * Stops the retries after one last write of each held token (an orderly shutdown, before the store
    * closes), waiting at most CLOSE_WRITE_GRACE_MS: a write still pending then (the store hangs, or an
    * earlier write of the same credential does, ahead of it in the queue) is not waited for, and every
-   * token still unstored is put on disk first.
+   * token still unstored is put on disk first. The disk gets a grace of its own: with SQLite it is often
+   * the disk the hung database is on, and a save that never ends must not keep the shutdown from ending
+   * either; the directory's lock then stays (the next start finds its process gone and takes it).
    */
   async close(): Promise<void> {
     this.#closed = true
@@ -371,16 +373,12 @@ export class SealedRefreshTokens implements RefreshTokenStore {
       delete h.pending!.timer
       return this.#retry(key, h.pending!)
     }))
-    let timer: NodeJS.Timeout | undefined
-    const late = await Promise.race([
-      last.then(() => false),
-      new Promise<true>((resolve) => { timer = setTimeout(() => resolve(true), CLOSE_WRITE_GRACE_MS) }),
-    ])
-    clearTimeout(timer)
+    const late = !(await settlesWithin(last, CLOSE_WRITE_GRACE_MS))
+    const saves: Promise<void>[] = []
+    if (late) for (const [key, h] of this.#held) if (h.pending && !h.pending.spilled) saves.push(this.#keepOnDisk(key, h, h.pending))
+    // What is still not stored stays spilled, for the next start to take up: every save under way ends first.
+    const onDisk = await settlesWithin(Promise.all(saves).then(() => this.#spill?.settled()), CLOSE_WRITE_GRACE_MS)
     if (late) {
-      const saves: Promise<void>[] = []
-      for (const [key, h] of this.#held) if (h.pending && !h.pending.spilled) saves.push(this.#keepOnDisk(key, h, h.pending))
-      await Promise.all(saves)
       let kept = 0
       for (const h of this.#held.values()) if (h.pending?.spilled) kept++
       const { memory } = this.unstored()
@@ -388,8 +386,12 @@ export class SealedRefreshTokens implements RefreshTokenStore {
         graceMs: CLOSE_WRITE_GRACE_MS, unstored: memory, onDisk: kept,
       })
     }
-    // What is still not stored stays spilled, for the next start to take up: every save under way ends first.
-    await this.#spill?.settled()
+    if (!onDisk) {
+      this.#log.error('the disk did not finish keeping held rotated IAM refresh tokens at shutdown; not waiting any longer, and a token not yet on disk is lost with this process', {
+        graceMs: CLOSE_WRITE_GRACE_MS, unstored: this.unstored().memory,
+      })
+      return
+    }
     this.#spill?.release()
   }
 
@@ -457,4 +459,14 @@ export function revokeStored(store: CredentialStore, c: Pick<StoredCredential, '
       detail: { user: c.user, provider: c.provider },
     },
   )
+}
+
+/** True when `p` settles within `ms`; false when the time runs out first (`p` is not waited for any longer). */
+async function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: ReturnType<typeof setTimeout> | undefined
+  try {
+    return await Promise.race([p.then(() => true, () => true), new Promise<false>((resolve) => { timer = setTimeout(() => resolve(false), ms) })])
+  } finally {
+    clearTimeout(timer)
+  }
 }

@@ -1,8 +1,9 @@
+import { constants } from 'node:os'
 import { loadConfig } from '../../config.ts'
 import { createLogger, type Logger } from '../../lib/logger.ts'
 import { startBroker, type RunningBroker } from '../../server.ts'
 import { parse, type CommandIo } from '../command.ts'
-import { holdStartupSignals } from '../startup_signals.ts'
+import { asksAgain, holdStartupSignals } from '../startup_signals.ts'
 
 const HELP = `Usage: condor-token-broker serve [--config FILE]
 
@@ -11,8 +12,9 @@ certificate under data/, HTTPS on 127.0.0.1:8443, issuer https://localhost:8443.
 On SIGTERM or SIGINT, requests in flight get shutdown_grace_seconds to finish; SIGHUP reloads policies,
 signing keys and the TLS certificate; a changed policy file or SciToken keyring ("keys rotate") is also
 taken up by itself (policy.watch, scitoken.watch_keys). A SIGHUP while serve starts is held and reloads
-once it serves; a SIGTERM or SIGINT while it starts stops it cleanly (status 0) once start-up is done, a
-second one ends it at once (status 128 + the signal's number).
+once it serves; a SIGTERM or SIGINT while it starts stops it cleanly (status 0) once start-up is done. A
+second SIGTERM or SIGINT, while it starts or while it stops, ends it at once (status 128 + the signal's number);
+one within 250 ms of the first (a Ctrl-C that npm start passes on too) is the same one, not a second.
 Every config field can be overridden with CTB_<FIELD> (e.g. CTB_LISTEN_PORT); see config/broker.example.yaml.`
 
 export async function serveCommand(argv: string[], io: CommandIo): Promise<number> {
@@ -38,12 +40,19 @@ export async function serveCommand(argv: string[], io: CommandIo): Promise<numbe
   if (devIam) io.out(`DEVELOPMENT IAM (not for production): ${devIam.issuer} (clients and users: docs/dev-iam.md)`)
   // SIGHUP: keys and TLS certificate (the policy holder answers SIGHUP for the policies itself).
   const onHup = () => { void running.reload('sighup') }
-  let stop!: (s: NodeJS.Signals) => void
-  const stopped = new Promise<NodeJS.Signals>((resolve) => {
-    // A second signal during the drain changes nothing: the grace already bounds the wait.
-    let seen = false
-    stop = (s: NodeJS.Signals) => { if (!seen) { seen = true; resolve(s) } }
-  })
+  let resolveStop!: (s: NodeJS.Signals) => void
+  const stopped = new Promise<NodeJS.Signals>((resolve) => { resolveStop = resolve })
+  // A second one while stopping ends the process at once, as during start-up: the grace bounds the
+  // requests in flight, but not the services' close (a store whose database neither answers nor fails
+  // holds it without bound), and nothing the broker has not committed has left it. The same one
+  // delivered twice (a Ctrl-C under npm start) is not a second (SAME_STOP_WITHIN_MS).
+  let firstAt: number | undefined
+  const stop = (s: NodeJS.Signals) => {
+    if (firstAt === undefined) { firstAt = performance.now(); resolveStop(s); return }
+    if (!asksAgain(firstAt)) return
+    io.out(`${s} again while stopping: exiting now`)
+    process.exit(128 + (constants.signals[s] ?? 0))
+  }
   // The running handlers go in in the same tick the start-up ones come out: no signal falls between them.
   process.on('SIGHUP', onHup)
   process.on('SIGINT', stop)
@@ -51,6 +60,7 @@ export async function serveCommand(argv: string[], io: CommandIo): Promise<numbe
   const held = startup.release()
   if (held.stop) {
     stop(held.stop)
+    firstAt = held.stopAt
   } else if (held.reloads > 0) {
     // The policies, keys and certificate were read during start-up, perhaps before the change the HUP announces.
     log?.info('SIGHUP arrived during start-up; reloading now', { count: held.reloads })
