@@ -172,6 +172,19 @@ export class ChainVerifier {
     return true
   }
 
+  /** The first problem found so far, if any. */
+  get broken(): { seq: number; reason: string } | undefined {
+    return this.#broken && { ...this.#broken }
+  }
+
+  /**
+   * Whether what was fed so far starts where it may: at seq 1 from the genesis hash, after an anchor, or
+   * after a gap that a checkpoint fed since vouches for.
+   */
+  get anchored(): boolean {
+    return this.#anchored
+  }
+
   /** Final verdict, given the head the backend stores separately (seq 0 when empty). */
   finish(head: { seq: number; hash: string }): ChainVerification {
     if (this.#broken) return { ok: false, records: this.#count, broken: this.#broken }

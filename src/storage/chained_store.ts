@@ -2,7 +2,7 @@ import type { AuditEvent, AuditPage, AuditQuery, AuditRecord, AuditStore, ChainV
 import type { AuditAggregates, CountQuery, CountRow, LiveRow, ReasonRow } from '../audit/aggregate.ts'
 import { openAnchor, sealAnchor } from '../audit/anchor.ts'
 import { assertStorableEvent, ChainVerifier, checkRecord, columnsOf, encodeEventBody, recordHash, rowToRecord, type AuditColumns, type CheckpointDetail, type StoredRow } from '../audit/chain.ts'
-import { InvalidRequest } from '../errors.ts'
+import { InvalidRequest, OperatorError } from '../errors.ts'
 import type { CredentialConfirmation, CredentialStore, CredentialWrite, StoredCredential } from '../credentials/credential_store.ts'
 import type { ConsoleSessionStore, SessionWrite, StoredSession } from '../console/session_store.ts'
 import type { IssuanceHorizons, NewRevocation, Revocation, RevocationLift, RevocationStore } from '../revocation/revocation.ts'
@@ -15,7 +15,9 @@ export type WriteOp =
   | { kind: 'revoke'; rev: NewRevocation; event: AuditEvent; result?: Revocation }
   /** `result` stays undefined (and nothing is appended) when the entry is unknown or already lifted. */
   | { kind: 'lift'; lift: RevocationLift; json: string; result?: Revocation }
-  | { kind: 'prune'; before: number; now: number; result?: PruneResult }
+  /** Deletes records `range.first..range.through`, which the chain was found to vouch for (ChainedStore.prune). */
+  /** `result` is PRUNE_RANGE_CHANGED (nothing deleted, nothing appended) when the log changed since the check. */
+  | { kind: 'prune'; before: number; now: number; range: PruneRange; result?: PruneResult | typeof PRUNE_RANGE_CHANGED }
   | RedeemOp
   /** A credential change and its record, together or not at all; `result` false (nothing appended) when a rotate or revoke changed nothing. */
   | { kind: 'credential'; write: CredentialWrite; json: string; result?: boolean }
@@ -26,6 +28,18 @@ export type WriteOp =
   | { kind: 'session'; write: SessionWrite }
   /** IAM's confirmation kept on a credential row; not an audit record (the tokens minted under it record it). */
   | { kind: 'confirm'; confirm: CredentialConfirmation; result?: boolean }
+
+/**
+ * The records one prune deletes, checked before the transaction: first..through, and the hash of `through`.
+ * The transaction refuses when the log no longer starts at `first` or `through` no longer has that hash.
+ */
+export interface PruneRange { first: number; through: number; hash: string }
+
+/**
+ * A prune's transaction found the log changed between the check and the delete. It refuses as a result, not
+ * by throwing, which would fail the other records of its batch.
+ */
+export const PRUNE_RANGE_CHANGED = 'the audit log changed while retention checked it; not pruning (run "audit verify")'
 
 /** The ops that hand a `result` back to their caller: all but an event and a console session write. */
 export function returnsResult(op: WriteOp): op is Exclude<WriteOp, { kind: 'event' | 'session' }> {
@@ -276,9 +290,58 @@ export abstract class ChainedStore implements BrokerStore {
   }
 
   async prune(before: number, now: number): Promise<PruneResult> {
-    const op: WriteOp = { kind: 'prune', before, now }
+    const range = await this.#vouchedPrefix(before)
+    if (!range) return { pruned: 0 }
+    const op: WriteOp = { kind: 'prune', before, now, range }
     await this.#submit(op)
+    if (op.result === PRUNE_RANGE_CHANGED) throw new OperatorError('EAUDITCHAIN', PRUNE_RANGE_CHANGED)
     return op.result!
+  }
+
+  /**
+   * The records a prune at `before` deletes (every one before the first with `time >= before`), once the
+   * chain vouches for them: each intact, linked to the next, the first at the genesis hash or behind a
+   * checkpoint. Deleting records it does not vouch for would destroy the evidence of their tampering, and
+   * the new checkpoint would vouch for the remaining chain (and carry the revocations the edited bodies
+   * state, not the ones the broker wrote). Undefined when nothing is old enough; throws naming the first problem.
+   */
+  async #vouchedPrefix(before: number): Promise<PruneRange | undefined> {
+    const head = await this.readHead()
+    const v = new ChainVerifier()
+    let first: StoredRow | undefined
+    let last: StoredRow | undefined
+    for await (const row of this.scanRows(1)) {
+      if (Number(row.seq) > head.seq) break
+      first ??= row
+      const pruned = Number(row.time) < before
+      if (pruned) last = row
+      // The first record kept is fed too: it must link to the last one pruned.
+      if (!v.feed(row) || !pruned) break
+    }
+    if (!first || !last) return undefined
+    const refuse = (b: { seq: number; reason: string }) => new OperatorError('EAUDITCHAIN', `audit chain broken at seq ${b.seq}: ${b.reason}; not pruning (run "audit verify")`)
+    if (v.broken) throw refuse(v.broken)
+    if (!v.anchored && !(await this.#checkpointVouchesFor(first))) {
+      throw refuse({ seq: Number(first.seq), reason: `records before seq ${first.seq} are missing and no checkpoint vouches for their removal` })
+    }
+    return { first: Number(first.seq), through: Number(last.seq), hash: last.hash }
+  }
+
+  /** Whether an intact checkpoint record states that retention removed the records before `first`. */
+  async #checkpointVouchesFor(first: StoredRow): Promise<boolean> {
+    let cursor: string | undefined
+    // Bounded: each page moves the cursor back, and there is one checkpoint per prune that deleted something.
+    for (;;) {
+      const page = await this.query({ type: 'audit.checkpoint', limit: MAX_PAGE, ...(cursor !== undefined ? { cursor } : {}) })
+      for (const r of page.records) {
+        const d = r.event.detail as Partial<CheckpointDetail> | undefined
+        if (d?.prunedThroughSeq !== Number(first.seq) - 1 || d.prunedLastHash !== first.prev_hash) continue
+        const [row] = await this.readRows([r.seq])
+        if (row && typeof checkRecord(row) !== 'string') return true
+      }
+      if (page.nextCursor === undefined) return false
+      cursor = page.nextCursor
+    }
   }
 
   /** Group-commit counters (committed batches and records), for benchmarks and metrics. */

@@ -7,7 +7,7 @@ import { INITIAL_GENERATION, type IssuanceHorizons, type NewRevocation, type Rev
 import { horizonsFromRows, HorizonTracker, raiseHorizonSql, reseedHorizonsSql, revocationUntil, seedHorizonsSql, seedMarkTableSql } from './issuance_horizon.ts'
 import { revocationsToCarry } from '../revocation/revocation_consistency.ts'
 import {
-  ChainedStore, LIFT_AND_ISS_MIGRATION, REVOCATION_RECORDS_WHERE, assertPageSize, chainRow, checkpointEventBody, decodeCursor, equalityFilters, eventRow,
+  ChainedStore, LIFT_AND_ISS_MIGRATION, PRUNE_RANGE_CHANGED, REVOCATION_RECORDS_WHERE, type PruneRange, assertPageSize, chainRow, checkpointEventBody, decodeCursor, equalityFilters, eventRow,
   revocationEventBody, fromRevocationRow, toPage, type RevocationRow, type RevocationState, type WriteOp,
 } from './chained_store.ts'
 import type { GroupCommitOptions } from './group_commit.ts'
@@ -179,13 +179,13 @@ export class PostgresStore extends ChainedStore {
           if (lifted[0]) { const { body, cols } = eventRow(op.json); append(body, cols); op.result = fromRevocationRow(lifted[0]) }
         } else {
           await flush()
-          const cut = await prunePrefix(client, op.before, seq)
+          const cut = await prunePrefix(client, op.range)
           if (cut) {
             const { carried, ...detail } = cut
             const { body, cols } = checkpointEventBody({ ...detail, before: op.before }, carried, op.now)
             append(body, cols)
             op.result = { pruned: cut.prunedCount, checkpointSeq: seq }
-          } else op.result = { pruned: 0 }
+          } else op.result = PRUNE_RANGE_CHANGED
         }
       }
       await flush()
@@ -348,17 +348,19 @@ async function insertRevocation(client: pg.PoolClient, r: NewRevocation, batchTo
   return { ...r, until, id: rows[0]!.id, ...(gen !== undefined ? { gen } : {}) }
 }
 
-async function prunePrefix(client: pg.PoolClient, before: number, headSeq: number) {
-  const keep = (await client.query<{ seq: number | null }>('SELECT min(seq) AS seq FROM audit_log WHERE time >= $1', [before])).rows[0]!
-  const through = keep.seq === null ? headSeq : keep.seq - 1
-  const first = (await client.query<{ seq: number | null }>('SELECT min(seq) AS seq FROM audit_log')).rows[0]!
-  if (first.seq === null || through < first.seq) return null
-  const last = (await client.query<{ hash: string }>('SELECT hash FROM audit_log WHERE seq = $1', [through])).rows[0]
-  if (!last) throw new Error(`audit record ${through} is missing; run audit verify`)
-  const stating = await client.query<{ body: string }>(`SELECT body FROM audit_log WHERE seq <= $1 AND ${REVOCATION_RECORDS_WHERE} ORDER BY seq`, [through])
+/**
+ * Deletes records range.first..range.through, which ChainedStore.prune found the chain vouches for, as long as
+ * nothing changed since (the log starts there, `through` has that hash, no seq in between is gone); else null.
+ */
+async function prunePrefix(client: pg.PoolClient, range: PruneRange) {
+  const first = (await client.query<{ seq: string | null }>('SELECT min(seq) AS seq FROM audit_log')).rows[0]!
+  const last = (await client.query<{ hash: string }>('SELECT hash FROM audit_log WHERE seq = $1', [range.through])).rows[0]
+  const count = (await client.query<{ n: string }>('SELECT count(*) AS n FROM audit_log WHERE seq <= $1', [range.through])).rows[0]!
+  if (Number(first.seq) !== range.first || last?.hash !== range.hash || Number(count.n) !== range.through - range.first + 1) return null
+  const stating = await client.query<{ body: string }>(`SELECT body FROM audit_log WHERE seq <= $1 AND ${REVOCATION_RECORDS_WHERE} ORDER BY seq`, [range.through])
   const carried = revocationsToCarry(stating.rows.map((r) => JSON.parse(r.body) as AuditEvent))
-  const res = await client.query('DELETE FROM audit_log WHERE seq <= $1', [through])
-  return { prunedThroughSeq: through, prunedLastHash: last.hash, prunedCount: res.rowCount ?? 0, carried }
+  const res = await client.query('DELETE FROM audit_log WHERE seq <= $1', [range.through])
+  return { prunedThroughSeq: range.through, prunedLastHash: range.hash, prunedCount: res.rowCount ?? 0, carried }
 }
 
 async function migrate(pool: pg.Pool): Promise<void> {

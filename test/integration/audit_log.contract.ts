@@ -212,6 +212,29 @@ export function auditStoreContract(name: string, h: StoreHarness): void {
       expect(await s.verify()).toMatchObject({ ok: false, broken: { seq: 6, reason: expect.stringMatching(/no checkpoint/) } })
     })
 
+    // Retention deletes records for good: it must not delete the evidence that they were tampered with.
+    it('retention refuses to prune records the chain does not vouch for, so the tampering stays visible', async () => {
+      const s = await fresh()
+      for (let i = 1; i <= 6; i++) await s.record(issued(i))
+      for (let i = 10; i <= 12; i++) await s.record(issued(i, { time: T0 + 100 + i }))
+      await h.tamper.setColumn(3, 'role', 'admin')
+      await expect(s.prune(T0 + 100, T0 + 200)).rejects.toThrow('audit chain broken at seq 3: column role differs from the hashed body (record edited); not pruning (run "audit verify")')
+      expect(await s.verify()).toMatchObject({ ok: false, broken: { seq: 3, reason: 'column role differs from the hashed body (record edited)' } })
+      await h.tamper.setColumn(3, 'role', 'schedd')
+      await h.tamper.deleteRecord(1)
+      await expect(s.prune(T0 + 100, T0 + 200)).rejects.toThrow('audit chain broken at seq 2: records before seq 2 are missing and no checkpoint vouches for their removal; not pruning (run "audit verify")')
+      expect(await s.verify()).toMatchObject({ ok: false, broken: { seq: 2 } })
+    })
+
+    it('retention refuses to prune a record that no longer links to the next one it keeps', async () => {
+      const s = await fresh()
+      for (let i = 1; i <= 4; i++) await s.record(issued(i))
+      for (let i = 10; i <= 12; i++) await s.record(issued(i, { time: T0 + 100 + i }))
+      const edited = JSON.stringify(sortedIssued(4)).replace('pilot-4@', 'mallory@')
+      await h.tamper.setBody(4, edited)
+      await expect(s.prune(T0 + 100, T0 + 200)).rejects.toThrow('audit chain broken at seq 4: hash does not match the record content (record edited); not pruning (run "audit verify")')
+    })
+
     it('stores revocations with their audit record; a role revocation bumps the generation', async () => {
       const s = await fresh()
       const ev = (kind: string): AuditEvent => ({ type: 'token.revoked', time: T0, caller: { sub: 'admin' }, reason: `test ${kind}` })
@@ -330,6 +353,16 @@ export function auditStoreContract(name: string, h: StoreHarness): void {
         await h.tamper.setRevocationUntil(site.id, T0 + 10)
         await h.tamper.setBody(3, (await bodyOf(s, 3)).replace(`"until":${site.until}`, `"until":${T0 + 10}`))
         expect(await unverified(s)).toBe('audit chain broken at seq 3: hash does not match the record content (record edited)')
+      })
+
+      it('is not fooled by retention pruning a retyped revocation record whose row was deleted', async () => {
+        const { s, site } = await revoked()
+        for (let i = 10; i <= 12; i++) await s.record(issued(i, { time: T0 + 100 + i }))
+        await h.tamper.deleteRevocation(site.id)
+        await h.tamper.setColumn(3, 'type', 'token.denied')
+        // Pruned, the record's body would be gone and the checkpoint would not carry the revocation.
+        await expect(s.prune(T0 + 100, T0 + 200)).rejects.toThrow('audit chain broken at seq 3: column type differs from the hashed body (record edited); not pruning (run "audit verify")')
+        expect(await unverified(s)).toBe('audit chain broken at seq 3: column type differs from the hashed body (record edited)')
       })
 
       it('resumes from its sealed anchor, re-checking only the revocation records below it', async () => {
