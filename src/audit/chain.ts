@@ -1,6 +1,12 @@
 import { hash } from 'node:crypto'
 import type { AuditEvent, AuditRecord, ChainVerification } from './audit_log.ts'
 
+/** The seq and hash of the newest record, kept beside the chain (table audit_head); seq 0 when empty. */
+export interface ChainHead { seq: number; hash: string }
+
+/** Why nothing can be judged about the tail when the head row is gone (deleted by hand). */
+export const HEAD_MISSING = 'the chain head (table audit_head) is missing'
+
 /** `prevHash` of record 1. */
 export const GENESIS_HASH = '0'.repeat(64)
 
@@ -185,9 +191,12 @@ export class ChainVerifier {
     return this.#anchored
   }
 
-  /** Final verdict, given the head the backend stores separately (seq 0 when empty). */
-  finish(head: { seq: number; hash: string }): ChainVerification {
+  /** Final verdict, given the head the backend stores separately (seq 0 when empty; undefined when its row is gone). */
+  finish(head: ChainHead | undefined): ChainVerification {
     if (this.#broken) return { ok: false, records: this.#count, broken: this.#broken }
+    if (!head) {
+      return { ok: false, records: this.#count, broken: { seq: (this.#last?.seq ?? 0) + 1, reason: `${HEAD_MISSING}, so records cut off the end cannot be ruled out` } }
+    }
     if (!this.#last) {
       if (head.seq === 0) return { ok: true, records: 0, head: { seq: 0, hash: GENESIS_HASH }, firstSeq: 0 }
       return { ok: false, records: 0, broken: { seq: head.seq, reason: `all records are missing (head says seq ${head.seq})` } }

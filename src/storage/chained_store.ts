@@ -1,7 +1,7 @@
 import type { AuditEvent, AuditPage, AuditQuery, AuditRecord, AuditStore, ChainVerification, PruneResult } from '../audit/audit_log.ts'
 import type { AuditAggregates, CountQuery, CountRow, LiveRow, ReasonRow } from '../audit/aggregate.ts'
 import { openAnchor, sealAnchor } from '../audit/anchor.ts'
-import { assertStorableEvent, ChainVerifier, checkRecord, columnsOf, encodeEventBody, recordHash, rowToRecord, type AuditColumns, type CheckpointDetail, type StoredRow } from '../audit/chain.ts'
+import { assertStorableEvent, ChainVerifier, HEAD_MISSING, type ChainHead, checkRecord, columnsOf, encodeEventBody, recordHash, rowToRecord, type AuditColumns, type CheckpointDetail, type StoredRow } from '../audit/chain.ts'
 import { InvalidRequest, OperatorError } from '../errors.ts'
 import type { CredentialConfirmation, CredentialStore, CredentialWrite, StoredCredential } from '../credentials/credential_store.ts'
 import type { ConsoleSessionStore, SessionWrite, StoredSession } from '../console/session_store.ts'
@@ -80,7 +80,8 @@ export interface BrokerStore extends AuditStore, AuditAggregates, RevocationStor
 
 /** The table side of the revocation check and the chain's extent, read in one snapshot. */
 export interface RevocationState {
-  head: { seq: number; hash: string }
+  /** Undefined when the head row is gone. */
+  head: ChainHead | undefined
   /** Lowest seq in the log (0 when empty). */
   firstSeq: number
   rows: Revocation[]
@@ -135,8 +136,8 @@ export abstract class ChainedStore implements BrokerStore {
   protected abstract commitBatch(ops: WriteOp[]): Promise<void> | void
   /** Raw rows in seq order from `fromSeq`, in bounded chunks. */
   protected abstract scanRows(fromSeq: number): AsyncIterable<StoredRow>
-  /** The separately stored chain head (seq 0 and the genesis hash when empty). */
-  protected abstract readHead(): Promise<{ seq: number; hash: string }>
+  /** The separately stored chain head (seq 0 and the genesis hash when empty; undefined when its row is gone). */
+  protected abstract readHead(): Promise<ChainHead | undefined>
   abstract query(q: AuditQuery): Promise<AuditPage>
   abstract countByTime(q: CountQuery): Promise<CountRow[]>
   abstract countDenialReasons(q: { from: number; to: number }): Promise<ReasonRow[]>
@@ -184,7 +185,7 @@ export abstract class ChainedStore implements BrokerStore {
     let verifier = new ChainVerifier()
     let from = 1
     let unverified: string | undefined
-    if (anchor && anchor.firstSeq === state.firstSeq && anchor.seq <= state.head.seq) {
+    if (anchor && state.head && anchor.firstSeq === state.firstSeq && anchor.seq <= state.head.seq) {
       // Records up to the anchor were verified before: only those that stated revocations are read again,
       // by seq (not by their type column, which a retyping would hide), and must be unchanged.
       const rows = new Map((await this.readRows(anchor.evidence.map(([seq]) => seq))).map((r) => [Number(r.seq), r]))
@@ -204,7 +205,7 @@ export abstract class ChainedStore implements BrokerStore {
     let chain: ChainVerification | undefined
     if (unverified === undefined) {
       for await (const row of this.scanRows(from)) {
-        if (Number(row.seq) > state.head.seq) break
+        if (state.head && Number(row.seq) > state.head.seq) break
         if (verifier.feed(row)) { if (statesRevocations(row.type)) keep(row, rowToRecord(row).event); continue }
         // Broken: the rest cannot be authenticated, but what it states still helps the operator judge.
         let e: AuditEvent | undefined
@@ -218,7 +219,7 @@ export abstract class ChainedStore implements BrokerStore {
     const revocations = verifyRevocationEvidence({ records, rows: state.rows, generations: state.generations }, unverified)
     if (anchorKey && chain.ok) {
       // Best effort: without a fresh anchor the next start-up only checks more records.
-      await this.writeAnchor(sealAnchor({ seq: state.head.seq, hash: state.head.hash, firstSeq: state.firstSeq, evidence }, anchorKey)).catch(() => {})
+      await this.writeAnchor(sealAnchor({ seq: chain.head.seq, hash: chain.head.hash, firstSeq: state.firstSeq, evidence }, anchorKey)).catch(() => {})
     }
     return { chain, revocations }
   }
@@ -307,6 +308,7 @@ export abstract class ChainedStore implements BrokerStore {
    */
   async #vouchedPrefix(before: number): Promise<PruneRange | undefined> {
     const head = await this.readHead()
+    if (!head) throw new OperatorError('EAUDITCHAIN', `${HEAD_MISSING}; not pruning (run "audit verify")`)
     const v = new ChainVerifier()
     let first: StoredRow | undefined
     let last: StoredRow | undefined
@@ -358,7 +360,7 @@ export abstract class ChainedStore implements BrokerStore {
     const head = await this.readHead()
     const v = new ChainVerifier()
     for await (const row of this.scanRows(1)) {
-      if (Number(row.seq) > head.seq || !v.feed(row)) break
+      if ((head && Number(row.seq) > head.seq) || !v.feed(row)) break
     }
     return v.finish(head)
   }

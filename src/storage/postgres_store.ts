@@ -1,7 +1,7 @@
 import pg from 'pg'
 import type { AuditEvent, AuditPage, AuditQuery } from '../audit/audit_log.ts'
 import { assertCountQuery, COUNTED_TYPES_SQL, type CountQuery, type CountRow, type LiveRow, type ReasonRow } from '../audit/aggregate.ts'
-import { COLUMN_NAMES, GENESIS_HASH, type AuditColumns, type StoredRow } from '../audit/chain.ts'
+import { COLUMN_NAMES, GENESIS_HASH, HEAD_MISSING, type AuditColumns, type ChainHead, type StoredRow } from '../audit/chain.ts'
 import { OperatorError } from '../errors.ts'
 import { INITIAL_GENERATION, type IssuanceHorizons, type NewRevocation, type Revocation } from '../revocation/revocation.ts'
 import { horizonsFromRows, HorizonTracker, raiseHorizonSql, reseedHorizonsSql, revocationUntil, seedHorizonsSql, seedMarkTableSql } from './issuance_horizon.ts'
@@ -125,7 +125,9 @@ export class PostgresStore extends ChainedStore {
   protected async commitBatch(ops: WriteOp[]): Promise<void> {
     await inTransaction(this.#pool, async (client) => {
       // The row lock serializes every replica's batches: the chain stays one chain.
-      const head = (await client.query<{ seq: number; hash: string }>('SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE')).rows[0]!
+      const head = (await client.query<ChainHead>('SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE')).rows[0]
+      // Gone only by hand: appending without it would restart the chain at seq 1 (or fail on a TypeError).
+      if (!head) throw new Error(`${HEAD_MISSING}; run "audit verify"`)
       let seq = head.seq
       let prev = head.hash
       const rows: StoredRow[] = []
@@ -205,8 +207,8 @@ export class PostgresStore extends ChainedStore {
     }
   }
 
-  protected async readHead(): Promise<{ seq: number; hash: string }> {
-    return (await this.#pool.query<{ seq: number; hash: string }>('SELECT seq, hash FROM audit_head WHERE id = 1')).rows[0]!
+  protected async readHead(): Promise<ChainHead | undefined> {
+    return (await this.#pool.query<ChainHead>('SELECT seq, hash FROM audit_head WHERE id = 1')).rows[0]
   }
 
   async query(q: AuditQuery): Promise<AuditPage> {
@@ -294,7 +296,7 @@ export class PostgresStore extends ChainedStore {
     const client = await this.#pool.connect()
     try {
       await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY')
-      const head = (await client.query<{ seq: number; hash: string }>('SELECT seq, hash FROM audit_head WHERE id = 1')).rows[0]!
+      const head = (await client.query<ChainHead>('SELECT seq, hash FROM audit_head WHERE id = 1')).rows[0]
       const first = (await client.query<{ seq: number | null }>('SELECT min(seq) AS seq FROM audit_log')).rows[0]!.seq ?? 0
       const rows = (await client.query<RevocationRow>('SELECT * FROM revocations ORDER BY id')).rows.map(fromRevocationRow)
       const gens = (await client.query<{ role: string; gen: number }>('SELECT role, gen FROM role_generations')).rows

@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite'
-import { COLUMN_NAMES, GENESIS_HASH, recordHash, type AuditColumns } from '../audit/chain.ts'
+import { COLUMN_NAMES, GENESIS_HASH, HEAD_MISSING, recordHash, type AuditColumns } from '../audit/chain.ts'
 import type { AuditEvent, PruneResult } from '../audit/audit_log.ts'
 import type { RedemptionOutcome } from './chained_store.ts'
 import type { CredentialWrite } from '../credentials/credential_store.ts'
@@ -190,7 +190,9 @@ export class SqliteChainWriter {
     db.exec('BEGIN IMMEDIATE')
     this.#horizon.begin()
     try {
-      const head = this.#head.get() as { seq: number; hash: string }
+      const head = this.#head.get() as { seq: number; hash: string } | undefined
+      // Gone only by hand: appending without it would restart the chain at seq 1 (or fail on a TypeError).
+      if (!head) throw new Error(`${HEAD_MISSING}; run "audit verify"`)
       let seq = head.seq
       let prev = head.hash
       const jtis: Array<string | null> = []

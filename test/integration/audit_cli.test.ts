@@ -218,6 +218,19 @@ describe('audit verify on a database an insider wrote to', () => {
     } finally { db.close() }
   }
 
+  it('names a deleted chain head in one line and exits 1, not as an internal error', async () => {
+    const { env, file } = await seeded(5)
+    const db = new DatabaseSync(file)
+    db.exec('DELETE FROM audit_head')
+    db.close()
+    const r = await cli(env, 'audit', 'verify')
+    expect({ code: r.code, err: r.err }).toEqual({ code: 1, err: '' })
+    expect(r.out.split('\n')).toEqual([
+      'audit chain BROKEN at record seq 6: the chain head (table audit_head) is missing, so records cut off the end cannot be ruled out (5 records checked)',
+      'revocations UNVERIFIED: the audit chain is broken, so it cannot vouch for the 0 rows of the revocations table',
+    ])
+  })
+
   it('reports a checkpoint whose revocations are not well-formed as a difference, not as an internal error', async () => {
     const { env, file } = await seeded(5)
     // Keys in canonical order, so the body is as the broker would store it; only its detail is nonsense.
