@@ -102,6 +102,7 @@ export class MemoryStore extends ChainedStore {
         const all = [...this.#rows.filter((r) => r.seq > pruneThrough), ...rows]
         const { first, through, hash: throughHash } = op.range
         const pruned = all.filter((r) => r.seq <= through)
+        if (all[0] !== undefined && all[0].seq > first) { results.push(() => { op.result = { pruned: 0 } }); continue }
         if (all[0]?.seq !== first || pruned.at(-1)?.seq !== through || pruned.at(-1)?.hash !== throughHash || pruned.length !== through - first + 1) {
           results.push(() => { op.result = PRUNE_RANGE_CHANGED })
           continue

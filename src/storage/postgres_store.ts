@@ -182,12 +182,12 @@ export class PostgresStore extends ChainedStore {
         } else {
           await flush()
           const cut = await prunePrefix(client, op.range)
-          if (cut) {
+          if (cut && cut !== 'pruned meanwhile') {
             const { carried, ...detail } = cut
             const { body, cols } = checkpointEventBody({ ...detail, before: op.before }, carried, op.now)
             append(body, cols)
             op.result = { pruned: cut.prunedCount, checkpointSeq: seq }
-          } else op.result = PRUNE_RANGE_CHANGED
+          } else op.result = cut === 'pruned meanwhile' ? { pruned: 0 } : PRUNE_RANGE_CHANGED
         }
       }
       await flush()
@@ -352,10 +352,13 @@ async function insertRevocation(client: pg.PoolClient, r: NewRevocation, batchTo
 
 /**
  * Deletes records range.first..range.through, which ChainedStore.prune found the chain vouches for, as long as
- * nothing changed since (the log starts there, `through` has that hash, no seq in between is gone); else null.
+ * nothing changed since (the log starts there, `through` has that hash, no seq in between is gone); else
+ * 'pruned meanwhile' (another replica got there first) or null.
  */
 async function prunePrefix(client: pg.PoolClient, range: PruneRange) {
   const first = (await client.query<{ seq: string | null }>('SELECT min(seq) AS seq FROM audit_log')).rows[0]!
+  // Another replica pruned since the check (replicas' timers fire together): the next run checks afresh.
+  if (first.seq !== null && Number(first.seq) > range.first) return 'pruned meanwhile'
   const last = (await client.query<{ hash: string }>('SELECT hash FROM audit_log WHERE seq = $1', [range.through])).rows[0]
   const count = (await client.query<{ n: string }>('SELECT count(*) AS n FROM audit_log WHERE seq <= $1', [range.through])).rows[0]!
   if (Number(first.seq) !== range.first || last?.hash !== range.hash || Number(count.n) !== range.through - range.first + 1) return null

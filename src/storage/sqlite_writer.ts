@@ -242,12 +242,12 @@ export class SqliteChainWriter {
           results.push(row ? fromRevocationRow(row) : null)
         } else {
           const cut = this.#prunePrefix(op.range)
-          if (cut) {
+          if (cut && cut !== 'pruned meanwhile') {
             const { carried, ...detail } = cut
             const { body, cols } = checkpointEventBody({ ...detail, before: op.before }, carried, op.now)
             append(body, cols)
             results.push({ pruned: cut.prunedCount, checkpointSeq: seq })
-          } else results.push(PRUNE_RANGE_CHANGED)
+          } else results.push(cut === 'pruned meanwhile' ? { pruned: 0 } : PRUNE_RANGE_CHANGED)
         }
       }
       this.#setHead.run(seq, prev)
@@ -302,10 +302,12 @@ export class SqliteChainWriter {
   /**
    * Deletes records range.first..range.through, which ChainedStore.prune found the chain vouches for, as
    * long as nothing changed since: the log still starts there, `through` still has that hash, and every seq
-   * in between is still there. Returns what the checkpoint must carry, or null (nothing deleted) when not.
+   * in between is still there. Returns what the checkpoint must carry; 'pruned meanwhile' or null (nothing deleted) when not.
    */
   #prunePrefix(range: PruneRange) {
     const first = this.#stmt('SELECT min(seq) AS seq FROM audit_log').get() as { seq: number | null }
+    // Another process pruned since the check (replicas' timers fire together): the next run checks afresh.
+    if (first.seq !== null && first.seq > range.first) return 'pruned meanwhile'
     const last = this.#stmt('SELECT hash FROM audit_log WHERE seq = ?').get(range.through) as { hash: string } | undefined
     const count = this.#stmt('SELECT count(*) AS n FROM audit_log WHERE seq <= ?').get(range.through) as { n: number }
     if (first.seq !== range.first || last?.hash !== range.hash || Number(count.n) !== range.through - range.first + 1) return null

@@ -465,6 +465,19 @@ export function auditStoreContract(name: string, h: StoreHarness): void {
         expect(await c.verify()).toMatchObject({ ok: true, records: 601 })
         expect((await c.query({ limit: 1000, jti: 'jti-999' })).records[0]!.seq).toBe(601)
       })
+
+      // Replicas started together prune together: both check the same range, one deletes it first.
+      it('two replicas pruning at once: one prunes, the other finds nothing left to do', async () => {
+        const a = await fresh()
+        const b = await openPeer()
+        open.push(b)
+        for (let i = 1; i <= 6; i++) await a.record(issued(i))
+        for (let i = 10; i <= 12; i++) await a.record(issued(i, { time: T0 + 100 + i }))
+        const results = await Promise.all([a.prune(T0 + 100, T0 + 200), b.prune(T0 + 100, T0 + 200)])
+        expect(results).toContainEqual({ pruned: 0 })
+        expect(results).toContainEqual({ pruned: 6, checkpointSeq: 10 })
+        expect(await a.verify()).toMatchObject({ ok: true, records: 4, firstSeq: 7 })
+      })
     }
   })
 }
