@@ -174,6 +174,9 @@ export abstract class ChainedStore implements BrokerStore {
   }
 
   async #checkRevocations(anchorKey: Buffer | undefined): Promise<{ chain: ChainVerification; revocations: RevocationVerification }> {
+    // The anchor before the state: an anchor is sealed only once the head reached its seq, so the state read
+    // after it has a head at least that far, even when another replica seals one meanwhile.
+    const anchor = anchorKey ? openAnchor(await this.readAnchor(), anchorKey) : undefined
     const state = await this.readRevocationState()
     const records: AuditRecord[] = []
     const evidence: Array<[number, string]> = []
@@ -181,11 +184,15 @@ export abstract class ChainedStore implements BrokerStore {
       records.push({ seq: Number(row.seq), event, prevHash: row.prev_hash, hash: row.hash })
       evidence.push([Number(row.seq), row.hash])
     }
-    const anchor = anchorKey ? openAnchor(await this.readAnchor(), anchorKey) : undefined
     let verifier = new ChainVerifier()
     let from = 1
     let unverified: string | undefined
-    if (anchor && state.head && anchor.firstSeq === state.firstSeq && anchor.seq <= state.head.seq) {
+    if (anchor && state.head && anchor.seq > state.head.seq) {
+      // The head only grows, so a sealed anchor past it means verified records are gone: the newest ones cut
+      // off and the head set back (a revocation among them undone without a trace inside the chain), or an
+      // older copy of the tables restored under a newer anchor. Checking in full would pass and seal over it.
+      unverified = `the audit log ends at seq ${state.head.seq}, but an earlier start verified it up to seq ${anchor.seq} (records cut off the end, or an older copy of the database restored)`
+    } else if (anchor && state.head && anchor.firstSeq === state.firstSeq) {
       // Records up to the anchor were verified before: only those that stated revocations are read again,
       // by seq (not by their type column, which a retyping would hide), and must be unchanged.
       const rows = new Map((await this.readRows(anchor.evidence.map(([seq]) => seq))).map((r) => [Number(r.seq), r]))

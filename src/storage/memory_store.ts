@@ -248,6 +248,12 @@ export class MemoryStore extends ChainedStore {
     return this.#rows
   }
 
+  /** Test hook: drops the records after `seq` and moves the head back to it, as an insider's cut-back would. */
+  rawTruncate(seq: number): void {
+    this.#rows = this.#rows.filter((r) => r.seq <= seq)
+    this.#head = { seq, hash: this.#rows.at(-1)!.hash }
+  }
+
   /** Test hook: the revocations table and role generations, to tamper with likewise. */
   rawRevocations(): { revocations: Revocation[]; generations: Map<string, number> } {
     return { revocations: this.#revocations, generations: this.#generations }

@@ -22,6 +22,8 @@ export interface StoreHarness {
     /** Inserts a revocations row (next id) with no audit record, as a raw INSERT would. */
     insertRevocation(r: { kind: string; value: string; revokedAt: number; until: number }): Promise<void>
     setRevocationUntil(id: number, until: number): Promise<void>
+    /** Deletes every record after `seq` and sets the head to record `seq`, as a consistent cut-back would. */
+    truncateTo(seq: number): Promise<void>
     /** Sets (or, with null, deletes) a role's row in role_generations. */
     setRoleGeneration(role: string, gen: number | null): Promise<void>
   }
@@ -381,6 +383,22 @@ export function auditStoreContract(name: string, h: StoreHarness): void {
         await h.tamper.deleteRevocation(site.id)
         await h.tamper.setColumn(3, 'type', 'token.denied')
         expect(await unverified(s, { anchorKey })).toBe('audit chain broken at seq 3, a record that stated revocations when last verified: column type differs from the hashed body (record edited)')
+      })
+
+      it('refuses a log that ends before the seq an earlier start verified it to (newest records cut off)', async () => {
+        const { s, role } = await revoked()
+        const anchorKey = Buffer.alloc(32, 7)
+        expect(await s.verifyRevocations({ anchorKey })).toEqual({ ok: true, revocations: 3 })
+        // The newest record, a role revocation, goes with its row and generation; the head moves back.
+        await h.tamper.truncateTo(3)
+        await h.tamper.deleteRevocation(role.id)
+        await h.tamper.setRoleGeneration('pilot', null)
+        // Nothing inside the chain shows it (docs/audit.md), but the sealed anchor remembers seq 4.
+        expect(await s.verifyAll()).toEqual({ chain: expect.objectContaining({ ok: true }), revocations: { ok: true, revocations: 2 } })
+        const why = 'the audit log ends at seq 3, but an earlier start verified it up to seq 4 (records cut off the end, or an older copy of the database restored)'
+        expect(await unverified(s, { anchorKey })).toBe(why)
+        // Refusing, it seals no anchor for the shorter log: the next start refuses too.
+        expect(await unverified(s, { anchorKey })).toBe(why)
       })
 
       it('resumes from its anchor and catches a revocation record rewritten into another type below it', async () => {
