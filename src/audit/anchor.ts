@@ -19,6 +19,17 @@ export interface ChainAnchor {
   evidence: Array<[number, string]>
 }
 
+/**
+ * Where a copy of the sealed anchor is kept outside the database (a file on the broker's host). The
+ * database's own can be deleted by whoever writes the database, which turns the checks that need an anchor
+ * (records cut off the end, a chain rewritten below it) off; the copy keeps them on for an insider who can
+ * write the database but not the broker's host.
+ */
+export interface AnchorCopy {
+  read(): Promise<string | undefined>
+  write(sealed: string): Promise<void>
+}
+
 const VERSION = 'a1'
 
 /** Derives the anchor MAC key, one-way, from a secret the broker already keeps outside the database. */

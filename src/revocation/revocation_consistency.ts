@@ -1,4 +1,5 @@
 import type { AuditEvent, AuditRecord } from '../audit/audit_log.ts'
+import type { AnchorCopy } from '../audit/anchor.ts'
 import { OperatorError } from '../errors.ts'
 import { REVOCATION_KINDS, type Revocation, type RevocationLift } from './revocation.ts'
 
@@ -200,8 +201,8 @@ export function verifyRevocationEvidence(ev: RevocationEvidence, unverified?: st
  * deleted row would silently un-revoke). Throws a one-line OperatorError naming the first difference.
  */
 export async function assertRevocationsMatchAudit(
-  store: { verifyRevocations(options?: { anchorKey?: Buffer }): Promise<RevocationVerification> },
-  options: { anchorKey?: Buffer } = {},
+  store: { verifyRevocations(options?: { anchorKey?: Buffer; anchorCopy?: AnchorCopy }): Promise<RevocationVerification> },
+  options: { anchorKey?: Buffer; anchorCopy?: AnchorCopy } = {},
 ): Promise<void> {
   const v = await store.verifyRevocations(options)
   if (v.ok) return

@@ -1,6 +1,6 @@
 import type { AuditEvent, AuditPage, AuditQuery, AuditRecord, AuditStore, ChainVerification, PruneResult } from '../audit/audit_log.ts'
 import type { AuditAggregates, CountQuery, CountRow, LiveRow, ReasonRow } from '../audit/aggregate.ts'
-import { openAnchor, sealAnchor } from '../audit/anchor.ts'
+import { openAnchor, sealAnchor, type AnchorCopy, type ChainAnchor } from '../audit/anchor.ts'
 import { assertStorableEvent, ChainVerifier, HEAD_MISSING, type ChainHead, checkRecord, columnsOf, encodeEventBody, recordHash, rowToRecord, type AuditColumns, type CheckpointDetail, type StoredRow } from '../audit/chain.ts'
 import { InvalidRequest, OperatorError } from '../errors.ts'
 import type { CredentialConfirmation, CredentialStore, CredentialWrite, StoredCredential } from '../credentials/credential_store.ts'
@@ -69,7 +69,7 @@ export interface BrokerStore extends AuditStore, AuditAggregates, RevocationStor
    * records authenticated by the chain. With `anchorKey`, resumes from the sealed anchor of the last check
    * (re-checking the revocation records it lists, hashing only newer records) and seals a new one.
    */
-  verifyRevocations(options?: { anchorKey?: Buffer }): Promise<RevocationVerification>
+  verifyRevocations(options?: VerifyRevocationsOptions): Promise<RevocationVerification>
   /** The whole chain and the revocations against it, in one pass (audit verify). */
   verifyAll(): Promise<{ chain: ChainVerification; revocations: RevocationVerification }>
   /** Folds the whole log into the issuance horizons again (ChainedStore.reseedHorizons). */
@@ -77,6 +77,12 @@ export interface BrokerStore extends AuditStore, AuditAggregates, RevocationStor
   /** Takes one slot of a pilot enrolment credential atomically with its audit record (RedeemOp). */
   redeemPilotSlot(credential: string, limit: number, issued: AuditEvent, refused: AuditEvent): Promise<RedemptionOutcome>
 }
+
+/**
+ * `anchorKey`: resume from the sealed anchor and seal a new one. `anchorCopy`: also check against, and
+ * refresh, the copy of the anchor kept outside the database.
+ */
+export interface VerifyRevocationsOptions { anchorKey?: Buffer; anchorCopy?: AnchorCopy }
 
 /** The table side of the revocation check and the chain's extent, read in one snapshot. */
 export interface RevocationState {
@@ -165,18 +171,20 @@ export abstract class ChainedStore implements BrokerStore {
   protected abstract readAnchor(): Promise<string | undefined>
   protected abstract writeAnchor(sealed: string): Promise<void>
 
-  async verifyRevocations(options: { anchorKey?: Buffer } = {}): Promise<RevocationVerification> {
-    return (await this.#checkRevocations(options.anchorKey)).revocations
+  async verifyRevocations(options: VerifyRevocationsOptions = {}): Promise<RevocationVerification> {
+    return (await this.#checkRevocations(options)).revocations
   }
 
   async verifyAll(): Promise<{ chain: ChainVerification; revocations: RevocationVerification }> {
-    return this.#checkRevocations(undefined)
+    return this.#checkRevocations({})
   }
 
-  async #checkRevocations(anchorKey: Buffer | undefined): Promise<{ chain: ChainVerification; revocations: RevocationVerification }> {
-    // The anchor before the state: an anchor is sealed only once the head reached its seq, so the state read
+  async #checkRevocations({ anchorKey, anchorCopy }: VerifyRevocationsOptions): Promise<{ chain: ChainVerification; revocations: RevocationVerification }> {
+    // The anchors before the state: an anchor is sealed only once the head reached its seq, so the state read
     // after it has a head at least that far, even when another replica seals one meanwhile.
     const anchor = anchorKey ? openAnchor(await this.readAnchor(), anchorKey) : undefined
+    // Unreadable, or sealed under a key since rotated: as if absent (the next successful check replaces it).
+    const kept = anchorKey && anchorCopy ? openAnchor(await anchorCopy.read().catch(() => undefined), anchorKey) : undefined
     const state = await this.readRevocationState()
     const records: AuditRecord[] = []
     const evidence: Array<[number, string]> = []
@@ -186,13 +194,8 @@ export abstract class ChainedStore implements BrokerStore {
     }
     let verifier = new ChainVerifier()
     let from = 1
-    let unverified: string | undefined
-    if (anchor && state.head && anchor.seq > state.head.seq) {
-      // The head only grows, so a sealed anchor past it means verified records are gone: the newest ones cut
-      // off and the head set back (a revocation among them undone without a trace inside the chain), or an
-      // older copy of the tables restored under a newer anchor. Checking in full would pass and seal over it.
-      unverified = `the audit log ends at seq ${state.head.seq}, but an earlier start verified it up to seq ${anchor.seq} (records cut off the end, or an older copy of the database restored)`
-    } else if (anchor && state.head && anchor.firstSeq === state.firstSeq) {
+    let unverified = state.head ? await this.#departsFrom([anchor, kept], state.head, state.firstSeq) : undefined
+    if (unverified === undefined && anchor && state.head && anchor.firstSeq === state.firstSeq) {
       // Records up to the anchor were verified before: only those that stated revocations are read again,
       // by seq (not by their type column, which a retyping would hide), and must be unchanged.
       const rows = new Map((await this.readRows(anchor.evidence.map(([seq]) => seq))).map((r) => [Number(r.seq), r]))
@@ -226,9 +229,35 @@ export abstract class ChainedStore implements BrokerStore {
     const revocations = verifyRevocationEvidence({ records, rows: state.rows, generations: state.generations }, unverified)
     if (anchorKey && chain.ok) {
       // Best effort: without a fresh anchor the next start-up only checks more records.
-      await this.writeAnchor(sealAnchor({ seq: chain.head.seq, hash: chain.head.hash, firstSeq: state.firstSeq, evidence }, anchorKey)).catch(() => {})
+      const sealed = sealAnchor({ seq: chain.head.seq, hash: chain.head.hash, firstSeq: state.firstSeq, evidence }, anchorKey)
+      await this.writeAnchor(sealed).catch(() => {})
+      await anchorCopy?.write(sealed).catch(() => {})
     }
     return { chain, revocations }
+  }
+
+  /**
+   * Why the log is not the one sealed anchors say an earlier check verified, or undefined. The head only
+   * grows, so an anchor past it means verified records are gone: the newest ones cut off and the head set
+   * back (a revocation among them undone without a trace inside the chain), or an older copy of the database
+   * restored. And a record an anchor names, if not pruned since, still has the hash it had: otherwise the
+   * chain was rewritten below it with every hash recomputed (or this is another database). Checked in full,
+   * such a chain is whole, and a new anchor would be sealed over it.
+   */
+  async #departsFrom(anchors: Array<ChainAnchor | undefined>, head: ChainHead, firstSeq: number): Promise<string | undefined> {
+    for (const a of anchors) {
+      if (a && a.seq > head.seq) {
+        return `the audit log ends at seq ${head.seq}, but an earlier start verified it up to seq ${a.seq} (records cut off the end, or an older copy of the database restored)`
+      }
+    }
+    for (const a of anchors) {
+      if (!a || a.seq === 0 || a.seq < firstSeq) continue
+      const [row] = await this.readRows([a.seq])
+      if (row?.hash !== a.hash) {
+        return `record seq ${a.seq} is not the record an earlier start verified (its hash changed: records rewritten with their hashes recomputed, or another database)`
+      }
+    }
+    return undefined
   }
 
   record(event: AuditEvent): Promise<void> {

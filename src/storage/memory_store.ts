@@ -254,6 +254,11 @@ export class MemoryStore extends ChainedStore {
     this.#head = { seq, hash: this.#rows.at(-1)!.hash }
   }
 
+  /** Test hook: deletes the sealed anchor, as `DELETE FROM audit_anchor` would. */
+  rawDeleteAnchor(): void {
+    this.#anchor = undefined
+  }
+
   /** Test hook: the revocations table and role generations, to tamper with likewise. */
   rawRevocations(): { revocations: Revocation[]; generations: Map<string, number> } {
     return { revocations: this.#revocations, generations: this.#generations }

@@ -24,6 +24,8 @@ export interface StoreHarness {
     setRevocationUntil(id: number, until: number): Promise<void>
     /** Deletes every record after `seq` and sets the head to record `seq`, as a consistent cut-back would. */
     truncateTo(seq: number): Promise<void>
+    /** Deletes the sealed anchor the database keeps (table audit_anchor). */
+    deleteAnchor(): Promise<void>
     /** Sets (or, with null, deletes) a role's row in role_generations. */
     setRoleGeneration(role: string, gen: number | null): Promise<void>
   }
@@ -326,7 +328,7 @@ export function auditStoreContract(name: string, h: StoreHarness): void {
       })
 
       // The records must be authenticated, not just selected by their (unhashed) type column.
-      const unverified = async (s: BrokerStore, options?: { anchorKey?: Buffer }) => {
+      const unverified = async (s: BrokerStore, options?: Parameters<BrokerStore['verifyRevocations']>[0]) => {
         const v = await s.verifyRevocations(options)
         expect(v.ok).toBe(false)
         return v.ok ? undefined : v.unverified
@@ -399,6 +401,37 @@ export function auditStoreContract(name: string, h: StoreHarness): void {
         expect(await unverified(s, { anchorKey })).toBe(why)
         // Refusing, it seals no anchor for the shorter log: the next start refuses too.
         expect(await unverified(s, { anchorKey })).toBe(why)
+      })
+
+      /** The anchor's copy outside the database, as a file on the broker's host would hold it. */
+      const outside = () => {
+        let sealed: string | undefined
+        return { read: async () => sealed, write: async (s: string) => { sealed = s } }
+      }
+
+      it('a copy of the anchor outside the database still catches the cut once the database\'s own is deleted', async () => {
+        const { s, role } = await revoked()
+        const anchorKey = Buffer.alloc(32, 7)
+        const anchorCopy = outside()
+        expect(await s.verifyRevocations({ anchorKey, anchorCopy })).toEqual({ ok: true, revocations: 3 })
+        await h.tamper.truncateTo(3)
+        await h.tamper.deleteRevocation(role.id)
+        await h.tamper.setRoleGeneration('pilot', null)
+        await h.tamper.deleteAnchor()
+        expect(await unverified(s, { anchorKey, anchorCopy })).toBe('the audit log ends at seq 3, but an earlier start verified it up to seq 4 (records cut off the end, or an older copy of the database restored)')
+        // Without the copy, nothing is left to tell: the shorter chain verifies (docs/audit.md).
+        expect(await s.verifyRevocations({ anchorKey })).toEqual({ ok: true, revocations: 2 })
+      })
+
+      it('a copy of the anchor outside the database catches a chain rewritten below it', async () => {
+        const { s } = await revoked()
+        const anchorKey = Buffer.alloc(32, 7)
+        const anchorCopy = outside()
+        expect(await s.verifyRevocations({ anchorKey, anchorCopy })).toEqual({ ok: true, revocations: 3 })
+        // Another chain of the same length, whole in itself: a rewrite with every hash recomputed, or another database.
+        const other = await fresh()
+        for (let i = 1; i <= 5; i++) await other.record(issued(i))
+        expect(await unverified(other, { anchorKey, anchorCopy })).toBe('record seq 4 is not the record an earlier start verified (its hash changed: records rewritten with their hashes recomputed, or another database)')
       })
 
       it('resumes from its anchor and catches a revocation record rewritten into another type below it', async () => {

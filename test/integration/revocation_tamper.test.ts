@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process'
-import { writeFileSync } from 'node:fs'
+import { rmSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
 import { expect, it } from 'vitest'
@@ -124,9 +124,16 @@ it('the newest revocation cut off the end with its row stops serve, though the s
   expect(serve.stderr.split('\n').filter((l) => l !== '' && !l.startsWith('{'))).toEqual(['condor-token-broker: the audit chain cannot vouch for the revocations table: '
     + 'the audit log ends at seq 1, but an earlier start verified it up to seq 2 (records cut off the end, or an older copy of the database restored); run "audit verify"'])
 
-  // Restored on purpose: deleting the anchor says so, and the next start checks everything again.
+  // The anchor's copy outside the database still remembers seq 2 when the database's own is deleted.
   const db2 = new DatabaseSync(join(dataDir, 'audit.db'))
   db2.exec('DELETE FROM audit_anchor')
   db2.close()
+  const again = await serveOutcome(env)
+  expect([again.started, again.code]).toEqual([false, 1])
+  expect(again.stderr).toContain('the audit log ends at seq 1, but an earlier start verified it up to seq 2')
+
+  // Restored on purpose: deleting the copy too says so, and the next start checks everything again.
+  expect(statSync(join(dataDir, 'audit_anchor')).mode & 0o777).toBe(0o600)
+  rmSync(join(dataDir, 'audit_anchor'))
   await stopServeProcess(await startServeProcess(env))
 }, 120_000)

@@ -36,6 +36,7 @@ auditStoreContract('postgres', {
       await current.sql('INSERT INTO revocations (kind, value, revoked_at, until) VALUES ($1, $2, $3, $4)', [r.kind, r.value, r.revokedAt, r.until])
     },
     async setRevocationUntil(id, until) { await current.sql('UPDATE revocations SET until = $1 WHERE id = $2', [until, id]) },
+    async deleteAnchor() { await current.sql('DELETE FROM audit_anchor') },
     async truncateTo(seq) {
       await current.sql('DELETE FROM audit_log WHERE seq > $1', [seq])
       await current.sql('UPDATE audit_head SET seq = $1, hash = (SELECT hash FROM audit_log WHERE seq = $1) WHERE id = 1', [seq])
