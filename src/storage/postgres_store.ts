@@ -111,6 +111,10 @@ export class PostgresStore extends ChainedStore {
     })
     // An idle client losing its connection must not crash the process; the next query reconnects.
     pool.on('error', () => {})
+    // Nor one that is checked out (the pool listens only while a client is idle): a server restart or a
+    // terminated backend mid-transaction emitted 'error' with no listener, an uncaught exception that ended
+    // the broker. The query in flight fails anyway, and release(err) discards the connection.
+    pool.on('connect', (client) => { client.on('error', () => {}) })
     try {
       await migrate(pool)
     } catch (err) {
