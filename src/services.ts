@@ -44,6 +44,7 @@ import { revocationLabels } from './policy/revocation_labels.ts'
 import { preflight } from './preflight.ts'
 import { brokerReadiness } from './readiness.ts'
 import { assertRevocationsMatchAudit } from './revocation/revocation_consistency.ts'
+import { startRevocationWatch } from './revocation/revocation_watch.ts'
 import { anchorKeyFrom } from './audit/anchor.ts'
 import { anchorFile } from './storage/anchor_file.ts'
 import { RevocationService } from './revocation/revocation_service.ts'
@@ -193,7 +194,11 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
     })
     // Sealed with a key derived from the IDTOKEN key, which lives outside the database (audit/anchor.ts); a
     // copy beside it outside the database too, so deleting the database's own does not hide a cut or rewrite.
-    await assertRevocationsMatchAudit(store, { anchorKey: anchorKeyFrom(keys.idtoken.hmac), anchorCopy: anchorFile(auditAnchorFile(config)) })
+    const anchorCopy = anchorFile(auditAnchorFile(config))
+    await assertRevocationsMatchAudit(store, { anchorKey: anchorKeyFrom(keys.idtoken.hmac), anchorCopy })
+    // Again while serving, so the anchor covers what is appended between restarts too.
+    const watch = startRevocationWatch(store, { anchorKey: () => anchorKeyFrom(keyHolder.current.idtoken.hmac), anchorCopy, intervalSeconds: config.audit.anchor_interval, log })
+    closers.push(() => watch.stop())
     const policy = new PolicyHolder({
       dir: config.policy_dir,
       context: policyContextFromConfig(config, primaryIamIssuer(config)),

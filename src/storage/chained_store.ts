@@ -247,14 +247,14 @@ export abstract class ChainedStore implements BrokerStore {
   async #departsFrom(anchors: Array<ChainAnchor | undefined>, head: ChainHead, firstSeq: number): Promise<string | undefined> {
     for (const a of anchors) {
       if (a && a.seq > head.seq) {
-        return `the audit log ends at seq ${head.seq}, but an earlier start verified it up to seq ${a.seq} (records cut off the end, or an older copy of the database restored)`
+        return `the audit log ends at seq ${head.seq}, but an earlier check verified it up to seq ${a.seq} (records cut off the end, or an older copy of the database restored)`
       }
     }
     for (const a of anchors) {
       if (!a || a.seq === 0 || a.seq < firstSeq) continue
       const [row] = await this.readRows([a.seq])
       if (row?.hash !== a.hash) {
-        return `record seq ${a.seq} is not the record an earlier start verified (its hash changed: records rewritten with their hashes recomputed, or another database)`
+        return `record seq ${a.seq} is not the record an earlier check verified (its hash changed: records rewritten with their hashes recomputed, or another database)`
       }
     }
     return undefined

@@ -387,7 +387,7 @@ export function auditStoreContract(name: string, h: StoreHarness): void {
         expect(await unverified(s, { anchorKey })).toBe('audit chain broken at seq 3, a record that stated revocations when last verified: column type differs from the hashed body (record edited)')
       })
 
-      it('refuses a log that ends before the seq an earlier start verified it to (newest records cut off)', async () => {
+      it('refuses a log that ends before the seq an earlier check verified it to (newest records cut off)', async () => {
         const { s, role } = await revoked()
         const anchorKey = Buffer.alloc(32, 7)
         expect(await s.verifyRevocations({ anchorKey })).toEqual({ ok: true, revocations: 3 })
@@ -397,7 +397,7 @@ export function auditStoreContract(name: string, h: StoreHarness): void {
         await h.tamper.setRoleGeneration('pilot', null)
         // Nothing inside the chain shows it (docs/audit.md), but the sealed anchor remembers seq 4.
         expect(await s.verifyAll()).toEqual({ chain: expect.objectContaining({ ok: true }), revocations: { ok: true, revocations: 2 } })
-        const why = 'the audit log ends at seq 3, but an earlier start verified it up to seq 4 (records cut off the end, or an older copy of the database restored)'
+        const why = 'the audit log ends at seq 3, but an earlier check verified it up to seq 4 (records cut off the end, or an older copy of the database restored)'
         expect(await unverified(s, { anchorKey })).toBe(why)
         // Refusing, it seals no anchor for the shorter log: the next start refuses too.
         expect(await unverified(s, { anchorKey })).toBe(why)
@@ -418,7 +418,7 @@ export function auditStoreContract(name: string, h: StoreHarness): void {
         await h.tamper.deleteRevocation(role.id)
         await h.tamper.setRoleGeneration('pilot', null)
         await h.tamper.deleteAnchor()
-        expect(await unverified(s, { anchorKey, anchorCopy })).toBe('the audit log ends at seq 3, but an earlier start verified it up to seq 4 (records cut off the end, or an older copy of the database restored)')
+        expect(await unverified(s, { anchorKey, anchorCopy })).toBe('the audit log ends at seq 3, but an earlier check verified it up to seq 4 (records cut off the end, or an older copy of the database restored)')
         // Without the copy, nothing is left to tell: the shorter chain verifies (docs/audit.md).
         expect(await s.verifyRevocations({ anchorKey })).toEqual({ ok: true, revocations: 2 })
       })
@@ -431,7 +431,7 @@ export function auditStoreContract(name: string, h: StoreHarness): void {
         // Another chain of the same length, whole in itself: a rewrite with every hash recomputed, or another database.
         const other = await fresh()
         for (let i = 1; i <= 5; i++) await other.record(issued(i))
-        expect(await unverified(other, { anchorKey, anchorCopy })).toBe('record seq 4 is not the record an earlier start verified (its hash changed: records rewritten with their hashes recomputed, or another database)')
+        expect(await unverified(other, { anchorKey, anchorCopy })).toBe('record seq 4 is not the record an earlier check verified (its hash changed: records rewritten with their hashes recomputed, or another database)')
       })
 
       it('resumes from its anchor and catches a revocation record rewritten into another type below it', async () => {
