@@ -5,7 +5,7 @@ import { assertStorableEvent, ChainVerifier, HEAD_MISSING, type ChainHead, check
 import { InvalidRequest, OperatorError } from '../errors.ts'
 import type { CredentialConfirmation, CredentialStore, CredentialWrite, StoredCredential } from '../credentials/credential_store.ts'
 import type { ConsoleSessionStore, SessionWrite, StoredSession } from '../console/session_store.ts'
-import type { IssuanceHorizons, NewRevocation, Revocation, RevocationLift, RevocationStore } from '../revocation/revocation.ts'
+import type { IssuanceHorizon, IssuanceHorizons, NewRevocation, Revocation, RevocationLift, RevocationStore } from '../revocation/revocation.ts'
 import { GroupCommitter, StoreOverloaded, type CommitStats, type Committer, type GroupCommitOptions } from './group_commit.ts'
 import { verifyRevocationEvidence, type CarriedRevocations, type RevocationVerification } from '../revocation/revocation_consistency.ts'
 
@@ -92,6 +92,7 @@ export interface RevocationState {
   firstSeq: number
   rows: Revocation[]
   generations: Map<string, number>
+  horizons: IssuanceHorizons
 }
 
 /** What the last writes told us about the write path. Times are epoch milliseconds. */
@@ -226,10 +227,18 @@ export abstract class ChainedStore implements BrokerStore {
       if (!chain.ok) unverified = `audit chain broken at seq ${chain.broken.seq}: ${chain.broken.reason}`
     }
     chain ??= { ok: false, records: 0, broken: { seq: 0, reason: unverified! } }
-    const revocations = verifyRevocationEvidence({ records, rows: state.rows, generations: state.generations }, unverified)
+    let revocations = verifyRevocationEvidence({ records, rows: state.rows, generations: state.generations }, unverified)
+    // The horizons a check saw only grow: the floor the anchors carry, kept in every new anchor so a table
+    // lowered once is named at every check until it is raised back.
+    let horizons = state.horizons
+    for (const a of [anchor, kept]) if (a?.horizons) horizons = widerHorizons(horizons, a.horizons)
+    const lowered = horizonsLowered(state.horizons, horizons)
+    if (lowered.length > 0) {
+      revocations = revocations.ok ? { ok: false, revocations: revocations.revocations, differences: lowered } : { ...revocations, differences: [...revocations.differences, ...lowered] }
+    }
     if (anchorKey && chain.ok) {
       // Best effort: without a fresh anchor the next start-up only checks more records.
-      const sealed = sealAnchor({ seq: chain.head.seq, hash: chain.head.hash, firstSeq: state.firstSeq, evidence }, anchorKey)
+      const sealed = sealAnchor({ seq: chain.head.seq, hash: chain.head.hash, firstSeq: state.firstSeq, evidence, horizons }, anchorKey)
       await this.writeAnchor(sealed).catch(() => {})
       await anchorCopy?.write(sealed).catch(() => {})
     }
@@ -409,6 +418,25 @@ export abstract class ChainedStore implements BrokerStore {
     await this.committer.close()
     await this.closeBackend()
   }
+}
+
+function widerHorizons(a: IssuanceHorizons, b: IssuanceHorizons): IssuanceHorizons {
+  const wider = (x: IssuanceHorizon, y: IssuanceHorizon) => ({ exp: Math.max(x.exp, y.exp), lifetime: Math.max(x.lifetime, y.lifetime) })
+  return { token: wider(a.token, b.token), certificate: wider(a.certificate, b.certificate) }
+}
+
+/** A difference for each horizon value the table holds below what an earlier check saw. */
+function horizonsLowered(table: IssuanceHorizons, seen: IssuanceHorizons): string[] {
+  const out: string[] = []
+  for (const kind of ['token', 'certificate'] as const) {
+    for (const field of ['exp', 'lifetime'] as const) {
+      if (table[kind][field] < seen[kind][field]) {
+        const what = field === 'exp' ? 'ends at' : 'has a longest lifetime of'
+        out.push(`the ${kind} issuance horizon ${what} ${table[kind][field]} in the table, but it reached ${seen[kind][field]} when last checked (lowered by hand: later revocations would end too early)`)
+      }
+    }
+  }
+  return out
 }
 
 /** The row for one op at `seq`, linked to `prevHash`. */

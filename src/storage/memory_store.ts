@@ -227,7 +227,7 @@ export class MemoryStore extends ChainedStore {
   }
 
   protected async readRevocationState(): Promise<RevocationState> {
-    return { head: { ...this.#head }, firstSeq: this.#rows[0]?.seq ?? 0, rows: await this.listRevocations(), generations: await this.roleGenerations() }
+    return { head: { ...this.#head }, firstSeq: this.#rows[0]?.seq ?? 0, rows: await this.listRevocations(), generations: await this.roleGenerations(), horizons: this.#horizonRows }
   }
 
   protected async readRows(seqs: readonly number[]): Promise<StoredRow[]> {
@@ -252,6 +252,11 @@ export class MemoryStore extends ChainedStore {
   rawTruncate(seq: number): void {
     this.#rows = this.#rows.filter((r) => r.seq <= seq)
     this.#head = { seq, hash: this.#rows.at(-1)!.hash }
+  }
+
+  /** Test hook: sets the token horizon's exp, as an UPDATE of issuance_horizon would. */
+  rawSetTokenHorizonExp(exp: number): void {
+    this.#horizonRows = { ...this.#horizonRows, token: { ...this.#horizonRows.token, exp } }
   }
 
   /** Test hook: deletes the sealed anchor, as `DELETE FROM audit_anchor` would. */

@@ -304,9 +304,10 @@ export class PostgresStore extends ChainedStore {
       const first = (await client.query<{ seq: number | null }>('SELECT min(seq) AS seq FROM audit_log')).rows[0]!.seq ?? 0
       const rows = (await client.query<RevocationRow>('SELECT * FROM revocations ORDER BY id')).rows.map(fromRevocationRow)
       const gens = (await client.query<{ role: string; gen: number }>('SELECT role, gen FROM role_generations')).rows
+      const horizons = horizonsFromRows((await client.query<{ kind: string; exp: number; lifetime: number }>('SELECT kind, exp, lifetime FROM issuance_horizon')).rows)
       await client.query('COMMIT')
       client.release()
-      return { head, firstSeq: first, rows, generations: new Map(gens.map((r) => [r.role, r.gen])) }
+      return { head, firstSeq: first, rows, generations: new Map(gens.map((r) => [r.role, r.gen])), horizons }
     } catch (err) {
       await client.query('ROLLBACK').catch(() => {})
       client.release(err as Error)

@@ -322,7 +322,7 @@ export class SqliteStore extends ChainedStore {
       const first = (this.#firstSeq.get() as { seq: number | null }).seq ?? 0
       const rows = (this.#db.prepare('SELECT * FROM revocations ORDER BY id').all() as unknown as RevocationRow[]).map(fromRevocationRow)
       const gens = this.#db.prepare('SELECT role, gen FROM role_generations').all() as Array<{ role: string; gen: number }>
-      return { head, firstSeq: first, rows, generations: new Map(gens.map((r) => [r.role, r.gen])) }
+      return { head, firstSeq: first, rows, generations: new Map(gens.map((r) => [r.role, r.gen])), horizons: readSqliteHorizons(this.#db) }
     } finally {
       this.#db.exec('COMMIT')
     }

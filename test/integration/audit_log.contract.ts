@@ -26,6 +26,8 @@ export interface StoreHarness {
     truncateTo(seq: number): Promise<void>
     /** Deletes the sealed anchor the database keeps (table audit_anchor). */
     deleteAnchor(): Promise<void>
+    /** Sets the token issuance horizon's exp (table issuance_horizon), as an UPDATE would. */
+    setTokenHorizonExp(exp: number): Promise<void>
     /** Sets (or, with null, deletes) a role's row in role_generations. */
     setRoleGeneration(role: string, gen: number | null): Promise<void>
   }
@@ -270,8 +272,8 @@ export function auditStoreContract(name: string, h: StoreHarness): void {
         expect(await s.verifyRevocations()).toEqual({ ok: true, revocations: 3 })
         return { s, jti, site, role }
       }
-      const differences = async (s: BrokerStore) => {
-        const v = await s.verifyRevocations()
+      const differences = async (s: BrokerStore, options?: Parameters<BrokerStore['verifyRevocations']>[0]) => {
+        const v = await s.verifyRevocations(options)
         expect(v.ok).toBe(false)
         return v.ok ? [] : v.differences
       }
@@ -432,6 +434,19 @@ export function auditStoreContract(name: string, h: StoreHarness): void {
         const other = await fresh()
         for (let i = 1; i <= 5; i++) await other.record(issued(i))
         expect(await unverified(other, { anchorKey, anchorCopy })).toBe('record seq 4 is not the record an earlier check verified (its hash changed: records rewritten with their hashes recomputed, or another database)')
+      })
+
+      // The horizon sizes every later revocation's until: lowered, a revocation would leave the HTCondor
+      // expression while tokens issued under a longer maximum are still valid, with a chain that agrees.
+      it('names a token issuance horizon lowered since the last check, and keeps naming it', async () => {
+        const { s } = await revoked()
+        await s.record(issued(7, { exp: T0 + 365 * 86400 }))
+        const anchorKey = Buffer.alloc(32, 7)
+        expect(await s.verifyRevocations({ anchorKey })).toEqual({ ok: true, revocations: 3 })
+        await h.tamper.setTokenHorizonExp(T0 + 60)
+        const lowered = `the token issuance horizon ends at ${T0 + 60} in the table, but it reached ${T0 + 365 * 86400} when last checked (lowered by hand: later revocations would end too early)`
+        expect(await differences(s, { anchorKey })).toEqual([lowered])
+        expect(await differences(s, { anchorKey })).toEqual([lowered])
       })
 
       it('resumes from its anchor and catches a revocation record rewritten into another type below it', async () => {

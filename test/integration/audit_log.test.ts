@@ -39,6 +39,7 @@ for (const writer of ['thread', 'inline'] as const) {
       },
       async setRevocationUntil(id, until) { raw((db) => db.prepare('UPDATE revocations SET until = ? WHERE id = ?').run(until, id)) },
       async deleteAnchor() { raw((db) => db.exec('DELETE FROM audit_anchor')) },
+      async setTokenHorizonExp(exp) { raw((db) => db.prepare("UPDATE issuance_horizon SET exp = ? WHERE kind = 'token'").run(exp)) },
       async truncateTo(seq) {
         raw((db) => db.exec(`DELETE FROM audit_log WHERE seq > ${seq}; UPDATE audit_head SET seq = ${seq}, hash = (SELECT hash FROM audit_log WHERE seq = ${seq}) WHERE id = 1`))
       },
@@ -69,6 +70,7 @@ auditStoreContract('memory', {
     async setRevocationUntil(id, until) { mem.rawRevocations().revocations.find((r) => r.id === id)!.until = until },
     async truncateTo(seq) { mem.rawTruncate(seq) },
     async deleteAnchor() { mem.rawDeleteAnchor() },
+    async setTokenHorizonExp(exp) { mem.rawSetTokenHorizonExp(exp) },
     async setRoleGeneration(role, gen) { const { generations } = mem.rawRevocations(); if (gen === null) generations.delete(role); else generations.set(role, gen) },
   },
 })

@@ -37,6 +37,7 @@ auditStoreContract('postgres', {
     },
     async setRevocationUntil(id, until) { await current.sql('UPDATE revocations SET until = $1 WHERE id = $2', [until, id]) },
     async deleteAnchor() { await current.sql('DELETE FROM audit_anchor') },
+    async setTokenHorizonExp(exp) { await current.sql("UPDATE issuance_horizon SET exp = $1 WHERE kind = 'token'", [exp]) },
     async truncateTo(seq) {
       await current.sql('DELETE FROM audit_log WHERE seq > $1', [seq])
       await current.sql('UPDATE audit_head SET seq = $1, hash = (SELECT hash FROM audit_log WHERE seq = $1) WHERE id = 1', [seq])
