@@ -196,11 +196,15 @@ export abstract class ChainedStore implements BrokerStore {
     let verifier = new ChainVerifier()
     let from = 1
     let unverified = state.head ? await this.#departsFrom([anchor, kept], state.head, state.firstSeq) : undefined
-    if (unverified === undefined && anchor && state.head && anchor.firstSeq === state.firstSeq) {
+    // A prune since the anchor (the first seq moved up, not past the anchor) need not mean a full check:
+    // the records it removed are accounted for by its checkpoint, which must be found below.
+    const pruned = anchor !== undefined && state.firstSeq !== anchor.firstSeq
+    if (unverified === undefined && anchor && state.head && anchor.firstSeq <= state.firstSeq && state.firstSeq <= anchor.seq + 1) {
       // Records up to the anchor were verified before: only those that stated revocations are read again,
       // by seq (not by their type column, which a retyping would hide), and must be unchanged.
-      const rows = new Map((await this.readRows(anchor.evidence.map(([seq]) => seq))).map((r) => [Number(r.seq), r]))
-      for (const [seq, hash] of anchor.evidence) {
+      const listed = anchor.evidence.filter(([seq]) => seq >= state.firstSeq)
+      const rows = new Map((await this.readRows(listed.map(([seq]) => seq))).map((r) => [Number(r.seq), r]))
+      for (const [seq, hash] of listed) {
         const row = rows.get(seq)
         const checked = row ? checkRecord(row) : 'record missing'
         if (typeof checked === 'string' || row!.hash !== hash) {
@@ -225,6 +229,13 @@ export abstract class ChainedStore implements BrokerStore {
       }
       chain = verifier.finish(state.head)
       if (!chain.ok) unverified = `audit chain broken at seq ${chain.broken.seq}: ${chain.broken.reason}`
+      else if (pruned && from > 1 && !(await this.#prunedBy(records, state.firstSeq))) {
+        // Resumed after a prune: the records before the first seq went only if an authenticated checkpoint
+        // says so (else they were deleted by hand, and what they stated with them).
+        const reason = `records before seq ${state.firstSeq} are missing and no checkpoint vouches for their removal`
+        unverified = `audit chain broken at seq ${state.firstSeq}: ${reason}`
+        chain = { ok: false, records: chain.records, broken: { seq: state.firstSeq, reason } }
+      }
     }
     chain ??= { ok: false, records: 0, broken: { seq: 0, reason: unverified! } }
     let revocations = verifyRevocationEvidence({ records, rows: state.rows, generations: state.generations }, unverified)
@@ -243,6 +254,15 @@ export abstract class ChainedStore implements BrokerStore {
       await anchorCopy?.write(sealed).catch(() => {})
     }
     return { chain, revocations }
+  }
+
+  /** Whether one of these authenticated records is the checkpoint of the prune that left `firstSeq` first. */
+  async #prunedBy(records: readonly AuditRecord[], firstSeq: number): Promise<boolean> {
+    const [first] = await this.readRows([firstSeq])
+    return first !== undefined && records.some((r) => {
+      const d = r.event.type === 'audit.checkpoint' ? r.event.detail as Partial<CheckpointDetail> | undefined : undefined
+      return d?.prunedThroughSeq === firstSeq - 1 && d.prunedLastHash === first.prev_hash
+    })
   }
 
   /**

@@ -449,6 +449,26 @@ export function auditStoreContract(name: string, h: StoreHarness): void {
         expect(await differences(s, { anchorKey })).toEqual([lowered])
       })
 
+      // With retention on, every check after a prune hashed the whole log again (the first seq changed).
+      it('resumes from its anchor after a prune the chain vouches for, and not after a prefix deleted by hand', async () => {
+        const { s, site } = await revoked()
+        for (let i = 10; i <= 13; i++) await s.record(issued(i, { time: T0 + 100 + i }))
+        const anchorKey = Buffer.alloc(32, 7)
+        expect(await s.verifyRevocations({ anchorKey })).toEqual({ ok: true, revocations: 3 })
+        expect(await s.prune(T0 + 100, T0 + 200)).toEqual({ pruned: 4, checkpointSeq: 9 })
+        // Resumed, not checked in full: an edit below the anchor to a record stating no revocation is left
+        // to audit verify, as without a prune.
+        await h.tamper.setBody(6, (await bodyOf(s, 6)).replace('jti-11', 'jti-x'))
+        expect(await s.verifyRevocations({ anchorKey })).toEqual({ ok: true, revocations: 3 })
+        expect((await s.verifyAll()).chain).toMatchObject({ ok: false, broken: { seq: 6 } })
+        // The revocations the pruned records stated come from the checkpoint: a row deleted is still named.
+        await h.tamper.deleteRevocation(site.id)
+        expect(await differences(s, { anchorKey })).toEqual([`revocation ${site.id} (site "SITE_A"), recorded at seq 9, is missing from the revocations table (deleted)`])
+        // Records deleted from the start beyond what the checkpoint vouches for are not taken for a prune.
+        await h.tamper.deleteRecord(5)
+        expect(await unverified(s, { anchorKey })).toBe('audit chain broken at seq 6: records before seq 6 are missing and no checkpoint vouches for their removal')
+      })
+
       it('resumes from its anchor and catches a revocation record rewritten into another type below it', async () => {
         const { s, site } = await revoked()
         const anchorKey = Buffer.alloc(32, 7)
