@@ -255,6 +255,14 @@ export function loadConfig(options: { file?: string; env?: NodeJS.ProcessEnv } =
 }
 
 /** The longest any token this broker issues can live: how long a revocation must stay in force at most. */
+/**
+ * The copy of the sealed audit anchor (docs/audit.md), on the broker's host whatever the audit store: one per
+ * data directory, so each replica keeps its own.
+ */
+export function auditAnchorFile(config: Config): string {
+  return `${config.data_dir}/audit_anchor`
+}
+
 /** Where the pool CA's key and certificate live. */
 export function caDir(config: Config): string {
   return config.ca.dir ?? `${config.data_dir}/ca`

@@ -4,7 +4,7 @@ import type { AuditEvent } from './audit/audit_log.ts'
 import { RefusalTally } from './audit/refusal_tally.ts'
 import { startRetention } from './audit/retention.ts'
 import { certificateRetentionFloor } from './ca/certificate_retention.ts'
-import { caDir, maxTokenLifetime, type Config } from './config.ts'
+import { auditAnchorFile, caDir, maxTokenLifetime, type Config } from './config.ts'
 import type { CertificateService } from './ca/certificate_service.ts'
 import { poolCaFiles } from './ca/pool_ca_files.ts'
 import type { VerifiedSubject } from './iam/subject.ts'
@@ -44,7 +44,9 @@ import { revocationLabels } from './policy/revocation_labels.ts'
 import { preflight } from './preflight.ts'
 import { brokerReadiness } from './readiness.ts'
 import { assertRevocationsMatchAudit } from './revocation/revocation_consistency.ts'
+import { startRevocationWatch } from './revocation/revocation_watch.ts'
 import { anchorKeyFrom } from './audit/anchor.ts'
+import { anchorFile } from './storage/anchor_file.ts'
 import { RevocationService } from './revocation/revocation_service.ts'
 import type { BrokerStore } from './storage/chained_store.ts'
 import { openBrokerStore } from './storage/open_store.ts'
@@ -191,8 +193,13 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
       latestTokenExp: horizons.token.exp, longestTokenLifetime: horizons.token.lifetime,
       latestCertificateExp: horizons.certificate.exp, longestCertificateLifetime: horizons.certificate.lifetime,
     })
-    // Sealed with a key derived from the IDTOKEN key, which lives outside the database (audit/anchor.ts).
-    await assertRevocationsMatchAudit(store, { anchorKey: anchorKeyFrom(keys.idtoken.hmac) })
+    // Sealed with a key derived from the IDTOKEN key, which lives outside the database (audit/anchor.ts); a
+    // copy beside it outside the database too, so deleting the database's own does not hide a cut or rewrite.
+    const anchorCopy = anchorFile(auditAnchorFile(config))
+    await assertRevocationsMatchAudit(store, { anchorKey: anchorKeyFrom(keys.idtoken.hmac), anchorCopy })
+    // Again while serving, so the anchor covers what is appended between restarts too.
+    const watch = startRevocationWatch(store, { anchorKey: () => anchorKeyFrom(keyHolder.current.idtoken.hmac), anchorCopy, intervalSeconds: config.audit.anchor_interval, log })
+    closers.push(() => watch.stop())
     const policy = new PolicyHolder({
       dir: config.policy_dir,
       context: policyContextFromConfig(config, primaryIamIssuer(config)),

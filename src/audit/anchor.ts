@@ -1,4 +1,5 @@
 import { createHmac, timingSafeEqual, type KeyObject } from 'node:crypto'
+import type { IssuanceHorizon, IssuanceHorizons } from '../revocation/revocation.ts'
 
 /**
  * Where a previous full check of the chain ended, so the next start-up need not hash every record again.
@@ -17,6 +18,23 @@ export interface ChainAnchor {
    * start-up: a record retyped, edited or deleted since then is caught without reading the rest.
    */
   evidence: Array<[number, string]>
+  /**
+   * The issuance horizons as the table held them (never lower than an earlier anchor's). They only ever
+   * grow, and they size every later revocation's `until`: a table found lower was lowered by hand.
+   * Absent in anchors of earlier versions.
+   */
+  horizons?: IssuanceHorizons
+}
+
+/**
+ * Where a copy of the sealed anchor is kept outside the database (a file on the broker's host). The
+ * database's own can be deleted by whoever writes the database, which turns the checks that need an anchor
+ * (records cut off the end, a chain rewritten below it) off; the copy keeps them on for an insider who can
+ * write the database but not the broker's host.
+ */
+export interface AnchorCopy {
+  read(): Promise<string | undefined>
+  write(sealed: string): Promise<void>
 }
 
 const VERSION = 'a1'
@@ -41,6 +59,8 @@ export function openAnchor(text: string | undefined, key: Buffer): ChainAnchor |
     const int = (n: unknown) => Number.isSafeInteger(n) && (n as number) >= 0
     if (!int(a.seq) || typeof a.hash !== 'string' || !int(a.firstSeq) || !Array.isArray(a.evidence)) return undefined
     if (!a.evidence.every((e) => Array.isArray(e) && int(e[0]) && typeof e[1] === 'string')) return undefined
+    const horizon = (h: unknown) => typeof h === 'object' && h !== null && int((h as IssuanceHorizon).exp) && int((h as IssuanceHorizon).lifetime)
+    if (a.horizons !== undefined && !(horizon(a.horizons.token) && horizon(a.horizons.certificate))) return undefined
     return a
   } catch {
     return undefined

@@ -30,6 +30,11 @@ export const AuditConfigSchema = z.strictObject({
   /** How often serve prunes, in seconds. */
   prune_interval: seconds({ min: 60 }).default(3600),
   /**
+   * How often serve re-checks the chain and the revocations table from its sealed anchor and seals a new
+   * one (docs/audit.md); each check hashes the records appended since the last, about 1 s per 100,000.
+   */
+  anchor_interval: seconds({ min: 60 }).default(600),
+  /**
    * How often serve writes the refusals of unauthenticated requests (unreadable body, subject token that
    * does not verify) as one `token.denied.aggregate` record, in seconds; also written at shutdown.
    */

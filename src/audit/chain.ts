@@ -1,6 +1,12 @@
 import { hash } from 'node:crypto'
 import type { AuditEvent, AuditRecord, ChainVerification } from './audit_log.ts'
 
+/** The seq and hash of the newest record, kept beside the chain (table audit_head); seq 0 when empty. */
+export interface ChainHead { seq: number; hash: string }
+
+/** Why nothing can be judged about the tail when the head row is gone (deleted by hand). */
+export const HEAD_MISSING = 'the chain head (table audit_head) is missing'
+
 /** `prevHash` of record 1. */
 export const GENESIS_HASH = '0'.repeat(64)
 
@@ -172,9 +178,25 @@ export class ChainVerifier {
     return true
   }
 
-  /** Final verdict, given the head the backend stores separately (seq 0 when empty). */
-  finish(head: { seq: number; hash: string }): ChainVerification {
+  /** The first problem found so far, if any. */
+  get broken(): { seq: number; reason: string } | undefined {
+    return this.#broken && { ...this.#broken }
+  }
+
+  /**
+   * Whether what was fed so far starts where it may: at seq 1 from the genesis hash, after an anchor, or
+   * after a gap that a checkpoint fed since vouches for.
+   */
+  get anchored(): boolean {
+    return this.#anchored
+  }
+
+  /** Final verdict, given the head the backend stores separately (seq 0 when empty; undefined when its row is gone). */
+  finish(head: ChainHead | undefined): ChainVerification {
     if (this.#broken) return { ok: false, records: this.#count, broken: this.#broken }
+    if (!head) {
+      return { ok: false, records: this.#count, broken: { seq: (this.#last?.seq ?? 0) + 1, reason: `${HEAD_MISSING}, so records cut off the end cannot be ruled out` } }
+    }
     if (!this.#last) {
       if (head.seq === 0) return { ok: true, records: 0, head: { seq: 0, hash: GENESIS_HASH }, firstSeq: 0 }
       return { ok: false, records: 0, broken: { seq: head.seq, reason: `all records are missing (head says seq ${head.seq})` } }

@@ -1,4 +1,5 @@
 import type { AuditEvent, AuditRecord } from '../audit/audit_log.ts'
+import type { AnchorCopy } from '../audit/anchor.ts'
 import { OperatorError } from '../errors.ts'
 import { REVOCATION_KINDS, type Revocation, type RevocationLift } from './revocation.ts'
 
@@ -93,25 +94,55 @@ function withLift(r: Revocation, l: RevocationLift): Revocation {
 
 /** Revocations as stated, without any lift (lifts are applied separately: they may live in another record). */
 function revocationsOf(e: AuditEvent): Revocation[] {
-  if (e.type === 'audit.checkpoint') {
-    const carried = e.detail?.revocations
-    return Array.isArray(carried) ? (carried as Revocation[]).map(({ liftedAt: _a, liftedBy: _b, ...r }) => r) : []
-  }
+  if (e.type === 'audit.checkpoint') return carriedRevocations(e).map(({ liftedAt: _a, liftedBy: _b, ...r }) => r)
   const r = revocationOfEvent(e)
   return r ? [r] : []
 }
 
 function liftsOf(e: AuditEvent): RevocationLift[] {
   if (e.type === 'audit.checkpoint') {
-    const carried = Array.isArray(e.detail?.revocations) ? e.detail.revocations as Revocation[] : []
-    const lifts = Array.isArray(e.detail?.lifts) ? e.detail.lifts as RevocationLift[] : []
     return [
-      ...carried.filter((r) => typeof r.liftedAt === 'number').map((r) => ({ id: r.id, liftedAt: r.liftedAt!, ...(r.liftedBy !== undefined ? { liftedBy: r.liftedBy } : {}) })),
-      ...lifts,
+      ...carriedRevocations(e).filter((r) => typeof r.liftedAt === 'number').map((r) => ({ id: r.id, liftedAt: r.liftedAt!, ...(r.liftedBy !== undefined ? { liftedBy: r.liftedBy } : {}) })),
+      ...arrayOf(e.detail?.lifts).filter(isLift),
     ]
   }
   const l = liftOfEvent(e)
   return l ? [l] : []
+}
+
+/*
+ * A checkpoint's lists are read with care: the broker writes only well-formed entries, but a record someone
+ * appended by hand (the chain has no key, docs/audit.md) may hold anything, and a `null` among them made the
+ * check, and so `audit verify` and the start-up, fail with an internal error. Such entries vouch for no row;
+ * revocationDifferences names them.
+ */
+function carriedRevocations(e: AuditEvent): Revocation[] {
+  return arrayOf(e.detail?.revocations).filter(isCarriedRevocation)
+}
+
+/** Entries of a checkpoint's lists that are neither a revocation nor a lift. */
+function malformedEntries(e: AuditEvent): number {
+  if (e.type !== 'audit.checkpoint') return 0
+  const revocations = arrayOf(e.detail?.revocations)
+  const lifts = arrayOf(e.detail?.lifts)
+  return revocations.length - revocations.filter(isCarriedRevocation).length + lifts.length - lifts.filter(isLift).length
+}
+
+function arrayOf(v: unknown): unknown[] {
+  return Array.isArray(v) ? v : []
+}
+
+function isCarriedRevocation(v: unknown): v is Revocation {
+  if (typeof v !== 'object' || v === null) return false
+  const r = v as Record<string, unknown>
+  return typeof r.id === 'number' && REVOCATION_KINDS.includes(r.kind as Revocation['kind']) && typeof r.value === 'string'
+    && typeof r.revokedAt === 'number' && typeof r.until === 'number'
+}
+
+function isLift(v: unknown): v is RevocationLift {
+  if (typeof v !== 'object' || v === null) return false
+  const l = v as Record<string, unknown>
+  return typeof l.id === 'number' && typeof l.liftedAt === 'number'
 }
 
 /** Every difference between the table and the chain, one sentence each; empty when they agree. */
@@ -119,6 +150,8 @@ export function revocationDifferences(ev: RevocationEvidence): string[] {
   const out: string[] = []
   const chained: Chained = new Map()
   for (const rec of ev.records) {
+    const malformed = malformedEntries(rec.event)
+    if (malformed > 0) out.push(`the record at seq ${rec.seq} states ${malformed} revocation${malformed === 1 ? '' : 's'} or lift${malformed === 1 ? '' : 's'} that ${malformed === 1 ? 'is' : 'are'} not well-formed`)
     for (const rev of revocationsOf(rec.event)) {
       const seen = chained.get(rev.id)
       if (seen && fieldDifferences(seen.rev, rev).length > 0) out.push(`revocation ${rev.id} is recorded differently at seq ${seen.seq} and seq ${rec.seq}`)
@@ -168,8 +201,8 @@ export function verifyRevocationEvidence(ev: RevocationEvidence, unverified?: st
  * deleted row would silently un-revoke). Throws a one-line OperatorError naming the first difference.
  */
 export async function assertRevocationsMatchAudit(
-  store: { verifyRevocations(options?: { anchorKey?: Buffer }): Promise<RevocationVerification> },
-  options: { anchorKey?: Buffer } = {},
+  store: { verifyRevocations(options?: { anchorKey?: Buffer; anchorCopy?: AnchorCopy }): Promise<RevocationVerification> },
+  options: { anchorKey?: Buffer; anchorCopy?: AnchorCopy } = {},
 ): Promise<void> {
   const v = await store.verifyRevocations(options)
   if (v.ok) return

@@ -59,6 +59,16 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks {
   readonly #deps: RevocationServiceDeps
   #snapshot: RevocationSnapshot
   #timer: NodeJS.Timeout | undefined
+  /**
+   * The active entries and role generations as last read. The start-up checked the table against the audit
+   * chain; after that it is re-read without that check, and rows are never deleted and change only by a
+   * lift. So an entry that vanishes (not lifted, not expired) or weakens between two reads, or a generation
+   * that drops, was changed behind the broker: it stays in force as held, and the change is logged.
+   */
+  #held = new Map<number, Revocation>()
+  #heldGenerations = new Map<string, number>()
+  /** Changes already logged, so a table left tampered with is reported once, not at every refresh. */
+  readonly #reported = new Set<string>()
 
   constructor(deps: RevocationServiceDeps) {
     this.#deps = deps
@@ -68,8 +78,45 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks {
   /** Loads the snapshot; call once before serving. */
   async refresh(): Promise<void> {
     const now = this.#deps.clock.now()
-    const [revs, gens] = await Promise.all([this.#deps.store.listRevocations({ activeAt: now }), this.#deps.store.roleGenerations()])
-    this.#snapshot = new RevocationSnapshot(revs, gens, now)
+    const { revocations, generations } = await this.#readActive(now)
+    this.#snapshot = new RevocationSnapshot(revocations, generations, now)
+  }
+
+  /** The active entries and generations: the table's, with what it lost behind the broker put back (#held). */
+  async #readActive(now: number): Promise<{ revocations: Revocation[]; generations: Map<string, number> }> {
+    const [read, gens] = await Promise.all([this.#deps.store.listRevocations({ activeAt: now }), this.#deps.store.roleGenerations()])
+    const byId = new Map(read.map((r) => [r.id, r]))
+    const changes: string[] = []
+    let all: Map<number, Revocation> | undefined
+    for (const [id, held] of this.#held) {
+      if (held.until < now) continue
+      const row = byId.get(id)
+      if (row && sameEntry(held, row)) continue
+      if (!row) {
+        // Not active any more: lifted (the row says so) is fine; the whole table is read only then, rarely.
+        all ??= new Map((await this.#deps.store.listRevocations()).map((r) => [r.id, r]))
+        const stored = all.get(id)
+        if (stored?.liftedAt !== undefined && sameEntry(held, stored)) continue
+        changes.push(stored ? entryChange(held, stored) : `revocation ${id} (${held.kind} ${JSON.stringify(held.value)}) is gone from the table`)
+      } else changes.push(entryChange(held, row))
+      byId.set(id, held)
+    }
+    const generations = new Map(gens)
+    for (const [role, held] of this.#heldGenerations) {
+      const gen = gens.get(role)
+      if (gen !== undefined && gen >= held) continue
+      changes.push(`role ${role} is at generation ${gen ?? 'none'} in the table, ${held} before`)
+      generations.set(role, held)
+    }
+    const revocations = [...byId.values()].sort((a, b) => a.id - b.id)
+    this.#held = new Map(revocations.map((r) => [r.id, r]))
+    this.#heldGenerations = generations
+    const fresh = changes.filter((c) => !this.#reported.has(c))
+    if (fresh.length > 0) {
+      for (const c of fresh) this.#reported.add(c)
+      this.#deps.log.error('the revocations table changed behind the broker; still enforcing what it held (run "audit verify")', { changes: fresh })
+    }
+    return { revocations, generations }
   }
 
   /** Periodic refresh; failures keep the last snapshot and are logged. */
@@ -257,13 +304,27 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks {
   /** SEC_TOKEN_REVOCATION_EXPR from the store (not the snapshot), pruned of entries that match nothing valid. */
   async condorExpression(): Promise<{ expr: string; clauses: number; unexpressed: number; generatedAt: number }> {
     const now = this.#deps.clock.now()
-    const revs = await this.#deps.store.listRevocations({ activeAt: now })
-    const built = buildRevocationExpression(revs, now)
+    const { revocations } = await this.#readActive(now)
+    const built = buildRevocationExpression(revocations, now)
     if (built.unexpressed > 0) {
       this.#deps.log.warn('active revocations left out of SEC_TOKEN_REVOCATION_EXPR: their values hold characters HTCondor would read as something else; the broker still refuses what they name', { unexpressed: built.unexpressed })
     }
     return { ...built, generatedAt: now }
   }
+}
+
+/** The fields a revocation is stored with; only `liftedAt` and `liftedBy` ever change, by a lift. */
+const ENTRY_FIELDS = ['kind', 'value', 'iss', 'revokedAt', 'until', 'gen', 'reason', 'revokedBy'] as const
+
+function sameEntry(a: Revocation, b: Revocation): boolean {
+  return ENTRY_FIELDS.every((f) => a[f] === b[f])
+}
+
+function entryChange(held: Revocation, row: Revocation): string {
+  const what = `revocation ${held.id} (${held.kind} ${JSON.stringify(held.value)})`
+  const differ = ENTRY_FIELDS.filter((f) => held[f] !== row[f])
+  if (differ.length === 1 && differ[0] === 'until') return `${what} ends at ${row.until} in the table, ${held.until} before`
+  return `${what} differs in the table: ${differ.map((f) => `${f} ${JSON.stringify(row[f] ?? null)}, ${JSON.stringify(held[f] ?? null)} before`).join('; ')}`
 }
 
 /**

@@ -1,11 +1,11 @@
 import type { AuditEvent, AuditPage, AuditQuery, AuditRecord, AuditStore, ChainVerification, PruneResult } from '../audit/audit_log.ts'
 import type { AuditAggregates, CountQuery, CountRow, LiveRow, ReasonRow } from '../audit/aggregate.ts'
-import { openAnchor, sealAnchor } from '../audit/anchor.ts'
-import { assertStorableEvent, ChainVerifier, checkRecord, columnsOf, encodeEventBody, recordHash, rowToRecord, type AuditColumns, type CheckpointDetail, type StoredRow } from '../audit/chain.ts'
-import { InvalidRequest } from '../errors.ts'
+import { openAnchor, sealAnchor, type AnchorCopy, type ChainAnchor } from '../audit/anchor.ts'
+import { assertStorableEvent, ChainVerifier, HEAD_MISSING, type ChainHead, checkRecord, columnsOf, encodeEventBody, recordHash, rowToRecord, type AuditColumns, type CheckpointDetail, type StoredRow } from '../audit/chain.ts'
+import { InvalidRequest, OperatorError } from '../errors.ts'
 import type { CredentialConfirmation, CredentialStore, CredentialWrite, StoredCredential } from '../credentials/credential_store.ts'
 import type { ConsoleSessionStore, SessionWrite, StoredSession } from '../console/session_store.ts'
-import type { IssuanceHorizons, NewRevocation, Revocation, RevocationLift, RevocationStore } from '../revocation/revocation.ts'
+import type { IssuanceHorizon, IssuanceHorizons, NewRevocation, Revocation, RevocationLift, RevocationStore } from '../revocation/revocation.ts'
 import { GroupCommitter, StoreOverloaded, type CommitStats, type Committer, type GroupCommitOptions } from './group_commit.ts'
 import { verifyRevocationEvidence, type CarriedRevocations, type RevocationVerification } from '../revocation/revocation_consistency.ts'
 
@@ -15,7 +15,9 @@ export type WriteOp =
   | { kind: 'revoke'; rev: NewRevocation; event: AuditEvent; result?: Revocation }
   /** `result` stays undefined (and nothing is appended) when the entry is unknown or already lifted. */
   | { kind: 'lift'; lift: RevocationLift; json: string; result?: Revocation }
-  | { kind: 'prune'; before: number; now: number; result?: PruneResult }
+  /** Deletes records `range.first..range.through`, which the chain was found to vouch for (ChainedStore.prune). */
+  /** `result` is PRUNE_RANGE_CHANGED (nothing deleted, nothing appended) when the log changed since the check. */
+  | { kind: 'prune'; before: number; now: number; range: PruneRange; result?: PruneResult | typeof PRUNE_RANGE_CHANGED }
   | RedeemOp
   /** A credential change and its record, together or not at all; `result` false (nothing appended) when a rotate or revoke changed nothing. */
   | { kind: 'credential'; write: CredentialWrite; json: string; result?: boolean }
@@ -26,6 +28,18 @@ export type WriteOp =
   | { kind: 'session'; write: SessionWrite }
   /** IAM's confirmation kept on a credential row; not an audit record (the tokens minted under it record it). */
   | { kind: 'confirm'; confirm: CredentialConfirmation; result?: boolean }
+
+/**
+ * The records one prune deletes, checked before the transaction: first..through, and the hash of `through`.
+ * The transaction refuses when the log no longer starts at `first` or `through` no longer has that hash.
+ */
+export interface PruneRange { first: number; through: number; hash: string }
+
+/**
+ * A prune's transaction found the log changed between the check and the delete. It refuses as a result, not
+ * by throwing, which would fail the other records of its batch.
+ */
+export const PRUNE_RANGE_CHANGED = 'the audit log changed while retention checked it; not pruning (run "audit verify")'
 
 /** The ops that hand a `result` back to their caller: all but an event and a console session write. */
 export function returnsResult(op: WriteOp): op is Exclude<WriteOp, { kind: 'event' | 'session' }> {
@@ -55,7 +69,7 @@ export interface BrokerStore extends AuditStore, AuditAggregates, RevocationStor
    * records authenticated by the chain. With `anchorKey`, resumes from the sealed anchor of the last check
    * (re-checking the revocation records it lists, hashing only newer records) and seals a new one.
    */
-  verifyRevocations(options?: { anchorKey?: Buffer }): Promise<RevocationVerification>
+  verifyRevocations(options?: VerifyRevocationsOptions): Promise<RevocationVerification>
   /** The whole chain and the revocations against it, in one pass (audit verify). */
   verifyAll(): Promise<{ chain: ChainVerification; revocations: RevocationVerification }>
   /** Folds the whole log into the issuance horizons again (ChainedStore.reseedHorizons). */
@@ -64,13 +78,21 @@ export interface BrokerStore extends AuditStore, AuditAggregates, RevocationStor
   redeemPilotSlot(credential: string, limit: number, issued: AuditEvent, refused: AuditEvent): Promise<RedemptionOutcome>
 }
 
+/**
+ * `anchorKey`: resume from the sealed anchor and seal a new one. `anchorCopy`: also check against, and
+ * refresh, the copy of the anchor kept outside the database.
+ */
+export interface VerifyRevocationsOptions { anchorKey?: Buffer; anchorCopy?: AnchorCopy }
+
 /** The table side of the revocation check and the chain's extent, read in one snapshot. */
 export interface RevocationState {
-  head: { seq: number; hash: string }
+  /** Undefined when the head row is gone. */
+  head: ChainHead | undefined
   /** Lowest seq in the log (0 when empty). */
   firstSeq: number
   rows: Revocation[]
   generations: Map<string, number>
+  horizons: IssuanceHorizons
 }
 
 /** What the last writes told us about the write path. Times are epoch milliseconds. */
@@ -121,8 +143,8 @@ export abstract class ChainedStore implements BrokerStore {
   protected abstract commitBatch(ops: WriteOp[]): Promise<void> | void
   /** Raw rows in seq order from `fromSeq`, in bounded chunks. */
   protected abstract scanRows(fromSeq: number): AsyncIterable<StoredRow>
-  /** The separately stored chain head (seq 0 and the genesis hash when empty). */
-  protected abstract readHead(): Promise<{ seq: number; hash: string }>
+  /** The separately stored chain head (seq 0 and the genesis hash when empty; undefined when its row is gone). */
+  protected abstract readHead(): Promise<ChainHead | undefined>
   abstract query(q: AuditQuery): Promise<AuditPage>
   abstract countByTime(q: CountQuery): Promise<CountRow[]>
   abstract countDenialReasons(q: { from: number; to: number }): Promise<ReasonRow[]>
@@ -151,15 +173,20 @@ export abstract class ChainedStore implements BrokerStore {
   protected abstract readAnchor(): Promise<string | undefined>
   protected abstract writeAnchor(sealed: string): Promise<void>
 
-  async verifyRevocations(options: { anchorKey?: Buffer } = {}): Promise<RevocationVerification> {
-    return (await this.#checkRevocations(options.anchorKey)).revocations
+  async verifyRevocations(options: VerifyRevocationsOptions = {}): Promise<RevocationVerification> {
+    return (await this.#checkRevocations(options)).revocations
   }
 
   async verifyAll(): Promise<{ chain: ChainVerification; revocations: RevocationVerification }> {
-    return this.#checkRevocations(undefined)
+    return this.#checkRevocations({})
   }
 
-  async #checkRevocations(anchorKey: Buffer | undefined): Promise<{ chain: ChainVerification; revocations: RevocationVerification }> {
+  async #checkRevocations({ anchorKey, anchorCopy }: VerifyRevocationsOptions): Promise<{ chain: ChainVerification; revocations: RevocationVerification }> {
+    // The anchors before the state: an anchor is sealed only once the head reached its seq, so the state read
+    // after it has a head at least that far, even when another replica seals one meanwhile.
+    const anchor = anchorKey ? openAnchor(await this.readAnchor(), anchorKey) : undefined
+    // Unreadable, or sealed under a key since rotated: as if absent (the next successful check replaces it).
+    const kept = anchorKey && anchorCopy ? openAnchor(await anchorCopy.read().catch(() => undefined), anchorKey) : undefined
     const state = await this.readRevocationState()
     const records: AuditRecord[] = []
     const evidence: Array<[number, string]> = []
@@ -167,15 +194,18 @@ export abstract class ChainedStore implements BrokerStore {
       records.push({ seq: Number(row.seq), event, prevHash: row.prev_hash, hash: row.hash })
       evidence.push([Number(row.seq), row.hash])
     }
-    const anchor = anchorKey ? openAnchor(await this.readAnchor(), anchorKey) : undefined
     let verifier = new ChainVerifier()
     let from = 1
-    let unverified: string | undefined
-    if (anchor && anchor.firstSeq === state.firstSeq && anchor.seq <= state.head.seq) {
+    let unverified = state.head ? await this.#departsFrom([anchor, kept], state.head, state.firstSeq) : undefined
+    // A prune since the anchor (the first seq moved up, not past the anchor) need not mean a full check:
+    // the records it removed are accounted for by its checkpoint, which must be found below.
+    const pruned = anchor !== undefined && state.firstSeq !== anchor.firstSeq
+    if (unverified === undefined && anchor && state.head && anchor.firstSeq <= state.firstSeq && state.firstSeq <= anchor.seq + 1) {
       // Records up to the anchor were verified before: only those that stated revocations are read again,
       // by seq (not by their type column, which a retyping would hide), and must be unchanged.
-      const rows = new Map((await this.readRows(anchor.evidence.map(([seq]) => seq))).map((r) => [Number(r.seq), r]))
-      for (const [seq, hash] of anchor.evidence) {
+      const listed = anchor.evidence.filter(([seq]) => seq >= state.firstSeq)
+      const rows = new Map((await this.readRows(listed.map(([seq]) => seq))).map((r) => [Number(r.seq), r]))
+      for (const [seq, hash] of listed) {
         const row = rows.get(seq)
         const checked = row ? checkRecord(row) : 'record missing'
         if (typeof checked === 'string' || row!.hash !== hash) {
@@ -191,7 +221,7 @@ export abstract class ChainedStore implements BrokerStore {
     let chain: ChainVerification | undefined
     if (unverified === undefined) {
       for await (const row of this.scanRows(from)) {
-        if (Number(row.seq) > state.head.seq) break
+        if (state.head && Number(row.seq) > state.head.seq) break
         if (verifier.feed(row)) { if (statesRevocations(row.type)) keep(row, rowToRecord(row).event); continue }
         // Broken: the rest cannot be authenticated, but what it states still helps the operator judge.
         let e: AuditEvent | undefined
@@ -200,14 +230,64 @@ export abstract class ChainedStore implements BrokerStore {
       }
       chain = verifier.finish(state.head)
       if (!chain.ok) unverified = `audit chain broken at seq ${chain.broken.seq}: ${chain.broken.reason}`
+      else if (pruned && from > 1 && !(await this.#prunedBy(records, state.firstSeq))) {
+        // Resumed after a prune: the records before the first seq went only if an authenticated checkpoint
+        // says so (else they were deleted by hand, and what they stated with them).
+        const reason = `records before seq ${state.firstSeq} are missing and no checkpoint vouches for their removal`
+        unverified = `audit chain broken at seq ${state.firstSeq}: ${reason}`
+        chain = { ok: false, records: chain.records, broken: { seq: state.firstSeq, reason } }
+      }
     }
     chain ??= { ok: false, records: 0, broken: { seq: 0, reason: unverified! } }
-    const revocations = verifyRevocationEvidence({ records, rows: state.rows, generations: state.generations }, unverified)
+    let revocations = verifyRevocationEvidence({ records, rows: state.rows, generations: state.generations }, unverified)
+    // The horizons a check saw only grow: the floor the anchors carry, kept in every new anchor so a table
+    // lowered once is named at every check until it is raised back.
+    let horizons = state.horizons
+    for (const a of [anchor, kept]) if (a?.horizons) horizons = widerHorizons(horizons, a.horizons)
+    const lowered = horizonsLowered(state.horizons, horizons)
+    if (lowered.length > 0) {
+      revocations = revocations.ok ? { ok: false, revocations: revocations.revocations, differences: lowered } : { ...revocations, differences: [...revocations.differences, ...lowered] }
+    }
     if (anchorKey && chain.ok) {
       // Best effort: without a fresh anchor the next start-up only checks more records.
-      await this.writeAnchor(sealAnchor({ seq: state.head.seq, hash: state.head.hash, firstSeq: state.firstSeq, evidence }, anchorKey)).catch(() => {})
+      const sealed = sealAnchor({ seq: chain.head.seq, hash: chain.head.hash, firstSeq: state.firstSeq, evidence, horizons }, anchorKey)
+      await this.writeAnchor(sealed).catch(() => {})
+      await anchorCopy?.write(sealed).catch(() => {})
     }
     return { chain, revocations }
+  }
+
+  /** Whether one of these authenticated records is the checkpoint of the prune that left `firstSeq` first. */
+  async #prunedBy(records: readonly AuditRecord[], firstSeq: number): Promise<boolean> {
+    const [first] = await this.readRows([firstSeq])
+    return first !== undefined && records.some((r) => {
+      const d = r.event.type === 'audit.checkpoint' ? r.event.detail as Partial<CheckpointDetail> | undefined : undefined
+      return d?.prunedThroughSeq === firstSeq - 1 && d.prunedLastHash === first.prev_hash
+    })
+  }
+
+  /**
+   * Why the log is not the one sealed anchors say an earlier check verified, or undefined. The head only
+   * grows, so an anchor past it means verified records are gone: the newest ones cut off and the head set
+   * back (a revocation among them undone without a trace inside the chain), or an older copy of the database
+   * restored. And a record an anchor names, if not pruned since, still has the hash it had: otherwise the
+   * chain was rewritten below it with every hash recomputed (or this is another database). Checked in full,
+   * such a chain is whole, and a new anchor would be sealed over it.
+   */
+  async #departsFrom(anchors: Array<ChainAnchor | undefined>, head: ChainHead, firstSeq: number): Promise<string | undefined> {
+    for (const a of anchors) {
+      if (a && a.seq > head.seq) {
+        return `the audit log ends at seq ${head.seq}, but an earlier check verified it up to seq ${a.seq} (records cut off the end, or an older copy of the database restored)`
+      }
+    }
+    for (const a of anchors) {
+      if (!a || a.seq === 0 || a.seq < firstSeq) continue
+      const [row] = await this.readRows([a.seq])
+      if (row?.hash !== a.hash) {
+        return `record seq ${a.seq} is not the record an earlier check verified (its hash changed: records rewritten with their hashes recomputed, or another database)`
+      }
+    }
+    return undefined
   }
 
   record(event: AuditEvent): Promise<void> {
@@ -277,9 +357,59 @@ export abstract class ChainedStore implements BrokerStore {
   }
 
   async prune(before: number, now: number): Promise<PruneResult> {
-    const op: WriteOp = { kind: 'prune', before, now }
+    const range = await this.#vouchedPrefix(before)
+    if (!range) return { pruned: 0 }
+    const op: WriteOp = { kind: 'prune', before, now, range }
     await this.#submit(op)
+    if (op.result === PRUNE_RANGE_CHANGED) throw new OperatorError('EAUDITCHAIN', PRUNE_RANGE_CHANGED)
     return op.result!
+  }
+
+  /**
+   * The records a prune at `before` deletes (every one before the first with `time >= before`), once the
+   * chain vouches for them: each intact, linked to the next, the first at the genesis hash or behind a
+   * checkpoint. Deleting records it does not vouch for would destroy the evidence of their tampering, and
+   * the new checkpoint would vouch for the remaining chain (and carry the revocations the edited bodies
+   * state, not the ones the broker wrote). Undefined when nothing is old enough; throws naming the first problem.
+   */
+  async #vouchedPrefix(before: number): Promise<PruneRange | undefined> {
+    const head = await this.readHead()
+    if (!head) throw new OperatorError('EAUDITCHAIN', `${HEAD_MISSING}; not pruning (run "audit verify")`)
+    const v = new ChainVerifier()
+    let first: StoredRow | undefined
+    let last: StoredRow | undefined
+    for await (const row of this.scanRows(1)) {
+      if (Number(row.seq) > head.seq) break
+      first ??= row
+      const pruned = Number(row.time) < before
+      if (pruned) last = row
+      // The first record kept is fed too: it must link to the last one pruned.
+      if (!v.feed(row) || !pruned) break
+    }
+    if (!first || !last) return undefined
+    const refuse = (b: { seq: number; reason: string }) => new OperatorError('EAUDITCHAIN', `audit chain broken at seq ${b.seq}: ${b.reason}; not pruning (run "audit verify")`)
+    if (v.broken) throw refuse(v.broken)
+    if (!v.anchored && !(await this.#checkpointVouchesFor(first))) {
+      throw refuse({ seq: Number(first.seq), reason: `records before seq ${first.seq} are missing and no checkpoint vouches for their removal` })
+    }
+    return { first: Number(first.seq), through: Number(last.seq), hash: last.hash }
+  }
+
+  /** Whether an intact checkpoint record states that retention removed the records before `first`. */
+  async #checkpointVouchesFor(first: StoredRow): Promise<boolean> {
+    let cursor: string | undefined
+    // Bounded: each page moves the cursor back, and there is one checkpoint per prune that deleted something.
+    for (;;) {
+      const page = await this.query({ type: 'audit.checkpoint', limit: MAX_PAGE, ...(cursor !== undefined ? { cursor } : {}) })
+      for (const r of page.records) {
+        const d = r.event.detail as Partial<CheckpointDetail> | undefined
+        if (d?.prunedThroughSeq !== Number(first.seq) - 1 || d.prunedLastHash !== first.prev_hash) continue
+        const [row] = await this.readRows([r.seq])
+        if (row && typeof checkRecord(row) !== 'string') return true
+      }
+      if (page.nextCursor === undefined) return false
+      cursor = page.nextCursor
+    }
   }
 
   /** Group-commit counters (committed batches and records), for benchmarks and metrics. */
@@ -296,7 +426,7 @@ export abstract class ChainedStore implements BrokerStore {
     const head = await this.readHead()
     const v = new ChainVerifier()
     for await (const row of this.scanRows(1)) {
-      if (Number(row.seq) > head.seq || !v.feed(row)) break
+      if ((head && Number(row.seq) > head.seq) || !v.feed(row)) break
     }
     return v.finish(head)
   }
@@ -309,6 +439,25 @@ export abstract class ChainedStore implements BrokerStore {
     await this.committer.close()
     await this.closeBackend()
   }
+}
+
+function widerHorizons(a: IssuanceHorizons, b: IssuanceHorizons): IssuanceHorizons {
+  const wider = (x: IssuanceHorizon, y: IssuanceHorizon) => ({ exp: Math.max(x.exp, y.exp), lifetime: Math.max(x.lifetime, y.lifetime) })
+  return { token: wider(a.token, b.token), certificate: wider(a.certificate, b.certificate) }
+}
+
+/** A difference for each horizon value the table holds below what an earlier check saw. */
+function horizonsLowered(table: IssuanceHorizons, seen: IssuanceHorizons): string[] {
+  const out: string[] = []
+  for (const kind of ['token', 'certificate'] as const) {
+    for (const field of ['exp', 'lifetime'] as const) {
+      if (table[kind][field] < seen[kind][field]) {
+        const what = field === 'exp' ? 'ends at' : 'has a longest lifetime of'
+        out.push(`the ${kind} issuance horizon ${what} ${table[kind][field]} in the table, but it reached ${seen[kind][field]} when last checked (lowered by hand: later revocations would end too early)`)
+      }
+    }
+  }
+  return out
 }
 
 /** The row for one op at `seq`, linked to `prevHash`. */

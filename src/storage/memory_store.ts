@@ -6,7 +6,7 @@ import { HorizonTracker, noHorizons, revocationUntil, wider } from './issuance_h
 import { revocationsToCarry } from '../revocation/revocation_consistency.ts'
 import {
   ChainedStore, assertPageSize, chainRow, checkpointEventBody, decodeCursor, equalityFilters, eventRow,
-  revocationEventBody, statesRevocations, toPage, type RevocationState, type WriteOp,
+  PRUNE_RANGE_CHANGED, revocationEventBody, statesRevocations, toPage, type RevocationState, type WriteOp,
 } from './chained_store.ts'
 import type { GroupCommitOptions } from './group_commit.ts'
 import { nextConfirmation, type CredentialConfirmation, type CredentialWrite, type StoredCredential } from '../credentials/credential_store.ts'
@@ -98,12 +98,15 @@ export class MemoryStore extends ChainedStore {
         append(body, cols)
         results.push(() => { op.result = { ...rev } })
       } else {
+        // As the SQL backends: only the range ChainedStore.prune checked, and only if it is unchanged.
         const all = [...this.#rows.filter((r) => r.seq > pruneThrough), ...rows]
-        const keep = all.find((r) => r.time >= op.before)
-        const through = keep ? keep.seq - 1 : seq
+        const { first, through, hash: throughHash } = op.range
         const pruned = all.filter((r) => r.seq <= through)
-        if (pruned.length === 0) { results.push(() => { op.result = { pruned: 0 } }); continue }
-        if (rows.some((r) => r.seq <= through)) throw new Error('cannot prune records of the same batch')
+        if (all[0] !== undefined && all[0].seq > first) { results.push(() => { op.result = { pruned: 0 } }); continue }
+        if (all[0]?.seq !== first || pruned.at(-1)?.seq !== through || pruned.at(-1)?.hash !== throughHash || pruned.length !== through - first + 1) {
+          results.push(() => { op.result = PRUNE_RANGE_CHANGED })
+          continue
+        }
         pruneThrough = through
         const carried = revocationsToCarry(pruned.filter(isRevocationRecord).map((r) => rowToRecord(r).event))
         const { body, cols } = checkpointEventBody({ prunedThroughSeq: through, prunedLastHash: pruned.at(-1)!.hash, prunedCount: pruned.length, before: op.before }, carried, op.now)
@@ -230,7 +233,7 @@ export class MemoryStore extends ChainedStore {
   }
 
   protected async readRevocationState(): Promise<RevocationState> {
-    return { head: { ...this.#head }, firstSeq: this.#rows[0]?.seq ?? 0, rows: await this.listRevocations(), generations: await this.roleGenerations() }
+    return { head: { ...this.#head }, firstSeq: this.#rows[0]?.seq ?? 0, rows: await this.listRevocations(), generations: await this.roleGenerations(), horizons: this.#horizonRows }
   }
 
   protected async readRows(seqs: readonly number[]): Promise<StoredRow[]> {
@@ -249,6 +252,22 @@ export class MemoryStore extends ChainedStore {
   /** Test hook: the raw rows, so a test can tamper with them as an attacker with DB access would. */
   rawRows(): StoredRow[] {
     return this.#rows
+  }
+
+  /** Test hook: drops the records after `seq` and moves the head back to it, as an insider's cut-back would. */
+  rawTruncate(seq: number): void {
+    this.#rows = this.#rows.filter((r) => r.seq <= seq)
+    this.#head = { seq, hash: this.#rows.at(-1)!.hash }
+  }
+
+  /** Test hook: sets the token horizon's exp, as an UPDATE of issuance_horizon would. */
+  rawSetTokenHorizonExp(exp: number): void {
+    this.#horizonRows = { ...this.#horizonRows, token: { ...this.#horizonRows.token, exp } }
+  }
+
+  /** Test hook: deletes the sealed anchor, as `DELETE FROM audit_anchor` would. */
+  rawDeleteAnchor(): void {
+    this.#anchor = undefined
   }
 
   /** Test hook: the revocations table and role generations, to tamper with likewise. */

@@ -1,13 +1,13 @@
 import pg from 'pg'
 import type { AuditEvent, AuditPage, AuditQuery } from '../audit/audit_log.ts'
 import { assertCountQuery, COUNTED_TYPES_SQL, type CountQuery, type CountRow, type LiveRow, type ReasonRow } from '../audit/aggregate.ts'
-import { COLUMN_NAMES, GENESIS_HASH, type AuditColumns, type StoredRow } from '../audit/chain.ts'
+import { COLUMN_NAMES, GENESIS_HASH, HEAD_MISSING, type AuditColumns, type ChainHead, type StoredRow } from '../audit/chain.ts'
 import { OperatorError } from '../errors.ts'
 import { INITIAL_GENERATION, type IssuanceHorizons, type NewRevocation, type Revocation } from '../revocation/revocation.ts'
 import { horizonsFromRows, HorizonTracker, raiseHorizonSql, reseedHorizonsSql, revocationUntil, seedHorizonsSql, seedMarkTableSql } from './issuance_horizon.ts'
 import { revocationsToCarry } from '../revocation/revocation_consistency.ts'
 import {
-  ChainedStore, LIFT_AND_ISS_MIGRATION, REVOCATION_RECORDS_WHERE, assertPageSize, chainRow, checkpointEventBody, decodeCursor, equalityFilters, eventRow,
+  ChainedStore, LIFT_AND_ISS_MIGRATION, PRUNE_RANGE_CHANGED, REVOCATION_RECORDS_WHERE, type PruneRange, assertPageSize, chainRow, checkpointEventBody, decodeCursor, equalityFilters, eventRow,
   revocationEventBody, fromRevocationRow, toPage, type RevocationRow, type RevocationState, type WriteOp,
 } from './chained_store.ts'
 import type { GroupCommitOptions } from './group_commit.ts'
@@ -111,6 +111,10 @@ export class PostgresStore extends ChainedStore {
     })
     // An idle client losing its connection must not crash the process; the next query reconnects.
     pool.on('error', () => {})
+    // Nor one that is checked out (the pool listens only while a client is idle): a server restart or a
+    // terminated backend mid-transaction emitted 'error' with no listener, an uncaught exception that ended
+    // the broker. The query in flight fails anyway, and release(err) discards the connection.
+    pool.on('connect', (client) => { client.on('error', () => {}) })
     try {
       await migrate(pool)
     } catch (err) {
@@ -125,7 +129,9 @@ export class PostgresStore extends ChainedStore {
   protected async commitBatch(ops: WriteOp[]): Promise<void> {
     await inTransaction(this.#pool, async (client) => {
       // The row lock serializes every replica's batches: the chain stays one chain.
-      const head = (await client.query<{ seq: number; hash: string }>('SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE')).rows[0]!
+      const head = (await client.query<ChainHead>('SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE')).rows[0]
+      // Gone only by hand: appending without it would restart the chain at seq 1 (or fail on a TypeError).
+      if (!head) throw new Error(`${HEAD_MISSING}; run "audit verify"`)
       let seq = head.seq
       let prev = head.hash
       const rows: StoredRow[] = []
@@ -179,13 +185,13 @@ export class PostgresStore extends ChainedStore {
           if (lifted[0]) { const { body, cols } = eventRow(op.json); append(body, cols); op.result = fromRevocationRow(lifted[0]) }
         } else {
           await flush()
-          const cut = await prunePrefix(client, op.before, seq)
-          if (cut) {
+          const cut = await prunePrefix(client, op.range)
+          if (cut && cut !== 'pruned meanwhile') {
             const { carried, ...detail } = cut
             const { body, cols } = checkpointEventBody({ ...detail, before: op.before }, carried, op.now)
             append(body, cols)
             op.result = { pruned: cut.prunedCount, checkpointSeq: seq }
-          } else op.result = { pruned: 0 }
+          } else op.result = cut === 'pruned meanwhile' ? { pruned: 0 } : PRUNE_RANGE_CHANGED
         }
       }
       await flush()
@@ -205,8 +211,8 @@ export class PostgresStore extends ChainedStore {
     }
   }
 
-  protected async readHead(): Promise<{ seq: number; hash: string }> {
-    return (await this.#pool.query<{ seq: number; hash: string }>('SELECT seq, hash FROM audit_head WHERE id = 1')).rows[0]!
+  protected async readHead(): Promise<ChainHead | undefined> {
+    return (await this.#pool.query<ChainHead>('SELECT seq, hash FROM audit_head WHERE id = 1')).rows[0]
   }
 
   async query(q: AuditQuery): Promise<AuditPage> {
@@ -299,13 +305,14 @@ export class PostgresStore extends ChainedStore {
     const client = await this.#pool.connect()
     try {
       await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY')
-      const head = (await client.query<{ seq: number; hash: string }>('SELECT seq, hash FROM audit_head WHERE id = 1')).rows[0]!
+      const head = (await client.query<ChainHead>('SELECT seq, hash FROM audit_head WHERE id = 1')).rows[0]
       const first = (await client.query<{ seq: number | null }>('SELECT min(seq) AS seq FROM audit_log')).rows[0]!.seq ?? 0
       const rows = (await client.query<RevocationRow>('SELECT * FROM revocations ORDER BY id')).rows.map(fromRevocationRow)
       const gens = (await client.query<{ role: string; gen: number }>('SELECT role, gen FROM role_generations')).rows
+      const horizons = horizonsFromRows((await client.query<{ kind: string; exp: number; lifetime: number }>('SELECT kind, exp, lifetime FROM issuance_horizon')).rows)
       await client.query('COMMIT')
       client.release()
-      return { head, firstSeq: first, rows, generations: new Map(gens.map((r) => [r.role, r.gen])) }
+      return { head, firstSeq: first, rows, generations: new Map(gens.map((r) => [r.role, r.gen])), horizons }
     } catch (err) {
       await client.query('ROLLBACK').catch(() => {})
       client.release(err as Error)
@@ -353,17 +360,22 @@ async function insertRevocation(client: pg.PoolClient, r: NewRevocation, batchTo
   return { ...r, until, id: rows[0]!.id, ...(gen !== undefined ? { gen } : {}) }
 }
 
-async function prunePrefix(client: pg.PoolClient, before: number, headSeq: number) {
-  const keep = (await client.query<{ seq: number | null }>('SELECT min(seq) AS seq FROM audit_log WHERE time >= $1', [before])).rows[0]!
-  const through = keep.seq === null ? headSeq : keep.seq - 1
-  const first = (await client.query<{ seq: number | null }>('SELECT min(seq) AS seq FROM audit_log')).rows[0]!
-  if (first.seq === null || through < first.seq) return null
-  const last = (await client.query<{ hash: string }>('SELECT hash FROM audit_log WHERE seq = $1', [through])).rows[0]
-  if (!last) throw new Error(`audit record ${through} is missing; run audit verify`)
-  const stating = await client.query<{ body: string }>(`SELECT body FROM audit_log WHERE seq <= $1 AND ${REVOCATION_RECORDS_WHERE} ORDER BY seq`, [through])
+/**
+ * Deletes records range.first..range.through, which ChainedStore.prune found the chain vouches for, as long as
+ * nothing changed since (the log starts there, `through` has that hash, no seq in between is gone); else
+ * 'pruned meanwhile' (another replica got there first) or null.
+ */
+async function prunePrefix(client: pg.PoolClient, range: PruneRange) {
+  const first = (await client.query<{ seq: string | null }>('SELECT min(seq) AS seq FROM audit_log')).rows[0]!
+  // Another replica pruned since the check (replicas' timers fire together): the next run checks afresh.
+  if (first.seq !== null && Number(first.seq) > range.first) return 'pruned meanwhile'
+  const last = (await client.query<{ hash: string }>('SELECT hash FROM audit_log WHERE seq = $1', [range.through])).rows[0]
+  const count = (await client.query<{ n: string }>('SELECT count(*) AS n FROM audit_log WHERE seq <= $1', [range.through])).rows[0]!
+  if (Number(first.seq) !== range.first || last?.hash !== range.hash || Number(count.n) !== range.through - range.first + 1) return null
+  const stating = await client.query<{ body: string }>(`SELECT body FROM audit_log WHERE seq <= $1 AND ${REVOCATION_RECORDS_WHERE} ORDER BY seq`, [range.through])
   const carried = revocationsToCarry(stating.rows.map((r) => JSON.parse(r.body) as AuditEvent))
-  const res = await client.query('DELETE FROM audit_log WHERE seq <= $1', [through])
-  return { prunedThroughSeq: through, prunedLastHash: last.hash, prunedCount: res.rowCount ?? 0, carried }
+  const res = await client.query('DELETE FROM audit_log WHERE seq <= $1', [range.through])
+  return { prunedThroughSeq: range.through, prunedLastHash: range.hash, prunedCount: res.rowCount ?? 0, carried }
 }
 
 async function migrate(pool: pg.Pool): Promise<void> {

@@ -2,7 +2,7 @@ import type { DatabaseSync, SQLInputValue, StatementSync } from 'node:sqlite'
 import type { Worker } from 'node:worker_threads'
 import type { AuditPage, AuditQuery, PruneResult } from '../audit/audit_log.ts'
 import { assertCountQuery, COUNTED_TYPES_SQL, type CountQuery, type CountRow, type LiveRow, type ReasonRow } from '../audit/aggregate.ts'
-import type { StoredRow } from '../audit/chain.ts'
+import type { ChainHead, StoredRow } from '../audit/chain.ts'
 import type { IssuanceHorizons, Revocation } from '../revocation/revocation.ts'
 import { fromSessionRow, type SessionRow, type StoredSession } from '../console/session_store.ts'
 import { fromCredentialRow, type CredentialRow, type StoredCredential } from '../credentials/credential_store.ts'
@@ -126,8 +126,8 @@ export class SqliteStore extends ChainedStore {
     }
   }
 
-  protected async readHead(): Promise<{ seq: number; hash: string }> {
-    return this.#head.get() as { seq: number; hash: string }
+  protected async readHead(): Promise<ChainHead | undefined> {
+    return this.#head.get() as ChainHead | undefined
   }
 
   async query(q: AuditQuery): Promise<AuditPage> {
@@ -323,11 +323,11 @@ export class SqliteStore extends ChainedStore {
     // One read transaction, all synchronous: a WAL snapshot, and no inline commit can run in between.
     this.#db.exec('BEGIN')
     try {
-      const head = this.#head.get() as { seq: number; hash: string }
+      const head = this.#head.get() as ChainHead | undefined
       const first = (this.#firstSeq.get() as { seq: number | null }).seq ?? 0
       const rows = (this.#db.prepare('SELECT * FROM revocations ORDER BY id').all() as unknown as RevocationRow[]).map(fromRevocationRow)
       const gens = this.#db.prepare('SELECT role, gen FROM role_generations').all() as Array<{ role: string; gen: number }>
-      return { head, firstSeq: first, rows, generations: new Map(gens.map((r) => [r.role, r.gen])) }
+      return { head, firstSeq: first, rows, generations: new Map(gens.map((r) => [r.role, r.gen])), horizons: readSqliteHorizons(this.#db) }
     } finally {
       this.#db.exec('COMMIT')
     }

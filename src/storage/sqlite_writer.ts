@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite'
-import { COLUMN_NAMES, GENESIS_HASH, recordHash, type AuditColumns } from '../audit/chain.ts'
+import { COLUMN_NAMES, GENESIS_HASH, HEAD_MISSING, recordHash, type AuditColumns } from '../audit/chain.ts'
 import type { AuditEvent, PruneResult } from '../audit/audit_log.ts'
 import type { RedemptionOutcome } from './chained_store.ts'
 import type { CredentialWrite } from '../credentials/credential_store.ts'
@@ -15,7 +15,7 @@ import {
 import { CONSOLE_SESSIONS_MIGRATION, sessionWriteSql, type SessionWrite } from '../console/session_store.ts'
 import { INITIAL_GENERATION, type IssuanceHorizons, type NewRevocation, type Revocation } from '../revocation/revocation.ts'
 import { horizonsFromRows, HorizonTracker, raiseHorizonSql, revocationUntil, seedHorizonsSql, seedMarkTableSql } from './issuance_horizon.ts'
-import { checkpointEventBody, eventRow, fromRevocationRow, LIFT_AND_ISS_MIGRATION, REVOCATION_RECORDS_WHERE, revocationEventBody, type RevocationRow, type WriteOp } from './chained_store.ts'
+import { checkpointEventBody, eventRow, PRUNE_RANGE_CHANGED, type PruneRange, fromRevocationRow, LIFT_AND_ISS_MIGRATION, REVOCATION_RECORDS_WHERE, revocationEventBody, type RevocationRow, type WriteOp } from './chained_store.ts'
 
 /**
  * `full` fsyncs the WAL at every commit: a record survives power loss, which is what "no token without its
@@ -152,7 +152,7 @@ const RAISE_HORIZON_SQL = raiseHorizonSql('max', ['?', '?', '?'])
 const INSERT_SQL = `INSERT INTO audit_log (seq, ${COLUMN_NAMES.join(', ')}, body, prev_hash, hash) VALUES (${Array(COLUMN_NAMES.length + 4).fill('?').join(', ')})`
 
 /** What a committed op yields: the stored revocation, the prune outcome, or nothing for a plain event. */
-export type OpResult = Revocation | PruneResult | RedemptionOutcome | boolean | null
+export type OpResult = Revocation | PruneResult | typeof PRUNE_RANGE_CHANGED | RedemptionOutcome | boolean | null
 
 /**
  * The rows one transaction appended: seqs `firstSeq`, `firstSeq + 1`, … with the jti each needs in the
@@ -190,7 +190,9 @@ export class SqliteChainWriter {
     db.exec('BEGIN IMMEDIATE')
     this.#horizon.begin()
     try {
-      const head = this.#head.get() as { seq: number; hash: string }
+      const head = this.#head.get() as { seq: number; hash: string } | undefined
+      // Gone only by hand: appending without it would restart the chain at seq 1 (or fail on a TypeError).
+      if (!head) throw new Error(`${HEAD_MISSING}; run "audit verify"`)
       let seq = head.seq
       let prev = head.hash
       const jtis: Array<string | null> = []
@@ -239,13 +241,13 @@ export class SqliteChainWriter {
           if (row) { const { body, cols } = eventRow(op.json); append(body, cols) }
           results.push(row ? fromRevocationRow(row) : null)
         } else {
-          const cut = this.#prunePrefix(op.before, seq)
-          if (cut) {
+          const cut = this.#prunePrefix(op.range)
+          if (cut && cut !== 'pruned meanwhile') {
             const { carried, ...detail } = cut
             const { body, cols } = checkpointEventBody({ ...detail, before: op.before }, carried, op.now)
             append(body, cols)
             results.push({ pruned: cut.prunedCount, checkpointSeq: seq })
-          } else results.push({ pruned: 0 })
+          } else results.push(cut === 'pruned meanwhile' ? { pruned: 0 } : PRUNE_RANGE_CHANGED)
         }
       }
       this.#setHead.run(seq, prev)
@@ -297,18 +299,22 @@ export class SqliteChainWriter {
     return { ...r, until, id: Number(res.lastInsertRowid), ...(gen !== undefined ? { gen } : {}) }
   }
 
-  /** Deletes the oldest records up to the first one at or after `before`; returns what the checkpoint must carry. */
-  #prunePrefix(before: number, headSeq: number) {
-    const keep = this.#stmt('SELECT min(seq) AS seq FROM audit_log WHERE time >= ?').get(before) as { seq: number | null }
-    const through = keep.seq === null ? headSeq : keep.seq - 1
+  /**
+   * Deletes records range.first..range.through, which ChainedStore.prune found the chain vouches for, as
+   * long as nothing changed since: the log still starts there, `through` still has that hash, and every seq
+   * in between is still there. Returns what the checkpoint must carry; 'pruned meanwhile' or null (nothing deleted) when not.
+   */
+  #prunePrefix(range: PruneRange) {
     const first = this.#stmt('SELECT min(seq) AS seq FROM audit_log').get() as { seq: number | null }
-    if (first.seq === null || through < first.seq) return null
-    const last = this.#stmt('SELECT hash FROM audit_log WHERE seq = ?').get(through) as { hash: string } | undefined
-    if (!last) throw new Error(`audit record ${through} is missing; run audit verify`)
-    const stating = this.#stmt(`SELECT body FROM audit_log WHERE seq <= ? AND ${REVOCATION_RECORDS_WHERE} ORDER BY seq`).all(through) as Array<{ body: string }>
+    // Another process pruned since the check (replicas' timers fire together): the next run checks afresh.
+    if (first.seq !== null && first.seq > range.first) return 'pruned meanwhile'
+    const last = this.#stmt('SELECT hash FROM audit_log WHERE seq = ?').get(range.through) as { hash: string } | undefined
+    const count = this.#stmt('SELECT count(*) AS n FROM audit_log WHERE seq <= ?').get(range.through) as { n: number }
+    if (first.seq !== range.first || last?.hash !== range.hash || Number(count.n) !== range.through - range.first + 1) return null
+    const stating = this.#stmt(`SELECT body FROM audit_log WHERE seq <= ? AND ${REVOCATION_RECORDS_WHERE} ORDER BY seq`).all(range.through) as Array<{ body: string }>
     const carried = revocationsToCarry(stating.map((r) => JSON.parse(r.body) as AuditEvent))
-    const res = this.#stmt('DELETE FROM audit_log WHERE seq <= ?').run(through)
-    return { prunedThroughSeq: through, prunedLastHash: last.hash, prunedCount: Number(res.changes), carried }
+    const res = this.#stmt('DELETE FROM audit_log WHERE seq <= ?').run(range.through)
+    return { prunedThroughSeq: range.through, prunedLastHash: range.hash, prunedCount: Number(res.changes), carried }
   }
 }
 

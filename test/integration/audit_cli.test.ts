@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 import { existsSync, readFileSync, statSync } from 'node:fs'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -199,5 +200,46 @@ describe('condor-token-broker revoke', () => {
     const { env } = await seeded(1)
     expect((await cli(env, 'revoke', '--role', 'a', '--sub', 'b')).code).toBe(2)
     expect((await cli(env, 'revoke', '--sub', 'bad"quote')).code).toBe(1)
+  })
+})
+
+describe('audit verify on a database an insider wrote to', () => {
+  /** Appends a record the way an insider with SQL but no broker code would: the documented hash, then the head. */
+  function append(file: string, event: object): number {
+    const db = new DatabaseSync(file)
+    try {
+      const head = db.prepare('SELECT seq, hash FROM audit_head WHERE id = 1').get() as { seq: number; hash: string }
+      const seq = head.seq + 1
+      const body = JSON.stringify(event)
+      const hash = createHash('sha256').update(`${seq}\n${head.hash}\n${body}`).digest('hex')
+      db.prepare('INSERT INTO audit_log (seq, time, type, caller_sub, body, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?)').run(seq, 1_800_000_100, 'audit.checkpoint', 'retention', body, head.hash, hash)
+      db.prepare('UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1').run(seq, hash)
+      return seq
+    } finally { db.close() }
+  }
+
+  it('names a deleted chain head in one line and exits 1, not as an internal error', async () => {
+    const { env, file } = await seeded(5)
+    const db = new DatabaseSync(file)
+    db.exec('DELETE FROM audit_head')
+    db.close()
+    const r = await cli(env, 'audit', 'verify')
+    expect({ code: r.code, err: r.err }).toEqual({ code: 1, err: '' })
+    expect(r.out.split('\n')).toEqual([
+      'audit chain BROKEN at record seq 6: the chain head (table audit_head) is missing, so records cut off the end cannot be ruled out (5 records checked)',
+      'revocations UNVERIFIED: the audit chain is broken, so it cannot vouch for the 0 rows of the revocations table',
+    ])
+  })
+
+  it('reports a checkpoint whose revocations are not well-formed as a difference, not as an internal error', async () => {
+    const { env, file } = await seeded(5)
+    // Keys in canonical order, so the body is as the broker would store it; only its detail is nonsense.
+    const seq = append(file, { caller: { sub: 'retention' }, detail: { lifts: [null], revocations: [null, 7] }, time: 1_800_000_100, type: 'audit.checkpoint' })
+    const r = await cli(env, 'audit', 'verify')
+    expect({ code: r.code, err: r.err }).toEqual({ code: 1, err: '' })
+    expect(r.out.split('\n')).toEqual([
+      expect.stringMatching(/^audit chain OK: 6 records, seq 1\.\.6, head [0-9a-f]{64}$/),
+      `revocations DIFFER: the record at seq ${seq} states 3 revocations or lifts that are not well-formed`,
+    ])
   })
 })

@@ -22,6 +22,12 @@ export interface StoreHarness {
     /** Inserts a revocations row (next id) with no audit record, as a raw INSERT would. */
     insertRevocation(r: { kind: string; value: string; revokedAt: number; until: number }): Promise<void>
     setRevocationUntil(id: number, until: number): Promise<void>
+    /** Deletes every record after `seq` and sets the head to record `seq`, as a consistent cut-back would. */
+    truncateTo(seq: number): Promise<void>
+    /** Deletes the sealed anchor the database keeps (table audit_anchor). */
+    deleteAnchor(): Promise<void>
+    /** Sets the token issuance horizon's exp (table issuance_horizon), as an UPDATE would. */
+    setTokenHorizonExp(exp: number): Promise<void>
     /** Sets (or, with null, deletes) a role's row in role_generations. */
     setRoleGeneration(role: string, gen: number | null): Promise<void>
   }
@@ -212,6 +218,29 @@ export function auditStoreContract(name: string, h: StoreHarness): void {
       expect(await s.verify()).toMatchObject({ ok: false, broken: { seq: 6, reason: expect.stringMatching(/no checkpoint/) } })
     })
 
+    // Retention deletes records for good: it must not delete the evidence that they were tampered with.
+    it('retention refuses to prune records the chain does not vouch for, so the tampering stays visible', async () => {
+      const s = await fresh()
+      for (let i = 1; i <= 6; i++) await s.record(issued(i))
+      for (let i = 10; i <= 12; i++) await s.record(issued(i, { time: T0 + 100 + i }))
+      await h.tamper.setColumn(3, 'role', 'admin')
+      await expect(s.prune(T0 + 100, T0 + 200)).rejects.toThrow('audit chain broken at seq 3: column role differs from the hashed body (record edited); not pruning (run "audit verify")')
+      expect(await s.verify()).toMatchObject({ ok: false, broken: { seq: 3, reason: 'column role differs from the hashed body (record edited)' } })
+      await h.tamper.setColumn(3, 'role', 'schedd')
+      await h.tamper.deleteRecord(1)
+      await expect(s.prune(T0 + 100, T0 + 200)).rejects.toThrow('audit chain broken at seq 2: records before seq 2 are missing and no checkpoint vouches for their removal; not pruning (run "audit verify")')
+      expect(await s.verify()).toMatchObject({ ok: false, broken: { seq: 2 } })
+    })
+
+    it('retention refuses to prune a record that no longer links to the next one it keeps', async () => {
+      const s = await fresh()
+      for (let i = 1; i <= 4; i++) await s.record(issued(i))
+      for (let i = 10; i <= 12; i++) await s.record(issued(i, { time: T0 + 100 + i }))
+      const edited = JSON.stringify(sortedIssued(4)).replace('pilot-4@', 'mallory@')
+      await h.tamper.setBody(4, edited)
+      await expect(s.prune(T0 + 100, T0 + 200)).rejects.toThrow('audit chain broken at seq 4: hash does not match the record content (record edited); not pruning (run "audit verify")')
+    })
+
     it('stores revocations with their audit record; a role revocation bumps the generation', async () => {
       const s = await fresh()
       const ev = (kind: string): AuditEvent => ({ type: 'token.revoked', time: T0, caller: { sub: 'admin' }, reason: `test ${kind}` })
@@ -243,8 +272,8 @@ export function auditStoreContract(name: string, h: StoreHarness): void {
         expect(await s.verifyRevocations()).toEqual({ ok: true, revocations: 3 })
         return { s, jti, site, role }
       }
-      const differences = async (s: BrokerStore) => {
-        const v = await s.verifyRevocations()
+      const differences = async (s: BrokerStore, options?: Parameters<BrokerStore['verifyRevocations']>[0]) => {
+        const v = await s.verifyRevocations(options)
         expect(v.ok).toBe(false)
         return v.ok ? [] : v.differences
       }
@@ -301,7 +330,7 @@ export function auditStoreContract(name: string, h: StoreHarness): void {
       })
 
       // The records must be authenticated, not just selected by their (unhashed) type column.
-      const unverified = async (s: BrokerStore, options?: { anchorKey?: Buffer }) => {
+      const unverified = async (s: BrokerStore, options?: Parameters<BrokerStore['verifyRevocations']>[0]) => {
         const v = await s.verifyRevocations(options)
         expect(v.ok).toBe(false)
         return v.ok ? undefined : v.unverified
@@ -332,6 +361,16 @@ export function auditStoreContract(name: string, h: StoreHarness): void {
         expect(await unverified(s)).toBe('audit chain broken at seq 3: hash does not match the record content (record edited)')
       })
 
+      it('is not fooled by retention pruning a retyped revocation record whose row was deleted', async () => {
+        const { s, site } = await revoked()
+        for (let i = 10; i <= 12; i++) await s.record(issued(i, { time: T0 + 100 + i }))
+        await h.tamper.deleteRevocation(site.id)
+        await h.tamper.setColumn(3, 'type', 'token.denied')
+        // Pruned, the record's body would be gone and the checkpoint would not carry the revocation.
+        await expect(s.prune(T0 + 100, T0 + 200)).rejects.toThrow('audit chain broken at seq 3: column type differs from the hashed body (record edited); not pruning (run "audit verify")')
+        expect(await unverified(s)).toBe('audit chain broken at seq 3: column type differs from the hashed body (record edited)')
+      })
+
       it('resumes from its sealed anchor, re-checking only the revocation records below it', async () => {
         const { s, site } = await revoked()
         const anchorKey = Buffer.alloc(32, 7)
@@ -348,6 +387,86 @@ export function auditStoreContract(name: string, h: StoreHarness): void {
         await h.tamper.deleteRevocation(site.id)
         await h.tamper.setColumn(3, 'type', 'token.denied')
         expect(await unverified(s, { anchorKey })).toBe('audit chain broken at seq 3, a record that stated revocations when last verified: column type differs from the hashed body (record edited)')
+      })
+
+      it('refuses a log that ends before the seq an earlier check verified it to (newest records cut off)', async () => {
+        const { s, role } = await revoked()
+        const anchorKey = Buffer.alloc(32, 7)
+        expect(await s.verifyRevocations({ anchorKey })).toEqual({ ok: true, revocations: 3 })
+        // The newest record, a role revocation, goes with its row and generation; the head moves back.
+        await h.tamper.truncateTo(3)
+        await h.tamper.deleteRevocation(role.id)
+        await h.tamper.setRoleGeneration('pilot', null)
+        // Nothing inside the chain shows it (docs/audit.md), but the sealed anchor remembers seq 4.
+        expect(await s.verifyAll()).toEqual({ chain: expect.objectContaining({ ok: true }), revocations: { ok: true, revocations: 2 } })
+        const why = 'the audit log ends at seq 3, but an earlier check verified it up to seq 4 (records cut off the end, or an older copy of the database restored)'
+        expect(await unverified(s, { anchorKey })).toBe(why)
+        // Refusing, it seals no anchor for the shorter log: the next start refuses too.
+        expect(await unverified(s, { anchorKey })).toBe(why)
+      })
+
+      /** The anchor's copy outside the database, as a file on the broker's host would hold it. */
+      const outside = () => {
+        let sealed: string | undefined
+        return { read: async () => sealed, write: async (s: string) => { sealed = s } }
+      }
+
+      it('a copy of the anchor outside the database still catches the cut once the database\'s own is deleted', async () => {
+        const { s, role } = await revoked()
+        const anchorKey = Buffer.alloc(32, 7)
+        const anchorCopy = outside()
+        expect(await s.verifyRevocations({ anchorKey, anchorCopy })).toEqual({ ok: true, revocations: 3 })
+        await h.tamper.truncateTo(3)
+        await h.tamper.deleteRevocation(role.id)
+        await h.tamper.setRoleGeneration('pilot', null)
+        await h.tamper.deleteAnchor()
+        expect(await unverified(s, { anchorKey, anchorCopy })).toBe('the audit log ends at seq 3, but an earlier check verified it up to seq 4 (records cut off the end, or an older copy of the database restored)')
+        // Without the copy, nothing is left to tell: the shorter chain verifies (docs/audit.md).
+        expect(await s.verifyRevocations({ anchorKey })).toEqual({ ok: true, revocations: 2 })
+      })
+
+      it('a copy of the anchor outside the database catches a chain rewritten below it', async () => {
+        const { s } = await revoked()
+        const anchorKey = Buffer.alloc(32, 7)
+        const anchorCopy = outside()
+        expect(await s.verifyRevocations({ anchorKey, anchorCopy })).toEqual({ ok: true, revocations: 3 })
+        // Another chain of the same length, whole in itself: a rewrite with every hash recomputed, or another database.
+        const other = await fresh()
+        for (let i = 1; i <= 5; i++) await other.record(issued(i))
+        expect(await unverified(other, { anchorKey, anchorCopy })).toBe('record seq 4 is not the record an earlier check verified (its hash changed: records rewritten with their hashes recomputed, or another database)')
+      })
+
+      // The horizon sizes every later revocation's until: lowered, a revocation would leave the HTCondor
+      // expression while tokens issued under a longer maximum are still valid, with a chain that agrees.
+      it('names a token issuance horizon lowered since the last check, and keeps naming it', async () => {
+        const { s } = await revoked()
+        await s.record(issued(7, { exp: T0 + 365 * 86400 }))
+        const anchorKey = Buffer.alloc(32, 7)
+        expect(await s.verifyRevocations({ anchorKey })).toEqual({ ok: true, revocations: 3 })
+        await h.tamper.setTokenHorizonExp(T0 + 60)
+        const lowered = `the token issuance horizon ends at ${T0 + 60} in the table, but it reached ${T0 + 365 * 86400} when last checked (lowered by hand: later revocations would end too early)`
+        expect(await differences(s, { anchorKey })).toEqual([lowered])
+        expect(await differences(s, { anchorKey })).toEqual([lowered])
+      })
+
+      // With retention on, every check after a prune hashed the whole log again (the first seq changed).
+      it('resumes from its anchor after a prune the chain vouches for, and not after a prefix deleted by hand', async () => {
+        const { s, site } = await revoked()
+        for (let i = 10; i <= 13; i++) await s.record(issued(i, { time: T0 + 100 + i }))
+        const anchorKey = Buffer.alloc(32, 7)
+        expect(await s.verifyRevocations({ anchorKey })).toEqual({ ok: true, revocations: 3 })
+        expect(await s.prune(T0 + 100, T0 + 200)).toEqual({ pruned: 4, checkpointSeq: 9 })
+        // Resumed, not checked in full: an edit below the anchor to a record stating no revocation is left
+        // to audit verify, as without a prune.
+        await h.tamper.setBody(6, (await bodyOf(s, 6)).replace('jti-11', 'jti-x'))
+        expect(await s.verifyRevocations({ anchorKey })).toEqual({ ok: true, revocations: 3 })
+        expect((await s.verifyAll()).chain).toMatchObject({ ok: false, broken: { seq: 6 } })
+        // The revocations the pruned records stated come from the checkpoint: a row deleted is still named.
+        await h.tamper.deleteRevocation(site.id)
+        expect(await differences(s, { anchorKey })).toEqual([`revocation ${site.id} (site "SITE_A"), recorded at seq 9, is missing from the revocations table (deleted)`])
+        // Records deleted from the start beyond what the checkpoint vouches for are not taken for a prune.
+        await h.tamper.deleteRecord(5)
+        expect(await unverified(s, { anchorKey })).toBe('audit chain broken at seq 6: records before seq 6 are missing and no checkpoint vouches for their removal')
       })
 
       it('resumes from its anchor and catches a revocation record rewritten into another type below it', async () => {
@@ -431,6 +550,19 @@ export function auditStoreContract(name: string, h: StoreHarness): void {
         await c.record(issued(999))
         expect(await c.verify()).toMatchObject({ ok: true, records: 601 })
         expect((await c.query({ limit: 1000, jti: 'jti-999' })).records[0]!.seq).toBe(601)
+      })
+
+      // Replicas started together prune together: both check the same range, one deletes it first.
+      it('two replicas pruning at once: one prunes, the other finds nothing left to do', async () => {
+        const a = await fresh()
+        const b = await openPeer()
+        open.push(b)
+        for (let i = 1; i <= 6; i++) await a.record(issued(i))
+        for (let i = 10; i <= 12; i++) await a.record(issued(i, { time: T0 + 100 + i }))
+        const results = await Promise.all([a.prune(T0 + 100, T0 + 200), b.prune(T0 + 100, T0 + 200)])
+        expect(results).toContainEqual({ pruned: 0 })
+        expect(results).toContainEqual({ pruned: 6, checkpointSeq: 10 })
+        expect(await a.verify()).toMatchObject({ ok: true, records: 4, firstSeq: 7 })
       })
     }
   })

@@ -38,6 +38,11 @@ for (const writer of ['thread', 'inline'] as const) {
         raw((db) => db.prepare('INSERT INTO revocations (kind, value, revoked_at, until) VALUES (?, ?, ?, ?)').run(r.kind, r.value, r.revokedAt, r.until))
       },
       async setRevocationUntil(id, until) { raw((db) => db.prepare('UPDATE revocations SET until = ? WHERE id = ?').run(until, id)) },
+      async deleteAnchor() { raw((db) => db.exec('DELETE FROM audit_anchor')) },
+      async setTokenHorizonExp(exp) { raw((db) => db.prepare("UPDATE issuance_horizon SET exp = ? WHERE kind = 'token'").run(exp)) },
+      async truncateTo(seq) {
+        raw((db) => db.exec(`DELETE FROM audit_log WHERE seq > ${seq}; UPDATE audit_head SET seq = ${seq}, hash = (SELECT hash FROM audit_log WHERE seq = ${seq}) WHERE id = 1`))
+      },
       async setRoleGeneration(role, gen) {
         raw((db) => gen === null
           ? db.prepare('DELETE FROM role_generations WHERE role = ?').run(role)
@@ -63,6 +68,9 @@ auditStoreContract('memory', {
       revocations.push({ ...r, kind: r.kind as Revocation['kind'], id: (revocations.at(-1)?.id ?? 0) + 1 })
     },
     async setRevocationUntil(id, until) { mem.rawRevocations().revocations.find((r) => r.id === id)!.until = until },
+    async truncateTo(seq) { mem.rawTruncate(seq) },
+    async deleteAnchor() { mem.rawDeleteAnchor() },
+    async setTokenHorizonExp(exp) { mem.rawSetTokenHorizonExp(exp) },
     async setRoleGeneration(role, gen) { const { generations } = mem.rawRevocations(); if (gen === null) generations.delete(role); else generations.set(role, gen) },
   },
 })

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process'
-import { writeFileSync } from 'node:fs'
+import { rmSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
 import { expect, it } from 'vitest'
@@ -101,3 +101,39 @@ it('revoke lift lifts an entry with its record: audit verify and serve stay gree
   const unknown = await cli(['revoke', 'lift', '9'], env)
   expect([unknown.code, unknown.err.trim()]).toEqual([1, 'condor-token-broker: no revocation has id 9'])
 }, 90_000)
+
+it('the newest revocation cut off the end with its row stops serve, though the shorter chain verifies', async () => {
+  const { dataDir, env } = brokerDirs()
+  expect((await cli(['revoke', '--site', 'cloud-a'], env)).code).toBe(0)
+  // A first start seals an anchor at the head; the revocation after it is the one to be undone.
+  await stopServeProcess(await startServeProcess(env))
+  expect((await cli(['revoke', '--jti', 'j-stolen', '--exp', String(Math.floor(Date.now() / 1000) + 600), '--reason', 'stolen'], env)).code).toBe(0)
+  await stopServeProcess(await startServeProcess(env))
+
+  // The record, its row and the head, as one transaction: what is left is a whole chain ending at seq 1.
+  const db = new DatabaseSync(join(dataDir, 'audit.db'))
+  db.exec(`BEGIN; DELETE FROM audit_log WHERE seq = 2; DELETE FROM revocations WHERE id = 2;
+    UPDATE audit_head SET seq = 1, hash = (SELECT hash FROM audit_log WHERE seq = 1) WHERE id = 1; COMMIT`)
+  db.close()
+
+  // Nothing inside the database shows it (docs/audit.md): verify has no key to read the anchor with.
+  expect((await cli(['audit', 'verify'], env)).out).toMatch(/^audit chain OK: 1 records.*\nrevocations OK: 1 rows match the audit chain$/)
+  const serve = await serveOutcome(env)
+  expect(serve.started).toBe(false)
+  expect(serve.code).toBe(1)
+  expect(serve.stderr.split('\n').filter((l) => l !== '' && !l.startsWith('{'))).toEqual(['condor-token-broker: the audit chain cannot vouch for the revocations table: '
+    + 'the audit log ends at seq 1, but an earlier check verified it up to seq 2 (records cut off the end, or an older copy of the database restored); run "audit verify"'])
+
+  // The anchor's copy outside the database still remembers seq 2 when the database's own is deleted.
+  const db2 = new DatabaseSync(join(dataDir, 'audit.db'))
+  db2.exec('DELETE FROM audit_anchor')
+  db2.close()
+  const again = await serveOutcome(env)
+  expect([again.started, again.code]).toEqual([false, 1])
+  expect(again.stderr).toContain('the audit log ends at seq 1, but an earlier check verified it up to seq 2')
+
+  // Restored on purpose: deleting the copy too says so, and the next start checks everything again.
+  expect(statSync(join(dataDir, 'audit_anchor')).mode & 0o777).toBe(0o600)
+  rmSync(join(dataDir, 'audit_anchor'))
+  await stopServeProcess(await startServeProcess(env))
+}, 120_000)

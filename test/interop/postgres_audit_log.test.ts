@@ -36,6 +36,12 @@ auditStoreContract('postgres', {
       await current.sql('INSERT INTO revocations (kind, value, revoked_at, until) VALUES ($1, $2, $3, $4)', [r.kind, r.value, r.revokedAt, r.until])
     },
     async setRevocationUntil(id, until) { await current.sql('UPDATE revocations SET until = $1 WHERE id = $2', [until, id]) },
+    async deleteAnchor() { await current.sql('DELETE FROM audit_anchor') },
+    async setTokenHorizonExp(exp) { await current.sql("UPDATE issuance_horizon SET exp = $1 WHERE kind = 'token'", [exp]) },
+    async truncateTo(seq) {
+      await current.sql('DELETE FROM audit_log WHERE seq > $1', [seq])
+      await current.sql('UPDATE audit_head SET seq = $1, hash = (SELECT hash FROM audit_log WHERE seq = $1) WHERE id = 1', [seq])
+    },
     async setRoleGeneration(role, gen) {
       if (gen === null) await current.sql('DELETE FROM role_generations WHERE role = $1', [role])
       else await current.sql('INSERT INTO role_generations (role, gen) VALUES ($1, $2) ON CONFLICT (role) DO UPDATE SET gen = excluded.gen', [role, gen])
@@ -161,3 +167,52 @@ it('migrates a database at the schema before pilot redemptions forward, keeping 
 
 credentialStoreContract('postgres', async () => PostgresStore.open({ dsn: await server.createDatabase(`credentials_${++n}`) }))
 consoleSessionStoreContract('postgres', async () => PostgresStore.open({ dsn: await server.createDatabase(`console_sessions_${++n}`) }))
+
+it('two replicas whose connections die mid-batch keep one chain, and every record they confirmed is in it', async () => {
+  const url = await server.createDatabase(`audit_killed_${++n}`)
+  const a = await PostgresStore.open({ dsn: url })
+  const b = await PostgresStore.open({ dsn: url })
+  const killer = new pg.Client({ connectionString: url })
+  await killer.connect()
+  const T0 = 1_800_000_000
+  const event = (replica: string, i: number) => ({ type: 'token.issued', time: T0 + i, requestId: `${replica}-${i}`, caller: { sub: 'alice' }, decision: 'allow' } as const)
+  // A connection lost while checked out must fail its query, not crash the broker with an unhandled 'error'.
+  const crashes: string[] = []
+  const onCrash = (err: Error) => { crashes.push(err.message) }
+  process.on('uncaughtException', onCrash)
+  try {
+    // Settled as they come (the failures among them are expected), read after the kills.
+    const writes = Promise.allSettled([
+      ...Array.from({ length: 400 }, (_, i) => a.record(event('a', i)).then(() => `a-${i}`)),
+      ...Array.from({ length: 400 }, (_, i) => b.record(event('b', i)).then(() => `b-${i}`)),
+    ])
+    // As a crash of the server's backends would: every other session of this database ends mid-transaction.
+    let killed = 0
+    for (let round = 0; round < 5; round++) {
+      await new Promise((r) => setTimeout(r, 15))
+      const { rows } = await killer.query('SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()')
+      killed += rows[0].n
+    }
+    const settled = await writes
+    const confirmed = settled.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []))
+    expect(killed).toBeGreaterThan(0)
+    expect(settled.some((s) => s.status === 'rejected')).toBe(true)
+
+    const reader = await PostgresStore.open({ dsn: url })
+    try {
+      const v = await reader.verify()
+      expect(v.ok).toBe(true)
+      const stored = new Set<string>()
+      for await (const r of reader.scan()) stored.add(r.event.requestId!)
+      // No record resolved without being committed (a record rejected may still have committed: the reply was lost).
+      expect(confirmed.filter((id) => !stored.has(id))).toEqual([])
+      expect(v.ok && v.records).toBe(stored.size)
+    } finally { await reader.close() }
+    expect(crashes).toEqual([])
+  } finally {
+    process.off('uncaughtException', onCrash)
+    await killer.end()
+    await a.close().catch(() => {})
+    await b.close().catch(() => {})
+  }
+})
