@@ -101,6 +101,21 @@ describe('provision render: the count and lifetime a pilot group\'s credential i
     expect(issued).toEqual({ tokens: [], certificates: [] })
   })
 
+  it('refuses a negative queue_estimate_s at its template line before asking the broker for anything', async () => {
+    // The credential's lifetime is runs x (queue estimate + walltime): a negative wait would ask for a lifetime
+    // shorter than the walltime, or below zero, which the broker refuses only after the other nodes' tokens.
+    const bad = text.replace('        queue_estimate_s: 3600\n', '        queue_estimate_s: -99999\n')
+    expect(bad).not.toBe(text)
+    const line = bad.split('\n').findIndex((l) => l.startsWith('        queue_estimate_s: ')) + 1
+    const { broker, asked } = recordingBroker('https://broker.example.org')
+    const issued = { tokens: [] as ManifestToken[], certificates: [] as ManifestCertificate[] }
+    const err = await renderCluster({ templateText: bad, templateFile: EXAMPLE, inputs, inputsFile: 'inputs.yaml', broker, now: 1_800_000_000 }, issued)
+      .then(() => undefined, (e: unknown) => e)
+    expect(err).toBeInstanceOf(TemplateError)
+    expect((err as Error).message).toBe(`${EXAMPLE}:${line}:27: hpc.queue_estimate_s (-99999) must be a whole number of seconds, 0 or more`)
+    expect(asked).toEqual([])
+  })
+
   it('with max_requeues: 0 asks for 3 x (1 + 1 spare) = 6 living 10800 s, and the script is not requeued', async () => {
     const noRequeue = text.replace('        queue_estimate_s: 3600\n', '        queue_estimate_s: 3600\n        max_requeues: 0\n')
     expect(noRequeue).not.toBe(text)
