@@ -33,7 +33,8 @@ export function liveWindow(store: Pick<RevocationStore, 'issuanceHorizon'>, conf
  * records of the last `window` seconds (the longest token lifetime: nothing older can be live).
  */
 export async function listLivePilots(store: Pick<AuditStore, 'query'>, now: number, window: number, filter: { site?: string } = {}): Promise<LivePilot[]> {
-  const byKey = new Map<string, LivePilot>()
+  // One entry per run of a node (site, job, node, restart): runs are told apart before liveness is judged.
+  const byRun = new Map<string, LivePilot>()
   for (const type of ['token.issued', 'token.renewed'] as const) {
     let cursor: string | undefined
     // Bounded: each page moves the cursor back through a finite time window.
@@ -42,23 +43,29 @@ export async function listLivePilots(store: Pick<AuditStore, 'query'>, now: numb
       for (const { event: e } of page.records) {
         const p = pilotOfEvent(e)
         if (!p || e.exp === undefined) continue
-        const key = `${p.site}\0${p.job}\0${p.node}`
-        const seen = byKey.get(key)
-        // A requeued job's node shows its newest run: an older run's startd is gone with it.
-        if (seen && p.restart < seen.restart) continue
-        const cur = seen && p.restart === seen.restart ? seen
-          : { site: p.site, job: p.job, node: p.node, identity: p.identity, role: p.role, restart: p.restart, redeemedAt: p.redeemedAt, renewals: 0, exp: 0, jobEnd: p.jobEnd }
+        const key = `${p.site}\0${p.job}\0${p.node}\0${p.restart}`
+        const cur = byRun.get(key)
+          ?? { site: p.site, job: p.job, node: p.node, identity: p.identity, role: p.role, restart: p.restart, redeemedAt: p.redeemedAt, renewals: 0, exp: 0, jobEnd: p.jobEnd }
         cur.exp = Math.max(cur.exp, e.exp)
         if (type === 'token.renewed') {
           cur.renewals++
           cur.lastRenewedAt = Math.max(cur.lastRenewedAt ?? 0, e.time)
         }
-        byKey.set(key, cur)
+        byRun.set(key, cur)
       }
       cursor = page.nextCursor
     } while (cursor !== undefined)
   }
-  return [...byKey.values()]
-    .filter((p) => p.exp > now)
+  // A requeued job's node shows its newest live run: an older run's startd is normally gone with it. Liveness is
+  // judged first, since the restart count is the pilot's word: a higher one whose token lapsed (a failed run, or
+  // anyone holding the credential stating it) must not hide a run that is still renewing.
+  const byNode = new Map<string, LivePilot>()
+  for (const run of byRun.values()) {
+    if (run.exp <= now) continue
+    const key = `${run.site}\0${run.job}\0${run.node}`
+    const seen = byNode.get(key)
+    if (!seen || run.restart > seen.restart) byNode.set(key, run)
+  }
+  return [...byNode.values()]
     .sort((a, b) => (a.site < b.site ? -1 : a.site > b.site ? 1 : a.job < b.job ? -1 : a.job > b.job ? 1 : a.node < b.node ? -1 : 1))
 }

@@ -66,6 +66,21 @@ describe('condor-token-broker pilot list', () => {
     expect(rows[0]).not.toHaveProperty('lastRenewedAt')
   })
 
+  it('still shows a live run when a higher restart count redeemed on the same node and its token has expired', async () => {
+    // The restart count is the pilot's word: anyone holding the staged credential can state restart 1 for this
+    // job and node, take one token and let it lapse. Run 0 is still renewing, so it is live and must be listed.
+    const env = await seeded([
+      pilotEvent('token.issued', '42', 'n1', now - 900, now + 300, 'r0a', { restart: 0, redeemedAt: now - 900 }),
+      pilotEvent('token.issued', '42', 'n1', now - 800, now - 100, 'r1a', { restart: 1, redeemedAt: now - 800 }),
+      pilotEvent('token.renewed', '42', 'n1', now - 60, now + 1740, 'r0b', { restart: 0, redeemedAt: now - 900 }),
+    ])
+    const r = await cli(env, 'pilot', 'list', '--json')
+    expect(r.code, r.err).toBe(0)
+    const rows = r.out.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>)
+    expect(rows).toHaveLength(1)
+    expect(rows[0]).toMatchObject({ job: '42', node: 'n1', restart: 0, redeemedAt: now - 900, renewals: 1, lastRenewedAt: now - 60, exp: now + 1740 })
+  })
+
   it('refuses an unknown subcommand with one line and status 2', async () => {
     const env = await seeded([])
     const r = await cli(env, 'pilot', 'show')

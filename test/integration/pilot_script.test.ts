@@ -232,6 +232,46 @@ describe('pilot script: signals and exit status', () => {
   })
 })
 
+// docs/pilots-script.md, "Requeued and preempted jobs": the staged credential stays only after a run that SIGTERM
+// ended (how SLURM stops a job it requeues); the drain's SIGUSR1 decides even when SLURM's SIGTERM follows it.
+describe('pilot script: the staged credential and the signal that ended the run', () => {
+  it('deletes it when the drain (SIGUSR1) came first and SLURM\'s SIGTERM at the walltime follows', async () => {
+    const t = await setup({ reply: (_, i) => idTokenReply(fakeIdToken(TRUST, i), 3600), env: { FAKE_IGNORE_TERM: '1' } })
+    const p = t.run()
+    await until(() => t.log().includes('token '))
+    p.child.kill('SIGUSR1')
+    await until(() => t.log().includes('TERM-ignored'))
+    p.child.kill('SIGTERM')
+    expect(await p.exit).toBe(128 + 9)
+    expect(existsSync(t.staged)).toBe(false)
+  })
+
+  it.each(['SIGTERM', 'SIGUSR1'] as const)('on %s while the redemption is still being retried, keeps it only for SIGTERM', async (sig) => {
+    const t = await setup({ reply: () => 'drop' })
+    const p = t.run()
+    await until(() => p.stderr().includes('retrying in'))
+    p.child.kill(sig)
+    expect(await p.exit).toBe(143)
+    expect(p.stderr()).toContain(`received ${sig} before the pilot started`)
+    expect(t.log()).toBe('')
+    expect(existsSync(t.staged)).toBe(sig === 'SIGTERM')
+  })
+
+  it('runs on and exits with the command\'s status when the staged file cannot be deleted (read-only shared storage)', async () => {
+    const t = await setup({ reply: (_, i) => idTokenReply(fakeIdToken(TRUST, i), 3600), render: { maxRequeues: 0 } })
+    // An rm that fails on the staged file as a read-only mount would, and works elsewhere.
+    writeFileSync(join(t.dir, 'rm'), `#!/bin/bash\nfor a; do [[ $a == '${t.staged}' ]] && { echo "rm: cannot remove '$a': Read-only file system" >&2; exit 1; }; done\nexec /bin/rm "$@"\n`, { mode: 0o755 })
+    const p = t.run()
+    await until(() => t.log().includes('token '))
+    expect(t.log().split('\n').find((l) => l.startsWith('token '))!.split(' ')[6]).toBe('present')
+    t.stop()
+    expect(await p.exit).toBe(0)
+    expect(p.stderr()).toContain(`rm: cannot remove '${t.staged}': Read-only file system`)
+    expect(p.stderr()).toContain('the pilot command exited with status 0')
+    expect(existsSync(t.local)).toBe(false)
+  })
+})
+
 describe('pilot script: renewal schedule (fake clock)', () => {
   const START = 1_800_000_000
 
@@ -365,6 +405,34 @@ describe('pilot script: a two-node job', () => {
     expect(readdirSync(join(t.dir, 'node'))).toEqual([])
     // As for one node: kept for a requeued run after SIGTERM only.
     expect(existsSync(t.staged)).toBe(sig === 'SIGTERM')
+  })
+
+  it('on the job\'s last allowed run deletes the staged file before any node redeems; every node states the restart', async () => {
+    // Whether the staged file was still there when each redemption reached the broker.
+    const stagedAtRedemption: boolean[] = []
+    let stagedPath = ''
+    const t = await setup({
+      nodes: 2, env: { SLURM_RESTART_COUNT: '2' },
+      reply: (_, i) => { stagedAtRedemption.push(existsSync(stagedPath)); return idTokenReply(fakeIdToken(TRUST, i), 3600) },
+    })
+    stagedPath = t.staged
+    const p = t.run()
+    await until(() => tokenLine(t.nodeLog('wn01')) !== undefined && tokenLine(t.nodeLog('wn02')) !== undefined)
+    expect(stagedAtRedemption).toEqual([false, false])
+    expect(t.broker.seen.map((r) => r.params.slurm_restart_count)).toEqual(['2', '2'])
+    p.child.kill('SIGTERM')
+    await p.exit
+    expect(existsSync(t.staged)).toBe(false)
+  })
+
+  it('beyond --max-requeues starts no node task, asks the broker nothing and deletes the staged file', async () => {
+    const t = await setup({ nodes: 2, reply: (_, i) => idTokenReply(fakeIdToken(TRUST, i), 3600), env: { SLURM_RESTART_COUNT: '3' } })
+    const p = t.run()
+    expect(await p.exit).toBe(1)
+    expect(p.stderr()).toContain('the job was restarted 3 times, more than the 2 this pilot allows (--max-requeues)')
+    expect(existsSync(join(t.dir, 'srun.args'))).toBe(false)
+    expect(t.broker.seen).toEqual([])
+    expect(existsSync(t.staged)).toBe(false)
   })
 
   it('exits with the highest of the nodes\' command statuses', async () => {

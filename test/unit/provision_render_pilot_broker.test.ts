@@ -66,6 +66,56 @@ describe('provision render: the count and lifetime a pilot group\'s credential i
     expect(script).toContain('readonly MAX_REQUEUES=2\n')
   })
 
+  it('asks, for the example\'s largest pilot group, no more than the example policy\'s pilot grant allows', async () => {
+    // docs/provisioning.md: "the example policy allows 256: its 64-node maximum x 4". The template's own bounds
+    // (pilot_nodes up to 64, pilot_walltime up to 172800 s) against the policy file as shipped.
+    const declared = (parse(text) as { topology_template: { inputs: Record<string, { constraints: Array<{ in_range: [number, number] }> }> } }).topology_template.inputs
+    const nodes = declared.pilot_nodes!.constraints[0]!.in_range[1]
+    const walltime = declared.pilot_walltime!.constraints[0]!.in_range[1]
+    expect([nodes, walltime]).toEqual([64, 172_800])
+    const policy = parse(readFileSync('examples/provisioning/policies/50-provisioning.yaml', 'utf8')) as { rules: Array<{ grants: Array<{ role: string; pilot?: { max_count: number; enrolment_lifetime: { max: string } } }> }> }
+    const grant = policy.rules.flatMap((r) => r.grants).find((g) => g.pilot !== undefined)!
+    expect(grant.pilot!.enrolment_lifetime.max).toBe('7d')
+    const { broker } = recordingBroker('https://broker.example.org')
+    const calls: Array<{ count: number; lifetime: number }> = []
+    broker.pilotEnrolment = async (_role, _site, count, lifetime) => { calls.push({ count, lifetime }); return { token: `e30.${Buffer.from('{"jti":"e","sub":"p","exp":2000000000}').toString('base64url')}.sig`, expiresIn: 3600 } }
+    await renderCluster({ templateText: text, templateFile: EXAMPLE, inputs: { ...inputs, pilot_nodes: nodes, pilot_walltime: walltime }, inputsFile: 'inputs.yaml', broker, now: 1_800_000_000 })
+    // 64 x (2 requeues + 1 first run + 1 spare); 3 runs x (3600 + 172800) s, within 7 days (604800 s).
+    expect(calls).toEqual([{ count: 256, lifetime: 529_200 }])
+    expect(calls[0]!.count).toBeLessThanOrEqual(grant.pilot!.max_count)
+    expect(calls[0]!.lifetime).toBeLessThanOrEqual(7 * 86_400)
+  })
+
+  it.each([-1, 101])('refuses max_requeues %i at its template line before asking the broker for anything', async (value) => {
+    // 0 to 100: the script's --max-requeues and the policy's pilot.max_restarts share that range (docs/pilots-script.md).
+    const bad = text.replace('        queue_estimate_s: 3600\n', `        queue_estimate_s: 3600\n        max_requeues: ${value}\n`)
+    expect(bad).not.toBe(text)
+    const line = bad.split('\n').findIndex((l) => l.startsWith('        max_requeues: ')) + 1
+    const { broker, asked } = recordingBroker('https://broker.example.org')
+    const issued = { tokens: [] as ManifestToken[], certificates: [] as ManifestCertificate[] }
+    const err = await renderCluster({ templateText: bad, templateFile: EXAMPLE, inputs, inputsFile: 'inputs.yaml', broker, now: 1_800_000_000 }, issued)
+      .then(() => undefined, (e: unknown) => e)
+    expect(err).toBeInstanceOf(TemplateError)
+    expect((err as Error).message).toBe(`${EXAMPLE}:${line}:23: hpc.max_requeues (${value}) must be a whole number from 0 to 100`)
+    expect(asked).toEqual([])
+    expect(issued).toEqual({ tokens: [], certificates: [] })
+  })
+
+  it('refuses a negative queue_estimate_s at its template line before asking the broker for anything', async () => {
+    // The credential's lifetime is runs x (queue estimate + walltime): a negative wait would ask for a lifetime
+    // shorter than the walltime, or below zero, which the broker refuses only after the other nodes' tokens.
+    const bad = text.replace('        queue_estimate_s: 3600\n', '        queue_estimate_s: -99999\n')
+    expect(bad).not.toBe(text)
+    const line = bad.split('\n').findIndex((l) => l.startsWith('        queue_estimate_s: ')) + 1
+    const { broker, asked } = recordingBroker('https://broker.example.org')
+    const issued = { tokens: [] as ManifestToken[], certificates: [] as ManifestCertificate[] }
+    const err = await renderCluster({ templateText: bad, templateFile: EXAMPLE, inputs, inputsFile: 'inputs.yaml', broker, now: 1_800_000_000 }, issued)
+      .then(() => undefined, (e: unknown) => e)
+    expect(err).toBeInstanceOf(TemplateError)
+    expect((err as Error).message).toBe(`${EXAMPLE}:${line}:27: hpc.queue_estimate_s (-99999) must be a whole number of seconds, 0 or more`)
+    expect(asked).toEqual([])
+  })
+
   it('with max_requeues: 0 asks for 3 x (1 + 1 spare) = 6 living 10800 s, and the script is not requeued', async () => {
     const noRequeue = text.replace('        queue_estimate_s: 3600\n', '        queue_estimate_s: 3600\n        max_requeues: 0\n')
     expect(noRequeue).not.toBe(text)

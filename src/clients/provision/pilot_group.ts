@@ -51,6 +51,13 @@ const STAND_IN: Omit<PilotContext, 'brokerUrl'> = { collector: 'collector.invali
  * template, before the broker is asked for this group's credential.
  */
 export function checkPilotGroup(t: LoadedTemplate, n: ResolvedNode, brokerUrl: string): void {
+  // Not a script option, but it sizes the credential's lifetime (pilotCredentialAsk): a negative wait would ask
+  // the broker for one shorter than the walltime, or below zero, refused only after the other nodes' tokens.
+  const queue = n.properties.queue_estimate_s
+  if (queue !== undefined && !(Number.isSafeInteger(queue) && (queue as number) >= 0)) {
+    t.fail(['topology_template', 'node_templates', n.name, 'properties', 'queue_estimate_s'],
+      `${n.name}.queue_estimate_s (${JSON.stringify(queue)?.slice(0, 60)}) must be a whole number of seconds, 0 or more`)
+  }
   try {
     // The broker's URL is --broker, known before anything is asked: the real one, so a URL the script
     // refuses (an IPv6 literal, a query) is refused here too, not after every other node's credentials.

@@ -29,6 +29,8 @@ const redeem = (credential: string, job: string, node: string, restart?: string)
   slurm_job_id: job, node, job_end: String(now() + 600), ...(restart !== undefined ? { slurm_restart_count: restart } : {}),
 })
 
+const renew = (token: string) => t.post({ grant_type: GRANT_TYPE, subject_token: token, subject_token_type: 'urn:htcondor:token-type:idtoken' })
+
 /** The records of job `job`'s redemptions and refusals, oldest first. */
 async function recordsOf(job: string) {
   const issued = (await t.store.query({ type: 'token.issued', limit: 1000 })).records
@@ -81,6 +83,27 @@ describe('a requeued pilot job', () => {
     expect((await redeem(credential, job, 'wn01')).status).toBe(200)
     await t.revocations.revoke({ kind: 'pilot-job', value: `hpc-a:${job}` }, { principal: 'test' })
     await expectOAuthError(await redeem(credential, job, 'wn01', '1'), 400, 'invalid_grant')
+  })
+
+  // docs/pilots.md: the previous run's tokens are not revoked by a new run's redemption (a thief claiming a higher
+  // restart count must not be able to end live pilots), each run's renewal records carry its own restart, and
+  // revoking the job or the pilot identity stops every run.
+  it.each(['pilot-job', 'sub'] as const)('renews each run\'s token under its own restart, and revoking by %s stops both runs', async (kind) => {
+    const credential = await enrol('pilot', 4)
+    const job = nextJob()
+    const tokenOf = async (res: Response) => { const b = await res.json() as { access_token: string }; expect(res.status, JSON.stringify(b)).toBe(200); return b.access_token }
+    const run0 = await tokenOf(await redeem(credential, job, 'wn01'))
+    const run1 = await tokenOf(await redeem(credential, job, 'wn01', '1'))
+    expect(payloadOf(run1).sub).toBe(payloadOf(run0).sub)
+    const renewed0 = await tokenOf(await renew(run0))
+    const renewed1 = await tokenOf(await renew(run1))
+    const renewals = (await t.store.query({ type: 'token.renewed', limit: 1000 })).records.map((r) => r.event)
+      .filter((e) => e.jti === payloadOf(renewed0).jti || e.jti === payloadOf(renewed1).jti)
+      .map((e) => [e.jti, (e.detail as { pilot: { restart: number } }).pilot.restart])
+    expect(new Map(renewals as [string, number][])).toEqual(new Map([[payloadOf(renewed0).jti as string, 0], [payloadOf(renewed1).jti as string, 1]]))
+    const value = kind === 'pilot-job' ? `hpc-a:${job}` : String(payloadOf(run0).sub)
+    await t.revocations.revoke({ kind, value }, { principal: 'test' })
+    for (const token of [renewed0, renewed1]) await expectOAuthError(await renew(token), 400, 'invalid_grant')
   })
 
   it.each(['-1', '1.5', 'x', '10000'])('refuses slurm_restart_count %s as invalid_request', async (value) => {
