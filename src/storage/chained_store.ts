@@ -181,7 +181,21 @@ export abstract class ChainedStore implements BrokerStore {
     return this.#checkRevocations({})
   }
 
-  async #checkRevocations({ anchorKey, anchorCopy }: VerifyRevocationsOptions): Promise<{ chain: ChainVerification; revocations: RevocationVerification }> {
+  /**
+   * One check, run again when it failed while the log's first seq moved: a prune (retention in this process,
+   * whose timer fires with the periodic check's, or another replica's) that commits after the check read the
+   * log's extent deletes records it then reads, which looked like records deleted by hand, and refused a
+   * start or logged tampering. Bounded: a prefix deleted by hand stays deleted and is named by the next run.
+   */
+  async #checkRevocations(options: VerifyRevocationsOptions): Promise<{ chain: ChainVerification; revocations: RevocationVerification }> {
+    for (let attempt = 1; ; attempt++) {
+      const { firstSeq, ...result } = await this.#checkOnce(options)
+      if ((result.chain.ok && result.revocations.ok) || attempt === 3) return result
+      if ((await this.readRevocationState()).firstSeq === firstSeq) return result
+    }
+  }
+
+  async #checkOnce({ anchorKey, anchorCopy }: VerifyRevocationsOptions): Promise<{ chain: ChainVerification; revocations: RevocationVerification; firstSeq: number }> {
     // The anchors before the state: an anchor is sealed only once the head reached its seq, so the state read
     // after it has a head at least that far, even when another replica seals one meanwhile.
     const anchor = anchorKey ? openAnchor(await this.readAnchor(), anchorKey) : undefined
@@ -254,7 +268,7 @@ export abstract class ChainedStore implements BrokerStore {
       await this.writeAnchor(sealed).catch(() => {})
       await anchorCopy?.write(sealed).catch(() => {})
     }
-    return { chain, revocations }
+    return { chain, revocations, firstSeq: state.firstSeq }
   }
 
   /** Whether one of these authenticated records is the checkpoint of the prune that left `firstSeq` first. */
