@@ -402,6 +402,11 @@ export abstract class ChainedStore implements BrokerStore {
     }
     if (!first || !last) return undefined
     const refuse = (b: { seq: number; reason: string }) => new OperatorError('EAUDITCHAIN', `audit chain broken at seq ${b.seq}: ${b.reason}; not pruning (run "audit verify")`)
+    if ((v.broken || !v.anchored) && (await this.readRevocationState()).firstSeq > Number(first.seq)) {
+      // Another replica's prune committed while this one read the range in chunks: the gap is its delete
+      // (the first record read is gone too), not a record deleted by hand; the next run checks afresh.
+      return undefined
+    }
     if (v.broken) throw refuse(v.broken)
     if (!v.anchored && !(await this.#checkpointVouchesFor(first))) {
       throw refuse({ seq: Number(first.seq), reason: `records before seq ${first.seq} are missing and no checkpoint vouches for their removal` })
