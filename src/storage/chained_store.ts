@@ -80,9 +80,10 @@ export interface BrokerStore extends AuditStore, AuditAggregates, RevocationStor
 
 /**
  * `anchorKey`: resume from the sealed anchor and seal a new one. `anchorCopy`: also check against, and
- * refresh, the copy of the anchor kept outside the database.
+ * refresh, the copy of the anchor kept outside the database. `signal`: abandons the check (rejecting with its
+ * reason, sealing nothing), so a shutdown need not wait for a full check of the log.
  */
-export interface VerifyRevocationsOptions { anchorKey?: Buffer; anchorCopy?: AnchorCopy }
+export interface VerifyRevocationsOptions { anchorKey?: Buffer; anchorCopy?: AnchorCopy; signal?: AbortSignal }
 
 /** The table side of the revocation check and the chain's extent, read in one snapshot. */
 export interface RevocationState {
@@ -195,13 +196,14 @@ export abstract class ChainedStore implements BrokerStore {
     }
   }
 
-  async #checkOnce({ anchorKey, anchorCopy }: VerifyRevocationsOptions): Promise<{ chain: ChainVerification; revocations: RevocationVerification; firstSeq: number }> {
+  async #checkOnce({ anchorKey, anchorCopy, signal }: VerifyRevocationsOptions): Promise<{ chain: ChainVerification; revocations: RevocationVerification; firstSeq: number }> {
     // The anchors before the state: an anchor is sealed only once the head reached its seq, so the state read
     // after it has a head at least that far, even when another replica seals one meanwhile.
     const anchor = anchorKey ? openAnchor(await this.readAnchor(), anchorKey) : undefined
     // Unreadable, or sealed under a key since rotated: as if absent (the next successful check replaces it).
     const kept = anchorKey && anchorCopy ? openAnchor(await anchorCopy.read().catch(() => undefined), anchorKey) : undefined
     const state = await this.readRevocationState()
+    signal?.throwIfAborted()
     const records: AuditRecord[] = []
     const evidence: Array<[number, string]> = []
     const keep = (row: StoredRow, event: AuditEvent) => {
@@ -235,6 +237,7 @@ export abstract class ChainedStore implements BrokerStore {
     let chain: ChainVerification | undefined
     if (unverified === undefined) {
       for await (const row of this.scanRows(from)) {
+        signal?.throwIfAborted()
         if (state.head && Number(row.seq) > state.head.seq) break
         if (verifier.feed(row)) { if (statesRevocations(row.type)) keep(row, rowToRecord(row).event); continue }
         // Broken: the rest cannot be authenticated, but what it states still helps the operator judge.
@@ -262,6 +265,7 @@ export abstract class ChainedStore implements BrokerStore {
     if (lowered.length > 0) {
       revocations = revocations.ok ? { ok: false, revocations: revocations.revocations, differences: lowered } : { ...revocations, differences: [...revocations.differences, ...lowered] }
     }
+    signal?.throwIfAborted()
     if (anchorKey && chain.ok) {
       // Best effort: without a fresh anchor the next start-up only checks more records.
       const sealed = sealAnchor({ seq: chain.head.seq, hash: chain.head.hash, firstSeq: state.firstSeq, evidence, horizons }, anchorKey)
