@@ -269,6 +269,10 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks {
       ...(req.reason ? { reason: req.reason } : {}), revokedBy: actor.principal,
       ...(req.iss !== undefined ? { iss: req.iss } : {}),
     }, event)
+    // Held from its commit, not from the next read of the table: a trigger deleting (or weakening) each new
+    // row before that read left an entry answered as made and never enforced.
+    this.#held.set(heldKey(rev), rev)
+    if (rev.kind === 'role' && rev.gen !== undefined) this.#heldGenerations.set(rev.value, Math.max(rev.gen, this.#heldGenerations.get(rev.value) ?? 0))
     await this.refresh()
     return rev
   }
