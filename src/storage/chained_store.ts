@@ -122,6 +122,9 @@ export function statesRevocations(type: string): boolean {
 
 export const MAX_PAGE = 1000
 
+/** Records an anchor lists that one slice of the anchored check re-reads and re-checks before a turn of the event loop. */
+const EVIDENCE_SLICE = 500
+
 /**
  * The behaviour every backend shares: encoding and validation off the critical section, group commit,
  * verification and scanning. Backends supply the transaction (`commitBatch`) and the reads.
@@ -219,17 +222,24 @@ export abstract class ChainedStore implements BrokerStore {
     if (unverified === undefined && anchor && state.head && anchor.firstSeq <= state.firstSeq && state.firstSeq <= anchor.seq + 1) {
       // Records up to the anchor were verified before: only those that stated revocations are read again,
       // by seq (not by their type column, which a retyping would hide), and must be unchanged.
+      // In slices with a turn of the event loop between them: the list only grows (every revocation record
+      // not yet pruned), and checked at once, 20,000 held requests up for about 290 ms at every run.
       const listed = anchor.evidence.filter(([seq]) => seq >= state.firstSeq)
-      const rows = new Map((await this.readRows(listed.map(([seq]) => seq))).map((r) => [Number(r.seq), r]))
-      for (const [seq, hash] of listed) {
-        const row = rows.get(seq)
-        const checked = row ? checkRecord(row) : 'record missing'
-        if (typeof checked === 'string' || row!.hash !== hash) {
-          unverified = `audit chain broken at seq ${seq}, a record that stated revocations when last verified: ${typeof checked === 'string' ? checked : 'hash changed (record replaced)'}`
-          break
+      for (let i = 0; i < listed.length && unverified === undefined; i += EVIDENCE_SLICE) {
+        if (i > 0) await new Promise<void>((r) => setImmediate(r))
+        signal?.throwIfAborted()
+        const slice = listed.slice(i, i + EVIDENCE_SLICE)
+        const rows = new Map((await this.readRows(slice.map(([seq]) => seq))).map((r) => [Number(r.seq), r]))
+        for (const [seq, hash] of slice) {
+          const row = rows.get(seq)
+          const checked = row ? checkRecord(row) : 'record missing'
+          if (typeof checked === 'string' || row!.hash !== hash) {
+            unverified = `audit chain broken at seq ${seq}, a record that stated revocations when last verified: ${typeof checked === 'string' ? checked : 'hash changed (record replaced)'}`
+            break
+          }
+          if (statesRevocations(checked.type)) keep(row!, checked)
+          else { unverified = `audit chain broken at seq ${seq}, a record that stated revocations when last verified: it no longer does`; break }
         }
-        if (statesRevocations(checked.type)) keep(row!, checked)
-        else { unverified = `audit chain broken at seq ${seq}, a record that stated revocations when last verified: it no longer does`; break }
       }
       verifier = new ChainVerifier({ seq: anchor.seq, hash: anchor.hash })
       from = anchor.seq + 1
