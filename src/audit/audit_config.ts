@@ -1,5 +1,5 @@
 import { z } from 'zod'
-import { Bool, integer, seconds } from '../lib/config_values.ts'
+import { Bool, integer, MAX_TIMER_SECONDS, seconds } from '../lib/config_values.ts'
 
 /**
  * `audit:` section. Environment overrides follow the usual CTB_<PATH> rule, e.g.
@@ -28,12 +28,12 @@ export const AuditConfigSchema = z.strictObject({
   /** Keep records this many days; 0 keeps everything. Pruned records leave a checkpoint in the chain. */
   retention_days: integer(0).default(0),
   /** How often serve prunes, in seconds. */
-  prune_interval: seconds({ min: 60 }).default(3600),
+  prune_interval: seconds({ min: 60, max: MAX_TIMER_SECONDS }).default(3600),
   /**
    * How often serve re-checks the chain and the revocations table from its sealed anchor and seals a new
    * one (docs/audit.md); each check hashes the records appended since the last, about 1 s per 100,000.
    */
-  anchor_interval: seconds({ min: 60 }).default(600),
+  anchor_interval: seconds({ min: 60, max: MAX_TIMER_SECONDS }).default(600),
   /**
    * How often serve writes the refusals of unauthenticated requests (unreadable body, subject token that
    * does not verify) as one `token.denied.aggregate` record, in seconds; also written at shutdown.

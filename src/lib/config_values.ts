@@ -29,6 +29,12 @@ export function integer(min: number, max?: number) {
 export const DURATION_HINT = 'a number of seconds (3600) or a duration such as 90s, 20m, 12h, 7d'
 
 /**
+ * The longest interval a timer can wait: setInterval takes a 32-bit count of milliseconds and runs a longer
+ * one every 1 ms instead (with only a warning). Bound for settings that drive a timer.
+ */
+export const MAX_TIMER_SECONDS = Math.floor((2 ** 31 - 1) / 1000)
+
+/**
  * A duration in seconds: a number, or 90s / 20m / 12h / 7d. Positive unless `min` says otherwise;
  * whole seconds unless `fractional` (timeouts, where tests use fractions of a second).
  */

@@ -201,8 +201,8 @@ export function verifyRevocationEvidence(ev: RevocationEvidence, unverified?: st
  * deleted row would silently un-revoke). Throws a one-line OperatorError naming the first difference.
  */
 export async function assertRevocationsMatchAudit(
-  store: { verifyRevocations(options?: { anchorKey?: Buffer; anchorCopy?: AnchorCopy }): Promise<RevocationVerification> },
-  options: { anchorKey?: Buffer; anchorCopy?: AnchorCopy } = {},
+  store: { verifyRevocations(options?: { anchorKey?: Buffer; anchorCopy?: AnchorCopy; signal?: AbortSignal }): Promise<RevocationVerification> },
+  options: { anchorKey?: Buffer; anchorCopy?: AnchorCopy; signal?: AbortSignal } = {},
 ): Promise<void> {
   const v = await store.verifyRevocations(options)
   if (v.ok) return

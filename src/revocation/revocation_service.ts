@@ -63,9 +63,10 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks {
    * The active entries and role generations as last read. The start-up checked the table against the audit
    * chain; after that it is re-read without that check, and rows are never deleted and change only by a
    * lift. So an entry that vanishes (not lifted, not expired) or weakens between two reads, or a generation
-   * that drops, was changed behind the broker: it stays in force as held, and the change is logged.
+   * that drops, was changed behind the broker: it stays in force as held, and the change is logged. Keyed by
+   * the whole entry, not its id: SQLite hands a deleted newest row's id to the next revocation (heldKey).
    */
-  #held = new Map<number, Revocation>()
+  #held = new Map<string, Revocation>()
   #heldGenerations = new Map<string, number>()
   /** Changes already logged, so a table left tampered with is reported once, not at every refresh. */
   readonly #reported = new Set<string>()
@@ -87,19 +88,22 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks {
     const [read, gens] = await Promise.all([this.#deps.store.listRevocations({ activeAt: now }), this.#deps.store.roleGenerations()])
     const byId = new Map(read.map((r) => [r.id, r]))
     const changes: string[] = []
+    // Held entries the table lost or changed: enforced beside whatever row now has their id (never instead
+    // of it: that row may be a new revocation given a deleted row's id).
+    const kept: Revocation[] = []
     let all: Map<number, Revocation> | undefined
-    for (const [id, held] of this.#held) {
+    for (const held of this.#held.values()) {
       if (held.until < now) continue
-      const row = byId.get(id)
+      const row = byId.get(held.id)
       if (row && sameEntry(held, row)) continue
       if (!row) {
         // Not active any more: lifted (the row says so) is fine; the whole table is read only then, rarely.
         all ??= new Map((await this.#deps.store.listRevocations()).map((r) => [r.id, r]))
-        const stored = all.get(id)
+        const stored = all.get(held.id)
         if (stored?.liftedAt !== undefined && sameEntry(held, stored)) continue
-        changes.push(stored ? entryChange(held, stored) : `revocation ${id} (${held.kind} ${JSON.stringify(held.value)}) is gone from the table`)
+        changes.push(stored ? entryChange(held, stored) : `revocation ${held.id} (${held.kind} ${JSON.stringify(held.value)}) is gone from the table`)
       } else changes.push(entryChange(held, row))
-      byId.set(id, held)
+      kept.push(held)
     }
     const generations = new Map(gens)
     for (const [role, held] of this.#heldGenerations) {
@@ -108,8 +112,8 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks {
       changes.push(`role ${role} is at generation ${gen ?? 'none'} in the table, ${held} before`)
       generations.set(role, held)
     }
-    const revocations = [...byId.values()].sort((a, b) => a.id - b.id)
-    this.#held = new Map(revocations.map((r) => [r.id, r]))
+    const revocations = [...read, ...kept].sort((a, b) => a.id - b.id)
+    this.#held = new Map(revocations.map((r) => [heldKey(r), r]))
     this.#heldGenerations = generations
     const fresh = changes.filter((c) => !this.#reported.has(c))
     if (fresh.length > 0) {
@@ -265,6 +269,10 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks {
       ...(req.reason ? { reason: req.reason } : {}), revokedBy: actor.principal,
       ...(req.iss !== undefined ? { iss: req.iss } : {}),
     }, event)
+    // Held from its commit, not from the next read of the table: a trigger deleting (or weakening) each new
+    // row before that read left an entry answered as made and never enforced.
+    this.#held.set(heldKey(rev), rev)
+    if (rev.kind === 'role' && rev.gen !== undefined) this.#heldGenerations.set(rev.value, Math.max(rev.gen, this.#heldGenerations.get(rev.value) ?? 0))
     await this.refresh()
     return rev
   }
@@ -315,6 +323,11 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks {
 
 /** The fields a revocation is stored with; only `liftedAt` and `liftedBy` ever change, by a lift. */
 const ENTRY_FIELDS = ['kind', 'value', 'iss', 'revokedAt', 'until', 'gen', 'reason', 'revokedBy'] as const
+
+/** An entry's identity while held: every stored field, so two entries that share an id are both kept. */
+function heldKey(r: Revocation): string {
+  return JSON.stringify([r.id, ...ENTRY_FIELDS.map((f) => r[f] ?? null)])
+}
 
 function sameEntry(a: Revocation, b: Revocation): boolean {
   return ENTRY_FIELDS.every((f) => a[f] === b[f])

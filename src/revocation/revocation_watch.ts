@@ -7,7 +7,7 @@ import type { RevocationVerification } from './revocation_consistency.ts'
 export interface RevocationWatch {
   /** One check now (the timer's, for tests). Never rejects: problems are logged. */
   check(): Promise<void>
-  /** Stops the timer and waits for a check in flight, so the store is not closed under it. */
+  /** Stops the timer and abandons a check in flight, waiting until it has let go of the store (closed next). */
   stop(): Promise<void>
 }
 
@@ -19,14 +19,17 @@ export interface RevocationWatch {
  * level, once per distinct message; the broker keeps serving (the next start refuses).
  */
 export function startRevocationWatch(
-  store: { verifyRevocations(options?: { anchorKey?: Buffer; anchorCopy?: AnchorCopy }): Promise<RevocationVerification> },
+  store: { verifyRevocations(options?: { anchorKey?: Buffer; anchorCopy?: AnchorCopy; signal?: AbortSignal }): Promise<RevocationVerification> },
   options: { anchorKey: () => Buffer; anchorCopy: AnchorCopy; intervalSeconds: number; log: Logger },
 ): RevocationWatch {
   const reported = new Set<string>()
+  // A full check (the first after a key rotation) hashes the whole log: at shutdown it is abandoned, not awaited.
+  const stopping = new AbortController()
   let running: Promise<void> | undefined
   const check = (): Promise<void> => {
-    running ??= assertRevocationsMatchAudit(store, { anchorKey: options.anchorKey(), anchorCopy: options.anchorCopy })
+    running ??= assertRevocationsMatchAudit(store, { anchorKey: options.anchorKey(), anchorCopy: options.anchorCopy, signal: stopping.signal })
       .catch((err: unknown) => {
+        if (stopping.signal.aborted) return
         if (!(err instanceof OperatorError && err.code === 'EREVOCATIONS')) {
           options.log.warn('could not check the audit log while serving; will retry', { err })
           return
@@ -41,5 +44,5 @@ export function startRevocationWatch(
   }
   const timer = setInterval(() => { void check() }, options.intervalSeconds * 1000)
   timer.unref()
-  return { check, stop: async () => { clearInterval(timer); await running } }
+  return { check, stop: async () => { clearInterval(timer); stopping.abort(new Error('the broker is stopping')); await running } }
 }

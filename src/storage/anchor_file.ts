@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises'
 import type { AnchorCopy } from '../audit/anchor.ts'
-import { writeSecretFileAtomic } from '../lib/secure_file.ts'
+import { replaceSecretFileDurably } from '../lib/secure_file.ts'
 
 /**
  * The copy of the sealed audit anchor kept in a file on the broker's host, out of reach of whoever can only
@@ -16,8 +16,10 @@ export function anchorFile(path: string): AnchorCopy {
         throw err
       }
     },
+    // Rewritten at every check while serving: fsync and rename on libuv's thread pool, so a slow disk holds
+    // up only the check, not every request.
     async write(sealed) {
-      writeSecretFileAtomic(path, `${sealed}\n`)
+      await replaceSecretFileDurably(path, `${sealed}\n`)
     },
   }
 }

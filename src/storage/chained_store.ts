@@ -80,9 +80,10 @@ export interface BrokerStore extends AuditStore, AuditAggregates, RevocationStor
 
 /**
  * `anchorKey`: resume from the sealed anchor and seal a new one. `anchorCopy`: also check against, and
- * refresh, the copy of the anchor kept outside the database.
+ * refresh, the copy of the anchor kept outside the database. `signal`: abandons the check (rejecting with its
+ * reason, sealing nothing), so a shutdown need not wait for a full check of the log.
  */
-export interface VerifyRevocationsOptions { anchorKey?: Buffer; anchorCopy?: AnchorCopy }
+export interface VerifyRevocationsOptions { anchorKey?: Buffer; anchorCopy?: AnchorCopy; signal?: AbortSignal }
 
 /** The table side of the revocation check and the chain's extent, read in one snapshot. */
 export interface RevocationState {
@@ -120,6 +121,9 @@ export function statesRevocations(type: string): boolean {
 }
 
 export const MAX_PAGE = 1000
+
+/** Records an anchor lists that one slice of the anchored check re-reads and re-checks before a turn of the event loop. */
+const EVIDENCE_SLICE = 500
 
 /**
  * The behaviour every backend shares: encoding and validation off the critical section, group commit,
@@ -181,13 +185,28 @@ export abstract class ChainedStore implements BrokerStore {
     return this.#checkRevocations({})
   }
 
-  async #checkRevocations({ anchorKey, anchorCopy }: VerifyRevocationsOptions): Promise<{ chain: ChainVerification; revocations: RevocationVerification }> {
+  /**
+   * One check, run again when it failed while the log's first seq moved: a prune (retention in this process,
+   * whose timer fires with the periodic check's, or another replica's) that commits after the check read the
+   * log's extent deletes records it then reads, which looked like records deleted by hand, and refused a
+   * start or logged tampering. Bounded: a prefix deleted by hand stays deleted and is named by the next run.
+   */
+  async #checkRevocations(options: VerifyRevocationsOptions): Promise<{ chain: ChainVerification; revocations: RevocationVerification }> {
+    for (let attempt = 1; ; attempt++) {
+      const { firstSeq, ...result } = await this.#checkOnce(options)
+      if ((result.chain.ok && result.revocations.ok) || attempt === 3) return result
+      if ((await this.readRevocationState()).firstSeq === firstSeq) return result
+    }
+  }
+
+  async #checkOnce({ anchorKey, anchorCopy, signal }: VerifyRevocationsOptions): Promise<{ chain: ChainVerification; revocations: RevocationVerification; firstSeq: number }> {
     // The anchors before the state: an anchor is sealed only once the head reached its seq, so the state read
     // after it has a head at least that far, even when another replica seals one meanwhile.
     const anchor = anchorKey ? openAnchor(await this.readAnchor(), anchorKey) : undefined
     // Unreadable, or sealed under a key since rotated: as if absent (the next successful check replaces it).
     const kept = anchorKey && anchorCopy ? openAnchor(await anchorCopy.read().catch(() => undefined), anchorKey) : undefined
     const state = await this.readRevocationState()
+    signal?.throwIfAborted()
     const records: AuditRecord[] = []
     const evidence: Array<[number, string]> = []
     const keep = (row: StoredRow, event: AuditEvent) => {
@@ -203,17 +222,24 @@ export abstract class ChainedStore implements BrokerStore {
     if (unverified === undefined && anchor && state.head && anchor.firstSeq <= state.firstSeq && state.firstSeq <= anchor.seq + 1) {
       // Records up to the anchor were verified before: only those that stated revocations are read again,
       // by seq (not by their type column, which a retyping would hide), and must be unchanged.
+      // In slices with a turn of the event loop between them: the list only grows (every revocation record
+      // not yet pruned), and checked at once, 20,000 held requests up for about 290 ms at every run.
       const listed = anchor.evidence.filter(([seq]) => seq >= state.firstSeq)
-      const rows = new Map((await this.readRows(listed.map(([seq]) => seq))).map((r) => [Number(r.seq), r]))
-      for (const [seq, hash] of listed) {
-        const row = rows.get(seq)
-        const checked = row ? checkRecord(row) : 'record missing'
-        if (typeof checked === 'string' || row!.hash !== hash) {
-          unverified = `audit chain broken at seq ${seq}, a record that stated revocations when last verified: ${typeof checked === 'string' ? checked : 'hash changed (record replaced)'}`
-          break
+      for (let i = 0; i < listed.length && unverified === undefined; i += EVIDENCE_SLICE) {
+        if (i > 0) await new Promise<void>((r) => setImmediate(r))
+        signal?.throwIfAborted()
+        const slice = listed.slice(i, i + EVIDENCE_SLICE)
+        const rows = new Map((await this.readRows(slice.map(([seq]) => seq))).map((r) => [Number(r.seq), r]))
+        for (const [seq, hash] of slice) {
+          const row = rows.get(seq)
+          const checked = row ? checkRecord(row) : 'record missing'
+          if (typeof checked === 'string' || row!.hash !== hash) {
+            unverified = `audit chain broken at seq ${seq}, a record that stated revocations when last verified: ${typeof checked === 'string' ? checked : 'hash changed (record replaced)'}`
+            break
+          }
+          if (statesRevocations(checked.type)) keep(row!, checked)
+          else { unverified = `audit chain broken at seq ${seq}, a record that stated revocations when last verified: it no longer does`; break }
         }
-        if (statesRevocations(checked.type)) keep(row!, checked)
-        else { unverified = `audit chain broken at seq ${seq}, a record that stated revocations when last verified: it no longer does`; break }
       }
       verifier = new ChainVerifier({ seq: anchor.seq, hash: anchor.hash })
       from = anchor.seq + 1
@@ -221,6 +247,7 @@ export abstract class ChainedStore implements BrokerStore {
     let chain: ChainVerification | undefined
     if (unverified === undefined) {
       for await (const row of this.scanRows(from)) {
+        signal?.throwIfAborted()
         if (state.head && Number(row.seq) > state.head.seq) break
         if (verifier.feed(row)) { if (statesRevocations(row.type)) keep(row, rowToRecord(row).event); continue }
         // Broken: the rest cannot be authenticated, but what it states still helps the operator judge.
@@ -248,13 +275,14 @@ export abstract class ChainedStore implements BrokerStore {
     if (lowered.length > 0) {
       revocations = revocations.ok ? { ok: false, revocations: revocations.revocations, differences: lowered } : { ...revocations, differences: [...revocations.differences, ...lowered] }
     }
+    signal?.throwIfAborted()
     if (anchorKey && chain.ok) {
       // Best effort: without a fresh anchor the next start-up only checks more records.
       const sealed = sealAnchor({ seq: chain.head.seq, hash: chain.head.hash, firstSeq: state.firstSeq, evidence, horizons }, anchorKey)
       await this.writeAnchor(sealed).catch(() => {})
       await anchorCopy?.write(sealed).catch(() => {})
     }
-    return { chain, revocations }
+    return { chain, revocations, firstSeq: state.firstSeq }
   }
 
   /** Whether one of these authenticated records is the checkpoint of the prune that left `firstSeq` first. */
@@ -388,6 +416,11 @@ export abstract class ChainedStore implements BrokerStore {
     }
     if (!first || !last) return undefined
     const refuse = (b: { seq: number; reason: string }) => new OperatorError('EAUDITCHAIN', `audit chain broken at seq ${b.seq}: ${b.reason}; not pruning (run "audit verify")`)
+    if ((v.broken || !v.anchored) && (await this.readRevocationState()).firstSeq > Number(first.seq)) {
+      // Another replica's prune committed while this one read the range in chunks: the gap is its delete
+      // (the first record read is gone too), not a record deleted by hand; the next run checks afresh.
+      return undefined
+    }
     if (v.broken) throw refuse(v.broken)
     if (!v.anchored && !(await this.#checkpointVouchesFor(first))) {
       throw refuse({ seq: Number(first.seq), reason: `records before seq ${first.seq} are missing and no checkpoint vouches for their removal` })

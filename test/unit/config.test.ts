@@ -73,6 +73,14 @@ describe('loadConfig', () => {
     expect(c.revocation.refresh_seconds).toBe(10)
     expect(c.audit.prune_interval).toBe(3600)
   })
+  // A timer's delay is a 32-bit count of milliseconds: Node runs a longer interval every 1 ms instead (with
+  // a warning), so `anchor_interval: 30d` re-checked and re-sealed the whole log back to back, for ever.
+  it('bounds the audit timers to what a timer can wait (2147483 s, about 24 days)', () => {
+    const err = (text: string) => { try { loadConfig({ file: yamlFile(text), env: {} }); return '' } catch (e) { return (e as Error).message } }
+    expect(err('audit:\n  anchor_interval: 30d\n')).toMatch(/audit\.anchor_interval: must be at most 2147483 seconds/)
+    expect(err('audit:\n  prune_interval: 30d\n')).toMatch(/audit\.prune_interval: must be at most 2147483 seconds/)
+    expect(loadConfig({ file: yamlFile('audit:\n  anchor_interval: 24d\n  prune_interval: 24d\n'), env: {} }).audit).toMatchObject({ anchor_interval: 2073600, prune_interval: 2073600 })
+  })
   it.each([
     ['a port', 'listen:\n  port: nope\n', /listen\.port: must be a number$/m],
     ['a lifetime', 'idtoken:\n  max_lifetime: a week\n', /idtoken\.max_lifetime: must be a number of seconds \(3600\) or a duration such as 90s/],

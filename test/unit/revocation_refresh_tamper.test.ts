@@ -66,3 +66,48 @@ it('lets go of a revocation that was lifted, or that expired', async () => {
   expect((await svc.condorExpression()).clauses).toBe(0)
   expect(errors).toEqual([])
 })
+
+// SQLite hands out the highest id + 1 (INTEGER PRIMARY KEY without AUTOINCREMENT): once the newest row is
+// deleted by hand, the next revocation gets its id. Held by id, the deleted entry took the new one's place,
+// and the new revocation, properly made and recorded, was not enforced.
+it('enforces both the deleted entry it held and a new revocation that reuses its id', async () => {
+  const { store, svc, errors } = running()
+  const a = await svc.revoke({ kind: 'site', value: 'cloud-a' }, { principal: 'admin' })
+  const { revocations } = store.rawRevocations()
+  revocations.splice(revocations.findIndex((r) => r.id === a.id), 1)
+  const b = await svc.revoke({ kind: 'site', value: 'cloud-b' }, { principal: 'admin' })
+  expect(b.id).toBe(a.id)
+  expect([svc.isRevoked(siteToken('cloud-a')), svc.isRevoked(siteToken('cloud-b'))]).toEqual([true, true])
+  await svc.refresh()
+  expect([svc.isRevoked(siteToken('cloud-a')), svc.isRevoked(siteToken('cloud-b'))]).toEqual([true, true])
+  const { expr } = await svc.condorExpression()
+  expect(expr).toContain('ctb_site =?= "cloud-a"')
+  expect(expr).toContain('ctb_site =?= "cloud-b"')
+  expect(errors).toEqual([
+    `the revocations table changed behind the broker; still enforcing what it held (run "audit verify") ${JSON.stringify({ changes: [
+      `revocation ${a.id} (site "cloud-a") differs in the table: value "cloud-b", "cloud-a" before`,
+    ] })}`,
+  ])
+})
+
+// A trigger on the revocations table (an insider with only database access) can delete or lift each new
+// row in the transaction that inserts it. The broker answered the revocation as made, then read the table
+// to refresh and held nothing: the entry was never enforced, until a restart refused to start.
+it('enforces the revocation it just committed even when its row is gone by the time it re-reads the table', async () => {
+  const { store, svc, errors } = running()
+  const revoke = store.revoke.bind(store)
+  store.revoke = async (rev, event) => {
+    const stored = await revoke(rev, event)
+    const { revocations, generations } = store.rawRevocations()
+    revocations.splice(revocations.findIndex((r) => r.id === stored.id), 1)
+    if (stored.kind === 'role') generations.delete(stored.value)
+    return stored
+  }
+  const a = await svc.revoke({ kind: 'site', value: 'cloud-a' }, { principal: 'admin' })
+  await svc.revoke({ kind: 'role', value: 'pilot' }, { principal: 'admin' })
+  expect([svc.isRevoked(siteToken('cloud-a')), svc.isRevoked(pilotToken)]).toEqual([true, true])
+  expect((await svc.condorExpression()).expr).toContain('ctb_site =?= "cloud-a"')
+  const logged = errors.join('\n')
+  expect(logged).toContain(JSON.stringify(`revocation ${a.id} (site "cloud-a") is gone from the table`))
+  expect(logged).toContain(JSON.stringify('role pilot is at generation none in the table, 2 before'))
+})

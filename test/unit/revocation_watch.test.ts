@@ -35,3 +35,36 @@ it('re-checks while serving, advances the anchor and its copy, and reports a cut
     expect(sealed).toMatch(/"seq":6,/)
   } finally { await watch.stop() }
 })
+
+// Shutdown (SIGTERM) closes the store after stop(): stop() waited for a check in flight to finish, and a full
+// check (the first after `keys rotate`, whose anchor reads as absent) hashes the whole log, about 1 s per
+// 100,000 records, all of it added to the stop after the drain.
+it('stop() abandons a check in flight instead of waiting for it to finish', async () => {
+  let started!: () => void
+  const running = new Promise<void>((r) => { started = r })
+  const store = {
+    verifyRevocations: (options?: { signal?: AbortSignal }) => new Promise<never>((_resolve, reject) => {
+      started()
+      options?.signal?.addEventListener('abort', () => reject(options.signal!.reason))
+    }),
+  }
+  const logged: string[] = []
+  const log: Logger = { info() {}, warn(m) { logged.push(m) }, error(m) { logged.push(m) } }
+  const anchorCopy: AnchorCopy = { read: async () => undefined, write: async () => {} }
+  const watch = startRevocationWatch(store, { anchorKey: () => Buffer.alloc(32, 7), anchorCopy, intervalSeconds: 600, log })
+  void watch.check()
+  await running
+  const stopped = await Promise.race([watch.stop().then(() => 'stopped'), new Promise((r) => setTimeout(r, 1000, 'still waiting'))])
+  expect(stopped).toBe('stopped')
+  expect(logged).toEqual([])
+})
+
+it('a check told to stop ends without sealing an anchor', async () => {
+  const store = new MemoryStore()
+  for (let i = 1; i <= 3; i++) await store.record(issued(i))
+  let sealed: string | undefined
+  const anchorCopy: AnchorCopy = { read: async () => sealed, write: async (s) => { sealed = s } }
+  const signal = AbortSignal.abort(new Error('stopping'))
+  await expect(store.verifyRevocations({ anchorKey: Buffer.alloc(32, 7), anchorCopy, signal })).rejects.toThrow('stopping')
+  expect(sealed).toBeUndefined()
+})
