@@ -30,6 +30,12 @@ export interface RegisterInput {
   mode: RegistrationMode
 }
 
+/** A registration as read from its request: the user's IAM access token and what they ask for. */
+export interface RegistrationRequest {
+  subjectToken: string
+  input: RegisterInput
+}
+
 export interface CredentialServiceDeps {
   store: CredentialStore & AuditLog
   cipher: CredentialCipher
@@ -67,12 +73,27 @@ export class CredentialService {
     this.#revoker = refreshTokenRevoker(deps)
   }
 
-  async register(subjectToken: string, input: RegisterInput, ctx: { requestId: string; clientAddress?: string }): Promise<RegisterCredentialResponse> {
+  /**
+   * @param readRequest the user's IAM token and what they ask for; may throw a BrokerError (no bearer, a
+   *   body that is not the request). It is handed over unread, as to exchangeToken, so that a blocked
+   *   address is refused before anything of its request is looked at, and a request refused before its
+   *   token verifies counts against its address whatever was wrong with it.
+   */
+  async register(readRequest: () => Promise<RegistrationRequest>, ctx: { requestId: string; clientAddress?: string }): Promise<RegisterCredentialResponse> {
     const d = this.#deps
     // As at POST /token: an address whose unauthenticated requests keep being refused is turned away
-    // before IAM is asked about its token, and a token that does not verify counts against its address.
+    // before its request is read or IAM is asked about its token, and every refusal until the token has
+    // verified counts against its address.
     const addressBlocked = d.limits?.blockedAddress(ctx.clientAddress)
     if (addressBlocked) throw new SlowDown(addressBlocked.description, addressBlocked.retryAfter)
+    let request: RegistrationRequest
+    try {
+      request = await readRequest()
+    } catch (err) {
+      if (err instanceof BrokerError && err.status < 500) d.limits?.noteRefused(ctx.clientAddress)
+      throw err
+    }
+    const { subjectToken, input } = request
     let subject: VerifiedSubject
     try {
       subject = await d.verifier.verify(subjectToken)

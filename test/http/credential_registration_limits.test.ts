@@ -79,4 +79,36 @@ describe('rate_limits.address', () => {
     expect((await blocked.json() as { error: string }).error).toBe('slow_down')
     expect((await from('192.0.2.8', good)).status).toBe(201)
   })
+
+  // As POST /token and POST /v1/certificates: the blocked address is answered before anything of the
+  // request is looked at, and a refusal before the token verifies (no bearer, unreadable body) is one of
+  // the address's refused unauthenticated requests.
+  const send = (address: string, init: { authorization?: string; contentType?: string; body?: string }) => t.app.request('/v1/credentials', {
+    method: 'POST',
+    headers: { ...(init.authorization !== undefined ? { authorization: init.authorization } : {}), ...(init.contentType !== undefined ? { 'content-type': init.contentType } : {}) },
+    body: init.body ?? JSON.stringify({ provider: 'cms' }),
+  }, { incoming: { socket: { remoteAddress: address } } })
+
+  it('counts a registration without a bearer against its address, and then refuses that address 429', async () => {
+    for (let i = 0; i < 2; i++) expect((await send('192.0.2.20', { contentType: 'application/json' })).status).toBe(401)
+    const blocked = await send('192.0.2.20', { authorization: `Bearer ${await t.userToken({ preferred_username: 'quin' })}`, contentType: 'application/json' })
+    expect(blocked.status).toBe(429)
+    expect((await blocked.json() as { error: string }).error).toBe('slow_down')
+  })
+
+  it('counts a registration with an unreadable body against its address', async () => {
+    const good = `Bearer ${await t.userToken({ preferred_username: 'rita' })}`
+    expect((await send('192.0.2.21', { authorization: good, contentType: 'text/plain' })).status).toBe(400)
+    expect((await send('192.0.2.21', { authorization: good, contentType: 'application/json', body: '{' })).status).toBe(400)
+    expect((await send('192.0.2.21', { authorization: good, contentType: 'application/json' })).status).toBe(429)
+  })
+
+  it('answers a blocked address 429 whatever is wrong with its request', async () => {
+    for (let i = 0; i < 2; i++) expect((await send('192.0.2.22', { authorization: 'Bearer not-a-token', contentType: 'application/json' })).status).toBe(401)
+    for (const init of [{}, { authorization: 'Basic eA==', contentType: 'application/json' }, { authorization: 'Bearer x', contentType: 'text/plain' }, { authorization: 'Bearer x', contentType: 'application/json', body: '{' }]) {
+      const res = await send('192.0.2.22', init)
+      expect(res.status).toBe(429)
+      expect(Number(res.headers.get('retry-after'))).toBeGreaterThanOrEqual(1)
+    }
+  })
 })

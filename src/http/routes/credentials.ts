@@ -2,7 +2,7 @@ import { Hono, type Context, type MiddlewareHandler } from 'hono'
 import { z } from 'zod'
 import { CREDENTIALS_PATH, parseProvider, parseUser, RegisterCredentialRequest, type JobTokenResponse } from '../../contract/job_credentials.ts'
 import { authenticateCredd, type CreddAuthDeps } from '../../credentials/credd_auth.ts'
-import type { CredentialService } from '../../credentials/credential_service.ts'
+import type { CredentialService, RegistrationRequest } from '../../credentials/credential_service.ts'
 import type { StoredCredential } from '../../credentials/credential_store.ts'
 import type { JobTokens } from '../../credentials/job_tokens.ts'
 import { InvalidRequest, InvalidToken, MethodNotAllowed, NotFound } from '../../errors.ts'
@@ -54,15 +54,20 @@ export function credentialRoutes(deps: CredentialRouteDeps): Hono {
   const app = new Hono()
 
   app.post(CREDENTIALS_PATH, limitBody(MAX_BODY), async (c) => {
-    const token = bearerOf(c)
-    if (!/^application\/json\b/i.test(c.req.header('content-type') ?? '')) throw new InvalidRequest('Content-Type must be application/json')
-    const text = await c.req.text()
-    let raw: unknown
-    try { raw = JSON.parse(text) } catch { throw new InvalidRequest('body is not valid JSON') }
-    const b = parseOrRefuse(RegisterCredentialRequest, raw, 'field')
-    const res = await deps.credentials.register(token, {
-      provider: b.provider, mode: b.mode, ...(b.handle !== undefined ? { handle: b.handle } : {}), ...(b.scopes !== undefined ? { scopes: b.scopes } : {}), ...(b.audience !== undefined ? { audience: b.audience } : {}),
-    }, { requestId: c.get('requestId'), ...clientAddress(c) })
+    // Read only once the service has checked the address limit (it counts this reader's refusals too).
+    const readRequest = async (): Promise<RegistrationRequest> => {
+      const subjectToken = bearerOf(c)
+      if (!/^application\/json\b/i.test(c.req.header('content-type') ?? '')) throw new InvalidRequest('Content-Type must be application/json')
+      const text = await c.req.text()
+      let raw: unknown
+      try { raw = JSON.parse(text) } catch { throw new InvalidRequest('body is not valid JSON') }
+      const b = parseOrRefuse(RegisterCredentialRequest, raw, 'field')
+      return {
+        subjectToken,
+        input: { provider: b.provider, mode: b.mode, ...(b.handle !== undefined ? { handle: b.handle } : {}), ...(b.scopes !== undefined ? { scopes: b.scopes } : {}), ...(b.audience !== undefined ? { audience: b.audience } : {}) },
+      }
+    }
+    const res = await deps.credentials.register(readRequest, { requestId: c.get('requestId'), ...clientAddress(c) })
     for (const [name, value] of Object.entries(NO_STORE_HEADERS)) c.header(name, value)
     return c.json(res, 201)
   })
