@@ -120,7 +120,11 @@ export interface AuditStore extends AuditLog {
   /** Records in chain order from `fromSeq` (inclusive), for export and verification. */
   scan(fromSeq?: number): AsyncIterable<AuditRecord>
   verify(): Promise<ChainVerification>
-  /** Removes records older than `before` (epoch seconds) and appends a checkpoint; see chain.ts. */
-  prune(before: number, now: number): Promise<PruneResult>
+  /**
+   * Removes records older than `before` (epoch seconds) and appends a checkpoint; see chain.ts. `signal`
+   * abandons it (rejecting with the signal's reason) while it is still reading the records to remove, before
+   * anything is written; after that it completes.
+   */
+  prune(before: number, now: number, options?: { signal?: AbortSignal }): Promise<PruneResult>
   close(): Promise<void>
 }

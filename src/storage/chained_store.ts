@@ -384,9 +384,11 @@ export abstract class ChainedStore implements BrokerStore {
     return op.result ?? undefined
   }
 
-  async prune(before: number, now: number): Promise<PruneResult> {
-    const range = await this.#vouchedPrefix(before)
+  async prune(before: number, now: number, { signal }: { signal?: AbortSignal } = {}): Promise<PruneResult> {
+    const range = await this.#vouchedPrefix(before, signal)
     if (!range) return { pruned: 0 }
+    // The last moment to abandon it: once submitted, the delete and its checkpoint commit together.
+    signal?.throwIfAborted()
     const op: WriteOp = { kind: 'prune', before, now, range }
     await this.#submit(op)
     if (op.result === PRUNE_RANGE_CHANGED) throw new OperatorError('EAUDITCHAIN', PRUNE_RANGE_CHANGED)
@@ -400,13 +402,14 @@ export abstract class ChainedStore implements BrokerStore {
    * the new checkpoint would vouch for the remaining chain (and carry the revocations the edited bodies
    * state, not the ones the broker wrote). Undefined when nothing is old enough; throws naming the first problem.
    */
-  async #vouchedPrefix(before: number): Promise<PruneRange | undefined> {
+  async #vouchedPrefix(before: number, signal: AbortSignal | undefined): Promise<PruneRange | undefined> {
     const head = await this.readHead()
     if (!head) throw new OperatorError('EAUDITCHAIN', `${HEAD_MISSING}; not pruning (run "audit verify")`)
     const v = new ChainVerifier()
     let first: StoredRow | undefined
     let last: StoredRow | undefined
     for await (const row of this.scanRows(1)) {
+      signal?.throwIfAborted()
       if (Number(row.seq) > head.seq) break
       first ??= row
       const pruned = Number(row.time) < before
@@ -422,17 +425,18 @@ export abstract class ChainedStore implements BrokerStore {
       return undefined
     }
     if (v.broken) throw refuse(v.broken)
-    if (!v.anchored && !(await this.#checkpointVouchesFor(first))) {
+    if (!v.anchored && !(await this.#checkpointVouchesFor(first, signal))) {
       throw refuse({ seq: Number(first.seq), reason: `records before seq ${first.seq} are missing and no checkpoint vouches for their removal` })
     }
     return { first: Number(first.seq), through: Number(last.seq), hash: last.hash }
   }
 
   /** Whether an intact checkpoint record states that retention removed the records before `first`. */
-  async #checkpointVouchesFor(first: StoredRow): Promise<boolean> {
+  async #checkpointVouchesFor(first: StoredRow, signal: AbortSignal | undefined): Promise<boolean> {
     let cursor: string | undefined
     // Bounded: each page moves the cursor back, and there is one checkpoint per prune that deleted something.
     for (;;) {
+      signal?.throwIfAborted()
       const page = await this.query({ type: 'audit.checkpoint', limit: MAX_PAGE, ...(cursor !== undefined ? { cursor } : {}) })
       for (const r of page.records) {
         const d = r.event.detail as Partial<CheckpointDetail> | undefined

@@ -221,8 +221,8 @@ export class SqliteStore extends ChainedStore {
     return rows.sort((a, b) => compareSqlText(a.site, b.site) || compareSqlText(a.role, b.role))
   }
 
-  override async prune(before: number, now: number): Promise<PruneResult> {
-    const result = await super.prune(before, now)
+  override async prune(before: number, now: number, options: { signal?: AbortSignal } = {}): Promise<PruneResult> {
+    const result = await super.prune(before, now, options)
     if (result.pruned > 0) this.#readFirstLive()
     return result
   }
