@@ -195,7 +195,7 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
     })
     // Sealed with a key derived from the IDTOKEN key, which lives outside the database (audit/anchor.ts); a
     // copy beside it outside the database too, so deleting the database's own does not hide a cut or rewrite.
-    const anchorCopy = anchorFile(auditAnchorFile(config))
+    const anchorCopy = anchorFile(auditAnchorFile(config), { log })
     await assertRevocationsMatchAudit(store, { anchorKey: anchorKeyFrom(keys.idtoken.hmac), anchorCopy })
     // Again while serving, so the anchor covers what is appended between restarts too.
     const watch = startRevocationWatch(store, { anchorKey: () => anchorKeyFrom(keyHolder.current.idtoken.hmac), anchorCopy, intervalSeconds: config.audit.anchor_interval, log })

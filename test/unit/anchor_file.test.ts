@@ -1,8 +1,11 @@
-import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, expect, it } from 'vitest'
+import type { Logger } from '../../src/lib/logger.ts'
+import { startRevocationWatch } from '../../src/revocation/revocation_watch.ts'
 import { anchorFile } from '../../src/storage/anchor_file.ts'
+import { MemoryStore } from '../../src/storage/memory_store.ts'
 
 const dir = mkdtempSync(join(tmpdir(), 'ctb-anchor-file-'))
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
@@ -22,4 +25,29 @@ it('writes the copy off the event loop, durably, mode 0600', async () => {
 
 it('reads an absent copy as absent', async () => {
   expect(await anchorFile(join(dir, 'none')).read()).toBeUndefined()
+})
+
+// The copy outside the database is what catches a database whose anchor was deleted with the records it
+// vouched for. A copy that could not be written was dropped without a word: the operator believed the log
+// was covered by it while nothing outside the database had been written since.
+it('logs a copy it cannot write once, with the path and errno, and keeps checking', async () => {
+  // A directory where the copy should be: the rename over it fails with EISDIR (rename(2): the new path is
+  // a directory, the old one is not), root or not.
+  const path = join(dir, 'audit_anchor_is_a_directory')
+  mkdirSync(path)
+  const lines: Array<{ level: string; msg: string; fields: Record<string, unknown> | undefined }> = []
+  const log: Logger = {
+    info: (msg, fields) => lines.push({ level: 'info', msg, fields }),
+    warn: (msg, fields) => lines.push({ level: 'warn', msg, fields }),
+    error: (msg, fields) => lines.push({ level: 'error', msg, fields }),
+  }
+  const store = new MemoryStore()
+  await store.record({ type: 'token.issued', time: 1_800_000_000, jti: 'j-1', caller: { sub: 'alice' }, decision: 'allow' })
+  const watch = startRevocationWatch(store, { anchorKey: () => Buffer.alloc(32, 7), anchorCopy: anchorFile(path, { log }), intervalSeconds: 600, log })
+  try {
+    await watch.check()
+    await watch.check()
+  } finally { await watch.stop() }
+  // Both checks ran to the end (the watch logs nothing of its own): only the copy is missing.
+  expect(lines).toEqual([{ level: 'warn', msg: expect.stringContaining('audit anchor'), fields: { path, code: 'EISDIR' } }])
 })
