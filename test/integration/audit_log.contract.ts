@@ -469,6 +469,31 @@ export function auditStoreContract(name: string, h: StoreHarness): void {
         expect(await unverified(s, { anchorKey })).toBe('audit chain broken at seq 6: records before seq 6 are missing and no checkpoint vouches for their removal')
       })
 
+      // The anchored check resumes while the log starts at most one past the anchor's seq (docs/audit.md):
+      // one past is a prune through the anchor's own record. The first record left must then link to the
+      // sealed anchor's hash, and the checkpoint of that prune must still be among the records read.
+      it('resumes from its anchor after a prune through the anchor\'s own record, and not after the same records deleted by hand', async () => {
+        const anchorKey = Buffer.alloc(32, 7)
+        {
+          const { s, site } = await revoked()
+          // Anchored at seq 4, the role revocation: the last record of revoked().
+          expect(await s.verifyRevocations({ anchorKey })).toEqual({ ok: true, revocations: 3 })
+          for (let i = 10; i <= 13; i++) await s.record(issued(i, { time: T0 + 100 + i }))
+          // Seqs 1-4 go, the anchor's own with them: the log starts at 5, one past the anchor.
+          expect(await s.prune(T0 + 100, T0 + 200)).toEqual({ pruned: 4, checkpointSeq: 9 })
+          expect(await s.verifyRevocations({ anchorKey })).toEqual({ ok: true, revocations: 3 })
+          await h.tamper.deleteRevocation(site.id)
+          expect(await differences(s, { anchorKey })).toEqual([`revocation ${site.id} (site "SITE_A"), recorded at seq 9, is missing from the revocations table (deleted)`])
+        }
+        {
+          const { s } = await revoked()
+          expect(await s.verifyRevocations({ anchorKey })).toEqual({ ok: true, revocations: 3 })
+          for (let i = 10; i <= 13; i++) await s.record(issued(i, { time: T0 + 100 + i }))
+          for (let seq = 1; seq <= 4; seq++) await h.tamper.deleteRecord(seq)
+          expect(await unverified(s, { anchorKey })).toBe('audit chain broken at seq 5: records before seq 5 are missing and no checkpoint vouches for their removal')
+        }
+      })
+
       it('resumes from its anchor and catches a revocation record rewritten into another type below it', async () => {
         const { s, site } = await revoked()
         const anchorKey = Buffer.alloc(32, 7)
