@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -114,5 +114,22 @@ describe("provision plan: a pilot group's enrolment against the policy's pilot g
     expect(code).toBe(0)
     expect(enrolment).toMatchObject({ answer: 'allow', pilot_count: 8, lifetime: 43200, granted_lifetime: 32400 })
     expect(enrolment.reason).toMatch(/trimmed to 32400s/)
+  }, 60_000)
+})
+
+describe('provision render: an enrolment the policy refuses mints nothing', () => {
+  it.each([
+    ['a count above max_count', 'many-render', 'pilot_nodes: 3\n', /pilot_count 12 .*max_count 8/],
+    ['a lifetime above enrolment_lifetime.max', 'long-render', 'pilot_nodes: 2\npilot_walltime: 10800\n', /lifetime 43200s .*enrolment_lifetime\.max 32400s/],
+  ])('refuses %s before any token or certificate is issued', async (_, name, more, message) => {
+    const before = await issuedCount(strict)
+    const out = join(strict.root, `${name}-out`)
+    const r = await cli(strict, ['provision', 'render', EXAMPLE, '--inputs', inputs(strict, name, more), '--out', out])
+    expect(r.code).toBe(1)
+    expect(r.err.split('\n')).toHaveLength(1)
+    expect(r.err).toMatch(message)
+    expect(r.err).not.toMatch(/revoked/)
+    expect(await issuedCount(strict)).toBe(before)
+    expect(existsSync(out)).toBe(false)
   }, 60_000)
 })

@@ -65,6 +65,20 @@ export function pilotAskProblem(props: Record<string, unknown>, limits: PilotGra
   return undefined
 }
 
+/**
+ * A broker's refusal of a group's enrolment, worded as plan words it: the broker's reason says which bound the
+ * ask broke and the bound (`pilot_count 12 exceeds the maximum 8 …`, `lifetime 43200s exceeds the maximum 32400s …`),
+ * the properties say where the ask came from. Any other refusal is passed on with the ask spelt out.
+ */
+export function pilotRefusal(node: string, props: Record<string, unknown>, description: string): string {
+  const words = pilotAskWords(props)
+  const count = /^pilot_count \d+ exceeds the maximum (\d+)/.exec(description)
+  if (count) return `${node}: the broker refuses the pilot enrolment: ${words.count} exceeds the policy's pilot.max_count ${count[1]}: ${COUNT_FIX}`
+  const life = /^lifetime \d+s exceeds the maximum (\d+)s/.exec(description)
+  if (life) return `${node}: the broker refuses the pilot enrolment: ${words.lifetime} exceeds the policy's pilot.enrolment_lifetime.max ${life[1]}s: ${LIFETIME_FIX}`
+  return `${node}: the broker refuses the pilot enrolment of ${words.count} and ${words.lifetime}: ${description}`
+}
+
 // The renderer names its options as `pilot script` spells them; a template author knows the properties.
 const PROPERTY_OF: Record<string, string> = {
   site: 'site', partition: 'partition', account: 'account', walltime: 'walltime_s', nodes: 'nodes', cpus: 'cpus', mem: 'mem_mb',
