@@ -70,6 +70,8 @@ describe('POST /admin/policy/explain', () => {
     ['unknown field', { subject: { iss: ISS, sub: 'u' }, role: 'job', sneaky: 1 }, /unrecognized/i],
     ['bad token_type', { subject: { iss: ISS, sub: 'u' }, role: 'job', token_type: 'x509' }, /^token_type: /],
     ['negative lifetime', { subject: { iss: ISS, sub: 'u' }, role: 'job', lifetime: -1 }, /^lifetime: /],
+    ['pilot_count 0', { subject: { iss: ISS, sub: 'u' }, role: 'pilot', pilot_enrolment: { pilot_count: 0 } }, /^pilot_enrolment\.pilot_count: /],
+    ['an enrolment with a token type', { subject: { iss: ISS, sub: 'u' }, role: 'pilot', token_type: 'idtoken', pilot_enrolment: { pilot_count: 1 } }, /^pilot_enrolment: a pilot enrolment is explained from role, params\.site and pilot_enrolment only/],
   ])('bad body (%s) is invalid_request, never a 500', async (_name, body, message) => {
     const res = await post(body)
     expect(res.status).toBe(400)
@@ -77,5 +79,41 @@ describe('POST /admin/policy/explain', () => {
     const j = await res.json() as { error: string; error_description: string }
     expect(j.error).toBe('invalid_request')
     expect(j.error_description).toMatch(message)
+  })
+})
+
+// policies/20-hpc-slurm.yaml: rule hpc-b-pilots grants the factory pilot enrolments for hpc-b with max_count 256,
+// enrolment_lifetime { default: 2d, max: 7d } and up_to: true (docs/pilots.md, docs/provisioning.md#plan).
+describe('POST /admin/policy/explain: a pilot enrolment', () => {
+  const factory = { iss: ISS, sub: 'svc', client_id: 'ctb-hpc-b-pilot-factory' }
+  const ask = async (pilot_enrolment: Record<string, number>) => {
+    const res = await post({ subject: factory, role: 'pilot', params: { site: 'hpc-b' }, pilot_enrolment })
+    expect(res.status).toBe(200)
+    return await res.json() as { decision: Record<string, unknown>; limits?: Record<string, unknown>; rules: unknown[] }
+  }
+  const limits = { max_count: 256, enrolment_lifetime: { default: 2 * 86400, max: 7 * 86400 }, up_to: true }
+
+  it('allows the maximum count, with the grant it was decided under', async () => {
+    const j = await ask({ pilot_count: 256, lifetime: 3600 })
+    expect(j.decision).toEqual({ allow: true, ruleId: 'hpc-b-pilots', role: 'pilot', site: 'hpc-b', count: 256, lifetime: 3600 })
+    expect(j.limits).toEqual(limits)
+  })
+
+  it('refuses one more than max_count as the token endpoint does', async () => {
+    const j = await ask({ pilot_count: 257, lifetime: 3600 })
+    expect(j.decision).toEqual({ allow: false, ruleId: 'hpc-b-pilots', error: 'invalid_request', reason: 'pilot_count 257 exceeds the maximum 256 for role pilot' })
+    expect(j.limits).toEqual(limits)
+  })
+
+  it('trims a lifetime above enrolment_lifetime.max under up_to, and says so', async () => {
+    const j = await ask({ pilot_count: 8, lifetime: 8 * 86400 })
+    expect(j.decision).toMatchObject({ allow: true, count: 8, lifetime: 7 * 86400, trimmed: ['lifetime'] })
+  })
+
+  it('gives no limits when no rule with a pilot grant admits the caller', async () => {
+    const res = await post({ subject: { iss: ISS, sub: 'nobody' }, role: 'pilot', params: { site: 'hpc-b' }, pilot_enrolment: { pilot_count: 1 } })
+    const j = await res.json() as { decision: Record<string, unknown>; limits?: unknown }
+    expect(j.decision).toMatchObject({ allow: false, error: 'unauthorized_client' })
+    expect(j.limits).toBeUndefined()
   })
 })

@@ -81,8 +81,9 @@ describe('provision render, plan and teardown against the broker', () => {
       bundles: string[]; tokens: Array<{ jti: string; sub: string; role: string; node: string; kind: string; exp: number }>; certificates: Array<{ serial: string; host: string; node: string }>
     }
     expect(manifest.bundles.sort()).toEqual(['ap', 'cm', 'hpc', 'workers-1', 'workers-2'])
+    // Pilot enrolments are asked for first (docs/provisioning.md), then the daemons in dependency order.
     expect(manifest.tokens.map((t) => `${t.node}:${t.role}:${t.kind}`)).toEqual([
-      'cm:central-manager:idtoken', 'ap:schedd:idtoken', 'workers:startd:idtoken', 'workers:startd:idtoken', 'hpc:pilot:pilot_enrolment',
+      'hpc:pilot:pilot_enrolment', 'cm:central-manager:idtoken', 'ap:schedd:idtoken', 'workers:startd:idtoken', 'workers:startd:idtoken',
     ])
     expect(manifest.certificates.map((c) => c.host)).toEqual(['cm.cloud-a.example.org', 'ap1.cloud-a.example.org', 'ep-1.cloud-a.example.org', 'ep-2.cloud-a.example.org'])
 
@@ -128,7 +129,7 @@ describe('provision render, plan and teardown against the broker', () => {
     expect(sbatch).toMatch(/^#SBATCH --nodes=2$/m)
     expect(sbatch).toContain(e2e.broker.url)
     expect(statSync(join(out, 'hpc', 'enrolment.cred')).mode & 0o777).toBe(0o600)
-    expect(claimsOf(readFileSync(join(out, 'hpc', 'enrolment.cred'), 'utf8').trim()).jti).toBe(manifest.tokens[4]!.jti)
+    expect(claimsOf(readFileSync(join(out, 'hpc', 'enrolment.cred'), 'utf8').trim()).jti).toBe(manifest.tokens.find((t) => t.kind === 'pilot_enrolment')!.jti)
 
     // Teardown: every token revoked in the HTCondor expression, every certificate in the CRL.
     const td = await cli(['provision', 'teardown', '--manifest', join(out, 'manifest.json'), ...base()])
@@ -179,7 +180,8 @@ describe('provision render, plan and teardown against the broker', () => {
     const r = await cli(['provision', 'render', template, '--inputs', inputs, ...base(), '--out', out])
     expect(r.code).toBe(1)
     expect(r.err).toMatch(/token for role startd on ep-1\.elsewhere\.example\.net: 400 unauthorized_client/)
-    expect(r.err).toMatch(/issued 2 tokens and 2 certificates; revoked 4/)
+    // The pilot group's enrolment (asked for first), cm's and ap's tokens and certificates.
+    expect(r.err).toMatch(/issued 3 tokens and 2 certificates; revoked 5/)
     expect(existsSync(out)).toBe(false)
     expect(readdirSync(root).filter((n) => n.includes('tmp'))).toEqual([])
   }, 60_000)

@@ -111,7 +111,7 @@ export async function provisionCommand(argv: string[], io: CommandIo): Promise<n
       const steps = await oneLine(() => planCluster({ templateText, templateFile: templateFile!, inputs, inputsFile: values.inputs!, broker, bearer }))
       if (values.json) { io.out(JSON.stringify({ steps }, null, 2)); return steps.some((s) => s.answer === 'deny') ? 1 : 0 }
       for (const s of steps) {
-        io.out(`${s.answer.padEnd(5)} ${s.node}: ${s.request} role=${s.role}${s.host ? ` host=${s.host}` : ''}${s.site ? ` site=${s.site}` : ''}${s.rule ? ` rule=${s.rule}` : ''}${s.identity ? ` sub=${s.identity}` : ''}${s.reason ? ` (${s.reason})` : ''}`)
+        io.out(`${s.answer.padEnd(5)} ${s.node}: ${s.request} role=${s.role}${s.host ? ` host=${s.host}` : ''}${s.site ? ` site=${s.site}` : ''}${s.rule ? ` rule=${s.rule}` : ''}${s.identity ? ` sub=${s.identity}` : ''}${s.pilot_count !== undefined ? ` pilot_count=${s.pilot_count} lifetime=${s.lifetime}s` : ''}${s.reason ? ` (${s.reason})` : ''}`)
       }
       return steps.some((s) => s.answer === 'deny') ? 1 : 0
     }

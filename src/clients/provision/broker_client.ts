@@ -7,11 +7,14 @@ import { GRANT_TYPE_TOKEN_EXCHANGE, TOKEN_TYPE } from '../../contract/token_exch
 export class BrokerCallError extends Error {
   readonly status: number
   readonly error: string
+  /** The broker's error_description, for a caller that words the refusal in its own terms. */
+  readonly description: string | undefined
   constructor(what: string, status: number, error: string, description?: string) {
     super(`${what}: ${status} ${error}${description ? `: ${description}` : ''}`)
     this.name = 'BrokerCallError'
     this.status = status
     this.error = error
+    this.description = description
   }
 }
 

@@ -42,8 +42,10 @@ export function nodeChecker(t: LoadedTemplate, brokerUrl: string): (n: ResolvedN
  * late (a startd's site, a pilot's command) is refused before anything is issued for the nodes before it,
  * rather than after, with those tokens and certificates to revoke again.
  */
-export async function checkCluster(t: LoadedTemplate, inputs: Record<string, unknown>, brokerUrl: string): Promise<void> {
+export async function checkCluster(t: LoadedTemplate, inputs: Record<string, unknown>, brokerUrl: string): Promise<Map<string, Record<string, unknown>>> {
   const check = nodeChecker(t, brokerUrl)
+  /** Each SLURM pilot group's resolved properties: render asks for their enrolments before anything else. */
+  const pilots = new Map<string, Record<string, unknown>>()
   await realiseTemplate(t, inputs, async (n, attrs) => {
     const hosts = check(n, attrs)
     switch (n.type) {
@@ -55,7 +57,9 @@ export async function checkCluster(t: LoadedTemplate, inputs: Record<string, unk
       case 'htc.nodes.Startd':
         return { hostnames: hosts, identities: hosts.map(() => STAND_IN_IDENTITY), issued_token_jtis: hosts.map(() => STAND_IN_JTI) }
       case 'htc.nodes.SlurmPilot':
+        pilots.set(n.name, n.properties)
         return { site: n.properties.site, issued_token_jtis: [STAND_IN_JTI], slurm_job_ids: [] }
     }
   })
+  return pilots
 }

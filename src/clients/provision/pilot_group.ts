@@ -34,6 +34,51 @@ export function pilotCredentialAsk(props: Record<string, unknown>): { count: num
   return { count: nodes * (runs + 1), lifetime: runs * (Number(props.queue_estimate_s ?? 3600) + Number(props.walltime_s)) }
 }
 
+/** Where a group's count and lifetime come from, in the template's property names, so a refusal says what to change. */
+export function pilotAskWords(props: Record<string, unknown>): { count: string; lifetime: string } {
+  const { count, lifetime } = pilotCredentialAsk(props)
+  const r = Number(props.max_requeues ?? DEFAULT_PILOT_MAX_RESTARTS)
+  return {
+    count: `pilot_count ${count} (nodes ${Number(props.nodes ?? 1)} × (max_requeues ${r} + 2))`,
+    lifetime: `lifetime ${lifetime}s ((max_requeues ${r} + 1) × (queue_estimate_s ${Number(props.queue_estimate_s ?? 3600)} + walltime_s ${Number(props.walltime_s)}))`,
+  }
+}
+
+export const COUNT_FIX = 'lower nodes or max_requeues, or raise max_count'
+export const LIFETIME_FIX = 'lower max_requeues, walltime_s or queue_estimate_s, or raise enrolment_lifetime.max (or give the grant up_to: true, which trims it)'
+
+/** The pilot grant's bounds as POST /admin/policy/explain returns them for an enrolment. */
+export interface PilotGrantLimits { max_count: number; enrolment_lifetime: { max: number }; up_to: boolean }
+
+/**
+ * Which of the group's asks the deciding grant cannot meet, worded with the properties that make it and the
+ * value to change; undefined when both fit (a lifetime above the maximum fits, trimmed, under up_to).
+ */
+export function pilotAskProblem(props: Record<string, unknown>, limits: PilotGrantLimits, rule: string | undefined): string | undefined {
+  const ask = pilotCredentialAsk(props)
+  const words = pilotAskWords(props)
+  const of = rule ? ` (rule ${rule})` : ''
+  if (ask.count > limits.max_count) return `${words.count} exceeds the policy's pilot.max_count ${limits.max_count}${of}: ${COUNT_FIX}`
+  if (ask.lifetime > limits.enrolment_lifetime.max && !limits.up_to) {
+    return `${words.lifetime} exceeds the policy's pilot.enrolment_lifetime.max ${limits.enrolment_lifetime.max}s${of}: ${LIFETIME_FIX}`
+  }
+  return undefined
+}
+
+/**
+ * A broker's refusal of a group's enrolment, worded as plan words it: the broker's reason says which bound the
+ * ask broke and the bound (`pilot_count 12 exceeds the maximum 8 …`, `lifetime 43200s exceeds the maximum 32400s …`),
+ * the properties say where the ask came from. Any other refusal is passed on with the ask spelt out.
+ */
+export function pilotRefusal(node: string, props: Record<string, unknown>, description: string): string {
+  const words = pilotAskWords(props)
+  const count = /^pilot_count \d+ exceeds the maximum (\d+)/.exec(description)
+  if (count) return `${node}: the broker refuses the pilot enrolment: ${words.count} exceeds the policy's pilot.max_count ${count[1]}: ${COUNT_FIX}`
+  const life = /^lifetime \d+s exceeds the maximum (\d+)s/.exec(description)
+  if (life) return `${node}: the broker refuses the pilot enrolment: ${words.lifetime} exceeds the policy's pilot.enrolment_lifetime.max ${life[1]}s: ${LIFETIME_FIX}`
+  return `${node}: the broker refuses the pilot enrolment of ${words.count} and ${words.lifetime}: ${description}`
+}
+
 // The renderer names its options as `pilot script` spells them; a template author knows the properties.
 const PROPERTY_OF: Record<string, string> = {
   site: 'site', partition: 'partition', account: 'account', walltime: 'walltime_s', nodes: 'nodes', cpus: 'cpus', mem: 'mem_mb',

@@ -1,5 +1,6 @@
 import type { BrokerClient } from './broker_client.ts'
 import { computeAttributes, nodeChecker, STAND_IN_JTI } from './check_cluster.ts'
+import { pilotAskProblem, pilotCredentialAsk, type PilotGrantLimits } from './pilot_group.ts'
 import { ROLE_OF } from './render.ts'
 import { loadTemplate } from './template/load_template.ts'
 import { realiseTemplate, resolveInputs } from './template/resolve_template.ts'
@@ -16,6 +17,10 @@ export interface PlanStep {
   rule?: string
   identity?: string
   reason?: string
+  /** A pilot enrolment: the count and lifetime (seconds) render asks for, and the lifetime up_to trims it to. */
+  pilot_count?: number
+  lifetime?: number
+  granted_lifetime?: number
 }
 
 /** The operator's token, as IAM described it, for policy explain; read, not verified (the broker verifies). */
@@ -47,7 +52,7 @@ export async function planCluster(o: { templateText: string; templateFile: strin
     const e = await o.broker.explain({ subject, role, token_type: 'idtoken', ...(host ? { host } : {}), params: { ...(site ? { site } : {}), ...params } })
     const d = e.decision as { allow: boolean; ruleId?: string; identity?: string; reason?: string }
     steps.push({
-      node, request: role === 'pilot' ? 'pilot enrolment (pilot tokens are minted at pilot start)' : 'IDTOKEN', role,
+      node, request: role === 'pilot' ? 'pilot token (minted at each pilot start)' : 'IDTOKEN', role,
       ...(host ? { host } : {}), ...(site ? { site } : {}), answer: d.allow ? 'allow' : 'deny',
       // A pilot's identity names its SLURM job and node, known only when it starts.
       ...(d.ruleId ? { rule: d.ruleId } : {}), ...(d.identity && role !== 'pilot' ? { identity: d.identity } : {}), ...(d.reason ? { reason: d.reason } : {}),
@@ -60,6 +65,23 @@ export async function planCluster(o: { templateText: string; templateFile: strin
       })
     }
     return d.identity
+  }
+  /** The group's enrolment as render asks for it, decided by the broker as POST /token would decide it. */
+  const askEnrolment = async (node: string, props: Record<string, unknown>) => {
+    const site = String(props.site)
+    const want = pilotCredentialAsk(props)
+    const e = await o.broker.explain({ subject, role: 'pilot', params: { site }, pilot_enrolment: { pilot_count: want.count, lifetime: want.lifetime } })
+    const d = e.decision as { allow: boolean; ruleId?: string; reason?: string; lifetime?: number }
+    const limits = e.limits as PilotGrantLimits | undefined
+    // The grant's bounds say which property to change; the broker's own reason covers every other refusal.
+    const problem = limits ? pilotAskProblem(props, limits, d.ruleId) : undefined
+    const trimmed = d.allow && d.lifetime !== undefined && d.lifetime < want.lifetime ? d.lifetime : undefined
+    steps.push({
+      node, request: 'pilot enrolment', role: 'pilot', site, answer: d.allow ? 'allow' : 'deny',
+      ...(d.ruleId ? { rule: d.ruleId } : {}), pilot_count: want.count, lifetime: want.lifetime,
+      ...(trimmed !== undefined ? { granted_lifetime: trimmed, reason: `lifetime ${want.lifetime}s trimmed to ${trimmed}s (the grant's up_to): a requeue late in the job's life may find it expired` } : {}),
+      ...(!d.allow ? { reason: problem ?? d.reason ?? 'refused' } : {}),
+    })
   }
   const check = nodeChecker(t, o.broker.base)
   await realiseTemplate(t, inputs, async (n, attrs) => {
@@ -78,6 +100,7 @@ export async function planCluster(o: { templateText: string; templateFile: strin
         return { hostnames: hosts, identities: ids, issued_token_jtis: hosts.map(() => STAND_IN_JTI) }
       }
       case 'htc.nodes.SlurmPilot':
+        await askEnrolment(n.name, n.properties)
         await ask(n.name, ROLE_OF[n.type], undefined, site, { slurm_job_id: '0' })
         return { site, issued_token_jtis: [STAND_IN_JTI], slurm_job_ids: [] }
     }

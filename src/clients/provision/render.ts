@@ -1,9 +1,9 @@
-import type { BrokerClient } from './broker_client.ts'
+import { BrokerCallError, type BrokerClient, type IssuedToken } from './broker_client.ts'
 import { checkCluster, computeAttributes, nodeChecker } from './check_cluster.ts'
 import { cloudInit } from './cloud_init.ts'
 import { COLLECTOR_PORT, condorConfig, mapfile, NODE_PATHS, type ClusterView, type NodeView } from './condor_config.ts'
 import { newHostKey } from './host_key.ts'
-import { pilotCredentialAsk, renderPilotGroup } from './pilot_group.ts'
+import { pilotCredentialAsk, pilotRefusal, renderPilotGroup } from './pilot_group.ts'
 import { loadTemplate, type LoadedTemplate } from './template/load_template.ts'
 import { realiseTemplate, resolveInputs, type ResolvedNode } from './template/resolve_template.ts'
 import { unverifiedJwtPayload } from '../../lib/jwt_payload.ts'
@@ -80,9 +80,26 @@ export interface RenderOptions {
 export async function renderCluster(o: RenderOptions, issued: { tokens: ManifestToken[]; certificates: ManifestCertificate[] } = { tokens: [], certificates: [] }): Promise<{ bundles: Bundle[]; manifest: Manifest }> {
   const t = loadTemplate(o.templateText, o.templateFile)
   const inputs = resolveInputs(t, o.inputs, o.inputsFile)
-  await checkCluster(t, inputs, o.broker.base)
+  const pilotProps = await checkCluster(t, inputs, o.broker.base)
   const caPem = await o.broker.caCertificate()
   const brokerIssuer = (await o.broker.metadata()).issuer
+  // Each group's enrolment first: it depends on nothing the broker issues for the daemons, and the policy's pilot
+  // grant (max_count, enrolment_lifetime.max) is the bound a template most easily outgrows. Asked for after the
+  // central manager, a refusal came once the daemons' tokens and certificates were issued (then revoked).
+  const enrolments = new Map<string, { ask: ReturnType<typeof pilotCredentialAsk>; site: string; cred: IssuedToken }>()
+  for (const [node, p] of pilotProps) {
+    const ask = pilotCredentialAsk(p)
+    let cred: IssuedToken
+    try {
+      cred = await o.broker.pilotEnrolment(ROLE_OF['htc.nodes.SlurmPilot'], String(p.site), ask.count, ask.lifetime)
+    } catch (err) {
+      if (!(err instanceof BrokerCallError) || err.status !== 400) throw err
+      t.fail(['topology_template', 'node_templates', node], pilotRefusal(node, p, err.description ?? err.message))
+    }
+    const c = enrolmentClaims(cred!.token)
+    issued.tokens.push({ jti: String(c.jti), sub: String(c.sub), role: ROLE_OF['htc.nodes.SlurmPilot'], node, kind: 'pilot_enrolment', exp: Number(c.exp) })
+    enrolments.set(node, { ask, site: String(p.site), cred: cred! })
+  }
   const instances: Instance[] = []
   const pilots: PilotGroup[] = []
   let trustDomain = ''
@@ -155,9 +172,14 @@ export async function renderCluster(o: RenderOptions, issued: { tokens: Manifest
       case 'htc.nodes.SlurmPilot': {
         const p = n.properties
         const ask = pilotCredentialAsk(p)
-        const cred = await o.broker.pilotEnrolment(ROLE_OF[n.type], String(p.site), ask.count, ask.lifetime)
+        const pre = enrolments.get(n.name)
+        // Realised again with the broker's values; a property that came out otherwise would leave the credential
+        // asked for first describing another group (the caller revokes it).
+        if (!pre || pre.site !== String(p.site) || pre.ask.count !== ask.count || pre.ask.lifetime !== ask.lifetime) {
+          t.fail(['topology_template', 'node_templates', n.name], `${n.name}: its site, nodes, max_requeues, queue_estimate_s or walltime_s resolve differently once the broker's values are known`)
+        }
+        const cred = pre!.cred
         const c = enrolmentClaims(cred.token)
-        issued.tokens.push({ jti: String(c.jti), sub: String(c.sub), role: ROLE_OF[n.type], node: n.name, kind: 'pilot_enrolment', exp: Number(c.exp) })
         const collector = realisedAttrs[n.requirements.collector!]!.collector_address as string
         pilots.push({ node: n.name, props: p, credential: cred.token, collector, trustDomain })
         return { site: p.site, issued_token_jtis: [c.jti], slurm_job_ids: [] }

@@ -134,5 +134,10 @@ export const PolicyExplanation = z.object({
     error: z.string().optional(),
     decisive: z.boolean(),
   })),
+  limits: z.object({
+    max_count: z.number(),
+    enrolment_lifetime: z.object({ default: z.number(), max: z.number() }),
+    up_to: z.boolean(),
+  }).optional().describe('For a pilot enrolment: the pilot grant of the rule that decided.'),
   policyDigest: z.string(),
 })

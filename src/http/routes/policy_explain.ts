@@ -3,7 +3,9 @@ import { z } from 'zod'
 import { InvalidRequest } from '../../errors.ts'
 import type { Policy } from '../../policy/compile.ts'
 import type { DecisionRequest } from '../../policy/decision.ts'
+import { MAX_PILOT_COUNT } from '../../contract/pilot.ts'
 import { explain } from '../../policy/explain.ts'
+import { explainEnrolment } from '../../policy/explain_enrolment.ts'
 import { limitBody } from '../middleware/body_limit.ts'
 
 /** Anything that hands out the policy in force (a PolicyHolder). */
@@ -37,7 +39,16 @@ export const ExplainBody = z.strictObject({
   lifetime: z.number().int().positive().optional(),
   host: z.string().min(1).max(253).optional(),
   params: z.record(z.string().max(32), z.string().max(128)).optional(),
-})
+  /**
+   * Explain a pilot enrolment credential request instead of a token (docs/pilots.md): the count and the
+   * lifetime it asks for, the site in `params.site`. Decided as POST /token decides it.
+   */
+  pilot_enrolment: z.strictObject({
+    pilot_count: z.number().int().min(1).max(MAX_PILOT_COUNT),
+    lifetime: z.number().int().positive().optional(),
+  }).optional(),
+}).refine((b) => !b.pilot_enrolment || (b.token_type === undefined && b.audience === undefined && b.scope === undefined && b.lifetime === undefined && b.host === undefined),
+  { message: 'a pilot enrolment is explained from role, params.site and pilot_enrolment only', path: ['pilot_enrolment'] })
 
 /**
  * `POST /admin/policy/explain`: which rule would allow or deny a request, and why (issue 4). The
@@ -59,9 +70,18 @@ export function policyExplainRoutes(deps: { policy: PolicySource; adminAuth: Mid
       const first = parsed.error.issues[0]!
       throw new InvalidRequest(`${first.path.join('.') || 'body'}: ${first.message}`)
     }
-    const req = decisionRequestFrom(parsed.data)
     c.header('Cache-Control', 'no-store')
-    return c.json(explain(deps.policy.current, req))
+    const e = parsed.data.pilot_enrolment
+    if (e) {
+      const site = parsed.data.params?.site
+      // The same request the token endpoint decides; an enrolment has no rule-by-rule trace (rules: []).
+      const x = explainEnrolment(deps.policy.current, {
+        subject: decisionRequestFrom(parsed.data).subject, role: parsed.data.role, count: e.pilot_count,
+        ...(site !== undefined ? { site } : {}), ...(e.lifetime !== undefined ? { lifetime: e.lifetime } : {}),
+      })
+      return c.json({ ...x, rules: [] })
+    }
+    return c.json(explain(deps.policy.current, decisionRequestFrom(parsed.data)))
   })
   return app
 }
