@@ -6,6 +6,8 @@ export interface EnrolmentLimits {
   max_count: number
   enrolment_lifetime: { default: number; max: number }
   up_to: boolean
+  /** pilot.max_restarts: runs of a requeued job past it are refused at redemption. */
+  max_restarts: number
 }
 
 export interface EnrolmentExplanation {
@@ -28,7 +30,7 @@ export function explainEnrolment(policy: Policy, req: EnrolmentRequest): Enrolme
     for (const { rule, grant } of policy.byRole.get(req.role) ?? []) {
       if (rule.id !== d.ruleId || !grant.pilot) continue
       const p = grant.pilot
-      limits = { max_count: p.maxCount, enrolment_lifetime: { default: p.enrolmentLifetime.default, max: p.enrolmentLifetime.max }, up_to: grant.upTo }
+      limits = { max_count: p.maxCount, enrolment_lifetime: { default: p.enrolmentLifetime.default, max: p.enrolmentLifetime.max }, up_to: grant.upTo, max_restarts: p.maxRestarts }
       break
     }
   }

@@ -109,6 +109,21 @@ describe("provision plan: a pilot group's enrolment against the policy's pilot g
     expect(enrolment.reason).toMatch(/lower max_requeues, walltime_s or queue_estimate_s, or raise enrolment_lifetime\.max/)
   }, 60_000)
 
+  it('warns when the group keeps its credential for more requeues than the grant lets runs redeem', async () => {
+    // The example policy leaves pilot.max_restarts at its documented default, 2; this group keeps 3 requeues.
+    // 1 node × (3 + 2) = 5 slots and (3 + 1) × (3600 + 3600) = 28800 s: within both maxima, so allowed.
+    const template = join(strict.root, 'requeues-template.yaml')
+    const text = readFileSync(EXAMPLE, 'utf8')
+    const edited = text.replace('walltime_s: { get_input: pilot_walltime }', 'walltime_s: { get_input: pilot_walltime }\n        max_requeues: 3')
+    if (edited === text) throw new Error('the example template changed shape; adjust this test')
+    writeFileSync(template, edited)
+    const r = await cli(strict, ['provision', 'plan', template, '--inputs', inputs(strict, 'requeues', 'pilot_nodes: 1\npilot_walltime: 3600\n'), '--json'])
+    expect(r.err).toBe('')
+    const enrolment = (JSON.parse(r.out) as { steps: Step[] }).steps.find((x) => x.node === 'hpc' && x.request === 'pilot enrolment')!
+    expect(enrolment).toMatchObject({ answer: 'allow', pilot_count: 5, lifetime: 28800 })
+    expect(enrolment.reason).toBe("max_requeues 3 is above the policy's pilot.max_restarts 2 (rule hybrid-provisioner): runs after restart 2 will be refused; lower max_requeues or raise max_restarts")
+  }, 60_000)
+
   it('says the lifetime is trimmed where the grant has up_to', async () => {
     const { code, enrolment } = await planSteps(trimming, inputs(trimming, 'long', 'pilot_nodes: 2\npilot_walltime: 10800\n'))
     expect(code).toBe(0)

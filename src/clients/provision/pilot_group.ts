@@ -48,7 +48,7 @@ export const COUNT_FIX = 'lower nodes or max_requeues, or raise max_count'
 export const LIFETIME_FIX = 'lower max_requeues, walltime_s or queue_estimate_s, or raise enrolment_lifetime.max (or give the grant up_to: true, which trims it)'
 
 /** The pilot grant's bounds as POST /admin/policy/explain returns them for an enrolment. */
-export interface PilotGrantLimits { max_count: number; enrolment_lifetime: { max: number }; up_to: boolean }
+export interface PilotGrantLimits { max_count: number; enrolment_lifetime: { max: number }; up_to: boolean; max_restarts?: number }
 
 /**
  * Which of the group's asks the deciding grant cannot meet, worded with the properties that make it and the
@@ -63,6 +63,17 @@ export function pilotAskProblem(props: Record<string, unknown>, limits: PilotGra
     return `${words.lifetime} exceeds the policy's pilot.enrolment_lifetime.max ${limits.enrolment_lifetime.max}s${of}: ${LIFETIME_FIX}`
   }
   return undefined
+}
+
+/**
+ * A group whose script keeps the credential for more requeues than the grant lets a run redeem: the enrolment
+ * is granted, but runs past max_restarts are refused and their nodes stay without startds. Said by plan (which
+ * sees the grant), since render cannot tell.
+ */
+export function pilotRestartsProblem(props: Record<string, unknown>, limits: PilotGrantLimits, rule: string | undefined): string | undefined {
+  const r = Number(props.max_requeues ?? DEFAULT_PILOT_MAX_RESTARTS)
+  if (limits.max_restarts === undefined || r <= limits.max_restarts) return undefined
+  return `max_requeues ${r} is above the policy's pilot.max_restarts ${limits.max_restarts}${rule ? ` (rule ${rule})` : ''}: runs after restart ${limits.max_restarts} will be refused; lower max_requeues or raise max_restarts`
 }
 
 /**

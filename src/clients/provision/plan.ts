@@ -1,6 +1,6 @@
 import type { BrokerClient } from './broker_client.ts'
 import { computeAttributes, nodeChecker, STAND_IN_JTI } from './check_cluster.ts'
-import { pilotAskProblem, pilotCredentialAsk, type PilotGrantLimits } from './pilot_group.ts'
+import { pilotAskProblem, pilotRestartsProblem, pilotCredentialAsk, type PilotGrantLimits } from './pilot_group.ts'
 import { ROLE_OF } from './render.ts'
 import { loadTemplate } from './template/load_template.ts'
 import { realiseTemplate, resolveInputs } from './template/resolve_template.ts'
@@ -76,10 +76,16 @@ export async function planCluster(o: { templateText: string; templateFile: strin
     // The grant's bounds say which property to change; the broker's own reason covers every other refusal.
     const problem = limits ? pilotAskProblem(props, limits, d.ruleId) : undefined
     const trimmed = d.allow && d.lifetime !== undefined && d.lifetime < want.lifetime ? d.lifetime : undefined
+    // Granted, yet not all it asks for: a trimmed lifetime, or more requeues kept for than runs may redeem.
+    const caveats = [
+      ...(trimmed !== undefined ? [`lifetime ${want.lifetime}s trimmed to ${trimmed}s (the grant's up_to): a requeue late in the job's life may find it expired`] : []),
+      ...(d.allow && limits ? [pilotRestartsProblem(props, limits, d.ruleId)].filter((x) => x !== undefined) : []),
+    ]
     steps.push({
       node, request: 'pilot enrolment', role: 'pilot', site, answer: d.allow ? 'allow' : 'deny',
       ...(d.ruleId ? { rule: d.ruleId } : {}), pilot_count: want.count, lifetime: want.lifetime,
-      ...(trimmed !== undefined ? { granted_lifetime: trimmed, reason: `lifetime ${want.lifetime}s trimmed to ${trimmed}s (the grant's up_to): a requeue late in the job's life may find it expired` } : {}),
+      ...(trimmed !== undefined ? { granted_lifetime: trimmed } : {}),
+      ...(caveats.length > 0 ? { reason: caveats.join('; ') } : {}),
       ...(!d.allow ? { reason: problem ?? d.reason ?? 'refused' } : {}),
     })
   }

@@ -138,6 +138,7 @@ export const PolicyExplanation = z.object({
     max_count: z.number(),
     enrolment_lifetime: z.object({ default: z.number(), max: z.number() }),
     up_to: z.boolean(),
+    max_restarts: z.number().describe('The highest SLURM restart count a redemption may state (pilot.max_restarts).'),
   }).optional().describe('For a pilot enrolment: the pilot grant of the rule that decided.'),
   policyDigest: z.string(),
 })
