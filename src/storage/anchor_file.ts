@@ -12,12 +12,22 @@ export function anchorFile(path: string, options: { log?: Logger } = {}): Anchor
   // Reported once per run of failures, not at every check (audit.anchor_interval); a write that succeeds
   // again ends the run.
   let failing = false
+  let unreadable = false
   return {
     async read() {
       try {
-        return (await readFile(path, 'utf8')).trim()
+        const text = (await readFile(path, 'utf8')).trim()
+        unreadable = false
+        return text
       } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+        const code = (err as NodeJS.ErrnoException).code ?? 'unknown'
+        if (code === 'ENOENT') return undefined
+        // The check then goes on as if there were no copy, which switches off what the copy catches: said once
+        // per run of failures, as a failed write is.
+        if (!unreadable) {
+          unreadable = true
+          options.log?.warn('could not read the copy of the audit anchor outside the database; checking against the anchor in the database only, so a log cut or restored together with it would go unnoticed', { path, code })
+        }
         throw err
       }
     },

@@ -48,6 +48,27 @@ it('logs a copy it cannot write once, with the path and errno, and keeps checkin
     await watch.check()
     await watch.check()
   } finally { await watch.stop() }
-  // Both checks ran to the end (the watch logs nothing of its own): only the copy is missing.
-  expect(lines).toEqual([{ level: 'warn', msg: expect.stringContaining('audit anchor'), fields: { path, code: 'EISDIR' } }])
+  // Both checks ran to the end (the watch logs nothing of its own): only the copy is missing. A directory
+  // cannot be read either, which is said once too.
+  expect(lines).toEqual([
+    { level: 'warn', msg: expect.stringContaining('could not read the copy of the audit anchor'), fields: { path, code: 'EISDIR' } },
+    { level: 'warn', msg: expect.stringContaining('could not write the copy of the audit anchor'), fields: { path, code: 'EISDIR' } },
+  ])
+})
+
+// An unreadable copy (EISDIR here; EACCES or EIO on a real host) is checked as absent, which switches the
+// copy's check off: that must be said, or the operator believes the log is covered by a copy nobody reads.
+it('logs a copy it cannot read once, with the path and errno, and reads it as absent', async () => {
+  const path = join(dir, 'unreadable_anchor')
+  mkdirSync(path)
+  const lines: Array<{ level: string; msg: string; fields: Record<string, unknown> | undefined }> = []
+  const log: Logger = {
+    info: (msg, fields) => lines.push({ level: 'info', msg, fields }),
+    warn: (msg, fields) => lines.push({ level: 'warn', msg, fields }),
+    error: (msg, fields) => lines.push({ level: 'error', msg, fields }),
+  }
+  const copy = anchorFile(path, { log })
+  await expect(copy.read()).rejects.toMatchObject({ code: 'EISDIR' })
+  await expect(copy.read()).rejects.toMatchObject({ code: 'EISDIR' })
+  expect(lines).toEqual([{ level: 'warn', msg: expect.stringContaining('could not read the copy of the audit anchor'), fields: { path, code: 'EISDIR' } }])
 })
