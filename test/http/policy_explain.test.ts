@@ -71,6 +71,8 @@ describe('POST /admin/policy/explain', () => {
     ['bad token_type', { subject: { iss: ISS, sub: 'u' }, role: 'job', token_type: 'x509' }, /^token_type: /],
     ['negative lifetime', { subject: { iss: ISS, sub: 'u' }, role: 'job', lifetime: -1 }, /^lifetime: /],
     ['pilot_count 0', { subject: { iss: ISS, sub: 'u' }, role: 'pilot', pilot_enrolment: { pilot_count: 0 } }, /^pilot_enrolment\.pilot_count: /],
+    // POST /token refuses an enrolment that states a slurm_job_id (a redemption's field): explain must not allow it.
+    ['an enrolment with a slurm_job_id', { subject: { iss: ISS, sub: 'u' }, role: 'pilot', params: { site: 'hpc-b', slurm_job_id: '5' }, pilot_enrolment: { pilot_count: 1 } }, /^pilot_enrolment: a pilot enrolment is explained from role, params\.site and pilot_enrolment only/],
     ['an enrolment with a token type', { subject: { iss: ISS, sub: 'u' }, role: 'pilot', token_type: 'idtoken', pilot_enrolment: { pilot_count: 1 } }, /^pilot_enrolment: a pilot enrolment is explained from role, params\.site and pilot_enrolment only/],
   ])('bad body (%s) is invalid_request, never a 500', async (_name, body, message) => {
     const res = await post(body)

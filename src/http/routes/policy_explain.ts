@@ -47,7 +47,9 @@ export const ExplainBody = z.strictObject({
     pilot_count: z.number().int().min(1).max(MAX_PILOT_COUNT),
     lifetime: z.number().int().positive().optional(),
   }).optional(),
-}).refine((b) => !b.pilot_enrolment || (b.token_type === undefined && b.audience === undefined && b.scope === undefined && b.lifetime === undefined && b.host === undefined),
+  // POST /token refuses an enrolment stating a redemption's slurm_job_id; explain refuses any param but site.
+}).refine((b) => !b.pilot_enrolment || (b.token_type === undefined && b.audience === undefined && b.scope === undefined && b.lifetime === undefined && b.host === undefined
+  && Object.keys(b.params ?? {}).every((k) => k === 'site')),
   { message: 'a pilot enrolment is explained from role, params.site and pilot_enrolment only', path: ['pilot_enrolment'] })
 
 /**
