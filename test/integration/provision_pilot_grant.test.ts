@@ -124,6 +124,23 @@ describe("provision plan: a pilot group's enrolment against the policy's pilot g
     expect(enrolment.reason).toBe("max_requeues 3 is above the policy's pilot.max_restarts 2 (rule hybrid-provisioner): runs after restart 2 will be refused; lower max_requeues or raise max_restarts")
   }, 60_000)
 
+  it('refuses, as a step naming the values, a count above what any enrolment may carry (100000)', async () => {
+    // 1000 nodes and 100 requeues are each within what the sbatch pilot takes, yet ask for 1000 × (100 + 2) =
+    // 102000 pilot tokens: more than the broker's MAX_PILOT_COUNT 100000 (docs/pilots.md), whatever the policy.
+    const template = join(strict.root, 'huge-template.yaml')
+    const text = readFileSync(EXAMPLE, 'utf8')
+    const edited = text.replace('nodes: { get_input: pilot_nodes }', 'nodes: 1000')
+      .replace('walltime_s: { get_input: pilot_walltime }', 'walltime_s: { get_input: pilot_walltime }\n        max_requeues: 100')
+    if (!edited.includes('nodes: 1000') || !edited.includes('max_requeues: 100')) throw new Error('the example template changed shape; adjust this test')
+    writeFileSync(template, edited)
+    const r = await cli(strict, ['provision', 'plan', template, '--inputs', inputs(strict, 'huge', ''), '--json'])
+    expect(r.err).toBe('')
+    expect(r.code).toBe(1)
+    const enrolment = (JSON.parse(r.out) as { steps: Step[] }).steps.find((x) => x.node === 'hpc' && x.request === 'pilot enrolment')!
+    expect(enrolment).toMatchObject({ answer: 'deny', pilot_count: 102000 })
+    expect(enrolment.reason).toMatch(/^pilot_count 102000 \(nodes 1000 × \(max_requeues 100 \+ 2\)\) exceeds 100000, the most any pilot enrolment may carry: lower nodes or max_requeues$/)
+  }, 60_000)
+
   it('says the lifetime is trimmed where the grant has up_to', async () => {
     const { code, enrolment } = await planSteps(trimming, inputs(trimming, 'long', 'pilot_nodes: 2\npilot_walltime: 10800\n'))
     expect(code).toBe(0)

@@ -1,4 +1,4 @@
-import { DEFAULT_PILOT_MAX_RESTARTS } from '../../contract/pilot.ts'
+import { DEFAULT_PILOT_MAX_RESTARTS, MAX_PILOT_COUNT } from '../../contract/pilot.ts'
 import { PilotScriptInputError, renderPilotScript, type PilotScriptOptions } from '../pilot/render.ts'
 import type { LoadedTemplate } from './template/load_template.ts'
 import type { ResolvedNode } from './template/resolve_template.ts'
@@ -63,6 +63,11 @@ export function pilotAskProblem(props: Record<string, unknown>, limits: PilotGra
     return `${words.lifetime} exceeds the policy's pilot.enrolment_lifetime.max ${limits.enrolment_lifetime.max}s${of}: ${LIFETIME_FIX}`
   }
   return undefined
+}
+
+/** A group asking for more pilot tokens than any enrolment credential may carry (MAX_PILOT_COUNT), whatever the policy. */
+export function pilotCountBeyondBroker(props: Record<string, unknown>): string {
+  return `${pilotAskWords(props).count} exceeds ${MAX_PILOT_COUNT}, the most any pilot enrolment may carry: lower nodes or max_requeues`
 }
 
 /**

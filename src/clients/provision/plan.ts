@@ -1,6 +1,7 @@
 import type { BrokerClient } from './broker_client.ts'
 import { computeAttributes, nodeChecker, STAND_IN_JTI } from './check_cluster.ts'
-import { pilotAskProblem, pilotRestartsProblem, pilotCredentialAsk, type PilotGrantLimits } from './pilot_group.ts'
+import { MAX_PILOT_COUNT } from '../../contract/pilot.ts'
+import { pilotAskProblem, pilotCountBeyondBroker, pilotRestartsProblem, pilotCredentialAsk, type PilotGrantLimits } from './pilot_group.ts'
 import { ROLE_OF } from './render.ts'
 import { loadTemplate } from './template/load_template.ts'
 import { realiseTemplate, resolveInputs } from './template/resolve_template.ts'
@@ -70,6 +71,12 @@ export async function planCluster(o: { templateText: string; templateFile: strin
   const askEnrolment = async (node: string, props: Record<string, unknown>) => {
     const site = String(props.site)
     const want = pilotCredentialAsk(props)
+    // Beyond what any enrolment may carry, the broker refuses the request itself (explain answers 400, not a
+    // decision): said here as a refusal of this group, so the rest of the plan is still shown.
+    if (want.count > MAX_PILOT_COUNT) {
+      steps.push({ node, request: 'pilot enrolment', role: 'pilot', site, answer: 'deny', pilot_count: want.count, lifetime: want.lifetime, reason: pilotCountBeyondBroker(props) })
+      return
+    }
     const e = await o.broker.explain({ subject, role: 'pilot', params: { site }, pilot_enrolment: { pilot_count: want.count, lifetime: want.lifetime } })
     const d = e.decision as { allow: boolean; ruleId?: string; reason?: string; lifetime?: number }
     const limits = e.limits as PilotGrantLimits | undefined
