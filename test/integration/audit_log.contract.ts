@@ -218,6 +218,33 @@ export function auditStoreContract(name: string, h: StoreHarness): void {
       expect(await s.verify()).toMatchObject({ ok: false, broken: { seq: 6, reason: expect.stringMatching(/no checkpoint/) } })
     })
 
+    // serve's shutdown abandons a prune through its signal (audit/retention.ts): wherever the abort lands
+    // before the delete is submitted, nothing may be deleted and no checkpoint appended; one that is not
+    // abandoned deletes and checkpoints together. Each point the store looks at the signal is tried in turn.
+    it('a prune abandoned at any point before its delete leaves every record and no checkpoint', async () => {
+      const seeded = async () => { const s = await fresh(); for (let i = 1; i <= 10; i++) await s.record(issued(i)); return s }
+      /** Stands in for an AbortSignal that fires at its `at`-th look (0: never), counting the looks. */
+      const firingAt = (at: number) => {
+        const f = { looks: 0, aborted: false, reason: undefined as unknown, throwIfAborted() { if (++f.looks === at) { f.aborted = true; f.reason = new Error('stopping'); throw f.reason } } }
+        return f
+      }
+      const counting = firingAt(0)
+      const whole = await seeded()
+      expect(await whole.prune(T0 + 5, T0 + 100, { signal: counting as unknown as AbortSignal })).toEqual({ pruned: 4, checkpointSeq: 11 })
+      expect(await whole.verify()).toMatchObject({ ok: true, records: 7, firstSeq: 5 })
+      // At least one look while reading the records, and the last one before the delete.
+      expect(counting.looks).toBeGreaterThanOrEqual(2)
+      for (let at = 1; at <= counting.looks; at++) {
+        const s = await seeded()
+        await expect(s.prune(T0 + 5, T0 + 100, { signal: firingAt(at) as unknown as AbortSignal })).rejects.toThrow('stopping')
+        expect(await s.verify()).toEqual({ ok: true, records: 10, head: expect.objectContaining({ seq: 10 }), firstSeq: 1 })
+        expect((await s.query({ limit: 10, type: 'audit.checkpoint' })).records).toEqual([])
+        // The next prune does it all.
+        expect(await s.prune(T0 + 5, T0 + 101)).toEqual({ pruned: 4, checkpointSeq: 11 })
+        await s.close()
+      }
+    })
+
     // Retention deletes records for good: it must not delete the evidence that they were tampered with.
     it('retention refuses to prune records the chain does not vouch for, so the tampering stays visible', async () => {
       const s = await fresh()
