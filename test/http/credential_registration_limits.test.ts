@@ -103,6 +103,25 @@ describe('rate_limits.address', () => {
     expect((await send('192.0.2.21', { authorization: good, contentType: 'application/json' })).status).toBe(429)
   })
 
+  // A body above the route's 16 KiB, declared by Content-Length as any HTTP/1.1 client with a buffered body
+  // declares it: refused unread, and as much one of the address's refusals as a body that is not JSON.
+  const oversized = (address: string) => t.app.request('/v1/credentials', {
+    method: 'POST',
+    headers: { authorization: 'Bearer x', 'content-type': 'application/json', 'content-length': String(20_000) },
+    body: 'x'.repeat(20_000),
+  }, { incoming: { socket: { remoteAddress: address } } })
+
+  it('counts a registration with an oversized body against its address', async () => {
+    for (let i = 0; i < 2; i++) expect((await oversized('192.0.2.23')).status).toBe(400)
+    const good = `Bearer ${await t.userToken({ preferred_username: 'sven' })}`
+    expect((await send('192.0.2.23', { authorization: good, contentType: 'application/json' })).status).toBe(429)
+  })
+
+  it('answers a blocked address 429 for an oversized body too', async () => {
+    for (let i = 0; i < 2; i++) expect((await send('192.0.2.24', { authorization: 'Bearer not-a-token', contentType: 'application/json' })).status).toBe(401)
+    expect((await oversized('192.0.2.24')).status).toBe(429)
+  })
+
   it('answers a blocked address 429 whatever is wrong with its request', async () => {
     for (let i = 0; i < 2; i++) expect((await send('192.0.2.22', { authorization: 'Bearer not-a-token', contentType: 'application/json' })).status).toBe(401)
     for (const init of [{}, { authorization: 'Basic eA==', contentType: 'application/json' }, { authorization: 'Bearer x', contentType: 'text/plain' }, { authorization: 'Bearer x', contentType: 'application/json', body: '{' }]) {

@@ -40,7 +40,9 @@ function app() {
   return createApp(testDeps({
     admin: { audit: store, revocations, authenticators: [bootstrapTokenAuthenticator(createHash('sha256').update('b'.repeat(43)).digest())] },
     console: { keys: () => ({ scitoken: [], condor: [] }), sessionSeconds: 3600, sessions: store },
-    credentials: { service: unused, jobTokens: unused, credd: unused } as unknown as CredentialServices,
+    // Registration hands its reader to the service, which reads once the address limit is checked: this one
+    // reads at once, and goes no further.
+    credentials: { service: { register: async (read: () => Promise<unknown>) => { await read(); throw new Error('must not be reached') } }, jobTokens: unused, credd: unused } as unknown as CredentialServices,
     certificates: { service: unused as never, verifyCaller: async () => ({ iss: 'https://iam.example.org/', sub: 'op', groups: [], scopes: [], exp: TEST_NOW + 60, claims: {} }) },
   }))
 }

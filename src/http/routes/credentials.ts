@@ -53,11 +53,16 @@ export function listParam(v: string | undefined): string[] | undefined {
 export function credentialRoutes(deps: CredentialRouteDeps): Hono {
   const app = new Hono()
 
-  app.post(CREDENTIALS_PATH, limitBody(MAX_BODY), async (c) => {
+  // Applied by the reader, not ahead of the handler: as middleware it refused a declared oversized body before
+  // the address limit was checked (a blocked address got 400, not 429) and without counting it, and read a
+  // chunked one before a blocked address was turned away. Its refusal is thrown (InvalidRequest), never returned.
+  const bodyLimit = limitBody(MAX_BODY)
+  app.post(CREDENTIALS_PATH, async (c) => {
     // Read only once the service has checked the address limit (it counts this reader's refusals too).
     const readRequest = async (): Promise<RegistrationRequest> => {
       const subjectToken = bearerOf(c)
       if (!/^application\/json\b/i.test(c.req.header('content-type') ?? '')) throw new InvalidRequest('Content-Type must be application/json')
+      await bodyLimit(c, async () => {})
       const text = await c.req.text()
       let raw: unknown
       try { raw = JSON.parse(text) } catch { throw new InvalidRequest('body is not valid JSON') }
