@@ -164,4 +164,29 @@ describe('provision render: an enrolment the policy refuses mints nothing', () =
     expect(await issuedCount(strict)).toBe(before)
     expect(existsSync(out)).toBe(false)
   }, 60_000)
+
+  // With two groups, the first's enrolment is issued before the broker refuses the second's: it must be in
+  // what render revokes again, and the refusal still names the group and what to change.
+  it("revokes an earlier group's enrolment when a later group's is refused", async () => {
+    const template = join(strict.root, 'two-groups-template.yaml')
+    const text = readFileSync(EXAMPLE, 'utf8')
+    const hpc = /\n {4}hpc:\n[\s\S]*?requirements: \[ \{ collector: cm \} \]\n/.exec(text)
+    if (!hpc) throw new Error('the example template changed shape; adjust this test')
+    // hpc2: 3 nodes × (2 + 2) = 12 > max_count 8, refused; hpc (2 nodes, 8) fits.
+    const second = hpc[0].replace('\n    hpc:\n', '\n    hpc2:\n').replace('nodes: { get_input: pilot_nodes }', 'nodes: 3')
+    writeFileSync(template, text.replace(hpc[0], hpc[0] + second.slice(1)))
+    const before = await issuedCount(strict)
+    const out = join(strict.root, 'two-groups-out')
+    const r = await cli(strict, ['provision', 'render', template, '--inputs', inputs(strict, 'two-groups', 'pilot_nodes: 2\npilot_walltime: 7200\n'), '--out', out])
+    expect(r.code).toBe(1)
+    expect(r.err).toMatch(/hpc2: the broker refuses the pilot enrolment: pilot_count 12 .*max_count 8/)
+    expect(r.err).toMatch(/issued 1 tokens and 0 certificates; revoked 1$/m)
+    expect(await issuedCount(strict)).toBe(before + 1)
+    const admin = { authorization: `Bearer ${readFileSync(strict.env.BEARER_TOKEN_FILE!, 'utf8').trim()}` }
+    const issued = ((await strict.e2e.get('/v1/audit?type=token.issued&limit=1', admin)).body.records as Array<{ event: { jti: string; tokenKind: string } }>)[0]!.event
+    expect(issued.tokenKind).toBe('pilot_enrolment')
+    const revoked = (await strict.e2e.get('/v1/revocations', admin)).body as unknown
+    expect(JSON.stringify(revoked)).toContain(issued.jti)
+    expect(existsSync(out)).toBe(false)
+  }, 60_000)
 })
