@@ -2,10 +2,10 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, expect, it } from 'vitest'
-import type { Logger } from '../../src/lib/logger.ts'
 import { startRevocationWatch } from '../../src/revocation/revocation_watch.ts'
 import { anchorFile } from '../../src/storage/anchor_file.ts'
 import { MemoryStore } from '../../src/storage/memory_store.ts'
+import { recordingLogger } from '../support/loopback_failures.ts'
 
 const dir = mkdtempSync(join(tmpdir(), 'ctb-anchor-file-'))
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
@@ -35,12 +35,8 @@ it('logs a copy it cannot write once, with the path and errno, and keeps checkin
   // a directory, the old one is not), root or not.
   const path = join(dir, 'audit_anchor_is_a_directory')
   mkdirSync(path)
-  const lines: Array<{ level: string; msg: string; fields: Record<string, unknown> | undefined }> = []
-  const log: Logger = {
-    info: (msg, fields) => lines.push({ level: 'info', msg, fields }),
-    warn: (msg, fields) => lines.push({ level: 'warn', msg, fields }),
-    error: (msg, fields) => lines.push({ level: 'error', msg, fields }),
-  }
+  const log = recordingLogger()
+  const { lines } = log
   const store = new MemoryStore()
   await store.record({ type: 'token.issued', time: 1_800_000_000, jti: 'j-1', caller: { sub: 'alice' }, decision: 'allow' })
   const watch = startRevocationWatch(store, { anchorKey: () => Buffer.alloc(32, 7), anchorCopy: anchorFile(path, { log }), intervalSeconds: 600, log })
@@ -61,12 +57,8 @@ it('logs a copy it cannot write once, with the path and errno, and keeps checkin
 it('logs a copy it cannot read once, with the path and errno, and reads it as absent', async () => {
   const path = join(dir, 'unreadable_anchor')
   mkdirSync(path)
-  const lines: Array<{ level: string; msg: string; fields: Record<string, unknown> | undefined }> = []
-  const log: Logger = {
-    info: (msg, fields) => lines.push({ level: 'info', msg, fields }),
-    warn: (msg, fields) => lines.push({ level: 'warn', msg, fields }),
-    error: (msg, fields) => lines.push({ level: 'error', msg, fields }),
-  }
+  const log = recordingLogger()
+  const { lines } = log
   const copy = anchorFile(path, { log })
   await expect(copy.read()).rejects.toMatchObject({ code: 'EISDIR' })
   await expect(copy.read()).rejects.toMatchObject({ code: 'EISDIR' })
