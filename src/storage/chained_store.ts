@@ -305,7 +305,7 @@ export abstract class ChainedStore implements BrokerStore {
   async #departsFrom(anchors: Array<ChainAnchor | undefined>, head: ChainHead, firstSeq: number): Promise<string | undefined> {
     for (const a of anchors) {
       if (a && a.seq > head.seq) {
-        return `the audit log ends at seq ${head.seq}, but an earlier check verified it up to seq ${a.seq} (records cut off the end, or an older copy of the database restored)`
+        return `the audit log ends at seq ${head.seq}, but an earlier check verified it up to seq ${a.seq} (records cut off the end, or an older copy of the database restored: if on purpose, delete both anchors as docs/audit.md says)`
       }
     }
     for (const a of anchors) {

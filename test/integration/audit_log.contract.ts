@@ -426,7 +426,7 @@ export function auditStoreContract(name: string, h: StoreHarness): void {
         await h.tamper.setRoleGeneration('pilot', null)
         // Nothing inside the chain shows it (docs/audit.md), but the sealed anchor remembers seq 4.
         expect(await s.verifyAll()).toEqual({ chain: expect.objectContaining({ ok: true }), revocations: { ok: true, revocations: 2 } })
-        const why = 'the audit log ends at seq 3, but an earlier check verified it up to seq 4 (records cut off the end, or an older copy of the database restored)'
+        const why = 'the audit log ends at seq 3, but an earlier check verified it up to seq 4 (records cut off the end, or an older copy of the database restored: if on purpose, delete both anchors as docs/audit.md says)'
         expect(await unverified(s, { anchorKey })).toBe(why)
         // Refusing, it seals no anchor for the shorter log: the next start refuses too.
         expect(await unverified(s, { anchorKey })).toBe(why)
@@ -447,7 +447,7 @@ export function auditStoreContract(name: string, h: StoreHarness): void {
         await h.tamper.deleteRevocation(role.id)
         await h.tamper.setRoleGeneration('pilot', null)
         await h.tamper.deleteAnchor()
-        expect(await unverified(s, { anchorKey, anchorCopy })).toBe('the audit log ends at seq 3, but an earlier check verified it up to seq 4 (records cut off the end, or an older copy of the database restored)')
+        expect(await unverified(s, { anchorKey, anchorCopy })).toBe('the audit log ends at seq 3, but an earlier check verified it up to seq 4 (records cut off the end, or an older copy of the database restored: if on purpose, delete both anchors as docs/audit.md says)')
         // Without the copy, nothing is left to tell: the shorter chain verifies (docs/audit.md).
         expect(await s.verifyRevocations({ anchorKey })).toEqual({ ok: true, revocations: 2 })
       })

@@ -122,7 +122,7 @@ it('the newest revocation cut off the end with its row stops serve, though the s
   expect(serve.started).toBe(false)
   expect(serve.code).toBe(1)
   expect(serve.stderr.split('\n').filter((l) => l !== '' && !l.startsWith('{'))).toEqual(['condor-token-broker: the audit chain cannot vouch for the revocations table: '
-    + 'the audit log ends at seq 1, but an earlier check verified it up to seq 2 (records cut off the end, or an older copy of the database restored); run "audit verify"'])
+    + 'the audit log ends at seq 1, but an earlier check verified it up to seq 2 (records cut off the end, or an older copy of the database restored: if on purpose, delete both anchors as docs/audit.md says); run "audit verify"'])
 
   // The anchor's copy outside the database still remembers seq 2 when the database's own is deleted.
   const db2 = new DatabaseSync(join(dataDir, 'audit.db'))

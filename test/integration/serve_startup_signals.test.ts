@@ -169,7 +169,7 @@ describe('signals while serve starts', () => {
 
   it('one SIGTERM delivered twice at once while serve starts (Ctrl-C under npm start) is one stop: clean, status 0', async () => {
     // A terminal's Ctrl-C signals the whole process group, and npm (run-script) forwards the signal to its
-    // child as well: with bash as npm's script shell the broker is that child, and gets SIGINT twice within
+    // child as well: the start script execs the broker, so it is that child, and gets SIGINT twice within
     // a millisecond. It is one request to stop, not an operator asking a second time.
     const { env: e } = await env('term-doubled')
     const config = fifo('term-doubled')

@@ -18,7 +18,7 @@ describe('launchers', () => {
   it('npm start, the container and the systemd unit execute the bin, not node with it', () => {
     const pkg = JSON.parse(read('package.json')) as { scripts: Record<string, string>; bin: Record<string, string> }
     expect(pkg.bin['condor-token-broker']).toBe('bin/condor-token-broker.js')
-    expect(pkg.scripts.start).toBe('./bin/condor-token-broker.js serve')
+    expect(pkg.scripts.start).toBe('exec ./bin/condor-token-broker.js serve')
     expect(read('Dockerfile')).toMatch(/^ENTRYPOINT \["\/app\/bin\/condor-token-broker\.js"\]$/m)
     expect(read('packaging/condor-token-broker.service')).toMatch(/^ExecStart=\/usr\/bin\/condor-token-broker serve /m)
   })

@@ -30,7 +30,7 @@ it('re-checks while serving, advances the anchor and its copy, and reports a cut
     await watch.check()
     await watch.check()
     expect(errors).toEqual([
-      `the audit log no longer matches what the broker verified while serving; run "audit verify" ${JSON.stringify({ problem: 'the audit chain cannot vouch for the revocations table: the audit log ends at seq 4, but an earlier check verified it up to seq 6 (records cut off the end, or an older copy of the database restored); run "audit verify"' })}`,
+      `the audit log no longer matches what the broker verified while serving; run "audit verify" ${JSON.stringify({ problem: 'the audit chain cannot vouch for the revocations table: the audit log ends at seq 4, but an earlier check verified it up to seq 6 (records cut off the end, or an older copy of the database restored: if on purpose, delete both anchors as docs/audit.md says); run "audit verify"' })}`,
     ])
     expect(sealed).toMatch(/"seq":6,/)
   } finally { await watch.stop() }
