@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs'
+import { closeSync, constants, mkdirSync, openSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite'
 import { COLUMN_NAMES, GENESIS_HASH, HEAD_MISSING, recordHash, type AuditColumns } from '../audit/chain.ts'
@@ -107,6 +107,14 @@ export const AUTOCHECKPOINT_PAGES = 10_000
 export function openSqliteDb(options: SqliteOpenOptions): DatabaseSync {
   try {
     mkdirSync(dirname(options.file), { recursive: true, mode: 0o700 })
+    // Created owner-only before SQLite opens it: SQLite would use the umask (0644 under 022) and gives the
+    // -wal and -shm files the database's mode, and the file holds sealed refresh tokens and console sessions.
+    // An existing file keeps the mode its operator gave it.
+    try {
+      closeSync(openSync(options.file, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY, 0o600))
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+    }
     const db = new DatabaseSync(options.file)
     db.exec(`PRAGMA busy_timeout = ${options.busyTimeoutMs ?? 5000}`)
     db.exec('PRAGMA journal_mode = WAL')
