@@ -1,58 +1,24 @@
-import 'reflect-metadata'
-import { webcrypto } from 'node:crypto'
-import { writeFileSync } from 'node:fs'
-import { join } from 'node:path'
-import * as x509 from '@peculiar/x509'
 import { RateLimiterMemory } from 'rate-limiter-flexible'
 import { describe, expect, it } from 'vitest'
 import { createApp } from '../../src/app.ts'
-import { CertificateService } from '../../src/ca/certificate_service.ts'
-import { initPoolCa, PoolCa } from '../../src/ca/pool_ca.ts'
 import { InvalidToken } from '../../src/errors.ts'
 import type { VerifiedSubject } from '../../src/iam/subject.ts'
-import { fixedClock } from '../../src/lib/clock.ts'
-import { loadPolicies } from '../../src/policy/load.ts'
 import { RateLimitsConfigSchema } from '../../src/ratelimit/rate_limit_config.ts'
 import { RequestLimits, type CounterFactory } from '../../src/ratelimit/request_limits.ts'
-import { MemoryStore } from '../../src/storage/memory_store.ts'
-import { testDeps, TEST_NOW } from '../support/broker_deps.ts'
-import { tempDir } from '../support/tmp.ts'
+import { testDeps } from '../support/broker_deps.ts'
+import { CERT_ISS, CERT_OPERATOR, certificateSite, csr } from '../support/certificate_fixture.ts'
 
 // POST /v1/certificates signs with the pool CA and writes an audit record per request: it costs at least
 // what POST /token costs, so the limits of `rate_limits:` (docs/rate-limits.md) hold for it too.
 
-const ISS = 'https://iam.example.org/'
-const OPERATOR: VerifiedSubject = { iss: ISS, sub: 'provisioner', client_id: 'provisioner', groups: [], scopes: [], exp: TEST_NOW + 3600, claims: {} }
+const ISS = CERT_ISS
+const OPERATOR = CERT_OPERATOR
 const OTHER: VerifiedSubject = { ...OPERATOR, sub: 'provisioner-2' }
 const memory: CounterFactory = (o) => new RateLimiterMemory(o)
 
-async function csr(): Promise<string> {
-  const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const
-  const keys = await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify']) as webcrypto.CryptoKeyPair
-  return (await x509.Pkcs10CertificateRequestGenerator.create({ name: 'CN=x', keys: keys as never, signingAlgorithm: alg })).toString('pem')
-}
-
 async function build(rateLimits: unknown) {
-  const root = tempDir()
-  writeFileSync(join(root, 'p.yaml'), `version: 1
-rules:
-  - id: ops
-    match: { issuer: ${ISS}, client_id: [provisioner] }
-    grants:
-      - role: schedd
-        identity: schedd-{host_short}@aps.{trust_domain}
-        token_kinds: [idtoken]
-        authz: [ADVERTISE_SCHEDD, ADVERTISE_MASTER, READ]
-        hosts: ["ap*.example.org"]
-        lifetime: { default: 1d, max: 7d }
-        certificate: { max_lifetime: 1d }
-`)
-  await initPoolCa(join(root, 'ca'), { name: 'test CA', now: TEST_NOW })
-  const store = new MemoryStore()
-  const clock = fixedClock(TEST_NOW)
-  const policy = { current: loadPolicies(root, { trustDomain: 'pool.example.org', uidDomain: 'u.example.org', vars: { IAM_ISSUER: ISS }, scitokenProfile: 'wlcg', maxLifetime: {} }) }
   const limits = new RequestLimits(RateLimitsConfigSchema.parse(rateLimits), { shared: memory, local: memory }, { auditWindowSeconds: 60 })
-  const service = new CertificateService({ ca: await PoolCa.load(join(root, 'ca')), audit: store, policy, clock, maxLifetime: 86400, crlLifetime: 3600, limits })
+  const { service, store } = await certificateSite({ limits })
   const verifyCaller = async (bearer: string) => {
     if (bearer === 'operator-token') return OPERATOR
     if (bearer === 'operator-2-token') return OTHER

@@ -1,59 +1,27 @@
 import 'reflect-metadata'
-import { webcrypto } from 'node:crypto'
-import { writeFileSync } from 'node:fs'
-import { join } from 'node:path'
 import * as x509 from '@peculiar/x509'
 import { describe, expect, it } from 'vitest'
 import { createApp } from '../../src/app.ts'
-import { CertificateService } from '../../src/ca/certificate_service.ts'
-import { initPoolCa, PoolCa } from '../../src/ca/pool_ca.ts'
 import { InvalidToken } from '../../src/errors.ts'
 import { bootstrapTokenAuthenticator } from '../../src/http/middleware/admin_auth.ts'
-import type { VerifiedSubject } from '../../src/iam/subject.ts'
-import { fixedClock, type Clock } from '../../src/lib/clock.ts'
-import { loadPolicies } from '../../src/policy/load.ts'
+import type { Clock } from '../../src/lib/clock.ts'
 import { RevocationService } from '../../src/revocation/revocation_service.ts'
-import { MemoryStore } from '../../src/storage/memory_store.ts'
 import { silentLogger } from '../../src/lib/logger.ts'
 import { testDeps, TEST_NOW } from '../support/broker_deps.ts'
 import { opensslCrlEntries } from '../support/openssl_crl.ts'
-import { tempDir } from '../support/tmp.ts'
+import { CERT_ISS, CERT_OPERATOR, certificateSite, csr } from '../support/certificate_fixture.ts'
 import { createHash } from 'node:crypto'
 
-const ISS = 'https://iam.example.org/'
-const OPERATOR: VerifiedSubject = { iss: ISS, sub: 'provisioner', client_id: 'provisioner', groups: [], scopes: [], exp: TEST_NOW + 3600, claims: {} }
+const ISS = CERT_ISS
+const OPERATOR = CERT_OPERATOR
 const ADMIN = 'a'.repeat(43)
-
-async function csr(): Promise<string> {
-  const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const
-  const keys = await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify']) as webcrypto.CryptoKeyPair
-  return (await x509.Pkcs10CertificateRequestGenerator.create({ name: 'CN=x', keys: keys as never, signingAlgorithm: alg })).toString('pem')
-}
 
 async function app() {
   return (await appWithStore()).a
 }
 
 async function appWithStore(options: { sites?: string[]; clock?: Clock } = {}) {
-  const root = tempDir()
-  writeFileSync(join(root, 'p.yaml'), `version: 1
-rules:
-  - id: ops
-    match: { issuer: ${ISS}, client_id: [provisioner] }
-    grants:
-      - role: schedd
-        identity: schedd-{host_short}@aps.{trust_domain}
-        token_kinds: [idtoken]
-        authz: [ADVERTISE_SCHEDD, ADVERTISE_MASTER, READ]
-        hosts: ["ap*.example.org"]
-        lifetime: { default: 1d, max: 7d }
-        certificate: { max_lifetime: 1d }
-${options.sites ? `        sites: [${options.sites.join(', ')}]\n` : ''}`)
-  await initPoolCa(join(root, 'ca'), { name: 'test CA', now: TEST_NOW })
-  const store = new MemoryStore()
-  const clock = options.clock ?? fixedClock(TEST_NOW)
-  const policy = { current: loadPolicies(root, { trustDomain: 'pool.example.org', uidDomain: 'u.example.org', vars: { IAM_ISSUER: ISS }, scitokenProfile: 'wlcg', maxLifetime: {} }) }
-  const service = new CertificateService({ ca: await PoolCa.load(join(root, 'ca')), audit: store, policy, clock, maxLifetime: 86400, crlLifetime: 3600 })
+  const { store, clock, service } = await certificateSite(options)
   const revocations = new RevocationService({ store, clock, log: silentLogger, maxTokenLifetime: 86400, refreshSeconds: 5, knownLabels: () => ({ roles: new Set(['schedd']), sites: new Set(options.sites) }), knownIssuers: () => new Set([ISS]) })
   await revocations.refresh()
   const verifyCaller = async (bearer: string) => { if (bearer !== 'operator-token') throw new InvalidToken('the IAM access token is not valid', { presented: true }); return OPERATOR }
