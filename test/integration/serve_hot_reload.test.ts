@@ -5,14 +5,11 @@ import { join } from 'node:path'
 import { connect } from 'node:tls'
 import { X509Certificate } from 'node:crypto'
 import { createRemoteJWKSet, customFetch, decodeProtectedHeader, jwtVerify } from 'jose'
-import { Agent, fetch as undiciFetch } from 'undici'
 import { afterAll, describe, expect, it } from 'vitest'
-import { devIamUserToken } from '../../src/dev_iam/dev_iam_token.ts'
-import { defaultDevIamConfig, type DevIamConfig } from '../../src/dev_iam/dev_iam_config.ts'
-import { SqliteStore } from '../../src/storage/sqlite_store.ts'
 import { ensureDevTls } from '../../src/tls/dev_ca.ts'
 import { freePort } from '../support/peers.ts'
 import { BIN, startServeProcess, stopServeProcess } from '../support/serve_process.ts'
+import { keyReloadRecords, serveSciTokenClient } from '../support/serve_scitoken_client.ts'
 
 /** The certificate a new TLS connection to the port is shown. */
 function peerFingerprint(port: number): Promise<string> {
@@ -42,26 +39,11 @@ describe('serve reloads keys and TLS on SIGHUP', () => {
     const base = `https://127.0.0.1:${port}`
     // The renewed certificate comes from another CA; clients trust both, as during a CA change.
     const newCert = await ensureDevTls(join(dir, 'other-tls'))
-    const agent = new Agent({ connect: { ca: [readFileSync(join(dir, 'data/tls/dev-ca.crt')), readFileSync(newCert.caFile)], servername: 'localhost' } })
-    const tlsFetch = ((url: string | URL | Request, init?: RequestInit) => undiciFetch(url as string, { ...init, dispatcher: agent } as never)) as unknown as typeof fetch
+    const client = serveSciTokenClient(base, iamPort, [join(dir, 'data/tls/dev-ca.crt'), newCert.caFile])
+    const { tlsFetch, sciToken } = client
     const waitFor = async (pattern: RegExp) => {
       for (let i = 0; i < 100 && !pattern.test(broker.stderrText()); i++) await new Promise((r) => setTimeout(r, 50))
       expect(broker.stderrText()).toMatch(pattern)
-    }
-    const iam = { tokenEndpoint: `http://127.0.0.1:${iamPort}/token`, config: defaultDevIamConfig() as unknown as DevIamConfig }
-    const sciToken = async () => {
-      const { accessToken } = await devIamUserToken(iam, 'alice')
-      const res = await tlsFetch(`${base}/token`, {
-        method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' },
-        body: new URLSearchParams({
-          grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange', subject_token: accessToken,
-          subject_token_type: 'urn:ietf:params:oauth:token-type:access_token', requested_token_type: 'urn:ietf:params:oauth:token-type:jwt',
-          role: 'submit-user', audience: 'condor://ap1.cloud-a.example.org:9618',
-        }),
-      })
-      const body = await res.json() as { access_token: string }
-      expect(res.status, JSON.stringify(body)).toBe(200)
-      return body.access_token
     }
     try {
       const before = decodeProtectedHeader(await sciToken()).kid
@@ -88,14 +70,8 @@ describe('serve reloads keys and TLS on SIGHUP', () => {
       expect(published).toEqual(expect.arrayContaining([before, after]))
     } finally {
       await stopServeProcess(broker)
-      await agent.close()
+      await client.close()
     }
-    const store = new SqliteStore({ file: join(dir, 'data', 'audit.db'), writer: 'inline' })
-    try {
-      const page = await store.query({ limit: 10, type: 'key.reloaded' })
-      expect(page.records.map((r) => [r.event.decision, r.event.reason])).toEqual([['allow', expect.stringMatching(/^sighup: signing with /)]])
-    } finally {
-      await store.close()
-    }
+    expect(await keyReloadRecords(join(dir, 'data', 'audit.db'))).toEqual([['allow', expect.stringMatching(/^sighup: signing with /)]])
   }, 90_000)
 })

@@ -1,15 +1,12 @@
 import { spawnSync } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createRemoteJWKSet, customFetch, decodeProtectedHeader, jwtVerify } from 'jose'
-import { Agent, fetch as undiciFetch } from 'undici'
 import { afterAll, describe, expect, it } from 'vitest'
-import { devIamUserToken } from '../../src/dev_iam/dev_iam_token.ts'
-import { defaultDevIamConfig, type DevIamConfig } from '../../src/dev_iam/dev_iam_config.ts'
-import { SqliteStore } from '../../src/storage/sqlite_store.ts'
 import { freePort } from '../support/peers.ts'
 import { BIN, startServeProcess, stopServeProcess } from '../support/serve_process.ts'
+import { keyReloadRecords, serveSciTokenClient } from '../support/serve_scitoken_client.ts'
 
 /**
  * Hot key rotation: `keys rotate` run beside a serving broker takes effect with no signal and no restart.
@@ -26,24 +23,8 @@ describe('keys rotate in a running broker', () => {
     const env = { ...process.env, CTB_DATA_DIR: join(dir, 'data'), CTB_LISTEN_PORT: String(port), CTB_DEV_IAM_PORT: String(iamPort), CTB_POLICY_WATCH: 'false' }
     const broker = await startServeProcess(env)
     const base = `https://127.0.0.1:${port}`
-    const agent = new Agent({ connect: { ca: readFileSync(join(dir, 'data/tls/dev-ca.crt')), servername: 'localhost' } })
-    const tlsFetch = ((url: string | URL | Request, init?: RequestInit) => undiciFetch(url as string, { ...init, dispatcher: agent } as never)) as unknown as typeof fetch
-    const iam = { tokenEndpoint: `http://127.0.0.1:${iamPort}/token`, config: defaultDevIamConfig() as unknown as DevIamConfig }
-    const sciToken = async () => {
-      const { accessToken } = await devIamUserToken(iam, 'alice')
-      const res = await tlsFetch(`${base}/token`, {
-        method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' },
-        body: new URLSearchParams({
-          grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange', subject_token: accessToken,
-          subject_token_type: 'urn:ietf:params:oauth:token-type:access_token', requested_token_type: 'urn:ietf:params:oauth:token-type:jwt',
-          role: 'submit-user', audience: 'condor://ap1.cloud-a.example.org:9618',
-        }),
-      })
-      const body = await res.json() as { access_token: string }
-      expect(res.status, JSON.stringify(body)).toBe(200)
-      return body.access_token
-    }
-    const publishedKids = async () => ((await (await tlsFetch(`${base}/jwks`)).json()) as { keys: Array<{ kid: string }> }).keys.map((k) => k.kid)
+    const client = serveSciTokenClient(base, iamPort, [join(dir, 'data/tls/dev-ca.crt')])
+    const { tlsFetch, sciToken, publishedKids } = client
     try {
       const oldToken = await sciToken()
       const oldKid = decodeProtectedHeader(oldToken).kid
@@ -77,15 +58,9 @@ describe('keys rotate in a running broker', () => {
       expect((await jwtVerify(oldToken, jwks, { issuer })).protectedHeader.kid).toBe(oldKid)
     } finally {
       await stopServeProcess(broker)
-      await agent.close()
+      await client.close()
     }
-    const store = new SqliteStore({ file: join(dir, 'data', 'audit.db'), writer: 'inline' })
-    try {
-      const page = await store.query({ limit: 10, type: 'key.reloaded' })
-      // One reload for one rotation, however many file events writing the key made.
-      expect(page.records.map((r) => [r.event.decision, r.event.reason])).toEqual([['allow', expect.stringMatching(/^watch: signing with /)]])
-    } finally {
-      await store.close()
-    }
+    // One reload for one rotation, however many file events writing the key made.
+    expect(await keyReloadRecords(join(dir, 'data', 'audit.db'))).toEqual([['allow', expect.stringMatching(/^watch: signing with /)]])
   }, 90_000)
 })
