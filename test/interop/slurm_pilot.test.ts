@@ -1,27 +1,21 @@
 import { spawnSync } from 'node:child_process'
-import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { renderPilotScript } from '../../src/clients/pilot/render.ts'
 import { KeyStore } from '../../src/keys/key_store.ts'
 import { AT, claimsOf, startE2e, TE, type E2e } from '../support/broker_e2e.ts'
 import { epoch, readRecord, recorder, until, verifiesWithPoolKey } from '../support/pilot_recorder.ts'
 import { startSlurm, type TestSlurm } from '../support/slurm.ts'
+import { policiesWithTokenLifetime, SITE, TRUST, WALLTIME_S, writeTestPilot } from '../support/slurm_pilot_setup.ts'
 import { tempDir } from '../support/tmp.ts'
 
 // The issue's demonstration on a real (throw-away) SLURM cluster: the broker and the development IAM on
 // loopback, two slurmd on this host, rendered sbatch pilots submitted with sbatch. COMMAND is a recorder standing
 // in for condor_master (Debian does not package HTCondor): it logs every token version it finds in the pilot's
 // token directory, and the SIGTERM that drains it.
-const TRUST = 'pool.example.org'
-const SITE = 'hpc-b'
 const ENROLMENT = 'urn:condor-token-broker:token-type:pilot-enrolment'
 const SCOPE = 'condor:/READ condor:/ADVERTISE_STARTD condor:/ADVERTISE_MASTER'
-// Walltime 2 min (the pilot's minimum) with a 90 s drain: renewal stops ~30 s into the job, and the
-// early-warning signal comes on slurmctld's 30-second timer near the 90-s mark (seen 25-60 s into the job).
-const WALLTIME_S = 120
-const DRAIN_S = 90
 // The shipped hpc-b policy with 10 s pilot tokens, so the pilot renews every ~5 s.
 const TOKEN_LIFE_S = 10
 
@@ -38,12 +32,7 @@ describe('sbatch pilots on a real SLURM cluster against the broker and the devel
   let e: E2e
   beforeAll(async () => {
     slurm = await startSlurm({ nodes: 2 })
-    const policies = tempDir('ctb-slurm-policies-')
-    cpSync(join(import.meta.dirname, '../../policies'), policies, { recursive: true })
-    const hpc = join(policies, '20-hpc-slurm.yaml')
-    const text = readFileSync(hpc, 'utf8')
-    if (!text.includes('token_lifetime: 6h')) throw new Error('the hpc-b policy no longer says token_lifetime: 6h; update this test')
-    writeFileSync(hpc, text.replace('token_lifetime: 6h', `token_lifetime: ${TOKEN_LIFE_S}s`))
+    const policies = policiesWithTokenLifetime(join(import.meta.dirname, '../../policies'), tempDir('ctb-slurm-policies-'), '20-hpc-slurm.yaml', TOKEN_LIFE_S)
     e = await startE2e({ CTB_POLICY_DIR: policies })
   })
   afterAll(async () => {
@@ -67,15 +56,7 @@ describe('sbatch pilots on a real SLURM cluster against the broker and the devel
     }
     const command = recorder(dir)
     const staged = credentials.map((c, i) => { const f = join(dir, `enrolment-${i}`); writeFileSync(f, `${c}\n`, { mode: 0o600 }); return f })
-    const scripts = staged.map((f, i) => {
-      const s = join(dir, `pilot-${i}.sbatch`)
-      writeFileSync(s, renderPilotScript({
-        site: SITE, partition: slurm.partition, walltime: String(WALLTIME_S / 60), nodes: 1, cpus: 1, memMb: 100,
-        drainSeconds: DRAIN_S, graceSeconds: 20, brokerUrl: e.broker.url, caFile: e.broker.devCaFile!, enrolmentFile: f,
-        logDir: dir, collector: 'cm.example.org', trustDomain: TRUST, allowedOwners: ['alice'], localBase: join(dir, 'node'), command,
-      }))
-      return s
-    })
+    const scripts = staged.map((f, i) => writeTestPilot(join(dir, `pilot-${i}.sbatch`), slurm, e, { dir, enrolmentFile: f, nodes: 1, command }))
     const submitted = Date.now()
     // -w puts one job on each node; the pilot script is one node per job.
     const jobs = [await slurm.sbatch(scripts[0]!, ['-w', slurm.nodes[0]!]), await slurm.sbatch(scripts[1]!, ['-w', slurm.nodes[1]!])]
@@ -150,12 +131,7 @@ describe('sbatch pilots on a real SLURM cluster against the broker and the devel
     const credential = r.body.access_token as string
     const staged = join(dir, 'enrolment')
     writeFileSync(staged, `${credential}\n`, { mode: 0o600 })
-    const script = join(dir, 'pilot.sbatch')
-    writeFileSync(script, renderPilotScript({
-      site: SITE, partition: slurm.partition, walltime: String(WALLTIME_S / 60), nodes: 2, cpus: 1, memMb: 100,
-      drainSeconds: DRAIN_S, graceSeconds: 20, brokerUrl: e.broker.url, caFile: e.broker.devCaFile!, enrolmentFile: staged,
-      logDir: dir, collector: 'cm.example.org', trustDomain: TRUST, allowedOwners: ['alice'], localBase: join(dir, 'node'), command: recorder(dir),
-    }))
+    const script = writeTestPilot(join(dir, 'pilot.sbatch'), slurm, e, { dir, enrolmentFile: staged, nodes: 2, command: recorder(dir) })
     const job = await slurm.sbatch(script)
     const rec = (node: string) => readRecord(join(dir, `rec-${job}-${node}.log`))
     // On failure: what each node's recorder logged (tokens left out) and the step's processes still alive.

@@ -2,11 +2,11 @@ import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } 
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { renderPilotScript } from '../../src/clients/pilot/render.ts'
 import { KeyStore } from '../../src/keys/key_store.ts'
 import { AT, claimsOf, startE2e, TE, type E2e } from '../support/broker_e2e.ts'
 import { epoch, recorder, until, verifiesWithPoolKey } from '../support/pilot_recorder.ts'
 import { startSlurm, type TestSlurm } from '../support/slurm.ts'
+import { SITE, TRUST, WALLTIME_S, writeTestPilot } from '../support/slurm_pilot_setup.ts'
 import { tempDir } from '../support/tmp.ts'
 
 // A pilot job requeued with `scontrol requeue` on a real (throw-away) one-node SLURM cluster: SLURM stops the first
@@ -17,11 +17,7 @@ import { tempDir } from '../support/tmp.ts'
 // costs 2.5 to 3.5 minutes. Shortcuts were tried and are not reliable on slurm-wlm 22.05: starting it at once
 // (scontrol update StartTime=now) gets it killed ("Job credential revoked"), and with cred_expire=10 the second
 // run was either never launched or got SIGTERM at launch.
-const TRUST = 'pool.example.org'
-const SITE = 'hpc-b'
 const ENROLMENT = 'urn:condor-token-broker:token-type:pilot-enrolment'
-const WALLTIME_S = 120
-const DRAIN_S = 90
 
 describe('a pilot job requeued on a real SLURM cluster', () => {
   let slurm: TestSlurm
@@ -48,12 +44,7 @@ describe('a pilot job requeued on a real SLURM cluster', () => {
     expect(r.status, JSON.stringify(r.body)).toBe(200)
     const staged = join(dir, 'enrolment')
     writeFileSync(staged, `${r.body.access_token as string}\n`, { mode: 0o600 })
-    const script = join(dir, 'pilot.sbatch')
-    writeFileSync(script, renderPilotScript({
-      site: SITE, partition: slurm.partition, walltime: String(WALLTIME_S / 60), nodes: 1, cpus: 1, memMb: 100,
-      drainSeconds: DRAIN_S, graceSeconds: 20, brokerUrl: e.broker.url, caFile: e.broker.devCaFile!, enrolmentFile: staged,
-      logDir: dir, collector: 'cm.example.org', trustDomain: TRUST, allowedOwners: ['alice'], localBase: join(dir, 'node'), command: recorder(dir),
-    }))
+    const script = writeTestPilot(join(dir, 'pilot.sbatch'), slurm, e, { dir, enrolmentFile: staged, nodes: 1, command: recorder(dir) })
     const job = await slurm.sbatch(script)
     const node = slurm.nodes[0]!
     const recFile = join(dir, `rec-${job}-${node}.log`)

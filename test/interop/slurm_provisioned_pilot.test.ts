@@ -1,4 +1,4 @@
-import { chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -8,6 +8,7 @@ import { KeyStore } from '../../src/keys/key_store.ts'
 import { claimsOf, startE2e, TE, type E2e } from '../support/broker_e2e.ts'
 import { epoch, readRecord, recorder, until, verifiesWithPoolKey } from '../support/pilot_recorder.ts'
 import { startSlurm, type TestSlurm } from '../support/slurm.ts'
+import { DRAIN_S, policiesWithTokenLifetime, SITE, TRUST, WALLTIME_S } from '../support/slurm_pilot_setup.ts'
 
 // The provisioning module's SLURM pilot group on a real (throw-away) SLURM cluster: the example template
 // rendered by `provision render` against the broker and the development IAM on loopback, the SLURM site's
@@ -17,12 +18,8 @@ import { startSlurm, type TestSlurm } from '../support/slurm.ts'
 // `provision teardown` revokes what the manifest lists. The interop project runs one file at a time
 // (vitest.config.ts), so this cluster never runs beside slurm_pilot.test.ts's.
 const EXAMPLE = 'examples/provisioning/hybrid-pool.yaml'
-const TRUST = 'pool.example.org'
-const SITE = 'hpc-b'
 const SCOPE = 'condor:/READ condor:/ADVERTISE_STARTD condor:/ADVERTISE_MASTER'
-// As in slurm_pilot.test.ts: the pilot's minimum walltime, a 90 s drain, 10 s pilot tokens (renewed every ~5 s).
-const WALLTIME_S = 120
-const DRAIN_S = 90
+// As in slurm_pilot.test.ts: 10 s pilot tokens (renewed every ~5 s).
 const TOKEN_LIFE_S = 10
 
 async function cli(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number; out: string; err: string }> {
@@ -42,12 +39,7 @@ describe('the provisioning-rendered sbatch pilot on a real SLURM cluster', () =>
     const caDir = join(root, 'ca')
     await initPoolCa(caDir, { name: 'interop pool CA', now: Math.floor(Date.now() / 1000) })
     // The example's operator policy with 10 s pilot tokens.
-    const policies = join(root, 'policies')
-    cpSync(join(import.meta.dirname, '../../examples/provisioning/policies'), policies, { recursive: true })
-    const file = join(policies, '50-provisioning.yaml')
-    const text = readFileSync(file, 'utf8')
-    if (text.split('token_lifetime: 6h').length !== 2) throw new Error('the provisioning policy no longer says token_lifetime: 6h once; update this test')
-    writeFileSync(file, text.replace('token_lifetime: 6h', `token_lifetime: ${TOKEN_LIFE_S}s`))
+    const policies = policiesWithTokenLifetime(join(import.meta.dirname, '../../examples/provisioning/policies'), join(root, 'policies'), '50-provisioning.yaml', TOKEN_LIFE_S)
     e = await startE2e({ CTB_POLICY_DIR: policies, CTB_TRUST_DOMAIN: TRUST, CTB_CA_DIR: caDir })
   })
   afterAll(async () => {
