@@ -472,6 +472,10 @@ export abstract class ChainedStore implements BrokerStore {
     for await (const row of this.scanRows(fromSeq)) yield rowToRecord(row)
   }
 
+  async *scanStored(fromSeq = 1): AsyncIterable<StoredRow> {
+    yield* this.scanRows(fromSeq)
+  }
+
   async close(): Promise<void> {
     await this.committer.close()
     await this.closeBackend()
