@@ -212,7 +212,8 @@ describe('audit verify on a database an insider wrote to', () => {
       const seq = head.seq + 1
       const body = JSON.stringify(event)
       const hash = createHash('sha256').update(`${seq}\n${head.hash}\n${body}`).digest('hex')
-      db.prepare('INSERT INTO audit_log (seq, time, type, caller_sub, body, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?)').run(seq, 1_800_000_100, 'audit.checkpoint', 'retention', body, head.hash, hash)
+      const e = event as { type: string; caller: { sub: string } }
+      db.prepare('INSERT INTO audit_log (seq, time, type, caller_sub, body, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?)').run(seq, 1_800_000_100, e.type, e.caller.sub, body, head.hash, hash)
       db.prepare('UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1').run(seq, hash)
       return seq
     } finally { db.close() }
@@ -228,6 +229,20 @@ describe('audit verify on a database an insider wrote to', () => {
     expect(r.out.split('\n')).toEqual([
       'audit chain BROKEN at record seq 6: the chain head (table audit_head) is missing, so records cut off the end cannot be ruled out (5 records checked)',
       'revocations UNVERIFIED: the audit chain is broken, so it cannot vouch for the 0 rows of the revocations table',
+    ])
+  })
+
+  it.each([
+    ['token.revoked', { revocation: { id: 1, kind: 'site', value: 'cloud-a' } }, 'revocation'],
+    ['token.unrevoked', { lift: { id: 1 } }, 'lift'],
+  ])('names a %s record whose body states nothing well-formed, and exits 1', async (type, detail, what) => {
+    const { env, file } = await seeded(5)
+    const seq = append(file, { caller: { sub: 'cli:root' }, detail, time: 1_800_000_100, type })
+    const r = await cli(env, 'audit', 'verify')
+    expect({ code: r.code, err: r.err }).toEqual({ code: 1, err: '' })
+    expect(r.out.split('\n')).toEqual([
+      expect.stringMatching(/^audit chain OK: 6 records, seq 1\.\.6, head [0-9a-f]{64}$/),
+      `revocations DIFFER: the ${type} record at seq ${seq} states no well-formed ${what} (not written by the broker, or corrupted)`,
     ])
   })
 
