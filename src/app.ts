@@ -102,7 +102,7 @@ export function createApp(deps: AppDeps): Hono {
     app.route('/', auditRoutes({ audit: deps.admin.audit, auth, clock: systemClock, liveWindow: window }))
     app.route('/', revocationRoutes({ revocations: deps.admin.revocations, auth }))
     app.route('/', pilotRoutes({ audit: deps.admin.audit, auth, clock: systemClock, window }))
-    if (deps.admin.policy) app.route('/', policyExplainRoutes({ policy: deps.admin.policy, adminAuth: auth }))
+    if (deps.admin.policy) app.route('/', policyExplainRoutes({ policy: deps.admin.policy, adminAuth: auth, blocks: deps.admin.revocations }))
     if (deps.console) {
       app.route('/', consoleRoutes({
         audit: deps.admin.audit, revocations: deps.admin.revocations, ...(deps.admin.policy ? { policy: deps.admin.policy } : {}),
