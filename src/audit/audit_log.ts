@@ -1,3 +1,5 @@
+import type { StoredRow } from './chain.ts'
+
 /**
  * The audit seam. Every issuance, denial, renewal, revocation, key rotation and policy reload is one
  * event. Implementations must be append-only and hash-chained; `record` resolves only once
@@ -119,6 +121,11 @@ export interface AuditStore extends AuditLog {
   query(q: AuditQuery): Promise<AuditPage>
   /** Records in chain order from `fromSeq` (inclusive), for export and verification. */
   scan(fromSeq?: number): AsyncIterable<AuditRecord>
+  /**
+   * The rows as stored, indexed columns and body text included, in chain order from `fromSeq`: for checks
+   * that must see what searches select by (the console's record page), not only the hashed body.
+   */
+  scanStored(fromSeq?: number): AsyncIterable<StoredRow>
   verify(): Promise<ChainVerification>
   /**
    * Removes records older than `before` (epoch seconds) and appends a checkpoint; see chain.ts. `signal`

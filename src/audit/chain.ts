@@ -121,12 +121,27 @@ export function checkRecord(row: StoredRow): AuditEvent | string {
   }
   if (typeof event !== 'object' || event === null || encodeEventBody(event) !== row.body) return 'body is not in canonical form'
   if (recordHash(Number(row.seq), row.prev_hash, row.body) !== row.hash) return 'hash does not match the record content (record edited)'
-  const cols = columnsOf(event)
-  for (const c of COLUMN_NAMES) {
-    const stored = row[c] === null || row[c] === undefined ? null : typeof cols[c] === 'number' ? Number(row[c]) : row[c]
-    if (stored !== cols[c]) return `column ${c} differs from the hashed body (record edited)`
-  }
+  const [column] = columnDifferences(row, event)
+  if (column !== undefined) return columnDiffers(column)
   return event
+}
+
+/** How `audit verify` and the console's record page name an indexed column that no longer says what the body says. */
+export function columnDiffers(column: string): string {
+  return `column ${column} differs from the hashed body (record edited)`
+}
+
+/**
+ * The indexed columns of `row` that differ from what `event` (its parsed body) says, in COLUMN_NAMES order.
+ * Searches and counts select by these columns, so one edited beside an untouched body hides or moves a record.
+ */
+export function columnDifferences(row: StoredRow, event: AuditEvent): (keyof AuditColumns)[] {
+  const cols = columnsOf(event)
+  return COLUMN_NAMES.filter((c) => {
+    // PostgreSQL hands bigint columns back as strings.
+    const stored = row[c] === null || row[c] === undefined ? null : typeof cols[c] === 'number' ? Number(row[c]) : row[c]
+    return stored !== cols[c]
+  })
 }
 
 /**

@@ -18,11 +18,24 @@ export interface IssuanceBlocks {
   blockedIdentity(sub: string): string | undefined
 }
 
+/** A blocked caller with the entry that blocks it: for explaining a refusal to an admin, who may see revocation ids. */
+export interface CallerBlock {
+  /** Always found while blockedCaller and this read the same entries; absent, the caller is refused all the same. */
+  revocation?: Revocation
+  /** What the token endpoint answers (IssuanceBlocks.blockedCaller). */
+  reason: string
+}
+
+/** Names the entry behind a caller block (policy explain); slower than blockedCaller, off the hot path. */
+export interface CallerBlockSource {
+  callerBlock(caller: { iss?: string | undefined; sub: string; client_id?: string | undefined }): CallerBlock | undefined
+}
+
 /**
  * An immutable, indexed view of the active revocations: O(1) per check, so it can sit on hot paths.
  * Mirrors buildRevocationExpression clause by clause.
  */
-export class RevocationSnapshot implements RevocationChecker, IssuanceBlocks {
+export class RevocationSnapshot implements RevocationChecker, IssuanceBlocks, CallerBlockSource {
   readonly #jtis: ReadonlySet<string>
   readonly #subs: ReadonlyMap<string, number>
   readonly #sites: ReadonlyMap<string, number>
@@ -34,9 +47,12 @@ export class RevocationSnapshot implements RevocationChecker, IssuanceBlocks {
    * revocation entry that raised it has expired.
    */
   readonly #roles: ReadonlyMap<string, number>
+  /** The active `sub` and `client` entries, by id: which one blocks a caller (callerBlock). */
+  readonly #callerEntries: readonly Revocation[]
 
   constructor(revocations: readonly Revocation[], roleGenerations: ReadonlyMap<string, number>, now: number) {
     const { jtis, subs, sites, clients, atIssuer, pilotJobs } = activeCutoffs(revocations, now)
+    this.#callerEntries = revocations.filter((r) => (r.kind === 'sub' || r.kind === 'client') && r.until >= now && r.liftedAt === undefined).sort((a, b) => a.id - b.id)
     this.#pilotJobs = pilotJobs
     this.#atIssuer = atIssuer
     this.#jtis = jtis
@@ -78,6 +94,20 @@ export class RevocationSnapshot implements RevocationChecker, IssuanceBlocks {
 
   blockedIdentity(sub: string): string | undefined {
     return this.#subs.has(sub) ? `identity ${sub} has been revoked` : undefined
+  }
+
+  /**
+   * The verdict of blockedCaller, with the entry behind it: a `sub` entry before a `client` one, as
+   * blockedCaller's reason names the caller before its client; the lowest id among several.
+   */
+  callerBlock(caller: { iss?: string | undefined; sub: string; client_id?: string | undefined }): CallerBlock | undefined {
+    const reason = this.blockedCaller(caller)
+    if (reason === undefined) return undefined
+    const atIssuer = (r: Revocation) => r.iss === undefined || r.iss === caller.iss
+    const revocation = this.#callerEntries.find((r) => r.kind === 'sub' && r.value === caller.sub && atIssuer(r))
+      ?? this.#callerEntries.find((r) => r.kind === 'client' && r.value === caller.client_id && atIssuer(r))
+    // Both read the same entries, so one is found; should they ever part, the caller is still refused (fail closed).
+    return revocation ? { revocation, reason } : { reason }
   }
 
   /** The generation new tokens of `role` must carry. */

@@ -145,13 +145,28 @@ function isLift(v: unknown): v is RevocationLift {
   return typeof l.id === 'number' && typeof l.liftedAt === 'number'
 }
 
+/**
+ * Why a record that states revocations states something that is not well-formed, or undefined. Every
+ * `token.revoked` record the broker wrote carries `detail.revocation` (id, kind, value, until: since its first
+ * store) and every `token.unrevoked` one `detail.lift` (id, liftedAt), so one without them was appended by
+ * someone else or corrupted. Skipped as saying nothing, it hid what it was meant to state (a lift that
+ * undoes a revocation, a revocation whose row is gone) behind a green check; it is reported instead.
+ */
+export function malformedRevocationRecord(seq: number, e: AuditEvent): string | undefined {
+  if (e.type === 'token.revoked' && revocationOfEvent(e) === undefined) return `the token.revoked record at seq ${seq} states no well-formed revocation (not written by the broker, or corrupted)`
+  if (e.type === 'token.unrevoked' && liftOfEvent(e) === undefined) return `the token.unrevoked record at seq ${seq} states no well-formed lift (not written by the broker, or corrupted)`
+  const malformed = malformedEntries(e)
+  if (malformed > 0) return `the record at seq ${seq} states ${malformed} revocation${malformed === 1 ? '' : 's'} or lift${malformed === 1 ? '' : 's'} that ${malformed === 1 ? 'is' : 'are'} not well-formed`
+  return undefined
+}
+
 /** Every difference between the table and the chain, one sentence each; empty when they agree. */
 export function revocationDifferences(ev: RevocationEvidence): string[] {
   const out: string[] = []
   const chained: Chained = new Map()
   for (const rec of ev.records) {
-    const malformed = malformedEntries(rec.event)
-    if (malformed > 0) out.push(`the record at seq ${rec.seq} states ${malformed} revocation${malformed === 1 ? '' : 's'} or lift${malformed === 1 ? '' : 's'} that ${malformed === 1 ? 'is' : 'are'} not well-formed`)
+    const malformed = malformedRevocationRecord(rec.seq, rec.event)
+    if (malformed !== undefined) out.push(malformed)
     for (const rev of revocationsOf(rec.event)) {
       const seen = chained.get(rev.id)
       if (seen && fieldDifferences(seen.rev, rev).length > 0) out.push(`revocation ${rev.id} is recorded differently at seq ${seen.seq} and seq ${rec.seq}`)

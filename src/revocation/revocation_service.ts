@@ -5,7 +5,7 @@ import type { Logger } from '../lib/logger.ts'
 import { parsePilotJob } from './pilot_job.ts'
 import { buildRevocationExpression, isClassAdSafe } from './condor_expression.ts'
 import { INITIAL_GENERATION, longestLifetime, REVOCATION_KINDS, type Revocation, type RevocationKind, type RevocationStore } from './revocation.ts'
-import { RevocationSnapshot, type IssuanceBlocks, type RevocationChecker } from './revocation_checker.ts'
+import { RevocationSnapshot, type CallerBlock, type CallerBlockSource, type IssuanceBlocks, type RevocationChecker } from './revocation_checker.ts'
 
 /** Roles and sites a revocation may name, from the policies in force (see policy/revocation_labels.ts). */
 export interface KnownLabels {
@@ -55,7 +55,7 @@ export interface RevocationActor {
  * A snapshot a few seconds stale can only over-revoke: a token minted with an old generation is already
  * revoked by the newer one, never the other way round.
  */
-export class RevocationService implements RevocationChecker, IssuanceBlocks {
+export class RevocationService implements RevocationChecker, IssuanceBlocks, CallerBlockSource {
   readonly #deps: RevocationServiceDeps
   #snapshot: RevocationSnapshot
   #timer: NodeJS.Timeout | undefined
@@ -152,6 +152,10 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks {
 
   blockedIdentity(sub: string): string | undefined {
     return this.#snapshot.blockedIdentity(sub)
+  }
+
+  callerBlock(caller: { iss?: string | undefined; sub: string; client_id?: string | undefined }): CallerBlock | undefined {
+    return this.#snapshot.callerBlock(caller)
   }
 
   /**

@@ -7,7 +7,7 @@ import type { CredentialConfirmation, CredentialStore, CredentialWrite, StoredCr
 import type { ConsoleSessionStore, SessionWrite, StoredSession } from '../console/session_store.ts'
 import type { IssuanceHorizon, IssuanceHorizons, NewRevocation, Revocation, RevocationLift, RevocationStore } from '../revocation/revocation.ts'
 import { GroupCommitter, StoreOverloaded, type CommitStats, type Committer, type GroupCommitOptions } from './group_commit.ts'
-import { verifyRevocationEvidence, type CarriedRevocations, type RevocationVerification } from '../revocation/revocation_consistency.ts'
+import { malformedRevocationRecord, verifyRevocationEvidence, type CarriedRevocations, type RevocationVerification } from '../revocation/revocation_consistency.ts'
 
 /** One queued write. Results are filled in by the backend inside the transaction. */
 export type WriteOp =
@@ -416,6 +416,10 @@ export abstract class ChainedStore implements BrokerStore {
       if (pruned) last = row
       // The first record kept is fed too: it must link to the last one pruned.
       if (!v.feed(row) || !pruned) break
+      // Intact (its type column is its body's), but stating a revocation or lift nobody could have written:
+      // pruned, it would be gone and the checkpoint would carry nothing of it, so `audit verify` went green.
+      const malformed = statesRevocations(row.type) ? malformedRevocationRecord(Number(row.seq), rowToRecord(row).event) : undefined
+      if (malformed !== undefined) throw new OperatorError('EAUDITCHAIN', `${malformed}; not pruning (run "audit verify")`)
     }
     if (!first || !last) return undefined
     const refuse = (b: { seq: number; reason: string }) => new OperatorError('EAUDITCHAIN', `audit chain broken at seq ${b.seq}: ${b.reason}; not pruning (run "audit verify")`)
@@ -470,6 +474,10 @@ export abstract class ChainedStore implements BrokerStore {
 
   async *scan(fromSeq = 1): AsyncIterable<AuditRecord> {
     for await (const row of this.scanRows(fromSeq)) yield rowToRecord(row)
+  }
+
+  async *scanStored(fromSeq = 1): AsyncIterable<StoredRow> {
+    yield* this.scanRows(fromSeq)
   }
 
   async close(): Promise<void> {

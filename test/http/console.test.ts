@@ -296,6 +296,16 @@ describe('console policy explain', () => {
     expect(bad.status).toBe(400)
     expect(await bad.text()).toContain('explain: role')
   })
+
+  it('explains a caller a revocation blocks as the token endpoint decides: denied, naming the revocation', async () => {
+    const rev = await revocations.revoke({ kind: 'client', value: 'ctb-cloud-a-provisioner' }, { principal: 'bootstrap' })
+    const { cookie, csrf } = await bootstrapSession()
+    const res = await postForm('/console/act/explain', cookie, { csrf, iss: IAM, sub: 'svc', client_id: 'ctb-cloud-a-provisioner', role: 'startd', host: 'ep-3.cloud-a.example.org' })
+    const text = await res.text()
+    expect(text).toMatch(/id="explain-decision">deny</)
+    // Shown inside the explanation's JSON, where the quotes carry a backslash.
+    expect(text).toContain(`caller svc is blocked by revocation ${rev.id} (client \\&quot;ctb-cloud-a-provisioner\\&quot; at every trusted issuer): client ctb-cloud-a-provisioner has been revoked`)
+  })
 })
 
 describe('console escaping', () => {

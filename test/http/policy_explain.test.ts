@@ -19,7 +19,8 @@ const adminAuth: MiddlewareHandler = async (c, next) => {
 
 function app(): Hono {
   const a = new Hono()
-  a.route('/', policyExplainRoutes({ policy: holder, adminAuth }))
+  // Nobody is revoked here: test/http/policy_explain_blocked.test.ts explains blocked callers.
+  a.route('/', policyExplainRoutes({ policy: holder, adminAuth, blocks: { callerBlock: () => undefined } }))
   a.onError(oauthErrorResponse(silentLogger))
   return a
 }

@@ -146,6 +146,44 @@ describe('condor-token-broker revoke', () => {
     expect(existsSync(dir)).toBe(false)
   })
 
+  // SEC_TOKEN_REVOCATION_EXPR decides what every daemon accepts: written from a table an insider edited, it
+  // un-revokes on every daemon at the next condor_reconfig. So revoke condor checks the table against the
+  // chain first, as serve's start-up does, and refuses in that one line, leaving the file it would replace as it was.
+  it.each([
+    ['deleted', 'DELETE FROM revocations WHERE id = 1', 'revocation 1 (sub "mallory"), recorded at seq 4, is missing from the revocations table (deleted)'],
+    ['marked lifted without a record', "UPDATE revocations SET lifted_at = 1800000500, lifted_by = 'cli:root' WHERE id = 1", 'revocation 1 (sub "mallory") differs from its record at seq 4: liftedAt 1800000500, recorded null, liftedBy "cli:root", recorded null (edited)'],
+  ])('refuses to write the snippet from a revocations table whose row was %s by hand', async (_what, sql, difference) => {
+    const { env, file } = await seeded(3)
+    expect((await cli(env, 'revoke', '--sub', 'mallory')).code).toBe(0)
+    const out = join(tempDir(), '90-token-revocations.conf')
+    expect((await cli(env, 'revoke', 'condor', '--out', out)).code).toBe(0)
+    const pushed = readFileSync(out, 'utf8')
+    expect(pushed).toContain('sub =?= "mallory"')
+    const db = new DatabaseSync(file)
+    db.exec(sql)
+    db.close()
+    for (const argv of [['revoke', 'condor', '--out', out], ['revoke', 'condor']]) {
+      const r = await cli(env, ...argv)
+      expect({ code: r.code, out: r.out, err: r.err }).toEqual({
+        code: 1, out: '',
+        err: `condor-token-broker: revocations differ from the audit chain: ${difference}; run "audit verify" and restore the revocations table from a backup`,
+      })
+    }
+    expect(readFileSync(out, 'utf8')).toBe(pushed)
+  })
+
+  it('refuses to write the snippet when the audit chain cannot vouch for the table', async () => {
+    const { env, file } = await seeded(3)
+    expect((await cli(env, 'revoke', '--sub', 'mallory')).code).toBe(0)
+    const db = new DatabaseSync(file)
+    db.exec("UPDATE audit_log SET type = 'token.denied' WHERE seq = 4")
+    db.exec('DELETE FROM revocations')
+    db.close()
+    const r = await cli(env, 'revoke', 'condor')
+    expect({ code: r.code, out: r.out }).toEqual({ code: 1, out: '' })
+    expect(r.err).toBe('condor-token-broker: the audit chain cannot vouch for the revocations table: audit chain broken at seq 4: column type differs from the hashed body (record edited); run "audit verify"')
+  })
+
   it('refuses a role or site no policy defines and no token carries, in one line with exit 1, storing nothing', async () => {
     const { env } = await seeded(3)
     for (const [flag, value] of [['--role', 'stardt'], ['--site', 'hpc-x']] as const) {
@@ -212,7 +250,8 @@ describe('audit verify on a database an insider wrote to', () => {
       const seq = head.seq + 1
       const body = JSON.stringify(event)
       const hash = createHash('sha256').update(`${seq}\n${head.hash}\n${body}`).digest('hex')
-      db.prepare('INSERT INTO audit_log (seq, time, type, caller_sub, body, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?)').run(seq, 1_800_000_100, 'audit.checkpoint', 'retention', body, head.hash, hash)
+      const e = event as { type: string; caller: { sub: string } }
+      db.prepare('INSERT INTO audit_log (seq, time, type, caller_sub, body, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?)').run(seq, 1_800_000_100, e.type, e.caller.sub, body, head.hash, hash)
       db.prepare('UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1').run(seq, hash)
       return seq
     } finally { db.close() }
@@ -228,6 +267,20 @@ describe('audit verify on a database an insider wrote to', () => {
     expect(r.out.split('\n')).toEqual([
       'audit chain BROKEN at record seq 6: the chain head (table audit_head) is missing, so records cut off the end cannot be ruled out (5 records checked)',
       'revocations UNVERIFIED: the audit chain is broken, so it cannot vouch for the 0 rows of the revocations table',
+    ])
+  })
+
+  it.each([
+    ['token.revoked', { revocation: { id: 1, kind: 'site', value: 'cloud-a' } }, 'revocation'],
+    ['token.unrevoked', { lift: { id: 1 } }, 'lift'],
+  ])('names a %s record whose body states nothing well-formed, and exits 1', async (type, detail, what) => {
+    const { env, file } = await seeded(5)
+    const seq = append(file, { caller: { sub: 'cli:root' }, detail, time: 1_800_000_100, type })
+    const r = await cli(env, 'audit', 'verify')
+    expect({ code: r.code, err: r.err }).toEqual({ code: 1, err: '' })
+    expect(r.out.split('\n')).toEqual([
+      expect.stringMatching(/^audit chain OK: 6 records, seq 1\.\.6, head [0-9a-f]{64}$/),
+      `revocations DIFFER: the ${type} record at seq ${seq} states no well-formed ${what} (not written by the broker, or corrupted)`,
     ])
   })
 

@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import type { AuditEvent } from '../../src/audit/audit_log.ts'
 import { GENESIS_HASH, recordHash } from '../../src/audit/chain.ts'
+import { checkRecordInChain } from '../../src/audit/record_check.ts'
 import type { BrokerStore } from '../../src/storage/chained_store.ts'
 
 /**
@@ -188,6 +189,18 @@ export function auditStoreContract(name: string, h: StoreHarness): void {
       for (let i = 1; i <= 5; i++) await s.record(issued(i))
       await h.tamper.setColumn(3, 'role', 'admin')
       expect(await s.verify()).toMatchObject({ ok: false, broken: { seq: 3, reason: expect.stringMatching(/column role/) } })
+    })
+
+    // The console's record page reads the rows as stored, so a column edited beside an untouched body shows.
+    it('the record check names an indexed column edited beside an untouched body, and only on that record', async () => {
+      const s = await fresh()
+      for (let i = 1; i <= 5; i++) await s.record(issued(i))
+      await h.tamper.setColumn(3, 'issued_sub', 'mallory@eps.pool.example.org')
+      const edited = (await checkRecordInChain(s, 3))!
+      expect(edited.hashOk).toBe(true)
+      expect(edited.columnFaults).toEqual(['column issued_sub differs from the hashed body (record edited)'])
+      expect(edited.record.event.issuedSub).not.toBe('mallory@eps.pool.example.org')
+      for (const seq of [2, 4]) expect((await checkRecordInChain(s, seq))!.columnFaults).toEqual([])
     })
 
     it('verify names a deleted record and a truncated tail', async () => {

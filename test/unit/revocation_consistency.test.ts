@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import type { AuditEvent, AuditRecord } from '../../src/audit/audit_log.ts'
-import { revocationDifferences, revocationOfEvent } from '../../src/revocation/revocation_consistency.ts'
+import { assertRevocationsMatchAudit, revocationDifferences, revocationOfEvent } from '../../src/revocation/revocation_consistency.ts'
+import { MemoryStore } from '../../src/storage/memory_store.ts'
 
 const T = 1_800_000_000
 const rec = (seq: number, event: AuditEvent): AuditRecord => ({ seq, event, prevHash: '', hash: '' })
@@ -28,5 +29,44 @@ describe('revocation consistency', () => {
     const r = (seq: number, until: number) => rec(seq, { type: 'token.revoked', time: T, detail: { revocation: { id: 1, kind: 'jti', value: 'j', revokedAt: T, until } } })
     expect(revocationDifferences({ records: [r(1, T + 1), r(2, T + 2)], rows: [{ id: 1, kind: 'jti', value: 'j', revokedAt: T, until: T + 1 }], generations: new Map() }))
       .toEqual(['revocation 1 is recorded differently at seq 1 and seq 2'])
+  })
+
+  // The broker has written detail.revocation (id, kind, value, until) on every token.revoked record since the
+  // first store, and detail.lift (id, liftedAt) on every token.unrevoked one: a record without them is one it
+  // did not write (an insider's append) or a corrupted one, and must not be skipped as if it said nothing.
+  const none = { records: [] as AuditRecord[], rows: [], generations: new Map<string, number>() }
+  it.each([
+    ['no detail', {}],
+    ['an id that is not a number', { revocation: { id: '1', kind: 'site', value: 'cloud-a', until: T + 60 } }],
+    ['an unknown kind', { revocation: { id: 1, kind: 'everything', value: 'cloud-a', until: T + 60 } }],
+    ['no until', { revocation: { id: 1, kind: 'site', value: 'cloud-a' } }],
+  ])('names a token.revoked record with %s', (_what, detail) => {
+    const r = rec(7, { type: 'token.revoked', time: T, caller: { sub: 'cli:root' }, detail })
+    expect(revocationDifferences({ ...none, records: [r] })).toEqual(['the token.revoked record at seq 7 states no well-formed revocation (not written by the broker, or corrupted)'])
+  })
+
+  it.each([
+    ['no detail', {}],
+    ['no liftedAt', { lift: { id: 1 } }],
+    ['an id that is not a number', { lift: { id: null, liftedAt: T } }],
+  ])('names a token.unrevoked record with %s', (_what, detail) => {
+    const r = rec(9, { type: 'token.unrevoked', time: T, caller: { sub: 'cli:root' }, detail })
+    expect(revocationDifferences({ ...none, records: [r] })).toEqual(['the token.unrevoked record at seq 9 states no well-formed lift (not written by the broker, or corrupted)'])
+  })
+
+  it('a malformed token.revoked record appended to an intact chain stops the start-up check, naming its seq', async () => {
+    const store = new MemoryStore()
+    await store.record({ type: 'token.issued', time: T, jti: 'j1' })
+    await store.record({ type: 'token.revoked', time: T + 1, caller: { sub: 'cli:root' }, site: 'cloud-a', detail: { revocation: { id: 1, kind: 'site', value: 'cloud-a' } } })
+    expect(await store.verify()).toMatchObject({ ok: true })
+    await expect(assertRevocationsMatchAudit(store)).rejects.toThrow('revocations differ from the audit chain: the token.revoked record at seq 2 states no well-formed revocation (not written by the broker, or corrupted); run "audit verify" and restore the revocations table from a backup')
+  })
+
+  it('retention refuses to prune a malformed revocation record, so the next prune cannot erase it', async () => {
+    const store = new MemoryStore()
+    await store.record({ type: 'token.unrevoked', time: T, caller: { sub: 'cli:root' }, detail: { lift: { id: 3 } } })
+    await store.record({ type: 'token.issued', time: T + 100, jti: 'j1' })
+    await expect(store.prune(T + 50, T + 200)).rejects.toThrow('the token.unrevoked record at seq 1 states no well-formed lift (not written by the broker, or corrupted); not pruning (run "audit verify")')
+    expect(store.rawRows().map((r) => r.seq)).toEqual([1, 2])
   })
 })

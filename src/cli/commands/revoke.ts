@@ -3,6 +3,7 @@ import { loadConfig, maxTokenLifetime, type Config } from '../../config.ts'
 import { systemClock } from '../../lib/clock.ts'
 import { createLogger } from '../../lib/logger.ts'
 import { condorConfigSnippet } from '../../revocation/condor_expression.ts'
+import { assertRevocationsMatchAudit } from '../../revocation/revocation_consistency.ts'
 import { RevocationService } from '../../revocation/revocation_service.ts'
 import { REVOCATION_ID, REVOCATION_KINDS, type RevocationKind } from '../../revocation/revocation.ts'
 import { policyContextFromConfig } from '../../policy/context.ts'
@@ -40,7 +41,8 @@ const HELP = `Usage: condor-token-broker revoke (--jti ID | --sub SUB | --role R
   revoke list            active revocations (--all: also lifted ones and those that can no longer match)
   revoke condor          print SEC_TOKEN_REVOCATION_EXPR as a config snippet; --out writes it atomically
                          into an existing directory (e.g. /etc/condor/config.d/90-token-revocations.conf),
-                         then run condor_reconfig
+                         then run condor_reconfig. Refuses (exit 1, nothing written) when the revocations
+                         table differs from the audit chain, as serve refuses to start
 
 A running broker picks up CLI revocations within revocation.refresh_seconds.
 Common options: --config FILE (or CTB_CONFIG)`
@@ -77,6 +79,11 @@ export async function revokeCommand(argv: string[], io: CommandIo): Promise<numb
       return 0
     }
     if (sub === 'condor') {
+      // The expression decides what every daemon accepts, and this process holds nothing of what the table
+      // said before (as a running broker does): a row deleted or marked lifted by hand would un-revoke on every
+      // daemon at the next condor_reconfig. So the table must match the chain first, as at serve's start; the
+      // whole chain is hashed (no anchor: the CLI seals none), about 1 s per 100,000 records.
+      await assertRevocationsMatchAudit(store)
       const { expr, clauses, unexpressed, generatedAt } = await service.condorExpression()
       const text = condorConfigSnippet(expr, clauses, generatedAt, unexpressed)
       if (values.out) {

@@ -46,13 +46,14 @@ function yesNo(v: boolean | null, none: string): Html {
 
 /** One record: its fields, its place in the chain and whether it verifies there. */
 export function recordPage(o: { viewer: Viewer; check: RecordCheck }): string {
-  const { record: r, hashOk, linkedToPrevious, linkedFromNext } = o.check
-  const verifies = hashOk && linkedToPrevious !== false && linkedFromNext !== false
+  const { record: r, hashOk, columnFaults, linkedToPrevious, linkedFromNext } = o.check
+  const verifies = hashOk && columnFaults.length === 0 && linkedToPrevious !== false && linkedFromNext !== false
   const body = html`<div class="card"><h2>Record ${r.seq}: ${r.event.type}</h2>
 <dl class="kv">
 <dt>chain position</dt><dd>seq <span class="mono">${r.seq}</span> · <a href="/console/records/${r.seq - 1}">previous</a> · <a href="/console/records/${r.seq + 1}">next</a></dd>
 <dt>verifies</dt><dd id="record-verifies">${verifies ? html`<span class="ok">yes</span>` : html`<span class="bad">NO</span>`}</dd>
 <dt>hash matches content</dt><dd>${yesNo(hashOk, '')}</dd>
+<dt>indexed columns match content</dt><dd id="record-columns">${columnFaults.length === 0 ? html`<span class="ok">yes</span>` : html`<span class="bad">NO</span>: ${columnFaults.join('; ')}; searches and counts select by these columns`}</dd>
 <dt>linked to previous</dt><dd>${yesNo(linkedToPrevious, 'previous record pruned')}</dd>
 <dt>linked from next</dt><dd>${yesNo(linkedFromNext, 'this is the head')}</dd>
 <dt>hash</dt><dd class="mono">${r.hash}</dd>

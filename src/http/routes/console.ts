@@ -31,7 +31,8 @@ import { authenticateAdmin, type AdminAuthOptions } from '../middleware/admin_au
 import { limitBody } from '../middleware/body_limit.ts'
 import { consoleHeaders, consoleSession, csrfRefused, formOfSession, sameOrigin, SESSION_COOKIE } from '../middleware/console_session.ts'
 import { summaryRange } from './audit.ts'
-import { decisionRequestFrom, ExplainBody, type PolicySource } from './policy_explain.ts'
+import { decisionRequestFrom, ExplainBody, withCallerBlock, type PolicySource } from './policy_explain.ts'
+import { explainCallerBlock } from '../../revocation/explain_caller_block.ts'
 
 /**
  * The sign-in in progress (state, PKCE verifier, nonce), kept in this browser's own cookie rather than in
@@ -46,8 +47,8 @@ const PRE_COOKIE = '__Host-ctb-console-pre'
 const MAX_FORM_BYTES = 64 * 1024
 
 export interface ConsoleDeps {
-  audit: Pick<AuditStore, 'query' | 'scan' | 'verify'> & AuditAggregates
-  revocations: Pick<RevocationService, 'revoke' | 'preview' | 'list'>
+  audit: Pick<AuditStore, 'query' | 'scan' | 'scanStored' | 'verify'> & AuditAggregates
+  revocations: Pick<RevocationService, 'revoke' | 'preview' | 'list' | 'callerBlock'>
   policy?: PolicySource
   /** Users' job credentials, when enabled: the service GET and DELETE /v1/credentials use. */
   credentials?: Pick<CredentialService, 'list' | 'revoke'>
@@ -287,7 +288,8 @@ export function consoleRoutes(deps: ConsoleDeps): Hono {
       const i = parsed.error.issues[0]!
       return act(c, { explain: form, error: `explain: ${i.path.join('.') || 'form'}: ${i.message}` }, 400)
     }
-    return act(c, { explain: form, explanation: explain(deps.policy.current, decisionRequestFrom(parsed.data)) })
+    const explanation = explain(deps.policy.current, decisionRequestFrom(parsed.data))
+    return act(c, { explain: form, explanation: withCallerBlock(explanation, explainCallerBlock(deps.revocations, parsed.data.subject)) })
   })
 
   return app

@@ -4,7 +4,9 @@ import { InvalidRequest } from '../../errors.ts'
 import type { Policy } from '../../policy/compile.ts'
 import type { DecisionRequest } from '../../policy/decision.ts'
 import { MAX_PILOT_COUNT } from '../../contract/pilot.ts'
-import { explain } from '../../policy/explain.ts'
+import { explain, type Explanation } from '../../policy/explain.ts'
+import { explainCallerBlock, type CallerBlockDenial } from '../../revocation/explain_caller_block.ts'
+import type { CallerBlockSource } from '../../revocation/revocation_checker.ts'
 import { explainEnrolment } from '../../policy/explain_enrolment.ts'
 import { limitBody } from '../middleware/body_limit.ts'
 
@@ -58,7 +60,7 @@ export const ExplainBody = z.strictObject({
  * `authorizeAdmin`). Answers JSON, never cached; bad bodies are `invalid_request` through the app's
  * OAuth error mapper.
  */
-export function policyExplainRoutes(deps: { policy: PolicySource; adminAuth: MiddlewareHandler }): Hono {
+export function policyExplainRoutes(deps: { policy: PolicySource; adminAuth: MiddlewareHandler; blocks: CallerBlockSource }): Hono {
   const app = new Hono()
   app.post('/admin/policy/explain', deps.adminAuth, limitBody(MAX_BODY), async (c) => {
     let raw: unknown
@@ -74,6 +76,9 @@ export function policyExplainRoutes(deps: { policy: PolicySource; adminAuth: Mid
     }
     c.header('Cache-Control', 'no-store')
     const e = parsed.data.pilot_enrolment
+    // The token endpoint refuses a blocked caller before it asks the policy, for an enrolment as for a token.
+    const blocked = explainCallerBlock(deps.blocks, parsed.data.subject)
+    if (e && blocked) return c.json({ decision: blocked, rules: [], policyDigest: deps.policy.current.digest })
     if (e) {
       const site = parsed.data.params?.site
       // The same request the token endpoint decides; an enrolment has no rule-by-rule trace (rules: []).
@@ -83,9 +88,17 @@ export function policyExplainRoutes(deps: { policy: PolicySource; adminAuth: Mid
       })
       return c.json({ ...x, rules: [] })
     }
-    return c.json(explain(deps.policy.current, decisionRequestFrom(parsed.data)))
+    return c.json(withCallerBlock(explain(deps.policy.current, decisionRequestFrom(parsed.data)), blocked))
   })
   return app
+}
+
+/**
+ * An explanation whose caller a revocation blocks: the rules as the policy would judge them (what lifting the
+ * entry would give), none decisive, and the block as the decision, as the token endpoint decides.
+ */
+export function withCallerBlock(x: Explanation, blocked: CallerBlockDenial | undefined): Explanation {
+  return blocked ? { ...x, decision: blocked, rules: x.rules.map((r) => ({ ...r, decisive: false })) } : x
 }
 
 /** The policy's view of an explain body (the console's explain form builds the same body). */

@@ -1,0 +1,96 @@
+// The console's record page judges a record by what is stored, not only by its re-encoded body: the indexed
+// columns (caller_sub, role, type, …) are what the console's search and `audit list` select by, so one edited
+// by hand beside an untouched body must read as a record that does not verify, naming the column, as
+// `audit verify` names it (docs/audit.md: "column X differs from the hashed body (record edited)").
+import { createHash } from 'node:crypto'
+import { beforeEach, describe, expect, it } from 'vitest'
+import type { AuditEvent } from '../../src/audit/audit_log.ts'
+import { createApp } from '../../src/app.ts'
+import { bootstrapTokenAuthenticator } from '../../src/http/middleware/admin_auth.ts'
+import { fixedClock } from '../../src/lib/clock.ts'
+import { silentLogger } from '../../src/lib/logger.ts'
+import { RevocationService } from '../../src/revocation/revocation_service.ts'
+import { MemoryStore } from '../../src/storage/memory_store.ts'
+import { testDeps } from '../support/broker_deps.ts'
+import { cookieOf, signInWithToken } from '../support/console_sign_in.ts'
+
+const ORIGIN = 'https://broker.example.org'
+const BOOT = 'c'.repeat(43)
+const IAM = 'https://iam.example.org/'
+const NOW = 1795557188
+
+const ISSUED: AuditEvent = {
+  type: 'token.issued', time: NOW, caller: { iss: IAM, sub: 'ctb-cloud-a-provisioner', client_id: 'ctb-cloud-a-provisioner' },
+  role: 'startd', tokenKind: 'idtoken', site: 'cloud-a', decision: 'allow', issuedSub: 'startd-cloud-a-ep-17@eps.pool.example.org',
+  jti: 'fa60db71b73be01eaf46681bd3668d1b', exp: NOW + 86400,
+}
+
+let store: MemoryStore
+let app: ReturnType<typeof createApp>
+
+beforeEach(async () => {
+  store = new MemoryStore()
+  const revocations = new RevocationService({
+    store, clock: fixedClock(NOW), log: silentLogger, maxTokenLifetime: 86400, refreshSeconds: 60,
+    knownLabels: () => ({ roles: new Set(['startd']), sites: new Set(['cloud-a']) }),
+  })
+  app = createApp(testDeps({
+    admin: { audit: store, revocations, authenticators: [bootstrapTokenAuthenticator(createHash('sha256').update(BOOT).digest())] },
+    console: { keys: () => ({ scitoken: [], condor: [] }), sessionSeconds: 3600, sessions: store },
+  }))
+  await store.record(ISSUED)
+  await store.record({ ...ISSUED, jti: 'b'.repeat(32), time: NOW + 1 })
+})
+
+async function recordPage(seq: number): Promise<string> {
+  const res = await signInWithToken(app, BOOT, ORIGIN)
+  const cookie = `__Host-ctb-console=${cookieOf(res, '__Host-ctb-console')}`
+  const page = await app.request(`/console/records/${seq}`, { headers: { cookie } })
+  expect(page.status).toBe(200)
+  return page.text()
+}
+
+const verifies = (body: string) => /<dd id="record-verifies">(.*?)<\/dd>/s.exec(body)?.[1]
+
+describe('console record page: indexed columns', () => {
+  it('a record whose body, hash and columns agree verifies', async () => {
+    const body = await recordPage(1)
+    expect(verifies(body)).toContain('yes')
+    expect(body).not.toContain('differs from the hashed body')
+  })
+
+  it.each([
+    ['caller_sub', 'someone-else'],
+    ['issued_sub', 'startd-cloud-b-ep-1@eps.pool.example.org'],
+    ['role', 'schedd'],
+    ['type', 'token.denied'],
+    ['jti', 'c'.repeat(32)],
+    ['decision', 'deny'],
+    ['site', 'cloud-b'],
+    ['token_kind', 'scitoken'],
+    ['time', NOW - 7 * 86400],
+  ] as const)('a %s column edited beside an untouched body does not verify, and the page names it', async (column, value) => {
+    const row = store.rawRows()[0]!
+    ;(row as unknown as Record<string, unknown>)[column] = value
+    const body = await recordPage(1)
+    expect(verifies(body)).toContain('NO')
+    expect(body).toContain(`column ${column} differs from the hashed body`)
+    // The body is untouched: its hash still matches (the fault is the column, not the content).
+    expect(/<dt>hash matches content<\/dt><dd>(.*?)<\/dd>/s.exec(body)?.[1]).toContain('yes')
+  })
+
+  it('names every edited column, not only the first', async () => {
+    const row = store.rawRows()[0]!
+    row.caller_sub = 'someone-else'
+    row.site = 'cloud-b'
+    const body = await recordPage(1)
+    expect(body).toContain('column caller_sub differs from the hashed body')
+    expect(body).toContain('column site differs from the hashed body')
+  })
+
+  it('an edit of the next record\'s column does not make this one fail', async () => {
+    store.rawRows()[1]!.role = 'schedd'
+    expect(verifies(await recordPage(1))).toContain('yes')
+    expect(verifies(await recordPage(2))).toContain('NO')
+  })
+})
