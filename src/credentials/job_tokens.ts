@@ -211,6 +211,8 @@ export class JobTokens {
       const subject = confirmation.subject
       const d = decide(this.#policyFor(provider, ctx), { subject: renewedCaller(subject), role: provider.role, tokenKind: 'scitoken', audience, scopes })
       if (!d.allow) throw new AccessDenied(`the policy no longer grants this credential: ${d.reason}`)
+      // The token goes to this user's .use: one naming another HTCondor user would hand their name to these jobs.
+      if (!namesUser(d.identity, cred.user)) throw new AccessDenied(NOT_THIS_USER)
       const blocked = this.#deps.blocks.blockedIdentity(d.identity)
       if (blocked) throw new AccessDenied(blocked)
       const detail = { credential, via: 'mint', ...credd, iamCheck: { confirmedAt: confirmation.confirmedAt, outcome: confirmation.outcome } }
@@ -254,7 +256,7 @@ export class JobTokens {
       d = decide(policy, { subject, role: provider.role, tokenKind: 'access_token', audience, scopes: asked })
     }
     const refusal = !d.allow ? `the policy no longer grants this credential: ${d.reason}`
-      : d.identity.slice(0, Math.max(0, d.identity.lastIndexOf('@'))) !== cred.user ? 'the policy no longer maps this credential\'s IAM user to its HTCondor user'
+      : !namesUser(d.identity, cred.user) ? NOT_THIS_USER
       : this.#deps.blocks.blockedIdentity(d.identity)
     if (refusal) throw await this.#refused(new AccessDenied(refusal), cred, ctx, { provider, subject, scopes, audience })
     let got
@@ -298,6 +300,16 @@ export class JobTokens {
 /** The credd as every job-token record names it in `detail.credd`, issued or refused. */
 function creddDetail(credd: CreddPrincipal): { sub: string; role: string; site?: string } {
   return { sub: credd.sub, role: credd.role, ...(credd.site !== undefined ? { site: credd.site } : {}) }
+}
+
+const NOT_THIS_USER = 'the policy no longer maps this credential\'s IAM user to its HTCondor user'
+
+/**
+ * Whether a decision's identity still names the HTCondor user the credential is stored under: the part
+ * before "@", as registration took it.
+ */
+function namesUser(identity: string, user: string): boolean {
+  return identity.slice(0, Math.max(0, identity.lastIndexOf('@'))) === user
 }
 
 /** Which registration a cached token came from: a re-registration (new createdAt) invalidates it. */
