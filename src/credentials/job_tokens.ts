@@ -77,6 +77,16 @@ interface RefusalFacts {
 
 /** Cached tokens per (credential, scopes, audience, credd role and site); stale ones are swept past this many entries. */
 const SWEEP_AT = 10_000
+/**
+ * On the Vault-compatible listener the bearer is the `.top`'s Vault token, which the user's own storer
+ * received: a token obtained this recently is handed out again whatever `minimum_seconds` asks (a new one
+ * would outlive it by at most this much), so its holder cannot make every read a refresh at IAM or a mint,
+ * each with its audit record. The credd route's bearer is an access point's daemon and keeps the plain rule.
+ */
+export const VAULT_REUSE_SECONDS = 60
+
+/** A token as cached: which registration it came from (createdAt) and when it was obtained. */
+type CachedToken = JobToken & { stamp: number; obtainedAt: number }
 
 /**
  * Fresh tokens for jobs: an IAM access token refreshed with the user's stored refresh token, or a
@@ -88,7 +98,7 @@ const SWEEP_AT = 10_000
  */
 export class JobTokens {
   readonly #deps: JobTokenDeps
-  readonly #cache = new Map<string, JobToken>()
+  readonly #cache = new Map<string, CachedToken>()
   readonly #inflight = new SingleFlight<JobToken>()
 
   constructor(deps: JobTokenDeps) {
@@ -133,9 +143,11 @@ export class JobTokens {
     const cached = this.#cache.get(key)
     // Registered afresh since it was cached: the cached token may carry the old grant. A token with no
     // life left is never reused, whatever the minimum: `expires_in: 0` is no token to a credmon.
-    if (cached && cached.exp - now >= Math.max(min, 1) && cachedFor(cached, cred) && !(cached.claims && this.#deps.blocks.isRevoked(cached.claims))) return cached
+    const lasts = (t: CachedToken) => t.exp - now >= Math.max(min, 1)
+      || (ctx.credd === undefined && t.exp - now >= 1 && now - t.obtainedAt < VAULT_REUSE_SECONDS)
+    if (cached && lasts(cached) && cached.stamp === cred.createdAt && !(cached.claims && this.#deps.blocks.isRevoked(cached.claims))) return tokenOf(cached)
     return this.#inflight.run(key, () => this.#obtain(cred, subject, provider, scopes, audience, ctx).then((t) => {
-      this.#remember(key, { ...t, ...stamp(cred) })
+      this.#remember(key, { ...t, stamp: cred.createdAt, obtainedAt: this.#deps.clock.now() })
       return t
     }))
   }
@@ -288,7 +300,7 @@ export class JobTokens {
     return { accessToken: got.accessToken, exp, scope: got.scopes.join(' ') }
   }
 
-  #remember(key: string, t: JobToken & { stamp: number }): void {
+  #remember(key: string, t: CachedToken): void {
     if (this.#cache.size >= SWEEP_AT) {
       const now = this.#deps.clock.now()
       for (const [k, v] of this.#cache) if (v.exp <= now) this.#cache.delete(k)
@@ -312,13 +324,9 @@ function namesUser(identity: string, user: string): boolean {
   return identity.slice(0, Math.max(0, identity.lastIndexOf('@'))) === user
 }
 
-/** Which registration a cached token came from: a re-registration (new createdAt) invalidates it. */
-function stamp(c: StoredCredential): { stamp: number } {
-  return { stamp: c.createdAt }
-}
-
-function cachedFor(t: JobToken, c: StoredCredential): boolean {
-  return (t as JobToken & { stamp?: number }).stamp === c.createdAt
+/** The token of a cache entry, without the entry's bookkeeping. */
+function tokenOf(t: CachedToken): JobToken {
+  return { accessToken: t.accessToken, exp: t.exp, scope: t.scope, ...(t.claims ? { claims: t.claims } : {}) }
 }
 
 
