@@ -277,6 +277,22 @@ describe('credmon scan', () => {
     expect(JSON.parse(readFileSync(join(s.dir, 'alice', 'scitokens.use'), 'utf8')).access_token).toBe('eyJ.tok3.sig')
   })
 
+  it('on a refusal leaves a .use that is not a regular file alone, and still serves every other user', async () => {
+    // docs/credmon.md: a refusal removes the credential's .use, a regular file the credmon wrote. Whatever
+    // else sits at that name (here a directory) is not one, and one user's directory must not stop the
+    // scan: bob's token is still written and CREDMON_COMPLETE still touched.
+    const s = setup((n) => (n === 1 ? { kind: 'refused', reason: 'access_denied: the policy no longer grants this credential' } : token(n)))
+    s.top('alice', 'scitokens')
+    mkdirSync(join(s.dir, 'alice', 'scitokens.use'))
+    s.top('bob', 'scitokens')
+    const summary = await s.credmon.scan()
+    expect(s.calls.map((c) => c.user)).toEqual(['alice', 'bob'])
+    expect(statSync(join(s.dir, 'alice', 'scitokens.use')).isDirectory()).toBe(true)
+    expect(JSON.parse(readFileSync(join(s.dir, 'bob', 'scitokens.use'), 'utf8')).access_token).toBe('eyJ.tok2.sig')
+    expect(existsSync(join(s.dir, 'CREDMON_COMPLETE'))).toBe(true)
+    expect(summary).toEqual({ refreshed: 1, failed: 1, removed: 0 })
+  })
+
   it('ends only the files of the gone credential, and never follows a symbolic link', async () => {
     const s = setup(() => ({ kind: 'refused', reason: 'access_denied: revoked', gone: 'revoked' }), { providers: ['scitokens', 'cms'] })
     const outside = join(tempDir('ctb-credmon-outside-'), 'victim')

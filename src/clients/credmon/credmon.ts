@@ -175,8 +175,9 @@ export class Credmon {
       // Refused for now (the policy, fetched_by, a revoked user): a job must not keep using what it was
       // given, but the credential is still there, so the .top stays and the credmon resumes by itself
       // once an operator lifts the refusal.
-      if (fs.stat(usePath)) {
-        fs.remove(usePath)
+      // Only the regular file we wrote: anything else at the name is left alone (removeFile), and an
+      // error here must not end the scan of every user after this one.
+      if (fs.removeFile(usePath)) {
         summary.removed += 1
         log.warn(`credmon: removed ${key}.use: the broker refused the credential (${result.reason})`, { user, provider })
         st.lastProblem = `refused: ${result.reason}`
