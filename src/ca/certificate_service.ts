@@ -1,5 +1,5 @@
 import type { AuditEvent, AuditStore } from '../audit/audit_log.ts'
-import { InvalidRequest, NotFound, SlowDown, UnauthorizedClient, InvalidTarget } from '../errors.ts'
+import { BrokerError, InvalidRequest, NotFound, SlowDown, UnauthorizedClient, InvalidTarget } from '../errors.ts'
 import type { VerifiedSubject } from '../iam/subject.ts'
 import type { Clock } from '../lib/clock.ts'
 import type { Policy } from '../policy/compile.ts'
@@ -96,9 +96,14 @@ export class CertificateService {
 
   async issue(req: CertificateRequest, subject: VerifiedSubject, actor: Omit<Actor, 'principal'>): Promise<IssuedHostCertificate> {
     const dns = req.dns.map((d) => d.toLowerCase())
-    checkSanNames(dns, req.ip)
-    if (new Set(dns).size !== dns.length || new Set(req.ip).size !== req.ip.length) throw new InvalidRequest('a name is listed twice')
-    const publicKey = await checkCsr(req.csr)
+    let publicKey
+    try {
+      checkSanNames(dns, req.ip)
+      if (new Set(dns).size !== dns.length || new Set(req.ip).size !== req.ip.length) throw new InvalidRequest('a name is listed twice')
+      publicKey = await checkCsr(req.csr)
+    } catch (err) {
+      throw await this.refuse(err, subject, actor, { role: req.role, detail: { dns, ip: req.ip } })
+    }
     const now = this.#d.clock.now()
     const { decision, heldSite } = await this.#decide(req, dns, subject, now)
     const base: Omit<AuditEvent, 'type'> = {
@@ -123,6 +128,27 @@ export class CertificateService {
       detail: { serial: cert.serial, dns, ip: req.ip, notBefore: cert.notBefore },
     })
     return cert
+  }
+
+  /**
+   * Puts on record the refusal of a request whose caller verified, for what was wrong with the request
+   * itself (its body, its names, a CSR whose proof of possession fails), and returns the error to throw:
+   * as on POST /token, every such refusal is one record, so an attempt on a key the caller does not hold
+   * or on a wildcard name shows in the audit log. The policy's refusals are recorded by issue() itself.
+   * Anything but a 4xx BrokerError is returned untouched, unrecorded.
+   */
+  async refuse(err: unknown, subject: VerifiedSubject, actor: Omit<Actor, 'principal'>, at: { role?: string; detail?: Record<string, unknown> } = {}): Promise<unknown> {
+    // A rate-limit refusal has its own record (#refuseForRate); a 5xx is the broker's failing, not a refusal.
+    if (!(err instanceof BrokerError) || err instanceof SlowDown || err.status >= 500) return err
+    await this.#d.audit.record({
+      type: 'certificate.denied', decision: 'deny', time: this.#d.clock.now(), caller: callerOf(subject), tokenKind: 'host_certificate',
+      reason: `${err.error}: ${err.description}`,
+      ...(at.role !== undefined ? { role: at.role } : {}),
+      ...(actor.requestId ? { requestId: actor.requestId } : {}),
+      ...(actor.clientAddress ? { clientAddress: actor.clientAddress } : {}),
+      ...(at.detail ? { detail: at.detail } : {}),
+    })
+    return err
   }
 
   /** A rate-limit refusal: recorded when it is the first in its audit window, otherwise only counted. */

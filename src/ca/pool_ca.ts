@@ -245,9 +245,10 @@ const DNS_NAME = /^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a
 const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/
 
 /**
- * Reads a PEM CSR: its signature must verify (the caller holds the key), its key must be EC P-256/P-384
- * or RSA ≥ 2048, and the names asked for are plain lower-case DNS names and IPv4 addresses. The names
- * come from the request body, not the CSR: the broker decides them; the CSR only proves key possession.
+ * Reads a PEM CSR: its signature must verify (the caller holds the key) under SHA-256/384/512, its key
+ * must be EC P-256/P-384 or RSA ≥ 2048 with a public exponent of at least 65537, and the names asked for
+ * are plain lower-case DNS names and IPv4 addresses. The names come from the request body, not the CSR:
+ * the broker decides them; the CSR only proves key possession.
  */
 export async function checkCsr(pem: string): Promise<x509.PublicKey> {
   let csr: x509.Pkcs10CertificateRequest
@@ -256,14 +257,31 @@ export async function checkCsr(pem: string): Promise<x509.PublicKey> {
   } catch {
     throw new InvalidRequest('csr is not a PEM PKCS#10 certificate request')
   }
-  let ok = false
-  try { ok = await csr.verify() } catch { ok = false }
-  if (!ok) throw new InvalidRequest('the CSR signature does not verify')
-  const alg = csr.publicKey.algorithm as { name?: string; namedCurve?: string; modulusLength?: number }
+  // The key first: a key of another kind is refused for what it is, not as a signature that "does not verify".
+  const alg = csr.publicKey.algorithm as { name?: string; namedCurve?: string; modulusLength?: number; publicExponent?: Uint8Array }
   const strong = (alg.name === 'ECDSA' && (alg.namedCurve === 'P-256' || alg.namedCurve === 'P-384'))
     || (alg.name === 'RSASSA-PKCS1-v1_5' && (alg.modulusLength ?? 0) >= 2048)
   if (!strong) throw new InvalidRequest('the CSR key must be EC P-256/P-384 or RSA of at least 2048 bits')
+  if (alg.name === 'RSASSA-PKCS1-v1_5' && !soundRsaExponent(alg.publicExponent)) {
+    throw new InvalidRequest('the CSR\'s RSA public exponent must be odd and at least 65537')
+  }
+  // The signature is the proof of possession: under SHA-1 (collisions are practical) it proves little.
+  const hash = (csr.signatureAlgorithm as { hash?: { name?: string } }).hash?.name
+  if (hash === undefined || !CSR_HASHES.has(hash)) throw new InvalidRequest('the CSR must be signed with SHA-256, SHA-384 or SHA-512')
+  let ok = false
+  try { ok = await csr.verify() } catch { ok = false }
+  if (!ok) throw new InvalidRequest('the CSR signature does not verify')
   return csr.publicKey
+}
+
+const CSR_HASHES: ReadonlySet<string> = new Set(['SHA-256', 'SHA-384', 'SHA-512'])
+
+/** NIST SP 800-89 §5.3.3: an RSA public exponent is odd and at least 65537 (e = 3 or 1 are refused). */
+function soundRsaExponent(e: Uint8Array | undefined): boolean {
+  if (e === undefined || e.length === 0) return false
+  let value = 0n
+  for (const b of e) value = (value << 8n) | BigInt(b)
+  return value % 2n === 1n && value >= 65537n
 }
 
 export function checkSanNames(dns: readonly string[], ip: readonly string[]): void {

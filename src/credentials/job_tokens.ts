@@ -77,6 +77,16 @@ interface RefusalFacts {
 
 /** Cached tokens per (credential, scopes, audience, credd role and site); stale ones are swept past this many entries. */
 const SWEEP_AT = 10_000
+/**
+ * On the Vault-compatible listener the bearer is the `.top`'s Vault token, which the user's own storer
+ * received: a token obtained this recently is handed out again whatever `minimum_seconds` asks (a new one
+ * would outlive it by at most this much), so its holder cannot make every read a refresh at IAM or a mint,
+ * each with its audit record. The credd route's bearer is an access point's daemon and keeps the plain rule.
+ */
+export const VAULT_REUSE_SECONDS = 60
+
+/** A token as cached: which registration it came from (createdAt) and when it was obtained. */
+type CachedToken = JobToken & { stamp: number; obtainedAt: number }
 
 /**
  * Fresh tokens for jobs: an IAM access token refreshed with the user's stored refresh token, or a
@@ -88,7 +98,7 @@ const SWEEP_AT = 10_000
  */
 export class JobTokens {
   readonly #deps: JobTokenDeps
-  readonly #cache = new Map<string, JobToken>()
+  readonly #cache = new Map<string, CachedToken>()
   readonly #inflight = new SingleFlight<JobToken>()
 
   constructor(deps: JobTokenDeps) {
@@ -133,9 +143,11 @@ export class JobTokens {
     const cached = this.#cache.get(key)
     // Registered afresh since it was cached: the cached token may carry the old grant. A token with no
     // life left is never reused, whatever the minimum: `expires_in: 0` is no token to a credmon.
-    if (cached && cached.exp - now >= Math.max(min, 1) && cachedFor(cached, cred) && !(cached.claims && this.#deps.blocks.isRevoked(cached.claims))) return cached
+    const lasts = (t: CachedToken) => t.exp - now >= Math.max(min, 1)
+      || (ctx.credd === undefined && t.exp - now >= 1 && now - t.obtainedAt < VAULT_REUSE_SECONDS)
+    if (cached && lasts(cached) && cached.stamp === cred.createdAt && !(cached.claims && this.#deps.blocks.isRevoked(cached.claims))) return tokenOf(cached)
     return this.#inflight.run(key, () => this.#obtain(cred, subject, provider, scopes, audience, ctx).then((t) => {
-      this.#remember(key, { ...t, ...stamp(cred) })
+      this.#remember(key, { ...t, stamp: cred.createdAt, obtainedAt: this.#deps.clock.now() })
       return t
     }))
   }
@@ -211,6 +223,8 @@ export class JobTokens {
       const subject = confirmation.subject
       const d = decide(this.#policyFor(provider, ctx), { subject: renewedCaller(subject), role: provider.role, tokenKind: 'scitoken', audience, scopes })
       if (!d.allow) throw new AccessDenied(`the policy no longer grants this credential: ${d.reason}`)
+      // The token goes to this user's .use: one naming another HTCondor user would hand their name to these jobs.
+      if (!namesUser(d.identity, cred.user)) throw new AccessDenied(NOT_THIS_USER)
       const blocked = this.#deps.blocks.blockedIdentity(d.identity)
       if (blocked) throw new AccessDenied(blocked)
       const detail = { credential, via: 'mint', ...credd, iamCheck: { confirmedAt: confirmation.confirmedAt, outcome: confirmation.outcome } }
@@ -254,7 +268,7 @@ export class JobTokens {
       d = decide(policy, { subject, role: provider.role, tokenKind: 'access_token', audience, scopes: asked })
     }
     const refusal = !d.allow ? `the policy no longer grants this credential: ${d.reason}`
-      : d.identity.slice(0, Math.max(0, d.identity.lastIndexOf('@'))) !== cred.user ? 'the policy no longer maps this credential\'s IAM user to its HTCondor user'
+      : !namesUser(d.identity, cred.user) ? NOT_THIS_USER
       : this.#deps.blocks.blockedIdentity(d.identity)
     if (refusal) throw await this.#refused(new AccessDenied(refusal), cred, ctx, { provider, subject, scopes, audience })
     let got
@@ -286,7 +300,7 @@ export class JobTokens {
     return { accessToken: got.accessToken, exp, scope: got.scopes.join(' ') }
   }
 
-  #remember(key: string, t: JobToken & { stamp: number }): void {
+  #remember(key: string, t: CachedToken): void {
     if (this.#cache.size >= SWEEP_AT) {
       const now = this.#deps.clock.now()
       for (const [k, v] of this.#cache) if (v.exp <= now) this.#cache.delete(k)
@@ -300,13 +314,19 @@ function creddDetail(credd: CreddPrincipal): { sub: string; role: string; site?:
   return { sub: credd.sub, role: credd.role, ...(credd.site !== undefined ? { site: credd.site } : {}) }
 }
 
-/** Which registration a cached token came from: a re-registration (new createdAt) invalidates it. */
-function stamp(c: StoredCredential): { stamp: number } {
-  return { stamp: c.createdAt }
+const NOT_THIS_USER = 'the policy no longer maps this credential\'s IAM user to its HTCondor user'
+
+/**
+ * Whether a decision's identity still names the HTCondor user the credential is stored under: the part
+ * before "@", as registration took it.
+ */
+function namesUser(identity: string, user: string): boolean {
+  return identity.slice(0, Math.max(0, identity.lastIndexOf('@'))) === user
 }
 
-function cachedFor(t: JobToken, c: StoredCredential): boolean {
-  return (t as JobToken & { stamp?: number }).stamp === c.createdAt
+/** The token of a cache entry, without the entry's bookkeeping. */
+function tokenOf(t: CachedToken): JobToken {
+  return { accessToken: t.accessToken, exp: t.exp, scope: t.scope, ...(t.claims ? { claims: t.claims } : {}) }
 }
 
 

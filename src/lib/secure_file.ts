@@ -140,7 +140,7 @@ export function prepareFileReplacement(path: string, mode: number): PendingRepla
         renameSync(tmp, path)
       } catch (err) {
         discard()
-        throw err
+        throw withPath(err, path)
       }
     },
     abort() {
@@ -149,6 +149,16 @@ export function prepareFileReplacement(path: string, mode: number): PendingRepla
       discard()
     },
   }
+}
+
+/**
+ * A write or fsync that fails (ENOSPC, EIO) names a descriptor, not a file: the error gets the file it was
+ * for, so whoever reports it (the CLI's one line) can say which file could not be written.
+ */
+function withPath(err: unknown, path: string): unknown {
+  const e = err as NodeJS.ErrnoException
+  if (typeof e === 'object' && e !== null && typeof e.code === 'string' && e.path === undefined) e.path = path
+  return err
 }
 
 function writeAll(fd: number, data: string | Uint8Array): void {

@@ -81,6 +81,33 @@ describe('pool CA over HTTP', () => {
     expect(await noCsr.json()).toEqual({ error: 'invalid_request', error_description: 'csr is required' })
   })
 
+  it('records every refusal of a verified caller as certificate.denied, not only the policy\'s', async () => {
+    // docs/audit.md: a refusal of a caller whose token verified is one record, whatever was wrong with the
+    // request, as on POST /token. A CSR for a key the caller does not hold, or a wildcard name, is an
+    // attempt worth seeing in the audit log, not only in the answer.
+    const { a, store } = await appWithStore()
+    const good = Buffer.from(x509.PemConverter.decodeFirst(await csr()))
+    good[good.length - 5]! ^= 0x01
+    const forged = x509.PemConverter.encode(good.buffer as ArrayBuffer, 'CERTIFICATE REQUEST')
+    const refusals: Array<[string, () => Promise<Response>, string]> = [
+      ['forged proof of possession', async () => post(a, { csr: forged, role: 'schedd', dns: ['ap1.example.org'] }), 'invalid_request: the CSR signature does not verify'],
+      ['wildcard name', async () => post(a, { csr: await csr(), role: 'schedd', dns: ['*.example.org'] }), 'invalid_request: dns: "*.example.org" is not a lower-case DNS host name'],
+      ['unknown field', async () => post(a, { csr: await csr(), role: 'schedd', dns: ['ap1.example.org'], key: 'x' }), 'invalid_request: unknown field key'],
+      ['no csr', async () => post(a, { role: 'schedd', dns: ['ap1.example.org'] }), 'invalid_request: csr is required'],
+      ['not JSON', async () => a.request('/v1/certificates', { method: 'POST', headers: { 'content-type': 'application/json', authorization: 'Bearer operator-token' }, body: '{' }), 'invalid_request: body is not valid JSON'],
+    ]
+    for (const [what, send, reason] of refusals) {
+      const res = await send()
+      expect(res.status, what).toBe(400)
+      const records = (await store.query({ limit: 10, type: 'certificate.denied' })).records
+      expect(records.length, what).toBe(refusals.findIndex(([w]) => w === what) + 1)
+      expect(records[0]!.event, what).toMatchObject({ decision: 'deny', tokenKind: 'host_certificate', caller: { iss: ISS, sub: 'provisioner' }, reason })
+    }
+    // Nobody to name: a bearer that does not verify is counted, not recorded one by one.
+    expect((await post(a, { csr: forged, role: 'schedd', dns: ['ap1.example.org'] }, 'Bearer forged')).status).toBe(401)
+    expect((await store.query({ limit: 10, type: 'certificate.denied' })).records).toHaveLength(refusals.length)
+  })
+
   it('revokes by serial for admins only, and the CRL lists it', async () => {
     const a = await app()
     const { serial } = await (await post(a, { csr: await csr(), role: 'schedd', dns: ['ap1.example.org'] })).json() as { serial: string }

@@ -125,6 +125,24 @@ describe('console sign-in', () => {
     expect(await overview.text()).toContain(`${IAM},alice`)
   })
 
+  it('ends the session the browser held when it signs in again, so no earlier cookie stays valid', async () => {
+    // docs/console.md, Sessions: a sign-in starts a new session under a fresh id. The one the browser
+    // presented (another admin's at a shared desk, or a cookie copied earlier) is ended, not left to
+    // live out its eight hours beside the new one.
+    const first = await bootstrapSession()
+    const login = await app.request('/console/login', { redirect: 'manual' })
+    const res = await app.request('/console/callback?code=alice&state=state-1', {
+      headers: { cookie: `${first.cookie}; __Host-ctb-console-login=${cookieOf(login, '__Host-ctb-console-login')}` },
+    })
+    expect(res.status).toBe(200)
+    const second = `__Host-ctb-console=${cookieOf(res, '__Host-ctb-console')}`
+    expect(second).not.toBe(first.cookie)
+    expect((await app.request('/console', { headers: { cookie: second } })).status).toBe(200)
+    const old = await app.request('/console', { headers: { cookie: first.cookie }, redirect: 'manual' })
+    expect(old.status).toBe(303)
+    expect(old.headers.get('location')).toBe('/console/sign-in')
+  })
+
   it('refuses a non-admin exactly as the admin API does', async () => {
     expect((await app.request('/v1/audit', { headers: { authorization: 'Bearer iam:bob' } })).status).toBe(401)
     const start = await app.request('/console/login', { redirect: 'manual' })

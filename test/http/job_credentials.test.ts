@@ -178,6 +178,31 @@ describe('GET /v1/credentials/{user}/{provider}/token', () => {
     expect((await wider.json() as { error: string }).error).toBe('invalid_scope')
   })
 
+  it('hands out no token, of either kind, once the policy maps the credential to another HTCondor user', async () => {
+    // docs/job-credentials.md: the HTCondor user is the part of the grant's identity before "@", and the
+    // credential is stored (and its .use written) under it. A token whose identity names another user
+    // would land in this user's directory carrying someone else's name: refused, 403 and token.denied,
+    // whichever kind of provider, as for a grant that no longer matches.
+    await registered({ preferred_username: 'quinn' }, { provider: 'cms' })
+    await registered({ preferred_username: 'quinn' }, { provider: 'se-storage' })
+    const credd = t.creddToken()
+    const remapped = (p: string) => p
+      .replace('- role: job-iam\n        identity: "{preferred_username}@{uid_domain}"', '- role: job-iam\n        identity: "batch-{preferred_username}@{uid_domain}"')
+      .replace('- role: job-storage\n        identity: "{preferred_username}@{uid_domain}"', '- role: job-storage\n        identity: "batch-{preferred_username}@{uid_domain}"')
+    try {
+      t.setPolicy(remapped)
+      for (const provider of ['cms', 'se-storage']) {
+        const res = await t.jobToken('quinn', provider, credd, '?minimum_seconds=999999')
+        expect(res.status, provider).toBe(403)
+        expect(await res.json()).toMatchObject({ error: 'access_denied' })
+        const denied = (await t.store.query({ limit: 1, type: 'token.denied' })).records[0]!.event
+        expect(denied).toMatchObject({ decision: 'deny', detail: { credential: { user: 'quinn', provider } } })
+      }
+    } finally {
+      t.setPolicy()
+    }
+  })
+
   it('hands out kind-iam tokens only for what the policy in force still grants', async () => {
     // docs/job-credentials.md: the policy decides scopes, audience and user, per role, default deny; a
     // refused read is 403 ("policy no longer grants"). An IAM token is the broker's to hand on or not, and,

@@ -127,6 +127,26 @@ describe('Vault-compatible read (HTCondor Vault credmon)', () => {
     expect(t.iamRequests('refresh_token').length).toBe(before)
   })
 
+  it('a minimum_seconds no token meets does not buy the Vault token\'s holder a refresh per read', async () => {
+    // docs/job-credentials.md: on this listener a token obtained within the last minute is handed out
+    // again whatever minimum_seconds asks (a new one would outlive it by at most that minute). The storer
+    // runs as the user and receives the Vault token, so without it the user could make the broker refresh
+    // at IAM and write an audit record on every read, as fast as they can send them.
+    const top = await vaultTop('tomas')
+    const before = t.iamRequests('refresh_token').length
+    const tokens = new Set<string>()
+    for (let i = 0; i < 5; i++) {
+      const r = await read(top, top.vault_token, { minimum_seconds: '9999999' })
+      expect(r.status).toBe(200)
+      tokens.add((r.body as { data: { access_token: string } }).data.access_token)
+    }
+    expect(t.iamRequests('refresh_token').length - before).toBe(1)
+    expect(tokens.size).toBe(1)
+    const issued = (await t.store.query({ limit: 100, type: 'token.issued' })).records.map((r) => r.event)
+      .filter((e) => (e.detail as { credential?: { user?: string } } | undefined)?.credential?.user === 'tomas')
+    expect(issued).toHaveLength(1)
+  })
+
   it('"permission denied" (403, {"errors":[…]}) for a missing, unknown or other credential\'s token, and after revocation', async () => {
     const top = await vaultTop('uma')
     const other = await vaultTop('vera')

@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process'
 import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
@@ -275,6 +276,51 @@ describe('credmon scan', () => {
     await s.credmon.scan()
     expect(s.calls).toHaveLength(3)
     expect(JSON.parse(readFileSync(join(s.dir, 'alice', 'scitokens.use'), 'utf8')).access_token).toBe('eyJ.tok3.sig')
+  })
+
+  it('on a refusal leaves a .use that is not a regular file alone, and still serves every other user', async () => {
+    // docs/credmon.md: a refusal removes the credential's .use, a regular file the credmon wrote. Whatever
+    // else sits at that name (here a directory) is not one, and one user's directory must not stop the
+    // scan: bob's token is still written and CREDMON_COMPLETE still touched.
+    const s = setup((n) => (n === 1 ? { kind: 'refused', reason: 'access_denied: the policy no longer grants this credential' } : token(n)))
+    s.top('alice', 'scitokens')
+    mkdirSync(join(s.dir, 'alice', 'scitokens.use'))
+    s.top('bob', 'scitokens')
+    const summary = await s.credmon.scan()
+    expect(s.calls.map((c) => c.user)).toEqual(['alice', 'bob'])
+    expect(statSync(join(s.dir, 'alice', 'scitokens.use')).isDirectory()).toBe(true)
+    expect(JSON.parse(readFileSync(join(s.dir, 'bob', 'scitokens.use'), 'utf8')).access_token).toBe('eyJ.tok2.sig')
+    expect(existsSync(join(s.dir, 'CREDMON_COMPLETE'))).toBe(true)
+    expect(summary).toEqual({ refreshed: 1, failed: 1, removed: 0 })
+  })
+
+  it('never reads a .top or .use that is not a regular file (a FIFO would block every user\'s refresh)', async () => {
+    // docs/credmon.md: the credmon reads the .top files the credd stores and the .use files it wrote
+    // itself, regular files. Opening a FIFO for reading waits for a writer, synchronously, so one planted
+    // at either name would stop the credmon for everybody. The reads are watched, and a FIFO is never
+    // actually opened, so this test cannot hang.
+    const fifoReads: string[] = []
+    const watched: CredDirFs = {
+      ...nodeCredDirFs,
+      readText: (p) => {
+        if (!lstatSync(p).isFIFO()) return nodeCredDirFs.readText(p)
+        fifoReads.push(p)
+        return undefined
+      },
+    }
+    const s = setup((n) => token(n), { fs: watched, providers: ['scitokens', 'cms'] })
+    mkdirSync(join(s.dir, 'alice'))
+    const fifo = (path: string) => expect(spawnSync('mkfifo', [path]).status).toBe(0)
+    fifo(join(s.dir, 'alice', 'scitokens.top'))
+    s.top('alice', 'cms')
+    fifo(join(s.dir, 'alice', 'cms.use'))
+    // Newer than its .top, as a .use still in its first half of life would be after a restart.
+    utimesSync(join(s.dir, 'alice', 'cms.use'), T0 + 10, T0 + 10)
+    s.top('bob', 'scitokens')
+    await s.credmon.scan()
+    expect(fifoReads).toEqual([])
+    expect(s.calls.map((c) => `${c.user}/${c.provider}`)).toEqual(['alice/cms', 'bob/scitokens'])
+    expect(JSON.parse(readFileSync(join(s.dir, 'bob', 'scitokens.use'), 'utf8')).access_token).toBe('eyJ.tok2.sig')
   })
 
   it('ends only the files of the gone credential, and never follows a symbolic link', async () => {

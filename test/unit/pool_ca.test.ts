@@ -259,6 +259,29 @@ describe('pool CA', () => {
     await expect(checkCsr(x509.PemConverter.encode(der.buffer as ArrayBuffer, 'CERTIFICATE REQUEST'))).rejects.toThrow(/does not verify|not a PEM/)
     await expect(checkCsr('hello')).rejects.toThrow(/not a PEM PKCS#10/)
   })
+
+  it('takes the proof of possession only over SHA-2, for a key of an accepted kind with a sound RSA exponent', async () => {
+    // The CSRs come from the openssl CLI. A SHA-1 signature proves possession under a hash with known
+    // collisions (RFC 9155 deprecates it for TLS signatures), and an RSA public exponent below 65537
+    // (NIST SP 800-89 §5.3.3) is no key a CA should certify; a key on another curve is refused for its
+    // key, not for a signature it "does not verify".
+    const dir = tempDir()
+    const req = (name: string, keyArgs: string[], digest: string): string => {
+      const key = join(dir, `${name}.key`)
+      const csr = join(dir, `${name}.csr`)
+      expect(openssl([...keyArgs, '-out', key]).status).toBe(0)
+      expect(openssl(['req', '-new', '-key', key, '-subj', '/CN=x', `-${digest}`, '-out', csr]).status).toBe(0)
+      return readFileSync(csr, 'utf8')
+    }
+    const p256 = ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256']
+    await expect(checkCsr(req('p256-sha1', p256, 'sha1'))).rejects.toThrow(/SHA-256, SHA-384 or SHA-512/)
+    await expect(checkCsr(req('rsa-e3', ['genpkey', '-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:2048', '-pkeyopt', 'rsa_keygen_pubexp:3'], 'sha256'))).rejects.toThrow(/exponent/)
+    await expect(checkCsr(req('k256', ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:secp256k1'], 'sha256'))).rejects.toThrow(/must be EC P-256\/P-384 or RSA/)
+    for (const ok of [req('p256-sha256', p256, 'sha256'), req('p384-sha384', ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-384'], 'sha384'),
+      req('rsa-f4', ['genpkey', '-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:2048'], 'sha512')]) {
+      await expect(checkCsr(ok)).resolves.toBeDefined()
+    }
+  })
 })
 
 const ISS = 'https://iam.example.org/'

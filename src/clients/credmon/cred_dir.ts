@@ -6,6 +6,11 @@ export interface FileInfo {
   /** Epoch seconds, with fractions. */
   mtime: number
   isDirectory: boolean
+  /**
+   * A regular file: the only kind the credmon reads. A FIFO planted at a credential's name would make a
+   * read wait for a writer, stopping every user's refresh.
+   */
+  isFile: boolean
 }
 
 /**
@@ -39,7 +44,7 @@ export const nodeCredDirFs: CredDirFs = {
     try {
       const s = lstatSync(path)
       if (s.isSymbolicLink()) return undefined
-      return { mtime: s.mtimeMs / 1000, isDirectory: s.isDirectory() }
+      return { mtime: s.mtimeMs / 1000, isDirectory: s.isDirectory(), isFile: s.isFile() }
     } catch {
       return undefined
     }

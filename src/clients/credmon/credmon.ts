@@ -121,7 +121,7 @@ export class Credmon {
     const topPath = join(this.#opt.credDir, user, `${base}.top`)
     const usePath = join(this.#opt.credDir, user, `${base}.use`)
     const topInfo = fs.stat(topPath)
-    if (!topInfo || topInfo.isDirectory) return
+    if (!topInfo?.isFile) return
     const top = parseBrokerTop(fs.readText(topPath) ?? '')
     // A handle's .top names its own credential (`<provider>_<handle>`); one written before the broker kept
     // handles apart names the provider, whose credential it then narrows. Anything else is another's.
@@ -175,8 +175,9 @@ export class Credmon {
       // Refused for now (the policy, fetched_by, a revoked user): a job must not keep using what it was
       // given, but the credential is still there, so the .top stays and the credmon resumes by itself
       // once an operator lifts the refusal.
-      if (fs.stat(usePath)) {
-        fs.remove(usePath)
+      // Only the regular file we wrote: anything else at the name is left alone (removeFile), and an
+      // error here must not end the scan of every user after this one.
+      if (fs.removeFile(usePath)) {
         summary.removed += 1
         log.warn(`credmon: removed ${key}.use: the broker refused the credential (${result.reason})`, { user, provider })
         st.lastProblem = `refused: ${result.reason}`
@@ -206,7 +207,7 @@ export class Credmon {
     const { user, provider, key } = c
     const useGone = fs.removeFile(c.usePath)
     const top = fs.stat(c.topPath)
-    const replaced = !top || top.isDirectory || top.mtime !== c.askedTopMtime
+    const replaced = !top?.isFile || top.mtime !== c.askedTopMtime
     const topGone = !replaced && fs.removeFile(c.topPath)
     if (useGone || topGone) summary.removed += 1
     const said = `the broker says the credential is ${gone} (${reason})`
@@ -231,7 +232,7 @@ export class Credmon {
     // A new or re-registered .top always gets a token now.
     if (previous) return fresh
     const use = this.#d.fs.stat(usePath)
-    if (!use || use.mtime < topMtime) return fresh
+    if (!use?.isFile || use.mtime < topMtime) return fresh
     const exp = useExpiry(this.#d.fs.readText(usePath) ?? '', use.mtime)
     if (exp === undefined || exp <= now) return fresh
     // Restarted credmon: honour the half-life of the token already in place.

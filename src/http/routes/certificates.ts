@@ -58,16 +58,22 @@ export function certificateRoutes(deps: {
       throw err
     }
     await deps.certificates.admitCaller(subject, actor)
-    const b = parseOrRefuse(CertificateBody, await readJson(c.req.raw), 'field')
+    // From here the caller is known: a malformed request is refused on record, as on POST /token.
+    let b: z.infer<typeof CertificateBody>
+    try {
+      b = parseOrRefuse(CertificateBody, await readJson(c.req.raw), 'field')
+      if (!b.dry_run && b.csr === undefined) throw new InvalidRequest('csr is required')
+    } catch (err) {
+      throw await deps.certificates.refuse(err, subject, actor)
+    }
     c.header('Cache-Control', 'no-store')
     const names = { role: b.role, dns: b.dns, ip: b.ip, ...(b.site !== undefined ? { site: b.site } : {}), ...(b.lifetime !== undefined ? { lifetime: b.lifetime } : {}) }
     if (b.dry_run) {
       const d = await deps.certificates.check(names, subject)
       return c.json({ dry_run: d.allow ? { allow: true, rule: d.ruleId, lifetime: d.lifetime, ...(d.site ? { site: d.site } : {}) } : { allow: false, error: d.error, reason: d.reason } })
     }
-    if (b.csr === undefined) throw new InvalidRequest('csr is required')
     const cert = await deps.certificates.issue(
-      { csr: b.csr, role: b.role, dns: b.dns, ip: b.ip, ...(b.site !== undefined ? { site: b.site } : {}), ...(b.lifetime !== undefined ? { lifetime: b.lifetime } : {}) },
+      { csr: b.csr!, role: b.role, dns: b.dns, ip: b.ip, ...(b.site !== undefined ? { site: b.site } : {}), ...(b.lifetime !== undefined ? { lifetime: b.lifetime } : {}) },
       subject, actor,
     )
     return c.json({ certificate: cert.pem, serial: cert.serial, not_before: cert.notBefore, not_after: cert.notAfter, ca_certificate: deps.certificates.caPem }, 201)

@@ -153,6 +153,9 @@ export function consoleRoutes(deps: ConsoleDeps): Hono {
       if (err instanceof BrokerError && err.status === 503) return c.html(messagePage('Unavailable', err.description), 503)
       throw err
     }
+    // The session this browser held ends here: a sign-in leaves one live session per browser, not an
+    // earlier cookie (another admin's at a shared desk, or one copied before) valid for its full term.
+    await deps.sessions.delete(getCookie(c, SESSION_COOKIE))
     const t = now()
     const { id } = await deps.sessions.create({ bearer, principal: principal.id, expiresAt: Math.min(t + deps.sessionSeconds, expiresAt ?? Infinity) }, t)
     setCookie(c, SESSION_COOKIE, id, { ...cookie, sameSite: 'Strict', maxAge: deps.sessionSeconds })
