@@ -197,7 +197,8 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
     // copy beside it outside the database too, so deleting the database's own does not hide a cut or rewrite.
     const anchorCopy = anchorFile(auditAnchorFile(config), { log })
     await assertRevocationsMatchAudit(store, { anchorKey: anchorKeyFrom(keys.idtoken.hmac), anchorCopy })
-    // Again while serving, so the anchor covers what is appended between restarts too.
+    // Again while serving, after each revocation and at a clean stop, so the anchor covers what is appended
+    // between restarts too (a copy of the database restored from before it is refused at the next start).
     const watch = startRevocationWatch(store, { anchorKey: () => anchorKeyFrom(keyHolder.current.idtoken.hmac), anchorCopy, intervalSeconds: config.audit.anchor_interval, log })
     closers.push(() => watch.stop())
     const policy = new PolicyHolder({
@@ -221,6 +222,7 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
       refreshSeconds: config.revocation.refresh_seconds,
       knownLabels: () => revocationLabels(policy.current),
       knownIssuers: () => new Set(config.iam.issuers.map((i) => i.issuer)),
+      committed: () => watch.afterChange(),
     })
     await revocations.refresh()
     revocations.startAutoRefresh()
