@@ -303,7 +303,10 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
       // Loaded only when a CA exists: @peculiar/x509 costs ~15 MB resident (docs/performance.md).
       const [{ PoolCa }, { CertificateService }] = await Promise.all([import('./ca/pool_ca.ts'), import('./ca/certificate_service.ts')])
       const ca = await PoolCa.load(caDir(config))
-      const service = new CertificateService({ ca, audit: store, policy, clock, maxLifetime: config.ca.max_lifetime, crlLifetime: config.ca.crl_lifetime, limits: limits.limits, refusals })
+      const service = new CertificateService({
+        ca, audit: store, policy, clock, maxLifetime: config.ca.max_lifetime, crlLifetime: config.ca.crl_lifetime, limits: limits.limits, refusals,
+        committed: () => watch.afterChange(),
+      })
       certificates = { service, verifyCaller: (bearer) => verifyUnrevokedCaller(iam, revocations, bearer), limits: limits.limits }
     }
     const consoleServices = config.admin.console.enabled ? consoleServicesFrom(config, iam, clock, store) : undefined

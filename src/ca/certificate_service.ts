@@ -39,6 +39,11 @@ export interface CertificateServiceDeps {
   limits?: Pick<RequestLimits, 'admit' | 'admitRole' | 'limitsCallers'>
   /** Counts a rate-limit refusal already recorded in this audit window (the refusal tally's aggregate). */
   refusals?: { note(error: string, clientAddress: string | undefined): void }
+  /**
+   * Called once a certificate revocation has committed: `serve` then anchors the audit log soon
+   * (revocation_watch.ts), so a copy of the database from before it, restored later, is refused at start.
+   */
+  committed?: () => void
 }
 
 /** Who did it, for the audit record. */
@@ -182,6 +187,7 @@ export class CertificateService {
       ...(actor.clientAddress ? { clientAddress: actor.clientAddress } : {}),
       detail: { serial: s },
     })
+    this.#d.committed?.()
     this.#crl = undefined
     this.#crlBuilding = undefined
     this.#crlGeneration++
