@@ -197,7 +197,8 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
     // copy beside it outside the database too, so deleting the database's own does not hide a cut or rewrite.
     const anchorCopy = anchorFile(auditAnchorFile(config), { log })
     await assertRevocationsMatchAudit(store, { anchorKey: anchorKeyFrom(keys.idtoken.hmac), anchorCopy })
-    // Again while serving, so the anchor covers what is appended between restarts too.
+    // Again while serving, after each revocation and at a clean stop, so the anchor covers what is appended
+    // between restarts too (a copy of the database restored from before it is refused at the next start).
     const watch = startRevocationWatch(store, { anchorKey: () => anchorKeyFrom(keyHolder.current.idtoken.hmac), anchorCopy, intervalSeconds: config.audit.anchor_interval, log })
     closers.push(() => watch.stop())
     const policy = new PolicyHolder({
@@ -221,6 +222,7 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
       refreshSeconds: config.revocation.refresh_seconds,
       knownLabels: () => revocationLabels(policy.current),
       knownIssuers: () => new Set(config.iam.issuers.map((i) => i.issuer)),
+      committed: () => watch.afterChange(),
     })
     await revocations.refresh()
     revocations.startAutoRefresh()
@@ -301,7 +303,10 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
       // Loaded only when a CA exists: @peculiar/x509 costs ~15 MB resident (docs/performance.md).
       const [{ PoolCa }, { CertificateService }] = await Promise.all([import('./ca/pool_ca.ts'), import('./ca/certificate_service.ts')])
       const ca = await PoolCa.load(caDir(config))
-      const service = new CertificateService({ ca, audit: store, policy, clock, maxLifetime: config.ca.max_lifetime, crlLifetime: config.ca.crl_lifetime, limits: limits.limits, refusals })
+      const service = new CertificateService({
+        ca, audit: store, policy, clock, maxLifetime: config.ca.max_lifetime, crlLifetime: config.ca.crl_lifetime, limits: limits.limits, refusals,
+        committed: () => watch.afterChange(),
+      })
       certificates = { service, verifyCaller: (bearer) => verifyUnrevokedCaller(iam, revocations, bearer), limits: limits.limits }
     }
     const consoleServices = config.admin.console.enabled ? consoleServicesFrom(config, iam, clock, store) : undefined

@@ -35,6 +35,8 @@ export interface CountRow {
 export interface ReasonRow {
   reason: string | null
   count: number
+  /** Denials whose body cannot be read (edited by hand, or corrupted): counted apart, their reason unknown. */
+  unreadable?: true
 }
 
 export interface LiveRow {

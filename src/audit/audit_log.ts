@@ -73,6 +73,11 @@ export interface AuditRecord {
   event: AuditEvent
   prevHash: string
   hash: string
+  /**
+   * Set when the stored body is no event (edited by hand, or corrupted): why, and the body as stored. `event`
+   * then holds only what the row's indexed columns say (copies outside the hash), and the record does not verify.
+   */
+  unreadable?: { reason: string; body: string }
 }
 
 /** Filters for `GET /v1/audit` and `audit list`; all optional, combined with AND. Newest first. */

@@ -1,5 +1,6 @@
 import { hash } from 'node:crypto'
 import type { AuditEvent, AuditRecord, ChainVerification } from './audit_log.ts'
+import { eventFromColumns, readBody } from './unreadable_record.ts'
 
 /** The seq and hash of the newest record, kept beside the chain (table audit_head); seq 0 when empty. */
 export interface ChainHead { seq: number; hash: string }
@@ -103,9 +104,15 @@ export interface StoredRow extends AuditColumns {
   hash: string
 }
 
-/** Parses a stored row into a record (trusting the body, not the columns). */
+/**
+ * Parses a stored row into a record (trusting the body, not the columns). A body that is no event (edited
+ * by hand, or corrupted) gives an unreadable record at its seq, its event what the columns say
+ * (unreadable_record.ts), rather than failing every read that meets it.
+ */
 export function rowToRecord(row: StoredRow): AuditRecord {
-  return { seq: Number(row.seq), event: JSON.parse(row.body) as AuditEvent, prevHash: row.prev_hash, hash: row.hash }
+  const read = readBody(row.body)
+  if (typeof read === 'string') return { seq: Number(row.seq), event: eventFromColumns(row), prevHash: row.prev_hash, hash: row.hash, unreadable: { reason: read, body: row.body } }
+  return { seq: Number(row.seq), event: read, prevHash: row.prev_hash, hash: row.hash }
 }
 
 /**

@@ -26,6 +26,8 @@ export interface AuditOverview {
 }
 
 export const NO_LABEL = '(none)'
+/** Denials whose body cannot be read (edited by hand, or corrupted), so neither can their reason. */
+export const UNREADABLE_LABEL = '(unreadable record: body edited or corrupted)'
 
 /**
  * The overview the console charts and GET /v1/audit/summary returns: three GROUP BY queries over
@@ -47,7 +49,10 @@ export async function auditOverview(
   for (let b = first; b <= q.to; b += q.bucketSeconds) buckets.push(b)
   const series = SPLIT_DIMENSIONS.map((by) => split(by, rows, buckets))
   const reasons = new Map<string, number>()
-  for (const r of byReason) reasons.set(r.reason ?? NO_LABEL, (reasons.get(r.reason ?? NO_LABEL) ?? 0) + r.count)
+  for (const r of byReason) {
+    const label = r.unreadable ? UNREADABLE_LABEL : r.reason ?? NO_LABEL
+    reasons.set(label, (reasons.get(label) ?? 0) + r.count)
+  }
   return {
     from: q.from, to: q.to, bucketSeconds: q.bucketSeconds, series,
     denialsByReason: [...reasons].map(([reason, count]) => ({ reason, count })).sort((a, b) => b.count - a.count || (a.reason < b.reason ? -1 : 1)),

@@ -39,7 +39,8 @@ export async function checkRecordInChain(store: Pick<AuditStore, 'scanStored'>, 
   return {
     record,
     hashOk: encodeEventBody(record.event) === row.body && recordHash(seq, row.prev_hash, row.body) === row.hash,
-    columnFaults: columnDifferences(row, record.event).map(columnDiffers),
+    // An unreadable body says nothing to compare the columns with (its stand-in event is the columns themselves).
+    columnFaults: record.unreadable ? [`the columns cannot be checked: ${record.unreadable.reason}`] : columnDifferences(row, record.event).map(columnDiffers),
     linkedToPrevious: seq === 1 ? row.prev_hash === GENESIS_HASH : prev ? prev.hash === row.prev_hash : null,
     linkedFromNext: next ? next.prev_hash === row.hash : null,
   }

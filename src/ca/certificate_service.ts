@@ -39,6 +39,11 @@ export interface CertificateServiceDeps {
   limits?: Pick<RequestLimits, 'admit' | 'admitRole' | 'limitsCallers'>
   /** Counts a rate-limit refusal already recorded in this audit window (the refusal tally's aggregate). */
   refusals?: { note(error: string, clientAddress: string | undefined): void }
+  /**
+   * Called once a certificate revocation has committed: `serve` then anchors the audit log soon
+   * (revocation_watch.ts), so a copy of the database from before it, restored later, is refused at start.
+   */
+  committed?: () => void
 }
 
 /** Who did it, for the audit record. */
@@ -208,6 +213,7 @@ export class CertificateService {
       ...(actor.clientAddress ? { clientAddress: actor.clientAddress } : {}),
       detail: { serial: s },
     })
+    this.#d.committed?.()
     this.#crl = undefined
     this.#crlBuilding = undefined
     this.#crlGeneration++
@@ -321,7 +327,11 @@ export class CertificateService {
     // Bounded: at most 1000 pages of 1000; a pool CA issuing more than that in one retention window is misused.
     for (let page = 0; page < 1000; page++) {
       const res = await this.#d.audit.query({ type, limit: 1000, ...(from !== undefined ? { from } : {}), ...(cursor ? { cursor } : {}) })
-      for (const r of res.records) yield r.event
+      for (const r of res.records) {
+        // Fail closed: its serial cannot be read, and a CRL without it would vouch for a certificate it should list.
+        if (r.unreadable) throw new Error(`the ${type} record at seq ${r.seq} cannot be read (${r.unreadable.reason}); the CRL is not served without it (run "audit verify")`)
+        yield r.event
+      }
       if (!res.nextCursor) return
       cursor = res.nextCursor
     }

@@ -39,7 +39,9 @@ export function query(params: Record<string, string | number | undefined>): stri
 
 /** UTC date-time to the minute, as the console shows times. */
 export function utc(epochSeconds: number): string {
-  return new Date(epochSeconds * 1000).toISOString().slice(0, 16).replace('T', ' ')
+  const d = new Date(epochSeconds * 1000)
+  // A time no date can hold (a column or body edited by hand) is shown as it is, not thrown on.
+  return Number.isNaN(d.getTime()) ? String(epochSeconds) : d.toISOString().slice(0, 16).replace('T', ' ')
 }
 
 /** 3d 4h, 5h 12m, 42s: an age or a remaining time at a glance. */

@@ -120,16 +120,27 @@ function carriedRevocations(e: AuditEvent): Revocation[] {
   return arrayOf(e.detail?.revocations).filter(isCarriedRevocation)
 }
 
-/** Entries of a checkpoint's lists that are neither a revocation nor a lift. */
+/**
+ * Entries of a checkpoint's lists that are neither a revocation nor a lift; a list present but not an array
+ * counts as one. Read as empty, such a list let `audit verify` pass, and retention erase the record with
+ * nothing of it in the next checkpoint. (Absent lists are fine: checkpoints of older brokers have none.)
+ */
 function malformedEntries(e: AuditEvent): number {
   if (e.type !== 'audit.checkpoint') return 0
+  const notAList = (v: unknown) => v !== undefined && !Array.isArray(v) ? 1 : 0
   const revocations = arrayOf(e.detail?.revocations)
   const lifts = arrayOf(e.detail?.lifts)
-  return revocations.length - revocations.filter(isCarriedRevocation).length + lifts.length - lifts.filter(isLift).length
+  return notAList(e.detail?.revocations) + notAList(e.detail?.lifts)
+    + revocations.length - revocations.filter(isCarriedRevocation).length + lifts.length - lifts.filter(isLift).length
 }
 
 function arrayOf(v: unknown): unknown[] {
   return Array.isArray(v) ? v : []
+}
+
+/** Whether each of these optional fields is absent or of its type: a `liftedAt: "yesterday"` was read as no lift. */
+function optionalOfType(r: Record<string, unknown>, fields: Record<string, 'number' | 'string'>): boolean {
+  return Object.entries(fields).every(([f, t]) => r[f] === undefined || typeof r[f] === t)
 }
 
 function isCarriedRevocation(v: unknown): v is Revocation {
@@ -137,12 +148,13 @@ function isCarriedRevocation(v: unknown): v is Revocation {
   const r = v as Record<string, unknown>
   return typeof r.id === 'number' && REVOCATION_KINDS.includes(r.kind as Revocation['kind']) && typeof r.value === 'string'
     && typeof r.revokedAt === 'number' && typeof r.until === 'number'
+    && optionalOfType(r, { gen: 'number', iss: 'string', reason: 'string', revokedBy: 'string', liftedAt: 'number', liftedBy: 'string' })
 }
 
 function isLift(v: unknown): v is RevocationLift {
   if (typeof v !== 'object' || v === null) return false
   const l = v as Record<string, unknown>
-  return typeof l.id === 'number' && typeof l.liftedAt === 'number'
+  return typeof l.id === 'number' && typeof l.liftedAt === 'number' && optionalOfType(l, { liftedBy: 'string' })
 }
 
 /**

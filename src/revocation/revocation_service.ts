@@ -29,6 +29,11 @@ export interface RevocationServiceDeps {
   knownLabels: () => KnownLabels
   /** The trusted IAM issuers (the development IAM included): a `sub` or `client` entry may be bound to one. */
   knownIssuers?: () => ReadonlySet<string>
+  /**
+   * Called once a revocation or lift has committed: `serve` then anchors the audit log soon (revocation_watch.ts),
+   * so a copy of the database taken before it and restored later is refused instead of silently undoing it.
+   */
+  committed?: () => void
 }
 
 /** What an admin asks for (HTTP or CLI). */
@@ -273,6 +278,7 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks, Cal
       ...(req.reason ? { reason: req.reason } : {}), revokedBy: actor.principal,
       ...(req.iss !== undefined ? { iss: req.iss } : {}),
     }, event)
+    this.#deps.committed?.()
     // Held from its commit, not from the next read of the table: a trigger deleting (or weakening) each new
     // row before that read left an entry answered as made and never enforced.
     this.#held.set(heldKey(rev), rev)
@@ -299,6 +305,7 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks, Cal
     // Undefined when another lift of the same entry committed first.
     const lifted = await this.#deps.store.lift({ id, liftedAt: now, liftedBy: actor.principal }, event)
     if (!lifted) throw new NotFound(`revocation ${id} was already lifted`)
+    this.#deps.committed?.()
     await this.refresh()
     return lifted
   }

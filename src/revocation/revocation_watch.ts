@@ -4,10 +4,24 @@ import type { Logger } from '../lib/logger.ts'
 import { assertRevocationsMatchAudit } from './revocation_consistency.ts'
 import type { RevocationVerification } from './revocation_consistency.ts'
 
+/** How long after a revocation or lift the check runs: a burst of them (a script revoking a site's hosts) makes one. */
+export const AFTER_CHANGE_MS = 1000
+/** How long a clean stop waits for its last check (an anchored one takes milliseconds, a full one ~1 s per 100,000 records). */
+export const STOP_CHECK_MS = 5000
+
 export interface RevocationWatch {
   /** One check now (the timer's, for tests). Never rejects: problems are logged. */
   check(): Promise<void>
-  /** Stops the timer and abandons a check in flight, waiting until it has let go of the store (closed next). */
+  /**
+   * A revocation or lift committed: check (and seal an anchor) soon, once for a burst. A check already
+   * running may have read the log before the commit, so one more follows it.
+   */
+  afterChange(): void
+  /**
+   * Stops the timers and runs one last check, so the anchor covers everything appended until the stop; one
+   * that does not finish within `stopCheckMs` is abandoned and said so. Resolves once it has let go of the
+   * store (closed next).
+   */
   stop(): Promise<void>
 }
 
@@ -17,14 +31,19 @@ export interface RevocationWatch {
  * advanced only at start-up, so whatever a broker appended while serving for months was covered by none:
  * cut off or rewritten, nothing told until a head kept elsewhere was compared. A problem is logged at error
  * level, once per distinct message; the broker keeps serving (the next start refuses).
+ *
+ * It runs every `intervalSeconds`, soon after each revocation or lift (afterChange), and at stop: a copy of
+ * the database taken between two checks and restored later loses what was appended after it, and only what
+ * an anchor covers is missed at the next start. Revocations are what such a restore must not silently undo.
  */
 export function startRevocationWatch(
   store: { verifyRevocations(options?: { anchorKey?: Buffer; anchorCopy?: AnchorCopy; signal?: AbortSignal }): Promise<RevocationVerification> },
-  options: { anchorKey: () => Buffer; anchorCopy: AnchorCopy; intervalSeconds: number; log: Logger },
+  options: { anchorKey: () => Buffer; anchorCopy: AnchorCopy; intervalSeconds: number; log: Logger; afterChangeMs?: number; stopCheckMs?: number },
 ): RevocationWatch {
   const reported = new Set<string>()
-  // A full check (the first after a key rotation) hashes the whole log: at shutdown it is abandoned, not awaited.
+  // A full check (the first after a key rotation) hashes the whole log: at shutdown it gets a bounded time.
   const stopping = new AbortController()
+  let stopped = false
   let running: Promise<void> | undefined
   const check = (): Promise<void> => {
     running ??= assertRevocationsMatchAudit(store, { anchorKey: options.anchorKey(), anchorCopy: options.anchorCopy, signal: stopping.signal })
@@ -42,7 +61,34 @@ export function startRevocationWatch(
       .finally(() => { running = undefined })
     return running
   }
+  /** A check that starts after everything committed so far: after the one running, which may have read the log before. */
+  const checkAfterRunning = async (): Promise<void> => {
+    while (running && !stopped) await running
+    if (!stopped) await check()
+  }
   const timer = setInterval(() => { void check() }, options.intervalSeconds * 1000)
   timer.unref()
-  return { check, stop: async () => { clearInterval(timer); stopping.abort(new Error('the broker is stopping')); await running } }
+  let soon: NodeJS.Timeout | undefined
+  const afterChange = () => {
+    if (stopped || soon) return
+    soon = setTimeout(() => { soon = undefined; void checkAfterRunning() }, options.afterChangeMs ?? AFTER_CHANGE_MS)
+    soon.unref()
+  }
+  const stop = async () => {
+    if (stopped) return
+    stopped = true
+    clearInterval(timer)
+    clearTimeout(soon)
+    const boundMs = options.stopCheckMs ?? STOP_CHECK_MS
+    const bound = setTimeout(() => stopping.abort(new Error('the broker is stopping')), boundMs)
+    try {
+      while (running) await running
+      if (!stopping.signal.aborted) await check()
+    } finally { clearTimeout(bound) }
+    if (stopping.signal.aborted) {
+      options.log.warn(`could not anchor the audit log at stop within ${boundMs / 1000} s; records appended since the last check are covered by no anchor`)
+    }
+    stopping.abort(new Error('the broker is stopping'))
+  }
+  return { check, afterChange, stop }
 }

@@ -45,6 +45,30 @@ describe('condor-token-broker audit', () => {
     expect(r.out).toBe(`audit chain BROKEN at record seq ${seq}: hash does not match the record content (record edited) (${seq} records checked)\nrevocations UNVERIFIED: the audit chain is broken, so it cannot vouch for the 0 rows of the revocations table`)
   })
 
+  // A body edited into text that is not JSON (a write to the file) made list and export fail on a SyntaxError.
+  it('list and export show a body that is not JSON as an unreadable record at its seq, and verify names it', async () => {
+    const { env, file } = await seeded(5)
+    const db = new DatabaseSync(file)
+    db.prepare("UPDATE audit_log SET body = 'not json' WHERE seq = 3").run()
+    db.close()
+    const list = await cli(env, 'audit', 'list')
+    expect([list.code, list.err]).toEqual([0, ''])
+    const lines = list.out.split('\n')
+    expect(lines.map((l) => l.trim().split(/\s+/)[0])).toEqual(['5', '4', '3', '2', '1'])
+    expect(lines[2]).toMatch(/^ {6}3 {2}2027-01-15T08:00:03Z {2}token\.issued {5}UNREADABLE: body is not valid JSON \(edited by hand, or corrupted; run "audit verify"\)$/)
+    const unreadable = { seq: 3, hash: expect.stringMatching(/^[0-9a-f]{64}$/), prev_hash: expect.stringMatching(/^[0-9a-f]{64}$/), unreadable: { reason: 'body is not valid JSON', body: 'not json' } }
+    const json = await cli(env, 'audit', 'list', '--json')
+    expect(JSON.parse(json.out.split('\n')[2]!)).toEqual(unreadable)
+    const ex = await cli(env, 'audit', 'export')
+    expect(ex.code).toBe(0)
+    const exported = ex.out.split('\n').map((l) => JSON.parse(l) as { seq: number })
+    expect(exported.map((l) => l.seq)).toEqual([1, 2, 3, 4, 5])
+    expect(exported[2]).toEqual(unreadable)
+    const v = await cli(env, 'audit', 'verify')
+    expect(v.code).toBe(1)
+    expect(v.out).toBe('audit chain BROKEN at record seq 3: body is not valid JSON (3 records checked)\nrevocations UNVERIFIED: the audit chain is broken, so it cannot vouch for the 0 rows of the revocations table')
+  })
+
   it('list filters newest first; export writes JSON Lines in chain order', async () => {
     const { env } = await seeded(20)
     const list = await cli(env, 'audit', 'list', '--role', 'pilot', '--limit', '3')

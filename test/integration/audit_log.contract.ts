@@ -184,6 +184,34 @@ export function auditStoreContract(name: string, h: StoreHarness): void {
       expect(await s.verify()).toMatchObject({ ok: false, broken: { seq: rec.seq, reason: expect.stringMatching(/edited/) } })
     })
 
+    // Someone with write access to the database (the SQLite file, the PostgreSQL table) edits a body into
+    // something that is not JSON, or not an event. Every read parsed it and failed: searches, exports, the
+    // console's pages and the summary answered 500. The row is shown at its seq as unreadable instead, and
+    // the checks name it as a chain fault (docs/audit.md: "body is not valid JSON").
+    it('a body edited into something that is not JSON reads back as an unreadable record at its seq', async () => {
+      const s = await fresh()
+      for (let i = 1; i <= 5; i++) await s.record(issued(i, i === 4 ? { type: 'token.denied', decision: 'deny', reason: 'no rule' } : {}))
+      await h.tamper.setBody(2, '{"caller":{"iss":"https://iam.exa')
+      await h.tamper.setBody(4, 'not json')
+      await h.tamper.setBody(5, '42')
+      const page = await s.query({ limit: 10 })
+      expect(page.records.map((r) => [r.seq, r.unreadable?.reason ?? r.event.jti])).toEqual([
+        [5, 'body is not an audit event'], [4, 'body is not valid JSON'], [3, 'jti-3'], [2, 'body is not valid JSON'], [1, 'jti-1'],
+      ])
+      expect(page.records.find((r) => r.seq === 2)!.unreadable).toEqual({ reason: 'body is not valid JSON', body: '{"caller":{"iss":"https://iam.exa' })
+      // Searches select by the indexed columns, which still place it (issued(2) is role pilot).
+      expect((await s.query({ limit: 10, role: 'pilot' })).records.map((r) => r.seq)).toEqual([4, 2])
+      const scanned = []
+      for await (const r of s.scan()) scanned.push([r.seq, r.unreadable?.reason ?? 'readable'])
+      expect(scanned).toEqual([[1, 'readable'], [2, 'body is not valid JSON'], [3, 'readable'], [4, 'body is not valid JSON'], [5, 'body is not an audit event']])
+      const check = (await checkRecordInChain(s, 2))!
+      expect([check.record.seq, check.record.unreadable?.reason, check.hashOk]).toEqual([2, 'body is not valid JSON', false])
+      // The summary counts the unreadable denial apart, instead of failing on it.
+      expect(await s.countDenialReasons({ from: T0, to: T0 + 10 })).toEqual([{ reason: null, count: 1, unreadable: true }])
+      expect(await s.verify()).toMatchObject({ ok: false, broken: { seq: 2, reason: 'body is not valid JSON' } })
+      expect(await s.verifyRevocations()).toMatchObject({ ok: false, unverified: 'audit chain broken at seq 2: body is not valid JSON' })
+    })
+
     it('verify names a record whose indexed column was edited', async () => {
       const s = await fresh()
       for (let i = 1; i <= 5; i++) await s.record(issued(i))
@@ -427,6 +455,19 @@ export function auditStoreContract(name: string, h: StoreHarness): void {
         await h.tamper.deleteRevocation(site.id)
         await h.tamper.setColumn(3, 'type', 'token.denied')
         expect(await unverified(s, { anchorKey })).toBe('audit chain broken at seq 3, a record that stated revocations when last verified: column type differs from the hashed body (record edited)')
+      })
+
+      // The start-up check from an anchor: a revocation record below it is read again by seq, and one edited into
+      // text that is not JSON is named as a chain fault; so is one after the anchor, which is hashed afresh.
+      it('an anchored start names a revocation record edited into something that is not JSON', async () => {
+        const { s } = await revoked()
+        const anchorKey = Buffer.alloc(32, 7)
+        expect(await s.verifyRevocations({ anchorKey })).toEqual({ ok: true, revocations: 3 })
+        await s.record(issued(5))
+        await h.tamper.setBody(5, 'not json')
+        expect(await unverified(s, { anchorKey })).toBe('audit chain broken at seq 5: body is not valid JSON')
+        await h.tamper.setBody(3, '{"detail":{"revocation":')
+        expect(await unverified(s, { anchorKey })).toBe('audit chain broken at seq 3, a record that stated revocations when last verified: body is not valid JSON')
       })
 
       it('refuses a log that ends before the seq an earlier check verified it to (newest records cut off)', async () => {

@@ -288,7 +288,7 @@ const ISS = 'https://iam.example.org/'
 const CTX: PolicyContext = { trustDomain: 'pool.example.org', uidDomain: 'users.example.org', vars: { IAM_ISSUER: ISS }, scitokenProfile: 'wlcg', maxLifetime: { idtoken: 7 * 86400, scitoken: 6 * 3600 } }
 const OPERATOR: VerifiedSubject = { iss: ISS, sub: 'provisioner', client_id: 'provisioner', groups: [], scopes: [], exp: NOW + 3600, claims: {} }
 
-async function service(maxLifetime = 86400, clock = fixedClock(NOW)) {
+async function service(maxLifetime = 86400, clock = fixedClock(NOW), committed?: () => void) {
   const root = tempDir()
   writeFileSync(join(root, '10.yaml'), `version: 1
 rules:
@@ -315,6 +315,7 @@ rules:
   const audit = new MemoryStore()
   const svc = new CertificateService({
     ca: await PoolCa.load(join(root, 'ca')), audit, policy: { current: loadPolicies(root, CTX) }, clock, maxLifetime, crlLifetime: 3600,
+    ...(committed ? { committed } : {}),
   })
   // Another broker replica: the same CA and audit store, its own CRL cache.
   const replica = async () => new CertificateService({
@@ -343,6 +344,19 @@ describe('certificate service', () => {
     await expect(svc.issue({ csr: await csrPem(), ...req }, OPERATOR, {})).rejects.toThrow(message)
     expect((await audit.query({ type: 'certificate.denied', limit: 10 })).records).toHaveLength(1)
     expect((await audit.query({ type: 'certificate.issued', limit: 10 })).records).toHaveLength(0)
+  })
+
+  // serve anchors the audit log soon after a revocation (revocation_watch.ts), so a copy of the database from
+  // before it, restored later, is refused at start instead of taking the serial off the CRL without a word.
+  it('says when a certificate revocation has committed, and not for one already revoked', async () => {
+    let told = 0
+    const { svc, audit } = await service(86400, fixedClock(NOW), () => { told++ })
+    const cert = await svc.issue({ csr: await csrPem(), role: 'schedd', dns: ['ap1.cloud-a.example.org'], ip: [] }, OPERATOR, {})
+    expect(told).toBe(0)
+    await svc.revoke(cert.serial, 'teardown', { principal: 'bootstrap' })
+    expect([told, (await audit.query({ type: 'certificate.revoked', limit: 10 })).records.length]).toEqual([1, 1])
+    await svc.revoke(cert.serial, undefined, { principal: 'bootstrap' })
+    expect(told).toBe(1)
   })
 
   it('puts a revoked serial in the CRL, which openssl then enforces', async () => {

@@ -70,3 +70,39 @@ describe('revocation consistency', () => {
     expect(store.rawRows().map((r) => r.seq)).toEqual([1, 2])
   })
 })
+
+describe('a checkpoint written by hand', () => {
+  // The broker writes a checkpoint's `revocations` as an array of whole rows and `lifts` (when any) as an array of
+  // {id, liftedAt, liftedBy?}, each field of the type the table gives it. A list that is not an array, or an
+  // entry with a field of another type, is not the broker's: read as nothing, it let `audit verify` pass and
+  // retention erase the record, leaving the next checkpoint with nothing of it.
+  const cp = (detail: Record<string, unknown>): AuditEvent => ({ type: 'audit.checkpoint', time: T, caller: { sub: 'retention' }, detail })
+  const whole = { id: 1, kind: 'site', value: 'cloud-a', revokedAt: T, until: T + 60 }
+  const cases: Array<[string, Record<string, unknown>]> = [
+    ['revocations that are not a list', { revocations: whole }],
+    ['lifts that are not a list', { revocations: [], lifts: { id: 1, liftedAt: T } }],
+    ['a revocation lifted at a time that is not a number', { revocations: [{ ...whole, liftedAt: 'yesterday' }] }],
+    ['a revocation whose generation is not a number', { revocations: [{ ...whole, kind: 'role', gen: '2' }] }],
+    ['a lift whose author is not a string', { revocations: [], lifts: [{ id: 1, liftedAt: T, liftedBy: 7 }] }],
+  ]
+
+  it.each(cases)('with %s is named as a difference', (_what, detail) => {
+    expect(revocationDifferences({ records: [rec(4, cp(detail))], rows: [], generations: new Map() }))
+      .toContain('the record at seq 4 states 1 revocation or lift that is not well-formed')
+  })
+
+  it.each(cases)('with %s is not pruned', async (_what, detail) => {
+    const store = new MemoryStore()
+    await store.record(cp(detail))
+    await store.record({ type: 'token.issued', time: T + 100, jti: 'j1' })
+    await expect(store.prune(T + 50, T + 200)).rejects.toThrow('the record at seq 1 states 1 revocation or lift that is not well-formed; not pruning (run "audit verify")')
+    expect(store.rawRows().map((r) => r.seq)).toEqual([1, 2])
+  })
+
+  it('as the broker writes it (lists of whole rows and lifts) is pruned', async () => {
+    const store = new MemoryStore()
+    await store.record(cp({ revocations: [{ ...whole, kind: 'role', gen: 2, iss: 'https://iam.example.org/', reason: 'r', revokedBy: 'cli:root', liftedAt: T + 5, liftedBy: 'cli:root' }], lifts: [{ id: 3, liftedAt: T + 6, liftedBy: 'bootstrap' }] }))
+    await store.record({ type: 'token.issued', time: T + 100, jti: 'j1' })
+    expect(await store.prune(T + 50, T + 200)).toEqual({ pruned: 1, checkpointSeq: 3 })
+  })
+})

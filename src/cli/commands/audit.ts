@@ -1,6 +1,7 @@
 import { createWriteStream } from 'node:fs'
 import { once } from 'node:events'
 import type { AuditEvent, AuditEventType, AuditQuery, AuditRecord } from '../../audit/audit_log.ts'
+import { wireRecord } from '../../audit/record_wire.ts'
 import { pruneExpired } from '../../audit/retention.ts'
 import { certificateRetentionFloor } from '../../ca/certificate_retention.ts'
 import { loadConfig } from '../../config.ts'
@@ -44,7 +45,7 @@ export async function auditCommand(argv: string[], io: CommandIo): Promise<numbe
     switch (sub) {
       case 'list': {
         const page = await store.query({ ...filters, limit: positiveInt('limit', values.limit) ?? 50 })
-        for (const r of page.records) io.out(values.json ? JSON.stringify(wire(r)) : line(r))
+        for (const r of page.records) io.out(values.json ? JSON.stringify(wireRecord(r)) : line(r))
         if (page.nextCursor && !values.json) io.err('(more records match; narrow the filters or raise --limit)')
         return 0
       }
@@ -53,7 +54,7 @@ export async function auditCommand(argv: string[], io: CommandIo): Promise<numbe
         let n = 0
         for await (const r of store.scan()) {
           if (!matches(r.event, filters)) continue
-          const s = `${JSON.stringify(wire(r))}\n`
+          const s = `${JSON.stringify(wireRecord(r))}\n`
           if (out) { if (!out.write(s)) await once(out, 'drain') } else io.out(s.slice(0, -1))
           n++
         }
@@ -126,14 +127,21 @@ function matches(e: AuditEvent, f: Filters): boolean {
     && (f.site === undefined || e.site === f.site)
 }
 
-function wire(r: AuditRecord) {
-  return { seq: r.seq, hash: r.hash, prev_hash: r.prevHash, event: r.event }
+/** A record's time in RFC 3339; one no date can hold (edited by hand) as it is, not thrown on. */
+function isoTime(t: number): string {
+  const d = new Date(t * 1000)
+  return Number.isNaN(d.getTime()) ? String(t) : d.toISOString().replace('.000Z', 'Z')
 }
 
 function line(r: AuditRecord): string {
   const e = r.event
+  if (r.unreadable) {
+    // Time and type are what the row's columns say: copies outside the hash, shown only to place the row.
+    return [String(r.seq).padStart(7), isoTime(e.time), e.type.padEnd(15),
+      `UNREADABLE: ${r.unreadable.reason} (edited by hand, or corrupted; run "audit verify")`].join('  ')
+  }
   const cols = [
-    String(r.seq).padStart(7), new Date(e.time * 1000).toISOString().replace('.000Z', 'Z'), e.type.padEnd(15), (e.decision ?? '-').padEnd(5),
+    String(r.seq).padStart(7), isoTime(e.time), e.type.padEnd(15), (e.decision ?? '-').padEnd(5),
     `role=${e.role ?? '-'}`, `sub=${e.issuedSub ?? '-'}`, `jti=${e.jti ?? '-'}`, `caller=${e.caller?.sub ?? '-'}`,
   ]
   if (e.site) cols.push(`site=${e.site}`)

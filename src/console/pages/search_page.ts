@@ -19,6 +19,11 @@ function select(name: keyof SearchForm, labelText: string, options: readonly str
 
 function row(r: AuditRecord): Html {
   const e = r.event
+  // What the row's columns say places it; the body cannot be read, so nothing in it verifies.
+  if (r.unreadable) {
+    return html`<tr class="unreadable"><td class="num"><a href="/console/records/${r.seq}">${r.seq}</a></td><td class="nw">${utc(e.time)}</td><td class="nw">${e.type}</td>
+<td colspan="7"><span class="bad">UNREADABLE</span>: ${r.unreadable.reason} (edited by hand, or corrupted: does not verify)</td></tr>`
+  }
   return html`<tr><td class="num"><a href="/console/records/${r.seq}">${r.seq}</a></td><td class="nw">${utc(e.time)}</td><td class="nw">${e.type}</td><td>${e.decision ?? ''}</td>
 <td class="mono">${e.caller?.sub ?? ''}${e.caller?.client_id ? html`<br><span class="muted">${e.caller.client_id}</span>` : ''}</td>
 <td>${e.role ?? ''}</td><td>${e.site ?? ''}</td><td class="mono">${e.issuedSub ?? ''}</td><td class="mono">${e.jti ?? ''}</td><td>${e.reason ?? ''}</td></tr>`
@@ -48,7 +53,11 @@ function yesNo(v: boolean | null, none: string): Html {
 export function recordPage(o: { viewer: Viewer; check: RecordCheck }): string {
   const { record: r, hashOk, columnFaults, linkedToPrevious, linkedFromNext } = o.check
   const verifies = hashOk && columnFaults.length === 0 && linkedToPrevious !== false && linkedFromNext !== false
-  const body = html`<div class="card"><h2>Record ${r.seq}: ${r.event.type}</h2>
+  const event = r.unreadable
+    ? html`<div class="card"><h2>Event</h2><p id="record-unreadable"><span class="bad">UNREADABLE</span>: ${r.unreadable.reason} (edited by hand, or corrupted). The body as stored:</p>
+<pre id="record-body">${r.unreadable.body}</pre><p class="muted">What the row's indexed columns say (copies outside the hash, not evidence):</p><pre>${JSON.stringify(r.event, null, 2)}</pre></div>`
+    : html`<div class="card"><h2>Event</h2><pre id="record-event">${JSON.stringify(r.event, null, 2)}</pre></div>`
+  const body = html`<div class="card"><h2>Record ${r.seq}: ${r.unreadable ? 'unreadable' : r.event.type}</h2>
 <dl class="kv">
 <dt>chain position</dt><dd>seq <span class="mono">${r.seq}</span> · <a href="/console/records/${r.seq - 1}">previous</a> · <a href="/console/records/${r.seq + 1}">next</a></dd>
 <dt>verifies</dt><dd id="record-verifies">${verifies ? html`<span class="ok">yes</span>` : html`<span class="bad">NO</span>`}</dd>
@@ -60,6 +69,6 @@ export function recordPage(o: { viewer: Viewer; check: RecordCheck }): string {
 <dt>prev_hash</dt><dd class="mono">${r.prevHash}</dd>
 <dt>time</dt><dd>${utc(r.event.time)} UTC</dd>
 </dl></div>
-<div class="card"><h2>Event</h2><pre id="record-event">${JSON.stringify(r.event, null, 2)}</pre></div>`
+${event}`
   return page(`Record ${r.seq}`, body, { viewer: o.viewer, tab: 'search' })
 }

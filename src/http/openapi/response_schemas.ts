@@ -82,8 +82,14 @@ const AuditEvent = z.object({
   reason: z.string().optional(),
 }).catchall(z.unknown()).describe('The audited event (docs/audit.md); never a token or a secret.')
 
+const UnreadableBody = z.object({ reason: z.string(), body: z.string() })
+  .describe('In place of `event`: the stored body is no event (edited by hand, or corrupted), so the record does not verify; why, and the body as stored.')
+
 export const AuditPage = z.object({
-  records: z.array(z.object({ seq: z.number().int().positive(), hash: z.string(), prev_hash: z.string(), event: AuditEvent })),
+  records: z.array(z.union([
+    z.object({ seq: z.number().int().positive(), hash: z.string(), prev_hash: z.string(), event: AuditEvent }),
+    z.object({ seq: z.number().int().positive(), hash: z.string(), prev_hash: z.string(), unreadable: UnreadableBody }),
+  ])),
   next_cursor: z.string().optional(),
 })
 

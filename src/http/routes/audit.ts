@@ -4,6 +4,7 @@ import type { AuditEventType, AuditQuery, AuditStore } from '../../audit/audit_l
 import { InvalidRequest } from '../../errors.ts'
 import type { AuditAggregates } from '../../audit/aggregate.ts'
 import { auditOverview, type AuditOverview } from '../../audit/overview.ts'
+import { wireRecord } from '../../audit/record_wire.ts'
 import type { Clock } from '../../lib/clock.ts'
 import type { LiveWindow } from '../../issuance/pilot_list.ts'
 import { parseOrRefuse } from '../zod_refusal.ts'
@@ -87,7 +88,7 @@ export function auditRoutes(deps: { audit: Pick<AuditStore, 'query'> & AuditAggr
     const page = await deps.audit.query(q)
     c.header('Cache-Control', 'no-store')
     return c.json({
-      records: page.records.map((r) => ({ seq: r.seq, hash: r.hash, prev_hash: r.prevHash, event: r.event })),
+      records: page.records.map(wireRecord),
       ...(page.nextCursor ? { next_cursor: page.nextCursor } : {}),
     })
   })
