@@ -7,6 +7,7 @@ import { loadIamClientCredentials } from './iam/client_auth.ts'
 import { KeyStore } from './keys/key_store.ts'
 import type { Logger } from './lib/logger.ts'
 import { readSecretFile } from './lib/secure_file.ts'
+import { auditMacKeyFile, readAuditMacKey } from './keys/audit_mac_key.ts'
 import { policyContextFromConfig } from './policy/context.ts'
 import { formatIssue, loadPolicyDir } from './policy/load.ts'
 import { sqliteAuditFile } from './storage/open_store.ts'
@@ -72,6 +73,12 @@ export async function preflight(config: Config, ctx: PreflightContext): Promise<
     const name = config.idtoken.key
     if (!keys.hasCondorKey(name)) {
       add('ENOKEY', `the HTCondor signing key "${name}" (idtoken.key) does not exist at ${keys.condorKeyPath(name)}; a broker with a public issuer never invents one: run "condor-token-broker keys init" to create it, or "condor-token-broker keys import FILE --name ${name}" to adopt the pool's key`)
+    }
+    // Replicas must share one audit MAC key: one made up here would MAC records no other replica can check.
+    try {
+      readAuditMacKey(auditMacKeyFile(config))
+    } catch (err) {
+      add('EAUDITMACKEY', (err as Error).message)
     }
   }
 

@@ -50,6 +50,7 @@ import { anchorFile } from './storage/anchor_file.ts'
 import { RevocationService } from './revocation/revocation_service.ts'
 import type { BrokerStore } from './storage/chained_store.ts'
 import { openBrokerStore } from './storage/open_store.ts'
+import { isProduction } from './production.ts'
 import { openRequestLimits } from './ratelimit/open_request_limits.ts'
 import type { RequestLimits } from './ratelimit/request_limits.ts'
 import { addressKeyer } from './ratelimit/address_key.ts'
@@ -93,15 +94,8 @@ const IAM_STATUS_CACHE_SECONDS = 30
 /** A readiness probe waits at most this long for IAM before answering with the previous result. */
 const IAM_STATUS_MAX_WAIT_MS = 1000
 
-/**
- * Production means the broker has a public issuer: one that verifiers on other hosts can reach. A
- * loopback issuer (https://localhost…, https://127.x…) can only serve this host, so it is development,
- * whatever the TLS mode. Production gets no development IAM and no development issuers.
- */
-export function isProduction(config: Config): boolean {
-  const host = new URL(config.issuer).hostname
-  return !(host === 'localhost' || host === '[::1]' || /^127(\.\d{1,3}){3}$/.test(host))
-}
+// In a module of its own so the store (the audit MAC key outside production) can ask without importing this one.
+export { isProduction }
 
 /**
  * What `${IAM_ISSUER}` in policies stands for: the first configured IAM issuer, else (outside production)

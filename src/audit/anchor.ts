@@ -24,6 +24,12 @@ export interface ChainAnchor {
    * Absent in anchors of earlier versions.
    */
   horizons?: IssuanceHorizons
+  /**
+   * Where MACs began (record_mac.ts), once a check saw it. A check resuming from the anchor reads none of
+   * the records below it, so without this it could not tell that a record appended since needs a MAC.
+   * Absent in anchors of earlier versions and of logs written before MACs.
+   */
+  macFrom?: number
 }
 
 /**
@@ -61,6 +67,7 @@ export function openAnchor(text: string | undefined, key: Buffer): ChainAnchor |
     if (!a.evidence.every((e) => Array.isArray(e) && int(e[0]) && typeof e[1] === 'string')) return undefined
     const horizon = (h: unknown) => typeof h === 'object' && h !== null && int((h as IssuanceHorizon).exp) && int((h as IssuanceHorizon).lifetime)
     if (a.horizons !== undefined && !(horizon(a.horizons.token) && horizon(a.horizons.certificate))) return undefined
+    if (a.macFrom !== undefined && !(int(a.macFrom) && a.macFrom >= 1)) return undefined
     return a
   } catch {
     return undefined

@@ -25,6 +25,12 @@ export const AuditConfigSchema = z.strictObject({
     dsn: z.string().min(1).optional(),
     pool_size: integer(2, 100).default(4),
   }).prefault({}),
+  /**
+   * The audit MAC key (docs/audit.md, "Record MACs"): 32 random bytes, base64, mode 0600. Default
+   * <data_dir>/keys/audit_mac.key. Every replica and every host that runs a CLI command writing records
+   * needs the same file, as for the IDTOKEN key; created on first use outside production only.
+   */
+  mac_key_file: z.string().min(1).optional(),
   /** Keep records this many days; 0 keeps everything. Pruned records leave a checkpoint in the chain. */
   retention_days: integer(0).default(0),
   /** How often serve prunes, in seconds. */

@@ -20,6 +20,8 @@ export type AuditEventType =
   | 'key.reloaded'
   | 'policy.reloaded'
   | 'audit.checkpoint'
+  /** The first record a broker wrote with a MAC: `detail.macFrom` is its own seq (record_mac.ts). */
+  | 'audit.macs_started'
   /** A host certificate from the pool CA; `detail.serial` names it, `exp` is its notAfter (src/ca). */
   | 'certificate.issued'
   | 'certificate.denied'
@@ -111,7 +113,8 @@ export interface AuditPage {
 
 /** Outcome of checking the whole chain; `broken` names the first record that fails and why. */
 export type ChainVerification =
-  | { ok: true; records: number; head: { seq: number; hash: string }; firstSeq: number }
+  /** `macFrom`: where MACs began (records before it predate them), when the records checked tell. */
+  | { ok: true; records: number; head: { seq: number; hash: string }; firstSeq: number; macFrom?: number }
   | { ok: false; records: number; broken: { seq: number; reason: string } }
 
 export interface PruneResult {

@@ -1,5 +1,6 @@
 import { hash } from 'node:crypto'
 import type { AuditEvent, AuditRecord, ChainVerification } from './audit_log.ts'
+import { macProblem, MACS_STARTED, type AuditMacKey } from './record_mac.ts'
 import { eventFromColumns, readBody } from './unreadable_record.ts'
 
 /** The seq and hash of the newest record, kept beside the chain (table audit_head); seq 0 when empty. */
@@ -94,6 +95,8 @@ export interface CheckpointDetail {
   prunedLastHash: string
   prunedCount: number
   before: number
+  /** Where MACs began (record_mac.ts), carried on when retention removes the record that said so. */
+  macFrom?: number
 }
 
 /** A row as read back from a backend, before trusting anything in it. */
@@ -102,6 +105,28 @@ export interface StoredRow extends AuditColumns {
   body: string
   prev_hash: string
   hash: string
+  /** The record's MAC (record_mac.ts); null or absent on records written before MACs began. */
+  mac?: string | null
+}
+
+/** Where a verifier learns that MACs began: the first MAC'd record's statement, or a checkpoint carrying it on. */
+export function statedMacFrom(event: AuditEvent): number | undefined {
+  if (event.type !== MACS_STARTED && event.type !== 'audit.checkpoint') return undefined
+  const from = (event.detail as { macFrom?: unknown } | undefined)?.macFrom
+  return Number.isSafeInteger(from) && (from as number) >= 1 ? from as number : undefined
+}
+
+/** Why a record at `seq` cannot stand without a MAC, once MACs began at `from`. */
+export function noMacReason(from: number): string {
+  return `record has no MAC, but the broker has put one on every record since seq ${from} (written outside the broker)`
+}
+
+/** Options of a chain check that also judges MACs. */
+export interface MacCheck {
+  /** Checks each MAC against this key; without it only a MAC's absence after `macFrom` can be told. */
+  key?: AuditMacKey
+  /** Where MACs began, as an earlier check (a sealed anchor) found it. */
+  macFrom?: number
 }
 
 /**
@@ -161,13 +186,55 @@ export class ChainVerifier {
   #last: { seq: number; hash: string } | undefined
   #anchored = false
   #broken: { seq: number; reason: string } | undefined
+  readonly #macKey: AuditMacKey | undefined
+  /** Lowest seq known to be in the MAC era: stated, carried, from an anchor, or the first record with a valid MAC. */
+  #macFrom: number | undefined
+  /** Runs [first, last] of MAC-less records fed before `#macFrom` was known: judged once it is. */
+  #macless: Array<[number, number]> = []
 
   /**
    * Resumes after a record verified earlier (`after`, from a sealed anchor): the first row fed must be
    * `after.seq + 1` and link to `after.hash`. Without it, verification starts at the first record.
    */
-  constructor(after?: { seq: number; hash: string }) {
+  constructor(after?: { seq: number; hash: string }, mac: MacCheck = {}) {
     if (after) { this.#last = { ...after }; this.#anchored = true }
+    this.#macKey = mac.key
+    this.#macFrom = mac.macFrom
+  }
+
+  /** Where MACs began, as far as the records fed (and the anchor) tell; undefined: none seen. */
+  get macFrom(): number | undefined {
+    return this.#macFrom
+  }
+
+  /** Lowers the MAC era's start to `from` and fails on a MAC-less record already fed at or after it. */
+  #macEraFrom(from: number): string | undefined {
+    if (this.#macFrom !== undefined && this.#macFrom <= from) return undefined
+    this.#macFrom = from
+    const run = this.#macless.find(([, last]) => last >= from)
+    if (!run) return undefined
+    const seq = Math.max(run[0], from)
+    this.#broken = { seq, reason: noMacReason(from) }
+    return this.#broken.reason
+  }
+
+  /** The MAC part of feeding `row` (already found intact and linked); false once broken. */
+  #feedMac(row: StoredRow, seq: number, event: AuditEvent): boolean {
+    const stated = statedMacFrom(event)
+    if (stated !== undefined && stated <= seq && this.#macEraFrom(stated) !== undefined) return false
+    const mac = typeof row.mac === 'string' && row.mac !== '' ? row.mac : undefined
+    if (mac === undefined) {
+      if (this.#macFrom !== undefined && seq >= this.#macFrom) { this.#broken = { seq, reason: noMacReason(this.#macFrom) }; return false }
+      const run = this.#macless.at(-1)
+      if (run && run[1] === seq - 1) run[1] = seq
+      else this.#macless.push([seq, seq])
+      return true
+    }
+    if (!this.#macKey) return true
+    const problem = macProblem(this.#macKey, row.hash, mac)
+    if (problem !== undefined) { this.#broken = { seq, reason: problem }; return false }
+    // Only the broker can have written it: MACs had begun by then.
+    return this.#macEraFrom(seq) === undefined
   }
 
   /** Feeds the next row; returns false once the chain is known broken (stop scanning). */
@@ -191,6 +258,7 @@ export class ChainVerifier {
       }
       if (row.prev_hash !== this.#last.hash) return fail(`prev_hash does not match the hash of record ${this.#last.seq}`)
     }
+    if (!this.#feedMac(row, seq, event)) return false
     if (this.#first === undefined) this.#first = { seq, prevHash: row.prev_hash }
     if (event.type === 'audit.checkpoint' && this.#first.seq > 1) {
       const d = event.detail as Partial<CheckpointDetail> | undefined
@@ -230,6 +298,6 @@ export class ChainVerifier {
       const seq = head.seq > this.#last.seq ? this.#last.seq + 1 : this.#last.seq
       return { ok: false, records: this.#count, broken: { seq, reason: `chain head says seq ${head.seq} but the last record is seq ${this.#last.seq} (records removed or head edited)` } }
     }
-    return { ok: true, records: this.#count, head: this.#last, firstSeq: this.#first?.seq ?? this.#last.seq + 1 }
+    return { ok: true, records: this.#count, head: this.#last, firstSeq: this.#first?.seq ?? this.#last.seq + 1, ...(this.#macFrom !== undefined ? { macFrom: this.#macFrom } : {}) }
   }
 }

@@ -2,6 +2,7 @@ import type { AuditEvent, AuditPage, AuditQuery, AuditRecord, AuditStore, ChainV
 import type { AuditAggregates, CountQuery, CountRow, LiveRow, ReasonRow } from '../audit/aggregate.ts'
 import { openAnchor, sealAnchor, type AnchorCopy, type ChainAnchor } from '../audit/anchor.ts'
 import { assertStorableEvent, ChainVerifier, HEAD_MISSING, type ChainHead, checkRecord, columnsOf, encodeEventBody, recordHash, rowToRecord, type AuditColumns, type CheckpointDetail, type StoredRow } from '../audit/chain.ts'
+import { macProblem, MACS_STARTED, recordMac, type AuditMacKey } from '../audit/record_mac.ts'
 import { InvalidRequest, OperatorError } from '../errors.ts'
 import type { CredentialConfirmation, CredentialStore, CredentialWrite, StoredCredential } from '../credentials/credential_store.ts'
 import type { ConsoleSessionStore, SessionWrite, StoredSession } from '../console/session_store.ts'
@@ -132,6 +133,12 @@ const EVIDENCE_SLICE = 500
 export abstract class ChainedStore implements BrokerStore {
   abstract readonly backend: 'sqlite' | 'postgres' | 'memory'
   protected readonly committer: Committer<WriteOp>
+  /**
+   * The audit MAC key (record_mac.ts): every record this store appends carries a MAC under it, and every
+   * chain check it runs checks the MACs. Without it (tests, an old writer) records are appended without
+   * one, which a keyed check refuses once MACs began.
+   */
+  protected readonly auditMac: AuditMacKey | undefined
   #lastFailure: { at: number; message: string } | undefined
   #lastSuccessAt: number | undefined
 
@@ -139,7 +146,8 @@ export abstract class ChainedStore implements BrokerStore {
    * By default writes are grouped here (GroupCommitter) and handed to `commitBatch`; a backend with its own
    * write pipeline (the SQLite writer thread) passes its committer instead.
    */
-  constructor(write: { groupCommit?: Partial<GroupCommitOptions>; committer?: Committer<WriteOp> } = {}) {
+  constructor(write: { groupCommit?: Partial<GroupCommitOptions>; committer?: Committer<WriteOp>; auditMac?: AuditMacKey } = {}) {
+    this.auditMac = write.auditMac
     this.committer = write.committer ?? new GroupCommitter<WriteOp>((ops) => this.commitBatch(ops), write.groupCommit)
   }
 
@@ -213,7 +221,11 @@ export abstract class ChainedStore implements BrokerStore {
       records.push({ seq: Number(row.seq), event, prevHash: row.prev_hash, hash: row.hash })
       evidence.push([Number(row.seq), row.hash])
     }
-    let verifier = new ChainVerifier()
+    // Where MACs began as an earlier check saw it: a record after it needs a MAC even when the records
+    // that said so are not read again (below the anchor) or were pruned since.
+    const anchoredFrom = [anchor?.macFrom, kept?.macFrom].filter((n) => n !== undefined)
+    const macs = { ...(this.auditMac ? { key: this.auditMac } : {}), ...(anchoredFrom.length > 0 ? { macFrom: Math.min(...anchoredFrom) } : {}) }
+    let verifier = new ChainVerifier(undefined, macs)
     let from = 1
     let unverified = state.head ? await this.#departsFrom([anchor, kept], state.head, state.firstSeq) : undefined
     // A prune since the anchor (the first seq moved up, not past the anchor) need not mean a full check:
@@ -241,7 +253,7 @@ export abstract class ChainedStore implements BrokerStore {
           else { unverified = `audit chain broken at seq ${seq}, a record that stated revocations when last verified: it no longer does`; break }
         }
       }
-      verifier = new ChainVerifier({ seq: anchor.seq, hash: anchor.hash })
+      verifier = new ChainVerifier({ seq: anchor.seq, hash: anchor.hash }, macs)
       from = anchor.seq + 1
     }
     let chain: ChainVerification | undefined
@@ -278,7 +290,8 @@ export abstract class ChainedStore implements BrokerStore {
     signal?.throwIfAborted()
     if (anchorKey && chain.ok) {
       // Best effort: without a fresh anchor the next start-up only checks more records.
-      const sealed = sealAnchor({ seq: chain.head.seq, hash: chain.head.hash, firstSeq: state.firstSeq, evidence, horizons }, anchorKey)
+      const macFrom = verifier.macFrom
+      const sealed = sealAnchor({ seq: chain.head.seq, hash: chain.head.hash, firstSeq: state.firstSeq, evidence, horizons, ...(macFrom !== undefined ? { macFrom } : {}) }, anchorKey)
       await this.writeAnchor(sealed).catch(() => {})
       await anchorCopy?.write(sealed).catch(() => {})
     }
@@ -405,7 +418,7 @@ export abstract class ChainedStore implements BrokerStore {
   async #vouchedPrefix(before: number, signal: AbortSignal | undefined): Promise<PruneRange | undefined> {
     const head = await this.readHead()
     if (!head) throw new OperatorError('EAUDITCHAIN', `${HEAD_MISSING}; not pruning (run "audit verify")`)
-    const v = new ChainVerifier()
+    const v = new ChainVerifier(undefined, this.auditMac ? { key: this.auditMac } : {})
     let first: StoredRow | undefined
     let last: StoredRow | undefined
     for await (const row of this.scanRows(1)) {
@@ -429,14 +442,18 @@ export abstract class ChainedStore implements BrokerStore {
       return undefined
     }
     if (v.broken) throw refuse(v.broken)
-    if (!v.anchored && !(await this.#checkpointVouchesFor(first, signal))) {
+    if (!v.anchored && !(await this.#checkpointVouchesFor(first, v.macFrom, signal))) {
       throw refuse({ seq: Number(first.seq), reason: `records before seq ${first.seq} are missing and no checkpoint vouches for their removal` })
     }
     return { first: Number(first.seq), through: Number(last.seq), hash: last.hash }
   }
 
-  /** Whether an intact checkpoint record states that retention removed the records before `first`. */
-  async #checkpointVouchesFor(first: StoredRow, signal: AbortSignal | undefined): Promise<boolean> {
+  /**
+   * Whether an intact checkpoint record states that retention removed the records before `first`. From
+   * `macFrom` on (where MACs began, as the records read before found), only one the broker wrote counts:
+   * with its MAC, and with this store's key a MAC that verifies.
+   */
+  async #checkpointVouchesFor(first: StoredRow, macFrom: number | undefined, signal: AbortSignal | undefined): Promise<boolean> {
     let cursor: string | undefined
     // Bounded: each page moves the cursor back, and there is one checkpoint per prune that deleted something.
     for (;;) {
@@ -446,7 +463,7 @@ export abstract class ChainedStore implements BrokerStore {
         const d = r.event.detail as Partial<CheckpointDetail> | undefined
         if (d?.prunedThroughSeq !== Number(first.seq) - 1 || d.prunedLastHash !== first.prev_hash) continue
         const [row] = await this.readRows([r.seq])
-        if (row && typeof checkRecord(row) !== 'string') return true
+        if (row && typeof checkRecord(row) !== 'string' && macVouches(row, this.auditMac, macFrom)) return true
       }
       if (page.nextCursor === undefined) return false
       cursor = page.nextCursor
@@ -465,7 +482,7 @@ export abstract class ChainedStore implements BrokerStore {
   async verify(): Promise<ChainVerification> {
     // Head first: records committed while we scan (a live broker) lie beyond it and are not judged.
     const head = await this.readHead()
-    const v = new ChainVerifier()
+    const v = new ChainVerifier(undefined, this.auditMac ? { key: this.auditMac } : {})
     for await (const row of this.scanRows(1)) {
       if ((head && Number(row.seq) > head.seq) || !v.feed(row)) break
     }
@@ -484,6 +501,12 @@ export abstract class ChainedStore implements BrokerStore {
     await this.committer.close()
     await this.closeBackend()
   }
+}
+
+/** Whether a row's MAC lets it count as the broker's, as a ChainVerifier would judge it (see chain.ts). */
+function macVouches(row: StoredRow, key: AuditMacKey | undefined, macFrom: number | undefined): boolean {
+  if (typeof row.mac !== 'string' || row.mac === '') return macFrom === undefined || Number(row.seq) < macFrom
+  return key === undefined || macProblem(key, row.hash, row.mac) === undefined
 }
 
 function widerHorizons(a: IssuanceHorizons, b: IssuanceHorizons): IssuanceHorizons {
@@ -505,9 +528,38 @@ function horizonsLowered(table: IssuanceHorizons, seen: IssuanceHorizons): strin
   return out
 }
 
-/** The row for one op at `seq`, linked to `prevHash`. */
-export function chainRow(seq: number, prevHash: string, body: string, cols: AuditColumns): StoredRow {
-  return { ...cols, seq, body, prev_hash: prevHash, hash: recordHash(seq, prevHash, body) }
+/** The row for one op at `seq`, linked to `prevHash`, with its MAC under `mac` (null without a key). */
+export function chainRow(seq: number, prevHash: string, body: string, cols: AuditColumns, mac?: AuditMacKey): StoredRow {
+  const hash = recordHash(seq, prevHash, body)
+  return { ...cols, seq, body, prev_hash: prevHash, hash, mac: mac ? recordMac(mac, hash) : null }
+}
+
+/**
+ * The record that opens the MAC era, appended (with its MAC) before the first record a keyed writer adds
+ * to a log that has none: it states its own seq, so a check knows from where a record without a MAC was
+ * not written by the broker. It is in the hashed body, so removing or moving it means re-hashing every
+ * later record, whose MACs then fail.
+ */
+export function macsStartedBody(seq: number, now: number, mac: AuditMacKey): { body: string; cols: AuditColumns } {
+  const e: AuditEvent = { type: MACS_STARTED, time: now, caller: { sub: 'audit' }, detail: { macFrom: seq, keyId: mac.kid } }
+  return { body: encodeEventBody(e), cols: columnsOf(e) }
+}
+
+/** SQL selecting the seq of the record that opened the MAC era (both SQL backends index it: schema step of MACs). */
+export const MACS_STARTED_SQL = `SELECT min(seq) AS seq FROM audit_log WHERE type = '${MACS_STARTED}'`
+
+/** SQL selecting the newest checkpoint's body, which carries the MAC era's start once retention removed its record. */
+export const LAST_CHECKPOINT_SQL = `SELECT body FROM audit_log WHERE ${REVOCATION_RECORDS_WHERE} AND type = 'audit.checkpoint' ORDER BY seq DESC LIMIT 1`
+
+/** The MAC era's start a writer finds: the record that opened it, else what the newest checkpoint carries. */
+export function foundMacFrom(startedSeq: number | string | null | undefined, lastCheckpointBody: string | undefined): number | undefined {
+  if (startedSeq !== null && startedSeq !== undefined) return Number(startedSeq)
+  if (lastCheckpointBody === undefined) return undefined
+  // A body edited into nonsense must not stop every write: the writer then opens the era again, and the
+  // checks name the edited record.
+  let from: unknown
+  try { from = (JSON.parse(lastCheckpointBody) as { detail?: { macFrom?: unknown } }).detail?.macFrom } catch { return undefined }
+  return Number.isSafeInteger(from) && (from as number) >= 1 ? from as number : undefined
 }
 
 /**

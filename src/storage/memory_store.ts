@@ -6,10 +6,11 @@ import { INITIAL_GENERATION, type IssuanceHorizons, type Revocation } from '../r
 import { HorizonTracker, noHorizons, revocationUntil, wider } from './issuance_horizon.ts'
 import { revocationsToCarry } from '../revocation/revocation_consistency.ts'
 import {
-  ChainedStore, assertPageSize, chainRow, checkpointEventBody, decodeCursor, equalityFilters, eventRow,
+  ChainedStore, assertPageSize, chainRow, checkpointEventBody, decodeCursor, equalityFilters, eventRow, foundMacFrom, macsStartedBody,
   PRUNE_RANGE_CHANGED, revocationEventBody, statesRevocations, toPage, type RevocationState, type WriteOp,
 } from './chained_store.ts'
 import type { GroupCommitOptions } from './group_commit.ts'
+import { MACS_STARTED, type AuditMacKey } from '../audit/record_mac.ts'
 import { nextConfirmation, type CredentialConfirmation, type CredentialWrite, type StoredCredential } from '../credentials/credential_store.ts'
 import type { SessionWrite, StoredSession } from '../console/session_store.ts'
 
@@ -33,7 +34,10 @@ export class MemoryStore extends ChainedStore {
   /** Console sessions by id digest, in creation order. */
   #sessions = new Map<string, StoredSession>()
 
-  constructor(options: { groupCommit?: Partial<GroupCommitOptions> } = {}) {
+  /** Where the MAC era began, once a committed batch knew it. */
+  #macFrom: number | undefined
+
+  constructor(options: { groupCommit?: Partial<GroupCommitOptions>; auditMac?: AuditMacKey } = {}) {
     super(options)
   }
 
@@ -50,10 +54,19 @@ export class MemoryStore extends ChainedStore {
     this.#horizon.begin()
     const append = (body: string, cols: AuditColumns) => {
       seq++
-      const row = chainRow(seq, hash, body, cols)
+      const row = chainRow(seq, hash, body, cols, this.auditMac)
       rows.push(row)
       hash = row.hash
       this.#horizon.observe(cols)
+    }
+    let macFrom = this.#macFrom
+    if (this.auditMac && macFrom === undefined) {
+      macFrom = foundMacFrom(this.#rows.find((r) => r.type === MACS_STARTED)?.seq, this.#rows.findLast((r) => r.type === 'audit.checkpoint')?.body)
+      if (macFrom === undefined) {
+        macFrom = seq + 1
+        const { body, cols } = macsStartedBody(macFrom, Math.floor(Date.now() / 1000), this.auditMac)
+        append(body, cols)
+      }
     }
     let nextId = (this.#revocations.at(-1)?.id ?? 0) + 1
     const results: Array<() => void> = []
@@ -110,7 +123,7 @@ export class MemoryStore extends ChainedStore {
         }
         pruneThrough = through
         const carried = revocationsToCarry(pruned.filter(isRevocationRecord).map((r) => rowToRecord(r).event))
-        const { body, cols } = checkpointEventBody({ prunedThroughSeq: through, prunedLastHash: pruned.at(-1)!.hash, prunedCount: pruned.length, before: op.before }, carried, op.now)
+        const { body, cols } = checkpointEventBody({ prunedThroughSeq: through, prunedLastHash: pruned.at(-1)!.hash, prunedCount: pruned.length, before: op.before, ...(macFrom !== undefined ? { macFrom } : {}) }, carried, op.now)
         append(body, cols)
         const checkpointSeq = seq
         results.push(() => { op.result = { pruned: pruned.length, checkpointSeq } })
@@ -127,6 +140,7 @@ export class MemoryStore extends ChainedStore {
     this.#head = { seq, hash }
     for (const [kind, h] of this.#horizon.raises()) this.#horizonRows = { ...this.#horizonRows, [kind]: wider(this.#horizonRows[kind], h) }
     this.#horizon.committed()
+    if (this.auditMac) this.#macFrom = macFrom
     for (const r of results) r()
   }
 

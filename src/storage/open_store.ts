@@ -3,6 +3,9 @@ import type { Config } from '../config.ts'
 import type { BrokerStore } from './chained_store.ts'
 import type { GroupCommitOptions } from './group_commit.ts'
 import { SqliteStore } from './sqlite_store.ts'
+import type { AuditMacKey } from '../audit/record_mac.ts'
+import { auditMacKeyFile, ensureAuditMacKeyFile, readAuditMacKey } from '../keys/audit_mac_key.ts'
+import { isProduction } from '../production.ts'
 
 /** Where the SQLite audit file lives: audit.sqlite.file, else <data_dir>/audit.db. */
 export function sqliteAuditFile(config: Config): string {
@@ -15,13 +18,37 @@ export function sqliteAuditFile(config: Config): string {
  * built in the background); a CLI command writes at most a record or two, so it commits inline and
  * starts no thread.
  */
-export async function openBrokerStore(config: Config, options: { sqliteWriter?: 'thread' | 'inline' } = {}): Promise<BrokerStore> {
+export async function openBrokerStore(config: Config, options: { sqliteWriter?: 'thread' | 'inline'; auditMac?: AuditMacKey } = {}): Promise<BrokerStore> {
+  // Every record a store opened here appends carries a MAC, and every check it runs checks them (ChainedStore):
+  // no command writes without the key. A command that only reads may pass the key it could read, or none.
+  const auditMac = 'auditMac' in options ? options.auditMac : loadAuditMacKey(config)
+  const mac = auditMac ? { auditMac } : {}
   const gc = config.audit.group_commit
   const groupCommit: GroupCommitOptions = { maxBatch: gc.max_batch, maxWaitMs: gc.max_wait_ms, maxPending: gc.max_pending }
   if (config.audit.store === 'postgres') {
     // Loaded only for this backend: the pg driver is resident weight an SQLite broker never uses.
     const { PostgresStore } = await import('./postgres_store.ts')
-    return PostgresStore.open({ dsn: config.audit.postgres.dsn!, poolSize: config.audit.postgres.pool_size, groupCommit })
+    return PostgresStore.open({ dsn: config.audit.postgres.dsn!, poolSize: config.audit.postgres.pool_size, groupCommit, ...mac })
   }
-  return new SqliteStore({ file: sqliteAuditFile(config), synchronous: config.audit.sqlite.synchronous, groupCommit, writer: options.sqliteWriter ?? config.audit.sqlite.writer })
+  return new SqliteStore({ file: sqliteAuditFile(config), synchronous: config.audit.sqlite.synchronous, groupCommit, writer: options.sqliteWriter ?? config.audit.sqlite.writer, ...mac })
+}
+
+/**
+ * The audit MAC key, created first outside production (as serve creates its signing keys there); in
+ * production a missing key is the operator's to provide (`keys init`, then copy it), never made up by one
+ * replica or a CLI on its own, which would leave the others with a different key.
+ */
+export function loadAuditMacKey(config: Config): AuditMacKey {
+  const file = auditMacKeyFile(config)
+  if (!isProduction(config)) ensureAuditMacKeyFile(file)
+  return readAuditMacKey(file)
+}
+
+/** The key for a command that only reads (`audit verify`): the key, or why it could not be read. */
+export function tryAuditMacKey(config: Config): { key: AuditMacKey } | { problem: string } {
+  try {
+    return { key: loadAuditMacKey(config) }
+  } catch (err) {
+    return { problem: (err as Error).message }
+  }
 }

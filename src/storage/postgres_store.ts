@@ -8,10 +8,11 @@ import { INITIAL_GENERATION, type IssuanceHorizons, type NewRevocation, type Rev
 import { horizonsFromRows, HorizonTracker, raiseHorizonSql, reseedHorizonsSql, revocationUntil, seedHorizonsSql, seedMarkTableSql } from './issuance_horizon.ts'
 import { revocationsToCarry } from '../revocation/revocation_consistency.ts'
 import {
-  ChainedStore, LIFT_AND_ISS_MIGRATION, PRUNE_RANGE_CHANGED, REVOCATION_RECORDS_WHERE, type PruneRange, assertPageSize, chainRow, checkpointEventBody, decodeCursor, equalityFilters, eventRow,
+  ChainedStore, foundMacFrom, LAST_CHECKPOINT_SQL, LIFT_AND_ISS_MIGRATION, MACS_STARTED_SQL, macsStartedBody, PRUNE_RANGE_CHANGED, REVOCATION_RECORDS_WHERE, type PruneRange, assertPageSize, chainRow, checkpointEventBody, decodeCursor, equalityFilters, eventRow,
   revocationEventBody, fromRevocationRow, toPage, type RevocationRow, type RevocationState, type WriteOp,
 } from './chained_store.ts'
 import type { GroupCommitOptions } from './group_commit.ts'
+import { MACS_STARTED, type AuditMacKey } from '../audit/record_mac.ts'
 import type { RedemptionOutcome } from './chained_store.ts'
 import { CONSOLE_SESSIONS_MIGRATION, fromSessionRow, sessionWriteSql, type SessionRow, type StoredSession } from '../console/session_store.ts'
 import { CONFIRMATION_READ_COLUMNS, CREDENTIAL_CONFIRMATION_COLUMNS, CREDENTIALS_MIGRATION, confirmationRow, confirmationValues, confirmSql, fromCredentialRow, nextConfirmation, registerSql, revokeSql, type CredentialRow, type CredentialWrite, type StoredCredential } from '../credentials/credential_store.ts'
@@ -23,6 +24,8 @@ export interface PostgresStoreOptions {
   groupCommit?: Partial<GroupCommitOptions>
   /** Fail fast when the server is unreachable: an issuance must not hang waiting for its audit record. */
   connectTimeoutMs?: number
+  /** Appends every record with a MAC under this key, and checks MACs in every chain check (ChainedStore). */
+  auditMac?: AuditMacKey
 }
 
 /**
@@ -67,6 +70,10 @@ const MIGRATIONS: readonly string[] = [
   CREDENTIAL_CONFIRMATION_COLUMNS.map(([name, type]) => `ALTER TABLE user_credentials ADD COLUMN IF NOT EXISTS ${name} ${type};`).join('\n'),
   // Where the last reseed of the horizons stopped: each start of serve reads only what came after it.
   seedMarkTableSql('BIGINT'),
+  // Each record's MAC under the audit MAC key (audit/record_mac.ts); NULL on the records written before.
+  // The record that opened the MAC era is found through its own small index, not by reading the log.
+  `ALTER TABLE audit_log ADD COLUMN IF NOT EXISTS mac TEXT;
+   CREATE INDEX IF NOT EXISTS audit_macs_started ON audit_log (seq) WHERE type = '${MACS_STARTED}';`,
 ]
 
 // Any constant works; it only has to be the same in every replica.
@@ -78,8 +85,8 @@ const COLUMN_TYPES: Record<(typeof COLUMN_NAMES)[number], string> = {
 }
 const RAISE_HORIZON_SQL = raiseHorizonSql('GREATEST', ['$1', '$2::bigint', '$3::bigint'])
 const RESEED_SQL = reseedHorizonsSql('GREATEST')
-const ALL_COLUMNS = ['seq', ...COLUMN_NAMES, 'body', 'prev_hash', 'hash'] as const
-const ALL_TYPES = ['bigint', ...COLUMN_NAMES.map((c) => COLUMN_TYPES[c]), 'text', 'text', 'text']
+const ALL_COLUMNS = ['seq', ...COLUMN_NAMES, 'body', 'prev_hash', 'hash', 'mac'] as const
+const ALL_TYPES = ['bigint', ...COLUMN_NAMES.map((c) => COLUMN_TYPES[c]), 'text', 'text', 'text', 'text']
 // One statement per batch whatever its size: parallel arrays unnested into rows.
 const INSERT_SQL = `INSERT INTO audit_log (${ALL_COLUMNS.join(', ')}) SELECT * FROM unnest(${ALL_TYPES.map((t, i) => `$${i + 1}::${t}[]`).join(', ')})`
 const SCAN_CHUNK = 5000
@@ -99,8 +106,11 @@ export class PostgresStore extends ChainedStore {
   /** This replica's view of the issuance horizon row; other replicas raise it too, so it may be stale (low). */
   readonly #horizon = new HorizonTracker()
 
-  private constructor(pool: pg.Pool, groupCommit?: Partial<GroupCommitOptions>) {
-    super({ ...(groupCommit ? { groupCommit } : {}) })
+  /** Where the MAC era began, once a committed batch of this replica knew it (it never moves). */
+  #macFrom: number | undefined
+
+  private constructor(pool: pg.Pool, groupCommit?: Partial<GroupCommitOptions>, auditMac?: AuditMacKey) {
+    super({ ...(groupCommit ? { groupCommit } : {}), ...(auditMac ? { auditMac } : {}) })
     this.#pool = pool
   }
 
@@ -126,10 +136,11 @@ export class PostgresStore extends ChainedStore {
       // The message of a pg error never contains the DSN; say which step failed, not where it pointed.
       throw new OperatorError('EAUDITSTORE', `cannot open the PostgreSQL audit store: ${(err as Error).message}`, { cause: err })
     }
-    return new PostgresStore(pool, options.groupCommit)
+    return new PostgresStore(pool, options.groupCommit, options.auditMac)
   }
 
   protected async commitBatch(ops: WriteOp[]): Promise<void> {
+    let macFrom = this.#macFrom
     await inTransaction(this.#pool, async (client) => {
       // The row lock serializes every replica's batches: the chain stays one chain.
       const head = (await client.query<ChainHead>('SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE')).rows[0]
@@ -142,10 +153,20 @@ export class PostgresStore extends ChainedStore {
       horizon.begin()
       const append = (body: string, cols: AuditColumns) => {
         seq++
-        const row = chainRow(seq, prev, body, cols)
+        const row = chainRow(seq, prev, body, cols, this.auditMac)
         rows.push(row)
         prev = row.hash
         horizon.observe(cols)
+      }
+      // Looked up under the head lock, once per replica: another replica or the CLI may have opened the era.
+      if (this.auditMac && macFrom === undefined) {
+        const started = (await client.query<{ seq: number | null }>(MACS_STARTED_SQL)).rows[0]?.seq
+        macFrom = foundMacFrom(started, (await client.query<{ body: string }>(LAST_CHECKPOINT_SQL)).rows[0]?.body)
+        if (macFrom === undefined) {
+          macFrom = seq + 1
+          const { body, cols } = macsStartedBody(macFrom, Math.floor(Date.now() / 1000), this.auditMac)
+          append(body, cols)
+        }
       }
       const flush = async () => {
         if (rows.length === 0) return
@@ -191,7 +212,7 @@ export class PostgresStore extends ChainedStore {
           const cut = await prunePrefix(client, op.range)
           if (cut && cut !== 'pruned meanwhile') {
             const { carried, ...detail } = cut
-            const { body, cols } = checkpointEventBody({ ...detail, before: op.before }, carried, op.now)
+            const { body, cols } = checkpointEventBody({ ...detail, before: op.before, ...(macFrom !== undefined ? { macFrom } : {}) }, carried, op.now)
             append(body, cols)
             op.result = { pruned: cut.prunedCount, checkpointSeq: seq }
           } else op.result = cut === 'pruned meanwhile' ? { pruned: 0 } : PRUNE_RANGE_CHANGED
@@ -202,6 +223,7 @@ export class PostgresStore extends ChainedStore {
       for (const [kind, h] of horizon.raises()) await client.query(RAISE_HORIZON_SQL, [kind, h.exp, h.lifetime])
     })
     this.#horizon.committed()
+    if (this.auditMac) this.#macFrom = macFrom
   }
 
   protected async *scanRows(fromSeq: number): AsyncIterable<StoredRow> {

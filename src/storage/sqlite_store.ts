@@ -15,6 +15,7 @@ import { openSqliteDb, readSqliteHorizons, SqliteChainWriter, type AppendedRows,
 import { SqliteWriterClient } from './sqlite_writer_client.ts'
 import { compareSqlText, forEachSliceDesc, nextTurn, NO_END, SLICE_ROWS, sumSlices } from './sqlite_slices.ts'
 
+import type { AuditMacKey } from '../audit/record_mac.ts'
 export type { SqliteSynchronous } from './sqlite_writer.ts'
 
 export interface SqliteStoreOptions {
@@ -30,6 +31,8 @@ export interface SqliteStoreOptions {
   writer?: 'thread' | 'inline'
   /** Records per slice of an overview aggregate (default SLICE_ROWS); tests set it low to cut small logs. */
   sliceRows?: number
+  /** Appends every record with a MAC under this key, and checks MACs in every chain check (ChainedStore). */
+  auditMac?: AuditMacKey
 }
 
 /**
@@ -72,9 +75,11 @@ export class SqliteStore extends ChainedStore {
         file: options.file, synchronous: options.synchronous ?? 'full', busyTimeoutMs: options.busyTimeoutMs ?? 5000,
         groupCommit: { ...DEFAULT_GROUP_COMMIT, ...options.groupCommit },
         onAppended: (rows) => { if (self.store) self.store.#indexAppended(rows) },
+        ...(options.auditMac ? { auditMac: options.auditMac } : {}),
       })
       : undefined
-    super(thread ? { committer: thread } : { ...(options.groupCommit ? { groupCommit: options.groupCommit } : {}) })
+    const mac = options.auditMac ? { auditMac: options.auditMac } : {}
+    super(thread ? { committer: thread, ...mac } : { ...(options.groupCommit ? { groupCommit: options.groupCommit } : {}), ...mac })
     self.store = this
     this.#thread = thread
     this.#db = db
@@ -83,7 +88,7 @@ export class SqliteStore extends ChainedStore {
     this.#firstSeq = this.#db.prepare('SELECT min(seq) AS seq FROM audit_log')
     this.#sliceRows = options.sliceRows ?? SLICE_ROWS
     this.#timeBoundary = this.#db.prepare('SELECT time FROM audit_log WHERE time >= ? AND time < ? ORDER BY time LIMIT 1 OFFSET ?')
-    if (!thread) this.#inline = new SqliteChainWriter(this.#db)
+    if (!thread) this.#inline = new SqliteChainWriter(this.#db, options.auditMac)
     // A serving broker builds the jti index in the background so the first lookup by jti is quick.
     else this.#catchUpJti().catch(() => { /* retried by the next lookup */ })
   }

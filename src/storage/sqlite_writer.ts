@@ -2,6 +2,7 @@ import { closeSync, constants, mkdirSync, openSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite'
 import { COLUMN_NAMES, GENESIS_HASH, HEAD_MISSING, recordHash, type AuditColumns } from '../audit/chain.ts'
+import { MACS_STARTED, recordMac, type AuditMacKey } from '../audit/record_mac.ts'
 import type { AuditEvent, PruneResult } from '../audit/audit_log.ts'
 import type { RedemptionOutcome } from './chained_store.ts'
 import type { CredentialWrite } from '../credentials/credential_store.ts'
@@ -15,7 +16,7 @@ import {
 import { CONSOLE_SESSIONS_MIGRATION, sessionWriteSql, type SessionWrite } from '../console/session_store.ts'
 import { INITIAL_GENERATION, type IssuanceHorizons, type NewRevocation, type Revocation } from '../revocation/revocation.ts'
 import { horizonsFromRows, HorizonTracker, raiseHorizonSql, revocationUntil, seedHorizonsSql, seedMarkTableSql } from './issuance_horizon.ts'
-import { checkpointEventBody, eventRow, PRUNE_RANGE_CHANGED, type PruneRange, fromRevocationRow, LIFT_AND_ISS_MIGRATION, REVOCATION_RECORDS_WHERE, revocationEventBody, type RevocationRow, type WriteOp } from './chained_store.ts'
+import { checkpointEventBody, eventRow, foundMacFrom, LAST_CHECKPOINT_SQL, MACS_STARTED_SQL, macsStartedBody, PRUNE_RANGE_CHANGED, type PruneRange, fromRevocationRow, LIFT_AND_ISS_MIGRATION, REVOCATION_RECORDS_WHERE, revocationEventBody, type RevocationRow, type WriteOp } from './chained_store.ts'
 
 /**
  * `full` fsyncs the WAL at every commit: a record survives power loss, which is what "no token without its
@@ -85,6 +86,14 @@ const MIGRATIONS: ReadonlyArray<string | ((db: DatabaseSync) => void)> = [
   },
   // Where the last reseed of the horizons stopped: each start of serve reads only what came after it.
   seedMarkTableSql('INTEGER'),
+  // Each record's MAC under the audit MAC key (audit/record_mac.ts); NULL on the records written before.
+  // The record that opened the MAC era is found through its own small index, not by reading the log.
+  // SQLite has no ADD COLUMN IF NOT EXISTS: the step adds it when missing (a file set back a version by hand).
+  (db) => {
+    const have = (db.prepare('PRAGMA table_info(audit_log)').all() as Array<{ name: string }>).some((c) => c.name === 'mac')
+    if (!have) db.exec('ALTER TABLE audit_log ADD COLUMN mac TEXT')
+    db.exec(`CREATE INDEX IF NOT EXISTS audit_macs_started ON audit_log(seq) WHERE type = '${MACS_STARTED}'`)
+  },
 ]
 
 /**
@@ -157,7 +166,7 @@ function migrate(db: DatabaseSync): void {
 
 const RAISE_HORIZON_SQL = raiseHorizonSql('max', ['?', '?', '?'])
 
-const INSERT_SQL = `INSERT INTO audit_log (seq, ${COLUMN_NAMES.join(', ')}, body, prev_hash, hash) VALUES (${Array(COLUMN_NAMES.length + 4).fill('?').join(', ')})`
+const INSERT_SQL = `INSERT INTO audit_log (seq, ${COLUMN_NAMES.join(', ')}, body, prev_hash, hash, mac) VALUES (${Array(COLUMN_NAMES.length + 5).fill('?').join(', ')})`
 
 /** What a committed op yields: the stored revocation, the prune outcome, or nothing for a plain event. */
 export type OpResult = Revocation | PruneResult | typeof PRUNE_RANGE_CHANGED | RedemptionOutcome | boolean | null
@@ -184,9 +193,14 @@ export class SqliteChainWriter {
   readonly #statements = new Map<string, StatementSync>()
 
   readonly #horizon: HorizonTracker
+  readonly #mac: AuditMacKey | undefined
+  /** Where the MAC era began, once a committed transaction of this writer knew it (it never moves). */
+  #macFrom: number | undefined
 
-  constructor(db: DatabaseSync) {
+  /** With `mac`, every record appended carries its MAC (record_mac.ts), computed here where its hash is. */
+  constructor(db: DatabaseSync, mac?: AuditMacKey) {
     this.#db = db
+    this.#mac = mac
     this.#insert = db.prepare(INSERT_SQL)
     this.#head = db.prepare('SELECT seq, hash FROM audit_head WHERE id = 1')
     this.#setHead = db.prepare('UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1')
@@ -204,13 +218,25 @@ export class SqliteChainWriter {
       let seq = head.seq
       let prev = head.hash
       const jtis: Array<string | null> = []
+      const mac = this.#mac
       const append = (body: string, cols: AuditColumns) => {
         seq++
         const hash = recordHash(seq, prev, body)
-        this.#insert.run(seq, ...COLUMN_NAMES.map((c) => cols[c] as SQLInputValue), body, prev, hash)
+        // About 1 µs a record, on this thread because the hash (over seq and the previous hash) is made here.
+        this.#insert.run(seq, ...COLUMN_NAMES.map((c) => cols[c] as SQLInputValue), body, prev, hash, mac ? recordMac(mac, hash) : null)
         this.#horizon.observe(cols)
         prev = hash
         jtis.push(needsJtiEntry(cols.jti, cols.time) ? cols.jti : null)
+      }
+      // Looked up under the write lock, once per writer: another process (the CLI) may have opened the era.
+      let macFrom = this.#macFrom
+      if (mac && macFrom === undefined) {
+        macFrom = foundMacFrom((this.#stmt(MACS_STARTED_SQL).get() as { seq: number | null }).seq, (this.#stmt(LAST_CHECKPOINT_SQL).get() as { body: string } | undefined)?.body)
+        if (macFrom === undefined) {
+          macFrom = seq + 1
+          const { body, cols } = macsStartedBody(macFrom, Math.floor(Date.now() / 1000), mac)
+          append(body, cols)
+        }
       }
       const results: OpResult[] = []
       for (const op of ops) {
@@ -252,7 +278,7 @@ export class SqliteChainWriter {
           const cut = this.#prunePrefix(op.range)
           if (cut && cut !== 'pruned meanwhile') {
             const { carried, ...detail } = cut
-            const { body, cols } = checkpointEventBody({ ...detail, before: op.before }, carried, op.now)
+            const { body, cols } = checkpointEventBody({ ...detail, before: op.before, ...(macFrom !== undefined ? { macFrom } : {}) }, carried, op.now)
             append(body, cols)
             results.push({ pruned: cut.prunedCount, checkpointSeq: seq })
           } else results.push(cut === 'pruned meanwhile' ? { pruned: 0 } : PRUNE_RANGE_CHANGED)
@@ -262,6 +288,7 @@ export class SqliteChainWriter {
       for (const [kind, h] of this.#horizon.raises()) this.#stmt(RAISE_HORIZON_SQL).run(kind, h.exp, h.lifetime)
       db.exec('COMMIT')
       this.#horizon.committed()
+      if (mac) this.#macFrom = macFrom
       return { results, appended: { firstSeq: head.seq + 1, jtis } }
     } catch (err) {
       if (db.isTransaction) db.exec('ROLLBACK')

@@ -4,6 +4,7 @@ import { Worker } from 'node:worker_threads'
 import { returnsResult, type WriteOp } from './chained_store.ts'
 import { StoreOverloaded, type CommitStats, type Committer, type GroupCommitOptions } from './group_commit.ts'
 import type { CheckpointTuning } from './sqlite_checkpointer.ts'
+import type { AuditMacKey } from '../audit/record_mac.ts'
 import type { AppendedRows, SqliteOpenOptions } from './sqlite_writer.ts'
 import type { WriterOptions, WriterReply, WriterSubmit } from './sqlite_writer_thread.ts'
 
@@ -37,10 +38,11 @@ export class SqliteWriterClient implements Committer<WriteOp> {
   onBatch: ((items: number) => void) | undefined
 
   /** `onAppended` hears of every committed transaction's rows before their writes settle. */
-  constructor(options: SqliteOpenOptions & { groupCommit: GroupCommitOptions; checkpoint?: CheckpointTuning; onAppended?: (rows: AppendedRows) => void }) {
+  constructor(options: SqliteOpenOptions & { groupCommit: GroupCommitOptions; checkpoint?: CheckpointTuning; onAppended?: (rows: AppendedRows) => void; auditMac?: AuditMacKey }) {
     const { groupCommit, onAppended, ...open } = options
     this.#onAppended = onAppended
     Atomics.store(this.#threadIdle, 0, 1)
+    // The key goes to the thread as bytes (a KeyObject cannot cross), where each record's hash and MAC are made.
     const workerData: WriterOptions = { ...open, maxBatch: groupCommit.maxBatch, maxWaitMs: groupCommit.maxWaitMs, idle: this.#threadIdle }
     this.#maxPending = groupCommit.maxPending
     const ext = extname(fileURLToPath(import.meta.url))

@@ -8,6 +8,7 @@
 // loop to read the reply and send the next batch (half of each cycle at 32 connections, npm run bench).
 import { parentPort, workerData } from 'node:worker_threads'
 import type { WriteOp } from './chained_store.ts'
+import { auditMacKey, type AuditMacKey } from '../audit/record_mac.ts'
 import { WalCheckpointer, type CheckpointTuning } from './sqlite_checkpointer.ts'
 import { openSqliteDb, SqliteChainWriter, type AppendedRows, type OpResult, type SqliteOpenOptions } from './sqlite_writer.ts'
 
@@ -20,6 +21,8 @@ export interface WriterOptions extends SqliteOpenOptions {
   checkpoint?: CheckpointTuning
   /** Shared with the main thread: 1 while this thread has nothing to commit (sqlite_writer_client.ts). */
   idle?: Int32Array
+  /** The audit MAC key: every record appended carries its MAC (record_mac.ts). */
+  auditMac?: AuditMacKey
 }
 
 /** Ops numbered `first`, `first + 1`, … (numbers are consecutive across messages). */
@@ -34,7 +37,8 @@ export type WriterReply =
 
 const options = workerData as WriterOptions
 const db = openSqliteDb(options)
-const writer = new SqliteChainWriter(db)
+// Structured cloning hands the key over as a Uint8Array: made a Buffer again (and its id re-derived) here.
+const writer = new SqliteChainWriter(db, options.auditMac ? auditMacKey(Buffer.from(options.auditMac.key)) : undefined)
 const checkpointer = new WalCheckpointer(db, {
   file: options.file, synchronous: options.synchronous ?? 'full', ...(options.checkpoint ? { tuning: options.checkpoint } : {}),
 })

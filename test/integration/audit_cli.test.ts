@@ -30,7 +30,8 @@ describe('condor-token-broker audit', () => {
     const { env } = await seeded(50)
     const r = await cli(env, 'audit', 'verify')
     expect(r.code).toBe(0)
-    expect(r.out).toMatch(/^audit chain OK: 50 records, seq 1\.\.50, head [0-9a-f]{64}\nrevocations OK: 0 rows match the audit chain$/)
+    // Written without the audit MAC key, as by a version before MACs: nothing to check yet, and no fault.
+    expect(r.out).toMatch(/^audit chain OK: 50 records, seq 1\.\.50, head [0-9a-f]{64}\naudit MACs: none yet \(every record was written before MACs began; the next one the broker writes starts them\)\nrevocations OK: 0 rows match the audit chain$/)
   })
 
   it('verify names the one record edited in the database', async () => {
@@ -87,8 +88,9 @@ describe('condor-token-broker audit', () => {
     // Events from 2020: with a 1-day retention every one of them is due.
     const { env } = await seeded(10, 1_600_000_000)
     const r = await cli(env, 'audit', 'prune', '--days', '1')
-    expect(r.out).toBe('pruned 10 records older than 1 days; checkpoint is record 11')
-    expect((await cli(env, 'audit', 'verify')).out).toMatch(/^audit chain OK: 1 records, seq 11\.\.11/)
+    // Seq 11 opens the MAC era (the CLI's first record written with the key); the checkpoint follows it.
+    expect(r.out).toBe('pruned 10 records older than 1 days; checkpoint is record 12')
+    expect((await cli(env, 'audit', 'verify')).out).toMatch(/^audit chain OK: 2 records, seq 11\.\.12, head [0-9a-f]{64}\naudit MACs OK: every record from seq 11 to 12 carries the broker's MAC \(key [0-9a-f]{16}\)\n/)
   })
 
   it('prune keeps what a pool CA\'s CRL may still list, whatever --days says, even on a host without the CA key', async () => {
@@ -174,8 +176,8 @@ describe('condor-token-broker revoke', () => {
   // un-revokes on every daemon at the next condor_reconfig. So revoke condor checks the table against the
   // chain first, as serve's start-up does, and refuses in that one line, leaving the file it would replace as it was.
   it.each([
-    ['deleted', 'DELETE FROM revocations WHERE id = 1', 'revocation 1 (sub "mallory"), recorded at seq 4, is missing from the revocations table (deleted)'],
-    ['marked lifted without a record', "UPDATE revocations SET lifted_at = 1800000500, lifted_by = 'cli:root' WHERE id = 1", 'revocation 1 (sub "mallory") differs from its record at seq 4: liftedAt 1800000500, recorded null, liftedBy "cli:root", recorded null (edited)'],
+    ['deleted', 'DELETE FROM revocations WHERE id = 1', 'revocation 1 (sub "mallory"), recorded at seq 5, is missing from the revocations table (deleted)'],
+    ['marked lifted without a record', "UPDATE revocations SET lifted_at = 1800000500, lifted_by = 'cli:root' WHERE id = 1", 'revocation 1 (sub "mallory") differs from its record at seq 5: liftedAt 1800000500, recorded null, liftedBy "cli:root", recorded null (edited)'],
   ])('refuses to write the snippet from a revocations table whose row was %s by hand', async (_what, sql, difference) => {
     const { env, file } = await seeded(3)
     expect((await cli(env, 'revoke', '--sub', 'mallory')).code).toBe(0)
@@ -200,12 +202,13 @@ describe('condor-token-broker revoke', () => {
     const { env, file } = await seeded(3)
     expect((await cli(env, 'revoke', '--sub', 'mallory')).code).toBe(0)
     const db = new DatabaseSync(file)
-    db.exec("UPDATE audit_log SET type = 'token.denied' WHERE seq = 4")
+    // Seq 4 is the audit.macs_started record the CLI's first write appends; seq 5 the revocation.
+    db.exec("UPDATE audit_log SET type = 'token.denied' WHERE seq = 5")
     db.exec('DELETE FROM revocations')
     db.close()
     const r = await cli(env, 'revoke', 'condor')
     expect({ code: r.code, out: r.out }).toEqual({ code: 1, out: '' })
-    expect(r.err).toBe('condor-token-broker: the audit chain cannot vouch for the revocations table: audit chain broken at seq 4: column type differs from the hashed body (record edited); run "audit verify"')
+    expect(r.err).toBe('condor-token-broker: the audit chain cannot vouch for the revocations table: audit chain broken at seq 5: column type differs from the hashed body (record edited); run "audit verify"')
   })
 
   it('refuses a role or site no policy defines and no token carries, in one line with exit 1, storing nothing', async () => {
@@ -304,6 +307,8 @@ describe('audit verify on a database an insider wrote to', () => {
     expect({ code: r.code, err: r.err }).toEqual({ code: 1, err: '' })
     expect(r.out.split('\n')).toEqual([
       expect.stringMatching(/^audit chain OK: 6 records, seq 1\.\.6, head [0-9a-f]{64}$/),
+      // seeded() writes without the audit MAC key, as a broker before MACs did.
+      'audit MACs: none yet (every record was written before MACs began; the next one the broker writes starts them)',
       `revocations DIFFER: the ${type} record at seq ${seq} states no well-formed ${what} (not written by the broker, or corrupted)`,
     ])
   })
@@ -316,6 +321,7 @@ describe('audit verify on a database an insider wrote to', () => {
     expect({ code: r.code, err: r.err }).toEqual({ code: 1, err: '' })
     expect(r.out.split('\n')).toEqual([
       expect.stringMatching(/^audit chain OK: 6 records, seq 1\.\.6, head [0-9a-f]{64}$/),
+      expect.stringMatching(/^audit MACs: none yet /),
       `revocations DIFFER: the record at seq ${seq} states 3 revocations or lifts that are not well-formed`,
     ])
   })

@@ -34,7 +34,8 @@ beforeAll(async () => {
   const v = await cli(['audit', 'verify'], env)
   const m = /head ([0-9a-f]{64})$/m.exec(v.out)
   expect(m).not.toBeNull()
-  head = { seq: 4, hash: m![1]! }
+  // The two revocations by the CLI, the first record written with the audit MAC key opening the MAC era.
+  head = { seq: 5, hash: m![1]! }
   const file = join(tempDir(), 'export.jsonl')
   expect((await cli(['audit', 'export', '--out', file], env)).code).toBe(0)
   exported = readFileSync(file, 'utf8')
@@ -43,16 +44,16 @@ beforeAll(async () => {
 describe('standalone audit export verifier (written from docs/audit.md)', () => {
   it('accepts a real export of issuance, denial and revocations, ending at the head audit verify printed', () => {
     const types = exported.trimEnd().split('\n').map((l) => (JSON.parse(l) as { event: { type: string } }).event.type)
-    expect(types).toEqual(['token.issued', 'token.denied', 'token.revoked', 'token.revoked'])
-    expect(verifyExport(exported, head)).toEqual({ ok: true, records: 4, firstSeq: 1, lastSeq: 4, lastHash: head.hash })
+    expect(types).toEqual(['token.issued', 'token.denied', 'audit.macs_started', 'token.revoked', 'token.revoked'])
+    expect(verifyExport(exported, head)).toEqual({ ok: true, records: 5, firstSeq: 1, lastSeq: 5, lastHash: head.hash })
   })
 
   it('runs as a program on a file and on stdin', () => {
     const file = join(tempDir(), 'export.jsonl')
     writeFileSync(file, exported)
     const out = execFileSync(process.execPath, [SCRIPT, file, '--head', `${head.seq}:${head.hash}`], { encoding: 'utf8' })
-    expect(out).toBe(`export OK: 4 records, seq 1..4, last hash ${head.hash}\n`)
-    expect(execFileSync(process.execPath, [SCRIPT, '-'], { input: exported, encoding: 'utf8' })).toMatch(/^export OK: 4 records/)
+    expect(out).toBe(`export OK: 5 records, seq 1..5, last hash ${head.hash}\n`)
+    expect(execFileSync(process.execPath, [SCRIPT, '-'], { input: exported, encoding: 'utf8' })).toMatch(/^export OK: 5 records/)
   })
 
   const lines = () => exported.trimEnd().split('\n')
@@ -64,7 +65,7 @@ describe('standalone audit export verifier (written from docs/audit.md)', () => 
     ['a deleted line', () => join_(lines().filter((_, i) => i !== 1)), 2, /seq 3 follows seq 1/],
     ['reordered lines', () => { const ls = lines(); return join_([ls[0]!, ls[2]!, ls[1]!, ls[3]!]) }, 2, /seq 3 follows seq 1/],
     ['a deleted first line', () => join_(lines().slice(1)), 1, /starts at seq 2 and no checkpoint/],
-    ['a cut tail, against the head kept elsewhere', () => join_(lines().slice(0, 3)), 3, /ends at seq 3 .* expected head seq 4/],
+    ['a cut tail, against the head kept elsewhere', () => join_(lines().slice(0, 3)), 3, /ends at seq 3 .* expected head seq 5/],
   ])('rejects %s', (_name, tamper, line, reason) => {
     expect(verifyExport(tamper(), head)).toEqual({ ok: false, line, reason: expect.stringMatching(reason) })
   })

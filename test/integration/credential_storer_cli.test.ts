@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { brokerClient } from '../../src/clients/credmon/client.ts'
 import { nodeCredDirFs } from '../../src/clients/credmon/cred_dir.ts'
 import { Credmon } from '../../src/clients/credmon/credmon.ts'
+import { ensureAuditMacKeyFile } from '../../src/keys/audit_mac_key.ts'
 import { systemClock } from '../../src/lib/clock.ts'
 import { silentLogger } from '../../src/lib/logger.ts'
 import { ensureDevTls } from '../../src/tls/dev_ca.ts'
@@ -214,6 +215,10 @@ describe('condor-token-broker credential revoke | list', () => {
     const list = await cli(['credential', 'list', '--json'], env)
     expect(list.code).toBe(0)
     expect(list.out.split('\n').map((l) => JSON.parse(l) as { user: string; revoked: boolean }).find((c) => c.user === 'pete')).toMatchObject({ revoked: false })
+    // A writing command needs the audit MAC key, which a public broker never makes up (keys init does).
+    const refused = await cli(['credential', 'revoke', 'pete', 'cms'], env)
+    expect(refused).toMatchObject({ code: 1, err: expect.stringMatching(/^condor-token-broker: no audit MAC key at \S+: run "condor-token-broker keys init"/) })
+    ensureAuditMacKeyFile(join(t.dbFile, '..', 'keys', 'audit_mac.key'))
     const r = await cli(['credential', 'revoke', 'pete', 'cms', '--reason', 'left the experiment'], env)
     expect(r).toMatchObject({ code: 0, out: 'revoked credential pete/cms' })
     expect((await t.jobToken('pete', 'cms', t.creddToken())).status).toBe(403)

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { loadConfig } from '../../src/config.ts'
+import { ensureAuditMacKeyFile } from '../../src/keys/audit_mac_key.ts'
 import { KeyStore } from '../../src/keys/key_store.ts'
 import { silentLogger } from '../../src/lib/logger.ts'
 import { startBroker, type RunningBroker } from '../../src/server.ts'
@@ -54,13 +55,14 @@ describe('HTTPS service on embedded defaults', () => {
 })
 
 /**
- * Production TLS modes need a real IAM issuer with an expected audience, and the signing key already in
- * place (`keys init`); nothing contacts the IAM at start-up.
+ * Production TLS modes need a real IAM issuer with an expected audience, and the signing and audit MAC keys
+ * already in place (`keys init`); nothing contacts the IAM at start-up.
  */
 function productionConfigFile(dir: string): string {
   const f = join(dir, 'broker.yaml')
   writeFileSync(f, 'trust_domain: cm.pool.example.org\niam:\n  issuers:\n    - issuer: https://iam.example.org/\n      audience: https://broker.example.org\n')
   new KeyStore(join(dir, 'data', 'keys')).createCondorKey('broker1')
+  ensureAuditMacKeyFile(join(dir, 'data', 'keys', 'audit_mac.key'))
   return f
 }
 

@@ -29,7 +29,8 @@ describe('audit.sqlite.writer', () => {
       expect(store.writerThread).toBeUndefined()
       await store.record({ type: 'token.issued', time: 1_800_000_000, decision: 'allow', role: 'startd' })
       expect((await store.verify()).ok).toBe(true)
-      expect((await store.query({ limit: 10 })).records).toHaveLength(1)
+      // With the record that opens the MAC era before it (docs/audit.md, "Record MACs").
+      expect((await store.query({ limit: 10 })).records.map((r) => r.event.type)).toEqual(['token.issued', 'audit.macs_started'])
     } finally {
       await store.close()
     }

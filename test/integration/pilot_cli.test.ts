@@ -116,8 +116,9 @@ describe('condor-token-broker revoke --pilot-job', () => {
     db.close()
     const v = await cli(env, 'audit', 'verify')
     expect(v.code).toBe(1)
-    expect(v.out).toContain('revocation 1 (pilot-job "hpc-b:42") differs from its record at seq 2: liftedAt null')
-    expect(v.out).toContain('revocation 2 (pilot-job "hpc-b:43"), recorded at seq 3, is missing from the revocations table (deleted)')
+    // Seq 2 opens the MAC era: the first record written with the audit MAC key (docs/audit.md).
+    expect(v.out).toContain('revocation 1 (pilot-job "hpc-b:42") differs from its record at seq 3: liftedAt null')
+    expect(v.out).toContain('revocation 2 (pilot-job "hpc-b:43"), recorded at seq 4, is missing from the revocations table (deleted)')
   })
 
   it('refuses a value that is not SITE:JOBID', async () => {

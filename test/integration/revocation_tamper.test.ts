@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process'
+import { createHash } from 'node:crypto'
 import { rmSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
@@ -34,7 +35,8 @@ it('a revocation row deleted behind the broker fails audit verify and stops serv
   const { dataDir, env } = brokerDirs()
   expect((await cli(['revoke', '--site', 'cloud-a', '--reason', 'compromised'], env)).code).toBe(0)
   expect((await cli(['revoke', '--role', 'pilot'], env)).code).toBe(0)
-  expect((await cli(['audit', 'verify'], env)).out).toMatch(/^audit chain OK: 2 records.*\nrevocations OK: 2 rows match the audit chain$/)
+  // Seq 1 opens the MAC era: the first record written with the audit MAC key (docs/audit.md).
+  expect((await cli(['audit', 'verify'], env)).out).toMatch(/^audit chain OK: 3 records.*\naudit MACs OK: every record from seq 1 to 3 [^\n]*\nrevocations OK: 2 rows match the audit chain$/)
   await stopServeProcess(await startServeProcess(env))
 
   // An insider un-revokes the site with one DELETE; the hash chain itself is untouched.
@@ -44,13 +46,13 @@ it('a revocation row deleted behind the broker fails audit verify and stops serv
 
   const v = await cli(['audit', 'verify'], env)
   expect(v.code).toBe(1)
-  expect(v.out).toMatch(/^audit chain OK: 2 records.*\nrevocations DIFFER: revocation 1 \(site "cloud-a"\), recorded at seq 1, is missing from the revocations table \(deleted\)$/)
+  expect(v.out).toMatch(/^audit chain OK: 3 records.*\naudit MACs OK: [^\n]*\nrevocations DIFFER: revocation 1 \(site "cloud-a"\), recorded at seq 2, is missing from the revocations table \(deleted\)$/)
 
   const serve = await serveOutcome(env)
   expect(serve.started).toBe(false)
   expect(serve.code).toBe(1)
   // Besides the structured log lines (JSON) of what started before the store was opened: one line, naming the row.
-  expect(serve.stderr.split('\n').filter((l) => l !== '' && !l.startsWith('{'))).toEqual(['condor-token-broker: revocations differ from the audit chain: revocation 1 (site "cloud-a"), recorded at seq 1, '
+  expect(serve.stderr.split('\n').filter((l) => l !== '' && !l.startsWith('{'))).toEqual(['condor-token-broker: revocations differ from the audit chain: revocation 1 (site "cloud-a"), recorded at seq 2, '
     + 'is missing from the revocations table (deleted); run "audit verify" and restore the revocations table from a backup'])
 }, 90_000)
 
@@ -63,14 +65,14 @@ it('a deleted revocation row whose record was retyped stops serve, and audit ver
 
   // Two statements: the row goes, and its record's (unhashed) type column no longer says token.revoked.
   const db = new DatabaseSync(join(dataDir, 'audit.db'))
-  db.exec("DELETE FROM revocations WHERE id = 1; UPDATE audit_log SET type = 'token.denied' WHERE seq = 1")
+  db.exec("DELETE FROM revocations WHERE id = 1; UPDATE audit_log SET type = 'token.denied' WHERE seq = 2")
   db.close()
 
   const v = await cli(['audit', 'verify'], env)
   expect(v.code).toBe(1)
   expect(v.out.split('\n')).toEqual([
-    'audit chain BROKEN at record seq 1: column type differs from the hashed body (record edited) (1 records checked)',
-    'revocations DIFFER: revocation 1 (site "cloud-a"), recorded at seq 1, is missing from the revocations table (deleted)',
+    'audit chain BROKEN at record seq 2: column type differs from the hashed body (record edited) (2 records checked)',
+    'revocations DIFFER: revocation 1 (site "cloud-a"), recorded at seq 2, is missing from the revocations table (deleted)',
     'revocations UNVERIFIED: the audit chain is broken, so it cannot vouch for the 1 rows of the revocations table',
   ])
 
@@ -78,7 +80,7 @@ it('a deleted revocation row whose record was retyped stops serve, and audit ver
   expect(serve.started).toBe(false)
   expect(serve.code).toBe(1)
   expect(serve.stderr.split('\n').filter((l) => l !== '' && !l.startsWith('{'))).toEqual(['condor-token-broker: the audit chain cannot vouch for the revocations table: '
-    + 'audit chain broken at seq 1, a record that stated revocations when last verified: column type differs from the hashed body (record edited); run "audit verify"'])
+    + 'audit chain broken at seq 2, a record that stated revocations when last verified: column type differs from the hashed body (record edited); run "audit verify"'])
 }, 90_000)
 
 it('revoke lift lifts an entry with its record: audit verify and serve stay green, condor drops it, a second lift fails', async () => {
@@ -92,7 +94,7 @@ it('revoke lift lifts an entry with its record: audit verify and serve stay gree
   expect(condor.out).toMatch(/^SEC_TOKEN_REVOCATION_EXPR = \(sub =\?= "pilot-x@pilots\.pool\.example\.org" && iat <= \d+\)$/m)
   expect((await cli(['revoke', 'list'], env)).out).not.toContain('cloud-a')
   expect((await cli(['revoke', 'list', '--all'], env)).out).toMatch(/cloud-a .* lifted \S+ by cli:/)
-  expect((await cli(['audit', 'verify'], env)).out).toMatch(/^audit chain OK: 3 records.*\nrevocations OK: 2 rows match the audit chain$/)
+  expect((await cli(['audit', 'verify'], env)).out).toMatch(/^audit chain OK: 4 records.*\naudit MACs OK: [^\n]*\nrevocations OK: 2 rows match the audit chain$/)
   await stopServeProcess(await startServeProcess(env))
 
   const again = await cli(['revoke', 'lift', '1'], env)
@@ -110,19 +112,20 @@ it('the newest revocation cut off the end with its row stops serve, though the s
   expect((await cli(['revoke', '--jti', 'j-stolen', '--exp', String(Math.floor(Date.now() / 1000) + 600), '--reason', 'stolen'], env)).code).toBe(0)
   await stopServeProcess(await startServeProcess(env))
 
-  // The record, its row and the head, as one transaction: what is left is a whole chain ending at seq 1.
+  // The record, its row and the head, as one transaction: what is left is a whole chain ending at seq 2.
+  // (Seq 1 opened the MAC era.) Cutting off the end is not what record MACs catch: every MAC left is valid.
   const db = new DatabaseSync(join(dataDir, 'audit.db'))
-  db.exec(`BEGIN; DELETE FROM audit_log WHERE seq = 2; DELETE FROM revocations WHERE id = 2;
-    UPDATE audit_head SET seq = 1, hash = (SELECT hash FROM audit_log WHERE seq = 1) WHERE id = 1; COMMIT`)
+  db.exec(`BEGIN; DELETE FROM audit_log WHERE seq = 3; DELETE FROM revocations WHERE id = 2;
+    UPDATE audit_head SET seq = 2, hash = (SELECT hash FROM audit_log WHERE seq = 2) WHERE id = 1; COMMIT`)
   db.close()
 
   // Nothing inside the database shows it (docs/audit.md): verify has no key to read the anchor with.
-  expect((await cli(['audit', 'verify'], env)).out).toMatch(/^audit chain OK: 1 records.*\nrevocations OK: 1 rows match the audit chain$/)
+  expect((await cli(['audit', 'verify'], env)).out).toMatch(/^audit chain OK: 2 records.*\naudit MACs OK: [^\n]*\nrevocations OK: 1 rows match the audit chain$/)
   const serve = await serveOutcome(env)
   expect(serve.started).toBe(false)
   expect(serve.code).toBe(1)
   expect(serve.stderr.split('\n').filter((l) => l !== '' && !l.startsWith('{'))).toEqual(['condor-token-broker: the audit chain cannot vouch for the revocations table: '
-    + 'the audit log ends at seq 1, but an earlier check verified it up to seq 2 (records cut off the end, or an older copy of the database restored: if on purpose, delete both anchors as docs/audit.md says); run "audit verify"'])
+    + 'the audit log ends at seq 2, but an earlier check verified it up to seq 3 (records cut off the end, or an older copy of the database restored: if on purpose, delete both anchors as docs/audit.md says); run "audit verify"'])
 
   // The anchor's copy outside the database still remembers seq 2 when the database's own is deleted.
   const db2 = new DatabaseSync(join(dataDir, 'audit.db'))
@@ -130,10 +133,37 @@ it('the newest revocation cut off the end with its row stops serve, though the s
   db2.close()
   const again = await serveOutcome(env)
   expect([again.started, again.code]).toEqual([false, 1])
-  expect(again.stderr).toContain('the audit log ends at seq 1, but an earlier check verified it up to seq 2')
+  expect(again.stderr).toContain('the audit log ends at seq 2, but an earlier check verified it up to seq 3')
 
   // Restored on purpose: deleting the copy too says so, and the next start checks everything again.
   expect(statSync(join(dataDir, 'audit_anchor')).mode & 0o777).toBe(0o600)
   rmSync(join(dataDir, 'audit_anchor'))
   await stopServeProcess(await startServeProcess(env))
 }, 120_000)
+
+it('a lift appended straight into the database, its row marked lifted, stops serve and fails audit verify, naming its seq', async () => {
+  const { dataDir, env } = brokerDirs()
+  expect((await cli(['revoke', '--site', 'cloud-a', '--reason', 'compromised'], env)).code).toBe(0)
+  // Seq 1 opens the MAC era, seq 2 is the revocation; a start verifies both and seals an anchor.
+  await stopServeProcess(await startServeProcess(env))
+
+  // The insider of docs/audit.md: the documented hash, columns agreeing with the body, the row and the head.
+  const now = Math.floor(Date.now() / 1000)
+  const body = `{"caller":{"sub":"cli:admin"},"decision":"allow","detail":{"lift":{"id":1,"liftedAt":${now},"liftedBy":"cli:admin"}},"reason":"false alarm","site":"cloud-a","time":${now},"type":"token.unrevoked"}`
+  const db = new DatabaseSync(join(dataDir, 'audit.db'))
+  const head = db.prepare('SELECT seq, hash FROM audit_head WHERE id = 1').get() as { seq: number; hash: string }
+  expect(head.seq).toBe(2)
+  const hash = createHash('sha256').update(`3\n${head.hash}\n${body}`).digest('hex')
+  db.prepare("INSERT INTO audit_log (seq, time, type, caller_sub, decision, site, body, prev_hash, hash) VALUES (3, ?, 'token.unrevoked', 'cli:admin', 'allow', 'cloud-a', ?, ?, ?)").run(now, body, head.hash, hash)
+  db.prepare("UPDATE revocations SET lifted_at = ?, lifted_by = 'cli:admin' WHERE id = 1").run(now)
+  db.prepare('UPDATE audit_head SET seq = 3, hash = ? WHERE id = 1').run(hash)
+  db.close()
+
+  const reason = 'record has no MAC, but the broker has put one on every record since seq 1 (written outside the broker)'
+  const v = await cli(['audit', 'verify'], env)
+  expect(v.code).toBe(1)
+  expect(v.out.split('\n')[0]).toBe(`audit chain BROKEN at record seq 3: ${reason} (3 records checked)`)
+  const serve = await serveOutcome(env)
+  expect([serve.started, serve.code]).toEqual([false, 1])
+  expect(serve.stderr.split('\n').filter((l) => l !== '' && !l.startsWith('{'))).toEqual([`condor-token-broker: the audit chain cannot vouch for the revocations table: audit chain broken at seq 3: ${reason}; run "audit verify"`])
+}, 90_000)

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { loadConfig } from '../../src/config.ts'
+import { ensureAuditMacKeyFile } from '../../src/keys/audit_mac_key.ts'
 import { KeyStore } from '../../src/keys/key_store.ts'
 import type { Logger } from '../../src/lib/logger.ts'
 import { startBroker } from '../../src/server.ts'
@@ -73,8 +74,12 @@ describe('serve validates everything before any side effect', () => {
     const f = publicConfig('idtoken:\n  key: POOL\n')
     const r = await cli(['serve', '--config', f], {})
     expect(r.code).toBe(1)
-    expect(r.err.split('\n')).toHaveLength(1)
-    expect(r.err).toMatch(/HTCondor signing key "POOL" .*does not exist.*keys init.*keys import FILE --name POOL/)
+    // Nor the audit MAC key, which every replica must share: keys init makes both.
+    expect(r.err.split('\n')).toEqual([
+      'condor-token-broker: cannot start, 2 problems:',
+      expect.stringMatching(/^ {2}the HTCondor signing key "POOL" .*does not exist.*keys init.*keys import FILE --name POOL/),
+      expect.stringMatching(/^ {2}no audit MAC key at \S+\/keys\/audit_mac\.key: run "condor-token-broker keys init" on the first broker and copy the file/),
+    ])
     expect(existsSync(join(data, 'keys', 'condor', 'POOL'))).toBe(false)
     expect(existsSync(join(dir, 'not-yet'))).toBe(false)
   })
@@ -83,12 +88,15 @@ describe('serve validates everything before any side effect', () => {
     const pool = file('POOL', 'x'.repeat(64))
     chmodSync(pool, 0o600)
     new KeyStore(join(data, 'keys')).importCondorKey(pool, 'POOL')
+    // As `keys init` makes it for a public broker (never made up by serve there, docs/audit.md).
+    ensureAuditMacKeyFile(join(data, 'keys', 'audit_mac.key'))
     const b = await startBroker(loadConfig({ file: publicConfig('idtoken:\n  key: POOL\n'), env: {} }), { log: capturingLogger() })
     await b.close()
   })
 
   it('with a public issuer, refuses to serve the development certificate (tls.mode auto, the default)', async () => {
     new KeyStore(join(data, 'keys')).createCondorKey('broker1')
+    ensureAuditMacKeyFile(join(data, 'keys', 'audit_mac.key'))
     const r = await cli(['serve', '--config', publicConfig()], { CTB_TLS_MODE: 'auto' })
     expect(r.code).toBe(1)
     expect(r.err).toMatch(/^condor-token-broker: tls\.mode auto serves a development certificate for localhost; .*tls\.mode files/)
@@ -117,6 +125,7 @@ describe('a public broker insists on an IAM audience', () => {
 
   it('starts with allow_any_audience: true, and says so in the log', async () => {
     new KeyStore(join(data, 'keys')).createCondorKey('broker1')
+    ensureAuditMacKeyFile(join(data, 'keys', 'audit_mac.key'))
     const log = capturingLogger()
     const b = await startBroker(loadConfig({ file: publicConfig('', `    - issuer: ${IAM}\n      allow_any_audience: true\n`), env: {} }), { log })
     await b.close()

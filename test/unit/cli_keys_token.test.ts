@@ -16,7 +16,14 @@ describe('condor-token-broker keys', () => {
     expect(init.code).toBe(0)
     expect(init.out).toMatch(/HTCondor key broker1: created/)
     const kid1 = /kid=(\S+)/.exec(init.out)![1]!
-    expect((await cli(['keys', 'init'], e)).out).toMatch(/broker1: exists[\s\S]*SciToken key: exists/)
+    // The audit MAC key too (docs/audit.md): 32 random bytes, base64, owner-only, never replaced.
+    const macFile = join(e.CTB_DATA_DIR!, 'keys', 'audit_mac.key')
+    expect(init.out).toContain(`audit MAC key: created ${macFile} key id `)
+    expect(Buffer.from(readFileSync(macFile, 'utf8').trim(), 'base64')).toHaveLength(32)
+    expect(statSync(macFile).mode & 0o777).toBe(0o600)
+    const macKey = readFileSync(macFile, 'utf8')
+    expect((await cli(['keys', 'init'], e)).out).toMatch(/broker1: exists[\s\S]*SciToken key: exists[\s\S]*audit MAC key: exists at /)
+    expect(readFileSync(macFile, 'utf8')).toBe(macKey)
     const rot = await cli(['keys', 'rotate'], e)
     expect(rot.code).toBe(0)
     expect(rot.out).toContain(`retired kid=${kid1}`)

@@ -1,12 +1,12 @@
 import { createWriteStream } from 'node:fs'
 import { once } from 'node:events'
-import type { AuditEvent, AuditEventType, AuditQuery, AuditRecord } from '../../audit/audit_log.ts'
+import type { AuditEvent, AuditEventType, AuditQuery, AuditRecord, ChainVerification } from '../../audit/audit_log.ts'
 import { wireRecord } from '../../audit/record_wire.ts'
 import { pruneExpired } from '../../audit/retention.ts'
 import { certificateRetentionFloor } from '../../ca/certificate_retention.ts'
 import { loadConfig } from '../../config.ts'
 import { systemClock } from '../../lib/clock.ts'
-import { openBrokerStore } from '../../storage/open_store.ts'
+import { openBrokerStore, tryAuditMacKey } from '../../storage/open_store.ts'
 import { CliError, parse, positiveInt, type CommandIo } from '../command.ts'
 
 const HELP = `Usage: condor-token-broker audit <list|export|verify|prune> [options]
@@ -14,9 +14,11 @@ const HELP = `Usage: condor-token-broker audit <list|export|verify|prune> [optio
   audit list [FILTERS] [--limit N] [--json]   newest first (default 50); --json prints JSON Lines
   audit export [FILTERS] [--out FILE]         every matching record in chain order, as JSON Lines
                                               {seq, hash, prev_hash, event}; stdout without --out
-  audit verify                                check the whole hash chain, and the revocations table against the
-                                              token.revoked records; exit 1 naming the first broken record
-                                              and every revocation that differs
+  audit verify                                check the whole hash chain with each record's MAC, and the
+                                              revocations table against the token.revoked records; exit 1
+                                              naming the first broken record and every revocation that
+                                              differs; exit 3 when all else passed but the audit MAC key
+                                              could not be read, so the MACs went unchecked
   audit prune [--days N]                      apply retention now (default audit.retention_days); a checkpoint
                                               record keeps the remaining chain verifiable
 
@@ -40,7 +42,9 @@ export async function auditCommand(argv: string[], io: CommandIo): Promise<numbe
   if (positionals.length > 0) throw new CliError(`unexpected argument "${positionals[0]}" (see audit --help)`, 2)
   const config = loadConfig({ ...(values.config ? { file: values.config } : {}), env: io.env })
   const filters = filtersFrom(values)
-  const store = await openBrokerStore(config, { sqliteWriter: 'inline' })
+  // Reading needs no key: without one, verify checks the chain but not the MACs, and says so. Prune writes.
+  const mac = sub === 'prune' ? undefined : tryAuditMacKey(config)
+  const store = await openBrokerStore(config, { sqliteWriter: 'inline', ...(mac ? { auditMac: 'key' in mac ? mac.key : undefined } : {}) })
   try {
     switch (sub) {
       case 'list': {
@@ -66,13 +70,17 @@ export async function auditCommand(argv: string[], io: CommandIo): Promise<numbe
         const { chain: v, revocations: r } = await store.verifyAll()
         if (v.ok) io.out(`audit chain OK: ${v.records} records${v.records ? `, seq ${v.firstSeq}..${v.head.seq}` : ''}, head ${v.head.hash}`)
         else io.out(`audit chain BROKEN at record seq ${v.broken.seq}: ${v.broken.reason} (${v.records} records checked)`)
+        // A broken chain names its MAC problem above; the key's absence is said either way.
+        if (mac && 'problem' in mac) io.out(`audit MACs UNCHECKED: no audit MAC key (${mac.problem}); records appended by someone with database access would pass`)
+        else if (mac && v.ok) io.out(macLine(v, mac.key.kid))
         // Compared even on a broken chain: the operator needs both findings to judge what was touched.
         if (r.ok) io.out(`revocations OK: ${r.revocations} rows match the audit chain`)
         else {
           for (const d of r.differences) io.out(`revocations DIFFER: ${d}`)
           if (r.unverified !== undefined) io.out(`revocations UNVERIFIED: the audit chain is broken, so it cannot vouch for the ${r.revocations} rows of the revocations table`)
         }
-        return v.ok && r.ok ? 0 : 1
+        // 3: nothing wrong was found, but the MACs could not be checked, so a forged record may be among them.
+        return !(v.ok && r.ok) ? 1 : mac && 'problem' in mac ? 3 : 0
       }
       default: {
         const days = positiveInt('days', values.days) ?? config.audit.retention_days
@@ -89,6 +97,14 @@ export async function auditCommand(argv: string[], io: CommandIo): Promise<numbe
   } finally {
     await store.close()
   }
+}
+
+/** What `audit verify` says of the MACs of a whole chain, checked with the key `kid`. */
+function macLine(v: Extract<ChainVerification, { ok: true }>, kid: string): string {
+  if (v.macFrom === undefined) return `audit MACs: none yet (every record was written before MACs began; the next one the broker writes starts them)`
+  const from = Math.max(v.macFrom, v.firstSeq)
+  const before = v.macFrom > v.firstSeq ? `; records ${v.firstSeq}..${v.macFrom - 1} were written before MACs began` : ''
+  return `audit MACs OK: every record from seq ${from} to ${v.head.seq} carries the broker's MAC (key ${kid})${before}`
 }
 
 type Filters = Omit<AuditQuery, 'limit' | 'cursor'>

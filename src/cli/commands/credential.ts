@@ -3,7 +3,7 @@ import { loadConfig } from '../../config.ts'
 import { parseProvider, parseUser } from '../../contract/job_credentials.ts'
 import { revokeStored } from '../../credentials/sealed_refresh_tokens.ts'
 import { systemClock } from '../../lib/clock.ts'
-import { openBrokerStore } from '../../storage/open_store.ts'
+import { openBrokerStore, tryAuditMacKey } from '../../storage/open_store.ts'
 import { CliError, parse, type CommandIo } from '../command.ts'
 
 const HELP = `Usage: condor-token-broker credential revoke USER PROVIDER [--reason TEXT]
@@ -24,7 +24,9 @@ export async function credentialCommand(argv: string[], io: CommandIo): Promise<
   if (sub === 'revoke' && positionals.length !== 2) throw new CliError('credential revoke takes USER PROVIDER', 2)
   if (sub === 'list' && positionals.length > 0) throw new CliError(`unexpected argument "${positionals[0]}"`, 2)
   const config = loadConfig({ ...(values.config ? { file: values.config } : {}), env: io.env })
-  const store = await openBrokerStore(config, { sqliteWriter: 'inline' })
+  // list only reads: a host without the audit MAC key may run it; revoke writes a record.
+  const mac = sub === 'list' ? tryAuditMacKey(config) : undefined
+  const store = await openBrokerStore(config, { sqliteWriter: 'inline', ...(mac ? { auditMac: 'key' in mac ? mac.key : undefined } : {}) })
   try {
     if (sub === 'list') {
       const all = await store.listCredentials()

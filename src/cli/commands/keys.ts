@@ -1,6 +1,7 @@
 import { userInfo } from 'node:os'
 import { loadConfig } from '../../config.ts'
 import { openBrokerStore } from '../../storage/open_store.ts'
+import { auditMacKeyFile, ensureAuditMacKeyFile, readAuditMacKey } from '../../keys/audit_mac_key.ts'
 import { isPreparedEntry, JWKS_REFRESH_SECONDS, KeyStore } from '../../keys/key_store.ts'
 import { systemClock } from '../../lib/clock.ts'
 import { CliError, parse, type CommandIo } from '../command.ts'
@@ -9,7 +10,8 @@ const HELP = `Usage: condor-token-broker keys <init|list|rotate|import> [options
 
   keys init [--condor-key NAME]    create the HTCondor signing key (default: idtoken.key from the config),
                                    the SciToken signing key and the next one (published in /jwks, not yet
-                                   signing), if missing; never overwrites
+                                   signing), and the audit MAC key (audit.mac_key_file), if missing; never
+                                   overwrites
   keys list                        show HTCondor keys and SciToken keys (kid, status, publish window)
   keys rotate [--alg ES256|RS256]  sign SciTokens with the next key, which verifiers already know from /jwks,
                                    and publish a new next key; the old public key stays in /jwks until every
@@ -41,6 +43,9 @@ export async function keysCommand(argv: string[], io: CommandIo): Promise<number
       io.out(`SciToken key: ${jwt.created ? 'created' : 'exists'} kid=${jwt.entry.kid} alg=${jwt.entry.alg}`)
       const next = store.prepareNextJwtKey(config.scitoken.alg, now)
       io.out(`  next kid=${next.kid} alg=${next.alg}: published in /jwks, signs from the next "keys rotate"`)
+      const macFile = auditMacKeyFile(config)
+      const created = ensureAuditMacKeyFile(macFile)
+      io.out(`audit MAC key: ${created ? 'created' : 'exists at'} ${macFile} key id ${readAuditMacKey(macFile).kid}${created ? ' (copy it, mode 0600, to every replica and every host that runs the CLI)' : ''}`)
       return 0
     }
     case 'list': {

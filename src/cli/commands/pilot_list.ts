@@ -2,7 +2,7 @@ import { loadConfig, maxTokenLifetime } from '../../config.ts'
 import { listLivePilots } from '../../issuance/pilot_list.ts'
 import { longestLifetime } from '../../revocation/revocation.ts'
 import { systemClock } from '../../lib/clock.ts'
-import { openBrokerStore } from '../../storage/open_store.ts'
+import { openBrokerStore, tryAuditMacKey } from '../../storage/open_store.ts'
 import { CliError, parse, type CommandIo } from '../command.ts'
 
 export const PILOT_LIST_HELP = `Usage: condor-token-broker pilot list [--site SITE] [--json]
@@ -20,7 +20,9 @@ export async function pilotListCommand(rest: string[], io: CommandIo): Promise<n
   if (positionals.length > 0) throw new CliError(`unexpected argument "${positionals[0]}" (see pilot --help)`, 2)
   if (values.site !== undefined && !/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(values.site)) throw new CliError('--site must be a site label', 2)
   const config = loadConfig({ ...(values.config ? { file: values.config } : {}), env: io.env })
-  const store = await openBrokerStore(config, { sqliteWriter: 'inline' })
+  // Only reads: a host without the audit MAC key may list.
+  const mac = tryAuditMacKey(config)
+  const store = await openBrokerStore(config, { sqliteWriter: 'inline', auditMac: 'key' in mac ? mac.key : undefined })
   try {
     const now = systemClock.now()
     const pilots = await listLivePilots(store, now, await longestLifetime(store, 'token', maxTokenLifetime(config)), values.site !== undefined ? { site: values.site } : {})

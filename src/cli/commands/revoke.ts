@@ -11,7 +11,7 @@ import { formatIssue, loadPolicyDir } from '../../policy/load.ts'
 import { revocationLabels, type RevocationLabels } from '../../policy/revocation_labels.ts'
 import { primaryIamIssuer } from '../../services.ts'
 import { writeCondorConfigAtomic } from '../../revocation/write_condor_config.ts'
-import { openBrokerStore } from '../../storage/open_store.ts'
+import { openBrokerStore, tryAuditMacKey } from '../../storage/open_store.ts'
 import { CliError, parse, positiveInt, type CommandIo } from '../command.ts'
 
 const HELP = `Usage: condor-token-broker revoke (--jti ID | --sub SUB | --role ROLE | --site SITE | --client ID | --pilot-job SITE:JOBID) [--iss ISSUER] [--reason TEXT] [--exp EPOCH] [--dry-run]
@@ -59,7 +59,10 @@ export async function revokeCommand(argv: string[], io: CommandIo): Promise<numb
   if (sub === 'lift' && (positionals.length !== 1 || !REVOCATION_ID.test(positionals[0]!))) throw new CliError('revoke lift takes one revocation id (see revoke list)', 2)
   if (sub !== 'lift' && positionals.length > 0) throw new CliError(`unexpected argument "${positionals[0]}" (see revoke --help)`, 2)
   const config = loadConfig({ ...(values.config ? { file: values.config } : {}), env: io.env })
-  const store = await openBrokerStore(config, { sqliteWriter: 'inline' })
+  // list and condor only read: a host without the audit MAC key may run them; the others write records.
+  const readOnly = sub === 'list' || sub === 'condor' || values['dry-run'] === true
+  const mac = readOnly ? tryAuditMacKey(config) : undefined
+  const store = await openBrokerStore(config, { sqliteWriter: 'inline', ...(mac ? { auditMac: 'key' in mac ? mac.key : undefined } : {}) })
   const service = new RevocationService({
     store, clock: systemClock, log: createLogger((l) => io.err(l.trimEnd())), maxTokenLifetime: maxTokenLifetime(config), refreshSeconds: config.revocation.refresh_seconds,
     knownLabels: () => policyLabels(config),

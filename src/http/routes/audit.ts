@@ -9,7 +9,7 @@ import type { Clock } from '../../lib/clock.ts'
 import type { LiveWindow } from '../../issuance/pilot_list.ts'
 import { parseOrRefuse } from '../zod_refusal.ts'
 
-const EVENT_TYPES = ['token.issued', 'token.denied', 'token.denied.aggregate', 'token.renewed', 'token.revoked', 'token.unrevoked', 'key.rotated', 'key.reloaded', 'policy.reloaded', 'audit.checkpoint', 'certificate.issued', 'certificate.denied', 'certificate.revoked', 'credential.registered', 'credential.rotated', 'credential.revoked'] as const satisfies readonly AuditEventType[]
+const EVENT_TYPES = ['token.issued', 'token.denied', 'token.denied.aggregate', 'token.renewed', 'token.revoked', 'token.unrevoked', 'key.rotated', 'key.reloaded', 'policy.reloaded', 'audit.checkpoint', 'audit.macs_started', 'certificate.issued', 'certificate.denied', 'certificate.revoked', 'credential.registered', 'credential.rotated', 'credential.revoked'] as const satisfies readonly AuditEventType[]
 
 /** Epoch seconds or an RFC 3339 date-time. */
 const Instant = z.string().describe('Epoch seconds or an RFC 3339 date-time.').transform((s, ctx) => {
