@@ -1,6 +1,6 @@
 import pg from 'pg'
 import type { AuditEvent, AuditPage, AuditQuery } from '../audit/audit_log.ts'
-import { readBody } from '../audit/unreadable_record.ts'
+import { countReasonsOfBodies } from '../audit/unreadable_record.ts'
 import { assertCountQuery, COUNTED_TYPES_SQL, type CountQuery, type CountRow, type LiveRow, type ReasonRow } from '../audit/aggregate.ts'
 import { COLUMN_NAMES, GENESIS_HASH, HEAD_MISSING, type AuditColumns, type ChainHead, type StoredRow } from '../audit/chain.ts'
 import { OperatorError } from '../errors.ts'
@@ -263,14 +263,7 @@ export class PostgresStore extends ChainedStore {
     }
     const { rows } = await this.#pool.query<{ body: string }>(`SELECT body FROM audit_log
       WHERE decision = 'deny' AND time >= $1 AND time <= $2 AND type = 'token.denied'`, [q.from, q.to])
-    const counts = new Map<string | null, number>()
-    let unreadable = 0
-    for (const { body } of rows) {
-      const e = readBody(body)
-      if (typeof e === 'string') { unreadable++; continue }
-      counts.set(e.reason ?? null, (counts.get(e.reason ?? null) ?? 0) + 1)
-    }
-    return [...[...counts].map(([reason, count]) => ({ reason, count })), ...(unreadable > 0 ? [{ reason: null, count: unreadable, unreadable: true as const }] : [])]
+    return countReasonsOfBodies(rows.map((r) => r.body))
   }
 
   async countLive(q: { now: number; since: number }): Promise<LiveRow[]> {
