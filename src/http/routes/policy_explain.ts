@@ -76,10 +76,10 @@ export function policyExplainRoutes(deps: { policy: PolicySource; adminAuth: Mid
     }
     c.header('Cache-Control', 'no-store')
     const e = parsed.data.pilot_enrolment
-    // The token endpoint refuses a blocked caller before it asks the policy, for an enrolment as for a token.
-    const blocked = explainCallerBlock(deps.blocks, parsed.data.subject)
-    if (e && blocked) return c.json({ decision: blocked, rules: [], policyDigest: deps.policy.current.digest })
     if (e) {
+      // The token endpoint refuses a blocked caller before it asks the policy, for an enrolment as for a token.
+      const blocked = explainCallerBlock(deps.blocks, parsed.data.subject)
+      if (blocked) return c.json({ decision: blocked, rules: [], policyDigest: deps.policy.current.digest })
       const site = parsed.data.params?.site
       // The same request the token endpoint decides; an enrolment has no rule-by-rule trace (rules: []).
       const x = explainEnrolment(deps.policy.current, {
