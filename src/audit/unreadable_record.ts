@@ -1,5 +1,6 @@
 import type { AuditEvent, AuditEventType } from './audit_log.ts'
 import type { StoredRow } from './chain.ts'
+import type { ReasonRow } from './aggregate.ts'
 
 /**
  * A stored body that is not an event: edited by hand (whoever can write the SQLite file or the PostgreSQL
@@ -47,4 +48,20 @@ export function eventFromColumns(row: StoredRow): AuditEvent {
     ...(row.exp != null ? { exp: Number(row.exp) } : {}),
     ...(row.site != null ? { site: row.site } : {}),
   }
+}
+
+/**
+ * Denials counted by reason from their stored bodies, the unreadable ones apart (ReasonRow.unreadable): for a
+ * backend that cannot count in the database (the memory store, or PostgreSQL when a body fails its cast).
+ */
+export function countReasonsOfBodies(bodies: Iterable<string>): ReasonRow[] {
+  const counts = new Map<string | null, number>()
+  let unreadable = 0
+  for (const body of bodies) {
+    const e = readBody(body)
+    if (typeof e === 'string') { unreadable++; continue }
+    counts.set(e.reason ?? null, (counts.get(e.reason ?? null) ?? 0) + 1)
+  }
+  const rows: ReasonRow[] = [...counts].map(([reason, count]) => ({ reason, count }))
+  return unreadable > 0 ? [...rows, { reason: null, count: unreadable, unreadable: true }] : rows
 }

@@ -200,7 +200,10 @@ export class CertificateService {
   async #revoke(serial: string, reason: string | undefined, actor: Actor): Promise<{ serial: string; revokedAt: number; notAfter: number; already: boolean }> {
     const s = serial.toLowerCase()
     if (!SERIAL.test(s)) throw new NotFound('no such certificate: a serial is lower-case hex')
-    const existing = (await this.#revocations()).find((r) => r.serial === s)
+    // Unreadable records are passed over here, not refused as for the CRL: one can only hide that the serial
+    // is revoked already (a second record, as replicas racing write) or that it was issued (NotFound), while
+    // refusing made one such record anywhere stop every revocation.
+    const existing = (await this.#revocations('skip')).find((r) => r.serial === s)
     if (existing) return { ...existing, already: true }
     const issued = await this.#issued(s)
     if (!issued) throw new NotFound(`no certificate with serial ${s} was issued by this CA`)
@@ -243,7 +246,7 @@ export class CertificateService {
     // The holds as they stood a CRL lifetime ago too: an entry that has since ended still lists what it held
     // for as long as #listed keeps expired certificates (it refuses nothing: that is #holds(now)).
     const longest = await this.#longestLifetime()
-    const [revoked, holds] = await Promise.all([this.#revocations(), this.#holds(now - this.#d.crlLifetime, longest)])
+    const [revoked, holds] = await Promise.all([this.#revocations('refuse'), this.#holds(now - this.#d.crlLifetime, longest)])
     const live: CrlEntry[] = revoked.filter((r) => this.#listed(r.notAfter, now))
     // A serial revoked by itself keeps that entry (permanent); a hold lists it only while no such entry does.
     if (!holds.empty) live.push(...await this.#held(holds, new Set(live.map((r) => r.serial)), now, longest))
@@ -294,7 +297,7 @@ export class CertificateService {
    */
   async #held(holds: CertificateHolds, revoked: ReadonlySet<string>, now: number, longest: number): Promise<CrlEntry[]> {
     const out = new Map<string, CrlEntry>()
-    for await (const e of this.#events('certificate.issued', now - longest - this.#d.crlLifetime)) {
+    for await (const e of this.#events('certificate.issued', 'refuse', now - longest - this.#d.crlLifetime)) {
       const cert = issuedCertificateOf(e)
       if (!cert || !this.#listed(cert.exp, now) || revoked.has(cert.serial) || out.has(cert.serial)) continue
       const since = holds.heldSince(cert)
@@ -305,9 +308,9 @@ export class CertificateService {
   }
 
   /** One entry per serial, the earliest revocation (replicas racing on one serial may both record it). */
-  async #revocations(): Promise<Array<{ serial: string; revokedAt: number; notAfter: number }>> {
+  async #revocations(unreadable: Unreadable): Promise<Array<{ serial: string; revokedAt: number; notAfter: number }>> {
     const out = new Map<string, { serial: string; revokedAt: number; notAfter: number }>()
-    for await (const e of this.#events('certificate.revoked')) {
+    for await (const e of this.#events('certificate.revoked', unreadable)) {
       const serial = e.detail?.serial
       const seen = typeof serial === 'string' ? out.get(serial) : undefined
       if (typeof serial === 'string' && (!seen || e.time < seen.revokedAt)) out.set(serial, { serial, revokedAt: e.time, notAfter: e.exp ?? 0 })
@@ -316,19 +319,20 @@ export class CertificateService {
   }
 
   async #issued(serial: string): Promise<{ notAfter: number; site?: string } | undefined> {
-    for await (const e of this.#events('certificate.issued')) {
+    for await (const e of this.#events('certificate.issued', 'skip')) {
       if (e.detail?.serial === serial) return { notAfter: e.exp ?? 0, ...(e.site !== undefined ? { site: e.site } : {}) }
     }
     return undefined
   }
 
-  async *#events(type: 'certificate.issued' | 'certificate.revoked', from?: number): AsyncGenerator<AuditEvent> {
+  async *#events(type: 'certificate.issued' | 'certificate.revoked', unreadable: Unreadable, from?: number): AsyncGenerator<AuditEvent> {
     let cursor: string | undefined
     // Bounded: at most 1000 pages of 1000; a pool CA issuing more than that in one retention window is misused.
     for (let page = 0; page < 1000; page++) {
       const res = await this.#d.audit.query({ type, limit: 1000, ...(from !== undefined ? { from } : {}), ...(cursor ? { cursor } : {}) })
       for (const r of res.records) {
         // Fail closed: its serial cannot be read, and a CRL without it would vouch for a certificate it should list.
+        if (r.unreadable && unreadable === 'skip') continue
         if (r.unreadable) throw new Error(`the ${type} record at seq ${r.seq} cannot be read (${r.unreadable.reason}); the CRL is not served without it (run "audit verify")`)
         yield r.event
       }
@@ -339,6 +343,12 @@ export class CertificateService {
     throw new Error(`more than 1,000,000 ${type} records to read; the CRL is not served incomplete (shorten audit.retention_days or ca.max_lifetime)`)
   }
 }
+
+/**
+ * What a read of the certificate records does with one whose body cannot be read: the CRL refuses (a CRL
+ * without its serial would vouch for a certificate it should list); a revocation passes over it (#revoke).
+ */
+type Unreadable = 'refuse' | 'skip'
 
 /** One CRL entry and when its certificate expires. */
 interface CrlEntry { serial: string; revokedAt: number; notAfter: number; hold?: boolean }

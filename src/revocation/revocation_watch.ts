@@ -19,8 +19,9 @@ export interface RevocationWatch {
   afterChange(): void
   /**
    * Stops the timers and runs one last check, so the anchor covers everything appended until the stop; one
-   * that does not finish within `stopCheckMs` is abandoned and said so. Resolves once it has let go of the
-   * store (closed next).
+   * that does not finish within `stopCheckMs` is abandoned and said so. Resolves once the check has let go of
+   * the store (closed next), or at that bound: a check still waiting on the database then fails on its own
+   * (its reads after the close fail, and it was told to stop).
    */
   stop(): Promise<void>
 }
@@ -80,10 +81,18 @@ export function startRevocationWatch(
     clearInterval(timer)
     clearTimeout(soon)
     const boundMs = options.stopCheckMs ?? STOP_CHECK_MS
-    const bound = setTimeout(() => stopping.abort(new Error('the broker is stopping')), boundMs)
-    try {
+    let bound: NodeJS.Timeout | undefined
+    // The signal ends a check between two reads; a read the database never answers (a PostgreSQL server cut
+    // off by the network) cannot see it, so the wait ends at the bound too, whatever the check is doing.
+    const outOfTime = new Promise<void>((resolve) => {
+      bound = setTimeout(() => { stopping.abort(new Error('the broker is stopping')); resolve() }, boundMs)
+    })
+    const last = (async () => {
       while (running) await running
       if (!stopping.signal.aborted) await check()
+    })()
+    try {
+      await Promise.race([last, outOfTime])
     } finally { clearTimeout(bound) }
     if (stopping.signal.aborted) {
       options.log.warn(`could not anchor the audit log at stop within ${boundMs / 1000} s; records appended since the last check are covered by no anchor`)

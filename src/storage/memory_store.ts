@@ -1,7 +1,7 @@
 import type { AuditPage, AuditQuery } from '../audit/audit_log.ts'
 import { assertCountQuery, COUNTED_TYPES, type CountQuery, type CountRow, type LiveRow, type ReasonRow } from '../audit/aggregate.ts'
 import { GENESIS_HASH, rowToRecord, type AuditColumns, type StoredRow } from '../audit/chain.ts'
-import { readBody } from '../audit/unreadable_record.ts'
+import { countReasonsOfBodies } from '../audit/unreadable_record.ts'
 import { INITIAL_GENERATION, type IssuanceHorizons, type Revocation } from '../revocation/revocation.ts'
 import { HorizonTracker, noHorizons, revocationUntil, wider } from './issuance_horizon.ts'
 import { revocationsToCarry } from '../revocation/revocation_consistency.ts'
@@ -181,16 +181,7 @@ export class MemoryStore extends ChainedStore {
 
   async countDenialReasons(q: { from: number; to: number }): Promise<ReasonRow[]> {
     assertCountQuery(q)
-    const counts = new Map<string | null, number>()
-    let unreadable = 0
-    for (const r of this.#rows) {
-      if (r.time < q.from || r.time > q.to || r.type !== 'token.denied') continue
-      const e = readBody(r.body)
-      if (typeof e === 'string') { unreadable++; continue }
-      const reason = e.reason ?? null
-      counts.set(reason, (counts.get(reason) ?? 0) + 1)
-    }
-    return [...[...counts].map(([reason, count]) => ({ reason, count })), ...(unreadable > 0 ? [{ reason: null, count: unreadable, unreadable: true as const }] : [])]
+    return countReasonsOfBodies(this.#rows.filter((r) => r.time >= q.from && r.time <= q.to && r.type === 'token.denied').map((r) => r.body))
   }
 
   async countLive(q: { now: number; since: number }): Promise<LiveRow[]> {

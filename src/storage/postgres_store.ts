@@ -1,6 +1,6 @@
 import pg from 'pg'
 import type { AuditEvent, AuditPage, AuditQuery } from '../audit/audit_log.ts'
-import { readBody } from '../audit/unreadable_record.ts'
+import { countReasonsOfBodies } from '../audit/unreadable_record.ts'
 import { assertCountQuery, COUNTED_TYPES_SQL, type CountQuery, type CountRow, type LiveRow, type ReasonRow } from '../audit/aggregate.ts'
 import { COLUMN_NAMES, GENESIS_HASH, HEAD_MISSING, type AuditColumns, type ChainHead, type StoredRow } from '../audit/chain.ts'
 import { OperatorError } from '../errors.ts'
@@ -278,20 +278,14 @@ export class PostgresStore extends ChainedStore {
       const { rows } = await this.#pool.query<{ reason: string | null; count: string }>(sql, [q.from, q.to])
       return rows.map((r) => ({ reason: r.reason, count: Number(r.count) }))
     } catch (err) {
-      // One body that is not JSON (edited by hand, or corrupted) fails the cast and the whole statement
-      // (invalid_text_representation): the denials of the range are then read and counted here, those apart.
-      if ((err as { code?: string }).code !== '22P02') throw err
+      // One body jsonb cannot hold fails the cast and the whole statement: text that is not JSON (edited by
+      // hand, or corrupted: 22P02), or JSON escaping U+0000, which JSON.parse reads and jsonb refuses (22P05).
+      // The denials of the range are then read and counted here, unreadable ones apart.
+      if (!isDataException(err)) throw err
     }
     const { rows } = await this.#pool.query<{ body: string }>(`SELECT body FROM audit_log
       WHERE decision = 'deny' AND time >= $1 AND time <= $2 AND type = 'token.denied'`, [q.from, q.to])
-    const counts = new Map<string | null, number>()
-    let unreadable = 0
-    for (const { body } of rows) {
-      const e = readBody(body)
-      if (typeof e === 'string') { unreadable++; continue }
-      counts.set(e.reason ?? null, (counts.get(e.reason ?? null) ?? 0) + 1)
-    }
-    return [...[...counts].map(([reason, count]) => ({ reason, count })), ...(unreadable > 0 ? [{ reason: null, count: unreadable, unreadable: true as const }] : [])]
+    return countReasonsOfBodies(rows.map((r) => r.body))
   }
 
   async countLive(q: { now: number; since: number }): Promise<LiveRow[]> {
@@ -423,6 +417,12 @@ async function prunePrefix(client: pg.PoolClient, range: PruneRange) {
   const carried = revocationsToCarry(stating.rows.map((r) => JSON.parse(r.body) as AuditEvent))
   const res = await client.query('DELETE FROM audit_log WHERE seq <= $1', [range.through])
   return { prunedThroughSeq: range.through, prunedLastHash: range.hash, prunedCount: res.rowCount ?? 0, carried }
+}
+
+/** SQLSTATE class 22, data exception: a value a statement could not convert, not a failing connection or server. */
+function isDataException(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code
+  return typeof code === 'string' && code.startsWith('22')
 }
 
 async function migrate(pool: pg.Pool): Promise<void> {

@@ -3,17 +3,12 @@
 // summary, the console's search, record and overview pages. The house rule is never a 500: the row shows at its
 // seq as an unreadable record that does not verify, and the rest of the page as before. (Each store reads such
 // a row the same way: test/integration/audit_log.contract.ts.)
-import { createHash } from 'node:crypto'
 import { beforeEach, describe, expect, it } from 'vitest'
 import type { AuditEvent } from '../../src/audit/audit_log.ts'
 import { createApp } from '../../src/app.ts'
 import { AuditPage } from '../../src/http/openapi/response_schemas.ts'
-import { bootstrapTokenAuthenticator } from '../../src/http/middleware/admin_auth.ts'
-import { fixedClock } from '../../src/lib/clock.ts'
-import { silentLogger } from '../../src/lib/logger.ts'
-import { RevocationService } from '../../src/revocation/revocation_service.ts'
 import { MemoryStore } from '../../src/storage/memory_store.ts'
-import { testDeps } from '../support/broker_deps.ts'
+import { consoleAdminApp, startdIssuance } from '../support/console_admin_app.ts'
 import { cookieOf, signInWithToken } from '../support/console_sign_in.ts'
 
 const ORIGIN = 'https://broker.example.org'
@@ -23,11 +18,7 @@ const IAM = 'https://iam.example.org/'
 const NOW = Math.floor(Date.now() / 1000)
 const BROKEN = '{"audience":[],"caller":{"client_id":"ctb-cloud-a-prov'
 
-const ISSUED: AuditEvent = {
-  type: 'token.issued', time: NOW - 60, caller: { iss: IAM, sub: 'ctb-cloud-a-provisioner', client_id: 'ctb-cloud-a-provisioner' },
-  role: 'startd', tokenKind: 'idtoken', site: 'cloud-a', decision: 'allow', issuedSub: 'startd-cloud-a-ep-17@eps.pool.example.org',
-  jti: 'fa60db71b73be01eaf46681bd3668d1b', exp: NOW + 86400,
-}
+const ISSUED = startdIssuance(NOW - 60)
 const DENIED: AuditEvent = { type: 'token.denied', time: NOW - 30, caller: { iss: IAM, sub: 'mallory' }, role: 'startd', decision: 'deny', reason: 'unauthorized_client: no rule' }
 
 let store: MemoryStore
@@ -35,14 +26,7 @@ let app: ReturnType<typeof createApp>
 
 beforeEach(async () => {
   store = new MemoryStore()
-  const revocations = new RevocationService({
-    store, clock: fixedClock(NOW), log: silentLogger, maxTokenLifetime: 86400, refreshSeconds: 60,
-    knownLabels: () => ({ roles: new Set(['startd']), sites: new Set(['cloud-a']) }),
-  })
-  app = createApp(testDeps({
-    admin: { audit: store, revocations, authenticators: [bootstrapTokenAuthenticator(createHash('sha256').update(BOOT).digest())] },
-    console: { keys: () => ({ scitoken: [], condor: [] }), sessionSeconds: 3600, sessions: store },
-  }))
+  app = consoleAdminApp(store, BOOT, NOW)
   await store.record(ISSUED)
   await store.record({ ...ISSUED, jti: 'b'.repeat(32), time: NOW - 50 })
   await store.record(DENIED)

@@ -2,42 +2,24 @@
 // columns (caller_sub, role, type, …) are what the console's search and `audit list` select by, so one edited
 // by hand beside an untouched body must read as a record that does not verify, naming the column, as
 // `audit verify` names it (docs/audit.md: "column X differs from the hashed body (record edited)").
-import { createHash } from 'node:crypto'
 import { beforeEach, describe, expect, it } from 'vitest'
-import type { AuditEvent } from '../../src/audit/audit_log.ts'
 import { createApp } from '../../src/app.ts'
-import { bootstrapTokenAuthenticator } from '../../src/http/middleware/admin_auth.ts'
-import { fixedClock } from '../../src/lib/clock.ts'
-import { silentLogger } from '../../src/lib/logger.ts'
-import { RevocationService } from '../../src/revocation/revocation_service.ts'
 import { MemoryStore } from '../../src/storage/memory_store.ts'
-import { testDeps } from '../support/broker_deps.ts'
+import { consoleAdminApp, startdIssuance } from '../support/console_admin_app.ts'
 import { cookieOf, signInWithToken } from '../support/console_sign_in.ts'
 
 const ORIGIN = 'https://broker.example.org'
 const BOOT = 'c'.repeat(43)
-const IAM = 'https://iam.example.org/'
 const NOW = 1795557188
 
-const ISSUED: AuditEvent = {
-  type: 'token.issued', time: NOW, caller: { iss: IAM, sub: 'ctb-cloud-a-provisioner', client_id: 'ctb-cloud-a-provisioner' },
-  role: 'startd', tokenKind: 'idtoken', site: 'cloud-a', decision: 'allow', issuedSub: 'startd-cloud-a-ep-17@eps.pool.example.org',
-  jti: 'fa60db71b73be01eaf46681bd3668d1b', exp: NOW + 86400,
-}
+const ISSUED = startdIssuance(NOW)
 
 let store: MemoryStore
 let app: ReturnType<typeof createApp>
 
 beforeEach(async () => {
   store = new MemoryStore()
-  const revocations = new RevocationService({
-    store, clock: fixedClock(NOW), log: silentLogger, maxTokenLifetime: 86400, refreshSeconds: 60,
-    knownLabels: () => ({ roles: new Set(['startd']), sites: new Set(['cloud-a']) }),
-  })
-  app = createApp(testDeps({
-    admin: { audit: store, revocations, authenticators: [bootstrapTokenAuthenticator(createHash('sha256').update(BOOT).digest())] },
-    console: { keys: () => ({ scitoken: [], condor: [] }), sessionSeconds: 3600, sessions: store },
-  }))
+  app = consoleAdminApp(store, BOOT, NOW)
   await store.record(ISSUED)
   await store.record({ ...ISSUED, jti: 'b'.repeat(32), time: NOW + 1 })
 })

@@ -20,7 +20,7 @@ const adminAuth: MiddlewareHandler = async (c, next) => {
 function app(): Hono {
   const a = new Hono()
   // Nobody is revoked here: test/http/policy_explain_blocked.test.ts explains blocked callers.
-  a.route('/', policyExplainRoutes({ policy: holder, adminAuth, blocks: { callerBlock: () => undefined } }))
+  a.route('/', policyExplainRoutes({ policy: holder, adminAuth, blocks: { callerBlock: () => undefined, blockedIdentity: () => undefined } }))
   a.onError(oauthErrorResponse(silentLogger))
   return a
 }

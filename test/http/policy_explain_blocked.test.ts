@@ -97,4 +97,16 @@ describe('policy explain for a caller a revocation blocks', () => {
     expect(revocations.blockedCaller(FACTORY)).toBeUndefined()
     expect((await explain(ENROLMENT)).decision).toMatchObject({ allow: true })
   })
+
+  // After the policy allows, POST /token refuses the token when an active `sub` entry names the identity the
+  // rule would issue (exchange.ts: unauthorized_client, the deciding rule on record); explain answered allow.
+  it('denies a token whose issued identity a sub revocation names, as the token endpoint does', async () => {
+    // policies/10-cloud-htc.yaml: cloud-a-execute-points issues startd-cloud-a-{host_short}@eps.{trust_domain}.
+    await revocations.revoke({ kind: 'sub', value: 'startd-cloud-a-ep-3@eps.pool.example.org' }, cli)
+    expect((await explain(STARTD)).decision).toEqual({
+      allow: false, error: 'unauthorized_client', ruleId: 'cloud-a-execute-points',
+      reason: 'identity startd-cloud-a-ep-3@eps.pool.example.org has been revoked',
+    })
+    expect((await explain({ ...STARTD, host: 'ep-4.cloud-a.example.org' })).decision).toMatchObject({ allow: true })
+  })
 })

@@ -70,6 +70,18 @@ describe('condor-token-broker audit', () => {
     expect(v.out).toBe('audit chain BROKEN at record seq 3: body is not valid JSON (3 records checked)\nrevocations UNVERIFIED: the audit chain is broken, so it cannot vouch for the 0 rows of the revocations table')
   })
 
+  // A body edited into JSON whose fields are of the wrong type is still read as an event (it has a type and a
+  // time); list printed the decision with String.prototype.padEnd and failed on a number: "internal error".
+  it('list prints a record whose body holds a decision that is not a string, as stored', async () => {
+    const { env, file } = await seeded(5)
+    const db = new DatabaseSync(file)
+    db.prepare('UPDATE audit_log SET body = ? WHERE seq = 3').run('{"decision":1,"time":1800000003,"type":"token.issued"}')
+    db.close()
+    const list = await cli(env, 'audit', 'list')
+    expect([list.code, list.err]).toEqual([0, ''])
+    expect(list.out.split('\n')[2]).toBe('      3  2027-01-15T08:00:03Z  token.issued     1      role=-  sub=-  jti=-  caller=-')
+  })
+
   it('list filters newest first; export writes JSON Lines in chain order', async () => {
     const { env } = await seeded(20)
     const list = await cli(env, 'audit', 'list', '--role', 'pilot', '--limit', '3')

@@ -212,6 +212,18 @@ export function auditStoreContract(name: string, h: StoreHarness): void {
       expect(await s.verifyRevocations()).toMatchObject({ ok: false, unverified: 'audit chain broken at seq 2: body is not valid JSON' })
     })
 
+    // JSON may escape U+0000 (a refusal's reason quotes what the caller sent); PostgreSQL's jsonb holds no such
+    // character and refuses the cast with 22P05, not the 22P02 of text that is not JSON, so the summary failed.
+    it('the summary counts a denial whose reason holds an escaped NUL', async () => {
+      const s = await fresh()
+      await s.record(issued(1, { type: 'token.denied', decision: 'deny', reason: 'invalid_scope: "a\u0000b"' }))
+      await s.record(issued(2, { type: 'token.denied', decision: 'deny', reason: 'no rule' }))
+      const counts = await s.countDenialReasons({ from: T0, to: T0 + 10 })
+      expect(counts.sort((a, b) => (a.reason! < b.reason! ? -1 : 1))).toEqual([
+        { reason: 'invalid_scope: "a\u0000b"', count: 1 }, { reason: 'no rule', count: 1 },
+      ])
+    })
+
     it('verify names a record whose indexed column was edited', async () => {
       const s = await fresh()
       for (let i = 1; i <= 5; i++) await s.record(issued(i))

@@ -359,6 +359,30 @@ describe('certificate service', () => {
     expect(told).toBe(1)
   })
 
+  // docs/audit.md: a record edited into something that is not JSON reads as unreadable. The CRL is not
+  // served without it (it may be a serial the CRL must list), but revoking reads the same records, to find
+  // the serial's issuance and whether it is revoked already: one unreadable record anywhere made every
+  // revocation by serial fail, so an admin could not revoke a stolen certificate. A record that may say
+  // "already revoked" can only add a second revocation record (as replicas racing do); one that may be the
+  // serial's issuance can only end in "no such certificate".
+  it('revokes a serial while another certificate record is unreadable, and still serves no CRL', async () => {
+    const { svc, audit } = await service()
+    const csr = await csrPem()
+    const issue = (dns: string) => svc.issue({ csr, role: 'schedd', dns: [dns], ip: [] }, OPERATOR, {})
+    const first = await issue('ap1.cloud-a.example.org')
+    const second = await issue('ap2.cloud-a.example.org')
+    const third = await issue('ap3.cloud-a.example.org')
+    await svc.revoke(first.serial, 'teardown', { principal: 'bootstrap' })
+    const rows = audit.rawRows()
+    const seqOf = (type: string, serial: string) => rows.findIndex((r) => r.type === type && r.body.includes(serial))
+    rows[seqOf('certificate.revoked', first.serial)]!.body = 'garbage'
+    rows[seqOf('certificate.issued', second.serial)]!.body = '{"detail":{"serial":"'
+    const revoked = await svc.revoke(third.serial, 'key lost', { principal: 'bootstrap' })
+    expect([revoked.serial, revoked.already, revoked.notAfter]).toEqual([third.serial, false, third.notAfter])
+    await expect(svc.revoke(second.serial, undefined, { principal: 'bootstrap' })).rejects.toThrow(`no certificate with serial ${second.serial} was issued by this CA`)
+    await expect(svc.crl()).rejects.toThrow(/cannot be read/)
+  })
+
   it('puts a revoked serial in the CRL, which openssl then enforces', async () => {
     const { svc, root } = await service()
     const keep = await svc.issue({ csr: await csrPem(), role: 'schedd', dns: ['ap1.cloud-a.example.org'], ip: [] }, OPERATOR, {})

@@ -59,6 +59,20 @@ it('stop() gives up a check that does not finish within its bound, saying so, in
   expect(logged).toEqual(['could not anchor the audit log at stop within 0.2 s; records appended since the last check are covered by no anchor'])
 })
 
+// The last check at stop reads the database even when nothing is left to write. A read that neither answers
+// nor fails (a PostgreSQL server cut off by the network: the query waits on TCP, it cannot see the signal)
+// held stop() without bound, where before it returned at once; its bound is the documented 5 s.
+it('stop() keeps its bound when the last check waits on a database that does not answer', async () => {
+  const store = { verifyRevocations: () => new Promise<never>(() => {}) }
+  const logged: string[] = []
+  const log: Logger = { info() {}, warn(m) { logged.push(m) }, error(m) { logged.push(m) } }
+  const anchorCopy: AnchorCopy = { read: async () => undefined, write: async () => {} }
+  const watch = startRevocationWatch(store, { anchorKey: () => Buffer.alloc(32, 7), anchorCopy, intervalSeconds: 600, log, stopCheckMs: 200 })
+  const stopped = await Promise.race([watch.stop().then(() => 'stopped'), new Promise((r) => setTimeout(r, 1500, 'still waiting'))])
+  expect(stopped).toBe('stopped')
+  expect(logged).toEqual(['could not anchor the audit log at stop within 0.2 s; records appended since the last check are covered by no anchor'])
+})
+
 // The anchor followed the log only every anchor_interval (600 s): a copy of the database taken after a
 // revocation and restored later (the broker stopped) lost it, and the next start found nothing amiss.
 describe('anchoring soon after a revocation, and at stop', () => {

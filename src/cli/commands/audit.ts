@@ -156,8 +156,9 @@ function line(r: AuditRecord): string {
     return [String(r.seq).padStart(7), isoTime(e.time), e.type.padEnd(15),
       `UNREADABLE: ${r.unreadable.reason} (edited by hand, or corrupted; run "audit verify")`].join('  ')
   }
+  // String(): a body edited into JSON of the wrong types is still an event (readBody); it is printed as stored.
   const cols = [
-    String(r.seq).padStart(7), isoTime(e.time), e.type.padEnd(15), (e.decision ?? '-').padEnd(5),
+    String(r.seq).padStart(7), isoTime(e.time), e.type.padEnd(15), String(e.decision ?? '-').padEnd(5),
     `role=${e.role ?? '-'}`, `sub=${e.issuedSub ?? '-'}`, `jti=${e.jti ?? '-'}`, `caller=${e.caller?.sub ?? '-'}`,
   ]
   if (e.site) cols.push(`site=${e.site}`)

@@ -1,4 +1,4 @@
-import { closeSync, lstatSync, openSync, readdirSync, readFileSync, rmSync, unlinkSync, utimesSync } from 'node:fs'
+import { closeSync, constants, fstatSync, lstatSync, openSync, readdirSync, readFileSync, rmSync, unlinkSync, utimesSync } from 'node:fs'
 import { replaceFileAtomic } from '../../lib/secure_file.ts'
 
 /** What the credmon needs to know of a file. */
@@ -22,6 +22,7 @@ export interface CredDirFs {
   list(dir: string): string[]
   /** Does not follow symbolic links: a link planted in a user directory is not a credential. */
   stat(path: string): FileInfo | undefined
+  /** A regular file's text; undefined for anything else at the path (a link, a FIFO), or none. */
   readText(path: string): string | undefined
   /** Temp file in the same directory, fsync, rename(): a reader sees the old file or the new one. */
   writeAtomic(path: string, data: string, mode: number): void
@@ -50,7 +51,17 @@ export const nodeCredDirFs: CredDirFs = {
     }
   },
   readText(path) {
-    try { return readFileSync(path, 'utf8') } catch { return undefined }
+    let fd: number | undefined
+    try {
+      // Judged by what was opened, not by the stat a moment before (the name may since be a FIFO, whose read
+      // would wait for a writer and stop every user's refresh, or a link): not followed, not waited on.
+      fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK)
+      return fstatSync(fd).isFile() ? readFileSync(fd, 'utf8') : undefined
+    } catch {
+      return undefined
+    } finally {
+      if (fd !== undefined) closeSync(fd)
+    }
   },
   writeAtomic(path, data, mode) {
     replaceFileAtomic(path, data, mode)

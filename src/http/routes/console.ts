@@ -31,8 +31,7 @@ import { authenticateAdmin, type AdminAuthOptions } from '../middleware/admin_au
 import { limitBody } from '../middleware/body_limit.ts'
 import { consoleHeaders, consoleSession, csrfRefused, formOfSession, sameOrigin, SESSION_COOKIE } from '../middleware/console_session.ts'
 import { summaryRange } from './audit.ts'
-import { decisionRequestFrom, ExplainBody, withCallerBlock, type PolicySource } from './policy_explain.ts'
-import { explainCallerBlock } from '../../revocation/explain_caller_block.ts'
+import { decisionRequestFrom, ExplainBody, withRevocationBlocks, type PolicySource } from './policy_explain.ts'
 
 /**
  * The sign-in in progress (state, PKCE verifier, nonce), kept in this browser's own cookie rather than in
@@ -48,7 +47,7 @@ const MAX_FORM_BYTES = 64 * 1024
 
 export interface ConsoleDeps {
   audit: Pick<AuditStore, 'query' | 'scan' | 'scanStored' | 'verify'> & AuditAggregates
-  revocations: Pick<RevocationService, 'revoke' | 'preview' | 'list' | 'callerBlock'>
+  revocations: Pick<RevocationService, 'revoke' | 'preview' | 'list' | 'callerBlock' | 'blockedIdentity'>
   policy?: PolicySource
   /** Users' job credentials, when enabled: the service GET and DELETE /v1/credentials use. */
   credentials?: Pick<CredentialService, 'list' | 'revoke'>
@@ -292,7 +291,7 @@ export function consoleRoutes(deps: ConsoleDeps): Hono {
       return act(c, { explain: form, error: `explain: ${i.path.join('.') || 'form'}: ${i.message}` }, 400)
     }
     const explanation = explain(deps.policy.current, decisionRequestFrom(parsed.data))
-    return act(c, { explain: form, explanation: withCallerBlock(explanation, explainCallerBlock(deps.revocations, parsed.data.subject)) })
+    return act(c, { explain: form, explanation: withRevocationBlocks(explanation, deps.revocations, parsed.data.subject) })
   })
 
   return app

@@ -6,7 +6,7 @@ import type { DecisionRequest } from '../../policy/decision.ts'
 import { MAX_PILOT_COUNT } from '../../contract/pilot.ts'
 import { explain, type Explanation } from '../../policy/explain.ts'
 import { explainCallerBlock, type CallerBlockDenial } from '../../revocation/explain_caller_block.ts'
-import type { CallerBlockSource } from '../../revocation/revocation_checker.ts'
+import type { CallerBlockSource, IssuanceBlocks } from '../../revocation/revocation_checker.ts'
 import { explainEnrolment } from '../../policy/explain_enrolment.ts'
 import { limitBody } from '../middleware/body_limit.ts'
 
@@ -60,7 +60,7 @@ export const ExplainBody = z.strictObject({
  * `authorizeAdmin`). Answers JSON, never cached; bad bodies are `invalid_request` through the app's
  * OAuth error mapper.
  */
-export function policyExplainRoutes(deps: { policy: PolicySource; adminAuth: MiddlewareHandler; blocks: CallerBlockSource }): Hono {
+export function policyExplainRoutes(deps: { policy: PolicySource; adminAuth: MiddlewareHandler; blocks: ExplainBlocks }): Hono {
   const app = new Hono()
   app.post('/admin/policy/explain', deps.adminAuth, limitBody(MAX_BODY), async (c) => {
     let raw: unknown
@@ -76,10 +76,10 @@ export function policyExplainRoutes(deps: { policy: PolicySource; adminAuth: Mid
     }
     c.header('Cache-Control', 'no-store')
     const e = parsed.data.pilot_enrolment
-    // The token endpoint refuses a blocked caller before it asks the policy, for an enrolment as for a token.
-    const blocked = explainCallerBlock(deps.blocks, parsed.data.subject)
-    if (e && blocked) return c.json({ decision: blocked, rules: [], policyDigest: deps.policy.current.digest })
     if (e) {
+      // The token endpoint refuses a blocked caller before it asks the policy, for an enrolment as for a token.
+      const blocked = explainCallerBlock(deps.blocks, parsed.data.subject)
+      if (blocked) return c.json({ decision: blocked, rules: [], policyDigest: deps.policy.current.digest })
       const site = parsed.data.params?.site
       // The same request the token endpoint decides; an enrolment has no rule-by-rule trace (rules: []).
       const x = explainEnrolment(deps.policy.current, {
@@ -88,9 +88,25 @@ export function policyExplainRoutes(deps: { policy: PolicySource; adminAuth: Mid
       })
       return c.json({ ...x, rules: [] })
     }
-    return c.json(withCallerBlock(explain(deps.policy.current, decisionRequestFrom(parsed.data)), blocked))
+    return c.json(withRevocationBlocks(explain(deps.policy.current, decisionRequestFrom(parsed.data)), deps.blocks, parsed.data.subject))
   })
   return app
+}
+
+/** What explain asks of the revocations in force: the checks the token endpoint makes around the policy. */
+export type ExplainBlocks = CallerBlockSource & Pick<IssuanceBlocks, 'blockedIdentity'>
+
+/**
+ * A token explanation as the token endpoint decides with the revocations in force: a blocked caller is refused
+ * before the policy is asked (withCallerBlock), and an allowed token whose identity an active `sub` entry names
+ * after it, with the rule that allowed it (exchange.ts); a narrowed IAM token's sub is the caller's own.
+ */
+export function withRevocationBlocks(x: Explanation, blocks: ExplainBlocks, caller: Parameters<typeof explainCallerBlock>[1]): Explanation {
+  const callerBlocked = explainCallerBlock(blocks, caller)
+  if (callerBlocked) return withCallerBlock(x, callerBlocked)
+  const d = x.decision
+  const identityBlocked = d.allow && d.tokenKind !== 'access_token' ? blocks.blockedIdentity(d.identity) : undefined
+  return d.allow && identityBlocked ? { ...x, decision: { allow: false, error: 'unauthorized_client', ruleId: d.ruleId, reason: identityBlocked } } : x
 }
 
 /**
