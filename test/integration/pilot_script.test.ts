@@ -1,4 +1,5 @@
-import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
@@ -135,6 +136,33 @@ describe('pilot script: refusals at start-up', () => {
     expect(t.log()).toBe('')
     expect(existsSync(t.staged)).toBe(false)
     expect(p.stderr()).toContain('HTTP 400 (invalid_grant)')
+  })
+
+  // $TMPDIR comes from the job's environment and was written as it is into LOCAL_DIR in the HTCondor
+  // configuration: a newline there adds knobs of its own, `$(…)` is expanded by HTCondor, a relative path
+  // lands wherever the job started.
+  it.each([
+    ['a newline and a knob', 'x\nSTART = True'],
+    ['an HTCondor macro', 'x$(FULL_HOSTNAME)'],
+    ['a space', 'x y'],
+  ])('refuses a $TMPDIR with %s before asking the broker anything', async (_, tail) => {
+    const hostile = `${tmpdir()}/ctb-hostile-tmpdir-${process.pid}-${tail}`
+    cleanups.push(() => rmSync(hostile, { recursive: true, force: true }))
+    const t = await setup({ reply: (_, i) => idTokenReply(fakeIdToken(TRUST, i), 3600), render: { localBase: '' }, env: { TMPDIR: hostile } })
+    const p = t.run()
+    expect(await p.exit).toBe(1)
+    expect(t.broker.seen).toHaveLength(0)
+    expect(t.log()).toBe('')
+    expect(existsSync(hostile)).toBe(false)
+    expect(p.stderr()).toContain('error: the node-local directory')
+  })
+
+  it('refuses a relative $TMPDIR', async () => {
+    const t = await setup({ reply: (_, i) => idTokenReply(fakeIdToken(TRUST, i), 3600), render: { localBase: '' }, env: { TMPDIR: 'scratch' } })
+    const p = t.run()
+    expect(await p.exit).toBe(1)
+    expect(t.broker.seen).toHaveLength(0)
+    expect(p.stderr()).toContain('error: the node-local directory')
   })
 
   it('refuses an IDTOKEN whose iss is not the trust domain (HTCondor would skip it silently)', async () => {
