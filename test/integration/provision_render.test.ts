@@ -186,6 +186,39 @@ describe('provision render, plan and teardown against the broker', () => {
     expect(readdirSync(root).filter((n) => n.includes('tmp'))).toEqual([])
   }, 60_000)
 
+  it('refuses, revoking nothing, a manifest edited to list what this render was not issued', async () => {
+    const out = join(root, 'edited')
+    expect((await cli(['provision', 'render', EXAMPLE, '--inputs', inputs, ...base(), '--out', out])).code).toBe(0)
+    const original = readFileSync(join(out, 'manifest.json'), 'utf8')
+    const bearer = readFileSync(env.BEARER_TOKEN_FILE!, 'utf8').trim()
+    const revocations = async () => ((await e2e.get('/v1/revocations', { authorization: `Bearer ${bearer}` })).body.revocations as unknown[]).length
+    const before = await revocations()
+    type M = { tokens: Array<{ jti: string; sub: string; node: string }>; certificates: Array<{ serial: string; host: string; node: string }> }
+    const edits: Array<[string, (m: M) => void, RegExp]> = [
+      // A jti the broker never issued (or another one's, typed in): the broker records a revocation of any jti.
+      ['an unknown jti', (m) => { m.tokens[1]!.jti = 'f'.repeat(32) }, new RegExp(`token ${'f'.repeat(32)} \\(cm\\): the broker has no record of issuing it`)],
+      // The ap's token passed off as the cm's: its record names another sub.
+      ['a token under another entry', (m) => { m.tokens[1]!.jti = m.tokens[2]!.jti; m.tokens[2]!.jti = 'e'.repeat(32) }, /\(cm\): the broker issued it to sub schedd-ap1@/],
+      ['a serial for another host', (m) => { m.certificates[0]!.serial = m.certificates[1]!.serial }, /certificate [0-9a-f]+ \(cm\): the broker has no record of issuing it for cm\.cloud-a\.example\.org/],
+    ]
+    for (const [what, edit, says] of edits) {
+      const m = JSON.parse(original) as M
+      edit(m)
+      const file = join(root, 'edited.json')
+      writeFileSync(file, JSON.stringify(m))
+      const td = await cli(['provision', 'teardown', '--manifest', file, ...base()])
+      expect(td.code, what).toBe(1)
+      expect(td.err, what).toMatch(says)
+      expect(td.err, what).toMatch(/nothing was revoked/)
+      expect(td.out, what).toBe('')
+      expect(await revocations(), what).toBe(before)
+    }
+    // The manifest as render wrote it still tears down.
+    const td = await cli(['provision', 'teardown', '--manifest', join(out, 'manifest.json'), ...base()])
+    expect(td.err).toBe('')
+    expect(td.out).toBe('revoked 5 tokens and 4 certificates')
+  }, 90_000)
+
   it('refuses a secret in the inputs before asking the broker for anything', async () => {
     const bad = join(root, 'bad-inputs.yaml')
     writeFileSync(bad, `trust_domain: ${TD}\niam_issuer: "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln"\n`)

@@ -4,6 +4,7 @@ import { discoverBearerToken } from '../../clients/bearer_token_discovery.ts'
 import { BrokerCallError, BrokerClient, fetchWithCa, sameBrokerUrl } from '../../clients/provision/broker_client.ts'
 import { planCluster } from '../../clients/provision/plan.ts'
 import { renderCluster, type Manifest, type ManifestCertificate, type ManifestToken } from '../../clients/provision/render.ts'
+import { manifestDisagreements } from '../../clients/provision/manifest_check.ts'
 import { teardown } from '../../clients/provision/teardown.ts'
 import { TemplateError } from '../../clients/provision/template/load_template.ts'
 import { outputExists, writeBundles } from '../../clients/provision/write_bundles.ts'
@@ -126,6 +127,12 @@ export async function provisionCommand(argv: string[], io: CommandIo): Promise<n
       const issuer = (manifest as { broker?: unknown }).broker
       if (issuer !== undefined && (typeof issuer !== 'string' || !sameBrokerUrl(issuer, broker.base))) {
         throw new CliError(`${values.manifest}: its tokens and certificates were issued by ${String(issuer)}, not --broker ${values.broker} (revoking them there would end nothing)`)
+      }
+      // Checked in full before anything is revoked: a hand-edited entry would otherwise revoke another's credential.
+      const disagreements = await oneLine(() => manifestDisagreements(manifest, broker))
+      if (disagreements.length > 0) {
+        for (const d of disagreements) io.err(`condor-token-broker: ${values.manifest}: ${d}`)
+        throw new CliError(`${values.manifest} lists what the broker did not issue as it says; nothing was revoked (teardown revokes only a manifest as render wrote it)`)
       }
       const r = await teardown(manifest, broker)
       io.out(`revoked ${r.revokedTokens.length} tokens and ${r.revokedCertificates.length} certificates`)

@@ -110,6 +110,20 @@ export class BrokerClient {
     await this.#json(`revocation of certificate ${serial}`, 'DELETE', `/v1/certificates/${encodeURIComponent(serial)}`, { reason })
   }
 
+  /**
+   * One page of the broker's audit log (admin API, GET /v1/audit): the events of the records matching `query`
+   * (`jti`, `sub`, `type`, `cursor`…) and the cursor of the next page, if any.
+   */
+  async auditPage(query: Record<string, string>): Promise<{ events: Array<Record<string, unknown>>; next?: string }> {
+    const res = await this.#fetch(`${this.base}/v1/audit?${new URLSearchParams(query).toString()}`, { method: 'GET', headers: { authorization: `Bearer ${this.#bearer}` } })
+    const body = await this.#read('audit query', res)
+    const records = Array.isArray(body.records) ? body.records as Array<{ event?: unknown }> : []
+    return {
+      events: records.map((r) => (typeof r.event === 'object' && r.event !== null ? r.event as Record<string, unknown> : {})),
+      ...(typeof body.next_cursor === 'string' ? { next: body.next_cursor } : {}),
+    }
+  }
+
   async #form(what: string, form: Record<string, string>): Promise<Record<string, unknown>> {
     const res = await this.#fetch(`${this.base}/token`, {
       method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams(form).toString(),
