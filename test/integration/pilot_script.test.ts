@@ -90,6 +90,27 @@ describe('pilot script: start-up', () => {
     expect(existsSync(t.staged)).toBe(false)
   })
 
+  // curl reads $HOME/.curlrc (or $CURL_HOME's, $XDG_CONFIG_HOME's) unless told not to, and the job's environment
+  // is the submitting account's: a .curlrc kept there for other work would reach the credential's request.
+  it('ignores a .curlrc in $HOME: it neither traces the credential to a file nor turns off TLS checks', async () => {
+    const home = tempDir('ctb-pilot-home-')
+    const trace = join(home, 'trace')
+    writeFileSync(join(home, '.curlrc'), `trace-ascii = "${trace}"\ninsecure\n`)
+    const t = await setup({
+      reply: (_, i) => idTokenReply(fakeIdToken(TRUST, i), 3600),
+      // A CA that did not sign the broker's certificate: only --insecure from .curlrc would let the request through.
+      render: { caFile: '/etc/ssl/certs/ca-certificates.crt' },
+      env: { HOME: home, CURL_HOME: home, XDG_CONFIG_HOME: home, SSLKEYLOGFILE: join(home, 'keys') },
+    })
+    const p = t.run()
+    await until(() => t.broker.seen.length > 0 || p.stderr().includes('broker unreachable'))
+    p.child.kill('SIGTERM')
+    await p.exit
+    expect(t.broker.seen).toEqual([])
+    expect(existsSync(trace)).toBe(false)
+    expect(existsSync(join(home, 'keys'))).toBe(false)
+  })
+
   it('with --max-requeues 0 deletes the staged file before the command starts and asks SLURM not to requeue', async () => {
     const t = await setup({ reply: (_, i) => idTokenReply(fakeIdToken(TRUST, i), 3600), render: { maxRequeues: 0 } })
     expect(readFileSync(t.script, 'utf8')).toContain('\n#SBATCH --no-requeue\n')
