@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { join } from 'node:path'
@@ -176,6 +176,23 @@ describe('pilot script: refusals at start-up', () => {
     expect(t.log()).toBe('')
     expect(existsSync(hostile)).toBe(false)
     expect(p.stderr()).toContain('error: the node-local directory')
+  })
+
+  // The node-local directory has a name anyone on the node can predict (job id and node name): on a shared /tmp
+  // another user can put a symlink there first, and the pilot would chmod, fill and use whatever it points at.
+  it('refuses a node-local directory that is already a symlink, leaving its target alone', async () => {
+    const t = await setup({ reply: (_, i) => idTokenReply(fakeIdToken(TRUST, i), 3600) })
+    const elsewhere = join(t.dir, 'elsewhere')
+    mkdirSync(elsewhere, { mode: 0o755 })
+    chmodSync(elsewhere, 0o755)
+    mkdirSync(join(t.dir, 'node'))
+    symlinkSync(elsewhere, t.local)
+    const p = t.run()
+    expect(await p.exit).toBe(1)
+    expect(t.broker.seen).toHaveLength(0)
+    expect(readdirSync(elsewhere)).toEqual([])
+    expect(statSync(elsewhere).mode & 0o777).toBe(0o755)
+    expect(p.stderr()).toContain(`error: ${t.local} exists and is not a directory of this user's own`)
   })
 
   it('refuses a relative $TMPDIR', async () => {
