@@ -203,6 +203,14 @@ describe('pilot script: refusals at start-up', () => {
     expect(p.stderr()).toContain('error: the node-local directory')
   })
 
+  it('logs a refusal\'s error code without the control characters a broker (or whatever answers) put in it', async () => {
+    const t = await setup({ reply: () => ({ status: 400, body: '{"error":"invalid_grant\u001b[2J\u001b]0;owned\u0007"}' }) })
+    const p = t.run()
+    expect(await p.exit).toBe(1)
+    expect(p.stderr()).toContain('HTTP 400 (invalid_grant?[2J?]0;owned?)')
+    expect(p.stderr()).not.toMatch(/[\u0000-\u0008\u000b-\u001f\u007f]/)
+  })
+
   it('refuses an IDTOKEN whose iss is not the trust domain (HTCondor would skip it silently)', async () => {
     const t = await setup({ reply: (_, i) => idTokenReply(fakeIdToken('other.example.org', i), 3600) })
     const p = t.run()
