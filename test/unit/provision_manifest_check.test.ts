@@ -13,7 +13,7 @@ const enrolment: ManifestToken = { jti: JTI.pilots, sub: 'provisioner', role: 'p
 const cmCert: ManifestCertificate = { serial: '0a1b', node: 'cm', host: 'cm.example.org', not_after: 1_800_000_000 }
 
 const issued = {
-  cm: { type: 'token.issued', decision: 'allow', caller: OPERATOR, role: 'central-manager', tokenKind: 'idtoken', issuedSub: 'condor@pool.example.org', jti: JTI.cm, detail: { host: 'cm.example.org' } },
+  cm: { type: 'token.issued', decision: 'allow', caller: OPERATOR, role: 'central-manager', tokenKind: 'idtoken', issuedSub: 'condor@pool.example.org', jti: JTI.cm, exp: 1_800_000_000, detail: { host: 'cm.example.org' } },
   pilots: { type: 'token.issued', decision: 'allow', caller: OPERATOR, role: 'pilot', tokenKind: 'pilot_enrolment', jti: JTI.pilots },
   cert: { type: 'certificate.issued', decision: 'allow', caller: OPERATOR, issuedSub: 'cm.example.org', detail: { serial: '0A1B' } },
 }
@@ -40,6 +40,13 @@ describe('a manifest checked against the broker before teardown', () => {
     expect(await manifestDisagreements(manifest([{ ...cmToken, role: 'startd' }]), broker)).toEqual([`token ${JTI.cm} (cm): the broker issued it for role central-manager, not startd`])
     expect(await manifestDisagreements(manifest([{ ...enrolment, sub: 'someone' }]), broker)).toEqual([`token ${JTI.pilots} (hpc): the broker issued it to sub provisioner, not someone`])
     expect(await manifestDisagreements(manifest([{ ...cmToken, host: 'other.example.org' }]), broker)).toEqual([`token ${JTI.cm} (cm): the broker issued it for host cm.example.org, not other.example.org`])
+  })
+
+  // Teardown sends a daemon token's exp, and the broker holds the revocation until then: an earlier exp written
+  // into the manifest would let the token outlive its revocation.
+  it('names a daemon token whose exp differs from the record', async () => {
+    expect(await manifestDisagreements(manifest([{ ...cmToken, exp: 1_700_000_000 }]), brokerWith(Object.values(issued))))
+      .toEqual([`token ${JTI.cm} (cm): the broker issued it to expire at 1800000000, not 1700000000`])
   })
 
   it('refuses entries issued to two callers: one render runs under one operator', async () => {

@@ -30,7 +30,7 @@ async function prunedBefore(broker: BrokerClient): Promise<number> {
  * Where a manifest and the broker's audit log disagree, one line per entry; empty when every entry is what the
  * broker issued. The broker revokes whatever jti or serial it is sent, so a hand-edited manifest would have
  * teardown revoke other credentials than the render's: each token must be on record as issued (`token.issued`)
- * with the manifest's kind, role and sub (and host), each certificate as issued for the manifest's host, and all
+ * with the manifest's kind, role and sub (and a daemon token's exp and host), each certificate as issued for the manifest's host, and all
  * of them to one caller, since one render runs under one operator token. An entry with no record at all is let
  * through only when retention has pruned the log past the render's `created_at`: its record may be gone with the
  * rest (docs/provisioning.md#teardown).
@@ -55,6 +55,8 @@ export async function manifestDisagreements(manifest: Pick<Manifest, 'tokens' | 
     if (e.tokenKind !== t.kind) out.push(`${at}: the broker issued it as kind ${String(e.tokenKind)}, not ${t.kind}`)
     else if (sub !== t.sub) out.push(`${at}: the broker issued it to sub ${String(sub)}, not ${t.sub}`)
     else if (e.role !== t.role) out.push(`${at}: the broker issued it for role ${String(e.role)}, not ${t.role}`)
+    // Teardown sends a daemon token's exp and the broker holds the revocation that long: an earlier one would free it.
+    else if (t.kind === 'idtoken' && e.exp !== t.exp) out.push(`${at}: the broker issued it to expire at ${String(e.exp)}, not ${String(t.exp)}`)
     else if (t.host !== undefined && typeof host === 'string' && host.toLowerCase() !== t.host.toLowerCase()) out.push(`${at}: the broker issued it for host ${host}, not ${t.host}`)
   }
   for (const c of manifest.certificates) {
