@@ -248,6 +248,26 @@ describe('pilot script: refusals at start-up', () => {
 })
 
 describe('pilot script: signals and exit status', () => {
+  it('stopped by SIGTERM while it waits to retry the redemption, leaves no sleep of its own behind', async () => {
+    const t = await setup({ reply: () => ({ status: 503 }) })
+    const p = t.run()
+    await until(() => p.stderr().includes('retrying in'))
+    /** The pids of `sleep` processes whose parent is `pid`. */
+    const sleepsOf = (pid: number) => readdirSync('/proc').filter((d) => /^\d+$/.test(d)).filter((d) => {
+      try {
+        const [, rest] = readFileSync(`/proc/${d}/stat`, 'utf8').split(/ \((?=sleep\) )/)
+        return rest !== undefined && Number(rest.split(' ')[2]) === pid
+      } catch { return false }
+    }).map(Number)
+    // The log line comes just before the sleep starts.
+    await until(() => sleepsOf(p.child.pid!).length === 1)
+    const sleeps = sleepsOf(p.child.pid!)
+    p.child.kill('SIGTERM')
+    expect(await p.exit).toBe(143)
+    await new Promise((r) => setTimeout(r, 200))
+    expect(sleeps.filter((pid) => existsSync(`/proc/${pid}`))).toEqual([])
+  })
+
   it.each(['SIGTERM', 'SIGUSR1'] as const)('on %s asks the command to stop gracefully and exits with its status', async (sig) => {
     const t = await setup({ reply: (_, i) => idTokenReply(fakeIdToken(TRUST, i), 3600), env: { FAKE_TERM_EXIT: '3' } })
     const p = t.run()
