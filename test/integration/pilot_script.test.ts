@@ -203,6 +203,14 @@ describe('pilot script: refusals at start-up', () => {
     expect(p.stderr()).toContain('error: the node-local directory')
   })
 
+  it('stops reading an answer above 1 MiB instead of storing it on the node', async () => {
+    const t = await setup({ reply: (_, i) => (i === 0 ? { status: 200, body: ' '.repeat(2 * 1024 * 1024), headers: { 'content-length': String(2 * 1024 * 1024) } } : { status: 400, body: { error: 'invalid_grant' } }), fakeClockStart: 1_800_000_000 })
+    const p = t.run()
+    expect(await p.exit).toBe(1)
+    expect(p.stderr()).toMatch(/broker unreachable: curl: \(63\)/)
+    expect(p.stderr()).not.toContain('without a usable IDTOKEN')
+  })
+
   it('logs a refusal\'s error code without the control characters a broker (or whatever answers) put in it', async () => {
     const t = await setup({ reply: () => ({ status: 400, body: '{"error":"invalid_grant\u001b[2J\u001b]0;owned\u0007"}' }) })
     const p = t.run()
