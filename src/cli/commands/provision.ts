@@ -94,11 +94,11 @@ export async function provisionCommand(argv: string[], io: CommandIo): Promise<n
       // revokes what was issued. A signal during that revocation is held too, so it runs to its end.
       let stoppedBy: NodeJS.Signals | undefined
       const onStop = (signal: NodeJS.Signals) => { stoppedBy ??= signal }
-      process.on('SIGINT', onStop)
-      process.on('SIGTERM', onStop)
       const { broker, unguarded } = client(values, io, () => {
         if (stoppedBy) throw new CliError(`render stopped by ${stoppedBy}`, stoppedBy === 'SIGINT' ? 130 : 143)
       })
+      process.on('SIGINT', onStop)
+      process.on('SIGTERM', onStop)
       const issued: { tokens: ManifestToken[]; certificates: ManifestCertificate[] } = { tokens: [], certificates: [] }
       try {
         const { bundles, manifest } = await oneLine(() => renderCluster({ templateText, templateFile: templateFile!, inputs, inputsFile: values.inputs!, broker, now: systemClock.now() }, issued))
