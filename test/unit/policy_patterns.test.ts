@@ -1,3 +1,4 @@
+import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { newJti } from '../../src/lib/jti.ts'
 import { compilePatterns, isHostPattern, isNormalisedPath, pathCovers } from '../../src/policy/patterns.ts'
@@ -37,6 +38,15 @@ describe('policy patterns', () => {
   ])('%s ~ %s → %s (several stars)', (pattern, value, expected) => {
     expect(compilePatterns([pattern]).test(value)).toBe(expected)
     expect(compilePatterns(['exact.example.org', pattern, 'z*']).test(value)).toBe(expected || value === 'exact.example.org')
+  })
+
+  it('agrees with the glob\'s definition as a regular expression on short patterns and values', () => {
+    // The definition, as docs/policies.md words it, for inputs short enough that backtracking cannot blow up.
+    const oracle = (p: string) => new RegExp(`^${p.split('*').map((s) => s.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')).join('[A-Za-z0-9_.-]*')}$`)
+    const chars = fc.constantFrom('a', 'b', '.', '-', ':', '/', '@', '*')
+    fc.assert(fc.property(fc.string({ unit: chars, maxLength: 8 }), fc.string({ unit: fc.constantFrom('a', 'b', '.', '-', ':', '/', '@'), maxLength: 12 }), (pattern, value) => {
+      expect(compilePatterns([pattern]).test(value)).toBe(oracle(pattern).test(value))
+    }), { numRuns: 3000 })
   })
 
   it('matches a many-star pattern against a long value in linear time (no backtracking blow-up)', () => {
