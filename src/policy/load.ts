@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { readdirSync, readFileSync } from 'node:fs'
+import { closeSync, constants, fstatSync, openSync, readdirSync, readSync } from 'node:fs'
 import { join } from 'node:path'
 import { LineCounter, parseDocument, visit, type Document } from 'yaml'
 import { OperatorError } from '../errors.ts'
@@ -30,12 +30,48 @@ export function formatIssue(i: PolicyIssue): string {
   return i.line === undefined ? `${i.file}: ${i.message}` : `${i.file}:${i.line}:${i.col}: ${i.message}`
 }
 
-/** Policy files: `*.yaml` and `*.yml`, not hidden (editor temp files, Kubernetes `..data`), sorted by name. */
+/**
+ * Policy files: `*.yaml` and `*.yml`, not hidden (editor temp files, Kubernetes `..data`), sorted by name.
+ * Whatever else carries such a name (a directory, a FIFO) is listed too, so reading refuses it: skipped, its
+ * rules would drop out of the policy in force with nothing said.
+ */
 export function listPolicyFiles(dir: string): string[] {
-  return readdirSync(dir, { withFileTypes: true })
-    .filter((e) => (e.isFile() || e.isSymbolicLink()) && /\.ya?ml$/.test(e.name) && !e.name.startsWith('.'))
-    .map((e) => e.name)
+  return readdirSync(dir)
+    .filter((name) => /\.ya?ml$/.test(name) && !name.startsWith('.'))
     .sort()
+}
+
+/** The most a policy file may hold; real ones are a few KiB, and each is read whole on the event loop. */
+export const MAX_POLICY_FILE_BYTES = 1024 * 1024
+
+/**
+ * One policy file's text, or why it cannot be a policy file. Opened without blocking (a FIFO would otherwise
+ * wait for a writer and stop the broker mid-reload), checked to be a regular file (a symlink to /dev/zero
+ * would be read until memory ran out), and read up to the limit only.
+ */
+function readPolicyFile(file: string): { text: string } | { refused: string } {
+  let fd: number
+  try {
+    fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK)
+  } catch (err) {
+    return { refused: `cannot read: ${(err as NodeJS.ErrnoException).code ?? 'error'}` }
+  }
+  try {
+    const st = fstatSync(fd)
+    if (!st.isFile()) return { refused: 'not a regular file; a policy file is a regular file (or a symlink to one)' }
+    const tooBig = (n: number) => ({ refused: `${n} bytes, above the ${MAX_POLICY_FILE_BYTES} a policy file may hold` })
+    if (st.size > MAX_POLICY_FILE_BYTES) return tooBig(st.size)
+    // One byte more than the limit, so a file that grew after fstat is still caught.
+    const buf = Buffer.alloc(MAX_POLICY_FILE_BYTES + 1)
+    let n = 0
+    for (let got = -1; got !== 0 && n < buf.length; n += got) got = readSync(fd, buf, n, buf.length - n, null)
+    if (n > MAX_POLICY_FILE_BYTES) return tooBig(n)
+    return { text: buf.toString('utf8', 0, n) }
+  } catch (err) {
+    return { refused: `cannot read: ${(err as NodeJS.ErrnoException).code ?? 'error'}` }
+  } finally {
+    closeSync(fd)
+  }
 }
 
 type Path = readonly PropertyKey[]
@@ -153,13 +189,12 @@ export function loadPolicyDir(dir: string, ctx: PolicyContext): LoadResult {
   const files: string[] = []
   for (const name of names) {
     const file = join(dir, name)
-    let text: string
-    try {
-      text = readFileSync(file, 'utf8')
-    } catch (err) {
-      issues.push({ file, message: `cannot read: ${(err as NodeJS.ErrnoException).code ?? 'error'}` })
+    const read = readPolicyFile(file)
+    if ('refused' in read) {
+      issues.push({ file, message: read.refused })
       continue
     }
+    const text = read.text
     files.push(file)
     hash.update(name).update('\0').update(text).update('\0')
     const parsed = parsePolicyFile(file, text, ctx)

@@ -28,20 +28,62 @@ function escapeRegExp(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')
 }
 
+/** Whether `c` is one `*` may stand for (GLOB_CHAR). */
+function isGlobChar(c: number): boolean {
+  return (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || c === 0x5f || c === 0x2e || c === 0x2d
+}
+
+/**
+ * A pattern with several `*`, matched by stepping every possible position in the pattern along the value at
+ * once: time proportional to pattern length × value length. As a RegExp, `*.*.*.*.x` is a chain of
+ * `[A-Za-z0-9_.-]*\.` whose runs can each take the dots, and a value that almost matches makes the
+ * backtracking engine try every split (about 10^12 for 8 stars and a 253-character host), on the event loop.
+ * One `*` leaves a single split point, which the RegExp handles in linear time.
+ */
+function starMatcher(pattern: string): (value: string) => boolean {
+  const m = pattern.length
+  return (value) => {
+    let live = new Uint8Array(m + 1)
+    let next = new Uint8Array(m + 1)
+    const close = (set: Uint8Array) => { for (let i = 0; i < m; i++) if (set[i] && pattern.charCodeAt(i) === 0x2a) set[i + 1] = 1 }
+    live[0] = 1
+    close(live)
+    for (let k = 0; k < value.length; k++) {
+      const c = value.charCodeAt(k)
+      next.fill(0)
+      let any = false
+      for (let i = 0; i < m; i++) {
+        if (!live[i]) continue
+        const p = pattern.charCodeAt(i)
+        if (p === 0x2a) { if (isGlobChar(c)) { next[i] = 1; any = true } } else if (p === c) { next[i + 1] = 1; any = true }
+      }
+      if (!any) return false
+      close(next)
+      const spent = live
+      live = next
+      next = spent
+    }
+    return live[m] === 1
+  }
+}
+
 /** Compiles patterns (exact strings, or globs with `*`) into one matcher. Case-sensitive unless `ignoreCase` (ASCII case only). */
 export function compilePatterns(patterns: readonly string[], options: { ignoreCase?: boolean } = {}): CompiledPatterns {
   const norm = (s: string) => (options.ignoreCase ? asciiLower(s) : s)
   const exact = new Set<string>()
   const globs: string[] = []
+  const manyStars: Array<(value: string) => boolean> = []
   for (const p of patterns) {
-    if (p.includes('*')) globs.push(p.split('*').map((part) => escapeRegExp(norm(part))).join(`${GLOB_CHAR}*`))
-    else exact.add(norm(p))
+    const stars = p.split('*').length - 1
+    if (stars === 0) exact.add(norm(p))
+    else if (stars === 1) globs.push(p.split('*').map((part) => escapeRegExp(norm(part))).join(`${GLOB_CHAR}*`))
+    else manyStars.push(starMatcher(norm(p)))
   }
   const re = globs.length > 0 ? new RegExp(`^(?:${globs.join('|')})$`) : undefined
   return {
     test: (value) => {
       const v = norm(value)
-      return exact.has(v) || (re !== undefined && re.test(v))
+      return exact.has(v) || (re !== undefined && re.test(v)) || manyStars.some((match) => match(v))
     },
   }
 }

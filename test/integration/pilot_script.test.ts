@@ -1,4 +1,5 @@
-import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
@@ -89,6 +90,27 @@ describe('pilot script: start-up', () => {
     expect(existsSync(t.staged)).toBe(false)
   })
 
+  // curl reads $HOME/.curlrc (or $CURL_HOME's, $XDG_CONFIG_HOME's) unless told not to, and the job's environment
+  // is the submitting account's: a .curlrc kept there for other work would reach the credential's request.
+  it('ignores a .curlrc in $HOME: it neither traces the credential to a file nor turns off TLS checks', async () => {
+    const home = tempDir('ctb-pilot-home-')
+    const trace = join(home, 'trace')
+    writeFileSync(join(home, '.curlrc'), `trace-ascii = "${trace}"\ninsecure\n`)
+    const t = await setup({
+      reply: (_, i) => idTokenReply(fakeIdToken(TRUST, i), 3600),
+      // A CA that did not sign the broker's certificate: only --insecure from .curlrc would let the request through.
+      render: { caFile: '/etc/ssl/certs/ca-certificates.crt' },
+      env: { HOME: home, CURL_HOME: home, XDG_CONFIG_HOME: home, SSLKEYLOGFILE: join(home, 'keys') },
+    })
+    const p = t.run()
+    await until(() => t.broker.seen.length > 0 || p.stderr().includes('broker unreachable'))
+    p.child.kill('SIGTERM')
+    await p.exit
+    expect(t.broker.seen).toEqual([])
+    expect(existsSync(trace)).toBe(false)
+    expect(existsSync(join(home, 'keys'))).toBe(false)
+  })
+
   it('with --max-requeues 0 deletes the staged file before the command starts and asks SLURM not to requeue', async () => {
     const t = await setup({ reply: (_, i) => idTokenReply(fakeIdToken(TRUST, i), 3600), render: { maxRequeues: 0 } })
     expect(readFileSync(t.script, 'utf8')).toContain('\n#SBATCH --no-requeue\n')
@@ -137,6 +159,66 @@ describe('pilot script: refusals at start-up', () => {
     expect(p.stderr()).toContain('HTTP 400 (invalid_grant)')
   })
 
+  // $TMPDIR comes from the job's environment and was written as it is into LOCAL_DIR in the HTCondor
+  // configuration: a newline there adds knobs of its own, `$(…)` is expanded by HTCondor, a relative path
+  // lands wherever the job started.
+  it.each([
+    ['a newline and a knob', 'x\nSTART = True'],
+    ['an HTCondor macro', 'x$(FULL_HOSTNAME)'],
+    ['a space', 'x y'],
+  ])('refuses a $TMPDIR with %s before asking the broker anything', async (_, tail) => {
+    const hostile = `${tmpdir()}/ctb-hostile-tmpdir-${process.pid}-${tail}`
+    cleanups.push(() => rmSync(hostile, { recursive: true, force: true }))
+    const t = await setup({ reply: (_, i) => idTokenReply(fakeIdToken(TRUST, i), 3600), render: { localBase: '' }, env: { TMPDIR: hostile } })
+    const p = t.run()
+    expect(await p.exit).toBe(1)
+    expect(t.broker.seen).toHaveLength(0)
+    expect(t.log()).toBe('')
+    expect(existsSync(hostile)).toBe(false)
+    expect(p.stderr()).toContain('error: the node-local directory')
+  })
+
+  // The node-local directory has a name anyone on the node can predict (job id and node name): on a shared /tmp
+  // another user can put a symlink there first, and the pilot would chmod, fill and use whatever it points at.
+  it('refuses a node-local directory that is already a symlink, leaving its target alone', async () => {
+    const t = await setup({ reply: (_, i) => idTokenReply(fakeIdToken(TRUST, i), 3600) })
+    const elsewhere = join(t.dir, 'elsewhere')
+    mkdirSync(elsewhere, { mode: 0o755 })
+    chmodSync(elsewhere, 0o755)
+    mkdirSync(join(t.dir, 'node'))
+    symlinkSync(elsewhere, t.local)
+    const p = t.run()
+    expect(await p.exit).toBe(1)
+    expect(t.broker.seen).toHaveLength(0)
+    expect(readdirSync(elsewhere)).toEqual([])
+    expect(statSync(elsewhere).mode & 0o777).toBe(0o755)
+    expect(p.stderr()).toContain(`error: ${t.local} exists and is not a directory of this user's own`)
+  })
+
+  it('refuses a relative $TMPDIR', async () => {
+    const t = await setup({ reply: (_, i) => idTokenReply(fakeIdToken(TRUST, i), 3600), render: { localBase: '' }, env: { TMPDIR: 'scratch' } })
+    const p = t.run()
+    expect(await p.exit).toBe(1)
+    expect(t.broker.seen).toHaveLength(0)
+    expect(p.stderr()).toContain('error: the node-local directory')
+  })
+
+  it('stops reading an answer above 1 MiB instead of storing it on the node', async () => {
+    const t = await setup({ reply: (_, i) => (i === 0 ? { status: 200, body: ' '.repeat(2 * 1024 * 1024), headers: { 'content-length': String(2 * 1024 * 1024) } } : { status: 400, body: { error: 'invalid_grant' } }), fakeClockStart: 1_800_000_000 })
+    const p = t.run()
+    expect(await p.exit).toBe(1)
+    expect(p.stderr()).toMatch(/broker unreachable: curl: \(63\)/)
+    expect(p.stderr()).not.toContain('without a usable IDTOKEN')
+  })
+
+  it('logs a refusal\'s error code without the control characters a broker (or whatever answers) put in it', async () => {
+    const t = await setup({ reply: () => ({ status: 400, body: '{"error":"invalid_grant\u001b[2J\u001b]0;owned\u0007"}' }) })
+    const p = t.run()
+    expect(await p.exit).toBe(1)
+    expect(p.stderr()).toContain('HTTP 400 (invalid_grant?[2J?]0;owned?)')
+    expect(p.stderr()).not.toMatch(/[\u0000-\u0008\u000b-\u001f\u007f]/)
+  })
+
   it('refuses an IDTOKEN whose iss is not the trust domain (HTCondor would skip it silently)', async () => {
     const t = await setup({ reply: (_, i) => idTokenReply(fakeIdToken('other.example.org', i), 3600) })
     const p = t.run()
@@ -174,6 +256,26 @@ describe('pilot script: refusals at start-up', () => {
 })
 
 describe('pilot script: signals and exit status', () => {
+  it('stopped by SIGTERM while it waits to retry the redemption, leaves no sleep of its own behind', async () => {
+    const t = await setup({ reply: () => ({ status: 503 }) })
+    const p = t.run()
+    await until(() => p.stderr().includes('retrying in'))
+    /** The pids of `sleep` processes whose parent is `pid`. */
+    const sleepsOf = (pid: number) => readdirSync('/proc').filter((d) => /^\d+$/.test(d)).filter((d) => {
+      try {
+        const [, rest] = readFileSync(`/proc/${d}/stat`, 'utf8').split(/ \((?=sleep\) )/)
+        return rest !== undefined && Number(rest.split(' ')[2]) === pid
+      } catch { return false }
+    }).map(Number)
+    // The log line comes just before the sleep starts.
+    await until(() => sleepsOf(p.child.pid!).length === 1)
+    const sleeps = sleepsOf(p.child.pid!)
+    p.child.kill('SIGTERM')
+    expect(await p.exit).toBe(143)
+    await new Promise((r) => setTimeout(r, 200))
+    expect(sleeps.filter((pid) => existsSync(`/proc/${pid}`))).toEqual([])
+  })
+
   it.each(['SIGTERM', 'SIGUSR1'] as const)('on %s asks the command to stop gracefully and exits with its status', async (sig) => {
     const t = await setup({ reply: (_, i) => idTokenReply(fakeIdToken(TRUST, i), 3600), env: { FAKE_TERM_EXIT: '3' } })
     const p = t.run()

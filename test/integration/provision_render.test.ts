@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -185,6 +185,78 @@ describe('provision render, plan and teardown against the broker', () => {
     expect(existsSync(out)).toBe(false)
     expect(readdirSync(root).filter((n) => n.includes('tmp'))).toEqual([])
   }, 60_000)
+
+  it('refuses, revoking nothing, a manifest edited to list what this render was not issued', async () => {
+    const out = join(root, 'edited')
+    expect((await cli(['provision', 'render', EXAMPLE, '--inputs', inputs, ...base(), '--out', out])).code).toBe(0)
+    const original = readFileSync(join(out, 'manifest.json'), 'utf8')
+    const bearer = readFileSync(env.BEARER_TOKEN_FILE!, 'utf8').trim()
+    const revocations = async () => ((await e2e.get('/v1/revocations', { authorization: `Bearer ${bearer}` })).body.revocations as unknown[]).length
+    const before = await revocations()
+    type M = { tokens: Array<{ jti: string; sub: string; node: string }>; certificates: Array<{ serial: string; host: string; node: string }> }
+    const edits: Array<[string, (m: M) => void, RegExp]> = [
+      // A jti the broker never issued (or another one's, typed in): the broker records a revocation of any jti.
+      ['an unknown jti', (m) => { m.tokens[1]!.jti = 'f'.repeat(32) }, new RegExp(`token ${'f'.repeat(32)} \\(cm\\): the broker has no record of issuing it`)],
+      // The ap's token passed off as the cm's: its record names another sub.
+      ['a token under another entry', (m) => { m.tokens[1]!.jti = m.tokens[2]!.jti; m.tokens[2]!.jti = 'e'.repeat(32) }, /\(cm\): the broker issued it to sub schedd-ap1@/],
+      ['a serial for another host', (m) => { m.certificates[0]!.serial = m.certificates[1]!.serial }, /certificate [0-9a-f]+ \(cm\): the broker has no record of issuing it for cm\.cloud-a\.example\.org/],
+    ]
+    for (const [what, edit, says] of edits) {
+      const m = JSON.parse(original) as M
+      edit(m)
+      const file = join(root, 'edited.json')
+      writeFileSync(file, JSON.stringify(m))
+      const td = await cli(['provision', 'teardown', '--manifest', file, ...base()])
+      expect(td.code, what).toBe(1)
+      expect(td.err, what).toMatch(says)
+      expect(td.err, what).toMatch(/nothing was revoked/)
+      expect(td.out, what).toBe('')
+      expect(await revocations(), what).toBe(before)
+    }
+    // The manifest as render wrote it still tears down.
+    const td = await cli(['provision', 'teardown', '--manifest', join(out, 'manifest.json'), ...base()])
+    expect(td.err).toBe('')
+    expect(td.out).toBe('revoked 5 tokens and 4 certificates')
+  }, 90_000)
+
+  it('revokes what it was issued and writes nothing when stopped by SIGINT midway', async () => {
+    const many = join(root, 'many-inputs.yaml')
+    writeFileSync(many, `trust_domain: ${TD}\niam_issuer: ${e2e.devIam.issuer}\nstartd_count: 50\npilot_nodes: 2\n`)
+    const out = join(root, 'interrupted')
+    const bearer = readFileSync(env.BEARER_TOKEN_FILE!, 'utf8').trim()
+    const admin = { authorization: `Bearer ${bearer}` }
+    const issuedJtis = async () => ((await e2e.get('/v1/audit?type=token.issued&limit=1000', admin)).body.records as Array<{ event: { jti: string } }>).map((r) => r.event.jti)
+    const serials = async (type: string) => ((await e2e.get(`/v1/audit?type=${type}&limit=1000`, admin)).body.records as Array<{ event: { detail: { serial: string } } }>).map((r) => r.event.detail.serial)
+    const before = new Set(await issuedJtis())
+    const certsBefore = new Set(await serials('certificate.issued'))
+    // The real process, so the signal is a real one: render of 50 startds takes long enough to be stopped in it.
+    const child = spawn(process.execPath, ['src/cli/main.ts', 'provision', 'render', EXAMPLE, '--inputs', many, ...base(), '--out', out],
+      { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+    let err = ''
+    child.stderr!.setEncoding('utf8').on('data', (c: string) => { err += c })
+    const exit = new Promise<number | string | null>((resolve) => child.on('exit', (code, signal) => resolve(code ?? signal)))
+    try {
+      for (let i = 0; (await issuedJtis()).length - before.size < 2; i++) {
+        if (i > 500) throw new Error('render issued nothing')
+        await new Promise((r) => setTimeout(r, 10))
+      }
+      child.kill('SIGINT')
+      expect(await exit).toBe(130)
+    } finally {
+      child.kill('SIGKILL')
+    }
+    const issued = (await issuedJtis()).filter((j) => !before.has(j))
+    expect(issued.length).toBeLessThan(51 + 2)
+    const revoked = new Set(((await e2e.get('/v1/revocations', admin)).body.revocations as Array<{ kind: string; value: string }>).filter((r) => r.kind === 'jti').map((r) => r.value))
+    expect(issued.filter((j) => !revoked.has(j))).toEqual([])
+    const certs = (await serials('certificate.issued')).filter((x) => !certsBefore.has(x))
+    const certsRevoked = new Set(await serials('certificate.revoked'))
+    expect(certs.filter((x) => !certsRevoked.has(x))).toEqual([])
+    expect(err).toContain(`render failed after the broker issued ${issued.length} tokens and ${certs.length} certificates; revoked ${issued.length + certs.length}\n`)
+    expect(err).toMatch(/condor-token-broker: render stopped by SIGINT\n$/)
+    expect(existsSync(out)).toBe(false)
+    expect(readdirSync(root).filter((n) => n.includes('tmp'))).toEqual([])
+  }, 90_000)
 
   it('refuses a secret in the inputs before asking the broker for anything', async () => {
     const bad = join(root, 'bad-inputs.yaml')

@@ -1,3 +1,4 @@
+import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { newJti } from '../../src/lib/jti.ts'
 import { compilePatterns, isHostPattern, isNormalisedPath, pathCovers } from '../../src/policy/patterns.ts'
@@ -17,6 +18,46 @@ describe('policy patterns', () => {
     ['a+b(c)', 'a+b(c)', true],
   ])('%s ~ %s → %s', (pattern, value, expected) => {
     expect(compilePatterns([pattern]).test(value)).toBe(expected)
+  })
+
+  // Several `*` in one pattern: each stands for a run of host-name characters, `.` among them.
+  it.each([
+    ['*.*.example.org', 'a.b.example.org', true],
+    ['*.*.example.org', 'a.b.c.example.org', true],
+    ['*.*.example.org', 'a.example.org', false],
+    ['*-*.*', 'ep-1.x', true],
+    ['*-*.*', 'ep.x', false],
+    ['https://*.*.example.org/*', 'https://a.b.example.org/x', true],
+    ['https://*.*.example.org/*', 'https://a/b.example.org/x', false],
+    ['https://*.*.example.org/*', 'https://a.b.example.org/x/y', false],
+    ['*@*', 'a@b', true],
+    ['*@*', 'a@b@c', false],
+    ['**', '', true],
+    ['a*b*c', 'abc', true],
+    ['a*b*c', 'acb', false],
+  ])('%s ~ %s → %s (several stars)', (pattern, value, expected) => {
+    expect(compilePatterns([pattern]).test(value)).toBe(expected)
+    expect(compilePatterns(['exact.example.org', pattern, 'z*']).test(value)).toBe(expected || value === 'exact.example.org')
+  })
+
+  it('agrees with the glob\'s definition as a regular expression on short patterns and values', () => {
+    // The definition, as docs/policies.md words it, for inputs short enough that backtracking cannot blow up.
+    const oracle = (p: string) => new RegExp(`^${p.split('*').map((s) => s.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')).join('[A-Za-z0-9_.-]*')}$`)
+    const chars = fc.constantFrom('a', 'b', '.', '-', ':', '/', '@', '*')
+    fc.assert(fc.property(fc.string({ unit: chars, maxLength: 8 }), fc.string({ unit: fc.constantFrom('a', 'b', '.', '-', ':', '/', '@'), maxLength: 12 }), (pattern, value) => {
+      expect(compilePatterns([pattern]).test(value)).toBe(oracle(pattern).test(value))
+    }), { numRuns: 3000 })
+  })
+
+  it('matches a many-star pattern against a long value in linear time (no backtracking blow-up)', () => {
+    // A value of 126 one-letter labels ending otherwise than the pattern: a backtracking matcher tries every way
+    // of placing the pattern's 8 dots among the value's 125 (about 10^12) before it says no.
+    const p = compilePatterns([`${Array(8).fill('*').join('.')}.example.org`], { ignoreCase: true })
+    const value = `${Array(126).fill('a').join('.')}.example.net`
+    const t = Date.now()
+    expect(p.test(value)).toBe(false)
+    expect(p.test(`${Array(126).fill('a').join('.')}.example.org`)).toBe(true)
+    expect(Date.now() - t).toBeLessThan(200)
   })
 
   it('hosts compare case-insensitively when asked; audiences do not', () => {

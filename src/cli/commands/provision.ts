@@ -1,9 +1,10 @@
 import { readFileSync } from 'node:fs'
 import { parse as parseYaml } from 'yaml'
 import { discoverBearerToken } from '../../clients/bearer_token_discovery.ts'
-import { BrokerCallError, BrokerClient, fetchWithCa, sameBrokerUrl } from '../../clients/provision/broker_client.ts'
+import { BrokerCallError, BrokerClient, fetchWithCa, sameBrokerUrl, type Fetch } from '../../clients/provision/broker_client.ts'
 import { planCluster } from '../../clients/provision/plan.ts'
 import { renderCluster, type Manifest, type ManifestCertificate, type ManifestToken } from '../../clients/provision/render.ts'
+import { manifestDisagreements } from '../../clients/provision/manifest_check.ts'
 import { teardown } from '../../clients/provision/teardown.ts'
 import { TemplateError } from '../../clients/provision/template/load_template.ts'
 import { outputExists, writeBundles } from '../../clients/provision/write_bundles.ts'
@@ -27,14 +28,15 @@ The operator's IAM access token is found by WLCG bearer token discovery: BEARER_
 $XDG_RUNTIME_DIR/bt_u$UID, /tmp/bt_u$UID. --ca-file is the broker's TLS CA (default: the system's).
 Templates and inputs carry names and references only; a value that looks like a secret is refused.`
 
-function client(values: { broker?: string; 'ca-file'?: string }, io: CommandIo): { broker: BrokerClient; bearer: string } {
+function client(values: { broker?: string; 'ca-file'?: string }, io: CommandIo, guard?: () => void): { broker: BrokerClient; bearer: string; unguarded: BrokerClient } {
   if (!values.broker) throw new CliError('--broker URL is required (see provision --help)', 2)
   if (!/^https:\/\//.test(values.broker)) throw new CliError('--broker must be an https:// URL', 2)
   let found
   try { found = discoverBearerToken(io.env, process.getuid?.() ?? 0) } catch (err) { throw new CliError((err as Error).message) }
   let fetch
   try { fetch = fetchWithCa(values['ca-file']) } catch (err) { throw new CliError(`cannot read --ca-file ${values['ca-file']}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`) }
-  return { broker: new BrokerClient({ url: values.broker, bearer: found.token, fetch }), bearer: found.token }
+  const guarded: Fetch = guard ? (url, init) => { guard(); return fetch(url, init) } : fetch
+  return { broker: new BrokerClient({ url: values.broker, bearer: found.token, fetch: guarded }), bearer: found.token, unguarded: new BrokerClient({ url: values.broker, bearer: found.token, fetch }) }
 }
 
 function readInputs(file: string | undefined): Record<string, unknown> {
@@ -87,7 +89,16 @@ export async function provisionCommand(argv: string[], io: CommandIo): Promise<n
         throw new CliError(`cannot use --out ${values.out}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message} (a directory is created there)`, 1)
       }
       if (taken) throw new CliError(`${values.out} exists; choose a new --out directory (output is never merged into an old one)`, 1)
-      const { broker } = client(values, io)
+      // SIGINT or SIGTERM (Ctrl-C, a CI job's timeout) would end the process between two broker calls, leaving
+      // what was issued valid and listed nowhere. Held instead: the next call fails, and the failure path below
+      // revokes what was issued. A signal during that revocation is held too, so it runs to its end.
+      let stoppedBy: NodeJS.Signals | undefined
+      const onStop = (signal: NodeJS.Signals) => { stoppedBy ??= signal }
+      const { broker, unguarded } = client(values, io, () => {
+        if (stoppedBy) throw new CliError(`render stopped by ${stoppedBy}`, stoppedBy === 'SIGINT' ? 130 : 143)
+      })
+      process.on('SIGINT', onStop)
+      process.on('SIGTERM', onStop)
       const issued: { tokens: ManifestToken[]; certificates: ManifestCertificate[] } = { tokens: [], certificates: [] }
       try {
         const { bundles, manifest } = await oneLine(() => renderCluster({ templateText, templateFile: templateFile!, inputs, inputsFile: values.inputs!, broker, now: systemClock.now() }, issued))
@@ -97,10 +108,13 @@ export async function provisionCommand(argv: string[], io: CommandIo): Promise<n
       } catch (err) {
         // Nothing was written: take back what the broker issued so no credential outlives the failed run.
         if (issued.tokens.length + issued.certificates.length > 0) {
-          const r = await teardown({ tokens: issued.tokens, certificates: issued.certificates, template: { name: 'failed render', version: '' } }, broker, 'provision render failed')
+          const r = await teardown({ tokens: issued.tokens, certificates: issued.certificates, template: { name: 'failed render', version: '' } }, unguarded, 'provision render failed')
           io.err(`render failed after the broker issued ${issued.tokens.length} tokens and ${issued.certificates.length} certificates; revoked ${r.revokedTokens.length + r.revokedCertificates.length}${r.failures.length ? `, could not revoke: ${r.failures.join('; ')}` : ''}`)
         }
         throw err
+      } finally {
+        process.off('SIGINT', onStop)
+        process.off('SIGTERM', onStop)
       }
     }
     case 'plan': {
@@ -126,6 +140,12 @@ export async function provisionCommand(argv: string[], io: CommandIo): Promise<n
       const issuer = (manifest as { broker?: unknown }).broker
       if (issuer !== undefined && (typeof issuer !== 'string' || !sameBrokerUrl(issuer, broker.base))) {
         throw new CliError(`${values.manifest}: its tokens and certificates were issued by ${String(issuer)}, not --broker ${values.broker} (revoking them there would end nothing)`)
+      }
+      // Checked in full before anything is revoked: a hand-edited entry would otherwise revoke another's credential.
+      const disagreements = await oneLine(() => manifestDisagreements(manifest, broker))
+      if (disagreements.length > 0) {
+        for (const d of disagreements) io.err(`condor-token-broker: ${values.manifest}: ${d}`)
+        throw new CliError(`${values.manifest} lists what the broker did not issue as it says; nothing was revoked (teardown revokes only a manifest as render wrote it)`)
       }
       const r = await teardown(manifest, broker)
       io.out(`revoked ${r.revokedTokens.length} tokens and ${r.revokedCertificates.length} certificates`)

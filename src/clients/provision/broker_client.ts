@@ -1,5 +1,6 @@
 import { fetch as undiciFetch } from 'undici'
 import { caAgent } from '../../lib/ca_agent.ts'
+import { unverifiedJwtPayload } from '../../lib/jwt_payload.ts'
 import { PILOT_ENROLMENT_TOKEN_TYPE } from '../../contract/pilot.ts'
 import { GRANT_TYPE_TOKEN_EXCHANGE, TOKEN_TYPE } from '../../contract/token_exchange.ts'
 
@@ -37,6 +38,22 @@ export function sameBrokerUrl(a: string, b: string): boolean {
 }
 
 export interface IssuedToken { token: string; expiresIn: number }
+
+function invalid(what: string, why: string): BrokerCallError {
+  return new BrokerCallError(what, 200, 'invalid_response', why)
+}
+
+/**
+ * The token of a token endpoint answer, read as far as render needs: a JWT or enrolment credential whose claims
+ * carry a jti, which the manifest lists and a failed render revokes.
+ */
+function issuedToken(what: string, body: Record<string, unknown>): IssuedToken {
+  const token = body.access_token
+  let claims: unknown
+  try { claims = typeof token === 'string' && token.split('.').length === 3 ? unverifiedJwtPayload(token) : undefined } catch { /* not a token */ }
+  if (typeof claims !== 'object' || claims === null || typeof (claims as { jti?: unknown }).jti !== 'string') throw invalid(what, 'access_token is not a token with a jti')
+  return { token: token as string, expiresIn: Number(body.expires_in) }
+}
 export interface IssuedCertificate { certificate: string; serial: string; notAfter: number }
 
 /**
@@ -60,7 +77,7 @@ export class BrokerClient {
       grant_type: GRANT_TYPE_TOKEN_EXCHANGE, subject_token: this.#bearer, subject_token_type: TOKEN_TYPE.accessToken,
       requested_token_type: TOKEN_TYPE.idtoken, role, host, ...(site ? { site } : {}),
     })
-    return { token: String(body.access_token), expiresIn: Number(body.expires_in) }
+    return issuedToken(`token for role ${role} on ${host}`, body)
   }
 
   /** A pilot enrolment credential for `count` pilots of one SLURM job (docs/pilots.md). */
@@ -69,7 +86,7 @@ export class BrokerClient {
       grant_type: GRANT_TYPE_TOKEN_EXCHANGE, subject_token: this.#bearer, subject_token_type: TOKEN_TYPE.accessToken,
       requested_token_type: PILOT_ENROLMENT_TOKEN_TYPE, role, site, pilot_count: String(count), lifetime: String(lifetime),
     })
-    return { token: String(body.access_token), expiresIn: Number(body.expires_in) }
+    return issuedToken(`pilot enrolment for site ${site}`, body)
   }
 
   async certificate(req: { csr: string; role: string; site?: string; dns: string[]; ip: string[] }): Promise<IssuedCertificate> {
@@ -79,26 +96,36 @@ export class BrokerClient {
 
   /** What the policy answers for a certificate request; nothing is signed (POST /v1/certificates with dry_run). */
   async checkCertificate(req: { role: string; site?: string; dns: string[]; ip: string[] }): Promise<{ allow: boolean; rule?: string; reason?: string; lifetime?: number }> {
-    const body = await this.#json(`certificate check for ${req.dns[0]}`, 'POST', '/v1/certificates', { ...req, dry_run: true })
-    return body.dry_run as { allow: boolean; rule?: string; reason?: string; lifetime?: number }
+    const what = `certificate check for ${req.dns[0]}`
+    const body = await this.#json(what, 'POST', '/v1/certificates', { ...req, dry_run: true })
+    const answer = body.dry_run as { allow?: unknown } | undefined
+    if (typeof answer !== 'object' || answer === null || typeof answer.allow !== 'boolean') throw invalid(what, 'no dry_run answer')
+    return answer as { allow: boolean; rule?: string; reason?: string; lifetime?: number }
   }
 
   async caCertificate(): Promise<string> {
     const res = await this.#fetch(`${this.base}/v1/ca/certificate`, { method: 'GET', headers: {} })
     const text = await res.text()
     if (res.status !== 200) throw new BrokerCallError('pool CA certificate', res.status, res.status === 404 ? 'not_found' : 'error', res.status === 404 ? 'the broker has no pool CA (run "condor-token-broker ca init" there)' : undefined)
+    // Copied into every bundle as the CA HTCondor trusts: an error page there would fail only on the nodes.
+    if (!/^-----BEGIN CERTIFICATE-----\r?\n[\s\S]+\n-----END CERTIFICATE-----\s*$/.test(text)) throw invalid('pool CA certificate', 'the answer holds no PEM certificate')
     return text
   }
 
   async metadata(): Promise<{ issuer: string }> {
     const res = await this.#fetch(`${this.base}/.well-known/openid-configuration`, { method: 'GET', headers: {} })
     if (res.status !== 200) throw new BrokerCallError('broker metadata', res.status, 'error')
-    return JSON.parse(await res.text()) as { issuer: string }
+    const body = await this.#read('broker metadata', res)
+    if (typeof body.issuer !== 'string') throw invalid('broker metadata', 'no issuer')
+    return { issuer: body.issuer }
   }
 
   /** What the policy would answer (admin API): no token is minted. */
   async explain(request: Record<string, unknown>): Promise<Record<string, unknown>> {
-    return this.#json('policy explain', 'POST', '/admin/policy/explain', request)
+    const body = await this.#json('policy explain', 'POST', '/admin/policy/explain', request)
+    const decision = body.decision as { allow?: unknown } | undefined
+    if (typeof decision !== 'object' || decision === null || typeof decision.allow !== 'boolean') throw invalid('policy explain', 'no decision')
+    return body
   }
 
   async revokeJti(jti: string, reason: string, exp?: number): Promise<void> {
@@ -108,6 +135,20 @@ export class BrokerClient {
   /** Revokes a certificate; an already revoked one is fine (200). */
   async revokeCertificate(serial: string, reason: string): Promise<void> {
     await this.#json(`revocation of certificate ${serial}`, 'DELETE', `/v1/certificates/${encodeURIComponent(serial)}`, { reason })
+  }
+
+  /**
+   * One page of the broker's audit log (admin API, GET /v1/audit): the events of the records matching `query`
+   * (`jti`, `sub`, `type`, `cursor`…) and the cursor of the next page, if any.
+   */
+  async auditPage(query: Record<string, string>): Promise<{ events: Array<Record<string, unknown>>; next?: string }> {
+    const res = await this.#fetch(`${this.base}/v1/audit?${new URLSearchParams(query).toString()}`, { method: 'GET', headers: { authorization: `Bearer ${this.#bearer}` } })
+    const body = await this.#read('audit query', res)
+    const records = Array.isArray(body.records) ? body.records as Array<{ event?: unknown }> : []
+    return {
+      events: records.map((r) => (typeof r.event === 'object' && r.event !== null ? r.event as Record<string, unknown> : {})),
+      ...(typeof body.next_cursor === 'string' ? { next: body.next_cursor } : {}),
+    }
   }
 
   async #form(what: string, form: Record<string, string>): Promise<Record<string, unknown>> {
@@ -126,9 +167,11 @@ export class BrokerClient {
 
   async #read(what: string, res: { status: number; text(): Promise<string> }): Promise<Record<string, unknown>> {
     const text = await res.text()
-    let body: Record<string, unknown> = {}
-    try { body = JSON.parse(text) as Record<string, unknown> } catch { /* reported below */ }
-    if (res.status < 200 || res.status > 299) throw new BrokerCallError(what, res.status, String(body.error ?? 'error'), typeof body.error_description === 'string' ? body.error_description : undefined)
+    let parsed: unknown
+    try { parsed = JSON.parse(text) } catch { /* not JSON: reported below */ }
+    const body = typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed) ? parsed as Record<string, unknown> : undefined
+    if (res.status < 200 || res.status > 299) throw new BrokerCallError(what, res.status, String(body?.error ?? 'error'), typeof body?.error_description === 'string' ? body.error_description : undefined)
+    if (!body) throw new BrokerCallError(what, res.status, 'invalid_response', 'the answer is not a JSON object; is --broker a condor-token-broker?')
     return body
   }
 }

@@ -1,0 +1,70 @@
+import { execFileSync, spawn } from 'node:child_process'
+import { mkdirSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { describe, expect, it } from 'vitest'
+import type { PolicyContext } from '../../src/policy/compile.ts'
+import { formatIssue, loadPolicyDir } from '../../src/policy/load.ts'
+import { tempDir } from '../support/tmp.ts'
+
+const CTX: PolicyContext = { trustDomain: 'pool.example.org', uidDomain: 'pool.example.org', vars: {}, scitokenProfile: 'wlcg', maxLifetime: {} }
+
+/** A directory holding one valid (empty) policy file, beside which each test puts something that is not one. */
+function policyDir(): string {
+  const dir = tempDir()
+  writeFileSync(join(dir, '00-base.yaml'), 'version: 1\nrules: []\n')
+  return dir
+}
+
+function messages(dir: string): string[] {
+  const r = loadPolicyDir(dir, CTX)
+  return r.ok ? [] : r.issues.map(formatIssue)
+}
+
+// A policy directory is read on the event loop at every reload: whatever sits in it under a policy file's name
+// must be refused in bounded time and memory, and never be skipped as though it were not there (its rules would
+// silently drop out of the policy in force).
+describe('policy files that are not regular files', () => {
+  it('refuses a FIFO behind a *.yaml symlink at once instead of waiting for a writer', async () => {
+    const dir = policyDir()
+    const fifo = join(dir, 'pipe')
+    execFileSync('mkfifo', [fifo])
+    symlinkSync(fifo, join(dir, '10-rules.yaml'))
+    // A writer that opens the FIFO for 2 s bounds the test if the loader blocks on it (then it reads nothing).
+    const writer = spawn('sh', ['-c', `sleep 2 > '${fifo}'`], { stdio: 'ignore' })
+    try {
+      const t = Date.now()
+      const got = messages(dir)
+      expect(Date.now() - t).toBeLessThan(1000)
+      expect(got).toEqual([`${join(dir, '10-rules.yaml')}: not a regular file; a policy file is a regular file (or a symlink to one)`])
+    } finally {
+      writer.kill()
+    }
+  })
+
+  it('refuses a character device behind a *.yaml symlink (/dev/zero would be read without end)', () => {
+    const dir = policyDir()
+    symlinkSync('/dev/null', join(dir, '10-rules.yaml'))
+    expect(messages(dir)).toEqual([`${join(dir, '10-rules.yaml')}: not a regular file; a policy file is a regular file (or a symlink to one)`])
+  })
+
+  it('refuses a directory named like a policy file, rather than leaving its name out of the policy', () => {
+    const dir = policyDir()
+    mkdirSync(join(dir, '10-rules.yaml'))
+    expect(messages(dir)).toEqual([`${join(dir, '10-rules.yaml')}: not a regular file; a policy file is a regular file (or a symlink to one)`])
+  })
+
+  it('refuses a file above 1 MiB without parsing it', () => {
+    const dir = policyDir()
+    const big = join(dir, '10-rules.yaml')
+    writeFileSync(big, 'version: 1\nrules: []\n')
+    truncateSync(big, 1024 * 1024 + 1) // the tail is NUL bytes: never parsed
+    expect(messages(dir)).toEqual([`${big}: 1048577 bytes, above the 1048576 a policy file may hold`])
+  })
+
+  it('still reads a file of exactly 1 MiB', () => {
+    const dir = policyDir()
+    const text = 'version: 1\nrules: []\n'
+    writeFileSync(join(dir, '10-rules.yaml'), text + '#'.repeat(1024 * 1024 - text.length - 1) + '\n')
+    expect(loadPolicyDir(dir, CTX).ok).toBe(true)
+  })
+})
