@@ -12,6 +12,7 @@ import {
 } from './chained_store.ts'
 import type { GroupCommitOptions } from './group_commit.ts'
 import type { RedemptionOutcome } from './chained_store.ts'
+import { applyRenewalAsync, PILOT_RENEWALS_TABLE, renewalKey, renewalSql, type AsyncRenewalTable, type RenewalRow } from './pilot_renewals.ts'
 import { CONSOLE_SESSIONS_MIGRATION, fromSessionRow, sessionWriteSql, type SessionRow, type StoredSession } from '../console/session_store.ts'
 import { CONFIRMATION_READ_COLUMNS, CREDENTIAL_CONFIRMATION_COLUMNS, CREDENTIALS_MIGRATION, confirmationRow, confirmationValues, confirmSql, fromCredentialRow, nextConfirmation, registerSql, revokeSql, type CredentialRow, type CredentialWrite, type StoredCredential } from '../credentials/credential_store.ts'
 
@@ -66,6 +67,9 @@ const MIGRATIONS: readonly string[] = [
   CREDENTIAL_CONFIRMATION_COLUMNS.map(([name, type]) => `ALTER TABLE user_credentials ADD COLUMN IF NOT EXISTS ${name} ${type};`).join('\n'),
   // Where the last reseed of the horizons stopped: each start of serve reads only what came after it.
   seedMarkTableSql('BIGINT'),
+  // Renewed pilot tokens and their successors, written in the transaction that appends the renewal's record
+  // (pilot_renewals.ts): how every replica, and a restarted one, tells a retry from reuse.
+  PILOT_RENEWALS_TABLE('BIGINT', false),
 ]
 
 // Any constant works; it only has to be the same in every replica.
@@ -164,6 +168,12 @@ export class PostgresStore extends ChainedStore {
           const { body, cols } = eventRow(outcome.redeemed ? op.json : op.denyJson)
           append(body, cols)
           op.result = outcome
+        } else if (op.kind === 'renew') {
+          // Under the chain-head lock, like a redemption: a renewal on another replica is committed or waits.
+          const { json, result } = await applyRenewalAsync(op, renewalTable(client))
+          const { body, cols } = eventRow(json)
+          append(body, cols)
+          op.result = result
         } else if (op.kind === 'credential') {
           const changed = await writeCredential(client, op.write)
           if (changed) { const { body, cols } = eventRow(op.json); append(body, cols) }
@@ -187,7 +197,7 @@ export class PostgresStore extends ChainedStore {
           if (lifted[0]) { const { body, cols } = eventRow(op.json); append(body, cols); op.result = fromRevocationRow(lifted[0]) }
         } else {
           await flush()
-          const cut = await prunePrefix(client, op.range)
+          const cut = await prunePrefix(client, op.range, op.now)
           if (cut && cut !== 'pruned meanwhile') {
             const { carried, ...detail } = cut
             const { body, cols } = checkpointEventBody({ ...detail, before: op.before }, carried, op.now)
@@ -372,7 +382,20 @@ async function insertRevocation(client: pg.PoolClient, r: NewRevocation, batchTo
  * nothing changed since (the log starts there, `through` has that hash, no seq in between is gone); else
  * 'pruned meanwhile' (another replica got there first) or null.
  */
-async function prunePrefix(client: pg.PoolClient, range: PruneRange) {
+const RENEWAL_SQL = renewalSql((i) => `$${i}`)
+
+/** The pilot_renewals table inside a batch's transaction. */
+function renewalTable(client: pg.PoolClient): AsyncRenewalTable {
+  return {
+    insert: async (jti, successor, at, expires) => ((await client.query(RENEWAL_SQL.insert, [...renewalKey(jti), successor, at, expires])).rowCount ?? 0) === 1,
+    read: async (jti) => (await client.query<RenewalRow>(RENEWAL_SQL.read, renewalKey(jti))).rows[0],
+    has: async (jti) => (await client.query(RENEWAL_SQL.renewed, renewalKey(jti))).rows.length > 0,
+    retry: async (jti, successor) => { await client.query(RENEWAL_SQL.retry, [successor, ...renewalKey(jti)]) },
+    retire: async (jti, successor, at, expires) => { await client.query(RENEWAL_SQL.retire, [...renewalKey(jti), successor, at, expires]) },
+  }
+}
+
+async function prunePrefix(client: pg.PoolClient, range: PruneRange, now: number) {
   const first = (await client.query<{ seq: string | null }>('SELECT min(seq) AS seq FROM audit_log')).rows[0]!
   // Another replica pruned since the check (replicas' timers fire together): the next run checks afresh.
   if (first.seq !== null && Number(first.seq) > range.first) return 'pruned meanwhile'
@@ -382,6 +405,8 @@ async function prunePrefix(client: pg.PoolClient, range: PruneRange) {
   const stating = await client.query<{ body: string }>(`SELECT body FROM audit_log WHERE seq <= $1 AND ${REVOCATION_RECORDS_WHERE} ORDER BY seq`, [range.through])
   const carried = revocationsToCarry(stating.rows.map((r) => JSON.parse(r.body) as AuditEvent))
   const res = await client.query('DELETE FROM audit_log WHERE seq <= $1', [range.through])
+  // Retention also drops the renewal rows of pilots whose job has ended: none of their tokens is valid.
+  await client.query(RENEWAL_SQL.prune, [now])
   return { prunedThroughSeq: range.through, prunedLastHash: range.hash, prunedCount: res.rowCount ?? 0, carried }
 }
 
