@@ -4,7 +4,7 @@ import { jtiSecond } from '../lib/jti.ts'
 /**
  * Renewal chains of pilot tokens, kept beside the audit log so that every replica, and the broker after a
  * restart, answers "was this token already renewed, and by what" from the store (docs/pilots.md, "Renewal
- * chains and reuse"). One row per pilot token that was renewed or retired, keyed by its jti; a pilot renewing
+ * chains and reuse"). One row per pilot token that was renewed or retired (renewalKey); a pilot renewing
  * with its newest token costs one insert into it, in the transaction that appends the renewal's record.
  *
  * After OAuth 2.0 refresh-token rotation (RFC 9700 §4.14.2): presenting a token that was already renewed is
