@@ -84,8 +84,12 @@ try {
           const before = threadCpu(broker.pid)
           const origin = `http://127.0.0.1:${port}`
           // Renewal: each of 32 pilots redeems its node's slot, then renews whatever its last answer carried.
+          // The warm-up gets pilots of its own and each run spares: no token may be presented twice
+          // (renewalScript), or the broker revokes its pilot as a forked chain.
+          const renewForm = (t: string) => new URLSearchParams({ grant_type: TE, subject_token: t, subject_token_type: TOKEN_TYPE.idtoken }).toString()
+          const pilots = () => redeemPilots(origin, undefined, setup.iamOrigin, 32)
           const renewal = row === 'renewal'
-            ? { path: '/token', script: renewalScript('/token', (t) => new URLSearchParams({ grant_type: TE, subject_token: t, subject_token_type: TOKEN_TYPE.idtoken }).toString(), await redeemPilots(origin, undefined, setup.iamOrigin, 32)) }
+            ? { path: '/token', script: renewalScript('/token', renewForm, await pilots(), await pilots()), warmupScript: renewalScript('/token', renewForm, await pilots(), await pilots()) }
             : undefined
           const r = await wrkLoad({ origin, connections: 32, durationMs: seconds * 1000, ...(renewal ?? request) })
           const after = threadCpu(broker.pid)

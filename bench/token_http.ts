@@ -167,8 +167,16 @@ export async function tokenEndpointLoad(options: { connections: number; duration
     await row(RENEWAL_ROW, async () => {
       // Each run starts from the previous run's survivors only under wrk; fresh pilots keep runs alike.
       tokens = await redeemPilots(origin, ca, setup.iamOrigin, options.connections)
+      // Under wrk, the warm-up gets pilots of its own, and each run spare pilots for a token whose answer wrk
+      // dropped: the broker refuses a token presented after its successor was renewed with as reuse (and
+      // revokes its pilot), so no token may be presented twice (renewalScript).
+      const more = () => redeemPilots(origin, ca, setup.iamOrigin, options.connections)
       return useWrk
-        ? wrkLoad({ ...common, path: '/token', script: renewalScript('/token', renewForm, tokens) })
+        ? wrkLoad({
+          ...common, path: '/token',
+          script: renewalScript('/token', renewForm, tokens, await more()),
+          warmupScript: renewalScript('/token', renewForm, await more(), await more()),
+        })
         : load({ ...common, path: '/token', method: 'POST', headers, sessions: tokens.map((t) => renewalSession(t, renewForm)) })
     })
     await row(SCITOKEN_ROW, drive({ ...common, path: '/token', method: 'POST', headers, body: form(alice, { role: 'submit-user', requested_token_type: TOKEN_TYPE.jwt, audience: 'condor://ap1.cloud-a.example.org:9618', scope: 'compute.read' }) }))

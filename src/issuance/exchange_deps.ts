@@ -8,6 +8,7 @@ import type { Logger } from '../lib/logger.ts'
 import { decide } from '../policy/decide.ts'
 import type { PolicyHolder } from '../policy/policy_holder.ts'
 import type { IssuanceBlocks, RevocationChecker } from '../revocation/revocation_checker.ts'
+import type { RevocationService } from '../revocation/revocation_service.ts'
 import type { BrokerStore } from '../storage/chained_store.ts'
 import { enrolmentKeyFrom } from './pilot_enrolment.ts'
 import { pilotExchange, type PilotExchangeDeps } from './pilot_exchange.ts'
@@ -41,8 +42,9 @@ export function exchangeDepsFrom(parts: {
    * tokens, and the revocations that stop them. Without it, pilot requests are refused as unsupported.
    */
   pilots?: {
-    store: Pick<BrokerStore, 'record' | 'redeemPilotSlot' | 'query'>
-    revocations: RevocationChecker & IssuanceBlocks & { generationOf(role: string): number }
+    store: Pick<BrokerStore, 'record' | 'redeemPilotSlot' | 'renewPilotToken' | 'query'>
+    /** `revoke`: a reused pilot token revokes its pilot's identity. */
+    revocations: RevocationChecker & IssuanceBlocks & { generationOf(role: string): number } & Pick<RevocationService, 'revoke'>
     /** Where pilot tokens are remembered (metrics count live pilots from it); default: a new one. */
     registry?: PilotRegistry
   }

@@ -16,6 +16,7 @@ import type { CompiledGrant, CompiledPilotGrant, Policy } from '../policy/compil
 import { newJti } from '../lib/jti.ts'
 import { decideEnrolment, pilotGrantOf, renderPilotIdentity } from '../policy/pilot_decision.ts'
 import type { IssuanceBlocks, RevocationChecker } from '../revocation/revocation_checker.ts'
+import type { RevocationService } from '../revocation/revocation_service.ts'
 import type { BrokerStore } from '../storage/chained_store.ts'
 import { parseAuthzLevel } from './authz.ts'
 import { verifyRequest, type RequestContext, type TokenExchangeResponse } from './exchange.ts'
@@ -33,9 +34,10 @@ export interface PilotExchangeDeps {
   idtokenKey: IdTokenKey
   /** MACs enrolment credentials (enrolmentKeyFrom). */
   enrolmentKey: KeyObject
-  store: Pick<BrokerStore, 'record' | 'redeemPilotSlot'>
+  store: Pick<BrokerStore, 'record' | 'redeemPilotSlot' | 'renewPilotToken'>
   registry: Pick<PilotRegistry, 'add' | 'lookup' | 'mintedToken'>
-  revocations: RevocationChecker & IssuanceBlocks & { generationOf(role: string): number }
+  /** `revoke`: a reused pilot token revokes its pilot's identity (RevocationService.revoke, audited). */
+  revocations: RevocationChecker & IssuanceBlocks & { generationOf(role: string): number } & Pick<RevocationService, 'revoke'>
   refusals: Pick<RefusalTally, 'note'>
   /** The address limit (docs/rate-limits.md): a refusal that names nobody counts against its address. */
   limits?: Pick<RequestLimits, 'noteRefused'>
@@ -227,9 +229,50 @@ async function renew(form: TokenRequestForm, ctx: RequestContext, deps: PilotExc
   if (!g) throw new InvalidGrant('the policy in force no longer grants this pilot')
   if (pilot.jobEnd <= now) throw new InvalidGrant('the pilot job has ended')
   const minted = mintPilotToken(pilot, g, now, deps)
-  await deps.store.record({ ...minted.event, ...who(ctx, state.caller), type: 'token.renewed', detail: { gen: minted.claims.ctb_gen, slurmJob: pilot.job, replaces: jti, pilot: pilotDetail(pilot) } })
+  // Whether the presented token was renewed before is asked of the store, never of this process's memory:
+  // another replica may have renewed it, or this process before a restart. The store judges and records in
+  // one transaction, so two renewals of one token racing on two replicas are judged one after the other.
+  const renewed: AuditEvent = { ...minted.event, ...who(ctx, state.caller), type: 'token.renewed', detail: { gen: minted.claims.ctb_gen, slurmJob: pilot.job, replaces: jti, pilot: pilotDetail(pilot) } }
+  const reused = new InvalidGrant('the pilot token was already renewed: reusing it forks its renewal chain, so the pilot identity is revoked')
+  const outcome = await deps.store.renewPilotToken({ replaces: jti, expires: pilot.jobEnd, maxRetries: LOST_ANSWER_RETRIES }, renewed, denialEvent(reused, 'renew', state as { caller: KnownCaller }, ctx, now))
+  if (!outcome.renewed) {
+    await revokeLineage(pilot, jti, outcome.successor, ctx, deps)
+    throw new AuditedRefusal(reused.description)
+  }
   deps.registry.add(minted.claims.jti, pilot, minted.claims.exp, now, jti, minted.minted)
   return minted.response
+}
+
+/**
+ * How many times a renewed pilot token may be presented again, as a pilot retrying after it lost the
+ * answer (a network failure, a broker restarting between commit and reply). Each retry retires the
+ * successor it replaces, so the allowance never lets a fork live: the side holding the retired token is
+ * refused at its next renewal. Two: an answer lost, and the retry's answer lost too.
+ */
+export const LOST_ANSWER_RETRIES = 2
+
+/** Who the broker names as having revoked a pilot whose token was reused (the record's caller). */
+export const REUSE_REVOKER = 'condor-token-broker:pilot-token-reuse'
+
+/**
+ * Revokes the identity of a pilot whose token was presented after its successor was in use: both chains of
+ * the fork carry that `sub`, as recorded at redemption, so both stop at their next renewal (and, through
+ * SEC_TOKEN_REVOCATION_EXPR, at the collector). RFC 9700 §4.14.2: the server cannot tell which party is the
+ * legitimate one, so it ends the family.
+ */
+async function revokeLineage(pilot: PilotRecord, reusedJti: string, successor: string, ctx: RequestContext, deps: PilotExchangeDeps): Promise<void> {
+  try {
+    await deps.revocations.revoke(
+      { kind: 'sub', value: pilot.identity, reason: `pilot token ${reusedJti} reused after its renewal to ${successor}: renewal chain forked` },
+      { principal: REUSE_REVOKER, requestId: ctx.requestId, ...(ctx.clientAddress ? { clientAddress: ctx.clientAddress } : {}) },
+    )
+  } catch (err) {
+    // The refusal is recorded; the revocation is not. Fail closed and loud: the next presentation of the
+    // reused token is judged reuse again and tries again.
+    deps.log.error('could not revoke a pilot whose token was reused', { err, requestId: ctx.requestId, identity: pilot.identity })
+    // Never a BrokerError (a refusal of the request's making): the broker failed, server_error.
+    throw new Error('could not revoke a pilot whose token was reused', { cause: err })
+  }
 }
 
 /**

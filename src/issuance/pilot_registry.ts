@@ -69,9 +69,10 @@ export class PilotRegistry {
   /**
    * Notes a pilot token just recorded (after its audit record committed). A renewal names the token it
    * `replaces`, which leaves memory: a pilot renews with its newest token, so a chain of renewals keeps one
-   * entry per node rather than one per renewal until expiry. The replaced token stays renewable (a pilot
-   * retrying after a lost answer): its record is still in the log, where lookup finds it. `minted`: the
-   * token as this process signed it, for mintedToken().
+   * entry per node rather than one per renewal until expiry. The replaced token is still found by lookup()
+   * (its record is in the log); whether it may be renewed again (a lost answer's retry) or is reused is for
+   * the store to say (storage/pilot_renewals.ts), never this memory, which knows nothing of what other
+   * replicas renewed. `minted`: the token as this process signed it, for mintedToken().
    */
   add(jti: string, pilot: PilotRecord, exp: number, now: number, replaces?: string, minted?: MintedPilotToken): void {
     if (replaces !== undefined) this.#forget(replaces)

@@ -56,6 +56,7 @@ export class BrokerMetrics implements BrokerObserver {
   readonly #issued: Counter<'role' | 'kind' | 'site'>
   readonly #renewed: Counter<'role' | 'site'>
   readonly #denied: Counter<'role' | 'kind' | 'site' | 'reason'>
+  readonly #reuse: Counter<'site' | 'outcome'>
   readonly #tokenSeconds: Histogram<'status'>
   readonly #iamSeconds: Histogram<'call'>
   readonly #iamErrors: Counter<'call' | 'cause'>
@@ -84,6 +85,11 @@ export class BrokerMetrics implements BrokerObserver {
       name: 'ctb_tokens_denied_total',
       help: 'Token requests refused, by role and token kind asked for (policy roles only), bound site and OAuth error code.',
       labelNames: ['role', 'kind', 'site', 'reason'], registers,
+    })
+    this.#reuse = new Counter({
+      name: 'ctb_pilot_token_reuse_total',
+      help: 'Renewed pilot tokens presented again, by policy-bound site and outcome: retried (a lost answer, renewed) or revoked (refused, pilot identity revoked).',
+      labelNames: ['site', 'outcome'], registers,
     })
     this.#tokenSeconds = new Histogram({
       name: 'ctb_token_request_duration_seconds', help: 'POST /token from the start of the exchange to its answer, by HTTP status.',
@@ -204,11 +210,14 @@ export class BrokerMetrics implements BrokerObserver {
           const site = l.site(event.site)
           this.#renewed.inc({ role: l.role(event.role), site })
           this.#lastRenewal.set(site, event.time)
+          // A retry names the successor it retired (storage/pilot_renewals.ts).
+          if (event.detail?.supersedes !== undefined) this.#reuse.inc({ site, outcome: 'retried' })
         }
         break
       case 'token.denied':
         // Counted whether or not its record committed: the refusal stands either way.
         this.#denied.inc({ role: l.role(event.role), kind: l.kind(event.tokenKind), site: l.site(event.site), reason: l.reason(event.reason) })
+        if (committed && event.detail?.reuse !== undefined) this.#reuse.inc({ site: l.site(event.site), outcome: 'revoked' })
         break
     }
   }

@@ -3,6 +3,7 @@ import type { RefusalTally } from '../audit/refusal_tally.ts'
 import { BrokerError } from '../errors.ts'
 import type { IamFetch } from '../iam/iam_fetch.ts'
 import type { BrokerStore } from '../storage/chained_store.ts'
+import { recordOf } from '../storage/pilot_renewals.ts'
 import type { BrokerObserver, IamCall } from './observer.ts'
 
 /**
@@ -17,14 +18,19 @@ export function observeAudit(audit: AuditLog, o: BrokerObserver): AuditLog {
 }
 
 /** What the pilot pipeline writes through: records, redemptions, and the lookups of pilot tokens. */
-type PilotStore = Pick<BrokerStore, 'record' | 'redeemPilotSlot' | 'query'>
+type PilotStore = Pick<BrokerStore, 'record' | 'redeemPilotSlot' | 'renewPilotToken' | 'query'>
 
-/** The pilot store: records as observeAudit, and a redemption as the record it committed (issued or refused). */
+/**
+ * The pilot store: records as observeAudit, and a redemption or renewal as the record it committed (issued
+ * or refused; a renewal's as completed by the store, so a retry and a reuse are told apart).
+ */
 export function observePilotStore(store: PilotStore, o: BrokerObserver): PilotStore {
   return {
     record: (event) => timed(store.record(event), o, () => event),
     redeemPilotSlot: (credential, limit, issued, refused) =>
       timed(store.redeemPilotSlot(credential, limit, issued, refused), o, (r) => (r === undefined || r.redeemed ? issued : refused)),
+    renewPilotToken: (renewal, renewed, refused) =>
+      timed(store.renewPilotToken(renewal, renewed, refused), o, (r) => (r === undefined ? renewed : recordOf(renewed, refused, renewal.replaces, r))),
     query: (q) => store.query(q),
   }
 }

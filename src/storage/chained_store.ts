@@ -8,6 +8,7 @@ import type { CredentialConfirmation, CredentialStore, CredentialWrite, StoredCr
 import type { ConsoleSessionStore, SessionWrite, StoredSession } from '../console/session_store.ts'
 import type { IssuanceHorizon, IssuanceHorizons, NewRevocation, Revocation, RevocationLift, RevocationStore } from '../revocation/revocation.ts'
 import { GroupCommitter, StoreOverloaded, type CommitStats, type Committer, type GroupCommitOptions } from './group_commit.ts'
+import type { PilotRenewal, RenewalOutcome, RenewOp } from './pilot_renewals.ts'
 import { malformedRevocationRecord, verifyRevocationEvidence, type CarriedRevocations, type RevocationVerification } from '../revocation/revocation_consistency.ts'
 
 /** One queued write. Results are filled in by the backend inside the transaction. */
@@ -20,6 +21,7 @@ export type WriteOp =
   /** `result` is PRUNE_RANGE_CHANGED (nothing deleted, nothing appended) when the log changed since the check. */
   | { kind: 'prune'; before: number; now: number; range: PruneRange; result?: PruneResult | typeof PRUNE_RANGE_CHANGED }
   | RedeemOp
+  | RenewOp
   /** A credential change and its record, together or not at all; `result` false (nothing appended) when a rotate or revoke changed nothing. */
   | { kind: 'credential'; write: CredentialWrite; json: string; result?: boolean }
   /**
@@ -77,6 +79,12 @@ export interface BrokerStore extends AuditStore, AuditAggregates, RevocationStor
   reseedHorizons(): Promise<void>
   /** Takes one slot of a pilot enrolment credential atomically with its audit record (RedeemOp). */
   redeemPilotSlot(credential: string, limit: number, issued: AuditEvent, refused: AuditEvent): Promise<RedemptionOutcome>
+  /**
+   * Records a pilot token's renewal unless the token it replaces was renewed already and this is no retry:
+   * then records `refused`, completed with the reused jti and its successor (pilot_renewals.ts). The
+   * judgement and the record commit together, under the lock every replica's writes take.
+   */
+  renewPilotToken(renewal: PilotRenewal, renewed: AuditEvent, refused: AuditEvent): Promise<RenewalOutcome>
 }
 
 /**
@@ -369,6 +377,19 @@ export abstract class ChainedStore implements BrokerStore {
     assertStorableEvent(refused)
     if (!Number.isSafeInteger(limit) || limit < 1) throw new TypeError('a redemption limit is a positive integer')
     const op: RedeemOp = { kind: 'redeem', credential, limit, json: JSON.stringify(issued), denyJson: JSON.stringify(refused) }
+    await this.#submit(op)
+    return op.result!
+  }
+
+  async renewPilotToken(renewal: PilotRenewal, renewed: AuditEvent, refused: AuditEvent): Promise<RenewalOutcome> {
+    assertStorableEvent(renewed)
+    assertStorableEvent(refused)
+    if (typeof renewed.jti !== 'string') throw new TypeError('a renewal record names the new token\'s jti')
+    if (!Number.isSafeInteger(renewal.maxRetries) || renewal.maxRetries < 0) throw new TypeError('a retry allowance is a whole number')
+    const op: RenewOp = {
+      kind: 'renew', replaces: renewal.replaces, expires: renewal.expires, maxRetries: renewal.maxRetries,
+      successor: renewed.jti, time: renewed.time, json: JSON.stringify(renewed), denyJson: JSON.stringify(refused),
+    }
     await this.#submit(op)
     return op.result!
   }

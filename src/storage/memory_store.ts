@@ -11,8 +11,11 @@ import {
 } from './chained_store.ts'
 import type { GroupCommitOptions } from './group_commit.ts'
 import { MACS_STARTED, type AuditMacKey } from '../audit/record_mac.ts'
+import { applyRenewal, type RenewalTable } from './pilot_renewals.ts'
 import { nextConfirmation, type CredentialConfirmation, type CredentialWrite, type StoredCredential } from '../credentials/credential_store.ts'
 import type { SessionWrite, StoredSession } from '../console/session_store.ts'
+
+interface RenewalEntry { successor: string; retries: number; superseded: number; renewedAt: number; expires: number }
 
 /**
  * In-process store for unit and HTTP tests and throwaway runs: same chain, same group commit, same
@@ -26,6 +29,8 @@ export class MemoryStore extends ChainedStore {
   #generations = new Map<string, number>()
   /** Slots used per pilot enrolment credential. */
   #redemptions = new Map<string, number>()
+  /** Renewed and retired pilot tokens by jti (pilot_renewals.ts). */
+  #renewals = new Map<string, RenewalEntry>()
   #horizon = new HorizonTracker()
   /** The issuance horizon rows (issuance_horizon.ts). */
   #horizonRows: IssuanceHorizons = noHorizons()
@@ -47,6 +52,20 @@ export class MemoryStore extends ChainedStore {
     const revocations: Revocation[] = []
     const generations = new Map(this.#generations)
     const redemptions = new Map<string, number>()
+    const renewals = new Map<string, RenewalEntry>()
+    const renewal = (jti: string) => renewals.get(jti) ?? this.#renewals.get(jti)
+    const table: RenewalTable = {
+      insert: (jti, successor, renewedAt, expires) => {
+        if (renewal(jti)) return false
+        renewals.set(jti, { successor, retries: 0, superseded: 0, renewedAt, expires })
+        return true
+      },
+      read: (jti) => renewal(jti),
+      has: (jti) => renewal(jti) !== undefined,
+      retry: (jti, successor) => { const r = renewal(jti)!; renewals.set(jti, { ...r, successor, retries: r.retries + 1 }) },
+      retire: (jti, successor, renewedAt, expires) => { if (!renewal(jti)) renewals.set(jti, { successor, retries: 0, superseded: 1, renewedAt, expires }) },
+    }
+    let pruneRenewalsAt: number | undefined
     const credentials = new Map(this.#credentials)
     let sessions: Map<string, StoredSession> | undefined
     let pruneThrough = 0
@@ -80,6 +99,11 @@ export class MemoryStore extends ChainedStore {
         const { body, cols } = eventRow(outcome.redeemed ? op.json : op.denyJson)
         append(body, cols)
         results.push(() => { op.result = outcome })
+      } else if (op.kind === 'renew') {
+        const { json, result } = applyRenewal(op, table)
+        const { body, cols } = eventRow(json)
+        append(body, cols)
+        results.push(() => { op.result = result })
       } else if (op.kind === 'credential') {
         const changed = applyCredentialWrite(credentials, op.write)
         if (changed) { const { body, cols } = eventRow(op.json); append(body, cols) }
@@ -122,6 +146,7 @@ export class MemoryStore extends ChainedStore {
           continue
         }
         pruneThrough = through
+        pruneRenewalsAt = op.now
         const carried = revocationsToCarry(pruned.filter(isRevocationRecord).map((r) => rowToRecord(r).event))
         const { body, cols } = checkpointEventBody({ prunedThroughSeq: through, prunedLastHash: pruned.at(-1)!.hash, prunedCount: pruned.length, before: op.before, ...(macFrom !== undefined ? { macFrom } : {}) }, carried, op.now)
         append(body, cols)
@@ -135,6 +160,8 @@ export class MemoryStore extends ChainedStore {
     this.#revocations.push(...revocations)
     this.#generations = generations
     for (const [k, v] of redemptions) this.#redemptions.set(k, v)
+    for (const [k, v] of renewals) this.#renewals.set(k, v)
+    if (pruneRenewalsAt !== undefined) for (const [k, v] of this.#renewals) if (v.expires < pruneRenewalsAt) this.#renewals.delete(k)
     this.#credentials = credentials
     if (sessions) this.#sessions = sessions
     this.#head = { seq, hash }

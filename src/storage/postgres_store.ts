@@ -14,6 +14,7 @@ import {
 import type { GroupCommitOptions } from './group_commit.ts'
 import { MACS_STARTED, type AuditMacKey } from '../audit/record_mac.ts'
 import type { RedemptionOutcome } from './chained_store.ts'
+import { applyRenewalAsync, PILOT_RENEWALS_TABLE, renewalKey, renewalSql, type AsyncRenewalTable, type RenewalRow, type RenewOp } from './pilot_renewals.ts'
 import { CONSOLE_SESSIONS_MIGRATION, fromSessionRow, sessionWriteSql, type SessionRow, type StoredSession } from '../console/session_store.ts'
 import { CONFIRMATION_READ_COLUMNS, CREDENTIAL_CONFIRMATION_COLUMNS, CREDENTIALS_MIGRATION, confirmationRow, confirmationValues, confirmSql, fromCredentialRow, nextConfirmation, registerSql, revokeSql, type CredentialRow, type CredentialWrite, type StoredCredential } from '../credentials/credential_store.ts'
 
@@ -74,6 +75,9 @@ const MIGRATIONS: readonly string[] = [
   // The record that opened the MAC era is found through its own small index, not by reading the log.
   `ALTER TABLE audit_log ADD COLUMN IF NOT EXISTS mac TEXT;
    CREATE INDEX IF NOT EXISTS audit_macs_started ON audit_log (seq) WHERE type = '${MACS_STARTED}';`,
+  // Renewed pilot tokens and their successors, written in the transaction that appends the renewal's record
+  // (pilot_renewals.ts): how every replica, and a restarted one, tells a retry from reuse.
+  PILOT_RENEWALS_TABLE('BIGINT', false),
 ]
 
 // Any constant works; it only has to be the same in every replica.
@@ -173,6 +177,7 @@ export class PostgresStore extends ChainedStore {
         await client.query({ name: 'ctb_audit_insert', text: INSERT_SQL, values: ALL_COLUMNS.map((c) => rows.map((r) => r[c])) })
         rows.length = 0
       }
+      const fresh = await insertRenewals(client, ops)
       for (const op of ops) {
         if (op.kind === 'event') { const { body, cols } = eventRow(op.json); append(body, cols) }
         else if (op.kind === 'redeem') {
@@ -186,6 +191,12 @@ export class PostgresStore extends ChainedStore {
           const { body, cols } = eventRow(outcome.redeemed ? op.json : op.denyJson)
           append(body, cols)
           op.result = outcome
+        } else if (op.kind === 'renew') {
+          // Under the chain-head lock, like a redemption: a renewal on another replica is committed or waits.
+          const { json, result } = fresh.has(op) ? { json: op.json, result: { renewed: true } as const } : await applyRenewalAsync(op, renewalTable(client))
+          const { body, cols } = eventRow(json)
+          append(body, cols)
+          op.result = result
         } else if (op.kind === 'credential') {
           const changed = await writeCredential(client, op.write)
           if (changed) { const { body, cols } = eventRow(op.json); append(body, cols) }
@@ -209,7 +220,7 @@ export class PostgresStore extends ChainedStore {
           if (lifted[0]) { const { body, cols } = eventRow(op.json); append(body, cols); op.result = fromRevocationRow(lifted[0]) }
         } else {
           await flush()
-          const cut = await prunePrefix(client, op.range)
+          const cut = await prunePrefix(client, op.range, op.now)
           if (cut && cut !== 'pruned meanwhile') {
             const { carried, ...detail } = cut
             const { body, cols } = checkpointEventBody({ ...detail, before: op.before, ...(macFrom !== undefined ? { macFrom } : {}) }, carried, op.now)
@@ -406,7 +417,41 @@ async function insertRevocation(client: pg.PoolClient, r: NewRevocation, batchTo
  * nothing changed since (the log starts there, `through` has that hash, no seq in between is gone); else
  * 'pruned meanwhile' (another replica got there first) or null.
  */
-async function prunePrefix(client: pg.PoolClient, range: PruneRange) {
+const RENEWAL_SQL = renewalSql((i) => `$${i}`)
+const INSERT_RENEWALS_SQL = `INSERT INTO pilot_renewals (second, jti, successor, renewed_at, expires, retries, superseded)
+  SELECT s, j, su, r, e, 0, 0 FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::bigint[]) AS t(s, j, su, r, e)
+  ON CONFLICT (second, jti) DO NOTHING RETURNING second, jti`
+
+/**
+ * The rows of a batch's renewals in one statement, before its ops run: the renewals whose row went in are
+ * renewed, with nothing more to ask. One statement per renewal cost a round trip each under the chain-head
+ * lock (bench/pilot_renewals.ts --pg). Only the first renewal of each token goes in: a second one in the same
+ * batch, and any whose token already had a row, is judged in turn by applyRenewalAsync.
+ */
+async function insertRenewals(client: pg.PoolClient, ops: readonly WriteOp[]): Promise<Set<RenewOp>> {
+  const first = new Map<string, RenewOp>()
+  for (const op of ops) if (op.kind === 'renew' && !first.has(op.replaces)) first.set(op.replaces, op)
+  if (first.size === 0) return new Set()
+  const list = [...first.values()]
+  const keys = list.map((op) => renewalKey(op.replaces))
+  const { rows } = await client.query<{ second: number; jti: string }>(INSERT_RENEWALS_SQL, [
+    keys.map(([second]) => second), keys.map(([, jti]) => jti), list.map((op) => op.successor), list.map((op) => op.time), list.map((op) => op.expires),
+  ])
+  return new Set(rows.map((r) => first.get(r.jti)!))
+}
+
+/** The pilot_renewals table inside a batch's transaction. */
+function renewalTable(client: pg.PoolClient): AsyncRenewalTable {
+  return {
+    insert: async (jti, successor, at, expires) => ((await client.query(RENEWAL_SQL.insert, [...renewalKey(jti), successor, at, expires])).rowCount ?? 0) === 1,
+    read: async (jti) => (await client.query<RenewalRow>(RENEWAL_SQL.read, renewalKey(jti))).rows[0],
+    has: async (jti) => (await client.query(RENEWAL_SQL.renewed, renewalKey(jti))).rows.length > 0,
+    retry: async (jti, successor) => { await client.query(RENEWAL_SQL.retry, [successor, ...renewalKey(jti)]) },
+    retire: async (jti, successor, at, expires) => { await client.query(RENEWAL_SQL.retire, [...renewalKey(jti), successor, at, expires]) },
+  }
+}
+
+async function prunePrefix(client: pg.PoolClient, range: PruneRange, now: number) {
   const first = (await client.query<{ seq: string | null }>('SELECT min(seq) AS seq FROM audit_log')).rows[0]!
   // Another replica pruned since the check (replicas' timers fire together): the next run checks afresh.
   if (first.seq !== null && Number(first.seq) > range.first) return 'pruned meanwhile'
@@ -416,6 +461,8 @@ async function prunePrefix(client: pg.PoolClient, range: PruneRange) {
   const stating = await client.query<{ body: string }>(`SELECT body FROM audit_log WHERE seq <= $1 AND ${REVOCATION_RECORDS_WHERE} ORDER BY seq`, [range.through])
   const carried = revocationsToCarry(stating.rows.map((r) => JSON.parse(r.body) as AuditEvent))
   const res = await client.query('DELETE FROM audit_log WHERE seq <= $1', [range.through])
+  // Retention also drops the renewal rows of pilots whose job has ended: none of their tokens is valid.
+  await client.query(RENEWAL_SQL.prune, [now])
   return { prunedThroughSeq: range.through, prunedLastHash: range.hash, prunedCount: res.rowCount ?? 0, carried }
 }
 

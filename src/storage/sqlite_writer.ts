@@ -5,6 +5,7 @@ import { COLUMN_NAMES, GENESIS_HASH, HEAD_MISSING, recordHash, type AuditColumns
 import { MACS_STARTED, recordMac, type AuditMacKey } from '../audit/record_mac.ts'
 import type { AuditEvent, PruneResult } from '../audit/audit_log.ts'
 import type { RedemptionOutcome } from './chained_store.ts'
+import { applyRenewal, PILOT_RENEWALS_TABLE, renewalKey, renewalSql, type RenewalOutcome, type RenewalRow, type RenewalTable } from './pilot_renewals.ts'
 import type { CredentialWrite } from '../credentials/credential_store.ts'
 import { revocationsToCarry } from '../revocation/revocation_consistency.ts'
 import { OperatorError } from '../errors.ts'
@@ -94,6 +95,9 @@ const MIGRATIONS: ReadonlyArray<string | ((db: DatabaseSync) => void)> = [
     if (!have) db.exec('ALTER TABLE audit_log ADD COLUMN mac TEXT')
     db.exec(`CREATE INDEX IF NOT EXISTS audit_macs_started ON audit_log(seq) WHERE type = '${MACS_STARTED}'`)
   },
+  // Renewed pilot tokens and their successors, written in the transaction that appends the renewal's record
+  // (pilot_renewals.ts): how every process on the file, and a restarted one, tells a retry from reuse.
+  PILOT_RENEWALS_TABLE('INTEGER', true),
 ]
 
 /**
@@ -166,10 +170,12 @@ function migrate(db: DatabaseSync): void {
 
 const RAISE_HORIZON_SQL = raiseHorizonSql('max', ['?', '?', '?'])
 
+const RENEWAL_SQL = renewalSql(() => '?')
+
 const INSERT_SQL = `INSERT INTO audit_log (seq, ${COLUMN_NAMES.join(', ')}, body, prev_hash, hash, mac) VALUES (${Array(COLUMN_NAMES.length + 5).fill('?').join(', ')})`
 
 /** What a committed op yields: the stored revocation, the prune outcome, or nothing for a plain event. */
-export type OpResult = Revocation | PruneResult | typeof PRUNE_RANGE_CHANGED | RedemptionOutcome | boolean | null
+export type OpResult = Revocation | PruneResult | typeof PRUNE_RANGE_CHANGED | RedemptionOutcome | RenewalOutcome | boolean | null
 
 /**
  * The rows one transaction appended: seqs `firstSeq`, `firstSeq + 1`, … with the jti each needs in the
@@ -251,6 +257,11 @@ export class SqliteChainWriter {
           const { body, cols } = eventRow(outcome.redeemed ? op.json : op.denyJson)
           append(body, cols)
           results.push(outcome)
+        } else if (op.kind === 'renew') {
+          const { json, result } = applyRenewal(op, this.#renewals)
+          const { body, cols } = eventRow(json)
+          append(body, cols)
+          results.push(result)
         } else if (op.kind === 'credential') {
           const changed = this.#writeCredential(op.write)
           if (changed) { const { body, cols } = eventRow(op.json); append(body, cols) }
@@ -275,7 +286,7 @@ export class SqliteChainWriter {
           if (row) { const { body, cols } = eventRow(op.json); append(body, cols) }
           results.push(row ? fromRevocationRow(row) : null)
         } else {
-          const cut = this.#prunePrefix(op.range)
+          const cut = this.#prunePrefix(op.range, op.now)
           if (cut && cut !== 'pruned meanwhile') {
             const { carried, ...detail } = cut
             const { body, cols } = checkpointEventBody({ ...detail, before: op.before, ...(macFrom !== undefined ? { macFrom } : {}) }, carried, op.now)
@@ -294,6 +305,15 @@ export class SqliteChainWriter {
       if (db.isTransaction) db.exec('ROLLBACK')
       throw err
     }
+  }
+
+  /** The pilot_renewals table through this connection's statements (prepared on first use). */
+  readonly #renewals: RenewalTable = {
+    insert: (jti, successor, at, expires) => Number(this.#stmt(RENEWAL_SQL.insert).run(...renewalKey(jti), successor, at, expires).changes) === 1,
+    read: (jti) => this.#stmt(RENEWAL_SQL.read).get(...renewalKey(jti)) as RenewalRow | undefined,
+    has: (jti) => this.#stmt(RENEWAL_SQL.renewed).get(...renewalKey(jti)) !== undefined,
+    retry: (jti, successor) => { this.#stmt(RENEWAL_SQL.retry).run(successor, ...renewalKey(jti)) },
+    retire: (jti, successor, at, expires) => { this.#stmt(RENEWAL_SQL.retire).run(...renewalKey(jti), successor, at, expires) },
   }
 
   #stmt(sql: string): StatementSync {
@@ -339,7 +359,7 @@ export class SqliteChainWriter {
    * long as nothing changed since: the log still starts there, `through` still has that hash, and every seq
    * in between is still there. Returns what the checkpoint must carry; 'pruned meanwhile' or null (nothing deleted) when not.
    */
-  #prunePrefix(range: PruneRange) {
+  #prunePrefix(range: PruneRange, now: number) {
     const first = this.#stmt('SELECT min(seq) AS seq FROM audit_log').get() as { seq: number | null }
     // Another process pruned since the check (replicas' timers fire together): the next run checks afresh.
     if (first.seq !== null && first.seq > range.first) return 'pruned meanwhile'
@@ -349,6 +369,8 @@ export class SqliteChainWriter {
     const stating = this.#stmt(`SELECT body FROM audit_log WHERE seq <= ? AND ${REVOCATION_RECORDS_WHERE} ORDER BY seq`).all(range.through) as Array<{ body: string }>
     const carried = revocationsToCarry(stating.map((r) => JSON.parse(r.body) as AuditEvent))
     const res = this.#stmt('DELETE FROM audit_log WHERE seq <= ?').run(range.through)
+    // Retention also drops the renewal rows of pilots whose job has ended: none of their tokens is valid.
+    this.#stmt(RENEWAL_SQL.prune).run(now)
     return { prunedThroughSeq: range.through, prunedLastHash: range.hash, prunedCount: Number(res.changes), carried }
   }
 }

@@ -8,6 +8,7 @@ import { MemoryStore } from '../../src/storage/memory_store.ts'
 import { SqliteStore } from '../../src/storage/sqlite_store.ts'
 import { auditStoreContract } from './audit_log.contract.ts'
 import { pilotRedemptionContract } from './pilot_redemption.contract.ts'
+import { pilotRenewalContract } from './pilot_renewal.contract.ts'
 import { issuanceHorizonContract } from './issuance_horizon.contract.ts'
 
 const dir = mkdtempSync(join(tmpdir(), 'ctb-audit-'))
@@ -87,6 +88,19 @@ for (const writer of ['thread', 'inline'] as const) {
   })
 }
 pilotRedemptionContract('memory', { async open() { return new MemoryStore() } })
+
+for (const writer of ['thread', 'inline'] as const) {
+  pilotRenewalContract(`sqlite (${writer} writer)`, {
+    async open() {
+      file = join(dir, `audit-${++n}.db`)
+      return new SqliteStore({ file, writer })
+    },
+    async openPeer() {
+      return new SqliteStore({ file, writer })
+    },
+  })
+}
+pilotRenewalContract('memory', { async open() { return new MemoryStore() } })
 
 for (const writer of ['thread', 'inline'] as const) {
   issuanceHorizonContract(`sqlite (${writer} writer)`, {

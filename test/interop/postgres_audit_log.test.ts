@@ -3,6 +3,7 @@ import pg from 'pg'
 import { PostgresStore } from '../../src/storage/postgres_store.ts'
 import { auditStoreContract } from '../integration/audit_log.contract.ts'
 import { pilotRedemptionContract } from '../integration/pilot_redemption.contract.ts'
+import { pilotRenewalContract } from '../integration/pilot_renewal.contract.ts'
 import { credentialStoreContract } from '../integration/credential_store.contract.ts'
 import { consoleSessionStoreContract } from '../integration/console_session_store.contract.ts'
 import { issuanceHorizonContract } from '../integration/issuance_horizon.contract.ts'
@@ -97,6 +98,15 @@ pilotRedemptionContract('postgres', {
   async openPeer() { return PostgresStore.open({ dsn }) },
 })
 
+pilotRenewalContract('postgres', {
+  async open() {
+    dsn = await server.createDatabase(`renew_${++n}`)
+    current = await PostgresStore.open({ dsn })
+    return current
+  },
+  async openPeer() { return PostgresStore.open({ dsn }) },
+})
+
 it('reseeds at start beside another replica raising both horizons in one batch, neither waiting on the other in a cycle', async () => {
   const url = await server.createDatabase(`horizon_lock_order_${++n}`)
   const T0 = 1_800_000_000
@@ -151,7 +161,7 @@ it('migrates a database at the schema before pilot redemptions forward, keeping 
 
   const store = await PostgresStore.open({ dsn: url })
   try {
-    expect((await store.sql('SELECT version FROM ctb_schema_version')).rows).toEqual([{ version: 11 }])
+    expect((await store.sql('SELECT version FROM ctb_schema_version')).rows).toEqual([{ version: 12 }])
     // The steps after it ran too: the console sessions table is there.
     expect(await store.readConsoleSession('no-such-digest')).toBeUndefined()
     expect(await store.listRevocations()).toEqual([rev])
@@ -160,6 +170,10 @@ it('migrates a database at the schema before pilot redemptions forward, keeping 
     const refused = { type: 'token.denied', time: 1_800_000_001, role: 'pilot', decision: 'deny' } as const
     expect(await store.redeemPilotSlot('cred-forward', 1, issued, refused)).toEqual({ redeemed: true, slot: 1 })
     expect(await store.redeemPilotSlot('cred-forward', 1, issued, refused)).toEqual({ redeemed: false, used: 1 })
+    // And the renewal chains' table, the last step.
+    const renewed = { type: 'token.renewed', time: 1_800_000_002, role: 'pilot', jti: 'fwd-1', decision: 'allow' } as const
+    expect(await store.renewPilotToken({ replaces: 'fwd-0', expires: 1_800_003_600, maxRetries: 0 }, renewed, refused)).toEqual({ renewed: true })
+    expect(await store.renewPilotToken({ replaces: 'fwd-0', expires: 1_800_003_600, maxRetries: 0 }, { ...renewed, jti: 'fwd-2' }, refused)).toEqual({ renewed: false, successor: 'fwd-1' })
   } finally {
     await store.close()
   }

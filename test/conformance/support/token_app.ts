@@ -40,6 +40,7 @@ import { RevocationService } from '../../../src/revocation/revocation_service.ts
 import { brokerRequestListener } from '../../../src/server.ts'
 import { GroupCommitter } from '../../../src/storage/group_commit.ts'
 import { MemoryStore } from '../../../src/storage/memory_store.ts'
+import type { PilotRenewal } from '../../../src/storage/pilot_renewals.ts'
 import { iamConfigFor, mswFetch, secretReader, TestIam, useMswIam } from '../../support/iam.ts'
 
 export const GRANT_TYPE = GRANT_TYPE_TOKEN_EXCHANGE
@@ -239,6 +240,10 @@ export async function useTokenApp(options: { env?: NodeJS.ProcessEnv; clock?: Cl
     async redeemPilotSlot(credential: string, limit: number, issued: AuditEvent, refused: AuditEvent) {
       if (audit.mode !== 'ok') { await audit.record(issued); throw new Error('audit store unavailable') }
       return store.redeemPilotSlot(credential, limit, issued, refused)
+    },
+    async renewPilotToken(renewal: PilotRenewal, renewed: AuditEvent, refused: AuditEvent) {
+      if (audit.mode !== 'ok') { await audit.record(renewed); throw new Error('audit store unavailable') }
+      return store.renewPilotToken(renewal, renewed, refused)
     },
     query: store.query.bind(store),
   }

@@ -1,0 +1,146 @@
+import type { AuditEvent } from '../audit/audit_log.ts'
+import { jtiSecond } from '../lib/jti.ts'
+
+/**
+ * Renewal chains of pilot tokens, kept beside the audit log so that every replica, and the broker after a
+ * restart, answers "was this token already renewed, and by what" from the store (docs/pilots.md, "Renewal
+ * chains and reuse"). One row per pilot token that was renewed or retired (renewalKey); a pilot renewing
+ * with its newest token costs one insert into it, in the transaction that appends the renewal's record.
+ *
+ * After OAuth 2.0 refresh-token rotation (RFC 9700 §4.14.2): presenting a token that was already renewed is
+ * reuse, unless it looks like a pilot retrying after it lost the answer (the token's successor was never
+ * renewed with, and the token has been retried at most `maxRetries` times). A retry retires the successor
+ * it replaces (its row says `superseded`), so a chain forked under cover of a retry is caught when the
+ * losing side renews next.
+ */
+export const PILOT_RENEWALS_TABLE = (integer: string, withoutRowid: boolean) => `CREATE TABLE IF NOT EXISTS pilot_renewals (
+     second ${integer} NOT NULL, jti TEXT NOT NULL, successor TEXT NOT NULL, renewed_at ${integer} NOT NULL,
+     expires ${integer} NOT NULL, retries INT NOT NULL, superseded INT NOT NULL,
+     PRIMARY KEY (second, jti))${withoutRowid ? ' WITHOUT ROWID' : ''};`
+
+/**
+ * A row's key: the second the jti tells (lib/jti.ts), then the jti. Keyed by the jti alone, every row went
+ * to a random place in the index (a jti is uniform), which nearly doubled what a renewal cost SQLite's
+ * writer (bench/pilot_renewals.ts); pilots renew their tokens in about the order they got them, so rows
+ * keyed by second go in near the index's end. A jti the broker did not make (none reaches here but in
+ * tests) keys under second 0.
+ */
+export function renewalKey(jti: string): [number, string] {
+  return [jtiSecond(jti) ?? 0, jti]
+}
+
+/** What the pilot pipeline asks of one renewal. */
+export interface PilotRenewal {
+  /** The presented token's jti (the record's `detail.replaces`). */
+  replaces: string
+  /** No token of this pilot lives past it (its job end): the rows of its chain may go after it. */
+  expires: number
+  /** How many times a renewed token may be presented again as a lost answer's retry. */
+  maxRetries: number
+}
+
+/**
+ * One renewal, judged and recorded in one transaction: `json` is the renewal's record, `denyJson` its
+ * refusal should the presented token turn out to be reused (completed with the jti and successor inside).
+ */
+export interface RenewOp extends PilotRenewal {
+  kind: 'renew'
+  /** The new token's jti and the renewal's time, as its record (`json`) states them. */
+  successor: string
+  time: number
+  json: string
+  denyJson: string
+  result?: RenewalOutcome
+}
+
+/**
+ * What a renewal got: renewed (`supersedes`: the successor of an earlier renewal of the same token, retired
+ * by this retry), or refused as reuse, naming the successor the presented token already has.
+ */
+export type RenewalOutcome = { renewed: true; supersedes?: string } | { renewed: false; successor: string }
+
+/** A pilot_renewals row as a backend reads it. */
+export interface RenewalRow { successor: string; retries: number | string; superseded: number | string | boolean }
+
+/**
+ * Whether a token already renewed (`row`) may be renewed again as a retry. Not when it was retired, nor
+ * when its successor was renewed with (the pilot had the answer), nor past the retry allowance.
+ */
+export function mayRetry(row: RenewalRow, successorRenewed: boolean, maxRetries: number): boolean {
+  return !Number(row.superseded) && !successorRenewed && Number(row.retries) < maxRetries
+}
+
+/** The renewal's record as a retry: it names the successor it retired. */
+export function retryEvent(e: AuditEvent, supersedes: string): AuditEvent {
+  return { ...e, detail: { ...e.detail, supersedes } }
+}
+
+/** The refusal's record of a reused token: which jti was presented again, and which successor it has. */
+export function reuseEvent(e: AuditEvent, jti: string, successor: string): AuditEvent {
+  return { ...e, detail: { ...e.detail, reuse: { jti, successor } } }
+}
+
+/** The record a settled renewal committed, for whoever reports on it (metrics). */
+export function recordOf(renewed: AuditEvent, refused: AuditEvent, replaces: string, outcome: RenewalOutcome): AuditEvent {
+  if (!outcome.renewed) return reuseEvent(refused, replaces, outcome.successor)
+  return outcome.supersedes === undefined ? renewed : retryEvent(renewed, outcome.supersedes)
+}
+
+/** The SQL each SQL backend runs for a renewal, with its placeholders; a jti goes in as renewalKey(jti). */
+export function renewalSql(p: (i: number) => string) {
+  const key = `second = ${p(1)} AND jti = ${p(2)}`
+  return {
+    insert: `INSERT INTO pilot_renewals (second, jti, successor, renewed_at, expires, retries, superseded) VALUES (${p(1)}, ${p(2)}, ${p(3)}, ${p(4)}, ${p(5)}, 0, 0) ON CONFLICT (second, jti) DO NOTHING`,
+    read: `SELECT successor, retries, superseded FROM pilot_renewals WHERE ${key}`,
+    renewed: `SELECT 1 AS one FROM pilot_renewals WHERE ${key}`,
+    // Placeholders in the order they appear: SQLite numbers `?` by position.
+    retry: `UPDATE pilot_renewals SET successor = ${p(1)}, retries = retries + 1 WHERE second = ${p(2)} AND jti = ${p(3)}`,
+    retire: `INSERT INTO pilot_renewals (second, jti, successor, renewed_at, expires, retries, superseded) VALUES (${p(1)}, ${p(2)}, ${p(3)}, ${p(4)}, ${p(5)}, 0, 1) ON CONFLICT (second, jti) DO NOTHING`,
+    prune: `DELETE FROM pilot_renewals WHERE expires < ${p(1)}`,
+  }
+}
+
+/** The table operations a backend supplies for a renewal (synchronous: SQLite's writer, memory). */
+export interface RenewalTable {
+  /** Inserts the row of a token just renewed; false when it already has one. */
+  insert(jti: string, successor: string, renewedAt: number, expires: number): boolean
+  read(jti: string): RenewalRow | undefined
+  /** Whether a token has a row (was renewed, or retired). */
+  has(jti: string): boolean
+  /** A retry: the token's successor becomes `successor`, one retry more. */
+  retry(jti: string, successor: string): void
+  /** The row of a successor a retry retired. */
+  retire(jti: string, successor: string, renewedAt: number, expires: number): void
+}
+
+/** The same, for a backend whose statements are asynchronous (PostgreSQL). */
+export type AsyncRenewalTable = { [K in keyof RenewalTable]: (...a: Parameters<RenewalTable[K]>) => Promise<ReturnType<RenewalTable[K]>> }
+
+/** One renewal against the table, inside the backend's transaction: the record to append, and the outcome. */
+export function applyRenewal(op: RenewOp, t: RenewalTable): { json: string; result: RenewalOutcome } {
+  const { successor, time } = op
+  // The hot path: the pilot presents its newest token, which has no row yet.
+  if (t.insert(op.replaces, successor, time, op.expires)) return { json: op.json, result: { renewed: true } }
+  const row = t.read(op.replaces)!
+  const outcome = judged(op, row, t.has(row.successor))
+  if (outcome.result.renewed) { t.retry(op.replaces, successor); t.retire(row.successor, successor, time, op.expires) }
+  return outcome
+}
+
+/** applyRenewal, for a backend whose statements are asynchronous. */
+export async function applyRenewalAsync(op: RenewOp, t: AsyncRenewalTable): Promise<{ json: string; result: RenewalOutcome }> {
+  const { successor, time } = op
+  if (await t.insert(op.replaces, successor, time, op.expires)) return { json: op.json, result: { renewed: true } }
+  const row = (await t.read(op.replaces))!
+  const outcome = judged(op, row, await t.has(row.successor))
+  if (outcome.result.renewed) { await t.retry(op.replaces, successor); await t.retire(row.successor, successor, time, op.expires) }
+  return outcome
+}
+
+/** A token renewed before, presented again: a retry (renewed, retiring its earlier successor) or reuse. */
+function judged(op: RenewOp, row: RenewalRow, successorRenewed: boolean): { json: string; result: RenewalOutcome } {
+  if (!mayRetry(row, successorRenewed, op.maxRetries)) {
+    return { json: JSON.stringify(reuseEvent(JSON.parse(op.denyJson) as AuditEvent, op.replaces, row.successor)), result: { renewed: false, successor: row.successor } }
+  }
+  return { json: JSON.stringify(retryEvent(JSON.parse(op.json) as AuditEvent, row.successor)), result: { renewed: true, supersedes: row.successor } }
+}

@@ -1,0 +1,99 @@
+import { afterEach, describe, expect, it } from 'vitest'
+import type { AuditEvent } from '../../src/audit/audit_log.ts'
+import type { BrokerStore } from '../../src/storage/chained_store.ts'
+
+/**
+ * The renewal chain of a pilot token, for every backend (storage/pilot_renewals.ts): a token renewed once is
+ * renewed again only as a lost answer's retry (its successor never renewed with, at most `maxRetries`
+ * times), each retry retiring the successor it replaces; anything else is reuse, refused with a record
+ * naming the reused jti and its successor. Judged from the store, so it holds for two handles on one
+ * database (replicas) and for a store opened again (a restart).
+ */
+export interface RenewalHarness {
+  open(): Promise<BrokerStore>
+  /** A second handle on the same database (another replica or process); absent for memory. */
+  openPeer?(): Promise<BrokerStore>
+}
+
+const T0 = 1_800_000_000
+const END = T0 + 7200
+let n = 0
+
+function renewal(replaces: string, successor: string, expires = END): { renewal: { replaces: string; expires: number; maxRetries: number }; renewed: AuditEvent; refused: AuditEvent } {
+  const i = ++n
+  return {
+    renewal: { replaces, expires, maxRetries: 2 },
+    renewed: { type: 'token.renewed', time: T0 + i, requestId: `renew-${i}`, role: 'pilot', tokenKind: 'idtoken', jti: successor, decision: 'allow', site: 'hpc-b', detail: { replaces } },
+    refused: { type: 'token.denied', time: T0 + i, requestId: `renew-${i}`, role: 'pilot', decision: 'deny', reason: 'invalid_grant: reused', site: 'hpc-b', detail: { pilot: 'renew' } },
+  }
+}
+
+async function renew(store: BrokerStore, replaces: string, successor: string, expires = END) {
+  const r = renewal(replaces, successor, expires)
+  return store.renewPilotToken(r.renewal, r.renewed, r.refused)
+}
+
+export function pilotRenewalContract(name: string, h: RenewalHarness): void {
+  describe(`pilot renewal chains: ${name}`, () => {
+    const open: BrokerStore[] = []
+    const fresh = async (peer = false) => { const s = peer ? await h.openPeer!() : await h.open(); open.push(s); return s }
+    afterEach(async () => { for (const s of open.splice(0)) await s.close().catch(() => {}) })
+
+    it('renews the newest token, allows two retries of a renewed one, and refuses reuse naming the successor', async () => {
+      const store = await fresh()
+      expect(await renew(store, 'a0', 'a1')).toEqual({ renewed: true })
+      expect(await renew(store, 'a0', 'a1b')).toEqual({ renewed: true, supersedes: 'a1' })
+      expect(await renew(store, 'a0', 'a1c')).toEqual({ renewed: true, supersedes: 'a1b' })
+      expect(await renew(store, 'a0', 'a1d')).toEqual({ renewed: false, successor: 'a1c' })
+      // A retired successor is reuse whenever it comes back.
+      expect(await renew(store, 'a1', 'a2')).toEqual({ renewed: false, successor: 'a1b' })
+      // The newest goes on.
+      expect(await renew(store, 'a1c', 'a2c')).toEqual({ renewed: true })
+      const records = (await store.query({ limit: 100 })).records.map((r) => r.event).reverse()
+      expect(records.map((e) => e.type)).toEqual(['token.renewed', 'token.renewed', 'token.renewed', 'token.denied', 'token.denied', 'token.renewed'])
+      expect(records[1]!.detail).toEqual({ replaces: 'a0', supersedes: 'a1' })
+      expect(records[3]!.detail).toEqual({ pilot: 'renew', reuse: { jti: 'a0', successor: 'a1c' } })
+      expect(records[4]!.detail).toEqual({ pilot: 'renew', reuse: { jti: 'a1', successor: 'a1b' } })
+      expect((await store.verify()).ok).toBe(true)
+    })
+
+    it('refuses a retry once the successor was renewed with', async () => {
+      const store = await fresh()
+      expect(await renew(store, 'b0', 'b1')).toEqual({ renewed: true })
+      expect(await renew(store, 'b1', 'b2')).toEqual({ renewed: true })
+      expect(await renew(store, 'b0', 'b1x')).toEqual({ renewed: false, successor: 'b1' })
+    })
+
+    it('judges racing renewals of one token one after the other: one renewal, the others retries', async () => {
+      const store = await fresh()
+      const results = await Promise.all(['c1', 'c2', 'c3'].map((s) => renew(store, 'c0', s)))
+      expect(results.filter((r) => r.renewed && r.supersedes === undefined)).toHaveLength(1)
+      expect(results.filter((r) => r.renewed && r.supersedes !== undefined)).toHaveLength(2)
+    })
+
+    it('drops at retention the rows of pilots whose job has ended, and only those', async () => {
+      const store = await fresh()
+      const later = END + 86_400
+      expect(await renew(store, 'e0', 'e1')).toEqual({ renewed: true })
+      expect(await renew(store, 'f0', 'f1', later)).toEqual({ renewed: true })
+      expect(await renew(store, 'f1', 'f2', later)).toEqual({ renewed: true })
+      // Every record is older than `before`; the prune runs after END, before `later`.
+      expect((await store.prune(T0 + 10_000, END + 1)).pruned).toBeGreaterThan(0)
+      // e0's row is gone (its chain can no longer present a valid token); f0's is kept.
+      expect(await renew(store, 'e0', 'e1x')).toEqual({ renewed: true })
+      expect(await renew(store, 'f0', 'f1x', later)).toEqual({ renewed: false, successor: 'f1' })
+    })
+
+    it('holds across two handles on one database, and for a handle opened afterwards', async () => {
+      if (!h.openPeer) return
+      const a = await fresh()
+      const b = await fresh(true)
+      expect(await renew(a, 'd0', 'd1')).toEqual({ renewed: true })
+      expect(await renew(b, 'd1', 'd2')).toEqual({ renewed: true })
+      expect(await renew(a, 'd0', 'd1x')).toEqual({ renewed: false, successor: 'd1' })
+      const c = await fresh(true)
+      expect(await renew(c, 'd1', 'd2x')).toEqual({ renewed: true, supersedes: 'd2' })
+      expect(await renew(c, 'd2', 'd3')).toEqual({ renewed: false, successor: 'd2x' })
+    })
+  })
+}
