@@ -15,7 +15,7 @@ import { addressKeyer } from './ratelimit/address_key.ts'
 import { ListenerDrain, type DrainResult } from './http/drain.ts'
 import type { KeyReloadResult } from './keys/reload_keys.ts'
 import { tokenFastPath, type NodeRequestHandler } from './http/token_fast_path.ts'
-import { buildServices, type BrokerServices } from './services.ts'
+import { buildServices, type BrokerServices, type StopReport } from './services.ts'
 import { systemClock, type Clock } from './lib/clock.ts'
 import type { Logger } from './lib/logger.ts'
 import { accessLog } from './http/access_log.ts'
@@ -33,9 +33,10 @@ export interface RunningBroker {
   services: BrokerServices
   /**
    * Stops accepting, lets requests in flight finish for at most `graceMs` (default: the config's
-   * shutdown_grace_seconds), closes what is left, then flushes and closes the services (audit included).
+   * shutdown_grace_seconds), closes what is left, then flushes and closes the services (audit included),
+   * abandoning what the audit database still holds after STORE_STOP_MS.
    */
-  close(options?: { graceMs?: number }): Promise<DrainResult>
+  close(options?: { graceMs?: number }): Promise<DrainResult & StopReport>
   /** SIGHUP: takes up the signing keys and the TLS certificate on disk; each keeps the old one on failure. */
   reload(trigger: string): Promise<{ keys: KeyReloadResult; tls: TlsReloadResult }>
 }
@@ -138,8 +139,8 @@ async function listen(services: BrokerServices, log: Logger): Promise<RunningBro
       const result = await drain.drain(server as Server, options.graceMs ?? config.shutdown_grace_seconds * 1000)
       // After the listener: the last requests' audit records and the refusal tally's aggregate are written
       // before the store closes.
-      await services.close()
-      return result
+      const stop = await services.close()
+      return { ...result, ...stop }
     },
     // The Vault-compatible listener serves the same certificate: it is renewed with the main one.
     reload: async (trigger) => ({ keys: await services.reloadKeys(trigger), tls: reloadTls([server as Server, ...(vault ? [vault.server] : [])], tlsFiles, log, trigger) }),

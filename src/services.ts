@@ -48,8 +48,9 @@ import { startRevocationWatch } from './revocation/revocation_watch.ts'
 import { anchorKeyFrom } from './audit/anchor.ts'
 import { anchorFile } from './storage/anchor_file.ts'
 import { RevocationService } from './revocation/revocation_service.ts'
-import type { BrokerStore } from './storage/chained_store.ts'
+import type { AbandonedWork, BrokerStore } from './storage/chained_store.ts'
 import { openBrokerStore } from './storage/open_store.ts'
+import { boundStoreStop } from './storage/store_stop_bound.ts'
 import { isProduction } from './production.ts'
 import { openRequestLimits } from './ratelimit/open_request_limits.ts'
 import type { RequestLimits } from './ratelimit/request_limits.ts'
@@ -86,8 +87,12 @@ export interface BrokerServices {
   credentials?: CredentialServices
   /** Takes up the keys on disk (after `keys rotate`): self-tested, swapped whole, audited; the old set stays on failure. */
   reloadKeys(trigger: string): Promise<KeyReloadResult>
-  close(): Promise<void>
+  /** Closes everything, the store last; bounded (STORE_STOP_MS) where the store's database could hold it. */
+  close(): Promise<StopReport>
 }
+
+/** What a close had to leave unfinished: set when the store's database held it past STORE_STOP_MS. */
+export interface StopReport { abandoned?: AbandonedWork }
 
 /** Reuse an IAM reachability result this long: /readyz probes cost IAM two requests per issuer per interval. */
 const IAM_STATUS_CACHE_SECONDS = 30
@@ -139,7 +144,18 @@ export function servedIamConfig(config: Config): IamConfig | undefined {
 export async function buildServices(initial: Config, deps: { log: Logger; clock: Clock; env?: NodeJS.ProcessEnv }): Promise<BrokerServices> {
   const { log, clock } = deps
   const closers: Array<() => unknown> = []
-  const close = async () => { for (const c of closers.reverse()) await c() }
+  // Armed once the store is open: bounds how long the closers may wait on its database.
+  let armStopBound: (() => () => AbandonedWork | undefined) | undefined
+  const close = async (): Promise<StopReport> => {
+    const disarm = armStopBound?.()
+    let abandoned: AbandonedWork | undefined
+    try {
+      for (const c of closers.reverse()) await c()
+    } finally {
+      abandoned = disarm?.()
+    }
+    return abandoned ? { abandoned } : {}
+  }
   try {
     // Everything checkable is checked before the first key, database or development IAM is created.
     // With dev_iam.port 0 the development IAM's issuer is known only once it listens; checking the
@@ -178,6 +194,7 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
 
     const store = await openBrokerStore(config)
     closers.push(() => store.close())
+    armStopBound = () => boundStoreStop(store, log)
     // A previous version writing after the upgrade (a replica not yet restarted) did not raise them.
     const reseedStart = performance.now()
     await store.reseedHorizons()

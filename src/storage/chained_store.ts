@@ -58,6 +58,9 @@ export interface RedeemOp { kind: 'redeem'; credential: string; limit: number; j
 
 /** What a redemption got: the slot it took (1-based), or a refusal with the slots already used. */
 export type RedemptionOutcome = { redeemed: true; slot: number } | { redeemed: false; used: number }
+/** What abandon() cut: connections still open to the database, and writes (records, changes) not committed. */
+export interface AbandonedWork { connections: number; unwritten: number }
+
 /** Everything a backend stores: the audit chain and the revocations it records. */
 export interface BrokerStore extends AuditStore, AuditAggregates, RevocationStore, CredentialStore, ConsoleSessionStore {
   readonly backend: 'sqlite' | 'postgres' | 'memory'
@@ -67,6 +70,12 @@ export interface BrokerStore extends AuditStore, AuditAggregates, RevocationStor
   observeBatches(listener: (items: number) => void): void
   /** Whether writes can commit, as far as this process has seen: for readiness. */
   writeHealth(): WriteHealth
+  /**
+   * For a stop the database holds up (it neither answers nor fails): cuts every connection to it, so what
+   * waits on one fails at once and close() can end. Writes not committed by then fail, and their callers
+   * were never told they committed. Only backends with a server to wait on have it.
+   */
+  abandon?(): AbandonedWork
   /**
    * Compares the revocations table and role generations with what the chained records state, using only
    * records authenticated by the chain. With `anchorKey`, resumes from the sealed anchor of the last check

@@ -8,10 +8,11 @@ import { INITIAL_GENERATION, type IssuanceHorizons, type NewRevocation, type Rev
 import { horizonsFromRows, HorizonTracker, raiseHorizonSql, reseedHorizonsSql, revocationUntil, seedHorizonsSql, seedMarkTableSql } from './issuance_horizon.ts'
 import { revocationsToCarry } from '../revocation/revocation_consistency.ts'
 import {
-  ChainedStore, foundMacFrom, LAST_CHECKPOINT_SQL, LIFT_AND_ISS_MIGRATION, MACS_STARTED_SQL, macsStartedBody, PRUNE_RANGE_CHANGED, REVOCATION_RECORDS_WHERE, type PruneRange, assertPageSize, chainRow, checkpointEventBody, decodeCursor, equalityFilters, eventRow,
+  type AbandonedWork, ChainedStore, foundMacFrom, LAST_CHECKPOINT_SQL, LIFT_AND_ISS_MIGRATION, MACS_STARTED_SQL, macsStartedBody, PRUNE_RANGE_CHANGED, REVOCATION_RECORDS_WHERE, type PruneRange, assertPageSize, chainRow, checkpointEventBody, decodeCursor, equalityFilters, eventRow,
   revocationEventBody, fromRevocationRow, toPage, type RevocationRow, type RevocationState, type WriteOp,
 } from './chained_store.ts'
 import type { GroupCommitOptions } from './group_commit.ts'
+import { cuttablePool, type CuttablePool } from './pg_connections.ts'
 import { MACS_STARTED, type AuditMacKey } from '../audit/record_mac.ts'
 import type { RedemptionOutcome } from './chained_store.ts'
 import { applyRenewalAsync, PILOT_RENEWALS_TABLE, renewalKey, renewalSql, type AsyncRenewalTable, type RenewalRow, type RenewOp } from './pilot_renewals.ts'
@@ -112,20 +113,27 @@ export class PostgresStore extends ChainedStore {
 
   /** Where the MAC era began, once a committed batch of this replica knew it (it never moves). */
   #macFrom: number | undefined
+  /** Every connection of the pool, so that abandon() can cut them. */
+  readonly #connections: CuttablePool
+  /** Write ops in the transaction under way (abandon() reports them as not committed). */
+  #writing = 0
 
-  private constructor(pool: pg.Pool, groupCommit?: Partial<GroupCommitOptions>, auditMac?: AuditMacKey) {
+  private constructor(connections: CuttablePool, groupCommit?: Partial<GroupCommitOptions>, auditMac?: AuditMacKey) {
     super({ ...(groupCommit ? { groupCommit } : {}), ...(auditMac ? { auditMac } : {}) })
-    this.#pool = pool
+    this.#pool = connections.pool
+    this.#connections = connections
   }
 
   /** Connects, creates or migrates the schema, and returns the store. */
   static async open(options: PostgresStoreOptions): Promise<PostgresStore> {
-    const pool = new pg.Pool({
+    // Connections a stop can cut (abandon): a server that stopped answering holds pg's own end forever.
+    const connections = cuttablePool({
       connectionString: options.dsn,
       max: options.poolSize ?? 4,
       connectionTimeoutMillis: options.connectTimeoutMs ?? 5000,
       types,
     })
+    const { pool } = connections
     // An idle client losing its connection must not crash the process; the next query reconnects.
     pool.on('error', () => {})
     // Nor one that is checked out (the pool listens only while a client is idle): a server restart or a
@@ -135,15 +143,24 @@ export class PostgresStore extends ChainedStore {
     try {
       await migrate(pool)
     } catch (err) {
-      await pool.end().catch(() => {})
+      await connections.end().catch(() => {})
       if (err instanceof OperatorError) throw err
       // The message of a pg error never contains the DSN; say which step failed, not where it pointed.
       throw new OperatorError('EAUDITSTORE', `cannot open the PostgreSQL audit store: ${(err as Error).message}`, { cause: err })
     }
-    return new PostgresStore(pool, options.groupCommit, options.auditMac)
+    return new PostgresStore(connections, options.groupCommit, options.auditMac)
   }
 
   protected async commitBatch(ops: WriteOp[]): Promise<void> {
+    this.#writing += ops.length
+    try {
+      await this.#commitBatch(ops)
+    } finally {
+      this.#writing -= ops.length
+    }
+  }
+
+  async #commitBatch(ops: WriteOp[]): Promise<void> {
     let macFrom = this.#macFrom
     await inTransaction(this.#pool, async (client) => {
       // The row lock serializes every replica's batches: the chain stays one chain.
@@ -391,7 +408,20 @@ export class PostgresStore extends ChainedStore {
   }
 
   protected async closeBackend(): Promise<void> {
-    await this.#pool.end()
+    // Until every socket has closed: an idle connection pg ended stays open while the server does not answer.
+    await this.#connections.end()
+  }
+
+  /**
+   * Destroys the socket of every connection, busy or idle, and ends the pool: each query waiting on the
+   * server fails at once ("Connection terminated"), so does every later one, and close() can finish. A
+   * transaction cut before its COMMIT was answered has been reported to no caller as committed: its
+   * requests fail (fail closed), whether or not the server, once it answers again, commits it.
+   */
+  abandon(): AbandonedWork {
+    const unwritten = this.#writing + this.commitStats().pending
+    void this.#connections.end().catch(() => {})
+    return { connections: this.#connections.cut(), unwritten }
   }
 }
 

@@ -25,8 +25,8 @@ async function startWithRequestInFlight(name: string, graceSeconds: number) {
 
 /**
  * After SIGTERM serve drains, then closes its services, the store last; the store's close waits for its
- * writes, and a database that neither answers nor fails (a failover, a table lock) holds it without
- * bound, so no grace bounds the whole shutdown. As during start-up, a second SIGTERM or SIGINT while
+ * writes, which on SQLite a hung disk holds without bound (on PostgreSQL the broker cuts its connections
+ * after 10 s: test/interop/serve_postgres_hung_stop.test.ts). As during start-up, a second SIGTERM or SIGINT while
  * stopping ends the process at once, status 128 + the signal's number: the operator (or a harness) need not
  * reach for SIGKILL. Here the first stop is held up by a request in flight with a long grace.
  */

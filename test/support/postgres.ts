@@ -16,6 +16,13 @@ export interface TestPostgres {
   port: number
   /** Creates a fresh database and returns its DSN. */
   createDatabase(name: string): Promise<string>
+  /**
+   * SIGSTOPs this server's postmaster, then every process it forked: a server that neither answers nor
+   * fails (the kernel still accepts and acknowledges on its sockets). Only this server's own processes.
+   */
+  freeze(): void
+  /** SIGCONTs what freeze() stopped; a no-op when nothing is frozen. stop() thaws first. */
+  thaw(): void
   stop(): Promise<void>
 }
 
@@ -62,6 +69,11 @@ export async function startPostgres(): Promise<TestPostgres> {
   }
   const dsn = `postgres://postgres@127.0.0.1:${port}/postgres`
   let stopped = false
+  let frozen: number[] = []
+  const thaw = () => {
+    for (const pid of frozen) { try { process.kill(pid, 'SIGCONT') } catch { /* already gone */ } }
+    frozen = []
+  }
   return {
     dsn,
     port,
@@ -72,10 +84,34 @@ export async function startPostgres(): Promise<TestPostgres> {
       try { await c.query(`CREATE DATABASE ${name}`) } finally { await c.end() }
       return `postgres://postgres@127.0.0.1:${port}/${name}`
     },
+    freeze() {
+      // The postmaster first, so that it forks nothing new while its children are being stopped.
+      const postmaster = Number(readFileSync(join(data, 'postmaster.pid'), 'utf8').split('\n')[0])
+      process.kill(postmaster, 'SIGSTOP')
+      frozen.push(postmaster)
+      for (const pid of childrenOf(postmaster)) {
+        try { process.kill(pid, 'SIGSTOP'); frozen.push(pid) } catch { /* exited meanwhile */ }
+      }
+    },
+    thaw,
     async stop() {
       if (stopped) return
       stopped = true
+      thaw()
       try { run('pg_ctl', ['-D', data, '-m', 'fast', '-w', 'stop']) } finally { rmSync(dir, { recursive: true, force: true }) }
     },
   }
+}
+
+/** The pids whose parent is `parent` (from /proc/<pid>/stat: the field after the parenthesised command). */
+function childrenOf(parent: number): number[] {
+  const out: number[] = []
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue
+    let stat: string
+    try { stat = readFileSync(`/proc/${entry}/stat`, 'utf8') } catch { continue }
+    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
+    if (ppid === parent) out.push(Number(entry))
+  }
+  return out
 }
