@@ -39,13 +39,14 @@ export async function openRequestLimits(config: Config, deps: { log: Logger }): 
   }
 
   // pg is loaded only for a PostgreSQL store, so an SQLite broker never holds it.
-  const { default: pg } = await import('pg')
-  const pool = new pg.Pool({
+  const { cuttablePool } = await import('../storage/pg_connections.ts')
+  const connections = cuttablePool({
     connectionString: config.audit.postgres.dsn!,
     max: rl.postgres.pool_size,
     connectionTimeoutMillis: rl.postgres.timeout_ms,
     query_timeout: rl.postgres.timeout_ms,
   })
+  const { pool } = connections
   // An idle client losing its connection must not crash the process; the next query reconnects.
   pool.on('error', () => {})
   try {
@@ -53,7 +54,7 @@ export async function openRequestLimits(config: Config, deps: { log: Logger }): 
   } catch (err) {
     // Replicas starting together race on CREATE TABLE IF NOT EXISTS: the loser sees a unique violation.
     if ((err as { code?: string }).code !== '23505') {
-      await pool.end().catch(() => {})
+      await connections.end().catch(() => {})
       throw new OperatorError('ERATELIMITSTORE', `cannot create the rate-limit table in the PostgreSQL audit database: ${(err as Error).message}`, { cause: err })
     }
   }
@@ -84,7 +85,9 @@ export async function openRequestLimits(config: Config, deps: { log: Logger }): 
     })
   }
   const limits = new RequestLimits(rl, { shared, local: memoryCounter }, { auditWindowSeconds, digestKeys: true })
-  return { limits, store: 'postgres', close: () => pool.end() }
+  // The limits wait no longer than timeout_ms for the database while serving, nor at close: a server that
+  // stopped answering would hold pg's end of a connection, and with it the broker's exit, forever.
+  return { limits, store: 'postgres', close: async () => { await connections.endWithin(rl.postgres.timeout_ms) } }
 }
 
 /** The per-replica memory counter rate-limiter-flexible falls back to; says so (rarely) when it is used. */

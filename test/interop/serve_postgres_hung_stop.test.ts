@@ -115,3 +115,24 @@ it('a request waiting on a hung PostgreSQL for its audit record gets no token, a
     await stopServeProcess(broker, 'SIGKILL')
   }
 }, 90_000)
+
+it('with the rate limits counted in PostgreSQL too, their connections do not hold the exit either', async () => {
+  // A caller limit makes rate_limits.store auto use the audit database (docs/rate-limits.md).
+  const { broker, exited, url, ca, body } = await startBroker('hung_limits', { CTB_RATE_LIMITS_CALLER_REQUESTS: '1000', CTB_RATE_LIMITS_CALLER_PER: '1h' })
+  try {
+    expect(broker.stderrText()).toMatch(/"store":"postgres","msg":"rate limits in force"/)
+    // A token counted in the database first: the rate-limit pool holds a connection to the server.
+    const first = await post(url, body, ca)
+    expect(first.kind === 'complete' && first.status, JSON.stringify(first)).toBe(200)
+    server.freeze()
+    const termAt = Date.now()
+    broker.kill('SIGTERM')
+    const exit = await within(exited, (GRACE_S + SERVICES_BOUND_S + SLACK_S + 5) * 1000)
+    expect(exit, `serve did not exit: ${broker.stderrText().slice(-800)}`).toBeDefined()
+    expect(exit!.at - termAt).toBeLessThan((GRACE_S + SERVICES_BOUND_S + SLACK_S) * 1000)
+    expect(exit!.code, broker.stderrText().slice(-800)).toBe(0)
+  } finally {
+    server.thaw()
+    await stopServeProcess(broker, 'SIGKILL')
+  }
+}, 90_000)
