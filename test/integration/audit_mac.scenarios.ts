@@ -61,6 +61,9 @@ function noMacAt(from: number): string {
   return `record has no MAC, but the broker has put one on every record since seq ${from} (written outside the broker)`
 }
 
+/** The reason a check gives for a MAC'd record right after MAC-less ones that is not the statement opening MACs. */
+const macWithoutStart = 'record carries the broker\'s MAC but the record before it has none, and MACs begin only at an audit.macs_started record (records since MACs began were rewritten without them)'
+
 export function auditMacScenarios(name: string, h: MacHarness): void {
   /** statement at 1, issuances 2..4, a jti revocation at 5, issuances 6..7: all written by the broker with `key`. */
   async function brokerWrote(key: AuditMacKey): Promise<void> {
@@ -162,6 +165,33 @@ export function auditMacScenarios(name: string, h: MacHarness): void {
     // A MAC-less record appended after that start is refused, with the key and without (its absence shows).
     const seq = await appendForged(h, issued(7, { time: NOW, exp: NOW + 3600 }))
     await bothName(raw, seq, noMacAt(5))
+  })
+
+  it(`${name}: the MAC era rewritten without MACs while the broker that opened it goes on writing is named`, async () => {
+    // The upgrade's window: the start-up check sealed an anchor before MACs began (it carries no start), and
+    // the broker remembers the start in memory, so it writes no second statement after the rewrite.
+    await h.fresh()
+    const old = await h.open(undefined)
+    for (let i = 1; i <= 4; i++) await old.record(issued(i, { time: NOW - 100 + i, exp: NOW + 3600 }))
+    await old.close()
+    await h.downgrade()
+    const raw = randomBytes(32)
+    const store = await h.open(auditMacKey(raw))
+    try {
+      expect(await store.verifyRevocations({ anchorKey: ANCHOR_KEY })).toMatchObject({ ok: true })
+      await store.record(issued(5, { time: NOW, exp: NOW + 3600 }))
+      // The insider removes the statement (seq 5) and the record after it, and writes their own without MACs.
+      const [four] = await h.sql('SELECT hash FROM audit_log WHERE seq = 4')
+      await h.sql('DELETE FROM audit_log WHERE seq >= 5')
+      await h.sql('UPDATE audit_head SET seq = 4, hash = $1 WHERE id = 1', [four!.hash])
+      expect(await appendForged(h, issued(50, { time: NOW, exp: NOW + 3600 }))).toBe(5)
+      expect(await appendForged(h, issued(51, { time: NOW, exp: NOW + 3600 }))).toBe(6)
+      // The broker writes on: seq 7 carries its MAC, with no statement before it.
+      await store.record(issued(6, { time: NOW, exp: NOW + 3600 }))
+    } finally {
+      await store.close()
+    }
+    await bothName(raw, 7, macWithoutStart, 7)
   })
 
   it(`${name}: without the key, audit verify checks the chain and says the MACs went unchecked (exit 3)`, async () => {
