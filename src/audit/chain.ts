@@ -129,6 +129,33 @@ export function noMacReason(from: number): string {
  */
 export const MAC_WITHOUT_START = 'record carries the broker\'s MAC but the record before it has none, and MACs begin only at an audit.macs_started record (records since MACs began were rewritten without them)'
 
+/** What one record's MAC says on its own (the console's record page): `fault` when it cannot be the broker's. */
+export interface MacVerdict {
+  fault?: string
+  /** What the MAC shows when nothing is wrong with it. */
+  note?: string
+}
+
+/**
+ * The local part of the MAC checks (ChainVerifier's, for one record and its predecessor): a MAC must verify
+ * under the key; a MAC'd record after a MAC-less one must be the statement opening MACs; a MAC-less record
+ * after a MAC'd one was not written by the broker. A MAC-less record after another is judged only by a
+ * check of the whole chain (where MACs began), which the page points to.
+ */
+export function judgeRecordMac(row: StoredRow, previous: StoredRow | undefined, key: AuditMacKey | undefined): MacVerdict {
+  const has = (r: StoredRow) => typeof r.mac === 'string' && r.mac !== ''
+  if (!has(row)) {
+    if (previous && has(previous)) return { fault: 'record has no MAC, but the record before it has one (written outside the broker)' }
+    return { note: 'none: written before MACs began, unless the chain check (overview) says MACs had begun by then' }
+  }
+  if (!key) return { note: 'present, not checked: this broker has no audit MAC key' }
+  const problem = macProblem(key, row.hash, row.mac!)
+  if (problem !== undefined) return { fault: problem }
+  const event = readBody(row.body)
+  if (previous && !has(previous) && (typeof event === 'string' || event.type !== MACS_STARTED)) return { fault: MAC_WITHOUT_START }
+  return { note: `the broker's (key ${key.kid})` }
+}
+
 /** Options of a chain check that also judges MACs. */
 export interface MacCheck {
   /** Checks each MAC against this key; without it only a MAC's absence after `macFrom` can be told. */

@@ -1,7 +1,7 @@
 import type { AuditEvent, AuditPage, AuditQuery, AuditRecord, AuditStore, ChainVerification, PruneResult } from '../audit/audit_log.ts'
 import type { AuditAggregates, CountQuery, CountRow, LiveRow, ReasonRow } from '../audit/aggregate.ts'
 import { openAnchor, sealAnchor, type AnchorCopy, type ChainAnchor } from '../audit/anchor.ts'
-import { assertStorableEvent, ChainVerifier, HEAD_MISSING, type ChainHead, checkRecord, columnsOf, encodeEventBody, recordHash, rowToRecord, type AuditColumns, type CheckpointDetail, type StoredRow } from '../audit/chain.ts'
+import { assertStorableEvent, ChainVerifier, HEAD_MISSING, type ChainHead, checkRecord, columnsOf, encodeEventBody, judgeRecordMac, type MacVerdict, recordHash, rowToRecord, type AuditColumns, type CheckpointDetail, type StoredRow } from '../audit/chain.ts'
 import { macProblem, MACS_STARTED, recordMac, type AuditMacKey } from '../audit/record_mac.ts'
 import { InvalidRequest, OperatorError } from '../errors.ts'
 import type { CredentialConfirmation, CredentialStore, CredentialWrite, StoredCredential } from '../credentials/credential_store.ts'
@@ -498,6 +498,10 @@ export abstract class ChainedStore implements BrokerStore {
 
   observeBatches(listener: (items: number) => void): void {
     this.committer.onBatch = listener
+  }
+
+  macVerdict(row: StoredRow, previous: StoredRow | undefined): MacVerdict {
+    return judgeRecordMac(row, previous, this.auditMac)
   }
 
   async verify(): Promise<ChainVerification> {
