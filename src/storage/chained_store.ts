@@ -1,7 +1,7 @@
 import type { AuditEvent, AuditPage, AuditQuery, AuditRecord, AuditStore, ChainVerification, PruneResult } from '../audit/audit_log.ts'
 import type { AuditAggregates, CountQuery, CountRow, LiveRow, ReasonRow } from '../audit/aggregate.ts'
 import { openAnchor, sealAnchor, type AnchorCopy, type ChainAnchor } from '../audit/anchor.ts'
-import { assertStorableEvent, ChainVerifier, HEAD_MISSING, type ChainHead, checkRecord, columnsOf, encodeEventBody, judgeRecordMac, type MacVerdict, recordHash, rowToRecord, type AuditColumns, type CheckpointDetail, type StoredRow } from '../audit/chain.ts'
+import { assertStorableEvent, ChainVerifier, HEAD_MISSING, type ChainHead, checkRecord, columnsOf, encodeEventBody, judgeRecordMac, type MacVerdict, recordHash, rowToRecord, statedMacFrom, type AuditColumns, type CheckpointDetail, type StoredRow } from '../audit/chain.ts'
 import { macProblem, MACS_STARTED, recordMac, type AuditMacKey } from '../audit/record_mac.ts'
 import { InvalidRequest, OperatorError } from '../errors.ts'
 import type { CredentialConfirmation, CredentialStore, CredentialWrite, StoredCredential } from '../credentials/credential_store.ts'
@@ -471,24 +471,36 @@ export abstract class ChainedStore implements BrokerStore {
 
   /**
    * Whether an intact checkpoint record states that retention removed the records before `first`. From
-   * `macFrom` on (where MACs began, as the records read before found), only one the broker wrote counts:
-   * with its MAC, and with this store's key a MAC that verifies.
+   * where MACs began only one the broker wrote counts: with its MAC, and with this store's key a MAC that
+   * verifies. The records read before (`macFrom`) may all predate MACs while the checkpoint does not, so the
+   * start is also taken from the log: the statements opening MACs and the checkpoints carrying it on, each
+   * believed only with a MAC that verifies under this store's key.
    */
   async #checkpointVouchesFor(first: StoredRow, macFrom: number | undefined, signal: AbortSignal | undefined): Promise<boolean> {
-    let cursor: string | undefined
-    // Bounded: each page moves the cursor back, and there is one checkpoint per prune that deleted something.
-    for (;;) {
-      signal?.throwIfAborted()
-      const page = await this.query({ type: 'audit.checkpoint', limit: MAX_PAGE, ...(cursor !== undefined ? { cursor } : {}) })
-      for (const r of page.records) {
-        const d = r.event.detail as Partial<CheckpointDetail> | undefined
-        if (d?.prunedThroughSeq !== Number(first.seq) - 1 || d.prunedLastHash !== first.prev_hash) continue
-        const [row] = await this.readRows([r.seq])
-        if (row && typeof checkRecord(row) !== 'string' && macVouches(row, this.auditMac, macFrom)) return true
+    let from = macFrom
+    const candidates: number[] = []
+    for (const type of [MACS_STARTED, 'audit.checkpoint'] as const) {
+      let cursor: string | undefined
+      // Bounded: each page moves the cursor back; there is one statement per MAC era and one checkpoint per prune.
+      for (;;) {
+        signal?.throwIfAborted()
+        const page = await this.query({ type, limit: MAX_PAGE, ...(cursor !== undefined ? { cursor } : {}) })
+        const rows = new Map((await this.readRows(page.records.map((r) => r.seq))).map((r) => [Number(r.seq), r]))
+        for (const r of page.records) {
+          const row = rows.get(r.seq)
+          if (!row || typeof checkRecord(row) === 'string') continue
+          const stated = statedMacFrom(r.event)
+          const keyed = this.auditMac !== undefined && typeof row.mac === 'string' && macProblem(this.auditMac, row.hash, row.mac) === undefined
+          if (stated !== undefined && stated <= r.seq && keyed) from = Math.min(from ?? stated, stated)
+          const d = r.event.detail as Partial<CheckpointDetail> | undefined
+          if (type === 'audit.checkpoint' && d?.prunedThroughSeq === Number(first.seq) - 1 && d.prunedLastHash === first.prev_hash) candidates.push(r.seq)
+        }
+        if (page.nextCursor === undefined) break
+        cursor = page.nextCursor
       }
-      if (page.nextCursor === undefined) return false
-      cursor = page.nextCursor
     }
+    if (candidates.length === 0) return false
+    return (await this.readRows(candidates)).some((row) => typeof checkRecord(row) !== 'string' && macVouches(row, this.auditMac, from))
   }
 
   /** Group-commit counters (committed batches and records), for benchmarks and metrics. */

@@ -194,6 +194,36 @@ export function auditMacScenarios(name: string, h: MacHarness): void {
     await bothName(raw, 7, macWithoutStart, 7)
   })
 
+  it(`${name}: retention does not take a checkpoint without a MAC, appended after MACs began, as vouching for a deleted prefix`, async () => {
+    // Records 1..4 are old enough to prune, 5..6 are not, all from before MACs; MACs begin at 7.
+    await h.fresh()
+    const old = await h.open(undefined)
+    for (let i = 1; i <= 6; i++) await old.record(issued(i, { time: i <= 4 ? NOW - 10 * 86400 + i : NOW - 3600 + i, exp: NOW + 3600 }))
+    await old.close()
+    await h.downgrade()
+    const raw = randomBytes(32)
+    const keyed = await h.open(auditMacKey(raw))
+    await keyed.record(issued(7, { time: NOW, exp: NOW + 3600 }))
+    await keyed.close()
+    // The insider deletes 1..2 and appends, at 9, a checkpoint without a MAC that says retention removed them.
+    const [two] = await h.sql('SELECT hash FROM audit_log WHERE seq = 2')
+    await h.sql('DELETE FROM audit_log WHERE seq <= 2')
+    const seq = await appendForged(h, {
+      type: 'audit.checkpoint', time: NOW, caller: { sub: 'retention' },
+      detail: { before: NOW, prunedCount: 2, prunedLastHash: String(two!.hash), prunedThroughSeq: 2, revocations: [] },
+    })
+    expect(seq).toBe(9)
+    const store = await h.open(auditMacKey(raw))
+    try {
+      // What the records read (3..5, all before MACs) do not show, the log does: MACs began at 7, before 9.
+      await expect(store.prune(NOW - 5 * 86400, NOW)).rejects.toThrow('audit chain broken at seq 3: records before seq 3 are missing and no checkpoint vouches for their removal; not pruning (run "audit verify")')
+      const [first] = await h.sql('SELECT min(seq) AS seq FROM audit_log')
+      expect(Number(first!.seq)).toBe(3)
+    } finally {
+      await store.close()
+    }
+  })
+
   it(`${name}: without the key, audit verify checks the chain and says the MACs went unchecked (exit 3)`, async () => {
     const raw = randomBytes(32)
     await brokerWrote(auditMacKey(raw))
