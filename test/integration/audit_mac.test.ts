@@ -95,4 +95,23 @@ describe('records the CLI writes', () => {
     expect(v.code).toBe(1)
     expect(v.out.split('\n')[0]).toBe('audit chain BROKEN at record seq 9: record has no MAC, but the broker has put one on every record since seq 4 (written outside the broker) (2 records checked)')
   })
+
+  it('revoke lift --dry-run lifts nothing and writes nothing, with the key or without it', async () => {
+    dataDir = join(tempDir(), 'data')
+    const env = { CTB_DATA_DIR: dataDir, CTB_TRUST_DOMAIN: 'pool.example.org' }
+    expect((await cli(env, 'revoke', '--jti', 'jti-1', '--reason', 'stolen')).code).toBe(0)
+    const head = async () => (await sql('SELECT seq FROM audit_head WHERE id = 1'))[0]!.seq
+    const before = await head()
+    // --dry-run is revoke's ("write nothing"); a lift has no dry run, so it is a usage error, not a lift.
+    const dry = await cli(env, 'revoke', 'lift', '1', '--dry-run')
+    expect([dry.code, dry.err]).toEqual([2, 'condor-token-broker: revoke lift has no --dry-run (see revoke list for what it would lift)'])
+    // A host that cannot read the key: still no lift, and above all no record without a MAC.
+    chmodSync(join(dataDir, 'keys', 'audit_mac.key'), 0o644)
+    expect((await cli(env, 'revoke', 'lift', '1', '--dry-run')).code).toBe(2)
+    chmodSync(join(dataDir, 'keys', 'audit_mac.key'), 0o600)
+    expect(await head()).toBe(before)
+    expect(await sql('SELECT lifted_at FROM revocations WHERE id = 1')).toEqual([{ lifted_at: null }])
+    const v = await cli(env, 'audit', 'verify')
+    expect(v.code).toBe(0)
+  })
 })
