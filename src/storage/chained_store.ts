@@ -63,6 +63,8 @@ export interface BrokerStore extends AuditStore, AuditAggregates, RevocationStor
   readonly backend: 'sqlite' | 'postgres' | 'memory'
   /** Group-commit counters (committed batches and records), for benchmarks and metrics. */
   commitStats(): CommitStats
+  /** Makes every later write fail (a command that reads without the audit MAC key). */
+  refuseWrites(): void
   /** Calls `listener` with the size of every batch committed from now on (metrics); replaces any earlier one. */
   observeBatches(listener: (items: number) => void): void
   /** Whether writes can commit, as far as this process has seen: for readiness. */
@@ -347,8 +349,19 @@ export abstract class ChainedStore implements BrokerStore {
     return this.#submit({ kind: 'event', json: JSON.stringify(event) })
   }
 
+  #readOnly = false
+
+  /**
+   * Makes every later write fail: for a command that opened the store to read without the audit MAC key,
+   * so that no path it takes (a flag it ignored, a write added later) can append a record without a MAC.
+   */
+  refuseWrites(): void {
+    this.#readOnly = true
+  }
+
   /** Submits and notes the outcome, so readiness can tell that commits fail before anyone asks. */
   #submit(op: WriteOp): Promise<void> {
+    if (this.#readOnly) return Promise.reject(new OperatorError('EAUDITMACKEY', 'this command opened the audit log only to read it (without the audit MAC key) and appends nothing to it'))
     // Settled in commit order, so a success here is later than any failure noted before: it clears it.
     return this.committer.submit(op).then(() => { this.#lastSuccessAt = Date.now(); this.#lastFailure = undefined }, (err: unknown) => {
       if (!(err instanceof StoreOverloaded)) this.#lastFailure = { at: Date.now(), message: err instanceof Error ? err.message : String(err) }

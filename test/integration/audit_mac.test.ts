@@ -2,7 +2,9 @@ import { chmodSync, mkdirSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
 import { describe, expect, it } from 'vitest'
+import { loadConfig } from '../../src/config.ts'
 import { readAuditMacKey } from '../../src/keys/audit_mac_key.ts'
+import { openBrokerStore } from '../../src/storage/open_store.ts'
 import { runCli } from '../../src/cli/main.ts'
 import { SqliteStore } from '../../src/storage/sqlite_store.ts'
 import { tempDir } from '../support/tmp.ts'
@@ -94,6 +96,20 @@ describe('records the CLI writes', () => {
     v = await cli(env, 'audit', 'verify')
     expect(v.code).toBe(1)
     expect(v.out.split('\n')[0]).toBe('audit chain BROKEN at record seq 9: record has no MAC, but the broker has put one on every record since seq 4 (written outside the broker) (2 records checked)')
+  })
+
+  it('a store a command opened to read without the key refuses to append, so nothing reaches the log without a MAC', async () => {
+    dataDir = join(tempDir(), 'data')
+    const config = loadConfig({ env: { CTB_DATA_DIR: dataDir, CTB_TRUST_DOMAIN: 'pool.example.org' } })
+    const store = await openBrokerStore(config, { sqliteWriter: 'inline', auditMac: undefined })
+    try {
+      await expect(store.record(issued(1, { time: NOW, exp: NOW + 3600 }))).rejects.toThrow('this command opened the audit log only to read it (without the audit MAC key) and appends nothing to it')
+      await expect(store.revoke({ kind: 'jti', value: 'jti-1', revokedAt: NOW, until: NOW + 3600 }, { type: 'token.revoked', time: NOW, caller: { sub: 'cli:admin' }, jti: 'jti-1', decision: 'allow' })).rejects.toThrow('appends nothing')
+    } finally {
+      await store.close()
+    }
+    expect(await sql('SELECT count(*) AS n FROM audit_log')).toEqual([{ n: 0 }])
+    expect(await sql('SELECT count(*) AS n FROM revocations')).toEqual([{ n: 0 }])
   })
 
   it('revoke lift --dry-run lifts nothing and writes nothing, with the key or without it', async () => {
