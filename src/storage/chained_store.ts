@@ -300,7 +300,11 @@ export abstract class ChainedStore implements BrokerStore {
     signal?.throwIfAborted()
     if (anchorKey && chain.ok) {
       // Best effort: without a fresh anchor the next start-up only checks more records.
-      const macFrom = verifier.macFrom
+      // A log with no MACs yet, checked by a broker holding the key: every record after this head is written
+      // with a MAC (this broker's, the CLI's, the other replicas' share the key), so the anchor says so now.
+      // Left to the first record, a rewrite of those records before the next check, then a restart, was
+      // taken for a log written before MACs.
+      const macFrom = verifier.macFrom ?? (this.auditMac ? chain.head.seq + 1 : undefined)
       const sealed = sealAnchor({ seq: chain.head.seq, hash: chain.head.hash, firstSeq: state.firstSeq, evidence, horizons, ...(macFrom !== undefined ? { macFrom } : {}) }, anchorKey)
       await this.writeAnchor(sealed).catch(() => {})
       await anchorCopy?.write(sealed).catch(() => {})

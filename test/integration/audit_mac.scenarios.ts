@@ -191,7 +191,43 @@ export function auditMacScenarios(name: string, h: MacHarness): void {
     } finally {
       await store.close()
     }
-    await bothName(raw, 7, macWithoutStart, 7)
+    // The start-up check's anchor already said MACs follow its head (4), so the anchored check names 5;
+    // a check from seq 1 (audit verify has no anchor) names the broker's record that follows the rewrite.
+    const store2 = await h.open(auditMacKey(raw))
+    try {
+      expect(await store2.verifyRevocations({ anchorKey: ANCHOR_KEY })).toMatchObject({ ok: false, unverified: `audit chain broken at seq 5: ${noMacAt(5)}` })
+      expect((await store2.verifyAll()).chain).toMatchObject({ ok: false, broken: { seq: 7, reason: macWithoutStart } })
+    } finally {
+      await store2.close()
+    }
+    const v = await h.auditVerify(raw)
+    expect([v.code, v.out.split('\n')[0]]).toEqual([1, `audit chain BROKEN at record seq 7: ${macWithoutStart} (7 records checked)`])
+  })
+
+  it(`${name}: the MAC era rewritten without MACs, then the broker restarted before it wrote again, is named at the start`, async () => {
+    await h.fresh()
+    const old = await h.open(undefined)
+    for (let i = 1; i <= 4; i++) await old.record(issued(i, { time: NOW - 100 + i, exp: NOW + 3600 }))
+    await old.close()
+    await h.downgrade()
+    const raw = randomBytes(32)
+    const first = await h.open(auditMacKey(raw))
+    // The upgraded broker's start-up check (the log has no MACs yet), then its first record opens them at 5.
+    expect(await first.verifyRevocations({ anchorKey: ANCHOR_KEY })).toMatchObject({ ok: true })
+    await first.record(issued(5, { time: NOW, exp: NOW + 3600 }))
+    await first.close()
+    // Before any later check, the insider writes 5.. again without MACs; the broker restarts and writes nothing first.
+    const [four] = await h.sql('SELECT hash FROM audit_log WHERE seq = 4')
+    await h.sql('DELETE FROM audit_log WHERE seq >= 5')
+    await h.sql('UPDATE audit_head SET seq = 4, hash = $1 WHERE id = 1', [four!.hash])
+    expect(await appendForged(h, issued(50, { time: NOW, exp: NOW + 3600 }))).toBe(5)
+    const restarted = await h.open(auditMacKey(raw))
+    try {
+      // The start-up check's anchor said the keyed broker MACs every record after the head it saw (4).
+      expect(await restarted.verifyRevocations({ anchorKey: ANCHOR_KEY })).toMatchObject({ ok: false, unverified: `audit chain broken at seq 5: ${noMacAt(5)}` })
+    } finally {
+      await restarted.close()
+    }
   })
 
   it(`${name}: retention does not take a checkpoint without a MAC, appended after MACs began, as vouching for a deleted prefix`, async () => {
