@@ -52,7 +52,7 @@ export interface AppDeps {
   /** IAM reachability for /readyz, reported beside readiness; absent: not shown. */
   iamStatus?: IamStatusCheck
   /** Admin API (/v1/audit, /v1/revocations); absent: not mounted. */
-  admin?: { audit: Pick<AuditStore, 'query' | 'scan' | 'scanStored' | 'verify'> & AuditAggregates & Pick<RevocationStore, 'issuanceHorizon'>; revocations: RevocationService; authenticators: AdminAuthenticator[]; policy?: PolicySource }
+  admin?: { audit: Pick<AuditStore, 'query' | 'scan' | 'scanStored' | 'macVerdict' | 'verify'> & AuditAggregates & Pick<RevocationStore, 'issuanceHorizon'>; revocations: RevocationService; authenticators: AdminAuthenticator[]; policy?: PolicySource }
   /** The pool CA (/v1/ca/*, /v1/certificates); absent: not mounted. Revocation by serial needs `admin` too. */
   certificates?: { service: CertificateService; verifyCaller: (bearer: string) => Promise<VerifiedSubject>; limits?: Pick<RequestLimits, 'blockedAddress' | 'noteRefused'> }
   /** The web console at /console (with `admin`); absent: not mounted. Sessions live in `sessions` (the broker store). */

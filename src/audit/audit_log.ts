@@ -1,4 +1,4 @@
-import type { StoredRow } from './chain.ts'
+import type { MacVerdict, StoredRow } from './chain.ts'
 
 /**
  * The audit seam. Every issuance, denial, renewal, revocation, key rotation and policy reload is one
@@ -134,6 +134,8 @@ export interface AuditStore extends AuditLog {
    * that must see what searches select by (the console's record page), not only the hashed body.
    */
   scanStored(fromSeq?: number): AsyncIterable<StoredRow>
+  /** What one stored row's MAC says, judged with its predecessor (`previous`, undefined when pruned) under the store's key. */
+  macVerdict(row: StoredRow, previous: StoredRow | undefined): MacVerdict
   verify(): Promise<ChainVerification>
   /**
    * Removes records older than `before` (epoch seconds) and appends a checkpoint; see chain.ts. `signal`

@@ -121,6 +121,41 @@ export function noMacReason(from: number): string {
   return `record has no MAC, but the broker has put one on every record since seq ${from} (written outside the broker)`
 }
 
+/**
+ * Why a record with a valid MAC cannot follow one without: the broker opens MACs with a statement, and
+ * from then on every record it writes has one, so the one place a MAC-less record is followed by a MAC'd
+ * one is the statement. Elsewhere, the records since the statement were deleted and written again
+ * without MACs, while a broker that had already opened MACs (and remembers so) went on writing.
+ */
+export const MAC_WITHOUT_START = 'record carries the broker\'s MAC but the record before it has none, and MACs begin only at an audit.macs_started record (records since MACs began were rewritten without them)'
+
+/** What one record's MAC says on its own (the console's record page): `fault` when it cannot be the broker's. */
+export interface MacVerdict {
+  fault?: string
+  /** What the MAC shows when nothing is wrong with it. */
+  note?: string
+}
+
+/**
+ * The local part of the MAC checks (ChainVerifier's, for one record and its predecessor): a MAC must verify
+ * under the key; a MAC'd record after a MAC-less one must be the statement opening MACs; a MAC-less record
+ * after a MAC'd one was not written by the broker. A MAC-less record after another is judged only by a
+ * check of the whole chain (where MACs began), which the page points to.
+ */
+export function judgeRecordMac(row: StoredRow, previous: StoredRow | undefined, key: AuditMacKey | undefined): MacVerdict {
+  const has = (r: StoredRow) => typeof r.mac === 'string' && r.mac !== ''
+  if (!has(row)) {
+    if (previous && has(previous)) return { fault: 'record has no MAC, but the record before it has one (written outside the broker)' }
+    return { note: 'none: written before MACs began, unless the chain check (overview) says MACs had begun by then' }
+  }
+  if (!key) return { note: 'present, not checked: this broker has no audit MAC key' }
+  const problem = macProblem(key, row.hash, row.mac!)
+  if (problem !== undefined) return { fault: problem }
+  const event = readBody(row.body)
+  if (previous && !has(previous) && (typeof event === 'string' || event.type !== MACS_STARTED)) return { fault: MAC_WITHOUT_START }
+  return { note: `the broker's (key ${key.kid})` }
+}
+
 /** Options of a chain check that also judges MACs. */
 export interface MacCheck {
   /** Checks each MAC against this key; without it only a MAC's absence after `macFrom` can be told. */
@@ -191,6 +226,8 @@ export class ChainVerifier {
   #macFrom: number | undefined
   /** Runs [first, last] of MAC-less records fed before `#macFrom` was known: judged once it is. */
   #macless: Array<[number, number]> = []
+  /** Whether the record fed last had no MAC (false before the first: a resumed check did not see it). */
+  #lastMacless = false
 
   /**
    * Resumes after a record verified earlier (`after`, from a sealed anchor): the first row fed must be
@@ -223,6 +260,8 @@ export class ChainVerifier {
     const stated = statedMacFrom(event)
     if (stated !== undefined && stated <= seq && this.#macEraFrom(stated) !== undefined) return false
     const mac = typeof row.mac === 'string' && row.mac !== '' ? row.mac : undefined
+    const afterMacless = this.#lastMacless
+    this.#lastMacless = mac === undefined
     if (mac === undefined) {
       if (this.#macFrom !== undefined && seq >= this.#macFrom) { this.#broken = { seq, reason: noMacReason(this.#macFrom) }; return false }
       const run = this.#macless.at(-1)
@@ -233,6 +272,7 @@ export class ChainVerifier {
     if (!this.#macKey) return true
     const problem = macProblem(this.#macKey, row.hash, mac)
     if (problem !== undefined) { this.#broken = { seq, reason: problem }; return false }
+    if (afterMacless && event.type !== MACS_STARTED) { this.#broken = { seq, reason: MAC_WITHOUT_START }; return false }
     // Only the broker can have written it: MACs had begun by then.
     return this.#macEraFrom(seq) === undefined
   }

@@ -1,5 +1,5 @@
 import type { AuditRecord, AuditStore } from './audit_log.ts'
-import { columnDifferences, columnDiffers, encodeEventBody, GENESIS_HASH, recordHash, rowToRecord, type StoredRow } from './chain.ts'
+import { columnDifferences, columnDiffers, encodeEventBody, GENESIS_HASH, type MacVerdict, recordHash, rowToRecord, type StoredRow } from './chain.ts'
 
 /** Where one record sits in the chain and whether it holds there, as the console's record page shows it. */
 export interface RecordCheck {
@@ -15,6 +15,8 @@ export interface RecordCheck {
   linkedToPrevious: boolean | null
   /** The next record's prev_hash is this record's hash; null: this is the head. */
   linkedFromNext: boolean | null
+  /** What its MAC says (docs/audit.md, "Record MACs"): without it a record appended by SQL read as verifying. */
+  mac: MacVerdict
 }
 
 /**
@@ -23,7 +25,7 @@ export interface RecordCheck {
  * (which every search selects by) showed as verifying. A whole-chain verification (AuditStore.verify) is what
  * proves no record is missing elsewhere.
  */
-export async function checkRecordInChain(store: Pick<AuditStore, 'scanStored'>, seq: number): Promise<RecordCheck | undefined> {
+export async function checkRecordInChain(store: Pick<AuditStore, 'scanStored' | 'macVerdict'>, seq: number): Promise<RecordCheck | undefined> {
   if (!Number.isSafeInteger(seq) || seq < 1) return undefined
   const got: StoredRow[] = []
   for await (const r of store.scanStored(Math.max(1, seq - 1))) {
@@ -43,5 +45,6 @@ export async function checkRecordInChain(store: Pick<AuditStore, 'scanStored'>, 
     columnFaults: record.unreadable ? [`the columns cannot be checked: ${record.unreadable.reason}`] : columnDifferences(row, record.event).map(columnDiffers),
     linkedToPrevious: seq === 1 ? row.prev_hash === GENESIS_HASH : prev ? prev.hash === row.prev_hash : null,
     linkedFromNext: next ? next.prev_hash === row.hash : null,
+    mac: store.macVerdict(row, prev),
   }
 }

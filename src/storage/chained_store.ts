@@ -1,7 +1,7 @@
 import type { AuditEvent, AuditPage, AuditQuery, AuditRecord, AuditStore, ChainVerification, PruneResult } from '../audit/audit_log.ts'
 import type { AuditAggregates, CountQuery, CountRow, LiveRow, ReasonRow } from '../audit/aggregate.ts'
 import { openAnchor, sealAnchor, type AnchorCopy, type ChainAnchor } from '../audit/anchor.ts'
-import { assertStorableEvent, ChainVerifier, HEAD_MISSING, type ChainHead, checkRecord, columnsOf, encodeEventBody, recordHash, rowToRecord, type AuditColumns, type CheckpointDetail, type StoredRow } from '../audit/chain.ts'
+import { assertStorableEvent, ChainVerifier, HEAD_MISSING, type ChainHead, checkRecord, columnsOf, encodeEventBody, judgeRecordMac, type MacVerdict, recordHash, rowToRecord, statedMacFrom, type AuditColumns, type CheckpointDetail, type StoredRow } from '../audit/chain.ts'
 import { macProblem, MACS_STARTED, recordMac, type AuditMacKey } from '../audit/record_mac.ts'
 import { InvalidRequest, OperatorError } from '../errors.ts'
 import type { CredentialConfirmation, CredentialStore, CredentialWrite, StoredCredential } from '../credentials/credential_store.ts'
@@ -66,6 +66,8 @@ export interface BrokerStore extends AuditStore, AuditAggregates, RevocationStor
   readonly backend: 'sqlite' | 'postgres' | 'memory'
   /** Group-commit counters (committed batches and records), for benchmarks and metrics. */
   commitStats(): CommitStats
+  /** Makes every later write fail (a command that reads without the audit MAC key). */
+  refuseWrites(): void
   /** Calls `listener` with the size of every batch committed from now on (metrics); replaces any earlier one. */
   observeBatches(listener: (items: number) => void): void
   /** Whether writes can commit, as far as this process has seen: for readiness. */
@@ -307,7 +309,11 @@ export abstract class ChainedStore implements BrokerStore {
     signal?.throwIfAborted()
     if (anchorKey && chain.ok) {
       // Best effort: without a fresh anchor the next start-up only checks more records.
-      const macFrom = verifier.macFrom
+      // A log with no MACs yet, checked by a broker holding the key: every record after this head is written
+      // with a MAC (this broker's, the CLI's, the other replicas' share the key), so the anchor says so now.
+      // Left to the first record, a rewrite of those records before the next check, then a restart, was
+      // taken for a log written before MACs.
+      const macFrom = verifier.macFrom ?? (this.auditMac ? chain.head.seq + 1 : undefined)
       const sealed = sealAnchor({ seq: chain.head.seq, hash: chain.head.hash, firstSeq: state.firstSeq, evidence, horizons, ...(macFrom !== undefined ? { macFrom } : {}) }, anchorKey)
       await this.writeAnchor(sealed).catch(() => {})
       await anchorCopy?.write(sealed).catch(() => {})
@@ -356,8 +362,19 @@ export abstract class ChainedStore implements BrokerStore {
     return this.#submit({ kind: 'event', json: JSON.stringify(event) })
   }
 
+  #readOnly = false
+
+  /**
+   * Makes every later write fail: for a command that opened the store to read without the audit MAC key,
+   * so that no path it takes (a flag it ignored, a write added later) can append a record without a MAC.
+   */
+  refuseWrites(): void {
+    this.#readOnly = true
+  }
+
   /** Submits and notes the outcome, so readiness can tell that commits fail before anyone asks. */
   #submit(op: WriteOp): Promise<void> {
+    if (this.#readOnly) return Promise.reject(new OperatorError('EAUDITMACKEY', 'this command opened the audit log only to read it (without the audit MAC key) and appends nothing to it'))
     // Settled in commit order, so a success here is later than any failure noted before: it clears it.
     return this.committer.submit(op).then(() => { this.#lastSuccessAt = Date.now(); this.#lastFailure = undefined }, (err: unknown) => {
       if (!(err instanceof StoreOverloaded)) this.#lastFailure = { at: Date.now(), message: err instanceof Error ? err.message : String(err) }
@@ -480,24 +497,36 @@ export abstract class ChainedStore implements BrokerStore {
 
   /**
    * Whether an intact checkpoint record states that retention removed the records before `first`. From
-   * `macFrom` on (where MACs began, as the records read before found), only one the broker wrote counts:
-   * with its MAC, and with this store's key a MAC that verifies.
+   * where MACs began only one the broker wrote counts: with its MAC, and with this store's key a MAC that
+   * verifies. The records read before (`macFrom`) may all predate MACs while the checkpoint does not, so the
+   * start is also taken from the log: the statements opening MACs and the checkpoints carrying it on, each
+   * believed only with a MAC that verifies under this store's key.
    */
   async #checkpointVouchesFor(first: StoredRow, macFrom: number | undefined, signal: AbortSignal | undefined): Promise<boolean> {
-    let cursor: string | undefined
-    // Bounded: each page moves the cursor back, and there is one checkpoint per prune that deleted something.
-    for (;;) {
-      signal?.throwIfAborted()
-      const page = await this.query({ type: 'audit.checkpoint', limit: MAX_PAGE, ...(cursor !== undefined ? { cursor } : {}) })
-      for (const r of page.records) {
-        const d = r.event.detail as Partial<CheckpointDetail> | undefined
-        if (d?.prunedThroughSeq !== Number(first.seq) - 1 || d.prunedLastHash !== first.prev_hash) continue
-        const [row] = await this.readRows([r.seq])
-        if (row && typeof checkRecord(row) !== 'string' && macVouches(row, this.auditMac, macFrom)) return true
+    let from = macFrom
+    const candidates: number[] = []
+    for (const type of [MACS_STARTED, 'audit.checkpoint'] as const) {
+      let cursor: string | undefined
+      // Bounded: each page moves the cursor back; there is one statement per MAC era and one checkpoint per prune.
+      for (;;) {
+        signal?.throwIfAborted()
+        const page = await this.query({ type, limit: MAX_PAGE, ...(cursor !== undefined ? { cursor } : {}) })
+        const rows = new Map((await this.readRows(page.records.map((r) => r.seq))).map((r) => [Number(r.seq), r]))
+        for (const r of page.records) {
+          const row = rows.get(r.seq)
+          if (!row || typeof checkRecord(row) === 'string') continue
+          const stated = statedMacFrom(r.event)
+          const keyed = this.auditMac !== undefined && typeof row.mac === 'string' && macProblem(this.auditMac, row.hash, row.mac) === undefined
+          if (stated !== undefined && stated <= r.seq && keyed) from = Math.min(from ?? stated, stated)
+          const d = r.event.detail as Partial<CheckpointDetail> | undefined
+          if (type === 'audit.checkpoint' && d?.prunedThroughSeq === Number(first.seq) - 1 && d.prunedLastHash === first.prev_hash) candidates.push(r.seq)
+        }
+        if (page.nextCursor === undefined) break
+        cursor = page.nextCursor
       }
-      if (page.nextCursor === undefined) return false
-      cursor = page.nextCursor
     }
+    if (candidates.length === 0) return false
+    return (await this.readRows(candidates)).some((row) => typeof checkRecord(row) !== 'string' && macVouches(row, this.auditMac, from))
   }
 
   /** Group-commit counters (committed batches and records), for benchmarks and metrics. */
@@ -507,6 +536,10 @@ export abstract class ChainedStore implements BrokerStore {
 
   observeBatches(listener: (items: number) => void): void {
     this.committer.onBatch = listener
+  }
+
+  macVerdict(row: StoredRow, previous: StoredRow | undefined): MacVerdict {
+    return judgeRecordMac(row, previous, this.auditMac)
   }
 
   async verify(): Promise<ChainVerification> {

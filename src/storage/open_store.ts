@@ -22,6 +22,13 @@ export async function openBrokerStore(config: Config, options: { sqliteWriter?: 
   // Every record a store opened here appends carries a MAC, and every check it runs checks them (ChainedStore):
   // no command writes without the key. A command that only reads may pass the key it could read, or none.
   const auditMac = 'auditMac' in options ? options.auditMac : loadAuditMacKey(config)
+  const store = await openBackend(config, options.sqliteWriter, auditMac)
+  // Without the key the store can only read: a write would append a record without a MAC.
+  if (!auditMac) store.refuseWrites()
+  return store
+}
+
+async function openBackend(config: Config, sqliteWriter: 'thread' | 'inline' | undefined, auditMac: AuditMacKey | undefined): Promise<BrokerStore> {
   const mac = auditMac ? { auditMac } : {}
   const gc = config.audit.group_commit
   const groupCommit: GroupCommitOptions = { maxBatch: gc.max_batch, maxWaitMs: gc.max_wait_ms, maxPending: gc.max_pending }
@@ -30,7 +37,7 @@ export async function openBrokerStore(config: Config, options: { sqliteWriter?: 
     const { PostgresStore } = await import('./postgres_store.ts')
     return PostgresStore.open({ dsn: config.audit.postgres.dsn!, poolSize: config.audit.postgres.pool_size, groupCommit, ...mac })
   }
-  return new SqliteStore({ file: sqliteAuditFile(config), synchronous: config.audit.sqlite.synchronous, groupCommit, writer: options.sqliteWriter ?? config.audit.sqlite.writer, ...mac })
+  return new SqliteStore({ file: sqliteAuditFile(config), synchronous: config.audit.sqlite.synchronous, groupCommit, writer: sqliteWriter ?? config.audit.sqlite.writer, ...mac })
 }
 
 /**

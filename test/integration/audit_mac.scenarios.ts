@@ -61,6 +61,9 @@ function noMacAt(from: number): string {
   return `record has no MAC, but the broker has put one on every record since seq ${from} (written outside the broker)`
 }
 
+/** The reason a check gives for a MAC'd record right after MAC-less ones that is not the statement opening MACs. */
+const macWithoutStart = 'record carries the broker\'s MAC but the record before it has none, and MACs begin only at an audit.macs_started record (records since MACs began were rewritten without them)'
+
 export function auditMacScenarios(name: string, h: MacHarness): void {
   /** statement at 1, issuances 2..4, a jti revocation at 5, issuances 6..7: all written by the broker with `key`. */
   async function brokerWrote(key: AuditMacKey): Promise<void> {
@@ -162,6 +165,99 @@ export function auditMacScenarios(name: string, h: MacHarness): void {
     // A MAC-less record appended after that start is refused, with the key and without (its absence shows).
     const seq = await appendForged(h, issued(7, { time: NOW, exp: NOW + 3600 }))
     await bothName(raw, seq, noMacAt(5))
+  })
+
+  it(`${name}: the MAC era rewritten without MACs while the broker that opened it goes on writing is named`, async () => {
+    // The upgrade's window: the start-up check sealed an anchor before MACs began (it carries no start), and
+    // the broker remembers the start in memory, so it writes no second statement after the rewrite.
+    await h.fresh()
+    const old = await h.open(undefined)
+    for (let i = 1; i <= 4; i++) await old.record(issued(i, { time: NOW - 100 + i, exp: NOW + 3600 }))
+    await old.close()
+    await h.downgrade()
+    const raw = randomBytes(32)
+    const store = await h.open(auditMacKey(raw))
+    try {
+      expect(await store.verifyRevocations({ anchorKey: ANCHOR_KEY })).toMatchObject({ ok: true })
+      await store.record(issued(5, { time: NOW, exp: NOW + 3600 }))
+      // The insider removes the statement (seq 5) and the record after it, and writes their own without MACs.
+      const [four] = await h.sql('SELECT hash FROM audit_log WHERE seq = 4')
+      await h.sql('DELETE FROM audit_log WHERE seq >= 5')
+      await h.sql('UPDATE audit_head SET seq = 4, hash = $1 WHERE id = 1', [four!.hash])
+      expect(await appendForged(h, issued(50, { time: NOW, exp: NOW + 3600 }))).toBe(5)
+      expect(await appendForged(h, issued(51, { time: NOW, exp: NOW + 3600 }))).toBe(6)
+      // The broker writes on: seq 7 carries its MAC, with no statement before it.
+      await store.record(issued(6, { time: NOW, exp: NOW + 3600 }))
+    } finally {
+      await store.close()
+    }
+    // The start-up check's anchor already said MACs follow its head (4), so the anchored check names 5;
+    // a check from seq 1 (audit verify has no anchor) names the broker's record that follows the rewrite.
+    const store2 = await h.open(auditMacKey(raw))
+    try {
+      expect(await store2.verifyRevocations({ anchorKey: ANCHOR_KEY })).toMatchObject({ ok: false, unverified: `audit chain broken at seq 5: ${noMacAt(5)}` })
+      expect((await store2.verifyAll()).chain).toMatchObject({ ok: false, broken: { seq: 7, reason: macWithoutStart } })
+    } finally {
+      await store2.close()
+    }
+    const v = await h.auditVerify(raw)
+    expect([v.code, v.out.split('\n')[0]]).toEqual([1, `audit chain BROKEN at record seq 7: ${macWithoutStart} (7 records checked)`])
+  })
+
+  it(`${name}: the MAC era rewritten without MACs, then the broker restarted before it wrote again, is named at the start`, async () => {
+    await h.fresh()
+    const old = await h.open(undefined)
+    for (let i = 1; i <= 4; i++) await old.record(issued(i, { time: NOW - 100 + i, exp: NOW + 3600 }))
+    await old.close()
+    await h.downgrade()
+    const raw = randomBytes(32)
+    const first = await h.open(auditMacKey(raw))
+    // The upgraded broker's start-up check (the log has no MACs yet), then its first record opens them at 5.
+    expect(await first.verifyRevocations({ anchorKey: ANCHOR_KEY })).toMatchObject({ ok: true })
+    await first.record(issued(5, { time: NOW, exp: NOW + 3600 }))
+    await first.close()
+    // Before any later check, the insider writes 5.. again without MACs; the broker restarts and writes nothing first.
+    const [four] = await h.sql('SELECT hash FROM audit_log WHERE seq = 4')
+    await h.sql('DELETE FROM audit_log WHERE seq >= 5')
+    await h.sql('UPDATE audit_head SET seq = 4, hash = $1 WHERE id = 1', [four!.hash])
+    expect(await appendForged(h, issued(50, { time: NOW, exp: NOW + 3600 }))).toBe(5)
+    const restarted = await h.open(auditMacKey(raw))
+    try {
+      // The start-up check's anchor said the keyed broker MACs every record after the head it saw (4).
+      expect(await restarted.verifyRevocations({ anchorKey: ANCHOR_KEY })).toMatchObject({ ok: false, unverified: `audit chain broken at seq 5: ${noMacAt(5)}` })
+    } finally {
+      await restarted.close()
+    }
+  })
+
+  it(`${name}: retention does not take a checkpoint without a MAC, appended after MACs began, as vouching for a deleted prefix`, async () => {
+    // Records 1..4 are old enough to prune, 5..6 are not, all from before MACs; MACs begin at 7.
+    await h.fresh()
+    const old = await h.open(undefined)
+    for (let i = 1; i <= 6; i++) await old.record(issued(i, { time: i <= 4 ? NOW - 10 * 86400 + i : NOW - 3600 + i, exp: NOW + 3600 }))
+    await old.close()
+    await h.downgrade()
+    const raw = randomBytes(32)
+    const keyed = await h.open(auditMacKey(raw))
+    await keyed.record(issued(7, { time: NOW, exp: NOW + 3600 }))
+    await keyed.close()
+    // The insider deletes 1..2 and appends, at 9, a checkpoint without a MAC that says retention removed them.
+    const [two] = await h.sql('SELECT hash FROM audit_log WHERE seq = 2')
+    await h.sql('DELETE FROM audit_log WHERE seq <= 2')
+    const seq = await appendForged(h, {
+      type: 'audit.checkpoint', time: NOW, caller: { sub: 'retention' },
+      detail: { before: NOW, prunedCount: 2, prunedLastHash: String(two!.hash), prunedThroughSeq: 2, revocations: [] },
+    })
+    expect(seq).toBe(9)
+    const store = await h.open(auditMacKey(raw))
+    try {
+      // What the records read (3..5, all before MACs) do not show, the log does: MACs began at 7, before 9.
+      await expect(store.prune(NOW - 5 * 86400, NOW)).rejects.toThrow('audit chain broken at seq 3: records before seq 3 are missing and no checkpoint vouches for their removal; not pruning (run "audit verify")')
+      const [first] = await h.sql('SELECT min(seq) AS seq FROM audit_log')
+      expect(Number(first!.seq)).toBe(3)
+    } finally {
+      await store.close()
+    }
   })
 
   it(`${name}: without the key, audit verify checks the chain and says the MACs went unchecked (exit 3)`, async () => {

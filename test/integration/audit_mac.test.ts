@@ -2,7 +2,9 @@ import { chmodSync, mkdirSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
 import { describe, expect, it } from 'vitest'
+import { loadConfig } from '../../src/config.ts'
 import { readAuditMacKey } from '../../src/keys/audit_mac_key.ts'
+import { openBrokerStore } from '../../src/storage/open_store.ts'
 import { runCli } from '../../src/cli/main.ts'
 import { SqliteStore } from '../../src/storage/sqlite_store.ts'
 import { tempDir } from '../support/tmp.ts'
@@ -94,5 +96,38 @@ describe('records the CLI writes', () => {
     v = await cli(env, 'audit', 'verify')
     expect(v.code).toBe(1)
     expect(v.out.split('\n')[0]).toBe('audit chain BROKEN at record seq 9: record has no MAC, but the broker has put one on every record since seq 4 (written outside the broker) (2 records checked)')
+  })
+
+  it('a store a command opened to read without the key refuses to append, so nothing reaches the log without a MAC', async () => {
+    dataDir = join(tempDir(), 'data')
+    const config = loadConfig({ env: { CTB_DATA_DIR: dataDir, CTB_TRUST_DOMAIN: 'pool.example.org' } })
+    const store = await openBrokerStore(config, { sqliteWriter: 'inline', auditMac: undefined })
+    try {
+      await expect(store.record(issued(1, { time: NOW, exp: NOW + 3600 }))).rejects.toThrow('this command opened the audit log only to read it (without the audit MAC key) and appends nothing to it')
+      await expect(store.revoke({ kind: 'jti', value: 'jti-1', revokedAt: NOW, until: NOW + 3600 }, { type: 'token.revoked', time: NOW, caller: { sub: 'cli:admin' }, jti: 'jti-1', decision: 'allow' })).rejects.toThrow('appends nothing')
+    } finally {
+      await store.close()
+    }
+    expect(await sql('SELECT count(*) AS n FROM audit_log')).toEqual([{ n: 0 }])
+    expect(await sql('SELECT count(*) AS n FROM revocations')).toEqual([{ n: 0 }])
+  })
+
+  it('revoke lift --dry-run lifts nothing and writes nothing, with the key or without it', async () => {
+    dataDir = join(tempDir(), 'data')
+    const env = { CTB_DATA_DIR: dataDir, CTB_TRUST_DOMAIN: 'pool.example.org' }
+    expect((await cli(env, 'revoke', '--jti', 'jti-1', '--reason', 'stolen')).code).toBe(0)
+    const head = async () => (await sql('SELECT seq FROM audit_head WHERE id = 1'))[0]!.seq
+    const before = await head()
+    // --dry-run is revoke's ("write nothing"); a lift has no dry run, so it is a usage error, not a lift.
+    const dry = await cli(env, 'revoke', 'lift', '1', '--dry-run')
+    expect([dry.code, dry.err]).toEqual([2, 'condor-token-broker: revoke lift has no --dry-run (see revoke list for what it would lift)'])
+    // A host that cannot read the key: still no lift, and above all no record without a MAC.
+    chmodSync(join(dataDir, 'keys', 'audit_mac.key'), 0o644)
+    expect((await cli(env, 'revoke', 'lift', '1', '--dry-run')).code).toBe(2)
+    chmodSync(join(dataDir, 'keys', 'audit_mac.key'), 0o600)
+    expect(await head()).toBe(before)
+    expect(await sql('SELECT lifted_at FROM revocations WHERE id = 1')).toEqual([{ lifted_at: null }])
+    const v = await cli(env, 'audit', 'verify')
+    expect(v.code).toBe(0)
   })
 })

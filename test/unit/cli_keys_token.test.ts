@@ -1,9 +1,19 @@
-import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { scramble } from '../../src/keys/condor_key_file.ts'
 import { cli } from '../support/cli.ts'
 import { tempDir } from '../support/tmp.ts'
+
+/** Every file under `dir` (relative path) with its bytes and mode. */
+function snapshot(dir: string): Map<string, { bytes: Buffer; mode: number }> {
+  const out = new Map<string, { bytes: Buffer; mode: number }>()
+  for (const f of readdirSync(dir, { recursive: true, encoding: 'utf8' })) {
+    const st = statSync(join(dir, f))
+    if (st.isFile()) out.set(f, { bytes: readFileSync(join(dir, f)), mode: st.mode })
+  }
+  return out
+}
 
 function env(): NodeJS.ProcessEnv {
   return { CTB_DATA_DIR: join(tempDir(), 'data'), CTB_TRUST_DOMAIN: 'pool.example.org' }
@@ -35,6 +45,20 @@ describe('condor-token-broker keys', () => {
     const list = await cli(['keys', 'list'], e)
     expect(list.out).toMatch(/broker1 {2}64 bytes {2}mode 0600/)
     expect(list.out).toMatch(new RegExp(`${kid1} {2}ES256 .* retired, published until`))
+  })
+
+  it('init on a data directory from before audit MACs creates the MAC key and leaves every other key file as it was', async () => {
+    const e = env()
+    expect((await cli(['keys', 'init'], e)).code).toBe(0)
+    const keys = join(e.CTB_DATA_DIR!, 'keys')
+    rmSync(join(keys, 'audit_mac.key'))
+    const before = snapshot(keys)
+    const init = await cli(['keys', 'init'], e)
+    expect(init.code).toBe(0)
+    expect(init.out).toMatch(/broker1: exists[\s\S]*SciToken key: exists[\s\S]*audit MAC key: created /)
+    const after = snapshot(keys)
+    expect([...after.keys()].filter((f) => !before.has(f))).toEqual(['audit_mac.key'])
+    for (const [f, bytes] of before) expect(after.get(f), f).toEqual(bytes)
   })
 
   // A kid verifiers have not fetched is refused by scitokens-cpp until its 600 s key-set refresh

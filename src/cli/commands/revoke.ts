@@ -58,9 +58,12 @@ export async function revokeCommand(argv: string[], io: CommandIo): Promise<numb
   if (values.help) { io.out(HELP); return 0 }
   if (sub === 'lift' && (positionals.length !== 1 || !REVOCATION_ID.test(positionals[0]!))) throw new CliError('revoke lift takes one revocation id (see revoke list)', 2)
   if (sub !== 'lift' && positionals.length > 0) throw new CliError(`unexpected argument "${positionals[0]}" (see revoke --help)`, 2)
+  // A lift has no dry run: taken as one, the flag was ignored and the revocation lifted for real (and, on a
+  // host without the audit MAC key, recorded without a MAC, as the store was opened for reading).
+  if (sub === 'lift' && values['dry-run'] === true) throw new CliError('revoke lift has no --dry-run (see revoke list for what it would lift)', 2)
   const config = loadConfig({ ...(values.config ? { file: values.config } : {}), env: io.env })
   // list and condor only read: a host without the audit MAC key may run them; the others write records.
-  const readOnly = sub === 'list' || sub === 'condor' || values['dry-run'] === true
+  const readOnly = sub === 'list' || sub === 'condor' || (sub === 'add' && values['dry-run'] === true)
   const mac = readOnly ? tryAuditMacKey(config) : undefined
   const store = await openBrokerStore(config, { sqliteWriter: 'inline', ...(mac ? { auditMac: 'key' in mac ? mac.key : undefined } : {}) })
   const service = new RevocationService({

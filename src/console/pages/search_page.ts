@@ -51,8 +51,8 @@ function yesNo(v: boolean | null, none: string): Html {
 
 /** One record: its fields, its place in the chain and whether it verifies there. */
 export function recordPage(o: { viewer: Viewer; check: RecordCheck }): string {
-  const { record: r, hashOk, columnFaults, linkedToPrevious, linkedFromNext } = o.check
-  const verifies = hashOk && columnFaults.length === 0 && linkedToPrevious !== false && linkedFromNext !== false
+  const { record: r, hashOk, columnFaults, linkedToPrevious, linkedFromNext, mac } = o.check
+  const verifies = hashOk && columnFaults.length === 0 && linkedToPrevious !== false && linkedFromNext !== false && mac.fault === undefined
   const event = r.unreadable
     ? html`<div class="card"><h2>Event</h2><p id="record-unreadable"><span class="bad">UNREADABLE</span>: ${r.unreadable.reason} (edited by hand, or corrupted). The body as stored:</p>
 <pre id="record-body">${r.unreadable.body}</pre><p class="muted">What the row's indexed columns say (copies outside the hash, not evidence):</p><pre>${JSON.stringify(r.event, null, 2)}</pre></div>`
@@ -65,6 +65,7 @@ export function recordPage(o: { viewer: Viewer; check: RecordCheck }): string {
 <dt>indexed columns match content</dt><dd id="record-columns">${columnFaults.length === 0 ? html`<span class="ok">yes</span>` : html`<span class="bad">NO</span>: ${columnFaults.join('; ')}; searches and counts select by these columns`}</dd>
 <dt>linked to previous</dt><dd>${yesNo(linkedToPrevious, 'previous record pruned')}</dd>
 <dt>linked from next</dt><dd>${yesNo(linkedFromNext, 'this is the head')}</dd>
+<dt>MAC</dt><dd id="record-mac">${mac.fault !== undefined ? html`<span class="bad">NO</span>: ${mac.fault}` : html`<span class="muted">${mac.note ?? ''}</span>`}</dd>
 <dt>hash</dt><dd class="mono">${r.hash}</dd>
 <dt>prev_hash</dt><dd class="mono">${r.prevHash}</dd>
 <dt>time</dt><dd>${utc(r.event.time)} UTC</dd>

@@ -46,7 +46,7 @@ const PRE_COOKIE = '__Host-ctb-console-pre'
 const MAX_FORM_BYTES = 64 * 1024
 
 export interface ConsoleDeps {
-  audit: Pick<AuditStore, 'query' | 'scan' | 'scanStored' | 'verify'> & AuditAggregates
+  audit: Pick<AuditStore, 'query' | 'scan' | 'scanStored' | 'macVerdict' | 'verify'> & AuditAggregates
   revocations: Pick<RevocationService, 'revoke' | 'preview' | 'list' | 'callerBlock' | 'blockedIdentity'>
   policy?: PolicySource
   /** Users' job credentials, when enabled: the service GET and DELETE /v1/credentials use. */
