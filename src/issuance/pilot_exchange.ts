@@ -234,7 +234,7 @@ async function renew(form: TokenRequestForm, ctx: RequestContext, deps: PilotExc
   // one transaction, so two renewals of one token racing on two replicas are judged one after the other.
   const renewed: AuditEvent = { ...minted.event, ...who(ctx, state.caller), type: 'token.renewed', detail: { gen: minted.claims.ctb_gen, slurmJob: pilot.job, replaces: jti, pilot: pilotDetail(pilot) } }
   const reused = new InvalidGrant('the pilot token was already renewed: reusing it forks its renewal chain, so the pilot identity is revoked')
-  const outcome = await deps.store.renewPilotToken({ replaces: jti, expires: pilot.jobEnd, maxRetries: LOST_ANSWER_RETRIES }, renewed, denialEvent(reused, 'renew', state as { caller: KnownCaller }, ctx, now))
+  const outcome = await deps.store.renewPilotToken({ replaces: jti, expires: pilot.jobEnd }, renewed, denialEvent(reused, 'renew', state as { caller: KnownCaller }, ctx, now))
   if (!outcome.renewed) {
     await revokeLineage(pilot, jti, outcome.successor, ctx, deps)
     throw new AuditedRefusal(reused.description)
@@ -242,14 +242,6 @@ async function renew(form: TokenRequestForm, ctx: RequestContext, deps: PilotExc
   deps.registry.add(minted.claims.jti, pilot, minted.claims.exp, now, jti, minted.minted)
   return minted.response
 }
-
-/**
- * How many times a renewed pilot token may be presented again, as a pilot retrying after it lost the
- * answer (a network failure, a broker restarting between commit and reply). Each retry retires the
- * successor it replaces, so the allowance never lets a fork live: the side holding the retired token is
- * refused at its next renewal. Two: an answer lost, and the retry's answer lost too.
- */
-export const LOST_ANSWER_RETRIES = 2
 
 /** Who the broker names as having revoked a pilot whose token was reused (the record's caller). */
 export const REUSE_REVOKER = 'condor-token-broker:pilot-token-reuse'

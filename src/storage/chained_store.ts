@@ -385,9 +385,8 @@ export abstract class ChainedStore implements BrokerStore {
     assertStorableEvent(renewed)
     assertStorableEvent(refused)
     if (typeof renewed.jti !== 'string') throw new TypeError('a renewal record names the new token\'s jti')
-    if (!Number.isSafeInteger(renewal.maxRetries) || renewal.maxRetries < 0) throw new TypeError('a retry allowance is a whole number')
     const op: RenewOp = {
-      kind: 'renew', replaces: renewal.replaces, expires: renewal.expires, maxRetries: renewal.maxRetries,
+      kind: 'renew', replaces: renewal.replaces, expires: renewal.expires,
       successor: renewed.jti, time: renewed.time, json: JSON.stringify(renewed), denyJson: JSON.stringify(refused),
     }
     await this.#submit(op)

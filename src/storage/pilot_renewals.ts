@@ -9,9 +9,11 @@ import { jtiSecond } from '../lib/jti.ts'
  *
  * After OAuth 2.0 refresh-token rotation (RFC 9700 §4.14.2): presenting a token that was already renewed is
  * reuse, unless it looks like a pilot retrying after it lost the answer (the token's successor was never
- * renewed with, and the token has been retried at most `maxRetries` times). A retry retires the successor
- * it replaces (its row says `superseded`), so a chain forked under cover of a retry is caught when the
- * losing side renews next.
+ * renewed with). A retry retires the successor it replaces (its row says `superseded`), so a chain forked
+ * under cover of a retry is caught when the losing side renews next. The retries are not capped: a cap adds
+ * no such check (each retry already retires the one before), and the sbatch pilot presents one token as
+ * often as its backoff allows until that token expires, so any cap revoked an honest pilot behind a proxy
+ * that lost its answers (docs/pilots.md, "Renewal chains and reuse").
  */
 export const PILOT_RENEWALS_TABLE = (integer: string, withoutRowid: boolean) => `CREATE TABLE IF NOT EXISTS pilot_renewals (
      second ${integer} NOT NULL, jti TEXT NOT NULL, successor TEXT NOT NULL, renewed_at ${integer} NOT NULL,
@@ -35,8 +37,6 @@ export interface PilotRenewal {
   replaces: string
   /** No token of this pilot lives past it (its job end): the rows of its chain may go after it. */
   expires: number
-  /** How many times a renewed token may be presented again as a lost answer's retry. */
-  maxRetries: number
 }
 
 /**
@@ -59,15 +59,15 @@ export interface RenewOp extends PilotRenewal {
  */
 export type RenewalOutcome = { renewed: true; supersedes?: string } | { renewed: false; successor: string }
 
-/** A pilot_renewals row as a backend reads it. */
+/** A pilot_renewals row as a backend reads it (`retries`: how often the token was retried, for the record). */
 export interface RenewalRow { successor: string; retries: number | string; superseded: number | string | boolean }
 
 /**
  * Whether a token already renewed (`row`) may be renewed again as a retry. Not when it was retired, nor
- * when its successor was renewed with (the pilot had the answer), nor past the retry allowance.
+ * when its successor was renewed with (the pilot had the answer).
  */
-export function mayRetry(row: RenewalRow, successorRenewed: boolean, maxRetries: number): boolean {
-  return !Number(row.superseded) && !successorRenewed && Number(row.retries) < maxRetries
+export function mayRetry(row: RenewalRow, successorRenewed: boolean): boolean {
+  return !Number(row.superseded) && !successorRenewed
 }
 
 /** The renewal's record as a retry: it names the successor it retired. */
@@ -139,7 +139,7 @@ export async function applyRenewalAsync(op: RenewOp, t: AsyncRenewalTable): Prom
 
 /** A token renewed before, presented again: a retry (renewed, retiring its earlier successor) or reuse. */
 function judged(op: RenewOp, row: RenewalRow, successorRenewed: boolean): { json: string; result: RenewalOutcome } {
-  if (!mayRetry(row, successorRenewed, op.maxRetries)) {
+  if (!mayRetry(row, successorRenewed)) {
     return { json: JSON.stringify(reuseEvent(JSON.parse(op.denyJson) as AuditEvent, op.replaces, row.successor)), result: { renewed: false, successor: row.successor } }
   }
   return { json: JSON.stringify(retryEvent(JSON.parse(op.json) as AuditEvent, row.successor)), result: { renewed: true, supersedes: row.successor } }
