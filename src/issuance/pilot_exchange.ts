@@ -15,6 +15,7 @@ import type { RequestLimits } from '../ratelimit/request_limits.ts'
 import type { CompiledGrant, CompiledPilotGrant, Policy } from '../policy/compile.ts'
 import { newJti } from '../lib/jti.ts'
 import { decideEnrolment, pilotGrantOf, renderPilotIdentity } from '../policy/pilot_decision.ts'
+import { isClassAdSafe } from '../revocation/condor_expression.ts'
 import type { IssuanceBlocks, RevocationChecker } from '../revocation/revocation_checker.ts'
 import type { RevocationService } from '../revocation/revocation_service.ts'
 import type { BrokerStore } from '../storage/chained_store.ts'
@@ -184,6 +185,13 @@ async function redeem(form: TokenRequestForm, ctx: RequestContext, deps: PilotEx
     identity: renderPilotIdentity(g.pilot.identity, { site: cred.ctb_site, slurm_job_id: params.slurmJobId, node: params.node }),
     site: cred.ctb_site, job: params.slurmJobId, node: params.node, jobEnd: Math.min(params.jobEnd, latestEnd),
     role: cred.ctb_role, rule: cred.rule, enrolment: cred.jti, redeemedAt: now, restart: params.restart,
+  }
+  // Reuse of a renewed token revokes this identity by `sub` (revokeLineage), as an admin stopping one node does.
+  // The template's literal part is the policy's to spell and the job id and node lengthen it: an identity no
+  // revocation can name (HTCondor's expression carries at most 256 printable characters, no `"`, `\` or `$`)
+  // is never minted, or a forked chain under it could not be stopped.
+  if (!isClassAdSafe(pilot.identity)) {
+    throw new InvalidRequest(`the pilot identity role ${cred.ctb_role} gives this job and node could not be revoked: a revocation names 1 to 256 printable characters without quotes, backslashes or dollar signs`)
   }
   const minted = mintPilotToken(pilot, g, now, deps)
   if (deps.revocations.isRevoked({ ...minted.claims, iat: now }) || deps.revocations.blockedIdentity(pilot.identity) !== undefined) {
