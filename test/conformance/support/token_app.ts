@@ -242,9 +242,9 @@ export async function useTokenApp(options: { env?: NodeJS.ProcessEnv; clock?: Cl
       if (audit.mode !== 'ok') { await audit.record(issued); throw new Error('audit store unavailable') }
       return store.redeemPilotSlot(credential, limit, issued, refused)
     },
-    async renewPilotToken(renewal: PilotRenewal, renewed: AuditEvent, refused: AuditEvent) {
+    async renewPilotToken(renewal: PilotRenewal, renewed: AuditEvent, refused: AuditEvent, stale: AuditEvent) {
       if (audit.mode !== 'ok') { await audit.record(renewed); throw new Error('audit store unavailable') }
-      return store.renewPilotToken(renewal, renewed, refused)
+      return store.renewPilotToken(renewal, renewed, refused, stale)
     },
     query: store.query.bind(store),
   }
