@@ -58,7 +58,7 @@ function ops(kind: 'event' | 'renew', n: number, offset: number): WriteOp[] {
     const json = JSON.stringify(event(jti, replaces, offset + i))
     if (kind === 'event') out.push({ kind: 'event', json })
     else {
-      const op: RenewOp = { kind: 'renew', replaces, expires: T0 + 86400, maxRetries: 2, successor: jti, time: T0, json, denyJson: '{}' }
+      const op: RenewOp = { kind: 'renew', replaces, expires: T0 + 86400, successor: jti, time: T0, json, denyJson: '{}', staleJson: '{}' }
       out.push(op)
     }
   }
@@ -111,7 +111,7 @@ if (args.pg) {
           const replaces = newJti(second)
           const e = event(newJti(second + 10_800), replaces, i)
           if (kind === 'event') await store.record(e)
-          else await store.renewPilotToken({ replaces, expires: T0 + 86_400, maxRetries: 2 }, e, { type: 'token.denied', time: e.time, decision: 'deny' })
+          else await store.renewPilotToken({ replaces, expires: T0 + 86_400 }, e, { type: 'token.denied', time: e.time, decision: 'deny' }, { type: 'token.denied', time: e.time, decision: 'deny' })
         }
       }))
       return (performance.now() - start) * 1000 / n

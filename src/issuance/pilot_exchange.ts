@@ -7,7 +7,7 @@ import {
 } from '../contract/pilot.ts'
 import { GRANT_TYPE_TOKEN_EXCHANGE, TOKEN_TYPE } from '../contract/token_exchange.ts'
 import type { TokenRequestForm } from '../contract/token_request.ts'
-import { BrokerError, InvalidGrant, InvalidRequest, UnauthorizedClient, UnsupportedGrantType } from '../errors.ts'
+import { BrokerError, InvalidGrant, InvalidRequest, TemporarilyUnavailable, UnauthorizedClient, UnsupportedGrantType } from '../errors.ts'
 import type { SubjectTokenVerifier } from '../iam/subject.ts'
 import type { Clock } from '../lib/clock.ts'
 import type { Logger } from '../lib/logger.ts'
@@ -15,6 +15,7 @@ import type { RequestLimits } from '../ratelimit/request_limits.ts'
 import type { CompiledGrant, CompiledPilotGrant, Policy } from '../policy/compile.ts'
 import { newJti } from '../lib/jti.ts'
 import { decideEnrolment, pilotGrantOf, renderPilotIdentity } from '../policy/pilot_decision.ts'
+import { isClassAdSafe } from '../revocation/condor_expression.ts'
 import type { IssuanceBlocks, RevocationChecker } from '../revocation/revocation_checker.ts'
 import type { RevocationService } from '../revocation/revocation_service.ts'
 import type { BrokerStore } from '../storage/chained_store.ts'
@@ -67,6 +68,14 @@ interface KnownCaller { iss: string; sub: string; client_id?: string; groups?: s
 class AuditedRefusal extends InvalidGrant {}
 
 /**
+ * The same for an attempt older than the answer already given (storage/pilot_renewals.ts): 503, which the
+ * pilot retries. Nobody waits for it when the pilot's own later retry committed first; but when replicas'
+ * clocks disagree by more than the pilot's retry delay, an honest retry can look older than the attempt it
+ * retries, and a later retry (minted later) then gets through where a 400 would end the pilot's renewals.
+ */
+class AuditedStaleAttempt extends TemporarilyUnavailable {}
+
+/**
  * Serves one pilot request. Refusals follow the exchange's rule: when the presented token (IAM token,
  * enrolment credential, pilot IDTOKEN) verifies, the refusal is one `token.denied` record naming it;
  * when it does not, there is nobody to name and the refusal is only counted.
@@ -79,7 +88,7 @@ export async function pilotExchange(flow: PilotFlow, form: TokenRequestForm, ctx
     if (flow === 'redeem') return await redeem(form, ctx, deps, state)
     return await renew(form, ctx, deps, state)
   } catch (err) {
-    if (err instanceof BrokerError && !(err instanceof AuditedRefusal)) {
+    if (err instanceof BrokerError && !(err instanceof AuditedRefusal) && !(err instanceof AuditedStaleAttempt)) {
       if (state.caller) await auditRefusal(err, flow, state as typeof state & { caller: KnownCaller }, ctx, deps)
       else {
         deps.refusals.note(err.error, ctx.clientAddress)
@@ -185,6 +194,13 @@ async function redeem(form: TokenRequestForm, ctx: RequestContext, deps: PilotEx
     site: cred.ctb_site, job: params.slurmJobId, node: params.node, jobEnd: Math.min(params.jobEnd, latestEnd),
     role: cred.ctb_role, rule: cred.rule, enrolment: cred.jti, redeemedAt: now, restart: params.restart,
   }
+  // Reuse of a renewed token revokes this identity by `sub` (revokeLineage), as an admin stopping one node does.
+  // The template's literal part is the policy's to spell and the job id and node lengthen it: an identity no
+  // revocation can name (HTCondor's expression carries at most 256 printable characters, no `"`, `\` or `$`)
+  // is never minted, or a forked chain under it could not be stopped.
+  if (!isClassAdSafe(pilot.identity)) {
+    throw new InvalidRequest(`the pilot identity role ${cred.ctb_role} gives this job and node could not be revoked: a revocation names 1 to 256 printable characters without quotes, backslashes or dollar signs`)
+  }
   const minted = mintPilotToken(pilot, g, now, deps)
   if (deps.revocations.isRevoked({ ...minted.claims, iat: now }) || deps.revocations.blockedIdentity(pilot.identity) !== undefined) {
     throw new InvalidGrant('this pilot job or identity has been revoked')
@@ -234,7 +250,11 @@ async function renew(form: TokenRequestForm, ctx: RequestContext, deps: PilotExc
   // one transaction, so two renewals of one token racing on two replicas are judged one after the other.
   const renewed: AuditEvent = { ...minted.event, ...who(ctx, state.caller), type: 'token.renewed', detail: { gen: minted.claims.ctb_gen, slurmJob: pilot.job, replaces: jti, pilot: pilotDetail(pilot) } }
   const reused = new InvalidGrant('the pilot token was already renewed: reusing it forks its renewal chain, so the pilot identity is revoked')
-  const outcome = await deps.store.renewPilotToken({ replaces: jti, expires: pilot.jobEnd, maxRetries: LOST_ANSWER_RETRIES }, renewed, denialEvent(reused, 'renew', state as { caller: KnownCaller }, ctx, now))
+  const stale = new TemporarilyUnavailable('the pilot token was renewed by a later request than this one; retry')
+  const named = state as { caller: KnownCaller }
+  const outcome = await deps.store.renewPilotToken({ replaces: jti, expires: pilot.jobEnd }, renewed, denialEvent(reused, 'renew', named, ctx, now), denialEvent(stale, 'renew', named, ctx, now))
+  // An attempt older than the answer already given: refused and recorded, nothing retired, nothing revoked.
+  if (!outcome.renewed && outcome.stale) throw new AuditedStaleAttempt(stale.description)
   if (!outcome.renewed) {
     await revokeLineage(pilot, jti, outcome.successor, ctx, deps)
     throw new AuditedRefusal(reused.description)
@@ -242,14 +262,6 @@ async function renew(form: TokenRequestForm, ctx: RequestContext, deps: PilotExc
   deps.registry.add(minted.claims.jti, pilot, minted.claims.exp, now, jti, minted.minted)
   return minted.response
 }
-
-/**
- * How many times a renewed pilot token may be presented again, as a pilot retrying after it lost the
- * answer (a network failure, a broker restarting between commit and reply). Each retry retires the
- * successor it replaces, so the allowance never lets a fork live: the side holding the retired token is
- * refused at its next renewal. Two: an answer lost, and the retry's answer lost too.
- */
-export const LOST_ANSWER_RETRIES = 2
 
 /** Who the broker names as having revoked a pilot whose token was reused (the record's caller). */
 export const REUSE_REVOKER = 'condor-token-broker:pilot-token-reuse'

@@ -92,10 +92,11 @@ export interface BrokerStore extends AuditStore, AuditAggregates, RevocationStor
   redeemPilotSlot(credential: string, limit: number, issued: AuditEvent, refused: AuditEvent): Promise<RedemptionOutcome>
   /**
    * Records a pilot token's renewal unless the token it replaces was renewed already and this is no retry:
-   * then records `refused`, completed with the reused jti and its successor (pilot_renewals.ts). The
-   * judgement and the record commit together, under the lock every replica's writes take.
+   * then records `refused`, completed with the reused jti and its successor (pilot_renewals.ts), or `stale`
+   * so completed when this attempt was minted before that successor was. The judgement and the record commit
+   * together, under the lock every replica's writes take.
    */
-  renewPilotToken(renewal: PilotRenewal, renewed: AuditEvent, refused: AuditEvent): Promise<RenewalOutcome>
+  renewPilotToken(renewal: PilotRenewal, renewed: AuditEvent, refused: AuditEvent, stale: AuditEvent): Promise<RenewalOutcome>
 }
 
 /**
@@ -407,14 +408,14 @@ export abstract class ChainedStore implements BrokerStore {
     return op.result!
   }
 
-  async renewPilotToken(renewal: PilotRenewal, renewed: AuditEvent, refused: AuditEvent): Promise<RenewalOutcome> {
+  async renewPilotToken(renewal: PilotRenewal, renewed: AuditEvent, refused: AuditEvent, stale: AuditEvent): Promise<RenewalOutcome> {
     assertStorableEvent(renewed)
     assertStorableEvent(refused)
+    assertStorableEvent(stale)
     if (typeof renewed.jti !== 'string') throw new TypeError('a renewal record names the new token\'s jti')
-    if (!Number.isSafeInteger(renewal.maxRetries) || renewal.maxRetries < 0) throw new TypeError('a retry allowance is a whole number')
     const op: RenewOp = {
-      kind: 'renew', replaces: renewal.replaces, expires: renewal.expires, maxRetries: renewal.maxRetries,
-      successor: renewed.jti, time: renewed.time, json: JSON.stringify(renewed), denyJson: JSON.stringify(refused),
+      kind: 'renew', replaces: renewal.replaces, expires: renewal.expires,
+      successor: renewed.jti, time: renewed.time, json: JSON.stringify(renewed), denyJson: JSON.stringify(refused), staleJson: JSON.stringify(stale),
     }
     await this.#submit(op)
     return op.result!

@@ -60,9 +60,9 @@ export class MemoryStore extends ChainedStore {
         renewals.set(jti, { successor, retries: 0, superseded: 0, renewedAt, expires })
         return true
       },
-      read: (jti) => renewal(jti),
+      read: (jti) => { const r = renewal(jti); return r && { ...r, renewed_at: r.renewedAt } },
       has: (jti) => renewal(jti) !== undefined,
-      retry: (jti, successor) => { const r = renewal(jti)!; renewals.set(jti, { ...r, successor, retries: r.retries + 1 }) },
+      retry: (jti, successor, renewedAt) => { const r = renewal(jti)!; renewals.set(jti, { ...r, successor, renewedAt, retries: r.retries + 1 }) },
       retire: (jti, successor, renewedAt, expires) => { if (!renewal(jti)) renewals.set(jti, { successor, retries: 0, superseded: 1, renewedAt, expires }) },
     }
     let pruneRenewalsAt: number | undefined

@@ -9,9 +9,11 @@ import { jtiSecond } from '../lib/jti.ts'
  *
  * After OAuth 2.0 refresh-token rotation (RFC 9700 §4.14.2): presenting a token that was already renewed is
  * reuse, unless it looks like a pilot retrying after it lost the answer (the token's successor was never
- * renewed with, and the token has been retried at most `maxRetries` times). A retry retires the successor
- * it replaces (its row says `superseded`), so a chain forked under cover of a retry is caught when the
- * losing side renews next.
+ * renewed with). A retry retires the successor it replaces (its row says `superseded`), so a chain forked
+ * under cover of a retry is caught when the losing side renews next. The retries are not capped: a cap adds
+ * no such check (each retry already retires the one before), and the sbatch pilot presents one token as
+ * often as its backoff allows until that token expires, so any cap revoked an honest pilot behind a proxy
+ * that lost its answers (docs/pilots.md, "Renewal chains and reuse").
  */
 export const PILOT_RENEWALS_TABLE = (integer: string, withoutRowid: boolean) => `CREATE TABLE IF NOT EXISTS pilot_renewals (
      second ${integer} NOT NULL, jti TEXT NOT NULL, successor TEXT NOT NULL, renewed_at ${integer} NOT NULL,
@@ -35,13 +37,12 @@ export interface PilotRenewal {
   replaces: string
   /** No token of this pilot lives past it (its job end): the rows of its chain may go after it. */
   expires: number
-  /** How many times a renewed token may be presented again as a lost answer's retry. */
-  maxRetries: number
 }
 
 /**
  * One renewal, judged and recorded in one transaction: `json` is the renewal's record, `denyJson` its
- * refusal should the presented token turn out to be reused (completed with the jti and successor inside).
+ * refusal should the presented token turn out to be reused, `staleJson` its refusal should it be an attempt
+ * older than the answer already given (each completed with the jti and successor inside).
  */
 export interface RenewOp extends PilotRenewal {
   kind: 'renew'
@@ -50,29 +51,39 @@ export interface RenewOp extends PilotRenewal {
   time: number
   json: string
   denyJson: string
+  staleJson: string
   result?: RenewalOutcome
 }
 
 /**
  * What a renewal got: renewed (`supersedes`: the successor of an earlier renewal of the same token, retired
- * by this retry), or refused as reuse, naming the successor the presented token already has.
+ * by this retry), or refused, naming the successor the presented token already has: as reuse, or (`stale`) as
+ * an attempt minted before that successor was (the pilot holds the later answer), which revokes nothing.
  */
-export type RenewalOutcome = { renewed: true; supersedes?: string } | { renewed: false; successor: string }
+export type RenewalOutcome = { renewed: true; supersedes?: string } | { renewed: false; successor: string; stale?: true }
 
-/** A pilot_renewals row as a backend reads it. */
-export interface RenewalRow { successor: string; retries: number | string; superseded: number | string | boolean }
+/**
+ * A pilot_renewals row as a backend reads it (`retries`: how often the token was retried, for the record;
+ * `renewed_at`: when the renewal that made the current successor was minted).
+ */
+export interface RenewalRow { successor: string; retries: number | string; superseded: number | string | boolean; renewed_at: number | string }
 
 /**
  * Whether a token already renewed (`row`) may be renewed again as a retry. Not when it was retired, nor
- * when its successor was renewed with (the pilot had the answer), nor past the retry allowance.
+ * when its successor was renewed with (the pilot had the answer).
  */
-export function mayRetry(row: RenewalRow, successorRenewed: boolean, maxRetries: number): boolean {
-  return !Number(row.superseded) && !successorRenewed && Number(row.retries) < maxRetries
+export function mayRetry(row: RenewalRow, successorRenewed: boolean): boolean {
+  return !Number(row.superseded) && !successorRenewed
 }
 
 /** The renewal's record as a retry: it names the successor it retired. */
 export function retryEvent(e: AuditEvent, supersedes: string): AuditEvent {
   return { ...e, detail: { ...e.detail, supersedes } }
+}
+
+/** The refusal's record of an attempt older than the answer given: which jti it presented, and the later successor. */
+export function staleEvent(e: AuditEvent, jti: string, successor: string): AuditEvent {
+  return { ...e, detail: { ...e.detail, stale: { jti, successor } } }
 }
 
 /** The refusal's record of a reused token: which jti was presented again, and which successor it has. */
@@ -81,8 +92,8 @@ export function reuseEvent(e: AuditEvent, jti: string, successor: string): Audit
 }
 
 /** The record a settled renewal committed, for whoever reports on it (metrics). */
-export function recordOf(renewed: AuditEvent, refused: AuditEvent, replaces: string, outcome: RenewalOutcome): AuditEvent {
-  if (!outcome.renewed) return reuseEvent(refused, replaces, outcome.successor)
+export function recordOf(renewed: AuditEvent, refused: AuditEvent, stale: AuditEvent, replaces: string, outcome: RenewalOutcome): AuditEvent {
+  if (!outcome.renewed) return outcome.stale ? staleEvent(stale, replaces, outcome.successor) : reuseEvent(refused, replaces, outcome.successor)
   return outcome.supersedes === undefined ? renewed : retryEvent(renewed, outcome.supersedes)
 }
 
@@ -91,10 +102,10 @@ export function renewalSql(p: (i: number) => string) {
   const key = `second = ${p(1)} AND jti = ${p(2)}`
   return {
     insert: `INSERT INTO pilot_renewals (second, jti, successor, renewed_at, expires, retries, superseded) VALUES (${p(1)}, ${p(2)}, ${p(3)}, ${p(4)}, ${p(5)}, 0, 0) ON CONFLICT (second, jti) DO NOTHING`,
-    read: `SELECT successor, retries, superseded FROM pilot_renewals WHERE ${key}`,
+    read: `SELECT successor, retries, superseded, renewed_at FROM pilot_renewals WHERE ${key}`,
     renewed: `SELECT 1 AS one FROM pilot_renewals WHERE ${key}`,
     // Placeholders in the order they appear: SQLite numbers `?` by position.
-    retry: `UPDATE pilot_renewals SET successor = ${p(1)}, retries = retries + 1 WHERE second = ${p(2)} AND jti = ${p(3)}`,
+    retry: `UPDATE pilot_renewals SET successor = ${p(1)}, renewed_at = ${p(2)}, retries = retries + 1 WHERE second = ${p(3)} AND jti = ${p(4)}`,
     retire: `INSERT INTO pilot_renewals (second, jti, successor, renewed_at, expires, retries, superseded) VALUES (${p(1)}, ${p(2)}, ${p(3)}, ${p(4)}, ${p(5)}, 0, 1) ON CONFLICT (second, jti) DO NOTHING`,
     prune: `DELETE FROM pilot_renewals WHERE expires < ${p(1)}`,
   }
@@ -107,8 +118,8 @@ export interface RenewalTable {
   read(jti: string): RenewalRow | undefined
   /** Whether a token has a row (was renewed, or retired). */
   has(jti: string): boolean
-  /** A retry: the token's successor becomes `successor`, one retry more. */
-  retry(jti: string, successor: string): void
+  /** A retry: the token's successor becomes `successor`, minted at `renewedAt`, one retry more. */
+  retry(jti: string, successor: string, renewedAt: number): void
   /** The row of a successor a retry retired. */
   retire(jti: string, successor: string, renewedAt: number, expires: number): void
 }
@@ -123,7 +134,7 @@ export function applyRenewal(op: RenewOp, t: RenewalTable): { json: string; resu
   if (t.insert(op.replaces, successor, time, op.expires)) return { json: op.json, result: { renewed: true } }
   const row = t.read(op.replaces)!
   const outcome = judged(op, row, t.has(row.successor))
-  if (outcome.result.renewed) { t.retry(op.replaces, successor); t.retire(row.successor, successor, time, op.expires) }
+  if (outcome.result.renewed) { t.retry(op.replaces, successor, time); t.retire(row.successor, successor, time, op.expires) }
   return outcome
 }
 
@@ -133,14 +144,23 @@ export async function applyRenewalAsync(op: RenewOp, t: AsyncRenewalTable): Prom
   if (await t.insert(op.replaces, successor, time, op.expires)) return { json: op.json, result: { renewed: true } }
   const row = (await t.read(op.replaces))!
   const outcome = judged(op, row, await t.has(row.successor))
-  if (outcome.result.renewed) { await t.retry(op.replaces, successor); await t.retire(row.successor, successor, time, op.expires) }
+  if (outcome.result.renewed) { await t.retry(op.replaces, successor, time); await t.retire(row.successor, successor, time, op.expires) }
   return outcome
 }
 
-/** A token renewed before, presented again: a retry (renewed, retiring its earlier successor) or reuse. */
+/**
+ * A token renewed before, presented again: a retry (renewed, retiring its earlier successor), reuse, or an
+ * attempt minted before the successor was (stale). The stale one is what a pilot leaves behind when its attempt
+ * is held up before its commit past curl's --max-time and its retry commits first: the pilot has the later
+ * answer, so retiring it would revoke the pilot at its next renewal. Refusing it issues nothing and retires
+ * nothing, so it lets no fork live either. Same-second attempts cannot be ordered and are judged as retries.
+ */
 function judged(op: RenewOp, row: RenewalRow, successorRenewed: boolean): { json: string; result: RenewalOutcome } {
-  if (!mayRetry(row, successorRenewed, op.maxRetries)) {
+  if (!mayRetry(row, successorRenewed)) {
     return { json: JSON.stringify(reuseEvent(JSON.parse(op.denyJson) as AuditEvent, op.replaces, row.successor)), result: { renewed: false, successor: row.successor } }
+  }
+  if (op.time < Number(row.renewed_at)) {
+    return { json: JSON.stringify(staleEvent(JSON.parse(op.staleJson) as AuditEvent, op.replaces, row.successor)), result: { renewed: false, successor: row.successor, stale: true } }
   }
   return { json: JSON.stringify(retryEvent(JSON.parse(op.json) as AuditEvent, row.successor)), result: { renewed: true, supersedes: row.successor } }
 }

@@ -476,7 +476,7 @@ function renewalTable(client: pg.PoolClient): AsyncRenewalTable {
     insert: async (jti, successor, at, expires) => ((await client.query(RENEWAL_SQL.insert, [...renewalKey(jti), successor, at, expires])).rowCount ?? 0) === 1,
     read: async (jti) => (await client.query<RenewalRow>(RENEWAL_SQL.read, renewalKey(jti))).rows[0],
     has: async (jti) => (await client.query(RENEWAL_SQL.renewed, renewalKey(jti))).rows.length > 0,
-    retry: async (jti, successor) => { await client.query(RENEWAL_SQL.retry, [successor, ...renewalKey(jti)]) },
+    retry: async (jti, successor, at) => { await client.query(RENEWAL_SQL.retry, [successor, at, ...renewalKey(jti)]) },
     retire: async (jti, successor, at, expires) => { await client.query(RENEWAL_SQL.retire, [...renewalKey(jti), successor, at, expires]) },
   }
 }

@@ -312,7 +312,7 @@ export class SqliteChainWriter {
     insert: (jti, successor, at, expires) => Number(this.#stmt(RENEWAL_SQL.insert).run(...renewalKey(jti), successor, at, expires).changes) === 1,
     read: (jti) => this.#stmt(RENEWAL_SQL.read).get(...renewalKey(jti)) as RenewalRow | undefined,
     has: (jti) => this.#stmt(RENEWAL_SQL.renewed).get(...renewalKey(jti)) !== undefined,
-    retry: (jti, successor) => { this.#stmt(RENEWAL_SQL.retry).run(successor, ...renewalKey(jti)) },
+    retry: (jti, successor, at) => { this.#stmt(RENEWAL_SQL.retry).run(successor, at, ...renewalKey(jti)) },
     retire: (jti, successor, at, expires) => { this.#stmt(RENEWAL_SQL.retire).run(...renewalKey(jti), successor, at, expires) },
   }
 

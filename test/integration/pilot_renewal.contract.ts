@@ -4,9 +4,8 @@ import type { BrokerStore } from '../../src/storage/chained_store.ts'
 
 /**
  * The renewal chain of a pilot token, for every backend (storage/pilot_renewals.ts): a token renewed once is
- * renewed again only as a lost answer's retry (its successor never renewed with, at most `maxRetries`
- * times), each retry retiring the successor it replaces; anything else is reuse, refused with a record
- * naming the reused jti and its successor. Judged from the store, so it holds for two handles on one
+ * renewed again only as a lost answer's retry (its successor never renewed with), each retry retiring the
+ * successor it replaces; anything else is reuse, refused with a record naming the reused jti and its successor. Judged from the store, so it holds for two handles on one
  * database (replicas) and for a store opened again (a restart).
  */
 export interface RenewalHarness {
@@ -19,18 +18,20 @@ const T0 = 1_800_000_000
 const END = T0 + 7200
 let n = 0
 
-function renewal(replaces: string, successor: string, expires = END): { renewal: { replaces: string; expires: number; maxRetries: number }; renewed: AuditEvent; refused: AuditEvent } {
+function renewal(replaces: string, successor: string, expires = END, time?: number): { renewal: { replaces: string; expires: number }; renewed: AuditEvent; refused: AuditEvent; stale: AuditEvent } {
   const i = ++n
+  const at = time ?? T0 + i
   return {
-    renewal: { replaces, expires, maxRetries: 2 },
-    renewed: { type: 'token.renewed', time: T0 + i, requestId: `renew-${i}`, role: 'pilot', tokenKind: 'idtoken', jti: successor, decision: 'allow', site: 'hpc-b', detail: { replaces } },
-    refused: { type: 'token.denied', time: T0 + i, requestId: `renew-${i}`, role: 'pilot', decision: 'deny', reason: 'invalid_grant: reused', site: 'hpc-b', detail: { pilot: 'renew' } },
+    renewal: { replaces, expires },
+    renewed: { type: 'token.renewed', time: at, requestId: `renew-${i}`, role: 'pilot', tokenKind: 'idtoken', jti: successor, decision: 'allow', site: 'hpc-b', detail: { replaces } },
+    refused: { type: 'token.denied', time: at, requestId: `renew-${i}`, role: 'pilot', decision: 'deny', reason: 'invalid_grant: reused', site: 'hpc-b', detail: { pilot: 'renew' } },
+    stale: { type: 'token.denied', time: at, requestId: `renew-${i}`, role: 'pilot', decision: 'deny', reason: 'invalid_grant: stale', site: 'hpc-b', detail: { pilot: 'renew' } },
   }
 }
 
-async function renew(store: BrokerStore, replaces: string, successor: string, expires = END) {
-  const r = renewal(replaces, successor, expires)
-  return store.renewPilotToken(r.renewal, r.renewed, r.refused)
+async function renew(store: BrokerStore, replaces: string, successor: string, expires = END, time?: number) {
+  const r = renewal(replaces, successor, expires, time)
+  return store.renewPilotToken(r.renewal, r.renewed, r.refused, r.stale)
 }
 
 export function pilotRenewalContract(name: string, h: RenewalHarness): void {
@@ -39,22 +40,43 @@ export function pilotRenewalContract(name: string, h: RenewalHarness): void {
     const fresh = async (peer = false) => { const s = peer ? await h.openPeer!() : await h.open(); open.push(s); return s }
     afterEach(async () => { for (const s of open.splice(0)) await s.close().catch(() => {}) })
 
-    it('renews the newest token, allows two retries of a renewed one, and refuses reuse naming the successor', async () => {
+    it('renews the newest token, every retry of a renewed one, and refuses reuse naming the successor', async () => {
       const store = await fresh()
       expect(await renew(store, 'a0', 'a1')).toEqual({ renewed: true })
       expect(await renew(store, 'a0', 'a1b')).toEqual({ renewed: true, supersedes: 'a1' })
       expect(await renew(store, 'a0', 'a1c')).toEqual({ renewed: true, supersedes: 'a1b' })
-      expect(await renew(store, 'a0', 'a1d')).toEqual({ renewed: false, successor: 'a1c' })
+      expect(await renew(store, 'a0', 'a1d')).toEqual({ renewed: true, supersedes: 'a1c' })
       // A retired successor is reuse whenever it comes back.
       expect(await renew(store, 'a1', 'a2')).toEqual({ renewed: false, successor: 'a1b' })
-      // The newest goes on.
-      expect(await renew(store, 'a1c', 'a2c')).toEqual({ renewed: true })
+      // The newest goes on; once it has, the token it replaced is reuse.
+      expect(await renew(store, 'a1d', 'a2d')).toEqual({ renewed: true })
+      expect(await renew(store, 'a0', 'a1e')).toEqual({ renewed: false, successor: 'a1d' })
       const records = (await store.query({ limit: 100 })).records.map((r) => r.event).reverse()
-      expect(records.map((e) => e.type)).toEqual(['token.renewed', 'token.renewed', 'token.renewed', 'token.denied', 'token.denied', 'token.renewed'])
+      expect(records.map((e) => e.type)).toEqual(['token.renewed', 'token.renewed', 'token.renewed', 'token.renewed', 'token.denied', 'token.renewed', 'token.denied'])
       expect(records[1]!.detail).toEqual({ replaces: 'a0', supersedes: 'a1' })
-      expect(records[3]!.detail).toEqual({ pilot: 'renew', reuse: { jti: 'a0', successor: 'a1c' } })
       expect(records[4]!.detail).toEqual({ pilot: 'renew', reuse: { jti: 'a1', successor: 'a1b' } })
+      expect(records[6]!.detail).toEqual({ pilot: 'renew', reuse: { jti: 'a0', successor: 'a1d' } })
       expect((await store.verify()).ok).toBe(true)
+    })
+
+    // A pilot's attempt minted at t1 and held up before its commit (the store's queue, the chain-head lock on a
+    // busy replica) past curl's --max-time; the pilot retries, and the retry, minted later, commits first. The
+    // late first attempt is no retry of a lost answer: the pilot already has a later one. Judged a retry, it
+    // retired the successor the pilot holds, and the pilot's next renewal revoked it.
+    it('refuses an attempt minted before the answer already given, retiring nothing', async () => {
+      const store = await fresh()
+      expect(await renew(store, 'g0', 'g1-retry', END, T0 + 5_100)).toEqual({ renewed: true })
+      expect(await renew(store, 'g0', 'g1-first', END, T0 + 5_060)).toEqual({ renewed: false, successor: 'g1-retry', stale: true })
+      // What the pilot holds was not retired: its chain goes on.
+      expect(await renew(store, 'g1-retry', 'g2', END, T0 + 5_200)).toEqual({ renewed: true })
+      const last = (await store.query({ limit: 100 })).records.sort((a, b) => a.seq - b.seq).map((r) => r.event)
+      expect(last.map((e) => e.type)).toEqual(['token.renewed', 'token.denied', 'token.renewed'])
+      expect(last[1]).toMatchObject({ reason: 'invalid_grant: stale', detail: { pilot: 'renew', stale: { jti: 'g0', successor: 'g1-retry' } } })
+      // An attempt minted after the latest answer is a retry again; one minted before that retry's is stale.
+      expect(await renew(store, 'h0', 'h1', END, T0 + 6_000)).toEqual({ renewed: true })
+      expect(await renew(store, 'h0', 'h1b', END, T0 + 6_040)).toEqual({ renewed: true, supersedes: 'h1' })
+      expect(await renew(store, 'h0', 'h1c', END, T0 + 6_020)).toEqual({ renewed: false, successor: 'h1b', stale: true })
+      expect(await renew(store, 'h1b', 'h2', END, T0 + 6_100)).toEqual({ renewed: true })
     })
 
     it('refuses a retry once the successor was renewed with', async () => {

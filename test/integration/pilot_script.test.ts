@@ -211,6 +211,16 @@ describe('pilot script: refusals at start-up', () => {
     expect(p.stderr()).not.toContain('without a usable IDTOKEN')
   })
 
+  // curl before 8.4 (EL8's 7.61, EL9's 7.76, Debian 12's 7.88) applies --max-filesize only to an answer that
+  // states its length up front; a chunked one it stores whole, as fast as it streams, for its 30 s --max-time.
+  it('stops storing an answer above 1 MiB that does not state its length (chunked), whatever the curl version', async () => {
+    const t = await setup({ reply: (_, i) => (i === 0 ? { status: 200, body: ' '.repeat(2 * 1024 * 1024), headers: { 'transfer-encoding': 'chunked' } } : { status: 400, body: { error: 'invalid_grant' } }), fakeClockStart: 1_800_000_000 })
+    const p = t.run()
+    expect(await p.exit).toBe(1)
+    expect(p.stderr()).toMatch(/broker unreachable: curl: \(\d+\)/)
+    expect(p.stderr()).not.toContain('without a usable IDTOKEN')
+  })
+
   it('logs a refusal\'s error code without the control characters a broker (or whatever answers) put in it', async () => {
     const t = await setup({ reply: () => ({ status: 400, body: '{"error":"invalid_grant\u001b[2J\u001b]0;owned\u0007"}' }) })
     const p = t.run()

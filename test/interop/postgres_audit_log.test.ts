@@ -172,8 +172,9 @@ it('migrates a database at the schema before pilot redemptions forward, keeping 
     expect(await store.redeemPilotSlot('cred-forward', 1, issued, refused)).toEqual({ redeemed: false, used: 1 })
     // And the renewal chains' table, the last step.
     const renewed = { type: 'token.renewed', time: 1_800_000_002, role: 'pilot', jti: 'fwd-1', decision: 'allow' } as const
-    expect(await store.renewPilotToken({ replaces: 'fwd-0', expires: 1_800_003_600, maxRetries: 0 }, renewed, refused)).toEqual({ renewed: true })
-    expect(await store.renewPilotToken({ replaces: 'fwd-0', expires: 1_800_003_600, maxRetries: 0 }, { ...renewed, jti: 'fwd-2' }, refused)).toEqual({ renewed: false, successor: 'fwd-1' })
+    expect(await store.renewPilotToken({ replaces: 'fwd-0', expires: 1_800_003_600 }, renewed, refused, refused)).toEqual({ renewed: true })
+    expect(await store.renewPilotToken({ replaces: 'fwd-1', expires: 1_800_003_600 }, { ...renewed, jti: 'fwd-2' }, refused, refused)).toEqual({ renewed: true })
+    expect(await store.renewPilotToken({ replaces: 'fwd-0', expires: 1_800_003_600 }, { ...renewed, jti: 'fwd-3' }, refused, refused)).toEqual({ renewed: false, successor: 'fwd-1' })
   } finally {
     await store.close()
   }

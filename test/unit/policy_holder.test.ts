@@ -1,4 +1,4 @@
-import { writeFileSync } from 'node:fs'
+import { mkdirSync, renameSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import type { PolicyContext } from '../../src/policy/compile.ts'
@@ -125,5 +125,53 @@ describe('PolicyHolder', () => {
     await waitFor(() => events.length > 1)
     expect(events[1]).toMatchObject({ ok: false, trigger: 'watch' })
     expect(holder.current).toBe(good)
+  })
+})
+
+// How policy files are really changed in place: the reload must follow each (docs/policies.md).
+describe('policy reload as deployments change files', () => {
+  /** What the kubelet writes for a ConfigMap volume: p.yaml -> ..data/p.yaml, ..data -> a timestamped directory. */
+  function configMapVersion(dir: string, version: string, authz: string): void {
+    mkdirSync(join(dir, version))
+    writeFileSync(join(dir, version, 'p.yaml'), policyYaml(authz))
+    symlinkSync(version, join(dir, '..data_tmp'))
+    // The update is one rename of the ..data link; the p.yaml link itself never changes.
+    renameSync(join(dir, '..data_tmp'), join(dir, '..data'))
+  }
+
+  it('loads a Kubernetes ConfigMap volume and follows its atomic ..data swap', async () => {
+    const dir = tempDir()
+    configMapVersion(dir, '..2026_12_01_12_00_00.000000001', '[READ]')
+    symlinkSync('..data/p.yaml', join(dir, 'p.yaml'))
+    const holder = new PolicyHolder({ dir, context: CTX, watch: true, sighup: false, debounceMs: 50 })
+    holders.push(holder)
+    const events: PolicyReloadEvent[] = []
+    holder.onReload((e) => events.push(e))
+    holder.start()
+    expect(decide(holder.current, request)).toMatchObject({ allow: true, scopes: ['READ'] })
+    configMapVersion(dir, '..2026_12_01_12_05_00.000000002', '[READ, ADVERTISE_MASTER]')
+    await waitFor(() => events.length > 0)
+    expect(events[0]).toMatchObject({ ok: true, trigger: 'watch', files: [join(dir, 'p.yaml')] })
+    expect(decide(holder.current, request)).toMatchObject({ allow: true, scopes: ['READ', 'ADVERTISE_MASTER'] })
+  })
+
+  it('follows an editor that writes a new file and renames it over the old one', async () => {
+    const { dir, f, holder, events } = setup({ watch: true, debounceMs: 50 })
+    holder.start()
+    writeFileSync(join(dir, '.p.yaml.swp'), policyYaml('[READ, ADVERTISE_MASTER]'))
+    renameSync(join(dir, '.p.yaml.swp'), f)
+    await waitFor(() => events.length > 0)
+    expect(events[0]).toMatchObject({ ok: true, trigger: 'watch' })
+    expect(decide(holder.current, request)).toMatchObject({ allow: true, scopes: ['READ', 'ADVERTISE_MASTER'] })
+  })
+
+  it('follows an editor that truncates the file and writes it again in place', async () => {
+    const { f, holder, events } = setup({ watch: true, debounceMs: 50 })
+    holder.start()
+    truncateSync(f, 0)
+    writeFileSync(f, policyYaml('[READ, ADVERTISE_MASTER]'))
+    await waitFor(() => events.length > 0)
+    await new Promise((r) => setTimeout(r, 150))
+    expect(decide(holder.current, request)).toMatchObject({ allow: true, scopes: ['READ', 'ADVERTISE_MASTER'] })
   })
 })

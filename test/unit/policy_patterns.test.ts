@@ -49,6 +49,24 @@ describe('policy patterns', () => {
     }), { numRuns: 3000 })
   })
 
+  it('agrees with the definition for any list of patterns, any characters and either case rule', () => {
+    // The definition again, built here from the docs' words: each pattern alone, `*` as [A-Za-z0-9_.-]*, and with
+    // ignoreCase the ASCII letters of pattern and value folded (no other character changes case).
+    const fold = (x: string) => x.replace(/[A-Z]/g, (c) => String.fromCharCode(c.charCodeAt(0) + 32))
+    const literal = (x: string) => x.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')
+    const oracle = (patterns: string[], value: string, ignoreCase: boolean) => patterns.some((p) => {
+      const f = ignoreCase ? fold : (x: string) => x
+      return new RegExp(`^${f(p).split('*').map(literal).join('[A-Za-z0-9_.-]*')}$`).test(f(value))
+    })
+    // Letters of both cases, a non-ASCII letter that case folding could touch, the separators * must not cross,
+    // and the characters a RegExp would read as syntax.
+    const unit = fc.constantFrom('a', 'B', 'é', 'É', '_', '.', '-', '0', ':', '/', '@', '$', '(', '[', '\\', '+', '?', '^', '|', '\n')
+    const pattern = fc.string({ unit: fc.oneof(unit, fc.constant('*')), maxLength: 7 })
+    fc.assert(fc.property(fc.array(pattern, { minLength: 1, maxLength: 3 }), fc.string({ unit, maxLength: 10 }), fc.boolean(), (patterns, value, ignoreCase) => {
+      expect(compilePatterns(patterns, { ignoreCase }).test(value)).toBe(oracle(patterns, value, ignoreCase))
+    }), { numRuns: 5000 })
+  })
+
   it('matches a many-star pattern against a long value in linear time (no backtracking blow-up)', () => {
     // A value of 126 one-letter labels ending otherwise than the pattern: a backtracking matcher tries every way
     // of placing the pattern's 8 dots among the value's 125 (about 10^12) before it says no.

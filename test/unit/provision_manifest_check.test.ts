@@ -34,6 +34,13 @@ describe('a manifest checked against the broker before teardown', () => {
     expect(await manifestDisagreements(manifest([cmToken, enrolment], [cmCert]), brokerWith(Object.values(issued)))).toEqual([])
   })
 
+  // A template may spell a host with capitals; render writes it so, and the broker lower-cases DNS names before it
+  // issues (src/ca/certificate_service.ts, as for a daemon token's host) and records that spelling as issuedSub.
+  it('finds a certificate the broker recorded under the lower-case spelling of the manifest\'s host', async () => {
+    const broker = brokerWith(Object.values(issued))
+    expect(await manifestDisagreements(manifest([{ ...cmToken, host: 'CM.Example.ORG' }], [{ ...cmCert, host: 'CM.Example.ORG' }]), broker)).toEqual([])
+  })
+
   it('names an entry whose kind, role, sub or host differs from the record', async () => {
     const broker = brokerWith(Object.values(issued))
     expect(await manifestDisagreements(manifest([{ ...cmToken, kind: 'pilot_enrolment' }]), broker)).toEqual([`token ${JTI.cm} (cm): the broker issued it as kind idtoken, not pilot_enrolment`])

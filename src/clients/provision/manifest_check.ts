@@ -63,8 +63,11 @@ export async function manifestDisagreements(manifest: Pick<Manifest, 'tokens' | 
     const at = `certificate ${c.serial} (${c.node})`
     let found: Event | undefined
     let cursor: string | undefined
+    // The broker lower-cases a certificate's DNS names before it issues, and records that spelling (its first
+    // name) as the sub; a template may spell the host with capitals, and render writes it as spelt.
+    const sub = c.host.toLowerCase()
     for (let page = 0; page < MAX_PAGES && !found; page++) {
-      const { events, next } = await broker.auditPage({ type: 'certificate.issued', sub: c.host, limit: '1000', ...(cursor ? { cursor } : {}) })
+      const { events, next } = await broker.auditPage({ type: 'certificate.issued', sub, limit: '1000', ...(cursor ? { cursor } : {}) })
       found = events.find((x) => x.decision === 'allow' && String((x.detail as { serial?: unknown } | undefined)?.serial ?? '').toLowerCase() === c.serial.toLowerCase())
       if (!next) break
       cursor = next

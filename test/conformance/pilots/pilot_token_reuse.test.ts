@@ -3,8 +3,8 @@
 // the attacker and the legitimate client, one of them will present an invalidated refresh token, which will
 // inform the authorization server of the breach. The authorization server cannot determine which party
 // submitted the invalid refresh token, but it will revoke the active refresh token. This stops the attack."
-// Adapted: a pilot that lost the answer to a renewal may present the replaced token again, at most twice and
-// only while nobody has renewed with its successor; every such retry retires the successor it replaces.
+// Adapted: a pilot that lost the answer to a renewal may present the replaced token again while nobody has
+// renewed with its successor (and the token is valid); every such retry retires the successor it replaces.
 import { describe, expect, it, vi } from 'vitest'
 import { ACCESS_TOKEN_TYPE, BROKER_AUDIENCE, GRANT_TYPE, IDTOKEN_TYPE, expectOAuthError, payloadOf, useTokenApp } from '../support/token_app.ts'
 
@@ -93,12 +93,19 @@ describe('pilot token reuse', () => {
     expect(metric(after, 'retried') - metric(before, 'retried')).toBe(1)
   })
 
-  it('allows two retries of one token, not a third', async () => {
+  it('renews a pilot that lost every answer of its retry loop, however many, and revokes nothing', async () => {
+    // The sbatch pilot retries a renewal with the same token until shortly before that token expires
+    // (docs/pilots-script.md, step 7): behind a proxy that drops each answer after the broker committed, that
+    // is one presentation per backoff step, 5, 10, 20, 40 s… Six here: five answers lost, the sixth arrives.
     const p = await pilot()
-    await renewed(p.token)
-    await renewed(p.token)
-    await renewed(p.token)
-    await expectOAuthError(await t.post(renewForm(p.token)), 400, 'invalid_grant')
+    const lost: string[] = []
+    for (let i = 0; i < 5; i++) lost.push(await renewed(p.token))
+    const kept = await renewed(p.token)
+    await renewed(await renewed(kept))
+    expect(await reuseDenials(jtiOf(p.token))).toEqual([])
+    expect(await revocationsOf(p.sub)).toEqual([])
+    // Every lost answer's token was retired by the retry after it: a copy of one coming back is a fork.
+    await expectOAuthError(await t.post(renewForm(lost[2]!)), 400, 'invalid_grant')
     expect((await revocationsOf(p.sub)).map((r) => r.kind)).toEqual(['sub'])
   })
 

@@ -172,14 +172,15 @@ export interface TokenApp {
  * clean-up hooks. Call at the top level of a test file. `clock` replaces the system clock. `env` adds CTB_* settings; with any CTB_RATE_LIMITS_*
  * among them the exchange gets the rate limits serve builds (without, none: the suite sends many refusals).
  */
-export async function useTokenApp(options: { env?: NodeJS.ProcessEnv; clock?: Clock } = {}): Promise<TokenApp> {
+/** `policy`: the test's own edit of the policy file's text (POLICY), for a case the shared policy does not hold. */
+export async function useTokenApp(options: { env?: NodeJS.ProcessEnv; clock?: Clock; policy?: (text: string) => string } = {}): Promise<TokenApp> {
   const iam = await TestIam.create({ issuer: 'https://iam.test.example/' })
   const msw = useMswIam(iam)
 
   const dir = mkdtempSync(join(tmpdir(), 'ctb-conformance-'))
   const policyDir = join(dir, 'policies')
   mkdirSync(policyDir)
-  writeFileSync(join(policyDir, 'federation.yaml'), POLICY)
+  writeFileSync(join(policyDir, 'federation.yaml'), options.policy ? options.policy(POLICY) : POLICY)
   const loaded = loadConfig({ env: { CTB_DATA_DIR: join(dir, 'data'), CTB_TRUST_DOMAIN: TRUST_DOMAIN, CTB_ISSUER: BROKER_ISSUER, ...options.env } })
   const config: Config = {
     ...loaded,
@@ -241,9 +242,9 @@ export async function useTokenApp(options: { env?: NodeJS.ProcessEnv; clock?: Cl
       if (audit.mode !== 'ok') { await audit.record(issued); throw new Error('audit store unavailable') }
       return store.redeemPilotSlot(credential, limit, issued, refused)
     },
-    async renewPilotToken(renewal: PilotRenewal, renewed: AuditEvent, refused: AuditEvent) {
+    async renewPilotToken(renewal: PilotRenewal, renewed: AuditEvent, refused: AuditEvent, stale: AuditEvent) {
       if (audit.mode !== 'ok') { await audit.record(renewed); throw new Error('audit store unavailable') }
-      return store.renewPilotToken(renewal, renewed, refused)
+      return store.renewPilotToken(renewal, renewed, refused, stale)
     },
     query: store.query.bind(store),
   }
