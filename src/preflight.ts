@@ -72,7 +72,13 @@ export async function preflight(config: Config, ctx: PreflightContext): Promise<
     const keys = new KeyStore(join(config.data_dir, 'keys'))
     const name = config.idtoken.key
     if (!keys.hasCondorKey(name)) {
-      add('ENOKEY', `the HTCondor signing key "${name}" (idtoken.key) does not exist at ${keys.condorKeyPath(name)}; a broker with a public issuer never invents one: run "condor-token-broker keys init" to create it, or "condor-token-broker keys import FILE --name ${name}" to adopt the pool's key`)
+      // On PostgreSQL this is usually a further replica, which must sign with the first one's keys (the
+      // collector holds one such file; verifiers fetch /jwks from whichever replica answers): keys init
+      // here would make different ones, so the refusal names the copy instead.
+      const fix = config.audit.store === 'postgres'
+        ? `on a further replica copy ${join(config.data_dir, 'keys')} from the replica that ran "condor-token-broker keys init" (files 0600; never run keys init on a second replica: it would make different keys); on the first replica run keys init, or "condor-token-broker keys import FILE --name ${name}" to adopt the pool's key`
+        : `run "condor-token-broker keys init" to create it, or "condor-token-broker keys import FILE --name ${name}" to adopt the pool's key`
+      add('ENOKEY', `the HTCondor signing key "${name}" (idtoken.key) does not exist at ${keys.condorKeyPath(name)}; a broker with a public issuer never invents one: ${fix}`)
     }
     // Replicas must share one audit MAC key: one made up here would MAC records no other replica can check.
     try {
