@@ -73,7 +73,12 @@ export async function revokeCommand(argv: string[], io: CommandIo): Promise<numb
   })
   try {
     if (sub === 'list') {
-      for (const r of await service.list({ all: values.all === true })) {
+      const rows = await service.list({ all: values.all === true })
+      // An empty answer reads as "did nothing" (say, right after a lift); JSON stays empty for scripts.
+      if (rows.length === 0 && !values.json) {
+        io.out(values.all === true ? 'no revocations' : 'no active revocations (--all also lists lifted ones and those that can no longer match)')
+      }
+      for (const r of rows) {
         io.out(values.json ? JSON.stringify(r) : `${String(r.id).padStart(5)}  ${r.kind.padEnd(4)}  ${r.value}  revoked ${iso(r.revokedAt)}  until ${iso(r.until)}${r.gen !== undefined ? `  gen ${r.gen}` : ''}${r.reason ? `  reason ${JSON.stringify(r.reason)}` : ''}${r.iss ? `  iss ${r.iss}` : ''}${r.revokedBy ? `  by ${r.revokedBy}` : ''}${r.liftedAt !== undefined ? `  lifted ${iso(r.liftedAt)}${r.liftedBy ? ` by ${r.liftedBy}` : ''}` : ''}`)
       }
       return 0
