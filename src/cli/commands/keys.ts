@@ -1,3 +1,4 @@
+import { existsSync, statSync } from 'node:fs'
 import { userInfo } from 'node:os'
 import { loadConfig } from '../../config.ts'
 import { openBrokerStore } from '../../storage/open_store.ts'
@@ -12,7 +13,8 @@ const HELP = `Usage: condor-token-broker keys <init|list|rotate|import> [options
                                    the SciToken signing key and the next one (published in /jwks, not yet
                                    signing), and the audit MAC key (audit.mac_key_file), if missing; never
                                    overwrites
-  keys list                        show HTCondor keys and SciToken keys (kid, status, publish window)
+  keys list                        show HTCondor keys, SciToken keys (kid, status, publish window) and the
+                                   audit MAC key's id (the same on every replica and CLI host)
   keys rotate [--alg ES256|RS256]  sign SciTokens with the next key, which verifiers already know from /jwks,
                                    and publish a new next key; the old public key stays in /jwks until every
                                    token it signed has expired (and at least scitoken.retired_key_min_publish);
@@ -59,6 +61,18 @@ export async function keysCommand(argv: string[], io: CommandIo): Promise<number
       for (const k of ring) {
         const status = isPreparedEntry(k) ? 'next, published, signs from the next rotation' : k.retired === undefined ? 'active' : (k.publish_until ?? 0) > now ? `retired, published until ${new Date(k.publish_until! * 1000).toISOString()}` : 'expired (pruned at next rotation)'
         io.out(`  ${k.kid}  ${k.alg}  created ${new Date(k.created * 1000).toISOString()}  ${status}`)
+      }
+      // Shown so that each replica and CLI host can be checked for the same key (by id) after copying it.
+      const macFile = auditMacKeyFile(config)
+      if (!existsSync(macFile)) {
+        io.out(`audit MAC key: none at ${macFile} (run "condor-token-broker keys init" on the first broker and copy the file, mode 0600, to every replica and every host that runs the CLI)`)
+      } else {
+        try {
+          const mode = (statSync(macFile).mode & 0o777).toString(8).padStart(4, '0')
+          io.out(`audit MAC key: ${macFile}  mode ${mode}  key id ${readAuditMacKey(macFile).kid}`)
+        } catch (err) {
+          io.out(`audit MAC key: unusable: ${(err as Error).message}`)
+        }
       }
       return 0
     }
