@@ -68,6 +68,12 @@ export interface BrokerStore extends AuditStore, AuditAggregates, RevocationStor
   commitStats(): CommitStats
   /** Makes every later write fail (a command that reads without the audit MAC key). */
   refuseWrites(): void
+  /**
+   * Where the log's MAC era began, as a writer finds it (its audit.macs_started record, else what the newest
+   * checkpoint carries), or undefined for a log with no MACs yet: then, and only then, a new audit MAC key
+   * opens the era instead of leaving MAC'd records failing their check (open_store.ts).
+   */
+  macsBeganAt(): Promise<number | undefined>
   /** Calls `listener` with the size of every batch committed from now on (metrics); replaces any earlier one. */
   observeBatches(listener: (items: number) => void): void
   /** Whether writes can commit, as far as this process has seen: for readiness. */
@@ -203,6 +209,7 @@ export abstract class ChainedStore implements BrokerStore {
   /** The rows with these seqs (those present). */
   protected abstract readRows(seqs: readonly number[]): Promise<StoredRow[]>
   protected abstract readAnchor(): Promise<string | undefined>
+  abstract macsBeganAt(): Promise<number | undefined>
   protected abstract writeAnchor(sealed: string): Promise<void>
 
   async verifyRevocations(options: VerifyRevocationsOptions = {}): Promise<RevocationVerification> {

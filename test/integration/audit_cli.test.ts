@@ -5,6 +5,7 @@ import { join } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
 import { describe, expect, it } from 'vitest'
 import { runCli } from '../../src/cli/main.ts'
+import { ensureAuditMacKeyFile } from '../../src/keys/audit_mac_key.ts'
 import { SqliteStore } from '../../src/storage/sqlite_store.ts'
 import { tempDir } from '../support/tmp.ts'
 import { issued } from './audit_log.contract.ts'
@@ -19,6 +20,9 @@ async function cli(env: NodeJS.ProcessEnv, ...argv: string[]) {
 async function seeded(n: number, time?: number) {
   const dataDir = join(tempDir(), 'data')
   const env = { CTB_DATA_DIR: dataDir, CTB_TRUST_DOMAIN: 'pool.example.org' }
+  // The audit MAC key a development broker made on its first write; the records below were written without
+  // it, as by a version before MACs. A command that only reads never creates the key (docs/audit.md).
+  ensureAuditMacKeyFile(join(dataDir, 'keys', 'audit_mac.key'))
   const store = new SqliteStore({ file: join(dataDir, 'audit.db') })
   await Promise.all(Array.from({ length: n }, (_, i) => store.record(issued(i + 1, time !== undefined ? { time: time + i } : {}))))
   await store.close()
