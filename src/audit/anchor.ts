@@ -74,6 +74,23 @@ export function openAnchor(text: string | undefined, key: Buffer): ChainAnchor |
   }
 }
 
+/**
+ * What a stored anchor is to a reader holding `key`, for a check that reports each anchor (`audit verify`):
+ * the anchor, or why there is none to compare with. An anchor that is well-formed but whose seal does not
+ * verify was sealed under another key (the IDTOKEN key changed since); anything else is no anchor at all.
+ */
+export type AnchorReading = { anchor: ChainAnchor } | { absent: true } | { otherKey: true } | { unreadable: string }
+
+export function readSealedAnchor(text: string | undefined, key: Buffer): AnchorReading {
+  if (text === undefined) return { absent: true }
+  const anchor = openAnchor(text, key)
+  if (anchor) return { anchor }
+  const m = /^a1\.[0-9a-f]{64}\.(.*)$/s.exec(text)
+  let sealedElsewhere = false
+  try { sealedElsewhere = m !== null && typeof JSON.parse(m[1]!) === 'object' } catch { /* not JSON: not an anchor */ }
+  return sealedElsewhere ? { otherKey: true } : { unreadable: 'not a sealed anchor' }
+}
+
 function mac(body: string, key: Buffer): string {
   return createHmac('sha256', key).update(`${VERSION}\n${body}`).digest('hex')
 }

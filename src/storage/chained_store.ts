@@ -1,6 +1,6 @@
 import type { AuditEvent, AuditPage, AuditQuery, AuditRecord, AuditStore, ChainVerification, PruneResult } from '../audit/audit_log.ts'
 import type { AuditAggregates, CountQuery, CountRow, LiveRow, ReasonRow } from '../audit/aggregate.ts'
-import { openAnchor, sealAnchor, type AnchorCopy, type ChainAnchor } from '../audit/anchor.ts'
+import { openAnchor, readSealedAnchor, sealAnchor, type AnchorCopy, type AnchorReading, type ChainAnchor } from '../audit/anchor.ts'
 import { assertStorableEvent, ChainVerifier, HEAD_MISSING, type ChainHead, checkRecord, columnsOf, encodeEventBody, judgeRecordMac, type MacVerdict, recordHash, rowToRecord, statedMacFrom, type AuditColumns, type CheckpointDetail, type StoredRow } from '../audit/chain.ts'
 import { macProblem, MACS_STARTED, recordMac, type AuditMacKey } from '../audit/record_mac.ts'
 import { InvalidRequest, OperatorError } from '../errors.ts'
@@ -68,6 +68,12 @@ export interface BrokerStore extends AuditStore, AuditAggregates, RevocationStor
   commitStats(): CommitStats
   /** Makes every later write fail (a command that reads without the audit MAC key). */
   refuseWrites(): void
+  /**
+   * Where the log's MAC era began, as a writer finds it (its audit.macs_started record, else what the newest
+   * checkpoint carries), or undefined for a log with no MACs yet: then, and only then, a new audit MAC key
+   * opens the era instead of leaving MAC'd records failing their check (open_store.ts).
+   */
+  macsBeganAt(): Promise<number | undefined>
   /** Calls `listener` with the size of every batch committed from now on (metrics); replaces any earlier one. */
   observeBatches(listener: (items: number) => void): void
   /** Whether writes can commit, as far as this process has seen: for readiness. */
@@ -84,8 +90,12 @@ export interface BrokerStore extends AuditStore, AuditAggregates, RevocationStor
    * (re-checking the revocation records it lists, hashing only newer records) and seals a new one.
    */
   verifyRevocations(options?: VerifyRevocationsOptions): Promise<RevocationVerification>
-  /** The whole chain and the revocations against it, in one pass (audit verify). */
-  verifyAll(): Promise<{ chain: ChainVerification; revocations: RevocationVerification }>
+  /**
+   * The whole chain and the revocations against it, in one pass (audit verify). With `anchorKey`, also the
+   * log against each sealed anchor (the database's and `anchorCopy`), as the start-up check compares them,
+   * without resuming from them or sealing a new one.
+   */
+  verifyAll(options?: { anchorKey?: Buffer; anchorCopy?: AnchorCopy }): Promise<{ chain: ChainVerification; revocations: RevocationVerification; anchors?: AnchorCheck[] }>
   /** Folds the whole log into the issuance horizons again (ChainedStore.reseedHorizons). */
   reseedHorizons(): Promise<void>
   /** Takes one slot of a pilot enrolment credential atomically with its audit record (RedeemOp). */
@@ -105,6 +115,17 @@ export interface BrokerStore extends AuditStore, AuditAggregates, RevocationStor
  * reason, sealing nothing), so a shutdown need not wait for a full check of the log.
  */
 export interface VerifyRevocationsOptions { anchorKey?: Buffer; anchorCopy?: AnchorCopy; signal?: AbortSignal }
+
+/**
+ * One sealed anchor as `verifyAll` compared it: `departs` names how the log left what that check verified;
+ * `absent`, `otherKey` (sealed under another IDTOKEN key) and `unreadable` were not compared.
+ */
+export type AnchorCheck = { where: 'database' | 'copy' } & (
+  /** `pruned`: the anchored record itself was pruned since, so only the log's length could be compared. */
+  | { state: 'checked'; seq: number; pruned?: true }
+  | { state: 'departs'; reason: string }
+  | { state: 'absent' | 'otherKey' }
+  | { state: 'unreadable'; reason: string })
 
 /** The table side of the revocation check and the chain's extent, read in one snapshot. */
 export interface RevocationState {
@@ -203,14 +224,36 @@ export abstract class ChainedStore implements BrokerStore {
   /** The rows with these seqs (those present). */
   protected abstract readRows(seqs: readonly number[]): Promise<StoredRow[]>
   protected abstract readAnchor(): Promise<string | undefined>
+  abstract macsBeganAt(): Promise<number | undefined>
   protected abstract writeAnchor(sealed: string): Promise<void>
 
   async verifyRevocations(options: VerifyRevocationsOptions = {}): Promise<RevocationVerification> {
     return (await this.#checkRevocations(options)).revocations
   }
 
-  async verifyAll(): Promise<{ chain: ChainVerification; revocations: RevocationVerification }> {
-    return this.#checkRevocations({})
+  async verifyAll(options: { anchorKey?: Buffer; anchorCopy?: AnchorCopy } = {}): Promise<{ chain: ChainVerification; revocations: RevocationVerification; anchors?: AnchorCheck[] }> {
+    const { anchorKey, anchorCopy } = options
+    if (!anchorKey) return this.#checkRevocations({})
+    // The anchors before the state, as in #checkOnce: one sealed meanwhile has a head at least that far.
+    const unread = (err: unknown): AnchorReading => ({ unreadable: (err as NodeJS.ErrnoException).code ?? (err as Error).message })
+    const readings: Array<['database' | 'copy', AnchorReading]> = [['database', await this.readAnchor().then((t) => readSealedAnchor(t, anchorKey), unread)]]
+    if (anchorCopy) readings.push(['copy', await anchorCopy.read().then((t) => readSealedAnchor(t, anchorKey), unread)])
+    const opened = readings.flatMap(([, r]) => ('anchor' in r ? [r.anchor] : []))
+    // Where MACs began as a check saw it: a chain written again without MACs from there on is named too.
+    const macFroms = opened.flatMap((a) => (a.macFrom !== undefined ? [a.macFrom] : []))
+    const result = await this.#checkRevocations(macFroms.length > 0 ? { macFrom: Math.min(...macFroms) } : {})
+    const state = await this.readRevocationState()
+    const anchors: AnchorCheck[] = []
+    for (const [where, r] of readings) {
+      if ('absent' in r) anchors.push({ where, state: 'absent' })
+      else if ('otherKey' in r) anchors.push({ where, state: 'otherKey' })
+      else if ('unreadable' in r) anchors.push({ where, state: 'unreadable', reason: r.unreadable })
+      else {
+        const departs = state.head ? await this.#departsFrom([r.anchor], state.head, state.firstSeq) : HEAD_MISSING
+        anchors.push(departs !== undefined ? { where, state: 'departs', reason: departs } : { where, state: 'checked', seq: r.anchor.seq, ...(r.anchor.seq < state.firstSeq ? { pruned: true as const } : {}) })
+      }
+    }
+    return { ...result, anchors }
   }
 
   /**
@@ -219,7 +262,7 @@ export abstract class ChainedStore implements BrokerStore {
    * log's extent deletes records it then reads, which looked like records deleted by hand, and refused a
    * start or logged tampering. Bounded: a prefix deleted by hand stays deleted and is named by the next run.
    */
-  async #checkRevocations(options: VerifyRevocationsOptions): Promise<{ chain: ChainVerification; revocations: RevocationVerification }> {
+  async #checkRevocations(options: VerifyRevocationsOptions & { macFrom?: number }): Promise<{ chain: ChainVerification; revocations: RevocationVerification }> {
     for (let attempt = 1; ; attempt++) {
       const { firstSeq, ...result } = await this.#checkOnce(options)
       if ((result.chain.ok && result.revocations.ok) || attempt === 3) return result
@@ -227,7 +270,7 @@ export abstract class ChainedStore implements BrokerStore {
     }
   }
 
-  async #checkOnce({ anchorKey, anchorCopy, signal }: VerifyRevocationsOptions): Promise<{ chain: ChainVerification; revocations: RevocationVerification; firstSeq: number }> {
+  async #checkOnce({ anchorKey, anchorCopy, signal, macFrom: knownMacFrom }: VerifyRevocationsOptions & { macFrom?: number }): Promise<{ chain: ChainVerification; revocations: RevocationVerification; firstSeq: number }> {
     // The anchors before the state: an anchor is sealed only once the head reached its seq, so the state read
     // after it has a head at least that far, even when another replica seals one meanwhile.
     const anchor = anchorKey ? openAnchor(await this.readAnchor(), anchorKey) : undefined
@@ -243,7 +286,7 @@ export abstract class ChainedStore implements BrokerStore {
     }
     // Where MACs began as an earlier check saw it: a record after it needs a MAC even when the records
     // that said so are not read again (below the anchor) or were pruned since.
-    const anchoredFrom = [anchor?.macFrom, kept?.macFrom].filter((n) => n !== undefined)
+    const anchoredFrom = [anchor?.macFrom, kept?.macFrom, knownMacFrom].filter((n) => n !== undefined)
     const macs = { ...(this.auditMac ? { key: this.auditMac } : {}), ...(anchoredFrom.length > 0 ? { macFrom: Math.min(...anchoredFrom) } : {}) }
     let verifier = new ChainVerifier(undefined, macs)
     let from = 1

@@ -179,6 +179,10 @@ export class MemoryStore extends ChainedStore {
     return { ...this.#head }
   }
 
+  async macsBeganAt(): Promise<number | undefined> {
+    return foundMacFrom(this.#rows.find((r) => r.type === MACS_STARTED)?.seq, this.#rows.findLast((r) => r.type === 'audit.checkpoint')?.body)
+  }
+
   async query(q: AuditQuery): Promise<AuditPage> {
     assertPageSize(q.limit)
     const eq = equalityFilters(q)

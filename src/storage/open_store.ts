@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Config } from '../config.ts'
 import type { BrokerStore } from './chained_store.ts'
@@ -5,6 +6,7 @@ import type { GroupCommitOptions } from './group_commit.ts'
 import { SqliteStore } from './sqlite_store.ts'
 import type { AuditMacKey } from '../audit/record_mac.ts'
 import { auditMacKeyFile, ensureAuditMacKeyFile, readAuditMacKey } from '../keys/audit_mac_key.ts'
+import { OperatorError } from '../errors.ts'
 import { isProduction } from '../production.ts'
 
 /** Where the SQLite audit file lives: audit.sqlite.file, else <data_dir>/audit.db. */
@@ -21,7 +23,7 @@ export function sqliteAuditFile(config: Config): string {
 export async function openBrokerStore(config: Config, options: { sqliteWriter?: 'thread' | 'inline'; auditMac?: AuditMacKey } = {}): Promise<BrokerStore> {
   // Every record a store opened here appends carries a MAC, and every check it runs checks them (ChainedStore):
   // no command writes without the key. A command that only reads may pass the key it could read, or none.
-  const auditMac = 'auditMac' in options ? options.auditMac : loadAuditMacKey(config)
+  const auditMac = 'auditMac' in options ? options.auditMac : await writerAuditMacKey(config)
   const store = await openBackend(config, options.sqliteWriter, auditMac)
   // Without the key the store can only read: a write would append a record without a MAC.
   if (!auditMac) store.refuseWrites()
@@ -41,20 +43,39 @@ async function openBackend(config: Config, sqliteWriter: 'thread' | 'inline' | u
 }
 
 /**
- * The audit MAC key, created first outside production (as serve creates its signing keys there); in
- * production a missing key is the operator's to provide (`keys init`, then copy it), never made up by one
- * replica or a CLI on its own, which would leave the others with a different key.
+ * The key for a command that writes. In production a missing key is the operator's to provide (`keys init`,
+ * then copy it), never made up by one replica or a CLI on its own, which would leave the others with a
+ * different key. Outside production it is created on first use, as serve creates its signing keys there,
+ * but only for a log with no MACs yet: once records carry MACs under a key, a new one (another key id)
+ * would leave every one of them failing its check for good, so a lost key must come back from a backup.
  */
-export function loadAuditMacKey(config: Config): AuditMacKey {
+async function writerAuditMacKey(config: Config): Promise<AuditMacKey> {
   const file = auditMacKeyFile(config)
-  if (!isProduction(config)) ensureAuditMacKeyFile(file)
+  if (isProduction(config) || existsSync(file)) return readAuditMacKey(file)
+  // Opened without the key only to ask; this costs a second open once, on the first write of a fresh setup.
+  const probe = await openBackend(config, 'inline', undefined)
+  let began: number | undefined
+  try {
+    probe.refuseWrites()
+    began = await probe.macsBeganAt()
+  } finally {
+    await probe.close()
+  }
+  if (began !== undefined) {
+    throw new OperatorError('EAUDITMACKEY', `the audit MAC key file ${file} is missing, but the audit log carries MACs since seq ${began}: restore the key file from a backup (a new key would leave every MAC'd record failing its check); nothing was written`)
+  }
+  ensureAuditMacKeyFile(file)
   return readAuditMacKey(file)
 }
 
-/** The key for a command that only reads (`audit verify`): the key, or why it could not be read. */
+/**
+ * The key for a command that only reads (`audit verify`, `audit list`, ...): the key, or why it could not be
+ * read. Never created here, even outside production: a reader that made one up for a log already carrying
+ * MACs would leave them failing their check; without the key the MACs are reported unchecked instead.
+ */
 export function tryAuditMacKey(config: Config): { key: AuditMacKey } | { problem: string } {
   try {
-    return { key: loadAuditMacKey(config) }
+    return { key: readAuditMacKey(auditMacKeyFile(config)) }
   } catch (err) {
     return { problem: (err as Error).message }
   }

@@ -273,6 +273,11 @@ export class PostgresStore extends ChainedStore {
     return (await this.#pool.query<ChainHead>('SELECT seq, hash FROM audit_head WHERE id = 1')).rows[0]
   }
 
+  async macsBeganAt(): Promise<number | undefined> {
+    const started = (await this.#pool.query<{ seq: number | null }>(MACS_STARTED_SQL)).rows[0]?.seq
+    return foundMacFrom(started, (await this.#pool.query<{ body: string }>(LAST_CHECKPOINT_SQL)).rows[0]?.body)
+  }
+
   async query(q: AuditQuery): Promise<AuditPage> {
     assertPageSize(q.limit)
     const where: string[] = []

@@ -6,7 +6,7 @@ import type { ChainHead, StoredRow } from '../audit/chain.ts'
 import type { IssuanceHorizons, Revocation } from '../revocation/revocation.ts'
 import { fromSessionRow, type SessionRow, type StoredSession } from '../console/session_store.ts'
 import { fromCredentialRow, type CredentialRow, type StoredCredential } from '../credentials/credential_store.ts'
-import { ChainedStore, assertPageSize, decodeCursor, equalityFilters, fromRevocationRow, returnsResult, toPage, type RevocationRow, type RevocationState, type WriteOp } from './chained_store.ts'
+import { ChainedStore, assertPageSize, foundMacFrom, LAST_CHECKPOINT_SQL, MACS_STARTED_SQL, decodeCursor, equalityFilters, fromRevocationRow, returnsResult, toPage, type RevocationRow, type RevocationState, type WriteOp } from './chained_store.ts'
 import { DEFAULT_GROUP_COMMIT, type GroupCommitOptions } from './group_commit.ts'
 import { jtiSecond } from '../lib/jti.ts'
 import { JtiIndex, needsJtiEntry } from './jti_index.ts'
@@ -133,6 +133,11 @@ export class SqliteStore extends ChainedStore {
 
   protected async readHead(): Promise<ChainHead | undefined> {
     return this.#head.get() as ChainHead | undefined
+  }
+
+  async macsBeganAt(): Promise<number | undefined> {
+    const started = (this.#db.prepare(MACS_STARTED_SQL).get() as { seq: number | null }).seq
+    return foundMacFrom(started, (this.#db.prepare(LAST_CHECKPOINT_SQL).get() as { body: string } | undefined)?.body)
   }
 
   async query(q: AuditQuery): Promise<AuditPage> {

@@ -1,4 +1,4 @@
-import { chmodSync, mkdirSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
 import { describe, expect, it } from 'vitest'
@@ -75,6 +75,8 @@ describe('records the CLI writes', () => {
       expect.stringMatching(/^audit chain OK: 6 records, seq 1\.\.6, head [0-9a-f]{64}$/),
       `audit MACs OK: every record from seq 4 to 6 carries the broker's MAC (key ${key.kid}); records 1..3 were written before MACs began`,
       'revocations OK: 1 rows match the audit chain',
+      // No IDTOKEN key in this data dir (nothing ran serve or keys init): the anchors cannot be read.
+      expect.stringMatching(/^audit anchors UNCHECKED: cannot read the IDTOKEN key that seals them /),
     ])
 
     const p = await cli(env, 'audit', 'prune', '--days', '1')
@@ -129,5 +131,54 @@ describe('records the CLI writes', () => {
     expect(await sql('SELECT lifted_at FROM revocations WHERE id = 1')).toEqual([{ lifted_at: null }])
     const v = await cli(env, 'audit', 'verify')
     expect(v.code).toBe(0)
+  })
+})
+
+describe('a missing audit MAC key outside production', () => {
+  const cli = async (env: NodeJS.ProcessEnv, ...argv: string[]) => {
+    const out: string[] = []
+    const err: string[] = []
+    const code = await runCli(argv, { out: (s) => out.push(s), err: (s) => err.push(s), env })
+    return { code, out: out.join('\n'), err: err.join('\n') }
+  }
+
+  it('a command that only reads never creates it: the MACs are reported unchecked (exit 3), and the first write creates it', async () => {
+    dataDir = join(tempDir(), 'data')
+    const env = { CTB_DATA_DIR: dataDir, CTB_TRUST_DOMAIN: 'pool.example.org' }
+    const keyPath = join(dataDir, 'keys', 'audit_mac.key')
+    const v = await cli(env, 'audit', 'verify')
+    expect(v.code).toBe(3)
+    expect(v.out.split('\n')[1]).toMatch(/^audit MACs UNCHECKED: no audit MAC key \(no audit MAC key at /)
+    expect((await cli(env, 'audit', 'list')).code).toBe(0)
+    expect(existsSync(keyPath)).toBe(false)
+    // A fresh development log has no MACs yet, so the first writer may make the key up.
+    expect((await cli(env, 'revoke', '--jti', 'jti-1', '--reason', 'stolen')).code).toBe(0)
+    expect(existsSync(keyPath)).toBe(true)
+    expect((await cli(env, 'audit', 'verify')).code).toBe(0)
+  })
+
+  it('once the log carries MACs, a lost key is not replaced by a new one: reads report them unchecked, writes are refused in one line', async () => {
+    dataDir = join(tempDir(), 'data')
+    const env = { CTB_DATA_DIR: dataDir, CTB_TRUST_DOMAIN: 'pool.example.org' }
+    const keyPath = join(dataDir, 'keys', 'audit_mac.key')
+    expect((await cli(env, 'revoke', '--jti', 'jti-1', '--reason', 'stolen')).code).toBe(0)
+    // Seq 1 is the audit.macs_started statement the CLI wrote with its first record.
+    expect(await sql("SELECT seq FROM audit_log WHERE type = 'audit.macs_started'")).toEqual([{ seq: 1 }])
+    rmSync(keyPath)
+
+    for (const argv of [['audit', 'verify'], ['audit', 'list'], ['audit', 'export'], ['revoke', 'list']]) {
+      const r = await cli(env, ...argv)
+      expect([argv.join(' '), r.code === 0 || r.code === 3, existsSync(keyPath)]).toEqual([argv.join(' '), true, false])
+    }
+    const v = await cli(env, 'audit', 'verify')
+    expect(v.code).toBe(3)
+    expect(v.out.split('\n')[1]).toMatch(/^audit MACs UNCHECKED: no audit MAC key/)
+
+    const head = await sql('SELECT seq FROM audit_head WHERE id = 1')
+    const w = await cli(env, 'revoke', '--jti', 'jti-2', '--reason', 'stolen')
+    expect(w.code).toBe(1)
+    expect(w.err).toBe(`condor-token-broker: the audit MAC key file ${keyPath} is missing, but the audit log carries MACs since seq 1: restore the key file from a backup (a new key would leave every MAC'd record failing its check); nothing was written`)
+    expect(existsSync(keyPath)).toBe(false)
+    expect(await sql('SELECT seq FROM audit_head WHERE id = 1')).toEqual(head)
   })
 })

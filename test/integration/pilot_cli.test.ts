@@ -103,12 +103,12 @@ describe('condor-token-broker revoke --pilot-job', () => {
     const env = await seeded([pilotEvent('token.issued', '42', 'n1', now - 60, now + 1200, 'a1')])
     expect((await cli(env, 'revoke', '--pilot-job', 'hpc-b:42')).code).toBe(0)
     expect((await cli(env, 'revoke', '--pilot-job', 'hpc-b:43')).code).toBe(0)
-    expect((await cli(env, 'audit', 'verify')).out).toMatch(/\nrevocations OK: 2 rows match the audit chain$/)
+    expect((await cli(env, 'audit', 'verify')).out).toMatch(/\nrevocations OK: 2 rows match the audit chain\naudit anchors UNCHECKED: /)
     const lifted = await cli(env, 'revoke', 'lift', '1', '--reason', 'job was fine')
     expect(lifted.code, lifted.err).toBe(0)
     expect(lifted.out).toMatch(/^lifted revocation 1 \(pilot-job hpc-b:42\)/)
     expect((await cli(env, 'revoke', 'condor')).out).toMatch(/\nSEC_TOKEN_REVOCATION_EXPR = \(ctb_site =\?= "hpc-b" && ctb_slurm_job =\?= "43"\)$/)
-    expect((await cli(env, 'audit', 'verify')).out).toMatch(/\nrevocations OK: 2 rows match the audit chain$/)
+    expect((await cli(env, 'audit', 'verify')).out).toMatch(/\nrevocations OK: 2 rows match the audit chain\naudit anchors UNCHECKED: /)
 
     // The lift is part of what the chain vouches for: undoing it in the table alone is caught, as is a deletion.
     const db = new DatabaseSync(join(env.CTB_DATA_DIR, 'audit.db'))

@@ -36,7 +36,8 @@ it('a revocation row deleted behind the broker fails audit verify and stops serv
   expect((await cli(['revoke', '--site', 'cloud-a', '--reason', 'compromised'], env)).code).toBe(0)
   expect((await cli(['revoke', '--role', 'pilot'], env)).code).toBe(0)
   // Seq 1 opens the MAC era: the first record written with the audit MAC key (docs/audit.md).
-  expect((await cli(['audit', 'verify'], env)).out).toMatch(/^audit chain OK: 3 records.*\naudit MACs OK: every record from seq 1 to 3 [^\n]*\nrevocations OK: 2 rows match the audit chain$/)
+  // Before serve's first start there is no IDTOKEN key yet, so no anchor to read.
+  expect((await cli(['audit', 'verify'], env)).out).toMatch(/^audit chain OK: 3 records.*\naudit MACs OK: every record from seq 1 to 3 [^\n]*\nrevocations OK: 2 rows match the audit chain\naudit anchors UNCHECKED: [^\n]*$/)
   await stopServeProcess(await startServeProcess(env))
 
   // An insider un-revokes the site with one DELETE; the hash chain itself is untouched.
@@ -46,7 +47,7 @@ it('a revocation row deleted behind the broker fails audit verify and stops serv
 
   const v = await cli(['audit', 'verify'], env)
   expect(v.code).toBe(1)
-  expect(v.out).toMatch(/^audit chain OK: 3 records.*\naudit MACs OK: [^\n]*\nrevocations DIFFER: revocation 1 \(site "cloud-a"\), recorded at seq 2, is missing from the revocations table \(deleted\)$/)
+  expect(v.out).toMatch(/^audit chain OK: 3 records.*\naudit MACs OK: [^\n]*\nrevocations DIFFER: revocation 1 \(site "cloud-a"\), recorded at seq 2, is missing from the revocations table \(deleted\)\naudit anchor in the database: checked [^\n]*\naudit anchor in [^\n]*: checked [^\n]*$/)
 
   const serve = await serveOutcome(env)
   expect(serve.started).toBe(false)
@@ -74,6 +75,9 @@ it('a deleted revocation row whose record was retyped stops serve, and audit ver
     'audit chain BROKEN at record seq 2: column type differs from the hashed body (record edited) (2 records checked)',
     'revocations DIFFER: revocation 1 (site "cloud-a"), recorded at seq 2, is missing from the revocations table (deleted)',
     'revocations UNVERIFIED: the audit chain is broken, so it cannot vouch for the 1 rows of the revocations table',
+    // The anchors say nothing of records below them: the anchored record itself is intact.
+    'audit anchor in the database: checked (the log still holds seq 3 as a check verified it)',
+    `audit anchor in ${join(dataDir, 'audit_anchor')}: checked (the log still holds seq 3 as a check verified it)`,
   ])
 
   const serve = await serveOutcome(env)
@@ -94,7 +98,7 @@ it('revoke lift lifts an entry with its record: audit verify and serve stay gree
   expect(condor.out).toMatch(/^SEC_TOKEN_REVOCATION_EXPR = \(sub =\?= "pilot-x@pilots\.pool\.example\.org" && iat <= \d+\)$/m)
   expect((await cli(['revoke', 'list'], env)).out).not.toContain('cloud-a')
   expect((await cli(['revoke', 'list', '--all'], env)).out).toMatch(/cloud-a .* lifted \S+ by cli:/)
-  expect((await cli(['audit', 'verify'], env)).out).toMatch(/^audit chain OK: 4 records.*\naudit MACs OK: [^\n]*\nrevocations OK: 2 rows match the audit chain$/)
+  expect((await cli(['audit', 'verify'], env)).out).toMatch(/^audit chain OK: 4 records.*\naudit MACs OK: [^\n]*\nrevocations OK: 2 rows match the audit chain\naudit anchors? [^\n]*(\naudit anchor [^\n]*)?$/)
   await stopServeProcess(await startServeProcess(env))
 
   const again = await cli(['revoke', 'lift', '1'], env)
@@ -119,8 +123,13 @@ it('the newest revocation cut off the end with its row stops serve, though the s
     UPDATE audit_head SET seq = 2, hash = (SELECT hash FROM audit_log WHERE seq = 2) WHERE id = 1; COMMIT`)
   db.close()
 
-  // Nothing inside the database shows it (docs/audit.md): verify has no key to read the anchor with.
-  expect((await cli(['audit', 'verify'], env)).out).toMatch(/^audit chain OK: 2 records.*\naudit MACs OK: [^\n]*\nrevocations OK: 1 rows match the audit chain$/)
+  // The chain left is whole; only the anchors show the cut, and audit verify compares them on this host,
+  // which holds the IDTOKEN key (docs/audit.md, "Anchors in audit verify").
+  const cut = 'the audit log ends at seq 2, but an earlier check verified it up to seq 3 (records cut off the end, or an older copy of the database restored: if on purpose, delete both anchors as docs/audit.md says)'
+  const v = await cli(['audit', 'verify'], env)
+  expect(v.code).toBe(1)
+  expect(v.out).toMatch(/^audit chain OK: 2 records.*\naudit MACs OK: [^\n]*\nrevocations OK: 1 rows match the audit chain\n/)
+  expect(v.out.split('\n').slice(3)).toEqual([`audit anchor in the database: DEPARTS: ${cut}`, `audit anchor in ${join(dataDir, 'audit_anchor')}: DEPARTS: ${cut}`])
   const serve = await serveOutcome(env)
   expect(serve.started).toBe(false)
   expect(serve.code).toBe(1)

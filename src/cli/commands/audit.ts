@@ -4,7 +4,10 @@ import type { AuditEvent, AuditEventType, AuditQuery, AuditRecord, ChainVerifica
 import { wireRecord } from '../../audit/record_wire.ts'
 import { pruneExpired } from '../../audit/retention.ts'
 import { certificateRetentionFloor } from '../../ca/certificate_retention.ts'
-import { loadConfig } from '../../config.ts'
+import { auditAnchorFile, loadConfig } from '../../config.ts'
+import { tryAnchorKey } from '../../keys/anchor_key.ts'
+import { anchorFile } from '../../storage/anchor_file.ts'
+import type { AnchorCheck } from '../../storage/chained_store.ts'
 import { systemClock } from '../../lib/clock.ts'
 import { openBrokerStore, tryAuditMacKey } from '../../storage/open_store.ts'
 import { CliError, parse, positiveInt, type CommandIo } from '../command.ts'
@@ -17,8 +20,10 @@ const HELP = `Usage: condor-token-broker audit <list|export|verify|prune> [optio
   audit verify                                check the whole hash chain with each record's MAC, and the
                                               revocations table against the token.revoked records; exit 1
                                               naming the first broken record and every revocation that
-                                              differs; exit 3 when all else passed but the audit MAC key
-                                              could not be read, so the MACs went unchecked
+                                              differs, and (with the IDTOKEN key) the log against both
+                                              sealed anchors, exit 1 when it departs from one; exit 3 when
+                                              all else passed but the audit MAC key could not be read, so
+                                              the MACs went unchecked
   audit prune [--days N]                      apply retention now (default audit.retention_days); a checkpoint
                                               record keeps the remaining chain verifiable
 
@@ -67,7 +72,11 @@ export async function auditCommand(argv: string[], io: CommandIo): Promise<numbe
       }
       case 'verify': {
         // One pass: the revocation records are taken from hashed bodies as the chain is checked.
-        const { chain: v, revocations: r } = await store.verifyAll()
+        // The anchors too when the IDTOKEN key that seals them can be read: only they show records cut off the
+        // end, an older copy restored, or a chain written again in full (each whole on its own).
+        const anchorKey = tryAnchorKey(config)
+        const anchorPath = auditAnchorFile(config)
+        const { chain: v, revocations: r, anchors } = await store.verifyAll('key' in anchorKey ? { anchorKey: anchorKey.key, anchorCopy: anchorFile(anchorPath) } : {})
         if (v.ok) io.out(`audit chain OK: ${v.records} records${v.records ? `, seq ${v.firstSeq}..${v.head.seq}` : ''}, head ${v.head.hash}`)
         else io.out(`audit chain BROKEN at record seq ${v.broken.seq}: ${v.broken.reason} (${v.records} records checked)`)
         // A broken chain names its MAC problem above; the key's absence is said either way.
@@ -79,8 +88,11 @@ export async function auditCommand(argv: string[], io: CommandIo): Promise<numbe
           for (const d of r.differences) io.out(`revocations DIFFER: ${d}`)
           if (r.unverified !== undefined) io.out(`revocations UNVERIFIED: the audit chain is broken, so it cannot vouch for the ${r.revocations} rows of the revocations table`)
         }
+        if ('problem' in anchorKey) io.out(`audit anchors UNCHECKED: cannot read the IDTOKEN key that seals them (${anchorKey.problem}); records cut off the end or an older copy restored would pass`)
+        for (const a of anchors ?? []) io.out(anchorLine(a, a.where === 'database' ? 'the database' : anchorPath))
+        const departed = (anchors ?? []).some((a) => a.state === 'departs')
         // 3: nothing wrong was found, but the MACs could not be checked, so a forged record may be among them.
-        return !(v.ok && r.ok) ? 1 : mac && 'problem' in mac ? 3 : 0
+        return !(v.ok && r.ok) || departed ? 1 : mac && 'problem' in mac ? 3 : 0
       }
       default: {
         const days = positiveInt('days', values.days) ?? config.audit.retention_days
@@ -99,9 +111,24 @@ export async function auditCommand(argv: string[], io: CommandIo): Promise<numbe
   }
 }
 
+/** What `audit verify` says of one sealed anchor, kept in `where`. */
+function anchorLine(a: AnchorCheck, where: string): string {
+  const head = `audit anchor in ${where}`
+  switch (a.state) {
+    case 'checked': return a.seq === 0 ? `${head}: checked (sealed over an empty log; nothing to compare yet)`
+      : a.pruned ? `${head}: checked (the log reaches past seq ${a.seq}, where a check verified it; that record was pruned since)`
+      : `${head}: checked (the log still holds seq ${a.seq} as a check verified it)`
+    case 'departs': return `${head}: DEPARTS: ${a.reason}`
+    case 'absent': return `${head}: absent`
+    case 'otherKey': return `${head}: sealed under another key (the IDTOKEN key changed since it was sealed); not compared`
+    default: return `${head}: unreadable (${a.reason}); not compared`
+  }
+}
+
 /** What `audit verify` says of the MACs of a whole chain, checked with the key `kid`. */
 function macLine(v: Extract<ChainVerification, { ok: true }>, kid: string): string {
-  if (v.macFrom === undefined) return `audit MACs: none yet (every record was written before MACs began; the next one the broker writes starts them)`
+  // An anchor may say MACs begin after the head (sealed on a log with none yet): none yet, all the same.
+  if (v.macFrom === undefined || v.macFrom > v.head.seq) return `audit MACs: none yet (every record was written before MACs began; the next one the broker writes starts them)`
   const from = Math.max(v.macFrom, v.firstSeq)
   const before = v.macFrom > v.firstSeq ? `; records ${v.firstSeq}..${v.macFrom - 1} were written before MACs began` : ''
   return `audit MACs OK: every record from seq ${from} to ${v.head.seq} carries the broker's MAC (key ${kid})${before}`
