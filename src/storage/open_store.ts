@@ -52,20 +52,31 @@ async function openBackend(config: Config, sqliteWriter: 'thread' | 'inline' | u
 async function writerAuditMacKey(config: Config): Promise<AuditMacKey> {
   const file = auditMacKeyFile(config)
   if (isProduction(config) || existsSync(file)) return readAuditMacKey(file)
-  // Opened without the key only to ask; this costs a second open once, on the first write of a fresh setup.
+  const began = await auditLogMacsBeganAt(config)
+  if (began !== undefined) throw new OperatorError('EAUDITMACKEY', `${lostAuditMacKey(file, began)}; nothing was written`)
+  ensureAuditMacKeyFile(file)
+  return readAuditMacKey(file)
+}
+
+/**
+ * Where MACs began in the configured log, asked without the key (undefined: none yet). A store is opened
+ * only to ask (once, on the first write of a fresh setup, or at `keys init`); no SQLite file yet means no
+ * log, and none is created to find that out.
+ */
+export async function auditLogMacsBeganAt(config: Config): Promise<number | undefined> {
+  if (config.audit.store !== 'postgres' && !existsSync(sqliteAuditFile(config))) return undefined
   const probe = await openBackend(config, 'inline', undefined)
-  let began: number | undefined
   try {
     probe.refuseWrites()
-    began = await probe.macsBeganAt()
+    return await probe.macsBeganAt()
   } finally {
     await probe.close()
   }
-  if (began !== undefined) {
-    throw new OperatorError('EAUDITMACKEY', `the audit MAC key file ${file} is missing, but the audit log carries MACs since seq ${began}: restore the key file from a backup (a new key would leave every MAC'd record failing its check); nothing was written`)
-  }
-  ensureAuditMacKeyFile(file)
-  return readAuditMacKey(file)
+}
+
+/** Why a missing key file must come back from a backup rather than be made anew (the caller says what it did not do). */
+export function lostAuditMacKey(file: string, began: number): string {
+  return `the audit MAC key file ${file} is missing, but the audit log carries MACs since seq ${began}: restore the key file from a backup (a new key would leave every MAC'd record failing its check)`
 }
 
 /**

@@ -181,4 +181,16 @@ describe('a missing audit MAC key outside production', () => {
     expect(existsSync(keyPath)).toBe(false)
     expect(await sql('SELECT seq FROM audit_head WHERE id = 1')).toEqual(head)
   })
+
+  it('keys init does not make up a new key for a log that carries MACs, and creates none of the others either', async () => {
+    dataDir = join(tempDir(), 'data')
+    const env = { CTB_DATA_DIR: dataDir, CTB_TRUST_DOMAIN: 'pool.example.org' }
+    const keyPath = join(dataDir, 'keys', 'audit_mac.key')
+    expect((await cli(env, 'revoke', '--jti', 'jti-1', '--reason', 'stolen')).code).toBe(0)
+    rmSync(keyPath)
+    const r = await cli(env, 'keys', 'init')
+    expect({ code: r.code, out: r.out }).toEqual({ code: 1, out: '' })
+    expect(r.err).toBe(`condor-token-broker: the audit MAC key file ${keyPath} is missing, but the audit log carries MACs since seq 1: restore the key file from a backup (a new key would leave every MAC'd record failing its check); keys init created nothing`)
+    expect(existsSync(keyPath)).toBe(false)
+  })
 })

@@ -1,11 +1,12 @@
 import { existsSync, statSync } from 'node:fs'
 import { userInfo } from 'node:os'
 import { loadConfig } from '../../config.ts'
-import { openBrokerStore } from '../../storage/open_store.ts'
+import { auditLogMacsBeganAt, lostAuditMacKey, openBrokerStore } from '../../storage/open_store.ts'
 import { auditMacKeyFile, ensureAuditMacKeyFile, readAuditMacKey } from '../../keys/audit_mac_key.ts'
 import { isPreparedEntry, JWKS_REFRESH_SECONDS, KeyStore } from '../../keys/key_store.ts'
 import { systemClock } from '../../lib/clock.ts'
 import { CliError, parse, type CommandIo } from '../command.ts'
+import { OperatorError } from '../../errors.ts'
 
 const HELP = `Usage: condor-token-broker keys <init|list|rotate|import> [options]
 
@@ -38,6 +39,13 @@ export async function keysCommand(argv: string[], io: CommandIo): Promise<number
   const now = systemClock.now()
   switch (sub) {
     case 'init': {
+      const macFile = auditMacKeyFile(config)
+      // Asked first, so a refusal leaves nothing half made: a lost key over a log that carries MACs must come
+      // back from a backup, and a new one would leave every MAC'd record failing its check for good.
+      if (!existsSync(macFile)) {
+        const began = await auditLogMacsBeganAt(config)
+        if (began !== undefined) throw new OperatorError('EAUDITMACKEY', `${lostAuditMacKey(macFile, began)}; keys init created nothing`)
+      }
       const name = values['condor-key'] ?? config.idtoken.key
       if (store.hasCondorKey(name)) io.out(`HTCondor key ${name}: exists at ${store.condorKeyPath(name)}`)
       else io.out(`HTCondor key ${name}: created ${store.createCondorKey(name)} (copy it, mode 0600, into SEC_PASSWORD_DIRECTORY of every daemon that verifies tokens)`)
@@ -45,7 +53,6 @@ export async function keysCommand(argv: string[], io: CommandIo): Promise<number
       io.out(`SciToken key: ${jwt.created ? 'created' : 'exists'} kid=${jwt.entry.kid} alg=${jwt.entry.alg}`)
       const next = store.prepareNextJwtKey(config.scitoken.alg, now)
       io.out(`  next kid=${next.kid} alg=${next.alg}: published in /jwks, signs from the next "keys rotate"`)
-      const macFile = auditMacKeyFile(config)
       const created = ensureAuditMacKeyFile(macFile)
       io.out(`audit MAC key: ${created ? 'created' : 'exists at'} ${macFile} key id ${readAuditMacKey(macFile).kid}${created ? ' (copy it, mode 0600, to every replica and every host that runs the CLI)' : ''}`)
       return 0
