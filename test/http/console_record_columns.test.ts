@@ -5,8 +5,7 @@
 import { beforeEach, describe, expect, it } from 'vitest'
 import { createApp } from '../../src/app.ts'
 import { MemoryStore } from '../../src/storage/memory_store.ts'
-import { consoleAdminApp, startdIssuance } from '../support/console_admin_app.ts'
-import { cookieOf, signInWithToken } from '../support/console_sign_in.ts'
+import { consoleAdminApp, consoleRecordPage, recordVerifies, startdIssuance } from '../support/console_admin_app.ts'
 
 const ORIGIN = 'https://broker.example.org'
 const BOOT = 'c'.repeat(43)
@@ -24,15 +23,8 @@ beforeEach(async () => {
   await store.record({ ...ISSUED, jti: 'b'.repeat(32), time: NOW + 1 })
 })
 
-async function recordPage(seq: number): Promise<string> {
-  const res = await signInWithToken(app, BOOT, ORIGIN)
-  const cookie = `__Host-ctb-console=${cookieOf(res, '__Host-ctb-console')}`
-  const page = await app.request(`/console/records/${seq}`, { headers: { cookie } })
-  expect(page.status).toBe(200)
-  return page.text()
-}
-
-const verifies = (body: string) => /<dd id="record-verifies">(.*?)<\/dd>/s.exec(body)?.[1]
+const recordPage = (seq: number) => consoleRecordPage(app, BOOT, ORIGIN, seq)
+const verifies = recordVerifies
 
 describe('console record page: indexed columns', () => {
   it('a record whose body, hash and columns agree verifies', async () => {

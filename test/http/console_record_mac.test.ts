@@ -8,8 +8,7 @@ import { createApp } from '../../src/app.ts'
 import { auditMacKey } from '../../src/audit/record_mac.ts'
 import type { StoredRow } from '../../src/audit/chain.ts'
 import { MemoryStore } from '../../src/storage/memory_store.ts'
-import { consoleAdminApp, startdIssuance } from '../support/console_admin_app.ts'
-import { cookieOf, signInWithToken } from '../support/console_sign_in.ts'
+import { consoleAdminApp, consoleRecordPage, recordVerifies, startdIssuance } from '../support/console_admin_app.ts'
 
 const ORIGIN = 'https://broker.example.org'
 const BOOT = 'd'.repeat(43)
@@ -52,15 +51,8 @@ function appendForged(e: AuditEvent, mac: string | null): void {
   rows.push(row)
 }
 
-async function recordPage(seq: number): Promise<string> {
-  const res = await signInWithToken(app, BOOT, ORIGIN)
-  const cookie = `__Host-ctb-console=${cookieOf(res, '__Host-ctb-console')}`
-  const page = await app.request(`/console/records/${seq}`, { headers: { cookie } })
-  expect(page.status).toBe(200)
-  return page.text()
-}
-
-const verifies = (body: string) => /<dd id="record-verifies">(.*?)<\/dd>/s.exec(body)?.[1]
+const recordPage = (seq: number) => consoleRecordPage(app, BOOT, ORIGIN, seq)
+const verifies = recordVerifies
 const macLine = (body: string) => /<dd id="record-mac">(.*?)<\/dd>/s.exec(body)?.[1]
 
 describe('console record page: MACs', () => {

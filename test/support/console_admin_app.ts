@@ -6,7 +6,9 @@ import { fixedClock } from '../../src/lib/clock.ts'
 import { silentLogger } from '../../src/lib/logger.ts'
 import { RevocationService } from '../../src/revocation/revocation_service.ts'
 import type { MemoryStore } from '../../src/storage/memory_store.ts'
+import { expect } from 'vitest'
 import { testDeps } from './broker_deps.ts'
+import { cookieOf, signInWithToken } from './console_sign_in.ts'
 
 /**
  * The admin API and the console over `store`, admitting `bootstrapToken` (sign in with signInWithToken), for
@@ -32,3 +34,15 @@ export function startdIssuance(time: number): AuditEvent {
     jti: 'fa60db71b73be01eaf46681bd3668d1b', exp: time + 86400,
   }
 }
+
+/** Signs in with `bootstrapToken` and reads the console's page of record `seq` (fails the test unless 200). */
+export async function consoleRecordPage(app: ReturnType<typeof createApp>, bootstrapToken: string, origin: string, seq: number): Promise<string> {
+  const res = await signInWithToken(app, bootstrapToken, origin)
+  const cookie = `__Host-ctb-console=${cookieOf(res, '__Host-ctb-console')}`
+  const page = await app.request(`/console/records/${seq}`, { headers: { cookie } })
+  expect(page.status).toBe(200)
+  return page.text()
+}
+
+/** What the record page says under "verifies". */
+export const recordVerifies = (body: string): string | undefined => /<dd id="record-verifies">(.*?)<\/dd>/s.exec(body)?.[1]
