@@ -146,6 +146,11 @@ describe('a missing audit MAC key outside production', () => {
     dataDir = join(tempDir(), 'data')
     const env = { CTB_DATA_DIR: dataDir, CTB_TRUST_DOMAIN: 'pool.example.org' }
     const keyPath = join(dataDir, 'keys', 'audit_mac.key')
+    // No log yet: verify says so and creates neither the log nor the key.
+    expect((await cli(env, 'audit', 'verify')).code).toBe(1)
+    expect(existsSync(join(dataDir, 'audit.db'))).toBe(false)
+    // A log a version before MACs wrote (empty here): read without the key, the MACs are unchecked.
+    await new SqliteStore({ file: join(dataDir, 'audit.db') }).close()
     const v = await cli(env, 'audit', 'verify')
     expect(v.code).toBe(3)
     expect(v.out.split('\n')[1]).toMatch(/^audit MACs UNCHECKED: no audit MAC key \(no audit MAC key at /)

@@ -47,12 +47,14 @@ describe('condor-token-broker as a process', () => {
     expect(r.stderr.trim().split('\n')).toHaveLength(1)
   })
 
-  it('token create exits 1 and leaves no token file when its audit record cannot be committed', () => {
+  it('token create exits 1 and leaves no token file when its audit record cannot be committed', async () => {
     const own = mkdtempSync(join(tmpdir(), 'ctb-proc-audit-'))
     try {
       const e = { ...env, CTB_DATA_DIR: join(own, 'data') }
       const runIn = (...args: string[]) => spawnSync(process.execPath, [BIN, ...args], { env: e, encoding: 'utf8', timeout: 30_000 })
       expect(runIn('keys', 'init').status).toBe(0)
+      // The log as a broker's first start leaves it (audit verify only reads: it creates none).
+      await new SqliteStore({ file: join(own, 'data', 'audit.db') }).close()
       expect(runIn('audit', 'verify').status).toBe(0)
       const db = new DatabaseSync(join(own, 'data', 'audit.db'))
       db.exec(`CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'store refuses writes'); END`)

@@ -1,4 +1,4 @@
-import { createWriteStream } from 'node:fs'
+import { createWriteStream, existsSync } from 'node:fs'
 import { once } from 'node:events'
 import type { AuditEvent, AuditEventType, AuditQuery, AuditRecord, ChainVerification } from '../../audit/audit_log.ts'
 import { wireRecord } from '../../audit/record_wire.ts'
@@ -9,7 +9,7 @@ import { tryAnchorKey } from '../../keys/anchor_key.ts'
 import { anchorFile } from '../../storage/anchor_file.ts'
 import type { AnchorCheck } from '../../storage/chained_store.ts'
 import { systemClock } from '../../lib/clock.ts'
-import { openBrokerStore, tryAuditMacKey } from '../../storage/open_store.ts'
+import { openBrokerStore, sqliteAuditFile, tryAuditMacKey } from '../../storage/open_store.ts'
 import { CliError, parse, positiveInt, type CommandIo } from '../command.ts'
 
 const HELP = `Usage: condor-token-broker audit <list|export|verify|prune> [options]
@@ -23,7 +23,8 @@ const HELP = `Usage: condor-token-broker audit <list|export|verify|prune> [optio
                                               differs, and (with the IDTOKEN key) the log against both
                                               sealed anchors, exit 1 when it departs from one; exit 3 when
                                               all else passed but the audit MAC key could not be read, so
-                                              the MACs went unchecked
+                                              the MACs went unchecked; exit 1 when there is no log (SQLite:
+                                              none is created)
   audit prune [--days N]                      apply retention now (default audit.retention_days); a checkpoint
                                               record keeps the remaining chain verifiable
 
@@ -47,6 +48,15 @@ export async function auditCommand(argv: string[], io: CommandIo): Promise<numbe
   if (positionals.length > 0) throw new CliError(`unexpected argument "${positionals[0]}" (see audit --help)`, 2)
   const config = loadConfig({ ...(values.config ? { file: values.config } : {}), env: io.env })
   const filters = filtersFrom(values)
+  // Opening an SQLite log creates it: a reading command pointed at the wrong place (a relative data_dir from
+  // another working directory, a mistyped file) would make an empty log there and verify it as intact.
+  // Verify fails (a cron job must not read "OK" from a log that is not there); list and export have nothing to show.
+  if (sub !== 'prune' && config.audit.store !== 'postgres' && !existsSync(sqliteAuditFile(config))) {
+    const where = `no audit log at ${sqliteAuditFile(config)}`
+    if (sub === 'verify') throw new CliError(`${where}: check audit.sqlite.file and data_dir (a relative data_dir is taken from the working directory); audit verify only reads and creates none`, 1)
+    io.err(`(${where}: no records)`)
+    return 0
+  }
   // Reading needs no key: without one, verify checks the chain but not the MACs, and says so. Prune writes.
   const mac = sub === 'prune' ? undefined : tryAuditMacKey(config)
   const store = await openBrokerStore(config, { sqliteWriter: 'inline', ...(mac ? { auditMac: 'key' in mac ? mac.key : undefined } : {}) })
