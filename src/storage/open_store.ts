@@ -74,6 +74,29 @@ export async function auditLogMacsBeganAt(config: Config): Promise<number | unde
   }
 }
 
+/**
+ * Whether the configured audit log exists, asked without creating it (opening a store creates the SQLite file
+ * and the PostgreSQL schema): for a command that only reads, which must leave a wrong path or database as it
+ * found it. On PostgreSQL, the broker's schema-version table stands for the log (the first thing migrate makes).
+ */
+export async function auditLogExists(config: Config): Promise<boolean> {
+  if (config.audit.store !== 'postgres') return existsSync(sqliteAuditFile(config))
+  const { default: pg } = await import('pg')
+  const client = new pg.Client({ connectionString: config.audit.postgres.dsn!, connectionTimeoutMillis: 5000, query_timeout: 5000 })
+  // An error on an idle client must not crash the command; the query below reports the failure.
+  client.on('error', () => {})
+  try {
+    await client.connect()
+    const r = await client.query<{ present: boolean }>("SELECT to_regclass('ctb_schema_version') IS NOT NULL AS present")
+    return r.rows[0]?.present === true
+  } catch (err) {
+    // The message of a pg error never contains the DSN; say which step failed, not where it pointed.
+    throw new OperatorError('EAUDITSTORE', `cannot open the PostgreSQL audit store: ${(err as Error).message}`, { cause: err })
+  } finally {
+    await client.end().catch(() => {})
+  }
+}
+
 /** Why a missing key file must come back from a backup rather than be made anew (the caller says what it did not do). */
 export function lostAuditMacKey(file: string, began: number): string {
   return `the audit MAC key file ${file} is missing, but the audit log carries MACs since seq ${began}: restore the key file from a backup (a new key would leave every MAC'd record failing its check)`

@@ -1,4 +1,4 @@
-import { createWriteStream, existsSync } from 'node:fs'
+import { createWriteStream } from 'node:fs'
 import { once } from 'node:events'
 import type { AuditEvent, AuditEventType, AuditQuery, AuditRecord, ChainVerification } from '../../audit/audit_log.ts'
 import { wireRecord } from '../../audit/record_wire.ts'
@@ -9,7 +9,7 @@ import { tryAnchorKey } from '../../keys/anchor_key.ts'
 import { anchorFile } from '../../storage/anchor_file.ts'
 import type { AnchorCheck } from '../../storage/chained_store.ts'
 import { systemClock } from '../../lib/clock.ts'
-import { openBrokerStore, sqliteAuditFile, tryAuditMacKey } from '../../storage/open_store.ts'
+import { auditLogExists, openBrokerStore, sqliteAuditFile, tryAuditMacKey } from '../../storage/open_store.ts'
 import { CliError, parse, positiveInt, type CommandIo } from '../command.ts'
 
 const HELP = `Usage: condor-token-broker audit <list|export|verify|prune> [options]
@@ -48,12 +48,15 @@ export async function auditCommand(argv: string[], io: CommandIo): Promise<numbe
   if (positionals.length > 0) throw new CliError(`unexpected argument "${positionals[0]}" (see audit --help)`, 2)
   const config = loadConfig({ ...(values.config ? { file: values.config } : {}), env: io.env })
   const filters = filtersFrom(values)
-  // Opening an SQLite log creates it: a reading command pointed at the wrong place (a relative data_dir from
-  // another working directory, a mistyped file) would make an empty log there and verify it as intact.
-  // Verify fails (a cron job must not read "OK" from a log that is not there); list and export have nothing to show.
-  if (sub !== 'prune' && config.audit.store !== 'postgres' && !existsSync(sqliteAuditFile(config))) {
-    const where = `no audit log at ${sqliteAuditFile(config)}`
-    if (sub === 'verify') throw new CliError(`${where}: check audit.sqlite.file and data_dir (a relative data_dir is taken from the working directory); audit verify only reads and creates none`, 1)
+  // Opening a store creates the SQLite log or the PostgreSQL schema: a reading command pointed at the wrong
+  // place (a relative data_dir from another working directory, a mistyped file, a DSN naming another
+  // database) would make an empty log there and verify it as intact. Verify fails (a cron job must not read
+  // "OK" from a log that is not there); list and export have nothing to show.
+  if (sub !== 'prune' && !(await auditLogExists(config))) {
+    const postgres = config.audit.store === 'postgres'
+    const where = postgres ? 'no audit log in the PostgreSQL database audit.postgres.dsn names (it holds no broker tables)' : `no audit log at ${sqliteAuditFile(config)}`
+    const check = postgres ? 'check the DSN' : 'check audit.sqlite.file and data_dir (a relative data_dir is taken from the working directory)'
+    if (sub === 'verify') throw new CliError(`${where}: ${check}; audit verify only reads and creates none`, 1)
     io.err(`(${where}: no records)`)
     return 0
   }
