@@ -2,6 +2,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { request } from 'node:https'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import pg from 'pg'
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import { freePort } from '../support/peers.ts'
 import { startPostgres, type TestPostgres } from '../support/postgres.ts'
@@ -58,7 +59,7 @@ async function startBroker(name: string, more: Record<string, string> = {}) {
   const exited = new Promise<{ code: number | null; signal: string | null; at: number }>((r) => broker.once('exit', (code, signal) => r({ code, signal, at: Date.now() })))
   const ca = readFileSync(join(dir, name, 'tls/dev-ca.crt'))
   const body = await startdExchangeBody(iamPort)
-  return { broker, exited, url: `https://127.0.0.1:${port}/token`, ca, body }
+  return { broker, exited, url: `https://127.0.0.1:${port}/token`, ca, body, dsn }
 }
 
 const within = <T>(p: Promise<T>, ms: number) => Promise.race([p, new Promise<undefined>((r) => setTimeout(() => r(undefined), ms))])
@@ -133,6 +134,38 @@ it('with the rate limits counted in PostgreSQL too, their connections do not hol
     expect(exit!.code, broker.stderrText().slice(-800)).toBe(0)
   } finally {
     server.thaw()
+    await stopServeProcess(broker, 'SIGKILL')
+  }
+}, 90_000)
+
+// The bound must never cut a database that answers: a stop on a healthy server ends in the normal way,
+// with the token's record committed and the stop's anchor sealed over it, and no connection cut.
+it('on a PostgreSQL that answers, the stop cuts nothing: audit flushed, the record and the stop anchor committed', async () => {
+  const { broker, exited, url, ca, body, dsn } = await startBroker('healthy_stop', { CTB_RATE_LIMITS_CALLER_REQUESTS: '1000', CTB_RATE_LIMITS_CALLER_PER: '1h' })
+  try {
+    const first = await post(url, body, ca)
+    expect(first.kind === 'complete' && first.status, JSON.stringify(first)).toBe(200)
+    const termAt = Date.now()
+    broker.kill('SIGTERM')
+    const exit = await within(exited, (GRACE_S + SLACK_S + 5) * 1000)
+    expect(exit, `serve did not exit: ${broker.stderrText().slice(-800)}`).toBeDefined()
+    // Well inside the bound: nothing waited on the database.
+    expect(exit!.at - termAt).toBeLessThan((GRACE_S + SLACK_S) * 1000)
+    expect(exit!.code, broker.stderrText().slice(-800)).toBe(0)
+    expect(abandonLines(broker.stderrText())).toEqual([])
+    expect(broker.stdoutText()).toContain('stopped cleanly: every request in flight finished, audit flushed')
+    const client = new pg.Client({ connectionString: dsn })
+    await client.connect()
+    try {
+      const issued = await client.query("SELECT count(*)::int AS n FROM audit_log WHERE type = 'token.issued'")
+      expect(issued.rows[0].n).toBe(1)
+      // The anchored check at stop sealed an anchor at the head: it ran on live connections, not cut ones.
+      const head = await client.query('SELECT seq FROM audit_head WHERE id = 1')
+      const anchor = await client.query('SELECT sealed FROM audit_anchor')
+      expect(anchor.rows).toHaveLength(1)
+      expect(String(anchor.rows[0].sealed)).toContain(`"seq":${head.rows[0].seq},`)
+    } finally { await client.end() }
+  } finally {
     await stopServeProcess(broker, 'SIGKILL')
   }
 }, 90_000)
