@@ -9,6 +9,7 @@ import { auditMacKey } from '../../src/audit/record_mac.ts'
 import type { StoredRow } from '../../src/audit/chain.ts'
 import { MemoryStore } from '../../src/storage/memory_store.ts'
 import { consoleAdminApp, consoleRecordPage, recordVerifies, startdIssuance } from '../support/console_admin_app.ts'
+import { canonicalBody, documentedHash } from '../support/forged_record.ts'
 
 const ORIGIN = 'https://broker.example.org'
 const BOOT = 'd'.repeat(43)
@@ -26,23 +27,13 @@ beforeEach(async () => {
   await store.record({ ...startdIssuance(NOW + 1), jti: 'b'.repeat(32) })
 })
 
-/** The body as docs/audit.md spells it out: JSON, no whitespace, keys sorted at every level. */
-function canonical(v: unknown): string {
-  if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`
-  if (v !== null && typeof v === 'object') {
-    const o = v as Record<string, unknown>
-    return `{${Object.keys(o).filter((k) => o[k] !== undefined).sort().map((k) => `${JSON.stringify(k)}:${canonical(o[k])}`).join(',')}}`
-  }
-  return JSON.stringify(v)
-}
-
 /** The insider's row after the last one: the documented hash, columns agreeing with the body, `mac` as given. */
 function appendForged(e: AuditEvent, mac: string | null): void {
   const rows = store.rawRows()
   const last = rows.at(-1)!
   const seq = last.seq + 1
-  const body = canonical(e)
-  const hash = createHash('sha256').update(`${seq}\n${last.hash}\n${body}`).digest('hex')
+  const body = canonicalBody(e)
+  const hash = documentedHash(seq, last.hash, body)
   const row: StoredRow = {
     seq, body, prev_hash: last.hash, hash, mac,
     time: e.time, type: e.type, request_id: null, caller_iss: e.caller?.iss ?? null, caller_sub: e.caller?.sub ?? null, client_id: e.caller?.client_id ?? null,

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto'
 import { existsSync, readFileSync, statSync } from 'node:fs'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -9,6 +8,7 @@ import { ensureAuditMacKeyFile } from '../../src/keys/audit_mac_key.ts'
 import { SqliteStore } from '../../src/storage/sqlite_store.ts'
 import { tempDir } from '../support/tmp.ts'
 import { issued } from './audit_log.contract.ts'
+import { documentedHash } from '../support/forged_record.ts'
 
 async function cli(env: NodeJS.ProcessEnv, ...argv: string[]) {
   const out: string[] = []
@@ -305,7 +305,7 @@ describe('audit verify on a database an insider wrote to', () => {
       const head = db.prepare('SELECT seq, hash FROM audit_head WHERE id = 1').get() as { seq: number; hash: string }
       const seq = head.seq + 1
       const body = JSON.stringify(event)
-      const hash = createHash('sha256').update(`${seq}\n${head.hash}\n${body}`).digest('hex')
+      const hash = documentedHash(seq, head.hash, body)
       const e = event as { type: string; caller: { sub: string } }
       db.prepare('INSERT INTO audit_log (seq, time, type, caller_sub, body, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?)').run(seq, 1_800_000_100, e.type, e.caller.sub, body, head.hash, hash)
       db.prepare('UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1').run(seq, hash)

@@ -1,9 +1,10 @@
-import { createHash, randomBytes } from 'node:crypto'
+import { randomBytes } from 'node:crypto'
 import { expect, it } from 'vitest'
 import type { AuditEvent } from '../../src/audit/audit_log.ts'
 import { auditMacKey, type AuditMacKey } from '../../src/audit/record_mac.ts'
 import type { BrokerStore } from '../../src/storage/chained_store.ts'
 import { issued } from './audit_log.contract.ts'
+import { canonicalBody, documentedHash } from '../support/forged_record.ts'
 
 /**
  * The insider of docs/audit.md: SQL on the broker's database, none of its keys. Run against SQLite
@@ -25,16 +26,6 @@ export interface MacHarness {
   auditVerify(key: Buffer | undefined): Promise<{ code: number; out: string }>
 }
 
-/** The body as docs/audit.md spells it out: JSON, no whitespace, keys sorted at every level. */
-function canonical(v: unknown): string {
-  if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`
-  if (v !== null && typeof v === 'object') {
-    const o = v as Record<string, unknown>
-    return `{${Object.keys(o).filter((k) => o[k] !== undefined).sort().map((k) => `${JSON.stringify(k)}:${canonical(o[k])}`).join(',')}}`
-  }
-  return JSON.stringify(v)
-}
-
 /**
  * Appends `event` the way the insider would: the documented hash over seq, the head's hash and the body,
  * every indexed column agreeing with the body, and the head moved on. Returns its seq.
@@ -42,8 +33,8 @@ function canonical(v: unknown): string {
 export async function appendForged(h: MacHarness, event: AuditEvent, mac: string | null = null): Promise<number> {
   const [head] = await h.sql('SELECT seq, hash FROM audit_head WHERE id = 1')
   const seq = Number(head!.seq) + 1
-  const body = canonical(event)
-  const hash = createHash('sha256').update(`${seq}\n${String(head!.hash)}\n${body}`).digest('hex')
+  const body = canonicalBody(event)
+  const hash = documentedHash(seq, String(head!.hash), body)
   const cols = [event.time, event.type, event.requestId ?? null, event.caller?.iss ?? null, event.caller?.sub ?? null, event.caller?.client_id ?? null,
     event.role ?? null, event.tokenKind ?? null, event.issuedSub ?? null, event.jti ?? null, event.decision ?? null, event.exp ?? null, event.site ?? null]
   await h.sql(`INSERT INTO audit_log (seq, time, type, request_id, caller_iss, caller_sub, client_id, role, token_kind, issued_sub, jti, decision, exp, site, body, prev_hash, hash${mac !== null ? ', mac' : ''})
