@@ -65,6 +65,16 @@ async function startBroker(name: string, more: Record<string, string> = {}) {
 const within = <T>(p: Promise<T>, ms: number) => Promise.race([p, new Promise<undefined>((r) => setTimeout(() => r(undefined), ms))])
 const abandonLines = (stderr: string) => stderr.split('\n').filter((l) => l.includes('abandon') && l.includes('PostgreSQL'))
 
+/** SIGTERM, then the exit: status 0, within the grace, the services' bound and some slack. */
+async function terminatedWithinBound(broker: Awaited<ReturnType<typeof startBroker>>['broker'], exited: Promise<{ code: number | null; at: number }>): Promise<void> {
+  const termAt = Date.now()
+  broker.kill('SIGTERM')
+  const exit = await within(exited, (GRACE_S + SERVICES_BOUND_S + SLACK_S + 5) * 1000)
+  expect(exit, `serve did not exit: ${broker.stderrText().slice(-800)}`).toBeDefined()
+  expect(exit!.at - termAt).toBeLessThan((GRACE_S + SERVICES_BOUND_S + SLACK_S) * 1000)
+  expect(exit!.code, broker.stderrText().slice(-800)).toBe(0)
+}
+
 it('an idle broker whose PostgreSQL stopped answering exits within the bound on SIGTERM, saying what it abandoned', async () => {
   const { broker, exited, url, ca, body } = await startBroker('hung_idle')
   try {
@@ -72,12 +82,7 @@ it('an idle broker whose PostgreSQL stopped answering exits within the bound on 
     const first = await post(url, body, ca)
     expect(first.kind === 'complete' && first.status, JSON.stringify(first)).toBe(200)
     server.freeze()
-    const termAt = Date.now()
-    broker.kill('SIGTERM')
-    const exit = await within(exited, (GRACE_S + SERVICES_BOUND_S + SLACK_S + 5) * 1000)
-    expect(exit, `serve did not exit: ${broker.stderrText().slice(-800)}`).toBeDefined()
-    expect(exit!.at - termAt).toBeLessThan((GRACE_S + SERVICES_BOUND_S + SLACK_S) * 1000)
-    expect(exit!.code, broker.stderrText().slice(-800)).toBe(0)
+    await terminatedWithinBound(broker, exited)
     const lines = abandonLines(broker.stderrText())
     expect(lines, broker.stderrText().slice(-1500)).toHaveLength(1)
     // Nothing was waiting to be written: only the check's read is cut.
@@ -96,12 +101,7 @@ it('a request waiting on a hung PostgreSQL for its audit record gets no token, a
     const answer = post(url, body, ca)
     // The request reaches its audit write and waits there.
     await new Promise((r) => setTimeout(r, 500))
-    const termAt = Date.now()
-    broker.kill('SIGTERM')
-    const exit = await within(exited, (GRACE_S + SERVICES_BOUND_S + SLACK_S + 5) * 1000)
-    expect(exit, `serve did not exit: ${broker.stderrText().slice(-800)}`).toBeDefined()
-    expect(exit!.at - termAt).toBeLessThan((GRACE_S + SERVICES_BOUND_S + SLACK_S) * 1000)
-    expect(exit!.code, broker.stderrText().slice(-800)).toBe(0)
+    await terminatedWithinBound(broker, exited)
     // Fail closed: the record never committed, so the caller got no token (its connection was cut at the grace).
     const outcome = await within(answer, 5_000)
     expect(outcome, 'the request was neither answered nor cut').toBeDefined()
@@ -126,12 +126,7 @@ it('with the rate limits counted in PostgreSQL too, their connections do not hol
     const first = await post(url, body, ca)
     expect(first.kind === 'complete' && first.status, JSON.stringify(first)).toBe(200)
     server.freeze()
-    const termAt = Date.now()
-    broker.kill('SIGTERM')
-    const exit = await within(exited, (GRACE_S + SERVICES_BOUND_S + SLACK_S + 5) * 1000)
-    expect(exit, `serve did not exit: ${broker.stderrText().slice(-800)}`).toBeDefined()
-    expect(exit!.at - termAt).toBeLessThan((GRACE_S + SERVICES_BOUND_S + SLACK_S) * 1000)
-    expect(exit!.code, broker.stderrText().slice(-800)).toBe(0)
+    await terminatedWithinBound(broker, exited)
   } finally {
     server.thaw()
     await stopServeProcess(broker, 'SIGKILL')
