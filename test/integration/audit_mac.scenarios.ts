@@ -45,7 +45,25 @@ export async function appendForged(h: MacHarness, event: AuditEvent, mac: string
 }
 
 const ANCHOR_KEY = Buffer.alloc(32, 7)
+
 const NOW = Math.floor(Date.now() / 1000)
+
+/** A log of four issuances written before MACs, on the schema before MACs (as an upgrade finds it). */
+async function preMacLog(h: MacHarness): Promise<void> {
+  await h.fresh()
+  const old = await h.open(undefined)
+  for (let i = 1; i <= 4; i++) await old.record(issued(i, { time: NOW - 100 + i, exp: NOW + 3600 }))
+  await old.close()
+  await h.downgrade()
+}
+
+/** The insider's cut: every record after `seq` deleted and the head set back to it. */
+async function cutBackTo(h: MacHarness, seq: number): Promise<void> {
+  const [last] = await h.sql('SELECT hash FROM audit_log WHERE seq = $1', [seq])
+  await h.sql('DELETE FROM audit_log WHERE seq > $1', [seq])
+  await h.sql('UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1', [seq, last!.hash])
+}
+
 
 /** Chain broken at `seq` because the record there carries no MAC, as the start-up check and audit verify say it. */
 function noMacAt(from: number): string {
@@ -132,11 +150,7 @@ export function auditMacScenarios(name: string, h: MacHarness): void {
   })
 
   it(`${name}: a database written before MACs keeps verifying; MACs start at the first record written with the key`, async () => {
-    await h.fresh()
-    const old = await h.open(undefined)
-    for (let i = 1; i <= 4; i++) await old.record(issued(i, { time: NOW - 100 + i, exp: NOW + 3600 }))
-    await old.close()
-    await h.downgrade()
+    await preMacLog(h)
     const raw = randomBytes(32)
     const store = await h.open(auditMacKey(raw))
     expect(await store.verifyRevocations({ anchorKey: ANCHOR_KEY })).toMatchObject({ ok: true })
@@ -161,20 +175,14 @@ export function auditMacScenarios(name: string, h: MacHarness): void {
   it(`${name}: the MAC era rewritten without MACs while the broker that opened it goes on writing is named`, async () => {
     // The upgrade's window: the start-up check sealed an anchor before MACs began (it carries no start), and
     // the broker remembers the start in memory, so it writes no second statement after the rewrite.
-    await h.fresh()
-    const old = await h.open(undefined)
-    for (let i = 1; i <= 4; i++) await old.record(issued(i, { time: NOW - 100 + i, exp: NOW + 3600 }))
-    await old.close()
-    await h.downgrade()
+    await preMacLog(h)
     const raw = randomBytes(32)
     const store = await h.open(auditMacKey(raw))
     try {
       expect(await store.verifyRevocations({ anchorKey: ANCHOR_KEY })).toMatchObject({ ok: true })
       await store.record(issued(5, { time: NOW, exp: NOW + 3600 }))
       // The insider removes the statement (seq 5) and the record after it, and writes their own without MACs.
-      const [four] = await h.sql('SELECT hash FROM audit_log WHERE seq = 4')
-      await h.sql('DELETE FROM audit_log WHERE seq >= 5')
-      await h.sql('UPDATE audit_head SET seq = 4, hash = $1 WHERE id = 1', [four!.hash])
+      await cutBackTo(h, 4)
       expect(await appendForged(h, issued(50, { time: NOW, exp: NOW + 3600 }))).toBe(5)
       expect(await appendForged(h, issued(51, { time: NOW, exp: NOW + 3600 }))).toBe(6)
       // The broker writes on: seq 7 carries its MAC, with no statement before it.
@@ -196,11 +204,7 @@ export function auditMacScenarios(name: string, h: MacHarness): void {
   })
 
   it(`${name}: the MAC era rewritten without MACs, then the broker restarted before it wrote again, is named at the start`, async () => {
-    await h.fresh()
-    const old = await h.open(undefined)
-    for (let i = 1; i <= 4; i++) await old.record(issued(i, { time: NOW - 100 + i, exp: NOW + 3600 }))
-    await old.close()
-    await h.downgrade()
+    await preMacLog(h)
     const raw = randomBytes(32)
     const first = await h.open(auditMacKey(raw))
     // The upgraded broker's start-up check (the log has no MACs yet), then its first record opens them at 5.
@@ -208,9 +212,7 @@ export function auditMacScenarios(name: string, h: MacHarness): void {
     await first.record(issued(5, { time: NOW, exp: NOW + 3600 }))
     await first.close()
     // Before any later check, the insider writes 5.. again without MACs; the broker restarts and writes nothing first.
-    const [four] = await h.sql('SELECT hash FROM audit_log WHERE seq = 4')
-    await h.sql('DELETE FROM audit_log WHERE seq >= 5')
-    await h.sql('UPDATE audit_head SET seq = 4, hash = $1 WHERE id = 1', [four!.hash])
+    await cutBackTo(h, 4)
     expect(await appendForged(h, issued(50, { time: NOW, exp: NOW + 3600 }))).toBe(5)
     const restarted = await h.open(auditMacKey(raw))
     try {
