@@ -80,7 +80,7 @@ export const ConfigSchema = z.strictObject({
   }).prefault({}),
   /**
    * The development IAM (src/dev_iam) that `serve` starts beside the broker when iam.issuers is empty and
-   * the broker's issuer is a loopback URL (development; see isProduction in src/services.ts). Loopback only.
+   * the broker's issuer is a loopback URL (development; see isProduction in src/production.ts). Loopback only.
    */
   dev_iam: z.strictObject({ port: Port.default(8444) }).prefault({}),
   /**

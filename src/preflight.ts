@@ -13,7 +13,7 @@ import { formatIssue, loadPolicyDir } from './policy/load.ts'
 import { sqliteAuditFile } from './storage/open_store.ts'
 
 export interface PreflightContext {
-  /** The broker has a public issuer (see isProduction in services.ts). */
+  /** The broker has a public issuer (see isProduction in production.ts). */
   production: boolean
   /** What `${IAM_ISSUER}` will stand for, as serve will define it. */
   iamIssuer: string | undefined

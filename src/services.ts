@@ -99,9 +99,6 @@ const IAM_STATUS_CACHE_SECONDS = 30
 /** A readiness probe waits at most this long for IAM before answering with the previous result. */
 const IAM_STATUS_MAX_WAIT_MS = 1000
 
-// In a module of its own so the store (the audit MAC key outside production) can ask without importing this one.
-export { isProduction }
-
 /**
  * What `${IAM_ISSUER}` in policies stands for: the first configured IAM issuer, else (outside production)
  * the development IAM that serve starts on dev_iam.port. `policy check` and `policy explain` use it too,

@@ -145,27 +145,26 @@ export class CertificateService {
   async refuse(err: unknown, subject: VerifiedSubject, actor: Omit<Actor, 'principal'>, at: { role?: string; detail?: Record<string, unknown> } = {}): Promise<unknown> {
     // A rate-limit refusal has its own record (#refuseForRate); a 5xx is the broker's failing, not a refusal.
     if (!(err instanceof BrokerError) || err instanceof SlowDown || err.status >= 500) return err
-    await this.#d.audit.record({
+    await this.#d.audit.record(this.#denial(err, subject, actor, at.role !== undefined ? { role: at.role } : {}, at.detail))
+    return err
+  }
+
+  /** The `certificate.denied` record of a refusal the policy did not make (the request's own fault, a rate limit). */
+  #denial(err: BrokerError, subject: VerifiedSubject, actor: Omit<Actor, 'principal'>, at: { role?: string; site?: string }, detail?: Record<string, unknown>): AuditEvent {
+    return {
       type: 'certificate.denied', decision: 'deny', time: this.#d.clock.now(), caller: callerOf(subject), tokenKind: 'host_certificate',
-      reason: `${err.error}: ${err.description}`,
-      ...(at.role !== undefined ? { role: at.role } : {}),
+      reason: `${err.error}: ${err.description}`, ...at,
       ...(actor.requestId ? { requestId: actor.requestId } : {}),
       ...(actor.clientAddress ? { clientAddress: actor.clientAddress } : {}),
-      ...(at.detail ? { detail: at.detail } : {}),
-    })
-    return err
+      ...(detail ? { detail } : {}),
+    }
   }
 
   /** A rate-limit refusal: recorded when it is the first in its audit window, otherwise only counted. */
   async #refuseForRate(limited: LimitRefusal, subject: VerifiedSubject, actor: Omit<Actor, 'principal'>, at: { role?: string; site?: string }): Promise<never> {
     const refusal = new SlowDown(limited.description, limited.retryAfter)
     if (limited.record) {
-      await this.#d.audit.record({
-        type: 'certificate.denied', decision: 'deny', time: this.#d.clock.now(), caller: callerOf(subject), tokenKind: 'host_certificate',
-        reason: `${refusal.error}: ${refusal.description}`, ...at,
-        ...(actor.requestId ? { requestId: actor.requestId } : {}),
-        ...(actor.clientAddress ? { clientAddress: actor.clientAddress } : {}),
-      })
+      await this.#d.audit.record(this.#denial(refusal, subject, actor, at))
     } else {
       this.#d.refusals?.note(refusal.error, actor.clientAddress)
     }

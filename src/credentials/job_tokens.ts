@@ -86,7 +86,7 @@ const SWEEP_AT = 10_000
 export const VAULT_REUSE_SECONDS = 60
 
 /** A token as cached: which registration it came from (createdAt) and when it was obtained. */
-type CachedToken = JobToken & { stamp: number; obtainedAt: number }
+interface CachedToken { token: JobToken; stamp: number; obtainedAt: number }
 
 /**
  * Fresh tokens for jobs: an IAM access token refreshed with the user's stored refresh token, or a
@@ -143,11 +143,11 @@ export class JobTokens {
     const cached = this.#cache.get(key)
     // Registered afresh since it was cached: the cached token may carry the old grant. A token with no
     // life left is never reused, whatever the minimum: `expires_in: 0` is no token to a credmon.
-    const lasts = (t: CachedToken) => t.exp - now >= Math.max(min, 1)
-      || (ctx.credd === undefined && t.exp - now >= 1 && now - t.obtainedAt < VAULT_REUSE_SECONDS)
-    if (cached && lasts(cached) && cached.stamp === cred.createdAt && !(cached.claims && this.#deps.blocks.isRevoked(cached.claims))) return tokenOf(cached)
+    const lasts = (c: CachedToken) => c.token.exp - now >= Math.max(min, 1)
+      || (ctx.credd === undefined && c.token.exp - now >= 1 && now - c.obtainedAt < VAULT_REUSE_SECONDS)
+    if (cached && lasts(cached) && cached.stamp === cred.createdAt && !(cached.token.claims && this.#deps.blocks.isRevoked(cached.token.claims))) return cached.token
     return this.#inflight.run(key, () => this.#obtain(cred, subject, provider, scopes, audience, ctx).then((t) => {
-      this.#remember(key, { ...t, stamp: cred.createdAt, obtainedAt: this.#deps.clock.now() })
+      this.#remember(key, { token: t, stamp: cred.createdAt, obtainedAt: this.#deps.clock.now() })
       return t
     }))
   }
@@ -303,7 +303,7 @@ export class JobTokens {
   #remember(key: string, t: CachedToken): void {
     if (this.#cache.size >= SWEEP_AT) {
       const now = this.#deps.clock.now()
-      for (const [k, v] of this.#cache) if (v.exp <= now) this.#cache.delete(k)
+      for (const [k, v] of this.#cache) if (v.token.exp <= now) this.#cache.delete(k)
     }
     this.#cache.set(key, t)
   }
@@ -322,11 +322,6 @@ const NOT_THIS_USER = 'the policy no longer maps this credential\'s IAM user to 
  */
 function namesUser(identity: string, user: string): boolean {
   return identity.slice(0, Math.max(0, identity.lastIndexOf('@'))) === user
-}
-
-/** The token of a cache entry, without the entry's bookkeeping. */
-function tokenOf(t: CachedToken): JobToken {
-  return { accessToken: t.accessToken, exp: t.exp, scope: t.scope, ...(t.claims ? { claims: t.claims } : {}) }
 }
 
 

@@ -74,9 +74,9 @@ export function compilePatterns(patterns: readonly string[], options: { ignoreCa
   const globs: string[] = []
   const manyStars: Array<(value: string) => boolean> = []
   for (const p of patterns) {
-    const stars = p.split('*').length - 1
-    if (stars === 0) exact.add(norm(p))
-    else if (stars === 1) globs.push(p.split('*').map((part) => escapeRegExp(norm(part))).join(`${GLOB_CHAR}*`))
+    const parts = p.split('*')
+    if (parts.length === 1) exact.add(norm(p))
+    else if (parts.length === 2) globs.push(parts.map((part) => escapeRegExp(norm(part))).join(`${GLOB_CHAR}*`))
     else manyStars.push(starMatcher(norm(p)))
   }
   const re = globs.length > 0 ? new RegExp(`^(?:${globs.join('|')})$`) : undefined

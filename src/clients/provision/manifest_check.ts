@@ -16,14 +16,19 @@ const callerOf = (e: Event): string => {
  */
 async function prunedBefore(broker: BrokerClient): Promise<number> {
   let before = 0
+  for await (const e of auditEvents(broker, { type: 'audit.checkpoint' })) before = Math.max(before, Number((e.detail as { before?: unknown } | undefined)?.before) || 0)
+  return before
+}
+
+/** The events of the records matching `query`, page by page (1000 each, at most MAX_PAGES); a consumer that stops early fetches no further page. */
+async function* auditEvents(broker: BrokerClient, query: Record<string, string>): AsyncGenerator<Event> {
   let cursor: string | undefined
   for (let page = 0; page < MAX_PAGES; page++) {
-    const { events, next } = await broker.auditPage({ type: 'audit.checkpoint', limit: '1000', ...(cursor ? { cursor } : {}) })
-    for (const e of events) before = Math.max(before, Number((e.detail as { before?: unknown } | undefined)?.before) || 0)
-    if (!next) break
+    const { events, next } = await broker.auditPage({ ...query, limit: '1000', ...(cursor ? { cursor } : {}) })
+    yield* events
+    if (!next) return
     cursor = next
   }
-  return before
 }
 
 /**
@@ -62,15 +67,12 @@ export async function manifestDisagreements(manifest: Pick<Manifest, 'tokens' | 
   for (const c of manifest.certificates) {
     const at = `certificate ${c.serial} (${c.node})`
     let found: Event | undefined
-    let cursor: string | undefined
     // The broker lower-cases a certificate's DNS names before it issues, and records that spelling (its first
     // name) as the sub; a template may spell the host with capitals, and render writes it as spelt.
     const sub = c.host.toLowerCase()
-    for (let page = 0; page < MAX_PAGES && !found; page++) {
-      const { events, next } = await broker.auditPage({ type: 'certificate.issued', sub, limit: '1000', ...(cursor ? { cursor } : {}) })
-      found = events.find((x) => x.decision === 'allow' && String((x.detail as { serial?: unknown } | undefined)?.serial ?? '').toLowerCase() === c.serial.toLowerCase())
-      if (!next) break
-      cursor = next
+    const serial = c.serial.toLowerCase()
+    for await (const x of auditEvents(broker, { type: 'certificate.issued', sub })) {
+      if (x.decision === 'allow' && String((x.detail as { serial?: unknown } | undefined)?.serial ?? '').toLowerCase() === serial) { found = x; break }
     }
     if (!found) { if (!await mayBePruned()) out.push(`${at}: the broker has no record of issuing it for ${c.host}`); continue }
     callers.add(callerOf(found))

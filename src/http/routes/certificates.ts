@@ -72,10 +72,7 @@ export function certificateRoutes(deps: {
       const d = await deps.certificates.check(names, subject)
       return c.json({ dry_run: d.allow ? { allow: true, rule: d.ruleId, lifetime: d.lifetime, ...(d.site ? { site: d.site } : {}) } : { allow: false, error: d.error, reason: d.reason } })
     }
-    const cert = await deps.certificates.issue(
-      { csr: b.csr!, role: b.role, dns: b.dns, ip: b.ip, ...(b.site !== undefined ? { site: b.site } : {}), ...(b.lifetime !== undefined ? { lifetime: b.lifetime } : {}) },
-      subject, actor,
-    )
+    const cert = await deps.certificates.issue({ csr: b.csr!, ...names }, subject, actor)
     return c.json({ certificate: cert.pem, serial: cert.serial, not_before: cert.notBefore, not_after: cert.notAfter, ca_certificate: deps.certificates.caPem }, 201)
   })
 
