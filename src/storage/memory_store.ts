@@ -80,7 +80,7 @@ export class MemoryStore extends ChainedStore {
     }
     let macFrom = this.#macFrom
     if (this.auditMac && macFrom === undefined) {
-      macFrom = foundMacFrom(this.#rows.find((r) => r.type === MACS_STARTED)?.seq, this.#rows.findLast((r) => r.type === 'audit.checkpoint')?.body)
+      macFrom = this.#foundMacFrom()
       if (macFrom === undefined) {
         macFrom = seq + 1
         const { body, cols } = macsStartedBody(macFrom, Math.floor(Date.now() / 1000), this.auditMac)
@@ -180,6 +180,11 @@ export class MemoryStore extends ChainedStore {
   }
 
   async macsBeganAt(): Promise<number | undefined> {
+    return this.#foundMacFrom()
+  }
+
+  /** Where the MAC era began, as the SQL backends find it (MACS_STARTED_SQL, LAST_CHECKPOINT_SQL). */
+  #foundMacFrom(): number | undefined {
     return foundMacFrom(this.#rows.find((r) => r.type === MACS_STARTED)?.seq, this.#rows.findLast((r) => r.type === 'audit.checkpoint')?.body)
   }
 
