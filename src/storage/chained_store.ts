@@ -1,7 +1,7 @@
 import type { AuditEvent, AuditPage, AuditQuery, AuditRecord, AuditStore, ChainVerification, PruneResult } from '../audit/audit_log.ts'
 import type { AuditAggregates, CountQuery, CountRow, LiveRow, ReasonRow } from '../audit/aggregate.ts'
 import { openAnchor, readSealedAnchor, sealAnchor, type AnchorCopy, type AnchorReading, type ChainAnchor } from '../audit/anchor.ts'
-import { assertStorableEvent, ChainVerifier, HEAD_MISSING, type ChainHead, checkRecord, columnsOf, encodeEventBody, judgeRecordMac, type MacVerdict, recordHash, rowToRecord, statedMacFrom, type AuditColumns, type CheckpointDetail, type StoredRow } from '../audit/chain.ts'
+import { assertStorableEvent, ChainVerifier, HEAD_MISSING, type ChainHead, checkRecord, columnsOf, encodeEventBody, judgeRecordMac, macFromValue, type MacVerdict, recordHash, rowToRecord, statedMacFrom, type AuditColumns, type CheckpointDetail, type StoredRow } from '../audit/chain.ts'
 import { macProblem, MACS_STARTED, recordMac, type AuditMacKey } from '../audit/record_mac.ts'
 import { InvalidRequest, OperatorError } from '../errors.ts'
 import type { CredentialConfirmation, CredentialStore, CredentialWrite, StoredCredential } from '../credentials/credential_store.ts'
@@ -666,7 +666,7 @@ export function foundMacFrom(startedSeq: number | string | null | undefined, las
   // checks name the edited record.
   let from: unknown
   try { from = (JSON.parse(lastCheckpointBody) as { detail?: { macFrom?: unknown } }).detail?.macFrom } catch { return undefined }
-  return Number.isSafeInteger(from) && (from as number) >= 1 ? from as number : undefined
+  return macFromValue(from)
 }
 
 /**
