@@ -1,7 +1,7 @@
 import type { AuditEvent, AuditPage, AuditQuery, AuditRecord, AuditStore, ChainVerification, PruneResult } from '../audit/audit_log.ts'
 import type { AuditAggregates, CountQuery, CountRow, LiveRow, ReasonRow } from '../audit/aggregate.ts'
 import { openAnchor, readSealedAnchor, sealAnchor, type AnchorCopy, type AnchorReading, type ChainAnchor } from '../audit/anchor.ts'
-import { assertStorableEvent, ChainVerifier, HEAD_MISSING, type ChainHead, checkRecord, columnsOf, encodeEventBody, judgeRecordMac, macFromValue, type MacVerdict, recordHash, rowToRecord, statedMacFrom, type AuditColumns, type CheckpointDetail, type StoredRow } from '../audit/chain.ts'
+import { assertStorableEvent, ChainVerifier, HEAD_MISSING, type ChainHead, checkRecord, columnsOf, encodeEventBody, judgeRecordMac, macFromValue, type MacCheck, type MacVerdict, recordHash, rowToRecord, statedMacFrom, type AuditColumns, type CheckpointDetail, type StoredRow } from '../audit/chain.ts'
 import { macProblem, MACS_STARTED, recordMac, type AuditMacKey } from '../audit/record_mac.ts'
 import { InvalidRequest, OperatorError } from '../errors.ts'
 import type { CredentialConfirmation, CredentialStore, CredentialWrite, StoredCredential } from '../credentials/credential_store.ts'
@@ -227,6 +227,11 @@ export abstract class ChainedStore implements BrokerStore {
   abstract macsBeganAt(): Promise<number | undefined>
   protected abstract writeAnchor(sealed: string): Promise<void>
 
+  /** The MAC part of every chain check this store runs: its key, when it has one. */
+  #macCheck(): MacCheck {
+    return this.auditMac ? { key: this.auditMac } : {}
+  }
+
   async verifyRevocations(options: VerifyRevocationsOptions = {}): Promise<RevocationVerification> {
     return (await this.#checkRevocations(options)).revocations
   }
@@ -287,7 +292,7 @@ export abstract class ChainedStore implements BrokerStore {
     // Where MACs began as an earlier check saw it: a record after it needs a MAC even when the records
     // that said so are not read again (below the anchor) or were pruned since.
     const anchoredFrom = [anchor?.macFrom, kept?.macFrom, knownMacFrom].filter((n) => n !== undefined)
-    const macs = { ...(this.auditMac ? { key: this.auditMac } : {}), ...(anchoredFrom.length > 0 ? { macFrom: Math.min(...anchoredFrom) } : {}) }
+    const macs = { ...this.#macCheck(), ...(anchoredFrom.length > 0 ? { macFrom: Math.min(...anchoredFrom) } : {}) }
     let verifier = new ChainVerifier(undefined, macs)
     let from = 1
     let unverified = state.head ? await this.#departsFrom([anchor, kept], state.head, state.firstSeq) : undefined
@@ -509,7 +514,7 @@ export abstract class ChainedStore implements BrokerStore {
   async #vouchedPrefix(before: number, signal: AbortSignal | undefined): Promise<PruneRange | undefined> {
     const head = await this.readHead()
     if (!head) throw new OperatorError('EAUDITCHAIN', `${HEAD_MISSING}; not pruning (run "audit verify")`)
-    const v = new ChainVerifier(undefined, this.auditMac ? { key: this.auditMac } : {})
+    const v = new ChainVerifier(undefined, this.#macCheck())
     let first: StoredRow | undefined
     let last: StoredRow | undefined
     for await (const row of this.scanRows(1)) {
@@ -589,7 +594,7 @@ export abstract class ChainedStore implements BrokerStore {
   async verify(): Promise<ChainVerification> {
     // Head first: records committed while we scan (a live broker) lie beyond it and are not judged.
     const head = await this.readHead()
-    const v = new ChainVerifier(undefined, this.auditMac ? { key: this.auditMac } : {})
+    const v = new ChainVerifier(undefined, this.#macCheck())
     for await (const row of this.scanRows(1)) {
       if ((head && Number(row.seq) > head.seq) || !v.feed(row)) break
     }
