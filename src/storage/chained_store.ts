@@ -657,6 +657,17 @@ export function macsStartedBody(seq: number, now: number, mac: AuditMacKey): { b
   return { body: encodeEventBody(e), cols: columnsOf(e) }
 }
 
+/**
+ * The MAC era's start for a keyed writer's transaction: `found` (foundMacFrom), else the era opens here, with
+ * its statement appended first at `nextSeq`, before the transaction's own records.
+ */
+export function openedMacEra(found: number | undefined, nextSeq: number, mac: AuditMacKey, append: (body: string, cols: AuditColumns) => void): number {
+  if (found !== undefined) return found
+  const { body, cols } = macsStartedBody(nextSeq, Math.floor(Date.now() / 1000), mac)
+  append(body, cols)
+  return nextSeq
+}
+
 /** SQL selecting the seq of the record that opened the MAC era (both SQL backends index it: schema step of MACs). */
 export const MACS_STARTED_SQL = `SELECT min(seq) AS seq FROM audit_log WHERE type = '${MACS_STARTED}'`
 
