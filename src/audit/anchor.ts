@@ -44,6 +44,8 @@ export interface AnchorCopy {
 }
 
 const VERSION = 'a1'
+/** A sealed anchor: version, hex MAC, JSON body (sealAnchor). */
+const SEALED = /^a1\.([0-9a-f]{64})\.(.*)$/s
 
 /** Derives the anchor MAC key, one-way, from a secret the broker already keeps outside the database. */
 export function anchorKeyFrom(secret: KeyObject): Buffer {
@@ -58,7 +60,7 @@ export function sealAnchor(anchor: ChainAnchor, key: Buffer): string {
 /** The anchor, or undefined when absent, malformed or not sealed with `key` (then: verify everything). */
 export function openAnchor(text: string | undefined, key: Buffer): ChainAnchor | undefined {
   if (text === undefined) return undefined
-  const m = /^a1\.([0-9a-f]{64})\.(.*)$/s.exec(text)
+  const m = SEALED.exec(text)
   if (!m || !timingSafeEqual(Buffer.from(m[1]!, 'hex'), Buffer.from(mac(m[2]!, key), 'hex'))) return undefined
   try {
     const a = JSON.parse(m[2]!) as ChainAnchor
@@ -85,9 +87,9 @@ export function readSealedAnchor(text: string | undefined, key: Buffer): AnchorR
   if (text === undefined) return { absent: true }
   const anchor = openAnchor(text, key)
   if (anchor) return { anchor }
-  const m = /^a1\.[0-9a-f]{64}\.(.*)$/s.exec(text)
+  const m = SEALED.exec(text)
   let sealedElsewhere = false
-  try { sealedElsewhere = m !== null && typeof JSON.parse(m[1]!) === 'object' } catch { /* not JSON: not an anchor */ }
+  try { sealedElsewhere = m !== null && typeof JSON.parse(m[2]!) === 'object' } catch { /* not JSON: not an anchor */ }
   return sealedElsewhere ? { otherKey: true } : { unreadable: 'not a sealed anchor' }
 }
 

@@ -112,7 +112,11 @@ export interface StoredRow extends AuditColumns {
 /** Where a verifier learns that MACs began: the first MAC'd record's statement, or a checkpoint carrying it on. */
 export function statedMacFrom(event: AuditEvent): number | undefined {
   if (event.type !== MACS_STARTED && event.type !== 'audit.checkpoint') return undefined
-  const from = (event.detail as { macFrom?: unknown } | undefined)?.macFrom
+  return macFromValue((event.detail as { macFrom?: unknown } | undefined)?.macFrom)
+}
+
+/** A stated `macFrom` when it is one (a seq: a safe integer from 1), else undefined. */
+export function macFromValue(from: unknown): number | undefined {
   return Number.isSafeInteger(from) && (from as number) >= 1 ? from as number : undefined
 }
 

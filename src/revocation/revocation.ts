@@ -132,6 +132,14 @@ export interface ActiveCutoffs {
 }
 
 /**
+ * Whether `r` is in force at `now`: not lifted, and not expired (`until` inclusive). Written as "not before
+ * now" so that an `until` that is no number keeps the entry in force (fail closed).
+ */
+export function inForce(r: Revocation, now: number): boolean {
+  return !(r.until < now) && r.liftedAt === undefined
+}
+
+/**
  * Folds revocations still in force at `now` into cut-offs: the one reading behind both the HTCondor
  * expression (condor_expression.ts) and the broker's own check (revocation_checker.ts).
  */
@@ -144,7 +152,7 @@ export function activeCutoffs(revocations: readonly Revocation[], now: number): 
   }
   const latest = (m: Map<string, number>, k: string, v: number) => m.set(k, Math.max(m.get(k) ?? 0, v))
   for (const r of revocations) {
-    if (r.until < now || r.liftedAt !== undefined) continue
+    if (!inForce(r, now)) continue
     switch (r.kind) {
       case 'jti': out.jtis.add(r.value); break
       case 'sub': latest(r.iss !== undefined ? at(r.iss).subs : out.subs, r.value, r.revokedAt); break

@@ -1,5 +1,5 @@
 import { pilotJobKeyOf } from './pilot_job.ts'
-import { activeCutoffs, CLAIM_GENERATION, CLAIM_ROLE, CLAIM_SITE, type ActiveCutoffs, type Revocation } from './revocation.ts'
+import { activeCutoffs, CLAIM_GENERATION, inForce, CLAIM_ROLE, CLAIM_SITE, type ActiveCutoffs, type Revocation } from './revocation.ts'
 
 /** Decides whether a token the broker itself is asked to accept (renewal, admin call) has been revoked. */
 export interface RevocationChecker {
@@ -52,7 +52,7 @@ export class RevocationSnapshot implements RevocationChecker, IssuanceBlocks, Ca
 
   constructor(revocations: readonly Revocation[], roleGenerations: ReadonlyMap<string, number>, now: number) {
     const { jtis, subs, sites, clients, atIssuer, pilotJobs } = activeCutoffs(revocations, now)
-    this.#callerEntries = revocations.filter((r) => (r.kind === 'sub' || r.kind === 'client') && r.until >= now && r.liftedAt === undefined).sort((a, b) => a.id - b.id)
+    this.#callerEntries = revocations.filter((r) => (r.kind === 'sub' || r.kind === 'client') && inForce(r, now)).sort((a, b) => a.id - b.id)
     this.#pilotJobs = pilotJobs
     this.#atIssuer = atIssuer
     this.#jtis = jtis

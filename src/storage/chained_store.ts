@@ -1,7 +1,7 @@
 import type { AuditEvent, AuditPage, AuditQuery, AuditRecord, AuditStore, ChainVerification, PruneResult } from '../audit/audit_log.ts'
 import type { AuditAggregates, CountQuery, CountRow, LiveRow, ReasonRow } from '../audit/aggregate.ts'
 import { openAnchor, readSealedAnchor, sealAnchor, type AnchorCopy, type AnchorReading, type ChainAnchor } from '../audit/anchor.ts'
-import { assertStorableEvent, ChainVerifier, HEAD_MISSING, type ChainHead, checkRecord, columnsOf, encodeEventBody, judgeRecordMac, type MacVerdict, recordHash, rowToRecord, statedMacFrom, type AuditColumns, type CheckpointDetail, type StoredRow } from '../audit/chain.ts'
+import { assertStorableEvent, ChainVerifier, HEAD_MISSING, type ChainHead, checkRecord, columnsOf, encodeEventBody, judgeRecordMac, macFromValue, type MacCheck, type MacVerdict, recordHash, rowToRecord, statedMacFrom, type AuditColumns, type CheckpointDetail, type StoredRow } from '../audit/chain.ts'
 import { macProblem, MACS_STARTED, recordMac, type AuditMacKey } from '../audit/record_mac.ts'
 import { InvalidRequest, OperatorError } from '../errors.ts'
 import type { CredentialConfirmation, CredentialStore, CredentialWrite, StoredCredential } from '../credentials/credential_store.ts'
@@ -227,6 +227,11 @@ export abstract class ChainedStore implements BrokerStore {
   abstract macsBeganAt(): Promise<number | undefined>
   protected abstract writeAnchor(sealed: string): Promise<void>
 
+  /** The MAC part of every chain check this store runs: its key, when it has one. */
+  #macCheck(): MacCheck {
+    return this.auditMac ? { key: this.auditMac } : {}
+  }
+
   async verifyRevocations(options: VerifyRevocationsOptions = {}): Promise<RevocationVerification> {
     return (await this.#checkRevocations(options)).revocations
   }
@@ -287,7 +292,7 @@ export abstract class ChainedStore implements BrokerStore {
     // Where MACs began as an earlier check saw it: a record after it needs a MAC even when the records
     // that said so are not read again (below the anchor) or were pruned since.
     const anchoredFrom = [anchor?.macFrom, kept?.macFrom, knownMacFrom].filter((n) => n !== undefined)
-    const macs = { ...(this.auditMac ? { key: this.auditMac } : {}), ...(anchoredFrom.length > 0 ? { macFrom: Math.min(...anchoredFrom) } : {}) }
+    const macs = { ...this.#macCheck(), ...(anchoredFrom.length > 0 ? { macFrom: Math.min(...anchoredFrom) } : {}) }
     let verifier = new ChainVerifier(undefined, macs)
     let from = 1
     let unverified = state.head ? await this.#departsFrom([anchor, kept], state.head, state.firstSeq) : undefined
@@ -509,7 +514,7 @@ export abstract class ChainedStore implements BrokerStore {
   async #vouchedPrefix(before: number, signal: AbortSignal | undefined): Promise<PruneRange | undefined> {
     const head = await this.readHead()
     if (!head) throw new OperatorError('EAUDITCHAIN', `${HEAD_MISSING}; not pruning (run "audit verify")`)
-    const v = new ChainVerifier(undefined, this.auditMac ? { key: this.auditMac } : {})
+    const v = new ChainVerifier(undefined, this.#macCheck())
     let first: StoredRow | undefined
     let last: StoredRow | undefined
     for await (const row of this.scanRows(1)) {
@@ -548,7 +553,8 @@ export abstract class ChainedStore implements BrokerStore {
    */
   async #checkpointVouchesFor(first: StoredRow, macFrom: number | undefined, signal: AbortSignal | undefined): Promise<boolean> {
     let from = macFrom
-    const candidates: number[] = []
+    // The intact checkpoints that name `first`, as read here: judged by their MAC once `from` is known.
+    const candidates: StoredRow[] = []
     for (const type of [MACS_STARTED, 'audit.checkpoint'] as const) {
       let cursor: string | undefined
       // Bounded: each page moves the cursor back; there is one statement per MAC era and one checkpoint per prune.
@@ -563,14 +569,13 @@ export abstract class ChainedStore implements BrokerStore {
           const keyed = this.auditMac !== undefined && typeof row.mac === 'string' && macProblem(this.auditMac, row.hash, row.mac) === undefined
           if (stated !== undefined && stated <= r.seq && keyed) from = Math.min(from ?? stated, stated)
           const d = r.event.detail as Partial<CheckpointDetail> | undefined
-          if (type === 'audit.checkpoint' && d?.prunedThroughSeq === Number(first.seq) - 1 && d.prunedLastHash === first.prev_hash) candidates.push(r.seq)
+          if (type === 'audit.checkpoint' && d?.prunedThroughSeq === Number(first.seq) - 1 && d.prunedLastHash === first.prev_hash) candidates.push(row)
         }
         if (page.nextCursor === undefined) break
         cursor = page.nextCursor
       }
     }
-    if (candidates.length === 0) return false
-    return (await this.readRows(candidates)).some((row) => typeof checkRecord(row) !== 'string' && macVouches(row, this.auditMac, from))
+    return candidates.some((row) => macVouches(row, this.auditMac, from))
   }
 
   /** Group-commit counters (committed batches and records), for benchmarks and metrics. */
@@ -589,7 +594,7 @@ export abstract class ChainedStore implements BrokerStore {
   async verify(): Promise<ChainVerification> {
     // Head first: records committed while we scan (a live broker) lie beyond it and are not judged.
     const head = await this.readHead()
-    const v = new ChainVerifier(undefined, this.auditMac ? { key: this.auditMac } : {})
+    const v = new ChainVerifier(undefined, this.#macCheck())
     for await (const row of this.scanRows(1)) {
       if ((head && Number(row.seq) > head.seq) || !v.feed(row)) break
     }
@@ -652,6 +657,17 @@ export function macsStartedBody(seq: number, now: number, mac: AuditMacKey): { b
   return { body: encodeEventBody(e), cols: columnsOf(e) }
 }
 
+/**
+ * The MAC era's start for a keyed writer's transaction: `found` (foundMacFrom), else the era opens here, with
+ * its statement appended first at `nextSeq`, before the transaction's own records.
+ */
+export function openedMacEra(found: number | undefined, nextSeq: number, mac: AuditMacKey, append: (body: string, cols: AuditColumns) => void): number {
+  if (found !== undefined) return found
+  const { body, cols } = macsStartedBody(nextSeq, Math.floor(Date.now() / 1000), mac)
+  append(body, cols)
+  return nextSeq
+}
+
 /** SQL selecting the seq of the record that opened the MAC era (both SQL backends index it: schema step of MACs). */
 export const MACS_STARTED_SQL = `SELECT min(seq) AS seq FROM audit_log WHERE type = '${MACS_STARTED}'`
 
@@ -666,7 +682,7 @@ export function foundMacFrom(startedSeq: number | string | null | undefined, las
   // checks name the edited record.
   let from: unknown
   try { from = (JSON.parse(lastCheckpointBody) as { detail?: { macFrom?: unknown } }).detail?.macFrom } catch { return undefined }
-  return Number.isSafeInteger(from) && (from as number) >= 1 ? from as number : undefined
+  return macFromValue(from)
 }
 
 /**

@@ -6,7 +6,7 @@ import { INITIAL_GENERATION, type IssuanceHorizons, type Revocation } from '../r
 import { HorizonTracker, noHorizons, revocationUntil, wider } from './issuance_horizon.ts'
 import { revocationsToCarry } from '../revocation/revocation_consistency.ts'
 import {
-  ChainedStore, assertPageSize, chainRow, checkpointEventBody, decodeCursor, equalityFilters, eventRow, foundMacFrom, macsStartedBody,
+  ChainedStore, assertPageSize, chainRow, checkpointEventBody, decodeCursor, equalityFilters, eventRow, foundMacFrom, openedMacEra,
   PRUNE_RANGE_CHANGED, revocationEventBody, statesRevocations, toPage, type RevocationState, type WriteOp,
 } from './chained_store.ts'
 import type { GroupCommitOptions } from './group_commit.ts'
@@ -79,14 +79,7 @@ export class MemoryStore extends ChainedStore {
       this.#horizon.observe(cols)
     }
     let macFrom = this.#macFrom
-    if (this.auditMac && macFrom === undefined) {
-      macFrom = foundMacFrom(this.#rows.find((r) => r.type === MACS_STARTED)?.seq, this.#rows.findLast((r) => r.type === 'audit.checkpoint')?.body)
-      if (macFrom === undefined) {
-        macFrom = seq + 1
-        const { body, cols } = macsStartedBody(macFrom, Math.floor(Date.now() / 1000), this.auditMac)
-        append(body, cols)
-      }
-    }
+    if (this.auditMac && macFrom === undefined) macFrom = openedMacEra(this.#foundMacFrom(), seq + 1, this.auditMac, append)
     let nextId = (this.#revocations.at(-1)?.id ?? 0) + 1
     const results: Array<() => void> = []
     const lifted = new Map<number, Revocation>()
@@ -180,6 +173,11 @@ export class MemoryStore extends ChainedStore {
   }
 
   async macsBeganAt(): Promise<number | undefined> {
+    return this.#foundMacFrom()
+  }
+
+  /** Where the MAC era began, as the SQL backends find it (MACS_STARTED_SQL, LAST_CHECKPOINT_SQL). */
+  #foundMacFrom(): number | undefined {
     return foundMacFrom(this.#rows.find((r) => r.type === MACS_STARTED)?.seq, this.#rows.findLast((r) => r.type === 'audit.checkpoint')?.body)
   }
 

@@ -8,7 +8,7 @@ import { INITIAL_GENERATION, type IssuanceHorizons, type NewRevocation, type Rev
 import { horizonsFromRows, HorizonTracker, raiseHorizonSql, reseedHorizonsSql, revocationUntil, seedHorizonsSql, seedMarkTableSql } from './issuance_horizon.ts'
 import { revocationsToCarry } from '../revocation/revocation_consistency.ts'
 import {
-  type AbandonedWork, ChainedStore, foundMacFrom, LAST_CHECKPOINT_SQL, LIFT_AND_ISS_MIGRATION, MACS_STARTED_SQL, macsStartedBody, PRUNE_RANGE_CHANGED, REVOCATION_RECORDS_WHERE, type PruneRange, assertPageSize, chainRow, checkpointEventBody, decodeCursor, equalityFilters, eventRow,
+  type AbandonedWork, ChainedStore, foundMacFrom, LAST_CHECKPOINT_SQL, LIFT_AND_ISS_MIGRATION, MACS_STARTED_SQL, openedMacEra, PRUNE_RANGE_CHANGED, REVOCATION_RECORDS_WHERE, type PruneRange, assertPageSize, chainRow, checkpointEventBody, decodeCursor, equalityFilters, eventRow,
   revocationEventBody, fromRevocationRow, toPage, type RevocationRow, type RevocationState, type WriteOp,
 } from './chained_store.ts'
 import type { GroupCommitOptions } from './group_commit.ts'
@@ -182,12 +182,7 @@ export class PostgresStore extends ChainedStore {
       // Looked up under the head lock, once per replica: another replica or the CLI may have opened the era.
       if (this.auditMac && macFrom === undefined) {
         const started = (await client.query<{ seq: number | null }>(MACS_STARTED_SQL)).rows[0]?.seq
-        macFrom = foundMacFrom(started, (await client.query<{ body: string }>(LAST_CHECKPOINT_SQL)).rows[0]?.body)
-        if (macFrom === undefined) {
-          macFrom = seq + 1
-          const { body, cols } = macsStartedBody(macFrom, Math.floor(Date.now() / 1000), this.auditMac)
-          append(body, cols)
-        }
+        macFrom = openedMacEra(foundMacFrom(started, (await client.query<{ body: string }>(LAST_CHECKPOINT_SQL)).rows[0]?.body), seq + 1, this.auditMac, append)
       }
       const flush = async () => {
         if (rows.length === 0) return

@@ -17,7 +17,7 @@ import {
 import { CONSOLE_SESSIONS_MIGRATION, sessionWriteSql, type SessionWrite } from '../console/session_store.ts'
 import { INITIAL_GENERATION, type IssuanceHorizons, type NewRevocation, type Revocation } from '../revocation/revocation.ts'
 import { horizonsFromRows, HorizonTracker, raiseHorizonSql, revocationUntil, seedHorizonsSql, seedMarkTableSql } from './issuance_horizon.ts'
-import { checkpointEventBody, eventRow, foundMacFrom, LAST_CHECKPOINT_SQL, MACS_STARTED_SQL, macsStartedBody, PRUNE_RANGE_CHANGED, type PruneRange, fromRevocationRow, LIFT_AND_ISS_MIGRATION, REVOCATION_RECORDS_WHERE, revocationEventBody, type RevocationRow, type WriteOp } from './chained_store.ts'
+import { checkpointEventBody, eventRow, foundMacFrom, LAST_CHECKPOINT_SQL, MACS_STARTED_SQL, openedMacEra, PRUNE_RANGE_CHANGED, type PruneRange, fromRevocationRow, LIFT_AND_ISS_MIGRATION, REVOCATION_RECORDS_WHERE, revocationEventBody, type RevocationRow, type WriteOp } from './chained_store.ts'
 
 /**
  * `full` fsyncs the WAL at every commit: a record survives power loss, which is what "no token without its
@@ -237,12 +237,8 @@ export class SqliteChainWriter {
       // Looked up under the write lock, once per writer: another process (the CLI) may have opened the era.
       let macFrom = this.#macFrom
       if (mac && macFrom === undefined) {
-        macFrom = foundMacFrom((this.#stmt(MACS_STARTED_SQL).get() as { seq: number | null }).seq, (this.#stmt(LAST_CHECKPOINT_SQL).get() as { body: string } | undefined)?.body)
-        if (macFrom === undefined) {
-          macFrom = seq + 1
-          const { body, cols } = macsStartedBody(macFrom, Math.floor(Date.now() / 1000), mac)
-          append(body, cols)
-        }
+        const found = foundMacFrom((this.#stmt(MACS_STARTED_SQL).get() as { seq: number | null }).seq, (this.#stmt(LAST_CHECKPOINT_SQL).get() as { body: string } | undefined)?.body)
+        macFrom = openedMacEra(found, seq + 1, mac, append)
       }
       const results: OpResult[] = []
       for (const op of ops) {
