@@ -79,6 +79,25 @@ export function pilotRenewalContract(name: string, h: RenewalHarness): void {
       expect(await renew(store, 'h1b', 'h2', END, T0 + 6_100)).toEqual({ renewed: true })
     })
 
+    // docs/audit.md, `detail`: a reused pilot token's refusal is `{pilot: "renew", reuse: {jti, successor}}`, a
+    // late attempt's `{pilot: "renew", stale: {jti, successor}}`; every other field is the refusal as given.
+    it('records a refusal as given, completed with the presented jti and its successor and nothing else', async () => {
+      const store = await fresh()
+      expect(await renew(store, 'k0', 'k1', END, T0 + 8_000)).toEqual({ renewed: true })
+      expect(await renew(store, 'k1', 'k2', END, T0 + 8_100)).toEqual({ renewed: true })
+      expect(await renew(store, 'k0', 'k1x', END, T0 + 8_200)).toEqual({ renewed: false, successor: 'k1' })
+      const reusedBy = `renew-${n}`
+      expect(await renew(store, 'k2', 'k3', END, T0 + 8_300)).toEqual({ renewed: true })
+      expect(await renew(store, 'k2', 'k3-first', END, T0 + 8_250)).toEqual({ renewed: false, successor: 'k3', stale: true })
+      const staleBy = `renew-${n}`
+      const denied = (await store.query({ type: 'token.denied', limit: 100 })).records.sort((a, b) => a.seq - b.seq).map((r) => r.event)
+      expect(denied).toEqual([
+        { type: 'token.denied', time: T0 + 8_200, requestId: reusedBy, role: 'pilot', decision: 'deny', reason: 'invalid_grant: reused', site: 'hpc-b', detail: { pilot: 'renew', reuse: { jti: 'k0', successor: 'k1' } } },
+        { type: 'token.denied', time: T0 + 8_250, requestId: staleBy, role: 'pilot', decision: 'deny', reason: 'invalid_grant: stale', site: 'hpc-b', detail: { pilot: 'renew', stale: { jti: 'k2', successor: 'k3' } } },
+      ])
+      expect((await store.verify()).ok).toBe(true)
+    })
+
     it('refuses a retry once the successor was renewed with', async () => {
       const store = await fresh()
       expect(await renew(store, 'b0', 'b1')).toEqual({ renewed: true })
