@@ -15,7 +15,7 @@ import { parseArgs } from 'node:util'
 import type { AuditEvent } from '../src/audit/audit_log.ts'
 import { newJti } from '../src/lib/jti.ts'
 import type { WriteOp } from '../src/storage/chained_store.ts'
-import type { RenewOp } from '../src/storage/pilot_renewals.ts'
+import type { RenewalRefusalReasons, RenewOp } from '../src/storage/pilot_renewals.ts'
 import { PostgresStore } from '../src/storage/postgres_store.ts'
 import { openSqliteDb, SqliteChainWriter, type SqliteSynchronous } from '../src/storage/sqlite_writer.ts'
 import { startPostgres } from '../test/support/postgres.ts'
@@ -37,6 +37,8 @@ const BATCH = Number(args.batch)
 const ROUNDS = Number(args.rounds)
 const T0 = Math.floor(Date.now() / 1000)
 const RATE = 100
+/** A refusal's reasons: never used, as no renewal here is refused, but carried as the broker's are. */
+const REASONS: RenewalRefusalReasons = { reused: 'invalid_grant: reused', stale: 'temporarily_unavailable: stale' }
 
 function event(jti: string, replaces: string, i: number): AuditEvent {
   return {
@@ -58,7 +60,7 @@ function ops(kind: 'event' | 'renew', n: number, offset: number): WriteOp[] {
     const json = JSON.stringify(event(jti, replaces, offset + i))
     if (kind === 'event') out.push({ kind: 'event', json })
     else {
-      const op: RenewOp = { kind: 'renew', replaces, expires: T0 + 86400, successor: jti, time: T0, json, denyJson: '{}', staleJson: '{}' }
+      const op: RenewOp = { kind: 'renew', replaces, expires: T0 + 86400, successor: jti, time: T0, json, refusalJson: '{}', reusedReason: REASONS.reused, staleReason: REASONS.stale }
       out.push(op)
     }
   }
@@ -111,7 +113,7 @@ if (args.pg) {
           const replaces = newJti(second)
           const e = event(newJti(second + 10_800), replaces, i)
           if (kind === 'event') await store.record(e)
-          else await store.renewPilotToken({ replaces, expires: T0 + 86_400 }, e, { type: 'token.denied', time: e.time, decision: 'deny' }, { type: 'token.denied', time: e.time, decision: 'deny' })
+          else await store.renewPilotToken({ replaces, expires: T0 + 86_400 }, e, { type: 'token.denied', time: e.time, decision: 'deny' }, REASONS)
         }
       }))
       return (performance.now() - start) * 1000 / n

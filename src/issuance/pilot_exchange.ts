@@ -19,6 +19,7 @@ import { isClassAdSafe } from '../revocation/condor_expression.ts'
 import type { IssuanceBlocks, RevocationChecker } from '../revocation/revocation_checker.ts'
 import type { RevocationService } from '../revocation/revocation_service.ts'
 import type { BrokerStore } from '../storage/chained_store.ts'
+import type { RenewalRefusal, RenewalRefusalReasons } from '../storage/pilot_renewals.ts'
 import { parseAuthzLevel } from './authz.ts'
 import { verifyRequest, type RequestContext, type TokenExchangeResponse } from './exchange.ts'
 import { buildIdTokenClaims, mintIdToken, type IdTokenKey } from './idtoken.ts'
@@ -67,11 +68,14 @@ interface KnownCaller { iss: string; sub: string; client_id?: string; groups?: s
 /** A refusal whose record the store already committed (a used-up credential): not recorded twice. */
 class AuditedRefusal extends InvalidGrant {}
 
-// The refusals a renewal's record is prepared for, made once: every renewal hands the store both records in
-// case the presented token turns out reused or stale, and an Error made per request (its stack captured)
-// cost the renewal path several µs (bench/ab.ts renewal). Only their code and description are read.
+// The refusals a renewal may end in, made once: an Error made per request (its stack captured) cost the
+// renewal path several µs (bench/ab.ts renewal). Only their code and description are read.
 const REUSED = new InvalidGrant('the pilot token was already renewed: reusing it forks its renewal chain, so the pilot identity is revoked')
 const STALE = new TemporarilyUnavailable('the pilot token was renewed by a later request than this one; retry')
+// Every renewal hands the store one refusal record without its reason, and these: the store gives the reason
+// of the refusal it decides on. Two whole records per renewal (one reused, one stale) were built, checked,
+// serialised and sent to the writer for nothing whenever the renewal went through, which is almost always.
+const RENEWAL_REFUSED: RenewalRefusalReasons = Object.freeze({ reused: reasonOf(REUSED), stale: reasonOf(STALE) })
 
 /**
  * The same for an attempt older than the answer already given (storage/pilot_renewals.ts): 503, which the
@@ -256,7 +260,7 @@ async function renew(form: TokenRequestForm, ctx: RequestContext, deps: PilotExc
   // one transaction, so two renewals of one token racing on two replicas are judged one after the other.
   const renewed: AuditEvent = { ...minted.event, ...who(ctx, state.caller), type: 'token.renewed', detail: { gen: minted.claims.ctb_gen, slurmJob: pilot.job, replaces: jti, pilot: pilotDetail(pilot) } }
   const named = state as { caller: KnownCaller }
-  const outcome = await deps.store.renewPilotToken({ replaces: jti, expires: pilot.jobEnd }, renewed, denialEvent(REUSED, 'renew', named, ctx, now), denialEvent(STALE, 'renew', named, ctx, now))
+  const outcome = await deps.store.renewPilotToken({ replaces: jti, expires: pilot.jobEnd }, renewed, refusalEvent('renew', named, ctx, now), RENEWAL_REFUSED)
   // An attempt older than the answer already given: refused and recorded, nothing retired, nothing revoked.
   if (!outcome.renewed && outcome.stale) throw new AuditedStaleAttempt(STALE.description)
   if (!outcome.renewed) {
@@ -365,15 +369,25 @@ function who(ctx: RequestContext, caller: KnownCaller): Pick<AuditEvent, 'reques
 }
 
 function denialEvent(err: BrokerError, flow: PilotFlow, state: { caller: KnownCaller; role?: string; site?: string; rule?: string }, ctx: RequestContext, now: number): AuditEvent {
+  return { ...refusalEvent(flow, state, ctx, now), reason: reasonOf(err) }
+}
+
+/** A pilot request's `token.denied` record but for its reason (a renewal's: the store gives it, RenewalRefusal). */
+function refusalEvent(flow: PilotFlow, state: { caller: KnownCaller; role?: string; site?: string; rule?: string }, ctx: RequestContext, now: number): RenewalRefusal {
   return {
     type: 'token.denied', time: now, requestId: ctx.requestId, caller: state.caller,
     ...(ctx.clientAddress ? { clientAddress: ctx.clientAddress } : {}),
     ...(state.role !== undefined ? { role: state.role } : {}),
     ...(state.rule !== undefined ? { policyRule: state.rule } : {}),
-    decision: 'deny', reason: `${err.error}: ${err.description}`,
+    decision: 'deny',
     ...(state.site !== undefined ? { site: state.site } : {}),
     detail: { pilot: flow },
   }
+}
+
+/** A denial's `reason` (docs/audit.md): `<oauth error>: <description>`. */
+function reasonOf(err: BrokerError): string {
+  return `${err.error}: ${err.description}`
 }
 
 async function auditRefusal(err: BrokerError, flow: PilotFlow, state: { caller: KnownCaller; role?: string; site?: string; rule?: string }, ctx: RequestContext, deps: PilotExchangeDeps): Promise<void> {

@@ -29,8 +29,8 @@ export function observePilotStore(store: PilotStore, o: BrokerObserver): PilotSt
     record: (event) => timed(store.record(event), o, () => event),
     redeemPilotSlot: (credential, limit, issued, refused) =>
       timed(store.redeemPilotSlot(credential, limit, issued, refused), o, (r) => (r === undefined || r.redeemed ? issued : refused)),
-    renewPilotToken: (renewal, renewed, refused, stale) =>
-      timed(store.renewPilotToken(renewal, renewed, refused, stale), o, (r) => (r === undefined ? renewed : recordOf(renewed, refused, stale, renewal.replaces, r))),
+    renewPilotToken: (renewal, renewed, refused, reasons) =>
+      timed(store.renewPilotToken(renewal, renewed, refused, reasons), o, (r) => (r === undefined ? renewed : recordOf(renewed, refused, reasons, renewal.replaces, r))),
     query: (q) => store.query(q),
   }
 }

@@ -8,7 +8,7 @@ import type { CredentialConfirmation, CredentialStore, CredentialWrite, StoredCr
 import type { ConsoleSessionStore, SessionWrite, StoredSession } from '../console/session_store.ts'
 import type { IssuanceHorizon, IssuanceHorizons, NewRevocation, Revocation, RevocationLift, RevocationStore } from '../revocation/revocation.ts'
 import { GroupCommitter, StoreOverloaded, type CommitStats, type Committer, type GroupCommitOptions } from './group_commit.ts'
-import type { PilotRenewal, RenewalOutcome, RenewOp } from './pilot_renewals.ts'
+import type { PilotRenewal, RenewalOutcome, RenewalRefusal, RenewalRefusalReasons, RenewOp } from './pilot_renewals.ts'
 import { malformedRevocationRecord, verifyRevocationEvidence, type CarriedRevocations, type RevocationVerification } from '../revocation/revocation_consistency.ts'
 
 /** One queued write. Results are filled in by the backend inside the transaction. */
@@ -102,11 +102,11 @@ export interface BrokerStore extends AuditStore, AuditAggregates, RevocationStor
   redeemPilotSlot(credential: string, limit: number, issued: AuditEvent, refused: AuditEvent): Promise<RedemptionOutcome>
   /**
    * Records a pilot token's renewal unless the token it replaces was renewed already and this is no retry:
-   * then records `refused`, completed with the reused jti and its successor (pilot_renewals.ts), or `stale`
-   * so completed when this attempt was minted before that successor was. The judgement and the record commit
-   * together, under the lock every replica's writes take.
+   * then records `refused` with `reasons.reused`, completed with the reused jti and its successor
+   * (pilot_renewals.ts), or with `reasons.stale`, so completed, when this attempt was minted before that
+   * successor was. The judgement and the record commit together, under the lock every replica's writes take.
    */
-  renewPilotToken(renewal: PilotRenewal, renewed: AuditEvent, refused: AuditEvent, stale: AuditEvent): Promise<RenewalOutcome>
+  renewPilotToken(renewal: PilotRenewal, renewed: AuditEvent, refused: RenewalRefusal, reasons: RenewalRefusalReasons): Promise<RenewalOutcome>
 }
 
 /**
@@ -456,14 +456,16 @@ export abstract class ChainedStore implements BrokerStore {
     return op.result!
   }
 
-  async renewPilotToken(renewal: PilotRenewal, renewed: AuditEvent, refused: AuditEvent, stale: AuditEvent): Promise<RenewalOutcome> {
+  async renewPilotToken(renewal: PilotRenewal, renewed: AuditEvent, refused: RenewalRefusal, reasons: RenewalRefusalReasons): Promise<RenewalOutcome> {
     assertStorableEvent(renewed)
     assertStorableEvent(refused)
-    assertStorableEvent(stale)
     if (typeof renewed.jti !== 'string') throw new TypeError('a renewal record names the new token\'s jti')
+    // The refusal's reason is the one of the refusal the transaction decides on; one given here would hide it.
+    if ((refused as AuditEvent).reason !== undefined) throw new TypeError('a renewal\'s refusal gets its reason from the store')
     const op: RenewOp = {
       kind: 'renew', replaces: renewal.replaces, expires: renewal.expires,
-      successor: renewed.jti, time: renewed.time, json: JSON.stringify(renewed), denyJson: JSON.stringify(refused), staleJson: JSON.stringify(stale),
+      successor: renewed.jti, time: renewed.time, json: JSON.stringify(renewed),
+      refusalJson: JSON.stringify(refused), reusedReason: reasons.reused, staleReason: reasons.stale,
     }
     await this.#submit(op)
     return op.result!

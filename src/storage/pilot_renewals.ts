@@ -40,9 +40,25 @@ export interface PilotRenewal {
 }
 
 /**
- * One renewal, judged and recorded in one transaction: `json` is the renewal's record, `denyJson` its
- * refusal should the presented token turn out to be reused, `staleJson` its refusal should it be an attempt
- * older than the answer already given (each completed with the jti and successor inside).
+ * A renewal's refusal as the pipeline prepares it: its record without `reason`, which the store adds (one of
+ * RenewalRefusalReasons) only when it refuses. Almost every renewal is renewed: one refusal record per
+ * renewal, not one for each way it might be refused, is what the hot path builds and sends to the writer.
+ */
+export type RenewalRefusal = Omit<AuditEvent, 'reason'> & { reason?: never }
+
+/** The `reason` of a refused renewal's record (docs/audit.md: `<oauth error>: <description>`), by the refusal. */
+export interface RenewalRefusalReasons {
+  /** The presented token was renewed already and this is no retry (`detail.reuse`). */
+  readonly reused: string
+  /** The attempt was minted before the answer already given (`detail.stale`). */
+  readonly stale: string
+}
+
+/**
+ * One renewal, judged and recorded in one transaction: `json` is the renewal's record, `refusalJson` its
+ * refusal without a reason, completed inside with `reusedReason` and the jti and successor should the presented
+ * token turn out to be reused, with `staleReason` and the same should it be an attempt older than the answer
+ * already given. Plain strings: the op crosses to SQLite's writer thread by structured clone.
  */
 export interface RenewOp extends PilotRenewal {
   kind: 'renew'
@@ -50,8 +66,9 @@ export interface RenewOp extends PilotRenewal {
   successor: string
   time: number
   json: string
-  denyJson: string
-  staleJson: string
+  refusalJson: string
+  reusedReason: string
+  staleReason: string
   result?: RenewalOutcome
 }
 
@@ -82,18 +99,20 @@ export function retryEvent(e: AuditEvent, supersedes: string): AuditEvent {
 }
 
 /** The refusal's record of an attempt older than the answer given: which jti it presented, and the later successor. */
-export function staleEvent(e: AuditEvent, jti: string, successor: string): AuditEvent {
-  return { ...e, detail: { ...e.detail, stale: { jti, successor } } }
+export function staleEvent(refusal: RenewalRefusal, reason: string, jti: string, successor: string): AuditEvent {
+  return { ...refusal, reason, detail: { ...refusal.detail, stale: { jti, successor } } }
 }
 
 /** The refusal's record of a reused token: which jti was presented again, and which successor it has. */
-export function reuseEvent(e: AuditEvent, jti: string, successor: string): AuditEvent {
-  return { ...e, detail: { ...e.detail, reuse: { jti, successor } } }
+export function reuseEvent(refusal: RenewalRefusal, reason: string, jti: string, successor: string): AuditEvent {
+  return { ...refusal, reason, detail: { ...refusal.detail, reuse: { jti, successor } } }
 }
 
 /** The record a settled renewal committed, for whoever reports on it (metrics). */
-export function recordOf(renewed: AuditEvent, refused: AuditEvent, stale: AuditEvent, replaces: string, outcome: RenewalOutcome): AuditEvent {
-  if (!outcome.renewed) return outcome.stale ? staleEvent(stale, replaces, outcome.successor) : reuseEvent(refused, replaces, outcome.successor)
+export function recordOf(renewed: AuditEvent, refusal: RenewalRefusal, reasons: RenewalRefusalReasons, replaces: string, outcome: RenewalOutcome): AuditEvent {
+  if (!outcome.renewed) {
+    return outcome.stale ? staleEvent(refusal, reasons.stale, replaces, outcome.successor) : reuseEvent(refusal, reasons.reused, replaces, outcome.successor)
+  }
   return outcome.supersedes === undefined ? renewed : retryEvent(renewed, outcome.supersedes)
 }
 
@@ -157,10 +176,10 @@ export async function applyRenewalAsync(op: RenewOp, t: AsyncRenewalTable): Prom
  */
 function judged(op: RenewOp, row: RenewalRow, successorRenewed: boolean): { json: string; result: RenewalOutcome } {
   if (!mayRetry(row, successorRenewed)) {
-    return { json: JSON.stringify(reuseEvent(JSON.parse(op.denyJson) as AuditEvent, op.replaces, row.successor)), result: { renewed: false, successor: row.successor } }
+    return { json: JSON.stringify(reuseEvent(JSON.parse(op.refusalJson) as RenewalRefusal, op.reusedReason, op.replaces, row.successor)), result: { renewed: false, successor: row.successor } }
   }
   if (op.time < Number(row.renewed_at)) {
-    return { json: JSON.stringify(staleEvent(JSON.parse(op.staleJson) as AuditEvent, op.replaces, row.successor)), result: { renewed: false, successor: row.successor, stale: true } }
+    return { json: JSON.stringify(staleEvent(JSON.parse(op.refusalJson) as RenewalRefusal, op.staleReason, op.replaces, row.successor)), result: { renewed: false, successor: row.successor, stale: true } }
   }
   return { json: JSON.stringify(retryEvent(JSON.parse(op.json) as AuditEvent, row.successor)), result: { renewed: true, supersedes: row.successor } }
 }

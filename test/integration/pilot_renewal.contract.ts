@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import type { AuditEvent } from '../../src/audit/audit_log.ts'
 import type { BrokerStore } from '../../src/storage/chained_store.ts'
+import type { RenewalRefusal, RenewalRefusalReasons } from '../../src/storage/pilot_renewals.ts'
 
 /**
  * The renewal chain of a pilot token, for every backend (storage/pilot_renewals.ts): a token renewed once is
@@ -18,20 +19,22 @@ const T0 = 1_800_000_000
 const END = T0 + 7200
 let n = 0
 
-function renewal(replaces: string, successor: string, expires = END, time?: number): { renewal: { replaces: string; expires: number }; renewed: AuditEvent; refused: AuditEvent; stale: AuditEvent } {
+/** The reason of each refusal: the store records the one that applies. */
+const REASONS: RenewalRefusalReasons = { reused: 'invalid_grant: reused', stale: 'invalid_grant: stale' }
+
+function renewal(replaces: string, successor: string, expires = END, time?: number): { renewal: { replaces: string; expires: number }; renewed: AuditEvent; refused: RenewalRefusal } {
   const i = ++n
   const at = time ?? T0 + i
   return {
     renewal: { replaces, expires },
     renewed: { type: 'token.renewed', time: at, requestId: `renew-${i}`, role: 'pilot', tokenKind: 'idtoken', jti: successor, decision: 'allow', site: 'hpc-b', detail: { replaces } },
-    refused: { type: 'token.denied', time: at, requestId: `renew-${i}`, role: 'pilot', decision: 'deny', reason: 'invalid_grant: reused', site: 'hpc-b', detail: { pilot: 'renew' } },
-    stale: { type: 'token.denied', time: at, requestId: `renew-${i}`, role: 'pilot', decision: 'deny', reason: 'invalid_grant: stale', site: 'hpc-b', detail: { pilot: 'renew' } },
+    refused: { type: 'token.denied', time: at, requestId: `renew-${i}`, role: 'pilot', decision: 'deny', site: 'hpc-b', detail: { pilot: 'renew' } },
   }
 }
 
 async function renew(store: BrokerStore, replaces: string, successor: string, expires = END, time?: number) {
   const r = renewal(replaces, successor, expires, time)
-  return store.renewPilotToken(r.renewal, r.renewed, r.refused, r.stale)
+  return store.renewPilotToken(r.renewal, r.renewed, r.refused, REASONS)
 }
 
 export function pilotRenewalContract(name: string, h: RenewalHarness): void {
@@ -77,6 +80,35 @@ export function pilotRenewalContract(name: string, h: RenewalHarness): void {
       expect(await renew(store, 'h0', 'h1b', END, T0 + 6_040)).toEqual({ renewed: true, supersedes: 'h1' })
       expect(await renew(store, 'h0', 'h1c', END, T0 + 6_020)).toEqual({ renewed: false, successor: 'h1b', stale: true })
       expect(await renew(store, 'h1b', 'h2', END, T0 + 6_100)).toEqual({ renewed: true })
+    })
+
+    // docs/audit.md, `detail`: a reused pilot token's refusal is `{pilot: "renew", reuse: {jti, successor}}`, a
+    // late attempt's `{pilot: "renew", stale: {jti, successor}}`; every other field is the refusal as given.
+    it('records a refusal as given, completed with the presented jti and its successor and nothing else', async () => {
+      const store = await fresh()
+      expect(await renew(store, 'k0', 'k1', END, T0 + 8_000)).toEqual({ renewed: true })
+      expect(await renew(store, 'k1', 'k2', END, T0 + 8_100)).toEqual({ renewed: true })
+      expect(await renew(store, 'k0', 'k1x', END, T0 + 8_200)).toEqual({ renewed: false, successor: 'k1' })
+      const reusedBy = `renew-${n}`
+      expect(await renew(store, 'k2', 'k3', END, T0 + 8_300)).toEqual({ renewed: true })
+      expect(await renew(store, 'k2', 'k3-first', END, T0 + 8_250)).toEqual({ renewed: false, successor: 'k3', stale: true })
+      const staleBy = `renew-${n}`
+      const denied = (await store.query({ type: 'token.denied', limit: 100 })).records.sort((a, b) => a.seq - b.seq).map((r) => r.event)
+      expect(denied).toEqual([
+        { type: 'token.denied', time: T0 + 8_200, requestId: reusedBy, role: 'pilot', decision: 'deny', reason: 'invalid_grant: reused', site: 'hpc-b', detail: { pilot: 'renew', reuse: { jti: 'k0', successor: 'k1' } } },
+        { type: 'token.denied', time: T0 + 8_250, requestId: staleBy, role: 'pilot', decision: 'deny', reason: 'invalid_grant: stale', site: 'hpc-b', detail: { pilot: 'renew', stale: { jti: 'k2', successor: 'k3' } } },
+      ])
+      expect((await store.verify()).ok).toBe(true)
+    })
+
+    it('takes no refusal that states its own reason: which reason applies is the transaction\'s to decide', async () => {
+      const store = await fresh()
+      const r = renewal('r0', 'r1')
+      const given = { ...r.refused, reason: 'invalid_grant: reused' } as unknown as RenewalRefusal
+      await expect(store.renewPilotToken(r.renewal, r.renewed, given, REASONS)).rejects.toThrow(TypeError)
+      // Nothing was judged or recorded: the token is still the pilot's newest.
+      expect(await renew(store, 'r0', 'r1')).toEqual({ renewed: true })
+      expect((await store.query({ limit: 10 })).records).toHaveLength(1)
     })
 
     it('refuses a retry once the successor was renewed with', async () => {

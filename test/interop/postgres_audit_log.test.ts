@@ -172,9 +172,10 @@ it('migrates a database at the schema before pilot redemptions forward, keeping 
     expect(await store.redeemPilotSlot('cred-forward', 1, issued, refused)).toEqual({ redeemed: false, used: 1 })
     // And the renewal chains' table, the last step.
     const renewed = { type: 'token.renewed', time: 1_800_000_002, role: 'pilot', jti: 'fwd-1', decision: 'allow' } as const
-    expect(await store.renewPilotToken({ replaces: 'fwd-0', expires: 1_800_003_600 }, renewed, refused, refused)).toEqual({ renewed: true })
-    expect(await store.renewPilotToken({ replaces: 'fwd-1', expires: 1_800_003_600 }, { ...renewed, jti: 'fwd-2' }, refused, refused)).toEqual({ renewed: true })
-    expect(await store.renewPilotToken({ replaces: 'fwd-0', expires: 1_800_003_600 }, { ...renewed, jti: 'fwd-3' }, refused, refused)).toEqual({ renewed: false, successor: 'fwd-1' })
+    const reasons = { reused: 'invalid_grant: reused', stale: 'temporarily_unavailable: stale' }
+    expect(await store.renewPilotToken({ replaces: 'fwd-0', expires: 1_800_003_600 }, renewed, refused, reasons)).toEqual({ renewed: true })
+    expect(await store.renewPilotToken({ replaces: 'fwd-1', expires: 1_800_003_600 }, { ...renewed, jti: 'fwd-2' }, refused, reasons)).toEqual({ renewed: true })
+    expect(await store.renewPilotToken({ replaces: 'fwd-0', expires: 1_800_003_600 }, { ...renewed, jti: 'fwd-3' }, refused, reasons)).toEqual({ renewed: false, successor: 'fwd-1' })
   } finally {
     await store.close()
   }

@@ -40,7 +40,7 @@ import { RevocationService } from '../../../src/revocation/revocation_service.ts
 import { brokerRequestListener } from '../../../src/server.ts'
 import { GroupCommitter } from '../../../src/storage/group_commit.ts'
 import { MemoryStore } from '../../../src/storage/memory_store.ts'
-import type { PilotRenewal } from '../../../src/storage/pilot_renewals.ts'
+import type { PilotRenewal, RenewalRefusal, RenewalRefusalReasons } from '../../../src/storage/pilot_renewals.ts'
 import { iamConfigFor, mswFetch, secretReader, TestIam, useMswIam } from '../../support/iam.ts'
 
 export const GRANT_TYPE = GRANT_TYPE_TOKEN_EXCHANGE
@@ -242,9 +242,9 @@ export async function useTokenApp(options: { env?: NodeJS.ProcessEnv; clock?: Cl
       if (audit.mode !== 'ok') { await audit.record(issued); throw new Error('audit store unavailable') }
       return store.redeemPilotSlot(credential, limit, issued, refused)
     },
-    async renewPilotToken(renewal: PilotRenewal, renewed: AuditEvent, refused: AuditEvent, stale: AuditEvent) {
+    async renewPilotToken(renewal: PilotRenewal, renewed: AuditEvent, refused: RenewalRefusal, reasons: RenewalRefusalReasons) {
       if (audit.mode !== 'ok') { await audit.record(renewed); throw new Error('audit store unavailable') }
-      return store.renewPilotToken(renewal, renewed, refused, stale)
+      return store.renewPilotToken(renewal, renewed, refused, reasons)
     },
     query: store.query.bind(store),
   }
