@@ -1,6 +1,5 @@
-import { readFileSync } from 'node:fs'
 import { createServer as createHttpServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http'
-import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https'
+import { createServer as createHttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { getRequestListener, serve } from '@hono/node-server'
 import type { Hono } from 'hono'
@@ -8,7 +7,6 @@ import { createApp } from './app.ts'
 import type { Config } from './config.ts'
 import { OperatorError } from './errors.ts'
 import { freePort } from './lib/free_port.ts'
-import { readSecretFile } from './lib/secure_file.ts'
 import type { Exchange } from './http/routes/token.ts'
 import { applyListenerLimits, listenerServerOptions } from './http/listener_limits.ts'
 import { addressKeyer } from './ratelimit/address_key.ts'
@@ -20,6 +18,7 @@ import { systemClock, type Clock } from './lib/clock.ts'
 import type { Logger } from './lib/logger.ts'
 import { accessLog } from './http/access_log.ts'
 import { createVaultApp } from './http/vault_app.ts'
+import { readTlsFiles, reloadTls, type TlsReloadResult } from './tls/tls_files.ts'
 
 export interface RunningBroker {
   /** Where the listener is reachable, e.g. https://127.0.0.1:8443 */
@@ -41,7 +40,7 @@ export interface RunningBroker {
   reload(trigger: string): Promise<{ keys: KeyReloadResult; tls: TlsReloadResult }>
 }
 
-export type TlsReloadResult = { ok: true; reloaded: boolean } | { ok: false; error: string }
+export type { TlsReloadResult }
 
 /** Composition root for `serve`: services, TLS, app, listener. */
 export async function startBroker(initial: Config, options: { log: Logger; clock?: Clock }): Promise<RunningBroker> {
@@ -166,37 +165,6 @@ async function listenVault(services: BrokerServices, tls: { cert: Buffer; key: B
   const url = `${tls ? 'https' : 'http'}://${host}:${(server.address() as AddressInfo).port}`
   log.info('Vault-compatible credential listener', { url })
   return { server, url }
-}
-
-/** The certificate and key, with the key refused when group or other may read it (as any secret file). */
-function readTlsFiles(certFile: string, keyFile: string): { cert: Buffer; key: Buffer } {
-  let cert: Buffer
-  try {
-    cert = readFileSync(certFile)
-  } catch (err) {
-    throw new OperatorError('ETLS', `cannot read TLS certificate or key: ${(err as Error).message}`)
-  }
-  return { cert, key: readSecretFile(keyFile) }
-}
-
-/**
- * New TLS connections get the certificate and key now on disk (a renewed certificate); connections
- * already open keep theirs. Anything unreadable or mismatched keeps the certificate in force.
- */
-function reloadTls(servers: Server[], files: { certFile: string; keyFile: string } | undefined, log: Logger, trigger: string): TlsReloadResult {
-  if (!files) return { ok: true, reloaded: false }
-  const { certFile, keyFile } = files
-  try {
-    // createSecureContext checks that the key matches the certificate before anything is swapped.
-    const pair = readTlsFiles(certFile, keyFile)
-    for (const server of servers) (server as unknown as HttpsServer).setSecureContext(pair)
-    log.info('TLS certificate reloaded', { trigger, cert: certFile })
-    return { ok: true, reloaded: true }
-  } catch (err) {
-    const error = (err as Error).message
-    log.error('TLS certificate reload refused; keeping the certificate in force', { trigger, cert: certFile, error })
-    return { ok: false, error }
-  }
 }
 
 /**
