@@ -72,7 +72,7 @@ async function listen(services: BrokerServices, log: Logger): Promise<RunningBro
     readiness: services.readiness,
     iamStatus: services.iamStatus,
     exchange: services.exchange,
-    admin: { audit: store, revocations: services.revocations, authenticators: services.adminAuthenticators, policy: services.policy },
+    admin: { audit: store, revocations: services.revocations, authenticators: services.adminAuthenticators, policy: services.policy, limits: services.limits },
     ...(services.metrics ? { metrics: { page: () => services.metrics!.render(), auth: services.metricsAuth } } : {}),
     ...(services.certificates ? { certificates: services.certificates } : {}),
     ...(services.console ? { console: services.console } : {}),

@@ -42,3 +42,32 @@ describe('refused unauthenticated requests from one address', () => {
     expect(aggregate.detail).toMatchObject({ count: LIMIT + 2, byError: { slow_down: 2 } })
   })
 })
+
+/**
+ * The admin API (and /metrics behind it, and the console's token sign-in) verifies a bearer it is given
+ * against IAM like POST /token does: with iam introspection on, each made-up opaque bearer was one
+ * introspection call at IAM, and none counted against the address nor was refused when the address was
+ * blocked (reproduced against a loopback IAM: 8 junk bearers on /v1/audit, 8 introspections; 4 more once
+ * POST /token already answered that address 429). A bearer that does not verify now counts as one refused
+ * unauthenticated request, and a blocked address is refused before IAM is asked. A request with no bearer
+ * at all (a browser, a scraper not yet given its token) costs nothing and does not count.
+ */
+describe('refused admin bearers from one address', () => {
+  let e: E2e
+  beforeAll(async () => {
+    e = await startE2e({ CTB_RATE_LIMITS_ADDRESS_REQUESTS: String(LIMIT), CTB_RATE_LIMITS_ADDRESS_PER: '1h', CTB_AUDIT_DENIED_AGGREGATE_SECONDS: '3600' })
+  })
+  afterAll(async () => { await e?.close() })
+
+  it('count against the address like refused subject tokens, and a blocked address is refused on the admin API', async () => {
+    for (let i = 0; i < 2 * LIMIT; i++) expect((await e.get('/v1/audit')).status).toBe(401)
+    const statuses: number[] = []
+    for (let i = 0; i < LIMIT; i++) statuses.push((await e.get('/v1/audit', { authorization: `Bearer junk-${i}` })).status)
+    expect(statuses).toEqual(Array(LIMIT).fill(401))
+    const over = await e.get('/v1/audit', { authorization: 'Bearer junk-over' })
+    expect(over.status).toBe(429)
+    expect(over.body).toEqual({ error: 'slow_down', error_description: expect.stringMatching(/^too many refused requests from this address; retry after \d+ s$/) })
+    // One block for the address, whichever endpoint its refusals came from.
+    expect((await e.post('/token', exchangeForm('junk.after.x', 'startd'))).status).toBe(429)
+  })
+})

@@ -146,7 +146,7 @@ export function consoleRoutes(deps: ConsoleDeps): Hono {
   async function startSession(c: Context, bearer: string, expiresAt: number | undefined) {
     let principal
     try {
-      principal = await authenticateAdmin(bearer, deps.auth)
+      principal = await authenticateAdmin(bearer, deps.auth, clientAddress(c).clientAddress)
     } catch (err) {
       if (err instanceof InvalidToken) return c.html(messagePage('Refused', 'You are not an admin of this broker: the policy grants you no admin role, or your token is not valid here.'), 403)
       if (err instanceof BrokerError && err.status === 503) return c.html(messagePage('Unavailable', err.description), 503)
