@@ -1,3 +1,4 @@
+import { request } from 'node:https'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { exchangeForm, IDTOKEN, startE2e, type E2e } from '../support/broker_e2e.ts'
 
@@ -68,6 +69,39 @@ describe('refused admin bearers from one address', () => {
     expect(over.status).toBe(429)
     expect(over.body).toEqual({ error: 'slow_down', error_description: expect.stringMatching(/^too many refused requests from this address; retry after \d+ s$/) })
     // One block for the address, whichever endpoint its refusals came from.
+    expect((await e.post('/token', exchangeForm('junk.after.x', 'startd'))).status).toBe(429)
+  })
+})
+
+/**
+ * The console's IAM sign-in callback redeems the code it is given at IAM's token endpoint, as the broker's
+ * own client. Its pending sign-in is a cookie the browser holds (state, PKCE verifier, nonce), which any
+ * client can make up, so each made-up callback was one token request at IAM, with no address limit. A
+ * code IAM refuses now counts against the address, and a blocked address is refused before IAM is asked.
+ */
+describe('console sign-in callbacks that IAM refuses, from one address', () => {
+  let e: E2e
+  beforeAll(async () => {
+    e = await startE2e({ CTB_RATE_LIMITS_ADDRESS_REQUESTS: String(LIMIT), CTB_RATE_LIMITS_ADDRESS_PER: '1h' })
+  })
+  afterAll(async () => { await e?.close() })
+
+  const callback = (code: string) => new Promise<number>((resolve, reject) => {
+    const pending = { state: 'made-up-state', codeVerifier: 'v'.repeat(43), nonce: 'made-up-nonce', expiresAt: Math.floor(Date.now() / 1000) + 600 }
+    const cookie = `__Host-ctb-console-login=${Buffer.from(JSON.stringify(pending)).toString('base64url')}`
+    const req = request(`${e.broker.url}/console/callback?state=made-up-state&code=${code}`, { ca: e.ca, headers: { cookie } }, (res) => {
+      res.resume()
+      res.on('end', () => resolve(res.statusCode ?? 0))
+    })
+    req.on('error', reject)
+    req.end()
+  })
+
+  it('count against the address, and a blocked address is refused before IAM is asked', async () => {
+    const statuses: number[] = []
+    for (let i = 0; i < LIMIT; i++) statuses.push(await callback(`junk-${i}`))
+    expect(statuses).toEqual(Array(LIMIT).fill(400))
+    expect(await callback('junk-over')).toBe(429)
     expect((await e.post('/token', exchangeForm('junk.after.x', 'startd'))).status).toBe(429)
   })
 })
