@@ -45,6 +45,13 @@ export function reloadTls(servers: Server[], files: { certFile: string; keyFile:
   try {
     // readTlsFiles checks that the key is the certificate's before anything is swapped.
     const pair = readTlsFiles(certFile, keyFile)
+    // A reload is a renewal: a certificate past its end or before its start (an old copy put back, the
+    // wrong file of a renewal directory) would have every client refuse the broker while the one in force
+    // is still good. At start-up there is no good one to keep, so only a reload checks this.
+    const leaf = new X509Certificate(pair.cert)
+    const now = Date.now()
+    if (leaf.validToDate.getTime() <= now) throw new OperatorError('ETLS', `the certificate in ${certFile} expired on ${leaf.validToDate.toISOString()}`)
+    if (leaf.validFromDate.getTime() > now) throw new OperatorError('ETLS', `the certificate in ${certFile} is not valid before ${leaf.validFromDate.toISOString()}`)
     for (const server of servers) (server as unknown as HttpsServer).setSecureContext(pair)
     log.info('TLS certificate reloaded', { trigger, cert: certFile })
     return { ok: true, reloaded: true }
