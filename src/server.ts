@@ -116,7 +116,7 @@ async function listen(services: BrokerServices, log: Logger): Promise<RunningBro
   const port = (server.address() as AddressInfo).port
   const host = config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host
   const url = `${tls ? 'https' : 'http'}://${host}:${port}`
-  let vault: { server: Server; url: string } | undefined
+  let vault: { server: Server; url: string; drain: ListenerDrain } | undefined
   if (services.credentials && config.credentials.vault.enabled) {
     try {
       vault = await listenVault(services, tls, log)
@@ -133,9 +133,13 @@ async function listen(services: BrokerServices, log: Logger): Promise<RunningBro
     services,
     ...(vault ? { vaultUrl: vault.url } : {}),
     close: async (options = {}) => {
-      if (vault) vault.server.closeAllConnections()
-      if (vault) await new Promise<void>((resolve) => vault!.server.close(() => resolve()))
-      const result = await drain.drain(server as Server, options.graceMs ?? config.shutdown_grace_seconds * 1000)
+      // Both listeners drain together within the one grace: a credmon's fetch in flight is answered, not reset.
+      const graceMs = options.graceMs ?? config.shutdown_grace_seconds * 1000
+      const [result, vaultResult] = await Promise.all([
+        drain.drain(server as Server, graceMs),
+        vault ? vault.drain.drain(vault.server, graceMs) : { forced: 0 },
+      ])
+      result.forced += vaultResult.forced
       // After the listener: the last requests' audit records and the refusal tally's aggregate are written
       // before the store closes.
       const stop = await services.close()
@@ -150,13 +154,16 @@ async function listen(services: BrokerServices, log: Logger): Promise<RunningBro
  * The Vault-compatible listener for HTCondor's Vault credmon: a second socket (port 8200 by default, the
  * only one that credmon accepts) with the main listener's certificate, serving only the one read path.
  */
-async function listenVault(services: BrokerServices, tls: { cert: Buffer; key: Buffer } | undefined, log: Logger): Promise<{ server: Server; url: string }> {
+async function listenVault(services: BrokerServices, tls: { cert: Buffer; key: Buffer } | undefined, log: Logger): Promise<{ server: Server; url: string; drain: ListenerDrain }> {
   const { config } = services
   const v = config.credentials.vault
   const app = createVaultApp({ store: services.store, jobTokens: services.credentials!.jobTokens, log })
-  const listener = getRequestListener(app.fetch, { hostname: v.host })
-  const server: Server = tls ? createHttpsServer({ ...listenerServerOptions(config.http), ...tls }, listener) as unknown as Server : createHttpServer(listenerServerOptions(config.http), listener)
+  const drain = new ListenerDrain()
+  const listener = drain.wrap(getRequestListener(app.fetch, { hostname: v.host }))
+  const options = { ...listenerServerOptions(config.http), ServerResponse: drain.ServerResponse }
+  const server: Server = tls ? createHttpsServer({ ...options, ...tls }, listener) as unknown as Server : createHttpServer(options, listener)
   applyListenerLimits(server, config.http, addressKeyer(config.rate_limits.address.ipv6_prefix))
+  drain.attach(server)
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) => reject(new OperatorError('ELISTEN', `cannot listen on ${v.host}:${v.port} (Vault-compatible): ${err.code ?? err.message}`)))
     server.listen(v.port, v.host, () => resolve())
@@ -164,7 +171,7 @@ async function listenVault(services: BrokerServices, tls: { cert: Buffer; key: B
   const host = v.host.includes(':') ? `[${v.host}]` : v.host
   const url = `${tls ? 'https' : 'http'}://${host}:${(server.address() as AddressInfo).port}`
   log.info('Vault-compatible credential listener', { url })
-  return { server, url }
+  return { server, url, drain }
 }
 
 /**
