@@ -52,7 +52,7 @@ export interface AppDeps {
   /** IAM reachability for /readyz, reported beside readiness; absent: not shown. */
   iamStatus?: IamStatusCheck
   /** Admin API (/v1/audit, /v1/revocations); absent: not mounted. */
-  admin?: { audit: Pick<AuditStore, 'query' | 'scan' | 'scanStored' | 'macVerdict' | 'verify'> & AuditAggregates & Pick<RevocationStore, 'issuanceHorizon'>; revocations: RevocationService; authenticators: AdminAuthenticator[]; policy?: PolicySource }
+  admin?: { audit: Pick<AuditStore, 'query' | 'scan' | 'scanStored' | 'macVerdict' | 'verify'> & AuditAggregates & Pick<RevocationStore, 'issuanceHorizon'>; revocations: RevocationService; authenticators: AdminAuthenticator[]; policy?: PolicySource; limits?: Pick<RequestLimits, 'blockedAddress' | 'noteRefused'> }
   /** The pool CA (/v1/ca/*, /v1/certificates); absent: not mounted. Revocation by serial needs `admin` too. */
   certificates?: { service: CertificateService; verifyCaller: (bearer: string) => Promise<VerifiedSubject>; limits?: Pick<RequestLimits, 'blockedAddress' | 'noteRefused'> }
   /** The web console at /console (with `admin`); absent: not mounted. Sessions live in `sessions` (the broker store). */
@@ -83,7 +83,7 @@ export function createApp(deps: AppDeps): Hono {
     ...(deps.console && deps.admin ? ['console' as const] : []), ...(deps.credentials ? ['credentials' as const] : [])])
   app.route('/', openApiRoutes(() => buildOpenApiDocument(BROKER_ROUTES, { issuer: deps.config.issuer, version: packageVersion(), mounted })))
   if (deps.exchange) app.route('/', tokenRoutes(deps.exchange))
-  const auth = deps.admin ? adminAuth({ authenticators: deps.admin.authenticators, revocations: deps.admin.revocations }) : undefined
+  const auth = deps.admin ? adminAuth({ authenticators: deps.admin.authenticators, revocations: deps.admin.revocations, limits: deps.admin.limits }) : undefined
   if (deps.metrics) {
     const m = deps.metrics
     if (m.auth === 'admin' && !auth) throw new TypeError('metrics behind admin authentication need the admin API')
@@ -107,7 +107,7 @@ export function createApp(deps: AppDeps): Hono {
       app.route('/', consoleRoutes({
         audit: deps.admin.audit, revocations: deps.admin.revocations, ...(deps.admin.policy ? { policy: deps.admin.policy } : {}),
         ...(deps.credentials ? { credentials: deps.credentials.service } : {}),
-        auth: { authenticators: deps.admin.authenticators, revocations: deps.admin.revocations },
+        auth: { authenticators: deps.admin.authenticators, revocations: deps.admin.revocations, limits: deps.admin.limits },
         ...(deps.console.signIn ? { signIn: deps.console.signIn } : {}),
         sessions: new ConsoleSessions(deps.console.sessions), chain: new ChainStatus(deps.admin.audit, () => systemClock.now()),
         keys: deps.console.keys, clock: systemClock, log: deps.log, origin: new URL(deps.config.issuer).origin,

@@ -11,6 +11,7 @@ import { auditMacKeyFile, readAuditMacKey } from './keys/audit_mac_key.ts'
 import { policyContextFromConfig } from './policy/context.ts'
 import { formatIssue, loadPolicyDir } from './policy/load.ts'
 import { sqliteAuditFile } from './storage/open_store.ts'
+import { readTlsFiles } from './tls/tls_files.ts'
 
 export interface PreflightContext {
   /** The broker has a public issuer (see isProduction in production.ts). */
@@ -186,6 +187,11 @@ function tlsFilesProblem(certFile: string, keyFile: string): string | undefined 
     readSecretFile(keyFile)
   } catch (err) {
     return `TLS key: ${(err as Error).message}`
+  }
+  try {
+    readTlsFiles(certFile, keyFile)
+  } catch (err) {
+    return (err as Error).message
   }
   return undefined
 }

@@ -1,6 +1,5 @@
-import { readFileSync } from 'node:fs'
 import { createServer as createHttpServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http'
-import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https'
+import { createServer as createHttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { getRequestListener, serve } from '@hono/node-server'
 import type { Hono } from 'hono'
@@ -8,7 +7,6 @@ import { createApp } from './app.ts'
 import type { Config } from './config.ts'
 import { OperatorError } from './errors.ts'
 import { freePort } from './lib/free_port.ts'
-import { readSecretFile } from './lib/secure_file.ts'
 import type { Exchange } from './http/routes/token.ts'
 import { applyListenerLimits, listenerServerOptions } from './http/listener_limits.ts'
 import { addressKeyer } from './ratelimit/address_key.ts'
@@ -20,6 +18,7 @@ import { systemClock, type Clock } from './lib/clock.ts'
 import type { Logger } from './lib/logger.ts'
 import { accessLog } from './http/access_log.ts'
 import { createVaultApp } from './http/vault_app.ts'
+import { readTlsFiles, reloadTls, type TlsReloadResult } from './tls/tls_files.ts'
 
 export interface RunningBroker {
   /** Where the listener is reachable, e.g. https://127.0.0.1:8443 */
@@ -41,7 +40,7 @@ export interface RunningBroker {
   reload(trigger: string): Promise<{ keys: KeyReloadResult; tls: TlsReloadResult }>
 }
 
-export type TlsReloadResult = { ok: true; reloaded: boolean } | { ok: false; error: string }
+export type { TlsReloadResult }
 
 /** Composition root for `serve`: services, TLS, app, listener. */
 export async function startBroker(initial: Config, options: { log: Logger; clock?: Clock }): Promise<RunningBroker> {
@@ -73,7 +72,7 @@ async function listen(services: BrokerServices, log: Logger): Promise<RunningBro
     readiness: services.readiness,
     iamStatus: services.iamStatus,
     exchange: services.exchange,
-    admin: { audit: store, revocations: services.revocations, authenticators: services.adminAuthenticators, policy: services.policy },
+    admin: { audit: store, revocations: services.revocations, authenticators: services.adminAuthenticators, policy: services.policy, limits: services.limits },
     ...(services.metrics ? { metrics: { page: () => services.metrics!.render(), auth: services.metricsAuth } } : {}),
     ...(services.certificates ? { certificates: services.certificates } : {}),
     ...(services.console ? { console: services.console } : {}),
@@ -117,7 +116,7 @@ async function listen(services: BrokerServices, log: Logger): Promise<RunningBro
   const port = (server.address() as AddressInfo).port
   const host = config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host
   const url = `${tls ? 'https' : 'http'}://${host}:${port}`
-  let vault: { server: Server; url: string } | undefined
+  let vault: { server: Server; url: string; drain: ListenerDrain } | undefined
   if (services.credentials && config.credentials.vault.enabled) {
     try {
       vault = await listenVault(services, tls, log)
@@ -134,9 +133,13 @@ async function listen(services: BrokerServices, log: Logger): Promise<RunningBro
     services,
     ...(vault ? { vaultUrl: vault.url } : {}),
     close: async (options = {}) => {
-      if (vault) vault.server.closeAllConnections()
-      if (vault) await new Promise<void>((resolve) => vault!.server.close(() => resolve()))
-      const result = await drain.drain(server as Server, options.graceMs ?? config.shutdown_grace_seconds * 1000)
+      // Both listeners drain together within the one grace: a credmon's fetch in flight is answered, not reset.
+      const graceMs = options.graceMs ?? config.shutdown_grace_seconds * 1000
+      const [result, vaultResult] = await Promise.all([
+        drain.drain(server as Server, graceMs),
+        vault ? vault.drain.drain(vault.server, graceMs) : { forced: 0 },
+      ])
+      result.forced += vaultResult.forced
       // After the listener: the last requests' audit records and the refusal tally's aggregate are written
       // before the store closes.
       const stop = await services.close()
@@ -151,13 +154,16 @@ async function listen(services: BrokerServices, log: Logger): Promise<RunningBro
  * The Vault-compatible listener for HTCondor's Vault credmon: a second socket (port 8200 by default, the
  * only one that credmon accepts) with the main listener's certificate, serving only the one read path.
  */
-async function listenVault(services: BrokerServices, tls: { cert: Buffer; key: Buffer } | undefined, log: Logger): Promise<{ server: Server; url: string }> {
+async function listenVault(services: BrokerServices, tls: { cert: Buffer; key: Buffer } | undefined, log: Logger): Promise<{ server: Server; url: string; drain: ListenerDrain }> {
   const { config } = services
   const v = config.credentials.vault
   const app = createVaultApp({ store: services.store, jobTokens: services.credentials!.jobTokens, log })
-  const listener = getRequestListener(app.fetch, { hostname: v.host })
-  const server: Server = tls ? createHttpsServer({ ...listenerServerOptions(config.http), ...tls }, listener) as unknown as Server : createHttpServer(listenerServerOptions(config.http), listener)
+  const drain = new ListenerDrain()
+  const listener = drain.wrap(getRequestListener(app.fetch, { hostname: v.host }))
+  const options = { ...listenerServerOptions(config.http), ServerResponse: drain.ServerResponse }
+  const server: Server = tls ? createHttpsServer({ ...options, ...tls }, listener) as unknown as Server : createHttpServer(options, listener)
   applyListenerLimits(server, config.http, addressKeyer(config.rate_limits.address.ipv6_prefix))
+  drain.attach(server)
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) => reject(new OperatorError('ELISTEN', `cannot listen on ${v.host}:${v.port} (Vault-compatible): ${err.code ?? err.message}`)))
     server.listen(v.port, v.host, () => resolve())
@@ -165,38 +171,7 @@ async function listenVault(services: BrokerServices, tls: { cert: Buffer; key: B
   const host = v.host.includes(':') ? `[${v.host}]` : v.host
   const url = `${tls ? 'https' : 'http'}://${host}:${(server.address() as AddressInfo).port}`
   log.info('Vault-compatible credential listener', { url })
-  return { server, url }
-}
-
-/** The certificate and key, with the key refused when group or other may read it (as any secret file). */
-function readTlsFiles(certFile: string, keyFile: string): { cert: Buffer; key: Buffer } {
-  let cert: Buffer
-  try {
-    cert = readFileSync(certFile)
-  } catch (err) {
-    throw new OperatorError('ETLS', `cannot read TLS certificate or key: ${(err as Error).message}`)
-  }
-  return { cert, key: readSecretFile(keyFile) }
-}
-
-/**
- * New TLS connections get the certificate and key now on disk (a renewed certificate); connections
- * already open keep theirs. Anything unreadable or mismatched keeps the certificate in force.
- */
-function reloadTls(servers: Server[], files: { certFile: string; keyFile: string } | undefined, log: Logger, trigger: string): TlsReloadResult {
-  if (!files) return { ok: true, reloaded: false }
-  const { certFile, keyFile } = files
-  try {
-    // createSecureContext checks that the key matches the certificate before anything is swapped.
-    const pair = readTlsFiles(certFile, keyFile)
-    for (const server of servers) (server as unknown as HttpsServer).setSecureContext(pair)
-    log.info('TLS certificate reloaded', { trigger, cert: certFile })
-    return { ok: true, reloaded: true }
-  } catch (err) {
-    const error = (err as Error).message
-    log.error('TLS certificate reload refused; keeping the certificate in force', { trigger, cert: certFile, error })
-    return { ok: false, error }
-  }
+  return { server, url, drain }
 }
 
 /**

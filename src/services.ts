@@ -69,6 +69,8 @@ export interface BrokerServices {
   devIam?: RunningDevIam
   exchange: Exchange
   adminAuthenticators: AdminAuthenticator[]
+  /** The rate limits; the admin API's authentication takes part in the address limit. */
+  limits: RequestLimits
   /** The pool CA's certificates, when `ca init` has created the CA; absent otherwise. */
   certificates?: { service: CertificateService; verifyCaller: (bearer: string) => Promise<VerifiedSubject>; limits: RequestLimits }
   /** The web console's own services; absent when admin.console.enabled is false. */
@@ -337,6 +339,7 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
       ...(metrics ? { metrics } : {}),
       metricsAuth,
       adminAuthenticators,
+      limits: limits.limits,
       ...(certificates ? { certificates } : {}),
       ...(consoleServices ? { console: consoleServices } : {}),
       readiness: brokerReadiness({ store, keys: () => keyHolder.current, issuers: { trustDomain: config.trust_domain, issuer: config.issuer }, clock }),

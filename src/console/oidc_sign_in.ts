@@ -1,4 +1,5 @@
 import * as oidc from 'openid-client'
+import { TemporarilyUnavailable } from '../errors.ts'
 import type { IamDiscovery } from '../iam/discovery.ts'
 
 /** Scopes the console asks IAM for: identity, and the groups the policy's admin rule matches on. */
@@ -22,6 +23,10 @@ export function oidcSignIn(discovery: Pick<IamDiscovery, 'configuration'>, issue
   return {
     async start() {
       const config = await discovery.configuration(issuer)
+      // Without it IAM can verify tokens but sign nobody in: IAM's trouble (503 page), not a 500.
+      if (typeof config.serverMetadata().authorization_endpoint !== 'string') {
+        throw new TemporarilyUnavailable(`the discovery document of ${issuer} names no authorization_endpoint; console sign-in through IAM cannot start`)
+      }
       const codeVerifier = oidc.randomPKCECodeVerifier()
       const nonce = oidc.randomNonce()
       const state = oidc.randomState()

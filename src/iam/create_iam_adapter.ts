@@ -17,7 +17,7 @@ export interface IamAdapter {
   refreshTokens: RefreshTokenStore
   /** The HTTP client every IAM call goes through (diagnostics reuse it). */
   fetch: IamFetch
-  /** Stops cache timers. */
+  /** Stops cache timers and ends the IAM calls still waiting (the broker is stopping). */
   close(): void
 }
 
@@ -41,11 +41,20 @@ export interface IamAdapterDeps {
  */
 export async function createIamAdapter(iam: IamConfig, deps: IamAdapterDeps): Promise<IamAdapter> {
   const clock = deps.clock ?? systemClock
-  const base = deps.fetch ?? createIamFetch({ timeoutSeconds: Math.max(iam.timeout_seconds, iam.jwks_timeout_seconds) })
+  const given = deps.fetch ?? createIamFetch({ timeoutSeconds: Math.max(iam.timeout_seconds, iam.jwks_timeout_seconds) })
+  // Once the broker stops, nobody waits for an IAM answer: the listener's grace has already ended the
+  // requests it was for. A call left waiting would hold the process (undici's socket) until IAM answered or
+  // timeout_seconds (up to 120 s) ran out, after serve said it had stopped.
+  const stopping = new AbortController()
+  const base: IamFetch = (url, init) => given(url, { ...init, signal: init.signal ? AbortSignal.any([init.signal, stopping.signal]) : stopping.signal })
   const fetch = deps.wrapFetch ? deps.wrapFetch(base) : base
   const discovery = await IamDiscovery.create(iam, { fetch, clock, log: deps.log, ...(deps.readFile ? { readFile: deps.readFile } : {}) })
   const refreshTokens = deps.refreshTokens ?? new MemoryRefreshTokenStore()
   const verifier = new IamSubjectTokenVerifier(iam, { discovery, fetch, clock, log: deps.log })
   const exchanger = new IamTokenExchanger({ discovery, store: refreshTokens, clock, log: deps.log })
-  return { verifier, exchanger, discovery, refreshTokens, fetch, close: () => verifier.close() }
+  const close = () => {
+    verifier.close()
+    stopping.abort(new Error('the broker is stopping'))
+  }
+  return { verifier, exchanger, discovery, refreshTokens, fetch, close }
 }

@@ -188,7 +188,14 @@ export class KeyStore {
     for (const e of keys) {
       if (e.publish_until !== undefined && e.publish_until <= now) continue
       const pem = readSecretFile(join(this.jwtDir, `${e.kid}.pem`))
-      const privateKey = createPrivateKey(pem)
+      let privateKey
+      try {
+        privateKey = createPrivateKey(pem)
+      } catch (err) {
+        // OpenSSL's own message ("DECODER routines::unsupported") names no file: say which one, so the
+        // operator whose reload was refused knows which of the keyring's keys to restore.
+        throw new OperatorError('EKEYRING', `key ${e.kid}.pem is not a PEM private key (${(err as Error).message})`)
+      }
       const publicKey = createPublicKey(privateKey)
       const alg = algForKey(privateKey)
       if (jwkThumbprint(publicKey) !== e.kid || alg !== e.alg) {

@@ -1,3 +1,4 @@
+import { request } from 'node:https'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { exchangeForm, IDTOKEN, startE2e, type E2e } from '../support/broker_e2e.ts'
 
@@ -40,5 +41,67 @@ describe('refused unauthenticated requests from one address', () => {
     await e.broker.services.refusals.flush({ force: true })
     const aggregate = (await e.broker.services.store.query({ limit: 1, type: 'token.denied.aggregate' })).records[0]!.event
     expect(aggregate.detail).toMatchObject({ count: LIMIT + 2, byError: { slow_down: 2 } })
+  })
+})
+
+/**
+ * The admin API (and /metrics behind it, and the console's token sign-in) verifies a bearer it is given
+ * against IAM like POST /token does: with iam introspection on, each made-up opaque bearer was one
+ * introspection call at IAM, and none counted against the address nor was refused when the address was
+ * blocked (reproduced against a loopback IAM: 8 junk bearers on /v1/audit, 8 introspections; 4 more once
+ * POST /token already answered that address 429). A bearer that does not verify now counts as one refused
+ * unauthenticated request, and a blocked address is refused before IAM is asked. A request with no bearer
+ * at all (a browser, a scraper not yet given its token) costs nothing and does not count.
+ */
+describe('refused admin bearers from one address', () => {
+  let e: E2e
+  beforeAll(async () => {
+    e = await startE2e({ CTB_RATE_LIMITS_ADDRESS_REQUESTS: String(LIMIT), CTB_RATE_LIMITS_ADDRESS_PER: '1h', CTB_AUDIT_DENIED_AGGREGATE_SECONDS: '3600' })
+  })
+  afterAll(async () => { await e?.close() })
+
+  it('count against the address like refused subject tokens, and a blocked address is refused on the admin API', async () => {
+    for (let i = 0; i < 2 * LIMIT; i++) expect((await e.get('/v1/audit')).status).toBe(401)
+    const statuses: number[] = []
+    for (let i = 0; i < LIMIT; i++) statuses.push((await e.get('/v1/audit', { authorization: `Bearer junk-${i}` })).status)
+    expect(statuses).toEqual(Array(LIMIT).fill(401))
+    const over = await e.get('/v1/audit', { authorization: 'Bearer junk-over' })
+    expect(over.status).toBe(429)
+    expect(over.body).toEqual({ error: 'slow_down', error_description: expect.stringMatching(/^too many refused requests from this address; retry after \d+ s$/) })
+    // One block for the address, whichever endpoint its refusals came from.
+    expect((await e.post('/token', exchangeForm('junk.after.x', 'startd'))).status).toBe(429)
+  })
+})
+
+/**
+ * The console's IAM sign-in callback redeems the code it is given at IAM's token endpoint, as the broker's
+ * own client. Its pending sign-in is a cookie the browser holds (state, PKCE verifier, nonce), which any
+ * client can make up, so each made-up callback was one token request at IAM, with no address limit. A
+ * code IAM refuses now counts against the address, and a blocked address is refused before IAM is asked.
+ */
+describe('console sign-in callbacks that IAM refuses, from one address', () => {
+  let e: E2e
+  beforeAll(async () => {
+    e = await startE2e({ CTB_RATE_LIMITS_ADDRESS_REQUESTS: String(LIMIT), CTB_RATE_LIMITS_ADDRESS_PER: '1h' })
+  })
+  afterAll(async () => { await e?.close() })
+
+  const callback = (code: string) => new Promise<number>((resolve, reject) => {
+    const pending = { state: 'made-up-state', codeVerifier: 'v'.repeat(43), nonce: 'made-up-nonce', expiresAt: Math.floor(Date.now() / 1000) + 600 }
+    const cookie = `__Host-ctb-console-login=${Buffer.from(JSON.stringify(pending)).toString('base64url')}`
+    const req = request(`${e.broker.url}/console/callback?state=made-up-state&code=${code}`, { ca: e.ca, headers: { cookie } }, (res) => {
+      res.resume()
+      res.on('end', () => resolve(res.statusCode ?? 0))
+    })
+    req.on('error', reject)
+    req.end()
+  })
+
+  it('count against the address, and a blocked address is refused before IAM is asked', async () => {
+    const statuses: number[] = []
+    for (let i = 0; i < LIMIT; i++) statuses.push(await callback(`junk-${i}`))
+    expect(statuses).toEqual(Array(LIMIT).fill(400))
+    expect(await callback('junk-over')).toBe(429)
+    expect((await e.post('/token', exchangeForm('junk.after.x', 'startd'))).status).toBe(429)
   })
 })

@@ -1,3 +1,4 @@
+import { generateKeyPairSync } from 'node:crypto'
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -111,6 +112,16 @@ describe('serve validates everything before any side effect', () => {
     expect(r.code).toBe(1)
     expect(r.err).toBe(`condor-token-broker: TLS key: ${pki.keyFile} has mode 0644; key and token files must not be accessible to group or other (chmod 600 ${pki.keyFile})`)
     expect(existsSync(join(dir, 'not-yet'))).toBe(false)
+  })
+
+  it('refuses a TLS key that is not the certificate\'s, even one of another type that OpenSSL would take', async () => {
+    const pki = await ensureDevTls(join(dir, 'pki-rsa'))
+    writeFileSync(pki.keyFile, generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 })
+    const f = file('tls-rsa.yaml', `tls:\n  mode: files\n  cert_file: ${pki.certFile}\n  key_file: ${pki.keyFile}\nlisten:\n  port: 0\ndev_iam:\n  port: 0\n`)
+    const r = await cli(['serve', '--config', f], { CTB_DATA_DIR: data })
+    expect(r.code).toBe(1)
+    expect(r.err).toBe(`condor-token-broker: TLS key ${pki.keyFile} does not match the certificate in ${pki.certFile}`)
+    expect(existsSync(join(data, 'audit.db'))).toBe(false)
   })
 })
 

@@ -164,3 +164,26 @@ it('on a PostgreSQL that answers, the stop cuts nothing: audit flushed, the reco
     await stopServeProcess(broker, 'SIGKILL')
   }
 }, 90_000)
+
+// While the services close (here: waiting out the bound on a hung database) no handler of the policy holder
+// or of serve answers SIGHUP any more, and Node's default for SIGHUP ends the process. A reload sent then
+// (a config-management run, `systemctl reload` racing a stop) must not turn a clean stop into a death by
+// signal that skips the rest of the close and the exit status 0 a supervisor expects.
+it('a SIGHUP while the services close is ignored: the stop finishes, status 0', async () => {
+  const { broker, exited } = await startBroker('hup_while_stopping')
+  try {
+    server.freeze()
+    broker.kill('SIGTERM')
+    for (let i = 0; i < 500 && !broker.stdoutText().includes('draining'); i++) await new Promise((r) => setTimeout(r, 10))
+    // The grace (1 s, no request in flight) is long over: the services are closing, held by the database.
+    await new Promise((r) => setTimeout(r, 2_000))
+    expect(await within(exited, 0)).toBeUndefined()
+    broker.kill('SIGHUP')
+    const exit = await within(exited, (SERVICES_BOUND_S + SLACK_S + 5) * 1000)
+    expect(exit, broker.stderrText().slice(-800)).toMatchObject({ code: 0, signal: null })
+    expect(broker.stdoutText()).toMatch(/^stopped: /m)
+  } finally {
+    server.thaw()
+    await stopServeProcess(broker, 'SIGKILL')
+  }
+}, 90_000)

@@ -170,6 +170,16 @@ describe('KeyStore: SciToken keys', () => {
     for (const k of jwks) for (const secret of ['d', 'p', 'q', 'dp', 'dq', 'qi']) expect(k).not.toHaveProperty(secret)
   })
 
+  it('names the key file that does not parse (a half-written PEM), not only OpenSSL\'s decoder', () => {
+    const dir = tempDir()
+    const store = new KeyStore(dir)
+    store.ensureJwtKey('ES256', 1000)
+    const next = store.prepareNextJwtKey('ES256', 1000)
+    const file = join(dir, 'jwt', `${next.kid}.pem`)
+    writeFileSync(file, readFileSync(file).subarray(0, 100), { mode: 0o600 })
+    expect(() => store.loadAsymmetricKeys(1100)).toThrow(`key ${next.kid}.pem is not a PEM private key`)
+  })
+
   it('writes private keys with mode 0600', () => {
     const dir = tempDir()
     const store = new KeyStore(dir)

@@ -14,7 +14,7 @@ PostgreSQL at most 10 s more: connections the database leaves waiting are cut); 
 signing keys and the TLS certificate; a changed policy file or SciToken keyring ("keys rotate") is also
 taken up by itself (policy.watch, scitoken.watch_keys). A SIGHUP while serve starts is held and reloads
 once it serves; a SIGTERM or SIGINT while it starts stops it cleanly (status 0) once start-up is done. A
-second SIGTERM or SIGINT, while it starts or while it stops, ends it at once (status 128 + the signal's number);
+SIGHUP while it stops is ignored. A second SIGTERM or SIGINT, while it starts or while it stops, ends it at once (status 128 + the signal's number);
 one within 250 ms of the first (a Ctrl-C that npm start passes on too) is the same one, not a second.
 Every config field can be overridden with CTB_<FIELD> (e.g. CTB_LISTEN_PORT); see config/broker.example.yaml.`
 
@@ -69,7 +69,12 @@ export async function serveCommand(argv: string[], io: CommandIo): Promise<numbe
     void broker.reload('sighup')
   }
   const signal = await stopped
+  // Stopping: nothing is reloaded any more, but a SIGHUP must still find a handler. Once the policy holder
+  // has closed (services.close) serve's would be the last, and Node's default for SIGHUP ends the process:
+  // a reload racing the stop would cut the rest of the close (on PostgreSQL, the wait for the audit's
+  // writes) and end with a signal instead of status 0. It stays in place until the process exits.
   process.off('SIGHUP', onHup)
+  process.on('SIGHUP', () => io.out('SIGHUP while stopping: ignored'))
   const graceSeconds = inForce.shutdown_grace_seconds
   io.out(`${signal}: draining (up to ${graceSeconds} s for requests in flight)`)
   const { forced, abandoned } = await broker.close({ graceMs: graceSeconds * 1000 })

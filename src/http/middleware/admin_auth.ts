@@ -1,9 +1,11 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
 import { existsSync } from 'node:fs'
 import type { MiddlewareHandler } from 'hono'
-import { InvalidToken, OperatorError } from '../../errors.ts'
+import { InvalidToken, OperatorError, SlowDown } from '../../errors.ts'
 import { readSecretFile, writeSecretFileAtomic } from '../../lib/secure_file.ts'
+import type { RequestLimits } from '../../ratelimit/request_limits.ts'
 import type { IssuanceBlocks, RevocationChecker } from '../../revocation/revocation_checker.ts'
+import { clientAddress } from '../client_address.ts'
 
 /** Who is calling an admin endpoint; goes into audit records as the actor. */
 export interface AdminPrincipal {
@@ -64,6 +66,12 @@ export function loadBootstrapToken(file: string): { sha256: Buffer; created: boo
 export interface AdminAuthOptions {
   authenticators: readonly AdminAuthenticator[]
   revocations?: RevocationChecker & IssuanceBlocks
+  /**
+   * The address limit (docs/rate-limits.md): an IAM authenticator may ask IAM about any bearer it is given
+   * (introspection), so a bearer that does not verify counts against its client address as a subject token
+   * that does not verify on POST /token does, and a blocked address is refused before IAM is asked.
+   */
+  limits?: Pick<RequestLimits, 'blockedAddress' | 'noteRefused'> | undefined
 }
 
 /**
@@ -71,7 +79,18 @@ export interface AdminAuthOptions {
  * principal whose JWT claims are revoked, or who is a revoked caller (its IAM sub or client_id, even in a
  * token IAM minted after the revocation), is refused like a bad token. Throws InvalidToken when refused.
  */
-export async function authenticateAdmin(bearer: string, options: AdminAuthOptions): Promise<AdminPrincipal> {
+export async function authenticateAdmin(bearer: string, options: AdminAuthOptions, address?: string): Promise<AdminPrincipal> {
+  const blocked = options.limits?.blockedAddress(address)
+  if (blocked) throw new SlowDown(blocked.description, blocked.retryAfter)
+  try {
+    return await admitAdmin(bearer, options)
+  } catch (err) {
+    if (err instanceof InvalidToken) options.limits?.noteRefused(address)
+    throw err
+  }
+}
+
+async function admitAdmin(bearer: string, options: AdminAuthOptions): Promise<AdminPrincipal> {
   for (const a of options.authenticators) {
     const principal = await a.authenticate(bearer)
     if (!principal) continue
@@ -96,7 +115,7 @@ export function adminAuth(options: AdminAuthOptions): MiddlewareHandler {
       const bearer = header !== undefined && /^Bearer(\s|$)/i.test(header)
       throw new InvalidToken(bearer ? 'the Authorization header must be Bearer followed by one token' : 'admin bearer token required', { presented: bearer })
     }
-    c.set('admin', await authenticateAdmin(m[1]!, options))
+    c.set('admin', await authenticateAdmin(m[1]!, options, clientAddress(c).clientAddress))
     await next()
   }
 }

@@ -22,6 +22,7 @@ import { TokenRequestForm } from './token_form.ts'
 /** What every admin route may answer besides its own errors. */
 const ADMIN_ERRORS: Partial<Record<ErrorStatus, string>> = {
   401: 'invalid_token: no, a bad or a revoked admin bearer token (WWW-Authenticate: Bearer).',
+  429: 'slow_down: the client address limit is used up by refused unauthenticated requests (Retry-After).',
   503: 'temporarily_unavailable: IAM could not be asked about an IAM admin token (Retry-After).',
 }
 

@@ -28,6 +28,7 @@ import { REVOCATION_KINDS, type RevocationKind } from '../../revocation/revocati
 import type { RevocationService } from '../../revocation/revocation_service.ts'
 import { clientAddress } from '../client_address.ts'
 import { authenticateAdmin, type AdminAuthOptions } from '../middleware/admin_auth.ts'
+import { classifyIamFailure } from '../../iam/iam_failure.ts'
 import { limitBody } from '../middleware/body_limit.ts'
 import { consoleHeaders, consoleSession, csrfRefused, formOfSession, sameOrigin, SESSION_COOKIE } from '../middleware/console_session.ts'
 import { summaryRange } from './audit.ts'
@@ -40,6 +41,8 @@ import { decisionRequestFrom, ExplainBody, withRevocationBlocks, type PolicySour
  * to the callback is a cross-site navigation.
  */
 const LOGIN_COOKIE = '__Host-ctb-console-login'
+/** classifyIamFailure's causes for an IAM that could not be reached or did not answer. */
+const TRANSPORT_FAILURES: ReadonlySet<string> = new Set(['dns', 'tls', 'refused', 'timeout'])
 /** Double-submit token of the bootstrap-token form (no session exists yet to hold one). */
 const PRE_COOKIE = '__Host-ctb-console-pre'
 /** The console's forms are a few fields; the sign-in form is read before anyone is signed in. */
@@ -121,11 +124,21 @@ export function consoleRoutes(deps: ConsoleDeps): Hono {
     if (!pending) return c.html(messagePage('Sign-in failed', 'This sign-in is unknown or has expired; start again.'), 400)
     const iamError = c.req.query('error')
     if (iamError !== undefined) return c.html(messagePage('Sign-in failed', `IAM refused the sign-in: ${iamError}`), 400)
+    // The pending sign-in is a cookie any client can make up, and redeeming its code is a request to IAM:
+    // a code IAM refuses counts against the address, and a blocked address is refused before IAM is asked.
+    const address = clientAddress(c).clientAddress
+    const blocked = deps.auth.limits?.blockedAddress(address)
+    if (blocked) {
+      c.header('Retry-After', String(blocked.retryAfter))
+      return c.html(messagePage('Too many requests', blocked.description), 429)
+    }
     let tokens: { accessToken: string; expiresAt?: number }
     try {
       tokens = await deps.signIn.finish(new URL(c.req.url).searchParams, { ...pending, state })
     } catch (err) {
       deps.log.warn('console sign-in at IAM failed', { err })
+      // Only IAM's refusal of the code counts: an IAM the broker cannot reach is not the client's doing.
+      if (!(err instanceof BrokerError && err.status >= 500) && !TRANSPORT_FAILURES.has(classifyIamFailure(err).cause)) deps.auth.limits?.noteRefused(address)
       return c.html(messagePage('Sign-in failed', 'The sign-in could not be completed at IAM; start again.'), 400)
     }
     return startSession(c, tokens.accessToken, tokens.expiresAt)
@@ -146,7 +159,7 @@ export function consoleRoutes(deps: ConsoleDeps): Hono {
   async function startSession(c: Context, bearer: string, expiresAt: number | undefined) {
     let principal
     try {
-      principal = await authenticateAdmin(bearer, deps.auth)
+      principal = await authenticateAdmin(bearer, deps.auth, clientAddress(c).clientAddress)
     } catch (err) {
       if (err instanceof InvalidToken) return c.html(messagePage('Refused', 'You are not an admin of this broker: the policy grants you no admin role, or your token is not valid here.'), 403)
       if (err instanceof BrokerError && err.status === 503) return c.html(messagePage('Unavailable', err.description), 503)

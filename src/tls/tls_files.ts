@@ -1,0 +1,63 @@
+import { createPrivateKey, X509Certificate } from 'node:crypto'
+import { readFileSync } from 'node:fs'
+import type { Server } from 'node:http'
+import type { Server as HttpsServer } from 'node:https'
+import { OperatorError } from '../errors.ts'
+import type { Logger } from '../lib/logger.ts'
+import { readSecretFile } from '../lib/secure_file.ts'
+
+export type TlsReloadResult = { ok: true; reloaded: boolean } | { ok: false; error: string }
+
+/**
+ * The certificate and key, with the key refused when group or other may read it (as any secret file), and
+ * the pair refused unless the key is the certificate's (the first certificate of the file: the leaf).
+ *
+ * The check is ours because OpenSSL's is partial: it keeps one certificate and one key per key type, so
+ * createSecureContext rejects an ECDSA key under another ECDSA certificate but silently takes an RSA key
+ * with an ECDSA certificate (a renewal that changed key type, the key file not yet replaced); every
+ * handshake then fails. Refused here, start-up says so and a reload keeps the pair in force.
+ */
+export function readTlsFiles(certFile: string, keyFile: string): { cert: Buffer; key: Buffer } {
+  let cert: Buffer
+  try {
+    cert = readFileSync(certFile)
+  } catch (err) {
+    throw new OperatorError('ETLS', `cannot read TLS certificate or key: ${(err as Error).message}`)
+  }
+  const key = readSecretFile(keyFile)
+  let matches: boolean
+  try {
+    matches = new X509Certificate(cert).checkPrivateKey(createPrivateKey(key))
+  } catch (err) {
+    throw new OperatorError('ETLS', `cannot parse TLS certificate ${certFile} or key ${keyFile}: ${(err as Error).message.split('\n')[0]}`)
+  }
+  if (!matches) throw new OperatorError('ETLS', `TLS key ${keyFile} does not match the certificate in ${certFile}`)
+  return { cert, key }
+}
+
+/**
+ * New TLS connections get the certificate and key now on disk (a renewed certificate); connections
+ * already open keep theirs. Anything unreadable or mismatched keeps the certificate in force.
+ */
+export function reloadTls(servers: Server[], files: { certFile: string; keyFile: string } | undefined, log: Logger, trigger: string): TlsReloadResult {
+  if (!files) return { ok: true, reloaded: false }
+  const { certFile, keyFile } = files
+  try {
+    // readTlsFiles checks that the key is the certificate's before anything is swapped.
+    const pair = readTlsFiles(certFile, keyFile)
+    // A reload is a renewal: a certificate past its end or before its start (an old copy put back, the
+    // wrong file of a renewal directory) would have every client refuse the broker while the one in force
+    // is still good. At start-up there is no good one to keep, so only a reload checks this.
+    const leaf = new X509Certificate(pair.cert)
+    const now = Date.now()
+    if (leaf.validToDate.getTime() <= now) throw new OperatorError('ETLS', `the certificate in ${certFile} expired on ${leaf.validToDate.toISOString()}`)
+    if (leaf.validFromDate.getTime() > now) throw new OperatorError('ETLS', `the certificate in ${certFile} is not valid before ${leaf.validFromDate.toISOString()}`)
+    for (const server of servers) (server as unknown as HttpsServer).setSecureContext(pair)
+    log.info('TLS certificate reloaded', { trigger, cert: certFile })
+    return { ok: true, reloaded: true }
+  } catch (err) {
+    const error = (err as Error).message
+    log.error('TLS certificate reload refused; keeping the certificate in force', { trigger, cert: certFile, error })
+    return { ok: false, error }
+  }
+}

@@ -1,0 +1,131 @@
+import 'reflect-metadata'
+import { generateKeyPairSync, webcrypto, X509Certificate } from 'node:crypto'
+import { chmodSync, readFileSync, writeFileSync } from 'node:fs'
+import { createServer, type Server } from 'node:https'
+import type { AddressInfo } from 'node:net'
+import { join } from 'node:path'
+import { connect } from 'node:tls'
+import * as x509 from '@peculiar/x509'
+import { afterEach, describe, expect, it } from 'vitest'
+import { createLogger } from '../../src/lib/logger.ts'
+import { ensureDevTls } from '../../src/tls/dev_ca.ts'
+import { readTlsFiles, reloadTls } from '../../src/tls/tls_files.ts'
+import { tempDir } from '../support/tmp.ts'
+
+/** The certificate a new TLS connection is shown, or the handshake's error. */
+function handshake(port: number): Promise<string> {
+  return new Promise((resolve) => {
+    const s = connect({ host: '127.0.0.1', port, servername: 'localhost', rejectUnauthorized: false }, () => {
+      resolve(s.getPeerCertificate().fingerprint256)
+      s.end()
+    })
+    s.on('error', (err) => resolve(`error: ${err.message}`))
+  })
+}
+
+const servers: Server[] = []
+afterEach(async () => {
+  for (const s of servers.splice(0)) await new Promise((r) => { s.closeAllConnections(); s.close(r) })
+})
+
+async function serving(certFile: string, keyFile: string): Promise<number> {
+  const s = createServer(readTlsFiles(certFile, keyFile), (_q, res) => res.end())
+  servers.push(s)
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r))
+  return (s.address() as AddressInfo).port
+}
+
+/**
+ * A reload must never swap in a certificate with a key that is not its own: OpenSSL keeps one certificate
+ * and one key per key type, so an ECDSA certificate with an RSA key (a renewal that changed key type,
+ * with the key file not yet replaced) is accepted by setSecureContext and then fails every handshake.
+ */
+describe('TLS reload keeps the pair in force unless the new one belongs together', () => {
+  it('refuses an ECDSA certificate with an RSA key and keeps serving the old certificate', async () => {
+    const dir = tempDir('ctb-tls-')
+    const dev = await ensureDevTls(join(dir, 'tls'))
+    const port = await serving(dev.certFile, dev.keyFile)
+    const inForce = new X509Certificate(readFileSync(dev.certFile)).fingerprint256
+    const lines: string[] = []
+    const log = createLogger((l) => lines.push(l))
+
+    const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' })
+    writeFileSync(dev.keyFile, rsa, { mode: 0o600 })
+    const r = reloadTls(servers as never, { certFile: dev.certFile, keyFile: dev.keyFile }, log, 'sighup')
+
+    expect(r.ok).toBe(false)
+    expect(await handshake(port)).toBe(inForce)
+    expect(lines.filter((l) => /TLS certificate reload refused/.test(l))).toHaveLength(1)
+    expect(lines.join('')).not.toMatch(/TLS certificate reloaded/)
+  })
+
+  it('refuses a key of the same type that is not the certificate\'s, a truncated certificate and a readable key', async () => {
+    const dir = tempDir('ctb-tls-')
+    const dev = await ensureDevTls(join(dir, 'tls'))
+    const other = await ensureDevTls(join(dir, 'other'))
+    const port = await serving(dev.certFile, dev.keyFile)
+    const inForce = new X509Certificate(readFileSync(dev.certFile)).fingerprint256
+    const log = createLogger(() => {})
+    const files = { certFile: dev.certFile, keyFile: dev.keyFile }
+    const good = readFileSync(dev.certFile)
+
+    writeFileSync(dev.keyFile, readFileSync(other.keyFile), { mode: 0o600 })
+    expect(reloadTls(servers as never, files, log, 'sighup').ok).toBe(false)
+    writeFileSync(dev.keyFile, readFileSync(other.keyFile).subarray(0, 0), { mode: 0o600 })
+    expect(reloadTls(servers as never, files, log, 'sighup').ok).toBe(false)
+    writeFileSync(dev.certFile, good.subarray(0, good.length >> 1))
+    writeFileSync(dev.keyFile, readFileSync(other.keyFile), { mode: 0o600 })
+    expect(reloadTls(servers as never, files, log, 'sighup').ok).toBe(false)
+    writeFileSync(dev.certFile, readFileSync(other.certFile))
+    chmodSync(dev.keyFile, 0o644)
+    expect(reloadTls(servers as never, files, log, 'sighup').ok).toBe(false)
+    expect(await handshake(port)).toBe(inForce)
+  })
+
+  it('refuses at start-up a certificate whose key is of another type', async () => {
+    const dir = tempDir('ctb-tls-')
+    const dev = await ensureDevTls(join(dir, 'tls'))
+    const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' })
+    writeFileSync(dev.keyFile, rsa, { mode: 0o600 })
+    expect(() => readTlsFiles(dev.certFile, dev.keyFile)).toThrow(/does not match/)
+  })
+})
+
+/** A self-signed localhost certificate valid from `from` to `to` (epoch ms), and its key, as PEM. */
+async function certificateValid(from: number, to: number): Promise<{ cert: string; key: string }> {
+  x509.cryptoProvider.set(webcrypto as unknown as Crypto)
+  const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const
+  const keys = await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify']) as webcrypto.CryptoKeyPair
+  const cert = await x509.X509CertificateGenerator.createSelfSigned({
+    serialNumber: '01', name: 'CN=localhost', notBefore: new Date(from), notAfter: new Date(to), keys: keys as never, signingAlgorithm: alg,
+    extensions: [new x509.SubjectAlternativeNameExtension([{ type: 'dns', value: 'localhost' }])],
+  })
+  const pkcs8 = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey)).toString('base64')
+  return { cert: cert.toString('pem'), key: `-----BEGIN PRIVATE KEY-----\n${pkcs8.match(/.{1,64}/g)!.join('\n')}\n-----END PRIVATE KEY-----\n` }
+}
+
+/**
+ * A reload is a renewal: a certificate that has already expired (an old backup copied back, the wrong file
+ * from a renewal directory), or is not valid yet, would make every verifying client refuse the broker while
+ * the one in force is still good. Refused like a mismatched pair, with the reason in the one log line.
+ */
+describe('TLS reload refuses a certificate outside its validity period', () => {
+  it.each([
+    ['expired', -2 * 86_400_000, -86_400_000, /expired/],
+    ['not yet valid', 86_400_000, 2 * 86_400_000, /not valid before/],
+  ] as const)('%s', async (_name, from, to, reason) => {
+    const dir = tempDir('ctb-tls-')
+    const dev = await ensureDevTls(join(dir, 'tls'))
+    const port = await serving(dev.certFile, dev.keyFile)
+    const inForce = new X509Certificate(readFileSync(dev.certFile)).fingerprint256
+    const lines: string[] = []
+    const pair = await certificateValid(Date.now() + from, Date.now() + to)
+    writeFileSync(dev.certFile, pair.cert)
+    writeFileSync(dev.keyFile, pair.key, { mode: 0o600 })
+    const r = reloadTls(servers as never, { certFile: dev.certFile, keyFile: dev.keyFile }, createLogger((l) => lines.push(l)), 'sighup')
+    expect(r.ok).toBe(false)
+    expect(r.ok ? '' : r.error).toMatch(reason)
+    expect(await handshake(port)).toBe(inForce)
+    expect(lines.filter((l) => /TLS certificate reload refused/.test(l))).toHaveLength(1)
+  })
+})
