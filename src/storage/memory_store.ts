@@ -5,10 +5,14 @@ import { countReasonsOfBodies } from '../audit/unreadable_record.ts'
 import { INITIAL_GENERATION, type IssuanceHorizons, type Revocation } from '../revocation/revocation.ts'
 import { HorizonTracker, noHorizons, revocationUntil, wider } from './issuance_horizon.ts'
 import { revocationsToCarry } from '../revocation/revocation_consistency.ts'
-import {
-  ChainedStore, assertPageSize, chainRow, checkpointEventBody, decodeCursor, equalityFilters, eventRow, foundMacFrom, openedMacEra,
-  PRUNE_RANGE_CHANGED, revocationEventBody, statesRevocations, toPage, type RevocationState, type WriteOp,
-} from './chained_store.ts'
+import { ChainedStore } from './chained_store.ts'
+import { assertPageSize, decodeCursor, equalityFilters, toPage } from './audit_pages.ts'
+import { chainRow, checkpointEventBody, eventRow, revocationEventBody } from './appended_rows.ts'
+import { foundMacFrom, openedMacEra } from './mac_era.ts'
+import { PRUNE_RANGE_CHANGED } from './prune_range.ts'
+import { statesRevocations } from './revocation_rows.ts'
+import type { RevocationState } from './chain_source.ts'
+import type { WriteOp } from './write_ops.ts'
 import type { GroupCommitOptions } from './group_commit.ts'
 import { MACS_STARTED, type AuditMacKey } from '../audit/record_mac.ts'
 import { applyRenewal, type RenewalTable } from './pilot_renewals.ts'

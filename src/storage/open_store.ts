@@ -102,15 +102,28 @@ export function lostAuditMacKey(file: string, began: number): string {
   return `the audit MAC key file ${file} is missing, but the audit log carries MACs since seq ${began}: restore the key file from a backup (a new key would leave every MAC'd record failing its check)`
 }
 
+/** What a reading command found of the audit MAC key (tryAuditMacKey): the key, or why it could not be read. */
+export type AuditMacReading = { key: AuditMacKey } | { problem: string }
+
 /**
  * The key for a command that only reads (`audit verify`, `audit list`, ...): the key, or why it could not be
  * read. Never created here, even outside production: a reader that made one up for a log already carrying
  * MACs would leave them failing their check; without the key the MACs are reported unchecked instead.
  */
-export function tryAuditMacKey(config: Config): { key: AuditMacKey } | { problem: string } {
+export function tryAuditMacKey(config: Config): AuditMacReading {
   try {
     return { key: readAuditMacKey(auditMacKeyFile(config)) }
   } catch (err) {
     return { problem: (err as Error).message }
   }
+}
+
+/**
+ * The `auditMac` option of openBrokerStore for a CLI command. A reader (`mac` from tryAuditMacKey) passes
+ * the option even without a key (undefined), as that is what keeps openBrokerStore from loading, or outside
+ * production making up, the writer's key; the store it gets refuses writes. A writer (`mac` undefined)
+ * passes none, so openBrokerStore loads the writer's key.
+ */
+export function auditMacOption(mac: AuditMacReading | undefined): { auditMac?: AuditMacKey | undefined } {
+  return mac ? { auditMac: 'key' in mac ? mac.key : undefined } : {}
 }

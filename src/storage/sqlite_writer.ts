@@ -4,7 +4,7 @@ import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlit
 import { COLUMN_NAMES, GENESIS_HASH, HEAD_MISSING, recordHash, type AuditColumns } from '../audit/chain.ts'
 import { MACS_STARTED, recordMac, type AuditMacKey } from '../audit/record_mac.ts'
 import type { AuditEvent, PruneResult } from '../audit/audit_log.ts'
-import type { RedemptionOutcome } from './chained_store.ts'
+import type { RedemptionOutcome } from './pilot_redemptions.ts'
 import { applyRenewal, PILOT_RENEWALS_TABLE, renewalKey, renewalSql, type RenewalOutcome, type RenewalRow, type RenewalTable } from './pilot_renewals.ts'
 import type { CredentialWrite } from '../credentials/credential_store.ts'
 import { revocationsToCarry } from '../revocation/revocation_consistency.ts'
@@ -17,7 +17,11 @@ import {
 import { CONSOLE_SESSIONS_MIGRATION, sessionWriteSql, type SessionWrite } from '../console/session_store.ts'
 import { INITIAL_GENERATION, type IssuanceHorizons, type NewRevocation, type Revocation } from '../revocation/revocation.ts'
 import { horizonsFromRows, HorizonTracker, raiseHorizonSql, revocationUntil, seedHorizonsSql, seedMarkTableSql } from './issuance_horizon.ts'
-import { checkpointEventBody, eventRow, foundMacFrom, LAST_CHECKPOINT_SQL, MACS_STARTED_SQL, openedMacEra, PRUNE_RANGE_CHANGED, type PruneRange, fromRevocationRow, LIFT_AND_ISS_MIGRATION, REVOCATION_RECORDS_WHERE, revocationEventBody, type RevocationRow, type WriteOp } from './chained_store.ts'
+import { checkpointEventBody, eventRow, revocationEventBody } from './appended_rows.ts'
+import { foundMacFrom, LAST_CHECKPOINT_SQL, MACS_STARTED_SQL, openedMacEra } from './mac_era.ts'
+import { PRUNE_RANGE_CHANGED, type PruneRange } from './prune_range.ts'
+import { fromRevocationRow, LIFT_AND_ISS_MIGRATION, REVOCATION_RECORDS_WHERE, type RevocationRow } from './revocation_rows.ts'
+import type { WriteOp } from './write_ops.ts'
 
 /**
  * `full` fsyncs the WAL at every commit: a record survives power loss, which is what "no token without its

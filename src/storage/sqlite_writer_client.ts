@@ -1,7 +1,7 @@
 import { extname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Worker } from 'node:worker_threads'
-import { returnsResult, type WriteOp } from './chained_store.ts'
+import { returnsResult, type WriteOp } from './write_ops.ts'
 import { StoreOverloaded, type CommitStats, type Committer, type GroupCommitOptions } from './group_commit.ts'
 import type { CheckpointTuning } from './sqlite_checkpointer.ts'
 import type { AuditMacKey } from '../audit/record_mac.ts'

@@ -7,7 +7,7 @@
 // When the main thread formed the batches, the writer sat idle ~1 ms per cycle waiting for a busy event
 // loop to read the reply and send the next batch (half of each cycle at 32 connections, npm run bench).
 import { parentPort, workerData } from 'node:worker_threads'
-import type { WriteOp } from './chained_store.ts'
+import type { WriteOp } from './write_ops.ts'
 import { auditMacKey, type AuditMacKey } from '../audit/record_mac.ts'
 import { WalCheckpointer, type CheckpointTuning } from './sqlite_checkpointer.ts'
 import { openSqliteDb, SqliteChainWriter, type AppendedRows, type OpResult, type SqliteOpenOptions } from './sqlite_writer.ts'

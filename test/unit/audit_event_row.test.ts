@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import type { AuditEvent } from '../../src/audit/audit_log.ts'
 import { columnsOf, encodeEventBody } from '../../src/audit/chain.ts'
-import { eventRow } from '../../src/storage/chained_store.ts'
+import { eventRow } from '../../src/storage/appended_rows.ts'
 
 // record() queues JSON.stringify(event) and the backend canonicalises it inside the commit (SQLite: in its
 // writer thread). Existing chains verify only if that gives the very bytes encodeEventBody(event) gives.

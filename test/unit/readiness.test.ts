@@ -5,7 +5,7 @@ import { loadConfig } from '../../src/config.ts'
 import { ensureAndLoadKeys, type SigningKeys } from '../../src/keys/signing_keys.ts'
 import { auditReadiness, keysReadiness } from '../../src/readiness.ts'
 import { MemoryStore } from '../../src/storage/memory_store.ts'
-import type { WriteOp } from '../../src/storage/chained_store.ts'
+import type { WriteOp } from '../../src/storage/write_ops.ts'
 import { TEST_NOW } from '../support/broker_deps.ts'
 import { tempDir } from '../support/tmp.ts'
 

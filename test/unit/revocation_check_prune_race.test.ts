@@ -1,6 +1,6 @@
 import { expect, it } from 'vitest'
 import type { AuditEvent } from '../../src/audit/audit_log.ts'
-import type { RevocationState } from '../../src/storage/chained_store.ts'
+import type { RevocationState } from '../../src/storage/chain_source.ts'
 import { MemoryStore } from '../../src/storage/memory_store.ts'
 
 // The periodic anchored check and retention run in the same process (their timers fire together every
