@@ -163,4 +163,36 @@ describe('slow bodies', () => {
   })
 })
 
+describe('bodies the client cuts off', () => {
+  /** The log lines about one request, found by the X-Request-Id the test sent; waits (bounded) for its access line. */
+  async function linesOf(clientId: string): Promise<Record<string, unknown>[]> {
+    for (let i = 0; i < 50; i++) {
+      const mine = sb.logs.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.clientRequestId === clientId || JSON.stringify(l).includes(clientId))
+      if (mine.some((l) => l.msg === 'request')) return mine
+      await new Promise((r) => setTimeout(r, 20))
+    }
+    throw new Error(`no access line for ${clientId}`)
+  }
+  /** The client sends part of the declared body and closes: its doing, so a 4xx invalid_request on record, never a broker error. */
+  async function cutOff(path: string, lines: string[], part: string): Promise<Record<string, unknown>[]> {
+    const id = tally.nextId('cut-off-body', 'socket')
+    const o = await rawExchange(sb.port, { head: [`POST ${path} HTTP/1.1`, 'host: 127.0.0.1', `x-request-id: ${id}`, ...lines].join('\r\n'), chunks: [part], timeoutMs: 300 })
+    expect(o.kind).not.toBe('reply')
+    return linesOf(id)
+  }
+  const judge = (lines: Record<string, unknown>[]) => {
+    expect(lines.filter((l) => l.level === 'error').map((l) => l.msg)).toEqual([])
+    expect(lines.find((l) => l.msg === 'request')).toMatchObject({ status: 400, error: 'invalid_request' })
+  }
+  it.each(['/token', '/token?via=hono'])('POST %s with a declared length', async (path) => {
+    judge(await cutOff(path, ['content-type: application/x-www-form-urlencoded', 'content-length: 1000'], 'grant_type=urn'))
+  })
+  it('POST /token chunked, stopped inside a chunk', async () => {
+    judge(await cutOff('/token', ['content-type: application/x-www-form-urlencoded', 'transfer-encoding: chunked'], '40\r\ngrant_type=urn'))
+  })
+  it('an admin route that reads a chunked body (POST /v1/revocations)', async () => {
+    judge(await cutOff('/v1/revocations', [`authorization: Bearer ${sb.bootstrapToken}`, 'content-type: application/json', 'transfer-encoding: chunked'], '40\r\n{"sub":'))
+  })
+})
+
 summarize('HTTP abuse of POST /token', () => sb, tally, () => startSeq)
