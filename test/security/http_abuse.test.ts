@@ -76,6 +76,24 @@ describe('wrong content types (with an otherwise valid request)', () => {
   })
 })
 
+describe('two Content-Type field lines (RFC 9110 §5.3: a singleton field)', () => {
+  // Node keeps the first of a duplicated Content-Type in req.headers; hono sees them joined. Either way the
+  // request's type is ambiguous, and the fast path must refuse it as the hono route does.
+  it.each([
+    ['/token', 'form then json', ['application/x-www-form-urlencoded', 'application/json']],
+    ['/token', 'form twice', ['application/x-www-form-urlencoded', 'application/x-www-form-urlencoded']],
+    ['/token?via=hono', 'form then json', ['application/x-www-form-urlencoded', 'application/json']],
+  ] as [string, string, string[]][])('POST %s, %s: invalid_request', async (path, _name, types) => {
+    const body = await validBody()
+    const id = tally.nextId('content-type', 'socket')
+    const o = await rawExchange(sb.port, { head: [`POST ${path} HTTP/1.1`, 'host: 127.0.0.1', 'connection: close', ...types.map((t) => `content-type: ${t}`), `content-length: ${Buffer.byteLength(body)}`, `x-request-id: ${id}`].join('\r\n'), chunks: [body], timeoutMs: 5_000 })
+    const r = replyOf(o, id)
+    expect(r.status, r.text).toBe(400)
+    expect(r.json).toMatchObject({ error: 'invalid_request' })
+    expect(r.headers['cache-control']).toBe('no-store')
+  })
+})
+
 describe('path variants with a valid request', () => {
   // Whatever answers, a token only leaves with its audit record, and nothing answers 5xx.
   it.each(['/token/', '//token', '/TOKEN', '/%74oken', '/./token', '/token;a', '/a/../token', '/token%00', '/token%2f', '/token?', '/token?grant_type=x', 'http://evil.example/token', '*'])('%s', async (path) => {
