@@ -146,6 +146,25 @@ describe('header floods and smuggling shapes', () => {
   })
 })
 
+describe('requests Node\'s parser refuses answer in the API\'s error shape', () => {
+  // Node's own answers to these are a bare status line and no body; the broker's rule is an OAuth error JSON
+  // for every bad request, not cacheable. Status as Node chooses it (RFC 9110 §15.5.1, RFC 6585 §5).
+  it.each([
+    ['an unknown method', 400, ['BREW /token HTTP/1.1', 'host: 127.0.0.1']],
+    ['a request line that is not HTTP', 400, ['POST /token HTTP/9.x', 'host: 127.0.0.1']],
+    ['two different Content-Length', 400, ['POST /token HTTP/1.1', 'host: 127.0.0.1', 'content-length: 1', 'content-length: 2']],
+    ['a header block beyond the size limit', 431, ['POST /token HTTP/1.1', 'host: 127.0.0.1', `x-big: ${'a'.repeat(64 * 1024)}`]],
+  ] as [string, number, string[]][])('%s: %i invalid_request', async (_name, status, lines) => {
+    const o = await rawExchange(sb.port, { head: lines.join('\r\n'), timeoutMs: 3_000 })
+    expect(o.kind, JSON.stringify(o)).toBe('reply')
+    const r = o as Extract<RawOutcome, { kind: 'reply' }>
+    expect(r.status).toBe(status)
+    expect(r.json).toMatchObject({ error: 'invalid_request' })
+    expect(r.headers['cache-control']).toBe('no-store')
+    expect(r.headers['connection']).toBe('close')
+  })
+})
+
 describe('slow bodies', () => {
   it('a body trickling in ten pieces is still judged (forged token refused)', async () => {
     const body = await forgedBody()
