@@ -32,6 +32,18 @@ export function parseFormBody(contentType: string | undefined, body: string): Fo
 }
 
 /**
+ * RFC 9110 §8.4: a Content-Encoding other than identity means the body's bytes are not the form. The
+ * broker decodes no coding, and reading the coded bytes as plain text would judge a different body than
+ * an intermediary honouring the label does; so such a body is refused before it is read.
+ */
+export function refuseContentCoding(contentEncoding: string | undefined): void {
+  if (contentEncoding === undefined) return
+  if (contentEncoding.split(',').some((c) => !/^\s*(identity)?\s*$/i.test(c))) {
+    throw new InvalidRequest('the request body must not be content-coded (Content-Encoding)')
+  }
+}
+
+/**
  * Collects a Node request body as UTF-8, at most MAX_BODY_BYTES: a declared larger body is refused before
  * reading, and a chunked one stops being buffered (and is refused) once past the limit, so an oversized
  * body costs 32 KiB of memory, not its size.

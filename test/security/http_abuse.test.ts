@@ -76,6 +76,19 @@ describe('wrong content types (with an otherwise valid request)', () => {
   })
 })
 
+describe('a content-coded body (RFC 9110 §8.4: the broker decodes none)', () => {
+  // A form labelled gzip or deflate is not a form the broker can read; reading its bytes as plain text would
+  // judge a different body than any intermediary that honours the label. Refused, on both paths.
+  it.each(['gzip', 'deflate', 'br', 'identity, gzip'])('Content-Encoding: %s', async (coding) => {
+    await sendAttack(sb, tally, { cls: 'content-type', caller: 'unknown', body: await validBody(), headers: { ...FORM, 'content-encoding': coding }, error: 'invalid_request' })
+  })
+  it('Content-Encoding: identity is no coding at all', async () => {
+    for (const r of await Promise.all([rawPost(sb.port, '/token', await validBody(), { ...FORM, 'content-encoding': 'identity' }), rawPost(sb.port, '/token?via=hono', await validBody(), { ...FORM, 'content-encoding': 'identity' })])) {
+      expect(r.kind === 'reply' && r.status, JSON.stringify(r).slice(0, 200)).toBe(200)
+    }
+  })
+})
+
 describe('two Content-Type field lines (RFC 9110 §5.3: a singleton field)', () => {
   // Node keeps the first of a duplicated Content-Type in req.headers; hono sees them joined. Either way the
   // request's type is ambiguous, and the fast path must refuse it as the hono route does.
