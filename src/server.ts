@@ -12,6 +12,7 @@ import { applyListenerLimits, listenerServerOptions } from './http/listener_limi
 import { addressKeyer } from './ratelimit/address_key.ts'
 import { ListenerDrain, type DrainResult } from './http/drain.ts'
 import type { KeyReloadResult } from './keys/reload_keys.ts'
+import { answerClientErrors } from './http/client_error.ts'
 import { tokenFastPath, type NodeRequestHandler } from './http/token_fast_path.ts'
 import { buildServices, type BrokerServices, type StopReport } from './services.ts'
 import { systemClock, type Clock } from './lib/clock.ts'
@@ -109,6 +110,7 @@ async function listen(services: BrokerServices, log: Logger): Promise<RunningBro
       () => resolve(s),
     )
     applyListenerLimits(s as Server, config.http, addressKeyer(config.rate_limits.address.ipv6_prefix))
+    answerClientErrors(s as Server)
     drain.attach(s as Server)
     s.once('error', (err: NodeJS.ErrnoException) =>
       reject(new OperatorError('ELISTEN', `cannot listen on ${config.listen.host}:${config.listen.port}: ${err.code ?? err.message}`)))

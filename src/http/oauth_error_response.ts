@@ -1,8 +1,10 @@
+import type { IncomingMessage } from 'node:http'
 import type { Context } from 'hono'
 import type { ContentfulStatusCode } from 'hono/utils/http-status'
 import type { GoneCredentialState } from '../contract/job_credentials.ts'
 import { BrokerError, CredentialGone, InvalidToken, MethodNotAllowed, SlowDown, TemporarilyUnavailable } from '../errors.ts'
 import type { Logger } from '../lib/logger.ts'
+import { bodyCutOff } from './token_request_body.ts'
 
 /** Headers every token-endpoint response carries, success or error (RFC 6749 §5.1). */
 export const NO_STORE_HEADERS = { 'Cache-Control': 'no-store', Pragma: 'no-cache' } as const
@@ -52,11 +54,22 @@ function challengeHeaders(err: BrokerError, description: string): Record<string,
 /** oauthErrorReply as hono's onError handler. */
 export function oauthErrorResponse(log: Logger) {
   return (err: unknown, c: Context): Response => {
-    const reply = oauthErrorReply(err, log, c.get('requestId'), c.get('clientRequestId'))
+    const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming
+    const reply = oauthErrorReply(cutOffByClient(err, incoming) ? bodyCutOff(err) : err, log, c.get('requestId'), c.get('clientRequestId'))
     c.set('errorCode', reply.body.error)
     for (const [name, value] of Object.entries(reply.headers)) c.header(name, value)
     return c.json(reply.body, reply.status)
   }
+}
+
+/**
+ * A route's read of the body failed because the client's connection closed first (Node's 'aborted',
+ * ECONNRESET, on a request that never completed): the client's doing, answered (to nobody) and counted
+ * as a refusal, not logged as a broker fault or counted as a 5xx.
+ */
+function cutOffByClient(err: unknown, incoming: IncomingMessage | undefined): boolean {
+  return err instanceof Error && (err as NodeJS.ErrnoException).code === 'ECONNRESET' && err.message === 'aborted'
+    && incoming !== undefined && !incoming.complete
 }
 
 /**

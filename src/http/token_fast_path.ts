@@ -5,7 +5,7 @@ import type { AccessLog } from './access_log.ts'
 import { clientRequestIdFrom, newRequestId } from './middleware/request_id.ts'
 import { NO_STORE_HEADERS, oauthErrorReply } from './oauth_error_response.ts'
 import type { Exchange } from './routes/token.ts'
-import { parseFormBody, readNodeBody } from './token_request_body.ts'
+import { parseFormBody, readNodeBody, refuseContentCoding } from './token_request_body.ts'
 
 /** Answers a Node request and returns true, or returns false to leave it to the next listener. */
 export type NodeRequestHandler = (req: IncomingMessage, res: ServerResponse) => boolean
@@ -35,7 +35,10 @@ async function answer(req: IncomingMessage, res: ServerResponse, exchange: Excha
   let headers: Record<string, string>
   let error: string | undefined
   try {
-    const readForm = async () => parseFormBody(req.headers['content-type'], await readNodeBody(req))
+    const readForm = async () => {
+      refuseContentCoding(req.headers['content-encoding'])
+      return parseFormBody(contentTypeOf(req), await readNodeBody(req))
+    }
     const address = req.socket.remoteAddress
     const result = await exchange(readForm, { requestId, ...(address ? { clientAddress: address } : {}), ...(summary ? { summary } : {}) })
     status = 200
@@ -60,4 +63,20 @@ async function answer(req: IncomingMessage, res: ServerResponse, exchange: Excha
   })
   res.end(body)
   logAccess()
+}
+
+/**
+ * Every Content-Type field line, joined as hono (and the Fetch Headers it builds) joins them. Node's
+ * req.headers keeps only the first of a repeated Content-Type, so a request with two (a singleton field,
+ * RFC 9110 §5.3: its type is ambiguous) was read here as the first and refused by the hono route.
+ */
+function contentTypeOf(req: IncomingMessage): string | undefined {
+  // A scan of rawHeaders rather than req.headersDistinct, which builds an object of every header per request.
+  const raw = req.rawHeaders
+  let value: string | undefined
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = raw[i]!
+    if (name.length === 12 && name.toLowerCase() === 'content-type') value = value === undefined ? raw[i + 1]! : `${value}, ${raw[i + 1]!}`
+  }
+  return value
 }

@@ -10,6 +10,11 @@ export function bodyTooLarge(): InvalidRequest {
   return new InvalidRequest(`request body larger than ${MAX_BODY_BYTES} bytes`)
 }
 
+/** The connection closed before the whole body arrived (nobody is left to read the answer; the refusal is for the record). */
+export function bodyCutOff(cause: unknown): InvalidRequest {
+  return new InvalidRequest('the connection closed before the request body was complete', { cause })
+}
+
 /**
  * RFC 6749 §4.5 / RFC 8693 §2.1: the token endpoint takes application/x-www-form-urlencoded. Repeated
  * names become arrays so the contract layer can refuse them (a parameter must not appear twice).
@@ -24,6 +29,18 @@ export function parseFormBody(contentType: string | undefined, body: string): Fo
     form[k] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v]
   }
   return form
+}
+
+/**
+ * RFC 9110 §8.4: a Content-Encoding other than identity means the body's bytes are not the form. The
+ * broker decodes no coding, and reading the coded bytes as plain text would judge a different body than
+ * an intermediary honouring the label does; so such a body is refused before it is read.
+ */
+export function refuseContentCoding(contentEncoding: string | undefined): void {
+  if (contentEncoding === undefined) return
+  if (contentEncoding.split(',').some((c) => !/^\s*(identity)?\s*$/i.test(c))) {
+    throw new InvalidRequest('the request body must not be content-coded (Content-Encoding)')
+  }
 }
 
 /**
@@ -48,7 +65,9 @@ export function readNodeBody(incoming: IncomingMessage): Promise<string> {
       chunks.push(chunk)
     }
     const onEnd = () => { cleanup(); resolve(chunks.length === 1 ? chunks[0]!.toString('utf8') : Buffer.concat(chunks).toString('utf8')) }
-    const onError = (err: Error) => { cleanup(); reject(err) }
+    // The only errors a request stream has are the client's: it closed the connection, or Node's request
+    // timeout closed it, before the body was complete. A refusal like any malformed body, not a broker fault.
+    const onError = (err: Error) => { cleanup(); reject(bodyCutOff(err)) }
     const cleanup = () => {
       incoming.off('data', onData)
       incoming.off('end', onEnd)

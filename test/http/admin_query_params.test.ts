@@ -26,6 +26,13 @@ describe('admin query and path parameters', () => {
     ['GET', '/v1/revocations?all=maybe', 400, 'invalid_request', 'all must be true or false'],
     ['GET', '/v1/revocations/condor?format=xml', 400, 'invalid_request', 'format must be config or json'],
     ['DELETE', '/v1/revocations/0', 404, 'invalid_request', expect.stringMatching(/^no such revocation/)],
+    // A repeated parameter is ambiguous (which value filters?): refused, not silently one of them.
+    ['GET', '/v1/audit?limit=1&limit=2', 400, 'invalid_request', 'parameter limit must not be repeated'],
+    ['GET', '/v1/audit?type=token.issued&type=token.denied', 400, 'invalid_request', 'parameter type must not be repeated'],
+    ['GET', '/v1/audit/summary?bucket=hour&bucket=day', 400, 'invalid_request', 'parameter bucket must not be repeated'],
+    ['GET', '/v1/pilots?site=hpc-b&site=cloud-a', 400, 'invalid_request', 'parameter site must not be repeated'],
+    ['GET', '/v1/revocations?all=false&all=true', 400, 'invalid_request', 'parameter all must not be repeated'],
+    ['GET', '/v1/revocations/condor?format=config&format=json', 400, 'invalid_request', 'parameter format must not be repeated'],
   ])('%s %s is %i %s', async (method, path, status, error, description) => {
     const res = await app().request(path, { method, headers: { authorization: `Bearer ${ADMIN}` } })
     expect(res.status).toBe(status)

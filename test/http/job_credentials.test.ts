@@ -95,6 +95,11 @@ describe('POST /v1/credentials', () => {
 })
 
 describe('GET /v1/credentials/{user}/{provider}/token', () => {
+  it('refuses a repeated query parameter rather than serving one of its values', async () => {
+    const res = await t.jobToken('erin', 'cms', t.creddToken(), '?minimum_seconds=60&minimum_seconds=3600')
+    expect(res.status).toBe(400)
+    expect(await res.json()).toEqual({ error: 'invalid_request', error_description: 'parameter minimum_seconds must not be repeated' })
+  })
   it('answers a credd with a refreshed IAM access token, rotating the stored refresh token', async () => {
     await registered({ preferred_username: 'erin', sub: 'erin-sub' })
     const before = t.iam.liveRefreshTokens.length

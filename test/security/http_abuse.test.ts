@@ -76,6 +76,37 @@ describe('wrong content types (with an otherwise valid request)', () => {
   })
 })
 
+describe('a content-coded body (RFC 9110 §8.4: the broker decodes none)', () => {
+  // A form labelled gzip or deflate is not a form the broker can read; reading its bytes as plain text would
+  // judge a different body than any intermediary that honours the label. Refused, on both paths.
+  it.each(['gzip', 'deflate', 'br', 'identity, gzip'])('Content-Encoding: %s', async (coding) => {
+    await sendAttack(sb, tally, { cls: 'content-type', caller: 'unknown', body: await validBody(), headers: { ...FORM, 'content-encoding': coding }, error: 'invalid_request' })
+  })
+  it('Content-Encoding: identity is no coding at all', async () => {
+    for (const r of await Promise.all([rawPost(sb.port, '/token', await validBody(), { ...FORM, 'content-encoding': 'identity' }), rawPost(sb.port, '/token?via=hono', await validBody(), { ...FORM, 'content-encoding': 'identity' })])) {
+      expect(r.kind === 'reply' && r.status, JSON.stringify(r).slice(0, 200)).toBe(200)
+    }
+  })
+})
+
+describe('two Content-Type field lines (RFC 9110 §5.3: a singleton field)', () => {
+  // Node keeps the first of a duplicated Content-Type in req.headers; hono sees them joined. Either way the
+  // request's type is ambiguous, and the fast path must refuse it as the hono route does.
+  it.each([
+    ['/token', 'form then json', ['application/x-www-form-urlencoded', 'application/json']],
+    ['/token', 'form twice', ['application/x-www-form-urlencoded', 'application/x-www-form-urlencoded']],
+    ['/token?via=hono', 'form then json', ['application/x-www-form-urlencoded', 'application/json']],
+  ] as [string, string, string[]][])('POST %s, %s: invalid_request', async (path, _name, types) => {
+    const body = await validBody()
+    const id = tally.nextId('content-type', 'socket')
+    const o = await rawExchange(sb.port, { head: [`POST ${path} HTTP/1.1`, 'host: 127.0.0.1', 'connection: close', ...types.map((t) => `content-type: ${t}`), `content-length: ${Buffer.byteLength(body)}`, `x-request-id: ${id}`].join('\r\n'), chunks: [body], timeoutMs: 5_000 })
+    const r = replyOf(o, id)
+    expect(r.status, r.text).toBe(400)
+    expect(r.json).toMatchObject({ error: 'invalid_request' })
+    expect(r.headers['cache-control']).toBe('no-store')
+  })
+})
+
 describe('path variants with a valid request', () => {
   // Whatever answers, a token only leaves with its audit record, and nothing answers 5xx.
   it.each(['/token/', '//token', '/TOKEN', '/%74oken', '/./token', '/token;a', '/a/../token', '/token%00', '/token%2f', '/token?', '/token?grant_type=x', 'http://evil.example/token', '*'])('%s', async (path) => {
@@ -128,6 +159,25 @@ describe('header floods and smuggling shapes', () => {
   })
 })
 
+describe('requests Node\'s parser refuses answer in the API\'s error shape', () => {
+  // Node's own answers to these are a bare status line and no body; the broker's rule is an OAuth error JSON
+  // for every bad request, not cacheable. Status as Node chooses it (RFC 9110 §15.5.1, RFC 6585 §5).
+  it.each([
+    ['an unknown method', 400, ['BREW /token HTTP/1.1', 'host: 127.0.0.1']],
+    ['a request line that is not HTTP', 400, ['POST /token HTTP/9.x', 'host: 127.0.0.1']],
+    ['two different Content-Length', 400, ['POST /token HTTP/1.1', 'host: 127.0.0.1', 'content-length: 1', 'content-length: 2']],
+    ['a header block beyond the size limit', 431, ['POST /token HTTP/1.1', 'host: 127.0.0.1', `x-big: ${'a'.repeat(64 * 1024)}`]],
+  ] as [string, number, string[]][])('%s: %i invalid_request', async (_name, status, lines) => {
+    const o = await rawExchange(sb.port, { head: lines.join('\r\n'), timeoutMs: 3_000 })
+    expect(o.kind, JSON.stringify(o)).toBe('reply')
+    const r = o as Extract<RawOutcome, { kind: 'reply' }>
+    expect(r.status).toBe(status)
+    expect(r.json).toMatchObject({ error: 'invalid_request' })
+    expect(r.headers['cache-control']).toBe('no-store')
+    expect(r.headers['connection']).toBe('close')
+  })
+})
+
 describe('slow bodies', () => {
   it('a body trickling in ten pieces is still judged (forged token refused)', async () => {
     const body = await forgedBody()
@@ -160,6 +210,38 @@ describe('slow bodies', () => {
         expect(o.json?.access_token).toBeUndefined()
       }
     }
+  })
+})
+
+describe('bodies the client cuts off', () => {
+  /** The log lines about one request, found by the X-Request-Id the test sent; waits (bounded) for its access line. */
+  async function linesOf(clientId: string): Promise<Record<string, unknown>[]> {
+    for (let i = 0; i < 50; i++) {
+      const mine = sb.logs.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.clientRequestId === clientId || JSON.stringify(l).includes(clientId))
+      if (mine.some((l) => l.msg === 'request')) return mine
+      await new Promise((r) => setTimeout(r, 20))
+    }
+    throw new Error(`no access line for ${clientId}`)
+  }
+  /** The client sends part of the declared body and closes: its doing, so a 4xx invalid_request on record, never a broker error. */
+  async function cutOff(path: string, lines: string[], part: string): Promise<Record<string, unknown>[]> {
+    const id = tally.nextId('cut-off-body', 'socket')
+    const o = await rawExchange(sb.port, { head: [`POST ${path} HTTP/1.1`, 'host: 127.0.0.1', `x-request-id: ${id}`, ...lines].join('\r\n'), chunks: [part], timeoutMs: 300 })
+    expect(o.kind).not.toBe('reply')
+    return linesOf(id)
+  }
+  const judge = (lines: Record<string, unknown>[]) => {
+    expect(lines.filter((l) => l.level === 'error').map((l) => l.msg)).toEqual([])
+    expect(lines.find((l) => l.msg === 'request')).toMatchObject({ status: 400, error: 'invalid_request' })
+  }
+  it.each(['/token', '/token?via=hono'])('POST %s with a declared length', async (path) => {
+    judge(await cutOff(path, ['content-type: application/x-www-form-urlencoded', 'content-length: 1000'], 'grant_type=urn'))
+  })
+  it('POST /token chunked, stopped inside a chunk', async () => {
+    judge(await cutOff('/token', ['content-type: application/x-www-form-urlencoded', 'transfer-encoding: chunked'], '40\r\ngrant_type=urn'))
+  })
+  it('an admin route that reads a chunked body (POST /v1/revocations)', async () => {
+    judge(await cutOff('/v1/revocations', [`authorization: Bearer ${sb.bootstrapToken}`, 'content-type: application/json', 'transfer-encoding: chunked'], '40\r\n{"sub":'))
   })
 })
 

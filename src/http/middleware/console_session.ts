@@ -1,6 +1,6 @@
 import type { Context, MiddlewareHandler } from 'hono'
 import { getCookie } from 'hono/cookie'
-import { BrokerError, InvalidToken } from '../../errors.ts'
+import { BrokerError, InvalidRequest, InvalidToken } from '../../errors.ts'
 import type { ConsoleSessions } from '../../console/sessions.ts'
 import { sameToken } from '../../console/sessions.ts'
 import { messagePage } from '../../console/pages/sign_in_page.ts'
@@ -75,9 +75,24 @@ export function consoleSession(deps: { sessions: ConsoleSessions; auth: AdminAut
   }
 }
 
+/**
+ * A console form's fields. A body that claims to be multipart/form-data and is not (no boundary, cut off,
+ * garbage) makes the platform's form parser throw a TypeError; that is the client's error, refused as
+ * invalid_request like any malformed body, not an internal one (a 500 and a stack in the log, which anyone
+ * could have had from the sign-in form). Other types give no fields, as before.
+ */
+export async function readConsoleForm(c: Context): Promise<Awaited<ReturnType<Context['req']['parseBody']>>> {
+  try {
+    return await c.req.parseBody()
+  } catch (err) {
+    if (err instanceof TypeError) throw new InvalidRequest('the form could not be read', { cause: err })
+    throw err
+  }
+}
+
 /** Whether this POST comes from our origin and its form carries the session's CSRF token. */
 export async function formOfSession(c: Context, csrf: string, origin: string): Promise<boolean> {
-  const form = await c.req.parseBody()
+  const form = await readConsoleForm(c)
   const sent = typeof form.csrf === 'string' ? form.csrf : ''
   return sameOrigin(c.req.header('origin'), origin) && sameToken(sent, csrf)
 }

@@ -8,6 +8,7 @@ import { wireRecord } from '../../audit/record_wire.ts'
 import type { Clock } from '../../lib/clock.ts'
 import type { LiveWindow } from '../../issuance/pilot_list.ts'
 import { parseOrRefuse } from '../zod_refusal.ts'
+import { singleValuedQuery } from '../query_params.ts'
 
 const EVENT_TYPES = ['token.issued', 'token.denied', 'token.denied.aggregate', 'token.renewed', 'token.revoked', 'token.unrevoked', 'key.rotated', 'key.reloaded', 'policy.reloaded', 'audit.checkpoint', 'audit.macs_started', 'certificate.issued', 'certificate.denied', 'certificate.revoked', 'credential.registered', 'credential.rotated', 'credential.revoked'] as const satisfies readonly AuditEventType[]
 
@@ -63,14 +64,14 @@ export function summaryRange(p: { from?: number; to?: number; bucket: 'hour' | '
 export function auditRoutes(deps: { audit: Pick<AuditStore, 'query'> & AuditAggregates; auth: MiddlewareHandler; clock: Clock; liveWindow: LiveWindow }): Hono {
   const app = new Hono()
   app.get('/v1/audit/summary', deps.auth, async (c) => {
-    const query = parseOrRefuse(AuditSummaryParams, c.req.query(), 'parameter')
+    const query = parseOrRefuse(AuditSummaryParams, singleValuedQuery(c), 'parameter')
     const now = deps.clock.now()
     const overview: AuditOverview = await auditOverview(deps.audit, { ...summaryRange(query, now), now, maxTokenLifetime: await deps.liveWindow() })
     c.header('Cache-Control', 'no-store')
     return c.json(overview)
   })
   app.get('/v1/audit', deps.auth, async (c) => {
-    const p = parseOrRefuse(AuditQueryParams, c.req.query(), 'parameter')
+    const p = parseOrRefuse(AuditQueryParams, singleValuedQuery(c), 'parameter')
     const q: AuditQuery = {
       limit: p.limit,
       ...(p.from !== undefined ? { from: p.from } : {}),

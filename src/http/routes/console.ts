@@ -30,7 +30,7 @@ import { clientAddress } from '../client_address.ts'
 import { authenticateAdmin, type AdminAuthOptions } from '../middleware/admin_auth.ts'
 import { classifyIamFailure } from '../../iam/iam_failure.ts'
 import { limitBody } from '../middleware/body_limit.ts'
-import { consoleHeaders, consoleSession, csrfRefused, formOfSession, sameOrigin, SESSION_COOKIE } from '../middleware/console_session.ts'
+import { consoleHeaders, consoleSession, csrfRefused, formOfSession, readConsoleForm, sameOrigin, SESSION_COOKIE } from '../middleware/console_session.ts'
 import { summaryRange } from './audit.ts'
 import { decisionRequestFrom, ExplainBody, withRevocationBlocks, type PolicySource } from './policy_explain.ts'
 
@@ -145,7 +145,7 @@ export function consoleRoutes(deps: ConsoleDeps): Hono {
   })
 
   app.post('/console/sign-in/token', async (c) => {
-    const form = await c.req.parseBody()
+    const form = await readConsoleForm(c)
     const pre = getCookie(c, PRE_COOKIE)
     if (!sameOrigin(c.req.header('origin'), deps.origin) || pre === undefined || !sameToken(pre, Text(form.csrf))) {
       return c.html(messagePage('Refused', 'This form did not come from the sign-in page (CSRF check failed); reload it and try again.'), 403)
@@ -242,7 +242,7 @@ export function consoleRoutes(deps: ConsoleDeps): Hono {
   // Step one asks for a confirmation (nothing changes); step two (confirm=yes) revokes through the
   // service DELETE /v1/credentials/{user}/{provider} uses, audited as credential.revoked with the admin as actor.
   app.post('/console/credentials/revoke', async (c) => {
-    const f = await c.req.parseBody()
+    const f = await readConsoleForm(c)
     const form: CredentialRevokeForm = { user: Text(f.user), provider: Text(f.provider), ...(Text(f.reason) ? { reason: Text(f.reason) } : {}) }
     if (!deps.credentials) return credentials(c, { error: 'job credentials are not enabled on this broker' }, 400)
     const user = parseUser(form.user)
@@ -269,7 +269,7 @@ export function consoleRoutes(deps: ConsoleDeps): Hono {
   // Step one: a dry run (count only, nothing stored); step two (confirm=yes): the revocation itself,
   // through the service the admin API uses, audited in the same transaction.
   app.post('/console/act/revoke', async (c) => {
-    const f = await c.req.parseBody()
+    const f = await readConsoleForm(c)
     const revoke: RevokeForm = { kind: Text(f.kind), value: Text(f.value), ...(Text(f.iss) ? { iss: Text(f.iss) } : {}), ...(Text(f.reason) ? { reason: Text(f.reason) } : {}) }
     try {
       if (!REVOCATION_KINDS.includes(revoke.kind as RevocationKind)) throw new InvalidRequest(`choose one of ${REVOCATION_KINDS.join(', ')}`)
@@ -286,7 +286,7 @@ export function consoleRoutes(deps: ConsoleDeps): Hono {
   })
 
   app.post('/console/act/explain', async (c) => {
-    const f = await c.req.parseBody()
+    const f = await readConsoleForm(c)
     const form: ExplainForm = {}
     for (const k of ['iss', 'sub', 'client_id', 'groups', 'scopes', 'role', 'token_type', 'audience', 'scope', 'host'] as const) if (Text(f[k])) form[k] = Text(f[k])
     if (!deps.policy) return act(c, { explain: form, error: 'policy explain is not available here' }, 400)

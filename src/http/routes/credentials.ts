@@ -11,6 +11,7 @@ import { clientAddress } from '../client_address.ts'
 import { limitBody } from '../middleware/body_limit.ts'
 import { NO_STORE_HEADERS } from '../oauth_error_response.ts'
 import { parseOrRefuse } from '../zod_refusal.ts'
+import { singleValuedQuery } from '../query_params.ts'
 
 export interface CredentialRouteDeps {
   credentials: CredentialService
@@ -80,7 +81,7 @@ export function credentialRoutes(deps: CredentialRouteDeps): Hono {
   app.get(`${CREDENTIALS_PATH}/:user/:provider/token`, async (c) => {
     const credd = authenticateCredd(bearerOf(c), deps.credd)
     const { user, provider } = names(c)
-    const q = TokenQuery.safeParse(c.req.query())
+    const q = TokenQuery.safeParse(singleValuedQuery(c))
     if (!q.success) throw new InvalidRequest(`${q.error.issues[0]!.path.join('.')}: ${q.error.issues[0]!.message}`)
     const scopes = listParam(q.data.scopes)
     const audience = listParam(q.data.audience)

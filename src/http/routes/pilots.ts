@@ -4,6 +4,7 @@ import type { AuditStore } from '../../audit/audit_log.ts'
 import { InvalidRequest } from '../../errors.ts'
 import { listLivePilots, type LiveWindow } from '../../issuance/pilot_list.ts'
 import type { Clock } from '../../lib/clock.ts'
+import { singleValuedQuery } from '../query_params.ts'
 
 /** GET /v1/pilots query parameters; others are ignored. */
 export const PilotsQuery = z.object({
@@ -15,7 +16,7 @@ export function pilotRoutes(deps: { audit: Pick<AuditStore, 'query'>; auth: Midd
   const app = new Hono()
   app.use('/v1/pilots', deps.auth)
   app.get('/v1/pilots', async (c) => {
-    const parsed = PilotsQuery.safeParse({ site: c.req.query('site') })
+    const parsed = PilotsQuery.safeParse({ site: singleValuedQuery(c).site })
     if (!parsed.success) throw new InvalidRequest(parsed.error.issues[0]!.message)
     const { site } = parsed.data
     const pilots = await listLivePilots(deps.audit, deps.clock.now(), await deps.window(), site !== undefined ? { site } : {})

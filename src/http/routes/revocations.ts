@@ -7,6 +7,7 @@ import { condorConfigSnippet } from '../../revocation/condor_expression.ts'
 import { REVOCATION_ID, REVOCATION_KINDS, type Revocation } from '../../revocation/revocation.ts'
 import type { RevocationService } from '../../revocation/revocation_service.ts'
 import { parseOrRefuse } from '../zod_refusal.ts'
+import { singleValuedQuery } from '../query_params.ts'
 
 /**
  * A revocation body is one selector, a reason of at most 500 characters and a few flags: well under 1 KiB.
@@ -100,14 +101,14 @@ export function revocationRoutes(deps: { revocations: Service; auth: MiddlewareH
   })
 
   app.get('/v1/revocations', async (c) => {
-    const { all } = queryOf(RevocationListQuery, { all: c.req.query('all') })
+    const { all } = queryOf(RevocationListQuery, { all: singleValuedQuery(c).all })
     const list = await deps.revocations.list({ all: all === 'true' })
     c.header('Cache-Control', 'no-store')
     return c.json({ revocations: list.map(wire) })
   })
 
   app.get('/v1/revocations/condor', async (c) => {
-    const { format } = queryOf(CondorExpressionQuery, { format: c.req.query('format') })
+    const { format } = queryOf(CondorExpressionQuery, { format: singleValuedQuery(c).format })
     const { expr, clauses, unexpressed, generatedAt } = await deps.revocations.condorExpression()
     c.header('Cache-Control', 'no-store')
     if (format === 'json') return c.json({ expr, clauses, unexpressed, generated_at: generatedAt, config_line: `SEC_TOKEN_REVOCATION_EXPR = ${expr}` })
