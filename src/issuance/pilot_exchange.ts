@@ -21,6 +21,7 @@ import type { RevocationService } from '../revocation/revocation_service.ts'
 import type { BrokerStore } from '../storage/chained_store.ts'
 import { parseAuthzLevel } from './authz.ts'
 import { verifyRequest, type RequestContext, type TokenExchangeResponse } from './exchange.ts'
+import { unrecordableRefusal } from './unrecordable_refusal.ts'
 import { buildIdTokenClaims, mintIdToken, type IdTokenKey } from './idtoken.ts'
 import { hs256Valid } from './jws.ts'
 import { mintEnrolmentCredential, readEnrolmentCredential, type EnrolmentClaims } from './pilot_enrolment.ts'
@@ -377,6 +378,7 @@ function denialEvent(err: BrokerError, flow: PilotFlow, state: { caller: KnownCa
 }
 
 async function auditRefusal(err: BrokerError, flow: PilotFlow, state: { caller: KnownCaller; role?: string; site?: string; rule?: string }, ctx: RequestContext, deps: PilotExchangeDeps): Promise<void> {
+  if (unrecordableRefusal(err, ctx, deps.log, state.caller)) return
   try {
     await deps.store.record(denialEvent(err, flow, state, ctx, deps.clock.now()))
   } catch (storeErr) {

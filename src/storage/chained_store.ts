@@ -10,6 +10,7 @@ import type { IssuanceHorizon, IssuanceHorizons, NewRevocation, Revocation, Revo
 import { GroupCommitter, StoreOverloaded, type CommitStats, type Committer, type GroupCommitOptions } from './group_commit.ts'
 import type { PilotRenewal, RenewalOutcome, RenewOp } from './pilot_renewals.ts'
 import { malformedRevocationRecord, verifyRevocationEvidence, type CarriedRevocations, type RevocationVerification } from '../revocation/revocation_consistency.ts'
+import { asStoreOutage } from './store_outage.ts'
 
 /** One queued write. Results are filled in by the backend inside the transaction. */
 export type WriteOp =
@@ -427,7 +428,10 @@ export abstract class ChainedStore implements BrokerStore {
     // Settled in commit order, so a success here is later than any failure noted before: it clears it.
     return this.committer.submit(op).then(() => { this.#lastSuccessAt = Date.now(); this.#lastFailure = undefined }, (err: unknown) => {
       if (!(err instanceof StoreOverloaded)) this.#lastFailure = { at: Date.now(), message: err instanceof Error ? err.message : String(err) }
-      throw err
+      // An outage (database unreachable, locked, full; the writer thread gone) becomes 503
+      // temporarily_unavailable so that clients retry; anything else (a bug) stays as it is, a 500.
+      // Either way the write failed and the caller hands out nothing.
+      throw asStoreOutage(err)
     })
   }
 
