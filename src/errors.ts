@@ -76,6 +76,25 @@ export class TemporarilyUnavailable extends BrokerError {
   }
 }
 
+/** Seconds a client is asked to wait after an audit store outage: long enough not to hammer a restarting server. */
+export const STORE_OUTAGE_RETRY_AFTER_SECONDS = 5
+
+/**
+ * The audit store could not commit for an outage (the database unreachable, locked, full or failing; the
+ * writer thread gone: storage/store_outage.ts tells which failures those are): 503 temporarily_unavailable
+ * (RFC 6749 §4.1.2.1) with Retry-After, the store's error as `cause`. Nothing was issued (fail closed);
+ * the client is asked to come back rather than told the broker is broken.
+ */
+export class AuditStoreUnavailable extends TemporarilyUnavailable {
+  constructor(cause: unknown) {
+    // Shown to the client: says what happened to its request, names nothing of the store (no path, DSN or SQL).
+    super('the broker cannot record requests right now, so nothing was issued; try again shortly', { cause, retryAfter: STORE_OUTAGE_RETRY_AFTER_SECONDS })
+    // For the log and the CLI's one line (an operator's eyes): what the store said. Never on the wire,
+    // where only `description` goes.
+    this.message = `the audit store cannot commit right now (${cause instanceof Error ? cause.message : String(cause)}); nothing was issued`
+  }
+}
+
 /**
  * A rate limit refused the request: 429 (RFC 6585 §4) with Retry-After. `slow_down` is the code the
  * OAuth registry lists for a token-endpoint client asking too often (RFC 8628 §3.5), which is exactly

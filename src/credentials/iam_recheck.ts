@@ -1,4 +1,4 @@
-import { AccessDenied, BrokerError, CredentialGone, InvalidGrant, TemporarilyUnavailable } from '../errors.ts'
+import { AccessDenied, AuditStoreUnavailable, BrokerError, CredentialGone, InvalidGrant, TemporarilyUnavailable } from '../errors.ts'
 import type { IamTokenExchanger } from '../iam/outbound_exchange.ts'
 import type { SubjectTokenVerifier, VerifiedSubject } from '../iam/subject.ts'
 import type { Clock } from '../lib/clock.ts'
@@ -145,6 +145,9 @@ export class IamRecheck {
       // exchanger's store has revoked the credential, as for kind iam. Refused unasked, nothing was
       // revoked: refused as unconfirmed, which the caller records.
       if (err instanceof InvalidGrant) throw refusedRefresh(err, 'IAM could not be asked to confirm this user')
+      // The broker's own store failing (a rotated refresh token it could not keep) is no word from IAM:
+      // answered as the outage it is, not as IAM unreachable.
+      if (err instanceof AuditStoreUnavailable) throw err
       if (err instanceof TemporarilyUnavailable) {
         const now = d.clock.now()
         this.#held.set(key, { ...last, retryAt: now + err.retryAfter })

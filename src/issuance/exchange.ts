@@ -9,6 +9,7 @@ import {
 import type { RequestLimits } from '../ratelimit/request_limits.ts'
 import type { SubjectTokenVerifier, VerifiedSubject } from '../iam/subject.ts'
 import { recordDenial } from './issue.ts'
+import { unrecordableRefusal } from './unrecordable_refusal.ts'
 import { pilotFlowOf, type PilotFlow } from './pilot_exchange.ts'
 import type { Clock } from '../lib/clock.ts'
 import type { Logger } from '../lib/logger.ts'
@@ -227,6 +228,7 @@ async function auditDenial(
   err: BrokerError, deniedBy: string | undefined, req: TokenExchangeRequest | undefined, boundSite: string | undefined, caller: VerifiedSubject,
   ctx: RequestContext, deps: ExchangeDeps,
 ): Promise<void> {
+  if (unrecordableRefusal(err, ctx, deps.log, caller)) return
   try {
     await recordDenial(
       { error: err.error, reason: err.description, ruleId: deniedBy },

@@ -7,7 +7,7 @@ import {
 } from '../contract/pilot.ts'
 import { GRANT_TYPE_TOKEN_EXCHANGE, TOKEN_TYPE } from '../contract/token_exchange.ts'
 import type { TokenRequestForm } from '../contract/token_request.ts'
-import { BrokerError, InvalidGrant, InvalidRequest, TemporarilyUnavailable, UnauthorizedClient, UnsupportedGrantType } from '../errors.ts'
+import { AuditStoreUnavailable, BrokerError, InvalidGrant, InvalidRequest, TemporarilyUnavailable, UnauthorizedClient, UnsupportedGrantType } from '../errors.ts'
 import type { SubjectTokenVerifier } from '../iam/subject.ts'
 import type { Clock } from '../lib/clock.ts'
 import type { Logger } from '../lib/logger.ts'
@@ -22,6 +22,7 @@ import type { BrokerStore } from '../storage/chained_store.ts'
 import type { RenewalRefusal, RenewalRefusalReasons } from '../storage/pilot_renewals.ts'
 import { parseAuthzLevel } from './authz.ts'
 import { verifyRequest, type RequestContext, type TokenExchangeResponse } from './exchange.ts'
+import { unrecordableRefusal } from './unrecordable_refusal.ts'
 import { buildIdTokenClaims, mintIdToken, type IdTokenKey } from './idtoken.ts'
 import { hs256Valid } from './jws.ts'
 import { mintEnrolmentCredential, readEnrolmentCredential, type EnrolmentClaims } from './pilot_enrolment.ts'
@@ -290,7 +291,9 @@ async function revokeLineage(pilot: PilotRecord, reusedJti: string, successor: s
     // The refusal is recorded; the revocation is not. Fail closed and loud: the next presentation of the
     // reused token is judged reuse again and tries again.
     deps.log.error('could not revoke a pilot whose token was reused', { err, requestId: ctx.requestId, identity: pilot.identity })
-    // Never a BrokerError (a refusal of the request's making): the broker failed, server_error.
+    // The store out of reach is an outage: 503, and the retry it invites is judged reuse again and revokes.
+    if (err instanceof AuditStoreUnavailable) throw err
+    // Never another BrokerError (a refusal of the request's making): the broker failed, server_error.
     throw new Error('could not revoke a pilot whose token was reused', { cause: err })
   }
 }
@@ -391,6 +394,7 @@ function reasonOf(err: BrokerError): string {
 }
 
 async function auditRefusal(err: BrokerError, flow: PilotFlow, state: { caller: KnownCaller; role?: string; site?: string; rule?: string }, ctx: RequestContext, deps: PilotExchangeDeps): Promise<void> {
+  if (unrecordableRefusal(err, ctx, deps.log, state.caller)) return
   try {
     await deps.store.record(denialEvent(err, flow, state, ctx, deps.clock.now()))
   } catch (storeErr) {

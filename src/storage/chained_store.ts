@@ -16,6 +16,7 @@ import { PRUNE_RANGE_CHANGED, vouchedPrefix } from './prune_range.ts'
 import { checkRevocations, type VerifyRevocationsOptions } from './revocation_check.ts'
 import { verifyAllAgainstAnchors, type AnchorCheck } from './verify_all.ts'
 import type { WriteOp } from './write_ops.ts'
+import { asStoreOutage } from './store_outage.ts'
 
 /** What abandon() cut: connections still open to the database, and writes (records, changes) not committed. */
 export interface AbandonedWork { connections: number; unwritten: number }
@@ -183,7 +184,10 @@ export abstract class ChainedStore implements BrokerStore {
     // Settled in commit order, so a success here is later than any failure noted before: it clears it.
     return this.committer.submit(op).then(() => { this.#lastSuccessAt = Date.now(); this.#lastFailure = undefined }, (err: unknown) => {
       if (!(err instanceof StoreOverloaded)) this.#lastFailure = { at: Date.now(), message: err instanceof Error ? err.message : String(err) }
-      throw err
+      // An outage (database unreachable, locked, full; the writer thread gone) becomes 503
+      // temporarily_unavailable so that clients retry; anything else (a bug) stays as it is, a 500.
+      // Either way the write failed and the caller hands out nothing.
+      throw asStoreOutage(err)
     })
   }
 

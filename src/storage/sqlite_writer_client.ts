@@ -4,6 +4,7 @@ import { Worker } from 'node:worker_threads'
 import { returnsResult, type WriteOp } from './write_ops.ts'
 import { StoreOverloaded, type CommitStats, type Committer, type GroupCommitOptions } from './group_commit.ts'
 import type { CheckpointTuning } from './sqlite_checkpointer.ts'
+import { WriterGone } from './store_outage.ts'
 import type { AuditMacKey } from '../audit/record_mac.ts'
 import type { AppendedRows, SqliteOpenOptions } from './sqlite_writer.ts'
 import type { WriterOptions, WriterReply, WriterSubmit } from './sqlite_writer_thread.ts'
@@ -48,8 +49,8 @@ export class SqliteWriterClient implements Committer<WriteOp> {
     const ext = extname(fileURLToPath(import.meta.url))
     this.#worker = new Worker(new URL(`./sqlite_writer_thread${ext}`, import.meta.url), { workerData })
     this.#worker.on('message', (m: WriterReply) => this.#settle(m))
-    this.#worker.on('error', (err: Error) => this.#die(new Error(`audit writer thread failed: ${err.message}`)))
-    this.#worker.on('exit', () => this.#die(new Error('audit writer thread has stopped')))
+    this.#worker.on('error', (err: Error) => this.#die(new WriterGone(`audit writer thread failed: ${err.message}`)))
+    this.#worker.on('exit', () => this.#die(new WriterGone('audit writer thread has stopped')))
     this.#worker.unref()
   }
 
@@ -97,7 +98,9 @@ export class SqliteWriterClient implements Committer<WriteOp> {
     const done = this.#waiting.splice(0, m.last - m.first + 1)
     this.#firstWaiting = m.last + 1
     if ('error' in m) {
-      const err = new Error(`audit write failed: ${m.error}`)
+      // The SQLite result code crosses from the thread so that an outage (busy, full, I/O) can be told
+      // from a bug (store_outage.ts); the message alone would not say which.
+      const err = Object.assign(new Error(`audit write failed: ${m.error}`), m.sqlite ?? {})
       for (const p of done) p.reject(err)
     } else {
       this.#batches++

@@ -29,11 +29,11 @@ export interface WriterOptions extends SqliteOpenOptions {
 export interface WriterSubmit { first: number; ops: WriteOp[] }
 /**
  * Ops `first`..`last` committed in one transaction (with the results of revoke/prune ops by number, and
- * the rows appended), or all failed with `error`.
+ * the rows appended), or all failed with `error` (and, from SQLite, its result code: store_outage.ts tells an outage by it).
  */
 export type WriterReply =
   | { first: number; last: number; results: Array<[number, OpResult]>; appended: AppendedRows }
-  | { first: number; last: number; error: string }
+  | { first: number; last: number; error: string; sqlite?: { code: string; errcode: number } }
 
 const options = workerData as WriterOptions
 const db = openSqliteDb(options)
@@ -67,7 +67,9 @@ function commitNext(): void {
     results.forEach((r, i) => { if (r !== null) keyed.push([first + i, r]) })
     reply = { first, last, results: keyed, appended }
   } catch (err) {
-    reply = { first, last, error: (err as Error).message ?? String(err) }
+    const { code, errcode } = err as { code?: unknown; errcode?: unknown }
+    const sqlite = code === 'ERR_SQLITE_ERROR' && typeof errcode === 'number' ? { sqlite: { code, errcode } } : {}
+    reply = { first, last, error: (err as Error).message ?? String(err), ...sqlite }
   }
   parentPort!.postMessage(reply)
   // After the reply, so that the requests of this batch never wait for checkpoint work.

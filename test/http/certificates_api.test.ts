@@ -2,7 +2,7 @@ import 'reflect-metadata'
 import * as x509 from '@peculiar/x509'
 import { describe, expect, it } from 'vitest'
 import { createApp } from '../../src/app.ts'
-import { InvalidToken } from '../../src/errors.ts'
+import { AuditStoreUnavailable, InvalidToken } from '../../src/errors.ts'
 import { bootstrapTokenAuthenticator } from '../../src/http/middleware/admin_auth.ts'
 import type { Clock } from '../../src/lib/clock.ts'
 import { RevocationService } from '../../src/revocation/revocation_service.ts'
@@ -67,6 +67,25 @@ describe('pool CA over HTTP', () => {
     expect(await denied.json()).toEqual({ error: 'invalid_target', error_description: 'host evil.example.net is not allowed for role schedd' })
     const badCsr = await post(a, { csr: 'nope', role: 'schedd', dns: ['ap1.example.org'] })
     expect(await badCsr.json()).toEqual({ error: 'invalid_request', error_description: 'csr is not a PEM PKCS#10 certificate request' })
+  })
+
+  // RFC 6749 §4.1.2.1 `temporarily_unavailable`, RFC 9110 §15.6.4 Retry-After: a store outage is answered as
+  // one, so provisioning retries; the certificate still leaves only once its serial is on record.
+  it('answers an audit store outage 503 temporarily_unavailable with Retry-After, and no certificate', async () => {
+    const { a, store } = await appWithStore()
+    const record = store.record.bind(store)
+    store.record = async () => { throw new AuditStoreUnavailable(Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' })) }
+    try {
+      const res = await post(a, { csr: await csr(), role: 'schedd', dns: ['ap1.example.org'] })
+      expect(res.status).toBe(503)
+      expect(res.headers.get('retry-after')).toMatch(/^[1-9]\d*$/)
+      const body = await res.json() as Record<string, unknown>
+      expect(body.error).toBe('temporarily_unavailable')
+      expect(body).not.toHaveProperty('certificate')
+    } finally {
+      store.record = record
+    }
+    expect((await post(a, { csr: await csr(), role: 'schedd', dns: ['ap1.example.org'] })).status).toBe(201)
   })
 
   it('answers a dry run with the policy decision, signing and recording nothing', async () => {

@@ -2,6 +2,7 @@ import { DatabaseSync } from 'node:sqlite'
 import { decodeJwt } from 'jose'
 import { beforeEach, describe, expect, it } from 'vitest'
 import { parseJobTokenResponse } from '../../src/clients/credmon/client.ts'
+import { AuditStoreUnavailable } from '../../src/errors.ts'
 import { useCredentialsApp, BROKER, SE } from '../support/credentials_app.ts'
 
 /**
@@ -512,6 +513,25 @@ describe('GET /v1/credentials/{user}/{provider}/token', () => {
     expect((await t.jobToken('quinn', 'cms', t.creddToken())).status).toBe(200)
     expect((await t.jobToken('quinn', 'se-storage', t.creddToken())).status).toBe(200)
     expect([await count('job-iam', 'access_token'), await count('job-storage', 'scitoken')]).toEqual([before[0]! + 1, before[1]! + 1])
+  })
+
+  // RFC 6749 §4.1.2.1 `temporarily_unavailable`, RFC 9110 §15.6.4 Retry-After: the store out of reach is an
+  // outage the credmon retries, not a broken broker; still no token without its record.
+  it('answers an audit store outage 503 temporarily_unavailable with Retry-After, and withholds the token', async () => {
+    await registered({ preferred_username: 'lena' })
+    const record = t.store.record.bind(t.store)
+    t.store.record = async () => { throw new AuditStoreUnavailable(Object.assign(new Error('database is locked'), { code: 'ERR_SQLITE_ERROR', errcode: 5 })) }
+    try {
+      const res = await t.jobToken('lena', 'cms', t.creddToken())
+      expect(res.status).toBe(503)
+      expect(res.headers.get('retry-after')).toMatch(/^[1-9]\d*$/)
+      const body = await res.json() as Record<string, unknown>
+      expect(body.error).toBe('temporarily_unavailable')
+      expect(body).not.toHaveProperty('access_token')
+    } finally {
+      t.store.record = record
+    }
+    expect((await t.jobToken('lena', 'cms', t.creddToken())).status).toBe(200)
   })
 
   it('withholds the token when its audit record cannot be written (fail closed)', async () => {

@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import { decodeJwt } from 'jose'
 import { afterAll, beforeEach, describe, expect, it } from 'vitest'
 import { formatUse } from '../../src/clients/credmon/use_file.ts'
+import { AuditStoreUnavailable } from '../../src/errors.ts'
 import { SE, useCredentialsApp, VAULT_PUBLIC } from '../support/credentials_app.ts'
 
 /**
@@ -209,5 +210,25 @@ describe('Vault-compatible read (HTCondor Vault credmon)', () => {
     const res = await t.vault.request('/v1/sys/health', { headers: { 'X-Vault-Token': top.vault_token } })
     expect(res.status).toBe(404)
     expect(Array.isArray((await res.json() as { errors: unknown }).errors)).toBe(true)
+  })
+
+  // RFC 6749 §4.1.2.1 `temporarily_unavailable` in Vault's shape: an audit store outage is a 503 with
+  // Retry-After (RFC 9110 §15.6.4) and an `errors` list without "permission denied", so the unmodified
+  // credmon keeps `.top` and `.use` and tries again at its next pass. No token without its record.
+  it('answers an audit store outage 503 with Retry-After, no token, and the credmon keeps the credential', async () => {
+    const top = await vaultTop('wren')
+    const record = t.store.record.bind(t.store)
+    t.store.record = async () => { throw new AuditStoreUnavailable(Object.assign(new Error('Connection terminated unexpectedly'), {})) }
+    try {
+      const r = await read(top, top.vault_token)
+      expect(r.status).toBe(503)
+      expect(r.headers.get('retry-after')).toMatch(/^[1-9]\d*$/)
+      expect(Array.isArray(r.body.errors)).toBe(true)
+      expect(r.body.errors).not.toContain('permission denied')
+      expect(r.body).not.toHaveProperty('data')
+    } finally {
+      t.store.record = record
+    }
+    expect((await read(top, top.vault_token)).status).toBe(200)
   })
 })

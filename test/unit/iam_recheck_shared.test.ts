@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest'
 import type { CredentialConfirmation, StoredConfirmation, StoredCredential } from '../../src/credentials/credential_store.ts'
 import { fromCredentialRow, type CredentialRow } from '../../src/credentials/credential_store.ts'
 import { IamRecheck } from '../../src/credentials/iam_recheck.ts'
-import { AccessDenied, TemporarilyUnavailable } from '../../src/errors.ts'
+import { AccessDenied, AuditStoreUnavailable, TemporarilyUnavailable } from '../../src/errors.ts'
 import type { ExchangedAccessToken } from '../../src/iam/outbound_exchange.ts'
 import type { VerifiedSubject } from '../../src/iam/subject.ts'
 import { createLogger } from '../../src/lib/logger.ts'
@@ -27,7 +27,7 @@ function credential(confirmation?: StoredConfirmation): StoredCredential {
   }
 }
 
-function world(o: { answer?: () => VerifiedSubject | Error; refreshSeconds?: number } = {}) {
+function world(o: { answer?: () => VerifiedSubject | Error; refreshSeconds?: number; refreshFails?: () => Error } = {}) {
   const clock = { t: T0, now() { return this.t } }
   const writes: CredentialConfirmation[] = []
   const lines: string[] = []
@@ -36,6 +36,8 @@ function world(o: { answer?: () => VerifiedSubject | Error; refreshSeconds?: num
     exchanger: {
       async refresh() {
         asked++
+        const failure = o.refreshFails?.()
+        if (failure) throw failure
         // IAM (and the verification after it) take a while.
         clock.t += o.refreshSeconds ?? 0
         return { accessToken: 'at' } as ExchangedAccessToken
@@ -128,5 +130,14 @@ describe('IAM confirmations shared through the credential row', () => {
       expect(fromCredentialRow({ ...row, confirmed_groups: bad }).confirmation, bad).toBeUndefined()
     }
     expect(fromCredentialRow({ ...row, confirmed_groups: '{"groups":["/cms"],"claim":"groups"}' }).confirmation).toEqual({ at: T0 + 1, groups: ['/cms'], claim: 'groups' })
+  })
+
+  it('answers the broker\'s own store outage during the refresh as that outage, not as IAM unreachable', async () => {
+    // The exchanger keeps a rotated refresh token in the broker's store; that write failing says nothing
+    // about IAM, so the last confirmation must not be served as if IAM had been out of reach.
+    const w = world({ refreshFails: () => new AuditStoreUnavailable(Object.assign(new Error('database is locked'), { code: 'ERR_SQLITE_ERROR', errcode: 5 })) })
+    w.clock.t = T0 + HOUR + 60
+    await expect(w.recheck.confirm(credential())).rejects.toBeInstanceOf(AuditStoreUnavailable)
+    expect(w.lines.join('\n')).not.toMatch(/IAM has not confirmed|unconfirmed/i)
   })
 })

@@ -19,7 +19,24 @@ export class BrokerCallError extends Error {
   }
 }
 
-export type Fetch = (url: string, init: { method: string; headers: Record<string, string>; body?: string }) => Promise<{ status: number; text(): Promise<string> }>
+/** `headers` is read only for a 503's Retry-After; a fetch without it (a test double) gets the default wait. */
+export type Fetch = (url: string, init: { method: string; headers: Record<string, string>; body?: string }) => Promise<{ status: number; headers?: { get(name: string): string | null }; text(): Promise<string> }>
+
+/**
+ * How provisioning retries a 503 (temporarily_unavailable, RFC 6749 §4.1.2.1: the broker's audit store or
+ * IAM out of reach, its queue full; nothing was issued, so the request may be sent again): at most
+ * `attempts` requests in all, each wait the broker's Retry-After (RFC 9110 §10.2.3, delay-seconds) or
+ * `defaultDelaySeconds`, never above `maxDelaySeconds`. At most about a minute and a half per call, so a
+ * broker that stays down fails the render with its own refusal rather than holding it. Nothing else is
+ * retried: a 500 is a broker fault, a 4xx a refusal (429 too: the operator's rate limit, theirs to weigh).
+ */
+export const PROVISION_RETRY = { attempts: 4, defaultDelaySeconds: 2, maxDelaySeconds: 30 } as const
+
+/** Whole delay-seconds of a Retry-After, or undefined for anything else (an HTTP-date, garbage). */
+function retryAfterSeconds(value: string | null | undefined): number | undefined {
+  const v = value?.trim()
+  return v !== undefined && /^\d{1,9}$/.test(v) ? Number(v) : undefined
+}
 
 /** A fetch that trusts `caFile` (the broker's TLS CA) in addition to nothing else, with timeouts. */
 export function fetchWithCa(caFile: string | undefined, timeoutMs = 30_000): Fetch {
@@ -62,13 +79,27 @@ export interface IssuedCertificate { certificate: string; serial: string; notAft
  */
 export class BrokerClient {
   readonly base: string
-  readonly #fetch: Fetch
+  readonly #send: Fetch
   readonly #bearer: string
+  readonly #sleep: (ms: number) => Promise<void>
 
-  constructor(options: { url: string; bearer: string; fetch: Fetch }) {
+  /** `sleep`: how a retry waits (tests pass their own). */
+  constructor(options: { url: string; bearer: string; fetch: Fetch; sleep?: (ms: number) => Promise<void> }) {
     this.base = options.url.replace(/\/+$/, '')
-    this.#fetch = options.fetch
+    this.#send = options.fetch
     this.#bearer = options.bearer
+    this.#sleep = options.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms)))
+  }
+
+  /** One request, sent again on a 503 as PROVISION_RETRY says; the last answer is returned whatever it is. */
+  async #fetch(url: string, init: Parameters<Fetch>[1]): ReturnType<Fetch> {
+    for (let attempt = 1; ; attempt++) {
+      const res = await this.#send(url, init)
+      if (res.status !== 503 || attempt >= PROVISION_RETRY.attempts) return res
+      await res.text().catch(() => '')
+      const asked = retryAfterSeconds(res.headers?.get('retry-after')) ?? PROVISION_RETRY.defaultDelaySeconds
+      await this.#sleep(Math.min(asked, PROVISION_RETRY.maxDelaySeconds) * 1000)
+    }
   }
 
   /** An IDTOKEN for one daemon role on one host (RFC 8693 exchange of the operator's token). */

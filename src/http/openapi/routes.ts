@@ -82,7 +82,7 @@ export const BROKER_ROUTES: readonly RouteSpec[] = [
       401: 'invalid_client.',
       403: 'access_denied: the policy refuses the caller.',
       429: 'slow_down: a configured rate limit (caller, role or client address) is used up (Retry-After).',
-      503: 'temporarily_unavailable: IAM unreachable or the audit log busy (Retry-After).',
+      503: 'temporarily_unavailable: IAM unreachable, or the audit log busy or out of reach (Retry-After); no token.',
     },
   },
   {

@@ -153,9 +153,22 @@ describe('redemption', () => {
     await expectOAuthError(await t.post(redeemForm(credential, nextJob(), 'n1', now() - 5)), 400, 'invalid_request')
   })
 
-  it('fails closed: no pilot token when the redemption cannot be recorded', async () => {
+  // RFC 6749 §4.1.2.1 `temporarily_unavailable`, RFC 9110 §15.6.4: a store outage is a 503 with Retry-After,
+  // which the pilot script retries; a bug in the write path stays 500 server_error. No token either way.
+  it('fails closed: no pilot token when the redemption cannot be recorded (store outage: 503, Retry-After)', async () => {
     const { credential } = await enrol()
     t.audit.failing = true
+    const res = await t.post(redeemForm(credential, nextJob(), 'n1', now() + 600))
+    expect(res.status).toBe(503)
+    expect(res.headers.get('retry-after')).toMatch(/^[1-9]\d*$/)
+    const body = await res.json() as Record<string, unknown>
+    expect(body.error).toBe('temporarily_unavailable')
+    expect(body).not.toHaveProperty('access_token')
+  })
+
+  it('fails closed: no pilot token when the redemption write fails with a bug (500 server_error)', async () => {
+    const { credential } = await enrol()
+    t.audit.mode = 'broken'
     const res = await t.post(redeemForm(credential, nextJob(), 'n1', now() + 600))
     expect(res.status).toBe(500)
     expect(await res.json()).toEqual({ error: 'server_error' })

@@ -6,6 +6,7 @@
 // Adapted: a pilot that lost the answer to a renewal may present the replaced token again while nobody has
 // renewed with its successor (and the token is valid); every such retry retires the successor it replaces.
 import { describe, expect, it, vi } from 'vitest'
+import { AuditStoreUnavailable } from '../../../src/errors.ts'
 import { ACCESS_TOKEN_TYPE, BROKER_AUDIENCE, GRANT_TYPE, IDTOKEN_TYPE, expectOAuthError, payloadOf, useTokenApp } from '../support/token_app.ts'
 
 const t = await useTokenApp()
@@ -148,6 +149,28 @@ describe('pilot token reuse', () => {
       const res = await t.post(renewForm(p.token))
       expect(res.status).toBe(500)
       expect(await res.json()).toEqual({ error: 'server_error' })
+    } finally {
+      spy.mockRestore()
+    }
+    expect(await revocationsOf(p.sub)).toEqual([])
+    await expectOAuthError(await t.post(renewForm(p.token)), 400, 'invalid_grant')
+    expect((await revocationsOf(p.sub)).map((r) => r.kind)).toEqual(['sub'])
+  })
+
+  // RFC 6749 §4.1.2.1 `temporarily_unavailable`: the store out of reach is an outage, answered 503 with
+  // Retry-After (RFC 9110 §15.6.4) rather than as a broken broker; the reuse is still refused, no token.
+  it('answers 503 temporarily_unavailable, and no token, when the revocation meets a store outage; the next presentation revokes', async () => {
+    const p = await pilot()
+    await renewed(await renewed(p.token))
+    const outage = new AuditStoreUnavailable(Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' }))
+    const spy = vi.spyOn(t.revocations, 'revoke').mockRejectedValueOnce(outage)
+    try {
+      const res = await t.post(renewForm(p.token))
+      expect(res.status).toBe(503)
+      expect(res.headers.get('retry-after')).toMatch(/^[1-9]\d*$/)
+      const body = await res.json() as Record<string, unknown>
+      expect(body.error).toBe('temporarily_unavailable')
+      expect(body).not.toHaveProperty('access_token')
     } finally {
       spy.mockRestore()
     }

@@ -41,6 +41,7 @@ import { brokerRequestListener } from '../../../src/server.ts'
 import { GroupCommitter } from '../../../src/storage/group_commit.ts'
 import { MemoryStore } from '../../../src/storage/memory_store.ts'
 import type { PilotRenewal, RenewalRefusal, RenewalRefusalReasons } from '../../../src/storage/pilot_renewals.ts'
+import { asStoreOutage } from '../../../src/storage/store_outage.ts'
 import { iamConfigFor, mswFetch, secretReader, TestIam, useMswIam } from '../../support/iam.ts'
 
 export const GRANT_TYPE = GRANT_TYPE_TOKEN_EXCHANGE
@@ -126,12 +127,19 @@ export type Transport = 'hono' | 'socket'
 export const TRANSPORT: Transport = process.env.CTB_CONFORMANCE_TRANSPORT === 'socket' ? 'socket' : 'hono'
 
 /**
- * How the audit log behaves: `ok` records in the MemoryStore; `failing` rejects at once; `slow-failing`
- * rejects after `slowMs` (a commit that takes a while, then fails); `full` is a real bounded queue
- * (GroupCommitter) whose commits never finish and which is kept full, so every record is refused as
- * overloaded.
+ * How the audit log behaves: `ok` records in the MemoryStore; `failing` rejects at once, as a store whose
+ * database went read-only does; `slow-failing` rejects after `slowMs` (a commit that takes a while, then
+ * fails on I/O); both are outages, and reject with what the real store makes of them (asStoreOutage, as
+ * ChainedStore does). `broken` rejects with a TypeError: a bug in the write path, no outage. `full` is a
+ * real bounded queue (GroupCommitter) whose commits never finish and which is kept full, so every record is
+ * refused as overloaded.
  */
-export type AuditMode = 'ok' | 'failing' | 'slow-failing' | 'full'
+export type AuditMode = 'ok' | 'failing' | 'slow-failing' | 'broken' | 'full'
+
+/** An error as node:sqlite raises it: SQLite's result code in `errcode` (https://www.sqlite.org/rescode.html). */
+function sqliteError(errcode: number, message: string): Error {
+  return Object.assign(new Error(message), { code: 'ERR_SQLITE_ERROR', errcode, errstr: message })
+}
 
 /** The audit log the pipeline writes to: the MemoryStore unless `mode` says otherwise (fail-closed tests). */
 export interface SwitchableAudit extends AuditLog {
@@ -204,10 +212,12 @@ export async function useTokenApp(options: { env?: NodeJS.ProcessEnv; clock?: Cl
     record(event: AuditEvent) {
       if (this.mode === 'ok') return store.record(event)
       this.refused++
-      if (this.mode === 'failing') return Promise.reject(new Error('audit store unavailable: /var/lib/ctb/audit.db is read-only'))
+      // SQLITE_READONLY (8) and SQLITE_IOERR_FSYNC (1034).
+      if (this.mode === 'failing') return Promise.reject(asStoreOutage(sqliteError(8, 'attempt to write a readonly database')))
       if (this.mode === 'slow-failing') {
-        return new Promise<void>((_, reject) => setTimeout(() => reject(new Error('audit store unavailable: fsync failed')), this.slowMs))
+        return new Promise<void>((_, reject) => setTimeout(() => reject(asStoreOutage(sqliteError(1034, 'disk I/O error'))), this.slowMs))
       }
+      if (this.mode === 'broken') return Promise.reject(new TypeError("Cannot read properties of undefined (reading 'seq')"))
       stalled.submit(event).catch(() => undefined)
       return stalled.submit(event)
     },

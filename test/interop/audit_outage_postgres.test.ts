@@ -1,0 +1,36 @@
+// A PostgreSQL audit store that has gone away (the server stopped: its backends terminated, then every
+// connection refused) is an outage. POST /token says so as RFC 6749 §4.1.2.1 names it:
+// `temporarily_unavailable`, with HTTP 503 and Retry-After (RFC 9110 §15.6.4, §10.2.3), and no token:
+// nothing leaves without its committed record.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { exchangeForm, IDTOKEN, startE2e, type E2e } from '../support/broker_e2e.ts'
+import { startPostgres, type TestPostgres } from '../support/postgres.ts'
+
+let server: TestPostgres
+let e: E2e
+beforeAll(async () => {
+  server = await startPostgres()
+  const dsn = await server.createDatabase('outage')
+  e = await startE2e({ CTB_AUDIT_STORE: 'postgres', CTB_AUDIT_POSTGRES_DSN: dsn })
+})
+afterAll(async () => {
+  try { await e?.close() } finally { await server?.stop() }
+})
+
+describe('PostgreSQL audit store outage on POST /token', () => {
+  it('issues while the server runs, then answers 503 temporarily_unavailable with Retry-After and no token once it is stopped', async () => {
+    const form = exchangeForm(await e.robot('ctb-monitoring'), 'monitoring', { requested_token_type: IDTOKEN })
+    const ok = await e.post('/token', form)
+    expect(ok.status, JSON.stringify(ok.body)).toBe(200)
+    await server.stop()
+    // Twice: the first request may meet a pooled connection the stop terminated, the next is refused outright.
+    for (let i = 0; i < 2; i++) {
+      const res = await e.post('/token', form)
+      expect(res.status, JSON.stringify(res.body)).toBe(503)
+      expect(res.body.error).toBe('temporarily_unavailable')
+      expect(res.body).not.toHaveProperty('access_token')
+      expect(res.headers['cache-control']).toBe('no-store')
+      expect(res.headers['retry-after']).toMatch(/^[1-9]\d*$/)
+    }
+  })
+})
