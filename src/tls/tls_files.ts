@@ -6,7 +6,18 @@ import { OperatorError } from '../errors.ts'
 import type { Logger } from '../lib/logger.ts'
 import { readSecretFile } from '../lib/secure_file.ts'
 
-export type TlsReloadResult = { ok: true; reloaded: boolean } | { ok: false; error: string }
+/** `startsAt`: the new certificate starts within the skew allowed and is swapped in then (ISO time). */
+export type TlsReloadResult = { ok: true; reloaded: boolean; startsAt?: string } | { ok: false; error: string }
+
+/**
+ * How far in the future a reloaded certificate may start and still be taken: the clocks of the CA that
+ * issued it and of this host may differ by this much (Kerberos allows the same five minutes by default).
+ * Such a certificate is swapped in when it starts; the one in force serves until then.
+ */
+export const TLS_START_SKEW_MS = 5 * 60_000
+
+/** The swap still to come for a listener (keyed by the first of its servers); a later reload replaces it. */
+const pendingSwaps = new WeakMap<object, NodeJS.Timeout>()
 
 /**
  * The certificate and key, with the key refused when group or other may read it (as any secret file), and
@@ -42,6 +53,12 @@ export function readTlsFiles(certFile: string, keyFile: string): { cert: Buffer;
 export function reloadTls(servers: Server[], files: { certFile: string; keyFile: string } | undefined, log: Logger, trigger: string): TlsReloadResult {
   if (!files) return { ok: true, reloaded: false }
   const { certFile, keyFile } = files
+  // Whatever this reload decides, a swap still waiting from an earlier one is no longer what is on disk.
+  const key = servers[0]
+  if (key) {
+    clearTimeout(pendingSwaps.get(key))
+    pendingSwaps.delete(key)
+  }
   try {
     // readTlsFiles checks that the key is the certificate's before anything is swapped.
     const pair = readTlsFiles(certFile, keyFile)
@@ -51,10 +68,26 @@ export function reloadTls(servers: Server[], files: { certFile: string; keyFile:
     const leaf = new X509Certificate(pair.cert)
     const now = Date.now()
     if (leaf.validToDate.getTime() <= now) throw new OperatorError('ETLS', `the certificate in ${certFile} expired on ${leaf.validToDate.toISOString()}`)
-    if (leaf.validFromDate.getTime() > now) throw new OperatorError('ETLS', `the certificate in ${certFile} is not valid before ${leaf.validFromDate.toISOString()}`)
-    for (const server of servers) (server as unknown as HttpsServer).setSecureContext(pair)
-    log.info('TLS certificate reloaded', { trigger, cert: certFile })
-    return { ok: true, reloaded: true }
+    const startsIn = leaf.validFromDate.getTime() - now
+    if (startsIn > TLS_START_SKEW_MS) throw new OperatorError('ETLS', `the certificate in ${certFile} is not valid before ${leaf.validFromDate.toISOString()}`)
+    const swap = () => {
+      for (const server of servers) (server as unknown as HttpsServer).setSecureContext(pair)
+      log.info('TLS certificate reloaded', { trigger, cert: certFile })
+    }
+    if (startsIn <= 0) {
+      swap()
+      return { ok: true, reloaded: true }
+    }
+    // Served now, it would be refused by every client whose clock agrees with ours until it starts.
+    const startsAt = leaf.validFromDate.toISOString()
+    log.info('TLS certificate starts in the future (clock skew with its CA); the certificate in force serves until then', { trigger, cert: certFile, startsAt })
+    const timer = setTimeout(() => {
+      if (key) pendingSwaps.delete(key)
+      swap()
+    }, startsIn)
+    timer.unref()
+    if (key) pendingSwaps.set(key, timer)
+    return { ok: true, reloaded: false, startsAt }
   } catch (err) {
     const error = (err as Error).message
     log.error('TLS certificate reload refused; keeping the certificate in force', { trigger, cert: certFile, error })

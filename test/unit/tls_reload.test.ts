@@ -129,3 +129,53 @@ describe('TLS reload refuses a certificate outside its validity period', () => {
     expect(lines.filter((l) => /TLS certificate reload refused/.test(l))).toHaveLength(1)
   })
 })
+
+/**
+ * A certificate issued by a CA whose clock runs a few seconds ahead of the broker's starts a few seconds in
+ * the future. Refusing it lost the renewal for good: nothing retries the reload, so with short-lived
+ * certificates the one in force ran out while the renewed one sat on disk. Taking it at once would have
+ * every client with a right clock refuse the broker until its start. The certificate in force stays until
+ * the new one starts, and the new one is served from then on; one far in the future is still refused.
+ */
+describe('TLS reload of a certificate that starts within the clock skew allowed', () => {
+  it('keeps the certificate in force until the new one starts, then serves the new one', async () => {
+    const dir = tempDir('ctb-tls-')
+    const dev = await ensureDevTls(join(dir, 'tls'))
+    const port = await serving(dev.certFile, dev.keyFile)
+    const inForce = new X509Certificate(readFileSync(dev.certFile)).fingerprint256
+    const lines: string[] = []
+    // X.509 times have whole seconds: start 3 s ahead, on a second boundary.
+    const startsAt = Math.ceil(Date.now() / 1000) * 1000 + 3_000
+    const pair = await certificateValid(startsAt, startsAt + 86_400_000)
+    const renewed = new X509Certificate(pair.cert).fingerprint256
+    writeFileSync(dev.certFile, pair.cert)
+    writeFileSync(dev.keyFile, pair.key, { mode: 0o600 })
+    const r = reloadTls(servers as never, { certFile: dev.certFile, keyFile: dev.keyFile }, createLogger((l) => lines.push(l)), 'sighup')
+    expect(r.ok).toBe(true)
+    expect(lines.join('')).not.toMatch(/TLS certificate reload refused/)
+    expect(await handshake(port)).toBe(inForce)
+    for (let i = 0; i < 100 && Date.now() < startsAt + 500; i++) await new Promise((res) => setTimeout(res, 100))
+    expect(await handshake(port)).toBe(renewed)
+  }, 15_000)
+
+  it('drops a pending certificate when a later reload brings another', async () => {
+    const dir = tempDir('ctb-tls-')
+    const dev = await ensureDevTls(join(dir, 'tls'))
+    const port = await serving(dev.certFile, dev.keyFile)
+    const good = { cert: readFileSync(dev.certFile), key: readFileSync(dev.keyFile) }
+    const inForce = new X509Certificate(good.cert).fingerprint256
+    const log = createLogger(() => {})
+    const files = { certFile: dev.certFile, keyFile: dev.keyFile }
+    const startsAt = Math.ceil(Date.now() / 1000) * 1000 + 2_000
+    const pair = await certificateValid(startsAt, startsAt + 86_400_000)
+    writeFileSync(dev.certFile, pair.cert)
+    writeFileSync(dev.keyFile, pair.key, { mode: 0o600 })
+    expect(reloadTls(servers as never, files, log, 'sighup').ok).toBe(true)
+    // The operator puts the pair in force back before the new one starts: that one is what stays.
+    writeFileSync(dev.certFile, good.cert)
+    writeFileSync(dev.keyFile, good.key, { mode: 0o600 })
+    expect(reloadTls(servers as never, files, log, 'sighup').ok).toBe(true)
+    for (let i = 0; i < 100 && Date.now() < startsAt + 500; i++) await new Promise((res) => setTimeout(res, 100))
+    expect(await handshake(port)).toBe(inForce)
+  }, 15_000)
+})
