@@ -11,7 +11,7 @@ import { silentLogger } from '../../src/lib/logger.ts'
 import { RevocationService } from '../../src/revocation/revocation_service.ts'
 import { MemoryStore } from '../../src/storage/memory_store.ts'
 import { testDeps } from '../support/broker_deps.ts'
-import { cookieOf } from '../support/console_sign_in.ts'
+import { cookieOf, signInWithToken } from '../support/console_sign_in.ts'
 
 const servers: Server[] = []
 afterEach(async () => { for (const s of servers.splice(0)) await new Promise((r) => s.close(r)) })
@@ -63,5 +63,31 @@ describe('console sign-in callbacks and the address limit', () => {
   ])('does not count IAM answering %i', async (status, type, body) => {
     const r = await callbackAgainst(await tokenEndpointAnswering(status, type, body))
     expect(r.counted).toBe(0)
+  })
+})
+
+/**
+ * The console's token form admits the bearer as the admin API does, so a blocked address is refused there
+ * too. The console is pages: the refusal is one, with Retry-After, as the IAM callback's is, not the admin
+ * API's JSON in the browser.
+ */
+describe('the console token form from a blocked address', () => {
+  it('answers a 429 page with Retry-After', async () => {
+    const store = new MemoryStore()
+    const revocations = new RevocationService({
+      store, clock: { now: () => Math.floor(Date.now() / 1000) } as never, log: silentLogger, maxTokenLifetime: 86400, refreshSeconds: 60,
+      knownLabels: () => ({ roles: new Set(), sites: new Set() }), knownIssuers: () => new Set(),
+    })
+    const blocked = { limit: 'address' as const, retryAfter: 37, record: false, description: 'too many refused requests from this address; retry after 37 s' }
+    const limits = { blockedAddress: () => blocked, noteRefused: () => {} }
+    const iamLike = { authenticate: async () => null }
+    const app = createApp(testDeps({
+      admin: { audit: store, revocations, authenticators: [iamLike], limits },
+      console: { keys: () => ({ scitoken: [], condor: [] }), sessionSeconds: 3600, sessions: store },
+    }))
+    const res = await signInWithToken(app, 'an-iam-access-token', 'https://broker.example.org')
+    expect(res.status).toBe(429)
+    expect(res.headers.get('retry-after')).toBe('37')
+    expect(res.headers.get('content-type')).toMatch(/^text\/html/)
   })
 })

@@ -18,7 +18,7 @@ import { PENDING_SECONDS, sameToken, type ConsoleSessions, type PendingSignIn } 
 import { parseProvider, parseUser } from '../../contract/job_credentials.ts'
 import { credentialActivity } from '../../credentials/credential_activity.ts'
 import type { CredentialService } from '../../credentials/credential_service.ts'
-import { BrokerError, InvalidRequest, InvalidToken } from '../../errors.ts'
+import { BrokerError, InvalidRequest, InvalidToken, SlowDown } from '../../errors.ts'
 import { listLivePilots, type LiveWindow } from '../../issuance/pilot_list.ts'
 import type { KeyStatus } from '../../keys/key_status.ts'
 import type { Clock } from '../../lib/clock.ts'
@@ -176,6 +176,11 @@ export function consoleRoutes(deps: ConsoleDeps): Hono {
       principal = await authenticateAdmin(bearer, deps.auth, clientAddress(c).clientAddress)
     } catch (err) {
       if (err instanceof InvalidToken) return c.html(messagePage('Refused', 'You are not an admin of this broker: the policy grants you no admin role, or your token is not valid here.'), 403)
+      // The address limit: a page, as the callback's, not the admin API's JSON in the browser.
+      if (err instanceof SlowDown) {
+        c.header('Retry-After', String(err.retryAfter))
+        return c.html(messagePage('Too many requests', err.description), 429)
+      }
       if (err instanceof BrokerError && err.status === 503) return c.html(messagePage('Unavailable', err.description), 503)
       throw err
     }
