@@ -2,6 +2,7 @@ import { createPrivateKey, X509Certificate } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import type { Server } from 'node:http'
 import type { Server as HttpsServer } from 'node:https'
+import { createSecureContext } from 'node:tls'
 import { OperatorError } from '../errors.ts'
 import type { Logger } from '../lib/logger.ts'
 import { readSecretFile } from '../lib/secure_file.ts'
@@ -81,9 +82,16 @@ export function reloadTls(servers: Server[], files: { certFile: string; keyFile:
     // Served now, it would be refused by every client whose clock agrees with ours until it starts.
     const startsAt = leaf.validFromDate.toISOString()
     log.info('TLS certificate starts in the future (clock skew with its CA); the certificate in force serves until then', { trigger, cert: certFile, startsAt })
+    // OpenSSL's own refusals (a key below its security level) are met now, not in the timer: thrown
+    // there they would end the process.
+    createSecureContext(pair)
     const timer = setTimeout(() => {
       if (key) pendingSwaps.delete(key)
-      swap()
+      try {
+        swap()
+      } catch (err) {
+        log.error('TLS certificate reload refused; keeping the certificate in force', { trigger, cert: certFile, error: (err as Error).message })
+      }
     }, startsIn)
     timer.unref()
     if (key) pendingSwaps.set(key, timer)

@@ -180,15 +180,15 @@ describe('TLS reload of a certificate that starts within the clock skew allowed'
   }, 15_000)
 })
 
-type Alg = { name: 'ECDSA'; namedCurve: 'P-256' | 'P-384'; hash: 'SHA-256' | 'SHA-384' } | { name: 'RSASSA-PKCS1-v1_5'; modulusLength: 2048; publicExponent: Uint8Array; hash: 'SHA-256' } | { name: 'Ed25519' }
+type Alg = { name: 'ECDSA'; namedCurve: 'P-256' | 'P-384'; hash: 'SHA-256' | 'SHA-384' } | { name: 'RSASSA-PKCS1-v1_5'; modulusLength: number; publicExponent: Uint8Array; hash: 'SHA-256' } | { name: 'Ed25519' }
 
-/** A certificate for `name`, signed by `issuer` (self-signed without one), valid from an hour ago for a day. */
-async function issued(alg: Alg, name: string, issuer?: { name: string; keys: webcrypto.CryptoKeyPair; alg: Alg }, ca = false) {
+/** A certificate for `name`, signed by `issuer` (self-signed without one), valid from `notBefore` (an hour ago) until a day from now. */
+async function issued(alg: Alg, name: string, issuer?: { name: string; keys: webcrypto.CryptoKeyPair; alg: Alg }, ca = false, notBefore = Date.now() - 3_600_000) {
   x509.cryptoProvider.set(webcrypto as unknown as Crypto)
   const keys = await webcrypto.subtle.generateKey(alg as never, true, ['sign', 'verify']) as webcrypto.CryptoKeyPair
   const cert = await x509.X509CertificateGenerator.create({
     serialNumber: '02', subject: `CN=${name}`, issuer: issuer ? `CN=${issuer.name}` : `CN=${name}`,
-    notBefore: new Date(Date.now() - 3_600_000), notAfter: new Date(Date.now() + 86_400_000),
+    notBefore: new Date(notBefore), notAfter: new Date(Date.now() + 86_400_000),
     publicKey: keys.publicKey as never, signingKey: (issuer ?? { keys }).keys.privateKey as never, signingAlgorithm: (issuer ?? { alg }).alg as never,
     extensions: ca ? [new x509.BasicConstraintsExtension(true, undefined, true)] : [new x509.SubjectAlternativeNameExtension([{ type: 'dns', value: 'localhost' }])],
   })
@@ -228,3 +228,24 @@ describe('TLS reload takes every pair that belongs together', () => {
     expect(await handshake(port)).toBe(new X509Certificate(leaf.pem).fingerprint256)
   })
 })
+
+/**
+ * A certificate that starts within the skew is swapped in later, from a timer: anything OpenSSL refuses
+ * there (an RSA key below its security level, 1024 bits) would be an uncaught exception that ends the
+ * broker. It must be refused at the reload, as it would be were it valid already.
+ */
+it('refuses at the reload, not later, a pending certificate OpenSSL will not serve', async () => {
+  const dir = tempDir('ctb-tls-')
+  const dev = await ensureDevTls(join(dir, 'tls'))
+  const port = await serving(dev.certFile, dev.keyFile)
+  const inForce = new X509Certificate(readFileSync(dev.certFile)).fingerprint256
+  const startsAt = Math.ceil(Date.now() / 1000) * 1000 + 1_000
+  const rsa1024 = { name: 'RSASSA-PKCS1-v1_5', modulusLength: 1024, publicExponent: new Uint8Array([1, 0, 1]), hash: 'SHA-256' } as const
+  const weak = await issued(rsa1024, 'localhost', undefined, false, startsAt)
+  writeFileSync(dev.certFile, weak.pem)
+  writeFileSync(dev.keyFile, weak.key.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 })
+  const r = reloadTls(servers as never, { certFile: dev.certFile, keyFile: dev.keyFile }, createLogger(() => {}), 'sighup')
+  expect(r.ok ? 'taken' : r.error).toMatch(/key too small/)
+  for (let i = 0; i < 30 && Date.now() < startsAt + 500; i++) await new Promise((res) => setTimeout(res, 100))
+  expect(await handshake(port)).toBe(inForce)
+}, 15_000)
