@@ -44,6 +44,13 @@ export function readTlsFiles(certFile: string, keyFile: string): { cert: Buffer;
     throw new OperatorError('ETLS', `cannot parse TLS certificate ${certFile} or key ${keyFile}: ${(err as Error).message.split('\n')[0]}`)
   }
   if (!matches) throw new OperatorError('ETLS', `TLS key ${keyFile} does not match the certificate in ${certFile}`)
+  // A pair that belongs together may still be one OpenSSL will not serve (an RSA key below its security
+  // level): said here, before serve creates anything, and before a reload, deferred or not, swaps it in.
+  try {
+    createSecureContext({ cert, key })
+  } catch (err) {
+    throw new OperatorError('ETLS', `TLS certificate ${certFile} and key ${keyFile} cannot be served: ${(err as Error).message.split('\n')[0]}`)
+  }
   return { cert, key }
 }
 
@@ -82,9 +89,8 @@ export function reloadTls(servers: Server[], files: { certFile: string; keyFile:
     // Served now, it would be refused by every client whose clock agrees with ours until it starts.
     const startsAt = leaf.validFromDate.toISOString()
     log.info('TLS certificate starts in the future (clock skew with its CA); the certificate in force serves until then', { trigger, cert: certFile, startsAt })
-    // OpenSSL's own refusals (a key below its security level) are met now, not in the timer: thrown
-    // there they would end the process.
-    createSecureContext(pair)
+    // OpenSSL's own refusals were met by readTlsFiles; should setSecureContext still throw, it must not
+    // do so uncaught, from a timer, where it would end the process.
     const timer = setTimeout(() => {
       if (key) pendingSwaps.delete(key)
       try {
