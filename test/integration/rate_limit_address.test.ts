@@ -1,4 +1,7 @@
+import { mkdtempSync, readFileSync } from 'node:fs'
 import { request } from 'node:https'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { exchangeForm, IDTOKEN, startE2e, type E2e } from '../support/broker_e2e.ts'
 
@@ -70,6 +73,33 @@ describe('refused admin bearers from one address', () => {
     expect(over.body).toEqual({ error: 'slow_down', error_description: expect.stringMatching(/^too many refused requests from this address; retry after \d+ s$/) })
     // One block for the address, whichever endpoint its refusals came from.
     expect((await e.post('/token', exchangeForm('junk.after.x', 'startd'))).status).toBe(429)
+  })
+})
+
+/**
+ * The bootstrap admin token is the operator's way in when IAM cannot help, and it is compared locally: asking
+ * about it costs IAM nothing. Refusing it for a blocked address let anyone behind the operator's address (a
+ * NAT, the site's proxy) shut the operator out of the admin API, for as long as they kept sending garbage to
+ * POST /token, with no way to look at the audit log or revoke anything meanwhile. The block still refuses,
+ * before IAM is asked, every bearer that is not the bootstrap token.
+ */
+describe('the bootstrap admin token from a blocked address', () => {
+  let e: E2e
+  let bootstrap: string
+  beforeAll(async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ctb-boot-'))
+    const file = join(dir, 'admin.token')
+    e = await startE2e({ CTB_RATE_LIMITS_ADDRESS_REQUESTS: String(LIMIT), CTB_RATE_LIMITS_ADDRESS_PER: '1h', CTB_ADMIN_BOOTSTRAP_TOKEN_FILE: file })
+    bootstrap = readFileSync(file, 'utf8').trim()
+  })
+  afterAll(async () => { await e?.close() })
+
+  it('is still admitted, while every other bearer from that address is refused with 429', async () => {
+    for (let i = 0; i <= LIMIT; i++) await e.post('/token', exchangeForm(`junk.${i}.x`, 'startd'))
+    expect((await e.post('/token', exchangeForm('junk.blocked.x', 'startd'))).status).toBe(429)
+    expect((await e.get('/v1/audit?limit=1', { authorization: `Bearer ${bootstrap}` })).status).toBe(200)
+    expect((await e.get('/v1/audit?limit=1', { authorization: `Bearer ${bootstrap.slice(0, -1)}x` })).status).toBe(429)
+    expect((await e.get('/v1/audit?limit=1', { authorization: 'Bearer junk-while-blocked' })).status).toBe(429)
   })
 })
 

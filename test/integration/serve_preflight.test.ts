@@ -1,7 +1,9 @@
-import { generateKeyPairSync } from 'node:crypto'
+import 'reflect-metadata'
+import { createPrivateKey, generateKeyPairSync, webcrypto } from 'node:crypto'
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import * as x509 from '@peculiar/x509'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { loadConfig } from '../../src/config.ts'
 import { ensureAuditMacKeyFile } from '../../src/keys/audit_mac_key.ts'
@@ -122,6 +124,26 @@ describe('serve validates everything before any side effect', () => {
     expect(r.code).toBe(1)
     expect(r.err).toBe(`condor-token-broker: TLS key ${pki.keyFile} does not match the certificate in ${pki.certFile}`)
     expect(existsSync(join(data, 'audit.db'))).toBe(false)
+  })
+
+  // A key that is the certificate's can still be one OpenSSL will not serve: an RSA key of 1024 bits is
+  // below its default security level ("ee key too small"). serve passed the pair, created its keys and
+  // audit database, and then died at the listener with "internal error" (status 70).
+  it('refuses a pair that belongs together but that OpenSSL will not serve (RSA 1024)', async () => {
+    x509.cryptoProvider.set(webcrypto as unknown as Crypto)
+    const alg = { name: 'RSASSA-PKCS1-v1_5', modulusLength: 1024, publicExponent: new Uint8Array([1, 0, 1]), hash: 'SHA-256' }
+    const keys = await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify']) as webcrypto.CryptoKeyPair
+    const cert = await x509.X509CertificateGenerator.createSelfSigned({
+      serialNumber: '01', name: 'CN=localhost', notBefore: new Date(Date.now() - 3_600_000), notAfter: new Date(Date.now() + 86_400_000), keys: keys as never, signingAlgorithm: alg,
+    })
+    const certFile = file('weak.crt', cert.toString('pem'))
+    const keyFile = join(dir, 'weak.key')
+    writeFileSync(keyFile, createPrivateKey({ key: Buffer.from(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey)), format: 'der', type: 'pkcs8' }).export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 })
+    const f = file('tls-weak.yaml', `tls:\n  mode: files\n  cert_file: ${certFile}\n  key_file: ${keyFile}\nlisten:\n  port: 0\ndev_iam:\n  port: 0\n`)
+    const r = await cli(['serve', '--config', f], { CTB_DATA_DIR: data })
+    expect(r.code).toBe(1)
+    expect(r.err).toMatch(/^condor-token-broker: TLS certificate \S+weak\.crt and key \S+weak\.key cannot be served: .*ee key too small$/)
+    expect(existsSync(data)).toBe(false)
   })
 })
 

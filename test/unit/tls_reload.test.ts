@@ -1,5 +1,5 @@
 import 'reflect-metadata'
-import { generateKeyPairSync, webcrypto, X509Certificate } from 'node:crypto'
+import { createPrivateKey, generateKeyPairSync, type KeyObject, webcrypto, X509Certificate } from 'node:crypto'
 import { chmodSync, readFileSync, writeFileSync } from 'node:fs'
 import { createServer, type Server } from 'node:https'
 import type { AddressInfo } from 'node:net'
@@ -129,3 +129,123 @@ describe('TLS reload refuses a certificate outside its validity period', () => {
     expect(lines.filter((l) => /TLS certificate reload refused/.test(l))).toHaveLength(1)
   })
 })
+
+/**
+ * A certificate issued by a CA whose clock runs a few seconds ahead of the broker's starts a few seconds in
+ * the future. Refusing it lost the renewal for good: nothing retries the reload, so with short-lived
+ * certificates the one in force ran out while the renewed one sat on disk. Taking it at once would have
+ * every client with a right clock refuse the broker until its start. The certificate in force stays until
+ * the new one starts, and the new one is served from then on; one far in the future is still refused.
+ */
+describe('TLS reload of a certificate that starts within the clock skew allowed', () => {
+  it('keeps the certificate in force until the new one starts, then serves the new one', async () => {
+    const dir = tempDir('ctb-tls-')
+    const dev = await ensureDevTls(join(dir, 'tls'))
+    const port = await serving(dev.certFile, dev.keyFile)
+    const inForce = new X509Certificate(readFileSync(dev.certFile)).fingerprint256
+    const lines: string[] = []
+    // X.509 times have whole seconds: start 3 s ahead, on a second boundary.
+    const startsAt = Math.ceil(Date.now() / 1000) * 1000 + 3_000
+    const pair = await certificateValid(startsAt, startsAt + 86_400_000)
+    const renewed = new X509Certificate(pair.cert).fingerprint256
+    writeFileSync(dev.certFile, pair.cert)
+    writeFileSync(dev.keyFile, pair.key, { mode: 0o600 })
+    const r = reloadTls(servers as never, { certFile: dev.certFile, keyFile: dev.keyFile }, createLogger((l) => lines.push(l)), 'sighup')
+    expect(r.ok).toBe(true)
+    expect(lines.join('')).not.toMatch(/TLS certificate reload refused/)
+    expect(await handshake(port)).toBe(inForce)
+    for (let i = 0; i < 100 && Date.now() < startsAt + 500; i++) await new Promise((res) => setTimeout(res, 100))
+    expect(await handshake(port)).toBe(renewed)
+  }, 15_000)
+
+  it('drops a pending certificate when a later reload brings another', async () => {
+    const dir = tempDir('ctb-tls-')
+    const dev = await ensureDevTls(join(dir, 'tls'))
+    const port = await serving(dev.certFile, dev.keyFile)
+    const good = { cert: readFileSync(dev.certFile), key: readFileSync(dev.keyFile) }
+    const inForce = new X509Certificate(good.cert).fingerprint256
+    const log = createLogger(() => {})
+    const files = { certFile: dev.certFile, keyFile: dev.keyFile }
+    const startsAt = Math.ceil(Date.now() / 1000) * 1000 + 2_000
+    const pair = await certificateValid(startsAt, startsAt + 86_400_000)
+    writeFileSync(dev.certFile, pair.cert)
+    writeFileSync(dev.keyFile, pair.key, { mode: 0o600 })
+    expect(reloadTls(servers as never, files, log, 'sighup').ok).toBe(true)
+    // The operator puts the pair in force back before the new one starts: that one is what stays.
+    writeFileSync(dev.certFile, good.cert)
+    writeFileSync(dev.keyFile, good.key, { mode: 0o600 })
+    expect(reloadTls(servers as never, files, log, 'sighup').ok).toBe(true)
+    for (let i = 0; i < 100 && Date.now() < startsAt + 500; i++) await new Promise((res) => setTimeout(res, 100))
+    expect(await handshake(port)).toBe(inForce)
+  }, 15_000)
+})
+
+type Alg = { name: 'ECDSA'; namedCurve: 'P-256' | 'P-384'; hash: 'SHA-256' | 'SHA-384' } | { name: 'RSASSA-PKCS1-v1_5'; modulusLength: number; publicExponent: Uint8Array; hash: 'SHA-256' } | { name: 'Ed25519' }
+
+/** A certificate for `name`, signed by `issuer` (self-signed without one), valid from `notBefore` (an hour ago) until a day from now. */
+async function issued(alg: Alg, name: string, issuer?: { name: string; keys: webcrypto.CryptoKeyPair; alg: Alg }, ca = false, notBefore = Date.now() - 3_600_000) {
+  x509.cryptoProvider.set(webcrypto as unknown as Crypto)
+  const keys = await webcrypto.subtle.generateKey(alg as never, true, ['sign', 'verify']) as webcrypto.CryptoKeyPair
+  const cert = await x509.X509CertificateGenerator.create({
+    serialNumber: '02', subject: `CN=${name}`, issuer: issuer ? `CN=${issuer.name}` : `CN=${name}`,
+    notBefore: new Date(notBefore), notAfter: new Date(Date.now() + 86_400_000),
+    publicKey: keys.publicKey as never, signingKey: (issuer ?? { keys }).keys.privateKey as never, signingAlgorithm: (issuer ?? { alg }).alg as never,
+    extensions: ca ? [new x509.BasicConstraintsExtension(true, undefined, true)] : [new x509.SubjectAlternativeNameExtension([{ type: 'dns', value: 'localhost' }])],
+  })
+  return { name, keys, alg, pem: cert.toString('pem'), key: createPrivateKey({ key: Buffer.from(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey)), format: 'der', type: 'pkcs8' }) }
+}
+
+/**
+ * The match check is ours, so it must take every pair OpenSSL serves: each key type a CA issues for TLS,
+ * each PEM form a key file comes in (PKCS#8, PKCS#1, SEC1, SEC1 after the `EC PARAMETERS` block that
+ * `openssl ecparam -genkey` writes first), and a chain file (leaf, then intermediate, then root).
+ */
+describe('TLS reload takes every pair that belongs together', () => {
+  const rsa = { name: 'RSASSA-PKCS1-v1_5', modulusLength: 2048, publicExponent: new Uint8Array([1, 0, 1]), hash: 'SHA-256' } as const
+  const p256 = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const
+  const p384 = { name: 'ECDSA', namedCurve: 'P-384', hash: 'SHA-384' } as const
+  // The DER of OID 1.2.840.10045.3.1.7 (prime256v1): 06 08 2a 86 48 ce 3d 03 01 07.
+  const P256_PARAMETERS = '-----BEGIN EC PARAMETERS-----\nBggqhkjOPQMBBw==\n-----END EC PARAMETERS-----\n'
+
+  it.each([
+    ['RSA, PKCS#8 key', rsa, (k: KeyObject) => k.export({ type: 'pkcs8', format: 'pem' })],
+    ['RSA, PKCS#1 key', rsa, (k: KeyObject) => k.export({ type: 'pkcs1', format: 'pem' })],
+    ['P-256, SEC1 key', p256, (k: KeyObject) => k.export({ type: 'sec1', format: 'pem' })],
+    ['P-256, SEC1 key after EC PARAMETERS', p256, (k: KeyObject) => P256_PARAMETERS + String(k.export({ type: 'sec1', format: 'pem' }))],
+    ['P-384, PKCS#8 key', p384, (k: KeyObject) => k.export({ type: 'pkcs8', format: 'pem' })],
+    ['Ed25519, PKCS#8 key', { name: 'Ed25519' } as const, (k: KeyObject) => k.export({ type: 'pkcs8', format: 'pem' })],
+  ] as const)('%s, in a chain file with an intermediate and the root', async (_name, alg, keyPem) => {
+    const dir = tempDir('ctb-tls-')
+    const dev = await ensureDevTls(join(dir, 'tls'))
+    const port = await serving(dev.certFile, dev.keyFile)
+    const root = await issued(p256, 'Test Root', undefined, true)
+    const intermediate = await issued(p256, 'Test Intermediate', root, true)
+    const leaf = await issued(alg, 'localhost', intermediate)
+    writeFileSync(dev.certFile, [leaf.pem, intermediate.pem, root.pem].join('\n'))
+    writeFileSync(dev.keyFile, keyPem(leaf.key), { mode: 0o600 })
+    const r = reloadTls(servers as never, { certFile: dev.certFile, keyFile: dev.keyFile }, createLogger(() => {}), 'sighup')
+    expect(r, JSON.stringify(r)).toEqual({ ok: true, reloaded: true })
+    expect(await handshake(port)).toBe(new X509Certificate(leaf.pem).fingerprint256)
+  })
+})
+
+/**
+ * A certificate that starts within the skew is swapped in later, from a timer: anything OpenSSL refuses
+ * there (an RSA key below its security level, 1024 bits) would be an uncaught exception that ends the
+ * broker. It must be refused at the reload, as it would be were it valid already.
+ */
+it('refuses at the reload, not later, a pending certificate OpenSSL will not serve', async () => {
+  const dir = tempDir('ctb-tls-')
+  const dev = await ensureDevTls(join(dir, 'tls'))
+  const port = await serving(dev.certFile, dev.keyFile)
+  const inForce = new X509Certificate(readFileSync(dev.certFile)).fingerprint256
+  const startsAt = Math.ceil(Date.now() / 1000) * 1000 + 1_000
+  const rsa1024 = { name: 'RSASSA-PKCS1-v1_5', modulusLength: 1024, publicExponent: new Uint8Array([1, 0, 1]), hash: 'SHA-256' } as const
+  const weak = await issued(rsa1024, 'localhost', undefined, false, startsAt)
+  writeFileSync(dev.certFile, weak.pem)
+  writeFileSync(dev.keyFile, weak.key.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 })
+  const r = reloadTls(servers as never, { certFile: dev.certFile, keyFile: dev.keyFile }, createLogger(() => {}), 'sighup')
+  expect(r.ok ? 'taken' : r.error).toMatch(/key too small/)
+  for (let i = 0; i < 30 && Date.now() < startsAt + 500; i++) await new Promise((res) => setTimeout(res, 100))
+  expect(await handshake(port)).toBe(inForce)
+}, 15_000)

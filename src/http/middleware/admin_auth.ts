@@ -25,6 +25,11 @@ export interface AdminPrincipal {
  */
 export interface AdminAuthenticator {
   authenticate(bearer: string): Promise<AdminPrincipal | null>
+  /**
+   * True when it decides from what the broker holds, asking nobody (the bootstrap token): tried even for a
+   * blocked address, since the address limit guards IAM's calls and a local comparison costs it none.
+   */
+  local?: boolean
 }
 
 declare module 'hono' {
@@ -40,6 +45,7 @@ declare module 'hono' {
 export function bootstrapTokenAuthenticator(tokenSha256: Buffer): AdminAuthenticator {
   if (tokenSha256.length !== 32) throw new TypeError('bootstrap token digest must be 32 bytes')
   return {
+    local: true,
     async authenticate(bearer) {
       const given = createHash('sha256').update(bearer).digest()
       return timingSafeEqual(given, tokenSha256) ? { id: 'bootstrap', via: 'bootstrap' } : null
@@ -80,18 +86,27 @@ export interface AdminAuthOptions {
  * token IAM minted after the revocation), is refused like a bad token. Throws InvalidToken when refused.
  */
 export async function authenticateAdmin(bearer: string, options: AdminAuthOptions, address?: string): Promise<AdminPrincipal> {
-  const blocked = options.limits?.blockedAddress(address)
-  if (blocked) throw new SlowDown(blocked.description, blocked.retryAfter)
+  // The block is checked before the first authenticator that may ask IAM, not before the local ones: anyone
+  // sharing the operator's address (a NAT, the site's proxy) could otherwise shut the bootstrap token out.
+  const refuseBlocked = () => {
+    const blocked = options.limits?.blockedAddress(address)
+    if (blocked) throw new SlowDown(blocked.description, blocked.retryAfter)
+  }
   try {
-    return await admitAdmin(bearer, options)
+    return await admitAdmin(bearer, options, refuseBlocked)
   } catch (err) {
     if (err instanceof InvalidToken) options.limits?.noteRefused(address)
     throw err
   }
 }
 
-async function admitAdmin(bearer: string, options: AdminAuthOptions): Promise<AdminPrincipal> {
+async function admitAdmin(bearer: string, options: AdminAuthOptions, beforeRemote: () => void): Promise<AdminPrincipal> {
+  let remoteAsked = false
   for (const a of options.authenticators) {
+    if (!a.local && !remoteAsked) {
+      beforeRemote()
+      remoteAsked = true
+    }
     const principal = await a.authenticate(bearer)
     if (!principal) continue
     if (principal.claims && options.revocations && (options.revocations.isRevoked(principal.claims) || blockedCaller(principal.claims, options.revocations))) {

@@ -18,7 +18,7 @@ import { PENDING_SECONDS, sameToken, type ConsoleSessions, type PendingSignIn } 
 import { parseProvider, parseUser } from '../../contract/job_credentials.ts'
 import { credentialActivity } from '../../credentials/credential_activity.ts'
 import type { CredentialService } from '../../credentials/credential_service.ts'
-import { BrokerError, InvalidRequest, InvalidToken } from '../../errors.ts'
+import { BrokerError, InvalidRequest, InvalidToken, SlowDown } from '../../errors.ts'
 import { listLivePilots, type LiveWindow } from '../../issuance/pilot_list.ts'
 import type { KeyStatus } from '../../keys/key_status.ts'
 import type { Clock } from '../../lib/clock.ts'
@@ -43,6 +43,20 @@ import { decisionRequestFrom, ExplainBody, withRevocationBlocks, type PolicySour
 const LOGIN_COOKIE = '__Host-ctb-console-login'
 /** classifyIamFailure's causes for an IAM that could not be reached or did not answer. */
 const TRANSPORT_FAILURES: ReadonlySet<string> = new Set(['dns', 'tls', 'refused', 'timeout'])
+
+/**
+ * A failed code redemption that is IAM's trouble, not the client's: IAM unreachable or silent, or answering
+ * 5xx (its proxy's 502 page, a 503 temporarily_unavailable). openid-client puts that status on the error
+ * (an OAuth error body) or on the Response it leaves as the cause (any other body).
+ */
+function iamTrouble(err: unknown): boolean {
+  if (err instanceof BrokerError) return err.status >= 500
+  if (TRANSPORT_FAILURES.has(classifyIamFailure(err).cause)) return true
+  // Read by shape: the Response comes from the IAM client's fetch (npm undici), not the global class.
+  const e = err as { status?: unknown; cause?: { status?: unknown } } | undefined
+  const status = typeof e?.status === 'number' ? e.status : typeof e?.cause?.status === 'number' ? e.cause.status : undefined
+  return status !== undefined && status >= 500
+}
 /** Double-submit token of the bootstrap-token form (no session exists yet to hold one). */
 const PRE_COOKIE = '__Host-ctb-console-pre'
 /** The console's forms are a few fields; the sign-in form is read before anyone is signed in. */
@@ -138,7 +152,7 @@ export function consoleRoutes(deps: ConsoleDeps): Hono {
     } catch (err) {
       deps.log.warn('console sign-in at IAM failed', { err })
       // Only IAM's refusal of the code counts: an IAM the broker cannot reach is not the client's doing.
-      if (!(err instanceof BrokerError && err.status >= 500) && !TRANSPORT_FAILURES.has(classifyIamFailure(err).cause)) deps.auth.limits?.noteRefused(address)
+      if (!iamTrouble(err)) deps.auth.limits?.noteRefused(address)
       return c.html(messagePage('Sign-in failed', 'The sign-in could not be completed at IAM; start again.'), 400)
     }
     return startSession(c, tokens.accessToken, tokens.expiresAt)
@@ -162,6 +176,11 @@ export function consoleRoutes(deps: ConsoleDeps): Hono {
       principal = await authenticateAdmin(bearer, deps.auth, clientAddress(c).clientAddress)
     } catch (err) {
       if (err instanceof InvalidToken) return c.html(messagePage('Refused', 'You are not an admin of this broker: the policy grants you no admin role, or your token is not valid here.'), 403)
+      // The address limit: a page, as the callback's, not the admin API's JSON in the browser.
+      if (err instanceof SlowDown) {
+        c.header('Retry-After', String(err.retryAfter))
+        return c.html(messagePage('Too many requests', err.description), 429)
+      }
       if (err instanceof BrokerError && err.status === 503) return c.html(messagePage('Unavailable', err.description), 503)
       throw err
     }
