@@ -35,7 +35,8 @@ export function mapIamError(err: unknown, what: string, issuer: string, log: Log
   }
   if (err instanceof WWWAuthenticateChallengeError) return unavailable(`HTTP ${err.status} challenge`)
   // openid-client: an unexpected status or content type; the Response is the cause.
-  if (err instanceof ClientError && err.cause instanceof Response) return unavailable(`HTTP ${err.cause.status}`)
+  const answered = answeredStatus(err)
+  if (answered !== undefined) return unavailable(`HTTP ${answered}`)
   // Transport failures (fetch's TypeError, timeouts, openid-client's wrappers of them) are named by
   // their cause: dns, tls, refused, timeout or the system code.
   return unavailable(classifyIamFailure(err).cause)
@@ -66,9 +67,22 @@ export function iamFailureReason(err: unknown): string {
     const error = err.cause[0]?.parameters.error
     return error ? `IAM error ${safeText(error)} (HTTP ${err.status})` : `HTTP ${err.status} challenge`
   }
-  if (err instanceof ClientError && err.cause instanceof Response) return `HTTP ${err.cause.status}`
+  const answered = answeredStatus(err)
+  if (answered !== undefined) return `HTTP ${answered}`
   if (err instanceof BrokerError) return err.description
   return classifyIamFailure(err).cause
+}
+
+/**
+ * The HTTP status of IAM's answer when openid-client refused it as not an OAuth answer (a proxy's error
+ * page, a wrong content type) and left the Response as the error's cause. Read by shape: the broker's IAM
+ * client is npm undici (iam_fetch.ts), whose Response is not the global class, so `instanceof Response`
+ * never matched in production and operators read OAUTH_RESPONSE_IS_NOT_CONFORM instead of "HTTP 502".
+ */
+export function answeredStatus(err: unknown): number | undefined {
+  if (!(err instanceof ClientError)) return undefined
+  const status = (err.cause as { status?: unknown } | undefined)?.status
+  return typeof status === 'number' && Number.isInteger(status) && status >= 100 && status <= 599 ? status : undefined
 }
 
 function safeText(s: unknown): string {

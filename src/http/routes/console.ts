@@ -29,6 +29,7 @@ import type { RevocationService } from '../../revocation/revocation_service.ts'
 import { clientAddress } from '../client_address.ts'
 import { authenticateAdmin, type AdminAuthOptions } from '../middleware/admin_auth.ts'
 import { classifyIamFailure } from '../../iam/iam_failure.ts'
+import { answeredStatus } from '../../iam/iam_errors.ts'
 import { limitBody } from '../middleware/body_limit.ts'
 import { consoleHeaders, consoleSession, csrfRefused, formOfSession, readConsoleForm, sameOrigin, SESSION_COOKIE } from '../middleware/console_session.ts'
 import { summaryRange } from './audit.ts'
@@ -52,9 +53,9 @@ const TRANSPORT_FAILURES: ReadonlySet<string> = new Set(['dns', 'tls', 'refused'
 function iamTrouble(err: unknown): boolean {
   if (err instanceof BrokerError) return err.status >= 500
   if (TRANSPORT_FAILURES.has(classifyIamFailure(err).cause)) return true
-  // Read by shape: the Response comes from the IAM client's fetch (npm undici), not the global class.
-  const e = err as { status?: unknown; cause?: { status?: unknown } } | undefined
-  const status = typeof e?.status === 'number' ? e.status : typeof e?.cause?.status === 'number' ? e.cause.status : undefined
+  // An OAuth error body carries its status on the error; any other answer on its Response (answeredStatus).
+  const own = (err as { status?: unknown } | undefined)?.status
+  const status = typeof own === 'number' ? own : answeredStatus(err)
   return status !== undefined && status >= 500
 }
 /** Double-submit token of the bootstrap-token form (no session exists yet to hold one). */
