@@ -17,6 +17,12 @@ const DESCRIPTION_OF: Record<number, string> = {
   431: 'the request line and headers are larger than allowed',
 }
 
+/** The answer to a request refused for its HTTP framing (400, 408, 413, 431): OAuth error JSON, connection closed. */
+export function parserRefusal(status: number): { headers: Record<string, string>; body: string } {
+  const body = JSON.stringify({ error: 'invalid_request', error_description: DESCRIPTION_OF[status] })
+  return { headers: { ...NO_STORE_HEADERS, 'Content-Type': 'application/json', 'Content-Length': String(Buffer.byteLength(body)), Connection: 'close' }, body }
+}
+
 /**
  * Requests Node's HTTP parser refuses never reach the app: an unknown method, a malformed request line,
  * conflicting Content-Length, headers over the size limit, a request that timed out. Node's own answer
@@ -28,8 +34,7 @@ export function answerClientErrors(server: Server): void {
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex & { bytesWritten?: number }) => {
     if (socket.writable && err.code !== 'ECONNRESET' && noAnswerBegun(socket)) {
       const status = STATUS_OF[err.code ?? ''] ?? 400
-      const body = JSON.stringify({ error: 'invalid_request', error_description: DESCRIPTION_OF[status] })
-      const headers = { ...NO_STORE_HEADERS, 'Content-Type': 'application/json', 'Content-Length': String(Buffer.byteLength(body)), Connection: 'close' }
+      const { headers, body } = parserRefusal(status)
       socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\n${Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('')}\r\n${body}`)
     }
     socket.destroy()

@@ -113,6 +113,35 @@ describe('a transfer-coded body other than chunked (RFC 9112 §6.1: the broker d
   })
 })
 
+describe('header lines beyond http.max_headers_count (100 by default)', () => {
+  // The Content-Type and Content-Encoding checks above hold only if the broker sees every field line a proxy
+  // in front sees. Node 20 (checked) read maxHeadersCount lines and dropped the rest without a word, which
+  // hid a Content-Encoding or a second Content-Type on line 101 from both paths; the broker now refuses a
+  // request with more lines than the limit itself, whichever Node runs (src/http/header_line_limit.ts).
+  // 431: RFC 6585 §5.
+  async function post(path: string, lines: number, lastLine: string): Promise<Reply> {
+    const body = await validBody()
+    const id = tally.nextId('header-flood', 'socket')
+    const first = ['host: 127.0.0.1', 'connection: close', 'content-type: application/x-www-form-urlencoded', `content-length: ${Buffer.byteLength(body)}`, `x-request-id: ${id}`]
+    const pad = Array.from({ length: lines - 1 - first.length }, (_, i) => `x-pad-${i}: p`)
+    const head = [`POST ${path} HTTP/1.1`, ...first, ...pad, lastLine].join('\r\n')
+    return replyOf(await rawExchange(sb.port, { head, chunks: [body], timeoutMs: 5_000 }), id)
+  }
+  it.each([
+    ['/token', 'content-encoding: gzip'], ['/token?via=hono', 'content-encoding: gzip'],
+    ['/token', 'content-type: application/json'], ['/token?via=hono', 'content-type: application/json'],
+  ])('POST %s with %j as line 101: 431 invalid_request, not read without it', async (path, line) => {
+    const r = await post(path, 101, line)
+    expect(r.status, r.text.slice(0, 200)).toBe(431)
+    expect(r.json).toMatchObject({ error: 'invalid_request' })
+    expect(r.headers['cache-control']).toBe('no-store')
+  })
+  it('100 lines are every client\'s right', async () => {
+    const r = await post('/token', 100, 'x-pad-last: p')
+    expect(r.status, r.text.slice(0, 200)).toBe(200)
+  })
+})
+
 describe('two Content-Type field lines (RFC 9110 §5.3: a singleton field)', () => {
   // Node keeps the first of a duplicated Content-Type in req.headers; hono sees them joined. Either way the
   // request's type is ambiguous, and the fast path must refuse it as the hono route does.
