@@ -13,6 +13,7 @@ import { addressKeyer } from './ratelimit/address_key.ts'
 import { ListenerDrain, type DrainResult } from './http/drain.ts'
 import type { KeyReloadResult } from './keys/reload_keys.ts'
 import { answerClientErrors } from './http/client_error.ts'
+import { readOneHeaderLineMore, refuseExtraHeaderLines } from './http/header_line_limit.ts'
 import { tokenFastPath, type NodeRequestHandler } from './http/token_fast_path.ts'
 import { buildServices, type BrokerServices, type StopReport } from './services.ts'
 import { systemClock, type Clock } from './lib/clock.ts'
@@ -97,7 +98,7 @@ async function listen(services: BrokerServices, log: Logger): Promise<RunningBro
   }
 
   const drain = new ListenerDrain()
-  const listener = drain.wrap(brokerRequestListener(app, services.exchange, log, { hostname: config.listen.host, logRequests: config.log.requests }))
+  const listener = drain.wrap(refuseExtraHeaderLines(config.http.max_headers_count, brokerRequestListener(app, services.exchange, log, { hostname: config.listen.host, logRequests: config.log.requests })))
   const server = await new Promise<ReturnType<typeof serve>>((resolve, reject) => {
     const s = serve(
       {
@@ -110,6 +111,7 @@ async function listen(services: BrokerServices, log: Logger): Promise<RunningBro
       () => resolve(s),
     )
     applyListenerLimits(s as Server, config.http, addressKeyer(config.rate_limits.address.ipv6_prefix))
+    readOneHeaderLineMore(s as Server, config.http.max_headers_count)
     answerClientErrors(s as Server)
     drain.attach(s as Server)
     s.once('error', (err: NodeJS.ErrnoException) =>

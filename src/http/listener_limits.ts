@@ -24,7 +24,7 @@ export const ListenerLimitsSchema = z.strictObject({
    * connection (and the answer's buffers) for good. Keep it above the longest wait on IAM a request may make.
    */
   idle_timeout_ms: Ms.default(120_000),
-  /** Most header lines read from one request; the rest are ignored. */
+  /** Most header lines in one request; a request with more is refused (431), never read with the rest dropped (header_line_limit.ts). */
   max_headers_count: integer(1).default(100),
   /** Largest request line plus headers, in bytes (431 beyond). */
   max_header_bytes: integer(1024).default(16_384),

@@ -5,7 +5,7 @@ import type { AccessLog } from './access_log.ts'
 import { clientRequestIdFrom, newRequestId } from './middleware/request_id.ts'
 import { NO_STORE_HEADERS, oauthErrorReply } from './oauth_error_response.ts'
 import type { Exchange } from './routes/token.ts'
-import { parseFormBody, readNodeBody, refuseContentCoding } from './token_request_body.ts'
+import { parseFormBody, readNodeBody, refuseContentCoding, refuseTransferCoding } from './token_request_body.ts'
 
 /** Answers a Node request and returns true, or returns false to leave it to the next listener. */
 export type NodeRequestHandler = (req: IncomingMessage, res: ServerResponse) => boolean
@@ -37,6 +37,7 @@ async function answer(req: IncomingMessage, res: ServerResponse, exchange: Excha
   try {
     const readForm = async () => {
       refuseContentCoding(req.headers['content-encoding'])
+      refuseTransferCoding(req.headers['transfer-encoding'])
       return parseFormBody(contentTypeOf(req), await readNodeBody(req))
     }
     const address = req.socket.remoteAddress

@@ -44,6 +44,19 @@ export function refuseContentCoding(contentEncoding: string | undefined): void {
 }
 
 /**
+ * RFC 9112 §6.1: Node removes the chunked coding but hands over any other transfer coding's bytes
+ * undecoded (`Transfer-Encoding: gzip, chunked` arrives as gzip). Read as plain text, that is a different
+ * body than the one an intermediary honouring the coding judges, as with Content-Encoding; refused
+ * before it is read. Chunked alone, in any case, is every client's right.
+ */
+export function refuseTransferCoding(transferEncoding: string | undefined): void {
+  if (transferEncoding === undefined) return
+  if (transferEncoding.split(',').some((c) => !/^\s*(chunked)?\s*$/i.test(c))) {
+    throw new InvalidRequest('the request body must not have a transfer coding other than chunked (Transfer-Encoding)')
+  }
+}
+
+/**
  * Collects a Node request body as UTF-8, at most MAX_BODY_BYTES: a declared larger body is refused before
  * reading, and a chunked one stops being buffered (and is refused) once past the limit, so an oversized
  * body costs 32 KiB of memory, not its size.

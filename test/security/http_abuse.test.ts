@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { replyOf, sendAttack, summarize, Tally } from './support/attack.ts'
 import { rawExchange, rawPost, type RawOutcome } from './support/raw_http.ts'
-import { encodeForm, exchangeForm, startSecurityBroker, type SecurityBroker } from './support/security_broker.ts'
+import { encodeForm, exchangeForm, startSecurityBroker, type Reply, type SecurityBroker } from './support/security_broker.ts'
 
 const tally = new Tally()
 let sb: SecurityBroker
@@ -86,6 +86,59 @@ describe('a content-coded body (RFC 9110 §8.4: the broker decodes none)', () =>
     for (const r of await Promise.all([rawPost(sb.port, '/token', await validBody(), { ...FORM, 'content-encoding': 'identity' }), rawPost(sb.port, '/token?via=hono', await validBody(), { ...FORM, 'content-encoding': 'identity' })])) {
       expect(r.kind === 'reply' && r.status, JSON.stringify(r).slice(0, 200)).toBe(200)
     }
+  })
+})
+
+describe('a transfer-coded body other than chunked (RFC 9112 §6.1: the broker decodes only chunked)', () => {
+  // Node de-chunks `Transfer-Encoding: gzip, chunked` and hands over the gzip bytes undecoded; reading them
+  // as plain text judges a different body than an intermediary that honours the coding, as with
+  // Content-Encoding above. Refused on both paths; plain chunked (any case) is every client's right.
+  const chunked = (body: string) => [`${Buffer.byteLength(body).toString(16)}\r\n${body}\r\n0\r\n\r\n`]
+  async function post(path: string, te: string[]): Promise<Reply> {
+    const id = tally.nextId('content-type', 'socket')
+    const head = [`POST ${path} HTTP/1.1`, 'host: 127.0.0.1', 'connection: close', 'content-type: application/x-www-form-urlencoded', ...te.map((t) => `transfer-encoding: ${t}`), `x-request-id: ${id}`].join('\r\n')
+    return replyOf(await rawExchange(sb.port, { head, chunks: chunked(await validBody()), timeoutMs: 5_000 }), id)
+  }
+  it.each([
+    ['/token', ['gzip, chunked']], ['/token?via=hono', ['gzip, chunked']],
+    ['/token', ['deflate', 'chunked']], ['/token?via=hono', ['deflate', 'chunked']],
+  ] as [string, string[]][])('POST %s, Transfer-Encoding %j: invalid_request', async (path, te) => {
+    const r = await post(path, te)
+    expect(r.status, r.text).toBe(400)
+    expect(r.json).toMatchObject({ error: 'invalid_request' })
+  })
+  it.each([['/token', 'chunked'], ['/token?via=hono', 'Chunked']])('POST %s, Transfer-Encoding: %s is read', async (path, te) => {
+    const r = await post(path, [te])
+    expect(r.status, r.text).toBe(200)
+  })
+})
+
+describe('header lines beyond http.max_headers_count (100 by default)', () => {
+  // The Content-Type and Content-Encoding checks above hold only if the broker sees every field line a proxy
+  // in front sees. Node 20 (checked) read maxHeadersCount lines and dropped the rest without a word, which
+  // hid a Content-Encoding or a second Content-Type on line 101 from both paths; the broker now refuses a
+  // request with more lines than the limit itself, whichever Node runs (src/http/header_line_limit.ts).
+  // 431: RFC 6585 §5.
+  async function post(path: string, lines: number, lastLine: string): Promise<Reply> {
+    const body = await validBody()
+    const id = tally.nextId('header-flood', 'socket')
+    const first = ['host: 127.0.0.1', 'connection: close', 'content-type: application/x-www-form-urlencoded', `content-length: ${Buffer.byteLength(body)}`, `x-request-id: ${id}`]
+    const pad = Array.from({ length: lines - 1 - first.length }, (_, i) => `x-pad-${i}: p`)
+    const head = [`POST ${path} HTTP/1.1`, ...first, ...pad, lastLine].join('\r\n')
+    return replyOf(await rawExchange(sb.port, { head, chunks: [body], timeoutMs: 5_000 }), id)
+  }
+  it.each([
+    ['/token', 'content-encoding: gzip'], ['/token?via=hono', 'content-encoding: gzip'],
+    ['/token', 'content-type: application/json'], ['/token?via=hono', 'content-type: application/json'],
+  ])('POST %s with %j as line 101: 431 invalid_request, not read without it', async (path, line) => {
+    const r = await post(path, 101, line)
+    expect(r.status, r.text.slice(0, 200)).toBe(431)
+    expect(r.json).toMatchObject({ error: 'invalid_request' })
+    expect(r.headers['cache-control']).toBe('no-store')
+  })
+  it('100 lines are every client\'s right', async () => {
+    const r = await post('/token', 100, 'x-pad-last: p')
+    expect(r.status, r.text.slice(0, 200)).toBe(200)
   })
 })
 

@@ -4,7 +4,7 @@ import type { TokenRequestForm } from '../../contract/token_request.ts'
 import { MethodNotAllowed } from '../../errors.ts'
 import { clientAddress } from '../client_address.ts'
 import { NO_STORE_HEADERS } from '../oauth_error_response.ts'
-import { bodyTooLarge, MAX_BODY_BYTES, parseFormBody, readNodeBody, refuseContentCoding } from '../token_request_body.ts'
+import { bodyTooLarge, MAX_BODY_BYTES, parseFormBody, readNodeBody, refuseContentCoding, refuseTransferCoding } from '../token_request_body.ts'
 import type { RequestContext, TokenExchangeResponse } from '../../issuance/exchange.ts'
 
 /**
@@ -24,6 +24,7 @@ export function tokenRoutes(exchange: Exchange): Hono {
   app.post('/token', async (c) => {
     const readForm = async () => {
       refuseContentCoding(c.req.header('content-encoding'))
+      refuseTransferCoding(c.req.header('transfer-encoding'))
       return parseFormBody(c.req.header('content-type'), await readBoundedBody(c))
     }
     // The access log (middleware/access_log.ts) reads what the exchange learnt about the caller.
