@@ -48,6 +48,15 @@ const SOCKET_OUTAGE = new Set([
 ])
 
 /**
+ * A PostgreSQL server reached through its Unix-domain socket (a DSN with host=/var/run/postgresql) removes
+ * the socket file when it stops: connecting then fails with ENOENT, where TCP would say ECONNREFUSED. Only
+ * from connect(): an ENOENT from opening a file is something missing, not a server down.
+ */
+function isSocketGone(code: string, syscall: unknown): boolean {
+  return code === 'ENOENT' && syscall === 'connect'
+}
+
+/**
  * What the pg client library says, with no code, about a connection it lost or could not make in time
  * (pg's client.js and pg-pool). A message match is the only handle it offers; kept to these exact openings.
  */
@@ -70,10 +79,10 @@ function isOutageItself(e: Error): boolean {
   if (e instanceof WriterGone) return true
   // Every address refused (Node tries each of a name's addresses): an outage only if each attempt was one.
   if (e instanceof AggregateError) return e.errors.length > 0 && e.errors.every(isStoreOutage)
-  const { code, errcode } = e as { code?: unknown; errcode?: unknown }
+  const { code, errcode, syscall } = e as { code?: unknown; errcode?: unknown; syscall?: unknown }
   if (code === 'ERR_SQLITE_ERROR') return typeof errcode === 'number' && SQLITE_OUTAGE.has(errcode & 0xff)
   if (typeof code === 'string') {
-    if (SOCKET_OUTAGE.has(code)) return true
+    if (SOCKET_OUTAGE.has(code) || isSocketGone(code, syscall)) return true
     if (/^[0-9A-Z]{5}$/.test(code)) return SQLSTATE_OUTAGE.has(code) || SQLSTATE_OUTAGE_CLASSES.has(code.slice(0, 2))
   }
   return PG_CONNECTION_LOST.test(e.message)

@@ -3,6 +3,10 @@
 // not from the code under test: SQLite's result codes (https://www.sqlite.org/rescode.html), PostgreSQL's
 // SQLSTATEs (Appendix A, "PostgreSQL Error Codes"), the errno names Node reports for sockets, and the
 // messages the pg client library gives a connection it lost (it sets no code on them).
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import pg from 'pg'
 import { describe, expect, it } from 'vitest'
 import { AuditStoreUnavailable, TemporarilyUnavailable } from '../../src/errors.ts'
 import { StoreOverloaded } from '../../src/storage/group_commit.ts'
@@ -40,6 +44,26 @@ describe('isStoreOutage', () => {
 
   it.each(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN'])('socket error %s is an outage', (code) => {
     expect(isStoreOutage(sys(code))).toBe(true)
+  })
+
+  // PostgreSQL removes its Unix-domain socket file when it stops (and a Debian server reached by
+  // host=/var/run/postgresql has none while it is down), so connecting there fails with ENOENT, not
+  // ECONNREFUSED: the same outage as a refused TCP connection. This is the error the pg driver itself gives.
+  it('a PostgreSQL socket directory with no server listening (the server stopped) is an outage', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ctb-nopg-'))
+    const client = new pg.Client({ host: dir, user: 'postgres', database: 'broker' })
+    try {
+      const err = await client.connect().then(() => undefined, (e: unknown) => e)
+      expect(err).toMatchObject({ code: 'ENOENT' })
+      expect(isStoreOutage(err)).toBe(true)
+    } finally {
+      await client.end().catch(() => {})
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('ENOENT other than from connecting (a file the store opens is missing) is not an outage', () => {
+    expect(isStoreOutage(Object.assign(new Error("ENOENT: no such file or directory, open '/var/lib/ctb/anchor'"), { code: 'ENOENT', syscall: 'open' }))).toBe(false)
   })
 
   it.each([
