@@ -28,9 +28,12 @@ const SQLITE_OUTAGE = new Set([5, 6, 7, 8, 10, 13, 14, 15])
 
 /**
  * PostgreSQL SQLSTATEs (Appendix A) of a server that is unreachable, stopping, starting, out of room, or
- * that lost a race a retry wins. Class 08 (connection exception) and 53 (insufficient resources) whole.
+ * that lost a race a retry wins. Class 08 (connection exception) and 53 (insufficient resources) whole,
+ * but for 08P01 (protocol_violation): the server refusing a message the broker built wrong (a bind with the
+ * wrong number of parameters), which every retry sends again, so a bug that must stay a 500.
  */
 const SQLSTATE_OUTAGE_CLASSES = new Set(['08', '53'])
+const SQLSTATE_NOT_OUTAGE = new Set(['08P01'])
 const SQLSTATE_OUTAGE = new Set([
   '57P01', // admin_shutdown: the server is stopping (pg_ctl stop, a failover)
   '57P02', // crash_shutdown
@@ -83,7 +86,7 @@ function isOutageItself(e: Error): boolean {
   if (code === 'ERR_SQLITE_ERROR') return typeof errcode === 'number' && SQLITE_OUTAGE.has(errcode & 0xff)
   if (typeof code === 'string') {
     if (SOCKET_OUTAGE.has(code) || isSocketGone(code, syscall)) return true
-    if (/^[0-9A-Z]{5}$/.test(code)) return SQLSTATE_OUTAGE.has(code) || SQLSTATE_OUTAGE_CLASSES.has(code.slice(0, 2))
+    if (/^[0-9A-Z]{5}$/.test(code)) return SQLSTATE_OUTAGE.has(code) || (SQLSTATE_OUTAGE_CLASSES.has(code.slice(0, 2)) && !SQLSTATE_NOT_OUTAGE.has(code))
   }
   return PG_CONNECTION_LOST.test(e.message)
 }

@@ -38,7 +38,10 @@ describe('isStoreOutage', () => {
     expect(isStoreOutage(sqlstate(code))).toBe(true)
   })
 
-  it.each(['23505', '42P01', '42703', '22P02', 'XX000', 'XX001'])('PostgreSQL SQLSTATE %s is not', (code) => {
+  // 08P01 protocol_violation sits in class 08 but is the server refusing what the client sent (a bind with
+  // the wrong number of parameters: "bind message supplies 2 parameters, but prepared statement requires 1"),
+  // which the same request sends again on every retry: a bug, not a lost connection.
+  it.each(['23505', '42P01', '42703', '22P02', 'XX000', 'XX001', '08P01'])('PostgreSQL SQLSTATE %s is not', (code) => {
     expect(isStoreOutage(sqlstate(code))).toBe(false)
   })
 
