@@ -86,6 +86,11 @@ export const STORE_OUTAGE_RETRY_AFTER_SECONDS = 5
  * the client is asked to come back rather than told the broker is broken.
  */
 export class AuditStoreUnavailable extends TemporarilyUnavailable {
+  /**
+   * Whether its log line is written: by the refusal path that names the caller (issuance/unrecordable_refusal.ts),
+   * else by whoever answers it (the HTTP error reply), so that each outage a client is told of is in the log once.
+   */
+  logged = false
   constructor(cause: unknown) {
     // Shown to the client: says what happened to its request, names nothing of the store (no path, DSN or SQL).
     super('the broker cannot record requests right now, so nothing was issued; try again shortly', { cause, retryAfter: STORE_OUTAGE_RETRY_AFTER_SECONDS })
