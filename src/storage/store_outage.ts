@@ -20,11 +20,13 @@ export class WriterGone extends Error {
 
 /**
  * SQLite primary result codes (https://www.sqlite.org/rescode.html; an extended code keeps its primary code
- * in the low byte) that say "not now" rather than "never": BUSY 5, LOCKED 6, NOMEM 7, READONLY 8 (the file
- * or its file system went read-only), IOERR 10, FULL 13, CANTOPEN 14, PROTOCOL 15 (a WAL lock race).
- * CORRUPT, CONSTRAINT, MISUSE and the like are not among them: retrying would not help.
+ * in the low byte) that say "not now" rather than "never": BUSY 5 (another process holds the file's lock),
+ * NOMEM 7, READONLY 8 (the file or its file system went read-only), IOERR 10, FULL 13, CANTOPEN 14,
+ * PROTOCOL 15 (a WAL lock race). CORRUPT, CONSTRAINT, MISUSE and the like are not among them: retrying would
+ * not help. Nor is LOCKED 6: without a shared cache (the broker's connections share none) it means one
+ * connection's own statements in each other's way, a bug that every retry meets again.
  */
-const SQLITE_OUTAGE = new Set([5, 6, 7, 8, 10, 13, 14, 15])
+const SQLITE_OUTAGE = new Set([5, 7, 8, 10, 13, 14, 15])
 
 /**
  * PostgreSQL SQLSTATEs (Appendix A) of a server that is unreachable, stopping, starting, out of room, or

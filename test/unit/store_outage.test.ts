@@ -5,6 +5,7 @@
 // messages the pg client library gives a connection it lost (it sets no code on them).
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
+import { DatabaseSync } from 'node:sqlite'
 import { join } from 'node:path'
 import pg from 'pg'
 import { describe, expect, it } from 'vitest'
@@ -18,7 +19,7 @@ const sys = (code: string) => Object.assign(new Error(`connect ${code} 127.0.0.1
 
 describe('isStoreOutage', () => {
   it.each([
-    ['SQLITE_BUSY', 5], ['SQLITE_LOCKED', 6], ['SQLITE_NOMEM', 7], ['SQLITE_READONLY', 8], ['SQLITE_IOERR', 10],
+    ['SQLITE_BUSY', 5], ['SQLITE_NOMEM', 7], ['SQLITE_READONLY', 8], ['SQLITE_IOERR', 10],
     ['SQLITE_FULL', 13], ['SQLITE_CANTOPEN', 14], ['SQLITE_PROTOCOL', 15],
     // Extended codes carry the primary code in their low byte: SQLITE_BUSY_SNAPSHOT 517, SQLITE_IOERR_FSYNC 1034, SQLITE_IOERR_WRITE 778.
     ['SQLITE_BUSY_SNAPSHOT', 517], ['SQLITE_IOERR_FSYNC', 1034], ['SQLITE_IOERR_WRITE', 778],
@@ -27,9 +28,27 @@ describe('isStoreOutage', () => {
   })
 
   it.each([
-    ['SQLITE_ERROR', 1], ['SQLITE_CORRUPT', 11], ['SQLITE_CONSTRAINT', 19], ['SQLITE_CONSTRAINT_TRIGGER', 1811], ['SQLITE_MISMATCH', 20], ['SQLITE_MISUSE', 21],
+    // SQLITE_LOCKED: "a conflict within the same database connection or a conflict with a different database
+    // connection that uses a shared cache" (rescode.html). The broker's connections share no cache, so it is
+    // the broker's own statements in each other's way; another process holding the file's lock is SQLITE_BUSY.
+    ['SQLITE_LOCKED', 6], ['SQLITE_ERROR', 1], ['SQLITE_CORRUPT', 11], ['SQLITE_CONSTRAINT', 19], ['SQLITE_CONSTRAINT_TRIGGER', 1811], ['SQLITE_MISMATCH', 20], ['SQLITE_MISUSE', 21],
   ])('SQLite %s (%i) is not', (_name, errcode) => {
     expect(isStoreOutage(sqlite(errcode))).toBe(false)
+  })
+
+  it('SQLite\'s own error for one connection\'s statements in each other\'s way (SQLITE_LOCKED) is not an outage', () => {
+    const db = new DatabaseSync(':memory:')
+    try {
+      db.exec('CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1), (2);')
+      const rows = db.prepare('SELECT x FROM t').iterate()
+      rows.next()
+      let err: unknown
+      try { db.exec('DROP TABLE t') } catch (e) { err = e }
+      expect(err).toMatchObject({ code: 'ERR_SQLITE_ERROR', errcode: 6 })
+      expect(isStoreOutage(err)).toBe(false)
+    } finally {
+      db.close()
+    }
   })
 
   it.each([
