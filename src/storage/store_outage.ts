@@ -40,6 +40,7 @@ const SQLSTATE_OUTAGE = new Set([
   '57P01', // admin_shutdown: the server is stopping (pg_ctl stop, a failover)
   '57P02', // crash_shutdown
   '57P03', // cannot_connect_now: the server is starting up or in recovery
+  '57P05', // idle_session_timeout: the server ended a pooled connection the broker was just sending on
   '57014', // query_canceled: statement_timeout
   '40001', // serialization_failure
   '40P01', // deadlock_detected
