@@ -136,7 +136,7 @@ export class PostgresStore extends ChainedStore {
    * is left as it is.
    */
   #read<R extends pg.QueryResultRow>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>> {
-    return this.#pool.query<R>(text, values).catch((err: unknown) => { throw asStoreOutage(err) })
+    return this.#pool.query<R>(text, values).catch((err: unknown) => { throw asStoreOutage(err, 'read') })
   }
 
   /** Connects, creates or migrates the schema, and returns the store. */

@@ -94,8 +94,8 @@ function isOutageItself(e: Error): boolean {
   return PG_CONNECTION_LOST.test(e.message)
 }
 
-/** The error to throw for a failed store write: AuditStoreUnavailable for an outage, anything else unchanged. */
-export function asStoreOutage(err: unknown): unknown {
+/** The error to throw for a failed store write (or read): AuditStoreUnavailable for an outage, anything else unchanged. */
+export function asStoreOutage(err: unknown, failed: 'commit' | 'read' = 'commit'): unknown {
   if (err instanceof TemporarilyUnavailable) return err
-  return isStoreOutage(err) ? new AuditStoreUnavailable(err) : err
+  return isStoreOutage(err) ? new AuditStoreUnavailable(err, failed) : err
 }

@@ -35,6 +35,8 @@ describe('PostgreSQL stopped under the store: its reads fail as an outage', () =
       expect(err, name).toBeInstanceOf(AuditStoreUnavailable)
       expect((err as AuditStoreUnavailable).status, name).toBe(503)
       expect((err as AuditStoreUnavailable).retryAfter, name).toBeGreaterThanOrEqual(1)
+      // The operator's line (the log, a CLI command's one line) says a read failed, not a commit.
+      expect((err as AuditStoreUnavailable).message, name).toMatch(/^the audit store cannot be read right now \(.+\)$/)
     }
   })
 })
