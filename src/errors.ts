@@ -86,12 +86,19 @@ export const STORE_OUTAGE_RETRY_AFTER_SECONDS = 5
  * the client is asked to come back rather than told the broker is broken.
  */
 export class AuditStoreUnavailable extends TemporarilyUnavailable {
-  constructor(cause: unknown) {
+  /**
+   * Whether its log line is written: by the refusal path that names the caller (issuance/unrecordable_refusal.ts),
+   * else by whoever answers it (the HTTP error reply), so that each outage a client is told of is in the log once.
+   */
+  logged = false
+  /** `failed`: what the store could not do, a commit (a request's record) or a read (a CLI command's, a request's lookup). */
+  constructor(cause: unknown, failed: 'commit' | 'read' = 'commit') {
     // Shown to the client: says what happened to its request, names nothing of the store (no path, DSN or SQL).
     super('the broker cannot record requests right now, so nothing was issued; try again shortly', { cause, retryAfter: STORE_OUTAGE_RETRY_AFTER_SECONDS })
     // For the log and the CLI's one line (an operator's eyes): what the store said. Never on the wire,
     // where only `description` goes.
-    this.message = `the audit store cannot commit right now (${cause instanceof Error ? cause.message : String(cause)}); nothing was issued`
+    const said = cause instanceof Error ? cause.message : String(cause)
+    this.message = failed === 'commit' ? `the audit store cannot commit right now (${said}); nothing was issued` : `the audit store cannot be read right now (${said})`
   }
 }
 

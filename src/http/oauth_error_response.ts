@@ -2,7 +2,7 @@ import type { IncomingMessage } from 'node:http'
 import type { Context } from 'hono'
 import type { ContentfulStatusCode } from 'hono/utils/http-status'
 import type { GoneCredentialState } from '../contract/job_credentials.ts'
-import { BrokerError, CredentialGone, InvalidToken, MethodNotAllowed, SlowDown, TemporarilyUnavailable } from '../errors.ts'
+import { AuditStoreUnavailable, BrokerError, CredentialGone, InvalidToken, MethodNotAllowed, SlowDown, TemporarilyUnavailable } from '../errors.ts'
 import type { Logger } from '../lib/logger.ts'
 import { bodyCutOff } from './token_request_body.ts'
 
@@ -27,6 +27,7 @@ export const ADMIN_REALM = 'condor-token-broker admin'
  */
 export function oauthErrorReply(err: unknown, log: Logger, requestId: string | undefined, clientRequestId?: string): OAuthErrorReply {
   if (err instanceof BrokerError) {
+    logStoreOutage(err, log, requestId, clientRequestId)
     const description = toErrorDescription(err.description)
     return {
       status: err.status,
@@ -36,6 +37,16 @@ export function oauthErrorReply(err: unknown, log: Logger, requestId: string | u
   }
   log.error('unhandled error', { err, requestId, ...(clientRequestId ? { clientRequestId } : {}) })
   return { status: 500, body: { error: 'server_error' }, headers: { ...NO_STORE_HEADERS } }
+}
+
+/**
+ * An audit store outage is answered 503 with a description that names nothing of the store; what the store
+ * said goes to the log, once (a POST /token refusal has logged it already, with its caller).
+ */
+export function logStoreOutage(err: unknown, log: Logger, requestId: string | undefined, clientRequestId?: string): void {
+  if (!(err instanceof AuditStoreUnavailable) || err.logged) return
+  err.logged = true
+  log.error('refused for an audit store outage; nothing was issued', { err: err.cause, requestId, ...(clientRequestId ? { clientRequestId } : {}) })
 }
 
 /** WWW-Authenticate for 401s, Allow for 405s, Retry-After for 429s and 503s. `description` is already within the quoted-string-safe set. */

@@ -6,6 +6,7 @@ import type { JobTokens } from '../credentials/job_tokens.ts'
 import { AccessDenied, BrokerError, InvalidRequest, TemporarilyUnavailable } from '../errors.ts'
 import type { Logger } from '../lib/logger.ts'
 import { clientAddress } from './client_address.ts'
+import { logStoreOutage } from './oauth_error_response.ts'
 import { requestId } from './middleware/request_id.ts'
 import { listParam, TokenQuery } from './routes/credentials.ts'
 
@@ -48,6 +49,7 @@ function vaultError(err: unknown, c: Context, log: Logger): Response {
   c.header('Cache-Control', 'no-store')
   if (err instanceof AccessDenied) return c.json({ errors: [VAULT_PERMISSION_DENIED] }, 403)
   if (err instanceof TemporarilyUnavailable) {
+    logStoreOutage(err, log, c.get('requestId'))
     c.header('Retry-After', String(err.retryAfter))
     return c.json({ errors: [err.description] }, 503)
   }

@@ -17,5 +17,6 @@ export function unrecordableRefusal(
     err: err.cause, requestId: ctx.requestId, error: err.error, caller: { iss: caller.iss, sub: caller.sub },
     ...(ctx.clientAddress ? { clientAddress: ctx.clientAddress } : {}),
   })
+  err.logged = true
   return true
 }

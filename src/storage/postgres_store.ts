@@ -17,6 +17,7 @@ import type { RevocationState } from './chain_source.ts'
 import type { WriteOp } from './write_ops.ts'
 import type { GroupCommitOptions } from './group_commit.ts'
 import { cuttablePool, type CuttablePool } from './pg_connections.ts'
+import { asStoreOutage } from './store_outage.ts'
 import { MACS_STARTED, type AuditMacKey } from '../audit/record_mac.ts'
 import type { RedemptionOutcome } from './pilot_redemptions.ts'
 import { applyRenewalAsync, PILOT_RENEWALS_TABLE, renewalKey, renewalSql, type AsyncRenewalTable, type RenewalRow, type RenewOp } from './pilot_renewals.ts'
@@ -126,6 +127,16 @@ export class PostgresStore extends ChainedStore {
     super({ ...(groupCommit ? { groupCommit } : {}), ...(auditMac ? { auditMac } : {}) })
     this.#pool = connections.pool
     this.#connections = connections
+  }
+
+  /**
+   * A read on the pool. The credmon's job-token read, the Vault listener and a pilot renewal read the store
+   * before they write: with the server stopped the read fails first, and is the same outage a failed write
+   * is (AuditStoreUnavailable, 503 with Retry-After; store_outage.ts tells which failures); anything else
+   * is left as it is.
+   */
+  #read<R extends pg.QueryResultRow>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>> {
+    return this.#pool.query<R>(text, values).catch((err: unknown) => { throw asStoreOutage(err, 'read') })
   }
 
   /** Connects, creates or migrates the schema, and returns the store. */
@@ -256,7 +267,7 @@ export class PostgresStore extends ChainedStore {
   protected async *scanRows(fromSeq: number): AsyncIterable<StoredRow> {
     let next = fromSeq
     for (;;) {
-      const { rows } = await this.#pool.query<StoredRow>('SELECT * FROM audit_log WHERE seq >= $1 ORDER BY seq LIMIT $2', [next, SCAN_CHUNK])
+      const { rows } = await this.#read<StoredRow>('SELECT * FROM audit_log WHERE seq >= $1 ORDER BY seq LIMIT $2', [next, SCAN_CHUNK])
       for (let i = 0; i < rows.length; i++) {
         // The caller hashes each row on the event loop (the check while serving, retention): a turn every
         // SCAN_SLICE rows keeps requests served, where a whole chunk held the loop for about 50 ms.
@@ -269,12 +280,12 @@ export class PostgresStore extends ChainedStore {
   }
 
   protected async readHead(): Promise<ChainHead | undefined> {
-    return (await this.#pool.query<ChainHead>('SELECT seq, hash FROM audit_head WHERE id = 1')).rows[0]
+    return (await this.#read<ChainHead>('SELECT seq, hash FROM audit_head WHERE id = 1')).rows[0]
   }
 
   async macsBeganAt(): Promise<number | undefined> {
-    const started = (await this.#pool.query<{ seq: number | null }>(MACS_STARTED_SQL)).rows[0]?.seq
-    return foundMacFrom(started, (await this.#pool.query<{ body: string }>(LAST_CHECKPOINT_SQL)).rows[0]?.body)
+    const started = (await this.#read<{ seq: number | null }>(MACS_STARTED_SQL)).rows[0]?.seq
+    return foundMacFrom(started, (await this.#read<{ body: string }>(LAST_CHECKPOINT_SQL)).rows[0]?.body)
   }
 
   async query(q: AuditQuery): Promise<AuditPage> {
@@ -291,14 +302,14 @@ export class PostgresStore extends ChainedStore {
     }
     // `time` and `type` place a record whose body cannot be read (rowToRecord); the rest comes from the body.
     const sql = `SELECT seq, time, type, body, prev_hash, hash FROM audit_log ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY time DESC, seq DESC LIMIT ${p(q.limit + 1)}`
-    return toPage((await this.#pool.query<StoredRow>(sql, args)).rows, q.limit)
+    return toPage((await this.#read<StoredRow>(sql, args)).rows, q.limit)
   }
 
   async countByTime(q: CountQuery): Promise<CountRow[]> {
     assertCountQuery(q)
     const sql = `SELECT (time / $1) * $1 AS bucket, type, role, site, token_kind, count(*) AS count FROM audit_log
       WHERE time >= $2 AND time <= $3 AND type IN (${COUNTED_TYPES_SQL}) GROUP BY 1, 2, 3, 4, 5`
-    const { rows } = await this.#pool.query<Omit<CountRow, 'bucket' | 'count'> & { bucket: string; count: string }>(sql, [q.bucketSeconds, q.from, q.to])
+    const { rows } = await this.#read<Omit<CountRow, 'bucket' | 'count'> & { bucket: string; count: string }>(sql, [q.bucketSeconds, q.from, q.to])
     return rows.map((r) => ({ ...r, bucket: Number(r.bucket), count: Number(r.count) }))
   }
 
@@ -307,7 +318,7 @@ export class PostgresStore extends ChainedStore {
     const sql = `SELECT (body::jsonb ->> 'reason') AS reason, count(*) AS count FROM audit_log
       WHERE decision = 'deny' AND time >= $1 AND time <= $2 AND type = 'token.denied' GROUP BY 1`
     try {
-      const { rows } = await this.#pool.query<{ reason: string | null; count: string }>(sql, [q.from, q.to])
+      const { rows } = await this.#read<{ reason: string | null; count: string }>(sql, [q.from, q.to])
       return rows.map((r) => ({ reason: r.reason, count: Number(r.count) }))
     } catch (err) {
       // One body jsonb cannot hold fails the cast and the whole statement: text that is not JSON (edited by
@@ -315,7 +326,7 @@ export class PostgresStore extends ChainedStore {
       // The denials of the range are then read and counted here, unreadable ones apart.
       if (!isDataException(err)) throw err
     }
-    const { rows } = await this.#pool.query<{ body: string }>(`SELECT body FROM audit_log
+    const { rows } = await this.#read<{ body: string }>(`SELECT body FROM audit_log
       WHERE decision = 'deny' AND time >= $1 AND time <= $2 AND type = 'token.denied'`, [q.from, q.to])
     return countReasonsOfBodies(rows.map((r) => r.body))
   }
@@ -323,44 +334,44 @@ export class PostgresStore extends ChainedStore {
   async countLive(q: { now: number; since: number }): Promise<LiveRow[]> {
     const sql = `SELECT site, role, count(*) AS count FROM audit_log
       WHERE time >= $1 AND type IN ('token.issued', 'token.renewed') AND exp > $2 GROUP BY 1, 2 ORDER BY 1, 2`
-    const { rows } = await this.#pool.query<{ site: string | null; role: string | null; count: string }>(sql, [q.since, q.now])
+    const { rows } = await this.#read<{ site: string | null; role: string | null; count: string }>(sql, [q.since, q.now])
     return rows.map((r) => ({ site: r.site, role: r.role, count: Number(r.count) }))
   }
 
   async listRevocations(options: { activeAt?: number } = {}): Promise<Revocation[]> {
     const { rows } = options.activeAt === undefined
-      ? await this.#pool.query<RevocationRow>('SELECT * FROM revocations ORDER BY id')
-      : await this.#pool.query<RevocationRow>('SELECT * FROM revocations WHERE until >= $1 AND lifted_at IS NULL ORDER BY id', [options.activeAt])
+      ? await this.#read<RevocationRow>('SELECT * FROM revocations ORDER BY id')
+      : await this.#read<RevocationRow>('SELECT * FROM revocations WHERE until >= $1 AND lifted_at IS NULL ORDER BY id', [options.activeAt])
     return rows.map(fromRevocationRow)
   }
 
   async readCredential(user: string, provider: string): Promise<StoredCredential | undefined> {
-    const { rows } = await this.#pool.query<CredentialRow>('SELECT * FROM user_credentials WHERE user_name = $1 AND provider = $2', [user, provider])
+    const { rows } = await this.#read<CredentialRow>('SELECT * FROM user_credentials WHERE user_name = $1 AND provider = $2', [user, provider])
     return rows[0] ? fromCredentialRow(rows[0]) : undefined
   }
 
   async credentialByVaultToken(sha256: string): Promise<StoredCredential | undefined> {
-    const { rows } = await this.#pool.query<CredentialRow>('SELECT * FROM user_credentials WHERE vault_token_sha256 = $1', [sha256])
+    const { rows } = await this.#read<CredentialRow>('SELECT * FROM user_credentials WHERE vault_token_sha256 = $1', [sha256])
     return rows[0] ? fromCredentialRow(rows[0]) : undefined
   }
 
   async listCredentials(): Promise<StoredCredential[]> {
-    const { rows } = await this.#pool.query<CredentialRow>('SELECT * FROM user_credentials ORDER BY user_name, provider')
+    const { rows } = await this.#read<CredentialRow>('SELECT * FROM user_credentials ORDER BY user_name, provider')
     return rows.map(fromCredentialRow)
   }
 
   async countLiveCredentials(user: string, except: string): Promise<number> {
-    const { rows } = await this.#pool.query<{ n: string }>('SELECT COUNT(*) AS n FROM user_credentials WHERE user_name = $1 AND provider <> $2 AND revoked = 0', [user, except])
+    const { rows } = await this.#read<{ n: string }>('SELECT COUNT(*) AS n FROM user_credentials WHERE user_name = $1 AND provider <> $2 AND revoked = 0', [user, except])
     return Number(rows[0]!.n)
   }
 
   async readConsoleSession(idSha256: string): Promise<StoredSession | undefined> {
-    const { rows } = await this.#pool.query<SessionRow>('SELECT * FROM console_sessions WHERE id_sha256 = $1', [idSha256])
+    const { rows } = await this.#read<SessionRow>('SELECT * FROM console_sessions WHERE id_sha256 = $1', [idSha256])
     return rows[0] ? fromSessionRow(rows[0]) : undefined
   }
 
   async roleGenerations(): Promise<Map<string, number>> {
-    const { rows } = await this.#pool.query<{ role: string; gen: number }>('SELECT role, gen FROM role_generations')
+    const { rows } = await this.#read<{ role: string; gen: number }>('SELECT role, gen FROM role_generations')
     return new Map(rows.map((r) => [r.role, r.gen]))
   }
 
@@ -369,7 +380,7 @@ export class PostgresStore extends ChainedStore {
   }
 
   async issuanceHorizon(): Promise<IssuanceHorizons> {
-    const { rows } = await this.#pool.query<{ kind: string; exp: number; lifetime: number }>('SELECT kind, exp, lifetime FROM issuance_horizon')
+    const { rows } = await this.#read<{ kind: string; exp: number; lifetime: number }>('SELECT kind, exp, lifetime FROM issuance_horizon')
     return horizonsFromRows(rows)
   }
 
@@ -395,11 +406,11 @@ export class PostgresStore extends ChainedStore {
 
   protected async readRows(seqs: readonly number[]): Promise<StoredRow[]> {
     if (seqs.length === 0) return []
-    return (await this.#pool.query<StoredRow>('SELECT * FROM audit_log WHERE seq = ANY($1::bigint[])', [seqs])).rows
+    return (await this.#read<StoredRow>('SELECT * FROM audit_log WHERE seq = ANY($1::bigint[])', [seqs])).rows
   }
 
   protected async readAnchor(): Promise<string | undefined> {
-    return (await this.#pool.query<{ sealed: string }>('SELECT sealed FROM audit_anchor WHERE id = 1')).rows[0]?.sealed
+    return (await this.#read<{ sealed: string }>('SELECT sealed FROM audit_anchor WHERE id = 1')).rows[0]?.sealed
   }
 
   protected async writeAnchor(sealed: string): Promise<void> {

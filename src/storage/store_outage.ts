@@ -20,21 +20,27 @@ export class WriterGone extends Error {
 
 /**
  * SQLite primary result codes (https://www.sqlite.org/rescode.html; an extended code keeps its primary code
- * in the low byte) that say "not now" rather than "never": BUSY 5, LOCKED 6, NOMEM 7, READONLY 8 (the file
- * or its file system went read-only), IOERR 10, FULL 13, CANTOPEN 14, PROTOCOL 15 (a WAL lock race).
- * CORRUPT, CONSTRAINT, MISUSE and the like are not among them: retrying would not help.
+ * in the low byte) that say "not now" rather than "never": BUSY 5 (another process holds the file's lock),
+ * NOMEM 7, READONLY 8 (the file or its file system went read-only), IOERR 10, FULL 13, CANTOPEN 14,
+ * PROTOCOL 15 (a WAL lock race). CORRUPT, CONSTRAINT, MISUSE and the like are not among them: retrying would
+ * not help. Nor is LOCKED 6: without a shared cache (the broker's connections share none) it means one
+ * connection's own statements in each other's way, a bug that every retry meets again.
  */
-const SQLITE_OUTAGE = new Set([5, 6, 7, 8, 10, 13, 14, 15])
+const SQLITE_OUTAGE = new Set([5, 7, 8, 10, 13, 14, 15])
 
 /**
  * PostgreSQL SQLSTATEs (Appendix A) of a server that is unreachable, stopping, starting, out of room, or
- * that lost a race a retry wins. Class 08 (connection exception) and 53 (insufficient resources) whole.
+ * that lost a race a retry wins. Class 08 (connection exception) and 53 (insufficient resources) whole,
+ * but for 08P01 (protocol_violation): the server refusing a message the broker built wrong (a bind with the
+ * wrong number of parameters), which every retry sends again, so a bug that must stay a 500.
  */
 const SQLSTATE_OUTAGE_CLASSES = new Set(['08', '53'])
+const SQLSTATE_NOT_OUTAGE = new Set(['08P01'])
 const SQLSTATE_OUTAGE = new Set([
   '57P01', // admin_shutdown: the server is stopping (pg_ctl stop, a failover)
   '57P02', // crash_shutdown
   '57P03', // cannot_connect_now: the server is starting up or in recovery
+  '57P05', // idle_session_timeout: the server ended a pooled connection the broker was just sending on
   '57014', // query_canceled: statement_timeout
   '40001', // serialization_failure
   '40P01', // deadlock_detected
@@ -46,6 +52,15 @@ const SQLSTATE_OUTAGE = new Set([
 const SOCKET_OUTAGE = new Set([
   'ECONNREFUSED', 'ECONNRESET', 'ECONNABORTED', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'EHOSTDOWN', 'ENETUNREACH', 'ENETDOWN', 'ENOTFOUND', 'EAI_AGAIN',
 ])
+
+/**
+ * A PostgreSQL server reached through its Unix-domain socket (a DSN with host=/var/run/postgresql) removes
+ * the socket file when it stops: connecting then fails with ENOENT, where TCP would say ECONNREFUSED. Only
+ * from connect(): an ENOENT from opening a file is something missing, not a server down.
+ */
+function isSocketGone(code: string, syscall: unknown): boolean {
+  return code === 'ENOENT' && syscall === 'connect'
+}
 
 /**
  * What the pg client library says, with no code, about a connection it lost or could not make in time
@@ -70,17 +85,17 @@ function isOutageItself(e: Error): boolean {
   if (e instanceof WriterGone) return true
   // Every address refused (Node tries each of a name's addresses): an outage only if each attempt was one.
   if (e instanceof AggregateError) return e.errors.length > 0 && e.errors.every(isStoreOutage)
-  const { code, errcode } = e as { code?: unknown; errcode?: unknown }
+  const { code, errcode, syscall } = e as { code?: unknown; errcode?: unknown; syscall?: unknown }
   if (code === 'ERR_SQLITE_ERROR') return typeof errcode === 'number' && SQLITE_OUTAGE.has(errcode & 0xff)
   if (typeof code === 'string') {
-    if (SOCKET_OUTAGE.has(code)) return true
-    if (/^[0-9A-Z]{5}$/.test(code)) return SQLSTATE_OUTAGE.has(code) || SQLSTATE_OUTAGE_CLASSES.has(code.slice(0, 2))
+    if (SOCKET_OUTAGE.has(code) || isSocketGone(code, syscall)) return true
+    if (/^[0-9A-Z]{5}$/.test(code)) return SQLSTATE_OUTAGE.has(code) || (SQLSTATE_OUTAGE_CLASSES.has(code.slice(0, 2)) && !SQLSTATE_NOT_OUTAGE.has(code))
   }
   return PG_CONNECTION_LOST.test(e.message)
 }
 
-/** The error to throw for a failed store write: AuditStoreUnavailable for an outage, anything else unchanged. */
-export function asStoreOutage(err: unknown): unknown {
+/** The error to throw for a failed store write (or read): AuditStoreUnavailable for an outage, anything else unchanged. */
+export function asStoreOutage(err: unknown, failed: 'commit' | 'read' = 'commit'): unknown {
   if (err instanceof TemporarilyUnavailable) return err
-  return isStoreOutage(err) ? new AuditStoreUnavailable(err) : err
+  return isStoreOutage(err) ? new AuditStoreUnavailable(err, failed) : err
 }

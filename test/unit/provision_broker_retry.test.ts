@@ -82,3 +82,34 @@ describe('provisioning retries a 503 from the broker, bounded', () => {
     expect(revoke.calls()).toBe(2)
   })
 })
+
+// A failed render takes back what it was issued, one revocation per token and certificate; a teardown does
+// the same from a manifest. When the broker's store is down, each of those calls would wait out the whole
+// retry budget again: a hundred items at three waits each held the operator's terminal for many minutes
+// (a signal does not cut a revocation short). Once one call has met 503 on every attempt, the broker is known
+// to be down: later calls ask once each, until an answer other than 503 shows it back.
+describe('a broker that stayed 503 through a whole call is asked once per call after that', () => {
+  it('does not wait again for each later call, and retries again once the broker has answered', async () => {
+    const s = scripted([{ ...UNAVAILABLE, retryAfter: '1' }])
+    const fails = () => s.client.revokeJti('j-1', 'render failed').then(() => undefined, (e: unknown) => e)
+    expect(await fails()).toMatchObject({ status: 503 })
+    expect(s.calls()).toBe(PROVISION_RETRY.attempts)
+    for (let i = 0; i < 5; i++) expect(await fails()).toMatchObject({ status: 503 })
+    expect(s.calls()).toBe(PROVISION_RETRY.attempts + 5)
+    expect(s.slept).toHaveLength(PROVISION_RETRY.attempts - 1)
+  })
+
+  it('retries a 503 as before once an answer other than 503 came back', async () => {
+    const s = scripted([
+      ...Array.from({ length: PROVISION_RETRY.attempts }, () => ({ ...UNAVAILABLE, retryAfter: '1' })),
+      { status: 200, body: {} },
+      { ...UNAVAILABLE, retryAfter: '2' },
+      { status: 200, body: {} },
+    ])
+    await s.client.revokeJti('j-1', 'x').catch(() => undefined)
+    await s.client.revokeJti('j-2', 'x')
+    await s.client.revokeJti('j-3', 'x')
+    expect(s.calls()).toBe(PROVISION_RETRY.attempts + 3)
+    expect(s.slept.at(-1)).toBe(2000)
+  })
+})

@@ -3,6 +3,11 @@
 // not from the code under test: SQLite's result codes (https://www.sqlite.org/rescode.html), PostgreSQL's
 // SQLSTATEs (Appendix A, "PostgreSQL Error Codes"), the errno names Node reports for sockets, and the
 // messages the pg client library gives a connection it lost (it sets no code on them).
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { DatabaseSync } from 'node:sqlite'
+import { join } from 'node:path'
+import pg from 'pg'
 import { describe, expect, it } from 'vitest'
 import { AuditStoreUnavailable, TemporarilyUnavailable } from '../../src/errors.ts'
 import { StoreOverloaded } from '../../src/storage/group_commit.ts'
@@ -14,7 +19,7 @@ const sys = (code: string) => Object.assign(new Error(`connect ${code} 127.0.0.1
 
 describe('isStoreOutage', () => {
   it.each([
-    ['SQLITE_BUSY', 5], ['SQLITE_LOCKED', 6], ['SQLITE_NOMEM', 7], ['SQLITE_READONLY', 8], ['SQLITE_IOERR', 10],
+    ['SQLITE_BUSY', 5], ['SQLITE_NOMEM', 7], ['SQLITE_READONLY', 8], ['SQLITE_IOERR', 10],
     ['SQLITE_FULL', 13], ['SQLITE_CANTOPEN', 14], ['SQLITE_PROTOCOL', 15],
     // Extended codes carry the primary code in their low byte: SQLITE_BUSY_SNAPSHOT 517, SQLITE_IOERR_FSYNC 1034, SQLITE_IOERR_WRITE 778.
     ['SQLITE_BUSY_SNAPSHOT', 517], ['SQLITE_IOERR_FSYNC', 1034], ['SQLITE_IOERR_WRITE', 778],
@@ -23,23 +28,64 @@ describe('isStoreOutage', () => {
   })
 
   it.each([
-    ['SQLITE_ERROR', 1], ['SQLITE_CORRUPT', 11], ['SQLITE_CONSTRAINT', 19], ['SQLITE_CONSTRAINT_TRIGGER', 1811], ['SQLITE_MISMATCH', 20], ['SQLITE_MISUSE', 21],
+    // SQLITE_LOCKED: "a conflict within the same database connection or a conflict with a different database
+    // connection that uses a shared cache" (rescode.html). The broker's connections share no cache, so it is
+    // the broker's own statements in each other's way; another process holding the file's lock is SQLITE_BUSY.
+    ['SQLITE_LOCKED', 6], ['SQLITE_ERROR', 1], ['SQLITE_CORRUPT', 11], ['SQLITE_CONSTRAINT', 19], ['SQLITE_CONSTRAINT_TRIGGER', 1811], ['SQLITE_MISMATCH', 20], ['SQLITE_MISUSE', 21],
   ])('SQLite %s (%i) is not', (_name, errcode) => {
     expect(isStoreOutage(sqlite(errcode))).toBe(false)
   })
 
+  it('SQLite\'s own error for one connection\'s statements in each other\'s way (SQLITE_LOCKED) is not an outage', () => {
+    const db = new DatabaseSync(':memory:')
+    try {
+      db.exec('CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1), (2);')
+      const rows = db.prepare('SELECT x FROM t').iterate()
+      rows.next()
+      let err: unknown
+      try { db.exec('DROP TABLE t') } catch (e) { err = e }
+      expect(err).toMatchObject({ code: 'ERR_SQLITE_ERROR', errcode: 6 })
+      expect(isStoreOutage(err)).toBe(false)
+    } finally {
+      db.close()
+    }
+  })
+
   it.each([
-    '08006', '08001', '08003', '57P01', '57P02', '57P03', '53100', '53200', '53300', '40001', '40P01', '55P03', '57014', '25006',
+    '08006', '08001', '08003', '57P01', '57P02', '57P03', '57P05', '53100', '53200', '53300', '40001', '40P01', '55P03', '57014', '25006',
   ])('PostgreSQL SQLSTATE %s is an outage', (code) => {
     expect(isStoreOutage(sqlstate(code))).toBe(true)
   })
 
-  it.each(['23505', '42P01', '42703', '22P02', 'XX000', 'XX001'])('PostgreSQL SQLSTATE %s is not', (code) => {
+  // 08P01 protocol_violation sits in class 08 but is the server refusing what the client sent (a bind with
+  // the wrong number of parameters: "bind message supplies 2 parameters, but prepared statement requires 1"),
+  // which the same request sends again on every retry: a bug, not a lost connection.
+  it.each(['23505', '42P01', '42703', '22P02', 'XX000', 'XX001', '08P01'])('PostgreSQL SQLSTATE %s is not', (code) => {
     expect(isStoreOutage(sqlstate(code))).toBe(false)
   })
 
   it.each(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN'])('socket error %s is an outage', (code) => {
     expect(isStoreOutage(sys(code))).toBe(true)
+  })
+
+  // PostgreSQL removes its Unix-domain socket file when it stops (and a Debian server reached by
+  // host=/var/run/postgresql has none while it is down), so connecting there fails with ENOENT, not
+  // ECONNREFUSED: the same outage as a refused TCP connection. This is the error the pg driver itself gives.
+  it('a PostgreSQL socket directory with no server listening (the server stopped) is an outage', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ctb-nopg-'))
+    const client = new pg.Client({ host: dir, user: 'postgres', database: 'broker' })
+    try {
+      const err = await client.connect().then(() => undefined, (e: unknown) => e)
+      expect(err).toMatchObject({ code: 'ENOENT' })
+      expect(isStoreOutage(err)).toBe(true)
+    } finally {
+      await client.end().catch(() => {})
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('ENOENT other than from connecting (a file the store opens is missing) is not an outage', () => {
+    expect(isStoreOutage(Object.assign(new Error("ENOENT: no such file or directory, open '/var/lib/ctb/anchor'"), { code: 'ENOENT', syscall: 'open' }))).toBe(false)
   })
 
   it.each([

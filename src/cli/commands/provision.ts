@@ -28,7 +28,12 @@ The operator's IAM access token is found by WLCG bearer token discovery: BEARER_
 $XDG_RUNTIME_DIR/bt_u$UID, /tmp/bt_u$UID. --ca-file is the broker's TLS CA (default: the system's).
 Templates and inputs carry names and references only; a value that looks like a secret is refused.`
 
-function client(values: { broker?: string; 'ca-file'?: string }, io: CommandIo, guard?: () => void): { broker: BrokerClient; bearer: string; unguarded: BrokerClient } {
+/**
+ * `guard` runs before every request of the guarded client; `stop`, once aborted, ends its wait for a 503's
+ * Retry-After at once, so that the guard is met now rather than after up to 30 s. The unguarded client
+ * (a failed render's revocations) keeps its waits: those run to their end by design.
+ */
+function client(values: { broker?: string; 'ca-file'?: string }, io: CommandIo, guard?: () => void, stop?: AbortSignal): { broker: BrokerClient; bearer: string; unguarded: BrokerClient } {
   if (!values.broker) throw new CliError('--broker URL is required (see provision --help)', 2)
   if (!/^https:\/\//.test(values.broker)) throw new CliError('--broker must be an https:// URL', 2)
   let found
@@ -36,7 +41,18 @@ function client(values: { broker?: string; 'ca-file'?: string }, io: CommandIo, 
   let fetch
   try { fetch = fetchWithCa(values['ca-file']) } catch (err) { throw new CliError(`cannot read --ca-file ${values['ca-file']}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`) }
   const guarded: Fetch = guard ? (url, init) => { guard(); return fetch(url, init) } : fetch
-  return { broker: new BrokerClient({ url: values.broker, bearer: found.token, fetch: guarded }), bearer: found.token, unguarded: new BrokerClient({ url: values.broker, bearer: found.token, fetch }) }
+  const broker = new BrokerClient({ url: values.broker, bearer: found.token, fetch: guarded, ...(stop ? { sleep: (ms: number) => sleepUnless(stop, ms) } : {}) })
+  return { broker, bearer: found.token, unguarded: new BrokerClient({ url: values.broker, bearer: found.token, fetch }) }
+}
+
+/** Waits `ms`, or less if `signal` is aborted meanwhile (or already was). */
+function sleepUnless(signal: AbortSignal, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) { resolve(); return }
+    const done = () => { clearTimeout(timer); signal.removeEventListener('abort', done); resolve() }
+    const timer = setTimeout(done, ms)
+    signal.addEventListener('abort', done, { once: true })
+  })
 }
 
 function readInputs(file: string | undefined): Record<string, unknown> {
@@ -93,10 +109,12 @@ export async function provisionCommand(argv: string[], io: CommandIo): Promise<n
       // what was issued valid and listed nowhere. Held instead: the next call fails, and the failure path below
       // revokes what was issued. A signal during that revocation is held too, so it runs to its end.
       let stoppedBy: NodeJS.Signals | undefined
-      const onStop = (signal: NodeJS.Signals) => { stoppedBy ??= signal }
+      // A signal also cuts short a wait for a 503's Retry-After: the guard then refuses the next request at once.
+      const stop = new AbortController()
+      const onStop = (signal: NodeJS.Signals) => { stoppedBy ??= signal; stop.abort() }
       const { broker, unguarded } = client(values, io, () => {
         if (stoppedBy) throw new CliError(`render stopped by ${stoppedBy}`, stoppedBy === 'SIGINT' ? 130 : 143)
-      })
+      }, stop.signal)
       process.on('SIGINT', onStop)
       process.on('SIGTERM', onStop)
       const issued: { tokens: ManifestToken[]; certificates: ManifestCertificate[] } = { tokens: [], certificates: [] }

@@ -91,11 +91,20 @@ export class BrokerClient {
     this.#sleep = options.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms)))
   }
 
+  /**
+   * Set when a call met 503 on every attempt: the broker is down, not blinking. The calls after it (a failed
+   * render's revocations, a teardown's) then ask once each instead of waiting out the retry budget again
+   * per item, which held the terminal for minutes; the first answer other than 503 clears it.
+   */
+  #down = false
+
   /** One request, sent again on a 503 as PROVISION_RETRY says; the last answer is returned whatever it is. */
   async #fetch(url: string, init: Parameters<Fetch>[1]): ReturnType<Fetch> {
+    const attempts = this.#down ? 1 : PROVISION_RETRY.attempts
     for (let attempt = 1; ; attempt++) {
       const res = await this.#send(url, init)
-      if (res.status !== 503 || attempt >= PROVISION_RETRY.attempts) return res
+      if (res.status !== 503) { this.#down = false; return res }
+      if (attempt >= attempts) { this.#down = true; return res }
       await res.text().catch(() => '')
       const asked = retryAfterSeconds(res.headers?.get('retry-after')) ?? PROVISION_RETRY.defaultDelaySeconds
       await this.#sleep(Math.min(asked, PROVISION_RETRY.maxDelaySeconds) * 1000)
