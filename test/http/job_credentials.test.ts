@@ -4,6 +4,7 @@ import { beforeEach, describe, expect, it } from 'vitest'
 import { parseJobTokenResponse } from '../../src/clients/credmon/client.ts'
 import { AuditStoreUnavailable } from '../../src/errors.ts'
 import { useCredentialsApp, BROKER, SE } from '../support/credentials_app.ts'
+import { expectRetryLaterAnswer } from '../support/retry_later_answer.ts'
 
 /**
  * Users' job credentials over HTTP: registration against the msw IAM, the token endpoint our credmon
@@ -523,11 +524,7 @@ describe('GET /v1/credentials/{user}/{provider}/token', () => {
     t.store.record = async () => { throw new AuditStoreUnavailable(Object.assign(new Error('database is locked'), { code: 'ERR_SQLITE_ERROR', errcode: 5 })) }
     try {
       const res = await t.jobToken('lena', 'cms', t.creddToken())
-      expect(res.status).toBe(503)
-      expect(res.headers.get('retry-after')).toMatch(/^[1-9]\d*$/)
-      const body = await res.json() as Record<string, unknown>
-      expect(body.error).toBe('temporarily_unavailable')
-      expect(body).not.toHaveProperty('access_token')
+      await expectRetryLaterAnswer(res, 'access_token')
     } finally {
       t.store.record = record
     }

@@ -4,6 +4,7 @@
 import { createHmac } from 'node:crypto'
 import { describe, expect, it } from 'vitest'
 import { ACCESS_TOKEN_TYPE, BROKER_AUDIENCE, GRANT_TYPE, IDTOKEN_TYPE, TRUST_DOMAIN, expectOAuthError, payloadOf, useTokenApp } from '../support/token_app.ts'
+import { expectRetryLaterAnswer } from '../../support/retry_later_answer.ts'
 
 const t = await useTokenApp()
 // Spelled here from the contract, not imported: the wire value must not drift with the code.
@@ -159,11 +160,7 @@ describe('redemption', () => {
     const { credential } = await enrol()
     t.audit.failing = true
     const res = await t.post(redeemForm(credential, nextJob(), 'n1', now() + 600))
-    expect(res.status).toBe(503)
-    expect(res.headers.get('retry-after')).toMatch(/^[1-9]\d*$/)
-    const body = await res.json() as Record<string, unknown>
-    expect(body.error).toBe('temporarily_unavailable')
-    expect(body).not.toHaveProperty('access_token')
+    await expectRetryLaterAnswer(res, 'access_token')
   })
 
   it('fails closed: no pilot token when the redemption write fails with a bug (500 server_error)', async () => {

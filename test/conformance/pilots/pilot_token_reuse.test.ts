@@ -8,6 +8,7 @@
 import { describe, expect, it, vi } from 'vitest'
 import { AuditStoreUnavailable } from '../../../src/errors.ts'
 import { ACCESS_TOKEN_TYPE, BROKER_AUDIENCE, GRANT_TYPE, IDTOKEN_TYPE, expectOAuthError, payloadOf, useTokenApp } from '../support/token_app.ts'
+import { expectRetryLaterAnswer } from '../../support/retry_later_answer.ts'
 
 const t = await useTokenApp()
 // Spelled here from the contract, not imported: the wire value must not drift with the code.
@@ -166,11 +167,7 @@ describe('pilot token reuse', () => {
     const spy = vi.spyOn(t.revocations, 'revoke').mockRejectedValueOnce(outage)
     try {
       const res = await t.post(renewForm(p.token))
-      expect(res.status).toBe(503)
-      expect(res.headers.get('retry-after')).toMatch(/^[1-9]\d*$/)
-      const body = await res.json() as Record<string, unknown>
-      expect(body.error).toBe('temporarily_unavailable')
-      expect(body).not.toHaveProperty('access_token')
+      await expectRetryLaterAnswer(res, 'access_token')
     } finally {
       spy.mockRestore()
     }
