@@ -10,6 +10,7 @@ import {
   AuditPage, BrokerMetadata, CondorExpressionJson, Jwks, JobTokenRefusal, LivePilots, Liveness, PolicyExplanation, Readiness,
   RevocationCreated, RevocationDryRun, RevocationList, TokenExchangeResponse,
 } from './response_schemas.ts'
+import { NO_STORE_HEADERS, oauthErrorHeaders } from './headers.ts'
 import { json, type ErrorStatus, type RouteSpec } from './route_spec.ts'
 import { TokenRequestForm } from './token_form.ts'
 
@@ -76,7 +77,7 @@ export const BROKER_ROUTES: readonly RouteSpec[] = [
     summary: 'RFC 8693 token exchange, and the SLURM pilot enrolment, redemption and renewal',
     description: 'The caller is authenticated by its subject token, not by client credentials. Form fields must not be repeated, except `audience` and `resource`; unknown fields are ignored. Responses are never cached.',
     body: { contentType: 'application/x-www-form-urlencoded', schema: TokenRequestForm, required: true },
-    responses: { 200: { description: 'The issued token (RFC 8693 §2.2.1).', content: json(TokenExchangeResponse) } },
+    responses: { 200: { description: 'The issued token (RFC 8693 §2.2.1).', content: json(TokenExchangeResponse), headers: NO_STORE_HEADERS } },
     errors: {
       400: 'invalid_request, invalid_grant (subject token), invalid_target, invalid_scope, unauthorized_client or unsupported_grant_type (RFC 6749 §5.2, RFC 8693 §2.2.2).',
       401: 'invalid_client.',
@@ -88,7 +89,7 @@ export const BROKER_ROUTES: readonly RouteSpec[] = [
   {
     method: 'all', path: '/token', mount: 'exchange', operationId: 'tokenOtherMethods', tags: ['token'],
     summary: 'Any method but POST at the token endpoint',
-    responses: {},
+    responses: {}, allow: ['POST'],
     errors: { 405: 'invalid_request, with Allow: POST.' },
   },
   {
@@ -249,7 +250,7 @@ function credentialRoutes(): RouteSpec[] {
       summary: 'Register the caller\'s job credential for a provider (HTCondor\'s credential storer calls this at condor_submit)',
       description: 'The bearer is the user\'s IAM access token; the HTCondor user, scopes and audience come from the policy. The broker exchanges at IAM with offline_access and keeps the refresh token sealed (AES-256-GCM). The answer carries the `.top` content for the credd.',
       body: { contentType: 'application/json', schema: RegisterCredentialRequest, required: true },
-      responses: { 201: { description: 'Registered: user, provider and the .top content.', content: json(z.record(z.string(), z.unknown())) } },
+      responses: { 201: { description: 'Registered: user, provider and the .top content.', content: json(z.record(z.string(), z.unknown())), headers: NO_STORE_HEADERS } },
       errors: { ...credentialError, 403: 'access_denied: the policy grants no job credential here, or the user already holds credentials.max_per_user of them.', 429: 'slow_down: rate_limits.registration for this caller, or the client address limit, is used up (Retry-After).', 503: 'temporarily_unavailable: IAM or the audit log unavailable, or another registration of the same credential landed at the same moment (Retry-After).' },
     },
     {
@@ -260,26 +261,27 @@ function credentialRoutes(): RouteSpec[] {
     },
     {
       method: 'all', path: '/v1/credentials', mount: 'credentials', operationId: 'credentialsOtherMethods', tags: ['credentials'],
-      summary: 'Any other method at /v1/credentials', responses: {}, errors: { 405: 'invalid_request, with Allow: GET, POST.' },
+      summary: 'Any other method at /v1/credentials', responses: {}, allow: ['GET', 'POST'], errors: { 405: 'invalid_request, with Allow: GET, POST.' },
     },
     {
       method: 'get', path: '/v1/credentials/{user}/{provider}/token', mount: 'credentials', operationId: 'jobToken', tags: ['credentials'], security: 'admin',
       summary: 'A fresh access token for one user\'s jobs (our credmon calls this)',
       description: 'The bearer is the access point\'s credd IDTOKEN issued by this broker. A cached token with at least minimum_seconds left is reused; concurrent requests share one refresh.',
       params: userProvider, query: TokenQuery,
-      responses: { 200: { description: 'The job token.', content: json(z.object({ access_token: z.string(), token_type: z.literal('Bearer'), expires_in: z.number().int(), scope: z.string() })) } },
+      responses: { 200: { description: 'The job token.', content: json(z.object({ access_token: z.string(), token_type: z.literal('Bearer'), expires_in: z.number().int(), scope: z.string() })), headers: NO_STORE_HEADERS } },
       errors: {
         ...credentialError,
         403: {
           description: 'access_denied: the credential is unknown, revoked or outdated (then `credential` says which: the credmon removes .use and .top, and the next submit registers again), or the policy refuses (fetched_by, grant, a revoked identity: no `credential`; the credmon removes .use and keeps .top).',
           content: json(JobTokenRefusal),
+          headers: oauthErrorHeaders(403),
         },
         503: 'temporarily_unavailable: IAM or the audit log unavailable (Retry-After).',
       },
     },
     {
       method: 'all', path: '/v1/credentials/{user}/{provider}/token', mount: 'credentials', operationId: 'jobTokenOtherMethods', tags: ['credentials'],
-      summary: 'Any other method at the job token endpoint', params: userProvider, responses: {}, errors: { 405: 'invalid_request, with Allow: GET.' },
+      summary: 'Any other method at the job token endpoint', params: userProvider, responses: {}, allow: ['GET'], errors: { 405: 'invalid_request, with Allow: GET.' },
     },
     {
       method: 'delete', path: '/v1/credentials/{user}/{provider}', mount: 'credentials', operationId: 'revokeCredential', tags: ['credentials', 'admin'], security: 'admin',
