@@ -20,11 +20,17 @@ import { TokenRequestForm } from './token_form.ts'
  * real routes.
  */
 
-/** What every admin route may answer besides its own errors. */
+/** What every admin route may answer besides its own errors (middleware/admin_auth.ts). */
 const ADMIN_ERRORS: Partial<Record<ErrorStatus, string>> = {
   401: 'invalid_token: no, a bad or a revoked admin bearer token (WWW-Authenticate: Bearer).',
   429: 'slow_down: the client address limit is used up by refused unauthenticated requests (Retry-After).',
   503: 'temporarily_unavailable: IAM could not be asked about an IAM admin token (Retry-After).',
+}
+
+/** An admin route that records what it does in the audit log: its write fails closed when the store cannot commit. */
+const ADMIN_WRITE_ERRORS: Partial<Record<ErrorStatus, string>> = {
+  ...ADMIN_ERRORS,
+  503: 'temporarily_unavailable: IAM could not be asked about an IAM admin token, or the audit store is out of reach or busy, so nothing was changed (Retry-After).',
 }
 
 export const BROKER_ROUTES: readonly RouteSpec[] = [
@@ -52,7 +58,11 @@ export const BROKER_ROUTES: readonly RouteSpec[] = [
     summary: 'Prometheus metrics (text exposition format 0.0.4)',
     description: 'Open by default; `metrics.auth` may require the admin bearer token or a scrape token. Label values are bounded: no sub, jti or caller.',
     responses: { 200: { description: 'Metrics in the Prometheus text format.', content: { 'text/plain; version=0.0.4': z.string() } } },
-    errors: { 401: 'invalid_token: scraping needs a bearer token here (WWW-Authenticate: Bearer).' },
+    errors: {
+      401: 'invalid_token: scraping needs a bearer token here (WWW-Authenticate: Bearer).',
+      429: 'slow_down: with metrics.auth admin, the client address limit is used up by refused bearers (Retry-After).',
+      503: 'temporarily_unavailable: with metrics.auth admin, IAM could not be asked about an IAM admin token (Retry-After).',
+    },
   },
   {
     method: 'get', path: '/.well-known/openid-configuration', mount: 'core', operationId: 'openidConfiguration', tags: ['discovery'],
@@ -79,9 +89,8 @@ export const BROKER_ROUTES: readonly RouteSpec[] = [
     body: { contentType: 'application/x-www-form-urlencoded', schema: TokenRequestForm, required: true },
     responses: { 200: { description: 'The issued token (RFC 8693 §2.2.1).', content: json(TokenExchangeResponse), headers: NO_STORE_HEADERS } },
     errors: {
-      400: 'invalid_request, invalid_grant (subject token), invalid_target, invalid_scope, unauthorized_client or unsupported_grant_type (RFC 6749 §5.2, RFC 8693 §2.2.2).',
-      401: 'invalid_client.',
-      403: 'access_denied: the policy refuses the caller.',
+      400: 'invalid_request (also: a repeated parameter, a body that is not form-encoded, content-coded or larger than 32 KiB), invalid_grant (a pilot credential), invalid_target, invalid_scope, unauthorized_client (the policy refuses the caller, or a revocation blocks it) or unsupported_grant_type (RFC 6749 §5.2, RFC 8693 §2.2.2).',
+      403: 'access_denied: IAM refused the exchange behind a narrowed access token.',
       429: 'slow_down: a configured rate limit (caller, role or client address) is used up (Retry-After).',
       503: 'temporarily_unavailable: IAM unreachable, or the audit log busy or out of reach (Retry-After); no token.',
     },
@@ -107,7 +116,7 @@ export const BROKER_ROUTES: readonly RouteSpec[] = [
       200: { description: '`dry_run`: how many live tokens the revocation would match; nothing stored.', content: json(RevocationDryRun) },
       201: { description: 'The revocation, recorded in the audit log in the same transaction.', content: json(RevocationCreated) },
     },
-    errors: { 400: 'invalid_request: not JSON, an unknown field, or not exactly one selector.', ...ADMIN_ERRORS },
+    errors: { 400: 'invalid_request: not JSON, an unknown field, or not exactly one selector.', ...ADMIN_WRITE_ERRORS },
   },
   {
     method: 'get', path: '/v1/revocations', mount: 'admin', operationId: 'listRevocations', tags: ['admin'], security: 'admin',
@@ -122,7 +131,7 @@ export const BROKER_ROUTES: readonly RouteSpec[] = [
     params: RevocationIdParam,
     body: { contentType: 'application/json', schema: LiftBody, required: false },
     responses: { 200: { description: 'The lifted revocation.', content: json(RevocationCreated) } },
-    errors: { 400: 'invalid_request: a bad body.', 404: 'invalid_request: no such revocation.', ...ADMIN_ERRORS },
+    errors: { 400: 'invalid_request: a bad body.', 404: 'invalid_request: no such revocation.', ...ADMIN_WRITE_ERRORS },
   },
   {
     method: 'get', path: '/v1/revocations/condor', mount: 'admin', operationId: 'condorRevocationExpression', tags: ['admin'], security: 'admin',
@@ -191,7 +200,7 @@ export const BROKER_ROUTES: readonly RouteSpec[] = [
       200: { description: 'Already revoked.', content: json(z.object({ serial: z.string(), revoked_at: z.number().int(), not_after: z.number().int() })) },
       201: { description: 'Revoked now.', content: json(z.object({ serial: z.string(), revoked_at: z.number().int(), not_after: z.number().int() })) },
     },
-    errors: { 400: 'invalid_request: a bad serial or body.', 404: 'invalid_request: no certificate with this serial.', ...ADMIN_ERRORS },
+    errors: { 400: 'invalid_request: a bad serial or body.', 404: 'invalid_request: no certificate with this serial.', ...ADMIN_WRITE_ERRORS },
   },
   {
     method: 'get', path: '/v1/audit/summary', mount: 'admin', operationId: 'auditSummary', tags: ['admin'], security: 'admin',
@@ -260,8 +269,10 @@ function credentialRoutes(): RouteSpec[] {
       errors: { ...ADMIN_ERRORS },
     },
     {
-      method: 'all', path: '/v1/credentials', mount: 'credentials', operationId: 'credentialsOtherMethods', tags: ['credentials'],
-      summary: 'Any other method at /v1/credentials', responses: {}, allow: ['GET', 'POST'], errors: { 405: 'invalid_request, with Allow: GET, POST.' },
+      method: 'all', path: '/v1/credentials', mount: 'credentials', operationId: 'credentialsOtherMethods', tags: ['credentials'], security: 'admin',
+      summary: 'Any other method at /v1/credentials',
+      description: 'Refused with 405 once the admin bearer token is accepted: every method but POST (registration) is the admin\'s.',
+      responses: {}, allow: ['GET', 'POST'], errors: { 405: 'invalid_request, with Allow: GET, POST.', ...ADMIN_ERRORS },
     },
     {
       method: 'get', path: '/v1/credentials/{user}/{provider}/token', mount: 'credentials', operationId: 'jobToken', tags: ['credentials'], security: 'admin',
@@ -288,7 +299,7 @@ function credentialRoutes(): RouteSpec[] {
       summary: 'Revoke a stored job credential (audited; the refresh token is also revoked at IAM)',
       params: userProvider,
       responses: { 200: { description: 'Revoked.', content: json(z.object({ revoked: z.object({ user: z.string(), provider: z.string() }) })) } },
-      errors: { 404: 'invalid_request: no unrevoked credential for this user and provider.', ...ADMIN_ERRORS },
+      errors: { 400: 'invalid_request: user or provider is not a valid name.', 404: 'invalid_request: no unrevoked credential for this user and provider.', ...ADMIN_WRITE_ERRORS },
     },
   ]
 }
