@@ -7,11 +7,11 @@ import { ExplainBody } from '../routes/policy_explain.ts'
 import { PilotsQuery } from '../routes/pilots.ts'
 import { CondorExpressionQuery, LiftBody, RevocationBody, RevocationIdParam, RevocationListQuery } from '../routes/revocations.ts'
 import {
-  AuditPage, BrokerMetadata, CondorExpressionJson, Jwks, JobTokenRefusal, LivePilots, Liveness, PolicyExplanation, Readiness,
+  AuditPage, BrokerMetadata, CondorExpressionJson, Jwks, JobTokenRefusal, LivePilots, Liveness, OAuthError, PolicyExplanation, Readiness,
   RevocationCreated, RevocationDryRun, RevocationList, TokenExchangeResponse,
 } from './response_schemas.ts'
-import { NO_STORE_HEADERS, oauthErrorHeaders } from './headers.ts'
-import { json, type ErrorStatus, type RouteSpec } from './route_spec.ts'
+import { CACHE_CONTROL_NO_STORE, LOCATION, NO_STORE_HEADERS, oauthErrorHeaders, RETRY_AFTER } from './headers.ts'
+import { json, type ErrorStatus, type HeaderSpec, type ResponseSpec, type RouteSpec } from './route_spec.ts'
 import { TokenRequestForm } from './token_form.ts'
 
 /**
@@ -214,35 +214,76 @@ export const BROKER_ROUTES: readonly RouteSpec[] = [
 ]
 
 /**
- * The audit console's HTML pages (docs/console.md). They answer HTML, not JSON: a request without a
- * session is sent to the sign-in page, a non-admin is refused as the admin API refuses, and every POST needs
- * the session's CSRF token and the broker's own Origin.
+ * The audit console's HTML pages (docs/console.md). They answer HTML, not JSON, never cached: a request
+ * without a session is sent to the sign-in page (GET) or refused (POST), a non-admin is refused, every POST
+ * needs the session's CSRF token and the broker's own Origin, and a form over 64 KiB is refused. A form
+ * body that does not parse is the API's invalid_request (JSON).
  */
 function consolePages(): RouteSpec[] {
-  const page = (method: 'get' | 'post', path: string, operationId: string, summary: string): RouteSpec => ({
+  const html = (description: string, headers: Record<string, HeaderSpec> = {}): ResponseSpec => ({
+    description, content: { 'text/html': z.string() }, headers: { 'Cache-Control': CACHE_CONTROL_NO_STORE, ...headers },
+  })
+  const redirect = (description: string): ResponseSpec => ({ description, headers: { 'Cache-Control': CACHE_CONTROL_NO_STORE, Location: LOCATION } })
+  const unreadableForm: ResponseSpec = {
+    description: 'invalid_request: the form could not be read (OAuth error JSON); or a page naming what is wrong with the form.',
+    content: { 'application/json': OAuthError, 'text/html': z.string() }, headers: oauthErrorHeaders(400),
+  }
+  const tooLarge = html('The form is larger than 64 KiB.')
+  const unavailable = html('IAM could not be asked about the admin\'s token, or could not start a sign-in.')
+  /** A form that revokes: its audited write fails closed, answered as the admin API answers it. */
+  const unavailableOrStore: ResponseSpec = {
+    description: 'A page: IAM could not be asked about the admin\'s token. The OAuth error temporarily_unavailable (JSON, with Retry-After): the audit store is out of reach or busy, so nothing was revoked.',
+    content: { 'text/html': z.string(), 'application/json': OAuthError }, headers: oauthErrorHeaders(503),
+  }
+  const slowDown = html('The client address limit is used up by refused sign-ins.', { 'Retry-After': RETRY_AFTER })
+  const refused = (why: string) => html(`Refused: ${why}.`)
+  type Page = Pick<RouteSpec, 'responses' | 'errors'>
+  /** A page behind the session check (middleware/console_session.ts). */
+  const signedIn = (method: 'get' | 'post', own: Page['errors'] = {}, ok: Page['responses'] = { 200: html('The page.') }): Page => ({
+    responses: method === 'get' ? { ...ok, 303: redirect('No session: to the sign-in page.') } : ok,
+    errors: {
+      ...(method === 'post' ? { 400: unreadableForm, 413: tooLarge } : {}),
+      403: refused(method === 'get' ? 'no longer an admin' : 'no session, not an admin, or a missing or bad CSRF token'),
+      503: unavailable,
+      ...own,
+    },
+  })
+  const page = (method: 'get' | 'post', path: string, operationId: string, summary: string, p: Page): RouteSpec => ({
     method, path, mount: 'console', operationId, tags: ['console'], summary,
     ...(path.includes('{seq}') ? { params: z.object({ seq: z.string() }) } : {}),
     ...(method === 'post' ? { body: { contentType: 'application/x-www-form-urlencoded', schema: z.record(z.string(), z.string()), required: false } } : {}),
-    responses: { 200: { description: 'An HTML page (or a 303 redirect).', content: { 'text/html': z.string() } } },
-    errors: { 403: 'access_denied: not an admin, or a missing or bad CSRF token.' },
+    ...p,
   })
+  const notConfigured = html('Sign-in through IAM is not configured.')
   return [
-    { ...page('get', '/console/static/console.css', 'consoleStyle', 'The console\'s style sheet (served by the broker: no CDN)'), responses: { 200: { description: 'CSS.', content: { 'text/css': z.string() } } }, errors: {} },
-    page('get', '/console/sign-in', 'consoleSignInPage', 'The sign-in page: IAM or the bootstrap admin token'),
-    page('get', '/console/login', 'consoleLogin', 'Starts the OpenID Connect authorization code flow with PKCE at IAM'),
-    page('get', '/console/callback', 'consoleCallback', 'Where IAM returns the authorization code'),
-    page('post', '/console/sign-in/token', 'consoleSignInToken', 'Sign in with the bootstrap admin token'),
-    page('post', '/console/sign-out', 'consoleSignOut', 'Ends the session'),
-    page('get', '/console', 'consoleOverview', 'Overview: issuance and denials over time, live tokens, the chain\'s status'),
-    page('post', '/console/verify', 'consoleVerify', 'Verifies the audit chain now'),
-    page('get', '/console/search', 'consoleSearch', 'Search audit records by jti, sub, caller, site, role, request id, time'),
-    page('get', '/console/records/{seq}', 'consoleRecord', 'One audit record, its chain position and whether it verifies'),
-    page('get', '/console/pilots', 'consolePilots', 'Live SLURM pilots by site and job, with their last renewal'),
-    page('get', '/console/credentials', 'consoleCredentials', 'Users\' stored job credentials with their last refresh'),
-    page('post', '/console/credentials/revoke', 'consoleCredentialRevoke', 'Revoke a user\'s stored job credential (a confirmation first)'),
-    page('get', '/console/act', 'consoleAct', 'Revoke, explain a policy decision, key status'),
-    page('post', '/console/act/revoke', 'consoleRevoke', 'Revoke (a dry-run count first, then a confirmation)'),
-    page('post', '/console/act/explain', 'consoleExplain', 'The policy explain form'),
+    page('get', '/console/static/console.css', 'consoleStyle', 'The console\'s style sheet (served by the broker: no CDN)', { responses: { 200: { description: 'CSS.', content: { 'text/css': z.string() } } }, errors: {} }),
+    page('get', '/console/sign-in', 'consoleSignInPage', 'The sign-in page: IAM or the bootstrap admin token', { responses: { 200: html('The sign-in page.') }, errors: {} }),
+    page('get', '/console/login', 'consoleLogin', 'Starts the OpenID Connect authorization code flow with PKCE at IAM', {
+      responses: { 303: redirect('To IAM\'s authorization endpoint.') },
+      errors: { 404: notConfigured, 503: unavailable },
+    }),
+    page('get', '/console/callback', 'consoleCallback', 'Where IAM returns the authorization code', {
+      responses: { 200: html('Signed in: a page that continues to the console.') },
+      errors: { 400: html('The sign-in is unknown or expired, or IAM refused it.'), 403: refused('not an admin'), 404: notConfigured, 429: slowDown, 503: unavailable },
+    }),
+    page('post', '/console/sign-in/token', 'consoleSignInToken', 'Sign in with the bootstrap admin token', {
+      responses: { 200: html('Signed in: a page that continues to the console.') },
+      errors: { 400: unreadableForm, 403: refused('not an admin token, or a missing or bad CSRF token'), 413: tooLarge, 429: slowDown, 503: unavailable },
+    }),
+    page('post', '/console/sign-out', 'consoleSignOut', 'Ends the session', {
+      responses: { 303: redirect('To the sign-in page.') },
+      errors: { 400: unreadableForm, 403: refused('a missing or bad CSRF token'), 413: tooLarge },
+    }),
+    page('get', '/console', 'consoleOverview', 'Overview: issuance and denials over time, live tokens, the chain\'s status', signedIn('get')),
+    page('post', '/console/verify', 'consoleVerify', 'Verifies the audit chain now', signedIn('post', {}, { 303: redirect('Back to the overview.') })),
+    page('get', '/console/search', 'consoleSearch', 'Search audit records by jti, sub, caller, site, role, request id, time', signedIn('get', { 400: html('The search form, naming the bad field.') })),
+    page('get', '/console/records/{seq}', 'consoleRecord', 'One audit record, its chain position and whether it verifies', signedIn('get', { 404: html('No audit record with this number.') })),
+    page('get', '/console/pilots', 'consolePilots', 'Live SLURM pilots by site and job, with their last renewal', signedIn('get')),
+    page('get', '/console/credentials', 'consoleCredentials', 'Users\' stored job credentials with their last refresh', signedIn('get')),
+    page('post', '/console/credentials/revoke', 'consoleCredentialRevoke', 'Revoke a user\'s stored job credential (a confirmation first)', signedIn('post', { 404: html('No unrevoked credential for this user and provider.'), 503: unavailableOrStore })),
+    page('get', '/console/act', 'consoleAct', 'Revoke, explain a policy decision, key status', signedIn('get')),
+    page('post', '/console/act/revoke', 'consoleRevoke', 'Revoke (a dry-run count first, then a confirmation)', signedIn('post', { 503: unavailableOrStore })),
+    page('post', '/console/act/explain', 'consoleExplain', 'The policy explain form', signedIn('post')),
   ]
 }
 
