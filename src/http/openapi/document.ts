@@ -1,7 +1,8 @@
 import { z } from 'zod'
 import { ADMIN_REALM } from '../oauth_error_response.ts'
 import { AuditPage, BrokerMetadata, Jwks, OAuthError, Readiness, Revocation, TokenExchangeResponse } from './response_schemas.ts'
-import type { Mount, ResponseSpec, RouteSpec } from './route_spec.ts'
+import { NO_STORE_HEADERS, oauthErrorHeaders } from './headers.ts'
+import type { HeaderSpec, Mount, ResponseSpec, RouteSpec } from './route_spec.ts'
 
 type Json = Record<string, unknown>
 
@@ -69,9 +70,9 @@ function operation(route: RouteSpec): Json {
   const responses: Record<string, Json> = {}
   for (const [status, spec] of Object.entries(route.responses) as Array<[string, ResponseSpec]>) responses[status] = response(spec, 'output')
   for (const [status, spec] of Object.entries(route.errors) as Array<[string, string | ResponseSpec]>) {
-    responses[status] = response(typeof spec === 'string' ? { description: spec, content: { 'application/json': OAuthError } } : spec, 'output')
+    responses[status] = response(typeof spec === 'string' ? { description: spec, content: { 'application/json': OAuthError }, headers: oauthErrorHeaders(Number(status), route.allow) } : spec, 'output')
   }
-  responses['500'] ??= response({ description: 'server_error: details go to the log, never to the client.', content: { 'application/json': OAuthError } }, 'output')
+  responses['500'] ??= response({ description: 'server_error: details go to the log, never to the client.', content: { 'application/json': OAuthError }, headers: NO_STORE_HEADERS }, 'output')
   return {
     operationId: route.operationId,
     summary: route.summary,
@@ -92,8 +93,13 @@ function operation(route: RouteSpec): Json {
 function response(spec: ResponseSpec, io: 'input' | 'output'): Json {
   return {
     description: spec.description,
+    ...(spec.headers ? { headers: Object.fromEntries(Object.entries(spec.headers).map(([name, h]) => [name, headerObject(h)])) } : {}),
     ...(spec.content ? { content: Object.fromEntries(Object.entries(spec.content).map(([type, schema]) => [type, { schema: schemaRef(schema, io) }])) } : {}),
   }
+}
+
+function headerObject(h: HeaderSpec): Json {
+  return { description: h.description, schema: h.schema }
 }
 
 /** One OpenAPI parameter per property of a zod object, required as the schema says. */

@@ -8,13 +8,21 @@ export type Mount = 'core' | 'exchange' | 'admin' | 'policy' | 'metrics' | 'cert
 
 export type HttpMethod = 'get' | 'post' | 'put' | 'patch' | 'delete'
 
-/** Error statuses a route documents; each answers the one OAuth error shape. */
-export type ErrorStatus = 400 | 401 | 403 | 404 | 405 | 429 | 503
+/** Error statuses a route documents; the API's answer the one OAuth error shape, the console's are HTML pages. */
+export type ErrorStatus = 400 | 401 | 403 | 404 | 405 | 413 | 429 | 503
+
+/** One response header (OpenAPI 3.1 §4.8.21): what it says, and a JSON Schema of its value. */
+export interface HeaderSpec {
+  description: string
+  schema: Record<string, unknown>
+}
 
 export interface ResponseSpec {
   description: string
   /** Media type → body schema; absent: no body described. */
   content?: Record<string, z.ZodType>
+  /** Headers the answer carries (Retry-After, WWW-Authenticate, Cache-Control, …). */
+  headers?: Record<string, HeaderSpec>
 }
 
 /** A JSON body. */
@@ -41,7 +49,12 @@ export interface RouteSpec {
   params?: z.ZodObject
   query?: z.ZodObject
   body?: { contentType: string; schema: z.ZodType; required: boolean }
-  responses: Partial<Record<200 | 201, ResponseSpec>>
-  /** A description: the OAuth error object; a ResponseSpec: a route's own error body (/readyz). */
+  responses: Partial<Record<200 | 201 | 303, ResponseSpec>>
+  /**
+   * A description: the OAuth error object with the headers oauthErrorReply adds for that status (headers.ts
+   * oauthErrorHeaders); a ResponseSpec: a route's own error body (/readyz, the console's pages), headers as given.
+   */
   errors: Partial<Record<ErrorStatus, string | ResponseSpec>>
+  /** For a catch-all (`all`): the methods its 405's Allow names. */
+  allow?: readonly string[]
 }

@@ -7,10 +7,11 @@ import { ExplainBody } from '../routes/policy_explain.ts'
 import { PilotsQuery } from '../routes/pilots.ts'
 import { CondorExpressionQuery, LiftBody, RevocationBody, RevocationIdParam, RevocationListQuery } from '../routes/revocations.ts'
 import {
-  AuditPage, BrokerMetadata, CondorExpressionJson, Jwks, JobTokenRefusal, LivePilots, Liveness, PolicyExplanation, Readiness,
+  AuditPage, BrokerMetadata, CondorExpressionJson, Jwks, JobTokenRefusal, LivePilots, Liveness, OAuthError, PolicyExplanation, Readiness,
   RevocationCreated, RevocationDryRun, RevocationList, TokenExchangeResponse,
 } from './response_schemas.ts'
-import { json, type ErrorStatus, type RouteSpec } from './route_spec.ts'
+import { CACHE_CONTROL_NO_STORE, LOCATION, NO_STORE_HEADERS, oauthErrorHeaders, RETRY_AFTER } from './headers.ts'
+import { json, type ErrorStatus, type HeaderSpec, type ResponseSpec, type RouteSpec } from './route_spec.ts'
 import { TokenRequestForm } from './token_form.ts'
 
 /**
@@ -19,11 +20,17 @@ import { TokenRequestForm } from './token_form.ts'
  * real routes.
  */
 
-/** What every admin route may answer besides its own errors. */
+/** What every admin route may answer besides its own errors (middleware/admin_auth.ts). */
 const ADMIN_ERRORS: Partial<Record<ErrorStatus, string>> = {
   401: 'invalid_token: no, a bad or a revoked admin bearer token (WWW-Authenticate: Bearer).',
   429: 'slow_down: the client address limit is used up by refused unauthenticated requests (Retry-After).',
   503: 'temporarily_unavailable: IAM could not be asked about an IAM admin token (Retry-After).',
+}
+
+/** An admin route that records what it does in the audit log: its write fails closed when the store cannot commit. */
+const ADMIN_WRITE_ERRORS: Partial<Record<ErrorStatus, string>> = {
+  ...ADMIN_ERRORS,
+  503: 'temporarily_unavailable: IAM could not be asked about an IAM admin token, or the audit store is out of reach or busy, so nothing was changed (Retry-After).',
 }
 
 export const BROKER_ROUTES: readonly RouteSpec[] = [
@@ -51,7 +58,11 @@ export const BROKER_ROUTES: readonly RouteSpec[] = [
     summary: 'Prometheus metrics (text exposition format 0.0.4)',
     description: 'Open by default; `metrics.auth` may require the admin bearer token or a scrape token. Label values are bounded: no sub, jti or caller.',
     responses: { 200: { description: 'Metrics in the Prometheus text format.', content: { 'text/plain; version=0.0.4': z.string() } } },
-    errors: { 401: 'invalid_token: scraping needs a bearer token here (WWW-Authenticate: Bearer).' },
+    errors: {
+      401: 'invalid_token: scraping needs a bearer token here (WWW-Authenticate: Bearer).',
+      429: 'slow_down: with metrics.auth admin, the client address limit is used up by refused bearers (Retry-After).',
+      503: 'temporarily_unavailable: with metrics.auth admin, IAM could not be asked about an IAM admin token (Retry-After).',
+    },
   },
   {
     method: 'get', path: '/.well-known/openid-configuration', mount: 'core', operationId: 'openidConfiguration', tags: ['discovery'],
@@ -76,11 +87,10 @@ export const BROKER_ROUTES: readonly RouteSpec[] = [
     summary: 'RFC 8693 token exchange, and the SLURM pilot enrolment, redemption and renewal',
     description: 'The caller is authenticated by its subject token, not by client credentials. Form fields must not be repeated, except `audience` and `resource`; unknown fields are ignored. Responses are never cached.',
     body: { contentType: 'application/x-www-form-urlencoded', schema: TokenRequestForm, required: true },
-    responses: { 200: { description: 'The issued token (RFC 8693 §2.2.1).', content: json(TokenExchangeResponse) } },
+    responses: { 200: { description: 'The issued token (RFC 8693 §2.2.1).', content: json(TokenExchangeResponse), headers: NO_STORE_HEADERS } },
     errors: {
-      400: 'invalid_request, invalid_grant (subject token), invalid_target, invalid_scope, unauthorized_client or unsupported_grant_type (RFC 6749 §5.2, RFC 8693 §2.2.2).',
-      401: 'invalid_client.',
-      403: 'access_denied: the policy refuses the caller.',
+      400: 'invalid_request (also: a repeated parameter, a body that is not form-encoded, content-coded or larger than 32 KiB), invalid_grant (a pilot credential), invalid_target, invalid_scope, unauthorized_client (the policy refuses the caller, or a revocation blocks it) or unsupported_grant_type (RFC 6749 §5.2, RFC 8693 §2.2.2).',
+      403: 'access_denied: IAM refused the exchange behind a narrowed access token.',
       429: 'slow_down: a configured rate limit (caller, role or client address) is used up (Retry-After).',
       503: 'temporarily_unavailable: IAM unreachable, or the audit log busy or out of reach (Retry-After); no token.',
     },
@@ -88,7 +98,7 @@ export const BROKER_ROUTES: readonly RouteSpec[] = [
   {
     method: 'all', path: '/token', mount: 'exchange', operationId: 'tokenOtherMethods', tags: ['token'],
     summary: 'Any method but POST at the token endpoint',
-    responses: {},
+    responses: {}, allow: ['POST'],
     errors: { 405: 'invalid_request, with Allow: POST.' },
   },
   {
@@ -106,7 +116,7 @@ export const BROKER_ROUTES: readonly RouteSpec[] = [
       200: { description: '`dry_run`: how many live tokens the revocation would match; nothing stored.', content: json(RevocationDryRun) },
       201: { description: 'The revocation, recorded in the audit log in the same transaction.', content: json(RevocationCreated) },
     },
-    errors: { 400: 'invalid_request: not JSON, an unknown field, or not exactly one selector.', ...ADMIN_ERRORS },
+    errors: { 400: 'invalid_request: not JSON, an unknown field, or not exactly one selector.', ...ADMIN_WRITE_ERRORS },
   },
   {
     method: 'get', path: '/v1/revocations', mount: 'admin', operationId: 'listRevocations', tags: ['admin'], security: 'admin',
@@ -121,7 +131,7 @@ export const BROKER_ROUTES: readonly RouteSpec[] = [
     params: RevocationIdParam,
     body: { contentType: 'application/json', schema: LiftBody, required: false },
     responses: { 200: { description: 'The lifted revocation.', content: json(RevocationCreated) } },
-    errors: { 400: 'invalid_request: a bad body.', 404: 'invalid_request: no such revocation.', ...ADMIN_ERRORS },
+    errors: { 400: 'invalid_request: a bad body.', 404: 'invalid_request: no such revocation.', ...ADMIN_WRITE_ERRORS },
   },
   {
     method: 'get', path: '/v1/revocations/condor', mount: 'admin', operationId: 'condorRevocationExpression', tags: ['admin'], security: 'admin',
@@ -190,7 +200,7 @@ export const BROKER_ROUTES: readonly RouteSpec[] = [
       200: { description: 'Already revoked.', content: json(z.object({ serial: z.string(), revoked_at: z.number().int(), not_after: z.number().int() })) },
       201: { description: 'Revoked now.', content: json(z.object({ serial: z.string(), revoked_at: z.number().int(), not_after: z.number().int() })) },
     },
-    errors: { 400: 'invalid_request: a bad serial or body.', 404: 'invalid_request: no certificate with this serial.', ...ADMIN_ERRORS },
+    errors: { 400: 'invalid_request: a bad serial or body.', 404: 'invalid_request: no certificate with this serial.', ...ADMIN_WRITE_ERRORS },
   },
   {
     method: 'get', path: '/v1/audit/summary', mount: 'admin', operationId: 'auditSummary', tags: ['admin'], security: 'admin',
@@ -204,35 +214,76 @@ export const BROKER_ROUTES: readonly RouteSpec[] = [
 ]
 
 /**
- * The audit console's HTML pages (docs/console.md). They answer HTML, not JSON: a request without a
- * session is sent to the sign-in page, a non-admin is refused as the admin API refuses, and every POST needs
- * the session's CSRF token and the broker's own Origin.
+ * The audit console's HTML pages (docs/console.md). They answer HTML, not JSON, never cached: a request
+ * without a session is sent to the sign-in page (GET) or refused (POST), a non-admin is refused, every POST
+ * needs the session's CSRF token and the broker's own Origin, and a form over 64 KiB is refused. A form
+ * body that does not parse is the API's invalid_request (JSON).
  */
 function consolePages(): RouteSpec[] {
-  const page = (method: 'get' | 'post', path: string, operationId: string, summary: string): RouteSpec => ({
+  const html = (description: string, headers: Record<string, HeaderSpec> = {}): ResponseSpec => ({
+    description, content: { 'text/html': z.string() }, headers: { 'Cache-Control': CACHE_CONTROL_NO_STORE, ...headers },
+  })
+  const redirect = (description: string): ResponseSpec => ({ description, headers: { 'Cache-Control': CACHE_CONTROL_NO_STORE, Location: LOCATION } })
+  const unreadableForm: ResponseSpec = {
+    description: 'invalid_request: the form could not be read (OAuth error JSON); or a page naming what is wrong with the form.',
+    content: { 'application/json': OAuthError, 'text/html': z.string() }, headers: oauthErrorHeaders(400),
+  }
+  const tooLarge = html('The form is larger than 64 KiB.')
+  const unavailable = html('IAM could not be asked about the admin\'s token, or could not start a sign-in.')
+  /** A form that revokes: its audited write fails closed, answered as the admin API answers it. */
+  const unavailableOrStore: ResponseSpec = {
+    description: 'A page: IAM could not be asked about the admin\'s token. The OAuth error temporarily_unavailable (JSON, with Retry-After): the audit store is out of reach or busy, so nothing was revoked.',
+    content: { 'text/html': z.string(), 'application/json': OAuthError }, headers: oauthErrorHeaders(503),
+  }
+  const slowDown = html('The client address limit is used up by refused sign-ins.', { 'Retry-After': RETRY_AFTER })
+  const refused = (why: string) => html(`Refused: ${why}.`)
+  type Page = Pick<RouteSpec, 'responses' | 'errors'>
+  /** A page behind the session check (middleware/console_session.ts). */
+  const signedIn = (method: 'get' | 'post', own: Page['errors'] = {}, ok: Page['responses'] = { 200: html('The page.') }): Page => ({
+    responses: method === 'get' ? { ...ok, 303: redirect('No session: to the sign-in page.') } : ok,
+    errors: {
+      ...(method === 'post' ? { 400: unreadableForm, 413: tooLarge } : {}),
+      403: refused(method === 'get' ? 'no longer an admin' : 'no session, not an admin, or a missing or bad CSRF token'),
+      503: unavailable,
+      ...own,
+    },
+  })
+  const page = (method: 'get' | 'post', path: string, operationId: string, summary: string, p: Page): RouteSpec => ({
     method, path, mount: 'console', operationId, tags: ['console'], summary,
     ...(path.includes('{seq}') ? { params: z.object({ seq: z.string() }) } : {}),
     ...(method === 'post' ? { body: { contentType: 'application/x-www-form-urlencoded', schema: z.record(z.string(), z.string()), required: false } } : {}),
-    responses: { 200: { description: 'An HTML page (or a 303 redirect).', content: { 'text/html': z.string() } } },
-    errors: { 403: 'access_denied: not an admin, or a missing or bad CSRF token.' },
+    ...p,
   })
+  const notConfigured = html('Sign-in through IAM is not configured.')
   return [
-    { ...page('get', '/console/static/console.css', 'consoleStyle', 'The console\'s style sheet (served by the broker: no CDN)'), responses: { 200: { description: 'CSS.', content: { 'text/css': z.string() } } }, errors: {} },
-    page('get', '/console/sign-in', 'consoleSignInPage', 'The sign-in page: IAM or the bootstrap admin token'),
-    page('get', '/console/login', 'consoleLogin', 'Starts the OpenID Connect authorization code flow with PKCE at IAM'),
-    page('get', '/console/callback', 'consoleCallback', 'Where IAM returns the authorization code'),
-    page('post', '/console/sign-in/token', 'consoleSignInToken', 'Sign in with the bootstrap admin token'),
-    page('post', '/console/sign-out', 'consoleSignOut', 'Ends the session'),
-    page('get', '/console', 'consoleOverview', 'Overview: issuance and denials over time, live tokens, the chain\'s status'),
-    page('post', '/console/verify', 'consoleVerify', 'Verifies the audit chain now'),
-    page('get', '/console/search', 'consoleSearch', 'Search audit records by jti, sub, caller, site, role, request id, time'),
-    page('get', '/console/records/{seq}', 'consoleRecord', 'One audit record, its chain position and whether it verifies'),
-    page('get', '/console/pilots', 'consolePilots', 'Live SLURM pilots by site and job, with their last renewal'),
-    page('get', '/console/credentials', 'consoleCredentials', 'Users\' stored job credentials with their last refresh'),
-    page('post', '/console/credentials/revoke', 'consoleCredentialRevoke', 'Revoke a user\'s stored job credential (a confirmation first)'),
-    page('get', '/console/act', 'consoleAct', 'Revoke, explain a policy decision, key status'),
-    page('post', '/console/act/revoke', 'consoleRevoke', 'Revoke (a dry-run count first, then a confirmation)'),
-    page('post', '/console/act/explain', 'consoleExplain', 'The policy explain form'),
+    page('get', '/console/static/console.css', 'consoleStyle', 'The console\'s style sheet (served by the broker: no CDN)', { responses: { 200: { description: 'CSS.', content: { 'text/css': z.string() } } }, errors: {} }),
+    page('get', '/console/sign-in', 'consoleSignInPage', 'The sign-in page: IAM or the bootstrap admin token', { responses: { 200: html('The sign-in page.') }, errors: {} }),
+    page('get', '/console/login', 'consoleLogin', 'Starts the OpenID Connect authorization code flow with PKCE at IAM', {
+      responses: { 303: redirect('To IAM\'s authorization endpoint.') },
+      errors: { 404: notConfigured, 503: unavailable },
+    }),
+    page('get', '/console/callback', 'consoleCallback', 'Where IAM returns the authorization code', {
+      responses: { 200: html('Signed in: a page that continues to the console.') },
+      errors: { 400: html('The sign-in is unknown or expired, or IAM refused it.'), 403: refused('not an admin'), 404: notConfigured, 429: slowDown, 503: unavailable },
+    }),
+    page('post', '/console/sign-in/token', 'consoleSignInToken', 'Sign in with the bootstrap admin token', {
+      responses: { 200: html('Signed in: a page that continues to the console.') },
+      errors: { 400: unreadableForm, 403: refused('not an admin token, or a missing or bad CSRF token'), 413: tooLarge, 429: slowDown, 503: unavailable },
+    }),
+    page('post', '/console/sign-out', 'consoleSignOut', 'Ends the session', {
+      responses: { 303: redirect('To the sign-in page.') },
+      errors: { 400: unreadableForm, 403: refused('a missing or bad CSRF token'), 413: tooLarge },
+    }),
+    page('get', '/console', 'consoleOverview', 'Overview: issuance and denials over time, live tokens, the chain\'s status', signedIn('get')),
+    page('post', '/console/verify', 'consoleVerify', 'Verifies the audit chain now', signedIn('post', {}, { 303: redirect('Back to the overview.') })),
+    page('get', '/console/search', 'consoleSearch', 'Search audit records by jti, sub, caller, site, role, request id, time', signedIn('get', { 400: html('The search form, naming the bad field.') })),
+    page('get', '/console/records/{seq}', 'consoleRecord', 'One audit record, its chain position and whether it verifies', signedIn('get', { 404: html('No audit record with this number.') })),
+    page('get', '/console/pilots', 'consolePilots', 'Live SLURM pilots by site and job, with their last renewal', signedIn('get')),
+    page('get', '/console/credentials', 'consoleCredentials', 'Users\' stored job credentials with their last refresh', signedIn('get')),
+    page('post', '/console/credentials/revoke', 'consoleCredentialRevoke', 'Revoke a user\'s stored job credential (a confirmation first)', signedIn('post', { 404: html('No unrevoked credential for this user and provider.'), 503: unavailableOrStore })),
+    page('get', '/console/act', 'consoleAct', 'Revoke, explain a policy decision, key status', signedIn('get')),
+    page('post', '/console/act/revoke', 'consoleRevoke', 'Revoke (a dry-run count first, then a confirmation)', signedIn('post', { 503: unavailableOrStore })),
+    page('post', '/console/act/explain', 'consoleExplain', 'The policy explain form', signedIn('post')),
   ]
 }
 
@@ -249,7 +300,7 @@ function credentialRoutes(): RouteSpec[] {
       summary: 'Register the caller\'s job credential for a provider (HTCondor\'s credential storer calls this at condor_submit)',
       description: 'The bearer is the user\'s IAM access token; the HTCondor user, scopes and audience come from the policy. The broker exchanges at IAM with offline_access and keeps the refresh token sealed (AES-256-GCM). The answer carries the `.top` content for the credd.',
       body: { contentType: 'application/json', schema: RegisterCredentialRequest, required: true },
-      responses: { 201: { description: 'Registered: user, provider and the .top content.', content: json(z.record(z.string(), z.unknown())) } },
+      responses: { 201: { description: 'Registered: user, provider and the .top content.', content: json(z.record(z.string(), z.unknown())), headers: NO_STORE_HEADERS } },
       errors: { ...credentialError, 403: 'access_denied: the policy grants no job credential here, or the user already holds credentials.max_per_user of them.', 429: 'slow_down: rate_limits.registration for this caller, or the client address limit, is used up (Retry-After).', 503: 'temporarily_unavailable: IAM or the audit log unavailable, or another registration of the same credential landed at the same moment (Retry-After).' },
     },
     {
@@ -259,34 +310,37 @@ function credentialRoutes(): RouteSpec[] {
       errors: { ...ADMIN_ERRORS },
     },
     {
-      method: 'all', path: '/v1/credentials', mount: 'credentials', operationId: 'credentialsOtherMethods', tags: ['credentials'],
-      summary: 'Any other method at /v1/credentials', responses: {}, errors: { 405: 'invalid_request, with Allow: GET, POST.' },
+      method: 'all', path: '/v1/credentials', mount: 'credentials', operationId: 'credentialsOtherMethods', tags: ['credentials'], security: 'admin',
+      summary: 'Any other method at /v1/credentials',
+      description: 'Refused with 405 once the admin bearer token is accepted: every method but POST (registration) is the admin\'s.',
+      responses: {}, allow: ['GET', 'POST'], errors: { 405: 'invalid_request, with Allow: GET, POST.', ...ADMIN_ERRORS },
     },
     {
       method: 'get', path: '/v1/credentials/{user}/{provider}/token', mount: 'credentials', operationId: 'jobToken', tags: ['credentials'], security: 'admin',
       summary: 'A fresh access token for one user\'s jobs (our credmon calls this)',
       description: 'The bearer is the access point\'s credd IDTOKEN issued by this broker. A cached token with at least minimum_seconds left is reused; concurrent requests share one refresh.',
       params: userProvider, query: TokenQuery,
-      responses: { 200: { description: 'The job token.', content: json(z.object({ access_token: z.string(), token_type: z.literal('Bearer'), expires_in: z.number().int(), scope: z.string() })) } },
+      responses: { 200: { description: 'The job token.', content: json(z.object({ access_token: z.string(), token_type: z.literal('Bearer'), expires_in: z.number().int(), scope: z.string() })), headers: NO_STORE_HEADERS } },
       errors: {
         ...credentialError,
         403: {
           description: 'access_denied: the credential is unknown, revoked or outdated (then `credential` says which: the credmon removes .use and .top, and the next submit registers again), or the policy refuses (fetched_by, grant, a revoked identity: no `credential`; the credmon removes .use and keeps .top).',
           content: json(JobTokenRefusal),
+          headers: oauthErrorHeaders(403),
         },
         503: 'temporarily_unavailable: IAM or the audit log unavailable (Retry-After).',
       },
     },
     {
       method: 'all', path: '/v1/credentials/{user}/{provider}/token', mount: 'credentials', operationId: 'jobTokenOtherMethods', tags: ['credentials'],
-      summary: 'Any other method at the job token endpoint', params: userProvider, responses: {}, errors: { 405: 'invalid_request, with Allow: GET.' },
+      summary: 'Any other method at the job token endpoint', params: userProvider, responses: {}, allow: ['GET'], errors: { 405: 'invalid_request, with Allow: GET.' },
     },
     {
       method: 'delete', path: '/v1/credentials/{user}/{provider}', mount: 'credentials', operationId: 'revokeCredential', tags: ['credentials', 'admin'], security: 'admin',
       summary: 'Revoke a stored job credential (audited; the refresh token is also revoked at IAM)',
       params: userProvider,
       responses: { 200: { description: 'Revoked.', content: json(z.object({ revoked: z.object({ user: z.string(), provider: z.string() }) })) } },
-      errors: { 404: 'invalid_request: no unrevoked credential for this user and provider.', ...ADMIN_ERRORS },
+      errors: { 400: 'invalid_request: user or provider is not a valid name.', 404: 'invalid_request: no unrevoked credential for this user and provider.', ...ADMIN_WRITE_ERRORS },
     },
   ]
 }
