@@ -24,7 +24,7 @@ import { TokenRequestForm } from './token_form.ts'
 const ADMIN_ERRORS: Partial<Record<ErrorStatus, string>> = {
   401: 'invalid_token: no, a bad or a revoked admin bearer token (WWW-Authenticate: Bearer).',
   429: 'slow_down: the client address limit is used up by refused unauthenticated requests (Retry-After).',
-  503: 'temporarily_unavailable: IAM could not be asked about an IAM admin token (Retry-After).',
+  503: 'temporarily_unavailable: IAM could not be asked about an IAM admin token, or the audit store could not be read (a PostgreSQL store out of reach) (Retry-After).',
 }
 
 /** An admin route that records what it does in the audit log: its write fails closed when the store cannot commit. */
@@ -89,7 +89,7 @@ export const BROKER_ROUTES: readonly RouteSpec[] = [
     body: { contentType: 'application/x-www-form-urlencoded', schema: TokenRequestForm, required: true },
     responses: { 200: { description: 'The issued token (RFC 8693 §2.2.1).', content: json(TokenExchangeResponse), headers: NO_STORE_HEADERS } },
     errors: {
-      400: 'invalid_request (also: a repeated parameter, a body that is not form-encoded, content-coded or larger than 32 KiB), invalid_grant (a pilot credential), invalid_target, invalid_scope, unauthorized_client (the policy refuses the caller, or a revocation blocks it) or unsupported_grant_type (RFC 6749 §5.2, RFC 8693 §2.2.2).',
+      400: 'invalid_request (also: a repeated parameter, a body that is not form-encoded, content-coded, transfer-coded other than chunked, or larger than 32 KiB), invalid_grant (a pilot credential), invalid_target, invalid_scope, unauthorized_client (the policy refuses the caller, or a revocation blocks it) or unsupported_grant_type (RFC 6749 §5.2, RFC 8693 §2.2.2).',
       403: 'access_denied: IAM refused the exchange behind a narrowed access token.',
       429: 'slow_down: a configured rate limit (caller, role or client address) is used up (Retry-After).',
       503: 'temporarily_unavailable: IAM unreachable, or the audit log busy or out of reach (Retry-After); no token.',
