@@ -7,7 +7,7 @@ import { ExplainBody } from '../routes/policy_explain.ts'
 import { PilotsQuery } from '../routes/pilots.ts'
 import { CondorExpressionQuery, LiftBody, RevocationBody, RevocationIdParam, RevocationListQuery } from '../routes/revocations.ts'
 import {
-  AuditPage, BrokerMetadata, CondorExpressionJson, Jwks, JobTokenRefusal, LivePilots, Liveness, PolicyExplanation, Readiness,
+  AuditPage, BrokerMetadata, CondorExpressionJson, Jwks, JobTokenRefusal, LivePilots, Liveness, NotLive, PolicyExplanation, Readiness,
   RevocationCreated, RevocationDryRun, RevocationList, TokenExchangeResponse,
 } from './response_schemas.ts'
 import { json, type ErrorStatus, type RouteSpec } from './route_spec.ts'
@@ -29,9 +29,9 @@ const ADMIN_ERRORS: Partial<Record<ErrorStatus, string>> = {
 export const BROKER_ROUTES: readonly RouteSpec[] = [
   {
     method: 'get', path: '/healthz', mount: 'core', operationId: 'liveness', tags: ['operations'],
-    summary: 'Liveness: the process answers',
+    summary: 'Liveness: the process answers and can still serve without a restart',
     responses: { 200: { description: 'Alive.', content: json(Liveness) } },
-    errors: {},
+    errors: { 503: { description: 'Not live: the audit write path has stopped for good; serve is stopping, to be restarted by its supervisor.', content: json(NotLive) } },
   },
   {
     method: 'get', path: '/readyz', mount: 'core', operationId: 'readiness', tags: ['operations'],
