@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { request } from 'node:https'
+import { connect as tlsConnect, type TLSSocket } from 'node:tls'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
@@ -145,4 +146,54 @@ describe('serve when its audit writer thread dies', () => {
     }
     expect(again.exitCode).toBe(0)
   }, 120_000)
+
+  /**
+   * A request that hangs (its body never completes) keeps the drain open for the whole grace, so that
+   * signals can arrive while the broker stops for a lost write path: the first SIGTERM asks for the stop
+   * already under way and the status stays 70; a second one ends the process at once (128 + 15), as in
+   * any stop (docs/architecture.md).
+   */
+  it.each([
+    { signals: 1, status: EX_SOFTWARE, afterGrace: true },
+    { signals: 2, status: 128 + 15, afterGrace: false },
+  ])('with $signals SIGTERM(s) during that stop, exits $status', async ({ signals, status, afterGrace }) => {
+    const grace = 3
+    const port = await freePort()
+    const iamPort = await freePort()
+    const data = join(dir, `data-${signals}`)
+    const env = {
+      ...process.env, CTB_DATA_DIR: data, CTB_LISTEN_PORT: String(port), CTB_DEV_IAM_PORT: String(iamPort),
+      CTB_TRUST_DOMAIN: 'pool.example.org', CTB_POLICY_WATCH: 'false', CTB_SHUTDOWN_GRACE_SECONDS: String(grace),
+      NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import ${PRELOAD}`,
+    }
+    const broker = await startServeProcess(env)
+    const exited = new Promise<{ code: number | null; at: number }>((r) => broker.once('exit', (code) => r({ code, at: Date.now() })))
+    let hanging: TLSSocket | undefined
+    try {
+      hanging = tlsConnect({ port, host: '127.0.0.1', servername: 'localhost', ca: readFileSync(join(data, 'tls/dev-ca.crt')) })
+      hanging.on('error', () => { /* closed by the drain when the grace ends */ })
+      await new Promise<void>((r) => hanging!.once('secureConnect', () => r()))
+      hanging.write('POST /token HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\ngrant_type=')
+      await new Promise((r) => setTimeout(r, 200))
+      broker.kill('SIGUSR2')
+      for (let i = 0; i < 100 && !broker.stdoutText().includes('audit write path lost: draining'); i++) await new Promise((r) => setTimeout(r, 20))
+      expect(broker.stdoutText()).toMatch(/audit write path lost: draining/)
+      const drainAt = Date.now()
+      broker.kill('SIGTERM')
+      if (signals === 2) {
+        // Past SAME_STOP_WITHIN_MS (250 ms), so it is a second request, not the first delivered twice.
+        await new Promise((r) => setTimeout(r, 400))
+        expect(broker.exitCode).toBeNull()
+        broker.kill('SIGTERM')
+      }
+      const exit = await Promise.race([exited, new Promise<undefined>((r) => setTimeout(() => r(undefined), (grace + 10) * 1000))])
+      expect(exit, broker.stderrText().slice(-600)).toBeDefined()
+      expect(exit!.code, broker.stdoutText()).toBe(status)
+      if (afterGrace) expect(exit!.at - drainAt).toBeGreaterThanOrEqual(grace * 1000 - 200)
+      else expect(exit!.at - drainAt).toBeLessThan(grace * 1000)
+    } finally {
+      hanging?.destroy()
+      if (broker.exitCode === null && broker.signalCode === null) broker.kill('SIGKILL')
+    }
+  }, 60_000)
 })
