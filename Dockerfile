@@ -43,6 +43,8 @@ ENV CTB_CONFIG=/etc/condor-token-broker/broker.yaml \
 VOLUME /var/lib/condor-token-broker
 EXPOSE 8443
 # Liveness on loopback; HEALTHCHECK_URL=http://127.0.0.1:8443/healthz with tls.mode off, or another port.
+# Docker itself restarts nothing on an unhealthy status: run with a restart policy (--restart unless-stopped).
+# A broker that has lost its audit write path for good exits 70 so that the policy restarts it (docs/audit.md).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
   CMD ["node", "/app/packaging/docker_healthcheck.js"]
 # The bin itself, not `node <bin>`: its first line carries the V8 heap flags (bin/condor-token-broker.js).

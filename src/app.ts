@@ -7,7 +7,7 @@ import { accessLog } from './http/access_log.ts'
 import { accessLogMiddleware } from './http/middleware/access_log.ts'
 import { oauthErrorResponse } from './http/oauth_error_response.ts'
 import { discoveryRoutes } from './http/routes/discovery.ts'
-import { healthRoutes, type IamStatusCheck, type ReadinessCheck } from './http/routes/health.ts'
+import { healthRoutes, type IamStatusCheck, type LivenessCheck, type ReadinessCheck } from './http/routes/health.ts'
 import { jwksRoutes } from './http/routes/jwks.ts'
 import { openApiRoutes } from './http/routes/openapi.ts'
 import { buildOpenApiDocument } from './http/openapi/document.ts'
@@ -51,6 +51,8 @@ export interface AppDeps {
   readiness: ReadinessCheck
   /** IAM reachability for /readyz, reported beside readiness; absent: not shown. */
   iamStatus?: IamStatusCheck
+  /** Why /healthz should fail (a write path stopped for good); absent: always live. */
+  liveness?: LivenessCheck
   /** Admin API (/v1/audit, /v1/revocations); absent: not mounted. */
   admin?: { audit: Pick<AuditStore, 'query' | 'scan' | 'scanStored' | 'macVerdict' | 'verify'> & AuditAggregates & Pick<RevocationStore, 'issuanceHorizon'>; revocations: RevocationService; authenticators: AdminAuthenticator[]; policy?: PolicySource; limits?: Pick<RequestLimits, 'blockedAddress' | 'noteRefused'> }
   /** The pool CA (/v1/ca/*, /v1/certificates); absent: not mounted. Revocation by serial needs `admin` too. */
@@ -74,7 +76,7 @@ export function createApp(deps: AppDeps): Hono {
   app.use(requestId())
   const access = accessLog(deps.log, deps.config.log.requests)
   if (access) app.use(accessLogMiddleware(access))
-  app.route('/', healthRoutes(deps.readiness, deps.iamStatus))
+  app.route('/', healthRoutes(deps.readiness, deps.iamStatus, deps.liveness))
   app.route('/', discoveryRoutes(brokerMetadata(deps.config.issuer, [deps.keys.scitoken.alg])))
   app.route('/', jwksRoutes(() => deps.keys.jwks))
   // Every route mounted here is described in src/http/openapi/routes.ts (a test holds the two together).

@@ -73,6 +73,10 @@ async function listen(services: BrokerServices, log: Logger): Promise<RunningBro
     config, keys, log,
     readiness: services.readiness,
     iamStatus: services.iamStatus,
+    liveness: () => {
+      const stopped = store.writeHealth().stopped
+      return stopped === undefined ? undefined : `the audit write path has stopped for good: ${stopped}`
+    },
     exchange: services.exchange,
     admin: { audit: store, revocations: services.revocations, authenticators: services.adminAuthenticators, policy: services.policy, limits: services.limits },
     ...(services.metrics ? { metrics: { page: () => services.metrics!.render(), auth: services.metricsAuth } } : {}),

@@ -39,6 +39,13 @@ export interface BrokerStore extends AuditStore, AuditAggregates, RevocationStor
   /** Whether writes can commit, as far as this process has seen: for readiness. */
   writeHealth(): WriteHealth
   /**
+   * Calls `listener` once if the write path stops for good while the store is open (`writeHealth().stopped`:
+   * the SQLite writer thread died), at once if it has already; replaces any earlier one. Nothing short of a
+   * new process brings such a write path back, so `serve` exits on it for its supervisor to restart it. A
+   * PostgreSQL pool has no such state: an unreachable server is an outage it recovers from.
+   */
+  onWritePathStopped(listener: (reason: string) => void): void
+  /**
    * For a stop the database holds up (it neither answers nor fails): cuts every connection to it, so what
    * waits on one fails at once and close() can end. Writes not committed by then fail, and their callers
    * were never told they committed. Only backends with a server to wait on have it.
@@ -272,6 +279,15 @@ export abstract class ChainedStore implements BrokerStore {
 
   observeBatches(listener: (items: number) => void): void {
     this.committer.onBatch = listener
+  }
+
+  onWritePathStopped(listener: (reason: string) => void): void {
+    // Once: a death in the same turn as this call would otherwise be heard both from the committer and here.
+    let heard = false
+    const once = (reason: string) => { if (!heard) { heard = true; listener(reason) } }
+    this.committer.onStopped = once
+    const stopped = this.committer.stopped?.()
+    if (stopped !== undefined) queueMicrotask(() => once(stopped))
   }
 
   macVerdict(row: StoredRow, previous: StoredRow | undefined): MacVerdict {

@@ -44,6 +44,11 @@ export interface Committer<T> {
   close(): Promise<void>
   /** Why the write path has stopped for good (e.g. the writer thread died); undefined while it can commit. */
   stopped?(): string | undefined
+  /**
+   * Hears, once, that the write path has stopped for good while the store was open (not at its close): the
+   * moment `stopped()` starts answering. A write path that recovers by itself (a connection pool) never calls it.
+   */
+  onStopped?: ((reason: string) => void) | undefined
   /** Hears the size of each committed batch (metrics); one call per transaction, never per item. */
   onBatch?: ((items: number) => void) | undefined
 }

@@ -37,6 +37,7 @@ export class SqliteWriterClient implements Committer<WriteOp> {
   #items = 0
   readonly #onAppended: ((rows: AppendedRows) => void) | undefined
   onBatch: ((items: number) => void) | undefined
+  onStopped: ((reason: string) => void) | undefined
 
   /** `onAppended` hears of every committed transaction's rows before their writes settle. */
   constructor(options: SqliteOpenOptions & { groupCommit: GroupCommitOptions; checkpoint?: CheckpointTuning; onAppended?: (rows: AppendedRows) => void; auditMac?: AuditMacKey }) {
@@ -123,6 +124,8 @@ export class SqliteWriterClient implements Committer<WriteOp> {
   }
 
   #die(err: Error): void {
+    // The thread exits after close() asked it to: that is the orderly end, not a write path lost.
+    if (this.#dead === undefined && !this.#closed) queueMicrotask(() => this.onStopped?.(err.message))
     this.#dead ??= err
     const failed = this.#waiting.splice(0)
     this.#firstWaiting += failed.length

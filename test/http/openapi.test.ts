@@ -7,7 +7,7 @@ import type { z } from 'zod'
 import { createApp, type AppDeps } from '../../src/app.ts'
 import { bootstrapTokenAuthenticator } from '../../src/http/middleware/admin_auth.ts'
 import { OTHER_METHODS_EXTENSION } from '../../src/http/openapi/document.ts'
-import { AuditPage, BrokerMetadata, Jwks, Liveness, OAuthError, Readiness, RevocationList } from '../../src/http/openapi/response_schemas.ts'
+import { AuditPage, BrokerMetadata, Jwks, Liveness, NotLive, OAuthError, Readiness, RevocationList } from '../../src/http/openapi/response_schemas.ts'
 import { fixedClock } from '../../src/lib/clock.ts'
 import { silentLogger } from '../../src/lib/logger.ts'
 import { RevocationService } from '../../src/revocation/revocation_service.ts'
@@ -231,6 +231,10 @@ describe('the broker answers as its document says', () => {
     ['/v1/audit', 401, OAuthError],
   ] as const)('GET %s', async (path, status, schema) => {
     await answers(app.request(path), status, schema)
+  })
+
+  it('GET /healthz when the write path has stopped for good', async () => {
+    await answers(createApp(testDeps({ liveness: () => 'the audit write path has stopped for good: audit writer thread has stopped' })).request('/healthz'), 503, NotLive)
   })
 
   it('admin routes, with the bearer token', async () => {

@@ -375,7 +375,10 @@ function consoleCases(): Case[] {
  * Documented error statuses no case above drives, each with the test that does. Kept exact: a status that
  * gains a case here must leave this list, and one the document stops listing must leave it too.
  */
-const NOT_DRIVEN: Record<string, string> = {}
+const NOT_DRIVEN: Record<string, string> = {
+  // Needs the SQLite writer thread to die under a real store; its body is held to the published schema there too.
+  'GET /healthz 503': 'test/integration/audit_outage_sqlite.test.ts, test/http/openapi.test.ts',
+}
 
 describe('GET /openapi.json describes every refusal the routes really give', () => {
   it('each observed status, media type and header is documented on its operation', async () => {

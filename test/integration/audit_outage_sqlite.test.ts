@@ -35,6 +35,19 @@ describe('SQLite audit store outage on POST /token', () => {
     expectOutage(await e.post('/token', form))
   })
 
+  it('answers /healthz 503 naming the cause once the writer thread is gone: the process is no longer live', async () => {
+    // Liveness fails only for a write path stopped for good (serve then exits 70 for its supervisor to
+    // restart it); an outage the store recovers from leaves it 200 and shows only in /readyz.
+    e = await startE2e()
+    const before = await e.get('/healthz')
+    expect(before.status).toBe(200)
+    expect(before.body).toEqual({ status: 'ok' })
+    await (e.broker.services.store as SqliteStore).writerThread!.terminate()
+    const after = await e.get('/healthz')
+    expect(after.status).toBe(503)
+    expect(after.body).toEqual({ status: 'failing', reason: 'the audit write path has stopped for good: audit writer thread has stopped' })
+  })
+
   it('answers 503 while another connection holds the write lock (SQLITE_BUSY), and issues again once it is released', async () => {
     e = await startE2e()
     const robot = await e.robot('ctb-monitoring')

@@ -78,4 +78,29 @@ describe('SQLite writer thread', () => {
     expect(await reopened.verify()).toMatchObject({ ok: true, records: 50 })
     await reopened.close()
   })
+
+  it('tells its store once that the write path stopped for good when the thread dies, and never at an orderly close', async () => {
+    const dead = new SqliteStore({ file: join(tempDir(), 'a.db') })
+    const heard: string[] = []
+    dead.onWritePathStopped((reason) => heard.push(reason))
+    await dead.record(event(1))
+    await dead.writerThread!.terminate()
+    for (let i = 0; i < 100 && heard.length === 0; i++) await new Promise((r) => setTimeout(r, 10))
+    expect(heard).toEqual(['audit writer thread has stopped'])
+    // A listener added later hears it too, at once: serve subscribes only once it serves.
+    const late: string[] = []
+    dead.onWritePathStopped((reason) => late.push(reason))
+    await new Promise((r) => setTimeout(r, 10))
+    expect(late).toEqual(['audit writer thread has stopped'])
+    expect(heard).toHaveLength(1)
+    await dead.close()
+
+    const closed = new SqliteStore({ file: join(tempDir(), 'b.db') })
+    const none: string[] = []
+    closed.onWritePathStopped((reason) => none.push(reason))
+    await closed.record(event(1))
+    await closed.close()
+    await new Promise((r) => setTimeout(r, 50))
+    expect(none).toEqual([])
+  })
 })

@@ -23,6 +23,10 @@ export interface TestPostgres {
   freeze(): void
   /** SIGCONTs what freeze() stopped; a no-op when nothing is frozen. stop() thaws first. */
   thaw(): void
+  /** Stops the server (fast shutdown: its backends terminated), keeping its data, for start() to bring back. */
+  halt(): void
+  /** Starts a halted server again, on the same port with the same data. */
+  start(): void
   stop(): Promise<void>
 }
 
@@ -57,11 +61,12 @@ export async function startPostgres(): Promise<TestPostgres> {
   }
   run('initdb', ['-D', data, '-U', 'postgres', '--auth=trust', '--no-sync', '-E', 'UTF8', '--locale=C'])
   let port = 0
+  const start = () => run('pg_ctl', ['-D', data, '-l', join(dir, 'server.log'), '-w', '-t', '60', '-o',
+    `-c listen_addresses=127.0.0.1 -c port=${port} -c unix_socket_directories=${dir} -c fsync=on -c max_connections=50`, 'start'])
   for (let attempt = 0; attempt < 5; attempt++) {
     port = await freePort()
     try {
-      run('pg_ctl', ['-D', data, '-l', join(dir, 'server.log'), '-w', '-t', '60', '-o',
-        `-c listen_addresses=127.0.0.1 -c port=${port} -c unix_socket_directories=${dir} -c fsync=on -c max_connections=50`, 'start'])
+      start()
       break
     } catch (err) {
       if (attempt === 4) throw err
@@ -94,11 +99,16 @@ export async function startPostgres(): Promise<TestPostgres> {
       }
     },
     thaw,
+    halt() {
+      thaw()
+      run('pg_ctl', ['-D', data, '-m', 'fast', '-w', 'stop'])
+    },
+    start,
     async stop() {
       if (stopped) return
       stopped = true
       thaw()
-      try { run('pg_ctl', ['-D', data, '-m', 'fast', '-w', 'stop']) } finally { rmSync(dir, { recursive: true, force: true }) }
+      try { if (existsSync(join(data, 'postmaster.pid'))) run('pg_ctl', ['-D', data, '-m', 'fast', '-w', 'stop']) } finally { rmSync(dir, { recursive: true, force: true }) }
     },
   }
 }

@@ -16,7 +16,22 @@ taken up by itself (policy.watch, scitoken.watch_keys). A SIGHUP while serve sta
 once it serves; a SIGTERM or SIGINT while it starts stops it cleanly (status 0) once start-up is done. A
 SIGHUP while it stops is ignored. A second SIGTERM or SIGINT, while it starts or while it stops, ends it at once (status 128 + the signal's number);
 one within 250 ms of the first (a Ctrl-C that npm start passes on too) is the same one, not a second.
+If the audit write path stops for good (the SQLite writer thread died: nothing could be issued until a
+restart), serve logs one error line saying why, stops as on SIGTERM and exits with status 70 (EX_SOFTWARE)
+for its supervisor (systemd Restart=on-failure, a container restart policy) to start it again.
 Every config field can be overridden with CTB_<FIELD> (e.g. CTB_LISTEN_PORT); see config/broker.example.yaml.`
+
+/**
+ * serve's exit status once its audit write path has stopped for good: EX_SOFTWARE from sysexits.h, "an
+ * internal software error", which the death of the broker's own writer thread is (an exception nothing
+ * caught, a native crash). Not EX_TEMPFAIL (75): that says the environment failed for now, and the broker
+ * keeps serving through such outages (503). Distinct from 1 (start-up and CLI failures) and 128 + n (a
+ * second signal), so that an operator, or systemd's RestartPreventExitStatus=, can tell it apart; any
+ * non-zero status is a failure to Restart=on-failure, so the unit restarts it as it is.
+ */
+export const WRITE_PATH_LOST_STATUS = 70
+
+type StopCause = { signal: NodeJS.Signals } | { writePathLost: string }
 
 export async function serveCommand(argv: string[], io: CommandIo): Promise<number> {
   // Usually already holding: the CLI entry point starts before this module and all it imports load.
@@ -41,15 +56,21 @@ export async function serveCommand(argv: string[], io: CommandIo): Promise<numbe
   if (devIam) io.out(`DEVELOPMENT IAM (not for production): ${devIam.issuer} (clients and users: docs/dev-iam.md)`)
   // SIGHUP: keys and TLS certificate (the policy holder answers SIGHUP for the policies itself).
   const onHup = () => { void running.reload('sighup') }
-  let resolveStop!: (s: NodeJS.Signals) => void
-  const stopped = new Promise<NodeJS.Signals>((resolve) => { resolveStop = resolve })
+  let resolveStop!: (cause: StopCause) => void
+  const stopped = new Promise<StopCause>((resolve) => { resolveStop = resolve })
+  let stopping = false
   // A second one while stopping ends the process at once, as during start-up: the grace bounds the
   // requests in flight, and STORE_STOP_MS the services' close on PostgreSQL, but nothing bounds SQLite's
   // close on a hung disk, nor need an operator wait; nothing the broker has not committed has left it. The same one
   // delivered twice (a Ctrl-C under npm start) is not a second (SAME_STOP_WITHIN_MS).
   let firstAt: number | undefined
   const stop = (s: NodeJS.Signals) => {
-    if (firstAt === undefined) { firstAt = performance.now(); resolveStop(s); return }
+    if (firstAt === undefined) {
+      firstAt = performance.now()
+      // Already stopping because the write path was lost: the signal asks for the stop under way.
+      if (!stopping) { stopping = true; resolveStop({ signal: s }) }
+      return
+    }
     if (!asksAgain(firstAt)) return
     io.out(`${s} again while stopping: exiting now`)
     process.exit(128 + (constants.signals[s] ?? 0))
@@ -68,7 +89,18 @@ export async function serveCommand(argv: string[], io: CommandIo): Promise<numbe
     broker.services.policy.reload('sighup')
     void broker.reload('sighup')
   }
-  const signal = await stopped
+  // Crash-only: a write path stopped for good (the SQLite writer thread died) comes back only with a new
+  // process, and until then every issuance is refused. Answering 503 for ever would have every pilot,
+  // credmon and provisioning run retry a broker that cannot heal, so stop as SIGTERM does and exit non-zero
+  // for the supervisor (systemd Restart=on-failure, a container restart policy) to start it again.
+  const brokerLog = log!
+  broker.services.store.onWritePathStopped((reason) => {
+    if (stopping) return
+    stopping = true
+    brokerLog.error(`the audit write path has stopped for good (${reason}); nothing can be issued until the broker restarts: stopping, then exiting with status ${WRITE_PATH_LOST_STATUS} for its supervisor to restart it`)
+    resolveStop({ writePathLost: reason })
+  })
+  const cause = await stopped
   // Stopping: nothing is reloaded any more, but a SIGHUP must still find a handler. Once the policy holder
   // has closed (services.close) serve's would be the last, and Node's default for SIGHUP ends the process:
   // a reload racing the stop would cut the rest of the close (on PostgreSQL, the wait for the audit's
@@ -76,10 +108,15 @@ export async function serveCommand(argv: string[], io: CommandIo): Promise<numbe
   process.off('SIGHUP', onHup)
   process.on('SIGHUP', () => io.out('SIGHUP while stopping: ignored'))
   const graceSeconds = inForce.shutdown_grace_seconds
-  io.out(`${signal}: draining (up to ${graceSeconds} s for requests in flight)`)
+  io.out(`${'signal' in cause ? cause.signal : 'audit write path lost'}: draining (up to ${graceSeconds} s for requests in flight)`)
   const { forced, abandoned } = await broker.close({ graceMs: graceSeconds * 1000 })
   // Not "audit flushed" when the database held the close past its bound: the warn line says what was cut.
   const audit = abandoned ? `the audit database did not answer: ${abandoned.unwritten} write(s) abandoned, none answered with a token` : 'audit flushed'
+  if ('writePathLost' in cause) {
+    const requests = forced === 0 ? 'every request in flight finished' : `the grace of ${graceSeconds} s ran out and ${forced} connection(s) were closed`
+    io.out(`stopped: ${requests}; the audit write path was lost (${cause.writePathLost}): exiting with status ${WRITE_PATH_LOST_STATUS}`)
+    return WRITE_PATH_LOST_STATUS
+  }
   io.out(forced === 0 && !abandoned
     ? 'stopped cleanly: every request in flight finished, audit flushed'
     : forced === 0 ? `stopped: every request in flight finished; ${audit}`

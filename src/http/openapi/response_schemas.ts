@@ -69,6 +69,11 @@ export const BrokerMetadata = z.object({
 
 export const Liveness = z.object({ status: z.literal('ok') })
 
+export const NotLive = z.object({
+  status: z.literal('failing'),
+  reason: z.string().describe('What only a restart cures, e.g. the audit write path stopped for good.'),
+})
+
 export const Readiness = z.object({
   status: z.enum(['ready', 'not_ready']),
   checks: z.record(z.string(), z.string()).describe('Each dependency: "ok" or why not.'),

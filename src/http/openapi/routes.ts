@@ -7,7 +7,7 @@ import { ExplainBody } from '../routes/policy_explain.ts'
 import { PilotsQuery } from '../routes/pilots.ts'
 import { CondorExpressionQuery, LiftBody, RevocationBody, RevocationIdParam, RevocationListQuery } from '../routes/revocations.ts'
 import {
-  AuditPage, BrokerMetadata, CondorExpressionJson, Jwks, JobTokenRefusal, LivePilots, Liveness, OAuthError, PolicyExplanation, Readiness,
+  AuditPage, BrokerMetadata, CondorExpressionJson, Jwks, JobTokenRefusal, LivePilots, Liveness, NotLive, OAuthError, PolicyExplanation, Readiness,
   RevocationCreated, RevocationDryRun, RevocationList, TokenExchangeResponse,
 } from './response_schemas.ts'
 import { CACHE_CONTROL_NO_STORE, LOCATION, NO_STORE_HEADERS, oauthErrorHeaders, RETRY_AFTER } from './headers.ts'
@@ -36,9 +36,9 @@ const ADMIN_WRITE_ERRORS: Partial<Record<ErrorStatus, string>> = {
 export const BROKER_ROUTES: readonly RouteSpec[] = [
   {
     method: 'get', path: '/healthz', mount: 'core', operationId: 'liveness', tags: ['operations'],
-    summary: 'Liveness: the process answers',
+    summary: 'Liveness: the process answers and can still serve without a restart',
     responses: { 200: { description: 'Alive.', content: json(Liveness) } },
-    errors: {},
+    errors: { 503: { description: 'Not live: the audit write path has stopped for good; serve is stopping, to be restarted by its supervisor.', content: json(NotLive) } },
   },
   {
     method: 'get', path: '/readyz', mount: 'core', operationId: 'readiness', tags: ['operations'],

@@ -1,0 +1,199 @@
+import { spawn } from 'node:child_process'
+import { createHash } from 'node:crypto'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { request } from 'node:https'
+import { connect as tlsConnect, type TLSSocket } from 'node:tls'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { pathToFileURL } from 'node:url'
+import { afterAll, describe, expect, it } from 'vitest'
+import { SqliteStore } from '../../src/storage/sqlite_store.ts'
+import { freePort } from '../support/peers.ts'
+import { BIN, startdExchangeBody, startServeProcess, stopServeProcess } from '../support/serve_process.ts'
+
+type Outcome =
+  | { kind: 'complete'; status: number; text: string }
+  /** Refused, or closed before the TLS handshake finished: the listener had closed. */
+  | { kind: 'refused' }
+  /** Connected and sent, then cut before the response was complete. */
+  | { kind: 'reset'; error: string }
+
+/** One POST on its own connection, so every outcome belongs to exactly one request. */
+function post(url: string, body: string, ca: Buffer): Promise<Outcome> {
+  return new Promise((resolve) => {
+    let connected = false
+    const req = request(url, { method: 'POST', ca, agent: false, headers: { 'content-type': 'application/x-www-form-urlencoded' }, timeout: 20_000 }, (res) => {
+      let text = ''
+      res.on('data', (c) => { text += c })
+      res.on('end', () => resolve({ kind: 'complete', status: res.statusCode ?? 0, text }))
+      res.on('error', (err) => resolve({ kind: 'reset', error: err.message }))
+      res.on('aborted', () => resolve({ kind: 'reset', error: 'aborted' }))
+    })
+    req.on('socket', (s) => s.once('secureConnect', () => { connected = true }))
+    req.on('error', (err) => resolve(connected ? { kind: 'reset', error: err.message } : { kind: 'refused' }))
+    req.on('timeout', () => req.destroy(new Error('timeout')))
+    req.end(body)
+  })
+}
+
+function runCommand(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number | null; out: string; err: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [BIN, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] })
+    let out = ''
+    let err = ''
+    child.stdout.on('data', (c) => { out += c })
+    child.stderr.on('data', (c) => { err += c })
+    const t = setTimeout(() => child.kill('SIGKILL'), 30_000)
+    child.once('exit', (code) => { clearTimeout(t); resolve({ code, out, err }) })
+  })
+}
+
+const PRELOAD = pathToFileURL(join(import.meta.dirname, '../support/crash_writer_on_sigusr2.ts')).href
+const GRACE_SECONDS = 5
+/** EX_SOFTWARE (sysexits.h), the status docs/audit.md documents for a write path lost for good. */
+const EX_SOFTWARE = 70
+
+/**
+ * Crash-only: once the SQLite writer thread has died, nothing can commit again until the process restarts,
+ * so serve logs one error line, drains like SIGTERM within shutdown_grace_seconds, and exits with status 70
+ * for its supervisor (systemd Restart=on-failure, a container's restart policy) to start it again. No token
+ * left without its record, the chain verifies, and a restart on the same data dir issues again.
+ */
+describe('serve when its audit writer thread dies', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ctb-wdie-'))
+  afterAll(() => rmSync(dir, { recursive: true, force: true }))
+
+  it('exits 70 within the grace, hands out no token without its record, and serves again after a restart', async () => {
+    const port = await freePort()
+    const iamPort = await freePort()
+    const env = {
+      ...process.env, CTB_DATA_DIR: join(dir, 'data'), CTB_LISTEN_PORT: String(port), CTB_DEV_IAM_PORT: String(iamPort),
+      CTB_TRUST_DOMAIN: 'pool.example.org', CTB_POLICY_WATCH: 'false', CTB_SHUTDOWN_GRACE_SECONDS: String(GRACE_SECONDS),
+    }
+    const broker = await startServeProcess({ ...env, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import ${PRELOAD}` })
+    const exited = new Promise<{ code: number | null; signal: string | null; at: number }>((r) => broker.once('exit', (code, signal) => r({ code, signal, at: Date.now() })))
+    const ca = readFileSync(join(dir, 'data/tls/dev-ca.crt'))
+    const body = await startdExchangeBody(iamPort)
+
+    const outcomes: Outcome[] = []
+    let stopped = false
+    const client = async () => {
+      for (let i = 0; i < 2000 && !stopped; i++) {
+        const o = await post(`https://127.0.0.1:${port}/token`, body, ca)
+        outcomes.push(o)
+        if (o.kind !== 'complete') return // the listener is closed: this client goes away
+      }
+    }
+    const load = Promise.all(Array.from({ length: 8 }, client))
+    const completed = () => outcomes.filter((o) => o.kind === 'complete').length
+    for (let i = 0; i < 400 && completed() < 50; i++) await new Promise((r) => setTimeout(r, 25))
+    const crashAt = Date.now()
+    broker.kill('SIGUSR2')
+    const exit = await Promise.race([exited, new Promise<undefined>((r) => setTimeout(() => r(undefined), (GRACE_SECONDS + 15) * 1000))])
+    stopped = true
+    await load
+    if (!exit) broker.kill('SIGKILL')
+
+    const stderr = broker.stderrText()
+    expect(exit, `serve did not exit: ${stderr.slice(-600)}`).toBeDefined()
+    expect(exit!.code, stderr.slice(-600)).toBe(EX_SOFTWARE)
+    expect(exit!.at - crashAt).toBeLessThan(GRACE_SECONDS * 1000)
+    const tally: Record<string, number> = {}
+    for (const o of outcomes) { const k = o.kind === 'complete' ? String(o.status) : o.kind; tally[k] = (tally[k] ?? 0) + 1 }
+    console.log(`writer thread crashed → serve exited ${exit!.code} after ${exit!.at - crashAt} ms; outcomes ${JSON.stringify(tally)}`)
+    // One line says why it stops (each request refused meanwhile has its own line, as in any store outage).
+    const stopLines = stderr.split('\n').filter((l) => l.includes('stopped for good'))
+    expect(stopLines, stderr.slice(-1200)).toHaveLength(1)
+    const stopLine = JSON.parse(stopLines[0]!) as { level: string; msg: string }
+    expect(stopLine.level).toBe('error')
+    expect(stopLine.msg).toMatch(/audit write path has stopped for good \(audit writer thread failed: injected crash of the writer thread\)/)
+    expect(stopLine.msg).toMatch(/exiting with status 70 for its supervisor to restart it/)
+    expect(broker.stdoutText()).toMatch(/exiting with status 70$/m)
+
+    expect(outcomes.filter((o) => o.kind === 'reset')).toEqual([])
+    const done = outcomes.filter((o) => o.kind === 'complete')
+    const issued = done.filter((o) => o.status === 200)
+    const refused = done.filter((o) => o.status !== 200)
+    expect(issued.length).toBeGreaterThanOrEqual(50)
+    for (const o of refused) {
+      // RFC 6749 §4.1.2.1 temporarily_unavailable, as for any store outage; never a token.
+      expect(o.status, o.text).toBe(503)
+      expect(JSON.parse(o.text)).toEqual({ error: 'temporarily_unavailable', error_description: expect.any(String) })
+    }
+
+    const store = new SqliteStore({ file: join(dir, 'data', 'audit.db'), writer: 'inline' })
+    try {
+      const recorded = new Set<string>()
+      for await (const r of store.scan()) if (r.event.type === 'token.issued' && r.event.tokenSha256) recorded.add(r.event.tokenSha256)
+      const tokens = issued.map((o) => (JSON.parse(o.text) as { access_token: string }).access_token)
+      const missing = tokens.filter((t) => !recorded.has(createHash('sha256').update(t).digest('hex')))
+      expect(missing).toEqual([])
+    } finally {
+      await store.close()
+    }
+
+    const verify = await runCommand(['audit', 'verify'], env)
+    expect(verify.code, verify.out + verify.err).toBe(0)
+    expect(verify.out).toMatch(/^audit chain OK: /m)
+
+    // What the supervisor does next: the same command on the same data dir, which issues again.
+    const again = await startServeProcess(env)
+    try {
+      const res = await post(`https://127.0.0.1:${port}/token`, await startdExchangeBody(iamPort), ca)
+      expect(res.kind === 'complete' ? res.status : res.kind, JSON.stringify(res)).toBe(200)
+    } finally {
+      await stopServeProcess(again)
+    }
+    expect(again.exitCode).toBe(0)
+  }, 120_000)
+
+  /**
+   * A request that hangs (its body never completes) keeps the drain open for the whole grace, so that
+   * signals can arrive while the broker stops for a lost write path: the first SIGTERM asks for the stop
+   * already under way and the status stays 70; a second one ends the process at once (128 + 15), as in
+   * any stop (docs/architecture.md).
+   */
+  it.each([
+    { signals: 1, status: EX_SOFTWARE, afterGrace: true },
+    { signals: 2, status: 128 + 15, afterGrace: false },
+  ])('with $signals SIGTERM(s) during that stop, exits $status', async ({ signals, status, afterGrace }) => {
+    const grace = 3
+    const port = await freePort()
+    const iamPort = await freePort()
+    const data = join(dir, `data-${signals}`)
+    const env = {
+      ...process.env, CTB_DATA_DIR: data, CTB_LISTEN_PORT: String(port), CTB_DEV_IAM_PORT: String(iamPort),
+      CTB_TRUST_DOMAIN: 'pool.example.org', CTB_POLICY_WATCH: 'false', CTB_SHUTDOWN_GRACE_SECONDS: String(grace),
+      NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import ${PRELOAD}`,
+    }
+    const broker = await startServeProcess(env)
+    const exited = new Promise<{ code: number | null; at: number }>((r) => broker.once('exit', (code) => r({ code, at: Date.now() })))
+    let hanging: TLSSocket | undefined
+    try {
+      hanging = tlsConnect({ port, host: '127.0.0.1', servername: 'localhost', ca: readFileSync(join(data, 'tls/dev-ca.crt')) })
+      hanging.on('error', () => { /* closed by the drain when the grace ends */ })
+      await new Promise<void>((r) => hanging!.once('secureConnect', () => r()))
+      hanging.write('POST /token HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\ngrant_type=')
+      await new Promise((r) => setTimeout(r, 200))
+      broker.kill('SIGUSR2')
+      for (let i = 0; i < 100 && !broker.stdoutText().includes('audit write path lost: draining'); i++) await new Promise((r) => setTimeout(r, 20))
+      expect(broker.stdoutText()).toMatch(/audit write path lost: draining/)
+      const drainAt = Date.now()
+      broker.kill('SIGTERM')
+      if (signals === 2) {
+        // Past SAME_STOP_WITHIN_MS (250 ms), so it is a second request, not the first delivered twice.
+        await new Promise((r) => setTimeout(r, 400))
+        expect(broker.exitCode).toBeNull()
+        broker.kill('SIGTERM')
+      }
+      const exit = await Promise.race([exited, new Promise<undefined>((r) => setTimeout(() => r(undefined), (grace + 10) * 1000))])
+      expect(exit, broker.stderrText().slice(-600)).toBeDefined()
+      expect(exit!.code, broker.stdoutText()).toBe(status)
+      if (afterGrace) expect(exit!.at - drainAt).toBeGreaterThanOrEqual(grace * 1000 - 200)
+      else expect(exit!.at - drainAt).toBeLessThan(grace * 1000)
+    } finally {
+      hanging?.destroy()
+      if (broker.exitCode === null && broker.signalCode === null) broker.kill('SIGKILL')
+    }
+  }, 60_000)
+})
