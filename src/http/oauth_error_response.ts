@@ -71,7 +71,6 @@ function challengeHeaders(err: BrokerError, description: string, realm: string):
     return { 'WWW-Authenticate': `Bearer realm="${realm}"${params}` }
   }
   if (err instanceof MethodNotAllowed) return { Allow: err.allow.join(', ') }
-  if (err.status === 401) return { 'WWW-Authenticate': 'Basic realm="condor-token-broker"' }
   if (err instanceof TemporarilyUnavailable || err instanceof SlowDown) return { 'Retry-After': String(err.retryAfter) }
   return {}
 }
