@@ -23,8 +23,8 @@ import { TEST_NOW, testDeps } from '../support/broker_deps.ts'
  *   says what token the route takes (docs/errors.md): "condor-token-broker admin" where an admin token is
  *   required, "condor-token-broker" where a user's IAM token or the credd's IDTOKEN is;
  * - 405: Allow (RFC 9110 §15.5.6);
- * - slow_down (429) and temporarily_unavailable (503): Retry-After in whole seconds (docs/rate-limits.md,
- *   docs/errors.md; RFC 9110 §10.2.3 delay-seconds);
+ * - slow_down (429) and temporarily_unavailable (503), and a console page's 429 or 503: Retry-After in whole
+ *   seconds (docs/rate-limits.md, docs/errors.md, docs/console.md; RFC 9110 §10.2.3 delay-seconds);
  * - every OAuth error and every token response: Cache-Control: no-store (RFC 6749 §5.1, docs/errors.md).
  * The other way round, every error status an operation documents is driven here or named in NOT_DRIVEN with
  * the test that does drive it, so a status added to the document without a refusal behind it fails too.
@@ -193,11 +193,12 @@ function operationOf(doc: Doc, method: string, path: string): DocOperation {
 }
 
 /** Headers a refusal must carry, from the RFCs and docs/errors.md (see the top of this file). */
-function requiredHeaders(status: number, error: string | undefined, tokenResponse: boolean): string[] {
+function requiredHeaders(status: number, error: string | undefined, tokenResponse: boolean, consolePage: boolean): string[] {
   const out: string[] = []
   if (status === 401) out.push('www-authenticate')
   if (status === 405) out.push('allow')
-  if (error === 'slow_down' || error === 'temporarily_unavailable') out.push('retry-after')
+  // A console page's 429 and 503 too: the same cause and wait as the API's (docs/console.md).
+  if (error === 'slow_down' || error === 'temporarily_unavailable' || (consolePage && (status === 429 || status === 503))) out.push('retry-after')
   if (error !== undefined || tokenResponse) out.push('cache-control')
   return out
 }
@@ -410,7 +411,7 @@ describe('GET /openapi.json describes every refusal the routes really give', () 
         check(body.error === c.error, `${label}: error ${body.error}, expected ${c.error}`)
       }
       // What the RFCs ask, as the broker sends it.
-      const required = requiredHeaders(c.status, c.error, c.token === true)
+      const required = requiredHeaders(c.status, c.error, c.token === true, path.startsWith('/console'))
       for (const h of required) check(res.headers.get(h) !== null, `${label}: sends no ${h}`)
       if (required.includes('retry-after')) check(/^\d+$/.test(res.headers.get('retry-after') ?? ''), `${label}: Retry-After is not delay-seconds`)
       if (c.error === 'invalid_token') {

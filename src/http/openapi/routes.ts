@@ -230,10 +230,10 @@ function consolePages(): RouteSpec[] {
     content: { 'application/json': OAuthError, 'text/html': z.string() }, headers: oauthErrorHeaders(400),
   }
   const tooLarge = html('The form is larger than 64 KiB.')
-  const unavailable = html('IAM could not be asked about the admin\'s token, or could not start a sign-in.')
+  const unavailable = html('IAM could not be asked about the admin\'s token, or could not start a sign-in; Retry-After as the API\'s temporarily_unavailable for the same cause.', { 'Retry-After': RETRY_AFTER })
   /** A form that revokes: its audited write fails closed, answered as the admin API answers it. */
   const unavailableOrStore: ResponseSpec = {
-    description: 'A page: IAM could not be asked about the admin\'s token. The OAuth error temporarily_unavailable (JSON, with Retry-After): the audit store is out of reach or busy, so nothing was revoked.',
+    description: 'A page: IAM could not be asked about the admin\'s token. The OAuth error temporarily_unavailable (JSON): the audit store is out of reach or busy, so nothing was revoked. Both with Retry-After.',
     content: { 'text/html': z.string(), 'application/json': OAuthError }, headers: oauthErrorHeaders(503),
   }
   const slowDown = html('The client address limit is used up by refused sign-ins.', { 'Retry-After': RETRY_AFTER })
