@@ -1,11 +1,11 @@
-import { Hono } from 'hono'
+import { Hono, type MiddlewareHandler } from 'hono'
 import { maxTokenLifetime, type Config } from './config.ts'
 import { NotFound } from './errors.ts'
 import { brokerMetadata } from './contract/discovery.ts'
 import { requestId } from './http/middleware/request_id.ts'
 import { accessLog } from './http/access_log.ts'
 import { accessLogMiddleware } from './http/middleware/access_log.ts'
-import { oauthErrorResponse } from './http/oauth_error_response.ts'
+import { ADMIN_REALM, METRICS_REALM, oauthErrorResponse } from './http/oauth_error_response.ts'
 import { discoveryRoutes } from './http/routes/discovery.ts'
 import { healthRoutes, type IamStatusCheck, type LivenessCheck, type ReadinessCheck } from './http/routes/health.ts'
 import { jwksRoutes } from './http/routes/jwks.ts'
@@ -89,14 +89,17 @@ export function createApp(deps: AppDeps): Hono {
   if (deps.metrics) {
     const m = deps.metrics
     if (m.auth === 'admin' && !auth) throw new TypeError('metrics behind admin authentication need the admin API')
-    const metricsAuth = m.auth === 'none' ? undefined : m.auth === 'admin' ? auth : adminAuth({ authenticators: [bootstrapTokenAuthenticator(m.auth.bearerSha256)] })
+    const metricsAuth = m.auth === 'none' ? undefined : m.auth === 'admin' ? auth : adminAuth({ authenticators: [bootstrapTokenAuthenticator(m.auth.bearerSha256)] }, METRICS_REALM)
     app.route('/', metricsRoutes({ page: m.page, auth: metricsAuth }))
   }
   if (deps.certificates) {
     app.route('/', certificateRoutes({ certificates: deps.certificates.service, verifyCaller: deps.certificates.verifyCaller, ...(auth ? { adminAuth: auth } : {}), ...(deps.certificates.limits ? { limits: deps.certificates.limits } : {}) }))
   }
   if (deps.credentials) {
-    const credentialsAdmin = auth ?? (() => { throw new InvalidToken('the admin API is not enabled', { presented: true }) })
+    const credentialsAdmin: MiddlewareHandler = auth ?? ((c) => {
+      c.set('bearerRealm', ADMIN_REALM)
+      throw new InvalidToken('the admin API is not enabled', { presented: true })
+    })
     app.route('/', credentialRoutes({ credentials: deps.credentials.service, jobTokens: deps.credentials.jobTokens, credd: deps.credentials.credd, adminAuth: credentialsAdmin, clock: systemClock }))
   }
   if (deps.admin && auth) {

@@ -12,7 +12,6 @@ import type { GoneCredentialState } from './contract/job_credentials.ts'
  */
 export type OAuthErrorCode =
   | 'invalid_request'
-  | 'invalid_client'
   | 'invalid_grant'
   | 'unauthorized_client'
   | 'unsupported_grant_type'
@@ -42,10 +41,6 @@ export class InvalidTarget extends BrokerError { readonly error = 'invalid_targe
 export class InvalidScope extends BrokerError { readonly error = 'invalid_scope' }
 export class UnauthorizedClient extends BrokerError { readonly error = 'unauthorized_client' }
 export class UnsupportedGrantType extends BrokerError { readonly error = 'unsupported_grant_type' }
-export class InvalidClient extends BrokerError {
-  readonly error = 'invalid_client'
-  override readonly status = 401
-}
 export class AccessDenied extends BrokerError {
   readonly error = 'access_denied'
   override readonly status = 403

@@ -2,6 +2,7 @@ import type { ReadinessCheck } from './http/routes/health.ts'
 import { assertKeysSign } from './issuance/key_self_test.ts'
 import type { SigningKeys } from './keys/signing_keys.ts'
 import type { Clock } from './lib/clock.ts'
+import type { Logger } from './lib/logger.ts'
 import type { BrokerStore } from './storage/chained_store.ts'
 
 /** After a failed commit, not ready for this long unless a later commit succeeds (then ready at once). */
@@ -9,17 +10,59 @@ export const AUDIT_FAILURE_WINDOW_SECONDS = 30
 /** Re-run the key self-test at most this often. */
 const KEY_SELF_TEST_SECONDS = 60
 
+/** What is wrong with the audit store, in words fixed here, and the store's own message for the log. */
+interface AuditVerdict {
+  /** The /readyz answer: 'ok' or fixed words. */
+  check: string
+  /** For the log, with the store's message: what changes it, ignoring the age of a failure. */
+  condition?: { msg: string; error: string }
+}
+
 /**
  * Audit: can an issuance be committed? Not if the write path has stopped (the writer thread died), nor
  * while the last commit failed within the window. The window ends so that a broker taken out of rotation
  * gets traffic again and can prove the store healthy: readiness cannot write a probe record of its own,
  * as that would put noise into the chain. Finally a one-record read checks the store answers at all.
+ * The answer is in fixed words: /readyz is open to a load balancer without auth, and a store's message can
+ * name its host, port, user or file. The message goes to the log (auditReadinessCheck).
  */
-export async function auditReadiness(store: BrokerStore, nowMs: number, windowSeconds = AUDIT_FAILURE_WINDOW_SECONDS): Promise<string> {
+async function judgeAudit(store: BrokerStore, nowMs: number, windowSeconds: number): Promise<AuditVerdict> {
   const h = store.writeHealth()
-  if (h.stopped !== undefined) return `unavailable: ${h.stopped}`
-  if (h.lastFailure && nowMs - h.lastFailure.at < windowSeconds * 1000) return `last commit failed: ${h.lastFailure.message}`
-  return store.query({ limit: 1 }).then(() => 'ok', (err: unknown) => `unavailable: ${(err as Error).message}`)
+  if (h.stopped !== undefined) {
+    const words = 'the audit writer thread has stopped'
+    return { check: words, condition: { msg: words, error: h.stopped } }
+  }
+  if (h.lastFailure && nowMs - h.lastFailure.at < windowSeconds * 1000) {
+    const ago = Math.max(0, Math.floor((nowMs - h.lastFailure.at) / 1000))
+    return { check: `the last audit commit failed ${ago} s ago`, condition: { msg: 'the last audit commit failed', error: h.lastFailure.message } }
+  }
+  return store.query({ limit: 1 }).then(() => ({ check: 'ok' }), (err: unknown) => {
+    const words = 'the audit store cannot be read'
+    return { check: words, condition: { msg: words, error: err instanceof Error ? err.message : String(err) } }
+  })
+}
+
+/** The audit check's /readyz answer (judgeAudit), without logging. */
+export async function auditReadiness(store: BrokerStore, nowMs: number, windowSeconds = AUDIT_FAILURE_WINDOW_SECONDS): Promise<string> {
+  return (await judgeAudit(store, nowMs, windowSeconds)).check
+}
+
+/**
+ * The audit check for /readyz, logging the store's message when the condition changes (turns bad, changes
+ * cause or message, turns ok): once per change, since a load balancer probes every few seconds.
+ */
+export function auditReadinessCheck(store: BrokerStore, log: Logger, nowMs: () => number, windowSeconds = AUDIT_FAILURE_WINDOW_SECONDS): () => Promise<string> {
+  let logged: string | undefined
+  return async () => {
+    const { check, condition } = await judgeAudit(store, nowMs(), windowSeconds)
+    const key = condition ? JSON.stringify(condition) : undefined
+    if (key !== logged) {
+      if (condition) log.error(`audit not ready: ${condition.msg}`, { error: condition.error })
+      else log.info('audit ready again')
+      logged = key
+    }
+    return check
+  }
 }
 
 /**
@@ -48,7 +91,9 @@ export function keysReadiness(getKeys: () => SigningKeys, issuers: { trustDomain
 }
 
 /** The broker's readiness: audit store and keys. IAM is reported beside it, not in it (docs/iam.md). */
-export function brokerReadiness(deps: { store: BrokerStore; keys: () => SigningKeys; issuers: { trustDomain: string; issuer: string }; clock: Clock }): ReadinessCheck {
+export function brokerReadiness(deps: { store: BrokerStore; keys: () => SigningKeys; issuers: { trustDomain: string; issuer: string }; clock: Clock; log: Logger }): ReadinessCheck {
   const keys = keysReadiness(deps.keys, deps.issuers, deps.clock)
-  return async () => ({ keys: keys(), audit: await auditReadiness(deps.store, Date.now()) })
+  // Date.now(), not the clock: the write health's times are the process's own milliseconds.
+  const audit = auditReadinessCheck(deps.store, deps.log, () => Date.now())
+  return async () => ({ keys: keys(), audit: await audit() })
 }

@@ -342,7 +342,7 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
       limits: limits.limits,
       ...(certificates ? { certificates } : {}),
       ...(consoleServices ? { console: consoleServices } : {}),
-      readiness: brokerReadiness({ store, keys: () => keyHolder.current, issuers: { trustDomain: config.trust_domain, issuer: config.issuer }, clock }),
+      readiness: brokerReadiness({ store, keys: () => keyHolder.current, issuers: { trustDomain: config.trust_domain, issuer: config.issuer }, clock, log }),
       iamStatus: () => reachability.report(),
       refusals,
       ...(credentials ? { credentials } : {}),

@@ -17,22 +17,36 @@ export interface OAuthErrorReply {
   headers: Record<string, string>
 }
 
-/** The protection space of the admin API's bearer tokens (RFC 6750 §3). */
+/**
+ * Protection spaces of the bearer tokens (RFC 6750 §3), named for what the route takes, so that a 401
+ * does not ask a credd or a user for an admin token. The admin API's: the bootstrap token or an IAM admin.
+ */
 export const ADMIN_REALM = 'condor-token-broker admin'
+/** GET /metrics with `metrics.auth: bearer`: the scrape token, which is no admin token. */
+export const METRICS_REALM = 'condor-token-broker metrics'
+/** Every other bearer route: a user's IAM access token (registration, certificates), the credd's IDTOKEN (job tokens). */
+export const CALLER_REALM = 'condor-token-broker'
+
+declare module 'hono' {
+  interface ContextVariableMap {
+    /** The realm of a 401's challenge, set by the authentication that asks for another token than CALLER_REALM's. */
+    bearerRealm: string | undefined
+  }
+}
 
 /**
  * The only place that decides what an error looks like on the wire (RFC 6749 §5.2). Internal errors
  * show only `server_error`; their details go to the log with the request id (and the caller's own
  * X-Request-Id, when it sent one, so the two can be matched up).
  */
-export function oauthErrorReply(err: unknown, log: Logger, requestId: string | undefined, clientRequestId?: string): OAuthErrorReply {
+export function oauthErrorReply(err: unknown, log: Logger, requestId: string | undefined, clientRequestId?: string, realm = CALLER_REALM): OAuthErrorReply {
   if (err instanceof BrokerError) {
     logStoreOutage(err, log, requestId, clientRequestId)
     const description = toErrorDescription(err.description)
     return {
       status: err.status,
       body: { error: err.error, error_description: description, ...(err instanceof CredentialGone ? { credential: err.credential } : {}) },
-      headers: { ...NO_STORE_HEADERS, ...challengeHeaders(err, description) },
+      headers: { ...NO_STORE_HEADERS, ...challengeHeaders(err, description, realm) },
     }
   }
   log.error('unhandled error', { err, requestId, ...(clientRequestId ? { clientRequestId } : {}) })
@@ -50,14 +64,13 @@ export function logStoreOutage(err: unknown, log: Logger, requestId: string | un
 }
 
 /** WWW-Authenticate for 401s, Allow for 405s, Retry-After for 429s and 503s. `description` is already within the quoted-string-safe set. */
-function challengeHeaders(err: BrokerError, description: string): Record<string, string> {
+function challengeHeaders(err: BrokerError, description: string, realm: string): Record<string, string> {
   if (err instanceof InvalidToken) {
     // RFC 6750 §3: no error code when the request carried no bearer credentials at all.
     const params = err.presented ? `, error="${err.error}", error_description="${description}"` : ''
-    return { 'WWW-Authenticate': `Bearer realm="${ADMIN_REALM}"${params}` }
+    return { 'WWW-Authenticate': `Bearer realm="${realm}"${params}` }
   }
   if (err instanceof MethodNotAllowed) return { Allow: err.allow.join(', ') }
-  if (err.status === 401) return { 'WWW-Authenticate': 'Basic realm="condor-token-broker"' }
   if (err instanceof TemporarilyUnavailable || err instanceof SlowDown) return { 'Retry-After': String(err.retryAfter) }
   return {}
 }
@@ -66,7 +79,7 @@ function challengeHeaders(err: BrokerError, description: string): Record<string,
 export function oauthErrorResponse(log: Logger) {
   return (err: unknown, c: Context): Response => {
     const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming
-    const reply = oauthErrorReply(cutOffByClient(err, incoming) ? bodyCutOff(err) : err, log, c.get('requestId'), c.get('clientRequestId'))
+    const reply = oauthErrorReply(cutOffByClient(err, incoming) ? bodyCutOff(err) : err, log, c.get('requestId'), c.get('clientRequestId'), c.get('bearerRealm'))
     c.set('errorCode', reply.body.error)
     for (const [name, value] of Object.entries(reply.headers)) c.header(name, value)
     return c.json(reply.body, reply.status)

@@ -16,7 +16,7 @@ const KINDS: ReadonlySet<string> = new Set(['idtoken', 'scitoken', 'access_token
 
 /** The OAuth error codes the broker answers with (src/errors.ts), plus server_error. */
 const REASON_LIST = [
-  'invalid_request', 'invalid_client', 'invalid_grant', 'unauthorized_client', 'unsupported_grant_type',
+  'invalid_request', 'invalid_grant', 'unauthorized_client', 'unsupported_grant_type',
   'invalid_scope', 'invalid_target', 'access_denied', 'temporarily_unavailable', 'invalid_token', 'slow_down', 'server_error',
 ] as const satisfies ReadonlyArray<OAuthErrorCode | 'server_error'>
 type NoneLeft<T extends never> = T

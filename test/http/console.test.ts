@@ -199,6 +199,44 @@ describe('console sign-in while IAM is down', () => {
   })
 })
 
+describe('console 503 pages carry Retry-After, as the API 503 for the same cause does', () => {
+  it('IAM down: the signed-in pages, the token sign-in and the IAM sign-in wait as long as the admin API', async () => {
+    // An odd wait, so that a fixed value in the page would not pass by chance.
+    const WAIT = 7
+    let iamDown = false
+    const unavailable = () => new TemporarilyUnavailable('IAM could not be reached or answered badly (userinfo); try again later', { retryAfter: WAIT })
+    const flaky: AdminAuthenticator = {
+      authenticate: async (t) => {
+        if (iamDown) throw unavailable()
+        return iamLike.authenticate(t)
+      },
+    }
+    const flakySignIn: ConsoleSignIn = { start: async () => { if (iamDown) throw unavailable(); return signIn.start() }, finish: signIn.finish }
+    const a = createApp(testDeps({
+      admin: { audit: store, revocations, authenticators: [flaky] },
+      console: { signIn: flakySignIn, keys: () => ({ scitoken: [], condor: [] }), sessionSeconds: 3600, sessions: store },
+    }))
+    const start = await a.request('/console/login', { redirect: 'manual' })
+    const signedIn = await a.request('/console/callback?code=alice&state=state-1', { headers: { cookie: `__Host-ctb-console-login=${cookieOf(start, '__Host-ctb-console-login')}` } })
+    const cookie = `__Host-ctb-console=${cookieOf(signedIn, '__Host-ctb-console')}`
+    iamDown = true
+
+    const api = await a.request('/v1/audit', { headers: { authorization: 'Bearer iam:alice' } })
+    expect(api.status).toBe(503)
+    expect(api.headers.get('retry-after')).toBe(String(WAIT))
+    const pages = {
+      'a signed-in page': await a.request('/console', { headers: { cookie } }),
+      'the token sign-in': await signInWithToken(a, 'iam:alice', ORIGIN),
+      'the IAM sign-in': await a.request('/console/login'),
+    }
+    for (const [what, res] of Object.entries(pages)) {
+      expect(res.status, what).toBe(503)
+      expect(res.headers.get('content-type'), what).toMatch(/^text\/html/)
+      expect(res.headers.get('retry-after'), what).toBe(api.headers.get('retry-after'))
+    }
+  })
+})
+
 describe('console sign-out while IAM is down', () => {
   it('ends the session at once, though the bearer cannot be re-checked, and still wants the CSRF token', async () => {
     let iamDown = false

@@ -46,7 +46,8 @@ describe('GET /metrics access', () => {
     const a = app({ bearerSha256: sha256(METRICS_TOKEN) })
     const none = await scrape(a)
     expect(none.status).toBe(401)
-    expect(none.headers.get('www-authenticate')).toMatch(/^Bearer /)
+    // Its own realm (docs/metrics.md): the scrape token is no admin token, and the challenge must not ask for one.
+    expect(none.headers.get('www-authenticate')).toBe('Bearer realm="condor-token-broker metrics"')
     expect(await none.json()).toMatchObject({ error: 'invalid_token' })
     expect((await scrape(a, ADMIN_TOKEN)).status).toBe(401)
     const ok = await scrape(a, METRICS_TOKEN)
@@ -56,7 +57,9 @@ describe('GET /metrics access', () => {
 
   it('takes an admin token, and not another, with auth "admin"', async () => {
     const a = app('admin')
-    expect((await scrape(a)).status).toBe(401)
+    const none = await scrape(a)
+    expect(none.status).toBe(401)
+    expect(none.headers.get('www-authenticate')).toBe('Bearer realm="condor-token-broker admin"')
     expect((await scrape(a, METRICS_TOKEN)).status).toBe(401)
     expect((await scrape(a, ADMIN_TOKEN)).status).toBe(200)
   })

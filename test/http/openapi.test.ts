@@ -161,9 +161,11 @@ describe('the OpenAPI document is well formed', () => {
     expect(pathParameterProblems(broken)).toEqual(['delete /v1/revocations/{id}: template {id}, declared {}'])
   })
 
-  it('gives every operation a unique id, a 500 and, for the admin API, the bearer scheme', async () => {
+  it('gives every operation a unique id, a 500 and the bearer scheme of the token it takes', async () => {
     const doc = await documentOf(fullApp())
-    expect(doc.components.securitySchemes.adminBearer).toMatchObject({ type: 'http', scheme: 'bearer' })
+    for (const scheme of ['adminBearer', 'iamBearer', 'creddBearer']) expect(doc.components.securitySchemes[scheme], scheme).toMatchObject({ type: 'http', scheme: 'bearer' })
+    // Not an admin's token (docs/job-credentials.md, docs/pool-ca.md): the user's IAM token, the credd's IDTOKEN.
+    const notAdmin: Record<string, string> = { issueCertificate: 'iamBearer', registerCredential: 'iamBearer', jobToken: 'creddBearer' }
     const ids: string[] = []
     for (const [path, item] of Object.entries(doc.paths)) {
       for (const op of [...METHODS.map((m) => item[m]), item[OTHER_METHODS_EXTENSION]]) {
@@ -173,7 +175,8 @@ describe('the OpenAPI document is well formed', () => {
         // The CA certificate and CRL are public; these catch-alls answer 405 before any authentication (the one
         // at /v1/credentials authenticates first: every method there but POST is the admin's).
         const admin = ((path.startsWith('/v1/') && !path.startsWith('/v1/ca/')) || path.startsWith('/admin/')) && !['tokenOtherMethods', 'jobTokenOtherMethods'].includes(op.operationId)
-        expect(op.security, `${path} ${op.operationId}`).toEqual(admin ? [{ adminBearer: [] }] : [])
+        const scheme = notAdmin[op.operationId] ?? (admin ? 'adminBearer' : undefined)
+        expect(op.security, `${path} ${op.operationId}`).toEqual(scheme ? [{ [scheme]: [] }] : [])
         if (admin) expect(op.responses['401'], `${path} ${op.operationId}`).toBeDefined()
       }
     }

@@ -19,10 +19,12 @@ import { TEST_NOW, testDeps } from '../support/broker_deps.ts'
  * Drives every route into the refusals it can give and checks that GET /openapi.json describes each one as
  * observed: the status on that operation, its media type, and the headers the RFCs ask of it. What a
  * refusal must carry comes from the RFCs and docs/errors.md, not from the document:
- * - 401: WWW-Authenticate (RFC 9110 §15.5.2), a Bearer challenge for a bearer token (RFC 6750 §3);
+ * - 401: WWW-Authenticate (RFC 9110 §15.5.2), a Bearer challenge for a bearer token (RFC 6750 §3), whose realm
+ *   says what token the route takes (docs/errors.md): "condor-token-broker admin" where an admin token is
+ *   required, "condor-token-broker" where a user's IAM token or the credd's IDTOKEN is;
  * - 405: Allow (RFC 9110 §15.5.6);
- * - slow_down (429) and temporarily_unavailable (503): Retry-After in whole seconds (docs/rate-limits.md,
- *   docs/errors.md; RFC 9110 §10.2.3 delay-seconds);
+ * - slow_down (429) and temporarily_unavailable (503), and a console page's 429 or 503: Retry-After in whole
+ *   seconds (docs/rate-limits.md, docs/errors.md, docs/console.md; RFC 9110 §10.2.3 delay-seconds);
  * - every OAuth error and every token response: Cache-Control: no-store (RFC 6749 §5.1, docs/errors.md).
  * The other way round, every error status an operation documents is driven here or named in NOT_DRIVEN with
  * the test that does drive it, so a status added to the document without a refusal behind it fails too.
@@ -39,6 +41,9 @@ const TRUST_DOMAIN = 'pool.example.org'
 const IAM_DOWN = 'iam-down-bearer'
 /** An IAM access token the certificate route's caller check admits. */
 const IAM_CALLER = 'iam-caller-bearer'
+/** The realms of docs/errors.md. */
+const ADMIN_REALM = 'condor-token-broker admin'
+const CALLER_REALM = 'condor-token-broker'
 
 /** What each case makes the parts behind the routes do. */
 interface Faults {
@@ -174,7 +179,7 @@ function refusalApp(withSignIn = true): { app: Hono; creddToken: string; revocat
   return { app, creddToken, revocationId, session }
 }
 
-interface DocResponse { content?: Record<string, unknown>; headers?: Record<string, { schema?: { const?: unknown; type?: string } }> }
+interface DocResponse { content?: Record<string, unknown>; headers?: Record<string, { schema?: { const?: unknown; type?: string; pattern?: string } }> }
 interface DocOperation { operationId: string; responses: Record<string, DocResponse> }
 type Doc = { paths: Record<string, Record<string, DocOperation | undefined>> }
 
@@ -188,11 +193,12 @@ function operationOf(doc: Doc, method: string, path: string): DocOperation {
 }
 
 /** Headers a refusal must carry, from the RFCs and docs/errors.md (see the top of this file). */
-function requiredHeaders(status: number, error: string | undefined, tokenResponse: boolean): string[] {
+function requiredHeaders(status: number, error: string | undefined, tokenResponse: boolean, consolePage: boolean): string[] {
   const out: string[] = []
   if (status === 401) out.push('www-authenticate')
   if (status === 405) out.push('allow')
-  if (error === 'slow_down' || error === 'temporarily_unavailable') out.push('retry-after')
+  // A console page's 429 and 503 too: the same cause and wait as the API's (docs/console.md).
+  if (error === 'slow_down' || error === 'temporarily_unavailable' || (consolePage && (status === 429 || status === 503))) out.push('retry-after')
   if (error !== undefined || tokenResponse) out.push('cache-control')
   return out
 }
@@ -218,6 +224,8 @@ interface Case {
   sessionInit?: (s: ConsoleLogin) => RequestInit
   /** Run against the app whose console has no IAM sign-in. */
   noSignIn?: boolean
+  /** For a 401: the realm of its Bearer challenge (docs/errors.md). */
+  realm?: string
 }
 
 const bearer = (token: string, extra: Record<string, string> = {}): RequestInit => ({ headers: { authorization: `Bearer ${token}`, ...extra } })
@@ -232,8 +240,8 @@ function adminRefusals(op: string, url: string, init: RequestInit = {}): Case[] 
   const method = op.split(' ')[0]!
   const withAuth = (token?: string): RequestInit => ({ ...init, method, headers: { ...(init.headers as Record<string, string> | undefined), ...(token ? { authorization: `Bearer ${token}` } : {}) } })
   return [
-    { op, how: 'no bearer token', url, init: withAuth(), status: 401, error: 'invalid_token' },
-    { op, how: 'a bearer that is no admin token', url, init: withAuth('b'.repeat(43)), status: 401, error: 'invalid_token' },
+    { op, how: 'no bearer token', url, init: withAuth(), status: 401, error: 'invalid_token', realm: ADMIN_REALM },
+    { op, how: 'a bearer that is no admin token', url, init: withAuth('b'.repeat(43)), status: 401, error: 'invalid_token', realm: ADMIN_REALM },
     { op, how: 'from a blocked address', url, init: withAuth('b'.repeat(43)), setup: (f) => { f.blocked = true }, status: 429, error: 'slow_down' },
     { op, how: 'IAM down for an IAM admin token', url, init: withAuth(IAM_DOWN), status: 503, error: 'temporarily_unavailable' },
   ]
@@ -279,8 +287,8 @@ function cases(creddToken: string): Case[] {
     ...adminRefusals('POST /admin/policy/explain', '/admin/policy/explain', json('POST', undefined, '{}')),
     { op: 'POST /admin/policy/explain', how: 'a bad body', init: json('POST', ADMIN, '{}'), status: 400, error: 'invalid_request' },
 
-    { op: 'POST /v1/certificates', how: 'no bearer token', init: json('POST', undefined, '{}'), status: 401, error: 'invalid_token' },
-    { op: 'POST /v1/certificates', how: 'a bearer IAM does not vouch for', init: json('POST', 'b'.repeat(43), '{}'), status: 401, error: 'invalid_token' },
+    { op: 'POST /v1/certificates', how: 'no bearer token', init: json('POST', undefined, '{}'), status: 401, error: 'invalid_token', realm: CALLER_REALM },
+    { op: 'POST /v1/certificates', how: 'a bearer IAM does not vouch for', init: json('POST', 'b'.repeat(43), '{}'), status: 401, error: 'invalid_token', realm: CALLER_REALM },
     { op: 'POST /v1/certificates', how: 'from a blocked address', init: json('POST', IAM_CALLER, '{}'), setup: (f) => { f.blocked = true }, status: 429, error: 'slow_down' },
     { op: 'POST /v1/certificates', how: 'a bad body', init: json('POST', IAM_CALLER, '{}'), status: 400, error: 'invalid_request' },
     { op: 'POST /v1/certificates', how: 'a caller the policy refuses', init: json('POST', IAM_CALLER, '{}'), setup: (f) => { f.core = new AccessDenied('no certificate grant') }, status: 403, error: 'access_denied' },
@@ -290,7 +298,7 @@ function cases(creddToken: string): Case[] {
     { op: 'DELETE /v1/certificates/{serial}', how: 'no such certificate', url: '/v1/certificates/01', init: { method: 'DELETE', ...bearer(ADMIN) }, setup: (f) => { f.core = new NotFound('no certificate with this serial') }, status: 404, error: 'invalid_request' },
     { op: 'DELETE /v1/certificates/{serial}', how: 'the audit store out of reach', url: '/v1/certificates/01', init: { method: 'DELETE', ...bearer(ADMIN) }, setup: (f) => { f.outage = true }, status: 503, error: 'temporarily_unavailable' },
 
-    { op: 'POST /v1/credentials', how: 'no bearer token', init: json('POST', undefined, '{}'), status: 401, error: 'invalid_token' },
+    { op: 'POST /v1/credentials', how: 'no bearer token', init: json('POST', undefined, '{}'), status: 401, error: 'invalid_token', realm: CALLER_REALM },
     { op: 'POST /v1/credentials', how: 'not JSON', init: { method: 'POST', body: 'x', headers: { authorization: 'Bearer u', 'content-type': 'text/plain' } }, status: 400, error: 'invalid_request' },
     { op: 'POST /v1/credentials', how: 'from a blocked address', init: json('POST', 'u', '{}'), setup: (f) => { f.blocked = true }, status: 429, error: 'slow_down', token: true },
     { op: 'POST /v1/credentials', how: 'a user the policy refuses', init: json('POST', 'u', '{"provider":"scitokens"}'), setup: (f) => { f.core = new AccessDenied('no job credential grant') }, status: 403, error: 'access_denied', token: true },
@@ -299,8 +307,8 @@ function cases(creddToken: string): Case[] {
     ...adminRefusals('ALL /v1/credentials', '/v1/credentials', { method: 'PUT' }),
     { op: 'ALL /v1/credentials', how: 'PUT as an admin', url: '/v1/credentials', init: { method: 'PUT', ...bearer(ADMIN) }, status: 405, error: 'invalid_request' },
     { op: 'ALL /v1/credentials', how: 'PATCH as an admin', url: '/v1/credentials', init: { method: 'PATCH', ...bearer(ADMIN) }, status: 405, error: 'invalid_request' },
-    { op: 'GET /v1/credentials/{user}/{provider}/token', how: 'no bearer token', url: jobToken, status: 401, error: 'invalid_token', token: true },
-    { op: 'GET /v1/credentials/{user}/{provider}/token', how: 'a bearer that is no broker IDTOKEN', url: jobToken, init: bearer('x.y.z'), status: 401, error: 'invalid_token', token: true },
+    { op: 'GET /v1/credentials/{user}/{provider}/token', how: 'no bearer token', url: jobToken, status: 401, error: 'invalid_token', token: true, realm: CALLER_REALM },
+    { op: 'GET /v1/credentials/{user}/{provider}/token', how: 'a bearer that is no broker IDTOKEN', url: jobToken, init: bearer('x.y.z'), status: 401, error: 'invalid_token', token: true, realm: CALLER_REALM },
     { op: 'GET /v1/credentials/{user}/{provider}/token', how: 'a repeated parameter', url: `${jobToken}?scopes=a&scopes=b`, init: bearer(creddToken), status: 400, error: 'invalid_request', token: true },
     { op: 'GET /v1/credentials/{user}/{provider}/token', how: 'a bad minimum_seconds', url: `${jobToken}?minimum_seconds=soon`, init: bearer(creddToken), status: 400, error: 'invalid_request', token: true },
     { op: 'GET /v1/credentials/{user}/{provider}/token', how: 'a credential gone for good', url: jobToken, init: bearer(creddToken), setup: (f) => { f.core = new CredentialGone('revoked', 'this credential has been revoked') }, status: 403, error: 'access_denied', token: true },
@@ -406,10 +414,14 @@ describe('GET /openapi.json describes every refusal the routes really give', () 
         check(body.error === c.error, `${label}: error ${body.error}, expected ${c.error}`)
       }
       // What the RFCs ask, as the broker sends it.
-      const required = requiredHeaders(c.status, c.error, c.token === true)
+      const required = requiredHeaders(c.status, c.error, c.token === true, path.startsWith('/console'))
       for (const h of required) check(res.headers.get(h) !== null, `${label}: sends no ${h}`)
       if (required.includes('retry-after')) check(/^\d+$/.test(res.headers.get('retry-after') ?? ''), `${label}: Retry-After is not delay-seconds`)
-      if (c.error === 'invalid_token') check(/^Bearer realm="[^"]+"/.test(res.headers.get('www-authenticate') ?? ''), `${label}: no Bearer challenge`)
+      if (c.error === 'invalid_token') {
+        const challenge = res.headers.get('www-authenticate') ?? ''
+        check(c.realm !== undefined, `${label}: the case names no realm`)
+        check(challenge === `Bearer realm="${c.realm}"` || challenge.startsWith(`Bearer realm="${c.realm}", `), `${label}: challenge ${challenge}, expected realm ${c.realm}`)
+      }
       if (c.error !== undefined || c.token) check(res.headers.get('cache-control') === 'no-store', `${label}: Cache-Control is not no-store`)
 
       // And the document says so, on this operation, for this status.
@@ -426,6 +438,8 @@ describe('GET /openapi.json describes every refusal the routes really give', () 
         if (!d) { problems.push(`${label}: ${h} not documented on ${op.operationId} ${c.status}`); continue }
         const fixed = d.schema?.const
         if (fixed !== undefined) check(sent === fixed, `${label}: ${h} is ${sent}, documented ${String(fixed)}`)
+        const pattern = d.schema?.pattern
+        if (pattern !== undefined) check(new RegExp(pattern, 'u').test(sent), `${label}: ${h} is ${sent}, documented as matching ${pattern}`)
       }
     }
     expect(problems.join("\n")).toBe("")

@@ -3,7 +3,9 @@ import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { loadConfig } from '../../src/config.ts'
 import { ensureAndLoadKeys, type SigningKeys } from '../../src/keys/signing_keys.ts'
-import { auditReadiness, keysReadiness } from '../../src/readiness.ts'
+import type { Logger } from '../../src/lib/logger.ts'
+import { auditReadiness, auditReadinessCheck, keysReadiness } from '../../src/readiness.ts'
+import type { BrokerStore } from '../../src/storage/chained_store.ts'
 import { MemoryStore } from '../../src/storage/memory_store.ts'
 import type { WriteOp } from '../../src/storage/write_ops.ts'
 import { TEST_NOW } from '../support/broker_deps.ts'
@@ -53,11 +55,68 @@ describe('audit readiness', () => {
     store.failing = true
     await expect(store.record(event)).rejects.toThrow('disk full')
     const failedAt = store.writeHealth().lastFailure!.at
-    expect(await auditReadiness(store, failedAt + 29_000, 30)).toBe('last commit failed: disk full')
+    // Fixed words on the wire (docs/audit.md): /readyz answers without auth, and a store's message can name
+    // its host, user or file.
+    expect(await auditReadiness(store, failedAt + 12_400, 30)).toBe('the last audit commit failed 12 s ago')
     // After the window the broker goes back into rotation, so real traffic can prove the store healthy.
     expect(await auditReadiness(store, failedAt + 30_000, 30)).toBe('ok')
     store.failing = false
     await store.record(event)
     expect(await auditReadiness(store, failedAt + 1000, 30)).toBe('ok')
+  })
+})
+
+/** A logger that keeps each line, to count what a run of probes wrote. */
+function keptLog(): { log: Logger; lines: Array<{ level: string; msg: string; fields?: Record<string, unknown> }> } {
+  const lines: Array<{ level: string; msg: string; fields?: Record<string, unknown> }> = []
+  const keep = (level: string) => (msg: string, fields?: Record<string, unknown>) => { lines.push({ level, msg, ...(fields ? { fields } : {}) }) }
+  return { log: { info: keep('info'), warn: keep('warn'), error: keep('error') }, lines }
+}
+
+describe('audit readiness says what is wrong in fixed words and logs the detail once per change', () => {
+  const pgMessage = 'connect ECONNREFUSED 10.20.30.40:5432 (user ctb_writer, database audit)'
+
+  it('a store that cannot be read: fixed words, the message only in the log', async () => {
+    const store = new MemoryStore()
+    store.query = () => Promise.reject(new Error(pgMessage))
+    expect(await auditReadiness(store, Date.now(), 30)).toBe('the audit store cannot be read')
+  })
+
+  it('a stopped writer: fixed words, whatever the thread died of', async () => {
+    const store = new MemoryStore()
+    store.writeHealth = () => ({ stopped: 'audit writer thread failed: SQLITE_IOERR /var/lib/ctb/audit.db' })
+    expect(await auditReadiness(store, Date.now(), 30)).toBe('the audit writer thread has stopped')
+  })
+
+  it('logs the store\'s message when the answer turns bad, not again per probe, and once when it is ok again', async () => {
+    const store = new MemoryStore()
+    let failing = true
+    const query = store.query.bind(store)
+    store.query = (q) => (failing ? Promise.reject(new Error(pgMessage)) : query(q))
+    const { log, lines } = keptLog()
+    const check = auditReadinessCheck(store as BrokerStore, log, () => Date.now())
+    for (let i = 0; i < 3; i++) expect(await check()).toBe('the audit store cannot be read')
+    expect(lines).toEqual([{ level: 'error', msg: 'audit not ready: the audit store cannot be read', fields: { error: pgMessage } }])
+    failing = false
+    for (let i = 0; i < 3; i++) expect(await check()).toBe('ok')
+    expect(lines.slice(1)).toEqual([{ level: 'info', msg: 'audit ready again' }])
+  })
+
+  it('logs a failed commit once while its age in the answer grows, and a new cause when it changes', async () => {
+    const store = new FlakyStore()
+    store.failing = true
+    await expect(store.record({ type: 'token.issued', time: TEST_NOW, decision: 'allow' })).rejects.toThrow('disk full')
+    const at = store.writeHealth().lastFailure!.at
+    let now = at + 1000
+    const { log, lines } = keptLog()
+    const check = auditReadinessCheck(store, log, () => now)
+    expect(await check()).toBe('the last audit commit failed 1 s ago')
+    now = at + 5000
+    expect(await check()).toBe('the last audit commit failed 5 s ago')
+    expect(lines).toEqual([{ level: 'error', msg: 'audit not ready: the last audit commit failed', fields: { error: 'disk full' } }])
+    store.writeHealth = () => ({ stopped: 'audit writer thread has stopped' })
+    expect(await check()).toBe('the audit writer thread has stopped')
+    expect(await check()).toBe('the audit writer thread has stopped')
+    expect(lines.slice(1)).toEqual([{ level: 'error', msg: 'audit not ready: the audit writer thread has stopped', fields: { error: 'audit writer thread has stopped' } }])
   })
 })

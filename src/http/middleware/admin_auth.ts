@@ -6,6 +6,7 @@ import { readSecretFile, writeSecretFileAtomic } from '../../lib/secure_file.ts'
 import type { RequestLimits } from '../../ratelimit/request_limits.ts'
 import type { IssuanceBlocks, RevocationChecker } from '../../revocation/revocation_checker.ts'
 import { clientAddress } from '../client_address.ts'
+import { ADMIN_REALM } from '../oauth_error_response.ts'
 
 /** Who is calling an admin endpoint; goes into audit records as the actor. */
 export interface AdminPrincipal {
@@ -120,9 +121,11 @@ async function admitAdmin(bearer: string, options: AdminAuthOptions, beforeRemot
 /**
  * Bearer authentication for /v1 admin routes (RFC 6750), deciding with authenticateAdmin. Refusals are
  * thrown as InvalidToken, so the app's one error mapper writes the 401, its challenge and its body.
+ * `realm`: the challenge's, the admin API's unless the token asked for is another (the metrics scrape token).
  */
-export function adminAuth(options: AdminAuthOptions): MiddlewareHandler {
+export function adminAuth(options: AdminAuthOptions, realm = ADMIN_REALM): MiddlewareHandler {
   return async (c, next) => {
+    c.set('bearerRealm', realm)
     const header = c.req.header('authorization')
     const m = header ? /^Bearer ([\x21-\x7e]{1,8192})$/i.exec(header) : null
     // Another scheme (Basic, …) is no bearer credential at all, as is no header.

@@ -1,6 +1,6 @@
 import type { Context, MiddlewareHandler } from 'hono'
 import { getCookie } from 'hono/cookie'
-import { BrokerError, InvalidRequest, InvalidToken } from '../../errors.ts'
+import { InvalidRequest, InvalidToken, TemporarilyUnavailable } from '../../errors.ts'
 import type { ConsoleSessions } from '../../console/sessions.ts'
 import { sameToken } from '../../console/sessions.ts'
 import { messagePage } from '../../console/pages/sign_in_page.ts'
@@ -42,6 +42,16 @@ export function sameOrigin(header: string | undefined, origin: string): boolean 
 }
 
 /**
+ * The console's page for a 503 (IAM could not be asked, or could not start a sign-in), with the Retry-After
+ * the API's temporarily_unavailable carries for the same cause (oauth_error_response.ts): a page is for a
+ * person, but a browser extension, a monitor or a proxy reading the status should be told how long to wait.
+ */
+export function unavailablePage(c: Context, err: TemporarilyUnavailable, link?: [string, string]): Response {
+  c.header('Retry-After', String(err.retryAfter))
+  return c.html(messagePage('Unavailable', err.description, link ? { link } : {}), 503)
+}
+
+/**
  * Signed-in admins only. The session's bearer goes through authenticateAdmin on every request, the
  * decision the admin API makes, so a caller whose admin grant, token or IAM account is revoked is out at
  * the next click. GET without a session goes to the sign-in page; a refused POST gets 403.
@@ -60,7 +70,7 @@ export function consoleSession(deps: { sessions: ConsoleSessions; auth: AdminAut
       principal = await authenticateAdmin(session.bearer, deps.auth)
     } catch (err) {
       if (!(err instanceof InvalidToken)) {
-        if (err instanceof BrokerError && err.status === 503) return c.html(messagePage('Unavailable', err.description, { link: ['/console', 'Try again'] }), 503)
+        if (err instanceof TemporarilyUnavailable) return unavailablePage(c, err, ['/console', 'Try again'])
         throw err
       }
       // Best effort: the bearer is refused at every request anyway, so a row left behind admits nobody.

@@ -1,5 +1,5 @@
 import { z } from 'zod'
-import { ADMIN_REALM } from '../oauth_error_response.ts'
+import { ADMIN_REALM, CALLER_REALM } from '../oauth_error_response.ts'
 import { AuditPage, BrokerMetadata, Jwks, OAuthError, Readiness, Revocation, TokenExchangeResponse } from './response_schemas.ts'
 import { NO_STORE_HEADERS, oauthErrorHeaders } from './headers.ts'
 import type { HeaderSpec, Mount, ResponseSpec, RouteSpec } from './route_spec.ts'
@@ -60,6 +60,14 @@ export function buildOpenApiDocument(routes: readonly RouteSpec[], options: Open
           type: 'http', scheme: 'bearer',
           description: `RFC 6750 bearer token, realm "${ADMIN_REALM}": the bootstrap admin token, or an IAM access token whose policy grants the admin role.`,
         },
+        iamBearer: {
+          type: 'http', scheme: 'bearer',
+          description: `RFC 6750 bearer token, realm "${CALLER_REALM}": the caller's own IAM access token, admitted by a policy grant (no admin role needed).`,
+        },
+        creddBearer: {
+          type: 'http', scheme: 'bearer',
+          description: `RFC 6750 bearer token, realm "${CALLER_REALM}": the access point credd's IDTOKEN, issued by this broker.`,
+        },
       },
     },
   }
@@ -70,7 +78,7 @@ function operation(route: RouteSpec): Json {
   const responses: Record<string, Json> = {}
   for (const [status, spec] of Object.entries(route.responses) as Array<[string, ResponseSpec]>) responses[status] = response(spec, 'output')
   for (const [status, spec] of Object.entries(route.errors) as Array<[string, string | ResponseSpec]>) {
-    responses[status] = response(typeof spec === 'string' ? { description: spec, content: { 'application/json': OAuthError }, headers: oauthErrorHeaders(Number(status), route.allow) } : spec, 'output')
+    responses[status] = response(typeof spec === 'string' ? { description: spec, content: { 'application/json': OAuthError }, headers: oauthErrorHeaders(Number(status), route.allow, realmsOf(route)) } : spec, 'output')
   }
   responses['500'] ??= response({ description: 'server_error: details go to the log, never to the client.', content: { 'application/json': OAuthError }, headers: NO_STORE_HEADERS }, 'output')
   return {
@@ -78,7 +86,7 @@ function operation(route: RouteSpec): Json {
     summary: route.summary,
     ...(route.description ? { description: route.description } : {}),
     tags: route.tags,
-    security: route.security === 'admin' ? [{ adminBearer: [] }] : [],
+    security: route.security ? [{ [SECURITY_SCHEME[route.security]]: [] }] : [],
     ...(parameters.length > 0 ? { parameters } : {}),
     ...(route.body ? {
       requestBody: {
@@ -88,6 +96,13 @@ function operation(route: RouteSpec): Json {
     } : {}),
     responses,
   }
+}
+
+const SECURITY_SCHEME = { admin: 'adminBearer', iam: 'iamBearer', credd: 'creddBearer' } as const
+
+/** The realms a route's 401 names: as oauth_error_response.ts chooses them, by the token the route takes. */
+function realmsOf(route: RouteSpec): readonly string[] {
+  return route.realms ?? [route.security === 'admin' ? ADMIN_REALM : CALLER_REALM]
 }
 
 function response(spec: ResponseSpec, io: 'input' | 'output'): Json {

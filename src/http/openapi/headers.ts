@@ -1,4 +1,4 @@
-import { ADMIN_REALM } from '../oauth_error_response.ts'
+import { CALLER_REALM } from '../oauth_error_response.ts'
 import type { HeaderSpec } from './route_spec.ts'
 
 /**
@@ -12,10 +12,14 @@ export const RETRY_AFTER: HeaderSpec = {
   schema: { type: 'integer', minimum: 0 },
 }
 
-/** RFC 6750 §3: the admin API's, the credential routes' and the certificate route's bearer challenge. */
-export const WWW_AUTHENTICATE: HeaderSpec = {
-  description: `The bearer challenge (RFC 6750 §3): Bearer realm="${ADMIN_REALM}", with error="invalid_token" and error_description when a bearer token was presented.`,
-  schema: { type: 'string', pattern: '^Bearer realm="' },
+/** RFC 6750 §3: the bearer challenge, in the realm (or one of the realms) of the token the route takes. */
+export function wwwAuthenticate(realms: readonly string[]): HeaderSpec {
+  const named = realms.map((r) => `realm="${r}"`).join(' or ')
+  const alternatives = realms.map((r) => r.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|')
+  return {
+    description: `The bearer challenge (RFC 6750 §3): Bearer ${named}, with error="invalid_token" and error_description when a bearer token was presented.`,
+    schema: { type: 'string', pattern: `^Bearer realm="(${alternatives})"(, |$)` },
+  }
 }
 
 /** RFC 9110 §10.2.1: the methods the target does answer. */
@@ -37,12 +41,12 @@ export const LOCATION: HeaderSpec = { description: 'Where to go next (RFC 9110 �
 
 /**
  * The headers oauthErrorReply adds to an OAuth error of this status: never cached, and the challenge of a
- * 401, the Retry-After of a 429 or 503. `allow`: the methods of a 405.
+ * 401, the Retry-After of a 429 or 503. `allow`: the methods of a 405; `realms`: those a 401 may name.
  */
-export function oauthErrorHeaders(status: number, allow?: readonly string[]): Record<string, HeaderSpec> {
+export function oauthErrorHeaders(status: number, allow?: readonly string[], realms: readonly string[] = [CALLER_REALM]): Record<string, HeaderSpec> {
   return {
     ...NO_STORE_HEADERS,
-    ...(status === 401 ? { 'WWW-Authenticate': WWW_AUTHENTICATE } : {}),
+    ...(status === 401 ? { 'WWW-Authenticate': wwwAuthenticate(realms) } : {}),
     ...(status === 405 && allow ? { Allow: allowHeader(allow) } : {}),
     ...(status === 429 || status === 503 ? { 'Retry-After': RETRY_AFTER } : {}),
   }

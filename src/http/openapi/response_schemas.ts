@@ -13,7 +13,7 @@ import { REVOCATION_KINDS } from '../../revocation/revocation.ts'
 
 /** Every `error` the broker writes: BrokerError codes (404 and 405 are invalid_request) and server_error. */
 const ERROR_CODES = [
-  'invalid_request', 'invalid_client', 'invalid_grant', 'unauthorized_client', 'unsupported_grant_type', 'invalid_scope',
+  'invalid_request', 'invalid_grant', 'unauthorized_client', 'unsupported_grant_type', 'invalid_scope',
   'invalid_target', 'access_denied', 'temporarily_unavailable', 'invalid_token', 'slow_down', 'server_error',
 ] as const satisfies ReadonlyArray<OAuthErrorCode | 'server_error'>
 type NoneLeft<T extends never> = T

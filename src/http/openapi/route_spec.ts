@@ -44,8 +44,14 @@ export interface RouteSpec {
   summary: string
   description?: string
   tags: string[]
-  /** `admin`: RFC 6750 bearer token of the admin API. */
-  security?: 'admin'
+  /**
+   * The RFC 6750 bearer token the route takes: `admin` the admin API's, `iam` a user's IAM access token,
+   * `credd` the access point credd's IDTOKEN issued by this broker. It also decides the realm of the 401's
+   * challenge (oauth_error_response.ts), unless `realms` says otherwise.
+   */
+  security?: 'admin' | 'iam' | 'credd'
+  /** The realms a 401 may name, where `security` cannot say (GET /metrics: open, or behind either token). */
+  realms?: readonly string[]
   params?: z.ZodObject
   query?: z.ZodObject
   body?: { contentType: string; schema: z.ZodType; required: boolean }

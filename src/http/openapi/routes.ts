@@ -11,6 +11,7 @@ import {
   RevocationCreated, RevocationDryRun, RevocationList, TokenExchangeResponse,
 } from './response_schemas.ts'
 import { CACHE_CONTROL_NO_STORE, LOCATION, NO_STORE_HEADERS, oauthErrorHeaders, RETRY_AFTER } from './headers.ts'
+import { ADMIN_REALM, METRICS_REALM } from '../oauth_error_response.ts'
 import { json, type ErrorStatus, type HeaderSpec, type ResponseSpec, type RouteSpec } from './route_spec.ts'
 import { TokenRequestForm } from './token_form.ts'
 
@@ -54,7 +55,7 @@ export const BROKER_ROUTES: readonly RouteSpec[] = [
     errors: {},
   },
   {
-    method: 'get', path: '/metrics', mount: 'metrics', operationId: 'metrics', tags: ['operations'],
+    method: 'get', path: '/metrics', mount: 'metrics', operationId: 'metrics', tags: ['operations'], realms: [ADMIN_REALM, METRICS_REALM],
     summary: 'Prometheus metrics (text exposition format 0.0.4)',
     description: 'Open by default; `metrics.auth` may require the admin bearer token or a scrape token. Label values are bounded: no sub, jti or caller.',
     responses: { 200: { description: 'Metrics in the Prometheus text format.', content: { 'text/plain; version=0.0.4': z.string() } } },
@@ -172,7 +173,7 @@ export const BROKER_ROUTES: readonly RouteSpec[] = [
     errors: {},
   },
   {
-    method: 'post', path: '/v1/certificates', mount: 'certificates', operationId: 'issueCertificate', tags: ['pool CA'], security: 'admin',
+    method: 'post', path: '/v1/certificates', mount: 'certificates', operationId: 'issueCertificate', tags: ['pool CA'], security: 'iam',
     summary: 'A host certificate for HTCondor SSL authentication, signed by the pool CA under policy',
     description: 'The bearer is the caller\'s IAM access token (not necessarily an admin): a grant with a `certificate:` block decides. The client keeps its key and sends a CSR; `dry_run` answers what the policy would decide and signs nothing.',
     body: { contentType: 'application/json', schema: CertificateBody, required: true },
@@ -229,10 +230,10 @@ function consolePages(): RouteSpec[] {
     content: { 'application/json': OAuthError, 'text/html': z.string() }, headers: oauthErrorHeaders(400),
   }
   const tooLarge = html('The form is larger than 64 KiB.')
-  const unavailable = html('IAM could not be asked about the admin\'s token, or could not start a sign-in.')
+  const unavailable = html('IAM could not be asked about the admin\'s token, or could not start a sign-in; Retry-After as the API\'s temporarily_unavailable for the same cause.', { 'Retry-After': RETRY_AFTER })
   /** A form that revokes: its audited write fails closed, answered as the admin API answers it. */
   const unavailableOrStore: ResponseSpec = {
-    description: 'A page: IAM could not be asked about the admin\'s token. The OAuth error temporarily_unavailable (JSON, with Retry-After): the audit store is out of reach or busy, so nothing was revoked.',
+    description: 'A page: IAM could not be asked about the admin\'s token. The OAuth error temporarily_unavailable (JSON): the audit store is out of reach or busy, so nothing was revoked. Both with Retry-After.',
     content: { 'text/html': z.string(), 'application/json': OAuthError }, headers: oauthErrorHeaders(503),
   }
   const slowDown = html('The client address limit is used up by refused sign-ins.', { 'Retry-After': RETRY_AFTER })
@@ -296,7 +297,7 @@ function credentialRoutes(): RouteSpec[] {
   const credentialError = { 400: 'invalid_request: a bad name, query or body.', 401: 'invalid_token: no or a bad bearer token.' } as const
   return [
     {
-      method: 'post', path: '/v1/credentials', mount: 'credentials', operationId: 'registerCredential', tags: ['credentials'], security: 'admin',
+      method: 'post', path: '/v1/credentials', mount: 'credentials', operationId: 'registerCredential', tags: ['credentials'], security: 'iam',
       summary: 'Register the caller\'s job credential for a provider (HTCondor\'s credential storer calls this at condor_submit)',
       description: 'The bearer is the user\'s IAM access token; the HTCondor user, scopes and audience come from the policy. The broker exchanges at IAM with offline_access and keeps the refresh token sealed (AES-256-GCM). The answer carries the `.top` content for the credd.',
       body: { contentType: 'application/json', schema: RegisterCredentialRequest, required: true },
@@ -316,7 +317,7 @@ function credentialRoutes(): RouteSpec[] {
       responses: {}, allow: ['GET', 'POST'], errors: { 405: 'invalid_request, with Allow: GET, POST.', ...ADMIN_ERRORS },
     },
     {
-      method: 'get', path: '/v1/credentials/{user}/{provider}/token', mount: 'credentials', operationId: 'jobToken', tags: ['credentials'], security: 'admin',
+      method: 'get', path: '/v1/credentials/{user}/{provider}/token', mount: 'credentials', operationId: 'jobToken', tags: ['credentials'], security: 'credd',
       summary: 'A fresh access token for one user\'s jobs (our credmon calls this)',
       description: 'The bearer is the access point\'s credd IDTOKEN issued by this broker. A cached token with at least minimum_seconds left is reused; concurrent requests share one refresh.',
       params: userProvider, query: TokenQuery,

@@ -18,7 +18,7 @@ import { PENDING_SECONDS, sameToken, type ConsoleSessions, type PendingSignIn } 
 import { parseProvider, parseUser } from '../../contract/job_credentials.ts'
 import { credentialActivity } from '../../credentials/credential_activity.ts'
 import type { CredentialService } from '../../credentials/credential_service.ts'
-import { BrokerError, InvalidRequest, InvalidToken, SlowDown } from '../../errors.ts'
+import { BrokerError, InvalidRequest, InvalidToken, SlowDown, TemporarilyUnavailable } from '../../errors.ts'
 import { listLivePilots, type LiveWindow } from '../../issuance/pilot_list.ts'
 import type { KeyStatus } from '../../keys/key_status.ts'
 import type { Clock } from '../../lib/clock.ts'
@@ -31,7 +31,7 @@ import { authenticateAdmin, type AdminAuthOptions } from '../middleware/admin_au
 import { classifyIamFailure } from '../../iam/iam_failure.ts'
 import { answeredStatus } from '../../iam/iam_errors.ts'
 import { limitBody } from '../middleware/body_limit.ts'
-import { consoleHeaders, consoleSession, csrfRefused, formOfSession, readConsoleForm, sameOrigin, SESSION_COOKIE } from '../middleware/console_session.ts'
+import { consoleHeaders, consoleSession, csrfRefused, formOfSession, readConsoleForm, sameOrigin, SESSION_COOKIE, unavailablePage } from '../middleware/console_session.ts'
 import { summaryRange } from './audit.ts'
 import { decisionRequestFrom, ExplainBody, withRevocationBlocks, type PolicySource } from './policy_explain.ts'
 
@@ -120,7 +120,7 @@ export function consoleRoutes(deps: ConsoleDeps): Hono {
       start = await deps.signIn.start()
     } catch (err) {
       // IAM unreachable (discovery): say so on a page, not as the API's JSON.
-      if (err instanceof BrokerError && err.status === 503) return c.html(messagePage('Unavailable', err.description, { link: ['/console/sign-in', 'Back'] }), 503)
+      if (err instanceof TemporarilyUnavailable) return unavailablePage(c, err, ['/console/sign-in', 'Back'])
       throw err
     }
     const pending: PendingSignIn = { state: start.state, codeVerifier: start.codeVerifier, nonce: start.nonce, expiresAt: now() + PENDING_SECONDS }
@@ -182,7 +182,7 @@ export function consoleRoutes(deps: ConsoleDeps): Hono {
         c.header('Retry-After', String(err.retryAfter))
         return c.html(messagePage('Too many requests', err.description), 429)
       }
-      if (err instanceof BrokerError && err.status === 503) return c.html(messagePage('Unavailable', err.description), 503)
+      if (err instanceof TemporarilyUnavailable) return unavailablePage(c, err)
       throw err
     }
     // The session this browser held ends here: a sign-in leaves one live session per browser, not an

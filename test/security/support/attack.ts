@@ -18,7 +18,7 @@ import { encodeForm, viaApp, type Reply, type SecurityBroker } from './security_
 
 /** OAuth error codes the token endpoint may answer a refusal with (temporarily_unavailable is a 503). */
 export const REFUSAL_CODES = new Set([
-  'invalid_request', 'invalid_client', 'invalid_grant', 'unauthorized_client', 'unsupported_grant_type',
+  'invalid_request', 'invalid_grant', 'unauthorized_client', 'unsupported_grant_type',
   'invalid_scope', 'invalid_target', 'access_denied',
 ])
 /** RFC 6749 §5.2: error_description is %x20-21 / %x23-5B / %x5D-7E (no `"`, no `\`, ASCII only). */
