@@ -14,7 +14,8 @@ const DESCRIPTION_OF: Record<number, string> = {
   400: 'the request is not well-formed HTTP/1.1',
   408: 'the request did not arrive in time',
   413: 'chunk extensions larger than allowed',
-  431: 'the request line and headers are larger than allowed',
+  // Node's parser gives one code for too many bytes and too many lines (HPE_HEADER_OVERFLOW): name both.
+  431: 'the request line and headers are larger than allowed, or there are more header lines than allowed',
 }
 
 /** The answer to a request refused for its HTTP framing (400, 408, 413, 431): OAuth error JSON, connection closed. */

@@ -126,8 +126,13 @@ export class BrokerMetrics implements BrokerObserver {
         name: 'ctb_revocations_active', help: 'Revocations in force, by kind.', labelNames: ['kind'], registers,
         async collect() {
           const counts = new Map<string, number>(REVOCATION_KINDS.map((k) => [k, 0]))
-          for (const r of await list()) counts.set(counts.has(r.kind) ? r.kind : OTHER, (counts.get(r.kind) ?? 0) + 1)
           this.reset()
+          // The one store read of a scrape. While the store is out of reach the gauge has no samples, and the
+          // rest of the page (ctb_audit_commit_failures_total, the 503s) still reaches the admin watching the
+          // outage; the revocation refresh logs the failure every few seconds meanwhile.
+          let revocations: Awaited<ReturnType<typeof list>>
+          try { revocations = await list() } catch { return }
+          for (const r of revocations) counts.set(counts.has(r.kind) ? r.kind : OTHER, (counts.get(r.kind) ?? 0) + 1)
           for (const [kind, n] of counts) this.set({ kind }, n)
         },
       })

@@ -78,9 +78,12 @@ export function reloadTls(servers: Server[], files: { certFile: string; keyFile:
     if (leaf.validToDate.getTime() <= now) throw new OperatorError('ETLS', `the certificate in ${certFile} expired on ${leaf.validToDate.toISOString()}`)
     const startsIn = leaf.validFromDate.getTime() - now
     if (startsIn > TLS_START_SKEW_MS) throw new OperatorError('ETLS', `the certificate in ${certFile} is not valid before ${leaf.validFromDate.toISOString()}`)
+    // Which certificate, as `openssl x509 -noout -serial -enddate -fingerprint -sha256` names it: the admin
+    // who renewed it checks the log for this one, not merely for some file having been read.
+    const served = { serial: leaf.serialNumber, notAfter: leaf.validToDate.toISOString(), fingerprint256: leaf.fingerprint256 }
     const swap = () => {
       for (const server of servers) (server as unknown as HttpsServer).setSecureContext(pair)
-      log.info('TLS certificate reloaded', { trigger, cert: certFile })
+      log.info('TLS certificate reloaded', { trigger, cert: certFile, ...served })
     }
     if (startsIn <= 0) {
       swap()
@@ -88,7 +91,7 @@ export function reloadTls(servers: Server[], files: { certFile: string; keyFile:
     }
     // Served now, it would be refused by every client whose clock agrees with ours until it starts.
     const startsAt = leaf.validFromDate.toISOString()
-    log.info('TLS certificate starts in the future (clock skew with its CA); the certificate in force serves until then', { trigger, cert: certFile, startsAt })
+    log.info('TLS certificate starts in the future (clock skew with its CA); the certificate in force serves until then', { trigger, cert: certFile, startsAt, ...served })
     // OpenSSL's own refusals were met by readTlsFiles; should setSecureContext still throw, it must not
     // do so uncaught, from a timer, where it would end the process.
     const timer = setTimeout(() => {

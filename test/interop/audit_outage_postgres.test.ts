@@ -2,9 +2,11 @@
 // connection refused) is an outage. POST /token says so as RFC 6749 §4.1.2.1 names it:
 // `temporarily_unavailable`, with HTTP 503 and Retry-After (RFC 9110 §15.6.4, §10.2.3), and no token:
 // nothing leaves without its committed record.
+import { request } from 'node:https'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { exchangeForm, IDTOKEN, startE2e, type E2e } from '../support/broker_e2e.ts'
 import { startPostgres, type TestPostgres } from '../support/postgres.ts'
+import { parsePrometheusText, sampleValue } from '../support/prometheus_text.ts'
 
 let server: TestPostgres
 let e: E2e
@@ -36,6 +38,16 @@ describe('PostgreSQL audit store outage on POST /token', () => {
     } finally {
       server.start()
     }
+    // The admin watching the outage scrapes the failures it counts, while it lasts (docs/audit.md): the
+    // scrape's one store read (the revocations in force) failing must not fail the page.
+    const scrape = await new Promise<{ status: number; text: string }>((resolve, reject) => {
+      request(`${e.broker.url}/metrics`, { ca: e.ca, timeout: 10_000 }, (res) => {
+        let text = ''
+        res.setEncoding('utf8').on('data', (c: string) => { text += c }).on('end', () => resolve({ status: res.statusCode ?? 0, text }))
+      }).on('error', reject).end()
+    })
+    expect(scrape.status, scrape.text.slice(0, 200)).toBe(200)
+    expect(sampleValue(parsePrometheusText(scrape.text), 'ctb_audit_commit_failures_total')).toBe(2)
   })
 
   it('is no write path lost for good: serve keeps answering 503 while the server is down, and issues again once it is back', async () => {

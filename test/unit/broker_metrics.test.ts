@@ -31,6 +31,17 @@ describe('BrokerMetrics', () => {
     expect(sampleValue(s, 'ctb_audit_commit_failures_total')).toBe(1)
   })
 
+  it('still answers a scrape when the revocations cannot be read (the audit store out of reach)', async () => {
+    // An admin watching an audit store outage reads ctb_audit_commit_failures_total on this very scrape: a
+    // store read failing must cost only the gauge that needs it, not the whole page.
+    const outage = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' })
+    const m = new BrokerMetrics({ clock: fixedClock(NOW), policy: () => policy, process: false, sources: { revocations: () => Promise.reject(outage) } })
+    m.audited(issued('startd'), false, 0.5)
+    const s = await samplesOf(m)
+    expect(sampleValue(s, 'ctb_audit_commit_failures_total')).toBe(1)
+    expect(s.filter((x) => x.name === 'ctb_revocations_active')).toEqual([])
+  })
+
   it('names IAM failures by a bounded cause', async () => {
     const m = newMetrics()
     const refused = Object.assign(new TypeError('fetch failed'), { cause: Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), { code: 'ECONNREFUSED' }) })

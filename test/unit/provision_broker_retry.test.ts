@@ -25,7 +25,7 @@ function scripted(replies: Reply[]) {
     }
   }
   const client = new BrokerClient({ url: 'https://broker.example.org', bearer: 'x', fetch, sleep: async (ms) => { slept.push(ms) } })
-  return { client, slept, calls: () => calls }
+  return { client, fetch, slept, calls: () => calls }
 }
 
 describe('provisioning retries a 503 from the broker, bounded', () => {
@@ -40,6 +40,17 @@ describe('provisioning retries a 503 from the broker, bounded', () => {
     const s = scripted([UNAVAILABLE, { ...UNAVAILABLE, retryAfter: 'Wed, 21 Oct 2026 07:28:00 GMT' }, OK])
     await s.client.daemonToken('startd', 'ep-1.example.org')
     expect(s.slept).toEqual([PROVISION_RETRY.defaultDelaySeconds * 1000, PROVISION_RETRY.defaultDelaySeconds * 1000])
+  })
+
+  it('tells whoever runs it about each wait before it begins', async () => {
+    const notes: unknown[] = []
+    const s = scripted([{ ...UNAVAILABLE, retryAfter: '3' }, { ...UNAVAILABLE, retryAfter: '86400' }, OK])
+    const client = new BrokerClient({ url: 'https://broker.example.org', bearer: 'x', fetch: s.fetch, sleep: async () => {}, onRetry: (w) => notes.push(w) })
+    await client.daemonToken('startd', 'ep-1.example.org')
+    expect(notes).toEqual([
+      { method: 'POST', path: '/token', attempt: 2, attempts: PROVISION_RETRY.attempts, seconds: 3 },
+      { method: 'POST', path: '/token', attempt: 3, attempts: PROVISION_RETRY.attempts, seconds: PROVISION_RETRY.maxDelaySeconds },
+    ])
   })
 
   it('caps a long Retry-After: a day-long wait would hold the render', async () => {

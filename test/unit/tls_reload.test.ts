@@ -105,6 +105,25 @@ async function certificateValid(from: number, to: number): Promise<{ cert: strin
 }
 
 /**
+ * An admin who renewed the certificate and sent SIGHUP reads the log to see that the renewed one is served,
+ * not only that some file was read: the line names the certificate as `openssl x509 -noout -serial -enddate
+ * -fingerprint -sha256` does (serial, end of validity, SHA-256 fingerprint).
+ */
+it('names the certificate it swapped in: serial, end of validity and fingerprint', async () => {
+  const dir = tempDir('ctb-tls-')
+  const dev = await ensureDevTls(join(dir, 'tls'))
+  await serving(dev.certFile, dev.keyFile)
+  const lines: string[] = []
+  const notAfter = Math.floor(Date.now() / 1000) * 1000 + 20 * 86_400_000
+  const pair = await certificateValid(Date.now() - 60_000, notAfter)
+  writeFileSync(dev.certFile, pair.cert)
+  writeFileSync(dev.keyFile, pair.key, { mode: 0o600 })
+  reloadTls(servers as never, { certFile: dev.certFile, keyFile: dev.keyFile }, createLogger((l) => lines.push(l)), 'sighup')
+  const line = JSON.parse(lines.find((l) => /TLS certificate reloaded/.test(l))!) as Record<string, unknown>
+  expect(line).toMatchObject({ serial: '01', notAfter: new Date(notAfter).toISOString(), fingerprint256: new X509Certificate(pair.cert).fingerprint256 })
+})
+
+/**
  * A reload is a renewal: a certificate that has already expired (an old backup copied back, the wrong file
  * from a renewal directory), or is not valid yet, would make every verifying client refuse the broker while
  * the one in force is still good. Refused like a mismatched pair, with the reason in the one log line.

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs'
 import { parse as parseYaml } from 'yaml'
 import { discoverBearerToken } from '../../clients/bearer_token_discovery.ts'
-import { BrokerCallError, BrokerClient, fetchWithCa, sameBrokerUrl, type Fetch } from '../../clients/provision/broker_client.ts'
+import { BrokerCallError, BrokerClient, fetchWithCa, sameBrokerUrl, type Fetch, type RetryWait } from '../../clients/provision/broker_client.ts'
 import { planCluster } from '../../clients/provision/plan.ts'
 import { renderCluster, type Manifest, type ManifestCertificate, type ManifestToken } from '../../clients/provision/render.ts'
 import { manifestDisagreements } from '../../clients/provision/manifest_check.ts'
@@ -41,8 +41,10 @@ function client(values: { broker?: string; 'ca-file'?: string }, io: CommandIo, 
   let fetch
   try { fetch = fetchWithCa(values['ca-file']) } catch (err) { throw new CliError(`cannot read --ca-file ${values['ca-file']}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`) }
   const guarded: Fetch = guard ? (url, init) => { guard(); return fetch(url, init) } : fetch
-  const broker = new BrokerClient({ url: values.broker, bearer: found.token, fetch: guarded, ...(stop ? { sleep: (ms: number) => sleepUnless(stop, ms) } : {}) })
-  return { broker, bearer: found.token, unguarded: new BrokerClient({ url: values.broker, bearer: found.token, fetch }) }
+  // Each wait is said as it begins: a render held up to 30 s a wait would otherwise look hung.
+  const onRetry = (w: RetryWait) => io.err(`condor-token-broker: the broker answered 503 temporarily_unavailable to ${w.method} ${w.path}; asking again in ${w.seconds} s (attempt ${w.attempt} of ${w.attempts})`)
+  const broker = new BrokerClient({ url: values.broker, bearer: found.token, fetch: guarded, onRetry, ...(stop ? { sleep: (ms: number) => sleepUnless(stop, ms) } : {}) })
+  return { broker, bearer: found.token, unguarded: new BrokerClient({ url: values.broker, bearer: found.token, fetch, onRetry }) }
 }
 
 /** Waits `ms`, or less if `signal` is aborted meanwhile (or already was). */

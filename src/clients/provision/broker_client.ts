@@ -32,6 +32,9 @@ export type Fetch = (url: string, init: { method: string; headers: Record<string
  */
 export const PROVISION_RETRY = { attempts: 4, defaultDelaySeconds: 2, maxDelaySeconds: 30 } as const
 
+/** A wait for a 503's Retry-After about to begin: which request, which attempt comes next, how long. */
+export interface RetryWait { method: string; path: string; attempt: number; attempts: number; seconds: number }
+
 /** Whole delay-seconds of a Retry-After, or undefined for anything else (an HTTP-date, garbage). */
 function retryAfterSeconds(value: string | null | undefined): number | undefined {
   const v = value?.trim()
@@ -82,13 +85,18 @@ export class BrokerClient {
   readonly #send: Fetch
   readonly #bearer: string
   readonly #sleep: (ms: number) => Promise<void>
+  readonly #onRetry: ((wait: RetryWait) => void) | undefined
 
-  /** `sleep`: how a retry waits (tests pass their own). */
-  constructor(options: { url: string; bearer: string; fetch: Fetch; sleep?: (ms: number) => Promise<void> }) {
+  /**
+   * `sleep`: how a retry waits (tests pass their own). `onRetry`: told of each wait before it begins, so the
+   * CLI can say why the terminal is quiet (up to 30 s a wait, three waits a call).
+   */
+  constructor(options: { url: string; bearer: string; fetch: Fetch; sleep?: (ms: number) => Promise<void>; onRetry?: (wait: RetryWait) => void }) {
     this.base = options.url.replace(/\/+$/, '')
     this.#send = options.fetch
     this.#bearer = options.bearer
     this.#sleep = options.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms)))
+    this.#onRetry = options.onRetry
   }
 
   /**
@@ -107,7 +115,9 @@ export class BrokerClient {
       if (attempt >= attempts) { this.#down = true; return res }
       await res.text().catch(() => '')
       const asked = retryAfterSeconds(res.headers?.get('retry-after')) ?? PROVISION_RETRY.defaultDelaySeconds
-      await this.#sleep(Math.min(asked, PROVISION_RETRY.maxDelaySeconds) * 1000)
+      const seconds = Math.min(asked, PROVISION_RETRY.maxDelaySeconds)
+      this.#onRetry?.({ method: init.method, path: url.startsWith(this.base) ? url.slice(this.base.length) : url, attempt: attempt + 1, attempts, seconds })
+      await this.#sleep(seconds * 1000)
     }
   }
 
