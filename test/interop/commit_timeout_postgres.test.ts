@@ -1,0 +1,72 @@
+// A COMMIT that PostgreSQL never answers within audit.postgres.query_timeout_seconds. Its outcome is unknown,
+// like a COMMIT whose answer was lost (docs/audit.md): the record is refused as an outage (503
+// temporarily_unavailable, RFC 6749 §4.1.2.1), so its token is withheld, and the connection, still inside its
+// unanswered COMMIT, is discarded rather than handed to the next caller. The COMMIT is held here by a
+// synchronous standby that does not exist: the server has committed locally and waits for a replica's
+// acknowledgement that never comes (PostgreSQL docs, "Synchronous Replication"), which is exactly a committed
+// transaction whose answer the broker does not get.
+import { afterAll, beforeAll, expect, it } from 'vitest'
+import pg from 'pg'
+import type { AuditEvent } from '../../src/audit/audit_log.ts'
+import { AuditStoreUnavailable } from '../../src/errors.ts'
+import { PostgresStore } from '../../src/storage/postgres_store.ts'
+import { startPostgres, type TestPostgres } from '../support/postgres.ts'
+
+const TIMEOUT_MS = 1000
+/** Event-loop and round-trip slack on a loaded 2-core box; less than a second timeout, which a ROLLBACK queued behind the COMMIT would add. */
+const SLACK_MS = 700
+
+let server: TestPostgres
+let admin: pg.Client
+let store: PostgresStore
+beforeAll(async () => {
+  server = await startPostgres()
+  const dsn = await server.createDatabase('commit_timeout')
+  admin = new pg.Client({ connectionString: server.dsn })
+  await admin.connect()
+  store = await PostgresStore.open({ dsn, queryTimeoutMs: TIMEOUT_MS })
+})
+afterAll(async () => {
+  try {
+    await admin?.query('ALTER SYSTEM RESET synchronous_standby_names').catch(() => {})
+    await admin?.query('SELECT pg_reload_conf()').catch(() => {})
+    await store?.close(); await admin?.end()
+  } finally { await server?.stop() }
+})
+
+const issued = (jti: string): AuditEvent =>
+  ({ type: 'token.issued', time: 1_800_000_000, requestId: `req-${jti}`, role: 'pilot', tokenKind: 'idtoken', jti, decision: 'allow', site: 'hpc-a' })
+
+async function holdCommits(on: boolean) {
+  await admin.query(on ? "ALTER SYSTEM SET synchronous_standby_names = 'nobody'" : 'ALTER SYSTEM RESET synchronous_standby_names')
+  await admin.query('SELECT pg_reload_conf()')
+}
+
+it('a COMMIT not answered within the query timeout is refused as an outage at the bound, its connection discarded', async () => {
+  await store.record(issued('before'))
+  await holdCommits(true)
+  let refusal: unknown
+  let ms = 0
+  try {
+    const start = Date.now()
+    refusal = await store.record(issued('held')).then(() => undefined, (e: unknown) => e)
+    ms = Date.now() - start
+    console.log(`COMMIT held by the server, query_timeout ${TIMEOUT_MS} ms: refused after ${ms} ms`)
+    // While the server still holds that COMMIT, a read on the pool is answered at once: the connection in its
+    // COMMIT was not returned to the pool, where the read would have queued behind it until the bound.
+    const readStart = Date.now()
+    expect((await store.sql('SELECT 1 AS one')).rows).toEqual([{ one: 1 }])
+    expect(Date.now() - readStart).toBeLessThan(TIMEOUT_MS)
+  } finally { await holdCommits(false) }
+  expect(refusal).toBeInstanceOf(AuditStoreUnavailable)
+  expect((refusal as AuditStoreUnavailable).status).toBe(503)
+  expect(ms).toBeGreaterThanOrEqual(TIMEOUT_MS - 50)
+  expect(ms).toBeLessThan(TIMEOUT_MS + SLACK_MS)
+
+  // The server committed locally before it waited: a record of a token nobody received, never the reverse.
+  expect((await store.query({ jti: 'held', limit: 10 })).records.map((r) => r.event.type)).toEqual(['token.issued'])
+  // The store writes again on a fresh connection, and the chain holds every record in order.
+  await store.record(issued('after'))
+  expect((await store.query({ limit: 10 })).records.map((r) => r.event.jti)).toEqual(['after', 'held', 'before'])
+  expect((await store.verify()).ok).toBe(true)
+})
