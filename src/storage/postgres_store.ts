@@ -139,7 +139,9 @@ export class PostgresStore extends ChainedStore {
   readonly #longQueryTimeoutMs: number
 
   private constructor(connections: CuttablePool, longQueryTimeoutMs: number, groupCommit?: Partial<GroupCommitOptions>, auditMac?: AuditMacKey) {
-    super({ ...(groupCommit ? { groupCommit } : {}), ...(auditMac ? { auditMac } : {}) })
+    // A batch whose statement timed out met a server that does not answer: the records queued behind it
+    // would each wait out the bound again, batch after batch, so they fail with it (503, retried).
+    super({ groupCommit: { ...groupCommit, strandsQueue: isQueryTimeout }, ...(auditMac ? { auditMac } : {}) })
     this.#pool = connections.pool
     this.#connections = connections
     this.#longQueryTimeoutMs = longQueryTimeoutMs
