@@ -64,9 +64,44 @@ it('a COMMIT not answered within the query timeout is refused as an outage at th
   expect(ms).toBeLessThan(TIMEOUT_MS + SLACK_MS)
 
   // The server committed locally before it waited: a record of a token nobody received, never the reverse.
-  expect((await store.query({ jti: 'held', limit: 10 })).records.map((r) => r.event.type)).toEqual(['token.issued'])
+  // It becomes visible once the server releases the wait, which the reload does asynchronously.
+  let held: string[] = []
+  for (let i = 0; i < 50 && held.length === 0; i++) {
+    held = (await store.query({ jti: 'held', limit: 10 })).records.map((r) => r.event.type)
+    if (held.length === 0) await new Promise((r) => setTimeout(r, 100))
+  }
+  expect(held).toEqual(['token.issued'])
   // The store writes again on a fresh connection, and the chain holds every record in order.
   await store.record(issued('after'))
   expect((await store.query({ limit: 10 })).records.map((r) => r.event.jti)).toEqual(['after', 'held', 'before'])
   expect((await store.verify()).ok).toBe(true)
+})
+
+// Retention's delete grows with the pruned range (the first prune after retention is turned on may take most
+// of a large log): it has the long bound, not the request's. Here the delete waits on a row lock held past
+// the request bound, standing in for a delete that runs that long.
+it('retention\'s delete runs past the query timeout under long_query_timeout_seconds; with the short bound it would fail', async () => {
+  const T0 = 1_800_000_000
+  const dsn = await server.createDatabase('prune_long')
+  const prunable = (longQueryTimeoutMs: number) => PostgresStore.open({ dsn, queryTimeoutMs: TIMEOUT_MS, longQueryTimeoutMs })
+  const locker = new pg.Client({ connectionString: dsn })
+  await locker.connect()
+  const pruneWhileLocked = async (s: PostgresStore) => {
+    const first = (await s.sql('SELECT min(seq)::int AS seq FROM audit_log')).rows[0].seq as number
+    await locker.query('BEGIN')
+    await locker.query('SELECT seq FROM audit_log WHERE seq = $1 FOR UPDATE', [first])
+    const release = new Promise<void>((r) => setTimeout(() => { void locker.query('COMMIT').then(() => r()) }, TIMEOUT_MS + 500))
+    try {
+      return await s.prune(T0 + 100, T0 + 1000).then((r) => r, (e: unknown) => e)
+    } finally { await release }
+  }
+  const short = await prunable(TIMEOUT_MS)
+  const long = await prunable(60_000)
+  try {
+    for (let i = 1; i <= 6; i++) await long.record({ ...issued(`old-${i}`), time: T0 + i })
+    const cut = await pruneWhileLocked(short)
+    expect(cut).toBeInstanceOf(AuditStoreUnavailable)
+    expect(await pruneWhileLocked(long)).toEqual({ pruned: 6, checkpointSeq: 7 })
+    expect((await long.verify()).ok).toBe(true)
+  } finally { await short.close(); await long.close(); await locker.end() }
 })
