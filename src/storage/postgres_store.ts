@@ -545,7 +545,8 @@ function isDataException(err: unknown): boolean {
 
 async function migrate(pool: pg.Pool, longMs: number): Promise<void> {
   await inTransaction(pool, async (client) => {
-    await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK])
+    // Another replica starting at the same time may hold it for as long as its migration takes.
+    await client.query({ text: 'SELECT pg_advisory_xact_lock($1)', values: [MIGRATION_LOCK], ...queryTimeout(longMs) })
     await client.query('CREATE TABLE IF NOT EXISTS ctb_schema_version (version INT NOT NULL)')
     const cur = (await client.query<{ version: number }>('SELECT version FROM ctb_schema_version')).rows[0]
     const version = cur?.version ?? 0

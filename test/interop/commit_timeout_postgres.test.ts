@@ -105,3 +105,21 @@ it('retention\'s delete runs past the query timeout under long_query_timeout_sec
     expect((await long.verify()).ok).toBe(true)
   } finally { await short.close(); await long.close(); await locker.end() }
 })
+
+// Replicas starting together migrate one at a time under an advisory lock; one that waits for another's
+// migration (index builds over the whole log) waits as long as that takes, under the long bound.
+it('a store opening while another holds the migration lock past the query timeout waits for it, under the long bound', async () => {
+  const dsn = await server.createDatabase('migrate_wait')
+  const locker = new pg.Client({ connectionString: dsn })
+  await locker.connect()
+  try {
+    await locker.query('BEGIN')
+    // The lock every replica's migration takes (postgres_store.ts MIGRATION_LOCK, "ctb1" in ASCII).
+    await locker.query('SELECT pg_advisory_xact_lock($1)', [0x6374_6231])
+    const release = new Promise<void>((r) => setTimeout(() => { void locker.query('COMMIT').then(() => r()) }, TIMEOUT_MS + 500))
+    const opened = await PostgresStore.open({ dsn, queryTimeoutMs: TIMEOUT_MS, longQueryTimeoutMs: 60_000 }).then((s) => s, (e: unknown) => e)
+    await release
+    expect(opened).toBeInstanceOf(PostgresStore)
+    await (opened as PostgresStore).close()
+  } finally { await locker.end() }
+})
