@@ -24,6 +24,18 @@ export const AuditConfigSchema = z.strictObject({
     /** libpq URL of a database the broker owns; the broker creates and migrates its tables. */
     dsn: z.string().min(1).optional(),
     pool_size: integer(2, 100).default(4),
+    /**
+     * Longest wait for the server's answer to one statement, in seconds; 0: no bound. A server that stops
+     * answering without closing its connections (a hung host, a network black hole) otherwise holds every
+     * request waiting on a record until the kernel gives up on TCP, minutes later; past the bound the
+     * statement fails, its connection is discarded, and the request is answered 503 (docs/audit.md).
+     */
+    query_timeout_seconds: seconds({ min: 0, max: MAX_TIMER_SECONDS }).default(30),
+    /**
+     * The same bound for the statements whose work grows with the log rather than with a request: the schema
+     * migration steps at start-up and retention's count and delete of the pruned range.
+     */
+    long_query_timeout_seconds: seconds({ min: 0, max: MAX_TIMER_SECONDS }).default(3600),
   }).prefault({}),
   /**
    * The audit MAC key (docs/audit.md, "Record MACs"): 32 random bytes, base64, mode 0600. Default

@@ -14,9 +14,15 @@ export interface GroupCommitOptions {
   maxWaitMs: number
   /** Items allowed to wait; beyond this `submit` rejects at once rather than queueing without bound. */
   maxPending: number
+  /**
+   * Whether a batch's failure says the store will not answer the next batch either (a statement timed out on
+   * a server that stopped answering): then the writes queued behind it fail with it, unsent, rather than
+   * each batch in the queue waiting out the same bound in turn. Absent: a failure fails its own batch only.
+   */
+  strandsQueue?: (err: unknown) => boolean
 }
 
-export const DEFAULT_GROUP_COMMIT: GroupCommitOptions = { maxBatch: 1000, maxWaitMs: 0, maxPending: 50_000 }
+export const DEFAULT_GROUP_COMMIT: Omit<GroupCommitOptions, 'strandsQueue'> = { maxBatch: 1000, maxWaitMs: 0, maxPending: 50_000 }
 
 /**
  * Thrown when the queue is full: the store is slower than the offered load. Overload is the client's
@@ -57,7 +63,8 @@ interface Pending<T> { item: T; resolve: () => void; reject: (err: unknown) => v
 
 export class GroupCommitter<T> implements Committer<T> {
   readonly #commit: (items: T[]) => Promise<void> | void
-  readonly #opts: GroupCommitOptions
+  readonly #opts: Omit<GroupCommitOptions, 'strandsQueue'>
+  readonly #strandsQueue: ((err: unknown) => boolean) | undefined
   #queue: Pending<T>[] = []
   #scheduled = false
   #running = false
@@ -70,7 +77,9 @@ export class GroupCommitter<T> implements Committer<T> {
   /** `commit` writes all items in one transaction or throws; every item of a failed batch is rejected. */
   constructor(commit: (items: T[]) => Promise<void> | void, options: Partial<GroupCommitOptions> = {}) {
     this.#commit = commit
-    this.#opts = { ...DEFAULT_GROUP_COMMIT, ...options }
+    const { strandsQueue, ...sizes } = options
+    this.#opts = { ...DEFAULT_GROUP_COMMIT, ...sizes }
+    this.#strandsQueue = strandsQueue
     if (this.#opts.maxBatch < 1 || this.#opts.maxPending < 1 || this.#opts.maxWaitMs < 0) throw new TypeError('invalid group commit options')
   }
 
@@ -99,6 +108,7 @@ export class GroupCommitter<T> implements Committer<T> {
       let outcome = this.#start(batch)
       while (batch.length > 0) {
         const result = await outcome
+        const stranded = !result.ok && this.#strandsQueue?.(result.err) === true ? this.#queue.splice(0) : []
         // Hand the next batch (what queued during this commit) to the backend before settling this one:
         // a writer thread starts its transaction at once instead of idling while this event-loop turn
         // writes the responses and reads new requests (about 1 ms per commit under load, npm run bench).
@@ -111,6 +121,7 @@ export class GroupCommitter<T> implements Committer<T> {
           for (const p of batch) p.resolve()
         } else {
           for (const p of batch) p.reject(result.err)
+          for (const p of stranded) p.reject(result.err)
         }
         batch = next
       }

@@ -37,7 +37,11 @@ async function openBackend(config: Config, sqliteWriter: 'thread' | 'inline' | u
   if (config.audit.store === 'postgres') {
     // Loaded only for this backend: the pg driver is resident weight an SQLite broker never uses.
     const { PostgresStore } = await import('./postgres_store.ts')
-    return PostgresStore.open({ dsn: config.audit.postgres.dsn!, poolSize: config.audit.postgres.pool_size, groupCommit, ...mac })
+    const pgc = config.audit.postgres
+    return PostgresStore.open({
+      dsn: pgc.dsn!, poolSize: pgc.pool_size, groupCommit, queryTimeoutMs: pgc.query_timeout_seconds * 1000,
+      longQueryTimeoutMs: pgc.long_query_timeout_seconds * 1000, ...mac,
+    })
   }
   return new SqliteStore({ file: sqliteAuditFile(config), synchronous: config.audit.sqlite.synchronous, groupCommit, writer: sqliteWriter ?? config.audit.sqlite.writer, ...mac })
 }

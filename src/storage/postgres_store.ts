@@ -31,6 +31,14 @@ export interface PostgresStoreOptions {
   groupCommit?: Partial<GroupCommitOptions>
   /** Fail fast when the server is unreachable: an issuance must not hang waiting for its audit record. */
   connectTimeoutMs?: number
+  /**
+   * Longest wait for the answer to one statement (pg's client-side query_timeout); 0 or absent: none. The
+   * only bound that holds against a server that stopped answering without closing anything: a server-side
+   * statement_timeout is enforced by the very server that no longer runs.
+   */
+  queryTimeoutMs?: number
+  /** The bound for statements that grow with the log (migration steps, retention's count and delete); 0 or absent: none. */
+  longQueryTimeoutMs?: number
   /** Appends every record with a MAC under this key, and checks MACs in every chain check (ChainedStore). */
   auditMac?: AuditMacKey
 }
@@ -100,6 +108,10 @@ const ALL_TYPES = ['bigint', ...COLUMN_NAMES.map((c) => COLUMN_TYPES[c]), 'text'
 // One statement per batch whatever its size: parallel arrays unnested into rows.
 const INSERT_SQL = `INSERT INTO audit_log (${ALL_COLUMNS.join(', ')}) SELECT * FROM unnest(${ALL_TYPES.map((t, i) => `$${i + 1}::${t}[]`).join(', ')})`
 const SCAN_CHUNK = 5000
+/** First keepalive probe after this long idle on a pooled connection's socket. */
+const KEEPALIVE_IDLE_MS = 10_000
+/** The longest setTimeout Node keeps (a 32-bit count of ms): "no bound" for one statement on a bounded pool. */
+const MAX_QUERY_TIMEOUT_MS = 2 ** 31 - 1
 /** Rows handed to the caller between two turns of the event loop. */
 const SCAN_SLICE = 500
 
@@ -123,10 +135,16 @@ export class PostgresStore extends ChainedStore {
   /** Write ops in the transaction under way (abandon() reports them as not committed). */
   #writing = 0
 
-  private constructor(connections: CuttablePool, groupCommit?: Partial<GroupCommitOptions>, auditMac?: AuditMacKey) {
-    super({ ...(groupCommit ? { groupCommit } : {}), ...(auditMac ? { auditMac } : {}) })
+  /** pg's per-statement query_timeout for statements that grow with the log; 0: none. */
+  readonly #longQueryTimeoutMs: number
+
+  private constructor(connections: CuttablePool, longQueryTimeoutMs: number, groupCommit?: Partial<GroupCommitOptions>, auditMac?: AuditMacKey) {
+    // A batch whose statement timed out met a server that does not answer: the records queued behind it
+    // would each wait out the bound again, batch after batch, so they fail with it (503, retried).
+    super({ groupCommit: { ...groupCommit, strandsQueue: isQueryTimeout }, ...(auditMac ? { auditMac } : {}) })
     this.#pool = connections.pool
     this.#connections = connections
+    this.#longQueryTimeoutMs = longQueryTimeoutMs
   }
 
   /**
@@ -146,6 +164,12 @@ export class PostgresStore extends ChainedStore {
       connectionString: options.dsn,
       max: options.poolSize ?? 4,
       connectionTimeoutMillis: options.connectTimeoutMs ?? 5000,
+      ...(options.queryTimeoutMs ? { query_timeout: options.queryTimeoutMs } : {}),
+      // TCP keepalive on every socket: an idle pooled connection to a host that vanished (powered off, a
+      // black hole) is found dead by the kernel rather than by the next request. It cannot see a server whose
+      // kernel still answers (processes stopped): query_timeout is the bound for that.
+      keepAlive: true,
+      keepAliveInitialDelayMillis: KEEPALIVE_IDLE_MS,
       types,
     })
     const { pool } = connections
@@ -156,14 +180,14 @@ export class PostgresStore extends ChainedStore {
     // the broker. The query in flight fails anyway, and release(err) discards the connection.
     pool.on('connect', (client) => { client.on('error', () => {}) })
     try {
-      await migrate(pool)
+      await migrate(pool, longBound(options))
     } catch (err) {
       await connections.end().catch(() => {})
       if (err instanceof OperatorError) throw err
       // The message of a pg error never contains the DSN; say which step failed, not where it pointed.
       throw new OperatorError('EAUDITSTORE', `cannot open the PostgreSQL audit store: ${(err as Error).message}`, { cause: err })
     }
-    return new PostgresStore(connections, options.groupCommit, options.auditMac)
+    return new PostgresStore(connections, longBound(options), options.groupCommit, options.auditMac)
   }
 
   protected async commitBatch(ops: WriteOp[]): Promise<void> {
@@ -247,7 +271,7 @@ export class PostgresStore extends ChainedStore {
           if (lifted[0]) { const { body, cols } = eventRow(op.json); append(body, cols); op.result = fromRevocationRow(lifted[0]) }
         } else {
           await flush()
-          const cut = await prunePrefix(client, op.range, op.now)
+          const cut = await prunePrefix(client, op.range, op.now, this.#longQueryTimeoutMs)
           if (cut && cut !== 'pruned meanwhile') {
             const { carried, ...detail } = cut
             const { body, cols } = checkpointEventBody({ ...detail, before: op.before, ...(macFrom !== undefined ? { macFrom } : {}) }, carried, op.now)
@@ -398,8 +422,7 @@ export class PostgresStore extends ChainedStore {
       client.release()
       return { head, firstSeq: first, rows, generations: new Map(gens.map((r) => [r.role, r.gen])), horizons }
     } catch (err) {
-      await client.query('ROLLBACK').catch(() => {})
-      client.release(err as Error)
+      await discard(client, err)
       throw err
     }
   }
@@ -496,16 +519,19 @@ function renewalTable(client: pg.PoolClient): AsyncRenewalTable {
   }
 }
 
-async function prunePrefix(client: pg.PoolClient, range: PruneRange, now: number) {
+async function prunePrefix(client: pg.PoolClient, range: PruneRange, now: number, longMs: number) {
+  // The count and the delete scan the whole pruned range: the first run after retention is turned on may
+  // delete most of a large log, far longer than a request's statement may take.
+  const long = <R extends pg.QueryResultRow>(text: string, values: unknown[]) => client.query<R>({ text, values, ...queryTimeout(longMs) })
   const first = (await client.query<{ seq: string | null }>('SELECT min(seq) AS seq FROM audit_log')).rows[0]!
   // Another replica pruned since the check (replicas' timers fire together): the next run checks afresh.
   if (first.seq !== null && Number(first.seq) > range.first) return 'pruned meanwhile'
   const last = (await client.query<{ hash: string }>('SELECT hash FROM audit_log WHERE seq = $1', [range.through])).rows[0]
-  const count = (await client.query<{ n: string }>('SELECT count(*) AS n FROM audit_log WHERE seq <= $1', [range.through])).rows[0]!
+  const count = (await long<{ n: string }>('SELECT count(*) AS n FROM audit_log WHERE seq <= $1', [range.through])).rows[0]!
   if (Number(first.seq) !== range.first || last?.hash !== range.hash || Number(count.n) !== range.through - range.first + 1) return null
   const stating = await client.query<{ body: string }>(`SELECT body FROM audit_log WHERE seq <= $1 AND ${REVOCATION_RECORDS_WHERE} ORDER BY seq`, [range.through])
   const carried = revocationsToCarry(stating.rows.map((r) => JSON.parse(r.body) as AuditEvent))
-  const res = await client.query('DELETE FROM audit_log WHERE seq <= $1', [range.through])
+  const res = await long('DELETE FROM audit_log WHERE seq <= $1', [range.through])
   // Retention also drops the renewal rows of pilots whose job has ended: none of their tokens is valid.
   await client.query(RENEWAL_SQL.prune, [now])
   return { prunedThroughSeq: range.through, prunedLastHash: range.hash, prunedCount: res.rowCount ?? 0, carried }
@@ -517,22 +543,28 @@ function isDataException(err: unknown): boolean {
   return typeof code === 'string' && code.startsWith('22')
 }
 
-async function migrate(pool: pg.Pool): Promise<void> {
+async function migrate(pool: pg.Pool, longMs: number): Promise<void> {
   await inTransaction(pool, async (client) => {
-    await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK])
+    // Another replica starting at the same time may hold it for as long as its migration takes.
+    await client.query({ text: 'SELECT pg_advisory_xact_lock($1)', values: [MIGRATION_LOCK], ...queryTimeout(longMs) })
     await client.query('CREATE TABLE IF NOT EXISTS ctb_schema_version (version INT NOT NULL)')
     const cur = (await client.query<{ version: number }>('SELECT version FROM ctb_schema_version')).rows[0]
     const version = cur?.version ?? 0
     if (version > MIGRATIONS.length) {
       throw new OperatorError('EAUDITSCHEMA', `the audit database has schema version ${version}, newer than this broker knows (${MIGRATIONS.length}); upgrade the broker`)
     }
-    for (let v = version; v < MIGRATIONS.length; v++) await client.query(MIGRATIONS[v]!)
+    // A step that builds an index or adds a column works through the whole log.
+    for (let v = version; v < MIGRATIONS.length; v++) await client.query({ text: MIGRATIONS[v]!, ...queryTimeout(longMs) })
     if (!cur) await client.query('INSERT INTO ctb_schema_version VALUES ($1)', [MIGRATIONS.length])
     else await client.query('UPDATE ctb_schema_version SET version = $1', [MIGRATIONS.length])
   })
 }
 
-/** BEGIN … COMMIT on one pooled client; ROLLBACK and a discarded connection on any error. */
+/**
+ * BEGIN … COMMIT on one pooled client; on any error the connection is discarded (rolled back first, unless
+ * it timed out). A COMMIT cut by the timeout has an unknown outcome, like one whose answer was lost: the
+ * batch fails, so nothing waiting on it is handed out, and the server may yet commit it (docs/audit.md).
+ */
 async function inTransaction(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<void>): Promise<void> {
   const client = await pool.connect()
   try {
@@ -541,10 +573,40 @@ async function inTransaction(pool: pg.Pool, fn: (client: pg.PoolClient) => Promi
     await client.query('COMMIT')
     client.release()
   } catch (err) {
-    await client.query('ROLLBACK').catch(() => {})
-    client.release(err as Error)
+    await discard(client, err)
     throw err
   }
+}
+
+/**
+ * Takes a client that failed out of the pool for good. After a timeout the statement is still the
+ * connection's, unanswered: a ROLLBACK would queue behind it and wait out a second timeout. Releasing with
+ * the error ends the connection instead, and pg destroys the socket of one with a statement in flight; the
+ * server rolls back what the connection had open once it sees the socket closed.
+ */
+async function discard(client: pg.PoolClient, err: unknown): Promise<void> {
+  if (!isQueryTimeout(err)) await client.query('ROLLBACK').catch(() => {})
+  client.release(err instanceof Error ? err : new Error(String(err)))
+}
+
+/** pg's client-side query_timeout firing (client.js gives it no code, only this message). */
+function isQueryTimeout(err: unknown): boolean {
+  return err instanceof Error && err.message === 'Query read timeout'
+}
+
+/** A per-statement query_timeout for pg; none when `ms` is 0 (the pool's own bound applies, if any). */
+function queryTimeout(ms: number): { query_timeout?: number } {
+  return ms > 0 ? { query_timeout: ms } : {}
+}
+
+/**
+ * The long bound, never shorter than the pool's: pg reads a per-statement query_timeout of 0 as "use the
+ * pool's", so "no long bound" can only be had with none on the pool either (both 0).
+ */
+function longBound(o: PostgresStoreOptions): number {
+  const short = o.queryTimeoutMs ?? 0
+  const long = o.longQueryTimeoutMs ?? 0
+  return short === 0 ? long : long === 0 ? MAX_QUERY_TIMEOUT_MS : Math.max(short, long)
 }
 
 async function writeCredential(client: pg.PoolClient, w: CredentialWrite): Promise<boolean> {

@@ -81,6 +81,15 @@ describe('loadConfig', () => {
     expect(err('audit:\n  prune_interval: 30d\n')).toMatch(/audit\.prune_interval: must be at most 2147483 seconds/)
     expect(loadConfig({ file: yamlFile('audit:\n  anchor_interval: 24d\n  prune_interval: 24d\n'), env: {} }).audit).toMatchObject({ anchor_interval: 2073600, prune_interval: 2073600 })
   })
+  // docs/audit.md, "A server that stops answering": 30 s and 3600 s by default, 0 for none, a timer's bound at most.
+  it('reads the PostgreSQL statement bounds: defaults, durations, 0 for none, nothing negative or past a timer', () => {
+    expect(loadConfig({ env: {} }).audit.postgres).toMatchObject({ query_timeout_seconds: 30, long_query_timeout_seconds: 3600 })
+    const c = loadConfig({ env: { CTB_AUDIT_POSTGRES_QUERY_TIMEOUT_SECONDS: '2m', CTB_AUDIT_POSTGRES_LONG_QUERY_TIMEOUT_SECONDS: '0' } })
+    expect(c.audit.postgres).toMatchObject({ query_timeout_seconds: 120, long_query_timeout_seconds: 0 })
+    const err = (text: string) => { try { loadConfig({ file: yamlFile(text), env: {} }); return '' } catch (e) { return (e as Error).message } }
+    expect(err('audit:\n  postgres:\n    query_timeout_seconds: -1\n')).toMatch(/audit\.postgres\.query_timeout_seconds: must be at least 0 seconds/)
+    expect(err('audit:\n  postgres:\n    long_query_timeout_seconds: 30d\n')).toMatch(/audit\.postgres\.long_query_timeout_seconds: must be at most 2147483 seconds/)
+  })
   it.each([
     ['a port', 'listen:\n  port: nope\n', /listen\.port: must be a number$/m],
     ['a lifetime', 'idtoken:\n  max_lifetime: a week\n', /idtoken\.max_lifetime: must be a number of seconds \(3600\) or a duration such as 90s/],

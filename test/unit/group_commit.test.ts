@@ -49,6 +49,36 @@ describe('GroupCommitter', () => {
     await gc.close()
   })
 
+  it('a batch that failed in a way the backend says strands the queue fails what queued behind it too, unsent', async () => {
+    const b = manualBackend()
+    const gc = new GroupCommitter<number>(b.commit, { strandsQueue: (err) => (err as Error).message === 'no answer' })
+    const r1 = gc.submit(1)
+    await turn()
+    const behind = [gc.submit(2), gc.submit(3)]
+    await turn()
+    b.open.shift()!.done(new Error('no answer'))
+    await expect(r1).rejects.toThrow('no answer')
+    // Sent nowhere: the records queued behind the stranded batch fail at once with it, not a bound later.
+    for (const r of behind) await expect(r).rejects.toThrow('no answer')
+    expect(b.log).toEqual(['start 1'])
+    // What comes after starts a batch of its own.
+    const r4 = gc.submit(4)
+    await turn()
+    expect(b.log).toEqual(['start 1', 'start 4'])
+    b.open.shift()!.done()
+    await expect(r4).resolves.toBeUndefined()
+    // Any other failure still fails its own batch only.
+    const r5 = gc.submit(5)
+    await turn()
+    const r6 = gc.submit(6)
+    b.open.shift()!.done(new Error('disk full'))
+    await expect(r5).rejects.toThrow('disk full')
+    await turn()
+    b.open.shift()!.done()
+    await expect(r6).resolves.toBeUndefined()
+    await gc.close()
+  })
+
   it('a commit that throws synchronously rejects its batch and the committer keeps going', async () => {
     let calls = 0
     const gc = new GroupCommitter<number>(() => { if (calls++ === 0) throw new Error('boom') })

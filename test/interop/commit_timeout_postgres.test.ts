@@ -1,0 +1,125 @@
+// A COMMIT that PostgreSQL never answers within audit.postgres.query_timeout_seconds. Its outcome is unknown,
+// like a COMMIT whose answer was lost (docs/audit.md): the record is refused as an outage (503
+// temporarily_unavailable, RFC 6749 §4.1.2.1), so its token is withheld, and the connection, still inside its
+// unanswered COMMIT, is discarded rather than handed to the next caller. The COMMIT is held here by a
+// synchronous standby that does not exist: the server has committed locally and waits for a replica's
+// acknowledgement that never comes (PostgreSQL docs, "Synchronous Replication"), which is exactly a committed
+// transaction whose answer the broker does not get.
+import { afterAll, beforeAll, expect, it } from 'vitest'
+import pg from 'pg'
+import type { AuditEvent } from '../../src/audit/audit_log.ts'
+import { AuditStoreUnavailable } from '../../src/errors.ts'
+import { PostgresStore } from '../../src/storage/postgres_store.ts'
+import { startPostgres, type TestPostgres } from '../support/postgres.ts'
+
+const TIMEOUT_MS = 1000
+/** Event-loop and round-trip slack on a loaded 2-core box; less than a second timeout, which a ROLLBACK queued behind the COMMIT would add. */
+const SLACK_MS = 700
+
+let server: TestPostgres
+let admin: pg.Client
+let store: PostgresStore
+beforeAll(async () => {
+  server = await startPostgres()
+  const dsn = await server.createDatabase('commit_timeout')
+  admin = new pg.Client({ connectionString: server.dsn })
+  await admin.connect()
+  store = await PostgresStore.open({ dsn, queryTimeoutMs: TIMEOUT_MS })
+})
+afterAll(async () => {
+  try {
+    await admin?.query('ALTER SYSTEM RESET synchronous_standby_names').catch(() => {})
+    await admin?.query('SELECT pg_reload_conf()').catch(() => {})
+    await store?.close(); await admin?.end()
+  } finally { await server?.stop() }
+})
+
+const issued = (jti: string): AuditEvent =>
+  ({ type: 'token.issued', time: 1_800_000_000, requestId: `req-${jti}`, role: 'pilot', tokenKind: 'idtoken', jti, decision: 'allow', site: 'hpc-a' })
+
+async function holdCommits(on: boolean) {
+  await admin.query(on ? "ALTER SYSTEM SET synchronous_standby_names = 'nobody'" : 'ALTER SYSTEM RESET synchronous_standby_names')
+  await admin.query('SELECT pg_reload_conf()')
+}
+
+it('a COMMIT not answered within the query timeout is refused as an outage at the bound, its connection discarded', async () => {
+  await store.record(issued('before'))
+  await holdCommits(true)
+  let refusal: unknown
+  let ms = 0
+  try {
+    const start = Date.now()
+    refusal = await store.record(issued('held')).then(() => undefined, (e: unknown) => e)
+    ms = Date.now() - start
+    console.log(`COMMIT held by the server, query_timeout ${TIMEOUT_MS} ms: refused after ${ms} ms`)
+    // While the server still holds that COMMIT, a read on the pool is answered at once: the connection in its
+    // COMMIT was not returned to the pool, where the read would have queued behind it until the bound.
+    const readStart = Date.now()
+    expect((await store.sql('SELECT 1 AS one')).rows).toEqual([{ one: 1 }])
+    expect(Date.now() - readStart).toBeLessThan(TIMEOUT_MS)
+  } finally { await holdCommits(false) }
+  expect(refusal).toBeInstanceOf(AuditStoreUnavailable)
+  expect((refusal as AuditStoreUnavailable).status).toBe(503)
+  expect(ms).toBeGreaterThanOrEqual(TIMEOUT_MS - 50)
+  expect(ms).toBeLessThan(TIMEOUT_MS + SLACK_MS)
+
+  // The server committed locally before it waited: a record of a token nobody received, never the reverse.
+  // It becomes visible once the server releases the wait, which the reload does asynchronously.
+  let held: string[] = []
+  for (let i = 0; i < 50 && held.length === 0; i++) {
+    held = (await store.query({ jti: 'held', limit: 10 })).records.map((r) => r.event.type)
+    if (held.length === 0) await new Promise((r) => setTimeout(r, 100))
+  }
+  expect(held).toEqual(['token.issued'])
+  // The store writes again on a fresh connection, and the chain holds every record in order.
+  await store.record(issued('after'))
+  expect((await store.query({ limit: 10 })).records.map((r) => r.event.jti)).toEqual(['after', 'held', 'before'])
+  expect((await store.verify()).ok).toBe(true)
+})
+
+// Retention's delete grows with the pruned range (the first prune after retention is turned on may take most
+// of a large log): it has the long bound, not the request's. Here the delete waits on a row lock held past
+// the request bound, standing in for a delete that runs that long.
+it('retention\'s delete runs past the query timeout under long_query_timeout_seconds; with the short bound it would fail', async () => {
+  const T0 = 1_800_000_000
+  const dsn = await server.createDatabase('prune_long')
+  const prunable = (longQueryTimeoutMs: number) => PostgresStore.open({ dsn, queryTimeoutMs: TIMEOUT_MS, longQueryTimeoutMs })
+  const locker = new pg.Client({ connectionString: dsn })
+  await locker.connect()
+  const pruneWhileLocked = async (s: PostgresStore) => {
+    const first = (await s.sql('SELECT min(seq)::int AS seq FROM audit_log')).rows[0].seq as number
+    await locker.query('BEGIN')
+    await locker.query('SELECT seq FROM audit_log WHERE seq = $1 FOR UPDATE', [first])
+    const release = new Promise<void>((r) => setTimeout(() => { void locker.query('COMMIT').then(() => r()) }, TIMEOUT_MS + 500))
+    try {
+      return await s.prune(T0 + 100, T0 + 1000).then((r) => r, (e: unknown) => e)
+    } finally { await release }
+  }
+  const short = await prunable(TIMEOUT_MS)
+  const long = await prunable(60_000)
+  try {
+    for (let i = 1; i <= 6; i++) await long.record({ ...issued(`old-${i}`), time: T0 + i })
+    const cut = await pruneWhileLocked(short)
+    expect(cut).toBeInstanceOf(AuditStoreUnavailable)
+    expect(await pruneWhileLocked(long)).toEqual({ pruned: 6, checkpointSeq: 7 })
+    expect((await long.verify()).ok).toBe(true)
+  } finally { await short.close(); await long.close(); await locker.end() }
+})
+
+// Replicas starting together migrate one at a time under an advisory lock; one that waits for another's
+// migration (index builds over the whole log) waits as long as that takes, under the long bound.
+it('a store opening while another holds the migration lock past the query timeout waits for it, under the long bound', async () => {
+  const dsn = await server.createDatabase('migrate_wait')
+  const locker = new pg.Client({ connectionString: dsn })
+  await locker.connect()
+  try {
+    await locker.query('BEGIN')
+    // The lock every replica's migration takes (postgres_store.ts MIGRATION_LOCK, "ctb1" in ASCII).
+    await locker.query('SELECT pg_advisory_xact_lock($1)', [0x6374_6231])
+    const release = new Promise<void>((r) => setTimeout(() => { void locker.query('COMMIT').then(() => r()) }, TIMEOUT_MS + 500))
+    const opened = await PostgresStore.open({ dsn, queryTimeoutMs: TIMEOUT_MS, longQueryTimeoutMs: 60_000 }).then((s) => s, (e: unknown) => e)
+    await release
+    expect(opened).toBeInstanceOf(PostgresStore)
+    await (opened as PostgresStore).close()
+  } finally { await locker.end() }
+})
