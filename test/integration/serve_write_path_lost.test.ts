@@ -196,4 +196,47 @@ describe('serve when its audit writer thread dies', () => {
       if (broker.exitCode === null && broker.signalCode === null) broker.kill('SIGKILL')
     }
   }, 60_000)
+
+  /**
+   * The other order: the writer thread dies while a SIGTERM's drain is under way (a hanging request holds
+   * it open). The loss must not pass unseen: the journal gets the one error line, the last line does not
+   * claim "audit flushed", and the status is 70 as when the loss came first (docs/audit.md): the same two
+   * events end the process the same way whichever came first.
+   */
+  it('when the writer thread dies during a SIGTERM drain, says so and exits 70', async () => {
+    const grace = 3
+    const port = await freePort()
+    const iamPort = await freePort()
+    const data = join(dir, 'data-term-first')
+    const env = {
+      ...process.env, CTB_DATA_DIR: data, CTB_LISTEN_PORT: String(port), CTB_DEV_IAM_PORT: String(iamPort),
+      CTB_TRUST_DOMAIN: 'pool.example.org', CTB_POLICY_WATCH: 'false', CTB_SHUTDOWN_GRACE_SECONDS: String(grace),
+      NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import ${PRELOAD}`,
+    }
+    const broker = await startServeProcess(env)
+    const exited = new Promise<{ code: number | null }>((r) => broker.once('exit', (code) => r({ code })))
+    let hanging: TLSSocket | undefined
+    try {
+      hanging = tlsConnect({ port, host: '127.0.0.1', servername: 'localhost', ca: readFileSync(join(data, 'tls/dev-ca.crt')) })
+      hanging.on('error', () => { /* closed by the drain when the grace ends */ })
+      await new Promise<void>((r) => hanging!.once('secureConnect', () => r()))
+      hanging.write('POST /token HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\ngrant_type=')
+      await new Promise((r) => setTimeout(r, 200))
+      broker.kill('SIGTERM')
+      for (let i = 0; i < 100 && !broker.stdoutText().includes('SIGTERM: draining'); i++) await new Promise((r) => setTimeout(r, 20))
+      expect(broker.stdoutText()).toMatch(/SIGTERM: draining/)
+      broker.kill('SIGUSR2')
+      const exit = await Promise.race([exited, new Promise<undefined>((r) => setTimeout(() => r(undefined), (grace + 10) * 1000))])
+      expect(exit, broker.stderrText().slice(-600)).toBeDefined()
+      const stopLines = broker.stderrText().split('\n').filter((l) => l.includes('stopped for good'))
+      expect(stopLines, broker.stderrText().slice(-1200)).toHaveLength(1)
+      expect((JSON.parse(stopLines[0]!) as { level: string }).level).toBe('error')
+      expect(broker.stdoutText()).not.toMatch(/audit flushed/)
+      expect(broker.stdoutText()).toMatch(/exiting with status 70$/m)
+      expect(exit!.code, broker.stdoutText()).toBe(EX_SOFTWARE)
+    } finally {
+      hanging?.destroy()
+      if (broker.exitCode === null && broker.signalCode === null) broker.kill('SIGKILL')
+    }
+  }, 60_000)
 })
