@@ -239,4 +239,51 @@ describe('serve when its audit writer thread dies', () => {
       if (broker.exitCode === null && broker.signalCode === null) broker.kill('SIGKILL')
     }
   }, 60_000)
+
+  /**
+   * Not every thread's death is the write path's: the WAL checkpointer thread, which the writer starts
+   * once the WAL is ~1,000 frames long, only moves checkpoints off the writer, and when it fails the
+   * writer's automatic checkpoint comes back (sqlite_checkpointer.ts). serve must go on issuing, /healthz
+   * stay 200, and no status 70 follow.
+   */
+  it('keeps serving, live, when the checkpointer thread dies', async () => {
+    const port = await freePort()
+    const iamPort = await freePort()
+    const data = join(dir, 'data-checkpointer')
+    const env = {
+      ...process.env, CTB_DATA_DIR: data, CTB_LISTEN_PORT: String(port), CTB_DEV_IAM_PORT: String(iamPort),
+      CTB_TRUST_DOMAIN: 'pool.example.org', CTB_POLICY_WATCH: 'false', TEST_CRASH_CHECKPOINTER_THREAD: '1',
+      NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import ${PRELOAD}`,
+    }
+    const broker = await startServeProcess(env)
+    try {
+      const ca = readFileSync(join(data, 'tls/dev-ca.crt'))
+      const body = await startdExchangeBody(iamPort)
+      let crashed = false
+      const client = async () => {
+        // Until the writer has started the checkpointer (and it died), then a little longer: commits go on.
+        for (let i = 0; i < 3000 && !crashed; i++) {
+          const o = await post(`https://127.0.0.1:${port}/token`, body, ca)
+          expect(o.kind === 'complete' ? o.status : o.kind, JSON.stringify(o)).toBe(200)
+          crashed = broker.stderrText().includes('test: crashing the checkpointer thread')
+        }
+      }
+      await Promise.all(Array.from({ length: 8 }, client))
+      expect(crashed, 'the checkpointer thread never started').toBe(true)
+      await new Promise((r) => setTimeout(r, 300))
+      for (let i = 0; i < 20; i++) {
+        const o = await post(`https://127.0.0.1:${port}/token`, body, ca)
+        expect(o.kind === 'complete' ? o.status : o.kind, JSON.stringify(o)).toBe(200)
+      }
+      const health = await new Promise<number>((resolve, reject) => {
+        request(`https://127.0.0.1:${port}/healthz`, { ca, agent: false }, (res) => { res.resume(); resolve(res.statusCode ?? 0) }).on('error', reject).end()
+      })
+      expect(health).toBe(200)
+      expect(broker.exitCode).toBeNull()
+      expect(broker.stderrText()).not.toMatch(/stopped for good/)
+    } finally {
+      await stopServeProcess(broker)
+    }
+    expect(broker.exitCode).toBe(0)
+  }, 90_000)
 })
