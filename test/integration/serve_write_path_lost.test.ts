@@ -286,4 +286,25 @@ describe('serve when its audit writer thread dies', () => {
     }
     expect(broker.exitCode).toBe(0)
   }, 90_000)
+
+  /**
+   * The writer thread dying while serve is still starting, before it listens and subscribes: the store
+   * remembers the death and serve hears it the moment it subscribes, so it stops with 70 instead of
+   * serving 503 until someone restarts it by hand.
+   */
+  it('exits 70 when the writer thread died before serve was listening', async () => {
+    const port = await freePort()
+    const iamPort = await freePort()
+    const env = {
+      ...process.env, CTB_DATA_DIR: join(dir, 'data-at-start'), CTB_LISTEN_PORT: String(port), CTB_DEV_IAM_PORT: String(iamPort),
+      CTB_TRUST_DOMAIN: 'pool.example.org', CTB_POLICY_WATCH: 'false', TEST_CRASH_WRITER_THREAD_AT_START: '1',
+      NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import ${PRELOAD}`,
+    }
+    const run = await runCommand(['serve'], env)
+    expect(run.code, run.out + run.err.slice(-600)).toBe(EX_SOFTWARE)
+    expect(run.out).toMatch(/serving at /)
+    const stopLines = run.err.split('\n').filter((l) => l.includes('stopped for good'))
+    expect(stopLines, run.err.slice(-1200)).toHaveLength(1)
+    expect(stopLines[0]).toMatch(/injected crash of the writer thread at its start/)
+  }, 60_000)
 })

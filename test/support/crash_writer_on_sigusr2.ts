@@ -11,6 +11,8 @@ if (isMainThread) {
   process.on('SIGUSR2', () => channel.postMessage('crash'))
   channel.unref()
 } else if (workerData && typeof workerData === 'object' && 'maxBatch' in workerData) {
+  // TEST_CRASH_WRITER_THREAD_AT_START=1: dies before it has opened the database, while serve is starting.
+  if (process.env.TEST_CRASH_WRITER_THREAD_AT_START === '1') { channel.close(); throw new Error('injected crash of the writer thread at its start') }
   channel.onmessage = () => { throw new Error('injected crash of the writer thread') }
   channel.unref()
 } else {
