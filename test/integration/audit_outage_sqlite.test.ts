@@ -64,6 +64,9 @@ describe('SQLite audit store outage on POST /token', () => {
       other.exec('BEGIN IMMEDIATE')
       // The writer waits out its busy timeout (5 s by default), then gives up: SQLITE_BUSY.
       expectOutage(await e.post('/token', form))
+      // A lock another process holds is waited out, not a write path lost: still live (no status 70 to come).
+      expect(await e.get('/healthz')).toMatchObject({ status: 200, body: { status: 'ok' } })
+      expect(e.broker.services.store.writeHealth().stopped).toBeUndefined()
       other.exec('ROLLBACK')
     } finally {
       other.close()

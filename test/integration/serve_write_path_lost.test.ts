@@ -196,4 +196,115 @@ describe('serve when its audit writer thread dies', () => {
       if (broker.exitCode === null && broker.signalCode === null) broker.kill('SIGKILL')
     }
   }, 60_000)
+
+  /**
+   * The other order: the writer thread dies while a SIGTERM's drain is under way (a hanging request holds
+   * it open). The loss must not pass unseen: the journal gets the one error line, the last line does not
+   * claim "audit flushed", and the status is 70 as when the loss came first (docs/audit.md): the same two
+   * events end the process the same way whichever came first.
+   */
+  it('when the writer thread dies during a SIGTERM drain, says so and exits 70', async () => {
+    const grace = 3
+    const port = await freePort()
+    const iamPort = await freePort()
+    const data = join(dir, 'data-term-first')
+    const env = {
+      ...process.env, CTB_DATA_DIR: data, CTB_LISTEN_PORT: String(port), CTB_DEV_IAM_PORT: String(iamPort),
+      CTB_TRUST_DOMAIN: 'pool.example.org', CTB_POLICY_WATCH: 'false', CTB_SHUTDOWN_GRACE_SECONDS: String(grace),
+      NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import ${PRELOAD}`,
+    }
+    const broker = await startServeProcess(env)
+    const exited = new Promise<{ code: number | null }>((r) => broker.once('exit', (code) => r({ code })))
+    let hanging: TLSSocket | undefined
+    try {
+      hanging = tlsConnect({ port, host: '127.0.0.1', servername: 'localhost', ca: readFileSync(join(data, 'tls/dev-ca.crt')) })
+      hanging.on('error', () => { /* closed by the drain when the grace ends */ })
+      await new Promise<void>((r) => hanging!.once('secureConnect', () => r()))
+      hanging.write('POST /token HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\ngrant_type=')
+      await new Promise((r) => setTimeout(r, 200))
+      broker.kill('SIGTERM')
+      for (let i = 0; i < 100 && !broker.stdoutText().includes('SIGTERM: draining'); i++) await new Promise((r) => setTimeout(r, 20))
+      expect(broker.stdoutText()).toMatch(/SIGTERM: draining/)
+      broker.kill('SIGUSR2')
+      const exit = await Promise.race([exited, new Promise<undefined>((r) => setTimeout(() => r(undefined), (grace + 10) * 1000))])
+      expect(exit, broker.stderrText().slice(-600)).toBeDefined()
+      const stopLines = broker.stderrText().split('\n').filter((l) => l.includes('stopped for good'))
+      expect(stopLines, broker.stderrText().slice(-1200)).toHaveLength(1)
+      expect((JSON.parse(stopLines[0]!) as { level: string }).level).toBe('error')
+      expect(broker.stdoutText()).not.toMatch(/audit flushed/)
+      expect(broker.stdoutText()).toMatch(/exiting with status 70$/m)
+      expect(exit!.code, broker.stdoutText()).toBe(EX_SOFTWARE)
+    } finally {
+      hanging?.destroy()
+      if (broker.exitCode === null && broker.signalCode === null) broker.kill('SIGKILL')
+    }
+  }, 60_000)
+
+  /**
+   * Not every thread's death is the write path's: the WAL checkpointer thread, which the writer starts
+   * once the WAL is ~1,000 frames long, only moves checkpoints off the writer, and when it fails the
+   * writer's automatic checkpoint comes back (sqlite_checkpointer.ts). serve must go on issuing, /healthz
+   * stay 200, and no status 70 follow.
+   */
+  it('keeps serving, live, when the checkpointer thread dies', async () => {
+    const port = await freePort()
+    const iamPort = await freePort()
+    const data = join(dir, 'data-checkpointer')
+    const env = {
+      ...process.env, CTB_DATA_DIR: data, CTB_LISTEN_PORT: String(port), CTB_DEV_IAM_PORT: String(iamPort),
+      CTB_TRUST_DOMAIN: 'pool.example.org', CTB_POLICY_WATCH: 'false', TEST_CRASH_CHECKPOINTER_THREAD: '1',
+      NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import ${PRELOAD}`,
+    }
+    const broker = await startServeProcess(env)
+    try {
+      const ca = readFileSync(join(data, 'tls/dev-ca.crt'))
+      const body = await startdExchangeBody(iamPort)
+      let crashed = false
+      const client = async () => {
+        // Until the writer has started the checkpointer (and it died), then a little longer: commits go on.
+        for (let i = 0; i < 3000 && !crashed; i++) {
+          const o = await post(`https://127.0.0.1:${port}/token`, body, ca)
+          expect(o.kind === 'complete' ? o.status : o.kind, JSON.stringify(o)).toBe(200)
+          crashed = broker.stderrText().includes('test: crashing the checkpointer thread')
+        }
+      }
+      await Promise.all(Array.from({ length: 8 }, client))
+      expect(crashed, 'the checkpointer thread never started').toBe(true)
+      await new Promise((r) => setTimeout(r, 300))
+      for (let i = 0; i < 20; i++) {
+        const o = await post(`https://127.0.0.1:${port}/token`, body, ca)
+        expect(o.kind === 'complete' ? o.status : o.kind, JSON.stringify(o)).toBe(200)
+      }
+      const health = await new Promise<number>((resolve, reject) => {
+        request(`https://127.0.0.1:${port}/healthz`, { ca, agent: false }, (res) => { res.resume(); resolve(res.statusCode ?? 0) }).on('error', reject).end()
+      })
+      expect(health).toBe(200)
+      expect(broker.exitCode).toBeNull()
+      expect(broker.stderrText()).not.toMatch(/stopped for good/)
+    } finally {
+      await stopServeProcess(broker)
+    }
+    expect(broker.exitCode).toBe(0)
+  }, 90_000)
+
+  /**
+   * The writer thread dying while serve is still starting, before it listens and subscribes: the store
+   * remembers the death and serve hears it the moment it subscribes, so it stops with 70 instead of
+   * serving 503 until someone restarts it by hand.
+   */
+  it('exits 70 when the writer thread died before serve was listening', async () => {
+    const port = await freePort()
+    const iamPort = await freePort()
+    const env = {
+      ...process.env, CTB_DATA_DIR: join(dir, 'data-at-start'), CTB_LISTEN_PORT: String(port), CTB_DEV_IAM_PORT: String(iamPort),
+      CTB_TRUST_DOMAIN: 'pool.example.org', CTB_POLICY_WATCH: 'false', TEST_CRASH_WRITER_THREAD_AT_START: '1',
+      NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import ${PRELOAD}`,
+    }
+    const run = await runCommand(['serve'], env)
+    expect(run.code, run.out + run.err.slice(-600)).toBe(EX_SOFTWARE)
+    expect(run.out).toMatch(/serving at /)
+    const stopLines = run.err.split('\n').filter((l) => l.includes('stopped for good'))
+    expect(stopLines, run.err.slice(-1200)).toHaveLength(1)
+    expect(stopLines[0]).toMatch(/injected crash of the writer thread at its start/)
+  }, 60_000)
 })

@@ -60,6 +60,10 @@ describe('PostgreSQL audit store outage on POST /token', () => {
     try {
       for (let i = 0; i < 2; i++) expect((await e.post('/token', form)).status).toBe(503)
       expect(e.broker.services.store.writeHealth().stopped).toBeUndefined()
+      // Live throughout: an orchestrator's liveness probe must not kill a broker that is only waiting the
+      // outage out; readiness is what takes it out of rotation.
+      expect(await e.get('/healthz')).toMatchObject({ status: 200, body: { status: 'ok' } })
+      expect((await e.get('/readyz')).status).toBe(503)
     } finally {
       server.start()
     }

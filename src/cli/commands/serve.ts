@@ -18,7 +18,8 @@ SIGHUP while it stops is ignored. A second SIGTERM or SIGINT, while it starts or
 one within 250 ms of the first (a Ctrl-C that npm start passes on too) is the same one, not a second.
 If the audit write path stops for good (the SQLite writer thread died: nothing could be issued until a
 restart), serve logs one error line saying why, stops as on SIGTERM and exits with status 70 (EX_SOFTWARE)
-for its supervisor (systemd Restart=on-failure, a container restart policy) to start it again.
+for its supervisor (systemd Restart=on-failure, a container restart policy) to start it again; also
+when that happens during a SIGTERM's drain.
 Every config field can be overridden with CTB_<FIELD> (e.g. CTB_LISTEN_PORT); see config/broker.example.yaml.`
 
 /**
@@ -64,9 +65,11 @@ export async function serveCommand(argv: string[], io: CommandIo): Promise<numbe
   // close on a hung disk, nor need an operator wait; nothing the broker has not committed has left it. The same one
   // delivered twice (a Ctrl-C under npm start) is not a second (SAME_STOP_WITHIN_MS).
   let firstAt: number | undefined
+  let firstAtSignal: NodeJS.Signals | undefined
   const stop = (s: NodeJS.Signals) => {
     if (firstAt === undefined) {
       firstAt = performance.now()
+      firstAtSignal = s
       // Already stopping because the write path was lost: the signal asks for the stop under way.
       if (!stopping) { stopping = true; resolveStop({ signal: s }) }
       return
@@ -93,11 +96,17 @@ export async function serveCommand(argv: string[], io: CommandIo): Promise<numbe
   // process, and until then every issuance is refused. Answering 503 for ever would have every pilot,
   // credmon and provisioning run retry a broker that cannot heal, so stop as SIGTERM does and exit non-zero
   // for the supervisor (systemd Restart=on-failure, a container restart policy) to start it again.
+  // Heard during a signal's drain too (until the store closes): the loss is then said and ends the process
+  // with 70 all the same, so that the journal and the status tell of a writer thread that died whichever
+  // came first, and the last line does not claim an audit flushed that was not.
   const brokerLog = log!
+  let lost: string | undefined
   broker.services.store.onWritePathStopped((reason) => {
+    lost = reason
+    const next = stopping ? `already stopping for ${firstAtSignal ?? 'a signal'}; exiting with status ${WRITE_PATH_LOST_STATUS} once stopped` : `stopping, then exiting with status ${WRITE_PATH_LOST_STATUS} for its supervisor to restart it`
+    brokerLog.error(`the audit write path has stopped for good (${reason}); nothing can be issued until the broker restarts: ${next}`)
     if (stopping) return
     stopping = true
-    brokerLog.error(`the audit write path has stopped for good (${reason}); nothing can be issued until the broker restarts: stopping, then exiting with status ${WRITE_PATH_LOST_STATUS} for its supervisor to restart it`)
     resolveStop({ writePathLost: reason })
   })
   const cause = await stopped
@@ -112,9 +121,9 @@ export async function serveCommand(argv: string[], io: CommandIo): Promise<numbe
   const { forced, abandoned } = await broker.close({ graceMs: graceSeconds * 1000 })
   // Not "audit flushed" when the database held the close past its bound: the warn line says what was cut.
   const audit = abandoned ? `the audit database did not answer: ${abandoned.unwritten} write(s) abandoned, none answered with a token` : 'audit flushed'
-  if ('writePathLost' in cause) {
+  if (lost !== undefined) {
     const requests = forced === 0 ? 'every request in flight finished' : `the grace of ${graceSeconds} s ran out and ${forced} connection(s) were closed`
-    io.out(`stopped: ${requests}; the audit write path was lost (${cause.writePathLost}): exiting with status ${WRITE_PATH_LOST_STATUS}`)
+    io.out(`stopped: ${requests}; the audit write path was lost (${lost}): exiting with status ${WRITE_PATH_LOST_STATUS}`)
     return WRITE_PATH_LOST_STATUS
   }
   io.out(forced === 0 && !abandoned
