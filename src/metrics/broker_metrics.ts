@@ -33,7 +33,17 @@ export interface BrokerMetricsOptions {
   /** Days after creation each key is due for rotation; 0 or absent: no schedule. */
   keyRotationDays?: { idtoken?: number; scitoken?: number }
   sources?: MetricsSources
+  /** Longest a scrape waits for a source that reads a store (the revocations); default SCRAPE_READ_MS. */
+  scrapeReadMs?: number
 }
+
+/**
+ * A store read at scrape time gives up after this long and leaves its gauge without samples. Well under
+ * Prometheus' default scrape_timeout (10 s), which a PostgreSQL server that stopped answering would
+ * otherwise outlast (the store's own bound, query_timeout_seconds, is 30 s): the scrape, and with it the
+ * outage's own counters, would be lost for as long as the outage lasted.
+ */
+export const SCRAPE_READ_MS = 2000
 
 // Seconds. The exchange takes well under a millisecond of CPU; the tail is the audit commit and IAM.
 const REQUEST_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5]
@@ -72,6 +82,7 @@ export class BrokerMetrics implements BrokerObserver {
     const sources = options.sources ?? {}
     const labels = this.#labels
     const clock = this.#clock
+    const scrapeReadMs = options.scrapeReadMs ?? SCRAPE_READ_MS
 
     this.#issued = new Counter({
       name: 'ctb_tokens_issued_total', help: 'Tokens issued (audit record committed), by role, token kind and policy-bound site.',
@@ -127,11 +138,12 @@ export class BrokerMetrics implements BrokerObserver {
         async collect() {
           const counts = new Map<string, number>(REVOCATION_KINDS.map((k) => [k, 0]))
           this.reset()
-          // The one store read of a scrape. While the store is out of reach the gauge has no samples, and the
-          // rest of the page (ctb_audit_commit_failures_total, the 503s) still reaches the admin watching the
-          // outage; the revocation refresh logs the failure every few seconds meanwhile.
-          let revocations: Awaited<ReturnType<typeof list>>
-          try { revocations = await list() } catch { return }
+          // The one store read of a scrape. While the store is out of reach (refused, or not answering within
+          // scrapeReadMs) the gauge has no samples, and the rest of the page (ctb_audit_commit_failures_total,
+          // the 503s) still reaches the admin watching the outage; the revocation refresh logs the failure
+          // every few seconds meanwhile.
+          const revocations = await withinMs(list(), scrapeReadMs).catch(() => undefined)
+          if (revocations === undefined) return
           for (const r of revocations) counts.set(counts.has(r.kind) ? r.kind : OTHER, (counts.get(r.kind) ?? 0) + 1)
           for (const [kind, n] of counts) this.set({ kind }, n)
         },
@@ -249,5 +261,16 @@ export class BrokerMetrics implements BrokerObserver {
   /** The page for GET /metrics: the Prometheus text format and its content type. */
   async render(): Promise<{ contentType: string; body: string }> {
     return { contentType: this.registry.contentType, body: await this.registry.metrics() }
+  }
+}
+
+/** The promise's value, or undefined when it has not settled within `ms`; its rejection is passed on. */
+async function withinMs<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<undefined>((resolve) => { timer = setTimeout(() => resolve(undefined), ms) })
+  try {
+    return await Promise.race([p, late])
+  } finally {
+    clearTimeout(timer)
   }
 }

@@ -42,6 +42,19 @@ describe('BrokerMetrics', () => {
     expect(s.filter((x) => x.name === 'ctb_revocations_active')).toEqual([])
   })
 
+  it('answers a scrape within its bound when the revocation read never returns (a server that stopped answering)', async () => {
+    // A PostgreSQL server that hangs gives no error: the read waits out query_timeout_seconds (30 s by
+    // default), three times Prometheus' default scrape_timeout (10 s), so the whole scrape would be lost
+    // for as long as the outage lasts. The gauge must give up first, as it does on a refused read.
+    const m = new BrokerMetrics({ clock: fixedClock(NOW), policy: () => policy, process: false, scrapeReadMs: 50, sources: { revocations: () => new Promise(() => {}) } })
+    m.audited(issued('startd'), false, 0.5)
+    const started = performance.now()
+    const s = await samplesOf(m)
+    expect(performance.now() - started).toBeLessThan(2000)
+    expect(sampleValue(s, 'ctb_audit_commit_failures_total')).toBe(1)
+    expect(s.filter((x) => x.name === 'ctb_revocations_active')).toEqual([])
+  }, 3000)
+
   it('names IAM failures by a bounded cause', async () => {
     const m = newMetrics()
     const refused = Object.assign(new TypeError('fetch failed'), { cause: Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), { code: 'ECONNREFUSED' }) })
