@@ -25,12 +25,13 @@ const PROBE_TOKEN = 'condor-token-broker-iam-check'
  * document, the issuer it names, a usable jwks_uri), the JWKS (a key set with at least one key) and, with
  * `introspection`, RFC 7662 introspection authenticated with the broker's client credentials (the probe
  * token is not IAM's, so a healthy IAM answers `active: false`; refused credentials fail the step).
- * A step after a failed discovery is reported failed too, as it could not be tried.
+ * A step after a failed discovery is reported failed too, as it could not be tried. `open`: the reasons
+ * are for an answer without auth (/readyz): iamFailureReason's `open`.
  */
 export async function checkIamIssuer(
   issuer: TrustedIssuer,
   deps: { discovery: IamDiscovery; fetch: IamFetch; timeoutSeconds: number },
-  options: { introspection: boolean },
+  options: { introspection: boolean; open?: boolean },
 ): Promise<IamCheckStep[]> {
   const iss = issuer.config.issuer
   const steps: IamCheckStep[] = []
@@ -39,7 +40,7 @@ export async function checkIamIssuer(
     configuration = await deps.discovery.probe(iss)
     steps.push({ issuer: iss, step: 'discovery', url: issuer.discoveryUrl, ok: true })
   } catch (err) {
-    steps.push({ issuer: iss, step: 'discovery', url: issuer.discoveryUrl, ok: false, reason: iamFailureReason(err) })
+    steps.push({ issuer: iss, step: 'discovery', url: issuer.discoveryUrl, ok: false, reason: iamFailureReason(err, { open: options.open === true }) })
     steps.push({ issuer: iss, step: 'jwks', ok: false, reason: 'not tried: discovery failed' })
     if (options.introspection) steps.push({ issuer: iss, step: 'introspection', ok: false, reason: 'not tried: discovery failed' })
     return steps
@@ -57,7 +58,7 @@ export async function checkIamIssuer(
           ? { issuer: iss, step: 'introspection', url, ok: true }
           : { issuer: iss, step: 'introspection', url, ok: false, reason: 'answer has no boolean "active"' })
       } catch (err) {
-        steps.push({ issuer: iss, step: 'introspection', url, ok: false, reason: iamFailureReason(err) })
+        steps.push({ issuer: iss, step: 'introspection', url, ok: false, reason: iamFailureReason(err, { open: options.open === true }) })
       }
     }
   }

@@ -58,10 +58,15 @@ export function iamUnavailable(what: string, issuer: string, log: Logger, err: u
  * A short reason for a failed IAM call, for diagnostics (`iam check`, /readyz): the HTTP status or IAM
  * error for an answer, the transport cause (dns, tls, refused, timeout, code) for no answer, and the
  * operator's problem (issuer mismatch) as such. Unwraps the TemporarilyUnavailable that mapIamError made.
+ * `open`: for an answer anyone may read (/readyz needs no token): the operator's problem in the words the
+ * API gives a caller, since its message names discovery_url, which may be an address inside the site; the
+ * detail is in the log and in `iam check`.
  */
-export function iamFailureReason(err: unknown): string {
-  if (err instanceof TemporarilyUnavailable && err.cause !== undefined) return iamFailureReason(err.cause)
-  if (err instanceof OperatorError) return err.message
+export function iamFailureReason(err: unknown, options: { open?: boolean } = {}): string {
+  if (err instanceof TemporarilyUnavailable && err.cause !== undefined) {
+    return options.open && err.cause instanceof OperatorError ? err.description : iamFailureReason(err.cause, options)
+  }
+  if (err instanceof OperatorError) return options.open ? 'the IAM configuration is wrong (see the log)' : err.message
   if (err instanceof ResponseBodyError) return err.status >= 500 ? `HTTP ${err.status}` : `IAM error ${safeText(err.error)} (HTTP ${err.status})`
   if (err instanceof WWWAuthenticateChallengeError) {
     const error = err.cause[0]?.parameters.error

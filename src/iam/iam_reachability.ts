@@ -44,7 +44,7 @@ export class IamReachability {
   async #check(): Promise<IamReachabilityReport> {
     const report: IamReachabilityReport = {}
     await Promise.all(this.#o.discovery.issuers.map(async (issuer) => {
-      const steps = await checkIamIssuer(issuer, this.#o, { introspection: false })
+      const steps = await checkIamIssuer(issuer, this.#o, { introspection: false, open: true })
       const result = (name: string) => { const s = steps.find((x) => x.step === name); return s?.ok ? 'ok' : (s?.reason ?? 'unknown') }
       report[issuer.config.issuer] = { discovery: result('discovery'), jwks: result('jwks'), checkedAt: Math.floor((this.#o.now ?? Date.now)() / 1000) }
     }))

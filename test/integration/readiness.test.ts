@@ -1,6 +1,8 @@
 import { DatabaseSync } from 'node:sqlite'
 import { join } from 'node:path'
 import { writeFileSync } from 'node:fs'
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { afterEach, describe, expect, it } from 'vitest'
 import type { SqliteStore } from '../../src/storage/sqlite_store.ts'
 import { startE2e, type E2e } from '../support/broker_e2e.ts'
@@ -67,5 +69,31 @@ describe('/readyz tells the truth', () => {
     expect(r.status).toBe(200)
     expect(r.body).toMatchObject({ status: 'ready', checks: { keys: 'ok', audit: 'ok' } })
     expect((r.body.iam as Record<string, unknown>)[issuer]).toMatchObject({ discovery: 'refused', jwks: 'not tried: discovery failed' })
+  })
+
+  it('names no discovery URL on the open /readyz when IAM names another issuer (it is in the log)', async () => {
+    // /readyz answers without auth. discovery_url may be an address inside the site (docs/iam.md); a
+    // mismatch is the operator's to fix from the log and `iam check`, not a load balancer's to read.
+    const secretPath = '/inside-only-7f3a/.well-known/openid-configuration'
+    const iam: Server = createServer((req, res) => {
+      res.writeHead(req.url === secretPath ? 200 : 404, { 'content-type': 'application/json' })
+      res.end(req.url === secretPath ? JSON.stringify({ issuer: 'https://other-iam.example.org/', jwks_uri: 'https://other-iam.example.org/jwk' }) : '{}')
+    })
+    await new Promise<void>((resolve) => iam.listen(0, '127.0.0.1', resolve))
+    try {
+      const base = `http://127.0.0.1:${(iam.address() as AddressInfo).port}`
+      const issuer = `${base}/`
+      const file = join(tempDir(), 'broker.yaml')
+      writeFileSync(file, `iam:\n  issuers:\n    - issuer: ${issuer}\n      discovery_url: ${base}${secretPath}\n      development: true\n      allow_any_audience: true\n`)
+      e2e = await startE2e({ CTB_CONFIG: file })
+      const r = await e2e.get('/readyz')
+      expect(r.status).toBe(200)
+      const entry = (r.body.iam as Record<string, { discovery: string }>)[issuer]!
+      expect(JSON.stringify(r.body)).not.toContain('inside-only-7f3a')
+      // The words a caller of the API is given for the same cause (docs/iam.md, "Discovery").
+      expect(entry.discovery).toBe('IAM discovery does not match the configured issuer')
+    } finally {
+      await new Promise((resolve) => iam.close(resolve))
+    }
   })
 })
