@@ -49,12 +49,19 @@ export async function auditReadiness(store: BrokerStore, nowMs: number, windowSe
 
 /**
  * The audit check for /readyz, logging the store's message when the condition changes (turns bad, changes
- * cause or message, turns ok): once per change, since a load balancer probes every few seconds.
+ * cause or message, turns ok): once per change, since a load balancer probes every few seconds. Probes
+ * overlap (several load balancers; a query that waits on a failing store), so a verdict is logged only
+ * if no probe started after it has been logged already: older news arriving last must not be the last word.
  */
 export function auditReadinessCheck(store: BrokerStore, log: Logger, nowMs: () => number, windowSeconds = AUDIT_FAILURE_WINDOW_SECONDS): () => Promise<string> {
   let logged: string | undefined
+  let started = 0
+  let newestApplied = 0
   return async () => {
+    const probe = ++started
     const { check, condition } = await judgeAudit(store, nowMs(), windowSeconds)
+    if (probe < newestApplied) return check
+    newestApplied = probe
     const key = condition ? JSON.stringify(condition) : undefined
     if (key !== logged) {
       if (condition) log.error(`audit not ready: ${condition.msg}`, { error: condition.error })

@@ -119,4 +119,23 @@ describe('audit readiness says what is wrong in fixed words and logs the detail 
     expect(await check()).toBe('the audit writer thread has stopped')
     expect(lines.slice(1)).toEqual([{ level: 'error', msg: 'audit not ready: the audit writer thread has stopped', fields: { error: 'audit writer thread has stopped' } }])
   })
+
+  it('does not log a verdict that a later probe has already overtaken (concurrent probes)', async () => {
+    // Two load balancers probe at once: the first one's query hangs on the store that is failing, the
+    // store recovers, the second probe finds it ready. The first answer, arriving last, is older news: it
+    // must not be the last word in the log, which would say "not ready" of a store that is ready.
+    const store = new MemoryStore()
+    const pending: Array<{ reject: (e: Error) => void }> = []
+    let hang = true
+    const query = store.query.bind(store)
+    store.query = (q) => (hang ? new Promise((_, reject) => { pending.push({ reject }) }) : query(q))
+    const { log, lines } = keptLog()
+    const check = auditReadinessCheck(store as BrokerStore, log, () => Date.now())
+    const first = check()
+    hang = false
+    expect(await check()).toBe('ok')
+    pending[0]!.reject(new Error(pgMessage))
+    expect(await first).toBe('the audit store cannot be read')
+    expect(lines).toEqual([])
+  })
 })
