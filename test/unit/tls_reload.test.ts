@@ -6,6 +6,7 @@ import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { connect } from 'node:tls'
 import * as x509 from '@peculiar/x509'
+import { spawnSync } from 'node:child_process'
 import { afterEach, describe, expect, it } from 'vitest'
 import { createLogger } from '../../src/lib/logger.ts'
 import { ensureDevTls } from '../../src/tls/dev_ca.ts'
@@ -121,6 +122,42 @@ it('names the certificate it swapped in: serial, end of validity and fingerprint
   reloadTls(servers as never, { certFile: dev.certFile, keyFile: dev.keyFile }, createLogger((l) => lines.push(l)), 'sighup')
   const line = JSON.parse(lines.find((l) => /TLS certificate reloaded/.test(l))!) as Record<string, unknown>
   expect(line).toMatchObject({ serial: '01', notAfter: new Date(notAfter).toISOString(), fingerprint256: new X509Certificate(pair.cert).fingerprint256 })
+})
+
+/**
+ * The README's renewal check, literally: the admin compares the line with `openssl x509 -noout -serial
+ * -enddate -fingerprint -sha256 -in tls.crt`. The expected values are openssl's, not node:crypto's (which
+ * the code under test reads them with), for a certificate openssl made, with a serial whose first byte has
+ * its high bit set (DER pads it with a zero byte, which openssl does not print).
+ */
+it('names the certificate it swapped in as openssl x509 prints it', async () => {
+  const dir = tempDir('ctb-tls-')
+  const dev = await ensureDevTls(join(dir, 'tls'))
+  await serving(dev.certFile, dev.keyFile)
+  const openssl = (args: string[]) => {
+    const r = spawnSync('openssl', args, { encoding: 'utf8' })
+    if (r.error || r.status !== 0) throw new Error(`this test needs the openssl CLI: ${r.error?.message ?? r.stderr}`)
+    return r.stdout
+  }
+  const key = join(dir, 'renewed.key')
+  const cert = join(dir, 'renewed.crt')
+  openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', cert,
+    '-days', '20', '-subj', '/CN=localhost', '-set_serial', '0xC0FFEE01'])
+  chmodSync(key, 0o600)
+  writeFileSync(dev.certFile, readFileSync(cert))
+  writeFileSync(dev.keyFile, readFileSync(key), { mode: 0o600 })
+  const printed = openssl(['x509', '-noout', '-serial', '-enddate', '-fingerprint', '-sha256', '-in', dev.certFile])
+  const field = (re: RegExp) => printed.match(re)![1]!.trim()
+  const lines: string[] = []
+  reloadTls(servers as never, { certFile: dev.certFile, keyFile: dev.keyFile }, createLogger((l) => lines.push(l)), 'sighup')
+  const line = JSON.parse(lines.find((l) => /TLS certificate reloaded/.test(l))!) as Record<string, unknown>
+  expect(field(/^serial=(.+)$/m)).toBe('C0FFEE01')
+  expect(line).toMatchObject({
+    serial: field(/^serial=(.+)$/m),
+    fingerprint256: field(/^sha256 Fingerprint=(.+)$/im),
+    // openssl prints "Dec 21 16:02:13 2026 GMT"; the log gives the same instant in ISO 8601.
+    notAfter: new Date(field(/^notAfter=(.+)$/m)).toISOString(),
+  })
 })
 
 /**
