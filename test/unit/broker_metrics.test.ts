@@ -31,6 +31,12 @@ describe('BrokerMetrics', () => {
     expect(sampleValue(s, 'ctb_audit_commit_failures_total')).toBe(1)
   })
 
+  it('gives every revocation kind a sample, 0 included, while the store can be read (the absent() alert of docs/metrics.md)', async () => {
+    const m = new BrokerMetrics({ clock: fixedClock(NOW), policy: () => policy, process: false, sources: { revocations: async () => [] } })
+    const s = await samplesOf(m)
+    for (const kind of ['jti', 'sub', 'role', 'site', 'client', 'pilot-job']) expect(sampleValue(s, 'ctb_revocations_active', { kind }), kind).toBe(0)
+  })
+
   it('still answers a scrape when the revocations cannot be read (the audit store out of reach)', async () => {
     // An admin watching an audit store outage reads ctb_audit_commit_failures_total on this very scrape: a
     // store read failing must cost only the gauge that needs it, not the whole page.
