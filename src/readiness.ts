@@ -7,6 +7,12 @@ import type { BrokerStore } from './storage/chained_store.ts'
 
 /** After a failed commit, not ready for this long unless a later commit succeeds (then ready at once). */
 export const AUDIT_FAILURE_WINDOW_SECONDS = 30
+/**
+ * Longest the one-record read may take. A PostgreSQL server that stopped answering gives no error and the
+ * store's own bound (query_timeout_seconds) is 30 s: a probe must answer well before a load balancer's
+ * timeout, as the IAM part does (iam_reachability.ts), and say why.
+ */
+export const AUDIT_READ_MS = 2000
 /** Re-run the key self-test at most this often. */
 const KEY_SELF_TEST_SECONDS = 60
 
@@ -26,7 +32,7 @@ interface AuditVerdict {
  * The answer is in fixed words: /readyz is open to a load balancer without auth, and a store's message can
  * name its host, port, user or file. The message goes to the log (auditReadinessCheck).
  */
-async function judgeAudit(store: BrokerStore, nowMs: number, windowSeconds: number): Promise<AuditVerdict> {
+async function judgeAudit(store: BrokerStore, nowMs: number, windowSeconds: number, readMs: number): Promise<AuditVerdict> {
   const h = store.writeHealth()
   if (h.stopped !== undefined) {
     const words = 'the audit writer thread has stopped'
@@ -36,15 +42,25 @@ async function judgeAudit(store: BrokerStore, nowMs: number, windowSeconds: numb
     const ago = Math.max(0, Math.floor((nowMs - h.lastFailure.at) / 1000))
     return { check: `the last audit commit failed ${ago} s ago`, condition: { msg: 'the last audit commit failed', error: h.lastFailure.message } }
   }
-  return store.query({ limit: 1 }).then(() => ({ check: 'ok' }), (err: unknown) => {
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<AuditVerdict>((resolve) => {
+    const words = 'the audit store did not answer in time'
+    timer = setTimeout(() => resolve({ check: words, condition: { msg: words, error: `no answer to a one-record read within ${readMs} ms` } }), readMs)
+  })
+  const read = store.query({ limit: 1 }).then((): AuditVerdict => ({ check: 'ok' }), (err: unknown): AuditVerdict => {
     const words = 'the audit store cannot be read'
     return { check: words, condition: { msg: words, error: err instanceof Error ? err.message : String(err) } }
   })
+  try {
+    return await Promise.race([read, late])
+  } finally {
+    clearTimeout(timer)
+  }
 }
 
 /** The audit check's /readyz answer (judgeAudit), without logging. */
-export async function auditReadiness(store: BrokerStore, nowMs: number, windowSeconds = AUDIT_FAILURE_WINDOW_SECONDS): Promise<string> {
-  return (await judgeAudit(store, nowMs, windowSeconds)).check
+export async function auditReadiness(store: BrokerStore, nowMs: number, windowSeconds = AUDIT_FAILURE_WINDOW_SECONDS, readMs = AUDIT_READ_MS): Promise<string> {
+  return (await judgeAudit(store, nowMs, windowSeconds, readMs)).check
 }
 
 /**
@@ -53,13 +69,13 @@ export async function auditReadiness(store: BrokerStore, nowMs: number, windowSe
  * overlap (several load balancers; a query that waits on a failing store), so a verdict is logged only
  * if no probe started after it has been logged already: older news arriving last must not be the last word.
  */
-export function auditReadinessCheck(store: BrokerStore, log: Logger, nowMs: () => number, windowSeconds = AUDIT_FAILURE_WINDOW_SECONDS): () => Promise<string> {
+export function auditReadinessCheck(store: BrokerStore, log: Logger, nowMs: () => number, windowSeconds = AUDIT_FAILURE_WINDOW_SECONDS, readMs = AUDIT_READ_MS): () => Promise<string> {
   let logged: string | undefined
   let started = 0
   let newestApplied = 0
   return async () => {
     const probe = ++started
-    const { check, condition } = await judgeAudit(store, nowMs(), windowSeconds)
+    const { check, condition } = await judgeAudit(store, nowMs(), windowSeconds, readMs)
     if (probe < newestApplied) return check
     newestApplied = probe
     const key = condition ? JSON.stringify(condition) : undefined

@@ -82,6 +82,17 @@ describe('audit readiness says what is wrong in fixed words and logs the detail 
     expect(await auditReadiness(store, Date.now(), 30)).toBe('the audit store cannot be read')
   })
 
+  it('a store that does not answer: fixed words within the bound, not after the store\'s own 30 s', async () => {
+    // A PostgreSQL server that stopped answering gives no error, and its query_timeout_seconds is 30 s; a
+    // probe must answer quickly (the IAM part waits at most 1 s for the same reason), and an admin who
+    // curls /readyz must read why rather than wait half a minute.
+    const store = new MemoryStore()
+    store.query = () => new Promise(() => {})
+    const started = performance.now()
+    expect(await auditReadiness(store, Date.now(), 30, 50)).toBe('the audit store did not answer in time')
+    expect(performance.now() - started).toBeLessThan(2000)
+  }, 3000)
+
   it('a stopped writer: fixed words, whatever the thread died of', async () => {
     const store = new MemoryStore()
     store.writeHealth = () => ({ stopped: 'audit writer thread failed: SQLITE_IOERR /var/lib/ctb/audit.db' })
