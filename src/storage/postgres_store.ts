@@ -138,13 +138,24 @@ export class PostgresStore extends ChainedStore {
   /** pg's per-statement query_timeout for statements that grow with the log; 0: none. */
   readonly #longQueryTimeoutMs: number
 
-  private constructor(connections: CuttablePool, longQueryTimeoutMs: number, groupCommit?: Partial<GroupCommitOptions>, auditMac?: AuditMacKey) {
-    // A batch whose statement timed out met a server that does not answer: the records queued behind it
-    // would each wait out the bound again, batch after batch, so they fail with it (503, retried).
-    super({ groupCommit: { ...groupCommit, strandsQueue: isQueryTimeout }, ...(auditMac ? { auditMac } : {}) })
+  private constructor(connections: CuttablePool, bounds: { queryTimeoutMs: number; longQueryTimeoutMs: number }, groupCommit?: Partial<GroupCommitOptions>, auditMac?: AuditMacKey) {
+    super({
+      groupCommit: {
+        ...groupCommit,
+        // A batch whose statement timed out met a server that does not answer: the records queued behind it
+        // would each wait out the bound again, batch after batch, so they fail with it (503, retried).
+        strandsQueue: isQueryTimeout,
+        // A prune runs under the long bound. Alone in its transaction, and with a request's record waiting
+        // for its batch no longer than a request's statement may take, no record waits out the long bound
+        // (a frozen server mid-prune); a record that waited is refused unsent (503, retried).
+        solo: (op) => op.kind === 'prune',
+        queueDeadlineMs: bounds.queryTimeoutMs,
+      },
+      ...(auditMac ? { auditMac } : {}),
+    })
     this.#pool = connections.pool
     this.#connections = connections
-    this.#longQueryTimeoutMs = longQueryTimeoutMs
+    this.#longQueryTimeoutMs = bounds.longQueryTimeoutMs
   }
 
   /**
@@ -187,7 +198,7 @@ export class PostgresStore extends ChainedStore {
       // The message of a pg error never contains the DSN; say which step failed, not where it pointed.
       throw new OperatorError('EAUDITSTORE', `cannot open the PostgreSQL audit store: ${(err as Error).message}`, { cause: err })
     }
-    return new PostgresStore(connections, longBound(options), options.groupCommit, options.auditMac)
+    return new PostgresStore(connections, { queryTimeoutMs: options.queryTimeoutMs ?? 0, longQueryTimeoutMs: longBound(options) }, options.groupCommit, options.auditMac)
   }
 
   protected async commitBatch(ops: WriteOp[]): Promise<void> {

@@ -123,3 +123,44 @@ it('a store opening while another holds the migration lock past the query timeou
     await (opened as PostgresStore).close()
   } finally { await locker.end() }
 })
+
+// A prune's transaction runs under the long bound; a request's record queued behind it is answered within the
+// request's bound (503, retried), unsent, rather than waiting out the prune (on a frozen server, up to
+// long_query_timeout_seconds). Here the prune's delete waits on a row lock held well past the short bound.
+it('a record queued behind a long prune is refused, unsent, at the query timeout; the prune carries on and commits', async () => {
+  const T0 = 1_800_000_000
+  // The lock is released only once the record is answered: without a queue bound, the record waits for the
+  // prune's delete to time out at the long bound.
+  const LONG_MS = 20_000
+  const dsn = await server.createDatabase('prune_queue')
+  const s = await PostgresStore.open({ dsn, queryTimeoutMs: TIMEOUT_MS, longQueryTimeoutMs: LONG_MS })
+  const locker = new pg.Client({ connectionString: dsn })
+  await locker.connect()
+  try {
+    for (let i = 1; i <= 3; i++) await s.record({ ...issued(`old-${i}`), time: T0 + i })
+    await locker.query('BEGIN')
+    await locker.query('SELECT seq FROM audit_log WHERE seq = 1 FOR UPDATE')
+    const prune = s.prune(T0 + 100, T0 + 1000).then((r) => r, (e: unknown) => e)
+    // Until the prune's delete waits on the lock: its batch is the one in flight.
+    let waiting = false
+    for (let i = 0; i < 100 && !waiting; i++) {
+      // Asked outside the locker's transaction, which would see one snapshot of pg_stat_activity throughout.
+      const { rows } = await admin.query("SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'DELETE FROM audit_log WHERE seq%'")
+      waiting = rows.length > 0
+      if (!waiting) await new Promise((r) => setTimeout(r, 50))
+    }
+    expect(waiting).toBe(true)
+    const start = Date.now()
+    const refusal = await s.record({ ...issued('behind-prune'), time: T0 + 2000 }).then(() => undefined, (e: unknown) => e)
+    const ms = Date.now() - start
+    console.log(`record queued behind a held prune, query_timeout ${TIMEOUT_MS} ms, long bound ${LONG_MS} ms: answered after ${ms} ms`)
+    await locker.query('COMMIT')
+    expect(refusal).toBeInstanceOf(AuditStoreUnavailable)
+    expect((refusal as AuditStoreUnavailable).status).toBe(503)
+    expect(ms).toBeLessThan(TIMEOUT_MS + SLACK_MS)
+    expect(await prune).toEqual({ pruned: 3, checkpointSeq: 4 })
+    // Refused unsent: no record of it, and the chain verifies.
+    expect((await s.query({ jti: 'behind-prune', limit: 10 })).records).toEqual([])
+    expect((await s.verify()).ok).toBe(true)
+  } finally { await locker.query('ROLLBACK').catch(() => {}); await locker.end(); await s.close() }
+})
