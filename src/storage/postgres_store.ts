@@ -420,6 +420,12 @@ export class PostgresStore extends ChainedStore {
   }
 
   protected async readRevocationState(): Promise<RevocationState> {
+    // On its own client, not #read: an outage here (a timed-out read, a lost connection) is classed as one all
+    // the same, or `audit verify` and the checks while serving took it for a bug ("internal error", exit 70).
+    return this.#readRevocationState().catch((err: unknown) => { throw asStoreOutage(err, 'read') })
+  }
+
+  async #readRevocationState(): Promise<RevocationState> {
     // One snapshot for the reads: a revocation committing meanwhile is either wholly in or wholly out.
     const client = await this.#pool.connect()
     try {

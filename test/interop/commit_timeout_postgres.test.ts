@@ -5,8 +5,12 @@
 // synchronous standby that does not exist: the server has committed locally and waits for a replica's
 // acknowledgement that never comes (PostgreSQL docs, "Synchronous Replication"), which is exactly a committed
 // transaction whose answer the broker does not get.
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import pg from 'pg'
+import { runCli } from '../../src/cli/main.ts'
 import type { AuditEvent } from '../../src/audit/audit_log.ts'
 import { AuditStoreUnavailable } from '../../src/errors.ts'
 import { PostgresStore } from '../../src/storage/postgres_store.ts'
@@ -163,4 +167,30 @@ it('a record queued behind a long prune is refused, unsent, at the query timeout
     expect((await s.query({ jti: 'behind-prune', limit: 10 })).records).toEqual([])
     expect((await s.verify()).ok).toBe(true)
   } finally { await locker.query('ROLLBACK').catch(() => {}); await locker.end(); await s.close() }
+})
+
+// A CLI command whose read is not answered within the bound is an outage, like a server that refuses the
+// connection: one line naming it and exit 1 (docs/audit.md), not "internal error" and exit 70, which says a
+// bug. `audit verify` reads the revocation state in one snapshot of its own; here that read waits on a table
+// lock held past the bound, standing in for a server that stopped answering mid-command.
+it('audit verify whose read times out says the store cannot be read, in one line, and exits 1', async () => {
+  const dsn = await server.createDatabase('verify_timeout')
+  const s = await PostgresStore.open({ dsn })
+  await s.record(issued('one'))
+  await s.close()
+  const dataDir = mkdtempSync(join(tmpdir(), 'ctb-verify-timeout-'))
+  const locker = new pg.Client({ connectionString: dsn })
+  await locker.connect()
+  try {
+    await locker.query('BEGIN')
+    await locker.query('LOCK TABLE audit_log IN ACCESS EXCLUSIVE MODE')
+    const err: string[] = []
+    const env = { CTB_DATA_DIR: dataDir, CTB_TRUST_DOMAIN: 'pool.example.org', CTB_AUDIT_STORE: 'postgres', CTB_AUDIT_POSTGRES_DSN: dsn, CTB_AUDIT_POSTGRES_QUERY_TIMEOUT_SECONDS: '1' }
+    const code = await runCli(['audit', 'verify'], { out: () => {}, err: (line) => err.push(line), env })
+    expect(err.join('\n')).toBe('condor-token-broker: the audit store cannot be read right now (Query read timeout)')
+    expect(code).toBe(1)
+  } finally {
+    await locker.query('ROLLBACK').catch(() => {}); await locker.end()
+    rmSync(dataDir, { recursive: true, force: true })
+  }
 })
