@@ -12,6 +12,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest'
 import pg from 'pg'
 import { runCli } from '../../src/cli/main.ts'
 import type { AuditEvent } from '../../src/audit/audit_log.ts'
+import type { RenewalRefusalReasons } from '../../src/storage/pilot_renewals.ts'
 import { AuditStoreUnavailable } from '../../src/errors.ts'
 import { PostgresStore } from '../../src/storage/postgres_store.ts'
 import { startPostgres, type TestPostgres } from '../support/postgres.ts'
@@ -193,4 +194,36 @@ it('audit verify whose read times out says the store cannot be read, in one line
     await locker.query('ROLLBACK').catch(() => {}); await locker.end()
     rmSync(dataDir, { recursive: true, force: true })
   }
+})
+
+// A pilot renewal whose COMMIT the bound cut, the server committing it anyway: the pilot got 503 and retries
+// with the token it holds. That is a lost answer's retry (docs/pilots.md, "Renewal chains and reuse"): renewed,
+// retiring the successor nobody received, never judged reuse, and nothing revoked.
+it('a renewal whose COMMIT timed out but landed is renewed again on the pilot\'s retry, not judged reuse', async () => {
+  const T0 = 1_800_000_000
+  const END = T0 + 7200
+  const REASONS: RenewalRefusalReasons = { reused: 'invalid_grant: reused', stale: 'invalid_grant: stale' }
+  const dsn = await server.createDatabase('renew_timeout')
+  const s = await PostgresStore.open({ dsn, queryTimeoutMs: TIMEOUT_MS })
+  const renew = (replaces: string, successor: string, time: number) => s.renewPilotToken({ replaces, expires: END },
+    { type: 'token.renewed', time, requestId: `renew-${successor}`, role: 'pilot', tokenKind: 'idtoken', jti: successor, decision: 'allow', site: 'hpc-b', detail: { replaces } },
+    { type: 'token.denied', time, requestId: `refuse-${time}`, role: 'pilot', decision: 'deny', site: 'hpc-b', detail: { pilot: 'renew' } }, REASONS)
+  try {
+    expect(await renew('p0', 'p1', T0 + 10)).toEqual({ renewed: true })
+    await holdCommits(true)
+    let cut: unknown
+    try { cut = await renew('p1', 'p2', T0 + 20).then(() => undefined, (e: unknown) => e) } finally { await holdCommits(false) }
+    expect(cut).toBeInstanceOf(AuditStoreUnavailable)
+    let landed: string[] = []
+    for (let i = 0; i < 50 && landed.length === 0; i++) {
+      landed = (await s.query({ jti: 'p2', limit: 10 })).records.map((r) => r.event.type)
+      if (landed.length === 0) await new Promise((r) => setTimeout(r, 100))
+    }
+    expect(landed).toEqual(['token.renewed'])
+    expect(await renew('p1', 'p2b', T0 + 25)).toEqual({ renewed: true, supersedes: 'p2' })
+    expect(await renew('p2b', 'p3', T0 + 40)).toEqual({ renewed: true })
+    const events = (await s.query({ limit: 100 })).records.map((r) => r.event.type)
+    expect(events.filter((t) => t === 'token.denied' || t === 'token.revoked')).toEqual([])
+    expect((await s.verify()).ok).toBe(true)
+  } finally { await s.close() }
 })
