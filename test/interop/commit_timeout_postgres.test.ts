@@ -227,3 +227,24 @@ it('a renewal whose COMMIT timed out but landed is renewed again on the pilot\'s
     expect((await s.verify()).ok).toBe(true)
   } finally { await s.close() }
 })
+
+// The reseed at the start of serve folds in what was appended since the last start; the first start after the
+// upgrade that added its mark, or after the log was cut back, reads the whole log (issuance_horizon.ts:
+// ~0.5-1 s per million records on PostgreSQL). It grows with the log, so it has the long bound: under the
+// request's bound a large log would fail every start. Here it waits on a row lock held past the short bound.
+it('the start-up reseed of the issuance horizons runs past the query timeout under the long bound', async () => {
+  const dsn = await server.createDatabase('reseed_long')
+  const s = await PostgresStore.open({ dsn, queryTimeoutMs: TIMEOUT_MS, longQueryTimeoutMs: 60_000 })
+  const locker = new pg.Client({ connectionString: dsn })
+  await locker.connect()
+  try {
+    await s.record(issued('one'))
+    await locker.query('BEGIN')
+    await locker.query('SELECT seq FROM issuance_horizon_seeded WHERE id = 1 FOR UPDATE')
+    const release = new Promise<void>((r) => setTimeout(() => { void locker.query('COMMIT').then(() => r()) }, TIMEOUT_MS + 500))
+    const reseeded = await s.reseedHorizons().then(() => 'reseeded', (e: unknown) => e)
+    await release
+    expect(reseeded).toBe('reseeded')
+    expect((await s.sql('SELECT seq FROM issuance_horizon_seeded WHERE id = 1')).rows).toEqual([{ seq: 1 }])
+  } finally { await locker.query('ROLLBACK').catch(() => {}); await locker.end(); await s.close() }
+})
