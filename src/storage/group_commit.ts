@@ -137,9 +137,10 @@ export class GroupCommitter<T> implements Committer<T> {
   /** The next batch off the queue: up to maxBatch items, cut so that a solo item goes alone. */
   #take(): Pending<T>[] {
     let n = Math.min(this.#queue.length, this.#opts.maxBatch)
-    if (this.#solo) {
-      const i = this.#queue.findIndex((p, k) => k < n && this.#solo!(p.item))
-      if (i >= 0) n = Math.max(i, 1)
+    // Only the batch's own items are looked at, not the whole queue (up to max_pending).
+    const solo = this.#solo
+    if (solo) {
+      for (let i = 0; i < n; i++) if (solo(this.#queue[i]!.item)) { n = Math.max(i, 1); break }
     }
     const batch = this.#queue.splice(0, n)
     // The old timer may be for a write now in the batch; re-armed for the oldest still waiting.
