@@ -175,7 +175,15 @@ export class PostgresStore extends ChainedStore {
       connectionString: options.dsn,
       max: options.poolSize ?? 4,
       connectionTimeoutMillis: options.connectTimeoutMs ?? 5000,
-      ...(options.queryTimeoutMs ? { query_timeout: options.queryTimeoutMs } : {}),
+      ...(options.queryTimeoutMs ? {
+        query_timeout: options.queryTimeoutMs,
+        // The server's side of the bound. A transaction whose client gave up (the bound fired and the socket
+        // was closed) while the network dropped everything is never told so: its backend sits idle in the
+        // transaction holding the chain-head row lock, and every replica's batches wait on it, until the
+        // server's TCP keepalive gives up (about two hours by Linux defaults). The broker's transactions run
+        // their statements back to back, never idle that long while their client lives.
+        idle_in_transaction_session_timeout: options.queryTimeoutMs,
+      } : {}),
       // TCP keepalive on every socket: an idle pooled connection to a host that vanished (powered off, a
       // black hole) is found dead by the kernel rather than by the next request. It cannot see a server whose
       // kernel still answers (processes stopped): query_timeout is the bound for that.
