@@ -108,7 +108,7 @@ export abstract class ChainedStore implements BrokerStore {
    * By default writes are grouped here (GroupCommitter) and handed to `commitBatch`; a backend with its own
    * write pipeline (the SQLite writer thread) passes its committer instead.
    */
-  constructor(write: { groupCommit?: Partial<GroupCommitOptions>; committer?: Committer<WriteOp>; auditMac?: AuditMacKey } = {}) {
+  constructor(write: { groupCommit?: Partial<GroupCommitOptions<WriteOp>>; committer?: Committer<WriteOp>; auditMac?: AuditMacKey } = {}) {
     this.auditMac = write.auditMac
     this.committer = write.committer ?? new GroupCommitter<WriteOp>((ops) => this.commitBatch(ops), write.groupCommit)
     // Each read goes through `this`, so a backend's (or a test's) override is the one the checks call.

@@ -138,13 +138,24 @@ export class PostgresStore extends ChainedStore {
   /** pg's per-statement query_timeout for statements that grow with the log; 0: none. */
   readonly #longQueryTimeoutMs: number
 
-  private constructor(connections: CuttablePool, longQueryTimeoutMs: number, groupCommit?: Partial<GroupCommitOptions>, auditMac?: AuditMacKey) {
-    // A batch whose statement timed out met a server that does not answer: the records queued behind it
-    // would each wait out the bound again, batch after batch, so they fail with it (503, retried).
-    super({ groupCommit: { ...groupCommit, strandsQueue: isQueryTimeout }, ...(auditMac ? { auditMac } : {}) })
+  private constructor(connections: CuttablePool, bounds: { queryTimeoutMs: number; longQueryTimeoutMs: number }, groupCommit?: Partial<GroupCommitOptions>, auditMac?: AuditMacKey) {
+    super({
+      groupCommit: {
+        ...groupCommit,
+        // A batch whose statement timed out met a server that does not answer: the records queued behind it
+        // would each wait out the bound again, batch after batch, so they fail with it (503, retried).
+        strandsQueue: isQueryTimeout,
+        // A prune runs under the long bound. Alone in its transaction, and with a request's record waiting
+        // for its batch no longer than a request's statement may take, no record waits out the long bound
+        // (a frozen server mid-prune); a record that waited is refused unsent (503, retried).
+        solo: (op) => op.kind === 'prune',
+        queueDeadlineMs: bounds.queryTimeoutMs,
+      },
+      ...(auditMac ? { auditMac } : {}),
+    })
     this.#pool = connections.pool
     this.#connections = connections
-    this.#longQueryTimeoutMs = longQueryTimeoutMs
+    this.#longQueryTimeoutMs = bounds.longQueryTimeoutMs
   }
 
   /**
@@ -164,7 +175,15 @@ export class PostgresStore extends ChainedStore {
       connectionString: options.dsn,
       max: options.poolSize ?? 4,
       connectionTimeoutMillis: options.connectTimeoutMs ?? 5000,
-      ...(options.queryTimeoutMs ? { query_timeout: options.queryTimeoutMs } : {}),
+      ...(options.queryTimeoutMs ? {
+        query_timeout: options.queryTimeoutMs,
+        // The server's side of the bound. A transaction whose client gave up (the bound fired and the socket
+        // was closed) while the network dropped everything is never told so: its backend sits idle in the
+        // transaction holding the chain-head row lock, and every replica's batches wait on it, until the
+        // server's TCP keepalive gives up (about two hours by Linux defaults). The broker's transactions run
+        // their statements back to back, never idle that long while their client lives.
+        idle_in_transaction_session_timeout: options.queryTimeoutMs,
+      } : {}),
       // TCP keepalive on every socket: an idle pooled connection to a host that vanished (powered off, a
       // black hole) is found dead by the kernel rather than by the next request. It cannot see a server whose
       // kernel still answers (processes stopped): query_timeout is the bound for that.
@@ -187,7 +206,7 @@ export class PostgresStore extends ChainedStore {
       // The message of a pg error never contains the DSN; say which step failed, not where it pointed.
       throw new OperatorError('EAUDITSTORE', `cannot open the PostgreSQL audit store: ${(err as Error).message}`, { cause: err })
     }
-    return new PostgresStore(connections, longBound(options), options.groupCommit, options.auditMac)
+    return new PostgresStore(connections, { queryTimeoutMs: options.queryTimeoutMs ?? 0, longQueryTimeoutMs: longBound(options) }, options.groupCommit, options.auditMac)
   }
 
   protected async commitBatch(ops: WriteOp[]): Promise<void> {
@@ -400,7 +419,10 @@ export class PostgresStore extends ChainedStore {
   }
 
   async reseedHorizons(): Promise<void> {
-    for (const sql of RESEED_SQL) await this.#pool.query(sql)
+    // Under the long bound: the first start after the upgrade that added the reseed's mark, or after the log
+    // was cut back, folds the whole log (about 0.5-1 s per million records), which the request's bound
+    // would fail at every start of a large log.
+    for (const sql of RESEED_SQL) await this.#pool.query({ text: sql, ...queryTimeout(this.#longQueryTimeoutMs) })
   }
 
   async issuanceHorizon(): Promise<IssuanceHorizons> {
@@ -409,6 +431,12 @@ export class PostgresStore extends ChainedStore {
   }
 
   protected async readRevocationState(): Promise<RevocationState> {
+    // On its own client, not #read: an outage here (a timed-out read, a lost connection) is classed as one all
+    // the same, or `audit verify` and the checks while serving took it for a bug ("internal error", exit 70).
+    return this.#readRevocationState().catch((err: unknown) => { throw asStoreOutage(err, 'read') })
+  }
+
+  async #readRevocationState(): Promise<RevocationState> {
     // One snapshot for the reads: a revocation committing meanwhile is either wholly in or wholly out.
     const client = await this.#pool.connect()
     try {

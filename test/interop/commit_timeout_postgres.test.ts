@@ -5,9 +5,14 @@
 // synchronous standby that does not exist: the server has committed locally and waits for a replica's
 // acknowledgement that never comes (PostgreSQL docs, "Synchronous Replication"), which is exactly a committed
 // transaction whose answer the broker does not get.
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import pg from 'pg'
+import { runCli } from '../../src/cli/main.ts'
 import type { AuditEvent } from '../../src/audit/audit_log.ts'
+import type { RenewalRefusalReasons } from '../../src/storage/pilot_renewals.ts'
 import { AuditStoreUnavailable } from '../../src/errors.ts'
 import { PostgresStore } from '../../src/storage/postgres_store.ts'
 import { startPostgres, type TestPostgres } from '../support/postgres.ts'
@@ -122,4 +127,124 @@ it('a store opening while another holds the migration lock past the query timeou
     expect(opened).toBeInstanceOf(PostgresStore)
     await (opened as PostgresStore).close()
   } finally { await locker.end() }
+})
+
+// A prune's transaction runs under the long bound; a request's record queued behind it is answered within the
+// request's bound (503, retried), unsent, rather than waiting out the prune (on a frozen server, up to
+// long_query_timeout_seconds). Here the prune's delete waits on a row lock held well past the short bound.
+it('a record queued behind a long prune is refused, unsent, at the query timeout; the prune carries on and commits', async () => {
+  const T0 = 1_800_000_000
+  // The lock is released only once the record is answered: without a queue bound, the record waits for the
+  // prune's delete to time out at the long bound.
+  const LONG_MS = 20_000
+  const dsn = await server.createDatabase('prune_queue')
+  const s = await PostgresStore.open({ dsn, queryTimeoutMs: TIMEOUT_MS, longQueryTimeoutMs: LONG_MS })
+  const locker = new pg.Client({ connectionString: dsn })
+  await locker.connect()
+  try {
+    for (let i = 1; i <= 3; i++) await s.record({ ...issued(`old-${i}`), time: T0 + i })
+    await locker.query('BEGIN')
+    await locker.query('SELECT seq FROM audit_log WHERE seq = 1 FOR UPDATE')
+    const prune = s.prune(T0 + 100, T0 + 1000).then((r) => r, (e: unknown) => e)
+    // Until the prune's delete waits on the lock: its batch is the one in flight.
+    let waiting = false
+    for (let i = 0; i < 100 && !waiting; i++) {
+      // Asked outside the locker's transaction, which would see one snapshot of pg_stat_activity throughout.
+      const { rows } = await admin.query("SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'DELETE FROM audit_log WHERE seq%'")
+      waiting = rows.length > 0
+      if (!waiting) await new Promise((r) => setTimeout(r, 50))
+    }
+    expect(waiting).toBe(true)
+    const start = Date.now()
+    const refusal = await s.record({ ...issued('behind-prune'), time: T0 + 2000 }).then(() => undefined, (e: unknown) => e)
+    const ms = Date.now() - start
+    console.log(`record queued behind a held prune, query_timeout ${TIMEOUT_MS} ms, long bound ${LONG_MS} ms: answered after ${ms} ms`)
+    await locker.query('COMMIT')
+    expect(refusal).toBeInstanceOf(AuditStoreUnavailable)
+    expect((refusal as AuditStoreUnavailable).status).toBe(503)
+    expect(ms).toBeLessThan(TIMEOUT_MS + SLACK_MS)
+    expect(await prune).toEqual({ pruned: 3, checkpointSeq: 4 })
+    // Refused unsent: no record of it, and the chain verifies.
+    expect((await s.query({ jti: 'behind-prune', limit: 10 })).records).toEqual([])
+    expect((await s.verify()).ok).toBe(true)
+  } finally { await locker.query('ROLLBACK').catch(() => {}); await locker.end(); await s.close() }
+})
+
+// A CLI command whose read is not answered within the bound is an outage, like a server that refuses the
+// connection: one line naming it and exit 1 (docs/audit.md), not "internal error" and exit 70, which says a
+// bug. `audit verify` reads the revocation state in one snapshot of its own; here that read waits on a table
+// lock held past the bound, standing in for a server that stopped answering mid-command.
+it('audit verify whose read times out says the store cannot be read, in one line, and exits 1', async () => {
+  const dsn = await server.createDatabase('verify_timeout')
+  const s = await PostgresStore.open({ dsn })
+  await s.record(issued('one'))
+  await s.close()
+  const dataDir = mkdtempSync(join(tmpdir(), 'ctb-verify-timeout-'))
+  const locker = new pg.Client({ connectionString: dsn })
+  await locker.connect()
+  try {
+    await locker.query('BEGIN')
+    await locker.query('LOCK TABLE audit_log IN ACCESS EXCLUSIVE MODE')
+    const err: string[] = []
+    const env = { CTB_DATA_DIR: dataDir, CTB_TRUST_DOMAIN: 'pool.example.org', CTB_AUDIT_STORE: 'postgres', CTB_AUDIT_POSTGRES_DSN: dsn, CTB_AUDIT_POSTGRES_QUERY_TIMEOUT_SECONDS: '1' }
+    const code = await runCli(['audit', 'verify'], { out: () => {}, err: (line) => err.push(line), env })
+    expect(err.join('\n')).toBe('condor-token-broker: the audit store cannot be read right now (Query read timeout)')
+    expect(code).toBe(1)
+  } finally {
+    await locker.query('ROLLBACK').catch(() => {}); await locker.end()
+    rmSync(dataDir, { recursive: true, force: true })
+  }
+})
+
+// A pilot renewal whose COMMIT the bound cut, the server committing it anyway: the pilot got 503 and retries
+// with the token it holds. That is a lost answer's retry (docs/pilots.md, "Renewal chains and reuse"): renewed,
+// retiring the successor nobody received, never judged reuse, and nothing revoked.
+it('a renewal whose COMMIT timed out but landed is renewed again on the pilot\'s retry, not judged reuse', async () => {
+  const T0 = 1_800_000_000
+  const END = T0 + 7200
+  const REASONS: RenewalRefusalReasons = { reused: 'invalid_grant: reused', stale: 'invalid_grant: stale' }
+  const dsn = await server.createDatabase('renew_timeout')
+  const s = await PostgresStore.open({ dsn, queryTimeoutMs: TIMEOUT_MS })
+  const renew = (replaces: string, successor: string, time: number) => s.renewPilotToken({ replaces, expires: END },
+    { type: 'token.renewed', time, requestId: `renew-${successor}`, role: 'pilot', tokenKind: 'idtoken', jti: successor, decision: 'allow', site: 'hpc-b', detail: { replaces } },
+    { type: 'token.denied', time, requestId: `refuse-${time}`, role: 'pilot', decision: 'deny', site: 'hpc-b', detail: { pilot: 'renew' } }, REASONS)
+  try {
+    expect(await renew('p0', 'p1', T0 + 10)).toEqual({ renewed: true })
+    await holdCommits(true)
+    let cut: unknown
+    try { cut = await renew('p1', 'p2', T0 + 20).then(() => undefined, (e: unknown) => e) } finally { await holdCommits(false) }
+    expect(cut).toBeInstanceOf(AuditStoreUnavailable)
+    let landed: string[] = []
+    for (let i = 0; i < 50 && landed.length === 0; i++) {
+      landed = (await s.query({ jti: 'p2', limit: 10 })).records.map((r) => r.event.type)
+      if (landed.length === 0) await new Promise((r) => setTimeout(r, 100))
+    }
+    expect(landed).toEqual(['token.renewed'])
+    expect(await renew('p1', 'p2b', T0 + 25)).toEqual({ renewed: true, supersedes: 'p2' })
+    expect(await renew('p2b', 'p3', T0 + 40)).toEqual({ renewed: true })
+    const events = (await s.query({ limit: 100 })).records.map((r) => r.event.type)
+    expect(events.filter((t) => t === 'token.denied' || t === 'token.revoked')).toEqual([])
+    expect((await s.verify()).ok).toBe(true)
+  } finally { await s.close() }
+})
+
+// The reseed at the start of serve folds in what was appended since the last start; the first start after the
+// upgrade that added its mark, or after the log was cut back, reads the whole log (issuance_horizon.ts:
+// ~0.5-1 s per million records on PostgreSQL). It grows with the log, so it has the long bound: under the
+// request's bound a large log would fail every start. Here it waits on a row lock held past the short bound.
+it('the start-up reseed of the issuance horizons runs past the query timeout under the long bound', async () => {
+  const dsn = await server.createDatabase('reseed_long')
+  const s = await PostgresStore.open({ dsn, queryTimeoutMs: TIMEOUT_MS, longQueryTimeoutMs: 60_000 })
+  const locker = new pg.Client({ connectionString: dsn })
+  await locker.connect()
+  try {
+    await s.record(issued('one'))
+    await locker.query('BEGIN')
+    await locker.query('SELECT seq FROM issuance_horizon_seeded WHERE id = 1 FOR UPDATE')
+    const release = new Promise<void>((r) => setTimeout(() => { void locker.query('COMMIT').then(() => r()) }, TIMEOUT_MS + 500))
+    const reseeded = await s.reseedHorizons().then(() => 'reseeded', (e: unknown) => e)
+    await release
+    expect(reseeded).toBe('reseeded')
+    expect((await s.sql('SELECT seq FROM issuance_horizon_seeded WHERE id = 1')).rows).toEqual([{ seq: 1 }])
+  } finally { await locker.query('ROLLBACK').catch(() => {}); await locker.end(); await s.close() }
 })

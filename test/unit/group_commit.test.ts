@@ -1,4 +1,5 @@
-import { describe, expect, it } from 'vitest'
+import { afterEach, describe, expect, it, vi } from 'vitest'
+import { AuditStoreUnavailable } from '../../src/errors.ts'
 import { GroupCommitter } from '../../src/storage/group_commit.ts'
 
 /** A backend whose commits finish only when the test says so, logging what happened in which order. */
@@ -104,6 +105,59 @@ describe('GroupCommitter', () => {
     b.open.shift()!.done()
     await last
     expect(sizes).toEqual([1, 1])
+    await gc.close()
+  })
+
+  // A write whose batch has not started has reached no server: failing it keeps fail closed, and answers its
+  // caller (503, retried) instead of leaving it behind a batch that may take the long bound (a prune).
+  describe('queueDeadlineMs', () => {
+    afterEach(() => { vi.useRealTimers() })
+
+    it('fails, unsent, each write that waited in the queue past the deadline; the batch in flight and younger writes are untouched', async () => {
+      vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] })
+      const b = manualBackend()
+      const gc = new GroupCommitter<number>(b.commit, { queueDeadlineMs: 1000 })
+      const inFlight = gc.submit(1)
+      await turn()
+      const settled: string[] = []
+      const note = (n: number, p: Promise<void>) => p.then(() => settled.push(`${n} ok`), (e: unknown) => settled.push(`${n} ${e instanceof AuditStoreUnavailable ? e.status : String(e)}`))
+      void note(1, inFlight)
+      const old = gc.submit(2)
+      void note(2, old)
+      vi.advanceTimersByTime(600)
+      void note(3, gc.submit(3))
+      vi.advanceTimersByTime(500)
+      await turn()
+      // 2 waited 1100 ms, past the deadline; 3 only 500 ms; 1 is the server's and waits on its own bound.
+      expect(settled).toEqual(['2 503'])
+      expect(gc.stats().pending).toBe(1)
+      vi.advanceTimersByTime(600)
+      await turn()
+      expect(settled).toEqual(['2 503', '3 503'])
+      expect(b.log).toEqual(['start 1'])
+      b.open.shift()!.done()
+      await turn()
+      expect(settled).toEqual(['2 503', '3 503', '1 ok'])
+      // The queue is empty and the committer carries on.
+      const later = gc.submit(4)
+      await turn()
+      expect(b.log).toEqual(['start 1', 'start 4'])
+      b.open.shift()!.done()
+      await expect(later).resolves.toBeUndefined()
+      await gc.close()
+    })
+  })
+
+  // A prune's transaction may run for the long bound: a write batched with it would wait as long.
+  it('an item the backend calls solo commits in a batch of its own, never with others', async () => {
+    const b = manualBackend()
+    const gc = new GroupCommitter<number>(b.commit, { solo: (n) => n >= 100 })
+    const all = [gc.submit(1)]
+    await turn()
+    all.push(gc.submit(2), gc.submit(3), gc.submit(100), gc.submit(101), gc.submit(4), gc.submit(5))
+    for (let i = 0; i < 5; i++) { b.open.shift()!.done(); await turn() }
+    await Promise.all(all)
+    expect(b.log).toEqual(['start 1', 'start 2,3', 'start 100', 'start 101', 'start 4,5'])
     await gc.close()
   })
 })
