@@ -1,37 +1,12 @@
 import { createHash } from 'node:crypto'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
-import { request } from 'node:https'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { SqliteStore } from '../../src/storage/sqlite_store.ts'
 import { freePort } from '../support/peers.ts'
+import { loadUntilStopped } from '../support/serve_load.ts'
 import { startdExchangeBody, startServeProcess } from '../support/serve_process.ts'
-
-type Outcome =
-  | { kind: 'complete'; status: number; text: string; endedAt: number }
-  /** The connection was refused, or closed before its TLS handshake finished: the listener had closed. */
-  | { kind: 'refused' }
-  /** The connection was up and the request sent, then cut before its response was complete. */
-  | { kind: 'reset'; error: string }
-
-/** One POST on its own connection, so every outcome belongs to exactly one request. */
-function post(url: string, body: string, ca: Buffer): Promise<Outcome> {
-  return new Promise((resolve) => {
-    let connected = false
-    const req = request(url, { method: 'POST', ca, agent: false, headers: { 'content-type': 'application/x-www-form-urlencoded' }, timeout: 20_000 }, (res) => {
-      let text = ''
-      res.on('data', (c) => { text += c })
-      res.on('end', () => resolve({ kind: 'complete', status: res.statusCode ?? 0, text, endedAt: Date.now() }))
-      res.on('error', (err) => resolve({ kind: 'reset', error: err.message }))
-      res.on('aborted', () => resolve({ kind: 'reset', error: 'aborted' }))
-    })
-    req.on('socket', (s) => s.once('secureConnect', () => { connected = true }))
-    req.on('error', (err) => resolve(connected ? { kind: 'reset', error: err.message } : { kind: 'refused' }))
-    req.on('timeout', () => req.destroy(new Error('timeout')))
-    req.end(body)
-  })
-}
 
 /**
  * SIGTERM while 24 clients keep POST /token busy: the listener stops accepting, the requests already in
@@ -54,23 +29,11 @@ describe('serve on SIGTERM during load', () => {
     const ca = readFileSync(join(dir, 'data/tls/dev-ca.crt'))
     const body = await startdExchangeBody(iamPort)
 
-    const outcomes: Outcome[] = []
-    let stopped = false
-    const worker = async () => {
-      for (let i = 0; i < 2000 && !stopped; i++) {
-        const o = await post(`https://127.0.0.1:${port}/token`, body, ca)
-        outcomes.push(o)
-        if (o.kind !== 'complete') return // the listener is closed: this client goes away
-      }
-    }
-    const load = Promise.all(Array.from({ length: 24 }, worker))
-    const completed = () => outcomes.filter((o) => o.kind === 'complete').length
-    for (let i = 0; i < 400 && completed() < 100; i++) await new Promise((r) => setTimeout(r, 25))
+    const { outcomes, stop } = await loadUntilStopped(`https://127.0.0.1:${port}/token`, body, ca, 24, 100)
     const termAt = Date.now()
     broker.kill('SIGTERM')
     const exit = await Promise.race([exited, new Promise<undefined>((r) => setTimeout(() => r(undefined), 20_000))])
-    stopped = true
-    await load
+    await stop()
 
     expect(exit, 'serve did not exit').toBeDefined()
     expect(exit!.code, broker.stderrText().slice(-600)).toBe(0)

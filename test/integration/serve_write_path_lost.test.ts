@@ -9,32 +9,8 @@ import { pathToFileURL } from 'node:url'
 import { afterAll, describe, expect, it } from 'vitest'
 import { SqliteStore } from '../../src/storage/sqlite_store.ts'
 import { freePort } from '../support/peers.ts'
+import { loadUntilStopped, postOnce } from '../support/serve_load.ts'
 import { BIN, startdExchangeBody, startServeProcess, stopServeProcess } from '../support/serve_process.ts'
-
-type Outcome =
-  | { kind: 'complete'; status: number; text: string }
-  /** Refused, or closed before the TLS handshake finished: the listener had closed. */
-  | { kind: 'refused' }
-  /** Connected and sent, then cut before the response was complete. */
-  | { kind: 'reset'; error: string }
-
-/** One POST on its own connection, so every outcome belongs to exactly one request. */
-function post(url: string, body: string, ca: Buffer): Promise<Outcome> {
-  return new Promise((resolve) => {
-    let connected = false
-    const req = request(url, { method: 'POST', ca, agent: false, headers: { 'content-type': 'application/x-www-form-urlencoded' }, timeout: 20_000 }, (res) => {
-      let text = ''
-      res.on('data', (c) => { text += c })
-      res.on('end', () => resolve({ kind: 'complete', status: res.statusCode ?? 0, text }))
-      res.on('error', (err) => resolve({ kind: 'reset', error: err.message }))
-      res.on('aborted', () => resolve({ kind: 'reset', error: 'aborted' }))
-    })
-    req.on('socket', (s) => s.once('secureConnect', () => { connected = true }))
-    req.on('error', (err) => resolve(connected ? { kind: 'reset', error: err.message } : { kind: 'refused' }))
-    req.on('timeout', () => req.destroy(new Error('timeout')))
-    req.end(body)
-  })
-}
 
 function runCommand(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number | null; out: string; err: string }> {
   return new Promise((resolve) => {
@@ -75,23 +51,11 @@ describe('serve when its audit writer thread dies', () => {
     const ca = readFileSync(join(dir, 'data/tls/dev-ca.crt'))
     const body = await startdExchangeBody(iamPort)
 
-    const outcomes: Outcome[] = []
-    let stopped = false
-    const client = async () => {
-      for (let i = 0; i < 2000 && !stopped; i++) {
-        const o = await post(`https://127.0.0.1:${port}/token`, body, ca)
-        outcomes.push(o)
-        if (o.kind !== 'complete') return // the listener is closed: this client goes away
-      }
-    }
-    const load = Promise.all(Array.from({ length: 8 }, client))
-    const completed = () => outcomes.filter((o) => o.kind === 'complete').length
-    for (let i = 0; i < 400 && completed() < 50; i++) await new Promise((r) => setTimeout(r, 25))
+    const { outcomes, stop } = await loadUntilStopped(`https://127.0.0.1:${port}/token`, body, ca, 8, 50)
     const crashAt = Date.now()
     broker.kill('SIGUSR2')
     const exit = await Promise.race([exited, new Promise<undefined>((r) => setTimeout(() => r(undefined), (GRACE_SECONDS + 15) * 1000))])
-    stopped = true
-    await load
+    await stop()
     if (!exit) broker.kill('SIGKILL')
 
     const stderr = broker.stderrText()
@@ -139,7 +103,7 @@ describe('serve when its audit writer thread dies', () => {
     // What the supervisor does next: the same command on the same data dir, which issues again.
     const again = await startServeProcess(env)
     try {
-      const res = await post(`https://127.0.0.1:${port}/token`, await startdExchangeBody(iamPort), ca)
+      const res = await postOnce(`https://127.0.0.1:${port}/token`, await startdExchangeBody(iamPort), ca)
       expect(res.kind === 'complete' ? res.status : res.kind, JSON.stringify(res)).toBe(200)
     } finally {
       await stopServeProcess(again)
@@ -263,7 +227,7 @@ describe('serve when its audit writer thread dies', () => {
       const client = async () => {
         // Until the writer has started the checkpointer (and it died), then a little longer: commits go on.
         for (let i = 0; i < 3000 && !crashed; i++) {
-          const o = await post(`https://127.0.0.1:${port}/token`, body, ca)
+          const o = await postOnce(`https://127.0.0.1:${port}/token`, body, ca)
           expect(o.kind === 'complete' ? o.status : o.kind, JSON.stringify(o)).toBe(200)
           crashed = broker.stderrText().includes('test: crashing the checkpointer thread')
         }
@@ -272,7 +236,7 @@ describe('serve when its audit writer thread dies', () => {
       expect(crashed, 'the checkpointer thread never started').toBe(true)
       await new Promise((r) => setTimeout(r, 300))
       for (let i = 0; i < 20; i++) {
-        const o = await post(`https://127.0.0.1:${port}/token`, body, ca)
+        const o = await postOnce(`https://127.0.0.1:${port}/token`, body, ca)
         expect(o.kind === 'complete' ? o.status : o.kind, JSON.stringify(o)).toBe(200)
       }
       const health = await new Promise<number>((resolve, reject) => {
