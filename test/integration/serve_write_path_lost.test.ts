@@ -30,6 +30,31 @@ const GRACE_SECONDS = 5
 const EX_SOFTWARE = 70
 
 /**
+ * The environment of a `serve` on ports of its own, its data under `data`, with the crash preload loaded
+ * and `extra` on top (TEST_CRASH_* switches, the grace).
+ */
+async function crashableEnv(data: string, extra: NodeJS.ProcessEnv = {}): Promise<{ env: NodeJS.ProcessEnv; port: number; iamPort: number }> {
+  const port = await freePort()
+  const iamPort = await freePort()
+  const env = {
+    ...process.env, CTB_DATA_DIR: data, CTB_LISTEN_PORT: String(port), CTB_DEV_IAM_PORT: String(iamPort),
+    CTB_TRUST_DOMAIN: 'pool.example.org', CTB_POLICY_WATCH: 'false', ...extra,
+    NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import ${PRELOAD}`,
+  }
+  return { env, port, iamPort }
+}
+
+/** A POST /token whose body never completes: it keeps a drain open for the whole grace. */
+async function hangingRequest(port: number, data: string): Promise<TLSSocket> {
+  const socket = tlsConnect({ port, host: '127.0.0.1', servername: 'localhost', ca: readFileSync(join(data, 'tls/dev-ca.crt')) })
+  socket.on('error', () => { /* closed by the drain when the grace ends */ })
+  await new Promise<void>((r) => socket.once('secureConnect', () => r()))
+  socket.write('POST /token HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\ngrant_type=')
+  await new Promise((r) => setTimeout(r, 200))
+  return socket
+}
+
+/**
  * Crash-only: once the SQLite writer thread has died, nothing can commit again until the process restarts,
  * so serve logs one error line, drains like SIGTERM within shutdown_grace_seconds, and exits with status 70
  * for its supervisor (systemd Restart=on-failure, a container's restart policy) to start it again. No token
@@ -122,23 +147,13 @@ describe('serve when its audit writer thread dies', () => {
     { signals: 2, status: 128 + 15, afterGrace: false },
   ])('with $signals SIGTERM(s) during that stop, exits $status', async ({ signals, status, afterGrace }) => {
     const grace = 3
-    const port = await freePort()
-    const iamPort = await freePort()
     const data = join(dir, `data-${signals}`)
-    const env = {
-      ...process.env, CTB_DATA_DIR: data, CTB_LISTEN_PORT: String(port), CTB_DEV_IAM_PORT: String(iamPort),
-      CTB_TRUST_DOMAIN: 'pool.example.org', CTB_POLICY_WATCH: 'false', CTB_SHUTDOWN_GRACE_SECONDS: String(grace),
-      NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import ${PRELOAD}`,
-    }
+    const { env, port } = await crashableEnv(data, { CTB_SHUTDOWN_GRACE_SECONDS: String(grace) })
     const broker = await startServeProcess(env)
     const exited = new Promise<{ code: number | null; at: number }>((r) => broker.once('exit', (code) => r({ code, at: Date.now() })))
     let hanging: TLSSocket | undefined
     try {
-      hanging = tlsConnect({ port, host: '127.0.0.1', servername: 'localhost', ca: readFileSync(join(data, 'tls/dev-ca.crt')) })
-      hanging.on('error', () => { /* closed by the drain when the grace ends */ })
-      await new Promise<void>((r) => hanging!.once('secureConnect', () => r()))
-      hanging.write('POST /token HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\ngrant_type=')
-      await new Promise((r) => setTimeout(r, 200))
+      hanging = await hangingRequest(port, data)
       broker.kill('SIGUSR2')
       for (let i = 0; i < 100 && !broker.stdoutText().includes('audit write path lost: draining'); i++) await new Promise((r) => setTimeout(r, 20))
       expect(broker.stdoutText()).toMatch(/audit write path lost: draining/)
@@ -169,23 +184,13 @@ describe('serve when its audit writer thread dies', () => {
    */
   it('when the writer thread dies during a SIGTERM drain, says so and exits 70', async () => {
     const grace = 3
-    const port = await freePort()
-    const iamPort = await freePort()
     const data = join(dir, 'data-term-first')
-    const env = {
-      ...process.env, CTB_DATA_DIR: data, CTB_LISTEN_PORT: String(port), CTB_DEV_IAM_PORT: String(iamPort),
-      CTB_TRUST_DOMAIN: 'pool.example.org', CTB_POLICY_WATCH: 'false', CTB_SHUTDOWN_GRACE_SECONDS: String(grace),
-      NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import ${PRELOAD}`,
-    }
+    const { env, port } = await crashableEnv(data, { CTB_SHUTDOWN_GRACE_SECONDS: String(grace) })
     const broker = await startServeProcess(env)
     const exited = new Promise<{ code: number | null }>((r) => broker.once('exit', (code) => r({ code })))
     let hanging: TLSSocket | undefined
     try {
-      hanging = tlsConnect({ port, host: '127.0.0.1', servername: 'localhost', ca: readFileSync(join(data, 'tls/dev-ca.crt')) })
-      hanging.on('error', () => { /* closed by the drain when the grace ends */ })
-      await new Promise<void>((r) => hanging!.once('secureConnect', () => r()))
-      hanging.write('POST /token HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\ngrant_type=')
-      await new Promise((r) => setTimeout(r, 200))
+      hanging = await hangingRequest(port, data)
       broker.kill('SIGTERM')
       for (let i = 0; i < 100 && !broker.stdoutText().includes('SIGTERM: draining'); i++) await new Promise((r) => setTimeout(r, 20))
       expect(broker.stdoutText()).toMatch(/SIGTERM: draining/)
@@ -211,14 +216,8 @@ describe('serve when its audit writer thread dies', () => {
    * stay 200, and no status 70 follow.
    */
   it('keeps serving, live, when the checkpointer thread dies', async () => {
-    const port = await freePort()
-    const iamPort = await freePort()
     const data = join(dir, 'data-checkpointer')
-    const env = {
-      ...process.env, CTB_DATA_DIR: data, CTB_LISTEN_PORT: String(port), CTB_DEV_IAM_PORT: String(iamPort),
-      CTB_TRUST_DOMAIN: 'pool.example.org', CTB_POLICY_WATCH: 'false', TEST_CRASH_CHECKPOINTER_THREAD: '1',
-      NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import ${PRELOAD}`,
-    }
+    const { env, port, iamPort } = await crashableEnv(data, { TEST_CRASH_CHECKPOINTER_THREAD: '1' })
     const broker = await startServeProcess(env)
     try {
       const ca = readFileSync(join(data, 'tls/dev-ca.crt'))
@@ -257,13 +256,7 @@ describe('serve when its audit writer thread dies', () => {
    * serving 503 until someone restarts it by hand.
    */
   it('exits 70 when the writer thread died before serve was listening', async () => {
-    const port = await freePort()
-    const iamPort = await freePort()
-    const env = {
-      ...process.env, CTB_DATA_DIR: join(dir, 'data-at-start'), CTB_LISTEN_PORT: String(port), CTB_DEV_IAM_PORT: String(iamPort),
-      CTB_TRUST_DOMAIN: 'pool.example.org', CTB_POLICY_WATCH: 'false', TEST_CRASH_WRITER_THREAD_AT_START: '1',
-      NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import ${PRELOAD}`,
-    }
+    const { env } = await crashableEnv(join(dir, 'data-at-start'), { TEST_CRASH_WRITER_THREAD_AT_START: '1' })
     const run = await runCommand(['serve'], env)
     expect(run.code, run.out + run.err.slice(-600)).toBe(EX_SOFTWARE)
     expect(run.out).toMatch(/serving at /)
