@@ -3,6 +3,7 @@ import { assertKeysSign } from './issuance/key_self_test.ts'
 import type { SigningKeys } from './keys/signing_keys.ts'
 import type { Clock } from './lib/clock.ts'
 import type { Logger } from './lib/logger.ts'
+import { withinMs } from './lib/within_ms.ts'
 import type { BrokerStore } from './storage/chained_store.ts'
 
 /** After a failed commit, not ready for this long unless a later commit succeeds (then ready at once). */
@@ -42,20 +43,12 @@ async function judgeAudit(store: BrokerStore, nowMs: number, windowSeconds: numb
     const ago = Math.max(0, Math.floor((nowMs - h.lastFailure.at) / 1000))
     return { check: `the last audit commit failed ${ago} s ago`, condition: { msg: 'the last audit commit failed', error: h.lastFailure.message } }
   }
-  let timer: NodeJS.Timeout | undefined
-  const late = new Promise<AuditVerdict>((resolve) => {
-    const words = 'the audit store did not answer in time'
-    timer = setTimeout(() => resolve({ check: words, condition: { msg: words, error: `no answer to a one-record read within ${readMs} ms` } }), readMs)
-  })
   const read = store.query({ limit: 1 }).then((): AuditVerdict => ({ check: 'ok' }), (err: unknown): AuditVerdict => {
     const words = 'the audit store cannot be read'
     return { check: words, condition: { msg: words, error: err instanceof Error ? err.message : String(err) } }
   })
-  try {
-    return await Promise.race([read, late])
-  } finally {
-    clearTimeout(timer)
-  }
+  const late = 'the audit store did not answer in time'
+  return (await withinMs(read, readMs)) ?? { check: late, condition: { msg: late, error: `no answer to a one-record read within ${readMs} ms` } }
 }
 
 /** The audit check's /readyz answer (judgeAudit), without logging. */

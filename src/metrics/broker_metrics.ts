@@ -2,6 +2,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 import type { AuditEvent } from '../audit/audit_log.ts'
 import { classifyIamFailure } from '../iam/iam_failure.ts'
 import type { Clock } from '../lib/clock.ts'
+import { withinMs } from '../lib/within_ms.ts'
 import type { Policy } from '../policy/compile.ts'
 import { REVOCATION_KINDS } from '../revocation/revocation.ts'
 import type { CommitStats } from '../storage/group_commit.ts'
@@ -261,16 +262,5 @@ export class BrokerMetrics implements BrokerObserver {
   /** The page for GET /metrics: the Prometheus text format and its content type. */
   async render(): Promise<{ contentType: string; body: string }> {
     return { contentType: this.registry.contentType, body: await this.registry.metrics() }
-  }
-}
-
-/** The promise's value, or undefined when it has not settled within `ms`; its rejection is passed on. */
-async function withinMs<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
-  let timer: NodeJS.Timeout | undefined
-  const late = new Promise<undefined>((resolve) => { timer = setTimeout(() => resolve(undefined), ms) })
-  try {
-    return await Promise.race([p, late])
-  } finally {
-    clearTimeout(timer)
   }
 }
