@@ -31,7 +31,7 @@ import { authenticateAdmin, type AdminAuthOptions } from '../middleware/admin_au
 import { classifyIamFailure } from '../../iam/iam_failure.ts'
 import { answeredStatus } from '../../iam/iam_errors.ts'
 import { limitBody } from '../middleware/body_limit.ts'
-import { consoleHeaders, consoleSession, csrfRefused, formOfSession, readConsoleForm, sameOrigin, SESSION_COOKIE, unavailablePage } from '../middleware/console_session.ts'
+import { consoleHeaders, consoleSession, csrfRefused, formOfSession, readConsoleForm, sameOrigin, SESSION_COOKIE, tooManyPage, unavailablePage } from '../middleware/console_session.ts'
 import { summaryRange } from './audit.ts'
 import { decisionRequestFrom, ExplainBody, withRevocationBlocks, type PolicySource } from './policy_explain.ts'
 
@@ -143,10 +143,7 @@ export function consoleRoutes(deps: ConsoleDeps): Hono {
     // a code IAM refuses counts against the address, and a blocked address is refused before IAM is asked.
     const address = clientAddress(c).clientAddress
     const blocked = deps.auth.limits?.blockedAddress(address)
-    if (blocked) {
-      c.header('Retry-After', String(blocked.retryAfter))
-      return c.html(messagePage('Too many requests', blocked.description), 429)
-    }
+    if (blocked) return tooManyPage(c, blocked)
     let tokens: { accessToken: string; expiresAt?: number }
     try {
       tokens = await deps.signIn.finish(new URL(c.req.url).searchParams, { ...pending, state })
@@ -178,10 +175,7 @@ export function consoleRoutes(deps: ConsoleDeps): Hono {
     } catch (err) {
       if (err instanceof InvalidToken) return c.html(messagePage('Refused', 'You are not an admin of this broker: the policy grants you no admin role, or your token is not valid here.'), 403)
       // The address limit: a page, as the callback's, not the admin API's JSON in the browser.
-      if (err instanceof SlowDown) {
-        c.header('Retry-After', String(err.retryAfter))
-        return c.html(messagePage('Too many requests', err.description), 429)
-      }
+      if (err instanceof SlowDown) return tooManyPage(c, err)
       if (err instanceof TemporarilyUnavailable) return unavailablePage(c, err)
       throw err
     }
