@@ -28,7 +28,7 @@ import { REVOCATION_KINDS, type RevocationKind } from '../../revocation/revocati
 import type { RevocationService } from '../../revocation/revocation_service.ts'
 import { clientAddress } from '../client_address.ts'
 import { authenticateAdmin, type AdminAuthOptions } from '../middleware/admin_auth.ts'
-import { classifyIamFailure } from '../../iam/iam_failure.ts'
+import { classifyIamFailure, TRANSPORT_CAUSES } from '../../iam/iam_failure.ts'
 import { answeredStatus } from '../../iam/iam_errors.ts'
 import { limitBody } from '../middleware/body_limit.ts'
 import { consoleHeaders, consoleSession, csrfRefused, formOfSession, readConsoleForm, sameOrigin, SESSION_COOKIE, tooManyPage, unavailablePage } from '../middleware/console_session.ts'
@@ -42,8 +42,6 @@ import { decisionRequestFrom, ExplainBody, withRevocationBlocks, type PolicySour
  * to the callback is a cross-site navigation.
  */
 const LOGIN_COOKIE = '__Host-ctb-console-login'
-/** classifyIamFailure's causes for an IAM that could not be reached or did not answer. */
-const TRANSPORT_FAILURES: ReadonlySet<string> = new Set(['dns', 'tls', 'refused', 'timeout'])
 
 /**
  * A failed code redemption that is IAM's trouble, not the client's: IAM unreachable or silent, or answering
@@ -52,7 +50,7 @@ const TRANSPORT_FAILURES: ReadonlySet<string> = new Set(['dns', 'tls', 'refused'
  */
 function iamTrouble(err: unknown): boolean {
   if (err instanceof BrokerError) return err.status >= 500
-  if (TRANSPORT_FAILURES.has(classifyIamFailure(err).cause)) return true
+  if (TRANSPORT_CAUSES.has(classifyIamFailure(err).cause)) return true
   // An OAuth error body carries its status on the error; any other answer on its Response (answeredStatus).
   const own = (err as { status?: unknown } | undefined)?.status
   const status = typeof own === 'number' ? own : answeredStatus(err)
