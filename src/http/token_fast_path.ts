@@ -5,7 +5,7 @@ import type { AccessLog } from './access_log.ts'
 import { clientRequestIdFrom, newRequestId } from './middleware/request_id.ts'
 import { NO_STORE_HEADERS, oauthErrorReply } from './oauth_error_response.ts'
 import type { Exchange } from './routes/token.ts'
-import { parseFormBody, readNodeBody, refuseContentCoding, refuseTransferCoding } from './token_request_body.ts'
+import { readNodeBody, readTokenForm } from './token_request_body.ts'
 
 /** Answers a Node request and returns true, or returns false to leave it to the next listener. */
 export type NodeRequestHandler = (req: IncomingMessage, res: ServerResponse) => boolean
@@ -35,11 +35,9 @@ async function answer(req: IncomingMessage, res: ServerResponse, exchange: Excha
   let headers: Record<string, string>
   let error: string | undefined
   try {
-    const readForm = async () => {
-      refuseContentCoding(req.headers['content-encoding'])
-      refuseTransferCoding(req.headers['transfer-encoding'])
-      return parseFormBody(contentTypeOf(req), await readNodeBody(req))
-    }
+    const readForm = () => readTokenForm(
+      { contentType: contentTypeOf(req), contentEncoding: req.headers['content-encoding'], transferEncoding: req.headers['transfer-encoding'] },
+      () => readNodeBody(req))
     const address = req.socket.remoteAddress
     const result = await exchange(readForm, { requestId, ...(address ? { clientAddress: address } : {}), ...(summary ? { summary } : {}) })
     status = 200

@@ -6,6 +6,8 @@
  * anything else is reported by its own code.
  */
 export type IamFailureCause = 'dns' | 'tls' | 'refused' | 'timeout' | (string & {})
+/** The named causes: IAM could not be reached, or did not answer in time (any other cause is a bare code). */
+export const TRANSPORT_CAUSES: ReadonlySet<string> = new Set(['dns', 'tls', 'refused', 'timeout'])
 
 export interface IamFailure {
   cause: IamFailureCause

@@ -1,6 +1,6 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
 import type { AuditEvent } from '../audit/audit_log.ts'
-import { classifyIamFailure } from '../iam/iam_failure.ts'
+import { classifyIamFailure, TRANSPORT_CAUSES } from '../iam/iam_failure.ts'
 import type { Clock } from '../lib/clock.ts'
 import { withinMs } from '../lib/within_ms.ts'
 import type { Policy } from '../policy/compile.ts'
@@ -51,8 +51,6 @@ const REQUEST_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0
 // Records per transaction: 1 at low load, up to audit.group_commit.max_batch (default 1000) under load.
 const BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]
 const IAM_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
-/** IAM failure causes kept as they are (iam_failure.ts); any other code is "other". */
-const TRANSPORT_CAUSES: ReadonlySet<string> = new Set(['dns', 'tls', 'refused', 'timeout'])
 
 /**
  * The broker's Prometheus metrics, in a registry of their own: one per broker (and per test), never
@@ -253,6 +251,7 @@ export class BrokerMetrics implements BrokerObserver {
     this.#iamSeconds.observe({ call }, seconds)
     if ('error' in outcome) {
       const cause = classifyIamFailure(outcome.error).cause
+      // IAM failure causes kept as they are (iam_failure.ts); any other code is "other".
       this.#iamErrors.inc({ call, cause: TRANSPORT_CAUSES.has(cause) ? cause : OTHER })
     } else if (outcome.status >= 500) {
       this.#iamErrors.inc({ call, cause: 'http_5xx' })

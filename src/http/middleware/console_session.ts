@@ -52,6 +52,15 @@ export function unavailablePage(c: Context, err: TemporarilyUnavailable, link?: 
 }
 
 /**
+ * The console's page for a 429 (the address limit: a blocked address, or an admin sign-in it refused), with
+ * the Retry-After the API's slow_down carries, for the same reason as unavailablePage's.
+ */
+export function tooManyPage(c: Context, limited: { description: string; retryAfter: number }): Response {
+  c.header('Retry-After', String(limited.retryAfter))
+  return c.html(messagePage('Too many requests', limited.description), 429)
+}
+
+/**
  * Signed-in admins only. The session's bearer goes through authenticateAdmin on every request, the
  * decision the admin API makes, so a caller whose admin grant, token or IAM account is revoked is out at
  * the next click. GET without a session goes to the sign-in page; a refused POST gets 403.

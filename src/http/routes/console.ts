@@ -28,10 +28,10 @@ import { REVOCATION_KINDS, type RevocationKind } from '../../revocation/revocati
 import type { RevocationService } from '../../revocation/revocation_service.ts'
 import { clientAddress } from '../client_address.ts'
 import { authenticateAdmin, type AdminAuthOptions } from '../middleware/admin_auth.ts'
-import { classifyIamFailure } from '../../iam/iam_failure.ts'
+import { classifyIamFailure, TRANSPORT_CAUSES } from '../../iam/iam_failure.ts'
 import { answeredStatus } from '../../iam/iam_errors.ts'
 import { limitBody } from '../middleware/body_limit.ts'
-import { consoleHeaders, consoleSession, csrfRefused, formOfSession, readConsoleForm, sameOrigin, SESSION_COOKIE, unavailablePage } from '../middleware/console_session.ts'
+import { consoleHeaders, consoleSession, csrfRefused, formOfSession, readConsoleForm, sameOrigin, SESSION_COOKIE, tooManyPage, unavailablePage } from '../middleware/console_session.ts'
 import { summaryRange } from './audit.ts'
 import { decisionRequestFrom, ExplainBody, withRevocationBlocks, type PolicySource } from './policy_explain.ts'
 
@@ -42,8 +42,6 @@ import { decisionRequestFrom, ExplainBody, withRevocationBlocks, type PolicySour
  * to the callback is a cross-site navigation.
  */
 const LOGIN_COOKIE = '__Host-ctb-console-login'
-/** classifyIamFailure's causes for an IAM that could not be reached or did not answer. */
-const TRANSPORT_FAILURES: ReadonlySet<string> = new Set(['dns', 'tls', 'refused', 'timeout'])
 
 /**
  * A failed code redemption that is IAM's trouble, not the client's: IAM unreachable or silent, or answering
@@ -52,7 +50,7 @@ const TRANSPORT_FAILURES: ReadonlySet<string> = new Set(['dns', 'tls', 'refused'
  */
 function iamTrouble(err: unknown): boolean {
   if (err instanceof BrokerError) return err.status >= 500
-  if (TRANSPORT_FAILURES.has(classifyIamFailure(err).cause)) return true
+  if (TRANSPORT_CAUSES.has(classifyIamFailure(err).cause)) return true
   // An OAuth error body carries its status on the error; any other answer on its Response (answeredStatus).
   const own = (err as { status?: unknown } | undefined)?.status
   const status = typeof own === 'number' ? own : answeredStatus(err)
@@ -143,10 +141,7 @@ export function consoleRoutes(deps: ConsoleDeps): Hono {
     // a code IAM refuses counts against the address, and a blocked address is refused before IAM is asked.
     const address = clientAddress(c).clientAddress
     const blocked = deps.auth.limits?.blockedAddress(address)
-    if (blocked) {
-      c.header('Retry-After', String(blocked.retryAfter))
-      return c.html(messagePage('Too many requests', blocked.description), 429)
-    }
+    if (blocked) return tooManyPage(c, blocked)
     let tokens: { accessToken: string; expiresAt?: number }
     try {
       tokens = await deps.signIn.finish(new URL(c.req.url).searchParams, { ...pending, state })
@@ -178,10 +173,7 @@ export function consoleRoutes(deps: ConsoleDeps): Hono {
     } catch (err) {
       if (err instanceof InvalidToken) return c.html(messagePage('Refused', 'You are not an admin of this broker: the policy grants you no admin role, or your token is not valid here.'), 403)
       // The address limit: a page, as the callback's, not the admin API's JSON in the browser.
-      if (err instanceof SlowDown) {
-        c.header('Retry-After', String(err.retryAfter))
-        return c.html(messagePage('Too many requests', err.description), 429)
-      }
+      if (err instanceof SlowDown) return tooManyPage(c, err)
       if (err instanceof TemporarilyUnavailable) return unavailablePage(c, err)
       throw err
     }

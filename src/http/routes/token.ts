@@ -4,7 +4,7 @@ import type { TokenRequestForm } from '../../contract/token_request.ts'
 import { MethodNotAllowed } from '../../errors.ts'
 import { clientAddress } from '../client_address.ts'
 import { NO_STORE_HEADERS } from '../oauth_error_response.ts'
-import { bodyTooLarge, MAX_BODY_BYTES, parseFormBody, readNodeBody, refuseContentCoding, refuseTransferCoding } from '../token_request_body.ts'
+import { bodyTooLarge, MAX_BODY_BYTES, readNodeBody, readTokenForm } from '../token_request_body.ts'
 import type { RequestContext, TokenExchangeResponse } from '../../issuance/exchange.ts'
 
 /**
@@ -22,11 +22,9 @@ export type Exchange = (readForm: () => Promise<TokenRequestForm>, ctx: RequestC
 export function tokenRoutes(exchange: Exchange): Hono {
   const app = new Hono()
   app.post('/token', async (c) => {
-    const readForm = async () => {
-      refuseContentCoding(c.req.header('content-encoding'))
-      refuseTransferCoding(c.req.header('transfer-encoding'))
-      return parseFormBody(c.req.header('content-type'), await readBoundedBody(c))
-    }
+    const readForm = () => readTokenForm(
+      { contentType: c.req.header('content-type'), contentEncoding: c.req.header('content-encoding'), transferEncoding: c.req.header('transfer-encoding') },
+      () => readBoundedBody(c))
     // The access log (middleware/access_log.ts) reads what the exchange learnt about the caller.
     const summary = {}
     c.set('summary', summary)
