@@ -20,18 +20,18 @@ export function sqliteAuditFile(config: Config): string {
  * built in the background); a CLI command writes at most a record or two, so it commits inline and
  * starts no thread.
  */
-export async function openBrokerStore(config: Config, options: { sqliteWriter?: 'thread' | 'inline'; auditMac?: AuditMacKey } = {}): Promise<BrokerStore> {
+export async function openBrokerStore(config: Config, options: { sqliteWriter?: 'thread' | 'inline'; auditMac?: AuditMacKey; readOnly?: boolean } = {}): Promise<BrokerStore> {
   // Every record a store opened here appends carries a MAC, and every check it runs checks them (ChainedStore):
   // no command writes without the key. A command that only reads may pass the key it could read, or none.
   const auditMac = 'auditMac' in options ? options.auditMac : await writerAuditMacKey(config)
-  const store = await openBackend(config, options.sqliteWriter, auditMac)
+  const store = await openBackend(config, options.sqliteWriter, auditMac, options.readOnly === true)
   // Without the key the store can only read: a write would append a record without a MAC.
   if (!auditMac) store.refuseWrites()
   return store
 }
 
-async function openBackend(config: Config, sqliteWriter: 'thread' | 'inline' | undefined, auditMac: AuditMacKey | undefined): Promise<BrokerStore> {
-  const mac = auditMac ? { auditMac } : {}
+async function openBackend(config: Config, sqliteWriter: 'thread' | 'inline' | undefined, auditMac: AuditMacKey | undefined, readOnly = false): Promise<BrokerStore> {
+  const mac = { ...(auditMac ? { auditMac } : {}), ...(readOnly ? { readOnly } : {}) }
   const gc = config.audit.group_commit
   const groupCommit: GroupCommitOptions = { maxBatch: gc.max_batch, maxWaitMs: gc.max_wait_ms, maxPending: gc.max_pending }
   if (config.audit.store === 'postgres') {
@@ -123,11 +123,12 @@ export function tryAuditMacKey(config: Config): AuditMacReading {
 }
 
 /**
- * The `auditMac` option of openBrokerStore for a CLI command. A reader (`mac` from tryAuditMacKey) passes
- * the option even without a key (undefined), as that is what keeps openBrokerStore from loading, or outside
+ * openBrokerStore's options for a CLI command, which commits inline. A reader (`mac` from tryAuditMacKey)
+ * opens the log read-only (nothing created, set or migrated: reader_checks.ts) and passes the `auditMac`
+ * option even without a key (undefined), as that is what keeps openBrokerStore from loading, or outside
  * production making up, the writer's key; the store it gets refuses writes. A writer (`mac` undefined)
- * passes none, so openBrokerStore loads the writer's key.
+ * passes neither, so openBrokerStore loads the writer's key and the schema is migrated if need be.
  */
-export function auditMacOption(mac: AuditMacReading | undefined): { auditMac?: AuditMacKey | undefined } {
-  return mac ? { auditMac: 'key' in mac ? mac.key : undefined } : {}
+export function cliStoreOptions(mac: AuditMacReading | undefined): { sqliteWriter: 'inline'; auditMac?: AuditMacKey | undefined; readOnly?: true } {
+  return mac ? { sqliteWriter: 'inline', auditMac: 'key' in mac ? mac.key : undefined, readOnly: true } : { sqliteWriter: 'inline' }
 }

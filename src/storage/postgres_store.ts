@@ -4,6 +4,7 @@ import { countReasonsOfBodies } from '../audit/unreadable_record.ts'
 import { assertCountQuery, COUNTED_TYPES_SQL, type CountQuery, type CountRow, type LiveRow, type ReasonRow } from '../audit/aggregate.ts'
 import { COLUMN_NAMES, GENESIS_HASH, HEAD_MISSING, type AuditColumns, type ChainHead, type StoredRow } from '../audit/chain.ts'
 import { OperatorError } from '../errors.ts'
+import { checkSchemaVersion, NO_POSTGRES_LOG } from './reader_checks.ts'
 import { INITIAL_GENERATION, type IssuanceHorizons, type NewRevocation, type Revocation } from '../revocation/revocation.ts'
 import { horizonsFromRows, HorizonTracker, raiseHorizonSql, reseedHorizonsSql, revocationUntil, seedHorizonsSql, seedMarkTableSql } from './issuance_horizon.ts'
 import { revocationsToCarry } from '../revocation/revocation_consistency.ts'
@@ -41,6 +42,11 @@ export interface PostgresStoreOptions {
   longQueryTimeoutMs?: number
   /** Appends every record with a MAC under this key, and checks MACs in every chain check (ChainedStore). */
   auditMac?: AuditMacKey
+  /**
+   * For a command that only reads: the schema is checked, never created or migrated (a role with SELECT
+   * only may read), and every transaction of the session is read-only, so the server refuses any write.
+   */
+  readOnly?: boolean
 }
 
 /**
@@ -189,6 +195,7 @@ export class PostgresStore extends ChainedStore {
       // kernel still answers (processes stopped): query_timeout is the bound for that.
       keepAlive: true,
       keepAliveInitialDelayMillis: KEEPALIVE_IDLE_MS,
+      ...(options.readOnly ? { options: '-c default_transaction_read_only=on' } : {}),
       types,
     })
     const { pool } = connections
@@ -199,7 +206,8 @@ export class PostgresStore extends ChainedStore {
     // the broker. The query in flight fails anyway, and release(err) discards the connection.
     pool.on('connect', (client) => { client.on('error', () => {}) })
     try {
-      await migrate(pool, longBound(options))
+      if (options.readOnly) await checkSchema(pool)
+      else await migrate(pool, longBound(options))
     } catch (err) {
       await connections.end().catch(() => {})
       if (err instanceof OperatorError) throw err
@@ -571,6 +579,14 @@ function isDataException(err: unknown): boolean {
   return typeof code === 'string' && code.startsWith('22')
 }
 
+/** A reader's open: the log must be there, at this broker's schema version (schema_version.ts). */
+async function checkSchema(pool: pg.Pool): Promise<void> {
+  const present = await pool.query<{ present: boolean }>("SELECT to_regclass('ctb_schema_version') IS NOT NULL AS present")
+  if (present.rows[0]?.present !== true) throw new OperatorError('EAUDITSTORE', NO_POSTGRES_LOG)
+  const cur = (await pool.query<{ version: number }>('SELECT version FROM ctb_schema_version')).rows[0]
+  checkSchemaVersion(cur?.version ?? 0, MIGRATIONS.length, 'read')
+}
+
 async function migrate(pool: pg.Pool, longMs: number): Promise<void> {
   await inTransaction(pool, async (client) => {
     // Another replica starting at the same time may hold it for as long as its migration takes.
@@ -578,9 +594,7 @@ async function migrate(pool: pg.Pool, longMs: number): Promise<void> {
     await client.query('CREATE TABLE IF NOT EXISTS ctb_schema_version (version INT NOT NULL)')
     const cur = (await client.query<{ version: number }>('SELECT version FROM ctb_schema_version')).rows[0]
     const version = cur?.version ?? 0
-    if (version > MIGRATIONS.length) {
-      throw new OperatorError('EAUDITSCHEMA', `the audit database has schema version ${version}, newer than this broker knows (${MIGRATIONS.length}); upgrade the broker`)
-    }
+    checkSchemaVersion(version, MIGRATIONS.length, 'write')
     // A step that builds an index or adds a column works through the whole log.
     for (let v = version; v < MIGRATIONS.length; v++) await client.query({ text: MIGRATIONS[v]!, ...queryTimeout(longMs) })
     if (!cur) await client.query('INSERT INTO ctb_schema_version VALUES ($1)', [MIGRATIONS.length])

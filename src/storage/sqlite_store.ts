@@ -38,6 +38,8 @@ export interface SqliteStoreOptions {
   sliceRows?: number
   /** Appends every record with a MAC under this key, and checks MACs in every chain check (ChainedStore). */
   auditMac?: AuditMacKey
+  /** Reads an existing file without writing to it (a command that only reads; openSqliteDb). Inline writer only. */
+  readOnly?: boolean
 }
 
 /**
@@ -71,11 +73,13 @@ export class SqliteStore extends ChainedStore {
   #jtiCatchUp: Promise<void> | undefined
 
   constructor(options: SqliteStoreOptions) {
+    const thread = (options.writer ?? 'thread') === 'thread'
+    if (thread && options.readOnly) throw new TypeError('a read-only SQLite store has no writer thread')
     // Opening here (synchronously) creates or migrates the schema before the writer thread connects.
     const db = openSqliteDb(options)
     // Not `this` yet (before super): the callback reaches the store through a holder set just below.
     const self: { store?: SqliteStore } = {}
-    const thread = (options.writer ?? 'thread') === 'thread'
+    const writer = thread
       ? new SqliteWriterClient({
         file: options.file, synchronous: options.synchronous ?? 'full', busyTimeoutMs: options.busyTimeoutMs ?? 5000,
         groupCommit: { ...DEFAULT_GROUP_COMMIT, ...options.groupCommit },
@@ -84,16 +88,16 @@ export class SqliteStore extends ChainedStore {
       })
       : undefined
     const mac = options.auditMac ? { auditMac: options.auditMac } : {}
-    super(thread ? { committer: thread, ...mac } : { ...(options.groupCommit ? { groupCommit: options.groupCommit } : {}), ...mac })
+    super(writer ? { committer: writer, ...mac } : { ...(options.groupCommit ? { groupCommit: options.groupCommit } : {}), ...mac })
     self.store = this
-    this.#thread = thread
+    this.#thread = writer
     this.#db = db
     this.#head = this.#db.prepare('SELECT seq, hash FROM audit_head WHERE id = 1')
     this.#jtiInSecond = this.#db.prepare('SELECT seq FROM audit_log INDEXED BY audit_time_jti WHERE time = ? AND jti = ?')
     this.#firstSeq = this.#db.prepare('SELECT min(seq) AS seq FROM audit_log')
     this.#sliceRows = options.sliceRows ?? SLICE_ROWS
     this.#timeBoundary = this.#db.prepare('SELECT time FROM audit_log WHERE time >= ? AND time < ? ORDER BY time LIMIT 1 OFFSET ?')
-    if (!thread) this.#inline = new SqliteChainWriter(this.#db, options.auditMac)
+    if (!writer) this.#inline = new SqliteChainWriter(this.#db, options.auditMac)
     // A serving broker builds the jti index in the background so the first lookup by jti is quick.
     else this.#catchUpJti().catch(() => { /* retried by the next lookup */ })
   }

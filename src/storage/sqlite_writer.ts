@@ -1,5 +1,6 @@
-import { closeSync, constants, mkdirSync, openSync } from 'node:fs'
+import { closeSync, constants, existsSync, mkdirSync, openSync } from 'node:fs'
 import { dirname } from 'node:path'
+import { pathToFileURL } from 'node:url'
 import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite'
 import { COLUMN_NAMES, GENESIS_HASH, HEAD_MISSING, recordHash, type AuditColumns } from '../audit/chain.ts'
 import { MACS_STARTED, recordMac, type AuditMacKey } from '../audit/record_mac.ts'
@@ -9,6 +10,7 @@ import { applyRenewal, PILOT_RENEWALS_TABLE, renewalKey, renewalSql, type Renewa
 import type { CredentialWrite } from '../credentials/credential_store.ts'
 import { revocationsToCarry } from '../revocation/revocation_consistency.ts'
 import { OperatorError } from '../errors.ts'
+import { checkSchemaVersion, noSqliteLog } from './reader_checks.ts'
 import { needsJtiEntry } from './jti_index.ts'
 import {
   CONFIRMATION_READ_COLUMNS, CREDENTIAL_CONFIRMATION_COLUMNS, CREDENTIALS_MIGRATION, confirmationRow, confirmationValues, confirmSql, nextConfirmation,
@@ -35,6 +37,11 @@ export interface SqliteOpenOptions {
   synchronous?: SqliteSynchronous
   /** How long a writer waits for another process's write lock (e.g. the CLI revoking while serving). */
   busyTimeoutMs?: number
+  /**
+   * Opens an existing file for reading only (a command that only reads): nothing is created, set or migrated,
+   * so a copy the caller may not write can be read, and a log of an older schema is refused, not migrated.
+   */
+  readOnly?: boolean
 }
 
 /**
@@ -123,6 +130,7 @@ export const AUTOCHECKPOINT_PAGES = 10_000
 /** Opens a connection with the store's pragmas and brings the schema up to date. */
 export function openSqliteDb(options: SqliteOpenOptions): DatabaseSync {
   try {
+    if (options.readOnly) return openForReading(options)
     mkdirSync(dirname(options.file), { recursive: true, mode: 0o700 })
     // Created owner-only before SQLite opens it: SQLite would use the umask (0644 under 022) and gives the
     // -wal and -shm files the database's mode, and the file holds sealed refresh tokens and console sessions.
@@ -149,6 +157,42 @@ export function openSqliteDb(options: SqliteOpenOptions): DatabaseSync {
   }
 }
 
+function openForReading(options: SqliteOpenOptions): DatabaseSync {
+  if (!existsSync(options.file)) throw new OperatorError('EAUDITSTORE', noSqliteLog(options.file))
+  try {
+    return readingConnection(options.file, options)
+  } catch (err) {
+    // A WAL file is read through its -shm index, which SQLite creates beside it even to read. A copy in a
+    // directory the reader may not write, with neither file beside it, cannot have a writer at work (a writer
+    // keeps the -shm while it has the file open): it is read as it lies. With a -wal there (records not yet
+    // checkpointed) reading it so would skip them, so that stays refused.
+    const refused = (err as { errcode?: unknown }).errcode
+    if (typeof refused !== 'number' || (refused & 0xff) !== SQLITE_READONLY) throw err
+    if (existsSync(`${options.file}-wal`) || existsSync(`${options.file}-shm`)) throw err
+    const lying = pathToFileURL(options.file)
+    lying.searchParams.set('immutable', '1')
+    return readingConnection(lying, options)
+  }
+}
+
+/** SQLite's primary result code for a write it may not make (extended codes keep it in the low byte). */
+const SQLITE_READONLY = 8
+
+function readingConnection(path: string | URL, options: SqliteOpenOptions): DatabaseSync {
+  const db = new DatabaseSync(path, { readOnly: true })
+  try {
+    // Waits out a writer's lock like any reader; the cache as small as a writer's. Both are this connection's own.
+    db.exec(`PRAGMA busy_timeout = ${options.busyTimeoutMs ?? 5000}`)
+    db.exec(`PRAGMA cache_size = -${SQLITE_CACHE_KIB}`)
+    const { user_version: v } = db.prepare('PRAGMA user_version').get() as { user_version: number }
+    checkSchemaVersion(v, MIGRATIONS.length, 'read')
+    return db
+  } catch (err) {
+    db.close()
+    throw err
+  }
+}
+
 function migrate(db: DatabaseSync): void {
   // One step per transaction, re-reading the version under the write lock: two processes opening a new
   // file at once (serve and the CLI) must not both run a step.
@@ -156,9 +200,7 @@ function migrate(db: DatabaseSync): void {
     db.exec('BEGIN IMMEDIATE')
     try {
       const { user_version: v } = db.prepare('PRAGMA user_version').get() as { user_version: number }
-      if (v > MIGRATIONS.length) {
-        throw new OperatorError('EAUDITSCHEMA', `the audit database has schema version ${v}, newer than this broker knows (${MIGRATIONS.length}); upgrade the broker`)
-      }
+      checkSchemaVersion(v, MIGRATIONS.length, 'write')
       if (v === MIGRATIONS.length) { db.exec('COMMIT'); return }
       const step = MIGRATIONS[v]!
       if (typeof step === 'string') db.exec(step)

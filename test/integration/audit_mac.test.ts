@@ -171,7 +171,7 @@ describe('a missing audit MAC key outside production', () => {
     expect(await sql("SELECT seq FROM audit_log WHERE type = 'audit.macs_started'")).toEqual([{ seq: 1 }])
     rmSync(keyPath)
 
-    // Every command that only reads opens the store as a reader (auditMacOption in open_store.ts): with the key
+    // Every command that only reads opens the store as a reader (cliStoreOptions in open_store.ts): with the key
     // it could read, or none, but never the writer's, which would be made up or refused here.
     for (const argv of [['audit', 'verify'], ['audit', 'list'], ['audit', 'export'], ['revoke', 'list'], ['revoke', 'condor'], ['credential', 'list'], ['pilot', 'list']]) {
       const r = await cli(env, ...argv)

@@ -9,7 +9,7 @@ import { tryAnchorKey } from '../../keys/anchor_key.ts'
 import { anchorFile } from '../../storage/anchor_file.ts'
 import type { AnchorCheck } from '../../storage/verify_all.ts'
 import { systemClock } from '../../lib/clock.ts'
-import { auditLogExists, auditMacOption, openBrokerStore, sqliteAuditFile, tryAuditMacKey } from '../../storage/open_store.ts'
+import { auditLogExists, cliStoreOptions, openBrokerStore, sqliteAuditFile, tryAuditMacKey } from '../../storage/open_store.ts'
 import { CliError, parse, positiveInt, type CommandIo } from '../command.ts'
 
 const HELP = `Usage: condor-token-broker audit <list|export|verify|prune> [options]
@@ -62,7 +62,7 @@ export async function auditCommand(argv: string[], io: CommandIo): Promise<numbe
   }
   // Reading needs no key: without one, verify checks the chain but not the MACs, and says so. Prune writes.
   const mac = sub === 'prune' ? undefined : tryAuditMacKey(config)
-  const store = await openBrokerStore(config, { sqliteWriter: 'inline', ...auditMacOption(mac) })
+  const store = await openBrokerStore(config, cliStoreOptions(mac))
   try {
     switch (sub) {
       case 'list': {

@@ -3,7 +3,7 @@ import { loadConfig } from '../../config.ts'
 import { parseProvider, parseUser } from '../../contract/job_credentials.ts'
 import { revokeStored } from '../../credentials/sealed_refresh_tokens.ts'
 import { systemClock } from '../../lib/clock.ts'
-import { auditMacOption, openBrokerStore, tryAuditMacKey } from '../../storage/open_store.ts'
+import { cliStoreOptions, openBrokerStore, tryAuditMacKey } from '../../storage/open_store.ts'
 import { CliError, parse, type CommandIo } from '../command.ts'
 
 const HELP = `Usage: condor-token-broker credential revoke USER PROVIDER [--reason TEXT]
@@ -26,7 +26,7 @@ export async function credentialCommand(argv: string[], io: CommandIo): Promise<
   const config = loadConfig({ ...(values.config ? { file: values.config } : {}), env: io.env })
   // list only reads: a host without the audit MAC key may run it; revoke writes a record.
   const mac = sub === 'list' ? tryAuditMacKey(config) : undefined
-  const store = await openBrokerStore(config, { sqliteWriter: 'inline', ...auditMacOption(mac) })
+  const store = await openBrokerStore(config, cliStoreOptions(mac))
   try {
     if (sub === 'list') {
       const all = await store.listCredentials()

@@ -2,7 +2,7 @@ import { loadConfig, maxTokenLifetime } from '../../config.ts'
 import { listLivePilots } from '../../issuance/pilot_list.ts'
 import { longestLifetime } from '../../revocation/revocation.ts'
 import { systemClock } from '../../lib/clock.ts'
-import { auditMacOption, openBrokerStore, tryAuditMacKey } from '../../storage/open_store.ts'
+import { cliStoreOptions, openBrokerStore, tryAuditMacKey } from '../../storage/open_store.ts'
 import { CliError, parse, type CommandIo } from '../command.ts'
 
 export const PILOT_LIST_HELP = `Usage: condor-token-broker pilot list [--site SITE] [--json]
@@ -22,7 +22,7 @@ export async function pilotListCommand(rest: string[], io: CommandIo): Promise<n
   const config = loadConfig({ ...(values.config ? { file: values.config } : {}), env: io.env })
   // Only reads: a host without the audit MAC key may list.
   const mac = tryAuditMacKey(config)
-  const store = await openBrokerStore(config, { sqliteWriter: 'inline', ...auditMacOption(mac) })
+  const store = await openBrokerStore(config, cliStoreOptions(mac))
   try {
     const now = systemClock.now()
     const pilots = await listLivePilots(store, now, await longestLifetime(store, 'token', maxTokenLifetime(config)), values.site !== undefined ? { site: values.site } : {})

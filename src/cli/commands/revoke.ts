@@ -11,7 +11,7 @@ import { formatIssue, loadPolicyDir } from '../../policy/load.ts'
 import { revocationLabels, type RevocationLabels } from '../../policy/revocation_labels.ts'
 import { primaryIamIssuer } from '../../services.ts'
 import { writeCondorConfigAtomic } from '../../revocation/write_condor_config.ts'
-import { auditMacOption, openBrokerStore, tryAuditMacKey } from '../../storage/open_store.ts'
+import { cliStoreOptions, openBrokerStore, tryAuditMacKey } from '../../storage/open_store.ts'
 import { CliError, parse, positiveInt, type CommandIo } from '../command.ts'
 
 const HELP = `Usage: condor-token-broker revoke (--jti ID | --sub SUB | --role ROLE | --site SITE | --client ID | --pilot-job SITE:JOBID) [--iss ISSUER] [--reason TEXT] [--exp EPOCH] [--dry-run]
@@ -65,7 +65,7 @@ export async function revokeCommand(argv: string[], io: CommandIo): Promise<numb
   // list and condor only read: a host without the audit MAC key may run them; the others write records.
   const readOnly = sub === 'list' || sub === 'condor' || (sub === 'add' && values['dry-run'] === true)
   const mac = readOnly ? tryAuditMacKey(config) : undefined
-  const store = await openBrokerStore(config, { sqliteWriter: 'inline', ...auditMacOption(mac) })
+  const store = await openBrokerStore(config, cliStoreOptions(mac))
   const service = new RevocationService({
     store, clock: systemClock, log: createLogger((l) => io.err(l.trimEnd())), maxTokenLifetime: maxTokenLifetime(config), refreshSeconds: config.revocation.refresh_seconds,
     knownLabels: () => policyLabels(config),
