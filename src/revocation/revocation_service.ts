@@ -142,6 +142,16 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks, Cal
     this.#timer = undefined
   }
 
+  /**
+   * The revocations this broker enforces now, by kind, and when they were read from the store: what
+   * /metrics reports, from memory. Never a store read, so a scrape neither waits on an audit store that has
+   * stopped answering nor holds one of its connections. As fresh as the last refresh: another replica's
+   * revocation (or the CLI's) shows after the next one, as it is enforced here.
+   */
+  inForce(): { byKind: ReadonlyMap<RevocationKind, number>; readAt: number } {
+    return { byKind: this.#snapshot.countByKind(this.#deps.clock.now()), readAt: this.#snapshot.readAt }
+  }
+
   /** The generation a token issued now for `role` carries (claim ctb_gen). Synchronous: hot path. */
   generationOf(role: string): number {
     return this.#snapshot.generationOf(role, INITIAL_GENERATION)
