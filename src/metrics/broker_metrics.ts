@@ -5,7 +5,7 @@ import type { Clock } from '../lib/clock.ts'
 import type { Policy } from '../policy/compile.ts'
 import { REVOCATION_KINDS } from '../revocation/revocation.ts'
 import type { CommitStats } from '../storage/group_commit.ts'
-import { LabelBounds, OTHER } from './label_bounds.ts'
+import { LabelBounds, NONE, OTHER, STORE_UNAVAILABLE } from './label_bounds.ts'
 import type { BrokerObserver, IamCall } from './observer.ts'
 
 /** What a scrape reads on demand (never per request): each is optional, a missing one leaves its series out. */
@@ -84,7 +84,7 @@ export class BrokerMetrics implements BrokerObserver {
     })
     this.#denied = new Counter({
       name: 'ctb_tokens_denied_total',
-      help: 'Token requests refused, by role and token kind asked for (policy roles only), bound site and OAuth error code.',
+      help: 'Token requests refused, by role and token kind asked for (policy roles only), bound site and OAuth error code (store_unavailable: a 503 for an audit store outage).',
       labelNames: ['role', 'kind', 'site', 'reason'], registers,
     })
     this.#reuse = new Counter({
@@ -236,6 +236,12 @@ export class BrokerMetrics implements BrokerObserver {
   refused(error: string): void {
     const l = this.#labels
     this.#denied.inc({ role: l.role(undefined), kind: l.kind(undefined), site: l.site(undefined), reason: l.reason(error) })
+  }
+
+  refusedForStoreOutage(): void {
+    // No record to take the role, kind and site from: the refusal is counted as one with nobody to name,
+    // under a reason of its own, as its OAuth code (temporarily_unavailable) also answers IAM outages.
+    this.#denied.inc({ role: NONE, kind: NONE, site: NONE, reason: STORE_UNAVAILABLE })
   }
 
   tokenRequest(status: number, seconds: number): void {

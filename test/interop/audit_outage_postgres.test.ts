@@ -44,6 +44,8 @@ describe('PostgreSQL audit store outage on POST /token', () => {
       expect(scrape.status, scrape.text.slice(0, 200)).toBe(200)
       const samples = parsePrometheusText(scrape.text)
       expect(sampleValue(samples, 'ctb_audit_commit_failures_total')).toBe(2)
+      // The two 503s, as refusals an admin watching denials sees (docs/metrics.md).
+      expect(sampleValue(samples, 'ctb_tokens_denied_total', { role: 'none', kind: 'none', site: 'none', reason: 'store_unavailable' })).toBe(2)
       expect(revocationGauge(samples)).toEqual({ jti: 1, sub: 0, role: 0, site: 0, client: 0, 'pilot-job': 0 })
     } finally {
       server.start()
