@@ -128,11 +128,21 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks, Cal
     return { revocations, generations }
   }
 
-  /** Periodic refresh; failures keep the last snapshot and are logged. */
+  /**
+   * Periodic refresh; failures keep the last snapshot and are logged. A tick that finds the previous refresh
+   * still waiting on the store skips: on a PostgreSQL server that stopped answering each read holds a pool
+   * connection until query_timeout_seconds, and a refresh every few seconds would take the pool from the
+   * token requests.
+   */
   startAutoRefresh(): void {
     if (this.#timer) return
+    let running = false
     this.#timer = setInterval(() => {
-      this.refresh().catch((err: unknown) => this.#deps.log.warn('revocation refresh failed; using the previous list', { err }))
+      if (running) return
+      running = true
+      this.refresh()
+        .catch((err: unknown) => this.#deps.log.warn('revocation refresh failed; using the previous list', { err }))
+        .finally(() => { running = false })
     }, this.#deps.refreshSeconds * 1000)
     this.#timer.unref()
   }
