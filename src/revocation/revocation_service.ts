@@ -105,7 +105,12 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks, Cal
         // Not active any more: lifted (the row says so) is fine; the whole table is read only then, rarely.
         all ??= new Map((await this.#deps.store.listRevocations()).map((r) => [r.id, r]))
         const stored = all.get(held.id)
-        if (stored?.liftedAt !== undefined && sameEntry(held, stored)) continue
+        if (stored && sameEntry(held, stored)) {
+          // Unlifted and as held, yet not in the read of the active ones: that read began before the entry
+          // committed (a revoke overlapping this refresh). Nothing changed behind the broker; still enforced.
+          if (stored.liftedAt === undefined) kept.push(held)
+          continue
+        }
         changes.push(stored ? entryChange(held, stored) : `revocation ${held.id} (${held.kind} ${JSON.stringify(held.value)}) is gone from the table`)
       } else changes.push(entryChange(held, row))
       kept.push(held)
