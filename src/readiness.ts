@@ -33,7 +33,7 @@ interface AuditVerdict {
  * The answer is in fixed words: /readyz is open to a load balancer without auth, and a store's message can
  * name its host, port, user or file. The message goes to the log (auditReadinessCheck).
  */
-async function judgeAudit(store: BrokerStore, nowMs: number, windowSeconds: number, readMs: number): Promise<AuditVerdict> {
+async function judgeAudit(store: BrokerStore, nowMs: number, windowSeconds: number, readMs: number, read: () => Promise<AuditVerdict> = () => readVerdict(store)): Promise<AuditVerdict> {
   const h = store.writeHealth()
   if (h.stopped !== undefined) {
     const words = 'the audit writer thread has stopped'
@@ -43,12 +43,16 @@ async function judgeAudit(store: BrokerStore, nowMs: number, windowSeconds: numb
     const ago = Math.max(0, Math.floor((nowMs - h.lastFailure.at) / 1000))
     return { check: `the last audit commit failed ${ago} s ago`, condition: { msg: 'the last audit commit failed', error: h.lastFailure.message } }
   }
-  const read = store.query({ limit: 1 }).then((): AuditVerdict => ({ check: 'ok' }), (err: unknown): AuditVerdict => {
+  const late = 'the audit store did not answer in time'
+  return (await withinMs(read(), readMs)) ?? { check: late, condition: { msg: late, error: `no answer to a one-record read within ${readMs} ms` } }
+}
+
+/** The one-record read, as a verdict; never rejects. */
+function readVerdict(store: BrokerStore): Promise<AuditVerdict> {
+  return store.query({ limit: 1 }).then((): AuditVerdict => ({ check: 'ok' }), (err: unknown): AuditVerdict => {
     const words = 'the audit store cannot be read'
     return { check: words, condition: { msg: words, error: err instanceof Error ? err.message : String(err) } }
   })
-  const late = 'the audit store did not answer in time'
-  return (await withinMs(read, readMs)) ?? { check: late, condition: { msg: late, error: `no answer to a one-record read within ${readMs} ms` } }
 }
 
 /** The audit check's /readyz answer (judgeAudit), without logging. */
@@ -66,9 +70,16 @@ export function auditReadinessCheck(store: BrokerStore, log: Logger, nowMs: () =
   let logged: string | undefined
   let started = 0
   let newestApplied = 0
+  // At most one read in flight: a probe that finds one waits on it rather than start another. A read the
+  // probe gave up on still holds its PostgreSQL pool connection until query_timeout_seconds (30 s), so a
+  // read per probe, on a server that stopped answering, would take the pool's connections (4 by default)
+  // from the token requests one probe at a time. The price: once the store answers again, readiness
+  // follows when that read settles (at once on a thawed server, at worst query_timeout_seconds later).
+  let reading: Promise<AuditVerdict> | undefined
+  const read = () => (reading ??= readVerdict(store).finally(() => { reading = undefined }))
   return async () => {
     const probe = ++started
-    const { check, condition } = await judgeAudit(store, nowMs(), windowSeconds, readMs)
+    const { check, condition } = await judgeAudit(store, nowMs(), windowSeconds, readMs, read)
     if (probe < newestApplied) return check
     newestApplied = probe
     const key = condition ? JSON.stringify(condition) : undefined

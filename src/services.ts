@@ -251,7 +251,7 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
         sources: {
           commits: () => store.commitStats(),
           batches: (listener) => store.observeBatches(listener),
-          revocations: () => revocations.list(),
+          revocations: () => revocations.inForce(),
           keys: () => [
             // The HTCondor key file carries no creation time of its own: its modification time stands for it.
             { key: 'idtoken', created: fileTime(condorKeyFile) },

@@ -1,4 +1,5 @@
 import type { AuditStore, ChainVerification } from '../audit/audit_log.ts'
+import { withinMs } from '../lib/within_ms.ts'
 
 export interface ChainStatusView {
   result?: ChainVerification
@@ -34,11 +35,7 @@ export class ChainStatus {
         (err: unknown) => { this.#last = { result: { ok: false, records: 0, broken: { seq: 0, reason: `verification failed: ${(err as Error).message}` } }, at: this.#now() } },
       ).finally(() => { this.#running = undefined })
     }
-    if (this.#running && (options.waitMs ?? 0) > 0) {
-      let timer: NodeJS.Timeout | undefined
-      await Promise.race([this.#running, new Promise((r) => { timer = setTimeout(r, options.waitMs) })])
-      clearTimeout(timer)
-    }
+    if (this.#running && (options.waitMs ?? 0) > 0) await withinMs(this.#running, options.waitMs ?? 0)
     return { ...(this.#last ? { result: this.#last.result, checkedAt: this.#last.at } : {}), running: this.#running !== undefined }
   }
 }

@@ -2,6 +2,7 @@ import type { AuditLog } from '../audit/audit_log.ts'
 import { AccessDenied, CredentialGone, OperatorError, TemporarilyUnavailable } from '../errors.ts'
 import type { Logger } from '../lib/logger.ts'
 import { SerialByKey } from '../lib/keyed_promises.ts'
+import { withinMs } from '../lib/within_ms.ts'
 import type { RefreshTokenStore, StoredRefreshToken } from '../iam/refresh_token_store.ts'
 import type { VerifiedSubject } from '../iam/subject.ts'
 import type { Clock } from '../lib/clock.ts'
@@ -463,10 +464,5 @@ export function revokeStored(store: CredentialStore, c: Pick<StoredCredential, '
 
 /** True when `p` settles within `ms`; false when the time runs out first (`p` is not waited for any longer). */
 async function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: ReturnType<typeof setTimeout> | undefined
-  try {
-    return await Promise.race([p.then(() => true, () => true), new Promise<false>((resolve) => { timer = setTimeout(() => resolve(false), ms) })])
-  } finally {
-    clearTimeout(timer)
-  }
+  return (await withinMs(p.then(() => true, () => true), ms)) ?? false
 }

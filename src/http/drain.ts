@@ -1,5 +1,6 @@
 import { ServerResponse, type IncomingMessage, type RequestListener, type Server } from 'node:http'
 import type { Socket } from 'node:net'
+import { withinMs } from '../lib/within_ms.ts'
 
 export interface DrainResult {
   /** Connections still open when the grace ran out, closed then. 0: every request finished in time. */
@@ -81,15 +82,12 @@ export class ListenerDrain {
     }
     const closed = new Promise<void>((resolve) => server.close(() => resolve()))
     let forced = 0
-    let timer: NodeJS.Timeout | undefined
-    const expired = new Promise<'expired'>((resolve) => { timer = setTimeout(() => resolve('expired'), graceMs) })
-    if (await Promise.race([closed, expired]) === 'expired') {
+    if (await withinMs(closed.then(() => 'closed' as const), graceMs) === undefined) {
       forced = this.#sockets.size
       server.closeAllConnections()
       for (const socket of this.#sockets) socket.destroy()
       await closed
     }
-    clearTimeout(timer)
     return { forced }
   }
 }

@@ -6,7 +6,7 @@ import type { Logger } from '../lib/logger.ts'
  * record would go to the very store that has just failed to commit, so trying would only make the client
  * wait a second busy or connect timeout for a write that fails the same way, and take a queue slot from
  * the issuances that succeed once the store is back. The log line is its trace instead (with the request
- * id and the caller); the metrics count it as an audit commit failure and a 503. True when it logged the
+ * id and the caller); the metrics count it as a denial (reason store_unavailable), an audit commit failure and a 503. True when it logged the
  * refusal (the caller records nothing), false for every other refusal, which the caller records as usual.
  */
 export function unrecordableRefusal(

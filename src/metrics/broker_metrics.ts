@@ -2,11 +2,10 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 import type { AuditEvent } from '../audit/audit_log.ts'
 import { classifyIamFailure, TRANSPORT_CAUSES } from '../iam/iam_failure.ts'
 import type { Clock } from '../lib/clock.ts'
-import { withinMs } from '../lib/within_ms.ts'
 import type { Policy } from '../policy/compile.ts'
 import { REVOCATION_KINDS } from '../revocation/revocation.ts'
 import type { CommitStats } from '../storage/group_commit.ts'
-import { LabelBounds, OTHER } from './label_bounds.ts'
+import { LabelBounds, NONE, OTHER, STORE_UNAVAILABLE } from './label_bounds.ts'
 import type { BrokerObserver, IamCall } from './observer.ts'
 
 /** What a scrape reads on demand (never per request): each is optional, a missing one leaves its series out. */
@@ -15,8 +14,11 @@ export interface MetricsSources {
   commits?: () => CommitStats
   /** Subscribes to the size of each committed audit batch (BrokerStore.observeBatches): one step per transaction. */
   batches?: (listener: (items: number) => void) => void
-  /** Revocations in force. */
-  revocations?: () => Promise<ReadonlyArray<{ kind: string }>>
+  /**
+   * Revocations in force by kind, and when they were read from the store (epoch seconds): the broker's
+   * in-memory list (RevocationService.inForce), never a store read.
+   */
+  revocations?: () => { byKind: ReadonlyMap<string, number>; readAt: number }
   /** When each signing key was created (epoch seconds); undefined when unknown. */
   keys?: () => ReadonlyArray<{ key: 'idtoken' | 'scitoken'; created: number | undefined }>
   /** Live pilots (an unexpired token this process issued or renewed), by site. */
@@ -34,17 +36,7 @@ export interface BrokerMetricsOptions {
   /** Days after creation each key is due for rotation; 0 or absent: no schedule. */
   keyRotationDays?: { idtoken?: number; scitoken?: number }
   sources?: MetricsSources
-  /** Longest a scrape waits for a source that reads a store (the revocations); default SCRAPE_READ_MS. */
-  scrapeReadMs?: number
 }
-
-/**
- * A store read at scrape time gives up after this long and leaves its gauge without samples. Well under
- * Prometheus' default scrape_timeout (10 s), which a PostgreSQL server that stopped answering would
- * otherwise outlast (the store's own bound, query_timeout_seconds, is 30 s): the scrape, and with it the
- * outage's own counters, would be lost for as long as the outage lasted.
- */
-export const SCRAPE_READ_MS = 2000
 
 // Seconds. The exchange takes well under a millisecond of CPU; the tail is the audit commit and IAM.
 const REQUEST_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5]
@@ -56,7 +48,7 @@ const IAM_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
  * The broker's Prometheus metrics, in a registry of their own: one per broker (and per test), never
  * prom-client's global default registry, so two brokers in one process cannot mix their counts.
  * Hot-path updates are a counter or histogram step on label values from LabelBounds; everything else
- * (stores, keys, pilots, revocations) is read at scrape time. Names and labels: docs/metrics.md.
+ * (the write queue, keys, pilots, revocations) is read at scrape time, from memory: no scrape waits on a store. Names and labels: docs/metrics.md.
  */
 export class BrokerMetrics implements BrokerObserver {
   readonly registry = new Registry()
@@ -81,7 +73,6 @@ export class BrokerMetrics implements BrokerObserver {
     const sources = options.sources ?? {}
     const labels = this.#labels
     const clock = this.#clock
-    const scrapeReadMs = options.scrapeReadMs ?? SCRAPE_READ_MS
 
     this.#issued = new Counter({
       name: 'ctb_tokens_issued_total', help: 'Tokens issued (audit record committed), by role, token kind and policy-bound site.',
@@ -93,7 +84,7 @@ export class BrokerMetrics implements BrokerObserver {
     })
     this.#denied = new Counter({
       name: 'ctb_tokens_denied_total',
-      help: 'Token requests refused, by role and token kind asked for (policy roles only), bound site and OAuth error code.',
+      help: 'Token requests refused, by role and token kind asked for (policy roles only), bound site and OAuth error code (store_unavailable: a 503 for an audit store outage).',
       labelNames: ['role', 'kind', 'site', 'reason'], registers,
     })
     this.#reuse = new Counter({
@@ -131,21 +122,25 @@ export class BrokerMetrics implements BrokerObserver {
       new Gauge({ name: 'ctb_audit_pending_writes', help: 'Audit records waiting for a commit.', registers, collect() { this.set(commits().pending) } })
     }
     if (sources.revocations) {
-      const list = sources.revocations
+      const inForce = sources.revocations
+      // From memory, not the store: a scrape that read the store waited on an outage (and, on a PostgreSQL
+      // server that stopped answering, held a pool connection up to query_timeout_seconds after giving up).
+      // What it reports is what the broker enforces, as of the last refresh; the age says how old that is.
       new Gauge({
-        name: 'ctb_revocations_active', help: 'Revocations in force, by kind.', labelNames: ['kind'], registers,
-        async collect() {
-          const counts = new Map<string, number>(REVOCATION_KINDS.map((k) => [k, 0]))
+        name: 'ctb_revocations_active', help: 'Revocations this broker enforces, by kind (as last read from the store).', labelNames: ['kind'], registers,
+        collect() {
           this.reset()
-          // The one store read of a scrape. While the store is out of reach (refused, or not answering within
-          // scrapeReadMs) the gauge has no samples, and the rest of the page (ctb_audit_commit_failures_total,
-          // the 503s) still reaches the admin watching the outage; the revocation refresh logs the failure
-          // every few seconds meanwhile.
-          const revocations = await withinMs(list(), scrapeReadMs).catch(() => undefined)
-          if (revocations === undefined) return
-          for (const r of revocations) counts.set(counts.has(r.kind) ? r.kind : OTHER, (counts.get(r.kind) ?? 0) + 1)
+          const counts = new Map<string, number>(REVOCATION_KINDS.map((k) => [k, 0]))
+          for (const [kind, n] of inForce().byKind) {
+            const k = counts.has(kind) ? kind : OTHER
+            counts.set(k, (counts.get(k) ?? 0) + n)
+          }
           for (const [kind, n] of counts) this.set({ kind }, n)
         },
+      })
+      new Gauge({
+        name: 'ctb_revocations_read_age_seconds', help: 'Seconds since this broker last read the revocations from the audit store (every revocation.refresh_seconds while it answers).', registers,
+        collect() { this.set(clock.now() - inForce().readAt) },
       })
     }
     if (sources.keys) {
@@ -241,6 +236,12 @@ export class BrokerMetrics implements BrokerObserver {
   refused(error: string): void {
     const l = this.#labels
     this.#denied.inc({ role: l.role(undefined), kind: l.kind(undefined), site: l.site(undefined), reason: l.reason(error) })
+  }
+
+  refusedForStoreOutage(): void {
+    // No record to take the role, kind and site from: the refusal is counted as one with nobody to name,
+    // under a reason of its own, as its OAuth code (temporarily_unavailable) also answers IAM outages.
+    this.#denied.inc({ role: NONE, kind: NONE, site: NONE, reason: STORE_UNAVAILABLE })
   }
 
   tokenRequest(status: number, seconds: number): void {

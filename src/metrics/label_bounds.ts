@@ -10,6 +10,11 @@ import { revocationLabels, type RevocationLabels } from '../policy/revocation_la
  */
 export const OTHER = 'other'
 export const NONE = 'none'
+/**
+ * The `reason` of a POST /token refused 503 for an audit store outage. Not an OAuth code: the code it answers,
+ * temporarily_unavailable, is also IAM's outage, and an admin must tell which store to look at.
+ */
+export const STORE_UNAVAILABLE = 'store_unavailable'
 
 /** Token kinds as audit records name them (the exchange's three and the pilot enrolment credential). */
 const KINDS: ReadonlySet<string> = new Set(['idtoken', 'scitoken', 'access_token', 'pilot_enrolment'])

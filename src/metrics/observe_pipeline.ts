@@ -1,6 +1,6 @@
 import type { AuditEvent, AuditLog } from '../audit/audit_log.ts'
 import type { RefusalTally } from '../audit/refusal_tally.ts'
-import { BrokerError } from '../errors.ts'
+import { AuditStoreUnavailable, BrokerError } from '../errors.ts'
 import type { IamFetch } from '../iam/iam_fetch.ts'
 import type { BrokerStore } from '../storage/chained_store.ts'
 import { recordOf } from '../storage/pilot_renewals.ts'
@@ -66,6 +66,9 @@ export function observeExchange<A extends unknown[], R>(exchange: (...args: A) =
       o.tokenRequest(200, (performance.now() - start) / 1000)
       return res
     } catch (err) {
+      // Every answer of POST /token passes here, so an outage refusal is counted once, whichever store call
+      // of the pipeline met the outage (a commit, a pilot lookup, a reuse's revocation).
+      if (err instanceof AuditStoreUnavailable) o.refusedForStoreOutage()
       o.tokenRequest(err instanceof BrokerError ? err.status : 500, (performance.now() - start) / 1000)
       throw err
     }

@@ -17,6 +17,11 @@ export interface BrokerObserver {
   audited(event: AuditEvent, committed: boolean, seconds: number): void
   /** A refusal with nobody to name (unreadable request, subject token that does not verify): `error` is its OAuth code. */
   refused(error: string): void
+  /**
+   * A POST /token refused with 503 because the audit store could not commit or be read: a refusal with no
+   * record (issuance/unrecordable_refusal.ts), so audited and refused never hear of it.
+   */
+  refusedForStoreOutage(): void
   /** One POST /token answered with `status`, `seconds` after its exchange began. */
   tokenRequest(status: number, seconds: number): void
   /** One HTTP request to IAM: its answer's status, or the error that stood for an answer. */

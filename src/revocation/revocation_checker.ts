@@ -1,5 +1,5 @@
 import { pilotJobKeyOf } from './pilot_job.ts'
-import { activeCutoffs, CLAIM_GENERATION, inForce, CLAIM_ROLE, CLAIM_SITE, type ActiveCutoffs, type Revocation } from './revocation.ts'
+import { activeCutoffs, CLAIM_GENERATION, inForce, CLAIM_ROLE, CLAIM_SITE, REVOCATION_KINDS, type ActiveCutoffs, type Revocation, type RevocationKind } from './revocation.ts'
 
 /** Decides whether a token the broker itself is asked to accept (renewal, admin call) has been revoked. */
 export interface RevocationChecker {
@@ -49,9 +49,15 @@ export class RevocationSnapshot implements RevocationChecker, IssuanceBlocks, Ca
   readonly #roles: ReadonlyMap<string, number>
   /** The active `sub` and `client` entries, by id: which one blocks a caller (callerBlock). */
   readonly #callerEntries: readonly Revocation[]
+  /** Every entry in force when read: counted at scrape time (countByKind), without a store read. */
+  readonly #entries: readonly Revocation[]
+  /** When the entries were read from the store (epoch seconds). */
+  readonly readAt: number
 
   constructor(revocations: readonly Revocation[], roleGenerations: ReadonlyMap<string, number>, now: number) {
     const { jtis, subs, sites, clients, atIssuer, pilotJobs } = activeCutoffs(revocations, now)
+    this.#entries = revocations.filter((r) => inForce(r, now))
+    this.readAt = now
     this.#callerEntries = revocations.filter((r) => (r.kind === 'sub' || r.kind === 'client') && inForce(r, now)).sort((a, b) => a.id - b.id)
     this.#pilotJobs = pilotJobs
     this.#atIssuer = atIssuer
@@ -108,6 +114,16 @@ export class RevocationSnapshot implements RevocationChecker, IssuanceBlocks, Ca
       ?? this.#callerEntries.find((r) => r.kind === 'client' && r.value === caller.client_id && atIssuer(r))
     // Both read the same entries, so one is found; should they ever part, the caller is still refused (fail closed).
     return revocation ? { revocation, reason } : { reason }
+  }
+
+  /**
+   * The entries still in force at `now`, by kind, every kind present (0 included). An entry whose `until`
+   * passed since the read is left out, as isRevoked no longer matches by it either.
+   */
+  countByKind(now: number): Map<RevocationKind, number> {
+    const counts = new Map<RevocationKind, number>(REVOCATION_KINDS.map((k) => [k, 0]))
+    for (const r of this.#entries) if (inForce(r, now)) counts.set(r.kind, (counts.get(r.kind) ?? 0) + 1)
+    return counts
   }
 
   /** The generation new tokens of `role` must carry. */

@@ -105,7 +105,12 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks, Cal
         // Not active any more: lifted (the row says so) is fine; the whole table is read only then, rarely.
         all ??= new Map((await this.#deps.store.listRevocations()).map((r) => [r.id, r]))
         const stored = all.get(held.id)
-        if (stored?.liftedAt !== undefined && sameEntry(held, stored)) continue
+        if (stored && sameEntry(held, stored)) {
+          // Unlifted and as held, yet not in the read of the active ones: that read began before the entry
+          // committed (a revoke overlapping this refresh). Nothing changed behind the broker; still enforced.
+          if (stored.liftedAt === undefined) kept.push(held)
+          continue
+        }
         changes.push(stored ? entryChange(held, stored) : `revocation ${held.id} (${held.kind} ${JSON.stringify(held.value)}) is gone from the table`)
       } else changes.push(entryChange(held, row))
       kept.push(held)
@@ -128,11 +133,21 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks, Cal
     return { revocations, generations }
   }
 
-  /** Periodic refresh; failures keep the last snapshot and are logged. */
+  /**
+   * Periodic refresh; failures keep the last snapshot and are logged. A tick that finds the previous refresh
+   * still waiting on the store skips: on a PostgreSQL server that stopped answering each read holds a pool
+   * connection until query_timeout_seconds, and a refresh every few seconds would take the pool from the
+   * token requests.
+   */
   startAutoRefresh(): void {
     if (this.#timer) return
+    let running = false
     this.#timer = setInterval(() => {
-      this.refresh().catch((err: unknown) => this.#deps.log.warn('revocation refresh failed; using the previous list', { err }))
+      if (running) return
+      running = true
+      this.refresh()
+        .catch((err: unknown) => this.#deps.log.warn('revocation refresh failed; using the previous list', { err }))
+        .finally(() => { running = false })
     }, this.#deps.refreshSeconds * 1000)
     this.#timer.unref()
   }
@@ -140,6 +155,16 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks, Cal
   stop(): void {
     if (this.#timer) clearInterval(this.#timer)
     this.#timer = undefined
+  }
+
+  /**
+   * The revocations this broker enforces now, by kind, and when they were read from the store: what
+   * /metrics reports, from memory. Never a store read, so a scrape neither waits on an audit store that has
+   * stopped answering nor holds one of its connections. As fresh as the last refresh: another replica's
+   * revocation (or the CLI's) shows after the next one, as it is enforced here.
+   */
+  inForce(): { byKind: ReadonlyMap<RevocationKind, number>; readAt: number } {
+    return { byKind: this.#snapshot.countByKind(this.#deps.clock.now()), readAt: this.#snapshot.readAt }
   }
 
   /** The generation a token issued now for `role` carries (claim ctb_gen). Synchronous: hot path. */

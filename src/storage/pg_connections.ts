@@ -1,4 +1,5 @@
 import pg from 'pg'
+import { withinMs } from '../lib/within_ms.ts'
 
 /**
  * A pg pool whose connections can be cut. pg ends a connection by sending Terminate and waiting for the
@@ -49,12 +50,8 @@ export function cuttablePool(config: pg.PoolConfig): CuttablePool {
     return n
   }
   const endWithin = async (ms: number) => {
-    let timer: NodeJS.Timeout | undefined
-    const late = new Promise<true>((resolve) => { timer = setTimeout(() => resolve(true), ms) })
-    const gone = end().then(() => false as const)
-    try {
-      if (!(await Promise.race([gone, late]))) return 0
-    } finally { clearTimeout(timer) }
+    const gone = end()
+    if (await withinMs(gone.then(() => true), ms)) return 0
     const n = cut()
     await gone
     return n

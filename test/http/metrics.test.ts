@@ -77,6 +77,24 @@ describe('GET /metrics', () => {
     expect(await value('ctb_tokens_denied_total', labels)).toBe((sampleValue(samples, 'ctb_tokens_denied_total', labels) ?? 0) + 1)
   })
 
+  it('counts a refusal for an audit store outage (503) once, under reason "store_unavailable"', async () => {
+    // An admin watching ctb_tokens_denied_total must see an outage: the refusal has no audit record (its
+    // store is what failed), so the counter is the only tally of who was turned away.
+    const labels = { role: 'none', kind: 'none', site: 'none', reason: 'store_unavailable' }
+    const total = (samples: Sample[]) => seriesOf(samples, 'ctb_tokens_denied_total').reduce((n, s) => n + s.value, 0)
+    const before = (await scrape()).samples
+    const token = await t.userToken()
+    t.audit.mode = 'failing'
+    const res = await t.post(t.form(token))
+    expect(res.status).toBe(503)
+    expect((await res.json() as { error: string }).error).toBe('temporarily_unavailable')
+    t.audit.mode = 'ok'
+    const after = (await scrape()).samples
+    expect(sampleValue(after, 'ctb_tokens_denied_total', labels)).toBe((sampleValue(before, 'ctb_tokens_denied_total', labels) ?? 0) + 1)
+    // Once: no second series counts the same refusal.
+    expect(total(after)).toBe(total(before) + 1)
+  })
+
   it('keeps made-up roles and sites from growing the series count', async () => {
     const token = await t.userToken()
     // Warm up: the first made-up role and site create their bounded series ("other").

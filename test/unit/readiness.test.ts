@@ -132,21 +132,43 @@ describe('audit readiness says what is wrong in fixed words and logs the detail 
   })
 
   it('does not log a verdict that a later probe has already overtaken (concurrent probes)', async () => {
-    // Two load balancers probe at once: the first one's query hangs on the store that is failing, the
-    // store recovers, the second probe finds it ready. The first answer, arriving last, is older news: it
-    // must not be the last word in the log, which would say "not ready" of a store that is ready.
+    // Two load balancers probe at once: the first one's read waits on the store, meanwhile the writer thread
+    // stops and the second probe says so at once; then the first read answers. The first answer, arriving
+    // last, is older news: it must not be the last word in the log, which would say the store is ready.
     const store = new MemoryStore()
-    const pending: Array<{ reject: (e: Error) => void }> = []
-    let hang = true
+    const pending: Array<{ resolve: () => void }> = []
     const query = store.query.bind(store)
-    store.query = (q) => (hang ? new Promise((_, reject) => { pending.push({ reject }) }) : query(q))
+    store.query = (q) => new Promise((resolve) => { pending.push({ resolve: () => resolve(query(q)) }) })
     const { log, lines } = keptLog()
     const check = auditReadinessCheck(store as BrokerStore, log, () => Date.now())
     const first = check()
-    hang = false
-    expect(await check()).toBe('ok')
-    pending[0]!.reject(new Error(pgMessage))
-    expect(await first).toBe('the audit store cannot be read')
-    expect(lines).toEqual([])
+    store.writeHealth = () => ({ stopped: 'audit writer thread has stopped' })
+    expect(await check()).toBe('the audit writer thread has stopped')
+    pending[0]!.resolve()
+    expect(await first).toBe('ok')
+    expect(lines).toEqual([{ level: 'error', msg: 'audit not ready: the audit writer thread has stopped', fields: { error: 'audit writer thread has stopped' } }])
+  })
+
+  it('holds at most one read of a store that does not answer, however many probes come', async () => {
+    // On PostgreSQL a read given up by the probe keeps its pool connection until query_timeout_seconds: a
+    // read per probe (load balancers every few seconds) would take the whole pool (4 by default) from the
+    // token requests. A probe that finds a read in flight waits on that one instead.
+    const store = new MemoryStore()
+    const pending: Array<() => void> = []
+    const query = store.query.bind(store)
+    let reads = 0
+    store.query = (q) => { reads++; return new Promise((resolve) => { pending.push(() => resolve(query(q))) }) }
+    const check = auditReadinessCheck(store as BrokerStore, keptLog().log, () => Date.now(), 30, 20)
+    const answers = await Promise.all([check(), check(), check()])
+    answers.push(await check(), await check())
+    expect(answers).toEqual(Array(5).fill('the audit store did not answer in time'))
+    expect(reads).toBe(1)
+    // The read answers (the server is back): the next probe reads afresh.
+    pending[0]!()
+    await new Promise((r) => setImmediate(r))
+    const next = check()
+    expect(reads).toBe(2)
+    pending[1]!()
+    expect(await next).toBe('ok')
   })
 })

@@ -230,7 +230,7 @@ export async function useTokenApp(options: { env?: NodeJS.ProcessEnv; clock?: Cl
     sources: {
       commits: () => store.commitStats(),
       batches: (listener) => store.observeBatches(listener),
-      revocations: () => revocations.list(),
+      revocations: () => revocations.inForce(),
       keys: () => [{ key: 'scitoken', created: keys.scitoken.created }],
       livePilots: (now) => pilotRegistry.liveBySite(now),
     },
