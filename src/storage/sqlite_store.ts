@@ -146,6 +146,7 @@ export class SqliteStore extends ChainedStore {
    * left as it is. PostgresStore's reads do the same.
    */
   async #read<T>(run: () => T | Promise<T>): Promise<T> {
+    if (this.closed) throw this.closedRead()
     try {
       return await run()
     } catch (err) {
