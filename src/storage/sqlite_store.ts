@@ -16,7 +16,7 @@ import { DEFAULT_GROUP_COMMIT, type GroupCommitOptions } from './group_commit.ts
 import { jtiSecond } from '../lib/jti.ts'
 import { JtiIndex, needsJtiEntry } from './jti_index.ts'
 import { reseedHorizonsSql } from './issuance_horizon.ts'
-import { openSqliteDb, readSqliteHorizons, SqliteChainWriter, type AppendedRows, type SqliteSynchronous } from './sqlite_writer.ts'
+import { openSqliteDb, readSqliteHorizons, rolledBack, SqliteChainWriter, type AppendedRows, type SqliteSynchronous } from './sqlite_writer.ts'
 import { SqliteWriterClient } from './sqlite_writer_client.ts'
 import { compareSqlText, forEachSliceDesc, nextTurn, NO_END, SLICE_ROWS, sumSlices } from './sqlite_slices.ts'
 import { asStoreOutage } from './store_outage.ts'
@@ -377,8 +377,7 @@ export class SqliteStore extends ChainedStore {
       for (const sql of RESEED_SQL) this.#db.exec(sql)
       this.#db.exec('COMMIT')
     } catch (err) {
-      if (this.#db.isTransaction) this.#db.exec('ROLLBACK')
-      throw err
+      throw rolledBack(this.#db, err)
     }
   }
 
@@ -386,15 +385,19 @@ export class SqliteStore extends ChainedStore {
     return this.#read(() => {
       // One read transaction, all synchronous: a WAL snapshot, and no inline commit can run in between.
       this.#db.exec('BEGIN')
+      let state: RevocationState
       try {
         const head = this.#head.get() as ChainHead | undefined
         const first = (this.#firstSeq.get() as { seq: number | null }).seq ?? 0
         const rows = (this.#db.prepare('SELECT * FROM revocations ORDER BY id').all() as unknown as RevocationRow[]).map(fromRevocationRow)
         const gens = this.#db.prepare('SELECT role, gen FROM role_generations').all() as Array<{ role: string; gen: number }>
-        return { head, firstSeq: first, rows, generations: new Map(gens.map((r) => [r.role, r.gen])), horizons: readSqliteHorizons(this.#db) }
-      } finally {
-        this.#db.exec('COMMIT')
+        state = { head, firstSeq: first, rows, generations: new Map(gens.map((r) => [r.role, r.gen])), horizons: readSqliteHorizons(this.#db) }
+      } catch (err) {
+        // Not a COMMIT in `finally`: one that failed too would replace the read's own error (rolledBack).
+        throw rolledBack(this.#db, err)
       }
+      this.#db.exec('COMMIT')
+      return state
     })
   }
 
