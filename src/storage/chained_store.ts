@@ -16,7 +16,7 @@ import { PRUNE_RANGE_CHANGED, vouchedPrefix } from './prune_range.ts'
 import { checkRevocations, type VerifyRevocationsOptions } from './revocation_check.ts'
 import { verifyAllAgainstAnchors, type AnchorCheck } from './verify_all.ts'
 import type { WriteOp } from './write_ops.ts'
-import { asStoreOutage } from './store_outage.ts'
+import { asStoreOutage, StoreClosed } from './store_outage.ts'
 
 /** What abandon() cut: connections still open to the database, and writes (records, changes) not committed. */
 export interface AbandonedWork { connections: number; unwritten: number }
@@ -312,8 +312,29 @@ export abstract class ChainedStore implements BrokerStore {
     yield* this.scanRows(fromSeq)
   }
 
-  async close(): Promise<void> {
-    await this.committer.close()
-    await this.closeBackend()
+  #closing: Promise<void> | undefined
+  #backendClosing = false
+
+  /**
+   * Set once the writes have drained and the backend is closing: a read from then on is refused as an
+   * outage (StoreClosed) instead of failing on a closed connection or pool as if the broker were broken.
+   */
+  protected get closed(): boolean {
+    return this.#backendClosing
+  }
+
+  /** The refusal of a read once the store has closed (an outage: the broker is stopping). */
+  protected closedRead(): Error {
+    return asStoreOutage(new StoreClosed(), 'read') as Error
+  }
+
+  /** Drains the writes, then closes the backend; a second call (a stop that raced another) waits for the first. */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      await this.committer.close()
+      this.#backendClosing = true
+      await this.closeBackend()
+    })()
+    return this.#closing
   }
 }

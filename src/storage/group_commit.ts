@@ -1,4 +1,5 @@
 import { AuditStoreUnavailable, TemporarilyUnavailable } from '../errors.ts'
+import { StoreClosed } from './store_outage.ts'
 
 /**
  * Group commit: concurrent writes share one transaction and one fsync. A write waits for the batch it
@@ -102,7 +103,7 @@ export class GroupCommitter<T> implements Committer<T> {
 
   /** Resolves once the batch holding `item` has committed; rejects if that batch failed. */
   submit(item: T): Promise<void> {
-    if (this.#closed) return Promise.reject(new Error('audit store is closed'))
+    if (this.#closed) return Promise.reject(new StoreClosed())
     if (this.#queue.length >= this.#opts.maxPending) return Promise.reject(new StoreOverloaded(this.#queue.length))
     return new Promise<void>((resolve, reject) => {
       this.#queue.push({ item, resolve, reject, at: Date.now() })

@@ -171,6 +171,7 @@ export class PostgresStore extends ChainedStore {
    * is left as it is.
    */
   #read<R extends pg.QueryResultRow>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>> {
+    if (this.closed) return Promise.reject(this.closedRead())
     return this.#pool.query<R>(text, values).catch((err: unknown) => { throw asStoreOutage(err, 'read') })
   }
 
@@ -441,6 +442,7 @@ export class PostgresStore extends ChainedStore {
   protected async readRevocationState(): Promise<RevocationState> {
     // On its own client, not #read: an outage here (a timed-out read, a lost connection) is classed as one all
     // the same, or `audit verify` and the checks while serving took it for a bug ("internal error", exit 70).
+    if (this.closed) return Promise.reject(this.closedRead())
     return this.#readRevocationState().catch((err: unknown) => { throw asStoreOutage(err, 'read') })
   }
 

@@ -16,9 +16,10 @@ import { DEFAULT_GROUP_COMMIT, type GroupCommitOptions } from './group_commit.ts
 import { jtiSecond } from '../lib/jti.ts'
 import { JtiIndex, needsJtiEntry } from './jti_index.ts'
 import { reseedHorizonsSql } from './issuance_horizon.ts'
-import { openSqliteDb, readSqliteHorizons, SqliteChainWriter, type AppendedRows, type SqliteSynchronous } from './sqlite_writer.ts'
+import { openSqliteDb, readSqliteHorizons, rolledBack, SqliteChainWriter, type AppendedRows, type SqliteSynchronous } from './sqlite_writer.ts'
 import { SqliteWriterClient } from './sqlite_writer_client.ts'
 import { compareSqlText, forEachSliceDesc, nextTurn, NO_END, SLICE_ROWS, sumSlices } from './sqlite_slices.ts'
+import { asStoreOutage } from './store_outage.ts'
 
 import type { AuditMacKey } from '../audit/record_mac.ts'
 export type { SqliteSynchronous } from './sqlite_writer.ts'
@@ -129,27 +130,50 @@ export class SqliteStore extends ChainedStore {
   }
 
   protected async *scanRows(fromSeq: number): AsyncIterable<StoredRow> {
-    const stmt = this.#db.prepare('SELECT * FROM audit_log WHERE seq >= ? ORDER BY seq LIMIT ?')
+    const stmt = await this.#read(() => this.#db.prepare('SELECT * FROM audit_log WHERE seq >= ? ORDER BY seq LIMIT ?'))
     let next = fromSeq
     for (let n = 0; ; n++) {
       if (n > 0) await nextTurn()
-      const rows = stmt.all(next, SCAN_CHUNK) as unknown as StoredRow[]
+      const rows = await this.#read(() => stmt.all(next, SCAN_CHUNK) as unknown as StoredRow[])
       for (const r of rows) yield r
       if (rows.length < SCAN_CHUNK) return
       next = rows.at(-1)!.seq + 1
     }
   }
 
+  /**
+   * Every read on this process's connection goes through here. A read the database cannot serve right now
+   * (its file locked by another process past the busy timeout, failing I/O, a file it cannot open) is the
+   * same outage a failed write is: AuditStoreUnavailable, 503 with Retry-After (store_outage.ts tells which
+   * failures). The routes that read before they write (a job token's credential, a renewal's lookups, the
+   * revocation list, the admin API, the console) then answer as a write would, not 500; anything else is
+   * left as it is. PostgresStore's reads do the same.
+   */
+  async #read<T>(run: () => T | Promise<T>): Promise<T> {
+    if (this.closed) throw this.closedRead()
+    try {
+      return await run()
+    } catch (err) {
+      throw asStoreOutage(err, 'read')
+    }
+  }
+
   protected async readHead(): Promise<ChainHead | undefined> {
-    return this.#head.get() as ChainHead | undefined
+    return this.#read(() => this.#head.get() as ChainHead | undefined)
   }
 
   async macsBeganAt(): Promise<number | undefined> {
-    const started = (this.#db.prepare(MACS_STARTED_SQL).get() as { seq: number | null }).seq
-    return foundMacFrom(started, (this.#db.prepare(LAST_CHECKPOINT_SQL).get() as { body: string } | undefined)?.body)
+    return this.#read(() => {
+      const started = (this.#db.prepare(MACS_STARTED_SQL).get() as { seq: number | null }).seq
+      return foundMacFrom(started, (this.#db.prepare(LAST_CHECKPOINT_SQL).get() as { body: string } | undefined)?.body)
+    })
   }
 
-  async query(q: AuditQuery): Promise<AuditPage> {
+  query(q: AuditQuery): Promise<AuditPage> {
+    return this.#read(() => this.#query(q))
+  }
+
+  async #query(q: AuditQuery): Promise<AuditPage> {
     assertPageSize(q.limit)
     const where: string[] = []
     const args: SQLInputValue[] = []
@@ -209,7 +233,11 @@ export class SqliteStore extends ChainedStore {
    * thread commits between statements); an overview of counts needs none. A read transaction held across
    * turns would also block this connection's own transactions (readRevocationState, the inline writer).
    */
-  async countByTime(q: CountQuery): Promise<CountRow[]> {
+  countByTime(q: CountQuery): Promise<CountRow[]> {
+    return this.#read(() => this.#countByTime(q))
+  }
+
+  async #countByTime(q: CountQuery): Promise<CountRow[]> {
     assertCountQuery(q)
     // node:sqlite binds JS numbers as REAL, which would make this a float division: the width (a checked
     // integer) goes in as a literal, so the bucket start is integer arithmetic inside SQLite.
@@ -220,7 +248,11 @@ export class SqliteStore extends ChainedStore {
       (r) => JSON.stringify([r.bucket, r.type, r.role, r.site, r.token_kind]), this.#sliceRows)
   }
 
-  async countDenialReasons(q: { from: number; to: number }): Promise<ReasonRow[]> {
+  countDenialReasons(q: { from: number; to: number }): Promise<ReasonRow[]> {
+    return this.#read(() => this.#countDenialReasons(q))
+  }
+
+  async #countDenialReasons(q: { from: number; to: number }): Promise<ReasonRow[]> {
     assertCountQuery(q)
     // The literal lets SQLite use the partial index audit_denied (for the slice edges too).
     const slice = this.#db.prepare(`SELECT json_extract(body, '$.reason') AS reason, count(*) AS count FROM audit_log
@@ -242,7 +274,11 @@ export class SqliteStore extends ChainedStore {
     return sumSlices(boundary, q.from, q.to + 1, read, (r) => JSON.stringify([r.reason, r.unreadable === true]), this.#sliceRows)
   }
 
-  async countLive(q: { now: number; since: number }): Promise<LiveRow[]> {
+  countLive(q: { now: number; since: number }): Promise<LiveRow[]> {
+    return this.#read(() => this.#countLive(q))
+  }
+
+  async #countLive(q: { now: number; since: number }): Promise<LiveRow[]> {
     const slice = this.#db.prepare(`SELECT site, role, count(*) AS count FROM audit_log
       WHERE time >= ? AND time < ? AND type IN ('token.issued', 'token.renewed') AND exp > ? GROUP BY 1, 2`)
     const rows = await sumSlices(this.#timeBoundary, q.since, NO_END,
@@ -299,43 +335,43 @@ export class SqliteStore extends ChainedStore {
   }
 
   async listRevocations(options: { activeAt?: number } = {}): Promise<Revocation[]> {
-    const rows = (options.activeAt === undefined
+    const rows = await this.#read(() => (options.activeAt === undefined
       ? this.#db.prepare('SELECT * FROM revocations ORDER BY id').all()
-      : this.#db.prepare('SELECT * FROM revocations WHERE until >= ? AND lifted_at IS NULL ORDER BY id').all(options.activeAt)) as unknown as RevocationRow[]
+      : this.#db.prepare('SELECT * FROM revocations WHERE until >= ? AND lifted_at IS NULL ORDER BY id').all(options.activeAt)) as unknown as RevocationRow[])
     return rows.map(fromRevocationRow)
   }
 
   async readCredential(user: string, provider: string): Promise<StoredCredential | undefined> {
-    const row = this.#db.prepare('SELECT * FROM user_credentials WHERE user_name = ? AND provider = ?').get(user, provider) as unknown as CredentialRow | undefined
+    const row = await this.#read(() => this.#db.prepare('SELECT * FROM user_credentials WHERE user_name = ? AND provider = ?').get(user, provider) as unknown as CredentialRow | undefined)
     return row ? fromCredentialRow(row) : undefined
   }
 
   async credentialByVaultToken(sha256: string): Promise<StoredCredential | undefined> {
-    const row = this.#db.prepare('SELECT * FROM user_credentials WHERE vault_token_sha256 = ?').get(sha256) as unknown as CredentialRow | undefined
+    const row = await this.#read(() => this.#db.prepare('SELECT * FROM user_credentials WHERE vault_token_sha256 = ?').get(sha256) as unknown as CredentialRow | undefined)
     return row ? fromCredentialRow(row) : undefined
   }
 
   async listCredentials(): Promise<StoredCredential[]> {
-    return (this.#db.prepare('SELECT * FROM user_credentials ORDER BY user_name, provider').all() as unknown as CredentialRow[]).map(fromCredentialRow)
+    return (await this.#read(() => this.#db.prepare('SELECT * FROM user_credentials ORDER BY user_name, provider').all() as unknown as CredentialRow[])).map(fromCredentialRow)
   }
 
   async countLiveCredentials(user: string, except: string): Promise<number> {
-    const row = this.#db.prepare('SELECT COUNT(*) AS n FROM user_credentials WHERE user_name = ? AND provider <> ? AND revoked = 0').get(user, except) as { n: number }
+    const row = await this.#read(() => this.#db.prepare('SELECT COUNT(*) AS n FROM user_credentials WHERE user_name = ? AND provider <> ? AND revoked = 0').get(user, except) as { n: number })
     return Number(row.n)
   }
 
   async readConsoleSession(idSha256: string): Promise<StoredSession | undefined> {
-    const row = this.#db.prepare('SELECT * FROM console_sessions WHERE id_sha256 = ?').get(idSha256) as unknown as SessionRow | undefined
+    const row = await this.#read(() => this.#db.prepare('SELECT * FROM console_sessions WHERE id_sha256 = ?').get(idSha256) as unknown as SessionRow | undefined)
     return row ? fromSessionRow(row) : undefined
   }
 
   async roleGenerations(): Promise<Map<string, number>> {
-    const rows = this.#db.prepare('SELECT role, gen FROM role_generations').all() as Array<{ role: string; gen: number }>
+    const rows = await this.#read(() => this.#db.prepare('SELECT role, gen FROM role_generations').all() as Array<{ role: string; gen: number }>)
     return new Map(rows.map((r) => [r.role, r.gen]))
   }
 
   async issuanceHorizon(): Promise<IssuanceHorizons> {
-    return readSqliteHorizons(this.#db)
+    return this.#read(() => readSqliteHorizons(this.#db))
   }
 
   async reseedHorizons(): Promise<void> {
@@ -345,36 +381,43 @@ export class SqliteStore extends ChainedStore {
       for (const sql of RESEED_SQL) this.#db.exec(sql)
       this.#db.exec('COMMIT')
     } catch (err) {
-      if (this.#db.isTransaction) this.#db.exec('ROLLBACK')
-      throw err
+      throw rolledBack(this.#db, err)
     }
   }
 
-  protected async readRevocationState(): Promise<RevocationState> {
-    // One read transaction, all synchronous: a WAL snapshot, and no inline commit can run in between.
-    this.#db.exec('BEGIN')
-    try {
-      const head = this.#head.get() as ChainHead | undefined
-      const first = (this.#firstSeq.get() as { seq: number | null }).seq ?? 0
-      const rows = (this.#db.prepare('SELECT * FROM revocations ORDER BY id').all() as unknown as RevocationRow[]).map(fromRevocationRow)
-      const gens = this.#db.prepare('SELECT role, gen FROM role_generations').all() as Array<{ role: string; gen: number }>
-      return { head, firstSeq: first, rows, generations: new Map(gens.map((r) => [r.role, r.gen])), horizons: readSqliteHorizons(this.#db) }
-    } finally {
+  protected readRevocationState(): Promise<RevocationState> {
+    return this.#read(() => {
+      // One read transaction, all synchronous: a WAL snapshot, and no inline commit can run in between.
+      this.#db.exec('BEGIN')
+      let state: RevocationState
+      try {
+        const head = this.#head.get() as ChainHead | undefined
+        const first = (this.#firstSeq.get() as { seq: number | null }).seq ?? 0
+        const rows = (this.#db.prepare('SELECT * FROM revocations ORDER BY id').all() as unknown as RevocationRow[]).map(fromRevocationRow)
+        const gens = this.#db.prepare('SELECT role, gen FROM role_generations').all() as Array<{ role: string; gen: number }>
+        state = { head, firstSeq: first, rows, generations: new Map(gens.map((r) => [r.role, r.gen])), horizons: readSqliteHorizons(this.#db) }
+      } catch (err) {
+        // Not a COMMIT in `finally`: one that failed too would replace the read's own error (rolledBack).
+        throw rolledBack(this.#db, err)
+      }
       this.#db.exec('COMMIT')
-    }
+      return state
+    })
   }
 
-  protected async readRows(seqs: readonly number[]): Promise<StoredRow[]> {
-    const out: StoredRow[] = []
-    for (let i = 0; i < seqs.length; i += 500) {
-      const chunk = seqs.slice(i, i + 500)
-      out.push(...this.#db.prepare(`SELECT * FROM audit_log WHERE seq IN (${chunk.map(() => '?').join(', ')})`).all(...chunk) as unknown as StoredRow[])
-    }
-    return out
+  protected readRows(seqs: readonly number[]): Promise<StoredRow[]> {
+    return this.#read(() => {
+      const out: StoredRow[] = []
+      for (let i = 0; i < seqs.length; i += 500) {
+        const chunk = seqs.slice(i, i + 500)
+        out.push(...this.#db.prepare(`SELECT * FROM audit_log WHERE seq IN (${chunk.map(() => '?').join(', ')})`).all(...chunk) as unknown as StoredRow[])
+      }
+      return out
+    })
   }
 
-  protected async readAnchor(): Promise<string | undefined> {
-    return (this.#db.prepare('SELECT sealed FROM audit_anchor WHERE id = 1').get() as { sealed: string } | undefined)?.sealed
+  protected readAnchor(): Promise<string | undefined> {
+    return this.#read(() => (this.#db.prepare('SELECT sealed FROM audit_anchor WHERE id = 1').get() as { sealed: string } | undefined)?.sealed)
   }
 
   protected async writeAnchor(sealed: string): Promise<void> {

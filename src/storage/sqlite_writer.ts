@@ -193,6 +193,23 @@ function readingConnection(path: string | URL, options: SqliteOpenOptions): Data
   }
 }
 
+/**
+ * Rolls back the transaction `err` failed, and returns `err` to throw. A ROLLBACK that fails as well (the
+ * disk that failed the COMMIT failing again) must not replace it: store_outage.ts tells an outage by the
+ * first failure's code (SQLITE_FULL, IOERR: 503, retried), and the ROLLBACK's, another code, would make it
+ * a 500. The rollback's failure goes into the message, for the log; the transaction it left open is ended
+ * before the next one begins (SqliteChainWriter.commit).
+ */
+export function rolledBack(db: DatabaseSync, err: unknown): unknown {
+  if (!db.isTransaction) return err
+  try {
+    db.exec('ROLLBACK')
+  } catch (rollbackErr) {
+    if (err instanceof Error) err.message += ` (and the rollback failed: ${rollbackErr instanceof Error ? rollbackErr.message : String(rollbackErr)})`
+  }
+  return err
+}
+
 function migrate(db: DatabaseSync): void {
   // One step per transaction, re-reading the version under the write lock: two processes opening a new
   // file at once (serve and the CLI) must not both run a step.
@@ -208,8 +225,7 @@ function migrate(db: DatabaseSync): void {
       db.exec(`PRAGMA user_version = ${v + 1}`)
       db.exec('COMMIT')
     } catch (err) {
-      if (db.isTransaction) db.exec('ROLLBACK')
-      throw err
+      throw rolledBack(db, err)
     }
   }
 }
@@ -261,6 +277,9 @@ export class SqliteChainWriter {
 
   commit(ops: readonly WriteOp[]): BatchOutcome {
     const db = this.#db
+    // Left open by a ROLLBACK that failed (rolledBack): every later BEGIN would fail on it, a 500 for good.
+    // Ended now; should that fail again, its own error (the disk's) is this batch's failure.
+    if (db.isTransaction) db.exec('ROLLBACK')
     db.exec('BEGIN IMMEDIATE')
     this.#horizon.begin()
     try {
@@ -344,8 +363,7 @@ export class SqliteChainWriter {
       if (mac) this.#macFrom = macFrom
       return { results, appended: { firstSeq: head.seq + 1, jtis } }
     } catch (err) {
-      if (db.isTransaction) db.exec('ROLLBACK')
-      throw err
+      throw rolledBack(db, err)
     }
   }
 

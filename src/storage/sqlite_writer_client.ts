@@ -4,7 +4,7 @@ import { Worker } from 'node:worker_threads'
 import { returnsResult, type WriteOp } from './write_ops.ts'
 import { StoreOverloaded, type CommitStats, type Committer, type GroupCommitOptions } from './group_commit.ts'
 import type { CheckpointTuning } from './sqlite_checkpointer.ts'
-import { WriterGone } from './store_outage.ts'
+import { StoreClosed, WriterGone } from './store_outage.ts'
 import type { AuditMacKey } from '../audit/record_mac.ts'
 import type { AppendedRows, SqliteOpenOptions } from './sqlite_writer.ts'
 import type { WriterOptions, WriterReply, WriterSubmit } from './sqlite_writer_thread.ts'
@@ -56,7 +56,7 @@ export class SqliteWriterClient implements Committer<WriteOp> {
   }
 
   submit(op: WriteOp): Promise<void> {
-    if (this.#closed) return Promise.reject(new Error('audit store is closed'))
+    if (this.#closed) return Promise.reject(new StoreClosed())
     if (this.#dead) return Promise.reject(this.#dead)
     if (this.#waiting.length >= this.#maxPending) return Promise.reject(new StoreOverloaded(this.#waiting.length))
     return new Promise<void>((resolve, reject) => {

@@ -19,6 +19,19 @@ export class WriterGone extends Error {
 }
 
 /**
+ * The store has been closed: the broker is stopping (serve closes it once its listeners have drained) and a
+ * request still running, one the drain could not wait for, asks it to record or read. The broker is going
+ * away, not broken: like an outage it is refused 503 with Retry-After, and the client retries later, or
+ * against another replica.
+ */
+export class StoreClosed extends Error {
+  constructor() {
+    super('audit store is closed')
+    this.name = 'StoreClosed'
+  }
+}
+
+/**
  * SQLite primary result codes (https://www.sqlite.org/rescode.html; an extended code keeps its primary code
  * in the low byte) that say "not now" rather than "never": BUSY 5 (another process holds the file's lock),
  * NOMEM 7, READONLY 8 (the file or its file system went read-only), IOERR 10, FULL 13, CANTOPEN 14,
@@ -82,7 +95,7 @@ export function isStoreOutage(err: unknown): boolean {
 }
 
 function isOutageItself(e: Error): boolean {
-  if (e instanceof WriterGone) return true
+  if (e instanceof WriterGone || e instanceof StoreClosed) return true
   // Every address refused (Node tries each of a name's addresses): an outage only if each attempt was one.
   if (e instanceof AggregateError) return e.errors.length > 0 && e.errors.every(isStoreOutage)
   const { code, errcode, syscall } = e as { code?: unknown; errcode?: unknown; syscall?: unknown }

@@ -19,6 +19,22 @@ afterAll(async () => {
   try { await store?.close() } finally { await server?.stop() }
 })
 
+describe('a PostgreSQL store that has closed (serve stopping) refuses as an outage', () => {
+  it('rejects a write and a read after close() with AuditStoreUnavailable, not the pool\'s own error', async () => {
+    const closed = await PostgresStore.open({ dsn: await server.createDatabase('closed'), connectTimeoutMs: 2000 })
+    await closed.close()
+    for (const [name, op] of [
+      ['record', () => closed.record({ type: 'token.issued', time: 1_700_000_000, jti: 'j-1' })],
+      ['readCredential', () => closed.readCredential('ada', 'cms')],
+      ['verifyRevocations', () => closed.verifyRevocations()],
+    ] as Array<[string, () => Promise<unknown>]>) {
+      const err = await op().then(() => undefined, (e: unknown) => e)
+      expect(err, name).toBeInstanceOf(AuditStoreUnavailable)
+      expect((err as AuditStoreUnavailable).message, name).toMatch(/audit store is closed/)
+    }
+  })
+})
+
 describe('PostgreSQL stopped under the store: its reads fail as an outage', () => {
   it('reads answer while the server runs, then reject with AuditStoreUnavailable (503, Retry-After) once it is stopped', async () => {
     expect(await store.readCredential('ada', 'cms')).toBeUndefined()

@@ -11,7 +11,7 @@ import pg from 'pg'
 import { describe, expect, it } from 'vitest'
 import { AuditStoreUnavailable, TemporarilyUnavailable } from '../../src/errors.ts'
 import { StoreOverloaded } from '../../src/storage/group_commit.ts'
-import { asStoreOutage, isStoreOutage, WriterGone } from '../../src/storage/store_outage.ts'
+import { asStoreOutage, isStoreOutage, StoreClosed, WriterGone } from '../../src/storage/store_outage.ts'
 
 const sqlite = (errcode: number, message = 'sqlite says no') => Object.assign(new Error(message), { code: 'ERR_SQLITE_ERROR', errcode, errstr: message })
 const sqlstate = (code: string) => Object.assign(new Error(`postgres says ${code}`), { code, severity: 'FATAL' })
@@ -102,6 +102,8 @@ describe('isStoreOutage', () => {
 
   it('the writer thread gone is an outage; so is an outage wrapped as the cause of another error', () => {
     expect(isStoreOutage(new WriterGone('audit writer thread has stopped'))).toBe(true)
+    // The broker stopping: a request the drain could not wait for is told to come back (docs/audit.md).
+    expect(isStoreOutage(new StoreClosed())).toBe(true)
     expect(isStoreOutage(new Error('audit write failed', { cause: sqlite(13) }))).toBe(true)
   })
 

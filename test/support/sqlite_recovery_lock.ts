@@ -1,0 +1,50 @@
+/**
+ * Another process caught in the middle of rebuilding a SQLite database's WAL index (SQLite's "recovery",
+ * which the first connection after a crash runs): it holds the WRITE, CKPT and RECOVER locks of the -shm
+ * file (bytes 120-122, sqlite's wal.c) while the index header is not yet consistent. Every connection that
+ * starts a read meanwhile is told SQLITE_BUSY_RECOVERY and waits out its busy timeout: a real lock another
+ * process holds, the way a read on a busy store fails in production. The write locks only a connection
+ * can hold for long (BEGIN EXCLUSIVE) do not stop WAL readers, so they cannot stand in for it.
+ *
+ * POSIX record locks are per process and Node has no fcntl(), so the holder is a small python3 program;
+ * on release it puts the header's bytes back before its locks go, so no recovery is needed afterwards.
+ */
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+
+const HOLDER = `
+import fcntl, os, sys
+fd = os.open(sys.argv[1] + '-shm', os.O_RDWR)
+fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 3, 120)
+orig = os.pread(fd, 4, 0)
+os.pwrite(fd, bytes(b ^ 0xff for b in orig), 0)
+print('held', flush=True)
+sys.stdin.read()
+os.pwrite(fd, orig, 0)
+`
+
+export interface RecoveryLock { release(): Promise<void> }
+
+/** Holds `dbFile`'s WAL index as a process in recovery would, until release(). The file must be open in WAL mode. */
+export async function holdWalRecovery(dbFile: string): Promise<RecoveryLock> {
+  const child = spawn('python3', ['-c', HOLDER, dbFile], { stdio: ['pipe', 'pipe', 'inherit'] })
+  const exited = once(child, 'exit')
+  const held = new Promise<void>((resolve, reject) => {
+    child.stdout.once('data', () => resolve())
+    child.once('error', reject)
+    void exited.then(([code]) => reject(new Error(`the lock holder exited with ${String(code)} before holding the locks`)))
+  })
+  try {
+    await held
+  } catch (err) {
+    child.kill()
+    throw err
+  }
+  return {
+    async release() {
+      child.stdin.end()
+      const [code] = await exited as [number | null]
+      if (code !== 0) throw new Error(`the lock holder exited with ${String(code)}`)
+    },
+  }
+}
