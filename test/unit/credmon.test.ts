@@ -25,6 +25,7 @@ function scriptedClient(answer: (call: number) => JobTokenResult) {
   return { client, calls }
 }
 
+const b64 = (o: object) => Buffer.from(JSON.stringify(o)).toString('base64url')
 const token = (n: number, expires_in = 1200): JobTokenResult => ({ kind: 'token', token: { access_token: `eyJ.tok${n}.sig`, token_type: 'Bearer', expires_in, scope: '' } })
 
 function capturingLog() {
@@ -182,6 +183,33 @@ describe('credmon scan', () => {
     await s.credmon.scan()
     expect(s.calls).toHaveLength(2)
     expect(s.calls[1]!.query.scopes).toBe('storage.read:/a')
+  })
+
+  it('does not trust an expires_in longer than the token\'s own life (exp - iat): refreshes at half of that', async () => {
+    // A broker (or proxy) stating milliseconds where seconds are meant: taken as said, the next refresh would
+    // come in 600000 s, long after the token died at T0 + 1200 and the jobs were left with a dead token.
+    const jwt = (n: number) => `${b64({ alg: 'ES256' })}.${b64({ iat: T0, exp: T0 + 1200, n })}.c2ln`
+    const s = setup((n) => ({ kind: 'token', token: { access_token: jwt(n), token_type: 'Bearer', expires_in: 1_200_000, scope: '' } }))
+    s.top('alice', 'scitokens')
+    await s.credmon.scan()
+    // The .use states the life the token really has, so a restarted credmon schedules from it too.
+    expect(JSON.parse(readFileSync(join(s.dir, 'alice', 'scitokens.use'), 'utf8')).expires_in).toBe(1200)
+    s.at(T0 + 600)
+    await s.credmon.scan()
+    expect(s.calls).toHaveLength(2)
+  })
+
+  it('after a restart, refreshes a .use whose stated expires_in outlasts its token (exp - iat) at the token\'s half-life', async () => {
+    const s = setup((n) => token(n))
+    s.top('alice', 'scitokens')
+    const old = `${b64({ alg: 'ES256' })}.${b64({ iat: T0, exp: T0 + 1200 })}.c2ln`
+    writeFileSync(join(s.dir, 'alice', 'scitokens.use'), JSON.stringify({ access_token: old, expires_in: 1_200_000 }), { mode: 0o600 })
+    utimesSync(join(s.dir, 'alice', 'scitokens.use'), T0, T0)
+    await s.credmon.scan()
+    expect(s.calls).toEqual([])
+    s.at(T0 + 600)
+    await s.credmon.scan()
+    expect(s.calls).toHaveLength(1)
   })
 
   it('after a restart, keeps a still-fresh .use until its half-life', async () => {

@@ -6,7 +6,7 @@ import type { BrokerClient } from './client.ts'
 import type { CredDirFs } from './cred_dir.ts'
 import { refreshAt, retryAt } from './schedule.ts'
 import { parseBrokerTop } from './top_file.ts'
-import { formatUse, useExpiry, type UseFormat } from './use_file.ts'
+import { formatUse, tokenLife, useExpiry, type UseFormat } from './use_file.ts'
 
 /** Touched after every full scan; the credd and schedd wait for it before trusting the directory. */
 export const CREDMON_COMPLETE = 'CREDMON_COMPLETE'
@@ -149,8 +149,9 @@ export class Credmon {
     })
     const after = clock.now()
     if (result.kind === 'token') {
+      const life = tokenLife(result.token.access_token, result.token.expires_in)
       try {
-        fs.writeAtomic(usePath, formatUse(result.token.access_token, result.token.expires_in, this.#opt.useFormat), USE_FILE_MODE)
+        fs.writeAtomic(usePath, formatUse(result.token.access_token, life, this.#opt.useFormat), USE_FILE_MODE)
       } catch (err) {
         st.failures += 1
         st.nextAt = retryAt(after, st.failures)
@@ -161,7 +162,7 @@ export class Credmon {
       if (st.lastProblem) log.info(`credmon: ${key}.use refreshed again after: ${st.lastProblem}`, { user, provider })
       st.failures = 0
       st.lastProblem = undefined
-      st.nextAt = refreshAt(after, result.token.expires_in)
+      st.nextAt = refreshAt(after, life)
       summary.refreshed += 1
       return
     }
