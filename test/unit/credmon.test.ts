@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process'
-import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs'
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import type { BrokerClient, JobTokenQuery, JobTokenResult } from '../../src/clients/credmon/client.ts'
@@ -387,6 +387,42 @@ describe('credmon scan', () => {
     await s.credmon.scan()
     expect(s.calls.map((c) => c.query.scopes)).toEqual([undefined, 'storage.read:/new'])
     expect(existsSync(join(s.dir, 'alice', 'scitokens.use'))).toBe(true)
+  })
+
+  it('writes no .use for a credential whose .top was deleted while the broker was asked (no orphan token for the credd to hand out)', async () => {
+    let s!: ReturnType<typeof setup>
+    s = setup((n) => {
+      // The user deletes the credential (condor_store_cred delete) while our request is at the broker, which
+      // can take seconds when IAM refreshes slowly.
+      if (n === 1) {
+        unlinkSync(join(s.dir, 'alice', 'scitokens.top'))
+        rmSync(join(s.dir, 'alice', 'scitokens.use'), { force: true })
+      }
+      return token(n)
+    })
+    s.top('alice', 'scitokens')
+    await s.credmon.scan()
+    // Nothing would ever refresh or remove a .use without its .top: the credd would go on handing the deleted
+    // credential's token to jobs until it expired.
+    expect(readdirSync(join(s.dir, 'alice'))).toEqual([])
+  })
+
+  it('writes no .use from an answer about a .top replaced while the broker was asked, and serves the new one next', async () => {
+    let s!: ReturnType<typeof setup>
+    s = setup((n) => {
+      if (n === 1) {
+        s.at(T0 + 5)
+        s.top('alice', 'scitokens', { broker_url: BROKER, user: 'alice', provider: 'scitokens', scopes: 'storage.read:/new' })
+      }
+      return token(n)
+    })
+    s.top('alice', 'scitokens')
+    await s.credmon.scan()
+    // The answer was for the old registration's scopes; the new .top is served at the next scan.
+    expect(existsSync(join(s.dir, 'alice', 'scitokens.use'))).toBe(false)
+    await s.credmon.scan()
+    expect(s.calls.map((c) => c.query.scopes)).toEqual([undefined, 'storage.read:/new'])
+    expect(JSON.parse(readFileSync(join(s.dir, 'alice', 'scitokens.use'), 'utf8')).access_token).toBe('eyJ.tok2.sig')
   })
 
   it('says so as an error, once, when a gone credential\'s .top cannot be removed, and does not ask every minute', async () => {

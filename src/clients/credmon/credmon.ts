@@ -149,6 +149,15 @@ export class Credmon {
     })
     const after = clock.now()
     if (result.kind === 'token') {
+      // The answer is for the .top read before the request. Deleted meanwhile (condor_store_cred delete), a
+      // .use written now would have no .top for any later scan to refresh or end it by, and the credd would
+      // hand the deleted credential's token to jobs until it expired; replaced, the answer is for the old
+      // registration's scopes, and the changed .top is served at the next scan (the credd's SIGHUP).
+      const current = fs.stat(topPath)
+      if (!current?.isFile || current.mtime !== topInfo.mtime) {
+        log.info(`credmon: not writing ${key}.use: its .top was ${current?.isFile ? 'replaced' : 'removed'} while the broker was asked`, { user, provider })
+        return
+      }
       const life = tokenLife(result.token.access_token, result.token.expires_in)
       try {
         fs.writeAtomic(usePath, formatUse(result.token.access_token, life, this.#opt.useFormat), USE_FILE_MODE)
