@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process'
 import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs'
-import { join } from 'node:path'
+import { join, resolve } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import type { BrokerClient, JobTokenQuery, JobTokenResult } from '../../src/clients/credmon/client.ts'
 import { nodeCredDirFs, type CredDirFs } from '../../src/clients/credmon/cred_dir.ts'
@@ -87,6 +87,23 @@ describe('credmon scan', () => {
     expect(existsSync(join(s.dir, 'CREDMON_COMPLETE'))).toBe(false)
     await s.credmon.scan()
     expect(existsSync(join(s.dir, 'CREDMON_COMPLETE'))).toBe(true)
+  })
+
+  it('at start removes the temp files of a .use write that a killed credmon left half done, and nothing else', async () => {
+    const s = setup(() => token(1))
+    s.top('alice', 'scitokens')
+    const use = join(s.dir, 'alice', 'scitokens.use')
+    // A credmon killed (SIGKILL, power loss) between creating its temp file and renaming it.
+    const module = resolve('src/lib/secure_file.ts')
+    const script = `import { prepareFileReplacement } from ${JSON.stringify(module)}; prepareFileReplacement(${JSON.stringify(use)}, 0o400); process.kill(process.pid, 'SIGKILL')`
+    expect(spawnSync(process.execPath, ['--input-type=module', '-e', script], { timeout: 10_000 }).signal).toBe('SIGKILL')
+    const left = readdirSync(join(s.dir, 'alice')).filter((n) => n.endsWith('.tmp'))
+    expect(left).toHaveLength(1)
+    // Files that are not ours stay: another writer's temp file, the credd's, a user's.
+    writeFileSync(join(s.dir, 'alice', '.scitokens.top.tmp'), 'x')
+    writeFileSync(join(s.dir, 'alice', 'notes.use.0123456789ab.tmp'), 'x')
+    s.credmon.begin(4242)
+    expect(readdirSync(join(s.dir, 'alice')).sort()).toEqual(['.scitokens.top.tmp', 'notes.use.0123456789ab.tmp', 'scitokens.top'])
   })
 
   it('passes the .top scopes and audience and serves a handle under its provider', async () => {

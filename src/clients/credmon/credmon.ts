@@ -1,5 +1,5 @@
 import { join } from 'node:path'
-import { PROVIDER_PATTERN, USER_PATTERN, type GoneCredentialState } from '../../contract/job_credentials.ts'
+import { CREDENTIAL_NAME_PATTERN, PROVIDER_PATTERN, USER_PATTERN, type GoneCredentialState } from '../../contract/job_credentials.ts'
 import type { Clock } from '../../lib/clock.ts'
 import type { Logger } from '../../lib/logger.ts'
 import type { BrokerClient } from './client.ts'
@@ -38,6 +38,11 @@ export interface CredmonDeps {
  * which is how HTCondor's own credmons leave it for the credd (running as root) to read.
  */
 export const USE_FILE_MODE = 0o400
+
+/** The temp file of an atomic replacement of `<name>` (lib/secure_file.ts): `.<name>.<12 hex digits>.tmp`. */
+const OUR_TEMP = /^\.(.+)\.[0-9a-f]{12}\.tmp$/
+/** `<provider>[_<handle>].use`. */
+const USE_NAME = new RegExp(`${CREDENTIAL_NAME_PATTERN.source.slice(0, -1)}\\.use$`)
 
 /** Per credential (`<user>/<provider>[_<handle>]`), what the credmon remembers between scans. */
 interface CredState {
@@ -84,7 +89,30 @@ export class Credmon {
    */
   begin(pid: number): void {
     this.#d.fs.remove(join(this.#opt.credDir, CREDMON_COMPLETE))
+    this.#removeLeftTempFiles()
     this.#d.fs.writeAtomic(join(this.#opt.credDir, PID_FILE), String(pid), 0o644)
+  }
+
+  /**
+   * A credmon killed between creating a `.use`'s temp file and renaming it (SIGKILL, power loss) leaves the
+   * temp file behind, holding a token, and nothing else would ever remove it before the credd sweeps the
+   * user. At start no write of ours is under way (one credmon per directory), so ours are removed: only
+   * regular files named exactly as our writes name them, never another writer's.
+   */
+  #removeLeftTempFiles(): void {
+    const { fs } = this.#d
+    const dir = this.#opt.credDir
+    const ours = (name: string, target: RegExp) => {
+      const m = OUR_TEMP.exec(name)
+      return m !== null && target.test(m[1]!)
+    }
+    for (const name of fs.list(dir)) if (ours(name, /^pid$/)) fs.removeFile(join(dir, name))
+    for (const user of fs.list(dir)) {
+      if (!USER_PATTERN.test(user) || !fs.stat(join(dir, user))?.isDirectory) continue
+      for (const name of fs.list(join(dir, user))) {
+        if (ours(name, USE_NAME)) fs.removeFile(join(dir, user, name))
+      }
+    }
   }
 
   /** One full pass over the directory, then `CREDMON_COMPLETE` is touched. */
