@@ -90,7 +90,21 @@ export function answeredStatus(err: unknown): number | undefined {
   return typeof status === 'number' && Number.isInteger(status) && status >= 100 && status <= 599 ? status : undefined
 }
 
+/**
+ * A run of token characters this long with upper case, lower case and a digit in it: a token, not a word,
+ * a scope, a path segment, a host name or a UUID.
+ */
+const TOKEN_LIKE = /[A-Za-z0-9._~+/=-]{24,}/g
+const looksLikeToken = (run: string) => /[A-Z]/.test(run) && /[a-z]/.test(run) && /[0-9]/.test(run)
+
+/**
+ * IAM's text, fit to relay and record: printable ASCII, short, and with anything token-shaped cut out.
+ * IAM's token endpoint (MITREid Connect on Spring Security OAuth) names the token it refuses in its
+ * description ("Invalid refresh token: <token>", "Invalid token: <token>"): relayed as it came, the
+ * broker would hand a user's refresh token to every credmon's log, and the user's own IAM token to the
+ * audit store, which keeps every record for years.
+ */
 function safeText(s: unknown): string {
   if (typeof s !== 'string') return ''
-  return s.replace(/[^\x20-\x7e]/g, '').slice(0, 200)
+  return s.replace(/[^\x20-\x7e]/g, '').replace(TOKEN_LIKE, (run) => (looksLikeToken(run) ? '[token]' : run)).slice(0, 200)
 }
