@@ -1,5 +1,6 @@
 import { ClientError, ResponseBodyError, WWWAuthenticateChallengeError } from 'openid-client'
 import { AccessDenied, BrokerError, InvalidGrant, InvalidRequest, InvalidScope, OperatorError, TemporarilyUnavailable } from '../errors.ts'
+import { cutTokens } from '../lib/cut_tokens.ts'
 import type { Logger } from '../lib/logger.ts'
 import { classifyIamFailure } from './iam_failure.ts'
 
@@ -91,20 +92,11 @@ export function answeredStatus(err: unknown): number | undefined {
 }
 
 /**
- * A run of token characters this long with upper case, lower case and a digit in it: a token, not a word,
- * a scope, a path segment, a host name or a UUID.
- */
-const TOKEN_LIKE = /[A-Za-z0-9._~+/=-]{24,}/g
-const looksLikeToken = (run: string) => /[A-Z]/.test(run) && /[a-z]/.test(run) && /[0-9]/.test(run)
-
-/**
- * IAM's text, fit to relay and record: printable ASCII, short, and with anything token-shaped cut out.
- * IAM's token endpoint (MITREid Connect on Spring Security OAuth) names the token it refuses in its
- * description ("Invalid refresh token: <token>", "Invalid token: <token>"): relayed as it came, the
- * broker would hand a user's refresh token to every credmon's log, and the user's own IAM token to the
- * audit store, which keeps every record for years.
+ * IAM's text, fit to relay and record: printable ASCII, short, and with anything token-shaped cut out
+ * (IAM names the token it refuses): relayed as it came, the broker would hand a user's refresh token to
+ * every credmon's log, and the user's own IAM token to the audit store, which keeps every record for years.
  */
 function safeText(s: unknown): string {
   if (typeof s !== 'string') return ''
-  return s.replace(/[^\x20-\x7e]/g, '').replace(TOKEN_LIKE, (run) => (looksLikeToken(run) ? '[token]' : run)).slice(0, 200)
+  return cutTokens(s.replace(/[^\x20-\x7e]/g, '')).slice(0, 200)
 }
