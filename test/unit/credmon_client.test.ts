@@ -89,3 +89,14 @@ describe('credmon broker client: answers too large to be a job-token response', 
     expect(body.pulled()).toBeLessThan(1024 * 1024)
   })
 })
+
+describe('credmon broker client: what it logs of a refusal', () => {
+  it('cuts a token out of the broker\'s description (a broker that relays IAM\'s "Invalid refresh token: <token>")', async () => {
+    const rt = 'DMnt1n7qO2d4WckvbZNuXUZ112RdPKcoRD_OJQEd0Jg'
+    const client = brokerClient({
+      brokerUrl: BROKER, credential: () => 't',
+      fetch: async () => Response.json({ error: 'access_denied', error_description: `IAM refused the grant: Invalid refresh token: ${rt}`, credential: 'revoked' }, { status: 403 }),
+    })
+    expect(await client.fetchJobToken('alice', 'scitokens', {})).toEqual({ kind: 'refused', gone: 'revoked', reason: 'access_denied: IAM refused the grant: Invalid refresh token: [token]' })
+  })
+})

@@ -1,3 +1,4 @@
+import { cutTokens } from '../../lib/cut_tokens.ts'
 import { CREDENTIAL_NAME_PATTERN, credentialTokenPath, goneCredentialState, USER_PATTERN, type GoneCredentialState, type JobTokenResponse } from '../../contract/job_credentials.ts'
 
 /** What one job-token read came to, in the credmon's terms (the contract's status codes, mapped once). */
@@ -139,8 +140,9 @@ async function readJsonBounded(res: Response, max: number): Promise<unknown> {
 function oauthReason(status: number, body: unknown): string {
   const b = (typeof body === 'object' && body !== null ? body : {}) as Record<string, unknown>
   const error = typeof b.error === 'string' ? b.error : `HTTP ${status}`
-  // The description comes from the broker; keep it one short printable line in our log.
-  const desc = typeof b.error_description === 'string' ? b.error_description.replace(/[^\x20-\x7e]/g, '?').slice(0, 200) : ''
+  // The description comes from the broker; keep it one short printable line in our log, and no token in it
+  // (a broker that predates its own cutting relays IAM's "Invalid refresh token: <token>" as IAM wrote it).
+  const desc = typeof b.error_description === 'string' ? cutTokens(b.error_description.replace(/[^\x20-\x7e]/g, '?')).slice(0, 200) : ''
   return desc ? `${error}: ${desc}` : error
 }
 
