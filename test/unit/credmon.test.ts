@@ -229,6 +229,23 @@ describe('credmon scan', () => {
     expect(s.calls).toHaveLength(1)
   })
 
+  it('after a restart, reads a bare token\'s life from its own iat and exp, not from an issuer clock ahead of ours', async () => {
+    // The broker's clock runs 30 minutes ahead of the access point's. A 20-minute token written at T0 (our
+    // clock) says iat T0 + 1800, exp T0 + 3000: its exp read on our clock promises 50 minutes, while it
+    // dies at T0 + 1200 here. exp - iat is the same on any clock.
+    const s = setup((n) => token(n), { format: 'bare' })
+    s.top('alice', 'scitokens')
+    const old = `${b64({ alg: 'ES256' })}.${b64({ iat: T0 + 1800, exp: T0 + 3000 })}.c2ln`
+    writeFileSync(join(s.dir, 'alice', 'scitokens.use'), `${old}\n`, { mode: 0o600 })
+    utimesSync(join(s.dir, 'alice', 'scitokens.use'), T0, T0)
+    s.at(T0 + 10)
+    await s.credmon.scan()
+    expect(s.calls).toEqual([])
+    s.at(T0 + 600)
+    await s.credmon.scan()
+    expect(s.calls).toHaveLength(1)
+  })
+
   it('after a restart, keeps a still-fresh .use until its half-life', async () => {
     const s = setup((n) => token(n))
     s.top('alice', 'scitokens')

@@ -26,8 +26,8 @@ export function tokenLife(accessToken: string, expiresIn: number): number {
 
 /**
  * When a `.use` written at `mtime` stops being valid: `mtime + expires_in` for the JSON form (bounded by
- * tokenLife), the JWT's `exp` for a bare token. Undefined when neither can be read, so the caller
- * refreshes at once.
+ * tokenLife), the JWT's `exp` for a bare token (bounded by its whole life from `mtime`, since `exp` is on
+ * the issuer's clock). Undefined when neither can be read, so the caller refreshes at once.
  */
 export function useExpiry(text: string, mtime: number): number | undefined {
   const trimmed = text.trim()
@@ -35,11 +35,22 @@ export function useExpiry(text: string, mtime: number): number | undefined {
     try {
       const j = JSON.parse(trimmed) as Record<string, unknown>
       if (typeof j.expires_in === 'number' && j.expires_in > 0) return mtime + (typeof j.access_token === 'string' ? tokenLife(j.access_token, j.expires_in) : j.expires_in)
-      if (typeof j.access_token === 'string') return jwtExp(j.access_token)
+      if (typeof j.access_token === 'string') return jwtExpiry(j.access_token, mtime)
     } catch { /* fall through: unreadable means refresh */ }
     return undefined
   }
-  return jwtExp(trimmed)
+  return jwtExpiry(trimmed, mtime)
+}
+
+/**
+ * A JWT's `exp` on our clock: `exp` is the issuer's clock, so it is bounded by `mtime + (exp - iat)`, the
+ * token's whole life counted from when we wrote it (no later than it really ends, whatever the skew).
+ */
+function jwtExpiry(token: string, mtime: number): number | undefined {
+  const exp = jwtExp(token)
+  if (exp === undefined) return undefined
+  const whole = jwtWholeLife(token)
+  return whole === undefined ? exp : Math.min(exp, mtime + whole)
 }
 
 function claims(token: string): Record<string, unknown> | undefined {
