@@ -39,6 +39,9 @@ export interface CredmonDeps {
  */
 export const USE_FILE_MODE = 0o400
 
+/** The largest `minimum_seconds` the broker's token route reads (seven digits). */
+const MAX_MINIMUM_SECONDS = 9_999_999
+
 /** The temp file of an atomic replacement of `<name>` (lib/secure_file.ts): `.<name>.<12 hex digits>.tmp`. */
 const OUR_TEMP = /^\.(.+)\.[0-9a-f]{12}\.tmp$/
 /** `<provider>[_<handle>].use`. */
@@ -50,6 +53,8 @@ interface CredState {
   nextAt: number
   failures: number
   topMtime: number
+  /** When the token in `.use` stops being valid, on our clock; absent while we know of none. */
+  useExpiresAt?: number
   /** The last problem logged, so a 60-second loop does not repeat the same line. */
   lastProblem?: string
 }
@@ -170,8 +175,9 @@ export class Credmon {
     this.#state.set(key, st)
     if (now < st.nextAt) return
 
+    const minimum = this.#minimumSeconds(st, now)
     const result = await this.#d.client.fetchJobToken(user, top.provider, {
-      ...(this.#opt.minimumSeconds !== undefined ? { minimum_seconds: this.#opt.minimumSeconds } : {}),
+      ...(minimum !== undefined ? { minimum_seconds: minimum } : {}),
       ...(top.scopes ? { scopes: top.scopes } : {}),
       ...(top.audience ? { audience: top.audience } : {}),
     })
@@ -200,6 +206,7 @@ export class Credmon {
       st.failures = 0
       st.lastProblem = undefined
       st.nextAt = refreshAt(after, life)
+      st.useExpiresAt = after + life
       summary.refreshed += 1
       return
     }
@@ -216,6 +223,7 @@ export class Credmon {
       // Only the regular file we wrote: anything else at the name is left alone (removeFile), and an
       // error here must not end the scan of every user after this one.
       if (fs.removeFile(usePath)) {
+        delete st.useExpiresAt
         summary.removed += 1
         log.warn(`credmon: removed ${key}.use: the broker refused the credential (${result.reason})`, { user, provider })
         st.lastProblem = `refused: ${result.reason}`
@@ -274,7 +282,21 @@ export class Credmon {
     const exp = useExpiry(this.#d.fs.readText(usePath) ?? '', use.mtime)
     if (exp === undefined || exp <= now) return fresh
     // Restarted credmon: honour the half-life of the token already in place.
-    return { nextAt: Math.min(Math.floor(use.mtime + (exp - use.mtime) / 2), exp), failures: 0, topMtime }
+    return { nextAt: Math.min(Math.floor(use.mtime + (exp - use.mtime) / 2), exp), failures: 0, topMtime, useExpiresAt: exp }
+  }
+
+  /**
+   * `minimum_seconds` for a request: the configured one, and more than what the `.use` in place has left.
+   * The broker hands back a cached token while it has `minimum_seconds` left; asked at the half-life point
+   * of the token we hold, it would hand back that very token (its other half is more than a short
+   * minimum), and the `.use` would be replaced only at a quarter of its life, too late for the starter's
+   * copy every 300 s. Asking for a token that outlives ours makes the refresh the refresh it is meant to be.
+   */
+  #minimumSeconds(st: CredState, now: number): number | undefined {
+    const configured = this.#opt.minimumSeconds
+    const left = st.useExpiresAt !== undefined ? Math.ceil(st.useExpiresAt - now) : 0
+    if (left <= 0) return configured
+    return Math.min(Math.max(configured ?? 0, left + 1), MAX_MINIMUM_SECONDS)
   }
 
   #problem(st: CredState, line: string, user: string, provider: string, error = false): void {
