@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process'
-import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs'
+import { cpSync, existsSync, lstatSync, mkdirSync, renameSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import type { BrokerClient, JobTokenQuery, JobTokenResult } from '../../src/clients/credmon/client.ts'
@@ -439,6 +439,26 @@ describe('credmon scan', () => {
     // Nothing would ever refresh or remove a .use without its .top: the credd would go on handing the deleted
     // credential's token to jobs until it expired.
     expect(readdirSync(join(s.dir, 'alice'))).toEqual([])
+  })
+
+  it('writes nothing through a user directory swapped for a symbolic link while the broker was asked', async () => {
+    // The credential directory is writable by the credd's group; the credmon runs as root. Whoever swaps
+    // alice/ for a link during the request (seconds) must not get root to write alice's token, or remove
+    // files, in the directory the link names.
+    const elsewhere = tempDir('ctb-credmon-elsewhere-')
+    let s!: ReturnType<typeof setup>
+    s = setup((n) => {
+      if (n === 1) {
+        // The same .top, so only the directory tells the swap.
+        renameSync(join(s.dir, 'alice'), join(s.dir, 'alice.moved'))
+        cpSync(join(s.dir, 'alice.moved', 'scitokens.top'), join(elsewhere, 'scitokens.top'), { preserveTimestamps: true })
+        symlinkSync(elsewhere, join(s.dir, 'alice'))
+      }
+      return token(n)
+    })
+    s.top('alice', 'scitokens')
+    await s.credmon.scan()
+    expect(readdirSync(elsewhere)).toEqual(['scitokens.top'])
   })
 
   it('writes no .use from an answer about a .top replaced while the broker was asked, and serves the new one next', async () => {

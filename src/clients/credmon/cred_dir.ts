@@ -11,6 +11,8 @@ export interface FileInfo {
    * read wait for a writer, stopping every user's refresh.
    */
   isFile: boolean
+  /** Device and inode: the same name may hold another file (or directory) than it did a moment ago. */
+  id: string
 }
 
 /**
@@ -48,7 +50,7 @@ export const nodeCredDirFs: CredDirFs = {
     try {
       const s = lstatSync(path)
       if (s.isSymbolicLink()) return undefined
-      return { mtime: s.mtimeMs / 1000, isDirectory: s.isDirectory(), isFile: s.isFile() }
+      return { mtime: s.mtimeMs / 1000, isDirectory: s.isDirectory(), isFile: s.isFile(), id: `${s.dev}:${s.ino}` }
     } catch {
       return undefined
     }

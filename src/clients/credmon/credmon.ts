@@ -128,7 +128,8 @@ export class Credmon {
     for (const user of fs.list(this.#opt.credDir).sort()) {
       if (!USER_PATTERN.test(user)) continue
       const userDir = join(this.#opt.credDir, user)
-      if (!fs.stat(userDir)?.isDirectory) continue
+      const dirInfo = fs.stat(userDir)
+      if (!dirInfo?.isDirectory) continue
       const marked = fs.stat(join(this.#opt.credDir, `${user}.mark`)) !== undefined
       this.#noteMark(user, marked)
       for (const name of fs.list(userDir).sort()) {
@@ -140,7 +141,7 @@ export class Credmon {
         seen.add(key)
         // The user has no jobs left: asking the broker would mint tokens nobody uses.
         if (marked) continue
-        await this.#serve(user, provider, base, key, summary)
+        await this.#serve({ user, provider, base, key, dirId: dirInfo.id }, summary)
       }
     }
     for (const key of this.#state.keys()) if (!seen.has(key)) this.#state.delete(key)
@@ -148,7 +149,18 @@ export class Credmon {
     return summary
   }
 
-  async #serve(user: string, provider: string, base: string, key: string, summary: ScanSummary): Promise<void> {
+  /**
+   * The user's directory is still the one the scan found (not swapped for a link or another directory
+   * while the broker was asked). The credential directory is writable by the credd's group and we run as
+   * root: a write or removal through a swapped name would land wherever the swap points.
+   */
+  #sameUserDir(user: string, dirId: string): boolean {
+    const now = this.#d.fs.stat(join(this.#opt.credDir, user))
+    return now?.isDirectory === true && now.id === dirId
+  }
+
+  async #serve(c: { user: string; provider: string; base: string; key: string; dirId: string }, summary: ScanSummary): Promise<void> {
+    const { user, provider, base, key, dirId } = c
     const { fs, clock, log } = this.#d
     const now = clock.now()
     const topPath = join(this.#opt.credDir, user, `${base}.top`)
@@ -182,6 +194,10 @@ export class Credmon {
       ...(top.audience ? { audience: top.audience } : {}),
     })
     const after = clock.now()
+    if (!this.#sameUserDir(user, dirId)) {
+      this.#problem(st, `credmon: ${user}/ is no longer the directory the scan found; nothing written or removed for ${key}`, user, provider, true)
+      return
+    }
     if (result.kind === 'token') {
       // The answer is for the .top read before the request. Deleted meanwhile (condor_store_cred delete), a
       // .use written now would have no .top for any later scan to refresh or end it by, and the credd would
