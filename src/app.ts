@@ -100,7 +100,7 @@ export function createApp(deps: AppDeps): Hono {
       c.set('bearerRealm', ADMIN_REALM)
       throw new InvalidToken('the admin API is not enabled', { presented: true })
     })
-    app.route('/', credentialRoutes({ credentials: deps.credentials.service, jobTokens: deps.credentials.jobTokens, credd: deps.credentials.credd, adminAuth: credentialsAdmin, clock: systemClock }))
+    app.route('/', credentialRoutes({ credentials: deps.credentials.service, jobTokens: deps.credentials.jobTokens, credd: deps.credentials.credd, adminAuth: credentialsAdmin, clock: deps.credentials.credd.clock }))
   }
   if (deps.admin && auth) {
     const window = liveWindow(deps.admin.audit, maxTokenLifetime(deps.config))

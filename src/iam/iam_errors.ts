@@ -1,5 +1,6 @@
 import { ClientError, ResponseBodyError, WWWAuthenticateChallengeError } from 'openid-client'
 import { AccessDenied, BrokerError, InvalidGrant, InvalidRequest, InvalidScope, OperatorError, TemporarilyUnavailable } from '../errors.ts'
+import { cutTokens } from '../lib/cut_tokens.ts'
 import type { Logger } from '../lib/logger.ts'
 import { classifyIamFailure } from './iam_failure.ts'
 
@@ -90,7 +91,12 @@ export function answeredStatus(err: unknown): number | undefined {
   return typeof status === 'number' && Number.isInteger(status) && status >= 100 && status <= 599 ? status : undefined
 }
 
+/**
+ * IAM's text, fit to relay and record: printable ASCII, short, and with anything token-shaped cut out
+ * (IAM names the token it refuses): relayed as it came, the broker would hand a user's refresh token to
+ * every credmon's log, and the user's own IAM token to the audit store, which keeps every record for years.
+ */
 function safeText(s: unknown): string {
   if (typeof s !== 'string') return ''
-  return s.replace(/[^\x20-\x7e]/g, '').slice(0, 200)
+  return cutTokens(s.replace(/[^\x20-\x7e]/g, '')).slice(0, 200)
 }

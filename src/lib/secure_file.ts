@@ -112,6 +112,7 @@ export function prepareFileReplacement(path: string, mode: number): PendingRepla
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT' && (err as NodeJS.ErrnoException).code !== 'ENOTDIR') throw err
   }
   if (target?.isDirectory()) throw Object.assign(new Error(`EISDIR: ${path} is a directory`), { code: 'EISDIR', path })
+  // The credmon removes temp files of this exact shape left by a run killed mid-write (clients/credmon).
   const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`)
   let fd: number | undefined = openSync(tmp, 'wx', mode)
   let settled = false

@@ -1,7 +1,8 @@
 import { spawnSync } from 'node:child_process'
-import { symlinkSync, writeFileSync } from 'node:fs'
+import { existsSync, linkSync, lstatSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { expect, it } from 'vitest'
+import { nodeCredDirFs } from '../../src/clients/credmon/cred_dir.ts'
 import { tempDir } from '../support/tmp.ts'
 
 // The credmon checks what sits at a credential's name (lstat: a regular file, no link) and then reads it by
@@ -27,4 +28,46 @@ it('reads a regular file, and neither waits on a FIFO nor follows a link put in 
   const link = join(dir, 'other.top')
   symlinkSync(plain, link)
   expect(readInChild(link)).toEqual({ status: 0, out: 'null' })
+})
+
+// CREDMON_COMPLETE sits in the credential directory itself, which the credd's group may write (root:condor
+// 2770), and the credmon runs as root. Touching it by name followed a link planted there: root created
+// any missing file the link named (an empty /etc/nologin ends every login) or reset the times of one
+// that exists. The touch must end with a regular file of our own at the name and leave the target alone.
+it('touches CREDMON_COMPLETE without following a symbolic link planted at its name', () => {
+  const dir = tempDir()
+  const victim = join(dir, 'victim')
+  const existing = join(dir, 'existing')
+  writeFileSync(existing, 'root-owned config')
+  utimesSync(existing, 1_000_000, 1_000_000)
+
+  const complete = join(dir, 'CREDMON_COMPLETE')
+  symlinkSync(victim, complete)
+  nodeCredDirFs.touch(complete)
+  expect(existsSync(victim)).toBe(false)
+  expect(lstatSync(complete).isFile()).toBe(true)
+
+  rmSync(complete)
+  symlinkSync(existing, complete)
+  nodeCredDirFs.touch(complete)
+  expect(statSync(existing).mtimeMs).toBe(1_000_000_000)
+  expect(readFileSync(existing, 'utf8')).toBe('root-owned config')
+  expect(lstatSync(complete).isFile()).toBe(true)
+
+  // A hard link names the other file itself: its times are not ours to set either.
+  rmSync(complete)
+  linkSync(existing, complete)
+  nodeCredDirFs.touch(complete)
+  expect(statSync(existing).mtimeMs).toBe(1_000_000_000)
+  expect(statSync(complete).nlink).toBe(1)
+})
+
+it('touch creates CREDMON_COMPLETE when missing and moves its mtime forward when present', () => {
+  const dir = tempDir()
+  const complete = join(dir, 'CREDMON_COMPLETE')
+  nodeCredDirFs.touch(complete)
+  expect(lstatSync(complete).isFile()).toBe(true)
+  utimesSync(complete, 1_000_000, 1_000_000)
+  nodeCredDirFs.touch(complete)
+  expect(statSync(complete).mtimeMs).toBeGreaterThan(Date.now() - 60_000)
 })

@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process'
-import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs'
-import { join } from 'node:path'
+import { cpSync, existsSync, lstatSync, mkdirSync, renameSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs'
+import { join, resolve } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import type { BrokerClient, JobTokenQuery, JobTokenResult } from '../../src/clients/credmon/client.ts'
 import { nodeCredDirFs, type CredDirFs } from '../../src/clients/credmon/cred_dir.ts'
@@ -25,6 +25,7 @@ function scriptedClient(answer: (call: number) => JobTokenResult) {
   return { client, calls }
 }
 
+const b64 = (o: object) => Buffer.from(JSON.stringify(o)).toString('base64url')
 const token = (n: number, expires_in = 1200): JobTokenResult => ({ kind: 'token', token: { access_token: `eyJ.tok${n}.sig`, token_type: 'Bearer', expires_in, scope: '' } })
 
 function capturingLog() {
@@ -86,6 +87,23 @@ describe('credmon scan', () => {
     expect(existsSync(join(s.dir, 'CREDMON_COMPLETE'))).toBe(false)
     await s.credmon.scan()
     expect(existsSync(join(s.dir, 'CREDMON_COMPLETE'))).toBe(true)
+  })
+
+  it('at start removes the temp files of a .use write that a killed credmon left half done, and nothing else', async () => {
+    const s = setup(() => token(1))
+    s.top('alice', 'scitokens')
+    const use = join(s.dir, 'alice', 'scitokens.use')
+    // A credmon killed (SIGKILL, power loss) between creating its temp file and renaming it.
+    const module = resolve('src/lib/secure_file.ts')
+    const script = `import { prepareFileReplacement } from ${JSON.stringify(module)}; prepareFileReplacement(${JSON.stringify(use)}, 0o400); process.kill(process.pid, 'SIGKILL')`
+    expect(spawnSync(process.execPath, ['--input-type=module', '-e', script], { timeout: 10_000 }).signal).toBe('SIGKILL')
+    const left = readdirSync(join(s.dir, 'alice')).filter((n) => n.endsWith('.tmp'))
+    expect(left).toHaveLength(1)
+    // Files that are not ours stay: another writer's temp file, the credd's, a user's.
+    writeFileSync(join(s.dir, 'alice', '.scitokens.top.tmp'), 'x')
+    writeFileSync(join(s.dir, 'alice', 'notes.use.0123456789ab.tmp'), 'x')
+    s.credmon.begin(4242)
+    expect(readdirSync(join(s.dir, 'alice')).sort()).toEqual(['.scitokens.top.tmp', 'notes.use.0123456789ab.tmp', 'scitokens.top'])
   })
 
   it('passes the .top scopes and audience and serves a handle under its provider', async () => {
@@ -182,6 +200,50 @@ describe('credmon scan', () => {
     await s.credmon.scan()
     expect(s.calls).toHaveLength(2)
     expect(s.calls[1]!.query.scopes).toBe('storage.read:/a')
+  })
+
+  it('does not trust an expires_in longer than the token\'s own life (exp - iat): refreshes at half of that', async () => {
+    // A broker (or proxy) stating milliseconds where seconds are meant: taken as said, the next refresh would
+    // come in 600000 s, long after the token died at T0 + 1200 and the jobs were left with a dead token.
+    const jwt = (n: number) => `${b64({ alg: 'ES256' })}.${b64({ iat: T0, exp: T0 + 1200, n })}.c2ln`
+    const s = setup((n) => ({ kind: 'token', token: { access_token: jwt(n), token_type: 'Bearer', expires_in: 1_200_000, scope: '' } }))
+    s.top('alice', 'scitokens')
+    await s.credmon.scan()
+    // The .use states the life the token really has, so a restarted credmon schedules from it too.
+    expect(JSON.parse(readFileSync(join(s.dir, 'alice', 'scitokens.use'), 'utf8')).expires_in).toBe(1200)
+    s.at(T0 + 600)
+    await s.credmon.scan()
+    expect(s.calls).toHaveLength(2)
+  })
+
+  it('after a restart, refreshes a .use whose stated expires_in outlasts its token (exp - iat) at the token\'s half-life', async () => {
+    const s = setup((n) => token(n))
+    s.top('alice', 'scitokens')
+    const old = `${b64({ alg: 'ES256' })}.${b64({ iat: T0, exp: T0 + 1200 })}.c2ln`
+    writeFileSync(join(s.dir, 'alice', 'scitokens.use'), JSON.stringify({ access_token: old, expires_in: 1_200_000 }), { mode: 0o600 })
+    utimesSync(join(s.dir, 'alice', 'scitokens.use'), T0, T0)
+    await s.credmon.scan()
+    expect(s.calls).toEqual([])
+    s.at(T0 + 600)
+    await s.credmon.scan()
+    expect(s.calls).toHaveLength(1)
+  })
+
+  it('after a restart, reads a bare token\'s life from its own iat and exp, not from an issuer clock ahead of ours', async () => {
+    // The broker's clock runs 30 minutes ahead of the access point's. A 20-minute token written at T0 (our
+    // clock) says iat T0 + 1800, exp T0 + 3000: its exp read on our clock promises 50 minutes, while it
+    // dies at T0 + 1200 here. exp - iat is the same on any clock.
+    const s = setup((n) => token(n), { format: 'bare' })
+    s.top('alice', 'scitokens')
+    const old = `${b64({ alg: 'ES256' })}.${b64({ iat: T0 + 1800, exp: T0 + 3000 })}.c2ln`
+    writeFileSync(join(s.dir, 'alice', 'scitokens.use'), `${old}\n`, { mode: 0o600 })
+    utimesSync(join(s.dir, 'alice', 'scitokens.use'), T0, T0)
+    s.at(T0 + 10)
+    await s.credmon.scan()
+    expect(s.calls).toEqual([])
+    s.at(T0 + 600)
+    await s.credmon.scan()
+    expect(s.calls).toHaveLength(1)
   })
 
   it('after a restart, keeps a still-fresh .use until its half-life', async () => {
@@ -359,6 +421,62 @@ describe('credmon scan', () => {
     await s.credmon.scan()
     expect(s.calls.map((c) => c.query.scopes)).toEqual([undefined, 'storage.read:/new'])
     expect(existsSync(join(s.dir, 'alice', 'scitokens.use'))).toBe(true)
+  })
+
+  it('writes no .use for a credential whose .top was deleted while the broker was asked (no orphan token for the credd to hand out)', async () => {
+    let s!: ReturnType<typeof setup>
+    s = setup((n) => {
+      // The user deletes the credential (condor_store_cred delete) while our request is at the broker, which
+      // can take seconds when IAM refreshes slowly.
+      if (n === 1) {
+        unlinkSync(join(s.dir, 'alice', 'scitokens.top'))
+        rmSync(join(s.dir, 'alice', 'scitokens.use'), { force: true })
+      }
+      return token(n)
+    })
+    s.top('alice', 'scitokens')
+    await s.credmon.scan()
+    // Nothing would ever refresh or remove a .use without its .top: the credd would go on handing the deleted
+    // credential's token to jobs until it expired.
+    expect(readdirSync(join(s.dir, 'alice'))).toEqual([])
+  })
+
+  it('writes nothing through a user directory swapped for a symbolic link while the broker was asked', async () => {
+    // The credential directory is writable by the credd's group; the credmon runs as root. Whoever swaps
+    // alice/ for a link during the request (seconds) must not get root to write alice's token, or remove
+    // files, in the directory the link names.
+    const elsewhere = tempDir('ctb-credmon-elsewhere-')
+    let s!: ReturnType<typeof setup>
+    s = setup((n) => {
+      if (n === 1) {
+        // The same .top, so only the directory tells the swap.
+        renameSync(join(s.dir, 'alice'), join(s.dir, 'alice.moved'))
+        cpSync(join(s.dir, 'alice.moved', 'scitokens.top'), join(elsewhere, 'scitokens.top'), { preserveTimestamps: true })
+        symlinkSync(elsewhere, join(s.dir, 'alice'))
+      }
+      return token(n)
+    })
+    s.top('alice', 'scitokens')
+    await s.credmon.scan()
+    expect(readdirSync(elsewhere)).toEqual(['scitokens.top'])
+  })
+
+  it('writes no .use from an answer about a .top replaced while the broker was asked, and serves the new one next', async () => {
+    let s!: ReturnType<typeof setup>
+    s = setup((n) => {
+      if (n === 1) {
+        s.at(T0 + 5)
+        s.top('alice', 'scitokens', { broker_url: BROKER, user: 'alice', provider: 'scitokens', scopes: 'storage.read:/new' })
+      }
+      return token(n)
+    })
+    s.top('alice', 'scitokens')
+    await s.credmon.scan()
+    // The answer was for the old registration's scopes; the new .top is served at the next scan.
+    expect(existsSync(join(s.dir, 'alice', 'scitokens.use'))).toBe(false)
+    await s.credmon.scan()
+    expect(s.calls.map((c) => c.query.scopes)).toEqual([undefined, 'storage.read:/new'])
+    expect(JSON.parse(readFileSync(join(s.dir, 'alice', 'scitokens.use'), 'utf8')).access_token).toBe('eyJ.tok2.sig')
   })
 
   it('says so as an error, once, when a gone credential\'s .top cannot be removed, and does not ask every minute', async () => {

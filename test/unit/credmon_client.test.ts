@@ -58,3 +58,45 @@ describe('credmon broker client (the job-token read of the wire contract)', () =
     expect(seen).toEqual([])
   })
 })
+
+describe('credmon broker client: answers too large to be a job-token response', () => {
+  /** A body of `total` bytes of JSON-ish filler, counting what the client pulled from it. */
+  function hugeBody(total: number) {
+    let pulled = 0
+    const chunk = new Uint8Array(64 * 1024).fill(0x20) // spaces: valid JSON whitespace, so only size can stop it
+    const stream = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        if (pulled >= total) { controller.close(); return }
+        pulled += chunk.length
+        controller.enqueue(chunk)
+      },
+    })
+    return { stream, pulled: () => pulled }
+  }
+
+  // The status still says what happened; only the body is not read past the bound. A 403 whose body cannot be
+  // read is a refusal for now (the .use goes, the .top stays), as a 403 with any other unreadable body.
+  it.each([[200, 'unavailable'], [503, 'unavailable'], [403, 'refused']] as const)('stops reading a %i body far larger than any answer (%s)', async (status, kind) => {
+    // 64 MiB: a broken proxy or broker streaming junk. An access token is at most 16 KiB and a refusal a
+    // short description, so 1 MiB read is already far more than any honest answer needs.
+    const body = hugeBody(64 * 1024 * 1024)
+    const client = brokerClient({
+      brokerUrl: BROKER, credential: () => 't',
+      fetch: async () => new Response(body.stream, { status, headers: { 'content-type': 'application/json' } }),
+    })
+    const r = await client.fetchJobToken('alice', 'scitokens', {})
+    expect(r).toEqual({ kind, reason: expect.stringContaining('too large') })
+    expect(body.pulled()).toBeLessThan(1024 * 1024)
+  })
+})
+
+describe('credmon broker client: what it logs of a refusal', () => {
+  it('cuts a token out of the broker\'s description (a broker that relays IAM\'s "Invalid refresh token: <token>")', async () => {
+    const rt = 'DMnt1n7qO2d4WckvbZNuXUZ112RdPKcoRD_OJQEd0Jg'
+    const client = brokerClient({
+      brokerUrl: BROKER, credential: () => 't',
+      fetch: async () => Response.json({ error: 'access_denied', error_description: `IAM refused the grant: Invalid refresh token: ${rt}`, credential: 'revoked' }, { status: 403 }),
+    })
+    expect(await client.fetchJobToken('alice', 'scitokens', {})).toEqual({ kind: 'refused', gone: 'revoked', reason: 'access_denied: IAM refused the grant: Invalid refresh token: [token]' })
+  })
+})

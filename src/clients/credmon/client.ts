@@ -1,3 +1,4 @@
+import { cutTokens } from '../../lib/cut_tokens.ts'
 import { CREDENTIAL_NAME_PATTERN, credentialTokenPath, goneCredentialState, USER_PATTERN, type GoneCredentialState, type JobTokenResponse } from '../../contract/job_credentials.ts'
 
 /** What one job-token read came to, in the credmon's terms (the contract's status codes, mapped once). */
@@ -82,11 +83,12 @@ export function brokerClient(opts: BrokerClientOptions): BrokerClient {
       } catch (err) {
         return { kind: 'unavailable', reason: `broker unreachable: ${describe(err)}` }
       }
-      const body = await res.json().catch(() => undefined)
-      const reason = oauthReason(res.status, body)
+      const read = await readJsonBounded(res, MAX_ANSWER_BYTES)
+      const body = read === TOO_LARGE ? undefined : read
+      const reason = read === TOO_LARGE ? `HTTP ${res.status} with an answer too large to be the broker's (over ${MAX_ANSWER_BYTES} bytes)` : oauthReason(res.status, body)
       if (res.status === 200) {
         const token = parseJobTokenResponse(body)
-        return token ? { kind: 'token', token } : { kind: 'unavailable', reason: 'broker answered 200 without a valid token response' }
+        return token ? { kind: 'token', token } : { kind: 'unavailable', reason: read === TOO_LARGE ? reason : 'broker answered 200 without a valid token response' }
       }
       if (res.status === 403) {
         const gone = goneCredentialState(body)
@@ -99,11 +101,48 @@ export function brokerClient(opts: BrokerClientOptions): BrokerClient {
   }
 }
 
+/**
+ * The most of an answer the credmon reads. A job-token response carries one token of at most 16 KiB and a
+ * refusal a short description; a body past this is a broken broker or proxy, and reading it whole (however
+ * long it streams within the timeout) would let one answer exhaust the memory of the process that keeps
+ * every user's tokens fresh.
+ */
+export const MAX_ANSWER_BYTES = 64 * 1024
+const TOO_LARGE = Symbol('too large')
+
+/** The body as JSON (undefined when it is not JSON), or TOO_LARGE once more than `max` bytes arrived; stops reading there. */
+async function readJsonBounded(res: Response, max: number): Promise<unknown> {
+  if (!res.body) return undefined
+  const reader = res.body.getReader()
+  const chunks: Uint8Array[] = []
+  let size = 0
+  try {
+    for (;;) {
+      const { done, value } = await reader.read()
+      if (done) break
+      size += value.byteLength
+      if (size > max) {
+        void reader.cancel().catch(() => undefined)
+        return TOO_LARGE
+      }
+      chunks.push(value)
+    }
+  } catch {
+    return undefined
+  }
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8'))
+  } catch {
+    return undefined
+  }
+}
+
 function oauthReason(status: number, body: unknown): string {
   const b = (typeof body === 'object' && body !== null ? body : {}) as Record<string, unknown>
   const error = typeof b.error === 'string' ? b.error : `HTTP ${status}`
-  // The description comes from the broker; keep it one short printable line in our log.
-  const desc = typeof b.error_description === 'string' ? b.error_description.replace(/[^\x20-\x7e]/g, '?').slice(0, 200) : ''
+  // The description comes from the broker; keep it one short printable line in our log, and no token in it
+  // (a broker that predates its own cutting relays IAM's "Invalid refresh token: <token>" as IAM wrote it).
+  const desc = typeof b.error_description === 'string' ? cutTokens(b.error_description.replace(/[^\x20-\x7e]/g, '?')).slice(0, 200) : ''
   return desc ? `${error}: ${desc}` : error
 }
 

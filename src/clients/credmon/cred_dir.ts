@@ -1,4 +1,4 @@
-import { closeSync, constants, fstatSync, lstatSync, openSync, readdirSync, readFileSync, rmSync, unlinkSync, utimesSync } from 'node:fs'
+import { closeSync, constants, fstatSync, futimesSync, lstatSync, openSync, readdirSync, readFileSync, rmSync, unlinkSync } from 'node:fs'
 import { replaceFileAtomic } from '../../lib/secure_file.ts'
 
 /** What the credmon needs to know of a file. */
@@ -11,6 +11,8 @@ export interface FileInfo {
    * read wait for a writer, stopping every user's refresh.
    */
   isFile: boolean
+  /** Device and inode: the same name may hold another file (or directory) than it did a moment ago. */
+  id: string
 }
 
 /**
@@ -33,7 +35,10 @@ export interface CredDirFs {
    * their place is not followed nor taken for one.
    */
   removeFile(path: string): boolean
-  /** Creates the file when missing and sets its times to now. */
+  /**
+   * Creates the file when missing and sets its times to now, on a regular file of its own at the name: a
+   * symbolic or hard link planted there is replaced, never followed.
+   */
   touch(path: string): void
 }
 
@@ -45,7 +50,7 @@ export const nodeCredDirFs: CredDirFs = {
     try {
       const s = lstatSync(path)
       if (s.isSymbolicLink()) return undefined
-      return { mtime: s.mtimeMs / 1000, isDirectory: s.isDirectory(), isFile: s.isFile() }
+      return { mtime: s.mtimeMs / 1000, isDirectory: s.isDirectory(), isFile: s.isFile(), id: `${s.dev}:${s.ino}` }
     } catch {
       return undefined
     }
@@ -80,11 +85,31 @@ export const nodeCredDirFs: CredDirFs = {
     }
   },
   touch(path) {
-    const now = new Date()
+    // The credential directory is writable by the credd's group and we run as root: a name there is never
+    // followed. A link (or a hard link to another file) planted at the name is removed, not touched through.
+    const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_NOFOLLOW | constants.O_NONBLOCK
+    let fd: number
     try {
-      utimesSync(path, now, now)
-    } catch {
-      closeSync(openSync(path, 'a', 0o644))
+      fd = openSync(path, flags, 0o644)
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ELOOP') throw err
+      unlinkSync(path)
+      fd = openSync(path, flags | constants.O_EXCL, 0o644)
+    }
+    try {
+      const st = fstatSync(fd)
+      if (!st.isFile()) throw Object.assign(new Error(`${path} is not a regular file`), { code: 'ENOTFILE' })
+      if (st.nlink > 1) {
+        closeSync(fd)
+        fd = -1
+        unlinkSync(path)
+        closeSync(openSync(path, flags | constants.O_EXCL, 0o644))
+        return
+      }
+      const now = new Date()
+      futimesSync(fd, now, now)
+    } finally {
+      if (fd >= 0) closeSync(fd)
     }
   },
 }

@@ -1,12 +1,12 @@
 import { join } from 'node:path'
-import { PROVIDER_PATTERN, USER_PATTERN, type GoneCredentialState } from '../../contract/job_credentials.ts'
+import { CREDENTIAL_NAME_PATTERN, PROVIDER_PATTERN, USER_PATTERN, type GoneCredentialState } from '../../contract/job_credentials.ts'
 import type { Clock } from '../../lib/clock.ts'
 import type { Logger } from '../../lib/logger.ts'
 import type { BrokerClient } from './client.ts'
 import type { CredDirFs } from './cred_dir.ts'
 import { refreshAt, retryAt } from './schedule.ts'
 import { parseBrokerTop } from './top_file.ts'
-import { formatUse, useExpiry, type UseFormat } from './use_file.ts'
+import { formatUse, tokenLife, useExpiry, type UseFormat } from './use_file.ts'
 
 /** Touched after every full scan; the credd and schedd wait for it before trusting the directory. */
 export const CREDMON_COMPLETE = 'CREDMON_COMPLETE'
@@ -39,12 +39,22 @@ export interface CredmonDeps {
  */
 export const USE_FILE_MODE = 0o400
 
+/** The largest `minimum_seconds` the broker's token route reads (seven digits). */
+const MAX_MINIMUM_SECONDS = 9_999_999
+
+/** The temp file of an atomic replacement of `<name>` (lib/secure_file.ts): `.<name>.<12 hex digits>.tmp`. */
+const OUR_TEMP = /^\.(.+)\.[0-9a-f]{12}\.tmp$/
+/** `<provider>[_<handle>].use`. */
+const USE_NAME = new RegExp(`${CREDENTIAL_NAME_PATTERN.source.slice(0, -1)}\\.use$`)
+
 /** Per credential (`<user>/<provider>[_<handle>]`), what the credmon remembers between scans. */
 interface CredState {
   /** Next time the broker is asked; a changed `.top` overrides it. */
   nextAt: number
   failures: number
   topMtime: number
+  /** When the token in `.use` stops being valid, on our clock; absent while we know of none. */
+  useExpiresAt?: number
   /** The last problem logged, so a 60-second loop does not repeat the same line. */
   lastProblem?: string
 }
@@ -84,7 +94,30 @@ export class Credmon {
    */
   begin(pid: number): void {
     this.#d.fs.remove(join(this.#opt.credDir, CREDMON_COMPLETE))
+    this.#removeLeftTempFiles()
     this.#d.fs.writeAtomic(join(this.#opt.credDir, PID_FILE), String(pid), 0o644)
+  }
+
+  /**
+   * A credmon killed between creating a `.use`'s temp file and renaming it (SIGKILL, power loss) leaves the
+   * temp file behind, holding a token, and nothing else would ever remove it before the credd sweeps the
+   * user. At start no write of ours is under way (one credmon per directory), so ours are removed: only
+   * regular files named exactly as our writes name them, never another writer's.
+   */
+  #removeLeftTempFiles(): void {
+    const { fs } = this.#d
+    const dir = this.#opt.credDir
+    const ours = (name: string, target: RegExp) => {
+      const m = OUR_TEMP.exec(name)
+      return m !== null && target.test(m[1]!)
+    }
+    for (const name of fs.list(dir)) if (ours(name, /^pid$/)) fs.removeFile(join(dir, name))
+    for (const user of fs.list(dir)) {
+      if (!USER_PATTERN.test(user) || !fs.stat(join(dir, user))?.isDirectory) continue
+      for (const name of fs.list(join(dir, user))) {
+        if (ours(name, USE_NAME)) fs.removeFile(join(dir, user, name))
+      }
+    }
   }
 
   /** One full pass over the directory, then `CREDMON_COMPLETE` is touched. */
@@ -95,7 +128,8 @@ export class Credmon {
     for (const user of fs.list(this.#opt.credDir).sort()) {
       if (!USER_PATTERN.test(user)) continue
       const userDir = join(this.#opt.credDir, user)
-      if (!fs.stat(userDir)?.isDirectory) continue
+      const dirInfo = fs.stat(userDir)
+      if (!dirInfo?.isDirectory) continue
       const marked = fs.stat(join(this.#opt.credDir, `${user}.mark`)) !== undefined
       this.#noteMark(user, marked)
       for (const name of fs.list(userDir).sort()) {
@@ -107,7 +141,7 @@ export class Credmon {
         seen.add(key)
         // The user has no jobs left: asking the broker would mint tokens nobody uses.
         if (marked) continue
-        await this.#serve(user, provider, base, key, summary)
+        await this.#serve({ user, provider, base, key, dirId: dirInfo.id }, summary)
       }
     }
     for (const key of this.#state.keys()) if (!seen.has(key)) this.#state.delete(key)
@@ -115,7 +149,18 @@ export class Credmon {
     return summary
   }
 
-  async #serve(user: string, provider: string, base: string, key: string, summary: ScanSummary): Promise<void> {
+  /**
+   * The user's directory is still the one the scan found (not swapped for a link or another directory
+   * while the broker was asked). The credential directory is writable by the credd's group and we run as
+   * root: a write or removal through a swapped name would land wherever the swap points.
+   */
+  #sameUserDir(user: string, dirId: string): boolean {
+    const now = this.#d.fs.stat(join(this.#opt.credDir, user))
+    return now?.isDirectory === true && now.id === dirId
+  }
+
+  async #serve(c: { user: string; provider: string; base: string; key: string; dirId: string }, summary: ScanSummary): Promise<void> {
+    const { user, provider, base, key, dirId } = c
     const { fs, clock, log } = this.#d
     const now = clock.now()
     const topPath = join(this.#opt.credDir, user, `${base}.top`)
@@ -142,15 +187,30 @@ export class Credmon {
     this.#state.set(key, st)
     if (now < st.nextAt) return
 
+    const minimum = this.#minimumSeconds(st, now)
     const result = await this.#d.client.fetchJobToken(user, top.provider, {
-      ...(this.#opt.minimumSeconds !== undefined ? { minimum_seconds: this.#opt.minimumSeconds } : {}),
+      ...(minimum !== undefined ? { minimum_seconds: minimum } : {}),
       ...(top.scopes ? { scopes: top.scopes } : {}),
       ...(top.audience ? { audience: top.audience } : {}),
     })
     const after = clock.now()
+    if (!this.#sameUserDir(user, dirId)) {
+      this.#problem(st, `credmon: ${user}/ is no longer the directory the scan found; nothing written or removed for ${key}`, user, provider, true)
+      return
+    }
     if (result.kind === 'token') {
+      // The answer is for the .top read before the request. Deleted meanwhile (condor_store_cred delete), a
+      // .use written now would have no .top for any later scan to refresh or end it by, and the credd would
+      // hand the deleted credential's token to jobs until it expired; replaced, the answer is for the old
+      // registration's scopes, and the changed .top is served at the next scan (the credd's SIGHUP).
+      const current = fs.stat(topPath)
+      if (!current?.isFile || current.mtime !== topInfo.mtime) {
+        log.info(`credmon: not writing ${key}.use: its .top was ${current?.isFile ? 'replaced' : 'removed'} while the broker was asked`, { user, provider })
+        return
+      }
+      const life = tokenLife(result.token.access_token, result.token.expires_in)
       try {
-        fs.writeAtomic(usePath, formatUse(result.token.access_token, result.token.expires_in, this.#opt.useFormat), USE_FILE_MODE)
+        fs.writeAtomic(usePath, formatUse(result.token.access_token, life, this.#opt.useFormat), USE_FILE_MODE)
       } catch (err) {
         st.failures += 1
         st.nextAt = retryAt(after, st.failures)
@@ -161,7 +221,8 @@ export class Credmon {
       if (st.lastProblem) log.info(`credmon: ${key}.use refreshed again after: ${st.lastProblem}`, { user, provider })
       st.failures = 0
       st.lastProblem = undefined
-      st.nextAt = refreshAt(after, result.token.expires_in)
+      st.nextAt = refreshAt(after, life)
+      st.useExpiresAt = after + life
       summary.refreshed += 1
       return
     }
@@ -178,6 +239,7 @@ export class Credmon {
       // Only the regular file we wrote: anything else at the name is left alone (removeFile), and an
       // error here must not end the scan of every user after this one.
       if (fs.removeFile(usePath)) {
+        delete st.useExpiresAt
         summary.removed += 1
         log.warn(`credmon: removed ${key}.use: the broker refused the credential (${result.reason})`, { user, provider })
         st.lastProblem = `refused: ${result.reason}`
@@ -236,7 +298,21 @@ export class Credmon {
     const exp = useExpiry(this.#d.fs.readText(usePath) ?? '', use.mtime)
     if (exp === undefined || exp <= now) return fresh
     // Restarted credmon: honour the half-life of the token already in place.
-    return { nextAt: Math.min(Math.floor(use.mtime + (exp - use.mtime) / 2), exp), failures: 0, topMtime }
+    return { nextAt: Math.min(Math.floor(use.mtime + (exp - use.mtime) / 2), exp), failures: 0, topMtime, useExpiresAt: exp }
+  }
+
+  /**
+   * `minimum_seconds` for a request: the configured one, and more than what the `.use` in place has left.
+   * The broker hands back a cached token while it has `minimum_seconds` left; asked at the half-life point
+   * of the token we hold, it would hand back that very token (its other half is more than a short
+   * minimum), and the `.use` would be replaced only at a quarter of its life, too late for the starter's
+   * copy every 300 s. Asking for a token that outlives ours makes the refresh the refresh it is meant to be.
+   */
+  #minimumSeconds(st: CredState, now: number): number | undefined {
+    const configured = this.#opt.minimumSeconds
+    const left = st.useExpiresAt !== undefined ? Math.ceil(st.useExpiresAt - now) : 0
+    if (left <= 0) return configured
+    return Math.min(Math.max(configured ?? 0, left + 1), MAX_MINIMUM_SECONDS)
   }
 
   #problem(st: CredState, line: string, user: string, provider: string, error = false): void {
