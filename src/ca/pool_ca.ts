@@ -22,6 +22,11 @@ x509.cryptoProvider.set(webcrypto as unknown as Crypto)
 const ALG = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const
 const CA_LIFETIME_DAYS = 3650
 const DAY = 86_400
+/**
+ * How far behind the broker a relying party's clock may run: a host certificate's notBefore and a CRL's
+ * thisUpdate are put this far back, or such a party would find them not yet valid.
+ */
+const CLOCK_SKEW_SECONDS = 60
 
 import { poolCaFiles, type PoolCaFiles } from './pool_ca_files.ts'
 export { poolCaFiles, type PoolCaFiles }
@@ -172,7 +177,7 @@ export class PoolCa {
     if (caNotAfter <= validity.now) {
       throw new OperatorError('ECAEXPIRED', `the pool CA certificate expired at ${this.cert.notAfter.toISOString()}; no host certificate can be signed with it (set up a new pool CA)`)
     }
-    const notBefore = validity.now - 60
+    const notBefore = validity.now - CLOCK_SKEW_SECONDS
     const notAfter = Math.min(validity.now + validity.lifetime, caNotAfter)
     const cert = await x509.X509CertificateGenerator.create({
       serialNumber: serial,
@@ -207,7 +212,8 @@ export class PoolCa {
     const number = this.#crlNumber = nextCrlNumber(validity.now, this.#crlNumber)
     const der = await signCrl({
       issuer: new Uint8Array(this.cert.subjectName.toArrayBuffer()),
-      thisUpdate: validity.now,
+      // A CRL "not yet valid" to a party whose clock is behind fails every certificate there, with CRL checks on.
+      thisUpdate: validity.now - CLOCK_SKEW_SECONDS,
       nextUpdate: validity.now + validity.lifetime,
       entries: revoked,
       // RFC 5280 §5.2.3: conforming issuers number their CRLs, increasing. The signing second, above
