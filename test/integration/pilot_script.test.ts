@@ -457,6 +457,25 @@ describe('pilot script: renewal schedule (fake clock)', () => {
     expect(await p.exit).toBe(0)
   })
 
+  // The broker caps every token at the job end it recorded, which can come before the pilot's own (a grant with
+  // up_to trims a later job_end to its lifetime.max). Renewing at half life towards that cap gave tokens of 200,
+  // 100, 50 ... 1 s, each one minted and audited, the last ones back to back with no wait at all.
+  it('stops renewing once a renewal no longer moves the expiry later (the broker\'s end for the pilot is reached)', async () => {
+    const brokerEnd = START + 1000
+    const t = await setup({
+      reply: (req, i) => (brokerEnd - req.at > 0 ? idTokenReply(fakeIdToken(TRUST, i), Math.min(600, brokerEnd - req.at)) : { status: 400, body: { error: 'invalid_grant' } }),
+      fakeClockStart: START,
+    })
+    const p = t.run()
+    await until(() => p.stderr().includes('renewal done') || p.stderr().includes('renewal stopped'))
+    // Expiries: 600, about 900, then 1000 (capped); the next renewal would reach 1000 again: not made.
+    expect(t.broker.seen.length).toBeLessThanOrEqual(4)
+    expect(t.broker.seen.every((r) => r.at < brokerEnd)).toBe(true)
+    expect(p.stderr()).toContain('renewal done')
+    t.stop()
+    expect(await p.exit).toBe(0)
+  })
+
   it('stops on a 400 at renewal without retrying', async () => {
     const t = await setup({ reply: (_, i) => (i === 0 ? idTokenReply(fakeIdToken(TRUST, 0), 200) : { status: 400, body: { error: 'invalid_grant' } }), fakeClockStart: START })
     const p = t.run()
