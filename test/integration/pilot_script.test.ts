@@ -148,6 +148,29 @@ describe('pilot script: the HTCondor configuration it writes', () => {
   })
 })
 
+describe('pilot script: the master\'s own shutdown timer', () => {
+  // docs/pilots-script.md: the master stops itself at the job's end minus the drain, counted from its own start
+  // (DaemonStartTime). The seconds were counted from the pilot's start, before the redemption, so every second
+  // spent retrying an unavailable broker put the master's shutdown that much later, past the drain and up to past
+  // the walltime, where SLURM kills the job's work instead of letting it drain.
+  it('counts the seconds left from the master\'s start, not from before a redemption the broker made wait', async () => {
+    const start = 1_800_000_000
+    const t = await setup({
+      reply: (_, i) => (i < 3 ? { status: 503, body: { error: 'temporarily_unavailable' }, headers: { 'retry-after': '120' } } : idTokenReply(fakeIdToken(TRUST, i), 3600)),
+      fakeClockStart: start, endIn: 7200,
+    })
+    const p = t.run()
+    await until(() => t.log().includes('token '))
+    const redeemedAt = t.broker.seen[3]!.at
+    expect(redeemedAt - start).toBeGreaterThanOrEqual(360)
+    const knob = /^MASTER\.DAEMON_SHUTDOWN_FAST = \(CurrentTime - DaemonStartTime\) > (\d+)$/m.exec(readFileSync(join(t.dir, 'condor_config.seen'), 'utf8'))
+    // The master starts after the redemption answered (same fake second: nothing in between sleeps).
+    expect(Number(knob?.[1])).toBe(start + 7200 - 300 - redeemedAt)
+    t.stop()
+    expect(await p.exit).toBe(0)
+  })
+})
+
 describe('pilot script: refusals at start-up', () => {
   it('stops on a 400 without retrying, never starts the command and still deletes the staged credential', async () => {
     const t = await setup({ reply: () => ({ status: 400, body: { error: 'invalid_grant', error_description: 'used up' } }) })
