@@ -499,6 +499,20 @@ describe('pilot script: renewal schedule (fake clock)', () => {
     expect(await p.exit).toBe(0)
   })
 
+  // HTCondor skips a token whose iss is not its TRUST_DOMAIN without a word (docs/htcondor-tokens.md): the redemption
+  // refused such a token, but a renewal wrote it over the live one, leaving the startd with no token it would use
+  // while the one it replaced was still good.
+  it('keeps the live token and stops renewing when a renewal answers an IDTOKEN of another issuer', async () => {
+    const t = await setup({ reply: (_, i) => idTokenReply(fakeIdToken(i === 0 ? TRUST : 'other.example.org', i), 600), fakeClockStart: START })
+    const p = t.run()
+    await until(() => p.stderr().includes('renewal stopped') || p.stderr().includes('renewal done'))
+    expect(t.broker.seen).toHaveLength(2)
+    expect(p.stderr()).toContain('renewal stopped: the renewed IDTOKEN\'s issuer "other.example.org" is not the trust domain')
+    expect(readFileSync(join(t.local, 'tokens.d', 'pilot'), 'utf8')).toBe(`${fakeIdToken(TRUST, 0)}\n`)
+    t.stop()
+    expect(await p.exit).toBe(0)
+  })
+
   it('stops on a 400 at renewal without retrying', async () => {
     const t = await setup({ reply: (_, i) => (i === 0 ? idTokenReply(fakeIdToken(TRUST, 0), 200) : { status: 400, body: { error: 'invalid_grant' } }), fakeClockStart: START })
     const p = t.run()
