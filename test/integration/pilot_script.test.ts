@@ -36,7 +36,7 @@ async function setup(s: Setup) {
   const broker = await startFakeBroker(dir, s.reply, s.fakeClockStart !== undefined ? stubs.clockFile : undefined)
   cleanups.push(() => broker.close())
   const staged = join(dir, 'enrolment.cred')
-  writeFileSync(staged, 'enrol+ment/cred=1\n')
+  writeFileSync(staged, 'enrol+ment/cred=1\n', { mode: 0o600 })
   const script = join(dir, 'pilot.sbatch')
   const nodes = s.nodes ?? 1
   if (nodes > 1) fakeSrun(dir, nodes)
@@ -216,6 +216,20 @@ describe('pilot script: refusals at start-up', () => {
     expect(readdirSync(elsewhere)).toEqual([])
     expect(statSync(elsewhere).mode & 0o777).toBe(0o755)
     expect(p.stderr()).toContain(`error: ${t.local} exists and is not a directory of this user's own`)
+  })
+
+  // The staged credential sits on shared storage for the job's whole queue time. Readable by group or other, it may
+  // already be in other hands (anyone holding it can redeem it into startd tokens of the site): HTCondor refuses a
+  // token file others can read, and provisioning says to stage it 0600, the submitting user's own.
+  it.each([['0640', 0o640], ['0604', 0o604]])('refuses a staged credential of mode %s, asks the broker nothing and deletes it', async (_, mode) => {
+    const t = await setup({ reply: (_, i) => idTokenReply(fakeIdToken(TRUST, i), 3600) })
+    chmodSync(t.staged, mode)
+    const p = t.run()
+    expect(await p.exit).toBe(1)
+    expect(t.broker.seen).toHaveLength(0)
+    expect(t.log()).toBe('')
+    expect(p.stderr()).toContain(`error: the enrolment credential ${t.staged} is accessible to group or other`)
+    expect(existsSync(t.staged)).toBe(false)
   })
 
   it('refuses a relative $TMPDIR', async () => {
