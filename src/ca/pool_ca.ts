@@ -1,6 +1,6 @@
 // @peculiar/x509 2.x resolves its ASN.1 services through tsyringe, which needs a Reflect polyfill loaded first.
 import 'reflect-metadata'
-import { createPrivateKey, createPublicKey, randomBytes, webcrypto } from 'node:crypto'
+import { createPrivateKey, createPublicKey, randomBytes, webcrypto, type KeyObject } from 'node:crypto'
 import { closeSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { basename, join } from 'node:path'
 import { id_ce_cRLNumber } from '@peculiar/asn1-x509'
@@ -22,6 +22,11 @@ x509.cryptoProvider.set(webcrypto as unknown as Crypto)
 const ALG = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const
 const CA_LIFETIME_DAYS = 3650
 const DAY = 86_400
+/**
+ * How far behind the broker a relying party's clock may run: a host certificate's notBefore and a CRL's
+ * thisUpdate are put this far back, or such a party would find them not yet valid.
+ */
+const CLOCK_SKEW_SECONDS = 60
 
 import { poolCaFiles, type PoolCaFiles } from './pool_ca_files.ts'
 export { poolCaFiles, type PoolCaFiles }
@@ -172,7 +177,7 @@ export class PoolCa {
     if (caNotAfter <= validity.now) {
       throw new OperatorError('ECAEXPIRED', `the pool CA certificate expired at ${this.cert.notAfter.toISOString()}; no host certificate can be signed with it (set up a new pool CA)`)
     }
-    const notBefore = validity.now - 60
+    const notBefore = validity.now - CLOCK_SKEW_SECONDS
     const notAfter = Math.min(validity.now + validity.lifetime, caNotAfter)
     const cert = await x509.X509CertificateGenerator.create({
       serialNumber: serial,
@@ -207,7 +212,8 @@ export class PoolCa {
     const number = this.#crlNumber = nextCrlNumber(validity.now, this.#crlNumber)
     const der = await signCrl({
       issuer: new Uint8Array(this.cert.subjectName.toArrayBuffer()),
-      thisUpdate: validity.now,
+      // A CRL "not yet valid" to a party whose clock is behind fails every certificate there, with CRL checks on.
+      thisUpdate: validity.now - CLOCK_SKEW_SECONDS,
       nextUpdate: validity.now + validity.lifetime,
       entries: revoked,
       // RFC 5280 §5.2.3: conforming issuers number their CRLs, increasing. The signing second, above
@@ -258,11 +264,20 @@ export async function checkCsr(pem: string): Promise<x509.PublicKey> {
     throw new InvalidRequest('csr is not a PEM PKCS#10 certificate request')
   }
   // The key first: a key of another kind is refused for what it is, not as a signature that "does not verify".
-  const alg = csr.publicKey.algorithm as { name?: string; namedCurve?: string; modulusLength?: number; publicExponent?: Uint8Array }
-  const strong = (alg.name === 'ECDSA' && (alg.namedCurve === 'P-256' || alg.namedCurve === 'P-384'))
-    || (alg.name === 'RSASSA-PKCS1-v1_5' && (alg.modulusLength ?? 0) >= 2048)
+  // Judged as OpenSSL reads it (what verifies the signature here and the certificate everywhere), not from the
+  // library's reading of the encoding: that takes the modulus's length in octets, so a 512-bit modulus written
+  // with leading zero octets would count as 2048 bits.
+  let key: KeyObject
+  try {
+    key = createPublicKey({ key: Buffer.from(csr.publicKey.rawData), format: 'der', type: 'spki' })
+  } catch {
+    throw new InvalidRequest('the CSR key cannot be read')
+  }
+  const details = key.asymmetricKeyDetails ?? {}
+  const strong = (key.asymmetricKeyType === 'ec' && (details.namedCurve === 'prime256v1' || details.namedCurve === 'secp384r1'))
+    || (key.asymmetricKeyType === 'rsa' && (details.modulusLength ?? 0) >= 2048)
   if (!strong) throw new InvalidRequest('the CSR key must be EC P-256/P-384 or RSA of at least 2048 bits')
-  if (alg.name === 'RSASSA-PKCS1-v1_5' && !soundRsaExponent(alg.publicExponent)) {
+  if (key.asymmetricKeyType === 'rsa' && !soundRsaExponent(details.publicExponent)) {
     throw new InvalidRequest('the CSR\'s RSA public exponent must be odd and at least 65537')
   }
   // The signature is the proof of possession: under SHA-1 (collisions are practical) it proves little.
@@ -271,17 +286,15 @@ export async function checkCsr(pem: string): Promise<x509.PublicKey> {
   let ok = false
   try { ok = await csr.verify() } catch { ok = false }
   if (!ok) throw new InvalidRequest('the CSR signature does not verify')
-  return csr.publicKey
+  // The certificate carries the key as OpenSSL writes it (DER), not the CSR's encoding of it.
+  return new x509.PublicKey(key.export({ type: 'spki', format: 'der' }))
 }
 
 const CSR_HASHES: ReadonlySet<string> = new Set(['SHA-256', 'SHA-384', 'SHA-512'])
 
 /** NIST SP 800-89 §5.3.3: an RSA public exponent is odd and at least 65537 (e = 3 or 1 are refused). */
-function soundRsaExponent(e: Uint8Array | undefined): boolean {
-  if (e === undefined || e.length === 0) return false
-  let value = 0n
-  for (const b of e) value = (value << 8n) | BigInt(b)
-  return value % 2n === 1n && value >= 65537n
+function soundRsaExponent(e: bigint | undefined): boolean {
+  return e !== undefined && e % 2n === 1n && e >= 65537n
 }
 
 export function checkSanNames(dns: readonly string[], ip: readonly string[]): void {

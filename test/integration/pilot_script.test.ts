@@ -36,7 +36,7 @@ async function setup(s: Setup) {
   const broker = await startFakeBroker(dir, s.reply, s.fakeClockStart !== undefined ? stubs.clockFile : undefined)
   cleanups.push(() => broker.close())
   const staged = join(dir, 'enrolment.cred')
-  writeFileSync(staged, 'enrol+ment/cred=1\n')
+  writeFileSync(staged, 'enrol+ment/cred=1\n', { mode: 0o600 })
   const script = join(dir, 'pilot.sbatch')
   const nodes = s.nodes ?? 1
   if (nodes > 1) fakeSrun(dir, nodes)
@@ -148,6 +148,29 @@ describe('pilot script: the HTCondor configuration it writes', () => {
   })
 })
 
+describe('pilot script: the master\'s own shutdown timer', () => {
+  // docs/pilots-script.md: the master stops itself at the job's end minus the drain, counted from its own start
+  // (DaemonStartTime). The seconds were counted from the pilot's start, before the redemption, so every second
+  // spent retrying an unavailable broker put the master's shutdown that much later, past the drain and up to past
+  // the walltime, where SLURM kills the job's work instead of letting it drain.
+  it('counts the seconds left from the master\'s start, not from before a redemption the broker made wait', async () => {
+    const start = 1_800_000_000
+    const t = await setup({
+      reply: (_, i) => (i < 3 ? { status: 503, body: { error: 'temporarily_unavailable' }, headers: { 'retry-after': '120' } } : idTokenReply(fakeIdToken(TRUST, i), 3600)),
+      fakeClockStart: start, endIn: 7200,
+    })
+    const p = t.run()
+    await until(() => t.log().includes('token '))
+    const redeemedAt = t.broker.seen[3]!.at
+    expect(redeemedAt - start).toBeGreaterThanOrEqual(360)
+    const knob = /^MASTER\.DAEMON_SHUTDOWN_FAST = \(CurrentTime - DaemonStartTime\) > (\d+)$/m.exec(readFileSync(join(t.dir, 'condor_config.seen'), 'utf8'))
+    // The master starts after the redemption answered (same fake second: nothing in between sleeps).
+    expect(Number(knob?.[1])).toBe(start + 7200 - 300 - redeemedAt)
+    t.stop()
+    expect(await p.exit).toBe(0)
+  })
+})
+
 describe('pilot script: refusals at start-up', () => {
   it('stops on a 400 without retrying, never starts the command and still deletes the staged credential', async () => {
     const t = await setup({ reply: () => ({ status: 400, body: { error: 'invalid_grant', error_description: 'used up' } }) })
@@ -193,6 +216,20 @@ describe('pilot script: refusals at start-up', () => {
     expect(readdirSync(elsewhere)).toEqual([])
     expect(statSync(elsewhere).mode & 0o777).toBe(0o755)
     expect(p.stderr()).toContain(`error: ${t.local} exists and is not a directory of this user's own`)
+  })
+
+  // The staged credential sits on shared storage for the job's whole queue time. Readable by group or other, it may
+  // already be in other hands (anyone holding it can redeem it into startd tokens of the site): HTCondor refuses a
+  // token file others can read, and provisioning says to stage it 0600, the submitting user's own.
+  it.each([['0640', 0o640], ['0604', 0o604]])('refuses a staged credential of mode %s, asks the broker nothing and deletes it', async (_, mode) => {
+    const t = await setup({ reply: (_, i) => idTokenReply(fakeIdToken(TRUST, i), 3600) })
+    chmodSync(t.staged, mode)
+    const p = t.run()
+    expect(await p.exit).toBe(1)
+    expect(t.broker.seen).toHaveLength(0)
+    expect(t.log()).toBe('')
+    expect(p.stderr()).toContain(`error: the enrolment credential ${t.staged} is accessible to group or other`)
+    expect(existsSync(t.staged)).toBe(false)
   })
 
   it('refuses a relative $TMPDIR', async () => {
@@ -453,6 +490,39 @@ describe('pilot script: renewal schedule (fake clock)', () => {
     expect(at.at(-1)).toBe(180)
     expect(t.broker.seen.slice(1).every((r) => r.params.subject_token_type === IDTOKEN)).toBe(true)
     expect(p.stderr()).toContain('no renewal succeeded before the deadline')
+    t.stop()
+    expect(await p.exit).toBe(0)
+  })
+
+  // The broker caps every token at the job end it recorded, which can come before the pilot's own (a grant with
+  // up_to trims a later job_end to its lifetime.max). Renewing at half life towards that cap gave tokens of 200,
+  // 100, 50 ... 1 s, each one minted and audited, the last ones back to back with no wait at all.
+  it('stops renewing once a renewal no longer moves the expiry later (the broker\'s end for the pilot is reached)', async () => {
+    const brokerEnd = START + 1000
+    const t = await setup({
+      reply: (req, i) => (brokerEnd - req.at > 0 ? idTokenReply(fakeIdToken(TRUST, i), Math.min(600, brokerEnd - req.at)) : { status: 400, body: { error: 'invalid_grant' } }),
+      fakeClockStart: START,
+    })
+    const p = t.run()
+    await until(() => p.stderr().includes('renewal done') || p.stderr().includes('renewal stopped'))
+    // Expiries: 600, about 900, then 1000 (capped); the next renewal would reach 1000 again: not made.
+    expect(t.broker.seen.length).toBeLessThanOrEqual(4)
+    expect(t.broker.seen.every((r) => r.at < brokerEnd)).toBe(true)
+    expect(p.stderr()).toContain('renewal done')
+    t.stop()
+    expect(await p.exit).toBe(0)
+  })
+
+  // HTCondor skips a token whose iss is not its TRUST_DOMAIN without a word (docs/htcondor-tokens.md): the redemption
+  // refused such a token, but a renewal wrote it over the live one, leaving the startd with no token it would use
+  // while the one it replaced was still good.
+  it('keeps the live token and stops renewing when a renewal answers an IDTOKEN of another issuer', async () => {
+    const t = await setup({ reply: (_, i) => idTokenReply(fakeIdToken(i === 0 ? TRUST : 'other.example.org', i), 600), fakeClockStart: START })
+    const p = t.run()
+    await until(() => p.stderr().includes('renewal stopped') || p.stderr().includes('renewal done'))
+    expect(t.broker.seen).toHaveLength(2)
+    expect(p.stderr()).toContain('renewal stopped: the renewed IDTOKEN\'s issuer "other.example.org" is not the trust domain')
+    expect(readFileSync(join(t.local, 'tokens.d', 'pilot'), 'utf8')).toBe(`${fakeIdToken(TRUST, 0)}\n`)
     t.stop()
     expect(await p.exit).toBe(0)
   })

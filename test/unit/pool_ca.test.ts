@@ -1,6 +1,6 @@
 import 'reflect-metadata'
 import { spawnSync } from 'node:child_process'
-import { randomBytes, webcrypto } from 'node:crypto'
+import { generateKeyPairSync, randomBytes, sign, webcrypto } from 'node:crypto'
 import { chmodSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import * as x509 from '@peculiar/x509'
@@ -260,6 +260,19 @@ describe('pool CA', () => {
     await expect(checkCsr('hello')).rejects.toThrow(/not a PEM PKCS#10/)
   })
 
+  // The key size was read from the length of the modulus INTEGER's encoding, not from the key: a 512-bit key whose
+  // modulus is written with leading zero octets passed as 2048 bits, and OpenSSL (which verifies the signature and
+  // every relying party) reads such a key as the 512 bits it is. The judge of the size is the openssl CLI.
+  it('refuses a short RSA key whose modulus is padded with zero octets to look long', async () => {
+    const pem = paddedRsaCsr(512, 200)
+    const file = join(tempDir(), 'short.csr')
+    writeFileSync(file, pem)
+    const text = openssl(['req', '-in', file, '-noout', '-text', '-verify'])
+    expect(text.out).toMatch(/Public-Key: \(512 bit\)/)
+    expect(text.out).toMatch(/verify OK|Certificate request self-signature verify OK/)
+    await expect(checkCsr(pem)).rejects.toThrow(/RSA of at least 2048 bits/)
+  })
+
   it('takes the proof of possession only over SHA-2, for a key of an accepted kind with a sound RSA exponent', async () => {
     // The CSRs come from the openssl CLI. A SHA-1 signature proves possession under a hash with known
     // collisions (RFC 9155 deprecates it for TLS signatures), and an RSA public exponent below 65537
@@ -283,6 +296,27 @@ describe('pool CA', () => {
     }
   })
 })
+
+/**
+ * A CSR (DER-built here, signed with node:crypto) for an RSA key of `bits` whose modulus INTEGER carries `pad`
+ * leading zero octets: not DER, but OpenSSL reads the key as it is, `bits` long.
+ */
+function paddedRsaCsr(bits: number, pad: number): string {
+  const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: bits })
+  const jwk = publicKey.export({ format: 'jwk' })
+  const len = (l: number) => (l < 128 ? Buffer.from([l]) : l < 256 ? Buffer.from([0x81, l]) : Buffer.from([0x82, l >> 8, l & 255]))
+  const tlv = (tag: number, v: Buffer) => Buffer.concat([Buffer.from([tag]), len(v.length), v])
+  const modulus = Buffer.concat([Buffer.alloc(pad), Buffer.from(jwk.n!, 'base64url')])
+  const rsaKey = tlv(0x30, Buffer.concat([tlv(0x02, modulus), tlv(0x02, Buffer.from(jwk.e!, 'base64url'))]))
+  const rsaEncryption = Buffer.from('300d06092a864886f70d0101010500', 'hex')
+  const spki = tlv(0x30, Buffer.concat([rsaEncryption, tlv(0x03, Buffer.concat([Buffer.from([0]), rsaKey]))]))
+  // CertificationRequestInfo: version 0, an empty subject, the key, no attributes.
+  const info = tlv(0x30, Buffer.concat([Buffer.from('020100', 'hex'), Buffer.from('3000', 'hex'), spki, Buffer.from('a000', 'hex')]))
+  const signature = sign('sha256', info, privateKey)
+  const sha256WithRsa = Buffer.from('300d06092a864886f70d01010b0500', 'hex')
+  const der = tlv(0x30, Buffer.concat([info, sha256WithRsa, tlv(0x03, Buffer.concat([Buffer.from([0]), signature]))]))
+  return x509.PemConverter.encode(der.buffer.slice(der.byteOffset, der.byteOffset + der.length) as ArrayBuffer, 'CERTIFICATE REQUEST')
+}
 
 const ISS = 'https://iam.example.org/'
 const CTX: PolicyContext = { trustDomain: 'pool.example.org', uidDomain: 'users.example.org', vars: { IAM_ISSUER: ISS }, scitokenProfile: 'wlcg', maxLifetime: { idtoken: 7 * 86400, scitoken: 6 * 3600 } }
@@ -403,6 +437,29 @@ describe('certificate service', () => {
     const revoked = openssl(['verify', '-crl_check', '-CAfile', ca, '-CRLfile', crl, join(root, 'gone.pem')])
     expect(revoked.status).not.toBe(0)
     expect(revoked.out).toMatch(/certificate revoked/)
+  })
+
+  // A CRL whose thisUpdate is the signing second is "not yet valid" (openssl error 11) to a relying party whose clock
+  // runs a few seconds behind the broker's, and with CRL checking on, that fails every certificate of the pool, not
+  // only the revoked ones, until its clock catches up. Certificates allow the same skew with a notBefore a minute back.
+  it('signs a CRL that a relying party whose clock runs up to a minute behind takes as valid', async () => {
+    const { svc, root } = await service()
+    const keep = await svc.issue({ csr: await csrPem(), role: 'schedd', dns: ['ap1.cloud-a.example.org'], ip: [] }, OPERATOR, {})
+    const gone = await svc.issue({ csr: await csrPem(), role: 'schedd', dns: ['ap2.cloud-a.example.org'], ip: [] }, OPERATOR, {})
+    await svc.revoke(gone.serial, 'key lost', { principal: 'bootstrap' })
+    const crl = join(root, 'crl.pem')
+    writeFileSync(crl, await svc.crl())
+    const ca = join(root, 'ca', 'ca.crt')
+    for (const [c, name] of [[keep, 'keep.pem'], [gone, 'gone.pem']] as const) writeFileSync(join(root, name), c.pem)
+    for (const behind of [1, 30, 59]) {
+      const at = ['-attime', String(NOW - behind)]
+      expect(openssl(['verify', ...at, '-crl_check', '-CAfile', ca, '-CRLfile', crl, join(root, 'keep.pem')]).out).toMatch(/: OK/)
+      const revoked = openssl(['verify', ...at, '-crl_check', '-CAfile', ca, '-CRLfile', crl, join(root, 'gone.pem')])
+      expect(revoked.out).toMatch(/certificate revoked/)
+      expect(revoked.out).not.toMatch(/CRL is not yet valid/)
+    }
+    // The number still names the second the CRL was signed in (docs/pool-ca.md).
+    expect(opensslCrlNumber(readFileSync(crl, 'utf8')) >> 64n).toBe(BigInt(NOW))
   })
 
   it('revokes a serial once when two revocations race, and lists it once in the CRL', async () => {
