@@ -259,8 +259,6 @@ function cases(creddToken: string): Case[] {
     { op: 'POST /token', how: 'IAM denies the narrowing exchange', init: tokenPost(), setup: (f) => { f.core = new AccessDenied('IAM denied the exchange') }, status: 403, error: 'access_denied', token: true },
     { op: 'POST /token', how: 'a rate limit used up', init: tokenPost(), setup: (f) => { f.core = new SlowDown('the caller limit is used up', 3) }, status: 429, error: 'slow_down', token: true },
     { op: 'POST /token', how: 'the audit store out of reach', init: tokenPost(), setup: (f) => { f.outage = true }, status: 503, error: 'temporarily_unavailable', token: true },
-    { op: 'ALL /token', how: 'GET', url: '/token', status: 405, error: 'invalid_request' },
-    { op: 'ALL /token', how: 'PUT', url: '/token', init: { method: 'PUT' }, status: 405, error: 'invalid_request' },
 
     ...adminRefusals('GET /v1/audit', '/v1/audit'),
     { op: 'GET /v1/audit', how: 'a repeated parameter', url: '/v1/audit?type=token.issued&type=token.denied', init: bearer(ADMIN), status: 400, error: 'invalid_request' },
@@ -304,16 +302,12 @@ function cases(creddToken: string): Case[] {
     { op: 'POST /v1/credentials', how: 'a user the policy refuses', init: json('POST', 'u', '{"provider":"scitokens"}'), setup: (f) => { f.core = new AccessDenied('no job credential grant') }, status: 403, error: 'access_denied', token: true },
     { op: 'POST /v1/credentials', how: 'the audit store out of reach', init: json('POST', 'u', '{"provider":"scitokens"}'), setup: (f) => { f.outage = true }, status: 503, error: 'temporarily_unavailable', token: true },
     ...adminRefusals('GET /v1/credentials', '/v1/credentials'),
-    ...adminRefusals('ALL /v1/credentials', '/v1/credentials', { method: 'PUT' }),
-    { op: 'ALL /v1/credentials', how: 'PUT as an admin', url: '/v1/credentials', init: { method: 'PUT', ...bearer(ADMIN) }, status: 405, error: 'invalid_request' },
-    { op: 'ALL /v1/credentials', how: 'PATCH as an admin', url: '/v1/credentials', init: { method: 'PATCH', ...bearer(ADMIN) }, status: 405, error: 'invalid_request' },
     { op: 'GET /v1/credentials/{user}/{provider}/token', how: 'no bearer token', url: jobToken, status: 401, error: 'invalid_token', token: true, realm: CALLER_REALM },
     { op: 'GET /v1/credentials/{user}/{provider}/token', how: 'a bearer that is no broker IDTOKEN', url: jobToken, init: bearer('x.y.z'), status: 401, error: 'invalid_token', token: true, realm: CALLER_REALM },
     { op: 'GET /v1/credentials/{user}/{provider}/token', how: 'a repeated parameter', url: `${jobToken}?scopes=a&scopes=b`, init: bearer(creddToken), status: 400, error: 'invalid_request', token: true },
     { op: 'GET /v1/credentials/{user}/{provider}/token', how: 'a bad minimum_seconds', url: `${jobToken}?minimum_seconds=soon`, init: bearer(creddToken), status: 400, error: 'invalid_request', token: true },
     { op: 'GET /v1/credentials/{user}/{provider}/token', how: 'a credential gone for good', url: jobToken, init: bearer(creddToken), setup: (f) => { f.core = new CredentialGone('revoked', 'this credential has been revoked') }, status: 403, error: 'access_denied', token: true },
     { op: 'GET /v1/credentials/{user}/{provider}/token', how: 'the audit store out of reach', url: jobToken, init: bearer(creddToken), setup: (f) => { f.outage = true }, status: 503, error: 'temporarily_unavailable', token: true },
-    { op: 'ALL /v1/credentials/{user}/{provider}/token', how: 'POST', url: jobToken, init: { method: 'POST' }, status: 405, error: 'invalid_request' },
     ...adminRefusals('DELETE /v1/credentials/{user}/{provider}', '/v1/credentials/alice/scitokens'),
     { op: 'DELETE /v1/credentials/{user}/{provider}', how: 'a bad name', url: '/v1/credentials/al%20ice/scitokens', init: { method: 'DELETE', ...bearer(ADMIN) }, status: 400, error: 'invalid_request' },
     { op: 'DELETE /v1/credentials/{user}/{provider}', how: 'no such credential', url: '/v1/credentials/alice/scitokens', init: { method: 'DELETE', ...bearer(ADMIN) }, status: 404, error: 'invalid_request' },
@@ -380,6 +374,22 @@ function consoleCases(): Case[] {
 }
 
 /**
+ * At every path, a method it does not answer (PATCH, which no route takes, and PUT as an admin would send
+ * it): 405 with Allow (RFC 9110 §15.5.6), JSON invalid_request, or a console page. The paths come from the
+ * document, so each one's 405 is driven; test/http/method_not_allowed.test.ts tries every method.
+ */
+function otherMethods(doc: Doc): Case[] {
+  const concrete = (template: string) => template.replace(/\{(\w+)\}/g, (_, name: string) => ({ id: '1', seq: '1', serial: '01', user: 'alice', provider: 'scitokens' }[name] ?? 'x'))
+  return Object.keys(doc.paths).flatMap((path): Case[] => {
+    const api = !(path === '/console' || path.startsWith('/console/'))
+    return [
+      { op: `ALL ${path}`, how: 'PATCH', url: concrete(path), init: { method: 'PATCH' }, status: 405, ...(api ? { error: 'invalid_request' } : {}) },
+      { op: `ALL ${path}`, how: 'PUT with the admin bearer token', url: concrete(path), init: { method: 'PUT', ...bearer(ADMIN) }, status: 405, ...(api ? { error: 'invalid_request' } : {}) },
+    ]
+  })
+}
+
+/**
  * Documented error statuses no case above drives, each with the test that does. Kept exact: a status that
  * gains a case here must leave this list, and one the document stops listing must leave it too.
  */
@@ -394,8 +404,9 @@ describe('GET /openapi.json describes every refusal the routes really give', () 
     const { app: noSignInApp } = refusalApp(false)
     const doc = await (await app.request('/openapi.json')).json() as Doc
     const driven = new Set<string>()
-    const all = cases(creddToken)
+    const all = [...cases(creddToken), ...otherMethods(doc)]
     expect(all.length).toBeGreaterThan(60)
+    expect(all.filter((c) => c.status === 405).length).toBeGreaterThan(60)
     const problems: string[] = []
     const check = (ok: boolean, what: string) => { if (!ok) problems.push(what) }
     for (const c of all) {

@@ -5,7 +5,7 @@ import { authenticateCredd, type CreddAuthDeps } from '../../credentials/credd_a
 import type { CredentialService, RegistrationRequest } from '../../credentials/credential_service.ts'
 import type { StoredCredential } from '../../credentials/credential_store.ts'
 import type { JobTokens } from '../../credentials/job_tokens.ts'
-import { InvalidRequest, InvalidToken, MethodNotAllowed, NotFound } from '../../errors.ts'
+import { InvalidRequest, InvalidToken, NotFound } from '../../errors.ts'
 import type { Clock } from '../../lib/clock.ts'
 import { clientAddress } from '../client_address.ts'
 import { limitBody } from '../middleware/body_limit.ts'
@@ -96,8 +96,7 @@ export function credentialRoutes(deps: CredentialRouteDeps): Hono {
   })
 
   // Only registration is open: GET and HEAD (which hono answers with the GET handler) list credentials.
-  app.use(CREDENTIALS_PATH, async (c, next) => (c.req.method === 'POST' ? next() : deps.adminAuth(c, next)))
-  app.get(CREDENTIALS_PATH, async (c) => {
+  app.get(CREDENTIALS_PATH, deps.adminAuth, async (c) => {
     c.header('Cache-Control', 'no-store')
     return c.json({ credentials: (await deps.credentials.list()).map(wire) })
   })
@@ -110,8 +109,6 @@ export function credentialRoutes(deps: CredentialRouteDeps): Hono {
     return c.json({ revoked: { user, provider } })
   })
 
-  app.all(CREDENTIALS_PATH, () => { throw new MethodNotAllowed('this path accepts POST (register) and GET (admin list)', ['GET', 'POST']) })
-  app.all(`${CREDENTIALS_PATH}/:user/:provider/token`, () => { throw new MethodNotAllowed('the job token endpoint accepts only GET', ['GET']) })
   return app
 }
 
