@@ -8,6 +8,7 @@ import { accessLogMiddleware } from './http/middleware/access_log.ts'
 import { methodGuard } from './http/middleware/method_guard.ts'
 import { methodNotAllowedPage } from './http/middleware/console_session.ts'
 import { MethodTable } from './http/method_table.ts'
+import { bearerToken } from './http/bearer_token.ts'
 import { ADMIN_REALM, METRICS_REALM, oauthErrorResponse } from './http/oauth_error_response.ts'
 import { discoveryRoutes } from './http/routes/discovery.ts'
 import { healthRoutes, type IamStatusCheck, type LivenessCheck, type ReadinessCheck } from './http/routes/health.ts'
@@ -104,6 +105,8 @@ export function createApp(deps: AppDeps): Hono {
   if (deps.credentials) {
     const credentialsAdmin: MiddlewareHandler = auth ?? ((c) => {
       c.set('bearerRealm', ADMIN_REALM)
+      // The header is read as on every bearer route (no token, another scheme, a malformed one), then refused.
+      bearerToken(c.req.header('authorization'))
       throw new InvalidToken('the admin API is not enabled', { presented: true })
     })
     app.route('/', credentialRoutes({ credentials: deps.credentials.service, jobTokens: deps.credentials.jobTokens, credd: deps.credentials.credd, adminAuth: credentialsAdmin, clock: systemClock }))

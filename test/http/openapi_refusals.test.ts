@@ -242,6 +242,7 @@ function adminRefusals(op: string, url: string, init: RequestInit = {}): Case[] 
   return [
     { op, how: 'no bearer token', url, init: withAuth(), status: 401, error: 'invalid_token', realm: ADMIN_REALM },
     { op, how: 'a bearer that is no admin token', url, init: withAuth('b'.repeat(43)), status: 401, error: 'invalid_token', realm: ADMIN_REALM },
+    { op, how: 'Bearer without a token (RFC 6750 §3.1)', url, init: { ...withAuth(), headers: { ...(init.headers as Record<string, string> | undefined), authorization: 'Bearer' } }, status: 400, error: 'invalid_request', realm: ADMIN_REALM },
     { op, how: 'from a blocked address', url, init: withAuth('b'.repeat(43)), setup: (f) => { f.blocked = true }, status: 429, error: 'slow_down' },
     { op, how: 'IAM down for an IAM admin token', url, init: withAuth(IAM_DOWN), status: 503, error: 'temporarily_unavailable' },
   ]
@@ -286,6 +287,7 @@ function cases(creddToken: string): Case[] {
     { op: 'POST /admin/policy/explain', how: 'a bad body', init: json('POST', ADMIN, '{}'), status: 400, error: 'invalid_request' },
 
     { op: 'POST /v1/certificates', how: 'no bearer token', init: json('POST', undefined, '{}'), status: 401, error: 'invalid_token', realm: CALLER_REALM },
+    { op: 'POST /v1/certificates', how: 'two bearer tokens (RFC 6750 §3.1)', init: json('POST', 'a b', '{}'), status: 400, error: 'invalid_request', realm: CALLER_REALM },
     { op: 'POST /v1/certificates', how: 'a bearer IAM does not vouch for', init: json('POST', 'b'.repeat(43), '{}'), status: 401, error: 'invalid_token', realm: CALLER_REALM },
     { op: 'POST /v1/certificates', how: 'from a blocked address', init: json('POST', IAM_CALLER, '{}'), setup: (f) => { f.blocked = true }, status: 429, error: 'slow_down' },
     { op: 'POST /v1/certificates', how: 'a bad body', init: json('POST', IAM_CALLER, '{}'), status: 400, error: 'invalid_request' },
@@ -297,12 +299,14 @@ function cases(creddToken: string): Case[] {
     { op: 'DELETE /v1/certificates/{serial}', how: 'the audit store out of reach', url: '/v1/certificates/01', init: { method: 'DELETE', ...bearer(ADMIN) }, setup: (f) => { f.outage = true }, status: 503, error: 'temporarily_unavailable' },
 
     { op: 'POST /v1/credentials', how: 'no bearer token', init: json('POST', undefined, '{}'), status: 401, error: 'invalid_token', realm: CALLER_REALM },
+    { op: 'POST /v1/credentials', how: 'two bearer tokens (RFC 6750 §3.1)', init: json('POST', 'a b', '{"provider":"scitokens"}'), status: 400, error: 'invalid_request', realm: CALLER_REALM },
     { op: 'POST /v1/credentials', how: 'not JSON', init: { method: 'POST', body: 'x', headers: { authorization: 'Bearer u', 'content-type': 'text/plain' } }, status: 400, error: 'invalid_request' },
     { op: 'POST /v1/credentials', how: 'from a blocked address', init: json('POST', 'u', '{}'), setup: (f) => { f.blocked = true }, status: 429, error: 'slow_down', token: true },
     { op: 'POST /v1/credentials', how: 'a user the policy refuses', init: json('POST', 'u', '{"provider":"scitokens"}'), setup: (f) => { f.core = new AccessDenied('no job credential grant') }, status: 403, error: 'access_denied', token: true },
     { op: 'POST /v1/credentials', how: 'the audit store out of reach', init: json('POST', 'u', '{"provider":"scitokens"}'), setup: (f) => { f.outage = true }, status: 503, error: 'temporarily_unavailable', token: true },
     ...adminRefusals('GET /v1/credentials', '/v1/credentials'),
     { op: 'GET /v1/credentials/{user}/{provider}/token', how: 'no bearer token', url: jobToken, status: 401, error: 'invalid_token', token: true, realm: CALLER_REALM },
+    { op: 'GET /v1/credentials/{user}/{provider}/token', how: 'Bearer without a token (RFC 6750 §3.1)', url: jobToken, init: { headers: { authorization: 'Bearer' } }, status: 400, error: 'invalid_request', token: true, realm: CALLER_REALM },
     { op: 'GET /v1/credentials/{user}/{provider}/token', how: 'a bearer that is no broker IDTOKEN', url: jobToken, init: bearer('x.y.z'), status: 401, error: 'invalid_token', token: true, realm: CALLER_REALM },
     { op: 'GET /v1/credentials/{user}/{provider}/token', how: 'a repeated parameter', url: `${jobToken}?scopes=a&scopes=b`, init: bearer(creddToken), status: 400, error: 'invalid_request', token: true },
     { op: 'GET /v1/credentials/{user}/{provider}/token', how: 'a bad minimum_seconds', url: `${jobToken}?minimum_seconds=soon`, init: bearer(creddToken), status: 400, error: 'invalid_request', token: true },
@@ -428,6 +432,8 @@ describe('GET /openapi.json describes every refusal the routes really give', () 
       const required = requiredHeaders(c.status, c.error, c.token === true, path.startsWith('/console'))
       for (const h of required) check(res.headers.get(h) !== null, `${label}: sends no ${h}`)
       if (required.includes('retry-after')) check(/^\d+$/.test(res.headers.get('retry-after') ?? ''), `${label}: Retry-After is not delay-seconds`)
+      // RFC 6750 §3.1: a malformed bearer request (400 invalid_request) is challenged too, naming its error.
+      if (c.error === 'invalid_request' && c.realm !== undefined) check(res.headers.get('www-authenticate')?.startsWith(`Bearer realm="${c.realm}", error="invalid_request", `) === true, `${label}: challenge ${res.headers.get('www-authenticate')}, expected realm ${c.realm} and error="invalid_request"`)
       if (c.error === 'invalid_token') {
         const challenge = res.headers.get('www-authenticate') ?? ''
         check(c.realm !== undefined, `${label}: the case names no realm`)

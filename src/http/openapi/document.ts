@@ -1,7 +1,7 @@
 import { z } from 'zod'
 import { ADMIN_REALM, CALLER_REALM } from '../oauth_error_response.ts'
 import { AuditPage, BrokerMetadata, Jwks, OAuthError, Readiness, Revocation, TokenExchangeResponse } from './response_schemas.ts'
-import { allowHeader, CACHE_CONTROL_NO_STORE, NO_STORE_HEADERS, oauthErrorHeaders } from './headers.ts'
+import { allowHeader, CACHE_CONTROL_NO_STORE, malformedBearerChallenge, NO_STORE_HEADERS, oauthErrorHeaders } from './headers.ts'
 import { allowedMethods } from '../method_table.ts'
 import type { HeaderSpec, Mount, ResponseSpec, RouteSpec } from './route_spec.ts'
 
@@ -75,8 +75,9 @@ function operation(route: RouteSpec): Json {
   const parameters = [...parametersOf(route.params, 'path'), ...parametersOf(route.query, 'query')]
   const responses: Record<string, Json> = {}
   for (const [status, spec] of Object.entries(route.responses) as Array<[string, ResponseSpec]>) responses[status] = response(spec, 'output')
-  for (const [status, spec] of Object.entries(route.errors) as Array<[string, string | ResponseSpec]>) {
-    responses[status] = response(typeof spec === 'string' ? { description: spec, content: { 'application/json': OAuthError }, headers: oauthErrorHeaders(Number(status), undefined, realmsOf(route)) } : spec, 'output')
+  for (const [status, spec] of Object.entries(errorsOf(route)) as Array<[string, string | ResponseSpec]>) {
+    const headers = { ...oauthErrorHeaders(Number(status), undefined, realmsOf(route)), ...(status === '400' && takesBearer(route) ? { 'WWW-Authenticate': malformedBearerChallenge(realmsOf(route)) } : {}) }
+    responses[status] = response(typeof spec === 'string' ? { description: spec, content: { 'application/json': OAuthError }, headers } : spec, 'output')
   }
   responses['500'] ??= response({ description: 'server_error: details go to the log, never to the client.', content: { 'application/json': OAuthError }, headers: NO_STORE_HEADERS }, 'output')
   return {
@@ -112,6 +113,18 @@ function otherMethods(path: string, own: readonly RouteSpec[]): Json {
     ...(own[0]!.params ? { params: own[0]!.params } : {}),
     responses: {}, errors: { 405: refusal },
   })
+}
+
+const takesBearer = (route: RouteSpec) => route.security !== undefined || route.realms !== undefined
+
+const MALFORMED_BEARER = 'an Authorization header in the Bearer scheme without exactly one token (RFC 6750 §3.1), with WWW-Authenticate: Bearer error="invalid_request"'
+
+/** A route's errors, with the malformed bearer's 400 (bearer_token.ts) on every route that reads a bearer token. */
+function errorsOf(route: RouteSpec): RouteSpec['errors'] {
+  if (!takesBearer(route)) return route.errors
+  const own = route.errors[400]
+  if (own !== undefined && typeof own !== 'string') return route.errors
+  return { ...route.errors, 400: own === undefined ? `invalid_request: ${MALFORMED_BEARER}.` : `${own} Also invalid_request for ${MALFORMED_BEARER}.` }
 }
 
 const SECURITY_SCHEME = { admin: 'adminBearer', iam: 'iamBearer', credd: 'creddBearer' } as const

@@ -5,7 +5,8 @@ import { authenticateCredd, type CreddAuthDeps } from '../../credentials/credd_a
 import type { CredentialService, RegistrationRequest } from '../../credentials/credential_service.ts'
 import type { StoredCredential } from '../../credentials/credential_store.ts'
 import type { JobTokens } from '../../credentials/job_tokens.ts'
-import { InvalidRequest, InvalidToken, NotFound } from '../../errors.ts'
+import { InvalidRequest, NotFound } from '../../errors.ts'
+import { bearerToken } from '../bearer_token.ts'
 import type { Clock } from '../../lib/clock.ts'
 import { clientAddress } from '../client_address.ts'
 import { limitBody } from '../middleware/body_limit.ts'
@@ -24,12 +25,9 @@ export interface CredentialRouteDeps {
 
 const MAX_BODY = 16 * 1024
 
-/** The bearer of an Authorization header, or InvalidToken (401) naming what is wrong. */
+/** The bearer of an Authorization header, or the refusal bearerToken names. */
 export function bearerOf(c: Context): string {
-  const header = c.req.header('authorization')
-  const m = header ? /^Bearer ([\x21-\x7e]{1,8192})$/i.exec(header) : null
-  if (!m) throw new InvalidToken(header ? 'the Authorization header must be Bearer followed by one token' : 'bearer token required', { presented: header !== undefined })
-  return m[1]!
+  return bearerToken(c.req.header('authorization'))
 }
 
 /** `minimum_seconds`, `scopes`, `audience` query parameters, shared with the Vault-compatible read. */
