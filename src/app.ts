@@ -5,6 +5,10 @@ import { brokerMetadata } from './contract/discovery.ts'
 import { requestId } from './http/middleware/request_id.ts'
 import { accessLog } from './http/access_log.ts'
 import { accessLogMiddleware } from './http/middleware/access_log.ts'
+import { methodGuard } from './http/middleware/method_guard.ts'
+import { methodNotAllowedPage } from './http/middleware/console_session.ts'
+import { MethodTable } from './http/method_table.ts'
+import { bearerToken } from './http/bearer_token.ts'
 import { ADMIN_REALM, METRICS_REALM, oauthErrorResponse } from './http/oauth_error_response.ts'
 import { discoveryRoutes } from './http/routes/discovery.ts'
 import { healthRoutes, type IamStatusCheck, type LivenessCheck, type ReadinessCheck } from './http/routes/health.ts'
@@ -76,6 +80,9 @@ export function createApp(deps: AppDeps): Hono {
   app.use(requestId())
   const access = accessLog(deps.log, deps.config.log.requests)
   if (access) app.use(accessLogMiddleware(access))
+  // One 405 for every route, read from the routes registered below (RFC 9110 §15.5.6).
+  let methods: MethodTable | undefined
+  app.use(methodGuard(() => (methods ??= new MethodTable(app.routes)), deps.console && deps.admin ? [{ prefix: '/console', answer: methodNotAllowedPage }] : []))
   app.route('/', healthRoutes(deps.readiness, deps.iamStatus, deps.liveness))
   app.route('/', discoveryRoutes(brokerMetadata(deps.config.issuer, [deps.keys.scitoken.alg])))
   app.route('/', jwksRoutes(() => deps.keys.jwks))
@@ -98,6 +105,8 @@ export function createApp(deps: AppDeps): Hono {
   if (deps.credentials) {
     const credentialsAdmin: MiddlewareHandler = auth ?? ((c) => {
       c.set('bearerRealm', ADMIN_REALM)
+      // The header is read as on every bearer route (no token, another scheme, a malformed one), then refused.
+      bearerToken(c.req.header('authorization'))
       throw new InvalidToken('the admin API is not enabled', { presented: true })
     })
     app.route('/', credentialRoutes({ credentials: deps.credentials.service, jobTokens: deps.credentials.jobTokens, credd: deps.credentials.credd, adminAuth: credentialsAdmin, clock: deps.credentials.credd.clock }))

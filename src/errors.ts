@@ -128,6 +128,11 @@ export class InvalidToken extends BrokerError {
     this.presented = options.presented
   }
 }
+/**
+ * An Authorization header in the Bearer scheme without exactly one token: RFC 6750 §3.1 invalid_request,
+ * 400, with a Bearer challenge naming the error (oauth_error_response.ts).
+ */
+export class MalformedBearer extends InvalidRequest {}
 /** No endpoint at this path: answered in the same error shape as everything else. */
 export class NotFound extends BrokerError {
   readonly error = 'invalid_request'

@@ -2,7 +2,7 @@ import type { IncomingMessage } from 'node:http'
 import type { Context } from 'hono'
 import type { ContentfulStatusCode } from 'hono/utils/http-status'
 import type { GoneCredentialState } from '../contract/job_credentials.ts'
-import { AuditStoreUnavailable, BrokerError, CredentialGone, InvalidToken, MethodNotAllowed, SlowDown, TemporarilyUnavailable } from '../errors.ts'
+import { AuditStoreUnavailable, BrokerError, CredentialGone, InvalidToken, MalformedBearer, MethodNotAllowed, SlowDown, TemporarilyUnavailable } from '../errors.ts'
 import type { Logger } from '../lib/logger.ts'
 import { bodyCutOff } from './token_request_body.ts'
 
@@ -63,13 +63,15 @@ export function logStoreOutage(err: unknown, log: Logger, requestId: string | un
   log.error('refused for an audit store outage; nothing was issued', { err: err.cause, requestId, ...(clientRequestId ? { clientRequestId } : {}) })
 }
 
-/** WWW-Authenticate for 401s, Allow for 405s, Retry-After for 429s and 503s. `description` is already within the quoted-string-safe set. */
+/** WWW-Authenticate for 401s and a malformed bearer's 400, Allow for 405s, Retry-After for 429s and 503s. `description` is already within the quoted-string-safe set. */
 function challengeHeaders(err: BrokerError, description: string, realm: string): Record<string, string> {
   if (err instanceof InvalidToken) {
     // RFC 6750 §3: no error code when the request carried no bearer credentials at all.
     const params = err.presented ? `, error="${err.error}", error_description="${description}"` : ''
     return { 'WWW-Authenticate': `Bearer realm="${realm}"${params}` }
   }
+  // RFC 6750 §3.1: a malformed bearer request is invalid_request, in the challenge too.
+  if (err instanceof MalformedBearer) return { 'WWW-Authenticate': `Bearer realm="${realm}", error="${err.error}", error_description="${description}"` }
   if (err instanceof MethodNotAllowed) return { Allow: err.allow.join(', ') }
   if (err instanceof TemporarilyUnavailable || err instanceof SlowDown) return { 'Retry-After': String(err.retryAfter) }
   return {}

@@ -3,11 +3,13 @@ import { Hono, type Context } from 'hono'
 import { VAULT_CREDS_PREFIX, VAULT_PERMISSION_DENIED, VAULT_TOKEN_HEADER, type VaultReadResponse } from '../contract/job_credentials.ts'
 import type { CredentialStore } from '../credentials/credential_store.ts'
 import type { JobTokens } from '../credentials/job_tokens.ts'
-import { AccessDenied, BrokerError, InvalidRequest, TemporarilyUnavailable } from '../errors.ts'
+import { AccessDenied, BrokerError, InvalidRequest, MethodNotAllowed, TemporarilyUnavailable } from '../errors.ts'
 import type { Logger } from '../lib/logger.ts'
 import { clientAddress } from './client_address.ts'
 import { logStoreOutage } from './oauth_error_response.ts'
 import { requestId } from './middleware/request_id.ts'
+import { methodGuard } from './middleware/method_guard.ts'
+import { MethodTable } from './method_table.ts'
 import { listParam, TokenQuery } from './routes/credentials.ts'
 
 /**
@@ -19,6 +21,9 @@ import { listParam, TokenQuery } from './routes/credentials.ts'
 export function createVaultApp(deps: { store: Pick<CredentialStore, 'credentialByVaultToken'>; jobTokens: JobTokens; log: Logger }): Hono {
   const app = new Hono()
   app.use(requestId())
+  // The same 405 as the main listener's (RFC 9110 §15.5.6), answered in Vault's shape by vaultError.
+  let methods: MethodTable | undefined
+  app.use(methodGuard(() => (methods ??= new MethodTable(app.routes))))
   app.get(`${VAULT_CREDS_PREFIX}/:user/:provider`, async (c) => {
     c.header('Cache-Control', 'no-store')
     const token = c.req.header(VAULT_TOKEN_HEADER)
@@ -52,6 +57,10 @@ function vaultError(err: unknown, c: Context, log: Logger): Response {
     logStoreOutage(err, log, c.get('requestId'))
     c.header('Retry-After', String(err.retryAfter))
     return c.json({ errors: [err.description] }, 503)
+  }
+  if (err instanceof MethodNotAllowed) {
+    c.header('Allow', err.allow.join(', '))
+    return c.json({ errors: ['unsupported operation'] }, 405)
   }
   if (err instanceof BrokerError && err.status === 400) return c.json({ errors: [err.description] }, 400)
   if (err instanceof BrokerError && err.status === 401) return c.json({ errors: [VAULT_PERMISSION_DENIED] }, 403)

@@ -45,9 +45,20 @@ describe('every error answer speaks the one error vocabulary', () => {
   })
 
   it.each([
-    ['an unknown token', `Bearer ${'b'.repeat(43)}`],
     ['a malformed Bearer header', 'Bearer two tokens'],
     ['an empty Bearer header', 'Bearer '],
+  ])('answers %s with 400 invalid_request in the challenge and the body (RFC 6750 §3.1)', async (_name, authorization) => {
+    const res = await adminApp().request('/v1/audit', { headers: { authorization } })
+    const body = await errorBody(res, 400)
+    expect(body.error).toBe('invalid_request')
+    const challenge = res.headers.get('www-authenticate')!
+    expect(challenge).toMatch(/^Bearer realm="condor-token-broker admin", error="invalid_request", error_description="[\x20-\x21\x23-\x5b\x5d-\x7e]+"$/)
+    expect(challenge).toContain(`error_description="${body.error_description}"`)
+  })
+
+  it.each([
+    ['an unknown token', `Bearer ${'b'.repeat(43)}`],
+    ['an unknown token after a lowercase scheme', `bearer ${'b'.repeat(43)}`],
   ])('answers %s with invalid_token in the challenge and the body', async (_name, authorization) => {
     const res = await adminApp().request('/v1/audit', { headers: { authorization } })
     const body = await errorBody(res, 401)

@@ -242,6 +242,7 @@ function adminRefusals(op: string, url: string, init: RequestInit = {}): Case[] 
   return [
     { op, how: 'no bearer token', url, init: withAuth(), status: 401, error: 'invalid_token', realm: ADMIN_REALM },
     { op, how: 'a bearer that is no admin token', url, init: withAuth('b'.repeat(43)), status: 401, error: 'invalid_token', realm: ADMIN_REALM },
+    { op, how: 'Bearer without a token (RFC 6750 §3.1)', url, init: { ...withAuth(), headers: { ...(init.headers as Record<string, string> | undefined), authorization: 'Bearer' } }, status: 400, error: 'invalid_request', realm: ADMIN_REALM },
     { op, how: 'from a blocked address', url, init: withAuth('b'.repeat(43)), setup: (f) => { f.blocked = true }, status: 429, error: 'slow_down' },
     { op, how: 'IAM down for an IAM admin token', url, init: withAuth(IAM_DOWN), status: 503, error: 'temporarily_unavailable' },
   ]
@@ -259,8 +260,6 @@ function cases(creddToken: string): Case[] {
     { op: 'POST /token', how: 'IAM denies the narrowing exchange', init: tokenPost(), setup: (f) => { f.core = new AccessDenied('IAM denied the exchange') }, status: 403, error: 'access_denied', token: true },
     { op: 'POST /token', how: 'a rate limit used up', init: tokenPost(), setup: (f) => { f.core = new SlowDown('the caller limit is used up', 3) }, status: 429, error: 'slow_down', token: true },
     { op: 'POST /token', how: 'the audit store out of reach', init: tokenPost(), setup: (f) => { f.outage = true }, status: 503, error: 'temporarily_unavailable', token: true },
-    { op: 'ALL /token', how: 'GET', url: '/token', status: 405, error: 'invalid_request' },
-    { op: 'ALL /token', how: 'PUT', url: '/token', init: { method: 'PUT' }, status: 405, error: 'invalid_request' },
 
     ...adminRefusals('GET /v1/audit', '/v1/audit'),
     { op: 'GET /v1/audit', how: 'a repeated parameter', url: '/v1/audit?type=token.issued&type=token.denied', init: bearer(ADMIN), status: 400, error: 'invalid_request' },
@@ -288,6 +287,7 @@ function cases(creddToken: string): Case[] {
     { op: 'POST /admin/policy/explain', how: 'a bad body', init: json('POST', ADMIN, '{}'), status: 400, error: 'invalid_request' },
 
     { op: 'POST /v1/certificates', how: 'no bearer token', init: json('POST', undefined, '{}'), status: 401, error: 'invalid_token', realm: CALLER_REALM },
+    { op: 'POST /v1/certificates', how: 'two bearer tokens (RFC 6750 §3.1)', init: json('POST', 'a b', '{}'), status: 400, error: 'invalid_request', realm: CALLER_REALM },
     { op: 'POST /v1/certificates', how: 'a bearer IAM does not vouch for', init: json('POST', 'b'.repeat(43), '{}'), status: 401, error: 'invalid_token', realm: CALLER_REALM },
     { op: 'POST /v1/certificates', how: 'from a blocked address', init: json('POST', IAM_CALLER, '{}'), setup: (f) => { f.blocked = true }, status: 429, error: 'slow_down' },
     { op: 'POST /v1/certificates', how: 'a bad body', init: json('POST', IAM_CALLER, '{}'), status: 400, error: 'invalid_request' },
@@ -299,21 +299,19 @@ function cases(creddToken: string): Case[] {
     { op: 'DELETE /v1/certificates/{serial}', how: 'the audit store out of reach', url: '/v1/certificates/01', init: { method: 'DELETE', ...bearer(ADMIN) }, setup: (f) => { f.outage = true }, status: 503, error: 'temporarily_unavailable' },
 
     { op: 'POST /v1/credentials', how: 'no bearer token', init: json('POST', undefined, '{}'), status: 401, error: 'invalid_token', realm: CALLER_REALM },
+    { op: 'POST /v1/credentials', how: 'two bearer tokens (RFC 6750 §3.1)', init: json('POST', 'a b', '{"provider":"scitokens"}'), status: 400, error: 'invalid_request', realm: CALLER_REALM },
     { op: 'POST /v1/credentials', how: 'not JSON', init: { method: 'POST', body: 'x', headers: { authorization: 'Bearer u', 'content-type': 'text/plain' } }, status: 400, error: 'invalid_request' },
     { op: 'POST /v1/credentials', how: 'from a blocked address', init: json('POST', 'u', '{}'), setup: (f) => { f.blocked = true }, status: 429, error: 'slow_down', token: true },
     { op: 'POST /v1/credentials', how: 'a user the policy refuses', init: json('POST', 'u', '{"provider":"scitokens"}'), setup: (f) => { f.core = new AccessDenied('no job credential grant') }, status: 403, error: 'access_denied', token: true },
     { op: 'POST /v1/credentials', how: 'the audit store out of reach', init: json('POST', 'u', '{"provider":"scitokens"}'), setup: (f) => { f.outage = true }, status: 503, error: 'temporarily_unavailable', token: true },
     ...adminRefusals('GET /v1/credentials', '/v1/credentials'),
-    ...adminRefusals('ALL /v1/credentials', '/v1/credentials', { method: 'PUT' }),
-    { op: 'ALL /v1/credentials', how: 'PUT as an admin', url: '/v1/credentials', init: { method: 'PUT', ...bearer(ADMIN) }, status: 405, error: 'invalid_request' },
-    { op: 'ALL /v1/credentials', how: 'PATCH as an admin', url: '/v1/credentials', init: { method: 'PATCH', ...bearer(ADMIN) }, status: 405, error: 'invalid_request' },
     { op: 'GET /v1/credentials/{user}/{provider}/token', how: 'no bearer token', url: jobToken, status: 401, error: 'invalid_token', token: true, realm: CALLER_REALM },
+    { op: 'GET /v1/credentials/{user}/{provider}/token', how: 'Bearer without a token (RFC 6750 §3.1)', url: jobToken, init: { headers: { authorization: 'Bearer' } }, status: 400, error: 'invalid_request', token: true, realm: CALLER_REALM },
     { op: 'GET /v1/credentials/{user}/{provider}/token', how: 'a bearer that is no broker IDTOKEN', url: jobToken, init: bearer('x.y.z'), status: 401, error: 'invalid_token', token: true, realm: CALLER_REALM },
     { op: 'GET /v1/credentials/{user}/{provider}/token', how: 'a repeated parameter', url: `${jobToken}?scopes=a&scopes=b`, init: bearer(creddToken), status: 400, error: 'invalid_request', token: true },
     { op: 'GET /v1/credentials/{user}/{provider}/token', how: 'a bad minimum_seconds', url: `${jobToken}?minimum_seconds=soon`, init: bearer(creddToken), status: 400, error: 'invalid_request', token: true },
     { op: 'GET /v1/credentials/{user}/{provider}/token', how: 'a credential gone for good', url: jobToken, init: bearer(creddToken), setup: (f) => { f.core = new CredentialGone('revoked', 'this credential has been revoked') }, status: 403, error: 'access_denied', token: true },
     { op: 'GET /v1/credentials/{user}/{provider}/token', how: 'the audit store out of reach', url: jobToken, init: bearer(creddToken), setup: (f) => { f.outage = true }, status: 503, error: 'temporarily_unavailable', token: true },
-    { op: 'ALL /v1/credentials/{user}/{provider}/token', how: 'POST', url: jobToken, init: { method: 'POST' }, status: 405, error: 'invalid_request' },
     ...adminRefusals('DELETE /v1/credentials/{user}/{provider}', '/v1/credentials/alice/scitokens'),
     { op: 'DELETE /v1/credentials/{user}/{provider}', how: 'a bad name', url: '/v1/credentials/al%20ice/scitokens', init: { method: 'DELETE', ...bearer(ADMIN) }, status: 400, error: 'invalid_request' },
     { op: 'DELETE /v1/credentials/{user}/{provider}', how: 'no such credential', url: '/v1/credentials/alice/scitokens', init: { method: 'DELETE', ...bearer(ADMIN) }, status: 404, error: 'invalid_request' },
@@ -380,6 +378,22 @@ function consoleCases(): Case[] {
 }
 
 /**
+ * At every path, a method it does not answer (PATCH, which no route takes, and PUT as an admin would send
+ * it): 405 with Allow (RFC 9110 §15.5.6), JSON invalid_request, or a console page. The paths come from the
+ * document, so each one's 405 is driven; test/http/method_not_allowed.test.ts tries every method.
+ */
+function otherMethods(doc: Doc): Case[] {
+  const concrete = (template: string) => template.replace(/\{(\w+)\}/g, (_, name: string) => ({ id: '1', seq: '1', serial: '01', user: 'alice', provider: 'scitokens' }[name] ?? 'x'))
+  return Object.keys(doc.paths).flatMap((path): Case[] => {
+    const api = !(path === '/console' || path.startsWith('/console/'))
+    return [
+      { op: `ALL ${path}`, how: 'PATCH', url: concrete(path), init: { method: 'PATCH' }, status: 405, ...(api ? { error: 'invalid_request' } : {}) },
+      { op: `ALL ${path}`, how: 'PUT with the admin bearer token', url: concrete(path), init: { method: 'PUT', ...bearer(ADMIN) }, status: 405, ...(api ? { error: 'invalid_request' } : {}) },
+    ]
+  })
+}
+
+/**
  * Documented error statuses no case above drives, each with the test that does. Kept exact: a status that
  * gains a case here must leave this list, and one the document stops listing must leave it too.
  */
@@ -394,8 +408,9 @@ describe('GET /openapi.json describes every refusal the routes really give', () 
     const { app: noSignInApp } = refusalApp(false)
     const doc = await (await app.request('/openapi.json')).json() as Doc
     const driven = new Set<string>()
-    const all = cases(creddToken)
+    const all = [...cases(creddToken), ...otherMethods(doc)]
     expect(all.length).toBeGreaterThan(60)
+    expect(all.filter((c) => c.status === 405).length).toBeGreaterThan(60)
     const problems: string[] = []
     const check = (ok: boolean, what: string) => { if (!ok) problems.push(what) }
     for (const c of all) {
@@ -417,6 +432,8 @@ describe('GET /openapi.json describes every refusal the routes really give', () 
       const required = requiredHeaders(c.status, c.error, c.token === true, path.startsWith('/console'))
       for (const h of required) check(res.headers.get(h) !== null, `${label}: sends no ${h}`)
       if (required.includes('retry-after')) check(/^\d+$/.test(res.headers.get('retry-after') ?? ''), `${label}: Retry-After is not delay-seconds`)
+      // RFC 6750 §3.1: a malformed bearer request (400 invalid_request) is challenged too, naming its error.
+      if (c.error === 'invalid_request' && c.realm !== undefined) check(res.headers.get('www-authenticate')?.startsWith(`Bearer realm="${c.realm}", error="invalid_request", `) === true, `${label}: challenge ${res.headers.get('www-authenticate')}, expected realm ${c.realm} and error="invalid_request"`)
       if (c.error === 'invalid_token') {
         const challenge = res.headers.get('www-authenticate') ?? ''
         check(c.realm !== undefined, `${label}: the case names no realm`)

@@ -212,6 +212,21 @@ describe('Vault-compatible read (HTCondor Vault credmon)', () => {
     expect(Array.isArray((await res.json() as { errors: unknown }).errors)).toBe(true)
   })
 
+  // RFC 9110 §15.5.6: a method the read path does not support is 405 with Allow, in Vault's shape (Vault
+  // answers an operation a path lacks 405 with an `errors` list); never "permission denied", which would make
+  // the credmon delete the user's files. An unknown path stays 404.
+  it.each(['POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'])('%s on the read path is 405, Allow: GET, HEAD, an "errors" list', async (method) => {
+    const top = await vaultTop(`meth${method.toLowerCase()}`)
+    const u = new URL(top.vault_url)
+    const res = await t.vault.request(u.pathname, { method, headers: { 'X-Vault-Token': top.vault_token } })
+    expect(res.status).toBe(405)
+    expect(res.headers.get('allow')).toBe('GET, HEAD')
+    const body = await res.json() as { errors: unknown }
+    expect(Array.isArray(body.errors)).toBe(true)
+    expect(body.errors).not.toContain('permission denied')
+    expect((await t.vault.request('/v1/sys/health', { method })).status).toBe(404)
+  })
+
   // RFC 6749 §4.1.2.1 `temporarily_unavailable` in Vault's shape: an audit store outage is a 503 with
   // Retry-After (RFC 9110 §15.6.4) and an `errors` list without "permission denied", so the unmodified
   // credmon keeps `.top` and `.use` and tries again at its next pass. No token without its record.

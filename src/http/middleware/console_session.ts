@@ -1,6 +1,6 @@
 import type { Context, MiddlewareHandler } from 'hono'
 import { getCookie } from 'hono/cookie'
-import { InvalidRequest, InvalidToken, TemporarilyUnavailable } from '../../errors.ts'
+import { InvalidRequest, InvalidToken, MethodNotAllowed, TemporarilyUnavailable } from '../../errors.ts'
 import type { ConsoleSessions } from '../../console/sessions.ts'
 import { sameToken } from '../../console/sessions.ts'
 import { messagePage } from '../../console/pages/sign_in_page.ts'
@@ -22,14 +22,25 @@ export const CONSOLE_CSP = "default-src 'none'; style-src 'self'; img-src 'self'
 export function consoleHeaders(): MiddlewareHandler {
   return async (c, next) => {
     await next()
-    c.header('Content-Security-Policy', CONSOLE_CSP)
-    c.header('X-Content-Type-Options', 'nosniff')
-    c.header('X-Frame-Options', 'DENY')
-    // The callback URL carries the authorization code: never hand it to another origin. Not no-referrer:
-    // under it browsers send "Origin: null" on our own form posts, which the origin check must refuse.
-    c.header('Referrer-Policy', 'same-origin')
-    c.header('Cache-Control', 'no-store')
+    setConsoleHeaders(c)
   }
+}
+
+function setConsoleHeaders(c: Context): void {
+  c.header('Content-Security-Policy', CONSOLE_CSP)
+  c.header('X-Content-Type-Options', 'nosniff')
+  c.header('X-Frame-Options', 'DENY')
+  // The callback URL carries the authorization code: never hand it to another origin. Not no-referrer:
+  // under it browsers send "Origin: null" on our own form posts, which the origin check must refuse.
+  c.header('Referrer-Policy', 'same-origin')
+  c.header('Cache-Control', 'no-store')
+}
+
+/** The console's page for a 405 (middleware/method_guard.ts): the API's Allow, in the console's HTML and headers. */
+export function methodNotAllowedPage(c: Context, err: MethodNotAllowed): Response {
+  setConsoleHeaders(c)
+  c.header('Allow', err.allow.join(', '))
+  return c.html(messagePage('Method not allowed', `This page answers only ${err.allow.join(', ')}.`), 405)
 }
 
 /**

@@ -1,7 +1,8 @@
 import { z } from 'zod'
 import { ADMIN_REALM, CALLER_REALM } from '../oauth_error_response.ts'
 import { AuditPage, BrokerMetadata, Jwks, OAuthError, Readiness, Revocation, TokenExchangeResponse } from './response_schemas.ts'
-import { NO_STORE_HEADERS, oauthErrorHeaders } from './headers.ts'
+import { allowHeader, CACHE_CONTROL_NO_STORE, malformedBearerChallenge, NO_STORE_HEADERS, oauthErrorHeaders } from './headers.ts'
+import { allowedMethods } from '../method_table.ts'
 import type { HeaderSpec, Mount, ResponseSpec, RouteSpec } from './route_spec.ts'
 
 type Json = Record<string, unknown>
@@ -13,7 +14,7 @@ type Json = Record<string, unknown>
 const COMPONENTS: Record<string, z.ZodType> = { OAuthError, TokenExchangeResponse, Jwks, BrokerMetadata, Readiness, AuditPage, Revocation }
 const NAME_OF = new Map<z.ZodType, string>(Object.entries(COMPONENTS).map(([name, schema]) => [schema, name]))
 
-/** The path item extension that documents a catch-all route (hono `app.all`), which OpenAPI has no method for. */
+/** The path item extension that documents every method a path does not answer (405), which OpenAPI has no method for. */
 export const OTHER_METHODS_EXTENSION = 'x-other-methods'
 
 export interface OpenApiOptions {
@@ -31,12 +32,9 @@ export interface OpenApiOptions {
  */
 export function buildOpenApiDocument(routes: readonly RouteSpec[], options: OpenApiOptions): Json {
   const paths: Record<string, Json> = {}
-  for (const route of routes) {
-    if (!options.mounted.has(route.mount)) continue
-    const item = (paths[route.path] ??= {})
-    if (route.method === 'all') item[OTHER_METHODS_EXTENSION] = operation(route)
-    else item[route.method] = operation(route)
-  }
+  const served = routes.filter((r) => options.mounted.has(r.mount))
+  for (const route of served) (paths[route.path] ??= {})[route.method] = operation(route)
+  for (const [path, item] of Object.entries(paths)) item[OTHER_METHODS_EXTENSION] = otherMethods(path, served.filter((r) => r.path === path))
   return {
     openapi: '3.1.0',
     info: {
@@ -77,8 +75,9 @@ function operation(route: RouteSpec): Json {
   const parameters = [...parametersOf(route.params, 'path'), ...parametersOf(route.query, 'query')]
   const responses: Record<string, Json> = {}
   for (const [status, spec] of Object.entries(route.responses) as Array<[string, ResponseSpec]>) responses[status] = response(spec, 'output')
-  for (const [status, spec] of Object.entries(route.errors) as Array<[string, string | ResponseSpec]>) {
-    responses[status] = response(typeof spec === 'string' ? { description: spec, content: { 'application/json': OAuthError }, headers: oauthErrorHeaders(Number(status), route.allow, realmsOf(route)) } : spec, 'output')
+  for (const [status, spec] of Object.entries(errorsOf(route)) as Array<[string, string | ResponseSpec]>) {
+    const headers = { ...oauthErrorHeaders(Number(status), undefined, realmsOf(route)), ...(status === '400' && takesBearer(route) ? { 'WWW-Authenticate': malformedBearerChallenge(realmsOf(route)) } : {}) }
+    responses[status] = response(typeof spec === 'string' ? { description: spec, content: { 'application/json': OAuthError }, headers } : spec, 'output')
   }
   responses['500'] ??= response({ description: 'server_error: details go to the log, never to the client.', content: { 'application/json': OAuthError }, headers: NO_STORE_HEADERS }, 'output')
   return {
@@ -96,6 +95,36 @@ function operation(route: RouteSpec): Json {
     } : {}),
     responses,
   }
+}
+
+/**
+ * Every other method at a path: 405 with Allow (middleware/method_guard.ts), before any authentication;
+ * for a console page, the console's HTML page.
+ */
+function otherMethods(path: string, own: readonly RouteSpec[]): Json {
+  const allow = allowedMethods(own.map((r) => r.method))
+  const console = own.some((r) => r.mount === 'console')
+  const refusal: ResponseSpec = console
+    ? { description: 'A page saying which methods this page answers.', content: { 'text/html': z.string() }, headers: { 'Cache-Control': CACHE_CONTROL_NO_STORE, Allow: allowHeader(allow) } }
+    : { description: `invalid_request, with Allow: ${allow.join(', ')}.`, content: { 'application/json': OAuthError }, headers: oauthErrorHeaders(405, allow) }
+  return operation({
+    method: 'get', path, mount: own[0]!.mount, operationId: `${own[0]!.operationId}OtherMethods`, tags: own[0]!.tags,
+    summary: `Any method at ${path} but ${allow.join(', ')}`,
+    ...(own[0]!.params ? { params: own[0]!.params } : {}),
+    responses: {}, errors: { 405: refusal },
+  })
+}
+
+const takesBearer = (route: RouteSpec) => route.security !== undefined || route.realms !== undefined
+
+const MALFORMED_BEARER = 'an Authorization header in the Bearer scheme without exactly one token (RFC 6750 §3.1), with WWW-Authenticate: Bearer error="invalid_request"'
+
+/** A route's errors, with the malformed bearer's 400 (bearer_token.ts) on every route that reads a bearer token. */
+function errorsOf(route: RouteSpec): RouteSpec['errors'] {
+  if (!takesBearer(route)) return route.errors
+  const own = route.errors[400]
+  if (own !== undefined && typeof own !== 'string') return route.errors
+  return { ...route.errors, 400: own === undefined ? `invalid_request: ${MALFORMED_BEARER}.` : `${own} Also invalid_request for ${MALFORMED_BEARER}.` }
 }
 
 const SECURITY_SCHEME = { admin: 'adminBearer', iam: 'iamBearer', credd: 'creddBearer' } as const

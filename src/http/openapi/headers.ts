@@ -15,11 +15,25 @@ export const RETRY_AFTER: HeaderSpec = {
 /** RFC 6750 §3: the bearer challenge, in the realm (or one of the realms) of the token the route takes. */
 export function wwwAuthenticate(realms: readonly string[]): HeaderSpec {
   const named = realms.map((r) => `realm="${r}"`).join(' or ')
-  const alternatives = realms.map((r) => r.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|')
+  const alternatives = realmAlternatives(realms)
   return {
     description: `The bearer challenge (RFC 6750 §3): Bearer ${named}, with error="invalid_token" and error_description when a bearer token was presented.`,
     schema: { type: 'string', pattern: `^Bearer realm="(${alternatives})"(, |$)` },
   }
+}
+
+/** The challenge of a malformed bearer's 400: the route's realm and error="invalid_request". */
+export function malformedBearerChallenge(realms: readonly string[]): HeaderSpec {
+  const alternatives = realmAlternatives(realms)
+  return {
+    description: 'Sent only for a malformed Authorization header: Bearer, the realm of the token the route takes, error="invalid_request" and error_description (RFC 6750 §3.1).',
+    schema: { type: 'string', pattern: `^Bearer realm="(${alternatives})", error="invalid_request"` },
+  }
+}
+
+/** The realms as alternatives of a regular expression. */
+function realmAlternatives(realms: readonly string[]): string {
+  return realms.map((r) => r.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|')
 }
 
 /** RFC 9110 §10.2.1: the methods the target does answer. */

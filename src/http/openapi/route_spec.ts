@@ -35,8 +35,8 @@ export function json(schema: z.ZodType): Record<string, z.ZodType> {
  * that validate the request in the route itself, never copies.
  */
 export interface RouteSpec {
-  /** `all`: the catch-all that answers every other method at this path (405). */
-  method: HttpMethod | 'all'
+  /** Every other method at this path is answered 405 by middleware/method_guard.ts, documented by document.ts. */
+  method: HttpMethod
   /** OpenAPI path template: `/v1/revocations/{id}`. */
   path: string
   mount: Mount
@@ -61,6 +61,4 @@ export interface RouteSpec {
    * oauthErrorHeaders); a ResponseSpec: a route's own error body (/readyz, the console's pages), headers as given.
    */
   errors: Partial<Record<ErrorStatus, string | ResponseSpec>>
-  /** For a catch-all (`all`): the methods its 405's Allow names. */
-  allow?: readonly string[]
 }

@@ -97,12 +97,6 @@ export const BROKER_ROUTES: readonly RouteSpec[] = [
     },
   },
   {
-    method: 'all', path: '/token', mount: 'exchange', operationId: 'tokenOtherMethods', tags: ['token'],
-    summary: 'Any method but POST at the token endpoint',
-    responses: {}, allow: ['POST'],
-    errors: { 405: 'invalid_request, with Allow: POST.' },
-  },
-  {
     method: 'get', path: '/v1/audit', mount: 'admin', operationId: 'queryAudit', tags: ['admin'], security: 'admin',
     summary: 'Audit records, filtered, newest first, keyset-paged',
     query: AuditQueryParams,
@@ -311,12 +305,6 @@ function credentialRoutes(): RouteSpec[] {
       errors: { ...ADMIN_ERRORS },
     },
     {
-      method: 'all', path: '/v1/credentials', mount: 'credentials', operationId: 'credentialsOtherMethods', tags: ['credentials'], security: 'admin',
-      summary: 'Any other method at /v1/credentials',
-      description: 'Refused with 405 once the admin bearer token is accepted: every method but POST (registration) is the admin\'s.',
-      responses: {}, allow: ['GET', 'POST'], errors: { 405: 'invalid_request, with Allow: GET, POST.', ...ADMIN_ERRORS },
-    },
-    {
       method: 'get', path: '/v1/credentials/{user}/{provider}/token', mount: 'credentials', operationId: 'jobToken', tags: ['credentials'], security: 'credd',
       summary: 'A fresh access token for one user\'s jobs (our credmon calls this)',
       description: 'The bearer is the access point\'s credd IDTOKEN issued by this broker. A cached token with at least minimum_seconds left is reused; concurrent requests share one refresh.',
@@ -331,10 +319,6 @@ function credentialRoutes(): RouteSpec[] {
         },
         503: 'temporarily_unavailable: IAM or the audit log unavailable (Retry-After).',
       },
-    },
-    {
-      method: 'all', path: '/v1/credentials/{user}/{provider}/token', mount: 'credentials', operationId: 'jobTokenOtherMethods', tags: ['credentials'],
-      summary: 'Any other method at the job token endpoint', params: userProvider, responses: {}, allow: ['GET'], errors: { 405: 'invalid_request, with Allow: GET.' },
     },
     {
       method: 'delete', path: '/v1/credentials/{user}/{provider}', mount: 'credentials', operationId: 'revokeCredential', tags: ['credentials', 'admin'], security: 'admin',

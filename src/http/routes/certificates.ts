@@ -1,6 +1,7 @@
 import { Hono, type MiddlewareHandler } from 'hono'
 import { z } from 'zod'
-import { InvalidRequest, InvalidToken, SlowDown } from '../../errors.ts'
+import { InvalidRequest, InvalidToken, MalformedBearer, SlowDown } from '../../errors.ts'
+import { bearerToken } from '../bearer_token.ts'
 import type { VerifiedSubject } from '../../iam/subject.ts'
 import type { CertificateService } from '../../ca/certificate_service.ts'
 import type { RequestLimits } from '../../ratelimit/request_limits.ts'
@@ -49,12 +50,10 @@ export function certificateRoutes(deps: {
     if (blocked) throw new SlowDown(blocked.description, blocked.retryAfter)
     let subject: VerifiedSubject
     try {
-      const m = /^Bearer ([\x21-\x7e]{1,16384})$/i.exec(c.req.header('authorization') ?? '')
-      if (!m) throw new InvalidToken('an IAM access token is required (Authorization: Bearer)', { presented: false })
-      subject = await deps.verifyCaller(m[1]!)
+      subject = await deps.verifyCaller(bearerToken(c.req.header('authorization'), 16384))
     } catch (err) {
       // Nobody to name: counts against the address, as a subject token that does not verify on POST /token.
-      if (err instanceof InvalidToken) deps.limits?.noteRefused(actor.clientAddress)
+      if (err instanceof InvalidToken || err instanceof MalformedBearer) deps.limits?.noteRefused(actor.clientAddress)
       throw err
     }
     await deps.certificates.admitCaller(subject, actor)

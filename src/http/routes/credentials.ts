@@ -5,7 +5,8 @@ import { authenticateCredd, type CreddAuthDeps } from '../../credentials/credd_a
 import type { CredentialService, RegistrationRequest } from '../../credentials/credential_service.ts'
 import type { StoredCredential } from '../../credentials/credential_store.ts'
 import type { JobTokens } from '../../credentials/job_tokens.ts'
-import { InvalidRequest, InvalidToken, MethodNotAllowed, NotFound } from '../../errors.ts'
+import { InvalidRequest, NotFound } from '../../errors.ts'
+import { bearerToken } from '../bearer_token.ts'
 import type { Clock } from '../../lib/clock.ts'
 import { clientAddress } from '../client_address.ts'
 import { limitBody } from '../middleware/body_limit.ts'
@@ -24,12 +25,9 @@ export interface CredentialRouteDeps {
 
 const MAX_BODY = 16 * 1024
 
-/** The bearer of an Authorization header, or InvalidToken (401) naming what is wrong. */
+/** The bearer of an Authorization header, or the refusal bearerToken names. */
 export function bearerOf(c: Context): string {
-  const header = c.req.header('authorization')
-  const m = header ? /^Bearer ([\x21-\x7e]{1,8192})$/i.exec(header) : null
-  if (!m) throw new InvalidToken(header ? 'the Authorization header must be Bearer followed by one token' : 'bearer token required', { presented: header !== undefined })
-  return m[1]!
+  return bearerToken(c.req.header('authorization'))
 }
 
 /** `minimum_seconds`, `scopes`, `audience` query parameters, shared with the Vault-compatible read. */
@@ -96,8 +94,7 @@ export function credentialRoutes(deps: CredentialRouteDeps): Hono {
   })
 
   // Only registration is open: GET and HEAD (which hono answers with the GET handler) list credentials.
-  app.use(CREDENTIALS_PATH, async (c, next) => (c.req.method === 'POST' ? next() : deps.adminAuth(c, next)))
-  app.get(CREDENTIALS_PATH, async (c) => {
+  app.get(CREDENTIALS_PATH, deps.adminAuth, async (c) => {
     c.header('Cache-Control', 'no-store')
     return c.json({ credentials: (await deps.credentials.list()).map(wire) })
   })
@@ -110,8 +107,6 @@ export function credentialRoutes(deps: CredentialRouteDeps): Hono {
     return c.json({ revoked: { user, provider } })
   })
 
-  app.all(CREDENTIALS_PATH, () => { throw new MethodNotAllowed('this path accepts POST (register) and GET (admin list)', ['GET', 'POST']) })
-  app.all(`${CREDENTIALS_PATH}/:user/:provider/token`, () => { throw new MethodNotAllowed('the job token endpoint accepts only GET', ['GET']) })
   return app
 }
 

@@ -1,7 +1,6 @@
 import type { IncomingMessage } from 'node:http'
 import { Hono, type Context } from 'hono'
 import type { TokenRequestForm } from '../../contract/token_request.ts'
-import { MethodNotAllowed } from '../../errors.ts'
 import { clientAddress } from '../client_address.ts'
 import { NO_STORE_HEADERS } from '../oauth_error_response.ts'
 import { bodyTooLarge, MAX_BODY_BYTES, readNodeBody, readTokenForm } from '../token_request_body.ts'
@@ -31,9 +30,6 @@ export function tokenRoutes(exchange: Exchange): Hono {
     const res = await exchange(readForm, { requestId: c.get('requestId'), ...clientAddress(c), summary })
     for (const [name, value] of Object.entries(NO_STORE_HEADERS)) c.header(name, value)
     return c.json(res)
-  })
-  app.all('/token', () => {
-    throw new MethodNotAllowed('the token endpoint accepts only POST', ['POST'])
   })
   return app
 }

@@ -1,0 +1,24 @@
+import { InvalidToken, MalformedBearer } from '../errors.ts'
+
+/**
+ * The bearer token of an Authorization header (RFC 6750 §2.1: "Bearer" 1*SP b64token), the one reading of
+ * it every route that takes a bearer token shares, so that the same header is refused alike everywhere:
+ * - no header, an empty one, or another scheme (Basic, Digest, …): no credentials the route can use, a 401
+ *   whose challenge names no error (RFC 6750 §3.1);
+ * - the Bearer scheme without exactly one token: a malformed request, 400 invalid_request (RFC 6750 §3.1);
+ * - a token longer than `maxLength`: a token that cannot be valid here, 401 invalid_token.
+ * The scheme is matched without regard to case (RFC 9110 §11.1). A token is any run of visible ASCII, wider
+ * than b64token: what is not a valid token is then refused as invalid_token by the check that follows.
+ */
+export function bearerToken(header: string | undefined, maxLength = 8192): string {
+  const value = (header ?? '').trim()
+  const space = value.indexOf(' ')
+  const scheme = space < 0 ? value : value.slice(0, space)
+  if (scheme.toLowerCase() !== 'bearer') {
+    throw new InvalidToken('a bearer token is required (Authorization: Bearer)', { presented: false })
+  }
+  const token = space < 0 ? '' : value.slice(space + 1).replace(/^ +/, '')
+  if (!/^[\x21-\x7e]+$/.test(token)) throw new MalformedBearer('the Authorization header must be Bearer followed by exactly one token')
+  if (token.length > maxLength) throw new InvalidToken('the bearer token is too long to be valid here', { presented: true })
+  return token
+}
