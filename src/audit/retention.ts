@@ -45,7 +45,7 @@ export function startRetention(store: AuditStore, options: { days: number; inter
   let running: Promise<void> | undefined
   const tick = () => {
     running ??= pruneExpired(store, options.clock, options.days, options.floor, stopping.signal)
-      .then((r) => { if (r.pruned > 0) options.log.info('audit retention pruned records', { pruned: r.pruned, checkpoint_seq: r.checkpointSeq }) })
+      .then((r) => { if (r.pruned > 0) options.log.info('audit retention pruned records', { pruned: r.pruned, checkpoint_seq: r.checkpointSeq, ...(r.chunks !== undefined ? { chunks: r.chunks } : {}) }) })
       .catch((err: unknown) => {
         // Abandoned at shutdown: not a failure, and there is no next tick to retry at.
         if (stopping.signal.aborted) return

@@ -274,6 +274,7 @@ export abstract class ChainedStore implements BrokerStore {
     const ranges = await vouchedPrefix(this.#source, before, signal, this.pruneChunk)
     if (!ranges) return { pruned: 0 }
     let done: PruneResult = { pruned: 0 }
+    let chunks = 0
     for (const [i, range] of ranges.entries()) {
       // Nothing deleted yet: abandoned as before, by throwing. Else the chunks committed are the result.
       if (signal?.aborted) { if (done.pruned === 0) signal.throwIfAborted(); break }
@@ -283,7 +284,8 @@ export abstract class ChainedStore implements BrokerStore {
       await this.#submit(op)
       if (op.result === PRUNE_RANGE_CHANGED) throw new OperatorError('EAUDITCHAIN', PRUNE_RANGE_CHANGED)
       if (op.result!.pruned === 0) break
-      done = { pruned: done.pruned + op.result!.pruned, checkpointSeq: op.result!.checkpointSeq! }
+      chunks++
+      done = { pruned: done.pruned + op.result!.pruned, checkpointSeq: op.result!.checkpointSeq!, ...(chunks > 1 ? { chunks } : {}) }
     }
     return done
   }

@@ -39,7 +39,7 @@ it('prunes 7 records in chunks of 3: three transactions, each with its checkpoin
   for (let i = 6; i <= 7; i++) await s.record(issued(i))
   await s.record(issued(8, T0 + 200))
   // 7 prunable records (seq 1-7): chunks 1-3, 4-6, 7; checkpoints appended at seq 9, 10, 11.
-  expect(await s.prune(T0 + 100, T0 + 300)).toEqual({ pruned: 7, checkpointSeq: 11 })
+  expect(await s.prune(T0 + 100, T0 + 300)).toEqual({ pruned: 7, checkpointSeq: 11, chunks: 3 })
   expect(s.chunks).toEqual([{ first: 1, through: 3 }, { first: 4, through: 6 }, { first: 7, through: 7 }])
   const checkpoints = (await s.query({ type: 'audit.checkpoint', limit: 10 })).records.reverse()
   expect(checkpoints.map((r) => [r.seq, (r.event.detail as { prunedThroughSeq: number }).prunedThroughSeq, (r.event.detail as { prunedCount: number }).prunedCount]))
@@ -55,7 +55,7 @@ it('a record submitted between chunks commits between them, and the next chunk s
   let between: Promise<void> | undefined
   // Submitted while chunk 1 commits: queued before chunk 2, which is submitted only once chunk 1 has committed.
   s.beforeChunk = async (index) => { if (index === 0) between = s.record(issued(99, T0 + 250)) }
-  expect(await s.prune(T0 + 100, T0 + 300)).toEqual({ pruned: 6, checkpointSeq: 10 })
+  expect(await s.prune(T0 + 100, T0 + 300)).toEqual({ pruned: 6, checkpointSeq: 10, chunks: 2 })
   await between
   // seq 8: chunk 1's checkpoint; seq 9: the record that arrived meanwhile; seq 10: chunk 2's checkpoint.
   const left = (await s.query({ limit: 10 })).records.sort((a, b) => a.seq - b.seq)
@@ -74,7 +74,7 @@ it('stopping between chunks keeps the chunks committed and leaves the rest for t
   expect(s.chunks).toEqual([{ first: 1, through: 3 }])
   expect(await s.verify()).toMatchObject({ ok: true, firstSeq: 4 })
   s.beforeChunk = undefined
-  expect(await s.prune(T0 + 100, T0 + 300)).toEqual({ pruned: 4, checkpointSeq: 11 })
+  expect(await s.prune(T0 + 100, T0 + 300)).toEqual({ pruned: 4, checkpointSeq: 11, chunks: 2 })
   expect(await s.verify()).toMatchObject({ ok: true, firstSeq: 8 })
 })
 
