@@ -33,7 +33,7 @@ export const AuditConfigSchema = z.strictObject({
     query_timeout_seconds: seconds({ min: 0, max: MAX_TIMER_SECONDS }).default(30),
     /**
      * The same bound for the statements whose work grows with the log rather than with a request: the schema
-     * migration steps at start-up and retention's count and delete of the pruned range.
+     * migration steps at start-up; retention's statements too, as a margin (each covers one chunk of a prune).
      */
     long_query_timeout_seconds: seconds({ min: 0, max: MAX_TIMER_SECONDS }).default(3600),
   }).prefault({}),

@@ -120,8 +120,10 @@ export type ChainVerification =
 export interface PruneResult {
   /** Records removed (0 when nothing was older than the cut-off). */
   pruned: number
-  /** The checkpoint record appended, carrying the hash of the last pruned record. */
+  /** The checkpoint record appended, carrying the hash of the last pruned record (the last chunk's). */
   checkpointSeq?: number
+  /** How many chunks, each a transaction with its checkpoint, when more than one (retention's PRUNE_CHUNK). */
+  chunks?: number
 }
 
 /** A full audit backend: SQLite, PostgreSQL or memory, all passing test/integration/audit_log.contract.ts. */

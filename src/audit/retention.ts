@@ -17,9 +17,10 @@ export type RetentionFloor = () => Promise<number>
 export type PruneOutcome = PruneResult & { heldBackTo?: number }
 
 /**
- * Prunes once; the store appends a checkpoint so `audit verify` still passes (chain.ts). `signal` abandons
- * the prune while it is still reading what to delete (rejecting with its reason); once its delete is
- * submitted, the prune completes.
+ * Prunes once, in chunks; the store appends a checkpoint per chunk so `audit verify` still passes after each
+ * (chain.ts). `signal` abandons the prune while it is still reading what to delete (rejecting with its
+ * reason); once a chunk's delete is submitted, that chunk completes and no further one starts (resolving
+ * with what the committed chunks pruned).
  */
 export async function pruneExpired(store: AuditStore, clock: Clock, days: number, floor?: RetentionFloor, signal?: AbortSignal): Promise<PruneOutcome> {
   const now = clock.now()
@@ -35,8 +36,8 @@ export async function pruneExpired(store: AuditStore, clock: Clock, days: number
  * leaves it be.
  * @returns stop: clears the timer and abandons a prune in flight, resolving once it has let go of the
  *   store (serve closes the store next). A prune still reading what to delete stops there, having changed
- *   nothing; one whose delete is already submitted is waited for, so no prune is left half done or runs
- *   against a closed store.
+ *   nothing; a chunk whose delete is already submitted is waited for and no further one starts, so no
+ *   chunk is left half done and none runs against a closed store.
  */
 export function startRetention(store: AuditStore, options: { days: number; intervalSeconds: number; clock: Clock; log: Logger; floor?: RetentionFloor }): () => Promise<void> {
   if (options.days <= 0) return async () => {}
@@ -44,7 +45,7 @@ export function startRetention(store: AuditStore, options: { days: number; inter
   let running: Promise<void> | undefined
   const tick = () => {
     running ??= pruneExpired(store, options.clock, options.days, options.floor, stopping.signal)
-      .then((r) => { if (r.pruned > 0) options.log.info('audit retention pruned records', { pruned: r.pruned, checkpoint_seq: r.checkpointSeq }) })
+      .then((r) => { if (r.pruned > 0) options.log.info('audit retention pruned records', { pruned: r.pruned, checkpoint_seq: r.checkpointSeq, ...(r.chunks !== undefined ? { chunks: r.chunks } : {}) }) })
       .catch((err: unknown) => {
         // Abandoned at shutdown: not a failure, and there is no next tick to retry at.
         if (stopping.signal.aborted) return

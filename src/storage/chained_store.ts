@@ -12,7 +12,7 @@ import type { PilotRenewal, RenewalOutcome, RenewalRefusal, RenewalRefusalReason
 import type { RevocationVerification } from '../revocation/revocation_consistency.ts'
 import { macCheck, type ChainSource, type RevocationState } from './chain_source.ts'
 import type { RedeemOp, RedemptionOutcome } from './pilot_redemptions.ts'
-import { PRUNE_RANGE_CHANGED, vouchedPrefix } from './prune_range.ts'
+import { PRUNE_CHUNK, PRUNE_RANGE_CHANGED, vouchedPrefix } from './prune_range.ts'
 import { checkRevocations, type VerifyRevocationsOptions } from './revocation_check.ts'
 import { verifyAllAgainstAnchors, type AnchorCheck } from './verify_all.ts'
 import type { WriteOp } from './write_ops.ts'
@@ -99,6 +99,8 @@ export abstract class ChainedStore implements BrokerStore {
    * one, which a keyed check refuses once MACs began.
    */
   protected readonly auditMac: AuditMacKey | undefined
+  /** The most records one prune transaction deletes (PRUNE_CHUNK; tests cut small logs with less). */
+  protected readonly pruneChunk: number = PRUNE_CHUNK
   /** This store's reads and key, for the checks kept in files of their own (chain_source.ts). */
   readonly #source: ChainSource
   #lastFailure: { at: number; message: string } | undefined
@@ -262,15 +264,30 @@ export abstract class ChainedStore implements BrokerStore {
     return op.result ?? undefined
   }
 
+  /**
+   * Deletes the vouched prefix a chunk at a time (PRUNE_CHUNK), each chunk a transaction of its own that
+   * appends its checkpoint, so the chain verifies after each one and requests' records commit between them.
+   * `signal` abandons the prune before a chunk is submitted: the chunks already committed stay, each a whole
+   * prune. A chunk that finds the prefix pruned meanwhile (another replica) ends the run.
+   */
   async prune(before: number, now: number, { signal }: { signal?: AbortSignal } = {}): Promise<PruneResult> {
-    const range = await vouchedPrefix(this.#source, before, signal)
-    if (!range) return { pruned: 0 }
-    // The last moment to abandon it: once submitted, the delete and its checkpoint commit together.
-    signal?.throwIfAborted()
-    const op: WriteOp = { kind: 'prune', before, now, range }
-    await this.#submit(op)
-    if (op.result === PRUNE_RANGE_CHANGED) throw new OperatorError('EAUDITCHAIN', PRUNE_RANGE_CHANGED)
-    return op.result!
+    const ranges = await vouchedPrefix(this.#source, before, signal, this.pruneChunk)
+    if (!ranges) return { pruned: 0 }
+    let done: PruneResult = { pruned: 0 }
+    let chunks = 0
+    for (const [i, range] of ranges.entries()) {
+      // Nothing deleted yet: abandoned as before, by throwing. Else the chunks committed are the result.
+      if (signal?.aborted) { if (done.pruned === 0) signal.throwIfAborted(); break }
+      // Once submitted, the chunk's delete and its checkpoint commit together. The first chunk also drops
+      // the ended pilots' renewal rows: once per prune is enough.
+      const op: WriteOp = { kind: 'prune', before, now, range, renewals: i === 0 }
+      await this.#submit(op)
+      if (op.result === PRUNE_RANGE_CHANGED) throw new OperatorError('EAUDITCHAIN', PRUNE_RANGE_CHANGED)
+      if (op.result!.pruned === 0) break
+      chunks++
+      done = { pruned: done.pruned + op.result!.pruned, checkpointSeq: op.result!.checkpointSeq!, ...(chunks > 1 ? { chunks } : {}) }
+    }
+    return done
   }
   /** Group-commit counters (committed batches and records), for benchmarks and metrics. */
   commitStats(): CommitStats {

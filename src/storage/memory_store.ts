@@ -143,7 +143,7 @@ export class MemoryStore extends ChainedStore {
           continue
         }
         pruneThrough = through
-        pruneRenewalsAt = op.now
+        if (op.renewals) pruneRenewalsAt = op.now
         const carried = revocationsToCarry(pruned.filter(isRevocationRecord).map((r) => rowToRecord(r).event))
         const { body, cols } = checkpointEventBody({ prunedThroughSeq: through, prunedLastHash: pruned.at(-1)!.hash, prunedCount: pruned.length, before: op.before, ...(macFrom !== undefined ? { macFrom } : {}) }, carried, op.now)
         append(body, cols)

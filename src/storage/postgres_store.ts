@@ -38,7 +38,7 @@ export interface PostgresStoreOptions {
    * statement_timeout is enforced by the very server that no longer runs.
    */
   queryTimeoutMs?: number
-  /** The bound for statements that grow with the log (migration steps, retention's count and delete); 0 or absent: none. */
+  /** The bound for statements that grow with the log (migration steps; retention's, as a margin); 0 or absent: none. */
   longQueryTimeoutMs?: number
   /** Appends every record with a MAC under this key, and checks MACs in every chain check (ChainedStore). */
   auditMac?: AuditMacKey
@@ -299,7 +299,7 @@ export class PostgresStore extends ChainedStore {
           if (lifted[0]) { const { body, cols } = eventRow(op.json); append(body, cols); op.result = fromRevocationRow(lifted[0]) }
         } else {
           await flush()
-          const cut = await prunePrefix(client, op.range, op.now, this.#longQueryTimeoutMs)
+          const cut = await prunePrefix(client, op.range, op.renewals ? op.now : undefined, this.#longQueryTimeoutMs)
           if (cut && cut !== 'pruned meanwhile') {
             const { carried, ...detail } = cut
             const { body, cols } = checkpointEventBody({ ...detail, before: op.before, ...(macFrom !== undefined ? { macFrom } : {}) }, carried, op.now)
@@ -557,21 +557,24 @@ function renewalTable(client: pg.PoolClient): AsyncRenewalTable {
   }
 }
 
-async function prunePrefix(client: pg.PoolClient, range: PruneRange, now: number, longMs: number) {
-  // The count and the delete scan the whole pruned range: the first run after retention is turned on may
-  // delete most of a large log, far longer than a request's statement may take.
+async function prunePrefix(client: pg.PoolClient, range: PruneRange, renewalsAt: number | undefined, longMs: number) {
+  // One chunk (PRUNE_CHUNK records): short. The long bound stays as a margin for a server slowed down by
+  // the deletes of the chunks before (the dead rows they leave until vacuum).
   const long = <R extends pg.QueryResultRow>(text: string, values: unknown[]) => client.query<R>({ text, values, ...queryTimeout(longMs) })
   const first = (await client.query<{ seq: string | null }>('SELECT min(seq) AS seq FROM audit_log')).rows[0]!
   // Another replica pruned since the check (replicas' timers fire together): the next run checks afresh.
   if (first.seq !== null && Number(first.seq) > range.first) return 'pruned meanwhile'
   const last = (await client.query<{ hash: string }>('SELECT hash FROM audit_log WHERE seq = $1', [range.through])).rows[0]
-  const count = (await long<{ n: string }>('SELECT count(*) AS n FROM audit_log WHERE seq <= $1', [range.through])).rows[0]!
+  // Between first and through, not up to through: the index entries of the chunks deleted before stay
+  // until vacuum, and each chunk would scan them all again.
+  const within = [range.first, range.through]
+  const count = (await long<{ n: string }>('SELECT count(*) AS n FROM audit_log WHERE seq BETWEEN $1 AND $2', within)).rows[0]!
   if (Number(first.seq) !== range.first || last?.hash !== range.hash || Number(count.n) !== range.through - range.first + 1) return null
-  const stating = await client.query<{ body: string }>(`SELECT body FROM audit_log WHERE seq <= $1 AND ${REVOCATION_RECORDS_WHERE} ORDER BY seq`, [range.through])
+  const stating = await long<{ body: string }>(`SELECT body FROM audit_log WHERE seq BETWEEN $1 AND $2 AND ${REVOCATION_RECORDS_WHERE} ORDER BY seq`, within)
   const carried = revocationsToCarry(stating.rows.map((r) => JSON.parse(r.body) as AuditEvent))
-  const res = await long('DELETE FROM audit_log WHERE seq <= $1', [range.through])
+  const res = await long('DELETE FROM audit_log WHERE seq BETWEEN $1 AND $2', within)
   // Retention also drops the renewal rows of pilots whose job has ended: none of their tokens is valid.
-  await client.query(RENEWAL_SQL.prune, [now])
+  if (renewalsAt !== undefined) await client.query(RENEWAL_SQL.prune, [renewalsAt])
   return { prunedThroughSeq: range.through, prunedLastHash: range.hash, prunedCount: res.rowCount ?? 0, carried }
 }
 

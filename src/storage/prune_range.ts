@@ -14,6 +14,15 @@ import { statesRevocations } from './revocation_rows.ts'
 export interface PruneRange { first: number; through: number; hash: string }
 
 /**
+ * The most records one prune transaction deletes. The first prune after `audit.retention_days` is turned on
+ * may cover millions of records; deleted in one transaction, it held the chain head (PostgreSQL: its row
+ * lock, every replica's writes; SQLite: the one writer) for as long as that took, and requests' records
+ * waited behind it. In chunks of this size each transaction takes tens of milliseconds and records commit
+ * between them (docs/audit.md, "Retention").
+ */
+export const PRUNE_CHUNK = 5_000
+
+/**
  * A prune's transaction found the log changed between the check and the delete. It refuses as a result, not
  * by throwing, which would fail the other records of its batch.
  */
@@ -24,20 +33,28 @@ export const PRUNE_RANGE_CHANGED = 'the audit log changed while retention checke
  * chain vouches for them: each intact, linked to the next, the first at the genesis hash or behind a
  * checkpoint. Deleting records it does not vouch for would destroy the evidence of their tampering, and
  * the new checkpoint would vouch for the remaining chain (and carry the revocations the edited bodies
- * state, not the ones the broker wrote). Undefined when nothing is old enough; throws naming the first problem.
+ * state, not the ones the broker wrote). Cut into consecutive ranges of at most `chunk` records, oldest
+ * first, each deleted by a transaction of its own. Undefined when nothing is old enough; throws naming the
+ * first problem.
  */
-export async function vouchedPrefix(source: ChainSource, before: number, signal: AbortSignal | undefined): Promise<PruneRange | undefined> {
+export async function vouchedPrefix(source: ChainSource, before: number, signal: AbortSignal | undefined, chunk = PRUNE_CHUNK): Promise<PruneRange[] | undefined> {
   const head = await source.readHead()
   if (!head) throw new OperatorError('EAUDITCHAIN', `${HEAD_MISSING}; not pruning (run "audit verify")`)
   const v = new ChainVerifier(undefined, macCheck(source))
   let first: StoredRow | undefined
   let last: StoredRow | undefined
+  // The ranges cut so far; `chunkFirst` opens the one being read. Only their ends are kept, not the rows.
+  const ranges: PruneRange[] = []
+  let chunkFirst = 0
   for await (const row of source.scanRows(1)) {
     signal?.throwIfAborted()
     if (Number(row.seq) > head.seq) break
-    first ??= row
+    if (!first) { first = row; chunkFirst = Number(row.seq) }
     const pruned = Number(row.time) < before
-    if (pruned) last = row
+    if (pruned) {
+      last = row
+      if (Number(row.seq) - chunkFirst + 1 >= chunk) { ranges.push({ first: chunkFirst, through: Number(row.seq), hash: row.hash }); chunkFirst = Number(row.seq) + 1 }
+    }
     // The first record kept is fed too: it must link to the last one pruned.
     if (!v.feed(row) || !pruned) break
     // Intact (its type column is its body's), but stating a revocation or lift nobody could have written:
@@ -56,7 +73,8 @@ export async function vouchedPrefix(source: ChainSource, before: number, signal:
   if (!v.anchored && !(await checkpointVouchesFor(source, first, v.macFrom, signal))) {
     throw refuse({ seq: Number(first.seq), reason: `records before seq ${first.seq} are missing and no checkpoint vouches for their removal` })
   }
-  return { first: Number(first.seq), through: Number(last.seq), hash: last.hash }
+  if (ranges.at(-1)?.through !== Number(last.seq)) ranges.push({ first: chunkFirst, through: Number(last.seq), hash: last.hash })
+  return ranges
 }
 
 /**

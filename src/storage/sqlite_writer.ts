@@ -347,7 +347,7 @@ export class SqliteChainWriter {
           if (row) { const { body, cols } = eventRow(op.json); append(body, cols) }
           results.push(row ? fromRevocationRow(row) : null)
         } else {
-          const cut = this.#prunePrefix(op.range, op.now)
+          const cut = this.#prunePrefix(op.range, op.renewals ? op.now : undefined)
           if (cut && cut !== 'pruned meanwhile') {
             const { carried, ...detail } = cut
             const { body, cols } = checkpointEventBody({ ...detail, before: op.before, ...(macFrom !== undefined ? { macFrom } : {}) }, carried, op.now)
@@ -419,18 +419,18 @@ export class SqliteChainWriter {
    * long as nothing changed since: the log still starts there, `through` still has that hash, and every seq
    * in between is still there. Returns what the checkpoint must carry; 'pruned meanwhile' or null (nothing deleted) when not.
    */
-  #prunePrefix(range: PruneRange, now: number) {
+  #prunePrefix(range: PruneRange, renewalsAt: number | undefined) {
     const first = this.#stmt('SELECT min(seq) AS seq FROM audit_log').get() as { seq: number | null }
     // Another process pruned since the check (replicas' timers fire together): the next run checks afresh.
     if (first.seq !== null && first.seq > range.first) return 'pruned meanwhile'
     const last = this.#stmt('SELECT hash FROM audit_log WHERE seq = ?').get(range.through) as { hash: string } | undefined
-    const count = this.#stmt('SELECT count(*) AS n FROM audit_log WHERE seq <= ?').get(range.through) as { n: number }
+    const count = this.#stmt('SELECT count(*) AS n FROM audit_log WHERE seq BETWEEN ? AND ?').get(range.first, range.through) as { n: number }
     if (first.seq !== range.first || last?.hash !== range.hash || Number(count.n) !== range.through - range.first + 1) return null
-    const stating = this.#stmt(`SELECT body FROM audit_log WHERE seq <= ? AND ${REVOCATION_RECORDS_WHERE} ORDER BY seq`).all(range.through) as Array<{ body: string }>
+    const stating = this.#stmt(`SELECT body FROM audit_log WHERE seq BETWEEN ? AND ? AND ${REVOCATION_RECORDS_WHERE} ORDER BY seq`).all(range.first, range.through) as Array<{ body: string }>
     const carried = revocationsToCarry(stating.map((r) => JSON.parse(r.body) as AuditEvent))
-    const res = this.#stmt('DELETE FROM audit_log WHERE seq <= ?').run(range.through)
+    const res = this.#stmt('DELETE FROM audit_log WHERE seq BETWEEN ? AND ?').run(range.first, range.through)
     // Retention also drops the renewal rows of pilots whose job has ended: none of their tokens is valid.
-    this.#stmt(RENEWAL_SQL.prune).run(now)
+    if (renewalsAt !== undefined) this.#stmt(RENEWAL_SQL.prune).run(renewalsAt)
     return { prunedThroughSeq: range.through, prunedLastHash: range.hash, prunedCount: Number(res.changes), carried }
   }
 }

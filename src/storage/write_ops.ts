@@ -12,9 +12,12 @@ export type WriteOp =
   | { kind: 'revoke'; rev: NewRevocation; event: AuditEvent; result?: Revocation }
   /** `result` stays undefined (and nothing is appended) when the entry is unknown or already lifted. */
   | { kind: 'lift'; lift: RevocationLift; json: string; result?: Revocation }
-  /** Deletes records `range.first..range.through`, which the chain was found to vouch for (ChainedStore.prune). */
-  /** `result` is PRUNE_RANGE_CHANGED (nothing deleted, nothing appended) when the log changed since the check. */
-  | { kind: 'prune'; before: number; now: number; range: PruneRange; result?: PruneResult | typeof PRUNE_RANGE_CHANGED }
+  /**
+   * Deletes records `range.first..range.through`, one chunk of the prefix the chain was found to vouch for
+   * (ChainedStore.prune), and appends its checkpoint; `renewals`: also drops the ended pilots' renewal rows.
+   * `result` is PRUNE_RANGE_CHANGED (nothing deleted, nothing appended) when the log changed since the check.
+   */
+  | { kind: 'prune'; before: number; now: number; range: PruneRange; renewals: boolean; result?: PruneResult | typeof PRUNE_RANGE_CHANGED }
   | RedeemOp
   | RenewOp
   /** A credential change and its record, together or not at all; `result` false (nothing appended) when a rotate or revoke changed nothing. */

@@ -120,6 +120,15 @@ describe('condor-token-broker audit', () => {
     expect((await cli(env, 'audit', 'verify')).out).toMatch(/^audit chain OK: 2 records, seq 11\.\.12, head [0-9a-f]{64}\naudit MACs OK: every record from seq 11 to 12 carries the broker's MAC \(key [0-9a-f]{16}\)\n/)
   })
 
+  it('prune of more than one chunk says how many chunks, each with its checkpoint, and the chain verifies', async () => {
+    const { env } = await seeded(12_000, 1_600_000_000)
+    const r = await cli(env, 'audit', 'prune', '--days', '1')
+    // Chunks of at most 5,000 (docs/audit.md, "Retention"): 1-5000, 5001-10000, 10001-12000. Seq 12001 opens
+    // the MAC era; the three checkpoints follow it.
+    expect(r.out).toBe('pruned 12000 records older than 1 days in 3 chunks; the last checkpoint is record 12004')
+    expect((await cli(env, 'audit', 'verify')).out).toMatch(/^audit chain OK: 4 records, seq 12001\.\.12004, head [0-9a-f]{64}\n/)
+  })
+
   it('prune keeps what a pool CA\'s CRL may still list, whatever --days says, even on a host without the CA key', async () => {
     // Three days old: a token that lived an hour and a host certificate signed for seven days.
     const now = Math.floor(Date.now() / 1000)

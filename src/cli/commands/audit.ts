@@ -115,7 +115,8 @@ export async function auditCommand(argv: string[], io: CommandIo): Promise<numbe
         const r = await pruneExpired(store, systemClock, days, floor)
         const held = r.heldBackTo === undefined ? ''
           : ` (held back from ${days} days to ${new Date(r.heldBackTo * 1000).toISOString()}: the pool CA's CRL may still list certificates recorded since)`
-        io.out(r.pruned > 0 ? `pruned ${r.pruned} records older than ${days} days${held}; checkpoint is record ${r.checkpointSeq}` : `nothing to prune${held}`)
+        const checkpoint = r.chunks === undefined ? `checkpoint is record ${r.checkpointSeq}` : `the last checkpoint is record ${r.checkpointSeq}`
+        io.out(r.pruned > 0 ? `pruned ${r.pruned} records older than ${days} days${r.chunks !== undefined ? ` in ${r.chunks} chunks` : ''}${held}; ${checkpoint}` : `nothing to prune${held}`)
         return 0
       }
     }
