@@ -15,9 +15,10 @@ const OLD = 600_000
 const TIMEOUT_MS = 2000
 /**
  * The longest a record may wait while the prune runs: a chunk's transaction and a group commit, with slack
- * for a loaded 2-core box; under the request bound, which one transaction over the prefix outlasts.
+ * for a loaded 2-core box (0.73 s seen at load average 10); under the request bound, which one transaction
+ * over the prefix outlasts (before chunking, records waited it out and were refused).
  */
-const BOUND_MS = 1000
+const BOUND_MS = 1500
 
 let server: TestPostgres
 beforeAll(async () => { server = await startPostgres() }, 120_000)
