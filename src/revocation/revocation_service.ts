@@ -123,10 +123,16 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks, Cal
       kept.push(held)
     }
     const generations = new Map(gens)
+    let gensAgain: Map<string, number> | undefined
     for (const [role, held] of this.#heldGenerations) {
       const gen = gens.get(role)
       if (gen !== undefined && gen >= held) continue
-      changes.push(`role ${role} is at generation ${gen ?? 'none'} in the table, ${held} before`)
+      // A read that began before a role revocation of this broker committed (a revoke overlapping this
+      // refresh) has the older generation: read once more, now that the commit is held, before crying tampering.
+      gensAgain ??= await this.#deps.store.roleGenerations()
+      const again = gensAgain.get(role)
+      if (again !== undefined && again >= held) { generations.set(role, again); continue }
+      changes.push(`role ${role} is at generation ${again ?? 'none'} in the table, ${held} before`)
       generations.set(role, held)
     }
     const revocations = [...read, ...kept].sort((a, b) => a.id - b.id)
