@@ -86,6 +86,11 @@ export class AuditStoreUnavailable extends TemporarilyUnavailable {
    * else by whoever answers it (the HTTP error reply), so that each outage a client is told of is in the log once.
    */
   logged = false
+  /**
+   * Whether the request's refusal is on record all the same: a reused pilot token's refusal commits before
+   * the revocation that then meets the outage. Counted from that record (metrics), not again as an outage's.
+   */
+  refusalRecorded = false
   /** `failed`: what the store could not do, a commit (a request's record) or a read (a CLI command's, a request's lookup). */
   constructor(cause: unknown, failed: 'commit' | 'read' = 'commit') {
     // Shown to the client: says what happened to its request, names nothing of the store (no path, DSN or SQL).

@@ -292,7 +292,12 @@ async function revokeLineage(pilot: PilotRecord, reusedJti: string, successor: s
     // reused token is judged reuse again and tries again.
     deps.log.error('could not revoke a pilot whose token was reused', { err, requestId: ctx.requestId, identity: pilot.identity })
     // The store out of reach is an outage: 503, and the retry it invites is judged reuse again and revokes.
-    if (err instanceof AuditStoreUnavailable) throw err
+    if (err instanceof AuditStoreUnavailable) {
+      // The refusal is on record and counted; the failure was logged just above.
+      err.refusalRecorded = true
+      err.logged = true
+      throw err
+    }
     // Never another BrokerError (a refusal of the request's making): the broker failed, server_error.
     throw new Error('could not revoke a pilot whose token was reused', { cause: err })
   }

@@ -13,6 +13,8 @@ export function unrecordableRefusal(
   err: BrokerError, ctx: { requestId: string; clientAddress?: string | undefined }, log: Logger, caller: { iss: string; sub: string },
 ): boolean {
   if (!(err instanceof AuditStoreUnavailable)) return false
+  // Recorded before the outage struck (a reuse's refusal, then its revocation): nothing to add.
+  if (err.refusalRecorded) return true
   log.error('refused for an audit store outage; the refusal is not recorded, the store being what failed', {
     err: err.cause, requestId: ctx.requestId, error: err.error, caller: { iss: caller.iss, sub: caller.sub },
     ...(ctx.clientAddress ? { clientAddress: ctx.clientAddress } : {}),

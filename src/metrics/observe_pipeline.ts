@@ -67,8 +67,9 @@ export function observeExchange<A extends unknown[], R>(exchange: (...args: A) =
       return res
     } catch (err) {
       // Every answer of POST /token passes here, so an outage refusal is counted once, whichever store call
-      // of the pipeline met the outage (a commit, a pilot lookup, a reuse's revocation).
-      if (err instanceof AuditStoreUnavailable) o.refusedForStoreOutage()
+      // of the pipeline met the outage (a commit, a pilot lookup). Not a reuse's refusal whose revocation met
+      // it: that refusal committed, and was counted from its record.
+      if (err instanceof AuditStoreUnavailable && !err.refusalRecorded) o.refusedForStoreOutage()
       o.tokenRequest(err instanceof BrokerError ? err.status : 500, (performance.now() - start) / 1000)
       throw err
     }

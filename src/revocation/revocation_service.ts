@@ -97,6 +97,7 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks, Cal
     // of it: that row may be a new revocation given a deleted row's id).
     const kept: Revocation[] = []
     let all: Map<number, Revocation> | undefined
+    let activeAgain: Set<number> | undefined
     for (const held of this.#held.values()) {
       if (held.until < now) continue
       const row = byId.get(held.id)
@@ -106,9 +107,15 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks, Cal
         all ??= new Map((await this.#deps.store.listRevocations()).map((r) => [r.id, r]))
         const stored = all.get(held.id)
         if (stored && sameEntry(held, stored)) {
-          // Unlifted and as held, yet not in the read of the active ones: that read began before the entry
-          // committed (a revoke overlapping this refresh). Nothing changed behind the broker; still enforced.
-          if (stored.liftedAt === undefined) kept.push(held)
+          if (stored.liftedAt === undefined) {
+            // Unlifted and as held, yet not in the read of the active ones: either that read began before the
+            // entry committed (a revoke overlapping this refresh), or the active read hides a row the whole
+            // table shows (an index or view made to disagree: a replica starting now would not enforce it).
+            // The whole table was read after the commit, so a second active read must show it unless hidden.
+            activeAgain ??= new Set((await this.#deps.store.listRevocations({ activeAt: now })).map((r) => r.id))
+            if (!activeAgain.has(held.id)) changes.push(`revocation ${held.id} (${held.kind} ${JSON.stringify(held.value)}) is in the table but left out of its active entries`)
+            kept.push(held)
+          }
           continue
         }
         changes.push(stored ? entryChange(held, stored) : `revocation ${held.id} (${held.kind} ${JSON.stringify(held.value)}) is gone from the table`)
@@ -116,10 +123,16 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks, Cal
       kept.push(held)
     }
     const generations = new Map(gens)
+    let gensAgain: Map<string, number> | undefined
     for (const [role, held] of this.#heldGenerations) {
       const gen = gens.get(role)
       if (gen !== undefined && gen >= held) continue
-      changes.push(`role ${role} is at generation ${gen ?? 'none'} in the table, ${held} before`)
+      // A read that began before a role revocation of this broker committed (a revoke overlapping this
+      // refresh) has the older generation: read once more, now that the commit is held, before crying tampering.
+      gensAgain ??= await this.#deps.store.roleGenerations()
+      const again = gensAgain.get(role)
+      if (again !== undefined && again >= held) { generations.set(role, again); continue }
+      changes.push(`role ${role} is at generation ${again ?? 'none'} in the table, ${held} before`)
       generations.set(role, held)
     }
     const revocations = [...read, ...kept].sort((a, b) => a.id - b.id)

@@ -196,7 +196,10 @@ export class PostgresStore extends ChainedStore {
       // kernel still answers (processes stopped): query_timeout is the bound for that.
       keepAlive: true,
       keepAliveInitialDelayMillis: KEEPALIVE_IDLE_MS,
-      ...(options.readOnly ? { options: '-c default_transaction_read_only=on' } : {}),
+      // A reader's session is made read-only on each new connection, before the pool hands it out (a
+      // failure discards it and fails the request). Not through pg's `options`: a DSN's own `options` (a
+      // search_path) replaced it, and it replaced the PGOPTIONS every other broker process honours.
+      ...(options.readOnly ? { verify: readOnlySession } : {}),
       types,
     })
     const { pool } = connections
@@ -582,6 +585,11 @@ async function prunePrefix(client: pg.PoolClient, range: PruneRange, renewalsAt:
 function isDataException(err: unknown): boolean {
   const code = (err as { code?: unknown } | null)?.code
   return typeof code === 'string' && code.startsWith('22')
+}
+
+/** Makes a new connection's transactions read-only (the pool's verify step): the server refuses any write. */
+function readOnlySession(client: pg.PoolClient, done: (err?: Error) => void): void {
+  client.query('SET default_transaction_read_only = on').then(() => done(), (err: unknown) => done(err instanceof Error ? err : new Error(String(err))))
 }
 
 /** A reader's open: the log must be there, at this broker's schema version (schema_version.ts). */

@@ -16,7 +16,7 @@ import { DEFAULT_GROUP_COMMIT, type GroupCommitOptions } from './group_commit.ts
 import { jtiSecond } from '../lib/jti.ts'
 import { JtiIndex, needsJtiEntry } from './jti_index.ts'
 import { reseedHorizonsSql } from './issuance_horizon.ts'
-import { openSqliteDb, readSqliteHorizons, rolledBack, SqliteChainWriter, type AppendedRows, type SqliteSynchronous } from './sqlite_writer.ts'
+import { assertReadAsItLay, openSqliteDb, readSqliteHorizons, rolledBack, SqliteChainWriter, type AppendedRows, type SqliteSynchronous } from './sqlite_writer.ts'
 import { SqliteWriterClient } from './sqlite_writer_client.ts'
 import { compareSqlText, forEachSliceDesc, nextTurn, NO_END, SLICE_ROWS, sumSlices } from './sqlite_slices.ts'
 import { asStoreOutage } from './store_outage.ts'
@@ -425,8 +425,13 @@ export class SqliteStore extends ChainedStore {
   }
 
   protected async closeBackend(): Promise<void> {
-    try { this.#db.exec('PRAGMA optimize') } catch { /* best effort: statistics only */ }
-    this.#db.close()
+    try {
+      // A copy read as it lies must still be as it was, or what was read from it may not hold.
+      assertReadAsItLay(this.#db)
+    } finally {
+      try { this.#db.exec('PRAGMA optimize') } catch { /* best effort: statistics only */ }
+      this.#db.close()
+    }
   }
 }
 

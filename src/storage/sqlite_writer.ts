@@ -1,4 +1,4 @@
-import { closeSync, constants, existsSync, mkdirSync, openSync } from 'node:fs'
+import { closeSync, constants, existsSync, mkdirSync, openSync, statSync, type BigIntStats } from 'node:fs'
 import { dirname } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite'
@@ -171,8 +171,32 @@ function openForReading(options: SqliteOpenOptions): DatabaseSync {
     if (existsSync(`${options.file}-wal`) || existsSync(`${options.file}-shm`)) throw err
     const lying = pathToFileURL(options.file)
     lying.searchParams.set('immutable', '1')
-    return readingConnection(lying, options)
+    const before = statSync(options.file, { bigint: true })
+    const db = readingConnection(lying, options)
+    readAsItLies.set(db, { file: options.file, before })
+    return db
   }
+}
+
+/**
+ * The connections opened read as the file lies (SQLite's immutable mode: no lock, no look at a -wal), with the
+ * file as it was then. Nothing stops whoever may write the directory (the broker's own user starting serve)
+ * from changing the file meanwhile, and SQLite then gives wrong answers or SQLITE_CORRUPT.
+ */
+const readAsItLies = new WeakMap<DatabaseSync, { file: string; before: BigIntStats }>()
+
+/**
+ * For a connection read as the file lies: throws, in one line, when the file is no longer as it was when
+ * opened, since what was read from it may then not hold. Call once done reading, before closing it.
+ */
+export function assertReadAsItLay(db: DatabaseSync): void {
+  const opened = readAsItLies.get(db)
+  if (!opened) return
+  let now: BigIntStats | undefined
+  try { now = statSync(opened.file, { bigint: true }) } catch { now = undefined }
+  const { before } = opened
+  if (now && now.ino === before.ino && now.size === before.size && now.mtimeNs === before.mtimeNs) return
+  throw new OperatorError('EAUDITSTORE', `the audit log ${opened.file} changed while it was read as it lies (no -wal beside it, in a directory this user may not write): a writer was at work on it, so what was read may not hold; read it again, or a copy`)
 }
 
 /** SQLite's primary result code for a write it may not make (extended codes keep it in the low byte). */

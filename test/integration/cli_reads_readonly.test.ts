@@ -1,9 +1,10 @@
-import { spawnSync } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { chmodSync, chownSync, cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
+import { once } from 'node:events'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { tempDir } from '../support/tmp.ts'
 
@@ -112,4 +113,66 @@ describe('commands that only read the audit log', () => {
     expect(existsSync(join(dir, 'audit.db'))).toBe(false)
     expect(statSync(dir).isDirectory()).toBe(true)
   })
+})
+
+// A copy the reader may not write, with no -wal beside it, is read as it lies (SQLite's immutable mode): no
+// lock, no check that the file stays as it was. Whoever may write the directory (the broker's own user,
+// starting serve on it while an auditor's verify runs) can change it meanwhile, and a file read as it lies
+// that changes gives wrong answers or SQLITE_CORRUPT. So the reader checks, as it closes, that the file is
+// as it was when opened, and fails in one line if not: what it printed may not hold.
+const STORE = join(import.meta.dirname, '../../src/storage/sqlite_store.ts')
+const READ_AFTER_A_LINE = `
+import { SqliteStore } from ${JSON.stringify(STORE)}
+import { once } from 'node:events'
+const store = new SqliteStore({ file: process.argv[1], writer: 'inline', readOnly: true })
+process.stdout.write('open\\n')
+await once(process.stdin, 'data')
+try {
+  const page = await store.query({ limit: 10 })
+  await store.close()
+  process.stdout.write(page.records.length + ' records\\n')
+} catch (err) {
+  process.stderr.write(err.message + '\\n')
+  process.exitCode = 1
+}
+`
+
+describe('a log read as it lies', () => {
+  it('fails in one line when the file changed while it was read', async () => {
+    const dir = copy()
+    const as = process.getuid?.() === 0 ? NOBODY : undefined
+    if (as !== undefined) {
+      chmodSync(join(dir, '..'), 0o755)
+      for (const p of [dir, ...readdirSync(dir, { recursive: true }).map((f) => join(dir, String(f)))]) chownSync(p, as, as)
+    }
+    const file = join(dir, 'audit.db')
+    chmodSync(file, 0o644)
+    chmodSync(dir, 0o555)
+    const child = spawn(process.execPath, ['--input-type=module', '-e', READ_AFTER_A_LINE, file], {
+      stdio: ['pipe', 'pipe', 'pipe'], ...(as !== undefined ? { uid: as, gid: as } : {}),
+    })
+    const exited = once(child, 'exit') as Promise<[number]>
+    let out = ''
+    let err = ''
+    child.stdout.setEncoding('utf8').on('data', (d: string) => { out += d })
+    child.stderr.setEncoding('utf8').on('data', (d: string) => { err += d })
+    try {
+      for (let i = 0; i < 200 && !out.includes('open'); i++) await new Promise((r) => setTimeout(r, 50))
+      expect({ out, err }).toEqual({ out: 'open\n', err: '' })
+      // The owner writes meanwhile: a new table, committed and checkpointed into the file (as a broker's
+      // last close does), which leaves no -wal behind.
+      chmodSync(dir, 0o755)
+      const w = new DatabaseSync(file)
+      w.exec('CREATE TABLE written_meanwhile (x INTEGER); INSERT INTO written_meanwhile VALUES (1)')
+      w.exec('PRAGMA wal_checkpoint(TRUNCATE)')
+      w.close()
+      chmodSync(dir, 0o555)
+      child.stdin.end('go\n')
+      const [code] = await exited
+      expect({ code, err }).toEqual({ code: 1, err: `the audit log ${file} changed while it was read as it lies (no -wal beside it, in a directory this user may not write): a writer was at work on it, so what was read may not hold; read it again, or a copy\n` })
+    } finally {
+      child.kill()
+      chmodSync(dir, 0o755)
+    }
+  }, 30_000)
 })

@@ -24,7 +24,7 @@ async function cli(env: NodeJS.ProcessEnv, ...argv: string[]) {
 }
 
 /** Each command that only reads the audit log. */
-const READERS = [['audit', 'verify'], ['audit', 'list'], ['audit', 'export'], ['revoke', 'list'], ['revoke', 'condor'], ['pilot', 'list'], ['credential', 'list']]
+const READERS = [['audit', 'verify'], ['audit', 'list'], ['audit', 'export'], ['revoke', 'list'], ['revoke', 'condor'], ['revoke', '--sub', 'alice@pool.example.org', '--dry-run'], ['pilot', 'list'], ['credential', 'list']]
 
 async function brokerLog(name: string) {
   const dsn = await server.createDatabase(name)
@@ -79,4 +79,43 @@ it('the readers other than audit create no schema in a database without one', as
     })
   }
   expect(await sql(dsn, "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'")).toEqual([])
+}, 60_000)
+
+// The reader's read-only session must hold whatever the DSN says: a DSN naming its own `options` (a
+// search_path, say) replaced the read-only setting (pg takes the DSN's over the pool's), and the setting
+// replaced the PGOPTIONS an operator gives every broker process, so the reader looked in another schema.
+it('a reader stays read-only when the DSN carries options of its own', async () => {
+  const { dsn } = await brokerLog('ro_dsn_options')
+  const { PostgresStore } = await import('../../src/storage/postgres_store.ts')
+  const store = await PostgresStore.open({ dsn: `${dsn}?options=${encodeURIComponent('-c search_path=public')}`, readOnly: true })
+  try {
+    await expect(store.record({ type: 'token.denied', time: 1_700_000_000, decision: 'deny', reason: 'a write a reader must not make' }))
+      .rejects.toThrow(/read-only transaction/)
+  } finally {
+    await store.close()
+  }
+  expect(await sql(dsn, "SELECT count(*)::int AS n FROM audit_log WHERE body LIKE '%a write a reader must not make%'")).toEqual([{ n: 0 }])
+}, 60_000)
+
+it('a reader honours the search_path PGOPTIONS sets, as serve does', async () => {
+  const dsn = await server.createDatabase('pgoptions_schema')
+  await sql(dsn, 'CREATE SCHEMA ctb')
+  const before = process.env.PGOPTIONS
+  process.env.PGOPTIONS = '-c search_path=ctb'
+  try {
+    const { PostgresStore } = await import('../../src/storage/postgres_store.ts')
+    // Writer first, as serve: the schema lands in ctb, where PGOPTIONS points.
+    await (await PostgresStore.open({ dsn })).close()
+    expect(await sql(dsn, "SELECT table_schema FROM information_schema.tables WHERE table_name = 'ctb_schema_version'")).toEqual([{ table_schema: 'ctb' }])
+    const reader = await PostgresStore.open({ dsn, readOnly: true })
+    try {
+      expect((await reader.query({ limit: 1 })).records).toEqual([])
+      await expect(reader.record({ type: 'token.denied', time: 1_700_000_000, decision: 'deny', reason: 'x' })).rejects.toThrow(/read-only transaction/)
+    } finally {
+      await reader.close()
+    }
+  } finally {
+    if (before === undefined) delete process.env.PGOPTIONS
+    else process.env.PGOPTIONS = before
+  }
 }, 60_000)

@@ -6,6 +6,7 @@
 // by the revocation of the pilot's `sub` under the caller `condor-token-broker:pilot-token-reuse`.
 import { describe, expect, it } from 'vitest'
 import type { AuditEvent } from '../../../src/audit/audit_log.ts'
+import { AuditStoreUnavailable } from '../../../src/errors.ts'
 import { ACCESS_TOKEN_TYPE, BROKER_AUDIENCE, GRANT_TYPE, IDTOKEN_TYPE, TRANSPORT, expectOAuthError, payloadOf, useTokenApp } from '../support/token_app.ts'
 
 let clockNow = Math.floor(Date.now() / 1000)
@@ -93,6 +94,33 @@ describe('the record of a refused pilot renewal', () => {
     expect(delta('ctb_pilot_token_reuse_total', { outcome: 'retried' })).toBe(0)
     expect(delta('ctb_tokens_renewed_total', {})).toBe(0)
     expect((await t.store.verify()).ok).toBe(true)
+  })
+
+  it('a reused token whose revocation meets an audit store outage: 503, and the refusal counted once', async () => {
+    // The reuse's refusal commits (its record names the reason); the revocation after it cannot. The
+    // client is answered 503 so that its retry is judged reuse again and revokes; ctb_tokens_denied_total
+    // counts requests refused, and this one already counted from its committed record.
+    const p = await pilot()
+    clockNow += 60
+    const t1 = await renewed(p.token)
+    clockNow += 60
+    await renewed(t1)
+    clockNow += 60
+    const revoke = t.store.revoke.bind(t.store)
+    t.store.revoke = () => Promise.reject(new AuditStoreUnavailable(new Error('connection terminated unexpectedly')))
+    try {
+      const before = (await t.metrics.render()).body
+      const res = await renew(p.token)
+      await expectOAuthError(res, 503, 'temporarily_unavailable', [p.token])
+      const written = await recordsOf(res.headers.get('x-request-id')!)
+      expect(written.map((e) => e.type)).toEqual(['token.denied'])
+      const after = (await t.metrics.render()).body
+      const delta = (name: string, labels: Record<string, string>) => counter(after, name, labels) - counter(before, name, labels)
+      expect(delta('ctb_tokens_denied_total', { role: 'pilot', site: SITE, reason: 'invalid_grant' })).toBe(1)
+      expect(delta('ctb_tokens_denied_total', {})).toBe(1)
+    } finally {
+      t.store.revoke = revoke
+    }
   })
 
   it('an attempt older than the answer given: one token.denied record with exactly the documented fields, nothing revoked', async () => {
