@@ -15,6 +15,7 @@ import type { KeyReloadResult } from './keys/reload_keys.ts'
 import { answerClientErrors } from './http/client_error.ts'
 import { readOneHeaderLineMore, refuseExtraHeaderLines } from './http/header_line_limit.ts'
 import { tokenFastPath, type NodeRequestHandler } from './http/token_fast_path.ts'
+import { adapterErrorAnswer } from './http/adapter_error.ts'
 import { buildServices, type BrokerServices, type StopReport } from './services.ts'
 import { systemClock, type Clock } from './lib/clock.ts'
 import type { Logger } from './lib/logger.ts'
@@ -190,7 +191,7 @@ export function brokerRequestListener(
   options: { hostname?: string; overrideGlobalObjects?: boolean; logRequests?: boolean } = {},
 ): RequestListener {
   const { logRequests = false, ...honoOptions } = options
-  return ahead(tokenFastPath(exchange, log, accessLog(log, logRequests)), getRequestListener(app.fetch, honoOptions))
+  return ahead(tokenFastPath(exchange, log, accessLog(log, logRequests)), getRequestListener(app.fetch, { ...honoOptions, errorHandler: adapterErrorAnswer(log) }))
 }
 
 /** `first` answers what it recognises (POST /token); everything else goes to the hono app. */

@@ -12,12 +12,15 @@ import { InvalidToken, MalformedBearer } from '../errors.ts'
  */
 export function bearerToken(header: string | undefined, maxLength = 8192): string {
   const value = (header ?? '').trim()
-  const space = value.indexOf(' ')
-  const scheme = space < 0 ? value : value.slice(0, space)
+  // The scheme ends at any whitespace, not only at SP: "Bearer<TAB>token" is the Bearer scheme written
+  // wrongly (malformed, 400), not another scheme that the route would answer as "no credentials".
+  const end = value.search(/\s/)
+  const scheme = end < 0 ? value : value.slice(0, end)
   if (scheme.toLowerCase() !== 'bearer') {
     throw new InvalidToken('a bearer token is required (Authorization: Bearer)', { presented: false })
   }
-  const token = space < 0 ? '' : value.slice(space + 1).replace(/^ +/, '')
+  // Only SP may separate scheme and token (RFC 6750 §2.1): other whitespace leaves a token that fails below.
+  const token = end < 0 ? '' : value.slice(end).replace(/^ +/, '')
   if (!/^[\x21-\x7e]+$/.test(token)) throw new MalformedBearer('the Authorization header must be Bearer followed by exactly one token')
   if (token.length > maxLength) throw new InvalidToken('the bearer token is too long to be valid here', { presented: true })
   return token

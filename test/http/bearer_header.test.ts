@@ -87,6 +87,10 @@ const INPUTS: Array<[string, string | undefined, Expected]> = [
   ['bearer (lowercase) without a token', 'bearer', 'malformed'],
   ['Bearer with two tokens', 'Bearer abc def', 'malformed'],
   ['Bearer with a comma-separated pair', 'Bearer abc, Basic dXNlcjpwYXNz', 'malformed'],
+  // RFC 6750 §2.1 and RFC 9110 §11.4 separate scheme and token by SP only: a tab there is the Bearer scheme
+  // written wrongly, not some other scheme named "Bearer<TAB>…".
+  ['Bearer and a tab before a token', 'Bearer\tnot-our-token', 'malformed'],
+  ['Bearer, a space and a tab before a token', 'Bearer \tnot-our-token', 'malformed'],
   ['Bearer with a token that is not ours', 'Bearer not-our-token', 'bad token'],
   ['bearer (lowercase) with a token that is not ours', 'bearer not-our-token', 'bad token'],
   ['BEARER (uppercase) with a token that is not ours', 'BEARER not-our-token', 'bad token'],

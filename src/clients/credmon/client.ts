@@ -9,7 +9,7 @@ export type JobTokenResult =
    * itself is gone for good (the contract's `credential` member): then the `.top` goes too.
    */
   | { kind: 'refused'; reason: string; gone?: GoneCredentialState }
-  /** 401: our own credd token was refused; keep `.use`, retry later. */
+  /** 401, or a 400 with a Bearer challenge (our header malformed): our own credd token was refused; keep `.use`, retry later. */
   | { kind: 'unauthorized'; reason: string }
   /** 503, any other status, a network failure or a malformed body: keep `.use`, back off. */
   | { kind: 'unavailable'; reason: string; retryAfter?: number }
@@ -94,7 +94,9 @@ export function brokerClient(opts: BrokerClientOptions): BrokerClient {
         const gone = goneCredentialState(body)
         return { kind: 'refused', reason, ...(gone ? { gone } : {}) }
       }
-      if (res.status === 401) return { kind: 'unauthorized', reason }
+      // A 400 with a Bearer challenge is the broker refusing our Authorization header as malformed (RFC 6750
+      // §3.1: the token file empty, or more than one token on its line): our own token at fault, as with a 401.
+      if (res.status === 401 || (res.status === 400 && /^Bearer\b/i.test(res.headers.get('www-authenticate') ?? ''))) return { kind: 'unauthorized', reason }
       const retryAfter = parseRetryAfter(res.headers.get('retry-after'))
       return { kind: 'unavailable', reason, ...(retryAfter !== undefined ? { retryAfter } : {}) }
     },

@@ -2,6 +2,7 @@ import { Hono, type MiddlewareHandler } from 'hono'
 import { z } from 'zod'
 import { InvalidRequest, InvalidToken, MalformedBearer, SlowDown } from '../../errors.ts'
 import { bearerToken } from '../bearer_token.ts'
+import { MAX_SUBJECT_TOKEN_BYTES } from '../../contract/token_request.ts'
 import type { VerifiedSubject } from '../../iam/subject.ts'
 import type { CertificateService } from '../../ca/certificate_service.ts'
 import type { RequestLimits } from '../../ratelimit/request_limits.ts'
@@ -50,7 +51,7 @@ export function certificateRoutes(deps: {
     if (blocked) throw new SlowDown(blocked.description, blocked.retryAfter)
     let subject: VerifiedSubject
     try {
-      subject = await deps.verifyCaller(bearerToken(c.req.header('authorization'), 16384))
+      subject = await deps.verifyCaller(bearerToken(c.req.header('authorization'), MAX_SUBJECT_TOKEN_BYTES))
     } catch (err) {
       // Nobody to name: counts against the address, as a subject token that does not verify on POST /token.
       if (err instanceof InvalidToken || err instanceof MalformedBearer) deps.limits?.noteRefused(actor.clientAddress)

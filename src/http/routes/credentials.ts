@@ -7,6 +7,7 @@ import type { StoredCredential } from '../../credentials/credential_store.ts'
 import type { JobTokens } from '../../credentials/job_tokens.ts'
 import { InvalidRequest, NotFound } from '../../errors.ts'
 import { bearerToken } from '../bearer_token.ts'
+import { MAX_SUBJECT_TOKEN_BYTES } from '../../contract/token_request.ts'
 import type { Clock } from '../../lib/clock.ts'
 import { clientAddress } from '../client_address.ts'
 import { limitBody } from '../middleware/body_limit.ts'
@@ -25,9 +26,13 @@ export interface CredentialRouteDeps {
 
 const MAX_BODY = 16 * 1024
 
-/** The bearer of an Authorization header, or the refusal bearerToken names. */
-export function bearerOf(c: Context): string {
-  return bearerToken(c.req.header('authorization'))
+/**
+ * The bearer of an Authorization header, or the refusal bearerToken names. `maxLength`: the user's IAM token
+ * on registration is bounded as POST /token bounds subject_token, so that an IAM token one route takes is
+ * not "too long" on another; the credd's IDTOKEN keeps the reader's default.
+ */
+export function bearerOf(c: Context, maxLength?: number): string {
+  return bearerToken(c.req.header('authorization'), maxLength)
 }
 
 /** `minimum_seconds`, `scopes`, `audience` query parameters, shared with the Vault-compatible read. */
@@ -59,7 +64,7 @@ export function credentialRoutes(deps: CredentialRouteDeps): Hono {
   app.post(CREDENTIALS_PATH, async (c) => {
     // Read only once the service has checked the address limit (it counts this reader's refusals too).
     const readRequest = async (): Promise<RegistrationRequest> => {
-      const subjectToken = bearerOf(c)
+      const subjectToken = bearerOf(c, MAX_SUBJECT_TOKEN_BYTES)
       if (!/^application\/json\b/i.test(c.req.header('content-type') ?? '')) throw new InvalidRequest('Content-Type must be application/json')
       await bodyLimit(c, async () => {})
       const text = await c.req.text()

@@ -1,0 +1,17 @@
+import { RequestError } from '@hono/node-server'
+import { InvalidRequest } from '../errors.ts'
+import type { Logger } from '../lib/logger.ts'
+import { oauthErrorReply } from './oauth_error_response.ts'
+
+/**
+ * The hono Node adapter's errorHandler. The adapter refuses a request Node parsed but it cannot build a URL
+ * for (the asterisk form `OPTIONS *`, a Host header that is no host, a backslash in the path) with an
+ * empty 400, and a failure of the app's promise with an empty 500: both get the API's error shape here, as
+ * requests Node's parser refuses do (client_error.ts). Never reached by a request the app answered.
+ */
+export function adapterErrorAnswer(log: Logger): (err: unknown) => Response {
+  return (err) => {
+    const reply = oauthErrorReply(err instanceof RequestError ? new InvalidRequest('the request target or Host header cannot be read as a URL of this server') : err, log, undefined)
+    return new Response(JSON.stringify(reply.body), { status: reply.status, headers: { ...reply.headers, 'Content-Type': 'application/json' } })
+  }
+}
