@@ -246,6 +246,20 @@ describe('credmon scan', () => {
     expect(s.calls).toHaveLength(1)
   })
 
+  it('after a restart, refreshes at once a JSON .use whose token is past its exp, even when the file\'s mtime is new (copied without -p)', async () => {
+    // An admin moves the credential directory with `cp -r`: every mtime becomes the copy's time. The JWT in
+    // this .use died 40 minutes before (exp T0 - 2400); read from the mtime and expires_in alone it would
+    // seem to have 20 minutes left, and the jobs would get the dead token for 10 more minutes.
+    const s = setup((n) => token(n))
+    s.top('alice', 'scitokens')
+    utimesSync(join(s.dir, 'alice', 'scitokens.top'), T0 - 5, T0 - 5)
+    const dead = `${b64({ alg: 'ES256' })}.${b64({ iat: T0 - 3600, exp: T0 - 2400 })}.c2ln`
+    writeFileSync(join(s.dir, 'alice', 'scitokens.use'), JSON.stringify({ access_token: dead, expires_in: 1200 }), { mode: 0o600 })
+    utimesSync(join(s.dir, 'alice', 'scitokens.use'), T0, T0)
+    await s.credmon.scan()
+    expect(s.calls).toHaveLength(1)
+  })
+
   it('after a restart, keeps a still-fresh .use until its half-life', async () => {
     const s = setup((n) => token(n))
     s.top('alice', 'scitokens')
