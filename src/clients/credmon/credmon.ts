@@ -294,8 +294,10 @@ export class Credmon {
   #initialState(usePath: string, topInfo: FileInfo, now: number, previous: CredState | undefined): CredState {
     const { mtime: topMtime, id: topId } = topInfo
     const fresh: CredState = { nextAt: now, failures: 0, topMtime, topId }
-    // A new or re-registered .top always gets a token now.
-    if (previous) return fresh
+    // A new or re-registered .top always gets a token now. The .use in place is the same as before: what it
+    // has left still sets the minimum asked for, or a broker whose registration did not change (the same
+    // .top stored again) hands back that very token and the next refresh comes at a quarter of its life.
+    if (previous) return { ...fresh, ...(previous.useExpiresAt !== undefined ? { useExpiresAt: previous.useExpiresAt } : {}) }
     const use = this.#d.fs.stat(usePath)
     if (!use?.isFile || use.mtime < topMtime) return fresh
     const exp = useExpiry(this.#d.fs.readText(usePath) ?? '', use.mtime)
