@@ -1,5 +1,5 @@
 import { join } from 'node:path'
-import { CREDENTIAL_NAME_PATTERN, PROVIDER_PATTERN, USER_PATTERN, type GoneCredentialState } from '../../contract/job_credentials.ts'
+import { CREDENTIAL_NAME_PATTERN, MAX_MINIMUM_SECONDS, PROVIDER_PATTERN, USER_PATTERN, type GoneCredentialState } from '../../contract/job_credentials.ts'
 import type { Clock } from '../../lib/clock.ts'
 import type { Logger } from '../../lib/logger.ts'
 import type { BrokerClient } from './client.ts'
@@ -38,9 +38,6 @@ export interface CredmonDeps {
  * which is how HTCondor's own credmons leave it for the credd (running as root) to read.
  */
 export const USE_FILE_MODE = 0o400
-
-/** The largest `minimum_seconds` the broker's token route reads (seven digits). */
-const MAX_MINIMUM_SECONDS = 9_999_999
 
 /** The temp file of an atomic replacement of `<name>` (lib/secure_file.ts): `.<name>.<12 hex digits>.tmp`. */
 const OUR_TEMP = /^\.(.+)\.[0-9a-f]{12}\.tmp$/
