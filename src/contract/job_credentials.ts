@@ -19,6 +19,9 @@ export const HANDLE_PATTERN = PROVIDER_PATTERN
  */
 export const CREDENTIAL_NAME_PATTERN = /^[A-Za-z0-9-]{1,64}(?:_[A-Za-z0-9-]{1,64})?$/
 
+/** The largest `minimum_seconds` the job-token read takes (seven digits); a larger one is `400 invalid_request`. */
+export const MAX_MINIMUM_SECONDS = 9_999_999
+
 /** `<provider>` or `<provider>_<handle>`, as HTCondor names the credential. */
 export function credentialName(provider: string, handle?: string): string {
   return handle === undefined ? provider : `${provider}_${handle}`

@@ -4,6 +4,12 @@
  */
 const TOKEN_LIKE = /[A-Za-z0-9._~+/=-]{24,}/g
 const looksLikeToken = (run: string) => /[A-Z]/.test(run) && /[a-z]/.test(run) && /[0-9]/.test(run)
+/**
+ * What a run starting with `/` right after it is a scope's path: WLCG storage scopes (`storage.read:/p`)
+ * and SciTokens ones (`read:/p`). Paths of data sets mix case and digits (CMS's `/store/data/Run2022D/…`),
+ * and which path was refused is what an operator needs to read; no token is written after a scope name.
+ */
+const SCOPE_BEFORE_PATH = /(?:^|[^A-Za-z0-9._~+/=-])(?:storage\.(?:read|create|modify|stage)|read|write):$/
 
 /**
  * Another system's text with anything token-shaped replaced by `[token]`, for text that is relayed,
@@ -11,5 +17,9 @@ const looksLikeToken = (run: string) => /[A-Z]/.test(run) && /[a-z]/.test(run) &
  * refuses in its description ("Invalid refresh token: <token>", "Invalid token: <token>").
  */
 export function cutTokens(text: string): string {
-  return text.replace(TOKEN_LIKE, (run) => (looksLikeToken(run) ? '[token]' : run))
+  return text.replace(TOKEN_LIKE, (run: string, offset: number) => {
+    if (!looksLikeToken(run)) return run
+    if (run.startsWith('/') && SCOPE_BEFORE_PATH.test(text.slice(Math.max(0, offset - 20), offset))) return run
+    return '[token]'
+  })
 }

@@ -47,6 +47,10 @@ describe('condor-token-broker credmon config | wrapper', () => {
     [['credmon', '--broker', 'https://u:p@b', '--providers', 'a'], '--broker must be a plain base URL'],
     [['credmon', '--broker', 'https://b', '--providers', 'a', '--use-format', 'xml'], '--use-format must be json or bare'],
     [['credmon', 'frobnicate'], 'unknown credmon command "frobnicate"'],
+    // The broker's token route reads minimum_seconds of at most seven digits and answers 400 to more: every
+    // request of the credmon would fail, and no .use would ever be written.
+    [['credmon', '--broker', 'https://b', '--providers', 'a', '--minimum-seconds', '10000000'], '--minimum-seconds must be at most 9999999'],
+    [['credmon', 'config', '--broker', 'https://b', '--providers', 'a', '--minimum-seconds', '10000000'], '--minimum-seconds must be at most 9999999'],
     [['credmon', '--broker', 'http://broker.example.org', '--providers', 'a'], '--broker must be https (plain http only to a loopback address)'],
   ])('refuses %j with one line and status 2', async (args, message) => {
     const r = await cli(args, {})

@@ -246,6 +246,20 @@ describe('credmon scan', () => {
     expect(s.calls).toHaveLength(1)
   })
 
+  it('after a restart, refreshes at once a JSON .use whose token is past its exp, even when the file\'s mtime is new (copied without -p)', async () => {
+    // An admin moves the credential directory with `cp -r`: every mtime becomes the copy's time. The JWT in
+    // this .use died 40 minutes before (exp T0 - 2400); read from the mtime and expires_in alone it would
+    // seem to have 20 minutes left, and the jobs would get the dead token for 10 more minutes.
+    const s = setup((n) => token(n))
+    s.top('alice', 'scitokens')
+    utimesSync(join(s.dir, 'alice', 'scitokens.top'), T0 - 5, T0 - 5)
+    const dead = `${b64({ alg: 'ES256' })}.${b64({ iat: T0 - 3600, exp: T0 - 2400 })}.c2ln`
+    writeFileSync(join(s.dir, 'alice', 'scitokens.use'), JSON.stringify({ access_token: dead, expires_in: 1200 }), { mode: 0o600 })
+    utimesSync(join(s.dir, 'alice', 'scitokens.use'), T0, T0)
+    await s.credmon.scan()
+    expect(s.calls).toHaveLength(1)
+  })
+
   it('after a restart, keeps a still-fresh .use until its half-life', async () => {
     const s = setup((n) => token(n))
     s.top('alice', 'scitokens')
@@ -421,6 +435,45 @@ describe('credmon scan', () => {
     await s.credmon.scan()
     expect(s.calls.map((c) => c.query.scopes)).toEqual([undefined, 'storage.read:/new'])
     expect(existsSync(join(s.dir, 'alice', 'scitokens.use'))).toBe(true)
+  })
+
+  /**
+   * The credd's store as it writes a .top: a temp file renamed over the old one (a new inode), here with the
+   * same mtime as the old one, as on a file system that keeps whole seconds (ext3, many NFS servers) when
+   * the store lands in the second the old .top was written in.
+   */
+  const replaceTopSameMtime = (s: ReturnType<typeof setup>, scopes: string) => {
+    const top = join(s.dir, 'alice', 'scitokens.top')
+    const mtime = statSync(top).mtime
+    const tmp = join(s.dir, 'alice', 'scitokens.top.tmp')
+    writeFileSync(tmp, JSON.stringify({ broker_url: BROKER, user: 'alice', provider: 'scitokens', scopes }), { mode: 0o600 })
+    utimesSync(tmp, mtime, mtime)
+    renameSync(tmp, top)
+  }
+
+  it('keeps a .top replaced while the broker was asked even when the new one has the old one\'s mtime (whole-second file systems)', async () => {
+    let s!: ReturnType<typeof setup>
+    s = setup((n) => {
+      if (n > 1) return token(n)
+      replaceTopSameMtime(s, 'storage.read:/new')
+      return { kind: 'refused', reason: 'access_denied: revoked', gone: 'revoked' }
+    })
+    s.top('alice', 'scitokens')
+    await s.credmon.scan()
+    expect(JSON.parse(readFileSync(join(s.dir, 'alice', 'scitokens.top'), 'utf8'))).toMatchObject({ scopes: 'storage.read:/new' })
+  })
+
+  it('writes no .use from an answer about a .top replaced with the same mtime, and serves the new one at the next scan', async () => {
+    let s!: ReturnType<typeof setup>
+    s = setup((n) => {
+      if (n === 1) replaceTopSameMtime(s, 'storage.read:/new')
+      return token(n)
+    })
+    s.top('alice', 'scitokens')
+    await s.credmon.scan()
+    expect(existsSync(join(s.dir, 'alice', 'scitokens.use'))).toBe(false)
+    await s.credmon.scan()
+    expect(s.calls.map((c) => c.query.scopes)).toEqual([undefined, 'storage.read:/new'])
   })
 
   it('writes no .use for a credential whose .top was deleted while the broker was asked (no orphan token for the credd to hand out)', async () => {

@@ -1,6 +1,6 @@
 import { readFileSync, statSync } from 'node:fs'
 import { join } from 'node:path'
-import { PROVIDER_PATTERN } from '../../contract/job_credentials.ts'
+import { MAX_MINIMUM_SECONDS, PROVIDER_PATTERN } from '../../contract/job_credentials.ts'
 import { DEFAULT_CRED_DIR, DEFAULT_TOKEN_FILE, runCredmon, USE_FORMATS, type UseFormat } from '../../clients/credmon/index.ts'
 import { createLogger, LOG_LEVELS, type LogLevel } from '../../lib/logger.ts'
 import { replaceFileAtomic } from '../../lib/secure_file.ts'
@@ -74,6 +74,8 @@ function settings(values: { broker?: string; providers?: string; 'cred-dir'?: st
   const useFormat = (values['use-format'] ?? 'json') as UseFormat
   if (!USE_FORMATS.includes(useFormat)) throw new CliError(`--use-format must be json or bare, got "${values['use-format']}"`, 2)
   const minimumSeconds = positiveInt('minimum-seconds', values['minimum-seconds'])
+  // The broker answers a larger one with 400: every request would fail and no .use would ever be written.
+  if (minimumSeconds !== undefined && minimumSeconds > MAX_MINIMUM_SECONDS) throw new CliError(`--minimum-seconds must be at most ${MAX_MINIMUM_SECONDS}, got "${values['minimum-seconds']}"`, 2)
   const intervalSeconds = positiveInt('interval', values.interval)
   return {
     credDir: values['cred-dir'] ?? DEFAULT_CRED_DIR,

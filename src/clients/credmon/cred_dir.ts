@@ -48,9 +48,12 @@ export const nodeCredDirFs: CredDirFs = {
   },
   stat(path) {
     try {
-      const s = lstatSync(path)
+      // bigint: inode numbers past 2^53 (Lustre's flattened identifiers, some NFS servers' file ids) would
+      // round, and adjacent ones (a file and the one created right after it) read as the same file.
+      const s = lstatSync(path, { bigint: true })
       if (s.isSymbolicLink()) return undefined
-      return { mtime: s.mtimeMs / 1000, isDirectory: s.isDirectory(), isFile: s.isFile(), id: `${s.dev}:${s.ino}` }
+      // Microseconds are exact in a number, and whole seconds stay whole.
+      return { mtime: Number(s.mtimeNs / 1000n) / 1e6, isDirectory: s.isDirectory(), isFile: s.isFile(), id: `${s.dev}:${s.ino}` }
     } catch {
       return undefined
     }

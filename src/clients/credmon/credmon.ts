@@ -1,9 +1,9 @@
 import { join } from 'node:path'
-import { CREDENTIAL_NAME_PATTERN, PROVIDER_PATTERN, USER_PATTERN, type GoneCredentialState } from '../../contract/job_credentials.ts'
+import { CREDENTIAL_NAME_PATTERN, MAX_MINIMUM_SECONDS, PROVIDER_PATTERN, USER_PATTERN, type GoneCredentialState } from '../../contract/job_credentials.ts'
 import type { Clock } from '../../lib/clock.ts'
 import type { Logger } from '../../lib/logger.ts'
 import type { BrokerClient } from './client.ts'
-import type { CredDirFs } from './cred_dir.ts'
+import type { CredDirFs, FileInfo } from './cred_dir.ts'
 import { refreshAt, retryAt } from './schedule.ts'
 import { parseBrokerTop } from './top_file.ts'
 import { formatUse, tokenLife, useExpiry, type UseFormat } from './use_file.ts'
@@ -39,9 +39,6 @@ export interface CredmonDeps {
  */
 export const USE_FILE_MODE = 0o400
 
-/** The largest `minimum_seconds` the broker's token route reads (seven digits). */
-const MAX_MINIMUM_SECONDS = 9_999_999
-
 /** The temp file of an atomic replacement of `<name>` (lib/secure_file.ts): `.<name>.<12 hex digits>.tmp`. */
 const OUR_TEMP = /^\.(.+)\.[0-9a-f]{12}\.tmp$/
 /** `<provider>[_<handle>].use`. */
@@ -53,6 +50,8 @@ interface CredState {
   nextAt: number
   failures: number
   topMtime: number
+  /** The `.top`'s device and inode: the credd replaces it by rename, which an mtime kept in whole seconds may not tell. */
+  topId: string
   /** When the token in `.use` stops being valid, on our clock; absent while we know of none. */
   useExpiresAt?: number
   /** The last problem logged, so a 60-second loop does not repeat the same line. */
@@ -183,7 +182,7 @@ export class Credmon {
     this.#notServed.delete(key)
 
     let st = this.#state.get(key)
-    if (!st || st.topMtime !== topInfo.mtime) st = this.#initialState(usePath, topInfo.mtime, now, st)
+    if (!st || !sameTop(topInfo, st.topMtime, st.topId)) st = this.#initialState(usePath, topInfo, now, st)
     this.#state.set(key, st)
     if (now < st.nextAt) return
 
@@ -204,7 +203,7 @@ export class Credmon {
       // hand the deleted credential's token to jobs until it expired; replaced, the answer is for the old
       // registration's scopes, and the changed .top is served at the next scan (the credd's SIGHUP).
       const current = fs.stat(topPath)
-      if (!current?.isFile || current.mtime !== topInfo.mtime) {
+      if (!current?.isFile || !sameTop(current, topInfo.mtime, topInfo.id)) {
         log.info(`credmon: not writing ${key}.use: its .top was ${current?.isFile ? 'replaced' : 'removed'} while the broker was asked`, { user, provider })
         return
       }
@@ -229,7 +228,7 @@ export class Credmon {
     st.failures += 1
     summary.failed += 1
     if (result.kind === 'refused' && result.gone) {
-      this.#endGone({ user, provider, key, topPath, usePath, askedTopMtime: topInfo.mtime }, st, after, result.gone, result.reason, summary)
+      this.#endGone({ user, provider, key, topPath, usePath, askedTop: topInfo }, st, after, result.gone, result.reason, summary)
       return
     }
     if (result.kind === 'refused') {
@@ -264,12 +263,12 @@ export class Credmon {
    * `.top` only if it is still the one the broker was asked about: one written meanwhile is a new
    * registration, served at the next scan.
    */
-  #endGone(c: { user: string; provider: string; key: string; topPath: string; usePath: string; askedTopMtime: number }, st: CredState, after: number, gone: GoneCredentialState, reason: string, summary: ScanSummary): void {
+  #endGone(c: { user: string; provider: string; key: string; topPath: string; usePath: string; askedTop: FileInfo }, st: CredState, after: number, gone: GoneCredentialState, reason: string, summary: ScanSummary): void {
     const { fs, log } = this.#d
     const { user, provider, key } = c
     const useGone = fs.removeFile(c.usePath)
     const top = fs.stat(c.topPath)
-    const replaced = !top?.isFile || top.mtime !== c.askedTopMtime
+    const replaced = !top?.isFile || !sameTop(top, c.askedTop.mtime, c.askedTop.id)
     const topGone = !replaced && fs.removeFile(c.topPath)
     if (useGone || topGone) summary.removed += 1
     const said = `the broker says the credential is ${gone} (${reason})`
@@ -289,16 +288,19 @@ export class Credmon {
   }
 
   /** A credential seen for the first time (or whose `.top` changed): when is its `.use` due? */
-  #initialState(usePath: string, topMtime: number, now: number, previous: CredState | undefined): CredState {
-    const fresh: CredState = { nextAt: now, failures: 0, topMtime }
-    // A new or re-registered .top always gets a token now.
-    if (previous) return fresh
+  #initialState(usePath: string, topInfo: FileInfo, now: number, previous: CredState | undefined): CredState {
+    const { mtime: topMtime, id: topId } = topInfo
+    const fresh: CredState = { nextAt: now, failures: 0, topMtime, topId }
+    // A new or re-registered .top always gets a token now. The .use in place is the same as before: what it
+    // has left still sets the minimum asked for, or a broker whose registration did not change (the same
+    // .top stored again) hands back that very token and the next refresh comes at a quarter of its life.
+    if (previous) return { ...fresh, ...(previous.useExpiresAt !== undefined ? { useExpiresAt: previous.useExpiresAt } : {}) }
     const use = this.#d.fs.stat(usePath)
     if (!use?.isFile || use.mtime < topMtime) return fresh
     const exp = useExpiry(this.#d.fs.readText(usePath) ?? '', use.mtime)
     if (exp === undefined || exp <= now) return fresh
     // Restarted credmon: honour the half-life of the token already in place.
-    return { nextAt: Math.min(Math.floor(use.mtime + (exp - use.mtime) / 2), exp), failures: 0, topMtime, useExpiresAt: exp }
+    return { nextAt: Math.min(Math.floor(use.mtime + (exp - use.mtime) / 2), exp), failures: 0, topMtime, topId, useExpiresAt: exp }
   }
 
   /**
@@ -337,4 +339,13 @@ function originOf(url: string): string {
 
 function sameOrigin(url: string, origin: string): boolean {
   try { return new URL(url).origin === origin } catch { return false }
+}
+
+/**
+ * The `.top` is still the one seen before: same mtime and same file. The credd stores a new registration by
+ * writing a temp file and renaming it over the old one; on a file system keeping whole seconds (ext3, many
+ * NFS servers) a store within the second of the last one leaves the mtime as it was, but not the inode.
+ */
+function sameTop(now: FileInfo, mtime: number, id: string): boolean {
+  return now.mtime === mtime && now.id === id
 }

@@ -26,15 +26,23 @@ export function tokenLife(accessToken: string, expiresIn: number): number {
 
 /**
  * When a `.use` written at `mtime` stops being valid: `mtime + expires_in` for the JSON form (bounded by
- * tokenLife), the JWT's `exp` for a bare token (bounded by its whole life from `mtime`, since `exp` is on
- * the issuer's clock). Undefined when neither can be read, so the caller refreshes at once.
+ * tokenLife, and by the JWT's `exp` when it states one), the JWT's `exp` for a bare token (bounded by its
+ * whole life from `mtime`, since `exp` is on the issuer's clock). Undefined when neither can be read, so
+ * the caller refreshes at once.
  */
 export function useExpiry(text: string, mtime: number): number | undefined {
   const trimmed = text.trim()
   if (trimmed.startsWith('{')) {
     try {
       const j = JSON.parse(trimmed) as Record<string, unknown>
-      if (typeof j.expires_in === 'number' && j.expires_in > 0) return mtime + (typeof j.access_token === 'string' ? tokenLife(j.access_token, j.expires_in) : j.expires_in)
+      if (typeof j.expires_in === 'number' && j.expires_in > 0) {
+        if (typeof j.access_token !== 'string') return mtime + j.expires_in
+        // Also never past the JWT's exp: an mtime made new by a copy (`cp -r` without -p) would otherwise
+        // give a dead token a whole new life. exp is on the issuer's clock; the earlier of the two is kept.
+        const exp = jwtExp(j.access_token)
+        const stated = mtime + tokenLife(j.access_token, j.expires_in)
+        return exp === undefined ? stated : Math.min(stated, exp)
+      }
       if (typeof j.access_token === 'string') return jwtExpiry(j.access_token, mtime)
     } catch { /* fall through: unreadable means refresh */ }
     return undefined
