@@ -154,6 +154,9 @@ export class SqliteStore extends ChainedStore {
     try {
       return await run()
     } catch (err) {
+      // A read spanning turns (slices, a page walked newest first) whose connection a stop closed between
+      // two of them: node:sqlite says "statement has been finalized", but it is the store closing, as above.
+      if (this.closed) throw this.closedRead()
       throw asStoreOutage(err, 'read')
     }
   }
