@@ -164,6 +164,10 @@ export class SqliteStore extends ChainedStore {
   async #read<T>(run: () => T | Promise<T>): Promise<T> {
     if (this.closed) throw this.closedRead()
     try {
+      // A transaction open between this connection's statements is one a failed ROLLBACK left (rolledBack):
+      // nothing here holds one across a turn. Its rows were never committed, yet this connection would
+      // see them, and readRevocationState's BEGIN would fail on it. Rolled back (never committed) first.
+      if (this.#db.isTransaction) this.#db.exec('ROLLBACK')
       return await run()
     } catch (err) {
       // A read spanning turns (slices, a page walked newest first) whose connection a stop closed between
