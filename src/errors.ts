@@ -94,7 +94,10 @@ export class AuditStoreUnavailable extends TemporarilyUnavailable {
   /** `failed`: what the store could not do, a commit (a request's record) or a read (a CLI command's, a request's lookup). */
   constructor(cause: unknown, failed: 'commit' | 'read' = 'commit') {
     // Shown to the client: says what happened to its request, names nothing of the store (no path, DSN or SQL).
-    super('the broker cannot record requests right now, so nothing was issued; try again shortly', { cause, retryAfter: STORE_OUTAGE_RETRY_AFTER_SECONDS })
+    // A read (an admin or console page, a job token's credential) neither recorded nor meant to: said as a read.
+    super(failed === 'commit'
+      ? 'the broker cannot record requests right now, so nothing was issued; try again shortly'
+      : 'the broker cannot read its store right now, so nothing was issued or changed; try again shortly', { cause, retryAfter: STORE_OUTAGE_RETRY_AFTER_SECONDS })
     // For the log and the CLI's one line (an operator's eyes): what the store said. Never on the wire,
     // where only `description` goes.
     const said = cause instanceof Error ? cause.message : String(cause)

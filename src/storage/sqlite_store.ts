@@ -51,6 +51,14 @@ const SCAN_CHUNK = 500
 
 const RESEED_SQL = reseedHorizonsSql('max')
 
+/**
+ * How long a read on a serving store's own connection waits for another process's lock. node:sqlite reads on
+ * the event loop: a read that waited out the writer's 5 s held every other request for 5 s, one such read
+ * after another. A WAL reader meets a lock only while another process rebuilds the WAL index (a recovery,
+ * usually milliseconds); one longer than this is answered 503 with Retry-After, and the client comes back.
+ */
+export const SERVING_READ_BUSY_TIMEOUT_MS = 250
+
 /** Rows read per step while the jti index catches up; the event loop runs between steps (~5 ms each). */
 const JTI_CHUNK = 5000
 
@@ -72,6 +80,7 @@ export class SqliteStore extends ChainedStore {
   /** Lowest seq still in the log (retention prunes below it): index entries under it may be dropped. */
   #jtiFirstLive = 1
   #jtiCatchUp: Promise<void> | undefined
+  readonly #writerBusyTimeoutMs: number
 
   constructor(options: SqliteStoreOptions) {
     const thread = (options.writer ?? 'thread') === 'thread'
@@ -93,6 +102,9 @@ export class SqliteStore extends ChainedStore {
     self.store = this
     this.#thread = writer
     this.#db = db
+    // Serving (the writer thread commits): this connection reads, and waits as a writer only in #asWriter.
+    this.#writerBusyTimeoutMs = options.busyTimeoutMs ?? 5000
+    if (writer) db.exec(`PRAGMA busy_timeout = ${Math.min(SERVING_READ_BUSY_TIMEOUT_MS, this.#writerBusyTimeoutMs)}`)
     this.#head = this.#db.prepare('SELECT seq, hash FROM audit_head WHERE id = 1')
     this.#jtiInSecond = this.#db.prepare('SELECT seq FROM audit_log INDEXED BY audit_time_jti WHERE time = ? AND jti = ?')
     this.#firstSeq = this.#db.prepare('SELECT min(seq) AS seq FROM audit_log')
@@ -152,8 +164,15 @@ export class SqliteStore extends ChainedStore {
   async #read<T>(run: () => T | Promise<T>): Promise<T> {
     if (this.closed) throw this.closedRead()
     try {
+      // A transaction open between this connection's statements is one a failed ROLLBACK left (rolledBack):
+      // nothing here holds one across a turn. Its rows were never committed, yet this connection would
+      // see them, and readRevocationState's BEGIN would fail on it. Rolled back (never committed) first.
+      if (this.#db.isTransaction) this.#db.exec('ROLLBACK')
       return await run()
     } catch (err) {
+      // A read spanning turns (slices, a page walked newest first) whose connection a stop closed between
+      // two of them: node:sqlite says "statement has been finalized", but it is the store closing, as above.
+      if (this.closed) throw this.closedRead()
       throw asStoreOutage(err, 'read')
     }
   }
@@ -376,12 +395,29 @@ export class SqliteStore extends ChainedStore {
 
   async reseedHorizons(): Promise<void> {
     // On this connection, under the write lock like any writer's (the writer's own view only lags: it grows).
-    this.#db.exec('BEGIN IMMEDIATE')
+    this.#asWriter(() => {
+      this.#db.exec('BEGIN IMMEDIATE')
+      try {
+        for (const sql of RESEED_SQL) this.#db.exec(sql)
+        this.#db.exec('COMMIT')
+      } catch (err) {
+        throw rolledBack(this.#db, err)
+      }
+    })
+  }
+
+  /**
+   * A write on this connection waits for another writer's lock (the writer thread's batch, the CLI) as long
+   * as a writer does: a serving store's reads give up sooner (SERVING_READ_BUSY_TIMEOUT_MS). All synchronous,
+   * so no read runs meanwhile with the longer wait.
+   */
+  #asWriter<T>(run: () => T): T {
+    if (!this.#thread) return run()
+    this.#db.exec(`PRAGMA busy_timeout = ${this.#writerBusyTimeoutMs}`)
     try {
-      for (const sql of RESEED_SQL) this.#db.exec(sql)
-      this.#db.exec('COMMIT')
-    } catch (err) {
-      throw rolledBack(this.#db, err)
+      return run()
+    } finally {
+      this.#db.exec(`PRAGMA busy_timeout = ${Math.min(SERVING_READ_BUSY_TIMEOUT_MS, this.#writerBusyTimeoutMs)}`)
     }
   }
 
@@ -421,7 +457,7 @@ export class SqliteStore extends ChainedStore {
   }
 
   protected async writeAnchor(sealed: string): Promise<void> {
-    this.#db.prepare('INSERT INTO audit_anchor (id, sealed) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET sealed = excluded.sealed').run(sealed)
+    this.#asWriter(() => this.#db.prepare('INSERT INTO audit_anchor (id, sealed) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET sealed = excluded.sealed').run(sealed))
   }
 
   protected async closeBackend(): Promise<void> {

@@ -25,14 +25,20 @@ os.pwrite(fd, orig, 0)
 
 export interface RecoveryLock { release(): Promise<void> }
 
-/** Holds `dbFile`'s WAL index as a process in recovery would, until release(). The file must be open in WAL mode. */
-export async function holdWalRecovery(dbFile: string): Promise<RecoveryLock> {
-  const child = spawn('python3', ['-c', HOLDER, dbFile], { stdio: ['pipe', 'pipe', 'inherit'] })
+/** What to install when python3 cannot be run: .ci/run installs it, a developer's machine may lack it. */
+const NO_PYTHON = 'python3 is needed to hold a SQLite lock from another process (test/support/sqlite_recovery_lock.ts) and cannot be run: apt-get install python3'
+
+/**
+ * Holds `dbFile`'s WAL index as a process in recovery would, until release(). The file must be open in WAL
+ * mode. `python` is the interpreter to run (a test of the message for a missing one names a path that is not there).
+ */
+export async function holdWalRecovery(dbFile: string, options: { python?: string } = {}): Promise<RecoveryLock> {
+  const child = spawn(options.python ?? 'python3', ['-c', HOLDER, dbFile], { stdio: ['pipe', 'pipe', 'inherit'] })
   const exited = once(child, 'exit')
   const held = new Promise<void>((resolve, reject) => {
     child.stdout.once('data', () => resolve())
-    child.once('error', reject)
-    void exited.then(([code]) => reject(new Error(`the lock holder exited with ${String(code)} before holding the locks`)))
+    child.once('error', (err: NodeJS.ErrnoException) => reject(err.code === 'ENOENT' ? new Error(NO_PYTHON, { cause: err }) : err))
+    exited.then(([code]) => reject(new Error(`the lock holder exited with ${String(code)} before holding the locks`)), () => { /* the spawn failed: its error is the one told */ })
   })
   try {
     await held

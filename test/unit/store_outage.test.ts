@@ -140,6 +140,19 @@ describe('asStoreOutage', () => {
     expect(u.description).not.toMatch(/disk|sqlite|postgres|I\/O/i)
   })
 
+  it('tells the client of a failed read that the broker could not read, not that it could not record', () => {
+    // A GET of the admin API or the console, or a job token's credential lookup, recorded nothing and tried
+    // to record nothing: "cannot record requests" tells the caller of a failure its request never met.
+    const u = asStoreOutage(sqlite(5, 'database is locked'), 'read') as AuditStoreUnavailable
+    expect(u.status).toBe(503)
+    expect(u.description).toMatch(/\bread\b/)
+    expect(u.description).not.toMatch(/record/)
+    expect(u.description).toMatch(/try again/)
+    expect(u.description).not.toMatch(/lock|sqlite|postgres/i)
+    // A failed commit keeps its own words.
+    expect((asStoreOutage(sqlite(13, 'database or disk is full')) as AuditStoreUnavailable).description).toMatch(/cannot record/)
+  })
+
   it('leaves every other error as it is: a bug stays a bug, an overload stays an overload', () => {
     const bug = new TypeError('x is not a function')
     expect(asStoreOutage(bug)).toBe(bug)

@@ -18,7 +18,8 @@ import { PENDING_SECONDS, sameToken, type ConsoleSessions, type PendingSignIn } 
 import { parseProvider, parseUser } from '../../contract/job_credentials.ts'
 import { credentialActivity } from '../../credentials/credential_activity.ts'
 import type { CredentialService } from '../../credentials/credential_service.ts'
-import { BrokerError, InvalidRequest, InvalidToken, SlowDown, TemporarilyUnavailable } from '../../errors.ts'
+import { AuditStoreUnavailable, BrokerError, InvalidRequest, InvalidToken, SlowDown, TemporarilyUnavailable } from '../../errors.ts'
+import { logStoreOutage } from '../oauth_error_response.ts'
 import { listLivePilots, type LiveWindow } from '../../issuance/pilot_list.ts'
 import type { KeyStatus } from '../../keys/key_status.ts'
 import type { Clock } from '../../lib/clock.ts'
@@ -93,6 +94,15 @@ const Text = (v: unknown) => (typeof v === 'string' ? v.trim() : '')
 export function consoleRoutes(deps: ConsoleDeps): Hono {
   const app = new Hono()
   const now = () => deps.clock.now()
+  // A store read the broker cannot make right now (the session every request starts with, a page's records)
+  // is a 503 page with Retry-After, as IAM down is, not the admin API's JSON in the browser. Logged once,
+  // as the API logs it; anything else goes on to the broker's handler.
+  app.onError((err, c) => {
+    if (!(err instanceof AuditStoreUnavailable)) throw err
+    logStoreOutage(err, deps.log, c.get('requestId'), c.get('clientRequestId'))
+    c.set('errorCode', err.error)
+    return unavailablePage(c, err, ['/console', 'Try again'])
+  })
   const cookie = { httpOnly: true, secure: true, path: '/' } as const
   app.use('/console', consoleHeaders())
   app.use('/console/*', consoleHeaders())
