@@ -500,7 +500,11 @@ describe('pilot script: renewal schedule (fake clock)', () => {
   it('stops renewing once a renewal no longer moves the expiry later (the broker\'s end for the pilot is reached)', async () => {
     const brokerEnd = START + 1000
     const t = await setup({
-      reply: (req, i) => (brokerEnd - req.at > 0 ? idTokenReply(fakeIdToken(TRUST, i), Math.min(600, brokerEnd - req.at)) : { status: 400, body: { error: 'invalid_grant' } }),
+      reply: (req, i) => {
+        if (brokerEnd - req.at <= 0) return { status: 400, body: { error: 'invalid_grant' } }
+        const life = Math.min(600, brokerEnd - req.at)
+        return idTokenReply(fakeIdToken(TRUST, i, req.at + life), life)
+      },
       fakeClockStart: START,
     })
     const p = t.run()
@@ -509,6 +513,50 @@ describe('pilot script: renewal schedule (fake clock)', () => {
     expect(t.broker.seen.length).toBeLessThanOrEqual(4)
     expect(t.broker.seen.every((r) => r.at < brokerEnd)).toBe(true)
     expect(p.stderr()).toContain('renewal done')
+    t.stop()
+    expect(await p.exit).toBe(0)
+  })
+
+  // The cap judged from the local clock at the answer plus expires_in moved with each answer's latency: a capped token
+  // whose answer came a few seconds slower than the last looked extended, and the pilot went on halving towards the cap.
+  it('stops at the broker\'s cap however long each answer took to arrive', async () => {
+    const brokerEnd = START + 1000
+    let clockFile = ''
+    const t = await setup({
+      reply: (req, i) => {
+        if (brokerEnd - req.at <= 0) return { status: 400, body: { error: 'invalid_grant' } }
+        const life = Math.min(600, brokerEnd - req.at)
+        // Each renewal's answer reaches the pilot 3 s later than the one before (the fake clock moves on meanwhile).
+        if (i > 0) writeFileSync(clockFile, String(req.at + 3 * i))
+        return idTokenReply(fakeIdToken(TRUST, i, req.at + life), life)
+      },
+      fakeClockStart: START,
+    })
+    clockFile = t.stubs.clockFile
+    const p = t.run()
+    await until(() => p.stderr().includes('renewal done') || p.stderr().includes('renewal stopped'))
+    // Expiries: 600, about 870, 1000 (capped), 1000 again: that renewal is the last.
+    expect(p.stderr()).toContain('renewal done: the broker no longer extends the token')
+    expect(t.broker.seen).toHaveLength(4)
+    t.stop()
+    expect(await p.exit).toBe(0)
+  })
+
+  // A renewal's token lives the policy's lifetime from the renewal, capped at the job end the broker recorded. An operator
+  // who shortens the lifetime (policy reload) makes the next renewal's token expire before the one it replaced, though
+  // the job end is far off: the pilot took that for the cap, stopped renewing, and the startd lost its token mid-job.
+  it('keeps renewing when a renewal expires earlier than the token it replaced (a shorter lifetime, not the job end)', async () => {
+    const t = await setup({
+      reply: (req, i) => { const life = i === 0 ? 600 : 200; return idTokenReply(fakeIdToken(TRUST, i, req.at + life), life) },
+      fakeClockStart: START,
+    })
+    const p = t.run()
+    await until(() => p.stderr().includes('renewal done') || p.stderr().includes('renewal stopped'))
+    expect(p.stderr()).not.toContain('the broker no longer extends the token')
+    expect(p.stderr()).toContain('renewal done: the token outlives the job\'s end minus the drain margin')
+    // Tokens of 200 s renewed at about 100 s each, up to end minus drain (START + 3300): the last one outlives it.
+    const last = t.broker.seen.at(-1)!
+    expect(last.at + 200).toBeGreaterThan(START + 3600 - 300)
     t.stop()
     expect(await p.exit).toBe(0)
   })
