@@ -509,8 +509,8 @@ describe('pilot script: renewal schedule (fake clock)', () => {
     })
     const p = t.run()
     await until(() => p.stderr().includes('renewal done') || p.stderr().includes('renewal stopped'))
-    // Expiries: 600, about 900, then 1000 (capped); the next renewal would reach 1000 again: not made.
-    expect(t.broker.seen.length).toBeLessThanOrEqual(4)
+    // Expiries: 600, about 900, then 1000 (capped) twice more: after the second, no renewal is made.
+    expect(t.broker.seen.length).toBeLessThanOrEqual(5)
     expect(t.broker.seen.every((r) => r.at < brokerEnd)).toBe(true)
     expect(p.stderr()).toContain('renewal done')
     t.stop()
@@ -535,9 +535,9 @@ describe('pilot script: renewal schedule (fake clock)', () => {
     clockFile = t.stubs.clockFile
     const p = t.run()
     await until(() => p.stderr().includes('renewal done') || p.stderr().includes('renewal stopped'))
-    // Expiries: 600, about 870, 1000 (capped), 1000 again: that renewal is the last.
+    // Expiries: 600, about 870, 1000 (capped), then 1000 twice: the second of those is the last renewal.
     expect(p.stderr()).toContain('renewal done: the broker no longer extends the token')
-    expect(t.broker.seen).toHaveLength(4)
+    expect(t.broker.seen).toHaveLength(5)
     t.stop()
     expect(await p.exit).toBe(0)
   })
@@ -548,15 +548,36 @@ describe('pilot script: renewal schedule (fake clock)', () => {
   it('keeps renewing when a renewal expires earlier than the token it replaced (a shorter lifetime, not the job end)', async () => {
     const t = await setup({
       reply: (req, i) => { const life = i === 0 ? 600 : 200; return idTokenReply(fakeIdToken(TRUST, i, req.at + life), life) },
-      fakeClockStart: START,
+      fakeClockStart: START, endIn: 1500,
     })
     const p = t.run()
     await until(() => p.stderr().includes('renewal done') || p.stderr().includes('renewal stopped'))
     expect(p.stderr()).not.toContain('the broker no longer extends the token')
     expect(p.stderr()).toContain('renewal done: the token outlives the job\'s end minus the drain margin')
-    // Tokens of 200 s renewed at about 100 s each, up to end minus drain (START + 3300): the last one outlives it.
+    // Tokens of 200 s renewed at about 100 s each, up to end minus drain (START + 1200): the last one outlives it.
     const last = t.broker.seen.at(-1)!
-    expect(last.at + 200).toBeGreaterThan(START + 3600 - 300)
+    expect(last.at + 200).toBeGreaterThan(START + 1500 - 300)
+    t.stop()
+    expect(await p.exit).toBe(0)
+  })
+
+  // A lowered lifetime can also land a renewal's exp on the very second of the last one (halved from 600 to 300 s and
+  // renewed at exactly half life, say): that one renewal looks like the cap, yet the next one extends the token.
+  it('does not take one renewal that happens to keep the same exp for the broker\'s cap', async () => {
+    let lastExp = 0
+    const t = await setup({
+      reply: (req, i) => {
+        const exp = i === 0 ? req.at + 600 : i === 1 ? lastExp : req.at + 200
+        lastExp = exp
+        return idTokenReply(fakeIdToken(TRUST, i, exp), exp - req.at)
+      },
+      fakeClockStart: START, endIn: 1500,
+    })
+    const p = t.run()
+    await until(() => p.stderr().includes('renewal done') || p.stderr().includes('renewal stopped'))
+    expect(p.stderr()).not.toContain('the broker no longer extends the token')
+    expect(p.stderr()).toContain('renewal done: the token outlives the job\'s end minus the drain margin')
+    expect(t.broker.seen.at(-1)!.at + 200).toBeGreaterThan(START + 1500 - 300)
     t.stop()
     expect(await p.exit).toBe(0)
   })
