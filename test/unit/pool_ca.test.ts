@@ -273,6 +273,22 @@ describe('pool CA', () => {
     await expect(checkCsr(pem)).rejects.toThrow(/RSA of at least 2048 bits/)
   })
 
+  // RFC 5480 §2.1.1: a certificate's EC key names its curve; specifiedCurve (the curve's parameters spelt out) MUST NOT
+  // be used, and OpenSSL's strict chain checks refuse it (X509_V_ERR_EC_KEY_EXPLICIT_PARAMS). node:crypto reads such a
+  // P-256 key as prime256v1, so it passed the key check and was refused only because the CSR library could not verify
+  // its signature: "does not verify", which openssl contradicts, and a guard that hangs on a library's limitation.
+  it('refuses an EC key whose curve is spelt out rather than named, for that, though its signature verifies', async () => {
+    const dir = tempDir()
+    const key = join(dir, 'explicit.key')
+    const csr = join(dir, 'explicit.csr')
+    expect(openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-pkeyopt', 'ec_param_enc:explicit', '-out', key]).status).toBe(0)
+    expect(openssl(['req', '-new', '-key', key, '-subj', '/CN=x', '-sha256', '-out', csr]).status).toBe(0)
+    const text = openssl(['req', '-in', csr, '-noout', '-text', '-verify'])
+    expect(text.out).toMatch(/verify OK/)
+    expect(text.out).not.toMatch(/ASN1 OID: prime256v1/)
+    await expect(checkCsr(readFileSync(csr, 'utf8'))).rejects.toThrow(/name its curve/)
+  })
+
   it('takes the proof of possession only over SHA-2, for a key of an accepted kind with a sound RSA exponent', async () => {
     // The CSRs come from the openssl CLI. A SHA-1 signature proves possession under a hash with known
     // collisions (RFC 9155 deprecates it for TLS signatures), and an RSA public exponent below 65537
