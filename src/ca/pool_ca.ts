@@ -292,8 +292,11 @@ export async function checkCsr(pem: string): Promise<x509.PublicKey> {
   let ok = false
   try { ok = await csr.verify() } catch { ok = false }
   if (!ok) throw new InvalidRequest('the CSR signature does not verify')
-  // The certificate carries the key as OpenSSL writes it (DER), not the CSR's encoding of it.
-  return new x509.PublicKey(key.export({ type: 'spki', format: 'der' }))
+  // The certificate carries the key as OpenSSL writes it (DER), not the CSR's encoding of it. An EC point goes in
+  // uncompressed, the form RFC 5480 §2.2 has every implementation read (compressed is optional: Go refuses it):
+  // OpenSSL writes back the form it read, so the key is taken again from its coordinates, written uncompressed.
+  const certified = key.asymmetricKeyType === 'ec' ? createPublicKey({ key: key.export({ format: 'jwk' }), format: 'jwk' }) : key
+  return new x509.PublicKey(certified.export({ type: 'spki', format: 'der' }))
 }
 
 const CSR_HASHES: ReadonlySet<string> = new Set(['SHA-256', 'SHA-384', 'SHA-512'])
