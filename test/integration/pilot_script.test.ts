@@ -1,4 +1,4 @@
-import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
+import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { join } from 'node:path'
@@ -230,6 +230,24 @@ describe('pilot script: refusals at start-up', () => {
     expect(t.log()).toBe('')
     expect(p.stderr()).toContain(`error: the enrolment credential ${t.staged} is accessible to group or other`)
     expect(existsSync(t.staged)).toBe(false)
+  })
+
+  // A staged file that is not the user's own is not the user's credential to judge or delete: another user's file at
+  // that path (a shared project directory), or the user's own seen through a shared filesystem that maps owners
+  // (NFSv4 idmapping to nobody, all_squash). The pilot refused it as "accessible to group or other (mode 600) or not
+  // this user's own", told the user to revoke it, and deleted it, wherever the directory let it.
+  it('refuses a staged credential that is not the user\'s own, says whose it is, and leaves it in place', async () => {
+    // CI runs as root (test/support/system_ca.ts): root can give the file away, and the pilot runs as root.
+    expect(process.getuid?.()).toBe(0)
+    const t = await setup({ reply: (_, i) => idTokenReply(fakeIdToken(TRUST, i), 3600) })
+    chownSync(t.staged, 65534, 65534)
+    const p = t.run()
+    expect(await p.exit).toBe(1)
+    expect(t.broker.seen).toHaveLength(0)
+    expect(t.log()).toBe('')
+    expect(p.stderr()).toContain(`error: the enrolment credential ${t.staged} is owned by uid 65534, not by this user (uid 0)`)
+    expect(p.stderr()).not.toContain('accessible to group or other')
+    expect(existsSync(t.staged)).toBe(true)
   })
 
   it('refuses a relative $TMPDIR', async () => {
