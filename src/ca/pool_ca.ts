@@ -3,7 +3,8 @@ import 'reflect-metadata'
 import { createPrivateKey, createPublicKey, randomBytes, webcrypto, type KeyObject } from 'node:crypto'
 import { closeSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { basename, join } from 'node:path'
-import { id_ce_cRLNumber } from '@peculiar/asn1-x509'
+import { AsnConvert } from '@peculiar/asn1-schema'
+import { id_ce_cRLNumber, SubjectPublicKeyInfo } from '@peculiar/asn1-x509'
 import * as x509 from '@peculiar/x509'
 import { InvalidRequest, OperatorError } from '../errors.ts'
 import { readSecretFile } from '../lib/secure_file.ts'
@@ -277,6 +278,11 @@ export async function checkCsr(pem: string): Promise<x509.PublicKey> {
   const strong = (key.asymmetricKeyType === 'ec' && (details.namedCurve === 'prime256v1' || details.namedCurve === 'secp384r1'))
     || (key.asymmetricKeyType === 'rsa' && (details.modulusLength ?? 0) >= 2048)
   if (!strong) throw new InvalidRequest('the CSR key must be EC P-256/P-384 or RSA of at least 2048 bits')
+  // OpenSSL names a curve whose parameters are spelt out when they are a known curve's, and writes them back spelt
+  // out; RFC 5480 §2.1.1 forbids that form (specifiedCurve) in a certificate, and strict verifiers refuse it.
+  if (key.asymmetricKeyType === 'ec' && !namesItsCurve(csr.publicKey.rawData)) {
+    throw new InvalidRequest('the CSR\'s EC key must name its curve (RFC 5480 namedCurve), not spell out the curve\'s parameters')
+  }
   if (key.asymmetricKeyType === 'rsa' && !soundRsaExponent(details.publicExponent)) {
     throw new InvalidRequest('the CSR\'s RSA public exponent must be odd and at least 65537')
   }
@@ -286,11 +292,24 @@ export async function checkCsr(pem: string): Promise<x509.PublicKey> {
   let ok = false
   try { ok = await csr.verify() } catch { ok = false }
   if (!ok) throw new InvalidRequest('the CSR signature does not verify')
-  // The certificate carries the key as OpenSSL writes it (DER), not the CSR's encoding of it.
-  return new x509.PublicKey(key.export({ type: 'spki', format: 'der' }))
+  // The certificate carries the key as OpenSSL writes it (DER), not the CSR's encoding of it. An EC point goes in
+  // uncompressed, the form RFC 5480 §2.2 has every implementation read (compressed is optional: Go refuses it):
+  // OpenSSL writes back the form it read, so the key is taken again from its coordinates, written uncompressed.
+  const certified = key.asymmetricKeyType === 'ec' ? createPublicKey({ key: key.export({ format: 'jwk' }), format: 'jwk' }) : key
+  return new x509.PublicKey(certified.export({ type: 'spki', format: 'der' }))
 }
 
 const CSR_HASHES: ReadonlySet<string> = new Set(['SHA-256', 'SHA-384', 'SHA-512'])
+
+/** Whether an EC SubjectPublicKeyInfo's algorithm parameters are a curve's OBJECT IDENTIFIER (tag 6). */
+function namesItsCurve(spki: ArrayBuffer): boolean {
+  try {
+    const parameters = AsnConvert.parse(spki, SubjectPublicKeyInfo).algorithm.parameters
+    return parameters !== null && parameters !== undefined && new Uint8Array(parameters)[0] === 0x06
+  } catch {
+    return false
+  }
+}
 
 /** NIST SP 800-89 §5.3.3: an RSA public exponent is odd and at least 65537 (e = 3 or 1 are refused). */
 function soundRsaExponent(e: bigint | undefined): boolean {

@@ -1,4 +1,4 @@
-import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
+import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { join } from 'node:path'
@@ -230,6 +230,24 @@ describe('pilot script: refusals at start-up', () => {
     expect(t.log()).toBe('')
     expect(p.stderr()).toContain(`error: the enrolment credential ${t.staged} is accessible to group or other`)
     expect(existsSync(t.staged)).toBe(false)
+  })
+
+  // A staged file that is not the user's own is not the user's credential to judge or delete: another user's file at
+  // that path (a shared project directory), or the user's own seen through a shared filesystem that maps owners
+  // (NFSv4 idmapping to nobody, all_squash). The pilot refused it as "accessible to group or other (mode 600) or not
+  // this user's own", told the user to revoke it, and deleted it, wherever the directory let it.
+  it('refuses a staged credential that is not the user\'s own, says whose it is, and leaves it in place', async () => {
+    // CI runs as root (test/support/system_ca.ts): root can give the file away, and the pilot runs as root.
+    expect(process.getuid?.()).toBe(0)
+    const t = await setup({ reply: (_, i) => idTokenReply(fakeIdToken(TRUST, i), 3600) })
+    chownSync(t.staged, 65534, 65534)
+    const p = t.run()
+    expect(await p.exit).toBe(1)
+    expect(t.broker.seen).toHaveLength(0)
+    expect(t.log()).toBe('')
+    expect(p.stderr()).toContain(`error: the enrolment credential ${t.staged} is owned by uid 65534, not by this user (uid 0)`)
+    expect(p.stderr()).not.toContain('accessible to group or other')
+    expect(existsSync(t.staged)).toBe(true)
   })
 
   it('refuses a relative $TMPDIR', async () => {
@@ -500,15 +518,84 @@ describe('pilot script: renewal schedule (fake clock)', () => {
   it('stops renewing once a renewal no longer moves the expiry later (the broker\'s end for the pilot is reached)', async () => {
     const brokerEnd = START + 1000
     const t = await setup({
-      reply: (req, i) => (brokerEnd - req.at > 0 ? idTokenReply(fakeIdToken(TRUST, i), Math.min(600, brokerEnd - req.at)) : { status: 400, body: { error: 'invalid_grant' } }),
+      reply: (req, i) => {
+        if (brokerEnd - req.at <= 0) return { status: 400, body: { error: 'invalid_grant' } }
+        const life = Math.min(600, brokerEnd - req.at)
+        return idTokenReply(fakeIdToken(TRUST, i, req.at + life), life)
+      },
       fakeClockStart: START,
     })
     const p = t.run()
     await until(() => p.stderr().includes('renewal done') || p.stderr().includes('renewal stopped'))
-    // Expiries: 600, about 900, then 1000 (capped); the next renewal would reach 1000 again: not made.
-    expect(t.broker.seen.length).toBeLessThanOrEqual(4)
+    // Expiries: 600, about 900, then 1000 (capped) twice more: after the second, no renewal is made.
+    expect(t.broker.seen.length).toBeLessThanOrEqual(5)
     expect(t.broker.seen.every((r) => r.at < brokerEnd)).toBe(true)
     expect(p.stderr()).toContain('renewal done')
+    t.stop()
+    expect(await p.exit).toBe(0)
+  })
+
+  // The cap judged from the local clock at the answer plus expires_in moved with each answer's latency: a capped token
+  // whose answer came a few seconds slower than the last looked extended, and the pilot went on halving towards the cap.
+  it('stops at the broker\'s cap however long each answer took to arrive', async () => {
+    const brokerEnd = START + 1000
+    let clockFile = ''
+    const t = await setup({
+      reply: (req, i) => {
+        if (brokerEnd - req.at <= 0) return { status: 400, body: { error: 'invalid_grant' } }
+        const life = Math.min(600, brokerEnd - req.at)
+        // Each renewal's answer reaches the pilot 3 s later than the one before (the fake clock moves on meanwhile).
+        if (i > 0) writeFileSync(clockFile, String(req.at + 3 * i))
+        return idTokenReply(fakeIdToken(TRUST, i, req.at + life), life)
+      },
+      fakeClockStart: START,
+    })
+    clockFile = t.stubs.clockFile
+    const p = t.run()
+    await until(() => p.stderr().includes('renewal done') || p.stderr().includes('renewal stopped'))
+    // Expiries: 600, about 870, 1000 (capped), then 1000 twice: the second of those is the last renewal.
+    expect(p.stderr()).toContain('renewal done: the broker no longer extends the token')
+    expect(t.broker.seen).toHaveLength(5)
+    t.stop()
+    expect(await p.exit).toBe(0)
+  })
+
+  // A renewal's token lives the policy's lifetime from the renewal, capped at the job end the broker recorded. An operator
+  // who shortens the lifetime (policy reload) makes the next renewal's token expire before the one it replaced, though
+  // the job end is far off: the pilot took that for the cap, stopped renewing, and the startd lost its token mid-job.
+  it('keeps renewing when a renewal expires earlier than the token it replaced (a shorter lifetime, not the job end)', async () => {
+    const t = await setup({
+      reply: (req, i) => { const life = i === 0 ? 600 : 200; return idTokenReply(fakeIdToken(TRUST, i, req.at + life), life) },
+      fakeClockStart: START, endIn: 1500,
+    })
+    const p = t.run()
+    await until(() => p.stderr().includes('renewal done') || p.stderr().includes('renewal stopped'))
+    expect(p.stderr()).not.toContain('the broker no longer extends the token')
+    expect(p.stderr()).toContain('renewal done: the token outlives the job\'s end minus the drain margin')
+    // Tokens of 200 s renewed at about 100 s each, up to end minus drain (START + 1200): the last one outlives it.
+    const last = t.broker.seen.at(-1)!
+    expect(last.at + 200).toBeGreaterThan(START + 1500 - 300)
+    t.stop()
+    expect(await p.exit).toBe(0)
+  })
+
+  // A lowered lifetime can also land a renewal's exp on the very second of the last one (halved from 600 to 300 s and
+  // renewed at exactly half life, say): that one renewal looks like the cap, yet the next one extends the token.
+  it('does not take one renewal that happens to keep the same exp for the broker\'s cap', async () => {
+    let lastExp = 0
+    const t = await setup({
+      reply: (req, i) => {
+        const exp = i === 0 ? req.at + 600 : i === 1 ? lastExp : req.at + 200
+        lastExp = exp
+        return idTokenReply(fakeIdToken(TRUST, i, exp), exp - req.at)
+      },
+      fakeClockStart: START, endIn: 1500,
+    })
+    const p = t.run()
+    await until(() => p.stderr().includes('renewal done') || p.stderr().includes('renewal stopped'))
+    expect(p.stderr()).not.toContain('the broker no longer extends the token')
+    expect(p.stderr()).toContain('renewal done: the token outlives the job\'s end minus the drain margin')
+    expect(t.broker.seen.at(-1)!.at + 200).toBeGreaterThan(START + 1500 - 300)
     t.stop()
     expect(await p.exit).toBe(0)
   })

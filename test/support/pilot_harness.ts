@@ -46,8 +46,10 @@ export async function startFakeBroker(dir: string, reply: (req: SeenRequest, ind
 const b64u = (s: string) => Buffer.from(s).toString('base64url')
 
 /** A JWT-shaped IDTOKEN (the pilot never checks the signature; HTCondor's collector does). */
-export function fakeIdToken(iss: string, n: number): string {
-  return `${b64u(JSON.stringify({ alg: 'HS256', kid: 'POOL' }))}.${b64u(JSON.stringify({ iss, sub: `pilot-${n}@pilots.${iss}`, jti: `j${n}` }))}.${b64u(`sig${n}`)}`
+/** `exp`, when given, is the token's expiry claim, as the broker writes it (its clock, epoch seconds). */
+export function fakeIdToken(iss: string, n: number, exp?: number): string {
+  const payload = { iss, sub: `pilot-${n}@pilots.${iss}`, jti: `j${n}`, ...(exp !== undefined ? { exp } : {}) }
+  return `${b64u(JSON.stringify({ alg: 'HS256', kid: 'POOL' }))}.${b64u(JSON.stringify(payload))}.${b64u(`sig${n}`)}`
 }
 
 export function idTokenReply(token: string, expiresIn: number): Reply {

@@ -179,6 +179,30 @@ describe('pool CA', () => {
     expect(end).toBe(NOW + 3600)
   })
 
+  // RFC 5480 §2.2: every implementation MUST read an uncompressed EC point, compressed ones only MAY be read (Go's
+  // crypto/x509 refuses them). A CSR's key written compressed went into the certificate compressed, which such a
+  // relying party cannot parse. The certificate's key is the holder's key either way: OpenSSL matches it against
+  // the private key and verifies the chain; the form is the uncompressed one openssl writes by default.
+  it.each([['P-256', 'prime256v1'], ['P-384', 'secp384r1']])('certifies a %s key sent compressed as the same key, its point uncompressed', async (curve) => {
+    const dir = join(tempDir(), 'ca')
+    const files = await initPoolCa(dir, { name: 'test CA', now: NOW })
+    const ca = await PoolCa.load(dir)
+    const key = join(dir, 'host.key')
+    const csr = join(dir, 'host.csr')
+    expect(openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', `ec_paramgen_curve:${curve}`, '-out', `${key}.plain`]).status).toBe(0)
+    expect(openssl(['ec', '-in', `${key}.plain`, '-conv_form', 'compressed', '-out', key]).status).toBe(0)
+    expect(openssl(['req', '-new', '-key', key, '-subj', '/CN=x', '-sha256', '-out', csr]).status).toBe(0)
+    expect(openssl(['req', '-in', csr, '-noout', '-text']).out).toMatch(/pub:\s+0[23]:/)
+    const cert = await ca.issueHostCertificate({ publicKey: await checkCsr(readFileSync(csr, 'utf8')), dns: ['ap1.cloud-a.example.org'], ip: [] }, { now: NOW, lifetime: 3600 })
+    const host = join(dir, 'host.crt')
+    writeFileSync(host, cert.pem)
+    expect(openssl(['verify', '-attime', String(NOW), '-x509_strict', '-CAfile', files.certFile, host]).out).toMatch(/: OK/)
+    expect(openssl(['x509', '-in', host, '-noout', '-text']).out).toMatch(/pub:\s+04:/)
+    expect(openssl(['ec', '-in', key, '-pubout', '-conv_form', 'uncompressed', '-out', `${key}.pub`]).status).toBe(0)
+    const uncompressed = readFileSync(`${key}.pub`, 'utf8')
+    expect(openssl(['x509', '-in', host, '-noout', '-pubkey']).out).toBe(uncompressed)
+  })
+
   // RFC 5480 §3 as updated by RFC 8813: a certificate for an EC key (id-ecPublicKey) sets neither
   // keyEncipherment nor dataEncipherment; an RSA key may encipher (TLS 1.2 RSA key transport).
   it('asserts key encipherment only for an RSA key', async () => {
@@ -271,6 +295,22 @@ describe('pool CA', () => {
     expect(text.out).toMatch(/Public-Key: \(512 bit\)/)
     expect(text.out).toMatch(/verify OK|Certificate request self-signature verify OK/)
     await expect(checkCsr(pem)).rejects.toThrow(/RSA of at least 2048 bits/)
+  })
+
+  // RFC 5480 §2.1.1: a certificate's EC key names its curve; specifiedCurve (the curve's parameters spelt out) MUST NOT
+  // be used, and OpenSSL's strict chain checks refuse it (X509_V_ERR_EC_KEY_EXPLICIT_PARAMS). node:crypto reads such a
+  // P-256 key as prime256v1, so it passed the key check and was refused only because the CSR library could not verify
+  // its signature: "does not verify", which openssl contradicts, and a guard that hangs on a library's limitation.
+  it('refuses an EC key whose curve is spelt out rather than named, for that, though its signature verifies', async () => {
+    const dir = tempDir()
+    const key = join(dir, 'explicit.key')
+    const csr = join(dir, 'explicit.csr')
+    expect(openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-pkeyopt', 'ec_param_enc:explicit', '-out', key]).status).toBe(0)
+    expect(openssl(['req', '-new', '-key', key, '-subj', '/CN=x', '-sha256', '-out', csr]).status).toBe(0)
+    const text = openssl(['req', '-in', csr, '-noout', '-text', '-verify'])
+    expect(text.out).toMatch(/verify OK/)
+    expect(text.out).not.toMatch(/ASN1 OID: prime256v1/)
+    await expect(checkCsr(readFileSync(csr, 'utf8'))).rejects.toThrow(/name its curve/)
   })
 
   it('takes the proof of possession only over SHA-2, for a key of an accepted kind with a sound RSA exponent', async () => {
