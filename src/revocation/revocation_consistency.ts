@@ -19,6 +19,12 @@ export interface RevocationEvidence {
    */
   records: AuditRecord[]
   rows: Revocation[]
+  /**
+   * What the query the broker enforces from answered at `at`, read with `rows`: it must be exactly the rows
+   * in force then (absent: not compared). The chain vouches for `rows`; a broker starting afresh, or
+   * `revoke condor`, enforces this answer, so a difference is a revocation checked but not enforced.
+   */
+  active?: { at: number; rows: Revocation[] }
   generations: Map<string, number>
 }
 
@@ -213,6 +219,25 @@ export function revocationDifferences(ev: RevocationEvidence): string[] {
   for (const [role, gen] of ev.generations) {
     if (!expected.has(role)) out.push(`role ${role} is at generation ${gen} with no recorded role revocation`)
   }
+  if (ev.active) out.push(...activeDifferences(ev.rows, ev.active))
+  return out
+}
+
+/**
+ * Where the read of the active entries departs from the whole table, filtered here: each is an index, a
+ * view, a rule or a policy answering that query otherwise than the rows it reads.
+ */
+function activeDifferences(rows: readonly Revocation[], active: { at: number; rows: Revocation[] }): string[] {
+  const out: string[] = []
+  const answered = new Map(active.rows.map((r) => [r.id, r]))
+  const inForce = rows.filter((r) => r.until >= active.at && r.liftedAt === undefined)
+  for (const row of inForce) {
+    const got = answered.get(row.id)
+    if (!got) out.push(`revocation ${row.id} (${label(row)}) is in force in the revocations table but the read of the active revocations leaves it out (an index or view disagreeing with the table: a broker starting now would not enforce it)`)
+    else if (FIELDS.some((f) => row[f] !== got[f])) out.push(`revocation ${row.id} (${label(row)}) is read differently by the read of the active revocations, in ${FIELDS.filter((f) => row[f] !== got[f]).join(', ')} (an index or view disagreeing with the table)`)
+    answered.delete(row.id)
+  }
+  for (const extra of answered.values()) out.push(`the read of the active revocations returns revocation ${extra.id} (${label(extra)}), which the revocations table does not show in force (an index or view disagreeing with the table)`)
   return out
 }
 

@@ -10,6 +10,13 @@ export interface RevocationState {
   /** Lowest seq in the log (0 when empty). */
   firstSeq: number
   rows: Revocation[]
+  /**
+   * The answer, in the same snapshot, of the very query the broker enforces from (listRevocations with
+   * activeAt), asked at `at`: the check holds it against `rows`, so an index or view that makes that query
+   * leave out (or add) what the whole table shows cannot pass a check while every process started afresh
+   * enforces less than the checked table.
+   */
+  active: { at: number; rows: Revocation[] }
   generations: Map<string, number>
   horizons: IssuanceHorizons
 }

@@ -10,7 +10,7 @@ import { assertPageSize, decodeCursor, equalityFilters, toPage } from './audit_p
 import { chainRow, checkpointEventBody, eventRow, revocationEventBody } from './appended_rows.ts'
 import { foundMacFrom, openedMacEra } from './mac_era.ts'
 import { PRUNE_RANGE_CHANGED } from './prune_range.ts'
-import { statesRevocations } from './revocation_rows.ts'
+import { activeCheckTime, statesRevocations } from './revocation_rows.ts'
 import type { RevocationState } from './chain_source.ts'
 import type { WriteOp } from './write_ops.ts'
 import type { GroupCommitOptions } from './group_commit.ts'
@@ -275,7 +275,11 @@ export class MemoryStore extends ChainedStore {
   }
 
   protected async readRevocationState(): Promise<RevocationState> {
-    return { head: { ...this.#head }, firstSeq: this.#rows[0]?.seq ?? 0, rows: await this.listRevocations(), generations: await this.roleGenerations(), horizons: this.#horizonRows }
+    // The active entries from the same rows: a second read, a turn later, could see a revoke committed between.
+    const rows = await this.listRevocations()
+    const at = activeCheckTime()
+    const active = { at, rows: rows.filter((r) => r.until >= at && r.liftedAt === undefined) }
+    return { head: { ...this.#head }, firstSeq: this.#rows[0]?.seq ?? 0, rows, active, generations: await this.roleGenerations(), horizons: this.#horizonRows }
   }
 
   protected async readRows(seqs: readonly number[]): Promise<StoredRow[]> {

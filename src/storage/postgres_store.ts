@@ -10,7 +10,7 @@ import { horizonsFromRows, HorizonTracker, raiseHorizonSql, reseedHorizonsSql, r
 import { revocationsToCarry } from '../revocation/revocation_consistency.ts'
 import { type AbandonedWork, ChainedStore } from './chained_store.ts'
 import { foundMacFrom, LAST_CHECKPOINT_SQL, MACS_STARTED_SQL, openedMacEra } from './mac_era.ts'
-import { LIFT_AND_ISS_MIGRATION, REVOCATION_RECORDS_WHERE, fromRevocationRow, type RevocationRow } from './revocation_rows.ts'
+import { LIFT_AND_ISS_MIGRATION, REVOCATION_RECORDS_WHERE, activeCheckTime, activeRevocationsSql, fromRevocationRow, type RevocationRow } from './revocation_rows.ts'
 import { PRUNE_RANGE_CHANGED, type PruneRange } from './prune_range.ts'
 import { assertPageSize, decodeCursor, equalityFilters, toPage } from './audit_pages.ts'
 import { chainRow, checkpointEventBody, eventRow, revocationEventBody } from './appended_rows.ts'
@@ -396,7 +396,7 @@ export class PostgresStore extends ChainedStore {
   async listRevocations(options: { activeAt?: number } = {}): Promise<Revocation[]> {
     const { rows } = options.activeAt === undefined
       ? await this.#read<RevocationRow>('SELECT * FROM revocations ORDER BY id')
-      : await this.#read<RevocationRow>('SELECT * FROM revocations WHERE until >= $1 AND lifted_at IS NULL ORDER BY id', [options.activeAt])
+      : await this.#read<RevocationRow>(activeRevocationsSql('$1'), [options.activeAt])
     return rows.map(fromRevocationRow)
   }
 
@@ -457,11 +457,13 @@ export class PostgresStore extends ChainedStore {
       const head = (await client.query<ChainHead>('SELECT seq, hash FROM audit_head WHERE id = 1')).rows[0]
       const first = (await client.query<{ seq: number | null }>('SELECT min(seq) AS seq FROM audit_log')).rows[0]!.seq ?? 0
       const rows = (await client.query<RevocationRow>('SELECT * FROM revocations ORDER BY id')).rows.map(fromRevocationRow)
+      const at = activeCheckTime()
+      const active = { at, rows: (await client.query<RevocationRow>(activeRevocationsSql('$1'), [at])).rows.map(fromRevocationRow) }
       const gens = (await client.query<{ role: string; gen: number }>('SELECT role, gen FROM role_generations')).rows
       const horizons = horizonsFromRows((await client.query<{ kind: string; exp: number; lifetime: number }>('SELECT kind, exp, lifetime FROM issuance_horizon')).rows)
       await client.query('COMMIT')
       client.release()
-      return { head, firstSeq: first, rows, generations: new Map(gens.map((r) => [r.role, r.gen])), horizons }
+      return { head, firstSeq: first, rows, active, generations: new Map(gens.map((r) => [r.role, r.gen])), horizons }
     } catch (err) {
       await discard(client, err)
       throw err

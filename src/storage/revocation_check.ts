@@ -102,7 +102,7 @@ async function checkOnce(source: ChainSource, { anchorKey, anchorCopy, signal, m
     }
   }
   chain ??= { ok: false, records: 0, broken: { seq: 0, reason: unverified! } }
-  let revocations = verifyRevocationEvidence({ records, rows: state.rows, generations: state.generations }, unverified)
+  let revocations = verifyRevocationEvidence({ records, rows: state.rows, active: state.active, generations: state.generations }, unverified)
   // The horizons a check saw only grow: the floor the anchors carry, kept in every new anchor so a table
   // lowered once is named at every check until it is raised back.
   let horizons = state.horizons

@@ -14,6 +14,22 @@ export function statesRevocations(type: string): boolean {
   return (REVOCATION_RECORD_TYPES as readonly string[]).includes(type)
 }
 
+/**
+ * The query the broker enforces from (listRevocations with activeAt), `param` being the backend's placeholder.
+ * readRevocationState runs the very same text, so the consistency check sees what the planner answers it with.
+ */
+export function activeRevocationsSql(param: string): string {
+  return `SELECT * FROM revocations WHERE until >= ${param} AND lifted_at IS NULL ORDER BY id`
+}
+
+/**
+ * The time a check asks the active query at. Any time would do (the check filters the whole table at the
+ * same one); the wall clock is what the refresh asks with, so the planner answers the check as it answers it.
+ */
+export function activeCheckTime(): number {
+  return Math.floor(Date.now() / 1000)
+}
+
 /** A `revocations` row as either SQL backend returns it (PostgreSQL BIGINTs may come back as strings). */
 export interface RevocationRow {
   id: number | string

@@ -9,7 +9,7 @@ import { fromCredentialRow, type CredentialRow, type StoredCredential } from '..
 import { ChainedStore } from './chained_store.ts'
 import { assertPageSize, decodeCursor, equalityFilters, toPage } from './audit_pages.ts'
 import { foundMacFrom, LAST_CHECKPOINT_SQL, MACS_STARTED_SQL } from './mac_era.ts'
-import { fromRevocationRow, type RevocationRow } from './revocation_rows.ts'
+import { activeCheckTime, activeRevocationsSql, fromRevocationRow, type RevocationRow } from './revocation_rows.ts'
 import { returnsResult, type WriteOp } from './write_ops.ts'
 import type { RevocationState } from './chain_source.ts'
 import { DEFAULT_GROUP_COMMIT, type GroupCommitOptions } from './group_commit.ts'
@@ -356,7 +356,7 @@ export class SqliteStore extends ChainedStore {
   async listRevocations(options: { activeAt?: number } = {}): Promise<Revocation[]> {
     const rows = await this.#read(() => (options.activeAt === undefined
       ? this.#db.prepare('SELECT * FROM revocations ORDER BY id').all()
-      : this.#db.prepare('SELECT * FROM revocations WHERE until >= ? AND lifted_at IS NULL ORDER BY id').all(options.activeAt)) as unknown as RevocationRow[])
+      : this.#db.prepare(activeRevocationsSql('?')).all(options.activeAt)) as unknown as RevocationRow[])
     return rows.map(fromRevocationRow)
   }
 
@@ -430,8 +430,10 @@ export class SqliteStore extends ChainedStore {
         const head = this.#head.get() as ChainHead | undefined
         const first = (this.#firstSeq.get() as { seq: number | null }).seq ?? 0
         const rows = (this.#db.prepare('SELECT * FROM revocations ORDER BY id').all() as unknown as RevocationRow[]).map(fromRevocationRow)
+        const at = activeCheckTime()
+        const active = { at, rows: (this.#db.prepare(activeRevocationsSql('?')).all(at) as unknown as RevocationRow[]).map(fromRevocationRow) }
         const gens = this.#db.prepare('SELECT role, gen FROM role_generations').all() as Array<{ role: string; gen: number }>
-        state = { head, firstSeq: first, rows, generations: new Map(gens.map((r) => [r.role, r.gen])), horizons: readSqliteHorizons(this.#db) }
+        state = { head, firstSeq: first, rows, active, generations: new Map(gens.map((r) => [r.role, r.gen])), horizons: readSqliteHorizons(this.#db) }
       } catch (err) {
         // Not a COMMIT in `finally`: one that failed too would replace the read's own error (rolledBack).
         throw rolledBack(this.#db, err)

@@ -31,6 +31,28 @@ describe('revocation consistency', () => {
       .toEqual(['revocation 1 is recorded differently at seq 1 and seq 2'])
   })
 
+  // The query a broker enforces from must answer exactly the rows the whole table shows in force: an index or
+  // view that answers it otherwise passes a check of the table alone while a fresh process enforces less.
+  it('holds the read of the active entries against the rows in force, both ways', () => {
+    const stated = (id: number, value: string, until: number) => rec(id, { type: 'token.revoked', time: T, detail: { revocation: { id, kind: 'jti', value, revokedAt: T, until } } })
+    const rows = [
+      { id: 1, kind: 'jti' as const, value: 'a', revokedAt: T, until: T + 60 },
+      { id: 2, kind: 'jti' as const, value: 'b', revokedAt: T, until: T + 60 },
+      { id: 3, kind: 'jti' as const, value: 'expired', revokedAt: T, until: T + 5 },
+    ]
+    const records = rows.map((r) => stated(r.id, r.value, r.until))
+    const at = T + 10
+    expect(revocationDifferences({ records, rows, active: { at, rows: rows.slice(0, 2) }, generations: new Map() })).toEqual([])
+    expect(revocationDifferences({ records, rows, active: { at, rows: [rows[1]!, rows[2]!, { ...rows[0]!, id: 9 }] }, generations: new Map() })).toEqual([
+      'revocation 1 (jti "a") is in force in the revocations table but the read of the active revocations leaves it out (an index or view disagreeing with the table: a broker starting now would not enforce it)',
+      'the read of the active revocations returns revocation 3 (jti "expired"), which the revocations table does not show in force (an index or view disagreeing with the table)',
+      'the read of the active revocations returns revocation 9 (jti "a"), which the revocations table does not show in force (an index or view disagreeing with the table)',
+    ])
+    expect(revocationDifferences({ records, rows, active: { at, rows: [rows[0]!, { ...rows[1]!, value: 'c', until: T + 30 }] }, generations: new Map() })).toEqual([
+      'revocation 2 (jti "b") is read differently by the read of the active revocations, in value, until (an index or view disagreeing with the table)',
+    ])
+  })
+
   // The broker has written detail.revocation (id, kind, value, until) on every token.revoked record since the
   // first store, and detail.lift (id, liftedAt) on every token.unrevoked one: a record without them is one it
   // did not write (an insider's append) or a corrupted one, and must not be skipped as if it said nothing.
