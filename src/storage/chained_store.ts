@@ -12,7 +12,7 @@ import type { PilotRenewal, RenewalOutcome, RenewalRefusal, RenewalRefusalReason
 import type { RevocationVerification } from '../revocation/revocation_consistency.ts'
 import { macCheck, type ChainSource, type RevocationState } from './chain_source.ts'
 import type { RedeemOp, RedemptionOutcome } from './pilot_redemptions.ts'
-import { PRUNE_CHUNK, PRUNE_RANGE_CHANGED, vouchedPrefix } from './prune_range.ts'
+import { changedAfterChunks, PRUNE_CHUNK, PRUNE_RANGE_CHANGED, vouchedPrefix } from './prune_range.ts'
 import { checkRevocations, type VerifyRevocationsOptions } from './revocation_check.ts'
 import { verifyAllAgainstAnchors, type AnchorCheck } from './verify_all.ts'
 import type { WriteOp } from './write_ops.ts'
@@ -282,7 +282,7 @@ export abstract class ChainedStore implements BrokerStore {
       // the ended pilots' renewal rows: once per prune is enough.
       const op: WriteOp = { kind: 'prune', before, now, range, renewals: i === 0 }
       await this.#submit(op)
-      if (op.result === PRUNE_RANGE_CHANGED) throw new OperatorError('EAUDITCHAIN', PRUNE_RANGE_CHANGED)
+      if (op.result === PRUNE_RANGE_CHANGED) throw new OperatorError('EAUDITCHAIN', done.pruned === 0 ? PRUNE_RANGE_CHANGED : changedAfterChunks(done, chunks))
       if (op.result!.pruned === 0) break
       chunks++
       done = { pruned: done.pruned + op.result!.pruned, checkpointSeq: op.result!.checkpointSeq!, ...(chunks > 1 ? { chunks } : {}) }

@@ -29,6 +29,15 @@ export const PRUNE_CHUNK = 5_000
 export const PRUNE_RANGE_CHANGED = 'the audit log changed while retention checked it; not pruning (run "audit verify")'
 
 /**
+ * PRUNE_RANGE_CHANGED for a chunk after earlier chunks of the same prune committed: those records are gone
+ * (each chunk a whole prune with its checkpoint), so "not pruning" would tell the admin reading it that
+ * nothing was deleted.
+ */
+export function changedAfterChunks(done: { pruned: number; checkpointSeq?: number }, chunks: number): string {
+  return `the audit log changed while retention checked it; pruned ${done.pruned} records (${chunks} chunk${chunks === 1 ? '' : 's'}, the last checkpoint is record ${done.checkpointSeq}) before that and no further (run "audit verify")`
+}
+
+/**
  * The records a prune at `before` deletes (every one before the first with `time >= before`), once the
  * chain vouches for them: each intact, linked to the next, the first at the genesis hash or behind a
  * checkpoint. Deleting records it does not vouch for would destroy the evidence of their tampering, and

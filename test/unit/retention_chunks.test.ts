@@ -125,3 +125,13 @@ it('with the audit MAC key each chunk\'s checkpoint carries the MAC era and its 
   expect(await s.prune(T0 + 350, T0 + 500)).toMatchObject({ pruned: 4 })
   expect(await s.verify()).toMatchObject({ ok: true, firstSeq: 13, macFrom: 1 })
 })
+
+it('a chunk finding the log changed after earlier chunks committed says what was pruned, not "not pruning"', async () => {
+  const s = new SmallChunks()
+  for (let i = 1; i <= 7; i++) await s.record(issued(i))
+  await s.record(issued(8, T0 + 200))
+  // Before the second chunk, a record of its range is edited by hand: that chunk refuses, the first stays pruned.
+  s.beforeChunk = async (index) => { if (index === 1) s.rawRows().find((r) => r.seq === 6)!.hash = 'f'.repeat(64) }
+  await expect(s.prune(T0 + 100, T0 + 300)).rejects.toThrow('the audit log changed while retention checked it; pruned 3 records (1 chunk, the last checkpoint is record 9) before that and no further (run "audit verify")')
+  expect((await s.query({ type: 'audit.checkpoint', limit: 10 })).records.map((r) => r.seq)).toEqual([9])
+})
