@@ -13,7 +13,7 @@ import type { RevocationVerification } from '../revocation/revocation_consistenc
 import { macCheck, type ChainSource, type RevocationState } from './chain_source.ts'
 import type { RedeemOp, RedemptionOutcome } from './pilot_redemptions.ts'
 import { changedAfterChunks, PRUNE_CHUNK, PRUNE_RANGE_CHANGED, vouchedPrefix } from './prune_range.ts'
-import { checkRevocations, type VerifyRevocationsOptions } from './revocation_check.ts'
+import { checkRevocations, MAX_ATTEMPTS, type VerifyRevocationsOptions } from './revocation_check.ts'
 import { verifyAllAgainstAnchors, type AnchorCheck } from './verify_all.ts'
 import type { WriteOp } from './write_ops.ts'
 import { asStoreOutage, StoreClosed } from './store_outage.ts'
@@ -311,7 +311,22 @@ export abstract class ChainedStore implements BrokerStore {
     return judgeRecordMac(row, previous, this.auditMac)
   }
 
+  /**
+   * Run again, as checkRevocations is, while the log's first seq keeps moving up under it: a prune chunk that
+   * commits after the head was read deletes the records the scan starts with, and the checkpoint vouching for
+   * the new first record lies past that head, so one run saw a prefix deleted by hand (the console's chain
+   * status showed it broken until its next run). A prefix deleted by hand does not move again.
+   */
   async verify(): Promise<ChainVerification> {
+    for (let attempt = 1; ; attempt++) {
+      const first = (await this.readRevocationState()).firstSeq
+      const result = await this.#verifyOnce()
+      if (result.ok || attempt === MAX_ATTEMPTS) return result
+      if ((await this.readRevocationState()).firstSeq <= first) return result
+    }
+  }
+
+  async #verifyOnce(): Promise<ChainVerification> {
     // Head first: records committed while we scan (a live broker) lie beyond it and are not judged.
     const head = await this.readHead()
     const v = new ChainVerifier(undefined, macCheck(this.#source))

@@ -22,7 +22,7 @@ const EVIDENCE_SLICE = 500
  * chunks, one commit each (PRUNE_CHUNK), and the first prune of a large log commits one every few hundred
  * milliseconds for minutes, so a check can see the first seq move at every attempt until the prune ends.
  */
-const MAX_ATTEMPTS = 1000
+export const MAX_ATTEMPTS = 1000
 
 /**
  * One check, run again when it failed while the log's first seq moved up: a prune (retention in this process,
