@@ -128,7 +128,7 @@ async function checkpointVouchesFor(source: ChainSource, first: StoredRow, macFr
   const candidates: StoredRow[] = []
   for (const type of [MACS_STARTED, 'audit.checkpoint'] as const) {
     let cursor: string | undefined
-    // Bounded: each page moves the cursor back; there is one statement per MAC era and one checkpoint per prune.
+    // Bounded: each page moves the cursor back; there is one statement per MAC era and one checkpoint per prune chunk (200 per million records pruned).
     for (;;) {
       signal?.throwIfAborted()
       const page = await source.query({ type, limit: MAX_PAGE, ...(cursor !== undefined ? { cursor } : {}) })
