@@ -12,8 +12,8 @@ import type { PilotRenewal, RenewalOutcome, RenewalRefusal, RenewalRefusalReason
 import type { RevocationVerification } from '../revocation/revocation_consistency.ts'
 import { macCheck, type ChainSource, type RevocationState } from './chain_source.ts'
 import type { RedeemOp, RedemptionOutcome } from './pilot_redemptions.ts'
-import { PRUNE_CHUNK, PRUNE_RANGE_CHANGED, vouchedPrefix } from './prune_range.ts'
-import { checkRevocations, type VerifyRevocationsOptions } from './revocation_check.ts'
+import { changedAfterChunks, PRUNE_CHUNK, PRUNE_RANGE_CHANGED, vouchedPrefix } from './prune_range.ts'
+import { checkRevocations, MAX_ATTEMPTS, type VerifyRevocationsOptions } from './revocation_check.ts'
 import { verifyAllAgainstAnchors, type AnchorCheck } from './verify_all.ts'
 import type { WriteOp } from './write_ops.ts'
 import { asStoreOutage, StoreClosed } from './store_outage.ts'
@@ -282,7 +282,7 @@ export abstract class ChainedStore implements BrokerStore {
       // the ended pilots' renewal rows: once per prune is enough.
       const op: WriteOp = { kind: 'prune', before, now, range, renewals: i === 0 }
       await this.#submit(op)
-      if (op.result === PRUNE_RANGE_CHANGED) throw new OperatorError('EAUDITCHAIN', PRUNE_RANGE_CHANGED)
+      if (op.result === PRUNE_RANGE_CHANGED) throw new OperatorError('EAUDITCHAIN', done.pruned === 0 ? PRUNE_RANGE_CHANGED : changedAfterChunks(done, chunks))
       if (op.result!.pruned === 0) break
       chunks++
       done = { pruned: done.pruned + op.result!.pruned, checkpointSeq: op.result!.checkpointSeq!, ...(chunks > 1 ? { chunks } : {}) }
@@ -311,7 +311,22 @@ export abstract class ChainedStore implements BrokerStore {
     return judgeRecordMac(row, previous, this.auditMac)
   }
 
+  /**
+   * Run again, as checkRevocations is, while the log's first seq keeps moving up under it: a prune chunk that
+   * commits after the head was read deletes the records the scan starts with, and the checkpoint vouching for
+   * the new first record lies past that head, so one run saw a prefix deleted by hand (the console's chain
+   * status showed it broken until its next run). A prefix deleted by hand does not move again.
+   */
   async verify(): Promise<ChainVerification> {
+    for (let attempt = 1; ; attempt++) {
+      const first = (await this.readRevocationState()).firstSeq
+      const result = await this.#verifyOnce()
+      if (result.ok || attempt === MAX_ATTEMPTS) return result
+      if ((await this.readRevocationState()).firstSeq <= first) return result
+    }
+  }
+
+  async #verifyOnce(): Promise<ChainVerification> {
     // Head first: records committed while we scan (a live broker) lie beyond it and are not judged.
     const head = await this.readHead()
     const v = new ChainVerifier(undefined, macCheck(this.#source))

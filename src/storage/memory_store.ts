@@ -9,7 +9,7 @@ import { ChainedStore } from './chained_store.ts'
 import { assertPageSize, decodeCursor, equalityFilters, toPage } from './audit_pages.ts'
 import { chainRow, checkpointEventBody, eventRow, revocationEventBody } from './appended_rows.ts'
 import { foundMacFrom, openedMacEra } from './mac_era.ts'
-import { PRUNE_RANGE_CHANGED } from './prune_range.ts'
+import { PRUNE_RANGE_CHANGED, stateChanged } from './prune_range.ts'
 import { activeCheckTime, statesRevocations } from './revocation_rows.ts'
 import type { RevocationState } from './chain_source.ts'
 import type { WriteOp } from './write_ops.ts'
@@ -142,6 +142,7 @@ export class MemoryStore extends ChainedStore {
           results.push(() => { op.result = PRUNE_RANGE_CHANGED })
           continue
         }
+        if (stateChanged(op.range, pruned.filter(isRevocationRecord))) { results.push(() => { op.result = PRUNE_RANGE_CHANGED }); continue }
         pruneThrough = through
         if (op.renewals) pruneRenewalsAt = op.now
         const carried = revocationsToCarry(pruned.filter(isRevocationRecord).map((r) => rowToRecord(r).event))

@@ -11,7 +11,7 @@ import { revocationsToCarry } from '../revocation/revocation_consistency.ts'
 import { type AbandonedWork, ChainedStore } from './chained_store.ts'
 import { foundMacFrom, LAST_CHECKPOINT_SQL, MACS_STARTED_SQL, openedMacEra } from './mac_era.ts'
 import { LIFT_AND_ISS_MIGRATION, REVOCATION_RECORDS_WHERE, activeCheckTime, activeRevocationsSql, fromRevocationRow, type RevocationRow } from './revocation_rows.ts'
-import { PRUNE_RANGE_CHANGED, type PruneRange } from './prune_range.ts'
+import { PRUNE_RANGE_CHANGED, stateChanged, type PruneRange } from './prune_range.ts'
 import { assertPageSize, decodeCursor, equalityFilters, toPage } from './audit_pages.ts'
 import { chainRow, checkpointEventBody, eventRow, revocationEventBody } from './appended_rows.ts'
 import type { RevocationState } from './chain_source.ts'
@@ -575,7 +575,8 @@ async function prunePrefix(client: pg.PoolClient, range: PruneRange, renewalsAt:
   const within = [range.first, range.through]
   const count = (await long<{ n: string }>('SELECT count(*) AS n FROM audit_log WHERE seq BETWEEN $1 AND $2', within)).rows[0]!
   if (Number(first.seq) !== range.first || last?.hash !== range.hash || Number(count.n) !== range.through - range.first + 1) return null
-  const stating = await long<{ body: string }>(`SELECT body FROM audit_log WHERE seq BETWEEN $1 AND $2 AND ${REVOCATION_RECORDS_WHERE} ORDER BY seq`, within)
+  const stating = await long<StoredRow>(`SELECT * FROM audit_log WHERE seq BETWEEN $1 AND $2 AND ${REVOCATION_RECORDS_WHERE} ORDER BY seq`, within)
+  if (stateChanged(range, stating.rows)) return null
   const carried = revocationsToCarry(stating.rows.map((r) => JSON.parse(r.body) as AuditEvent))
   const res = await long('DELETE FROM audit_log WHERE seq BETWEEN $1 AND $2', within)
   // Retention also drops the renewal rows of pilots whose job has ended: none of their tokens is valid.

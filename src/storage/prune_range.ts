@@ -11,7 +11,17 @@ import { statesRevocations } from './revocation_rows.ts'
  * The records one prune deletes, checked before the transaction: first..through, and the hash of `through`.
  * The transaction refuses when the log no longer starts at `first` or `through` no longer has that hash.
  */
-export interface PruneRange { first: number; through: number; hash: string }
+export interface PruneRange {
+  first: number
+  through: number
+  hash: string
+  /**
+   * The records of the range that state revocations or lifts, as the check read them: [seq, hash], in seq
+   * order. The transaction carries what they state into its checkpoint, so it re-reads them and refuses
+   * unless they are these, still intact (stateChanged): the check may have read them minutes before.
+   */
+  stating: Array<[number, string]>
+}
 
 /**
  * The most records one prune transaction deletes. The first prune after `audit.retention_days` is turned on
@@ -27,6 +37,27 @@ export const PRUNE_CHUNK = 5_000
  * by throwing, which would fail the other records of its batch.
  */
 export const PRUNE_RANGE_CHANGED = 'the audit log changed while retention checked it; not pruning (run "audit verify")'
+
+/**
+ * PRUNE_RANGE_CHANGED for a chunk after earlier chunks of the same prune committed: those records are gone
+ * (each chunk a whole prune with its checkpoint), so "not pruning" would tell the admin reading it that
+ * nothing was deleted.
+ */
+export function changedAfterChunks(done: { pruned: number; checkpointSeq?: number }, chunks: number): string {
+  return `the audit log changed while retention checked it; pruned ${done.pruned} records (${chunks} chunk${chunks === 1 ? '' : 's'}, the last checkpoint is record ${done.checkpointSeq}) before that and no further (run "audit verify")`
+}
+
+/**
+ * Whether the records stating revocations that a chunk's transaction reads in its range (by the type column,
+ * in seq order) are not the ones the check read: another set, another hash, or a row that no longer verifies
+ * (a body edited without its hash, a column retyped). The checkpoint carries what these rows state and the
+ * broker MACs it, so an edit made between the check and the chunk would be deleted and what it states
+ * vouched for; the transaction refuses instead, leaving the record for "audit verify" to name.
+ */
+export function stateChanged(range: PruneRange, rows: readonly StoredRow[]): boolean {
+  if (rows.length !== range.stating.length) return true
+  return rows.some((row, i) => Number(row.seq) !== range.stating[i]![0] || row.hash !== range.stating[i]![1] || typeof checkRecord(row) === 'string')
+}
 
 /**
  * The records a prune at `before` deletes (every one before the first with `time >= before`), once the
@@ -46,6 +77,7 @@ export async function vouchedPrefix(source: ChainSource, before: number, signal:
   // The ranges cut so far; `chunkFirst` opens the one being read. Only their ends are kept, not the rows.
   const ranges: PruneRange[] = []
   let chunkFirst = 0
+  let stating: Array<[number, string]> = []
   for await (const row of source.scanRows(1)) {
     signal?.throwIfAborted()
     if (Number(row.seq) > head.seq) break
@@ -53,7 +85,13 @@ export async function vouchedPrefix(source: ChainSource, before: number, signal:
     const pruned = Number(row.time) < before
     if (pruned) {
       last = row
-      if (Number(row.seq) - chunkFirst + 1 >= chunk) { ranges.push({ first: chunkFirst, through: Number(row.seq), hash: row.hash }); chunkFirst = Number(row.seq) + 1 }
+      // By the column: the row is fed below, which refuses a column that is not its body's.
+      if (statesRevocations(row.type)) stating.push([Number(row.seq), row.hash])
+      if (Number(row.seq) - chunkFirst + 1 >= chunk) {
+        ranges.push({ first: chunkFirst, through: Number(row.seq), hash: row.hash, stating })
+        chunkFirst = Number(row.seq) + 1
+        stating = []
+      }
     }
     // The first record kept is fed too: it must link to the last one pruned.
     if (!v.feed(row) || !pruned) break
@@ -73,7 +111,7 @@ export async function vouchedPrefix(source: ChainSource, before: number, signal:
   if (!v.anchored && !(await checkpointVouchesFor(source, first, v.macFrom, signal))) {
     throw refuse({ seq: Number(first.seq), reason: `records before seq ${first.seq} are missing and no checkpoint vouches for their removal` })
   }
-  if (ranges.at(-1)?.through !== Number(last.seq)) ranges.push({ first: chunkFirst, through: Number(last.seq), hash: last.hash })
+  if (ranges.at(-1)?.through !== Number(last.seq)) ranges.push({ first: chunkFirst, through: Number(last.seq), hash: last.hash, stating })
   return ranges
 }
 
@@ -90,7 +128,7 @@ async function checkpointVouchesFor(source: ChainSource, first: StoredRow, macFr
   const candidates: StoredRow[] = []
   for (const type of [MACS_STARTED, 'audit.checkpoint'] as const) {
     let cursor: string | undefined
-    // Bounded: each page moves the cursor back; there is one statement per MAC era and one checkpoint per prune.
+    // Bounded: each page moves the cursor back; there is one statement per MAC era and one checkpoint per prune chunk (200 per million records pruned).
     for (;;) {
       signal?.throwIfAborted()
       const page = await source.query({ type, limit: MAX_PAGE, ...(cursor !== undefined ? { cursor } : {}) })

@@ -18,16 +18,25 @@ export interface VerifyRevocationsOptions { anchorKey?: Buffer; anchorCopy?: Anc
 const EVIDENCE_SLICE = 500
 
 /**
- * One check, run again when it failed while the log's first seq moved: a prune (retention in this process,
+ * How many times one check runs at most while the log's first seq keeps moving up under it. Retention prunes in
+ * chunks, one commit each (PRUNE_CHUNK), and the first prune of a large log commits one every few hundred
+ * milliseconds for minutes, so a check can see the first seq move at every attempt until the prune ends.
+ */
+export const MAX_ATTEMPTS = 1000
+
+/**
+ * One check, run again when it failed while the log's first seq moved up: a prune (retention in this process,
  * whose timer fires with the periodic check's, or another replica's) that commits after the check read the
  * log's extent deletes records it then reads, which looked like records deleted by hand, and refused a
- * start or logged tampering. Bounded: a prefix deleted by hand stays deleted and is named by the next run.
+ * start or logged tampering. Run again as long as the first seq keeps moving, not a fixed three times: a
+ * chunked prune moves it at every chunk, and three attempts ended inside it with a false alarm. Bounded: a
+ * prefix deleted by hand stays deleted and is named by the next run, and MAX_ATTEMPTS caps the rest.
  */
 export async function checkRevocations(source: ChainSource, options: VerifyRevocationsOptions & { macFrom?: number }): Promise<{ chain: ChainVerification; revocations: RevocationVerification }> {
   for (let attempt = 1; ; attempt++) {
     const { firstSeq, ...result } = await checkOnce(source, options)
-    if ((result.chain.ok && result.revocations.ok) || attempt === 3) return result
-    if ((await source.readRevocationState()).firstSeq === firstSeq) return result
+    if ((result.chain.ok && result.revocations.ok) || attempt === MAX_ATTEMPTS) return result
+    if ((await source.readRevocationState()).firstSeq <= firstSeq) return result
   }
 }
 

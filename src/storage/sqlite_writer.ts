@@ -2,7 +2,7 @@ import { closeSync, constants, existsSync, mkdirSync, openSync, statSync, type B
 import { dirname } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite'
-import { COLUMN_NAMES, GENESIS_HASH, HEAD_MISSING, recordHash, type AuditColumns } from '../audit/chain.ts'
+import { COLUMN_NAMES, GENESIS_HASH, HEAD_MISSING, recordHash, type AuditColumns, type StoredRow } from '../audit/chain.ts'
 import { MACS_STARTED, recordMac, type AuditMacKey } from '../audit/record_mac.ts'
 import type { AuditEvent, PruneResult } from '../audit/audit_log.ts'
 import type { RedemptionOutcome } from './pilot_redemptions.ts'
@@ -21,7 +21,7 @@ import { INITIAL_GENERATION, type IssuanceHorizons, type NewRevocation, type Rev
 import { horizonsFromRows, HorizonTracker, raiseHorizonSql, revocationUntil, seedHorizonsSql, seedMarkTableSql } from './issuance_horizon.ts'
 import { checkpointEventBody, eventRow, revocationEventBody } from './appended_rows.ts'
 import { foundMacFrom, LAST_CHECKPOINT_SQL, MACS_STARTED_SQL, openedMacEra } from './mac_era.ts'
-import { PRUNE_RANGE_CHANGED, type PruneRange } from './prune_range.ts'
+import { PRUNE_RANGE_CHANGED, stateChanged, type PruneRange } from './prune_range.ts'
 import { fromRevocationRow, LIFT_AND_ISS_MIGRATION, REVOCATION_RECORDS_WHERE, type RevocationRow } from './revocation_rows.ts'
 import type { WriteOp } from './write_ops.ts'
 
@@ -450,7 +450,8 @@ export class SqliteChainWriter {
     const last = this.#stmt('SELECT hash FROM audit_log WHERE seq = ?').get(range.through) as { hash: string } | undefined
     const count = this.#stmt('SELECT count(*) AS n FROM audit_log WHERE seq BETWEEN ? AND ?').get(range.first, range.through) as { n: number }
     if (first.seq !== range.first || last?.hash !== range.hash || Number(count.n) !== range.through - range.first + 1) return null
-    const stating = this.#stmt(`SELECT body FROM audit_log WHERE seq BETWEEN ? AND ? AND ${REVOCATION_RECORDS_WHERE} ORDER BY seq`).all(range.first, range.through) as Array<{ body: string }>
+    const stating = this.#stmt(`SELECT * FROM audit_log WHERE seq BETWEEN ? AND ? AND ${REVOCATION_RECORDS_WHERE} ORDER BY seq`).all(range.first, range.through) as unknown as StoredRow[]
+    if (stateChanged(range, stating)) return null
     const carried = revocationsToCarry(stating.map((r) => JSON.parse(r.body) as AuditEvent))
     const res = this.#stmt('DELETE FROM audit_log WHERE seq BETWEEN ? AND ?').run(range.first, range.through)
     // Retention also drops the renewal rows of pilots whose job has ended: none of their tokens is valid.

@@ -125,3 +125,45 @@ it('with the audit MAC key each chunk\'s checkpoint carries the MAC era and its 
   expect(await s.prune(T0 + 350, T0 + 500)).toMatchObject({ pruned: 4 })
   expect(await s.verify()).toMatchObject({ ok: true, firstSeq: 13, macFrom: 1 })
 })
+
+it('a chunk finding the log changed after earlier chunks committed says what was pruned, not "not pruning"', async () => {
+  const s = new SmallChunks()
+  for (let i = 1; i <= 7; i++) await s.record(issued(i))
+  await s.record(issued(8, T0 + 200))
+  // Before the second chunk, a record of its range is edited by hand: that chunk refuses, the first stays pruned.
+  s.beforeChunk = async (index) => { if (index === 1) s.rawRows().find((r) => r.seq === 6)!.hash = 'f'.repeat(64) }
+  await expect(s.prune(T0 + 100, T0 + 300)).rejects.toThrow('the audit log changed while retention checked it; pruned 3 records (1 chunk, the last checkpoint is record 9) before that and no further (run "audit verify")')
+  expect((await s.query({ type: 'audit.checkpoint', limit: 10 })).records.map((r) => r.seq)).toEqual([9])
+})
+
+// The check reads the whole range before the first chunk, and the last chunk deletes seconds to minutes later.
+// An insider who edits a record of a later chunk meanwhile (its body or its type column, leaving `through`
+// alone) must not have the edit deleted and its revocation carried, altered or dropped, by a checkpoint the
+// broker MACs: the chunk refuses, and the edited record stays for "audit verify" to name.
+async function revocationInSecondChunk(): Promise<SmallChunks> {
+  const s = new SmallChunks()
+  for (let i = 1; i <= 4; i++) await s.record(issued(i))
+  // seq 5: a revocation, in the second chunk (4-6).
+  await s.revoke({ kind: 'site', value: 'SITE_A', revokedAt: T0 + 5, until: T0 + 10_000 }, { ...revoked, time: T0 + 5 })
+  for (let i = 6; i <= 7; i++) await s.record(issued(i))
+  await s.record(issued(8, T0 + 200))
+  return s
+}
+
+it('a revocation record edited in its body after the check is not pruned by its chunk', async () => {
+  const s = await revocationInSecondChunk()
+  s.beforeChunk = async (index) => {
+    if (index === 1) { const row = s.rawRows().find((r) => r.seq === 5)!; row.body = row.body.replace('SITE_A', 'SITE_B') }
+  }
+  await expect(s.prune(T0 + 100, T0 + 300)).rejects.toThrow('the audit log changed while retention checked it; pruned 3 records (1 chunk')
+  expect(s.rawRows().some((r) => r.seq === 5)).toBe(true)
+  expect(await s.verify()).toMatchObject({ ok: false, broken: { seq: 5 } })
+})
+
+it('a revocation record retyped in its type column after the check is not pruned by its chunk', async () => {
+  const s = await revocationInSecondChunk()
+  s.beforeChunk = async (index) => { if (index === 1) s.rawRows().find((r) => r.seq === 5)!.type = 'token.issued' }
+  await expect(s.prune(T0 + 100, T0 + 300)).rejects.toThrow('the audit log changed while retention checked it; pruned 3 records (1 chunk')
+  expect(s.rawRows().some((r) => r.seq === 5)).toBe(true)
+  expect(await s.verify()).toMatchObject({ ok: false, broken: { seq: 5 } })
+})

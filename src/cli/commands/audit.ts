@@ -1,6 +1,7 @@
-import { createWriteStream } from 'node:fs'
+import { createWriteStream, rmSync } from 'node:fs'
 import { once } from 'node:events'
 import type { AuditEvent, AuditEventType, AuditQuery, AuditRecord, ChainVerification } from '../../audit/audit_log.ts'
+import { exportChain } from '../../audit/chain_export.ts'
 import { wireRecord } from '../../audit/record_wire.ts'
 import { pruneExpired } from '../../audit/retention.ts'
 import { certificateRetentionFloor } from '../../ca/certificate_retention.ts'
@@ -73,14 +74,19 @@ export async function auditCommand(argv: string[], io: CommandIo): Promise<numbe
       }
       case 'export': {
         const out = values.out ? createWriteStream(values.out, { flags: 'wx', mode: 0o600 }) : undefined
-        let n = 0
-        for await (const r of store.scan()) {
-          if (!matches(r.event, filters)) continue
+        const filtered = Object.values(filters).some((v) => v !== undefined)
+        const done = await exportChain((from) => store.scan(from), filtered ? (r) => matches(r.event, filters) : undefined, async (r) => {
           const s = `${JSON.stringify(wireRecord(r))}\n`
           if (out) { if (!out.write(s)) await once(out, 'drain') } else io.out(s.slice(0, -1))
-          n++
+        })
+        if (out) { out.end(); await once(out, 'finish') }
+        if (done.prunedMeanwhile) {
+          // Incomplete, and with the next record it would read a gap: not a file to keep or verify.
+          if (out) rmSync(values.out!, { force: true })
+          const { after, next } = done.prunedMeanwhile
+          throw new CliError(`audit export stopped: retention pruned the log while it was read (after seq ${after} the log went on at seq ${next}); ${out ? `${values.out} was removed` : `the records above end at seq ${after}`}; run the export again`, 1)
         }
-        if (out) { out.end(); await once(out, 'finish'); io.err(`exported ${n} records to ${values.out}`) }
+        if (out) io.err(`exported ${done.records} records to ${values.out}`)
         return 0
       }
       case 'verify': {
