@@ -1,0 +1,87 @@
+// A hostile review of the console's edge: what an attacker who controls audit strings, or a page that
+// posts to the console, can make an admin see or do. Each test names the finding it guards.
+import { createHash } from 'node:crypto'
+import { beforeEach, describe, expect, it } from 'vitest'
+import type { AuditEvent } from '../../src/audit/audit_log.ts'
+import { createApp } from '../../src/app.ts'
+import { bootstrapTokenAuthenticator } from '../../src/http/middleware/admin_auth.ts'
+import { fixedClock } from '../../src/lib/clock.ts'
+import { silentLogger } from '../../src/lib/logger.ts'
+import { RevocationService } from '../../src/revocation/revocation_service.ts'
+import { MemoryStore } from '../../src/storage/memory_store.ts'
+import { testDeps } from '../support/broker_deps.ts'
+import { cookieOf, signInWithToken } from '../support/console_sign_in.ts'
+
+const ORIGIN = 'https://broker.example.org'
+const BOOT = 'b'.repeat(43)
+const IAM = 'https://iam.example.org/'
+const NOW = Math.floor(Date.now() / 1000)
+
+let store: MemoryStore
+let app: ReturnType<typeof createApp>
+
+beforeEach(() => {
+  store = new MemoryStore()
+  const revocations = new RevocationService({
+    store, clock: fixedClock(NOW), log: silentLogger, maxTokenLifetime: 86400, refreshSeconds: 60,
+    knownLabels: () => ({ roles: new Set(['pilot']), sites: new Set(['hpc-b']) }),
+    knownIssuers: () => new Set([IAM]),
+  })
+  app = createApp(testDeps({
+    admin: { audit: store, revocations, authenticators: [bootstrapTokenAuthenticator(createHash('sha256').update(BOOT).digest())] },
+    console: { keys: () => ({ scitoken: [], condor: [] }), sessionSeconds: 3600, sessions: store },
+  }))
+})
+
+async function session(): Promise<{ cookie: string; csrf: string }> {
+  const res = await signInWithToken(app, BOOT, ORIGIN)
+  expect(res.status).toBe(200)
+  const cookie = `__Host-ctb-console=${cookieOf(res, '__Host-ctb-console')}`
+  const overview = await (await app.request('/console', { headers: { cookie } })).text()
+  return { cookie, csrf: /name="csrf" value="([^"]+)"/.exec(overview)![1]! }
+}
+
+describe('bidi and invisible format characters in audit strings', () => {
+  // Unicode TR #9 (bidi) and "Trojan Source" (CVE-2021-42574): U+202E RIGHT-TO-LEFT OVERRIDE makes
+  // "alice<RLO>nimda" display as "alice" followed by "admin" reversed, so an auditor reads a different
+  // subject than the one recorded; U+200B ZERO WIDTH SPACE makes two different subjects look the same.
+  const RLO = '\u202E'
+  const ZWSP = '\u200B'
+  const LRI = '\u2066'
+  const SPOOF = `alice${RLO}nimda`
+
+  async function spoofedRecord(): Promise<void> {
+    const e: AuditEvent = {
+      type: 'token.denied', time: NOW - 30, requestId: `req${ZWSP}1`, caller: { iss: IAM, sub: SPOOF, client_id: `cli${LRI}ent` },
+      decision: 'deny', reason: `policy${RLO}x${ZWSP}yz`, jti: 'bidi-1',
+    }
+    await store.record(e)
+  }
+
+  it.each([
+    ['a search by jti', '/console/search?jti=bidi-1'],
+    ['the record', '/console/records/1'],
+  ])('%s shows them as visible code points, never raw', async (_name, path) => {
+    await spoofedRecord()
+    const { cookie } = await session()
+    const res = await app.request(path, { headers: { cookie } })
+    expect(res.status).toBe(200)
+    const body = await res.text()
+    for (const ch of [RLO, ZWSP, LRI]) expect(body).not.toContain(ch)
+    expect(body).toContain('U+202E')
+    expect(body).toContain('U+200B')
+    expect(body).toContain('U+2066')
+  })
+
+  it('keeps the exact value in the search form it echoes, so searching again finds the same records', async () => {
+    await spoofedRecord()
+    const { cookie } = await session()
+    const res = await app.request(`/console/search?caller=${encodeURIComponent(SPOOF)}`, { headers: { cookie } })
+    expect(res.status).toBe(200)
+    const body = await res.text()
+    // The field holds the value byte for byte (a browser shows it as typed, the next search sends it back);
+    // the result row beside it shows the code point.
+    expect(body).toContain(`name="caller" value="${SPOOF}"`)
+    expect(body).toMatch(/<td class="mono">alice[^<]*U\+202E[^<]*nimda/)
+  })
+})
