@@ -85,3 +85,41 @@ describe('bidi and invisible format characters in audit strings', () => {
     expect(body).toMatch(/<td class="mono">alice[^<]*U\+202E[^<]*nimda/)
   })
 })
+
+describe('the Origin check of console forms', () => {
+  // docs/console.md, CSRF: a state-changing POST's Origin "must be the broker's". Browsers send Origin on
+  // every POST; a request without one did not come from our pages through a browser that follows the
+  // rules (a privacy extension or proxy stripping it, a script outside the browser), so it is refused as
+  // one from another origin is, whatever token it carries: fail closed on the second lock too.
+  it('refuses a signed-in POST without an Origin header, even with the session\'s CSRF token', async () => {
+    const { cookie, csrf } = await session()
+    const res = await app.request('/console/act/revoke', {
+      method: 'POST', headers: { cookie, 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ csrf, kind: 'role', value: 'pilot', confirm: 'yes' }),
+    })
+    expect(res.status).toBe(403)
+    expect(await store.listRevocations()).toEqual([])
+  })
+
+  it('refuses the bootstrap-token form without an Origin header', async () => {
+    const page = await app.request('/console/sign-in')
+    const pre = cookieOf(page, '__Host-ctb-console-pre')!
+    const preCsrf = /name="csrf" value="([^"]+)"/.exec(await page.text())![1]!
+    const res = await app.request('/console/sign-in/token', {
+      method: 'POST', headers: { cookie: `__Host-ctb-console-pre=${pre}`, 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ csrf: preCsrf, token: BOOT }),
+    })
+    expect(res.status).toBe(403)
+    expect(cookieOf(res, '__Host-ctb-console')).toBeUndefined()
+  })
+
+  it('still accepts the same POST with the broker\'s Origin', async () => {
+    const { cookie, csrf } = await session()
+    const res = await app.request('/console/act/revoke', {
+      method: 'POST', headers: { origin: ORIGIN, cookie, 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ csrf, kind: 'role', value: 'pilot', confirm: 'yes' }),
+    })
+    expect(res.status).toBe(200)
+    expect(await store.listRevocations()).toMatchObject([{ kind: 'role', value: 'pilot' }])
+  })
+})

@@ -322,7 +322,8 @@ function cases(creddToken: string): Case[] {
 }
 
 const FORM = 'application/x-www-form-urlencoded'
-const post = (body: string, headers: Record<string, string> = {}): RequestInit => ({ method: 'POST', body, headers: { 'content-type': FORM, ...headers } })
+// As a browser posts our forms: with the broker's Origin (testDeps' issuer), without which every console POST is refused.
+const post = (body: string, headers: Record<string, string> = {}): RequestInit => ({ method: 'POST', body, headers: { 'content-type': FORM, origin: 'https://broker.example.org', ...headers } })
 const inSession = (body: (csrf: string) => string) => (s: ConsoleLogin): RequestInit => post(body(s.csrf), { cookie: s.cookie })
 const BIG_FORM = `x=${'x'.repeat(65 * 1024)}`
 /** A sign-in in progress, as the login cookie holds it (routes/console.ts), for state `s`. */

@@ -49,7 +49,9 @@ export function methodNotAllowedPage(c: Context, err: MethodNotAllowed): Respons
  * sites' requests unauthenticated; this is the second lock.
  */
 export function sameOrigin(header: string | undefined, origin: string): boolean {
-  return header === undefined || header === origin
+  // No Origin is refused too: browsers send it on every POST, so a POST without one did not come from our
+  // pages through one (an extension or proxy stripped it, or it is no browser at all). Fail closed.
+  return header !== undefined && header === origin
 }
 
 /**
