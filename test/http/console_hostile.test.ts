@@ -172,3 +172,19 @@ describe('search cursors made up by hand', () => {
     expect(second).not.toContain('>page-1<')
   })
 })
+
+describe('console pages and same-site neighbours', () => {
+  // SameSite=Strict keeps other sites' requests unauthenticated, but not those of a neighbour on the same
+  // site (wiki.example.org beside broker.example.org): its page may load a console URL with the admin's
+  // cookie as an image or a no-cors fetch. It cannot read the answer directly; Cross-Origin-Resource-Policy
+  // same-origin (Fetch standard, "cross-origin resource policy check") keeps the answer out of its process
+  // altogether, so no side channel (Spectre) reads audit data either, and Cross-Origin-Opener-Policy
+  // same-origin (HTML standard) gives a console opened from such a page no window handle back to it.
+  it.each(['/console', '/console/search?jti=x', '/console/sign-in', '/console/static/console.css'])('%s answers with CORP and COOP same-origin', async (path) => {
+    const { cookie } = await session()
+    const res = await app.request(path, { headers: { cookie } })
+    expect(res.status).toBe(200)
+    expect(res.headers.get('cross-origin-resource-policy')).toBe('same-origin')
+    expect(res.headers.get('cross-origin-opener-policy')).toBe('same-origin')
+  })
+})
