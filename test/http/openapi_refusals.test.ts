@@ -353,9 +353,9 @@ function consoleCases(): Case[] {
     ]),
     { op: 'POST /console/credentials/revoke', how: 'a bad user name', session: 'admin', sessionInit: inSession((csrf) => `user=al%20ice&provider=scitokens&confirm=yes&csrf=${csrf}`), status: 400 },
     { op: 'POST /console/credentials/revoke', how: 'no such credential', session: 'admin', sessionInit: inSession((csrf) => `user=alice&provider=scitokens&confirm=yes&csrf=${csrf}`), status: 404 },
-    { op: 'POST /console/credentials/revoke', how: 'the audit store out of reach', session: 'admin', sessionInit: inSession((csrf) => `user=alice&provider=scitokens&confirm=yes&csrf=${csrf}`), setup: (f) => { f.outage = true }, status: 503, error: 'temporarily_unavailable' },
+    { op: 'POST /console/credentials/revoke', how: 'the audit store out of reach', session: 'admin', sessionInit: inSession((csrf) => `user=alice&provider=scitokens&confirm=yes&csrf=${csrf}`), setup: (f) => { f.outage = true }, status: 503 },
     { op: 'POST /console/act/revoke', how: 'no such kind', session: 'admin', sessionInit: inSession((csrf) => `kind=nope&value=x&csrf=${csrf}`), status: 400 },
-    { op: 'POST /console/act/revoke', how: 'the audit store out of reach', session: 'admin', sessionInit: inSession((csrf) => `kind=sub&value=mallory&confirm=yes&csrf=${csrf}`), setup: (f) => { f.outage = true }, status: 503, error: 'temporarily_unavailable' },
+    { op: 'POST /console/act/revoke', how: 'the audit store out of reach', session: 'admin', sessionInit: inSession((csrf) => `kind=sub&value=mallory&confirm=yes&csrf=${csrf}`), setup: (f) => { f.outage = true }, status: 503 },
     { op: 'POST /console/act/explain', how: 'no subject', session: 'admin', sessionInit: inSession((csrf) => `role=pilot&csrf=${csrf}`), status: 400 },
 
     { op: 'POST /console/sign-out', how: 'a bad CSRF token', session: 'admin', sessionInit: inSession(() => 'csrf=forged'), status: 403 },
