@@ -4,6 +4,7 @@ import { createHash } from 'node:crypto'
 import { beforeEach, describe, expect, it } from 'vitest'
 import type { AuditEvent } from '../../src/audit/audit_log.ts'
 import { createApp } from '../../src/app.ts'
+import type { ConsoleSignIn } from '../../src/console/oidc_sign_in.ts'
 import { bootstrapTokenAuthenticator } from '../../src/http/middleware/admin_auth.ts'
 import { fixedClock } from '../../src/lib/clock.ts'
 import { silentLogger } from '../../src/lib/logger.ts'
@@ -186,5 +187,55 @@ describe('console pages and same-site neighbours', () => {
     expect(res.status).toBe(200)
     expect(res.headers.get('cross-origin-resource-policy')).toBe('same-origin')
     expect(res.headers.get('cross-origin-opener-policy')).toBe('same-origin')
+  })
+})
+
+describe('the IAM callback and the sign-in this browser started', () => {
+  // RFC 6749 §10.12 and RFC 9700 §4.7: the callback is honoured only for the state this browser was sent to
+  // IAM with, and only while the sign-in is young (10 minutes, docs/console.md). Anything else is refused
+  // before IAM is asked to redeem the code.
+  let redeemed: number
+  let signInApp: ReturnType<typeof createApp>
+  beforeEach(() => {
+    redeemed = 0
+    const signIn: ConsoleSignIn = {
+      async start() { return { url: 'https://iam.example.org/authorize', codeVerifier: 'v'.repeat(43), nonce: 'n', state: 'state-mine' } },
+      async finish() { redeemed++; return { accessToken: BOOT } },
+    }
+    signInApp = createApp(testDeps({
+      admin: { audit: store, revocations: new RevocationService({ store, clock: fixedClock(NOW), log: silentLogger, maxTokenLifetime: 86400, refreshSeconds: 60, knownLabels: () => ({ roles: new Set(), sites: new Set() }), knownIssuers: () => new Set([IAM]) }), authenticators: [bootstrapTokenAuthenticator(createHash('sha256').update(BOOT).digest())] },
+      console: { signIn, keys: () => ({ scitoken: [], condor: [] }), sessionSeconds: 3600, sessions: store },
+    }))
+  })
+  const pending = (p: Record<string, unknown>) => `__Host-ctb-console-login=${Buffer.from(JSON.stringify(p)).toString('base64url')}`
+
+  it('refuses a callback whose state is not the one this browser holds (another browser\'s code)', async () => {
+    const start = await signInApp.request('/console/login', { redirect: 'manual' })
+    const login = `__Host-ctb-console-login=${cookieOf(start, '__Host-ctb-console-login')}`
+    const res = await signInApp.request('/console/callback?code=c&state=state-theirs', { headers: { cookie: login } })
+    expect(res.status).toBe(400)
+    expect(cookieOf(res, '__Host-ctb-console')).toBeUndefined()
+    expect(redeemed).toBe(0)
+  })
+
+  it('refuses a sign-in older than its 10 minutes', async () => {
+    const res = await signInApp.request('/console/callback?code=c&state=s', { headers: { cookie: pending({ state: 's', codeVerifier: 'v', nonce: 'n', expiresAt: Math.floor(Date.now() / 1000) - 1 }) } })
+    expect(res.status).toBe(400)
+    expect(redeemed).toBe(0)
+  })
+
+  it('refuses an empty state even when the cookie holds an empty one', async () => {
+    const res = await signInApp.request('/console/callback?code=c', { headers: { cookie: pending({ state: '', codeVerifier: 'v', nonce: 'n', expiresAt: Math.floor(Date.now() / 1000) + 300 }) } })
+    expect(res.status).toBe(400)
+    expect(redeemed).toBe(0)
+  })
+
+  it('answers the callback with the cookie cleared, so the same sign-in cannot complete twice', async () => {
+    const start = await signInApp.request('/console/login', { redirect: 'manual' })
+    const login = `__Host-ctb-console-login=${cookieOf(start, '__Host-ctb-console-login')}`
+    const res = await signInApp.request('/console/callback?code=c&state=state-mine', { headers: { cookie: login } })
+    expect(res.status).toBe(200)
+    const cleared = res.headers.getSetCookie().find((l) => l.startsWith('__Host-ctb-console-login='))!
+    expect(cleared).toMatch(/Max-Age=0/)
   })
 })

@@ -365,5 +365,8 @@ function pendingSignIn(cookie: string | undefined, state: string, now: number): 
   if (typeof p !== 'object' || p === null) return undefined
   const { state: bound, codeVerifier, nonce, expiresAt } = p
   if (typeof bound !== 'string' || typeof codeVerifier !== 'string' || typeof nonce !== 'string' || typeof expiresAt !== 'number') return undefined
+  // The broker only ever writes random, non-empty values here: an empty one is a made-up cookie, and an empty
+  // state would match a callback that carries none.
+  if (bound === '' || codeVerifier === '' || nonce === '') return undefined
   return sameToken(bound, state) && expiresAt > now ? { state: bound, codeVerifier, nonce, expiresAt } : undefined
 }
