@@ -3,6 +3,12 @@
  * audit holds caller-chosen strings (subjects, reasons, request ids): escaping by default means a page can
  * only show them as text, whatever a template forgets. Values land in element content or in double-quoted
  * attributes, never in URLs' scheme position, scripts or styles (the console has neither).
+ *
+ * In element text, bidi controls and invisible format characters are shown as their code point
+ * (⟨U+202E⟩) instead: a caller-chosen "alice<U+202E>nimda" would otherwise display as "alice" and a reversed
+ * word, and one zero-width space makes two subjects look the same, so an auditor would read another value
+ * than the one recorded (Unicode TR #9; "Trojan Source", CVE-2021-42574). Inside a tag (attribute values:
+ * form fields the next request sends back) the value stays exact.
  */
 export class Html {
   readonly value: string
@@ -16,16 +22,26 @@ export function escapeHtml(s: string): string {
   return s.replace(/[&<>"']/g, (c) => ESCAPES[c]!)
 }
 
-function render(v: unknown): string {
+/** ALM, the zero-width characters and marks, the bidi embeddings, overrides and isolates, word joiner, BOM. */
+const HIDDEN_FORMAT = /[\u061C\u200B-\u200F\u202A-\u202E\u2060-\u2069\uFEFF]/g
+
+/** Element text: escaped, and every bidi control or invisible format character named by its code point. */
+export function escapeText(s: string): string {
+  return escapeHtml(s).replace(HIDDEN_FORMAT, (c) => `\u27E8U+${c.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}\u27E9`)
+}
+
+function render(v: unknown, inTag: boolean): string {
   if (v instanceof Html) return v.value
   if (v === undefined || v === null || v === false) return ''
-  if (Array.isArray(v)) return v.map(render).join('')
-  return escapeHtml(String(v))
+  if (Array.isArray(v)) return v.map((x) => render(x, inTag)).join('')
+  return inTag ? escapeHtml(String(v)) : escapeText(String(v))
 }
 
 export function html(strings: TemplateStringsArray, ...values: unknown[]): Html {
   let out = strings[0]!
-  for (let i = 0; i < values.length; i++) out += render(values[i]) + strings[i + 1]!
+  // Inside a tag when the last "<" is after the last ">": no value adds either raw (they are escaped),
+  // and our own markup closes every tag it opens.
+  for (let i = 0; i < values.length; i++) out += render(values[i], out.lastIndexOf('<') > out.lastIndexOf('>')) + strings[i + 1]!
   return new Html(out)
 }
 

@@ -322,7 +322,8 @@ function cases(creddToken: string): Case[] {
 }
 
 const FORM = 'application/x-www-form-urlencoded'
-const post = (body: string, headers: Record<string, string> = {}): RequestInit => ({ method: 'POST', body, headers: { 'content-type': FORM, ...headers } })
+// As a browser posts our forms: with the broker's Origin (testDeps' issuer), without which every console POST is refused.
+const post = (body: string, headers: Record<string, string> = {}): RequestInit => ({ method: 'POST', body, headers: { 'content-type': FORM, origin: 'https://broker.example.org', ...headers } })
 const inSession = (body: (csrf: string) => string) => (s: ConsoleLogin): RequestInit => post(body(s.csrf), { cookie: s.cookie })
 const BIG_FORM = `x=${'x'.repeat(65 * 1024)}`
 /** A sign-in in progress, as the login cookie holds it (routes/console.ts), for state `s`. */
@@ -352,9 +353,9 @@ function consoleCases(): Case[] {
     ]),
     { op: 'POST /console/credentials/revoke', how: 'a bad user name', session: 'admin', sessionInit: inSession((csrf) => `user=al%20ice&provider=scitokens&confirm=yes&csrf=${csrf}`), status: 400 },
     { op: 'POST /console/credentials/revoke', how: 'no such credential', session: 'admin', sessionInit: inSession((csrf) => `user=alice&provider=scitokens&confirm=yes&csrf=${csrf}`), status: 404 },
-    { op: 'POST /console/credentials/revoke', how: 'the audit store out of reach', session: 'admin', sessionInit: inSession((csrf) => `user=alice&provider=scitokens&confirm=yes&csrf=${csrf}`), setup: (f) => { f.outage = true }, status: 503, error: 'temporarily_unavailable' },
+    { op: 'POST /console/credentials/revoke', how: 'the audit store out of reach', session: 'admin', sessionInit: inSession((csrf) => `user=alice&provider=scitokens&confirm=yes&csrf=${csrf}`), setup: (f) => { f.outage = true }, status: 503 },
     { op: 'POST /console/act/revoke', how: 'no such kind', session: 'admin', sessionInit: inSession((csrf) => `kind=nope&value=x&csrf=${csrf}`), status: 400 },
-    { op: 'POST /console/act/revoke', how: 'the audit store out of reach', session: 'admin', sessionInit: inSession((csrf) => `kind=sub&value=mallory&confirm=yes&csrf=${csrf}`), setup: (f) => { f.outage = true }, status: 503, error: 'temporarily_unavailable' },
+    { op: 'POST /console/act/revoke', how: 'the audit store out of reach', session: 'admin', sessionInit: inSession((csrf) => `kind=sub&value=mallory&confirm=yes&csrf=${csrf}`), setup: (f) => { f.outage = true }, status: 503 },
     { op: 'POST /console/act/explain', how: 'no subject', session: 'admin', sessionInit: inSession((csrf) => `role=pilot&csrf=${csrf}`), status: 400 },
 
     { op: 'POST /console/sign-out', how: 'a bad CSRF token', session: 'admin', sessionInit: inSession(() => 'csrf=forged'), status: 403 },

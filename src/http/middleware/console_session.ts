@@ -34,6 +34,11 @@ function setConsoleHeaders(c: Context): void {
   // under it browsers send "Origin: null" on our own form posts, which the origin check must refuse.
   c.header('Referrer-Policy', 'same-origin')
   c.header('Cache-Control', 'no-store')
+  // SameSite=Strict does not stop a neighbour on the same site (another host under the same domain) from
+  // loading a console URL with the admin's cookie as an image or no-cors fetch: CORP keeps the answer out of
+  // its process (no side channel reads it), COOP leaves a console it opens no handle on its window.
+  c.header('Cross-Origin-Resource-Policy', 'same-origin')
+  c.header('Cross-Origin-Opener-Policy', 'same-origin')
 }
 
 /** The console's page for a 405 (middleware/method_guard.ts): the API's Allow, in the console's HTML and headers. */
@@ -49,7 +54,9 @@ export function methodNotAllowedPage(c: Context, err: MethodNotAllowed): Respons
  * sites' requests unauthenticated; this is the second lock.
  */
 export function sameOrigin(header: string | undefined, origin: string): boolean {
-  return header === undefined || header === origin
+  // No Origin is refused too: browsers send it on every POST, so a POST without one did not come from our
+  // pages through one (an extension or proxy stripped it, or it is no browser at all). Fail closed.
+  return header !== undefined && header === origin
 }
 
 /**

@@ -337,7 +337,9 @@ function searchQuery(f: SearchForm, cursor: string | undefined): AuditQuery {
   const time = (name: 'from' | 'to', v: string | undefined): number | undefined => {
     if (v === undefined) return undefined
     const ms = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?$/.test(v) ? Date.parse(`${v}Z`) : NaN
-    if (!Number.isFinite(ms)) throw new InvalidRequest(`${name} must be a date and time`)
+    // Date.parse rolls a day the month lacks (02-31) or hour 24 over into the next; the time it gives must
+    // print back as the one typed, or another range than the one asked for would be searched.
+    if (!Number.isFinite(ms) || new Date(ms).toISOString().slice(0, v.length) !== v) throw new InvalidRequest(`${name} must be a date and time`)
     return Math.floor(ms / 1000) + (name === 'to' && v.length === 16 ? 59 : 0)
   }
   for (const [k, v] of Object.entries(f)) if (v !== undefined && v.length > 512) throw new InvalidRequest(`${k} is longer than 512 characters`)
@@ -363,5 +365,8 @@ function pendingSignIn(cookie: string | undefined, state: string, now: number): 
   if (typeof p !== 'object' || p === null) return undefined
   const { state: bound, codeVerifier, nonce, expiresAt } = p
   if (typeof bound !== 'string' || typeof codeVerifier !== 'string' || typeof nonce !== 'string' || typeof expiresAt !== 'number') return undefined
+  // The broker only ever writes random, non-empty values here: an empty one is a made-up cookie, and an empty
+  // state would match a callback that carries none.
+  if (bound === '' || codeVerifier === '' || nonce === '') return undefined
   return sameToken(bound, state) && expiresAt > now ? { state: bound, codeVerifier, nonce, expiresAt } : undefined
 }
