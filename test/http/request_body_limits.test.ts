@@ -30,19 +30,25 @@ function endless(): { body: ReadableStream<Uint8Array>; pulled: () => number } {
   return { body, pulled: () => pulled }
 }
 
+/** An object whose every property but those of `kept` throws when read: a dependency the test must not reach. */
+function unusedBut(kept: Record<string, unknown>): object {
+  return new Proxy(kept, { get: (target, key) => { if (key in target) return target[key as string]; throw new Error('must not be reached') } })
+}
+
 function app() {
   const store = new MemoryStore()
   const revocations = new RevocationService({
     store, clock: fixedClock(TEST_NOW), log: silentLogger, maxTokenLifetime: 86400, refreshSeconds: 60,
     knownLabels: () => ({ roles: new Set(), sites: new Set() }),
   })
-  const unused = new Proxy({}, { get: () => { throw new Error('must not be reached') } })
+  const unused = unusedBut({})
   return createApp(testDeps({
     admin: { audit: store, revocations, authenticators: [bootstrapTokenAuthenticator(createHash('sha256').update('b'.repeat(43)).digest())] },
     console: { keys: () => ({ scitoken: [], condor: [] }), sessionSeconds: 3600, sessions: store },
     // Registration hands its reader to the service, which reads once the address limit is checked: this one
     // reads at once, and goes no further.
-    credentials: { service: { register: async (read: () => Promise<unknown>) => { await read(); throw new Error('must not be reached') } }, jobTokens: unused, credd: unused } as unknown as CredentialServices,
+    // The credd's clock is read when the routes are built; nothing else of it may be.
+    credentials: { service: { register: async (read: () => Promise<unknown>) => { await read(); throw new Error('must not be reached') } }, jobTokens: unused, credd: unusedBut({ clock: fixedClock(TEST_NOW) }) } as unknown as CredentialServices,
     certificates: { service: unused as never, verifyCaller: async () => ({ iss: 'https://iam.example.org/', sub: 'op', groups: [], scopes: [], exp: TEST_NOW + 60, claims: {} }) },
   }))
 }
