@@ -418,3 +418,20 @@ rules:
     }
   })
 })
+
+describe('the shipped job-credentials grant', () => {
+  // A storage scope is a capability (docs/iam-and-wlcg.md §2.1): alice's job token must not reach bob's files.
+  const alice = subject({ sub: 'u-alice', groups: ['/htc/users'], preferred_username: 'alice' })
+  const ask = (scopes?: string[]): DecisionRequest => ({ subject: alice, role: 'job-credentials', tokenKind: 'scitoken', audience: [], ...(scopes ? { scopes } : {}) })
+
+  it("gives a user storage under her own directory only", () => {
+    const d = decide(shipped, ask(), fixedJti)
+    expect(d).toMatchObject({ allow: true, identity: 'alice@users.example.org' })
+    if (!d.allow) return
+    for (const s of d.scopes.filter((x) => x.startsWith('storage.'))) expect(s).toMatch(/^storage\.[a-z]+:\/store\/user\/alice$/)
+    for (const s of ['storage.read:/store/user/bob', 'storage.create:/store/user/bob/x', 'storage.modify:/store/user']) {
+      expect(decide(shipped, ask([s]), fixedJti), s).toMatchObject({ allow: false, error: 'invalid_scope' })
+    }
+    expect(decide(shipped, ask(['storage.create:/store/user/alice/run1']), fixedJti)).toMatchObject({ allow: true, scopes: ['storage.create:/store/user/alice/run1'] })
+  })
+})
