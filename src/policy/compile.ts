@@ -42,7 +42,10 @@ export interface CompiledGrant {
   readonly authz: ReadonlySet<AuthzLevel>
   /** IDTOKEN levels issued when the request names none: the grant's list as written. */
   readonly authzDefaults: readonly AuthzLevel[]
+  /** Compiled at load, unless the grant names the caller in a scope path (then `scopeTemplates`). */
   readonly scopes?: AllowedScopes
+  /** The grant's scopes when one names the caller (`storage.create:/store/user/{preferred_username}`): rendered and compiled per request. */
+  readonly scopeTemplates?: readonly (readonly TemplatePart[])[]
   readonly audiences?: CompiledPatterns
   /** Used when the request names no audience: set only if the grant lists exactly one literal audience. */
   readonly defaultAudience?: readonly string[]
@@ -114,6 +117,19 @@ export interface Policy {
   readonly digest: string
 }
 
+/** A grant's scopes: compiled once, or kept as templates when one names the caller (the schema checked where). */
+function compileGrantScopes(scopes: readonly string[] | undefined): { scopes?: AllowedScopes; scopeTemplates?: TemplatePart[][] } {
+  if (!scopes) return {}
+  if (!scopes.some((s) => s.includes('{'))) return { scopes: compileAllowedScopes(scopes) }
+  return {
+    scopeTemplates: scopes.map((s) => {
+      const parsed = parseTemplate(s)
+      if ('error' in parsed) throw new TypeError(`unvalidated scope reached compile: ${parsed.error}`)
+      return parsed.parts
+    }),
+  }
+}
+
 function compileGrant(g: Grant, ctx: PolicyContext): CompiledGrant {
   const parsed = parseTemplate(g.identity!)
   if ('error' in parsed) throw new TypeError(`unvalidated identity reached compile: ${parsed.error}`)
@@ -130,7 +146,7 @@ function compileGrant(g: Grant, ctx: PolicyContext): CompiledGrant {
     defaultTokenKind: g.default_token_kind ?? kinds[0]!,
     authz: expandAuthz(levels),
     authzDefaults: [...new Set(levels)],
-    ...(g.scopes ? { scopes: compileAllowedScopes(g.scopes) } : {}),
+    ...compileGrantScopes(g.scopes),
     ...(audiences ? { audiences: compilePatterns(audiences) } : {}),
     ...(audiences?.length === 1 && literalAudiences?.length === 1 ? { defaultAudience: literalAudiences } : {}),
     ...(g.hosts ? { hosts: compilePatterns(g.hosts, { ignoreCase: true }) } : {}),

@@ -3,8 +3,8 @@ import type { CompiledGrant, PolicyContext } from './compile.ts'
 import type { Decision, DecisionRequest, TokenKind } from './decision.ts'
 import { isHostName, SAFE_VALUE } from './patterns.ts'
 import { CENTRAL_MANAGER_ROLE, identityUser, MAX_IDENTITY_LENGTH, RESERVED_USERS } from './schema.ts'
-import { parseScope, scopeAllowed, toAuthzLevel } from './scopes.ts'
-import { SITE_PLACEHOLDER } from './template.ts'
+import { compileAllowedScopes, parseScope, scopeAllowed, toAuthzLevel, type AllowedScopes } from './scopes.ts'
+import { SITE_PLACEHOLDER, type TemplatePart } from './template.ts'
 import { asciiLower } from '../lib/ascii_case.ts'
 import { quote } from '../lib/quote.ts'
 
@@ -84,7 +84,8 @@ export function evaluateGrant(ruleId: string, g: CompiledGrant, req: DecisionReq
       scopes = levels
     }
   } else {
-    const allowed = g.scopes!
+    const allowed = g.scopeTemplates ? renderScopes(g.scopeTemplates, req) : g.scopes!
+    if ('denied' in allowed) return deny(ruleId, 'unauthorized_client', `the caller's token has no usable ${allowed.denied}, which the scopes of role ${role} name`)
     if (requested.length === 0) {
       scopes = [...allowed.defaults]
     } else {
@@ -115,9 +116,7 @@ export function evaluateGrant(ruleId: string, g: CompiledGrant, req: DecisionReq
     const name = part.placeholder
     let v: string | undefined
     switch (name) {
-      case 'sub': v = req.subject.sub; break
-      case 'preferred_username': v = req.subject.preferred_username ?? (typeof req.subject.claims.preferred_username === 'string' ? req.subject.claims.preferred_username : undefined); break
-      case 'client_id': v = req.subject.client_id; break
+      case 'sub': case 'preferred_username': case 'client_id': v = subjectValue(name, req); break
       case 'host': v = host; break
       case 'host_short': v = host?.split('.')[0]; break
       case 'jti8': v = jti.slice(0, 8); break
@@ -150,6 +149,34 @@ export function evaluateGrant(ruleId: string, g: CompiledGrant, req: DecisionReq
     ...(site !== undefined ? { site } : {}),
     ...(trimmed.length > 0 ? { trimmed: [...new Set(trimmed)] } : {}),
   }
+}
+
+/** A value of the verified caller for `{sub}`, `{preferred_username}` or `{client_id}`. */
+function subjectValue(name: 'sub' | 'preferred_username' | 'client_id', req: DecisionRequest): string | undefined {
+  const s = req.subject
+  if (name === 'sub') return s.sub
+  if (name === 'client_id') return s.client_id
+  return s.preferred_username ?? (typeof s.claims.preferred_username === 'string' ? s.claims.preferred_username : undefined)
+}
+
+/**
+ * A grant's scopes with the caller's values put into their paths, compiled for this request. A value must be
+ * a plain name (SAFE_VALUE: no '/', and no leading '.', so never '.' or '..'): it then names one directory,
+ * the caller's, and cannot reach a parent or a sibling. Otherwise the placeholder's name, for the refusal.
+ */
+function renderScopes(templates: readonly (readonly TemplatePart[])[], req: DecisionRequest): AllowedScopes | { denied: string } {
+  const rendered: string[] = []
+  for (const parts of templates) {
+    let text = ''
+    for (const part of parts) {
+      if ('literal' in part) { text += part.literal; continue }
+      const v = subjectValue(part.placeholder as 'sub' | 'preferred_username' | 'client_id', req)
+      if (v === undefined || !SAFE_VALUE.test(v)) return { denied: part.placeholder }
+      text += v
+    }
+    rendered.push(text)
+  }
+  return compileAllowedScopes(rendered)
 }
 
 /**

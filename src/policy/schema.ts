@@ -2,7 +2,7 @@ import { z } from 'zod'
 import { DURATION_HINT, parseDuration } from '../lib/config_values.ts'
 import { expandAuthz, type AuthzLevel } from '../issuance/authz.ts'
 import { isHostPattern } from './patterns.ts'
-import { htcondorLevelsOfScopes, parseScope, toAuthzLevel } from './scopes.ts'
+import { htcondorLevelsOfScopes, isHierarchicalScope, parseScope, toAuthzLevel } from './scopes.ts'
 import { BUILTIN_PLACEHOLDERS, HOST_PLACEHOLDERS, SITE_PLACEHOLDER, SUBJECT_PLACEHOLDERS, parseTemplate, placeholdersOf, type TemplatePart } from './template.ts'
 import { asciiLower } from '../lib/ascii_case.ts'
 import { DEFAULT_PILOT_IDENTITY, MAX_PILOT_COUNT, MAX_PILOT_RESTARTS, PILOT_AUTHZ, PILOT_TUNNEL_AUTHZ } from '../contract/pilot.ts'
@@ -253,6 +253,8 @@ function checkAuthz(g: Grant, kinds: Set<string>, issue: Issue): AuthzLevel[] {
 function checkScopes(g: Grant, kinds: Set<string>, jwtKinds: boolean, issue: Issue): void {
   g.scopes?.forEach((s, i) => {
     if (s === 'compute.*') return
+    const template = checkScopeTemplate(s)
+    if (template !== undefined) { if ('error' in template) issue(['scopes', i], template.error); return }
     const p = parseScope(s)
     if ('error' in p) issue(['scopes', i], p.error)
   })
@@ -270,6 +272,27 @@ function checkScopes(g: Grant, kinds: Set<string>, jwtKinds: boolean, issue: Iss
       issue(['scopes'], 'HTCondor does not translate compute.* in SciTokens 2.0 tokens; add condor:/ scopes or use profile wlcg (docs/htcondor-tokens.md §5.4)')
     }
   }
+}
+
+/**
+ * A grant scope naming the caller (`storage.create:/store/user/{preferred_username}`): undefined when the
+ * scope has no brace, else whether it is a path scope whose placeholders are the caller's own values and
+ * stand in the path only. The name part is the capability and never the caller's to choose.
+ */
+function checkScopeTemplate(s: string): { ok: true } | { error: string } | undefined {
+  if (!/[{}]/.test(s)) return undefined
+  const parsed = parseTemplate(s)
+  if ('error' in parsed) return { error: `scope ${parsed.error}` }
+  const bad = placeholdersOf(parsed.parts).find((p) => !(SUBJECT_PLACEHOLDERS as readonly string[]).includes(p))
+  if (bad !== undefined) return { error: `scope "${s}" may name only {sub}, {preferred_username} or {client_id}, not {${bad}}` }
+  const pathStart = s.indexOf(':/')
+  if (pathStart <= 0 || s.indexOf('{') < pathStart) return { error: `scope "${s}": a placeholder may stand only in the path of a path scope (storage.read:/store/user/{preferred_username})` }
+  // A sample value shows whether the rendered text is a valid path scope, as the caller's value will be checked to keep it.
+  const sample = parsed.parts.map((p) => ('literal' in p ? p.literal : 'x')).join('')
+  const p = parseScope(sample)
+  if ('error' in p) return { error: p.error.replace(sample, s) }
+  if (p.kind !== 'path' || !isHierarchicalScope(p.name)) return { error: `scope "${s}": placeholders are for storage and SciTokens path scopes only` }
+  return { ok: true }
 }
 
 /** The user part of a template if it is wholly literal (placeholder values never contain `@`). */
@@ -369,6 +392,11 @@ function checkSeveralIams(r: { match: { issuer: string[]; sub?: string[] | undef
     if (!parsed || 'error' in parsed) return
     const used = placeholdersOf(parsed.parts).filter((p) => PER_IAM_PLACEHOLDERS.has(p))
     if (used.length > 0) ctx.addIssue({ code: 'custom', path: ['grants', i, 'identity'], message: `{${used[0]}} cannot make the identity: ${why}` })
+    g.scopes?.forEach((s, j) => {
+      const t = parseTemplate(s)
+      const p = 'error' in t ? [] : placeholdersOf(t.parts).filter((x) => PER_IAM_PLACEHOLDERS.has(x))
+      if (p.length > 0) ctx.addIssue({ code: 'custom', path: ['grants', i, 'scopes', j], message: `{${p[0]}} cannot name a path: ${why}` })
+    })
   })
 }
 

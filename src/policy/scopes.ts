@@ -20,6 +20,10 @@ const STORAGE_OPS: ReadonlySet<string> = new Set(['read', 'create', 'modify', 's
  * names one group or set, and is allowed only as written.
  */
 const HIERARCHICAL_SCOPES: ReadonlySet<string> = new Set([...[...STORAGE_OPS].map((op) => `storage.${op}`), 'read', 'write', 'queue', 'execute'])
+/** Whether a grant on `name:/a` covers `name:/a/b` (storage and SciTokens paths), so a per-caller path can be granted. */
+export function isHierarchicalScope(name: string): boolean {
+  return HIERARCHICAL_SCOPES.has(name)
+}
 /** Scopes a grant may never hand out: refresh tokens never leave the broker (issue 4). */
 const FORBIDDEN_SCOPES: ReadonlySet<string> = new Set(['offline_access'])
 

@@ -183,7 +183,7 @@ describe('credmon against the real broker and the development IAM', () => {
     expect(first.expires_in).toBeLessThanOrEqual(IAM_TOKEN_SECONDS)
     const { payload } = await jwtVerify(first.access_token as string, jwks, { issuer: devIam.issuer, audience: STORAGE_AUD })
     expect(payload.sub).toBe(subjectForUsername('alice'))
-    expect(String(payload.scope).split(' ')).toEqual(expect.arrayContaining(['compute.read', 'storage.read:/store/user', 'storage.modify:/store/user']))
+    expect(String(payload.scope).split(' ')).toEqual(expect.arrayContaining(['compute.read', 'storage.read:/store/user/alice', 'storage.modify:/store/user/alice']))
 
     // Watch for three token lifetimes: the .use changes, and never holds a token past its exp.
     const tokens = new Set<string>()

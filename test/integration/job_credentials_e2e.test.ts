@@ -59,7 +59,7 @@ describe('job credentials against the development IAM', () => {
 
     const job = await get(e.broker.url, '/v1/credentials/alice/cms/token', { authorization: `Bearer ${creddToken()}` })
     expect(job.status, JSON.stringify(job.body)).toBe(200)
-    expect(claimsOf(job.body.access_token as string)).toMatchObject({ aud: 'https://storage.cloud-a.example.org', scope: expect.stringContaining('storage.read:/store/user') })
+    expect(claimsOf(job.body.access_token as string)).toMatchObject({ aud: 'https://storage.cloud-a.example.org', scope: expect.stringContaining('storage.read:/store/user/alice') })
 
     const vault = await cli(['credential-storer', '--print', '--mode', 'vault', '--force', '--broker', e.broker.url.replace('127.0.0.1', 'localhost'), '--ca-file', caFile, 'cms'], { BEARER_TOKEN: accessToken })
     const top = JSON.parse(vault.out) as { vault_token: string; vault_url: string }
@@ -70,9 +70,9 @@ describe('job credentials against the development IAM', () => {
 
     const storage = await cli(['credential-storer', '--print', '--broker', e.broker.url.replace('127.0.0.1', 'localhost'), '--ca-file', caFile, 'storage'], { BEARER_TOKEN: accessToken })
     expect(storage.code).toBe(0)
-    const sci = await get(e.broker.url, '/v1/credentials/alice/storage/token?scopes=storage.read:/store/user', { authorization: `Bearer ${creddToken()}` })
+    const sci = await get(e.broker.url, '/v1/credentials/alice/storage/token?scopes=storage.read:/store/user/alice', { authorization: `Bearer ${creddToken()}` })
     expect(sci.status, JSON.stringify(sci.body)).toBe(200)
-    expect(claimsOf(sci.body.access_token as string)).toMatchObject({ iss: e.broker.services.config.issuer, sub: 'alice@pool.example.org', scope: 'storage.read:/store/user' })
+    expect(claimsOf(sci.body.access_token as string)).toMatchObject({ iss: e.broker.services.config.issuer, sub: 'alice@pool.example.org', scope: 'storage.read:/store/user/alice' })
   })
 
   it('shows the Vault-compatible listener the renewed certificate after a reload, as the main one', async () => {

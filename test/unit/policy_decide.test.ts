@@ -352,3 +352,86 @@ rules:
     expect(d.allow).toBe(false)
   })
 })
+
+describe('per-caller storage paths: {sub}, {preferred_username}, {client_id} in a grant scope path', () => {
+  // WLCG storage scopes are capabilities (docs/iam-and-wlcg.md §2.1: with one present, relying parties
+  // authorize on it alone), so a grant of storage.create:/store/user lets every user write every other
+  // user's files. The caller's own directory has to be part of the grant.
+  const OWN = policyFrom(`
+version: 1
+rules:
+  - id: own-area
+    match: { issuer: "${ISS}", groups: [/vo] }
+    grants:
+      - role: job-storage
+        identity: "{preferred_username}@{uid_domain}"
+        token_kinds: [scitoken]
+        scopes: ["storage.read:/store/data", "storage.create:/store/user/{preferred_username}", "read:/home/u-{sub}"]
+        audiences: ["https://se.example.org"]
+        lifetime: { default: 20m, max: 1h }
+`)
+  const carol = subject({ sub: 'c1', groups: ['/vo'], preferred_username: 'carol' })
+  const req = (s: VerifiedSubject, scopes?: string[]): DecisionRequest => ({ subject: s, role: 'job-storage', audience: ['https://se.example.org'], ...(scopes ? { scopes } : {}) })
+
+  it("issues the caller's own path by default", () => {
+    check(decide(OWN, req(carol), fixedJti), { allow: true, identity: 'carol@users.example.org', scopes: ['storage.read:/store/data', 'storage.create:/store/user/carol', 'read:/home/u-c1'] })
+  })
+
+  it('allows a path below the caller\'s own, not another user\'s nor the parent', () => {
+    check(decide(OWN, req(carol, ['storage.create:/store/user/carol/run1']), fixedJti), { allow: true, identity: 'carol@users.example.org', scopes: ['storage.create:/store/user/carol/run1'] })
+    for (const s of ['storage.create:/store/user/bob', 'storage.create:/store/user', 'storage.create:/store/user/carolx', 'read:/home/u-c2']) {
+      check(decide(OWN, req(carol, [s]), fixedJti), { allow: false, error: 'invalid_scope', reason: /exceeds/ })
+    }
+  })
+
+  it('never issues the placeholder text itself', () => {
+    check(decide(OWN, req(carol, ['storage.create:/store/user/{preferred_username}']), fixedJti), { allow: false, error: 'invalid_scope', reason: /./ })
+  })
+
+  it('refuses a caller without the claim, or whose value would leave its directory', () => {
+    check(decide(OWN, req(subject({ sub: 'n1', groups: ['/vo'], preferred_username: undefined })), fixedJti), { allow: false, error: 'unauthorized_client', reason: /preferred_username/ })
+    for (const name of ['..', '.hidden', 'a/b', 'a b', 'é']) {
+      // No identity check comes first: the scope is rendered before the identity is.
+      const d = decide(OWN, req(subject({ sub: 'x1', groups: ['/vo'], preferred_username: name })), fixedJti)
+      expect(d).toMatchObject({ allow: false, error: 'unauthorized_client' })
+    }
+  })
+
+  it('refuses at load a placeholder outside the path, an unknown one, or a stray brace', () => {
+    const grant = (scope: string) => `
+version: 1
+rules:
+  - id: r
+    match: { issuer: "${ISS}", groups: [/vo] }
+    grants:
+      - role: job-storage
+        identity: "{preferred_username}@{uid_domain}"
+        token_kinds: [scitoken]
+        scopes: ["storage.read:/store/data", "${scope}"]
+        audiences: ["https://se.example.org"]
+        lifetime: { default: 20m, max: 1h }
+`
+    const twoIams = grant('storage.read:/home/{sub}').replace(`issuer: "${ISS}"`, `issuer: ["${ISS}", "https://other-iam.example.org/"]`).replace('identity: "{preferred_username}@{uid_domain}"', 'identity: "user@{uid_domain}"')
+    expect(() => policyFrom(twoIams)).toThrow(/\{sub\} cannot name a path/)
+    for (const bad of ['storage.{sub}:/x', '{sub}:/x', 'storage.read:/home/{host}', 'storage.read:/home/{nope}', 'storage.read:/home/{sub', 'wlcg.groups:/vo/{sub}', 'compute.{sub}']) {
+      expect(() => policyFrom(grant(bad)), bad).toThrow(/scope/)
+    }
+  })
+})
+
+describe('the shipped job-credentials grant', () => {
+  // A storage scope is a capability (docs/iam-and-wlcg.md §2.1): alice's job token must not reach bob's files.
+  const alice = subject({ sub: 'u-alice', groups: ['/htc/users'], preferred_username: 'alice' })
+  const ask = (scopes?: string[]): DecisionRequest => ({ subject: alice, role: 'job-credentials', tokenKind: 'scitoken', audience: [], ...(scopes ? { scopes } : {}) })
+
+  it("gives a user storage under her own directory only", () => {
+    const d = decide(shipped, ask(), fixedJti)
+    expect(d).toMatchObject({ allow: true, identity: 'alice@users.example.org' })
+    if (!d.allow) return
+    for (const s of d.scopes.filter((x) => x.startsWith('storage.'))) expect(s).toMatch(/^storage\.[a-z]+:\/store\/user\/alice$/)
+    for (const s of ['storage.read:/store/user/bob', 'storage.create:/store/user/bob/x', 'storage.modify:/store/user']) {
+      expect(decide(shipped, ask([s]), fixedJti), s).toMatchObject({ allow: false, error: 'invalid_scope' })
+    }
+    expect(decide(shipped, ask(['storage.create:/store/user/alice/run1']), fixedJti)).toMatchObject({ allow: true, scopes: ['storage.create:/store/user/alice/run1'] })
+  })
+})
