@@ -4,6 +4,7 @@ import { cloudInit } from './cloud_init.ts'
 import { COLLECTOR_PORT, condorConfig, mapfile, NODE_PATHS, type ClusterView, type NodeView } from './condor_config.ts'
 import { newHostKey } from './host_key.ts'
 import { pilotCredentialAsk, pilotRefusal, renderPilotGroup } from './pilot_group.ts'
+import { refuseDaemonUserDomains, type UserMapping } from './user_domains.ts'
 import { loadTemplate, type LoadedTemplate } from './template/load_template.ts'
 import { realiseTemplate, resolveInputs, type ResolvedNode } from './template/resolve_template.ts'
 import { unverifiedJwtPayload } from '../../lib/jwt_payload.ts'
@@ -109,6 +110,7 @@ export async function renderCluster(o: RenderOptions, issued: { tokens: Manifest
   let collectorHost = ''
   const userDomains: string[] = []
   const schedds: Array<NonNullable<NodeView['schedd']>> = []
+  const userMappings: UserMapping[] = []
 
   const mint = async (n: ResolvedNode, role: Instance['role'], host: string, ip: string[], nat: boolean, bundle: string, certify: boolean): Promise<Instance> => {
     const site = n.properties.site as string | undefined
@@ -157,7 +159,7 @@ export async function renderCluster(o: RenderOptions, issued: { tokens: Manifest
           name: String(n.properties.name), audience: String(n.properties.audience ?? `condor://${host.address}:${COLLECTOR_PORT}`),
           iamIssuer: m?.scitokens_issuer ?? '', subjectDomain: m?.subject_domain ?? '', groups: m?.groups ?? [],
         }
-        if (m) { userDomains.push(m.subject_domain); schedds.push(schedd) }
+        if (m) { userDomains.push(m.subject_domain); schedds.push(schedd); userMappings.push({ node: n.name, subjectDomain: m.subject_domain }) }
         inst.schedd = schedd
         return { name: schedd.name, identity: inst.identity, issued_token_jtis: [jwtClaims(inst.token).jti] }
       }
@@ -195,6 +197,8 @@ export async function renderCluster(o: RenderOptions, issued: { tokens: Manifest
     pilotPatterns: [...new Set(pilots.map((p) => `pilot-${String(p.props.site)}-*@pilots.${trustDomain}`))],
     userDomains: [...new Set(userDomains)],
   }
+  // Before any configuration is written; a refusal here has the caller revoke what was issued.
+  refuseDaemonUserDomains(t, userMappings, [cluster.cmIdentity, ...cluster.scheddIdentities, ...cluster.startdIdentities, ...cluster.pilotPatterns], trustDomain)
 
   const bundles: Bundle[] = instances.map((inst) => {
     const schedd = inst.schedd
