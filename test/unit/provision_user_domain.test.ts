@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs'
 import { parse } from 'yaml'
 import { describe, expect, it } from 'vitest'
 import type { BrokerClient } from '../../src/clients/provision/broker_client.ts'
+import { planCluster } from '../../src/clients/provision/plan.ts'
 import { renderCluster, type ManifestCertificate, type ManifestToken } from '../../src/clients/provision/render.ts'
 import { TemplateError } from '../../src/clients/provision/template/load_template.ts'
 import { allowEntries, readCondorConfig } from '../support/condor_config_read.ts'
@@ -52,6 +53,33 @@ describe('provision render: a user mapping domain is never a daemon identity dom
     const { broker, issued } = policyLikeBroker()
     const err = await renderCluster({ templateText: bad, templateFile: EXAMPLE, inputs, inputsFile: 'inputs.yaml', broker, now: 1_800_000_000 }, issued)
       .then(() => undefined, (e: unknown) => e)
+    expect(err).toBeInstanceOf(TemplateError)
+    expect((err as TemplateError).line).toBe(line)
+    expect((err as Error).message).toContain(`ap.user_mapping.subject_domain (${domain}) is a domain the broker issues daemon identities in`)
+  })
+})
+
+describe('provision plan: refuses the daemon-domain user mapping render refuses, with the same line', () => {
+  const bearer = `e30.${Buffer.from(JSON.stringify({ iss: 'https://iam.example.org/', sub: 'operator' })).toString('base64url')}.sig`
+  function explainingBroker(): BrokerClient {
+    const identity = (role: string, host?: string) => role === 'central-manager' ? `condor@${TD}` : role === 'schedd' ? `schedd-ap1@aps.${TD}`
+      : role === 'pilot' ? `pilot-hpc-b-0@pilots.${TD}` : `startd-cloud-a-${String(host).split('.')[0]}@eps.${TD}`
+    return {
+      base: 'https://broker.example.org',
+      explain: async (r: { role: string; host?: string }) => ({ decision: { allow: true, ruleId: 'r', identity: identity(r.role, r.host) } }),
+      checkCertificate: async () => ({ allow: true, rule: 'r', lifetime: 3600 }),
+    } as unknown as BrokerClient
+  }
+
+  it('plans the example', async () => {
+    const steps = await planCluster({ templateText: text, templateFile: EXAMPLE, inputs, inputsFile: 'inputs.yaml', broker: explainingBroker(), bearer })
+    expect(steps.every((s) => s.answer === 'allow')).toBe(true)
+  })
+
+  it.each([`eps.${TD}`, `pilots.${TD}`])('refuses subject_domain %s', async (domain) => {
+    const bad = withDomain(domain)
+    const line = bad.split('\n').findIndex((l) => l.includes(`subject_domain: ${domain}`)) + 1
+    const err = await planCluster({ templateText: bad, templateFile: EXAMPLE, inputs, inputsFile: 'inputs.yaml', broker: explainingBroker(), bearer }).then(() => undefined, (e: unknown) => e)
     expect(err).toBeInstanceOf(TemplateError)
     expect((err as TemplateError).line).toBe(line)
     expect((err as Error).message).toContain(`ap.user_mapping.subject_domain (${domain}) is a domain the broker issues daemon identities in`)

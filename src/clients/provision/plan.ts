@@ -5,6 +5,7 @@ import { pilotAskProblem, pilotCountBeyondBroker, pilotRestartsProblem, pilotCre
 import { ROLE_OF } from './render.ts'
 import { loadTemplate } from './template/load_template.ts'
 import { realiseTemplate, resolveInputs } from './template/resolve_template.ts'
+import { refuseDaemonUserDomains, type UserMapping } from './user_domains.ts'
 import { unverifiedJwtPayload } from '../../lib/jwt_payload.ts'
 
 export interface PlanStep {
@@ -49,6 +50,10 @@ export async function planCluster(o: { templateText: string; templateFile: strin
   const inputs = resolveInputs(t, o.inputs, o.inputsFile)
   const subject = callerOf(o.bearer)
   const steps: PlanStep[] = []
+  /** Every identity the policy would give (a pilot's with a stand-in job id: only its domain is read). */
+  const identities: string[] = []
+  const userMappings: UserMapping[] = []
+  let trustDomain = ''
   const ask = async (node: string, role: string, host: string | undefined, site: string | undefined, params: Record<string, string>, ips: string[] = []) => {
     const e = await o.broker.explain({ subject, role, token_type: 'idtoken', ...(host ? { host } : {}), params: { ...(site ? { site } : {}), ...params } })
     const d = e.decision as { allow: boolean; ruleId?: string; identity?: string; reason?: string }
@@ -58,6 +63,7 @@ export async function planCluster(o: { templateText: string; templateFile: strin
       // A pilot's identity names its SLURM job and node, known only when it starts.
       ...(d.ruleId ? { rule: d.ruleId } : {}), ...(d.identity && role !== 'pilot' ? { identity: d.identity } : {}), ...(d.reason ? { reason: d.reason } : {}),
     })
+    if (d.identity) identities.push(d.identity)
     if (host) {
       const c = await o.broker.checkCertificate({ role, dns: [host], ip: ips, ...(site ? { site } : {}) })
       steps.push({
@@ -104,8 +110,10 @@ export async function planCluster(o: { templateText: string; templateFile: strin
     const ipsOf = () => (attrs[n.requirements.host!]!.private_address as string[] | undefined) ?? []
     switch (n.type) {
       case 'htc.nodes.Compute': return computeAttributes(n)
-      case 'htc.nodes.CentralManager': return { collector_address: `${hosts[0]}:9618`, identity: await ask(n.name, ROLE_OF[n.type], hosts[0], site, {}, ipsOf()), issued_token_jtis: [STAND_IN_JTI] }
-      case 'htc.nodes.Schedd': return { name: n.properties.name, identity: await ask(n.name, ROLE_OF[n.type], hosts[0], site, {}, ipsOf()), issued_token_jtis: [STAND_IN_JTI] }
+      case 'htc.nodes.CentralManager': trustDomain = String(n.properties.trust_domain); return { collector_address: `${hosts[0]}:9618`, identity: await ask(n.name, ROLE_OF[n.type], hosts[0], site, {}, ipsOf()), issued_token_jtis: [STAND_IN_JTI] }
+      case 'htc.nodes.Schedd':
+        if (n.properties.user_mapping) userMappings.push({ node: n.name, subjectDomain: (n.properties.user_mapping as { subject_domain: string }).subject_domain })
+        return { name: n.properties.name, identity: await ask(n.name, ROLE_OF[n.type], hosts[0], site, {}, ipsOf()), issued_token_jtis: [STAND_IN_JTI] }
       case 'htc.nodes.Startd': {
         const ids = []
         for (const host of hosts) ids.push(await ask(n.name, ROLE_OF[n.type], host, site, {}, ipsOf()))
@@ -118,5 +126,7 @@ export async function planCluster(o: { templateText: string; templateFile: strin
         return { site, issued_token_jtis: [STAND_IN_JTI], slurm_job_ids: [] }
     }
   })
+  // Render refuses this once the broker has answered; plan with the identities the policy would give.
+  refuseDaemonUserDomains(t, userMappings, identities, trustDomain)
   return steps
 }
