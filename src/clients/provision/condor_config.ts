@@ -48,6 +48,21 @@ export interface NodeView {
   startd?: { partitionable: boolean; site: string }
 }
 
+/**
+ * The ALLOW entry that admits a pilot group at the collector. A pilot's identity names its SLURM job and is
+ * minted at pilot start, so the group is admitted by a prefix; the example policy's `pilot.identity` is
+ * `pilot-{site}-{slurm_job_id}@pilots.{trust_domain}`, and plan checks the policy in force against it.
+ */
+export function pilotAllowEntry(site: string, trustDomain: string): string {
+  return `pilot-${site}-*@pilots.${trustDomain}`
+}
+
+/** Whether an ALLOW entry admits an identity: HTCondor's `*` stands for any run of characters. */
+export function allowEntryAdmits(entry: string, identity: string): boolean {
+  const pattern = entry.split('*').map((part) => part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('.*')
+  return new RegExp(`^${pattern}$`).test(identity)
+}
+
 function list(values: Iterable<string>): string {
   return [...new Set(values)].join(', ')
 }

@@ -1,5 +1,6 @@
 import type { BrokerClient } from './broker_client.ts'
 import { computeAttributes, nodeChecker, STAND_IN_JTI } from './check_cluster.ts'
+import { allowEntryAdmits, pilotAllowEntry } from './condor_config.ts'
 import { MAX_PILOT_COUNT } from '../../contract/pilot.ts'
 import { pilotAskProblem, pilotCountBeyondBroker, pilotRestartsProblem, pilotCredentialAsk, type PilotGrantLimits } from './pilot_group.ts'
 import { ROLE_OF } from './render.ts'
@@ -122,7 +123,17 @@ export async function planCluster(o: { templateText: string; templateFile: strin
       }
       case 'htc.nodes.SlurmPilot':
         await askEnrolment(n.name, n.properties)
-        await ask(n.name, ROLE_OF[n.type], undefined, site, { slurm_job_id: '0' })
+        {
+          const identity = await ask(n.name, ROLE_OF[n.type], undefined, site, { slurm_job_id: '0' })
+          // The collector admits the group by the entry render writes, not by the policy's identity template:
+          // where the two disagree every pilot of the group is refused when it starts.
+          const entry = pilotAllowEntry(String(site), trustDomain)
+          const step = steps[steps.length - 1]!
+          if (identity !== undefined && step.answer === 'allow' && !allowEntryAdmits(entry, identity)) {
+            step.answer = 'deny'
+            step.reason = `the policy names the pilots ${identity}, but render admits them at the collector as ${entry}: give the grant's pilot.identity the form pilot-{site}-{slurm_job_id}@pilots.{trust_domain}`
+          }
+        }
         return { site, issued_token_jtis: [STAND_IN_JTI], slurm_job_ids: [] }
     }
   })

@@ -1,7 +1,7 @@
 import { BrokerCallError, type BrokerClient, type IssuedToken } from './broker_client.ts'
 import { checkCluster, computeAttributes, nodeChecker } from './check_cluster.ts'
 import { cloudInit } from './cloud_init.ts'
-import { COLLECTOR_PORT, condorConfig, mapfile, NODE_PATHS, type ClusterView, type NodeView } from './condor_config.ts'
+import { COLLECTOR_PORT, condorConfig, mapfile, NODE_PATHS, pilotAllowEntry, type ClusterView, type NodeView } from './condor_config.ts'
 import { newHostKey } from './host_key.ts'
 import { pilotCredentialAsk, pilotRefusal, renderPilotGroup } from './pilot_group.ts'
 import { refuseDaemonUserDomains, type UserMapping } from './user_domains.ts'
@@ -194,7 +194,7 @@ export async function renderCluster(o: RenderOptions, issued: { tokens: Manifest
     cmIdentity: instances.find((i) => i.role === 'central-manager')?.identity ?? `condor@${trustDomain}`,
     scheddIdentities: instances.filter((i) => i.role === 'schedd').map((i) => i.identity),
     startdIdentities: instances.filter((i) => i.role === 'startd').map((i) => i.identity),
-    pilotPatterns: [...new Set(pilots.map((p) => `pilot-${String(p.props.site)}-*@pilots.${trustDomain}`))],
+    pilotPatterns: [...new Set(pilots.map((p) => pilotAllowEntry(String(p.props.site), trustDomain)))],
     userDomains: [...new Set(userDomains)],
   }
   // Before any configuration is written; a refusal here has the caller revoke what was issued.
