@@ -6,6 +6,7 @@ import { pilotAskProblem, pilotCountBeyondBroker, pilotRestartsProblem, pilotCre
 import { ROLE_OF } from './render.ts'
 import { loadTemplate } from './template/load_template.ts'
 import { realiseTemplate, resolveInputs } from './template/resolve_template.ts'
+import { refuseForeignTrustDomain } from './trust_domain.ts'
 import { refuseDaemonUserDomains, type UserMapping } from './user_domains.ts'
 import { unverifiedJwtPayload } from '../../lib/jwt_payload.ts'
 
@@ -55,9 +56,13 @@ export async function planCluster(o: { templateText: string; templateFile: strin
   const identities: string[] = []
   const userMappings: UserMapping[] = []
   let trustDomain = ''
+  let cmNode = ''
   const ask = async (node: string, role: string, host: string | undefined, site: string | undefined, params: Record<string, string>, ips: string[] = []) => {
     const e = await o.broker.explain({ subject, role, token_type: 'idtoken', ...(host ? { host } : {}), params: { ...(site ? { site } : {}), ...params } })
-    const d = e.decision as { allow: boolean; ruleId?: string; identity?: string; reason?: string }
+    const d = e.decision as { allow: boolean; ruleId?: string; identity?: string; reason?: string; tokenKind?: string; audience?: unknown }
+    // Render stops at the first token whose iss is not the template's trust domain; an allowed IDTOKEN's only
+    // target is the trust domain its iss will carry, so the same refusal comes here, before anything is minted.
+    if (d.allow && d.tokenKind === 'idtoken' && Array.isArray(d.audience)) refuseForeignTrustDomain(t, cmNode, trustDomain, d.audience[0])
     steps.push({
       node, request: role === 'pilot' ? 'pilot token (minted at each pilot start)' : 'IDTOKEN', role,
       ...(host ? { host } : {}), ...(site ? { site } : {}), answer: d.allow ? 'allow' : 'deny',
@@ -111,7 +116,7 @@ export async function planCluster(o: { templateText: string; templateFile: strin
     const ipsOf = () => (attrs[n.requirements.host!]!.private_address as string[] | undefined) ?? []
     switch (n.type) {
       case 'htc.nodes.Compute': return computeAttributes(n)
-      case 'htc.nodes.CentralManager': trustDomain = String(n.properties.trust_domain); return { collector_address: `${hosts[0]}:9618`, identity: await ask(n.name, ROLE_OF[n.type], hosts[0], site, {}, ipsOf()), issued_token_jtis: [STAND_IN_JTI] }
+      case 'htc.nodes.CentralManager': trustDomain = String(n.properties.trust_domain); cmNode = n.name; return { collector_address: `${hosts[0]}:9618`, identity: await ask(n.name, ROLE_OF[n.type], hosts[0], site, {}, ipsOf()), issued_token_jtis: [STAND_IN_JTI] }
       case 'htc.nodes.Schedd':
         if (n.properties.user_mapping) userMappings.push({ node: n.name, subjectDomain: (n.properties.user_mapping as { subject_domain: string }).subject_domain })
         return { name: n.properties.name, identity: await ask(n.name, ROLE_OF[n.type], hosts[0], site, {}, ipsOf()), issued_token_jtis: [STAND_IN_JTI] }
