@@ -212,9 +212,10 @@ export async function renderCluster(o: RenderOptions, issued: { tokens: Manifest
       files.push({ path: 'certs/host.crt', content: inst.cert.pem, mode: 0o644, installPath: NODE_PATHS.hostCert })
       files.push({ path: 'certs/host.key', content: inst.cert.key, mode: 0o600, installPath: NODE_PATHS.hostKey })
     }
-    const mapping = schedd ?? (inst.role === 'central-manager' ? schedds[0] : undefined)
-    if (mapping && (inst.role === 'schedd' || inst.role === 'central-manager')) {
-      files.push({ path: 'certs/condor_mapfile', content: mapfile(mapping, brokerIssuer), mode: 0o644, installPath: NODE_PATHS.mapfile })
+    // Both configs name CERTIFICATE_MAPFILE. `schedds` holds only the schedds with a user_mapping.
+    if (inst.role === 'schedd' || inst.role === 'central-manager') {
+      const mappings = inst.role === 'central-manager' ? schedds : schedds.filter((m) => m === schedd)
+      files.push({ path: 'certs/condor_mapfile', content: mapfile(mappings, brokerIssuer), mode: 0o644, installPath: NODE_PATHS.mapfile })
     }
     files.push({ path: 'user-data', content: cloudInit(files), mode: 0o600 })
     return { name: inst.bundle, files }
