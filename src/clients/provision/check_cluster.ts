@@ -46,7 +46,16 @@ export function nodeChecker(t: LoadedTemplate, brokerUrl: string): (n: ResolvedN
     if (host) refuseNatWithoutCcb(t, n, host.nat === true, ccb)
     switch (n.type) {
       case 'htc.nodes.CentralManager': case 'htc.nodes.Schedd': return claim(n, [singleHost(t, n, String(host!.hostname))])
-      case 'htc.nodes.Startd': return claim(n, startdHosts(t, n, String(host!.hostname)))
+      case 'htc.nodes.Startd': {
+        const hosts = startdHosts(t, n, String(host!.hostname))
+        // Each host's certificate would name the whole list: any execute point's key good for its neighbours' addresses.
+        const ips = host!.private_address as string[] | undefined
+        if (hosts.length > 1 && ips !== undefined && ips.length > 0) {
+          t.fail(['topology_template', 'node_templates', n.name, 'properties', 'count'],
+            `${n.name}: count ${hosts.length} stands for ${hosts.length} hosts, but ${n.requirements.host} has one ip_addresses list, and which address is whose is not said (each host certificate would name them all): drop ip_addresses or give each host a Compute node`)
+        }
+        return claim(n, hosts)
+      }
       case 'htc.nodes.SlurmPilot': checkPilotGroup(t, n, brokerUrl); return []
       default: return []
     }
