@@ -1,5 +1,8 @@
+import { readFileSync } from 'node:fs'
+import { parse } from 'yaml'
 import { describe, expect, it } from 'vitest'
 import { BrokerCallError, BrokerClient, type Fetch } from '../../src/clients/provision/broker_client.ts'
+import { renderCluster } from '../../src/clients/provision/render.ts'
 
 // Some of what the broker answers is written into a node's files as it comes: its issuer into a comment line
 // of 50-broker.conf and a SCITOKENS line of condor_mapfile, a host certificate into certs/host.crt, its serial
@@ -55,5 +58,29 @@ describe('broker answers that would be written into a node\'s files', () => {
     const token = `e30.${b64({ jti: 'j', sub: 's' })}.sig\nother`
     expect(await refusal(answering(200, { access_token: token, expires_in: 10 }).daemonToken('startd', 'ep-1.example.org')))
       .toBe('token for role startd on ep-1.example.org: 200 invalid_response: access_token is not a token with a jti')
+  })
+})
+
+describe('a daemon token\'s sub, which render writes into every ALLOW list', () => {
+  // HTCondor splits an ALLOW list at commas and spaces and reads `*` as a wildcard: a sub carrying one would
+  // admit more than the identity the broker issued (`condor@pool.example.org, *` admits everyone as DAEMON).
+  it.each(['condor@pool.example.org, *', '*@pool.example.org', 'condor', 'condor@pool.example.org\nALLOW_READ = *'])('refuses sub %j, and keeps its jti so the failed render revokes it', async (sub) => {
+    const jwt = (claims: Record<string, unknown>) => `e30.${b64(claims)}.sig`
+    const broker = {
+      base: 'https://broker.example.org',
+      caCertificate: async () => PEM,
+      metadata: async () => ({ issuer: 'https://broker.example.org' }),
+      daemonToken: async () => ({ token: jwt({ iss: 'pool.example.org', jti: 'j-cm', sub, exp: 2_000_000_000 }), expiresIn: 3600 }),
+      certificate: async () => ({ certificate: PEM, serial: '01', notAfter: 2_000_000_000 }),
+      pilotEnrolment: async () => ({ token: jwt({ jti: 'e', sub: 'operator', exp: 2_000_000_000 }), expiresIn: 3600 }),
+    } as unknown as BrokerClient
+    const issued = { tokens: [] as Array<{ jti: string }>, certificates: [] as unknown[] }
+    const err = await renderCluster({
+      templateText: readFileSync('examples/provisioning/hybrid-pool.yaml', 'utf8'), templateFile: 'hybrid-pool.yaml',
+      inputs: parse(readFileSync('examples/provisioning/inputs.yaml', 'utf8')) as Record<string, unknown>, inputsFile: 'inputs.yaml', broker, now: 1_800_000_000,
+    }, issued as never).then(() => undefined, (e: unknown) => e)
+    expect(err).toBeInstanceOf(BrokerCallError)
+    expect((err as Error).message).toBe('token for role central-manager on cm.cloud-a.example.org: 200 invalid_response: its sub is not one HTCondor identity (name@domain)')
+    expect(issued.tokens.map((t) => t.jti)).toContain('j-cm')
   })
 })

@@ -18,6 +18,9 @@ export const ROLE_OF = {
   'htc.nodes.SlurmPilot': 'pilot',
 } as const
 
+/** An identity as an ALLOW list names it: one name@domain, no wildcard, comma, space or `$`. */
+const DAEMON_IDENTITY = /^[A-Za-z0-9._+-]{1,128}@[A-Za-z0-9._:-]{1,253}$/
+
 const TOKEN_FILE = { 'central-manager': 'NEGOTIATOR_auto_generated_token', schedd: 'SCHEDD_auto_generated_token', startd: 'STARTD_auto_generated_token' } as const
 
 /** One file of a bundle: path relative to the bundle, content, mode. */
@@ -118,6 +121,11 @@ export async function renderCluster(o: RenderOptions, issued: { tokens: Manifest
     const { token } = await o.broker.daemonToken(role, host, site)
     const c = jwtClaims(token)
     issued.tokens.push({ jti: String(c.jti), sub: String(c.sub), role, node: n.name, host, kind: 'idtoken', exp: Number(c.exp) })
+    // Written into every ALLOW list, which HTCondor splits at commas and spaces and where `*` is a wildcard.
+    // Checked once the jti is recorded, so the caller revokes the token.
+    if (typeof c.sub !== 'string' || !DAEMON_IDENTITY.test(c.sub)) {
+      throw new BrokerCallError(`token for role ${role} on ${host}`, 200, 'invalid_response', 'its sub is not one HTCondor identity (name@domain)')
+    }
     // (The caller revokes what was issued.)
     refuseForeignTrustDomain(t, cmNode, trustDomain, c.iss)
     let cert: Instance['cert']
