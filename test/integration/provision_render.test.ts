@@ -300,6 +300,15 @@ describe('provision render, plan and teardown against the broker', () => {
     expect(plan.err).toContain(`${EXAMPLE}:${line}:18: hpc.command`)
   }, 60_000)
 
+  it('plan refuses a trust domain that is not the broker\'s, at its line, as render would after the first token', async () => {
+    // Policy explain names the trust domain an IDTOKEN's iss will carry; plan compares it with the template's.
+    const other = join(root, 'other-td.yaml')
+    writeFileSync(other, `trust_domain: other.${TD}\niam_issuer: ${e2e.devIam.issuer}\n`)
+    const plan = await cli(['provision', 'plan', EXAMPLE, '--inputs', other, ...base()])
+    expect(plan.code).toBe(1)
+    expect(plan.err).toContain(`cm.trust_domain ("other.${TD}") is not the broker's trust domain: its tokens carry iss "${TD}"`)
+  }, 60_000)
+
   // Last: it revokes the operator.
   it('refuses a certificate to a caller whose IAM subject is revoked', async () => {
     const bearer = readFileSync(env.BEARER_TOKEN_FILE!, 'utf8').trim()

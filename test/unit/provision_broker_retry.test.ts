@@ -85,8 +85,9 @@ describe('provisioning retries a 503 from the broker, bounded', () => {
   })
 
   it('retries a certificate request and an admin call the same way', async () => {
-    const cert = scripted([{ ...UNAVAILABLE, retryAfter: '2' }, { status: 201, body: { certificate: 'PEM', serial: '01', not_after: 1 } }])
-    expect(await cert.client.certificate({ csr: 'c', role: 'startd', dns: ['ep-1.example.org'], ip: [] })).toEqual({ certificate: 'PEM', serial: '01', notAfter: 1 })
+    const pem = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n'
+    const cert = scripted([{ ...UNAVAILABLE, retryAfter: '2' }, { status: 201, body: { certificate: pem, serial: '01', not_after: 1 } }])
+    expect(await cert.client.certificate({ csr: 'c', role: 'startd', dns: ['ep-1.example.org'], ip: [] })).toEqual({ certificate: pem, serial: '01', notAfter: 1 })
     expect(cert.slept).toEqual([2000])
     const revoke = scripted([{ ...UNAVAILABLE, retryAfter: '2' }, { status: 200, body: {} }])
     await revoke.client.revokeJti('j-1', 'render failed')

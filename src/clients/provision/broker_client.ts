@@ -59,6 +59,18 @@ export function sameBrokerUrl(a: string, b: string): boolean {
 
 export interface IssuedToken { token: string; expiresIn: number }
 
+/** Three base64url parts: a JWS in compact form, or a pilot enrolment credential (`ctbpe1.<claims>.<mac>`). */
+const COMPACT_TOKEN = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/
+/**
+ * The broker's issuer goes into a comment line of every 50-broker.conf and a SCITOKENS rule of condor_mapfile,
+ * which HTCondor ends at the end of the line and splits at spaces: one https URL, none of space, comma, quote,
+ * backslash or `$` (the shape config_values.ts holds template URIs to).
+ */
+const ISSUER = /^https:\/\/[A-Za-z0-9._~:/?#@!&'()*+;=%[\]-]{1,1000}$/
+/** A certificate's serial is lower-case hex at the broker; teardown revokes by it. */
+const SERIAL = /^[0-9a-fA-F]{1,64}$/
+const PEM_CERTIFICATE = /^-----BEGIN CERTIFICATE-----\r?\n[A-Za-z0-9+/=\r\n]+\n-----END CERTIFICATE-----\s*$/
+
 function invalid(what: string, why: string): BrokerCallError {
   return new BrokerCallError(what, 200, 'invalid_response', why)
 }
@@ -70,7 +82,8 @@ function invalid(what: string, why: string): BrokerCallError {
 function issuedToken(what: string, body: Record<string, unknown>): IssuedToken {
   const token = body.access_token
   let claims: unknown
-  try { claims = typeof token === 'string' && token.split('.').length === 3 ? unverifiedJwtPayload(token) : undefined } catch { /* not a token */ }
+  // Compact form only: the token file in tokens.d is read line by line, so anything else (a newline) would add a token.
+  try { claims = typeof token === 'string' && COMPACT_TOKEN.test(token) ? unverifiedJwtPayload(token) : undefined } catch { /* not a token */ }
   if (typeof claims !== 'object' || claims === null || typeof (claims as { jti?: unknown }).jti !== 'string') throw invalid(what, 'access_token is not a token with a jti')
   return { token: token as string, expiresIn: Number(body.expires_in) }
 }
@@ -140,8 +153,14 @@ export class BrokerClient {
   }
 
   async certificate(req: { csr: string; role: string; site?: string; dns: string[]; ip: string[] }): Promise<IssuedCertificate> {
-    const body = await this.#json(`host certificate for ${req.dns[0]}`, 'POST', '/v1/certificates', req)
-    return { certificate: String(body.certificate), serial: String(body.serial), notAfter: Number(body.not_after) }
+    const what = `host certificate for ${req.dns[0]}`
+    const body = await this.#json(what, 'POST', '/v1/certificates', req)
+    // Written to certs/host.crt and manifest.json: a certificate without a serial could never be revoked by teardown.
+    if (typeof body.certificate !== 'string' || !PEM_CERTIFICATE.test(body.certificate) || typeof body.serial !== 'string' || !SERIAL.test(body.serial)
+      || typeof body.not_after !== 'number' || !Number.isSafeInteger(body.not_after)) {
+      throw invalid(what, 'the answer is not a PEM certificate with a hex serial and not_after')
+    }
+    return { certificate: body.certificate, serial: body.serial, notAfter: body.not_after }
   }
 
   /** What the policy answers for a certificate request; nothing is signed (POST /v1/certificates with dry_run). */
@@ -167,6 +186,7 @@ export class BrokerClient {
     if (res.status !== 200) throw new BrokerCallError('broker metadata', res.status, 'error')
     const body = await this.#read('broker metadata', res)
     if (typeof body.issuer !== 'string') throw invalid('broker metadata', 'no issuer')
+    if (!ISSUER.test(body.issuer) || !URL.canParse(body.issuer)) throw invalid('broker metadata', 'the issuer is not an https URL')
     return { issuer: body.issuer }
   }
 

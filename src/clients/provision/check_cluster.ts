@@ -22,14 +22,40 @@ export const STAND_IN_JTI = 'stand-in'
  */
 export function nodeChecker(t: LoadedTemplate, brokerUrl: string): (n: ResolvedNode, attrs: Readonly<Record<string, Attributes>>) => string[] {
   let ccb = true
+  /**
+   * Host (lower case, as DNS compares it) → the daemon node whose bundle installs there. Every daemon bundle
+   * writes the same /etc/condor paths, so a second one on a host would overwrite the first's configuration and
+   * host key, leaving minted credentials for a role the host never runs.
+   */
+  const bundleHosts = new Map<string, string>()
+  const claim = (n: ResolvedNode, hosts: string[]): string[] => {
+    for (const h of hosts) {
+      const other = bundleHosts.get(h.toLowerCase())
+      if (other !== undefined) {
+        t.fail(['topology_template', 'node_templates', n.name, 'requirements'],
+          `${n.name}: its host ${h} is also the host of ${other}; every daemon bundle installs to the same /etc/condor paths, so give each daemon node a host of its own`)
+      }
+      bundleHosts.set(h.toLowerCase(), n.name)
+    }
+    return hosts
+  }
   return (n, attrs) => {
     checkConfigValues(t, n)
     if (n.type === 'htc.nodes.CentralManager') ccb = n.properties.ccb !== false
     const host = n.requirements.host ? attrs[n.requirements.host]! : undefined
     if (host) refuseNatWithoutCcb(t, n, host.nat === true, ccb)
     switch (n.type) {
-      case 'htc.nodes.CentralManager': case 'htc.nodes.Schedd': return [singleHost(t, n, String(host!.hostname))]
-      case 'htc.nodes.Startd': return startdHosts(t, n, String(host!.hostname))
+      case 'htc.nodes.CentralManager': case 'htc.nodes.Schedd': return claim(n, [singleHost(t, n, String(host!.hostname))])
+      case 'htc.nodes.Startd': {
+        const hosts = startdHosts(t, n, String(host!.hostname))
+        // Each host's certificate would name the whole list: any execute point's key good for its neighbours' addresses.
+        const ips = host!.private_address as string[] | undefined
+        if (hosts.length > 1 && ips !== undefined && ips.length > 0) {
+          t.fail(['topology_template', 'node_templates', n.name, 'properties', 'count'],
+            `${n.name}: count ${hosts.length} stands for ${hosts.length} hosts, but ${n.requirements.host} has one ip_addresses list, and which address is whose is not said (each host certificate would name them all): drop ip_addresses or give each host a Compute node`)
+        }
+        return claim(n, hosts)
+      }
       case 'htc.nodes.SlurmPilot': checkPilotGroup(t, n, brokerUrl); return []
       default: return []
     }

@@ -48,6 +48,21 @@ export interface NodeView {
   startd?: { partitionable: boolean; site: string }
 }
 
+/**
+ * The ALLOW entry that admits a pilot group at the collector. A pilot's identity names its SLURM job and is
+ * minted at pilot start, so the group is admitted by a prefix; the example policy's `pilot.identity` is
+ * `pilot-{site}-{slurm_job_id}@pilots.{trust_domain}`, and plan checks the policy in force against it.
+ */
+export function pilotAllowEntry(site: string, trustDomain: string): string {
+  return `pilot-${site}-*@pilots.${trustDomain}`
+}
+
+/** Whether an ALLOW entry admits an identity: HTCondor's `*` stands for any run of characters. */
+export function allowEntryAdmits(entry: string, identity: string): boolean {
+  const pattern = entry.split('*').map((part) => part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('.*')
+  return new RegExp(`^${pattern}$`).test(identity)
+}
+
 function list(values: Iterable<string>): string {
   return [...new Set(values)].join(', ')
 }
@@ -130,14 +145,18 @@ function escapeIssuer(iss: string): string {
 }
 
 /**
- * CERTIFICATE_MAPFILE lines: SciTokens of the IAM issuer map `<iss>,<sub>` to `<sub>@<subject domain>`;
+ * CERTIFICATE_MAPFILE lines: SciTokens of each mapped IAM issuer map `<iss>,<sub>` to `<sub>@<subject domain>`;
  * SciTokens the broker minted already carry the user's identity as `sub`. Group membership is enforced
  * by the broker's policy when it mints, not here: HTCondor's mapfile matches issuer and subject only.
+ * A schedd passes its own mapping (none without user_mapping); the central manager, whose ALLOW_READ admits
+ * every schedd's users, passes them all. The broker's rule is always there, as every config names the file.
  */
-export function mapfile(schedd: NonNullable<NodeView['schedd']>, brokerIssuer: string): string {
+export function mapfile(mappings: ReadonlyArray<NonNullable<NodeView['schedd']>>, brokerIssuer: string): string {
   return [
-    `# IAM ${schedd.iamIssuer}${schedd.groups.length ? ` (groups ${schedd.groups.join(', ')} are checked by the broker's policy)` : ''}`,
-    `SCITOKENS /^${escapeIssuer(schedd.iamIssuer)},(.*)$/ \\1@${schedd.subjectDomain}`,
+    ...mappings.flatMap((m) => [
+      `# IAM ${m.iamIssuer}${m.groups.length ? ` (groups ${m.groups.join(', ')} are checked by the broker's policy)` : ''}`,
+      `SCITOKENS /^${escapeIssuer(m.iamIssuer)},(.*)$/ \\1@${m.subjectDomain}`,
+    ]),
     `SCITOKENS /^${escapeIssuer(brokerIssuer)},(.*)$/ \\1`,
   ].join('\n') + '\n'
 }

@@ -1,10 +1,13 @@
 import type { BrokerClient } from './broker_client.ts'
 import { computeAttributes, nodeChecker, STAND_IN_JTI } from './check_cluster.ts'
+import { allowEntryAdmits, pilotAllowEntry } from './condor_config.ts'
 import { MAX_PILOT_COUNT } from '../../contract/pilot.ts'
 import { pilotAskProblem, pilotCountBeyondBroker, pilotRestartsProblem, pilotCredentialAsk, type PilotGrantLimits } from './pilot_group.ts'
 import { ROLE_OF } from './render.ts'
 import { loadTemplate } from './template/load_template.ts'
 import { realiseTemplate, resolveInputs } from './template/resolve_template.ts'
+import { refuseForeignTrustDomain } from './trust_domain.ts'
+import { refuseDaemonUserDomains, type UserMapping } from './user_domains.ts'
 import { unverifiedJwtPayload } from '../../lib/jwt_payload.ts'
 
 export interface PlanStep {
@@ -49,15 +52,24 @@ export async function planCluster(o: { templateText: string; templateFile: strin
   const inputs = resolveInputs(t, o.inputs, o.inputsFile)
   const subject = callerOf(o.bearer)
   const steps: PlanStep[] = []
+  /** Every identity the policy would give (a pilot's with a stand-in job id: only its domain is read). */
+  const identities: string[] = []
+  const userMappings: UserMapping[] = []
+  let trustDomain = ''
+  let cmNode = ''
   const ask = async (node: string, role: string, host: string | undefined, site: string | undefined, params: Record<string, string>, ips: string[] = []) => {
     const e = await o.broker.explain({ subject, role, token_type: 'idtoken', ...(host ? { host } : {}), params: { ...(site ? { site } : {}), ...params } })
-    const d = e.decision as { allow: boolean; ruleId?: string; identity?: string; reason?: string }
+    const d = e.decision as { allow: boolean; ruleId?: string; identity?: string; reason?: string; tokenKind?: string; audience?: unknown }
+    // Render stops at the first token whose iss is not the template's trust domain; an allowed IDTOKEN's only
+    // target is the trust domain its iss will carry, so the same refusal comes here, before anything is minted.
+    if (d.allow && d.tokenKind === 'idtoken' && Array.isArray(d.audience)) refuseForeignTrustDomain(t, cmNode, trustDomain, d.audience[0])
     steps.push({
       node, request: role === 'pilot' ? 'pilot token (minted at each pilot start)' : 'IDTOKEN', role,
       ...(host ? { host } : {}), ...(site ? { site } : {}), answer: d.allow ? 'allow' : 'deny',
       // A pilot's identity names its SLURM job and node, known only when it starts.
       ...(d.ruleId ? { rule: d.ruleId } : {}), ...(d.identity && role !== 'pilot' ? { identity: d.identity } : {}), ...(d.reason ? { reason: d.reason } : {}),
     })
+    if (d.identity) identities.push(d.identity)
     if (host) {
       const c = await o.broker.checkCertificate({ role, dns: [host], ip: ips, ...(site ? { site } : {}) })
       steps.push({
@@ -104,8 +116,10 @@ export async function planCluster(o: { templateText: string; templateFile: strin
     const ipsOf = () => (attrs[n.requirements.host!]!.private_address as string[] | undefined) ?? []
     switch (n.type) {
       case 'htc.nodes.Compute': return computeAttributes(n)
-      case 'htc.nodes.CentralManager': return { collector_address: `${hosts[0]}:9618`, identity: await ask(n.name, ROLE_OF[n.type], hosts[0], site, {}, ipsOf()), issued_token_jtis: [STAND_IN_JTI] }
-      case 'htc.nodes.Schedd': return { name: n.properties.name, identity: await ask(n.name, ROLE_OF[n.type], hosts[0], site, {}, ipsOf()), issued_token_jtis: [STAND_IN_JTI] }
+      case 'htc.nodes.CentralManager': trustDomain = String(n.properties.trust_domain); cmNode = n.name; return { collector_address: `${hosts[0]}:9618`, identity: await ask(n.name, ROLE_OF[n.type], hosts[0], site, {}, ipsOf()), issued_token_jtis: [STAND_IN_JTI] }
+      case 'htc.nodes.Schedd':
+        if (n.properties.user_mapping) userMappings.push({ node: n.name, subjectDomain: (n.properties.user_mapping as { subject_domain: string }).subject_domain })
+        return { name: n.properties.name, identity: await ask(n.name, ROLE_OF[n.type], hosts[0], site, {}, ipsOf()), issued_token_jtis: [STAND_IN_JTI] }
       case 'htc.nodes.Startd': {
         const ids = []
         for (const host of hosts) ids.push(await ask(n.name, ROLE_OF[n.type], host, site, {}, ipsOf()))
@@ -114,9 +128,21 @@ export async function planCluster(o: { templateText: string; templateFile: strin
       }
       case 'htc.nodes.SlurmPilot':
         await askEnrolment(n.name, n.properties)
-        await ask(n.name, ROLE_OF[n.type], undefined, site, { slurm_job_id: '0' })
+        {
+          const identity = await ask(n.name, ROLE_OF[n.type], undefined, site, { slurm_job_id: '0' })
+          // The collector admits the group by the entry render writes, not by the policy's identity template:
+          // where the two disagree every pilot of the group is refused when it starts.
+          const entry = pilotAllowEntry(String(site), trustDomain)
+          const step = steps[steps.length - 1]!
+          if (identity !== undefined && step.answer === 'allow' && !allowEntryAdmits(entry, identity)) {
+            step.answer = 'deny'
+            step.reason = `the policy names the pilots ${identity}, but render admits them at the collector as ${entry}: give the grant's pilot.identity the form pilot-{site}-{slurm_job_id}@pilots.{trust_domain}`
+          }
+        }
         return { site, issued_token_jtis: [STAND_IN_JTI], slurm_job_ids: [] }
     }
   })
+  // Render refuses this once the broker has answered; plan with the identities the policy would give.
+  refuseDaemonUserDomains(t, userMappings, identities, trustDomain)
   return steps
 }

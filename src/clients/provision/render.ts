@@ -1,9 +1,11 @@
 import { BrokerCallError, type BrokerClient, type IssuedToken } from './broker_client.ts'
 import { checkCluster, computeAttributes, nodeChecker } from './check_cluster.ts'
 import { cloudInit } from './cloud_init.ts'
-import { COLLECTOR_PORT, condorConfig, mapfile, NODE_PATHS, type ClusterView, type NodeView } from './condor_config.ts'
+import { COLLECTOR_PORT, condorConfig, mapfile, NODE_PATHS, pilotAllowEntry, type ClusterView, type NodeView } from './condor_config.ts'
 import { newHostKey } from './host_key.ts'
 import { pilotCredentialAsk, pilotRefusal, renderPilotGroup } from './pilot_group.ts'
+import { refuseForeignTrustDomain } from './trust_domain.ts'
+import { refuseDaemonUserDomains, type UserMapping } from './user_domains.ts'
 import { loadTemplate, type LoadedTemplate } from './template/load_template.ts'
 import { realiseTemplate, resolveInputs, type ResolvedNode } from './template/resolve_template.ts'
 import { unverifiedJwtPayload } from '../../lib/jwt_payload.ts'
@@ -15,6 +17,9 @@ export const ROLE_OF = {
   'htc.nodes.Startd': 'startd',
   'htc.nodes.SlurmPilot': 'pilot',
 } as const
+
+/** An identity as an ALLOW list names it: one name@domain, no wildcard, comma, space or `$`. */
+const DAEMON_IDENTITY = /^[A-Za-z0-9._+-]{1,128}@[A-Za-z0-9._:-]{1,253}$/
 
 const TOKEN_FILE = { 'central-manager': 'NEGOTIATOR_auto_generated_token', schedd: 'SCHEDD_auto_generated_token', startd: 'STARTD_auto_generated_token' } as const
 
@@ -109,19 +114,20 @@ export async function renderCluster(o: RenderOptions, issued: { tokens: Manifest
   let collectorHost = ''
   const userDomains: string[] = []
   const schedds: Array<NonNullable<NodeView['schedd']>> = []
+  const userMappings: UserMapping[] = []
 
   const mint = async (n: ResolvedNode, role: Instance['role'], host: string, ip: string[], nat: boolean, bundle: string, certify: boolean): Promise<Instance> => {
     const site = n.properties.site as string | undefined
     const { token } = await o.broker.daemonToken(role, host, site)
     const c = jwtClaims(token)
     issued.tokens.push({ jti: String(c.jti), sub: String(c.sub), role, node: n.name, host, kind: 'idtoken', exp: Number(c.exp) })
-    // docs/htcondor-tokens.md §2.1: a client presents only a token whose iss is the server's TRUST_DOMAIN and
-    // silently skips any other, so bundles naming another trust domain than the broker signs would make a
-    // pool whose daemons never authenticate. (The caller revokes what was issued.)
-    if (c.iss !== trustDomain) {
-      t.fail(['topology_template', 'node_templates', cmNode, 'properties', 'trust_domain'],
-        `${cmNode}.trust_domain (${JSON.stringify(trustDomain)}) is not the broker's trust domain: its tokens carry iss ${JSON.stringify(c.iss)}`)
+    // Written into every ALLOW list, which HTCondor splits at commas and spaces and where `*` is a wildcard.
+    // Checked once the jti is recorded, so the caller revokes the token.
+    if (typeof c.sub !== 'string' || !DAEMON_IDENTITY.test(c.sub)) {
+      throw new BrokerCallError(`token for role ${role} on ${host}`, 200, 'invalid_response', 'its sub is not one HTCondor identity (name@domain)')
     }
+    // (The caller revokes what was issued.)
+    refuseForeignTrustDomain(t, cmNode, trustDomain, c.iss)
     let cert: Instance['cert']
     if (certify) {
       const key = await newHostKey(host)
@@ -157,7 +163,7 @@ export async function renderCluster(o: RenderOptions, issued: { tokens: Manifest
           name: String(n.properties.name), audience: String(n.properties.audience ?? `condor://${host.address}:${COLLECTOR_PORT}`),
           iamIssuer: m?.scitokens_issuer ?? '', subjectDomain: m?.subject_domain ?? '', groups: m?.groups ?? [],
         }
-        if (m) { userDomains.push(m.subject_domain); schedds.push(schedd) }
+        if (m) { userDomains.push(m.subject_domain); schedds.push(schedd); userMappings.push({ node: n.name, subjectDomain: m.subject_domain }) }
         inst.schedd = schedd
         return { name: schedd.name, identity: inst.identity, issued_token_jtis: [jwtClaims(inst.token).jti] }
       }
@@ -192,9 +198,11 @@ export async function renderCluster(o: RenderOptions, issued: { tokens: Manifest
     cmIdentity: instances.find((i) => i.role === 'central-manager')?.identity ?? `condor@${trustDomain}`,
     scheddIdentities: instances.filter((i) => i.role === 'schedd').map((i) => i.identity),
     startdIdentities: instances.filter((i) => i.role === 'startd').map((i) => i.identity),
-    pilotPatterns: [...new Set(pilots.map((p) => `pilot-${String(p.props.site)}-*@pilots.${trustDomain}`))],
+    pilotPatterns: [...new Set(pilots.map((p) => pilotAllowEntry(String(p.props.site), trustDomain)))],
     userDomains: [...new Set(userDomains)],
   }
+  // Before any configuration is written; a refusal here has the caller revoke what was issued.
+  refuseDaemonUserDomains(t, userMappings, [cluster.cmIdentity, ...cluster.scheddIdentities, ...cluster.startdIdentities, ...cluster.pilotPatterns], trustDomain)
 
   const bundles: Bundle[] = instances.map((inst) => {
     const schedd = inst.schedd
@@ -212,9 +220,10 @@ export async function renderCluster(o: RenderOptions, issued: { tokens: Manifest
       files.push({ path: 'certs/host.crt', content: inst.cert.pem, mode: 0o644, installPath: NODE_PATHS.hostCert })
       files.push({ path: 'certs/host.key', content: inst.cert.key, mode: 0o600, installPath: NODE_PATHS.hostKey })
     }
-    const mapping = schedd ?? (inst.role === 'central-manager' ? schedds[0] : undefined)
-    if (mapping && (inst.role === 'schedd' || inst.role === 'central-manager')) {
-      files.push({ path: 'certs/condor_mapfile', content: mapfile(mapping, brokerIssuer), mode: 0o644, installPath: NODE_PATHS.mapfile })
+    // Both configs name CERTIFICATE_MAPFILE. `schedds` holds only the schedds with a user_mapping.
+    if (inst.role === 'schedd' || inst.role === 'central-manager') {
+      const mappings = inst.role === 'central-manager' ? schedds : schedds.filter((m) => m === schedd)
+      files.push({ path: 'certs/condor_mapfile', content: mapfile(mappings, brokerIssuer), mode: 0o644, installPath: NODE_PATHS.mapfile })
     }
     files.push({ path: 'user-data', content: cloudInit(files), mode: 0o600 })
     return { name: inst.bundle, files }
