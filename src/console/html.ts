@@ -22,8 +22,14 @@ export function escapeHtml(s: string): string {
   return s.replace(/[&<>"']/g, (c) => ESCAPES[c]!)
 }
 
-/** ALM, the zero-width characters and marks, the bidi embeddings, overrides and isolates, word joiner, BOM. */
-const HIDDEN_FORMAT = /[\u061C\u200B-\u200F\u202A-\u202E\u2060-\u2069\uFEFF]/g
+/**
+ * What a browser draws as nothing, or as a reordering: Unicode's Default_Ignorable_Code_Point set (UAX #44,
+ * which holds every bidi control, the zero-width characters, soft hyphen, fillers, variation selectors and tag
+ * characters; a hand-made list misses some, and one is enough to make "alice" look like "alice"), and control
+ * characters other than tab, line feed and carriage return. The u flag makes a tag character (outside the
+ * BMP) one match rather than two surrogates.
+ */
+const HIDDEN_FORMAT = /[\p{Default_Ignorable_Code_Point}\p{Bidi_Control}\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]/gu
 
 /** Element text: escaped, and every bidi control or invisible format character named by its code point. */
 export function escapeText(s: string): string {
