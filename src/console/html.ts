@@ -27,9 +27,10 @@ export function escapeHtml(s: string): string {
  * which holds every bidi control, the zero-width characters, soft hyphen, fillers, variation selectors and tag
  * characters; a hand-made list misses some, and one is enough to make "alice" look like "alice"), and control
  * characters other than tab, line feed and carriage return. The u flag makes a tag character (outside the
- * BMP) one match rather than two surrogates.
+ * BMP) one match rather than two surrogates. The label's own opening bracket U+27E8 is labelled as well, so
+ * a caller who types "⟨U+200B⟩" cannot pass for one who sent a real U+200B: every "⟨" shown starts our label.
  */
-const HIDDEN_FORMAT = /[\p{Default_Ignorable_Code_Point}\p{Bidi_Control}\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]/gu
+const HIDDEN_FORMAT = /[\p{Default_Ignorable_Code_Point}\p{Bidi_Control}\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F\u27E8]/gu
 
 /** Element text: escaped, and every bidi control or invisible format character named by its code point. */
 export function escapeText(s: string): string {

@@ -42,3 +42,16 @@ describe('element text names every default-ignorable character by its code point
     expect(html`<input value="${v}">`.value).toBe(`<input value="${v}">`)
   })
 })
+
+describe('a label cannot be forged with plain text', () => {
+  // A caller can type the label's own characters: "alice⟨U+200B⟩" as text would show exactly as "alice" with
+  // a real zero-width space, two values one rendering. The label's opening bracket (U+27E8) is therefore
+  // itself labelled when the value holds it, so every "⟨" on the page starts a label the console wrote.
+  it('shows a typed ⟨U+200B⟩ otherwise than a real U+200B', () => {
+    const typed = html`<td>${'alice\u27E8U+200B\u27E9'}</td>`.value
+    const real = html`<td>${'alice\u200B'}</td>`.value
+    expect(real).toBe('<td>alice\u27E8U+200B\u27E9</td>')
+    expect(typed).not.toBe(real)
+    expect(typed).toBe('<td>alice\u27E8U+27E8\u27E9U+200B\u27E9</td>')
+  })
+})
