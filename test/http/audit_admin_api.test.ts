@@ -130,6 +130,29 @@ describe('GET /v1/audit', () => {
   })
 })
 
+describe('RFC 3339 times no calendar holds', () => {
+  // RFC 3339 §5.7: a date-mday must exist in its month and year, hours run 00-23, minutes 00-59. Date.parse
+  // rolls 2026-02-31 into 3 March and T24:00 into the next day, which would search another range than the
+  // one asked for without a word; the console refuses them (0db3703), so does the API.
+  it.each(['2026-02-31T10:00:00Z', '2027-02-29T00:00:00Z', '2026-04-31T00:00:00+02:00', '2026-01-01T24:00:00Z', '2100-02-29T00:00:00Z'])('refuses from=%s with invalid_request', async (t) => {
+    const res = await get(`/v1/audit?from=${encodeURIComponent(t)}`)
+    expect(res.status).toBe(400)
+    expect((await res.json() as { error: string }).error).toBe('invalid_request')
+  })
+
+  it.each([
+    // Leap days that exist (2028 and 2000 are leap years), and an offset whose UTC instant is the day before.
+    ['2028-02-29T10:00:00Z', Date.UTC(2028, 1, 29, 10) / 1000],
+    ['2000-02-29T00:00:00.500Z', Date.UTC(2000, 1, 29) / 1000],
+    ['2026-03-01T00:30:00+01:00', Date.UTC(2026, 1, 28, 23, 30) / 1000],
+  ])('accepts from=%s', async (t, epoch) => {
+    await store.record({ ...issued(1), time: epoch, jti: 'at-the-edge' })
+    const res = await get(`/v1/audit?from=${encodeURIComponent(t)}&to=${epoch}`)
+    expect(res.status).toBe(200)
+    expect((await res.json() as { records: Array<{ event: { jti: string } }> }).records.map((r) => r.event.jti)).toEqual(['at-the-edge'])
+  })
+})
+
 describe('GET /v1/audit/summary', () => {
   it('counts issuances and denials per hour by role, site and kind, and denials by reason', async () => {
     await store.record(issued(1))

@@ -12,9 +12,23 @@ import { singleValuedQuery } from '../query_params.ts'
 
 const EVENT_TYPES = ['token.issued', 'token.denied', 'token.denied.aggregate', 'token.renewed', 'token.revoked', 'token.unrevoked', 'key.rotated', 'key.reloaded', 'policy.reloaded', 'audit.checkpoint', 'audit.macs_started', 'certificate.issued', 'certificate.denied', 'certificate.revoked', 'credential.registered', 'credential.rotated', 'credential.revoked'] as const satisfies readonly AuditEventType[]
 
+/**
+ * Whether an RFC 3339 date-time names a day its month has and an hour and minute a day has (§5.7). Date.parse
+ * rolls 02-31 over into March and T24:00 into the next day, so without this a search would cover another
+ * range than the one asked for and say nothing.
+ */
+function onTheCalendar(s: string): boolean {
+  const m = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})/.exec(s)
+  if (!m) return false
+  const [y, mo, d, h, mi] = m.slice(1).map(Number) as [number, number, number, number, number]
+  const leap = y % 4 === 0 && (y % 100 !== 0 || y % 400 === 0)
+  const days = [31, leap ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][mo - 1]
+  return days !== undefined && d >= 1 && d <= days && h <= 23 && mi <= 59
+}
+
 /** Epoch seconds or an RFC 3339 date-time. */
 const Instant = z.string().describe('Epoch seconds or an RFC 3339 date-time.').transform((s, ctx) => {
-  const n = /^\d{1,12}$/.test(s) ? Number(s) : /^\d{4}-\d{2}-\d{2}T[\d:.]+(Z|[+-]\d{2}:\d{2})$/i.test(s) ? Date.parse(s) / 1000 : NaN
+  const n = /^\d{1,12}$/.test(s) ? Number(s) : /^\d{4}-\d{2}-\d{2}T[\d:.]+(Z|[+-]\d{2}:\d{2})$/i.test(s) && onTheCalendar(s) ? Date.parse(s) / 1000 : NaN
   if (!Number.isFinite(n)) { ctx.addIssue({ code: 'custom', message: 'must be epoch seconds or an RFC 3339 date-time' }); return z.NEVER }
   return Math.floor(n)
 })
