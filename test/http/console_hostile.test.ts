@@ -129,11 +129,19 @@ describe('search times that no calendar holds', () => {
   // The form's times are UTC date-times (datetime-local). February has no 31st and no minute is 99: a
   // parser that rolls them over into March, or into the next hour, searches a range the auditor did not
   // ask for and says nothing. They are refused, as "soon" is.
-  it.each(['2026-02-31T10:00', '2026-04-31T00:00', '2026-01-01T24:00', '2026-01-01T10:60', '2026-01-01T10:00:60'])('refuses from=%s with a 400 page', async (t) => {
+  it.each(['2026-02-31T10:00', '2026-04-31T00:00', '2026-01-01T24:00', '2026-01-01T10:60', '2026-01-01T10:00:60', '2027-02-29T00:00', '2100-02-29T00:00'])('refuses from=%s with a 400 page', async (t) => {
     const { cookie } = await session()
     const res = await app.request(`/console/search?from=${t}`, { headers: { cookie } })
     expect(res.status).toBe(400)
     expect(await res.text()).toContain('from must be a date and time')
+  })
+
+  it('searches a leap day that exists (2028 is a leap year; Gregorian rule)', async () => {
+    await store.record({ type: 'token.denied', time: Date.UTC(2028, 1, 29, 23, 59, 10) / 1000, caller: { iss: IAM, sub: 'x' }, decision: 'deny', reason: 'r', jti: 'leap-day' })
+    const { cookie } = await session()
+    const res = await app.request('/console/search?from=2028-02-29T23:59&to=2028-02-29T23:59', { headers: { cookie } })
+    expect(res.status).toBe(200)
+    expect(await res.text()).toContain('leap-day')
   })
 
   it('still searches from a real date, to the end of its minute', async () => {
