@@ -100,6 +100,10 @@ describe('the Origin check of console forms', () => {
     })
     expect(res.status).toBe(403)
     expect(await store.listRevocations()).toEqual([])
+    // Reloading cannot help a browser that strips Origin: the page says what is missing instead.
+    const text = await res.text()
+    expect(text).toContain('without an Origin header')
+    expect(text).not.toContain('reload')
   })
 
   it('refuses the bootstrap-token form without an Origin header', async () => {
@@ -112,6 +116,9 @@ describe('the Origin check of console forms', () => {
     })
     expect(res.status).toBe(403)
     expect(cookieOf(res, '__Host-ctb-console')).toBeUndefined()
+    const text = await res.text()
+    expect(text).toContain('without an Origin header')
+    expect(text).not.toContain('reload')
   })
 
   it('still accepts the same POST with the broker\'s Origin', async () => {

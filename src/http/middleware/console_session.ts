@@ -134,6 +134,13 @@ export async function formOfSession(c: Context, csrf: string, origin: string): P
   return sameOrigin(c.req.header('origin'), origin) && sameToken(sent, csrf)
 }
 
+/**
+ * The refusal page when a browser sent a form without Origin: reloading cannot help there (the browser or an
+ * extension strips the header on every POST), so the page names what is missing and what to change.
+ */
+export const NO_ORIGIN_MESSAGE = 'Your browser sent this form without an Origin header, which the console needs to tell its own forms from another site\'s. A privacy setting or extension removes it; allow it for this site and submit the form again.'
+
 export function csrfRefused(c: Context): Response {
-  return c.html(messagePage('Refused', 'This form did not come from this console session (CSRF check failed); reload the page and try again.', { link: ['/console', 'Back to the console'] }), 403)
+  const message = c.req.header('origin') === undefined ? NO_ORIGIN_MESSAGE : 'This form did not come from this console session (CSRF check failed); reload the page and try again.'
+  return c.html(messagePage('Refused', message, { link: ['/console', 'Back to the console'] }), 403)
 }

@@ -32,7 +32,7 @@ import { authenticateAdmin, type AdminAuthOptions } from '../middleware/admin_au
 import { classifyIamFailure, TRANSPORT_CAUSES } from '../../iam/iam_failure.ts'
 import { answeredStatus } from '../../iam/iam_errors.ts'
 import { limitBody } from '../middleware/body_limit.ts'
-import { consoleHeaders, consoleSession, csrfRefused, formOfSession, readConsoleForm, sameOrigin, SESSION_COOKIE, tooManyPage, unavailablePage } from '../middleware/console_session.ts'
+import { consoleHeaders, consoleSession, csrfRefused, formOfSession, NO_ORIGIN_MESSAGE, readConsoleForm, sameOrigin, SESSION_COOKIE, tooManyPage, unavailablePage } from '../middleware/console_session.ts'
 import { summaryRange } from './audit.ts'
 import { decisionRequestFrom, ExplainBody, withRevocationBlocks, type PolicySource } from './policy_explain.ts'
 
@@ -168,7 +168,8 @@ export function consoleRoutes(deps: ConsoleDeps): Hono {
     const form = await readConsoleForm(c)
     const pre = getCookie(c, PRE_COOKIE)
     if (!sameOrigin(c.req.header('origin'), deps.origin) || pre === undefined || !sameToken(pre, Text(form.csrf))) {
-      return c.html(messagePage('Refused', 'This form did not come from the sign-in page (CSRF check failed); reload it and try again.'), 403)
+      const message = c.req.header('origin') === undefined ? NO_ORIGIN_MESSAGE : 'This form did not come from the sign-in page (CSRF check failed); reload it and try again.'
+      return c.html(messagePage('Refused', message), 403)
     }
     const token = Text(form.token)
     if (!/^[\x21-\x7e]{1,8192}$/.test(token)) return c.html(messagePage('Refused', 'Not an admin token.'), 403)
