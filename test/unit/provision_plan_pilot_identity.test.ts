@@ -74,3 +74,27 @@ describe('provision plan: the identity pilots carry, against the ALLOW entry ren
     expect(steps.map((s) => s.answer)).toEqual(['allow', 'allow'])
   })
 })
+
+describe('provision plan: a user mapping domain against the pilots\' ALLOW entry, as render checks it', () => {
+  // Render refuses a subject_domain that is the domain of an entry its ALLOW lists hold for daemons; for a
+  // pilot group that entry is pilot-<site>-*@pilots.<trust domain>, whatever the grant's own identity says.
+  // plan promises the same refusal, at the same line (docs/provisioning.md).
+  const otherShape = (p: string) => p.replace('identity: pilot-{site}-{slurm_job_id}@pilots.{trust_domain}', 'identity: hpc-{slurm_job_id}@batch.{trust_domain}')
+  const withDomain = (d: string) => text.replace('subject_domain: users.hybrid', `subject_domain: ${d}`)
+  const plan = (templateText: string) => planCluster({ templateText, templateFile: EXAMPLE, inputs, inputsFile: 'inputs.yaml', broker: brokerWith(otherShape), bearer })
+    .then((steps) => steps, (e: unknown) => e as Error)
+
+  it('refuses pilots.<trust domain>, the domain of the entry render writes', async () => {
+    const bad = withDomain(`pilots.${TD}`)
+    const line = bad.split('\n').findIndex((l) => l.includes(`subject_domain: pilots.${TD}`)) + 1
+    const got = await plan(bad)
+    expect(got).toBeInstanceOf(Error)
+    expect((got as Error).message).toContain(`${EXAMPLE}:${line}:`)
+    expect((got as Error).message).toContain(`ap.user_mapping.subject_domain (pilots.${TD}) is a domain the broker issues daemon identities in`)
+  })
+
+  it('plans a domain no ALLOW entry for daemons names (the grant\'s own identity is in no bundle)', async () => {
+    const got = await plan(withDomain(`batch.${TD}`))
+    expect(got).not.toBeInstanceOf(Error)
+  })
+})

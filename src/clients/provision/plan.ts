@@ -65,7 +65,7 @@ export async function planCluster(o: { templateText: string; templateFile: strin
   const inputs = resolveInputs(t, o.inputs, o.inputsFile)
   const subject = callerOf(o.bearer)
   const steps: PlanStep[] = []
-  /** Every identity the policy would give (a pilot's with a stand-in job id: only its domain is read). */
+  /** Every daemon identity render's ALLOW lists would name, a pilot group by its entry (only the domain is read). */
   const identities: string[] = []
   const userMappings: UserMapping[] = []
   let trustDomain = ''
@@ -82,7 +82,8 @@ export async function planCluster(o: { templateText: string; templateFile: strin
       // A pilot's identity names its SLURM job and node, known only when it starts.
       ...(d.ruleId ? { rule: d.ruleId } : {}), ...(d.identity && role !== 'pilot' ? { identity: d.identity } : {}), ...(d.reason ? { reason: d.reason } : {}),
     })
-    if (d.identity) identities.push(d.identity)
+    // A pilot's is not: render's ALLOW lists admit the group by its entry (below), whatever the grant names.
+    if (d.identity && role !== 'pilot') identities.push(d.identity)
     if (host) {
       const c = await o.broker.checkCertificate({ role, dns: [host], ip: ips, ...(site ? { site } : {}) })
       steps.push({
@@ -147,6 +148,7 @@ export async function planCluster(o: { templateText: string; templateFile: strin
           // The collector admits the group by the entry render writes. Pilot tokens carry the grant's
           // pilot.identity (not its own identity, which only a direct IDTOKEN request gets): where the two
           // disagree every pilot of the group is refused when it starts.
+          identities.push(pilotAllowEntry(String(site), trustDomain))
           const problem = limits ? pilotIdentityProblem(limits, String(site), trustDomain) : undefined
           const step = steps[steps.length - 1]!
           if (problem !== undefined && step.answer === 'allow') {
