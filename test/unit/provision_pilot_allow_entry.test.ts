@@ -16,17 +16,17 @@ const inputs = parse(readFileSync('examples/provisioning/inputs.yaml', 'utf8')) 
 const TD = 'pool.example.org'
 const bearer = `e30.${Buffer.from(JSON.stringify({ iss: 'https://iam.example.org/', sub: 'operator' })).toString('base64url')}.sig`
 
-function broker(pilotIdentity: string): BrokerClient {
+function broker(pilotIdentity: string | undefined): BrokerClient {
   return {
     base: 'https://broker.example.org',
     explain: async (r: { role: string; pilot_enrolment?: unknown }) => r.pilot_enrolment
-      ? { decision: { allow: true, ruleId: 'r' }, limits: { max_count: 256, enrolment_lifetime: { default: 86400, max: 7 * 86400 }, up_to: true, max_restarts: 2, identity: pilotIdentity } }
+      ? { decision: { allow: true, ruleId: 'r' }, limits: { max_count: 256, enrolment_lifetime: { default: 86400, max: 7 * 86400 }, up_to: true, max_restarts: 2, ...(pilotIdentity !== undefined ? { identity: pilotIdentity } : {}) } }
       : { decision: { allow: true, ruleId: 'r', identity: r.role === 'pilot' ? `pilot-hpc-b-0@pilots.${TD}` : `${r.role}@${TD}` } },
     checkCertificate: async () => ({ allow: true, rule: 'r', lifetime: 3600 }),
   } as unknown as BrokerClient
 }
 
-const pilotTokenStep = async (identity: string) => {
+const pilotTokenStep = async (identity: string | undefined) => {
   const steps = await planCluster({ templateText: text, templateFile: EXAMPLE, inputs, inputsFile: 'inputs.yaml', broker: broker(identity), bearer })
   return steps.find((s) => s.node === 'hpc' && s.request.startsWith('pilot token'))!
 }
@@ -46,5 +46,11 @@ describe('provision plan: the pilots\' identity against the ALLOW entry render w
     expect(step.answer).toBe('deny')
     expect(step.reason).toContain(`pilot-hpc-b-*@pilots.${TD}`)
     expect(step.reason).toContain(identity)
+  })
+
+  it('refuses the step when the broker does not say what pilots are named (an answer that cannot be checked)', async () => {
+    const step = await pilotTokenStep(undefined)
+    expect(step.answer).toBe('deny')
+    expect(step.reason).toContain(`pilot-hpc-b-*@pilots.${TD}`)
   })
 })
