@@ -1,4 +1,5 @@
 import type { Policy } from './compile.ts'
+import type { TemplatePart } from './template.ts'
 import { decideEnrolment, type EnrolmentDecision, type EnrolmentRequest } from './pilot_decision.ts'
 
 /** The pilot grant's bounds of the rule that decided, in the policy file's own names. */
@@ -8,6 +9,11 @@ export interface EnrolmentLimits {
   up_to: boolean
   /** pilot.max_restarts: runs of a requeued job past it are refused at redemption. */
   max_restarts: number
+  /**
+   * pilot.identity with the broker's constants filled in; {site}, {slurm_job_id} and {node} remain. Pilot tokens
+   * carry it, not the grant's own identity, so a provisioning plan checks the collector's ALLOW entry against it.
+   */
+  identity: string
 }
 
 export interface EnrolmentExplanation {
@@ -30,10 +36,15 @@ export function explainEnrolment(policy: Policy, req: EnrolmentRequest): Enrolme
     for (const { rule, grant } of policy.byRole.get(req.role) ?? []) {
       if (rule.id !== d.ruleId || !grant.pilot) continue
       const p = grant.pilot
-      limits = { max_count: p.maxCount, enrolment_lifetime: { default: p.enrolmentLifetime.default, max: p.enrolmentLifetime.max }, up_to: grant.upTo, max_restarts: p.maxRestarts }
+      limits = { max_count: p.maxCount, enrolment_lifetime: { default: p.enrolmentLifetime.default, max: p.enrolmentLifetime.max }, up_to: grant.upTo, max_restarts: p.maxRestarts, identity: templateText(p.identity) }
       break
     }
   }
   const trimmed = d.allow && req.lifetime !== undefined && d.lifetime < req.lifetime
   return { decision: trimmed ? { ...d, trimmed: ['lifetime'] } : d, ...(limits ? { limits } : {}), policyDigest: policy.digest }
+}
+
+/** A parsed template written back (a literal never holds a brace, so this is the template it was parsed from). */
+function templateText(parts: readonly TemplatePart[]): string {
+  return parts.map((part) => 'literal' in part ? part.literal : `{${part.placeholder}}`).join('')
 }

@@ -94,7 +94,8 @@ describe('POST /admin/policy/explain: a pilot enrolment', () => {
     expect(res.status).toBe(200)
     return await res.json() as { decision: Record<string, unknown>; limits?: Record<string, unknown>; rules: unknown[] }
   }
-  const limits = { max_count: 256, enrolment_lifetime: { default: 2 * 86400, max: 7 * 86400 }, up_to: true, max_restarts: 2 }
+  // identity: the shipped grant names no pilot.identity, so pilots carry the default (src/contract/pilot.ts).
+  const limits = { max_count: 256, enrolment_lifetime: { default: 2 * 86400, max: 7 * 86400 }, up_to: true, max_restarts: 2, identity: 'pilot-{site}-{slurm_job_id}-{node}@pilots.pool.example.org' }
 
   it('allows the maximum count, with the grant it was decided under', async () => {
     const j = await ask({ pilot_count: 256, lifetime: 3600 })

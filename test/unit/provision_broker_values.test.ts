@@ -84,3 +84,42 @@ describe('a daemon token\'s sub, which render writes into every ALLOW list', () 
     expect(issued.tokens.map((t) => t.jti)).toContain('j-cm')
   })
 })
+
+describe('a host certificate answer refused after the broker signed it', () => {
+  // The broker commits the certificate's serial to its audit log before it answers (docs/pool-ca.md), so a
+  // certificate whose answer the client refuses is issued all the same. Where the answer still names a serial,
+  // the refusal carries it and the failed render revokes it with the rest (DELETE /v1/certificates/{serial}).
+  it('carries the serial of an answer whose certificate is not PEM', async () => {
+    const err = await answering(201, { certificate: '<html>', serial: '0a1b', not_after: 2_000_000_000 })
+      .certificate({ csr: 'c', role: 'startd', dns: ['ep-1.example.org'], ip: [] }).then(() => undefined, (e: unknown) => e)
+    expect(err).toBeInstanceOf(BrokerCallError)
+    expect((err as { issuedSerial?: unknown }).issuedSerial).toBe('0a1b')
+  })
+
+  it('carries none when the answer names no serial that could be revoked', async () => {
+    const err = await answering(201, { certificate: PEM, serial: '../x', not_after: 2_000_000_000 })
+      .certificate({ csr: 'c', role: 'startd', dns: ['ep-1.example.org'], ip: [] }).then(() => undefined, (e: unknown) => e)
+    expect(err).toBeInstanceOf(BrokerCallError)
+    expect((err as { issuedSerial?: unknown }).issuedSerial).toBeUndefined()
+  })
+
+  it('is listed among what a failed render issued, so the CLI revokes it', async () => {
+    const jwt = (claims: Record<string, unknown>) => `e30.${b64(claims)}.sig`
+    const refusing = answering(201, { certificate: '<html>', serial: '0a1b', not_after: 2_000_000_000 })
+    const broker = {
+      base: 'https://broker.example.org',
+      caCertificate: async () => PEM,
+      metadata: async () => ({ issuer: 'https://broker.example.org' }),
+      daemonToken: async () => ({ token: jwt({ iss: 'pool.example.org', jti: 'j-cm', sub: 'condor@pool.example.org', exp: 2_000_000_000 }), expiresIn: 3600 }),
+      certificate: (req: Parameters<BrokerClient['certificate']>[0]) => refusing.certificate(req),
+      pilotEnrolment: async () => ({ token: jwt({ jti: 'e', sub: 'operator', exp: 2_000_000_000 }), expiresIn: 3600 }),
+    } as unknown as BrokerClient
+    const issued = { tokens: [] as Array<{ jti: string }>, certificates: [] as Array<{ serial: string }> }
+    const err = await renderCluster({
+      templateText: readFileSync('examples/provisioning/hybrid-pool.yaml', 'utf8'), templateFile: 'hybrid-pool.yaml',
+      inputs: parse(readFileSync('examples/provisioning/inputs.yaml', 'utf8')) as Record<string, unknown>, inputsFile: 'inputs.yaml', broker, now: 1_800_000_000,
+    }, issued as never).then(() => undefined, (e: unknown) => e)
+    expect(err).toBeInstanceOf(BrokerCallError)
+    expect(issued.certificates.map((c) => c.serial)).toEqual(['0a1b'])
+  })
+})

@@ -60,6 +60,17 @@ describe('provision render and plan: one daemon bundle per host', () => {
     expect(asked).toEqual([])
   })
 
+  it('refuses an access point on the central manager\'s host written as an absolute name (trailing dot)', async () => {
+    // RFC 1034 §3.1: a name ending in a dot is the absolute form of the same name, the same host.
+    const absolute = text.replace('address: { concat: [ "ap1.", { get_input: cloud_domain } ] }', 'address: { concat: [ "cm.", { get_input: cloud_domain }, "." ] }')
+    expect(absolute).not.toBe(text)
+    const { broker, asked } = recordingBroker()
+    const err = await renderCluster({ templateText: absolute, templateFile: EXAMPLE, inputs, inputsFile: 'inputs.yaml', broker, now: 1_800_000_000 }).then(() => undefined, (e: unknown) => e)
+    expect(err).toBeInstanceOf(TemplateError)
+    expect((err as Error).message).toContain('ap: its host cm.cloud-a.example.org. is also the host of cm')
+    expect(asked).toEqual([])
+  })
+
   it('renders the example, whose daemons have hosts of their own', async () => {
     const { broker } = recordingBroker()
     const { bundles } = await renderCluster({ templateText: text, templateFile: EXAMPLE, inputs, inputsFile: 'inputs.yaml', broker, now: 1_800_000_000 })

@@ -19,6 +19,18 @@ export class BrokerCallError extends Error {
   }
 }
 
+/**
+ * A host certificate answer the client refuses, though the broker signed (and audited) the certificate before
+ * answering. `issuedSerial` is the answer's serial where it is one the broker could revoke, so the caller can.
+ */
+export class RefusedCertificateAnswer extends BrokerCallError {
+  readonly issuedSerial: string | undefined
+  constructor(what: string, why: string, issuedSerial: string | undefined) {
+    super(what, 200, 'invalid_response', why)
+    this.issuedSerial = issuedSerial
+  }
+}
+
 /** `headers` is read only for a 503's Retry-After; a fetch without it (a test double) gets the default wait. */
 export type Fetch = (url: string, init: { method: string; headers: Record<string, string>; body?: string }) => Promise<{ status: number; headers?: { get(name: string): string | null }; text(): Promise<string> }>
 
@@ -158,7 +170,8 @@ export class BrokerClient {
     // Written to certs/host.crt and manifest.json: a certificate without a serial could never be revoked by teardown.
     if (typeof body.certificate !== 'string' || !PEM_CERTIFICATE.test(body.certificate) || typeof body.serial !== 'string' || !SERIAL.test(body.serial)
       || typeof body.not_after !== 'number' || !Number.isSafeInteger(body.not_after)) {
-      throw invalid(what, 'the answer is not a PEM certificate with a hex serial and not_after')
+      const serial = typeof body.serial === 'string' && SERIAL.test(body.serial) ? body.serial : undefined
+      throw new RefusedCertificateAnswer(what, 'the answer is not a PEM certificate with a hex serial and not_after', serial)
     }
     return { certificate: body.certificate, serial: body.serial, notAfter: body.not_after }
   }

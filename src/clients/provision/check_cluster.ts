@@ -23,19 +23,21 @@ export const STAND_IN_JTI = 'stand-in'
 export function nodeChecker(t: LoadedTemplate, brokerUrl: string): (n: ResolvedNode, attrs: Readonly<Record<string, Attributes>>) => string[] {
   let ccb = true
   /**
-   * Host (lower case, as DNS compares it) → the daemon node whose bundle installs there. Every daemon bundle
+   * Host (lower case and without a trailing dot, as DNS compares it) → the daemon node whose bundle installs there. Every daemon bundle
    * writes the same /etc/condor paths, so a second one on a host would overwrite the first's configuration and
    * host key, leaving minted credentials for a role the host never runs.
    */
   const bundleHosts = new Map<string, string>()
+  // A trailing dot is the absolute form of the same name (RFC 1034 §3.1), which the address check lets through.
+  const hostKey = (h: string) => h.toLowerCase().replace(/\.$/, '')
   const claim = (n: ResolvedNode, hosts: string[]): string[] => {
     for (const h of hosts) {
-      const other = bundleHosts.get(h.toLowerCase())
+      const other = bundleHosts.get(hostKey(h))
       if (other !== undefined) {
         t.fail(['topology_template', 'node_templates', n.name, 'requirements'],
           `${n.name}: its host ${h} is also the host of ${other}; every daemon bundle installs to the same /etc/condor paths, so give each daemon node a host of its own`)
       }
-      bundleHosts.set(h.toLowerCase(), n.name)
+      bundleHosts.set(hostKey(h), n.name)
     }
     return hosts
   }

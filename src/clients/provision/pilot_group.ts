@@ -48,7 +48,11 @@ export const COUNT_FIX = 'lower nodes or max_requeues, or raise max_count'
 export const LIFETIME_FIX = 'lower max_requeues, walltime_s or queue_estimate_s, or raise enrolment_lifetime.max (or give the grant up_to: true, which trims it)'
 
 /** The pilot grant's bounds as POST /admin/policy/explain returns them for an enrolment. */
-export interface PilotGrantLimits { max_count: number; enrolment_lifetime: { max: number }; up_to: boolean; max_restarts?: number }
+export interface PilotGrantLimits {
+  max_count: number; enrolment_lifetime: { max: number }; up_to: boolean; max_restarts?: number
+  /** pilot.identity, constants filled in: the sub every pilot token carries ({site}, {slurm_job_id}, {node} remain). */
+  identity?: string
+}
 
 /**
  * Which of the group's asks the deciding grant cannot meet, worded with the properties that make it and the

@@ -43,6 +43,19 @@ export function callerOf(bearer: string): Record<string, unknown> {
 }
 
 /**
+ * Why the collector entry render writes for a pilot group would refuse its pilots, if it would: the grant's
+ * pilot.identity is rendered for a stand-in job and node (only its shape matters) and matched as HTCondor does.
+ */
+function pilotIdentityProblem(limits: PilotGrantLimits, site: string, trustDomain: string): string | undefined {
+  const entry = pilotAllowEntry(site, trustDomain)
+  // Fail closed: a broker that does not say what pilots are named cannot be checked against the entry.
+  if (typeof limits.identity !== 'string') return `the broker does not say the identity pilot tokens carry, so the collector entry ${entry} cannot be checked against it`
+  const identity = limits.identity.replaceAll('{site}', site).replaceAll('{slurm_job_id}', '0').replaceAll('{node}', 'node0')
+  if (allowEntryAdmits(entry, identity)) return undefined
+  return `the policy's pilot.identity names the pilots ${identity}, but render admits them at the collector as ${entry}: give pilot.identity the form pilot-{site}-{slurm_job_id}-{node}@pilots.{trust_domain}`
+}
+
+/**
  * What `render` would request, node by node, and what the policy answers now (POST /admin/policy/explain):
  * nothing is minted and no certificate is signed (certificates are checked with POST /v1/certificates
  * and `dry_run`, which records nothing).
@@ -52,7 +65,7 @@ export async function planCluster(o: { templateText: string; templateFile: strin
   const inputs = resolveInputs(t, o.inputs, o.inputsFile)
   const subject = callerOf(o.bearer)
   const steps: PlanStep[] = []
-  /** Every identity the policy would give (a pilot's with a stand-in job id: only its domain is read). */
+  /** Every daemon identity render's ALLOW lists would name, a pilot group by its entry (only the domain is read). */
   const identities: string[] = []
   const userMappings: UserMapping[] = []
   let trustDomain = ''
@@ -69,7 +82,8 @@ export async function planCluster(o: { templateText: string; templateFile: strin
       // A pilot's identity names its SLURM job and node, known only when it starts.
       ...(d.ruleId ? { rule: d.ruleId } : {}), ...(d.identity && role !== 'pilot' ? { identity: d.identity } : {}), ...(d.reason ? { reason: d.reason } : {}),
     })
-    if (d.identity) identities.push(d.identity)
+    // A pilot's is not: render's ALLOW lists admit the group by its entry (below), whatever the grant names.
+    if (d.identity && role !== 'pilot') identities.push(d.identity)
     if (host) {
       const c = await o.broker.checkCertificate({ role, dns: [host], ip: ips, ...(site ? { site } : {}) })
       steps.push({
@@ -87,7 +101,7 @@ export async function planCluster(o: { templateText: string; templateFile: strin
     // decision): said here as a refusal of this group, so the rest of the plan is still shown.
     if (want.count > MAX_PILOT_COUNT) {
       steps.push({ node, request: 'pilot enrolment', role: 'pilot', site, answer: 'deny', pilot_count: want.count, lifetime: want.lifetime, reason: pilotCountBeyondBroker(props) })
-      return
+      return undefined
     }
     const e = await o.broker.explain({ subject, role: 'pilot', params: { site }, pilot_enrolment: { pilot_count: want.count, lifetime: want.lifetime } })
     const d = e.decision as { allow: boolean; ruleId?: string; reason?: string; lifetime?: number }
@@ -107,6 +121,7 @@ export async function planCluster(o: { templateText: string; templateFile: strin
       ...(caveats.length > 0 ? { reason: caveats.join('; ') } : {}),
       ...(!d.allow ? { reason: problem ?? d.reason ?? 'refused' } : {}),
     })
+    return d.allow ? limits : undefined
   }
   const check = nodeChecker(t, o.broker.base)
   await realiseTemplate(t, inputs, async (n, attrs) => {
@@ -127,16 +142,18 @@ export async function planCluster(o: { templateText: string; templateFile: strin
         return { hostnames: hosts, identities: ids, issued_token_jtis: hosts.map(() => STAND_IN_JTI) }
       }
       case 'htc.nodes.SlurmPilot':
-        await askEnrolment(n.name, n.properties)
         {
-          const identity = await ask(n.name, ROLE_OF[n.type], undefined, site, { slurm_job_id: '0' })
-          // The collector admits the group by the entry render writes, not by the policy's identity template:
-          // where the two disagree every pilot of the group is refused when it starts.
-          const entry = pilotAllowEntry(String(site), trustDomain)
+          const limits = await askEnrolment(n.name, n.properties)
+          await ask(n.name, ROLE_OF[n.type], undefined, site, { slurm_job_id: '0' })
+          // The collector admits the group by the entry render writes. Pilot tokens carry the grant's
+          // pilot.identity (not its own identity, which only a direct IDTOKEN request gets): where the two
+          // disagree every pilot of the group is refused when it starts.
+          identities.push(pilotAllowEntry(String(site), trustDomain))
+          const problem = limits ? pilotIdentityProblem(limits, String(site), trustDomain) : undefined
           const step = steps[steps.length - 1]!
-          if (identity !== undefined && step.answer === 'allow' && !allowEntryAdmits(entry, identity)) {
+          if (problem !== undefined && step.answer === 'allow') {
             step.answer = 'deny'
-            step.reason = `the policy names the pilots ${identity}, but render admits them at the collector as ${entry}: give the grant's pilot.identity the form pilot-{site}-{slurm_job_id}@pilots.{trust_domain}`
+            step.reason = problem
           }
         }
         return { site, issued_token_jtis: [STAND_IN_JTI], slurm_job_ids: [] }

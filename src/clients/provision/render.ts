@@ -1,4 +1,4 @@
-import { BrokerCallError, type BrokerClient, type IssuedToken } from './broker_client.ts'
+import { BrokerCallError, RefusedCertificateAnswer, type BrokerClient, type IssuedToken } from './broker_client.ts'
 import { checkCluster, computeAttributes, nodeChecker } from './check_cluster.ts'
 import { cloudInit } from './cloud_init.ts'
 import { COLLECTOR_PORT, condorConfig, mapfile, NODE_PATHS, pilotAllowEntry, type ClusterView, type NodeView } from './condor_config.ts'
@@ -131,7 +131,11 @@ export async function renderCluster(o: RenderOptions, issued: { tokens: Manifest
     let cert: Instance['cert']
     if (certify) {
       const key = await newHostKey(host)
-      const got = await o.broker.certificate({ csr: key.csrPem, role, ...(site ? { site } : {}), dns: [host], ip })
+      const got = await o.broker.certificate({ csr: key.csrPem, role, ...(site ? { site } : {}), dns: [host], ip }).catch((err: unknown) => {
+        // Signed and audited before the broker answered: listed, so the caller revokes it with the rest.
+        if (err instanceof RefusedCertificateAnswer && err.issuedSerial !== undefined) issued.certificates.push({ serial: err.issuedSerial, node: n.name, host, not_after: 0 })
+        throw err
+      })
       issued.certificates.push({ serial: got.serial, node: n.name, host, not_after: got.notAfter })
       cert = { pem: got.certificate, key: key.keyPem }
     }

@@ -150,6 +150,7 @@ export const PolicyExplanation = z.object({
     enrolment_lifetime: z.object({ default: z.number(), max: z.number() }),
     up_to: z.boolean(),
     max_restarts: z.number().describe('The highest SLURM restart count a redemption may state (pilot.max_restarts).'),
+    identity: z.string().describe('pilot.identity with constants filled in ({site}, {slurm_job_id} and {node} remain): the sub of every pilot token.'),
   }).optional().describe('For a pilot enrolment: the pilot grant of the rule that decided.'),
   policyDigest: z.string(),
 })
