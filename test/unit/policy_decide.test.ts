@@ -419,6 +419,37 @@ rules:
   })
 })
 
+describe('per-caller storage paths: one caller value per path segment', () => {
+  // Two values in one segment have no boundary between them: preferred_username "alice-x" with sub "y"
+  // and preferred_username "alice" with sub "x-y" both give /home/alice-x-y (worked by hand), so one
+  // caller's directory would be another's. A value that ends its segment is bounded by the "/" after it.
+  const grant = (scope: string) => `
+version: 1
+rules:
+  - id: r
+    match: { issuer: "${ISS}", groups: [/vo] }
+    grants:
+      - role: job-storage
+        identity: "{preferred_username}@{uid_domain}"
+        token_kinds: [scitoken]
+        scopes: ["storage.read:/store/data", "${scope}"]
+        audiences: ["https://se.example.org"]
+        lifetime: { default: 20m, max: 1h }
+`
+  it('refuses at load a placeholder that does not end its path segment', () => {
+    for (const bad of ['storage.read:/home/{preferred_username}-{sub}', 'storage.read:/home/{preferred_username}{client_id}', 'storage.create:/home/{sub}.d', 'read:/home/{sub}x/data']) {
+      expect(() => policyFrom(grant(bad)), bad).toThrow(/must end its path segment/)
+    }
+  })
+
+  it('still loads a placeholder that ends its segment, after a literal or before a sub-directory', () => {
+    const p = policyFrom(grant('storage.create:/home/u-{sub}/{preferred_username}/data'))
+    const caller = subject({ sub: 'c1', groups: ['/vo'], preferred_username: 'carol' })
+    expect(decide(p, { subject: caller, role: 'job-storage', audience: ['https://se.example.org'] }, fixedJti))
+      .toMatchObject({ allow: true, scopes: ['storage.read:/store/data', 'storage.create:/home/u-c1/carol/data'] })
+  })
+})
+
 describe('the shipped job-credentials grant', () => {
   // A storage scope is a capability (docs/iam-and-wlcg.md §2.1): alice's job token must not reach bob's files.
   const alice = subject({ sub: 'u-alice', groups: ['/htc/users'], preferred_username: 'alice' })
