@@ -450,6 +450,49 @@ rules:
   })
 })
 
+describe('per-caller storage paths: one owner per directory tree', () => {
+  // /store/user/{preferred_username} in a rule for IAM A and another for IAM B: alice at A and alice at B
+  // (two people; each IAM assigns names on its own) both get /store/user/alice. And under one IAM, {sub}
+  // beside {preferred_username}: a user named after another's sub gets that user's directory.
+  const OTHER = 'https://other-iam.example.org/'
+  const two = (a: { iss: string; path: string }, b: { iss: string; path: string }) => `
+version: 1
+rules:
+  - id: first
+    match: { issuer: "${a.iss}", groups: [/vo] }
+    grants:
+      - role: job-storage
+        identity: "{preferred_username}@{uid_domain}"
+        token_kinds: [scitoken]
+        scopes: ["storage.read:/store/data", "storage.create:${a.path}"]
+        audiences: ["https://se.example.org"]
+        lifetime: { default: 20m, max: 1h }
+  - id: second
+    match: { issuer: "${b.iss}", groups: [/vo] }
+    grants:
+      - role: job-storage
+        identity: "{preferred_username}@b.{uid_domain}"
+        token_kinds: [scitoken]
+        scopes: ["storage.read:/store/data", "read:${b.path}"]
+        audiences: ["https://se.example.org"]
+        lifetime: { default: 20m, max: 1h }
+`
+  it('refuses at load two IAMs, or two placeholders, naming callers under one directory', () => {
+    const cases = [
+      [{ iss: ISS, path: '/store/user/{preferred_username}' }, { iss: OTHER, path: '/store/user/{preferred_username}' }],
+      [{ iss: ISS, path: '/store/user/{sub}' }, { iss: ISS, path: '/store/user/{preferred_username}' }],
+      // /store/{sub} with sub "user" covers every /store/user/<name>.
+      [{ iss: ISS, path: '/store/{sub}' }, { iss: OTHER, path: '/store/user/{preferred_username}' }],
+    ] as const
+    for (const [a, b] of cases) expect(() => policyFrom(two(a, b)), `${a.path} ${b.path}`).toThrow(/overlap/)
+  })
+
+  it('loads one IAM and one placeholder in several rules, and separate trees for separate IAMs', () => {
+    expect(() => policyFrom(two({ iss: ISS, path: '/store/user/{preferred_username}' }, { iss: 'https://iam.example.org', path: '/store/user/{preferred_username}/x' }))).not.toThrow()
+    expect(() => policyFrom(two({ iss: ISS, path: '/store/user/{preferred_username}' }, { iss: OTHER, path: '/store/other/{preferred_username}' }))).not.toThrow()
+  })
+})
+
 describe('the shipped job-credentials grant', () => {
   // A storage scope is a capability (docs/iam-and-wlcg.md §2.1): alice's job token must not reach bob's files.
   const alice = subject({ sub: 'u-alice', groups: ['/htc/users'], preferred_username: 'alice' })
