@@ -384,6 +384,15 @@ rules:
     }
   })
 
+  it("explains a refused path with the caller's own paths, which the grant text does not show", () => {
+    const e = explain(OWN, req(carol, ['storage.create:/store/user/bob']), fixedJti)
+    const trace = e.rules.find((t) => t.ruleId === 'own-area')!
+    expect(trace.outcome).toBe('denied')
+    // Rendered by hand from the grant for carol (sub c1).
+    expect(trace.reasons.join(' ')).toContain('storage.create:/store/user/carol')
+    expect(trace.reasons.join(' ')).toContain('read:/home/u-c1')
+  })
+
   it('never issues the placeholder text itself', () => {
     check(decide(OWN, req(carol, ['storage.create:/store/user/{preferred_username}']), fixedJti), { allow: false, error: 'invalid_scope', reason: /./ })
   })
