@@ -282,7 +282,8 @@ function checkScopes(g: Grant, kinds: Set<string>, jwtKinds: boolean, issue: Iss
 function checkScopeTemplate(s: string): { ok: true } | { error: string } | undefined {
   if (!/[{}]/.test(s)) return undefined
   const parsed = parseTemplate(s)
-  if ('error' in parsed) return { error: `scope ${parsed.error}` }
+  // parseTemplate speaks of identity templates; here the admin wrote a scope, so say that.
+  if ('error' in parsed) return { error: parsed.error.replace(/ in template "/, ' in scope "') }
   const bad = placeholdersOf(parsed.parts).find((p) => !(SUBJECT_PLACEHOLDERS as readonly string[]).includes(p))
   if (bad !== undefined) return { error: `scope "${s}" may name only {sub}, {preferred_username} or {client_id}, not {${bad}}` }
   const pathStart = s.indexOf(':/')

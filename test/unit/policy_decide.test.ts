@@ -451,6 +451,12 @@ rules:
     }
   })
 
+  it('says in one line what is wrong with a bad template, naming it a scope', () => {
+    const msg = (scope: string) => { try { policyFrom(grant(scope)); return '' } catch (e) { return (e as Error).message } }
+    expect(msg('storage.read:/home/{sub')).toMatch(/^\d+:\d+ rules\.0\.grants\.0\.scopes\.1: unbalanced brace in scope "storage\.read:\/home\/\{sub"$/)
+    expect(msg('storage.read:/home/{Sub}')).toMatch(/^\d+:\d+ rules\.0\.grants\.0\.scopes\.1: invalid placeholder "\{Sub\}" in scope "storage\.read:\/home\/\{Sub\}"$/)
+  })
+
   it('still loads a placeholder that ends its segment, after a literal or before a sub-directory', () => {
     const p = policyFrom(grant('storage.create:/home/u-{sub}/{preferred_username}/data'))
     const caller = subject({ sub: 'c1', groups: ['/vo'], preferred_username: 'carol' })
