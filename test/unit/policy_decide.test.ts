@@ -502,6 +502,15 @@ rules:
     for (const [a, b] of cases) expect(() => policyFrom(two(a, b)), `${a.path} ${b.path}`).toThrow(/overlap/)
   })
 
+  it('loads the same tree for two IAMs when their tokens go to different storage (disjoint literal audiences)', () => {
+    const yaml = two({ iss: ISS, path: '/store/user/{preferred_username}' }, { iss: OTHER, path: '/store/user/{preferred_username}' })
+    const separate = yaml.replace(/audiences: \["https:\/\/se\.example\.org"\]\n(?![\s\S]*audiences)/, 'audiences: ["https://se-b.example.org"]\n')
+    expect(separate).toContain('https://se-b.example.org')
+    expect(() => policyFrom(separate)).not.toThrow()
+    // A glob may name the other storage too: still refused.
+    expect(() => policyFrom(separate.replace('https://se-b.example.org', 'https://se*.example.org'))).toThrow(/overlap/)
+  })
+
   it('loads one IAM and one placeholder in several rules, and separate trees for separate IAMs', () => {
     expect(() => policyFrom(two({ iss: ISS, path: '/store/user/{preferred_username}' }, { iss: 'https://iam.example.org', path: '/store/user/{preferred_username}/x' }))).not.toThrow()
     expect(() => policyFrom(two({ iss: ISS, path: '/store/user/{preferred_username}' }, { iss: OTHER, path: '/store/other/{preferred_username}' }))).not.toThrow()
