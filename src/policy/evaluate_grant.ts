@@ -95,7 +95,8 @@ export function evaluateGrant(ruleId: string, g: CompiledGrant, req: DecisionReq
         if ('error' in p) return deny(ruleId, 'invalid_scope', p.error.length > 160 ? `scope ${quote(s)} is not valid` : p.error)
         if (scopeAllowed(allowed, p)) { if (!scopes.includes(p.text)) scopes.push(p.text) }
         else if (g.upTo) trimmed.push('scope')
-        else return deny(ruleId, 'invalid_scope', `scope ${quote(p.text)} exceeds what role ${role} allows`)
+        // A grant naming the caller reads the same for everyone; the paths it gives this caller say why.
+        else return deny(ruleId, 'invalid_scope', `scope ${quote(p.text)} exceeds what role ${role} allows${g.scopeTemplates ? ` (for this caller: ${allowed.defaults.join(' ')})` : ''}`)
       }
       if (scopes.length === 0) return deny(ruleId, 'invalid_scope', `none of the requested scopes is allowed for role ${role}`)
     }

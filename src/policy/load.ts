@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import { LineCounter, parseDocument, visit, type Document } from 'yaml'
 import { OperatorError } from '../errors.ts'
 import { positionOf, zodIssueMessage } from '../lib/yaml_position.ts'
+import { sharedCallerPathIssues } from './caller_paths.ts'
 import { compilePolicy, type Policy, type PolicyContext, type SourcePosition } from './compile.ts'
 import { PolicyFileSchema, type Rule } from './schema.ts'
 
@@ -209,6 +210,7 @@ export function loadPolicyDir(dir: string, ctx: PolicyContext): LoadResult {
       all.push({ rule: r.rule, source: r.source })
     }
   }
+  if (issues.length === 0) for (const i of sharedCallerPathIssues(all)) issues.push({ file: i.source.file, line: i.source.line, col: i.source.col, message: i.message })
   if (issues.length > 0) return { ok: false, issues }
   return { ok: true, policy: compilePolicy(all, ctx, { files, digest: hash.digest('hex') }) }
 }

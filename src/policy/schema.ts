@@ -282,17 +282,27 @@ function checkScopes(g: Grant, kinds: Set<string>, jwtKinds: boolean, issue: Iss
 function checkScopeTemplate(s: string): { ok: true } | { error: string } | undefined {
   if (!/[{}]/.test(s)) return undefined
   const parsed = parseTemplate(s)
-  if ('error' in parsed) return { error: `scope ${parsed.error}` }
+  // parseTemplate speaks of identity templates; here the admin wrote a scope, so say that.
+  if ('error' in parsed) return { error: parsed.error.replace(/ in template "/, ' in scope "') }
   const bad = placeholdersOf(parsed.parts).find((p) => !(SUBJECT_PLACEHOLDERS as readonly string[]).includes(p))
   if (bad !== undefined) return { error: `scope "${s}" may name only {sub}, {preferred_username} or {client_id}, not {${bad}}` }
   const pathStart = s.indexOf(':/')
   if (pathStart <= 0 || s.indexOf('{') < pathStart) return { error: `scope "${s}": a placeholder may stand only in the path of a path scope (storage.read:/store/user/{preferred_username})` }
+  // A value's end is known only where a '/' or the path's end follows it: in /home/{preferred_username}-{sub},
+  // alice-x with sub y and alice with sub x-y both get /home/alice-x-y, one caller's directory another's.
+  const unbounded = parsed.parts.findIndex((p, i) => 'placeholder' in p && !endsSegment(parsed.parts[i + 1]))
+  if (unbounded >= 0) return { error: `scope "${s}": {${(parsed.parts[unbounded] as { placeholder: string }).placeholder}} must end its path segment (followed by "/" or nothing), so that no two callers' values give one path` }
   // A sample value shows whether the rendered text is a valid path scope, as the caller's value will be checked to keep it.
   const sample = parsed.parts.map((p) => ('literal' in p ? p.literal : 'x')).join('')
   const p = parseScope(sample)
   if ('error' in p) return { error: p.error.replace(sample, s) }
   if (p.kind !== 'path' || !isHierarchicalScope(p.name)) return { error: `scope "${s}": placeholders are for storage and SciTokens path scopes only` }
   return { ok: true }
+}
+
+/** Whether what follows a placeholder in a scope path closes its segment: nothing, or a literal starting with '/'. */
+function endsSegment(next: TemplatePart | undefined): boolean {
+  return next === undefined || ('literal' in next && next.literal.startsWith('/'))
 }
 
 /** The user part of a template if it is wholly literal (placeholder values never contain `@`). */

@@ -384,6 +384,15 @@ rules:
     }
   })
 
+  it("explains a refused path with the caller's own paths, which the grant text does not show", () => {
+    const e = explain(OWN, req(carol, ['storage.create:/store/user/bob']), fixedJti)
+    const trace = e.rules.find((t) => t.ruleId === 'own-area')!
+    expect(trace.outcome).toBe('denied')
+    // Rendered by hand from the grant for carol (sub c1).
+    expect(trace.reasons.join(' ')).toContain('storage.create:/store/user/carol')
+    expect(trace.reasons.join(' ')).toContain('read:/home/u-c1')
+  })
+
   it('never issues the placeholder text itself', () => {
     check(decide(OWN, req(carol, ['storage.create:/store/user/{preferred_username}']), fixedJti), { allow: false, error: 'invalid_scope', reason: /./ })
   })
@@ -416,6 +425,95 @@ rules:
     for (const bad of ['storage.{sub}:/x', '{sub}:/x', 'storage.read:/home/{host}', 'storage.read:/home/{nope}', 'storage.read:/home/{sub', 'wlcg.groups:/vo/{sub}', 'compute.{sub}']) {
       expect(() => policyFrom(grant(bad)), bad).toThrow(/scope/)
     }
+  })
+})
+
+describe('per-caller storage paths: one caller value per path segment', () => {
+  // Two values in one segment have no boundary between them: preferred_username "alice-x" with sub "y"
+  // and preferred_username "alice" with sub "x-y" both give /home/alice-x-y (worked by hand), so one
+  // caller's directory would be another's. A value that ends its segment is bounded by the "/" after it.
+  const grant = (scope: string) => `
+version: 1
+rules:
+  - id: r
+    match: { issuer: "${ISS}", groups: [/vo] }
+    grants:
+      - role: job-storage
+        identity: "{preferred_username}@{uid_domain}"
+        token_kinds: [scitoken]
+        scopes: ["storage.read:/store/data", "${scope}"]
+        audiences: ["https://se.example.org"]
+        lifetime: { default: 20m, max: 1h }
+`
+  it('refuses at load a placeholder that does not end its path segment', () => {
+    for (const bad of ['storage.read:/home/{preferred_username}-{sub}', 'storage.read:/home/{preferred_username}{client_id}', 'storage.create:/home/{sub}.d', 'read:/home/{sub}x/data']) {
+      expect(() => policyFrom(grant(bad)), bad).toThrow(/must end its path segment/)
+    }
+  })
+
+  it('says in one line what is wrong with a bad template, naming it a scope', () => {
+    const msg = (scope: string) => { try { policyFrom(grant(scope)); return '' } catch (e) { return (e as Error).message } }
+    expect(msg('storage.read:/home/{sub')).toMatch(/^\d+:\d+ rules\.0\.grants\.0\.scopes\.1: unbalanced brace in scope "storage\.read:\/home\/\{sub"$/)
+    expect(msg('storage.read:/home/{Sub}')).toMatch(/^\d+:\d+ rules\.0\.grants\.0\.scopes\.1: invalid placeholder "\{Sub\}" in scope "storage\.read:\/home\/\{Sub\}"$/)
+  })
+
+  it('still loads a placeholder that ends its segment, after a literal or before a sub-directory', () => {
+    const p = policyFrom(grant('storage.create:/home/u-{sub}/{preferred_username}/data'))
+    const caller = subject({ sub: 'c1', groups: ['/vo'], preferred_username: 'carol' })
+    expect(decide(p, { subject: caller, role: 'job-storage', audience: ['https://se.example.org'] }, fixedJti))
+      .toMatchObject({ allow: true, scopes: ['storage.read:/store/data', 'storage.create:/home/u-c1/carol/data'] })
+  })
+})
+
+describe('per-caller storage paths: one owner per directory tree', () => {
+  // /store/user/{preferred_username} in a rule for IAM A and another for IAM B: alice at A and alice at B
+  // (two people; each IAM assigns names on its own) both get /store/user/alice. And under one IAM, {sub}
+  // beside {preferred_username}: a user named after another's sub gets that user's directory.
+  const OTHER = 'https://other-iam.example.org/'
+  const two = (a: { iss: string; path: string }, b: { iss: string; path: string }) => `
+version: 1
+rules:
+  - id: first
+    match: { issuer: "${a.iss}", groups: [/vo] }
+    grants:
+      - role: job-storage
+        identity: "{preferred_username}@{uid_domain}"
+        token_kinds: [scitoken]
+        scopes: ["storage.read:/store/data", "storage.create:${a.path}"]
+        audiences: ["https://se.example.org"]
+        lifetime: { default: 20m, max: 1h }
+  - id: second
+    match: { issuer: "${b.iss}", groups: [/vo] }
+    grants:
+      - role: job-storage
+        identity: "{preferred_username}@b.{uid_domain}"
+        token_kinds: [scitoken]
+        scopes: ["storage.read:/store/data", "read:${b.path}"]
+        audiences: ["https://se.example.org"]
+        lifetime: { default: 20m, max: 1h }
+`
+  it('refuses at load two IAMs, or two placeholders, naming callers under one directory', () => {
+    const cases = [
+      [{ iss: ISS, path: '/store/user/{preferred_username}' }, { iss: OTHER, path: '/store/user/{preferred_username}' }],
+      [{ iss: ISS, path: '/store/user/{sub}' }, { iss: ISS, path: '/store/user/{preferred_username}' }],
+      // /store/{sub} with sub "user" covers every /store/user/<name>.
+      [{ iss: ISS, path: '/store/{sub}' }, { iss: OTHER, path: '/store/user/{preferred_username}' }],
+    ] as const
+    for (const [a, b] of cases) expect(() => policyFrom(two(a, b)), `${a.path} ${b.path}`).toThrow(/overlap/)
+  })
+
+  it('loads the same tree for two IAMs when their tokens go to different storage (disjoint literal audiences)', () => {
+    const yaml = two({ iss: ISS, path: '/store/user/{preferred_username}' }, { iss: OTHER, path: '/store/user/{preferred_username}' })
+    const separate = yaml.replace(/audiences: \["https:\/\/se\.example\.org"\]\n(?![\s\S]*audiences)/, 'audiences: ["https://se-b.example.org"]\n')
+    expect(separate).toContain('https://se-b.example.org')
+    expect(() => policyFrom(separate)).not.toThrow()
+    // A glob may name the other storage too: still refused.
+    expect(() => policyFrom(separate.replace('https://se-b.example.org', 'https://se*.example.org'))).toThrow(/overlap/)
+  })
+
+  it('loads one IAM and one placeholder in several rules, and separate trees for separate IAMs', () => {
+    expect(() => policyFrom(two({ iss: ISS, path: '/store/user/{preferred_username}' }, { iss: 'https://iam.example.org', path: '/store/user/{preferred_username}/x' }))).not.toThrow()
+    expect(() => policyFrom(two({ iss: ISS, path: '/store/user/{preferred_username}' }, { iss: OTHER, path: '/store/other/{preferred_username}' }))).not.toThrow()
   })
 })
 
