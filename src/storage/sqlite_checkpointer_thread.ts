@@ -2,13 +2,13 @@
 // frames back into the database file with PASSIVE checkpoints, one each time the writer thread asks, so
 // that the bulk of the copying and the database fsync happen beside the writer instead of inside one of
 // its commits. PASSIVE never takes the write lock: the writer keeps committing during a pass.
-import { DatabaseSync } from 'node:sqlite'
 import { workerData } from 'node:worker_threads'
 import { SLOT, type CheckpointerData } from './sqlite_checkpointer.ts'
+import { openExistingSqlite } from './sqlite_existing.ts'
 
 const { file, synchronous, state: buffer } = workerData as CheckpointerData
 const state = new Int32Array(buffer)
-const db = new DatabaseSync(file)
+const db = openExistingSqlite(file)
 // A checkpoint fsyncs the database file before the WAL may be reused, unless synchronous is OFF: keep
 // the store's own setting (never OFF).
 db.exec(`PRAGMA synchronous = ${synchronous.toUpperCase()}`)

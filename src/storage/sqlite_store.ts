@@ -91,7 +91,8 @@ export class SqliteStore extends ChainedStore {
     const self: { store?: SqliteStore } = {}
     const writer = thread
       ? new SqliteWriterClient({
-        file: options.file, synchronous: options.synchronous ?? 'full', busyTimeoutMs: options.busyTimeoutMs ?? 5000,
+        // The connection above made the file: if it is gone when the thread opens it, nothing takes its place.
+        file: options.file, mustExist: true, synchronous: options.synchronous ?? 'full', busyTimeoutMs: options.busyTimeoutMs ?? 5000,
         groupCommit: { ...DEFAULT_GROUP_COMMIT, ...options.groupCommit },
         onAppended: (rows) => { if (self.store) self.store.#indexAppended(rows) },
         ...(options.auditMac ? { auditMac: options.auditMac } : {}),

@@ -11,6 +11,7 @@ import type { CredentialWrite } from '../credentials/credential_store.ts'
 import { revocationsToCarry } from '../revocation/revocation_consistency.ts'
 import { OperatorError } from '../errors.ts'
 import { checkSchemaVersion, noSqliteLog } from './reader_checks.ts'
+import { openExistingSqlite } from './sqlite_existing.ts'
 import { needsJtiEntry } from './jti_index.ts'
 import {
   CONFIRMATION_READ_COLUMNS, CREDENTIAL_CONFIRMATION_COLUMNS, CREDENTIALS_MIGRATION, confirmationRow, confirmationValues, confirmSql, nextConfirmation,
@@ -37,6 +38,11 @@ export interface SqliteOpenOptions {
   synchronous?: SqliteSynchronous
   /** How long a writer waits for another process's write lock (e.g. the CLI revoking while serving). */
   busyTimeoutMs?: number
+  /**
+   * Opens the file the store's own connection made (the writer thread): neither it nor its directory is
+   * created when gone (openExistingSqlite).
+   */
+  mustExist?: boolean
   /**
    * Opens an existing file for reading only (a command that only reads): nothing is created, set or migrated,
    * so a copy the caller may not write can be read, and a log of an older schema is refused, not migrated.
@@ -131,16 +137,20 @@ export const AUTOCHECKPOINT_PAGES = 10_000
 export function openSqliteDb(options: SqliteOpenOptions): DatabaseSync {
   try {
     if (options.readOnly) return openForReading(options)
-    mkdirSync(dirname(options.file), { recursive: true, mode: 0o700 })
-    // Created owner-only before SQLite opens it: SQLite would use the umask (0644 under 022) and gives the
-    // -wal and -shm files the database's mode, and the file holds sealed refresh tokens and console sessions.
-    // An existing file keeps the mode its operator gave it.
-    try {
-      closeSync(openSync(options.file, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY, 0o600))
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+    let db: DatabaseSync
+    if (options.mustExist) db = openExistingSqlite(options.file)
+    else {
+      mkdirSync(dirname(options.file), { recursive: true, mode: 0o700 })
+      // Created owner-only before SQLite opens it: SQLite would use the umask (0644 under 022) and gives the
+      // -wal and -shm files the database's mode, and the file holds sealed refresh tokens and console sessions.
+      // An existing file keeps the mode its operator gave it.
+      try {
+        closeSync(openSync(options.file, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY, 0o600))
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+      }
+      db = new DatabaseSync(options.file)
     }
-    const db = new DatabaseSync(options.file)
     db.exec(`PRAGMA busy_timeout = ${options.busyTimeoutMs ?? 5000}`)
     db.exec('PRAGMA journal_mode = WAL')
     db.exec(`PRAGMA synchronous = ${(options.synchronous ?? 'full').toUpperCase()}`)
