@@ -34,6 +34,10 @@ describe('credmon broker client (the job-token read of the wire contract)', () =
     [401, { error: 'invalid_token', error_description: 'expired' }, {}, { kind: 'unauthorized', reason: 'invalid_token: expired' }],
     [503, { error: 'temporarily_unavailable' }, { 'retry-after': '120' }, { kind: 'unavailable', reason: 'temporarily_unavailable', retryAfter: 120 }],
     [500, 'oops', {}, { kind: 'unavailable', reason: 'HTTP 500' }],
+    // A 403 the broker did not write (a proxy or WAF in front of it, an HTML page, a body cut off): nothing says
+    // the credential is refused, and taking it so would remove every user's .use at once. An outage instead.
+    [403, '<html>Forbidden</html>', {}, { kind: 'unavailable', reason: 'HTTP 403 without the broker\'s error answer (a proxy in front of it?)' }],
+    [403, {}, {}, { kind: 'unavailable', reason: 'HTTP 403 without the broker\'s error answer (a proxy in front of it?)' }],
     [200, { access_token: 'has space', token_type: 'Bearer', expires_in: 10 }, {}, { kind: 'unavailable', reason: 'broker answered 200 without a valid token response' }],
     [200, { access_token: 'eyJ.a.b', token_type: 'Bearer', expires_in: 0 }, {}, { kind: 'unavailable', reason: 'broker answered 200 without a valid token response' }],
   ] as const)('maps HTTP %i to what the credmon does', async (status, body, headers, expected) => {
@@ -74,9 +78,9 @@ describe('credmon broker client: answers too large to be a job-token response', 
     return { stream, pulled: () => pulled }
   }
 
-  // The status still says what happened; only the body is not read past the bound. A 403 whose body cannot be
-  // read is a refusal for now (the .use goes, the .top stays), as a 403 with any other unreadable body.
-  it.each([[200, 'unavailable'], [503, 'unavailable'], [403, 'refused']] as const)('stops reading a %i body far larger than any answer (%s)', async (status, kind) => {
+  // Only the body is not read past the bound. A 403 whose body cannot be read is not the broker's refusal
+  // (that is a short OAuth error answer), so it is an outage like the others: the .use stays.
+  it.each([[200, 'unavailable'], [503, 'unavailable'], [403, 'unavailable']] as const)('stops reading a %i body far larger than any answer (%s)', async (status, kind) => {
     // 64 MiB: a broken proxy or broker streaming junk. An access token is at most 16 KiB and a refusal a
     // short description, so 1 MiB read is already far more than any honest answer needs.
     const body = hugeBody(64 * 1024 * 1024)

@@ -5,13 +5,13 @@ import { CREDENTIAL_NAME_PATTERN, credentialTokenPath, goneCredentialState, USER
 export type JobTokenResult =
   | { kind: 'token'; token: JobTokenResponse }
   /**
-   * 403: no token for this credential; the `.use` must go. `gone` when the broker says the credential
+   * 403 with the broker's error answer: no token for this credential; the `.use` must go. `gone` when the broker says the credential
    * itself is gone for good (the contract's `credential` member): then the `.top` goes too.
    */
   | { kind: 'refused'; reason: string; gone?: GoneCredentialState }
   /** 401, or a 400 with a Bearer challenge (our header malformed): our own credd token was refused; keep `.use`, retry later. */
   | { kind: 'unauthorized'; reason: string }
-  /** 503, any other status, a network failure or a malformed body: keep `.use`, back off. */
+  /** 503, any other status, a 403 that is not the broker's error answer, a network failure or a malformed body: keep `.use`, back off. */
   | { kind: 'unavailable'; reason: string; retryAfter?: number }
 
 export type Fetch = (url: string, init: RequestInit) => Promise<Response>
@@ -90,10 +90,14 @@ export function brokerClient(opts: BrokerClientOptions): BrokerClient {
         const token = parseJobTokenResponse(body)
         return token ? { kind: 'token', token } : { kind: 'unavailable', reason: read === TOO_LARGE ? reason : 'broker answered 200 without a valid token response' }
       }
-      if (res.status === 403) {
+      // Only the broker's own refusal, an OAuth error answer, removes a .use. A 403 without one (a proxy or WAF
+      // in front of the broker, an HTML page, a body cut off or too large) says nothing about the credential,
+      // and taken as a refusal it would remove every user's .use in one scan: an outage instead.
+      if (res.status === 403 && isOAuthError(body)) {
         const gone = goneCredentialState(body)
         return { kind: 'refused', reason, ...(gone ? { gone } : {}) }
       }
+      if (res.status === 403 && read !== TOO_LARGE) return { kind: 'unavailable', reason: 'HTTP 403 without the broker\'s error answer (a proxy in front of it?)' }
       // A 400 with a Bearer challenge is the broker refusing our Authorization header as malformed (RFC 6750
       // §3.1: the token file empty, or more than one token on its line): our own token at fault, as with a 401.
       if (res.status === 401 || (res.status === 400 && /^Bearer\b/i.test(res.headers.get('www-authenticate') ?? ''))) return { kind: 'unauthorized', reason }
@@ -137,6 +141,11 @@ async function readJsonBounded(res: Response, max: number): Promise<unknown> {
   } catch {
     return undefined
   }
+}
+
+/** An OAuth error answer (RFC 6749 §5.2): a JSON object whose `error` is a string. */
+function isOAuthError(body: unknown): boolean {
+  return typeof body === 'object' && body !== null && typeof (body as Record<string, unknown>).error === 'string'
 }
 
 function oauthReason(status: number, body: unknown): string {
