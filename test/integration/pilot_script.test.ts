@@ -585,7 +585,9 @@ describe('pilot script: renewal schedule (fake clock)', () => {
     let lastExp = 0
     const t = await setup({
       reply: (req, i) => {
-        const exp = i === 0 ? req.at + 600 : i === 1 ? lastExp : req.at + 200
+        // After the one coincidence, never a second: the schedule's jitter could land a renewal 200 s before
+        // the last exp, and two equal in a row are the cap by design (894ddd0).
+        const exp = i === 0 ? req.at + 600 : i === 1 ? lastExp : req.at + 200 === lastExp ? req.at + 201 : req.at + 200
         lastExp = exp
         return idTokenReply(fakeIdToken(TRUST, i, exp), exp - req.at)
       },
