@@ -2,16 +2,11 @@
 // admin API's JSON in the browser. A store read the broker cannot make right now (a locked SQLite file, a
 // PostgreSQL server restarting: AuditStoreUnavailable, docs/audit.md) is such a 503, whether it is the
 // session lookup every console request starts with or a page's own read (the overview's counts).
-import { createHash } from 'node:crypto'
 import { beforeEach, expect, it } from 'vitest'
 import { createApp } from '../../src/app.ts'
 import { AuditStoreUnavailable } from '../../src/errors.ts'
-import { bootstrapTokenAuthenticator } from '../../src/http/middleware/admin_auth.ts'
-import { fixedClock } from '../../src/lib/clock.ts'
-import { silentLogger } from '../../src/lib/logger.ts'
-import { RevocationService } from '../../src/revocation/revocation_service.ts'
 import { MemoryStore } from '../../src/storage/memory_store.ts'
-import { testDeps } from '../support/broker_deps.ts'
+import { consoleAdminApp } from '../support/console_admin_app.ts'
 import { cookieOf, signInWithToken } from '../support/console_sign_in.ts'
 
 const ORIGIN = 'https://broker.example.org'
@@ -25,14 +20,7 @@ let app: ReturnType<typeof createApp>
 
 beforeEach(() => {
   store = new MemoryStore()
-  const revocations = new RevocationService({
-    store, clock: fixedClock(NOW), log: silentLogger, maxTokenLifetime: 86400, refreshSeconds: 60,
-    knownLabels: () => ({ roles: new Set(['pilot']), sites: new Set(['hpc-b']) }), knownIssuers: () => new Set(),
-  })
-  app = createApp(testDeps({
-    admin: { audit: store, revocations, authenticators: [bootstrapTokenAuthenticator(createHash('sha256').update(BOOT).digest())] },
-    console: { keys: () => ({ scitoken: [], condor: [] }), sessionSeconds: 3600, sessions: store },
-  }))
+  app = consoleAdminApp(store, BOOT, NOW)
 })
 
 async function signedIn(): Promise<string> {
