@@ -20,6 +20,7 @@ import { assertReadAsItLay, openSqliteDb, readSqliteHorizons, rolledBack, Sqlite
 import { SqliteWriterClient } from './sqlite_writer_client.ts'
 import { compareSqlText, forEachSliceDesc, nextTurn, NO_END, SLICE_ROWS, sumSlices } from './sqlite_slices.ts'
 import { asStoreOutage } from './store_outage.ts'
+import { TemporarilyUnavailable } from '../errors.ts'
 
 import type { AuditMacKey } from '../audit/record_mac.ts'
 export type { SqliteSynchronous } from './sqlite_writer.ts'
@@ -310,7 +311,12 @@ export class SqliteStore extends ChainedStore {
 
   override async prune(before: number, now: number, options: { signal?: AbortSignal } = {}): Promise<PruneResult> {
     const result = await super.prune(before, now, options)
-    if (result.pruned > 0) this.#readFirstLive()
+    if (result.pruned > 0) {
+      // Only keeps the jti index small, and its next pass reads it again: a store out of reach now (another
+      // process's lock, the store closing) must not turn chunks that committed into a failed prune. Through
+      // #read, as every read is; anything it does not call an outage (a bug) still fails the call.
+      await this.#read(() => this.#readFirstLive()).catch((err: unknown) => { if (!(err instanceof TemporarilyUnavailable)) throw err })
+    }
     return result
   }
 

@@ -11,6 +11,9 @@
  */
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 
 const HOLDER = `
 import fcntl, os, sys
@@ -50,6 +53,55 @@ export async function holdWalRecovery(dbFile: string, options: { python?: string
     async release() {
       child.stdin.end()
       const [code] = await exited as [number | null]
+      if (code !== 0) throw new Error(`the lock holder exited with ${String(code)}`)
+    },
+  }
+}
+
+/** The same holder, started before the lock is wanted: it takes the locks when `go` appears, then makes `held`. */
+const ARMED_HOLDER = `
+import fcntl, os, sys, time
+go, held = sys.argv[2], sys.argv[3]
+for _ in range(10000):
+    if os.path.exists(go): break
+    time.sleep(0.002)
+else:
+    sys.exit(3)
+fd = os.open(sys.argv[1] + '-shm', os.O_RDWR)
+fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 3, 120)
+orig = os.pread(fd, 4, 0)
+os.pwrite(fd, bytes(b ^ 0xff for b in orig), 0)
+open(held, 'w').close()
+sys.stdin.read()
+os.pwrite(fd, orig, 0)
+`
+
+export interface ArmedRecoveryLock extends RecoveryLock {
+  /**
+   * Takes the lock now and returns once it is held, synchronously: for a test that must have it between two
+   * statements of one asynchronous operation (called from a hook the operation runs in between).
+   */
+  holdNow(): void
+}
+
+/** holdWalRecovery, but the lock is taken only at holdNow() (within 5 s; the holder gives up after 20 s unarmed). */
+export function armWalRecovery(dbFile: string): ArmedRecoveryLock {
+  const dir = mkdtempSync(join(tmpdir(), 'ctb-armed-'))
+  const go = join(dir, 'go')
+  const held = join(dir, 'held')
+  const child = spawn('python3', ['-c', ARMED_HOLDER, dbFile, go, held], { stdio: ['pipe', 'inherit', 'inherit'] })
+  const exited = once(child, 'exit')
+  const pause = new Int32Array(new SharedArrayBuffer(4))
+  return {
+    holdNow() {
+      writeFileSync(go, '')
+      for (let i = 0; i < 1000 && !existsSync(held); i++) Atomics.wait(pause, 0, 0, 5)
+      if (!existsSync(held)) throw new Error('the armed lock holder did not take the lock within 5 s')
+    },
+    async release() {
+      child.stdin.end()
+      const [code] = await exited as [number | null]
+      rmSync(dir, { recursive: true, force: true })
       if (code !== 0) throw new Error(`the lock holder exited with ${String(code)}`)
     },
   }
