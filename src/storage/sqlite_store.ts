@@ -20,7 +20,7 @@ import { assertReadAsItLay, openSqliteDb, readSqliteHorizons, rolledBack, Sqlite
 import { SqliteWriterClient } from './sqlite_writer_client.ts'
 import { compareSqlText, forEachSliceDesc, nextTurn, NO_END, SLICE_ROWS, sumSlices } from './sqlite_slices.ts'
 import { asStoreOutage } from './store_outage.ts'
-import { TemporarilyUnavailable } from '../errors.ts'
+import { AuditStoreUnavailable, TemporarilyUnavailable } from '../errors.ts'
 
 import type { AuditMacKey } from '../audit/record_mac.ts'
 export type { SqliteSynchronous } from './sqlite_writer.ts'
@@ -60,6 +60,15 @@ const RESEED_SQL = reseedHorizonsSql('max')
  */
 export const SERVING_READ_BUSY_TIMEOUT_MS = 250
 
+/**
+ * After a serving store's read waited out that timeout, how long the reads after it are refused at once (the
+ * same 503 with Retry-After) before one tries the file again. Each read waits on the event loop, so a burst of
+ * N reads during a lock held the loop N x 250 ms in a row (20 reads: 5.3 s, docs/audit.md); now at most one
+ * read in each second waits. A lock this long is no WAL recovery of milliseconds but a stuck process, and the
+ * clients told to come back in 5 s (Retry-After) lose nothing to a pause of 1 s.
+ */
+export const SERVING_READ_LOCK_BACKOFF_MS = 1000
+
 /** Rows read per step while the jti index catches up; the event loop runs between steps (~5 ms each). */
 const JTI_CHUNK = 5000
 
@@ -82,6 +91,8 @@ export class SqliteStore extends ChainedStore {
   #jtiFirstLive = 1
   #jtiCatchUp: Promise<void> | undefined
   readonly #writerBusyTimeoutMs: number
+  /** Serving: the last read that waited out another process's lock, and until when reads are refused unasked. */
+  #lockedRead: { until: number; err: unknown } | undefined
 
   constructor(options: SqliteStoreOptions) {
     const thread = (options.writer ?? 'thread') === 'thread'
@@ -165,6 +176,8 @@ export class SqliteStore extends ChainedStore {
    */
   async #read<T>(run: () => T | Promise<T>): Promise<T> {
     if (this.closed) throw this.closedRead()
+    // A read that waited out the lock a moment ago: another now would most likely wait as long, holding the loop.
+    if (this.#lockedRead && performance.now() < this.#lockedRead.until) throw new AuditStoreUnavailable(this.#lockedRead.err, 'read')
     try {
       // A transaction open between this connection's statements is one a failed ROLLBACK left (rolledBack):
       // nothing here holds one across a turn. Its rows were never committed, yet this connection would
@@ -175,6 +188,7 @@ export class SqliteStore extends ChainedStore {
       // A read spanning turns (slices, a page walked newest first) whose connection a stop closed between
       // two of them: node:sqlite says "statement has been finalized", but it is the store closing, as above.
       if (this.closed) throw this.closedRead()
+      if (this.#thread && isLockTimeout(err)) this.#lockedRead = { until: performance.now() + SERVING_READ_LOCK_BACKOFF_MS, err }
       throw asStoreOutage(err, 'read')
     }
   }
@@ -478,6 +492,12 @@ export class SqliteStore extends ChainedStore {
       this.#db.close()
     }
   }
+}
+
+/** SQLite's BUSY (primary code 5, extended codes in the low byte): the read waited out the busy timeout. */
+function isLockTimeout(err: unknown): boolean {
+  const { code, errcode } = (err ?? {}) as { code?: unknown; errcode?: unknown }
+  return code === 'ERR_SQLITE_ERROR' && typeof errcode === 'number' && (errcode & 0xff) === 5
 }
 
 /** A search with a filter no index serves, and no jti (whose candidates are few): it is read in slices. */

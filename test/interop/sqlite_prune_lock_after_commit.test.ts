@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, expect, it } from 'vitest'
-import { SqliteStore } from '../../src/storage/sqlite_store.ts'
+import { SERVING_READ_LOCK_BACKOFF_MS, SqliteStore } from '../../src/storage/sqlite_store.ts'
 import { armWalRecovery } from '../support/sqlite_recovery_lock.ts'
 
 const dir = mkdtempSync(join(tmpdir(), 'ctb-prunelock-'))
@@ -32,7 +32,9 @@ it('a lock taken right after a prune commits leaves the prune\'s result as commi
     await lock.release()
   }
   try {
-    // The lock gone, a lookup by jti finds a live record and none of the pruned ones.
+    // The lock gone (and the pause after a locked read over), a lookup by jti finds a live record and none of
+    // the pruned ones.
+    await new Promise((r) => setTimeout(r, SERVING_READ_LOCK_BACKOFF_MS + 100))
     expect((await store.query({ jti: 'j-7', limit: 10 })).records).toHaveLength(1)
     expect((await store.query({ jti: 'j-2', limit: 10 })).records).toHaveLength(0)
   } finally {
