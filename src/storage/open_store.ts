@@ -30,6 +30,16 @@ export async function openBrokerStore(config: Config, options: { sqliteWriter?: 
   return store
 }
 
+/**
+ * The bound on each statement of a command that only reads, when audit.postgres.query_timeout_seconds is 0
+ * (no bound, for serve's statements). Such a command's statements each read a bounded chunk of the log (at
+ * most 5,000 records) or an indexed count, far under it; without one, a command run from cron against a
+ * server that stopped answering, or a table another session holds locked, waited for good. The setting's own
+ * default, so a reader gets what serve gets unless serve's was raised; a reader that needs longer sets
+ * CTB_AUDIT_POSTGRES_QUERY_TIMEOUT_SECONDS for that command.
+ */
+export const READER_QUERY_TIMEOUT_SECONDS = 30
+
 async function openBackend(config: Config, sqliteWriter: 'thread' | 'inline' | undefined, auditMac: AuditMacKey | undefined, readOnly = false): Promise<BrokerStore> {
   const mac = { ...(auditMac ? { auditMac } : {}), ...(readOnly ? { readOnly } : {}) }
   const gc = config.audit.group_commit
@@ -39,7 +49,8 @@ async function openBackend(config: Config, sqliteWriter: 'thread' | 'inline' | u
     const { PostgresStore } = await import('./postgres_store.ts')
     const pgc = config.audit.postgres
     return PostgresStore.open({
-      dsn: pgc.dsn!, poolSize: pgc.pool_size, groupCommit, queryTimeoutMs: pgc.query_timeout_seconds * 1000,
+      dsn: pgc.dsn!, poolSize: pgc.pool_size, groupCommit,
+      queryTimeoutMs: (readOnly && pgc.query_timeout_seconds === 0 ? READER_QUERY_TIMEOUT_SECONDS : pgc.query_timeout_seconds) * 1000,
       longQueryTimeoutMs: pgc.long_query_timeout_seconds * 1000, ...mac,
     })
   }
