@@ -27,6 +27,11 @@ describe('broker answers that are not what a condor-token-broker sends', () => {
     expect(await refusal(b.explain({ role: 'startd' }))).toBe('policy explain: 200 invalid_response: the answer is not a JSON object; is --broker a condor-token-broker?')
   })
 
+  it('takes as the refusal\'s error only an error code RFC 6749 allows', async () => {
+    expect(await refusal(answering(403, JSON.stringify({ error: 'x\x1b[2J' })).daemonToken('startd', 'ep-1.example.org'))).toBe('token for role startd on ep-1.example.org: 403 error')
+    expect(await refusal(answering(403, JSON.stringify({ error: { nested: true } })).daemonToken('startd', 'ep-1.example.org'))).toBe('token for role startd on ep-1.example.org: 403 error')
+  })
+
   it('refuses a token answer whose access_token is not a token with a jti', async () => {
     for (const token of ['garbage', 'a.b.c', `x.${Buffer.from('{"sub":"s"}').toString('base64url')}.y`]) {
       const b = answering(200, JSON.stringify({ access_token: token, expires_in: 10 }))

@@ -1,6 +1,7 @@
 import { fetch } from 'undici'
 import { caAgent } from '../../lib/ca_agent.ts'
 import { CREDENTIALS_PATH, type RegisterCredentialRequest, type RegisterCredentialResponse } from '../../contract/job_credentials.ts'
+import { readOAuthError } from '../../contract/oauth_error.ts'
 
 /** A refusal from the broker, with the OAuth error code the storer reports. */
 export class RegistrationRefused extends Error {
@@ -31,8 +32,9 @@ export async function registerCredential(brokerUrl: string, iamToken: string, bo
     let json: unknown
     try { json = JSON.parse(text) } catch { json = undefined }
     if (res.status !== 201) {
-      const e = (json ?? {}) as { error?: unknown; error_description?: unknown }
-      throw new RegistrationRefused(res.status, typeof e.error === 'string' ? e.error : 'unexpected_response', typeof e.error_description === 'string' ? e.error_description : undefined)
+      // Only RFC 6749's error answer names the refusal; anything else at the broker's URL is unexpected.
+      const refusal = readOAuthError(json) ?? { error: 'unexpected_response' }
+      throw new RegistrationRefused(res.status, refusal.error, refusal.description)
     }
     const r = json as RegisterCredentialResponse | undefined
     if (!r || typeof r.user !== 'string' || typeof r.provider !== 'string' || typeof r.top !== 'object' || r.top === null) throw new Error('the broker answered 201 without a registration')

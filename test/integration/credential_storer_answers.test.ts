@@ -1,0 +1,33 @@
+import type { ServerResponse } from 'node:http'
+import { afterEach, describe, expect, it } from 'vitest'
+import { registerCredential, RegistrationRefused } from '../../src/clients/credential_storer/register_credential.ts'
+import { answeringHttps } from '../support/answering_https.ts'
+
+// What the storer makes of answers the broker (or whatever answers at its URL) might send. The storer runs in
+// the submitting user's terminal (condor_submit), so whatever it prints from an answer reaches that terminal.
+const closers: Array<() => Promise<void>> = []
+afterEach(async () => { for (const c of closers.splice(0)) await c() })
+
+async function broker(answer: (res: ServerResponse) => void) {
+  const b = await answeringHttps(answer)
+  closers.push(b.close)
+  return b
+}
+
+const REQUEST = { provider: 'cms', mode: 'broker' } as const
+const refusal = (b: { url: string; caFile: string }) => registerCredential(b.url, 'iam-token', REQUEST, { caFile: b.caFile }).then(() => undefined, (e: unknown) => e)
+
+describe('the credential storer reads the broker\'s answer', () => {
+  it('reports an OAuth error answer as error and description', async () => {
+    const b = await broker((res) => res.writeHead(403, { 'content-type': 'application/json' }).end(JSON.stringify({ error: 'access_denied', error_description: 'no rule allows cms' })))
+    const err = await refusal(b)
+    expect(err).toBeInstanceOf(RegistrationRefused)
+    expect(err).toMatchObject({ status: 403, error: 'access_denied', message: 'the broker refused the registration (403 access_denied: no rule allows cms)' })
+  })
+
+  it('does not take an error code outside RFC 6749\'s characters as the broker\'s', async () => {
+    const b = await broker((res) => res.writeHead(403, { 'content-type': 'application/json' }).end(JSON.stringify({ error: 'x\x1b[2J' })))
+    expect(await refusal(b)).toMatchObject({ status: 403, error: 'unexpected_response', message: 'the broker refused the registration (403 unexpected_response)' })
+  })
+
+})
