@@ -1,7 +1,7 @@
 import type { ServerResponse } from 'node:http'
 import { afterEach, describe, expect, it } from 'vitest'
-import { registerCredential, RegistrationRefused } from '../../src/clients/credential_storer/register_credential.ts'
-import { answeringHttps } from '../support/answering_https.ts'
+import { MAX_STORER_ANSWER_BYTES, registerCredential, RegistrationRefused } from '../../src/clients/credential_storer/register_credential.ts'
+import { answeringHttps, endlessAnswer } from '../support/answering_https.ts'
 
 // What the storer makes of answers the broker (or whatever answers at its URL) might send. The storer runs in
 // the submitting user's terminal (condor_submit), so whatever it prints from an answer reaches that terminal.
@@ -25,9 +25,26 @@ describe('the credential storer reads the broker\'s answer', () => {
     expect(err).toMatchObject({ status: 403, error: 'access_denied', message: 'the broker refused the registration (403 access_denied: no rule allows cms)' })
   })
 
+  // A terminal escape sequence in a description would reach the user's terminal: ESC ] 0 ; sets its title,
+  // ESC [ 2 J clears it; others rewrite what was printed before.
+  it('shows control characters of a description as escapes, never as themselves', async () => {
+    const b = await broker((res) => res.writeHead(400, { 'content-type': 'application/json' }).end(JSON.stringify({ error: 'invalid_request', error_description: 'bad\x1b]0;owned\x07\x1b[2J\nline' })))
+    const err = await refusal(b) as Error
+    expect(err.message).toBe('the broker refused the registration (400 invalid_request: bad\\x1b]0;owned\\x07\\x1b[2J\\x0aline)')
+    expect(err.message).not.toMatch(/[\x00-\x1f\x7f]/)
+  })
+
   it('does not take an error code outside RFC 6749\'s characters as the broker\'s', async () => {
     const b = await broker((res) => res.writeHead(403, { 'content-type': 'application/json' }).end(JSON.stringify({ error: 'x\x1b[2J' })))
     expect(await refusal(b)).toMatchObject({ status: 403, error: 'unexpected_response', message: 'the broker refused the registration (403 unexpected_response)' })
   })
 
+  it(`stops reading an answer past ${MAX_STORER_ANSWER_BYTES} bytes and says so`, async () => {
+    expect(MAX_STORER_ANSWER_BYTES).toBe(64 * 1024)
+    // 64 MiB, streamed as fast as the client reads; a bounded client stops long before.
+    const b = await broker(endlessAnswer(201, 64 * 1024 * 1024))
+    const err = await refusal(b) as Error
+    expect(err.message).toBe(`the broker's answer is larger than ${MAX_STORER_ANSWER_BYTES} bytes (HTTP 201)`)
+    expect(b.sent()).toBeLessThan(32 * 1024 * 1024)
+  })
 })
