@@ -1,7 +1,8 @@
 import { fetch as undiciFetch } from 'undici'
 import { caAgent } from '../../lib/ca_agent.ts'
+import { readBounded, TOO_LARGE } from '../../lib/bounded_body.ts'
 import { unverifiedJwtPayload } from '../../lib/jwt_payload.ts'
-import { readOAuthError } from '../../contract/oauth_error.ts'
+import { readOAuthError, shownDescription } from '../../contract/oauth_error.ts'
 import { retryAfterSeconds } from '../../contract/retry_after.ts'
 import { PILOT_ENROLMENT_TOKEN_TYPE } from '../../contract/pilot.ts'
 import { GRANT_TYPE_TOKEN_EXCHANGE, TOKEN_TYPE } from '../../contract/token_exchange.ts'
@@ -10,14 +11,18 @@ import { GRANT_TYPE_TOKEN_EXCHANGE, TOKEN_TYPE } from '../../contract/token_exch
 export class BrokerCallError extends Error {
   readonly status: number
   readonly error: string
-  /** The broker's error_description, for a caller that words the refusal in its own terms. */
+  /**
+   * The broker's error_description, for a caller that words the refusal in its own terms; as shownDescription
+   * makes it (control characters as escapes, cut short), since the CLI prints it to the operator's terminal.
+   */
   readonly description: string | undefined
   constructor(what: string, status: number, error: string, description?: string) {
-    super(`${what}: ${status} ${error}${description ? `: ${description}` : ''}`)
+    const shown = description ? shownDescription(description) : undefined
+    super(`${what}: ${status} ${error}${shown ? `: ${shown}` : ''}`)
     this.name = 'BrokerCallError'
     this.status = status
     this.error = error
-    this.description = description
+    this.description = shown
   }
 }
 
@@ -49,10 +54,32 @@ export const PROVISION_RETRY = { attempts: 4, defaultDelaySeconds: 2, maxDelaySe
 /** A wait for a 503's Retry-After about to begin: which request, which attempt comes next, how long. */
 export interface RetryWait { method: string; path: string; attempt: number; attempts: number; seconds: number }
 
+/**
+ * The most of one answer provisioning reads. Its largest are audit pages (up to 1000 records at the broker's
+ * limit, 100 by default) and the pool CA; past this the answer is not the broker's, and the 30 s timeout alone
+ * would let it stream hundreds of MiB into the operator's process.
+ */
+export const MAX_PROVISION_ANSWER_BYTES = 8 * 1024 * 1024
+
+/** What text() of fetchWithCa throws past MAX_PROVISION_ANSWER_BYTES. */
+class AnswerTooLarge extends Error {}
+
 /** A fetch that trusts `caFile` (the broker's TLS CA) in addition to nothing else, with timeouts. */
 export function fetchWithCa(caFile: string | undefined, timeoutMs = 30_000): Fetch {
   const dispatcher = caAgent(caFile, { connectMs: timeoutMs, headersMs: timeoutMs, bodyMs: timeoutMs })
-  return (url, init) => undiciFetch(url, { ...init, dispatcher }) as unknown as ReturnType<Fetch>
+  return async (url, init) => {
+    const res = await undiciFetch(url, { ...init, dispatcher })
+    return {
+      status: res.status,
+      headers: res.headers,
+      text: async () => {
+        const bytes = await readBounded(res.body as ReadableStream<Uint8Array> | null, MAX_PROVISION_ANSWER_BYTES)
+        if (bytes === TOO_LARGE) throw new AnswerTooLarge(`the answer is larger than ${MAX_PROVISION_ANSWER_BYTES} bytes`)
+        if (bytes === undefined) throw new Error('the answer broke off')
+        return bytes.toString('utf8')
+      },
+    }
+  }
 }
 
 /**
@@ -186,7 +213,7 @@ export class BrokerClient {
 
   async caCertificate(): Promise<string> {
     const res = await this.#fetch(`${this.base}/v1/ca/certificate`, { method: 'GET', headers: {} })
-    const text = await res.text()
+    const text = await this.#text('pool CA certificate', res)
     if (res.status !== 200) throw new BrokerCallError('pool CA certificate', res.status, res.status === 404 ? 'not_found' : 'error', res.status === 404 ? 'the broker has no pool CA (run "condor-token-broker ca init" there)' : undefined)
     // Copied into every bundle as the CA HTCondor trusts: an error page there would fail only on the nodes.
     if (!/^-----BEGIN CERTIFICATE-----\r?\n[\s\S]+\n-----END CERTIFICATE-----\s*$/.test(text)) throw invalid('pool CA certificate', 'the answer holds no PEM certificate')
@@ -247,8 +274,18 @@ export class BrokerClient {
     return this.#read(what, res)
   }
 
+  /** The answer's text; one past MAX_PROVISION_ANSWER_BYTES is a refusal naming the call. */
+  async #text(what: string, res: { status: number; text(): Promise<string> }): Promise<string> {
+    try {
+      return await res.text()
+    } catch (err) {
+      if (err instanceof AnswerTooLarge) throw new BrokerCallError(what, res.status, 'invalid_response', err.message)
+      throw err
+    }
+  }
+
   async #read(what: string, res: { status: number; text(): Promise<string> }): Promise<Record<string, unknown>> {
-    const text = await res.text()
+    const text = await this.#text(what, res)
     let parsed: unknown
     try { parsed = JSON.parse(text) } catch { /* not JSON: reported below */ }
     const body = typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed) ? parsed as Record<string, unknown> : undefined
