@@ -1,7 +1,11 @@
+import { chmodSync, writeFileSync } from 'node:fs'
 import type { ServerResponse } from 'node:http'
+import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { MAX_STORER_ANSWER_BYTES, registerCredential, RegistrationRefused } from '../../src/clients/credential_storer/register_credential.ts'
 import { answeringHttps, endlessAnswer } from '../support/answering_https.ts'
+import { cli } from '../support/cli.ts'
+import { tempDir } from '../support/tmp.ts'
 
 // What the storer makes of answers the broker (or whatever answers at its URL) might send. The storer runs in
 // the submitting user's terminal (condor_submit), so whatever it prints from an answer reaches that terminal.
@@ -46,5 +50,18 @@ describe('the credential storer reads the broker\'s answer', () => {
     const err = await refusal(b) as Error
     expect(err.message).toBe(`the broker's answer is larger than ${MAX_STORER_ANSWER_BYTES} bytes (HTTP 201)`)
     expect(b.sent()).toBeLessThan(32 * 1024 * 1024)
+  })
+
+  // -v says for whom the credential was stored, with the user name the broker's answer gives.
+  it('says for whom it stored (-v) with the control characters of the broker\'s user name as escapes', async () => {
+    const b = await broker((res) => res.writeHead(201, { 'content-type': 'application/json' })
+      .end(JSON.stringify({ user: 'alice\x1b]0;owned\x07', provider: 'cms', top: { broker_url: 'https://b', user: 'alice', provider: 'cms' } })))
+    const bin = tempDir('ctb-storecred-')
+    writeFileSync(join(bin, 'condor_store_cred'), '#!/bin/sh\nif [ "$1" = query-oauth ]; then exit 1; fi\ncat >/dev/null\n')
+    chmodSync(join(bin, 'condor_store_cred'), 0o755)
+    const r = await cli(['credential-storer', '-v', '--broker', b.url, '--ca-file', b.caFile, 'cms'], { PATH: `${bin}:/usr/bin:/bin`, BEARER_TOKEN: 'eyJ.a.b' })
+    expect(r.code).toBe(0)
+    expect(r.err).toContain('stored cms for alice\\x1b]0;owned\\x07')
+    expect(r.err).not.toMatch(/[\x00-\x09\x0b-\x1f\x7f]/)
   })
 })
