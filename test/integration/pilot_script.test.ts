@@ -499,6 +499,35 @@ describe('pilot script: renewal schedule (fake clock)', () => {
     expect(await p.exit).toBe(0)
   })
 
+  // RFC 9110 §10.2.3: a Retry-After may be an HTTP-date (a proxy in front of the broker sends one), in any of
+  // §5.6.7's three forms; the wait is from the pilot's own clock to that date, and the longer of it and the backoff.
+  it('waits until a 503\'s Retry-After HTTP-date, in each of its three forms', async () => {
+    const d = (s: number) => new Date(s * 1000)
+    const imf = (s: number) => d(s).toUTCString()
+    const days = ['Sunday', 'Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday']
+    const months = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec']
+    const hms = (s: number) => d(s).toISOString().slice(11, 19)
+    const rfc850 = (s: number) => `${days[d(s).getUTCDay()]}, ${String(d(s).getUTCDate()).padStart(2, '0')}-${months[d(s).getUTCMonth()]}-${String(d(s).getUTCFullYear() % 100).padStart(2, '0')} ${hms(s)} GMT`
+    const asctime = (s: number) => `${days[d(s).getUTCDay()]!.slice(0, 3)} ${months[d(s).getUTCMonth()]} ${String(d(s).getUTCDate()).padStart(2, ' ')} ${hms(s)} ${d(s).getUTCFullYear()}`
+    const unavailable = (retryAfter: string): Reply => ({ status: 503, body: { error: 'temporarily_unavailable' }, headers: { 'retry-after': retryAfter } })
+    const t = await setup({
+      reply: (req, i) => [
+        idTokenReply(fakeIdToken(TRUST, 0), 1000),
+        unavailable(imf(req.at + 40)),
+        unavailable(asctime(req.at + 50)),
+        unavailable(rfc850(req.at + 60)),
+      ][i] ?? idTokenReply(fakeIdToken(TRUST, i), 3600),
+      fakeClockStart: START,
+    })
+    const p = t.run()
+    await until(() => t.log().includes(fakeIdToken(TRUST, 4)))
+    const at = t.broker.seen.slice(0, 5).map((r) => r.at)
+    // Each date is later than the backoff step it meets (5-7, 10-15, 20-30 s), so it decides the wait.
+    expect([at[2]! - at[1]!, at[3]! - at[2]!, at[4]! - at[3]!]).toEqual([40, 50, 60])
+    t.stop()
+    expect(await p.exit).toBe(0)
+  })
+
   it('keeps retrying until just before expiry, never after, and does not replay the enrolment credential', async () => {
     const t = await setup({ reply: (_, i) => (i === 0 ? idTokenReply(fakeIdToken(TRUST, 0), 200) : { status: 503, body: { error: 'temporarily_unavailable' } }), fakeClockStart: START })
     const p = t.run()

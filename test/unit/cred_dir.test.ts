@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process'
 import { existsSync, linkSync, lstatSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { expect, it } from 'vitest'
-import { nodeCredDirFs } from '../../src/clients/credmon/cred_dir.ts'
+import { FILE_TOO_LARGE, nodeCredDirFs } from '../../src/clients/credmon/cred_dir.ts'
 import { tempDir } from '../support/tmp.ts'
 
 // The credmon checks what sits at a credential's name (lstat: a regular file, no link) and then reads it by
@@ -12,7 +12,7 @@ import { tempDir } from '../support/tmp.ts'
 // read that waits makes this test fail instead of hanging it.
 function readInChild(path: string): { status: number | null; out: string } {
   const module = resolve('src/clients/credmon/cred_dir.ts')
-  const script = `import { nodeCredDirFs } from ${JSON.stringify(module)}; console.log(JSON.stringify(nodeCredDirFs.readText(${JSON.stringify(path)}) ?? null))`
+  const script = `import { nodeCredDirFs } from ${JSON.stringify(module)}; console.log(JSON.stringify(nodeCredDirFs.readText(${JSON.stringify(path)}, 65536) ?? null))`
   const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { timeout: 5000, encoding: 'utf8' })
   return { status: r.status, out: r.stdout.trim() }
 }
@@ -70,4 +70,20 @@ it('touch creates CREDMON_COMPLETE when missing and moves its mtime forward when
   utimesSync(complete, 1_000_000, 1_000_000)
   nodeCredDirFs.touch(complete)
   expect(statSync(complete).mtimeMs).toBeGreaterThan(Date.now() - 60_000)
+})
+
+// The credmon (root) reads files whose content a user chose: at most `maxBytes` of one is read, whatever its
+// size. A sparse file of 4 GiB costs no disk, and read whole it would take seconds and fail past V8's string limit.
+it('reads at most maxBytes of a file: one of 4 GiB is FILE_TOO_LARGE at once, one of exactly maxBytes is read', () => {
+  const dir = tempDir()
+  const huge = join(dir, 'huge.top')
+  expect(spawnSync('truncate', ['-s', '4G', huge]).status).toBe(0)
+  const started = performance.now()
+  expect(nodeCredDirFs.readText(huge, 65536)).toBe(FILE_TOO_LARGE)
+  expect(performance.now() - started).toBeLessThan(1000)
+  const exact = join(dir, 'exact.top')
+  writeFileSync(exact, 'x'.repeat(65536))
+  expect(nodeCredDirFs.readText(exact, 65536)).toBe('x'.repeat(65536))
+  writeFileSync(exact, 'x'.repeat(65537))
+  expect(nodeCredDirFs.readText(exact, 65536)).toBe(FILE_TOO_LARGE)
 })

@@ -151,6 +151,22 @@ describe('credmon scan', () => {
     expect(s.lines.filter((l) => l.msg.includes('bob/scitokens.top'))).toHaveLength(1)
   })
 
+  // A .top holds what the submitting user's storer sent through condor_store_cred, and the credmon runs as root:
+  // one of gigabytes was read whole at every scan (and a string past V8's limit failed only after that read).
+  it('does not read a .top over 64 KiB: one line says why, once, and it is served again once it is a .top again', async () => {
+    const s = setup(() => token(1))
+    s.top('alice', 'scitokens')
+    // A .top the credmon would serve but for its size: JSON allows the trailing white space.
+    writeFileSync(join(s.dir, 'alice', 'scitokens.top'), `${JSON.stringify({ broker_url: BROKER, user: 'alice', provider: 'scitokens' })}${' '.repeat(64 * 1024)}`)
+    await s.credmon.scan()
+    await s.credmon.scan()
+    expect(s.calls).toEqual([])
+    expect(s.lines).toEqual([{ level: 'warn', msg: 'credmon: not serving alice/scitokens.top: it is larger than 65536 bytes, which no .top the credential storer writes is; not read' }])
+    s.top('alice', 'scitokens')
+    await s.credmon.scan()
+    expect(s.calls).toHaveLength(1)
+  })
+
   it('never sends its token to a broker named in a .top other than its own, nor for a user the .top does not belong to', async () => {
     const s = setup(() => token(1))
     s.top('alice', 'scitokens', { broker_url: 'https://evil.example.net', user: 'alice', provider: 'scitokens' })
@@ -378,8 +394,8 @@ describe('credmon scan', () => {
     const fifoReads: string[] = []
     const watched: CredDirFs = {
       ...nodeCredDirFs,
-      readText: (p) => {
-        if (!lstatSync(p).isFIFO()) return nodeCredDirFs.readText(p)
+      readText: (p, max) => {
+        if (!lstatSync(p).isFIFO()) return nodeCredDirFs.readText(p, max)
         fifoReads.push(p)
         return undefined
       },

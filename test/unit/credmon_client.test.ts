@@ -45,6 +45,24 @@ describe('credmon broker client (the job-token read of the wire contract)', () =
     expect(await client.fetchJobToken('alice', 'scitokens', {})).toEqual(expected)
   })
 
+  // RFC 9110 §10.2.3: a proxy in front of the broker may send an HTTP-date; one the credmon cannot read is no advice.
+  it('reads a Retry-After HTTP-date as the seconds until then, and ignores one that is neither form', async () => {
+    const at = new Date(Math.ceil(Date.now() / 1000) * 1000 + 3_600_000).toUTCString()
+    const dated = await clientAnswering(503, { error: 'temporarily_unavailable' }, { 'retry-after': at }).client.fetchJobToken('alice', 'scitokens', {})
+    expect(dated.kind === 'unavailable' && dated.retryAfter).toBeGreaterThanOrEqual(3599)
+    expect(dated.kind === 'unavailable' && dated.retryAfter).toBeLessThanOrEqual(3601)
+    // Date.parse reads this as a date in the year 2030; it is neither delay-seconds nor an HTTP-date.
+    expect(await clientAnswering(503, { error: 'temporarily_unavailable' }, { 'retry-after': '2030-01-01' }).client.fetchJobToken('alice', 'scitokens', {}))
+      .toEqual({ kind: 'unavailable', reason: 'temporarily_unavailable' })
+  })
+
+  it('logs a description\'s control characters as escapes, and does not remove a .use on an error code RFC 6749 does not allow', async () => {
+    expect(await clientAnswering(403, { error: 'access_denied', error_description: 'no\x1b[2J\nrule' }).client.fetchJobToken('alice', 'scitokens', {}))
+      .toEqual({ kind: 'refused', reason: 'access_denied: no\\x1b[2J\\x0arule' })
+    expect(await clientAnswering(403, { error: 'access_denied\n' }).client.fetchJobToken('alice', 'scitokens', {}))
+      .toEqual({ kind: 'unavailable', reason: 'HTTP 403 without the broker\'s error answer (a proxy in front of it?)' })
+  })
+
   it('treats a network failure as unavailable, and an unreadable token file as its own token refused', async () => {
     const down = brokerClient({ brokerUrl: BROKER, credential: () => 't', fetch: async () => { throw new TypeError('fetch failed', { cause: { code: 'ECONNREFUSED' } }) } })
     expect(await down.fetchJobToken('alice', 'scitokens', {})).toEqual({ kind: 'unavailable', reason: 'broker unreachable: ECONNREFUSED' })

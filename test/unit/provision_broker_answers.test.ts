@@ -27,6 +27,16 @@ describe('broker answers that are not what a condor-token-broker sends', () => {
     expect(await refusal(b.explain({ role: 'startd' }))).toBe('policy explain: 200 invalid_response: the answer is not a JSON object; is --broker a condor-token-broker?')
   })
 
+  // The CLI prints a refusal to the operator's terminal: a description (or an error code) carrying an escape
+  // sequence must not act on it. RFC 6749 §5.2 allows neither control characters in `error` nor in the description.
+  it('shows the control characters of a refusal as escapes, and an error code outside RFC 6749\'s characters as none', async () => {
+    const err = await answering(403, JSON.stringify({ error: 'access_denied', error_description: 'no\x1b]0;x\x07rule\n' })).daemonToken('startd', 'ep-1.example.org').then(() => undefined, (e: unknown) => e)
+    expect(err).toMatchObject({ error: 'access_denied', description: 'no\\x1b]0;x\\x07rule\\x0a' })
+    expect((err as Error).message).toBe('token for role startd on ep-1.example.org: 403 access_denied: no\\x1b]0;x\\x07rule\\x0a')
+    expect(await refusal(answering(403, JSON.stringify({ error: 'x\x1b[2J' })).daemonToken('startd', 'ep-1.example.org'))).toBe('token for role startd on ep-1.example.org: 403 error')
+    expect(await refusal(answering(403, JSON.stringify({ error: { nested: true } })).daemonToken('startd', 'ep-1.example.org'))).toBe('token for role startd on ep-1.example.org: 403 error')
+  })
+
   it('refuses a token answer whose access_token is not a token with a jti', async () => {
     for (const token of ['garbage', 'a.b.c', `x.${Buffer.from('{"sub":"s"}').toString('base64url')}.y`]) {
       const b = answering(200, JSON.stringify({ access_token: token, expires_in: 10 }))

@@ -36,10 +36,19 @@ describe('provisioning retries a 503 from the broker, bounded', () => {
     expect(s.calls()).toBe(2)
   })
 
-  it('waits the default delay without a Retry-After, or with one it cannot read as delay-seconds (an HTTP-date)', async () => {
-    const s = scripted([UNAVAILABLE, { ...UNAVAILABLE, retryAfter: 'Wed, 21 Oct 2026 07:28:00 GMT' }, OK])
+  it('waits the default delay without a Retry-After, or with one that is neither delay-seconds nor an HTTP-date', async () => {
+    const s = scripted([UNAVAILABLE, { ...UNAVAILABLE, retryAfter: 'in a minute' }, OK])
     await s.client.daemonToken('startd', 'ep-1.example.org')
     expect(s.slept).toEqual([PROVISION_RETRY.defaultDelaySeconds * 1000, PROVISION_RETRY.defaultDelaySeconds * 1000])
+  })
+
+  // RFC 9110 §10.2.3 allows an HTTP-date, which a proxy or load balancer in front of the broker may send.
+  // Wed, 21 Oct 2026 07:28:00 GMT is 1792567680 s after the epoch (date -u -d); the clock reads 12 s before it.
+  it('waits until the HTTP-date a Retry-After names, within the same cap', async () => {
+    const s = scripted([{ ...UNAVAILABLE, retryAfter: 'Wed, 21 Oct 2026 07:28:00 GMT' }, { ...UNAVAILABLE, retryAfter: 'Thu, 22 Oct 2026 07:28:00 GMT' }, OK])
+    const client = new BrokerClient({ url: 'https://broker.example.org', bearer: 'x', fetch: s.fetch, sleep: async (ms) => { s.slept.push(ms) }, now: () => 1_792_567_668_000 })
+    await client.daemonToken('startd', 'ep-1.example.org')
+    expect(s.slept).toEqual([12_000, PROVISION_RETRY.maxDelaySeconds * 1000])
   })
 
   it('tells whoever runs it about each wait before it begins', async () => {

@@ -2,6 +2,7 @@ import { spawnSync } from 'node:child_process'
 import { accessSync, constants } from 'node:fs'
 import { delimiter, join } from 'node:path'
 import { credentialName, HANDLE_PATTERN, PROVIDER_PATTERN, REGISTRATION_MODES, type RegistrationMode } from '../../contract/job_credentials.ts'
+import { visibleText } from '../../contract/oauth_error.ts'
 import { discoverBearerToken } from '../../clients/bearer_token_discovery.ts'
 import { registerCredential } from '../../clients/credential_storer/register_credential.ts'
 import { CliError, parse, type CommandIo } from '../command.ts'
@@ -101,7 +102,8 @@ export async function credentialStorerCommand(argv: string[], io: CommandIo): Pr
     const args = ['add-oauth', '-s', s.storeName, ...(s.scopes ? ['-S', s.scopes.split(' ').join(',')] : []), ...(s.audience ? ['-A', s.audience] : []), '-i', '-']
     const r = spawnSync(storeCred, args, { input: `${top}\n`, stdio: ['pipe', 'ignore', 'pipe'], env: io.env })
     if (r.status !== 0) throw new CliError(`${s.storeName}: condor_store_cred failed (exit ${r.status ?? r.signal})${r.stderr?.length ? `: ${r.stderr.toString('utf8').trim().split('\n')[0]}` : ''}`)
-    verbose(`stored ${s.storeName} for ${res.user}`)
+    // The user name is the broker's answer, printed to the user's terminal: no control characters as themselves.
+    verbose(`stored ${s.storeName} for ${visibleText(res.user)}`)
   }
   return 0
 }

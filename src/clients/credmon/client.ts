@@ -1,4 +1,6 @@
-import { cutTokens } from '../../lib/cut_tokens.ts'
+import { readJsonBounded, TOO_LARGE } from '../../lib/bounded_body.ts'
+import { oauthErrorLine, readOAuthError } from '../../contract/oauth_error.ts'
+import { retryAfterSeconds } from '../../contract/retry_after.ts'
 import { CREDENTIAL_NAME_PATTERN, credentialTokenPath, goneCredentialState, USER_PATTERN, type GoneCredentialState, type JobTokenResponse } from '../../contract/job_credentials.ts'
 
 /** What one job-token read came to, in the credmon's terms (the contract's status codes, mapped once). */
@@ -83,9 +85,10 @@ export function brokerClient(opts: BrokerClientOptions): BrokerClient {
       } catch (err) {
         return { kind: 'unavailable', reason: `broker unreachable: ${describe(err)}` }
       }
-      const read = await readJsonBounded(res, MAX_ANSWER_BYTES)
+      const read = await readJsonBounded(res.body, MAX_ANSWER_BYTES)
       const body = read === TOO_LARGE ? undefined : read
-      const reason = read === TOO_LARGE ? `HTTP ${res.status} with an answer too large to be the broker's (over ${MAX_ANSWER_BYTES} bytes)` : oauthReason(res.status, body)
+      const refusal = readOAuthError(body)
+      const reason = read === TOO_LARGE ? `HTTP ${res.status} with an answer too large to be the broker's (over ${MAX_ANSWER_BYTES} bytes)` : refusal ? oauthErrorLine(refusal) : `HTTP ${res.status}`
       if (res.status === 200) {
         const token = parseJobTokenResponse(body)
         return token ? { kind: 'token', token } : { kind: 'unavailable', reason: read === TOO_LARGE ? reason : 'broker answered 200 without a valid token response' }
@@ -93,7 +96,7 @@ export function brokerClient(opts: BrokerClientOptions): BrokerClient {
       // Only the broker's own refusal, an OAuth error answer, removes a .use. A 403 without one (a proxy or WAF
       // in front of the broker, an HTML page, a body cut off or too large) says nothing about the credential,
       // and taken as a refusal it would remove every user's .use in one scan: an outage instead.
-      if (res.status === 403 && isOAuthError(body)) {
+      if (res.status === 403 && refusal) {
         const gone = goneCredentialState(body)
         return { kind: 'refused', reason, ...(gone ? { gone } : {}) }
       }
@@ -101,7 +104,7 @@ export function brokerClient(opts: BrokerClientOptions): BrokerClient {
       // A 400 with a Bearer challenge is the broker refusing our Authorization header as malformed (RFC 6750
       // §3.1: the token file empty, or more than one token on its line): our own token at fault, as with a 401.
       if (res.status === 401 || (res.status === 400 && /^Bearer\b/i.test(res.headers.get('www-authenticate') ?? ''))) return { kind: 'unauthorized', reason }
-      const retryAfter = parseRetryAfter(res.headers.get('retry-after'))
+      const retryAfter = retryAfterSeconds(res.headers.get('retry-after'), Date.now())
       return { kind: 'unavailable', reason, ...(retryAfter !== undefined ? { retryAfter } : {}) }
     },
   }
@@ -114,55 +117,6 @@ export function brokerClient(opts: BrokerClientOptions): BrokerClient {
  * every user's tokens fresh.
  */
 export const MAX_ANSWER_BYTES = 64 * 1024
-const TOO_LARGE = Symbol('too large')
-
-/** The body as JSON (undefined when it is not JSON), or TOO_LARGE once more than `max` bytes arrived; stops reading there. */
-async function readJsonBounded(res: Response, max: number): Promise<unknown> {
-  if (!res.body) return undefined
-  const reader = res.body.getReader()
-  const chunks: Uint8Array[] = []
-  let size = 0
-  try {
-    for (;;) {
-      const { done, value } = await reader.read()
-      if (done) break
-      size += value.byteLength
-      if (size > max) {
-        void reader.cancel().catch(() => undefined)
-        return TOO_LARGE
-      }
-      chunks.push(value)
-    }
-  } catch {
-    return undefined
-  }
-  try {
-    return JSON.parse(Buffer.concat(chunks).toString('utf8'))
-  } catch {
-    return undefined
-  }
-}
-
-/** An OAuth error answer (RFC 6749 §5.2): a JSON object whose `error` is a string. */
-function isOAuthError(body: unknown): boolean {
-  return typeof body === 'object' && body !== null && typeof (body as Record<string, unknown>).error === 'string'
-}
-
-function oauthReason(status: number, body: unknown): string {
-  const b = (typeof body === 'object' && body !== null ? body : {}) as Record<string, unknown>
-  const error = typeof b.error === 'string' ? b.error : `HTTP ${status}`
-  // The description comes from the broker; keep it one short printable line in our log, and no token in it
-  // (a broker that predates its own cutting relays IAM's "Invalid refresh token: <token>" as IAM wrote it).
-  const desc = typeof b.error_description === 'string' ? cutTokens(b.error_description.replace(/[^\x20-\x7e]/g, '?')).slice(0, 200) : ''
-  return desc ? `${error}: ${desc}` : error
-}
-
-function parseRetryAfter(value: string | null): number | undefined {
-  if (value === null) return undefined
-  if (/^\d{1,9}$/.test(value.trim())) return Number(value.trim())
-  const date = Date.parse(value)
-  return Number.isNaN(date) ? undefined : Math.max(0, Math.ceil((date - Date.now()) / 1000))
-}
 
 function describe(err: unknown): string {
   const e = err as { name?: string; message?: string; cause?: { code?: string; message?: string } }

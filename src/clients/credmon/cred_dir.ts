@@ -1,4 +1,4 @@
-import { closeSync, constants, fstatSync, futimesSync, lstatSync, openSync, readdirSync, readFileSync, rmSync, unlinkSync } from 'node:fs'
+import { closeSync, constants, fstatSync, futimesSync, lstatSync, openSync, readdirSync, readSync, rmSync, unlinkSync } from 'node:fs'
 import { replaceFileAtomic } from '../../lib/secure_file.ts'
 
 /** What the credmon needs to know of a file. */
@@ -15,6 +15,9 @@ export interface FileInfo {
   id: string
 }
 
+/** What readText returns for a regular file longer than it reads. */
+export const FILE_TOO_LARGE = Symbol('file too large')
+
 /**
  * The credential directory as the credmon sees it. Injected so tests can fail a write or watch every
  * change; `nodeCredDirFs` is the real one.
@@ -24,8 +27,13 @@ export interface CredDirFs {
   list(dir: string): string[]
   /** Does not follow symbolic links: a link planted in a user directory is not a credential. */
   stat(path: string): FileInfo | undefined
-  /** A regular file's text; undefined for anything else at the path (a link, a FIFO), or none. */
-  readText(path: string): string | undefined
+  /**
+   * A regular file's text; undefined for anything else at the path (a link, a FIFO), or none. At most
+   * `maxBytes` are read: a longer file is FILE_TOO_LARGE. The credmon runs as root and these files hold what a
+   * user chose (a `.top` is the storer's output, stored by condor_store_cred): one of gigabytes read whole at
+   * every scan took seconds each time and the memory to hold it.
+   */
+  readText(path: string, maxBytes: number): string | typeof FILE_TOO_LARGE | undefined
   /** Temp file in the same directory, fsync, rename(): a reader sees the old file or the new one. */
   writeAtomic(path: string, data: string, mode: number): void
   remove(path: string): void
@@ -58,13 +66,25 @@ export const nodeCredDirFs: CredDirFs = {
       return undefined
     }
   },
-  readText(path) {
+  readText(path, maxBytes) {
     let fd: number | undefined
     try {
       // Judged by what was opened, not by the stat a moment before (the name may since be a FIFO, whose read
       // would wait for a writer and stop every user's refresh, or a link): not followed, not waited on.
       fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK)
-      return fstatSync(fd).isFile() ? readFileSync(fd, 'utf8') : undefined
+      const st = fstatSync(fd)
+      if (!st.isFile()) return undefined
+      if (st.size > maxBytes) return FILE_TOO_LARGE
+      // One byte more than allowed, to tell a file that grew since the fstat from one that is exactly maxBytes.
+      const buf = Buffer.alloc(maxBytes + 1)
+      let n = 0
+      for (;;) {
+        const got = readSync(fd, buf, n, buf.length - n, null)
+        if (got === 0) break
+        n += got
+        if (n > maxBytes) return FILE_TOO_LARGE
+      }
+      return buf.toString('utf8', 0, n)
     } catch {
       return undefined
     } finally {

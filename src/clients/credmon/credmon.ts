@@ -3,10 +3,10 @@ import { CREDENTIAL_NAME_PATTERN, MAX_MINIMUM_SECONDS, PROVIDER_PATTERN, USER_PA
 import type { Clock } from '../../lib/clock.ts'
 import type { Logger } from '../../lib/logger.ts'
 import type { BrokerClient } from './client.ts'
-import type { CredDirFs, FileInfo } from './cred_dir.ts'
+import { FILE_TOO_LARGE, type CredDirFs, type FileInfo } from './cred_dir.ts'
 import { refreshAt, retryAt } from './schedule.ts'
-import { parseBrokerTop } from './top_file.ts'
-import { formatUse, tokenLife, useExpiry, type UseFormat } from './use_file.ts'
+import { MAX_TOP_BYTES, parseBrokerTop } from './top_file.ts'
+import { formatUse, MAX_USE_BYTES, tokenLife, useExpiry, type UseFormat } from './use_file.ts'
 
 /** Touched after every full scan; the credd and schedd wait for it before trusting the directory. */
 export const CREDMON_COMPLETE = 'CREDMON_COMPLETE'
@@ -166,7 +166,13 @@ export class Credmon {
     const usePath = join(this.#opt.credDir, user, `${base}.use`)
     const topInfo = fs.stat(topPath)
     if (!topInfo?.isFile) return
-    const top = parseBrokerTop(fs.readText(topPath) ?? '')
+    const text = fs.readText(topPath, MAX_TOP_BYTES)
+    if (text === FILE_TOO_LARGE) {
+      if (!this.#notServed.has(key)) log.warn(`credmon: not serving ${key}.top: it is larger than ${MAX_TOP_BYTES} bytes, which no .top the credential storer writes is; not read`, { user, provider })
+      this.#notServed.add(key)
+      return
+    }
+    const top = parseBrokerTop(text ?? '')
     // A handle's .top names its own credential (`<provider>_<handle>`); one written before the broker kept
     // handles apart names the provider, whose credential it then narrows. Anything else is another's.
     const refusal = !top ? 'it is not a broker credential'
@@ -297,7 +303,8 @@ export class Credmon {
     if (previous) return { ...fresh, ...(previous.useExpiresAt !== undefined ? { useExpiresAt: previous.useExpiresAt } : {}) }
     const use = this.#d.fs.stat(usePath)
     if (!use?.isFile || use.mtime < topMtime) return fresh
-    const exp = useExpiry(this.#d.fs.readText(usePath) ?? '', use.mtime)
+    const text = this.#d.fs.readText(usePath, MAX_USE_BYTES)
+    const exp = useExpiry(text === FILE_TOO_LARGE ? '' : text ?? '', use.mtime)
     if (exp === undefined || exp <= now) return fresh
     // Restarted credmon: honour the half-life of the token already in place.
     return { nextAt: Math.min(Math.floor(use.mtime + (exp - use.mtime) / 2), exp), failures: 0, topMtime, topId, useExpiresAt: exp }

@@ -1,6 +1,12 @@
 import { CREDENTIAL_NAME_PATTERN, USER_PATTERN, type BrokerTop } from '../../contract/job_credentials.ts'
 
 /**
+ * The most of a `.top` the credmon reads. One the storer writes is a few hundred bytes (a broker URL, a user,
+ * a provider, scopes and an audience); a larger file is not ours, and is not read further.
+ */
+export const MAX_TOP_BYTES = 64 * 1024
+
+/**
  * Reads a `.top` written for our credmon (registration mode "broker"); undefined when it is not one: a
  * Vault or OAuth credmon's file, or junk. The credd stores what the submitting user's storer produced,
  * so every field is checked before the credmon acts on it.

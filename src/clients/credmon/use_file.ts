@@ -5,6 +5,12 @@ import { unverifiedJwtPayload } from '../../lib/jwt_payload.ts'
  * `expires_in` (what HTCondor's own curl plugin reads); its Vault credmon writes the bare token and a
  * newline. Both forms exist in pools, so both are offered.
  */
+/**
+ * The most of a `.use` the credmon reads back (at a restart, for the life left): one token of at most 16 KiB
+ * and its expires_in. A larger file is none the credmon wrote, and is taken as no `.use`.
+ */
+export const MAX_USE_BYTES = 64 * 1024
+
 export const USE_FORMATS = ['json', 'bare'] as const
 export type UseFormat = (typeof USE_FORMATS)[number]
 

@@ -1,6 +1,9 @@
 import { fetch as undiciFetch } from 'undici'
 import { caAgent } from '../../lib/ca_agent.ts'
+import { readBounded, TOO_LARGE } from '../../lib/bounded_body.ts'
 import { unverifiedJwtPayload } from '../../lib/jwt_payload.ts'
+import { readOAuthError, shownDescription } from '../../contract/oauth_error.ts'
+import { retryAfterSeconds } from '../../contract/retry_after.ts'
 import { PILOT_ENROLMENT_TOKEN_TYPE } from '../../contract/pilot.ts'
 import { GRANT_TYPE_TOKEN_EXCHANGE, TOKEN_TYPE } from '../../contract/token_exchange.ts'
 
@@ -8,14 +11,18 @@ import { GRANT_TYPE_TOKEN_EXCHANGE, TOKEN_TYPE } from '../../contract/token_exch
 export class BrokerCallError extends Error {
   readonly status: number
   readonly error: string
-  /** The broker's error_description, for a caller that words the refusal in its own terms. */
+  /**
+   * The broker's error_description, for a caller that words the refusal in its own terms; as shownDescription
+   * makes it (control characters as escapes, cut short), since the CLI prints it to the operator's terminal.
+   */
   readonly description: string | undefined
   constructor(what: string, status: number, error: string, description?: string) {
-    super(`${what}: ${status} ${error}${description ? `: ${description}` : ''}`)
+    const shown = description ? shownDescription(description) : undefined
+    super(`${what}: ${status} ${error}${shown ? `: ${shown}` : ''}`)
     this.name = 'BrokerCallError'
     this.status = status
     this.error = error
-    this.description = description
+    this.description = shown
   }
 }
 
@@ -37,8 +44,8 @@ export type Fetch = (url: string, init: { method: string; headers: Record<string
 /**
  * How provisioning retries a 503 (temporarily_unavailable, RFC 6749 §4.1.2.1: the broker's audit store or
  * IAM out of reach, its queue full; nothing was issued, so the request may be sent again): at most
- * `attempts` requests in all, each wait the broker's Retry-After (RFC 9110 §10.2.3, delay-seconds) or
- * `defaultDelaySeconds`, never above `maxDelaySeconds`. At most about a minute and a half per call, so a
+ * `attempts` requests in all, each wait the broker's Retry-After (RFC 9110 §10.2.3: delay-seconds, or the
+ * time until an HTTP-date, which a proxy in front of the broker may send) or `defaultDelaySeconds`, never above `maxDelaySeconds`. At most about a minute and a half per call, so a
  * broker that stays down fails the render with its own refusal rather than holding it. Nothing else is
  * retried: a 500 is a broker fault, a 4xx a refusal (429 too: the operator's rate limit, theirs to weigh).
  */
@@ -47,16 +54,32 @@ export const PROVISION_RETRY = { attempts: 4, defaultDelaySeconds: 2, maxDelaySe
 /** A wait for a 503's Retry-After about to begin: which request, which attempt comes next, how long. */
 export interface RetryWait { method: string; path: string; attempt: number; attempts: number; seconds: number }
 
-/** Whole delay-seconds of a Retry-After, or undefined for anything else (an HTTP-date, garbage). */
-function retryAfterSeconds(value: string | null | undefined): number | undefined {
-  const v = value?.trim()
-  return v !== undefined && /^\d{1,9}$/.test(v) ? Number(v) : undefined
-}
+/**
+ * The most of one answer provisioning reads. Its largest are audit pages (up to 1000 records at the broker's
+ * limit, 100 by default) and the pool CA; past this the answer is not the broker's, and the 30 s timeout alone
+ * would let it stream hundreds of MiB into the operator's process.
+ */
+export const MAX_PROVISION_ANSWER_BYTES = 8 * 1024 * 1024
+
+/** What text() of fetchWithCa throws past MAX_PROVISION_ANSWER_BYTES. */
+class AnswerTooLarge extends Error {}
 
 /** A fetch that trusts `caFile` (the broker's TLS CA) in addition to nothing else, with timeouts. */
 export function fetchWithCa(caFile: string | undefined, timeoutMs = 30_000): Fetch {
   const dispatcher = caAgent(caFile, { connectMs: timeoutMs, headersMs: timeoutMs, bodyMs: timeoutMs })
-  return (url, init) => undiciFetch(url, { ...init, dispatcher }) as unknown as ReturnType<Fetch>
+  return async (url, init) => {
+    const res = await undiciFetch(url, { ...init, dispatcher })
+    return {
+      status: res.status,
+      headers: res.headers,
+      text: async () => {
+        const bytes = await readBounded(res.body as ReadableStream<Uint8Array> | null, MAX_PROVISION_ANSWER_BYTES)
+        if (bytes === TOO_LARGE) throw new AnswerTooLarge(`the answer is larger than ${MAX_PROVISION_ANSWER_BYTES} bytes`)
+        if (bytes === undefined) throw new Error('the answer broke off')
+        return bytes.toString('utf8')
+      },
+    }
+  }
 }
 
 /**
@@ -111,17 +134,20 @@ export class BrokerClient {
   readonly #bearer: string
   readonly #sleep: (ms: number) => Promise<void>
   readonly #onRetry: ((wait: RetryWait) => void) | undefined
+  readonly #now: () => number
 
   /**
    * `sleep`: how a retry waits (tests pass their own). `onRetry`: told of each wait before it begins, so the
-   * CLI can say why the terminal is quiet (up to 30 s a wait, three waits a call).
+   * CLI can say why the terminal is quiet (up to 30 s a wait, three waits a call). `now`: the clock an
+   * HTTP-date Retry-After is counted from (milliseconds, as Date.now).
    */
-  constructor(options: { url: string; bearer: string; fetch: Fetch; sleep?: (ms: number) => Promise<void>; onRetry?: (wait: RetryWait) => void }) {
+  constructor(options: { url: string; bearer: string; fetch: Fetch; sleep?: (ms: number) => Promise<void>; onRetry?: (wait: RetryWait) => void; now?: () => number }) {
     this.base = options.url.replace(/\/+$/, '')
     this.#send = options.fetch
     this.#bearer = options.bearer
     this.#sleep = options.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms)))
     this.#onRetry = options.onRetry
+    this.#now = options.now ?? Date.now
   }
 
   /**
@@ -139,7 +165,7 @@ export class BrokerClient {
       if (res.status !== 503) { this.#down = false; return res }
       if (attempt >= attempts) { this.#down = true; return res }
       await res.text().catch(() => '')
-      const asked = retryAfterSeconds(res.headers?.get('retry-after')) ?? PROVISION_RETRY.defaultDelaySeconds
+      const asked = retryAfterSeconds(res.headers?.get('retry-after'), this.#now()) ?? PROVISION_RETRY.defaultDelaySeconds
       const seconds = Math.min(asked, PROVISION_RETRY.maxDelaySeconds)
       this.#onRetry?.({ method: init.method, path: url.startsWith(this.base) ? url.slice(this.base.length) : url, attempt: attempt + 1, attempts, seconds })
       await this.#sleep(seconds * 1000)
@@ -187,7 +213,7 @@ export class BrokerClient {
 
   async caCertificate(): Promise<string> {
     const res = await this.#fetch(`${this.base}/v1/ca/certificate`, { method: 'GET', headers: {} })
-    const text = await res.text()
+    const text = await this.#text('pool CA certificate', res)
     if (res.status !== 200) throw new BrokerCallError('pool CA certificate', res.status, res.status === 404 ? 'not_found' : 'error', res.status === 404 ? 'the broker has no pool CA (run "condor-token-broker ca init" there)' : undefined)
     // Copied into every bundle as the CA HTCondor trusts: an error page there would fail only on the nodes.
     if (!/^-----BEGIN CERTIFICATE-----\r?\n[\s\S]+\n-----END CERTIFICATE-----\s*$/.test(text)) throw invalid('pool CA certificate', 'the answer holds no PEM certificate')
@@ -248,12 +274,25 @@ export class BrokerClient {
     return this.#read(what, res)
   }
 
+  /** The answer's text; one past MAX_PROVISION_ANSWER_BYTES is a refusal naming the call. */
+  async #text(what: string, res: { status: number; text(): Promise<string> }): Promise<string> {
+    try {
+      return await res.text()
+    } catch (err) {
+      if (err instanceof AnswerTooLarge) throw new BrokerCallError(what, res.status, 'invalid_response', err.message)
+      throw err
+    }
+  }
+
   async #read(what: string, res: { status: number; text(): Promise<string> }): Promise<Record<string, unknown>> {
-    const text = await res.text()
+    const text = await this.#text(what, res)
     let parsed: unknown
     try { parsed = JSON.parse(text) } catch { /* not JSON: reported below */ }
     const body = typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed) ? parsed as Record<string, unknown> : undefined
-    if (res.status < 200 || res.status > 299) throw new BrokerCallError(what, res.status, String(body?.error ?? 'error'), typeof body?.error_description === 'string' ? body.error_description : undefined)
+    if (res.status < 200 || res.status > 299) {
+      const refusal = readOAuthError(body)
+      throw new BrokerCallError(what, res.status, refusal?.error ?? 'error', refusal?.description)
+    }
     if (!body) throw new BrokerCallError(what, res.status, 'invalid_response', 'the answer is not a JSON object; is --broker a condor-token-broker?')
     return body
   }
