@@ -15,8 +15,30 @@ export const PILOT_AUTHZ = ['READ', 'ADVERTISE_STARTD', 'ADVERTISE_MASTER'] as c
 /** Added to PILOT_AUTHZ for a tunneled site (the startd reaches the collector through CCB). */
 export const PILOT_TUNNEL_AUTHZ = 'DAEMON'
 
-/** The pilot identity when the policy names none: site, job and node, so each can be revoked alone. */
-export const DEFAULT_PILOT_IDENTITY = 'pilot-{site}-{slurm_job_id}-{node}@pilots.{trust_domain}'
+/**
+ * The pilot identity when the policy names none: site, enrolment, job and node, so each pilot can be revoked
+ * alone and a provisioned collector admits one enrolment's pilots with one ALLOW entry,
+ * `pilot+<site>+<enrolment>+*@pilots.<trust domain>`. `+` is in no site name nor enrolment id, so HTCondor's `*`
+ * cannot reach across a field: `pilot+hpc+…` never matches a pilot of site `hpc-b` or of another enrolment.
+ */
+export const DEFAULT_PILOT_IDENTITY = 'pilot+{site}+{enrolment}+{slurm_job_id}-{node}@pilots.{trust_domain}'
+
+/**
+ * Characters a pilot identity may put after {site} and {enrolment}: none is in a site name (letters, digits,
+ * `_ . -`) or an enrolment id (hex), and HTCondor reads each as part of a name in an ALLOW list (unlike `,`,
+ * space, `/` or `*`), and a revocation expression carries each (unlike `"`, `\\` or `$`).
+ */
+export const PILOT_IDENTITY_SEPARATORS = '+~=@'
+
+/** The claim of a pilot token naming the enrolment credential (its `jti`) the pilot redeemed: its cluster's group. */
+export const CLAIM_ENROLMENT = 'ctb_enrolment'
+
+/**
+ * The field of an enrolment answer that says what its pilots will be called: pilot.identity with the site, the
+ * enrolment and the constants filled in, `{slurm_job_id}` and `{node}` left. Provisioning builds the group's
+ * ALLOW entry from it, so the entry follows the policy.
+ */
+export const PILOT_IDENTITY_FIELD = 'pilot_identity'
 
 /** The claim holding the SLURM job id, matched by `revoke --pilot-job SITE:JOBID`. */
 export const CLAIM_SLURM_JOB = 'ctb_slurm_job'

@@ -70,6 +70,8 @@ export interface TokenExchangeResponse {
   token_type: 'N_A' | 'Bearer'
   expires_in: number
   scope: string
+  /** A pilot enrolment only: what its pilots will be called (PILOT_IDENTITY_FIELD). */
+  pilot_identity?: string
 }
 
 const DENIAL: Record<Extract<Decision, { allow: false }>['error'], new (d: string) => BrokerError> = {

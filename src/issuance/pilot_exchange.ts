@@ -2,7 +2,7 @@ import { hash, type KeyObject } from 'node:crypto'
 import type { AuditEvent } from '../audit/audit_log.ts'
 import type { RefusalTally } from '../audit/refusal_tally.ts'
 import {
-  CLAIM_SLURM_JOB, MAX_ENROLMENT_CREDENTIAL_BYTES, PILOT_AUTHZ, PILOT_ENROLMENT_TOKEN_TYPE, PILOT_TUNNEL_AUTHZ,
+  CLAIM_ENROLMENT, CLAIM_SLURM_JOB, MAX_ENROLMENT_CREDENTIAL_BYTES, PILOT_IDENTITY_FIELD, PILOT_AUTHZ, PILOT_ENROLMENT_TOKEN_TYPE, PILOT_TUNNEL_AUTHZ,
   parsePilotCount, parsePilotRedemption, type PilotRedemptionParams,
 } from '../contract/pilot.ts'
 import { GRANT_TYPE_TOKEN_EXCHANGE, TOKEN_TYPE } from '../contract/token_exchange.ts'
@@ -14,7 +14,7 @@ import type { Logger } from '../lib/logger.ts'
 import type { RequestLimits } from '../ratelimit/request_limits.ts'
 import type { CompiledGrant, CompiledPilotGrant, Policy } from '../policy/compile.ts'
 import { newJti } from '../lib/jti.ts'
-import { decideEnrolment, pilotGrantOf, renderPilotIdentity } from '../policy/pilot_decision.ts'
+import { decideEnrolment, pilotGrantOf, pilotIdentityPattern, renderPilotIdentity } from '../policy/pilot_decision.ts'
 import { isClassAdSafe } from '../revocation/condor_expression.ts'
 import type { IssuanceBlocks, RevocationChecker } from '../revocation/revocation_checker.ts'
 import type { RevocationService } from '../revocation/revocation_service.ts'
@@ -164,7 +164,10 @@ async function enrol(form: TokenRequestForm, ctx: RequestContext, deps: PilotExc
     tokenSha256: hash('sha256', credential, 'hex'), policyRule: d.ruleId, decision: 'allow', site: d.site,
     detail: { gen: claims.ctb_gen, pilotCount: d.count },
   })
-  return { access_token: credential, issued_token_type: PILOT_ENROLMENT_TOKEN_TYPE, token_type: 'N_A', expires_in: d.lifetime, scope: '' }
+  // What its pilots will be called, so provisioning admits exactly this enrolment's pilots (docs/provisioning.md).
+  const g = pilotGrantOf(deps.policy.current, d.ruleId, d.role, d.site)!
+  const identity = pilotIdentityPattern(g.pilot.identity, { site: d.site, enrolment: claims.jti })
+  return { access_token: credential, issued_token_type: PILOT_ENROLMENT_TOKEN_TYPE, token_type: 'N_A', expires_in: d.lifetime, scope: '', [PILOT_IDENTITY_FIELD]: identity }
 }
 
 async function redeem(form: TokenRequestForm, ctx: RequestContext, deps: PilotExchangeDeps, state: { caller?: KnownCaller; role?: string; site?: string; rule?: string }): Promise<TokenExchangeResponse> {
@@ -201,7 +204,7 @@ async function redeem(form: TokenRequestForm, ctx: RequestContext, deps: PilotEx
     throw new InvalidRequest(`job_end is more than ${g.grant.lifetime.max}s away, the maximum lifetime of role ${cred.ctb_role}`)
   }
   const pilot: PilotRecord = {
-    identity: renderPilotIdentity(g.pilot.identity, { site: cred.ctb_site, slurm_job_id: params.slurmJobId, node: params.node }),
+    identity: renderPilotIdentity(g.pilot.identity, { site: cred.ctb_site, enrolment: cred.jti, slurm_job_id: params.slurmJobId, node: params.node }),
     site: cred.ctb_site, job: params.slurmJobId, node: params.node, jobEnd: Math.min(params.jobEnd, latestEnd),
     role: cred.ctb_role, rule: cred.rule, enrolment: cred.jti, redeemedAt: now, restart: params.restart,
   }
@@ -316,7 +319,7 @@ function mintPilotToken(pilot: PilotRecord, g: { grant: CompiledGrant; pilot: Co
   const gen = deps.revocations.generationOf(pilot.role)
   const claims = buildIdTokenClaims({
     trustDomain: deps.trustDomain, subject: pilot.identity, authz: levels, lifetimeSeconds: lifetime, now, jti: newJti(now),
-    extra: { ctb_role: pilot.role, ctb_gen: gen, ctb_site: pilot.site, [CLAIM_SLURM_JOB]: pilot.job },
+    extra: { ctb_role: pilot.role, ctb_gen: gen, ctb_site: pilot.site, [CLAIM_ENROLMENT]: pilot.enrolment, [CLAIM_SLURM_JOB]: pilot.job },
   })
   const token = mintIdToken(claims, deps.idtokenKey)
   // Frozen: the registry hands these very claims to the next renewal as what was signed.

@@ -2,7 +2,7 @@ import type { AuditEvent, AuditStore } from '../audit/audit_log.ts'
 
 /** One pilot as redemption recorded it: what renewal keeps, never taking a new word from the pilot. */
 export interface PilotRecord {
-  /** The pilot token's `sub` (site, job and node). */
+  /** The pilot token's `sub` (site, enrolment, job and node). */
   identity: string
   site: string
   job: string

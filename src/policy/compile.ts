@@ -75,7 +75,7 @@ export interface CompiledPilotGrant {
   readonly tunneled: boolean
   /** Highest SLURM_RESTART_COUNT at which a pilot may still redeem (requeued and preempted jobs). */
   readonly maxRestarts: number
-  /** The pilot identity with constants folded in; {site}, {slurm_job_id} and {node} remain. */
+  /** The pilot identity with constants folded in; {site}, {enrolment}, {slurm_job_id} and {node} remain. */
   readonly identity: readonly TemplatePart[]
 }
 

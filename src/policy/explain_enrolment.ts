@@ -10,7 +10,7 @@ export interface EnrolmentLimits {
   /** pilot.max_restarts: runs of a requeued job past it are refused at redemption. */
   max_restarts: number
   /**
-   * pilot.identity with the broker's constants filled in; {site}, {slurm_job_id} and {node} remain. Pilot tokens
+   * pilot.identity with the broker's constants filled in; {site}, {enrolment}, {slurm_job_id} and {node} remain. Pilot tokens
    * carry it, not the grant's own identity, so a provisioning plan checks the collector's ALLOW entry against it.
    */
   identity: string

@@ -81,8 +81,8 @@ export function pilotGrantOf(policy: Policy, ruleId: string, role: string, site:
   return undefined
 }
 
-/** Renders a pilot identity template (constants already folded) with the pilot's site, job and node. */
-export function renderPilotIdentity(parts: readonly TemplatePart[], values: { site: string; slurm_job_id: string; node: string }): string {
+/** Renders a pilot identity template (constants already folded) with the pilot's site, enrolment, job and node. */
+export function renderPilotIdentity(parts: readonly TemplatePart[], values: { site: string; enrolment: string; slurm_job_id: string; node: string }): string {
   let out = ''
   for (const part of parts) {
     if ('literal' in part) { out += part.literal; continue }
@@ -91,4 +91,17 @@ export function renderPilotIdentity(parts: readonly TemplatePart[], values: { si
     out += v
   }
   return out
+}
+
+/**
+ * What one enrolment's pilots will be called: the identity with its site and enrolment filled in, `{slurm_job_id}`
+ * and `{node}` left as they are (known only at pilot start). Told to the caller that enrolled, so a provisioned
+ * collector's ALLOW entry is built from the policy in force, not from a shape the client assumes.
+ */
+export function pilotIdentityPattern(parts: readonly TemplatePart[], values: { site: string; enrolment: string }): string {
+  return parts.map((part) => {
+    if ('literal' in part) return part.literal
+    const v = (values as Record<string, string | undefined>)[part.placeholder]
+    return v === undefined ? `{${part.placeholder}}` : v
+  }).join('')
 }

@@ -5,7 +5,7 @@ import { isHostPattern } from './patterns.ts'
 import { htcondorLevelsOfScopes, isHierarchicalScope, parseScope, toAuthzLevel } from './scopes.ts'
 import { BUILTIN_PLACEHOLDERS, HOST_PLACEHOLDERS, SITE_PLACEHOLDER, SUBJECT_PLACEHOLDERS, parseTemplate, placeholdersOf, type TemplatePart } from './template.ts'
 import { asciiLower } from '../lib/ascii_case.ts'
-import { DEFAULT_PILOT_IDENTITY, MAX_PILOT_COUNT, MAX_PILOT_RESTARTS, PILOT_AUTHZ, PILOT_TUNNEL_AUTHZ } from '../contract/pilot.ts'
+import { DEFAULT_PILOT_IDENTITY, MAX_PILOT_COUNT, PILOT_IDENTITY_SEPARATORS, MAX_PILOT_RESTARTS, PILOT_AUTHZ, PILOT_TUNNEL_AUTHZ } from '../contract/pilot.ts'
 
 /**
  * The zod schema of `policies/*.yaml`. Structural checks and every safety rule that can be decided
@@ -98,7 +98,10 @@ const PilotGrantSchema = z.strictObject({
   token_lifetime: Duration.optional(),
   /** The site's startds reach the pool through CCB: pilot tokens also carry DAEMON. */
   tunneled: z.boolean().optional(),
-  /** The pilot token's `sub`; must name {site}, {slurm_job_id} and {node}. */
+  /**
+   * The pilot token's `sub`; must name {site}, {enrolment}, {slurm_job_id} and {node}, the first two before the
+   * others and each followed by a separator (checkPilotIdentityShape).
+   */
   identity: z.string().min(1).max(255).optional(),
   /**
    * How often one SLURM job may be restarted (SLURM_RESTART_COUNT) and its pilots still redeem; each redemption
@@ -212,7 +215,30 @@ function checkGrant(g: Grant, ctx: z.RefinementCtx): void {
 }
 
 /** Placeholders a pilot identity may use: the three that name the pilot, and the constants. */
-const PILOT_IDENTITY_PLACEHOLDERS: ReadonlySet<string> = new Set(['site', 'slurm_job_id', 'node', 'trust_domain', 'uid_domain', 'role'])
+const PILOT_IDENTITY_PLACEHOLDERS: ReadonlySet<string> = new Set(['site', 'enrolment', 'slurm_job_id', 'node', 'trust_domain', 'uid_domain', 'role'])
+
+/** The one-line fix for a pilot identity a provisioned ALLOW entry could not keep apart from other groups'. */
+export const PILOT_IDENTITY_FIX = `put {site} and {enrolment} before {slurm_job_id} and {node}, each followed by one of ${PILOT_IDENTITY_SEPARATORS.split('').join(' ')} (e.g. ${DEFAULT_PILOT_IDENTITY}, the default: drop pilot.identity to use it)`
+
+/**
+ * A provisioned collector admits a pilot group by the identity's fixed head and a `*` (docs/provisioning.md).
+ * HTCondor's `*` matches any run of characters, so the head must end each field with a character no site name or
+ * enrolment id holds: under `pilot-{site}-…` the head `pilot-hpc-` also admits site hpc-b's pilots, and without
+ * {enrolment} it admits every cluster's pilots at the site.
+ */
+function checkPilotIdentityShape(parts: readonly TemplatePart[]): string | undefined {
+  const firstPerPilot = parts.findIndex((p) => 'placeholder' in p && (p.placeholder === 'slurm_job_id' || p.placeholder === 'node'))
+  for (const field of ['site', 'enrolment']) {
+    const at = parts.findIndex((p) => 'placeholder' in p && p.placeholder === field)
+    if (at < 0) return `a pilot identity must contain {${field}}, so a collector can admit one site's enrolment alone: ${PILOT_IDENTITY_FIX}`
+    const next = parts[at + 1]
+    const bounded = next !== undefined && 'literal' in next && PILOT_IDENTITY_SEPARATORS.includes(next.literal[0]!)
+    if (at > firstPerPilot || !bounded || placeholdersOf(parts).filter((n) => n === field).length > 1) {
+      return `a pilot identity's {${field}} must come once, before {slurm_job_id} and {node}, and be followed by one of ${PILOT_IDENTITY_SEPARATORS.split('').join(' ')}, or an ALLOW entry for one group admits another's pilots: ${PILOT_IDENTITY_FIX}`
+    }
+  }
+  return undefined
+}
 
 function checkPilotGrant(g: Grant, levels: readonly AuthzLevel[], issue: Issue): void {
   const p = g.pilot!
@@ -229,8 +255,10 @@ function checkPilotGrant(g: Grant, levels: readonly AuthzLevel[], issue: Issue):
   const parsed = parseTemplate(p.identity ?? DEFAULT_PILOT_IDENTITY)
   if ('error' in parsed) { issue(['pilot', 'identity'], parsed.error); return }
   const used = placeholdersOf(parsed.parts)
-  for (const ph of used) if (!PILOT_IDENTITY_PLACEHOLDERS.has(ph)) issue(['pilot', 'identity'], `a pilot identity may use {site}, {slurm_job_id}, {node} and constants, not {${ph}}`)
+  for (const ph of used) if (!PILOT_IDENTITY_PLACEHOLDERS.has(ph)) issue(['pilot', 'identity'], `a pilot identity may use {site}, {enrolment}, {slurm_job_id}, {node} and constants, not {${ph}}`)
   for (const ph of ['site', 'slurm_job_id', 'node']) if (!used.includes(ph)) issue(['pilot', 'identity'], `a pilot identity must contain {${ph}}, so each pilot can be told apart and revoked`)
+  const shape = used.includes('slurm_job_id') && used.includes('node') ? checkPilotIdentityShape(parsed.parts) : undefined
+  if (shape) issue(['pilot', 'identity'], shape)
   const { user, hasAt, emptyDomain } = literalUser(parsed.parts)
   if (!hasAt || emptyDomain) issue(['pilot', 'identity'], 'a pilot identity must be user@domain')
   if (user !== undefined && RESERVED_USERS.has(asciiLower(user))) issue(['pilot', 'identity'], `identity ${user}@… is reserved`)

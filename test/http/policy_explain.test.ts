@@ -95,7 +95,7 @@ describe('POST /admin/policy/explain: a pilot enrolment', () => {
     return await res.json() as { decision: Record<string, unknown>; limits?: Record<string, unknown>; rules: unknown[] }
   }
   // identity: the shipped grant names no pilot.identity, so pilots carry the default (src/contract/pilot.ts).
-  const limits = { max_count: 256, enrolment_lifetime: { default: 2 * 86400, max: 7 * 86400 }, up_to: true, max_restarts: 2, identity: 'pilot-{site}-{slurm_job_id}-{node}@pilots.pool.example.org' }
+  const limits = { max_count: 256, enrolment_lifetime: { default: 2 * 86400, max: 7 * 86400 }, up_to: true, max_restarts: 2, identity: 'pilot+{site}+{enrolment}+{slurm_job_id}-{node}@pilots.pool.example.org' }
 
   it('allows the maximum count, with the grant it was decided under', async () => {
     const j = await ask({ pilot_count: 256, lifetime: 3600 })

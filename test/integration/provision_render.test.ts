@@ -110,12 +110,15 @@ describe('provision render, plan and teardown against the broker', () => {
     }
     expect(readFileSync(join(out, 'hpc', 'pool-ca.crt'), 'utf8')).toBe(readFileSync(join(out, 'cm', 'certs', 'pool-ca.crt'), 'utf8'))
 
-    // The collector's ALLOW lists name exactly the identities issued (and the pilot group's prefix).
+    // The collector's ALLOW lists name exactly the identities issued, and the pilot group by its head: the site and
+    // this render's enrolment credential (its jti, as the manifest records it), so no other cluster's pilots match.
+    const enrolment = manifest.tokens.find((t) => t.kind === 'pilot_enrolment')!.jti
+    const pilotEntry = `pilot+hpc-b+${enrolment}+*@pilots.${TD}`
     const cm = readFileSync(join(out, 'cm', 'condor_config.d', '50-broker.conf'), 'utf8')
     const allow = (name: string) => new Set(cm.match(new RegExp(`^${name} = (.*)$`, 'm'))![1]!.split(', '))
-    expect(allow('ALLOW_ADVERTISE_STARTD')).toEqual(new Set([subs['workers-1'], subs['workers-2'], `pilot-hpc-b-*@pilots.${TD}`]))
+    expect(allow('ALLOW_ADVERTISE_STARTD')).toEqual(new Set([subs['workers-1'], subs['workers-2'], pilotEntry]))
     expect(allow('ALLOW_ADVERTISE_SCHEDD')).toEqual(new Set([subs.ap]))
-    expect(allow('ALLOW_ADVERTISE_MASTER')).toEqual(new Set([subs.cm, subs.ap, subs['workers-1'], subs['workers-2'], `pilot-hpc-b-*@pilots.${TD}`]))
+    expect(allow('ALLOW_ADVERTISE_MASTER')).toEqual(new Set([subs.cm, subs.ap, subs['workers-1'], subs['workers-2'], pilotEntry]))
     expect(allow('ALLOW_NEGOTIATOR')).toEqual(new Set([`condor@${TD}`]))
     expect(readFileSync(join(out, 'workers-1', 'condor_config.d', '50-broker.conf'), 'utf8')).toMatch(/^CCB_ADDRESS = \$\(COLLECTOR_HOST\)$/m)
 
@@ -170,6 +173,30 @@ describe('provision render, plan and teardown against the broker', () => {
     expect(again.code).toBe(1)
     expect(again.err).toMatch(/again-a exists; choose a new --out directory/)
     expect(await issued()).toBe(before)
+  }, 90_000)
+
+  it('gives each rendered cluster a collector that admits its own pilots and not another cluster\'s at the same site', async () => {
+    // Two clusters from one template, both with a pilot group at site hpc-b. A pilot of X redeems X's
+    // enrolment.cred as the sbatch pilot would; HTCondor then matches its identity against each collector's
+    // ALLOW_ADVERTISE_STARTD. The match is HTCondor's as documented (one `*` for any run of characters, no case),
+    // written here, not taken from the code.
+    const admits = (entry: string, id: string) => {
+      const [head, tail] = entry.toLowerCase().split('*') as [string, string | undefined]
+      const l = id.toLowerCase()
+      return tail === undefined ? head === l : l.length >= head.length + tail.length && l.startsWith(head) && l.endsWith(tail)
+    }
+    const [x, y] = [join(root, 'cluster-x'), join(root, 'cluster-y')]
+    for (const out of [x, y]) expect((await cli(['provision', 'render', EXAMPLE, '--inputs', inputs, ...base(), '--out', out])).code).toBe(0)
+    const startdAllow = (dir: string) => readFileSync(join(dir, 'cm', 'condor_config.d', '50-broker.conf'), 'utf8').match(/^ALLOW_ADVERTISE_STARTD = (.*)$/m)![1]!.split(', ')
+    const credential = readFileSync(join(x, 'hpc', 'enrolment.cred'), 'utf8').trim()
+    const r = await e2e.post('/token', {
+      grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange', subject_token: credential,
+      subject_token_type: 'urn:condor-token-broker:token-type:pilot-enrolment', slurm_job_id: '4242', node: 'ctbn1', job_end: String(Math.floor(Date.now() / 1000) + 600),
+    })
+    expect(r.status, JSON.stringify(r.body)).toBe(200)
+    const sub = String(claimsOf(r.body.access_token as string).sub)
+    expect(startdAllow(x).some((e) => admits(e, sub)), `${startdAllow(x).join(', ')} vs ${sub}`).toBe(true)
+    expect(startdAllow(y).filter((e) => admits(e, sub)), `cluster y admits ${sub}`).toEqual([])
   }, 90_000)
 
   it('leaves no output and revokes what it got when the policy refuses a later node', async () => {

@@ -106,7 +106,7 @@ describe('sbatch pilots on a real SLURM cluster against the broker and the devel
         expect(t.mode).toBe('600')
         expect(verifiesWithPoolKey(t.token, keys, kid)).toBe(true)
         const c = claimsOf(t.token)
-        expect(c).toMatchObject({ iss: TRUST, sub: `pilot-${SITE}-${j}-${node}@pilots.${TRUST}`, scope: SCOPE, ctb_role: 'pilot', ctb_site: SITE, ctb_slurm_job: j })
+        expect(c).toMatchObject({ iss: TRUST, sub: `pilot+${SITE}+${claimsOf(credentials[i]!).jti as string}+${j}-${node}@pilots.${TRUST}`, scope: SCOPE, ctb_role: 'pilot', ctb_site: SITE, ctb_enrolment: claimsOf(credentials[i]!).jti, ctb_slurm_job: j })
         expect(c.exp as number).toBeLessThanOrEqual(ends[i]!)
         expect((c.exp as number) - (c.iat as number)).toBeLessThanOrEqual(TOKEN_LIFE_S)
         jtis.add(c.jti as string)
@@ -168,7 +168,7 @@ describe('sbatch pilots on a real SLURM cluster against the broker and the devel
         expect(t.mode).toBe('600')
         expect(verifiesWithPoolKey(t.token, keys, kid)).toBe(true)
         const c = claimsOf(t.token)
-        expect(c).toMatchObject({ iss: TRUST, sub: `pilot-${SITE}-${job}-${node}@pilots.${TRUST}`, scope: SCOPE, ctb_role: 'pilot', ctb_site: SITE, ctb_slurm_job: job })
+        expect(c).toMatchObject({ iss: TRUST, sub: `pilot+${SITE}+${claimsOf(credential).jti as string}+${job}-${node}@pilots.${TRUST}`, scope: SCOPE, ctb_role: 'pilot', ctb_site: SITE, ctb_enrolment: claimsOf(credential).jti, ctb_slurm_job: job })
         expect(c.exp as number).toBeLessThanOrEqual(end)
         jtis.add(c.jti as string)
       }

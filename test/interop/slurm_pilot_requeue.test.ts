@@ -70,7 +70,7 @@ describe('a pilot job requeued on a real SLURM cluster', () => {
     const kid = e.broker.services.config.idtoken.key
     for (const t of [a, b]) {
       expect(verifiesWithPoolKey(t, keys, kid)).toBe(true)
-      expect(claimsOf(t)).toMatchObject({ iss: TRUST, sub: `pilot-${SITE}-${job}-${node}@pilots.${TRUST}`, ctb_site: SITE, ctb_slurm_job: job })
+      expect(claimsOf(t)).toMatchObject({ iss: TRUST, sub: `pilot+${SITE}+${claimsOf(r.body.access_token as string).jti as string}+${job}-${node}@pilots.${TRUST}`, ctb_site: SITE, ctb_slurm_job: job })
     }
     expect(claimsOf(b).jti).not.toBe(claimsOf(a).jti)
     // The second run's token never outlives the second run's end.

@@ -109,7 +109,7 @@ describe('the provisioning-rendered sbatch pilot on a real SLURM cluster', () =>
         expect(t.mode).toBe('600')
         expect(verifiesWithPoolKey(t.token, keys, kid)).toBe(true)
         const c = claimsOf(t.token)
-        expect(c).toMatchObject({ iss: TRUST, sub: `pilot-${SITE}-${job}-${node}@pilots.${TRUST}`, scope: SCOPE, ctb_role: 'pilot', ctb_site: SITE, ctb_slurm_job: job })
+        expect(c).toMatchObject({ iss: TRUST, sub: `pilot+${SITE}+${enrolmentJti}+${job}-${node}@pilots.${TRUST}`, ctb_enrolment: enrolmentJti, scope: SCOPE, ctb_role: 'pilot', ctb_site: SITE, ctb_slurm_job: job })
         expect(c.exp as number).toBeLessThanOrEqual(end)
         expect((c.exp as number) - (c.iat as number)).toBeLessThanOrEqual(TOKEN_LIFE_S)
         jtis.add(c.jti as string)

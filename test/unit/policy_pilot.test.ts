@@ -52,6 +52,11 @@ describe('policy: pilot grants', () => {
     ['DAEMON without tunneled', policyText(BASE, '[READ, ADVERTISE_STARTD, ADVERTISE_MASTER, DAEMON]'), /authz is exactly READ, ADVERTISE_STARTD, ADVERTISE_MASTER/],
     ['a level beyond the pilot set', policyText(BASE, '[READ, ADVERTISE_STARTD]'), /authz is exactly/],
     ['tunneled without DAEMON', policyText(`${BASE}\ntunneled: true`), /authz is exactly READ, ADVERTISE_STARTD, ADVERTISE_MASTER, DAEMON/],
+    // A collector admits one enrolment's pilots by the identity's head and a `*` (docs/provisioning.md): the head
+    // must end site and enrolment with a character neither holds, or it admits other sites' and clusters' pilots.
+    ['the shape before enrolments were named', policyText(`${BASE}\nidentity: "pilot-{site}-{slurm_job_id}-{node}@pilots.{trust_domain}"`), /pilot\.identity: a pilot identity.*\{site\}.*e\.g\. pilot\+\{site\}\+\{enrolment\}\+\{slurm_job_id\}-\{node\}@pilots\.\{trust_domain\}, the default: drop pilot\.identity to use it/],
+    ['a site ended by a dash', policyText(`${BASE}\nidentity: "pilot-{site}-{enrolment}+{slurm_job_id}-{node}@pilots.{trust_domain}"`), /\{site\} must come once, before \{slurm_job_id\} and \{node\}, and be followed by one of \+ ~ = @/],
+    ['the enrolment after the job', policyText(`${BASE}\nidentity: "pilot+{site}+{slurm_job_id}+{enrolment}+{node}@pilots.{trust_domain}"`), /\{enrolment\} must come once, before/],
     ['an identity without the node', policyText(`${BASE}\nidentity: "p-{site}-{slurm_job_id}@pilots.{trust_domain}"`), /must contain \{node\}/],
     ['a default enrolment lifetime above its max', policyText('max_count: 8\nenrolment_lifetime: { default: 4d, max: 3d }'), /exceeds max/],
     ['a count of zero', policyText('max_count: 0\nenrolment_lifetime: { default: 1d, max: 3d }'), /max_count/],
@@ -75,7 +80,7 @@ describe('policy: pilot grants', () => {
   it('renders the default identity with site, job and node, and finds the grant again by rule and site', () => {
     const policy = compiled(policyText(BASE))
     const g = pilotGrantOf(policy, 'factory', 'pilot', 'hpc-b')!
-    expect(renderPilotIdentity(g.pilot.identity, { site: 'hpc-b', slurm_job_id: '42', node: 'n7' })).toBe('pilot-hpc-b-42-n7@pilots.pool.example.org')
+    expect(renderPilotIdentity(g.pilot.identity, { site: 'hpc-b', enrolment: 'e1', slurm_job_id: '42', node: 'n7' })).toBe('pilot+hpc-b+e1+42-n7@pilots.pool.example.org')
     expect(g.pilot.tokenLifetime).toBe(7200)
     expect(pilotGrantOf(policy, 'factory', 'pilot', 'hpc-c')).toBeUndefined()
     expect(pilotGrantOf(policy, 'other', 'pilot', 'hpc-b')).toBeUndefined()

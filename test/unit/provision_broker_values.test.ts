@@ -72,7 +72,7 @@ describe('a daemon token\'s sub, which render writes into every ALLOW list', () 
       metadata: async () => ({ issuer: 'https://broker.example.org' }),
       daemonToken: async () => ({ token: jwt({ iss: 'pool.example.org', jti: 'j-cm', sub, exp: 2_000_000_000 }), expiresIn: 3600 }),
       certificate: async () => ({ certificate: PEM, serial: '01', notAfter: 2_000_000_000 }),
-      pilotEnrolment: async () => ({ token: jwt({ jti: 'e', sub: 'operator', exp: 2_000_000_000 }), expiresIn: 3600 }),
+      pilotEnrolment: async () => ({ token: jwt({ jti: 'e', sub: 'operator', exp: 2_000_000_000 }), expiresIn: 3600, answer: { pilot_identity: 'pilot+hpc-b+e+{slurm_job_id}-{node}@pilots.pool.example.org' } }),
     } as unknown as BrokerClient
     const issued = { tokens: [] as Array<{ jti: string }>, certificates: [] as unknown[] }
     const err = await renderCluster({
@@ -112,7 +112,7 @@ describe('a host certificate answer refused after the broker signed it', () => {
       metadata: async () => ({ issuer: 'https://broker.example.org' }),
       daemonToken: async () => ({ token: jwt({ iss: 'pool.example.org', jti: 'j-cm', sub: 'condor@pool.example.org', exp: 2_000_000_000 }), expiresIn: 3600 }),
       certificate: (req: Parameters<BrokerClient['certificate']>[0]) => refusing.certificate(req),
-      pilotEnrolment: async () => ({ token: jwt({ jti: 'e', sub: 'operator', exp: 2_000_000_000 }), expiresIn: 3600 }),
+      pilotEnrolment: async () => ({ token: jwt({ jti: 'e', sub: 'operator', exp: 2_000_000_000 }), expiresIn: 3600, answer: { pilot_identity: 'pilot+hpc-b+e+{slurm_job_id}-{node}@pilots.pool.example.org' } }),
     } as unknown as BrokerClient
     const issued = { tokens: [] as Array<{ jti: string }>, certificates: [] as Array<{ serial: string }> }
     const err = await renderCluster({

@@ -25,7 +25,7 @@ function recordingBroker(): { broker: BrokerClient; asked: string[] } {
     metadata: async () => ({ issuer: 'https://broker.example.org' }),
     daemonToken: async (role: string, host: string) => { asked.push(`token ${role} ${host}`); return { token: jwt({ iss: 'pool.example.org', jti: `j-${asked.length}`, sub: `${role}@pool.example.org`, exp: 2_000_000_000 }), expiresIn: 3600 } },
     certificate: async (req: { dns: string[] }) => { asked.push(`certificate ${req.dns[0]}`); return { certificate: 'PEM', serial: `s${asked.length}`, notAfter: 2_000_000_000 } },
-    pilotEnrolment: async (_role: string, site: string) => { asked.push(`enrolment ${site}`); return { token: jwt({ jti: 'e', sub: 'pilot', exp: 2_000_000_000 }), expiresIn: 3600 } },
+    pilotEnrolment: async (_role: string, site: string) => { asked.push(`enrolment ${site}`); return { token: jwt({ jti: 'e', sub: 'pilot', exp: 2_000_000_000 }), expiresIn: 3600, answer: { pilot_identity: 'pilot+hpc-b+e+{slurm_job_id}-{node}@pilots.pool.example.org' } } },
   } as unknown as BrokerClient
   return { broker, asked }
 }

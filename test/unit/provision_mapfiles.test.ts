@@ -21,7 +21,7 @@ const broker = {
   metadata: async () => ({ issuer: 'https://broker.example.org' }),
   daemonToken: async (role: string) => ({ token: jwt({ iss: 'pool.example.org', jti: `j-${++n}`, sub: `${role}-${n}@pool.example.org`, exp: 2_000_000_000 }), expiresIn: 3600 }),
   certificate: async () => ({ certificate: 'PEM', serial: `${++n}`, notAfter: 2_000_000_000 }),
-  pilotEnrolment: async () => ({ token: jwt({ jti: 'e', sub: 'operator', exp: 2_000_000_000 }), expiresIn: 3600 }),
+  pilotEnrolment: async () => ({ token: jwt({ jti: 'e', sub: 'operator', exp: 2_000_000_000 }), expiresIn: 3600, answer: { pilot_identity: 'pilot+hpc-b+e+{slurm_job_id}-{node}@pilots.pool.example.org' } }),
 } as unknown as BrokerClient
 
 async function bundlesOf(templateText: string) {

@@ -4,12 +4,12 @@ import { describe, expect, it } from 'vitest'
 import type { BrokerClient } from '../../src/clients/provision/broker_client.ts'
 import { planCluster } from '../../src/clients/provision/plan.ts'
 
-// Render admits a pilot group at the collector by one ALLOW entry, `pilot-<site>-*@pilots.<trust domain>`
-// (docs/provisioning.md), but the pilots' identity is the policy's (`pilot.identity`, any template naming
-// {site}, {slurm_job_id} and {node}). Under another identity template the rendered collector refuses every
-// pilot of the group, and the operator learns it only once the pilots start. plan learns that template from
-// the enrolment explanation (limits.identity): it must say when render's entry does not admit it. The match below is HTCondor's ALLOW-list
-// wildcard as documented (`*` stands for any run of characters), written here, not taken from the code.
+// Render admits a pilot group at the collector by one ALLOW entry built from the pilots' identity, which is the
+// policy's (`pilot.identity`): its fixed head (site and enrolment, each ended by a separator no site name holds)
+// and one `*` for the job and node (docs/provisioning.md). plan learns the template from the enrolment
+// explanation (limits.identity) and must refuse one from which no entry admits one group alone: a broker that
+// does not name the enrolment in pilot identities (every cluster's pilots at the site would be admitted), or one
+// whose site is ended by a character a site name holds (`pilot-hpc-*` admits site hpc-b's pilots).
 const EXAMPLE = 'examples/provisioning/hybrid-pool.yaml'
 const text = readFileSync(EXAMPLE, 'utf8')
 const inputs = parse(readFileSync('examples/provisioning/inputs.yaml', 'utf8')) as Record<string, unknown>
@@ -32,25 +32,25 @@ const pilotTokenStep = async (identity: string | undefined) => {
 }
 
 describe('provision plan: the pilots\' identity against the ALLOW entry render writes for them', () => {
-  it.each([`pilot-{site}-{slurm_job_id}-{node}@pilots.${TD}`, `pilot-{site}-{node}-{slurm_job_id}@pilots.${TD}`])('allows pilot.identity %s', async (template) => {
+  it.each([`pilot+{site}+{enrolment}+{slurm_job_id}-{node}@pilots.${TD}`, `pilot~{enrolment}~{site}~{node}-{slurm_job_id}@pilots.${TD}`])('allows pilot.identity %s', async (template) => {
     const step = await pilotTokenStep(template)
     expect(step.answer).toBe('allow')
   })
 
   it.each([
-    [`{site}-{slurm_job_id}-{node}@pilots.${TD}`, `hpc-b-0-node0@pilots.${TD}`],
-    [`pilot-{site}-{slurm_job_id}-{node}@batch.${TD}`, `pilot-hpc-b-0-node0@batch.${TD}`],
-    [`pilot-other-{slurm_job_id}-{node}@pilots.${TD}`, `pilot-other-0-node0@pilots.${TD}`],
-  ])('refuses the step when pilot.identity is %s, which the collector would not admit', async (template, identity) => {
+    // the shape before enrolments were named: every cluster's pilots at the site, and site hpc-b-x's, share the head
+    [`pilot-{site}-{slurm_job_id}-{node}@pilots.${TD}`, 'does not name the pilot\'s enrolment'],
+    // a site ended by `-`: the head pilot-hpc-b- would also admit a site hpc-b-x
+    [`pilot-{site}-{enrolment}+{slurm_job_id}-{node}@pilots.${TD}`, 'no ALLOW entry can admit this group alone'],
+  ])('refuses the step when pilot.identity is %s', async (template, why) => {
     const step = await pilotTokenStep(template)
     expect(step.answer).toBe('deny')
-    expect(step.reason).toContain(`pilot-hpc-b-*@pilots.${TD}`)
-    expect(step.reason).toContain(identity)
+    expect(step.reason).toContain(why)
   })
 
   it('refuses the step when the broker does not say what pilots are named (an answer that cannot be checked)', async () => {
     const step = await pilotTokenStep(undefined)
     expect(step.answer).toBe('deny')
-    expect(step.reason).toContain(`pilot-hpc-b-*@pilots.${TD}`)
+    expect(step.reason).toContain('does not say the identity pilot tokens carry')
   })
 })

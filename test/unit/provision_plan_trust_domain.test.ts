@@ -33,7 +33,7 @@ const minting = {
   metadata: async () => ({ issuer: 'https://broker.example.org' }),
   daemonToken: async (role: string) => ({ token: jwt({ iss: BROKER_TD, jti: 'j', sub: `${role}@${BROKER_TD}`, exp: 2_000_000_000 }), expiresIn: 3600 }),
   certificate: async () => ({ certificate: 'PEM', serial: '01', notAfter: 2_000_000_000 }),
-  pilotEnrolment: async () => ({ token: jwt({ jti: 'e', sub: 'operator', exp: 2_000_000_000 }), expiresIn: 3600 }),
+  pilotEnrolment: async () => ({ token: jwt({ jti: 'e', sub: 'operator', exp: 2_000_000_000 }), expiresIn: 3600, answer: { pilot_identity: 'pilot+hpc-b+e+{slurm_job_id}-{node}@pilots.pool.example.org' } }),
 } as unknown as BrokerClient
 
 const failure = (p: Promise<unknown>) => p.then(() => undefined, (e: unknown) => e)

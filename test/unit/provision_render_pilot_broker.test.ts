@@ -22,7 +22,7 @@ function recordingBroker(base: string): { broker: BrokerClient; asked: string[] 
     metadata: async () => ({ issuer: base }),
     daemonToken: async (role: string, host: string) => { asked.push(`token ${role} ${host}`); return { token: jwt({ iss: 'pool.example.org', jti: `j-${asked.length}`, sub: `${role}@pool.example.org`, exp: 2_000_000_000 }), expiresIn: 3600 } },
     certificate: async (req: { dns: string[] }) => { asked.push(`certificate ${req.dns[0]}`); return { certificate: 'PEM', serial: `s${asked.length}`, notAfter: 2_000_000_000 } },
-    pilotEnrolment: async (_role: string, site: string) => { asked.push(`enrolment ${site}`); return { token: jwt({ jti: 'e', sub: 'pilot', exp: 2_000_000_000 }), expiresIn: 3600 } },
+    pilotEnrolment: async (_role: string, site: string) => { asked.push(`enrolment ${site}`); return { token: jwt({ jti: 'e', sub: 'pilot', exp: 2_000_000_000 }), expiresIn: 3600, answer: { pilot_identity: 'pilot+hpc-b+e+{slurm_job_id}-{node}@pilots.pool.example.org' } } },
   } as unknown as BrokerClient
   return { broker, asked }
 }
@@ -78,7 +78,7 @@ describe('provision render: the count and lifetime a pilot group\'s credential i
     expect(grant.pilot!.enrolment_lifetime.max).toBe('7d')
     const { broker } = recordingBroker('https://broker.example.org')
     const calls: Array<{ count: number; lifetime: number }> = []
-    broker.pilotEnrolment = async (_role, _site, count, lifetime) => { calls.push({ count, lifetime }); return { token: `e30.${Buffer.from('{"jti":"e","sub":"p","exp":2000000000}').toString('base64url')}.sig`, expiresIn: 3600 } }
+    broker.pilotEnrolment = async (_role, _site, count, lifetime) => { calls.push({ count, lifetime }); return { token: `e30.${Buffer.from('{"jti":"e","sub":"p","exp":2000000000}').toString('base64url')}.sig`, expiresIn: 3600, answer: { pilot_identity: 'pilot+hpc-b+e+{slurm_job_id}-{node}@pilots.pool.example.org' } } }
     await renderCluster({ templateText: text, templateFile: EXAMPLE, inputs: { ...inputs, pilot_nodes: nodes, pilot_walltime: walltime }, inputsFile: 'inputs.yaml', broker, now: 1_800_000_000 })
     // 64 x (2 requeues + 1 first run + 1 spare); 3 runs x (3600 + 172800) s, within 7 days (604800 s).
     expect(calls).toEqual([{ count: 256, lifetime: 529_200 }])

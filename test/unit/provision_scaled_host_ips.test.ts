@@ -24,7 +24,7 @@ function recordingBroker(): { broker: BrokerClient; asked: Array<{ dns: string[]
     metadata: async () => ({ issuer: 'https://broker.example.org' }),
     daemonToken: async (role: string) => ({ token: jwt({ iss: 'pool.example.org', jti: `j-${++n}`, sub: `${role}-${n}@pool.example.org`, exp: 2_000_000_000 }), expiresIn: 3600 }),
     certificate: async (req: { dns: string[]; ip: string[] }) => { asked.push({ dns: req.dns, ip: req.ip }); return { certificate: 'PEM', serial: `${++n}`, notAfter: 2_000_000_000 } },
-    pilotEnrolment: async () => ({ token: jwt({ jti: 'e', sub: 'operator', exp: 2_000_000_000 }), expiresIn: 3600 }),
+    pilotEnrolment: async () => ({ token: jwt({ jti: 'e', sub: 'operator', exp: 2_000_000_000 }), expiresIn: 3600, answer: { pilot_identity: 'pilot+hpc-b+e+{slurm_job_id}-{node}@pilots.pool.example.org' } }),
   } as unknown as BrokerClient
   return { broker, asked }
 }

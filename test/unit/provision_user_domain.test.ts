@@ -29,7 +29,7 @@ function policyLikeBroker(): { broker: BrokerClient; issued: { tokens: ManifestT
     metadata: async () => ({ issuer: 'https://broker.example.org' }),
     daemonToken: async (role: string, host: string) => ({ token: jwt({ iss: TD, jti: `j-${++n}`, sub: sub(role, host), exp: 2_000_000_000 }), expiresIn: 3600 }),
     certificate: async () => ({ certificate: 'PEM', serial: `s${++n}`, notAfter: 2_000_000_000 }),
-    pilotEnrolment: async () => ({ token: jwt({ jti: `e-${++n}`, sub: 'operator', exp: 2_000_000_000 }), expiresIn: 3600 }),
+    pilotEnrolment: async () => ({ token: jwt({ jti: `e-${++n}`, sub: 'operator', exp: 2_000_000_000 }), expiresIn: 3600, answer: { pilot_identity: 'pilot+hpc-b+e+{slurm_job_id}-{node}@pilots.pool.example.org' } }),
   } as unknown as BrokerClient
   return { broker, issued: { tokens: [], certificates: [] } }
 }
@@ -66,7 +66,10 @@ describe('provision plan: refuses the daemon-domain user mapping render refuses,
       : role === 'pilot' ? `pilot-hpc-b-0@pilots.${TD}` : `startd-cloud-a-${String(host).split('.')[0]}@eps.${TD}`
     return {
       base: 'https://broker.example.org',
-      explain: async (r: { role: string; host?: string }) => ({ decision: { allow: true, ruleId: 'r', identity: identity(r.role, r.host) } }),
+      // An enrolment's explanation names the pilots' identity (limits.identity), from which plan builds the entry.
+      explain: async (r: { role: string; host?: string; pilot_enrolment?: unknown }) => r.pilot_enrolment
+        ? { decision: { allow: true, ruleId: 'r' }, limits: { max_count: 256, enrolment_lifetime: { default: 86400, max: 7 * 86400 }, up_to: true, max_restarts: 2, identity: `pilot+{site}+{enrolment}+{slurm_job_id}-{node}@pilots.${TD}` } }
+        : { decision: { allow: true, ruleId: 'r', identity: identity(r.role, r.host) } },
       checkCertificate: async () => ({ allow: true, rule: 'r', lifetime: 3600 }),
     } as unknown as BrokerClient
   }

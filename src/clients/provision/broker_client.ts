@@ -182,12 +182,13 @@ export class BrokerClient {
   }
 
   /** A pilot enrolment credential for `count` pilots of one SLURM job (docs/pilots.md). */
-  async pilotEnrolment(role: string, site: string, count: number, lifetime: number): Promise<IssuedToken> {
+  /** The answer as a whole too: it says what the group's pilots will be called (PILOT_IDENTITY_FIELD). */
+  async pilotEnrolment(role: string, site: string, count: number, lifetime: number): Promise<IssuedToken & { answer: Record<string, unknown> }> {
     const body = await this.#form(`pilot enrolment for site ${site}`, {
       grant_type: GRANT_TYPE_TOKEN_EXCHANGE, subject_token: this.#bearer, subject_token_type: TOKEN_TYPE.accessToken,
       requested_token_type: PILOT_ENROLMENT_TOKEN_TYPE, role, site, pilot_count: String(count), lifetime: String(lifetime),
     })
-    return issuedToken(`pilot enrolment for site ${site}`, body)
+    return { ...issuedToken(`pilot enrolment for site ${site}`, body), answer: body }
   }
 
   async certificate(req: { csr: string; role: string; site?: string; dns: string[]; ip: string[] }): Promise<IssuedCertificate> {

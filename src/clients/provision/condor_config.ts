@@ -1,3 +1,5 @@
+import { PILOT_IDENTITY_FIELD, PILOT_IDENTITY_SEPARATORS } from '../../contract/pilot.ts'
+
 /**
  * The HTCondor configuration of one node's bundle. Authentication is by IDTOKENS (daemons), SCITOKENS
  * (users, over SSL), SSL (host certificates from the pool CA) and FS (local tools); never GSI or X.509
@@ -29,7 +31,7 @@ export interface ClusterView {
   startdIdentities: string[]
   /**
    * Pilot identities are minted at pilot start (they name the SLURM job), so the collector admits each
-   * pilot group by the prefix its policy fixes: `pilot-<site>-*@pilots.<trust domain>`.
+   * pilot group by the head its policy fixes (pilotAllowEntryOf): `pilot+<site>+<enrolment>+*@pilots.<trust domain>`.
    */
   pilotPatterns: string[]
   /** Users' identity domains (what SciTokens map to). */
@@ -49,13 +51,38 @@ export interface NodeView {
 }
 
 /**
- * The ALLOW entry that admits a pilot group at the collector. A pilot's identity names its SLURM job and is
- * minted at pilot start, so the group is admitted by a prefix; the example policy's `pilot.identity` is
- * `pilot-{site}-{slurm_job_id}@pilots.{trust_domain}`, and plan checks the policy in force against it.
+ * The ALLOW entry that admits one pilot group at the collector, built from what the broker says the group's
+ * pilots will be called (the enrolment answer's `pilot_identity`: the policy's pilot.identity with site and
+ * enrolment filled in, `{slurm_job_id}` and `{node}` left). A pilot's job and node are known only when it starts,
+ * so they become HTCondor's one `*`. The policy puts site and enrolment before them, each ended by a character
+ * neither holds, so the entry admits this enrolment's pilots only: not another cluster's at the site, nor a site
+ * whose label this one's begins. Throws PilotIdentityPatternError, one line naming the group, for anything else.
  */
-export function pilotAllowEntry(site: string, trustDomain: string): string {
-  return `pilot-${site}-*@pilots.${trustDomain}`
+export function pilotAllowEntryOf(pattern: string, group: string): string {
+  const perPilot = /\{(slurm_job_id|node)\}/g
+  const spots = [...pattern.matchAll(perPilot)]
+  const head = spots.length ? pattern.slice(0, spots[0]!.index) : ''
+  const tail = spots.length ? pattern.slice(spots.at(-1)!.index + spots.at(-1)![0].length) : ''
+  const sep = head.at(-1)
+  if (spots.length === 0 || /[{}*,\s/"\\$]/.test(head + tail) || !(head + tail).includes('@') || sep === undefined || !PILOT_FIELD_END.includes(sep)) {
+    throw new PilotIdentityPatternError(`${group}: the broker names this group's pilots ${JSON.stringify(pattern.slice(0, 200))}, which no ALLOW entry can admit alone: its pilot.identity must put {site} and {enrolment} before {slurm_job_id} and {node}, each followed by one of ${PILOT_FIELD_END.split('').join(' ')} (the broker's default does)`)
+  }
+  return `${head}*${tail}`
 }
+
+/** The same, from a broker's enrolment answer; an answer that does not say (an older broker) is refused. */
+export function pilotGroupAllowEntry(answer: Record<string, unknown>, group: string): string {
+  const pattern = answer[PILOT_IDENTITY_FIELD]
+  if (typeof pattern !== 'string') {
+    throw new PilotIdentityPatternError(`${group}: the broker's enrolment answer does not say what its pilots will be called (${PILOT_IDENTITY_FIELD}), so no ALLOW entry can admit them alone: upgrade the broker`)
+  }
+  return pilotAllowEntryOf(pattern, group)
+}
+
+export class PilotIdentityPatternError extends Error {}
+
+/** What may end the site and enrolment fields of a pilot identity (the broker's PILOT_IDENTITY_SEPARATORS). */
+const PILOT_FIELD_END = PILOT_IDENTITY_SEPARATORS
 
 /** Whether an ALLOW entry admits an identity: HTCondor's `*` stands for any run of characters. */
 export function allowEntryAdmits(entry: string, identity: string): boolean {

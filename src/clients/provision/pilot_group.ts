@@ -50,7 +50,7 @@ export const LIFETIME_FIX = 'lower max_requeues, walltime_s or queue_estimate_s,
 /** The pilot grant's bounds as POST /admin/policy/explain returns them for an enrolment. */
 export interface PilotGrantLimits {
   max_count: number; enrolment_lifetime: { max: number }; up_to: boolean; max_restarts?: number
-  /** pilot.identity, constants filled in: the sub every pilot token carries ({site}, {slurm_job_id}, {node} remain). */
+  /** pilot.identity, constants filled in: the sub every pilot token carries ({site}, {enrolment}, {slurm_job_id}, {node} remain). */
   identity?: string
 }
 

@@ -1,6 +1,7 @@
 import type { BrokerClient } from './broker_client.ts'
 import { computeAttributes, nodeChecker, STAND_IN_JTI } from './check_cluster.ts'
-import { allowEntryAdmits, pilotAllowEntry } from './condor_config.ts'
+import { PILOT_IDENTITY_SEPARATORS } from '../../contract/pilot.ts'
+import { PilotIdentityPatternError, pilotAllowEntryOf } from './condor_config.ts'
 import { MAX_PILOT_COUNT } from '../../contract/pilot.ts'
 import { pilotAskProblem, pilotCountBeyondBroker, pilotRestartsProblem, pilotCredentialAsk, type PilotGrantLimits } from './pilot_group.ts'
 import { ROLE_OF } from './render.ts'
@@ -42,17 +43,33 @@ export function callerOf(bearer: string): Record<string, unknown> {
   }
 }
 
+// An enrolment id as the broker makes them (32 hex digits): plan has no credential, only the shape matters.
+const STAND_IN_ENROLMENT = '0'.repeat(32)
+
 /**
- * Why the collector entry render writes for a pilot group would refuse its pilots, if it would: the grant's
- * pilot.identity is rendered for a stand-in job and node (only its shape matters) and matched as HTCondor does.
+ * The collector entry render would write for a pilot group, or why it could write none: render builds it from
+ * the name the broker gives the group's pilots (pilot.identity with site and enrolment filled in), and plan
+ * from the same template as the enrolment explanation gives it (`limits.identity`), with a stand-in enrolment.
  */
-function pilotIdentityProblem(limits: PilotGrantLimits, site: string, trustDomain: string): string | undefined {
-  const entry = pilotAllowEntry(site, trustDomain)
-  // Fail closed: a broker that does not say what pilots are named cannot be checked against the entry.
-  if (typeof limits.identity !== 'string') return `the broker does not say the identity pilot tokens carry, so the collector entry ${entry} cannot be checked against it`
-  const identity = limits.identity.replaceAll('{site}', site).replaceAll('{slurm_job_id}', '0').replaceAll('{node}', 'node0')
-  if (allowEntryAdmits(entry, identity)) return undefined
-  return `the policy's pilot.identity names the pilots ${identity}, but render admits them at the collector as ${entry}: give pilot.identity the form pilot-{site}-{slurm_job_id}-{node}@pilots.{trust_domain}`
+function pilotEntryPlan(limits: PilotGrantLimits | undefined, node: string, site: string): { entry: string } | { problem: string } {
+  // Fail closed: a broker that does not say what pilots are named cannot be checked against any entry.
+  if (typeof limits?.identity !== 'string') return { problem: 'the broker does not say the identity pilot tokens carry, so no collector entry can be built for them' }
+  if (!limits.identity.includes('{enrolment}')) {
+    return { problem: `the policy's pilot.identity ${limits.identity} does not name the pilot's enrolment, so one ALLOW entry would admit every cluster's pilots at site ${site}: upgrade the broker, or give pilot.identity the broker's default` }
+  }
+  // Each field the entry's head fixes must end in a separator, or the head also admits a longer site's pilots.
+  for (const field of ['{site}', '{enrolment}']) {
+    const next = limits.identity[limits.identity.indexOf(field) + field.length]
+    if (next === undefined || !PILOT_IDENTITY_SEPARATORS.includes(next)) {
+      return { problem: `${node}: the policy's pilot.identity ${limits.identity} ends ${field} with ${JSON.stringify(next ?? '')}, which a site name may hold, so no ALLOW entry can admit this group alone: follow it with one of ${PILOT_IDENTITY_SEPARATORS.split('').join(' ')}` }
+    }
+  }
+  try {
+    return { entry: pilotAllowEntryOf(limits.identity.replaceAll('{site}', site).replaceAll('{enrolment}', STAND_IN_ENROLMENT), node) }
+  } catch (err) {
+    if (!(err instanceof PilotIdentityPatternError)) throw err
+    return { problem: err.message }
+  }
 }
 
 /**
@@ -148,12 +165,12 @@ export async function planCluster(o: { templateText: string; templateFile: strin
           // The collector admits the group by the entry render writes. Pilot tokens carry the grant's
           // pilot.identity (not its own identity, which only a direct IDTOKEN request gets): where the two
           // disagree every pilot of the group is refused when it starts.
-          identities.push(pilotAllowEntry(String(site), trustDomain))
-          const problem = limits ? pilotIdentityProblem(limits, String(site), trustDomain) : undefined
+          const planned = limits ? pilotEntryPlan(limits, n.name, String(site)) : undefined
+          if (planned && 'entry' in planned) identities.push(planned.entry)
           const step = steps[steps.length - 1]!
-          if (problem !== undefined && step.answer === 'allow') {
+          if (planned && 'problem' in planned && step.answer === 'allow') {
             step.answer = 'deny'
-            step.reason = problem
+            step.reason = planned.problem
           }
         }
         return { site, issued_token_jtis: [STAND_IN_JTI], slurm_job_ids: [] }

@@ -1,7 +1,7 @@
 import { BrokerCallError, RefusedCertificateAnswer, type BrokerClient, type IssuedToken } from './broker_client.ts'
 import { checkCluster, computeAttributes, nodeChecker } from './check_cluster.ts'
 import { cloudInit } from './cloud_init.ts'
-import { COLLECTOR_PORT, condorConfig, mapfile, NODE_PATHS, pilotAllowEntry, type ClusterView, type NodeView } from './condor_config.ts'
+import { COLLECTOR_PORT, condorConfig, mapfile, NODE_PATHS, PilotIdentityPatternError, pilotGroupAllowEntry, type ClusterView, type NodeView } from './condor_config.ts'
 import { newHostKey } from './host_key.ts'
 import { pilotCredentialAsk, pilotRefusal, renderPilotGroup } from './pilot_group.ts'
 import { refuseForeignTrustDomain } from './trust_domain.ts'
@@ -54,7 +54,11 @@ interface Instance {
   schedd?: NonNullable<NodeView['schedd']>
 }
 
-interface PilotGroup { node: string; props: Record<string, unknown>; credential: string; collector: string; trustDomain: string }
+interface PilotGroup {
+  node: string; props: Record<string, unknown>; credential: string; collector: string; trustDomain: string
+  /** The collector's ALLOW entry for this group's pilots, from the broker's enrolment answer. */
+  allowEntry: string
+}
 
 /** Decodes a JWT payload without verifying it: the client only reads what the broker just told it. */
 function jwtClaims(token: string): Record<string, unknown> {
@@ -91,10 +95,10 @@ export async function renderCluster(o: RenderOptions, issued: { tokens: Manifest
   // Each group's enrolment first: it depends on nothing the broker issues for the daemons, and the policy's pilot
   // grant (max_count, enrolment_lifetime.max) is the bound a template most easily outgrows. Asked for after the
   // central manager, a refusal came once the daemons' tokens and certificates were issued (then revoked).
-  const enrolments = new Map<string, { ask: ReturnType<typeof pilotCredentialAsk>; site: string; cred: IssuedToken }>()
+  const enrolments = new Map<string, { ask: ReturnType<typeof pilotCredentialAsk>; site: string; cred: IssuedToken; allowEntry: string }>()
   for (const [node, p] of pilotProps) {
     const ask = pilotCredentialAsk(p)
-    let cred: IssuedToken
+    let cred: IssuedToken & { answer: Record<string, unknown> }
     try {
       cred = await o.broker.pilotEnrolment(ROLE_OF['htc.nodes.SlurmPilot'], String(p.site), ask.count, ask.lifetime)
     } catch (err) {
@@ -103,7 +107,15 @@ export async function renderCluster(o: RenderOptions, issued: { tokens: Manifest
     }
     const c = enrolmentClaims(cred!.token)
     issued.tokens.push({ jti: String(c.jti), sub: String(c.sub), role: ROLE_OF['htc.nodes.SlurmPilot'], node, kind: 'pilot_enrolment', exp: Number(c.exp) })
-    enrolments.set(node, { ask, site: String(p.site), cred: cred! })
+    // The collector admits this enrolment's pilots alone, by the name the broker gives them (docs/provisioning.md).
+    let allowEntry = ''
+    try {
+      allowEntry = pilotGroupAllowEntry(cred!.answer, node)
+    } catch (err) {
+      if (!(err instanceof PilotIdentityPatternError)) throw err
+      t.fail(['topology_template', 'node_templates', node], err.message)
+    }
+    enrolments.set(node, { ask, site: String(p.site), cred: cred!, allowEntry })
   }
   const instances: Instance[] = []
   const pilots: PilotGroup[] = []
@@ -191,7 +203,7 @@ export async function renderCluster(o: RenderOptions, issued: { tokens: Manifest
         const cred = pre!.cred
         const c = enrolmentClaims(cred.token)
         const collector = realisedAttrs[n.requirements.collector!]!.collector_address as string
-        pilots.push({ node: n.name, props: p, credential: cred.token, collector, trustDomain })
+        pilots.push({ node: n.name, props: p, credential: cred.token, collector, trustDomain, allowEntry: pre!.allowEntry })
         return { site: p.site, issued_token_jtis: [c.jti], slurm_job_ids: [] }
       }
     }
@@ -202,7 +214,7 @@ export async function renderCluster(o: RenderOptions, issued: { tokens: Manifest
     cmIdentity: instances.find((i) => i.role === 'central-manager')?.identity ?? `condor@${trustDomain}`,
     scheddIdentities: instances.filter((i) => i.role === 'schedd').map((i) => i.identity),
     startdIdentities: instances.filter((i) => i.role === 'startd').map((i) => i.identity),
-    pilotPatterns: [...new Set(pilots.map((p) => pilotAllowEntry(String(p.props.site), trustDomain)))],
+    pilotPatterns: [...new Set(pilots.map((p) => p.allowEntry))],
     userDomains: [...new Set(userDomains)],
   }
   // Before any configuration is written; a refusal here has the caller revoke what was issued.

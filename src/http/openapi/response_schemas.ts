@@ -38,6 +38,7 @@ export const TokenExchangeResponse = z.object({
   token_type: z.enum(['N_A', 'Bearer']),
   expires_in: z.number().int().nonnegative(),
   scope: z.string(),
+  pilot_identity: z.string().optional().describe('A pilot enrolment only: pilot.identity with site, enrolment and constants filled in ({slurm_job_id} and {node} remain): what its pilots will be called.'),
 })
 
 /** RFC 7517 §5, public members only. */
@@ -150,7 +151,7 @@ export const PolicyExplanation = z.object({
     enrolment_lifetime: z.object({ default: z.number(), max: z.number() }),
     up_to: z.boolean(),
     max_restarts: z.number().describe('The highest SLURM restart count a redemption may state (pilot.max_restarts).'),
-    identity: z.string().describe('pilot.identity with constants filled in ({site}, {slurm_job_id} and {node} remain): the sub of every pilot token.'),
+    identity: z.string().describe('pilot.identity with constants filled in ({site}, {enrolment}, {slurm_job_id} and {node} remain): the sub of every pilot token.'),
   }).optional().describe('For a pilot enrolment: the pilot grant of the rule that decided.'),
   policyDigest: z.string(),
 })

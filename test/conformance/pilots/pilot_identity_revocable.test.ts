@@ -14,14 +14,14 @@ const now = () => Math.floor(Date.now() / 1000)
 const PILOT_A = '        pilot:\n          max_count: 4\n'
 const PILOT_T = '        pilot:\n          max_count: 2\n'
 // A template within the policy's 255 characters; the job id and node a pilot sends (22 and 60 here) lengthen it.
-const LONG = 'p'.repeat(200)
+const LONG = 'p'.repeat(150)
 const LONG_JOB = '123456789012_123456789'
 const LONG_NODE = 'n'.repeat(60)
 
 const t = await useTokenApp({
   policy: (text) => text
-    .replace(PILOT_A, `${PILOT_A}          identity: pilot$x-{site}-{slurm_job_id}-{node}@pilots.{trust_domain}\n`)
-    .replace(PILOT_T, `${PILOT_T}          identity: ${LONG}-{site}-{slurm_job_id}-{node}@pilots.{trust_domain}\n`),
+    .replace(PILOT_A, `${PILOT_A}          identity: pilot$x+{site}+{enrolment}+{slurm_job_id}-{node}@pilots.{trust_domain}\n`)
+    .replace(PILOT_T, `${PILOT_T}          identity: ${LONG}+{site}+{enrolment}+{slurm_job_id}-{node}@pilots.{trust_domain}\n`),
 })
 
 async function refusedRedemption(role: string, rendered: string, job = '9001', node = 'n1') {

@@ -30,6 +30,8 @@ const redeemForm = (credential: string, job: string, node: string, jobEnd: numbe
   grant_type: GRANT_TYPE, subject_token: credential, subject_token_type: ENROLMENT,
   slurm_job_id: job, node, job_end: String(jobEnd),
 })
+/** The credential's own id (`ctbpe1.<claims>.<mac>`, docs/pilots.md): the {enrolment} of its pilots' identity. */
+const enrolmentId = (credential: string) => (JSON.parse(Buffer.from(credential.split('.')[1]!, 'base64url').toString('utf8')) as { jti: string }).jti
 const renewForm = (token: string) => ({ grant_type: GRANT_TYPE, subject_token: token, subject_token_type: IDTOKEN_TYPE })
 
 async function denials(): Promise<number> {
@@ -71,14 +73,14 @@ describe('redemption', () => {
     expect(body).toMatchObject({ issued_token_type: IDTOKEN_TYPE, token_type: 'N_A', scope: 'condor:/READ condor:/ADVERTISE_STARTD condor:/ADVERTISE_MASTER' })
     const claims = payloadOf(body.access_token as string)
     expect(claims).toMatchObject({
-      iss: TRUST_DOMAIN, sub: `pilot-hpc-a-${job}-node17@pilots.${TRUST_DOMAIN}`,
+      iss: TRUST_DOMAIN, sub: `pilot+hpc-a+${enrolmentId(credential)}+${job}-node17@pilots.${TRUST_DOMAIN}`, ctb_enrolment: enrolmentId(credential),
       ctb_role: 'pilot', ctb_site: 'hpc-a', ctb_slurm_job: job, scope: 'condor:/READ condor:/ADVERTISE_STARTD condor:/ADVERTISE_MASTER',
     })
     expect(claims.exp).toBeLessThanOrEqual(end)
     expect(typeof claims.ctb_gen).toBe('number')
     // The second node of the same job gets its own identity.
     const second = await t.post(redeemForm(credential, job, 'node18', end))
-    expect(payloadOf(((await second.json()) as { access_token: string }).access_token).sub).toBe(`pilot-hpc-a-${job}-node18@pilots.${TRUST_DOMAIN}`)
+    expect(payloadOf(((await second.json()) as { access_token: string }).access_token).sub).toBe(`pilot+hpc-a+${enrolmentId(credential)}+${job}-node18@pilots.${TRUST_DOMAIN}`)
   })
 
   it('caps the token at the policy lifetime when the job ends later', async () => {
