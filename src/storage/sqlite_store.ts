@@ -106,7 +106,7 @@ export class SqliteStore extends ChainedStore {
         // The connection above made the file: if it is gone when the thread opens it, nothing takes its place.
         file: options.file, mustExist: true, synchronous: options.synchronous ?? 'full', busyTimeoutMs: options.busyTimeoutMs ?? 5000,
         groupCommit: { ...DEFAULT_GROUP_COMMIT, ...options.groupCommit },
-        onAppended: (rows) => { if (self.store) self.store.#indexAppended(rows) },
+        onAppended: (rows) => { if (self.store) self.store.#committed(rows) },
         ...(options.auditMac ? { auditMac: options.auditMac } : {}),
       })
       : undefined
@@ -138,6 +138,17 @@ export class SqliteStore extends ChainedStore {
     const { results, appended } = this.#inline!.commit(ops)
     ops.forEach((op, i) => { if (returnsResult(op)) op.result = results[i] as never })
     this.#indexAppended(appended)
+  }
+
+  /**
+   * The writer thread committed a batch. It took the file's write lock to do so, and reads what a read needs
+   * first: whatever lock made a read give up a moment ago is gone, so the pause after it (#lockedRead) ends
+   * here. Else the read that follows a commit queued behind that lock (a revocation's refresh, a renewal's
+   * answer) was refused for the rest of the pause, and a change that stood was answered "nothing was changed".
+   */
+  #committed(rows: AppendedRows): void {
+    this.#lockedRead = undefined
+    this.#indexAppended(rows)
   }
 
   /**
