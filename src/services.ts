@@ -264,6 +264,8 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
       })
       : undefined
 
+    if (metrics) policy.onReload((e) => metrics.reloaded('policy', e.ok))
+
     const iam = await createIamAdapter(config.iam, { log, clock, ...(metrics ? { wrapFetch: (f) => observeIamFetch(f, metrics) } : {}) })
     closers.push(() => iam.close())
 
@@ -326,7 +328,11 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
       cacheSeconds: IAM_STATUS_CACHE_SECONDS, maxWaitMs: IAM_STATUS_MAX_WAIT_MS,
     })
 
-    const reloadKeys = (trigger: string) => reloadSigningKeys(keyHolder, trigger, { config, selfTest, audit: store, clock, log })
+    const reloadKeys = async (trigger: string) => {
+      const result = await reloadSigningKeys(keyHolder, trigger, { config, selfTest, audit: store, clock, log })
+      metrics?.reloaded('keys', result.ok)
+      return result
+    }
     if (config.scitoken.watch_keys) {
       closers.push(watchKeyring({ dir: `${config.data_dir}/keys`, inForce: () => keyHolder.current, reload: reloadKeys, clock, log }))
     }
