@@ -1,7 +1,8 @@
-import { RateLimiterMemory, RateLimiterPostgres } from 'rate-limiter-flexible'
+import { RateLimiterMemory } from 'rate-limiter-flexible'
 import type { Config } from '../config.ts'
 import { OperatorError } from '../errors.ts'
 import type { Logger } from '../lib/logger.ts'
+import { DatabaseClockCounter } from './database_clock_counter.ts'
 import { RequestLimits, type CounterFactory } from './request_limits.ts'
 
 /** The table rate-limiter-flexible keeps its counters in, beside the audit tables. */
@@ -70,7 +71,8 @@ export async function openRequestLimits(config: Config, deps: { log: Logger }): 
   const shared: CounterFactory = (o) => {
     const clearExpiredByTimeout = first
     first = false
-    return new RateLimiterPostgres({
+    // Timed by the database, not by this replica's clock: replicas' clocks may disagree.
+    return new DatabaseClockCounter({
       ...o,
       storeClient: pool,
       storeType: 'pool',
