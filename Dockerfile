@@ -30,8 +30,11 @@ COPY --from=build /src/dist ./dist
 COPY --chmod=0755 bin ./bin
 COPY packaging/docker_healthcheck.js ./packaging/
 COPY config/broker.example.yaml ./config/
-# Examples only: a real deployment mounts its own policies and sets policy_dir.
-COPY policies ./policies
+# Examples only, kept out of /app/policies: policy_dir defaults to policies/ in the working directory, and a
+# broker.yaml that leaves it unset must refuse to start ("cannot read policy directory") rather than grant
+# the examples' roles to their example group and client names. Mount your own and set policy_dir (the example
+# config says /etc/condor-token-broker/policies).
+COPY policies ./examples/policies
 RUN useradd --system --home-dir /var/lib/condor-token-broker --shell /usr/sbin/nologin ctb \
  && install -d -o ctb -g ctb -m 0700 /var/lib/condor-token-broker
 USER ctb
