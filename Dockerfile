@@ -2,9 +2,10 @@
 # package), runs as the non-root user ctb, keeps its keys and audit database on a volume, and needs a
 # configuration: mount one at /etc/condor-token-broker/broker.yaml (or point CTB_CONFIG elsewhere).
 # Without it, start-up stops with one line: "cannot read config file /etc/condor-token-broker/broker.yaml".
+# --stop-timeout: a SIGTERM ends it within shutdown_grace_seconds + 10 s; Docker's default kills at 10 s.
 #
 #   docker build -t condor-token-broker .
-#   docker run -v /srv/ctb/etc:/etc/condor-token-broker:ro -v ctb-data:/var/lib/condor-token-broker \
+#   docker run --stop-timeout 30 -v /srv/ctb/etc:/etc/condor-token-broker:ro -v ctb-data:/var/lib/condor-token-broker \
 #     -p 8443:8443 condor-token-broker
 
 # Build stage: dev dependencies, for tsc. Its optional dependencies stay: TypeScript 7's compiler is a

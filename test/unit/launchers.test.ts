@@ -67,3 +67,21 @@ describe('the container image', () => {
     for (const to of copied) expect(to === defaultPolicies || to.startsWith(`${defaultPolicies}/`), `COPY to ${to}`).toBe(false)
   })
 })
+
+// docs/architecture.md: a SIGTERM ends serve within shutdown_grace_seconds (default 10) + 10 s for the
+// store, whatever PostgreSQL does. A supervisor that kills sooner cuts the drain and the clean stop's
+// anchor: Docker's own default is 10 s (docker stop -t), so the container's run line must give more.
+describe('stop timeouts cover the drain', () => {
+  const drainBound = 10 + 10
+  it('the systemd unit waits at least the drain bound before SIGKILL', () => {
+    const stop = Number(/^TimeoutStopSec=(\d+)$/m.exec(read('packaging/condor-token-broker.service'))![1])
+    expect(stop).toBeGreaterThan(drainBound)
+  })
+
+  it('the README\'s docker run line gives the container more than Docker\'s 10 s', () => {
+    const run = /^docker run -d .*$/m.exec(read('README.md'))![0]
+    const timeout = /--stop-timeout[ =](\d+)/.exec(run)
+    expect(timeout, run).not.toBeNull()
+    expect(Number(timeout![1])).toBeGreaterThan(drainBound)
+  })
+})
