@@ -334,7 +334,10 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
       return result
     }
     if (config.scitoken.watch_keys) {
-      closers.push(watchKeyring({ dir: `${config.data_dir}/keys`, inForce: () => keyHolder.current, reload: reloadKeys, clock, log }))
+      closers.push(watchKeyring({
+        dir: `${config.data_dir}/keys`, inForce: () => keyHolder.current, reload: reloadKeys, clock, log,
+        ...(metrics ? { onUnreadable: () => metrics.reloaded('keys', false) } : {}),
+      }))
     }
 
     return {

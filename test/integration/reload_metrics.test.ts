@@ -9,20 +9,20 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startE2e, type E2e } from '../support/broker_e2e.ts'
 import { parsePrometheusText, sampleValue } from '../support/prometheus_text.ts'
 
-let e: E2e
+let shared: E2e
 let policyDir: string
 
 beforeAll(async () => {
   policyDir = mkdtempSync(join(tmpdir(), 'ctb-reload-metrics-'))
   cpSync('policies', policyDir, { recursive: true })
-  e = await startE2e({ CTB_POLICY_DIR: policyDir, CTB_SCITOKEN_WATCH_KEYS: 'false' })
+  shared = await startE2e({ CTB_POLICY_DIR: policyDir, CTB_SCITOKEN_WATCH_KEYS: 'false' })
 })
 afterAll(async () => {
-  await e?.close()
+  await shared?.close()
   rmSync(policyDir, { recursive: true, force: true })
 })
 
-async function reloads(what: string, outcome: string): Promise<number | undefined> {
+async function reloads(what: string, outcome: string, e: E2e = shared): Promise<number | undefined> {
   const page = await new Promise<string>((resolve, reject) => {
     const req = request(`${e.broker.url}/metrics`, { ca: e.ca, timeout: 10_000 }, (r) => {
       let text = ''
@@ -38,6 +38,8 @@ async function reloads(what: string, outcome: string): Promise<number | undefine
 }
 
 describe('a refused reload is counted in /metrics', () => {
+  let e: E2e
+  beforeAll(() => { e = shared })
   it('counts a policy file cut off half-way as one refused policy reload', async () => {
     const file = join(policyDir, '30-users.yaml')
     const whole = readFileSync(file, 'utf8')
@@ -70,5 +72,23 @@ describe('a refused reload is counted in /metrics', () => {
     expect(r.keys.ok && r.tls.ok).toBe(true)
     expect(await reloads('keys', 'applied')).toBe(1)
     expect(await reloads('tls', 'applied')).toBe(1)
+  })
+})
+
+describe('the keyring watch', () => {
+  it('counts a keyring it finds half-written once its files settle as a refused key reload', async () => {
+    const e = await startE2e()
+    try {
+      const keyring = join(e.env.CTB_DATA_DIR!, 'keys', 'jwt', 'keyring.json')
+      const ring = readFileSync(keyring, 'utf8')
+      expect(await reloads('keys', 'refused', e)).toBe(0)
+      writeFileSync(keyring, ring.slice(0, 20), { mode: 0o600 })
+      // The watch waits 300 ms after the last change; bounded wait of 5 s.
+      for (let i = 0; i < 50 && (await reloads('keys', 'refused', e)) === 0; i++) await new Promise((r) => setTimeout(r, 100))
+      expect(await reloads('keys', 'refused', e)).toBe(1)
+      expect(await reloads('keys', 'applied', e)).toBe(0)
+    } finally {
+      await e.close()
+    }
   })
 })
