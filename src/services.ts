@@ -330,7 +330,8 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
 
     const reloadKeys = async (trigger: string) => {
       const result = await reloadSigningKeys(keyHolder, trigger, { config, selfTest, audit: store, clock, log })
-      metrics?.reloaded('keys', result.ok)
+      // An HTCondor key file the next start would refuse is a refusal too, though the SciToken keys swapped.
+      metrics?.reloaded('keys', result.ok && result.idtokenUnreadable === undefined)
       return result
     }
     if (config.scitoken.watch_keys) {

@@ -2,7 +2,7 @@
 // /metrics counts it too, so an operator can alert on a broker serving what is no longer on disk
 // (docs/metrics.md, "Reloads").
 import { request } from 'node:https'
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -72,6 +72,22 @@ describe('a refused reload is counted in /metrics', () => {
     expect(r.keys.ok && r.tls.ok).toBe(true)
     expect(await reloads('keys', 'applied')).toBe(1)
     expect(await reloads('tls', 'applied')).toBe(1)
+  })
+})
+
+describe('an unreadable HTCondor key file', () => {
+  it('counts a SIGHUP that finds it unreadable as a refused key reload', async () => {
+    const e = await startE2e({ CTB_SCITOKEN_WATCH_KEYS: 'false' })
+    try {
+      const keyFile = join(e.env.CTB_DATA_DIR!, 'keys', 'condor', 'broker1')
+      chmodSync(keyFile, 0o644)
+      const r = await e.broker.reload('sighup')
+      expect(r.keys.ok).toBe(true)
+      expect(await reloads('keys', 'refused', e)).toBe(1)
+      expect(await reloads('keys', 'applied', e)).toBe(0)
+    } finally {
+      await e.close()
+    }
   })
 })
 
