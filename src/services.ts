@@ -277,7 +277,7 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
     })
     // Registered after the store, so closing writes the last aggregate before the store closes.
     closers.push(refusals.start(config.audit.denied_aggregate_seconds))
-    const limits = await openRequestLimits(config, { log })
+    const limits = await openRequestLimits(config, { log, ...(metrics ? { onStoreFallback: () => metrics.rateLimitStoreFallback() } : {}) })
     closers.push(() => limits.close())
     const rl = config.rate_limits
     const limited = [rl.caller.requests > 0 && 'caller', (rl.role.requests > 0 || Object.keys(rl.roles).length > 0) && 'role', rl.address.requests > 0 && 'address',

@@ -68,6 +68,7 @@ export class BrokerMetrics implements BrokerObserver {
   readonly #auditSeconds: Histogram
   readonly #auditFailures: Counter
   readonly #reloads: Counter<'what' | 'outcome'>
+  readonly #limitFallbacks: Counter
   /** Epoch seconds of each site's last committed renewal (bounded: sites from the policy, plus "other"). */
   readonly #lastRenewal = new Map<string, number>()
 
@@ -121,6 +122,12 @@ export class BrokerMetrics implements BrokerObserver {
       labelNames: ['what', 'outcome'], registers,
     })
     for (const what of RELOADED) for (const outcome of ['applied', 'refused']) this.#reloads.inc({ what, outcome }, 0)
+    // While the shared store fails, limits hold per replica only; the log says so once a minute at most.
+    this.#limitFallbacks = new Counter({
+      name: 'ctb_rate_limit_store_fallbacks_total',
+      help: 'Rate-limit counts the PostgreSQL store failed to take (error or rate_limits.postgres.timeout_ms), taken in this replica\'s memory instead.',
+      registers,
+    })
 
     if (sources.batches) {
       const size = new Histogram({
@@ -274,6 +281,11 @@ export class BrokerMetrics implements BrokerObserver {
   /** A reload of `what` was applied, or refused with the one in force kept. */
   reloaded(what: Reloaded, applied: boolean): void {
     this.#reloads.inc({ what, outcome: applied ? 'applied' : 'refused' })
+  }
+
+  /** One rate-limit count taken in this replica's memory because the shared store failed or was slow. */
+  rateLimitStoreFallback(): void {
+    this.#limitFallbacks.inc()
   }
 
   /** The page for GET /metrics: the Prometheus text format and its content type. */

@@ -28,7 +28,10 @@ const memoryCounter: CounterFactory = (o) => new RateLimiterMemory(o)
  * insurance limiter): a limit then holds per replica, and requests keep being served. Issuance itself still
  * fails closed on the audit store, so this only decides whether a database hiccup also turns into 429s.
  */
-export async function openRequestLimits(config: Config, deps: { log: Logger }): Promise<OpenedRequestLimits> {
+export async function openRequestLimits(
+  config: Config,
+  deps: { log: Logger; /** Each count the shared store failed to take, taken in this replica's memory instead. */ onStoreFallback?: () => void },
+): Promise<OpenedRequestLimits> {
   const rl = config.rate_limits
   const auditWindowSeconds = config.audit.denied_aggregate_seconds
   const postgres = rl.store === 'postgres' || (rl.store === 'auto' && config.audit.store === 'postgres')
@@ -62,6 +65,7 @@ export async function openRequestLimits(config: Config, deps: { log: Logger }): 
 
   let warnedAt = -Infinity
   const onFallback = () => {
+    deps.onStoreFallback?.()
     const now = Date.now()
     if (now - warnedAt < STORE_WARNING_INTERVAL_MS) return
     warnedAt = now
