@@ -2,9 +2,10 @@
 # package), runs as the non-root user ctb, keeps its keys and audit database on a volume, and needs a
 # configuration: mount one at /etc/condor-token-broker/broker.yaml (or point CTB_CONFIG elsewhere).
 # Without it, start-up stops with one line: "cannot read config file /etc/condor-token-broker/broker.yaml".
+# --stop-timeout: a SIGTERM ends it within shutdown_grace_seconds + 10 s; Docker's default kills at 10 s.
 #
 #   docker build -t condor-token-broker .
-#   docker run -v /srv/ctb/etc:/etc/condor-token-broker:ro -v ctb-data:/var/lib/condor-token-broker \
+#   docker run --stop-timeout 30 -v /srv/ctb/etc:/etc/condor-token-broker:ro -v ctb-data:/var/lib/condor-token-broker \
 #     -p 8443:8443 condor-token-broker
 
 # Build stage: dev dependencies, for tsc. Its optional dependencies stay: TypeScript 7's compiler is a
@@ -30,8 +31,11 @@ COPY --from=build /src/dist ./dist
 COPY --chmod=0755 bin ./bin
 COPY packaging/docker_healthcheck.js ./packaging/
 COPY config/broker.example.yaml ./config/
-# Examples only: a real deployment mounts its own policies and sets policy_dir.
-COPY policies ./policies
+# Examples only, kept out of /app/policies: policy_dir defaults to policies/ in the working directory, and a
+# broker.yaml that leaves it unset must refuse to start ("cannot read policy directory") rather than grant
+# the examples' roles to their example group and client names. Mount your own and set policy_dir (the example
+# config says /etc/condor-token-broker/policies).
+COPY policies ./examples/policies
 RUN useradd --system --home-dir /var/lib/condor-token-broker --shell /usr/sbin/nologin ctb \
  && install -d -o ctb -g ctb -m 0700 /var/lib/condor-token-broker
 USER ctb

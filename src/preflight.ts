@@ -1,4 +1,4 @@
-import { accessSync, constants, existsSync, statSync } from 'node:fs'
+import { accessSync, constants, existsSync, readFileSync, statSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import { caDir, type Config } from './config.ts'
 import { poolCaFiles } from './ca/pool_ca_files.ts'
@@ -11,6 +11,7 @@ import { auditMacKeyFile, readAuditMacKey } from './keys/audit_mac_key.ts'
 import { policyContextFromConfig } from './policy/context.ts'
 import { formatIssue, loadPolicyDir } from './policy/load.ts'
 import { sqliteAuditFile } from './storage/open_store.ts'
+import { isDevelopmentCertificate } from './tls/dev_ca_name.ts'
 import { readTlsFiles } from './tls/tls_files.ts'
 
 export interface PreflightContext {
@@ -55,6 +56,11 @@ export async function preflight(config: Config, ctx: PreflightContext): Promise<
   if (config.tls.mode === 'files') {
     const tls = tlsFilesProblem(config.tls.cert_file!, config.tls.key_file!)
     if (tls) add('ETLS', tls)
+    // What tls.mode auto would serve, named as files: a development data_dir copied to the production host.
+    // It names localhost, and clients would have to be told to trust a development CA to accept it.
+    else if (ctx.production && isDevelopmentCertificate(readFileSync(config.tls.cert_file!))) {
+      add('ETLS', `tls.cert_file ${config.tls.cert_file}: a development certificate (issued by the condor-token-broker development CA); a broker with a public issuer needs one from a CA its clients trust`)
+    }
   }
 
   const vault = config.credentials.vault

@@ -154,7 +154,13 @@ async function listen(services: BrokerServices, log: Logger): Promise<RunningBro
       return { ...result, ...stop }
     },
     // The Vault-compatible listener serves the same certificate: it is renewed with the main one.
-    reload: async (trigger) => ({ keys: await services.reloadKeys(trigger), tls: reloadTls([server as Server, ...(vault ? [vault.server] : [])], tlsFiles, log, trigger) }),
+    reload: async (trigger) => {
+      const keys = await services.reloadKeys(trigger)
+      const tls = reloadTls([server as Server, ...(vault ? [vault.server] : [])], tlsFiles, log, trigger)
+      // Counted only where there are files to reload (not with tls.mode off).
+      if (tlsFiles) services.metrics?.reloaded('tls', tls.ok)
+      return { keys, tls }
+    },
   }
 }
 

@@ -264,6 +264,8 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
       })
       : undefined
 
+    if (metrics) policy.onReload((e) => metrics.reloaded('policy', e.ok))
+
     const iam = await createIamAdapter(config.iam, { log, clock, ...(metrics ? { wrapFetch: (f) => observeIamFetch(f, metrics) } : {}) })
     closers.push(() => iam.close())
 
@@ -275,7 +277,7 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
     })
     // Registered after the store, so closing writes the last aggregate before the store closes.
     closers.push(refusals.start(config.audit.denied_aggregate_seconds))
-    const limits = await openRequestLimits(config, { log })
+    const limits = await openRequestLimits(config, { log, ...(metrics ? { onStoreFallback: () => metrics.rateLimitStoreFallback() } : {}) })
     closers.push(() => limits.close())
     const rl = config.rate_limits
     const limited = [rl.caller.requests > 0 && 'caller', (rl.role.requests > 0 || Object.keys(rl.roles).length > 0) && 'role', rl.address.requests > 0 && 'address',
@@ -326,9 +328,17 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
       cacheSeconds: IAM_STATUS_CACHE_SECONDS, maxWaitMs: IAM_STATUS_MAX_WAIT_MS,
     })
 
-    const reloadKeys = (trigger: string) => reloadSigningKeys(keyHolder, trigger, { config, selfTest, audit: store, clock, log })
+    const reloadKeys = async (trigger: string) => {
+      const result = await reloadSigningKeys(keyHolder, trigger, { config, selfTest, audit: store, clock, log })
+      // An HTCondor key file the next start would refuse is a refusal too, though the SciToken keys swapped.
+      metrics?.reloaded('keys', result.ok && result.idtokenUnreadable === undefined)
+      return result
+    }
     if (config.scitoken.watch_keys) {
-      closers.push(watchKeyring({ dir: `${config.data_dir}/keys`, inForce: () => keyHolder.current, reload: reloadKeys, clock, log }))
+      closers.push(watchKeyring({
+        dir: `${config.data_dir}/keys`, inForce: () => keyHolder.current, reload: reloadKeys, clock, log,
+        ...(metrics ? { onUnreadable: () => metrics.reloaded('keys', false) } : {}),
+      }))
     }
 
     return {

@@ -1,4 +1,5 @@
 import type { RequestSummary } from '../issuance/exchange.ts'
+import { cutTokens } from '../lib/cut_tokens.ts'
 import type { Logger } from '../lib/logger.ts'
 
 /** One access line's fields; written by the fast path and by the hono middleware alike. */
@@ -46,10 +47,11 @@ export function accessLog(log: Logger, enabled: boolean): AccessLog {
 
 /**
  * The path without its query string: a query can carry anything a caller typed (a token pasted into a
- * URL), and the path is what an operator groups by. Capped, since the caller chooses it.
+ * URL), and the path is what an operator groups by. A token pasted into the path itself (a misbuilt URL)
+ * is cut segment by segment, so the route around it stays readable. Capped, since the caller chooses it.
  */
 export function pathOnly(url: string): string {
   const q = url.indexOf('?')
-  const path = q === -1 ? url : url.slice(0, q)
+  const path = (q === -1 ? url : url.slice(0, q)).split('/').map(cutTokens).join('/')
   return path.length > 200 ? `${path.slice(0, 200)}...` : path
 }

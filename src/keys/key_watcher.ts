@@ -15,6 +15,11 @@ export interface KeyringWatchOptions {
   clock: Clock
   log: Logger
   debounceMs?: number
+  /**
+   * The keyring was still unreadable once its files settled: no reload is run (it would be refused and
+   * audited for a file that may yet be completed), but the next restart would fail on it, so it is counted.
+   */
+  onUnreadable?: () => void
 }
 
 /**
@@ -37,7 +42,7 @@ export function watchKeyring(options: KeyringWatchOptions): () => void {
 
   const check = () => {
     running = running.then(async () => {
-      if (!keyringDiffers(store, inForce(), clock.now(), log)) return
+      if (!keyringDiffers(store, inForce(), clock.now(), log, options.onUnreadable)) return
       await reload('watch')
     }).catch((err: unknown) => log.error('key directory reload failed', { err }))
   }
@@ -60,13 +65,14 @@ export function watchKeyring(options: KeyringWatchOptions): () => void {
 }
 
 /** True when the keyring on disk names another active key or another published set than the keys in force. */
-function keyringDiffers(store: KeyStore, current: SigningKeys, now: number, log: Logger): boolean {
+function keyringDiffers(store: KeyStore, current: SigningKeys, now: number, log: Logger, onUnreadable?: () => void): boolean {
   let ring
   try {
     ring = store.readKeyring()
   } catch (err) {
     // The reload would refuse it too, and say so; a half-edited file is not worth an audit record.
     log.warn('the SciToken keyring is unreadable; keeping the keys in force', { error: (err as Error).message })
+    onUnreadable?.()
     return false
   }
   const active = ring.find(isSigningEntry)?.kid

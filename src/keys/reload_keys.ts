@@ -7,7 +7,11 @@ import { KeyStore } from './key_store.ts'
 import type { SigningKeys } from './signing_keys.ts'
 
 export type KeyReloadResult =
-  | { ok: true; kid: string; previousKid: string; jwks: string[]; idtokenChanged: boolean }
+  | {
+    ok: true; kid: string; previousKid: string; jwks: string[]; idtokenChanged: boolean
+    /** Why the HTCondor key file on disk cannot be read: the key in force signs on, the next start fails. */
+    idtokenUnreadable?: string
+  }
   | { ok: false; previousKid: string; error: string }
 
 /**
@@ -30,18 +34,21 @@ export async function reloadSigningKeys(
     const store = new KeyStore(`${config.data_dir}/keys`)
     const { active, jwks } = store.loadAsymmetricKeys(clock.now())
     let idtokenChanged = false
+    let idtokenUnreadable: string | undefined
     try {
       const onDisk = store.loadIdTokenKey(config.idtoken.key)
       idtokenChanged = !onDisk.hmac.equals(previous.idtoken.hmac)
-    } catch {
-      // An unreadable HTCondor key file changes nothing in force: the key loaded at start keeps signing.
-      idtokenChanged = true
+    } catch (err) {
+      // An unreadable HTCondor key file changes nothing in force: the key loaded at start keeps signing. It
+      // is no new key either: the next start refuses it, and the operator must hear that instead.
+      idtokenUnreadable = (err as Error).message
     }
     const next: SigningKeys = { idtoken: previous.idtoken, scitoken: active, jwks }
     deps.selfTest(next)
     holder.swap(next)
-    result = { ok: true, kid: active.kid, previousKid: previous.scitoken.kid, jwks: jwks.map((k) => k.kid), idtokenChanged }
+    result = { ok: true, kid: active.kid, previousKid: previous.scitoken.kid, jwks: jwks.map((k) => k.kid), idtokenChanged, ...(idtokenUnreadable ? { idtokenUnreadable } : {}) }
     log.info('signing keys reloaded', { trigger, kid: active.kid, previous_kid: previous.scitoken.kid, published: result.jwks })
+    if (idtokenUnreadable) log.error('the HTCondor (IDTOKEN) key file cannot be read; the key in force keeps signing, but serve will not start until it can', { key: config.idtoken.key, error: idtokenUnreadable })
     if (idtokenChanged) log.warn('the HTCondor (IDTOKEN) key on disk differs from the one in force; it takes effect at the next restart', { key: config.idtoken.key })
   } catch (err) {
     result = { ok: false, previousKid: previous.scitoken.kid, error: (err as Error).message }
@@ -51,7 +58,11 @@ export async function reloadSigningKeys(
     type: 'key.reloaded', time: clock.now(), decision: result.ok ? 'allow' : 'deny',
     reason: result.ok ? `${trigger}: signing with ${result.kid}` : `${trigger}: refused, keys in force kept`,
     detail: result.ok
-      ? { kid: result.kid, previousKid: result.previousKid, published: result.jwks, ...(result.idtokenChanged ? { idtoken: 'changed on disk; takes effect at restart' } : {}) }
+      ? {
+        kid: result.kid, previousKid: result.previousKid, published: result.jwks,
+        ...(result.idtokenChanged ? { idtoken: 'changed on disk; takes effect at restart' } : {}),
+        ...(result.idtokenUnreadable ? { idtoken: `unreadable on disk: ${result.idtokenUnreadable}` } : {}),
+      }
       : { previousKid: result.previousKid, error: result.error },
   }
   await deps.audit.record(event).catch((err: unknown) => log.error('could not audit a key reload', { err }))

@@ -38,6 +38,10 @@ export interface BrokerMetricsOptions {
   sources?: MetricsSources
 }
 
+/** What SIGHUP and the file watches reload: a fixed vocabulary, a metric label. */
+const RELOADED = ['policy', 'keys', 'tls'] as const
+export type Reloaded = typeof RELOADED[number]
+
 // Seconds. The exchange takes well under a millisecond of CPU; the tail is the audit commit and IAM.
 const REQUEST_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5]
 // Records per transaction: 1 at low load, up to audit.group_commit.max_batch (default 1000) under load.
@@ -63,6 +67,8 @@ export class BrokerMetrics implements BrokerObserver {
   readonly #iamErrors: Counter<'call' | 'cause'>
   readonly #auditSeconds: Histogram
   readonly #auditFailures: Counter
+  readonly #reloads: Counter<'what' | 'outcome'>
+  readonly #limitFallbacks: Counter
   /** Epoch seconds of each site's last committed renewal (bounded: sites from the policy, plus "other"). */
   readonly #lastRenewal = new Map<string, number>()
 
@@ -109,6 +115,19 @@ export class BrokerMetrics implements BrokerObserver {
       buckets: REQUEST_BUCKETS, registers,
     })
     this.#auditFailures = new Counter({ name: 'ctb_audit_commit_failures_total', help: 'Issuance or refusal records the audit store refused (no token left).', registers })
+    // A refused reload leaves the broker serving what is no longer on disk: its log line is easy to miss,
+    // a counter can be alerted on. Both outcomes start at 0 so that increase() sees the first refusal.
+    this.#reloads = new Counter({
+      name: 'ctb_reloads_total', help: 'Reloads of policies, signing keys and the TLS certificate (SIGHUP or a file watch), by what and outcome (applied, refused: the one in force kept).',
+      labelNames: ['what', 'outcome'], registers,
+    })
+    for (const what of RELOADED) for (const outcome of ['applied', 'refused']) this.#reloads.inc({ what, outcome }, 0)
+    // While the shared store fails, limits hold per replica only; the log says so once a minute at most.
+    this.#limitFallbacks = new Counter({
+      name: 'ctb_rate_limit_store_fallbacks_total',
+      help: 'Rate-limit counts the PostgreSQL store failed to take (error or rate_limits.postgres.timeout_ms), taken in this replica\'s memory instead.',
+      registers,
+    })
 
     if (sources.batches) {
       const size = new Histogram({
@@ -257,6 +276,16 @@ export class BrokerMetrics implements BrokerObserver {
     } else if (outcome.status >= 500) {
       this.#iamErrors.inc({ call, cause: 'http_5xx' })
     }
+  }
+
+  /** A reload of `what` was applied, or refused with the one in force kept. */
+  reloaded(what: Reloaded, applied: boolean): void {
+    this.#reloads.inc({ what, outcome: applied ? 'applied' : 'refused' })
+  }
+
+  /** One rate-limit count taken in this replica's memory because the shared store failed or was slow. */
+  rateLimitStoreFallback(): void {
+    this.#limitFallbacks.inc()
   }
 
   /** The page for GET /metrics: the Prometheus text format and its content type. */

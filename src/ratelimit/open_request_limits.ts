@@ -1,7 +1,8 @@
-import { RateLimiterMemory, RateLimiterPostgres } from 'rate-limiter-flexible'
+import { RateLimiterMemory } from 'rate-limiter-flexible'
 import type { Config } from '../config.ts'
 import { OperatorError } from '../errors.ts'
 import type { Logger } from '../lib/logger.ts'
+import { DatabaseClockCounter } from './database_clock_counter.ts'
 import { RequestLimits, type CounterFactory } from './request_limits.ts'
 
 /** The table rate-limiter-flexible keeps its counters in, beside the audit tables. */
@@ -27,7 +28,10 @@ const memoryCounter: CounterFactory = (o) => new RateLimiterMemory(o)
  * insurance limiter): a limit then holds per replica, and requests keep being served. Issuance itself still
  * fails closed on the audit store, so this only decides whether a database hiccup also turns into 429s.
  */
-export async function openRequestLimits(config: Config, deps: { log: Logger }): Promise<OpenedRequestLimits> {
+export async function openRequestLimits(
+  config: Config,
+  deps: { log: Logger; /** Each count the shared store failed to take, taken in this replica's memory instead. */ onStoreFallback?: () => void },
+): Promise<OpenedRequestLimits> {
   const rl = config.rate_limits
   const auditWindowSeconds = config.audit.denied_aggregate_seconds
   const postgres = rl.store === 'postgres' || (rl.store === 'auto' && config.audit.store === 'postgres')
@@ -61,6 +65,7 @@ export async function openRequestLimits(config: Config, deps: { log: Logger }): 
 
   let warnedAt = -Infinity
   const onFallback = () => {
+    deps.onStoreFallback?.()
     const now = Date.now()
     if (now - warnedAt < STORE_WARNING_INTERVAL_MS) return
     warnedAt = now
@@ -70,7 +75,8 @@ export async function openRequestLimits(config: Config, deps: { log: Logger }): 
   const shared: CounterFactory = (o) => {
     const clearExpiredByTimeout = first
     first = false
-    return new RateLimiterPostgres({
+    // Timed by the database, not by this replica's clock: replicas' clocks may disagree.
+    return new DatabaseClockCounter({
       ...o,
       storeClient: pool,
       storeType: 'pool',

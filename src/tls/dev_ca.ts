@@ -5,6 +5,7 @@ import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import * as x509 from '@peculiar/x509'
 import { writeSecretFileAtomic } from '../lib/secure_file.ts'
+import { DEV_CA_NAME } from './dev_ca_name.ts'
 
 x509.cryptoProvider.set(webcrypto as unknown as Crypto)
 
@@ -34,7 +35,7 @@ export async function ensureDevTls(dir: string, hosts: readonly string[] = ['loc
   const caKeys = await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify']) as webcrypto.CryptoKeyPair
   const ca = await x509.X509CertificateGenerator.createSelfSigned({
     serialNumber: randomSerial(),
-    name: 'CN=condor-token-broker development CA, O=condor-token-broker (development only)',
+    name: DEV_CA_NAME,
     notBefore: new Date(now - 60_000),
     notAfter: new Date(now + 3650 * DAY_MS),
     keys: caKeys,

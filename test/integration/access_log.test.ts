@@ -112,6 +112,16 @@ describe('access log', () => {
     expect(lineFor(o)).toMatchObject({ method: 'GET', path: '/healthz', status: 200 })
   })
 
+  it('logs no token a client pasted into the path, and still the path around it', async () => {
+    // A client that puts its access token where the path goes (a misbuilt URL, a wrong base URL).
+    const token = await sb.token.provisioner()
+    secrets.push(token, ...tokenSecrets(token))
+    const o = await rawGet(sb.port, `/v1/certificates/${token}`)
+    if (o.kind !== 'reply') throw new Error(o.kind)
+    expect(o.status).toBe(404)
+    expect(lineFor(o)).toMatchObject({ method: 'GET', path: '/v1/certificates/[token]', status: 404 })
+  })
+
   it('never writes a token, a credential, a client secret, the bootstrap token or key material', () => {
     const all = [...secrets, ...sb.secrets()]
     expect(all.length).toBeGreaterThan(10)

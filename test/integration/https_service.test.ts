@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process'
 import { request } from 'node:https'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -7,7 +8,7 @@ import { ensureAuditMacKeyFile } from '../../src/keys/audit_mac_key.ts'
 import { KeyStore } from '../../src/keys/key_store.ts'
 import { silentLogger } from '../../src/lib/logger.ts'
 import { startBroker, type RunningBroker } from '../../src/server.ts'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 
 function httpsGet(url: string, ca?: Buffer): Promise<{ status: number; body: string }> {
@@ -70,8 +71,13 @@ describe('TLS modes', () => {
   it('serves HTTPS with a configured certificate and key (tls.mode files)', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'ctb-files-'))
     try {
-      const { ensureDevTls } = await import('../../src/tls/dev_ca.ts')
-      const material = await ensureDevTls(join(dir, 'pki'))
+      // A certificate of the site's own (here self-signed by openssl): one from the development CA is refused
+      // with a public issuer, as tls.mode auto is.
+      const material = { certFile: join(dir, 'server.crt'), keyFile: join(dir, 'server.key'), caFile: join(dir, 'server.crt') }
+      const made = spawnSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1',
+        '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1', '-keyout', material.keyFile, '-out', material.certFile], { encoding: 'utf8', timeout: 30_000 })
+      expect(made.status, made.stderr).toBe(0)
+      chmodSync(material.keyFile, 0o600)
       const config = loadConfig({ file: productionConfigFile(dir), env: { CTB_DATA_DIR: join(dir, 'data'), CTB_LISTEN_PORT: '0', CTB_DEV_IAM_PORT: '0', CTB_TLS_MODE: 'files', CTB_TLS_CERT_FILE: material.certFile, CTB_TLS_KEY_FILE: material.keyFile, CTB_ISSUER: 'https://broker.example.org' } })
       const b = await startBroker(config, { log: silentLogger })
       try {

@@ -3,6 +3,7 @@ import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { RunningBroker } from '../../src/server.ts'
 import { exchangeForm, IDTOKEN, startE2e, startReplica, type E2e } from '../support/broker_e2e.ts'
+import { parsePrometheusText, sampleValue } from '../support/prometheus_text.ts'
 import { startPostgres, type TestPostgres } from '../support/postgres.ts'
 
 // Two brokers (replicas) on one real PostgreSQL 15 server started for this file on 127.0.0.1 (Debian
@@ -78,11 +79,29 @@ describe('caller limits on PostgreSQL hold across replicas', () => {
         for (let i = 0; i <= LIMIT; i++) statuses.push((await post(url, form)).status)
         expect(statuses).toEqual([...Array(LIMIT).fill(200), 429])
       }
+      // Each of the 2 × (LIMIT + 1) requests was counted in a replica's memory: /metrics says so, so that an
+      // operator sees limits holding per replica only, not just one warning a minute in the log.
+      const page = await scrape(a.broker.url)
+      expect(sampleValue(parsePrometheusText(page), 'ctb_rate_limit_store_fallbacks_total')).toBe(LIMIT + 1)
     } finally {
       await queryRows('ALTER TABLE rate_limits_away RENAME TO rate_limits')
     }
   })
 })
+
+function scrape(url: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const req = request(`${url}/metrics`, { ca: a.ca, timeout: 10_000 }, (res) => {
+      let text = ''
+      res.setEncoding('utf8')
+      res.on('data', (c) => { text += c })
+      res.on('end', () => resolve(text))
+    })
+    req.on('timeout', () => req.destroy(new Error('timeout')))
+    req.on('error', reject)
+    req.end()
+  })
+}
 
 async function queryRows(sql: string, params: unknown[] = []): Promise<Array<Record<string, unknown>>> {
   const c = new pg.Client({ connectionString: dsn })

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs'
-import { join } from 'node:path'
+import { join, posix } from 'node:path'
 import { describe, expect, it } from 'vitest'
 
 // The broker's Node options (heap sizing) live on the first line of its bin, so every launcher must
@@ -48,5 +48,40 @@ describe('the systemd unit and the README install steps', () => {
     for (const [, section, field] of read('packaging/condor-token-broker.service').matchAll(/(?<![/\w])(audit)\.([a-z_]+)\b(?!\.)/g)) {
       expect(example, `${section}.${field}`).toMatch(new RegExp(`^${section}:[\\s\\S]*?^  ${field}:`, 'm'))
     }
+  })
+})
+
+// The example policies grant roles to example group and client names (/ctb-admins, /htc/users,
+// ctb-monitoring). A container whose mounted broker.yaml leaves policy_dir unset must refuse to start
+// ("cannot read policy directory"), not serve the examples: the default policy_dir, resolved against
+// the image's working directory, must hold nothing the image copied there.
+describe('the container image', () => {
+  it('puts no policy directory where a config without policy_dir would look', () => {
+    const dockerfile = read('Dockerfile')
+    const finalStage = dockerfile.slice(dockerfile.lastIndexOf('\nFROM '))
+    const workdir = /^WORKDIR (\S+)$/m.exec(finalStage)![1]!
+    // docs/policies.md: policy_dir defaults to policies/ (relative to the working directory).
+    const defaultPolicies = posix.join(workdir, 'policies')
+    const copied = [...finalStage.matchAll(/^COPY (?:--\S+ )*.*\s(\S+)$/gm)].map((m) => posix.resolve(workdir, m[1]!).replace(/\/$/, ''))
+    expect(copied.length).toBeGreaterThan(3)
+    for (const to of copied) expect(to === defaultPolicies || to.startsWith(`${defaultPolicies}/`), `COPY to ${to}`).toBe(false)
+  })
+})
+
+// docs/architecture.md: a SIGTERM ends serve within shutdown_grace_seconds (default 10) + 10 s for the
+// store, whatever PostgreSQL does. A supervisor that kills sooner cuts the drain and the clean stop's
+// anchor: Docker's own default is 10 s (docker stop -t), so the container's run line must give more.
+describe('stop timeouts cover the drain', () => {
+  const drainBound = 10 + 10
+  it('the systemd unit waits at least the drain bound before SIGKILL', () => {
+    const stop = Number(/^TimeoutStopSec=(\d+)$/m.exec(read('packaging/condor-token-broker.service'))![1])
+    expect(stop).toBeGreaterThan(drainBound)
+  })
+
+  it('the README\'s docker run line gives the container more than Docker\'s 10 s', () => {
+    const run = /^docker run -d .*$/m.exec(read('README.md'))![0]
+    const timeout = /--stop-timeout[ =](\d+)/.exec(run)
+    expect(timeout, run).not.toBeNull()
+    expect(Number(timeout![1])).toBeGreaterThan(drainBound)
   })
 })
