@@ -20,6 +20,9 @@ describe('the pilot reads Retry-After as RFC 9110 §10.2.3 says', () => {
     ['120', 0, '120'],
     ['007 ', 0, '7'],
     ['1234567', 0, '999999'],
+    // delay-seconds is 1*DIGIT: leading zeros do not make a number longer than it is.
+    ['0000005', 0, '5'],
+    ['00000000000000000000120', 0, '120'],
     ['Sun, 06 Nov 1994 08:49:37 GMT', 784_111_777 - 30, '30'],
     ['Sunday, 06-Nov-94 08:49:37 GMT', 784_111_777 - 30, '30'],
     ['Sun Nov  6 08:49:37 1994', 784_111_777 - 30, '30'],
