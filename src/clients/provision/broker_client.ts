@@ -63,18 +63,30 @@ export const MAX_PROVISION_ANSWER_BYTES = 8 * 1024 * 1024
 
 /** What text() of fetchWithCa throws past MAX_PROVISION_ANSWER_BYTES. */
 class AnswerTooLarge extends Error {}
+/** What text() of fetchWithCa throws when the request's time budget ran out before the answer's end. */
+class AnswerOutOfTime extends Error {}
 
 /** A fetch that trusts `caFile` (the broker's TLS CA) in addition to nothing else, with timeouts. */
 export function fetchWithCa(caFile: string | undefined, timeoutMs = 30_000): Fetch {
   const dispatcher = caAgent(caFile, { connectMs: timeoutMs, headersMs: timeoutMs, bodyMs: timeoutMs })
   return async (url, init) => {
-    const res = await undiciFetch(url, { ...init, dispatcher })
+    // The agent's body timeout is the longest pause between two chunks, which an answer trickling in a byte at
+    // a time never reaches: the signal bounds each request as a whole, its answer's read included.
+    const signal = AbortSignal.timeout(timeoutMs)
+    let res
+    try {
+      res = await undiciFetch(url, { ...init, dispatcher, signal })
+    } catch (err) {
+      if (signal.aborted) throw new Error(`cannot reach the broker: no answer within ${timeoutMs} ms`)
+      throw err
+    }
     return {
       status: res.status,
       headers: res.headers,
       text: async () => {
         const bytes = await readBounded(res.body as ReadableStream<Uint8Array> | null, MAX_PROVISION_ANSWER_BYTES)
         if (bytes === TOO_LARGE) throw new AnswerTooLarge(`the answer is larger than ${MAX_PROVISION_ANSWER_BYTES} bytes`)
+        if (bytes === undefined && signal.aborted) throw new AnswerOutOfTime(`no complete answer within ${timeoutMs} ms`)
         if (bytes === undefined) throw new Error('the answer broke off')
         return bytes.toString('utf8')
       },
@@ -280,6 +292,7 @@ export class BrokerClient {
       return await res.text()
     } catch (err) {
       if (err instanceof AnswerTooLarge) throw new BrokerCallError(what, res.status, 'invalid_response', err.message)
+      if (err instanceof AnswerOutOfTime) throw new Error(`${what}: ${err.message}`)
       throw err
     }
   }
