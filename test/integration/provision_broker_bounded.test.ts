@@ -33,4 +33,17 @@ describe('provisioning reads a bounded answer', () => {
     expect(Date.now() - started).toBeLessThan(4000)
     expect((err as Error).message).toBe('broker metadata: no complete answer within 1000 ms')
   }, 15_000)
+
+  // The CLI turns only a broker refusal or a `<call>: <why>` error into its one-line message; any other error
+  // is taken for a bug and shown with its stack. An answer cut off mid-body is the broker's fault, not ours.
+  it('names the call when the answer breaks off before its end', async () => {
+    const server = await answeringHttps((res) => {
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': '1000' })
+      res.write('{"issuer":', () => res.socket?.destroy())
+    })
+    closers.push(server.close)
+    const client = new BrokerClient({ url: server.url, bearer: 'x', fetch: fetchWithCa(server.caFile, 5000) })
+    const err = await client.metadata().then(() => undefined, (e: unknown) => e)
+    expect((err as Error).message).toBe('broker metadata: the answer broke off before its end')
+  }, 15_000)
 })

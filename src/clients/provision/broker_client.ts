@@ -63,8 +63,8 @@ export const MAX_PROVISION_ANSWER_BYTES = 8 * 1024 * 1024
 
 /** What text() of fetchWithCa throws past MAX_PROVISION_ANSWER_BYTES. */
 class AnswerTooLarge extends Error {}
-/** What text() of fetchWithCa throws when the request's time budget ran out before the answer's end. */
-class AnswerOutOfTime extends Error {}
+/** What text() of fetchWithCa throws when the answer ended early: its time budget ran out, or it broke off. */
+class AnswerCutShort extends Error {}
 
 /** A fetch that trusts `caFile` (the broker's TLS CA) in addition to nothing else, with timeouts. */
 export function fetchWithCa(caFile: string | undefined, timeoutMs = 30_000): Fetch {
@@ -86,8 +86,7 @@ export function fetchWithCa(caFile: string | undefined, timeoutMs = 30_000): Fet
       text: async () => {
         const bytes = await readBounded(res.body as ReadableStream<Uint8Array> | null, MAX_PROVISION_ANSWER_BYTES)
         if (bytes === TOO_LARGE) throw new AnswerTooLarge(`the answer is larger than ${MAX_PROVISION_ANSWER_BYTES} bytes`)
-        if (bytes === undefined && signal.aborted) throw new AnswerOutOfTime(`no complete answer within ${timeoutMs} ms`)
-        if (bytes === undefined) throw new Error('the answer broke off')
+        if (bytes === undefined) throw new AnswerCutShort(signal.aborted ? `no complete answer within ${timeoutMs} ms` : 'the answer broke off before its end')
         return bytes.toString('utf8')
       },
     }
@@ -292,7 +291,8 @@ export class BrokerClient {
       return await res.text()
     } catch (err) {
       if (err instanceof AnswerTooLarge) throw new BrokerCallError(what, res.status, 'invalid_response', err.message)
-      if (err instanceof AnswerOutOfTime) throw new Error(`${what}: ${err.message}`)
+      // Named after the call, so the CLI prints it as one line (any other error it takes for a bug of ours).
+      if (err instanceof AnswerCutShort) throw new Error(`${what}: ${err.message}`)
       throw err
     }
   }
