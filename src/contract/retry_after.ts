@@ -32,12 +32,20 @@ export function parseHttpDate(value: string, nowMs: number): number | undefined 
   if (m) return utc(Number(m[6]), m[1]!, Number(m[2]!.trim()), Number(m[3]), Number(m[4]), Number(m[5]))
   m = RFC850_DATE.exec(value)
   if (m) {
-    // §5.6.7: a two-digit year more than 50 years in the future is the most recent past year ending in those digits.
-    const nowYear = new Date(nowMs).getUTCFullYear()
+    // §5.6.7: a two-digit year whose date is more than 50 years in the future is the most recent past year
+    // ending in those digits. Judged by the date, not the year alone: seen on 1 Dec 2026, 31-Dec-76 is more
+    // than 50 years ahead (so 1976), 30-Nov-76 is not. The same window read backwards: a date 50 years past
+    // or more is the next century's.
+    const now = new Date(nowMs)
+    const nowYear = now.getUTCFullYear()
+    const shifted = (years: number) => Date.UTC(nowYear + years, now.getUTCMonth(), now.getUTCDate(), now.getUTCHours(), now.getUTCMinutes(), now.getUTCSeconds(), now.getUTCMilliseconds())
+    const [day, h, min, sec] = [Number(m[1]), Number(m[4]), Number(m[5]), Number(m[6])]
     let year = Math.floor(nowYear / 100) * 100 + Number(m[3])
-    if (year > nowYear + 50) year -= 100
-    else if (year <= nowYear - 50) year += 100
-    return utc(year, m[2]!, Number(m[1]), Number(m[4]), Number(m[5]), Number(m[6]))
+    // Compared before the fields are checked (Date.UTC rolls over), so 29-Feb of a year that has none is refused below.
+    const at = Date.UTC(year, MONTHS.indexOf(m[2]!), day, h, min, sec)
+    if (at > shifted(50)) year -= 100
+    else if (at <= shifted(-50)) year += 100
+    return utc(year, m[2]!, day, h, min, sec)
   }
   return undefined
 }
