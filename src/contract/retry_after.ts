@@ -17,11 +17,12 @@ const ASCTIME_DATE = new RegExp(`^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) (${MONTH}) ([ 
 /** Milliseconds since the epoch, or undefined when a field is out of range (31 Feb, 24:00:00). */
 function utc(year: number, month: string, day: number, h: number, m: number, s: number): number | undefined {
   const mon = MONTHS.indexOf(month)
-  // 60 is allowed for a leap second, read as the next second (Date.UTC rolls it over).
   if (h > 23 || m > 59 || s > 60 || day < 1) return undefined
-  const t = Date.UTC(year, mon, day, h, m, s)
+  // 60 is a leap second (§5.6.7: up to 23:59:60), which POSIX time has not: read as the second after :59. The
+  // date is checked at :59, since Date.UTC rolls :60 over and, at 23:59, into the next day.
+  const t = Date.UTC(year, mon, day, h, m, Math.min(s, 59))
   const d = new Date(t)
-  return d.getUTCFullYear() === year && d.getUTCMonth() === mon && d.getUTCDate() === day ? t : undefined
+  return d.getUTCFullYear() === year && d.getUTCMonth() === mon && d.getUTCDate() === day ? t + (s === 60 ? 1000 : 0) : undefined
 }
 
 /** An HTTP-date (RFC 9110 §5.6.7) in milliseconds since the epoch; undefined for anything else. */
