@@ -56,7 +56,10 @@ export const MAX_DESCRIPTION_CHARS = 200
  */
 export function shownDescription(description: string): string {
   const cut = cutTokens(description)
-  return visibleText(cut.length > MAX_DESCRIPTION_CHARS ? `${cut.slice(0, MAX_DESCRIPTION_CHARS)}…` : cut)
+  if (cut.length <= MAX_DESCRIPTION_CHARS) return visibleText(cut)
+  // Not between the two halves of a surrogate pair: half a character would show as an escape nobody sent.
+  const end = /[\ud800-\udbff]/.test(cut[MAX_DESCRIPTION_CHARS - 1]!) && /[\udc00-\udfff]/.test(cut[MAX_DESCRIPTION_CHARS]!) ? MAX_DESCRIPTION_CHARS - 1 : MAX_DESCRIPTION_CHARS
+  return visibleText(`${cut.slice(0, end)}…`)
 }
 
 /** `error: description` on one line (the description as shownDescription makes it), or the error alone. */

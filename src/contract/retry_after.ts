@@ -17,11 +17,12 @@ const ASCTIME_DATE = new RegExp(`^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) (${MONTH}) ([ 
 /** Milliseconds since the epoch, or undefined when a field is out of range (31 Feb, 24:00:00). */
 function utc(year: number, month: string, day: number, h: number, m: number, s: number): number | undefined {
   const mon = MONTHS.indexOf(month)
-  // 60 is allowed for a leap second, read as the next second (Date.UTC rolls it over).
   if (h > 23 || m > 59 || s > 60 || day < 1) return undefined
-  const t = Date.UTC(year, mon, day, h, m, s)
+  // 60 is a leap second (§5.6.7: up to 23:59:60), which POSIX time has not: read as the second after :59. The
+  // date is checked at :59, since Date.UTC rolls :60 over and, at 23:59, into the next day.
+  const t = Date.UTC(year, mon, day, h, m, Math.min(s, 59))
   const d = new Date(t)
-  return d.getUTCFullYear() === year && d.getUTCMonth() === mon && d.getUTCDate() === day ? t : undefined
+  return d.getUTCFullYear() === year && d.getUTCMonth() === mon && d.getUTCDate() === day ? t + (s === 60 ? 1000 : 0) : undefined
 }
 
 /** An HTTP-date (RFC 9110 §5.6.7) in milliseconds since the epoch; undefined for anything else. */
@@ -32,12 +33,20 @@ export function parseHttpDate(value: string, nowMs: number): number | undefined 
   if (m) return utc(Number(m[6]), m[1]!, Number(m[2]!.trim()), Number(m[3]), Number(m[4]), Number(m[5]))
   m = RFC850_DATE.exec(value)
   if (m) {
-    // §5.6.7: a two-digit year more than 50 years in the future is the most recent past year ending in those digits.
-    const nowYear = new Date(nowMs).getUTCFullYear()
+    // §5.6.7: a two-digit year whose date is more than 50 years in the future is the most recent past year
+    // ending in those digits. Judged by the date, not the year alone: seen on 1 Dec 2026, 31-Dec-76 is more
+    // than 50 years ahead (so 1976), 30-Nov-76 is not. The same window read backwards: a date 50 years past
+    // or more is the next century's.
+    const now = new Date(nowMs)
+    const nowYear = now.getUTCFullYear()
+    const shifted = (years: number) => Date.UTC(nowYear + years, now.getUTCMonth(), now.getUTCDate(), now.getUTCHours(), now.getUTCMinutes(), now.getUTCSeconds(), now.getUTCMilliseconds())
+    const [day, h, min, sec] = [Number(m[1]), Number(m[4]), Number(m[5]), Number(m[6])]
     let year = Math.floor(nowYear / 100) * 100 + Number(m[3])
-    if (year > nowYear + 50) year -= 100
-    else if (year <= nowYear - 50) year += 100
-    return utc(year, m[2]!, Number(m[1]), Number(m[4]), Number(m[5]), Number(m[6]))
+    // Compared before the fields are checked (Date.UTC rolls over), so 29-Feb of a year that has none is refused below.
+    const at = Date.UTC(year, MONTHS.indexOf(m[2]!), day, h, min, sec)
+    if (at > shifted(50)) year -= 100
+    else if (at <= shifted(-50)) year += 100
+    return utc(year, m[2]!, day, h, min, sec)
   }
   return undefined
 }

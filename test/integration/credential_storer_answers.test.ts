@@ -65,3 +65,20 @@ describe('the credential storer reads the broker\'s answer', () => {
     expect(r.err).not.toMatch(/[\x00-\x09\x0b-\x1f\x7f]/)
   })
 })
+
+describe('the credential storer\'s time budget', () => {
+  // condor_submit waits for the storer. undici's body timeout is the longest pause between two chunks, not the
+  // whole read: an answer of one byte every 100 ms never trips a 1 s one, and at 64 KiB takes almost two hours.
+  it('gives up on an answer still trickling in when its budget (here 1 s) is spent', async () => {
+    const b = await broker((res) => {
+      res.writeHead(201, { 'content-type': 'application/json' })
+      const timer = setInterval(() => res.write(' '), 100)
+      res.on('close', () => clearInterval(timer))
+    })
+    const started = Date.now()
+    const err = await registerCredential(b.url, 'iam-token', REQUEST, { caFile: b.caFile, timeoutMs: 1000 }).then(() => undefined, (e: unknown) => e) as Error
+    expect(Date.now() - started).toBeLessThan(4000)
+    expect(err).toBeInstanceOf(Error)
+    expect(err.message).toContain('no complete answer within 1000 ms')
+  }, 15_000)
+})

@@ -284,6 +284,15 @@ describe('pilot script: refusals at start-up', () => {
     expect(p.stderr()).not.toMatch(/[\u0000-\u0008\u000b-\u001f\u007f]/)
   })
 
+  it('logs a refusal\'s error code without C1 or bidi controls when the node runs a UTF-8 locale', async () => {
+    // In C.UTF-8, U+202E (right-to-left override) and U+2066 count as [:print:]: they would reorder the job log's line.
+    const t = await setup({ reply: () => ({ status: 400, body: '{"error":"invalid_grant\u202egol\u2066\u009b2J"}' }), env: { LC_ALL: 'C.UTF-8' } })
+    const p = t.run()
+    expect(await p.exit).toBe(1)
+    expect(p.stderr()).toContain('HTTP 400 (invalid_grant')
+    expect(p.stderr()).not.toMatch(/[\u0080-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/)
+  })
+
   it('refuses an IDTOKEN whose iss is not the trust domain (HTCondor would skip it silently)', async () => {
     const t = await setup({ reply: (_, i) => idTokenReply(fakeIdToken('other.example.org', i), 3600) })
     const p = t.run()

@@ -51,4 +51,10 @@ describe('oauthErrorLine: one line for a log or a terminal', () => {
     expect(oauthErrorLine({ error: 'invalid_grant', description: 'Invalid refresh token: eyJhbGciOiJub25lIn0AbCdEf012345' })).toBe('invalid_grant: Invalid refresh token: [token]')
     expect(oauthErrorLine({ error: 'x', description: 'y'.repeat(1000) })).toBe(`x: ${'y'.repeat(200)}…`)
   })
+
+  // U+1F600 is two UTF-16 code units: a cut between them would leave half a character, shown as "\u{d83d}",
+  // an escape the sender never wrote. The cut falls before the whole character instead.
+  it('never cuts a description inside a character', () => {
+    expect(oauthErrorLine({ error: 'x', description: `${'y'.repeat(199)}\u{1f600}tail` })).toBe(`x: ${'y'.repeat(199)}…`)
+  })
 })

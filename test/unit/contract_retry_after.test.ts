@@ -38,6 +38,19 @@ describe('retryAfterSeconds (RFC 9110 §10.2.3)', () => {
     expect(retryAfterSeconds('Tuesday, 01-Jan-30 00:00:00 GMT', 1_861_920_000_000)).toBe(365 * 86_400)
   })
 
+  it('reads a leap second, 23:59:60 (§5.6.7), as the second after 23:59:59', () => {
+    // The leap second that ended 2016: POSIX time has no second for it, and 2017-01-01T00:00:00Z is 1483228800.
+    expect(retryAfterSeconds('Sat, 31 Dec 2016 23:59:60 GMT', 1_483_228_800_000 - 30_000)).toBe(30)
+  })
+
+  it('judges "more than 50 years in the future" by the date itself, not by its year alone (§5.6.7)', () => {
+    // Seen at 2026-12-01T00:00:00Z (1796083200, `date -u -d`): 2076-12-31 is 50 years and a month ahead, more
+    // than 50 years, so the year is 1976 and the date long past; 2076-11-30 (3373920000) is less, so it stands.
+    const DEC_01_2026 = 1_796_083_200_000
+    expect(retryAfterSeconds('Thursday, 31-Dec-76 23:59:59 GMT', DEC_01_2026)).toBe(0)
+    expect(retryAfterSeconds('Monday, 30-Nov-76 00:00:00 GMT', DEC_01_2026)).toBe(3_373_920_000 - 1_796_083_200)
+  })
+
   it.each([
     [null], [undefined], [''], ['-5'], ['+5'], ['1.5'], ['5s'], ['1e3'], ['tomorrow'], ['2026-12-01'],
     ['Sun, 06 Nov 1994 08:49:37 UTC'], ['Sun, 6 Nov 1994 08:49:37 GMT'], ['Sun, 31 Feb 1994 08:49:37 GMT'],

@@ -33,14 +33,26 @@ export const MAX_STORER_ANSWER_BYTES = 64 * 1024
 export async function registerCredential(brokerUrl: string, iamToken: string, body: RegisterCredentialRequest, o: { caFile?: string; timeoutMs?: number } = {}): Promise<RegisterCredentialResponse> {
   const url = new URL(CREDENTIALS_PATH, brokerUrl)
   if (url.protocol !== 'https:') throw new Error(`the broker URL must be https, got ${url.protocol.replace(':', '')}`)
-  const agent = caAgent(o.caFile, { connectMs: o.timeoutMs ?? 10_000, headersMs: o.timeoutMs ?? 10_000, bodyMs: o.timeoutMs ?? 10_000 })
+  const budgetMs = o.timeoutMs ?? 10_000
+  const agent = caAgent(o.caFile, { connectMs: budgetMs, headersMs: budgetMs, bodyMs: budgetMs })
+  // The agent's body timeout is the longest pause between two chunks: an answer trickling in one byte at a
+  // time never trips it. The signal bounds the whole exchange, the body's read included.
+  const signal = AbortSignal.timeout(budgetMs)
+  const outOfTime = () => new Error(`the broker gave no complete answer within ${budgetMs} ms`)
   try {
-    const res = await fetch(url, {
-      method: 'POST', dispatcher: agent,
-      headers: { authorization: `Bearer ${iamToken}`, 'content-type': 'application/json', accept: 'application/json' },
-      body: JSON.stringify(body),
-    })
+    let res
+    try {
+      res = await fetch(url, {
+        method: 'POST', dispatcher: agent, signal,
+        headers: { authorization: `Bearer ${iamToken}`, 'content-type': 'application/json', accept: 'application/json' },
+        body: JSON.stringify(body),
+      })
+    } catch (err) {
+      if (signal.aborted) throw outOfTime()
+      throw err
+    }
     const json = await readJsonBounded(res.body as ReadableStream<Uint8Array> | null, MAX_STORER_ANSWER_BYTES)
+    if (signal.aborted && json === undefined) throw outOfTime()
     if (json === TOO_LARGE) throw new Error(`the broker's answer is larger than ${MAX_STORER_ANSWER_BYTES} bytes (HTTP ${res.status})`)
     if (res.status !== 201) {
       // Only RFC 6749's error answer names the refusal; anything else at the broker's URL is unexpected.

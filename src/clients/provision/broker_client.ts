@@ -63,19 +63,30 @@ export const MAX_PROVISION_ANSWER_BYTES = 8 * 1024 * 1024
 
 /** What text() of fetchWithCa throws past MAX_PROVISION_ANSWER_BYTES. */
 class AnswerTooLarge extends Error {}
+/** What text() of fetchWithCa throws when the answer ended early: its time budget ran out, or it broke off. */
+class AnswerCutShort extends Error {}
 
 /** A fetch that trusts `caFile` (the broker's TLS CA) in addition to nothing else, with timeouts. */
 export function fetchWithCa(caFile: string | undefined, timeoutMs = 30_000): Fetch {
   const dispatcher = caAgent(caFile, { connectMs: timeoutMs, headersMs: timeoutMs, bodyMs: timeoutMs })
   return async (url, init) => {
-    const res = await undiciFetch(url, { ...init, dispatcher })
+    // The agent's body timeout is the longest pause between two chunks, which an answer trickling in a byte at
+    // a time never reaches: the signal bounds each request as a whole, its answer's read included.
+    const signal = AbortSignal.timeout(timeoutMs)
+    let res
+    try {
+      res = await undiciFetch(url, { ...init, dispatcher, signal })
+    } catch (err) {
+      if (signal.aborted) throw new Error(`cannot reach the broker: no answer within ${timeoutMs} ms`)
+      throw err
+    }
     return {
       status: res.status,
       headers: res.headers,
       text: async () => {
         const bytes = await readBounded(res.body as ReadableStream<Uint8Array> | null, MAX_PROVISION_ANSWER_BYTES)
         if (bytes === TOO_LARGE) throw new AnswerTooLarge(`the answer is larger than ${MAX_PROVISION_ANSWER_BYTES} bytes`)
-        if (bytes === undefined) throw new Error('the answer broke off')
+        if (bytes === undefined) throw new AnswerCutShort(signal.aborted ? `no complete answer within ${timeoutMs} ms` : 'the answer broke off before its end')
         return bytes.toString('utf8')
       },
     }
@@ -281,6 +292,8 @@ export class BrokerClient {
       return await res.text()
     } catch (err) {
       if (err instanceof AnswerTooLarge) throw new BrokerCallError(what, res.status, 'invalid_response', err.message)
+      // Named after the call, so the CLI prints it as one line (any other error it takes for a bug of ours).
+      if (err instanceof AnswerCutShort) throw new Error(`${what}: ${err.message}`)
       throw err
     }
   }
