@@ -38,7 +38,7 @@ import type { ConsoleSessionStore } from './console/session_store.ts'
 import type { KeyStatus } from './keys/key_status.ts'
 import { policyExplainRoutes, type PolicySource } from './http/routes/policy_explain.ts'
 import { tokenRoutes, type Exchange } from './http/routes/token.ts'
-import { credentialRoutes } from './http/routes/credentials.ts'
+import { credentialRoutes, JOB_TOKEN_ROUTE } from './http/routes/credentials.ts'
 import type { CredentialServices } from './credentials/build_credentials.ts'
 import { InvalidToken } from './errors.ts'
 import type { RevocationService } from './revocation/revocation_service.ts'
@@ -80,9 +80,10 @@ export function createApp(deps: AppDeps): Hono {
   app.use(requestId())
   const access = accessLog(deps.log, deps.config.log.requests)
   if (access) app.use(accessLogMiddleware(access))
-  // One 405 for every route, read from the routes registered below (RFC 9110 §15.5.6).
+  // One 405 for every route, read from the routes registered below (RFC 9110 §15.5.6). HEAD is refused too
+  // where a GET mints a token: it would be minted and audited only to be dropped.
   let methods: MethodTable | undefined
-  app.use(methodGuard(() => (methods ??= new MethodTable(app.routes)), deps.console && deps.admin ? [{ prefix: '/console', answer: methodNotAllowedPage }] : []))
+  app.use(methodGuard(() => (methods ??= new MethodTable(app.routes, { getMints: [JOB_TOKEN_ROUTE] })), deps.console && deps.admin ? [{ prefix: '/console', answer: methodNotAllowedPage }] : []))
   app.route('/', healthRoutes(deps.readiness, deps.iamStatus, deps.liveness))
   app.route('/', discoveryRoutes(brokerMetadata(deps.config.issuer, [deps.keys.scitoken.alg])))
   app.route('/', jwksRoutes(() => deps.keys.jwks))

@@ -307,8 +307,8 @@ function credentialRoutes(): RouteSpec[] {
     {
       method: 'get', path: '/v1/credentials/{user}/{provider}/token', mount: 'credentials', operationId: 'jobToken', tags: ['credentials'], security: 'credd',
       summary: 'A fresh access token for one user\'s jobs (our credmon calls this)',
-      description: 'The bearer is the access point\'s credd IDTOKEN issued by this broker. A cached token with at least minimum_seconds left is reused; concurrent requests share one refresh.',
-      params: userProvider, query: TokenQuery,
+      description: 'The bearer is the access point\'s credd IDTOKEN issued by this broker. A cached token with at least minimum_seconds left is reused; concurrent requests share one refresh. HEAD is refused (405, Allow: GET): its answer would be a token made and audited only to be dropped.',
+      params: userProvider, query: TokenQuery, getMints: true,
       responses: { 200: { description: 'The job token.', content: json(z.object({ access_token: z.string(), token_type: z.literal('Bearer'), expires_in: z.number().int(), scope: z.string() })), headers: NO_STORE_HEADERS } },
       errors: {
         ...credentialError,
