@@ -56,7 +56,7 @@ describe('console sessions over the store', () => {
     const sessions = new ConsoleSessions(store)
     const { id: sid, session } = await sessions.create({ bearer: BEARER, principal: 'alice', expiresAt: NOW + 3600 }, NOW)
     const rows = [...store.rawSessions().values()]
-    expect(rows).toEqual([{ idSha256: sessionDigest(sid), principal: 'alice', createdAt: NOW, expiresAt: NOW + 3600, sealed: expect.stringMatching(/^v1\./) }])
+    expect(rows).toEqual([{ idSha256: sessionDigest(sid), principal: 'alice', createdAt: NOW, lastSeenAt: NOW, expiresAt: NOW + 3600, sealed: expect.stringMatching(/^v1\./) }])
     expect(JSON.stringify(rows)).not.toContain(BEARER)
     expect(JSON.stringify(rows)).not.toContain(sid)
     expect(JSON.stringify(rows)).not.toContain(session.csrf)

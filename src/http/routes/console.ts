@@ -80,6 +80,8 @@ export interface ConsoleDeps {
   origin: string
   /** Longest console session; an IAM sign-in also ends when its access token expires. */
   sessionSeconds: number
+  /** The session cookie carries Max-Age (sessionSeconds) and outlives the browser; otherwise it ends with it. */
+  persistentCookie: boolean
   /** How far back live tokens and pilots are looked for. */
   liveWindow: LiveWindow
 }
@@ -193,7 +195,9 @@ export function consoleRoutes(deps: ConsoleDeps): Hono {
     await deps.sessions.delete(getCookie(c, SESSION_COOKIE))
     const t = now()
     const { id } = await deps.sessions.create({ bearer, principal: principal.id, expiresAt: Math.min(t + deps.sessionSeconds, expiresAt ?? Infinity) }, t)
-    setCookie(c, SESSION_COOKIE, id, { ...cookie, sameSite: 'Strict', maxAge: deps.sessionSeconds })
+    // A session cookie by default (no Max-Age or Expires, RFC 6265 §4.1.2.1-2): closing the browser ends it
+    // at a shared desk. The server enforces the idle and absolute limits whatever the cookie says.
+    setCookie(c, SESSION_COOKIE, id, { ...cookie, sameSite: 'Strict', ...(deps.persistentCookie ? { maxAge: deps.sessionSeconds } : {}) })
     deps.log.info('console sign-in', { principal: principal.id, via: principal.via })
     return c.html(continuePage('/console'))
   }
