@@ -397,7 +397,7 @@ function consoleServicesFrom(config: Config, iam: IamAdapter, clock: Clock, stor
   if (c.iam_issuer !== undefined && !trusted) throw new OperatorError('ECONFIG', `admin.console.iam_issuer ${c.iam_issuer} is not one of iam.issuers`)
   const keys = new KeyStore(`${config.data_dir}/keys`)
   return {
-    ...(trusted && trusted.credentials.method !== 'none' ? { signIn: oidcSignIn(iam.discovery, trusted.config.issuer, consoleRedirectUri(config), () => clock.now()) } : {}),
+    ...(trusted && trusted.credentials.method !== 'none' ? { signIn: oidcSignIn(iam.discovery, trusted.config.issuer, consoleRedirectUri(config), () => clock.now(), c.post_logout_redirect_uri !== undefined ? { postLogoutRedirectUri: c.post_logout_redirect_uri } : {}) } : {}),
     keys: () => keyStatus(keys, config.idtoken.key, clock.now()),
     sessionSeconds: c.session_seconds,
     idleSeconds: c.idle_seconds,

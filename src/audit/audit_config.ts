@@ -98,6 +98,12 @@ export const AdminConfigSchema = z.strictObject({
     iam_issuer: z.string().min(1).optional(),
     /** Default: <issuer>/console/callback. */
     redirect_uri: z.string().url().optional(),
+    /**
+     * Where IAM sends the browser after ending its session at sign-out (RP-Initiated Logout 1.0; used only
+     * when IAM's discovery names an end_session_endpoint). Register it at IAM with the client. Default: the
+     * sign-in page beside redirect_uri, <issuer>/console/sign-in?signed-out.
+     */
+    post_logout_redirect_uri: z.string().url().optional(),
   }).prefault({}),
 }).prefault({})
 

@@ -1,11 +1,13 @@
 import { createHash, timingSafeEqual } from 'node:crypto'
-import { isSessionId, newSessionId, openBearer, sealBearer, sessionCsrf, sessionDigest } from './session_seal.ts'
+import { isSessionId, newSessionId, openSecrets, sealSecrets, sessionCsrf, sessionDigest } from './session_seal.ts'
 import type { ConsoleSessionStore } from './session_store.ts'
 
 /** A signed-in console user. The bearer is re-checked on every request, exactly as the admin API checks it. */
 export interface ConsoleSession {
   /** The credential the admin decision runs on: an IAM access token, or the bootstrap admin token. */
   bearer: string
+  /** The ID token of an IAM sign-in, for id_token_hint at sign-out (absent for the bootstrap token). */
+  idToken?: string
   /** Shown in the header and used as the audit actor. */
   principal: string
   /** Sent in every form; a POST without it is refused. */
@@ -64,7 +66,7 @@ export class ConsoleSessions {
   async create(s: Omit<ConsoleSession, 'csrf'>, now: number): Promise<{ id: string; session: ConsoleSession }> {
     const id = newSessionId()
     const idSha256 = sessionDigest(id)
-    const sealed = sealBearer(id, s.bearer, { idSha256, principal: s.principal, expiresAt: s.expiresAt })
+    const sealed = sealSecrets(id, { bearer: s.bearer, ...(s.idToken !== undefined ? { idToken: s.idToken } : {}) }, { idSha256, principal: s.principal, expiresAt: s.expiresAt })
     await this.#store.writeConsoleSession({
       action: 'create', session: { idSha256, principal: s.principal, createdAt: now, lastSeenAt: now, expiresAt: s.expiresAt, sealed }, now, max: this.#max, sweep: SWEEP_ROWS,
     })
@@ -81,8 +83,8 @@ export class ConsoleSessions {
     const row = await this.#store.readConsoleSession(idSha256)
     if (!row) return undefined
     const live = row.expiresAt > now && now - row.lastSeenAt < this.#idle
-    const bearer = live ? openBearer(id, row.sealed, { idSha256, principal: row.principal, expiresAt: row.expiresAt }) : undefined
-    if (bearer === undefined) {
+    const secrets = live ? openSecrets(id, row.sealed, { idSha256, principal: row.principal, expiresAt: row.expiresAt }) : undefined
+    if (secrets === undefined) {
       // Best effort: the session is refused either way, and the next sign-in's sweep removes what stays
       // (an idle row by its expiry; until then no request can use it, since it is idle on every replica).
       await this.#store.writeConsoleSession({ action: 'delete', idSha256 }).catch(() => {})
@@ -93,7 +95,7 @@ export class ConsoleSessions {
       // (fail closed), and a store that cannot write must not take the console's reads down with it.
       await this.#store.writeConsoleSession({ action: 'touch', idSha256, at: now }).catch(() => {})
     }
-    return { bearer, principal: row.principal, csrf: sessionCsrf(id), expiresAt: row.expiresAt }
+    return { ...secrets, principal: row.principal, csrf: sessionCsrf(id), expiresAt: row.expiresAt }
   }
 
   async delete(id: string | undefined): Promise<void> {

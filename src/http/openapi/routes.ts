@@ -266,7 +266,10 @@ function consolePages(): RouteSpec[] {
       errors: { 400: unreadableForm, 403: refused('not an admin token, or a missing or bad CSRF token'), 413: tooLarge, 429: slowDown, 503: unavailable },
     }),
     page('post', '/console/sign-out', 'consoleSignOut', 'Ends the session', {
-      responses: { 303: redirect('To the sign-in page.') },
+      responses: {
+        200: html('After an IAM sign-in, when IAM advertises end_session_endpoint: a page that moves on to it (OpenID Connect RP-Initiated Logout 1.0).'),
+        303: redirect('To the sign-in page.'),
+      },
       errors: { 400: unreadableForm, 403: refused('a missing or bad CSRF token'), 413: tooLarge },
     }),
     page('get', '/console', 'consoleOverview', 'Overview: issuance and denials over time, live tokens, the chain\'s status', signedIn('get')),
