@@ -29,16 +29,16 @@ import { certificateRoutes } from './http/routes/certificates.ts'
 import type { CertificateService } from './ca/certificate_service.ts'
 import type { VerifiedSubject } from './iam/subject.ts'
 import type { RequestLimits } from './ratelimit/request_limits.ts'
-import { systemClock } from './lib/clock.ts'
+import { systemClock, type Clock } from './lib/clock.ts'
 import { consoleRoutes } from './http/routes/console.ts'
 import { ChainStatus } from './console/chain_status.ts'
 import type { ConsoleSignIn } from './console/oidc_sign_in.ts'
-import { ConsoleSessions } from './console/sessions.ts'
+import { ConsoleSessions, DEFAULT_IDLE_SECONDS } from './console/sessions.ts'
 import type { ConsoleSessionStore } from './console/session_store.ts'
 import type { KeyStatus } from './keys/key_status.ts'
 import { policyExplainRoutes, type PolicySource } from './http/routes/policy_explain.ts'
 import { tokenRoutes, type Exchange } from './http/routes/token.ts'
-import { credentialRoutes } from './http/routes/credentials.ts'
+import { credentialRoutes, JOB_TOKEN_ROUTE } from './http/routes/credentials.ts'
 import type { CredentialServices } from './credentials/build_credentials.ts'
 import { InvalidToken } from './errors.ts'
 import type { RevocationService } from './revocation/revocation_service.ts'
@@ -62,7 +62,15 @@ export interface AppDeps {
   /** The pool CA (/v1/ca/*, /v1/certificates); absent: not mounted. Revocation by serial needs `admin` too. */
   certificates?: { service: CertificateService; verifyCaller: (bearer: string) => Promise<VerifiedSubject>; limits?: Pick<RequestLimits, 'blockedAddress' | 'noteRefused'> }
   /** The web console at /console (with `admin`); absent: not mounted. Sessions live in `sessions` (the broker store). */
-  console?: { signIn?: ConsoleSignIn; keys: () => KeyStatus; sessionSeconds: number; sessions: ConsoleSessionStore }
+  console?: {
+    signIn?: ConsoleSignIn; keys: () => KeyStatus; sessionSeconds: number; sessions: ConsoleSessionStore
+    /** Default DEFAULT_IDLE_SECONDS (console/sessions.ts). */
+    idleSeconds?: number
+    /** The session cookie outlives the browser (Max-Age: sessionSeconds); default: it does not. */
+    persistentCookie?: boolean
+    /** Default: the system clock. */
+    clock?: Clock
+  }
   /** POST /token (RFC 8693); absent: not mounted. */
   exchange?: Exchange
   /**
@@ -80,9 +88,10 @@ export function createApp(deps: AppDeps): Hono {
   app.use(requestId())
   const access = accessLog(deps.log, deps.config.log.requests)
   if (access) app.use(accessLogMiddleware(access))
-  // One 405 for every route, read from the routes registered below (RFC 9110 §15.5.6).
+  // One 405 for every route, read from the routes registered below (RFC 9110 §15.5.6). HEAD is refused too
+  // where a GET mints a token: it would be minted and audited only to be dropped.
   let methods: MethodTable | undefined
-  app.use(methodGuard(() => (methods ??= new MethodTable(app.routes)), deps.console && deps.admin ? [{ prefix: '/console', answer: methodNotAllowedPage }] : []))
+  app.use(methodGuard(() => (methods ??= new MethodTable(app.routes, { getMints: [JOB_TOKEN_ROUTE] })), deps.console && deps.admin ? [{ prefix: '/console', answer: methodNotAllowedPage }] : []))
   app.route('/', healthRoutes(deps.readiness, deps.iamStatus, deps.liveness))
   app.route('/', discoveryRoutes(brokerMetadata(deps.config.issuer, [deps.keys.scitoken.alg])))
   app.route('/', jwksRoutes(() => deps.keys.jwks))
@@ -123,9 +132,9 @@ export function createApp(deps: AppDeps): Hono {
         ...(deps.credentials ? { credentials: deps.credentials.service } : {}),
         auth: { authenticators: deps.admin.authenticators, revocations: deps.admin.revocations, limits: deps.admin.limits },
         ...(deps.console.signIn ? { signIn: deps.console.signIn } : {}),
-        sessions: new ConsoleSessions(deps.console.sessions), chain: new ChainStatus(deps.admin.audit, () => systemClock.now()),
-        keys: deps.console.keys, clock: systemClock, log: deps.log, origin: new URL(deps.config.issuer).origin,
-        sessionSeconds: deps.console.sessionSeconds, liveWindow: window,
+        sessions: new ConsoleSessions(deps.console.sessions, { idleSeconds: deps.console.idleSeconds ?? DEFAULT_IDLE_SECONDS }), chain: new ChainStatus(deps.admin.audit, () => systemClock.now()),
+        keys: deps.console.keys, clock: deps.console.clock ?? systemClock, log: deps.log, origin: new URL(deps.config.issuer).origin,
+        sessionSeconds: deps.console.sessionSeconds, persistentCookie: deps.console.persistentCookie ?? false, liveWindow: window,
       }))
     }
   }

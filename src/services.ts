@@ -74,7 +74,7 @@ export interface BrokerServices {
   /** The pool CA's certificates, when `ca init` has created the CA; absent otherwise. */
   certificates?: { service: CertificateService; verifyCaller: (bearer: string) => Promise<VerifiedSubject>; limits: RequestLimits }
   /** The web console's own services; absent when admin.console.enabled is false. */
-  console?: { signIn?: ConsoleSignIn; keys: () => KeyStatus; sessionSeconds: number; sessions: ConsoleSessionStore }
+  console?: { signIn?: ConsoleSignIn; keys: () => KeyStatus; sessionSeconds: number; idleSeconds: number; persistentCookie: boolean; sessions: ConsoleSessionStore }
   /** /readyz: audit store and keys. */
   readiness: ReadinessCheck
   /** /readyz: each IAM's reachability, reported beside readiness. */
@@ -407,9 +407,11 @@ function consoleServicesFrom(config: Config, iam: IamAdapter, clock: Clock, stor
   if (c.iam_issuer !== undefined && !trusted) throw new OperatorError('ECONFIG', `admin.console.iam_issuer ${c.iam_issuer} is not one of iam.issuers`)
   const keys = new KeyStore(`${config.data_dir}/keys`)
   return {
-    ...(trusted && trusted.credentials.method !== 'none' ? { signIn: oidcSignIn(iam.discovery, trusted.config.issuer, consoleRedirectUri(config), () => clock.now()) } : {}),
+    ...(trusted && trusted.credentials.method !== 'none' ? { signIn: oidcSignIn(iam.discovery, trusted.config.issuer, consoleRedirectUri(config), () => clock.now(), c.post_logout_redirect_uri !== undefined ? { postLogoutRedirectUri: c.post_logout_redirect_uri } : {}) } : {}),
     keys: () => keyStatus(keys, config.idtoken.key, clock.now()),
     sessionSeconds: c.session_seconds,
+    idleSeconds: c.idle_seconds,
+    persistentCookie: c.persistent_cookie,
     // In the audit store: sessions survive a restart and hold on every replica sharing its database.
     sessions: store,
   }

@@ -1,5 +1,6 @@
 import { z } from 'zod'
 import { Bool, integer, MAX_TIMER_SECONDS, seconds } from '../lib/config_values.ts'
+import { DEFAULT_IDLE_SECONDS } from '../console/sessions.ts'
 
 /**
  * `audit:` section. Environment overrides follow the usual CTB_<PATH> rule, e.g.
@@ -83,6 +84,13 @@ export const AdminConfigSchema = z.strictObject({
     enabled: Bool.default(true),
     /** Longest session; a sign-in through IAM also ends when IAM's access token expires. */
     session_seconds: seconds({ min: 60, max: 7 * 86400 }).default(8 * 3600),
+    /** A session without a request for this long is over (the server's check, not the cookie's). */
+    idle_seconds: seconds({ min: 60, max: 7 * 86400 }).default(DEFAULT_IDLE_SECONDS),
+    /**
+     * false: the session cookie has no Max-Age, so it ends when the browser does; true: it is kept for
+     * session_seconds across browser restarts (the server still ends the session when idle or at its limit).
+     */
+    persistent_cookie: Bool.default(false),
     /**
      * Sign-in through IAM: the trusted issuer (default: the first) whose `client` signs admins in with the
      * authorization code flow; that client needs the authorization_code grant and redirect_uri at IAM.
@@ -90,6 +98,12 @@ export const AdminConfigSchema = z.strictObject({
     iam_issuer: z.string().min(1).optional(),
     /** Default: <issuer>/console/callback. */
     redirect_uri: z.string().url().optional(),
+    /**
+     * Where IAM sends the browser after ending its session at sign-out (RP-Initiated Logout 1.0; used only
+     * when IAM's discovery names an end_session_endpoint). Register it at IAM with the client. Default: the
+     * sign-in page beside redirect_uri, <issuer>/console/sign-in?signed-out.
+     */
+    post_logout_redirect_uri: z.string().url().optional(),
   }).prefault({}),
 }).prefault({})
 

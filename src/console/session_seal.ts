@@ -41,28 +41,76 @@ function associatedData(b: SessionBinding): Buffer {
   return Buffer.from(JSON.stringify([b.idSha256, b.principal, b.expiresAt]))
 }
 
-export function sealBearer(id: string, bearer: string, binding: SessionBinding): string {
-  const nonce = randomBytes(NONCE_BYTES)
-  const cipher = createCipheriv('aes-256-gcm', derive(id, BEARER_INFO), nonce)
-  cipher.setAAD(associatedData(binding))
-  const body = Buffer.concat([cipher.update(bearer, 'utf8'), cipher.final()])
-  return `${FORMAT}.${Buffer.concat([nonce, body, cipher.getAuthTag()]).toString('base64url')}`
+/**
+ * What a session keeps sealed: the bearer, and for an IAM sign-in the ID token IAM issued with it (sent
+ * back to IAM as id_token_hint at sign-out, OpenID Connect RP-Initiated Logout 1.0 §2). The ID token names
+ * the admin, so it is kept as the bearer is.
+ */
+export interface SessionSecrets { bearer: string; idToken?: string }
+
+/**
+ * `v1` seals the bearer alone (what earlier brokers wrote, still opened); `v2` seals the secrets as JSON.
+ * Same key and nonce size; v2's associated data also names the format (aadOf).
+ */
+const FORMAT_SECRETS = 'v2'
+
+/**
+ * The associated data of a seal: the binding, and for v2 the format too, so a v2 body relabelled v1 (or
+ * the reverse) does not open. v1 bound the binding alone, as earlier brokers sealed it.
+ */
+function aadOf(format: string, binding: SessionBinding): Buffer {
+  return format === FORMAT ? associatedData(binding) : Buffer.concat([Buffer.from(`${format}.`), associatedData(binding)])
 }
 
-/** The bearer, or undefined when the id is not the one it was sealed under or anything was changed. */
-export function openBearer(id: string, sealed: string, binding: SessionBinding): string | undefined {
-  const dot = sealed.indexOf('.')
-  if (dot < 0 || sealed.slice(0, dot) !== FORMAT) return undefined
-  const raw = Buffer.from(sealed.slice(dot + 1), 'base64url')
+function seal(id: string, format: string, plain: string, binding: SessionBinding): string {
+  const nonce = randomBytes(NONCE_BYTES)
+  const cipher = createCipheriv('aes-256-gcm', derive(id, BEARER_INFO), nonce)
+  cipher.setAAD(aadOf(format, binding))
+  const body = Buffer.concat([cipher.update(plain, 'utf8'), cipher.final()])
+  return `${format}.${Buffer.concat([nonce, body, cipher.getAuthTag()]).toString('base64url')}`
+}
+
+function open(id: string, format: string, sealedBody: string, binding: SessionBinding): string | undefined {
+  const raw = Buffer.from(sealedBody, 'base64url')
   if (raw.length < NONCE_BYTES + TAG_BYTES) return undefined
   try {
     const decipher = createDecipheriv('aes-256-gcm', derive(id, BEARER_INFO), raw.subarray(0, NONCE_BYTES), { authTagLength: TAG_BYTES })
-    decipher.setAAD(associatedData(binding))
+    decipher.setAAD(aadOf(format, binding))
     decipher.setAuthTag(raw.subarray(raw.length - TAG_BYTES))
     return Buffer.concat([decipher.update(raw.subarray(NONCE_BYTES, raw.length - TAG_BYTES)), decipher.final()]).toString('utf8')
   } catch {
     return undefined
   }
+}
+
+/** The v1 form: the bearer alone (what earlier brokers wrote; still opened). */
+export function sealBearer(id: string, bearer: string, binding: SessionBinding): string {
+  return seal(id, FORMAT, bearer, binding)
+}
+
+/** Seals a session's secrets (v2). */
+export function sealSecrets(id: string, secrets: SessionSecrets, binding: SessionBinding): string {
+  return seal(id, FORMAT_SECRETS, JSON.stringify(secrets.idToken !== undefined ? [secrets.bearer, secrets.idToken] : [secrets.bearer]), binding)
+}
+
+/** The secrets of a v1 or v2 seal, or undefined when the id is not the one it was sealed under or anything was changed. */
+export function openSecrets(id: string, sealed: string, binding: SessionBinding): SessionSecrets | undefined {
+  const dot = sealed.indexOf('.')
+  if (dot < 0) return undefined
+  const format = sealed.slice(0, dot)
+  if (format !== FORMAT && format !== FORMAT_SECRETS) return undefined
+  const plain = open(id, format, sealed.slice(dot + 1), binding)
+  if (plain === undefined) return undefined
+  if (format === FORMAT) return { bearer: plain }
+  let parts: unknown
+  try { parts = JSON.parse(plain) } catch { return undefined }
+  if (!Array.isArray(parts) || parts.length < 1 || parts.length > 2 || !parts.every((p) => typeof p === 'string')) return undefined
+  return { bearer: parts[0] as string, ...(parts[1] !== undefined ? { idToken: parts[1] as string } : {}) }
+}
+
+/** The bearer, or undefined when the id is not the one it was sealed under or anything was changed. */
+export function openBearer(id: string, sealed: string, binding: SessionBinding): string | undefined {
+  return openSecrets(id, sealed, binding)?.bearer
 }
 
 /** The session's CSRF token: derived, never stored; knowing it does not reveal the id. */

@@ -6,10 +6,14 @@
 /** The order Allow lists methods in; the OpenAPI document (openapi/document.ts) lists them the same way. */
 export const METHOD_ORDER = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'] as const
 
-/** The methods a resource answering `methods` supports: HEAD wherever GET is (hono answers HEAD with the GET handler). */
-export function allowedMethods(methods: Iterable<string>): string[] {
+/**
+ * The methods a resource answering `methods` supports: HEAD wherever GET is (hono answers HEAD with the GET
+ * handler), unless `getMints`: a GET whose answer is a token minted and audited for it would, for HEAD,
+ * make and record a token only to drop it, so such a resource answers GET alone.
+ */
+export function allowedMethods(methods: Iterable<string>, options: { getMints?: boolean } = {}): string[] {
   const set = new Set([...methods].map((m) => m.toUpperCase()))
-  if (set.has('GET')) set.add('HEAD')
+  if (set.has('GET') && !options.getMints) set.add('HEAD')
   const known: readonly string[] = METHOD_ORDER
   return [...set].sort((a, b) => rank(known, a) - rank(known, b) || a.localeCompare(b))
 }
@@ -24,6 +28,8 @@ interface PathEntry {
   segments: Array<string | undefined>
   literals: number
   methods: Set<string>
+  /** Its GET mints a token (MethodTable's `getMints`): no HEAD. */
+  getMints: boolean
 }
 
 /** A route as hono's `app.routes` lists it; `ALL` is middleware (app.use), which serves no method of its own. */
@@ -32,14 +38,19 @@ export interface ServedRoute { method: string; path: string }
 export class MethodTable {
   readonly #entries: PathEntry[] = []
 
-  constructor(routes: Iterable<ServedRoute>) {
+  /**
+   * `getMints`: route paths (as registered, `/v1/credentials/:user/:provider/token`) whose GET mints a token;
+   * HEAD there is refused with 405 rather than run through the GET handler.
+   */
+  constructor(routes: Iterable<ServedRoute>, options: { getMints?: Iterable<string> } = {}) {
+    const mints = new Set(options.getMints ?? [])
     const byPath = new Map<string, PathEntry>()
     for (const r of routes) {
       if (r.method === 'ALL' || r.path.includes('*')) continue
       let e = byPath.get(r.path)
       if (!e) {
         const segments = r.path.split('/').map((s) => (s.startsWith(':') ? undefined : s))
-        e = { segments, literals: segments.filter((s) => s !== undefined).length, methods: new Set() }
+        e = { segments, literals: segments.filter((s) => s !== undefined).length, methods: new Set(), getMints: mints.has(r.path) }
         byPath.set(r.path, e)
         this.#entries.push(e)
       }
@@ -62,6 +73,6 @@ export class MethodTable {
       else if (e.literals === best[0]!.literals) best.push(e)
     }
     if (best.length === 0) return undefined
-    return allowedMethods(best.flatMap((e) => [...e.methods]))
+    return allowedMethods(best.flatMap((e) => [...e.methods]), { getMints: best.some((e) => e.getMints) })
   }
 }

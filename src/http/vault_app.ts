@@ -18,13 +18,16 @@ import { listParam, TokenQuery } from './routes/credentials.ts'
  * Vault does, `{"errors": [...]}`. An unknown, mismatched or revoked token is 403 "permission denied",
  * the text on which that credmon deletes the user's `.top` and `.use`.
  */
+const VAULT_READ_ROUTE = `${VAULT_CREDS_PREFIX}/:user/:provider`
+
 export function createVaultApp(deps: { store: Pick<CredentialStore, 'credentialByVaultToken'>; jobTokens: JobTokens; log: Logger }): Hono {
   const app = new Hono()
   app.use(requestId())
-  // The same 405 as the main listener's (RFC 9110 §15.5.6), answered in Vault's shape by vaultError.
+  // The same 405 as the main listener's (RFC 9110 §15.5.6), answered in Vault's shape by vaultError. The read
+  // mints and audits a token, so HEAD is among the refused methods: it would make one only to drop it.
   let methods: MethodTable | undefined
-  app.use(methodGuard(() => (methods ??= new MethodTable(app.routes))))
-  app.get(`${VAULT_CREDS_PREFIX}/:user/:provider`, async (c) => {
+  app.use(methodGuard(() => (methods ??= new MethodTable(app.routes, { getMints: [VAULT_READ_ROUTE] }))))
+  app.get(VAULT_READ_ROUTE, async (c) => {
     c.header('Cache-Control', 'no-store')
     const token = c.req.header(VAULT_TOKEN_HEADER)
     if (!token || token.length > 512) throw new AccessDenied('no Vault token')

@@ -365,6 +365,11 @@ function applyConfirmation(map: Map<string, StoredCredential>, c: CredentialConf
 /** The SQL backends' SessionWrite semantics (session_store.ts) on a staged map. */
 function applySessionWrite(map: Map<string, StoredSession>, w: SessionWrite): void {
   if (w.action === 'delete') { map.delete(w.idSha256); return }
+  if (w.action === 'touch') {
+    const cur = map.get(w.idSha256)
+    if (cur) map.set(w.idSha256, { ...cur, lastSeenAt: w.at })
+    return
+  }
   let swept = 0
   for (const [k, s] of map) if (swept < w.sweep && s.expiresAt <= w.now) { map.delete(k); swept++ }
   map.set(w.session.idSha256, { ...w.session })

@@ -22,7 +22,7 @@ import { asStoreOutage } from './store_outage.ts'
 import { MACS_STARTED, type AuditMacKey } from '../audit/record_mac.ts'
 import type { RedemptionOutcome } from './pilot_redemptions.ts'
 import { applyRenewalAsync, PILOT_RENEWALS_TABLE, renewalKey, renewalSql, type AsyncRenewalTable, type RenewalRow, type RenewOp } from './pilot_renewals.ts'
-import { CONSOLE_SESSIONS_MIGRATION, fromSessionRow, sessionWriteSql, type SessionRow, type StoredSession } from '../console/session_store.ts'
+import { CONSOLE_SESSIONS_LAST_SEEN, CONSOLE_SESSIONS_MIGRATION, fromSessionRow, sessionWriteSql, type SessionRow, type StoredSession } from '../console/session_store.ts'
 import { CONFIRMATION_READ_COLUMNS, CREDENTIAL_CONFIRMATION_COLUMNS, CREDENTIALS_MIGRATION, confirmationRow, confirmationValues, confirmSql, fromCredentialRow, nextConfirmation, registerSql, revokeSql, type CredentialRow, type CredentialWrite, type StoredCredential } from '../credentials/credential_store.ts'
 
 export interface PostgresStoreOptions {
@@ -98,6 +98,8 @@ const MIGRATIONS: readonly string[] = [
   // Renewed pilot tokens and their successors, written in the transaction that appends the renewal's record
   // (pilot_renewals.ts): how every replica, and a restarted one, tells a retry from reuse.
   PILOT_RENEWALS_TABLE('BIGINT', false),
+  // A console session's last activity, for the idle timeout (console/sessions.ts).
+  `ALTER TABLE console_sessions ADD COLUMN IF NOT EXISTS ${CONSOLE_SESSIONS_LAST_SEEN[0]} ${CONSOLE_SESSIONS_LAST_SEEN[1]};`,
 ]
 
 // Any constant works; it only has to be the same in every replica.

@@ -17,7 +17,7 @@ import {
   CONFIRMATION_READ_COLUMNS, CREDENTIAL_CONFIRMATION_COLUMNS, CREDENTIALS_MIGRATION, confirmationRow, confirmationValues, confirmSql, nextConfirmation,
   registerSql, revokeSql, type CredentialRow,
 } from '../credentials/credential_store.ts'
-import { CONSOLE_SESSIONS_MIGRATION, sessionWriteSql, type SessionWrite } from '../console/session_store.ts'
+import { CONSOLE_SESSIONS_LAST_SEEN, CONSOLE_SESSIONS_MIGRATION, sessionWriteSql, type SessionWrite } from '../console/session_store.ts'
 import { INITIAL_GENERATION, type IssuanceHorizons, type NewRevocation, type Revocation } from '../revocation/revocation.ts'
 import { horizonsFromRows, HorizonTracker, raiseHorizonSql, revocationUntil, seedHorizonsSql, seedMarkTableSql } from './issuance_horizon.ts'
 import { checkpointEventBody, eventRow, revocationEventBody } from './appended_rows.ts'
@@ -115,6 +115,13 @@ const MIGRATIONS: ReadonlyArray<string | ((db: DatabaseSync) => void)> = [
   // Renewed pilot tokens and their successors, written in the transaction that appends the renewal's record
   // (pilot_renewals.ts): how every process on the file, and a restarted one, tells a retry from reuse.
   PILOT_RENEWALS_TABLE('INTEGER', true),
+  // A console session's last activity, for the idle timeout (console/sessions.ts). SQLite has no ADD COLUMN
+  // IF NOT EXISTS: the step adds it when missing.
+  (db) => {
+    const [name] = CONSOLE_SESSIONS_LAST_SEEN
+    const have = (db.prepare('PRAGMA table_info(console_sessions)').all() as Array<{ name: string }>).some((c) => c.name === name)
+    if (!have) db.exec(`ALTER TABLE console_sessions ADD COLUMN ${name} INTEGER`)
+  },
 ]
 
 /**

@@ -21,10 +21,13 @@ function concrete(template: string): string {
   return template.replace(/\{(\w+)\}/g, (_, name: string) => ({ id: '1', seq: '1', serial: '01', user: 'alice', provider: 'scitokens' }[name] ?? 'x'))
 }
 
-/** The methods a path answers, read from the OpenAPI document alone: its operations, and HEAD beside GET. */
+/**
+ * The methods a path answers, read from the OpenAPI document alone: its operations, and HEAD beside GET
+ * unless its GET mints a token (then the document's x-other-methods names an Allow without HEAD).
+ */
 function supportedFromDocument(item: Record<string, unknown>): Set<string> {
   const out = new Set(OPERATION_KEYS.filter((k) => item[k] !== undefined).map((k) => k.toUpperCase()))
-  if (out.has('GET')) out.add('HEAD')
+  if (out.has('GET') && !(item.get as { 'x-get-mints'?: boolean })['x-get-mints']) out.add('HEAD')
   return out
 }
 
@@ -83,6 +86,14 @@ describe('what is not a wrong method', () => {
     expect(head.status).toBe(get.status)
     expect(head.headers.get('content-type')).toBe(get.headers.get('content-type'))
     expect(await head.text()).toBe('')
+  })
+
+  it('HEAD at the job-token read, whose GET mints, is 405 with Allow: GET; the document says so', async () => {
+    const item = doc.paths['/v1/credentials/{user}/{provider}/token']!
+    expect((item.get as Record<string, unknown>)['x-get-mints']).toBe(true)
+    const refusal = (item['x-other-methods'] as { responses: Record<string, { headers: Record<string, { schema: { const: string } }> }> }).responses['405']!
+    expect(refusal.headers.Allow!.schema.const).toBe('GET')
+    expect(wrongMethods.some((w) => w.path === '/v1/credentials/{user}/{provider}/token' && w.method === 'HEAD')).toBe(true)
   })
 
   it('a concrete path is not taken for a templated one: DELETE /v1/revocations/condor is 405, Allow: GET, HEAD', async () => {

@@ -13,7 +13,7 @@ export function consoleSessionStoreContract(name: string, open: () => Promise<Br
     afterEach(async () => { await store?.close(); store = undefined })
 
     const row = (n: number, over: Partial<StoredSession> = {}): StoredSession => ({
-      idSha256: `digest-${String(n).padStart(4, '0')}`, principal: `https://iam.example.org/,user-${n}`, createdAt: 1000 + n, expiresAt: 5000 + n, sealed: `v1.sealed-${n}`, ...over,
+      idSha256: `digest-${String(n).padStart(4, '0')}`, principal: `https://iam.example.org/,user-${n}`, createdAt: 1000 + n, lastSeenAt: 1000 + n, expiresAt: 5000 + n, sealed: `v1.sealed-${n}`, ...over,
     })
     const create = (s: BrokerStore, session: StoredSession, now = 1000, max = 1000, sweep = 100) =>
       s.writeConsoleSession({ action: 'create', session, now, max, sweep })
@@ -34,6 +34,20 @@ export function consoleSessionStoreContract(name: string, open: () => Promise<Br
       await s.writeConsoleSession({ action: 'delete', idSha256: 'digest-none' })
       expect((await s.query({ limit: 10 })).records).toEqual([])
       expect(await s.verify()).toMatchObject({ ok: true, records: 0 })
+    })
+
+    it('records activity on a session (touch) without changing anything else, and never brings a deleted one back', async () => {
+      const s = store = await open()
+      await create(s, row(1))
+      await create(s, row(2))
+      await s.writeConsoleSession({ action: 'touch', idSha256: row(1).idSha256, at: 1500 })
+      expect(await s.readConsoleSession(row(1).idSha256)).toEqual({ ...row(1), lastSeenAt: 1500 })
+      expect(await s.readConsoleSession(row(2).idSha256)).toEqual(row(2))
+      // A touch racing a sign-out on another replica: the row stays gone.
+      await s.writeConsoleSession({ action: 'delete', idSha256: row(2).idSha256 })
+      await s.writeConsoleSession({ action: 'touch', idSha256: row(2).idSha256, at: 1600 })
+      expect(await s.readConsoleSession(row(2).idSha256)).toBeUndefined()
+      expect((await s.query({ limit: 10 })).records).toEqual([])
     })
 
     it('sweeps at most `sweep` expired rows per sign-in, never a live one', async () => {

@@ -7,7 +7,7 @@
  * Everything goes through `globalThis.fetch`, which msw patches; `onUnhandledFrame: 'error'` (msw 3's name for onUnhandledRequest) means no
  * request can reach the network.
  */
-import { randomBytes, randomUUID } from 'node:crypto'
+import { createHash, randomBytes, randomUUID } from 'node:crypto'
 import { exportJWK, exportPKCS8, exportSPKI, generateKeyPair, jwtVerify, SignJWT, type CryptoKey, type JWK, type JWTPayload } from 'jose'
 import { delay, http, HttpResponse } from 'msw'
 import { setupServer, type SetupServer } from 'msw/node'
@@ -99,6 +99,16 @@ export class TestIam {
   /** Users IAM has suspended or removed, by `sub`: their refresh tokens are refused (`invalid_grant`). */
   suspended = new Set<string>()
 
+  /**
+   * OpenID Connect RP-Initiated Logout 1.0: when set, discovery advertises `end_session_endpoint` at
+   * `<base>/logout` (INDIGO IAM's MITREid base names it so; whether an IAM advertises it depends on its version).
+   */
+  endSession = false
+  /** Authorization codes handed out by issueCode, redeemable once at the token endpoint. */
+  readonly #codes = new Map<string, { sub: string; nonce: string; codeChallenge: string; redirectUri: string; claims: Record<string, unknown> }>()
+  /** ID tokens the token endpoint answered codes with, for assertions on id_token_hint. */
+  idTokens: string[] = []
+
   /** Access tokens this IAM "holds in its token store" (exchange and introspection only know these). */
   readonly #issued = new Map<string, JWTPayload>()
   /** Live refresh tokens → grant. */
@@ -163,6 +173,18 @@ export class TestIam {
     return token
   }
 
+  /**
+   * What IAM's /authorize does once the user has signed in: a one-time code for `sub`, bound to the
+   * authorization request's nonce, PKCE challenge (S256) and redirect URI (OpenID Connect Core §3.1.2;
+   * RFC 7636 §4.6). `claims` go into the access token.
+   */
+  issueCode(authorizeUrl: URL, sub: string, claims: Record<string, unknown> = {}): string {
+    const q = authorizeUrl.searchParams
+    const code = randomBytes(16).toString('base64url')
+    this.#codes.set(code, { sub, nonce: q.get('nonce') ?? '', codeChallenge: q.get('code_challenge') ?? '', redirectUri: q.get('redirect_uri') ?? '', claims })
+    return code
+  }
+
   /** An opaque (non-JWT) access token this IAM knows, with the given claims for introspection. */
   mintOpaque(claims: Record<string, unknown> = {}): string {
     const now = this.now()
@@ -200,6 +222,7 @@ export class TestIam {
       scopes_supported: ['openid', 'offline_access', 'wlcg', 'compute.read', 'compute.create', 'compute.modify', 'compute.cancel'],
       response_types_supported: ['code'],
       subject_types_supported: ['public'],
+      ...(this.endSession ? { end_session_endpoint: `${this.base}/logout` } : {}),
     }
   }
 
@@ -292,6 +315,8 @@ export class TestIam {
       sub = String(subject.sub)
       subjectGroups = (subject as Record<string, unknown>)['wlcg.groups']
       offline = requested.includes('offline_access')
+    } else if (grantType === 'authorization_code') {
+      return this.#redeemCode(body)
     } else if (grantType === 'refresh_token') {
       const rt = body.get('refresh_token') ?? ''
       const grant = this.#refreshTokens.get(rt)
@@ -320,6 +345,22 @@ export class TestIam {
       r.refresh_token = rt
     }
     return HttpResponse.json(r)
+  }
+
+  /** RFC 6749 §4.1.3 with PKCE (RFC 7636 §4.6): the access token and an ID token (OpenID Connect Core §3.1.3.3). */
+  async #redeemCode(body: URLSearchParams): Promise<Response> {
+    const code = this.#codes.get(body.get('code') ?? '')
+    this.#codes.delete(body.get('code') ?? '')
+    const verifier = body.get('code_verifier') ?? ''
+    if (!code || code.redirectUri !== body.get('redirect_uri') || createHash('sha256').update(verifier).digest('base64url') !== code.codeChallenge) {
+      return HttpResponse.json({ error: 'invalid_grant', error_description: 'Invalid authorization code' }, { status: 400 })
+    }
+    const now = this.now()
+    const accessToken = await this.mint({ sub: code.sub, scope: 'openid profile wlcg.groups', client_id: this.brokerClientId, ...code.claims })
+    const idToken = await new SignJWT({ iss: this.discoveryIssuer, sub: code.sub, aud: this.brokerClientId, nonce: code.nonce, iat: now, exp: now + 3600 })
+      .setProtectedHeader({ alg: this.signingKey.alg, kid: this.signingKey.kid }).sign(this.signingKey.privateKey)
+    this.idTokens.push(idToken)
+    return HttpResponse.json({ access_token: accessToken, token_type: 'Bearer', expires_in: 3600, scope: 'openid profile wlcg.groups', id_token: idToken })
   }
 
   async #issue(sub: string, scopes: string[], aud: string[], grantGroups?: unknown): Promise<Record<string, unknown>> {

@@ -165,6 +165,17 @@ describe('credentials section', () => {
   })
 })
 
+describe('admin.console session limits', () => {
+  it('defaults to a 30-minute idle timeout, 8 hours at most, and a cookie that ends with the browser', () => {
+    expect(loadConfig({ env: {} }).admin.console).toMatchObject({ session_seconds: 8 * 3600, idle_seconds: 1800, persistent_cookie: false })
+  })
+  it('takes idle_seconds as a duration and persistent_cookie as a boolean; refuses an idle timeout under a minute', () => {
+    const c = loadConfig({ file: yamlFile('admin:\n  console:\n    idle_seconds: 15m\n    persistent_cookie: true\n'), env: {} })
+    expect(c.admin.console).toMatchObject({ idle_seconds: 900, persistent_cookie: true })
+    expect(() => loadConfig({ file: yamlFile('admin:\n  console:\n    idle_seconds: 10s\n'), env: {} })).toThrow(/idle_seconds/)
+  })
+})
+
 describe('config/broker.example.yaml', () => {
   it('is a valid configuration that documents every top-level section', () => {
     const c = loadConfig({ file: 'config/broker.example.yaml', env: {} })

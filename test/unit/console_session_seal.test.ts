@@ -2,7 +2,7 @@
 // changed in any way fails closed (the browser is signed out, the row removed).
 import { createHash, randomBytes } from 'node:crypto'
 import { describe, expect, it } from 'vitest'
-import { openBearer, sealBearer, sessionCsrf, sessionDigest } from '../../src/console/session_seal.ts'
+import { openBearer, openSecrets, sealBearer, sealSecrets, sessionCsrf, sessionDigest } from '../../src/console/session_seal.ts'
 import { ConsoleSessions } from '../../src/console/sessions.ts'
 import { MemoryStore } from '../../src/storage/memory_store.ts'
 
@@ -50,13 +50,37 @@ describe('sealing a session bearer under the session id', () => {
   })
 })
 
+describe('sealing the ID token beside the bearer (v2)', () => {
+  const ID_TOKEN = 'eyJhbGciOiJSUzI1NiJ9.id-token-of-alice.signature'
+  it('opens both with the id, neither without it; the ID token does not show in the seal', () => {
+    const sid = id()
+    const binding = { idSha256: sessionDigest(sid), principal: 'alice', expiresAt: NOW + 3600 }
+    const sealed = sealSecrets(sid, { bearer: BEARER, idToken: ID_TOKEN }, binding)
+    expect(sealed.startsWith('v2.')).toBe(true)
+    expect(Buffer.from(sealed.slice(3), 'base64url').toString('latin1')).not.toContain('id-token-of-alice')
+    expect(openSecrets(sid, sealed, binding)).toEqual({ bearer: BEARER, idToken: ID_TOKEN })
+    expect(openSecrets(id(), sealed, binding)).toBeUndefined()
+    expect(openSecrets(sid, sealed, { ...binding, principal: 'mallory' })).toBeUndefined()
+  })
+  it('still opens the v1 seals of earlier brokers (bearer only), and not a seal relabelled to the other format', () => {
+    const sid = id()
+    const binding = { idSha256: sessionDigest(sid), principal: 'alice', expiresAt: NOW + 3600 }
+    const v1 = sealBearer(sid, BEARER, binding)
+    expect(openSecrets(sid, v1, binding)).toEqual({ bearer: BEARER })
+    expect(openSecrets(sid, `v2.${v1.slice(3)}`, binding)).toBeUndefined()
+    const v2 = sealSecrets(sid, { bearer: BEARER }, binding)
+    expect(openSecrets(sid, v2, binding)).toEqual({ bearer: BEARER })
+    expect(openSecrets(sid, `v1.${v2.slice(3)}`, binding)).toBeUndefined()
+  })
+})
+
 describe('console sessions over the store', () => {
   it('keeps only the digest, the principal, the expiry and the sealed bearer; the cookie id brings the bearer back', async () => {
     const store = new MemoryStore()
     const sessions = new ConsoleSessions(store)
     const { id: sid, session } = await sessions.create({ bearer: BEARER, principal: 'alice', expiresAt: NOW + 3600 }, NOW)
     const rows = [...store.rawSessions().values()]
-    expect(rows).toEqual([{ idSha256: sessionDigest(sid), principal: 'alice', createdAt: NOW, expiresAt: NOW + 3600, sealed: expect.stringMatching(/^v1\./) }])
+    expect(rows).toEqual([{ idSha256: sessionDigest(sid), principal: 'alice', createdAt: NOW, lastSeenAt: NOW, expiresAt: NOW + 3600, sealed: expect.stringMatching(/^v2\./) }])
     expect(JSON.stringify(rows)).not.toContain(BEARER)
     expect(JSON.stringify(rows)).not.toContain(sid)
     expect(JSON.stringify(rows)).not.toContain(session.csrf)

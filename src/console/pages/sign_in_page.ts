@@ -29,3 +29,13 @@ export function continuePage(to: string): string {
   return `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="0;url=${to}"><title>Signed in</title></head>` +
     `<body><p>Signed in. <a href="${to}">Continue to the console</a>.</p></body></html>`
 }
+
+/**
+ * After sign-out, on to IAM's end-session endpoint (a URL IAM's discovery named, with our parameters): a
+ * page of our own refreshes there, since a redirect of the sign-out form post to another origin would fall
+ * under the console's CSP form-action 'self'. The URL is escaped as any attribute value.
+ */
+export function leavingPage(to: string): string {
+  return html`<!doctype html><html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="0;url=${to}"><title>Signed out</title></head>
+<body><p>Signed out of the console. <a href="${to}">Sign out at IAM as well</a>.</p></body></html>`.value
+}

@@ -86,6 +86,7 @@ function operation(route: RouteSpec): Json {
     ...(route.description ? { description: route.description } : {}),
     tags: route.tags,
     security: route.security ? [{ [SECURITY_SCHEME[route.security]]: [] }] : [],
+    ...(route.getMints ? { 'x-get-mints': true } : {}),
     ...(parameters.length > 0 ? { parameters } : {}),
     ...(route.body ? {
       requestBody: {
@@ -99,10 +100,10 @@ function operation(route: RouteSpec): Json {
 
 /**
  * Every other method at a path: 405 with Allow (middleware/method_guard.ts), before any authentication;
- * for a console page, the console's HTML page.
+ * for a console page, the console's HTML page. HEAD is one of them where the GET mints a token.
  */
 function otherMethods(path: string, own: readonly RouteSpec[]): Json {
-  const allow = allowedMethods(own.map((r) => r.method))
+  const allow = allowedMethods(own.map((r) => r.method), { getMints: own.some((r) => r.getMints) })
   const console = own.some((r) => r.mount === 'console')
   const refusal: ResponseSpec = console
     ? { description: 'A page saying which methods this page answers.', content: { 'text/html': z.string() }, headers: { 'Cache-Control': CACHE_CONTROL_NO_STORE, Allow: allowHeader(allow) } }

@@ -55,6 +55,11 @@ export interface RouteSpec {
   params?: z.ZodObject
   query?: z.ZodObject
   body?: { contentType: string; schema: z.ZodType; required: boolean }
+  /**
+   * A GET whose answer is a token minted (or refreshed at IAM) and audited: the path takes no HEAD (405),
+   * shown as `x-get-mints: true` on the operation and in the Allow of x-other-methods (method_table.ts).
+   */
+  getMints?: true
   responses: Partial<Record<200 | 201 | 303, ResponseSpec>>
   /**
    * A description: the OAuth error object with the headers oauthErrorReply adds for that status (headers.ts

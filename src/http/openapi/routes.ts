@@ -266,7 +266,10 @@ function consolePages(): RouteSpec[] {
       errors: { 400: unreadableForm, 403: refused('not an admin token, or a missing or bad CSRF token'), 413: tooLarge, 429: slowDown, 503: unavailable },
     }),
     page('post', '/console/sign-out', 'consoleSignOut', 'Ends the session', {
-      responses: { 303: redirect('To the sign-in page.') },
+      responses: {
+        200: html('After an IAM sign-in, when IAM advertises end_session_endpoint: a page that moves on to it (OpenID Connect RP-Initiated Logout 1.0).'),
+        303: redirect('To the sign-in page.'),
+      },
       errors: { 400: unreadableForm, 403: refused('a missing or bad CSRF token'), 413: tooLarge },
     }),
     page('get', '/console', 'consoleOverview', 'Overview: issuance and denials over time, live tokens, the chain\'s status', signedIn('get')),
@@ -307,8 +310,8 @@ function credentialRoutes(): RouteSpec[] {
     {
       method: 'get', path: '/v1/credentials/{user}/{provider}/token', mount: 'credentials', operationId: 'jobToken', tags: ['credentials'], security: 'credd',
       summary: 'A fresh access token for one user\'s jobs (our credmon calls this)',
-      description: 'The bearer is the access point\'s credd IDTOKEN issued by this broker. A cached token with at least minimum_seconds left is reused; concurrent requests share one refresh.',
-      params: userProvider, query: TokenQuery,
+      description: 'The bearer is the access point\'s credd IDTOKEN issued by this broker. A cached token with at least minimum_seconds left is reused; concurrent requests share one refresh. HEAD is refused (405, Allow: GET): its answer would be a token made and audited only to be dropped.',
+      params: userProvider, query: TokenQuery, getMints: true,
       responses: { 200: { description: 'The job token.', content: json(z.object({ access_token: z.string(), token_type: z.literal('Bearer'), expires_in: z.number().int(), scope: z.string() })), headers: NO_STORE_HEADERS } },
       errors: {
         ...credentialError,

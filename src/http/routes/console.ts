@@ -13,7 +13,7 @@ import { credentialsPage, type CredentialRevokeForm } from '../../console/pages/
 import { overviewPage } from '../../console/pages/overview_page.ts'
 import { pilotsPage } from '../../console/pages/pilots_page.ts'
 import { recordPage, SEARCH_FIELDS, searchPage, type SearchForm } from '../../console/pages/search_page.ts'
-import { continuePage, messagePage, signInPage } from '../../console/pages/sign_in_page.ts'
+import { continuePage, leavingPage, messagePage, signInPage } from '../../console/pages/sign_in_page.ts'
 import { PENDING_SECONDS, sameToken, type ConsoleSessions, type PendingSignIn } from '../../console/sessions.ts'
 import { parseProvider, parseUser } from '../../contract/job_credentials.ts'
 import { credentialActivity } from '../../credentials/credential_activity.ts'
@@ -80,6 +80,8 @@ export interface ConsoleDeps {
   origin: string
   /** Longest console session; an IAM sign-in also ends when its access token expires. */
   sessionSeconds: number
+  /** The session cookie carries Max-Age (sessionSeconds) and outlives the browser; otherwise it ends with it. */
+  persistentCookie: boolean
   /** How far back live tokens and pilots are looked for. */
   liveWindow: LiveWindow
 }
@@ -152,7 +154,7 @@ export function consoleRoutes(deps: ConsoleDeps): Hono {
     const address = clientAddress(c).clientAddress
     const blocked = deps.auth.limits?.blockedAddress(address)
     if (blocked) return tooManyPage(c, blocked)
-    let tokens: { accessToken: string; expiresAt?: number }
+    let tokens: { accessToken: string; expiresAt?: number; idToken?: string }
     try {
       tokens = await deps.signIn.finish(new URL(c.req.url).searchParams, { ...pending, state })
     } catch (err) {
@@ -161,7 +163,7 @@ export function consoleRoutes(deps: ConsoleDeps): Hono {
       if (!iamTrouble(err)) deps.auth.limits?.noteRefused(address)
       return c.html(messagePage('Sign-in failed', 'The sign-in could not be completed at IAM; start again.'), 400)
     }
-    return startSession(c, tokens.accessToken, tokens.expiresAt)
+    return startSession(c, tokens.accessToken, tokens.expiresAt, tokens.idToken)
   })
 
   app.post('/console/sign-in/token', async (c) => {
@@ -177,7 +179,7 @@ export function consoleRoutes(deps: ConsoleDeps): Hono {
   })
 
   /** Admits the bearer exactly as the admin API would, then opens a session. */
-  async function startSession(c: Context, bearer: string, expiresAt: number | undefined) {
+  async function startSession(c: Context, bearer: string, expiresAt: number | undefined, idToken?: string) {
     let principal
     try {
       principal = await authenticateAdmin(bearer, deps.auth, clientAddress(c).clientAddress)
@@ -192,8 +194,10 @@ export function consoleRoutes(deps: ConsoleDeps): Hono {
     // earlier cookie (another admin's at a shared desk, or one copied before) valid for its full term.
     await deps.sessions.delete(getCookie(c, SESSION_COOKIE))
     const t = now()
-    const { id } = await deps.sessions.create({ bearer, principal: principal.id, expiresAt: Math.min(t + deps.sessionSeconds, expiresAt ?? Infinity) }, t)
-    setCookie(c, SESSION_COOKIE, id, { ...cookie, sameSite: 'Strict', maxAge: deps.sessionSeconds })
+    const { id } = await deps.sessions.create({ bearer, ...(idToken !== undefined ? { idToken } : {}), principal: principal.id, expiresAt: Math.min(t + deps.sessionSeconds, expiresAt ?? Infinity) }, t)
+    // A session cookie by default (no Max-Age or Expires, RFC 6265 §4.1.2.1-2): closing the browser ends it
+    // at a shared desk. The server enforces the idle and absolute limits whatever the cookie says.
+    setCookie(c, SESSION_COOKIE, id, { ...cookie, sameSite: 'Strict', ...(deps.persistentCookie ? { maxAge: deps.sessionSeconds } : {}) })
     deps.log.info('console sign-in', { principal: principal.id, via: principal.via })
     return c.html(continuePage('/console'))
   }
@@ -205,6 +209,9 @@ export function consoleRoutes(deps: ConsoleDeps): Hono {
   // Not behind the admin check: ending a session must not wait for IAM (unreachable, or the admin grant
   // gone), or the session would outlive the sign-out and be honoured again once IAM answers. The origin and
   // the session's CSRF token still guard it, so no other site can sign an admin out.
+  // The console session ends first; then, for an IAM sign-in whose IAM advertises end_session_endpoint, the
+  // browser goes on to end its IAM session too (OpenID Connect RP-Initiated Logout 1.0). If IAM cannot be
+  // asked, the console's own sign-out stands, as before.
   app.post('/console/sign-out', async (c) => {
     const id = getCookie(c, SESSION_COOKIE)
     const live = await deps.sessions.get(id, now())
@@ -213,8 +220,23 @@ export function consoleRoutes(deps: ConsoleDeps): Hono {
       await deps.sessions.delete(id)
     }
     deleteCookie(c, SESSION_COOKIE, { path: '/', secure: true })
+    const atIam = live?.idToken !== undefined ? await iamSignOut(live.idToken) : undefined
+    // A page that moves on, not a redirect: browsers hold a form post redirected to another origin to the
+    // page's CSP form-action ('self'), and would stop it.
+    if (atIam) return c.html(leavingPage(atIam))
     return c.redirect('/console/sign-in?signed-out', 303)
   })
+
+  /** IAM's end-session URL for this ID token, or undefined (no endpoint advertised, IAM unreachable). */
+  async function iamSignOut(idToken: string): Promise<string | undefined> {
+    if (!deps.signIn?.endSession) return undefined
+    try {
+      return await deps.signIn.endSession(idToken)
+    } catch (err) {
+      deps.log.warn('console sign-out: IAM logout could not be prepared; signed out of the console only', { err })
+      return undefined
+    }
+  }
 
   app.get('/console', async (c) => {
     const bucket = c.req.query('bucket') === 'day' ? 'day' : 'hour'

@@ -54,6 +54,9 @@ export function listParam(v: string | undefined): string[] | undefined {
  * Users' job credentials: registration (bearer = the user's IAM token), the token endpoint our credmon
  * calls (bearer = the credd's broker-issued IDTOKEN), and admin listing and revocation.
  */
+/** The job-token read: its GET refreshes or mints a token and audits it, so it takes no HEAD (method_table.ts). */
+export const JOB_TOKEN_ROUTE = `${CREDENTIALS_PATH}/:user/:provider/token`
+
 export function credentialRoutes(deps: CredentialRouteDeps): Hono {
   const app = new Hono()
 
@@ -81,7 +84,7 @@ export function credentialRoutes(deps: CredentialRouteDeps): Hono {
     return c.json(res, 201)
   })
 
-  app.get(`${CREDENTIALS_PATH}/:user/:provider/token`, async (c) => {
+  app.get(JOB_TOKEN_ROUTE, async (c) => {
     const credd = authenticateCredd(bearerOf(c), deps.credd)
     const { user, provider } = names(c)
     const q = TokenQuery.safeParse(singleValuedQuery(c))
