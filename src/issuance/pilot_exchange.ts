@@ -139,7 +139,9 @@ async function enrol(form: TokenRequestForm, ctx: RequestContext, deps: PilotExc
   }
   const blocked = deps.revocations.blockedCaller(subject)
   if (blocked !== undefined) throw new UnauthorizedClient(blocked)
-  const d = decideEnrolment(deps.policy.current, {
+  // One policy for the decision and the answer: a reload while the record commits must not change either.
+  const policy = deps.policy.current
+  const d = decideEnrolment(policy, {
     subject, role: parsed.role, count,
     ...(parsed.params.site !== undefined ? { site: parsed.params.site } : {}),
     ...(parsed.lifetime !== undefined ? { lifetime: parsed.lifetime } : {}),
@@ -155,6 +157,10 @@ async function enrol(form: TokenRequestForm, ctx: RequestContext, deps: PilotExc
     jti: newJti(now), iss: subject.iss, sub: subject.sub, ...(subject.client_id !== undefined ? { client_id: subject.client_id } : {}), rule: d.ruleId, ctb_role: d.role,
     ctb_gen: deps.revocations.generationOf(d.role), ctb_site: d.site, count: d.count, iat: now, exp: now + d.lifetime,
   }
+  // What its pilots will be called, so provisioning admits exactly this enrolment's pilots (docs/provisioning.md).
+  const g = pilotGrantOf(policy, d.ruleId, d.role, d.site)
+  if (!g) throw new TypeError(`rule ${d.ruleId} allowed an enrolment for site ${d.site} without its pilot grant`)
+  const identity = pilotIdentityPattern(g.pilot.identity, { site: d.site, enrolment: claims.jti })
   const credential = mintEnrolmentCredential(claims, deps.enrolmentKey)
   if (credential.length > MAX_ENROLMENT_CREDENTIAL_BYTES) throw new TypeError('an enrolment credential outgrew its wire limit')
   await deps.store.record({
@@ -164,9 +170,6 @@ async function enrol(form: TokenRequestForm, ctx: RequestContext, deps: PilotExc
     tokenSha256: hash('sha256', credential, 'hex'), policyRule: d.ruleId, decision: 'allow', site: d.site,
     detail: { gen: claims.ctb_gen, pilotCount: d.count },
   })
-  // What its pilots will be called, so provisioning admits exactly this enrolment's pilots (docs/provisioning.md).
-  const g = pilotGrantOf(deps.policy.current, d.ruleId, d.role, d.site)!
-  const identity = pilotIdentityPattern(g.pilot.identity, { site: d.site, enrolment: claims.jti })
   return { access_token: credential, issued_token_type: PILOT_ENROLMENT_TOKEN_TYPE, token_type: 'N_A', expires_in: d.lifetime, scope: '', [PILOT_IDENTITY_FIELD]: identity }
 }
 

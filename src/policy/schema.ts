@@ -237,8 +237,21 @@ function checkPilotIdentityShape(parts: readonly TemplatePart[]): string | undef
       return `a pilot identity's {${field}} must come once, before {slurm_job_id} and {node}, and be followed by one of ${PILOT_IDENTITY_SEPARATORS.split('').join(' ')}, or an ALLOW entry for one group admits another's pilots: ${PILOT_IDENTITY_FIX}`
     }
   }
+  // What render's entry needs besides (condor_config.ts pilotAllowEntryOf), so a policy that loads can be provisioned:
+  // the entry's `*` starts where the job and node do, after a field end; and an ALLOW list splits names at commas and
+  // spaces, reads `*` as its wildcard and `/` as the host part. (`"` `\` `$`, which no revocation can carry, are
+  // refused at redemption, with the identity's length: pilot_exchange.ts.)
+  const bad = parts.find((p) => 'literal' in p && UNLISTABLE.test(p.literal))
+  if (bad) return `a pilot identity cannot hold ${JSON.stringify((bad as { literal: string }).literal.match(UNLISTABLE)![0])}: an ALLOW list cannot name it`
+  const before = parts[firstPerPilot - 1]
+  if (before === undefined || !('literal' in before) || !PILOT_IDENTITY_SEPARATORS.includes(before.literal.at(-1)!)) {
+    return `a pilot identity's {${(parts[firstPerPilot] as { placeholder: string }).placeholder}} must follow one of ${PILOT_IDENTITY_SEPARATORS.split('').join(' ')} directly, where a collector's ALLOW entry for the group puts its *: ${PILOT_IDENTITY_FIX}`
+  }
   return undefined
 }
+
+/** Characters a pilot identity's literal text may not hold (checkPilotIdentityShape). */
+const UNLISTABLE = /[*,\s/]/
 
 function checkPilotGrant(g: Grant, levels: readonly AuthzLevel[], issue: Issue): void {
   const p = g.pilot!

@@ -163,6 +163,9 @@ export interface TokenApp {
   refusals: RefusalTally
   transport: Transport
   config: Config
+  /** The policy in force, and the file it reads (reload() after rewriting it, as SIGHUP does). */
+  policy: PolicyHolder
+  policyFile: string
   /** The metrics GET /metrics shows, wired as services.ts wires them. */
   metrics: BrokerMetrics
   /** POST /token with a form-encoded body; array values become repeated parameters. */
@@ -304,6 +307,7 @@ export async function useTokenApp(options: { env?: NodeJS.ProcessEnv; clock?: Cl
     : async (path: string, init: RequestInit) => app.request(path, init)
   return {
     app, iam, msw, store, revocations, audit, refusals, transport: TRANSPORT, config, metrics, request,
+    policy, policyFile: join(policyDir, 'federation.yaml'),
     post(form, headers = {}) {
       return request('/token', { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers }, body: encodeForm(form) })
     },
