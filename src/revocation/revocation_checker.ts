@@ -54,10 +54,11 @@ export class RevocationSnapshot implements RevocationChecker, IssuanceBlocks, Ca
   /** When the entries were read from the store (epoch seconds). */
   readonly readAt: number
 
-  constructor(revocations: readonly Revocation[], roleGenerations: ReadonlyMap<string, number>, now: number) {
+  /** `readAt` differs from `now` only for entries applied from memory after a commit whose re-read failed. */
+  constructor(revocations: readonly Revocation[], roleGenerations: ReadonlyMap<string, number>, now: number, readAt = now) {
     const { jtis, subs, sites, clients, atIssuer, pilotJobs } = activeCutoffs(revocations, now)
     this.#entries = revocations.filter((r) => inForce(r, now))
-    this.readAt = now
+    this.readAt = readAt
     this.#callerEntries = revocations.filter((r) => (r.kind === 'sub' || r.kind === 'client') && inForce(r, now)).sort((a, b) => a.id - b.id)
     this.#pilotJobs = pilotJobs
     this.#atIssuer = atIssuer

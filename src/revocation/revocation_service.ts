@@ -321,7 +321,7 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks, Cal
     // row before that read left an entry answered as made and never enforced.
     this.#held.set(heldKey(rev), rev)
     if (rev.kind === 'role' && rev.gen !== undefined) this.#heldGenerations.set(rev.value, Math.max(rev.gen, this.#heldGenerations.get(rev.value) ?? 0))
-    await this.refresh()
+    await this.#refreshAfterCommit(`revocation ${rev.id} (${rev.kind} ${JSON.stringify(rev.value)}) committed`)
     return rev
   }
 
@@ -344,8 +344,31 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks, Cal
     const lifted = await this.#deps.store.lift({ id, liftedAt: now, liftedBy: actor.principal }, event)
     if (!lifted) throw new NotFound(`revocation ${id} was already lifted`)
     this.#deps.committed?.()
-    await this.refresh()
+    // Let go of it as a refresh would on finding it lifted: not enforced from here on, and not missed by the
+    // next read (an entry dropped from #held is not compared with the table). Keyed by the whole entry, so
+    // another entry holding the same id (a deleted row's id reused) stays held.
+    this.#held.delete(heldKey(lifted))
+    await this.#refreshAfterCommit(`the lift of revocation ${id} (${lifted.kind} ${JSON.stringify(lifted.value)}) committed`)
     return lifted
+  }
+
+  /**
+   * The re-read after a revocation or lift committed. Its failure (an SQLite lock, a PostgreSQL read cut off)
+   * changes nothing of the commit: the caller is answered that it was made (a 503 "nothing was changed"
+   * invites a retry that revokes twice, or a lift retried into "already lifted"), and the change is enforced
+   * from what is held, which the commit has already updated (#held, #heldGenerations). The next periodic
+   * refresh reconciles with the table, comparing it with #held as after any read: the entry applied here is
+   * in the table as committed, so no false alarm; a row changed behind the broker is still reported.
+   */
+  async #refreshAfterCommit(what: string): Promise<void> {
+    try {
+      await this.refresh()
+    } catch (err) {
+      const now = this.#deps.clock.now()
+      // readAt stays the last read's: /metrics must not report a read of the store that did not happen.
+      this.#snapshot = new RevocationSnapshot([...this.#held.values()], this.#heldGenerations, now, this.#snapshot.readAt)
+      this.#deps.log.warn(`${what}, but re-reading the revocations failed; enforcing it from memory until the next refresh`, { err })
+    }
   }
 
   #validateReason(reason: string | undefined): void {

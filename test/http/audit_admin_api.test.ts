@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import { beforeEach, describe, expect, it } from 'vitest'
 import { createApp } from '../../src/app.ts'
 import { bootstrapTokenAuthenticator, loadBootstrapToken, type AdminAuthenticator } from '../../src/http/middleware/admin_auth.ts'
+import { AuditStoreUnavailable } from '../../src/errors.ts'
 import { fixedClock } from '../../src/lib/clock.ts'
 import { silentLogger } from '../../src/lib/logger.ts'
 import { RevocationService } from '../../src/revocation/revocation_service.ts'
@@ -387,5 +388,41 @@ describe('revocations API', () => {
     expect(res.status).toBe(503)
     expect(res.headers.get('retry-after')).toBe('5')
     expect(await res.json()).toMatchObject({ error: 'temporarily_unavailable' })
+  })
+})
+
+describe('a revocation or lift whose re-read fails after it committed', () => {
+  // The change and its audit record committed; only the read of the active entries after it met an outage
+  // (an SQLite lock, a PostgreSQL read cut off). A 503 "nothing was issued or changed" would be false, and
+  // its retry would revoke a second time, or be told "already lifted".
+  function failReadsAfterCommit() {
+    const list = store.listRevocations.bind(store)
+    const revoke = store.revoke.bind(store)
+    const lift = store.lift.bind(store)
+    let failing = false
+    store.listRevocations = (o) => failing ? Promise.reject(new AuditStoreUnavailable(new Error('database is locked'), 'read')) : list(o)
+    store.revoke = async (r, e) => { const done = await revoke(r, e); failing = true; return done }
+    store.lift = async (l, e) => { const done = await lift(l, e); failing = true; return done }
+    return () => { failing = false }
+  }
+
+  it('POST /v1/revocations answers 201 with the entry, stored once and enforced', async () => {
+    const recover = failReadsAfterCommit()
+    const res = await post({ jti: 'j-after-commit', exp: TEST_NOW + 600 })
+    expect(res.status).toBe(201)
+    expect(await res.json()).toMatchObject({ revocation: { kind: 'jti', value: 'j-after-commit', until: TEST_NOW + 600 } })
+    expect(revocations.isRevoked({ jti: 'j-after-commit', iat: TEST_NOW - 5 })).toBe(true)
+    recover()
+    expect((await store.listRevocations()).filter((r) => r.value === 'j-after-commit')).toHaveLength(1)
+  })
+
+  it('DELETE /v1/revocations/{id} answers 200 with the lifted entry, no longer enforced', async () => {
+    const made = await (await post({ jti: 'j-lifted', exp: TEST_NOW + 600 })).json() as { revocation: { id: number } }
+    const recover = failReadsAfterCommit()
+    const res = await app.request(`/v1/revocations/${made.revocation.id}`, { method: 'DELETE', headers: { authorization: `Bearer ${ADMIN}` } })
+    expect(res.status).toBe(200)
+    expect(await res.json()).toMatchObject({ revocation: { id: made.revocation.id, lifted_at: TEST_NOW } })
+    expect(revocations.isRevoked({ jti: 'j-lifted', iat: TEST_NOW - 5 })).toBe(false)
+    recover()
   })
 })

@@ -8,7 +8,7 @@ import { createApp } from '../../src/app.ts'
 import type { ConsoleSignIn } from '../../src/console/oidc_sign_in.ts'
 import { bootstrapTokenAuthenticator, type AdminAuthenticator } from '../../src/http/middleware/admin_auth.ts'
 import { fixedClock } from '../../src/lib/clock.ts'
-import { TemporarilyUnavailable } from '../../src/errors.ts'
+import { AuditStoreUnavailable, TemporarilyUnavailable } from '../../src/errors.ts'
 import { silentLogger } from '../../src/lib/logger.ts'
 import { RevocationService } from '../../src/revocation/revocation_service.ts'
 import { MemoryStore } from '../../src/storage/memory_store.ts'
@@ -335,6 +335,28 @@ describe('console CSRF', () => {
     const audit = await store.query({ type: 'token.revoked', limit: 10 })
     expect(audit.records).toHaveLength(1)
     expect(audit.records[0]!.event.caller).toMatchObject({ sub: 'bootstrap' })
+  })
+})
+
+describe('a console revocation whose re-read fails after it committed', () => {
+  it('shows the revocation as made, says the list could not be read, and stores it once', async () => {
+    // The revocation and its record committed; the reads after it (the service's refresh, the page's list)
+    // met an outage. A 503 "nothing was issued or changed" would send the admin to revoke a second time.
+    const { cookie, csrf } = await bootstrapSession()
+    const list = store.listRevocations.bind(store)
+    const revoke = store.revoke.bind(store)
+    let failing = false
+    store.listRevocations = (o) => failing ? Promise.reject(new AuditStoreUnavailable(new Error('database is locked'), 'read')) : list(o)
+    store.revoke = async (r, e) => { const done = await revoke(r, e); failing = true; return done }
+    const res = await postForm('/console/act/revoke', cookie, { kind: 'site', value: 'hpc-b', reason: 'drill', confirm: 'yes', csrf })
+    failing = false
+    expect(res.status).toBe(200)
+    const page = await res.text()
+    const stored = (await store.listRevocations()).filter((r) => r.value === 'hpc-b')
+    expect(stored).toHaveLength(1)
+    expect(page).toContain(`id="revocation-id">${stored[0]!.id}<`)
+    expect(page).toContain('could not be read')
+    expect(revocations.isRevoked({ sub: 's', iat: NOW - 10, ctb_site: 'hpc-b' })).toBe(true)
   })
 })
 

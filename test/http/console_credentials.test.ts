@@ -2,6 +2,7 @@
 // through POST /v1/credentials against the msw IAM, the last refresh read from the audit log, revocation
 // through the console (confirmation, CSRF, the admin as actor), refusal of non-admins, escaping.
 import { beforeEach, describe, expect, it } from 'vitest'
+import { AuditStoreUnavailable } from '../../src/errors.ts'
 import { useCredentialsApp } from '../support/credentials_app.ts'
 import { cookieOf, signInWithToken } from '../support/console_sign_in.ts'
 
@@ -102,6 +103,29 @@ describe('console Credentials page', () => {
     const again = await postForm('/console/credentials/revoke', cookie, { csrf, user: 'quinn', provider: 'cms', confirm: 'yes' })
     expect(again.status).toBe(404)
     expect((await t.store.query({ type: 'credential.revoked', limit: 10 })).records).toHaveLength(audit.length)
+  })
+
+  it('a revocation whose page re-read fails after it committed is shown as made, not 503', async () => {
+    // The credential.revoked record committed; the page's list after it met an outage. A 503 "nothing was
+    // issued or changed" would be false, and its retry would be told there is nothing to revoke.
+    await register('rhea', 'cms')
+    const { cookie, csrf } = await adminSession()
+    const write = t.store.writeCredential.bind(t.store)
+    const list = t.store.listCredentials.bind(t.store)
+    let failing = false
+    t.store.writeCredential = async (w, e) => { const done = await write(w, e); failing = true; return done }
+    t.store.listCredentials = () => failing ? Promise.reject(new AuditStoreUnavailable(new Error('database is locked'), 'read')) : list()
+    try {
+      const done = await postForm('/console/credentials/revoke', cookie, { csrf, user: 'rhea', provider: 'cms', confirm: 'yes' })
+      expect(done.status).toBe(200)
+      const page = await done.text()
+      expect(page).toMatch(/id="revoked-credential">rhea\/cms</)
+      expect(page).toContain('could not be read')
+    } finally {
+      t.store.writeCredential = write
+      t.store.listCredentials = list
+    }
+    expect(await t.store.readCredential('rhea', 'cms')).toMatchObject({ revoked: true, revokedBy: 'admin:bootstrap' })
   })
 
   it('refuses a revocation without the session CSRF token, from another origin or without a session, and revokes nothing', async () => {

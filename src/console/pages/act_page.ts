@@ -42,7 +42,8 @@ ${result ? html`<p>decision: <strong id="explain-decision">${result.decision.all
 
 /** Act: revoke (dry run, then confirm), the active revocations, policy explain, key status. */
 export function actPage(o: {
-  viewer: Viewer; now: number; keys: KeyStatus; revocations: Revocation[]
+  /** Undefined when the list could not be read after a revocation committed: the page still says it was made. */
+  viewer: Viewer; now: number; keys: KeyStatus; revocations: Revocation[] | undefined
   revoke?: RevokeForm; preview?: { liveTokens: number }; done?: Revocation; error?: string
   explain?: ExplainForm; explanation?: Explanation
 }): string {
@@ -56,7 +57,7 @@ export function actPage(o: {
   const body = html`${o.error ? banner('error', o.error) : ''}${done}${confirm}
 <div class="card"><h2>Revoke</h2><form class="search" method="post" action="/console/act/revoke">${csrfField(o.viewer)}${revokeFields(r, false)}
 <div><button type="submit">Dry run…</button></div></form></div>
-<div class="card"><h2>Active revocations (${o.revocations.length})</h2>${o.revocations.length === 0 ? html`<p class="muted">none</p>` : html`<table><thead><tr><th class="num">id</th><th>kind</th><th>value</th><th>revoked (UTC)</th><th>until (UTC)</th><th>by</th><th>reason</th></tr></thead><tbody>
+<div class="card"><h2>Active revocations${o.revocations ? ` (${o.revocations.length})` : ''}</h2>${o.revocations === undefined ? html`<p class="muted" id="list-unread">The active revocations could not be read just now (the audit store did not answer); reload in a few seconds.</p>` : o.revocations.length === 0 ? html`<p class="muted">none</p>` : html`<table><thead><tr><th class="num">id</th><th>kind</th><th>value</th><th>revoked (UTC)</th><th>until (UTC)</th><th>by</th><th>reason</th></tr></thead><tbody>
 ${o.revocations.map((v) => html`<tr><td class="num">${v.id}</td><td>${v.kind}</td><td class="mono">${v.value}</td><td>${utc(v.revokedAt)}</td><td>${utc(v.until)}</td><td class="mono">${v.revokedBy ?? ''}</td><td>${v.reason ?? ''}</td></tr>`)}</tbody></table>`}</div>
 ${explainCard(o.viewer, o.explain ?? {}, o.explanation)}
 ${keysCard(o.keys, o.now)}`

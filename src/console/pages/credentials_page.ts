@@ -31,7 +31,8 @@ function state(a: CredentialActivity, viewer: Viewer): Html {
  * token; revoking one asks for a confirmation first.
  */
 export function credentialsPage(o: {
-  viewer: Viewer; now: number; enabled: boolean; credentials: CredentialActivity[]
+  /** Undefined when the list could not be read after a revocation committed: the page still says it was made. */
+  viewer: Viewer; now: number; enabled: boolean; credentials: CredentialActivity[] | undefined
   confirm?: CredentialRevokeForm; done?: CredentialRevokeForm; error?: string
 }): string {
   const f = o.confirm
@@ -43,19 +44,21 @@ The user registers again at their next submit.</p>
 <input type="hidden" name="confirm" value="yes"><label>reason<input name="reason" maxlength="500" value="${f.reason ?? ''}"></label>
 <p><button class="danger" type="submit">Revoke credential</button> <a href="/console/credentials">Cancel</a></p></form></div>` : ''
   const done = o.done ? banner('info', html`Revoked the credential of <span class="mono" id="revoked-credential">${o.done.user}/${o.done.provider}</span>; the <code>credential.revoked</code> record names you.`) : ''
-  const active = o.credentials.filter((a) => !a.credential.revoked).length
-  const rows = o.credentials.map((a) => {
+  const listed = o.credentials ?? []
+  const active = listed.filter((a) => !a.credential.revoked).length
+  const rows = listed.map((a) => {
     const c = a.credential
     return html`<tr><td class="mono nw">${c.user}</td><td class="mono">${c.provider}</td><td>${c.kind}</td><td class="mono">${c.scopes.join(' ')}</td><td class="mono">${c.audience.join(' ')}</td>
 <td class="mono">${c.sub}<br><span class="muted">${c.iss}</span></td><td class="nw">${when(c.createdAt, o.now)}</td><td class="nw">${lastToken(a, o.now)}</td>
 <td class="nw">${c.rotatedAt !== undefined ? utc(c.rotatedAt) : html`<span class="muted">${c.kind === 'iam' ? 'never' : 'n/a'}</span>`}</td><td>${state(a, o.viewer)}</td></tr>`
   })
   const table = !o.enabled ? html`<p class="muted">Job credentials are not enabled on this broker (<code>credentials.enabled</code>).</p>`
-    : o.credentials.length === 0 ? html`<p class="muted">No user has registered a credential.</p>`
+    : o.credentials === undefined ? html`<p class="muted" id="list-unread">The credentials could not be read just now (the audit store did not answer); reload in a few seconds.</p>`
+    : listed.length === 0 ? html`<p class="muted">No user has registered a credential.</p>`
       : html`<table id="credentials"><thead><tr><th>user</th><th>provider</th><th>kind</th><th>scopes</th><th>audience</th><th>registered by (IAM)</th><th>registered (UTC)</th>
 <th>last refresh (UTC)</th><th>refresh token rotated (UTC)</th><th>state</th></tr></thead><tbody>${rows}</tbody></table>`
   const body = html`${o.error ? banner('error', o.error) : ''}${done}${confirm}
-<div class="card"><h2>Stored job credentials: ${o.credentials.length} (${active} active)</h2>${table}
+<div class="card"><h2>Stored job credentials${o.credentials ? html`: ${listed.length} (${active} active)` : ''}</h2>${table}
 <p class="muted"><strong>Last refresh</strong> is the newest token the broker obtained for the credential's jobs since it was registered: refreshed at IAM
 (kind iam) or minted by the broker (kind scitoken), from the audit log's <code>token.issued</code> records. A token still fresh enough is handed out
 again from the cache without a record, so credmons may fetch more often than this shows; records removed by audit retention are not seen.

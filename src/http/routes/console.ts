@@ -277,9 +277,27 @@ export function consoleRoutes(deps: ConsoleDeps): Hono {
     return c.html(pilotsPage({ viewer: c.get('consoleViewer'), pilots: await listLivePilots(deps.audit, t, await deps.liveWindow()), now: t }))
   })
 
+  /**
+   * The list a page shows under a change that has just committed. A store outage on that read leaves the list
+   * out (undefined) and the page still says the change was made: the 503 page's "nothing was issued or
+   * changed" would be false, and its "Try again" revokes a second time.
+   */
+  async function listedAfterCommit<T>(read: () => Promise<T>, what: string, requestId: string | undefined): Promise<T | undefined> {
+    try {
+      return await read()
+    } catch (err) {
+      if (!(err instanceof AuditStoreUnavailable)) throw err
+      deps.log.warn(`${what} committed; the console could not read the list to show under it`, { err, requestId })
+      return undefined
+    }
+  }
+
   async function credentials(c: Context, extra: Omit<Parameters<typeof credentialsPage>[0], 'viewer' | 'now' | 'enabled' | 'credentials'> = {}, status: 200 | 400 | 404 = 200) {
-    const list = deps.credentials ? await deps.credentials.list() : []
-    return c.html(credentialsPage({ viewer: c.get('consoleViewer'), now: now(), enabled: deps.credentials !== undefined, credentials: await credentialActivity(list, deps.audit), ...extra }), status)
+    const read = async () => credentialActivity(deps.credentials ? await deps.credentials.list() : [], deps.audit)
+    const list = extra.done
+      ? await listedAfterCommit(read, `the revocation of credential ${extra.done.user}/${extra.done.provider}`, c.get('requestId'))
+      : await read()
+    return c.html(credentialsPage({ viewer: c.get('consoleViewer'), now: now(), enabled: deps.credentials !== undefined, credentials: list, ...extra }), status)
   }
 
   app.get('/console/credentials', (c) => credentials(c))
@@ -302,7 +320,9 @@ export function consoleRoutes(deps: ConsoleDeps): Hono {
 
   async function act(c: Context, extra: Omit<Parameters<typeof actPage>[0], 'viewer' | 'now' | 'keys' | 'revocations'>, status: 200 | 400 = 200) {
     const t = now()
-    return c.html(actPage({ viewer: c.get('consoleViewer'), now: t, keys: deps.keys(), revocations: await deps.revocations.list({ all: false }), ...extra }), status)
+    const read = () => deps.revocations.list({ all: false })
+    const revocations = extra.done ? await listedAfterCommit(read, `revocation ${extra.done.id}`, c.get('requestId')) : await read()
+    return c.html(actPage({ viewer: c.get('consoleViewer'), now: t, keys: deps.keys(), revocations, ...extra }), status)
   }
 
   app.get('/console/act', (c) => {

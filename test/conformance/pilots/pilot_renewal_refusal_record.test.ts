@@ -123,6 +123,36 @@ describe('the record of a refused pilot renewal', () => {
     }
   })
 
+  it('a reused token whose revocation commits but whose re-read meets an outage: refused as reuse, revoked once, enforced', async () => {
+    // The revocation of the pilot's sub committed; only the read of the active entries after it failed. The
+    // pilot is told what happened (reuse, 400), not 503: a retry would be judged reuse and revoke a second time.
+    const p = await pilot()
+    clockNow += 60
+    const t1 = await renewed(p.token)
+    clockNow += 60
+    const t2 = await renewed(t1)
+    clockNow += 60
+    const revoke = t.store.revoke.bind(t.store)
+    const list = t.store.listRevocations.bind(t.store)
+    let failing = false
+    t.store.revoke = async (rev, event) => { const done = await revoke(rev, event); failing = true; return done }
+    t.store.listRevocations = (o) => failing ? Promise.reject(new AuditStoreUnavailable(new Error('connection terminated unexpectedly'), 'read')) : list(o)
+    try {
+      const res = await renew(p.token)
+      const body = await expectOAuthError(res, 400, 'invalid_grant', [p.token])
+      expect(body.error_description).toMatch(/already renewed/)
+      const written = await recordsOf(res.headers.get('x-request-id')!)
+      expect(written.map((e) => e.type)).toEqual(['token.revoked', 'token.denied'])
+    } finally {
+      t.store.revoke = revoke
+      t.store.listRevocations = list
+    }
+    expect((await t.store.listRevocations()).filter((r) => r.value === p.sub)).toHaveLength(1)
+    // Enforced by this broker at once: the newest token of the chain no longer renews.
+    expect(t.revocations.isRevoked(payloadOf(t2))).toBe(true)
+    expect((await renew(t2)).status).toBe(400)
+  })
+
   it('an attempt older than the answer given: one token.denied record with exactly the documented fields, nothing revoked', async () => {
     const p = await pilot()
     clockNow += 100
