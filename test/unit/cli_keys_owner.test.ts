@@ -1,4 +1,4 @@
-import { chownSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs'
+import { chownSync, readdirSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { cli } from '../support/cli.ts'
@@ -11,15 +11,12 @@ function chownTree(dir: string, uid: number): void {
 }
 
 /**
- * A data_dir another user owns: as root, a broker's keys chowned to nobody (65534), as the service's
- * state directory is ctb's; as any other user, a directory root owns (nothing can be written there anyway).
+ * A data_dir another user owns: as root, a broker's keys chowned to nobody (65534), as the service's state
+ * directory is ctb's. Chowning takes root, which the suite runs as (see pilot_script.test.ts).
  */
 async function foreignDataDir(): Promise<{ dir: string; owner: number; initialised: boolean }> {
+  expect(process.getuid?.()).toBe(0)
   const dir = join(tempDir(), 'data')
-  if (process.getuid!() !== 0) {
-    mkdirSync(dir)
-    return { dir: '/', owner: statSync('/').uid, initialised: false }
-  }
   expect((await cli(['keys', 'init'], { CTB_DATA_DIR: dir, CTB_TRUST_DOMAIN: 'pool.example.org' })).code).toBe(0)
   chownTree(dir, 65534)
   return { dir, owner: 65534, initialised: true }
