@@ -22,6 +22,7 @@ import type { Logger } from './lib/logger.ts'
 import { accessLog } from './http/access_log.ts'
 import { createVaultApp } from './http/vault_app.ts'
 import { readTlsFiles, reloadTls, type TlsReloadResult } from './tls/tls_files.ts'
+import { isProduction } from './production.ts'
 
 export interface RunningBroker {
   /** Where the listener is reachable, e.g. https://127.0.0.1:8443 */
@@ -156,7 +157,7 @@ async function listen(services: BrokerServices, log: Logger): Promise<RunningBro
     // The Vault-compatible listener serves the same certificate: it is renewed with the main one.
     reload: async (trigger) => {
       const keys = await services.reloadKeys(trigger)
-      const tls = reloadTls([server as Server, ...(vault ? [vault.server] : [])], tlsFiles, log, trigger)
+      const tls = reloadTls([server as Server, ...(vault ? [vault.server] : [])], tlsFiles, log, trigger, { production: isProduction(config) })
       // Counted only where there are files to reload (not with tls.mode off).
       if (tlsFiles) services.metrics?.reloaded('tls', tls.ok)
       return { keys, tls }

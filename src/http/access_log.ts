@@ -52,6 +52,17 @@ export function accessLog(log: Logger, enabled: boolean): AccessLog {
  */
 export function pathOnly(url: string): string {
   const q = url.indexOf('?')
-  const path = (q === -1 ? url : url.slice(0, q)).split('/').map(cutTokens).join('/')
+  const path = (q === -1 ? url : url.slice(0, q)).split('/').map(cutSegment).join('/')
   return path.length > 200 ? `${path.slice(0, 200)}...` : path
+}
+
+/**
+ * A standard-base64 token in a path comes percent-encoded (%2B, %2F, %3D), and the router's decoding keeps
+ * those escapes: split at each one, no piece is long enough to look like a token. The segment is judged with
+ * them decoded; one with nothing token-shaped is written as it came, escapes and all.
+ */
+function cutSegment(segment: string): string {
+  const decoded = segment.includes('%') ? segment.replace(/%2B/gi, '+').replace(/%2F/gi, '/').replace(/%3D/gi, '=') : segment
+  const cut = cutTokens(decoded)
+  return cut === decoded ? segment : cut
 }

@@ -5,6 +5,7 @@ import type { Server as HttpsServer } from 'node:https'
 import { createSecureContext } from 'node:tls'
 import { OperatorError } from '../errors.ts'
 import type { Logger } from '../lib/logger.ts'
+import { isDevelopmentCertificate } from './dev_ca_name.ts'
 import { readSecretFile } from '../lib/secure_file.ts'
 
 /** `startsAt`: the new certificate starts within the skew allowed and is swapped in then (ISO time). */
@@ -58,7 +59,11 @@ export function readTlsFiles(certFile: string, keyFile: string): { cert: Buffer;
  * New TLS connections get the certificate and key now on disk (a renewed certificate); connections
  * already open keep theirs. Anything unreadable or mismatched keeps the certificate in force.
  */
-export function reloadTls(servers: Server[], files: { certFile: string; keyFile: string } | undefined, log: Logger, trigger: string): TlsReloadResult {
+export function reloadTls(
+  servers: Server[], files: { certFile: string; keyFile: string } | undefined, log: Logger, trigger: string,
+  /** A public issuer: preflight refuses to start on the development CA's certificate, so a reload refuses it too. */
+  options: { production?: boolean } = {},
+): TlsReloadResult {
   if (!files) return { ok: true, reloaded: false }
   const { certFile, keyFile } = files
   // Whatever this reload decides, a swap still waiting from an earlier one is no longer what is on disk.
@@ -74,6 +79,10 @@ export function reloadTls(servers: Server[], files: { certFile: string; keyFile:
     // wrong file of a renewal directory) would have every client refuse the broker while the one in force
     // is still good. At start-up there is no good one to keep, so only a reload checks this.
     const leaf = new X509Certificate(pair.cert)
+    // Swapped in, it would serve until a restart that then fails preflight on it.
+    if (options.production && isDevelopmentCertificate(pair.cert)) {
+      throw new OperatorError('ETLS', `the certificate in ${certFile} is a development certificate (issued by the condor-token-broker development CA); a broker with a public issuer needs one from a CA its clients trust`)
+    }
     const now = Date.now()
     if (leaf.validToDate.getTime() <= now) throw new OperatorError('ETLS', `the certificate in ${certFile} expired on ${leaf.validToDate.toISOString()}`)
     const startsIn = leaf.validFromDate.getTime() - now

@@ -1,4 +1,4 @@
-import { chownSync, mkdirSync, readdirSync, statSync } from 'node:fs'
+import { chownSync, readdirSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { cli } from '../support/cli.ts'
@@ -11,15 +11,12 @@ function chownTree(dir: string, uid: number): void {
 }
 
 /**
- * A data_dir another user owns: as root, a broker's keys chowned to nobody (65534), as the service's
- * state directory is ctb's; as any other user, a directory root owns (nothing can be written there anyway).
+ * A data_dir another user owns: as root, a broker's keys chowned to nobody (65534), as the service's state
+ * directory is ctb's. Chowning takes root, which the suite runs as (see pilot_script.test.ts).
  */
 async function foreignDataDir(): Promise<{ dir: string; owner: number; initialised: boolean }> {
+  expect(process.getuid?.()).toBe(0)
   const dir = join(tempDir(), 'data')
-  if (process.getuid!() !== 0) {
-    mkdirSync(dir)
-    return { dir: '/', owner: statSync('/').uid, initialised: false }
-  }
   expect((await cli(['keys', 'init'], { CTB_DATA_DIR: dir, CTB_TRUST_DOMAIN: 'pool.example.org' })).code).toBe(0)
   chownTree(dir, 65534)
   return { dir, owner: 65534, initialised: true }
@@ -35,11 +32,34 @@ describe('keys commands run by another user than the data_dir\'s owner', () => {
     const before = initialised ? readdirSync(dir, { recursive: true, encoding: 'utf8' }).sort() : []
     const args = sub === 'import' ? ['keys', 'import', '/dev/null', '--name', 'other'] : ['keys', sub]
     const r = await cli(args, { CTB_DATA_DIR: dir, CTB_TRUST_DOMAIN: 'pool.example.org' })
-    expect(r.err).toBe(`condor-token-broker: data_dir ${dir} belongs to uid ${owner}, not to this user (uid ${process.getuid!()}): run "keys ${sub}" as its owner (e.g. sudo -u ctb), or the broker cannot read what it writes`)
+    // An initialised data_dir is judged by its keys/ (the broker's own), a bare one by itself.
+    const named = initialised ? `the key directory ${join(dir, 'keys')}` : `data_dir ${dir}`
+    expect(r.err).toBe(`condor-token-broker: ${named} belongs to uid ${owner}, not to this user (uid ${process.getuid!()}): run "keys ${sub}" as its owner (e.g. sudo -u ctb), or the broker cannot read what it writes`)
     expect(r.code).toBe(1)
     if (initialised) {
       expect(readdirSync(dir, { recursive: true, encoding: 'utf8' }).sort()).toEqual(before)
       for (const f of before) expect(statSync(join(dir, f)).uid).toBe(owner)
     }
+  })
+})
+
+// Kubernetes' fsGroup and OpenShift leave a volume's top directory root's (group-writable for the pod), while
+// the broker, as its own non-root user, makes keys/ at its first start and owns it. The owner that says who
+// reads the keys is that of keys/, where they are written: `kubectl exec … keys rotate` runs as the broker's
+// own user and must not be refused for the volume's owner. Mirrored here as root: keys/ root's, data_dir not.
+describe('keys commands run by the owner of keys/ in a data_dir another user owns', () => {
+  it.each([['rotate'], ['import']])('keys %s writes', async (sub) => {
+    // Making a directory another user's takes root, which the suite runs as (see pilot_script.test.ts).
+    expect(process.getuid?.()).toBe(0)
+    const dir = join(tempDir(), 'data')
+    const env = { CTB_DATA_DIR: dir, CTB_TRUST_DOMAIN: 'pool.example.org' }
+    expect((await cli(['keys', 'init'], env)).code).toBe(0)
+    chownSync(dir, 65534, 65534)
+    const poolKey = join(dir, '..', 'POOL')
+    writeFileSync(poolKey, Buffer.alloc(32, 7), { mode: 0o600 })
+    const args = sub === 'import' ? ['keys', 'import', poolKey, '--name', 'OTHER'] : ['keys', sub]
+    const r = await cli(args, env)
+    expect(r.err).not.toContain('belongs to uid')
+    expect(r.code).toBe(0)
   })
 })

@@ -305,3 +305,35 @@ it('refuses at the reload, not later, a pending certificate OpenSSL will not ser
   for (let i = 0; i < 30 && Date.now() < startsAt + 500; i++) await new Promise((res) => setTimeout(res, 100))
   expect(await handshake(port)).toBe(inForce)
 }, 15_000)
+
+/**
+ * Preflight refuses to start a production broker (a public issuer) on the development CA's certificate
+ * named as tls files. A reload must not swap in what the next start refuses: the development files copied
+ * over tls.crt and tls.key, then SIGHUP, would serve a localhost certificate no client trusts until a
+ * restart that then fails.
+ */
+describe('TLS reload in production and the development certificate', () => {
+  it('refuses the development CA\'s certificate and keeps serving the one in force', async () => {
+    const dir = tempDir('ctb-tls-')
+    const certFile = join(dir, 'tls.crt')
+    const keyFile = join(dir, 'tls.key')
+    const made = spawnSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
+      '-keyout', keyFile, '-out', certFile, '-subj', '/CN=ctb.example.org', '-days', '2'], { encoding: 'utf8' })
+    expect(made.status).toBe(0)
+    chmodSync(keyFile, 0o600)
+    const port = await serving(certFile, keyFile)
+    const inForce = new X509Certificate(readFileSync(certFile)).fingerprint256
+
+    const dev = await ensureDevTls(join(dir, 'devtls'))
+    writeFileSync(certFile, readFileSync(dev.certFile))
+    writeFileSync(keyFile, readFileSync(dev.keyFile), { mode: 0o600 })
+    const lines: string[] = []
+    const r = reloadTls(servers as never, { certFile, keyFile }, createLogger((l) => lines.push(l)), 'sighup', { production: true })
+
+    expect(r.ok).toBe(false)
+    expect(await handshake(port)).toBe(inForce)
+    const refused = lines.map((l) => JSON.parse(l) as { msg: string; error?: string }).filter((l) => l.msg === 'TLS certificate reload refused; keeping the certificate in force')
+    expect(refused).toHaveLength(1)
+    expect(refused[0]!.error).toContain('development certificate')
+  })
+})

@@ -1,5 +1,6 @@
 import { existsSync, statSync } from 'node:fs'
 import { userInfo } from 'node:os'
+import { join } from 'node:path'
 import { loadConfig } from '../../config.ts'
 import { auditLogMacsBeganAt, lostAuditMacKey, openBrokerStore } from '../../storage/open_store.ts'
 import { auditMacKeyFile, ensureAuditMacKeyFile, readAuditMacKey } from '../../keys/audit_mac_key.ts'
@@ -133,16 +134,24 @@ export async function keysCommand(argv: string[], io: CommandIo): Promise<number
 }
 
 /**
- * Keys written by another user than the data directory's owner are that user's, mode 0600: `sudo keys
+ * Keys written by another user than the one the broker runs as are that user's, mode 0600: `sudo keys
  * rotate` (root, not `sudo -u ctb`) leaves a keyring the running broker cannot read, so it keeps the old
- * key and fails at its next start. Checked before anything is written; a data_dir not yet made is the
- * caller's to make.
+ * key and fails at its next start. The broker's user is told by the owner of keys/ (0700, made by the
+ * broker's first start or the first keys init), not of data_dir: a volume's top directory may be root's
+ * while the broker owns what is in it (Kubernetes' fsGroup, OpenShift). Without keys/ yet, data_dir's owner
+ * is the best guess, unless root owns it and the caller is not. Checked before anything is written; a data_dir not yet made is the caller's to make.
  */
 function assertDataDirOwner(dataDir: string, sub: string): void {
   const uid = process.geteuid?.()
-  if (uid === undefined || !existsSync(dataDir)) return
-  const owner = statSync(dataDir).uid
+  if (uid === undefined) return
+  const keysDir = join(dataDir, 'keys')
+  const dir = existsSync(keysDir) ? keysDir : dataDir
+  if (!existsSync(dir)) return
+  const owner = statSync(dir).uid
+  // A root-owned data_dir a non-root user may write in was shared on purpose (a volume's fsGroup, OpenShift's
+  // group 0): its owner says nothing of the broker's user, and keys/ made now is the caller's, as serve's is.
+  if (dir === dataDir && owner === 0 && uid !== 0) return
   if (owner !== uid) {
-    throw new CliError(`data_dir ${dataDir} belongs to uid ${owner}, not to this user (uid ${uid}): run "keys ${sub}" as its owner (e.g. sudo -u ctb), or the broker cannot read what it writes`)
+    throw new CliError(`${dir === keysDir ? 'the key directory' : 'data_dir'} ${dir} belongs to uid ${owner}, not to this user (uid ${uid}): run "keys ${sub}" as its owner (e.g. sudo -u ctb), or the broker cannot read what it writes`)
   }
 }
