@@ -49,6 +49,8 @@ export interface CompiledGrant {
   readonly audiences?: CompiledPatterns
   /** Used when the request names no audience: set only if the grant lists exactly one literal audience. */
   readonly defaultAudience?: readonly string[]
+  /** Whether one token may carry several requested audiences (the grant's multiple_audiences). */
+  readonly multipleAudiences: boolean
   readonly hosts?: CompiledPatterns
   /** The sites the grant binds, as written: the only source of the issued token's `ctb_site`. */
   readonly sites?: readonly string[]
@@ -149,6 +151,7 @@ function compileGrant(g: Grant, ctx: PolicyContext): CompiledGrant {
     ...compileGrantScopes(g.scopes),
     ...(audiences ? { audiences: compilePatterns(audiences) } : {}),
     ...(audiences?.length === 1 && literalAudiences?.length === 1 ? { defaultAudience: literalAudiences } : {}),
+    multipleAudiences: g.multiple_audiences ?? false,
     ...(g.hosts ? { hosts: compilePatterns(g.hosts, { ignoreCase: true }) } : {}),
     ...(g.sites ? { sites: [...g.sites] } : {}),
     params: new Map(Object.entries(g.params ?? {}).map(([k, v]) => [k, compilePatterns(v)])),

@@ -64,6 +64,10 @@ export function evaluateGrant(ruleId: string, g: CompiledGrant, req: DecisionReq
     const bad = req.audience.find((a) => !g.audiences!.test(a))
     if (bad !== undefined) return deny(ruleId, 'invalid_target', `audience ${quote(bad)} is not allowed for role ${role}`)
     audience = [...new Set(req.audience)]
+    // Least privilege: every service named in aud accepts the token, so one stolen at one replays at the others.
+    if (audience.length > 1 && !g.multipleAudiences) {
+      return deny(ruleId, 'invalid_target', `role ${role} issues a token for one audience at a time, not ${audience.length} (ask once per service)`)
+    }
   }
 
   const requested = req.scopes ?? []

@@ -77,7 +77,7 @@ export const ROLE_NAME = /^[a-z][a-z0-9-]{0,62}$/
 
 const Role = z.string().regex(ROLE_NAME, 'a role is lower-case letters, digits and dashes, starting with a letter')
 
-const GRANT_TOKEN_FIELDS = ['identity', 'token_kinds', 'default_token_kind', 'authz', 'scopes', 'audiences', 'hosts', 'sites', 'params', 'lifetime', 'profile', 'up_to', 'direct_attach', 'pilot', 'certificate', 'fetched_by'] as const
+const GRANT_TOKEN_FIELDS = ['identity', 'token_kinds', 'default_token_kind', 'authz', 'scopes', 'audiences', 'multiple_audiences', 'hosts', 'sites', 'params', 'lifetime', 'profile', 'up_to', 'direct_attach', 'pilot', 'certificate', 'fetched_by'] as const
 
 /**
  * A site label: it ends up in the `ctb_site` claim and in `revoke --site`, so it is a plain name that is
@@ -139,6 +139,11 @@ const GrantSchema = z.strictObject({
   /** Scopes for SciTokens/WLCG tokens and IAM access tokens. */
   scopes: z.array(z.string()).optional(),
   audiences: z.array(NonBlank).min(1).optional(),
+  /**
+   * Lets one request name several of the grant's audiences for one token. Off: one audience per token, because
+   * a token every listed service accepts, stolen at one of them, replays at the others.
+   */
+  multiple_audiences: z.boolean().optional(),
   hosts: z.array(z.string()).min(1).optional(),
   /**
    * The site(s) this grant's callers belong to: the only source of `ctb_site` and `{site}`. A request may
@@ -352,6 +357,7 @@ function checkIdentity(g: Grant, kinds: Set<string>, issue: Issue): void {
 }
 
 function checkAudiences(g: Grant, jwtKinds: boolean, issue: Issue): void {
+  if (g.multiple_audiences !== undefined && !jwtKinds) issue(['multiple_audiences'], 'multiple_audiences applies to scitoken and access_token: an IDTOKEN has no aud claim')
   if (jwtKinds && !g.audiences) {
     issue(['audiences'], 'scitoken and access_token grants need audiences: aud is mandatory in SciTokens 2.0 and WLCG tokens (docs/htcondor-tokens.md §5.2)')
   }

@@ -533,3 +533,38 @@ describe('the shipped job-credentials grant', () => {
     expect(decide(shipped, ask(['storage.create:/store/user/alice/run1']), fixedJti)).toMatchObject({ allow: true, scopes: ['storage.create:/store/user/alice/run1'] })
   })
 })
+
+describe('one audience per token unless the grant lists several explicitly', () => {
+  // A token with two audiences is accepted at both relying parties (WLCG profile §2.1: aud is a string or an
+  // array, and a verifier accepts its own name anywhere in it): stolen at one, it replays at the other.
+  const grant = (extra: string) => policyFrom(`
+version: 1
+rules:
+  - id: users
+    match: { issuer: "${ISS}", groups: [/htc/users] }
+    grants:
+      - role: submit-user
+        identity: "{preferred_username}@{uid_domain}"
+        token_kinds: [scitoken, access_token]
+        scopes: [compute.read]
+        profile: wlcg
+        audiences: ["condor://ap*.example.org:9618"]
+        lifetime: { default: 20m, max: 6h }
+${extra}`)
+  const AP1 = 'condor://ap1.example.org:9618'
+  const AP2 = 'condor://ap2.example.org:9618'
+
+  it.each(['scitoken', 'access_token'] as const)('refuses two audiences that each match the glob (%s): invalid_target', (tokenKind) => {
+    const d = decide(grant(''), { subject: CALLERS.alice, role: 'submit-user', tokenKind, audience: [AP1, AP2] }, fixedJti)
+    expect(d).toMatchObject({ allow: false, error: 'invalid_target', reason: 'role submit-user issues a token for one audience at a time, not 2 (ask once per service)' })
+  })
+
+  it('one audience named twice is one audience', () => {
+    expect(decide(grant(''), { subject: CALLERS.alice, role: 'submit-user', audience: [AP1, AP1] }, fixedJti)).toMatchObject({ allow: true, audience: [AP1] })
+  })
+
+  it('a grant with multiple_audiences: true issues the list', () => {
+    const p = grant('        multiple_audiences: true\n'.replace(/^/, ''))
+    expect(decide(p, { subject: CALLERS.alice, role: 'submit-user', audience: [AP1, AP2] }, fixedJti)).toMatchObject({ allow: true, audience: [AP1, AP2] })
+  })
+})

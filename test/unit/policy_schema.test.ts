@@ -108,6 +108,12 @@ const BAD: [string, string, string, RegExp][] = [
   token_kinds: [idtoken]
   authz: [READ]
   lifetime: { default: 1h, max: 1d }`, '"root@', /root@… is allowed for the central-manager role only/],
+  ['multiple_audiences on an IDTOKEN-only grant', `- role: job
+  identity: "job-{jti8}@{uid_domain}"
+  token_kinds: [idtoken]
+  authz: [READ]
+  multiple_audiences: true
+  lifetime: { default: 1h, max: 1d }`, 'true', /multiple_audiences applies to scitoken and access_token/],
   ['WRITE on a pilot without direct_attach', `- role: pilot
   identity: pilot-{jti8}@pilots.{trust_domain}
   token_kinds: [idtoken]
