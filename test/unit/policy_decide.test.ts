@@ -211,7 +211,7 @@ rules:
         audiences: ["https://*.se.example.org", "condor://{trust_domain}:9618"]
         hosts: ["*.wn.example.org", login.example.org]
         lifetime: { default: 10m, max: 1h }
-        profile: scitokens2
+        profile: wlcg
   - id: wide-second
     match: { issuer: "${ISS}", sub: [robot-1] }
     grants:
@@ -309,7 +309,23 @@ describe('decide() semantics on an inline policy', () => {
   })
 
   it('reports the SciToken profile of the grant, and none for IDTOKENs', () => {
-    const d = decide(INLINE, { subject: prodCaller, role: 'reader', host: 'n1.wn.example.org', audience: [SE] }, fixedJti)
+    // The broker's default (CTX) is wlcg: the grant's own scitokens2 must win.
+    const sciTokens2 = policyFrom(`
+version: 1
+rules:
+  - id: reader
+    match: { issuer: "${ISS}", sub: [robot-1] }
+    grants:
+      - role: reader
+        identity: "robot-{sub}@{uid_domain}"
+        token_kinds: [scitoken]
+        scopes: [condor:/READ, "read:/public"]
+        audiences: ["${SE}"]
+        hosts: ["*.wn.example.org"]
+        lifetime: { default: 10m, max: 1h }
+        profile: scitokens2
+`)
+    const d = decide(sciTokens2, { subject: prodCaller, role: 'reader', host: 'n1.wn.example.org', audience: [SE] }, fixedJti)
     expect(d).toMatchObject({ allow: true, profile: 'scitokens2', host: 'n1.wn.example.org' })
     const i = decide(shipped, { subject: CALLERS.alice, role: 'job', audience: [] }, fixedJti)
     expect(i.allow && i.profile).toBe(undefined)
