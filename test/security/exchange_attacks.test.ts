@@ -173,6 +173,7 @@ describe('exchange: delegated subject tokens (act, RFC 8693 §4.1)', () => {
     ['a user token another service obtained by exchange', 'user', 'submit-user', userSciToken({}), { act: { sub: 'fts-service' } }],
     ['a nested delegation chain', 'user', 'submit-user', userSciToken({}), { act: { sub: 'portal', act: { sub: 'gateway' } } }],
     ['a service token with act', 'provisioner', 'startd', startd({}), { act: { sub: 'other-client' } }],
+    ['a pilot factory token with act, enrolling pilots', 'pilotFactory', 'pilot', { requested_token_type: 'urn:condor-token-broker:token-type:pilot-enrolment', site: 'hpc-b', pilot_count: '2' }, { act: { sub: 'other-client' } }],
   ] as [string, Who, string, Record<string, string>, Record<string, unknown>][])('%s is refused, naming the actor', async (_n, who, role, extra, claims) => {
     const before = await sb.auditHead()
     const res = await viaApp(sb.app, 'POST', '/token', encodeForm(exchangeForm(await sb.token[who](claims), role, extra)), { 'content-type': 'application/x-www-form-urlencoded' })
