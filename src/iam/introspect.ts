@@ -41,6 +41,7 @@ export async function introspectSubjectToken(token: string, issuer: TrustedIssue
   const now = ctx.clock.now()
   if (typeof res.exp !== 'number') throw new InvalidRequest('subject_token has no expiry (introspection gave no exp)')
   if (res.exp + ctx.clockSkewSeconds <= now) throw new InvalidRequest('subject_token has expired')
+  if (res.nbf !== undefined && typeof res.nbf !== 'number') throw new InvalidRequest('subject_token claim nbf is invalid')
   if (typeof res.nbf === 'number' && res.nbf - ctx.clockSkewSeconds > now) throw new InvalidRequest('subject_token is not yet valid')
   // The JWT path refuses a future iat (verify_subject_token.ts): the same token must get the same verdict
   // whichever way it is checked. iat is optional in RFC 7662 §2.2, but one that is not a number is garbage.

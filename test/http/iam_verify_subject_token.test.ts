@@ -383,6 +383,15 @@ describe('IamSubjectTokenVerifier: introspection', () => {
     expect(e.description).toBe('subject_token was issued in the future')
   })
 
+  it('refuses an introspected nbf or iat that is not a number, as jose refuses it in a JWT', async () => {
+    const a = await adapter({}, { introspection: 'opaque' }, [iam])
+    for (const claim of ['nbf', 'iat']) {
+      const e = await failure(a, iam.mintOpaque({ [claim]: 'soon' }))
+      expect(e).toBeInstanceOf(InvalidRequest)
+      expect(e.description).toBe(`subject_token claim ${claim} is invalid`)
+    }
+  })
+
   it('accepts an introspected iat within the clock skew', async () => {
     const a = await adapter({}, { introspection: 'opaque' }, [iam])
     const now = Math.floor(Date.now() / 1000)
