@@ -7,6 +7,7 @@ import { certificateRetentionFloor } from './ca/certificate_retention.ts'
 import { auditAnchorFile, caDir, maxTokenLifetime, type Config } from './config.ts'
 import type { CertificateService } from './ca/certificate_service.ts'
 import { poolCaFiles } from './ca/pool_ca_files.ts'
+import { delegationRefusal } from './iam/delegation.ts'
 import type { VerifiedSubject } from './iam/subject.ts'
 import { InvalidToken } from './errors.ts'
 import { devIamTrustedIssuer, devIamBrokerSettings, withConsoleSignIn } from './dev_iam/broker_settings.ts'
@@ -388,6 +389,9 @@ async function verifyUnrevokedCaller(iam: IamAdapter, revocations: RevocationSer
   }
   const blocked = revocations.blockedCaller({ sub: subject.sub, iss: subject.iss, ...(subject.client_id ? { client_id: subject.client_id } : {}) })
   if (revocations.isRevoked(subject.claims) || blocked !== undefined) throw new InvalidToken('the token has been revoked', { presented: true })
+  // A token IAM issued to another client acting for the caller (src/iam/delegation.ts) is not the caller's.
+  const actedFor = delegationRefusal(subject)
+  if (actedFor !== undefined) throw new InvalidToken(actedFor, { presented: true })
   return subject
 }
 
@@ -429,6 +433,9 @@ function iamAdminAuthenticator(iam: IamAdapter, policy: PolicyHolder): AdminAuth
         if (err instanceof BrokerError && err.status !== 503) return null
         throw err
       }
+      // A token IAM issued to another client acting for the admin (act, src/iam/delegation.ts) is that
+      // client's, not the admin's: it opens nothing here, as it mints nothing at POST /token.
+      if (delegationRefusal(subject) !== undefined) return null
       const verdict = authorizeAdmin(policy.current, subject)
       return verdict.allow ? { id: `${subject.iss},${subject.sub}`, via: `iam:${verdict.ruleId}`, claims: subject.claims } : null
     },

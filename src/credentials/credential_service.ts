@@ -2,6 +2,7 @@ import { hash, randomBytes } from 'node:crypto'
 import type { AuditLog } from '../audit/audit_log.ts'
 import { credentialName, parseUser, VAULT_CREDS_PREFIX, type BrokerTop, type RegisterCredentialResponse, type RegistrationMode, type VaultTop } from '../contract/job_credentials.ts'
 import { AccessDenied, BrokerError, InvalidRequest, InvalidToken, SlowDown, TemporarilyUnavailable } from '../errors.ts'
+import { delegationRefusal } from '../iam/delegation.ts'
 import { IamTokenExchanger } from '../iam/outbound_exchange.ts'
 import { MemoryRefreshTokenStore } from '../iam/refresh_token_store.ts'
 import type { IamDiscovery } from '../iam/discovery.ts'
@@ -121,6 +122,9 @@ export class CredentialService {
       const err = new SlowDown(limited.description, limited.retryAfter)
       throw limited.record ? await denyAudited(err) : err
     }
+    // As at POST /token (src/iam/delegation.ts): a token another client holds for the user registers nothing.
+    const actedFor = delegationRefusal(subject)
+    if (actedFor !== undefined) throw await denyAudited(new InvalidRequest(actedFor))
     if (!provider) throw await denyAudited(new InvalidRequest(`unknown credential provider "${input.provider}"`))
     if (input.mode === 'vault' && d.vaultUrl === undefined) throw await denyAudited(new InvalidRequest('the Vault-compatible listener is not enabled on this broker'))
     const blocked = d.blocks.blockedCaller(subject)

@@ -41,7 +41,12 @@ export async function introspectSubjectToken(token: string, issuer: TrustedIssue
   const now = ctx.clock.now()
   if (typeof res.exp !== 'number') throw new InvalidRequest('subject_token has no expiry (introspection gave no exp)')
   if (res.exp + ctx.clockSkewSeconds <= now) throw new InvalidRequest('subject_token has expired')
+  if (res.nbf !== undefined && typeof res.nbf !== 'number') throw new InvalidRequest('subject_token claim nbf is invalid')
   if (typeof res.nbf === 'number' && res.nbf - ctx.clockSkewSeconds > now) throw new InvalidRequest('subject_token is not yet valid')
+  // The JWT path refuses a future iat (verify_subject_token.ts): the same token must get the same verdict
+  // whichever way it is checked. iat is optional in RFC 7662 §2.2, but one that is not a number is garbage.
+  if (res.iat !== undefined && typeof res.iat !== 'number') throw new InvalidRequest('subject_token claim iat is invalid')
+  if (typeof res.iat === 'number' && res.iat - ctx.clockSkewSeconds > now) throw new InvalidRequest('subject_token was issued in the future')
   if (issuer.config.audience && !audienceMatches(res.aud, issuer.config.audience)) {
     throw new InvalidRequest('subject_token audience is not accepted by this broker')
   }

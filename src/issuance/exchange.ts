@@ -8,6 +8,7 @@ import {
 } from '../errors.ts'
 import type { RequestLimits } from '../ratelimit/request_limits.ts'
 import type { SubjectTokenVerifier, VerifiedSubject } from '../iam/subject.ts'
+import { delegationRefusal } from '../iam/delegation.ts'
 import { recordDenial } from './issue.ts'
 import { unrecordableRefusal } from './unrecordable_refusal.ts'
 import { pilotFlowOf, type PilotFlow } from './pilot_exchange.ts'
@@ -149,6 +150,9 @@ export async function exchangeToken(readForm: () => Promise<TokenRequestForm> | 
     req = parsed
     const callerBlock = deps.blocks.blockedCaller(subject)
     if (callerBlock !== undefined) throw new UnauthorizedClient(callerBlock)
+    // A token IAM issued to another client acting for the caller (act) is refused, and the refusal audited.
+    const actedFor = delegationRefusal(subject)
+    if (actedFor !== undefined) throw new InvalidRequest(actedFor)
     const decision = deps.decide({
       subject,
       role: req.role,

@@ -7,6 +7,7 @@ import {
 } from '../contract/pilot.ts'
 import { GRANT_TYPE_TOKEN_EXCHANGE, TOKEN_TYPE } from '../contract/token_exchange.ts'
 import type { TokenRequestForm } from '../contract/token_request.ts'
+import { delegationRefusal } from '../iam/delegation.ts'
 import { AuditStoreUnavailable, BrokerError, InvalidGrant, InvalidRequest, TemporarilyUnavailable, UnauthorizedClient, UnsupportedGrantType } from '../errors.ts'
 import type { SubjectTokenVerifier } from '../iam/subject.ts'
 import type { Clock } from '../lib/clock.ts'
@@ -139,6 +140,9 @@ async function enrol(form: TokenRequestForm, ctx: RequestContext, deps: PilotExc
   }
   const blocked = deps.revocations.blockedCaller(subject)
   if (blocked !== undefined) throw new UnauthorizedClient(blocked)
+  // As for any exchange (src/iam/delegation.ts): another client's token for the factory enrols no pilots.
+  const actedFor = delegationRefusal(subject)
+  if (actedFor !== undefined) throw new InvalidRequest(actedFor)
   // One policy for the decision and the answer: a reload while the record commits must not change either.
   const policy = deps.policy.current
   const d = decideEnrolment(policy, {

@@ -1,7 +1,7 @@
 import { expandAuthz, type AuthzLevel } from '../issuance/authz.ts'
 import type { TokenKind } from './decision.ts'
 import { compilePatterns, type CompiledPatterns } from './patterns.ts'
-import { ADMIN_ROLE, type Grant, type Rule } from './schema.ts'
+import { ADMIN_ROLE, SYSTEM_ACCOUNTS, type Grant, type Rule } from './schema.ts'
 import { compileAllowedScopes, toAuthzLevel, type AllowedScopes } from './scopes.ts'
 import { DEFAULT_PILOT_IDENTITY, DEFAULT_PILOT_MAX_RESTARTS } from '../contract/pilot.ts'
 import { foldConstants, parseTemplate, placeholdersOf, type TemplatePart } from './template.ts'
@@ -46,9 +46,13 @@ export interface CompiledGrant {
   readonly scopes?: AllowedScopes
   /** The grant's scopes when one names the caller (`storage.create:/store/user/{preferred_username}`): rendered and compiled per request. */
   readonly scopeTemplates?: readonly (readonly TemplatePart[])[]
+  /** With scopeTemplates: names a caller's value may not be (SYSTEM_ACCOUNTS and the grant's reserved_names). */
+  readonly reservedNames?: ReadonlySet<string>
   readonly audiences?: CompiledPatterns
   /** Used when the request names no audience: set only if the grant lists exactly one literal audience. */
   readonly defaultAudience?: readonly string[]
+  /** Whether one token may carry several requested audiences (the grant's multiple_audiences). */
+  readonly multipleAudiences: boolean
   readonly hosts?: CompiledPatterns
   /** The sites the grant binds, as written: the only source of the issued token's `ctb_site`. */
   readonly sites?: readonly string[]
@@ -147,8 +151,10 @@ function compileGrant(g: Grant, ctx: PolicyContext): CompiledGrant {
     authz: expandAuthz(levels),
     authzDefaults: [...new Set(levels)],
     ...compileGrantScopes(g.scopes),
+    ...(g.scopes?.some((s) => s.includes('{')) ? { reservedNames: new Set([...SYSTEM_ACCOUNTS, ...(g.reserved_names ?? [])]) } : {}),
     ...(audiences ? { audiences: compilePatterns(audiences) } : {}),
     ...(audiences?.length === 1 && literalAudiences?.length === 1 ? { defaultAudience: literalAudiences } : {}),
+    multipleAudiences: g.multiple_audiences ?? false,
     ...(g.hosts ? { hosts: compilePatterns(g.hosts, { ignoreCase: true }) } : {}),
     ...(g.sites ? { sites: [...g.sites] } : {}),
     params: new Map(Object.entries(g.params ?? {}).map(([k, v]) => [k, compilePatterns(v)])),

@@ -64,6 +64,10 @@ export function evaluateGrant(ruleId: string, g: CompiledGrant, req: DecisionReq
     const bad = req.audience.find((a) => !g.audiences!.test(a))
     if (bad !== undefined) return deny(ruleId, 'invalid_target', `audience ${quote(bad)} is not allowed for role ${role}`)
     audience = [...new Set(req.audience)]
+    // Least privilege: every service named in aud accepts the token, so one stolen at one replays at the others.
+    if (audience.length > 1 && !g.multipleAudiences) {
+      return deny(ruleId, 'invalid_target', `role ${role} issues a token for one audience at a time, not ${audience.length} (ask once per service)`)
+    }
   }
 
   const requested = req.scopes ?? []
@@ -84,8 +88,13 @@ export function evaluateGrant(ruleId: string, g: CompiledGrant, req: DecisionReq
       scopes = levels
     }
   } else {
-    const allowed = g.scopeTemplates ? renderScopes(g.scopeTemplates, req) : g.scopes!
+    const allowed = g.scopeTemplates ? renderScopes(g.scopeTemplates, g.reservedNames ?? new Set(), req) : g.scopes!
     if ('denied' in allowed) return deny(ruleId, 'unauthorized_client', `the caller's token has no usable ${allowed.denied}, which the scopes of role ${role} name`)
+    if ('refused' in allowed) {
+      const why = allowed.because === 'case' ? 'has upper-case letters' : 'is a reserved account name'
+      const note = allowed.because === 'case' ? ' (two callers would differ only by case)' : ''
+      return deny(ruleId, 'unauthorized_client', `the caller's ${allowed.placeholder} ${quote(allowed.refused)} ${why} and cannot name a path in the scopes of role ${role}${note}`)
+    }
     if (requested.length === 0) {
       scopes = [...allowed.defaults]
     } else {
@@ -164,8 +173,12 @@ function subjectValue(name: 'sub' | 'preferred_username' | 'client_id', req: Dec
  * A grant's scopes with the caller's values put into their paths, compiled for this request. A value must be
  * a plain name (SAFE_VALUE: no '/', and no leading '.', so never '.' or '..'): it then names one directory,
  * the caller's, and cannot reach a parent or a sibling. Otherwise the placeholder's name, for the refusal.
+ * A value in lower case only, and not a reserved account name (SYSTEM_ACCOUNTS, the grant's reserved_names):
+ * otherwise the value and why, for the refusal.
  */
-function renderScopes(templates: readonly (readonly TemplatePart[])[], req: DecisionRequest): AllowedScopes | { denied: string } {
+function renderScopes(
+  templates: readonly (readonly TemplatePart[])[], reserved: ReadonlySet<string>, req: DecisionRequest,
+): AllowedScopes | { denied: string } | { refused: string; placeholder: string; because: 'case' | 'reserved' } {
   const rendered: string[] = []
   for (const parts of templates) {
     let text = ''
@@ -173,6 +186,10 @@ function renderScopes(templates: readonly (readonly TemplatePart[])[], req: Deci
       if ('literal' in part) { text += part.literal; continue }
       const v = subjectValue(part.placeholder as 'sub' | 'preferred_username' | 'client_id', req)
       if (v === undefined || !SAFE_VALUE.test(v)) return { denied: part.placeholder }
+      // Lower case only: Alice and alice are two IAM users but one directory on storage that folds case, or
+      // behind a mapfile that does; refusing both is the only rule that needs no list of who came first.
+      if (/[A-Z]/.test(v)) return { refused: v, placeholder: part.placeholder, because: 'case' }
+      if (reserved.has(v)) return { refused: v, placeholder: part.placeholder, because: 'reserved' }
       text += v
     }
     rendered.push(text)

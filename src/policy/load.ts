@@ -114,6 +114,15 @@ function contextIssues(rules: readonly Rule[], ctx: PolicyContext): { path: Path
     if (g.token_kinds.includes('scitoken') && profile === 'scitokens2' && g.scopes?.length && !g.scopes.some((s) => /^condor:\//i.test(s)) && g.scopes.some((s) => s.startsWith('compute.'))) {
       out.push({ path: [...at, 'scopes'], message: 'the broker mints SciTokens 2.0 by default, where HTCondor does not translate compute.*; add condor:/ scopes or set profile: wlcg' })
     }
+    // scitokens-cpp turns storage.<op>:/p into read:/p (or write:/p) in WLCG tokens only: in a scitoken:2.0
+    // token it stays storage.read:/p, an authorization no enforcer asks for, so the token reads nothing.
+    const storage = g.token_kinds.includes('scitoken') && profile === 'scitokens2' ? g.scopes?.find((s) => s.startsWith('storage.')) : undefined
+    if (storage !== undefined) {
+      const op = storage.slice(8, storage.indexOf(':'))
+      const sciTokens = op === 'read' ? 'read' : op === 'create' || op === 'modify' ? 'write' : undefined
+      const instead = sciTokens ? `write ${sciTokens}${storage.slice(storage.indexOf(':'))} or set profile: wlcg` : 'set profile: wlcg'
+      out.push({ path: [...at, 'scopes'], message: `${storage} authorizes nothing in a SciTokens 2.0 token; ${instead} (scitokens-cpp reads storage.* scopes in WLCG tokens only)` })
+    }
   }))
   return out
 }

@@ -25,6 +25,17 @@ export const CENTRAL_MANAGER_ROLE = 'central-manager'
  */
 export const RESERVED_USERS: ReadonlySet<string> = new Set(['condor', 'condor_pool', 'root'])
 
+/**
+ * Account names no caller's value may put into a scope path (`storage.create:/store/user/{preferred_username}`):
+ * a storage element that maps a user directory to the local account of that name would give the caller that
+ * account's area. LSB Core 5.0 §23.2 lists root, bin and daemon as required and adm, lp, sync, shutdown, halt,
+ * mail, news, uucp, operator, man and nobody as optional on every conforming system; condor and condor_pool
+ * are HTCondor's (RESERVED_USERS). A site adds its own with a grant's `reserved_names`.
+ */
+export const SYSTEM_ACCOUNTS: ReadonlySet<string> = new Set([
+  ...RESERVED_USERS, 'bin', 'daemon', 'adm', 'lp', 'sync', 'shutdown', 'halt', 'mail', 'news', 'uucp', 'operator', 'man', 'nobody',
+])
+
 /** The user part of an identity as HTCondor splits it (at the last `@`), ASCII lower-cased for RESERVED_USERS. */
 export function identityUser(identity: string): string {
   const at = identity.lastIndexOf('@')
@@ -77,7 +88,7 @@ export const ROLE_NAME = /^[a-z][a-z0-9-]{0,62}$/
 
 const Role = z.string().regex(ROLE_NAME, 'a role is lower-case letters, digits and dashes, starting with a letter')
 
-const GRANT_TOKEN_FIELDS = ['identity', 'token_kinds', 'default_token_kind', 'authz', 'scopes', 'audiences', 'hosts', 'sites', 'params', 'lifetime', 'profile', 'up_to', 'direct_attach', 'pilot', 'certificate', 'fetched_by'] as const
+const GRANT_TOKEN_FIELDS = ['identity', 'token_kinds', 'default_token_kind', 'authz', 'scopes', 'audiences', 'multiple_audiences', 'reserved_names', 'hosts', 'sites', 'params', 'lifetime', 'profile', 'up_to', 'direct_attach', 'pilot', 'certificate', 'fetched_by'] as const
 
 /**
  * A site label: it ends up in the `ctb_site` claim and in `revoke --site`, so it is a plain name that is
@@ -142,6 +153,13 @@ const GrantSchema = z.strictObject({
   /** Scopes for SciTokens/WLCG tokens and IAM access tokens. */
   scopes: z.array(z.string()).optional(),
   audiences: z.array(NonBlank).min(1).optional(),
+  /**
+   * Lets one request name several of the grant's audiences for one token. Off: one audience per token, because
+   * a token every listed service accepts, stolen at one of them, replays at the others.
+   */
+  multiple_audiences: z.boolean().optional(),
+  /** Names, beyond SYSTEM_ACCOUNTS, that a caller's value may not be where the grant's scopes name the caller (site accounts). */
+  reserved_names: z.array(z.string().regex(/^[a-z0-9][a-z0-9_.-]{0,127}$/, 'a reserved_names entry is a plain lower-case name (letters, digits, _ . -)')).min(1).optional(),
   hosts: z.array(z.string()).min(1).optional(),
   /**
    * The site(s) this grant's callers belong to: the only source of `ctb_site` and `{site}`. A request may
@@ -299,6 +317,9 @@ function checkScopes(g: Grant, kinds: Set<string>, jwtKinds: boolean, issue: Iss
     const p = parseScope(s)
     if ('error' in p) issue(['scopes', i], p.error)
   })
+  if (g.reserved_names !== undefined && !g.scopes?.some((s) => s.includes('{'))) {
+    issue(['reserved_names'], 'reserved_names applies only to a grant whose scopes name the caller ({sub}, {preferred_username} or {client_id} in a path)')
+  }
   if (jwtKinds && !g.scopes?.length) issue(['scopes'], 'scitoken and access_token grants need at least one scope')
   if (!jwtKinds && g.scopes !== undefined) issue(['scopes'], 'scopes apply to scitoken and access_token; IDTOKENs take authz')
   if (kinds.has('scitoken') && g.scopes?.length) {
@@ -393,6 +414,7 @@ function checkIdentity(g: Grant, kinds: Set<string>, issue: Issue): void {
 }
 
 function checkAudiences(g: Grant, jwtKinds: boolean, issue: Issue): void {
+  if (g.multiple_audiences !== undefined && !jwtKinds) issue(['multiple_audiences'], 'multiple_audiences applies to scitoken and access_token: an IDTOKEN has no aud claim')
   if (jwtKinds && !g.audiences) {
     issue(['audiences'], 'scitoken and access_token grants need audiences: aud is mandatory in SciTokens 2.0 and WLCG tokens (docs/htcondor-tokens.md §5.2)')
   }

@@ -374,6 +374,30 @@ describe('IamSubjectTokenVerifier: introspection', () => {
     expect((await failure(a, fresh)).description).toBe('subject_token is not active')
   })
 
+  it('refuses an introspected token issued in the future, as a JWT with that iat is refused', async () => {
+    const a = await adapter({}, { introspection: 'opaque' }, [iam])
+    const now = Math.floor(Date.now() / 1000)
+    // 600 s ahead is beyond the 60 s skew (docs/iam-and-wlcg.md §2.3): the same iat a JWT is refused for above.
+    const e = await failure(a, iam.mintOpaque({ iat: now + 600, exp: now + 3600 }))
+    expect(e).toBeInstanceOf(InvalidRequest)
+    expect(e.description).toBe('subject_token was issued in the future')
+  })
+
+  it('refuses an introspected nbf or iat that is not a number, as jose refuses it in a JWT', async () => {
+    const a = await adapter({}, { introspection: 'opaque' }, [iam])
+    for (const claim of ['nbf', 'iat']) {
+      const e = await failure(a, iam.mintOpaque({ [claim]: 'soon' }))
+      expect(e).toBeInstanceOf(InvalidRequest)
+      expect(e.description).toBe(`subject_token claim ${claim} is invalid`)
+    }
+  })
+
+  it('accepts an introspected iat within the clock skew', async () => {
+    const a = await adapter({}, { introspection: 'opaque' }, [iam])
+    const now = Math.floor(Date.now() / 1000)
+    await expect(a.verifier.verify(iam.mintOpaque({ sub: 'skewed', iat: now + 30, exp: now + 3600 }))).resolves.toMatchObject({ sub: 'skewed' })
+  })
+
   it('introspection down is 503, not invalid', async () => {
     const a = await adapter({}, { introspection: 'opaque' }, [iam])
     iam.faults.introspection = 'down'

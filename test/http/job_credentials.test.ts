@@ -96,6 +96,20 @@ describe('POST /v1/credentials', () => {
   })
 })
 
+describe('POST /v1/credentials with a delegated IAM token', () => {
+  it('refuses a token IAM issued to another client acting for the user (act), before asking IAM, on record', async () => {
+    const before = t.iamRequests('urn:ietf:params:oauth:grant-type:token-exchange').length
+    const res = await t.register(await t.userToken({ preferred_username: 'dora', act: { sub: 'portal-client' } }), { provider: 'cms' })
+    expect(res.status).toBe(400)
+    const description = "delegation not supported: subject_token was issued to 'portal-client' acting for its subject (act claim); present the caller's own IAM token"
+    expect(await res.json()).toEqual({ error: 'invalid_request', error_description: description })
+    expect(t.iamRequests('urn:ietf:params:oauth:grant-type:token-exchange').length).toBe(before)
+    expect(await t.store.readCredential('dora', 'cms')).toBeUndefined()
+    const denied = (await t.store.query({ limit: 1, type: 'token.denied' })).records.map((r) => r.event)
+    expect(denied[0]).toMatchObject({ decision: 'deny', reason: `invalid_request: ${description}` })
+  })
+})
+
 describe('GET /v1/credentials/{user}/{provider}/token', () => {
   it('refuses a repeated query parameter rather than serving one of its values', async () => {
     const res = await t.jobToken('erin', 'cms', t.creddToken(), '?minimum_seconds=60&minimum_seconds=3600')

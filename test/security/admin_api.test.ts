@@ -70,6 +70,8 @@ describe('bearer attacks on every admin endpoint', () => {
     ['an IAM token of a non-admin caller', async () => `Bearer ${await sb.token.provisioner()}`],
     ['an expired IAM admin token', async () => `Bearer ${await sb.token.admin({ exp: Math.floor(Date.now() / 1000) - 3600, iat: Math.floor(Date.now() / 1000) - 7200, nbf: Math.floor(Date.now() / 1000) - 7200 })}`],
     ['an admin token for another audience', async () => `Bearer ${await sb.token.admin({ aud: 'https://storage.example.org' })}`],
+    // IAM's token exchange output (act): the admin's authority held by another client is not the admin.
+    ['an admin token another client obtained by exchange (act)', async () => `Bearer ${await sb.token.admin({ act: { sub: 'some-portal' } })}`],
     ['a forged admin token (attacker key)', async () => {
       const k = await attackerKey()
       return `Bearer ${signRaw(JSON.stringify({ alg: 'RS256', kid: sb.iam.signingKey.kid }), JSON.stringify(provisionerClaims(sb.iam.issuer, BROKER_AUDIENCE, { 'wlcg.groups': ['/ctb-admins'], client_id: 'x' })), k)}`

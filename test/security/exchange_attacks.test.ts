@@ -102,6 +102,9 @@ const AUDIENCE: Case[] = [
   ['audience any', 'user', 'submit-user', userSciToken({ audience: 'https://wlcg.cern.ch/jwt/v1/any' })],
   ['one good audience and one foreign', 'user', 'submit-user', userSciToken({ audience: [AP, 'https://evil.example'] })],
   ['resource foreign beside a good audience', 'user', 'submit-user', userSciToken({ resource: 'https://evil.example/' })],
+  // Both match the grant's glob: one token for both access points would replay at either.
+  ['two audiences the glob allows, one token', 'user', 'submit-user', userSciToken({ audience: [AP, 'condor://ap2.cloud-a.example.org:9618'] }), 'invalid_target'],
+  ['resource naming another access point than audience', 'user', 'submit-user', userSciToken({ resource: 'condor://ap2.cloud-a.example.org:9618' }), 'invalid_target'],
 ]
 
 const REPEATED: Case[] = [
@@ -162,6 +165,27 @@ for (const [cls, cases] of CLASSES) {
     })
   })
 }
+
+describe('exchange: delegated subject tokens (act, RFC 8693 §4.1)', () => {
+  // A token IAM issued to another client acting for the user: that client (or whoever holds its output)
+  // would turn it into pool credentials as the user, a hop the user never asked this broker for.
+  it.each([
+    ['a user token another service obtained by exchange', 'user', 'submit-user', userSciToken({}), { act: { sub: 'fts-service' } }],
+    ['a nested delegation chain', 'user', 'submit-user', userSciToken({}), { act: { sub: 'portal', act: { sub: 'gateway' } } }],
+    ['a service token with act', 'provisioner', 'startd', startd({}), { act: { sub: 'other-client' } }],
+    ['a pilot factory token with act, enrolling pilots', 'pilotFactory', 'pilot', { requested_token_type: 'urn:condor-token-broker:token-type:pilot-enrolment', site: 'hpc-b', pilot_count: '2' }, { act: { sub: 'other-client' } }],
+  ] as [string, Who, string, Record<string, string>, Record<string, unknown>][])('%s is refused, naming the actor', async (_n, who, role, extra, claims) => {
+    const before = await sb.auditHead()
+    const res = await viaApp(sb.app, 'POST', '/token', encodeForm(exchangeForm(await sb.token[who](claims), role, extra)), { 'content-type': 'application/x-www-form-urlencoded' })
+    expect(res.status, res.text).toBe(400)
+    expect(res.json!.error).toBe('invalid_request')
+    const description = `delegation not supported: subject_token was issued to '${(claims.act as { sub: string }).sub}' acting for its subject (act claim); present the caller's own IAM token`
+    expect(res.json!.error_description).toBe(description)
+    // Recorded, under the caller, with the actor named: who tried to use whose authority.
+    const records = await sb.auditSince(before)
+    expect(records.map((r) => r.event).filter((e) => e.type === 'token.denied')).toEqual([expect.objectContaining({ type: 'token.denied', role, reason: `invalid_request: ${description}` })])
+  })
+})
 
 describe('exchange: the broker\'s own tokens as subject tokens', () => {
   const mintedBy = async (who: Who, role: string, extra: Record<string, string>) => {

@@ -211,7 +211,7 @@ rules:
         audiences: ["https://*.se.example.org", "condor://{trust_domain}:9618"]
         hosts: ["*.wn.example.org", login.example.org]
         lifetime: { default: 10m, max: 1h }
-        profile: scitokens2
+        profile: wlcg
   - id: wide-second
     match: { issuer: "${ISS}", sub: [robot-1] }
     grants:
@@ -309,7 +309,23 @@ describe('decide() semantics on an inline policy', () => {
   })
 
   it('reports the SciToken profile of the grant, and none for IDTOKENs', () => {
-    const d = decide(INLINE, { subject: prodCaller, role: 'reader', host: 'n1.wn.example.org', audience: [SE] }, fixedJti)
+    // The broker's default (CTX) is wlcg: the grant's own scitokens2 must win.
+    const sciTokens2 = policyFrom(`
+version: 1
+rules:
+  - id: reader
+    match: { issuer: "${ISS}", sub: [robot-1] }
+    grants:
+      - role: reader
+        identity: "robot-{sub}@{uid_domain}"
+        token_kinds: [scitoken]
+        scopes: [condor:/READ, "read:/public"]
+        audiences: ["${SE}"]
+        hosts: ["*.wn.example.org"]
+        lifetime: { default: 10m, max: 1h }
+        profile: scitokens2
+`)
+    const d = decide(sciTokens2, { subject: prodCaller, role: 'reader', host: 'n1.wn.example.org', audience: [SE] }, fixedJti)
     expect(d).toMatchObject({ allow: true, profile: 'scitokens2', host: 'n1.wn.example.org' })
     const i = decide(shipped, { subject: CALLERS.alice, role: 'job', audience: [] }, fixedJti)
     expect(i.allow && i.profile).toBe(undefined)
@@ -428,6 +444,66 @@ rules:
   })
 })
 
+describe('per-caller storage paths: system accounts and case', () => {
+  // A storage element that maps /store/user/<name> to the local account <name> (XRootD with a user
+  // prefix, a POSIX-backed SE) would hand an IAM user called "daemon" the daemon account's area. The
+  // identity's user part is not the issue here (it is built from sub), only the path.
+  const policy = (extra = '') => policyFrom(`
+version: 1
+rules:
+  - id: own-area
+    match: { issuer: "${ISS}", groups: [/vo] }
+    grants:
+      - role: job-storage
+        identity: "u-{sub}@{uid_domain}"
+        token_kinds: [scitoken]
+        scopes: ["storage.create:/store/user/{preferred_username}"]
+        audiences: ["https://se.example.org"]
+        lifetime: { default: 20m, max: 1h }
+${extra}`)
+  const who = (name: string) => subject({ sub: 's1', groups: ['/vo'], preferred_username: name })
+  const ask = (_p: Policy, name: string): DecisionRequest => ({ subject: who(name), role: 'job-storage', audience: ['https://se.example.org'] })
+
+  // LSB Core 5.0 §23.2 names root, bin and daemon as required and adm, lp, sync, shutdown, halt, mail, news,
+  // uucp, operator, man and nobody as optional accounts; condor and condor_pool are HTCondor's own.
+  it.each(['root', 'bin', 'daemon', 'adm', 'lp', 'sync', 'shutdown', 'halt', 'mail', 'news', 'uucp', 'operator', 'man', 'nobody', 'condor', 'condor_pool'])('refuses %s as a path name', (name) => {
+    expect(decide(policy(), ask(policy(), name), fixedJti)).toMatchObject({ allow: false, error: 'unauthorized_client', reason: `the caller's preferred_username '${name}' is a reserved account name and cannot name a path in the scopes of role job-storage` })
+  })
+
+  it('refuses a name with an upper-case letter, so that no two callers differ only by case (Root, Alice)', () => {
+    for (const name of ['Root', 'DAEMON', 'Alice']) {
+      expect(decide(policy(), ask(policy(), name), fixedJti)).toMatchObject({ allow: false, error: 'unauthorized_client', reason: `the caller's preferred_username '${name}' has upper-case letters and cannot name a path in the scopes of role job-storage (two callers would differ only by case)` })
+    }
+  })
+
+  it('refuses the names a grant adds under reserved_names, and issues any other', () => {
+    const p = policy('        reserved_names: [cmsprod, xrootd]\n')
+    expect(decide(p, ask(p, 'cmsprod'), fixedJti)).toMatchObject({ allow: false, error: 'unauthorized_client', reason: /'cmsprod' is a reserved account name/ })
+    expect(decide(p, ask(p, 'xrootd'), fixedJti)).toMatchObject({ allow: false, error: 'unauthorized_client' })
+    expect(decide(p, ask(p, 'alice'), fixedJti)).toMatchObject({ allow: true, scopes: ['storage.create:/store/user/alice'] })
+    expect(decide(policy(), ask(policy(), 'cmsprod'), fixedJti)).toMatchObject({ allow: true, scopes: ['storage.create:/store/user/cmsprod'] })
+  })
+
+  it('refuses at load reserved_names on a grant whose scopes name no caller, or a name that is not plain lower case', () => {
+    expect(() => policy('        reserved_names: [Cmsprod]\n')).toThrow(/reserved_names/)
+    expect(() => policy('        reserved_names: ["a/b"]\n')).toThrow(/reserved_names/)
+    expect(() => policyFrom(`
+version: 1
+rules:
+  - id: fixed
+    match: { issuer: "${ISS}", groups: [/vo] }
+    grants:
+      - role: job-storage
+        identity: "u-{sub}@{uid_domain}"
+        token_kinds: [scitoken]
+        scopes: ["storage.read:/store/data"]
+        audiences: ["https://se.example.org"]
+        reserved_names: [cmsprod]
+        lifetime: { default: 20m, max: 1h }
+`)).toThrow(/reserved_names applies only to a grant whose scopes name the caller/)
+  })
+})
+
 describe('per-caller storage paths: one caller value per path segment', () => {
   // Two values in one segment have no boundary between them: preferred_username "alice-x" with sub "y"
   // and preferred_username "alice" with sub "x-y" both give /home/alice-x-y (worked by hand), so one
@@ -531,5 +607,40 @@ describe('the shipped job-credentials grant', () => {
       expect(decide(shipped, ask([s]), fixedJti), s).toMatchObject({ allow: false, error: 'invalid_scope' })
     }
     expect(decide(shipped, ask(['storage.create:/store/user/alice/run1']), fixedJti)).toMatchObject({ allow: true, scopes: ['storage.create:/store/user/alice/run1'] })
+  })
+})
+
+describe('one audience per token unless the grant lists several explicitly', () => {
+  // A token with two audiences is accepted at both relying parties (WLCG profile §2.1: aud is a string or an
+  // array, and a verifier accepts its own name anywhere in it): stolen at one, it replays at the other.
+  const grant = (extra: string) => policyFrom(`
+version: 1
+rules:
+  - id: users
+    match: { issuer: "${ISS}", groups: [/htc/users] }
+    grants:
+      - role: submit-user
+        identity: "{preferred_username}@{uid_domain}"
+        token_kinds: [scitoken, access_token]
+        scopes: [compute.read]
+        profile: wlcg
+        audiences: ["condor://ap*.example.org:9618"]
+        lifetime: { default: 20m, max: 6h }
+${extra}`)
+  const AP1 = 'condor://ap1.example.org:9618'
+  const AP2 = 'condor://ap2.example.org:9618'
+
+  it.each(['scitoken', 'access_token'] as const)('refuses two audiences that each match the glob (%s): invalid_target', (tokenKind) => {
+    const d = decide(grant(''), { subject: CALLERS.alice, role: 'submit-user', tokenKind, audience: [AP1, AP2] }, fixedJti)
+    expect(d).toMatchObject({ allow: false, error: 'invalid_target', reason: 'role submit-user issues a token for one audience at a time, not 2 (ask once per service)' })
+  })
+
+  it('one audience named twice is one audience', () => {
+    expect(decide(grant(''), { subject: CALLERS.alice, role: 'submit-user', audience: [AP1, AP1] }, fixedJti)).toMatchObject({ allow: true, audience: [AP1] })
+  })
+
+  it('a grant with multiple_audiences: true issues the list', () => {
+    const p = grant('        multiple_audiences: true\n'.replace(/^/, ''))
+    expect(decide(p, { subject: CALLERS.alice, role: 'submit-user', audience: [AP1, AP2] }, fixedJti)).toMatchObject({ allow: true, audience: [AP1, AP2] })
   })
 })

@@ -61,12 +61,12 @@ describe('policy schema: the shipped shape is valid', () => {
   lifetime: { default: 1h, max: 1d }`))).toEqual([])
   })
 
-  it('accepts a storage-only SciToken grant (a job token for a storage element), in either profile', () => {
-    for (const profile of ['wlcg', 'scitokens2']) {
+  it('accepts a storage-only SciToken grant (a job token for a storage element): storage.* in WLCG, read/write in SciTokens 2.0', () => {
+    for (const [profile, read, write] of [['wlcg', 'storage.read', 'storage.create'], ['scitokens2', 'read', 'write']]) {
       expect(issuesOf(file(`- role: job-storage
   identity: "{preferred_username}"
   token_kinds: [scitoken]
-  scopes: ["storage.read:/store/user", "storage.create:/store/user", "storage.modify:/store/user"]
+  scopes: ["${read}:/store/user", "${write}:/store/user"]
   profile: ${profile}
   audiences: ["https://se.example.org"]
   lifetime: { default: 20m, max: 1h }`))).toEqual([])
@@ -108,6 +108,12 @@ const BAD: [string, string, string, RegExp][] = [
   token_kinds: [idtoken]
   authz: [READ]
   lifetime: { default: 1h, max: 1d }`, '"root@', /root@… is allowed for the central-manager role only/],
+  ['multiple_audiences on an IDTOKEN-only grant', `- role: job
+  identity: "job-{jti8}@{uid_domain}"
+  token_kinds: [idtoken]
+  authz: [READ]
+  multiple_audiences: true
+  lifetime: { default: 1h, max: 1d }`, 'true', /multiple_audiences applies to scitoken and access_token/],
   ['WRITE on a pilot without direct_attach', `- role: pilot
   identity: pilot-{jti8}@pilots.{trust_domain}
   token_kinds: [idtoken]
@@ -303,6 +309,22 @@ describe('policy schema: refusals point at the offending text', () => {
   lifetime: { default: 1h, max: 2h }`)
     expect(issuesOf(text)).toEqual([])
     expectIssueAt(text, issuesOf(text, { ...CTX, scitokenProfile: 'scitokens2' }), '[compute.read]', /mints SciTokens 2\.0 by default/)
+  })
+
+  it('storage.* in a SciTokens 2.0 grant is refused at load, whether the grant or the broker picks the profile', () => {
+    // scitokens-cpp translates storage.read:/p to read:/p only in a WLCG token; in a scitoken:2.0 token it
+    // lists storage.read:/p as an authorization no enforcer asks for (test/interop/scitokens_verify.test.ts).
+    const grant = (profile: string) => file(`- role: job-storage
+  identity: "u-{sub}@{uid_domain}"
+  token_kinds: [scitoken]
+  scopes: ["storage.read:/store/data"]
+  audiences: ["https://se.example.org"]
+${profile}  lifetime: { default: 1h, max: 2h }`)
+    expect(issuesOf(grant(''))).toEqual([])
+    expect(issuesOf(grant('  profile: wlcg\n'))).toEqual([])
+    const explicit = grant('  profile: scitokens2\n')
+    expectIssueAt(explicit, issuesOf(explicit), '["storage.read:/store/data"]', /storage\.read:\/store\/data authorizes nothing in a SciTokens 2\.0 token/)
+    expectIssueAt(grant(''), issuesOf(grant(''), { ...CTX, scitokenProfile: 'scitokens2' }), '["storage.read:/store/data"]', /authorizes nothing in a SciTokens 2\.0 token; write read:\/store\/data or set profile: wlcg/)
   })
 
   it('unknown ${VAR}: error at the scalar naming the config key', () => {
