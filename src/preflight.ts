@@ -4,6 +4,7 @@ import { caDir, type Config } from './config.ts'
 import { poolCaFiles } from './ca/pool_ca_files.ts'
 import { OperatorError } from './errors.ts'
 import { loadIamClientCredentials } from './iam/client_auth.ts'
+import { developmentKeyProblem } from './keys/development_key_mark.ts'
 import { KeyStore } from './keys/key_store.ts'
 import type { Logger } from './lib/logger.ts'
 import { readSecretFile } from './lib/secure_file.ts'
@@ -17,6 +18,8 @@ import { readTlsFiles } from './tls/tls_files.ts'
 export interface PreflightContext {
   /** The broker has a public issuer (see isProduction in production.ts). */
   production: boolean
+  /** serve will start the development IAM (no issuer, no iam.issuers). */
+  developmentIam?: boolean
   /** What `${IAM_ISSUER}` will stand for, as serve will define it. */
   iamIssuer: string | undefined
   log: Logger
@@ -73,6 +76,11 @@ export async function preflight(config: Config, ctx: PreflightContext): Promise<
 
   if (ctx.production && config.trustDomainDefaulted) {
     add('ETRUSTDOMAIN', `trust_domain is not set: it must be the pool's TRUST_DOMAIN (condor_config_val TRUST_DOMAIN on the central manager; HTCondor 10+ defaults it to UID_DOMAIN), or HTCondor silently skips every IDTOKEN; this host's name (${config.trust_domain}) is only a development default`)
+  }
+
+  if (ctx.developmentIam) {
+    const devKey = developmentKeyProblem(new KeyStore(join(config.data_dir, 'keys')), config.idtoken.key)
+    if (devKey) add('EDEVKEY', devKey)
   }
 
   if (ctx.production) {
