@@ -2,7 +2,7 @@ import { accessSync, constants, existsSync, readFileSync, statSync } from 'node:
 import { dirname, join, resolve } from 'node:path'
 import { caDir, type Config } from './config.ts'
 import { poolCaFiles } from './ca/pool_ca_files.ts'
-import { OperatorError } from './errors.ts'
+import { ConfigurationError } from './errors.ts'
 import { loadIamClientCredentials } from './iam/client_auth.ts'
 import { developmentKeyProblem } from './keys/development_key_mark.ts'
 import { KeyStore } from './keys/key_store.ts'
@@ -29,7 +29,7 @@ export interface PreflightContext {
  * Everything `serve` can check before it touches the disk or the network: files it will read, directories
  * it will write, policies, IAM trust and the signing key a production config names. It creates nothing:
  * a configuration that cannot start must not leave keys or a database behind (or, worse, a random
- * signing key under the name of the pool's real one). Throws one OperatorError listing every problem.
+ * signing key under the name of the pool's real one). Throws one ConfigurationError listing every problem.
  */
 export async function preflight(config: Config, ctx: PreflightContext): Promise<void> {
   const problems: { code: string; message: string }[] = []
@@ -131,9 +131,9 @@ export async function preflight(config: Config, ctx: PreflightContext): Promise<
   const policy = loadPolicyDir(config.policy_dir, policyContextFromConfig(config, ctx.iamIssuer))
   if (!policy.ok) for (const i of policy.issues) add('EPOLICY', `policy: ${formatIssue(i)}`)
 
-  if (problems.length === 1) throw new OperatorError(problems[0]!.code, problems[0]!.message)
+  if (problems.length === 1) throw new ConfigurationError(problems[0]!.code, problems[0]!.message)
   if (problems.length > 1) {
-    throw new OperatorError(problems[0]!.code, `cannot start, ${problems.length} problems:\n${problems.map((p) => `  ${p.message}`).join('\n')}`)
+    throw new ConfigurationError(problems[0]!.code, `cannot start, ${problems.length} problems:\n${problems.map((p) => `  ${p.message}`).join('\n')}`)
   }
 }
 

@@ -18,7 +18,7 @@ import { markDevelopmentKey } from './keys/development_key_mark.ts'
 import { KeyStore } from './keys/key_store.ts'
 import { DEV_IAM_PATHS, devIamIssuer } from './dev_iam/dev_iam_paths.ts'
 import type { RunningDevIam } from './dev_iam/start_dev_iam.ts'
-import { BrokerError, OperatorError } from './errors.ts'
+import { BrokerError, ConfigurationError } from './errors.ts'
 import type { AdminAuthenticator } from './http/middleware/admin_auth.ts'
 import { bootstrapTokenAuthenticator, loadBootstrapToken } from './http/middleware/admin_auth.ts'
 import type { IamStatusCheck, ReadinessCheck } from './http/routes/health.ts'
@@ -407,7 +407,7 @@ function consoleServicesFrom(config: Config, iam: IamAdapter, clock: Clock, stor
   const c = config.admin.console
   const issuer = c.iam_issuer ?? config.iam.issuers[0]?.issuer
   const trusted = issuer !== undefined ? iam.discovery.issuer(issuer) : undefined
-  if (c.iam_issuer !== undefined && !trusted) throw new OperatorError('ECONFIG', `admin.console.iam_issuer ${c.iam_issuer} is not one of iam.issuers`)
+  if (c.iam_issuer !== undefined && !trusted) throw new ConfigurationError('ECONFIG', `admin.console.iam_issuer ${c.iam_issuer} is not one of iam.issuers`)
   const keys = new KeyStore(`${config.data_dir}/keys`)
   return {
     ...(trusted && trusted.credentials.method !== 'none' ? { signIn: oidcSignIn(iam.discovery, trusted.config.issuer, consoleRedirectUri(config), () => clock.now()) } : {}),
