@@ -6,6 +6,7 @@ import { auditMacKeyFile, ensureAuditMacKeyFile, readAuditMacKey } from '../../k
 import { isPreparedEntry, JWKS_REFRESH_SECONDS, KeyStore } from '../../keys/key_store.ts'
 import { systemClock } from '../../lib/clock.ts'
 import { CliError, parse, type CommandIo } from '../command.ts'
+import { assertDataDirOwner } from '../data_dir_owner.ts'
 import { OperatorError } from '../../errors.ts'
 
 const HELP = `Usage: condor-token-broker keys <init|list|rotate|import> [options]
@@ -35,7 +36,7 @@ export async function keysCommand(argv: string[], io: CommandIo): Promise<number
   }, sub === 'import')
   if (values.help) { io.out(HELP); return 0 }
   const config = loadConfig({ ...(values.config ? { file: values.config } : {}), env: io.env })
-  if (sub === 'init' || sub === 'rotate' || sub === 'import') assertDataDirOwner(config.data_dir, sub)
+  if (sub === 'init' || sub === 'rotate' || sub === 'import') assertDataDirOwner(config.data_dir, `keys ${sub}`)
   const store = new KeyStore(`${config.data_dir}/keys`)
   const now = systemClock.now()
   switch (sub) {
@@ -132,17 +133,3 @@ export async function keysCommand(argv: string[], io: CommandIo): Promise<number
   }
 }
 
-/**
- * Keys written by another user than the data directory's owner are that user's, mode 0600: `sudo keys
- * rotate` (root, not `sudo -u ctb`) leaves a keyring the running broker cannot read, so it keeps the old
- * key and fails at its next start. Checked before anything is written; a data_dir not yet made is the
- * caller's to make.
- */
-function assertDataDirOwner(dataDir: string, sub: string): void {
-  const uid = process.geteuid?.()
-  if (uid === undefined || !existsSync(dataDir)) return
-  const owner = statSync(dataDir).uid
-  if (owner !== uid) {
-    throw new CliError(`data_dir ${dataDir} belongs to uid ${owner}, not to this user (uid ${uid}): run "keys ${sub}" as its owner (e.g. sudo -u ctb), or the broker cannot read what it writes`)
-  }
-}
