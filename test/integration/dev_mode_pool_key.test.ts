@@ -41,6 +41,13 @@ describe('development mode and a signing key it did not make', () => {
     await expect(startBroker(loadConfig({ env }), { log: silent })).rejects.toThrow(REFUSAL)
   })
 
+  it('serve says so in one line and exits 78 (EX_CONFIG), which the systemd unit does not restart', async () => {
+    expect((await cli(['keys', 'import', poolKeyFile(), '--name', 'broker1'], env)).code).toBe(0)
+    const r = await cli(['serve'], env)
+    expect(r.code).toBe(78)
+    expect(r.err).toMatch(/^condor-token-broker: development mode \(no issuer, no iam\.issuers\) refuses the HTCondor signing key "broker1"[^\n]*$/)
+  })
+
   it('refuses a key development mode made and someone then replaced', async () => {
     const first = await startE2e(env)
     await first.broker.close()
