@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from 'node:fs'
 import { hostname } from 'node:os'
 import { LineCounter, parseDocument, type Document } from 'yaml'
 import { z } from 'zod'
-import { OperatorError } from './errors.ts'
+import { ConfigurationError } from './errors.ts'
 import { Bool, integer, seconds } from './lib/config_values.ts'
 import { LOG_LEVELS } from './lib/logger.ts'
 import { positionOf, zodIssueMessage } from './lib/yaml_position.ts'
@@ -175,7 +175,7 @@ function readYaml(file: string): YamlSource {
   try {
     text = readFileSync(file, 'utf8')
   } catch (err) {
-    throw new OperatorError('ECONFIG', `cannot read config file ${file}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`)
+    throw new ConfigurationError('ECONFIG', `cannot read config file ${file}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`)
   }
   const lc = new LineCounter()
   const doc = parseDocument(text, { prettyErrors: false, lineCounter: lc, uniqueKeys: true })
@@ -184,11 +184,11 @@ function readYaml(file: string): YamlSource {
       const { line, col } = lc.linePos(e.pos[0])
       return `  ${file}:${line}:${col}: ${e.message.split('\n')[0]}`
     })
-    throw new OperatorError('ECONFIG', `invalid configuration:\n${lines.join('\n')}`)
+    throw new ConfigurationError('ECONFIG', `invalid configuration:\n${lines.join('\n')}`)
   }
   const value = doc.toJS() as unknown
   if (value === null || value === undefined) return { file, doc, lc, value: {} }
-  if (typeof value !== 'object' || Array.isArray(value)) throw new OperatorError('ECONFIG', `${file}: the top level must be a mapping`)
+  if (typeof value !== 'object' || Array.isArray(value)) throw new ConfigurationError('ECONFIG', `${file}: the top level must be a mapping`)
   return { file, doc, lc, value: value as Record<string, unknown> }
 }
 
@@ -247,7 +247,7 @@ export function loadConfig(options: { file?: string; env?: NodeJS.ProcessEnv } =
       ...unknownEnv.map((k) => `  ${k}: unknown configuration variable (each field is CTB_<PATH>, e.g. CTB_LISTEN_PORT)`),
       ...(parsed.success ? [] : issueLines(parsed.error.issues, src, fromEnv)),
     ]
-    throw new OperatorError('ECONFIG', `invalid configuration${file ? ` in ${file}` : ''}:\n${lines.join('\n')}`)
+    throw new ConfigurationError('ECONFIG', `invalid configuration${file ? ` in ${file}` : ''}:\n${lines.join('\n')}`)
   }
   const c = parsed.data
   const issuer = c.issuer ?? `https://localhost:${c.listen.port}`

@@ -169,3 +169,14 @@ export class OperatorError extends Error {
     this.code = code
   }
 }
+
+/**
+ * A configuration that cannot run as it stands (loadConfig, serve's start-up checks): no restart helps until
+ * someone edits it, so serve exits EX_CONFIG (78) on it, which the systemd unit does not restart.
+ */
+export class ConfigurationError extends OperatorError {
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(code, message, options)
+    this.name = 'ConfigurationError'
+  }
+}

@@ -2,8 +2,9 @@ import { accessSync, constants, existsSync, readFileSync, statSync } from 'node:
 import { dirname, join, resolve } from 'node:path'
 import { caDir, type Config } from './config.ts'
 import { poolCaFiles } from './ca/pool_ca_files.ts'
-import { OperatorError } from './errors.ts'
+import { ConfigurationError } from './errors.ts'
 import { loadIamClientCredentials } from './iam/client_auth.ts'
+import { developmentKeyProblem } from './keys/development_key_mark.ts'
 import { KeyStore } from './keys/key_store.ts'
 import type { Logger } from './lib/logger.ts'
 import { readSecretFile } from './lib/secure_file.ts'
@@ -17,6 +18,8 @@ import { readTlsFiles } from './tls/tls_files.ts'
 export interface PreflightContext {
   /** The broker has a public issuer (see isProduction in production.ts). */
   production: boolean
+  /** serve will start the development IAM (no issuer, no iam.issuers). */
+  developmentIam?: boolean
   /** What `${IAM_ISSUER}` will stand for, as serve will define it. */
   iamIssuer: string | undefined
   log: Logger
@@ -26,7 +29,7 @@ export interface PreflightContext {
  * Everything `serve` can check before it touches the disk or the network: files it will read, directories
  * it will write, policies, IAM trust and the signing key a production config names. It creates nothing:
  * a configuration that cannot start must not leave keys or a database behind (or, worse, a random
- * signing key under the name of the pool's real one). Throws one OperatorError listing every problem.
+ * signing key under the name of the pool's real one). Throws one ConfigurationError listing every problem.
  */
 export async function preflight(config: Config, ctx: PreflightContext): Promise<void> {
   const problems: { code: string; message: string }[] = []
@@ -73,6 +76,11 @@ export async function preflight(config: Config, ctx: PreflightContext): Promise<
 
   if (ctx.production && config.trustDomainDefaulted) {
     add('ETRUSTDOMAIN', `trust_domain is not set: it must be the pool's TRUST_DOMAIN (condor_config_val TRUST_DOMAIN on the central manager; HTCondor 10+ defaults it to UID_DOMAIN), or HTCondor silently skips every IDTOKEN; this host's name (${config.trust_domain}) is only a development default`)
+  }
+
+  if (ctx.developmentIam) {
+    const devKey = developmentKeyProblem(new KeyStore(join(config.data_dir, 'keys')), config.idtoken.key)
+    if (devKey) add('EDEVKEY', devKey)
   }
 
   if (ctx.production) {
@@ -123,9 +131,9 @@ export async function preflight(config: Config, ctx: PreflightContext): Promise<
   const policy = loadPolicyDir(config.policy_dir, policyContextFromConfig(config, ctx.iamIssuer))
   if (!policy.ok) for (const i of policy.issues) add('EPOLICY', `policy: ${formatIssue(i)}`)
 
-  if (problems.length === 1) throw new OperatorError(problems[0]!.code, problems[0]!.message)
+  if (problems.length === 1) throw new ConfigurationError(problems[0]!.code, problems[0]!.message)
   if (problems.length > 1) {
-    throw new OperatorError(problems[0]!.code, `cannot start, ${problems.length} problems:\n${problems.map((p) => `  ${p.message}`).join('\n')}`)
+    throw new ConfigurationError(problems[0]!.code, `cannot start, ${problems.length} problems:\n${problems.map((p) => `  ${p.message}`).join('\n')}`)
   }
 }
 

@@ -15,10 +15,11 @@ import { defaultDevIamConfig } from './dev_iam/dev_iam_config.ts'
 import { oidcSignIn, type ConsoleSignIn } from './console/oidc_sign_in.ts'
 import type { ConsoleSessionStore } from './console/session_store.ts'
 import { keyStatus, type KeyStatus } from './keys/key_status.ts'
+import { markDevelopmentKey } from './keys/development_key_mark.ts'
 import { KeyStore } from './keys/key_store.ts'
 import { DEV_IAM_PATHS, devIamIssuer } from './dev_iam/dev_iam_paths.ts'
 import type { RunningDevIam } from './dev_iam/start_dev_iam.ts'
-import { BrokerError, OperatorError } from './errors.ts'
+import { BrokerError, ConfigurationError } from './errors.ts'
 import type { AdminAuthenticator } from './http/middleware/admin_auth.ts'
 import { bootstrapTokenAuthenticator, loadBootstrapToken } from './http/middleware/admin_auth.ts'
 import type { IamStatusCheck, ReadinessCheck } from './http/routes/health.ts'
@@ -162,9 +163,11 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
     // policies needs just some value for ${IAM_ISSUER}, and the port-0 URL is one.
     const devIamPlanned = initial.iam.issuers.length === 0 && !isProduction(initial)
     const checkIamIssuer = primaryIamIssuer(initial) ?? (devIamPlanned ? devIamIssuer(initial.dev_iam.port) : undefined)
-    await preflight(initial, { production: isProduction(initial), iamIssuer: checkIamIssuer, log })
+    await preflight(initial, { production: isProduction(initial), developmentIam: devIamPlanned, iamIssuer: checkIamIssuer, log })
     const loaded = ensureAndLoadKeys(initial, clock.now())
     const report = loaded.report
+    // Development mode signs only with a key it made (preflight): this one, from now on.
+    if (devIamPlanned && report.condorKeyCreated) markDevelopmentKey(loaded.store, initial.idtoken.key)
     const selfTest = (k: SigningKeys) => assertKeysSign(k, { trustDomain: initial.trust_domain, issuer: initial.issuer }, clock.now())
     selfTest(loaded.keys)
     const keyHolder = new KeyHolder(loaded.keys)
@@ -408,7 +411,7 @@ function consoleServicesFrom(config: Config, iam: IamAdapter, clock: Clock, stor
   const c = config.admin.console
   const issuer = c.iam_issuer ?? config.iam.issuers[0]?.issuer
   const trusted = issuer !== undefined ? iam.discovery.issuer(issuer) : undefined
-  if (c.iam_issuer !== undefined && !trusted) throw new OperatorError('ECONFIG', `admin.console.iam_issuer ${c.iam_issuer} is not one of iam.issuers`)
+  if (c.iam_issuer !== undefined && !trusted) throw new ConfigurationError('ECONFIG', `admin.console.iam_issuer ${c.iam_issuer} is not one of iam.issuers`)
   const keys = new KeyStore(`${config.data_dir}/keys`)
   return {
     ...(trusted && trusted.credentials.method !== 'none' ? { signIn: oidcSignIn(iam.discovery, trusted.config.issuer, consoleRedirectUri(config), () => clock.now(), c.post_logout_redirect_uri !== undefined ? { postLogoutRedirectUri: c.post_logout_redirect_uri } : {}) } : {}),

@@ -49,7 +49,7 @@ function capturingLogger(): Logger & { warnings: string[] } {
 describe('serve validates everything before any side effect', () => {
   it('refuses the example configuration (missing TLS files, IAM secret, key, policies) and creates nothing', async () => {
     const r = await cli(['serve', '--config', 'config/broker.example.yaml'], { CTB_DATA_DIR: data })
-    expect(r.code).toBe(1)
+    expect(r.code).toBe(78) // EX_CONFIG: serve's start-up refusals
     expect(r.err).toMatch(/cannot read TLS certificate or key: \/etc\/condor-token-broker\/tls\.crt/)
     expect(r.err).toMatch(/iam\.issuers\.0\.client: cannot read \/etc\/condor-token-broker\/iam-client-secret/)
     expect(r.err).toMatch(/keys init/)
@@ -61,14 +61,14 @@ describe('serve validates everything before any side effect', () => {
   it('leaves the example\'s own data_dir alone too', async () => {
     const existed = existsSync('/var/lib/condor-token-broker')
     const r = await cli(['serve', '--config', 'config/broker.example.yaml'], {})
-    expect(r.code).toBe(1)
+    expect(r.code).toBe(78) // EX_CONFIG: serve's start-up refusals
     expect(existsSync('/var/lib/condor-token-broker')).toBe(existed)
   })
 
   it('refuses a misspelt key at its line and column, exits non-zero, creates nothing', async () => {
     const f = file('typo.yaml', `issuer: ${PUBLIC}\ntls:\n  mdoe: files\n`)
     const r = await cli(['serve', '--config', f], { CTB_DATA_DIR: data })
-    expect(r.code).toBe(1)
+    expect(r.code).toBe(78) // EX_CONFIG: serve's start-up refusals
     expect(r.err).toContain(`${f}:3:3: tls: unknown key "mdoe"`)
     expect(existsSync(join(dir, 'not-yet'))).toBe(false)
   })
@@ -76,7 +76,7 @@ describe('serve validates everything before any side effect', () => {
   it('with a public issuer, never invents a missing named key: one line saying to run keys init or keys import', async () => {
     const f = publicConfig('idtoken:\n  key: POOL\n')
     const r = await cli(['serve', '--config', f], {})
-    expect(r.code).toBe(1)
+    expect(r.code).toBe(78) // EX_CONFIG: serve's start-up refusals
     // Nor the audit MAC key, which every replica must share: keys init makes both.
     expect(r.err.split('\n')).toEqual([
       'condor-token-broker: cannot start, 2 problems:',
@@ -101,7 +101,7 @@ describe('serve validates everything before any side effect', () => {
     new KeyStore(join(data, 'keys')).createCondorKey('broker1')
     ensureAuditMacKeyFile(join(data, 'keys', 'audit_mac.key'))
     const r = await cli(['serve', '--config', publicConfig()], { CTB_TLS_MODE: 'auto' })
-    expect(r.code).toBe(1)
+    expect(r.code).toBe(78) // EX_CONFIG: serve's start-up refusals
     expect(r.err).toMatch(/^condor-token-broker: tls\.mode auto serves a development certificate for localhost; .*tls\.mode files/)
     expect(existsSync(join(data, 'tls'))).toBe(false)
   })
@@ -111,7 +111,7 @@ describe('serve validates everything before any side effect', () => {
     chmodSync(pki.keyFile, 0o644)
     const f = file('tls.yaml', `tls:\n  mode: files\n  cert_file: ${pki.certFile}\n  key_file: ${pki.keyFile}\nlisten:\n  port: 0\ndev_iam:\n  port: 0\n`)
     const r = await cli(['serve', '--config', f], { CTB_DATA_DIR: data })
-    expect(r.code).toBe(1)
+    expect(r.code).toBe(78) // EX_CONFIG: serve's start-up refusals
     expect(r.err).toBe(`condor-token-broker: TLS key: ${pki.keyFile} has mode 0644; key and token files must not be accessible to group or other (chmod 600 ${pki.keyFile})`)
     expect(existsSync(join(dir, 'not-yet'))).toBe(false)
   })
@@ -121,7 +121,7 @@ describe('serve validates everything before any side effect', () => {
     writeFileSync(pki.keyFile, generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 })
     const f = file('tls-rsa.yaml', `tls:\n  mode: files\n  cert_file: ${pki.certFile}\n  key_file: ${pki.keyFile}\nlisten:\n  port: 0\ndev_iam:\n  port: 0\n`)
     const r = await cli(['serve', '--config', f], { CTB_DATA_DIR: data })
-    expect(r.code).toBe(1)
+    expect(r.code).toBe(78) // EX_CONFIG: serve's start-up refusals
     expect(r.err).toBe(`condor-token-broker: TLS key ${pki.keyFile} does not match the certificate in ${pki.certFile}`)
     expect(existsSync(join(data, 'audit.db'))).toBe(false)
   })
@@ -141,7 +141,7 @@ describe('serve validates everything before any side effect', () => {
     writeFileSync(keyFile, createPrivateKey({ key: Buffer.from(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey)), format: 'der', type: 'pkcs8' }).export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 })
     const f = file('tls-weak.yaml', `tls:\n  mode: files\n  cert_file: ${certFile}\n  key_file: ${keyFile}\nlisten:\n  port: 0\ndev_iam:\n  port: 0\n`)
     const r = await cli(['serve', '--config', f], { CTB_DATA_DIR: data })
-    expect(r.code).toBe(1)
+    expect(r.code).toBe(78) // EX_CONFIG: serve's start-up refusals
     expect(r.err).toMatch(/^condor-token-broker: TLS certificate \S+weak\.crt and key \S+weak\.key cannot be served: .*ee key too small$/)
     expect(existsSync(data)).toBe(false)
   })
@@ -151,7 +151,7 @@ describe('a public broker insists on an IAM audience', () => {
   it('refuses an IAM issuer without audience at start-up, naming the explicit opt-out', async () => {
     new KeyStore(join(data, 'keys')).createCondorKey('broker1')
     const r = await cli(['serve', '--config', publicConfig('', `    - issuer: ${IAM}\n`)], {})
-    expect(r.code).toBe(1)
+    expect(r.code).toBe(78) // EX_CONFIG: serve's start-up refusals
     expect(r.err).toMatch(/iam\.issuers\.0 \(https:\/\/iam\.example\.org\/\) has no audience: a token minted for any other service would be exchanged; set audience: https:\/\/broker\.example\.org .*allow_any_audience: true/)
     expect(existsSync(join(data, 'audit.db'))).toBe(false)
   })

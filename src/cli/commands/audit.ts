@@ -10,6 +10,7 @@ import { tryAnchorKey } from '../../keys/anchor_key.ts'
 import { anchorFile } from '../../storage/anchor_file.ts'
 import type { AnchorCheck } from '../../storage/verify_all.ts'
 import { systemClock } from '../../lib/clock.ts'
+import { assertDataDirOwner } from '../data_dir_owner.ts'
 import { auditLogExists, cliStoreOptions, openBrokerStore, sqliteAuditFile, tryAuditMacKey } from '../../storage/open_store.ts'
 import { CliError, parse, positiveInt, type CommandIo } from '../command.ts'
 
@@ -48,6 +49,7 @@ export async function auditCommand(argv: string[], io: CommandIo): Promise<numbe
   if (values.help) { io.out(HELP); return 0 }
   if (positionals.length > 0) throw new CliError(`unexpected argument "${positionals[0]}" (see audit --help)`, 2)
   const config = loadConfig({ ...(values.config ? { file: values.config } : {}), env: io.env })
+  if (sub === 'prune') assertDataDirOwner(config.data_dir, 'audit prune')
   const filters = filtersFrom(values)
   // Opening a store creates the SQLite log or the PostgreSQL schema: a reading command pointed at the wrong
   // place (a relative data_dir from another working directory, a mistyped file, a DSN naming another

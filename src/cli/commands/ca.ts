@@ -1,5 +1,6 @@
 import { caDir, loadConfig } from '../../config.ts'
 import { initPoolCa } from '../../ca/pool_ca.ts'
+import { assertDataDirOwner } from '../data_dir_owner.ts'
 import { systemClock } from '../../lib/clock.ts'
 import { parse, type CommandIo } from '../command.ts'
 
@@ -20,6 +21,7 @@ export async function caCommand(argv: string[], io: CommandIo): Promise<number> 
   if (values.help) { io.out(HELP); return 0 }
   if (sub !== 'init') { io.err(`condor-token-broker: unknown ca command "${sub}" (see ca --help)`); return 2 }
   const config = loadConfig({ ...(values.config ? { file: values.config } : {}), env: io.env })
+  assertDataDirOwner(config.data_dir, 'ca init')
   const created = await initPoolCa(caDir(config), { name: values.name ?? `${config.trust_domain} pool CA`, now: systemClock.now() })
   io.out(`pool CA created: key ${created.keyFile} (0600, never copy it), certificate ${created.certFile} (serial ${created.serial})`)
   return 0

@@ -3,6 +3,7 @@ import { loadConfig } from '../../config.ts'
 import { parseProvider, parseUser } from '../../contract/job_credentials.ts'
 import { revokeStored } from '../../credentials/sealed_refresh_tokens.ts'
 import { systemClock } from '../../lib/clock.ts'
+import { assertDataDirOwner } from '../data_dir_owner.ts'
 import { cliStoreOptions, openBrokerStore, tryAuditMacKey } from '../../storage/open_store.ts'
 import { CliError, parse, type CommandIo } from '../command.ts'
 
@@ -25,6 +26,7 @@ export async function credentialCommand(argv: string[], io: CommandIo): Promise<
   if (sub === 'list' && positionals.length > 0) throw new CliError(`unexpected argument "${positionals[0]}"`, 2)
   const config = loadConfig({ ...(values.config ? { file: values.config } : {}), env: io.env })
   // list only reads: a host without the audit MAC key may run it; revoke writes a record.
+  if (sub === 'revoke') assertDataDirOwner(config.data_dir, 'credential revoke')
   const mac = sub === 'list' ? tryAuditMacKey(config) : undefined
   const store = await openBrokerStore(config, cliStoreOptions(mac))
   try {

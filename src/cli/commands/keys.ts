@@ -1,12 +1,12 @@
 import { existsSync, statSync } from 'node:fs'
 import { userInfo } from 'node:os'
-import { join } from 'node:path'
 import { loadConfig } from '../../config.ts'
 import { auditLogMacsBeganAt, lostAuditMacKey, openBrokerStore } from '../../storage/open_store.ts'
 import { auditMacKeyFile, ensureAuditMacKeyFile, readAuditMacKey } from '../../keys/audit_mac_key.ts'
 import { isPreparedEntry, JWKS_REFRESH_SECONDS, KeyStore } from '../../keys/key_store.ts'
 import { systemClock } from '../../lib/clock.ts'
 import { CliError, parse, type CommandIo } from '../command.ts'
+import { assertDataDirOwner } from '../data_dir_owner.ts'
 import { OperatorError } from '../../errors.ts'
 
 const HELP = `Usage: condor-token-broker keys <init|list|rotate|import> [options]
@@ -36,7 +36,7 @@ export async function keysCommand(argv: string[], io: CommandIo): Promise<number
   }, sub === 'import')
   if (values.help) { io.out(HELP); return 0 }
   const config = loadConfig({ ...(values.config ? { file: values.config } : {}), env: io.env })
-  if (sub === 'init' || sub === 'rotate' || sub === 'import') assertDataDirOwner(config.data_dir, sub)
+  if (sub === 'init' || sub === 'rotate' || sub === 'import') assertDataDirOwner(config.data_dir, `keys ${sub}`)
   const store = new KeyStore(`${config.data_dir}/keys`)
   const now = systemClock.now()
   switch (sub) {
@@ -130,28 +130,5 @@ export async function keysCommand(argv: string[], io: CommandIo): Promise<number
     }
     default:
       throw new CliError(`unknown keys command "${sub}" (see keys --help)`, 2)
-  }
-}
-
-/**
- * Keys written by another user than the one the broker runs as are that user's, mode 0600: `sudo keys
- * rotate` (root, not `sudo -u ctb`) leaves a keyring the running broker cannot read, so it keeps the old
- * key and fails at its next start. The broker's user is told by the owner of keys/ (0700, made by the
- * broker's first start or the first keys init), not of data_dir: a volume's top directory may be root's
- * while the broker owns what is in it (Kubernetes' fsGroup, OpenShift). Without keys/ yet, data_dir's owner
- * is the best guess, unless root owns it and the caller is not. Checked before anything is written; a data_dir not yet made is the caller's to make.
- */
-function assertDataDirOwner(dataDir: string, sub: string): void {
-  const uid = process.geteuid?.()
-  if (uid === undefined) return
-  const keysDir = join(dataDir, 'keys')
-  const dir = existsSync(keysDir) ? keysDir : dataDir
-  if (!existsSync(dir)) return
-  const owner = statSync(dir).uid
-  // A root-owned data_dir a non-root user may write in was shared on purpose (a volume's fsGroup, OpenShift's
-  // group 0): its owner says nothing of the broker's user, and keys/ made now is the caller's, as serve's is.
-  if (dir === dataDir && owner === 0 && uid !== 0) return
-  if (owner !== uid) {
-    throw new CliError(`${dir === keysDir ? 'the key directory' : 'data_dir'} ${dir} belongs to uid ${owner}, not to this user (uid ${uid}): run "keys ${sub}" as its owner (e.g. sudo -u ctb), or the broker cannot read what it writes`)
   }
 }

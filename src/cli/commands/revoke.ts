@@ -11,6 +11,7 @@ import { formatIssue, loadPolicyDir } from '../../policy/load.ts'
 import { revocationLabels, type RevocationLabels } from '../../policy/revocation_labels.ts'
 import { primaryIamIssuer } from '../../services.ts'
 import { writeCondorConfigAtomic } from '../../revocation/write_condor_config.ts'
+import { assertDataDirOwner } from '../data_dir_owner.ts'
 import { cliStoreOptions, openBrokerStore, tryAuditMacKey } from '../../storage/open_store.ts'
 import { CliError, parse, positiveInt, type CommandIo } from '../command.ts'
 
@@ -64,6 +65,7 @@ export async function revokeCommand(argv: string[], io: CommandIo): Promise<numb
   const config = loadConfig({ ...(values.config ? { file: values.config } : {}), env: io.env })
   // list and condor only read: a host without the audit MAC key may run them; the others write records.
   const readOnly = sub === 'list' || sub === 'condor' || (sub === 'add' && values['dry-run'] === true)
+  if (!readOnly) assertDataDirOwner(config.data_dir, sub === 'lift' ? 'revoke lift' : 'revoke')
   const mac = readOnly ? tryAuditMacKey(config) : undefined
   const store = await openBrokerStore(config, cliStoreOptions(mac))
   const service = new RevocationService({

@@ -2,7 +2,8 @@ import { constants } from 'node:os'
 import { loadConfig } from '../../config.ts'
 import { createLogger, type Logger } from '../../lib/logger.ts'
 import { startBroker, type RunningBroker } from '../../server.ts'
-import { parse, type CommandIo } from '../command.ts'
+import { ConfigurationError } from '../../errors.ts'
+import { CliError, parse, type CommandIo } from '../command.ts'
 import { asksAgain, holdStartupSignals } from '../startup_signals.ts'
 
 const HELP = `Usage: condor-token-broker serve [--config FILE]
@@ -20,6 +21,8 @@ If the audit write path stops for good (the SQLite writer thread died: nothing c
 restart), serve logs one error line saying why, stops as on SIGTERM and exits with status 70 (EX_SOFTWARE)
 for its supervisor (systemd Restart=on-failure, a container restart policy) to start it again; also
 when that happens during a SIGTERM's drain.
+A configuration it cannot start with (invalid, or refused by the start-up checks) exits with status 78
+(EX_CONFIG), which the systemd unit does not restart; a usage error exits 2, other start-up failures 1.
 Every config field can be overridden with CTB_<FIELD> (e.g. CTB_LISTEN_PORT); see config/broker.example.yaml.`
 
 /**
@@ -32,6 +35,15 @@ Every config field can be overridden with CTB_<FIELD> (e.g. CTB_LISTEN_PORT); se
  */
 export const WRITE_PATH_LOST_STATUS = 70
 
+/**
+ * serve's exit status when its configuration cannot start (loadConfig, the start-up checks of
+ * src/preflight.ts): EX_CONFIG from sysexits.h, as many daemons use it. Restarting cannot help until someone
+ * edits the configuration, so the systemd unit names it in RestartPreventExitStatus= and shows the unit
+ * failed instead of restarting it every RestartSec for ever. Usage errors stay 2, as in every command;
+ * other start-up failures (a port in use, an audit log that fails its checks) stay 1.
+ */
+export const CONFIG_ERROR_STATUS = 78
+
 type StopCause = { signal: NodeJS.Signals } | { writePathLost: string }
 
 export async function serveCommand(argv: string[], io: CommandIo): Promise<number> {
@@ -42,9 +54,15 @@ export async function serveCommand(argv: string[], io: CommandIo): Promise<numbe
   try {
     const { values } = parse(argv, { config: { type: 'string' } })
     if (values.help) { io.out(HELP); return 0 }
-    const config = loadConfig({ ...(values.config ? { file: values.config } : {}), env: io.env })
-    log = createLogger(undefined, { level: config.log.level })
-    broker = await startBroker(config, { log })
+    try {
+      const config = loadConfig({ ...(values.config ? { file: values.config } : {}), env: io.env })
+      log = createLogger(undefined, { level: config.log.level })
+      broker = await startBroker(config, { log })
+    } catch (err) {
+      // Not 1, which a supervisor restarts as a transient failure: this configuration never starts as it is.
+      if (err instanceof ConfigurationError) throw new CliError(err.message, CONFIG_ERROR_STATUS)
+      throw err
+    }
   } finally {
     // --help, or start-up failed: nothing to hand the signals to (a held TERM changes nothing: serve exits).
     if (!broker) startup.release()

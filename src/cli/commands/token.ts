@@ -26,6 +26,7 @@ import { RevocationService } from '../../revocation/revocation_service.ts'
 import type { BrokerStore } from '../../storage/chained_store.ts'
 import { openBrokerStore } from '../../storage/open_store.ts'
 import { prepareFileReplacement, readSecretFile, type PendingReplacement } from '../../lib/secure_file.ts'
+import { assertDataDirOwner } from '../data_dir_owner.ts'
 import { CliError, parse, positiveInt, type CommandIo } from '../command.ts'
 
 const HELP = `Usage: condor-token-broker token <create|inspect> [options]
@@ -97,6 +98,8 @@ async function create(argv: string[], io: CommandIo): Promise<number> {
   if (values.help) { io.out(HELP); return 0 }
   if (positionals.length > 0) throw new CliError(`unexpected argument "${positionals[0]}" (see token --help)`, 2)
   const config = configFrom(values.config, io)
+  // Minted with the broker's keys, a token is audited into data_dir; --key-file signs offline and writes nothing there.
+  if (!values['key-file']) assertDataDirOwner(config.data_dir, 'token create')
   const lifetime = positiveInt('lifetime', values.lifetime)
   let request: OperatorRequest
   if (values.scitoken) {

@@ -1,0 +1,56 @@
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { cli } from '../support/cli.ts'
+
+// sysexits.h: EX_CONFIG 78, "something was found in an unconfigured or misconfigured state". Under the
+// systemd unit (Restart=on-failure) a configuration that cannot start, exiting 1 like a transient failure,
+// was restarted every RestartSec for ever and never showed as failed.
+const EX_CONFIG = 78
+
+let dir: string
+beforeEach(() => { dir = mkdtempSync(join(tmpdir(), 'ctb-exconfig-')) })
+afterEach(() => rmSync(dir, { recursive: true, force: true }))
+
+function config(text: string): string {
+  const f = join(dir, 'broker.yaml')
+  writeFileSync(f, text)
+  return f
+}
+
+describe('serve refuses a configuration it cannot start with status 78 (EX_CONFIG)', () => {
+  it('an unknown configuration key', async () => {
+    const r = await cli(['serve', '--config', config(`data_dir: ${join(dir, 'data')}\nlisten:\n  prot: 8443\n`)], {})
+    expect(r.code).toBe(EX_CONFIG)
+    expect(r.err).toMatch(/^condor-token-broker: invalid configuration/)
+    expect(r.err).not.toMatch(/\n\s+at /)
+  })
+
+  it('a configuration file that does not exist', async () => {
+    const r = await cli(['serve', '--config', join(dir, 'missing.yaml')], {})
+    expect(r.code).toBe(EX_CONFIG)
+    expect(r.err).toBe(`condor-token-broker: cannot read config file ${join(dir, 'missing.yaml')}: ENOENT`)
+  })
+
+  it('a start-up check (a public issuer without an IAM issuer)', async () => {
+    const r = await cli(['serve', '--config', config(`issuer: https://broker.example.org\ntrust_domain: pool.example.org\ndata_dir: ${join(dir, 'data')}\ntls:\n  mode: off\nlisten:\n  port: 0\n`)], {})
+    expect(r.code).toBe(EX_CONFIG)
+    expect(r.err).toMatch(/no IAM issuer configured/)
+  })
+
+  it('leaves a usage error at 2, as every command has it', async () => {
+    const r = await cli(['serve', '--no-such-option'], {})
+    expect(r.code).toBe(2)
+  })
+})
+
+describe('the systemd unit', () => {
+  it('does not restart serve on a configuration error or a usage error', () => {
+    const unit = readFileSync('packaging/condor-token-broker.service', 'utf8')
+    const service = unit.slice(unit.indexOf('[Service]'), unit.indexOf('[Install]'))
+    const lines = service.split('\n').filter((l) => l.startsWith('RestartPreventExitStatus='))
+    expect(lines).toHaveLength(1)
+    expect(lines[0]!.slice('RestartPreventExitStatus='.length).split(/\s+/).sort()).toEqual(['2', String(EX_CONFIG)])
+  })
+})
