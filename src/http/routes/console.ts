@@ -214,13 +214,16 @@ export function consoleRoutes(deps: ConsoleDeps): Hono {
   // asked, the console's own sign-out stands, as before.
   app.post('/console/sign-out', async (c) => {
     const id = getCookie(c, SESSION_COOKIE)
-    const live = await deps.sessions.get(id, now())
-    if (live) {
-      if (!await formOfSession(c, live.csrf, deps.origin)) return csrfRefused(c)
-      await deps.sessions.delete(id)
-    }
+    // Idle or expired sessions too: the idle limit ended the console session, not the admin's IAM session,
+    // which this sign-out is expected to end as well. Only a form carrying the session's CSRF token sends
+    // the browser to IAM; without it a live session stays (403), a dead one is removed here as get() would.
+    const ending = await deps.sessions.forSignOut(id, now())
+    const proven = ending !== undefined && await formOfSession(c, ending.csrf, deps.origin)
+    if (ending?.live && !proven) return csrfRefused(c)
+    if (ending?.live) await deps.sessions.delete(id)
+    else await deps.sessions.delete(id).catch(() => {})
     deleteCookie(c, SESSION_COOKIE, { path: '/', secure: true })
-    const atIam = live?.idToken !== undefined ? await iamSignOut(live.idToken) : undefined
+    const atIam = proven && ending.idToken !== undefined ? await iamSignOut(ending.idToken) : undefined
     // A page that moves on, not a redirect: browsers hold a form post redirected to another origin to the
     // page's CSP form-action ('self'), and would stop it.
     if (atIam) return c.html(leavingPage(atIam))
