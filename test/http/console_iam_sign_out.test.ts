@@ -127,6 +127,20 @@ describe('console sign-out with IAM\'s end_session_endpoint (RP-Initiated Logout
     expect(store.rawSessions().size).toBe(0)
   })
 
+  it('a cross-site form post to sign-out clears no cookie: the admin stays signed in', async () => {
+    // Another site's auto-submitting form: a top-level cross-site POST. The SameSite=Strict session cookie
+    // is not sent with it, but RFC 6265bis §5.7 (draft-ietf-httpbis-rfc6265bis, storage model: a cookie
+    // "received from a request which is navigating a top-level browsing context" is stored whatever its
+    // SameSite) lets the answer's Set-Cookie delete it, which would sign the admin out from another site.
+    const { cookie } = await signedInAtIam()
+    const res = await app.request('/console/sign-out', {
+      method: 'POST', redirect: 'manual', headers: { origin: 'https://evil.example', 'sec-fetch-site': 'cross-site', 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ csrf: 'x' }),
+    })
+    expect(res.headers.getSetCookie().filter((l) => l.startsWith('__Host-ctb-console='))).toEqual([])
+    expect(store.rawSessions().size).toBe(1)
+    expect((await app.request('/console', { headers: { cookie } })).status).toBe(200)
+  })
+
   it('without end_session_endpoint, signs out of the console only, as before', async () => {
     const { cookie, csrf } = await signedInAtIam()
     const res = await signOut(cookie, csrf)
