@@ -141,6 +141,17 @@ describe('console sign-out with IAM\'s end_session_endpoint (RP-Initiated Logout
     expect((await app.request('/console', { headers: { cookie } })).status).toBe(200)
   })
 
+  it('an end_session_endpoint that is not https is not followed: console only, the ID token stays home', async () => {
+    // RP-Initiated Logout 1.0 §2.1: the end_session_endpoint URL MUST use the https scheme. The ID token
+    // rides in its query, so a plain-http endpoint would hand it to anyone on the path.
+    iam.endSession = 'http://iam.test.example/logout'
+    const { cookie, csrf } = await signedInAtIam()
+    const res = await signOut(cookie, csrf)
+    expect(res.status).toBe(303)
+    expect(res.headers.get('location')).toBe('/console/sign-in?signed-out')
+    expect(store.rawSessions().size).toBe(0)
+  })
+
   it('without end_session_endpoint, signs out of the console only, as before', async () => {
     const { cookie, csrf } = await signedInAtIam()
     const res = await signOut(cookie, csrf)
