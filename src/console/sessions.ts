@@ -98,6 +98,24 @@ export class ConsoleSessions {
     return { ...secrets, principal: row.principal, csrf: sessionCsrf(id), expiresAt: row.expiresAt }
   }
 
+  /**
+   * The session this cookie value names, for signing it out: opened whether or not it is still live, and
+   * not counted as activity. An admin who comes back to an idle console and presses "Sign out" expects the
+   * IAM session ended too (its ID token is the id_token_hint), and the idle limit ended only the console's;
+   * the caller checks the form's CSRF token against `csrf` before acting on `idToken`. Undefined when there
+   * is no row or it does not open.
+   */
+  async forSignOut(id: string | undefined, now: number): Promise<{ live: boolean; csrf: string; idToken?: string } | undefined> {
+    if (!isSessionId(id)) return undefined
+    const idSha256 = sessionDigest(id)
+    const row = await this.#store.readConsoleSession(idSha256)
+    if (!row) return undefined
+    const secrets = openSecrets(id, row.sealed, { idSha256, principal: row.principal, expiresAt: row.expiresAt })
+    if (secrets === undefined) return undefined
+    const live = row.expiresAt > now && now - row.lastSeenAt < this.#idle
+    return { live, csrf: sessionCsrf(id), ...(secrets.idToken !== undefined ? { idToken: secrets.idToken } : {}) }
+  }
+
   async delete(id: string | undefined): Promise<void> {
     if (isSessionId(id)) await this.#store.writeConsoleSession({ action: 'delete', idSha256: sessionDigest(id) })
   }

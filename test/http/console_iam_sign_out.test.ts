@@ -34,6 +34,9 @@ const aliceIsAdmin: AdminAuthenticator = {
 
 let store: MemoryStore
 let app: ReturnType<typeof createApp>
+/** The broker's clock, walked forward to make a session idle; starts at the real time IAM's tokens use. */
+let t: number
+const IDLE = 900
 
 /** A broker over `store` whose discovery cache is empty (as after a restart). */
 async function brokerApp(): Promise<ReturnType<typeof createApp>> {
@@ -41,11 +44,12 @@ async function brokerApp(): Promise<ReturnType<typeof createApp>> {
   const revocations = new RevocationService({ store, clock: systemClock, log: silentLogger, maxTokenLifetime: 86400, refreshSeconds: 60, knownLabels: () => ({ roles: new Set(), sites: new Set() }) })
   return createApp(testDeps({
     admin: { audit: store, revocations, authenticators: [aliceIsAdmin] },
-    console: { signIn: oidcSignIn(discovery, iam.issuer, REDIRECT, () => systemClock.now()), keys: () => ({ scitoken: [], condor: [] }), sessionSeconds: 3600, sessions: store },
+    console: { signIn: oidcSignIn(discovery, iam.issuer, REDIRECT, () => systemClock.now()), keys: () => ({ scitoken: [], condor: [] }), sessionSeconds: 3600, sessions: store, clock: { now: () => t }, idleSeconds: IDLE },
   }))
 }
 
 beforeEach(async () => {
+  t = systemClock.now()
   iam.endSession = false
   store = new MemoryStore()
   app = await brokerApp()
@@ -95,6 +99,57 @@ describe('console sign-out with IAM\'s end_session_endpoint (RP-Initiated Logout
     // The console session is over whatever IAM then does.
     expect(store.rawSessions().size).toBe(0)
     expect((await app.request('/console', { headers: { cookie }, redirect: 'manual' })).status).toBe(303)
+  })
+
+  it('a session gone idle still ends at IAM when its admin signs out: the idle limit ended the console session, not IAM\'s', async () => {
+    // The admin comes back to the open page after the idle limit and presses "Sign out", expecting to be
+    // signed out at IAM too (or the next "Sign in with IAM" at this desk goes straight through as them).
+    // The cookie and the page's CSRF token still prove it is their browser; RP-Initiated Logout 1.0 §2
+    // lets the OP accept an id_token_hint whatever its exp.
+    iam.endSession = true
+    const { cookie, csrf } = await signedInAtIam()
+    t += IDLE + 1
+    const res = await signOut(cookie, csrf)
+    expect(res.status).toBe(200)
+    const to = new URL(await destination(res))
+    expect(`${to.origin}${to.pathname}`).toBe(`${iam.base}/logout`)
+    expect(to.searchParams.get('id_token_hint')).toBe(iam.idTokens.at(-1))
+    expect(store.rawSessions().size).toBe(0)
+  })
+
+  it('a session gone idle, signed out without its CSRF token: console only, IAM is not asked', async () => {
+    iam.endSession = true
+    const { cookie } = await signedInAtIam()
+    t += IDLE + 1
+    const res = await signOut(cookie, 'x'.repeat(43))
+    expect(res.status).toBe(303)
+    expect(res.headers.get('location')).toBe('/console/sign-in?signed-out')
+    expect(store.rawSessions().size).toBe(0)
+  })
+
+  it('a cross-site form post to sign-out clears no cookie: the admin stays signed in', async () => {
+    // Another site's auto-submitting form: a top-level cross-site POST. The SameSite=Strict session cookie
+    // is not sent with it, but RFC 6265bis §5.7 (draft-ietf-httpbis-rfc6265bis, storage model: a cookie
+    // "received from a request which is navigating a top-level browsing context" is stored whatever its
+    // SameSite) lets the answer's Set-Cookie delete it, which would sign the admin out from another site.
+    const { cookie } = await signedInAtIam()
+    const res = await app.request('/console/sign-out', {
+      method: 'POST', redirect: 'manual', headers: { origin: 'https://evil.example', 'sec-fetch-site': 'cross-site', 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ csrf: 'x' }),
+    })
+    expect(res.headers.getSetCookie().filter((l) => l.startsWith('__Host-ctb-console='))).toEqual([])
+    expect(store.rawSessions().size).toBe(1)
+    expect((await app.request('/console', { headers: { cookie } })).status).toBe(200)
+  })
+
+  it('an end_session_endpoint that is not https is not followed: console only, the ID token stays home', async () => {
+    // RP-Initiated Logout 1.0 §2.1: the end_session_endpoint URL MUST use the https scheme. The ID token
+    // rides in its query, so a plain-http endpoint would hand it to anyone on the path.
+    iam.endSession = 'http://iam.test.example/logout'
+    const { cookie, csrf } = await signedInAtIam()
+    const res = await signOut(cookie, csrf)
+    expect(res.status).toBe(303)
+    expect(res.headers.get('location')).toBe('/console/sign-in?signed-out')
+    expect(store.rawSessions().size).toBe(0)
   })
 
   it('without end_session_endpoint, signs out of the console only, as before', async () => {

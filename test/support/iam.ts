@@ -101,9 +101,10 @@ export class TestIam {
 
   /**
    * OpenID Connect RP-Initiated Logout 1.0: when set, discovery advertises `end_session_endpoint` at
-   * `<base>/logout` (INDIGO IAM's MITREid base names it so; whether an IAM advertises it depends on its version).
+   * `<base>/logout` (INDIGO IAM's MITREid base names it so; whether an IAM advertises it depends on its version),
+   * or at the URL given.
    */
-  endSession = false
+  endSession: boolean | string = false
   /** Authorization codes handed out by issueCode, redeemable once at the token endpoint. */
   readonly #codes = new Map<string, { sub: string; nonce: string; codeChallenge: string; redirectUri: string; claims: Record<string, unknown> }>()
   /** ID tokens the token endpoint answered codes with, for assertions on id_token_hint. */
@@ -222,7 +223,7 @@ export class TestIam {
       scopes_supported: ['openid', 'offline_access', 'wlcg', 'compute.read', 'compute.create', 'compute.modify', 'compute.cancel'],
       response_types_supported: ['code'],
       subject_types_supported: ['public'],
-      ...(this.endSession ? { end_session_endpoint: `${this.base}/logout` } : {}),
+      ...(this.endSession ? { end_session_endpoint: typeof this.endSession === 'string' ? this.endSession : `${this.base}/logout` } : {}),
     }
   }
 

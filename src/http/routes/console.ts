@@ -208,19 +208,27 @@ export function consoleRoutes(deps: ConsoleDeps): Hono {
 
   // Not behind the admin check: ending a session must not wait for IAM (unreachable, or the admin grant
   // gone), or the session would outlive the sign-out and be honoured again once IAM answers. The origin and
-  // the session's CSRF token still guard it, so no other site can sign an admin out.
+  // the session's CSRF token still guard it, and the cookie is cleared only on a request that carried it,
+  // so no other site can sign an admin out.
   // The console session ends first; then, for an IAM sign-in whose IAM advertises end_session_endpoint, the
   // browser goes on to end its IAM session too (OpenID Connect RP-Initiated Logout 1.0). If IAM cannot be
   // asked, the console's own sign-out stands, as before.
   app.post('/console/sign-out', async (c) => {
     const id = getCookie(c, SESSION_COOKIE)
-    const live = await deps.sessions.get(id, now())
-    if (live) {
-      if (!await formOfSession(c, live.csrf, deps.origin)) return csrfRefused(c)
-      await deps.sessions.delete(id)
-    }
-    deleteCookie(c, SESSION_COOKIE, { path: '/', secure: true })
-    const atIam = live?.idToken !== undefined ? await iamSignOut(live.idToken) : undefined
+    // Idle or expired sessions too: the idle limit ended the console session, not the admin's IAM session,
+    // which this sign-out is expected to end as well. Only a form carrying the session's CSRF token sends
+    // the browser to IAM; without it a live session stays (403), a dead one is removed here as get() would.
+    const ending = await deps.sessions.forSignOut(id, now())
+    const proven = ending !== undefined && await formOfSession(c, ending.csrf, deps.origin)
+    if (ending?.live && !proven) return csrfRefused(c)
+    if (ending?.live) await deps.sessions.delete(id)
+    else await deps.sessions.delete(id).catch(() => {})
+    // Cleared only when the browser sent it, which for a SameSite=Strict cookie means a same-site request: a
+    // cross-site form post arrives without it, yet a Set-Cookie on a top-level navigation's answer is
+    // stored whatever the SameSite (RFC 6265bis §5.7), so clearing it there would let any site sign the
+    // admin out.
+    if (id !== undefined) deleteCookie(c, SESSION_COOKIE, { path: '/', secure: true })
+    const atIam = proven && ending.idToken !== undefined ? await iamSignOut(ending.idToken) : undefined
     // A page that moves on, not a redirect: browsers hold a form post redirected to another origin to the
     // page's CSP form-action ('self'), and would stop it.
     if (atIam) return c.html(leavingPage(atIam))
