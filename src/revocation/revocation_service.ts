@@ -98,7 +98,9 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks, Cal
     const kept: Revocation[] = []
     let all: Map<number, Revocation> | undefined
     let activeAgain: Set<number> | undefined
+    const looked = new Set<string>()
     for (const held of this.#held.values()) {
+      looked.add(heldKey(held))
       if (held.until < now) continue
       const row = byId.get(held.id)
       if (row && sameEntry(held, row)) continue
@@ -135,6 +137,14 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks, Cal
       changes.push(`role ${role} is at generation ${again ?? 'none'} in the table, ${held} before`)
       generations.set(role, held)
     }
+    // What is held now that the loop above never looked at: a revocation of this broker that committed after the
+    // loop (while this read waited on the generations) or went into the map another overlapping read put in
+    // place of the one iterated here. This read, begun before it, cannot speak for it: replacing #held and the
+    // snapshot with it alone dropped a revocation answered as made until the next refresh. Kept, as a role's
+    // generation raised meanwhile is (generations never go down); the next read that begins after it judges it.
+    const listed = new Set([...read, ...kept].map(heldKey))
+    for (const [key, held] of this.#held) if (!looked.has(key) && !listed.has(key) && held.until >= now) kept.push(held)
+    for (const [role, held] of this.#heldGenerations) if (held > (generations.get(role) ?? 0)) generations.set(role, held)
     const revocations = [...read, ...kept].sort((a, b) => a.id - b.id)
     this.#held = new Map(revocations.map((r) => [heldKey(r), r]))
     this.#heldGenerations = generations

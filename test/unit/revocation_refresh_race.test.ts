@@ -1,0 +1,89 @@
+// A refresh whose reads began before a revocation of this broker committed must not, on finishing, replace what
+// the service holds and enforces with a list that lacks a revocation committed while it was still running. The
+// admin was answered that revocation as made (and, when its own re-read failed, "enforced from memory").
+import { expect, it } from 'vitest'
+import { AuditStoreUnavailable } from '../../src/errors.ts'
+import type { Logger } from '../../src/lib/logger.ts'
+import type { NewRevocation, Revocation } from '../../src/revocation/revocation.ts'
+import type { AuditEvent } from '../../src/audit/audit_log.ts'
+import { RevocationService } from '../../src/revocation/revocation_service.ts'
+import { MemoryStore } from '../../src/storage/memory_store.ts'
+
+const NOW = 1_800_000_000
+
+/**
+ * roleGenerations answers with the table as it was when called, but only once `release` is called for that read:
+ * a read that began before a commit and returns after it, as a PostgreSQL query's snapshot does.
+ */
+class GatedStore extends MemoryStore {
+  gateGenerations = false
+  failReadsAfterCommit = false
+  readonly #waiting: Array<() => void> = []
+  #failing = false
+  override async roleGenerations(): Promise<Map<string, number>> {
+    if (this.#failing) throw new AuditStoreUnavailable(new Error('database is locked'), 'read')
+    const at = await super.roleGenerations()
+    if (!this.gateGenerations) return at
+    await new Promise<void>((resolve) => this.#waiting.push(resolve))
+    return at
+  }
+  override async listRevocations(options?: { activeAt?: number }): Promise<Revocation[]> {
+    if (this.#failing) throw new AuditStoreUnavailable(new Error('database is locked'), 'read')
+    return super.listRevocations(options)
+  }
+  override async revoke(rev: NewRevocation, event: AuditEvent): Promise<Revocation> {
+    const done = await super.revoke(rev, event)
+    if (this.failReadsAfterCommit) this.#failing = true
+    return done
+  }
+  waiting(): number { return this.#waiting.length }
+  release(): void { this.#waiting.shift()!() }
+  answerAgain(): void { this.#failing = false; this.failReadsAfterCommit = false }
+}
+
+async function settle(until: () => boolean): Promise<void> {
+  for (let i = 0; i < 100 && !until(); i++) await new Promise((r) => setImmediate(r))
+  expect(until()).toBe(true)
+}
+
+function running() {
+  const store = new GatedStore()
+  const errors: string[] = []
+  const log: Logger = { info() {}, warn() {}, error(msg, fields) { errors.push(`${msg} ${JSON.stringify(fields)}`) } }
+  const svc = new RevocationService({
+    store, clock: { now: () => NOW }, log, maxTokenLifetime: 86400, refreshSeconds: 60,
+    knownLabels: () => ({ roles: new Set(['pilot']), sites: new Set(['cloud-a']) }),
+  })
+  return { store, svc, errors }
+}
+
+for (const reread of ['succeeds', 'fails'] as const) {
+  it(`a jti revocation committed while an older refresh re-reads a role generation stays enforced (its re-read ${reread})`, async () => {
+    const { store, svc, errors } = running()
+    await svc.refresh()
+    // A periodic refresh begins: it reads the generations before the role revocation below commits.
+    store.gateGenerations = true
+    const periodic = svc.refresh()
+    await settle(() => store.waiting() === 1)
+    store.gateGenerations = false
+    const role = await svc.revoke({ kind: 'role', value: 'pilot' }, { principal: 'admin' })
+    // The periodic refresh goes on: the role revocation's generation is newer than its read, so it reads the
+    // generations once more (refresh's guard against a false tampering alarm), and waits there.
+    store.gateGenerations = true
+    store.release()
+    await settle(() => store.waiting() === 1)
+    store.gateGenerations = false
+    store.failReadsAfterCommit = reread === 'fails'
+    const jti = await svc.revoke({ kind: 'jti', value: 'j-1', exp: NOW + 600 }, { principal: 'admin' })
+    expect(svc.isRevoked({ jti: 'j-1', iat: NOW - 10 })).toBe(true)
+    store.answerAgain()
+    store.release()
+    await periodic
+    // Committed and answered as made: enforced, and both entries are in force.
+    expect(svc.isRevoked({ jti: 'j-1', iat: NOW - 10 })).toBe(true)
+    expect(svc.inForce().byKind.get('jti')).toBe(1)
+    expect(svc.generationOf('pilot')).toBe(role.gen)
+    expect(jti.id).toBeGreaterThan(role.id)
+    expect(errors).toEqual([])
+  })
+}
