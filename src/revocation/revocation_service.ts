@@ -97,6 +97,8 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks, Cal
     // of it: that row may be a new revocation given a deleted row's id).
     const kept: Revocation[] = []
     let all: Map<number, Revocation> | undefined
+    /** The entries held when `all` was requested: those it must show. */
+    let allAfter: Set<string> | undefined
     let activeAgain: Set<number> | undefined
     const looked = new Set<string>()
     for (const held of this.#held.values()) {
@@ -106,7 +108,13 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks, Cal
       if (row && sameEntry(held, row)) continue
       if (!row) {
         // Not active any more: lifted (the row says so) is fine; the whole table is read only then, rarely.
-        all ??= new Map((await this.#deps.store.listRevocations()).map((r) => [r.id, r]))
+        // Read again for an entry held only since the last read of it began (a revoke of this broker committing
+        // meanwhile): that read cannot show it, and "gone from the table" would be a false alarm, reported once,
+        // that then hid the same words when the row really went.
+        if (!all || (!all.has(held.id) && !allAfter!.has(heldKey(held)))) {
+          allAfter = new Set(this.#held.keys())
+          all = new Map((await this.#deps.store.listRevocations()).map((r) => [r.id, r]))
+        }
         const stored = all.get(held.id)
         if (stored && sameEntry(held, stored)) {
           if (stored.liftedAt === undefined) {
