@@ -100,6 +100,7 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks, Cal
     /** The entries held when `all` was requested: those it must show. */
     let allAfter: Set<string> | undefined
     let activeAgain: Set<number> | undefined
+    let activeAfter: Set<string> | undefined
     const looked = new Set<string>()
     for (const held of this.#held.values()) {
       looked.add(heldKey(held))
@@ -122,7 +123,11 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks, Cal
             // entry committed (a revoke overlapping this refresh), or the active read hides a row the whole
             // table shows (an index or view made to disagree: a replica starting now would not enforce it).
             // The whole table was read after the commit, so a second active read must show it unless hidden.
-            activeAgain ??= new Set((await this.#deps.store.listRevocations({ activeAt: now })).map((r) => r.id))
+            // Again for an entry held only since that second read began, as for the whole table above.
+            if (!activeAgain || (!activeAgain.has(held.id) && !activeAfter!.has(heldKey(held)))) {
+              activeAfter = new Set(this.#held.keys())
+              activeAgain = new Set((await this.#deps.store.listRevocations({ activeAt: now })).map((r) => r.id))
+            }
             if (!activeAgain.has(held.id)) changes.push(`revocation ${held.id} (${held.kind} ${JSON.stringify(held.value)}) is in the table but left out of its active entries`)
             kept.push(held)
           }

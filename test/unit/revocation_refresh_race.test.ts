@@ -139,3 +139,29 @@ it('a revocation committed while an older refresh reads the whole table raises n
   expect(errors[0]).toContain(`revocation ${second.id} (jti \\"j-2\\") is gone from the table`)
   expect(svc.isRevoked({ jti: 'j-2', iat: NOW - 10 })).toBe(true)
 })
+
+it('a revocation committed while an older refresh reads the active entries again raises no alarm', async () => {
+  const store = new GatedListStore()
+  const errors: string[] = []
+  const log: Logger = { info() {}, warn() {}, error(msg, fields) { errors.push(`${msg} ${JSON.stringify(fields)}`) } }
+  const svc = new RevocationService({
+    store, clock: { now: () => NOW }, log, maxTokenLifetime: 86400, refreshSeconds: 60,
+    knownLabels: () => ({ roles: new Set(['pilot']), sites: new Set(['cloud-a']) }),
+  })
+  await svc.refresh()
+  store.gate = 'active'
+  const periodic = svc.refresh()
+  await settle(() => store.waiting() === 1)
+  store.gate = 'none'
+  await svc.revoke({ kind: 'jti', value: 'j-1', exp: NOW + 600 }, { principal: 'admin' })
+  // The entry is in the whole table, unlifted: the refresh reads the active entries once more, and waits there.
+  store.gate = 'active'
+  store.release()
+  await settle(() => store.waiting() === 1)
+  store.gate = 'none'
+  await svc.revoke({ kind: 'jti', value: 'j-2', exp: NOW + 600 }, { principal: 'admin' })
+  store.release()
+  await periodic
+  expect(errors).toEqual([])
+  expect(svc.isRevoked({ jti: 'j-2', iat: NOW - 10 })).toBe(true)
+})
