@@ -139,12 +139,18 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks, Cal
     }
     const generations = new Map(gens)
     let gensAgain: Map<string, number> | undefined
+    let gensAfter: Map<string, number> | undefined
     for (const [role, held] of this.#heldGenerations) {
       const gen = gens.get(role)
       if (gen !== undefined && gen >= held) continue
       // A read that began before a role revocation of this broker committed (a revoke overlapping this
       // refresh) has the older generation: read once more, now that the commit is held, before crying tampering.
-      gensAgain ??= await this.#deps.store.roleGenerations()
+      // Again for a generation raised only since that read began (another role revocation committing meanwhile).
+      const seen = gensAgain?.get(role)
+      if (!gensAgain || ((seen === undefined || seen < held) && (gensAfter!.get(role) ?? 0) < held)) {
+        gensAfter = new Map(this.#heldGenerations)
+        gensAgain = await this.#deps.store.roleGenerations()
+      }
       const again = gensAgain.get(role)
       if (again !== undefined && again >= held) { generations.set(role, again); continue }
       changes.push(`role ${role} is at generation ${again ?? 'none'} in the table, ${held} before`)

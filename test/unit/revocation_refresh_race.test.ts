@@ -165,3 +165,32 @@ it('a revocation committed while an older refresh reads the active entries again
   expect(errors).toEqual([])
   expect(svc.isRevoked({ jti: 'j-2', iat: NOW - 10 })).toBe(true)
 })
+
+it('a role revocation committed while an older refresh reads the generations again raises no alarm', async () => {
+  const store = new GatedStore()
+  const errors: string[] = []
+  const log: Logger = { info() {}, warn() {}, error(msg, fields) { errors.push(`${msg} ${JSON.stringify(fields)}`) } }
+  const svc = new RevocationService({
+    store, clock: { now: () => NOW }, log, maxTokenLifetime: 86400, refreshSeconds: 60,
+    knownLabels: () => ({ roles: new Set(['pilot', 'analysis']), sites: new Set(['cloud-a']) }),
+  })
+  await svc.refresh()
+  store.gateGenerations = true
+  const periodic = svc.refresh()
+  await settle(() => store.waiting() === 1)
+  store.gateGenerations = false
+  await svc.revoke({ kind: 'role', value: 'pilot' }, { principal: 'admin' })
+  // pilot's generation is newer than the refresh's read: it reads the generations again, and waits there.
+  store.gateGenerations = true
+  store.release()
+  await settle(() => store.waiting() === 1)
+  store.gateGenerations = false
+  const analysis = await svc.revoke({ kind: 'role', value: 'analysis' }, { principal: 'admin' })
+  store.release()
+  await periodic
+  expect(errors).toEqual([])
+  // docs/revocation.md: a role revocation raises the generation from 1 to 2.
+  expect(analysis.gen).toBe(2)
+  expect(svc.generationOf('analysis')).toBe(2)
+  expect(svc.generationOf('pilot')).toBe(2)
+})
