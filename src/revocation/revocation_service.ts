@@ -97,14 +97,25 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks, Cal
     // of it: that row may be a new revocation given a deleted row's id).
     const kept: Revocation[] = []
     let all: Map<number, Revocation> | undefined
+    /** The entries held when `all` was requested: those it must show. */
+    let allAfter: Set<string> | undefined
     let activeAgain: Set<number> | undefined
+    let activeAfter: Set<string> | undefined
+    const looked = new Set<string>()
     for (const held of this.#held.values()) {
+      looked.add(heldKey(held))
       if (held.until < now) continue
       const row = byId.get(held.id)
       if (row && sameEntry(held, row)) continue
       if (!row) {
         // Not active any more: lifted (the row says so) is fine; the whole table is read only then, rarely.
-        all ??= new Map((await this.#deps.store.listRevocations()).map((r) => [r.id, r]))
+        // Read again for an entry held only since the last read of it began (a revoke of this broker committing
+        // meanwhile): that read cannot show it, and "gone from the table" would be a false alarm, reported once,
+        // that then hid the same words when the row really went.
+        if (!all || (!all.has(held.id) && !allAfter!.has(heldKey(held)))) {
+          allAfter = new Set(this.#held.keys())
+          all = new Map((await this.#deps.store.listRevocations()).map((r) => [r.id, r]))
+        }
         const stored = all.get(held.id)
         if (stored && sameEntry(held, stored)) {
           if (stored.liftedAt === undefined) {
@@ -112,7 +123,11 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks, Cal
             // entry committed (a revoke overlapping this refresh), or the active read hides a row the whole
             // table shows (an index or view made to disagree: a replica starting now would not enforce it).
             // The whole table was read after the commit, so a second active read must show it unless hidden.
-            activeAgain ??= new Set((await this.#deps.store.listRevocations({ activeAt: now })).map((r) => r.id))
+            // Again for an entry held only since that second read began, as for the whole table above.
+            if (!activeAgain || (!activeAgain.has(held.id) && !activeAfter!.has(heldKey(held)))) {
+              activeAfter = new Set(this.#held.keys())
+              activeAgain = new Set((await this.#deps.store.listRevocations({ activeAt: now })).map((r) => r.id))
+            }
             if (!activeAgain.has(held.id)) changes.push(`revocation ${held.id} (${held.kind} ${JSON.stringify(held.value)}) is in the table but left out of its active entries`)
             kept.push(held)
           }
@@ -124,17 +139,31 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks, Cal
     }
     const generations = new Map(gens)
     let gensAgain: Map<string, number> | undefined
+    let gensAfter: Map<string, number> | undefined
     for (const [role, held] of this.#heldGenerations) {
       const gen = gens.get(role)
       if (gen !== undefined && gen >= held) continue
       // A read that began before a role revocation of this broker committed (a revoke overlapping this
       // refresh) has the older generation: read once more, now that the commit is held, before crying tampering.
-      gensAgain ??= await this.#deps.store.roleGenerations()
+      // Again for a generation raised only since that read began (another role revocation committing meanwhile).
+      const seen = gensAgain?.get(role)
+      if (!gensAgain || ((seen === undefined || seen < held) && (gensAfter!.get(role) ?? 0) < held)) {
+        gensAfter = new Map(this.#heldGenerations)
+        gensAgain = await this.#deps.store.roleGenerations()
+      }
       const again = gensAgain.get(role)
       if (again !== undefined && again >= held) { generations.set(role, again); continue }
       changes.push(`role ${role} is at generation ${again ?? 'none'} in the table, ${held} before`)
       generations.set(role, held)
     }
+    // What is held now that the loop above never looked at: a revocation of this broker that committed after the
+    // loop (while this read waited on the generations) or went into the map another overlapping read put in
+    // place of the one iterated here. This read, begun before it, cannot speak for it: replacing #held and the
+    // snapshot with it alone dropped a revocation answered as made until the next refresh. Kept, as a role's
+    // generation raised meanwhile is (generations never go down); the next read that begins after it judges it.
+    const listed = new Set([...read, ...kept].map(heldKey))
+    for (const [key, held] of this.#held) if (!looked.has(key) && !listed.has(key) && held.until >= now) kept.push(held)
+    for (const [role, held] of this.#heldGenerations) if (held > (generations.get(role) ?? 0)) generations.set(role, held)
     const revocations = [...read, ...kept].sort((a, b) => a.id - b.id)
     this.#held = new Map(revocations.map((r) => [heldKey(r), r]))
     this.#heldGenerations = generations

@@ -16,7 +16,7 @@ import { DEFAULT_GROUP_COMMIT, type GroupCommitOptions } from './group_commit.ts
 import { jtiSecond } from '../lib/jti.ts'
 import { JtiIndex, needsJtiEntry } from './jti_index.ts'
 import { reseedHorizonsSql } from './issuance_horizon.ts'
-import { assertReadAsItLay, openSqliteDb, readSqliteHorizons, rolledBack, SqliteChainWriter, type AppendedRows, type SqliteSynchronous } from './sqlite_writer.ts'
+import { assertReadAsItLay, openSqliteDb, readSqliteHorizons, rolledBack, SqliteChainWriter, wallClockMs, type AppendedRows, type SqliteSynchronous } from './sqlite_writer.ts'
 import { SqliteWriterClient } from './sqlite_writer_client.ts'
 import { compareSqlText, forEachSliceDesc, nextTurn, NO_END, SLICE_ROWS, sumSlices } from './sqlite_slices.ts'
 import { asStoreOutage } from './store_outage.ts'
@@ -91,8 +91,11 @@ export class SqliteStore extends ChainedStore {
   #jtiFirstLive = 1
   #jtiCatchUp: Promise<void> | undefined
   readonly #writerBusyTimeoutMs: number
-  /** Serving: the last read that waited out another process's lock, and until when reads are refused unasked. */
-  #lockedRead: { until: number; err: unknown } | undefined
+  /**
+   * Serving: the last read that waited out another process's lock, until when reads are refused unasked, and
+   * when that read began (wallClockMs: the writer thread's commits are timed on the same clock).
+   */
+  #lockedRead: { until: number; err: unknown; began: number } | undefined
 
   constructor(options: SqliteStoreOptions) {
     const thread = (options.writer ?? 'thread') === 'thread'
@@ -145,9 +148,12 @@ export class SqliteStore extends ChainedStore {
    * first: whatever lock made a read give up a moment ago is gone, so the pause after it (#lockedRead) ends
    * here. Else the read that follows a commit queued behind that lock (a revocation's refresh, a renewal's
    * answer) was refused for the rest of the pause, and a change that stood was answered "nothing was changed".
+   * Only a commit that ended after that read began says so: the thread's reply waits for the loop, which the
+   * read held for its whole wait, so a commit made just before another process took the lock is heard after
+   * the read gave up on it, and ending the pause then let the next read hold the loop as long again.
    */
   #committed(rows: AppendedRows): void {
-    this.#lockedRead = undefined
+    if (this.#lockedRead && rows.committedAt !== undefined && rows.committedAt > this.#lockedRead.began) this.#lockedRead = undefined
     this.#indexAppended(rows)
   }
 
@@ -189,6 +195,7 @@ export class SqliteStore extends ChainedStore {
     if (this.closed) throw this.closedRead()
     // A read that waited out the lock a moment ago: another now would most likely wait as long, holding the loop.
     if (this.#lockedRead && performance.now() < this.#lockedRead.until) throw new AuditStoreUnavailable(this.#lockedRead.err, 'read')
+    const began = wallClockMs()
     try {
       // A transaction open between this connection's statements is one a failed ROLLBACK left (rolledBack):
       // nothing here holds one across a turn. Its rows were never committed, yet this connection would
@@ -199,7 +206,7 @@ export class SqliteStore extends ChainedStore {
       // A read spanning turns (slices, a page walked newest first) whose connection a stop closed between
       // two of them: node:sqlite says "statement has been finalized", but it is the store closing, as above.
       if (this.closed) throw this.closedRead()
-      if (this.#thread && isLockTimeout(err)) this.#lockedRead = { until: performance.now() + SERVING_READ_LOCK_BACKOFF_MS, err }
+      if (this.#thread && isLockTimeout(err)) this.#lockedRead = { until: performance.now() + SERVING_READ_LOCK_BACKOFF_MS, err, began }
       throw asStoreOutage(err, 'read')
     }
   }

@@ -284,7 +284,17 @@ export type OpResult = Revocation | PruneResult | typeof PRUNE_RANGE_CHANGED | R
  * The rows one transaction appended: seqs `firstSeq`, `firstSeq + 1`, … with the jti each needs in the
  * in-memory index (null: none, or found by its time; jti_index.ts).
  */
-export interface AppendedRows { firstSeq: number; jtis: Array<string | null> }
+export interface AppendedRows {
+  firstSeq: number
+  jtis: Array<string | null>
+  /** Set by the writer thread: when the commit ended (wallClockMs), which its reply reaches the loop only after. */
+  committedAt?: number
+}
+
+/** A high-resolution time that threads can compare (each thread's performance.now() counts from its own origin). */
+export function wallClockMs(): number {
+  return performance.timeOrigin + performance.now()
+}
 
 export interface BatchOutcome { results: OpResult[]; appended: AppendedRows }
 

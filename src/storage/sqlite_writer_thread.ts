@@ -10,7 +10,7 @@ import { parentPort, workerData } from 'node:worker_threads'
 import type { WriteOp } from './write_ops.ts'
 import { auditMacKey, type AuditMacKey } from '../audit/record_mac.ts'
 import { WalCheckpointer, type CheckpointTuning } from './sqlite_checkpointer.ts'
-import { openSqliteDb, SqliteChainWriter, type AppendedRows, type OpResult, type SqliteOpenOptions } from './sqlite_writer.ts'
+import { openSqliteDb, SqliteChainWriter, wallClockMs, type AppendedRows, type OpResult, type SqliteOpenOptions } from './sqlite_writer.ts'
 
 export interface WriterOptions extends SqliteOpenOptions {
   /** Most ops per transaction. */
@@ -65,7 +65,7 @@ function commitNext(): void {
     const { results, appended } = writer.commit(batch)
     const keyed: Array<[number, OpResult]> = []
     results.forEach((r, i) => { if (r !== null) keyed.push([first + i, r]) })
-    reply = { first, last, results: keyed, appended }
+    reply = { first, last, results: keyed, appended: { ...appended, committedAt: wallClockMs() } }
   } catch (err) {
     const { code, errcode } = err as { code?: unknown; errcode?: unknown }
     const sqlite = code === 'ERR_SQLITE_ERROR' && typeof errcode === 'number' ? { sqlite: { code, errcode } } : {}
