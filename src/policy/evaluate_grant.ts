@@ -91,7 +91,8 @@ export function evaluateGrant(ruleId: string, g: CompiledGrant, req: DecisionReq
     const allowed = g.scopeTemplates ? renderScopes(g.scopeTemplates, g.reservedNames ?? new Set(), req) : g.scopes!
     if ('denied' in allowed) return deny(ruleId, 'unauthorized_client', `the caller's token has no usable ${allowed.denied}, which the scopes of role ${role} name`)
     if ('refused' in allowed) {
-      const why = allowed.because === 'case' ? 'has upper-case letters' : 'is a reserved account name'
+      const why = allowed.because === 'case' ? 'has upper-case letters'
+        : allowed.segment !== undefined ? `would make the path segment ${quote(allowed.segment)}, a reserved account name,` : 'is a reserved account name'
       const note = allowed.because === 'case' ? ' (two callers would differ only by case)' : ''
       return deny(ruleId, 'unauthorized_client', `the caller's ${allowed.placeholder} ${quote(allowed.refused)} ${why} and cannot name a path in the scopes of role ${role}${note}`)
     }
@@ -173,12 +174,12 @@ function subjectValue(name: 'sub' | 'preferred_username' | 'client_id', req: Dec
  * A grant's scopes with the caller's values put into their paths, compiled for this request. A value must be
  * a plain name (SAFE_VALUE: no '/', and no leading '.', so never '.' or '..'): it then names one directory,
  * the caller's, and cannot reach a parent or a sibling. Otherwise the placeholder's name, for the refusal.
- * A value in lower case only, and not a reserved account name (SYSTEM_ACCOUNTS, the grant's reserved_names):
- * otherwise the value and why, for the refusal.
+ * A value in lower case only, and not making its path segment a reserved account name (SYSTEM_ACCOUNTS, the
+ * grant's reserved_names): otherwise the value and why (and the segment, when a literal prefix completes it).
  */
 function renderScopes(
   templates: readonly (readonly TemplatePart[])[], reserved: ReadonlySet<string>, req: DecisionRequest,
-): AllowedScopes | { denied: string } | { refused: string; placeholder: string; because: 'case' | 'reserved' } {
+): AllowedScopes | { denied: string } | { refused: string; placeholder: string; because: 'case' | 'reserved'; segment?: string } {
   const rendered: string[] = []
   for (const parts of templates) {
     let text = ''
@@ -189,8 +190,12 @@ function renderScopes(
       // Lower case only: Alice and alice are two IAM users but one directory on storage that folds case, or
       // behind a mapfile that does; refusing both is the only rule that needs no list of who came first.
       if (/[A-Z]/.test(v)) return { refused: v, placeholder: part.placeholder, because: 'case' }
-      if (reserved.has(v)) return { refused: v, placeholder: part.placeholder, because: 'reserved' }
       text += v
+      // The directory the value names is its whole segment: a placeholder ends its segment (schema.ts) but may
+      // follow literal text in it, so in /store/user/d{preferred_username} the caller "aemon" would get daemon.
+      // ASCII-folded, as storage that folds case would read a literal's capitals.
+      const segment = asciiLower(text.slice(text.lastIndexOf('/') + 1))
+      if (reserved.has(segment)) return { refused: v, placeholder: part.placeholder, because: 'reserved', ...(segment !== v ? { segment } : {}) }
     }
     rendered.push(text)
   }

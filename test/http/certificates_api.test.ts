@@ -25,7 +25,12 @@ async function appWithStore(options: { sites?: string[]; clock?: Clock } = {}) {
   const { store, clock, service } = await certificateSite(options)
   const revocations = new RevocationService({ store, clock, log: silentLogger, maxTokenLifetime: 86400, refreshSeconds: 5, knownLabels: () => ({ roles: new Set(['schedd']), sites: new Set(options.sites) }), knownIssuers: () => new Set([ISS]) })
   await revocations.refresh()
-  const verifyCaller = async (bearer: string) => { if (bearer !== 'operator-token') throw new InvalidToken('the IAM access token is not valid', { presented: true }); return OPERATOR }
+  // 'delegated-token': the operator's token as IAM reissues it by token exchange to client broker (RFC 8693 §4.1 act).
+  const verifyCaller = async (bearer: string) => {
+    if (bearer === 'delegated-token') return { ...OPERATOR, claims: { act: { sub: 'broker' } } }
+    if (bearer !== 'operator-token') throw new InvalidToken('the IAM access token is not valid', { presented: true })
+    return OPERATOR
+  }
   const a = createApp(testDeps({
     certificates: { service, verifyCaller },
     admin: { audit: store, revocations, authenticators: [bootstrapTokenAuthenticator(createHash('sha256').update(ADMIN).digest())] },
@@ -122,6 +127,19 @@ describe('pool CA over HTTP', () => {
     // Nobody to name: a bearer that does not verify is counted, not recorded one by one.
     expect((await post(a, { csr: forged, role: 'schedd', dns: ['ap1.example.org'] }, 'Bearer forged')).status).toBe(401)
     expect((await store.query({ limit: 10, type: 'certificate.denied' })).records).toHaveLength(refusals.length)
+  })
+
+  it('refuses a delegated IAM token (act) as invalid_token, on record as certificate.denied under its subject', async () => {
+    // docs/audit.md: a caller whose token verified is named in one record per refusal; the token of another
+    // client acting for the provisioner verified, and that attempt is what the audit log must show.
+    const { a, store } = await appWithStore()
+    const res = await post(a, { csr: await csr(), role: 'schedd', dns: ['ap1.example.org'] }, 'Bearer delegated-token')
+    expect(res.status).toBe(401)
+    expect(await res.json()).toEqual({ error: 'invalid_token', error_description: "delegation not supported: subject_token was issued to 'broker' acting for its subject (act claim); present the caller's own IAM token" })
+    const records = (await store.query({ limit: 10, type: 'certificate.denied' })).records
+    expect(records).toHaveLength(1)
+    expect(records[0]!.event).toMatchObject({ decision: 'deny', tokenKind: 'host_certificate', caller: { iss: ISS, sub: 'provisioner' }, reason: "invalid_token: delegation not supported: subject_token was issued to 'broker' acting for its subject (act claim); present the caller's own IAM token" })
+    expect((await store.query({ limit: 10, type: 'certificate.issued' })).records).toHaveLength(0)
   })
 
   it('revokes by serial for admins only, and the CRL lists it', async () => {

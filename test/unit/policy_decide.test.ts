@@ -484,6 +484,29 @@ ${extra}`)
     expect(decide(policy(), ask(policy(), 'cmsprod'), fixedJti)).toMatchObject({ allow: true, scopes: ['storage.create:/store/user/cmsprod'] })
   })
 
+  it('refuses a value that completes a reserved name after a literal prefix in its segment', () => {
+    // The placeholder must end its segment but may follow text in it: in /store/user/d{preferred_username}
+    // the caller "aemon" gets the directory daemon (hand-concatenated), the account LSB Core 5.0 §23.2 requires.
+    const prefixed = (extra = '') => policyFrom(`
+version: 1
+rules:
+  - id: own-area
+    match: { issuer: "${ISS}", groups: [/vo] }
+    grants:
+      - role: job-storage
+        identity: "u-{sub}@{uid_domain}"
+        token_kinds: [scitoken]
+        scopes: ["storage.create:/store/user/d{preferred_username}"]
+        audiences: ["https://se.example.org"]
+        lifetime: { default: 20m, max: 1h }
+${extra}`)
+    expect(decide(prefixed(), ask(prefixed(), 'aemon'), fixedJti)).toMatchObject({ allow: false, error: 'unauthorized_client', reason: /'daemon'.*reserved account name/ })
+    const site = prefixed('        reserved_names: [dcache]\n')
+    expect(decide(site, ask(site, 'cache'), fixedJti)).toMatchObject({ allow: false, error: 'unauthorized_client', reason: /'dcache'.*reserved account name/ })
+    // Not reserved once rendered: d + daemon is ddaemon, nobody's account.
+    expect(decide(prefixed(), ask(prefixed(), 'daemon'), fixedJti)).toMatchObject({ allow: true, scopes: ['storage.create:/store/user/ddaemon'] })
+  })
+
   it('refuses at load reserved_names on a grant whose scopes name no caller, or a name that is not plain lower case', () => {
     expect(() => policy('        reserved_names: [Cmsprod]\n')).toThrow(/reserved_names/)
     expect(() => policy('        reserved_names: ["a/b"]\n')).toThrow(/reserved_names/)

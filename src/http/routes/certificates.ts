@@ -2,6 +2,7 @@ import { Hono, type MiddlewareHandler } from 'hono'
 import { z } from 'zod'
 import { InvalidRequest, InvalidToken, MalformedBearer, SlowDown } from '../../errors.ts'
 import { bearerToken } from '../bearer_token.ts'
+import { delegationRefusal } from '../../iam/delegation.ts'
 import { MAX_SUBJECT_TOKEN_BYTES } from '../../contract/token_request.ts'
 import type { VerifiedSubject } from '../../iam/subject.ts'
 import type { CertificateService } from '../../ca/certificate_service.ts'
@@ -58,6 +59,10 @@ export function certificateRoutes(deps: {
       throw err
     }
     await deps.certificates.admitCaller(subject, actor)
+    // A token IAM issued to another client acting for the caller (src/iam/delegation.ts) is not the caller's:
+    // 401 as any token that cannot act here, but its subject verified, so the attempt is on record under it.
+    const actedFor = delegationRefusal(subject)
+    if (actedFor !== undefined) throw await deps.certificates.refuse(new InvalidToken(actedFor, { presented: true }), subject, actor)
     // From here the caller is known: a malformed request is refused on record, as on POST /token.
     let b: z.infer<typeof CertificateBody>
     try {
