@@ -26,8 +26,8 @@ export const INITIAL_GENERATION = 1
  * at the admin API, whatever its token's `iat`: IAM keeps minting fresh tokens for a revoked caller. A
  * `role` or `site` entry does not block: new tokens carry the new generation or a later `iat`.
  */
-export type RevocationKind = 'jti' | 'sub' | 'role' | 'site' | 'client' | 'pilot-job'
-export const REVOCATION_KINDS: readonly RevocationKind[] = ['jti', 'sub', 'role', 'site', 'client', 'pilot-job']
+export type RevocationKind = 'jti' | 'sub' | 'role' | 'site' | 'client' | 'pilot-job' | 'pilot-enrolment'
+export const REVOCATION_KINDS: readonly RevocationKind[] = ['jti', 'sub', 'role', 'site', 'client', 'pilot-job', 'pilot-enrolment']
 
 /** How a revocation id is written where an operator names one (`revoke lift ID`, DELETE /v1/revocations/ID): a positive integer a store can hold exactly. */
 export const REVOCATION_ID = /^[1-9]\d{0,14}$/
@@ -129,6 +129,8 @@ export interface ActiveCutoffs {
   roles: Map<string, number>
   /** `SITE:JOBID` of revoked pilot jobs (pilot_job.ts). */
   pilotJobs: Set<string>
+  /** jtis of revoked pilot enrolments (pilot_enrolment.ts). */
+  pilotEnrolments: Set<string>
 }
 
 /**
@@ -144,7 +146,7 @@ export function inForce(r: Revocation, now: number): boolean {
  * expression (condor_expression.ts) and the broker's own check (revocation_checker.ts).
  */
 export function activeCutoffs(revocations: readonly Revocation[], now: number): ActiveCutoffs {
-  const out: ActiveCutoffs = { jtis: new Set(), subs: new Map(), sites: new Map(), clients: new Set(), roles: new Map(), atIssuer: new Map(), pilotJobs: new Set() }
+  const out: ActiveCutoffs = { jtis: new Set(), subs: new Map(), sites: new Map(), clients: new Set(), roles: new Map(), atIssuer: new Map(), pilotJobs: new Set(), pilotEnrolments: new Set() }
   const at = (iss: string) => {
     let e = out.atIssuer.get(iss)
     if (!e) out.atIssuer.set(iss, e = { subs: new Map(), clients: new Set() })
@@ -160,6 +162,7 @@ export function activeCutoffs(revocations: readonly Revocation[], now: number): 
       case 'role': latest(out.roles, r.value, r.gen ?? 0); break
       case 'client': (r.iss !== undefined ? at(r.iss).clients : out.clients).add(r.value); break
       case 'pilot-job': out.pilotJobs.add(r.value); break
+      case 'pilot-enrolment': out.pilotEnrolments.add(r.value); break
     }
   }
   return out

@@ -129,3 +129,31 @@ describe('condor-token-broker revoke --pilot-job', () => {
     expect((await cli(env, 'revoke', 'list')).out).toMatch(/^no active revocations /)
   })
 })
+
+describe('condor-token-broker revoke --pilot-enrolment', () => {
+  const E = '0123456789abcdef0123456789abcdef'
+  it('revokes one enrolment, puts a ctb_enrolment clause into SEC_TOKEN_REVOCATION_EXPR, and keeps audit verify green through its lift', async () => {
+    const env = await seeded([pilotEvent('token.issued', '42', 'n1', now - 60, now + 1200, 'a1')])
+    const r = await cli(env, 'revoke', '--pilot-enrolment', E, '--reason', 'teardown')
+    expect(r.code, r.err).toBe(0)
+    expect(r.out).toMatch(new RegExp(`^revoked pilot-enrolment ${E} `))
+    expect((await cli(env, 'revoke', 'condor')).out).toMatch(new RegExp(`\nSEC_TOKEN_REVOCATION_EXPR = ctb_enrolment =\\?= "${E}"$`))
+    expect((await cli(env, 'audit', 'verify')).out).toMatch(/\nrevocations OK: 1 rows match the audit chain\n/)
+    expect((await cli(env, 'revoke', 'lift', '1')).out).toMatch(new RegExp(`^lifted revocation 1 \\(pilot-enrolment ${E}\\)`))
+    expect((await cli(env, 'revoke', 'condor')).out).toMatch(/\nSEC_TOKEN_REVOCATION_EXPR = false$/)
+    const db = new DatabaseSync(join(env.CTB_DATA_DIR, 'audit.db'))
+    db.exec('DELETE FROM revocations WHERE id = 1')
+    db.close()
+    const v = await cli(env, 'audit', 'verify')
+    expect(v.code).toBe(1)
+    expect(v.out).toMatch(new RegExp(`revocation 1 \\(pilot-enrolment "${E}"\\), recorded at seq \\d+, is missing from the revocations table \\(deleted\\)`))
+  })
+
+  it('refuses a value that is not a jti with one line', async () => {
+    const env = await seeded([])
+    const r = await cli(env, 'revoke', '--pilot-enrolment', 'hpc-b:42')
+    expect(r.code).toBe(1)
+    expect(r.err).toMatch(/^[^\n]*pilot-enrolment must be an enrolment credential's jti[^\n]*$/)
+    expect((await cli(env, 'revoke', 'list')).out).toMatch(/^no active revocations /)
+  })
+})
