@@ -98,12 +98,6 @@ export class PilotIdentityPatternError extends Error {}
 /** What may end the site and enrolment fields of a pilot identity (the broker's PILOT_IDENTITY_SEPARATORS). */
 const PILOT_FIELD_END = PILOT_IDENTITY_SEPARATORS
 
-/** Whether an ALLOW entry admits an identity: HTCondor's `*` stands for any run of characters. */
-export function allowEntryAdmits(entry: string, identity: string): boolean {
-  const pattern = entry.split('*').map((part) => part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('.*')
-  return new RegExp(`^${pattern}$`).test(identity)
-}
-
 function list(values: Iterable<string>): string {
   return [...new Set(values)].join(', ')
 }
