@@ -16,11 +16,11 @@ async function cli(env: NodeJS.ProcessEnv, ...argv: string[]) {
 const now = Math.floor(Date.now() / 1000)
 
 /** A pilot token's record as the broker writes it (docs/pilots.md: detail.pilot). */
-function pilotEvent(type: 'token.issued' | 'token.renewed', job: string, node: string, time: number, exp: number, jti: string, run?: { restart: number; redeemedAt: number }): AuditEvent {
+function pilotEvent(type: 'token.issued' | 'token.renewed', job: string, node: string, time: number, exp: number, jti: string, run?: { restart: number; redeemedAt: number }, enrolment = 'e1'): AuditEvent {
   return {
     type, time, role: 'pilot', tokenKind: 'idtoken', issuedSub: `pilot-hpc-b-${job}-${node}@pilots.pool.example.org`, jti, exp,
     decision: 'allow', site: 'hpc-b', policyRule: 'hpc-b-pilots',
-    detail: { gen: 1, pilot: { site: 'hpc-b', job, node, jobEnd: now + 7200, rule: 'hpc-b-pilots', enrolment: 'e1', redeemedAt: now - 600, ...run }, ...(type === 'token.renewed' ? { replaces: 'old' } : {}) },
+    detail: { gen: 1, pilot: { site: 'hpc-b', job, node, jobEnd: now + 7200, rule: 'hpc-b-pilots', enrolment, redeemedAt: now - 600, ...run }, ...(type === 'token.renewed' ? { replaces: 'old' } : {}) },
   }
 }
 
@@ -79,6 +79,18 @@ describe('condor-token-broker pilot list', () => {
     const rows = r.out.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>)
     expect(rows).toHaveLength(1)
     expect(rows[0]).toMatchObject({ job: '42', node: 'n1', restart: 0, redeemedAt: now - 900, renewals: 1, lastRenewedAt: now - 60, exp: now + 1740 })
+  })
+
+  it('keeps apart two clusters\' pilots at one site whose SLURM clusters gave their jobs the same id, on nodes of the same name', async () => {
+    // A job id is unique within one SLURM cluster only: the enrolment says which cluster's group a pilot is of.
+    const env = await seeded([
+      pilotEvent('token.issued', '42', 'n1', now - 600, now + 1200, 'a1', undefined, 'e1'),
+      pilotEvent('token.issued', '42', 'n1', now - 500, now + 1300, 'b1', undefined, 'e2'),
+    ])
+    const r = await cli(env, 'pilot', 'list', '--json')
+    expect(r.code, r.err).toBe(0)
+    const rows = r.out.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>)
+    expect(rows.map((p) => `${p.enrolment}:${p.site}:${p.job}:${p.node}:${p.exp}`)).toEqual([`e1:hpc-b:42:n1:${now + 1200}`, `e2:hpc-b:42:n1:${now + 1300}`])
   })
 
   it('refuses an unknown subcommand with one line and status 2', async () => {
