@@ -19,7 +19,8 @@ export const INITIAL_GENERATION = 1
 /**
  * By `jti`: one token. By `sub`, `site`: every token issued before the revocation. By `role`: every token
  * of an older generation. By `client`: an IAM client (`client_id`) as a caller; it matches none of our
- * tokens (they carry no client_id), so it only blocks.
+ * tokens (they carry no client_id), so it only blocks. By `pilot-job` and `pilot-enrolment`: every pilot
+ * token of one SLURM job at a site, or of one enrolment (pilot_job.ts, pilot_enrolment.ts), whatever its `iat`.
  *
  * Blocking: while a `sub` or `client` entry is in force, the broker also issues nothing new to a caller
  * with that IAM `sub`/`client_id`, nor a token whose identity is that `sub`, and refuses such a caller
