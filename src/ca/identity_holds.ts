@@ -9,7 +9,7 @@ import { RevocationSnapshot } from '../revocation/revocation_checker.ts'
  *   caller {iss, sub, client_id}  `sub` (issuer-bound or not) and `client`: the requester is a caller (blockedCaller)
  *   site                          `site` (claim ctb_site)
  *   role                          `role` (claims ctb_role and ctb_gen, the generation in force at issue)
- * `jti` and `pilot-job` name tokens and SLURM jobs; a certificate is neither (its serial is revoked by
+ * `jti`, `pilot-job` and `pilot-enrolment` name tokens, SLURM jobs and pilot groups; a certificate is none of them (its serial is revoked by
  * DELETE /v1/certificates/{serial}).
  * @see docs/pool-ca.md
  */

@@ -193,7 +193,10 @@ async function redeem(form: TokenRequestForm, ctx: RequestContext, deps: PilotEx
   if (params instanceof BrokerError) throw params
   const now = deps.clock.now()
   if (cred.exp <= now) throw new InvalidGrant('the pilot enrolment credential has expired')
-  if (deps.revocations.isRevoked(cred) || deps.revocations.blockedCaller(cred) !== undefined) throw new InvalidGrant('the pilot enrolment credential has been revoked')
+  // By its jti, by the caller behind it, or as a pilot group (`pilot-enrolment`: what a provisioning teardown revokes).
+  if (deps.revocations.isRevoked(cred) || deps.revocations.isRevoked({ [CLAIM_ENROLMENT]: cred.jti }) || deps.revocations.blockedCaller(cred) !== undefined) {
+    throw new InvalidGrant('the pilot enrolment credential has been revoked')
+  }
   const g = pilotGrantOf(deps.policy.current, cred.rule, cred.ctb_role, cred.ctb_site)
   if (!g) throw new InvalidGrant('the policy in force no longer grants this pilot enrolment')
   if (params.jobEnd <= now) throw new InvalidRequest('job_end is not in the future')
@@ -259,9 +262,12 @@ async function renew(form: TokenRequestForm, ctx: RequestContext, deps: PilotExc
   }
   state.rule = pilot.rule
   if (deps.revocations.isRevoked(claims) || deps.revocations.blockedIdentity(pilot.identity) !== undefined) throw new InvalidGrant('the pilot token has been revoked')
-  // Revoking the enrolment credential (by its jti: what a provisioning teardown does) ends the pilots it
-  // yielded too, not only later redemptions: a torn-down cluster's pilots stop at their next renewal.
-  if (deps.revocations.isRevoked({ jti: pilot.enrolment })) throw new InvalidGrant('the pilot\'s enrolment credential has been revoked')
+  // Revoking the enrolment (by the credential's jti, or as a pilot group: what a provisioning teardown does) ends
+  // the pilots it yielded too, not only later redemptions. Asked by the enrolment the pilot was recorded with at
+  // redemption, not only by the token's claim: a token minted before pilot tokens carried ctb_enrolment has none.
+  if (deps.revocations.isRevoked({ jti: pilot.enrolment }) || deps.revocations.isRevoked({ [CLAIM_ENROLMENT]: pilot.enrolment })) {
+    throw new InvalidGrant('the pilot\'s enrolment credential has been revoked')
+  }
   const g = pilotGrantOf(deps.policy.current, pilot.rule, pilot.role, pilot.site)
   if (!g) throw new InvalidGrant('the policy in force no longer grants this pilot')
   if (pilot.jobEnd <= now) throw new InvalidGrant('the pilot job has ended')

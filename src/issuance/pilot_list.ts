@@ -9,6 +9,11 @@ export interface LivePilot {
   node: string
   identity: string
   role: string
+  /**
+   * The enrolment credential's jti the pilot redeemed: its cluster's pilot group. A SLURM job id is unique within
+   * one SLURM cluster only, so two clusters' pilots at one site may share job and node: the enrolment tells them apart.
+   */
+  enrolment: string
   /** Which run of the job (SLURM_RESTART_COUNT at redemption): the newest one that redeemed on this node. */
   restart: number
   redeemedAt: number
@@ -43,9 +48,9 @@ export async function listLivePilots(store: Pick<AuditStore, 'query'>, now: numb
       for (const { event: e } of page.records) {
         const p = pilotOfEvent(e)
         if (!p || e.exp === undefined) continue
-        const key = `${p.site}\0${p.job}\0${p.node}\0${p.restart}`
+        const key = `${p.site}\0${p.enrolment}\0${p.job}\0${p.node}\0${p.restart}`
         const cur = byRun.get(key)
-          ?? { site: p.site, job: p.job, node: p.node, identity: p.identity, role: p.role, restart: p.restart, redeemedAt: p.redeemedAt, renewals: 0, exp: 0, jobEnd: p.jobEnd }
+          ?? { site: p.site, job: p.job, node: p.node, identity: p.identity, role: p.role, enrolment: p.enrolment, restart: p.restart, redeemedAt: p.redeemedAt, renewals: 0, exp: 0, jobEnd: p.jobEnd }
         cur.exp = Math.max(cur.exp, e.exp)
         if (type === 'token.renewed') {
           cur.renewals++
@@ -62,10 +67,10 @@ export async function listLivePilots(store: Pick<AuditStore, 'query'>, now: numb
   const byNode = new Map<string, LivePilot>()
   for (const run of byRun.values()) {
     if (run.exp <= now) continue
-    const key = `${run.site}\0${run.job}\0${run.node}`
+    const key = `${run.site}\0${run.enrolment}\0${run.job}\0${run.node}`
     const seen = byNode.get(key)
     if (!seen || run.restart > seen.restart) byNode.set(key, run)
   }
   return [...byNode.values()]
-    .sort((a, b) => (a.site < b.site ? -1 : a.site > b.site ? 1 : a.job < b.job ? -1 : a.job > b.job ? 1 : a.node < b.node ? -1 : 1))
+    .sort((a, b) => (a.site < b.site ? -1 : a.site > b.site ? 1 : a.job < b.job ? -1 : a.job > b.job ? 1 : a.node < b.node ? -1 : a.node > b.node ? 1 : a.enrolment < b.enrolment ? -1 : 1))
 }

@@ -1,3 +1,4 @@
+import { pilotEnrolmentClause } from './pilot_enrolment.ts'
 import { pilotJobClause } from './pilot_job.ts'
 import { activeCutoffs, CLAIM_GENERATION, CLAIM_ROLE, CLAIM_SITE, type Revocation } from './revocation.ts'
 
@@ -11,10 +12,10 @@ import { activeCutoffs, CLAIM_GENERATION, CLAIM_ROLE, CLAIM_SITE, type Revocatio
  *     tokens whose `sub`/`ctb_site`/`ctb_role` matched (ours, which always carry `iat` and `ctb_gen`).
  * `client` entries add no clause: our tokens carry no client_id, so they only block issuance in the broker.
  * Size stays bounded: one clause per revoked role (generation compare) however many tokens it hits, one
- * per sub/site (latest cut-off wins), one per jti; entries leave once no token they match can be valid.
+ * per sub/site (latest cut-off wins), one per jti, pilot job and pilot enrolment; entries leave once no token they match can be valid.
  */
 export function buildRevocationExpression(revocations: readonly Revocation[], now: number): { expr: string; clauses: number; unexpressed: number } {
-  const { roles, subs, sites, jtis, atIssuer, pilotJobs } = activeCutoffs(revocations, now)
+  const { roles, subs, sites, jtis, atIssuer, pilotJobs, pilotEnrolments } = activeCutoffs(revocations, now)
   const clauses: string[] = []
   // Values are checked at revoke time; one stored before a character was refused (isClassAdSafe) is left
   // out and counted, not thrown on: it would otherwise keep every other revocation from the daemons. The
@@ -33,6 +34,7 @@ export function buildRevocationExpression(revocations: readonly Revocation[], no
   }
   for (const jti of [...jtis].sort()) add([jti], () => `jti =?= ${classAdString(jti)}`)
   for (const job of [...pilotJobs].sort()) add([job], () => pilotJobClause(job, classAdString))
+  for (const e of [...pilotEnrolments].sort()) add([e], () => pilotEnrolmentClause(e, classAdString))
   return { expr: clauses.length === 0 ? 'false' : clauses.join(' || '), clauses: clauses.length, unexpressed }
 }
 

@@ -19,15 +19,16 @@ export const INITIAL_GENERATION = 1
 /**
  * By `jti`: one token. By `sub`, `site`: every token issued before the revocation. By `role`: every token
  * of an older generation. By `client`: an IAM client (`client_id`) as a caller; it matches none of our
- * tokens (they carry no client_id), so it only blocks.
+ * tokens (they carry no client_id), so it only blocks. By `pilot-job` and `pilot-enrolment`: every pilot
+ * token of one SLURM job at a site, or of one enrolment (pilot_job.ts, pilot_enrolment.ts), whatever its `iat`.
  *
  * Blocking: while a `sub` or `client` entry is in force, the broker also issues nothing new to a caller
  * with that IAM `sub`/`client_id`, nor a token whose identity is that `sub`, and refuses such a caller
  * at the admin API, whatever its token's `iat`: IAM keeps minting fresh tokens for a revoked caller. A
  * `role` or `site` entry does not block: new tokens carry the new generation or a later `iat`.
  */
-export type RevocationKind = 'jti' | 'sub' | 'role' | 'site' | 'client' | 'pilot-job'
-export const REVOCATION_KINDS: readonly RevocationKind[] = ['jti', 'sub', 'role', 'site', 'client', 'pilot-job']
+export type RevocationKind = 'jti' | 'sub' | 'role' | 'site' | 'client' | 'pilot-job' | 'pilot-enrolment'
+export const REVOCATION_KINDS: readonly RevocationKind[] = ['jti', 'sub', 'role', 'site', 'client', 'pilot-job', 'pilot-enrolment']
 
 /** How a revocation id is written where an operator names one (`revoke lift ID`, DELETE /v1/revocations/ID): a positive integer a store can hold exactly. */
 export const REVOCATION_ID = /^[1-9]\d{0,14}$/
@@ -129,6 +130,8 @@ export interface ActiveCutoffs {
   roles: Map<string, number>
   /** `SITE:JOBID` of revoked pilot jobs (pilot_job.ts). */
   pilotJobs: Set<string>
+  /** jtis of revoked pilot enrolments (pilot_enrolment.ts). */
+  pilotEnrolments: Set<string>
 }
 
 /**
@@ -144,7 +147,7 @@ export function inForce(r: Revocation, now: number): boolean {
  * expression (condor_expression.ts) and the broker's own check (revocation_checker.ts).
  */
 export function activeCutoffs(revocations: readonly Revocation[], now: number): ActiveCutoffs {
-  const out: ActiveCutoffs = { jtis: new Set(), subs: new Map(), sites: new Map(), clients: new Set(), roles: new Map(), atIssuer: new Map(), pilotJobs: new Set() }
+  const out: ActiveCutoffs = { jtis: new Set(), subs: new Map(), sites: new Map(), clients: new Set(), roles: new Map(), atIssuer: new Map(), pilotJobs: new Set(), pilotEnrolments: new Set() }
   const at = (iss: string) => {
     let e = out.atIssuer.get(iss)
     if (!e) out.atIssuer.set(iss, e = { subs: new Map(), clients: new Set() })
@@ -160,6 +163,7 @@ export function activeCutoffs(revocations: readonly Revocation[], now: number): 
       case 'role': latest(out.roles, r.value, r.gen ?? 0); break
       case 'client': (r.iss !== undefined ? at(r.iss).clients : out.clients).add(r.value); break
       case 'pilot-job': out.pilotJobs.add(r.value); break
+      case 'pilot-enrolment': out.pilotEnrolments.add(r.value); break
     }
   }
   return out

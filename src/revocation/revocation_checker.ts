@@ -1,3 +1,4 @@
+import { pilotEnrolmentOf } from './pilot_enrolment.ts'
 import { pilotJobKeyOf } from './pilot_job.ts'
 import { activeCutoffs, CLAIM_GENERATION, inForce, CLAIM_ROLE, CLAIM_SITE, REVOCATION_KINDS, type ActiveCutoffs, type Revocation, type RevocationKind } from './revocation.ts'
 
@@ -41,6 +42,7 @@ export class RevocationSnapshot implements RevocationChecker, IssuanceBlocks, Ca
   readonly #sites: ReadonlyMap<string, number>
   readonly #clients: ReadonlySet<string>
   readonly #pilotJobs: ReadonlySet<string>
+  readonly #pilotEnrolments: ReadonlySet<string>
   readonly #atIssuer: ActiveCutoffs['atIssuer']
   /**
    * From the role_generations table, not from role revocations: a generation stays in force after the
@@ -56,11 +58,12 @@ export class RevocationSnapshot implements RevocationChecker, IssuanceBlocks, Ca
 
   /** `readAt` differs from `now` only for entries applied from memory after a commit whose re-read failed. */
   constructor(revocations: readonly Revocation[], roleGenerations: ReadonlyMap<string, number>, now: number, readAt = now) {
-    const { jtis, subs, sites, clients, atIssuer, pilotJobs } = activeCutoffs(revocations, now)
+    const { jtis, subs, sites, clients, atIssuer, pilotJobs, pilotEnrolments } = activeCutoffs(revocations, now)
     this.#entries = revocations.filter((r) => inForce(r, now))
     this.readAt = readAt
     this.#callerEntries = revocations.filter((r) => (r.kind === 'sub' || r.kind === 'client') && inForce(r, now)).sort((a, b) => a.id - b.id)
     this.#pilotJobs = pilotJobs
+    this.#pilotEnrolments = pilotEnrolments
     this.#atIssuer = atIssuer
     this.#jtis = jtis
     this.#subs = subs
@@ -76,6 +79,10 @@ export class RevocationSnapshot implements RevocationChecker, IssuanceBlocks, Ca
     if (this.#pilotJobs.size > 0) {
       const job = pilotJobKeyOf(claims)
       if (job !== undefined && this.#pilotJobs.has(job)) return true
+    }
+    if (this.#pilotEnrolments.size > 0) {
+      const enrolment = pilotEnrolmentOf(claims)
+      if (enrolment !== undefined && this.#pilotEnrolments.has(enrolment)) return true
     }
     // A token without a numeric iat cannot prove it predates a cut-off: treat as revoked (HTCondor does the same: UNDEFINED ⇒ revoked).
     const issuedBefore = (cutoff: number | undefined) => cutoff !== undefined && (typeof iat !== 'number' || iat <= cutoff)

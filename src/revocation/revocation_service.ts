@@ -2,6 +2,7 @@ import type { AuditEvent, AuditStore } from '../audit/audit_log.ts'
 import { InvalidRequest, NotFound } from '../errors.ts'
 import type { Clock } from '../lib/clock.ts'
 import type { Logger } from '../lib/logger.ts'
+import { isEnrolmentId } from './pilot_enrolment.ts'
 import { parsePilotJob } from './pilot_job.ts'
 import { buildRevocationExpression, isClassAdSafe } from './condor_expression.ts'
 import { INITIAL_GENERATION, longestLifetime, REVOCATION_KINDS, type Revocation, type RevocationKind, type RevocationStore } from './revocation.ts'
@@ -255,9 +256,14 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks, Cal
         if (e.exp === undefined || e.exp <= now || e.tokenKind === 'access_token') continue
         if (req.kind === 'client' && e.caller?.client_id !== req.value) continue
         if (req.kind === 'pilot-job' && `${e.site}:${String((e.detail?.pilot as { job?: unknown } | undefined)?.job)}` !== req.value) continue
+        if (req.kind === 'pilot-enrolment' && (e.detail?.pilot as { enrolment?: unknown } | undefined)?.enrolment !== req.value) continue
         if (req.iss !== undefined && e.caller?.iss !== req.iss) continue
         const gen = e.detail?.gen
-        const claims = { jti: e.jti, sub: e.issuedSub, iat: e.time, ctb_role: e.role, ...(typeof gen === 'number' ? { ctb_gen: gen } : {}), ...(e.site !== undefined ? { ctb_site: e.site } : {}) }
+        const enrolment = (e.detail?.pilot as { enrolment?: unknown } | undefined)?.enrolment
+        const claims = {
+          jti: e.jti, sub: e.issuedSub, iat: e.time, ctb_role: e.role, ...(typeof gen === 'number' ? { ctb_gen: gen } : {}), ...(e.site !== undefined ? { ctb_site: e.site } : {}),
+          ...(typeof enrolment === 'string' ? { ctb_enrolment: enrolment } : {}),
+        }
         if (!this.#snapshot.isRevoked(claims)) liveTokens++
       }
       cursor = page.nextCursor
@@ -281,6 +287,9 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks, Cal
       if (!trusted.has(req.iss)) {
         throw new InvalidRequest(`iss "${isClassAdSafe(req.iss) ? req.iss : '?'}" is not a trusted IAM issuer (trusted: ${[...trusted].sort().join(', ') || 'none'})`)
       }
+    }
+    if (req.kind === 'pilot-enrolment' && !isEnrolmentId(req.value)) {
+      throw new InvalidRequest('pilot-enrolment must be an enrolment credential\'s jti (32 lowercase hex characters), as a provisioning manifest lists it')
     }
     if (req.kind === 'pilot-job') {
       const job = parsePilotJob(req.value)
@@ -443,14 +452,15 @@ function entryChange(held: Revocation, row: Revocation): string {
 
 /**
  * The audit record of an admin revoking or lifting the entry `kind value`: who, from where, and the claim
- * the entry names (a pilot job by its site, the whole `SITE:JOBID` in `detail.pilotJob`).
+ * the entry names (a pilot job by its site, the whole `SITE:JOBID` in `detail.pilotJob`; a pilot enrolment's jti in
+ * `detail.pilotEnrolment`, not `jti`, which names a token revoked by itself).
  */
 function adminRevocationEvent(
   type: 'token.revoked' | 'token.unrevoked', now: number, actor: RevocationActor,
   entry: { kind: RevocationKind; value: string }, reason: string | undefined, detail?: Record<string, unknown>,
 ): AuditEvent {
   const { kind, value } = entry
-  const pilotJob = kind === 'pilot-job' ? { pilotJob: value } : undefined
+  const pilotJob = kind === 'pilot-job' ? { pilotJob: value } : kind === 'pilot-enrolment' ? { pilotEnrolment: value } : undefined
   return {
     type,
     time: now,

@@ -338,6 +338,43 @@ describe('console CSRF', () => {
   })
 })
 
+describe('console revocation of a pilot enrolment', () => {
+  it('offers the kind, counts the enrolment\'s live pilot tokens in the dry run, and stores it once confirmed', async () => {
+    const { cookie, csrf } = await bootstrapSession()
+    const E = '0123456789abcdef0123456789abcdef'
+    const pilot = (jti: string, enrolment: string) => ({
+      type: 'token.issued' as const, time: NOW - 10, role: 'pilot', site: 'hpc-b', jti, exp: NOW + 600, decision: 'allow' as const, tokenKind: 'idtoken' as const,
+      detail: { gen: 1, pilot: { site: 'hpc-b', job: '42', node: 'n1', enrolment } },
+    })
+    // Two pilots of this enrolment, and one of another cluster's enrolment at the same site and job id.
+    await store.record(pilot('p-1', E))
+    await store.record(pilot('p-2', E))
+    await store.record(pilot('p-3', 'fedcba9876543210fedcba9876543210'))
+    const page = await (await app.request('/console/act', { headers: { cookie } })).text()
+    expect(page).toContain('<option value="pilot-enrolment">pilot enrolment (credential jti)</option>')
+    const dry = await postForm('/console/act/revoke', cookie, { kind: 'pilot-enrolment', value: E, reason: 'teardown', csrf })
+    expect(dry.status).toBe(200)
+    expect(await dry.text()).toMatch(/id="dry-run-count">2</)
+    expect(await store.listRevocations()).toEqual([])
+    const done = await postForm('/console/act/revoke', cookie, { kind: 'pilot-enrolment', value: E, reason: 'teardown', confirm: 'yes', csrf })
+    expect(done.status).toBe(200)
+    expect(await store.listRevocations()).toMatchObject([{ kind: 'pilot-enrolment', value: E, reason: 'teardown', revokedBy: 'bootstrap' }])
+  })
+
+  it('links each live pilot to the revocation of its enrolment, beside its job', async () => {
+    const { cookie } = await bootstrapSession()
+    const E = 'abcdefabcdefabcdefabcdefabcdef01'
+    await store.record({
+      type: 'token.issued', time: NOW - 10, role: 'pilot', site: 'hpc-b', jti: 'p-9', exp: NOW + 600, decision: 'allow', tokenKind: 'idtoken',
+      issuedSub: `pilot+hpc-b+${E}+77-n1@pilots.pool.example.org`, policyRule: 'r',
+      detail: { gen: 1, pilot: { site: 'hpc-b', job: '77', node: 'n1', enrolment: E, rule: 'r', jobEnd: NOW + 3600, redeemedAt: NOW - 10 } },
+    })
+    const page = await (await app.request('/console/pilots', { headers: { cookie } })).text()
+    expect(page).toContain(`<a href="/console/act?kind=pilot-enrolment&amp;value=${E}">revoke enrolment…</a>`)
+    expect(page).toContain('<a href="/console/act?kind=pilot-job&amp;value=hpc-b%3A77">revoke job…</a>')
+  })
+})
+
 describe('a console revocation whose re-read fails after it committed', () => {
   it('shows the revocation as made, says the list could not be read, and stores it once', async () => {
     // The revocation and its record committed; the reads after it (the service's refresh, the page's list)

@@ -16,11 +16,11 @@ async function cli(env: NodeJS.ProcessEnv, ...argv: string[]) {
 const now = Math.floor(Date.now() / 1000)
 
 /** A pilot token's record as the broker writes it (docs/pilots.md: detail.pilot). */
-function pilotEvent(type: 'token.issued' | 'token.renewed', job: string, node: string, time: number, exp: number, jti: string, run?: { restart: number; redeemedAt: number }): AuditEvent {
+function pilotEvent(type: 'token.issued' | 'token.renewed', job: string, node: string, time: number, exp: number, jti: string, run?: { restart: number; redeemedAt: number }, enrolment = 'e1'): AuditEvent {
   return {
     type, time, role: 'pilot', tokenKind: 'idtoken', issuedSub: `pilot-hpc-b-${job}-${node}@pilots.pool.example.org`, jti, exp,
     decision: 'allow', site: 'hpc-b', policyRule: 'hpc-b-pilots',
-    detail: { gen: 1, pilot: { site: 'hpc-b', job, node, jobEnd: now + 7200, rule: 'hpc-b-pilots', enrolment: 'e1', redeemedAt: now - 600, ...run }, ...(type === 'token.renewed' ? { replaces: 'old' } : {}) },
+    detail: { gen: 1, pilot: { site: 'hpc-b', job, node, jobEnd: now + 7200, rule: 'hpc-b-pilots', enrolment, redeemedAt: now - 600, ...run }, ...(type === 'token.renewed' ? { replaces: 'old' } : {}) },
   }
 }
 
@@ -81,6 +81,18 @@ describe('condor-token-broker pilot list', () => {
     expect(rows[0]).toMatchObject({ job: '42', node: 'n1', restart: 0, redeemedAt: now - 900, renewals: 1, lastRenewedAt: now - 60, exp: now + 1740 })
   })
 
+  it('keeps apart two clusters\' pilots at one site whose SLURM clusters gave their jobs the same id, on nodes of the same name', async () => {
+    // A job id is unique within one SLURM cluster only: the enrolment says which cluster's group a pilot is of.
+    const env = await seeded([
+      pilotEvent('token.issued', '42', 'n1', now - 600, now + 1200, 'a1', undefined, 'e1'),
+      pilotEvent('token.issued', '42', 'n1', now - 500, now + 1300, 'b1', undefined, 'e2'),
+    ])
+    const r = await cli(env, 'pilot', 'list', '--json')
+    expect(r.code, r.err).toBe(0)
+    const rows = r.out.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>)
+    expect(rows.map((p) => `${p.enrolment}:${p.site}:${p.job}:${p.node}:${p.exp}`)).toEqual([`e1:hpc-b:42:n1:${now + 1200}`, `e2:hpc-b:42:n1:${now + 1300}`])
+  })
+
   it('refuses an unknown subcommand with one line and status 2', async () => {
     const env = await seeded([])
     const r = await cli(env, 'pilot', 'show')
@@ -126,6 +138,34 @@ describe('condor-token-broker revoke --pilot-job', () => {
     const r = await cli(env, 'revoke', '--pilot-job', 'hpc-b-42')
     expect(r.code).toBe(1)
     expect(r.err).toMatch(/SITE:JOBID/)
+    expect((await cli(env, 'revoke', 'list')).out).toMatch(/^no active revocations /)
+  })
+})
+
+describe('condor-token-broker revoke --pilot-enrolment', () => {
+  const E = '0123456789abcdef0123456789abcdef'
+  it('revokes one enrolment, puts a ctb_enrolment clause into SEC_TOKEN_REVOCATION_EXPR, and keeps audit verify green through its lift', async () => {
+    const env = await seeded([pilotEvent('token.issued', '42', 'n1', now - 60, now + 1200, 'a1')])
+    const r = await cli(env, 'revoke', '--pilot-enrolment', E, '--reason', 'teardown')
+    expect(r.code, r.err).toBe(0)
+    expect(r.out).toMatch(new RegExp(`^revoked pilot-enrolment ${E} `))
+    expect((await cli(env, 'revoke', 'condor')).out).toMatch(new RegExp(`\nSEC_TOKEN_REVOCATION_EXPR = ctb_enrolment =\\?= "${E}"$`))
+    expect((await cli(env, 'audit', 'verify')).out).toMatch(/\nrevocations OK: 1 rows match the audit chain\n/)
+    expect((await cli(env, 'revoke', 'lift', '1')).out).toMatch(new RegExp(`^lifted revocation 1 \\(pilot-enrolment ${E}\\)`))
+    expect((await cli(env, 'revoke', 'condor')).out).toMatch(/\nSEC_TOKEN_REVOCATION_EXPR = false$/)
+    const db = new DatabaseSync(join(env.CTB_DATA_DIR, 'audit.db'))
+    db.exec('DELETE FROM revocations WHERE id = 1')
+    db.close()
+    const v = await cli(env, 'audit', 'verify')
+    expect(v.code).toBe(1)
+    expect(v.out).toMatch(new RegExp(`revocation 1 \\(pilot-enrolment "${E}"\\), recorded at seq \\d+, is missing from the revocations table \\(deleted\\)`))
+  })
+
+  it('refuses a value that is not a jti with one line', async () => {
+    const env = await seeded([])
+    const r = await cli(env, 'revoke', '--pilot-enrolment', 'hpc-b:42')
+    expect(r.code).toBe(1)
+    expect(r.err).toMatch(/^[^\n]*pilot-enrolment must be an enrolment credential's jti[^\n]*$/)
     expect((await cli(env, 'revoke', 'list')).out).toMatch(/^no active revocations /)
   })
 })

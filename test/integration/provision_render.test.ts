@@ -141,8 +141,13 @@ describe('provision render, plan and teardown against the broker', () => {
     const bearer = readFileSync(env.BEARER_TOKEN_FILE!, 'utf8').trim()
     const expr = String((await e2e.get('/v1/revocations/condor?format=json', { authorization: `Bearer ${bearer}` })).body.expr)
     for (const t of manifest.tokens.filter((x) => x.kind === 'idtoken')) expect(expr).toContain(`jti =?= "${t.jti}"`)
+    // The pilot group by its enrolment: the clause its running pilots' tokens (ctb_enrolment) match at the collector.
+    const enrolments = manifest.tokens.filter((x) => x.kind === 'pilot_enrolment').map((t) => t.jti)
+    expect(enrolments).toHaveLength(1)
+    expect(expr).toContain(`ctb_enrolment =?= "${enrolments[0]}"`)
     const revoked = (await e2e.get('/v1/revocations', { authorization: `Bearer ${bearer}` })).body.revocations as Array<{ kind: string; value: string }>
-    expect(revoked.filter((x) => x.kind === 'jti').map((x) => x.value).sort()).toEqual(manifest.tokens.map((t) => t.jti).sort())
+    expect(revoked.filter((x) => x.kind === 'jti').map((x) => x.value).sort()).toEqual(manifest.tokens.filter((t) => t.kind === 'idtoken').map((t) => t.jti).sort())
+    expect(revoked.filter((x) => x.kind === 'pilot-enrolment').map((x) => x.value)).toEqual(enrolments)
     const crl = join(root, 'crl.pem')
     writeFileSync(crl, await fetchText(`${e2e.broker.url}/v1/ca/crl`))
     const crlText = openssl(['crl', '-in', crl, '-noout', '-text']).out
@@ -274,7 +279,8 @@ describe('provision render, plan and teardown against the broker', () => {
     }
     const issued = (await issuedJtis()).filter((j) => !before.has(j))
     expect(issued.length).toBeLessThan(51 + 2)
-    const revoked = new Set(((await e2e.get('/v1/revocations', admin)).body.revocations as Array<{ kind: string; value: string }>).filter((r) => r.kind === 'jti').map((r) => r.value))
+    const revoked = new Set(((await e2e.get('/v1/revocations', admin)).body.revocations as Array<{ kind: string; value: string }>).filter((r) => r.kind === 'jti' || r.kind === 'pilot-enrolment').map((r) => r.value))
+    // Daemon tokens by jti, the pilot group's credential as a pilot enrolment (teardown.ts).
     expect(issued.filter((j) => !revoked.has(j))).toEqual([])
     const certs = (await serials('certificate.issued')).filter((x) => !certsBefore.has(x))
     const certsRevoked = new Set(await serials('certificate.revoked'))

@@ -136,7 +136,7 @@ describe('the provisioning-rendered sbatch pilot on a real SLURM cluster', () =>
     expect(torn.out).toBe(`revoked ${manifest.tokens.length} tokens and ${manifest.certificates.length} certificates`)
     const admin = { authorization: `Bearer ${readFileSync(bearer, 'utf8').trim()}` }
     const revoked = (await e.get('/v1/revocations', admin)).body.revocations as Array<{ kind: string; value: string }>
-    expect(revoked.filter((x) => x.kind === 'jti').map((x) => x.value)).toContain(enrolmentJti)
+    expect(revoked.filter((x) => x.kind === 'pilot-enrolment').map((x) => x.value)).toContain(enrolmentJti)
     expect((await redeem()).body).toEqual({ error: 'invalid_grant', error_description: 'the pilot enrolment credential has been revoked' })
     console.log(`provisioned slurm pilot: tokens seen ${slurm.nodes.map((n) => rec(n).tokens.length).join(' + ')}`)
   }, (WALLTIME_S + 120) * 1000)

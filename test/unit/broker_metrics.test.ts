@@ -34,7 +34,7 @@ describe('BrokerMetrics', () => {
   it('gives every revocation kind a sample, 0 included (the absent() alert of docs/metrics.md)', async () => {
     const m = new BrokerMetrics({ clock: fixedClock(NOW), policy: () => policy, process: false, sources: { revocations: () => ({ byKind: new Map(), readAt: NOW - 3 }) } })
     const s = await samplesOf(m)
-    for (const kind of ['jti', 'sub', 'role', 'site', 'client', 'pilot-job']) expect(sampleValue(s, 'ctb_revocations_active', { kind }), kind).toBe(0)
+    for (const kind of ['jti', 'sub', 'role', 'site', 'client', 'pilot-job', 'pilot-enrolment']) expect(sampleValue(s, 'ctb_revocations_active', { kind }), kind).toBe(0)
     expect(sampleValue(s, 'ctb_revocations_read_age_seconds')).toBe(3)
   })
 

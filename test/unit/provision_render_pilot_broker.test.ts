@@ -124,3 +124,26 @@ describe('provision render: the count and lifetime a pilot group\'s credential i
     expect(script).toContain('\n#SBATCH --no-requeue\n')
   })
 })
+
+// Render builds the group's collector entry from the broker's pilot_identity; it takes it only when it names the
+// group's site and the credential just issued (docs/provisioning.md). Otherwise the template fails at the group,
+// and the credential, already issued, is listed for the caller to revoke.
+describe('provision render: the pilot_identity the broker answers', () => {
+  it.each([
+    ['another site', 'pilot+hpc-a+e+{slurm_job_id}-{node}@pilots.pool.example.org'],
+    ['another credential', 'pilot+hpc-b+f+{slurm_job_id}-{node}@pilots.pool.example.org'],
+  ])('is refused when it names %s, before any daemon credential is asked for', async (_what, pattern) => {
+    const { broker, asked } = recordingBroker('https://broker.example.org')
+    const inner = broker.pilotEnrolment.bind(broker)
+    broker.pilotEnrolment = async (role, site, count, lifetime) => ({ ...(await inner(role, site, count, lifetime)), answer: { pilot_identity: pattern } })
+    const issued = { tokens: [] as ManifestToken[], certificates: [] as ManifestCertificate[] }
+    const err = await renderCluster({ templateText: text, templateFile: EXAMPLE, inputs, inputsFile: 'inputs.yaml', broker, now: 1_800_000_000 }, issued)
+      .then(() => undefined, (e: unknown) => e)
+    expect(err).toBeInstanceOf(TemplateError)
+    expect((err as Error).message).toContain('hpc: the broker names this group\'s pilots')
+    expect((err as Error).message).toContain('which does not name site hpc-b and enrolment e (the credential it just issued)')
+    expect(asked).toEqual(['enrolment hpc-b'])
+    expect(issued.tokens.map((t) => [t.jti, t.kind])).toEqual([['e', 'pilot_enrolment']])
+  })
+})
+

@@ -29,7 +29,11 @@ function policyLikeBroker(): { broker: BrokerClient; issued: { tokens: ManifestT
     metadata: async () => ({ issuer: 'https://broker.example.org' }),
     daemonToken: async (role: string, host: string) => ({ token: jwt({ iss: TD, jti: `j-${++n}`, sub: sub(role, host), exp: 2_000_000_000 }), expiresIn: 3600 }),
     certificate: async () => ({ certificate: 'PEM', serial: `s${++n}`, notAfter: 2_000_000_000 }),
-    pilotEnrolment: async () => ({ token: jwt({ jti: `e-${++n}`, sub: 'operator', exp: 2_000_000_000 }), expiresIn: 3600, answer: { pilot_identity: 'pilot+hpc-b+e+{slurm_job_id}-{node}@pilots.pool.example.org' } }),
+    pilotEnrolment: async () => {
+      const jti = `e-${++n}`
+      // As the broker answers: the name of this credential's pilots (render checks it names site and credential).
+      return { token: jwt({ jti, sub: 'operator', exp: 2_000_000_000 }), expiresIn: 3600, answer: { pilot_identity: `pilot+hpc-b+${jti}+{slurm_job_id}-{node}@pilots.pool.example.org` } }
+    },
   } as unknown as BrokerClient
   return { broker, issued: { tokens: [], certificates: [] } }
 }

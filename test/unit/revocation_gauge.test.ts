@@ -15,8 +15,8 @@ const CTX: PolicyContext = { trustDomain: 'pool.example.org', uidDomain: 'users.
 const policy = loadPolicies('policies', CTX)
 const NOW = 1_800_000_000
 const ADMIN = { principal: 'admin' }
-// The six kinds docs/metrics.md lists for the gauge, each with a sample on every scrape.
-const KINDS = ['jti', 'sub', 'role', 'site', 'client', 'pilot-job']
+// The seven kinds docs/metrics.md lists for the gauge, each with a sample on every scrape.
+const KINDS = ['jti', 'sub', 'role', 'site', 'client', 'pilot-job', 'pilot-enrolment']
 
 /** A store whose revocation reads can be made to fail or never answer, and that counts them. */
 class OutageStore extends MemoryStore {

@@ -211,7 +211,7 @@ function line(r: AuditRecord): string {
     `role=${e.role ?? '-'}`, `sub=${e.issuedSub ?? '-'}`, `jti=${e.jti ?? '-'}`, `caller=${e.caller?.sub ?? '-'}`,
   ]
   if (e.site) cols.push(`site=${e.site}`)
-  // A site, client or pilot-job revocation has no role, sub or jti of its own: name what it took.
+  // A site, client, pilot-job or pilot-enrolment revocation has no role, sub or jti of its own: name what it took.
   const rev = revocationOf(e)
   if (rev) cols.push(`revoked=${rev}`)
   if (e.reason) cols.push(`reason=${JSON.stringify(e.reason)}`)

@@ -9,8 +9,10 @@ export const PILOT_LIST_HELP = `Usage: condor-token-broker pilot list [--site SI
 
   pilot list     live SLURM pilots (an unexpired pilot token) by site, job and node, with their
                  redemption, last renewal and token expiry, from the audit log
-  --json         one JSON object per line
-Revoke one job's pilots with: condor-token-broker revoke --pilot-job SITE:JOBID
+  --json         one JSON object per line (with the pilot's enrolment: its cluster's pilot group)
+Revoke one cluster's pilot group with: condor-token-broker revoke --pilot-enrolment JTI
+Revoke one job's pilots with: condor-token-broker revoke --pilot-job SITE:JOBID (a job id is unique
+within one SLURM cluster only: it also revokes another cluster's job of that id at SITE)
 Common options: --config FILE (or CTB_CONFIG)`
 
 /** `pilot list`: the live pilots the audit log knows, by site, job and node. */

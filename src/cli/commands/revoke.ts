@@ -15,7 +15,7 @@ import { assertDataDirOwner } from '../data_dir_owner.ts'
 import { cliStoreOptions, openBrokerStore, tryAuditMacKey } from '../../storage/open_store.ts'
 import { CliError, parse, positiveInt, type CommandIo } from '../command.ts'
 
-const HELP = `Usage: condor-token-broker revoke (--jti ID | --sub SUB | --role ROLE | --site SITE | --client ID | --pilot-job SITE:JOBID) [--iss ISSUER] [--reason TEXT] [--exp EPOCH] [--dry-run]
+const HELP = `Usage: condor-token-broker revoke (--jti ID | --sub SUB | --role ROLE | --site SITE | --client ID | --pilot-job SITE:JOBID | --pilot-enrolment JTI) [--iss ISSUER] [--reason TEXT] [--exp EPOCH] [--dry-run]
        condor-token-broker revoke lift ID [--reason TEXT]
        condor-token-broker revoke list [--all] [--json]
        condor-token-broker revoke condor [--out FILE]
@@ -30,7 +30,12 @@ const HELP = `Usage: condor-token-broker revoke (--jti ID | --sub SUB | --role R
                          tokens already issued to it stay valid (revoke those by --sub, --role or --site)
   revoke --pilot-job SITE:JOBID
                          every pilot token of one SLURM job at one site (ctb_site, ctb_slurm_job), and
-                         its renewal
+                         its renewal; the job id is unique within one SLURM cluster only, so this also
+                         hits another cluster's pilots at SITE with that job id
+  revoke --pilot-enrolment JTI
+                         every pilot token of one enrolment (ctb_enrolment: the credential's jti, as
+                         provision's manifest lists it), its redemptions and its pilots' renewals: one
+                         cluster's pilot group (what provision teardown revokes)
   --iss ISSUER           with --sub or --client: only that caller or client at this trusted IAM issuer
                          (then --sub is a caller ban, like --client); without it, at every trusted issuer
   --exp EPOCH            with --jti: the token's exp, at most now plus the longest token lifetime (or the
@@ -53,7 +58,7 @@ export async function revokeCommand(argv: string[], io: CommandIo): Promise<numb
   const sub = argv[0] === 'list' || argv[0] === 'condor' || argv[0] === 'lift' ? argv[0] : 'add'
   const { values, positionals } = parse(sub === 'add' ? argv : argv.slice(1), {
     config: { type: 'string' }, jti: { type: 'string' }, sub: { type: 'string' }, role: { type: 'string' }, site: { type: 'string' },
-    client: { type: 'string' }, 'pilot-job': { type: 'string' }, iss: { type: 'string' }, 'dry-run': { type: 'boolean' },
+    client: { type: 'string' }, 'pilot-job': { type: 'string' }, 'pilot-enrolment': { type: 'string' }, iss: { type: 'string' }, 'dry-run': { type: 'boolean' },
     reason: { type: 'string' }, exp: { type: 'string' }, all: { type: 'boolean' }, json: { type: 'boolean' }, out: { type: 'string' },
   }, true)
   if (values.help) { io.out(HELP); return 0 }
@@ -110,7 +115,7 @@ export async function revokeCommand(argv: string[], io: CommandIo): Promise<numb
       return 0
     }
     const kinds = REVOCATION_KINDS.filter((k) => values[k] !== undefined)
-    if (kinds.length !== 1) throw new CliError('give exactly one of --jti, --sub, --role, --site, --client, --pilot-job (see revoke --help)', 2)
+    if (kinds.length !== 1) throw new CliError('give exactly one of --jti, --sub, --role, --site, --client, --pilot-job, --pilot-enrolment (see revoke --help)', 2)
     const kind: RevocationKind = kinds[0]!
     const exp = positiveInt('exp', values.exp)
     const req = { kind, value: values[kind]!, ...(values.reason ? { reason: values.reason } : {}), ...(exp !== undefined ? { exp } : {}), ...(values.iss !== undefined ? { iss: values.iss } : {}) }

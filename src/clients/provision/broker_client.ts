@@ -253,6 +253,15 @@ export class BrokerClient {
     await this.#json(`revocation of jti ${jti}`, 'POST', '/v1/revocations', { jti, reason, ...(exp !== undefined ? { exp } : {}) })
   }
 
+  /**
+   * Revokes a pilot group by its enrolment credential's jti (`pilot-enrolment`): its redemptions, its pilots'
+   * renewals, and, through SEC_TOKEN_REVOCATION_EXPR (`ctb_enrolment`), its running pilots at the collector.
+   * No exp: the broker holds the entry until every token it has issued so far has expired.
+   */
+  async revokePilotEnrolment(jti: string, reason: string): Promise<void> {
+    await this.#json(`revocation of pilot enrolment ${jti}`, 'POST', '/v1/revocations', { 'pilot-enrolment': jti, reason })
+  }
+
   /** Revokes a certificate; an already revoked one is fine (200). */
   async revokeCertificate(serial: string, reason: string): Promise<void> {
     await this.#json(`revocation of certificate ${serial}`, 'DELETE', `/v1/certificates/${encodeURIComponent(serial)}`, { reason })

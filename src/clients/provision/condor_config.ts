@@ -70,25 +70,33 @@ export function pilotAllowEntryOf(pattern: string, group: string): string {
   return `${head}*${tail}`
 }
 
-/** The same, from a broker's enrolment answer; an answer that does not say (an older broker) is refused. */
-export function pilotGroupAllowEntry(answer: Record<string, unknown>, group: string): string {
+/**
+ * The same, from a broker's enrolment answer; an answer that does not say (an older broker) is refused. Defence in
+ * depth: the answer is taken only when the entry's fixed head names the group's site and the credential's jti (the
+ * same answer's token), each ended by a field end, as the broker's policy load requires. An answer naming another
+ * site or enrolment (a broker bug, a policy reloaded between two answers, a proxy mixing answers up) would have the
+ * collector admit someone else's pilots and refuse this group's. What precedes a field is the policy's literal text,
+ * which may end in any character, so a site label ending in this one's is not told apart; the enrolment, 32 hex
+ * characters no other credential shares, is.
+ */
+export function pilotGroupAllowEntry(answer: Record<string, unknown>, group: string, expected: { site: string; enrolment: string }): string {
   const pattern = answer[PILOT_IDENTITY_FIELD]
   if (typeof pattern !== 'string') {
     throw new PilotIdentityPatternError(`${group}: the broker's enrolment answer does not say what its pilots will be called (${PILOT_IDENTITY_FIELD}), so no ALLOW entry can admit them alone: upgrade the broker`)
   }
-  return pilotAllowEntryOf(pattern, group)
+  const entry = pilotAllowEntryOf(pattern, group)
+  const head = entry.slice(0, entry.indexOf('*'))
+  const names = (value: string) => [...PILOT_FIELD_END].some((end) => head.includes(`${value}${end}`))
+  if (!names(expected.site) || !names(expected.enrolment)) {
+    throw new PilotIdentityPatternError(`${group}: the broker names this group's pilots ${JSON.stringify(pattern.slice(0, 200))}, which does not name site ${expected.site} and enrolment ${expected.enrolment} (the credential it just issued) before the job and node: refusing to admit them`)
+  }
+  return entry
 }
 
 export class PilotIdentityPatternError extends Error {}
 
 /** What may end the site and enrolment fields of a pilot identity (the broker's PILOT_IDENTITY_SEPARATORS). */
 const PILOT_FIELD_END = PILOT_IDENTITY_SEPARATORS
-
-/** Whether an ALLOW entry admits an identity: HTCondor's `*` stands for any run of characters. */
-export function allowEntryAdmits(entry: string, identity: string): boolean {
-  const pattern = entry.split('*').map((part) => part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('.*')
-  return new RegExp(`^${pattern}$`).test(identity)
-}
 
 function list(values: Iterable<string>): string {
   return [...new Set(values)].join(', ')

@@ -110,7 +110,7 @@ export async function renderCluster(o: RenderOptions, issued: { tokens: Manifest
     // The collector admits this enrolment's pilots alone, by the name the broker gives them (docs/provisioning.md).
     let allowEntry = ''
     try {
-      allowEntry = pilotGroupAllowEntry(cred!.answer, node)
+      allowEntry = pilotGroupAllowEntry(cred!.answer, node, { site: String(p.site), enrolment: String(c.jti) })
     } catch (err) {
       if (!(err instanceof PilotIdentityPatternError)) throw err
       t.fail(['topology_template', 'node_templates', node], err.message)

@@ -4,8 +4,8 @@ import type { Manifest } from './render.ts'
 export interface TeardownResult { revokedTokens: string[]; revokedCertificates: string[]; failures: string[] }
 
 /**
- * Revokes everything a manifest lists: each token by jti (POST /v1/revocations), each certificate by
- * serial (DELETE /v1/certificates/{serial}). Both are admin operations: the operator's IAM token must be
+ * Revokes everything a manifest lists: each daemon token by jti and each pilot enrolment credential as a pilot
+ * group (`pilot-enrolment`, POST /v1/revocations), each certificate by serial (DELETE /v1/certificates/{serial}). Both are admin operations: the operator's IAM token must be
  * admitted by a policy rule granting `admin` (or the caller uses the bootstrap admin token). Keeps going
  * past a failure and reports every one, so a second run finishes what the first could not.
  */
@@ -13,9 +13,13 @@ export async function teardown(manifest: Pick<Manifest, 'tokens' | 'certificates
   const r: TeardownResult = { revokedTokens: [], revokedCertificates: [], failures: [] }
   for (const t of manifest.tokens) {
     try {
-      // A credential's revocation must outlast its pilots' tokens, which its exp says nothing of: the broker
-      // decides how long to hold it (from its log, else until all it issued has expired; docs/pilots.md).
-      await broker.revokeJti(t.jti, reason, t.kind === 'pilot_enrolment' ? undefined : t.exp)
+      // A pilot group by its enrolment, not its jobs: a SLURM job id names a job within one SLURM cluster only, so
+      // `SITE:JOBID` would also cut off another cluster's pilots at the site. The entry stops the credential's
+      // redemptions and its pilots' renewals, and its clause (ctb_enrolment) cuts the running pilots off at the
+      // collector, which a jti entry for the credential does not. It must outlast the pilots' tokens, which the
+      // credential's exp says nothing of: the broker decides how long to hold it (docs/pilots.md).
+      if (t.kind === 'pilot_enrolment') await broker.revokePilotEnrolment(t.jti, reason)
+      else await broker.revokeJti(t.jti, reason, t.exp)
       r.revokedTokens.push(t.jti)
     } catch (err) {
       r.failures.push(`token ${t.jti} (${t.node}): ${(err as Error).message}`)

@@ -9,7 +9,7 @@ export interface RevokeForm { kind?: string; value?: string; iss?: string; reaso
 /** What the explain form holds, as typed. */
 export type ExplainForm = Partial<Record<'iss' | 'sub' | 'client_id' | 'groups' | 'scopes' | 'role' | 'token_type' | 'audience' | 'scope' | 'host', string>>
 
-const KIND_LABELS: Record<string, string> = { jti: 'jti (one token)', sub: 'sub (issued sub, or caller with iss)', client: 'caller client_id', role: 'role', site: 'site', 'pilot-job': 'pilot job (SITE:JOBID)' }
+const KIND_LABELS: Record<string, string> = { jti: 'jti (one token)', sub: 'sub (issued sub, or caller with iss)', client: 'caller client_id', role: 'role', site: 'site', 'pilot-job': 'pilot job (SITE:JOBID)', 'pilot-enrolment': 'pilot enrolment (credential jti)' }
 
 function revokeFields(f: RevokeForm, hidden: boolean): Html {
   if (hidden) return html`${(['kind', 'value', 'iss', 'reason'] as const).map((k) => f[k] ? html`<input type="hidden" name="${k}" value="${f[k]}">` : '')}`

@@ -129,6 +129,7 @@ export const CondorExpressionJson = z.object({
 export const LivePilots = z.object({
   pilots: z.array(z.object({
     site: z.string(), job: z.string(), node: z.string(), identity: z.string(), role: z.string(),
+    enrolment: z.string().describe('The jti of the enrolment credential the pilot redeemed: its cluster\'s pilot group (revoke it with {"pilot-enrolment": …}).'),
     restart: z.number().int().describe('SLURM_RESTART_COUNT of the newest run of the job on this node that holds an unexpired token (0: the first run).'),
     redeemedAt: z.number().int(), lastRenewedAt: z.number().int().optional(), renewals: z.number().int(),
     exp: z.number().int(), jobEnd: z.number().int(),

@@ -105,7 +105,7 @@ export const BROKER_ROUTES: readonly RouteSpec[] = [
   },
   {
     method: 'post', path: '/v1/revocations', mount: 'admin', operationId: 'revoke', tags: ['admin'], security: 'admin',
-    summary: 'Revoke tokens by exactly one selector (jti, sub, role, site, client or pilot-job)',
+    summary: 'Revoke tokens by exactly one selector (jti, sub, role, site, client, pilot-job or pilot-enrolment)',
     body: { contentType: 'application/json', schema: RevocationBody, required: true },
     responses: {
       200: { description: '`dry_run`: how many live tokens the revocation would match; nothing stored.', content: json(RevocationDryRun) },

@@ -24,6 +24,8 @@ export const RevocationBody = z.object({
   client: z.string().optional(),
   /** `SITE:JOBID`: every pilot token of one SLURM job. */
   'pilot-job': z.string().optional(),
+  /** The jti of a pilot enrolment credential: every pilot token of that enrolment (ctb_enrolment). */
+  'pilot-enrolment': z.string().optional(),
   /** For sub and client: the trusted IAM issuer; absent means that sub or client at every trusted issuer. */
   iss: z.string().optional(),
   reason: z.string().max(500).optional(),

@@ -244,6 +244,24 @@ describe('renewal', () => {
     await expectOAuthError(await t.post(renewForm(token)), 400, 'invalid_grant')
   })
 
+  it('stops the pilots of a revoked enrolment and its redemptions, not another enrolment\'s pilot of the same site and job id', async () => {
+    // Two clusters at site hpc-a, each with its own enrolment, whose SLURM clusters both ran a job with this id.
+    const job = nextJob()
+    const a = await enrol()
+    const b = await enrol()
+    const tokenOf = async (credential: string, node: string) => ((await (await t.post(redeemForm(credential, job, node, now() + 600))).json()) as { access_token: string }).access_token
+    const ta = await tokenOf(a.credential, 'n1')
+    const tb = await tokenOf(b.credential, 'n1')
+    await t.revocations.revoke({ kind: 'pilot-enrolment', value: enrolmentId(a.credential) }, { principal: 'test' })
+    const refused = await expectOAuthError(await t.post(renewForm(ta)), 400, 'invalid_grant', [ta])
+    expect(refused.error_description).toMatch(/revoked/)
+    // The credential's remaining slot is no longer redeemable either.
+    const redeemed = await expectOAuthError(await t.post(redeemForm(a.credential, job, 'n2', now() + 600)), 400, 'invalid_grant', [a.credential])
+    expect(redeemed.error_description).toBe('the pilot enrolment credential has been revoked')
+    expect((await t.post(renewForm(tb))).status).toBe(200)
+    expect((await t.post(redeemForm(b.credential, job, 'n2', now() + 600))).status).toBe(200)
+  })
+
   // Last: the site revocation stops every later hpc-a pilot of this app.
   it('stops when the pilot identity or the site is revoked', async () => {
     const a = await pilot()
