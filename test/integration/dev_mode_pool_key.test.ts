@@ -63,4 +63,17 @@ describe('development mode and a signing key it did not make', () => {
     expect(again.services.keys.idtoken.kid).toBe(kid)
     await again.close()
   })
+
+  // The other way round: IDTOKENs development mode signed for anyone on this host stay valid wherever its key
+  // is later trusted. A data_dir started in development and then given a public issuer (or copied to the
+  // production host, development.json with it) must not put that key before a pool.
+  it('refuses, with a public issuer, the key development mode made (exit 78)', async () => {
+    const first = await startE2e(env)
+    await first.broker.close()
+    const f = join(dir, 'broker.yaml')
+    writeFileSync(f, `issuer: https://broker.example.org\ntrust_domain: pool.example.org\ndata_dir: ${join(dir, 'data')}\ntls:\n  mode: off\nlisten:\n  port: 0\niam:\n  issuers:\n    - issuer: https://iam.example.org/\n      audience: https://broker.example.org\n`)
+    const r = await cli(['serve', '--config', f], {})
+    expect(r.code).toBe(78)
+    expect(r.err).toMatch(/^condor-token-broker: the HTCondor signing key "broker1" at \S+\/data\/keys\/condor\/broker1 was made by development mode[^\n]*$/)
+  })
 })
