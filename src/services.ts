@@ -164,10 +164,9 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
     const devIamPlanned = initial.iam.issuers.length === 0 && !isProduction(initial)
     const checkIamIssuer = primaryIamIssuer(initial) ?? (devIamPlanned ? devIamIssuer(initial.dev_iam.port) : undefined)
     await preflight(initial, { production: isProduction(initial), developmentIam: devIamPlanned, iamIssuer: checkIamIssuer, log })
-    const loaded = keysAtStart(initial, clock.now())
+    // Development mode signs only with a key it made (preflight): one it makes now, from the moment it exists.
+    const loaded = keysAtStart(initial, clock.now(), devIamPlanned ? { onCondorKeyCreated: markDevelopmentKey } : {})
     const report = loaded.report
-    // Development mode signs only with a key it made (preflight): this one, from now on.
-    if (devIamPlanned && report.condorKeyCreated) markDevelopmentKey(loaded.store, initial.idtoken.key)
     const selfTest = (k: SigningKeys) => assertKeysSign(k, { trustDomain: initial.trust_domain, issuer: initial.issuer }, clock.now())
     selfTest(loaded.keys)
     const keyHolder = new KeyHolder(loaded.keys)
@@ -451,9 +450,9 @@ function iamAdminAuthenticator(iam: IamAdapter, policy: PolicyHolder): AdminAuth
  * of a TLS key or the audit MAC key in preflight, so serve exits EX_CONFIG on it; a failed write while
  * making a key (ENOSPC) stays what it is, for the supervisor to retry.
  */
-function keysAtStart(config: Config, now: number): ReturnType<typeof ensureAndLoadKeys> {
+function keysAtStart(config: Config, now: number, options: Parameters<typeof ensureAndLoadKeys>[2]): ReturnType<typeof ensureAndLoadKeys> {
   try {
-    return ensureAndLoadKeys(config, now)
+    return ensureAndLoadKeys(config, now, options)
   } catch (err) {
     if (err instanceof OperatorError && !(err instanceof ConfigurationError)) throw new ConfigurationError(err.code, err.message, { cause: err })
     throw err
