@@ -67,6 +67,12 @@ describe('serve refuses a configuration it cannot start with status 78 (EX_CONFI
     expect(r.err).toBe(`condor-token-broker: ${ring} is not valid JSON`)
   })
 
+  it('an idtoken.key that is no usable key file name', async () => {
+    const r = await cli(['serve'], { CTB_DATA_DIR: join(dir, 'data'), CTB_IDTOKEN_KEY: 'a/b' })
+    expect(r.code).toBe(EX_CONFIG)
+    expect(r.err).toMatch(/^condor-token-broker: invalid configuration:\n[^\n]*idtoken\.key[^\n]*invalid key name "a\/b"/)
+  })
+
   it('leaves a usage error at 2, as every command has it', async () => {
     const r = await cli(['serve', '--no-such-option'], {})
     expect(r.code).toBe(2)
