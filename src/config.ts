@@ -3,6 +3,7 @@ import { hostname } from 'node:os'
 import { LineCounter, parseDocument, type Document } from 'yaml'
 import { z } from 'zod'
 import { ConfigurationError } from './errors.ts'
+import { keyNameProblem } from './keys/condor_key_file.ts'
 import { Bool, integer, seconds } from './lib/config_values.ts'
 import { LOG_LEVELS } from './lib/logger.ts'
 import { positionOf, zodIssueMessage } from './lib/yaml_position.ts'
@@ -59,7 +60,12 @@ export const ConfigSchema = z.strictObject({
   }).prefault({}),
   idtoken: z.strictObject({
     /** HTCondor key name (file under data_dir/keys/condor) and JWT kid. A dedicated name, not POOL, is recommended. */
-    key: z.string().min(1).default('broker1'),
+    // Checked here, with the configuration: otherwise only the first use of the key path refuses it, after
+    // serve's start-up checks, as a failure a supervisor restarts rather than a configuration to mend.
+    key: z.string().min(1).superRefine((name, ctx) => {
+      const problem = keyNameProblem(name)
+      if (problem) ctx.addIssue({ code: 'custom', message: problem })
+    }).default('broker1'),
     default_lifetime: Seconds.default(3600),
     max_lifetime: Seconds.default(7 * 86400),
   }).prefault({}),

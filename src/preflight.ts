@@ -4,7 +4,7 @@ import { caDir, type Config } from './config.ts'
 import { poolCaFiles } from './ca/pool_ca_files.ts'
 import { ConfigurationError } from './errors.ts'
 import { loadIamClientCredentials } from './iam/client_auth.ts'
-import { developmentKeyProblem } from './keys/development_key_mark.ts'
+import { developmentKeyProblem, productionKeyProblem } from './keys/development_key_mark.ts'
 import { KeyStore } from './keys/key_store.ts'
 import type { Logger } from './lib/logger.ts'
 import { readSecretFile } from './lib/secure_file.ts'
@@ -95,6 +95,8 @@ export async function preflight(config: Config, ctx: PreflightContext): Promise<
         : `run "condor-token-broker keys init" to create it, or "condor-token-broker keys import FILE --name ${name}" to adopt the pool's key`
       add('ENOKEY', `the HTCondor signing key "${name}" (idtoken.key) does not exist at ${keys.condorKeyPath(name)}; a broker with a public issuer never invents one: ${fix}`)
     }
+    const devKey = productionKeyProblem(keys, name)
+    if (devKey) add('EDEVKEY', devKey)
     // Replicas must share one audit MAC key: one made up here would MAC records no other replica can check.
     try {
       readAuditMacKey(auditMacKeyFile(config))

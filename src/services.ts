@@ -19,7 +19,7 @@ import { markDevelopmentKey } from './keys/development_key_mark.ts'
 import { KeyStore } from './keys/key_store.ts'
 import { DEV_IAM_PATHS, devIamIssuer } from './dev_iam/dev_iam_paths.ts'
 import type { RunningDevIam } from './dev_iam/start_dev_iam.ts'
-import { BrokerError, ConfigurationError } from './errors.ts'
+import { BrokerError, ConfigurationError, OperatorError } from './errors.ts'
 import type { AdminAuthenticator } from './http/middleware/admin_auth.ts'
 import { bootstrapTokenAuthenticator, loadBootstrapToken } from './http/middleware/admin_auth.ts'
 import type { IamStatusCheck, ReadinessCheck } from './http/routes/health.ts'
@@ -164,10 +164,9 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
     const devIamPlanned = initial.iam.issuers.length === 0 && !isProduction(initial)
     const checkIamIssuer = primaryIamIssuer(initial) ?? (devIamPlanned ? devIamIssuer(initial.dev_iam.port) : undefined)
     await preflight(initial, { production: isProduction(initial), developmentIam: devIamPlanned, iamIssuer: checkIamIssuer, log })
-    const loaded = ensureAndLoadKeys(initial, clock.now())
+    // Development mode signs only with a key it made (preflight): one it makes now, from the moment it exists.
+    const loaded = keysAtStart(initial, clock.now(), devIamPlanned ? { onCondorKeyCreated: markDevelopmentKey } : {})
     const report = loaded.report
-    // Development mode signs only with a key it made (preflight): this one, from now on.
-    if (devIamPlanned && report.condorKeyCreated) markDevelopmentKey(loaded.store, initial.idtoken.key)
     const selfTest = (k: SigningKeys) => assertKeysSign(k, { trustDomain: initial.trust_domain, issuer: initial.issuer }, clock.now())
     selfTest(loaded.keys)
     const keyHolder = new KeyHolder(loaded.keys)
@@ -440,5 +439,20 @@ function iamAdminAuthenticator(iam: IamAdapter, policy: PolicyHolder): AdminAuth
       const verdict = authorizeAdmin(policy.current, subject)
       return verdict.allow ? { id: `${subject.iss},${subject.sub}`, via: `iam:${verdict.ruleId}`, claims: subject.claims } : null
     },
+  }
+}
+
+/**
+ * The keys as serve starts on them. A refusal of what is on disk (a key file group can read, a keyring that
+ * is not JSON, a missing .pem: an OperatorError) is a configuration no restart mends, like the same refusal
+ * of a TLS key or the audit MAC key in preflight, so serve exits EX_CONFIG on it; a failed write while
+ * making a key (ENOSPC) stays what it is, for the supervisor to retry.
+ */
+function keysAtStart(config: Config, now: number, options: Parameters<typeof ensureAndLoadKeys>[2]): ReturnType<typeof ensureAndLoadKeys> {
+  try {
+    return ensureAndLoadKeys(config, now, options)
+  } catch (err) {
+    if (err instanceof OperatorError && !(err instanceof ConfigurationError)) throw new ConfigurationError(err.code, err.message, { cause: err })
+    throw err
   }
 }

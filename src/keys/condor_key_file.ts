@@ -36,9 +36,16 @@ export function deriveIdTokenKey(fileBytes: Uint8Array, kid: string): Buffer {
 /** HTCondor's LOCAL_CONFIG_DIR_EXCLUDE_REGEXP default: files it ignores in passwords.d and tokens.d. */
 export const CONDOR_EXCLUDED_NAME = /^\.|~$|^#|\.(sh|py|pl|rpmsave|rpmnew|dpkg-old|dpkg-dist|cfsaved)$/
 
+/** Why `name` cannot be a key id (a usable file name that HTCondor would not skip), or undefined. */
+export function keyNameProblem(name: string): string | undefined {
+  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(name) || CONDOR_EXCLUDED_NAME.test(name)) {
+    return `invalid key name "${name}": use letters, digits, '.', '_' or '-' (HTCondor ignores names like .x, x~, x.sh)`
+  }
+  return undefined
+}
+
 /** A key id must be a usable file name that HTCondor would not skip. */
 export function assertKeyName(name: string): void {
-  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(name) || CONDOR_EXCLUDED_NAME.test(name)) {
-    throw new OperatorError('EKEYNAME', `invalid key name "${name}": use letters, digits, '.', '_' or '-' (HTCondor ignores names like .x, x~, x.sh)`)
-  }
+  const problem = keyNameProblem(name)
+  if (problem) throw new OperatorError('EKEYNAME', problem)
 }

@@ -56,3 +56,22 @@ export function developmentKeyProblem(store: KeyStore, name: string): string | u
   if (readMarks(store)[name] === hash) return undefined
   return `development mode (no issuer, no iam.issuers) refuses the HTCondor signing key "${name}" at ${path}: development mode did not make it (keys import, keys init, or a file copied or replaced), and its development IAM gives tokens to anyone on this host, so a pool trusting that key would accept their IDTOKENs; set issuer and iam.issuers for production, or use another data_dir (or remove that file) for development`
 }
+
+/**
+ * Why a broker with a public issuer must not sign with the existing HTCondor key `name`, or undefined: the
+ * key is the very one development mode made. Its development IAM handed IDTOKENs signed with it to anyone on
+ * that host, and they stay valid wherever the key is trusted, so it must never become a pool's key (a
+ * development data_dir given an issuer, or copied to the production host). A key that cannot be read is
+ * left to the load that follows, which says why.
+ */
+export function productionKeyProblem(store: KeyStore, name: string): string | undefined {
+  if (!store.hasCondorKey(name)) return undefined
+  let hash: string
+  try {
+    hash = keyHash(store, name)
+  } catch {
+    return undefined
+  }
+  if (readMarks(store)[name] !== hash) return undefined
+  return `the HTCondor signing key "${name}" at ${store.condorKeyPath(name)} was made by development mode, whose development IAM gave IDTOKENs signed with it to anyone on that host, and a pool trusting this key would accept them: a broker with a public issuer needs a key of its own (move this one away and run "condor-token-broker keys init", or "keys import FILE --name ${name}" to adopt the pool's key)`
+}

@@ -27,10 +27,18 @@ export interface KeyInitReport {
  * signs with a kid verifiers have fetched already (scitokens-cpp refuses an unknown kid until its 600 s
  * refresh); failing to write it only loses that head start, so it does not stop the broker.
  */
-export function ensureAndLoadKeys(config: Config, now: number): { keys: SigningKeys; report: KeyInitReport; store: KeyStore } {
+export function ensureAndLoadKeys(
+  config: Config, now: number,
+  options: { onCondorKeyCreated?: (store: KeyStore, name: string) => void } = {},
+): { keys: SigningKeys; report: KeyInitReport; store: KeyStore } {
   const store = new KeyStore(`${config.data_dir}/keys`)
   const report: KeyInitReport = {}
-  if (!store.hasCondorKey(config.idtoken.key)) report.condorKeyCreated = store.createCondorKey(config.idtoken.key)
+  if (!store.hasCondorKey(config.idtoken.key)) {
+    report.condorKeyCreated = store.createCondorKey(config.idtoken.key)
+    // At once, before anything below can fail: a key left unmarked by a failed first start would be one
+    // development mode made and then refuses.
+    options.onCondorKeyCreated?.(store, config.idtoken.key)
+  }
   const jwt = store.ensureJwtKey(config.scitoken.alg, now)
   if (jwt.created) report.jwtKeyCreated = jwt.entry.kid
   try {

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { loadConfig } from '../../src/config.ts'
 import type { Logger } from '../../src/lib/logger.ts'
@@ -61,6 +61,32 @@ describe('development mode and a signing key it did not make', () => {
     await first.broker.close()
     const again = await startBroker(loadConfig({ env }), { log: silent })
     expect(again.services.keys.idtoken.kid).toBe(kid)
+    await again.close()
+  })
+
+  // The other way round: IDTOKENs development mode signed for anyone on this host stay valid wherever its key
+  // is later trusted. A data_dir started in development and then given a public issuer (or copied to the
+  // production host, development.json with it) must not put that key before a pool.
+  it('refuses, with a public issuer, the key development mode made (exit 78)', async () => {
+    const first = await startE2e(env)
+    await first.broker.close()
+    const f = join(dir, 'broker.yaml')
+    writeFileSync(f, `issuer: https://broker.example.org\ntrust_domain: pool.example.org\ndata_dir: ${join(dir, 'data')}\ntls:\n  mode: off\nlisten:\n  port: 0\niam:\n  issuers:\n    - issuer: https://iam.example.org/\n      audience: https://broker.example.org\n`)
+    const r = await cli(['serve', '--config', f], {})
+    expect(r.code).toBe(78)
+    expect(r.err).toMatch(/^condor-token-broker: the HTCondor signing key "broker1" at \S+\/data\/keys\/condor\/broker1 was made by development mode[^\n]*$/)
+  })
+
+  // The mark belongs to the key from the moment it exists: a first start that made the key and then failed
+  // (here on a keyring that is not JSON) must not leave a key development mode made that it then refuses.
+  it('starts on the key it made at a first start that failed after making it', async () => {
+    const ring = join(dir, 'data', 'keys', 'jwt', 'keyring.json')
+    mkdirSync(dirname(ring), { recursive: true, mode: 0o700 })
+    writeFileSync(ring, '{', { mode: 0o600 })
+    await expect(startBroker(loadConfig({ env }), { log: silent })).rejects.toThrow(/keyring\.json is not valid JSON/)
+    expect(existsSync(join(dir, 'data', 'keys', 'condor', 'broker1'))).toBe(true)
+    rmSync(ring)
+    const again = await startBroker(loadConfig({ env }), { log: silent })
     await again.close()
   })
 })
