@@ -46,7 +46,7 @@ export interface CompiledGrant {
   readonly scopes?: AllowedScopes
   /** The grant's scopes when one names the caller (`storage.create:/store/user/{preferred_username}`): rendered and compiled per request. */
   readonly scopeTemplates?: readonly (readonly TemplatePart[])[]
-  /** With scopeTemplates: names a caller's value may not be (SYSTEM_ACCOUNTS and the grant's reserved_names). */
+  /** Names a caller's value may not make, in a scope path or an identity's user part (SYSTEM_ACCOUNTS and the grant's reserved_names). */
   readonly reservedNames?: ReadonlySet<string>
   readonly audiences?: CompiledPatterns
   /** Used when the request names no audience: set only if the grant lists exactly one literal audience. */
@@ -151,7 +151,7 @@ function compileGrant(g: Grant, ctx: PolicyContext): CompiledGrant {
     authz: expandAuthz(levels),
     authzDefaults: [...new Set(levels)],
     ...compileGrantScopes(g.scopes),
-    ...(g.scopes?.some((s) => s.includes('{')) ? { reservedNames: new Set([...SYSTEM_ACCOUNTS, ...(g.reserved_names ?? [])]) } : {}),
+    reservedNames: new Set([...SYSTEM_ACCOUNTS, ...(g.reserved_names ?? [])]),
     ...(audiences ? { audiences: compilePatterns(audiences) } : {}),
     ...(audiences?.length === 1 && literalAudiences?.length === 1 ? { defaultAudience: literalAudiences } : {}),
     multipleAudiences: g.multiple_audiences ?? false,

@@ -2,7 +2,8 @@ import type { AuthzLevel } from '../issuance/authz.ts'
 import type { CompiledGrant, PolicyContext } from './compile.ts'
 import type { Decision, DecisionRequest, TokenKind } from './decision.ts'
 import { isHostName, SAFE_VALUE } from './patterns.ts'
-import { CENTRAL_MANAGER_ROLE, identityUser, MAX_IDENTITY_LENGTH, RESERVED_USERS } from './schema.ts'
+import { CENTRAL_MANAGER_ROLE, identityUser, MAX_IDENTITY_LENGTH, RESERVED_USERS, SYSTEM_ACCOUNTS } from './schema.ts'
+import { describeNameRefusal, refuseCallerName, type CallerValue, type NameRefusal } from './caller_names.ts'
 import { compileAllowedScopes, parseScope, scopeAllowed, toAuthzLevel, type AllowedScopes } from './scopes.ts'
 import { SITE_PLACEHOLDER, type TemplatePart } from './template.ts'
 import { asciiLower } from '../lib/ascii_case.ts'
@@ -88,13 +89,10 @@ export function evaluateGrant(ruleId: string, g: CompiledGrant, req: DecisionReq
       scopes = levels
     }
   } else {
-    const allowed = g.scopeTemplates ? renderScopes(g.scopeTemplates, g.reservedNames ?? new Set(), req) : g.scopes!
+    const allowed = g.scopeTemplates ? renderScopes(g.scopeTemplates, g.reservedNames ?? SYSTEM_ACCOUNTS, req) : g.scopes!
     if ('denied' in allowed) return deny(ruleId, 'unauthorized_client', `the caller's token has no usable ${allowed.denied}, which the scopes of role ${role} name`)
     if ('refused' in allowed) {
-      const why = allowed.because === 'case' ? 'has upper-case letters'
-        : allowed.segment !== undefined ? `would make the path segment ${quote(allowed.segment)}, a reserved account name,` : 'is a reserved account name'
-      const note = allowed.because === 'case' ? ' (two callers would differ only by case)' : ''
-      return deny(ruleId, 'unauthorized_client', `the caller's ${allowed.placeholder} ${quote(allowed.refused)} ${why} and cannot name a path in the scopes of role ${role}${note}`)
+      return deny(ruleId, 'unauthorized_client', describeNameRefusal(allowed.refused, 'path segment', `cannot name a path in the scopes of role ${role}`))
     }
     if (requested.length === 0) {
       scopes = [...allowed.defaults]
@@ -122,12 +120,17 @@ export function evaluateGrant(ruleId: string, g: CompiledGrant, req: DecisionReq
   }
 
   let identity = ''
+  // Where each caller value starts in the identity: those before its last @ make the user part.
+  const callerValues: (CallerValue & { readonly at: number })[] = []
   for (const part of g.identity) {
     if ('literal' in part) { identity += part.literal; continue }
     const name = part.placeholder
     let v: string | undefined
     switch (name) {
-      case 'sub': case 'preferred_username': case 'client_id': v = subjectValue(name, req); break
+      case 'sub': case 'preferred_username': case 'client_id':
+        v = subjectValue(name, req)
+        if (v !== undefined) callerValues.push({ placeholder: name, value: v, at: identity.length })
+        break
       case 'host': v = host; break
       case 'host_short': v = host?.split('.')[0]; break
       case 'jti8': v = jti.slice(0, 8); break
@@ -143,6 +146,13 @@ export function evaluateGrant(ruleId: string, g: CompiledGrant, req: DecisionReq
   if (RESERVED_USERS.has(user) && role !== CENTRAL_MANAGER_ROLE) {
     return deny(ruleId, 'unauthorized_client', `identity ${identity} is reserved: only the ${CENTRAL_MANAGER_ROLE} role may be ${user}@...`)
   }
+  // The user part is the UNIX account an execute node sharing the UID_DOMAIN runs the jobs as, and what a
+  // SciToken mapfile's \1 turns a sub into: the same rule as for a directory in a scope path. Values hold no
+  // @ (SAFE_VALUE), so the last @ is a literal's; an identity without one is all user, as HTCondor reads it.
+  const userEnd = identity.includes('@') ? identity.lastIndexOf('@') : identity.length
+  const inUser = callerValues.filter((c) => c.at < userEnd)
+  const refusedUser = inUser.length > 0 ? refuseCallerName(identity.slice(0, userEnd), inUser, g.reservedNames ?? SYSTEM_ACCOUNTS) : undefined
+  if (refusedUser) return deny(ruleId, 'unauthorized_client', describeNameRefusal(refusedUser, 'user', `cannot name the user of the identity of role ${role}`))
   if (identity.length > MAX_IDENTITY_LENGTH) return deny(ruleId, 'invalid_request', `the identity for role ${role} would exceed ${MAX_IDENTITY_LENGTH} characters`)
 
   return {
@@ -174,12 +184,12 @@ function subjectValue(name: 'sub' | 'preferred_username' | 'client_id', req: Dec
  * A grant's scopes with the caller's values put into their paths, compiled for this request. A value must be
  * a plain name (SAFE_VALUE: no '/', and no leading '.', so never '.' or '..'): it then names one directory,
  * the caller's, and cannot reach a parent or a sibling. Otherwise the placeholder's name, for the refusal.
- * A value in lower case only, and not making its path segment a reserved account name (SYSTEM_ACCOUNTS, the
- * grant's reserved_names): otherwise the value and why (and the segment, when a literal prefix completes it).
+ * The value and the segment it completes must pass refuseCallerName (lower case, not a reserved account name):
+ * otherwise why, for the refusal.
  */
 function renderScopes(
   templates: readonly (readonly TemplatePart[])[], reserved: ReadonlySet<string>, req: DecisionRequest,
-): AllowedScopes | { denied: string } | { refused: string; placeholder: string; because: 'case' | 'reserved'; segment?: string } {
+): AllowedScopes | { denied: string } | { refused: NameRefusal } {
   const rendered: string[] = []
   for (const parts of templates) {
     let text = ''
@@ -187,15 +197,11 @@ function renderScopes(
       if ('literal' in part) { text += part.literal; continue }
       const v = subjectValue(part.placeholder as 'sub' | 'preferred_username' | 'client_id', req)
       if (v === undefined || !SAFE_VALUE.test(v)) return { denied: part.placeholder }
-      // Lower case only: Alice and alice are two IAM users but one directory on storage that folds case, or
-      // behind a mapfile that does; refusing both is the only rule that needs no list of who came first.
-      if (/[A-Z]/.test(v)) return { refused: v, placeholder: part.placeholder, because: 'case' }
       text += v
       // The directory the value names is its whole segment: a placeholder ends its segment (schema.ts) but may
       // follow literal text in it, so in /store/user/d{preferred_username} the caller "aemon" would get daemon.
-      // ASCII-folded, as storage that folds case would read a literal's capitals.
-      const segment = asciiLower(text.slice(text.lastIndexOf('/') + 1))
-      if (reserved.has(segment)) return { refused: v, placeholder: part.placeholder, because: 'reserved', ...(segment !== v ? { segment } : {}) }
+      const refused = refuseCallerName(text.slice(text.lastIndexOf('/') + 1), [{ placeholder: part.placeholder, value: v }], reserved)
+      if (refused) return { refused }
     }
     rendered.push(text)
   }

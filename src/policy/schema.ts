@@ -3,7 +3,7 @@ import { DURATION_HINT, parseDuration } from '../lib/config_values.ts'
 import { expandAuthz, type AuthzLevel } from '../issuance/authz.ts'
 import { isHostPattern } from './patterns.ts'
 import { htcondorLevelsOfScopes, isHierarchicalScope, parseScope, toAuthzLevel } from './scopes.ts'
-import { BUILTIN_PLACEHOLDERS, HOST_PLACEHOLDERS, SITE_PLACEHOLDER, SUBJECT_PLACEHOLDERS, parseTemplate, placeholdersOf, type TemplatePart } from './template.ts'
+import { BUILTIN_PLACEHOLDERS, HOST_PLACEHOLDERS, SITE_PLACEHOLDER, SUBJECT_PLACEHOLDERS, parseTemplate, placeholdersOf, userPartNamesCaller, type TemplatePart } from './template.ts'
 import { asciiLower } from '../lib/ascii_case.ts'
 import { DEFAULT_PILOT_IDENTITY, MAX_PILOT_COUNT, PILOT_IDENTITY_SEPARATORS, MAX_PILOT_RESTARTS, PILOT_AUTHZ, PILOT_TUNNEL_AUTHZ } from '../contract/pilot.ts'
 
@@ -26,9 +26,10 @@ export const CENTRAL_MANAGER_ROLE = 'central-manager'
 export const RESERVED_USERS: ReadonlySet<string> = new Set(['condor', 'condor_pool', 'root'])
 
 /**
- * Account names no caller's value may put into a scope path (`storage.create:/store/user/{preferred_username}`):
- * a storage element that maps a user directory to the local account of that name would give the caller that
- * account's area. LSB Core 5.0 §23.2 lists root, bin and daemon as required and adm, lp, sync, shutdown, halt,
+ * Account names no caller's value may make, in a scope path (`storage.create:/store/user/{preferred_username}`)
+ * or an identity's user part (`{preferred_username}@{uid_domain}`): a storage element that maps a user
+ * directory to the local account of that name would give the caller that account's area, and an execute node
+ * sharing the UID_DOMAIN would run the caller's jobs as that account (policy/caller_names.ts). LSB Core 5.0 §23.2 lists root, bin and daemon as required and adm, lp, sync, shutdown, halt,
  * mail, news, uucp, operator, man and nobody as optional on every conforming system; condor and condor_pool
  * are HTCondor's (RESERVED_USERS). A site adds its own with a grant's `reserved_names`.
  */
@@ -158,7 +159,7 @@ const GrantSchema = z.strictObject({
    * a token every listed service accepts, stolen at one of them, replays at the others.
    */
   multiple_audiences: z.boolean().optional(),
-  /** Names, beyond SYSTEM_ACCOUNTS, that a caller's value may not be where the grant's scopes name the caller (site accounts). */
+  /** Names, beyond SYSTEM_ACCOUNTS, that a caller's value may not make in a scope path or the identity's user part (site accounts). */
   reserved_names: z.array(z.string().regex(/^[a-z0-9][a-z0-9_.-]{0,127}$/, 'a reserved_names entry is a plain lower-case name (letters, digits, _ . -)')).min(1).optional(),
   hosts: z.array(z.string()).min(1).optional(),
   /**
@@ -317,8 +318,10 @@ function checkScopes(g: Grant, kinds: Set<string>, jwtKinds: boolean, issue: Iss
     const p = parseScope(s)
     if ('error' in p) issue(['scopes', i], p.error)
   })
-  if (g.reserved_names !== undefined && !g.scopes?.some((s) => s.includes('{'))) {
-    issue(['reserved_names'], 'reserved_names applies only to a grant whose scopes name the caller ({sub}, {preferred_username} or {client_id} in a path)')
+  const identity = g.identity === undefined ? undefined : parseTemplate(g.identity)
+  const identityNamesCaller = identity !== undefined && 'parts' in identity && userPartNamesCaller(identity.parts)
+  if (g.reserved_names !== undefined && !g.scopes?.some((s) => s.includes('{')) && !identityNamesCaller) {
+    issue(['reserved_names'], 'reserved_names applies only to a grant that names the caller in a scope path or in the user part of its identity ({sub}, {preferred_username} or {client_id})')
   }
   if (jwtKinds && !g.scopes?.length) issue(['scopes'], 'scitoken and access_token grants need at least one scope')
   if (!jwtKinds && g.scopes !== undefined) issue(['scopes'], 'scopes apply to scitoken and access_token; IDTOKENs take authz')

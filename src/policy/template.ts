@@ -45,6 +45,16 @@ export function placeholdersOf(parts: readonly TemplatePart[]): string[] {
   return parts.flatMap((p) => ('placeholder' in p ? [p.placeholder] : []))
 }
 
+/**
+ * Whether the caller's own values (SUBJECT_PLACEHOLDERS) go into the user part of an identity template: the
+ * part before its last literal `@`, or the whole template without one, as HTCondor splits an identity.
+ */
+export function userPartNamesCaller(parts: readonly TemplatePart[]): boolean {
+  const at = parts.findLastIndex((p) => 'literal' in p && p.literal.includes('@'))
+  const user = at < 0 ? parts : parts.slice(0, at)
+  return user.some((p) => 'placeholder' in p && (SUBJECT_PLACEHOLDERS as readonly string[]).includes(p.placeholder))
+}
+
 /** Replaces constant placeholders by their values and merges adjacent literals. */
 export function foldConstants(parts: readonly TemplatePart[], constants: Readonly<Record<string, string>>): TemplatePart[] {
   const out: TemplatePart[] = []

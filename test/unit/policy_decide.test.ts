@@ -517,13 +517,93 @@ rules:
     match: { issuer: "${ISS}", groups: [/vo] }
     grants:
       - role: job-storage
-        identity: "u-{sub}@{uid_domain}"
+        identity: "reader@{uid_domain}"
         token_kinds: [scitoken]
         scopes: ["storage.read:/store/data"]
         audiences: ["https://se.example.org"]
         reserved_names: [cmsprod]
         lifetime: { default: 20m, max: 1h }
-`)).toThrow(/reserved_names applies only to a grant whose scopes name the caller/)
+`)).toThrow(/reserved_names applies only to a grant that names the caller in a scope path or in the user part of its identity/)
+  })
+})
+
+describe('per-caller identities: system accounts and case', () => {
+  // With identity "{preferred_username}@{uid_domain}", an execute node sharing the UID_DOMAIN runs the
+  // caller's jobs as the local account named before the @: an IAM user called daemon would run as daemon.
+  const member = (name: string, over: Partial<VerifiedSubject> = {}) => subject({ sub: 's1', groups: ['/htc/users'], preferred_username: name, ...over })
+  const AP = 'condor://ap1.cloud-a.example.org:9618'
+
+  // LSB Core 5.0 §23.2: root, bin, daemon required; adm, lp, sync, shutdown, halt, mail, news, uucp, operator,
+  // man, nobody optional. root, condor and condor_pool are refused before this rule, as HTCondor's own (RESERVED_USERS).
+  it.each(['bin', 'daemon', 'adm', 'lp', 'sync', 'shutdown', 'halt', 'mail', 'news', 'uucp', 'operator', 'man', 'nobody'])('refuses %s as the user of an IDTOKEN identity', (name) => {
+    expect(decide(shipped, { subject: member(name), role: 'job', audience: [] }, fixedJti)).toMatchObject({
+      allow: false, error: 'unauthorized_client',
+      reason: `the caller's preferred_username '${name}' is a reserved account name and cannot name the user of the identity of role job`,
+    })
+  })
+
+  it('refuses a reserved name as the sub of a SciToken, which a mapfile turns into a local user', () => {
+    expect(decide(shipped, { subject: member('daemon'), role: 'submit-user', tokenKind: 'scitoken', audience: [AP] }, fixedJti)).toMatchObject({
+      allow: false, error: 'unauthorized_client', reason: /preferred_username 'daemon' is a reserved account name/,
+    })
+  })
+
+  it('still serves alice, by IDTOKEN and SciToken', () => {
+    expect(decide(shipped, { subject: member('alice'), role: 'job', audience: [] }, fixedJti)).toMatchObject({ allow: true, identity: 'alice@users.example.org' })
+    expect(decide(shipped, { subject: member('alice'), role: 'submit-user', tokenKind: 'scitoken', audience: [AP] }, fixedJti)).toMatchObject({ allow: true, identity: 'alice@users.example.org' })
+  })
+
+  it('refuses an upper-case caller value in the user part (Alice and alice would be one account where lookups fold case)', () => {
+    expect(decide(shipped, { subject: member('Alice'), role: 'job', audience: [] }, fixedJti)).toMatchObject({
+      allow: false, error: 'unauthorized_client',
+      reason: `the caller's preferred_username 'Alice' has upper-case letters and cannot name the user of the identity of role job (two callers would differ only by case)`,
+    })
+  })
+
+  const grant = (identity: string, extra = '') => policyFrom(`
+version: 1
+rules:
+  - id: people
+    match: { issuer: "${ISS}", groups: [/htc/users] }
+    grants:
+      - role: job
+        identity: "${identity}"
+        token_kinds: [idtoken]
+        authz: [READ, WRITE]
+        lifetime: { default: 20m, max: 1h }
+${extra}`)
+
+  it('refuses a value that a literal prefix completes into a reserved name, and the same value where it does not', () => {
+    // u + ucp is uucp (hand-concatenated), an LSB Core 5.0 §23.2 account; u + daemon is udaemon, nobody's.
+    const p = grant('u{preferred_username}@{uid_domain}')
+    expect(decide(p, { subject: member('ucp'), role: 'job', audience: [] }, fixedJti)).toMatchObject({
+      allow: false, error: 'unauthorized_client',
+      reason: `the caller's preferred_username 'ucp' would make the user 'uucp', a reserved account name, and cannot name the user of the identity of role job`,
+    })
+    expect(decide(p, { subject: member('daemon'), role: 'job', audience: [] }, fixedJti)).toMatchObject({ allow: true, identity: 'udaemon@users.example.org' })
+  })
+
+  it('reads the whole user part, whatever follows the value in it', () => {
+    // {preferred_username}-cms: "nobody" gives nobody-cms, not an account; with reserved_names [lp-cms], "lp" gives that one.
+    const p = grant('{preferred_username}-cms@{uid_domain}', '        reserved_names: [lp-cms]\n')
+    expect(decide(p, { subject: member('nobody'), role: 'job', audience: [] }, fixedJti)).toMatchObject({ allow: true, identity: 'nobody-cms@users.example.org' })
+    expect(decide(p, { subject: member('lp'), role: 'job', audience: [] }, fixedJti)).toMatchObject({ allow: false, error: 'unauthorized_client', reason: /would make the user 'lp-cms', a reserved account name/ })
+  })
+
+  it('refuses a reserved {sub} too, and a grant\'s reserved_names, which an identity naming the caller may now carry', () => {
+    expect(decide(grant('{sub}@{uid_domain}'), { subject: member('alice', { sub: 'nobody' }), role: 'job', audience: [] }, fixedJti)).toMatchObject({
+      allow: false, error: 'unauthorized_client', reason: /the caller's sub 'nobody' is a reserved account name/,
+    })
+    const p = grant('{preferred_username}@{uid_domain}', '        reserved_names: [cmsprod]\n')
+    expect(decide(p, { subject: member('cmsprod'), role: 'job', audience: [] }, fixedJti)).toMatchObject({ allow: false, error: 'unauthorized_client', reason: /'cmsprod' is a reserved account name/ })
+    expect(decide(p, { subject: member('alice'), role: 'job', audience: [] }, fixedJti)).toMatchObject({ allow: true, identity: 'alice@users.example.org' })
+  })
+
+  it('leaves identities the policy author wrote alone: literal users, host and pilot identities, the central manager', () => {
+    expect(decide(grant('nobody@{uid_domain}'), { subject: member('alice'), role: 'job', audience: [] }, fixedJti)).toMatchObject({ allow: true, identity: 'nobody@users.example.org' })
+    expect(decide(shipped, ask('cm', 'central-manager', { host: 'cm.cloud-a.example.org' }), fixedJti)).toMatchObject({ allow: true, identity: 'condor@pool.example.org' })
+    expect(decide(shipped, ask('factory', 'pilot', { params: { site: 'hpc-b', slurm_job_id: '42' } }), fixedJti)).toMatchObject({ allow: true, identity: 'pilot-hpc-b-42@pilots.pool.example.org' })
+    expect(decide(shipped, ask('monitor', 'monitoring'), fixedJti)).toMatchObject({ allow: true, identity: 'monitor@pool.example.org' })
   })
 })
 
