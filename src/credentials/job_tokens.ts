@@ -325,9 +325,15 @@ function namesUser(identity: string, user: string): boolean {
 }
 
 
+/**
+ * The asked values in the registration's order, whatever order they were asked in: a scope or audience
+ * list is a set (RFC 6749 §3.3), and the result is part of the cache key, so "a b" and "b a" must be one
+ * entry. Otherwise each order would be a token of its own, and a Vault token's holder could make every
+ * read a refresh at IAM, each with its audit record, by permuting the list.
+ */
 function subset(asked: string[] | undefined, registered: string[], what: string, error: (m: string) => BrokerError): string[] {
   if (asked === undefined || asked.length === 0) return [...registered]
   const extra = asked.filter((s) => !registered.includes(s))
   if (extra.length > 0) throw error(`${what} not registered for this credential: ${extra.join(' ')}`)
-  return [...new Set(asked)]
+  return [...new Set(registered.filter((s) => asked.includes(s)))]
 }
