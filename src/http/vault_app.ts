@@ -11,6 +11,7 @@ import { logStoreOutage } from './oauth_error_response.ts'
 import { requestId } from './middleware/request_id.ts'
 import { methodGuard } from './middleware/method_guard.ts'
 import { MethodTable } from './method_table.ts'
+import { singleValuedQuery } from './query_params.ts'
 import { listParam, TokenQuery } from './routes/credentials.ts'
 
 /**
@@ -49,7 +50,9 @@ export function createVaultApp(deps: {
     const cred = await deps.store.credentialByVaultToken(hash('sha256', token, 'hex'))
     if (!cred || cred.user !== c.req.param('user') || cred.provider !== c.req.param('provider')) throw notFound('unknown Vault token, or another credential\'s')
     // Authenticated from here on: a revoked credential is refused by JobTokens, with its token.denied record.
-    const q = TokenQuery.extend({ audiences: TokenQuery.shape.audience }).safeParse(c.req.query())
+    // One value per name, as on the token endpoint: c.req.query() would keep one of a repeated name's values
+    // and answer a narrower question than was asked.
+    const q = TokenQuery.extend({ audiences: TokenQuery.shape.audience }).safeParse(singleValuedQuery(c))
     if (!q.success) throw new InvalidRequest(`${q.error.issues[0]!.path.join('.')}: ${q.error.issues[0]!.message}`)
     const scopes = listParam(q.data.scopes)
     // The credmon says `audience` for paths under /creds/ and `audiences` elsewhere; take either.
