@@ -42,6 +42,11 @@ export interface JobToken {
   scope: string
   /** A minted token's claims, so a cached one can be checked against revocations made since. */
   claims?: object
+  /**
+   * The HTCondor identity the policy decided the token for: an IAM access token carries no claims of ours,
+   * so this is what a cached one is checked against (an identity revoked since gets it no more).
+   */
+  identity?: string
 }
 
 export interface JobTokenDeps {
@@ -145,11 +150,21 @@ export class JobTokens {
     // life left is never reused, whatever the minimum: `expires_in: 0` is no token to a credmon.
     const lasts = (c: CachedToken) => c.token.exp - now >= Math.max(min, 1)
       || (ctx.credd === undefined && c.token.exp - now >= 1 && now - c.obtainedAt < VAULT_REUSE_SECONDS)
-    if (cached && lasts(cached) && cached.stamp === cred.createdAt && !(cached.token.claims && this.#deps.blocks.isRevoked(cached.token.claims))) return cached.token
+    if (cached && lasts(cached) && cached.stamp === cred.createdAt && !this.#revokedSince(cached.token)) return cached.token
     return this.#inflight.run(key, () => this.#obtain(cred, subject, provider, scopes, audience, ctx).then((t) => {
       this.#remember(key, { token: t, stamp: cred.createdAt, obtainedAt: this.#deps.clock.now() })
       return t
     }))
+  }
+
+  /**
+   * Whether a cached token was revoked after it was obtained: by its claims (a SciToken's jti, sub, role
+   * generation), or by the identity it was decided for (an IAM access token, whose claims are IAM's). Such a
+   * token is obtained afresh instead, which refuses it and puts the refusal on record.
+   */
+  #revokedSince(t: JobToken): boolean {
+    if (t.claims && this.#deps.blocks.isRevoked(t.claims)) return true
+    return t.identity !== undefined && this.#deps.blocks.blockedIdentity(t.identity) !== undefined
   }
 
   /**
@@ -229,7 +244,7 @@ export class JobTokens {
       if (blocked) throw new AccessDenied(blocked)
       const detail = { credential, via: 'mint', ...credd, iamCheck: { confirmedAt: confirmation.confirmedAt, outcome: confirmation.outcome } }
       const r = await issueToken(d, { requestId: ctx.requestId, caller: subject, detail, ...(ctx.clientAddress ? { clientAddress: ctx.clientAddress } : {}) }, this.#deps.issue)
-      return { accessToken: r.token, exp: r.claims.exp, scope: r.scope, claims: r.claims }
+      return { accessToken: r.token, exp: r.claims.exp, scope: r.scope, claims: r.claims, identity: d.identity }
     } catch (err) {
       // Refused on what IAM now says or the policy in force: a token cached for another scope set of this
       // credential was minted on what the broker has just learnt no longer holds, and is not handed on.
@@ -297,7 +312,7 @@ export class JobTokens {
       scopes: got.scopes, audience: got.audience, exp, tokenSha256: hash('sha256', got.accessToken, 'hex'), decision: 'allow',
       detail: { credential: { user: cred.user, provider: cred.provider }, via: 'iam-refresh' },
     })
-    return { accessToken: got.accessToken, exp, scope: got.scopes.join(' ') }
+    return { accessToken: got.accessToken, exp, scope: got.scopes.join(' '), ...(d.allow ? { identity: d.identity } : {}) }
   }
 
   #remember(key: string, t: CachedToken): void {
@@ -325,9 +340,15 @@ function namesUser(identity: string, user: string): boolean {
 }
 
 
+/**
+ * The asked values in the registration's order, whatever order they were asked in: a scope or audience
+ * list is a set (RFC 6749 §3.3), and the result is part of the cache key, so "a b" and "b a" must be one
+ * entry. Otherwise each order would be a token of its own, and a Vault token's holder could make every
+ * read a refresh at IAM, each with its audit record, by permuting the list.
+ */
 function subset(asked: string[] | undefined, registered: string[], what: string, error: (m: string) => BrokerError): string[] {
   if (asked === undefined || asked.length === 0) return [...registered]
   const extra = asked.filter((s) => !registered.includes(s))
   if (extra.length > 0) throw error(`${what} not registered for this credential: ${extra.join(' ')}`)
-  return [...new Set(asked)]
+  return [...new Set(registered.filter((s) => asked.includes(s)))]
 }

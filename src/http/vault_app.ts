@@ -3,13 +3,15 @@ import { Hono, type Context } from 'hono'
 import { VAULT_CREDS_PREFIX, VAULT_PERMISSION_DENIED, VAULT_TOKEN_HEADER, type VaultReadResponse } from '../contract/job_credentials.ts'
 import type { CredentialStore } from '../credentials/credential_store.ts'
 import type { JobTokens } from '../credentials/job_tokens.ts'
-import { AccessDenied, BrokerError, InvalidRequest, MethodNotAllowed, TemporarilyUnavailable } from '../errors.ts'
+import { AccessDenied, BrokerError, InvalidRequest, MethodNotAllowed, SlowDown, TemporarilyUnavailable } from '../errors.ts'
 import type { Logger } from '../lib/logger.ts'
+import type { RequestLimits } from '../ratelimit/request_limits.ts'
 import { clientAddress } from './client_address.ts'
 import { logStoreOutage } from './oauth_error_response.ts'
 import { requestId } from './middleware/request_id.ts'
 import { methodGuard } from './middleware/method_guard.ts'
 import { MethodTable } from './method_table.ts'
+import { singleValuedQuery } from './query_params.ts'
 import { listParam, TokenQuery } from './routes/credentials.ts'
 
 /**
@@ -20,7 +22,11 @@ import { listParam, TokenQuery } from './routes/credentials.ts'
  */
 const VAULT_READ_ROUTE = `${VAULT_CREDS_PREFIX}/:user/:provider`
 
-export function createVaultApp(deps: { store: Pick<CredentialStore, 'credentialByVaultToken'>; jobTokens: JobTokens; log: Logger }): Hono {
+export function createVaultApp(deps: {
+  store: Pick<CredentialStore, 'credentialByVaultToken'>; jobTokens: JobTokens; log: Logger
+  /** rate_limits.address: a Vault token not found counts against its address, as a bearer that does not verify does on the main listener. */
+  limits?: Pick<RequestLimits, 'blockedAddress' | 'noteRefused'> | undefined
+}): Hono {
   const app = new Hono()
   app.use(requestId())
   // The same 405 as the main listener's (RFC 9110 §15.5.6), answered in Vault's shape by vaultError. The read
@@ -29,12 +35,24 @@ export function createVaultApp(deps: { store: Pick<CredentialStore, 'credentialB
   app.use(methodGuard(() => (methods ??= new MethodTable(app.routes, { getMints: [VAULT_READ_ROUTE] }))))
   app.get(VAULT_READ_ROUTE, async (c) => {
     c.header('Cache-Control', 'no-store')
+    // Before the token is looked up (a store query): an address that has sent too many tokens nobody
+    // holds is turned away, whatever it sends now. Only those count: a token that was found and is then
+    // refused (a revoked credential) is an access point's, not a guesser's.
+    const { clientAddress: address } = clientAddress(c)
+    const blocked = deps.limits?.blockedAddress(address)
+    if (blocked) throw new SlowDown(blocked.description, blocked.retryAfter)
+    const notFound = (description: string) => {
+      deps.limits?.noteRefused(address)
+      return new AccessDenied(description)
+    }
     const token = c.req.header(VAULT_TOKEN_HEADER)
-    if (!token || token.length > 512) throw new AccessDenied('no Vault token')
+    if (!token || token.length > 512) throw notFound('no Vault token')
     const cred = await deps.store.credentialByVaultToken(hash('sha256', token, 'hex'))
-    if (!cred || cred.user !== c.req.param('user') || cred.provider !== c.req.param('provider')) throw new AccessDenied('unknown Vault token, or another credential\'s')
+    if (!cred || cred.user !== c.req.param('user') || cred.provider !== c.req.param('provider')) throw notFound('unknown Vault token, or another credential\'s')
     // Authenticated from here on: a revoked credential is refused by JobTokens, with its token.denied record.
-    const q = TokenQuery.extend({ audiences: TokenQuery.shape.audience }).safeParse(c.req.query())
+    // One value per name, as on the token endpoint: c.req.query() would keep one of a repeated name's values
+    // and answer a narrower question than was asked.
+    const q = TokenQuery.extend({ audiences: TokenQuery.shape.audience }).safeParse(singleValuedQuery(c))
     if (!q.success) throw new InvalidRequest(`${q.error.issues[0]!.path.join('.')}: ${q.error.issues[0]!.message}`)
     const scopes = listParam(q.data.scopes)
     // The credmon says `audience` for paths under /creds/ and `audiences` elsewhere; take either.
@@ -60,6 +78,11 @@ function vaultError(err: unknown, c: Context, log: Logger): Response {
     logStoreOutage(err, log, c.get('requestId'))
     c.header('Retry-After', String(err.retryAfter))
     return c.json({ errors: [err.description] }, 503)
+  }
+  // Never "permission denied": the Vault credmon would end the user's credential for being too fast.
+  if (err instanceof SlowDown) {
+    c.header('Retry-After', String(err.retryAfter))
+    return c.json({ errors: [err.description] }, 429)
   }
   if (err instanceof MethodNotAllowed) {
     c.header('Allow', err.allow.join(', '))

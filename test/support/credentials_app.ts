@@ -169,7 +169,7 @@ export async function useCredentialsApp(o: { console?: boolean; clock?: Clock; l
     credentials,
     ...(o.console ? { console: { keys: () => ({ scitoken: [], condor: [] }), sessionSeconds: 3600, sessions: store } } : {}),
   })
-  const vault = createVaultApp({ store, jobTokens: credentials.jobTokens, log })
+  const vault = createVaultApp({ store, jobTokens: credentials.jobTokens, log, limits: limits.limits })
   const adapters: IamAdapter[] = [adapter]
   afterAll(async () => {
     await credentials.close()
