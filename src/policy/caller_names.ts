@@ -9,10 +9,19 @@ import { quote } from '../lib/quote.ts'
  * both, so a caller refused one is refused the other.
  */
 
-/** A caller's value (`sub`, `preferred_username`, `client_id`) as it went into the name. */
+/**
+ * A value the caller chose, as it went into the name: its own (`sub`, `preferred_username`, `client_id`), or one
+ * it picked within the grant's bounds (`host`, `host_short` within `hosts`, a request parameter within `params`).
+ */
 export interface CallerValue {
   readonly placeholder: string
   readonly value: string
+  /**
+   * Set for a value picked within the grant's bounds: its case is not refused (a host is lower-cased before it
+   * gets here, and one caller may pick any spelling a params glob admits, so case cannot tell two callers apart),
+   * but the whole name it helps make is still checked against the reserved names, folded.
+   */
+  readonly picked?: true
 }
 
 /** Why a name was refused: the first caller value that makes it so, and the whole name when it differs. */
@@ -32,7 +41,7 @@ export interface NameRefusal {
 export function refuseCallerName(name: string, values: readonly CallerValue[], reserved: ReadonlySet<string>): NameRefusal | undefined {
   // Lower case only: Alice and alice are two IAM users but one account or directory wherever a lookup or the
   // storage folds case; refusing both is the only rule that needs no record of who came first.
-  const upper = values.find((v) => /[A-Z]/.test(v.value))
+  const upper = values.find((v) => !v.picked && /[A-Z]/.test(v.value))
   if (upper) return { placeholder: upper.placeholder, value: upper.value, because: 'case' }
   // The whole name, not the value: literal text around the value may complete a reserved one (u + ucp is
   // uucp). ASCII-folded, since a literal's capitals fold wherever the name is looked up without case.

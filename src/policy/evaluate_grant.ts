@@ -120,22 +120,26 @@ export function evaluateGrant(ruleId: string, g: CompiledGrant, req: DecisionReq
   }
 
   let identity = ''
-  // Where each caller value starts in the identity: those before its last @ make the user part.
+  // Where each value the caller chose starts in the identity: those before its last @ make the user part. Not only
+  // its IAM values: within the grant's hosts and params the caller picks {host} and a parameter too, so under
+  // "{host_short}@{uid_domain}" with hosts ["*.wn.example.org"] the host daemon.wn.example.org would make daemon@.
   const callerValues: (CallerValue & { readonly at: number })[] = []
   for (const part of g.identity) {
     if ('literal' in part) { identity += part.literal; continue }
     const name = part.placeholder
     let v: string | undefined
+    let picked = true
     switch (name) {
-      case 'sub': case 'preferred_username': case 'client_id':
-        v = subjectValue(name, req)
-        if (v !== undefined) callerValues.push({ placeholder: name, value: v, at: identity.length })
-        break
+      case 'sub': case 'preferred_username': case 'client_id': v = subjectValue(name, req); picked = false; break
       case 'host': v = host; break
       case 'host_short': v = host?.split('.')[0]; break
       case 'jti8': v = jti.slice(0, 8); break
       case SITE_PLACEHOLDER: v = site; break
       default: v = req.params?.[name]
+    }
+    // {jti8} is the broker's and {site} the policy's: neither is the caller's to steer.
+    if (v !== undefined && name !== 'jti8' && name !== SITE_PLACEHOLDER) {
+      callerValues.push({ placeholder: name, value: v, at: identity.length, ...(picked ? { picked: true as const } : {}) })
     }
     if (v === undefined) return deny(ruleId, 'unauthorized_client', `the caller's token has no ${name}, which the identity of role ${role} needs`)
     // Values may not carry @ , space or control characters: they would move the user/domain split or break ALLOW lists.

@@ -321,7 +321,7 @@ function checkScopes(g: Grant, kinds: Set<string>, jwtKinds: boolean, issue: Iss
   const identity = g.identity === undefined ? undefined : parseTemplate(g.identity)
   const identityNamesCaller = identity !== undefined && 'parts' in identity && userPartNamesCaller(identity.parts)
   if (g.reserved_names !== undefined && !g.scopes?.some((s) => s.includes('{')) && !identityNamesCaller) {
-    issue(['reserved_names'], 'reserved_names applies only to a grant that names the caller in a scope path or in the user part of its identity ({sub}, {preferred_username} or {client_id})')
+    issue(['reserved_names'], 'reserved_names applies only to a grant that names the caller in a scope path or in the user part of its identity ({sub}, {preferred_username} or {client_id} in a path; those, {host}, {host_short} or a request parameter in the user part)')
   }
   if (jwtKinds && !g.scopes?.length) issue(['scopes'], 'scitoken and access_token grants need at least one scope')
   if (!jwtKinds && g.scopes !== undefined) issue(['scopes'], 'scopes apply to scitoken and access_token; IDTOKENs take authz')

@@ -46,13 +46,16 @@ export function placeholdersOf(parts: readonly TemplatePart[]): string[] {
 }
 
 /**
- * Whether the caller's own values (SUBJECT_PLACEHOLDERS) go into the user part of an identity template: the
- * part before its last literal `@`, or the whole template without one, as HTCondor splits an identity.
+ * Whether a value the caller chooses goes into the user part of an identity template (the part before its last
+ * literal `@`, or the whole template without one, as HTCondor splits an identity): its own (SUBJECT_PLACEHOLDERS),
+ * or one it picks within the grant's bounds ({host}, {host_short}, a request parameter). Not a constant, {site}
+ * (the policy's) or {jti8} (the broker's).
  */
 export function userPartNamesCaller(parts: readonly TemplatePart[]): boolean {
   const at = parts.findLastIndex((p) => 'literal' in p && p.literal.includes('@'))
   const user = at < 0 ? parts : parts.slice(0, at)
-  return user.some((p) => 'placeholder' in p && (SUBJECT_PLACEHOLDERS as readonly string[]).includes(p.placeholder))
+  const notCallers: ReadonlySet<string> = new Set([...CONSTANT_PLACEHOLDERS, ...GENERATED_PLACEHOLDERS, SITE_PLACEHOLDER])
+  return user.some((p) => 'placeholder' in p && !notCallers.has(p.placeholder))
 }
 
 /** Replaces constant placeholders by their values and merges adjacent literals. */

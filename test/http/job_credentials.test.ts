@@ -224,6 +224,31 @@ describe('GET /v1/credentials/{user}/{provider}/token', () => {
     }
   })
 
+  it('refuses, with 403 and a token.denied record, a credential registered under a user name the policy now reserves', async () => {
+    // docs/policies.md (Identity templates): a reserved account name in the identity's user part is refused for
+    // every token kind. A credential registered before the name was reserved (here: the grant's reserved_names
+    // gains it) must not get a job token by its stored user, and must fail as a policy refusal, not a 500.
+    await registered({ preferred_username: 'rex' }, { provider: 'cms' })
+    await registered({ preferred_username: 'rex' }, { provider: 'se-storage' })
+    const credd = t.creddToken()
+    const reserving = (p: string) => p
+      .replace('- role: job-iam\n        identity: "{preferred_username}@{uid_domain}"', '- role: job-iam\n        identity: "{preferred_username}@{uid_domain}"\n        reserved_names: [rex]')
+      .replace('- role: job-storage\n        identity: "{preferred_username}@{uid_domain}"', '- role: job-storage\n        identity: "{preferred_username}@{uid_domain}"\n        reserved_names: [rex]')
+    try {
+      t.setPolicy(reserving)
+      for (const provider of ['cms', 'se-storage']) {
+        const res = await t.jobToken('rex', provider, credd, '?minimum_seconds=999999')
+        expect(res.status, provider).toBe(403)
+        expect(await res.json()).toMatchObject({ error: 'access_denied', error_description: expect.stringMatching(/'rex' is a reserved account name/) })
+        const denied = (await t.store.query({ limit: 1, type: 'token.denied' })).records[0]!.event
+        expect(denied).toMatchObject({ decision: 'deny', detail: { credential: { user: 'rex', provider } } })
+        expect(denied.reason).toMatch(/^access_denied: .*'rex' is a reserved account name/)
+      }
+    } finally {
+      t.setPolicy()
+    }
+  })
+
   it('hands out kind-iam tokens only for what the policy in force still grants', async () => {
     // docs/job-credentials.md: the policy decides scopes, audience and user, per role, default deny; a
     // refused read is 403 ("policy no longer grants"). An IAM token is the broker's to hand on or not, and,

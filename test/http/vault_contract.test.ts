@@ -196,6 +196,25 @@ describe('Vault-compatible read (HTCondor Vault credmon)', () => {
     expect((await read(top, top.vault_token)).status).toBe(200)
   })
 
+  it('refuses ("permission denied", token.denied) a credential registered under a user name the policy now reserves', async () => {
+    // docs/policies.md: a reserved account name in the identity's user part is refused; a Vault token handed out
+    // before the name was reserved (the grant's reserved_names gains it) must stop reading, as a refusal, not a 500.
+    // No read before the change: a token read within VAULT_REUSE_SECONDS is handed out again as it is (one
+    // already out), and what is asked here is whether a fresh one is decided under the policy in force.
+    const top = await vaultTop('roxy')
+    try {
+      t.setPolicy((p) => p.replace('- role: job-iam\n        identity: "{preferred_username}@{uid_domain}"', '- role: job-iam\n        identity: "{preferred_username}@{uid_domain}"\n        reserved_names: [roxy]'))
+      const r = await read(top, top.vault_token, { minimum_seconds: '99999' })
+      expect(r.status).toBe(403)
+      expect(r.body).toEqual({ errors: ['permission denied'] })
+      const denied = (await t.store.query({ limit: 1, type: 'token.denied' })).records[0]!.event
+      expect(denied).toMatchObject({ decision: 'deny', detail: { credential: { user: 'roxy', provider: 'cms' } } })
+      expect(denied.reason).toMatch(/^access_denied: .*'roxy' is a reserved account name/)
+    } finally {
+      t.setPolicy()
+    }
+  })
+
   it('other failures are non-200 with an "errors" list: IAM down (503), unknown path (404)', async () => {
     const top = await vaultTop('walt')
     t.iam.faults.token = 'down'

@@ -747,3 +747,54 @@ ${extra}`)
     expect(decide(p, { subject: CALLERS.alice, role: 'submit-user', audience: [AP1, AP2] }, fixedJti)).toMatchObject({ allow: true, audience: [AP1, AP2] })
   })
 })
+
+describe('per-host and per-parameter identities: the caller steers the user part too', () => {
+  // {host} is the caller's choice within the grant's hosts, and a request parameter within its params globs:
+  // under "{host_short}@{uid_domain}" with hosts ["*.wn.example.org"], a caller asking for host
+  // daemon.wn.example.org would get daemon@<uid_domain>, the LSB Core 5.0 §23.2 account daemon on an execute
+  // node sharing the UID domain.
+  const caller = subject({ sub: 'svc-wn', client_id: 'wn-agent' })
+  const grant = (identity: string, extra = '') => policyFrom(`
+version: 1
+rules:
+  - id: nodes
+    match: { issuer: "${ISS}", client_id: [wn-agent] }
+    grants:
+      - role: node
+        identity: "${identity}"
+        token_kinds: [idtoken]
+        authz: [READ]
+        hosts: ["*.wn.example.org"]
+        lifetime: { default: 20m, max: 1h }
+${extra}`)
+
+  it('refuses a host whose short name makes the user part a system account', () => {
+    const p = grant('{host_short}@{uid_domain}')
+    expect(decide(p, { subject: caller, role: 'node', audience: [], host: 'daemon.wn.example.org' }, fixedJti)).toMatchObject({
+      allow: false, error: 'unauthorized_client',
+      reason: `the caller's host_short 'daemon' is a reserved account name and cannot name the user of the identity of role node`,
+    })
+    expect(decide(p, { subject: caller, role: 'node', audience: [], host: 'wn01.wn.example.org' }, fixedJti)).toMatchObject({ allow: true, identity: 'wn01@users.example.org' })
+  })
+
+  it('refuses a request parameter that makes the user part a system account, in any case', () => {
+    const p = grant('{account}@{uid_domain}', '        params: { account: ["*"] }\n')
+    expect(decide(p, { subject: caller, role: 'node', audience: [], host: 'wn01.wn.example.org', params: { account: 'Nobody' } }, fixedJti)).toMatchObject({
+      allow: false, error: 'unauthorized_client',
+      reason: `the caller's account 'Nobody' would make the user 'nobody', a reserved account name, and cannot name the user of the identity of role node`,
+    })
+    expect(decide(p, { subject: caller, role: 'node', audience: [], host: 'wn01.wn.example.org', params: { account: 'wn01' } }, fixedJti)).toMatchObject({ allow: true, identity: 'wn01@users.example.org' })
+  })
+
+  it("takes the grant's reserved_names on a host identity, as on a per-caller one", () => {
+    const p = grant('{host_short}@{uid_domain}', '        reserved_names: [xrootd]\n')
+    expect(decide(p, { subject: caller, role: 'node', audience: [], host: 'xrootd.wn.example.org' }, fixedJti)).toMatchObject({
+      allow: false, error: 'unauthorized_client', reason: /host_short 'xrootd' is a reserved account name/,
+    })
+  })
+
+  it('leaves a host identity whose literal prefix keeps it off every reserved name', () => {
+    const p = grant('startd-{host_short}@{uid_domain}')
+    expect(decide(p, { subject: caller, role: 'node', audience: [], host: 'daemon.wn.example.org' }, fixedJti)).toMatchObject({ allow: true, identity: 'startd-daemon@users.example.org' })
+  })
+})
