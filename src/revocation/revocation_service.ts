@@ -249,9 +249,11 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks, Cal
     let cursor: string | undefined
     // No live token is older than the longest lifetime ever granted, which a lowered maximum does not shorten.
     const from = now - await longestLifetime(this.#deps.store, 'token', this.#deps.maxTokenLifetime)
+    // Issued and renewed: a pilot running for longer than one token lifetime holds a token that only its
+    // `token.renewed` record names (its first token has expired), and was counted as nothing live.
     // Bounded: each page advances the cursor through a finite window.
-    do {
-      const page = await this.#deps.store.query({ ...filter, type: 'token.issued', from, limit: 1000, ...(cursor ? { cursor } : {}) })
+    for (const type of ['token.issued', 'token.renewed'] as const) do {
+      const page = await this.#deps.store.query({ ...filter, type, from, limit: 1000, ...(cursor ? { cursor } : {}) })
       for (const { event: e } of page.records) {
         if (e.exp === undefined || e.exp <= now || e.tokenKind === 'access_token') continue
         if (req.kind === 'client' && e.caller?.client_id !== req.value) continue
