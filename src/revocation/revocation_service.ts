@@ -427,7 +427,7 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks, Cal
     const { revocations } = await this.#readActive(now)
     const built = buildRevocationExpression(revocations, now)
     if (built.unexpressed > 0) {
-      this.#deps.log.warn('active revocations left out of SEC_TOKEN_REVOCATION_EXPR: their values hold characters HTCondor would read as something else; the broker still refuses what they name', { unexpressed: built.unexpressed })
+      this.#deps.log.warn('active revocations left out of SEC_TOKEN_REVOCATION_EXPR: their values hold characters HTCondor would read as something else, or are not of their kind\'s shape (a row edited by hand); the broker still refuses what they name', { unexpressed: built.unexpressed })
     }
     return { ...built, generatedAt: now }
   }
