@@ -2,6 +2,7 @@ import type { AuditEvent, AuditStore } from '../audit/audit_log.ts'
 import { InvalidRequest, NotFound } from '../errors.ts'
 import type { Clock } from '../lib/clock.ts'
 import type { Logger } from '../lib/logger.ts'
+import { CLAIM_ENROLMENT, CLAIM_SLURM_JOB } from '../contract/pilot.ts'
 import { isEnrolmentId } from './pilot_enrolment.ts'
 import { parsePilotJob } from './pilot_job.ts'
 import { buildRevocationExpression, isClassAdSafe } from './condor_expression.ts'
@@ -261,10 +262,12 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks, Cal
         if (req.kind === 'pilot-enrolment' && (e.detail?.pilot as { enrolment?: unknown } | undefined)?.enrolment !== req.value) continue
         if (req.iss !== undefined && e.caller?.iss !== req.iss) continue
         const gen = e.detail?.gen
-        const enrolment = (e.detail?.pilot as { enrolment?: unknown } | undefined)?.enrolment
+        // A pilot token's claims as minted (pilot_exchange.ts): its job and enrolment too, so one already revoked
+        // by a pilot-job or pilot-enrolment entry is not counted as live.
+        const { enrolment, job } = (e.detail?.pilot ?? {}) as { enrolment?: unknown; job?: unknown }
         const claims = {
           jti: e.jti, sub: e.issuedSub, iat: e.time, ctb_role: e.role, ...(typeof gen === 'number' ? { ctb_gen: gen } : {}), ...(e.site !== undefined ? { ctb_site: e.site } : {}),
-          ...(typeof enrolment === 'string' ? { ctb_enrolment: enrolment } : {}),
+          ...(typeof enrolment === 'string' ? { [CLAIM_ENROLMENT]: enrolment } : {}), ...(typeof job === 'string' ? { [CLAIM_SLURM_JOB]: job } : {}),
         }
         if (!this.#snapshot.isRevoked(claims)) liveTokens++
       }

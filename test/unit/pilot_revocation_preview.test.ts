@@ -29,4 +29,19 @@ describe('a pilot revocation\'s dry run', () => {
     expect((await svc.preview({ kind: 'pilot-job', value: 'hpc:42' })).liveTokens).toBe(1)
     expect((await svc.preview({ kind: 'sub', value: SUB })).liveTokens).toBe(1)
   })
+
+  it('does not count a pilot token another entry already revokes by its job', async () => {
+    const store = new MemoryStore()
+    const common = { caller: { iss: ISS, sub: 'provisioner' }, role: 'pilot', tokenKind: 'idtoken', issuedSub: SUB, decision: 'allow', site: 'hpc' } as const
+    await store.record({ ...common, type: 'token.issued', time: NOW - 600, jti: 'a'.repeat(32), exp: NOW + 600, detail: { gen: 1, slurmJob: '42', pilot } })
+    const svc = new RevocationService({
+      store, clock: { now: () => NOW }, log: silentLogger, maxTokenLifetime: 3600, refreshSeconds: 60,
+      knownLabels: () => ({ roles: new Set(['pilot']), sites: new Set(['hpc']) }), knownIssuers: () => new Set([ISS]),
+    })
+    await svc.refresh()
+    expect((await svc.preview({ kind: 'pilot-enrolment', value: E1 })).liveTokens).toBe(1)
+    await svc.revoke({ kind: 'pilot-job', value: 'hpc:42' }, { principal: 'admin' })
+    // The one pilot token is revoked already (as a token of job 42 at hpc): nothing live left to take.
+    expect((await svc.preview({ kind: 'pilot-enrolment', value: E1 })).liveTokens).toBe(0)
+  })
 })
