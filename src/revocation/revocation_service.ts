@@ -259,12 +259,14 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks, Cal
         if (e.exp === undefined || e.exp <= now || e.tokenKind === 'access_token') continue
         if (req.kind === 'client' && e.caller?.client_id !== req.value) continue
         if (req.kind === 'pilot-job' && `${e.site}:${String((e.detail?.pilot as { job?: unknown } | undefined)?.job)}` !== req.value) continue
-        if (req.kind === 'pilot-enrolment' && (e.detail?.pilot as { enrolment?: unknown } | undefined)?.enrolment !== req.value) continue
+        // A pilot group: its pilots' tokens, and its credential, whose redemptions the entry refuses.
+        const { enrolment: pilotEnrolment, job } = (e.detail?.pilot ?? {}) as { enrolment?: unknown; job?: unknown }
+        const enrolment = e.tokenKind === 'pilot_enrolment' ? e.jti : pilotEnrolment
+        if (req.kind === 'pilot-enrolment' && enrolment !== req.value) continue
         if (req.iss !== undefined && e.caller?.iss !== req.iss) continue
         const gen = e.detail?.gen
         // A pilot token's claims as minted (pilot_exchange.ts): its job and enrolment too, so one already revoked
-        // by a pilot-job or pilot-enrolment entry is not counted as live.
-        const { enrolment, job } = (e.detail?.pilot ?? {}) as { enrolment?: unknown; job?: unknown }
+        // by a pilot-job or pilot-enrolment entry is not counted as live (nor a credential revoked as a group).
         const claims = {
           jti: e.jti, sub: e.issuedSub, iat: e.time, ctb_role: e.role, ...(typeof gen === 'number' ? { ctb_gen: gen } : {}), ...(e.site !== undefined ? { ctb_site: e.site } : {}),
           ...(typeof enrolment === 'string' ? { [CLAIM_ENROLMENT]: enrolment } : {}), ...(typeof job === 'string' ? { [CLAIM_SLURM_JOB]: job } : {}),

@@ -44,4 +44,22 @@ describe('a pilot revocation\'s dry run', () => {
     // The one pilot token is revoked already (as a token of job 42 at hpc): nothing live left to take.
     expect((await svc.preview({ kind: 'pilot-enrolment', value: E1 })).liveTokens).toBe(0)
   })
+
+  it('counts the enrolment credential itself, whose redemptions the entry stops, and not once it is revoked', async () => {
+    const store = new MemoryStore()
+    // A group whose pilots have not started yet: only its credential is live.
+    await store.record({
+      type: 'token.issued', time: NOW - 60, caller: { iss: ISS, sub: 'provisioner' }, role: 'pilot', tokenKind: 'pilot_enrolment', jti: E1, exp: NOW + 3000,
+      decision: 'allow', site: 'hpc', policyRule: 'r1', detail: { gen: 1, pilotCount: 4 },
+    })
+    const svc = new RevocationService({
+      store, clock: { now: () => NOW }, log: silentLogger, maxTokenLifetime: 3600, refreshSeconds: 60,
+      knownLabels: () => ({ roles: new Set(['pilot']), sites: new Set(['hpc']) }), knownIssuers: () => new Set([ISS]),
+    })
+    await svc.refresh()
+    expect((await svc.preview({ kind: 'pilot-enrolment', value: E1 })).liveTokens).toBe(1)
+    await svc.revoke({ kind: 'pilot-enrolment', value: E1 }, { principal: 'admin' })
+    // Revoked as a pilot group: its redemptions are refused, so revoking it by jti would take nothing more.
+    expect((await svc.preview({ kind: 'jti', value: E1 })).liveTokens).toBe(0)
+  })
 })
