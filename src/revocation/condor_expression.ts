@@ -1,5 +1,5 @@
-import { pilotEnrolmentClause } from './pilot_enrolment.ts'
-import { pilotJobClause } from './pilot_job.ts'
+import { isEnrolmentId, pilotEnrolmentClause } from './pilot_enrolment.ts'
+import { parsePilotJob, pilotJobClause } from './pilot_job.ts'
 import { activeCutoffs, CLAIM_GENERATION, CLAIM_ROLE, CLAIM_SITE, type Revocation } from './revocation.ts'
 
 /**
@@ -21,8 +21,10 @@ export function buildRevocationExpression(revocations: readonly Revocation[], no
   // out and counted, not thrown on: it would otherwise keep every other revocation from the daemons. The
   // broker itself still refuses what it names.
   let unexpressed = 0
-  const add = (values: readonly string[], clause: () => string) => {
-    if (values.every(isClassAdSafe)) clauses.push(clause())
+  // `shaped`: a pilot entry's value is of its kind's shape, whose clause builder throws otherwise; a row edited
+  // by hand (the consistency check names it) made `revoke condor` and GET /v1/revocations/condor fail outright.
+  const add = (values: readonly string[], clause: () => string, shaped = true) => {
+    if (shaped && values.every(isClassAdSafe)) clauses.push(clause())
     else unexpressed++
   }
   for (const [role, gen] of sorted(roles)) add([role], () => `(${CLAIM_ROLE} =?= ${classAdString(role)} && ${CLAIM_GENERATION} < ${gen})`)
@@ -33,8 +35,8 @@ export function buildRevocationExpression(revocations: readonly Revocation[], no
     for (const [sub, t] of sorted(bound)) add([sub, iss], () => `(sub =?= ${classAdString(sub)} && iss =?= ${classAdString(iss)} && iat <= ${t})`)
   }
   for (const jti of [...jtis].sort()) add([jti], () => `jti =?= ${classAdString(jti)}`)
-  for (const job of [...pilotJobs].sort()) add([job], () => pilotJobClause(job, classAdString))
-  for (const e of [...pilotEnrolments].sort()) add([e], () => pilotEnrolmentClause(e, classAdString))
+  for (const job of [...pilotJobs].sort()) add([job], () => pilotJobClause(job, classAdString), parsePilotJob(job) !== undefined)
+  for (const e of [...pilotEnrolments].sort()) add([e], () => pilotEnrolmentClause(e, classAdString), isEnrolmentId(e))
   return { expr: clauses.length === 0 ? 'false' : clauses.join(' || '), clauses: clauses.length, unexpressed }
 }
 

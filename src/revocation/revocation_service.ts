@@ -2,6 +2,7 @@ import type { AuditEvent, AuditStore } from '../audit/audit_log.ts'
 import { InvalidRequest, NotFound } from '../errors.ts'
 import type { Clock } from '../lib/clock.ts'
 import type { Logger } from '../lib/logger.ts'
+import { CLAIM_ENROLMENT, CLAIM_SLURM_JOB } from '../contract/pilot.ts'
 import { isEnrolmentId } from './pilot_enrolment.ts'
 import { parsePilotJob } from './pilot_job.ts'
 import { buildRevocationExpression, isClassAdSafe } from './condor_expression.ts'
@@ -249,20 +250,26 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks, Cal
     let cursor: string | undefined
     // No live token is older than the longest lifetime ever granted, which a lowered maximum does not shorten.
     const from = now - await longestLifetime(this.#deps.store, 'token', this.#deps.maxTokenLifetime)
+    // Issued and renewed: a pilot running for longer than one token lifetime holds a token that only its
+    // `token.renewed` record names (its first token has expired), and was counted as nothing live.
     // Bounded: each page advances the cursor through a finite window.
-    do {
-      const page = await this.#deps.store.query({ ...filter, type: 'token.issued', from, limit: 1000, ...(cursor ? { cursor } : {}) })
+    for (const type of ['token.issued', 'token.renewed'] as const) do {
+      const page = await this.#deps.store.query({ ...filter, type, from, limit: 1000, ...(cursor ? { cursor } : {}) })
       for (const { event: e } of page.records) {
         if (e.exp === undefined || e.exp <= now || e.tokenKind === 'access_token') continue
         if (req.kind === 'client' && e.caller?.client_id !== req.value) continue
         if (req.kind === 'pilot-job' && `${e.site}:${String((e.detail?.pilot as { job?: unknown } | undefined)?.job)}` !== req.value) continue
-        if (req.kind === 'pilot-enrolment' && (e.detail?.pilot as { enrolment?: unknown } | undefined)?.enrolment !== req.value) continue
+        // A pilot group: its pilots' tokens, and its credential, whose redemptions the entry refuses.
+        const { enrolment: pilotEnrolment, job } = (e.detail?.pilot ?? {}) as { enrolment?: unknown; job?: unknown }
+        const enrolment = e.tokenKind === 'pilot_enrolment' ? e.jti : pilotEnrolment
+        if (req.kind === 'pilot-enrolment' && enrolment !== req.value) continue
         if (req.iss !== undefined && e.caller?.iss !== req.iss) continue
         const gen = e.detail?.gen
-        const enrolment = (e.detail?.pilot as { enrolment?: unknown } | undefined)?.enrolment
+        // A pilot token's claims as minted (pilot_exchange.ts): its job and enrolment too, so one already revoked
+        // by a pilot-job or pilot-enrolment entry is not counted as live (nor a credential revoked as a group).
         const claims = {
           jti: e.jti, sub: e.issuedSub, iat: e.time, ctb_role: e.role, ...(typeof gen === 'number' ? { ctb_gen: gen } : {}), ...(e.site !== undefined ? { ctb_site: e.site } : {}),
-          ...(typeof enrolment === 'string' ? { ctb_enrolment: enrolment } : {}),
+          ...(typeof enrolment === 'string' ? { [CLAIM_ENROLMENT]: enrolment } : {}), ...(typeof job === 'string' ? { [CLAIM_SLURM_JOB]: job } : {}),
         }
         if (!this.#snapshot.isRevoked(claims)) liveTokens++
       }
@@ -425,7 +432,7 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks, Cal
     const { revocations } = await this.#readActive(now)
     const built = buildRevocationExpression(revocations, now)
     if (built.unexpressed > 0) {
-      this.#deps.log.warn('active revocations left out of SEC_TOKEN_REVOCATION_EXPR: their values hold characters HTCondor would read as something else; the broker still refuses what they name', { unexpressed: built.unexpressed })
+      this.#deps.log.warn('active revocations left out of SEC_TOKEN_REVOCATION_EXPR: their values hold characters HTCondor would read as something else, or are not of their kind\'s shape (a row edited by hand); the broker still refuses what they name', { unexpressed: built.unexpressed })
     }
     return { ...built, generatedAt: now }
   }

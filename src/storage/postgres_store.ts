@@ -100,6 +100,10 @@ const MIGRATIONS: readonly string[] = [
   PILOT_RENEWALS_TABLE('BIGINT', false),
   // A console session's last activity, for the idle timeout (console/sessions.ts).
   `ALTER TABLE console_sessions ADD COLUMN IF NOT EXISTS ${CONSOLE_SESSIONS_LAST_SEEN[0]} ${CONSOLE_SESSIONS_LAST_SEEN[1]};`,
+  // Nothing to change: the step marks a database that may hold `pilot-enrolment` revocations, which a replica
+  // from before that kind would not enforce (the group's pilots renewing on it) and would take for records the
+  // broker never wrote; at this version it refuses the database as newer than it knows.
+  'SELECT 1',
 ]
 
 // Any constant works; it only has to be the same in every replica.

@@ -122,6 +122,10 @@ const MIGRATIONS: ReadonlyArray<string | ((db: DatabaseSync) => void)> = [
     const have = (db.prepare('PRAGMA table_info(console_sessions)').all() as Array<{ name: string }>).some((c) => c.name === name)
     if (!have) db.exec(`ALTER TABLE console_sessions ADD COLUMN ${name} INTEGER`)
   },
+  // Nothing to change: the step marks a database that may hold `pilot-enrolment` revocations. A broker from
+  // before that kind would not enforce such a row (the group's pilots renewing on it) and would take its record
+  // for one the broker never wrote; at this version it refuses the database as newer than it knows.
+  () => {},
 ]
 
 /**

@@ -409,6 +409,22 @@ export function auditStoreContract(name: string, h: StoreHarness): void {
         expect(await differences(s)).toEqual([`revocation ${site.id} (site "SITE_A"), recorded at seq 10, is missing from the revocations table (deleted)`])
       })
 
+      it('carries a pilot-enrolment revocation and its lift through a prune, and names its row deleted after it', async () => {
+        const s = await fresh()
+        await s.record(issued(1))
+        const E = '0123456789abcdef0123456789abcdef'
+        const group = await s.revoke({ kind: 'pilot-enrolment', value: E, revokedAt: T0, until: T0 + 3600, reason: 'teardown' }, ev)
+        const other = await s.revoke({ kind: 'pilot-enrolment', value: 'fedcba9876543210fedcba9876543210', revokedAt: T0 + 1, until: T0 + 3600 }, ev)
+        await s.lift({ id: other.id, liftedAt: T0 + 2, liftedBy: 'admin' }, { type: 'token.unrevoked', time: T0 + 2, caller: { sub: 'admin' }, detail: { pilotEnrolment: other.value, lift: { id: other.id, liftedAt: T0 + 2, liftedBy: 'admin' } } })
+        for (let i = 10; i <= 12; i++) await s.record(issued(i, { time: T0 + 100 + i }))
+        await s.prune(T0 + 100, T0 + 200)
+        const cp = (await s.query({ limit: 1, type: 'audit.checkpoint' })).records[0]!
+        expect(cp.event.detail!.revocations).toMatchObject([{ id: group.id, kind: 'pilot-enrolment', value: E }, { id: other.id, kind: 'pilot-enrolment', liftedAt: T0 + 2 }])
+        expect(await s.verifyRevocations()).toEqual({ ok: true, revocations: 2 })
+        await h.tamper.deleteRevocation(group.id)
+        expect(await differences(s)).toEqual([`revocation ${group.id} (pilot-enrolment "${E}"), recorded at seq ${cp.seq}, is missing from the revocations table (deleted)`])
+      })
+
       // The records must be authenticated, not just selected by their (unhashed) type column.
       const unverified = async (s: BrokerStore, options?: Parameters<BrokerStore['verifyRevocations']>[0]) => {
         const v = await s.verifyRevocations(options)

@@ -28,7 +28,7 @@ it('adds the console sessions table to an SQLite file of the schema before it, k
     await store.close()
   }
   const check = new DatabaseSync(file)
-  expect(check.prepare('PRAGMA user_version').get()).toEqual({ user_version: 15 })
+  expect(check.prepare('PRAGMA user_version').get()).toEqual({ user_version: 16 })
   check.close()
 })
 

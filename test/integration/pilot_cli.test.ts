@@ -48,7 +48,7 @@ describe('condor-token-broker pilot list', () => {
     expect(rows[0]).toMatchObject({ lastRenewedAt: now - 60, renewals: 1, exp: now + 1740 })
     expect(rows[1]).not.toHaveProperty('lastRenewedAt')
     const table = await cli(env, 'pilot', 'list')
-    expect(table.out.split('\n')[0]).toBe('SITE\tJOB\tNODE\tREDEEMED\tLAST RENEWAL\tEXPIRES\tJOB END')
+    expect(table.out.split('\n')[0]).toBe('SITE\tJOB\tNODE\tENROLMENT\tREDEEMED\tLAST RENEWAL\tEXPIRES\tJOB END')
   })
 
   it('shows a requeued job\'s node as its newest run: that run\'s restart count, redemption and renewals', async () => {
@@ -91,6 +91,10 @@ describe('condor-token-broker pilot list', () => {
     expect(r.code, r.err).toBe(0)
     const rows = r.out.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>)
     expect(rows.map((p) => `${p.enrolment}:${p.site}:${p.job}:${p.node}:${p.exp}`)).toEqual([`e1:hpc-b:42:n1:${now + 1200}`, `e2:hpc-b:42:n1:${now + 1300}`])
+    // The table too names each row's enrolment, what `revoke --pilot-enrolment` takes: else the two rows read alike.
+    const table = (await cli(env, 'pilot', 'list')).out.split('\n')
+    expect(table[0]).toBe('SITE\tJOB\tNODE\tENROLMENT\tREDEEMED\tLAST RENEWAL\tEXPIRES\tJOB END')
+    expect(table.slice(1).map((l) => l.split('\t').slice(0, 4).join(' '))).toEqual(['hpc-b 42 n1 e1', 'hpc-b 42 n1 e2'])
   })
 
   it('refuses an unknown subcommand with one line and status 2', async () => {

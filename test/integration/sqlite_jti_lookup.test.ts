@@ -129,7 +129,7 @@ describe('SQLite lookups by jti', () => {
     await reopened.close()
     const check = new DatabaseSync(file)
     expect(check.prepare("SELECT count(*) AS n FROM sqlite_master WHERE name = 'audit_jti'").get()).toEqual({ n: 0 })
-    expect(check.prepare('PRAGMA user_version').get()).toEqual({ user_version: 15 })
+    expect(check.prepare('PRAGMA user_version').get()).toEqual({ user_version: 16 })
     check.close()
   })
 })

@@ -52,6 +52,17 @@ describe('buildRevocationExpression', () => {
     expect(buildRevocationExpression([rev('jti', 'a0')], NOW).unexpressed).toBe(0)
   })
 
+  it('leaves out, and counts, a stored pilot entry whose value is not of its kind\'s shape, instead of failing the whole expression', () => {
+    // Refused at revoke time; a row edited by hand (reported by the consistency check) must not keep every
+    // other revocation from the daemons: `revoke condor` and GET /v1/revocations/condor failed outright.
+    const { expr, clauses, unexpressed } = buildRevocationExpression([
+      rev('pilot-enrolment', 'NOT-A-JTI'), rev('pilot-enrolment', '0123456789ABCDEF0123456789ABCDEF'), rev('pilot-job', 'no-colon'), rev('jti', 'a0'),
+    ], NOW)
+    expect(expr).toBe('jti =?= "a0"')
+    expect(clauses).toBe(1)
+    expect(unexpressed).toBe(3)
+  })
+
   it('says in the config snippet how many entries it could not express', () => {
     const s = condorConfigSnippet('jti =?= "a0"', 1, NOW, 2)
     expect(s).toMatch(/^# 2 active revocations could not be expressed/m)

@@ -8,7 +8,7 @@ import { CliError, parse, type CommandIo } from '../command.ts'
 export const PILOT_LIST_HELP = `Usage: condor-token-broker pilot list [--site SITE] [--json]
 
   pilot list     live SLURM pilots (an unexpired pilot token) by site, job and node, with their
-                 redemption, last renewal and token expiry, from the audit log
+                 enrolment, redemption, last renewal and token expiry, from the audit log
   --json         one JSON object per line (with the pilot's enrolment: its cluster's pilot group)
 Revoke one cluster's pilot group with: condor-token-broker revoke --pilot-enrolment JTI
 Revoke one job's pilots with: condor-token-broker revoke --pilot-job SITE:JOBID (a job id is unique
@@ -30,9 +30,10 @@ export async function pilotListCommand(rest: string[], io: CommandIo): Promise<n
     const pilots = await listLivePilots(store, now, await longestLifetime(store, 'token', maxTokenLifetime(config)), values.site !== undefined ? { site: values.site } : {})
     if (values.json) { for (const p of pilots) io.out(JSON.stringify(p)); return 0 }
     if (pilots.length === 0) { io.out('no live pilots'); return 0 }
-    io.out(['SITE', 'JOB', 'NODE', 'REDEEMED', 'LAST RENEWAL', 'EXPIRES', 'JOB END'].join('\t'))
+    // The enrolment tells two clusters' pilots apart when their jobs share an id, and is what --pilot-enrolment takes.
+    io.out(['SITE', 'JOB', 'NODE', 'ENROLMENT', 'REDEEMED', 'LAST RENEWAL', 'EXPIRES', 'JOB END'].join('\t'))
     for (const p of pilots) {
-      io.out([p.site, p.job, p.node, iso(p.redeemedAt), p.lastRenewedAt !== undefined ? `${iso(p.lastRenewedAt)} (${p.renewals})` : '-', iso(p.exp), iso(p.jobEnd)].join('\t'))
+      io.out([p.site, p.job, p.node, p.enrolment, iso(p.redeemedAt), p.lastRenewedAt !== undefined ? `${iso(p.lastRenewedAt)} (${p.renewals})` : '-', iso(p.exp), iso(p.jobEnd)].join('\t'))
     }
     return 0
   } finally {

@@ -4,7 +4,8 @@ import { page, type Viewer } from './layout.ts'
 
 /** Live pilots by site and job, with their last renewal (the same list as GET /v1/pilots). */
 export function pilotsPage(o: { viewer: Viewer; pilots: LivePilot[]; now: number }): string {
-  const jobs = new Set(o.pilots.map((p) => `${p.site}:${p.job}`)).size
+  // A SLURM job id is unique within one cluster only: two enrolments' job 42 at one site are two jobs.
+  const jobs = new Set(o.pilots.map((p) => `${p.site}:${p.enrolment}:${p.job}`)).size
   const rows = o.pilots.map((p) => html`<tr><td class="nw">${p.site}</td><td class="nw">${p.job}</td><td class="nw">${p.node}</td><td class="mono">${p.identity}</td><td>${p.role}</td>
 <td class="nw">${utc(p.redeemedAt)}</td><td>${p.lastRenewedAt !== undefined ? html`${utc(p.lastRenewedAt)} <span class="muted">(${duration(o.now - p.lastRenewedAt)} ago)</span>` : html`<span class="muted">never</span>`}</td>
 <td class="num">${p.renewals}</td><td>${duration(p.exp - o.now)}</td><td class="nw">${utc(p.jobEnd)}</td>
