@@ -134,7 +134,7 @@ export class JobTokens {
     let scopes: string[]
     let audience: string[]
     try {
-      scopes = subset(req.scopes, cred.scopes, 'scope', (m) => new InvalidScope(m))
+      scopes = subset(req.scopes, cred.scopes, 'scope', (m) => new InvalidScope(m), isGroupScope)
       audience = subset(req.audience, cred.audience, 'audience', (m) => new InvalidTarget(m))
     } catch (err) {
       throw err instanceof BrokerError ? await this.#refused(err, req, ctx, { ...known, ...(req.scopes ? { scopes: req.scopes } : {}), ...(req.audience ? { audience: req.audience } : {}) }) : err
@@ -345,10 +345,24 @@ function namesUser(identity: string, user: string): boolean {
  * list is a set (RFC 6749 §3.3), and the result is part of the cache key, so "a b" and "b a" must be one
  * entry. Otherwise each order would be a token of its own, and a Vault token's holder could make every
  * read a refresh at IAM, each with its audit record, by permuting the list.
+ *
+ * Except among the values `ordered` picks (group scopes): IAM lists a token's groups in the order they
+ * were asked and a relying party takes the first as the job's, so their order is part of the question.
+ * They keep the asked order, in the slots the registration gives them; every other value keeps its place.
  */
-function subset(asked: string[] | undefined, registered: string[], what: string, error: (m: string) => BrokerError): string[] {
+function subset(asked: string[] | undefined, registered: string[], what: string, error: (m: string) => BrokerError, ordered: (v: string) => boolean = () => false): string[] {
   if (asked === undefined || asked.length === 0) return [...registered]
   const extra = asked.filter((s) => !registered.includes(s))
   if (extra.length > 0) throw error(`${what} not registered for this credential: ${extra.join(' ')}`)
-  return [...new Set(registered.filter((s) => asked.includes(s)))]
+  const inRegistrationOrder = [...new Set(registered.filter((s) => asked.includes(s)))]
+  const inAskedOrder = [...new Set(asked.filter(ordered))]
+  return inRegistrationOrder.map((s) => ordered(s) ? inAskedOrder.shift()! : s)
 }
+
+/** A group scope (WLCG §2.2: `wlcg.groups:/g`), whose order among its kind IAM keeps in the token. */
+function isGroupScope(scope: string): boolean {
+  return scope.startsWith(GROUP_SCOPE_PREFIX)
+}
+
+const GROUP_SCOPE_PREFIX = 'wlcg.groups:'
+
