@@ -90,8 +90,12 @@ const SWEEP_AT = 10_000
  */
 export const VAULT_REUSE_SECONDS = 60
 
-/** A token as cached: which registration it came from (createdAt) and when it was obtained. */
-interface CachedToken { token: JobToken; stamp: number; obtainedAt: number }
+/**
+ * A token as cached: which registration it came from (createdAt), when it was obtained, and the provider
+ * role's revocation generation when it was asked for (an IAM access token carries no `ctb_gen` of ours, and
+ * a role revocation is a reset: a token from before it is not handed on).
+ */
+interface CachedToken { token: JobToken; stamp: number; obtainedAt: number; generation: number }
 
 /**
  * Fresh tokens for jobs: an IAM access token refreshed with the user's stored refresh token, or a
@@ -150,9 +154,12 @@ export class JobTokens {
     // life left is never reused, whatever the minimum: `expires_in: 0` is no token to a credmon.
     const lasts = (c: CachedToken) => c.token.exp - now >= Math.max(min, 1)
       || (ctx.credd === undefined && c.token.exp - now >= 1 && now - c.obtainedAt < VAULT_REUSE_SECONDS)
-    if (cached && lasts(cached) && cached.stamp === cred.createdAt && !this.#revokedSince(cached.token)) return cached.token
+    const generation = this.#deps.issue.generations.generationOf(provider.role)
+    if (cached && lasts(cached) && cached.stamp === cred.createdAt && cached.generation >= generation && !this.#revokedSince(cached.token)) return cached.token
     return this.#inflight.run(key, () => this.#obtain(cred, subject, provider, scopes, audience, ctx).then((t) => {
-      this.#remember(key, { token: t, stamp: cred.createdAt, obtainedAt: this.#deps.clock.now() })
+      // The generation read before the refresh: a reset while it ran over-revokes (the next request
+      // refreshes again), never the reverse.
+      this.#remember(key, { token: t, stamp: cred.createdAt, obtainedAt: this.#deps.clock.now(), generation })
       return t
     }))
   }
