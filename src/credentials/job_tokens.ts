@@ -90,8 +90,12 @@ const SWEEP_AT = 10_000
  */
 export const VAULT_REUSE_SECONDS = 60
 
-/** A token as cached: which registration it came from (createdAt) and when it was obtained. */
-interface CachedToken { token: JobToken; stamp: number; obtainedAt: number }
+/**
+ * A token as cached: which registration it came from (createdAt), when it was obtained, and the provider
+ * role's revocation generation when it was asked for (an IAM access token carries no `ctb_gen` of ours, and
+ * a role revocation is a reset: a token from before it is not handed on).
+ */
+interface CachedToken { token: JobToken; stamp: number; obtainedAt: number; generation: number }
 
 /**
  * Fresh tokens for jobs: an IAM access token refreshed with the user's stored refresh token, or a
@@ -134,7 +138,7 @@ export class JobTokens {
     let scopes: string[]
     let audience: string[]
     try {
-      scopes = subset(req.scopes, cred.scopes, 'scope', (m) => new InvalidScope(m))
+      scopes = subset(req.scopes, cred.scopes, 'scope', (m) => new InvalidScope(m), isGroupScope)
       audience = subset(req.audience, cred.audience, 'audience', (m) => new InvalidTarget(m))
     } catch (err) {
       throw err instanceof BrokerError ? await this.#refused(err, req, ctx, { ...known, ...(req.scopes ? { scopes: req.scopes } : {}), ...(req.audience ? { audience: req.audience } : {}) }) : err
@@ -150,9 +154,12 @@ export class JobTokens {
     // life left is never reused, whatever the minimum: `expires_in: 0` is no token to a credmon.
     const lasts = (c: CachedToken) => c.token.exp - now >= Math.max(min, 1)
       || (ctx.credd === undefined && c.token.exp - now >= 1 && now - c.obtainedAt < VAULT_REUSE_SECONDS)
-    if (cached && lasts(cached) && cached.stamp === cred.createdAt && !this.#revokedSince(cached.token)) return cached.token
+    const generation = this.#deps.issue.generations.generationOf(provider.role)
+    if (cached && lasts(cached) && cached.stamp === cred.createdAt && cached.generation >= generation && !this.#revokedSince(cached.token)) return cached.token
     return this.#inflight.run(key, () => this.#obtain(cred, subject, provider, scopes, audience, ctx).then((t) => {
-      this.#remember(key, { token: t, stamp: cred.createdAt, obtainedAt: this.#deps.clock.now() })
+      // The generation read before the refresh: a reset while it ran over-revokes (the next request
+      // refreshes again), never the reverse.
+      this.#remember(key, { token: t, stamp: cred.createdAt, obtainedAt: this.#deps.clock.now(), generation })
       return t
     }))
   }
@@ -345,10 +352,24 @@ function namesUser(identity: string, user: string): boolean {
  * list is a set (RFC 6749 §3.3), and the result is part of the cache key, so "a b" and "b a" must be one
  * entry. Otherwise each order would be a token of its own, and a Vault token's holder could make every
  * read a refresh at IAM, each with its audit record, by permuting the list.
+ *
+ * Except among the values `ordered` picks (group scopes): IAM lists a token's groups in the order they
+ * were asked and a relying party takes the first as the job's, so their order is part of the question.
+ * They keep the asked order, in the slots the registration gives them; every other value keeps its place.
  */
-function subset(asked: string[] | undefined, registered: string[], what: string, error: (m: string) => BrokerError): string[] {
+function subset(asked: string[] | undefined, registered: string[], what: string, error: (m: string) => BrokerError, ordered: (v: string) => boolean = () => false): string[] {
   if (asked === undefined || asked.length === 0) return [...registered]
   const extra = asked.filter((s) => !registered.includes(s))
   if (extra.length > 0) throw error(`${what} not registered for this credential: ${extra.join(' ')}`)
-  return [...new Set(registered.filter((s) => asked.includes(s)))]
+  const inRegistrationOrder = [...new Set(registered.filter((s) => asked.includes(s)))]
+  const inAskedOrder = [...new Set(asked.filter(ordered))]
+  return inRegistrationOrder.map((s) => ordered(s) ? inAskedOrder.shift()! : s)
 }
+
+/** A group scope (WLCG §2.2: `wlcg.groups:/g`), whose order among its kind IAM keeps in the token. */
+function isGroupScope(scope: string): boolean {
+  return scope.startsWith(GROUP_SCOPE_PREFIX)
+}
+
+const GROUP_SCOPE_PREFIX = 'wlcg.groups:'
+

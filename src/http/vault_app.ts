@@ -55,7 +55,9 @@ export function createVaultApp(deps: {
     const q = TokenQuery.extend({ audiences: TokenQuery.shape.audience }).safeParse(singleValuedQuery(c))
     if (!q.success) throw new InvalidRequest(`${q.error.issues[0]!.path.join('.')}: ${q.error.issues[0]!.message}`)
     const scopes = listParam(q.data.scopes)
-    // The credmon says `audience` for paths under /creds/ and `audiences` elsewhere; take either.
+    // The credmon says `audience` for paths under /creds/ and `audiences` elsewhere; take either, but not
+    // both: one of them would go unread, a narrower answer than the question as with a repeated name.
+    if (q.data.audience !== undefined && q.data.audiences !== undefined) throw new InvalidRequest('give audience or audiences, not both')
     const audience = listParam(q.data.audience ?? q.data.audiences)
     const t = await deps.jobTokens.token({
       user: cred.user, provider: cred.provider,
