@@ -43,6 +43,14 @@ describe('Vault reads follow the grant\'s fetched_by', () => {
     expect((await t.register(token, { provider: 'east-storage' })).status).toBe(201)
   })
 
+  it('refuses a vault-mode registration the policy refuses in any mode for that reason, not for vault_reads', async () => {
+    const res = await t.register(await t.userToken({ preferred_username: 'zoe', 'wlcg.groups': ['/other'] }), { provider: 'cms', mode: 'vault' })
+    expect(res.status).toBe(403)
+    const body = await res.json() as { error: string; error_description: string }
+    expect(body.error).toBe('access_denied')
+    expect(body.error_description).not.toMatch(/vault_reads|broker mode/)
+  })
+
   it('refuses vault-mode registration under a grant with no fetched_by', async () => {
     t.setPolicy(jobIam(''))
     try {
