@@ -142,7 +142,7 @@ export class CredentialService {
     // and decided as those reads will be, under only the grants that allow them (fetched_by.vault_reads).
     if (input.mode === 'vault') {
       const vault = vaultMayRead(policy, provider.role, decided)
-      if (!vault.allow) throw await denyAudited(new AccessDenied(`${vault.reason}; register in broker mode, or ask the operator to allow Vault reads (docs/job-credentials.md)`), { role: provider.role, ruleId: decision.ruleId })
+      if (!vault.allow) throw await denyAudited(new AccessDenied(vault.reason), { role: provider.role, ruleId: decision.ruleId })
       decision = decide(policyForVault(policy, provider.role), asked)
       if (!decision.allow) throw await denyAudited(new AccessDenied(`not under a grant that allows Vault reads: ${decision.reason}`), { role: provider.role, ...(decision.ruleId ? { ruleId: decision.ruleId } : {}) })
     }

@@ -53,8 +53,8 @@ export function vaultMayRead(policy: Policy, role: string, subject: VerifiedSubj
   const grants = (policy.byRole.get(role) ?? []).filter(({ rule }) => callerMatches(rule.match, subject))
   if (grants.some(({ grant }) => grant.fetchedBy?.vaultReads)) return { allow: true }
   const why = grants.length === 0 ? `no policy rule that matches this credential's user grants role ${quote(role)}`
-    : grants.some(({ grant }) => grant.fetchedBy) ? `the policy grant of role ${quote(role)} does not allow Vault reads (fetched_by.vault_reads is not true)`
-    : `the policy grant of role ${quote(role)} lets nobody fetch job tokens (no fetched_by), nor read them over Vault (fetched_by.vault_reads)`
+    : grants.some(({ grant }) => grant.fetchedBy) ? `the grant of role ${quote(role)} does not allow Vault reads (fetched_by.vault_reads); use broker mode or ask the operator`
+    : `the grant of role ${quote(role)} has no fetched_by: neither credds nor Vault reads may fetch its job tokens`
   return { allow: false, reason: why }
 }
 
