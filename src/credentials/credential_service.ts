@@ -13,6 +13,7 @@ import type { Logger } from '../lib/logger.ts'
 import type { Policy } from '../policy/compile.ts'
 import type { RequestLimits } from '../ratelimit/request_limits.ts'
 import { decide } from '../policy/decide.ts'
+import { policyForVault, vaultMayRead } from '../policy/credd_fetch.ts'
 import type { IssuanceBlocks } from '../revocation/revocation_checker.ts'
 import type { CredentialCipher } from './credential_cipher.ts'
 import type { CredentialStore, StoredCredential } from './credential_store.ts'
@@ -132,8 +133,19 @@ export class CredentialService {
 
     // kind scitoken: decided as every later mint will be, on what IAM's rechecks renew.
     const decided = provider.kind === 'iam' ? subject : renewedCaller(subject)
-    const decision = decide(d.policy(), { subject: decided, role: provider.role, tokenKind: provider.kind === 'iam' ? 'access_token' : 'scitoken', audience, ...(scopes ? { scopes } : {}) })
+    const asked = { subject: decided, role: provider.role, tokenKind: provider.kind === 'iam' ? 'access_token' as const : 'scitoken' as const, audience, ...(scopes ? { scopes } : {}) }
+    // One snapshot: a reload between the two decisions must not mix two policies.
+    const policy = d.policy()
+    let decision = decide(policy, asked)
     if (!decision.allow) throw await denyAudited(new AccessDenied(decision.reason), { role: provider.role, ...(decision.ruleId ? { ruleId: decision.ruleId } : {}) })
+    // Vault mode: refused here, with the reason for the storer to print, when no Vault read would be served,
+    // and decided as those reads will be, under only the grants that allow them (fetched_by.vault_reads).
+    if (input.mode === 'vault') {
+      const vault = vaultMayRead(policy, provider.role, decided)
+      if (!vault.allow) throw await denyAudited(new AccessDenied(vault.reason), { role: provider.role, ruleId: decision.ruleId })
+      decision = decide(policyForVault(policy, provider.role), asked)
+      if (!decision.allow) throw await denyAudited(new AccessDenied(`not under a grant that allows Vault reads: ${decision.reason}`), { role: provider.role, ...(decision.ruleId ? { ruleId: decision.ruleId } : {}) })
+    }
     const user = parseUser(decision.identity.slice(0, Math.max(0, decision.identity.lastIndexOf('@'))))
     if (!user) throw await denyAudited(new AccessDenied('the identity the policy grants is not a valid HTCondor user name'), { role: provider.role, ruleId: decision.ruleId })
     const identityBlocked = d.blocks.blockedIdentity(decision.identity)

@@ -8,10 +8,8 @@ import { callerOf, issueToken, type IssueDeps } from '../issuance/issue.ts'
 import type { Clock } from '../lib/clock.ts'
 import { SingleFlight } from '../lib/keyed_promises.ts'
 import type { Logger } from '../lib/logger.ts'
-import { quote } from '../lib/quote.ts'
-import { creddMayFetch, policyForCredd } from '../policy/credd_fetch.ts'
+import { creddMayFetch, policyForCredd, policyForVault, vaultMayRead } from '../policy/credd_fetch.ts'
 import { decide } from '../policy/decide.ts'
-import { roleGrantedTo } from '../policy/role_granted.ts'
 import type { Policy } from '../policy/compile.ts'
 import type { IssuanceBlocks, RevocationChecker } from '../revocation/revocation_checker.ts'
 import type { CreddPrincipal } from './credd_auth.ts'
@@ -130,10 +128,12 @@ export class JobTokens {
     const blocked = this.#deps.blocks.blockedCaller(subject)
     if (blocked) throw await this.#refused(new AccessDenied(blocked), req, ctx, known)
     if (ctx.credd) await this.#creddAllowed(ctx.credd, provider, req, ctx, subject)
-    // The Vault-compatible read has no credd to check, but the user must still be one the policy grants
-    // the provider's role to, as on the credd's route: a policy that stops matching them stops their tokens.
-    else if (!roleGrantedTo(this.#deps.policy(), provider.role, subject)) {
-      throw await this.#refused(new AccessDenied(`no policy rule that matches this credential's user grants role ${quote(provider.role)}`), req, ctx, known)
+    // The Vault-compatible read has no credd to check: the grant must allow Vault reads (fetched_by.vault_reads)
+    // in a rule that matches the user, in the policy in force, so a reload that withdraws it stops the reads
+    // of credentials registered before.
+    else {
+      const verdict = vaultMayRead(this.#deps.policy(), provider.role, subject)
+      if (!verdict.allow) throw await this.#refused(new AccessDenied(verdict.reason), req, ctx, known)
     }
     let scopes: string[]
     let audience: string[]
@@ -184,10 +184,13 @@ export class JobTokens {
     throw await this.#refused(new AccessDenied(verdict.reason), req, ctx, { provider })
   }
 
-  /** The policy in force, as a credd's fetch is decided under it: only the grants whose fetched_by names it. */
+  /**
+   * The policy in force, as this fetch is decided under it: a credd's, only the grants whose fetched_by names
+   * it; a Vault read's, only the grants that allow Vault reads.
+   */
   #policyFor(provider: CredentialProvider, ctx: RequestContext): Policy {
     const policy = this.#deps.policy()
-    return ctx.credd ? policyForCredd(policy, provider.role, { role: ctx.credd.role, ...(ctx.credd.site !== undefined ? { site: ctx.credd.site } : {}) }) : policy
+    return ctx.credd ? policyForCredd(policy, provider.role, { role: ctx.credd.role, ...(ctx.credd.site !== undefined ? { site: ctx.credd.site } : {}) }) : policyForVault(policy, provider.role)
   }
 
   /**

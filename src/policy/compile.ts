@@ -68,7 +68,7 @@ export interface CompiledGrant {
   /** Host certificates from the pool CA, when the grant allows them (docs/pool-ca.md). */
   readonly certificate?: { readonly maxLifetime: number; readonly ipAddresses?: CompiledPatterns }
   /** The credds (`ctb_role`, and `ctb_site` when sites is set) that may fetch job tokens under this grant. */
-  readonly fetchedBy?: { readonly roles: ReadonlySet<string>; readonly sites?: ReadonlySet<string> }
+  readonly fetchedBy?: { readonly roles: ReadonlySet<string>; readonly sites?: ReadonlySet<string>; readonly vaultReads: boolean }
 }
 
 export interface CompiledPilotGrant {
@@ -171,7 +171,7 @@ function compileGrant(g: Grant, ctx: PolicyContext): CompiledGrant {
       },
     } : {}),
     ...(g.fetched_by ? {
-      fetchedBy: { roles: new Set(g.fetched_by.roles), ...(g.fetched_by.sites ? { sites: new Set(g.fetched_by.sites) } : {}) },
+      fetchedBy: { roles: new Set(g.fetched_by.roles), ...(g.fetched_by.sites ? { sites: new Set(g.fetched_by.sites) } : {}), vaultReads: g.fetched_by.vault_reads === true },
     } : {}),
   }
 }

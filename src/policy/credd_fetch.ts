@@ -42,3 +42,27 @@ function fetchableBy(grant: CompiledGrant, credd: CreddClaims): boolean {
   if (!f || !f.roles.has(credd.role)) return false
   return !f.sites || (credd.site !== undefined && f.sites.has(credd.site))
 }
+
+/**
+ * Whether the policy lets the Vault-compatible listener serve `subject`'s job tokens under `role`. A Vault
+ * read is a fetch by an access point's Vault credmon whose identity the broker cannot check beyond the
+ * user's Vault token, so no role or site in `fetched_by` can be held against it: default deny, and only a
+ * grant whose `fetched_by` says `vault_reads: true`, in a rule that matches the user, lets it in.
+ */
+export function vaultMayRead(policy: Policy, role: string, subject: VerifiedSubject): { allow: true } | { allow: false; reason: string } {
+  const grants = (policy.byRole.get(role) ?? []).filter(({ rule }) => callerMatches(rule.match, subject))
+  if (grants.some(({ grant }) => grant.fetchedBy?.vaultReads)) return { allow: true }
+  const why = grants.length === 0 ? `no policy rule that matches this credential's user grants role ${quote(role)}`
+    : grants.some(({ grant }) => grant.fetchedBy) ? `the grant of role ${quote(role)} does not allow Vault reads (fetched_by.vault_reads); use broker mode or ask the operator`
+    : `the grant of role ${quote(role)} has no fetched_by: neither credds nor Vault reads may fetch its job tokens`
+  return { allow: false, reason: why }
+}
+
+/**
+ * The policy a Vault read is decided under: `role` keeps only the grants that allow Vault reads, so another
+ * rule's grant of the role that does not (a site-bound one) never widens what the Vault token is handed.
+ */
+export function policyForVault(policy: Policy, role: string): Policy {
+  const grants = (policy.byRole.get(role) ?? []).filter(({ grant }) => grant.fetchedBy?.vaultReads === true)
+  return { ...policy, byRole: new Map([[role, grants]]) }
+}

@@ -140,6 +140,12 @@ const CertificateGrantSchema = z.strictObject({
 const FetchedBySchema = z.strictObject({
   roles: oneOrMany(Role),
   sites: oneOrMany(SiteName).optional(),
+  /**
+   * Also serve these tokens on the Vault-compatible listener. A Vault read is a fetch by some access
+   * point's Vault credmon that the broker knows only by the user's Vault token, never by role or site, so
+   * it is off unless the grant says so (docs/job-credentials.md).
+   */
+  vault_reads: z.boolean().optional(),
 })
 
 const GrantSchema = z.strictObject({

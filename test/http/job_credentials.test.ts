@@ -421,7 +421,7 @@ describe('GET /v1/credentials/{user}/{provider}/token', () => {
     await registered({ preferred_username: 'xena' })
     expect((await t.jobToken('xena', 'cms', t.creddToken({ role: 'credd-hpc' }))).status).toBe(403)
     try {
-      t.setPolicy((p) => p.replace('fetched_by: { roles: [credd] }', 'fetched_by: { roles: [credd-hpc] }'))
+      t.setPolicy((p) => p.replace('fetched_by: { roles: [credd], vault_reads: true }', 'fetched_by: { roles: [credd-hpc], vault_reads: true }'))
       expect((await t.jobToken('xena', 'cms', t.creddToken({ role: 'credd-hpc' }))).status).toBe(200)
       const old = await t.jobToken('xena', 'cms', t.creddToken())
       expect(old.status).toBe(403)

@@ -1,6 +1,6 @@
 import { X509Certificate } from 'node:crypto'
 import { request } from 'node:https'
-import { readFileSync, writeFileSync } from 'node:fs'
+import { cpSync, readFileSync, writeFileSync } from 'node:fs'
 import { connect } from 'node:tls'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -28,7 +28,15 @@ describe('job credentials against the development IAM', () => {
     - { name: storage, kind: scitoken, role: job-credentials }
   vault: { enabled: true, port: 0 }
 `)
-    e = await startE2e({ CTB_CONFIG: file })
+    // The shipped policies, with the job-credentials grant opted in to Vault reads as docs/job-credentials.md
+    // tells an operator to: shipped, it serves none (a Vault read names no credd role or site to check).
+    const policies = join(dir, 'policies')
+    cpSync('policies', policies, { recursive: true })
+    const users = join(policies, '30-users.yaml')
+    const shipped = readFileSync(users, 'utf8')
+    if (!shipped.includes('fetched_by: { roles: [credd] }')) throw new Error('the shipped job-credentials grant has no fetched_by line to opt in')
+    writeFileSync(users, shipped.replace('fetched_by: { roles: [credd] }', 'fetched_by: { roles: [credd], vault_reads: true }'))
+    e = await startE2e({ CTB_CONFIG: file, CTB_POLICY_DIR: policies })
   })
   afterAll(async () => { await e?.close() })
 

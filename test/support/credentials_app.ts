@@ -48,14 +48,14 @@ rules:
         scopes: [compute.read, compute.create, "storage.read:/store/user", "storage.create:/store/user"]
         audiences: ["${SE}"]
         lifetime: { default: 1h, max: 6h }
-        fetched_by: { roles: [credd] }
+        fetched_by: { roles: [credd], vault_reads: true }
       - role: job-storage
         identity: "{preferred_username}@{uid_domain}"
         token_kinds: [scitoken]
         scopes: ["storage.read:/store/user", "storage.modify:/store/user"]
         audiences: ["${SE}"]
         lifetime: { default: 20m, max: 1h }
-        fetched_by: { roles: [credd] }
+        fetched_by: { roles: [credd], vault_reads: true }
       - role: job-east-storage
         identity: "{preferred_username}@{uid_domain}"
         token_kinds: [scitoken]

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import type { VerifiedSubject } from '../../src/iam/subject.ts'
 import type { PolicyContext } from '../../src/policy/compile.ts'
-import { creddMayFetch } from '../../src/policy/credd_fetch.ts'
+import { creddMayFetch, policyForVault, vaultMayRead } from '../../src/policy/credd_fetch.ts'
 import { compilePolicy } from '../../src/policy/compile.ts'
 import { parsePolicyFile } from '../../src/policy/load.ts'
 
@@ -36,7 +36,7 @@ rules:
         scopes: ["storage.read:/atlas"]
         audiences: ["https://se.example.org"]
         lifetime: { default: 20m, max: 1h }
-        fetched_by: { roles: [credd-atlas] }
+        fetched_by: { roles: [credd-atlas], vault_reads: true }
       - role: job-unfetchable
         identity: "{preferred_username}@{uid_domain}"
         token_kinds: [scitoken]
@@ -71,5 +71,26 @@ describe('creddMayFetch', () => {
     expect(creddMayFetch(p, 'job-credentials', { role: 'credd', site: 'cern' }, user(['/atlas'])).allow).toBe(false)
     expect(creddMayFetch(p, 'job-credentials', { role: 'credd-atlas' }, user(['/atlas'])).allow).toBe(true)
     expect(creddMayFetch(p, 'job-credentials', { role: 'credd-atlas' }, user(['/cms'])).allow).toBe(false)
+  })
+})
+
+// A Vault read names no credd: only a grant whose fetched_by says vault_reads: true, in a rule that matches
+// the user, lets it in (docs/policies.md); a site-bound grant without it and a grant with no fetched_by do not.
+describe('vaultMayRead and policyForVault', () => {
+  const p = policy()
+  it('allows only users of a rule whose grant of the role has fetched_by.vault_reads: true', () => {
+    expect(vaultMayRead(p, 'job-credentials', user(['/atlas'])).allow).toBe(true)
+    expect(vaultMayRead(p, 'job-credentials', user(['/cms', '/atlas'])).allow).toBe(true)
+  })
+  it('refuses a site-bound fetched_by without vault_reads, a grant with no fetched_by, a user no rule matches, an unknown role', () => {
+    expect(vaultMayRead(p, 'job-credentials', user(['/cms']))).toMatchObject({ allow: false, reason: expect.stringMatching(/vault_reads/) })
+    expect(vaultMayRead(p, 'job-unfetchable', user(['/atlas']))).toMatchObject({ allow: false, reason: expect.stringMatching(/no fetched_by/) })
+    expect(vaultMayRead(p, 'job-credentials', user(['/lhcb']))).toMatchObject({ allow: false, reason: expect.stringMatching(/no policy rule that matches/) })
+    expect(vaultMayRead(p, 'no-such-role', user(['/atlas'])).allow).toBe(false)
+  })
+  it('decides a Vault read only under the grants that allow it: the site-bound grant of the same role never widens it', () => {
+    const grants = policyForVault(p, 'job-credentials').byRole.get('job-credentials') ?? []
+    expect(grants.map(({ rule }) => rule.id)).toEqual(['atlas'])
+    expect(policyForVault(p, 'job-unfetchable').byRole.get('job-unfetchable')).toEqual([])
   })
 })

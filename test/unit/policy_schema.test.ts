@@ -420,6 +420,13 @@ describe('fetched_by (which credds may fetch job tokens under a grant)', () => {
     expect(messages('fetched_by: { roles: [credd, credd-hpc], sites: [ap-east] }')).toEqual([])
     expect(messages('fetched_by: { roles: credd }')).toEqual([])
   })
+  it('takes vault_reads as a boolean, and only where fetched_by may be', () => {
+    expect(messages('fetched_by: { roles: [credd], sites: [ap-east], vault_reads: true }')).toEqual([])
+    expect(messages('fetched_by: { roles: [credd], vault_reads: false }')).toEqual([])
+    expect(messages('fetched_by: { roles: [credd], vault_reads: "yes" }').join('\n')).toMatch(/fetched_by\.vault_reads/)
+    expect(messages('vault_reads: true').join('\n')).toMatch(/vault_reads/)
+    expect(messages('fetched_by: { roles: [credd], vault_reads: true }', OK_GRANT)).toContain('rules.0.grants.0.fetched_by: fetched_by is for job credentials: token_kinds must include access_token or scitoken')
+  })
   it('refuses an unknown key, a bad role or site, duplicates, an empty list, and a grant that is no job-credential grant', () => {
     expect(messages('fetched_by: { roles: [credd], hosts: [ap1] }').join('\n')).toMatch(/fetched_by.*hosts|hosts.*fetched_by/)
     expect(messages('fetched_by: { roles: [Credd] }')).toContain('rules.0.grants.0.fetched_by.roles.0: a role is lower-case letters, digits and dashes, starting with a letter')
