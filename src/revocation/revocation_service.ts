@@ -43,7 +43,7 @@ export interface RevocationRequest {
   kind: RevocationKind
   value: string
   reason?: string
-  /** For `jti`: the token's exp, for a token the audit log does not know; an earlier exp than the log's is ignored. */
+  /** For `jti` only (refused with any other kind): the token's exp, for a token the audit log does not know; an earlier exp than the log's is ignored. */
   exp?: number
   /** For `sub` and `client`: the trusted IAM issuer the value belongs to; absent means at every one. */
   iss?: string
@@ -288,6 +288,9 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks, Cal
         : `${req.kind} must be 1 to 256 printable ASCII characters without quotes, backslashes or dollar signs`)
     }
     this.#validateReason(req.reason)
+    // exp is one token's: any other kind's entry lasts until every token issued so far has expired, so an exp
+    // there was dropped unseen, and whoever meant it as a bound got the longest lifetime instead.
+    if (req.exp !== undefined && req.kind !== 'jti') throw new InvalidRequest('exp applies only to jti revocations')
     if (req.iss !== undefined) {
       if (req.kind !== 'sub' && req.kind !== 'client') throw new InvalidRequest('iss applies only to sub and client revocations')
       const trusted = this.#deps.knownIssuers?.() ?? new Set<string>()

@@ -336,6 +336,14 @@ describe('revocations API', () => {
     expect(await store.verifyRevocations()).toEqual({ ok: true, revocations: 1 })
   })
 
+  // exp bounds one token's entry; on any other kind it was dropped, and the entry lasted the longest lifetime.
+  it.each([{ sub: 'alice' }, { role: 'pilot' }, { site: 'hpc-b' }, { client: 'factory' }, { sub: 'alice', dry_run: true }])('refuses exp with %j, naming the field', async (selector) => {
+    const res = await post({ ...selector, exp: TEST_NOW + 60 })
+    expect(res.status).toBe(400)
+    expect(await res.json()).toEqual({ error: 'invalid_request', error_description: 'exp applies only to jti revocations' })
+    expect(await store.listRevocations()).toEqual([])
+  })
+
   // The expression is pushed as a config line, and HTCondor's config reader substitutes "$(NAME)" (an
   // undefined name becomes the empty string) and "$ENV(...)" in every value before it parses the ClassAd:
   // a sub holding one would be pushed as a clause for some other sub, and the revoked token stays valid.

@@ -29,8 +29,9 @@ export const RevocationBody = z.object({
   /** For sub and client: the trusted IAM issuer; absent means that sub or client at every trusted issuer. */
   iss: z.string().optional(),
   reason: z.string().max(500).optional(),
-  /** For jti: the token's exp, when the audit log does not know it. */
-  exp: z.number().int().nonnegative().optional(),
+  /** For jti only: the token's exp, when the audit log does not know it. */
+  exp: z.number().int().nonnegative().optional()
+    .describe('For jti only (400 invalid_request with any other kind): the token\'s exp in epoch seconds, when the audit log does not know it.'),
   /** Count the live tokens the revocation would match; store nothing. */
   dry_run: z.boolean().optional(),
 }).strict()
