@@ -42,6 +42,7 @@ import type { Logger } from './lib/logger.ts'
 import { policyContextFromConfig } from './policy/context.ts'
 import { authorizeAdmin } from './policy/decide.ts'
 import { PolicyHolder } from './policy/policy_holder.ts'
+import { warnWhileNoGrantAllowsVaultReads } from './credentials/vault_reads_warning.ts'
 import { revocationLabels } from './policy/revocation_labels.ts'
 import { preflight } from './preflight.ts'
 import { brokerReadiness } from './readiness.ts'
@@ -297,6 +298,8 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
     // Before the store closes (closers run in reverse): a rotated refresh token still held in memory
     // because its write failed gets one more try.
     if (credentials) closers.push(() => credentials.close())
+    // The same condition under which server.ts opens the Vault-compatible listener.
+    if (credentials && config.credentials.vault.enabled) closers.push(warnWhileNoGrantAllowsVaultReads(policy, log))
 
     const adminAuthenticators: AdminAuthenticator[] = []
     if (config.admin.bootstrap_token_file) {
