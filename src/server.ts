@@ -172,7 +172,7 @@ async function listen(services: BrokerServices, log: Logger): Promise<RunningBro
 async function listenVault(services: BrokerServices, tls: { cert: Buffer; key: Buffer } | undefined, log: Logger): Promise<{ server: Server; url: string; drain: ListenerDrain }> {
   const { config } = services
   const v = config.credentials.vault
-  const app = createVaultApp({ store: services.store, jobTokens: services.credentials!.jobTokens, log, limits: services.limits })
+  const app = createVaultApp({ store: services.store, jobTokens: services.credentials!.jobTokens, log, limits: services.limits, ...(services.metrics ? { metrics: services.metrics } : {}) })
   const drain = new ListenerDrain()
   const listener = drain.wrap(getRequestListener(app.fetch, { hostname: v.host }))
   const options = { ...listenerServerOptions(config.http), ServerResponse: drain.ServerResponse }

@@ -252,6 +252,7 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
     const metrics = config.metrics.enabled
       ? new BrokerMetrics({
         clock, policy: () => policy.current, process: config.metrics.process, keyRotationDays: config.metrics.key_rotation_days,
+        vaultListener: config.credentials.enabled && config.credentials.vault.enabled,
         sources: {
           commits: () => store.commitStats(),
           batches: (listener) => store.observeBatches(listener),

@@ -5,6 +5,7 @@ import type { CredentialStore } from '../credentials/credential_store.ts'
 import type { JobTokens } from '../credentials/job_tokens.ts'
 import { AccessDenied, BrokerError, InvalidRequest, MethodNotAllowed, SlowDown, TemporarilyUnavailable } from '../errors.ts'
 import type { Logger } from '../lib/logger.ts'
+import type { VaultRefusal } from '../metrics/broker_metrics.ts'
 import type { RequestLimits } from '../ratelimit/request_limits.ts'
 import { clientAddress } from './client_address.ts'
 import { logStoreOutage } from './oauth_error_response.ts'
@@ -22,10 +23,15 @@ import { listParam, TokenQuery } from './routes/credentials.ts'
  */
 const VAULT_READ_ROUTE = `${VAULT_CREDS_PREFIX}/:user/:provider`
 
+/** A Vault token nobody holds (or another credential's): told apart from a known one's refusal only in metrics. */
+class UnknownVaultToken extends AccessDenied {}
+
 export function createVaultApp(deps: {
   store: Pick<CredentialStore, 'credentialByVaultToken'>; jobTokens: JobTokens; log: Logger
   /** rate_limits.address: a Vault token not found counts against its address, as a bearer that does not verify does on the main listener. */
   limits?: Pick<RequestLimits, 'blockedAddress' | 'noteRefused'> | undefined
+  /** Counts each refusal (ctb_vault_refusals_total). */
+  metrics?: { vaultRefused(reason: VaultRefusal): void } | undefined
 }): Hono {
   const app = new Hono()
   app.use(requestId())
@@ -43,7 +49,7 @@ export function createVaultApp(deps: {
     if (blocked) throw new SlowDown(blocked.description, blocked.retryAfter)
     const notFound = (description: string) => {
       deps.limits?.noteRefused(address)
-      return new AccessDenied(description)
+      return new UnknownVaultToken(description)
     }
     const token = c.req.header(VAULT_TOKEN_HEADER)
     if (!token || token.length > 512) throw notFound('no Vault token')
@@ -68,8 +74,24 @@ export function createVaultApp(deps: {
     return c.json(body)
   })
   app.notFound((c) => c.json({ errors: [] }, 404))
-  app.onError((err, c) => vaultError(err, c, deps.log))
+  app.onError((err, c) => {
+    const refusal = refusalOf(err)
+    if (refusal) deps.metrics?.vaultRefused(refusal)
+    return vaultError(err, c, deps.log)
+  })
   return app
+}
+
+/** Which refusal `err` is answered as; undefined for what is no refusal (an outage, a fault). */
+function refusalOf(err: unknown): VaultRefusal | undefined {
+  if (err instanceof UnknownVaultToken) return 'unknown_token'
+  if (err instanceof AccessDenied) return 'refused'
+  // The listener's only 429: nothing behind it (JobTokens) answers slow_down.
+  if (err instanceof SlowDown) return 'address_limit'
+  if (err instanceof MethodNotAllowed) return 'method_not_allowed'
+  if (err instanceof BrokerError && err.status === 400) return 'bad_request'
+  if (err instanceof BrokerError && err.status === 401) return 'refused'
+  return undefined
 }
 
 /** Vault's error shape: `{"errors": [...]}`; permission problems say exactly "permission denied". */

@@ -36,7 +36,18 @@ export interface BrokerMetricsOptions {
   /** Days after creation each key is due for rotation; 0 or absent: no schedule. */
   keyRotationDays?: { idtoken?: number; scitoken?: number }
   sources?: MetricsSources
+  /** credentials.vault.enabled: the Vault-compatible listener runs, and its refusals are counted. */
+  vaultListener?: boolean
 }
+
+/**
+ * Why the Vault-compatible listener refused a read: a fixed vocabulary, a metric label. unknown_token: no
+ * Vault token, or one no credential (or another credential) holds; refused: a known token whose read the
+ * broker refused (revoked credential, policy; also a token.denied record); address_limit: rate_limits.address;
+ * bad_request: the query; method_not_allowed: anything but GET on the read path.
+ */
+export const VAULT_REFUSALS = ['unknown_token', 'refused', 'address_limit', 'bad_request', 'method_not_allowed'] as const
+export type VaultRefusal = typeof VAULT_REFUSALS[number]
 
 /** What SIGHUP and the file watches reload: a fixed vocabulary, a metric label. */
 const RELOADED = ['policy', 'keys', 'tls'] as const
@@ -69,6 +80,7 @@ export class BrokerMetrics implements BrokerObserver {
   readonly #auditFailures: Counter
   readonly #reloads: Counter<'what' | 'outcome'>
   readonly #limitFallbacks: Counter
+  readonly #vaultRefusals: Counter<'reason'> | undefined
   /** Epoch seconds of each site's last committed renewal (bounded: sites from the policy, plus "other"). */
   readonly #lastRenewal = new Map<string, number>()
 
@@ -128,6 +140,16 @@ export class BrokerMetrics implements BrokerObserver {
       help: 'Rate-limit counts the PostgreSQL store failed to take (error or rate_limits.postgres.timeout_ms), taken in this replica\'s memory instead.',
       registers,
     })
+    // Not ctb_tokens_denied_total, whose reason is the OAuth code POST /token answered: these answers are
+    // Vault's, and most have no audit record to take a role or site from. Every reason starts at 0.
+    this.#vaultRefusals = options.vaultListener
+      ? new Counter({
+        name: 'ctb_vault_refusals_total',
+        help: 'Reads the Vault-compatible listener refused, by reason (unknown_token, refused, address_limit, bad_request, method_not_allowed).',
+        labelNames: ['reason'], registers,
+      })
+      : undefined
+    for (const reason of VAULT_REFUSALS) this.#vaultRefusals?.inc({ reason }, 0)
 
     if (sources.batches) {
       const size = new Histogram({
@@ -286,6 +308,11 @@ export class BrokerMetrics implements BrokerObserver {
   /** One rate-limit count taken in this replica's memory because the shared store failed or was slow. */
   rateLimitStoreFallback(): void {
     this.#limitFallbacks.inc()
+  }
+
+  /** One read the Vault-compatible listener refused. */
+  vaultRefused(reason: VaultRefusal): void {
+    this.#vaultRefusals?.inc({ reason })
   }
 
   /** The page for GET /metrics: the Prometheus text format and its content type. */
