@@ -1,4 +1,4 @@
-import { closeSync, fchmodSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs'
+import { closeSync, constants, fchmodSync, fstatSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs'
 import { mkdir, open, rename, rm } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
 import { randomBytes } from 'node:crypto'
@@ -7,23 +7,36 @@ import { OperatorError } from '../errors.ts'
 /**
  * Reads a secret file, refusing it when group or other may read or write it. HTCondor silently ignores
  * such key and token files (docs/htcondor-tokens.md §1.1, §1.5); we say so instead of failing later.
+ *
+ * The file is opened once and its mode checked with fstat(2) on that descriptor, which is then read: a
+ * check by path and a read by path could look at two files, if the path was renamed over in between.
+ * Symlinks are followed on purpose (no O_NOFOLLOW): certbot's live/ keys and Kubernetes secret volumes are
+ * symlinks, and the mode checked is that of the file they name, the one read. O_NONBLOCK so a FIFO at the
+ * path is refused by the check below instead of blocking start-up until something writes to it; it changes
+ * nothing for a regular file. `seam.beforeRead` runs between the check and the read (tests).
  */
-export function readSecretFile(path: string): Buffer {
-  let st
+export function readSecretFile(path: string, seam: { beforeRead?: () => void } = {}): Buffer {
+  let fd: number
   try {
-    st = statSync(path)
+    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK)
   } catch (err) {
     throw new OperatorError('ENOENT', `cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`)
   }
-  if (!st.isFile()) throw new OperatorError('ENOTFILE', `${path} is not a regular file`)
-  const mode = st.mode & 0o777
-  if (mode & 0o077) {
-    throw new OperatorError(
-      'EPERMS',
-      `${path} has mode ${mode.toString(8).padStart(4, '0')}; key and token files must not be accessible to group or other (chmod 600 ${path})`,
-    )
+  try {
+    const st = fstatSync(fd)
+    if (!st.isFile()) throw new OperatorError('ENOTFILE', `${path} is not a regular file`)
+    const mode = st.mode & 0o777
+    if (mode & 0o077) {
+      throw new OperatorError(
+        'EPERMS',
+        `${path} has mode ${mode.toString(8).padStart(4, '0')}; key and token files must not be accessible to group or other (chmod 600 ${path})`,
+      )
+    }
+    seam.beforeRead?.()
+    return readFileSync(fd)
+  } finally {
+    closeSync(fd)
   }
-  return readFileSync(path)
 }
 
 /**

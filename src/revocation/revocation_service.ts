@@ -77,6 +77,14 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks, Cal
   #heldGenerations = new Map<string, number>()
   /** Changes already logged, so a table left tampered with is reported once, not at every refresh. */
   readonly #reported = new Set<string>()
+  /**
+   * Reads of the table are numbered as they begin; #appliedRead is the number of the one in force (#held, the
+   * snapshot). Overlapping reads (a periodic refresh, the re-read after a revoke, `revoke condor`) may finish in
+   * any order, and one that began earlier cannot speak for what a later one saw: another replica's lift put back,
+   * or the read time of the list in force moved back. The read that began last wins, not the one that ends last.
+   */
+  #readsBegun = 0
+  #appliedRead = 0
 
   constructor(deps: RevocationServiceDeps) {
     this.#deps = deps
@@ -85,13 +93,16 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks, Cal
 
   /** Loads the snapshot; call once before serving. */
   async refresh(): Promise<void> {
-    const now = this.#deps.clock.now()
-    const { revocations, generations } = await this.#readActive(now)
-    this.#snapshot = new RevocationSnapshot(revocations, generations, now)
+    await this.#readActive(this.#deps.clock.now())
   }
 
-  /** The active entries and generations: the table's, with what it lost behind the broker put back (#held). */
+  /**
+   * The active entries and generations: the table's, with what it lost behind the broker put back (#held).
+   * Put in force (#held and the snapshot, read at `now`) unless a read begun after this one already is: then
+   * what is in force is answered, newer than this read, with this broker's commits since.
+   */
   async #readActive(now: number): Promise<{ revocations: Revocation[]; generations: Map<string, number> }> {
+    const readNumber = ++this.#readsBegun
     const [read, gens] = await Promise.all([this.#deps.store.listRevocations({ activeAt: now }), this.#deps.store.roleGenerations()])
     const byId = new Map(read.map((r) => [r.id, r]))
     const changes: string[] = []
@@ -167,13 +178,20 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks, Cal
     for (const [key, held] of this.#held) if (!looked.has(key) && !listed.has(key) && held.until >= now) kept.push(held)
     for (const [role, held] of this.#heldGenerations) if (held > (generations.get(role) ?? 0)) generations.set(role, held)
     const revocations = [...read, ...kept].sort((a, b) => a.id - b.id)
-    this.#held = new Map(revocations.map((r) => [heldKey(r), r]))
-    this.#heldGenerations = generations
+    // Changes found by a read overtaken by a newer one are still reported: the comparison was with what was held,
+    // and each check above read the table again before calling anything a change.
     const fresh = changes.filter((c) => !this.#reported.has(c))
     if (fresh.length > 0) {
       for (const c of fresh) this.#reported.add(c)
       this.#deps.log.error('the revocations table changed behind the broker; still enforcing what it held (run "audit verify")', { changes: fresh })
     }
+    if (readNumber < this.#appliedRead) {
+      return { revocations: [...this.#held.values()].sort((a, b) => a.id - b.id), generations: new Map(this.#heldGenerations) }
+    }
+    this.#appliedRead = readNumber
+    this.#held = new Map(revocations.map((r) => [heldKey(r), r]))
+    this.#heldGenerations = generations
+    this.#snapshot = new RevocationSnapshot(revocations, generations, now)
     return { revocations, generations }
   }
 
@@ -429,7 +447,10 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks, Cal
     return this.#deps.store.listRevocations(options.all ? {} : { activeAt: this.#deps.clock.now() })
   }
 
-  /** SEC_TOKEN_REVOCATION_EXPR from the store (not the snapshot), pruned of entries that match nothing valid. */
+  /**
+   * SEC_TOKEN_REVOCATION_EXPR from a read of the store (not the snapshot), pruned of entries that match nothing
+   * valid; from the list in force instead when a read begun after this one finished first (#readActive).
+   */
   async condorExpression(): Promise<{ expr: string; clauses: number; unexpressed: number; generatedAt: number }> {
     const now = this.#deps.clock.now()
     const { revocations } = await this.#readActive(now)
