@@ -85,6 +85,12 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks, Cal
    */
   #readsBegun = 0
   #appliedRead = 0
+  /**
+   * Entries this broker lifted, each with the number of the last read begun before its lift. Such a read may still
+   * show the entry active and be applied (the re-read after the lift failed, or has not finished): it cannot speak
+   * for the entry, which the lift let go of in #held, so it is left out. Pruned once a read begun after applies.
+   */
+  readonly #liftedHere = new Map<string, number>()
 
   constructor(deps: RevocationServiceDeps) {
     this.#deps = deps
@@ -177,7 +183,7 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks, Cal
     const listed = new Set([...read, ...kept].map(heldKey))
     for (const [key, held] of this.#held) if (!looked.has(key) && !listed.has(key) && held.until >= now) kept.push(held)
     for (const [role, held] of this.#heldGenerations) if (held > (generations.get(role) ?? 0)) generations.set(role, held)
-    const revocations = [...read, ...kept].sort((a, b) => a.id - b.id)
+    const revocations = [...read, ...kept].filter((r) => (this.#liftedHere.get(heldKey(r)) ?? 0) < readNumber).sort((a, b) => a.id - b.id)
     // Changes found by a read overtaken by a newer one are still reported: the comparison was with what was held,
     // and each check above read the table again before calling anything a change.
     const fresh = changes.filter((c) => !this.#reported.has(c))
@@ -189,6 +195,8 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks, Cal
       return { revocations: [...this.#held.values()].sort((a, b) => a.id - b.id), generations: new Map(this.#heldGenerations) }
     }
     this.#appliedRead = readNumber
+    // Any read applied from here on began after this one: after every lift recorded with a smaller number.
+    for (const [key, before] of this.#liftedHere) if (before < readNumber) this.#liftedHere.delete(key)
     this.#held = new Map(revocations.map((r) => [heldKey(r), r]))
     this.#heldGenerations = generations
     this.#snapshot = new RevocationSnapshot(revocations, generations, now)
@@ -414,6 +422,7 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks, Cal
     // next read (an entry dropped from #held is not compared with the table). Keyed by the whole entry, so
     // another entry holding the same id (a deleted row's id reused) stays held.
     this.#held.delete(heldKey(lifted))
+    this.#liftedHere.set(heldKey(lifted), this.#readsBegun)
     await this.#refreshAfterCommit(`the lift of revocation ${id} (${lifted.kind} ${JSON.stringify(lifted.value)}) committed`)
     return lifted
   }
