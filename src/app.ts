@@ -93,7 +93,8 @@ export function createApp(deps: AppDeps): Hono {
   let methods: MethodTable | undefined
   app.use(methodGuard(() => (methods ??= new MethodTable(app.routes, { getMints: [JOB_TOKEN_ROUTE] })), deps.console && deps.admin ? [{ prefix: '/console', answer: methodNotAllowedPage }] : []))
   app.route('/', healthRoutes(deps.readiness, deps.iamStatus, deps.liveness))
-  app.route('/', discoveryRoutes(brokerMetadata(deps.config.issuer, [deps.keys.scitoken.alg])))
+  // The signing algorithm first, then any other a still-published key verifies with (a rotation across algorithms).
+  app.route('/', discoveryRoutes(() => brokerMetadata(deps.config.issuer, [...new Set([deps.keys.scitoken.alg, ...deps.keys.jwks.map((k) => k.alg)])])))
   app.route('/', jwksRoutes(() => deps.keys.jwks))
   // Every route mounted here is described in src/http/openapi/routes.ts (a test holds the two together).
   const mounted = new Set<Mount>(['core', ...(deps.exchange ? ['exchange' as const] : []), ...(deps.admin ? ['admin' as const] : []), ...(deps.admin?.policy ? ['policy' as const] : []), ...(deps.metrics ? ['metrics' as const] : []),

@@ -151,6 +151,20 @@ export class KeyStore {
   }
 
   /**
+   * Ensures a prepared key of `alg` exists (published, not signing), next to any prepared key of another
+   * algorithm: `keys rotate --alg` to an algorithm without one publishes it first rather than signing
+   * with a kid verifiers have not fetched. `created` says whether it was made now.
+   */
+  prepareJwtKeyFor(alg: AsymmetricAlg, now: number): { entry: KeyringEntry; created: boolean } {
+    const keys = this.readKeyring()
+    const prepared = keys.find((k) => isPreparedEntry(k) && k.alg === alg)
+    if (prepared) return { entry: prepared, created: false }
+    const entry: KeyringEntry = { ...this.generateJwtKey(alg, now), next: true }
+    this.writeKeyring([...keys, entry])
+    return { entry, created: true }
+  }
+
+  /**
    * Makes the prepared next key active (a new one when none of `alg` was prepared), keeps the old public
    * key published until every token it signed has expired (`retainSeconds` ≥ the longest lifetime it
    * could have signed), and prepares the key after it. `publishedSince` says since when the new active

@@ -4,6 +4,7 @@ import type { Clock } from '../lib/clock.ts'
 import type { Logger } from '../lib/logger.ts'
 import type { KeyHolder } from './key_holder.ts'
 import { KeyStore } from './key_store.ts'
+import type { PublicJwk } from './jwk.ts'
 import type { SigningKeys } from './signing_keys.ts'
 
 export type KeyReloadResult =
@@ -43,10 +44,14 @@ export async function reloadSigningKeys(
       // is no new key either: the next start refuses it, and the operator must hear that instead.
       idtokenUnreadable = (err as Error).message
     }
-    const next: SigningKeys = { idtoken: previous.idtoken, scitoken: active, jwks }
+    const held = heldPublications(previous, jwks, clock.now(), config.scitoken.max_lifetime)
+    const next: SigningKeys = { idtoken: previous.idtoken, scitoken: active, jwks: [...jwks, ...held.map((h) => h.jwk)], ...(held.length > 0 ? { held } : {}) }
     deps.selfTest(next)
     holder.swap(next)
-    result = { ok: true, kid: active.kid, previousKid: previous.scitoken.kid, jwks: jwks.map((k) => k.kid), idtokenChanged, ...(idtokenUnreadable ? { idtokenUnreadable } : {}) }
+    result = { ok: true, kid: active.kid, previousKid: previous.scitoken.kid, jwks: next.jwks.map((k) => k.kid), idtokenChanged, ...(idtokenUnreadable ? { idtokenUnreadable } : {}) }
+    for (const h of held) {
+      if (h.jwk.kid === previous.scitoken.kid) log.warn('the keyring no longer publishes the key this broker signed with until now; it stays in /jwks until its last token expires', { kid: h.jwk.kid, until: h.until })
+    }
     log.info('signing keys reloaded', { trigger, kid: active.kid, previous_kid: previous.scitoken.kid, published: result.jwks })
     if (idtokenUnreadable) log.error('the HTCondor (IDTOKEN) key file cannot be read; the key in force keeps signing, but serve will not start until it can', { key: config.idtoken.key, error: idtokenUnreadable })
     if (idtokenChanged) log.warn('the HTCondor (IDTOKEN) key on disk differs from the one in force; it takes effect at the next restart', { key: config.idtoken.key })
@@ -67,4 +72,21 @@ export async function reloadSigningKeys(
   }
   await deps.audit.record(event).catch((err: unknown) => log.error('could not audit a key reload', { err }))
   return result
+}
+
+/**
+ * Keys to keep publishing although the keyring on disk has dropped them. `keys rotate` dates the old key's
+ * publish_until from when it ran, but a broker that takes the rotation up late (SIGHUP days later with
+ * scitoken.watch_keys off or no file events; a replica's keys/jwt/ copied late) signed with that key until
+ * this reload, and its tokens live up to max_lifetime (+60 s skew, as `keys rotate` allows) from now.
+ * Held keys carry over further reloads until then. Memory only: a restart inside that window drops it.
+ */
+function heldPublications(previous: SigningKeys, onDisk: PublicJwk[], now: number, maxLifetime: number): { jwk: PublicJwk; until: number }[] {
+  const published = new Set(onDisk.map((k) => k.kid))
+  const held = (previous.held ?? []).filter((h) => h.until > now && !published.has(h.jwk.kid))
+  const wasSigning = previous.jwks.find((k) => k.kid === previous.scitoken.kid)
+  if (wasSigning && !published.has(wasSigning.kid) && !held.some((h) => h.jwk.kid === wasSigning.kid)) {
+    held.push({ jwk: wasSigning, until: now + maxLifetime + 60 })
+  }
+  return held
 }

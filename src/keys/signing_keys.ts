@@ -10,6 +10,11 @@ export interface SigningKeys {
   scitoken: AsymmetricKey
   /** Active plus retired-but-still-needed public keys. */
   jwks: PublicJwk[]
+  /**
+   * Public keys in `jwks` that the keyring no longer publishes but this broker signed with until a reload
+   * retired them late (reload_keys.ts): each stays until `until`, when the last token it signed expires.
+   */
+  held?: { jwk: PublicJwk; until: number }[]
 }
 
 export interface KeyInitReport {

@@ -8,6 +8,7 @@ import { systemClock } from '../../lib/clock.ts'
 import { CliError, parse, type CommandIo } from '../command.ts'
 import { assertDataDirOwner } from '../data_dir_owner.ts'
 import { OperatorError } from '../../errors.ts'
+import type { AuditEvent } from '../../audit/audit_log.ts'
 
 const HELP = `Usage: condor-token-broker keys <init|list|rotate|import> [options]
 
@@ -17,10 +18,15 @@ const HELP = `Usage: condor-token-broker keys <init|list|rotate|import> [options
                                    overwrites
   keys list                        show HTCondor keys, SciToken keys (kid, status, publish window) and the
                                    audit MAC key's id (the same on every replica and CLI host)
-  keys rotate [--alg ES256|RS256]  sign SciTokens with the next key, which verifiers already know from /jwks,
+  keys rotate [--alg ES256|RS256] [--force]
+                                   sign SciTokens with the next key, which verifiers already know from /jwks,
                                    and publish a new next key; the old public key stays in /jwks until every
                                    token it signed has expired (and at least scitoken.retired_key_min_publish);
-                                   a running serve takes it up by itself (scitoken.watch_keys) or on SIGHUP
+                                   a running serve takes it up by itself (scitoken.watch_keys) or on SIGHUP.
+                                   Without a published key of the algorithm, it publishes one and keeps the
+                                   signing key; a key published less than 10 minutes after the others is
+                                   refused (verifiers still hold key sets without it). --force signs with it
+                                   anyway (an emergency: a compromised key)
   keys import FILE [--name NAME]   import an existing pool key file (e.g. /etc/condor/passwords.d/POOL) as is
 
 Common options: --config FILE (or CTB_CONFIG)`
@@ -33,6 +39,7 @@ export async function keysCommand(argv: string[], io: CommandIo): Promise<number
     'condor-key': { type: 'string' },
     alg: { type: 'string' },
     name: { type: 'string' },
+    force: { type: 'boolean' },
   }, sub === 'import')
   if (values.help) { io.out(HELP); return 0 }
   const config = loadConfig({ ...(values.config ? { file: values.config } : {}), env: io.env })
@@ -93,6 +100,14 @@ export async function keysCommand(argv: string[], io: CommandIo): Promise<number
       // Open the audit store first: a broker whose audit log is unreachable must not change keys unrecorded.
       const audit = await openBrokerStore(config, { sqliteWriter: 'inline' })
       try {
+        if (values.force !== true) {
+          const refusal = unpublishedRotation(store, alg, now)
+          if (refusal === 'none prepared') {
+            await publishFirst(store, alg, now, audit, io, config.scitoken.watch_keys, values.alg ? `keys rotate --alg ${alg}` : 'keys rotate')
+            return 0
+          }
+          if (refusal) throw new CliError(refusal, 1)
+        }
         const r = store.rotateJwtKey(alg, now, retain)
         io.out(`SciToken key: new active kid=${r.active.kid} alg=${r.active.alg}`)
         if (r.retired) io.out(`  retired kid=${r.retired.kid}, kept in /jwks until ${new Date(r.retired.publish_until! * 1000).toISOString()}`)
@@ -131,4 +146,40 @@ export async function keysCommand(argv: string[], io: CommandIo): Promise<number
     default:
       throw new CliError(`unknown keys command "${sub}" (see keys --help)`, 2)
   }
+}
+
+const iso = (t: number): string => new Date(t * 1000).toISOString()
+
+/**
+ * Why `keys rotate` must not sign with the prepared key of `alg` yet: there is none (`'none prepared'`),
+ * or it joined a key set that verifiers had already fetched less than JWKS_REFRESH_SECONDS ago, and
+ * scitokens-cpp refuses a kid missing from its cached set ("Key ID is not published by the issuer")
+ * until its refresh. A key prepared together with the first signing key (`keys init`, a new `serve`)
+ * was in every key set ever served, so it may sign at once.
+ */
+function unpublishedRotation(store: KeyStore, alg: string, now: number): string | 'none prepared' | undefined {
+  const ring = store.readKeyring()
+  const prepared = ring.find((k) => isPreparedEntry(k) && k.alg === alg)
+  if (!prepared) return 'none prepared'
+  const joinedLater = ring.some((k) => k !== prepared && (k.publish_until === undefined || k.publish_until > now) && k.created < prepared.created)
+  if (!joinedLater || now - prepared.created >= JWKS_REFRESH_SECONDS) return undefined
+  return `kid ${prepared.kid} is in /jwks only since ${iso(prepared.created)}: verifiers that fetched /jwks before then would refuse its tokens until they refetch (scitokens-cpp every ${JWKS_REFRESH_SECONDS} s); run "keys rotate" again after ${iso(prepared.created + JWKS_REFRESH_SECONDS)}, or with --force to sign with it now (a compromised key)`
+}
+
+/** Publishes a key of `alg` to sign with from a later rotation, keeping the signing key; audited like a rotation. */
+async function publishFirst(store: KeyStore, alg: 'ES256' | 'RS256', now: number, audit: { record(e: AuditEvent): Promise<unknown> }, io: CommandIo, watch: boolean, again: string): Promise<void> {
+  const signing = store.readKeyring().find((k) => k.retired === undefined && k.next !== true)
+  const { entry } = store.prepareJwtKeyFor(alg, now)
+  io.out(`SciToken key: no ${alg} key was published to sign with; published kid=${entry.kid} alg=${alg} now${signing ? `, kid=${signing.kid} keeps signing` : ''}`)
+  io.out(`  run "${again}" again after ${iso(now + JWKS_REFRESH_SECONDS)}, when verifiers have refetched /jwks (scitokens-cpp every ${JWKS_REFRESH_SECONDS} s), or with --force to sign with it now`)
+  try {
+    await audit.record({
+      type: 'key.rotated', time: now, caller: { sub: `cli:${userInfo().username}` }, decision: 'allow',
+      reason: 'keys rotate: published a key to sign with from the next rotation; signing key unchanged',
+      detail: { alg, next_kid: entry.kid, ...(signing ? { kid: signing.kid } : {}) },
+    })
+  } catch (err) {
+    throw new CliError(`the key was published but this could not be audited: ${(err as Error).message}`)
+  }
+  io.out(watch ? '  recorded in the audit log; a running serve on this data directory publishes it within a second' : '  recorded in the audit log; send SIGHUP to a running serve (scitoken.watch_keys is off) to publish it')
 }
