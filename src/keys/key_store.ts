@@ -30,6 +30,20 @@ export interface KeyringEntry {
  */
 export const JWKS_REFRESH_SECONDS = 600
 
+/**
+ * The `max-age` /jwks is served with. scitokens-cpp ignores Cache-Control (its own 600 s refresh holds),
+ * but a shared HTTP cache in front of the broker (reverse proxy, CDN) may serve a copy this old, and a
+ * verifier refreshing from it sees a new kid that much later. Kept short, as it adds to every rotation wait.
+ */
+export const JWKS_MAX_AGE_SECONDS = 60
+
+/**
+ * How long a newly published kid takes to reach every verifier at the latest: a shared cache's copy made
+ * just before it was published stays fresh for JWKS_MAX_AGE_SECONDS, and a verifier that refreshed from it
+ * then keeps that set for JWKS_REFRESH_SECONDS. `keys rotate` signs with no kid published for less.
+ */
+export const NEW_KID_VISIBLE_SECONDS = JWKS_REFRESH_SECONDS + JWKS_MAX_AGE_SECONDS
+
 /** The keyring entry that signs: not retired and not merely prepared. */
 export function isSigningEntry(k: KeyringEntry): boolean {
   return k.retired === undefined && k.next !== true

@@ -3,7 +3,7 @@ import { userInfo } from 'node:os'
 import { loadConfig } from '../../config.ts'
 import { auditLogMacsBeganAt, lostAuditMacKey, openBrokerStore } from '../../storage/open_store.ts'
 import { auditMacKeyFile, ensureAuditMacKeyFile, readAuditMacKey } from '../../keys/audit_mac_key.ts'
-import { isPreparedEntry, JWKS_REFRESH_SECONDS, KeyStore } from '../../keys/key_store.ts'
+import { isPreparedEntry, JWKS_MAX_AGE_SECONDS, JWKS_REFRESH_SECONDS, KeyStore, NEW_KID_VISIBLE_SECONDS } from '../../keys/key_store.ts'
 import { systemClock } from '../../lib/clock.ts'
 import { CliError, parse, type CommandIo } from '../command.ts'
 import { assertDataDirOwner } from '../data_dir_owner.ts'
@@ -24,8 +24,8 @@ const HELP = `Usage: condor-token-broker keys <init|list|rotate|import> [options
                                    token it signed has expired (and at least scitoken.retired_key_min_publish);
                                    a running serve takes it up by itself (scitoken.watch_keys) or on SIGHUP.
                                    Without a published key of the algorithm, it publishes one and keeps the
-                                   signing key; a key published less than 10 minutes after the others is
-                                   refused (verifiers still hold key sets without it). --force signs with it
+                                   signing key; a key published less than 11 minutes after the others is
+                                   refused (verifiers and HTTP caches still hold key sets without it). --force signs with it
                                    anyway (an emergency: a compromised key)
   keys import FILE [--name NAME]   import an existing pool key file (e.g. /etc/condor/passwords.d/POOL) as is
 
@@ -114,9 +114,9 @@ export async function keysCommand(argv: string[], io: CommandIo): Promise<number
         io.out(`  next kid=${r.next.kid}: published in /jwks now, signs from the next rotation`)
         // Verifiers holding a key set fetched before the new kid was published refuse its tokens until they refetch.
         if (r.publishedSince === undefined) {
-          io.err(`warning: kid ${r.active.kid} was not in /jwks before: verifiers that fetched /jwks in the last ${JWKS_REFRESH_SECONDS / 60} minutes refuse its tokens until they refetch (scitokens-cpp does every ${JWKS_REFRESH_SECONDS} s); the next rotation signs with a key published now`)
-        } else if (now - r.publishedSince < JWKS_REFRESH_SECONDS) {
-          io.err(`warning: kid ${r.active.kid} was in /jwks only since ${new Date(r.publishedSince * 1000).toISOString()}: verifiers that fetched /jwks before then refuse its tokens until they refetch (scitokens-cpp does every ${JWKS_REFRESH_SECONDS} s)`)
+          io.err(`warning: kid ${r.active.kid} was not in /jwks before: verifiers that fetched /jwks in the last ${NEW_KID_VISIBLE_SECONDS / 60} minutes refuse its tokens until they refetch (${REFETCH})`)
+        } else if (now - r.publishedSince < NEW_KID_VISIBLE_SECONDS) {
+          io.err(`warning: kid ${r.active.kid} was in /jwks only since ${new Date(r.publishedSince * 1000).toISOString()}: verifiers that fetched /jwks before then refuse its tokens until they refetch (${REFETCH})`)
         }
         try {
           await audit.record({
@@ -150,11 +150,14 @@ export async function keysCommand(argv: string[], io: CommandIo): Promise<number
 
 const iso = (t: number): string => new Date(t * 1000).toISOString()
 
+/** Why a new kid takes NEW_KID_VISIBLE_SECONDS to reach verifiers, for the messages below. */
+const REFETCH = `scitokens-cpp refetches every ${JWKS_REFRESH_SECONDS} s, possibly from an HTTP cache's copy up to ${JWKS_MAX_AGE_SECONDS} s old`
+
 /**
  * Why `keys rotate` must not sign with the prepared key of `alg` yet: there is none (`'none prepared'`),
- * or it joined a key set that verifiers had already fetched less than JWKS_REFRESH_SECONDS ago, and
+ * or it joined a key set that verifiers had already fetched less than NEW_KID_VISIBLE_SECONDS ago, and
  * scitokens-cpp refuses a kid missing from its cached set ("Key ID is not published by the issuer")
- * until its refresh. A key prepared together with the first signing key (`keys init`, a new `serve`)
+ * until its refresh, which may itself be served by an HTTP cache's older copy. A key prepared together with the first signing key (`keys init`, a new `serve`)
  * was in every key set ever served, so it may sign at once.
  */
 function unpublishedRotation(store: KeyStore, alg: string, now: number): string | 'none prepared' | undefined {
@@ -162,8 +165,8 @@ function unpublishedRotation(store: KeyStore, alg: string, now: number): string 
   const prepared = ring.find((k) => isPreparedEntry(k) && k.alg === alg)
   if (!prepared) return 'none prepared'
   const joinedLater = ring.some((k) => k !== prepared && (k.publish_until === undefined || k.publish_until > now) && k.created < prepared.created)
-  if (!joinedLater || now - prepared.created >= JWKS_REFRESH_SECONDS) return undefined
-  return `kid ${prepared.kid} is in /jwks only since ${iso(prepared.created)}: verifiers that fetched /jwks before then would refuse its tokens until they refetch (scitokens-cpp every ${JWKS_REFRESH_SECONDS} s); run "keys rotate" again after ${iso(prepared.created + JWKS_REFRESH_SECONDS)}, or with --force to sign with it now (a compromised key)`
+  if (!joinedLater || now - prepared.created >= NEW_KID_VISIBLE_SECONDS) return undefined
+  return `kid ${prepared.kid} is in /jwks only since ${iso(prepared.created)}: verifiers that fetched /jwks before then would refuse its tokens until they refetch (${REFETCH}); run "keys rotate" again after ${iso(prepared.created + NEW_KID_VISIBLE_SECONDS)}, or with --force to sign with it now (a compromised key)`
 }
 
 /** Publishes a key of `alg` to sign with from a later rotation, keeping the signing key; audited like a rotation. */
@@ -171,7 +174,7 @@ async function publishFirst(store: KeyStore, alg: 'ES256' | 'RS256', now: number
   const signing = store.readKeyring().find((k) => k.retired === undefined && k.next !== true)
   const { entry } = store.prepareJwtKeyFor(alg, now)
   io.out(`SciToken key: no ${alg} key was published to sign with; published kid=${entry.kid} alg=${alg} now${signing ? `, kid=${signing.kid} keeps signing` : ''}`)
-  io.out(`  run "${again}" again after ${iso(now + JWKS_REFRESH_SECONDS)}, when verifiers have refetched /jwks (scitokens-cpp every ${JWKS_REFRESH_SECONDS} s), or with --force to sign with it now`)
+  io.out(`  run "${again}" again after ${iso(now + NEW_KID_VISIBLE_SECONDS)}, when verifiers have refetched /jwks (${REFETCH}), or with --force to sign with it now`)
   try {
     await audit.record({
       type: 'key.rotated', time: now, caller: { sub: `cli:${userInfo().username}` }, decision: 'allow',
