@@ -215,24 +215,41 @@ export class KeyStore {
     let active: AsymmetricKey | undefined
     for (const e of keys) {
       if (e.publish_until !== undefined && e.publish_until <= now) continue
-      const pem = readSecretFile(join(this.jwtDir, `${e.kid}.pem`))
-      let privateKey
-      try {
-        privateKey = createPrivateKey(pem)
-      } catch (err) {
-        // OpenSSL's own message ("DECODER routines::unsupported") names no file: say which one, so the
-        // operator whose reload was refused knows which of the keyring's keys to restore.
-        throw new OperatorError('EKEYRING', `key ${e.kid}.pem is not a PEM private key (${(err as Error).message})`)
-      }
-      const publicKey = createPublicKey(privateKey)
-      const alg = algForKey(privateKey)
-      if (jwkThumbprint(publicKey) !== e.kid || alg !== e.alg) {
-        throw new OperatorError('EKEYRING', `key ${e.kid}.pem does not match its keyring entry`)
-      }
+      const { privateKey, publicKey, alg } = this.readJwtKey(e.kid)
+      if (alg !== e.alg) throw new OperatorError('EKEYRING', `key ${e.kid}.pem does not match its keyring entry`)
       jwks.push(publicJwk(publicKey, alg, e.kid))
       if (e === activeEntry) active = { kid: e.kid, alg, privateKey, publicKey, created: e.created }
     }
     return { active: active!, jwks }
+  }
+
+  /**
+   * The public key of `<kid>.pem`, whether or not the keyring still lists it: a key this broker held in
+   * /jwks past its publish_until (held_publications.ts) is published from its own private key file, so
+   * only a key the broker made can be published that way.
+   */
+  publicJwkOf(kid: string): PublicJwk {
+    const { publicKey, alg } = this.readJwtKey(kid)
+    return publicJwk(publicKey, alg, kid)
+  }
+
+  /** `<kid>.pem`, checked to be a key we publish whose RFC 7638 thumbprint is `kid`. */
+  private readJwtKey(kid: string): { privateKey: ReturnType<typeof createPrivateKey>; publicKey: ReturnType<typeof createPublicKey>; alg: AsymmetricAlg } {
+    // A kid is a base64url thumbprint: anything else could name a file outside the key directory.
+    if (!/^[A-Za-z0-9_-]+$/.test(kid)) throw new OperatorError('EKEYRING', `"${kid}" is not a key id`)
+    const pem = readSecretFile(join(this.jwtDir, `${kid}.pem`))
+    let privateKey
+    try {
+      privateKey = createPrivateKey(pem)
+    } catch (err) {
+      // OpenSSL's own message ("DECODER routines::unsupported") names no file: say which one, so the
+      // operator whose reload was refused knows which of the keyring's keys to restore.
+      throw new OperatorError('EKEYRING', `key ${kid}.pem is not a PEM private key (${(err as Error).message})`)
+    }
+    const publicKey = createPublicKey(privateKey)
+    const alg = algForKey(privateKey)
+    if (jwkThumbprint(publicKey) !== kid) throw new OperatorError('EKEYRING', `key ${kid}.pem does not match its keyring entry`)
+    return { privateKey, publicKey, alg }
   }
 }
 

@@ -3,6 +3,7 @@ import type { Config } from '../config.ts'
 import type { Clock } from '../lib/clock.ts'
 import type { Logger } from '../lib/logger.ts'
 import type { KeyHolder } from './key_holder.ts'
+import { sameHolds, writeHeldPublications, type HeldPublication } from './held_publications.ts'
 import { KeyStore } from './key_store.ts'
 import type { PublicJwk } from './jwk.ts'
 import type { SigningKeys } from './signing_keys.ts'
@@ -48,6 +49,15 @@ export async function reloadSigningKeys(
     const next: SigningKeys = { idtoken: previous.idtoken, scitoken: active, jwks: [...jwks, ...held.map((h) => h.jwk)], ...(held.length > 0 ? { held } : {}) }
     deps.selfTest(next)
     holder.swap(next)
+    if (!sameHolds(previous.held ?? [], held)) {
+      // Recorded so a restart before `until` publishes them again. The swap stands if it cannot be: the
+      // holds still apply in memory, as before there was a file, and the operator hears why.
+      try {
+        writeHeldPublications(store.dir, held)
+      } catch (err) {
+        log.error('could not record the keys held in /jwks; a restart before they expire drops them', { file: 'held_publications.json', error: (err as Error).message, held: held.map((h) => ({ kid: h.jwk.kid, until: h.until })) })
+      }
+    }
     result = { ok: true, kid: active.kid, previousKid: previous.scitoken.kid, jwks: next.jwks.map((k) => k.kid), idtokenChanged, ...(idtokenUnreadable ? { idtokenUnreadable } : {}) }
     for (const h of held) {
       if (h.jwk.kid === previous.scitoken.kid) log.warn('the keyring no longer publishes the key this broker signed with until now; it stays in /jwks until its last token expires', { kid: h.jwk.kid, until: h.until })
@@ -79,9 +89,9 @@ export async function reloadSigningKeys(
  * publish_until from when it ran, but a broker that takes the rotation up late (SIGHUP days later with
  * scitoken.watch_keys off or no file events; a replica's keys/jwt/ copied late) signed with that key until
  * this reload, and its tokens live up to max_lifetime (+60 s skew, as `keys rotate` allows) from now.
- * Held keys carry over further reloads until then. Memory only: a restart inside that window drops it.
+ * Held keys carry over further reloads until then, and over restarts through keys/held_publications.json.
  */
-function heldPublications(previous: SigningKeys, onDisk: PublicJwk[], now: number, maxLifetime: number): { jwk: PublicJwk; until: number }[] {
+function heldPublications(previous: SigningKeys, onDisk: PublicJwk[], now: number, maxLifetime: number): HeldPublication[] {
   const published = new Set(onDisk.map((k) => k.kid))
   const held = (previous.held ?? []).filter((h) => h.until > now && !published.has(h.jwk.kid))
   const wasSigning = previous.jwks.find((k) => k.kid === previous.scitoken.kid)

@@ -2,6 +2,8 @@ import type { Config } from '../config.ts'
 import type { IdTokenKey } from '../issuance/idtoken.ts'
 import type { AsymmetricKey } from '../issuance/scitoken.ts'
 import type { PublicJwk } from './jwk.ts'
+import type { HeldPublication } from './held_publications.ts'
+import { readHeldPublications } from './held_publications.ts'
 import { isPreparedEntry, KeyStore } from './key_store.ts'
 
 /** The keys the service signs with, prepared once at start-up. */
@@ -12,9 +14,10 @@ export interface SigningKeys {
   jwks: PublicJwk[]
   /**
    * Public keys in `jwks` that the keyring no longer publishes but this broker signed with until a reload
-   * retired them late (reload_keys.ts): each stays until `until`, when the last token it signed expires.
+   * retired them late (reload_keys.ts): each stays until `until`, when the last token it signed expires,
+   * restarts included (held_publications.ts).
    */
-  held?: { jwk: PublicJwk; until: number }[]
+  held?: HeldPublication[]
 }
 
 export interface KeyInitReport {
@@ -54,5 +57,8 @@ export function ensureAndLoadKeys(
     report.nextJwtKeyError = (err as Error).message
   }
   const { active, jwks } = store.loadAsymmetricKeys(now)
-  return { keys: { idtoken: store.loadIdTokenKey(config.idtoken.key), scitoken: active, jwks }, report, store }
+  // Keys a reload held past their publish_until stay published across a restart until their last token expires.
+  const held = readHeldPublications(store, now, jwks)
+  const keys: SigningKeys = { idtoken: store.loadIdTokenKey(config.idtoken.key), scitoken: active, jwks: [...jwks, ...held.map((h) => h.jwk)], ...(held.length > 0 ? { held } : {}) }
+  return { keys, report, store }
 }

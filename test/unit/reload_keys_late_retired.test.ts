@@ -1,3 +1,4 @@
+import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { loadConfig } from '../../src/config.ts'
@@ -40,5 +41,51 @@ describe('a key reload that retires the key the broker was signing with', () => 
     // Once the last token it signed has expired (max_lifetime + 60 s of skew after the reload), it goes.
     await reloadSigningKeys(holder, 'sighup', deps(late + lifetime + 61))
     expect(holder.current.jwks.map((k) => k.kid)).not.toContain(oldKid)
+  })
+
+  // The tokens that broker signed until the late reload live on whatever happens to the broker: a restart
+  // (a crash, an upgrade, a host reboot) inside that window must publish the held key again, or verifiers
+  // refuse them at their next key-set refresh (scitokens-cpp replaces its whole cached set every 600 s).
+  it('still publishes the held key after a restart, until the last token it signed expires', async () => {
+    const config = loadConfig({ env: { CTB_DATA_DIR: join(tempDir(), 'data'), CTB_TRUST_DOMAIN: 'pool.example.org' } })
+    const lifetime = config.scitoken.max_lifetime
+    const loaded = ensureAndLoadKeys(config, T0)
+    const holder = new KeyHolder(loaded.keys)
+    const oldKid = loaded.keys.scitoken.kid
+    loaded.store.rotateJwtKey(config.scitoken.alg, T0, 4 * DAY)
+    const late = T0 + 5 * DAY
+    const r = await reloadSigningKeys(holder, 'sighup', { config, selfTest: () => {}, audit: { record: async () => undefined }, clock: fixedClock(late), log: silentLogger })
+    expect(r.ok).toBe(true)
+
+    const restarted = ensureAndLoadKeys(config, late + 3600)
+    expect(restarted.keys.scitoken.kid).not.toBe(oldKid)
+    expect(restarted.keys.jwks.map((k) => k.kid)).toContain(oldKid)
+    // A reload after that restart goes on holding it (it is no longer the key that broker signs with).
+    const holder2 = new KeyHolder(restarted.keys)
+    await reloadSigningKeys(holder2, 'sighup', { config, selfTest: () => {}, audit: { record: async () => undefined }, clock: fixedClock(late + lifetime - 120), log: silentLogger })
+    expect(holder2.current.jwks.map((k) => k.kid)).toContain(oldKid)
+
+    // max_lifetime + 60 s after the late reload its last token has expired: a restart then drops it.
+    expect(ensureAndLoadKeys(config, late + lifetime + 61).keys.jwks.map((k) => k.kid)).not.toContain(oldKid)
+  })
+
+  // The record may only bring back a key this broker made: each kid must have its own private key file,
+  // and a record that cannot be honoured stops the start with one line rather than dropping the key.
+  it('refuses to start on a hold record it cannot honour, naming the file', () => {
+    const config = loadConfig({ env: { CTB_DATA_DIR: join(tempDir(), 'data'), CTB_TRUST_DOMAIN: 'pool.example.org' } })
+    const loaded = ensureAndLoadKeys(config, T0)
+    const file = join(loaded.store.dir, 'held_publications.json')
+    for (const [body, why] of [
+      ['{"held": [', /held_publications\.json is not valid JSON/],
+      ['{"held": [{"kid": "abc"}]}', /held_publications\.json must hold/],
+      ['{"held": [{"kid": "../jwt/keyring", "until": 1900000000}]}', /is not a key id/],
+      ['{"held": [{"kid": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "until": 1900000000}]}', /held key AAAA\S* cannot be published until 2030-03-17T17:46:40\.000Z/],
+    ] as const) {
+      writeFileSync(file, body, { mode: 0o600 })
+      expect(() => ensureAndLoadKeys(config, T0 + 60), body).toThrow(why)
+    }
+    // An expired hold is no reason to refuse: its tokens are gone.
+    writeFileSync(file, '{"held": [{"kid": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "until": 1800000001}]}', { mode: 0o600 })
+    expect(ensureAndLoadKeys(config, T0 + 60).keys.jwks).toHaveLength(2)
   })
 })
