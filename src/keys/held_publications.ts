@@ -9,50 +9,61 @@ import type { KeyStore } from './key_store.ts'
 export interface HeldPublication { jwk: PublicJwk; until: number }
 
 /**
- * `<data_dir>/keys/held_publications.json`: the keys a reload held (reload_keys.ts) with when each may go,
- * so that a restart before then publishes them again. It lies beside jwt/, not in it: it is this broker's
- * own record, which `keys rotate` never writes, a copy of jwt/ from another host never carries, and the
- * keyring watcher never reacts to. It names kids only; each public key comes from its `<kid>.pem`.
+ * `<data_dir>/keys/held_publications.json`: the keys this broker holds in /jwks past their keyring
+ * publish_until (reload_keys.ts) with when each may go, and the kid it signs with, so that a restart
+ * before then publishes them again and a restart that takes a rotation up late holds the key it signed
+ * with until then. It lies beside jwt/, not in it: it is this broker's own record, which `keys rotate`
+ * never writes, a copy of jwt/ from another host never carries, and the keyring watcher never reacts to.
+ * It names kids only; each public key comes from its `<kid>.pem`.
  */
 export function heldPublicationsFile(keyDir: string): string {
   return join(keyDir, 'held_publications.json')
 }
 
-/**
- * The held keys still needed at `now` and not in `published` (the keyring publishes them again). A file
- * that cannot be read, or names a key whose file is gone, is refused like a bad keyring: starting without
- * the key would strand the tokens it signed without a word.
- */
-export function readHeldPublications(store: KeyStore, now: number, published: readonly PublicJwk[]): HeldPublication[] {
-  const file = heldPublicationsFile(store.dir)
-  if (!existsSync(file)) return []
-  let entries: unknown
+/** What held_publications.json says: the kid this broker signed with last, and the holds by kid. */
+export interface HeldRecord { signing?: string; held: { kid: string; until: number }[] }
+
+/** The record as written (none yet: no holds); one that cannot be read is refused like a bad keyring. */
+export function readHeldRecord(keyDir: string): HeldRecord {
+  const file = heldPublicationsFile(keyDir)
+  if (!existsSync(file)) return { held: [] }
+  let parsed: { signing?: unknown; held?: unknown }
   try {
-    entries = (JSON.parse(readSecretFile(file).toString('utf8')) as { held?: unknown }).held
+    parsed = JSON.parse(readSecretFile(file).toString('utf8')) as typeof parsed
   } catch (err) {
     throw new OperatorError('EKEYRING', `${file} is not valid JSON (${(err as Error).message})`)
   }
-  if (!Array.isArray(entries) || !entries.every((e) => typeof e?.kid === 'string' && Number.isSafeInteger(e?.until))) {
-    throw new OperatorError('EKEYRING', `${file} must hold {"held": [{"kid": string, "until": epoch seconds}, …]}`)
+  const { signing, held } = parsed ?? {}
+  if (!Array.isArray(held) || !held.every((e) => typeof e?.kid === 'string' && Number.isSafeInteger(e?.until)) || (signing !== undefined && typeof signing !== 'string')) {
+    throw new OperatorError('EKEYRING', `${file} must hold {"signing": kid, "held": [{"kid": string, "until": epoch seconds}, …]}`)
   }
+  return { ...(signing !== undefined ? { signing } : {}), held: held as HeldRecord['held'] }
+}
+
+/**
+ * The recorded holds still needed at `now` and not in `published` (the keyring publishes them again),
+ * each public key from its own `<kid>.pem`. A hold whose key file is gone or does not match is refused:
+ * starting without the key would strand the tokens it signed without a word.
+ */
+export function resolveHolds(store: KeyStore, held: HeldRecord['held'], now: number, published: readonly PublicJwk[]): HeldPublication[] {
   const kids = new Set(published.map((k) => k.kid))
   const out: HeldPublication[] = []
-  for (const e of entries as { kid: string; until: number }[]) {
+  for (const e of held) {
     if (e.until <= now || kids.has(e.kid)) continue
     try {
       out.push({ jwk: store.publicJwkOf(e.kid), until: e.until })
     } catch (err) {
-      throw new OperatorError('EKEYRING', `${file}: held key ${e.kid} cannot be published until ${new Date(e.until * 1000).toISOString()}: ${(err as Error).message}`)
+      throw new OperatorError('EKEYRING', `${heldPublicationsFile(store.dir)}: held key ${e.kid} cannot be published until ${new Date(e.until * 1000).toISOString()}: ${(err as Error).message}`)
     }
     kids.add(e.kid)
   }
   return out
 }
 
-/** Records the held keys (an empty list when none), replacing the file whole. */
-export function writeHeldPublications(keyDir: string, held: readonly HeldPublication[]): void {
-  const entries = held.map((h) => ({ kid: h.jwk.kid, until: h.until }))
-  writeSecretFileAtomic(heldPublicationsFile(keyDir), `${JSON.stringify({ held: entries }, null, 2)}\n`)
+/** Records the kid this broker signs with and the keys it holds (an empty list when none), replacing the file whole. */
+export function writeHeldRecord(keyDir: string, signing: string, held: readonly HeldPublication[]): void {
+  const record: HeldRecord = { signing, held: held.map((h) => ({ kid: h.jwk.kid, until: h.until })) }
+  writeSecretFileAtomic(heldPublicationsFile(keyDir), `${JSON.stringify(record, null, 2)}\n`)
 }
 
 /** Whether two hold lists name the same keys until the same times (a reload that changed none writes nothing). */

@@ -3,7 +3,7 @@ import type { Config } from '../config.ts'
 import type { Clock } from '../lib/clock.ts'
 import type { Logger } from '../lib/logger.ts'
 import type { KeyHolder } from './key_holder.ts'
-import { sameHolds, writeHeldPublications, type HeldPublication } from './held_publications.ts'
+import { sameHolds, writeHeldRecord, type HeldPublication } from './held_publications.ts'
 import { KeyStore } from './key_store.ts'
 import type { PublicJwk } from './jwk.ts'
 import type { SigningKeys } from './signing_keys.ts'
@@ -49,11 +49,12 @@ export async function reloadSigningKeys(
     const next: SigningKeys = { idtoken: previous.idtoken, scitoken: active, jwks: [...jwks, ...held.map((h) => h.jwk)], ...(held.length > 0 ? { held } : {}) }
     deps.selfTest(next)
     holder.swap(next)
-    if (!sameHolds(previous.held ?? [], held)) {
-      // Recorded so a restart before `until` publishes them again. The swap stands if it cannot be: the
-      // holds still apply in memory, as before there was a file, and the operator hears why.
+    if (active.kid !== previous.scitoken.kid || !sameHolds(previous.held ?? [], held)) {
+      // Recorded so a restart before `until` publishes them again, and one that finds the keyring rotated
+      // past this key holds it (signing_keys.ts). The swap stands if it cannot be: the holds still apply
+      // in memory, and the operator hears why.
       try {
-        writeHeldPublications(store.dir, held)
+        writeHeldRecord(store.dir, active.kid, held)
       } catch (err) {
         log.error('could not record the keys held in /jwks; a restart before they expire drops them', { file: 'held_publications.json', error: (err as Error).message, held: held.map((h) => ({ kid: h.jwk.kid, until: h.until })) })
       }

@@ -2,8 +2,7 @@ import type { Config } from '../config.ts'
 import type { IdTokenKey } from '../issuance/idtoken.ts'
 import type { AsymmetricKey } from '../issuance/scitoken.ts'
 import type { PublicJwk } from './jwk.ts'
-import type { HeldPublication } from './held_publications.ts'
-import { readHeldPublications } from './held_publications.ts'
+import { readHeldRecord, resolveHolds, sameHolds, writeHeldRecord, type HeldPublication } from './held_publications.ts'
 import { isPreparedEntry, KeyStore } from './key_store.ts'
 
 /** The keys the service signs with, prepared once at start-up. */
@@ -27,6 +26,10 @@ export interface KeyInitReport {
   nextJwtKeyCreated?: string
   /** Why no next key could be prepared (a read-only key directory); the keys in force still sign. */
   nextJwtKeyError?: string
+  /** kid of the key this broker signed with before it stopped, held in /jwks now that the keyring has dropped it. */
+  heldSigningKey?: string
+  /** Why a hold could not be made or recorded; a restart before the holds end may drop them. */
+  heldRecordError?: string
 }
 
 /**
@@ -57,8 +60,38 @@ export function ensureAndLoadKeys(
     report.nextJwtKeyError = (err as Error).message
   }
   const { active, jwks } = store.loadAsymmetricKeys(now)
-  // Keys a reload held past their publish_until stay published across a restart until their last token expires.
-  const held = readHeldPublications(store, now, jwks)
+  const held = holdsAtStart(store, active.kid, jwks, now, config.scitoken.max_lifetime, report)
   const keys: SigningKeys = { idtoken: store.loadIdTokenKey(config.idtoken.key), scitoken: active, jwks: [...jwks, ...held.map((h) => h.jwk)], ...(held.length > 0 ? { held } : {}) }
   return { keys, report, store }
+}
+
+/**
+ * The keys to publish past their keyring publish_until after a restart: those a reload held, until their
+ * last token expires, and the key this broker signed with until it stopped when the keyring no longer
+ * publishes it (a rotation taken up only now, days late: no watch, no SIGHUP, a replica's jwt/ copied
+ * and restarted), whose tokens live up to max_lifetime + 60 s from now. The record is then brought up
+ * to date; failing to write it only loses that for the next restart, so it does not stop the broker.
+ */
+function holdsAtStart(store: KeyStore, activeKid: string, published: PublicJwk[], now: number, maxLifetime: number, report: KeyInitReport): HeldPublication[] {
+  const record = readHeldRecord(store.dir)
+  const recorded = resolveHolds(store, record.held, now, published)
+  const held = [...recorded]
+  const last = record.signing
+  if (last !== undefined && last !== activeKid && !published.some((k) => k.kid === last) && !held.some((h) => h.jwk.kid === last)) {
+    // Only inferred, unlike a recorded hold: a key file removed on purpose (a compromised key) is let go.
+    try {
+      held.push({ jwk: store.publicJwkOf(last), until: now + maxLifetime + 60 })
+      report.heldSigningKey = last
+    } catch (err) {
+      report.heldRecordError = `the key ${last} this broker signed with before it stopped cannot be published: ${(err as Error).message}`
+    }
+  }
+  if (last !== activeKid || !sameHolds(recorded, held) || record.held.length !== recorded.length) {
+    try {
+      writeHeldRecord(store.dir, activeKid, held)
+    } catch (err) {
+      report.heldRecordError = `${report.heldRecordError ? `${report.heldRecordError}; ` : ''}cannot record the keys held in /jwks: ${(err as Error).message}`
+    }
+  }
+  return held
 }

@@ -1,4 +1,4 @@
-import { writeFileSync } from 'node:fs'
+import { rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { loadConfig } from '../../src/config.ts'
@@ -67,6 +67,37 @@ describe('a key reload that retires the key the broker was signing with', () => 
 
     // max_lifetime + 60 s after the late reload its last token has expired: a restart then drops it.
     expect(ensureAndLoadKeys(config, late + lifetime + 61).keys.jwks.map((k) => k.kid)).not.toContain(oldKid)
+  })
+
+  // The same late take-up without any reload: the broker never heard of the rotation (no watch, no
+  // SIGHUP) and is restarted days later, which is also how a replica usually takes up a copied jwt/. It
+  // signed with the old key until it stopped, so that key must stay published max_lifetime + 60 s more.
+  it('holds the key it signed with before a restart that takes a late rotation up', () => {
+    const config = loadConfig({ env: { CTB_DATA_DIR: join(tempDir(), 'data'), CTB_TRUST_DOMAIN: 'pool.example.org' } })
+    const lifetime = config.scitoken.max_lifetime
+    const loaded = ensureAndLoadKeys(config, T0)
+    const oldKid = loaded.keys.scitoken.kid
+    loaded.store.rotateJwtKey(config.scitoken.alg, T0, 4 * DAY)
+
+    const late = T0 + 5 * DAY
+    const restarted = ensureAndLoadKeys(config, late)
+    expect(restarted.keys.scitoken.kid).not.toBe(oldKid)
+    expect(restarted.keys.jwks.map((k) => k.kid)).toContain(oldKid)
+    // A second restart inside the window keeps it; one after the window does not.
+    expect(ensureAndLoadKeys(config, late + lifetime - 120).keys.jwks.map((k) => k.kid)).toContain(oldKid)
+    expect(ensureAndLoadKeys(config, late + lifetime + 61).keys.jwks.map((k) => k.kid)).not.toContain(oldKid)
+  })
+
+  // An operator who removed a compromised key's file wants it gone: the inferred hold lets it go and says so.
+  it('lets the last signing key go when its key file was removed, saying why', () => {
+    const config = loadConfig({ env: { CTB_DATA_DIR: join(tempDir(), 'data'), CTB_TRUST_DOMAIN: 'pool.example.org' } })
+    const loaded = ensureAndLoadKeys(config, T0)
+    const oldKid = loaded.keys.scitoken.kid
+    loaded.store.rotateJwtKey(config.scitoken.alg, T0, 4 * DAY)
+    rmSync(join(loaded.store.dir, 'jwt', `${oldKid}.pem`))
+    const restarted = ensureAndLoadKeys(config, T0 + 5 * DAY)
+    expect(restarted.keys.jwks.map((k) => k.kid)).not.toContain(oldKid)
+    expect(restarted.report.heldRecordError).toContain(`the key ${oldKid} this broker signed with before it stopped cannot be published`)
   })
 
   // The record may only bring back a key this broker made: each kid must have its own private key file,
