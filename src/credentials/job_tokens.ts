@@ -89,11 +89,13 @@ const SWEEP_AT = 10_000
 export const VAULT_REUSE_SECONDS = 60
 
 /**
- * A token as cached: which registration it came from (createdAt), when it was obtained, and the provider
+ * A token as cached: which registration it came from (createdAt), when it was obtained, the provider
  * role's revocation generation when it was asked for (an IAM access token carries no `ctb_gen` of ours, and
- * a role revocation is a reset: a token from before it is not handed on).
+ * a role revocation is a reset: a token from before it is not handed on), and the digest of the policy it
+ * was decided under (a reload that changes the policy is a reset too: the token was decided by rules no
+ * longer in force, which may have mapped the user to another identity or granted more than they do now).
  */
-interface CachedToken { token: JobToken; stamp: number; obtainedAt: number; generation: number }
+interface CachedToken { token: JobToken; stamp: number; obtainedAt: number; generation: number; policyDigest: string }
 
 /**
  * Fresh tokens for jobs: an IAM access token refreshed with the user's stored refresh token, or a
@@ -155,11 +157,17 @@ export class JobTokens {
     const lasts = (c: CachedToken) => c.token.exp - now >= Math.max(min, 1)
       || (ctx.credd === undefined && c.token.exp - now >= 1 && now - c.obtainedAt < VAULT_REUSE_SECONDS)
     const generation = this.#deps.issue.generations.generationOf(provider.role)
-    if (cached && lasts(cached) && cached.stamp === cred.createdAt && cached.generation >= generation && !this.#revokedSince(cached.token)) return cached.token
-    return this.#inflight.run(key, () => this.#obtain(cred, subject, provider, scopes, audience, ctx).then((t) => {
+    // Read once, before the refresh or mint decides under the policy in force: a reload while it runs tags
+    // the token with the digest it replaced, so the next request decides again (never the reverse). A
+    // reload that leaves the files as they were keeps the digest, and the cache.
+    const policyDigest = this.#deps.policy().digest
+    if (cached && lasts(cached) && cached.stamp === cred.createdAt && cached.generation >= generation && cached.policyDigest === policyDigest && !this.#revokedSince(cached.token)) return cached.token
+    // The digest in the flight's key too: a request after a reload does not wait on, and take, a token
+    // that an earlier request is obtaining under the policy the reload replaced.
+    return this.#inflight.run(`${key}\n${policyDigest}`, () => this.#obtain(cred, subject, provider, scopes, audience, ctx).then((t) => {
       // The generation read before the refresh: a reset while it ran over-revokes (the next request
       // refreshes again), never the reverse.
-      this.#remember(key, { token: t, stamp: cred.createdAt, obtainedAt: this.#deps.clock.now(), generation })
+      this.#remember(key, { token: t, stamp: cred.createdAt, obtainedAt: this.#deps.clock.now(), generation, policyDigest })
       return t
     }))
   }
