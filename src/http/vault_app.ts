@@ -8,6 +8,7 @@ import type { Logger } from '../lib/logger.ts'
 import type { VaultRefusal } from '../metrics/broker_metrics.ts'
 import type { RequestLimits } from '../ratelimit/request_limits.ts'
 import { clientAddress } from './client_address.ts'
+import { CountedVaultTokens } from './counted_vault_tokens.ts'
 import { logStoreOutage } from './oauth_error_response.ts'
 import { requestId } from './middleware/request_id.ts'
 import { methodGuard } from './middleware/method_guard.ts'
@@ -34,6 +35,7 @@ export function createVaultApp(deps: {
   metrics?: { vaultRefused(reason: VaultRefusal): void } | undefined
 }): Hono {
   const app = new Hono()
+  const counted = new CountedVaultTokens()
   app.use(requestId())
   // The same 405 as the main listener's (RFC 9110 §15.5.6), answered in Vault's shape by vaultError. The read
   // mints and audits a token, so HEAD is among the refused methods: it would make one only to drop it.
@@ -47,14 +49,17 @@ export function createVaultApp(deps: {
     const { clientAddress: address } = clientAddress(c)
     const blocked = deps.limits?.blockedAddress(address)
     if (blocked) throw new SlowDown(blocked.description, blocked.retryAfter)
-    const notFound = (description: string) => {
-      deps.limits?.noteRefused(address)
+    const notFound = (description: string, count = true) => {
+      if (count) deps.limits?.noteRefused(address)
       return new UnknownVaultToken(description)
     }
     const token = c.req.header(VAULT_TOKEN_HEADER)
     if (!token || token.length > 512) throw notFound('no Vault token')
-    const cred = await deps.store.credentialByVaultToken(hash('sha256', token, 'hex'))
-    if (!cred || cred.user !== c.req.param('user') || cred.provider !== c.req.param('provider')) throw notFound('unknown Vault token, or another credential\'s')
+    const digest = hash('sha256', token, 'hex')
+    const cred = await deps.store.credentialByVaultToken(digest)
+    // A token nobody holds counts once: a stale .top (registered again elsewhere) is sent at every scan.
+    if (!cred) throw notFound('unknown Vault token', counted.firstTime(digest))
+    if (cred.user !== c.req.param('user') || cred.provider !== c.req.param('provider')) throw notFound('another credential\'s Vault token')
     // Authenticated from here on: a revoked credential is refused by JobTokens, with its token.denied record.
     // One value per name, as on the token endpoint: c.req.query() would keep one of a repeated name's values
     // and answer a narrower question than was asked.
