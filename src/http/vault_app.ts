@@ -3,7 +3,7 @@ import { Hono, type Context } from 'hono'
 import { VAULT_CREDS_PREFIX, VAULT_PERMISSION_DENIED, VAULT_TOKEN_HEADER, type VaultReadResponse } from '../contract/job_credentials.ts'
 import type { CredentialStore } from '../credentials/credential_store.ts'
 import type { JobTokens } from '../credentials/job_tokens.ts'
-import { AccessDenied, BrokerError, InvalidRequest, MethodNotAllowed, SlowDown, TemporarilyUnavailable } from '../errors.ts'
+import { AccessDenied, AuditStoreUnavailable, BrokerError, InvalidRequest, MethodNotAllowed, SlowDown, TemporarilyUnavailable } from '../errors.ts'
 import type { Logger } from '../lib/logger.ts'
 import type { VaultRefusal } from '../metrics/broker_metrics.ts'
 import type { RequestLimits } from '../ratelimit/request_limits.ts'
@@ -31,7 +31,7 @@ export function createVaultApp(deps: {
   store: Pick<CredentialStore, 'credentialByVaultToken'>; jobTokens: JobTokens; log: Logger
   /** rate_limits.address: a Vault token not found counts against its address, as a bearer that does not verify does on the main listener. */
   limits?: Pick<RequestLimits, 'blockedAddress' | 'noteRefused'> | undefined
-  /** Counts each refusal (ctb_vault_refusals_total). */
+  /** Counts each answer without a token, refusals, outages, unknown paths and faults (ctb_vault_refusals_total). */
   metrics?: { vaultRefused(reason: VaultRefusal): void } | undefined
 }): Hono {
   const app = new Hono()
@@ -78,17 +78,22 @@ export function createVaultApp(deps: {
     const body: VaultReadResponse = { data: { access_token: t.accessToken } }
     return c.json(body)
   })
-  app.notFound((c) => c.json({ errors: [] }, 404))
+  app.notFound((c) => {
+    deps.metrics?.vaultRefused('not_found')
+    return c.json({ errors: [] }, 404)
+  })
   app.onError((err, c) => {
-    const refusal = refusalOf(err)
-    if (refusal) deps.metrics?.vaultRefused(refusal)
+    deps.metrics?.vaultRefused(refusalOf(err))
     return vaultError(err, c, deps.log)
   })
   return app
 }
 
-/** Which refusal `err` is answered as; undefined for what is no refusal (an outage, a fault). */
-function refusalOf(err: unknown): VaultRefusal | undefined {
+/**
+ * The reason `err` is counted under, as vaultError answers it: every answer without a token is counted, so
+ * a credmon whose reads fail for an outage shows in the metrics as one refused does.
+ */
+function refusalOf(err: unknown): VaultRefusal {
   if (err instanceof UnknownVaultToken) return 'unknown_token'
   if (err instanceof AccessDenied) return 'refused'
   // The listener's only 429: nothing behind it (JobTokens) answers slow_down.
@@ -96,7 +101,10 @@ function refusalOf(err: unknown): VaultRefusal | undefined {
   if (err instanceof MethodNotAllowed) return 'method_not_allowed'
   if (err instanceof BrokerError && err.status === 400) return 'bad_request'
   if (err instanceof BrokerError && err.status === 401) return 'refused'
-  return undefined
+  // Told apart as on the main listener (store_unavailable): the store and IAM are different things to look at.
+  if (err instanceof AuditStoreUnavailable) return 'store_unavailable'
+  if (err instanceof TemporarilyUnavailable) return 'unavailable'
+  return 'server_error'
 }
 
 /** Vault's error shape: `{"errors": [...]}`; permission problems say exactly "permission denied". */
