@@ -100,4 +100,32 @@ describe('a policy reload re-decides cached job tokens', () => {
     expect((await t.jobToken('ulla', 'cms', t.creddToken())).status).toBe(200)
     expect(t.iamRequests('refresh_token')).toHaveLength(refreshes)
   })
+
+  it('a reload that changes only what a kind-iam token does not depend on keeps serving it (no refresh at IAM)', async () => {
+    expect((await t.register(await t.userToken({ preferred_username: 'vida' }), { provider: 'cms' })).status).toBe(201)
+    expect((await t.jobToken('vida', 'cms', t.creddToken())).status).toBe(200)
+    const refreshes = t.iamRequests('refresh_token').length
+    // The credd grant's lifetime: another digest, the same decision for vida's job tokens.
+    t.setPolicy(edit('lifetime: { default: 1d, max: 7d }', 'lifetime: { default: 12h, max: 7d }'))
+    try {
+      expect((await t.jobToken('vida', 'cms', t.creddToken())).status).toBe(200)
+      expect(t.iamRequests('refresh_token')).toHaveLength(refreshes)
+    } finally { t.setPolicy() }
+  })
+
+  it('kind iam: an identity the reload maps the user to instead is refreshed for, not served from the cache', async () => {
+    expect((await t.register(await t.userToken({ preferred_username: 'wanda' }), { provider: 'cms' })).status).toBe(201)
+    expect((await t.jobToken('wanda', 'cms', t.creddToken())).status).toBe(200)
+    const refreshes = t.iamRequests('refresh_token').length
+    t.setPolicy(edit(IAM_IDENTITY, '      - role: job-iam\n        identity: "{preferred_username}@hpc.example.org"'))
+    try {
+      expect((await t.jobToken('wanda', 'cms', t.creddToken())).status).toBe(200)
+      expect(t.iamRequests('refresh_token')).toHaveLength(refreshes + 1)
+      // The token now cached is the new identity's: revoking that identity stops it.
+      const { id } = await t.revocations.revoke({ kind: 'sub', value: 'wanda@hpc.example.org' }, { principal: 'test' })
+      try {
+        expect((await t.jobToken('wanda', 'cms', t.creddToken())).status).toBe(403)
+      } finally { await t.revocations.lift(id, {}, { principal: 'test' }) }
+    } finally { t.setPolicy() }
+  })
 })
