@@ -11,6 +11,7 @@ import type { Logger } from '../lib/logger.ts'
 import { creddMayFetch, policyForCredd, policyForVault, vaultMayRead } from '../policy/credd_fetch.ts'
 import { decide } from '../policy/decide.ts'
 import type { Policy } from '../policy/compile.ts'
+import type { Decision } from '../policy/decision.ts'
 import type { IssuanceBlocks, RevocationChecker } from '../revocation/revocation_checker.ts'
 import type { CreddPrincipal } from './credd_auth.ts'
 import type { CredentialStore, StoredCredential } from './credential_store.ts'
@@ -45,6 +46,11 @@ export interface JobToken {
    * so this is what a cached one is checked against (an identity revoked since gets it no more).
    */
   identity?: string
+  /**
+   * Kind iam: the scopes IAM was asked for, as the policy decided them. After a reload the cached token is
+   * handed on only if the policy in force decides the same scopes and identity.
+   */
+  asked?: string[]
 }
 
 export interface JobTokenDeps {
@@ -89,11 +95,13 @@ const SWEEP_AT = 10_000
 export const VAULT_REUSE_SECONDS = 60
 
 /**
- * A token as cached: which registration it came from (createdAt), when it was obtained, and the provider
+ * A token as cached: which registration it came from (createdAt), when it was obtained, the provider
  * role's revocation generation when it was asked for (an IAM access token carries no `ctb_gen` of ours, and
- * a role revocation is a reset: a token from before it is not handed on).
+ * a role revocation is a reset: a token from before it is not handed on), and the digest of the policy it
+ * was decided under (a reload that changes the policy is a reset too: the token was decided by rules no
+ * longer in force, which may have mapped the user to another identity or granted more than they do now).
  */
-interface CachedToken { token: JobToken; stamp: number; obtainedAt: number; generation: number }
+interface CachedToken { token: JobToken; stamp: number; obtainedAt: number; generation: number; policyDigest: string }
 
 /**
  * Fresh tokens for jobs: an IAM access token refreshed with the user's stored refresh token, or a
@@ -155,11 +163,28 @@ export class JobTokens {
     const lasts = (c: CachedToken) => c.token.exp - now >= Math.max(min, 1)
       || (ctx.credd === undefined && c.token.exp - now >= 1 && now - c.obtainedAt < VAULT_REUSE_SECONDS)
     const generation = this.#deps.issue.generations.generationOf(provider.role)
-    if (cached && lasts(cached) && cached.stamp === cred.createdAt && cached.generation >= generation && !this.#revokedSince(cached.token)) return cached.token
-    return this.#inflight.run(key, () => this.#obtain(cred, subject, provider, scopes, audience, ctx).then((t) => {
+    // Read once, before the refresh or mint decides under the policy in force: a reload while it runs tags
+    // the token with the digest it replaced, so the next request decides again (never the reverse). A
+    // reload that leaves the files as they were keeps the digest, and the cache.
+    const policyDigest = this.#deps.policy().digest
+    if (cached && lasts(cached) && cached.stamp === cred.createdAt && cached.generation >= generation && !this.#revokedSince(cached.token)) {
+      if (cached.policyDigest === policyDigest) return cached.token
+      // Decided under a policy since replaced. Kind iam is decided again here, without asking IAM: if the
+      // policy in force asks IAM for the same scopes and names the same identity, the cached token is what a
+      // refresh would hand out, and every credential's next read after a reload is not a refresh at IAM.
+      // Otherwise (and always for kind scitoken, whose mint is local) it is obtained afresh, which refuses
+      // and records what the policy no longer grants.
+      if (cred.kind === 'iam' && this.#sameIamDecision(cached.token, subject, provider, scopes, audience, ctx)) {
+        cached.policyDigest = policyDigest
+        return cached.token
+      }
+    }
+    // The digest in the flight's key too: a request after a reload does not wait on, and take, a token
+    // that an earlier request is obtaining under the policy the reload replaced.
+    return this.#inflight.run(`${key}\n${policyDigest}`, () => this.#obtain(cred, subject, provider, scopes, audience, ctx).then((t) => {
       // The generation read before the refresh: a reset while it ran over-revokes (the next request
       // refreshes again), never the reverse.
-      this.#remember(key, { token: t, stamp: cred.createdAt, obtainedAt: this.#deps.clock.now(), generation })
+      this.#remember(key, { token: t, stamp: cred.createdAt, obtainedAt: this.#deps.clock.now(), generation, policyDigest })
       return t
     }))
   }
@@ -280,18 +305,9 @@ export class JobTokens {
       throw await this.#refused(new CredentialGone('outdated', 'this credential holds no IAM refresh token the broker can use; register again (condor_submit, or condor-token-broker credential-storer --force)'), cred, ctx, { provider, subject, scopes, audience })
     }
     // As a SciToken's mint, each refresh is the policy's call in force now (a reload applies at the next
-    // refresh): IAM would grant what the registration obtained, whatever the grant has become since.
-    // IAM may add `wlcg.groups` beside a `wlcg.groups:/g` the registration asked for (WLCG §2.2; the exchange
-    // accepts it), so the row may hold it though the policy never granted it. Decided first as stored; if
-    // that is refused, without it, and then IAM is not asked for it either: what the broker asks IAM for is
-    // always what the policy in force grants, and IAM adding it again is IAM's doing, as at registration.
-    const policy = this.#policyFor(provider, ctx)
-    let asked = scopes
-    let d = decide(policy, { subject, role: provider.role, tokenKind: 'access_token', audience, scopes })
-    if (!d.allow && scopes.includes('wlcg.groups') && scopes.some((x) => x.startsWith('wlcg.groups:'))) {
-      asked = scopes.filter((x) => x !== 'wlcg.groups')
-      d = decide(policy, { subject, role: provider.role, tokenKind: 'access_token', audience, scopes: asked })
-    }
+    // request, cached token or not): IAM would grant what the registration obtained, whatever the grant has
+    // become since.
+    const { asked, d } = this.#iamDecision(subject, provider, scopes, audience, ctx)
     const refusal = !d.allow ? `the policy no longer grants this credential: ${d.reason}`
       : !namesUser(d.identity, cred.user) ? NOT_THIS_USER
       : this.#deps.blocks.blockedIdentity(d.identity)
@@ -322,7 +338,36 @@ export class JobTokens {
       scopes: got.scopes, audience: got.audience, exp, tokenSha256: hash('sha256', got.accessToken, 'hex'), decision: 'allow',
       detail: { credential: { user: cred.user, provider: cred.provider }, via: 'iam-refresh' },
     })
-    return { accessToken: got.accessToken, exp, scope: got.scopes.join(' '), ...(d.allow ? { identity: d.identity } : {}) }
+    return { accessToken: got.accessToken, exp, scope: got.scopes.join(' '), asked, ...(d.allow ? { identity: d.identity } : {}) }
+  }
+
+  /**
+   * The policy's decision for a kind-iam refresh, and the scopes IAM is to be asked for. IAM may add
+   * `wlcg.groups` beside a `wlcg.groups:/g` the registration asked for (WLCG §2.2; the exchange accepts it),
+   * so the row may hold it though the policy never granted it. Decided first as stored; if that is refused,
+   * without it, and then IAM is not asked for it either: what the broker asks IAM for is always what the
+   * policy in force grants, and IAM adding it again is IAM's doing, as at registration.
+   */
+  #iamDecision(subject: VerifiedSubject, provider: CredentialProvider, scopes: string[], audience: string[], ctx: RequestContext): { asked: string[]; d: Decision } {
+    const policy = this.#policyFor(provider, ctx)
+    let asked = scopes
+    let d = decide(policy, { subject, role: provider.role, tokenKind: 'access_token', audience, scopes })
+    if (!d.allow && scopes.includes('wlcg.groups') && scopes.some((x) => x.startsWith('wlcg.groups:'))) {
+      asked = scopes.filter((x) => x !== 'wlcg.groups')
+      d = decide(policy, { subject, role: provider.role, tokenKind: 'access_token', audience, scopes: asked })
+    }
+    return { asked, d }
+  }
+
+  /**
+   * Whether the policy in force would have a refresh ask IAM for what `token` was asked for, for the same
+   * identity (which must still name the user and not be revoked): then `token` is what the refresh would
+   * obtain. Anything else, a refusal included, is left to a refresh, which decides again and records it.
+   */
+  #sameIamDecision(token: JobToken, subject: VerifiedSubject, provider: CredentialProvider, scopes: string[], audience: string[], ctx: RequestContext): boolean {
+    if (token.asked === undefined || token.identity === undefined) return false
+    const { asked, d } = this.#iamDecision(subject, provider, scopes, audience, ctx)
+    return d.allow && d.identity === token.identity && asked.join(' ') === token.asked.join(' ')
   }
 
   #remember(key: string, t: CachedToken): void {

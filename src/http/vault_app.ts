@@ -3,11 +3,12 @@ import { Hono, type Context } from 'hono'
 import { VAULT_CREDS_PREFIX, VAULT_PERMISSION_DENIED, VAULT_TOKEN_HEADER, type VaultReadResponse } from '../contract/job_credentials.ts'
 import type { CredentialStore } from '../credentials/credential_store.ts'
 import type { JobTokens } from '../credentials/job_tokens.ts'
-import { AccessDenied, BrokerError, InvalidRequest, MethodNotAllowed, SlowDown, TemporarilyUnavailable } from '../errors.ts'
+import { AccessDenied, AuditStoreUnavailable, BrokerError, InvalidRequest, MethodNotAllowed, SlowDown, TemporarilyUnavailable } from '../errors.ts'
 import type { Logger } from '../lib/logger.ts'
 import type { VaultRefusal } from '../metrics/broker_metrics.ts'
 import type { RequestLimits } from '../ratelimit/request_limits.ts'
 import { clientAddress } from './client_address.ts'
+import { CountedVaultTokens } from './counted_vault_tokens.ts'
 import { logStoreOutage } from './oauth_error_response.ts'
 import { requestId } from './middleware/request_id.ts'
 import { methodGuard } from './middleware/method_guard.ts'
@@ -30,10 +31,11 @@ export function createVaultApp(deps: {
   store: Pick<CredentialStore, 'credentialByVaultToken'>; jobTokens: JobTokens; log: Logger
   /** rate_limits.address: a Vault token not found counts against its address, as a bearer that does not verify does on the main listener. */
   limits?: Pick<RequestLimits, 'blockedAddress' | 'noteRefused'> | undefined
-  /** Counts each refusal (ctb_vault_refusals_total). */
+  /** Counts each answer without a token, refusals, outages, unknown paths and faults (ctb_vault_refusals_total). */
   metrics?: { vaultRefused(reason: VaultRefusal): void } | undefined
 }): Hono {
   const app = new Hono()
+  const counted = new CountedVaultTokens()
   app.use(requestId())
   // The same 405 as the main listener's (RFC 9110 §15.5.6), answered in Vault's shape by vaultError. The read
   // mints and audits a token, so HEAD is among the refused methods: it would make one only to drop it.
@@ -47,14 +49,17 @@ export function createVaultApp(deps: {
     const { clientAddress: address } = clientAddress(c)
     const blocked = deps.limits?.blockedAddress(address)
     if (blocked) throw new SlowDown(blocked.description, blocked.retryAfter)
-    const notFound = (description: string) => {
-      deps.limits?.noteRefused(address)
+    const notFound = (description: string, count = true) => {
+      if (count) deps.limits?.noteRefused(address)
       return new UnknownVaultToken(description)
     }
     const token = c.req.header(VAULT_TOKEN_HEADER)
     if (!token || token.length > 512) throw notFound('no Vault token')
-    const cred = await deps.store.credentialByVaultToken(hash('sha256', token, 'hex'))
-    if (!cred || cred.user !== c.req.param('user') || cred.provider !== c.req.param('provider')) throw notFound('unknown Vault token, or another credential\'s')
+    const digest = hash('sha256', token, 'hex')
+    const cred = await deps.store.credentialByVaultToken(digest)
+    // A token nobody holds counts once: a stale .top (registered again elsewhere) is sent at every scan.
+    if (!cred) throw notFound('unknown Vault token', counted.firstTime(digest))
+    if (cred.user !== c.req.param('user') || cred.provider !== c.req.param('provider')) throw notFound('another credential\'s Vault token')
     // Authenticated from here on: a revoked credential is refused by JobTokens, with its token.denied record.
     // One value per name, as on the token endpoint: c.req.query() would keep one of a repeated name's values
     // and answer a narrower question than was asked.
@@ -73,17 +78,22 @@ export function createVaultApp(deps: {
     const body: VaultReadResponse = { data: { access_token: t.accessToken } }
     return c.json(body)
   })
-  app.notFound((c) => c.json({ errors: [] }, 404))
+  app.notFound((c) => {
+    deps.metrics?.vaultRefused('not_found')
+    return c.json({ errors: [] }, 404)
+  })
   app.onError((err, c) => {
-    const refusal = refusalOf(err)
-    if (refusal) deps.metrics?.vaultRefused(refusal)
+    deps.metrics?.vaultRefused(refusalOf(err))
     return vaultError(err, c, deps.log)
   })
   return app
 }
 
-/** Which refusal `err` is answered as; undefined for what is no refusal (an outage, a fault). */
-function refusalOf(err: unknown): VaultRefusal | undefined {
+/**
+ * The reason `err` is counted under, as vaultError answers it: every answer without a token is counted, so
+ * a credmon whose reads fail for an outage shows in the metrics as one refused does.
+ */
+function refusalOf(err: unknown): VaultRefusal {
   if (err instanceof UnknownVaultToken) return 'unknown_token'
   if (err instanceof AccessDenied) return 'refused'
   // The listener's only 429: nothing behind it (JobTokens) answers slow_down.
@@ -91,7 +101,10 @@ function refusalOf(err: unknown): VaultRefusal | undefined {
   if (err instanceof MethodNotAllowed) return 'method_not_allowed'
   if (err instanceof BrokerError && err.status === 400) return 'bad_request'
   if (err instanceof BrokerError && err.status === 401) return 'refused'
-  return undefined
+  // Told apart as on the main listener (store_unavailable): the store and IAM are different things to look at.
+  if (err instanceof AuditStoreUnavailable) return 'store_unavailable'
+  if (err instanceof TemporarilyUnavailable) return 'unavailable'
+  return 'server_error'
 }
 
 /** Vault's error shape: `{"errors": [...]}`; permission problems say exactly "permission denied". */

@@ -41,12 +41,15 @@ export interface BrokerMetricsOptions {
 }
 
 /**
- * Why the Vault-compatible listener refused a read: a fixed vocabulary, a metric label. unknown_token: no
- * Vault token, or one no credential (or another credential) holds; refused: a known token whose read the
- * broker refused (revoked credential, policy; also a token.denied record); address_limit: rate_limits.address;
- * bad_request: the query; method_not_allowed: anything but GET on the read path.
+ * Why the Vault-compatible listener answered without a token: a fixed vocabulary, a metric label.
+ * unknown_token: no Vault token, or one no credential (or another credential) holds; refused: a known token
+ * whose read the broker refused (revoked credential, policy; also a token.denied record); address_limit:
+ * rate_limits.address; bad_request: the query; method_not_allowed: anything but GET on the read path;
+ * store_unavailable: a 503 for a store outage; unavailable: any other 503 (IAM out of reach, a credential
+ * that changed while its refresh token rotated, the sealing key changed); not_found: a path not served (404);
+ * server_error: a fault (500).
  */
-export const VAULT_REFUSALS = ['unknown_token', 'refused', 'address_limit', 'bad_request', 'method_not_allowed'] as const
+export const VAULT_REFUSALS = ['unknown_token', 'refused', 'address_limit', 'bad_request', 'method_not_allowed', 'store_unavailable', 'unavailable', 'not_found', 'server_error'] as const
 export type VaultRefusal = typeof VAULT_REFUSALS[number]
 
 /** What SIGHUP and the file watches reload: a fixed vocabulary, a metric label. */
@@ -145,7 +148,7 @@ export class BrokerMetrics implements BrokerObserver {
     this.#vaultRefusals = options.vaultListener
       ? new Counter({
         name: 'ctb_vault_refusals_total',
-        help: 'Reads the Vault-compatible listener refused, by reason (unknown_token, refused, address_limit, bad_request, method_not_allowed).',
+        help: 'Reads the Vault-compatible listener answered without a token, by reason (unknown_token, refused, address_limit, bad_request, method_not_allowed, store_unavailable, unavailable, not_found, server_error).',
         labelNames: ['reason'], registers,
       })
       : undefined
@@ -310,7 +313,7 @@ export class BrokerMetrics implements BrokerObserver {
     this.#limitFallbacks.inc()
   }
 
-  /** One read the Vault-compatible listener refused. */
+  /** One read the Vault-compatible listener answered without a token. */
   vaultRefused(reason: VaultRefusal): void {
     this.#vaultRefusals?.inc({ reason })
   }

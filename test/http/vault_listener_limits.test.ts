@@ -48,4 +48,27 @@ describe('rate_limits.address on the Vault-compatible listener', () => {
     const live = await vaultTop('kora')
     expect((await read('192.0.2.9', live.vault_url, live.vault_token)).status).toBe(200)
   })
+
+  it('counts a stale .top (its credential registered again since) once, not at every scan: the access point\'s reads go on', async () => {
+    const stale = await vaultTop('lena')
+    const fresh = await vaultTop('lena')
+    expect(fresh.vault_token).not.toBe(stale.vault_token)
+    const other = await vaultTop('mira')
+    // Three scans of a credmon that still holds the replaced .top: each read is refused as Vault would
+    // ("permission denied"), but one token is one refusal against the address, however often it comes.
+    for (let i = 0; i < 3; i++) {
+      const r = await read('192.0.2.20', stale.vault_url, stale.vault_token)
+      expect(r.status).toBe(403)
+      expect(r.body).toEqual({ errors: ['permission denied'] })
+    }
+    expect((await read('192.0.2.20', fresh.vault_url, fresh.vault_token)).status).toBe(200)
+    expect((await read('192.0.2.20', other.vault_url, other.vault_token)).status).toBe(200)
+  })
+
+  it('still counts each new unknown token: a guesser trying one token after another is blocked', async () => {
+    const top = await vaultTop('nora')
+    expect((await read('192.0.2.21', top.vault_url, 'hvs.guess-a')).status).toBe(403)
+    expect((await read('192.0.2.21', top.vault_url, 'hvs.guess-b')).status).toBe(403)
+    expect((await read('192.0.2.21', top.vault_url, top.vault_token)).status).toBe(429)
+  })
 })

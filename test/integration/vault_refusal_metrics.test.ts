@@ -54,12 +54,13 @@ rate_limits:
     const page = await get(`${e.broker.url}/metrics`)
     expect(page.status).toBe(200)
     const samples = parsePrometheusText(page.text)
-    return Object.fromEntries(['unknown_token', 'refused', 'address_limit', 'bad_request', 'method_not_allowed']
+    return Object.fromEntries(['unknown_token', 'refused', 'address_limit', 'bad_request', 'method_not_allowed', 'store_unavailable', 'unavailable', 'not_found', 'server_error']
       .map((reason) => [reason, sampleValue(samples, 'ctb_vault_refusals_total', { reason })]))
   }
 
   it('counts each refusal under its reason, every reason present from the start', async () => {
-    expect(await refusals()).toEqual({ unknown_token: 0, refused: 0, address_limit: 0, bad_request: 0, method_not_allowed: 0 })
+    const none = { store_unavailable: 0, unavailable: 0, not_found: 0, server_error: 0 }
+    expect(await refusals()).toEqual({ unknown_token: 0, refused: 0, address_limit: 0, bad_request: 0, method_not_allowed: 0, ...none })
 
     const { accessToken } = await devIamUserToken(e.devIam, 'alice', { scope: 'openid profile wlcg wlcg.groups offline_access compute.read storage.read:/store/user storage.create:/store/user storage.modify:/store/user' })
     const caFile = join(e.dir, 'ca.pem')
@@ -77,11 +78,14 @@ rate_limits:
     writeFileSync(users, shipped)
     expect(e.broker.services.policy.reload('manual')).toMatchObject({ ok: true })
     expect((await get(read, holder)).status).toBe(403)
-    expect(await refusals()).toEqual({ unknown_token: 0, refused: 1, address_limit: 0, bad_request: 2, method_not_allowed: 1 })
+    expect(await refusals()).toEqual({ unknown_token: 0, refused: 1, address_limit: 0, bad_request: 2, method_not_allowed: 1, ...none })
 
     expect((await get(read)).status).toBe(403)
     expect((await get(read, { 'X-Vault-Token': 'made-up' })).status).toBe(403)
     expect((await get(read, { 'X-Vault-Token': 'made-up' })).status).toBe(429)
-    expect(await refusals()).toEqual({ unknown_token: 2, refused: 1, address_limit: 1, bad_request: 2, method_not_allowed: 1 })
+    expect(await refusals()).toEqual({ unknown_token: 2, refused: 1, address_limit: 1, bad_request: 2, method_not_allowed: 1, ...none })
+    // A path the listener does not serve (a scanner, a misconfigured vault_url) is counted too.
+    expect((await get(`${e.broker.vaultUrl}/v1/sys/health`)).status).toBe(404)
+    expect(await refusals()).toEqual({ unknown_token: 2, refused: 1, address_limit: 1, bad_request: 2, method_not_allowed: 1, ...none, not_found: 1 })
   }, 30_000)
 })

@@ -123,6 +123,8 @@ export interface CredentialsApp {
   restartCredentials(log?: Logger): { app: Hono; credentials: CredentialServices }
   /** The same broker restarted without its own client at the IAM (same database, key, policy). */
   withoutBrokerClient(): Promise<Hono>
+  /** The policy in force (setPolicy reloads it). */
+  policy: PolicyHolder
   /** Rewrites the policy file (the shipped test policy edited by `edit`; none restores it) and reloads it. */
   setPolicy(edit?: (policy: string) => string): void
 }
@@ -181,7 +183,7 @@ export async function useCredentialsApp(o: { console?: boolean; clock?: Clock; l
     rmSync(dir, { recursive: true, force: true })
   })
   return {
-    app, vault, iam, msw, store, dbFile, config, keys, credentials, metrics, revocations, adminToken, credentialKeyHex,
+    app, vault, iam, msw, store, dbFile, config, keys, credentials, metrics, revocations, adminToken, credentialKeyHex, policy,
     userToken: (claims = {}) => iam.mint({ aud: BROKER, 'wlcg.groups': ['/htc/users'], preferred_username: 'alice', scope: 'openid compute.read compute.create offline_access', ...claims }),
     creddToken(o = {}) {
       const now = clock.now()
