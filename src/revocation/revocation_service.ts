@@ -419,7 +419,10 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks, Cal
       throw new InvalidRequest(`revocation ${id} revokes role ${rev.value} by generation and cannot be lifted: tokens issued since carry generation ${rev.gen ?? '?'}`)
     }
     const now = this.#deps.clock.now()
-    const event = adminRevocationEvent('token.unrevoked', now, actor, rev, req.reason, { lift: { id, liftedAt: now, liftedBy: actor.principal } })
+    // The entry's kind and value too (and its issuer): a client or pilot entry's record names it nowhere else, and
+    // an auditor reading the lift must see what it lifted (audit list's revoked=). liftOfEvent reads only the rest.
+    const lift = { id, liftedAt: now, liftedBy: actor.principal, kind: rev.kind, value: rev.value, ...(rev.iss !== undefined ? { iss: rev.iss } : {}) }
+    const event = adminRevocationEvent('token.unrevoked', now, actor, rev, req.reason, { lift })
     // Undefined when another lift of the same entry committed first.
     const lifted = await this.#deps.store.lift({ id, liftedAt: now, liftedBy: actor.principal }, event)
     if (!lifted) throw new NotFound(`revocation ${id} was already lifted`)
