@@ -13,7 +13,7 @@ export type AuditEventType =
   | 'token.denied.aggregate'
   | 'token.renewed'
   | 'token.revoked'
-  /** A revocation lifted before its `until` (`detail.lift`), in the same transaction as the table change. */
+  /** A revocation lifted before its `until` (`detail.lift`: its id and, since they were added, kind and value), in the same transaction as the table change. */
   | 'token.unrevoked'
   | 'key.rotated'
   /** A running broker took up its keys from disk (SIGHUP after `keys rotate`), or refused to. */

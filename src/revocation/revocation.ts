@@ -1,4 +1,5 @@
 import type { AuditEvent } from '../audit/audit_log.ts'
+import { EXP_SKEW_SECONDS } from '../contract/revocation_exp.ts'
 
 /**
  * Revocation vocabulary. Every token the broker issues carries three plain scalar claims so HTCondor's
@@ -32,6 +33,31 @@ export const REVOCATION_KINDS: readonly RevocationKind[] = ['jti', 'sub', 'role'
 
 /** How a revocation id is written where an operator names one (`revoke lift ID`, DELETE /v1/revocations/ID): a positive integer a store can hold exactly. */
 export const REVOCATION_ID = /^[1-9]\d{0,14}$/
+
+/**
+ * A jti revocation's `exp` may lie up to EXP_SKEW_SECONDS in the past (60 s, the skew the pool CA and the IAM token
+ * checks allow too): a daemon whose clock lags the broker's may still take the token, so the entry is taken and
+ * held until the allowance has passed (jtiEntryEnd). Beyond it, the token has expired everywhere and the entry
+ * would revoke nothing.
+ */
+export { EXP_SKEW_SECONDS }
+
+/**
+ * Why `exp` cannot be a jti revocation's at `now`, or undefined: one rule for the admin API, the console and the
+ * CLI (the service applies it), so none of them stores an entry that has already ended.
+ */
+export function pastExpProblem(exp: number, now: number): string | undefined {
+  if (exp >= now - EXP_SKEW_SECONDS) return undefined
+  return `exp ${exp} is more than ${EXP_SKEW_SECONDS} s in the past (the clock skew allowed): the token has already expired, so the entry would revoke nothing`
+}
+
+/**
+ * When a jti entry that would end at `until` ends instead: never already past at `now`. An `exp` taken within the
+ * skew allowance is held until a clock lagging the broker's by that much has also passed it.
+ */
+export function jtiEntryEnd(until: number, exp: number, now: number): number {
+  return until < now ? exp + EXP_SKEW_SECONDS : until
+}
 
 /** What the service asks a store to persist. */
 export interface NewRevocation {

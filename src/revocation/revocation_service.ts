@@ -6,7 +6,7 @@ import { CLAIM_ENROLMENT, CLAIM_SLURM_JOB } from '../contract/pilot.ts'
 import { isEnrolmentId } from './pilot_enrolment.ts'
 import { parsePilotJob } from './pilot_job.ts'
 import { buildRevocationExpression, isClassAdSafe } from './condor_expression.ts'
-import { INITIAL_GENERATION, longestLifetime, REVOCATION_KINDS, type Revocation, type RevocationKind, type RevocationStore } from './revocation.ts'
+import { INITIAL_GENERATION, jtiEntryEnd, longestLifetime, pastExpProblem, REVOCATION_KINDS, type Revocation, type RevocationKind, type RevocationStore } from './revocation.ts'
 import { RevocationSnapshot, type CallerBlock, type CallerBlockSource, type IssuanceBlocks, type RevocationChecker } from './revocation_checker.ts'
 
 /** Roles and sites a revocation may name, from the policies in force (see policy/revocation_labels.ts). */
@@ -317,6 +317,13 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks, Cal
     // exp is one token's: any other kind's entry lasts until every token issued so far has expired, so an exp
     // there was dropped unseen, and whoever meant it as a bound got the longest lifetime instead.
     if (req.exp !== undefined && req.kind !== 'jti') throw new InvalidRequest('exp applies only to jti revocations')
+    // Refused even when the audit log recorded a later exp (which would be used instead): an exp already past is
+    // not the exp of the token meant, and overriding it without a word would hide the mistake.
+    if (req.exp !== undefined) {
+      if (!Number.isSafeInteger(req.exp) || req.exp < 0) throw new InvalidRequest('exp must be whole epoch seconds')
+      const past = pastExpProblem(req.exp, this.#deps.clock.now())
+      if (past !== undefined) throw new InvalidRequest(past)
+    }
     if (req.iss !== undefined) {
       if (req.kind !== 'sub' && req.kind !== 'client') throw new InvalidRequest('iss applies only to sub and client revocations')
       const trusted = this.#deps.knownIssuers?.() ?? new Set<string>()
@@ -362,7 +369,6 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks, Cal
       let horizonRead: number | undefined
       const horizonExp = async () => (horizonRead ??= (await this.#deps.store.issuanceHorizon()).token.exp)
       if (req.exp !== undefined) {
-        if (!Number.isSafeInteger(req.exp) || req.exp < 0) throw new InvalidRequest('exp must be whole epoch seconds')
         // Bounded, or a made-up exp would keep the entry in the HTCondor expression for ever; a token issued
         // under a longer maximum lifetime than today's may reach as far as the horizon.
         const horizon = await horizonExp()
@@ -373,7 +379,7 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks, Cal
         }
         // Never shorter than what the audit log recorded: an earlier exp (a typo, a hand-edited teardown
         // manifest) would drop the entry, and make the token valid again, while the token still lives.
-        until = Math.max(req.exp, recorded ?? 0)
+        until = jtiEntryEnd(Math.max(req.exp, recorded ?? 0), req.exp, now)
       } else {
         until = recorded ?? Math.max(until, await horizonExp())
       }
@@ -413,7 +419,10 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks, Cal
       throw new InvalidRequest(`revocation ${id} revokes role ${rev.value} by generation and cannot be lifted: tokens issued since carry generation ${rev.gen ?? '?'}`)
     }
     const now = this.#deps.clock.now()
-    const event = adminRevocationEvent('token.unrevoked', now, actor, rev, req.reason, { lift: { id, liftedAt: now, liftedBy: actor.principal } })
+    // The entry's kind and value too (and its issuer): a client or pilot entry's record names it nowhere else, and
+    // an auditor reading the lift must see what it lifted (audit list's revoked=). liftOfEvent reads only the rest.
+    const lift = { id, liftedAt: now, liftedBy: actor.principal, kind: rev.kind, value: rev.value, ...(rev.iss !== undefined ? { iss: rev.iss } : {}) }
+    const event = adminRevocationEvent('token.unrevoked', now, actor, rev, req.reason, { lift })
     // Undefined when another lift of the same entry committed first.
     const lifted = await this.#deps.store.lift({ id, liftedAt: now, liftedBy: actor.principal }, event)
     if (!lifted) throw new NotFound(`revocation ${id} was already lifted`)

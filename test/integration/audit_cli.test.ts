@@ -199,6 +199,33 @@ describe('condor-token-broker revoke', () => {
     expect(lines[1]).toMatch(/ site=hpc-b  revoked=pilot-job:hpc-b:4711(  |$)/)
   })
 
+  // A lift record (token.unrevoked) named nothing of what it lifted: a client or pilot-job entry has no role,
+  // sub or jti, so an auditor reading the list could not tell which revocation stopped. Named as revoke rows are.
+  it('audit list names what each lift lifted, as the revocation it lifts is named', async () => {
+    const { env } = await seeded(1)
+    expect((await cli(env, 'revoke', '--client', 'factory-x')).code).toBe(0)
+    expect((await cli(env, 'revoke', '--pilot-job', 'hpc-b:4711')).code).toBe(0)
+    expect((await cli(env, 'revoke', 'lift', '1', '--reason', 'false alarm')).code).toBe(0)
+    expect((await cli(env, 'revoke', 'lift', '2')).code).toBe(0)
+    const lines = (await cli(env, 'audit', 'list', '--type', 'token.unrevoked')).out.split('\n')
+    expect(lines).toHaveLength(2)
+    expect(lines[0]).toMatch(/ token\.unrevoked .* site=hpc-b  revoked=pilot-job:hpc-b:4711$/)
+    expect(lines[1]).toMatch(/ token\.unrevoked .* revoked=client:factory-x  reason="false alarm"$/)
+  })
+
+  it('audit list names a lift written before lift records said what they lifted by the entry\'s id', async () => {
+    const { env, file } = await seeded(1)
+    const store = new SqliteStore({ file })
+    const rev = await store.revoke({ kind: 'client', value: 'factory-x', revokedAt: 1_800_000_000, until: 1_800_086_400, revokedBy: 'cli:op' },
+      { type: 'token.revoked', time: 1_800_000_000, caller: { sub: 'cli:op' } })
+    // The shape the service wrote until now: detail.lift with the id, time and actor only.
+    await store.lift({ id: rev.id, liftedAt: 1_800_000_100, liftedBy: 'cli:op' },
+      { type: 'token.unrevoked', time: 1_800_000_100, caller: { sub: 'cli:op' }, detail: { lift: { id: rev.id, liftedAt: 1_800_000_100, liftedBy: 'cli:op' } } })
+    await store.close()
+    const line = (await cli(env, 'audit', 'list', '--type', 'token.unrevoked')).out
+    expect(line).toMatch(new RegExp(` token\\.unrevoked .* revoked=#${rev.id}$`))
+  })
+
   // HTCondor reads only the directories LOCAL_CONFIG_DIR names: a mistyped --out directory that the CLI
   // created would hold a revocation no daemon ever reads, while the CLI said "wrote".
   it('refuses an --out whose directory does not exist, and creates none', async () => {

@@ -218,12 +218,16 @@ function line(r: AuditRecord): string {
   return cols.join('  ')
 }
 
-/** `KIND:VALUE` of a token.revoked / token.unrevoked record's revocation, if it carries one. */
+/**
+ * `KIND:VALUE` of a token.revoked record's revocation, or of the entry a token.unrevoked record lifted
+ * (`detail.lift`), if it carries one. A lift recorded before lifts named their entry gives only its id: `#ID`
+ * (revoke list --all resolves it).
+ */
 function revocationOf(e: AuditEvent): string | undefined {
-  const r = e.detail?.revocation
+  const r = e.type === 'token.unrevoked' ? e.detail?.lift : e.detail?.revocation
   if (typeof r !== 'object' || r === null) return undefined
-  const { kind, value } = r as { kind?: unknown; value?: unknown }
-  if (typeof kind !== 'string' || typeof value !== 'string') return undefined
+  const { kind, value, id } = r as { kind?: unknown; value?: unknown; id?: unknown }
+  if (typeof kind !== 'string' || typeof value !== 'string') return e.type === 'token.unrevoked' && typeof id === 'number' ? `#${id}` : undefined
   // A revoked sub is whatever a caller's token said: quoted unless plainly printable, as reasons are.
   const text = `${kind}:${value}`
   return /^[\x21-\x7e]+$/.test(text) ? text : JSON.stringify(text)

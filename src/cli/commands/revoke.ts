@@ -13,7 +13,7 @@ import { primaryIamIssuer } from '../../services.ts'
 import { writeCondorConfigAtomic } from '../../revocation/write_condor_config.ts'
 import { assertDataDirOwner } from '../data_dir_owner.ts'
 import { cliStoreOptions, openBrokerStore, tryAuditMacKey } from '../../storage/open_store.ts'
-import { CliError, parse, positiveInt, type CommandIo } from '../command.ts'
+import { CliError, parse, positiveInt, type CommandIo, type Options } from '../command.ts'
 
 const HELP = `Usage: condor-token-broker revoke (--jti ID | --sub SUB | --role ROLE | --site SITE | --client ID | --pilot-job SITE:JOBID | --pilot-enrolment JTI) [--iss ISSUER] [--reason TEXT] [--exp EPOCH] [--dry-run]
        condor-token-broker revoke lift ID [--reason TEXT]
@@ -39,7 +39,8 @@ const HELP = `Usage: condor-token-broker revoke (--jti ID | --sub SUB | --role R
   --iss ISSUER           with --sub or --client: only that caller or client at this trusted IAM issuer
                          (then --sub is a caller ban, like --client); without it, at every trusted issuer
   --exp EPOCH            with --jti only (refused with any other kind): the token's exp, at most now plus
-                         the longest token lifetime (or the latest exp the broker has issued, if later)
+                         the longest token lifetime (or the latest exp the broker has issued, if later),
+                         and not more than 60 s past (clock skew allowed): a token past it has expired
   --dry-run              say how many live tokens the revocation would match; write nothing
   ROLE and SITE must be ones the policies define (or that tokens were issued for).
   revoke lift ID         lift entry ID (from revoke list) before its end: it stops matching and blocking;
@@ -50,17 +51,30 @@ const HELP = `Usage: condor-token-broker revoke (--jti ID | --sub SUB | --role R
                          then run condor_reconfig. Refuses (exit 1, nothing written) when the revocations
                          table differs from the audit chain, as serve refuses to start
 
+Each subcommand takes only the options shown on its line (and --config); any other is refused.
 A running broker picks up CLI revocations within revocation.refresh_seconds.
 Common options: --config FILE (or CTB_CONFIG)`
+
+/** The options each subcommand takes (`add`: revoke itself). lift keeps --dry-run to refuse it with its own words. */
+const SUBCOMMAND_OPTIONS = {
+  add: {
+    config: { type: 'string' }, jti: { type: 'string' }, sub: { type: 'string' }, role: { type: 'string' }, site: { type: 'string' },
+    client: { type: 'string' }, 'pilot-job': { type: 'string' }, 'pilot-enrolment': { type: 'string' }, iss: { type: 'string' }, 'dry-run': { type: 'boolean' },
+    reason: { type: 'string' }, exp: { type: 'string' },
+  },
+  lift: { config: { type: 'string' }, reason: { type: 'string' }, 'dry-run': { type: 'boolean' } },
+  list: { config: { type: 'string' }, all: { type: 'boolean' }, json: { type: 'boolean' } },
+  condor: { config: { type: 'string' }, out: { type: 'string' } },
+} as const satisfies Record<string, Options>
+type AnyOptions = typeof SUBCOMMAND_OPTIONS.add & typeof SUBCOMMAND_OPTIONS.lift & typeof SUBCOMMAND_OPTIONS.list & typeof SUBCOMMAND_OPTIONS.condor
 
 export async function revokeCommand(argv: string[], io: CommandIo): Promise<number> {
   if (argv.length === 0 || argv[0] === '--help' || argv[0] === '-h') { io.out(HELP); return argv.length ? 0 : 2 }
   const sub = argv[0] === 'list' || argv[0] === 'condor' || argv[0] === 'lift' ? argv[0] : 'add'
-  const { values, positionals } = parse(sub === 'add' ? argv : argv.slice(1), {
-    config: { type: 'string' }, jti: { type: 'string' }, sub: { type: 'string' }, role: { type: 'string' }, site: { type: 'string' },
-    client: { type: 'string' }, 'pilot-job': { type: 'string' }, 'pilot-enrolment': { type: 'string' }, iss: { type: 'string' }, 'dry-run': { type: 'boolean' },
-    reason: { type: 'string' }, exp: { type: 'string' }, all: { type: 'boolean' }, json: { type: 'boolean' }, out: { type: 'string' },
-  }, true)
+  // Each subcommand parses only its own options, so another's is refused as unknown, as by every command: with
+  // one table for all, `revoke list --jti X` listed everything and `revoke lift 1 --all` lifted.
+  // Read through the union of the tables: an option another subcommand takes is absent here.
+  const { values, positionals } = parse(sub === 'add' ? argv : argv.slice(1), SUBCOMMAND_OPTIONS[sub], true) as ReturnType<typeof parse<AnyOptions>>
   if (values.help) { io.out(HELP); return 0 }
   if (sub === 'lift' && (positionals.length !== 1 || !REVOCATION_ID.test(positionals[0]!))) throw new CliError('revoke lift takes one revocation id (see revoke list)', 2)
   if (sub !== 'lift' && positionals.length > 0) throw new CliError(`unexpected argument "${positionals[0]}" (see revoke --help)`, 2)

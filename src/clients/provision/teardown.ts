@@ -1,7 +1,9 @@
+import { EXP_SKEW_SECONDS } from '../../contract/revocation_exp.ts'
 import type { BrokerClient } from './broker_client.ts'
 import type { Manifest } from './render.ts'
 
-export interface TeardownResult { revokedTokens: string[]; revokedCertificates: string[]; failures: string[] }
+/** `expiredTokens`: daemon tokens left out because their exp had passed; the broker refuses those (nothing to revoke). */
+export interface TeardownResult { revokedTokens: string[]; expiredTokens: string[]; revokedCertificates: string[]; failures: string[] }
 
 /**
  * Revokes everything a manifest lists: each daemon token by jti and each pilot enrolment credential as a pilot
@@ -9,9 +11,12 @@ export interface TeardownResult { revokedTokens: string[]; revokedCertificates: 
  * admitted by a policy rule granting `admin` (or the caller uses the bootstrap admin token). Keeps going
  * past a failure and reports every one, so a second run finishes what the first could not.
  */
-export async function teardown(manifest: Pick<Manifest, 'tokens' | 'certificates' | 'template'>, broker: BrokerClient, reason = `teardown of ${manifest.template.name}`): Promise<TeardownResult> {
-  const r: TeardownResult = { revokedTokens: [], revokedCertificates: [], failures: [] }
+export async function teardown(manifest: Pick<Manifest, 'tokens' | 'certificates' | 'template'>, broker: BrokerClient, reason = `teardown of ${manifest.template.name}`, now = Math.floor(Date.now() / 1000)): Promise<TeardownResult> {
+  const r: TeardownResult = { revokedTokens: [], expiredTokens: [], revokedCertificates: [], failures: [] }
   for (const t of manifest.tokens) {
+    // The broker refuses a jti entry whose exp is past its clock skew allowance: such a token has expired and the
+    // entry would match nothing, so sending it only turned an old manifest's teardown into a list of failures.
+    if (t.kind !== 'pilot_enrolment' && t.exp < now - EXP_SKEW_SECONDS) { r.expiredTokens.push(t.jti); continue }
     try {
       // A pilot group by its enrolment, not its jobs: a SLURM job id names a job within one SLURM cluster only, so
       // `SITE:JOBID` would also cut off another cluster's pilots at the site. The entry stops the credential's

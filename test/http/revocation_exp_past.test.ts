@@ -1,0 +1,66 @@
+// A jti revocation's exp is the token's: one already past named a token that had expired, yet POST /v1/revocations
+// stored an entry whose `until` had already gone by, so it was answered 201, listed nowhere and matched nothing.
+// Refused as invalid_request, like the CLI; an exp within 60 s (the clock skew allowed between the broker and the
+// daemons that accept its tokens, as elsewhere in the broker) is still taken, and held until that allowance passes.
+import { createHash } from 'node:crypto'
+import { describe, expect, it } from 'vitest'
+import { createApp } from '../../src/app.ts'
+import { bootstrapTokenAuthenticator } from '../../src/http/middleware/admin_auth.ts'
+import { fixedClock } from '../../src/lib/clock.ts'
+import { silentLogger } from '../../src/lib/logger.ts'
+import { RevocationService } from '../../src/revocation/revocation_service.ts'
+import { MemoryStore } from '../../src/storage/memory_store.ts'
+import { TEST_NOW, testDeps } from '../support/broker_deps.ts'
+
+const ADMIN = 'a'.repeat(43)
+
+function setup() {
+  const store = new MemoryStore()
+  const revocations = new RevocationService({
+    store, clock: fixedClock(TEST_NOW), log: silentLogger, maxTokenLifetime: 86400, refreshSeconds: 60,
+    knownLabels: () => ({ roles: new Set(['pilot']), sites: new Set(['hpc-b']) }), knownIssuers: () => new Set(),
+  })
+  const app = createApp(testDeps({ admin: { audit: store, revocations, authenticators: [bootstrapTokenAuthenticator(createHash('sha256').update(ADMIN).digest())] } }))
+  const post = (body: unknown) => app.request('/v1/revocations', {
+    method: 'POST', headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' }, body: JSON.stringify(body),
+  })
+  const list = async () => (await (await app.request('/v1/revocations?all=true', { headers: { authorization: `Bearer ${ADMIN}` } })).json() as { revocations: unknown[] }).revocations
+  return { store, post, list }
+}
+
+describe('POST /v1/revocations with an exp already past', () => {
+  it.each([
+    [0], [TEST_NOW - 3600], [TEST_NOW - 61],
+  ])('refuses exp %d with invalid_request and stores nothing', async (exp) => {
+    const { post, list } = setup()
+    const res = await post({ jti: 'j-1', exp })
+    expect(res.status).toBe(400)
+    expect(await res.json()).toEqual({
+      error: 'invalid_request',
+      error_description: `exp ${exp} is more than 60 s in the past (the clock skew allowed): the token has already expired, so the entry would revoke nothing`,
+    })
+    expect(await list()).toEqual([])
+  })
+
+  it('refuses it in a dry run too', async () => {
+    const { post } = setup()
+    const res = await post({ jti: 'j-1', exp: 0, dry_run: true })
+    expect(res.status).toBe(400)
+    expect(await res.json()).toMatchObject({ error: 'invalid_request', error_description: expect.stringMatching(/^exp 0 is more than 60 s in the past/) })
+  })
+
+  it('refuses it even when the audit log recorded a later exp for the jti', async () => {
+    const { store, post, list } = setup()
+    await store.record({ type: 'token.issued', time: TEST_NOW - 10, role: 'pilot', jti: 'j-1', exp: TEST_NOW + 600, decision: 'allow', tokenKind: 'idtoken' })
+    expect((await post({ jti: 'j-1', exp: 0 })).status).toBe(400)
+    expect(await list()).toEqual([])
+  })
+
+  it('takes an exp within the 60 s allowance and holds the entry until the allowance has passed', async () => {
+    const { post } = setup()
+    const res = await post({ jti: 'j-1', exp: TEST_NOW - 5 })
+    expect(res.status).toBe(201)
+    // exp + 60: a daemon whose clock is up to 60 s behind the broker's still takes the token until then.
+    expect(await res.json()).toMatchObject({ revocation: { kind: 'jti', value: 'j-1', until: TEST_NOW + 55 } })
+  })
+})
