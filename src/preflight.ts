@@ -74,6 +74,14 @@ export async function preflight(config: Config, ctx: PreflightContext): Promise<
     add('EVAULTTLS', `credentials.vault.host ${vault.host}: the Vault-compatible listener hands out job tokens and HTCondor's Vault credmon only speaks https; with tls.mode off it may only listen on a loopback address (use tls.mode files, or a TLS proxy on this host in front of a loopback listener)`)
   }
 
+  if (!ctx.production && !isLoopbackHost(config.listen.host)) {
+    // Development mode is sound only while no other host can reach it: it makes keys on demand, checks no
+    // IAM audience, and may start the development IAM, whose tokens anyone on this host can get. A
+    // broker.yaml that leaves out `issuer` gets the loopback default; on a listener other hosts reach
+    // (the container image listens on 0.0.0.0) that forgotten line must not quietly make it development.
+    add('EDEVLISTEN', `listen.host ${config.listen.host} is reachable from other hosts, but the issuer ${config.issuer} is a loopback URL, which is development mode (keys created on demand, IAM audiences unchecked, development IAM and certificate); set issuer to the broker's public https URL, or listen on a loopback address`)
+  }
+
   if (ctx.production && config.trustDomainDefaulted) {
     add('ETRUSTDOMAIN', `trust_domain is not set: it must be the pool's TRUST_DOMAIN (condor_config_val TRUST_DOMAIN on the central manager; HTCondor 10+ defaults it to UID_DOMAIN), or HTCondor silently skips every IDTOKEN; this host's name (${config.trust_domain}) is only a development default`)
   }
