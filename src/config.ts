@@ -30,12 +30,23 @@ const TrustDomain = z.string()
   .refine((s) => !/[\x00-\x1f\x7f]/.test(s), 'must not contain control characters')
 
 /**
+ * The broker's public issuer URL. RFC 8414 §2 and OpenID Connect Discovery §3: https, no query, no
+ * fragment; discovery is this URL with /.well-known/openid-configuration appended, which a query or a
+ * fragment would swallow. No user or password either: the URL is copied into every token, into discovery
+ * and into the logs. Messages never echo the value (a password in it is a secret).
+ */
+const Issuer = z.string().url()
+  .refine((u) => u.startsWith('https://'), 'must be an https URL (scitokens-cpp refuses others)')
+  .refine((u) => !URL.canParse(u) || (new URL(u).username === '' && new URL(u).password === ''), 'must not contain a user name or password')
+  .refine((u) => !u.includes('?') && !u.includes('#'), 'must not contain a query (?...) or fragment (#...)')
+
+/**
  * The whole configuration. Every leaf can be overridden by an environment variable named
  * CTB_<PATH>, e.g. CTB_LISTEN_PORT or CTB_TLS_CERT_FILE (see config/broker.example.yaml).
  */
 export const ConfigSchema = z.strictObject({
   /** Public https URL: `iss` of SciTokens and the base of discovery; default https://localhost:<port>. */
-  issuer: z.string().url().refine((u) => u.startsWith('https://'), 'must be an https URL (scitokens-cpp refuses others)').optional(),
+  issuer: Issuer.optional(),
   /**
    * TRUST_DOMAIN of the pool: `iss` of IDTOKENs. HTCondor 10+ defaults it to UID_DOMAIN (the central
    * manager's full host name); this host's name is only a development default, refused by preflight for a

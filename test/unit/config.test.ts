@@ -116,6 +116,27 @@ describe('loadConfig', () => {
     expect(loadConfig({ env: { CTB_HTTP_REQUEST_TIMEOUT_MS: '2000', CTB_HTTP_HEADERS_TIMEOUT_MS: '1000' } }).http.request_timeout_ms).toBe(2000)
     expect(() => loadConfig({ env: { CTB_HTTP_REQUEST_TIMEOUT_MS: '1000', CTB_HTTP_HEADERS_TIMEOUT_MS: '2000' } })).toThrow(/http\.headers_timeout_ms/)
   })
+  // RFC 8414 §2 and OpenID Connect Discovery §3: an issuer is https with no query or fragment; discovery is
+  // found by appending /.well-known/openid-configuration, which a query or fragment would swallow. A user
+  // and password would be copied into the iss of every token, into discovery and into the logs.
+  it.each([
+    ['a user and password', 'https://ctb:s3cret@broker.example.org', 'must not contain a user name or password'],
+    ['a user name', 'https://ctb@broker.example.org', 'must not contain a user name or password'],
+    ['a query', 'https://broker.example.org/?tenant=cms', 'must not contain a query (?...) or fragment (#...)'],
+    ['an empty query', 'https://broker.example.org/?', 'must not contain a query (?...) or fragment (#...)'],
+    ['a fragment', 'https://broker.example.org/#x', 'must not contain a query (?...) or fragment (#...)'],
+  ])('refuses an issuer with %s, without echoing it', (_what, issuer, message) => {
+    const f = yamlFile(`issuer: ${issuer}\n`)
+    let msg = ''
+    try { loadConfig({ file: f, env: {} }) } catch (e) { msg = (e as Error).message }
+    expect(msg).toContain(`broker.yaml:1:9: issuer: ${message}`)
+    expect(msg).not.toContain(issuer)
+    expect(() => loadConfig({ env: { CTB_ISSUER: issuer } })).toThrow(`issuer: ${message} (from CTB_ISSUER)`)
+  })
+  it('takes an issuer with a path', () => {
+    expect(loadConfig({ env: { CTB_ISSUER: 'https://broker.example.org/ctb' } }).issuer).toBe('https://broker.example.org/ctb')
+  })
+
   it('requires a public issuer behind a TLS proxy', () => {
     expect(() => loadConfig({ env: { CTB_TLS_MODE: 'off' } })).toThrow(/issuer/)
   })
