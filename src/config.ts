@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs'
+import { closeSync, existsSync, fstatSync, openSync, readFileSync } from 'node:fs'
 import { hostname } from 'node:os'
 import { LineCounter, parseDocument, type Document } from 'yaml'
 import { z } from 'zod'
@@ -9,6 +9,7 @@ import { LOG_LEVELS } from './lib/logger.ts'
 import { positionOf, zodIssueMessage } from './lib/yaml_position.ts'
 import { AdminConfigSchema, AuditConfigSchema, RevocationConfigSchema } from './audit/audit_config.ts'
 import { PolicyConfigSchema } from './policy/policy_config.ts'
+import { modeString } from './lib/file_mode.ts'
 import { IamConfigSchema } from './iam/iam_config.ts'
 import { ListenerLimitsSchema } from './http/listener_limits.ts'
 import { RateLimitsConfigSchema } from './ratelimit/rate_limit_config.ts'
@@ -189,10 +190,21 @@ interface YamlSource {
 /** Reads a YAML file into a plain object, keeping the document so errors can point at lines and columns. */
 function readYaml(file: string): YamlSource {
   let text: string
+  let mode: number
+  let fd: number | undefined
   try {
-    text = readFileSync(file, 'utf8')
+    // One descriptor for the mode and the text: a check by path and a read by path could see two files.
+    fd = openSync(file, 'r')
+    mode = fstatSync(fd).mode
+    text = readFileSync(fd, 'utf8')
   } catch (err) {
     throw new ConfigurationError('ECONFIG', `cannot read config file ${file}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`)
+  } finally {
+    if (fd !== undefined) closeSync(fd)
+  }
+  // Whoever may write it chooses the policies, the IAM trusted and the keys; group write is the admins' choice.
+  if (mode & 0o002) {
+    throw new ConfigurationError('ECONFIG', `${file} is writable by every user (mode ${modeString(mode)}), who could change what the broker trusts; chmod o-w ${file}`)
   }
   const lc = new LineCounter()
   const doc = parseDocument(text, { prettyErrors: false, lineCounter: lc, uniqueKeys: true })

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
@@ -135,6 +135,16 @@ describe('loadConfig', () => {
   })
   it('takes an issuer with a path', () => {
     expect(loadConfig({ env: { CTB_ISSUER: 'https://broker.example.org/ctb' } }).issuer).toBe('https://broker.example.org/ctb')
+  })
+
+  // Whoever can write broker.yaml chooses the policy directory, the IAM trusted and the keys: a file any
+  // user may write is refused, as sshd's StrictModes does. Group write stays allowed (root:admins 0664).
+  it('refuses a config file writable by other users, naming the mode and the fix', () => {
+    const f = yamlFile('listen:\n  port: 8443\n')
+    chmodSync(f, 0o666)
+    expect(() => loadConfig({ file: f, env: {} })).toThrow(`${f} is writable by every user (mode 0666), who could change what the broker trusts; chmod o-w ${f}`)
+    chmodSync(f, 0o664)
+    expect(loadConfig({ file: f, env: {} }).listen.port).toBe(8443)
   })
 
   it('requires a public issuer behind a TLS proxy', () => {
