@@ -182,6 +182,8 @@ function setPath(obj: Record<string, unknown>, path: string[], value: unknown): 
 
 interface YamlSource {
   file: string
+  /** The file's mode bits, from the descriptor it was read through. */
+  mode: number
   doc: Document
   lc: LineCounter
   value: Record<string, unknown>
@@ -216,9 +218,9 @@ function readYaml(file: string): YamlSource {
     throw new ConfigurationError('ECONFIG', `invalid configuration:\n${lines.join('\n')}`)
   }
   const value = doc.toJS() as unknown
-  if (value === null || value === undefined) return { file, doc, lc, value: {} }
+  if (value === null || value === undefined) return { file, mode, doc, lc, value: {} }
   if (typeof value !== 'object' || Array.isArray(value)) throw new ConfigurationError('ECONFIG', `${file}: the top level must be a mapping`)
-  return { file, doc, lc, value: value as Record<string, unknown> }
+  return { file, mode, doc, lc, value: value as Record<string, unknown> }
 }
 
 /**
@@ -279,11 +281,25 @@ export function loadConfig(options: { file?: string; env?: NodeJS.ProcessEnv } =
     throw new ConfigurationError('ECONFIG', `invalid configuration${file ? ` in ${file}` : ''}:\n${lines.join('\n')}`)
   }
   const c = parsed.data
+  const dsn = c.audit.postgres.dsn
+  if (src && dsn && !fromEnv.has('audit.postgres.dsn') && (src.mode & 0o004) && dsnHasPassword(dsn)) {
+    throw new ConfigurationError('ECONFIG', `audit.postgres.dsn in ${src.file} holds a password and the file is readable by every user (mode ${modeString(src.mode)}); chmod o-r ${src.file}, or give the DSN in CTB_AUDIT_POSTGRES_DSN or the password in PGPASSWORD`)
+  }
   const issuer = c.issuer ?? `https://localhost:${c.listen.port}`
   return { ...c, issuer, issuerDefaulted: c.issuer === undefined, trustDomainDefaulted, source: file ?? '(built-in defaults)' }
 }
 
-/** The longest any token this broker issues can live: how long a revocation must stay in force at most. */
+/**
+ * A password in a libpq DSN: in the URL's user part, as a `password` parameter, or as `password=` in the
+ * key=value form. A secret in broker.yaml is held to the rule of every secret file: no one else reads it.
+ */
+function dsnHasPassword(dsn: string): boolean {
+  if (/(^|\s)password\s*=/i.test(dsn)) return true
+  if (!URL.canParse(dsn)) return false
+  const url = new URL(dsn)
+  return url.password !== '' || url.searchParams.has('password')
+}
+
 /**
  * The copy of the sealed audit anchor (docs/audit.md), on the broker's host whatever the audit store: one per
  * data directory, so each replica keeps its own.
@@ -297,6 +313,7 @@ export function caDir(config: Config): string {
   return config.ca.dir ?? `${config.data_dir}/ca`
 }
 
+/** The longest any token this broker issues can live: how long a revocation must stay in force at most. */
 export function maxTokenLifetime(config: Config): number {
   return Math.max(config.idtoken.max_lifetime, config.scitoken.max_lifetime)
 }

@@ -147,6 +147,27 @@ describe('loadConfig', () => {
     expect(loadConfig({ file: f, env: {} }).listen.port).toBe(8443)
   })
 
+  // The documented place for the PostgreSQL password is the environment (CTB_AUDIT_POSTGRES_DSN, PGPASSWORD);
+  // one written into broker.yaml is a secret like any key file, and a file every user may read gives it away.
+  it.each([
+    ['in the URL', 'postgres://broker:pg-s3cret@db.example.org/broker'],
+    ['as a parameter', 'postgres://broker@db.example.org/broker?password=pg-s3cret'],
+  ])('refuses a DSN with a password %s in a config file every user may read, without echoing it', (_where, dsn) => {
+    const f = yamlFile(`audit:\n  store: postgres\n  postgres:\n    dsn: ${dsn}\n`)
+    chmodSync(f, 0o644)
+    let msg = ''
+    try { loadConfig({ file: f, env: {} }) } catch (e) { msg = (e as Error).message }
+    expect(msg).toBe(`audit.postgres.dsn in ${f} holds a password and the file is readable by every user (mode 0644); chmod o-r ${f}, or give the DSN in CTB_AUDIT_POSTGRES_DSN or the password in PGPASSWORD`)
+    chmodSync(f, 0o640)
+    expect(loadConfig({ file: f, env: {} }).audit.postgres.dsn).toBe(dsn)
+  })
+  it('takes a DSN without a password from a file every user may read, and one with a password from the environment', () => {
+    const f = yamlFile('audit:\n  store: postgres\n  postgres:\n    dsn: postgres://broker@db.example.org/broker\n')
+    chmodSync(f, 0o644)
+    expect(loadConfig({ file: f, env: {} }).audit.postgres.dsn).toBe('postgres://broker@db.example.org/broker')
+    expect(loadConfig({ file: f, env: { CTB_AUDIT_POSTGRES_DSN: 'postgres://broker:pw@db.example.org/broker' } }).audit.postgres.dsn).toBe('postgres://broker:pw@db.example.org/broker')
+  })
+
   it('requires a public issuer behind a TLS proxy', () => {
     expect(() => loadConfig({ env: { CTB_TLS_MODE: 'off' } })).toThrow(/issuer/)
   })
