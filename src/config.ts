@@ -133,6 +133,12 @@ export const ConfigSchema = z.strictObject({
   if (c.tls.mode === 'files' && (!c.tls.cert_file || !c.tls.key_file)) {
     ctx.addIssue({ code: 'custom', path: ['tls', 'cert_file'], message: 'tls.mode "files" needs tls.cert_file and tls.key_file' })
   }
+  // Ignored otherwise: the development certificate or plain HTTP would serve where a certificate was named.
+  for (const key of ['cert_file', 'key_file'] as const) {
+    if (c.tls.mode !== 'files' && c.tls[key] !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['tls', key], message: `applies only to tls.mode "files" (this one is "${c.tls.mode}")` })
+    }
+  }
   if (c.tls.mode === 'off' && !c.issuer) {
     ctx.addIssue({ code: 'custom', path: ['issuer'], message: 'tls.mode "off" (behind a TLS proxy) needs the public https issuer URL' })
   }

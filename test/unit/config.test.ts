@@ -54,6 +54,8 @@ describe('loadConfig', () => {
     try { loadConfig({ file: f, env: {} }) } catch (e) { msg = (e as Error).message }
     expect(msg.split('\n').slice(1)).toEqual([
       `  ${f}:3:3: tls: unknown key "mdoe"`,
+      // With mode misspelt it is auto, where a certificate file is never read.
+      `  ${f}:4:14: tls.cert_file: applies only to tls.mode "files" (this one is "auto")`,
       `  ${f}:7:1: (top level): unknown key "lsiten"`,
     ])
   })
@@ -166,6 +168,20 @@ describe('loadConfig', () => {
     chmodSync(f, 0o644)
     expect(loadConfig({ file: f, env: {} }).audit.postgres.dsn).toBe('postgres://broker@db.example.org/broker')
     expect(loadConfig({ file: f, env: { CTB_AUDIT_POSTGRES_DSN: 'postgres://broker:pw@db.example.org/broker' } }).audit.postgres.dsn).toBe('postgres://broker:pw@db.example.org/broker')
+  })
+
+  // A certificate and key named beside tls.mode auto or off were ignored: the development certificate, or
+  // plain HTTP, served where the file says which certificate the admin meant to serve.
+  it.each(['auto', 'off'])('refuses tls.cert_file and tls.key_file with tls.mode %s, at the line of each', (mode) => {
+    const f = yamlFile(`issuer: https://broker.example.org\ntls:\n  mode: ${mode}\n  cert_file: /etc/ctb/tls.crt\n  key_file: /etc/ctb/tls.key\n`)
+    let msg = ''
+    try { loadConfig({ file: f, env: {} }) } catch (e) { msg = (e as Error).message }
+    expect(msg).toContain(`broker.yaml:4:14: tls.cert_file: applies only to tls.mode "files" (this one is "${mode}")`)
+    expect(msg).toContain(`broker.yaml:5:13: tls.key_file: applies only to tls.mode "files" (this one is "${mode}")`)
+  })
+  it('refuses a certificate file given with no tls.mode, which is auto', () => {
+    expect(() => loadConfig({ env: { CTB_TLS_CERT_FILE: '/etc/ctb/tls.crt', CTB_TLS_KEY_FILE: '/etc/ctb/tls.key' } }))
+      .toThrow('tls.cert_file: applies only to tls.mode "files" (this one is "auto") (from CTB_TLS_CERT_FILE)')
   })
 
   it('requires a public issuer behind a TLS proxy', () => {
