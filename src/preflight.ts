@@ -1,3 +1,4 @@
+import { X509Certificate } from 'node:crypto'
 import { accessSync, constants, existsSync, readFileSync, statSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import { caDir, type Config } from './config.ts'
@@ -13,7 +14,7 @@ import { policyContextFromConfig } from './policy/context.ts'
 import { formatIssue, loadPolicyDir } from './policy/load.ts'
 import { sqliteAuditFile } from './storage/open_store.ts'
 import { isDevelopmentCertificate } from './tls/dev_ca_name.ts'
-import { readTlsFiles } from './tls/tls_files.ts'
+import { readTlsFiles, TLS_START_SKEW_MS } from './tls/tls_files.ts'
 
 export interface PreflightContext {
   /** The broker has a public issuer (see isProduction in production.ts). */
@@ -63,6 +64,8 @@ export async function preflight(config: Config, ctx: PreflightContext): Promise<
     // It names localhost, and clients would have to be told to trust a development CA to accept it.
     else if (ctx.production && isDevelopmentCertificate(readFileSync(config.tls.cert_file!))) {
       add('ETLS', `tls.cert_file ${config.tls.cert_file}: a development certificate (issued by the condor-token-broker development CA); a broker with a public issuer needs one from a CA its clients trust`)
+    } else {
+      sayValidity(config.tls.cert_file!, ctx.log)
     }
   }
 
@@ -198,6 +201,21 @@ function writableDirProblem(dir: string): string | undefined {
     return at === resolve(dir) ? 'not writable' : `cannot be created: ${at} is not writable`
   }
   return undefined
+}
+
+/**
+ * serve starts with a certificate outside its validity period, there being none in force to keep instead
+ * (a reload refuses one), but every client that verifies it will refuse the broker: said at start-up, in
+ * the journal, rather than left for the clients to report. The same five minutes of skew as a reload.
+ */
+function sayValidity(certFile: string, log: Logger): void {
+  const leaf = new X509Certificate(readFileSync(certFile))
+  const now = Date.now()
+  if (leaf.validToDate.getTime() <= now) {
+    log.error('the TLS certificate has expired: every client that verifies it refuses the broker until it is renewed (then reload)', { cert: certFile, notAfter: leaf.validToDate.toISOString() })
+  } else if (leaf.validFromDate.getTime() - now > TLS_START_SKEW_MS) {
+    log.error('the TLS certificate is not valid yet: every client that verifies it refuses the broker until it starts', { cert: certFile, notBefore: leaf.validFromDate.toISOString() })
+  }
 }
 
 /** Reads the certificate and the key as serve will; the key like every secret file (no group or other bits). */
