@@ -133,6 +133,10 @@ export async function preflight(config: Config, ctx: PreflightContext): Promise<
     const where = writableDirProblem(dirname(metricsToken))
     if (where) add('EMETRICSTOKEN', `metrics.bearer_token_file ${metricsToken} does not exist and cannot be created: ${where}`)
   }
+  if (bootstrap && metricsToken && sameToken(bootstrap, metricsToken)) {
+    // metrics.auth bearer is for a scraper that may read /metrics and nothing else.
+    add('EMETRICSTOKEN', 'metrics.bearer_token_file holds the admin bootstrap token (admin.bootstrap_token_file): whoever scrapes /metrics with it would be an admin; give metrics a token of its own (a missing file is created)')
+  }
 
   // The CRL is built from certificate.revoked audit records: pruned before the certificate expires, a
   // revocation would drop off the CRL (fail open). Only a broker with a pool CA serves certificates.
@@ -177,6 +181,21 @@ function checkIam(config: Config, ctx: PreflightContext, add: Add): void {
     } else {
       ctx.log.warn('IAM issuer without an expected audience: aud is not checked (refused with a public issuer)', { issuer: issuer.issuer })
     }
+  }
+}
+
+/**
+ * Whether two token files are one token: the same path, the same file by another path (a link), or the
+ * same token in two files (a copy), compared as the broker reads them (trimmed). Unreadable files are
+ * reported by their own checks.
+ */
+function sameToken(a: string, b: string): boolean {
+  if (resolve(a) === resolve(b)) return true
+  try {
+    const token = readSecretFile(a).toString('utf8').trim()
+    return token !== '' && token === readSecretFile(b).toString('utf8').trim()
+  } catch {
+    return false
   }
 }
 
