@@ -184,6 +184,16 @@ describe('loadConfig', () => {
       .toThrow('tls.cert_file: applies only to tls.mode "files" (this one is "auto") (from CTB_TLS_CERT_FILE)')
   })
 
+  // ${TRUST_DOMAIN}, ${UID_DOMAIN} and ${BROKER_ISSUER} always stand for trust_domain, policy.uid_domain and
+  // issuer (docs/policies.md); a policy.vars entry of that name was dropped without a word, so the policies
+  // were judged with another value than the one the admin wrote.
+  it.each(['TRUST_DOMAIN', 'UID_DOMAIN', 'BROKER_ISSUER'])('refuses policy.vars %s, which is built in', (name) => {
+    const f = yamlFile(`policy:\n  vars:\n    IAM_ISSUER: https://iam.example.org/\n    ${name}: other.example.org\n`)
+    // At the value: four spaces, the name, ": ".
+    expect(() => loadConfig({ file: f, env: {} })).toThrow(`broker.yaml:4:${4 + name.length + 3}: policy.vars.${name}: is built in and cannot be set here`)
+    expect(() => loadConfig({ env: { CTB_POLICY_VARS: `${name}=x` } })).toThrow(`policy.vars.${name}: is built in and cannot be set here`)
+  })
+
   it('requires a public issuer behind a TLS proxy', () => {
     expect(() => loadConfig({ env: { CTB_TLS_MODE: 'off' } })).toThrow(/issuer/)
   })
