@@ -1,6 +1,6 @@
 import { closeSync, existsSync, fstatSync, openSync, readFileSync } from 'node:fs'
 import { hostname } from 'node:os'
-import { LineCounter, parseDocument, type Document } from 'yaml'
+import { LineCounter, parseDocument, visit, type Document } from 'yaml'
 import { z } from 'zod'
 import { ConfigurationError } from './errors.ts'
 import { keyNameProblem } from './keys/condor_key_file.ts'
@@ -223,7 +223,17 @@ function readYaml(file: string): YamlSource {
     })
     throw new ConfigurationError('ECONFIG', `invalid configuration:\n${lines.join('\n')}`)
   }
-  const value = doc.toJS() as unknown
+  let value: unknown
+  try {
+    // Bounded as for policy files: aliases that expand without limit are refused, not expanded.
+    value = doc.toJS({ maxAliasCount: 100 })
+  } catch (err) {
+    // An alias to no anchor, or too many: a configuration to mend, not an internal error (exit 78, not 70).
+    let at = 0
+    visit(doc, { Alias(_key, node) { at = node.range?.[0] ?? 0; return visit.BREAK } })
+    const { line, col } = lc.linePos(at)
+    throw new ConfigurationError('ECONFIG', `invalid configuration:\n  ${file}:${line}:${col}: ${(err as Error).message.split('\n')[0]}`)
+  }
   if (value === null || value === undefined) return { file, mode, doc, lc, value: {} }
   if (typeof value !== 'object' || Array.isArray(value)) throw new ConfigurationError('ECONFIG', `${file}: the top level must be a mapping`)
   return { file, mode, doc, lc, value: value as Record<string, unknown> }

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { loadConfig } from '../../src/config.ts'
+import { ConfigurationError } from '../../src/errors.ts'
 
 function yamlFile(text: string): string {
   const f = join(mkdtempSync(join(tmpdir(), 'ctb-cfg-')), 'broker.yaml')
@@ -192,6 +193,21 @@ describe('loadConfig', () => {
     // At the value: four spaces, the name, ": ".
     expect(() => loadConfig({ file: f, env: {} })).toThrow(`broker.yaml:4:${4 + name.length + 3}: policy.vars.${name}: is built in and cannot be set here`)
     expect(() => loadConfig({ env: { CTB_POLICY_VARS: `${name}=x` } })).toThrow(`policy.vars.${name}: is built in and cannot be set here`)
+  })
+
+  // YAML that parses but cannot be resolved into values (an alias to no anchor; aliases that expand without
+  // bound) is a configuration error like any other: ConfigurationError, which serve exits 78 on and the
+  // systemd unit does not restart, not an internal error (exit 70, restarted every 5 s for ever).
+  it.each([
+    ['an alias to no anchor', 'trust_domain: *nowhere\n'],
+    ['an alias bomb', ['a0: &a0 [x, x, x, x, x, x, x, x, x, x]', ...Array.from({ length: 8 }, (_, i) => `a${i + 1}: &a${i + 1} [${Array(10).fill(`*a${i}`).join(', ')}]`)].join('\n') + '\n'],
+  ])('refuses %s as a configuration error naming the file', (_what, text) => {
+    const f = yamlFile(text)
+    let err: unknown
+    try { loadConfig({ file: f, env: {} }) } catch (e) { err = e }
+    expect(err).toBeInstanceOf(ConfigurationError)
+    expect((err as ConfigurationError).code).toBe('ECONFIG')
+    expect((err as Error).message).toMatch(new RegExp(`^invalid configuration:\\n  ${f.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:\\d+:\\d+: `))
   })
 
   it('requires a public issuer behind a TLS proxy', () => {
