@@ -1,6 +1,6 @@
-import { existsSync, readFileSync } from 'node:fs'
+import { closeSync, existsSync, fstatSync, openSync, readFileSync } from 'node:fs'
 import { hostname } from 'node:os'
-import { LineCounter, parseDocument, type Document } from 'yaml'
+import { LineCounter, parseDocument, visit, type Document } from 'yaml'
 import { z } from 'zod'
 import { ConfigurationError } from './errors.ts'
 import { keyNameProblem } from './keys/condor_key_file.ts'
@@ -9,6 +9,7 @@ import { LOG_LEVELS } from './lib/logger.ts'
 import { positionOf, zodIssueMessage } from './lib/yaml_position.ts'
 import { AdminConfigSchema, AuditConfigSchema, RevocationConfigSchema } from './audit/audit_config.ts'
 import { PolicyConfigSchema } from './policy/policy_config.ts'
+import { modeString } from './lib/file_mode.ts'
 import { IamConfigSchema } from './iam/iam_config.ts'
 import { ListenerLimitsSchema } from './http/listener_limits.ts'
 import { RateLimitsConfigSchema } from './ratelimit/rate_limit_config.ts'
@@ -30,12 +31,23 @@ const TrustDomain = z.string()
   .refine((s) => !/[\x00-\x1f\x7f]/.test(s), 'must not contain control characters')
 
 /**
+ * The broker's public issuer URL. RFC 8414 §2 and OpenID Connect Discovery §3: https, no query, no
+ * fragment; discovery is this URL with /.well-known/openid-configuration appended, which a query or a
+ * fragment would swallow. No user or password either: the URL is copied into every token, into discovery
+ * and into the logs. Messages never echo the value (a password in it is a secret).
+ */
+const Issuer = z.string().url()
+  .refine((u) => u.startsWith('https://'), 'must be an https URL (scitokens-cpp refuses others)')
+  .refine((u) => !URL.canParse(u) || (new URL(u).username === '' && new URL(u).password === ''), 'must not contain a user name or password')
+  .refine((u) => !u.includes('?') && !u.includes('#'), 'must not contain a query (?...) or fragment (#...)')
+
+/**
  * The whole configuration. Every leaf can be overridden by an environment variable named
  * CTB_<PATH>, e.g. CTB_LISTEN_PORT or CTB_TLS_CERT_FILE (see config/broker.example.yaml).
  */
 export const ConfigSchema = z.strictObject({
   /** Public https URL: `iss` of SciTokens and the base of discovery; default https://localhost:<port>. */
-  issuer: z.string().url().refine((u) => u.startsWith('https://'), 'must be an https URL (scitokens-cpp refuses others)').optional(),
+  issuer: Issuer.optional(),
   /**
    * TRUST_DOMAIN of the pool: `iss` of IDTOKENs. HTCondor 10+ defaults it to UID_DOMAIN (the central
    * manager's full host name); this host's name is only a development default, refused by preflight for a
@@ -121,6 +133,12 @@ export const ConfigSchema = z.strictObject({
   if (c.tls.mode === 'files' && (!c.tls.cert_file || !c.tls.key_file)) {
     ctx.addIssue({ code: 'custom', path: ['tls', 'cert_file'], message: 'tls.mode "files" needs tls.cert_file and tls.key_file' })
   }
+  // Ignored otherwise: the development certificate or plain HTTP would serve where a certificate was named.
+  for (const key of ['cert_file', 'key_file'] as const) {
+    if (c.tls.mode !== 'files' && c.tls[key] !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['tls', key], message: `applies only to tls.mode "files" (this one is "${c.tls.mode}")` })
+    }
+  }
   if (c.tls.mode === 'off' && !c.issuer) {
     ctx.addIssue({ code: 'custom', path: ['issuer'], message: 'tls.mode "off" (behind a TLS proxy) needs the public https issuer URL' })
   }
@@ -170,6 +188,8 @@ function setPath(obj: Record<string, unknown>, path: string[], value: unknown): 
 
 interface YamlSource {
   file: string
+  /** The file's mode bits, from the descriptor it was read through. */
+  mode: number
   doc: Document
   lc: LineCounter
   value: Record<string, unknown>
@@ -178,10 +198,21 @@ interface YamlSource {
 /** Reads a YAML file into a plain object, keeping the document so errors can point at lines and columns. */
 function readYaml(file: string): YamlSource {
   let text: string
+  let mode: number
+  let fd: number | undefined
   try {
-    text = readFileSync(file, 'utf8')
+    // One descriptor for the mode and the text: a check by path and a read by path could see two files.
+    fd = openSync(file, 'r')
+    mode = fstatSync(fd).mode
+    text = readFileSync(fd, 'utf8')
   } catch (err) {
     throw new ConfigurationError('ECONFIG', `cannot read config file ${file}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`)
+  } finally {
+    if (fd !== undefined) closeSync(fd)
+  }
+  // Whoever may write it chooses the policies, the IAM trusted and the keys; group write is the admins' choice.
+  if (mode & 0o002) {
+    throw new ConfigurationError('ECONFIG', `${file} is writable by every user (mode ${modeString(mode)}), who could change what the broker trusts; chmod o-w ${file}`)
   }
   const lc = new LineCounter()
   const doc = parseDocument(text, { prettyErrors: false, lineCounter: lc, uniqueKeys: true })
@@ -192,10 +223,20 @@ function readYaml(file: string): YamlSource {
     })
     throw new ConfigurationError('ECONFIG', `invalid configuration:\n${lines.join('\n')}`)
   }
-  const value = doc.toJS() as unknown
-  if (value === null || value === undefined) return { file, doc, lc, value: {} }
+  let value: unknown
+  try {
+    // Bounded as for policy files: aliases that expand without limit are refused, not expanded.
+    value = doc.toJS({ maxAliasCount: 100 })
+  } catch (err) {
+    // An alias to no anchor, or too many: a configuration to mend, not an internal error (exit 78, not 70).
+    let at = 0
+    visit(doc, { Alias(_key, node) { at = node.range?.[0] ?? 0; return visit.BREAK } })
+    const { line, col } = lc.linePos(at)
+    throw new ConfigurationError('ECONFIG', `invalid configuration:\n  ${file}:${line}:${col}: ${(err as Error).message.split('\n')[0]}`)
+  }
+  if (value === null || value === undefined) return { file, mode, doc, lc, value: {} }
   if (typeof value !== 'object' || Array.isArray(value)) throw new ConfigurationError('ECONFIG', `${file}: the top level must be a mapping`)
-  return { file, doc, lc, value: value as Record<string, unknown> }
+  return { file, mode, doc, lc, value: value as Record<string, unknown> }
 }
 
 /**
@@ -256,11 +297,25 @@ export function loadConfig(options: { file?: string; env?: NodeJS.ProcessEnv } =
     throw new ConfigurationError('ECONFIG', `invalid configuration${file ? ` in ${file}` : ''}:\n${lines.join('\n')}`)
   }
   const c = parsed.data
+  const dsn = c.audit.postgres.dsn
+  if (src && dsn && !fromEnv.has('audit.postgres.dsn') && (src.mode & 0o004) && dsnHasPassword(dsn)) {
+    throw new ConfigurationError('ECONFIG', `audit.postgres.dsn in ${src.file} holds a password and the file is readable by every user (mode ${modeString(src.mode)}); chmod o-r ${src.file}, or give the DSN in CTB_AUDIT_POSTGRES_DSN or the password in PGPASSWORD`)
+  }
   const issuer = c.issuer ?? `https://localhost:${c.listen.port}`
   return { ...c, issuer, issuerDefaulted: c.issuer === undefined, trustDomainDefaulted, source: file ?? '(built-in defaults)' }
 }
 
-/** The longest any token this broker issues can live: how long a revocation must stay in force at most. */
+/**
+ * A password in a libpq DSN: in the URL's user part, as a `password` parameter, or as `password=` in the
+ * key=value form. A secret in broker.yaml is held to the rule of every secret file: no one else reads it.
+ */
+function dsnHasPassword(dsn: string): boolean {
+  if (/(^|\s)password\s*=/i.test(dsn)) return true
+  if (!URL.canParse(dsn)) return false
+  const url = new URL(dsn)
+  return url.password !== '' || url.searchParams.has('password')
+}
+
 /**
  * The copy of the sealed audit anchor (docs/audit.md), on the broker's host whatever the audit store: one per
  * data directory, so each replica keeps its own.
@@ -274,6 +329,7 @@ export function caDir(config: Config): string {
   return config.ca.dir ?? `${config.data_dir}/ca`
 }
 
+/** The longest any token this broker issues can live: how long a revocation must stay in force at most. */
 export function maxTokenLifetime(config: Config): number {
   return Math.max(config.idtoken.max_lifetime, config.scitoken.max_lifetime)
 }

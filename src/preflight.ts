@@ -1,3 +1,4 @@
+import { X509Certificate } from 'node:crypto'
 import { accessSync, constants, existsSync, readFileSync, statSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import { caDir, type Config } from './config.ts'
@@ -13,7 +14,7 @@ import { policyContextFromConfig } from './policy/context.ts'
 import { formatIssue, loadPolicyDir } from './policy/load.ts'
 import { sqliteAuditFile } from './storage/open_store.ts'
 import { isDevelopmentCertificate } from './tls/dev_ca_name.ts'
-import { readTlsFiles } from './tls/tls_files.ts'
+import { readTlsFiles, TLS_START_SKEW_MS } from './tls/tls_files.ts'
 
 export interface PreflightContext {
   /** The broker has a public issuer (see isProduction in production.ts). */
@@ -63,6 +64,8 @@ export async function preflight(config: Config, ctx: PreflightContext): Promise<
     // It names localhost, and clients would have to be told to trust a development CA to accept it.
     else if (ctx.production && isDevelopmentCertificate(readFileSync(config.tls.cert_file!))) {
       add('ETLS', `tls.cert_file ${config.tls.cert_file}: a development certificate (issued by the condor-token-broker development CA); a broker with a public issuer needs one from a CA its clients trust`)
+    } else {
+      sayValidity(config.tls.cert_file!, ctx.log)
     }
   }
 
@@ -72,6 +75,14 @@ export async function preflight(config: Config, ctx: PreflightContext): Promise<
     // only speaks https: in plain HTTP it must not be reachable from another host. On loopback it stays
     // allowed, for tests and for a TLS proxy on this host (as tls.mode off allows for the main listener).
     add('EVAULTTLS', `credentials.vault.host ${vault.host}: the Vault-compatible listener hands out job tokens and HTCondor's Vault credmon only speaks https; with tls.mode off it may only listen on a loopback address (use tls.mode files, or a TLS proxy on this host in front of a loopback listener)`)
+  }
+
+  if (!ctx.production && !isLoopbackHost(config.listen.host)) {
+    // Development mode is sound only while no other host can reach it: it makes keys on demand, checks no
+    // IAM audience, and may start the development IAM, whose tokens anyone on this host can get. A
+    // broker.yaml that leaves out `issuer` gets the loopback default; on a listener other hosts reach
+    // (the container image listens on 0.0.0.0) that forgotten line must not quietly make it development.
+    add('EDEVLISTEN', `listen.host ${config.listen.host} is reachable from other hosts, but the issuer ${config.issuer} is a loopback URL, which is development mode (keys created on demand, IAM audiences unchecked, development IAM and certificate); set issuer to the broker's public https URL, or listen on a loopback address`)
   }
 
   if (ctx.production && config.trustDomainDefaulted) {
@@ -122,6 +133,10 @@ export async function preflight(config: Config, ctx: PreflightContext): Promise<
     const where = writableDirProblem(dirname(metricsToken))
     if (where) add('EMETRICSTOKEN', `metrics.bearer_token_file ${metricsToken} does not exist and cannot be created: ${where}`)
   }
+  if (bootstrap && metricsToken && sameToken(bootstrap, metricsToken)) {
+    // metrics.auth bearer is for a scraper that may read /metrics and nothing else.
+    add('EMETRICSTOKEN', 'metrics.bearer_token_file holds the admin bootstrap token (admin.bootstrap_token_file): whoever scrapes /metrics with it would be an admin; give metrics a token of its own (a missing file is created)')
+  }
 
   // The CRL is built from certificate.revoked audit records: pruned before the certificate expires, a
   // revocation would drop off the CRL (fail open). Only a broker with a pool CA serves certificates.
@@ -169,6 +184,21 @@ function checkIam(config: Config, ctx: PreflightContext, add: Add): void {
   }
 }
 
+/**
+ * Whether two token files are one token: the same path, the same file by another path (a link), or the
+ * same token in two files (a copy), compared as the broker reads them (trimmed). Unreadable files are
+ * reported by their own checks.
+ */
+function sameToken(a: string, b: string): boolean {
+  if (resolve(a) === resolve(b)) return true
+  try {
+    const token = readSecretFile(a).toString('utf8').trim()
+    return token !== '' && token === readSecretFile(b).toString('utf8').trim()
+  } catch {
+    return false
+  }
+}
+
 /** A host name or address only this machine can reach. */
 function isLoopbackHost(host: string): boolean {
   return host === 'localhost' || host === '::1' || /^127(\.\d{1,3}){3}$/.test(host)
@@ -190,6 +220,21 @@ function writableDirProblem(dir: string): string | undefined {
     return at === resolve(dir) ? 'not writable' : `cannot be created: ${at} is not writable`
   }
   return undefined
+}
+
+/**
+ * serve starts with a certificate outside its validity period, there being none in force to keep instead
+ * (a reload refuses one), but every client that verifies it will refuse the broker: said at start-up, in
+ * the journal, rather than left for the clients to report. The same five minutes of skew as a reload.
+ */
+function sayValidity(certFile: string, log: Logger): void {
+  const leaf = new X509Certificate(readFileSync(certFile))
+  const now = Date.now()
+  if (leaf.validToDate.getTime() <= now) {
+    log.error('the TLS certificate has expired: every client that verifies it refuses the broker until it is renewed (then reload)', { cert: certFile, notAfter: leaf.validToDate.toISOString() })
+  } else if (leaf.validFromDate.getTime() - now > TLS_START_SKEW_MS) {
+    log.error('the TLS certificate is not valid yet: every client that verifies it refuses the broker until it starts', { cert: certFile, notBefore: leaf.validFromDate.toISOString() })
+  }
 }
 
 /** Reads the certificate and the key as serve will; the key like every secret file (no group or other bits). */

@@ -8,6 +8,9 @@ import { Bool, integer } from '../lib/config_values.ts'
 
 const VAR_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/
 
+/** Policy variables the broker defines from its own settings (trust_domain, policy.uid_domain, issuer). */
+const BUILT_IN_VARS = ['TRUST_DOMAIN', 'UID_DOMAIN', 'BROKER_ISSUER'] as const
+
 /** `NAME=value NAME2=value2`: the form CTB_POLICY_VARS takes, since environment variables are flat strings. */
 function parseVarList(v: unknown): unknown {
   if (typeof v !== 'string') return v
@@ -29,7 +32,12 @@ export const PolicyConfigSchema = z.strictObject({
     z.string().regex(VAR_NAME, 'a variable name is letters, digits and _'),
     z.string(),
     { error: 'expected a mapping of NAME: value (or "NAME=value NAME2=value2" in CTB_POLICY_VARS)' },
-  )).default({}),
+  )).superRefine((vars, ctx) => {
+    // Always trust_domain, policy.uid_domain and issuer (policyContextFromConfig): a value here would be dropped.
+    for (const name of BUILT_IN_VARS) {
+      if (name in vars) ctx.addIssue({ code: 'custom', path: [name], message: 'is built in and cannot be set here' })
+    }
+  }).default({}),
   /** `{uid_domain}` in identity templates (users' `<user>@UID_DOMAIN`); default: trust_domain, as in HTCondor. */
   uid_domain: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9.-]*$/, 'must be a domain name').optional(),
   /** Reload when a file in policy_dir changes; SIGHUP always reloads. */

@@ -1,8 +1,9 @@
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { loadConfig } from '../../src/config.ts'
+import { ConfigurationError } from '../../src/errors.ts'
 
 function yamlFile(text: string): string {
   const f = join(mkdtempSync(join(tmpdir(), 'ctb-cfg-')), 'broker.yaml')
@@ -54,6 +55,8 @@ describe('loadConfig', () => {
     try { loadConfig({ file: f, env: {} }) } catch (e) { msg = (e as Error).message }
     expect(msg.split('\n').slice(1)).toEqual([
       `  ${f}:3:3: tls: unknown key "mdoe"`,
+      // With mode misspelt it is auto, where a certificate file is never read.
+      `  ${f}:4:14: tls.cert_file: applies only to tls.mode "files" (this one is "auto")`,
       `  ${f}:7:1: (top level): unknown key "lsiten"`,
     ])
   })
@@ -116,6 +119,97 @@ describe('loadConfig', () => {
     expect(loadConfig({ env: { CTB_HTTP_REQUEST_TIMEOUT_MS: '2000', CTB_HTTP_HEADERS_TIMEOUT_MS: '1000' } }).http.request_timeout_ms).toBe(2000)
     expect(() => loadConfig({ env: { CTB_HTTP_REQUEST_TIMEOUT_MS: '1000', CTB_HTTP_HEADERS_TIMEOUT_MS: '2000' } })).toThrow(/http\.headers_timeout_ms/)
   })
+  // RFC 8414 §2 and OpenID Connect Discovery §3: an issuer is https with no query or fragment; discovery is
+  // found by appending /.well-known/openid-configuration, which a query or fragment would swallow. A user
+  // and password would be copied into the iss of every token, into discovery and into the logs.
+  it.each([
+    ['a user and password', 'https://ctb:s3cret@broker.example.org', 'must not contain a user name or password'],
+    ['a user name', 'https://ctb@broker.example.org', 'must not contain a user name or password'],
+    ['a query', 'https://broker.example.org/?tenant=cms', 'must not contain a query (?...) or fragment (#...)'],
+    ['an empty query', 'https://broker.example.org/?', 'must not contain a query (?...) or fragment (#...)'],
+    ['a fragment', 'https://broker.example.org/#x', 'must not contain a query (?...) or fragment (#...)'],
+  ])('refuses an issuer with %s, without echoing it', (_what, issuer, message) => {
+    const f = yamlFile(`issuer: ${issuer}\n`)
+    let msg = ''
+    try { loadConfig({ file: f, env: {} }) } catch (e) { msg = (e as Error).message }
+    expect(msg).toContain(`broker.yaml:1:9: issuer: ${message}`)
+    expect(msg).not.toContain(issuer)
+    expect(() => loadConfig({ env: { CTB_ISSUER: issuer } })).toThrow(`issuer: ${message} (from CTB_ISSUER)`)
+  })
+  it('takes an issuer with a path', () => {
+    expect(loadConfig({ env: { CTB_ISSUER: 'https://broker.example.org/ctb' } }).issuer).toBe('https://broker.example.org/ctb')
+  })
+
+  // Whoever can write broker.yaml chooses the policy directory, the IAM trusted and the keys: a file any
+  // user may write is refused, as sshd's StrictModes does. Group write stays allowed (root:admins 0664).
+  it('refuses a config file writable by other users, naming the mode and the fix', () => {
+    const f = yamlFile('listen:\n  port: 8443\n')
+    chmodSync(f, 0o666)
+    expect(() => loadConfig({ file: f, env: {} })).toThrow(`${f} is writable by every user (mode 0666), who could change what the broker trusts; chmod o-w ${f}`)
+    chmodSync(f, 0o664)
+    expect(loadConfig({ file: f, env: {} }).listen.port).toBe(8443)
+  })
+
+  // The documented place for the PostgreSQL password is the environment (CTB_AUDIT_POSTGRES_DSN, PGPASSWORD);
+  // one written into broker.yaml is a secret like any key file, and a file every user may read gives it away.
+  it.each([
+    ['in the URL', 'postgres://broker:pg-s3cret@db.example.org/broker'],
+    ['as a parameter', 'postgres://broker@db.example.org/broker?password=pg-s3cret'],
+  ])('refuses a DSN with a password %s in a config file every user may read, without echoing it', (_where, dsn) => {
+    const f = yamlFile(`audit:\n  store: postgres\n  postgres:\n    dsn: ${dsn}\n`)
+    chmodSync(f, 0o644)
+    let msg = ''
+    try { loadConfig({ file: f, env: {} }) } catch (e) { msg = (e as Error).message }
+    expect(msg).toBe(`audit.postgres.dsn in ${f} holds a password and the file is readable by every user (mode 0644); chmod o-r ${f}, or give the DSN in CTB_AUDIT_POSTGRES_DSN or the password in PGPASSWORD`)
+    chmodSync(f, 0o640)
+    expect(loadConfig({ file: f, env: {} }).audit.postgres.dsn).toBe(dsn)
+  })
+  it('takes a DSN without a password from a file every user may read, and one with a password from the environment', () => {
+    const f = yamlFile('audit:\n  store: postgres\n  postgres:\n    dsn: postgres://broker@db.example.org/broker\n')
+    chmodSync(f, 0o644)
+    expect(loadConfig({ file: f, env: {} }).audit.postgres.dsn).toBe('postgres://broker@db.example.org/broker')
+    expect(loadConfig({ file: f, env: { CTB_AUDIT_POSTGRES_DSN: 'postgres://broker:pw@db.example.org/broker' } }).audit.postgres.dsn).toBe('postgres://broker:pw@db.example.org/broker')
+  })
+
+  // A certificate and key named beside tls.mode auto or off were ignored: the development certificate, or
+  // plain HTTP, served where the file says which certificate the admin meant to serve.
+  it.each(['auto', 'off'])('refuses tls.cert_file and tls.key_file with tls.mode %s, at the line of each', (mode) => {
+    const f = yamlFile(`issuer: https://broker.example.org\ntls:\n  mode: ${mode}\n  cert_file: /etc/ctb/tls.crt\n  key_file: /etc/ctb/tls.key\n`)
+    let msg = ''
+    try { loadConfig({ file: f, env: {} }) } catch (e) { msg = (e as Error).message }
+    expect(msg).toContain(`broker.yaml:4:14: tls.cert_file: applies only to tls.mode "files" (this one is "${mode}")`)
+    expect(msg).toContain(`broker.yaml:5:13: tls.key_file: applies only to tls.mode "files" (this one is "${mode}")`)
+  })
+  it('refuses a certificate file given with no tls.mode, which is auto', () => {
+    expect(() => loadConfig({ env: { CTB_TLS_CERT_FILE: '/etc/ctb/tls.crt', CTB_TLS_KEY_FILE: '/etc/ctb/tls.key' } }))
+      .toThrow('tls.cert_file: applies only to tls.mode "files" (this one is "auto") (from CTB_TLS_CERT_FILE)')
+  })
+
+  // ${TRUST_DOMAIN}, ${UID_DOMAIN} and ${BROKER_ISSUER} always stand for trust_domain, policy.uid_domain and
+  // issuer (docs/policies.md); a policy.vars entry of that name was dropped without a word, so the policies
+  // were judged with another value than the one the admin wrote.
+  it.each(['TRUST_DOMAIN', 'UID_DOMAIN', 'BROKER_ISSUER'])('refuses policy.vars %s, which is built in', (name) => {
+    const f = yamlFile(`policy:\n  vars:\n    IAM_ISSUER: https://iam.example.org/\n    ${name}: other.example.org\n`)
+    // At the value: four spaces, the name, ": ".
+    expect(() => loadConfig({ file: f, env: {} })).toThrow(`broker.yaml:4:${4 + name.length + 3}: policy.vars.${name}: is built in and cannot be set here`)
+    expect(() => loadConfig({ env: { CTB_POLICY_VARS: `${name}=x` } })).toThrow(`policy.vars.${name}: is built in and cannot be set here`)
+  })
+
+  // YAML that parses but cannot be resolved into values (an alias to no anchor; aliases that expand without
+  // bound) is a configuration error like any other: ConfigurationError, which serve exits 78 on and the
+  // systemd unit does not restart, not an internal error (exit 70, restarted every 5 s for ever).
+  it.each([
+    ['an alias to no anchor', 'trust_domain: *nowhere\n'],
+    ['an alias bomb', ['a0: &a0 [x, x, x, x, x, x, x, x, x, x]', ...Array.from({ length: 8 }, (_, i) => `a${i + 1}: &a${i + 1} [${Array(10).fill(`*a${i}`).join(', ')}]`)].join('\n') + '\n'],
+  ])('refuses %s as a configuration error naming the file', (_what, text) => {
+    const f = yamlFile(text)
+    let err: unknown
+    try { loadConfig({ file: f, env: {} }) } catch (e) { err = e }
+    expect(err).toBeInstanceOf(ConfigurationError)
+    expect((err as ConfigurationError).code).toBe('ECONFIG')
+    expect((err as Error).message).toMatch(new RegExp(`^invalid configuration:\\n  ${f.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:\\d+:\\d+: `))
+  })
+
   it('requires a public issuer behind a TLS proxy', () => {
     expect(() => loadConfig({ env: { CTB_TLS_MODE: 'off' } })).toThrow(/issuer/)
   })

@@ -42,6 +42,19 @@ describe('the systemd unit and the README install steps', () => {
     }
   })
 
+  // The docs put secrets in the environment (the PostgreSQL password in CTB_AUDIT_POSTGRES_DSN or PGPASSWORD,
+  // the credentials key in credentials.key_env). An Environment= line, in the unit or a `systemctl edit`
+  // drop-in, is a unit property any local user can read (`systemctl show -p Environment`); systemd.exec(5)
+  // reads EnvironmentFile= as root before it drops privileges and shows only the file's name. The unit
+  // must give such values that place (optional: "-"), and the README must say to use it, mode 0600.
+  it('gives secret environment variables a file only root reads, never an Environment= line', () => {
+    const unit = read('packaging/condor-token-broker.service')
+    const file = /^EnvironmentFile=-(\/etc\/condor-token-broker\/\S+)$/m.exec(unit)?.[1]
+    expect(file, 'EnvironmentFile=-/etc/condor-token-broker/...').toBeDefined()
+    expect(unit).not.toMatch(/^Environment=/m)
+    expect(read('README.md')).toMatch(new RegExp(`install -m 0?600 -o root -g root [^\n]* ${file!.replace(/[.]/g, '\\.')}(\\s|$)`))
+  })
+
   it('the unit names configuration fields that exist', () => {
     // A path such as docs/audit.md is not a field.
     const example = read('config/broker.example.yaml')

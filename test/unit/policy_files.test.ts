@@ -1,5 +1,5 @@
 import { execFileSync, spawn } from 'node:child_process'
-import { mkdirSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs'
+import { chmodSync, mkdirSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import type { PolicyContext } from '../../src/policy/compile.ts'
@@ -65,6 +65,34 @@ describe('policy files that are not regular files', () => {
     const dir = policyDir()
     const text = 'version: 1\nrules: []\n'
     writeFileSync(join(dir, '10-rules.yaml'), text + '#'.repeat(1024 * 1024 - text.length - 1) + '\n')
+    expect(loadPolicyDir(dir, CTX).ok).toBe(true)
+  })
+})
+
+// Whoever can write a policy can grant any role to anyone, themselves included: a file or directory any
+// user on the host may write is refused (as sshd's StrictModes refuses such files), at start-up and at a
+// reload, which then keeps the policy in force. Group write stays allowed (an admins' group that edits them).
+describe('policy files and directories any user may write', () => {
+  it('refuses a policy file writable by other users, naming the mode and the fix', () => {
+    const dir = policyDir()
+    const file = join(dir, '10-rules.yaml')
+    writeFileSync(file, 'version: 1\nrules: []\n')
+    chmodSync(file, 0o666)
+    expect(messages(dir)).toEqual([`${file}: writable by every user (mode 0666), who could grant themselves any role; chmod o-w ${file}`])
+  })
+
+  it('refuses a policy directory writable by other users, where anyone could add a file, even with the sticky bit', () => {
+    for (const mode of [0o777, 0o1777]) {
+      const dir = policyDir()
+      chmodSync(dir, mode)
+      expect(messages(dir)).toEqual([`${dir}: policy directory writable by every user (mode ${mode.toString(8).padStart(4, '0')}), who could add a policy file granting any role; chmod o-w ${dir}`])
+    }
+  })
+
+  it('still reads group-writable files in a group-writable directory', () => {
+    const dir = policyDir()
+    chmodSync(join(dir, '00-base.yaml'), 0o664)
+    chmodSync(dir, 0o2775)
     expect(loadPolicyDir(dir, CTX).ok).toBe(true)
   })
 })

@@ -1,0 +1,39 @@
+import { join } from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { loadConfig } from '../../src/config.ts'
+import { silentLogger } from '../../src/lib/logger.ts'
+import { preflight } from '../../src/preflight.ts'
+import { isProduction } from '../../src/production.ts'
+import { tempDir } from '../support/tmp.ts'
+
+// A loopback issuer (the default https://localhost:<port> when `issuer` is left out) is development mode:
+// keys made on demand, IAM audiences unchecked, the development IAM and certificate. That is sound only
+// while nothing off this host can reach the listener. A broker.yaml that forgets `issuer` on a host (or in
+// the container image, which sets CTB_LISTEN_HOST=0.0.0.0) serving other hosts must not start that way.
+function config(env: Record<string, string>) {
+  const dir = tempDir()
+  return loadConfig({ env: { CTB_DATA_DIR: join(dir, 'data'), CTB_TRUST_DOMAIN: 'pool.example.org', CTB_POLICY_DIR: 'policies', ...env } })
+}
+
+async function refusal(env: Record<string, string>) {
+  const c = config(env)
+  return preflight(c, { production: isProduction(c), iamIssuer: 'https://iam.example.org/', log: silentLogger })
+    .then(() => undefined, (e: unknown) => e as Error & { code?: string })
+}
+
+describe('preflight and a development broker reachable from other hosts', () => {
+  it.each(['0.0.0.0', '::', '192.0.2.7', 'broker.example.org'])('refuses the default (loopback) issuer with listen.host %s, in one line', async (host) => {
+    const err = await refusal({ CTB_LISTEN_HOST: host })
+    expect(err?.code).toBe('EDEVLISTEN')
+    expect(err?.message).toBe(`listen.host ${host} is reachable from other hosts, but the issuer https://localhost:8443 is a loopback URL, which is development mode (keys created on demand, IAM audiences unchecked, development IAM and certificate); set issuer to the broker's public https URL, or listen on a loopback address`)
+  })
+
+  it('names a configured loopback issuer as it is', async () => {
+    const err = await refusal({ CTB_LISTEN_HOST: '0.0.0.0', CTB_ISSUER: 'https://127.0.0.1:9443' })
+    expect(err?.message).toContain('the issuer https://127.0.0.1:9443 is a loopback URL')
+  })
+
+  it.each(['127.0.0.1', '127.0.0.2', '::1', 'localhost'])('allows a loopback issuer on the loopback address %s', async (host) => {
+    expect(await refusal({ CTB_LISTEN_HOST: host })).toBeUndefined()
+  })
+})
