@@ -79,10 +79,13 @@ export function buildSciTokenClaims(req: SciTokenRequest): SciTokenClaims {
 /** Validates scope tokens (no empty list, no whitespace inside one, known `condor:/` levels) and de-duplicates. */
 export function normaliseScopes(scopes: readonly string[]): string {
   const out: string[] = []
-  for (const s of scopes.flatMap((x) => x.split(' ')).filter((x) => x.length > 0)) {
-    if (/[^\x21-\x7e]/.test(s) || s.includes('"') || s.includes('\\')) throw new InvalidScope(`scope ${quote(s)} is not valid`)
-    const v = /^condor:\//i.test(s) ? `condor:/${parseAuthzLevel(s)}` : s
-    if (!out.includes(v)) out.push(v)
+  for (const x of scopes) {
+    for (const s of x.split(' ')) {
+      if (s.length === 0) continue
+      if (/[^\x21-\x7e]/.test(s) || s.includes('"') || s.includes('\\')) throw new InvalidScope(`scope ${quote(s)} is not valid`)
+      const v = /^condor:\//i.test(s) ? `condor:/${parseAuthzLevel(s)}` : s
+      if (!out.includes(v)) out.push(v)
+    }
   }
   if (out.length === 0) throw new InvalidScope('at least one scope is required: HTCondor grants nothing to a SciToken without one')
   return out.join(' ')
@@ -93,7 +96,19 @@ export function normaliseScopes(scopes: readonly string[]): string {
  * @see docs/htcondor-tokens.md §5.8
  */
 export function mintSciToken(claims: SciTokenClaims, key: AsymmetricKey): string {
-  const header = b64url(JSON.stringify({ alg: key.alg, kid: key.kid, typ: 'JWT' }))
-  const signingInput = `${header}.${b64url(JSON.stringify(claims))}`
+  const signingInput = `${encodedHeaderOf(key)}.${b64url(JSON.stringify(claims))}`
   return `${signingInput}.${signAsymmetric(key.alg, signingInput, key.privateKey)}`
+}
+
+// The header is fixed per key: encoded once, not per token. Keyed by the key object, which a key reload
+// replaces, so a new key (or a test's) never meets an old key's header.
+const encodedHeaders = new WeakMap<AsymmetricKey, string>()
+
+function encodedHeaderOf(key: AsymmetricKey): string {
+  let header = encodedHeaders.get(key)
+  if (header === undefined) {
+    header = b64url(JSON.stringify({ alg: key.alg, kid: key.kid, typ: 'JWT' }))
+    encodedHeaders.set(key, header)
+  }
+  return header
 }

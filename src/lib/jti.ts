@@ -25,15 +25,32 @@ const decrypt = createDecipheriv('aes-128-ecb', KEY, null).setAutoPadding(false)
 // entropy for randomUUID. Each byte is handed out once.
 const POOL = Buffer.alloc(11 * 256)
 let offset = POOL.length
-const block = Buffer.alloc(16)
+
+// Ids are encrypted BATCH at a time for one second: one update() per id cost ~1.2 µs, mostly the call
+// itself, against ~0.25 µs for an id taken from a batch (ECB encrypts each block on its own, so a batch's
+// ids are exactly the ids one update() each would give). A batch left when the second changes is
+// dropped, never handed out: its random bytes were drawn for it alone.
+const BATCH = 16
+const plain = Buffer.alloc(16 * BATCH)
+let batch = Buffer.alloc(0)
+let batchSecond = -1
+let next = BATCH
 
 /** A new jti made in `second` (seconds since the epoch). */
 export function newJti(second = Math.floor(Date.now() / 1000)): string {
-  if (offset === POOL.length) { randomFillSync(POOL); offset = 0 }
-  block.writeUIntBE(second, 0, 5)
-  POOL.copy(block, 5, offset, offset + 11)
-  offset += 11
-  return encrypt.update(block, undefined, 'hex')
+  if (next === BATCH || second !== batchSecond) {
+    for (let i = 0; i < BATCH; i++) {
+      if (offset === POOL.length) { randomFillSync(POOL); offset = 0 }
+      plain.writeUIntBE(second, i * 16, 5)
+      POOL.copy(plain, i * 16 + 5, offset, offset + 11)
+      offset += 11
+    }
+    batch = encrypt.update(plain)
+    batchSecond = second
+    next = 0
+  }
+  const at = 16 * next++
+  return batch.toString('hex', at, at + 16)
 }
 
 const HEX32 = /^[0-9a-f]{32}$/

@@ -23,6 +23,14 @@ describe('jti', () => {
     expect(tails.size).toBe(2000)
   })
 
+  it('tells its own second when ids of different seconds are asked for in turn, and never repeats', () => {
+    // Seconds chosen by hand, alternating, so that no two consecutive ids share one.
+    const seconds = Array.from({ length: 600 }, (_, i) => [1_800_000_000, 1_800_000_001, 1_234_567_890][i % 3]!)
+    const ids = seconds.map((s) => newJti(s))
+    expect(ids.map((id) => open(id).readUIntBE(0, 5))).toEqual(seconds)
+    expect(new Set(ids.map((id) => open(id).subarray(5).toString('hex'))).size).toBe(600)
+  })
+
   it('is made in the current second by default', () => {
     const before = Math.floor(Date.now() / 1000)
     const second = jtiSecond(newJti())!
