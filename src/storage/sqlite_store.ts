@@ -192,10 +192,7 @@ export class SqliteStore extends ChainedStore {
    * left as it is. PostgresStore's reads do the same.
    */
   async #read<T>(run: () => T | Promise<T>): Promise<T> {
-    if (this.closed) throw this.closedRead()
-    // A read that waited out the lock a moment ago: another now would most likely wait as long, holding the loop.
-    if (this.#lockedRead && performance.now() < this.#lockedRead.until) throw new AuditStoreUnavailable(this.#lockedRead.err, 'read')
-    const began = wallClockMs()
+    const began = this.#beginRead()
     try {
       // A transaction open between this connection's statements is one a failed ROLLBACK left (rolledBack):
       // nothing here holds one across a turn. Its rows were never committed, yet this connection would
@@ -203,12 +200,39 @@ export class SqliteStore extends ChainedStore {
       if (this.#db.isTransaction) this.#db.exec('ROLLBACK')
       return await run()
     } catch (err) {
-      // A read spanning turns (slices, a page walked newest first) whose connection a stop closed between
-      // two of them: node:sqlite says "statement has been finalized", but it is the store closing, as above.
-      if (this.closed) throw this.closedRead()
-      if (this.#thread && isLockTimeout(err)) this.#lockedRead = { until: performance.now() + SERVING_READ_LOCK_BACKOFF_MS, err, began }
-      throw asStoreOutage(err, 'read')
+      throw this.#readFailed(err, began)
     }
+  }
+
+  /**
+   * #read for a read that must finish in this turn (the jti index's pass, whose rows must be in before the
+   * next commit's reply is heard): the same refusals, the same pause after a lock, no await.
+   */
+  #readNow<T>(run: () => T): T {
+    const began = this.#beginRead()
+    try {
+      if (this.#db.isTransaction) this.#db.exec('ROLLBACK')
+      return run()
+    } catch (err) {
+      throw this.#readFailed(err, began)
+    }
+  }
+
+  /** Refuses a read on a closed store, or within the pause after a locked read; else when it began (wallClockMs). */
+  #beginRead(): number {
+    if (this.closed) throw this.closedRead()
+    // A read that waited out the lock a moment ago: another now would most likely wait as long, holding the loop.
+    if (this.#lockedRead && performance.now() < this.#lockedRead.until) throw new AuditStoreUnavailable(this.#lockedRead.err, 'read')
+    return wallClockMs()
+  }
+
+  /** What a failed read throws; a lock waited out starts the pause. */
+  #readFailed(err: unknown, began: number): unknown {
+    // A read spanning turns (slices, a page walked newest first) whose connection a stop closed between
+    // two of them: node:sqlite says "statement has been finalized", but it is the store closing, as above.
+    if (this.closed) return this.closedRead()
+    if (this.#thread && isLockTimeout(err)) this.#lockedRead = { until: performance.now() + SERVING_READ_LOCK_BACKOFF_MS, err, began }
+    return asStoreOutage(err, 'read')
   }
 
   protected async readHead(): Promise<ChainHead | undefined> {
@@ -379,14 +403,21 @@ export class SqliteStore extends ChainedStore {
     return this.#jtiCatchUp
   }
 
-  /** Reads rows up to the current head in bounded steps, yielding to the event loop between steps. */
+  /**
+   * Reads rows up to the current head in bounded steps, yielding to the event loop between steps. Each step
+   * through the read guard (#readNow), as every read: a pass runs in the background (a commit's reply starts
+   * it), and read past the guard it waited out a lock on the event loop during the pause after a locked read
+   * (256 ms each time), which no other read may do (SERVING_READ_LOCK_BACKOFF_MS).
+   */
   async #readJtiRows(): Promise<void> {
-    const head = (this.#head.get() as { seq: number }).seq
-    const first = this.#readFirstLive()
-    const step = this.#db.prepare('SELECT seq, time, jti FROM audit_log WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?')
+    const { head, first, step } = this.#readNow(() => ({
+      head: (this.#head.get() as { seq: number }).seq,
+      first: this.#readFirstLive(),
+      step: this.#db.prepare('SELECT seq, time, jti FROM audit_log WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?'),
+    }))
     for (let n = 0; this.#jtiThrough < head && n <= head / JTI_CHUNK + 1; n++) {
       if (n > 0) await nextTurn()
-      const rows = step.all(this.#jtiThrough, head, JTI_CHUNK) as Array<{ seq: number; time: number; jti: string | null }>
+      const rows = this.#readNow(() => step.all(this.#jtiThrough, head, JTI_CHUNK) as Array<{ seq: number; time: number; jti: string | null }>)
       for (const r of rows) if (needsJtiEntry(r.jti, r.time)) this.#jti.add(r.jti, r.seq, first)
       this.#jtiThrough = rows.length < JTI_CHUNK ? head : rows.at(-1)!.seq
     }
