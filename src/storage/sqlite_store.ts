@@ -16,7 +16,7 @@ import { DEFAULT_GROUP_COMMIT, type GroupCommitOptions } from './group_commit.ts
 import { jtiSecond } from '../lib/jti.ts'
 import { JtiIndex, needsJtiEntry } from './jti_index.ts'
 import { reseedHorizonsSql } from './issuance_horizon.ts'
-import { assertReadAsItLay, openSqliteDb, readSqliteHorizons, rolledBack, SqliteChainWriter, wallClockMs, type AppendedRows, type SqliteSynchronous } from './sqlite_writer.ts'
+import { assertReadAsItLay, openSqliteDb, readSqliteHorizons, rolledBack, SqliteChainWriter, wallClockMs, WRITE_ANCHOR_SQL, type AppendedRows, type SqliteSynchronous } from './sqlite_writer.ts'
 import { SqliteWriterClient } from './sqlite_writer_client.ts'
 import { compareSqlText, forEachSliceDesc, nextTurn, NO_END, SLICE_ROWS, sumSlices } from './sqlite_slices.ts'
 import { asStoreOutage } from './store_outage.ts'
@@ -465,6 +465,9 @@ export class SqliteStore extends ChainedStore {
 
   async reseedHorizons(): Promise<void> {
     // On this connection, under the write lock like any writer's (the writer's own view only lags: it grows).
+    // It waits for another process's lock on the event loop, as the anchor write did, but only at start
+    // (services.ts), before the broker listens: nothing is held up but the start, which the schema check
+    // on opening the file waits for the same way, and a lock held past the busy timeout fails the start.
     this.#asWriter(() => {
       this.#db.exec('BEGIN IMMEDIATE')
       try {
@@ -528,8 +531,16 @@ export class SqliteStore extends ChainedStore {
     return this.#read(() => (this.#db.prepare('SELECT sealed FROM audit_anchor WHERE id = 1').get() as { sealed: string } | undefined)?.sealed)
   }
 
+  /**
+   * Serving: by the writer thread, in a batch's transaction, where writes wait for another process's write
+   * lock off the event loop. On this connection the write waited the writer's busy timeout on the loop, and
+   * every request with it: 5 s once per check while an admin's prune, a CLI revoke or a backup held the lock
+   * (test/integration/sqlite_anchor_lock_stall.test.ts). A write that fails rejects, for the check to report
+   * and retry (revocation_watch.ts). Inline (the CLI): on this connection, which holds nothing else up.
+   */
   protected async writeAnchor(sealed: string): Promise<void> {
-    this.#asWriter(() => this.#db.prepare('INSERT INTO audit_anchor (id, sealed) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET sealed = excluded.sealed').run(sealed))
+    if (this.#thread) await this.#thread.submit({ kind: 'anchor', sealed })
+    else this.#db.prepare(WRITE_ANCHOR_SQL).run(sealed)
   }
 
   protected async closeBackend(): Promise<void> {
