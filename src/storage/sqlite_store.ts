@@ -19,8 +19,8 @@ import { reseedHorizonsSql } from './issuance_horizon.ts'
 import { assertReadAsItLay, openSqliteDb, readSqliteHorizons, rolledBack, SqliteChainWriter, wallClockMs, WRITE_ANCHOR_SQL, type AppendedRows, type SqliteSynchronous } from './sqlite_writer.ts'
 import { SqliteWriterClient } from './sqlite_writer_client.ts'
 import { compareSqlText, forEachSliceDesc, nextTurn, NO_END, SLICE_ROWS, sumSlices } from './sqlite_slices.ts'
-import { asStoreOutage } from './store_outage.ts'
-import { AuditStoreUnavailable, TemporarilyUnavailable } from '../errors.ts'
+import { asStoreOutage, isStoreOutage } from './store_outage.ts'
+import { AuditStoreUnavailable, OperatorError, TemporarilyUnavailable } from '../errors.ts'
 
 import type { AuditMacKey } from '../audit/record_mac.ts'
 export type { SqliteSynchronous } from './sqlite_writer.ts'
@@ -467,16 +467,23 @@ export class SqliteStore extends ChainedStore {
     // On this connection, under the write lock like any writer's (the writer's own view only lags: it grows).
     // It waits for another process's lock on the event loop, as the anchor write did, but only at start
     // (services.ts), before the broker listens: nothing is held up but the start, which the schema check
-    // on opening the file waits for the same way, and a lock held past the busy timeout fails the start.
-    this.#asWriter(() => {
-      this.#db.exec('BEGIN IMMEDIATE')
-      try {
-        for (const sql of RESEED_SQL) this.#db.exec(sql)
-        this.#db.exec('COMMIT')
-      } catch (err) {
-        throw rolledBack(this.#db, err)
-      }
-    })
+    // on opening the file waits for the same way, and a lock held past the busy timeout fails the start,
+    // in an operator's one line (a busy or failing database is no bug: not "internal error").
+    try {
+      this.#asWriter(() => {
+        this.#db.exec('BEGIN IMMEDIATE')
+        try {
+          for (const sql of RESEED_SQL) this.#db.exec(sql)
+          this.#db.exec('COMMIT')
+        } catch (err) {
+          throw rolledBack(this.#db, err)
+        }
+      })
+    } catch (err) {
+      if (!isStoreOutage(err)) throw err
+      const said = err instanceof Error ? err.message : String(err)
+      throw new OperatorError('EAUDITSTORE', `cannot fold the audit log into the issuance horizons: ${said} (another process may hold the database's write lock: an "audit prune", a "revoke", a backup); start again once it is done`, { cause: err })
+    }
   }
 
   /**
