@@ -212,10 +212,13 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
     // Sealed with a key derived from the IDTOKEN key, which lives outside the database (audit/anchor.ts); a
     // copy beside it outside the database too, so deleting the database's own does not hide a cut or rewrite.
     const anchorCopy = anchorFile(auditAnchorFile(config), { log })
-    await assertRevocationsMatchAudit(store, { anchorKey: anchorKeyFrom(keys.idtoken.hmac), anchorCopy })
+    let startAnchor: unknown
+    await assertRevocationsMatchAudit(store, { anchorKey: anchorKeyFrom(keys.idtoken.hmac), anchorCopy, onAnchorWrite: (failure) => { startAnchor = failure } })
     // Again while serving, after each revocation and at a clean stop, so the anchor covers what is appended
     // between restarts too (a copy of the database restored from before it is refused at the next start).
     const watch = startRevocationWatch(store, { anchorKey: () => anchorKeyFrom(keyHolder.current.idtoken.hmac), anchorCopy, intervalSeconds: config.audit.anchor_interval, log })
+    // An anchor the start-up check could not write is logged and retried as the watch's own are.
+    if (startAnchor !== undefined) watch.anchorWritten(startAnchor)
     closers.push(() => watch.stop())
     const policy = new PolicyHolder({
       dir: config.policy_dir,

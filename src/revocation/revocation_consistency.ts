@@ -248,13 +248,16 @@ export function verifyRevocationEvidence(ev: RevocationEvidence, unverified?: st
   return differences.length === 0 ? { ok: true, revocations: ev.rows.length } : { ok: false, revocations: ev.rows.length, differences }
 }
 
+/** What a check is given (storage/revocation_check.ts says what each does). */
+export interface AnchoredCheckOptions { anchorKey?: Buffer; anchorCopy?: AnchorCopy; signal?: AbortSignal; onAnchorWrite?: (failure: unknown) => void }
+
 /**
  * Start-up gate: a broker must not serve with a revocation set the audit chain does not vouch for (one
  * deleted row would silently un-revoke). Throws a one-line OperatorError naming the first difference.
  */
 export async function assertRevocationsMatchAudit(
-  store: { verifyRevocations(options?: { anchorKey?: Buffer; anchorCopy?: AnchorCopy; signal?: AbortSignal }): Promise<RevocationVerification> },
-  options: { anchorKey?: Buffer; anchorCopy?: AnchorCopy; signal?: AbortSignal } = {},
+  store: { verifyRevocations(options?: AnchoredCheckOptions): Promise<RevocationVerification> },
+  options: AnchoredCheckOptions = {},
 ): Promise<void> {
   const v = await store.verifyRevocations(options)
   if (v.ok) return

@@ -2,12 +2,19 @@ import type { AnchorCopy } from '../audit/anchor.ts'
 import { OperatorError } from '../errors.ts'
 import type { Logger } from '../lib/logger.ts'
 import { assertRevocationsMatchAudit } from './revocation_consistency.ts'
-import type { RevocationVerification } from './revocation_consistency.ts'
+import type { AnchoredCheckOptions, RevocationVerification } from './revocation_consistency.ts'
 
 /** How long after a revocation or lift the check runs: a burst of them (a script revoking a site's hosts) makes one. */
 export const AFTER_CHANGE_MS = 1000
 /** How long a clean stop waits for its last check (an anchored one takes milliseconds, a full one ~1 s per 100,000 records). */
 export const STOP_CHECK_MS = 5000
+/**
+ * After a check whose anchor could not be written into the database (another process held the write lock
+ * past the writer's busy timeout, a full disk), how soon the check runs again rather than at the next
+ * `anchor_interval` (10 minutes by default): the anchor is what a restored older copy is caught by. Each
+ * retry seals a fresh anchor, so none older than the last check is ever written.
+ */
+export const ANCHOR_RETRY_MS = 30_000
 
 export interface RevocationWatch {
   /** One check now (the timer's, for tests). Never rejects: problems are logged. */
@@ -24,6 +31,12 @@ export interface RevocationWatch {
    * (its reads after the close fail, and it was told to stop).
    */
   stop(): Promise<void>
+  /**
+   * How an anchor write went (a check's onAnchorWrite), for the start-up check run before the watch: a
+   * failure is logged once per run of failures and the check retried after `anchorRetryMs`; a write after
+   * failures is logged once.
+   */
+  anchorWritten(failure: unknown): void
 }
 
 /**
@@ -38,16 +51,33 @@ export interface RevocationWatch {
  * an anchor covers is missed at the next start. Revocations are what such a restore must not silently undo.
  */
 export function startRevocationWatch(
-  store: { verifyRevocations(options?: { anchorKey?: Buffer; anchorCopy?: AnchorCopy; signal?: AbortSignal }): Promise<RevocationVerification> },
-  options: { anchorKey: () => Buffer; anchorCopy: AnchorCopy; intervalSeconds: number; log: Logger; afterChangeMs?: number; stopCheckMs?: number },
+  store: { verifyRevocations(options?: AnchoredCheckOptions): Promise<RevocationVerification> },
+  options: { anchorKey: () => Buffer; anchorCopy: AnchorCopy; intervalSeconds: number; log: Logger; afterChangeMs?: number; stopCheckMs?: number; anchorRetryMs?: number },
 ): RevocationWatch {
   const reported = new Set<string>()
   // A full check (the first after a key rotation) hashes the whole log: at shutdown it gets a bounded time.
   const stopping = new AbortController()
   let stopped = false
   let running: Promise<void> | undefined
+  let anchorFailing = false
+  let retry: NodeJS.Timeout | undefined
+  const anchorWritten = (failure: unknown) => {
+    if (failure === undefined) {
+      if (anchorFailing) options.log.info('audit anchor written into the database again')
+      anchorFailing = false
+      return
+    }
+    if (!anchorFailing) {
+      anchorFailing = true
+      const retryS = (options.anchorRetryMs ?? ANCHOR_RETRY_MS) / 1000
+      options.log.warn(`could not write the audit anchor into the database; the check runs again every ${retryS} s until it is written (records appended meanwhile are covered by the previous anchor only)`, { err: failure })
+    }
+    if (stopped || retry) return
+    retry = setTimeout(() => { retry = undefined; void checkAfterRunning() }, options.anchorRetryMs ?? ANCHOR_RETRY_MS)
+    retry.unref()
+  }
   const check = (): Promise<void> => {
-    running ??= assertRevocationsMatchAudit(store, { anchorKey: options.anchorKey(), anchorCopy: options.anchorCopy, signal: stopping.signal })
+    running ??= assertRevocationsMatchAudit(store, { anchorKey: options.anchorKey(), anchorCopy: options.anchorCopy, signal: stopping.signal, onAnchorWrite: anchorWritten })
       .catch((err: unknown) => {
         if (stopping.signal.aborted) return
         if (!(err instanceof OperatorError && err.code === 'EREVOCATIONS')) {
@@ -80,6 +110,7 @@ export function startRevocationWatch(
     stopped = true
     clearInterval(timer)
     clearTimeout(soon)
+    clearTimeout(retry)
     const boundMs = options.stopCheckMs ?? STOP_CHECK_MS
     let bound: NodeJS.Timeout | undefined
     // The signal ends a check between two reads; a read the database never answers (a PostgreSQL server cut
@@ -99,5 +130,5 @@ export function startRevocationWatch(
     }
     stopping.abort(new Error('the broker is stopping'))
   }
-  return { check, afterChange, stop }
+  return { check, afterChange, stop, anchorWritten }
 }

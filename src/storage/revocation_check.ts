@@ -10,9 +10,13 @@ import { statesRevocations } from './revocation_rows.ts'
 /**
  * `anchorKey`: resume from the sealed anchor and seal a new one. `anchorCopy`: also check against, and
  * refresh, the copy of the anchor kept outside the database. `signal`: abandons the check (rejecting with its
- * reason, sealing nothing), so a shutdown need not wait for a full check of the log.
+ * reason, sealing nothing), so a shutdown need not wait for a full check of the log. `onAnchorWrite`: hears
+ * how writing the new anchor into the database went (the failure, or undefined once written).
  */
-export interface VerifyRevocationsOptions { anchorKey?: Buffer; anchorCopy?: AnchorCopy; signal?: AbortSignal }
+export interface VerifyRevocationsOptions { anchorKey?: Buffer; anchorCopy?: AnchorCopy; signal?: AbortSignal; onAnchorWrite?: AnchorWriteListener }
+
+/** Told of each attempt to write a sealed anchor into the database: its failure, or undefined when it was written. */
+export type AnchorWriteListener = (failure: unknown) => void
 
 /** Records an anchor lists that one slice of the anchored check re-reads and re-checks before a turn of the event loop. */
 const EVIDENCE_SLICE = 500
@@ -40,7 +44,7 @@ export async function checkRevocations(source: ChainSource, options: VerifyRevoc
   }
 }
 
-async function checkOnce(source: ChainSource, { anchorKey, anchorCopy, signal, macFrom: knownMacFrom }: VerifyRevocationsOptions & { macFrom?: number }): Promise<{ chain: ChainVerification; revocations: RevocationVerification; firstSeq: number }> {
+async function checkOnce(source: ChainSource, { anchorKey, anchorCopy, signal, onAnchorWrite, macFrom: knownMacFrom }: VerifyRevocationsOptions & { macFrom?: number }): Promise<{ chain: ChainVerification; revocations: RevocationVerification; firstSeq: number }> {
   // The anchors before the state: an anchor is sealed only once the head reached its seq, so the state read
   // after it has a head at least that far, even when another replica seals one meanwhile.
   const anchor = anchorKey ? openAnchor(await source.readAnchor(), anchorKey) : undefined
@@ -129,7 +133,9 @@ async function checkOnce(source: ChainSource, { anchorKey, anchorCopy, signal, m
     // taken for a log written before MACs.
     const macFrom = verifier.macFrom ?? (source.auditMac ? chain.head.seq + 1 : undefined)
     const sealed = sealAnchor({ seq: chain.head.seq, hash: chain.head.hash, firstSeq: state.firstSeq, evidence, horizons, ...(macFrom !== undefined ? { macFrom } : {}) }, anchorKey)
-    await source.writeAnchor(sealed).catch(() => {})
+    // Still best effort for the check, but told: a failure once went unsaid, and nothing retried before the
+    // next interval (the serving watch retries sooner and logs it).
+    await source.writeAnchor(sealed).then(() => onAnchorWrite?.(undefined), (err: unknown) => onAnchorWrite?.(err ?? new Error('the anchor write failed')))
     await anchorCopy?.write(sealed).catch(() => {})
   }
   return { chain, revocations, firstSeq: state.firstSeq }

@@ -16,11 +16,11 @@ import { DEFAULT_GROUP_COMMIT, type GroupCommitOptions } from './group_commit.ts
 import { jtiSecond } from '../lib/jti.ts'
 import { JtiIndex, needsJtiEntry } from './jti_index.ts'
 import { reseedHorizonsSql } from './issuance_horizon.ts'
-import { assertReadAsItLay, openSqliteDb, readSqliteHorizons, rolledBack, SqliteChainWriter, wallClockMs, type AppendedRows, type SqliteSynchronous } from './sqlite_writer.ts'
+import { assertReadAsItLay, openSqliteDb, readSqliteHorizons, rolledBack, SqliteChainWriter, wallClockMs, WRITE_ANCHOR_SQL, type AppendedRows, type SqliteSynchronous } from './sqlite_writer.ts'
 import { SqliteWriterClient } from './sqlite_writer_client.ts'
 import { compareSqlText, forEachSliceDesc, nextTurn, NO_END, SLICE_ROWS, sumSlices } from './sqlite_slices.ts'
-import { asStoreOutage } from './store_outage.ts'
-import { AuditStoreUnavailable, TemporarilyUnavailable } from '../errors.ts'
+import { asStoreOutage, isStoreOutage } from './store_outage.ts'
+import { AuditStoreUnavailable, OperatorError, TemporarilyUnavailable } from '../errors.ts'
 
 import type { AuditMacKey } from '../audit/record_mac.ts'
 export type { SqliteSynchronous } from './sqlite_writer.ts'
@@ -192,10 +192,7 @@ export class SqliteStore extends ChainedStore {
    * left as it is. PostgresStore's reads do the same.
    */
   async #read<T>(run: () => T | Promise<T>): Promise<T> {
-    if (this.closed) throw this.closedRead()
-    // A read that waited out the lock a moment ago: another now would most likely wait as long, holding the loop.
-    if (this.#lockedRead && performance.now() < this.#lockedRead.until) throw new AuditStoreUnavailable(this.#lockedRead.err, 'read')
-    const began = wallClockMs()
+    const began = this.#beginRead()
     try {
       // A transaction open between this connection's statements is one a failed ROLLBACK left (rolledBack):
       // nothing here holds one across a turn. Its rows were never committed, yet this connection would
@@ -203,12 +200,39 @@ export class SqliteStore extends ChainedStore {
       if (this.#db.isTransaction) this.#db.exec('ROLLBACK')
       return await run()
     } catch (err) {
-      // A read spanning turns (slices, a page walked newest first) whose connection a stop closed between
-      // two of them: node:sqlite says "statement has been finalized", but it is the store closing, as above.
-      if (this.closed) throw this.closedRead()
-      if (this.#thread && isLockTimeout(err)) this.#lockedRead = { until: performance.now() + SERVING_READ_LOCK_BACKOFF_MS, err, began }
-      throw asStoreOutage(err, 'read')
+      throw this.#readFailed(err, began)
     }
+  }
+
+  /**
+   * #read for a read that must finish in this turn (the jti index's pass, whose rows must be in before the
+   * next commit's reply is heard): the same refusals, the same pause after a lock, no await.
+   */
+  #readNow<T>(run: () => T): T {
+    const began = this.#beginRead()
+    try {
+      if (this.#db.isTransaction) this.#db.exec('ROLLBACK')
+      return run()
+    } catch (err) {
+      throw this.#readFailed(err, began)
+    }
+  }
+
+  /** Refuses a read on a closed store, or within the pause after a locked read; else when it began (wallClockMs). */
+  #beginRead(): number {
+    if (this.closed) throw this.closedRead()
+    // A read that waited out the lock a moment ago: another now would most likely wait as long, holding the loop.
+    if (this.#lockedRead && performance.now() < this.#lockedRead.until) throw new AuditStoreUnavailable(this.#lockedRead.err, 'read')
+    return wallClockMs()
+  }
+
+  /** What a failed read throws; a lock waited out starts the pause. */
+  #readFailed(err: unknown, began: number): unknown {
+    // A read spanning turns (slices, a page walked newest first) whose connection a stop closed between
+    // two of them: node:sqlite says "statement has been finalized", but it is the store closing, as above.
+    if (this.closed) return this.closedRead()
+    if (this.#thread && isLockTimeout(err)) this.#lockedRead = { until: performance.now() + SERVING_READ_LOCK_BACKOFF_MS, err, began }
+    return asStoreOutage(err, 'read')
   }
 
   protected async readHead(): Promise<ChainHead | undefined> {
@@ -379,14 +403,21 @@ export class SqliteStore extends ChainedStore {
     return this.#jtiCatchUp
   }
 
-  /** Reads rows up to the current head in bounded steps, yielding to the event loop between steps. */
+  /**
+   * Reads rows up to the current head in bounded steps, yielding to the event loop between steps. Each step
+   * through the read guard (#readNow), as every read: a pass runs in the background (a commit's reply starts
+   * it), and read past the guard it waited out a lock on the event loop during the pause after a locked read
+   * (256 ms each time), which no other read may do (SERVING_READ_LOCK_BACKOFF_MS).
+   */
   async #readJtiRows(): Promise<void> {
-    const head = (this.#head.get() as { seq: number }).seq
-    const first = this.#readFirstLive()
-    const step = this.#db.prepare('SELECT seq, time, jti FROM audit_log WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?')
+    const { head, first, step } = this.#readNow(() => ({
+      head: (this.#head.get() as { seq: number }).seq,
+      first: this.#readFirstLive(),
+      step: this.#db.prepare('SELECT seq, time, jti FROM audit_log WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?'),
+    }))
     for (let n = 0; this.#jtiThrough < head && n <= head / JTI_CHUNK + 1; n++) {
       if (n > 0) await nextTurn()
-      const rows = step.all(this.#jtiThrough, head, JTI_CHUNK) as Array<{ seq: number; time: number; jti: string | null }>
+      const rows = this.#readNow(() => step.all(this.#jtiThrough, head, JTI_CHUNK) as Array<{ seq: number; time: number; jti: string | null }>)
       for (const r of rows) if (needsJtiEntry(r.jti, r.time)) this.#jti.add(r.jti, r.seq, first)
       this.#jtiThrough = rows.length < JTI_CHUNK ? head : rows.at(-1)!.seq
     }
@@ -434,15 +465,25 @@ export class SqliteStore extends ChainedStore {
 
   async reseedHorizons(): Promise<void> {
     // On this connection, under the write lock like any writer's (the writer's own view only lags: it grows).
-    this.#asWriter(() => {
-      this.#db.exec('BEGIN IMMEDIATE')
-      try {
-        for (const sql of RESEED_SQL) this.#db.exec(sql)
-        this.#db.exec('COMMIT')
-      } catch (err) {
-        throw rolledBack(this.#db, err)
-      }
-    })
+    // It waits for another process's lock on the event loop, as the anchor write did, but only at start
+    // (services.ts), before the broker listens: nothing is held up but the start, which the schema check
+    // on opening the file waits for the same way, and a lock held past the busy timeout fails the start,
+    // in an operator's one line (a busy or failing database is no bug: not "internal error").
+    try {
+      this.#asWriter(() => {
+        this.#db.exec('BEGIN IMMEDIATE')
+        try {
+          for (const sql of RESEED_SQL) this.#db.exec(sql)
+          this.#db.exec('COMMIT')
+        } catch (err) {
+          throw rolledBack(this.#db, err)
+        }
+      })
+    } catch (err) {
+      if (!isStoreOutage(err)) throw err
+      const said = err instanceof Error ? err.message : String(err)
+      throw new OperatorError('EAUDITSTORE', `cannot fold the audit log into the issuance horizons: ${said} (another process may hold the database's write lock: an "audit prune", a "revoke", a backup); start again once it is done`, { cause: err })
+    }
   }
 
   /**
@@ -497,8 +538,16 @@ export class SqliteStore extends ChainedStore {
     return this.#read(() => (this.#db.prepare('SELECT sealed FROM audit_anchor WHERE id = 1').get() as { sealed: string } | undefined)?.sealed)
   }
 
+  /**
+   * Serving: by the writer thread, in a batch's transaction, where writes wait for another process's write
+   * lock off the event loop. On this connection the write waited the writer's busy timeout on the loop, and
+   * every request with it: 5 s once per check while an admin's prune, a CLI revoke or a backup held the lock
+   * (test/integration/sqlite_anchor_lock_stall.test.ts). A write that fails rejects, for the check to report
+   * and retry (revocation_watch.ts). Inline (the CLI): on this connection, which holds nothing else up.
+   */
   protected async writeAnchor(sealed: string): Promise<void> {
-    this.#asWriter(() => this.#db.prepare('INSERT INTO audit_anchor (id, sealed) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET sealed = excluded.sealed').run(sealed))
+    if (this.#thread) await this.#thread.submit({ kind: 'anchor', sealed })
+    else this.#db.prepare(WRITE_ANCHOR_SQL).run(sealed)
   }
 
   protected async closeBackend(): Promise<void> {

@@ -24,7 +24,7 @@ import { checkpointEventBody, eventRow, revocationEventBody } from './appended_r
 import { foundMacFrom, LAST_CHECKPOINT_SQL, MACS_STARTED_SQL, openedMacEra } from './mac_era.ts'
 import { PRUNE_RANGE_CHANGED, stateChanged, type PruneRange } from './prune_range.ts'
 import { fromRevocationRow, LIFT_AND_ISS_MIGRATION, REVOCATION_RECORDS_WHERE, type RevocationRow } from './revocation_rows.ts'
-import type { WriteOp } from './write_ops.ts'
+import type { SqliteWriteOp } from './write_ops.ts'
 
 /**
  * `full` fsyncs the WAL at every commit: a record survives power loss, which is what "no token without its
@@ -279,6 +279,9 @@ const RAISE_HORIZON_SQL = raiseHorizonSql('max', ['?', '?', '?'])
 
 const RENEWAL_SQL = renewalSql(() => '?')
 
+/** Replaces the sealed anchor (one row). */
+export const WRITE_ANCHOR_SQL = 'INSERT INTO audit_anchor (id, sealed) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET sealed = excluded.sealed'
+
 const INSERT_SQL = `INSERT INTO audit_log (seq, ${COLUMN_NAMES.join(', ')}, body, prev_hash, hash, mac) VALUES (${Array(COLUMN_NAMES.length + 5).fill('?').join(', ')})`
 
 /** What a committed op yields: the stored revocation, the prune outcome, or nothing for a plain event. */
@@ -330,7 +333,7 @@ export class SqliteChainWriter {
     this.#horizon = new HorizonTracker(readSqliteHorizons(db))
   }
 
-  commit(ops: readonly WriteOp[]): BatchOutcome {
+  commit(ops: readonly SqliteWriteOp[]): BatchOutcome {
     const db = this.#db
     // Left open by a ROLLBACK that failed (rolledBack): every later BEGIN would fail on it, a 500 for good.
     // Ended now; should that fail again, its own error (the disk's) is this batch's failure.
@@ -356,7 +359,8 @@ export class SqliteChainWriter {
       }
       // Looked up under the write lock, once per writer: another process (the CLI) may have opened the era.
       let macFrom = this.#macFrom
-      if (mac && macFrom === undefined) {
+      // Not for a batch that only writes the anchor: writing it never appended a record before it moved here.
+      if (mac && macFrom === undefined && ops.some((op) => op.kind !== 'anchor')) {
         const found = foundMacFrom((this.#stmt(MACS_STARTED_SQL).get() as { seq: number | null }).seq, (this.#stmt(LAST_CHECKPOINT_SQL).get() as { body: string } | undefined)?.body)
         macFrom = openedMacEra(found, seq + 1, mac, append)
       }
@@ -384,6 +388,9 @@ export class SqliteChainWriter {
           results.push(changed)
         } else if (op.kind === 'session') {
           this.#writeSession(op.write)
+          results.push(null)
+        } else if (op.kind === 'anchor') {
+          this.#stmt(WRITE_ANCHOR_SQL).run(op.sealed)
           results.push(null)
         } else if (op.kind === 'confirm') {
           const { user, provider } = op.confirm

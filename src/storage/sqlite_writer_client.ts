@@ -1,7 +1,7 @@
 import { extname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Worker } from 'node:worker_threads'
-import { returnsResult, type WriteOp } from './write_ops.ts'
+import { returnsResult, type SqliteWriteOp } from './write_ops.ts'
 import { StoreOverloaded, type CommitStats, type Committer, type GroupCommitOptions } from './group_commit.ts'
 import type { CheckpointTuning } from './sqlite_checkpointer.ts'
 import { StoreClosed, WriterGone } from './store_outage.ts'
@@ -9,7 +9,7 @@ import type { AuditMacKey } from '../audit/record_mac.ts'
 import type { AppendedRows, SqliteOpenOptions } from './sqlite_writer.ts'
 import type { WriterOptions, WriterReply, WriterSubmit } from './sqlite_writer_thread.ts'
 
-interface Pending { op: WriteOp; resolve: () => void; reject: (err: Error) => void }
+interface Pending { op: SqliteWriteOp; resolve: () => void; reject: (err: Error) => void }
 
 /**
  * The main thread's side of the SQLite writer thread: numbers each op, streams ops to the thread (while
@@ -18,13 +18,13 @@ interface Pending { op: WriteOp; resolve: () => void; reject: (err: Error) => vo
  * are a plain FIFO. If the thread dies, every waiting and later write fails: fail closed. Keeps the
  * process alive only while writes wait.
  */
-export class SqliteWriterClient implements Committer<WriteOp> {
+export class SqliteWriterClient implements Committer<SqliteWriteOp> {
   readonly #worker: Worker
   readonly #maxPending: number
   /** Submitted, not yet settled, oldest first; `#waiting[0]` has number `#firstWaiting`. */
   #waiting: Pending[] = []
   #firstWaiting = 1
-  #outbox: WriteOp[] = []
+  #outbox: SqliteWriteOp[] = []
   #outboxFirst = 1
   #flushScheduled = false
   #flushSoon = false
@@ -55,7 +55,7 @@ export class SqliteWriterClient implements Committer<WriteOp> {
     this.#worker.unref()
   }
 
-  submit(op: WriteOp): Promise<void> {
+  submit(op: SqliteWriteOp): Promise<void> {
     if (this.#closed) return Promise.reject(new StoreClosed())
     if (this.#dead) return Promise.reject(this.#dead)
     if (this.#waiting.length >= this.#maxPending) return Promise.reject(new StoreOverloaded(this.#waiting.length))

@@ -7,7 +7,7 @@
 // When the main thread formed the batches, the writer sat idle ~1 ms per cycle waiting for a busy event
 // loop to read the reply and send the next batch (half of each cycle at 32 connections, npm run bench).
 import { parentPort, workerData } from 'node:worker_threads'
-import type { WriteOp } from './write_ops.ts'
+import type { SqliteWriteOp } from './write_ops.ts'
 import { auditMacKey, type AuditMacKey } from '../audit/record_mac.ts'
 import { WalCheckpointer, type CheckpointTuning } from './sqlite_checkpointer.ts'
 import { openSqliteDb, SqliteChainWriter, wallClockMs, type AppendedRows, type OpResult, type SqliteOpenOptions } from './sqlite_writer.ts'
@@ -26,7 +26,7 @@ export interface WriterOptions extends SqliteOpenOptions {
 }
 
 /** Ops numbered `first`, `first + 1`, … (numbers are consecutive across messages). */
-export interface WriterSubmit { first: number; ops: WriteOp[] }
+export interface WriterSubmit { first: number; ops: SqliteWriteOp[] }
 /**
  * Ops `first`..`last` committed in one transaction (with the results of revoke/prune ops by number, and
  * the rows appended), or all failed with `error` (and, from SQLite, its result code: store_outage.ts tells an outage by it).
@@ -42,7 +42,7 @@ const writer = new SqliteChainWriter(db, options.auditMac ? auditMacKey(Buffer.f
 const checkpointer = new WalCheckpointer(db, {
   file: options.file, synchronous: options.synchronous ?? 'full', ...(options.checkpoint ? { tuning: options.checkpoint } : {}),
 })
-const queue: WriteOp[] = []
+const queue: SqliteWriteOp[] = []
 let queueFirst = 0
 let scheduled = false
 

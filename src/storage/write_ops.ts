@@ -30,7 +30,17 @@ export type WriteOp =
   /** IAM's confirmation kept on a credential row; not an audit record (the tokens minted under it record it). */
   | { kind: 'confirm'; confirm: CredentialConfirmation; result?: boolean }
 
-/** The ops that hand a `result` back to their caller: all but an event and a console session write. */
-export function returnsResult(op: WriteOp): op is Exclude<WriteOp, { kind: 'event' | 'session' }> {
-  return op.kind !== 'event' && op.kind !== 'session'
+/**
+ * The sealed audit anchor (audit/anchor.ts), written by the SQLite writer thread in a batch's transaction:
+ * on the store's own connection the write waited for another process's write lock (the writer's 5 s busy
+ * timeout) on the event loop, freezing every request once per check. Not an audit record: nothing is appended.
+ */
+export interface AnchorOp { kind: 'anchor'; sealed: string }
+
+/** What the SQLite writer commits: every write op, and the anchor. */
+export type SqliteWriteOp = WriteOp | AnchorOp
+
+/** The ops that hand a `result` back to their caller: all but an event, a console session write and an anchor. */
+export function returnsResult(op: SqliteWriteOp): op is Exclude<WriteOp, { kind: 'event' | 'session' }> {
+  return op.kind !== 'event' && op.kind !== 'session' && op.kind !== 'anchor'
 }

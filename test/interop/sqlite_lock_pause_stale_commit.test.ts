@@ -54,6 +54,9 @@ it('a commit made before a lock was taken does not end the pause that lock start
     const peek = new DatabaseSync(file, { readOnly: true })
     const rows = () => Number((peek.prepare('SELECT COUNT(*) AS n FROM audit_log').get() as { n: number }).n)
     const before = rows()
+    // The writer thread idle again (it says so only after its checkpoint work, after its reply): else the op
+    // below is posted at setImmediate, which the held loop never reaches, and the wait for it ran out (2 of 7 runs).
+    await new Promise((r) => setTimeout(r, 100))
     // Posted to the writer thread (a microtask), then the loop is held: its reply waits in the queue.
     const writing = store.record({ type: 'token.issued', time: 1_700_000_001, jti: 'j-1' })
     await Promise.resolve()
