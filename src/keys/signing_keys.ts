@@ -74,16 +74,17 @@ export function ensureAndLoadKeys(
  */
 function holdsAtStart(store: KeyStore, activeKid: string, published: PublicJwk[], now: number, maxLifetime: number, report: KeyInitReport): HeldPublication[] {
   const record = readHeldRecord(store.dir)
-  const recorded = resolveHolds(store, record.held, now, published)
+  const { holds: recorded, dropped } = resolveHolds(store, record.held, now, published)
+  if (dropped.length > 0) report.heldRecordError = dropped.join('; ')
   const held = [...recorded]
   const last = record.signing
   if (last !== undefined && last !== activeKid && !published.some((k) => k.kid === last) && !held.some((h) => h.jwk.kid === last)) {
-    // Only inferred, unlike a recorded hold: a key file removed on purpose (a compromised key) is let go.
+    // A key file removed on purpose (a compromised key) is let go, as for a recorded hold (held_publications.ts).
     try {
       held.push({ jwk: store.publicJwkOf(last), until: now + maxLifetime + 60 })
       report.heldSigningKey = last
     } catch (err) {
-      report.heldRecordError = `the key ${last} this broker signed with before it stopped cannot be published: ${(err as Error).message}`
+      report.heldRecordError = `${report.heldRecordError ? `${report.heldRecordError}; ` : ''}the key ${last} this broker signed with before it stopped cannot be published: ${(err as Error).message}`
     }
   }
   if (last !== activeKid || !sameHolds(recorded, held) || record.held.length !== recorded.length) {

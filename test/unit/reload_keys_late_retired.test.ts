@@ -1,4 +1,4 @@
-import { rmSync, writeFileSync } from 'node:fs'
+import { copyFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { loadConfig } from '../../src/config.ts'
@@ -100,16 +100,40 @@ describe('a key reload that retires the key the broker was signing with', () => 
     expect(restarted.report.heldRecordError).toContain(`the key ${oldKid} this broker signed with before it stopped cannot be published`)
   })
 
+  // Removing a key's file is how an operator drops a compromised key (docs/architecture.md). A hold a
+  // late reload recorded for that key must not then keep serve from starting, in the middle of the
+  // incident, any more than the inferred hold does: the key is let go, the log says so, and the record
+  // is rewritten without it so the next start does not say it again.
+  it('lets a recorded hold go when its key file was removed, saying why, and starts', async () => {
+    const config = loadConfig({ env: { CTB_DATA_DIR: join(tempDir(), 'data'), CTB_TRUST_DOMAIN: 'pool.example.org' } })
+    const loaded = ensureAndLoadKeys(config, T0)
+    const holder = new KeyHolder(loaded.keys)
+    const oldKid = loaded.keys.scitoken.kid
+    loaded.store.rotateJwtKey(config.scitoken.alg, T0, 4 * DAY)
+    const late = T0 + 5 * DAY
+    await reloadSigningKeys(holder, 'sighup', { config, selfTest: () => {}, audit: { record: async () => undefined }, clock: fixedClock(late), log: silentLogger })
+    expect(holder.current.jwks.map((k) => k.kid)).toContain(oldKid)
+
+    rmSync(join(loaded.store.dir, 'jwt', `${oldKid}.pem`))
+    const restarted = ensureAndLoadKeys(config, late + 3600)
+    expect(restarted.keys.jwks.map((k) => k.kid)).not.toContain(oldKid)
+    expect(restarted.report.heldRecordError).toContain(`held key ${oldKid}`)
+    const again = ensureAndLoadKeys(config, late + 7200)
+    expect(again.report.heldRecordError).toBeUndefined()
+  })
+
   // The record may only bring back a key this broker made: each kid must have its own private key file,
   // and a record that cannot be honoured stops the start with one line rather than dropping the key.
   it('refuses to start on a hold record it cannot honour, naming the file', () => {
     const config = loadConfig({ env: { CTB_DATA_DIR: join(tempDir(), 'data'), CTB_TRUST_DOMAIN: 'pool.example.org' } })
     const loaded = ensureAndLoadKeys(config, T0)
     const file = join(loaded.store.dir, 'held_publications.json')
+    copyFileSync(join(loaded.store.dir, 'jwt', `${loaded.keys.scitoken.kid}.pem`), join(loaded.store.dir, 'jwt', 'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA.pem'))
     for (const [body, why] of [
       ['{"held": [', /held_publications\.json is not valid JSON/],
       ['{"held": [{"kid": "abc"}]}', /held_publications\.json must hold/],
       ['{"held": [{"kid": "../jwt/keyring", "until": 1900000000}]}', /is not a key id/],
+      // A key file that is there but is another key: a damaged key directory, not an operator's decision.
       ['{"held": [{"kid": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "until": 1900000000}]}', /held key AAAA\S* cannot be published until 2030-03-17T17:46:40\.000Z/],
     ] as const) {
       writeFileSync(file, body, { mode: 0o600 })
