@@ -54,8 +54,7 @@ export function resolveHolds(store: KeyStore, held: HeldRecord['held'], now: num
   const dropped: string[] = []
   for (const e of held) {
     if (e.until <= now || kids.has(e.kid)) continue
-    const gone = /^[A-Za-z0-9_-]+$/.test(e.kid) && !existsSync(join(store.dir, 'jwt', `${e.kid}.pem`))
-    if (gone) {
+    if (/^[A-Za-z0-9_-]+$/.test(e.kid) && !store.hasJwtKeyFile(e.kid)) {
       dropped.push(`held key ${e.kid} (until ${new Date(e.until * 1000).toISOString()}) is no longer published: its jwt/${e.kid}.pem was removed`)
       continue
     }

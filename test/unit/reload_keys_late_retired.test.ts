@@ -122,6 +122,40 @@ describe('a key reload that retires the key the broker was signing with', () => 
     expect(again.report.heldRecordError).toBeUndefined()
   })
 
+  // The same removal must count on a running broker too (SIGHUP after removing the file): otherwise a
+  // compromised key stays in /jwks for max_lifetime after its file is gone, until a restart drops it.
+  it('lets a held key go at a reload once its key file was removed', async () => {
+    const config = loadConfig({ env: { CTB_DATA_DIR: join(tempDir(), 'data'), CTB_TRUST_DOMAIN: 'pool.example.org' } })
+    const loaded = ensureAndLoadKeys(config, T0)
+    const holder = new KeyHolder(loaded.keys)
+    const oldKid = loaded.keys.scitoken.kid
+    loaded.store.rotateJwtKey(config.scitoken.alg, T0, 4 * DAY)
+    const late = T0 + 5 * DAY
+    const deps = (now: number) => ({ config, selfTest: () => {}, audit: { record: async () => undefined }, clock: fixedClock(now), log: silentLogger })
+    await reloadSigningKeys(holder, 'sighup', deps(late))
+    expect(holder.current.jwks.map((k) => k.kid)).toContain(oldKid)
+
+    rmSync(join(loaded.store.dir, 'jwt', `${oldKid}.pem`))
+    const r = await reloadSigningKeys(holder, 'sighup', deps(late + 60))
+    expect(r.ok).toBe(true)
+    expect(holder.current.jwks.map((k) => k.kid)).not.toContain(oldKid)
+    // Nor does the restart after it bring it back, or refuse.
+    expect(ensureAndLoadKeys(config, late + 120).keys.jwks.map((k) => k.kid)).not.toContain(oldKid)
+  })
+
+  it('does not hold the key it signed with at a late reload when its key file was removed first', async () => {
+    const config = loadConfig({ env: { CTB_DATA_DIR: join(tempDir(), 'data'), CTB_TRUST_DOMAIN: 'pool.example.org' } })
+    const loaded = ensureAndLoadKeys(config, T0)
+    const holder = new KeyHolder(loaded.keys)
+    const oldKid = loaded.keys.scitoken.kid
+    loaded.store.rotateJwtKey(config.scitoken.alg, T0, 4 * DAY)
+    rmSync(join(loaded.store.dir, 'jwt', `${oldKid}.pem`))
+    const r = await reloadSigningKeys(holder, 'sighup', { config, selfTest: () => {}, audit: { record: async () => undefined }, clock: fixedClock(T0 + 5 * DAY), log: silentLogger })
+    expect(r.ok).toBe(true)
+    expect(holder.current.scitoken.kid).not.toBe(oldKid)
+    expect(holder.current.jwks.map((k) => k.kid)).not.toContain(oldKid)
+  })
+
   // The record may only bring back a key this broker made: each kid must have its own private key file,
   // and a record that cannot be honoured stops the start with one line rather than dropping the key.
   it('refuses to start on a hold record it cannot honour, naming the file', () => {
