@@ -27,9 +27,12 @@ export interface HeldRecord { signing?: string; held: { kid: string; until: numb
 export function readHeldRecord(keyDir: string): HeldRecord {
   const file = heldPublicationsFile(keyDir)
   if (!existsSync(file)) return { held: [] }
+  // Read outside the parse: a file of the wrong mode or owner (a `serve` once run as root) is said to be
+  // that, with readSecretFile's own hint, not misreported as bad JSON.
+  const text = readSecretFile(file).toString('utf8')
   let parsed: { signing?: unknown; held?: unknown }
   try {
-    parsed = JSON.parse(readSecretFile(file).toString('utf8')) as typeof parsed
+    parsed = JSON.parse(text) as typeof parsed
   } catch (err) {
     throw new OperatorError('EKEYRING', `${file} is not valid JSON (${(err as Error).message})`)
   }

@@ -1,4 +1,4 @@
-import { copyFileSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, copyFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { loadConfig } from '../../src/config.ts'
@@ -173,6 +173,12 @@ describe('a key reload that retires the key the broker was signing with', () => 
       writeFileSync(file, body, { mode: 0o600 })
       expect(() => ensureAndLoadKeys(config, T0 + 60), body).toThrow(why)
     }
+    // A record that cannot be read is said to be that, not bad JSON: the operator must fix its mode or owner.
+    writeFileSync(file, '{"held": []}', { mode: 0o600 })
+    chmodSync(file, 0o644)
+    expect(() => ensureAndLoadKeys(config, T0 + 60)).toThrow(/has mode 0644/)
+    expect(() => ensureAndLoadKeys(config, T0 + 60)).not.toThrow(/not valid JSON/)
+    chmodSync(file, 0o600)
     // An expired hold is no reason to refuse: its tokens are gone.
     writeFileSync(file, '{"held": [{"kid": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "until": 1800000001}]}', { mode: 0o600 })
     expect(ensureAndLoadKeys(config, T0 + 60).keys.jwks).toHaveLength(2)
