@@ -57,7 +57,10 @@ export async function reloadSigningKeys(
       try {
         writeHeldRecord(store.dir, active.kid, held)
       } catch (err) {
-        log.error('could not record the keys held in /jwks; a restart before they expire drops them', { file: 'held_publications.json', error: (err as Error).message, held: held.map((h) => ({ kid: h.jwk.kid, until: h.until })) })
+        // With nothing held no key is lost now (a key directory serve cannot write to is a supported set-up):
+        // only a later restart that takes a rotation up late cannot hold this key, which is worth a warning.
+        if (held.length === 0) log.warn('could not record the kid this broker signs with; a restart that takes a later rotation up late cannot hold it', { file: 'held_publications.json', kid: active.kid, error: (err as Error).message })
+        else log.error('could not record the keys held in /jwks; a restart before they expire drops them', { file: 'held_publications.json', error: (err as Error).message, held: held.map((h) => ({ kid: h.jwk.kid, until: h.until })) })
       }
     }
     result = { ok: true, kid: active.kid, previousKid: previous.scitoken.kid, jwks: next.jwks.map((k) => k.kid), idtokenChanged, ...(idtokenUnreadable ? { idtokenUnreadable } : {}) }

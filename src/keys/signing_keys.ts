@@ -30,6 +30,8 @@ export interface KeyInitReport {
   heldSigningKey?: string
   /** Why a hold could not be made or recorded; a restart before the holds end may drop them. */
   heldRecordError?: string
+  /** Why the signing kid could not be recorded, nothing being held (a key directory serve cannot write to). */
+  signingRecordError?: string
 }
 
 /**
@@ -91,7 +93,9 @@ function holdsAtStart(store: KeyStore, activeKid: string, published: PublicJwk[]
     try {
       writeHeldRecord(store.dir, activeKid, held)
     } catch (err) {
-      report.heldRecordError = `${report.heldRecordError ? `${report.heldRecordError}; ` : ''}cannot record the keys held in /jwks: ${(err as Error).message}`
+      // Nothing held: no key is lost, only the signing kid a later late take-up would hold (a warning).
+      if (held.length === 0) report.signingRecordError = `cannot record the kid this broker signs with: ${(err as Error).message}`
+      else report.heldRecordError = `${report.heldRecordError ? `${report.heldRecordError}; ` : ''}cannot record the keys held in /jwks: ${(err as Error).message}`
     }
   }
   return held

@@ -1,4 +1,4 @@
-import { chmodSync, copyFileSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, copyFileSync, mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { loadConfig } from '../../src/config.ts'
@@ -154,6 +154,38 @@ describe('a key reload that retires the key the broker was signing with', () => 
     expect(r.ok).toBe(true)
     expect(holder.current.scitoken.kid).not.toBe(oldKid)
     expect(holder.current.jwks.map((k) => k.kid)).not.toContain(oldKid)
+  })
+
+  // A key directory serve cannot write to is a supported set-up (it only costs a warning at start). A
+  // rotation taken up on time holds nothing, so a record it cannot write loses no key: that is a warning
+  // about the next late take-up, not an error claiming held keys will be dropped.
+  it('warns, and says no held key is lost, when a record without holds cannot be written', async () => {
+    const config = loadConfig({ env: { CTB_DATA_DIR: join(tempDir(), 'data'), CTB_TRUST_DOMAIN: 'pool.example.org' } })
+    const loaded = ensureAndLoadKeys(config, T0)
+    const holder = new KeyHolder(loaded.keys)
+    loaded.store.rotateJwtKey(config.scitoken.alg, T0 + 3600, 4 * DAY)
+    // A directory at the record's path: the replacement is refused, as on a read-only key directory.
+    const file = join(loaded.store.dir, 'held_publications.json')
+    rmSync(file)
+    mkdirSync(file)
+    const lines: { level: string; msg: string }[] = []
+    const log = { info() {}, warn: (msg: string) => { lines.push({ level: 'warn', msg }) }, error: (msg: string) => { lines.push({ level: 'error', msg }) } }
+    const r = await reloadSigningKeys(holder, 'watch', { config, selfTest: () => {}, audit: { record: async () => undefined }, clock: fixedClock(T0 + 3601), log })
+    expect(r.ok).toBe(true)
+    expect(holder.current.held).toBeUndefined()
+    expect(lines.filter((l) => l.level === 'error')).toEqual([])
+    expect(lines.filter((l) => l.level === 'warn').map((l) => l.msg).join('\n')).toMatch(/could not record the kid this broker signs with/)
+  })
+
+  it('reports a start whose record without holds cannot be written as a warning, not a held key lost', () => {
+    const config = loadConfig({ env: { CTB_DATA_DIR: join(tempDir(), 'data'), CTB_TRUST_DOMAIN: 'pool.example.org' } })
+    const keys = join(config.data_dir, 'keys')
+    mkdirSync(keys, { recursive: true, mode: 0o700 })
+    // A symlink to itself: no record to read, and no replacement can be made there (ELOOP).
+    symlinkSync('held_publications.json', join(keys, 'held_publications.json'))
+    const started = ensureAndLoadKeys(config, T0)
+    expect(started.report.heldRecordError).toBeUndefined()
+    expect(started.report.signingRecordError).toMatch(/cannot record the kid this broker signs with/)
   })
 
   // The record may only bring back a key this broker made: each kid must have its own private key file,
