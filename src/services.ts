@@ -177,7 +177,8 @@ export async function buildServices(initial: Config, deps: { log: Logger; clock:
     if (report.nextJwtKeyCreated) log.info('prepared the next SciToken key: published in /jwks, signs from the next "keys rotate"', { kid: report.nextJwtKeyCreated })
     if (report.nextJwtKeyError) log.warn('could not prepare the next SciToken key; the next "keys rotate" signs with a kid verifiers have not fetched', { error: report.nextJwtKeyError })
     if (report.heldSigningKey) log.warn('the keyring no longer publishes the key this broker signed with before it stopped; it stays in /jwks until its last token expires', { kid: report.heldSigningKey })
-    if (report.heldRecordError) log.error('keys held in /jwks past their publish_until may be dropped', { error: report.heldRecordError })
+    if (report.signingRecordError) log.warn('could not record the kid this broker signs with; a restart that takes a later rotation up late cannot hold it', { error: report.signingRecordError })
+    if (report.heldRecordError) log.error('a key held in /jwks past its publish_until is dropped now, or may be at the next restart', { error: report.heldRecordError })
 
     let config = initial
     let devIam: RunningDevIam | undefined

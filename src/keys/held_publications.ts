@@ -27,9 +27,12 @@ export interface HeldRecord { signing?: string; held: { kid: string; until: numb
 export function readHeldRecord(keyDir: string): HeldRecord {
   const file = heldPublicationsFile(keyDir)
   if (!existsSync(file)) return { held: [] }
+  // Read outside the parse: a file of the wrong mode or owner (a `serve` once run as root) is said to be
+  // that, with readSecretFile's own hint, not misreported as bad JSON.
+  const text = readSecretFile(file).toString('utf8')
   let parsed: { signing?: unknown; held?: unknown }
   try {
-    parsed = JSON.parse(readSecretFile(file).toString('utf8')) as typeof parsed
+    parsed = JSON.parse(text) as typeof parsed
   } catch (err) {
     throw new OperatorError('EKEYRING', `${file} is not valid JSON (${(err as Error).message})`)
   }
@@ -42,22 +45,30 @@ export function readHeldRecord(keyDir: string): HeldRecord {
 
 /**
  * The recorded holds still needed at `now` and not in `published` (the keyring publishes them again),
- * each public key from its own `<kid>.pem`. A hold whose key file is gone or does not match is refused:
- * starting without the key would strand the tokens it signed without a word.
+ * each public key from its own `<kid>.pem`, and the holds let go because that file is gone. Removing a
+ * key's file is how an operator drops a compromised key, and refusing to start over it would take the
+ * broker down in the middle of that incident, so such a hold is let go and the caller says so, as for
+ * the inferred hold (signing_keys.ts). A file that is there but is not that key (or not a key id) is
+ * refused: that is a damaged key directory, not a decision.
  */
-export function resolveHolds(store: KeyStore, held: HeldRecord['held'], now: number, published: readonly PublicJwk[]): HeldPublication[] {
+export function resolveHolds(store: KeyStore, held: HeldRecord['held'], now: number, published: readonly PublicJwk[]): { holds: HeldPublication[]; dropped: string[] } {
   const kids = new Set(published.map((k) => k.kid))
-  const out: HeldPublication[] = []
+  const holds: HeldPublication[] = []
+  const dropped: string[] = []
   for (const e of held) {
     if (e.until <= now || kids.has(e.kid)) continue
+    if (/^[A-Za-z0-9_-]+$/.test(e.kid) && !store.hasJwtKeyFile(e.kid)) {
+      dropped.push(`held key ${e.kid} (until ${new Date(e.until * 1000).toISOString()}) is no longer published: its jwt/${e.kid}.pem was removed`)
+      continue
+    }
     try {
-      out.push({ jwk: store.publicJwkOf(e.kid), until: e.until })
+      holds.push({ jwk: store.publicJwkOf(e.kid), until: e.until })
     } catch (err) {
       throw new OperatorError('EKEYRING', `${heldPublicationsFile(store.dir)}: held key ${e.kid} cannot be published until ${new Date(e.until * 1000).toISOString()}: ${(err as Error).message}`)
     }
     kids.add(e.kid)
   }
-  return out
+  return { holds, dropped }
 }
 
 /** Records the kid this broker signs with and the keys it holds (an empty list when none), replacing the file whole. */

@@ -233,6 +233,11 @@ export class KeyStore {
     return publicJwk(publicKey, alg, kid)
   }
 
+  /** Whether `<kid>.pem` is still there (a kid that is no key id has none). */
+  hasJwtKeyFile(kid: string): boolean {
+    return /^[A-Za-z0-9_-]+$/.test(kid) && existsSync(join(this.jwtDir, `${kid}.pem`))
+  }
+
   /** `<kid>.pem`, checked to be a key we publish whose RFC 7638 thumbprint is `kid`. */
   private readJwtKey(kid: string): { privateKey: ReturnType<typeof createPrivateKey>; publicKey: ReturnType<typeof createPublicKey>; alg: AsymmetricAlg } {
     // A kid is a base64url thumbprint: anything else could name a file outside the key directory.

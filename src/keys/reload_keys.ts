@@ -45,7 +45,8 @@ export async function reloadSigningKeys(
       // is no new key either: the next start refuses it, and the operator must hear that instead.
       idtokenUnreadable = (err as Error).message
     }
-    const held = heldPublications(previous, jwks, clock.now(), config.scitoken.max_lifetime)
+    const { held, dropped } = heldPublications(store, previous, jwks, clock.now(), config.scitoken.max_lifetime)
+    for (const kid of dropped) log.error('a key held in /jwks past its publish_until is let go: its key file was removed', { kid, file: `jwt/${kid}.pem` })
     const next: SigningKeys = { idtoken: previous.idtoken, scitoken: active, jwks: [...jwks, ...held.map((h) => h.jwk)], ...(held.length > 0 ? { held } : {}) }
     deps.selfTest(next)
     holder.swap(next)
@@ -56,7 +57,10 @@ export async function reloadSigningKeys(
       try {
         writeHeldRecord(store.dir, active.kid, held)
       } catch (err) {
-        log.error('could not record the keys held in /jwks; a restart before they expire drops them', { file: 'held_publications.json', error: (err as Error).message, held: held.map((h) => ({ kid: h.jwk.kid, until: h.until })) })
+        // With nothing held no key is lost now (a key directory serve cannot write to is a supported set-up):
+        // only a later restart that takes a rotation up late cannot hold this key, which is worth a warning.
+        if (held.length === 0) log.warn('could not record the kid this broker signs with; a restart that takes a later rotation up late cannot hold it', { file: 'held_publications.json', kid: active.kid, error: (err as Error).message })
+        else log.error('could not record the keys held in /jwks; a restart before they expire drops them', { file: 'held_publications.json', error: (err as Error).message, held: held.map((h) => ({ kid: h.jwk.kid, until: h.until })) })
       }
     }
     result = { ok: true, kid: active.kid, previousKid: previous.scitoken.kid, jwks: next.jwks.map((k) => k.kid), idtokenChanged, ...(idtokenUnreadable ? { idtokenUnreadable } : {}) }
@@ -91,13 +95,17 @@ export async function reloadSigningKeys(
  * scitoken.watch_keys off or no file events; a replica's keys/jwt/ copied late) signed with that key until
  * this reload, and its tokens live up to max_lifetime (+60 s skew, as `keys rotate` allows) from now.
  * Held keys carry over further reloads until then, and over restarts through keys/held_publications.json.
+ * A key whose `jwt/<kid>.pem` is gone is not held (`dropped`): removing the file is how an operator drops
+ * a compromised key, and a running broker must honour it at its next reload as a restart does.
  */
-function heldPublications(previous: SigningKeys, onDisk: PublicJwk[], now: number, maxLifetime: number): HeldPublication[] {
+function heldPublications(store: KeyStore, previous: SigningKeys, onDisk: PublicJwk[], now: number, maxLifetime: number): { held: HeldPublication[]; dropped: string[] } {
   const published = new Set(onDisk.map((k) => k.kid))
-  const held = (previous.held ?? []).filter((h) => h.until > now && !published.has(h.jwk.kid))
+  const dropped: string[] = []
+  const stillThere = (kid: string) => store.hasJwtKeyFile(kid) || (dropped.push(kid), false)
+  const held = (previous.held ?? []).filter((h) => h.until > now && !published.has(h.jwk.kid) && stillThere(h.jwk.kid))
   const wasSigning = previous.jwks.find((k) => k.kid === previous.scitoken.kid)
-  if (wasSigning && !published.has(wasSigning.kid) && !held.some((h) => h.jwk.kid === wasSigning.kid)) {
+  if (wasSigning && !published.has(wasSigning.kid) && !held.some((h) => h.jwk.kid === wasSigning.kid) && stillThere(wasSigning.kid)) {
     held.push({ jwk: wasSigning, until: now + maxLifetime + 60 })
   }
-  return held
+  return { held, dropped }
 }

@@ -30,6 +30,8 @@ export interface KeyInitReport {
   heldSigningKey?: string
   /** Why a hold could not be made or recorded; a restart before the holds end may drop them. */
   heldRecordError?: string
+  /** Why the signing kid could not be recorded, nothing being held (a key directory serve cannot write to). */
+  signingRecordError?: string
 }
 
 /**
@@ -74,23 +76,26 @@ export function ensureAndLoadKeys(
  */
 function holdsAtStart(store: KeyStore, activeKid: string, published: PublicJwk[], now: number, maxLifetime: number, report: KeyInitReport): HeldPublication[] {
   const record = readHeldRecord(store.dir)
-  const recorded = resolveHolds(store, record.held, now, published)
+  const { holds: recorded, dropped } = resolveHolds(store, record.held, now, published)
+  if (dropped.length > 0) report.heldRecordError = dropped.join('; ')
   const held = [...recorded]
   const last = record.signing
   if (last !== undefined && last !== activeKid && !published.some((k) => k.kid === last) && !held.some((h) => h.jwk.kid === last)) {
-    // Only inferred, unlike a recorded hold: a key file removed on purpose (a compromised key) is let go.
+    // A key file removed on purpose (a compromised key) is let go, as for a recorded hold (held_publications.ts).
     try {
       held.push({ jwk: store.publicJwkOf(last), until: now + maxLifetime + 60 })
       report.heldSigningKey = last
     } catch (err) {
-      report.heldRecordError = `the key ${last} this broker signed with before it stopped cannot be published: ${(err as Error).message}`
+      report.heldRecordError = `${report.heldRecordError ? `${report.heldRecordError}; ` : ''}the key ${last} this broker signed with before it stopped cannot be published: ${(err as Error).message}`
     }
   }
   if (last !== activeKid || !sameHolds(recorded, held) || record.held.length !== recorded.length) {
     try {
       writeHeldRecord(store.dir, activeKid, held)
     } catch (err) {
-      report.heldRecordError = `${report.heldRecordError ? `${report.heldRecordError}; ` : ''}cannot record the keys held in /jwks: ${(err as Error).message}`
+      // Nothing held: no key is lost, only the signing kid a later late take-up would hold (a warning).
+      if (held.length === 0) report.signingRecordError = `cannot record the kid this broker signs with: ${(err as Error).message}`
+      else report.heldRecordError = `${report.heldRecordError ? `${report.heldRecordError}; ` : ''}cannot record the keys held in /jwks: ${(err as Error).message}`
     }
   }
   return held

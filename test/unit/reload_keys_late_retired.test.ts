@@ -1,4 +1,4 @@
-import { rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, copyFileSync, mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { loadConfig } from '../../src/config.ts'
@@ -100,21 +100,117 @@ describe('a key reload that retires the key the broker was signing with', () => 
     expect(restarted.report.heldRecordError).toContain(`the key ${oldKid} this broker signed with before it stopped cannot be published`)
   })
 
+  // Removing a key's file is how an operator drops a compromised key (docs/architecture.md). A hold a
+  // late reload recorded for that key must not then keep serve from starting, in the middle of the
+  // incident, any more than the inferred hold does: the key is let go, the log says so, and the record
+  // is rewritten without it so the next start does not say it again.
+  it('lets a recorded hold go when its key file was removed, saying why, and starts', async () => {
+    const config = loadConfig({ env: { CTB_DATA_DIR: join(tempDir(), 'data'), CTB_TRUST_DOMAIN: 'pool.example.org' } })
+    const loaded = ensureAndLoadKeys(config, T0)
+    const holder = new KeyHolder(loaded.keys)
+    const oldKid = loaded.keys.scitoken.kid
+    loaded.store.rotateJwtKey(config.scitoken.alg, T0, 4 * DAY)
+    const late = T0 + 5 * DAY
+    await reloadSigningKeys(holder, 'sighup', { config, selfTest: () => {}, audit: { record: async () => undefined }, clock: fixedClock(late), log: silentLogger })
+    expect(holder.current.jwks.map((k) => k.kid)).toContain(oldKid)
+
+    rmSync(join(loaded.store.dir, 'jwt', `${oldKid}.pem`))
+    const restarted = ensureAndLoadKeys(config, late + 3600)
+    expect(restarted.keys.jwks.map((k) => k.kid)).not.toContain(oldKid)
+    expect(restarted.report.heldRecordError).toContain(`held key ${oldKid}`)
+    const again = ensureAndLoadKeys(config, late + 7200)
+    expect(again.report.heldRecordError).toBeUndefined()
+  })
+
+  // The same removal must count on a running broker too (SIGHUP after removing the file): otherwise a
+  // compromised key stays in /jwks for max_lifetime after its file is gone, until a restart drops it.
+  it('lets a held key go at a reload once its key file was removed', async () => {
+    const config = loadConfig({ env: { CTB_DATA_DIR: join(tempDir(), 'data'), CTB_TRUST_DOMAIN: 'pool.example.org' } })
+    const loaded = ensureAndLoadKeys(config, T0)
+    const holder = new KeyHolder(loaded.keys)
+    const oldKid = loaded.keys.scitoken.kid
+    loaded.store.rotateJwtKey(config.scitoken.alg, T0, 4 * DAY)
+    const late = T0 + 5 * DAY
+    const deps = (now: number) => ({ config, selfTest: () => {}, audit: { record: async () => undefined }, clock: fixedClock(now), log: silentLogger })
+    await reloadSigningKeys(holder, 'sighup', deps(late))
+    expect(holder.current.jwks.map((k) => k.kid)).toContain(oldKid)
+
+    rmSync(join(loaded.store.dir, 'jwt', `${oldKid}.pem`))
+    const r = await reloadSigningKeys(holder, 'sighup', deps(late + 60))
+    expect(r.ok).toBe(true)
+    expect(holder.current.jwks.map((k) => k.kid)).not.toContain(oldKid)
+    // Nor does the restart after it bring it back, or refuse.
+    expect(ensureAndLoadKeys(config, late + 120).keys.jwks.map((k) => k.kid)).not.toContain(oldKid)
+  })
+
+  it('does not hold the key it signed with at a late reload when its key file was removed first', async () => {
+    const config = loadConfig({ env: { CTB_DATA_DIR: join(tempDir(), 'data'), CTB_TRUST_DOMAIN: 'pool.example.org' } })
+    const loaded = ensureAndLoadKeys(config, T0)
+    const holder = new KeyHolder(loaded.keys)
+    const oldKid = loaded.keys.scitoken.kid
+    loaded.store.rotateJwtKey(config.scitoken.alg, T0, 4 * DAY)
+    rmSync(join(loaded.store.dir, 'jwt', `${oldKid}.pem`))
+    const r = await reloadSigningKeys(holder, 'sighup', { config, selfTest: () => {}, audit: { record: async () => undefined }, clock: fixedClock(T0 + 5 * DAY), log: silentLogger })
+    expect(r.ok).toBe(true)
+    expect(holder.current.scitoken.kid).not.toBe(oldKid)
+    expect(holder.current.jwks.map((k) => k.kid)).not.toContain(oldKid)
+  })
+
+  // A key directory serve cannot write to is a supported set-up (it only costs a warning at start). A
+  // rotation taken up on time holds nothing, so a record it cannot write loses no key: that is a warning
+  // about the next late take-up, not an error claiming held keys will be dropped.
+  it('warns, and says no held key is lost, when a record without holds cannot be written', async () => {
+    const config = loadConfig({ env: { CTB_DATA_DIR: join(tempDir(), 'data'), CTB_TRUST_DOMAIN: 'pool.example.org' } })
+    const loaded = ensureAndLoadKeys(config, T0)
+    const holder = new KeyHolder(loaded.keys)
+    loaded.store.rotateJwtKey(config.scitoken.alg, T0 + 3600, 4 * DAY)
+    // A directory at the record's path: the replacement is refused, as on a read-only key directory.
+    const file = join(loaded.store.dir, 'held_publications.json')
+    rmSync(file)
+    mkdirSync(file)
+    const lines: { level: string; msg: string }[] = []
+    const log = { info() {}, warn: (msg: string) => { lines.push({ level: 'warn', msg }) }, error: (msg: string) => { lines.push({ level: 'error', msg }) } }
+    const r = await reloadSigningKeys(holder, 'watch', { config, selfTest: () => {}, audit: { record: async () => undefined }, clock: fixedClock(T0 + 3601), log })
+    expect(r.ok).toBe(true)
+    expect(holder.current.held).toBeUndefined()
+    expect(lines.filter((l) => l.level === 'error')).toEqual([])
+    expect(lines.filter((l) => l.level === 'warn').map((l) => l.msg).join('\n')).toMatch(/could not record the kid this broker signs with/)
+  })
+
+  it('reports a start whose record without holds cannot be written as a warning, not a held key lost', () => {
+    const config = loadConfig({ env: { CTB_DATA_DIR: join(tempDir(), 'data'), CTB_TRUST_DOMAIN: 'pool.example.org' } })
+    const keys = join(config.data_dir, 'keys')
+    mkdirSync(keys, { recursive: true, mode: 0o700 })
+    // A symlink to itself: no record to read, and no replacement can be made there (ELOOP).
+    symlinkSync('held_publications.json', join(keys, 'held_publications.json'))
+    const started = ensureAndLoadKeys(config, T0)
+    expect(started.report.heldRecordError).toBeUndefined()
+    expect(started.report.signingRecordError).toMatch(/cannot record the kid this broker signs with/)
+  })
+
   // The record may only bring back a key this broker made: each kid must have its own private key file,
   // and a record that cannot be honoured stops the start with one line rather than dropping the key.
   it('refuses to start on a hold record it cannot honour, naming the file', () => {
     const config = loadConfig({ env: { CTB_DATA_DIR: join(tempDir(), 'data'), CTB_TRUST_DOMAIN: 'pool.example.org' } })
     const loaded = ensureAndLoadKeys(config, T0)
     const file = join(loaded.store.dir, 'held_publications.json')
+    copyFileSync(join(loaded.store.dir, 'jwt', `${loaded.keys.scitoken.kid}.pem`), join(loaded.store.dir, 'jwt', 'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA.pem'))
     for (const [body, why] of [
       ['{"held": [', /held_publications\.json is not valid JSON/],
       ['{"held": [{"kid": "abc"}]}', /held_publications\.json must hold/],
       ['{"held": [{"kid": "../jwt/keyring", "until": 1900000000}]}', /is not a key id/],
+      // A key file that is there but is another key: a damaged key directory, not an operator's decision.
       ['{"held": [{"kid": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "until": 1900000000}]}', /held key AAAA\S* cannot be published until 2030-03-17T17:46:40\.000Z/],
     ] as const) {
       writeFileSync(file, body, { mode: 0o600 })
       expect(() => ensureAndLoadKeys(config, T0 + 60), body).toThrow(why)
     }
+    // A record that cannot be read is said to be that, not bad JSON: the operator must fix its mode or owner.
+    writeFileSync(file, '{"held": []}', { mode: 0o600 })
+    chmodSync(file, 0o644)
+    expect(() => ensureAndLoadKeys(config, T0 + 60)).toThrow(/has mode 0644/)
+    expect(() => ensureAndLoadKeys(config, T0 + 60)).not.toThrow(/not valid JSON/)
+    chmodSync(file, 0o600)
     // An expired hold is no reason to refuse: its tokens are gone.
     writeFileSync(file, '{"held": [{"kid": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "until": 1800000001}]}', { mode: 0o600 })
     expect(ensureAndLoadKeys(config, T0 + 60).keys.jwks).toHaveLength(2)
