@@ -103,6 +103,9 @@ export const VAULT_REUSE_SECONDS = 60
  */
 interface CachedToken { token: JobToken; stamp: number; obtainedAt: number; generation: number; policyDigest: string }
 
+/** A refreshed or minted token, and the digest of the policy that decided it (what it is cached under). */
+interface Obtained { token: JobToken; decidedUnder: string }
+
 /**
  * Fresh tokens for jobs: an IAM access token refreshed with the user's stored refresh token, or a
  * SciToken/WLCG token minted under policy for the user the credential was registered to. A token with
@@ -163,9 +166,8 @@ export class JobTokens {
     const lasts = (c: CachedToken) => c.token.exp - now >= Math.max(min, 1)
       || (ctx.credd === undefined && c.token.exp - now >= 1 && now - c.obtainedAt < VAULT_REUSE_SECONDS)
     const generation = this.#deps.issue.generations.generationOf(provider.role)
-    // Read once, before the refresh or mint decides under the policy in force: a reload while it runs tags
-    // the token with the digest it replaced, so the next request decides again (never the reverse). A
-    // reload that leaves the files as they were keeps the digest, and the cache.
+    // The policy in force now: a token cached under another is decided again. A reload that leaves the
+    // files as they were keeps the digest, and the cache.
     const policyDigest = this.#deps.policy().digest
     if (cached && lasts(cached) && cached.stamp === cred.createdAt && cached.generation >= generation && !this.#revokedSince(cached.token)) {
       if (cached.policyDigest === policyDigest) return cached.token
@@ -181,10 +183,12 @@ export class JobTokens {
     }
     // The digest in the flight's key too: a request after a reload does not wait on, and take, a token
     // that an earlier request is obtaining under the policy the reload replaced.
-    return this.#inflight.run(`${key}\n${policyDigest}`, () => this.#obtain(cred, subject, provider, scopes, audience, ctx).then((t) => {
+    return this.#inflight.run(`${key}\n${policyDigest}`, () => this.#obtain(cred, subject, provider, scopes, audience, ctx).then(({ token: t, decidedUnder }) => {
       // The generation read before the refresh: a reset while it ran over-revokes (the next request
-      // refreshes again), never the reverse.
-      this.#remember(key, { token: t, stamp: cred.createdAt, obtainedAt: this.#deps.clock.now(), generation, policyDigest })
+      // refreshes again), never the reverse. Tagged with the digest of the policy that decided it, not the
+      // one read above: a mint decides after IAM's confirmation, and a reload in between would otherwise
+      // tag a token with a policy that did not decide it, handed on if that policy is put back.
+      this.#remember(key, { token: t, stamp: cred.createdAt, obtainedAt: this.#deps.clock.now(), generation, policyDigest: decidedUnder })
       return t
     }))
   }
@@ -264,14 +268,15 @@ export class JobTokens {
    * the credential was found is recorded as token.denied, except IAM's refusal of the refresh token,
    * which its credential.revoked record already tells.
    */
-  async #mint(cred: StoredCredential, provider: CredentialProvider, scopes: string[], audience: string[], ctx: RequestContext): Promise<JobToken> {
+  async #mint(cred: StoredCredential, provider: CredentialProvider, scopes: string[], audience: string[], ctx: RequestContext): Promise<Obtained> {
     const credential = { user: cred.user, provider: cred.provider }
     const credd = ctx.credd ? { credd: creddDetail(ctx.credd) } : {}
     let confirmation: Confirmation | undefined
     try {
       confirmation = await this.#deps.recheck.confirm(cred)
       const subject = confirmation.subject
-      const d = decide(this.#policyFor(provider, ctx), { subject: renewedCaller(subject), role: provider.role, tokenKind: 'scitoken', audience, scopes })
+      const policy = this.#policyFor(provider, ctx)
+      const d = decide(policy, { subject: renewedCaller(subject), role: provider.role, tokenKind: 'scitoken', audience, scopes })
       if (!d.allow) throw new AccessDenied(`the policy no longer grants this credential: ${d.reason}`)
       // The token goes to this user's .use: one naming another HTCondor user would hand their name to these jobs.
       if (!namesUser(d.identity, cred.user)) throw new AccessDenied(NOT_THIS_USER)
@@ -279,7 +284,7 @@ export class JobTokens {
       if (blocked) throw new AccessDenied(blocked)
       const detail = { credential, via: 'mint', ...credd, iamCheck: { confirmedAt: confirmation.confirmedAt, outcome: confirmation.outcome } }
       const r = await issueToken(d, { requestId: ctx.requestId, caller: subject, detail, ...(ctx.clientAddress ? { clientAddress: ctx.clientAddress } : {}) }, this.#deps.issue)
-      return { accessToken: r.token, exp: r.claims.exp, scope: r.scope, claims: r.claims, identity: d.identity }
+      return { token: { accessToken: r.token, exp: r.claims.exp, scope: r.scope, claims: r.claims, identity: d.identity }, decidedUnder: policy.digest }
     } catch (err) {
       // Refused on what IAM now says or the policy in force: a token cached for another scope set of this
       // credential was minted on what the broker has just learnt no longer holds, and is not handed on.
@@ -296,7 +301,7 @@ export class JobTokens {
     }
   }
 
-  async #obtain(cred: StoredCredential, subject: VerifiedSubject, provider: CredentialProvider, scopes: string[], audience: string[], ctx: RequestContext): Promise<JobToken> {
+  async #obtain(cred: StoredCredential, subject: VerifiedSubject, provider: CredentialProvider, scopes: string[], audience: string[], ctx: RequestContext): Promise<Obtained> {
     const caller = ctx.credd ? { iss: ctx.credd.iss, sub: ctx.credd.sub } : { iss: cred.iss, sub: cred.sub }
     if (cred.kind === 'scitoken') return this.#mint(cred, provider, scopes, audience, ctx)
     if (!cred.sealed || cred.clientId === undefined) {
@@ -307,7 +312,7 @@ export class JobTokens {
     // As a SciToken's mint, each refresh is the policy's call in force now (a reload applies at the next
     // request, cached token or not): IAM would grant what the registration obtained, whatever the grant has
     // become since.
-    const { asked, d } = this.#iamDecision(subject, provider, scopes, audience, ctx)
+    const { asked, d, decidedUnder } = this.#iamDecision(subject, provider, scopes, audience, ctx)
     const refusal = !d.allow ? `the policy no longer grants this credential: ${d.reason}`
       : !namesUser(d.identity, cred.user) ? NOT_THIS_USER
       : this.#deps.blocks.blockedIdentity(d.identity)
@@ -338,7 +343,7 @@ export class JobTokens {
       scopes: got.scopes, audience: got.audience, exp, tokenSha256: hash('sha256', got.accessToken, 'hex'), decision: 'allow',
       detail: { credential: { user: cred.user, provider: cred.provider }, via: 'iam-refresh' },
     })
-    return { accessToken: got.accessToken, exp, scope: got.scopes.join(' '), asked, ...(d.allow ? { identity: d.identity } : {}) }
+    return { token: { accessToken: got.accessToken, exp, scope: got.scopes.join(' '), asked, ...(d.allow ? { identity: d.identity } : {}) }, decidedUnder }
   }
 
   /**
@@ -348,7 +353,7 @@ export class JobTokens {
    * without it, and then IAM is not asked for it either: what the broker asks IAM for is always what the
    * policy in force grants, and IAM adding it again is IAM's doing, as at registration.
    */
-  #iamDecision(subject: VerifiedSubject, provider: CredentialProvider, scopes: string[], audience: string[], ctx: RequestContext): { asked: string[]; d: Decision } {
+  #iamDecision(subject: VerifiedSubject, provider: CredentialProvider, scopes: string[], audience: string[], ctx: RequestContext): { asked: string[]; d: Decision; decidedUnder: string } {
     const policy = this.#policyFor(provider, ctx)
     let asked = scopes
     let d = decide(policy, { subject, role: provider.role, tokenKind: 'access_token', audience, scopes })
@@ -356,7 +361,7 @@ export class JobTokens {
       asked = scopes.filter((x) => x !== 'wlcg.groups')
       d = decide(policy, { subject, role: provider.role, tokenKind: 'access_token', audience, scopes: asked })
     }
-    return { asked, d }
+    return { asked, d, decidedUnder: policy.digest }
   }
 
   /**

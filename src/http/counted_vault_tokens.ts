@@ -3,10 +3,13 @@
  * (rate_limits.address), so that each counts once. A `.top` left behind when its credential was registered
  * again elsewhere (a new Vault token) is read at every scan of a credmon that keeps it, and would otherwise
  * block its access point's legitimate reads; a guesser sends a new token each time, and each still counts.
- * Sending one unknown token again is worth no more than sending a live one again, which never counts.
+ *
+ * One remembered here is refused without asking the store again: the broker's Vault tokens are random
+ * values made at registration, so a token the store did not hold stays unknown. Otherwise an address
+ * looping on one unknown token, no longer blocked for it, would cost a store query per request.
  *
  * Bounded: past `max` entries the oldest is forgotten, so the worst a flood of new tokens does is have a
- * stale token counted once more. Per process, as the address counts are.
+ * stale token looked up and counted once more. Per process, as the address counts are.
  */
 export class CountedVaultTokens {
   readonly #seen = new Set<string>()
@@ -14,6 +17,11 @@ export class CountedVaultTokens {
 
   constructor(max = 4096) {
     this.#max = max
+  }
+
+  /** Whether `digest` is an unknown token already counted (refuse it without a store query, uncounted). */
+  has(digest: string): boolean {
+    return this.#seen.has(digest)
   }
 
   /** True the first time `digest` is seen (it should count), false after, until it is forgotten. */

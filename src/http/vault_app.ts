@@ -56,6 +56,8 @@ export function createVaultApp(deps: {
     const token = c.req.header(VAULT_TOKEN_HEADER)
     if (!token || token.length > 512) throw notFound('no Vault token')
     const digest = hash('sha256', token, 'hex')
+    // Counted already and unknown for good (a random value nobody was given since): no store query again.
+    if (counted.has(digest)) throw notFound('unknown Vault token', false)
     const cred = await deps.store.credentialByVaultToken(digest)
     // A token nobody holds counts once: a stale .top (registered again elsewhere) is sent at every scan.
     if (!cred) throw notFound('unknown Vault token', counted.firstTime(digest))

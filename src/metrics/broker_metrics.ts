@@ -45,7 +45,7 @@ export interface BrokerMetricsOptions {
  * unknown_token: no Vault token, or one no credential (or another credential) holds; refused: a known token
  * whose read the broker refused (revoked credential, policy; also a token.denied record); address_limit:
  * rate_limits.address; bad_request: the query; method_not_allowed: anything but GET on the read path;
- * store_unavailable: a 503 for a store outage; unavailable: any other 503 (IAM out of reach, a credential
+ * store_unavailable: a 503 for a store outage; unavailable: any other 503 (IAM out of reach, the audit queue full, a credential
  * that changed while its refresh token rotated, the sealing key changed); not_found: a path not served (404);
  * server_error: a fault (500).
  */

@@ -3,6 +3,7 @@ import { AuditStoreUnavailable } from '../../src/errors.ts'
 import { createVaultApp } from '../../src/http/vault_app.ts'
 import { silentLogger } from '../../src/lib/logger.ts'
 import { BrokerMetrics } from '../../src/metrics/broker_metrics.ts'
+import { StoreOverloaded } from '../../src/storage/group_commit.ts'
 import { useCredentialsApp } from '../support/credentials_app.ts'
 import { parsePrometheusText, sampleValue } from '../support/prometheus_text.ts'
 
@@ -46,6 +47,13 @@ describe('ctb_vault_refusals_total counts the listener\'s 503, 404 and 500 answe
       const res = await vault.request(`${new URL(top.vault_url).pathname}?minimum_seconds=2400`, { headers: { 'X-Vault-Token': top.vault_token } })
       expect(res.status).toBe(503)
     } finally { t.iam.faults.token = 'ok' }
+    expect(await counts()).toEqual({ ...before, unavailable: before.unavailable! + 1 })
+  })
+
+  it('counts the audit queue full as unavailable, as the main listener answers it (temporarily_unavailable)', async () => {
+    const before = await counts()
+    const busy = createVaultApp({ store: { credentialByVaultToken: async () => { throw new StoreOverloaded(100) } }, jobTokens: t.credentials.jobTokens, log: silentLogger, metrics })
+    expect((await busy.request('/v1/secret/oauth/creds/alice/cms', { headers: { 'X-Vault-Token': 'x' } })).status).toBe(503)
     expect(await counts()).toEqual({ ...before, unavailable: before.unavailable! + 1 })
   })
 
