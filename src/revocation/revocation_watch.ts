@@ -67,12 +67,19 @@ export function startRevocationWatch(
       anchorFailing = false
       return
     }
+    // The stop's own check is the last one: no retry follows it, so none is promised, and it is said even
+    // when earlier failures were (the records since the last written anchor stay uncovered until a start).
+    if (stopped) {
+      anchorFailing = true
+      options.log.warn('could not write the audit anchor into the database at stop; records appended since the last anchor written there are covered by no anchor in the database until the next start checks them', { err: failure })
+      return
+    }
     if (!anchorFailing) {
       anchorFailing = true
       const retryS = (options.anchorRetryMs ?? ANCHOR_RETRY_MS) / 1000
       options.log.warn(`could not write the audit anchor into the database; the check runs again every ${retryS} s until it is written (records appended meanwhile are covered by the previous anchor only)`, { err: failure })
     }
-    if (stopped || retry) return
+    if (retry) return
     retry = setTimeout(() => { retry = undefined; void checkAfterRunning() }, options.anchorRetryMs ?? ANCHOR_RETRY_MS)
     retry.unref()
   }

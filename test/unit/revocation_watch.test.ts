@@ -144,3 +144,46 @@ it('a check told to stop ends without sealing an anchor', async () => {
   await expect(store.verifyRevocations({ anchorKey: Buffer.alloc(32, 7), anchorCopy, signal })).rejects.toThrow('stopping')
   expect(sealed).toBeUndefined()
 })
+
+// A stop's own check is the last: nothing runs after it. When its anchor could not be written into the
+// database, the log said the check "runs again every 30 s until it is written", which no stopped broker does,
+// or (after earlier failures already logged) said nothing at all about the stop's anchor.
+describe('an anchor write that fails at stop', () => {
+  class NoAnchorWrites extends MemoryStore {
+    failing = false
+    protected override async writeAnchor(sealed: string): Promise<void> {
+      if (this.failing) throw new Error('database is locked')
+      return super.writeAnchor(sealed)
+    }
+  }
+  const setUp = () => {
+    const store = new NoAnchorWrites()
+    const warnings: string[] = []
+    const log: Logger = { info() {}, warn(m) { warnings.push(m) }, error(m) { warnings.push(m) } }
+    const anchorCopy: AnchorCopy = { read: async () => undefined, write: async () => {} }
+    const watch = startRevocationWatch(store, { anchorKey: () => Buffer.alloc(32, 7), anchorCopy, intervalSeconds: 600, log, anchorRetryMs: 60_000 })
+    return { store, warnings, watch }
+  }
+
+  it('is said as the stop\'s, not promised a retry', async () => {
+    const { store, warnings, watch } = setUp()
+    await store.record(issued(1))
+    store.failing = true
+    await watch.stop()
+    expect(warnings).toHaveLength(1)
+    expect(warnings[0]).toContain('at stop')
+    expect(warnings[0]).not.toContain('runs again')
+  })
+
+  it('is said at stop even after earlier failures were logged', async () => {
+    const { store, warnings, watch } = setUp()
+    await store.record(issued(1))
+    store.failing = true
+    await watch.check()
+    expect(warnings).toHaveLength(1)
+    await store.record(issued(2))
+    await watch.stop()
+    expect(warnings).toHaveLength(2)
+    expect(warnings[1]).toContain('at stop')
+  })
+})
