@@ -9,7 +9,7 @@ import { LOG_LEVELS } from './lib/logger.ts'
 import { positionOf, zodIssueMessage } from './lib/yaml_position.ts'
 import { AdminConfigSchema, AuditConfigSchema, RevocationConfigSchema } from './audit/audit_config.ts'
 import { PolicyConfigSchema } from './policy/policy_config.ts'
-import { modeString } from './lib/file_mode.ts'
+import { modeString, writableByOthers } from './lib/file_mode.ts'
 import { IamConfigSchema } from './iam/iam_config.ts'
 import { ListenerLimitsSchema } from './http/listener_limits.ts'
 import { RateLimitsConfigSchema } from './ratelimit/rate_limit_config.ts'
@@ -211,7 +211,7 @@ function readYaml(file: string): YamlSource {
     if (fd !== undefined) closeSync(fd)
   }
   // Whoever may write it chooses the policies, the IAM trusted and the keys; group write is the admins' choice.
-  if (mode & 0o002) {
+  if (writableByOthers(file, mode)) {
     throw new ConfigurationError('ECONFIG', `${file} is writable by every user (mode ${modeString(mode)}), who could change what the broker trusts; chmod o-w ${file}`)
   }
   const lc = new LineCounter()
