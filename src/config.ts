@@ -311,9 +311,18 @@ export function loadConfig(options: { file?: string; env?: NodeJS.ProcessEnv } =
  */
 function dsnHasPassword(dsn: string): boolean {
   if (/(^|\s)password\s*=/i.test(dsn)) return true
-  if (!URL.canParse(dsn)) return false
-  const url = new URL(dsn)
-  return url.password !== '' || url.searchParams.has('password')
+  return dsnReadings(dsn).some((url) => url.password !== '' || url.searchParams.has('password'))
+}
+
+/**
+ * The URLs pg could read a DSN as. A WHATWG parser refuses credentials without a host
+ * (`postgres://u:pw@/db?host=/run/postgresql`, the Unix-socket form libpq documents, or pg's `socket://u:pw@/path`),
+ * and one with a space in its host; pg reads both, with a placeholder host and with the text percent-encoded,
+ * and uses the password. Each reading is looked at, so none the driver takes goes unseen.
+ */
+function dsnReadings(dsn: string): URL[] {
+  const texts = [dsn, ...(dsn.isWellFormed() ? [encodeURI(dsn)] : [])].flatMap((t) => [t, t.replace('@/', '@placeholder/')])
+  return texts.filter((t) => URL.canParse(t, 'postgres://base')).map((t) => new URL(t, 'postgres://base'))
 }
 
 /**

@@ -155,6 +155,11 @@ describe('loadConfig', () => {
   it.each([
     ['in the URL', 'postgres://broker:pg-s3cret@db.example.org/broker'],
     ['as a parameter', 'postgres://broker@db.example.org/broker?password=pg-s3cret'],
+    // Forms a WHATWG URL parser refuses (credentials without a host) that pg reads all the same, putting a
+    // placeholder host in: the Unix-socket DSN libpq documents, and pg's own socket: scheme.
+    ['in the URL of a Unix-socket DSN', 'postgres://broker:pg-s3cret@/broker?host=/run/postgresql'],
+    ['in a socket: URL', 'socket://broker:pg-s3cret@/run/postgresql?db=broker'],
+    ['as a parameter of a Unix-socket DSN', 'postgres://broker@/broker?host=/run/postgresql&password=pg-s3cret'],
   ])('refuses a DSN with a password %s in a config file every user may read, without echoing it', (_where, dsn) => {
     const f = yamlFile(`audit:\n  store: postgres\n  postgres:\n    dsn: ${dsn}\n`)
     chmodSync(f, 0o644)
