@@ -1,5 +1,6 @@
 import { closeSync, existsSync, fstatSync, openSync, readFileSync } from 'node:fs'
 import { hostname } from 'node:os'
+import { resolve } from 'node:path'
 import { LineCounter, parseDocument, visit, type Document } from 'yaml'
 import { z } from 'zod'
 import { ConfigurationError } from './errors.ts'
@@ -9,7 +10,7 @@ import { LOG_LEVELS } from './lib/logger.ts'
 import { positionOf, zodIssueMessage } from './lib/yaml_position.ts'
 import { AdminConfigSchema, AuditConfigSchema, RevocationConfigSchema } from './audit/audit_config.ts'
 import { PolicyConfigSchema } from './policy/policy_config.ts'
-import { modeString, writableByOthers } from './lib/file_mode.ts'
+import { modeString, replaceableByOthers, writableByOthers } from './lib/file_mode.ts'
 import { IamConfigSchema } from './iam/iam_config.ts'
 import { ListenerLimitsSchema } from './http/listener_limits.ts'
 import { RateLimitsConfigSchema } from './ratelimit/rate_limit_config.ts'
@@ -213,6 +214,17 @@ function readYaml(file: string): YamlSource {
   // Whoever may write it chooses the policies, the IAM trusted and the keys; group write is the admins' choice.
   if (writableByOthers(file, mode)) {
     throw new ConfigurationError('ECONFIG', `${file} is writable by every user (mode ${modeString(mode)}), who could change what the broker trusts; chmod o-w ${file}`)
+  }
+  // A 0644 file is anyone's in a directory anyone may write (no sticky bit): they can rename theirs over it.
+  let swappable: ReturnType<typeof replaceableByOthers>
+  try {
+    swappable = replaceableByOthers(file)
+  } catch (err) {
+    throw new ConfigurationError('ECONFIG', `cannot read config file ${file}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`)
+  }
+  if (swappable) {
+    const named = swappable.file === resolve(file) ? `${file} is` : `${file} names ${swappable.file}, which is`
+    throw new ConfigurationError('ECONFIG', `${named} in a directory every user may write (mode ${modeString(swappable.mode)}), where anyone could put a file of their own in its place; chmod o-w ${swappable.dir}`)
   }
   const lc = new LineCounter()
   const doc = parseDocument(text, { prettyErrors: false, lineCounter: lc, uniqueKeys: true })

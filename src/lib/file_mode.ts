@@ -1,4 +1,5 @@
-import { accessSync, constants } from 'node:fs'
+import { accessSync, constants, realpathSync, statSync } from 'node:fs'
+import { dirname } from 'node:path'
 
 /** A file's permission bits as chmod takes them (0644, 1777), for messages that say what to change. */
 export function modeString(mode: number): string {
@@ -20,4 +21,17 @@ export function writableByOthers(path: string, mode: number): boolean {
     if ((err as NodeJS.ErrnoException).code === 'EROFS') return false
   }
   return true
+}
+
+/**
+ * Where every user could replace the file `path` names (links followed) by renaming one of their own over it,
+ * whatever its own mode: its directory is o+w without the sticky bit (which keeps others from renaming over a
+ * file they do not own, as in /tmp), on a mount that takes writes. Undefined when they cannot.
+ */
+export function replaceableByOthers(path: string): { file: string; dir: string; mode: number } | undefined {
+  const file = realpathSync(path)
+  const dir = dirname(file)
+  const mode = statSync(dir).mode
+  if (mode & 0o1000) return undefined
+  return writableByOthers(dir, mode) ? { file, dir, mode } : undefined
 }

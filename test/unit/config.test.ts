@@ -1,4 +1,4 @@
-import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { chmodSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
@@ -147,6 +147,22 @@ describe('loadConfig', () => {
     chmodSync(f, 0o666)
     expect(() => loadConfig({ file: f, env: {} })).toThrow(`${f} is writable by every user (mode 0666), who could change what the broker trusts; chmod o-w ${f}`)
     chmodSync(f, 0o664)
+    expect(loadConfig({ file: f, env: {} }).listen.port).toBe(8443)
+  })
+
+  // A 0644 broker.yaml in a directory every user may write (no sticky bit) is anyone's: they can rename a file
+  // of their own over it. A link is followed to the file it names, whose directory is the one that counts.
+  it('refuses a config file in a directory every user may write, or a link to one there', () => {
+    const shared = mkdtempSync(join(tmpdir(), 'ctb-shared-'))
+    const f = join(shared, 'broker.yaml')
+    writeFileSync(f, 'listen:\n  port: 8443\n', { mode: 0o644 })
+    chmodSync(shared, 0o777)
+    const want = `${f} is in a directory every user may write (mode 0777), where anyone could put a file of their own in its place; chmod o-w ${shared}`
+    expect(() => loadConfig({ file: f, env: {} })).toThrow(want)
+    const link = join(mkdtempSync(join(tmpdir(), 'ctb-etc-')), 'broker.yaml')
+    symlinkSync(f, link)
+    expect(() => loadConfig({ file: link, env: {} })).toThrow(`${link} names ${f}, which is in a directory every user may write (mode 0777), where anyone could put a file of their own in its place; chmod o-w ${shared}`)
+    chmodSync(shared, 0o1777) // /tmp's mode: others may add files but not rename over this one
     expect(loadConfig({ file: f, env: {} }).listen.port).toBe(8443)
   })
 
