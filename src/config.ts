@@ -223,8 +223,8 @@ function readYaml(file: string): YamlSource {
     throw new ConfigurationError('ECONFIG', `cannot read config file ${file}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`)
   }
   if (swappable) {
-    const named = swappable.file === resolve(file) ? `${file} is` : `${file} names ${swappable.file}, which is`
-    throw new ConfigurationError('ECONFIG', `${named} in a directory every user may write (mode ${modeString(swappable.mode)}), where anyone could put a file of their own in its place; chmod o-w ${swappable.dir}`)
+    const named = swappable.real === resolve(file) ? `${file} is` : `${file} names ${swappable.real}, which is`
+    throw new ConfigurationError('ECONFIG', `${named} under ${swappable.dir}, a directory every user may write (mode ${modeString(swappable.mode)}), where anyone could put a file of their own in its place; chmod o-w ${swappable.dir}`)
   }
   const lc = new LineCounter()
   const doc = parseDocument(text, { prettyErrors: false, lineCounter: lc, uniqueKeys: true })

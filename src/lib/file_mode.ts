@@ -1,5 +1,5 @@
 import { accessSync, constants, realpathSync, statSync } from 'node:fs'
-import { dirname } from 'node:path'
+import { dirname, resolve } from 'node:path'
 
 /** A file's permission bits as chmod takes them (0644, 1777), for messages that say what to change. */
 export function modeString(mode: number): string {
@@ -24,14 +24,22 @@ export function writableByOthers(path: string, mode: number): boolean {
 }
 
 /**
- * Where every user could replace the file `path` names (links followed) by renaming one of their own over it,
- * whatever its own mode: its directory is o+w without the sticky bit (which keeps others from renaming over a
- * file they do not own, as in /tmp), on a mount that takes writes. Undefined when they cannot.
+ * Where every user could replace the file or directory at `path` by renaming one of their own over it, whatever
+ * its own mode: a directory above it that is o+w without the sticky bit (which keeps others from renaming over
+ * an entry they do not own, as in /tmp), on a mount that takes writes. Every directory on the way counts, as
+ * sshd's StrictModes walks the path: those above `path` as written (where a link may sit) and those above
+ * the file it names (`real`). Undefined when nobody else can.
  */
-export function replaceableByOthers(path: string): { file: string; dir: string; mode: number } | undefined {
-  const file = realpathSync(path)
-  const dir = dirname(file)
-  const mode = statSync(dir).mode
-  if (mode & 0o1000) return undefined
-  return writableByOthers(dir, mode) ? { file, dir, mode } : undefined
+export function replaceableByOthers(path: string): { real: string; dir: string; mode: number } | undefined {
+  const real = realpathSync(path)
+  for (const start of new Set([dirname(resolve(path)), dirname(real)])) {
+    for (let dir = start; ; dir = dirname(dir)) {
+      // The path as written may name, through `..` after a link, directories that are not on the way to it.
+      const mode = statSync(dir, { throwIfNoEntry: false })?.mode
+      if (mode === undefined) break
+      if (!(mode & 0o1000) && writableByOthers(dir, mode)) return { real, dir, mode }
+      if (dirname(dir) === dir) break
+    }
+  }
+  return undefined
 }

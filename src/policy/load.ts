@@ -65,7 +65,7 @@ function readPolicyFile(file: string): { text: string } | { refused: string } {
     if (writableByOthers(file, st.mode)) return { refused: `writable by every user (mode ${modeString(st.mode)}), who could grant themselves any role; chmod o-w ${file}` }
     // A link out of policy_dir (checked itself) names a file whose own directory decides who may swap it.
     const swappable = replaceableByOthers(file)
-    if (swappable) return { refused: `names ${swappable.file}, in a directory every user may write (mode ${modeString(swappable.mode)}), where anyone could put a file of their own in its place; chmod o-w ${swappable.dir}` }
+    if (swappable) return { refused: `names ${swappable.real}, under ${swappable.dir}, a directory every user may write (mode ${modeString(swappable.mode)}), where anyone could put a file of their own in its place; chmod o-w ${swappable.dir}` }
     const tooBig = (n: number) => ({ refused: `${n} bytes, above the ${MAX_POLICY_FILE_BYTES} a policy file may hold` })
     if (st.size > MAX_POLICY_FILE_BYTES) return tooBig(st.size)
     // One byte more than the limit, so a file that grew after fstat is still caught.
@@ -202,6 +202,10 @@ export function loadPolicyDir(dir: string, ctx: PolicyContext): LoadResult {
   const dirMode = statSync(dir).mode
   if (writableByOthers(dir, dirMode)) {
     return { ok: false, issues: [{ file: dir, message: `policy directory writable by every user (mode ${modeString(dirMode)}), who could add a policy file granting any role; chmod o-w ${dir}` }] }
+  }
+  const above = replaceableByOthers(dir)
+  if (above) {
+    return { ok: false, issues: [{ file: dir, message: `policy directory under ${above.dir}, a directory every user may write (mode ${modeString(above.mode)}), where anyone could put a directory of their own in its place; chmod o-w ${above.dir}` }] }
   }
   const issues: PolicyIssue[] = []
   const all: { rule: Rule; source: SourcePosition }[] = []

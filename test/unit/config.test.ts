@@ -1,4 +1,4 @@
-import { chmodSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
@@ -157,13 +157,22 @@ describe('loadConfig', () => {
     const f = join(shared, 'broker.yaml')
     writeFileSync(f, 'listen:\n  port: 8443\n', { mode: 0o644 })
     chmodSync(shared, 0o777)
-    const want = `${f} is in a directory every user may write (mode 0777), where anyone could put a file of their own in its place; chmod o-w ${shared}`
+    const want = `${f} is under ${shared}, a directory every user may write (mode 0777), where anyone could put a file of their own in its place; chmod o-w ${shared}`
     expect(() => loadConfig({ file: f, env: {} })).toThrow(want)
     const link = join(mkdtempSync(join(tmpdir(), 'ctb-etc-')), 'broker.yaml')
     symlinkSync(f, link)
-    expect(() => loadConfig({ file: link, env: {} })).toThrow(`${link} names ${f}, which is in a directory every user may write (mode 0777), where anyone could put a file of their own in its place; chmod o-w ${shared}`)
+    expect(() => loadConfig({ file: link, env: {} })).toThrow(`${link} names ${f}, which is under ${shared}, a directory every user may write (mode 0777), where anyone could put a file of their own in its place; chmod o-w ${shared}`)
     chmodSync(shared, 0o1777) // /tmp's mode: others may add files but not rename over this one
     expect(loadConfig({ file: f, env: {} }).listen.port).toBe(8443)
+  })
+  it('refuses a config file any number of directories below one every user may write', () => {
+    const shared = mkdtempSync(join(tmpdir(), 'ctb-shared-'))
+    const etc = join(shared, 'etc', 'ctb')
+    mkdirSync(etc, { recursive: true, mode: 0o755 })
+    const f = join(etc, 'broker.yaml')
+    writeFileSync(f, 'listen:\n  port: 8443\n', { mode: 0o644 })
+    chmodSync(shared, 0o777)
+    expect(() => loadConfig({ file: f, env: {} })).toThrow(`${f} is under ${shared}, a directory every user may write (mode 0777), where anyone could put a file of their own in its place; chmod o-w ${shared}`)
   })
 
   // The documented place for the PostgreSQL password is the environment (CTB_AUDIT_POSTGRES_DSN, PGPASSWORD);

@@ -107,7 +107,7 @@ describe('policy files linked from a directory any user may write', () => {
     writeFileSync(join(shared, 'rules.yaml'), 'version: 1\nrules: []\n', { mode: 0o644 })
     chmodSync(shared, 0o777)
     symlinkSync(join(shared, 'rules.yaml'), join(dir, '10-rules.yaml'))
-    expect(messages(dir)).toEqual([`${join(dir, '10-rules.yaml')}: names ${join(shared, 'rules.yaml')}, in a directory every user may write (mode 0777), where anyone could put a file of their own in its place; chmod o-w ${shared}`])
+    expect(messages(dir)).toEqual([`${join(dir, '10-rules.yaml')}: names ${join(shared, 'rules.yaml')}, under ${shared}, a directory every user may write (mode 0777), where anyone could put a file of their own in its place; chmod o-w ${shared}`])
   })
 
   it('reads a link to a file in a directory with the sticky bit (others cannot rename over it), or only group-writable', () => {
@@ -119,5 +119,20 @@ describe('policy files linked from a directory any user may write', () => {
       symlinkSync(join(shared, 'rules.yaml'), join(dir, '10-rules.yaml'))
       expect(loadPolicyDir(dir, CTX).ok).toBe(true)
     }
+  })
+})
+
+// Whoever may rename entries in a directory above policy_dir may put a directory of their own in its place,
+// whatever policy_dir's own mode: every directory on the way to it counts, as sshd's StrictModes walks the path.
+describe('a policy directory under a directory any user may write', () => {
+  it('refuses it, naming the directory above and the fix', () => {
+    const shared = tempDir()
+    const dir = join(shared, 'site', 'policies')
+    mkdirSync(dir, { recursive: true, mode: 0o755 })
+    writeFileSync(join(dir, '00-base.yaml'), 'version: 1\nrules: []\n', { mode: 0o644 })
+    chmodSync(shared, 0o777)
+    expect(messages(dir)).toEqual([`${dir}: policy directory under ${shared}, a directory every user may write (mode 0777), where anyone could put a directory of their own in its place; chmod o-w ${shared}`])
+    chmodSync(shared, 0o1777)
+    expect(loadPolicyDir(dir, CTX).ok).toBe(true)
   })
 })
