@@ -241,8 +241,20 @@ function readYaml(file: string): YamlSource {
     value = doc.toJS({ maxAliasCount: 100 })
   } catch (err) {
     // An alias to no anchor, or too many: a configuration to mend, not an internal error (exit 78, not 70).
-    let at = 0
-    visit(doc, { Alias(_key, node) { at = node.range?.[0] ?? 0; return visit.BREAK } })
+    // At the first alias to no anchor; else (too many aliases) at the first alias.
+    let at: number | undefined
+    let unresolved: number | undefined
+    visit(doc, {
+      Alias(_key, node) {
+        at ??= node.range?.[0]
+        if (node.resolve(doc) === undefined) {
+          unresolved = node.range?.[0]
+          return visit.BREAK
+        }
+        return undefined
+      },
+    })
+    at = unresolved ?? at ?? 0
     const { line, col } = lc.linePos(at)
     throw new ConfigurationError('ECONFIG', `invalid configuration:\n  ${file}:${line}:${col}: ${(err as Error).message.split('\n')[0]}`)
   }

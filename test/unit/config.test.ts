@@ -240,6 +240,12 @@ describe('loadConfig', () => {
     expect((err as Error).message).toMatch(new RegExp(`^invalid configuration:\\n  ${f.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:\\d+:\\d+: `))
   })
 
+  // The position is the alias that failed, not the first alias in the file: one that resolves may come first.
+  it('points at the alias to no anchor, after an alias that resolves', () => {
+    const f = yamlFile('listen:\n  host: &h 127.0.0.1\ncredentials:\n  vault:\n    host: *h\ntrust_domain: *nowhere\n')
+    expect(() => loadConfig({ file: f, env: {} })).toThrow(`invalid configuration:\n  ${f}:6:15: Unresolved alias (the anchor must be set before the alias): nowhere`)
+  })
+
   it('requires a public issuer behind a TLS proxy', () => {
     expect(() => loadConfig({ env: { CTB_TLS_MODE: 'off' } })).toThrow(/issuer/)
   })
