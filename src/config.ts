@@ -1,5 +1,6 @@
 import { closeSync, existsSync, fstatSync, openSync, readFileSync } from 'node:fs'
 import { hostname } from 'node:os'
+import { resolve } from 'node:path'
 import { LineCounter, parseDocument, visit, type Document } from 'yaml'
 import { z } from 'zod'
 import { ConfigurationError } from './errors.ts'
@@ -9,7 +10,7 @@ import { LOG_LEVELS } from './lib/logger.ts'
 import { positionOf, zodIssueMessage } from './lib/yaml_position.ts'
 import { AdminConfigSchema, AuditConfigSchema, RevocationConfigSchema } from './audit/audit_config.ts'
 import { PolicyConfigSchema } from './policy/policy_config.ts'
-import { modeString } from './lib/file_mode.ts'
+import { modeString, replaceableByOthers, writableByOthers } from './lib/file_mode.ts'
 import { IamConfigSchema } from './iam/iam_config.ts'
 import { ListenerLimitsSchema } from './http/listener_limits.ts'
 import { RateLimitsConfigSchema } from './ratelimit/rate_limit_config.ts'
@@ -211,8 +212,19 @@ function readYaml(file: string): YamlSource {
     if (fd !== undefined) closeSync(fd)
   }
   // Whoever may write it chooses the policies, the IAM trusted and the keys; group write is the admins' choice.
-  if (mode & 0o002) {
+  if (writableByOthers(file, mode)) {
     throw new ConfigurationError('ECONFIG', `${file} is writable by every user (mode ${modeString(mode)}), who could change what the broker trusts; chmod o-w ${file}`)
+  }
+  // A 0644 file is anyone's in a directory anyone may write (no sticky bit): they can rename theirs over it.
+  let swappable: ReturnType<typeof replaceableByOthers>
+  try {
+    swappable = replaceableByOthers(file)
+  } catch (err) {
+    throw new ConfigurationError('ECONFIG', `cannot read config file ${file}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`)
+  }
+  if (swappable) {
+    const named = swappable.real === resolve(file) ? `${file} is` : `${file} names ${swappable.real}, which is`
+    throw new ConfigurationError('ECONFIG', `${named} under ${swappable.dir}, a directory every user may write (mode ${modeString(swappable.mode)}), where anyone could put a file of their own in its place; chmod o-w ${swappable.dir}`)
   }
   const lc = new LineCounter()
   const doc = parseDocument(text, { prettyErrors: false, lineCounter: lc, uniqueKeys: true })
@@ -229,8 +241,20 @@ function readYaml(file: string): YamlSource {
     value = doc.toJS({ maxAliasCount: 100 })
   } catch (err) {
     // An alias to no anchor, or too many: a configuration to mend, not an internal error (exit 78, not 70).
-    let at = 0
-    visit(doc, { Alias(_key, node) { at = node.range?.[0] ?? 0; return visit.BREAK } })
+    // At the first alias to no anchor; else (too many aliases) at the first alias.
+    let at: number | undefined
+    let unresolved: number | undefined
+    visit(doc, {
+      Alias(_key, node) {
+        at ??= node.range?.[0]
+        if (node.resolve(doc) === undefined) {
+          unresolved = node.range?.[0]
+          return visit.BREAK
+        }
+        return undefined
+      },
+    })
+    at = unresolved ?? at ?? 0
     const { line, col } = lc.linePos(at)
     throw new ConfigurationError('ECONFIG', `invalid configuration:\n  ${file}:${line}:${col}: ${(err as Error).message.split('\n')[0]}`)
   }
@@ -311,9 +335,18 @@ export function loadConfig(options: { file?: string; env?: NodeJS.ProcessEnv } =
  */
 function dsnHasPassword(dsn: string): boolean {
   if (/(^|\s)password\s*=/i.test(dsn)) return true
-  if (!URL.canParse(dsn)) return false
-  const url = new URL(dsn)
-  return url.password !== '' || url.searchParams.has('password')
+  return dsnReadings(dsn).some((url) => url.password !== '' || url.searchParams.has('password'))
+}
+
+/**
+ * The URLs pg could read a DSN as. A WHATWG parser refuses credentials without a host
+ * (`postgres://u:pw@/db?host=/run/postgresql`, the Unix-socket form libpq documents, or pg's `socket://u:pw@/path`),
+ * and one with a space in its host; pg reads both, with a placeholder host and with the text percent-encoded,
+ * and uses the password. Each reading is looked at, so none the driver takes goes unseen.
+ */
+function dsnReadings(dsn: string): URL[] {
+  const texts = [dsn, ...(dsn.isWellFormed() ? [encodeURI(dsn)] : [])].flatMap((t) => [t, t.replace('@/', '@placeholder/')])
+  return texts.filter((t) => URL.canParse(t, 'postgres://base')).map((t) => new URL(t, 'postgres://base'))
 }
 
 /**

@@ -1,5 +1,6 @@
 import { X509Certificate } from 'node:crypto'
 import { accessSync, constants, existsSync, readFileSync, statSync } from 'node:fs'
+import { BlockList, isIP } from 'node:net'
 import { dirname, join, resolve } from 'node:path'
 import { caDir, type Config } from './config.ts'
 import { poolCaFiles } from './ca/pool_ca_files.ts'
@@ -199,9 +200,19 @@ function sameToken(a: string, b: string): boolean {
   }
 }
 
-/** A host name or address only this machine can reach. */
+/** Loopback addresses: 127.0.0.0/8 and ::1, IPv4-mapped ones (::ffff:127.0.0.1) matched as IPv4 by BlockList. */
+const LOOPBACK = new BlockList()
+LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4')
+LOOPBACK.addAddress('::1', 'ipv6')
+
+/**
+ * A host name or address only this machine can reach, in any spelling listen() takes for one: ::1 written
+ * in full, an IPv4-mapped 127.x, localhost in capitals (names are case-insensitive).
+ */
 function isLoopbackHost(host: string): boolean {
-  return host === 'localhost' || host === '::1' || /^127(\.\d{1,3}){3}$/.test(host)
+  if (host.toLowerCase() === 'localhost') return true
+  const family = isIP(host)
+  return family !== 0 && LOOPBACK.check(host, family === 6 ? 'ipv6' : 'ipv4')
 }
 
 /** Why the broker could not create or write `dir` (its nearest existing ancestor must be a writable directory), or undefined. */

@@ -7,7 +7,7 @@ import { positionOf, zodIssueMessage } from '../lib/yaml_position.ts'
 import { sharedCallerPathIssues } from './caller_paths.ts'
 import { compilePolicy, type Policy, type PolicyContext, type SourcePosition } from './compile.ts'
 import { PolicyFileSchema, type Rule } from './schema.ts'
-import { modeString } from '../lib/file_mode.ts'
+import { modeString, replaceableByOthers, writableByOthers } from '../lib/file_mode.ts'
 
 /**
  * Reads every policy file in a directory, validates it, and compiles it. Every error carries
@@ -62,7 +62,10 @@ function readPolicyFile(file: string): { text: string } | { refused: string } {
     const st = fstatSync(fd)
     if (!st.isFile()) return { refused: 'not a regular file; a policy file is a regular file (or a symlink to one)' }
     // Whoever may write a policy file may grant any role; group write is left to the admins' group.
-    if (st.mode & 0o002) return { refused: `writable by every user (mode ${modeString(st.mode)}), who could grant themselves any role; chmod o-w ${file}` }
+    if (writableByOthers(file, st.mode)) return { refused: `writable by every user (mode ${modeString(st.mode)}), who could grant themselves any role; chmod o-w ${file}` }
+    // A link out of policy_dir (checked itself) names a file whose own directory decides who may swap it.
+    const swappable = replaceableByOthers(file)
+    if (swappable) return { refused: `names ${swappable.real}, under ${swappable.dir}, a directory every user may write (mode ${modeString(swappable.mode)}), where anyone could put a file of their own in its place; chmod o-w ${swappable.dir}` }
     const tooBig = (n: number) => ({ refused: `${n} bytes, above the ${MAX_POLICY_FILE_BYTES} a policy file may hold` })
     if (st.size > MAX_POLICY_FILE_BYTES) return tooBig(st.size)
     // One byte more than the limit, so a file that grew after fstat is still caught.
@@ -197,8 +200,12 @@ export function loadPolicyDir(dir: string, ctx: PolicyContext): LoadResult {
   if (names.length === 0) return { ok: false, issues: [{ file: dir, message: 'no policy files (*.yaml); with no policy every request is denied' }] }
   // A directory anyone may write takes a new file from anyone (the sticky bit only stops removing others').
   const dirMode = statSync(dir).mode
-  if (dirMode & 0o002) {
+  if (writableByOthers(dir, dirMode)) {
     return { ok: false, issues: [{ file: dir, message: `policy directory writable by every user (mode ${modeString(dirMode)}), who could add a policy file granting any role; chmod o-w ${dir}` }] }
+  }
+  const above = replaceableByOthers(dir)
+  if (above) {
+    return { ok: false, issues: [{ file: dir, message: `policy directory under ${above.dir}, a directory every user may write (mode ${modeString(above.mode)}), where anyone could put a directory of their own in its place; chmod o-w ${above.dir}` }] }
   }
   const issues: PolicyIssue[] = []
   const all: { rule: Rule; source: SourcePosition }[] = []

@@ -1,4 +1,4 @@
-import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
@@ -150,11 +150,41 @@ describe('loadConfig', () => {
     expect(loadConfig({ file: f, env: {} }).listen.port).toBe(8443)
   })
 
+  // A 0644 broker.yaml in a directory every user may write (no sticky bit) is anyone's: they can rename a file
+  // of their own over it. A link is followed to the file it names, whose directory is the one that counts.
+  it('refuses a config file in a directory every user may write, or a link to one there', () => {
+    const shared = mkdtempSync(join(tmpdir(), 'ctb-shared-'))
+    const f = join(shared, 'broker.yaml')
+    writeFileSync(f, 'listen:\n  port: 8443\n', { mode: 0o644 })
+    chmodSync(shared, 0o777)
+    const want = `${f} is under ${shared}, a directory every user may write (mode 0777), where anyone could put a file of their own in its place; chmod o-w ${shared}`
+    expect(() => loadConfig({ file: f, env: {} })).toThrow(want)
+    const link = join(mkdtempSync(join(tmpdir(), 'ctb-etc-')), 'broker.yaml')
+    symlinkSync(f, link)
+    expect(() => loadConfig({ file: link, env: {} })).toThrow(`${link} names ${f}, which is under ${shared}, a directory every user may write (mode 0777), where anyone could put a file of their own in its place; chmod o-w ${shared}`)
+    chmodSync(shared, 0o1777) // /tmp's mode: others may add files but not rename over this one
+    expect(loadConfig({ file: f, env: {} }).listen.port).toBe(8443)
+  })
+  it('refuses a config file any number of directories below one every user may write', () => {
+    const shared = mkdtempSync(join(tmpdir(), 'ctb-shared-'))
+    const etc = join(shared, 'etc', 'ctb')
+    mkdirSync(etc, { recursive: true, mode: 0o755 })
+    const f = join(etc, 'broker.yaml')
+    writeFileSync(f, 'listen:\n  port: 8443\n', { mode: 0o644 })
+    chmodSync(shared, 0o777)
+    expect(() => loadConfig({ file: f, env: {} })).toThrow(`${f} is under ${shared}, a directory every user may write (mode 0777), where anyone could put a file of their own in its place; chmod o-w ${shared}`)
+  })
+
   // The documented place for the PostgreSQL password is the environment (CTB_AUDIT_POSTGRES_DSN, PGPASSWORD);
   // one written into broker.yaml is a secret like any key file, and a file every user may read gives it away.
   it.each([
     ['in the URL', 'postgres://broker:pg-s3cret@db.example.org/broker'],
     ['as a parameter', 'postgres://broker@db.example.org/broker?password=pg-s3cret'],
+    // Forms a WHATWG URL parser refuses (credentials without a host) that pg reads all the same, putting a
+    // placeholder host in: the Unix-socket DSN libpq documents, and pg's own socket: scheme.
+    ['in the URL of a Unix-socket DSN', 'postgres://broker:pg-s3cret@/broker?host=/run/postgresql'],
+    ['in a socket: URL', 'socket://broker:pg-s3cret@/run/postgresql?db=broker'],
+    ['as a parameter of a Unix-socket DSN', 'postgres://broker@/broker?host=/run/postgresql&password=pg-s3cret'],
   ])('refuses a DSN with a password %s in a config file every user may read, without echoing it', (_where, dsn) => {
     const f = yamlFile(`audit:\n  store: postgres\n  postgres:\n    dsn: ${dsn}\n`)
     chmodSync(f, 0o644)
@@ -208,6 +238,12 @@ describe('loadConfig', () => {
     expect(err).toBeInstanceOf(ConfigurationError)
     expect((err as ConfigurationError).code).toBe('ECONFIG')
     expect((err as Error).message).toMatch(new RegExp(`^invalid configuration:\\n  ${f.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:\\d+:\\d+: `))
+  })
+
+  // The position is the alias that failed, not the first alias in the file: one that resolves may come first.
+  it('points at the alias to no anchor, after an alias that resolves', () => {
+    const f = yamlFile('listen:\n  host: &h 127.0.0.1\ncredentials:\n  vault:\n    host: *h\ntrust_domain: *nowhere\n')
+    expect(() => loadConfig({ file: f, env: {} })).toThrow(`invalid configuration:\n  ${f}:6:15: Unresolved alias (the anchor must be set before the alias): nowhere`)
   })
 
   it('requires a public issuer behind a TLS proxy', () => {

@@ -96,3 +96,43 @@ describe('policy files and directories any user may write', () => {
     expect(loadPolicyDir(dir, CTX).ok).toBe(true)
   })
 })
+
+// A policy file of mode 0644 is as open as its directory: in one every user may write (without the sticky bit,
+// which keeps others from renaming over a file they do not own) anyone can rename a file of their own over it.
+// policy_dir itself is checked above; a link out of it names a file in another directory, checked here.
+describe('policy files linked from a directory any user may write', () => {
+  it('refuses a link to a file in a directory every user may write, naming the directory and the fix', () => {
+    const dir = policyDir()
+    const shared = tempDir()
+    writeFileSync(join(shared, 'rules.yaml'), 'version: 1\nrules: []\n', { mode: 0o644 })
+    chmodSync(shared, 0o777)
+    symlinkSync(join(shared, 'rules.yaml'), join(dir, '10-rules.yaml'))
+    expect(messages(dir)).toEqual([`${join(dir, '10-rules.yaml')}: names ${join(shared, 'rules.yaml')}, under ${shared}, a directory every user may write (mode 0777), where anyone could put a file of their own in its place; chmod o-w ${shared}`])
+  })
+
+  it('reads a link to a file in a directory with the sticky bit (others cannot rename over it), or only group-writable', () => {
+    for (const mode of [0o1777, 0o2775]) {
+      const dir = policyDir()
+      const shared = tempDir()
+      writeFileSync(join(shared, 'rules.yaml'), 'version: 1\nrules: []\n', { mode: 0o644 })
+      chmodSync(shared, mode)
+      symlinkSync(join(shared, 'rules.yaml'), join(dir, '10-rules.yaml'))
+      expect(loadPolicyDir(dir, CTX).ok).toBe(true)
+    }
+  })
+})
+
+// Whoever may rename entries in a directory above policy_dir may put a directory of their own in its place,
+// whatever policy_dir's own mode: every directory on the way to it counts, as sshd's StrictModes walks the path.
+describe('a policy directory under a directory any user may write', () => {
+  it('refuses it, naming the directory above and the fix', () => {
+    const shared = tempDir()
+    const dir = join(shared, 'site', 'policies')
+    mkdirSync(dir, { recursive: true, mode: 0o755 })
+    writeFileSync(join(dir, '00-base.yaml'), 'version: 1\nrules: []\n', { mode: 0o644 })
+    chmodSync(shared, 0o777)
+    expect(messages(dir)).toEqual([`${dir}: policy directory under ${shared}, a directory every user may write (mode 0777), where anyone could put a directory of their own in its place; chmod o-w ${shared}`])
+    chmodSync(shared, 0o1777)
+    expect(loadPolicyDir(dir, CTX).ok).toBe(true)
+  })
+})

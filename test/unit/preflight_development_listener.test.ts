@@ -22,7 +22,7 @@ async function refusal(env: Record<string, string>) {
 }
 
 describe('preflight and a development broker reachable from other hosts', () => {
-  it.each(['0.0.0.0', '::', '192.0.2.7', 'broker.example.org'])('refuses the default (loopback) issuer with listen.host %s, in one line', async (host) => {
+  it.each(['0.0.0.0', '::', '192.0.2.7', 'broker.example.org', '::ffff:192.0.2.7', '::ffff:0.0.0.0'])('refuses the default (loopback) issuer with listen.host %s, in one line', async (host) => {
     const err = await refusal({ CTB_LISTEN_HOST: host })
     expect(err?.code).toBe('EDEVLISTEN')
     expect(err?.message).toBe(`listen.host ${host} is reachable from other hosts, but the issuer https://localhost:8443 is a loopback URL, which is development mode (keys created on demand, IAM audiences unchecked, development IAM and certificate); set issuer to the broker's public https URL, or listen on a loopback address`)
@@ -33,7 +33,9 @@ describe('preflight and a development broker reachable from other hosts', () => 
     expect(err?.message).toContain('the issuer https://127.0.0.1:9443 is a loopback URL')
   })
 
-  it.each(['127.0.0.1', '127.0.0.2', '::1', 'localhost'])('allows a loopback issuer on the loopback address %s', async (host) => {
+  // The same loopback addresses written as Node's listen() takes them too: IPv4-mapped (RFC 4291 §2.5.5.2),
+  // ::1 in full (RFC 4291 §2.2), and localhost in capitals (DNS names are case-insensitive, RFC 4343).
+  it.each(['127.0.0.1', '127.0.0.2', '::1', 'localhost', '::ffff:127.0.0.1', '0:0:0:0:0:0:0:1', 'LOCALHOST'])('allows a loopback issuer on the loopback address %s', async (host) => {
     expect(await refusal({ CTB_LISTEN_HOST: host })).toBeUndefined()
   })
 })
