@@ -108,6 +108,8 @@ export async function keysCommand(argv: string[], io: CommandIo): Promise<number
           }
           if (refusal) throw new CliError(refusal, 1)
         }
+        // Read before rotating: afterwards the prepared key is the active one.
+        const joinedLater = preparedJoinedLater(store, alg, now)
         const r = store.rotateJwtKey(alg, now, retain)
         io.out(`SciToken key: new active kid=${r.active.kid} alg=${r.active.alg}`)
         if (r.retired) io.out(`  retired kid=${r.retired.kid}, kept in /jwks until ${new Date(r.retired.publish_until! * 1000).toISOString()}`)
@@ -115,7 +117,7 @@ export async function keysCommand(argv: string[], io: CommandIo): Promise<number
         // Verifiers holding a key set fetched before the new kid was published refuse its tokens until they refetch.
         if (r.publishedSince === undefined) {
           io.err(`warning: kid ${r.active.kid} was not in /jwks before: verifiers that fetched /jwks in the last ${NEW_KID_VISIBLE_SECONDS / 60} minutes refuse its tokens until they refetch (${REFETCH})`)
-        } else if (now - r.publishedSince < NEW_KID_VISIBLE_SECONDS) {
+        } else if (joinedLater && now - r.publishedSince < NEW_KID_VISIBLE_SECONDS) {
           io.err(`warning: kid ${r.active.kid} was in /jwks only since ${new Date(r.publishedSince * 1000).toISOString()}: verifiers that fetched /jwks before then refuse its tokens until they refetch (${REFETCH})`)
         }
         try {
@@ -164,9 +166,19 @@ function unpublishedRotation(store: KeyStore, alg: string, now: number): string 
   const ring = store.readKeyring()
   const prepared = ring.find((k) => isPreparedEntry(k) && k.alg === alg)
   if (!prepared) return 'none prepared'
-  const joinedLater = ring.some((k) => k !== prepared && (k.publish_until === undefined || k.publish_until > now) && k.created < prepared.created)
-  if (!joinedLater || now - prepared.created >= NEW_KID_VISIBLE_SECONDS) return undefined
+  if (!preparedJoinedLater(store, alg, now) || now - prepared.created >= NEW_KID_VISIBLE_SECONDS) return undefined
   return `kid ${prepared.kid} is in /jwks only since ${iso(prepared.created)}: verifiers that fetched /jwks before then would refuse its tokens until they refetch (${REFETCH}); run "keys rotate" again after ${iso(prepared.created + NEW_KID_VISIBLE_SECONDS)}, or with --force to sign with it now (a compromised key)`
+}
+
+/**
+ * Whether the prepared key of `alg` joined a key set already being served (an older key still published):
+ * only then can a verifier hold a set without it. One made beside the first signing key never could.
+ */
+function preparedJoinedLater(store: KeyStore, alg: string, now: number): boolean {
+  const ring = store.readKeyring()
+  const prepared = ring.find((k) => isPreparedEntry(k) && k.alg === alg)
+  if (!prepared) return false
+  return ring.some((k) => k !== prepared && (k.publish_until === undefined || k.publish_until > now) && k.created < prepared.created)
 }
 
 /** Publishes a key of `alg` to sign with from a later rotation, keeping the signing key; audited like a rotation. */
