@@ -61,7 +61,29 @@ async function answer(req: IncomingMessage, res: ServerResponse, exchange: Excha
     'Content-Length': Buffer.byteLength(body),
   })
   res.end(body)
+  // Answered before the body was read to its end (refused unread: too large, content-coded): Node alone would
+  // read the rest, however long, until request_timeout. hono's adapter gives it a short while, then closes.
+  if (!req.complete) closeUnlessBodyEnds(req, res)
   logAccess()
+}
+
+/** How long a refused body may go on arriving after the answer before its connection is closed; hono's adapter waits as long. */
+export const REFUSED_BODY_GRACE_MS = 500
+
+/**
+ * After the answer: the rest of an unread body is discarded as it comes, and if it has not ended within
+ * REFUSED_BODY_GRACE_MS the connection is closed. Not at once: a client still sending would then get a reset
+ * that can cost it the answer; and a short body that ends in time leaves the connection usable.
+ */
+function closeUnlessBodyEnds(req: IncomingMessage, res: ServerResponse): void {
+  res.once('finish', () => {
+    if (req.complete) return
+    const timer = setTimeout(() => { if (!req.complete) req.socket.destroySoon() }, REFUSED_BODY_GRACE_MS)
+    timer.unref()
+    req.once('end', () => clearTimeout(timer))
+    req.once('close', () => clearTimeout(timer))
+    req.resume()
+  })
 }
 
 /**

@@ -1,0 +1,108 @@
+/**
+ * POST /token is answered by the fast path (src/http/token_fast_path.ts) on `serve`'s listener; the same
+ * request with a query string goes through the hono app and its route. Each case here sends the same bytes
+ * both ways, on a raw loopback socket, and holds the fast path to what the hono path does.
+ */
+import { connect, type Socket } from 'node:net'
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { createApp } from '../../src/app.ts'
+import type { Exchange } from '../../src/http/routes/token.ts'
+import { silentLogger } from '../../src/lib/logger.ts'
+import { brokerRequestListener } from '../../src/server.ts'
+import { testDeps } from '../support/broker_deps.ts'
+
+/** Reads the form, then answers a fixed token response: the transport is under test, not the exchange. */
+const exchange: Exchange = async (readForm) => {
+  await readForm()
+  return { access_token: 'x.y.z', issued_token_type: 'urn:ietf:params:oauth:token-type:jwt', token_type: 'Bearer', expires_in: 60 } as never
+}
+
+let server: Server
+let port: number
+beforeAll(async () => {
+  server = createServer(brokerRequestListener(createApp(testDeps({ exchange })), exchange, silentLogger))
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+  port = (server.address() as AddressInfo).port
+})
+afterAll(async () => {
+  server.closeAllConnections()
+  await new Promise((r) => server.close(r))
+})
+
+/** The fast path takes exactly `/token`; a query string sends the same request through hono. */
+const PATHS = [['fast path', '/token'], ['hono', '/token?via=hono']] as const
+
+interface Exchanged { text: string; closedAfterMs: number | undefined }
+
+/**
+ * Writes `bytes` on a fresh connection and collects what comes back until the server closes it or
+ * `waitMs` passes; `closedAfterMs` counts from the first byte of the answer.
+ */
+function exchangeRaw(bytes: string, waitMs: number): Promise<Exchanged> {
+  return new Promise((resolve, reject) => {
+    const socket: Socket = connect(port, '127.0.0.1')
+    let text = ''
+    let firstAt: number | undefined
+    const timer = setTimeout(() => { socket.destroy(); resolve({ text, closedAfterMs: undefined }) }, waitMs)
+    socket.setEncoding('latin1')
+    socket.on('data', (d: string) => { firstAt ??= performance.now(); text += d })
+    socket.on('error', () => undefined)
+    socket.on('close', () => { clearTimeout(timer); resolve({ text, closedAfterMs: firstAt === undefined ? undefined : performance.now() - firstAt }) })
+    socket.on('connect', () => socket.write(bytes))
+    socket.on('timeout', reject)
+  })
+}
+
+function head(path: string, fields: string[]): string {
+  return [`POST ${path} HTTP/1.1`, `Host: 127.0.0.1:${port}`, ...fields, '', ''].join('\r\n')
+}
+
+const FORM = 'grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange&subject_token=a'
+
+describe('POST /token: the fast path answers as the hono path does', () => {
+  it.each(PATHS)('%s: a declared body over the limit is refused and the connection closed soon after, not read for the request timeout', async (_via, path) => {
+    // 100 MB declared, 10 bytes sent: the rest never comes. hono's adapter drains a refused body for at
+    // most 500 ms before it closes the connection; Node alone would read it until request_timeout.
+    const got = await exchangeRaw(head(path, ['Content-Type: application/x-www-form-urlencoded', 'Content-Length: 100000000']) + 'grant_type', 4_000)
+    expect(got.text).toMatch(/^HTTP\/1\.1 400 /)
+    expect(got.closedAfterMs).toBeDefined()
+    expect(got.closedAfterMs!).toBeLessThan(2_000)
+  })
+
+  it.each(PATHS)('%s: a content-coded body is refused unread and the connection closed soon after', async (_via, path) => {
+    const got = await exchangeRaw(head(path, ['Content-Type: application/x-www-form-urlencoded', 'Content-Encoding: gzip', 'Content-Length: 5000']) + 'x', 4_000)
+    expect(got.text).toMatch(/^HTTP\/1\.1 400 /)
+    expect(got.closedAfterMs).toBeDefined()
+    expect(got.closedAfterMs!).toBeLessThan(2_000)
+  })
+
+  it.each(PATHS)('%s: two pipelined requests on one connection are answered in order, the second closing it', async (_via, path) => {
+    const one = head(path, ['Content-Type: application/x-www-form-urlencoded', `Content-Length: ${FORM.length}`]) + FORM
+    const two = head(path, ['Content-Type: text/plain', `Content-Length: ${FORM.length}`, 'Connection: close']) + FORM
+    const got = await exchangeRaw(one + two, 4_000)
+    // A body ends without a line break: the next status line follows it directly.
+    const statuses = [...got.text.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => m[1])
+    expect(statuses).toEqual(['200', '400'])
+    expect(got.closedAfterMs).toBeDefined()
+  })
+
+  it('the same header fields on success and on refusal, whichever path answers', async () => {
+    const names = async (path: string, fields: string[], body: string) => {
+      const got = await exchangeRaw(head(path, [...fields, `Content-Length: ${body.length}`, 'Connection: close']) + body, 4_000)
+      const [status, ...lines] = got.text.split('\r\n\r\n')[0]!.split('\r\n')
+      const headers = Object.fromEntries(lines.map((l) => [l.slice(0, l.indexOf(':')).toLowerCase(), l.slice(l.indexOf(':') + 1).trim()]))
+      // Values that differ per request or per adapter framing, not per path.
+      for (const k of ['date', 'x-request-id', 'content-length']) { expect(headers[k], k).toBeDefined(); delete headers[k] }
+      return { status, headers }
+    }
+    for (const [fields, body] of [
+      [['Content-Type: application/x-www-form-urlencoded'], FORM],
+      [['Content-Type: text/plain'], FORM],
+      [['Content-Type: application/x-www-form-urlencoded', 'Content-Encoding: br'], FORM],
+    ] as const) {
+      expect(await names('/token', [...fields], body)).toEqual(await names('/token?via=hono', [...fields], body))
+    }
+  })
+})
