@@ -2,10 +2,18 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { RequestSummary } from '../issuance/exchange.ts'
 import type { Logger } from '../lib/logger.ts'
 import type { AccessLog } from './access_log.ts'
+import { unreadableTarget } from './adapter_error.ts'
 import { clientRequestIdFrom, newRequestId } from './middleware/request_id.ts'
 import { NO_STORE_HEADERS, oauthErrorReply } from './oauth_error_response.ts'
 import type { Exchange } from './routes/token.ts'
 import { readNodeBody, readTokenForm } from './token_request_body.ts'
+
+/**
+ * A Host field value as RFC 9112 §3.2 allows it: uri-host [ ":" port ] (RFC 3986 §3.2.2: an IP literal in
+ * brackets, or a reg-name of unreserved, sub-delims and %XX). Anything else is a 400 (a MUST there), as hono's
+ * adapter answers for the other routes when it cannot build the request's URL; /token itself never reads Host.
+ */
+const HOST = /^(?:\[[0-9A-Za-z:.]+\]|(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})*)(?::[0-9]*)?$/
 
 /** Answers a Node request and returns true, or returns false to leave it to the next listener. */
 export type NodeRequestHandler = (req: IncomingMessage, res: ServerResponse) => boolean
@@ -35,6 +43,8 @@ async function answer(req: IncomingMessage, res: ServerResponse, exchange: Excha
   let headers: Record<string, string>
   let error: string | undefined
   try {
+    const host = req.headers.host
+    if (host !== undefined && !HOST.test(host)) throw unreadableTarget()
     const readForm = () => readTokenForm(
       { contentType: contentTypeOf(req), contentEncoding: req.headers['content-encoding'], transferEncoding: req.headers['transfer-encoding'] },
       () => readNodeBody(req))

@@ -8,6 +8,7 @@ import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createApp } from '../../src/app.ts'
+import { ListenerDrain } from '../../src/http/drain.ts'
 import type { Exchange } from '../../src/http/routes/token.ts'
 import { silentLogger } from '../../src/lib/logger.ts'
 import { brokerRequestListener } from '../../src/server.ts'
@@ -88,6 +89,25 @@ describe('POST /token: the fast path answers as the hono path does', () => {
     expect(got.closedAfterMs).toBeDefined()
   })
 
+  // RFC 9112 §3.2: a server MUST answer 400 to a Host whose value is invalid (uri-host [ ":" port ], RFC 3986
+  // §3.2.2). Node checks only that an HTTP/1.1 request has one; hono's adapter refuses one it cannot build a URL with.
+  it.each(PATHS.flatMap(([via, path]) => [
+    [via, path, 'a Host with a space', ['Host: a b']],
+    [via, path, 'a Host with a path', ['Host: broker.example.org/x']],
+  ]))('%s (%s): %s is refused with invalid_request', async (_via, path, _how, hosts) => {
+    const lines = [`POST ${path} HTTP/1.1`, ...hosts, 'Content-Type: application/x-www-form-urlencoded', `Content-Length: ${FORM.length}`, 'Connection: close', '', '']
+    const got = await exchangeRaw(lines.join('\r\n') + FORM, 4_000)
+    expect(got.text).toMatch(/^HTTP\/1\.1 400 /)
+    expect(JSON.parse(got.text.slice(got.text.indexOf('\r\n\r\n') + 4))).toEqual({ error: 'invalid_request', error_description: expect.any(String) })
+  })
+
+  it.each(PATHS)('%s: a Host with a port, and an IPv6 literal, are served', async (_via, path) => {
+    for (const host of ['broker.example.org:8443', '[::1]:8443']) {
+      const got = await exchangeRaw([`POST ${path} HTTP/1.1`, `Host: ${host}`, 'Content-Type: application/x-www-form-urlencoded', `Content-Length: ${FORM.length}`, 'Connection: close', '', ''].join('\r\n') + FORM, 4_000)
+      expect(got.text, host).toMatch(/^HTTP\/1\.1 200 /)
+    }
+  })
+
   it('the same header fields on success and on refusal, whichever path answers', async () => {
     const names = async (path: string, fields: string[], body: string) => {
       const got = await exchangeRaw(head(path, [...fields, `Content-Length: ${body.length}`, 'Connection: close']) + body, 4_000)
@@ -104,5 +124,60 @@ describe('POST /token: the fast path answers as the hono path does', () => {
     ] as const) {
       expect(await names('/token', [...fields], body)).toEqual(await names('/token?via=hono', [...fields], body))
     }
+  })
+})
+
+describe('POST /token: the fast path and hono alike in the access log and through a graceful shutdown', () => {
+  it('writes the same access line fields for the same request', async () => {
+    const lines: Record<string, unknown>[] = []
+    const log = { ...silentLogger, info: (msg: string, fields?: Record<string, unknown>) => { if (msg === 'request') lines.push({ ...fields }) } }
+    const summarised: Exchange = async (readForm, ctx) => {
+      Object.assign(ctx.summary ?? {}, { role: 'submit-user', tokenKind: 'idtoken' })
+      return exchange(readForm, ctx)
+    }
+    const own = createServer(brokerRequestListener(createApp(testDeps({ exchange: summarised, log })), summarised, log, { logRequests: true }))
+    await new Promise<void>((r) => own.listen(0, '127.0.0.1', r))
+    const ownPort = (own.address() as AddressInfo).port
+    try {
+      for (const [, path] of PATHS) {
+        for (const [type, body] of [['application/x-www-form-urlencoded', FORM], ['text/plain', FORM]] as const) {
+          const res = await fetch(`http://127.0.0.1:${ownPort}${path}`, { method: 'POST', headers: { 'content-type': type, 'x-request-id': 'caller-7' }, body })
+          await res.text()
+        }
+      }
+    } finally {
+      own.closeAllConnections()
+      await new Promise((r) => own.close(r))
+    }
+    // Fields that differ per request, not per path.
+    const shape = (l: Record<string, unknown>) => ({ ...l, requestId: typeof l.requestId, ms: typeof l.ms })
+    expect(lines).toHaveLength(4)
+    expect(shape(lines[0]!)).toEqual(shape(lines[2]!))
+    expect(shape(lines[1]!)).toEqual(shape(lines[3]!))
+    expect(lines[0]).toMatchObject({ clientRequestId: 'caller-7', method: 'POST', path: '/token', status: 200, role: 'submit-user', decision: 'allow' })
+    expect(lines[1]).toMatchObject({ status: 400, error: 'invalid_request', decision: 'deny' })
+  })
+
+  it('a drain lets a request in flight on either path finish, answered with Connection: close', async () => {
+    let release!: () => void
+    const gate = new Promise<void>((r) => { release = r })
+    let arrived = 0
+    const held: Exchange = async (readForm, ctx) => { arrived++; await gate; return exchange(readForm, ctx) }
+    const drain = new ListenerDrain()
+    const own = createServer({ ServerResponse: drain.ServerResponse }, drain.wrap(brokerRequestListener(createApp(testDeps({ exchange: held })), held, silentLogger)))
+    drain.attach(own)
+    await new Promise<void>((r) => own.listen(0, '127.0.0.1', r))
+    const ownPort = (own.address() as AddressInfo).port
+    const answers = PATHS.map(([, path]) => fetch(`http://127.0.0.1:${ownPort}${path}`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: FORM }))
+    for (let i = 0; i < 200 && arrived < 2; i++) await new Promise((r) => setTimeout(r, 10))
+    expect(arrived).toBe(2)
+    const drained = drain.drain(own, 5_000)
+    release()
+    for (const res of await Promise.all(answers)) {
+      expect(res.status).toBe(200)
+      expect(res.headers.get('connection')).toBe('close')
+      await res.text()
+    }
+    expect(await drained).toEqual({ forced: 0 })
   })
 })
