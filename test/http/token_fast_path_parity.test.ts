@@ -181,3 +181,50 @@ describe('POST /token: the fast path and hono alike in the access log and throug
     expect(await drained).toEqual({ forced: 0 })
   })
 })
+
+describe('POST /token: a client that goes away while its exchange runs', () => {
+  it.each(PATHS)('%s: the exchange finishes, its access line is written, nothing is logged as a fault, and the listener serves on', async (_via, path) => {
+    const lines: Array<[string, string, Record<string, unknown> | undefined]> = []
+    const log = {
+      info: (msg: string, fields?: Record<string, unknown>) => { lines.push(['info', msg, fields]) },
+      warn: (msg: string, fields?: Record<string, unknown>) => { lines.push(['warn', msg, fields]) },
+      error: (msg: string, fields?: Record<string, unknown>) => { lines.push(['error', msg, fields]) },
+    }
+    let release!: () => void
+    const gate = new Promise<void>((r) => { release = r })
+    let arrived = 0
+    let finished = 0
+    // Reads the whole body first, so the client's going away is noticed only at the answer.
+    const held: Exchange = async (readForm, ctx) => {
+      const form = await readForm()
+      arrived++
+      await gate
+      finished++
+      return exchange(async () => form, ctx)
+    }
+    const own = createServer(brokerRequestListener(createApp(testDeps({ exchange: held, log })), held, log, { logRequests: true }))
+    await new Promise<void>((r) => own.listen(0, '127.0.0.1', r))
+    const ownPort = (own.address() as AddressInfo).port
+    try {
+      const socket = connect(ownPort, '127.0.0.1')
+      socket.on('error', () => undefined)
+      socket.write([`POST ${path} HTTP/1.1`, 'Host: 127.0.0.1', 'Content-Type: application/x-www-form-urlencoded', `Content-Length: ${FORM.length}`, '', ''].join('\r\n') + FORM)
+      for (let i = 0; i < 200 && arrived < 1; i++) await new Promise((r) => setTimeout(r, 10))
+      expect(arrived).toBe(1)
+      socket.destroy()
+      await new Promise((r) => setTimeout(r, 50))
+      release()
+      for (let i = 0; i < 200 && finished < 1; i++) await new Promise((r) => setTimeout(r, 10))
+      await new Promise((r) => setTimeout(r, 50))
+      expect(finished).toBe(1)
+      const next = await fetch(`http://127.0.0.1:${ownPort}${path}`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: FORM })
+      expect(next.status).toBe(200)
+      await next.text()
+      expect(lines.filter(([level]) => level !== 'info')).toEqual([])
+      expect(lines.filter(([, msg]) => msg === 'request').map(([, , f]) => f?.status)).toEqual([200, 200])
+    } finally {
+      own.closeAllConnections()
+      await new Promise((r) => own.close(r))
+    }
+  })
+})
