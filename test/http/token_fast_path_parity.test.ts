@@ -228,3 +228,32 @@ describe('POST /token: a client that goes away while its exchange runs', () => {
     }
   })
 })
+
+describe('POST /token: a body that never ends', () => {
+  it.each(PATHS)('%s: is cut off at the request timeout, as Node answers it, and nothing is issued', async (_via, path) => {
+    let issued = 0
+    const counting: Exchange = async (readForm, ctx) => { const r = await exchange(readForm, ctx); issued++; return r }
+    const own = createServer({ requestTimeout: 300, headersTimeout: 300, connectionsCheckingInterval: 50 }, brokerRequestListener(createApp(testDeps({ exchange: counting })), counting, silentLogger))
+    await new Promise<void>((r) => own.listen(0, '127.0.0.1', r))
+    const ownPort = (own.address() as AddressInfo).port
+    try {
+      const got = await new Promise<{ text: string; closed: boolean }>((resolve) => {
+        const socket = connect(ownPort, '127.0.0.1')
+        let text = ''
+        const timer = setTimeout(() => { socket.destroy(); resolve({ text, closed: false }) }, 3_000)
+        socket.setEncoding('latin1')
+        socket.on('data', (d: string) => { text += d })
+        socket.on('error', () => undefined)
+        socket.on('close', () => { clearTimeout(timer); resolve({ text, closed: true }) })
+        socket.write([`POST ${path} HTTP/1.1`, 'Host: 127.0.0.1', 'Content-Type: application/x-www-form-urlencoded', 'Content-Length: 1000', '', ''].join('\r\n') + 'grant_type=')
+      })
+      expect(got.closed).toBe(true)
+      // Node's own answer to a request that outlived requestTimeout.
+      expect(got.text).toMatch(/^HTTP\/1\.1 408 /)
+      expect(issued).toBe(0)
+    } finally {
+      own.closeAllConnections()
+      await new Promise((r) => own.close(r))
+    }
+  })
+})
