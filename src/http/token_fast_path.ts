@@ -2,10 +2,18 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { RequestSummary } from '../issuance/exchange.ts'
 import type { Logger } from '../lib/logger.ts'
 import type { AccessLog } from './access_log.ts'
+import { unreadableTarget } from './adapter_error.ts'
 import { clientRequestIdFrom, newRequestId } from './middleware/request_id.ts'
 import { NO_STORE_HEADERS, oauthErrorReply } from './oauth_error_response.ts'
 import type { Exchange } from './routes/token.ts'
 import { readNodeBody, readTokenForm } from './token_request_body.ts'
+
+/**
+ * A Host field value as RFC 9112 §3.2 allows it: uri-host [ ":" port ] (RFC 3986 §3.2.2: an IP literal in
+ * brackets, or a reg-name of unreserved, sub-delims and %XX). Anything else is a 400 (a MUST there), as hono's
+ * adapter answers for the other routes when it cannot build the request's URL; /token itself never reads Host.
+ */
+const HOST = /^(?:\[[0-9A-Za-z:.]+\]|(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})*)(?::[0-9]*)?$/
 
 /** Answers a Node request and returns true, or returns false to leave it to the next listener. */
 export type NodeRequestHandler = (req: IncomingMessage, res: ServerResponse) => boolean
@@ -35,6 +43,8 @@ async function answer(req: IncomingMessage, res: ServerResponse, exchange: Excha
   let headers: Record<string, string>
   let error: string | undefined
   try {
+    const host = req.headers.host
+    if (host !== undefined && !HOST.test(host)) throw unreadableTarget()
     const readForm = () => readTokenForm(
       { contentType: contentTypeOf(req), contentEncoding: req.headers['content-encoding'], transferEncoding: req.headers['transfer-encoding'] },
       () => readNodeBody(req))
@@ -61,7 +71,29 @@ async function answer(req: IncomingMessage, res: ServerResponse, exchange: Excha
     'Content-Length': Buffer.byteLength(body),
   })
   res.end(body)
+  // Answered before the body was read to its end (refused unread: too large, content-coded): Node alone would
+  // read the rest, however long, until request_timeout. hono's adapter gives it a short while, then closes.
+  if (!req.complete) closeUnlessBodyEnds(req, res)
   logAccess()
+}
+
+/** How long a refused body may go on arriving after the answer before its connection is closed; hono's adapter waits as long. */
+export const REFUSED_BODY_GRACE_MS = 500
+
+/**
+ * After the answer: the rest of an unread body is discarded as it comes, and if it has not ended within
+ * REFUSED_BODY_GRACE_MS the connection is closed. Not at once: a client still sending would then get a reset
+ * that can cost it the answer; and a short body that ends in time leaves the connection usable.
+ */
+function closeUnlessBodyEnds(req: IncomingMessage, res: ServerResponse): void {
+  res.once('finish', () => {
+    if (req.complete) return
+    const timer = setTimeout(() => { if (!req.complete) req.socket.destroySoon() }, REFUSED_BODY_GRACE_MS)
+    timer.unref()
+    req.once('end', () => clearTimeout(timer))
+    req.once('close', () => clearTimeout(timer))
+    req.resume()
+  })
 }
 
 /**
