@@ -173,7 +173,7 @@ function unpublishedRotation(store: KeyStore, alg: string, now: number): string 
   if (!prepared) return 'none prepared'
   const joinedLater = ring.some((k) => k !== prepared && (k.publish_until === undefined || k.publish_until > now) && k.created < prepared.created)
   if (!joinedLater || now - prepared.created >= NEW_KID_VISIBLE_SECONDS) return undefined
-  return `kid ${prepared.kid} is in /jwks only since ${iso(prepared.created)}: verifiers that fetched /jwks before then would refuse its tokens until they refetch (${REFETCH}); run "keys rotate" again after ${iso(prepared.created + NEW_KID_VISIBLE_SECONDS)}, or with --force to sign with it now (a compromised key)`
+  return `kid ${prepared.kid} is in /jwks only since ${iso(prepared.created)}: verifiers that fetched /jwks before then would refuse its tokens until they refetch (${REFETCH}); run "keys rotate" again after ${iso(prepared.created + NEW_KID_VISIBLE_SECONDS)}, or with --force to sign with it now (a stolen key: --compromised, which also unpublishes it)`
 }
 
 /** Publishes a key of `alg` to sign with from a later rotation, keeping the signing key; audited like a rotation. */
