@@ -53,10 +53,15 @@ export function readHeldRecord(keyDir: string): HeldRecord {
  */
 export function resolveHolds(store: KeyStore, held: HeldRecord['held'], now: number, published: readonly PublicJwk[]): { holds: HeldPublication[]; dropped: string[] } {
   const kids = new Set(published.map((k) => k.kid))
+  const compromised = store.compromisedKids()
   const holds: HeldPublication[] = []
   const dropped: string[] = []
   for (const e of held) {
     if (e.until <= now || kids.has(e.kid)) continue
+    if (compromised.has(e.kid)) {
+      dropped.push(`held key ${e.kid} (until ${new Date(e.until * 1000).toISOString()}) is no longer published: the keyring marks it compromised`)
+      continue
+    }
     if (/^[A-Za-z0-9_-]+$/.test(e.kid) && !store.hasJwtKeyFile(e.kid)) {
       dropped.push(`held key ${e.kid} (until ${new Date(e.until * 1000).toISOString()}) is no longer published: its jwt/${e.kid}.pem was removed`)
       continue

@@ -3,7 +3,7 @@ import { isPreparedEntry, type KeyStore } from './key_store.ts'
 
 /** What an operator needs to judge the keys: which sign, how old they are, and when retired ones leave the JWKS. */
 export interface KeyStatus {
-  scitoken: Array<{ kid: string; alg: string; created: number; ageSeconds: number; status: 'active' | 'next' | 'retired' | 'expired'; retired?: number; publishUntil?: number }>
+  scitoken: Array<{ kid: string; alg: string; created: number; ageSeconds: number; status: 'active' | 'next' | 'retired' | 'expired' | 'compromised'; retired?: number; publishUntil?: number }>
   condor: Array<{ name: string; signing: boolean; modified: number; ageSeconds: number; fingerprint: string }>
   /**
    * Rotation is an operator action (`keys rotate`, then SIGHUP), not a schedule: this is when the newest
@@ -16,7 +16,8 @@ export interface KeyStatus {
 export function keyStatus(store: Pick<KeyStore, 'readKeyring' | 'listCondorKeys'>, signingCondorKey: string, now: number): KeyStatus {
   const scitoken = store.readKeyring().map((k) => ({
     kid: k.kid, alg: k.alg, created: k.created, ageSeconds: Math.max(0, now - k.created),
-    status: isPreparedEntry(k) ? 'next' as const : k.retired === undefined ? 'active' as const : (k.publish_until ?? 0) > now ? 'retired' as const : 'expired' as const,
+    // Before the rest: a compromised entry also reads as retired and past its publish_until.
+    status: k.compromised !== undefined ? 'compromised' as const : isPreparedEntry(k) ? 'next' as const : k.retired === undefined ? 'active' as const : (k.publish_until ?? 0) > now ? 'retired' as const : 'expired' as const,
     ...(k.retired !== undefined ? { retired: k.retired } : {}),
     ...(k.publish_until !== undefined ? { publishUntil: k.publish_until } : {}),
   }))

@@ -1,5 +1,5 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync, createHash } from 'node:crypto'
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs'
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { basename, join } from 'node:path'
 import { OperatorError } from '../errors.ts'
 import type { AsymmetricAlg } from '../issuance/jws.ts'
@@ -21,6 +21,12 @@ export interface KeyringEntry {
   publish_until?: number
   /** Published ahead of use and not signing yet; the next rotation makes it the active key. */
   next?: boolean
+  /**
+   * When `keys rotate --compromised` unpublished it (epoch seconds). Kept in the keyring for good, so that
+   * nothing that publishes keys past their publish_until (held_publications.ts: a reload, a restart, a
+   * replica whose copy of jwt/ still has the .pem) ever brings it back.
+   */
+  compromised?: number
 }
 
 /**
@@ -191,7 +197,7 @@ export class KeyStore {
    * costs nothing. A key once retired is never made active again.
    */
   rotateJwtKey(alg: AsymmetricAlg, now: number, retainSeconds: number): { retired?: KeyringEntry; active: KeyringEntry; next: KeyringEntry; publishedSince?: number } {
-    const keys = this.readKeyring().filter((k) => k.publish_until === undefined || k.publish_until > now)
+    const keys = this.readKeyring().filter((k) => k.compromised !== undefined || k.publish_until === undefined || k.publish_until > now)
     const current = keys.find(isSigningEntry)
     const prepared = keys.find((k) => isPreparedEntry(k) && k.alg === alg)
     const kept = keys.filter((k) => k !== prepared).map((k): KeyringEntry => {
@@ -204,6 +210,36 @@ export class KeyStore {
     this.writeKeyring([...kept, active, next])
     const retired = current ? kept.find((k) => k.kid === current.kid) : undefined
     return { ...(retired ? { retired } : {}), active, next, ...(prepared ? { publishedSince: prepared.created } : {}) }
+  }
+
+  /**
+   * A compromised key's rotation: every key still published (active, prepared, retired) stops being
+   * published now and is marked `compromised`, and a fresh key signs, with a fresh next key. All of them,
+   * because their private keys lay in the same directory, with the same owner and mode, as the stolen
+   * one, so none may be trusted to take over either. Their `.pem` files are removed (a binary from before
+   * the mark lets a held key go when its file is gone). Expired entries are pruned; marked ones stay.
+   */
+  rotateCompromised(alg: AsymmetricAlg, now: number): { unpublished: string[]; active: KeyringEntry; next: KeyringEntry } {
+    const keys = this.readKeyring().filter((k) => k.compromised !== undefined || k.publish_until === undefined || k.publish_until > now)
+    const unpublished: string[] = []
+    const kept = keys.map((k): KeyringEntry => {
+      if (k.compromised !== undefined) return k
+      unpublished.push(k.kid)
+      const { next: _wasPrepared, ...entry } = k
+      return { ...entry, retired: k.retired ?? now, publish_until: now, compromised: now }
+    })
+    const active = this.generateJwtKey(alg, now)
+    const next: KeyringEntry = { ...this.generateJwtKey(alg, now), next: true }
+    this.writeKeyring([...kept, active, next])
+    for (const kid of unpublished) {
+      if (/^[A-Za-z0-9_-]+$/.test(kid)) rmSync(join(this.jwtDir, `${kid}.pem`), { force: true })
+    }
+    return { unpublished, active, next }
+  }
+
+  /** The kids `keys rotate --compromised` unpublished: never published again, held or not. */
+  compromisedKids(): Set<string> {
+    return new Set(this.readKeyring().filter((k) => k.compromised !== undefined).map((k) => k.kid))
   }
 
   /** Loads the active signing key and the public keys to publish (active and still-needed retired ones). */

@@ -46,7 +46,7 @@ export async function reloadSigningKeys(
       idtokenUnreadable = (err as Error).message
     }
     const { held, dropped } = heldPublications(store, previous, jwks, clock.now(), config.scitoken.max_lifetime)
-    for (const kid of dropped) log.error('a key held in /jwks past its publish_until is let go: its key file was removed', { kid, file: `jwt/${kid}.pem` })
+    for (const kid of dropped) log.error('a key held in /jwks past its publish_until is let go: its key file was removed or the keyring marks it compromised', { kid, file: `jwt/${kid}.pem` })
     const next: SigningKeys = { idtoken: previous.idtoken, scitoken: active, jwks: [...jwks, ...held.map((h) => h.jwk)], ...(held.length > 0 ? { held } : {}) }
     deps.selfTest(next)
     holder.swap(next)
@@ -101,7 +101,10 @@ export async function reloadSigningKeys(
 function heldPublications(store: KeyStore, previous: SigningKeys, onDisk: PublicJwk[], now: number, maxLifetime: number): { held: HeldPublication[]; dropped: string[] } {
   const published = new Set(onDisk.map((k) => k.kid))
   const dropped: string[] = []
-  const stillThere = (kid: string) => store.hasJwtKeyFile(kid) || (dropped.push(kid), false)
+  // A kid `keys rotate --compromised` unpublished is let go like one whose file was removed, .pem or not
+  // (a replica's copy of jwt/ that kept it).
+  const compromised = store.compromisedKids()
+  const stillThere = (kid: string) => (!compromised.has(kid) && store.hasJwtKeyFile(kid)) || (dropped.push(kid), false)
   const held = (previous.held ?? []).filter((h) => h.until > now && !published.has(h.jwk.kid) && stillThere(h.jwk.kid))
   const wasSigning = previous.jwks.find((k) => k.kid === previous.scitoken.kid)
   if (wasSigning && !published.has(wasSigning.kid) && !held.some((h) => h.jwk.kid === wasSigning.kid) && stillThere(wasSigning.kid)) {

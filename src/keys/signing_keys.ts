@@ -80,7 +80,8 @@ function holdsAtStart(store: KeyStore, activeKid: string, published: PublicJwk[]
   if (dropped.length > 0) report.heldRecordError = dropped.join('; ')
   const held = [...recorded]
   const last = record.signing
-  if (last !== undefined && last !== activeKid && !published.some((k) => k.kid === last) && !held.some((h) => h.jwk.kid === last)) {
+  // A kid `keys rotate --compromised` unpublished is never held: publishing it is what the thief needs.
+  if (last !== undefined && last !== activeKid && !published.some((k) => k.kid === last) && !held.some((h) => h.jwk.kid === last) && !store.compromisedKids().has(last)) {
     // A key file removed on purpose (a compromised key) is let go, as for a recorded hold (held_publications.ts).
     try {
       held.push({ jwk: store.publicJwkOf(last), until: now + maxLifetime + 60 })

@@ -111,6 +111,8 @@ describe('condor-token-broker keys', () => {
     const soon = await cli(['keys', 'rotate'], e)
     expect(soon.code).toBe(1)
     expect(soon.err).toMatch(new RegExp(`kid ${published} is in /jwks only since .*--force`))
+    // --force alone leaves a stolen key published for days; the refusal must not send that admin there.
+    expect(soon.err).toMatch(/a stolen key: --compromised/)
     expect(signingKid()).toBe(signing)
 
     const forced = await cli(['keys', 'rotate', '--force'], e)

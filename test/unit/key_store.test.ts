@@ -206,3 +206,17 @@ function olderBinarySigner(dir: string): string | undefined {
   const ring = (JSON.parse(readFileSync(join(dir, 'jwt', 'keyring.json'), 'utf8')) as { keys: Array<{ kid: string; retired?: number }> }).keys
   return ring.find((k) => k.retired === undefined)?.kid
 }
+
+// An operator reading the console's key table after `keys rotate --compromised` must tell the stolen
+// keys from ones that merely expired: those are pruned at the next rotation, these stay marked for good.
+describe('keyStatus after a compromise rotation', () => {
+  it('shows the unpublished keys as compromised, not expired', () => {
+    const store = new KeyStore(join(tempDir(), 'keys'))
+    const stolen = store.ensureJwtKey('ES256', 1000).entry.kid
+    const r = store.rotateCompromised('ES256', 2000)
+    expect(r.unpublished).toEqual([stolen])
+    const status = keyStatus(store, 'broker1', 2001).scitoken
+    expect(status.find((k) => k.kid === stolen)?.status).toBe('compromised')
+    expect(status.find((k) => k.kid === r.active.kid)?.status).toBe('active')
+  })
+})

@@ -18,7 +18,7 @@ const HELP = `Usage: condor-token-broker keys <init|list|rotate|import> [options
                                    overwrites
   keys list                        show HTCondor keys, SciToken keys (kid, status, publish window) and the
                                    audit MAC key's id (the same on every replica and CLI host)
-  keys rotate [--alg ES256|RS256] [--force]
+  keys rotate [--alg ES256|RS256] [--force] [--compromised]
                                    sign SciTokens with the next key, which verifiers already know from /jwks,
                                    and publish a new next key; the old public key stays in /jwks until every
                                    token it signed has expired (and at least scitoken.retired_key_min_publish);
@@ -26,7 +26,9 @@ const HELP = `Usage: condor-token-broker keys <init|list|rotate|import> [options
                                    Without a published key of the algorithm, it publishes one and keeps the
                                    signing key; a key published less than 11 minutes after the others is
                                    refused (verifiers and HTTP caches still hold key sets without it). --force signs with it
-                                   anyway (an emergency: a compromised key)
+                                   anyway. --compromised (a stolen key; implies --force) signs with a
+                                   fresh key and takes every key now in /jwks out of it at once, for good:
+                                   tokens they signed are refused once verifiers refetch /jwks
   keys import FILE [--name NAME]   import an existing pool key file (e.g. /etc/condor/passwords.d/POOL) as is
 
 Common options: --config FILE (or CTB_CONFIG)`
@@ -40,6 +42,7 @@ export async function keysCommand(argv: string[], io: CommandIo): Promise<number
     alg: { type: 'string' },
     name: { type: 'string' },
     force: { type: 'boolean' },
+    compromised: { type: 'boolean' },
   }, sub === 'import')
   if (values.help) { io.out(HELP); return 0 }
   const config = loadConfig({ ...(values.config ? { file: values.config } : {}), env: io.env })
@@ -75,7 +78,7 @@ export async function keysCommand(argv: string[], io: CommandIo): Promise<number
       const ring = store.readKeyring()
       if (ring.length === 0) io.out('  (none; run "keys init")')
       for (const k of ring) {
-        const status = isPreparedEntry(k) ? 'next, published, signs from the next rotation' : k.retired === undefined ? 'active' : (k.publish_until ?? 0) > now ? `retired, published until ${new Date(k.publish_until! * 1000).toISOString()}` : 'expired (pruned at next rotation)'
+        const status = k.compromised !== undefined ? `compromised, unpublished since ${iso(k.compromised)}` : isPreparedEntry(k) ? 'next, published, signs from the next rotation' : k.retired === undefined ? 'active' : (k.publish_until ?? 0) > now ? `retired, published until ${new Date(k.publish_until! * 1000).toISOString()}` : 'expired (pruned at next rotation)'
         io.out(`  ${k.kid}  ${k.alg}  created ${new Date(k.created * 1000).toISOString()}  ${status}`)
       }
       // Shown so that each replica and CLI host can be checked for the same key (by id) after copying it.
@@ -100,6 +103,10 @@ export async function keysCommand(argv: string[], io: CommandIo): Promise<number
       // Open the audit store first: a broker whose audit log is unreachable must not change keys unrecorded.
       const audit = await openBrokerStore(config, { sqliteWriter: 'inline' })
       try {
+        if (values.compromised === true) {
+          await rotateCompromised(store, alg, now, audit, io, config.scitoken.watch_keys)
+          return 0
+        }
         if (values.force !== true) {
           const refusal = unpublishedRotation(store, alg, now)
           if (refusal === 'none prepared') {
@@ -167,7 +174,7 @@ function unpublishedRotation(store: KeyStore, alg: string, now: number): string 
   const prepared = ring.find((k) => isPreparedEntry(k) && k.alg === alg)
   if (!prepared) return 'none prepared'
   if (!preparedJoinedLater(store, alg, now) || now - prepared.created >= NEW_KID_VISIBLE_SECONDS) return undefined
-  return `kid ${prepared.kid} is in /jwks only since ${iso(prepared.created)}: verifiers that fetched /jwks before then would refuse its tokens until they refetch (${REFETCH}); run "keys rotate" again after ${iso(prepared.created + NEW_KID_VISIBLE_SECONDS)}, or with --force to sign with it now (a compromised key)`
+  return `kid ${prepared.kid} is in /jwks only since ${iso(prepared.created)}: verifiers that fetched /jwks before then would refuse its tokens until they refetch (${REFETCH}); run "keys rotate" again after ${iso(prepared.created + NEW_KID_VISIBLE_SECONDS)}, or with --force to sign with it now (a stolen key: --compromised, which also unpublishes it)`
 }
 
 /**
@@ -197,4 +204,29 @@ async function publishFirst(store: KeyStore, alg: 'ES256' | 'RS256', now: number
     throw new CliError(`the key was published but this could not be audited: ${(err as Error).message}`)
   }
   io.out(watch ? '  recorded in the audit log; a running serve on this data directory publishes it within a second' : '  recorded in the audit log; send SIGHUP to a running serve (scitoken.watch_keys is off) to publish it')
+}
+
+/**
+ * `keys rotate --compromised`: a fresh key signs and every key in /jwks leaves it now (key_store.ts says
+ * why all of them). A thief's tokens verify for as long as verifiers find the kid in /jwks, so no key is
+ * kept for its tokens to expire, and the cost, every outstanding SciToken refused, is said in one line.
+ */
+async function rotateCompromised(store: KeyStore, alg: 'ES256' | 'RS256', now: number, audit: { record(e: AuditEvent): Promise<unknown> }, io: CommandIo, watch: boolean): Promise<void> {
+  const r = store.rotateCompromised(alg, now)
+  const gone = r.unpublished.length > 0 ? r.unpublished.join(', ') : '(none)'
+  io.out(`SciToken key: new active kid=${r.active.kid} alg=${r.active.alg}; next kid=${r.next.kid}`)
+  io.out(`  unpublished from /jwks now and marked compromised: ${gone} (their jwt/<kid>.pem removed)`)
+  io.out(`  tokens signed with ${gone} are refused by verifiers once they refetch /jwks (${REFETCH}, so within ${NEW_KID_VISIBLE_SECONDS} s); their holders renew from the broker (the credmon at its next refresh, daemons and pilots at their next renewal), and the same wait applies before verifiers accept kid ${r.active.kid}`)
+  try {
+    await audit.record({
+      type: 'key.rotated', time: now, caller: { sub: `cli:${userInfo().username}` }, decision: 'allow',
+      reason: 'keys rotate --compromised: signing with a fresh key; the keys in /jwks unpublished at once',
+      detail: { alg: r.active.alg, kid: r.active.kid, next_kid: r.next.kid, unpublished: r.unpublished, compromised: true },
+    })
+  } catch (err) {
+    throw new CliError(`the compromised keys were unpublished and a fresh key signs, but this could not be audited: ${(err as Error).message}`)
+  }
+  io.out(watch
+    ? '  recorded in the audit log; a running serve on this data directory takes it up within a second (SIGHUP forces it; send SIGHUP to replicas with scitoken.watch_keys off, or copy them the new keys/jwt/)'
+    : '  recorded in the audit log; send SIGHUP to every running serve (scitoken.watch_keys is off) to take it up')
 }

@@ -1,0 +1,75 @@
+import { copyFileSync, existsSync, mkdtempSync } from 'node:fs'
+import { join } from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { loadConfig } from '../../src/config.ts'
+import { KeyHolder } from '../../src/keys/key_holder.ts'
+import { KeyStore } from '../../src/keys/key_store.ts'
+import { reloadSigningKeys } from '../../src/keys/reload_keys.ts'
+import { ensureAndLoadKeys } from '../../src/keys/signing_keys.ts'
+import { systemClock } from '../../src/lib/clock.ts'
+import type { Logger } from '../../src/lib/logger.ts'
+import { cli } from '../support/cli.ts'
+import { tempDir } from '../support/tmp.ts'
+
+const quiet: Logger = { info: () => {}, warn: () => {}, error: () => {} }
+const published = (ks: KeyStore) => ks.loadAsymmetricKeys(systemClock.now()).jwks.map((k) => k.kid)
+
+// A verifier accepts a SciToken whose kid the issuer's /jwks lists (scitokens-cpp replaces its cached key
+// set with the fetched one at each 600 s refresh, docs/htcondor-tokens.md §5.3). A stolen private key
+// stops minting accepted tokens only once its kid leaves /jwks: a compromise rotation must unpublish it at
+// once, and nothing that holds keys past their publish_until (a reload, a restart, a replica) may bring
+// it back.
+describe('keys rotate --compromised', () => {
+  it('signs with a fresh key, drops every key that lay beside the stolen one from /jwks, says so, and audits it', async () => {
+    const e = { CTB_DATA_DIR: join(tempDir(), 'data'), CTB_TRUST_DOMAIN: 'pool.example.org' }
+    expect((await cli(['keys', 'init'], e)).code).toBe(0)
+    const ks = new KeyStore(join(e.CTB_DATA_DIR, 'keys'))
+    const before = ks.readKeyring().map((k) => k.kid)
+    expect(before).toHaveLength(2)
+    const stolen = await cli(['token', 'create', '--scitoken', '--sub', 'alice', '--aud', 'condor://ap.example.org:9618', '--scope', 'condor:/READ'], e)
+    expect(stolen.code, stolen.err).toBe(0)
+    expect(JSON.parse((await cli(['token', 'inspect', stolen.out, '--json'], e)).out).accepted).toBe(true)
+
+    const r = await cli(['keys', 'rotate', '--compromised'], e)
+    expect(r.code, r.err).toBe(0)
+    const now = published(ks)
+    for (const kid of before) expect(now).not.toContain(kid)
+    expect(now).toHaveLength(2)
+    expect(r.out).toMatch(/tokens signed with .* are refused by verifiers .*renew/)
+    // The broker's own verification (token inspect) refuses it too.
+    const ins = JSON.parse((await cli(['token', 'inspect', stolen.out, '--json'], e)).out)
+    expect(ins.accepted).toBe(false)
+    const audited = await cli(['audit', 'list', '--type', 'key.rotated', '--json'], e)
+    const rec = JSON.parse(audited.out.trim().split("\n").at(-1)!).event
+    expect(rec.reason).toMatch(/compromised/)
+    expect([...rec.detail.unpublished].sort()).toEqual([...before].sort())
+    expect((await cli(['keys', 'list'], e)).out).toContain(`${before[0]}  ES256`)
+  })
+
+  it('the compromised kid stays out of /jwks after a running serve reloads, after a restart, and on a replica whose jwt/ copy still has its .pem', async () => {
+    const config = loadConfig({ env: { CTB_DATA_DIR: join(tempDir(), 'data'), CTB_TRUST_DOMAIN: 'pool.example.org' } })
+    const loaded = ensureAndLoadKeys(config, systemClock.now())
+    const holder = new KeyHolder(loaded.keys)
+    const compromised = loaded.keys.scitoken.kid
+    const jwtDir = join(config.data_dir, 'keys', 'jwt')
+    const saved = join(mkdtempSync(join(tempDir(), 'pem-')), 'k.pem')
+    copyFileSync(join(jwtDir, `${compromised}.pem`), saved)
+
+    const r = await cli(['keys', 'rotate', '--compromised'], { CTB_DATA_DIR: config.data_dir, CTB_TRUST_DOMAIN: 'pool.example.org' })
+    expect(r.code, r.err).toBe(0)
+    const reload = await reloadSigningKeys(holder, 'watch', { config, selfTest: () => {}, audit: { record: async () => undefined }, clock: systemClock, log: quiet })
+    expect(reload.ok).toBe(true)
+    expect(holder.current.jwks.map((k) => k.kid)).not.toContain(compromised)
+
+    const restarted = ensureAndLoadKeys(config, systemClock.now())
+    expect(restarted.keys.jwks.map((k) => k.kid)).not.toContain(compromised)
+
+    // A replica given the new keyring by a copy that left the old .pem in place.
+    if (!existsSync(join(jwtDir, `${compromised}.pem`))) copyFileSync(saved, join(jwtDir, `${compromised}.pem`))
+    const replica = ensureAndLoadKeys(config, systemClock.now())
+    expect(replica.keys.jwks.map((k) => k.kid)).not.toContain(compromised)
+    const replicaHolder = new KeyHolder(loaded.keys)
+    await reloadSigningKeys(replicaHolder, 'sighup', { config, selfTest: () => {}, audit: { record: async () => undefined }, clock: systemClock, log: quiet })
+    expect(replicaHolder.current.jwks.map((k) => k.kid)).not.toContain(compromised)
+  })
+})
