@@ -379,9 +379,9 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks, Cal
         }
         // Never shorter than what the audit log recorded: an earlier exp (a typo, a hand-edited teardown
         // manifest) would drop the entry, and make the token valid again, while the token still lives.
-        until = jtiEntryEnd(Math.max(req.exp, recorded ?? 0), req.exp, now)
+        until = jtiEntryEnd(Math.max(req.exp, recorded ?? 0), now)
       } else {
-        until = recorded ?? Math.max(until, await horizonExp())
+        until = recorded !== undefined ? jtiEntryEnd(recorded, now) : Math.max(until, await horizonExp())
       }
       // An enrolment credential's entry also stops the renewals of the pilots it yielded (pilot_exchange.ts),
       // whose tokens outlive the credential (it covers only the queue wait). Held, like a sub or pilot-job
