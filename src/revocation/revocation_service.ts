@@ -327,14 +327,16 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks, Cal
     // An exp already past names a token that has expired, and the entry would revoke nothing: refused, unless the
     // audit log recorded a later exp the token still lives to. Then the exp sent is wrong, not the revocation, and
     // refusing it as "already expired" told whoever was cutting off a live token that there was nothing to cut
-    // off; the entry is held until the recorded exp (revoke), which the answer's until shows.
+    // off; the entry is held until the recorded exp (revoke), which the answer's until shows. Nor for a pilot
+    // enrolment credential: its entry also stops the renewals of the pilots it yielded, long after its own exp.
     if (req.exp !== undefined) {
       if (!Number.isSafeInteger(req.exp) || req.exp < 0) throw new InvalidRequest('exp must be whole epoch seconds')
       const now = this.#deps.clock.now()
       const past = pastExpProblem(req.exp, now)
       if (past !== undefined) {
-        const recorded = (await this.#recordedJti(req.value)).exp
-        if (recorded === undefined || pastExpProblem(recorded, now) !== undefined) throw new InvalidRequest(past)
+        const { records, exp: recorded } = await this.#recordedJti(req.value)
+        const enrolment = records.some((e) => e.tokenKind === 'pilot_enrolment')
+        if (!enrolment && (recorded === undefined || pastExpProblem(recorded, now) !== undefined)) throw new InvalidRequest(past)
       }
     }
     if (req.iss !== undefined) {

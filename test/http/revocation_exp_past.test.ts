@@ -68,6 +68,17 @@ describe('POST /v1/revocations with an exp already past', () => {
     expect(await list()).toEqual([])
   })
 
+  // An enrolment credential covers only the queue wait, but its entry also stops the renewals of the pilots it
+  // yielded (docs/pilots.md), so it is held until every token issued so far has expired, whatever its exp. Its
+  // exp past (as the manifest states it) was refused as "the entry would revoke nothing": the pilots went on.
+  it('takes it for a pilot enrolment credential, whose entry stops its pilots\' renewals, and holds it for the longest lifetime', async () => {
+    const { store, post } = setup()
+    await store.record({ type: 'token.issued', time: TEST_NOW - 7200, role: 'pilot', jti: 'e'.repeat(32), exp: TEST_NOW - 3600, decision: 'allow', tokenKind: 'pilot_enrolment' })
+    const res = await post({ jti: 'e'.repeat(32), exp: TEST_NOW - 3600 })
+    expect(res.status).toBe(201)
+    expect(await res.json()).toMatchObject({ revocation: { kind: 'jti', value: 'e'.repeat(32), until: TEST_NOW + 86400 } })
+  })
+
   it('takes an exp within the 60 s allowance and holds the entry until the allowance has passed', async () => {
     const { post } = setup()
     const res = await post({ jti: 'j-1', exp: TEST_NOW - 5 })
