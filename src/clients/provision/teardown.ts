@@ -1,5 +1,5 @@
 import { EXP_SKEW_SECONDS } from '../../contract/revocation_exp.ts'
-import type { BrokerClient } from './broker_client.ts'
+import { BrokerCallError, type BrokerClient } from './broker_client.ts'
 import type { Manifest } from './render.ts'
 
 export interface TeardownResult { revokedTokens: string[]; revokedCertificates: string[]; failures: string[] }
@@ -25,7 +25,7 @@ export async function teardown(manifest: Pick<Manifest, 'tokens' | 'certificates
       // collector, which a jti entry for the credential does not. It must outlast the pilots' tokens, which the
       // credential's exp says nothing of: the broker decides how long to hold it (docs/pilots.md).
       if (t.kind === 'pilot_enrolment') await broker.revokePilotEnrolment(t.jti, reason)
-      else await broker.revokeJti(t.jti, reason, exp)
+      else await revokeDaemonToken(broker, t.jti, reason, exp)
       r.revokedTokens.push(t.jti)
     } catch (err) {
       r.failures.push(`token ${t.jti} (${t.node}): ${(err as Error).message}`)
@@ -40,4 +40,18 @@ export async function teardown(manifest: Pick<Manifest, 'tokens' | 'certificates
     }
   }
   return r
+}
+
+/**
+ * Revokes one daemon token by jti with its exp; refused as invalid (the broker found that exp past on its clock,
+ * which may be ahead of this machine's), sent again without it: the broker then holds the entry as long as its
+ * own record of the token says, which is never shorter. A teardown must not fail on a clock it cannot see.
+ */
+async function revokeDaemonToken(broker: BrokerClient, jti: string, reason: string, exp: number | undefined): Promise<void> {
+  try {
+    await broker.revokeJti(jti, reason, exp)
+  } catch (err) {
+    if (exp === undefined || !(err instanceof BrokerCallError) || err.status !== 400 || err.error !== 'invalid_request') throw err
+    await broker.revokeJti(jti, reason)
+  }
 }
