@@ -52,11 +52,13 @@ export function pastExpProblem(exp: number, now: number): string | undefined {
 }
 
 /**
- * When a jti entry that would end at `until` ends instead: never already past at `now`. An `exp` taken within the
- * skew allowance is held until a clock lagging the broker's by that much has also passed it.
+ * When a jti entry whose token expires at `exp` (the later of the exp sent and the one recorded) ends: a token
+ * already expired at `now` is held until a clock lagging the broker's by the skew allowance has also passed its
+ * exp (HTCondor judges exp on its own clock, with no allowance). Whether the exp came in the request or from the
+ * audit log makes no difference to the daemons.
  */
-export function jtiEntryEnd(until: number, exp: number, now: number): number {
-  return until < now ? exp + EXP_SKEW_SECONDS : until
+export function jtiEntryEnd(exp: number, now: number): number {
+  return exp < now ? exp + EXP_SKEW_SECONDS : exp
 }
 
 /** What the service asks a store to persist. */

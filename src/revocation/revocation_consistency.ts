@@ -194,8 +194,10 @@ export function revocationDifferences(ev: RevocationEvidence): string[] {
   for (const rec of ev.records) {
     for (const l of liftsOf(rec.event)) {
       const stated = chained.get(l.id)
-      if (!stated) out.push(`a lift at seq ${rec.seq} names revocation ${l.id}, which no record states`)
-      else if (stated.rev.liftedAt === undefined) stated.rev = withLift(stated.rev, l)
+      if (!stated) { out.push(`a lift at seq ${rec.seq} names revocation ${l.id}, which no record states`); continue }
+      const named = liftNamedDifference(rec.event, stated.rev)
+      if (named !== undefined) out.push(`the lift at seq ${rec.seq} names revocation ${l.id} as ${named}, but its record at seq ${stated.seq} states ${labelWithIss(stated.rev)} (edited)`)
+      if (stated.rev.liftedAt === undefined) stated.rev = withLift(stated.rev, l)
     }
   }
   const rows = new Map(ev.rows.map((r) => [r.id, r]))
@@ -276,6 +278,23 @@ function fieldDifferences(recorded: Revocation, stored: Revocation): string[] {
     if (recorded[f] !== stored[f]) out.push(`${f} ${JSON.stringify(stored[f] ?? null)}, recorded ${JSON.stringify(recorded[f] ?? null)}`)
   }
   return out
+}
+
+/**
+ * What a lift record says it lifted (`detail.lift` kind, value and iss, written since lifts named their entry), when
+ * that is not the revocation its id names; undefined when it agrees or, written before, names nothing. audit list
+ * prints it as what was lifted, so it is held to the record of the entry like the id is.
+ */
+function liftNamedDifference(e: AuditEvent, stated: Revocation): string | undefined {
+  if (e.type !== 'token.unrevoked') return undefined
+  const l = e.detail?.lift as Record<string, unknown> | undefined
+  if (!l || (l.kind === undefined && l.value === undefined && l.iss === undefined)) return undefined
+  if (l.kind === stated.kind && l.value === stated.value && l.iss === stated.iss) return undefined
+  return `${String(l.kind)} ${JSON.stringify(l.value) ?? 'undefined'}${l.iss !== undefined ? ` at iss ${JSON.stringify(l.iss)}` : ''}`
+}
+
+function labelWithIss(r: Revocation): string {
+  return `${label(r)}${r.iss !== undefined ? ` at iss ${JSON.stringify(r.iss)}` : ''}`
 }
 
 function label(r: Revocation): string {

@@ -304,6 +304,13 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks, Cal
     return { liveTokens }
   }
 
+  /** The audit records of issuing the token `jti` (issued or renewed) and the exp they state, if any. */
+  async #recordedJti(jti: string): Promise<{ records: AuditEvent[]; exp: number | undefined }> {
+    const found = await Promise.all((['token.issued', 'token.renewed'] as const).map((type) => this.#deps.store.query({ jti, type, limit: 1 })))
+    const records = found.flatMap((p) => p.records).map((r) => r.event)
+    return { records, exp: records.map((e) => e.exp).find((e) => e !== undefined) }
+  }
+
   async #validate(req: RevocationRequest): Promise<void> {
     if (!REVOCATION_KINDS.includes(req.kind)) throw new InvalidRequest(`revocation kind must be one of ${REVOCATION_KINDS.join(', ')}`)
     // A client entry adds no clause to SEC_TOKEN_REVOCATION_EXPR (our tokens carry no client_id): only what
@@ -317,12 +324,20 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks, Cal
     // exp is one token's: any other kind's entry lasts until every token issued so far has expired, so an exp
     // there was dropped unseen, and whoever meant it as a bound got the longest lifetime instead.
     if (req.exp !== undefined && req.kind !== 'jti') throw new InvalidRequest('exp applies only to jti revocations')
-    // Refused even when the audit log recorded a later exp (which would be used instead): an exp already past is
-    // not the exp of the token meant, and overriding it without a word would hide the mistake.
+    // An exp already past names a token that has expired, and the entry would revoke nothing: refused, unless the
+    // audit log recorded a later exp the token still lives to. Then the exp sent is wrong, not the revocation, and
+    // refusing it as "already expired" told whoever was cutting off a live token that there was nothing to cut
+    // off; the entry is held until the recorded exp (revoke), which the answer's until shows. Nor for a pilot
+    // enrolment credential: its entry also stops the renewals of the pilots it yielded, long after its own exp.
     if (req.exp !== undefined) {
       if (!Number.isSafeInteger(req.exp) || req.exp < 0) throw new InvalidRequest('exp must be whole epoch seconds')
-      const past = pastExpProblem(req.exp, this.#deps.clock.now())
-      if (past !== undefined) throw new InvalidRequest(past)
+      const now = this.#deps.clock.now()
+      const past = pastExpProblem(req.exp, now)
+      if (past !== undefined) {
+        const { records, exp: recorded } = await this.#recordedJti(req.value)
+        const enrolment = records.some((e) => e.tokenKind === 'pilot_enrolment')
+        if (!enrolment && (recorded === undefined || pastExpProblem(recorded, now) !== undefined)) throw new InvalidRequest(past)
+      }
     }
     if (req.iss !== undefined) {
       if (req.kind !== 'sub' && req.kind !== 'client') throw new InvalidRequest('iss applies only to sub and client revocations')
@@ -362,9 +377,7 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks, Cal
     if (req.kind === 'jti') {
       // A renewal records its token under a jti of its own; a record may also be pruned already, and then
       // the token may be one issued under a longer maximum than today's: held until the horizon.
-      const found = await Promise.all((['token.issued', 'token.renewed'] as const).map((type) => this.#deps.store.query({ jti: req.value, type, limit: 1 })))
-      const records = found.flatMap((p) => p.records).map((r) => r.event)
-      const recorded = records.map((e) => e.exp).find((e) => e !== undefined)
+      const { records, exp: recorded } = await this.#recordedJti(req.value)
       // The exp bound, the fallback and the enrolment hold below may each need the horizon: one store read.
       let horizonRead: number | undefined
       const horizonExp = async () => (horizonRead ??= (await this.#deps.store.issuanceHorizon()).token.exp)
@@ -379,9 +392,9 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks, Cal
         }
         // Never shorter than what the audit log recorded: an earlier exp (a typo, a hand-edited teardown
         // manifest) would drop the entry, and make the token valid again, while the token still lives.
-        until = jtiEntryEnd(Math.max(req.exp, recorded ?? 0), req.exp, now)
+        until = jtiEntryEnd(Math.max(req.exp, recorded ?? 0), now)
       } else {
-        until = recorded ?? Math.max(until, await horizonExp())
+        until = recorded !== undefined ? jtiEntryEnd(recorded, now) : Math.max(until, await horizonExp())
       }
       // An enrolment credential's entry also stops the renewals of the pilots it yielded (pilot_exchange.ts),
       // whose tokens outlive the credential (it covers only the queue wait). Held, like a sub or pilot-job

@@ -49,11 +49,34 @@ describe('POST /v1/revocations with an exp already past', () => {
     expect(await res.json()).toMatchObject({ error: 'invalid_request', error_description: expect.stringMatching(/^exp 0 is more than 60 s in the past/) })
   })
 
-  it('refuses it even when the audit log recorded a later exp for the jti', async () => {
+  // The token is still valid: the exp sent is wrong (an iat copied for it, a stale note), not the revocation.
+  // Refusing it said "the token has already expired", telling an operator cutting off a stolen token that there
+  // was nothing to cut off. Fail closed: the entry is stored and held until the exp recorded, which the answer shows.
+  it('takes it, held until the recorded exp, when the audit log recorded a later exp the token still lives to', async () => {
     const { store, post, list } = setup()
     await store.record({ type: 'token.issued', time: TEST_NOW - 10, role: 'pilot', jti: 'j-1', exp: TEST_NOW + 600, decision: 'allow', tokenKind: 'idtoken' })
-    expect((await post({ jti: 'j-1', exp: 0 })).status).toBe(400)
+    const res = await post({ jti: 'j-1', exp: 0 })
+    expect(res.status).toBe(201)
+    expect(await res.json()).toMatchObject({ revocation: { kind: 'jti', value: 'j-1', until: TEST_NOW + 600 } })
+    expect(await list()).toHaveLength(1)
+  })
+
+  it('refuses it when the exp the audit log recorded is more than 60 s past as well', async () => {
+    const { store, post, list } = setup()
+    await store.record({ type: 'token.issued', time: TEST_NOW - 7200, role: 'pilot', jti: 'j-1', exp: TEST_NOW - 3600, decision: 'allow', tokenKind: 'idtoken' })
+    expect((await post({ jti: 'j-1', exp: TEST_NOW - 4000 })).status).toBe(400)
     expect(await list()).toEqual([])
+  })
+
+  // An enrolment credential covers only the queue wait, but its entry also stops the renewals of the pilots it
+  // yielded (docs/pilots.md), so it is held until every token issued so far has expired, whatever its exp. Its
+  // exp past (as the manifest states it) was refused as "the entry would revoke nothing": the pilots went on.
+  it('takes it for a pilot enrolment credential, whose entry stops its pilots\' renewals, and holds it for the longest lifetime', async () => {
+    const { store, post } = setup()
+    await store.record({ type: 'token.issued', time: TEST_NOW - 7200, role: 'pilot', jti: 'e'.repeat(32), exp: TEST_NOW - 3600, decision: 'allow', tokenKind: 'pilot_enrolment' })
+    const res = await post({ jti: 'e'.repeat(32), exp: TEST_NOW - 3600 })
+    expect(res.status).toBe(201)
+    expect(await res.json()).toMatchObject({ revocation: { kind: 'jti', value: 'e'.repeat(32), until: TEST_NOW + 86400 } })
   })
 
   it('takes an exp within the 60 s allowance and holds the entry until the allowance has passed', async () => {

@@ -2,6 +2,9 @@ import { describe, expect, it } from 'vitest'
 import type { AuditEvent, AuditRecord } from '../../src/audit/audit_log.ts'
 import { assertRevocationsMatchAudit, revocationDifferences, revocationOfEvent } from '../../src/revocation/revocation_consistency.ts'
 import { MemoryStore } from '../../src/storage/memory_store.ts'
+import { RevocationService } from '../../src/revocation/revocation_service.ts'
+import { fixedClock } from '../../src/lib/clock.ts'
+import { silentLogger } from '../../src/lib/logger.ts'
 
 const T = 1_800_000_000
 const rec = (seq: number, event: AuditEvent): AuditRecord => ({ seq, event, prevHash: '', hash: '' })
@@ -126,5 +129,42 @@ describe('a checkpoint written by hand', () => {
     await store.record(cp({ revocations: [{ ...whole, kind: 'role', gen: 2, iss: 'https://iam.example.org/', reason: 'r', revokedBy: 'cli:root', liftedAt: T + 5, liftedBy: 'cli:root' }], lifts: [{ id: 3, liftedAt: T + 6, liftedBy: 'bootstrap' }] }))
     await store.record({ type: 'token.issued', time: T + 100, jti: 'j1' })
     expect(await store.prune(T + 50, T + 200)).toEqual({ pruned: 1, checkpointSeq: 3 })
+  })
+})
+
+// Since 06b43ad a lift record states the kind and value of the entry it lifted, and audit list prints them as
+// what was lifted; the check read only the id. A lift naming one entry by id and another by kind and value (a
+// record appended or edited where no MAC key guards the chain) passed audit verify while audit list showed the
+// wrong entry lifted. A lift from before those fields (id only) states nothing more to compare.
+describe('a lift record\'s kind and value', () => {
+  const revoked = rec(1, { type: 'token.revoked', time: T, detail: { revocation: { id: 1, kind: 'client', value: 'factory-x', revokedAt: T, until: T + 600 } } })
+  const row = { id: 1, kind: 'client' as const, value: 'factory-x', revokedAt: T, until: T + 600, liftedAt: T + 5, liftedBy: 'cli:op' }
+  const lift = (extra: Record<string, unknown>) => rec(2, { type: 'token.unrevoked', time: T + 5, caller: { sub: 'cli:op' }, detail: { lift: { id: 1, liftedAt: T + 5, liftedBy: 'cli:op', ...extra } } })
+
+  it('must be those of the revocation its id names', () => {
+    expect(revocationDifferences({ records: [revoked, lift({ kind: 'client', value: 'factory-x' })], rows: [row], generations: new Map() })).toEqual([])
+    expect(revocationDifferences({ records: [revoked, lift({})], rows: [row], generations: new Map() })).toEqual([])
+    expect(revocationDifferences({ records: [revoked, lift({ kind: 'sub', value: 'alice' })], rows: [row], generations: new Map() })).toEqual([
+      'the lift at seq 2 names revocation 1 as sub "alice", but its record at seq 1 states client "factory-x" (edited)',
+    ])
+    expect(revocationDifferences({ records: [revoked, lift({ kind: 'client', value: 'factory-y' })], rows: [row], generations: new Map() })).toEqual([
+      'the lift at seq 2 names revocation 1 as client "factory-y", but its record at seq 1 states client "factory-x" (edited)',
+    ])
+  })
+})
+
+describe('lifts the service writes', () => {
+  it('pass the check, an issuer-bound entry\'s included', async () => {
+    const store = new MemoryStore()
+    const service = new RevocationService({
+      store, clock: fixedClock(T), log: silentLogger, maxTokenLifetime: 86400, refreshSeconds: 60,
+      knownLabels: () => ({ roles: new Set(['pilot']), sites: new Set(['hpc-b']) }), knownIssuers: () => new Set(['https://iam.example.org/']),
+    })
+    const actor = { principal: 'cli:op' }
+    const bound = await service.revoke({ kind: 'sub', value: 'alice', iss: 'https://iam.example.org/' }, actor)
+    const client = await service.revoke({ kind: 'client', value: 'factory x' }, actor)
+    await service.lift(bound.id, {}, actor)
+    await service.lift(client.id, { reason: 'false alarm' }, actor)
+    expect(await store.verifyRevocations()).toEqual({ ok: true, revocations: 2 })
   })
 })

@@ -12,7 +12,7 @@ import type { AnchorCheck } from '../../storage/verify_all.ts'
 import { systemClock } from '../../lib/clock.ts'
 import { assertDataDirOwner } from '../data_dir_owner.ts'
 import { auditLogExists, cliStoreOptions, openBrokerStore, sqliteAuditFile, tryAuditMacKey } from '../../storage/open_store.ts'
-import { CliError, parse, positiveInt, type CommandIo } from '../command.ts'
+import { CliError, parse, positiveInt, type CommandIo, type Options } from '../command.ts'
 
 const HELP = `Usage: condor-token-broker audit <list|export|verify|prune> [options]
 
@@ -32,20 +32,34 @@ const HELP = `Usage: condor-token-broker audit <list|export|verify|prune> [optio
 
 FILTERS: --from T --to T (epoch seconds or RFC 3339) --caller IAM_SUB --sub ISSUED_SUB --role ROLE
          --jti JTI --decision allow|deny --type EVENT_TYPE --site SITE
+Each subcommand takes only the options shown on its line (and --config); any other is refused.
 Common options: --config FILE (or CTB_CONFIG)`
 
-const OPTIONS = {
-  config: { type: 'string' }, from: { type: 'string' }, to: { type: 'string' }, caller: { type: 'string' },
+const FILTER_OPTIONS = {
+  from: { type: 'string' }, to: { type: 'string' }, caller: { type: 'string' },
   sub: { type: 'string' }, role: { type: 'string' }, jti: { type: 'string' }, decision: { type: 'string' },
-  type: { type: 'string' }, site: { type: 'string' }, limit: { type: 'string' }, json: { type: 'boolean' },
-  out: { type: 'string' }, days: { type: 'string' },
-} as const
+  type: { type: 'string' }, site: { type: 'string' },
+} as const satisfies Options
+
+/**
+ * The options each subcommand takes. Each parses only its own, so another's is refused as unknown: with one table
+ * for all, `audit verify --jti X` checked the whole log and `audit prune --jti X` pruned by retention, each as if
+ * the option had been applied.
+ */
+const SUBCOMMAND_OPTIONS = {
+  list: { config: { type: 'string' }, ...FILTER_OPTIONS, limit: { type: 'string' }, json: { type: 'boolean' } },
+  export: { config: { type: 'string' }, ...FILTER_OPTIONS, out: { type: 'string' } },
+  verify: { config: { type: 'string' } },
+  prune: { config: { type: 'string' }, days: { type: 'string' } },
+} as const satisfies Record<string, Options>
+type AnyOptions = typeof SUBCOMMAND_OPTIONS.list & typeof SUBCOMMAND_OPTIONS.export & typeof SUBCOMMAND_OPTIONS.prune
 
 export async function auditCommand(argv: string[], io: CommandIo): Promise<number> {
   const [sub, ...rest] = argv
   if (!sub || sub === '--help' || sub === '-h') { io.out(HELP); return sub ? 0 : 2 }
-  if (!['list', 'export', 'verify', 'prune'].includes(sub)) throw new CliError(`unknown audit command "${sub}" (see audit --help)`, 2)
-  const { values, positionals } = parse(rest, OPTIONS, true)
+  if (sub !== 'list' && sub !== 'export' && sub !== 'verify' && sub !== 'prune') throw new CliError(`unknown audit command "${sub}" (see audit --help)`, 2)
+  // Read through the union of the tables: an option this subcommand does not take is absent (refused by parse).
+  const { values, positionals } = parse(rest, SUBCOMMAND_OPTIONS[sub], true) as ReturnType<typeof parse<AnyOptions>>
   if (values.help) { io.out(HELP); return 0 }
   if (positionals.length > 0) throw new CliError(`unexpected argument "${positionals[0]}" (see audit --help)`, 2)
   const config = loadConfig({ ...(values.config ? { file: values.config } : {}), env: io.env })
@@ -158,8 +172,8 @@ function macLine(v: Extract<ChainVerification, { ok: true }>, kid: string): stri
 
 type Filters = Omit<AuditQuery, 'limit' | 'cursor'>
 
-function filtersFrom(v: Partial<Record<keyof typeof OPTIONS, string | boolean>>): Filters {
-  const s = (k: keyof typeof OPTIONS) => (typeof v[k] === 'string' ? (v[k] as string) : undefined)
+function filtersFrom(v: Partial<Record<keyof AnyOptions, string | boolean>>): Filters {
+  const s = (k: keyof AnyOptions) => (typeof v[k] === 'string' ? (v[k] as string) : undefined)
   const f: Filters = {}
   const from = s('from'); const to = s('to')
   if (from !== undefined) f.from = instant('from', from)
@@ -208,14 +222,29 @@ function line(r: AuditRecord): string {
   // String(): a body edited into JSON of the wrong types is still an event (readBody); it is printed as stored.
   const cols = [
     String(r.seq).padStart(7), isoTime(e.time), e.type.padEnd(15), String(e.decision ?? '-').padEnd(5),
-    `role=${e.role ?? '-'}`, `sub=${e.issuedSub ?? '-'}`, `jti=${e.jti ?? '-'}`, `caller=${e.caller?.sub ?? '-'}`,
+    `role=${shown(e.role ?? '-')}`, `sub=${shown(e.issuedSub ?? '-')}`, `jti=${shown(e.jti ?? '-')}`, `caller=${shown(e.caller?.sub ?? '-')}`,
   ]
-  if (e.site) cols.push(`site=${e.site}`)
+  if (e.site) cols.push(`site=${shown(e.site)}`)
   // A site, client, pilot-job or pilot-enrolment revocation has no role, sub or jti of its own: name what it took.
   const rev = revocationOf(e)
   if (rev) cols.push(`revoked=${rev}`)
-  if (e.reason) cols.push(`reason=${JSON.stringify(e.reason)}`)
+  if (e.reason) cols.push(`reason=${asciiQuoted(e.reason)}`)
   return cols.join('  ')
+}
+
+/**
+ * `text` as a JSON string holding printable ASCII only. JSON.stringify alone escapes C0 controls, quotes and
+ * backslashes but lets DEL, the C1 controls (U+009B is a one-character CSI to a terminal honouring them) and
+ * the bidirectional overrides through, and audit list is read on a terminal, often of a log under suspicion.
+ */
+function asciiQuoted(text: string): string {
+  return JSON.stringify(text).replace(/[^\x20-\x7e]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
+}
+
+/** A column's value as stored when it is printable ASCII (the broker writes no other), else quoted as above. */
+function shown(text: unknown): string {
+  const s = String(text)
+  return /^[\x20-\x7e]*$/.test(s) ? s : asciiQuoted(s)
 }
 
 /**
@@ -230,5 +259,5 @@ function revocationOf(e: AuditEvent): string | undefined {
   if (typeof kind !== 'string' || typeof value !== 'string') return e.type === 'token.unrevoked' && typeof id === 'number' ? `#${id}` : undefined
   // A revoked sub is whatever a caller's token said: quoted unless plainly printable, as reasons are.
   const text = `${kind}:${value}`
-  return /^[\x21-\x7e]+$/.test(text) ? text : JSON.stringify(text)
+  return /^[\x21-\x7e]+$/.test(text) ? text : asciiQuoted(text)
 }

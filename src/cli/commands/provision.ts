@@ -168,7 +168,7 @@ export async function provisionCommand(argv: string[], io: CommandIo): Promise<n
         throw new CliError(`${values.manifest} lists what the broker did not issue as it says; nothing was revoked (teardown revokes only a manifest as render wrote it)`)
       }
       const r = await teardown(manifest, broker)
-      io.out(`revoked ${r.revokedTokens.length} tokens and ${r.revokedCertificates.length} certificates${r.expiredTokens.length ? ` (${r.expiredTokens.length} tokens had expired: nothing to revoke)` : ''}`)
+      io.out(`revoked ${r.revokedTokens.length} tokens and ${r.revokedCertificates.length} certificates`)
       if (r.failures.length) { for (const f of r.failures) io.err(`condor-token-broker: ${f}`); return 1 }
       return 0
     }

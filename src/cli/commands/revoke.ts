@@ -40,7 +40,8 @@ const HELP = `Usage: condor-token-broker revoke (--jti ID | --sub SUB | --role R
                          (then --sub is a caller ban, like --client); without it, at every trusted issuer
   --exp EPOCH            with --jti only (refused with any other kind): the token's exp, at most now plus
                          the longest token lifetime (or the latest exp the broker has issued, if later),
-                         and not more than 60 s past (clock skew allowed): a token past it has expired
+                         and not more than 60 s past (clock skew allowed) unless the audit log records
+                         a later exp the token still lives to (then that one holds the entry)
   --dry-run              say how many live tokens the revocation would match; write nothing
   ROLE and SITE must be ones the policies define (or that tokens were issued for).
   revoke lift ID         lift entry ID (from revoke list) before its end: it stops matching and blocking;

@@ -31,7 +31,7 @@ export const RevocationBody = z.object({
   reason: z.string().max(500).optional(),
   /** For jti only: the token's exp, when the audit log does not know it. */
   exp: z.number().int().nonnegative().optional()
-    .describe('For jti only (400 invalid_request with any other kind): the token\'s exp in epoch seconds, when the audit log does not know it. More than 60 s in the past (the clock skew allowed) is 400 invalid_request: the token has expired.'),
+    .describe('For jti only (400 invalid_request with any other kind): the token\'s exp in epoch seconds, when the audit log does not know it. More than 60 s in the past (the clock skew allowed) is 400 invalid_request (the token has expired), unless the audit log records a later exp the token still lives to (the entry is held until that one) or the jti is a pilot enrolment credential\'s.'),
   /** Count the live tokens the revocation would match; store nothing. */
   dry_run: z.boolean().optional(),
 }).strict()
