@@ -202,20 +202,37 @@ function line(r: AuditRecord): string {
   const e = r.event
   if (r.unreadable) {
     // Time and type are what the row's columns say: copies outside the hash, shown only to place the row.
-    return [String(r.seq).padStart(7), isoTime(e.time), e.type.padEnd(15),
+    return [String(r.seq).padStart(7), isoTime(e.time), shown(e.type).padEnd(15),
       `UNREADABLE: ${r.unreadable.reason} (edited by hand, or corrupted; run "audit verify")`].join('  ')
   }
   // String(): a body edited into JSON of the wrong types is still an event (readBody); it is printed as stored.
   const cols = [
-    String(r.seq).padStart(7), isoTime(e.time), e.type.padEnd(15), String(e.decision ?? '-').padEnd(5),
-    `role=${e.role ?? '-'}`, `sub=${e.issuedSub ?? '-'}`, `jti=${e.jti ?? '-'}`, `caller=${e.caller?.sub ?? '-'}`,
+    String(r.seq).padStart(7), isoTime(e.time), shown(e.type).padEnd(15), shown(String(e.decision ?? '-')).padEnd(5),
+    `role=${shown(e.role ?? '-')}`, `sub=${shown(e.issuedSub ?? '-')}`, `jti=${shown(e.jti ?? '-')}`, `caller=${shown(e.caller?.sub ?? '-')}`,
   ]
-  if (e.site) cols.push(`site=${e.site}`)
+  if (e.site) cols.push(`site=${shown(e.site)}`)
   // A site, client, pilot-job or pilot-enrolment revocation has no role, sub or jti of its own: name what it took.
   const rev = revocationOf(e)
   if (rev) cols.push(`revoked=${rev}`)
-  if (e.reason) cols.push(`reason=${JSON.stringify(e.reason)}`)
+  if (e.reason) cols.push(`reason=${quoted(e.reason)}`)
   return cols.join('  ')
+}
+
+/**
+ * A value as one column of the line: as it is when plainly printable, else quoted. A caller's sub may hold
+ * spaces (`alice  site=x` would read as two columns), and a body edited in the database anything at all: a
+ * newline would forge a record's line, an escape sequence erase one on the operator's terminal.
+ */
+function shown(v: string): string {
+  return /^[\x21-\x7e]+$/.test(v) ? v : quoted(v)
+}
+
+/**
+ * JSON's quoting (C0 controls, quotes, backslashes, lone surrogates), with what it leaves raw escaped too: C1
+ * controls, format characters (bidi overrides) and line separators. Letters of any script stay readable.
+ */
+function quoted(v: string): string {
+  return JSON.stringify(v).replace(/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
 }
 
 /**
@@ -229,6 +246,5 @@ function revocationOf(e: AuditEvent): string | undefined {
   const { kind, value, id } = r as { kind?: unknown; value?: unknown; id?: unknown }
   if (typeof kind !== 'string' || typeof value !== 'string') return e.type === 'token.unrevoked' && typeof id === 'number' ? `#${id}` : undefined
   // A revoked sub is whatever a caller's token said: quoted unless plainly printable, as reasons are.
-  const text = `${kind}:${value}`
-  return /^[\x21-\x7e]+$/.test(text) ? text : JSON.stringify(text)
+  return shown(`${kind}:${value}`)
 }
