@@ -184,6 +184,13 @@ describe('condor-token-broker revoke', () => {
     expect((await cli(env, 'audit', 'verify')).code).toBe(0)
   })
 
+  // A sub is any printable ASCII, spaces included: unquoted, this one read as a revocation until 2099.
+  it('revoke list quotes a value with spaces, so it cannot pass for another column', async () => {
+    const { env } = await seeded(1)
+    expect((await cli(env, 'revoke', '--sub', 'alice  until 2099-01-01T00:00:00Z')).code).toBe(0)
+    expect((await cli(env, 'revoke', 'list')).out).toMatch(/^ {4}1 {2}sub {3}"alice  until 2099-01-01T00:00:00Z" {2}revoked \S+ {2}until 20\d\d-/)
+  })
+
   it('writes the HTCondor snippet 0644 under a strict umask, so daemons that are not root can read it', async () => {
     const { env } = await seeded(1)
     const file = join(tempDir(), '90-token-revocations.conf')

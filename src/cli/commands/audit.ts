@@ -13,6 +13,7 @@ import { systemClock } from '../../lib/clock.ts'
 import { assertDataDirOwner } from '../data_dir_owner.ts'
 import { auditLogExists, cliStoreOptions, openBrokerStore, sqliteAuditFile, tryAuditMacKey } from '../../storage/open_store.ts'
 import { CliError, parse, positiveInt, type CommandIo } from '../command.ts'
+import { quoted, shown } from '../shown_column.ts'
 
 const HELP = `Usage: condor-token-broker audit <list|export|verify|prune> [options]
 
@@ -216,23 +217,6 @@ function line(r: AuditRecord): string {
   if (rev) cols.push(`revoked=${rev}`)
   if (e.reason) cols.push(`reason=${quoted(e.reason)}`)
   return cols.join('  ')
-}
-
-/**
- * A value as one column of the line: as it is when plainly printable, else quoted. A caller's sub may hold
- * spaces (`alice  site=x` would read as two columns), and a body edited in the database anything at all: a
- * newline would forge a record's line, an escape sequence erase one on the operator's terminal.
- */
-function shown(v: string): string {
-  return /^[\x21-\x7e]+$/.test(v) ? v : quoted(v)
-}
-
-/**
- * JSON's quoting (C0 controls, quotes, backslashes, lone surrogates), with what it leaves raw escaped too: C1
- * controls, format characters (bidi overrides) and line separators. Letters of any script stay readable.
- */
-function quoted(v: string): string {
-  return JSON.stringify(v).replace(/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
 }
 
 /**
