@@ -24,6 +24,7 @@ export function parseOrRefuse<T extends z.ZodType>(schema: T, raw: unknown, noun
   const parsed = schema.safeParse(raw)
   if (parsed.success) return parsed.data
   const i = parsed.error.issues[0]!
-  if (i.code === 'unrecognized_keys') throw new InvalidRequest(`unknown ${noun} ${shownName(i.keys[0]!)}`)
+  // A nested object's unknown key is named with the path to it (`subject.sneaky`).
+  if (i.code === 'unrecognized_keys') throw new InvalidRequest(`unknown ${noun} ${[...i.path, i.keys[0]!].map((p) => shownName(String(p))).join('.')}`)
   throw new InvalidRequest(`${i.path.map((p) => shownName(String(p))).join('.') || (noun === 'field' ? 'body' : '')}: ${i.message}`)
 }
