@@ -246,7 +246,12 @@ export class BrokerMetrics implements BrokerObserver {
       collect() {
         this.reset()
         const now = clock.now()
-        for (const [site, at] of lastRenewal) this.set({ site }, now - at)
+        for (const [site, at] of lastRenewal) {
+          // A site a reload removed renews no more: its series would climb for ever and fire the renewal
+          // alert, so it goes (with its entry) rather than wait for a restart.
+          if (site !== OTHER && site !== NONE && labels.site(site) !== site) lastRenewal.delete(site)
+          else this.set({ site }, now - at)
+        }
       },
     })
     if (options.process ?? true) collectDefaultMetrics({ register: this.registry })

@@ -116,6 +116,30 @@ describe('GET /metrics', () => {
     expect(text).not.toMatch(/zzrole-|zzsite-|made-up/)
   })
 
+  // Every other value a caller picks: none reaches a label, so no number of distinct ones adds a series.
+  it('keeps caller-chosen audiences, scopes, token types, paths, methods and headers from growing the series count', async () => {
+    const token = await t.userToken()
+    const send = async (v: string) => {
+      await t.post(t.form(token, { audience: `https://zz-${v}.example.org`, scope: `storage.read:/zz-${v}` }))
+      await t.post(t.form(token, { requested_token_type: `urn:zz:${v}` }))
+      await t.post(t.form(token, { grant_type: `urn:zz:${v}` }))
+      await t.request(`/zz-${v}`, { method: 'GET', headers: { 'user-agent': `zz-${v}`, 'x-request-id': `zz-${v}` } })
+      await t.request('/token', { method: 'PUT', headers: { 'user-agent': `zz-${v}` } })
+    }
+    // Warm up: the first refusal of each kind creates its bounded series.
+    await send('warm')
+    const denied = (samples: Sample[]) => seriesOf(samples, 'ctb_tokens_denied_total').reduce((n, s) => n + s.value, 0)
+    const warm = (await scrape()).samples
+    const before = warm.filter((s) => s.name.startsWith('ctb_')).length
+    const v = fc.stringMatching(/^[a-z0-9]{1,20}$/)
+    await fc.assert(fc.asyncProperty(v, send), { numRuns: 30 })
+    const { text, samples } = await scrape()
+    // The crafted requests did reach the pipeline: three refusals of POST /token each.
+    expect(denied(samples) - denied(warm)).toBeGreaterThanOrEqual(90)
+    expect(samples.filter((s) => s.name.startsWith('ctb_')).length).toBe(before)
+    expect(text).not.toMatch(/zz-|urn:zz/)
+  })
+
   it('shows no token, sub, jti or caller on the page', async () => {
     const sub = 'metrics-secret-sub-7f3a'
     const subjectToken = await t.userToken({ sub, preferred_username: 'carol' })

@@ -122,6 +122,30 @@ describe('access log', () => {
     expect(lineFor(o)).toMatchObject({ method: 'GET', path: '/v1/certificates/[token]', status: 404 })
   })
 
+  it('logs and answers with no token sent where no route reads one: stray form fields, headers, JSON bodies', async () => {
+    const token = await sb.token.provisioner()
+    secrets.push(token, ...tokenSecrets(token))
+    const form = exchangeForm(token, 'startd', { host: EP })
+    // Misspelt and unsupported fields, each holding the caller's token; and the token in a header /token ignores.
+    const stray = [
+      { ...form, subjet_token: token }, { ...form, actor_token: token, actor_token_type: 'urn:ietf:params:oauth:token-type:access_token' },
+      { ...form, client_assertion: token, client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer' },
+      { ...form, scope: token }, { ...form, audience: token.slice(0, 500) }, { ...form, role: token },
+    ]
+    for (const f of stray) {
+      const o = await rawPost(sb.port, '/token', encodeForm(f), { ...FORM, authorization: `Bearer ${token}` })
+      if (o.kind !== 'reply') throw new Error(o.kind)
+      for (const s of tokenSecrets(token)) expect(JSON.stringify(o.json ?? {}), 'the answer echoes the token').not.toContain(s)
+    }
+    // A JSON body on the admin API with the token as a key and as a value, under a token no admin holds.
+    const admin = await viaApp(sb.app, 'POST', '/v1/revocations', JSON.stringify({ sub: 'x', [token]: token }), {
+      authorization: `Bearer ${sb.bootstrapToken}`, 'content-type': 'application/json',
+    })
+    expect(admin.status).toBe(400)
+    expect(admin.json).toEqual({ error: 'invalid_request', error_description: 'unknown field [token]' })
+    for (const s of tokenSecrets(token)) expect(JSON.stringify(admin.json ?? {}), 'the admin answer echoes the token').not.toContain(s)
+  })
+
   it('never writes a token, a credential, a client secret, the bootstrap token or key material', () => {
     const all = [...secrets, ...sb.secrets()]
     expect(all.length).toBeGreaterThan(10)

@@ -97,6 +97,26 @@ describe('condor-token-broker audit', () => {
     expect(list.out.split('\n')[2]).toBe('      3  2027-01-15T08:00:03Z  token.issued     1      role=-  sub=-  jti=-  caller=-')
   })
 
+  // The plain-text list is what an operator reads on a terminal: a value that breaks the line or carries an escape
+  // sequence (a body edited in the database, a caller's sub with spaces) must not forge a line or a column.
+  it('list prints each record on one line, its free-text values quoted when not plainly printable', async () => {
+    const dataDir = join(tempDir(), 'data')
+    const env = { CTB_DATA_DIR: dataDir, CTB_TRUST_DOMAIN: 'pool.example.org' }
+    const store = new SqliteStore({ file: join(dataDir, 'audit.db') })
+    await store.record(issued(1, {
+      caller: { iss: 'https://iam.example.org/', sub: 'alice  site=hpc-a' },
+      issuedSub: 'x\n      9  2027-01-15T08:00:09Z  token.revoked',
+      jti: 'j\u001b[2Kti',
+      reason: 'révoqué \u202e\u0085',
+    }))
+    await store.close()
+    const list = await cli(env, 'audit', 'list')
+    expect([list.code, list.err]).toEqual([0, ''])
+    expect(list.out.split('\n')).toEqual([
+      '      1  2027-01-15T08:00:01Z  token.issued     allow  role=schedd  sub="x\\n      9  2027-01-15T08:00:09Z  token.revoked"  jti="j\\u001b[2Kti"  caller="alice  site=hpc-a"  site=SITE_B  reason="révoqué \\u202e\\u0085"',
+    ])
+  })
+
   it('list filters newest first; export writes JSON Lines in chain order', async () => {
     const { env } = await seeded(20)
     const list = await cli(env, 'audit', 'list', '--role', 'pilot', '--limit', '3')
@@ -162,6 +182,13 @@ describe('condor-token-broker revoke', () => {
     expect(statSync(file).mode & 0o777).toBe(0o644)
     expect((await cli(env, 'audit', 'list', '--type', 'token.revoked')).out).toContain('role=pilot')
     expect((await cli(env, 'audit', 'verify')).code).toBe(0)
+  })
+
+  // A sub is any printable ASCII, spaces included: unquoted, this one read as a revocation until 2099.
+  it('revoke list quotes a value with spaces, so it cannot pass for another column', async () => {
+    const { env } = await seeded(1)
+    expect((await cli(env, 'revoke', '--sub', 'alice  until 2099-01-01T00:00:00Z')).code).toBe(0)
+    expect((await cli(env, 'revoke', 'list')).out).toMatch(/^ {4}1 {2}sub {3}"alice  until 2099-01-01T00:00:00Z" {2}revoked \S+ {2}until 20\d\d-/)
   })
 
   it('writes the HTCondor snippet 0644 under a strict umask, so daemons that are not root can read it', async () => {

@@ -18,3 +18,17 @@ describe('the access line\'s path', () => {
     expect(pathOnly('/.well-known/openid-configuration?x=1')).toBe('/.well-known/openid-configuration')
   })
 })
+
+describe('the access line\'s path and hex tokens', () => {
+  // What `openssl rand -hex 32` prints, the usual way to make the metrics bearer token by hand (docs/metrics.md
+  // asks for 32 characters or more): lower-case hex has no upper case, so the mixed-case test passed it.
+  const hexToken = '9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08'
+
+  it('cuts a long hex token from a path segment', () => {
+    expect(pathOnly(`/metrics/${hexToken}`)).toBe('/metrics/[token]')
+  })
+
+  it('keeps a pool CA serial (16 bytes of hex) readable', () => {
+    expect(pathOnly('/v1/certificates/0a1b2c3d4e5f60718293a4b5c6d7e8f9')).toBe('/v1/certificates/0a1b2c3d4e5f60718293a4b5c6d7e8f9')
+  })
+})

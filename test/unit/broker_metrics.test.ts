@@ -65,3 +65,17 @@ describe('BrokerMetrics', () => {
     expect(iamCallOf(url, init as RequestInit)).toBe(call)
   })
 })
+
+describe('BrokerMetrics after a policy reload', () => {
+  it('stops reporting the seconds since the last renewal of a site the reload removed', async () => {
+    // A reload that drops every grant, so no site is bound any longer (roles stay).
+    const withoutSites = { ...policy, rules: [] }
+    let current = policy
+    const m = new BrokerMetrics({ clock: fixedClock(NOW), policy: () => current, process: false })
+    m.audited({ type: 'token.renewed', time: NOW - 60, role: 'pilot', site: 'cloud-a', decision: 'allow' }, true, 0.001)
+    expect(sampleValue(await samplesOf(m), 'ctb_pilot_seconds_since_last_renewal', { site: 'cloud-a' })).toBe(60)
+    current = withoutSites
+    // A removed site's pilots can renew no longer: a series climbing for ever would fire the renewal alert.
+    expect(sampleValue(await samplesOf(m), 'ctb_pilot_seconds_since_last_renewal', { site: 'cloud-a' })).toBeUndefined()
+  })
+})
