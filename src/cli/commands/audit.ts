@@ -12,6 +12,7 @@ import type { AnchorCheck } from '../../storage/verify_all.ts'
 import { systemClock } from '../../lib/clock.ts'
 import { assertDataDirOwner } from '../data_dir_owner.ts'
 import { auditLogExists, cliStoreOptions, openBrokerStore, sqliteAuditFile, tryAuditMacKey } from '../../storage/open_store.ts'
+import { terminalQuoted, terminalText } from '../../lib/terminal_text.ts'
 import { CliError, parse, positiveInt, type CommandIo, type Options } from '../command.ts'
 
 const HELP = `Usage: condor-token-broker audit <list|export|verify|prune> [options]
@@ -222,29 +223,14 @@ function line(r: AuditRecord): string {
   // String(): a body edited into JSON of the wrong types is still an event (readBody); it is printed as stored.
   const cols = [
     String(r.seq).padStart(7), isoTime(e.time), e.type.padEnd(15), String(e.decision ?? '-').padEnd(5),
-    `role=${shown(e.role ?? '-')}`, `sub=${shown(e.issuedSub ?? '-')}`, `jti=${shown(e.jti ?? '-')}`, `caller=${shown(e.caller?.sub ?? '-')}`,
+    `role=${terminalText(e.role ?? '-')}`, `sub=${terminalText(e.issuedSub ?? '-')}`, `jti=${terminalText(e.jti ?? '-')}`, `caller=${terminalText(e.caller?.sub ?? '-')}`,
   ]
-  if (e.site) cols.push(`site=${shown(e.site)}`)
+  if (e.site) cols.push(`site=${terminalText(e.site)}`)
   // A site, client, pilot-job or pilot-enrolment revocation has no role, sub or jti of its own: name what it took.
   const rev = revocationOf(e)
   if (rev) cols.push(`revoked=${rev}`)
-  if (e.reason) cols.push(`reason=${asciiQuoted(e.reason)}`)
+  if (e.reason) cols.push(`reason=${terminalQuoted(e.reason)}`)
   return cols.join('  ')
-}
-
-/**
- * `text` as a JSON string holding printable ASCII only. JSON.stringify alone escapes C0 controls, quotes and
- * backslashes but lets DEL, the C1 controls (U+009B is a one-character CSI to a terminal honouring them) and
- * the bidirectional overrides through, and audit list is read on a terminal, often of a log under suspicion.
- */
-function asciiQuoted(text: string): string {
-  return JSON.stringify(text).replace(/[^\x20-\x7e]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
-}
-
-/** A column's value as stored when it is printable ASCII (the broker writes no other), else quoted as above. */
-function shown(text: unknown): string {
-  const s = String(text)
-  return /^[\x20-\x7e]*$/.test(s) ? s : asciiQuoted(s)
 }
 
 /**
@@ -259,5 +245,5 @@ function revocationOf(e: AuditEvent): string | undefined {
   if (typeof kind !== 'string' || typeof value !== 'string') return e.type === 'token.unrevoked' && typeof id === 'number' ? `#${id}` : undefined
   // A revoked sub is whatever a caller's token said: quoted unless plainly printable, as reasons are.
   const text = `${kind}:${value}`
-  return /^[\x21-\x7e]+$/.test(text) ? text : asciiQuoted(text)
+  return /^[\x21-\x7e]+$/.test(text) ? text : terminalQuoted(text)
 }

@@ -13,6 +13,7 @@ import { primaryIamIssuer } from '../../services.ts'
 import { writeCondorConfigAtomic } from '../../revocation/write_condor_config.ts'
 import { assertDataDirOwner } from '../data_dir_owner.ts'
 import { cliStoreOptions, openBrokerStore, tryAuditMacKey } from '../../storage/open_store.ts'
+import { terminalQuoted, terminalText } from '../../lib/terminal_text.ts'
 import { CliError, parse, positiveInt, type CommandIo, type Options } from '../command.ts'
 
 const HELP = `Usage: condor-token-broker revoke (--jti ID | --sub SUB | --role ROLE | --site SITE | --client ID | --pilot-job SITE:JOBID | --pilot-enrolment JTI) [--iss ISSUER] [--reason TEXT] [--exp EPOCH] [--dry-run]
@@ -101,7 +102,7 @@ export async function revokeCommand(argv: string[], io: CommandIo): Promise<numb
         io.out(values.all === true ? 'no revocations' : 'no active revocations (--all also lists lifted ones and those that can no longer match)')
       }
       for (const r of rows) {
-        io.out(values.json ? JSON.stringify(r) : `${String(r.id).padStart(5)}  ${r.kind.padEnd(4)}  ${r.value}  revoked ${iso(r.revokedAt)}  until ${iso(r.until)}${r.gen !== undefined ? `  gen ${r.gen}` : ''}${r.reason ? `  reason ${JSON.stringify(r.reason)}` : ''}${r.iss ? `  iss ${r.iss}` : ''}${r.revokedBy ? `  by ${r.revokedBy}` : ''}${r.liftedAt !== undefined ? `  lifted ${iso(r.liftedAt)}${r.liftedBy ? ` by ${r.liftedBy}` : ''}` : ''}`)
+        io.out(values.json ? JSON.stringify(r) : `${String(r.id).padStart(5)}  ${r.kind.padEnd(4)}  ${terminalText(r.value)}  revoked ${iso(r.revokedAt)}  until ${iso(r.until)}${r.gen !== undefined ? `  gen ${r.gen}` : ''}${r.reason ? `  reason ${terminalQuoted(r.reason)}` : ''}${r.iss ? `  iss ${terminalText(r.iss)}` : ''}${r.revokedBy ? `  by ${terminalText(r.revokedBy)}` : ''}${r.liftedAt !== undefined ? `  lifted ${iso(r.liftedAt)}${r.liftedBy ? ` by ${terminalText(r.liftedBy)}` : ''}` : ''}`)
       }
       return 0
     }
