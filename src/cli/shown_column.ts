@@ -3,16 +3,14 @@
  * sub may hold spaces (`alice  until 2099-…` would read as two columns), and a body edited in the database
  * anything at all: a newline would forge a line, an escape sequence erase one on the operator's terminal.
  */
+import { terminalQuoted } from '../lib/terminal_text.ts'
 
 /** A value as one column: as it is when plainly printable ASCII without spaces, else quoted. */
 export function shown(v: string): string {
   return /^[\x21-\x7e]+$/.test(v) ? v : quoted(v)
 }
 
-/**
- * JSON's quoting (C0 controls, quotes, backslashes, lone surrogates), with what it leaves raw escaped too: C1
- * controls, format characters (bidi overrides) and line separators. Letters of any script stay readable.
- */
+/** A free-text value (a reason) quoted, with every character a terminal would act on escaped (lib/terminal_text.ts). */
 export function quoted(v: string): string {
-  return JSON.stringify(v).replace(/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
+  return terminalQuoted(v)
 }

@@ -469,8 +469,11 @@ export class RevocationService implements RevocationChecker, IssuanceBlocks, Cal
   }
 
   #validateReason(reason: string | undefined): void {
-    if (reason !== undefined && (reason.length > 500 || /[\x00-\x1f\x7f]/.test(reason))) {
-      throw new InvalidRequest('reason must be at most 500 characters without control characters')
+    // Well-formed too: a lone surrogate (a JSON body may carry "\ud800") stays in the audit record but a UTF-8
+    // text column stores U+FFFD for it, and the consistency check then took the row for one edited behind the
+    // broker's back: audit verify failed and the broker refused to start.
+    if (reason !== undefined && (reason.length > 500 || /[\x00-\x1f\x7f]/.test(reason) || !reason.isWellFormed())) {
+      throw new InvalidRequest('reason must be at most 500 characters of well-formed text without control characters')
     }
   }
 
