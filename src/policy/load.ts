@@ -198,12 +198,20 @@ export function loadPolicyDir(dir: string, ctx: PolicyContext): LoadResult {
     return { ok: false, issues: [{ file: dir, message: `cannot read policy directory: ${(err as NodeJS.ErrnoException).code ?? 'error'}` }] }
   }
   if (names.length === 0) return { ok: false, issues: [{ file: dir, message: 'no policy files (*.yaml); with no policy every request is denied' }] }
+  // The directory may be gone by now (renamed away, a ConfigMap swap): a reload that throws here would end
+  // serve from its SIGHUP or watch handler, where one that reports keeps the policy in force.
+  let dirMode: number
+  let above: ReturnType<typeof replaceableByOthers>
+  try {
+    dirMode = statSync(dir).mode
+    above = replaceableByOthers(dir)
+  } catch (err) {
+    return { ok: false, issues: [{ file: dir, message: `cannot read policy directory: ${(err as NodeJS.ErrnoException).code ?? 'error'}` }] }
+  }
   // A directory anyone may write takes a new file from anyone (the sticky bit only stops removing others').
-  const dirMode = statSync(dir).mode
   if (writableByOthers(dir, dirMode)) {
     return { ok: false, issues: [{ file: dir, message: `policy directory writable by every user (mode ${modeString(dirMode)}), who could add a policy file granting any role; chmod o-w ${dir}` }] }
   }
-  const above = replaceableByOthers(dir)
   if (above) {
     return { ok: false, issues: [{ file: dir, message: `policy directory under ${above.dir}, a directory every user may write (mode ${modeString(above.mode)}), where anyone could put a directory of their own in its place; chmod o-w ${above.dir}` }] }
   }
