@@ -7,7 +7,7 @@ import { positionOf, zodIssueMessage } from '../lib/yaml_position.ts'
 import { sharedCallerPathIssues } from './caller_paths.ts'
 import { compilePolicy, type Policy, type PolicyContext, type SourcePosition } from './compile.ts'
 import { PolicyFileSchema, type Rule } from './schema.ts'
-import { modeString, replaceableByOthers, writableByOthers } from '../lib/file_mode.ts'
+import { modeString, replaceableByOthers, wayOf, writableByOthers } from '../lib/file_mode.ts'
 
 /**
  * Reads every policy file in a directory, validates it, and compiles it. Every error carries
@@ -65,7 +65,7 @@ function readPolicyFile(file: string): { text: string } | { refused: string } {
     if (writableByOthers(file, st.mode)) return { refused: `writable by every user (mode ${modeString(st.mode)}), who could grant themselves any role; chmod o-w ${file}` }
     // A link out of policy_dir (checked itself) names a file whose own directory decides who may swap it.
     const swappable = replaceableByOthers(file)
-    if (swappable) return { refused: `names ${swappable.real}, under ${swappable.dir}, a directory every user may write (mode ${modeString(swappable.mode)}), where anyone could put a file of their own in its place; chmod o-w ${swappable.dir}` }
+    if (swappable) return { refused: `names ${swappable.real}, ${wayOf(swappable)} ${swappable.dir}, a directory every user may write (mode ${modeString(swappable.mode)}), where anyone could put a file of their own in its place; chmod o-w ${swappable.dir}` }
     const tooBig = (n: number) => ({ refused: `${n} bytes, above the ${MAX_POLICY_FILE_BYTES} a policy file may hold` })
     if (st.size > MAX_POLICY_FILE_BYTES) return tooBig(st.size)
     // One byte more than the limit, so a file that grew after fstat is still caught.

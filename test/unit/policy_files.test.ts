@@ -110,6 +110,20 @@ describe('policy files linked from a directory any user may write', () => {
     expect(messages(dir)).toEqual([`${join(dir, '10-rules.yaml')}: names ${join(shared, 'rules.yaml')}, under ${shared}, a directory every user may write (mode 0777), where anyone could put a file of their own in its place; chmod o-w ${shared}`])
   })
 
+  // A link to a link: the second one sits in the shared directory, the file it names elsewhere. Anyone may
+  // rename a link of their own over the second one, to a file in a directory of their own, so the directory
+  // of every link on the way counts, not only those above the path as written and above the file at its end.
+  it('refuses a link through a link in a directory every user may write, though the file it ends at is in a safe one', () => {
+    const dir = policyDir()
+    const shared = tempDir()
+    const safe = tempDir()
+    writeFileSync(join(safe, 'rules.yaml'), 'version: 1\nrules: []\n', { mode: 0o644 })
+    symlinkSync(join(safe, 'rules.yaml'), join(shared, 'current.yaml'))
+    chmodSync(shared, 0o777)
+    symlinkSync(join(shared, 'current.yaml'), join(dir, '10-rules.yaml'))
+    expect(messages(dir)).toEqual([`${join(dir, '10-rules.yaml')}: names ${join(safe, 'rules.yaml')}, by way of ${shared}, a directory every user may write (mode 0777), where anyone could put a file of their own in its place; chmod o-w ${shared}`])
+  })
+
   it('reads a link to a file in a directory with the sticky bit (others cannot rename over it), or only group-writable', () => {
     for (const mode of [0o1777, 0o2775]) {
       const dir = policyDir()
