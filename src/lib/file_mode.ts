@@ -31,7 +31,8 @@ export function writableByOthers(path: string, mode: number): boolean {
  * to a link in /srv/shared is as open as a file there). Undefined when nobody else can.
  */
 export function replaceableByOthers(path: string): { real: string; dir: string; mode: number } | undefined {
-  const real = realpathSync(path)
+  // native: realpath(3), which takes `..` after a link from where the link led; the JS one resolves `..` in the text first.
+  const real = realpathSync.native(path)
   for (const dir of directoriesOnTheWay(path)) {
     const mode = statSync(dir).mode
     if (!(mode & 0o1000) && writableByOthers(dir, mode)) return { real, dir, mode }

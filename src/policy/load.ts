@@ -1,6 +1,5 @@
 import { createHash } from 'node:crypto'
 import { closeSync, constants, fstatSync, openSync, readdirSync, readSync, statSync } from 'node:fs'
-import { join } from 'node:path'
 import { LineCounter, parseDocument, visit, type Document } from 'yaml'
 import { OperatorError } from '../errors.ts'
 import { positionOf, zodIssueMessage } from '../lib/yaml_position.ts'
@@ -221,7 +220,8 @@ export function loadPolicyDir(dir: string, ctx: PolicyContext): LoadResult {
   const hash = createHash('sha256')
   const files: string[] = []
   for (const name of names) {
-    const file = join(dir, name)
+    // Not path.join, which takes `..` in `dir` out by the text and would name another file after a link.
+    const file = `${dir.replace(/\/+$/, '')}/${name}`
     const read = readPolicyFile(file)
     if ('refused' in read) {
       issues.push({ file, message: read.refused })

@@ -15,7 +15,7 @@ vi.mock('node:fs', async (importOriginal) => {
     if (fail.vanished !== '' && String(p) === fail.vanished) throw Object.assign(new Error(`${fail.code}: ${String(p)}`), { code: fail.code })
     return f(p, ...rest)
   }) as F
-  return { ...fs, statSync: guard(fs.statSync), realpathSync: guard(fs.realpathSync) }
+  return { ...fs, statSync: guard(fs.statSync), realpathSync: Object.assign(guard(fs.realpathSync), { native: guard(fs.realpathSync.native) }) }
 })
 
 const CTX: PolicyContext = { trustDomain: 'pool.example.org', uidDomain: 'pool.example.org', vars: {}, scitokenProfile: 'wlcg', maxLifetime: {} }

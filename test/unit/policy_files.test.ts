@@ -150,3 +150,18 @@ describe('a policy directory under a directory any user may write', () => {
     expect(loadPolicyDir(dir, CTX).ok).toBe(true)
   })
 })
+
+// `..` after a link goes up from where the link led (POSIX path resolution), not from where the text was: the
+// kernel opens such a path, and the checks on it must find the same directories rather than refuse it as absent.
+describe('a policy_dir named through a link and ..', () => {
+  it('reads it as the kernel finds it', () => {
+    const root = tempDir()
+    mkdirSync(join(root, 'a', 'b'), { recursive: true })
+    const dir = join(root, 'real', 'policies')
+    mkdirSync(dir, { recursive: true })
+    writeFileSync(join(dir, '00-base.yaml'), 'version: 1\nrules: []\n')
+    symlinkSync(join(root, 'a', 'b'), join(root, 'lnk'))
+    // lnk/.. is a, a/.. is root: the text alone would make it root's parent's real/policies.
+    expect(messages(`${root}/lnk/../../real/policies`)).toEqual([])
+  })
+})
