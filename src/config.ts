@@ -10,7 +10,7 @@ import { LOG_LEVELS } from './lib/logger.ts'
 import { positionOf, zodIssueMessage } from './lib/yaml_position.ts'
 import { AdminConfigSchema, AuditConfigSchema, RevocationConfigSchema } from './audit/audit_config.ts'
 import { PolicyConfigSchema } from './policy/policy_config.ts'
-import { modeString, replaceableByOthers, writableByOthers } from './lib/file_mode.ts'
+import { modeString, replaceableByOthers, wayOf, writableByOthers } from './lib/file_mode.ts'
 import { IamConfigSchema } from './iam/iam_config.ts'
 import { ListenerLimitsSchema } from './http/listener_limits.ts'
 import { RateLimitsConfigSchema } from './ratelimit/rate_limit_config.ts'
@@ -223,8 +223,9 @@ function readYaml(file: string): YamlSource {
     throw new ConfigurationError('ECONFIG', `cannot read config file ${file}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`)
   }
   if (swappable) {
-    const named = swappable.real === resolve(file) ? `${file} is` : `${file} names ${swappable.real}, which is`
-    throw new ConfigurationError('ECONFIG', `${named} under ${swappable.dir}, a directory every user may write (mode ${modeString(swappable.mode)}), where anyone could put a file of their own in its place; chmod o-w ${swappable.dir}`)
+    const way = wayOf(swappable)
+    const named = swappable.real === resolve(file) ? `${file} is under` : way === 'under' ? `${file} names ${swappable.real}, which is under` : `${file} names ${swappable.real}, by way of`
+    throw new ConfigurationError('ECONFIG', `${named} ${swappable.dir}, a directory every user may write (mode ${modeString(swappable.mode)}), where anyone could put a file of their own in its place; chmod o-w ${swappable.dir}`)
   }
   const lc = new LineCounter()
   const doc = parseDocument(text, { prettyErrors: false, lineCounter: lc, uniqueKeys: true })

@@ -86,6 +86,14 @@ export async function preflight(config: Config, ctx: PreflightContext): Promise<
     add('EDEVLISTEN', `listen.host ${config.listen.host} is reachable from other hosts, but the issuer ${config.issuer} is a loopback URL, which is development mode (keys created on demand, IAM audiences unchecked, development IAM and certificate); set issuer to the broker's public https URL, or listen on a loopback address`)
   }
 
+  if (!ctx.production && config.credentials.enabled && vault.enabled && !isLoopbackHost(vault.host)) {
+    // The Vault-compatible listener is a second way into the same development broker: it hands out job
+    // tokens signed with keys made on demand, for users the development IAM vouches for to anyone on this
+    // host. TLS does not change that (tls.mode auto serves the development certificate), so it is held to
+    // the main listener's rule whatever the TLS mode.
+    add('EDEVLISTEN', `credentials.vault.host ${vault.host} is reachable from other hosts, but the issuer ${config.issuer} is a loopback URL, which is development mode (keys created on demand, IAM audiences unchecked, development IAM and certificate), and the Vault-compatible listener hands out job tokens; set issuer to the broker's public https URL, or credentials.vault.host to a loopback address`)
+  }
+
   if (ctx.production && config.trustDomainDefaulted) {
     add('ETRUSTDOMAIN', `trust_domain is not set: it must be the pool's TRUST_DOMAIN (condor_config_val TRUST_DOMAIN on the central manager; HTCondor 10+ defaults it to UID_DOMAIN), or HTCondor silently skips every IDTOKEN; this host's name (${config.trust_domain}) is only a development default`)
   }

@@ -1,5 +1,5 @@
-import { accessSync, constants, realpathSync, statSync } from 'node:fs'
-import { dirname, resolve } from 'node:path'
+import { accessSync, constants, lstatSync, readlinkSync, realpathSync, statSync } from 'node:fs'
+import { dirname, isAbsolute, join } from 'node:path'
 
 /** A file's permission bits as chmod takes them (0644, 1777), for messages that say what to change. */
 export function modeString(mode: number): string {
@@ -25,21 +25,55 @@ export function writableByOthers(path: string, mode: number): boolean {
 
 /**
  * Where every user could replace the file or directory at `path` by renaming one of their own over it, whatever
- * its own mode: a directory above it that is o+w without the sticky bit (which keeps others from renaming over
- * an entry they do not own, as in /tmp), on a mount that takes writes. Every directory on the way counts, as
- * sshd's StrictModes walks the path: those above `path` as written (where a link may sit) and those above
- * the file it names (`real`). Undefined when nobody else can.
+ * its own mode: a directory on the way to it that is o+w without the sticky bit (which keeps others from renaming
+ * over an entry they do not own, as in /tmp), on a mount that takes writes. Every directory the path is looked
+ * up through counts, as sshd's StrictModes walks the path, and so does that of every link on the way (a link
+ * to a link in /srv/shared is as open as a file there). Undefined when nobody else can.
  */
 export function replaceableByOthers(path: string): { real: string; dir: string; mode: number } | undefined {
-  const real = realpathSync(path)
-  for (const start of new Set([dirname(resolve(path)), dirname(real)])) {
-    for (let dir = start; ; dir = dirname(dir)) {
-      // The path as written may name, through `..` after a link, directories that are not on the way to it.
-      const mode = statSync(dir, { throwIfNoEntry: false })?.mode
-      if (mode === undefined) break
-      if (!(mode & 0o1000) && writableByOthers(dir, mode)) return { real, dir, mode }
-      if (dirname(dir) === dir) break
-    }
+  // native: realpath(3), which takes `..` after a link from where the link led; the JS one resolves `..` in the text first.
+  const real = realpathSync.native(path)
+  for (const dir of directoriesOnTheWay(path)) {
+    const mode = statSync(dir).mode
+    if (!(mode & 0o1000) && writableByOthers(dir, mode)) return { real, dir, mode }
   }
   return undefined
+}
+
+/** Links a path may go through before the lookup is given up, as the kernel's ELOOP limit (40). */
+const MAX_LINKS = 40
+
+/**
+ * Every directory in which the kernel looks up an entry on its way to `path`, links followed one by one: those
+ * above the path as written, those holding each link and those above the file at the end. A `..` after a link
+ * goes up from where the link led, as in the kernel, not from where the path as written was.
+ */
+function directoriesOnTheWay(path: string): Set<string> {
+  const parts = (p: string) => p.split('/').filter((c) => c !== '' && c !== '.')
+  const dirs = new Set<string>()
+  const pending = parts(isAbsolute(path) ? path : `${process.cwd()}/${path}`)
+  let at = '/'
+  for (let links = 0; pending.length > 0;) {
+    const name = pending.shift()!
+    if (name === '..') {
+      at = dirname(at)
+      continue
+    }
+    dirs.add(at)
+    const next = join(at, name)
+    if (!lstatSync(next).isSymbolicLink()) {
+      at = next
+      continue
+    }
+    if (++links > MAX_LINKS) throw Object.assign(new Error(`too many links: ${path}`), { code: 'ELOOP' })
+    const target = readlinkSync(next)
+    if (isAbsolute(target)) at = '/'
+    pending.unshift(...parts(target))
+  }
+  return dirs
+}
+
+/** How a directory `replaceableByOthers` found stands to the file: above it, or holding a link on the way to it. */
+export function wayOf(found: { real: string; dir: string }): 'under' | 'by way of' {
+  return found.real.startsWith(found.dir === '/' ? '/' : `${found.dir}/`) ? 'under' : 'by way of'
 }

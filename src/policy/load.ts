@@ -1,13 +1,12 @@
 import { createHash } from 'node:crypto'
 import { closeSync, constants, fstatSync, openSync, readdirSync, readSync, statSync } from 'node:fs'
-import { join } from 'node:path'
 import { LineCounter, parseDocument, visit, type Document } from 'yaml'
 import { OperatorError } from '../errors.ts'
 import { positionOf, zodIssueMessage } from '../lib/yaml_position.ts'
 import { sharedCallerPathIssues } from './caller_paths.ts'
 import { compilePolicy, type Policy, type PolicyContext, type SourcePosition } from './compile.ts'
 import { PolicyFileSchema, type Rule } from './schema.ts'
-import { modeString, replaceableByOthers, writableByOthers } from '../lib/file_mode.ts'
+import { modeString, replaceableByOthers, wayOf, writableByOthers } from '../lib/file_mode.ts'
 
 /**
  * Reads every policy file in a directory, validates it, and compiles it. Every error carries
@@ -65,7 +64,7 @@ function readPolicyFile(file: string): { text: string } | { refused: string } {
     if (writableByOthers(file, st.mode)) return { refused: `writable by every user (mode ${modeString(st.mode)}), who could grant themselves any role; chmod o-w ${file}` }
     // A link out of policy_dir (checked itself) names a file whose own directory decides who may swap it.
     const swappable = replaceableByOthers(file)
-    if (swappable) return { refused: `names ${swappable.real}, under ${swappable.dir}, a directory every user may write (mode ${modeString(swappable.mode)}), where anyone could put a file of their own in its place; chmod o-w ${swappable.dir}` }
+    if (swappable) return { refused: `names ${swappable.real}, ${wayOf(swappable)} ${swappable.dir}, a directory every user may write (mode ${modeString(swappable.mode)}), where anyone could put a file of their own in its place; chmod o-w ${swappable.dir}` }
     const tooBig = (n: number) => ({ refused: `${n} bytes, above the ${MAX_POLICY_FILE_BYTES} a policy file may hold` })
     if (st.size > MAX_POLICY_FILE_BYTES) return tooBig(st.size)
     // One byte more than the limit, so a file that grew after fstat is still caught.
@@ -198,12 +197,20 @@ export function loadPolicyDir(dir: string, ctx: PolicyContext): LoadResult {
     return { ok: false, issues: [{ file: dir, message: `cannot read policy directory: ${(err as NodeJS.ErrnoException).code ?? 'error'}` }] }
   }
   if (names.length === 0) return { ok: false, issues: [{ file: dir, message: 'no policy files (*.yaml); with no policy every request is denied' }] }
+  // The directory may be gone by now (renamed away, a ConfigMap swap): a reload that throws here would end
+  // serve from its SIGHUP or watch handler, where one that reports keeps the policy in force.
+  let dirMode: number
+  let above: ReturnType<typeof replaceableByOthers>
+  try {
+    dirMode = statSync(dir).mode
+    above = replaceableByOthers(dir)
+  } catch (err) {
+    return { ok: false, issues: [{ file: dir, message: `cannot read policy directory: ${(err as NodeJS.ErrnoException).code ?? 'error'}` }] }
+  }
   // A directory anyone may write takes a new file from anyone (the sticky bit only stops removing others').
-  const dirMode = statSync(dir).mode
   if (writableByOthers(dir, dirMode)) {
     return { ok: false, issues: [{ file: dir, message: `policy directory writable by every user (mode ${modeString(dirMode)}), who could add a policy file granting any role; chmod o-w ${dir}` }] }
   }
-  const above = replaceableByOthers(dir)
   if (above) {
     return { ok: false, issues: [{ file: dir, message: `policy directory under ${above.dir}, a directory every user may write (mode ${modeString(above.mode)}), where anyone could put a directory of their own in its place; chmod o-w ${above.dir}` }] }
   }
@@ -213,7 +220,8 @@ export function loadPolicyDir(dir: string, ctx: PolicyContext): LoadResult {
   const hash = createHash('sha256')
   const files: string[] = []
   for (const name of names) {
-    const file = join(dir, name)
+    // Not path.join, which takes `..` in `dir` out by the text and would name another file after a link.
+    const file = `${dir.replace(/\/+$/, '')}/${name}`
     const read = readPolicyFile(file)
     if ('refused' in read) {
       issues.push({ file, message: read.refused })

@@ -165,6 +165,18 @@ describe('loadConfig', () => {
     chmodSync(shared, 0o1777) // /tmp's mode: others may add files but not rename over this one
     expect(loadConfig({ file: f, env: {} }).listen.port).toBe(8443)
   })
+  // A link to a link kept in the shared directory: anyone may rename a link of their own over the second one,
+  // to a file in a directory of their own, though the file it ends at today is in a safe directory.
+  it('refuses a config file reached through a link in a directory every user may write', () => {
+    const shared = mkdtempSync(join(tmpdir(), 'ctb-shared-'))
+    const f = join(mkdtempSync(join(tmpdir(), 'ctb-safe-')), 'broker.yaml')
+    writeFileSync(f, 'listen:\n  port: 8443\n', { mode: 0o644 })
+    symlinkSync(f, join(shared, 'current.yaml'))
+    chmodSync(shared, 0o777)
+    const link = join(mkdtempSync(join(tmpdir(), 'ctb-etc-')), 'broker.yaml')
+    symlinkSync(join(shared, 'current.yaml'), link)
+    expect(() => loadConfig({ file: link, env: {} })).toThrow(`${link} names ${f}, by way of ${shared}, a directory every user may write (mode 0777), where anyone could put a file of their own in its place; chmod o-w ${shared}`)
+  })
   it('refuses a config file any number of directories below one every user may write', () => {
     const shared = mkdtempSync(join(tmpdir(), 'ctb-shared-'))
     const etc = join(shared, 'etc', 'ctb')

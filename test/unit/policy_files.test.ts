@@ -110,6 +110,20 @@ describe('policy files linked from a directory any user may write', () => {
     expect(messages(dir)).toEqual([`${join(dir, '10-rules.yaml')}: names ${join(shared, 'rules.yaml')}, under ${shared}, a directory every user may write (mode 0777), where anyone could put a file of their own in its place; chmod o-w ${shared}`])
   })
 
+  // A link to a link: the second one sits in the shared directory, the file it names elsewhere. Anyone may
+  // rename a link of their own over the second one, to a file in a directory of their own, so the directory
+  // of every link on the way counts, not only those above the path as written and above the file at its end.
+  it('refuses a link through a link in a directory every user may write, though the file it ends at is in a safe one', () => {
+    const dir = policyDir()
+    const shared = tempDir()
+    const safe = tempDir()
+    writeFileSync(join(safe, 'rules.yaml'), 'version: 1\nrules: []\n', { mode: 0o644 })
+    symlinkSync(join(safe, 'rules.yaml'), join(shared, 'current.yaml'))
+    chmodSync(shared, 0o777)
+    symlinkSync(join(shared, 'current.yaml'), join(dir, '10-rules.yaml'))
+    expect(messages(dir)).toEqual([`${join(dir, '10-rules.yaml')}: names ${join(safe, 'rules.yaml')}, by way of ${shared}, a directory every user may write (mode 0777), where anyone could put a file of their own in its place; chmod o-w ${shared}`])
+  })
+
   it('reads a link to a file in a directory with the sticky bit (others cannot rename over it), or only group-writable', () => {
     for (const mode of [0o1777, 0o2775]) {
       const dir = policyDir()
@@ -134,5 +148,20 @@ describe('a policy directory under a directory any user may write', () => {
     expect(messages(dir)).toEqual([`${dir}: policy directory under ${shared}, a directory every user may write (mode 0777), where anyone could put a directory of their own in its place; chmod o-w ${shared}`])
     chmodSync(shared, 0o1777)
     expect(loadPolicyDir(dir, CTX).ok).toBe(true)
+  })
+})
+
+// `..` after a link goes up from where the link led (POSIX path resolution), not from where the text was: the
+// kernel opens such a path, and the checks on it must find the same directories rather than refuse it as absent.
+describe('a policy_dir named through a link and ..', () => {
+  it('reads it as the kernel finds it', () => {
+    const root = tempDir()
+    mkdirSync(join(root, 'a', 'b'), { recursive: true })
+    const dir = join(root, 'real', 'policies')
+    mkdirSync(dir, { recursive: true })
+    writeFileSync(join(dir, '00-base.yaml'), 'version: 1\nrules: []\n')
+    symlinkSync(join(root, 'a', 'b'), join(root, 'lnk'))
+    // lnk/.. is a, a/.. is root: the text alone would make it root's parent's real/policies.
+    expect(messages(`${root}/lnk/../../real/policies`)).toEqual([])
   })
 })
