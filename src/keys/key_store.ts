@@ -250,7 +250,9 @@ export class KeyStore {
     const jwks: PublicJwk[] = []
     let active: AsymmetricKey | undefined
     for (const e of keys) {
-      if (e.publish_until !== undefined && e.publish_until <= now) continue
+      // A compromised entry is out whatever this host's clock says: its publish_until is the CLI host's
+      // `now`, a replica running behind would still find it published, and its .pem is gone.
+      if (e.compromised !== undefined || (e.publish_until !== undefined && e.publish_until <= now)) continue
       const { privateKey, publicKey, alg } = this.readJwtKey(e.kid)
       if (alg !== e.alg) throw new OperatorError('EKEYRING', `key ${e.kid}.pem does not match its keyring entry`)
       jwks.push(publicJwk(publicKey, alg, e.kid))

@@ -73,3 +73,22 @@ describe('keys rotate --compromised', () => {
     expect(replicaHolder.current.jwks.map((k) => k.kid)).not.toContain(compromised)
   })
 })
+
+// Replicas share keys/ by copies and each reads the keyring with its own clock. The CLI host's `now` is
+// the compromised keys' publish_until; a replica whose clock runs a few seconds behind must not find them
+// still published (nor fail its reload over the .pem the CLI removed, which would leave its previous key
+// set, the stolen kid in it, in force).
+describe('keys rotate --compromised, read by a host whose clock is behind', () => {
+  it('publishes no compromised kid and loads without the removed .pem files', () => {
+    const ks = new KeyStore(join(tempDir(), 'keys'))
+    const t = 1_800_000_000
+    ks.ensureJwtKey('ES256', t)
+    ks.prepareNextJwtKey('ES256', t)
+    const before = ks.readKeyring().map((k) => k.kid)
+    const r = ks.rotateCompromised('ES256', t + 100)
+    const behind = ks.loadAsymmetricKeys(t + 95)
+    expect(behind.active.kid).toBe(r.active.kid)
+    expect(behind.jwks.map((k) => k.kid).sort()).toEqual([r.active.kid, r.next.kid].sort())
+    for (const kid of before) expect(behind.jwks.map((k) => k.kid)).not.toContain(kid)
+  })
+})
