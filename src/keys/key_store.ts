@@ -218,8 +218,10 @@ export class KeyStore {
    * because their private keys lay in the same directory, with the same owner and mode, as the stolen
    * one, so none may be trusted to take over either. Their `.pem` files are removed (a binary from before
    * the mark lets a held key go when its file is gone). Expired entries are pruned; marked ones stay.
+   * A removal that fails is returned, not thrown: the keyring write already took the keys out of /jwks,
+   * and the caller must still audit that change and name the private key file left on disk.
    */
-  rotateCompromised(alg: AsymmetricAlg, now: number): { unpublished: string[]; active: KeyringEntry; next: KeyringEntry } {
+  rotateCompromised(alg: AsymmetricAlg, now: number): { unpublished: string[]; active: KeyringEntry; next: KeyringEntry; notRemoved: { file: string; error: string }[] } {
     const keys = this.readKeyring().filter((k) => k.compromised !== undefined || k.publish_until === undefined || k.publish_until > now)
     const unpublished: string[] = []
     const kept = keys.map((k): KeyringEntry => {
@@ -231,10 +233,17 @@ export class KeyStore {
     const active = this.generateJwtKey(alg, now)
     const next: KeyringEntry = { ...this.generateJwtKey(alg, now), next: true }
     this.writeKeyring([...kept, active, next])
+    const notRemoved: { file: string; error: string }[] = []
     for (const kid of unpublished) {
-      if (/^[A-Za-z0-9_-]+$/.test(kid)) rmSync(join(this.jwtDir, `${kid}.pem`), { force: true })
+      if (!/^[A-Za-z0-9_-]+$/.test(kid)) continue
+      const file = join(this.jwtDir, `${kid}.pem`)
+      try {
+        rmSync(file, { force: true })
+      } catch (err) {
+        notRemoved.push({ file, error: (err as Error).message })
+      }
     }
-    return { unpublished, active, next }
+    return { unpublished, active, next, notRemoved }
   }
 
   /** The kids `keys rotate --compromised` unpublished: never published again, held or not. */

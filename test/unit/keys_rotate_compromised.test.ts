@@ -1,4 +1,4 @@
-import { copyFileSync, existsSync, mkdtempSync } from 'node:fs'
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { loadConfig } from '../../src/config.ts'
@@ -90,5 +90,30 @@ describe('keys rotate --compromised, read by a host whose clock is behind', () =
     expect(behind.active.kid).toBe(r.active.kid)
     expect(behind.jwks.map((k) => k.kid).sort()).toEqual([r.active.kid, r.next.kid].sort())
     for (const kid of before) expect(behind.jwks.map((k) => k.kid)).not.toContain(kid)
+  })
+})
+
+// The keyring write is what takes the stolen kid out of /jwks; removing the .pem files comes after it.
+// A removal that fails must not leave that change unaudited (the key.rotated record was written only
+// after them), and the operator must learn which private key file is still on disk.
+describe('keys rotate --compromised when a .pem cannot be removed', () => {
+  it('still audits the rotation, names the file left behind and exits non-zero', async () => {
+    const e = { CTB_DATA_DIR: join(tempDir(), 'data'), CTB_TRUST_DOMAIN: 'pool.example.org' }
+    expect((await cli(['keys', 'init'], e)).code).toBe(0)
+    const ks = new KeyStore(join(e.CTB_DATA_DIR, 'keys'))
+    const stolen = ks.readKeyring()[0]!.kid
+    const pem = join(e.CTB_DATA_DIR, 'keys', 'jwt', `${stolen}.pem`)
+    // root ignores file modes, so the removal is made to fail with a directory in the .pem's place.
+    rmSync(pem)
+    mkdirSync(pem)
+    writeFileSync(join(pem, 'x'), 'x')
+
+    const r = await cli(['keys', 'rotate', '--compromised'], e)
+    expect(r.code).not.toBe(0)
+    expect(r.err).toContain(`${stolen}.pem`)
+    expect(ks.readKeyring().find((k) => k.kid === stolen)?.compromised).toBeDefined()
+    const audited = await cli(['audit', 'list', '--type', 'key.rotated', '--json'], e)
+    const rec = JSON.parse(audited.out.trim().split('\n').at(-1)!).event
+    expect(rec.detail.unpublished).toContain(stolen)
   })
 })
