@@ -234,7 +234,9 @@ export class KeyStore {
     const next: KeyringEntry = { ...this.generateJwtKey(alg, now), next: true }
     this.writeKeyring([...kept, active, next])
     const notRemoved: { file: string; error: string }[] = []
-    for (const kid of unpublished) {
+    // Those an earlier run marked too: one interrupted between its keyring write and its removals left
+    // their files, and running it again is how an operator finishes it.
+    for (const kid of kept.map((k) => k.kid)) {
       if (!/^[A-Za-z0-9_-]+$/.test(kid)) continue
       const file = join(this.jwtDir, `${kid}.pem`)
       try {

@@ -117,3 +117,24 @@ describe('keys rotate --compromised when a .pem cannot be removed', () => {
     expect(rec.detail.unpublished).toContain(stolen)
   })
 })
+
+// Interrupted between the keyring write and the removals (a kill, a power cut), a rotation leaves the
+// keys marked compromised with their .pem files on disk. Running the command again is what an operator
+// does then: it must not leave the stolen private key there for good.
+describe('keys rotate --compromised run again after an interrupted one', () => {
+  it('removes the .pem files of keys an earlier run marked compromised', async () => {
+    const e = { CTB_DATA_DIR: join(tempDir(), 'data'), CTB_TRUST_DOMAIN: 'pool.example.org' }
+    expect((await cli(['keys', 'init'], e)).code).toBe(0)
+    const ks = new KeyStore(join(e.CTB_DATA_DIR, 'keys'))
+    const stolen = ks.readKeyring()[0]!.kid
+    const pem = join(e.CTB_DATA_DIR, 'keys', 'jwt', `${stolen}.pem`)
+    const saved = join(mkdtempSync(join(tempDir(), 'pem-')), 'k.pem')
+    copyFileSync(pem, saved)
+    expect((await cli(['keys', 'rotate', '--compromised'], e)).code).toBe(0)
+    copyFileSync(saved, pem)
+
+    const r = await cli(['keys', 'rotate', '--compromised'], e)
+    expect(r.code, r.err).toBe(0)
+    expect(existsSync(pem)).toBe(false)
+  })
+})
