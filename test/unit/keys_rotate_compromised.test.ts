@@ -138,3 +138,30 @@ describe('keys rotate --compromised run again after an interrupted one', () => {
     expect(existsSync(pem)).toBe(false)
   })
 })
+
+// A serve that took a rotation up after the retired key's publish_until had passed keeps that key in
+// /jwks (held, reload_keys.ts) though the keyring calls it expired; a normal rotation prunes such an entry
+// and leaves its .pem. It is in /jwks as much as any key, and its private key lay beside the stolen one:
+// --compromised must take it out of a running serve's /jwks at its reload, and of a restart's.
+describe('keys rotate --compromised and a key a running serve holds past its publish_until', () => {
+  it('the held kid leaves /jwks at the next reload and stays out after a restart', async () => {
+    const env = { CTB_DATA_DIR: join(tempDir(), 'data'), CTB_TRUST_DOMAIN: 'pool.example.org' }
+    const config = loadConfig({ env })
+    const loaded = ensureAndLoadKeys(config, systemClock.now())
+    const holder = new KeyHolder(loaded.keys)
+    const first = loaded.keys.scitoken.kid
+    const ks = new KeyStore(join(config.data_dir, 'keys'))
+    // Rotated elsewhere long enough ago that the old key's publish_until has passed.
+    ks.rotateJwtKey('ES256', systemClock.now(), 0)
+    const deps = { config, selfTest: () => {}, audit: { record: async () => undefined }, clock: systemClock, log: quiet }
+    await new Promise((r) => setTimeout(r, 1100))
+    expect((await reloadSigningKeys(holder, 'watch', deps)).ok).toBe(true)
+    expect(holder.current.jwks.map((k) => k.kid)).toContain(first)
+
+    const r = await cli(['keys', 'rotate', '--compromised'], env)
+    expect(r.code, r.err).toBe(0)
+    expect((await reloadSigningKeys(holder, 'watch', deps)).ok).toBe(true)
+    expect(holder.current.jwks.map((k) => k.kid)).not.toContain(first)
+    expect(ensureAndLoadKeys(config, systemClock.now()).keys.jwks.map((k) => k.kid)).not.toContain(first)
+  })
+})
