@@ -111,6 +111,7 @@ describe('keys rotate --compromised when a .pem cannot be removed', () => {
     const r = await cli(['keys', 'rotate', '--compromised'], e)
     expect(r.code).not.toBe(0)
     expect(r.err).toContain(`${stolen}.pem`)
+    expect(r.out).not.toMatch(/pem removed/)
     expect(ks.readKeyring().find((k) => k.kid === stolen)?.compromised).toBeDefined()
     const audited = await cli(['audit', 'list', '--type', 'key.rotated', '--json'], e)
     const rec = JSON.parse(audited.out.trim().split('\n').at(-1)!).event

@@ -215,7 +215,7 @@ async function rotateCompromised(store: KeyStore, alg: 'ES256' | 'RS256', now: n
   const r = store.rotateCompromised(alg, now)
   const gone = r.unpublished.length > 0 ? r.unpublished.join(', ') : '(none)'
   io.out(`SciToken key: new active kid=${r.active.kid} alg=${r.active.alg}; next kid=${r.next.kid}`)
-  io.out(`  unpublished from /jwks now and marked compromised: ${gone} (their jwt/<kid>.pem removed)`)
+  io.out(`  unpublished from /jwks now and marked compromised: ${gone}${r.notRemoved.length === 0 ? ' (their jwt/<kid>.pem removed)' : ''}`)
   io.out(`  tokens signed with ${gone} are refused by verifiers once they refetch /jwks (${REFETCH}, so within ${NEW_KID_VISIBLE_SECONDS} s); their holders renew from the broker (the credmon at its next refresh, daemons and pilots at their next renewal), and the same wait applies before verifiers accept kid ${r.active.kid}`)
   try {
     await audit.record({
