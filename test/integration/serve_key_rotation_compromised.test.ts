@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from 'jose'
+import { createLocalJWKSet, decodeProtectedHeader, jwtVerify, type JSONWebKeySet } from 'jose'
 import { afterAll, describe, expect, it } from 'vitest'
 import { freePort } from '../support/peers.ts'
 import { BIN, startServeProcess, stopServeProcess } from '../support/serve_process.ts'
@@ -47,7 +47,7 @@ describe('keys rotate --compromised in a running broker', () => {
 
       const newToken = await sciToken()
       expect(decodeProtectedHeader(newToken).kid).toBe(fresh)
-      const jwks = createLocalJWKSet(await (await tlsFetch(`${base}/jwks`)).json())
+      const jwks = createLocalJWKSet(await (await tlsFetch(`${base}/jwks`)).json() as JSONWebKeySet)
       expect((await jwtVerify(newToken, jwks, { issuer })).protectedHeader.kid).toBe(fresh)
       await expect(jwtVerify(stolenToken, jwks, { issuer })).rejects.toThrow()
       const discovery = await (await tlsFetch(`${base}/.well-known/openid-configuration`)).json() as { jwks_uri: string }
