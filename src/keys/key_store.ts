@@ -217,10 +217,23 @@ export class KeyStore {
    * published now and is marked `compromised`, and a fresh key signs, with a fresh next key. All of them,
    * because their private keys lay in the same directory, with the same owner and mode, as the stolen
    * one, so none may be trusted to take over either. Their `.pem` files are removed (a binary from before
-   * the mark lets a held key go when its file is gone). Expired entries are pruned; marked ones stay.
+   * the mark lets a held key go when its file is gone). Nothing is pruned: marked entries stay for good.
+   * A removal that fails is returned, not thrown: the keyring write already took the keys out of /jwks,
+   * and the caller must still audit that change and name the private key file left on disk.
    */
-  rotateCompromised(alg: AsymmetricAlg, now: number): { unpublished: string[]; active: KeyringEntry; next: KeyringEntry } {
-    const keys = this.readKeyring().filter((k) => k.compromised !== undefined || k.publish_until === undefined || k.publish_until > now)
+  rotateCompromised(alg: AsymmetricAlg, now: number): { unpublished: string[]; active: KeyringEntry; next: KeyringEntry; notRemoved: { file: string; error: string }[] } {
+    // Expired entries and .pem files the keyring no longer lists are taken too: a serve that took a
+    // rotation up late holds such a key in /jwks past its publish_until (reload_keys.ts, held_publications.ts)
+    // for as long as its file is there, and its private key lay beside the stolen one.
+    const listed = this.readKeyring()
+    const unlisted = this.jwtKeyFileKids().filter((kid) => !listed.some((k) => k.kid === kid)).flatMap((kid): KeyringEntry[] => {
+      try {
+        return [{ kid, alg: this.readJwtKey(kid).alg, created: now }]
+      } catch {
+        return [] // not a key this broker could publish; its file is removed below all the same
+      }
+    })
+    const keys = [...listed, ...unlisted]
     const unpublished: string[] = []
     const kept = keys.map((k): KeyringEntry => {
       if (k.compromised !== undefined) return k
@@ -231,10 +244,25 @@ export class KeyStore {
     const active = this.generateJwtKey(alg, now)
     const next: KeyringEntry = { ...this.generateJwtKey(alg, now), next: true }
     this.writeKeyring([...kept, active, next])
-    for (const kid of unpublished) {
-      if (/^[A-Za-z0-9_-]+$/.test(kid)) rmSync(join(this.jwtDir, `${kid}.pem`), { force: true })
+    const notRemoved: { file: string; error: string }[] = []
+    // Those an earlier run marked too: one interrupted between its keyring write and its removals left
+    // their files, and running it again is how an operator finishes it.
+    for (const kid of new Set([...kept.map((k) => k.kid), ...this.jwtKeyFileKids().filter((kid) => kid !== active.kid && kid !== next.kid)])) {
+      if (!/^[A-Za-z0-9_-]+$/.test(kid)) continue
+      const file = join(this.jwtDir, `${kid}.pem`)
+      try {
+        rmSync(file, { force: true })
+      } catch (err) {
+        notRemoved.push({ file, error: (err as Error).message })
+      }
     }
-    return { unpublished, active, next }
+    return { unpublished, active, next, notRemoved }
+  }
+
+  /** The kids of the `<kid>.pem` files in jwt/ (temporary files and other names left out). */
+  private jwtKeyFileKids(): string[] {
+    if (!existsSync(this.jwtDir)) return []
+    return readdirSync(this.jwtDir).filter((n) => /^[A-Za-z0-9_-]+\.pem$/.test(n)).map((n) => n.slice(0, -4))
   }
 
   /** The kids `keys rotate --compromised` unpublished: never published again, held or not. */
@@ -250,7 +278,9 @@ export class KeyStore {
     const jwks: PublicJwk[] = []
     let active: AsymmetricKey | undefined
     for (const e of keys) {
-      if (e.publish_until !== undefined && e.publish_until <= now) continue
+      // A compromised entry is out whatever this host's clock says: its publish_until is the CLI host's
+      // `now`, a replica running behind would still find it published, and its .pem is gone.
+      if (e.compromised !== undefined || (e.publish_until !== undefined && e.publish_until <= now)) continue
       const { privateKey, publicKey, alg } = this.readJwtKey(e.kid)
       if (alg !== e.alg) throw new OperatorError('EKEYRING', `key ${e.kid}.pem does not match its keyring entry`)
       jwks.push(publicJwk(publicKey, alg, e.kid))

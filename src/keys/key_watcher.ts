@@ -76,7 +76,7 @@ function keyringDiffers(store: KeyStore, current: SigningKeys, now: number, log:
     return false
   }
   const active = ring.find(isSigningEntry)?.kid
-  const published = ring.filter((k) => k.publish_until === undefined || k.publish_until > now).map((k) => k.kid).sort()
+  const published = ring.filter((k) => k.compromised === undefined && (k.publish_until === undefined || k.publish_until > now)).map((k) => k.kid).sort()
   // Keys held past the keyring's publish_until (reload_keys.ts) are not the keyring's: they change nothing.
   const held = new Set((current.held ?? []).map((h) => h.jwk.kid))
   const inForce = current.jwks.map((k) => k.kid).filter((kid) => !held.has(kid)).sort()

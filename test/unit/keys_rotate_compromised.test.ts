@@ -1,4 +1,4 @@
-import { copyFileSync, existsSync, mkdtempSync } from 'node:fs'
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { loadConfig } from '../../src/config.ts'
@@ -71,5 +71,98 @@ describe('keys rotate --compromised', () => {
     const replicaHolder = new KeyHolder(loaded.keys)
     await reloadSigningKeys(replicaHolder, 'sighup', { config, selfTest: () => {}, audit: { record: async () => undefined }, clock: systemClock, log: quiet })
     expect(replicaHolder.current.jwks.map((k) => k.kid)).not.toContain(compromised)
+  })
+})
+
+// Replicas share keys/ by copies and each reads the keyring with its own clock. The CLI host's `now` is
+// the compromised keys' publish_until; a replica whose clock runs a few seconds behind must not find them
+// still published (nor fail its reload over the .pem the CLI removed, which would leave its previous key
+// set, the stolen kid in it, in force).
+describe('keys rotate --compromised, read by a host whose clock is behind', () => {
+  it('publishes no compromised kid and loads without the removed .pem files', () => {
+    const ks = new KeyStore(join(tempDir(), 'keys'))
+    const t = 1_800_000_000
+    ks.ensureJwtKey('ES256', t)
+    ks.prepareNextJwtKey('ES256', t)
+    const before = ks.readKeyring().map((k) => k.kid)
+    const r = ks.rotateCompromised('ES256', t + 100)
+    const behind = ks.loadAsymmetricKeys(t + 95)
+    expect(behind.active.kid).toBe(r.active.kid)
+    expect(behind.jwks.map((k) => k.kid).sort()).toEqual([r.active.kid, r.next.kid].sort())
+    for (const kid of before) expect(behind.jwks.map((k) => k.kid)).not.toContain(kid)
+  })
+})
+
+// The keyring write is what takes the stolen kid out of /jwks; removing the .pem files comes after it.
+// A removal that fails must not leave that change unaudited (the key.rotated record was written only
+// after them), and the operator must learn which private key file is still on disk.
+describe('keys rotate --compromised when a .pem cannot be removed', () => {
+  it('still audits the rotation, names the file left behind and exits non-zero', async () => {
+    const e = { CTB_DATA_DIR: join(tempDir(), 'data'), CTB_TRUST_DOMAIN: 'pool.example.org' }
+    expect((await cli(['keys', 'init'], e)).code).toBe(0)
+    const ks = new KeyStore(join(e.CTB_DATA_DIR, 'keys'))
+    const stolen = ks.readKeyring()[0]!.kid
+    const pem = join(e.CTB_DATA_DIR, 'keys', 'jwt', `${stolen}.pem`)
+    // root ignores file modes, so the removal is made to fail with a directory in the .pem's place.
+    rmSync(pem)
+    mkdirSync(pem)
+    writeFileSync(join(pem, 'x'), 'x')
+
+    const r = await cli(['keys', 'rotate', '--compromised'], e)
+    expect(r.code).not.toBe(0)
+    expect(r.err).toContain(`${stolen}.pem`)
+    expect(r.out).not.toMatch(/pem removed/)
+    expect(ks.readKeyring().find((k) => k.kid === stolen)?.compromised).toBeDefined()
+    const audited = await cli(['audit', 'list', '--type', 'key.rotated', '--json'], e)
+    const rec = JSON.parse(audited.out.trim().split('\n').at(-1)!).event
+    expect(rec.detail.unpublished).toContain(stolen)
+  })
+})
+
+// Interrupted between the keyring write and the removals (a kill, a power cut), a rotation leaves the
+// keys marked compromised with their .pem files on disk. Running the command again is what an operator
+// does then: it must not leave the stolen private key there for good.
+describe('keys rotate --compromised run again after an interrupted one', () => {
+  it('removes the .pem files of keys an earlier run marked compromised', async () => {
+    const e = { CTB_DATA_DIR: join(tempDir(), 'data'), CTB_TRUST_DOMAIN: 'pool.example.org' }
+    expect((await cli(['keys', 'init'], e)).code).toBe(0)
+    const ks = new KeyStore(join(e.CTB_DATA_DIR, 'keys'))
+    const stolen = ks.readKeyring()[0]!.kid
+    const pem = join(e.CTB_DATA_DIR, 'keys', 'jwt', `${stolen}.pem`)
+    const saved = join(mkdtempSync(join(tempDir(), 'pem-')), 'k.pem')
+    copyFileSync(pem, saved)
+    expect((await cli(['keys', 'rotate', '--compromised'], e)).code).toBe(0)
+    copyFileSync(saved, pem)
+
+    const r = await cli(['keys', 'rotate', '--compromised'], e)
+    expect(r.code, r.err).toBe(0)
+    expect(existsSync(pem)).toBe(false)
+  })
+})
+
+// A serve that took a rotation up after the retired key's publish_until had passed keeps that key in
+// /jwks (held, reload_keys.ts) though the keyring calls it expired; a normal rotation prunes such an entry
+// and leaves its .pem. It is in /jwks as much as any key, and its private key lay beside the stolen one:
+// --compromised must take it out of a running serve's /jwks at its reload, and of a restart's.
+describe('keys rotate --compromised and a key a running serve holds past its publish_until', () => {
+  it('the held kid leaves /jwks at the next reload and stays out after a restart', async () => {
+    const env = { CTB_DATA_DIR: join(tempDir(), 'data'), CTB_TRUST_DOMAIN: 'pool.example.org' }
+    const config = loadConfig({ env })
+    const loaded = ensureAndLoadKeys(config, systemClock.now())
+    const holder = new KeyHolder(loaded.keys)
+    const first = loaded.keys.scitoken.kid
+    const ks = new KeyStore(join(config.data_dir, 'keys'))
+    // Rotated elsewhere long enough ago that the old key's publish_until has passed.
+    ks.rotateJwtKey('ES256', systemClock.now(), 0)
+    const deps = { config, selfTest: () => {}, audit: { record: async () => undefined }, clock: systemClock, log: quiet }
+    await new Promise((r) => setTimeout(r, 1100))
+    expect((await reloadSigningKeys(holder, 'watch', deps)).ok).toBe(true)
+    expect(holder.current.jwks.map((k) => k.kid)).toContain(first)
+
+    const r = await cli(['keys', 'rotate', '--compromised'], env)
+    expect(r.code, r.err).toBe(0)
+    expect((await reloadSigningKeys(holder, 'watch', deps)).ok).toBe(true)
+    expect(holder.current.jwks.map((k) => k.kid)).not.toContain(first)
+    expect(ensureAndLoadKeys(config, systemClock.now()).keys.jwks.map((k) => k.kid)).not.toContain(first)
   })
 })

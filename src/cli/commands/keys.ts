@@ -215,16 +215,21 @@ async function rotateCompromised(store: KeyStore, alg: 'ES256' | 'RS256', now: n
   const r = store.rotateCompromised(alg, now)
   const gone = r.unpublished.length > 0 ? r.unpublished.join(', ') : '(none)'
   io.out(`SciToken key: new active kid=${r.active.kid} alg=${r.active.alg}; next kid=${r.next.kid}`)
-  io.out(`  unpublished from /jwks now and marked compromised: ${gone} (their jwt/<kid>.pem removed)`)
+  io.out(`  unpublished from /jwks now and marked compromised: ${gone}${r.notRemoved.length === 0 ? ' (their jwt/<kid>.pem removed)' : ''}`)
   io.out(`  tokens signed with ${gone} are refused by verifiers once they refetch /jwks (${REFETCH}, so within ${NEW_KID_VISIBLE_SECONDS} s); their holders renew from the broker (the credmon at its next refresh, daemons and pilots at their next renewal), and the same wait applies before verifiers accept kid ${r.active.kid}`)
   try {
     await audit.record({
       type: 'key.rotated', time: now, caller: { sub: `cli:${userInfo().username}` }, decision: 'allow',
       reason: 'keys rotate --compromised: signing with a fresh key; the keys in /jwks unpublished at once',
-      detail: { alg: r.active.alg, kid: r.active.kid, next_kid: r.next.kid, unpublished: r.unpublished, compromised: true },
+      detail: { alg: r.active.alg, kid: r.active.kid, next_kid: r.next.kid, unpublished: r.unpublished, compromised: true, ...(r.notRemoved.length > 0 ? { not_removed: r.notRemoved.map((f) => f.file) } : {}) },
     })
   } catch (err) {
     throw new CliError(`the compromised keys were unpublished and a fresh key signs, but this could not be audited: ${(err as Error).message}`)
+  }
+  // The keyring's mark keeps them out of /jwks here, but the stolen private key is still on disk, and a
+  // binary from before the mark (a replica not yet upgraded) holds a key whose file is there.
+  if (r.notRemoved.length > 0) {
+    throw new CliError(`the compromised keys were unpublished, a fresh key signs and this was audited, but these private key files could not be removed; remove them by hand: ${r.notRemoved.map((f) => `${f.file} (${f.error})`).join('; ')}`)
   }
   io.out(watch
     ? '  recorded in the audit log; a running serve on this data directory takes it up within a second (SIGHUP forces it; send SIGHUP to replicas with scitoken.watch_keys off, or copy them the new keys/jwt/)'
