@@ -1,5 +1,5 @@
-import { accessSync, constants, lstatSync, readlinkSync, realpathSync, statSync } from 'node:fs'
-import { dirname, isAbsolute, join } from 'node:path'
+import { accessSync, constants, lstatSync, readFileSync, readlinkSync, realpathSync, statSync } from 'node:fs'
+import { basename, dirname, isAbsolute, join } from 'node:path'
 
 /** A file's permission bits as chmod takes them (0644, 1777), for messages that say what to change. */
 export function modeString(mode: number): string {
@@ -8,19 +8,74 @@ export function modeString(mode: number): string {
 
 /**
  * Whether every user may change the file or directory at `path` (its mode, `mode`, read from the descriptor
- * the caller reads through): o+w, on a file system that takes writes. A read-only mount takes none whatever
- * the bits say, and the bits there are often 1777 or 0777 by construction: a Kubernetes ConfigMap or Secret
- * volume (a read-only tmpfs whose top directory is 1777, files at the chart's defaultMode), a `docker -v …:ro`
- * bind of a host directory. access(2) answers EROFS for a write asked on such a mount, even to root.
+ * the caller reads through): o+w, unless it is part of a Kubernetes ConfigMap, Secret or projected volume on a
+ * read-only mount. Such a volume's top directory is 1777 (0777 on some kubelets) and its files are at the
+ * chart's defaultMode (often 0666 or 0777), yet nobody in the pod can write it. A read-only mount alone is not
+ * enough: ProtectSystem=strict makes /etc read-only to the service only, and a `docker -v …:ro` bind leaves
+ * the host directory as open as its bits, so there the bits decide.
  */
 export function writableByOthers(path: string, mode: number): boolean {
   if (!(mode & 0o002)) return false
+  return !(inAtomicWriterVolume(path) && onReadOnlyMount(path))
+}
+
+/** access(2) answers EROFS for a write asked on a read-only mount, even to root. */
+function onReadOnlyMount(path: string): boolean {
   try {
     accessSync(path, constants.W_OK)
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'EROFS') return false
+    return (err as NodeJS.ErrnoException).code === 'EROFS'
   }
-  return true
+  return false
+}
+
+/** kubelet's data directory name: `..` and the UTC time as Go's `..2006_01_02_15_04_05.`, then a random suffix. */
+const ATOMIC_WRITER_DATA_DIR = /^\.\.\d{4}_\d{2}_\d{2}_\d{2}_\d{2}_\d{2}\.\d+$/
+
+/**
+ * Whether `path` is kubelet's atomic-writer layout (pkg/volume/util/atomic_writer.go): the volume's top
+ * directory, holding `..data -> ..<time>`, or a file reached through that link (`<dir>/<name> -> ..data/<name>`
+ * resolves into the `..<time>` directory `..data` names now). The top directory must be a mount of its own, as
+ * every volume in a pod is: anyone who may write a host directory can lay out `..data` links in it, and under
+ * ProtectSystem=strict that directory is read-only to the broker without being a mount. Anything else,
+ * read-only or not, is judged by its bits.
+ */
+function inAtomicWriterVolume(path: string): boolean {
+  const dataLinkIn = (dir: string): string | undefined => {
+    if (!mountPoints().has(dir)) return undefined
+    try {
+      const target = readlinkSync(join(dir, '..data'))
+      return ATOMIC_WRITER_DATA_DIR.test(target) && statSync(join(dir, target)).isDirectory() ? target : undefined
+    } catch {
+      return undefined
+    }
+  }
+  let real: string
+  try {
+    real = realpathSync.native(path)
+  } catch {
+    return false
+  }
+  if (statSync(real, { throwIfNoEntry: false })?.isDirectory() === true && dataLinkIn(real) !== undefined) return true
+  for (let at = real; at !== '/'; at = dirname(at)) {
+    if (ATOMIC_WRITER_DATA_DIR.test(basename(at)) && dataLinkIn(dirname(at)) === basename(at)) return true
+  }
+  return false
+}
+
+/**
+ * The mount points this process sees (Linux's /proc/self/mountinfo, fifth field, with `\ooo` escapes for space,
+ * tab, newline and backslash). None elsewhere, so nothing counts as a volume there.
+ */
+function mountPoints(): Set<string> {
+  let text: string
+  try {
+    text = readFileSync('/proc/self/mountinfo', 'utf8')
+  } catch {
+    return new Set()
+  }
+  const unescape = (field: string) => field.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8)))
+  return new Set(text.split('\n').filter((line) => line !== '').map((line) => unescape(line.split(' ')[4] ?? '')))
 }
 
 /**
