@@ -14,5 +14,10 @@ export function shown(v: string): string {
  * controls, format characters (bidi overrides) and line separators. Letters of any script stay readable.
  */
 export function quoted(v: string): string {
-  return JSON.stringify(v).replace(/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
+  // split(''), not the match's first unit: a format character outside the BMP (the invisible tag characters
+  // U+E0020–U+E007F spell ASCII) is a surrogate pair, and escaping only its first half would drop the second
+  // and print distinct values alike.
+  return JSON.stringify(v).replace(/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu, (c) => c.split('').map(unitEscape).join(''))
 }
+
+const unitEscape = (unit: string) => `\\u${unit.charCodeAt(0).toString(16).padStart(4, '0')}`
