@@ -10,7 +10,7 @@ const MAX_NAME_CHARS = 64
  * name goes (a JSON key, a misbuilt form) would otherwise have it copied whole into the refusal, and from there
  * into its own logs and a proxy's.
  */
-function shownName(name: string): string {
+export function shownName(name: string): string {
   // Characters outside RFC 6749's description set are the wire's to replace (toErrorDescription).
   const cut = cutTokens(name)
   return cut.length > MAX_NAME_CHARS ? `${cut.slice(0, MAX_NAME_CHARS)}...` : cut

@@ -3,12 +3,13 @@
  * a scope, a path segment, a host name or a UUID.
  */
 const TOKEN_LIKE = /[A-Za-z0-9._~+/=-]{24,}/g
-const looksLikeToken = (run: string) => (/[A-Z]/.test(run) && /[a-z]/.test(run) && /[0-9]/.test(run)) || LONG_HEX.test(run)
+const looksLikeToken = (run: string) => (/[A-Z]/.test(run) && /[a-z]/.test(run) && /[0-9]/.test(run)) || holdsLongHex(run)
 /**
  * Hex of 20 bytes or more with a digit and a letter: `openssl rand -hex 32`, the usual hand-made bearer token
- * (metrics, bootstrap), has no upper case. 16 bytes (a pool CA serial, 32 characters) stays readable.
+ * (metrics, bootstrap), has no upper case. 16 bytes (a pool CA serial, 32 characters) stays readable. Looked
+ * for inside the run, not as all of it: `=`, `.` and `-` are token characters, so `token=<hex>` is one run.
  */
-const LONG_HEX = /^(?=[^0-9]*[0-9])(?=[^a-fA-F]*[a-fA-F])[0-9a-fA-F]{40,}$/
+const holdsLongHex = (run: string) => (run.match(/[0-9a-fA-F]{40,}/g) ?? []).some((h) => /[0-9]/.test(h) && /[a-fA-F]/.test(h))
 /**
  * What a run starting with `/` right after it is a scope's path: WLCG storage scopes (`storage.read:/p`)
  * and SciTokens ones (`read:/p`). Paths of data sets mix case and digits (CMS's `/store/data/Run2022D/…`),

@@ -39,6 +39,17 @@ describe('admin query and path parameters', () => {
     expect(await res.json()).toEqual({ error, error_description: description })
   })
 
+  // A token pasted where a parameter's name goes, twice (a misbuilt URL): the refusal named the repeated name
+  // whole, so the token went back into the client's logs and a proxy's. It is named as an unknown one is.
+  it('does not repeat a token given as a repeated parameter name', async () => {
+    // What `openssl rand -hex 32` prints, and a JWT-like mixed-case run: both token-shaped (docs/logging.md).
+    for (const token of ['9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08', 'eyJhbGciOiJFUzI1NiJ9x7QpLmN0aW9uIjoiaGVsbG8ifQ']) {
+      const res = await app().request(`/v1/audit?${token}=1&${token}=2`, { headers: { authorization: `Bearer ${ADMIN}` } })
+      expect(res.status).toBe(400)
+      expect(await res.json()).toEqual({ error: 'invalid_request', error_description: 'parameter [token] must not be repeated' })
+    }
+  })
+
   it.each([
     ['/v1/pilots?site=hpc-b', 'application/json'],
     ['/v1/pilots?other=ignored', 'application/json'],

@@ -191,6 +191,19 @@ describe('condor-token-broker revoke', () => {
     expect((await cli(env, 'revoke', 'list')).out).toMatch(/^ {4}1 {2}sub {3}"alice  until 2099-01-01T00:00:00Z" {2}revoked \S+ {2}until 20\d\d-/)
   })
 
+  // The revocations table is as open to a hand edit as the audit log: a kind holding a newline forged a second
+  // revocation line (the value, issuer and principals were quoted, the kind was not).
+  it('revoke list prints a revocation whose kind was edited in the database on one line', async () => {
+    const { env, file } = await seeded(1)
+    expect((await cli(env, 'revoke', '--sub', 'alice')).code).toBe(0)
+    const db = new DatabaseSync(file)
+    db.prepare('UPDATE revocations SET kind = ? WHERE id = 1').run('sub\n    2  role  pilot')
+    db.close()
+    const r = await cli(env, 'revoke', 'list')
+    expect(r.out.split('\n')).toHaveLength(1)
+    expect(r.out).toMatch(/^ {4}1 {2}"sub\\n {4}2 {2}role {2}pilot" {2}alice {2}revoked /)
+  })
+
   it('writes the HTCondor snippet 0644 under a strict umask, so daemons that are not root can read it', async () => {
     const { env } = await seeded(1)
     const file = join(tempDir(), '90-token-revocations.conf')

@@ -15,9 +15,10 @@ async function cli(env: NodeJS.ProcessEnv, ...argv: string[]) {
 // reason with JSON.stringify, which escapes only C0 controls, quotes and backslashes: U+009B (the one-byte CSI,
 // which terminals honouring C1 controls take as an escape sequence), DEL and the bidirectional overrides went
 // out raw. A reason sent through the API may hold them (only C0 and DEL are refused there), and a lift record
-// carries the kind and value it states, whatever they are. Each is now written as a \uXXXX escape.
+// carries the kind and value it states, whatever they are. Each is now written as a \uXXXX escape (letters of
+// other scripts stay as they are: audit_cli.test.ts).
 describe('audit list with control characters in a record', () => {
-  it('prints revoked= and reason= with every character outside printable ASCII escaped', async () => {
+  it('prints revoked= and reason= with DEL, C1 controls and bidi overrides escaped', async () => {
     const dataDir = join(tempDir(), 'data')
     const env = { CTB_DATA_DIR: dataDir, CTB_TRUST_DOMAIN: 'pool.example.org' }
     const store = new SqliteStore({ file: join(dataDir, 'audit.db') })

@@ -28,6 +28,13 @@ describe('the access line\'s path and hex tokens', () => {
     expect(pathOnly(`/metrics/${hexToken}`)).toBe('/metrics/[token]')
   })
 
+  // A path segment is judged by its runs of token characters, and `=`, `.`, `-` are token characters: the hex
+  // token was cut only when the run was nothing but hex, so a name or suffix stuck to it let it through whole.
+  it('cuts a long hex token joined to other token characters in one segment', () => {
+    expect(pathOnly(`/metrics/token=${hexToken}`)).toBe('/metrics/[token]')
+    expect(pathOnly(`/metrics/${hexToken}.txt`)).toBe('/metrics/[token]')
+  })
+
   it('keeps a pool CA serial (16 bytes of hex) readable', () => {
     expect(pathOnly('/v1/certificates/0a1b2c3d4e5f60718293a4b5c6d7e8f9')).toBe('/v1/certificates/0a1b2c3d4e5f60718293a4b5c6d7e8f9')
   })

@@ -102,7 +102,7 @@ export async function revokeCommand(argv: string[], io: CommandIo): Promise<numb
         io.out(values.all === true ? 'no revocations' : 'no active revocations (--all also lists lifted ones and those that can no longer match)')
       }
       for (const r of rows) {
-        io.out(values.json ? JSON.stringify(r) : `${String(r.id).padStart(5)}  ${r.kind.padEnd(4)}  ${shown(r.value)}  revoked ${iso(r.revokedAt)}  until ${iso(r.until)}${r.gen !== undefined ? `  gen ${r.gen}` : ''}${r.reason ? `  reason ${quoted(r.reason)}` : ''}${r.iss ? `  iss ${shown(r.iss)}` : ''}${r.revokedBy ? `  by ${shown(r.revokedBy)}` : ''}${r.liftedAt !== undefined ? `  lifted ${iso(r.liftedAt)}${r.liftedBy ? ` by ${shown(r.liftedBy)}` : ''}` : ''}`)
+        io.out(values.json ? JSON.stringify(r) : `${String(r.id).padStart(5)}  ${shown(r.kind).padEnd(4)}  ${shown(r.value)}  revoked ${iso(r.revokedAt)}  until ${iso(r.until)}${r.gen !== undefined ? `  gen ${r.gen}` : ''}${r.reason ? `  reason ${quoted(r.reason)}` : ''}${r.iss ? `  iss ${shown(r.iss)}` : ''}${r.revokedBy ? `  by ${shown(r.revokedBy)}` : ''}${r.liftedAt !== undefined ? `  lifted ${iso(r.liftedAt)}${r.liftedBy ? ` by ${shown(r.liftedBy)}` : ''}` : ''}`)
       }
       return 0
     }
