@@ -29,8 +29,34 @@ export type NodeRequestHandler = (req: IncomingMessage, res: ServerResponse) => 
 export function tokenFastPath(exchange: Exchange, log: Logger, access?: AccessLog): NodeRequestHandler {
   return (req, res) => {
     if (req.method !== 'POST' || req.url !== '/token') return false
-    void answer(req, res, exchange, log, access)
+    answer(req, res, exchange, log, access).catch((err: unknown) => failSafe(err, res, log))
     return true
+  }
+}
+
+/**
+ * A fault outside the exchange's own error handling (the logger, the access log, a write): nobody awaits
+ * answer()'s promise, and Node ends the process on an unhandled rejection, where hono answers 500. Reported
+ * once (the logger may be what failed, so its own throw is swallowed); a request not yet answered gets a 500
+ * in the API's shape, one answered part-way loses its connection (a half answer must not look whole), and one
+ * answered in full is left alone: its connection may already carry the next pipelined request's answer.
+ */
+function failSafe(err: unknown, res: ServerResponse, log: Logger): void {
+  try {
+    log.error('POST /token failed outside its error handling', { err })
+  } catch {
+    // The logger itself threw: nothing more can be said.
+  }
+  if (res.writableEnded || res.destroyed) return
+  if (res.headersSent) {
+    res.destroy()
+    return
+  }
+  try {
+    const body = JSON.stringify({ error: 'server_error' })
+    res.writeHead(500, { ...NO_STORE_HEADERS, 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) }).end(body)
+  } catch {
+    res.destroy()
   }
 }
 
