@@ -101,6 +101,19 @@ describe('POST /token: the fast path answers as the hono path does', () => {
     expect(JSON.parse(got.text.slice(got.text.indexOf('\r\n\r\n') + 4))).toEqual({ error: 'invalid_request', error_description: expect.any(String) })
   })
 
+  // RFC 9112 §3.2: a server MUST answer 400 to a request with more than one Host field line; Node keeps the
+  // first in req.headers and passes the request on, so a proxy reading the second routes it elsewhere.
+  it.each(PATHS.flatMap(([via, path]) => [
+    [via, path, 'two Host lines naming other hosts', ['Host: broker.example.org', 'Host: evil.example.net']],
+    [via, path, 'two Host lines naming the same host', ['Host: broker.example.org', 'host: broker.example.org']],
+  ]))('%s (%s): %s are refused with invalid_request and the connection closed', async (_via, path, _how, hosts) => {
+    const lines = [`POST ${path} HTTP/1.1`, ...hosts, 'Content-Type: application/x-www-form-urlencoded', `Content-Length: ${FORM.length}`, '', '']
+    const got = await exchangeRaw(lines.join('\r\n') + FORM, 4_000)
+    expect(got.text).toMatch(/^HTTP\/1\.1 400 /)
+    expect(JSON.parse(got.text.slice(got.text.indexOf('\r\n\r\n') + 4))).toEqual({ error: 'invalid_request', error_description: expect.any(String) })
+    expect(got.closedAfterMs).toBeDefined()
+  })
+
   it.each(PATHS)('%s: a Host with a port, and an IPv6 literal, are served', async (_via, path) => {
     for (const host of ['broker.example.org:8443', '[::1]:8443']) {
       const got = await exchangeRaw([`POST ${path} HTTP/1.1`, `Host: ${host}`, 'Content-Type: application/x-www-form-urlencoded', `Content-Length: ${FORM.length}`, 'Connection: close', '', ''].join('\r\n') + FORM, 4_000)
