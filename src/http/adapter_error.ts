@@ -9,7 +9,7 @@ import { oauthErrorReply } from './oauth_error_response.ts'
  * empty 400, and a failure of the app's promise with an empty 500: both get the API's error shape here, as
  * requests Node's parser refuses do (client_error.ts). Never reached by a request the app answered.
  */
-/** Why a request whose target or Host cannot make a URL is refused; the token fast path refuses a bad Host in the same words. */
+/** Why a request whose target or Host cannot make a URL is refused. */
 export function unreadableTarget(): InvalidRequest {
   return new InvalidRequest('the request target or Host header cannot be read as a URL of this server')
 }
