@@ -94,6 +94,19 @@ describe('POST /token: the fast path answers as the hono path does', () => {
     expect(got.closedAfterMs).toBeDefined()
   })
 
+  // A refusal of a body the client sent in full is an ordinary answer on a kept-alive connection (curl,
+  // HTCondor's tools and the pilot reuse theirs): the next request on it is answered, and nothing closes it.
+  it.each(PATHS.flatMap(([via, path]) => [
+    [via, path, 'a form of the wrong content type', ['Content-Type: text/plain', `Content-Length: ${FORM.length}`], FORM],
+    [via, path, 'a body over the limit, sent in full', ['Content-Type: application/x-www-form-urlencoded', 'Content-Length: 40000'], 'a'.repeat(40_000)],
+  ]))('%s (%s): %s is refused, the pipelined request after it answered, the connection kept', async (_via, path, _how, fields, body) => {
+    const next = head(path, ['Content-Type: application/x-www-form-urlencoded', `Content-Length: ${FORM.length}`]) + FORM
+    const got = await exchangeRaw(head(path, fields) + body + next, 1_500)
+    const statuses = [...got.text.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => m[1])
+    expect(statuses).toEqual(['400', '200'])
+    expect(got.closedAfterMs).toBeUndefined()
+  })
+
   // RFC 9112 §3.2: a server MUST answer 400 to a Host whose value is invalid (uri-host [ ":" port ], RFC 3986
   // §3.2.2). Node checks only that an HTTP/1.1 request has one; hono's adapter refuses one it cannot build a URL with.
   it.each(PATHS.flatMap(([via, path]) => [
