@@ -70,7 +70,9 @@ describe('POST /token fast path: a fault outside the exchange', () => {
     }
   })
 
-  it('an access log that throws after the answer: the token was answered, nothing unhandled, the listener serves on', async () => {
+  // On hono's path the access line is written after the response is built, not sent: a throw there would
+  // turn a token already issued and audited into a 500, and the caller would have to ask again.
+  it.each([['fast path', '/token'], ['hono', '/token?via=hono']])('%s: an access log that throws after the answer: the token was answered, nothing unhandled, the listener serves on', async (_via, path) => {
     let faults = 0
     const log: Logger = {
       info: (msg) => { if (msg === 'request') throw new Error('log destination gone') },
@@ -81,7 +83,7 @@ describe('POST /token fast path: a fault outside the exchange', () => {
     const { server, port } = await listening(ok, log, true)
     try {
       for (let i = 0; i < 2; i++) {
-        const got = await post(port)
+        const got = await post(port, path)
         expect(got).toMatch(/^HTTP\/1\.1 200 /)
         expect(JSON.parse(got.slice(got.indexOf('\r\n\r\n') + 4))).toEqual(TOKEN)
       }
