@@ -87,7 +87,7 @@ export function createApp(deps: AppDeps): Hono {
   const app = new Hono()
   app.use(requestId())
   const access = accessLog(deps.log, deps.config.log.requests)
-  if (access) app.use(accessLogMiddleware(access))
+  if (access) app.use(accessLogMiddleware(access, deps.log))
   // One 405 for every route, read from the routes registered below (RFC 9110 §15.5.6). HEAD is refused too
   // where a GET mints a token: it would be minted and audited only to be dropped.
   let methods: MethodTable | undefined

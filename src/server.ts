@@ -14,6 +14,7 @@ import { ListenerDrain, type DrainResult } from './http/drain.ts'
 import type { KeyReloadResult } from './keys/reload_keys.ts'
 import { answerClientErrors } from './http/client_error.ts'
 import { readOneHeaderLineMore, refuseExtraHeaderLines } from './http/header_line_limit.ts'
+import { refuseBadHost } from './http/host_field_lines.ts'
 import { tokenFastPath, type NodeRequestHandler } from './http/token_fast_path.ts'
 import { adapterErrorAnswer } from './http/adapter_error.ts'
 import { buildServices, type BrokerServices, type StopReport } from './services.ts'
@@ -190,15 +191,15 @@ async function listenVault(services: BrokerServices, tls: { cert: Buffer; key: B
 }
 
 /**
- * What `serve` answers requests with: POST /token on the fast path, everything else through the hono app.
- * Exported so the conformance suite runs through exactly this listener, on a real socket.
+ * What `serve` answers requests with: POST /token on the fast path, everything else through the hono app,
+ * both behind the refusal of a repeated or invalid Host (host_field_lines.ts). Exported so the conformance suite runs through exactly this listener, on a real socket.
  */
 export function brokerRequestListener(
   app: Hono, exchange: Exchange, log: Logger,
   options: { hostname?: string; overrideGlobalObjects?: boolean; logRequests?: boolean } = {},
 ): RequestListener {
   const { logRequests = false, ...honoOptions } = options
-  return ahead(tokenFastPath(exchange, log, accessLog(log, logRequests)), getRequestListener(app.fetch, { ...honoOptions, errorHandler: adapterErrorAnswer(log) }))
+  return refuseBadHost(ahead(tokenFastPath(exchange, log, accessLog(log, logRequests)), getRequestListener(app.fetch, { ...honoOptions, errorHandler: adapterErrorAnswer(log) })))
 }
 
 /** `first` answers what it recognises (POST /token); everything else goes to the hono app. */

@@ -18,9 +18,12 @@ const DESCRIPTION_OF: Record<number, string> = {
   431: 'the request line and headers are larger than allowed, or there are more header lines than allowed',
 }
 
-/** The answer to a request refused for its HTTP framing (400, 408, 413, 431): OAuth error JSON, connection closed. */
-export function parserRefusal(status: number): { headers: Record<string, string>; body: string } {
-  const body = JSON.stringify({ error: 'invalid_request', error_description: DESCRIPTION_OF[status] })
+/**
+ * The answer to a request refused for its HTTP framing (400, 408, 413, 431): OAuth error JSON, connection
+ * closed. `description` for a refusal more specific than its status says (a repeated Host).
+ */
+export function parserRefusal(status: number, description = DESCRIPTION_OF[status]): { headers: Record<string, string>; body: string } {
+  const body = JSON.stringify({ error: 'invalid_request', error_description: description })
   return { headers: { ...NO_STORE_HEADERS, 'Content-Type': 'application/json', 'Content-Length': String(Buffer.byteLength(body)), Connection: 'close' }, body }
 }
 

@@ -2,18 +2,21 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { RequestSummary } from '../issuance/exchange.ts'
 import type { Logger } from '../lib/logger.ts'
 import type { AccessLog } from './access_log.ts'
-import { unreadableTarget } from './adapter_error.ts'
 import { clientRequestIdFrom, newRequestId } from './middleware/request_id.ts'
 import { NO_STORE_HEADERS, oauthErrorReply } from './oauth_error_response.ts'
 import type { Exchange } from './routes/token.ts'
 import { readNodeBody, readTokenForm } from './token_request_body.ts'
 
 /**
- * A Host field value as RFC 9112 §3.2 allows it: uri-host [ ":" port ] (RFC 3986 §3.2.2: an IP literal in
- * brackets, or a reg-name of unreserved, sub-delims and %XX). Anything else is a 400 (a MUST there), as hono's
- * adapter answers for the other routes when it cannot build the request's URL; /token itself never reads Host.
+ * The Host values hono's adapter takes as they are, without parsing them into a URL (@hono/node-server's
+ * src/url.ts; the same set, or the two paths would part): a lower-case name or IPv4 address, with no port or
+ * one of 1000-59999. Any other Host (upper case, an IPv6 literal, another port,
+ * none) goes to hono, which serves or refuses it as it would /token?x: it refuses some values RFC 3986
+ * allows (a non-canonical IPv6 literal, a percent-encoded name, an empty or too large port), and a client's
+ * request must not work or fail by the path it took. Values outside RFC 9112 §3.2 never get here
+ * (host_field_lines.ts).
  */
-const HOST = /^(?:\[[0-9A-Za-z:.]+\]|(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})*)(?::[0-9]*)?$/
+const PLAIN_HOST = /^[a-z0-9._-]+(?::(?:[1-5][0-9]{3,4}|[6-9][0-9]{3}))?$/
 
 /** Answers a Node request and returns true, or returns false to leave it to the next listener. */
 export type NodeRequestHandler = (req: IncomingMessage, res: ServerResponse) => boolean
@@ -24,13 +27,41 @@ export type NodeRequestHandler = (req: IncomingMessage, res: ServerResponse) => 
  * of the whole request, and a third more garbage (npm run bench: 102-128 → 69-85 µs per request).
  * Everything that decides what the endpoint does is shared with the hono route (routes/token.ts): form
  * parsing, the exchange (which parses and audits), request ids and the error shape, so this file only
- * moves bytes. The conformance suite runs through this handler as well as through hono. Anything other than exactly `POST /token` (other methods, a query string) goes to hono.
+ * moves bytes. The conformance suite runs through this handler as well as through hono. Anything other than exactly `POST /token` (other methods, a query string) or with a Host hono would parse goes to hono.
  */
 export function tokenFastPath(exchange: Exchange, log: Logger, access?: AccessLog): NodeRequestHandler {
   return (req, res) => {
     if (req.method !== 'POST' || req.url !== '/token') return false
-    void answer(req, res, exchange, log, access)
+    const host = req.headers.host
+    if (host === undefined || !PLAIN_HOST.test(host)) return false
+    answer(req, res, exchange, log, access).catch((err: unknown) => failSafe(err, res, log))
     return true
+  }
+}
+
+/**
+ * A fault outside the exchange's own error handling (the logger, the access log, a write): nobody awaits
+ * answer()'s promise, and Node ends the process on an unhandled rejection, where hono answers 500. Reported
+ * once (the logger may be what failed, so its own throw is swallowed); a request not yet answered gets a 500
+ * in the API's shape, one answered part-way loses its connection (a half answer must not look whole), and one
+ * answered in full is left alone: its connection may already carry the next pipelined request's answer.
+ */
+function failSafe(err: unknown, res: ServerResponse, log: Logger): void {
+  try {
+    log.error('POST /token failed outside its error handling', { err })
+  } catch {
+    // The logger itself threw: nothing more can be said.
+  }
+  if (res.writableEnded || res.destroyed) return
+  if (res.headersSent) {
+    res.destroy()
+    return
+  }
+  try {
+    const body = JSON.stringify({ error: 'server_error' })
+    res.writeHead(500, { ...NO_STORE_HEADERS, 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) }).end(body)
+  } catch {
+    res.destroy()
   }
 }
 
@@ -43,8 +74,6 @@ async function answer(req: IncomingMessage, res: ServerResponse, exchange: Excha
   let headers: Record<string, string>
   let error: string | undefined
   try {
-    const host = req.headers.host
-    if (host !== undefined && !HOST.test(host)) throw unreadableTarget()
     const readForm = () => readTokenForm(
       { contentType: contentTypeOf(req), contentEncoding: req.headers['content-encoding'], transferEncoding: req.headers['transfer-encoding'] },
       () => readNodeBody(req))

@@ -1,4 +1,5 @@
-import type { MiddlewareHandler } from 'hono'
+import type { Context, MiddlewareHandler } from 'hono'
+import type { Logger } from '../../lib/logger.ts'
 import type { AccessLog } from '../access_log.ts'
 import type { RequestSummary } from '../../issuance/exchange.ts'
 
@@ -15,22 +16,36 @@ declare module 'hono' {
  * One access line per request answered by the hono app, after the response (errors included: hono's
  * onError has already turned them into a response by then). Mounted after requestId().
  */
-export function accessLogMiddleware(write: NonNullable<AccessLog>): MiddlewareHandler {
+export function accessLogMiddleware(write: NonNullable<AccessLog>, log: Logger): MiddlewareHandler {
   return async (c, next) => {
     const startedAt = performance.now()
     await next()
     const principal = c.get('admin')?.id
-    write({
-      requestId: c.get('requestId'),
-      clientRequestId: c.get('clientRequestId'),
-      method: c.req.method,
-      path: c.req.path,
-      status: c.res.status,
-      startedAt,
-      summary: c.get('summary'),
-      error: c.get('errorCode'),
-      principal,
-    })
+    try {
+      writeLine(write, c, startedAt, principal)
+    } catch (err) {
+      // The answer is built and, for POST /token, its token issued and audited: a throw here would replace it
+      // with a 500 (as the fast path, which has already sent it, never does). Reported once, if that can be.
+      try {
+        log.error('access line not written', { err })
+      } catch {
+        // The logger itself is what failed.
+      }
+    }
   }
+}
+
+function writeLine(write: NonNullable<AccessLog>, c: Context, startedAt: number, principal: string | undefined): void {
+  write({
+    requestId: c.get('requestId'),
+    clientRequestId: c.get('clientRequestId'),
+    method: c.req.method,
+    path: c.req.path,
+    status: c.res.status,
+    startedAt,
+    summary: c.get('summary'),
+    error: c.get('errorCode'),
+    principal,
+  })
 }
 
