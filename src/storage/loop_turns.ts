@@ -9,8 +9,22 @@
 export const CHECK_SLICE_MS = 4
 
 /**
+ * Waits for an event-loop turn of its own: one slice per turn for all sliced walks in flight together.
+ * Immediates queued in one turn all run in the next, back to back with no I/O polled between them: the
+ * overview's three aggregates, each yielding on its own, ran a slice each and tripled the stall, and
+ * retention's pre-prune walk and the periodic check (their timers fire together) doubled it. Chained turns
+ * keep it to one slice.
+ */
+let lane: Promise<void> = Promise.resolve()
+export function nextTurn(): Promise<void> {
+  const turn = lane.then(() => new Promise<void>((r) => setImmediate(r)))
+  lane = turn
+  return turn
+}
+
+/**
  * Times one walk: `due()` says whether CHECK_SLICE_MS have passed since the walk began or last turned, and
- * `turn()` waits one setImmediate turn and starts the next slice. Asked once a row; a turn only when due, so
+ * `turn()` waits for a turn of its own (nextTurn) and starts the next slice. Asked once a row; a turn only when due, so
  * a walk of millions of rows costs a clock read a row, not a macrotask.
  */
 export class LoopTurns {
@@ -21,7 +35,7 @@ export class LoopTurns {
   }
 
   async turn(): Promise<void> {
-    await new Promise<void>((r) => setImmediate(r))
+    await nextTurn()
     this.#sliceStart = performance.now()
   }
 }
