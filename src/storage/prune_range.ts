@@ -4,6 +4,7 @@ import { OperatorError } from '../errors.ts'
 import { malformedRevocationRecord } from '../revocation/revocation_consistency.ts'
 import { MAX_PAGE } from './audit_pages.ts'
 import { macCheck, type ChainSource } from './chain_source.ts'
+import { LoopTurns } from './loop_turns.ts'
 import { macVouches } from './mac_era.ts'
 import { statesRevocations } from './revocation_rows.ts'
 
@@ -78,7 +79,11 @@ export async function vouchedPrefix(source: ChainSource, before: number, signal:
   const ranges: PruneRange[] = []
   let chunkFirst = 0
   let stating: Array<[number, string]> = []
+  // Run while serving (retention's timer), over millions of records at the first prune: a turn every
+  // CHECK_SLICE_MS of verification, whatever the backend's paging (loop_turns.ts).
+  const turns = new LoopTurns()
   for await (const row of source.scanRows(1)) {
+    if (turns.due()) await turns.turn()
     signal?.throwIfAborted()
     if (Number(row.seq) > head.seq) break
     if (!first) { first = row; chunkFirst = Number(row.seq) }

@@ -4,6 +4,7 @@ import { ChainVerifier, checkRecord, rowToRecord, type CheckpointDetail, type St
 import type { IssuanceHorizon, IssuanceHorizons } from '../revocation/revocation.ts'
 import { verifyRevocationEvidence, type RevocationVerification } from '../revocation/revocation_consistency.ts'
 import { departsFrom } from './anchor_departure.ts'
+import { LoopTurns } from './loop_turns.ts'
 import { macCheck, type ChainSource } from './chain_source.ts'
 import { statesRevocations } from './revocation_rows.ts'
 
@@ -20,15 +21,6 @@ export type AnchorWriteListener = (failure: unknown) => void
 
 /** Records an anchor lists that one slice of the anchored check re-reads and re-checks before a turn of the event loop. */
 const EVIDENCE_SLICE = 500
-
-/**
- * Milliseconds the check re-verifies new records (parse, canonical form, SHA-256, MAC, columns; ~10-20 µs a
- * record) before it lets the event loop turn. By time, not by rows, and here, not in a backend's scan: paged
- * by SQLite's 500-row reads alone, a run held the loop ~9 ms a read on average and up to 25-35 ms, and one
- * interval at 5,000 tokens/s is 3,000,000 records, about a minute of such stretches; a backend that yields
- * many rows without a turn (MemoryStore) held it for the whole check.
- */
-export const CHECK_SLICE_MS = 4
 
 /**
  * How many times one check runs at most while the log's first seq keeps moving up under it. Retention prunes in
@@ -104,12 +96,10 @@ async function checkOnce(source: ChainSource, { anchorKey, anchorCopy, signal, o
   }
   let chain: ChainVerification | undefined
   if (unverified === undefined) {
-    let sliceStart = performance.now()
+    // A turn every CHECK_SLICE_MS of verification, whatever the backend's paging (loop_turns.ts).
+    const turns = new LoopTurns()
     for await (const row of source.scanRows(from)) {
-      if (performance.now() - sliceStart >= CHECK_SLICE_MS) {
-        await new Promise<void>((r) => setImmediate(r))
-        sliceStart = performance.now()
-      }
+      if (turns.due()) await turns.turn()
       signal?.throwIfAborted()
       if (state.head && Number(row.seq) > state.head.seq) break
       if (verifier.feed(row)) { if (statesRevocations(row.type)) keep(row, rowToRecord(row).event); continue }

@@ -1,4 +1,5 @@
 import type { StatementSync } from 'node:sqlite'
+import { nextTurn } from './loop_turns.ts'
 
 /**
  * Records one slice covers at most (plus any sharing its last second). node:sqlite runs on the event loop:
@@ -11,17 +12,8 @@ export const SLICE_ROWS = 2500
 /** Past every stored time (whole seconds, safe integers): the `to` of a range with no upper end. */
 export const NO_END = 2 ** 53
 
-/**
- * Waits for an event-loop turn of its own: one slice per turn for all sliced reads in flight together.
- * Immediates queued in one turn all run in the next, so the overview's three aggregates, each yielding on
- * its own, would run a slice each back to back and triple the stall. Chained turns keep it to one slice.
- */
-let lane: Promise<void> = Promise.resolve()
-export function nextTurn(): Promise<void> {
-  const turn = lane.then(() => new Promise<void>((r) => setImmediate(r)))
-  lane = turn
-  return turn
-}
+/** One slice per event-loop turn for every sliced walk in flight, SQLite's reads and the log's checks alike. */
+export { nextTurn }
 
 /**
  * Runs `step` over [from, to) in consecutive, disjoint time slices of about `rows` records, one slice per
