@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process'
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
@@ -164,5 +165,58 @@ describe('keys rotate --compromised and a key a running serve holds past its pub
     expect((await reloadSigningKeys(holder, 'watch', deps)).ok).toBe(true)
     expect(holder.current.jwks.map((k) => k.kid)).not.toContain(first)
     expect(ensureAndLoadKeys(config, systemClock.now()).keys.jwks.map((k) => k.kid)).not.toContain(first)
+  })
+})
+
+// Nothing serialised the keyring's writers: a serve starting (or keys init) writes a new <kid>.pem, then
+// the keyring it read before. A --compromised run between the two took that unlisted .pem for a leftover,
+// marked it and removed it; the starting serve then wrote its stale keyring over the compromise rotation's,
+// listing a key whose file is gone (the start fails on it) and the stolen keys unmarked (back in /jwks).
+// Each keyring change must see the one before it: the second waits for the first, or is refused.
+describe('keys rotate --compromised while a serve is preparing a key', () => {
+  it('does not interleave with the preparation: the keyring stays loadable and the stolen key marked', () => {
+    const dir = join(tempDir(), 'keys')
+    const t = 1_800_000_000
+    new KeyStore(dir).ensureJwtKey('ES256', t)
+    const stolen = new KeyStore(dir).readKeyring()[0]!.kid
+    let inner: unknown
+    const starting = new KeyStore(dir, {
+      lockWaitMs: 200,
+      seam: {
+        afterKeyFileWritten: () => {
+          if (inner !== undefined) return
+          try {
+            inner = new KeyStore(dir, { lockWaitMs: 200 }).rotateCompromised('ES256', t + 10)
+          } catch (err) {
+            inner = err
+          }
+        },
+      },
+    })
+    starting.prepareNextJwtKey('ES256', t + 10)
+    // Run again now that the preparation is done, as an operator told to retry would.
+    const compromised = inner instanceof Error ? new KeyStore(dir).rotateCompromised('ES256', t + 20) : undefined
+    const ks = new KeyStore(dir)
+    expect(ks.readKeyring().find((k) => k.kid === stolen)?.compromised).toBeDefined()
+    expect(ks.loadAsymmetricKeys(t + 30).jwks.map((k) => k.kid)).not.toContain(stolen)
+    // The run that came in the middle was refused, saying why, rather than waiting forever.
+    expect(inner instanceof Error ? inner.message : '').toMatch(/being changed/)
+    expect(compromised?.unpublished).toContain(stolen)
+  })
+})
+
+// A rotation killed while holding the keyring lock must not keep every later one refused: a lock whose
+// process no longer runs is taken over.
+describe('a keyring lock left by a process that no longer runs', () => {
+  it('is taken over by the next keyring change', () => {
+    const dir = join(tempDir(), 'keys')
+    const t = 1_800_000_000
+    new KeyStore(dir).ensureJwtKey('ES256', t)
+    const gone = spawnSync(process.execPath, ['-e', '']).pid
+    expect(gone).toBeGreaterThan(0)
+    writeFileSync(join(dir, '.keyring.lock'), `${gone}\n`, { mode: 0o600 })
+    const r = new KeyStore(dir, { lockWaitMs: 200 }).rotateCompromised('ES256', t + 10)
+    expect(new KeyStore(dir).loadAsymmetricKeys(t + 20).active.kid).toBe(r.active.kid)
+    expect(existsSync(join(dir, '.keyring.lock'))).toBe(false)
   })
 })
