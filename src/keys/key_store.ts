@@ -9,6 +9,16 @@ import { readSecretFile, writeSecretFileAtomic } from '../lib/secure_file.ts'
 import { assertKeyName, CONDOR_EXCLUDED_NAME, CONDOR_KEY_BYTES, generateCondorKeyFile } from './condor_key_file.ts'
 import { algForKey, jwkThumbprint, publicJwk, type PublicJwk } from './jwk.ts'
 
+/** What `keys rotate --compromised` did: see KeyStore.rotateCompromised. */
+export interface CompromisedRotation {
+  unpublished: string[]
+  active: KeyringEntry
+  next: KeyringEntry
+  notRemoved: { file: string; error: string }[]
+  /** `.pem` files in jwt/ that are not keys of the broker's own, left where they are. */
+  left: string[]
+}
+
 /** One asymmetric key's record in keyring.json. The private key lives beside it in `<kid>.pem` (0600). */
 export interface KeyringEntry {
   kid: string
@@ -284,24 +294,26 @@ export class KeyStore {
    * one, so none may be trusted to take over either. Their `.pem` files are removed (a binary from before
    * the mark lets a held key go when its file is gone). Nothing is pruned: marked entries stay for good.
    * A removal that fails is returned, not thrown: the keyring write already took the keys out of /jwks,
-   * and the caller must still audit that change and name the private key file left on disk.
+   * and the caller must still audit that change and name the private key file left on disk. A `.pem` in
+   * jwt/ that is not a key of the broker's own is left in place and returned (`left`): no binary can
+   * publish it, and it may be what an operator keeps for the incident.
    */
-  rotateCompromised(alg: AsymmetricAlg, now: number): { unpublished: string[]; active: KeyringEntry; next: KeyringEntry; notRemoved: { file: string; error: string }[] } {
+  rotateCompromised(alg: AsymmetricAlg, now: number): CompromisedRotation {
     return this.withKeyringLock(() => this.rotateCompromisedLocked(alg, now))
   }
 
-  private rotateCompromisedLocked(alg: AsymmetricAlg, now: number): { unpublished: string[]; active: KeyringEntry; next: KeyringEntry; notRemoved: { file: string; error: string }[] } {
+  private rotateCompromisedLocked(alg: AsymmetricAlg, now: number): CompromisedRotation {
     // Expired entries and .pem files the keyring no longer lists are taken too: a serve that took a
     // rotation up late holds such a key in /jwks past its publish_until (reload_keys.ts, held_publications.ts)
     // for as long as its file is there, and its private key lay beside the stolen one.
     const listed = this.readKeyring()
-    const unlisted = this.jwtKeyFileKids().filter((kid) => !listed.some((k) => k.kid === kid)).flatMap((kid): KeyringEntry[] => {
-      try {
-        return [{ kid, alg: this.readJwtKey(kid).alg, created: now }]
-      } catch {
-        return [] // not a key this broker could publish; its file is removed below all the same
-      }
-    })
+    const unlisted: KeyringEntry[] = []
+    const left: string[] = []
+    for (const kid of this.jwtKeyFileKids().filter((kid) => !listed.some((k) => k.kid === kid))) {
+      const own = this.ownKeyAlg(kid)
+      if (own !== undefined) unlisted.push({ kid, alg: own, created: now })
+      else left.push(join(this.jwtDir, `${kid}.pem`))
+    }
     const keys = [...listed, ...unlisted]
     const unpublished: string[] = []
     const kept = keys.map((k): KeyringEntry => {
@@ -316,7 +328,7 @@ export class KeyStore {
     const notRemoved: { file: string; error: string }[] = []
     // Those an earlier run marked too: one interrupted between its keyring write and its removals left
     // their files, and running it again is how an operator finishes it.
-    for (const kid of new Set([...kept.map((k) => k.kid), ...this.jwtKeyFileKids().filter((kid) => kid !== active.kid && kid !== next.kid)])) {
+    for (const kid of kept.map((k) => k.kid)) {
       if (!/^[A-Za-z0-9_-]+$/.test(kid)) continue
       const file = join(this.jwtDir, `${kid}.pem`)
       try {
@@ -325,7 +337,21 @@ export class KeyStore {
         notRemoved.push({ file, error: (err as Error).message })
       }
     }
-    return { unpublished, active, next, notRemoved }
+    return { unpublished, active, next, notRemoved, left }
+  }
+
+  /**
+   * The algorithm of `<kid>.pem` when it is a private key of ours named by its own thumbprint, as
+   * publicJwkOf requires of a held key; its mode is not checked (a restore may have left it readable:
+   * still one of the broker's keys).
+   */
+  private ownKeyAlg(kid: string): AsymmetricAlg | undefined {
+    try {
+      const key = createPrivateKey(readFileSync(join(this.jwtDir, `${kid}.pem`)))
+      return jwkThumbprint(createPublicKey(key)) === kid ? algForKey(key) : undefined
+    } catch {
+      return undefined
+    }
   }
 
   /** The kids of the `<kid>.pem` files in jwt/ (temporary files and other names left out). */

@@ -1,8 +1,10 @@
 import { spawnSync } from 'node:child_process'
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { createPublicKey, generateKeyPairSync } from 'node:crypto'
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { loadConfig } from '../../src/config.ts'
+import { jwkThumbprint } from '../../src/keys/jwk.ts'
 import { KeyHolder } from '../../src/keys/key_holder.ts'
 import { KeyStore } from '../../src/keys/key_store.ts'
 import { reloadSigningKeys } from '../../src/keys/reload_keys.ts'
@@ -218,5 +220,38 @@ describe('a keyring lock left by a process that no longer runs', () => {
     const r = new KeyStore(dir, { lockWaitMs: 200 }).rotateCompromised('ES256', t + 10)
     expect(new KeyStore(dir).loadAsymmetricKeys(t + 20).active.kid).toBe(r.active.kid)
     expect(existsSync(join(dir, '.keyring.lock'))).toBe(false)
+  })
+})
+
+// --compromised sweeps jwt/<kid>.pem files the keyring no longer lists, since a serve may hold such a
+// key in /jwks. Only a private key named by its own RFC 7638 thumbprint can be held (publicJwkOf checks
+// it); any other .pem there (an operator's copy kept for the incident, a certificate) can never reach
+// /jwks, and removing it unannounced destroyed it for nothing. A key of the broker's own that a
+// restore left with the wrong mode is still one of its keys, and goes.
+describe('keys rotate --compromised and .pem files in jwt/ that are not the broker\'s keys', () => {
+  it('leaves them in place and says so, and still takes an own key whatever its mode', async () => {
+    const e = { CTB_DATA_DIR: join(tempDir(), 'data'), CTB_TRUST_DOMAIN: 'pool.example.org' }
+    expect((await cli(['keys', 'init'], e)).code).toBe(0)
+    const jwt = join(e.CTB_DATA_DIR, 'keys', 'jwt')
+    const ks = new KeyStore(join(e.CTB_DATA_DIR, 'keys'))
+    const stolen = ks.readKeyring()[0]!.kid
+    // A copy of the stolen key under another name, and a file that is no key at all.
+    copyFileSync(join(jwt, `${stolen}.pem`), join(jwt, 'incident-copy.pem'))
+    writeFileSync(join(jwt, 'notes.pem'), 'not a key\n', { mode: 0o600 })
+    // One of the broker's own keys, pruned from the keyring, restored world-readable.
+    const pruned = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey
+    const prunedKid = jwkThumbprint(createPublicKey(pruned))
+    writeFileSync(join(jwt, `${prunedKid}.pem`), pruned.export({ format: 'pem', type: 'pkcs8' }) as string, { mode: 0o644 })
+    chmodSync(join(jwt, `${prunedKid}.pem`), 0o644)
+
+    const r = await cli(['keys', 'rotate', '--compromised'], e)
+    expect(r.code, r.err).toBe(0)
+    expect(existsSync(join(jwt, 'incident-copy.pem'))).toBe(true)
+    expect(existsSync(join(jwt, 'notes.pem'))).toBe(true)
+    expect(r.err).toContain('incident-copy.pem')
+    expect(r.err).toContain('notes.pem')
+    expect(existsSync(join(jwt, `${prunedKid}.pem`))).toBe(false)
+    expect(ks.readKeyring().find((k) => k.kid === prunedKid)?.compromised).toBeDefined()
+    expect(existsSync(join(jwt, `${stolen}.pem`))).toBe(false)
   })
 })

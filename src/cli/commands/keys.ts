@@ -221,11 +221,12 @@ async function rotateCompromised(store: KeyStore, alg: 'ES256' | 'RS256', now: n
     await audit.record({
       type: 'key.rotated', time: now, caller: { sub: `cli:${userInfo().username}` }, decision: 'allow',
       reason: 'keys rotate --compromised: signing with a fresh key; the keys in /jwks unpublished at once',
-      detail: { alg: r.active.alg, kid: r.active.kid, next_kid: r.next.kid, unpublished: r.unpublished, compromised: true, ...(r.notRemoved.length > 0 ? { not_removed: r.notRemoved.map((f) => f.file) } : {}) },
+      detail: { alg: r.active.alg, kid: r.active.kid, next_kid: r.next.kid, unpublished: r.unpublished, compromised: true, ...(r.notRemoved.length > 0 ? { not_removed: r.notRemoved.map((f) => f.file) } : {}), ...(r.left.length > 0 ? { left_in_place: r.left } : {}) },
     })
   } catch (err) {
     throw new CliError(`the compromised keys were unpublished and a fresh key signs, but this could not be audited: ${(err as Error).message}`)
   }
+  if (r.left.length > 0) io.err(`note: left in place, as they are not keys of this broker's own and can never be in /jwks: ${r.left.join(', ')}`)
   // The keyring's mark keeps them out of /jwks here, but the stolen private key is still on disk, and a
   // binary from before the mark (a replica not yet upgraded) holds a key whose file is there.
   if (r.notRemoved.length > 0) {
