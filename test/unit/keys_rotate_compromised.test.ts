@@ -255,3 +255,27 @@ describe('keys rotate --compromised and .pem files in jwt/ that are not the brok
     expect(existsSync(join(jwt, `${stolen}.pem`))).toBe(false)
   })
 })
+
+// A --compromised run that could not remove a .pem says so once, on exit; keys list is where an operator
+// checks the keys afterwards (and after restoring files from a backup), and it called such a key just
+// "compromised", as if its private key file were gone.
+describe('keys list after --compromised left a .pem on disk', () => {
+  it('says the compromised key\'s private key file is still there', async () => {
+    const e = { CTB_DATA_DIR: join(tempDir(), 'data'), CTB_TRUST_DOMAIN: 'pool.example.org' }
+    expect((await cli(['keys', 'init'], e)).code).toBe(0)
+    const ks = new KeyStore(join(e.CTB_DATA_DIR, 'keys'))
+    const [stolen, other] = ks.readKeyring().map((k) => k.kid)
+    const pem = join(e.CTB_DATA_DIR, 'keys', 'jwt', `${stolen}.pem`)
+    const saved = join(mkdtempSync(join(tempDir(), 'pem-')), 'k.pem')
+    copyFileSync(pem, saved)
+    expect((await cli(['keys', 'rotate', '--compromised'], e)).code).toBe(0)
+    copyFileSync(saved, pem)
+
+    const r = await cli(['keys', 'list'], e)
+    expect(r.code, r.err).toBe(0)
+    const line = (kid: string) => r.out.split('\n').find((l) => l.includes(kid)) ?? ''
+    expect(line(stolen!)).toContain(`jwt/${stolen}.pem still on disk`)
+    expect(line(other!)).toContain('compromised')
+    expect(line(other!)).not.toContain('still on disk')
+  })
+})

@@ -78,7 +78,9 @@ export async function keysCommand(argv: string[], io: CommandIo): Promise<number
       const ring = store.readKeyring()
       if (ring.length === 0) io.out('  (none; run "keys init")')
       for (const k of ring) {
-        const status = k.compromised !== undefined ? `compromised, unpublished since ${iso(k.compromised)}` : isPreparedEntry(k) ? 'next, published, signs from the next rotation' : k.retired === undefined ? 'active' : (k.publish_until ?? 0) > now ? `retired, published until ${new Date(k.publish_until! * 1000).toISOString()}` : 'expired (pruned at next rotation)'
+        // A compromise rotation that could not remove a key's file (or a file restored since) leaves the
+        // stolen private key on disk: this is where an operator looks afterwards.
+        const status = k.compromised !== undefined ? `compromised, unpublished since ${iso(k.compromised)}${store.hasJwtKeyFile(k.kid) ? `; its private key jwt/${k.kid}.pem still on disk: remove it` : ''}` : isPreparedEntry(k) ? 'next, published, signs from the next rotation' : k.retired === undefined ? 'active' : (k.publish_until ?? 0) > now ? `retired, published until ${new Date(k.publish_until! * 1000).toISOString()}` : 'expired (pruned at next rotation)'
         io.out(`  ${k.kid}  ${k.alg}  created ${new Date(k.created * 1000).toISOString()}  ${status}`)
       }
       // Shown so that each replica and CLI host can be checked for the same key (by id) after copying it.
