@@ -1,5 +1,5 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync, createHash } from 'node:crypto'
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs'
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs'
 import { basename, join } from 'node:path'
 import { OperatorError } from '../errors.ts'
 import type { AsymmetricAlg } from '../issuance/jws.ts'
@@ -8,6 +8,16 @@ import type { AsymmetricKey } from '../issuance/scitoken.ts'
 import { readSecretFile, writeSecretFileAtomic } from '../lib/secure_file.ts'
 import { assertKeyName, CONDOR_EXCLUDED_NAME, CONDOR_KEY_BYTES, generateCondorKeyFile } from './condor_key_file.ts'
 import { algForKey, jwkThumbprint, publicJwk, type PublicJwk } from './jwk.ts'
+
+/** What `keys rotate --compromised` did: see KeyStore.rotateCompromised. */
+export interface CompromisedRotation {
+  unpublished: string[]
+  active: KeyringEntry
+  next: KeyringEntry
+  notRemoved: { file: string; error: string }[]
+  /** `.pem` files in jwt/ that are not keys of the broker's own, left where they are. */
+  left: string[]
+}
 
 /** One asymmetric key's record in keyring.json. The private key lives beside it in `<kid>.pem` (0600). */
 export interface KeyringEntry {
@@ -72,8 +82,13 @@ export function isPreparedEntry(k: KeyringEntry): boolean {
  */
 export class KeyStore {
   readonly dir: string
-  constructor(dir: string) {
+  private readonly seam: { afterKeyFileWritten?: () => void }
+  private readonly lockWaitMs: number
+  /** `lockWaitMs`: how long a keyring change waits for another one in progress; `seam` is for tests. */
+  constructor(dir: string, options: { lockWaitMs?: number; seam?: { afterKeyFileWritten?: () => void } } = {}) {
     this.dir = dir
+    this.lockWaitMs = options.lockWaitMs ?? KEYRING_LOCK_WAIT_MS
+    this.seam = options.seam ?? {}
   }
 
   private get condorDir(): string { return join(this.dir, 'condor') }
@@ -139,6 +154,50 @@ export class KeyStore {
     writeSecretFileAtomic(join(this.jwtDir, 'keyring.json'), `${JSON.stringify({ keys }, null, 2)}\n`)
   }
 
+  /**
+   * Runs one keyring change (read, new key files, write) with no other process changing it meanwhile. A
+   * change writes its `.pem` files before the keyring that lists them, from the keyring it read: a serve
+   * starting beside `keys rotate` (or two rotations) would otherwise write its stale keyring over the
+   * other's, and `--compromised`, taking the unlisted `.pem` of a preparation in progress for a leftover,
+   * would remove a file the other then lists. The lock is `keys/.keyring.lock` (beside jwt/, which the
+   * watcher watches), created O_EXCL with the holder's pid; one whose process is gone is taken over.
+   */
+  private withKeyringLock<T>(change: () => T): T {
+    mkdirSync(this.dir, { recursive: true, mode: 0o700 })
+    const lock = join(this.dir, '.keyring.lock')
+    const deadline = Date.now() + this.lockWaitMs
+    for (;;) {
+      let fd: number | undefined
+      try {
+        fd = openSync(lock, 'wx', 0o600)
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+      }
+      if (fd !== undefined) {
+        try {
+          writeSync(fd, `${process.pid}\n`)
+        } finally {
+          closeSync(fd)
+        }
+        break
+      }
+      const holder = lockHolder(lock)
+      if (holder !== undefined && !processRuns(holder)) {
+        rmSync(lock, { force: true })
+        continue
+      }
+      if (Date.now() >= deadline) {
+        throw new OperatorError('EKEYRINGLOCK', `the SciToken keyring is being changed by ${holder !== undefined ? `process ${holder}` : 'another process'} (${lock}); run this again once it is done, or remove ${lock} if no such process runs`)
+      }
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 25)
+    }
+    try {
+      return change()
+    } finally {
+      rmSync(lock, { force: true })
+    }
+  }
+
   /** Generates a new asymmetric key and writes it; does not change which key is active. */
   private generateJwtKey(alg: AsymmetricAlg, now: number): KeyringEntry {
     const { privateKey } = alg === 'ES256'
@@ -147,27 +206,37 @@ export class KeyStore {
     const kid = jwkThumbprint(createPublicKey(privateKey))
     mkdirSync(this.jwtDir, { recursive: true, mode: 0o700 })
     writeSecretFileAtomic(join(this.jwtDir, `${kid}.pem`), privateKey.export({ format: 'pem', type: 'pkcs8' }) as string)
+    this.seam.afterKeyFileWritten?.()
     return { kid, alg, created: now }
   }
 
   /** Ensures one active asymmetric key exists; returns it and whether it was created now. */
   ensureJwtKey(alg: AsymmetricAlg, now: number): { entry: KeyringEntry; created: boolean } {
-    const keys = this.readKeyring()
-    const active = keys.find(isSigningEntry)
-    if (active) return { entry: active, created: false }
-    const entry = this.generateJwtKey(alg, now)
-    this.writeKeyring([...keys, entry])
-    return { entry, created: true }
+    // Checked unlocked first: a serve on a read-only key directory that has its keys takes no lock.
+    const existing = this.readKeyring().find(isSigningEntry)
+    if (existing) return { entry: existing, created: false }
+    return this.withKeyringLock(() => {
+      const keys = this.readKeyring()
+      const active = keys.find(isSigningEntry)
+      if (active) return { entry: active, created: false }
+      const entry = this.generateJwtKey(alg, now)
+      this.writeKeyring([...keys, entry])
+      return { entry, created: true }
+    })
   }
 
   /** Ensures a prepared next key exists (published, not signing), so the next rotation needs no new kid. */
   prepareNextJwtKey(alg: AsymmetricAlg, now: number): KeyringEntry {
-    const keys = this.readKeyring()
-    const prepared = keys.find(isPreparedEntry)
-    if (prepared) return prepared
-    const next: KeyringEntry = { ...this.generateJwtKey(alg, now), next: true }
-    this.writeKeyring([...keys, next])
-    return next
+    const existing = this.readKeyring().find(isPreparedEntry)
+    if (existing) return existing
+    return this.withKeyringLock(() => {
+      const keys = this.readKeyring()
+      const prepared = keys.find(isPreparedEntry)
+      if (prepared) return prepared
+      const next: KeyringEntry = { ...this.generateJwtKey(alg, now), next: true }
+      this.writeKeyring([...keys, next])
+      return next
+    })
   }
 
   /**
@@ -176,12 +245,14 @@ export class KeyStore {
    * with a kid verifiers have not fetched. `created` says whether it was made now.
    */
   prepareJwtKeyFor(alg: AsymmetricAlg, now: number): { entry: KeyringEntry; created: boolean } {
-    const keys = this.readKeyring()
-    const prepared = keys.find((k) => isPreparedEntry(k) && k.alg === alg)
-    if (prepared) return { entry: prepared, created: false }
-    const entry: KeyringEntry = { ...this.generateJwtKey(alg, now), next: true }
-    this.writeKeyring([...keys, entry])
-    return { entry, created: true }
+    return this.withKeyringLock(() => {
+      const keys = this.readKeyring()
+      const prepared = keys.find((k) => isPreparedEntry(k) && k.alg === alg)
+      if (prepared) return { entry: prepared, created: false }
+      const entry: KeyringEntry = { ...this.generateJwtKey(alg, now), next: true }
+      this.writeKeyring([...keys, entry])
+      return { entry, created: true }
+    })
   }
 
   /**
@@ -197,6 +268,10 @@ export class KeyStore {
    * costs nothing. A key once retired is never made active again.
    */
   rotateJwtKey(alg: AsymmetricAlg, now: number, retainSeconds: number): { retired?: KeyringEntry; active: KeyringEntry; next: KeyringEntry; publishedSince?: number } {
+    return this.withKeyringLock(() => this.rotateJwtKeyLocked(alg, now, retainSeconds))
+  }
+
+  private rotateJwtKeyLocked(alg: AsymmetricAlg, now: number, retainSeconds: number): { retired?: KeyringEntry; active: KeyringEntry; next: KeyringEntry; publishedSince?: number } {
     const keys = this.readKeyring().filter((k) => k.compromised !== undefined || k.publish_until === undefined || k.publish_until > now)
     const current = keys.find(isSigningEntry)
     const prepared = keys.find((k) => isPreparedEntry(k) && k.alg === alg)
@@ -219,20 +294,26 @@ export class KeyStore {
    * one, so none may be trusted to take over either. Their `.pem` files are removed (a binary from before
    * the mark lets a held key go when its file is gone). Nothing is pruned: marked entries stay for good.
    * A removal that fails is returned, not thrown: the keyring write already took the keys out of /jwks,
-   * and the caller must still audit that change and name the private key file left on disk.
+   * and the caller must still audit that change and name the private key file left on disk. A `.pem` in
+   * jwt/ that is not a key of the broker's own is left in place and returned (`left`): no binary can
+   * publish it, and it may be what an operator keeps for the incident.
    */
-  rotateCompromised(alg: AsymmetricAlg, now: number): { unpublished: string[]; active: KeyringEntry; next: KeyringEntry; notRemoved: { file: string; error: string }[] } {
+  rotateCompromised(alg: AsymmetricAlg, now: number): CompromisedRotation {
+    return this.withKeyringLock(() => this.rotateCompromisedLocked(alg, now))
+  }
+
+  private rotateCompromisedLocked(alg: AsymmetricAlg, now: number): CompromisedRotation {
     // Expired entries and .pem files the keyring no longer lists are taken too: a serve that took a
     // rotation up late holds such a key in /jwks past its publish_until (reload_keys.ts, held_publications.ts)
     // for as long as its file is there, and its private key lay beside the stolen one.
     const listed = this.readKeyring()
-    const unlisted = this.jwtKeyFileKids().filter((kid) => !listed.some((k) => k.kid === kid)).flatMap((kid): KeyringEntry[] => {
-      try {
-        return [{ kid, alg: this.readJwtKey(kid).alg, created: now }]
-      } catch {
-        return [] // not a key this broker could publish; its file is removed below all the same
-      }
-    })
+    const unlisted: KeyringEntry[] = []
+    const left: string[] = []
+    for (const kid of this.jwtKeyFileKids().filter((kid) => !listed.some((k) => k.kid === kid))) {
+      const own = this.ownKeyAlg(kid)
+      if (own !== undefined) unlisted.push({ kid, alg: own, created: now })
+      else left.push(join(this.jwtDir, `${kid}.pem`))
+    }
     const keys = [...listed, ...unlisted]
     const unpublished: string[] = []
     const kept = keys.map((k): KeyringEntry => {
@@ -247,7 +328,7 @@ export class KeyStore {
     const notRemoved: { file: string; error: string }[] = []
     // Those an earlier run marked too: one interrupted between its keyring write and its removals left
     // their files, and running it again is how an operator finishes it.
-    for (const kid of new Set([...kept.map((k) => k.kid), ...this.jwtKeyFileKids().filter((kid) => kid !== active.kid && kid !== next.kid)])) {
+    for (const kid of kept.map((k) => k.kid)) {
       if (!/^[A-Za-z0-9_-]+$/.test(kid)) continue
       const file = join(this.jwtDir, `${kid}.pem`)
       try {
@@ -256,7 +337,21 @@ export class KeyStore {
         notRemoved.push({ file, error: (err as Error).message })
       }
     }
-    return { unpublished, active, next, notRemoved }
+    return { unpublished, active, next, notRemoved, left }
+  }
+
+  /**
+   * The algorithm of `<kid>.pem` when it is a private key of ours named by its own thumbprint, as
+   * publicJwkOf requires of a held key; its mode is not checked (a restore may have left it readable:
+   * still one of the broker's keys).
+   */
+  private ownKeyAlg(kid: string): AsymmetricAlg | undefined {
+    try {
+      const key = createPrivateKey(readFileSync(join(this.jwtDir, `${kid}.pem`)))
+      return jwkThumbprint(createPublicKey(key)) === kid ? algForKey(key) : undefined
+    } catch {
+      return undefined
+    }
   }
 
   /** The kids of the `<kid>.pem` files in jwt/ (temporary files and other names left out). */
@@ -321,6 +416,32 @@ export class KeyStore {
     const alg = algForKey(privateKey)
     if (jwkThumbprint(publicKey) !== kid) throw new OperatorError('EKEYRING', `key ${kid}.pem does not match its keyring entry`)
     return { privateKey, publicKey, alg }
+  }
+}
+
+/**
+ * How long a keyring change waits for one in progress: a change generates at most two keys (RSA 2048
+ * takes well under a second each), so this is ample, and a CLI run still ends with a message.
+ */
+const KEYRING_LOCK_WAIT_MS = 10_000
+
+/** The pid a keyring lock file names (undefined while its holder has not written it yet, or unreadable). */
+function lockHolder(lock: string): number | undefined {
+  try {
+    const pid = Number.parseInt(readFileSync(lock, 'utf8'), 10)
+    return Number.isSafeInteger(pid) && pid > 0 ? pid : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/** Whether process `pid` runs on this host (EPERM: it does, under another uid). */
+function processRuns(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'
   }
 }
 

@@ -1,7 +1,10 @@
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { spawnSync } from 'node:child_process'
+import { createPublicKey, generateKeyPairSync } from 'node:crypto'
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { loadConfig } from '../../src/config.ts'
+import { jwkThumbprint } from '../../src/keys/jwk.ts'
 import { KeyHolder } from '../../src/keys/key_holder.ts'
 import { KeyStore } from '../../src/keys/key_store.ts'
 import { reloadSigningKeys } from '../../src/keys/reload_keys.ts'
@@ -164,5 +167,115 @@ describe('keys rotate --compromised and a key a running serve holds past its pub
     expect((await reloadSigningKeys(holder, 'watch', deps)).ok).toBe(true)
     expect(holder.current.jwks.map((k) => k.kid)).not.toContain(first)
     expect(ensureAndLoadKeys(config, systemClock.now()).keys.jwks.map((k) => k.kid)).not.toContain(first)
+  })
+})
+
+// Nothing serialised the keyring's writers: a serve starting (or keys init) writes a new <kid>.pem, then
+// the keyring it read before. A --compromised run between the two took that unlisted .pem for a leftover,
+// marked it and removed it; the starting serve then wrote its stale keyring over the compromise rotation's,
+// listing a key whose file is gone (the start fails on it) and the stolen keys unmarked (back in /jwks).
+// Each keyring change must see the one before it: the second waits for the first, or is refused.
+describe('keys rotate --compromised while a serve is preparing a key', () => {
+  it('does not interleave with the preparation: the keyring stays loadable and the stolen key marked', () => {
+    const dir = join(tempDir(), 'keys')
+    const t = 1_800_000_000
+    new KeyStore(dir).ensureJwtKey('ES256', t)
+    const stolen = new KeyStore(dir).readKeyring()[0]!.kid
+    let inner: unknown
+    const starting = new KeyStore(dir, {
+      lockWaitMs: 200,
+      seam: {
+        afterKeyFileWritten: () => {
+          if (inner !== undefined) return
+          try {
+            inner = new KeyStore(dir, { lockWaitMs: 200 }).rotateCompromised('ES256', t + 10)
+          } catch (err) {
+            inner = err
+          }
+        },
+      },
+    })
+    starting.prepareNextJwtKey('ES256', t + 10)
+    // Run again now that the preparation is done, as an operator told to retry would.
+    const compromised = inner instanceof Error ? new KeyStore(dir).rotateCompromised('ES256', t + 20) : undefined
+    const ks = new KeyStore(dir)
+    expect(ks.readKeyring().find((k) => k.kid === stolen)?.compromised).toBeDefined()
+    expect(ks.loadAsymmetricKeys(t + 30).jwks.map((k) => k.kid)).not.toContain(stolen)
+    // The run that came in the middle was refused, saying why, rather than waiting forever.
+    expect(inner instanceof Error ? inner.message : '').toMatch(/being changed/)
+    expect(compromised?.unpublished).toContain(stolen)
+  })
+})
+
+// A rotation killed while holding the keyring lock must not keep every later one refused: a lock whose
+// process no longer runs is taken over.
+describe('a keyring lock left by a process that no longer runs', () => {
+  it('is taken over by the next keyring change', () => {
+    const dir = join(tempDir(), 'keys')
+    const t = 1_800_000_000
+    new KeyStore(dir).ensureJwtKey('ES256', t)
+    const gone = spawnSync(process.execPath, ['-e', '']).pid
+    expect(gone).toBeGreaterThan(0)
+    writeFileSync(join(dir, '.keyring.lock'), `${gone}\n`, { mode: 0o600 })
+    const r = new KeyStore(dir, { lockWaitMs: 200 }).rotateCompromised('ES256', t + 10)
+    expect(new KeyStore(dir).loadAsymmetricKeys(t + 20).active.kid).toBe(r.active.kid)
+    expect(existsSync(join(dir, '.keyring.lock'))).toBe(false)
+  })
+})
+
+// --compromised sweeps jwt/<kid>.pem files the keyring no longer lists, since a serve may hold such a
+// key in /jwks. Only a private key named by its own RFC 7638 thumbprint can be held (publicJwkOf checks
+// it); any other .pem there (an operator's copy kept for the incident, a certificate) can never reach
+// /jwks, and removing it unannounced destroyed it for nothing. A key of the broker's own that a
+// restore left with the wrong mode is still one of its keys, and goes.
+describe('keys rotate --compromised and .pem files in jwt/ that are not the broker\'s keys', () => {
+  it('leaves them in place and says so, and still takes an own key whatever its mode', async () => {
+    const e = { CTB_DATA_DIR: join(tempDir(), 'data'), CTB_TRUST_DOMAIN: 'pool.example.org' }
+    expect((await cli(['keys', 'init'], e)).code).toBe(0)
+    const jwt = join(e.CTB_DATA_DIR, 'keys', 'jwt')
+    const ks = new KeyStore(join(e.CTB_DATA_DIR, 'keys'))
+    const stolen = ks.readKeyring()[0]!.kid
+    // A copy of the stolen key under another name, and a file that is no key at all.
+    copyFileSync(join(jwt, `${stolen}.pem`), join(jwt, 'incident-copy.pem'))
+    writeFileSync(join(jwt, 'notes.pem'), 'not a key\n', { mode: 0o600 })
+    // One of the broker's own keys, pruned from the keyring, restored world-readable.
+    const pruned = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey
+    const prunedKid = jwkThumbprint(createPublicKey(pruned))
+    writeFileSync(join(jwt, `${prunedKid}.pem`), pruned.export({ format: 'pem', type: 'pkcs8' }) as string, { mode: 0o644 })
+    chmodSync(join(jwt, `${prunedKid}.pem`), 0o644)
+
+    const r = await cli(['keys', 'rotate', '--compromised'], e)
+    expect(r.code, r.err).toBe(0)
+    expect(existsSync(join(jwt, 'incident-copy.pem'))).toBe(true)
+    expect(existsSync(join(jwt, 'notes.pem'))).toBe(true)
+    expect(r.err).toContain('incident-copy.pem')
+    expect(r.err).toContain('notes.pem')
+    expect(existsSync(join(jwt, `${prunedKid}.pem`))).toBe(false)
+    expect(ks.readKeyring().find((k) => k.kid === prunedKid)?.compromised).toBeDefined()
+    expect(existsSync(join(jwt, `${stolen}.pem`))).toBe(false)
+  })
+})
+
+// A --compromised run that could not remove a .pem says so once, on exit; keys list is where an operator
+// checks the keys afterwards (and after restoring files from a backup), and it called such a key just
+// "compromised", as if its private key file were gone.
+describe('keys list after --compromised left a .pem on disk', () => {
+  it('says the compromised key\'s private key file is still there', async () => {
+    const e = { CTB_DATA_DIR: join(tempDir(), 'data'), CTB_TRUST_DOMAIN: 'pool.example.org' }
+    expect((await cli(['keys', 'init'], e)).code).toBe(0)
+    const ks = new KeyStore(join(e.CTB_DATA_DIR, 'keys'))
+    const [stolen, other] = ks.readKeyring().map((k) => k.kid)
+    const pem = join(e.CTB_DATA_DIR, 'keys', 'jwt', `${stolen}.pem`)
+    const saved = join(mkdtempSync(join(tempDir(), 'pem-')), 'k.pem')
+    copyFileSync(pem, saved)
+    expect((await cli(['keys', 'rotate', '--compromised'], e)).code).toBe(0)
+    copyFileSync(saved, pem)
+
+    const r = await cli(['keys', 'list'], e)
+    expect(r.code, r.err).toBe(0)
+    const line = (kid: string) => r.out.split('\n').find((l) => l.includes(kid)) ?? ''
+    expect(line(stolen!)).toContain(`jwt/${stolen}.pem still on disk`)
+    expect(line(other!)).toContain('compromised')
+    expect(line(other!)).not.toContain('still on disk')
   })
 })

@@ -78,7 +78,9 @@ export async function keysCommand(argv: string[], io: CommandIo): Promise<number
       const ring = store.readKeyring()
       if (ring.length === 0) io.out('  (none; run "keys init")')
       for (const k of ring) {
-        const status = k.compromised !== undefined ? `compromised, unpublished since ${iso(k.compromised)}` : isPreparedEntry(k) ? 'next, published, signs from the next rotation' : k.retired === undefined ? 'active' : (k.publish_until ?? 0) > now ? `retired, published until ${new Date(k.publish_until! * 1000).toISOString()}` : 'expired (pruned at next rotation)'
+        // A compromise rotation that could not remove a key's file (or a file restored since) leaves the
+        // stolen private key on disk: this is where an operator looks afterwards.
+        const status = k.compromised !== undefined ? `compromised, unpublished since ${iso(k.compromised)}${store.hasJwtKeyFile(k.kid) ? `; its private key jwt/${k.kid}.pem still on disk: remove it` : ''}` : isPreparedEntry(k) ? 'next, published, signs from the next rotation' : k.retired === undefined ? 'active' : (k.publish_until ?? 0) > now ? `retired, published until ${new Date(k.publish_until! * 1000).toISOString()}` : 'expired (pruned at next rotation)'
         io.out(`  ${k.kid}  ${k.alg}  created ${new Date(k.created * 1000).toISOString()}  ${status}`)
       }
       // Shown so that each replica and CLI host can be checked for the same key (by id) after copying it.
@@ -221,11 +223,12 @@ async function rotateCompromised(store: KeyStore, alg: 'ES256' | 'RS256', now: n
     await audit.record({
       type: 'key.rotated', time: now, caller: { sub: `cli:${userInfo().username}` }, decision: 'allow',
       reason: 'keys rotate --compromised: signing with a fresh key; the keys in /jwks unpublished at once',
-      detail: { alg: r.active.alg, kid: r.active.kid, next_kid: r.next.kid, unpublished: r.unpublished, compromised: true, ...(r.notRemoved.length > 0 ? { not_removed: r.notRemoved.map((f) => f.file) } : {}) },
+      detail: { alg: r.active.alg, kid: r.active.kid, next_kid: r.next.kid, unpublished: r.unpublished, compromised: true, ...(r.notRemoved.length > 0 ? { not_removed: r.notRemoved.map((f) => f.file) } : {}), ...(r.left.length > 0 ? { left_in_place: r.left } : {}) },
     })
   } catch (err) {
     throw new CliError(`the compromised keys were unpublished and a fresh key signs, but this could not be audited: ${(err as Error).message}`)
   }
+  if (r.left.length > 0) io.err(`note: left in place, as they are not keys of this broker's own and can never be in /jwks: ${r.left.join(', ')}`)
   // The keyring's mark keeps them out of /jwks here, but the stolen private key is still on disk, and a
   // binary from before the mark (a replica not yet upgraded) holds a key whose file is there.
   if (r.notRemoved.length > 0) {
