@@ -214,7 +214,8 @@ export function loadPolicyDir(dir: string, ctx: PolicyContext): LoadResult {
     return { ok: false, issues: [{ file: dir, message: `policy directory writable by every user (mode ${modeString(dirMode)}), who could add a policy file granting any role; chmod o-w ${dir}` }] }
   }
   if (above) {
-    return { ok: false, issues: [{ file: dir, message: `policy directory under ${shownPath(above.dir)}, a directory every user may write (mode ${modeString(above.mode)}), where anyone could put a directory of their own in its place; chmod o-w ${shownPath(above.dir)}` }] }
+    const named = wayOf(above) === 'under' ? 'under' : `names ${shownPath(above.real)}, by way of`
+    return { ok: false, issues: [{ file: dir, message: `policy directory ${named} ${shownPath(above.dir)}, a directory every user may write (mode ${modeString(above.mode)}), where anyone could put a directory of their own in its place; chmod o-w ${shownPath(above.dir)}` }] }
   }
   const issues: PolicyIssue[] = []
   const all: { rule: Rule; source: SourcePosition }[] = []

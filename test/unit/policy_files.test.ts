@@ -164,6 +164,19 @@ describe('a policy directory under a directory any user may write', () => {
     chmodSync(shared, 0o1777)
     expect(loadPolicyDir(dir, CTX).ok).toBe(true)
   })
+
+  // policy_dir is not below the open directory here, only reached through a link kept in it: "under" would send
+  // the admin looking for the directory in the wrong place, as the files' and broker.yaml's messages do not.
+  it('says a directory holding a link on the way is on the way, not above it', () => {
+    const shared = tempDir()
+    const dir = join(tempDir(), 'policies')
+    mkdirSync(dir, { mode: 0o755 })
+    writeFileSync(join(dir, '00-base.yaml'), 'version: 1\nrules: []\n', { mode: 0o644 })
+    symlinkSync(dir, join(shared, 'current'))
+    chmodSync(shared, 0o777)
+    const named = join(shared, 'current')
+    expect(messages(named)).toEqual([`${named}: policy directory names ${dir}, by way of ${shared}, a directory every user may write (mode 0777), where anyone could put a directory of their own in its place; chmod o-w ${shared}`])
+  })
 })
 
 // `..` after a link goes up from where the link led (POSIX path resolution), not from where the text was: the
