@@ -11,6 +11,7 @@ import { positionOf, zodIssueMessage } from './lib/yaml_position.ts'
 import { AdminConfigSchema, AuditConfigSchema, RevocationConfigSchema } from './audit/audit_config.ts'
 import { PolicyConfigSchema } from './policy/policy_config.ts'
 import { modeString, replaceableByOthers, wayOf, writableByOthers } from './lib/file_mode.ts'
+import { shownPath } from './lib/terminal_text.ts'
 import { IamConfigSchema } from './iam/iam_config.ts'
 import { ListenerLimitsSchema } from './http/listener_limits.ts'
 import { RateLimitsConfigSchema } from './ratelimit/rate_limit_config.ts'
@@ -224,8 +225,11 @@ function readYaml(file: string): YamlSource {
   }
   if (swappable) {
     const way = wayOf(swappable)
-    const named = swappable.real === resolve(file) ? `${file} is under` : way === 'under' ? `${file} names ${swappable.real}, which is under` : `${file} names ${swappable.real}, by way of`
-    throw new ConfigurationError('ECONFIG', `${named} ${swappable.dir}, a directory every user may write (mode ${modeString(swappable.mode)}), where anyone could put a file of their own in its place; chmod o-w ${swappable.dir}`)
+    // Both may be where a link in an open directory leads: whatever its writer named them, escapes and all.
+    const real = shownPath(swappable.real)
+    const dir = shownPath(swappable.dir)
+    const named = swappable.real === resolve(file) ? `${file} is under` : way === 'under' ? `${file} names ${real}, which is under` : `${file} names ${real}, by way of`
+    throw new ConfigurationError('ECONFIG', `${named} ${dir}, a directory every user may write (mode ${modeString(swappable.mode)}), where anyone could put a file of their own in its place; chmod o-w ${dir}`)
   }
   const lc = new LineCounter()
   const doc = parseDocument(text, { prettyErrors: false, lineCounter: lc, uniqueKeys: true })

@@ -36,16 +36,22 @@ const ATOMIC_WRITER_DATA_DIR = /^\.\.\d{4}_\d{2}_\d{2}_\d{2}_\d{2}_\d{2}\.\d+$/
  * Whether `path` is kubelet's atomic-writer layout (pkg/volume/util/atomic_writer.go): the volume's top
  * directory, holding `..data -> ..<time>`, or a file reached through that link (`<dir>/<name> -> ..data/<name>`
  * resolves into the `..<time>` directory `..data` names now). The top directory must be a mount of its own, as
- * every volume in a pod is: anyone who may write a host directory can lay out `..data` links in it, and under
- * ProtectSystem=strict that directory is read-only to the broker without being a mount. Anything else,
- * read-only or not, is judged by its bits.
+ * every volume in a pod is, and `..data` and the directory it names must be root's, as kubelet makes them:
+ * anyone who may write a host directory can lay out `..data` links in it, and that directory is read-only to
+ * the broker without being a mount under ProtectSystem=strict, or is a mount of its own when bound in with
+ * `docker -v dir:ro`. Anything else, read-only or not, is judged by its bits.
  */
 function inAtomicWriterVolume(path: string): boolean {
   const dataLinkIn = (dir: string): string | undefined => {
     if (!mountPoints().has(dir)) return undefined
     try {
       const target = readlinkSync(join(dir, '..data'))
-      return ATOMIC_WRITER_DATA_DIR.test(target) && statSync(join(dir, target)).isDirectory() ? target : undefined
+      if (!ATOMIC_WRITER_DATA_DIR.test(target)) return undefined
+      // kubelet runs as root and an fsGroup changes only the group: a `..data` or data directory of any other
+      // owner was laid out by a user of the host, in a directory of theirs bound in (`docker -v dir:ro` is a
+      // mount of its own too), and is theirs to change under the broker.
+      const data = lstatSync(join(dir, target))
+      return lstatSync(join(dir, '..data')).uid === 0 && data.isDirectory() && data.uid === 0 ? target : undefined
     } catch {
       return undefined
     }

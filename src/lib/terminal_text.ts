@@ -22,3 +22,12 @@ function escaped(c: string): string {
   for (let i = 0; i < c.length; i++) out += `\\u${c.charCodeAt(i).toString(16).padStart(4, '0')}`
   return out
 }
+
+/**
+ * A path for a message an operator reads: as it is when every character shows as itself (spaces too, as in
+ * most paths with one), else quoted as `terminalQuoted` does. For paths someone else may have named, such as
+ * where a link in a directory they may write leads.
+ */
+export function shownPath(path: string): string {
+  return path.replaceAll(' ', '').search(NOT_SHOWN) === -1 ? path : terminalQuoted(path)
+}

@@ -7,6 +7,7 @@ import { sharedCallerPathIssues } from './caller_paths.ts'
 import { compilePolicy, type Policy, type PolicyContext, type SourcePosition } from './compile.ts'
 import { PolicyFileSchema, type Rule } from './schema.ts'
 import { modeString, replaceableByOthers, wayOf, writableByOthers } from '../lib/file_mode.ts'
+import { shownPath } from '../lib/terminal_text.ts'
 
 /**
  * Reads every policy file in a directory, validates it, and compiles it. Every error carries
@@ -64,7 +65,8 @@ function readPolicyFile(file: string): { text: string } | { refused: string } {
     if (writableByOthers(file, st.mode)) return { refused: `writable by every user (mode ${modeString(st.mode)}), who could grant themselves any role; chmod o-w ${file}` }
     // A link out of policy_dir (checked itself) names a file whose own directory decides who may swap it.
     const swappable = replaceableByOthers(file)
-    if (swappable) return { refused: `names ${swappable.real}, ${wayOf(swappable)} ${swappable.dir}, a directory every user may write (mode ${modeString(swappable.mode)}), where anyone could put a file of their own in its place; chmod o-w ${swappable.dir}` }
+    // Both may be where a link in an open directory leads: whatever its writer named them, escapes and all.
+    if (swappable) return { refused: `names ${shownPath(swappable.real)}, ${wayOf(swappable)} ${shownPath(swappable.dir)}, a directory every user may write (mode ${modeString(swappable.mode)}), where anyone could put a file of their own in its place; chmod o-w ${shownPath(swappable.dir)}` }
     const tooBig = (n: number) => ({ refused: `${n} bytes, above the ${MAX_POLICY_FILE_BYTES} a policy file may hold` })
     if (st.size > MAX_POLICY_FILE_BYTES) return tooBig(st.size)
     // One byte more than the limit, so a file that grew after fstat is still caught.
@@ -212,7 +214,8 @@ export function loadPolicyDir(dir: string, ctx: PolicyContext): LoadResult {
     return { ok: false, issues: [{ file: dir, message: `policy directory writable by every user (mode ${modeString(dirMode)}), who could add a policy file granting any role; chmod o-w ${dir}` }] }
   }
   if (above) {
-    return { ok: false, issues: [{ file: dir, message: `policy directory under ${above.dir}, a directory every user may write (mode ${modeString(above.mode)}), where anyone could put a directory of their own in its place; chmod o-w ${above.dir}` }] }
+    const named = wayOf(above) === 'under' ? 'under' : `names ${shownPath(above.real)}, by way of`
+    return { ok: false, issues: [{ file: dir, message: `policy directory ${named} ${shownPath(above.dir)}, a directory every user may write (mode ${modeString(above.mode)}), where anyone could put a directory of their own in its place; chmod o-w ${shownPath(above.dir)}` }] }
   }
   const issues: PolicyIssue[] = []
   const all: { rule: Rule; source: SourcePosition }[] = []

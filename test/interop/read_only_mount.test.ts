@@ -45,10 +45,11 @@ exec "$2" "$3" "$1/policies" "$1/config/broker.yaml"`
  * ProtectSystem=strict (everything above made read-only, the directory no mount of its own). `forged` lays the
  * files out as kubelet would, `..data` and all, which anyone who may write the host directory can do.
  */
-function readOnlyOpenDir(options: { bound: 'bind' | 'parent'; forged: boolean }): { policy: unknown; config: string } {
+function readOnlyOpenDir(options: { bound: 'bind' | 'parent'; forged: boolean; owner?: number }): { policy: unknown; config: string } {
   requireTool('unshare', 'util-linux')
   const mnt = tempDir()
-  const script = `set -e
+  // The host side is laid out outside the namespace, where a file can be given to a user of the host.
+  const host = `set -e
 put() {
   if ${options.forged ? 'true' : 'false'}; then
     mkdir -m 0755 "$1/..2026_12_02_00_00_00.000000001"
@@ -61,10 +62,15 @@ put() {
     chmod 0666 "$1/$2"
   fi
 }
-mkdir -p "$1/host/policies" "$1/host/config" "$1/ro"
+mkdir -p "$1/host/policies" "$1/host/config"
 chmod 0777 "$1/host/policies" "$1/host/config"
 put "$1/host/policies" 00-base.yaml 'version: 1\\nrules: []\\n'
 put "$1/host/config" broker.yaml 'listen:\\n  port: 8443\\n'
+${options.owner === undefined ? '' : `chown -R -h ${options.owner} "$1/host/policies" "$1/host/config"`}
+`
+  execFileSync('sh', ['-c', host, 'sh', mnt], { timeout: 20_000 })
+  const script = `set -e
+mkdir "$1/ro"
 ${options.bound === 'bind'
     ? `for v in policies config; do
   mkdir "$1/ro/$v"
@@ -97,6 +103,15 @@ describe('policies and broker.yaml on a read-only mount (a Kubernetes ConfigMap 
 
   it('refuses a ..data layout forged in a 0777 directory that is no mount of its own (ProtectSystem=strict)', () => {
     const got = readOnlyOpenDir({ bound: 'parent', forged: true })
+    expect(got.policy).toEqual([expect.stringMatching(/policy directory writable by every user \(mode 0777\)/)])
+    expect(got.config).toMatch(/is writable by every user \(mode 0666\)/)
+  })
+
+  it('refuses a ..data layout forged by a host user in a 0777 directory bound read-only (docker -v dir:ro)', () => {
+    // The bound directory is a mount of its own, as a volume is; what tells them apart is who laid out ..data:
+    // kubelet (root) or a user of the host, here uid 1001 (shown in the namespace as the overflow uid).
+    expect(process.getuid?.()).toBe(0)
+    const got = readOnlyOpenDir({ bound: 'bind', forged: true, owner: 1001 })
     expect(got.policy).toEqual([expect.stringMatching(/policy directory writable by every user \(mode 0777\)/)])
     expect(got.config).toMatch(/is writable by every user \(mode 0666\)/)
   })

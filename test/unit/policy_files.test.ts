@@ -1,6 +1,6 @@
 import { execFileSync, spawn } from 'node:child_process'
 import { chmodSync, mkdirSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import type { PolicyContext } from '../../src/policy/compile.ts'
 import { formatIssue, loadPolicyDir } from '../../src/policy/load.ts'
@@ -113,6 +113,21 @@ describe('policy files linked from a directory any user may write', () => {
   // A link to a link: the second one sits in the shared directory, the file it names elsewhere. Anyone may
   // rename a link of their own over the second one, to a file in a directory of their own, so the directory
   // of every link on the way counts, not only those above the path as written and above the file at its end.
+  // The path at the end of the links is whatever the one who may write the shared directory made it: put as
+  // it is on the terminal of an admin running `policy check`, an escape in it would rewrite what they read.
+  it('shows a path named by a link in such a directory with its control characters escaped', () => {
+    const dir = policyDir()
+    const shared = tempDir()
+    const theirs = join(tempDir(), 'e\x1b]2;x\x07')
+    mkdirSync(theirs)
+    writeFileSync(join(theirs, 'rules.yaml'), 'version: 1\nrules: []\n', { mode: 0o644 })
+    symlinkSync(join(theirs, 'rules.yaml'), join(shared, 'current.yaml'))
+    chmodSync(shared, 0o777)
+    symlinkSync(join(shared, 'current.yaml'), join(dir, '10-rules.yaml'))
+    const shownTheirs = `"${dirname(theirs)}/e\\u001b]2;x\\u0007/rules.yaml"`
+    expect(messages(dir)).toEqual([`${join(dir, '10-rules.yaml')}: names ${shownTheirs}, by way of ${shared}, a directory every user may write (mode 0777), where anyone could put a file of their own in its place; chmod o-w ${shared}`])
+  })
+
   it('refuses a link through a link in a directory every user may write, though the file it ends at is in a safe one', () => {
     const dir = policyDir()
     const shared = tempDir()
@@ -148,6 +163,19 @@ describe('a policy directory under a directory any user may write', () => {
     expect(messages(dir)).toEqual([`${dir}: policy directory under ${shared}, a directory every user may write (mode 0777), where anyone could put a directory of their own in its place; chmod o-w ${shared}`])
     chmodSync(shared, 0o1777)
     expect(loadPolicyDir(dir, CTX).ok).toBe(true)
+  })
+
+  // policy_dir is not below the open directory here, only reached through a link kept in it: "under" would send
+  // the admin looking for the directory in the wrong place, as the files' and broker.yaml's messages do not.
+  it('says a directory holding a link on the way is on the way, not above it', () => {
+    const shared = tempDir()
+    const dir = join(tempDir(), 'policies')
+    mkdirSync(dir, { mode: 0o755 })
+    writeFileSync(join(dir, '00-base.yaml'), 'version: 1\nrules: []\n', { mode: 0o644 })
+    symlinkSync(dir, join(shared, 'current'))
+    chmodSync(shared, 0o777)
+    const named = join(shared, 'current')
+    expect(messages(named)).toEqual([`${named}: policy directory names ${dir}, by way of ${shared}, a directory every user may write (mode 0777), where anyone could put a directory of their own in its place; chmod o-w ${shared}`])
   })
 })
 
