@@ -54,7 +54,8 @@ export function tokenFastPath(exchange: Exchange, log: Logger, access?: AccessLo
     if (req.method !== 'POST' || req.url !== '/token') return false
     const host = req.headers.host
     if (host === undefined || !honoServesAsSent(host)) return false
-    answer(req, res, exchange, log, access).catch((err: unknown) => failSafe(err, res, log))
+    const requestId = newRequestId()
+    answer(req, res, exchange, log, access, requestId).catch((err: unknown) => failSafe(err, res, log, requestId))
     return true
   }
 }
@@ -66,9 +67,10 @@ export function tokenFastPath(exchange: Exchange, log: Logger, access?: AccessLo
  * in the API's shape, one answered part-way loses its connection (a half answer must not look whole), and one
  * answered in full is left alone: its connection may already carry the next pipelined request's answer.
  */
-function failSafe(err: unknown, res: ServerResponse, log: Logger): void {
+function failSafe(err: unknown, res: ServerResponse, log: Logger, requestId: string): void {
   try {
-    log.error('POST /token failed outside its error handling', { err })
+    // The request id the exchange audited under: a token may have been issued, and this line may stand in for its access line.
+    log.error('POST /token failed outside its error handling', { requestId, err })
   } catch {
     // The logger itself threw: nothing more can be said.
   }
@@ -85,9 +87,8 @@ function failSafe(err: unknown, res: ServerResponse, log: Logger): void {
   }
 }
 
-async function answer(req: IncomingMessage, res: ServerResponse, exchange: Exchange, log: Logger, access: AccessLog): Promise<void> {
+async function answer(req: IncomingMessage, res: ServerResponse, exchange: Exchange, log: Logger, access: AccessLog, requestId: string): Promise<void> {
   const startedAt = access ? performance.now() : 0
-  const requestId = newRequestId()
   const summary: RequestSummary | undefined = access ? {} : undefined
   let status: number
   let body: string
