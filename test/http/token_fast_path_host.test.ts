@@ -73,11 +73,12 @@ describe('POST /token: the fast path takes every Host hono would serve as sent',
     '1.2.3:443', '0x7f.1:443',
     // Not a port (RFC 3986 §3.2.3 allows any digits; a URL's port stops at 65535).
     'broker.example.org:99999',
-  ])('Host %s: left to hono, which answers it as it answers /token?x', async (host) => {
+  ])('Host %s: left to hono, which refuses it 400 as it refuses /token?x', async (host) => {
     const fast = await post(host)
     const hono = await post(host, '/token?via=hono')
     expect(fast.token).not.toBe('via.fast.x')
     expect(fast).toEqual(hono)
+    expect(hono.status).toBe('400')
   })
 
   it('an empty Host is left to hono, which names the listener itself', async () => {
