@@ -12,7 +12,7 @@ import { applyListenerLimits, listenerServerOptions } from './http/listener_limi
 import { addressKeyer } from './ratelimit/address_key.ts'
 import { ListenerDrain, type DrainResult } from './http/drain.ts'
 import type { KeyReloadResult } from './keys/reload_keys.ts'
-import { answerClientErrors } from './http/client_error.ts'
+import { answerClientErrors, vaultParserRefusal } from './http/client_error.ts'
 import { readOneHeaderLineMore, refuseExtraHeaderLines } from './http/header_line_limit.ts'
 import { refuseBadHost } from './http/host_field_lines.ts'
 import { tokenFastPath, type NodeRequestHandler } from './http/token_fast_path.ts'
@@ -175,10 +175,11 @@ async function listenVault(services: BrokerServices, tls: { cert: Buffer; key: B
   const v = config.credentials.vault
   const app = createVaultApp({ store: services.store, jobTokens: services.credentials!.jobTokens, log, limits: services.limits, ...(services.metrics ? { metrics: services.metrics } : {}) })
   const drain = new ListenerDrain()
-  const listener = drain.wrap(getRequestListener(app.fetch, { hostname: v.host }))
+  const listener = drain.wrap(vaultRequestListener(app, config.http.max_headers_count, { hostname: v.host }))
   const options = { ...listenerServerOptions(config.http), ServerResponse: drain.ServerResponse }
   const server: Server = tls ? createHttpsServer({ ...options, ...tls }, listener) as unknown as Server : createHttpServer(options, listener)
   applyListenerLimits(server, config.http, addressKeyer(config.rate_limits.address.ipv6_prefix))
+  readOneHeaderLineMore(server, config.http.max_headers_count)
   drain.attach(server)
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) => reject(new OperatorError('ELISTEN', `cannot listen on ${v.host}:${v.port} (Vault-compatible): ${err.code ?? err.message}`)))
@@ -200,6 +201,15 @@ export function brokerRequestListener(
 ): RequestListener {
   const { logRequests = false, ...honoOptions } = options
   return refuseBadHost(ahead(tokenFastPath(exchange, log, accessLog(log, logRequests)), getRequestListener(app.fetch, { ...honoOptions, errorHandler: adapterErrorAnswer(log) })))
+}
+
+/**
+ * What the Vault-compatible listener answers requests with: the Vault app, behind the main listener's
+ * refusals of a repeated or invalid Host (RFC 9112 §3.2) and of more than `maxHeadersCount` header lines
+ * (the server reads one more: readOneHeaderLineMore), answered in Vault's shape. Exported for its tests.
+ */
+export function vaultRequestListener(app: Hono, maxHeadersCount: number, options: { hostname?: string } = {}): RequestListener {
+  return refuseExtraHeaderLines(maxHeadersCount, refuseBadHost(getRequestListener(app.fetch, options), vaultParserRefusal), vaultParserRefusal)
 }
 
 /** `first` answers what it recognises (POST /token); everything else goes to the hono app. */

@@ -27,6 +27,18 @@ export function parserRefusal(status: number, description = DESCRIPTION_OF[statu
   return { headers: { ...NO_STORE_HEADERS, 'Content-Type': 'application/json', 'Content-Length': String(Buffer.byteLength(body)), Connection: 'close' }, body }
 }
 
+/** A refusal's status line fields and body, in the shape a listener's clients read. */
+export type FramingRefusal = (status: number, description?: string) => { headers: Record<string, string>; body: string }
+
+/**
+ * parserRefusal in Vault's error shape, `{"errors": [...]}`, for the Vault-compatible listener: its client,
+ * HTCondor's Vault credmon, reads that shape and no other.
+ */
+export function vaultParserRefusal(status: number, description = DESCRIPTION_OF[status]): { headers: Record<string, string>; body: string } {
+  const body = JSON.stringify({ errors: [description] })
+  return { headers: { ...NO_STORE_HEADERS, 'Content-Type': 'application/json', 'Content-Length': String(Buffer.byteLength(body)), Connection: 'close' }, body }
+}
+
 /**
  * Requests Node's HTTP parser refuses never reach the app: an unknown method, a malformed request line,
  * conflicting Content-Length, headers over the size limit, a request that timed out. Node's own answer

@@ -1,5 +1,5 @@
 import type { RequestListener, Server } from 'node:http'
-import { parserRefusal } from './client_error.ts'
+import { parserRefusal, type FramingRefusal } from './client_error.ts'
 
 /*
  * At most http.max_headers_count header lines per request, whichever Node runs. Node refuses a request with
@@ -15,12 +15,15 @@ export function readOneHeaderLineMore(server: Server, limit: number): void {
   server.maxHeadersCount = limit + 1
 }
 
-/** `listener`, behind a refusal (431, RFC 6585 §5) of a request with more than `limit` header lines. */
-export function refuseExtraHeaderLines(limit: number, listener: RequestListener): RequestListener {
+/**
+ * `listener`, behind a refusal (431, RFC 6585 §5) of a request with more than `limit` header lines;
+ * `shape` shapes the answer (OAuth's by default, Vault's on the Vault-compatible listener).
+ */
+export function refuseExtraHeaderLines(limit: number, listener: RequestListener, shape: FramingRefusal = parserRefusal): RequestListener {
   const most = 2 * limit
   return (req, res) => {
     if (req.rawHeaders.length <= most) return listener(req, res)
-    const { headers, body } = parserRefusal(431)
+    const { headers, body } = shape(431)
     res.writeHead(431, headers).end(body)
   }
 }

@@ -1,6 +1,6 @@
 import type { RequestListener } from 'node:http'
 import { isIPv6 } from 'node:net'
-import { parserRefusal } from './client_error.ts'
+import { parserRefusal, type FramingRefusal } from './client_error.ts'
 
 /*
  * RFC 9112 §3.2: a request with more than one Host field line, or one whose value is not uri-host [":" port],
@@ -22,12 +22,15 @@ const INVALID_HOST = 'the Host header is not a host name or IP address with an o
  */
 const HOST = /^(?:\[(?:([0-9A-Fa-f:.]+)|[vV][0-9A-Fa-f]+\.[A-Za-z0-9\-._~!$&'()*+,;=:]+)\]|(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})*)(?::[0-9]*)?$/
 
-/** `listener`, behind a 400 for a request with more than one Host field line or a Host that is no host. */
-export function refuseBadHost(listener: RequestListener): RequestListener {
+/**
+ * `listener`, behind a 400 for a request with more than one Host field line or a Host that is no host;
+ * `refusal` shapes the answer (OAuth's by default, Vault's on the Vault-compatible listener).
+ */
+export function refuseBadHost(listener: RequestListener, shape: FramingRefusal = parserRefusal): RequestListener {
   return (req, res) => {
     const refusal = hasRepeatedHost(req.rawHeaders) ? REPEATED_HOST : !validHost(req.headers.host) ? INVALID_HOST : undefined
     if (refusal === undefined) return listener(req, res)
-    const { headers, body } = parserRefusal(400, refusal)
+    const { headers, body } = shape(400, refusal)
     res.writeHead(400, headers).end(body)
   }
 }

@@ -95,4 +95,27 @@ describe('POST /token fast path: a fault outside the exchange', () => {
       await stop(server)
     }
   })
+
+  // The answer may be a token, issued and audited: the one line that says its access line is missing names
+  // the request id the exchange audited it under, so an operator can find the record.
+  it.each([['fast path', '/token'], ['hono', '/token?via=hono']])('%s: an access log that throws: the fault report names the request id the exchange saw', async (_via, path) => {
+    const reported: Array<Record<string, unknown> | undefined> = []
+    const log: Logger = {
+      info: (msg) => { if (msg === 'request') throw new Error('log destination gone') },
+      warn: () => undefined,
+      error: (_msg, fields) => { reported.push(fields) },
+    }
+    const seen: string[] = []
+    const ok: Exchange = async (readForm, ctx) => { await readForm(); seen.push(ctx.requestId); return TOKEN as never }
+    const { server, port } = await listening(ok, log, true)
+    try {
+      expect(await post(port, path)).toMatch(/^HTTP\/1\.1 200 /)
+      await settle()
+      expect(seen).toHaveLength(1)
+      expect(reported).toHaveLength(1)
+      expect(reported[0]?.requestId).toBe(seen[0])
+    } finally {
+      await stop(server)
+    }
+  })
 })

@@ -57,9 +57,8 @@ function exchangeRaw(bytes: string, waitMs: number): Promise<Exchanged> {
 }
 
 /**
- * A fixed Host, not the listener's ephemeral port: the fast path takes only the Host shapes hono's adapter
- * takes unparsed (a port of 1000-59999), and leaves a request with any other to hono, which would make a
- * case here compare hono with itself.
+ * A fixed Host: the fast path takes only a Host hono's adapter would serve as sent and leaves any other to
+ * hono (token_fast_path_host.test.ts); a Host left to hono would make a case here compare hono with itself.
  */
 function head(path: string, fields: string[]): string {
   return [`POST ${path} HTTP/1.1`, 'Host: broker.example.org', ...fields, '', ''].join('\r\n')

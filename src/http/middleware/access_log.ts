@@ -27,7 +27,8 @@ export function accessLogMiddleware(write: NonNullable<AccessLog>, log: Logger):
       // The answer is built and, for POST /token, its token issued and audited: a throw here would replace it
       // with a 500 (as the fast path, which has already sent it, never does). Reported once, if that can be.
       try {
-        log.error('access line not written', { err })
+        // With the request id the exchange audited under, which the missing line would have carried.
+        log.error('access line not written', { requestId: c.get('requestId'), err })
       } catch {
         // The logger itself is what failed.
       }
