@@ -16,7 +16,7 @@ import { answerClientErrors, vaultParserRefusal } from './http/client_error.ts'
 import { readOneHeaderLineMore, refuseExtraHeaderLines } from './http/header_line_limit.ts'
 import { refuseBadHost } from './http/host_field_lines.ts'
 import { tokenFastPath, type NodeRequestHandler } from './http/token_fast_path.ts'
-import { adapterErrorAnswer } from './http/adapter_error.ts'
+import { adapterErrorAnswer, vaultAdapterErrorAnswer } from './http/adapter_error.ts'
 import { buildServices, type BrokerServices, type StopReport } from './services.ts'
 import { systemClock, type Clock } from './lib/clock.ts'
 import type { Logger } from './lib/logger.ts'
@@ -175,7 +175,7 @@ async function listenVault(services: BrokerServices, tls: { cert: Buffer; key: B
   const v = config.credentials.vault
   const app = createVaultApp({ store: services.store, jobTokens: services.credentials!.jobTokens, log, limits: services.limits, ...(services.metrics ? { metrics: services.metrics } : {}) })
   const drain = new ListenerDrain()
-  const listener = drain.wrap(vaultRequestListener(app, config.http.max_headers_count, { hostname: v.host }))
+  const listener = drain.wrap(vaultRequestListener(app, config.http.max_headers_count, log, { hostname: v.host }))
   const options = { ...listenerServerOptions(config.http), ServerResponse: drain.ServerResponse }
   const server: Server = tls ? createHttpsServer({ ...options, ...tls }, listener) as unknown as Server : createHttpServer(options, listener)
   applyListenerLimits(server, config.http, addressKeyer(config.rate_limits.address.ipv6_prefix))
@@ -206,10 +206,12 @@ export function brokerRequestListener(
 /**
  * What the Vault-compatible listener answers requests with: the Vault app, behind the main listener's
  * refusals of a repeated or invalid Host (RFC 9112 §3.2) and of more than `maxHeadersCount` header lines
- * (the server reads one more: readOneHeaderLineMore), answered in Vault's shape. Exported for its tests.
+ * (the server reads one more: readOneHeaderLineMore), and the adapter's own refusals (a Host or target it
+ * cannot make a URL of), all answered in Vault's shape. Exported for its tests.
  */
-export function vaultRequestListener(app: Hono, maxHeadersCount: number, options: { hostname?: string } = {}): RequestListener {
-  return refuseExtraHeaderLines(maxHeadersCount, refuseBadHost(getRequestListener(app.fetch, options), vaultParserRefusal), vaultParserRefusal)
+export function vaultRequestListener(app: Hono, maxHeadersCount: number, log: Logger, options: { hostname?: string } = {}): RequestListener {
+  const adapter = getRequestListener(app.fetch, { ...options, errorHandler: vaultAdapterErrorAnswer(log) })
+  return refuseExtraHeaderLines(maxHeadersCount, refuseBadHost(adapter, vaultParserRefusal), vaultParserRefusal)
 }
 
 /** `first` answers what it recognises (POST /token); everything else goes to the hono app. */

@@ -27,3 +27,22 @@ export function adapterErrorAnswer(log: Logger): (err: unknown) => Response {
     return new Response(JSON.stringify(reply.body), { status: reply.status, headers: { ...reply.headers, 'Content-Type': 'application/json' } })
   }
 }
+
+/**
+ * adapterErrorAnswer for the Vault-compatible listener, in Vault's shape (`{"errors": [...]}`), as its framing
+ * refusals are (client_error.ts): the adapter's own empty 400 or 500 is no answer HTCondor's Vault credmon
+ * can read. A refusal here is the request's, never "permission denied", on which the credmon would delete
+ * the user's .top.
+ */
+export function vaultAdapterErrorAnswer(log: Logger): (err: unknown) => Response {
+  return (err) => {
+    const headers = { ...NO_STORE_HEADERS, 'Content-Type': 'application/json' }
+    if (err instanceof RequestError) return new Response(JSON.stringify({ errors: [unreadableTarget().description] }), { status: 400, headers })
+    try {
+      log.error('unhandled error on the Vault-compatible listener', { err })
+    } catch {
+      // The logger itself threw: the answer below is all that can be given.
+    }
+    return new Response(JSON.stringify({ errors: ['internal error'] }), { status: 500, headers })
+  }
+}

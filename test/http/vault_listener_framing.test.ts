@@ -20,7 +20,7 @@ let port: number
 beforeAll(async () => {
   // No credential is known: a well-framed read is refused by the app itself (403), which shows it got there.
   const app = createVaultApp({ store: { credentialByVaultToken: async () => undefined }, jobTokens: {} as never, log: silentLogger })
-  server = createServer(vaultRequestListener(app, MAX_HEADER_LINES))
+  server = createServer(vaultRequestListener(app, MAX_HEADER_LINES, silentLogger))
   readOneHeaderLineMore(server, MAX_HEADER_LINES)
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
   port = (server.address() as AddressInfo).port
@@ -75,5 +75,18 @@ describe('the Vault-compatible listener: requests refused for their framing, in 
     const got = await get([`Host: ${host}`])
     expect(got.status).toBe('403')
     expect(JSON.parse(got.body)).toEqual({ errors: ['permission denied'] })
+  })
+})
+
+describe('the Vault-compatible listener: a Host in the grammar that hono\'s adapter cannot make a URL of as sent', () => {
+  // RFC 3986 allows these, so the Host guard passes them on; the adapter's URL would name another host (a
+  // non-canonical IPv6 literal, a percent-encoded name) or none (a port over 65535), so it refuses them, and
+  // on its own that refusal is a 400 with no body, which the credmon cannot read as Vault's answer.
+  it.each(['[0:0:0:0:0:0:0:1]:8200', 'vault%2Eexample.org:8200', 'vault.example.org:99999'])('Host %s: 400, {"errors": [...]}, never "permission denied"', async (host) => {
+    const got = await get([`Host: ${host}`])
+    expect(got.status).toBe('400')
+    const body = JSON.parse(got.body) as { errors: string[] }
+    expect(body.errors).toHaveLength(1)
+    expect(body.errors[0]).not.toContain('permission denied')
   })
 })
