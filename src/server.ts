@@ -199,8 +199,9 @@ export function brokerRequestListener(
   app: Hono, exchange: Exchange, log: Logger,
   options: { hostname?: string; overrideGlobalObjects?: boolean; logRequests?: boolean } = {},
 ): RequestListener {
-  const { logRequests = false, ...honoOptions } = options
-  return refuseBadHost(ahead(tokenFastPath(exchange, log, accessLog(log, logRequests)), getRequestListener(app.fetch, { ...honoOptions, errorHandler: adapterErrorAnswer(log) })))
+  const { logRequests = false, hostname, ...honoOptions } = options
+  const adapter = getRequestListener(app.fetch, { ...honoOptions, ...urlHostname(hostname), errorHandler: adapterErrorAnswer(log) })
+  return refuseBadHost(ahead(tokenFastPath(exchange, log, accessLog(log, logRequests)), adapter))
 }
 
 /**
@@ -210,8 +211,18 @@ export function brokerRequestListener(
  * cannot make a URL of), all answered in Vault's shape. Exported for its tests.
  */
 export function vaultRequestListener(app: Hono, maxHeadersCount: number, log: Logger, options: { hostname?: string } = {}): RequestListener {
-  const adapter = getRequestListener(app.fetch, { ...options, errorHandler: vaultAdapterErrorAnswer(log) })
+  const adapter = getRequestListener(app.fetch, { ...urlHostname(options.hostname), errorHandler: vaultAdapterErrorAnswer(log) })
   return refuseExtraHeaderLines(maxHeadersCount, refuseBadHost(adapter, vaultParserRefusal), vaultParserRefusal)
+}
+
+/**
+ * The adapter's `hostname` option, which names the host of a request sent without Host (HTTP/1.0): it goes
+ * into the request's URL as a Host would, so an IPv6 address the listener is bound to (`::`, `::1`) goes in
+ * brackets (RFC 3986 §3.2.2); bare, no URL could be made of it and every such request was refused 400.
+ */
+function urlHostname(hostname: string | undefined): { hostname?: string } {
+  if (hostname === undefined) return {}
+  return { hostname: hostname.includes(':') && !hostname.startsWith('[') ? `[${hostname}]` : hostname }
 }
 
 /** `first` answers what it recognises (POST /token); everything else goes to the hono app. */
