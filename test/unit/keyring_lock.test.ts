@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs'
 import { hostname } from 'node:os'
 import { join } from 'node:path'
@@ -98,4 +99,23 @@ describe('a keyring lock whose holder cannot be looked for', () => {
     old(lock)
     expect(new KeyStore(dir, { lockWaitMs: 200 }).ensureJwtKey('ES256', t).created).toBe(true)
   })
+})
+
+// keys rotate --compromised reads each unlisted jwt/<name>.pem to see whether it is a key of the broker's
+// own (f5fa30a). A FIFO under that name blocked the read until something wrote to it, with the keyring lock
+// held: the rotation that answers a stolen key never ended, and every change after it waited. Key files
+// are otherwise opened non-blocking and refused when not regular files (readSecretFile).
+describe('keys rotate --compromised and a FIFO named like a key file in jwt/', () => {
+  it('leaves it in place and ends', () => {
+    const dir = join(tempDir(), 'keys')
+    new KeyStore(dir).ensureJwtKey('ES256', t)
+    expect(spawnSync('mkfifo', [join(dir, 'jwt', 'notes.pem')]).status).toBe(0)
+    // In a child: a read blocked on the FIFO cannot be interrupted from this process.
+    const child = spawnSync(process.execPath, ['--input-type=module', '-e', `
+      const { KeyStore } = await import(${JSON.stringify(new URL('../../src/keys/key_store.ts', import.meta.url).href)})
+      process.stdout.write(JSON.stringify(new KeyStore(${JSON.stringify(dir)}).rotateCompromised('ES256', ${t + 10}).left))
+    `], { encoding: 'utf8', timeout: 5_000 })
+    expect(child.signal).toBeNull()
+    expect(JSON.parse(child.stdout)).toEqual([join(dir, 'jwt', 'notes.pem')])
+  }, 20_000)
 })
