@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto'
-import { linkSync, lstatSync, mkdirSync, readFileSync, readlinkSync, renameSync, rmSync, writeFileSync, type Stats } from 'node:fs'
+import { closeSync, constants, fstatSync, linkSync, lstatSync, mkdirSync, openSync, readFileSync, readlinkSync, renameSync, rmSync, writeFileSync, type Stats } from 'node:fs'
 import { hostname } from 'node:os'
 import { join } from 'node:path'
 import { OperatorError } from '../errors.ts'
@@ -37,7 +37,7 @@ export function withKeyringLock<T>(dir: string, waitMs: number, change: () => T)
     if (tryCreate(lock, mine)) break
     const found = lstatOrNull(lock)
     if (found === null) continue // released meanwhile
-    const text = readOrUndefined(lock)
+    const text = readLockText(lock)
     const holder = text === undefined ? undefined : parseOwner(text)
     if (Date.now() - found.mtimeMs > KEYRING_LOCK_STALE_MS || (holder !== undefined && isGone(holder, heldHere.has(lock)))) {
       takeOver(lock, found)
@@ -55,7 +55,7 @@ export function withKeyringLock<T>(dir: string, waitMs: number, change: () => T)
   } finally {
     heldHere.delete(lock)
     // Only our own: one taken over meanwhile is its new holder's to remove.
-    if (readOrUndefined(lock) === mine) rmSync(lock, { force: true })
+    if (readLockText(lock) === mine) rmSync(lock, { force: true })
   }
 }
 
@@ -149,6 +149,22 @@ function lstatOrNull(path: string): Stats | null {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null
     throw err
+  }
+}
+
+/**
+ * A lock's text, undefined when it is no regular file or cannot be read: opened non-blocking and not
+ * through a link, as a FIFO there would block a starting serve instead of letting it wait and say why.
+ */
+function readLockText(lock: string): string | undefined {
+  let fd: number | undefined
+  try {
+    fd = openSync(lock, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW)
+    return fstatSync(fd).isFile() ? readFileSync(fd, 'utf8') : undefined
+  } catch {
+    return undefined
+  } finally {
+    if (fd !== undefined) closeSync(fd)
   }
 }
 

@@ -119,3 +119,19 @@ describe('keys rotate --compromised and a FIFO named like a key file in jwt/', (
     expect(JSON.parse(child.stdout)).toEqual([join(dir, 'jwt', 'notes.pem')])
   }, 20_000)
 })
+
+// The lock's holder is read from the file at keys/.keyring.lock. Something that is no regular file there (a
+// FIFO) blocked that read until a writer came: a starting serve hung instead of waiting 10 s and saying why.
+describe('a keyring lock that is no regular file', () => {
+  it('is waited on and refused like any lock whose holder cannot be told, and the change ends', () => {
+    const dir = join(tempDir(), 'keys')
+    mkdirSync(dir, { mode: 0o700 })
+    expect(spawnSync('mkfifo', [join(dir, '.keyring.lock')]).status).toBe(0)
+    const child = spawnSync(process.execPath, ['--input-type=module', '-e', `
+      const { KeyStore } = await import(${JSON.stringify(new URL('../../src/keys/key_store.ts', import.meta.url).href)})
+      try { new KeyStore(${JSON.stringify(dir)}, { lockWaitMs: 200 }).ensureJwtKey('ES256', ${t}) } catch (err) { process.stdout.write(err.message) }
+    `], { encoding: 'utf8', timeout: 5_000 })
+    expect(child.signal).toBeNull()
+    expect(child.stdout).toMatch(/being changed by another process/)
+  }, 20_000)
+})
