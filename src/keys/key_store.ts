@@ -1,5 +1,5 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync, createHash } from 'node:crypto'
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs'
+import { closeSync, constants, existsSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { basename, join } from 'node:path'
 import { OperatorError } from '../errors.ts'
 import type { AsymmetricAlg } from '../issuance/jws.ts'
@@ -8,6 +8,7 @@ import type { AsymmetricKey } from '../issuance/scitoken.ts'
 import { readSecretFile, writeSecretFileAtomic } from '../lib/secure_file.ts'
 import { assertKeyName, CONDOR_EXCLUDED_NAME, CONDOR_KEY_BYTES, generateCondorKeyFile } from './condor_key_file.ts'
 import { algForKey, jwkThumbprint, publicJwk, type PublicJwk } from './jwk.ts'
+import { withKeyringLock } from './keyring_lock.ts'
 
 /** What `keys rotate --compromised` did: see KeyStore.rotateCompromised. */
 export interface CompromisedRotation {
@@ -160,42 +161,10 @@ export class KeyStore {
    * starting beside `keys rotate` (or two rotations) would otherwise write its stale keyring over the
    * other's, and `--compromised`, taking the unlisted `.pem` of a preparation in progress for a leftover,
    * would remove a file the other then lists. The lock is `keys/.keyring.lock` (beside jwt/, which the
-   * watcher watches), created O_EXCL with the holder's pid; one whose process is gone is taken over.
+   * watcher watches): keyring_lock.ts.
    */
   private withKeyringLock<T>(change: () => T): T {
-    mkdirSync(this.dir, { recursive: true, mode: 0o700 })
-    const lock = join(this.dir, '.keyring.lock')
-    const deadline = Date.now() + this.lockWaitMs
-    for (;;) {
-      let fd: number | undefined
-      try {
-        fd = openSync(lock, 'wx', 0o600)
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
-      }
-      if (fd !== undefined) {
-        try {
-          writeSync(fd, `${process.pid}\n`)
-        } finally {
-          closeSync(fd)
-        }
-        break
-      }
-      const holder = lockHolder(lock)
-      if (holder !== undefined && !processRuns(holder)) {
-        rmSync(lock, { force: true })
-        continue
-      }
-      if (Date.now() >= deadline) {
-        throw new OperatorError('EKEYRINGLOCK', `the SciToken keyring is being changed by ${holder !== undefined ? `process ${holder}` : 'another process'} (${lock}); run this again once it is done, or remove ${lock} if no such process runs`)
-      }
-      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 25)
-    }
-    try {
-      return change()
-    } finally {
-      rmSync(lock, { force: true })
-    }
+    return withKeyringLock(this.dir, this.lockWaitMs, change)
   }
 
   /** Generates a new asymmetric key and writes it; does not change which key is active. */
@@ -346,11 +315,17 @@ export class KeyStore {
    * still one of the broker's keys).
    */
   private ownKeyAlg(kid: string): AsymmetricAlg | undefined {
+    let fd: number | undefined
     try {
-      const key = createPrivateKey(readFileSync(join(this.jwtDir, `${kid}.pem`)))
+      // Non-blocking, regular files only, as readSecretFile: a FIFO would block with the keyring lock held.
+      fd = openSync(join(this.jwtDir, `${kid}.pem`), constants.O_RDONLY | constants.O_NONBLOCK)
+      if (!fstatSync(fd).isFile()) return undefined
+      const key = createPrivateKey(readFileSync(fd))
       return jwkThumbprint(createPublicKey(key)) === kid ? algForKey(key) : undefined
     } catch {
       return undefined
+    } finally {
+      if (fd !== undefined) closeSync(fd)
     }
   }
 
@@ -424,26 +399,6 @@ export class KeyStore {
  * takes well under a second each), so this is ample, and a CLI run still ends with a message.
  */
 const KEYRING_LOCK_WAIT_MS = 10_000
-
-/** The pid a keyring lock file names (undefined while its holder has not written it yet, or unreadable). */
-function lockHolder(lock: string): number | undefined {
-  try {
-    const pid = Number.parseInt(readFileSync(lock, 'utf8'), 10)
-    return Number.isSafeInteger(pid) && pid > 0 ? pid : undefined
-  } catch {
-    return undefined
-  }
-}
-
-/** Whether process `pid` runs on this host (EPERM: it does, under another uid). */
-function processRuns(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'
-  }
-}
 
 /** Loads any HTCondor key file (from the store or `--key-file`), enforcing 0600-style permissions. */
 export function loadIdTokenKeyFile(path: string, kid: string): IdTokenKey {
