@@ -1,6 +1,6 @@
 import { createServer as createHttpServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http'
 import { createServer as createHttpsServer } from 'node:https'
-import type { AddressInfo } from 'node:net'
+import { isIPv6, type AddressInfo } from 'node:net'
 import { getRequestListener, serve } from '@hono/node-server'
 import type { Hono } from 'hono'
 import { createApp } from './app.ts'
@@ -219,10 +219,15 @@ export function vaultRequestListener(app: Hono, maxHeadersCount: number, log: Lo
  * The adapter's `hostname` option, which names the host of a request sent without Host (HTTP/1.0): it goes
  * into the request's URL as a Host would, so an IPv6 address the listener is bound to (`::`, `::1`) goes in
  * brackets (RFC 3986 §3.2.2); bare, no URL could be made of it and every such request was refused 400.
+ * It goes in the URL's own form too: the adapter refuses a host its URL writes otherwise than given, and
+ * the URL writes an address in its shortest form (`0:0:0:0:0:0:0:1` is `[::1]`) and takes no zone id
+ * (`fe80::1%eth0`), which only says which interface the listener is on and names no other host.
  */
 function urlHostname(hostname: string | undefined): { hostname?: string } {
   if (hostname === undefined) return {}
-  return { hostname: hostname.includes(':') && !hostname.startsWith('[') ? `[${hostname}]` : hostname }
+  const address = hostname.replace(/%.*$/, '')
+  if (!isIPv6(address)) return { hostname }
+  return { hostname: new URL(`http://[${address}]/`).hostname }
 }
 
 /** `first` answers what it recognises (POST /token); everything else goes to the hono app. */
