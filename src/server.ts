@@ -175,7 +175,7 @@ async function listenVault(services: BrokerServices, tls: { cert: Buffer; key: B
   const v = config.credentials.vault
   const app = createVaultApp({ store: services.store, jobTokens: services.credentials!.jobTokens, log, limits: services.limits, ...(services.metrics ? { metrics: services.metrics } : {}) })
   const drain = new ListenerDrain()
-  const listener = drain.wrap(vaultRequestListener(app, config.http.max_headers_count, log, { hostname: v.host }))
+  const listener = drain.wrap(vaultRequestListener(app, config.http.max_headers_count, log, { hostname: v.host, metrics: services.metrics }))
   const options = { ...listenerServerOptions(config.http), ServerResponse: drain.ServerResponse }
   const server: Server = tls ? createHttpsServer({ ...options, ...tls }, listener) as unknown as Server : createHttpServer(options, listener)
   applyListenerLimits(server, config.http, addressKeyer(config.rate_limits.address.ipv6_prefix))
@@ -210,8 +210,11 @@ export function brokerRequestListener(
  * (the server reads one more: readOneHeaderLineMore), and the adapter's own refusals (a Host or target it
  * cannot make a URL of), all answered in Vault's shape. Exported for its tests.
  */
-export function vaultRequestListener(app: Hono, maxHeadersCount: number, log: Logger, options: { hostname?: string } = {}): RequestListener {
-  const adapter = getRequestListener(app.fetch, { ...urlHostname(options.hostname), errorHandler: vaultAdapterErrorAnswer(log) })
+export function vaultRequestListener(
+  app: Hono, maxHeadersCount: number, log: Logger,
+  options: { hostname?: string; metrics?: { vaultRefused(reason: 'server_error'): void } | undefined } = {},
+): RequestListener {
+  const adapter = getRequestListener(app.fetch, { ...urlHostname(options.hostname), errorHandler: vaultAdapterErrorAnswer(log, options.metrics) })
   return refuseExtraHeaderLines(maxHeadersCount, refuseBadHost(adapter, vaultParserRefusal), vaultParserRefusal)
 }
 

@@ -34,10 +34,17 @@ export function adapterErrorAnswer(log: Logger): (err: unknown) => Response {
  * can read. A refusal here is the request's, never "permission denied", on which the credmon would delete
  * the user's .top.
  */
-export function vaultAdapterErrorAnswer(log: Logger): (err: unknown) => Response {
+export function vaultAdapterErrorAnswer(log: Logger, metrics?: { vaultRefused(reason: 'server_error'): void }): (err: unknown) => Response {
   return (err) => {
     const headers = { ...NO_STORE_HEADERS, 'Content-Type': 'application/json' }
     if (err instanceof RequestError) return new Response(JSON.stringify({ errors: [unreadableTarget().description] }), { status: 400, headers })
+    // A fault the app's onError did not answer (a non-Error thrown, which hono hands to no onError, or the
+    // onError's own throw): counted here as the app counts its own 500s (ctb_vault_refusals_total).
+    try {
+      metrics?.vaultRefused('server_error')
+    } catch {
+      // A count lost is no reason to answer otherwise.
+    }
     try {
       log.error('unhandled error on the Vault-compatible listener', { err })
     } catch {

@@ -85,8 +85,11 @@ export function createVaultApp(deps: {
     return c.json({ errors: [] }, 404)
   })
   app.onError((err, c) => {
+    // Counted once answered: should vaultError throw (a logger that throws), hono hands that throw to this
+    // handler again at each middleware it passes, and the 500 the listener then answers is counted there.
+    const res = vaultError(err, c, deps.log)
     deps.metrics?.vaultRefused(refusalOf(err))
-    return vaultError(err, c, deps.log)
+    return res
   })
   return app
 }
