@@ -34,12 +34,13 @@ export function withKeyringLock<T>(dir: string, waitMs: number, change: () => T)
   const mine = `${JSON.stringify({ ...currentOwner(process.pid), nonce: randomUUID() })}\n`
   const deadline = Date.now() + waitMs
   for (;;) {
-    if (tryCreate(lock, mine)) break
+    const attempt = tryCreate(lock, mine)
+    if (attempt.created) break
     const found = lstatOrNull(lock)
     if (found === null) continue // released meanwhile
     const text = readLockText(lock)
     const holder = text === undefined ? undefined : parseOwner(text)
-    if (Date.now() - found.mtimeMs > KEYRING_LOCK_STALE_MS || (holder !== undefined && isGone(holder, heldHere.has(lock)))) {
+    if (attempt.fsNow - found.mtimeMs > KEYRING_LOCK_STALE_MS || (holder !== undefined && isGone(holder, heldHere.has(lock)))) {
       takeOver(lock, found)
       continue
     }
@@ -59,15 +60,23 @@ export function withKeyringLock<T>(dir: string, waitMs: number, change: () => T)
   }
 }
 
-function tryCreate(lock: string, content: string): boolean {
+/**
+ * Links a fresh lock into place. `fsNow` is the mtime of the temporary file just written: "now" by the
+ * clock that also stamped the lock found there. Over NFS that is the file server's, and this host's
+ * Date.now() minus it is off by their skew: a host two minutes ahead took a replica's fresh lock for stale.
+ */
+function tryCreate(lock: string, content: string): { created: boolean; fsNow: number } {
   const tmp = `${lock}.${process.pid}.${randomUUID()}.tmp`
   writeFileSync(tmp, content, { mode: 0o600, flag: 'wx' })
   try {
-    linkSync(tmp, lock)
-    return true
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false
-    throw err
+    const fsNow = lstatSync(tmp).mtimeMs
+    try {
+      linkSync(tmp, lock)
+      return { created: true, fsNow }
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') return { created: false, fsNow }
+      throw err
+    }
   } finally {
     rmSync(tmp, { force: true })
   }

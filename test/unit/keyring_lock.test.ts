@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs'
 import { hostname } from 'node:os'
 import { join } from 'node:path'
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, vi } from 'vitest'
 import { KeyStore } from '../../src/keys/key_store.ts'
 import { tempDir } from '../support/tmp.ts'
 
@@ -134,4 +134,24 @@ describe('a keyring lock that is no regular file', () => {
     expect(child.signal).toBeNull()
     expect(child.stdout).toMatch(/being changed by another process/)
   }, 20_000)
+})
+
+// Replicas sharing keys/ over NFS: a file's mtime is set by the file server's clock, not this host's.
+// A lock's age read as this host's clock minus the server's mtime is off by their skew: a host whose
+// clock runs two minutes ahead took every fresh lock of another replica for stale and two changes ran.
+describe('a keyring lock on a file system whose clock differs from this host\'s', () => {
+  it('is not taken over while fresh when this host\'s clock runs 200 s ahead of the file system\'s', () => {
+    const dir = join(tempDir(), 'keys')
+    mkdirSync(dir, { mode: 0o700 })
+    const lock = join(dir, '.keyring.lock')
+    writeFileSync(lock, `${JSON.stringify({ pid: 4242, host: 'replica-b.example.org' })}\n`, { mode: 0o600 })
+    const real = Date.now.bind(Date)
+    const skew = vi.spyOn(Date, 'now').mockImplementation(() => real() + 200_000)
+    try {
+      expect(() => new KeyStore(dir, { lockWaitMs: 200 }).ensureJwtKey('ES256', t)).toThrow(/process 4242 on replica-b\.example\.org/)
+    } finally {
+      skew.mockRestore()
+    }
+    expect(existsSync(lock)).toBe(true)
+  })
 })
