@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process'
-import { existsSync, mkdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs'
 import { hostname } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it, vi } from 'vitest'
@@ -154,4 +154,35 @@ describe('a keyring lock on a file system whose clock differs from this host\'s'
     }
     expect(existsSync(lock)).toBe(true)
   })
+})
+
+// A restart under systemd (Restart=on-failure) after the broker was killed: the new serve is another
+// process on this host and in this pid namespace, and the killed one no longer runs.
+describe('a restart after the process changing the keyring was SIGKILLed', () => {
+  const keyStoreUrl = JSON.stringify(new URL('../../src/keys/key_store.ts', import.meta.url).href)
+
+  it('finds the lock that change left and takes it over at once, not after the 10 s wait', () => {
+    const dir = join(tempDir(), 'keys')
+    const killed = spawnSync(process.execPath, ['--input-type=module', '-e', `
+      const { KeyStore } = await import(${keyStoreUrl})
+      new KeyStore(${JSON.stringify(dir)}, { seam: { afterKeyFileWritten: () => process.kill(process.pid, 'SIGKILL') } }).ensureJwtKey('ES256', ${t})
+    `], { encoding: 'utf8', timeout: 10_000 })
+    expect(killed.signal).toBe('SIGKILL')
+    expect(existsSync(join(dir, '.keyring.lock'))).toBe(true)
+    const started = Date.now()
+    expect(new KeyStore(dir).ensureJwtKey('ES256', t).created).toBe(true)
+    expect(Date.now() - started).toBeLessThan(2_000)
+    expect(existsSync(join(dir, '.keyring.lock'))).toBe(false)
+  }, 20_000)
+
+  it('finds no lock when it was killed outside a change', () => {
+    const dir = join(tempDir(), 'keys')
+    const killed = spawnSync(process.execPath, ['--input-type=module', '-e', `
+      const { KeyStore } = await import(${keyStoreUrl})
+      new KeyStore(${JSON.stringify(dir)}).ensureJwtKey('ES256', ${t})
+      process.kill(process.pid, 'SIGKILL')
+    `], { encoding: 'utf8', timeout: 10_000 })
+    expect(killed.signal).toBe('SIGKILL')
+    expect(readdirSync(dir).filter((f) => f.startsWith('.keyring.lock'))).toEqual([])
+  }, 20_000)
 })
