@@ -45,7 +45,7 @@ export function withKeyringLock<T>(dir: string, waitMs: number, change: () => T)
       continue
     }
     if (Date.now() >= deadline) {
-      const who = holder === undefined ? 'another process' : `process ${holder.pid}${holder.host !== undefined && holder.host !== hostname() ? ` on ${holder.host}` : ''}`
+      const who = holder === undefined ? 'another process' : `process ${holder.pid}${whereElse(holder)}`
       throw new OperatorError('EKEYRINGLOCK', `the SciToken keyring is being changed by ${who} (${lock}); run this again once it is done, or remove ${lock} if no such process runs (it is taken over ${KEYRING_LOCK_STALE_MS / 1000} s after it was made)`)
     }
     Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 25)
@@ -115,6 +115,21 @@ function isGone(holder: LockOwner, heldHere: boolean): boolean {
   if (!processRuns(holder.pid)) return true
   const start = currentOwner(holder.pid).start
   return holder.start !== undefined && start !== undefined && holder.start !== start
+}
+
+/**
+ * Where a holder's pid means something when that is not here: a pid from another namespace is not one
+ * to look up in this one (a restarted container's broker is pid 1 itself and would find it running).
+ */
+function whereElse(holder: LockOwner): string {
+  if (holder.host !== undefined && holder.host !== hostname()) return ` on ${oneLine(holder.host)}`
+  if (holder.pidns !== undefined && holder.pidns !== currentOwner(process.pid).pidns) return ` in pid namespace ${oneLine(holder.pidns)}`
+  return ''
+}
+
+/** Text from the lock file as it may go into a one-line message: no control characters. */
+function oneLine(text: string): string {
+  return text.replace(/[\u0000-\u001f\u007f]/g, '?')
 }
 
 function currentOwner(pid: number): LockOwner {

@@ -71,6 +71,21 @@ describe('a keyring lock written on another host', () => {
     writeFileSync(join(dir, '.keyring.lock'), `${JSON.stringify({ pid: process.pid, host: hostname(), pidns: 'pid:[1]' })}\n`, { mode: 0o600 })
     expect(() => new KeyStore(dir, { lockWaitMs: 200 }).ensureJwtKey('ES256', t)).toThrow(/being changed by process/)
   })
+
+  it('is refused in one line when the host it names holds a line break', () => {
+    const dir = join(tempDir(), 'keys')
+    mkdirSync(dir, { mode: 0o700 })
+    writeFileSync(join(dir, '.keyring.lock'), `${JSON.stringify({ pid: 7, host: 'replica-b\ncondor-token-broker: all good' })}\n`, { mode: 0o600 })
+    expect(() => new KeyStore(dir, { lockWaitMs: 200 }).ensureJwtKey('ES256', t)).toThrow(/^[^\n]*process 7 on replica-b\?condor-token-broker: all good \(/)
+  })
+
+  it('is refused naming that pid namespace, not as a pid an operator would look up in this one (pid 1 is this broker)', () => {
+    const dir = join(tempDir(), 'keys')
+    mkdirSync(dir, { mode: 0o700 })
+    // What a container's broker killed while making its first key leaves for the restarted container.
+    writeFileSync(join(dir, '.keyring.lock'), `${JSON.stringify({ pid: 1, host: hostname(), pidns: 'pid:[4026532999]' })}\n`, { mode: 0o600 })
+    expect(() => new KeyStore(dir, { lockWaitMs: 200 }).ensureJwtKey('ES256', t)).toThrow(/being changed by process 1 in pid namespace pid:\[4026532999\] \(/)
+  })
 })
 
 // Neither a lock from another host or pid namespace (a container restarted after an OOM kill has a new
