@@ -34,17 +34,18 @@ export function withKeyringLock<T>(dir: string, waitMs: number, change: () => T)
   const mine = `${JSON.stringify({ ...currentOwner(process.pid), nonce: randomUUID() })}\n`
   const deadline = Date.now() + waitMs
   for (;;) {
-    if (tryCreate(lock, mine)) break
+    const attempt = tryCreate(lock, mine)
+    if (attempt.created) break
     const found = lstatOrNull(lock)
     if (found === null) continue // released meanwhile
     const text = readLockText(lock)
     const holder = text === undefined ? undefined : parseOwner(text)
-    if (Date.now() - found.mtimeMs > KEYRING_LOCK_STALE_MS || (holder !== undefined && isGone(holder, heldHere.has(lock)))) {
+    if (attempt.fsNow - found.mtimeMs > KEYRING_LOCK_STALE_MS || (holder !== undefined && isGone(holder, heldHere.has(lock)))) {
       takeOver(lock, found)
       continue
     }
     if (Date.now() >= deadline) {
-      const who = holder === undefined ? 'another process' : `process ${holder.pid}${holder.host !== undefined && holder.host !== hostname() ? ` on ${holder.host}` : ''}`
+      const who = holder === undefined ? 'another process' : `process ${holder.pid}${whereElse(holder)}`
       throw new OperatorError('EKEYRINGLOCK', `the SciToken keyring is being changed by ${who} (${lock}); run this again once it is done, or remove ${lock} if no such process runs (it is taken over ${KEYRING_LOCK_STALE_MS / 1000} s after it was made)`)
     }
     Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 25)
@@ -59,15 +60,23 @@ export function withKeyringLock<T>(dir: string, waitMs: number, change: () => T)
   }
 }
 
-function tryCreate(lock: string, content: string): boolean {
+/**
+ * Links a fresh lock into place. `fsNow` is the mtime of the temporary file just written: "now" by the
+ * clock that also stamped the lock found there. Over NFS that is the file server's, and this host's
+ * Date.now() minus it is off by their skew: a host two minutes ahead took a replica's fresh lock for stale.
+ */
+function tryCreate(lock: string, content: string): { created: boolean; fsNow: number } {
   const tmp = `${lock}.${process.pid}.${randomUUID()}.tmp`
   writeFileSync(tmp, content, { mode: 0o600, flag: 'wx' })
   try {
-    linkSync(tmp, lock)
-    return true
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false
-    throw err
+    const fsNow = lstatSync(tmp).mtimeMs
+    try {
+      linkSync(tmp, lock)
+      return { created: true, fsNow }
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') return { created: false, fsNow }
+      throw err
+    }
   } finally {
     rmSync(tmp, { force: true })
   }
@@ -106,6 +115,21 @@ function isGone(holder: LockOwner, heldHere: boolean): boolean {
   if (!processRuns(holder.pid)) return true
   const start = currentOwner(holder.pid).start
   return holder.start !== undefined && start !== undefined && holder.start !== start
+}
+
+/**
+ * Where a holder's pid means something when that is not here: a pid from another namespace is not one
+ * to look up in this one (a restarted container's broker is pid 1 itself and would find it running).
+ */
+function whereElse(holder: LockOwner): string {
+  if (holder.host !== undefined && holder.host !== hostname()) return ` on ${oneLine(holder.host)}`
+  if (holder.pidns !== undefined && holder.pidns !== currentOwner(process.pid).pidns) return ` in pid namespace ${oneLine(holder.pidns)}`
+  return ''
+}
+
+/** Text from the lock file as it may go into a one-line message: no control characters. */
+function oneLine(text: string): string {
+  return text.replace(/[\u0000-\u001f\u007f]/g, '?')
 }
 
 function currentOwner(pid: number): LockOwner {

@@ -1,8 +1,8 @@
 import { spawnSync } from 'node:child_process'
-import { existsSync, mkdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs'
 import { hostname } from 'node:os'
 import { join } from 'node:path'
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, vi } from 'vitest'
 import { KeyStore } from '../../src/keys/key_store.ts'
 import { tempDir } from '../support/tmp.ts'
 
@@ -71,6 +71,21 @@ describe('a keyring lock written on another host', () => {
     writeFileSync(join(dir, '.keyring.lock'), `${JSON.stringify({ pid: process.pid, host: hostname(), pidns: 'pid:[1]' })}\n`, { mode: 0o600 })
     expect(() => new KeyStore(dir, { lockWaitMs: 200 }).ensureJwtKey('ES256', t)).toThrow(/being changed by process/)
   })
+
+  it('is refused in one line when the host it names holds a line break', () => {
+    const dir = join(tempDir(), 'keys')
+    mkdirSync(dir, { mode: 0o700 })
+    writeFileSync(join(dir, '.keyring.lock'), `${JSON.stringify({ pid: 7, host: 'replica-b\ncondor-token-broker: all good' })}\n`, { mode: 0o600 })
+    expect(() => new KeyStore(dir, { lockWaitMs: 200 }).ensureJwtKey('ES256', t)).toThrow(/^[^\n]*process 7 on replica-b\?condor-token-broker: all good \(/)
+  })
+
+  it('is refused naming that pid namespace, not as a pid an operator would look up in this one (pid 1 is this broker)', () => {
+    const dir = join(tempDir(), 'keys')
+    mkdirSync(dir, { mode: 0o700 })
+    // What a container's broker killed while making its first key leaves for the restarted container.
+    writeFileSync(join(dir, '.keyring.lock'), `${JSON.stringify({ pid: 1, host: hostname(), pidns: 'pid:[4026532999]' })}\n`, { mode: 0o600 })
+    expect(() => new KeyStore(dir, { lockWaitMs: 200 }).ensureJwtKey('ES256', t)).toThrow(/being changed by process 1 in pid namespace pid:\[4026532999\] \(/)
+  })
 })
 
 // Neither a lock from another host or pid namespace (a container restarted after an OOM kill has a new
@@ -133,5 +148,56 @@ describe('a keyring lock that is no regular file', () => {
     `], { encoding: 'utf8', timeout: 5_000 })
     expect(child.signal).toBeNull()
     expect(child.stdout).toMatch(/being changed by another process/)
+  }, 20_000)
+})
+
+// Replicas sharing keys/ over NFS: a file's mtime is set by the file server's clock, not this host's.
+// A lock's age read as this host's clock minus the server's mtime is off by their skew: a host whose
+// clock runs two minutes ahead took every fresh lock of another replica for stale and two changes ran.
+describe('a keyring lock on a file system whose clock differs from this host\'s', () => {
+  it('is not taken over while fresh when this host\'s clock runs 200 s ahead of the file system\'s', () => {
+    const dir = join(tempDir(), 'keys')
+    mkdirSync(dir, { mode: 0o700 })
+    const lock = join(dir, '.keyring.lock')
+    writeFileSync(lock, `${JSON.stringify({ pid: 4242, host: 'replica-b.example.org' })}\n`, { mode: 0o600 })
+    const real = Date.now.bind(Date)
+    const skew = vi.spyOn(Date, 'now').mockImplementation(() => real() + 200_000)
+    try {
+      expect(() => new KeyStore(dir, { lockWaitMs: 200 }).ensureJwtKey('ES256', t)).toThrow(/process 4242 on replica-b\.example\.org/)
+    } finally {
+      skew.mockRestore()
+    }
+    expect(existsSync(lock)).toBe(true)
+  })
+})
+
+// A restart under systemd (Restart=on-failure) after the broker was killed: the new serve is another
+// process on this host and in this pid namespace, and the killed one no longer runs.
+describe('a restart after the process changing the keyring was SIGKILLed', () => {
+  const keyStoreUrl = JSON.stringify(new URL('../../src/keys/key_store.ts', import.meta.url).href)
+
+  it('finds the lock that change left and takes it over at once, not after the 10 s wait', () => {
+    const dir = join(tempDir(), 'keys')
+    const killed = spawnSync(process.execPath, ['--input-type=module', '-e', `
+      const { KeyStore } = await import(${keyStoreUrl})
+      new KeyStore(${JSON.stringify(dir)}, { seam: { afterKeyFileWritten: () => process.kill(process.pid, 'SIGKILL') } }).ensureJwtKey('ES256', ${t})
+    `], { encoding: 'utf8', timeout: 10_000 })
+    expect(killed.signal).toBe('SIGKILL')
+    expect(existsSync(join(dir, '.keyring.lock'))).toBe(true)
+    const started = Date.now()
+    expect(new KeyStore(dir).ensureJwtKey('ES256', t).created).toBe(true)
+    expect(Date.now() - started).toBeLessThan(2_000)
+    expect(existsSync(join(dir, '.keyring.lock'))).toBe(false)
+  }, 20_000)
+
+  it('finds no lock when it was killed outside a change', () => {
+    const dir = join(tempDir(), 'keys')
+    const killed = spawnSync(process.execPath, ['--input-type=module', '-e', `
+      const { KeyStore } = await import(${keyStoreUrl})
+      new KeyStore(${JSON.stringify(dir)}).ensureJwtKey('ES256', ${t})
+      process.kill(process.pid, 'SIGKILL')
+    `], { encoding: 'utf8', timeout: 10_000 })
+    expect(killed.signal).toBe('SIGKILL')
+    expect(readdirSync(dir).filter((f) => f.startsWith('.keyring.lock'))).toEqual([])
   }, 20_000)
 })
