@@ -1,5 +1,5 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync, createHash } from 'node:crypto'
-import { closeSync, constants, existsSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs'
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { basename, join } from 'node:path'
 import { OperatorError } from '../errors.ts'
 import type { AsymmetricAlg } from '../issuance/jws.ts'
@@ -315,17 +315,12 @@ export class KeyStore {
    * still one of the broker's keys).
    */
   private ownKeyAlg(kid: string): AsymmetricAlg | undefined {
-    let fd: number | undefined
     try {
-      // Non-blocking, regular files only, as readSecretFile: a FIFO would block with the keyring lock held.
-      fd = openSync(join(this.jwtDir, `${kid}.pem`), constants.O_RDONLY | constants.O_NONBLOCK)
-      if (!fstatSync(fd).isFile()) return undefined
-      const key = createPrivateKey(readFileSync(fd))
+      // Non-blocking, regular files only (readSecretFile): a FIFO would block with the keyring lock held.
+      const key = createPrivateKey(readSecretFile(join(this.jwtDir, `${kid}.pem`), { anyMode: true }))
       return jwkThumbprint(createPublicKey(key)) === kid ? algForKey(key) : undefined
     } catch {
       return undefined
-    } finally {
-      if (fd !== undefined) closeSync(fd)
     }
   }
 

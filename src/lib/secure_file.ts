@@ -13,9 +13,11 @@ import { OperatorError } from '../errors.ts'
  * Symlinks are followed on purpose (no O_NOFOLLOW): certbot's live/ keys and Kubernetes secret volumes are
  * symlinks, and the mode checked is that of the file they name, the one read. O_NONBLOCK so a FIFO at the
  * path is refused by the check below instead of blocking start-up until something writes to it; it changes
- * nothing for a regular file. `seam.beforeRead` runs between the check and the read (tests).
+ * nothing for a regular file. `seam.beforeRead` runs between the check and the read (tests). `anyMode` skips
+ * the mode check only, for a file judged by its content rather than its mode (keys rotate --compromised
+ * recognising one of the broker's keys restored with a looser mode).
  */
-export function readSecretFile(path: string, seam: { beforeRead?: () => void } = {}): Buffer {
+export function readSecretFile(path: string, seam: { beforeRead?: () => void; anyMode?: boolean } = {}): Buffer {
   let fd: number
   try {
     fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK)
@@ -26,7 +28,7 @@ export function readSecretFile(path: string, seam: { beforeRead?: () => void } =
     const st = fstatSync(fd)
     if (!st.isFile()) throw new OperatorError('ENOTFILE', `${path} is not a regular file`)
     const mode = st.mode & 0o777
-    if (mode & 0o077) {
+    if (!seam.anyMode && mode & 0o077) {
       throw new OperatorError(
         'EPERMS',
         `${path} has mode ${mode.toString(8).padStart(4, '0')}; key and token files must not be accessible to group or other (chmod 600 ${path})`,
